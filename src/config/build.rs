@@ -1,0 +1,543 @@
+//! Raw config -> checked `Snapshot`, collecting every error with its field path.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::access_log_format::{LogFormat, DEFAULT_FORMAT};
+use super::duration::parse_duration;
+use super::locate;
+use super::model::*;
+use super::raw::*;
+
+/// One problem in a config, located by field path and (when known) line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "line {l}: {}: {}", self.path, self.message),
+            None => write!(f, "{}: {}", self.path, self.message),
+        }
+    }
+}
+
+/// Every error found in one config.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl ConfigErrors {
+    fn one(path: &str, message: impl Into<String>) -> Self {
+        ConfigErrors(vec![ConfigError {
+            path: path.to_string(),
+            line: None,
+            message: message.into(),
+        }])
+    }
+}
+
+/// Reads and checks a config file.
+pub fn load_file(path: &str) -> Result<Snapshot, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::one("(file)", format!("cannot read {path}: {e}")))?;
+    parse_str(&text)
+}
+
+/// Parses and checks config text (the native YAML format).
+pub fn parse_str(text: &str) -> Result<Snapshot, ConfigErrors> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    let raw: RawConfig = match serde_path_to_error::deserialize(de) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.location().map(|l| l.line());
+            let mut message = inner.to_string();
+            // serde_yaml appends " at line L column C"; we report the line separately.
+            if let Some(cut) = message.find(" at line ") {
+                message.truncate(cut);
+            }
+            return Err(ConfigErrors(vec![ConfigError {
+                path: if path == "." { "(root)".into() } else { path },
+                line,
+                message,
+            }]));
+        }
+    };
+    let mut b = Builder { errors: Vec::new() };
+    let snapshot = b.config(&raw, text);
+    if b.errors.is_empty() {
+        if let Some(s) = snapshot {
+            return Ok(s);
+        }
+    }
+    let lines = locate::line_map(text);
+    let mut errors = b.errors;
+    for e in &mut errors {
+        e.line = locate::line_of(&lines, &e.path);
+    }
+    if errors.is_empty() {
+        errors.push(ConfigError {
+            path: "(root)".into(),
+            line: None,
+            message: "invalid config".into(),
+        });
+    }
+    Err(ConfigErrors(errors))
+}
+
+struct Builder {
+    errors: Vec<ConfigError>,
+}
+
+impl Builder {
+    fn err(&mut self, path: String, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path,
+            line: None,
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, path: String, v: &Option<String>, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s) {
+                Ok(d) => d,
+                Err(m) => {
+                    self.err(path, m);
+                    default
+                }
+            },
+        }
+    }
+
+    fn positive_duration(&mut self, path: String, v: &Option<String>, default: Duration) -> Duration {
+        let d = self.duration(path.clone(), v, default);
+        if d.is_zero() {
+            self.err(path, "must be greater than zero");
+            return default;
+        }
+        d
+    }
+
+    fn resolve(&mut self, path: String, host: &str, port: u16) -> Option<SocketAddr> {
+        match (host, port).to_socket_addrs() {
+            Ok(mut it) => match it.next() {
+                Some(a) => Some(a),
+                None => {
+                    self.err(path, format!("`{host}` resolves to no address"));
+                    None
+                }
+            },
+            Err(e) => {
+                self.err(path, format!("`{host}` does not resolve: {e}"));
+                None
+            }
+        }
+    }
+
+    fn unique<'a>(&mut self, kind: &str, names: impl Iterator<Item = &'a str>) {
+        let mut seen = HashSet::new();
+        for (i, n) in names.enumerate() {
+            if n.is_empty() {
+                self.err(format!("{kind}[{i}].name"), "must not be empty");
+            } else if !seen.insert(n) {
+                self.err(format!("{kind}[{i}].name"), format!("duplicate name `{n}`"));
+            }
+        }
+    }
+
+    fn config(&mut self, raw: &RawConfig, text: &str) -> Option<Snapshot> {
+        let admin = raw
+            .admin
+            .as_ref()
+            .and_then(|a| self.resolve("admin.address".into(), &a.address, a.port));
+        let runtime = raw.runtime.as_ref();
+        let concurrency = runtime.and_then(|r| r.concurrency);
+        if concurrency == Some(0) {
+            self.err("runtime.concurrency".into(), "must be at least 1 (omit it for one worker per CPU)");
+        }
+        let drain_timeout = self.duration(
+            "runtime.drain_timeout".into(),
+            &runtime.and_then(|r| r.drain_timeout.clone()),
+            Duration::from_secs(10),
+        );
+
+        self.unique("clusters", raw.clusters.iter().map(|c| c.name.as_str()));
+        self.unique("route_tables", raw.route_tables.iter().map(|c| c.name.as_str()));
+        self.unique("listeners", raw.listeners.iter().map(|c| c.name.as_str()));
+
+        let clusters: Vec<Arc<Cluster>> = raw
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Arc::new(self.cluster(i, c)))
+            .collect();
+        let route_tables: Vec<RouteTable> = raw
+            .route_tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.route_table(i, t, &clusters))
+            .collect();
+        let mut listeners = Vec::new();
+        let mut addrs = HashSet::new();
+        for (i, l) in raw.listeners.iter().enumerate() {
+            if let Some(l) = self.listener(i, l, &route_tables) {
+                if !addrs.insert(l.addr) {
+                    self.err(format!("listeners[{i}].port"), format!("address {} is used by another listener", l.addr));
+                }
+                if Some(l.addr) == admin {
+                    self.err(format!("listeners[{i}].port"), "address is the admin address");
+                }
+                listeners.push(l);
+            }
+        }
+        if !self.errors.is_empty() {
+            return None;
+        }
+        let dump = serde_yaml::from_str::<serde_json::Value>(text).unwrap_or(serde_json::Value::Null);
+        Some(Snapshot {
+            version: 0,
+            admin,
+            concurrency,
+            drain_timeout,
+            listeners,
+            route_tables,
+            clusters,
+            dump,
+        })
+    }
+
+    fn listener(&mut self, i: usize, l: &RawListener, tables: &[RouteTable]) -> Option<Listener> {
+        let p = format!("listeners[{i}]");
+        let addr = self.resolve(format!("{p}.address"), &l.address, l.port);
+        let route_table = tables.iter().position(|t| t.name == l.route_table);
+        if route_table.is_none() {
+            self.err(format!("{p}.route_table"), format!("no route table named `{}`", l.route_table));
+        }
+        let d = Limits::default();
+        let rl = l.limits.as_ref();
+        let limits = Limits {
+            max_request_line_bytes: rl.and_then(|r| r.max_request_line_bytes).unwrap_or(d.max_request_line_bytes),
+            max_header_bytes: rl.and_then(|r| r.max_header_bytes).unwrap_or(d.max_header_bytes),
+            max_headers: rl.and_then(|r| r.max_headers).unwrap_or(d.max_headers),
+        };
+        if !(64..=1 << 20).contains(&limits.max_request_line_bytes) {
+            self.err(format!("{p}.limits.max_request_line_bytes"), "must be between 64 and 1048576");
+        }
+        if !(256..=1 << 20).contains(&limits.max_header_bytes) {
+            self.err(format!("{p}.limits.max_header_bytes"), "must be between 256 and 1048576");
+        }
+        if !(1..=MAX_HEADERS_CAP).contains(&limits.max_headers) {
+            self.err(format!("{p}.limits.max_headers"), format!("must be between 1 and {MAX_HEADERS_CAP}"));
+        }
+        let idle_timeout = self.positive_duration(format!("{p}.idle_timeout"), &l.idle_timeout, Duration::from_secs(300));
+        let access_log = l.access_log.as_ref().and_then(|a| {
+            let format = match LogFormat::parse(a.format.as_deref().unwrap_or(DEFAULT_FORMAT)) {
+                Ok(f) => f,
+                Err(m) => {
+                    self.err(format!("{p}.access_log.format"), m);
+                    return None;
+                }
+            };
+            if a.path.is_empty() {
+                self.err(format!("{p}.access_log.path"), "must be a file path or `stdout`");
+                return None;
+            }
+            let path = if a.path == "stdout" { None } else { Some(a.path.clone()) };
+            Some(AccessLog { path, format })
+        });
+        let backlog = l.backlog.unwrap_or(1024);
+        if backlog == 0 {
+            self.err(format!("{p}.backlog"), "must be at least 1");
+        }
+        Some(Listener {
+            name: l.name.clone(),
+            addr: addr?,
+            route_table: route_table?,
+            limits,
+            idle_timeout,
+            backlog,
+            access_log,
+        })
+    }
+
+    fn route_table(&mut self, i: usize, t: &RawRouteTable, clusters: &[Arc<Cluster>]) -> RouteTable {
+        let p = format!("route_tables[{i}]");
+        let mut seen_domains = HashSet::new();
+        let virtual_hosts = t
+            .virtual_hosts
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let vp = format!("{p}.virtual_hosts[{j}]");
+                if v.domains.is_empty() {
+                    self.err(format!("{vp}.domains"), "must list at least one domain");
+                }
+                let domains = v
+                    .domains
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, d)| {
+                        let dp = format!("{vp}.domains[{k}]");
+                        let d = d.to_ascii_lowercase();
+                        if !seen_domains.insert(d.clone()) {
+                            self.err(dp.clone(), format!("domain `{d}` is claimed by more than one virtual host"));
+                        }
+                        self.domain(dp, &d)
+                    })
+                    .collect();
+                let routes = v
+                    .routes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, r)| self.route(format!("{vp}.routes[{k}]"), r, clusters))
+                    .collect();
+                VirtualHost {
+                    name: v.name.clone(),
+                    domains,
+                    routes,
+                }
+            })
+            .collect();
+        RouteTable {
+            name: t.name.clone(),
+            virtual_hosts,
+        }
+    }
+
+    fn domain(&mut self, path: String, d: &str) -> Option<DomainMatch> {
+        let valid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:_[]".contains(&b));
+        let m = if d == "*" {
+            DomainMatch::Any
+        } else if let Some(rest) = d.strip_prefix('*') {
+            if !rest.starts_with('.') && !rest.starts_with('-') || !valid(rest) {
+                self.err(path, format!("`{d}`: a leading wildcard must be followed by `.` or `-` and a name"));
+                return None;
+            }
+            DomainMatch::Suffix(rest.to_string())
+        } else if let Some(rest) = d.strip_suffix('*') {
+            if !valid(rest) {
+                self.err(path, format!("`{d}` is not a valid domain"));
+                return None;
+            }
+            DomainMatch::Prefix(rest.to_string())
+        } else if valid(d) {
+            DomainMatch::Exact(d.to_string())
+        } else {
+            self.err(path, format!("`{d}` is not a valid domain"));
+            return None;
+        };
+        Some(m)
+    }
+
+    fn route(&mut self, p: String, r: &RawRoute, clusters: &[Arc<Cluster>]) -> Option<Route> {
+        let m = &r.matcher;
+        let path = match (&m.path, &m.prefix) {
+            (Some(x), None) => PathMatch::Exact(x.clone()),
+            (None, Some(x)) => PathMatch::Prefix(x.clone()),
+            _ => {
+                self.err(format!("{p}.match"), "set exactly one of `path` and `prefix`");
+                return None;
+            }
+        };
+        match &path {
+            PathMatch::Exact(x) | PathMatch::Prefix(x) if !x.starts_with('/') => {
+                self.err(format!("{p}.match"), format!("`{x}` must start with `/`"));
+            }
+            _ => {}
+        }
+        let headers = m
+            .headers
+            .iter()
+            .enumerate()
+            .filter_map(|(k, h)| {
+                let hp = format!("{p}.match.headers[{k}]");
+                let kind = match (&h.exact, &h.prefix, h.present) {
+                    (Some(v), None, None) => HeaderMatchKind::Exact(v.as_bytes().to_vec()),
+                    (None, Some(v), None) => HeaderMatchKind::Prefix(v.as_bytes().to_vec()),
+                    (None, None, Some(b)) => HeaderMatchKind::Present(b),
+                    _ => {
+                        self.err(hp, "set exactly one of `exact`, `prefix` and `present`");
+                        return None;
+                    }
+                };
+                if h.name.is_empty() || !h.name.bytes().all(is_tchar) {
+                    self.err(format!("{hp}.name"), format!("`{}` is not a valid header name", h.name));
+                    return None;
+                }
+                Some(HeaderMatch {
+                    name: h.name.to_ascii_lowercase(),
+                    kind,
+                    invert: h.invert,
+                })
+            })
+            .collect();
+        let action = match (&r.cluster, &r.direct_response) {
+            (Some(name), None) => {
+                let timeout = self.duration(format!("{p}.timeout"), &r.timeout, Duration::from_secs(15));
+                match clusters.iter().position(|c| &c.name == name) {
+                    Some(cluster) => RouteAction::Cluster { cluster, timeout },
+                    None => {
+                        self.err(format!("{p}.cluster"), format!("no cluster named `{name}`"));
+                        return None;
+                    }
+                }
+            }
+            (None, Some(d)) => {
+                if !(200..=599).contains(&d.status) {
+                    self.err(format!("{p}.direct_response.status"), "must be between 200 and 599");
+                }
+                if let Some(ct) = &d.content_type {
+                    if ct.bytes().any(|b| b < 0x20 || b == 0x7f) {
+                        self.err(format!("{p}.direct_response.content_type"), "must not contain control characters");
+                    }
+                }
+                RouteAction::Direct(DirectResponse {
+                    status: d.status,
+                    body: Bytes::from(d.body.clone().unwrap_or_default()),
+                    content_type: d.content_type.clone(),
+                })
+            }
+            _ => {
+                self.err(p, "set exactly one of `cluster` and `direct_response`");
+                return None;
+            }
+        };
+        Some(Route { path, headers, action })
+    }
+
+    fn cluster(&mut self, i: usize, c: &RawCluster) -> Cluster {
+        let p = format!("clusters[{i}]");
+        let connect_timeout = self.positive_duration(format!("{p}.connect_timeout"), &c.connect_timeout, Duration::from_secs(5));
+        let lb_policy = match c.lb_policy.as_deref() {
+            None | Some("round_robin") => LbPolicy::RoundRobin,
+            Some("least_request") => LbPolicy::LeastRequest,
+            Some("random") => LbPolicy::Random,
+            Some(other) => {
+                self.err(
+                    format!("{p}.lb_policy"),
+                    format!("unknown policy `{other}` (use round_robin, least_request or random)"),
+                );
+                LbPolicy::RoundRobin
+            }
+        };
+        let endpoints = c
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter_map(|(j, e)| {
+                let ep = format!("{p}.endpoints[{j}]");
+                let weight = e.weight.unwrap_or(1);
+                if !(1..=1000).contains(&weight) {
+                    self.err(format!("{ep}.weight"), "must be between 1 and 1000");
+                }
+                if e.port == 0 {
+                    self.err(format!("{ep}.port"), "must not be 0");
+                }
+                let addr = self.resolve(format!("{ep}.address"), &e.address, e.port)?;
+                Some(Endpoint { addr, weight })
+            })
+            .collect();
+        let d = PoolLimits::default();
+        let rp = c.pool.as_ref();
+        let pool = PoolLimits {
+            max_idle_per_endpoint: rp.and_then(|r| r.max_idle_per_endpoint).unwrap_or(d.max_idle_per_endpoint),
+            idle_timeout: self.positive_duration(
+                format!("{p}.pool.idle_timeout"),
+                &rp.and_then(|r| r.idle_timeout.clone()),
+                d.idle_timeout,
+            ),
+        };
+        Cluster {
+            name: c.name.clone(),
+            connect_timeout,
+            lb_policy,
+            endpoints,
+            pool,
+        }
+    }
+}
+
+/// RFC 9110 token characters.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "
+listeners:
+  - name: l
+    address: 127.0.0.1
+    port: 10000
+    route_table: main
+route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: ['*', 'api.example.com', '*.example.org']
+        routes:
+          - match: { prefix: / }
+            cluster: backend
+clusters:
+  - name: backend
+    endpoints:
+      - { address: 127.0.0.1, port: 9000 }
+";
+
+    #[test]
+    fn good_config_builds() {
+        let s = parse_str(GOOD).unwrap();
+        assert_eq!(s.listeners.len(), 1);
+        assert_eq!(s.route_tables[0].virtual_hosts[0].domains.len(), 3);
+        assert_eq!(s.clusters[0].connect_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_path_and_line() {
+        let bad = GOOD.replace("cluster: backend", "cluster: nope").replace("port: 9000", "port: 9000, weight: 0");
+        let errs = parse_str(&bad).unwrap_err().0;
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        let route = errs.iter().find(|e| e.path.ends_with(".cluster")).unwrap();
+        assert_eq!(route.path, "route_tables[0].virtual_hosts[0].routes[0].cluster");
+        assert_eq!(route.line, Some(14));
+        assert!(errs.iter().any(|e| e.path == "clusters[0].endpoints[0].weight" && e.line == Some(18)));
+    }
+
+    #[test]
+    fn unknown_field_names_path_and_line() {
+        let bad = GOOD.replace("    route_table: main", "    route_table: main\n    colour: red");
+        let errs = parse_str(&bad).unwrap_err().0;
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].path, "listeners[0].colour");
+        assert!(errs[0].message.contains("colour"), "{}", errs[0].message);
+        assert_eq!(errs[0].line, Some(7));
+    }
+}

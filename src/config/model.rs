@@ -1,0 +1,178 @@
+//! The checked domain model every config source translates into.
+//!
+//! A `Snapshot` is immutable once built: the control executor builds one, wraps it in an
+//! `Arc` and hands it to every worker. Cross references (listener -> route table, route ->
+//! cluster) are resolved to indices at build time, so the request path never looks up a
+//! name and never meets a dangling reference.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::access_log_format::LogFormat;
+
+/// One complete, valid configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Monotonic version assigned by the control executor (1 for the first config).
+    pub version: u64,
+    pub admin: Option<SocketAddr>,
+    pub concurrency: Option<usize>,
+    pub drain_timeout: Duration,
+    pub listeners: Vec<Listener>,
+    pub route_tables: Vec<RouteTable>,
+    pub clusters: Vec<Arc<Cluster>>,
+    /// The config as JSON, for `/config_dump`.
+    pub dump: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub route_table: usize,
+    pub limits: Limits,
+    pub idle_timeout: Duration,
+    pub backlog: u32,
+    pub access_log: Option<AccessLog>,
+}
+
+/// Per-listener limits on the request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_request_line_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+}
+
+/// The largest header count a listener may allow (the parser's stack array size).
+pub const MAX_HEADERS_CAP: usize = 256;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_line_bytes: 16 * 1024,
+            max_header_bytes: 60 * 1024,
+            max_headers: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLog {
+    /// `None` is stdout.
+    pub path: Option<String>,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct RouteTable {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct VirtualHost {
+    pub name: String,
+    pub domains: Vec<DomainMatch>,
+    pub routes: Vec<Route>,
+}
+
+/// How a virtual host claims a Host header. Names are stored lower-case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainMatch {
+    /// `example.com`
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com` (the `*` matches one or more characters).
+    Suffix(String),
+    /// `example.*`, stored as `example.`.
+    Prefix(String),
+    /// `*`
+    Any,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Route {
+    pub path: PathMatch,
+    pub headers: Vec<HeaderMatch>,
+    pub action: RouteAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMatch {
+    /// Lower-case header name.
+    pub name: String,
+    pub kind: HeaderMatchKind,
+    pub invert: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderMatchKind {
+    Exact(Vec<u8>),
+    Prefix(Vec<u8>),
+    Present(bool),
+}
+
+#[derive(Debug, PartialEq)]
+pub enum RouteAction {
+    Cluster { cluster: usize, timeout: Duration },
+    Direct(DirectResponse),
+}
+
+#[derive(Debug, PartialEq)]
+pub struct DirectResponse {
+    pub status: u16,
+    pub body: Bytes,
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    pub connect_timeout: Duration,
+    pub lb_policy: LbPolicy,
+    pub endpoints: Vec<Endpoint>,
+    pub pool: PoolLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    Random,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLimits {
+    pub max_idle_per_endpoint: usize,
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            max_idle_per_endpoint: 1024,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Snapshot {
+    pub fn cluster_index(&self, name: &str) -> Option<usize> {
+        self.clusters.iter().position(|c| c.name == name)
+    }
+}

@@ -1,0 +1,7 @@
+//! Outrigger: a thread-per-core service-mesh sidecar proxy.
+//!
+//! Layers, top to bottom: `runtime` (threads, signals, config fan-out) -> `admin` ->
+//! `listener` -> `http` (connection manager, HTTP/1 codec, router) -> `upstream`
+//! (clusters, load balancing, pools) -> `observe` (stats, access log) -> `config`.
+
+pub mod config;
