@@ -5,3 +5,6 @@
 //! (clusters, load balancing, pools) -> `observe` (stats, access log) -> `config`.
 
 pub mod config;
+pub mod http;
+pub mod observe;
+pub mod upstream;

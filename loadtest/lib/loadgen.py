@@ -1,0 +1,178 @@
+"""Load generators: wrk (closed loop), oha (open loop), and a small
+idle-connection holder. All of them target 127.0.0.1 only and are bounded."""
+
+from __future__ import annotations
+
+import errno
+import json
+import selectors
+import socket
+import time
+
+from .util import CONFIGS, HarnessError, run
+
+
+def _assert_loopback(url: str) -> None:
+    if not url.startswith("http://127.0.0.1:"):
+        raise HarnessError(f"refusing to send load to {url}: loopback only")
+
+
+def _result(tool, requests, duration_s, nbytes, errors, lat_us, non2xx, raw_tail=""):
+    return {
+        "tool": tool, "requests": int(requests), "duration_s": duration_s,
+        "rps": requests / duration_s if duration_s > 0 else 0.0,
+        "bytes": int(nbytes), "errors": errors,
+        "socket_errors": sum(v for k, v in errors.items() if k != "status"),
+        "non2xx": int(non2xx), "lat_us": lat_us, "raw_tail": raw_tail,
+    }
+
+
+def wrk(tools, url: str, conns: int, duration: int, cpus: str,
+        body_bytes: int = 0, path: str = "/") -> dict:
+    """Closed loop: `conns` keep-alive connections as fast as they go."""
+    _assert_loopback(url)
+    threads = max(1, min(len(cpus.split(",")), conns))
+    cmd = ["taskset", "-c", cpus, tools["wrk"], "-t", str(threads), "-c", str(conns),
+           "-d", f"{duration}s", "--timeout", "5s", "-s", str(CONFIGS / "wrk-report.lua"),
+           url + path]
+    if body_bytes:
+        cmd += ["--", str(body_bytes)]
+    res = run(cmd, timeout=duration + 30, check=False)
+    line = next((l for l in res.stdout.splitlines() if l.startswith("WRK_JSON ")), None)
+    if res.returncode != 0 or line is None:
+        raise HarnessError(f"wrk failed ({res.returncode}): "
+                           f"{(res.stderr or res.stdout).strip()[-300:]}")
+    d = json.loads(line[len("WRK_JSON "):])
+    errors = {k: int(d[k]) for k in ("connect", "read", "write", "timeout", "status")}
+    lat = {k: d[k] for k in ("p50", "p90", "p99", "p999", "max", "mean")}
+    # wrk counts 4xx/5xx as "status" errors; the upstream never answers 3xx.
+    return _result("wrk", d["requests"], d["duration_us"] / 1e6, d["bytes"], errors,
+                   lat, errors["status"], res.stdout.strip()[-400:])
+
+
+def oha(tools, url: str, rate: int, conns: int, duration: int, cpus: str) -> dict:
+    """Open loop: `rate` requests/s on `conns` connections, latency measured
+    from each request's scheduled start (--latency-correction)."""
+    _assert_loopback(url)
+    cmd = ["taskset", "-c", cpus, tools["oha"], "--no-tui", "--output-format", "json",
+           "-z", f"{duration}s", "-c", str(conns), "-q", str(rate),
+           "--latency-correction", "--wait-ongoing-requests-after-deadline", url + "/"]
+    res = run(cmd, timeout=duration + 60, check=False)
+    try:
+        d = json.loads(res.stdout)
+    except json.JSONDecodeError:
+        raise HarnessError(f"oha failed ({res.returncode}): "
+                           f"{(res.stderr or res.stdout).strip()[-300:]}")
+    summary = d.get("summary", {})
+    codes = {int(k): int(v) for k, v in (d.get("statusCodeDistribution") or {}).items()}
+    errs = d.get("errorDistribution") or {}
+    ok = sum(v for k, v in codes.items() if 200 <= k < 300)
+    non2xx = sum(v for k, v in codes.items() if not 200 <= k < 300)
+    pct = d.get("latencyPercentiles") or {}
+    sec = lambda key: (pct.get(key) or 0.0) * 1e6   # noqa: E731  seconds -> us
+    lat = {"p50": sec("p50"), "p90": sec("p90"), "p99": sec("p99"), "p999": sec("p99.9"),
+           "max": (summary.get("slowest") or 0) * 1e6,
+           "mean": (summary.get("average") or 0) * 1e6}
+    total_s = summary.get("total") or float(duration)
+    errors = {"other": sum(int(v) for v in errs.values()), "status": non2xx}
+    out = _result("oha", ok + non2xx, total_s, summary.get("sizePerSec", 0) * total_s,
+                  errors, lat, non2xx, json.dumps(errs)[:400])
+    out["rate"] = rate
+    return out
+
+
+class IdleHolder:
+    """Opens `n` keep-alive connections, sends one GET on each (at most
+    `window` in flight), checks each answer is 200, then keeps them open."""
+
+    def __init__(self, port: int, n: int, window: int = 64, timeout: float = 60) -> None:
+        self.port, self.n, self.window, self.timeout = port, n, window, timeout
+        self.socks: list[socket.socket] = []
+        self.ok = 0
+        self.failed = 0
+
+    def open(self) -> None:
+        req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n\r\n".encode()
+        sel = selectors.DefaultSelector()
+        deadline = time.monotonic() + self.timeout
+        started = 0
+        inflight: dict[socket.socket, bytearray] = {}
+        try:
+            while (started < self.n or inflight) and time.monotonic() < deadline:
+                while started < self.n and len(inflight) < self.window:
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    s.setblocking(False)
+                    err = s.connect_ex(("127.0.0.1", self.port))
+                    if err not in (0, errno.EINPROGRESS):
+                        s.close()
+                        self.failed += 1
+                    else:
+                        inflight[s] = bytearray()
+                        self.socks.append(s)
+                        sel.register(s, selectors.EVENT_WRITE)
+                    started += 1
+                for key, mask in sel.select(timeout=0.5):
+                    s = key.fileobj
+                    if mask & selectors.EVENT_WRITE:
+                        try:
+                            s.send(req)
+                        except OSError:
+                            self._done(sel, inflight, s, False)
+                            continue
+                        sel.modify(s, selectors.EVENT_READ)
+                    else:
+                        self._read(sel, inflight, s)
+        finally:
+            for s in list(inflight):
+                self._done(sel, inflight, s, False)
+            sel.close()
+
+    def _read(self, sel, inflight, s) -> None:
+        try:
+            data = s.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self._done(sel, inflight, s, False)
+            return
+        buf = inflight[s]
+        buf += data
+        head_end = buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        head = bytes(buf[:head_end]).decode("latin-1").lower()
+        length = 0
+        for line in head.split("\r\n")[1:]:
+            if line.startswith("content-length:"):
+                length = int(line.split(":", 1)[1])
+        if len(buf) >= head_end + 4 + length:
+            self._done(sel, inflight, s, head.startswith("http/1.1 200"))
+
+    def _done(self, sel, inflight, s, ok: bool) -> None:
+        sel.unregister(s)
+        inflight.pop(s, None)
+        if ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+
+    def alive(self) -> int:
+        """Connections still open (peer has not closed them)."""
+        n = 0
+        for s in self.socks:
+            try:
+                data = s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                n += 1 if data else 0
+            except BlockingIOError:
+                n += 1
+            except OSError:
+                pass
+        return n
+
+    def close(self) -> None:
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+        self.socks = []

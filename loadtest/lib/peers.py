@@ -1,0 +1,288 @@
+"""The upstream (nginx) and the peers: direct, outrigger, envoy, haproxy.
+
+Every proxy is started under `taskset -c PROXY_CPUS` with the same worker
+count, from a template in loadtest/configs/ rendered into loadtest/.work/.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+
+from . import util
+from .util import CONFIGS, HarnessError, http, kill, log, render, spawn, wait_until
+
+BODY = b"hello world\n"
+BLOBS = {"64k": 64 * 1024, "1m": 1024 * 1024}
+
+
+class Settings:
+    def __init__(self, tools, work: Path, workers: int, proxy_cpus: str,
+                 client_cpus: str) -> None:
+        self.tools, self.work, self.workers = tools, work, workers
+        self.proxy_cpus, self.client_cpus = proxy_cpus, client_cpus
+
+
+def _snippet(name: str, values: dict) -> str:
+    """A template fragment (comment lines dropped) with placeholders filled."""
+    lines = [l for l in (CONFIGS / name).read_text().splitlines(keepends=True)
+             if not l.startswith("#")]
+    text = "".join(lines)
+    for k, v in values.items():
+        text = text.replace("{{" + k + "}}", str(v))
+    return text
+
+
+class Upstream:
+    """nginx with `return 200` and static blobs, pinned to the client CPUs."""
+
+    def __init__(self, s: Settings) -> None:
+        self.s = s
+        self.port = util.free_port()
+        self.proc = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        work = self.s.work
+        www = work / "www" / "blob"
+        www.mkdir(parents=True, exist_ok=True)
+        for name, size in BLOBS.items():
+            path = www / name
+            if not path.exists() or path.stat().st_size != size:
+                path.write_bytes(bytes(i % 251 for i in range(size)))
+        for d in ("nginx-body", "nginx-proxy", "nginx-fastcgi", "nginx-uwsgi", "nginx-scgi"):
+            (work / d).mkdir(exist_ok=True)
+        conf = render(CONFIGS / "nginx.conf", work / "nginx.conf",
+                      {"workers": len(self.s.client_cpus.split(",")), "work": work,
+                       "port": self.port})
+        logp = work / "nginx.log"
+        self.proc = spawn(["taskset", "-c", self.s.client_cpus, self.s.tools["nginx"],
+                           "-c", conf, "-e", work / "nginx-error.log"], logp)
+        wait_until(lambda: http("GET", self.url + "/")[0] == 200, 10,
+                   "upstream nginx", self.proc, logp)
+
+    def requests(self) -> int:
+        """nginx's total request counter (stub_status), or -1 if unreadable."""
+        status, body = http("GET", self.url + "/__upstream_status")
+        m = re.search(rb"\n\s*\d+\s+\d+\s+(\d+)", body or b"") if status == 200 else None
+        return int(m.group(1)) if m else -1
+
+    def stop(self) -> None:
+        kill(self.proc)
+        self.proc = None
+
+
+class Peer:
+    """Base class. `pid` is the process whose tree is measured (None: direct)."""
+
+    name = "?"
+    is_proxy = True
+
+    def __init__(self, s: Settings, upstream: Upstream) -> None:
+        self.s, self.upstream = s, upstream
+        self.proc = None
+        # Fixed for the whole suite run, so every restart uses the same command.
+        self.port, self.admin_port = util.free_port(), util.free_port()
+        self.start_cmd: list = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def log_path(self) -> Path:
+        return self.s.work / f"{self.name}.log"
+
+    def start(self, churn: bool = False) -> None:
+        self.log_path.write_text("")
+        self.start_cmd = ["taskset", "-c", self.s.proxy_cpus] + self.command(churn)
+        self.proc = spawn(self.start_cmd, self.log_path)
+        wait_until(self.ready, 30, f"{self.name} start", self.proc, self.log_path)
+        # End to end: a request through the proxy reaches the upstream.
+        status, body = http("GET", self.url + "/")
+        if status != 200 or body != BODY:
+            raise HarnessError(f"{self.name}: GET / through the proxy gave {status} "
+                               f"{body[:80]!r}, expected 200 {BODY!r}")
+
+    def ready(self) -> bool:
+        return http("GET", self.url + "/", timeout=1)[0] == 200
+
+    def stop(self) -> None:
+        kill(self.proc, grace=5)
+        self.proc = None
+
+    def command(self, churn: bool) -> list:
+        raise NotImplementedError
+
+    # Config churn: swap(i) replaces the config with variant i % 2 and asks the
+    # proxy to apply it; returns (ok, note). applied() counts what took effect.
+    def swap(self, i: int) -> tuple[bool, str]:
+        raise NotImplementedError
+
+    def applied(self) -> int:
+        return -1
+
+
+class Direct(Peer):
+    """No proxy: the client talks to the upstream; the physical floor."""
+
+    name = "direct"
+    is_proxy = False
+
+    def start(self, churn: bool = False) -> None:
+        self.port = self.upstream.port
+
+    @property
+    def pid(self):
+        return None
+
+    def stop(self) -> None:
+        pass
+
+
+class Outrigger(Peer):
+    name = "outrigger"
+
+    def config_values(self, variant: int) -> dict:
+        extra = ('          - match: { prefix: "/churn-b" }\n'
+                 '            cluster: backend\n') if variant else ""
+        return {"admin_port": self.admin_port, "port": self.port,
+                "upstream_port": self.upstream.port, "extra_routes": extra}
+
+    def command(self, churn: bool) -> list:
+        self.conf = render(CONFIGS / "outrigger.yaml", self.s.work / "outrigger.yaml",
+                           self.config_values(0))
+        return [self.s.tools["outrigger"], "run", "-c", self.conf,
+                "--concurrency", self.s.workers]
+
+    def ready(self) -> bool:
+        admin = f"http://127.0.0.1:{self.admin_port}"
+        return http("GET", admin + "/ready", timeout=1)[0] == 200
+
+    def swap(self, i: int) -> tuple[bool, str]:
+        render(CONFIGS / "outrigger.yaml", self.conf, self.config_values(i % 2))
+        status, body = http("POST", f"http://127.0.0.1:{self.admin_port}/reload",
+                            timeout=5, body=b"")
+        self._applied = getattr(self, "_applied", 0) + (status == 200)
+        return status == 200, f"POST /reload -> {status} {body[:100]!r}"
+
+    def applied(self) -> int:
+        return getattr(self, "_applied", 0)
+
+
+class Envoy(Peer):
+    name = "envoy"
+
+    def route_values(self, variant: int, indent: int) -> dict:
+        pad = " " * indent
+        extra = (f'{pad}- match: {{ prefix: "/churn-b" }}\n'
+                 f'{pad}  route: {{ cluster: backend }}\n') if variant else ""
+        return {"extra_routes": extra, "version": variant}
+
+    def command(self, churn: bool) -> list:
+        work = self.s.work
+        if churn:
+            self.rds_dir = work / "envoy-rds"
+            self.rds_dir.mkdir(exist_ok=True)
+            self.swap_file(0)
+            source = _snippet("envoy-rds.yaml", {"rds_dir": self.rds_dir})
+        else:
+            source = _snippet("envoy-routes.yaml", self.route_values(0, 24))
+        conf = render(CONFIGS / "envoy.yaml", work / "envoy.yaml",
+                      {"admin_port": self.admin_port, "port": self.port,
+                       "upstream_port": self.upstream.port,
+                       "route_source": source.rstrip("\n")})
+        return [self.s.tools["envoy"], "-c", conf, "--concurrency", self.s.workers,
+                "--disable-hot-restart", "--log-level", "warn"]
+
+    def ready(self) -> bool:
+        status, _ = http("GET", f"http://127.0.0.1:{self.admin_port}/ready", timeout=1)
+        return status == 200
+
+    def swap_file(self, i: int) -> None:
+        vals = self.route_values(i % 2, 10)
+        vals["version"] = i
+        # render() writes a temporary file and renames it over the old one: the
+        # `mv` swap Envoy's watched_directory expects.
+        render(CONFIGS / "envoy-rds-main.yaml", self.rds_dir / "envoy-rds-main.yaml", vals)
+
+    def swap(self, i: int) -> tuple[bool, str]:
+        self.swap_file(i)
+        return True, "mv envoy-rds-main.yaml"
+
+    def applied(self) -> int:
+        status, body = http("GET", f"http://127.0.0.1:{self.admin_port}/stats"
+                                   "?filter=rds.main.update_success")
+        m = re.search(rb"update_success: (\d+)", body or b"") if status == 200 else None
+        return int(m.group(1)) - 1 if m else -1   # minus the initial load
+
+
+class HAProxy(Peer):
+    name = "haproxy"
+
+    def config(self, variant: int) -> None:
+        extra = "    use_backend backend if { path_beg /churn-b }\n" if variant else ""
+        render(CONFIGS / "haproxy.cfg", self.s.work / "haproxy.cfg",
+               {"workers": self.s.workers, "port": self.port,
+                "upstream_port": self.upstream.port, "extra_rules": extra})
+
+    def command(self, churn: bool) -> list:
+        self.config(0)
+        cmd = [self.s.tools["haproxy"], "-db", "-f", self.s.work / "haproxy.cfg"]
+        if churn:   # master-worker mode, reloaded through the master CLI socket
+            self.master_sock = self.s.work / "haproxy-master.sock"
+            cmd[1:1] = ["-W", "-S", self.master_sock]
+        return cmd
+
+    def _master(self, command: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(str(self.master_sock))
+            s.sendall(command.encode() + b"\n")
+            chunks = []
+            while True:
+                try:
+                    data = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            return b"".join(chunks).decode(errors="replace")
+
+    def _worker_pids(self) -> set[str] | None:
+        try:
+            out = self._master("show proc")
+        except OSError:     # the master is re-executing itself during a reload
+            return None
+        return set(re.findall(r"^(\d+)\s+worker", out, re.M))
+
+    def swap(self, i: int) -> tuple[bool, str]:
+        before, deadline = self._worker_pids(), time.monotonic() + 2
+        while before is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            before = self._worker_pids()
+        if before is None:
+            return False, "master CLI not answering"
+        self.config(i % 2)
+        self._master("reload")
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            new = (self._worker_pids() or before) - before
+            if new:
+                self._applied = getattr(self, "_applied", 0) + 1
+                return True, f"new worker {sorted(new)}"
+            time.sleep(0.05)
+        return False, "no new worker after reload"
+
+    def applied(self) -> int:
+        return getattr(self, "_applied", 0)
+
+
+PEERS = {"direct": Direct, "outrigger": Outrigger, "envoy": Envoy, "haproxy": HAProxy}

@@ -1,0 +1,250 @@
+"""Markdown report, raw JSON and SVG charts from the runs of one suite run."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from pathlib import Path
+
+from . import svg
+from .scenarios import BY_NAME, SCENARIOS
+from .util import REPO
+
+PCTS = [("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9")]
+MiB = 1024 * 1024
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+class Data:
+    def __init__(self, runs) -> None:
+        self.runs = runs
+
+    def of(self, sc, peer, valid=True):
+        return [r for r in self.runs if r.scenario == sc and r.peer == peer
+                and (r.valid or not valid)]
+
+    def peers(self, sc):
+        seen = []
+        for r in self.runs:
+            if r.scenario == sc and r.peer not in seen:
+                seen.append(r.peer)
+        return seen
+
+    def median(self, sc, peer, key):
+        return med([key(r.data) for r in self.of(sc, peer)])
+
+    def ratio(self, sc, peer, key, base="envoy"):
+        """Median over rounds of peer/base, pairing runs of the same round."""
+        b = {r.round: key(r.data) for r in self.of(sc, base)}
+        xs = [key(r.data) / b[r.round] for r in self.of(sc, peer)
+              if b.get(r.round) and key(r.data) is not None]
+        return med(xs)
+
+    def added(self, sc, peer, key, base="direct"):
+        """Median over rounds of peer - base (latency added over no proxy)."""
+        b = {r.round: key(r.data) for r in self.of(sc, base)}
+        xs = [key(r.data) - b[r.round] for r in self.of(sc, peer)
+              if b.get(r.round) is not None and key(r.data) is not None]
+        return med(xs)
+
+
+def lat(p):
+    return lambda d: d["lat_us"][p] if "lat_us" in d else None
+
+
+def get(k):
+    return lambda d: d.get(k)
+
+
+def f_ms(us):
+    return "—" if us is None else f"{us / 1000:.2f}"
+
+
+def f_num(v, nd=0):
+    return "—" if v is None else f"{v:,.{nd}f}"
+
+
+def f_ratio(v):
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def f_mib(b):
+    return "—" if b is None else f"{b / MiB:.1f}"
+
+
+def table(headers, rows):
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def valid_cell(data, sc, peer):
+    all_runs, ok = data.of(sc, peer, valid=False), data.of(sc, peer)
+    cell = f"{len(ok)}/{len(all_runs)}"
+    return cell if len(ok) == len(all_runs) else f"**{cell} (INVALID runs)**"
+
+
+def scenario_table(data: Data, name: str) -> str:
+    sc = BY_NAME[name]
+    rows = []
+    for p in data.peers(name):
+        v = valid_cell(data, name, p)
+        m = lambda key: data.median(name, p, key)   # noqa: E731
+        rt = lambda key: f_ratio(data.ratio(name, p, key)) if p != "envoy" else "1.00×"  # noqa
+        if sc.kind == "closed":
+            rows.append([p, v, f_num(m(get("rps"))), rt(get("rps"))]
+                        + [f_ms(m(lat(k))) for k, _ in PCTS]
+                        + [f_num(m(get("cpu_us_per_req")), 1), rt(get("cpu_us_per_req")),
+                           f_mib(m(get("peak_rss"))), rt(get("peak_rss"))])
+        elif sc.kind == "open":
+            rows.append([p, v, f_num(m(get("rps")))] + [f_ms(m(lat(k))) for k, _ in PCTS]
+                        + [f_ms(data.added(name, p, lat(k))) if p != "direct" else "—"
+                           for k in ("p50", "p99", "p999")]
+                        + [f_num(m(get("cpu_us_per_req")), 1), rt(get("cpu_us_per_req"))])
+        elif sc.kind == "body":
+            rows.append([p, v, f_num(m(get("mb_per_s"))), rt(get("mb_per_s")),
+                         f_ms(m(lat("p50"))), f_ms(m(lat("p99"))),
+                         f_num(m(get("cpu_s_per_gb")), 2), rt(get("cpu_s_per_gb")),
+                         f_mib(m(get("peak_rss"))), rt(get("peak_rss"))])
+        elif sc.kind == "idle":
+            rows.append([p, v, f_mib(m(get("rss_before"))), f_mib(m(get("rss"))),
+                         f_num(m(lambda d: d["rss_per_conn"] / 1024
+                                 if d.get("rss_per_conn") is not None else None), 1),
+                         rt(get("rss_per_conn"))])
+        elif sc.kind == "churn":
+            reloads = [f"{r.data.get('swaps_ok', 0)}/{r.data.get('swaps', 0)}"
+                       for r in data.of(name, p, valid=False) if r.data]
+            rows.append([p, v, f_num(m(get("rps"))), rt(get("rps")), f_ms(m(lat("p99"))),
+                         ", ".join(reloads) or "—", f_num(m(get("errors_total"))),
+                         f_num(m(get("cpu_us_per_req")), 1)])
+    heads = {
+        "closed": ["peer", "valid", "req/s", "req/s vs Envoy", "p50 ms", "p90 ms", "p99 ms",
+                   "p99.9 ms", "CPU µs/req", "CPU vs Envoy", "peak RSS MiB",
+                   "RSS vs Envoy"],
+        "open": ["peer", "valid", "achieved req/s", "p50 ms", "p90 ms", "p99 ms",
+                 "p99.9 ms", "added p50 ms", "added p99 ms", "added p99.9 ms",
+                 "CPU µs/req", "CPU vs Envoy"],
+        "body": ["peer", "valid", "body MB/s", "MB/s vs Envoy", "p50 ms", "p99 ms",
+                 "CPU s/GB", "CPU vs Envoy", "peak RSS MiB", "RSS vs Envoy"],
+        "idle": ["peer", "valid", "RSS before MiB", f"RSS with {sc.idle_conns} conns MiB",
+                 "KiB per conn", "vs Envoy"],
+        "churn": ["peer", "valid", "req/s", "req/s vs Envoy", "p99 ms",
+                  "reloads ok/done per run", "errors (median)", "CPU µs/req"],
+    }
+    return table(heads[sc.kind], rows)
+
+
+def headline(data: Data, idle_rss: dict) -> str:
+    name = "h1-closed-32"
+    rows = []
+    for p in data.peers(name):
+        m = lambda key: data.median(name, p, key)   # noqa: E731
+        rt = lambda key: f_ratio(data.ratio(name, p, key)) if p != "envoy" else "1.00×"  # noqa
+        rows.append([p, valid_cell(data, name, p), f_num(m(get("rps"))), rt(get("rps"))]
+                    + [f_ms(m(lat(k))) for k, _ in PCTS]
+                    + [f_num(m(get("cpu_us_per_req")), 1), rt(get("cpu_us_per_req")),
+                       f_mib(m(get("peak_rss"))), f_mib(med(idle_rss.get(p, [])))])
+    return table(["peer", "valid", "req/s", "vs Envoy", "p50 ms", "p90 ms", "p99 ms",
+                  "p99.9 ms", "CPU µs/req", "CPU vs Envoy", "peak RSS MiB",
+                  "idle RSS MiB"], rows)
+
+
+def charts(data: Data, outdir: Path, prefix: str, rel: str) -> list[str]:
+    """Write the SVGs; return Markdown image lines."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    done = {r.scenario for r in data.runs}
+    names = lambda kinds: [s.name for s in SCENARIOS if s.kind in kinds and s.name in done]  # noqa
+    peers = []
+    for r in data.runs:
+        if r.peer not in peers:
+            peers.append(r.peer)
+
+    def bars(fname, title, ylabel, groups, key):
+        if not groups:
+            return
+        vals = {(g, p): data.median(g, p, key) for g in groups for p in peers}
+        svg.bar_chart(outdir / fname, title, ylabel, groups, peers, vals,
+                      note="median of valid runs; n/a = not run or no valid run")
+        lines.append(f"![{title}]({rel}/{fname})")
+
+    bars(f"{prefix}throughput.svg", "Requests/s (closed loop)", "requests/s",
+         names(("closed", "churn")), get("rps"))
+    bars(f"{prefix}cpu-per-request.svg", "Proxy CPU per request", "CPU µs / request",
+         names(("closed", "open", "churn")), get("cpu_us_per_req"))
+    bars(f"{prefix}body-throughput.svg", "Body throughput", "MB/s of body",
+         names(("body",)), get("mb_per_s"))
+    bars(f"{prefix}peak-rss.svg", "Peak RSS of the proxy", "MiB",
+         names(("closed", "body", "idle")),
+         lambda d: d["peak_rss"] / MiB if d.get("peak_rss") else None)
+    for name in names(("closed", "open")):
+        series = {p: [data.median(name, p, lat(k)) and data.median(name, p, lat(k)) / 1000
+                      for k, _ in PCTS] for p in data.peers(name)}
+        fname = f"{prefix}latency-{name}.svg"
+        svg.line_chart(outdir / fname, f"Latency percentiles: {name}", "ms (log scale)",
+                       [lab for _, lab in PCTS], series,
+                       note="median over valid runs of each percentile")
+        lines.append(f"![latency {name}]({rel}/{fname})")
+    return lines
+
+
+def write(path: Path, runs, ctx: dict, charts_dir: Path, prefix: str = "") -> Path:
+    data = Data(runs)
+    rel = os.path.relpath(charts_dir, path.parent)
+    readme = os.path.relpath(REPO / "docs" / "benchmarks" / "README.md", path.parent)
+    images = charts(data, charts_dir, prefix, rel)
+    L = [f"# Outrigger load test: {ctx['mode']} run", "",
+         f"Started {ctx['started']}, took {ctx['elapsed']:.0f} s. Generated by "
+         f"`{ctx['command']}`; every number below comes from that run "
+         f"(raw data: [{ctx['json_name']}]({ctx['json_name']})). Method and how to read "
+         f"this: [docs/benchmarks/README.md]({readme}).", ""]
+    if ctx.get("problems"):
+        L += ["## Harness problems", ""] + [f"- {p}" for p in ctx["problems"]] + [""]
+    L += ["## Summary: HTTP/1.1, 32 connections, closed loop", "",
+          "Medians over rounds; *vs Envoy* is the median of per-round ratios "
+          "(same round, A B A B order). Idle RSS is measured right after start-up.", "",
+          headline(data, ctx["idle_rss"]), ""]
+    L += ["## Scenarios", ""]
+    for sc in SCENARIOS:
+        if sc.name not in ctx["selected"]:
+            continue
+        L += [f"### {sc.name}: {sc.title}", "", f"Measures: {sc.measures}.", ""]
+        if sc.kind == "skip":
+            L += [f"**Skipped:** {sc.skip}.", ""]
+            continue
+        if not any(r.scenario == sc.name for r in runs):
+            L += ["Not run.", ""]
+            continue
+        L += [scenario_table(data, sc.name), ""]
+    L += ["## Charts", ""] + [f"{img}\n" for img in images]
+    bad = [r for r in runs if not r.valid]
+    L += ["## Invalid runs", ""]
+    L += [f"- {r.scenario} round {r.round} {r.peer}: {'; '.join(r.reasons)}" for r in bad] \
+        or ["None: every run passed its checks."]
+    L += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in ctx["machine"].items()]
+    L += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in ctx["settings"].items()]
+    L += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in ctx["versions"].items()]
+    L += ["", "## Every run", "", table(
+        ["scenario", "round", "peer", "req/s", "p99 ms", "CPU µs/req", "peak RSS MiB",
+         "status"],
+        [[r.scenario, r.round, r.peer, f_num(r.data.get("rps")),
+          f_ms(r.data["lat_us"]["p99"]) if "lat_us" in r.data else "—",
+          f_num(r.data.get("cpu_us_per_req"), 1), f_mib(r.data.get("peak_rss")),
+          "ok" if r.valid else "INVALID"] for r in runs])]
+    L += ["", "## Commands run", "", "Ports are picked from 127.0.0.1:18000-18999; "
+          "`.work` is loadtest/.work.", "", "```"]
+    L += [c.replace(str(ctx["work"]), ".work").replace(str(REPO) + "/", "")
+          for c in ctx["commands"]] + ["```", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(L))
+    raw = {"context": {k: v for k, v in ctx.items() if k not in ("idle_rss", "work")},
+           "idle_rss": ctx["idle_rss"],
+           "runs": [{"scenario": r.scenario, "peer": r.peer, "round": r.round,
+                     "valid": r.valid, "reasons": r.reasons, "data": r.data} for r in runs]}
+    (path.parent / ctx["json_name"]).write_text(json.dumps(raw, indent=1, default=str))
+    return path

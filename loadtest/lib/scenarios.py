@@ -1,0 +1,299 @@
+"""Scenario definitions (see docs/benchmarks/README.md) and how each is run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from . import loadgen, util
+from .util import HarnessError, log
+
+H2_SKIP = "Outrigger does not support HTTP/2 yet (issue 4)"
+TLS_SKIP = "TLS not implemented yet"
+
+
+@dataclass
+class Scenario:
+    name: str
+    kind: str            # closed | open | body | idle | churn | skip
+    title: str
+    measures: str
+    conns: int = 0
+    duration: int = 5
+    rate: int = 0
+    body_req: int = 0    # request body bytes (POST)
+    path: str = "/"      # e.g. /blob/1m for large responses
+    idle_conns: int = 0
+    skip: str = ""
+    proxies_only: bool = False   # no direct baseline (nothing to measure)
+    tools: tuple = ("wrk",)
+
+
+SCENARIOS = [
+    Scenario("h1-closed-32", "closed", "HTTP/1.1 closed loop, 32 connections",
+             "max requests/s, latency, proxy CPU per request", conns=32),
+    Scenario("h1-closed-128", "closed", "HTTP/1.1 closed loop, 128 connections",
+             "max requests/s, latency, proxy CPU per request", conns=128),
+    Scenario("h1-open-1k", "open", "HTTP/1.1 open loop, 1k rps, 16 connections",
+             "latency added over no proxy at a fixed rate", conns=16, rate=1000,
+             tools=("oha",)),
+    Scenario("h1-open-5k", "open", "HTTP/1.1 open loop, 5k rps, 16 connections",
+             "latency added over no proxy at a fixed rate", conns=16, rate=5000,
+             tools=("oha",)),
+    Scenario("h1-open-10k", "open", "HTTP/1.1 open loop, 10k rps, 16 connections",
+             "latency added over no proxy at a fixed rate", conns=16, rate=10000,
+             tools=("oha",)),
+    Scenario("body-req-64k", "body", "POST with a 64 KiB request body, 16 connections",
+             "body throughput, CPU per GB, peak RSS", conns=16, duration=3,
+             body_req=64 * 1024),
+    Scenario("body-req-1m", "body", "POST with a 1 MiB request body, 16 connections",
+             "body throughput, CPU per GB, peak RSS", conns=16, duration=3,
+             body_req=1024 * 1024),
+    Scenario("body-resp-64k", "body", "GET of a 64 KiB response, 16 connections",
+             "body throughput, CPU per GB, peak RSS", conns=16, duration=3,
+             path="/blob/64k"),
+    Scenario("body-resp-1m", "body", "GET of a 1 MiB response, 16 connections",
+             "body throughput, CPU per GB, peak RSS", conns=16, duration=3,
+             path="/blob/1m"),
+    Scenario("idle-conns", "idle", "5000 idle keep-alive connections",
+             "RSS per idle connection (each made one request), idle RSS",
+             idle_conns=5000, proxies_only=True, tools=()),
+    Scenario("config-churn", "churn", "Config replaced every second under load, 32 connections",
+             "requests/s and errors while the config is swapped and reloaded",
+             conns=32, duration=8, proxies_only=True),
+    Scenario("h2-streams", "skip", "HTTP/2 (h2c), 4 connections x 100 streams",
+             "requests/s, p99", skip=H2_SKIP, tools=()),
+    Scenario("tls-handshakes", "skip", "TLS and mTLS listeners: handshakes/s",
+             "handshakes/s", skip=TLS_SKIP, tools=()),
+    Scenario("tls-keepalive", "skip", "TLS keep-alive requests/s",
+             "requests/s over TLS", skip=TLS_SKIP, tools=()),
+]
+BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+@dataclass
+class Run:
+    scenario: str
+    peer: str
+    round: int
+    valid: bool = True
+    reasons: list = field(default_factory=list)
+    data: dict = field(default_factory=dict)
+
+    def invalid(self, reason: str) -> None:
+        self.valid = False
+        self.reasons.append(reason)
+
+
+class Runner:
+    def __init__(self, settings, upstream, peers: dict, rounds: int, quick: bool,
+                 duration: int | None) -> None:
+        self.s, self.upstream, self.peers = settings, upstream, peers
+        self.rounds, self.quick, self.duration = rounds, quick, duration
+        self.start_errors: dict[str, str] = {}   # peer -> why it failed to start
+        self.idle_rss: dict[str, list] = {}      # peer -> RSS right after start
+        self.unavailable: dict[str, str] = {}    # peer -> why it cannot run at all
+
+    def seconds(self, sc: Scenario) -> int:
+        if self.quick:
+            return 1
+        return self.duration or sc.duration
+
+    # -- peer lifetime -------------------------------------------------------
+    def start(self, peer, churn=False) -> bool:
+        if peer.name in self.unavailable:
+            self.start_errors[peer.name] = self.unavailable[peer.name]
+            return False
+        try:
+            peer.start(churn=churn)
+        except HarnessError as exc:
+            peer.stop()
+            self.start_errors[peer.name] = str(exc).splitlines()[0][:300]
+            log(f"  {peer.name}: failed to start: {self.start_errors[peer.name]}")
+            return False
+        if peer.pid:
+            self.idle_rss.setdefault(peer.name, []).append(util.rss_bytes(peer.pid))
+        if not self.quick:   # warm-up: pools, caches, page faults
+            loadgen.wrk(self.s.tools, peer.url, 16, 1, self.s.client_cpus)
+        return True
+
+    def run(self, sc: Scenario) -> list[Run]:
+        peers = [p for p in self.peers.values() if p.is_proxy or not sc.proxies_only]
+        fresh = sc.kind in ("idle", "churn")   # a new process for every run
+        runs, up = [], set()
+        try:
+            if not fresh:
+                for p in peers:
+                    log(f"{sc.name}: start {p.name}")
+                    if self.start(p):
+                        up.add(p.name)
+            for r in range(1, self.rounds + 1):
+                for p in peers:
+                    run = Run(sc.name, p.name, r)
+                    runs.append(run)
+                    if fresh:
+                        if self.start(p, churn=sc.kind == "churn"):
+                            up.add(p.name)
+                        else:
+                            up.discard(p.name)
+                    if p.name not in up:
+                        run.invalid(f"did not start: {self.start_errors.get(p.name, '?')}")
+                    else:
+                        self.measure(sc, p, run)
+                    log(f"{sc.name} round {r}/{self.rounds} {p.name}: {summary(run)}")
+                    if fresh:
+                        p.stop()
+        finally:
+            for p in peers:
+                p.stop()
+        return runs
+
+    # -- one measured run ----------------------------------------------------
+    def measure(self, sc: Scenario, p, run: Run) -> None:
+        pid, secs = p.pid, self.seconds(sc)
+        if pid and p.proc.poll() is not None:
+            run.invalid(f"process exited (code {p.proc.returncode})")
+            return
+        try:
+            if sc.kind == "idle":
+                self.measure_idle(sc, p, run)
+                return
+            churn = Churner(p) if sc.kind == "churn" else None
+            up0, cpu0 = self.upstream.requests(), util.cpu_seconds(pid) if pid else 0
+            if churn:
+                churn.start()
+            try:
+                if sc.kind == "open":
+                    res = loadgen.oha(self.s.tools, p.url, sc.rate, sc.conns, secs,
+                                      self.s.client_cpus)
+                else:
+                    res = loadgen.wrk(self.s.tools, p.url, sc.conns, secs,
+                                      self.s.client_cpus, sc.body_req, sc.path)
+            finally:
+                if churn:
+                    churn.stop()
+            cpu1, up1 = (util.cpu_seconds(pid) if pid else 0), self.upstream.requests()
+        except HarnessError as exc:
+            run.invalid(str(exc).splitlines()[0][:300])
+            return
+        d = run.data
+        d.update(res)
+        # nginx's counter includes the status request itself: minus one.
+        d["forwarded"] = up1 - up0 - 1 if up0 >= 0 and up1 >= 0 else None
+        if pid:
+            d["cpu_s"] = cpu1 - cpu0
+            d["cpu_us_per_req"] = d["cpu_s"] * 1e6 / res["requests"] if res["requests"] else None
+            d["peak_rss"] = util.peak_rss_bytes(pid)
+            d["rss"] = util.rss_bytes(pid)
+        if sc.body_req or sc.path != "/":
+            size = sc.body_req or BLOB_SIZES[sc.path]
+            d["body_bytes"] = size
+            d["mb_per_s"] = res["requests"] * size / res["duration_s"] / 1e6
+            if pid and res["requests"]:
+                d["cpu_s_per_gb"] = d["cpu_s"] / (res["requests"] * size / 1e9)
+        if churn:
+            d["swaps"], d["swaps_ok"] = churn.count, churn.ok
+            d["applied"] = p.applied()
+            d["swap_notes"] = churn.notes[:3]
+            d["errors_total"] = res["non2xx"] + res["socket_errors"]
+        self.verify(sc, p, run, res)
+        if pid and p.proc.poll() is not None:
+            run.invalid(f"process exited during the run (code {p.proc.returncode})")
+
+    def verify(self, sc: Scenario, p, run: Run, res: dict) -> None:
+        d = run.data
+        if res["requests"] == 0:
+            run.invalid("zero requests")
+            return
+        if sc.kind == "churn":
+            # Errors are the result here, not a harness failure; the reloads must work.
+            if d["swaps_ok"] < d["swaps"]:
+                run.invalid(f"{d['swaps'] - d['swaps_ok']} of {d['swaps']} reloads failed: "
+                            f"{d['swap_notes']}")
+            elif 0 <= d["applied"] < d["swaps"] and p.name == "envoy":
+                run.invalid(f"Envoy applied {d['applied']} of {d['swaps']} route updates")
+            if d["swaps"] == 0:
+                run.invalid("no reload happened during the run")
+            return
+        if res["non2xx"]:
+            run.invalid(f"{res['non2xx']} non-2xx responses")
+        if res["socket_errors"]:
+            run.invalid(f"socket errors {res['errors']}")
+        lo, hi = res["requests"], res["requests"] + sc.conns + 2
+        if d["forwarded"] is not None and not lo <= d["forwarded"] <= hi:
+            run.invalid(f"upstream saw {d['forwarded']} requests, client counted "
+                        f"{res['requests']}")
+        if sc.kind == "open" and res["rps"] < 0.95 * sc.rate:
+            run.invalid(f"rate not sustained: {res['rps']:.0f} of {sc.rate} rps")
+
+    def measure_idle(self, sc: Scenario, p, run: Run) -> None:
+        n = 300 if self.quick else sc.idle_conns
+        time.sleep(0.5)
+        before = util.rss_bytes(p.pid)
+        holder = loadgen.IdleHolder(p.port, n)
+        try:
+            holder.open()
+            time.sleep(1.0 if self.quick else 2.0)
+            after, alive = util.rss_bytes(p.pid), holder.alive()
+            peak = util.peak_rss_bytes(p.pid)
+        finally:
+            holder.close()
+        d = run.data
+        d.update({"idle_conns": n, "ok": holder.ok, "alive": alive, "rss_before": before,
+                  "rss": after, "peak_rss": peak, "requests": holder.ok,
+                  "rss_per_conn": (after - before) / alive if alive else None})
+        if holder.ok == 0:
+            run.invalid("zero requests")
+        elif holder.ok < n or alive < n:
+            run.invalid(f"{holder.ok} of {n} answered 200, {alive} still open")
+
+
+BLOB_SIZES = {"/blob/64k": 64 * 1024, "/blob/1m": 1024 * 1024}
+
+
+class Churner:
+    """Replaces the peer's config every second while the load runs."""
+
+    def __init__(self, peer) -> None:
+        self.peer, self.count, self.ok, self.notes = peer, 0, 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        i = 0
+        while not self._stop.wait(1.0):
+            i += 1
+            try:
+                ok, note = self.peer.swap(i)
+            except Exception as exc:   # report, keep going
+                ok, note = False, f"{type(exc).__name__}: {exc}"
+            self.count += 1
+            self.ok += ok
+            if not ok:
+                self.notes.append(note)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def summary(run: Run) -> str:
+    d = run.data
+    parts = []
+    if "rss_per_conn" in d and d["rss_per_conn"] is not None:
+        parts.append(f"{d['rss_per_conn'] / 1024:.1f} KiB/conn, {d['ok']} conns")
+    if "rps" in d:
+        parts.append(f"{d['rps']:,.0f} rps")
+        parts.append(f"p99 {d['lat_us']['p99'] / 1000:.2f} ms")
+    if d.get("cpu_us_per_req") is not None:
+        parts.append(f"{d['cpu_us_per_req']:.1f} us CPU/req")
+    if "mb_per_s" in d:
+        parts.append(f"{d['mb_per_s']:.0f} MB/s")
+    if "swaps" in d:
+        parts.append(f"{d['swaps_ok']}/{d['swaps']} reloads, {d['errors_total']} errors")
+    status = "ok" if run.valid else "INVALID: " + "; ".join(run.reasons)
+    return ", ".join(parts + [f"[{status}]"])

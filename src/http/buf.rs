@@ -1,0 +1,95 @@
+//! The per-connection read buffer: bytes are read once and parsed and forwarded in place.
+
+use futures_lite::io::{AsyncRead, AsyncReadExt};
+
+/// A growable byte window `[start, end)` over an initialised buffer that is reused for
+/// every request on the connection.
+pub(crate) struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadBuf {
+    pub fn new(capacity: usize) -> Self {
+        ReadBuf {
+            buf: vec![0; capacity],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n.min(self.len());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// True if no more bytes fit without growing.
+    pub fn is_full(&self) -> bool {
+        self.start == 0 && self.end == self.buf.len()
+    }
+
+    /// Doubles the buffer, up to `max` bytes. Returns false if it is already that large.
+    pub fn grow(&mut self, max: usize) -> bool {
+        if self.buf.len() >= max {
+            return false;
+        }
+        let new = (self.buf.len() * 2).min(max);
+        self.buf.resize(new, 0);
+        true
+    }
+
+    /// Reads once from `r` into the free space. Returns the number of bytes read (0 at
+    /// end of stream). The caller must not call this when `is_full()`.
+    pub async fn fill<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> std::io::Result<usize> {
+        if self.end == self.buf.len() && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = r.read(&mut self.buf[self.end..]).await?;
+        self.end += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_compacts_and_grows() {
+        let mut b = ReadBuf::new(4);
+        let mut src: &[u8] = b"abcdefgh";
+        futures_lite::future::block_on(async {
+            assert_eq!(b.fill(&mut src).await.unwrap(), 4);
+            assert!(b.is_full());
+            b.consume(3);
+            assert_eq!(b.fill(&mut src).await.unwrap(), 3);
+            assert_eq!(b.data(), b"defg");
+            assert!(b.grow(16));
+            assert_eq!(b.fill(&mut src).await.unwrap(), 1);
+            assert_eq!(b.data(), b"defgh");
+        });
+    }
+}

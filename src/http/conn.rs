@@ -1,0 +1,622 @@
+//! The HTTP connection manager for one downstream connection.
+//!
+//! ```text
+//! read head ─► prepare (parse, check framing, route, write upstream head) ─► act:
+//!    NoRoute / Direct ─► local reply
+//!    Proxy ─► pick endpoint ─► pooled or new upstream conn ─► send head (+100-continue)
+//!          ─► stream request body ─► read response head ─► send response head
+//!          ─► stream response body ─► return upstream conn to the pool
+//! ─► stats, access log ─► next request (keep-alive, pipelining) or close
+//! ```
+//!
+//! Every accepted request gets a response or a closed connection. The plain keep-alive
+//! path reuses the connection's buffers and allocates nothing per request.
+
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_lite::io::AsyncWriteExt;
+
+use crate::config::{DirectResponse, Listener, RouteAction, MAX_HEADERS_CAP};
+use crate::observe::access_log::LogRecord;
+use crate::upstream::Connector;
+
+use super::body::{self, BodyError};
+use super::buf::ReadBuf;
+use super::flags::ResponseFlag;
+use super::h1::encode::{self, DownFraming, DownstreamResponse, UpstreamRequest};
+use super::h1::head::{self, BodyKind, Framing, HeadError, Special};
+use super::io::Io;
+use super::router;
+use super::view::{ConnSlot, WorkerView};
+
+/// Initial read-buffer size; it grows (up to the header limit) only for large heads.
+const READ_BUF_BYTES: usize = 16 * 1024;
+/// Largest upstream response head accepted.
+const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
+/// Most headers accepted in an upstream response.
+const MAX_RESPONSE_HEADERS: usize = 128;
+/// A local reply reads and discards a request body up to this size to keep the
+/// connection usable; larger bodies close the connection instead.
+const DISCARD_LIMIT: u64 = 1 << 20;
+
+/// What to do with a parsed request.
+enum Action<'v> {
+    NoRoute,
+    Direct(&'v DirectResponse),
+    Proxy { cluster: usize, timeout: Duration },
+}
+
+/// The outcome of parsing a complete request head.
+struct Plan<'v> {
+    head_len: usize,
+    minor: u8,
+    is_head: bool,
+    framing: Framing,
+    action: Action<'v>,
+}
+
+/// How a request ended, for stats and the decision to keep the connection.
+struct Outcome {
+    status: u16,
+    flag: ResponseFlag,
+    keep_alive: bool,
+}
+
+/// State kept for the life of one downstream connection and reused by every request.
+struct Conn {
+    peer: SocketAddr,
+    rbuf: ReadBuf,
+    ubuf: ReadBuf,
+    wbuf: Vec<u8>,
+    ip: [u8; 48],
+    ip_len: usize,
+    rec: LogRecord,
+    logging: bool,
+}
+
+/// Serves one downstream connection until it closes.
+pub async fn serve<D: Io, C: Connector>(mut down: D, peer: SocketAddr, view: Rc<WorkerView<C>>, listener: usize, slot: Rc<ConnSlot>) {
+    let stats = view.listener_stats[listener].clone();
+    stats.cx_total.inc();
+    stats.cx_active.inc();
+    let l = &view.snapshot.listeners[listener];
+    down.set_read_timeout(Some(l.idle_timeout));
+    down.set_write_timeout(Some(l.idle_timeout));
+    let mut ip = [0u8; 48];
+    let ip_len = {
+        use std::io::Write;
+        let mut cur = std::io::Cursor::new(&mut ip[..]);
+        let _ = write!(cur, "{}", peer.ip());
+        cur.position() as usize
+    };
+    let mut conn = Conn {
+        peer,
+        rbuf: ReadBuf::new(READ_BUF_BYTES),
+        ubuf: ReadBuf::new(0),
+        wbuf: Vec::with_capacity(4096),
+        ip,
+        ip_len,
+        rec: LogRecord::default(),
+        logging: view.access_logs[listener].is_some(),
+    };
+    while conn.serve_one(&mut down, &view, listener, &slot).await {}
+    let _ = down.close().await;
+    stats.cx_active.dec();
+}
+
+/// Parses the request head in `data` and decides what to do. `Ok(None)` means the head is
+/// not complete yet. For a proxied request the upstream head is written into `wbuf`.
+fn prepare<'v, C: Connector>(
+    data: &[u8],
+    l: &Listener,
+    view: &'v WorkerView<C>,
+    wbuf: &mut Vec<u8>,
+    ip: &[u8],
+    rec: Option<&mut LogRecord>,
+) -> Result<Option<Plan<'v>>, HeadError> {
+    let limits = &l.limits;
+    let line_len = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None if data.len() > limits.max_request_line_bytes => return Err(HeadError::UriTooLong),
+        None => return Ok(None),
+    };
+    if line_len > limits.max_request_line_bytes + 2 {
+        return Err(HeadError::UriTooLong);
+    }
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(data, &mut slots[..limits.max_headers]) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if data.len() - line_len > limits.max_header_bytes {
+                return Err(HeadError::HeadersTooLarge);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
+        Err(_) => return Err(HeadError::BadRequest("malformed request head")),
+    };
+    if head_len - line_len > limits.max_header_bytes {
+        return Err(HeadError::HeadersTooLarge);
+    }
+    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::BadRequest("malformed request line"));
+    };
+    let headers = &*req.headers;
+    if method == "CONNECT" {
+        return Err(HeadError::NotImplemented("CONNECT is not supported"));
+    }
+    let framing = head::framing(headers, minor, true)?;
+    let target = head::target(path)?;
+    let mut host: Option<&[u8]> = None;
+    for h in headers {
+        if head::classify(h.name) == Special::Host {
+            if host.is_some() {
+                return Err(HeadError::BadRequest("more than one host header"));
+            }
+            host = Some(head::trim(h.value));
+        }
+    }
+    let authority: &[u8] = match (target.authority, host) {
+        (Some(a), _) => a.as_bytes(),
+        (None, Some(h)) => h,
+        (None, None) if minor == 0 => b"",
+        (None, None) => return Err(HeadError::BadRequest("missing host header")),
+    };
+    if !authority.is_empty() && !head::valid_host(authority) {
+        return Err(HeadError::BadRequest("invalid host"));
+    }
+    if let Some(rec) = rec {
+        rec.method.push_str(method);
+        rec.path.push_str(target.path);
+        rec.authority.push_str(std::str::from_utf8(authority).unwrap_or(""));
+        if let Some(ua) = headers.iter().find(|h| h.name.eq_ignore_ascii_case("user-agent")) {
+            rec.user_agent.push_str(std::str::from_utf8(ua.value).unwrap_or(""));
+        }
+        rec.protocol = if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
+    }
+    let table = &view.snapshot.route_tables[l.route_table];
+    let action = match router::select(table, authority, target.path, headers).map(|r| &r.action) {
+        None => Action::NoRoute,
+        Some(RouteAction::Direct(d)) => Action::Direct(d),
+        Some(RouteAction::Cluster { cluster, timeout }) => {
+            wbuf.clear();
+            encode::write_request(
+                wbuf,
+                &UpstreamRequest {
+                    method,
+                    path: target.path,
+                    authority: target.authority,
+                    headers,
+                    has_connection_header: framing.has_connection_header,
+                    client_ip: ip,
+                },
+            );
+            Action::Proxy {
+                cluster: *cluster,
+                timeout: *timeout,
+            }
+        }
+    };
+    Ok(Some(Plan {
+        head_len,
+        minor,
+        is_head: method == "HEAD",
+        framing,
+        action,
+    }))
+}
+
+/// A parsed upstream response head.
+enum Response {
+    /// A 1xx interim response of this many bytes, to skip.
+    Interim(usize),
+    Final {
+        head_len: usize,
+        status: u16,
+        body: BodyKind,
+        strip: bool,
+        close_down: bool,
+        reuse_up: bool,
+    },
+}
+
+/// Parses the upstream response head in `data`; on success the downstream head is in `wbuf`.
+/// `Err(())` is a malformed response.
+fn prepare_response(data: &[u8], plan: &Plan<'_>, draining: bool, wbuf: &mut Vec<u8>) -> Result<Option<Response>, ()> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, data, &mut slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if data.len() <= MAX_RESPONSE_HEAD_BYTES => return Ok(None),
+        _ => return Err(()),
+    };
+    let (Some(status), Some(minor)) = (resp.code, resp.version) else {
+        return Err(());
+    };
+    if (100..200).contains(&status) {
+        // 101 would need an upgrade the proxy did not ask for.
+        return if status == 101 { Err(()) } else { Ok(Some(Response::Interim(head_len))) };
+    }
+    let headers = &*resp.headers;
+    let f = head::framing(headers, minor, false).map_err(|_| ())?;
+    let body = if plan.is_head || status == 204 || status == 304 {
+        BodyKind::Empty
+    } else {
+        f.body
+    };
+    let (framing, strip) = match body {
+        BodyKind::Chunked if plan.minor >= 1 => (DownFraming::Chunked, false),
+        BodyKind::Chunked => (DownFraming::Close, true),
+        BodyKind::UntilClose => (DownFraming::Close, false),
+        _ => (DownFraming::AsIs, false),
+    };
+    let close_down = !plan.framing.keep_alive || draining || framing == DownFraming::Close;
+    wbuf.clear();
+    encode::write_response(
+        wbuf,
+        &DownstreamResponse {
+            status,
+            reason: resp.reason.unwrap_or(""),
+            headers,
+            has_connection_header: f.has_connection_header,
+            framing,
+            close: close_down,
+            http10_keep_alive: plan.minor == 0 && !close_down,
+        },
+    );
+    Ok(Some(Response::Final {
+        head_len,
+        status,
+        body,
+        strip,
+        close_down,
+        reuse_up: f.keep_alive && body != BodyKind::UntilClose,
+    }))
+}
+
+/// Decrements an endpoint's in-flight count however the exchange ends.
+struct Active<'a>(&'a crate::observe::stats::Counter);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Conn {
+    /// Serves one request. Returns true to keep the connection for the next one.
+    async fn serve_one<D: Io, C: Connector>(&mut self, down: &mut D, view: &Rc<WorkerView<C>>, listener: usize, slot: &ConnSlot) -> bool {
+        let l = &view.snapshot.listeners[listener];
+        let stats = &view.listener_stats[listener];
+        if self.logging {
+            self.rec.clear();
+        }
+        let limit = l.limits.max_request_line_bytes + l.limits.max_header_bytes + 4;
+        let plan = loop {
+            if !self.rbuf.is_empty() {
+                let rec = if self.logging { Some(&mut self.rec) } else { None };
+                let ip = &self.ip[..self.ip_len];
+                match prepare(self.rbuf.data(), l, view, &mut self.wbuf, ip, rec) {
+                    Ok(Some(plan)) => break plan,
+                    Ok(None) => {
+                        if self.rbuf.is_full() && !self.rbuf.grow(limit) {
+                            self.reject(down, HeadError::HeadersTooLarge, view, listener).await;
+                            return false;
+                        }
+                    }
+                    Err(e) => {
+                        self.reject(down, e, view, listener).await;
+                        return false;
+                    }
+                }
+            } else if view.draining.get() {
+                return false;
+            }
+            slot.idle.set(self.rbuf.is_empty());
+            let read = self.rbuf.fill(down).await;
+            slot.idle.set(false);
+            match read {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        };
+        let start = Instant::now();
+        if self.logging {
+            self.rec.start = Some(SystemTime::now());
+        }
+        self.rbuf.consume(plan.head_len);
+        stats.bytes_received.add(plan.head_len as u64);
+        self.rec.bytes_received = plan.head_len as u64;
+        self.rec.bytes_sent = 0;
+        let outcome = match plan.action {
+            Action::NoRoute => self.local(down, view, &plan, 404, None, b"", ResponseFlag::NoRoute).await,
+            Action::Direct(d) => self.local(down, view, &plan, d.status, d.content_type.as_deref(), &d.body, ResponseFlag::None).await,
+            Action::Proxy { cluster, timeout } => self.proxy(down, view, &plan, cluster, timeout, start).await,
+        };
+        let elapsed = start.elapsed();
+        stats.bytes_received.add(self.rec.bytes_received - plan.head_len as u64);
+        stats.bytes_sent.add(self.rec.bytes_sent);
+        stats.request_done(outcome.status, outcome.flag, elapsed.as_micros() as u64);
+        if let Some(sink) = &view.access_logs[listener] {
+            self.rec.status = outcome.status;
+            self.rec.flag = Some(outcome.flag);
+            self.rec.duration = elapsed;
+            sink.log(&self.rec, self.peer);
+        }
+        outcome.keep_alive && !view.draining.get()
+    }
+
+    /// Answers a malformed request and closes: an ambiguous message is never forwarded.
+    async fn reject<D: Io, C: Connector>(&mut self, down: &mut D, e: HeadError, view: &WorkerView<C>, listener: usize) {
+        let stats = &view.listener_stats[listener];
+        tracing::debug!(peer = %self.peer, reason = e.reason(), "refusing request");
+        self.wbuf.clear();
+        encode::write_local_reply(&mut self.wbuf, e.status(), None, e.reason().as_bytes(), true, false);
+        let _ = down.write_all(&self.wbuf).await;
+        stats.request_done(e.status(), ResponseFlag::DownstreamProtocolError, 0);
+        if let Some(sink) = &view.access_logs[listener] {
+            self.rec.status = e.status();
+            self.rec.flag = Some(ResponseFlag::DownstreamProtocolError);
+            self.rec.start = Some(SystemTime::now());
+            sink.log(&self.rec, self.peer);
+        }
+    }
+
+    /// Sends a locally generated response, first reading and discarding a small request
+    /// body so the connection stays in step; anything else closes the connection.
+    #[allow(clippy::too_many_arguments)]
+    async fn local<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        plan: &Plan<'_>,
+        status: u16,
+        content_type: Option<&str>,
+        body: &[u8],
+        flag: ResponseFlag,
+    ) -> Outcome {
+        let mut close = !plan.framing.keep_alive || view.draining.get();
+        if plan.framing.body != BodyKind::Empty {
+            if plan.framing.expect_continue {
+                close = true;
+            } else {
+                let mut sink = futures_lite::io::sink();
+                match body::forward(down, &mut self.rbuf, &mut sink, plan.framing.body, true, None, Some(DISCARD_LIMIT)).await {
+                    Ok(n) => self.rec.bytes_received += n,
+                    Err(_) => close = true,
+                }
+            }
+        }
+        self.wbuf.clear();
+        encode::write_local_reply(&mut self.wbuf, status, content_type, body, close, plan.is_head);
+        let keep_alive = down.write_all(&self.wbuf).await.is_ok() && !close;
+        self.rec.bytes_sent = self.wbuf.len() as u64;
+        Outcome { status, flag, keep_alive }
+    }
+
+    /// Proxies one request to `cluster` and streams the response back.
+    async fn proxy<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        plan: &Plan<'_>,
+        cluster: usize,
+        timeout: Duration,
+        start: Instant,
+    ) -> Outcome {
+        let cs = &view.clusters[cluster];
+        let stats = &cs.stats;
+        stats.rq_total.inc();
+        let Some(ep) = cs.pick() else {
+            stats.rq_no_healthy.inc();
+            stats.rq_class[4].inc();
+            return self.local(down, view, plan, 503, None, b"no healthy upstream", ResponseFlag::NoHealthyUpstream).await;
+        };
+        let endpoint = &cs.cfg.endpoints[ep];
+        let es = &cs.endpoints[ep];
+        es.rq_total.inc();
+        es.rq_active.inc();
+        let _active = Active(&es.rq_active);
+        if self.logging {
+            self.rec.upstream = Some(endpoint.addr);
+            self.rec.cluster = Some(cs.name.clone());
+        }
+        let deadline = (!timeout.is_zero()).then(|| start + timeout);
+        let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // A request without a body can be retried once when a pooled connection turns out
+        // to have been closed by the upstream before it sent anything.
+        let retryable = plan.framing.body == BodyKind::Empty;
+        let mut attempt = 0;
+        let (mut up, response) = 'attempt: loop {
+            attempt += 1;
+            let (mut up, reused) = match cs.pool.take(ep) {
+                Some(c) => {
+                    stats.cx_reused.inc();
+                    (c, true)
+                }
+                None => {
+                    let connect_timeout = match remaining() {
+                        Some(r) => r.min(cs.cfg.connect_timeout),
+                        None => cs.cfg.connect_timeout,
+                    };
+                    match view.connector.connect(endpoint.addr, connect_timeout).await {
+                        Ok(c) => {
+                            stats.cx_total.inc();
+                            es.cx_total.inc();
+                            (c, false)
+                        }
+                        Err(e) => {
+                            tracing::debug!(upstream = %endpoint.addr, error = %e, "upstream connect failed");
+                            stats.cx_connect_fail.inc();
+                            es.cx_connect_fail.inc();
+                            stats.rq_class[4].inc();
+                            let (status, flag, msg): (u16, _, &[u8]) = if deadline.is_some_and(|d| Instant::now() >= d) {
+                                (504, ResponseFlag::UpstreamTimeout, b"upstream request timeout")
+                            } else {
+                                (503, ResponseFlag::UpstreamConnectFailure, b"upstream connect error")
+                            };
+                            return self.local(down, view, plan, status, None, msg, flag).await;
+                        }
+                    }
+                }
+            };
+            up.set_read_timeout(remaining());
+            up.set_write_timeout(remaining());
+            self.ubuf.consume(self.ubuf.len());
+            if self.ubuf.capacity() == 0 {
+                self.ubuf = ReadBuf::new(READ_BUF_BYTES);
+            }
+            if up.write_all(&self.wbuf).await.is_err() {
+                if reused && attempt == 1 {
+                    continue 'attempt;
+                }
+                return self.upstream_failed(down, view, plan, cluster, ResponseFlag::UpstreamConnectionTermination).await;
+            }
+            if plan.framing.body != BodyKind::Empty {
+                if plan.framing.expect_continue && down.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                    return self.finish_error(view, cluster, 0, ResponseFlag::DownstreamConnectionTermination);
+                }
+                match body::forward(down, &mut self.rbuf, &mut up, plan.framing.body, false, None, None).await {
+                    Ok(n) => self.rec.bytes_received += n,
+                    Err(BodyError::Write) => {
+                        return self.upstream_failed(down, view, plan, cluster, ResponseFlag::UpstreamConnectionTermination).await;
+                    }
+                    Err(BodyError::Framing) => {
+                        let e = HeadError::BadRequest("malformed chunked body");
+                        self.wbuf.clear();
+                        encode::write_local_reply(&mut self.wbuf, 400, None, e.reason().as_bytes(), true, false);
+                        let _ = down.write_all(&self.wbuf).await;
+                        return self.finish_error(view, cluster, 400, ResponseFlag::DownstreamProtocolError);
+                    }
+                    Err(BodyError::Timeout) => {
+                        return self.finish_error(view, cluster, 0, ResponseFlag::DownstreamIdleTimeout);
+                    }
+                    Err(_) => return self.finish_error(view, cluster, 0, ResponseFlag::DownstreamConnectionTermination),
+                }
+            }
+            // Read the response head, skipping interim (1xx) responses.
+            loop {
+                if !self.ubuf.is_empty() {
+                    match prepare_response(self.ubuf.data(), plan, view.draining.get(), &mut self.wbuf) {
+                        Ok(Some(Response::Interim(n))) => {
+                            self.ubuf.consume(n);
+                            continue;
+                        }
+                        Ok(Some(r)) => break 'attempt (up, r),
+                        Ok(None) => {
+                            if self.ubuf.is_full() && !self.ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1) {
+                                stats.rq_protocol_error.inc();
+                                return self.upstream_failed(down, view, plan, cluster, ResponseFlag::UpstreamProtocolError).await;
+                            }
+                        }
+                        Err(()) => {
+                            stats.rq_protocol_error.inc();
+                            return self.upstream_failed(down, view, plan, cluster, ResponseFlag::UpstreamProtocolError).await;
+                        }
+                    }
+                }
+                match body::fill_from(&mut up, &mut self.ubuf, deadline).await {
+                    Ok(n) if n > 0 => {}
+                    Err(BodyError::Timeout) => {
+                        stats.rq_timeout.inc();
+                        return self.upstream_failed(down, view, plan, cluster, ResponseFlag::UpstreamTimeout).await;
+                    }
+                    _ => {
+                        if reused && retryable && attempt == 1 && self.ubuf.is_empty() {
+                            // `wbuf` still holds the upstream request head: it is only
+                            // overwritten once a response head has been parsed.
+                            continue 'attempt;
+                        }
+                        stats.rq_reset.inc();
+                        return self.upstream_failed(down, view, plan, cluster, ResponseFlag::UpstreamConnectionTermination).await;
+                    }
+                }
+            }
+        };
+        let Response::Final {
+            head_len,
+            status,
+            body: resp_body,
+            strip,
+            close_down,
+            reuse_up,
+        } = response
+        else {
+            unreachable!("interim responses are skipped above")
+        };
+        self.ubuf.consume(head_len);
+        stats.rq_class[crate::observe::stats::class_index(status)].inc();
+        if down.write_all(&self.wbuf).await.is_err() {
+            return Outcome {
+                status,
+                flag: ResponseFlag::DownstreamConnectionTermination,
+                keep_alive: false,
+            };
+        }
+        let mut sent = self.wbuf.len() as u64;
+        let result = body::forward(&mut up, &mut self.ubuf, down, resp_body, strip, deadline, None).await;
+        let flag = match result {
+            Ok(n) => {
+                sent += n;
+                if reuse_up && self.ubuf.is_empty() {
+                    cs.pool.put(ep, up);
+                }
+                ResponseFlag::None
+            }
+            Err(BodyError::Write) => ResponseFlag::DownstreamConnectionTermination,
+            Err(BodyError::Timeout) => {
+                stats.rq_timeout.inc();
+                ResponseFlag::UpstreamTimeout
+            }
+            Err(_) => {
+                stats.rq_reset.inc();
+                ResponseFlag::UpstreamConnectionTermination
+            }
+        };
+        self.rec.bytes_sent = sent;
+        Outcome {
+            status,
+            flag,
+            keep_alive: flag == ResponseFlag::None && !close_down,
+        }
+    }
+
+    /// The upstream failed before a response head was sent downstream: answer locally.
+    async fn upstream_failed<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        plan: &Plan<'_>,
+        cluster: usize,
+        flag: ResponseFlag,
+    ) -> Outcome {
+        let (status, msg): (u16, &[u8]) = match flag {
+            ResponseFlag::UpstreamTimeout => (504, b"upstream request timeout"),
+            ResponseFlag::UpstreamProtocolError => (502, b"upstream sent an invalid response"),
+            _ => (503, b"upstream connect error or disconnect/reset before headers"),
+        };
+        view.clusters[cluster].stats.rq_class[4].inc();
+        let mut o = self.local(down, view, plan, status, None, msg, flag).await;
+        // The request body may be half sent; the downstream connection is out of step.
+        if plan.framing.body != BodyKind::Empty {
+            o.keep_alive = false;
+        }
+        o
+    }
+
+    /// A request that ended without a response the client can use: close the connection.
+    fn finish_error<C: Connector>(&mut self, view: &WorkerView<C>, cluster: usize, status: u16, flag: ResponseFlag) -> Outcome {
+        if status >= 400 {
+            view.clusters[cluster].stats.rq_class[crate::observe::stats::class_index(status)].inc();
+        }
+        Outcome {
+            status,
+            flag,
+            keep_alive: false,
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Envoy-style response flags: why a response was produced locally or cut short.
+
+/// A response flag, as Envoy spells it in access logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ResponseFlag {
+    /// No flag: the upstream answered normally.
+    None = 0,
+    /// NR: no route matched.
+    NoRoute,
+    /// UH: the cluster has no healthy endpoint.
+    NoHealthyUpstream,
+    /// UF: the upstream connection failed.
+    UpstreamConnectFailure,
+    /// UT: the route timeout expired.
+    UpstreamTimeout,
+    /// UC: the upstream closed or reset the connection.
+    UpstreamConnectionTermination,
+    /// UPE: the upstream sent a malformed response.
+    UpstreamProtocolError,
+    /// DPE: the downstream sent a malformed request.
+    DownstreamProtocolError,
+    /// DC: the downstream connection went away mid-request.
+    DownstreamConnectionTermination,
+    /// DRT: the downstream stopped sending for longer than the idle timeout.
+    DownstreamIdleTimeout,
+}
+
+pub const FLAG_COUNT: usize = 10;
+
+impl ResponseFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseFlag::None => "-",
+            ResponseFlag::NoRoute => "NR",
+            ResponseFlag::NoHealthyUpstream => "UH",
+            ResponseFlag::UpstreamConnectFailure => "UF",
+            ResponseFlag::UpstreamTimeout => "UT",
+            ResponseFlag::UpstreamConnectionTermination => "UC",
+            ResponseFlag::UpstreamProtocolError => "UPE",
+            ResponseFlag::DownstreamProtocolError => "DPE",
+            ResponseFlag::DownstreamConnectionTermination => "DC",
+            ResponseFlag::DownstreamIdleTimeout => "DRT",
+        }
+    }
+
+    pub fn all() -> [ResponseFlag; FLAG_COUNT] {
+        use ResponseFlag::*;
+        [
+            None,
+            NoRoute,
+            NoHealthyUpstream,
+            UpstreamConnectFailure,
+            UpstreamTimeout,
+            UpstreamConnectionTermination,
+            UpstreamProtocolError,
+            DownstreamProtocolError,
+            DownstreamConnectionTermination,
+            DownstreamIdleTimeout,
+        ]
+    }
+}

@@ -1,0 +1,268 @@
+//! Head serialisation: the request head sent upstream and the response head sent
+//! downstream. Unchanged headers are copied byte for byte in their original order;
+//! hop-by-hop headers are dropped and the proxy's own headers are appended.
+
+use super::head::{classify, named_by_connection, tokens, Special};
+
+/// Appends the decimal form of `n` without allocating.
+pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[i..]);
+}
+
+fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// What the proxy needs to write a request head upstream.
+pub struct UpstreamRequest<'a, 'h> {
+    pub method: &'a str,
+    /// Origin-form path and query.
+    pub path: &'a str,
+    /// Replaces the Host header (absolute-form targets).
+    pub authority: Option<&'a str>,
+    pub headers: &'a [httparse::Header<'h>],
+    pub has_connection_header: bool,
+    /// The downstream peer's IP, appended to x-forwarded-for.
+    pub client_ip: &'a [u8],
+}
+
+/// Writes an HTTP/1.1 request head for the upstream.
+pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
+    out.extend_from_slice(r.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(r.path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(a) = r.authority {
+        header(out, b"host", a.as_bytes());
+    }
+    let mut content_length_written = false;
+    let mut xff_seen = false;
+    for h in r.headers {
+        match classify(h.name) {
+            Special::Host if r.authority.is_some() => {}
+            Special::ContentLength => {
+                if !content_length_written {
+                    content_length_written = true;
+                    header(out, h.name.as_bytes(), h.value);
+                }
+            }
+            Special::TransferEncoding => header(out, b"transfer-encoding", b"chunked"),
+            Special::Connection
+            | Special::KeepAlive
+            | Special::ProxyConnection
+            | Special::Upgrade
+            | Special::Expect
+            | Special::XForwardedProto => {}
+            Special::Te => {
+                if tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
+                    header(out, b"te", b"trailers");
+                }
+            }
+            Special::XForwardedFor => xff_seen = true,
+            Special::Host | Special::Other => {
+                if !(r.has_connection_header && named_by_connection(r.headers, h.name)) {
+                    header(out, h.name.as_bytes(), h.value);
+                }
+            }
+        }
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if xff_seen {
+        for h in r.headers.iter().filter(|h| classify(h.name) == Special::XForwardedFor) {
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(r.client_ip);
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n\r\n");
+}
+
+/// How the response body is framed towards the downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownFraming {
+    /// Forward the upstream's Content-Length (or no body at all).
+    AsIs,
+    /// Chunked, forwarded from a chunked upstream response.
+    Chunked,
+    /// No length: the body ends when the connection closes.
+    Close,
+}
+
+/// What the proxy needs to write a response head downstream.
+pub struct DownstreamResponse<'a, 'h> {
+    pub status: u16,
+    pub reason: &'a str,
+    pub headers: &'a [httparse::Header<'h>],
+    pub has_connection_header: bool,
+    pub framing: DownFraming,
+    /// Close the downstream connection after this response.
+    pub close: bool,
+    /// The client spoke HTTP/1.0 and asked for keep-alive.
+    pub http10_keep_alive: bool,
+}
+
+pub fn write_response(out: &mut Vec<u8>, r: &DownstreamResponse<'_, '_>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(out, u64::from(r.status));
+    out.push(b' ');
+    out.extend_from_slice(r.reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut content_length_written = false;
+    for h in r.headers {
+        match classify(h.name) {
+            Special::ContentLength => {
+                if !content_length_written && r.framing == DownFraming::AsIs {
+                    content_length_written = true;
+                    header(out, h.name.as_bytes(), h.value);
+                }
+            }
+            Special::Connection
+            | Special::KeepAlive
+            | Special::ProxyConnection
+            | Special::Upgrade
+            | Special::Te
+            | Special::TransferEncoding => {}
+            _ => {
+                if !(r.has_connection_header && named_by_connection(r.headers, h.name)) {
+                    header(out, h.name.as_bytes(), h.value);
+                }
+            }
+        }
+    }
+    if r.framing == DownFraming::Chunked {
+        header(out, b"transfer-encoding", b"chunked");
+    }
+    if r.close {
+        header(out, b"connection", b"close");
+    } else if r.http10_keep_alive {
+        header(out, b"connection", b"keep-alive");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The canonical reason phrase for the statuses the proxy itself produces.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Payload Too Large",
+        414 => "URI Too Long",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+/// Writes a complete local reply (head and body).
+pub fn write_local_reply(out: &mut Vec<u8>, status: u16, content_type: Option<&str>, body: &[u8], close: bool, head_only: bool) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_u64(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    push_u64(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    if !body.is_empty() {
+        header(out, b"content-type", content_type.unwrap_or("text/plain").as_bytes());
+    }
+    if close {
+        header(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_drops_hop_by_hop_and_adds_forwarding() {
+        let hs = [
+            httparse::Header { name: "Host", value: b"a.example" },
+            httparse::Header { name: "Connection", value: b"keep-alive, X-Secret" },
+            httparse::Header { name: "X-Secret", value: b"1" },
+            httparse::Header { name: "TE", value: b"trailers, deflate" },
+            httparse::Header { name: "Keep-Alive", value: b"timeout=5" },
+            httparse::Header { name: "X-Forwarded-For", value: b"10.0.0.1" },
+            httparse::Header { name: "X-Forwarded-Proto", value: b"https" },
+            httparse::Header { name: "Accept", value: b"*/*" },
+        ];
+        let mut out = Vec::new();
+        write_request(
+            &mut out,
+            &UpstreamRequest {
+                method: "GET",
+                path: "/p?q",
+                authority: None,
+                headers: &hs,
+                has_connection_header: true,
+                client_ip: b"127.0.0.1",
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /p?q HTTP/1.1\r\nHost: a.example\r\nte: trailers\r\nAccept: */*\r\n\
+             x-forwarded-for: 10.0.0.1, 127.0.0.1\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_sets_framing_and_connection() {
+        let hs = [
+            httparse::Header { name: "Transfer-Encoding", value: b"chunked" },
+            httparse::Header { name: "Connection", value: b"keep-alive" },
+            httparse::Header { name: "Server", value: b"x" },
+        ];
+        let mut out = Vec::new();
+        write_response(
+            &mut out,
+            &DownstreamResponse {
+                status: 200,
+                reason: "OK",
+                headers: &hs,
+                has_connection_header: true,
+                framing: DownFraming::Chunked,
+                close: true,
+                http10_keep_alive: false,
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nServer: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+        let mut n = Vec::new();
+        push_u64(&mut n, 1234567890);
+        assert_eq!(n, b"1234567890");
+    }
+}

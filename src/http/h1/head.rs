@@ -1,0 +1,316 @@
+//! Request and response head analysis.
+//!
+//! httparse already rejects whitespace before the colon, obsolete line folding, NUL,
+//! bare CR and other control bytes in the head. This module adds the framing rules that
+//! close request-smuggling holes (RFC 9112 section 6): Content-Length and
+//! Transfer-Encoding together, conflicting or malformed Content-Length, any transfer
+//! coding other than a single `chunked`, missing or repeated Host.
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the peer closes (responses only).
+    UntilClose,
+}
+
+/// Why a head was refused. Each maps to one status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Malformed syntax, ambiguous framing: 400.
+    BadRequest(&'static str),
+    /// Request line longer than the limit: 414.
+    UriTooLong,
+    /// Header section larger than the limit or too many headers: 431.
+    HeadersTooLarge,
+    /// A transfer coding we do not implement: 501.
+    NotImplemented(&'static str),
+}
+
+impl HeadError {
+    pub fn status(self) -> u16 {
+        match self {
+            HeadError::BadRequest(_) => 400,
+            HeadError::UriTooLong => 414,
+            HeadError::HeadersTooLarge => 431,
+            HeadError::NotImplemented(_) => 501,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            HeadError::BadRequest(r) | HeadError::NotImplemented(r) => r,
+            HeadError::UriTooLong => "request line too long",
+            HeadError::HeadersTooLarge => "request headers too large",
+        }
+    }
+}
+
+/// Which header the proxy itself interprets. Everything else is forwarded untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    Other,
+    Host,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    KeepAlive,
+    ProxyConnection,
+    Te,
+    Upgrade,
+    Expect,
+    XForwardedFor,
+    XForwardedProto,
+}
+
+/// Classifies a header name without allocating.
+pub fn classify(name: &str) -> Special {
+    let n = name.as_bytes();
+    // Dispatch on length first: almost every header is rejected by one comparison.
+    let eq = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
+    match n.len() {
+        2 if eq("te") => Special::Te,
+        4 if eq("host") => Special::Host,
+        6 if eq("expect") => Special::Expect,
+        7 if eq("upgrade") => Special::Upgrade,
+        10 if eq("connection") => Special::Connection,
+        10 if eq("keep-alive") => Special::KeepAlive,
+        14 if eq("content-length") => Special::ContentLength,
+        15 if eq("x-forwarded-for") => Special::XForwardedFor,
+        16 if eq("proxy-connection") => Special::ProxyConnection,
+        17 if eq("transfer-encoding") => Special::TransferEncoding,
+        17 if eq("x-forwarded-proto") => Special::XForwardedProto,
+        _ => Special::Other,
+    }
+}
+
+/// Iterates the comma-separated tokens of a header value, trimmed.
+pub fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())
+}
+
+pub fn trim(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// True if `name` is listed in any `Connection` header (so it is hop-by-hop).
+pub fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    headers.iter().any(|h| {
+        classify(h.name) == Special::Connection && tokens(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    })
+}
+
+/// Parses a Content-Length value: one or more ASCII digits, nothing else.
+fn content_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    Some(n)
+}
+
+/// Facts about a message's framing and connection handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    pub body: BodyKind,
+    /// The sender allows the connection to stay open after this message.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent.
+    pub expect_continue: bool,
+    /// Any `Connection` header lists other header names that must be dropped.
+    pub has_connection_header: bool,
+}
+
+/// Works out body framing and persistence from the headers, refusing anything ambiguous.
+/// `minor` is the HTTP/1.x minor version.
+pub fn framing(headers: &[httparse::Header<'_>], minor: u8, is_request: bool) -> Result<Framing, HeadError> {
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut te_seen = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    let mut expect_continue = false;
+    let mut has_connection_header = false;
+    for h in headers {
+        match classify(h.name) {
+            Special::ContentLength => {
+                let n = content_length(trim(h.value)).ok_or(HeadError::BadRequest("malformed content-length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::BadRequest("conflicting content-length"));
+                }
+                length = Some(n);
+            }
+            Special::TransferEncoding => {
+                // Only a single, final `chunked` is accepted, once.
+                if te_seen {
+                    return Err(HeadError::BadRequest("repeated transfer-encoding"));
+                }
+                te_seen = true;
+                let v = trim(h.value);
+                if v.eq_ignore_ascii_case(b"chunked") {
+                    chunked = true;
+                } else if v.is_empty() || v.iter().any(|&b| b == b'"' || b == b';' || b < 0x20) {
+                    return Err(HeadError::BadRequest("malformed transfer-encoding"));
+                } else {
+                    let last_chunked = tokens(v).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+                    if is_request && !last_chunked {
+                        return Err(HeadError::BadRequest("transfer-encoding must end in chunked"));
+                    }
+                    return Err(HeadError::NotImplemented("unsupported transfer-encoding"));
+                }
+            }
+            Special::Connection => {
+                has_connection_header = true;
+                for t in tokens(h.value) {
+                    if t.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                        keep_alive_token = true;
+                    }
+                }
+            }
+            Special::Expect if is_request => {
+                if trim(h.value).eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = true;
+                } else {
+                    return Err(HeadError::BadRequest("unsupported expectation"));
+                }
+            }
+            _ => {}
+        }
+    }
+    if chunked && length.is_some() {
+        return Err(HeadError::BadRequest("content-length with transfer-encoding"));
+    }
+    if chunked && minor == 0 {
+        return Err(HeadError::BadRequest("transfer-encoding in HTTP/1.0"));
+    }
+    let body = match (chunked, length) {
+        (true, _) => BodyKind::Chunked,
+        (false, Some(0)) => BodyKind::Empty,
+        (false, Some(n)) => BodyKind::Length(n),
+        (false, None) if is_request => BodyKind::Empty,
+        (false, None) => BodyKind::UntilClose,
+    };
+    let keep_alive = if minor == 0 { keep_alive_token && !close } else { !close };
+    Ok(Framing {
+        body,
+        keep_alive,
+        expect_continue: expect_continue && body != BodyKind::Empty,
+        has_connection_header,
+    })
+}
+
+/// The routing authority and origin-form path of a request target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// From an absolute-form target (`http://host/path`), else `None`.
+    pub authority: Option<&'a str>,
+    /// Origin-form path including the query, always starting with `/` (or `*`).
+    pub path: &'a str,
+}
+
+/// Splits a request target into authority and path.
+pub fn target(t: &str) -> Result<Target<'_>, HeadError> {
+    if t.starts_with('/') || t == "*" {
+        return Ok(Target { authority: None, path: t });
+    }
+    let rest = if t.len() > 7 && t[..7].eq_ignore_ascii_case("http://") {
+        &t[7..]
+    } else if t.len() > 8 && t[..8].eq_ignore_ascii_case("https://") {
+        &t[8..]
+    } else {
+        return Err(HeadError::BadRequest("invalid request target"));
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
+        Some(_) => return Err(HeadError::BadRequest("invalid request target")),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains('@') {
+        return Err(HeadError::BadRequest("invalid authority in request target"));
+    }
+    Ok(Target {
+        authority: Some(authority),
+        path,
+    })
+}
+
+/// Checks a Host value: a reg-name or IP literal with an optional port, nothing else.
+pub fn valid_host(h: &[u8]) -> bool {
+    !h.is_empty() && h.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hs<'a>(list: &'a [(&'a str, &'a [u8])]) -> Vec<httparse::Header<'a>> {
+        list.iter().map(|(n, v)| httparse::Header { name: n, value: v }).collect()
+    }
+
+    #[test]
+    fn framing_rules() {
+        let f = |l: &[(&str, &[u8])], minor| framing(&hs(l), minor, true);
+        assert_eq!(f(&[("Content-Length", b"5")], 1).unwrap().body, BodyKind::Length(5));
+        assert_eq!(f(&[("Content-Length", b"5"), ("content-length", b"5")], 1).unwrap().body, BodyKind::Length(5));
+        assert!(f(&[("Content-Length", b"5"), ("content-length", b"6")], 1).is_err());
+        assert!(f(&[("Content-Length", b"5, 5")], 1).is_err());
+        assert!(f(&[("Content-Length", b"+5")], 1).is_err());
+        assert!(f(&[("Content-Length", b"")], 1).is_err());
+        assert!(f(&[("Content-Length", b"99999999999999999999")], 1).is_err());
+        assert_eq!(f(&[("Transfer-Encoding", b"Chunked")], 1).unwrap().body, BodyKind::Chunked);
+        assert!(f(&[("Transfer-Encoding", b"chunked"), ("Content-Length", b"3")], 1).is_err());
+        assert!(f(&[("Transfer-Encoding", b"chunked"), ("Transfer-Encoding", b"chunked")], 1).is_err());
+        assert_eq!(f(&[("Transfer-Encoding", b"chunked, gzip")], 1), Err(HeadError::BadRequest("transfer-encoding must end in chunked")));
+        assert_eq!(f(&[("Transfer-Encoding", b"gzip, chunked")], 1).unwrap_err().status(), 501);
+        assert!(f(&[("Transfer-Encoding", b"\"chunked\"")], 1).is_err());
+        assert!(f(&[("Transfer-Encoding", b"chunked")], 0).is_err());
+        assert!(!f(&[], 0).unwrap().keep_alive);
+        assert!(f(&[("Connection", b"Keep-Alive")], 0).unwrap().keep_alive);
+        assert!(!f(&[("Connection", b"foo, close")], 1).unwrap().keep_alive);
+        assert!(f(&[("Expect", b"100-continue"), ("Content-Length", b"1")], 1).unwrap().expect_continue);
+        assert!(f(&[("Expect", b"nope")], 1).is_err());
+        assert_eq!(framing(&[], 1, false).unwrap().body, BodyKind::UntilClose);
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(target("/a?b").unwrap().path, "/a?b");
+        let t = target("http://Example.com:8080/x").unwrap();
+        assert_eq!((t.authority, t.path), (Some("Example.com:8080"), "/x"));
+        assert_eq!(target("http://h").unwrap().path, "/");
+        assert!(target("http://u@h/").is_err());
+        assert!(target("example.com:443").is_err());
+        assert!(target("ftp://h/").is_err());
+    }
+
+    #[test]
+    fn classify_and_tokens() {
+        assert_eq!(classify("Transfer-Encoding"), Special::TransferEncoding);
+        assert_eq!(classify("X-Forwarded-Proto"), Special::XForwardedProto);
+        assert_eq!(classify("content-type"), Special::Other);
+        let v: Vec<&[u8]> = tokens(b" a , b,,c ").collect();
+        assert_eq!(v, vec![&b"a"[..], b"b", b"c"]);
+        let h = hs(&[("Connection", b"X-Foo, close")]);
+        assert!(named_by_connection(&h, "x-foo"));
+        assert!(!named_by_connection(&h, "x-bar"));
+    }
+}

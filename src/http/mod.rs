@@ -1,0 +1,16 @@
+//! The HTTP connection manager and its codecs.
+//!
+//! `conn` drives one downstream connection: read a request head, route it, proxy it to
+//! an upstream (or answer locally), stream bodies both ways, repeat. The HTTP/1 codec in
+//! `h1` is the project's own, on httparse. `conn` talks to the codec through the small
+//! set of facts in `h1::head` (framing, keep-alive, routing keys), which is the seam the
+//! HTTP/2 codec plugs into next.
+
+pub(crate) mod body;
+pub(crate) mod buf;
+pub(crate) mod conn;
+pub(crate) mod flags;
+pub mod h1;
+pub(crate) mod io;
+pub mod router;
+pub mod view;

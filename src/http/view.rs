@@ -1,0 +1,35 @@
+//! What a connection sees of its worker: one config snapshot with the worker's per-core
+//! state for it (cluster pools and load balancers, stats, access-log sinks).
+//!
+//! A connection pins the `WorkerView` it was accepted under, so a config update never
+//! changes the rules under a live connection.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::config::Snapshot;
+use crate::observe::access_log::LogSink;
+use crate::observe::stats::ListenerStats;
+use crate::upstream::cluster::ClusterState;
+use crate::upstream::Connector;
+
+pub struct WorkerView<C: Connector> {
+    pub snapshot: Arc<Snapshot>,
+    /// Indexed like `snapshot.clusters`.
+    pub(crate) clusters: Vec<Rc<ClusterState<C::Conn>>>,
+    /// Indexed like `snapshot.listeners`.
+    pub listener_stats: Vec<Rc<ListenerStats>>,
+    /// Indexed like `snapshot.listeners`.
+    pub access_logs: Vec<Option<Rc<LogSink>>>,
+    pub connector: Rc<C>,
+    /// Set once the worker drains: finish in-flight requests, then close.
+    pub draining: Rc<Cell<bool>>,
+}
+
+/// Per-connection handle the worker uses to close idle keep-alive connections on drain.
+#[derive(Default)]
+pub struct ConnSlot {
+    /// True while the connection waits for the first byte of its next request.
+    pub idle: Cell<bool>,
+}

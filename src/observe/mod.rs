@@ -1,0 +1,4 @@
+//! Observability: per-core stats and the access log.
+
+pub mod access_log;
+pub mod stats;

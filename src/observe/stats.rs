@@ -1,0 +1,295 @@
+//! Per-core stats: plain `Cell` counters owned by one worker, never shared, never locked.
+//!
+//! The admin server asks each worker for a `StatsReport` (a plain copy, sent over a
+//! channel) and merges the reports at scrape time.
+
+use std::cell::Cell;
+
+use serde::Serialize;
+
+use crate::http::flags::{ResponseFlag, FLAG_COUNT};
+
+/// Upper bounds of the request-duration histogram, in microseconds.
+pub const DURATION_BUCKETS_US: [u64; 14] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 5_000_000, 30_000_000,
+];
+
+#[derive(Default)]
+pub struct Counter(Cell<u64>);
+
+impl Counter {
+    #[inline]
+    pub fn inc(&self) {
+        self.0.set(self.0.get() + 1);
+    }
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.set(self.0.get() + n);
+    }
+    #[inline]
+    pub fn dec(&self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [Counter; DURATION_BUCKETS_US.len() + 1],
+    sum_us: Counter,
+}
+
+impl Histogram {
+    pub fn record(&self, us: u64) {
+        let i = DURATION_BUCKETS_US.partition_point(|&b| b < us);
+        self.buckets[i].inc();
+        self.sum_us.add(us);
+    }
+
+    fn report(&self) -> HistogramReport {
+        HistogramReport {
+            buckets: self.buckets.iter().map(Counter::get).collect(),
+            sum_us: self.sum_us.get(),
+        }
+    }
+}
+
+/// Index of a status code's class (1xx..5xx) in the `*_class` arrays.
+pub fn class_index(status: u16) -> usize {
+    usize::from((status / 100).clamp(1, 5) - 1)
+}
+
+/// Downstream stats of one listener on one core.
+#[derive(Default)]
+pub struct ListenerStats {
+    pub cx_total: Counter,
+    pub cx_active: Counter,
+    pub rq_total: Counter,
+    pub rq_class: [Counter; 5],
+    pub rq_flags: [Counter; FLAG_COUNT],
+    pub rq_time: Histogram,
+    pub bytes_received: Counter,
+    pub bytes_sent: Counter,
+    pub access_log_dropped: Counter,
+}
+
+impl ListenerStats {
+    pub fn request_done(&self, status: u16, flag: ResponseFlag, us: u64) {
+        self.rq_total.inc();
+        self.rq_class[class_index(status)].inc();
+        if flag != ResponseFlag::None {
+            self.rq_flags[flag as usize].inc();
+        }
+        self.rq_time.record(us);
+    }
+
+    pub fn report(&self, name: &str) -> ListenerReport {
+        ListenerReport {
+            name: name.to_string(),
+            cx_total: self.cx_total.get(),
+            cx_active: self.cx_active.get(),
+            rq_total: self.rq_total.get(),
+            rq_class: self.rq_class.iter().map(Counter::get).collect(),
+            rq_flags: ResponseFlag::all()
+                .iter()
+                .skip(1)
+                .map(|f| (f.as_str().to_string(), self.rq_flags[*f as usize].get()))
+                .collect(),
+            rq_time: self.rq_time.report(),
+            bytes_received: self.bytes_received.get(),
+            bytes_sent: self.bytes_sent.get(),
+            access_log_dropped: self.access_log_dropped.get(),
+        }
+    }
+}
+
+/// Upstream stats of one cluster on one core; kept by cluster name across reloads.
+#[derive(Default)]
+pub struct ClusterStats {
+    pub rq_total: Counter,
+    pub rq_class: [Counter; 5],
+    pub rq_timeout: Counter,
+    pub cx_total: Counter,
+    pub cx_connect_fail: Counter,
+    pub cx_reused: Counter,
+    pub rq_no_healthy: Counter,
+    pub rq_reset: Counter,
+    pub rq_protocol_error: Counter,
+}
+
+/// Per-endpoint counters, part of the per-core cluster state.
+#[derive(Default)]
+pub struct EndpointStats {
+    pub rq_total: Counter,
+    pub rq_active: Counter,
+    pub cx_total: Counter,
+    pub cx_connect_fail: Counter,
+}
+
+impl ClusterStats {
+    pub fn report(&self, name: &str, endpoints: Vec<EndpointReport>) -> ClusterReport {
+        ClusterReport {
+            name: name.to_string(),
+            rq_total: self.rq_total.get(),
+            rq_class: self.rq_class.iter().map(Counter::get).collect(),
+            rq_timeout: self.rq_timeout.get(),
+            cx_total: self.cx_total.get(),
+            cx_connect_fail: self.cx_connect_fail.get(),
+            cx_reused: self.cx_reused.get(),
+            rq_no_healthy: self.rq_no_healthy.get(),
+            rq_reset: self.rq_reset.get(),
+            rq_protocol_error: self.rq_protocol_error.get(),
+            endpoints,
+        }
+    }
+}
+
+// ---- Reports: plain data that crosses from a worker to the admin server. ----
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HistogramReport {
+    pub buckets: Vec<u64>,
+    pub sum_us: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ListenerReport {
+    pub name: String,
+    pub cx_total: u64,
+    pub cx_active: u64,
+    pub rq_total: u64,
+    pub rq_class: Vec<u64>,
+    pub rq_flags: Vec<(String, u64)>,
+    pub rq_time: HistogramReport,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub access_log_dropped: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EndpointReport {
+    pub address: String,
+    pub weight: u32,
+    pub rq_total: u64,
+    pub rq_active: u64,
+    pub cx_total: u64,
+    pub cx_connect_fail: u64,
+    pub cx_idle: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterReport {
+    pub name: String,
+    pub rq_total: u64,
+    pub rq_class: Vec<u64>,
+    pub rq_timeout: u64,
+    pub cx_total: u64,
+    pub cx_connect_fail: u64,
+    pub cx_reused: u64,
+    pub rq_no_healthy: u64,
+    pub rq_reset: u64,
+    pub rq_protocol_error: u64,
+    pub endpoints: Vec<EndpointReport>,
+}
+
+/// Everything one worker counted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatsReport {
+    pub listeners: Vec<ListenerReport>,
+    pub clusters: Vec<ClusterReport>,
+}
+
+fn add_vec(a: &mut Vec<u64>, b: &[u64]) {
+    if a.len() < b.len() {
+        a.resize(b.len(), 0);
+    }
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+impl StatsReport {
+    /// Adds another worker's report into this one, matching by name.
+    pub fn merge(&mut self, other: StatsReport) {
+        for l in other.listeners {
+            match self.listeners.iter_mut().find(|x| x.name == l.name) {
+                None => self.listeners.push(l),
+                Some(x) => {
+                    x.cx_total += l.cx_total;
+                    x.cx_active += l.cx_active;
+                    x.rq_total += l.rq_total;
+                    add_vec(&mut x.rq_class, &l.rq_class);
+                    for (f, n) in l.rq_flags {
+                        match x.rq_flags.iter_mut().find(|(g, _)| *g == f) {
+                            Some((_, m)) => *m += n,
+                            None => x.rq_flags.push((f, n)),
+                        }
+                    }
+                    add_vec(&mut x.rq_time.buckets, &l.rq_time.buckets);
+                    x.rq_time.sum_us += l.rq_time.sum_us;
+                    x.bytes_received += l.bytes_received;
+                    x.bytes_sent += l.bytes_sent;
+                    x.access_log_dropped += l.access_log_dropped;
+                }
+            }
+        }
+        for c in other.clusters {
+            match self.clusters.iter_mut().find(|x| x.name == c.name) {
+                None => self.clusters.push(c),
+                Some(x) => {
+                    x.rq_total += c.rq_total;
+                    add_vec(&mut x.rq_class, &c.rq_class);
+                    x.rq_timeout += c.rq_timeout;
+                    x.cx_total += c.cx_total;
+                    x.cx_connect_fail += c.cx_connect_fail;
+                    x.cx_reused += c.cx_reused;
+                    x.rq_no_healthy += c.rq_no_healthy;
+                    x.rq_reset += c.rq_reset;
+                    x.rq_protocol_error += c.rq_protocol_error;
+                    for e in c.endpoints {
+                        match x.endpoints.iter_mut().find(|y| y.address == e.address) {
+                            None => x.endpoints.push(e),
+                            Some(y) => {
+                                y.rq_total += e.rq_total;
+                                y.rq_active += e.rq_active;
+                                y.cx_total += e.cx_total;
+                                y.cx_connect_fail += e.cx_connect_fail;
+                                y.cx_idle += e.cx_idle;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_and_merge() {
+        let l = ListenerStats::default();
+        l.request_done(200, ResponseFlag::None, 100);
+        l.request_done(503, ResponseFlag::NoHealthyUpstream, 2_000_000);
+        let mut a = StatsReport {
+            listeners: vec![l.report("x")],
+            clusters: vec![],
+        };
+        let b = StatsReport {
+            listeners: vec![l.report("x")],
+            clusters: vec![],
+        };
+        a.merge(b);
+        let r = &a.listeners[0];
+        assert_eq!(r.rq_total, 4);
+        assert_eq!(r.rq_class, vec![0, 2, 0, 0, 2]);
+        assert_eq!(r.rq_time.buckets[0], 2);
+        assert_eq!(r.rq_time.buckets[12], 2);
+        assert!(r.rq_flags.contains(&("UH".to_string(), 2)));
+    }
+}

@@ -1,0 +1,56 @@
+//! The per-core state of one cluster: its config, load balancer, pool and counters.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::config::Cluster;
+use crate::observe::stats::{ClusterStats, EndpointReport, EndpointStats};
+
+use super::lb::Lb;
+use super::pool::Pool;
+
+pub(crate) struct ClusterState<C> {
+    pub cfg: Arc<Cluster>,
+    pub name: Arc<str>,
+    pub lb: RefCell<Lb>,
+    pub pool: Pool<C>,
+    pub stats: Rc<ClusterStats>,
+    pub endpoints: Vec<EndpointStats>,
+}
+
+impl<C> ClusterState<C> {
+    pub fn new(cfg: Arc<Cluster>, stats: Rc<ClusterStats>, seed: u64) -> Self {
+        ClusterState {
+            lb: RefCell::new(Lb::new(cfg.lb_policy, &cfg.endpoints, seed)),
+            pool: Pool::new(cfg.endpoints.len(), cfg.pool.max_idle_per_endpoint, cfg.pool.idle_timeout),
+            endpoints: cfg.endpoints.iter().map(|_| EndpointStats::default()).collect(),
+            name: Arc::from(cfg.name.as_str()),
+            cfg,
+            stats,
+        }
+    }
+
+    /// Picks an endpoint with the cluster's load-balancing policy.
+    pub fn pick(&self) -> Option<usize> {
+        self.lb.borrow_mut().pick(|i| self.endpoints.get(i).map_or(0, |e| e.rq_active.get()))
+    }
+
+    pub fn endpoint_reports(&self) -> Vec<EndpointReport> {
+        self.cfg
+            .endpoints
+            .iter()
+            .zip(&self.endpoints)
+            .enumerate()
+            .map(|(i, (e, s))| EndpointReport {
+                address: e.addr.to_string(),
+                weight: e.weight,
+                rq_total: s.rq_total.get(),
+                rq_active: s.rq_active.get(),
+                cx_total: s.cx_total.get(),
+                cx_connect_fail: s.cx_connect_fail.get(),
+                cx_idle: self.pool.idle_count(i) as u64,
+            })
+            .collect()
+    }
+}
