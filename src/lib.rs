@@ -8,3 +8,6 @@ pub mod config;
 pub mod http;
 pub mod observe;
 pub mod upstream;
+pub mod admin;
+pub mod demo;
+pub mod runtime;

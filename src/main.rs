@@ -1,1 +1,166 @@
-fn main() {}
+//! The `outrigger` command line.
+
+use std::process::ExitCode;
+
+use outrigger::config;
+use outrigger::runtime::{self, control::ConfigSource};
+
+const USAGE: &str = "\
+outrigger: a thread-per-core service-mesh sidecar proxy
+
+USAGE:
+  outrigger run -c FILE [--concurrency N]
+  outrigger run --listen HOST:PORT --upstream HOST:PORT [--admin HOST:PORT] [--concurrency N]
+  outrigger validate -c FILE
+  outrigger demo
+  outrigger --version
+
+Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit.
+Docs: docs/configuration.md, docs/operations.md";
+
+struct Args {
+    cmd: String,
+    config: Option<String>,
+    concurrency: Option<usize>,
+    listen: Option<String>,
+    upstream: Option<String>,
+    admin: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let cmd = it.next().ok_or_else(|| USAGE.to_string())?;
+    let mut a = Args {
+        cmd,
+        config: None,
+        concurrency: None,
+        listen: None,
+        upstream: None,
+        admin: None,
+    };
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match flag.as_str() {
+            "-c" | "--config" => a.config = Some(value("-c")?),
+            "--concurrency" => {
+                let v = value("--concurrency")?;
+                let n: usize = v.parse().map_err(|_| format!("--concurrency: `{v}` is not a number"))?;
+                if n == 0 {
+                    return Err("--concurrency must be at least 1".into());
+                }
+                a.concurrency = Some(n);
+            }
+            "--listen" => a.listen = Some(value("--listen")?),
+            "--upstream" => a.upstream = Some(value("--upstream")?),
+            "--admin" => a.admin = Some(value("--admin")?),
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTRIGGER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn source_for_run(a: &Args) -> Result<ConfigSource, String> {
+    match (&a.config, &a.listen, &a.upstream) {
+        (Some(path), None, None) => Ok(ConfigSource::File(path.clone())),
+        (None, Some(l), Some(u)) => Ok(ConfigSource::Inline(config::oneline::config_text(l, u, a.admin.as_deref())?)),
+        (None, Some(_), None) => Err("--listen needs --upstream".into()),
+        (None, None, Some(_)) => Err("--upstream needs --listen".into()),
+        (Some(_), _, _) => Err("use either -c FILE or --listen/--upstream, not both".into()),
+        (None, None, None) => Err(format!("run needs -c FILE or --listen/--upstream\n\n{USAGE}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.cmd.as_str() {
+        "--version" | "version" => {
+            println!("outrigger {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        "validate" => {
+            let Some(path) = args.config else {
+                eprintln!("validate needs -c FILE");
+                return ExitCode::from(2);
+            };
+            match config::load_file(&path) {
+                Ok(s) => {
+                    println!(
+                        "{path}: ok ({} listeners, {} route tables, {} clusters)",
+                        s.listeners.len(),
+                        s.route_tables.len(),
+                        s.clusters.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    for e in &errors.0 {
+                        eprintln!("{path}: {e}");
+                    }
+                    ExitCode::from(1)
+                }
+            }
+        }
+        "run" => {
+            init_tracing();
+            let source = match source_for_run(&args) {
+                Ok(s) => s,
+                Err(msg) => {
+                    eprintln!("outrigger: {msg}");
+                    return ExitCode::from(2);
+                }
+            };
+            exit(runtime::run(source, args.concurrency))
+        }
+        "demo" => {
+            init_tracing();
+            if let Err(e) = outrigger::demo::start_upstream(outrigger::demo::DEMO_UPSTREAM) {
+                eprintln!("outrigger: cannot start the demo upstream on {}: {e}", outrigger::demo::DEMO_UPSTREAM);
+                return ExitCode::from(1);
+            }
+            println!(
+                "Outrigger demo: proxy on 127.0.0.1:10000 -> built-in upstream on {}\n\
+                 try:\n  curl -i http://127.0.0.1:10000/hello\n  curl -i http://127.0.0.1:10000/healthz\n  \
+                 curl http://127.0.0.1:9901/stats/prometheus\n  curl http://127.0.0.1:9901/config_dump\n\
+                 Ctrl-C drains and exits.",
+                outrigger::demo::DEMO_UPSTREAM
+            );
+            exit(runtime::run(ConfigSource::Inline(outrigger::demo::DEMO_CONFIG.to_string()), args.concurrency))
+        }
+        other => {
+            eprintln!("unknown command `{other}`\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn exit(r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("outrigger: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}

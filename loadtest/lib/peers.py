@@ -235,26 +235,35 @@ class HAProxy(Peer):
     def command(self, churn: bool) -> list:
         self.config(0)
         cmd = [self.s.tools["haproxy"], "-db", "-f", self.s.work / "haproxy.cfg"]
+        self.master_sock = None
         if churn:   # master-worker mode, reloaded through the master CLI socket
             self.master_sock = self.s.work / "haproxy-master.sock"
+            self.master_sock.unlink(missing_ok=True)
             cmd[1:1] = ["-W", "-S", self.master_sock]
         return cmd
 
+    def ready(self) -> bool:
+        if self.master_sock and self._worker_pids() is None:
+            return False
+        return super().ready()
+
     def _master(self, command: str) -> str:
+        """One command on the master CLI; the answer ends with an empty line
+        (the master may keep the connection open after it)."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
+            s.settimeout(2)
             s.connect(str(self.master_sock))
             s.sendall(command.encode() + b"\n")
-            chunks = []
-            while True:
+            buf = b""
+            while not buf.endswith(b"\n\n"):
                 try:
                     data = s.recv(65536)
                 except socket.timeout:
                     break
                 if not data:
                     break
-                chunks.append(data)
-            return b"".join(chunks).decode(errors="replace")
+                buf += data
+            return buf.decode(errors="replace")
 
     def _worker_pids(self) -> set[str] | None:
         try:

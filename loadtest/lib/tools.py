@@ -79,15 +79,14 @@ class Tools:
         self.paths["envoy"] = binary
 
     def ensure_oha(self) -> None:
-        """oha (open-loop load) from crates.io, built into loadtest/.venv/bin."""
+        """oha (open-loop load) from crates.io, by `cargo install` into ~/.cargo/bin
+        so that later runs (and fresh clones on the same machine) reuse it."""
         path = which("oha")
         if not path:
-            log("install: cargo install --locked oha --no-default-features "
-                "(builds from crates.io, a few minutes on 2 cores)")
-            run(["cargo", "install", "--locked", "--quiet", "oha",
-                 "--no-default-features", "--root", str(VENV)], timeout=1800)
-            self.notes.append("cargo install --locked oha --no-default-features "
-                              "--root loadtest/.venv")
+            log("install: cargo install --locked oha "
+                "(builds from crates.io: about 5-6 minutes on 2 cores, once per machine)")
+            run(["cargo", "install", "--locked", "--quiet", "oha"], timeout=1800)
+            self.notes.append("cargo install --locked oha")
             path = which("oha")
         if not path:
             raise HarnessError("oha not found after cargo install")

@@ -1,0 +1,149 @@
+//! The admin server, on the control executor at its own address.
+//!
+//! | path | |
+//! |---|---|
+//! | `GET /ready` | 200 once every worker serves the current config, 503 before and while draining |
+//! | `GET /stats` | merged per-core counters as JSON |
+//! | `GET /stats/prometheus` | the same in Prometheus text exposition format |
+//! | `GET /config_dump` | the active config as JSON, with its version |
+//! | `GET /clusters` | clusters with their endpoints and per-endpoint counters |
+//! | `POST /reload` | re-read the config source; 200 with the new version or 400 with errors |
+
+mod prometheus;
+
+use std::mem::MaybeUninit;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::spawn_local;
+
+use crate::http::h1::encode;
+use crate::runtime::control::Control;
+
+/// Accepts admin connections until the control executor stops.
+pub async fn serve(control: Rc<Control>, socket: socket2::Socket) {
+    // SAFETY: the socket is bound and listening; ownership moves to glommio.
+    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                spawn_local(handle(control.clone(), stream)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into().into_bytes(),
+        }
+    }
+
+    fn json(v: &impl serde::Serialize) -> Reply {
+        let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+        body.push(b'\n');
+        Reply {
+            status: 200,
+            content_type: "application/json",
+            body,
+        }
+    }
+}
+
+async fn handle(control: Rc<Control>, mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut buf = vec![0u8; 8192];
+    let mut len = 0;
+    let (method, path) = loop {
+        match stream.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => len += n,
+        }
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 64];
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(&buf[..len], &mut slots) {
+            Ok(httparse::Status::Complete(_)) => {
+                break (req.method.unwrap_or("").to_string(), req.path.unwrap_or("").to_string());
+            }
+            Ok(httparse::Status::Partial) if len < buf.len() => continue,
+            _ => {
+                let _ = respond(&mut stream, Reply::text(400, "bad request\n")).await;
+                return;
+            }
+        }
+    };
+    let path_only = path.split('?').next().unwrap_or("");
+    let reply = route(&control, &method, path_only).await;
+    let _ = respond(&mut stream, reply).await;
+}
+
+async fn route(control: &Control, method: &str, path: &str) -> Reply {
+    match (method, path) {
+        ("GET" | "HEAD", "/ready") => {
+            if control.is_ready() {
+                Reply::text(200, "LIVE\n")
+            } else if control.draining.get() {
+                Reply::text(503, "DRAINING\n")
+            } else {
+                Reply::text(503, "PRE_INITIALIZING\n")
+            }
+        }
+        ("GET", "/stats") => Reply::json(&control.stats().await),
+        ("GET", "/stats/prometheus") => Reply {
+            status: 200,
+            content_type: "text/plain; version=0.0.4",
+            body: prometheus::render(&control.stats().await).into_bytes(),
+        },
+        ("GET", "/config_dump") => {
+            let s = control.current.borrow().clone();
+            Reply::json(&serde_json::json!({ "version": s.version, "config": s.dump }))
+        }
+        ("GET", "/clusters") => Reply::json(&serde_json::json!({ "clusters": control.stats().await.clusters })),
+        ("POST", "/reload") => match control.reload().await {
+            Ok(v) => Reply::text(200, format!("reloaded: version {v}\n")),
+            Err(e) => {
+                tracing::error!("reload refused, keeping the running config:\n{e}");
+                Reply::text(400, format!("{e}\n"))
+            }
+        },
+        (_, "/ready" | "/stats" | "/stats/prometheus" | "/config_dump" | "/clusters" | "/reload") => {
+            Reply::text(405, "method not allowed\n")
+        }
+        _ => Reply::text(
+            404,
+            "not found; try /ready /stats /stats/prometheus /config_dump /clusters, POST /reload\n",
+        ),
+    }
+}
+
+async fn respond(stream: &mut TcpStream, r: Reply) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(r.body.len() + 128);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    encode::push_u64(&mut out, u64::from(r.status));
+    out.push(b' ');
+    out.extend_from_slice(encode::reason(r.status).as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: ");
+    out.extend_from_slice(r.content_type.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    encode::push_u64(&mut out, r.body.len() as u64);
+    out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+    out.extend_from_slice(&r.body);
+    stream.write_all(&out).await?;
+    stream.close().await
+}

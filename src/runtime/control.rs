@@ -1,0 +1,240 @@
+//! The control executor: owns the config, compiles and fans out snapshots, answers the
+//! admin server, and turns signals into reloads and drains.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
+use glommio::spawn_local;
+use glommio::sync::Semaphore;
+use socket2::Socket;
+
+use crate::config::{self, ConfigErrors, Snapshot};
+use crate::observe::stats::StatsReport;
+
+use super::messages::{FromWorker, ToWorker};
+use super::sockets;
+
+/// Where the config comes from; a reload reads it again.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    File(String),
+    /// Config text built from command-line flags (one-line mode, demo).
+    Inline(String),
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Snapshot, ConfigErrors> {
+        match self {
+            ConfigSource::File(p) => config::load_file(p),
+            ConfigSource::Inline(t) => config::parse_str(t),
+        }
+    }
+}
+
+/// Signals noted by the main thread's handlers, polled by the control executor.
+#[derive(Default)]
+pub struct SignalFlags {
+    pub reload: Arc<AtomicBool>,
+    pub terminate: Arc<AtomicBool>,
+}
+
+pub struct Control {
+    source: ConfigSource,
+    workers: usize,
+    pub current: RefCell<Arc<Snapshot>>,
+    applied: RefCell<Vec<u64>>,
+    pub draining: Cell<bool>,
+    /// Listener name -> address the workers have sockets for.
+    bound: RefCell<HashMap<String, SocketAddr>>,
+    senders: Vec<ConnectedSender<ToWorker>>,
+    stats_rx: LocalReceiver<Box<StatsReport>>,
+    stats_lock: Semaphore,
+}
+
+impl Control {
+    pub fn is_ready(&self) -> bool {
+        let v = self.current.borrow().version;
+        !self.draining.get() && self.applied.borrow().iter().all(|&a| a == v)
+    }
+
+    /// Re-reads the source. A bad config is refused whole and the old one keeps serving.
+    pub async fn reload(&self) -> Result<u64, String> {
+        let mut snapshot = self.source.load().map_err(|e| e.to_string())?;
+        let old = self.current.borrow().clone();
+        if snapshot.admin != old.admin {
+            tracing::warn!("admin address changes take effect only on restart");
+        }
+        if snapshot.concurrency != old.concurrency {
+            tracing::warn!("runtime.concurrency changes take effect only on restart");
+        }
+        snapshot.version = old.version + 1;
+        let per_worker = self.bind_new(&snapshot)?;
+        self.publish(Arc::new(snapshot), per_worker).await;
+        Ok(self.current.borrow().version)
+    }
+
+    /// Binds sockets for listeners that are new or moved, one per worker.
+    fn bind_new(&self, snapshot: &Snapshot) -> Result<Vec<Vec<(String, Socket)>>, String> {
+        let bound = self.bound.borrow();
+        let mut per_worker: Vec<Vec<(String, Socket)>> = (0..self.workers).map(|_| Vec::new()).collect();
+        for l in &snapshot.listeners {
+            if bound.get(&l.name) == Some(&l.addr) {
+                continue;
+            }
+            let group = sockets::bind_group(&l.name, l.addr, l.backlog, self.workers)?;
+            for (w, s) in group.into_iter().enumerate() {
+                per_worker[w].push((l.name.clone(), s));
+            }
+        }
+        Ok(per_worker)
+    }
+
+    async fn publish(&self, snapshot: Arc<Snapshot>, per_worker: Vec<Vec<(String, Socket)>>) {
+        {
+            let mut bound = self.bound.borrow_mut();
+            bound.clear();
+            for l in &snapshot.listeners {
+                bound.insert(l.name.clone(), l.addr);
+            }
+        }
+        *self.current.borrow_mut() = snapshot.clone();
+        for (tx, sockets) in self.senders.iter().zip(per_worker) {
+            let _ = tx
+                .send(ToWorker::Config {
+                    snapshot: snapshot.clone(),
+                    sockets,
+                })
+                .await;
+        }
+        tracing::info!(version = snapshot.version, "config published");
+    }
+
+    /// Gathers and merges every worker's counters.
+    pub async fn stats(&self) -> StatsReport {
+        let _guard = self.stats_lock.acquire_permit(1).await;
+        let mut asked = 0;
+        for tx in &self.senders {
+            if tx.send(ToWorker::StatsRequest).await.is_ok() {
+                asked += 1;
+            }
+        }
+        let mut merged = StatsReport::default();
+        for _ in 0..asked {
+            match self.stats_rx.recv().await {
+                Some(r) => merged.merge(*r),
+                None => break,
+            }
+        }
+        merged.listeners.sort_by(|a, b| a.name.cmp(&b.name));
+        merged.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        merged
+    }
+
+    async fn drain(&self, timeout: Duration) {
+        self.draining.set(true);
+        tracing::info!(timeout_ms = timeout.as_millis() as u64, "draining");
+        for tx in &self.senders {
+            let _ = tx.send(ToWorker::Drain { timeout }).await;
+        }
+    }
+}
+
+/// Channels for one worker, control side.
+pub struct WorkerLink {
+    pub to: SharedSender<ToWorker>,
+    pub from: SharedReceiver<FromWorker>,
+}
+
+/// Runs the control executor until every worker has stopped.
+pub async fn run(
+    source: ConfigSource,
+    first: Snapshot,
+    first_sockets: Vec<Vec<(String, Socket)>>,
+    links: Vec<WorkerLink>,
+    admin: Option<Socket>,
+    signals: SignalFlags,
+) {
+    let workers = links.len();
+    let mut senders = Vec::with_capacity(workers);
+    let mut receivers = Vec::with_capacity(workers);
+    for link in links {
+        senders.push(link.to.connect().await);
+        receivers.push(link.from);
+    }
+    let (stats_tx, stats_rx) = local_channel::new_bounded(workers.max(1));
+    let control = Rc::new(Control {
+        source,
+        workers,
+        current: RefCell::new(Arc::new(first_placeholder())),
+        applied: RefCell::new(vec![0; workers]),
+        draining: Cell::new(false),
+        bound: RefCell::new(HashMap::new()),
+        senders,
+        stats_rx,
+        stats_lock: Semaphore::new(1),
+    });
+    let stats_tx = Rc::new(stats_tx);
+    let mut listeners = Vec::new();
+    for (i, rx) in receivers.into_iter().enumerate() {
+        let rx = rx.connect().await;
+        let c = control.clone();
+        let stats_tx: Rc<LocalSender<Box<StatsReport>>> = stats_tx.clone();
+        listeners.push(spawn_local(async move {
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    FromWorker::Applied(v) => c.applied.borrow_mut()[i] = v,
+                    FromWorker::Stats(r) => {
+                        let _ = stats_tx.send(r).await;
+                    }
+                }
+            }
+        }));
+    }
+    let mut first = first;
+    first.version = 1;
+    control.publish(Arc::new(first), first_sockets).await;
+
+    let _admin = admin.map(|s| spawn_local(crate::admin::serve(control.clone(), s)));
+
+    // Signals arrive as flags set by the main thread's handlers.
+    loop {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+        if signals.terminate.load(Ordering::Relaxed) {
+            break;
+        }
+        if signals.reload.swap(false, Ordering::Relaxed) {
+            match control.reload().await {
+                Ok(v) => tracing::info!(version = v, "reloaded on SIGHUP"),
+                Err(e) => tracing::error!("reload refused, keeping the running config:\n{e}"),
+            }
+        }
+    }
+    let timeout = control.current.borrow().drain_timeout;
+    control.drain(timeout).await;
+    // Each worker's channel closes when it exits.
+    for l in listeners {
+        l.await;
+    }
+    tracing::info!("all workers stopped");
+}
+
+/// An empty snapshot, the state before the first publish.
+fn first_placeholder() -> Snapshot {
+    Snapshot {
+        version: 0,
+        admin: None,
+        concurrency: None,
+        drain_timeout: Duration::from_secs(10),
+        listeners: Vec::new(),
+        route_tables: Vec::new(),
+        clusters: Vec::new(),
+        dump: serde_json::Value::Null,
+    }
+}

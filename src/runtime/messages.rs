@@ -1,0 +1,27 @@
+//! Messages between the control executor and the workers (glommio shared channels).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::Socket;
+
+use crate::config::Snapshot;
+use crate::observe::stats::StatsReport;
+
+/// Control -> worker.
+pub enum ToWorker {
+    /// Switch to this snapshot. `sockets` holds this worker's socket for every listener
+    /// that is new or moved to a new address; the worker keeps the rest.
+    Config { snapshot: Arc<Snapshot>, sockets: Vec<(String, Socket)> },
+    /// Send a `FromWorker::Stats`.
+    StatsRequest,
+    /// Stop accepting, finish in-flight requests, exit within `timeout`.
+    Drain { timeout: Duration },
+}
+
+/// Worker -> control.
+pub enum FromWorker {
+    /// The worker now serves this config version.
+    Applied(u64),
+    Stats(Box<StatsReport>),
+}

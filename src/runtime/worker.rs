@@ -1,0 +1,238 @@
+//! A worker executor: pinned to one core, owns its listeners' accept loops, every
+//! connection it accepts, and all per-core state (pools, load balancers, stats).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
+use glommio::net::TcpListener;
+use glommio::{spawn_local, Task};
+use std::os::fd::FromRawFd;
+
+use crate::config::Snapshot;
+use crate::http::conn;
+use crate::http::view::{ConnSlot, WorkerView};
+use crate::observe::access_log::{Batch, LogSink};
+use crate::observe::stats::{ClusterStats, ListenerStats, StatsReport};
+use crate::upstream::cluster::ClusterState;
+use crate::upstream::TcpConnector;
+
+use super::messages::{FromWorker, ToWorker};
+
+type View = WorkerView<TcpConnector>;
+
+struct Worker {
+    id: usize,
+    current: RefCell<Option<Rc<View>>>,
+    draining: Rc<Cell<bool>>,
+    connector: Rc<TcpConnector>,
+    log_tx: SyncSender<Batch>,
+    /// Stats live by name so they carry across config versions.
+    listener_stats: RefCell<HashMap<String, Rc<ListenerStats>>>,
+    cluster_stats: RefCell<HashMap<String, Rc<ClusterStats>>>,
+    sinks: RefCell<HashMap<String, Rc<LogSink>>>,
+    /// Accept loops by listener name; dropping the task closes the socket.
+    acceptors: RefCell<HashMap<String, Task<()>>>,
+    /// Open connections, for closing idle ones on drain.
+    conns: RefCell<HashMap<u64, (RawFd, Rc<ConnSlot>)>>,
+    next_conn: Cell<u64>,
+}
+
+/// Runs a worker until it is told to drain (or the control executor goes away).
+pub async fn run(id: usize, rx: SharedReceiver<ToWorker>, tx: SharedSender<FromWorker>, log_tx: SyncSender<Batch>) {
+    let rx = rx.connect().await;
+    let tx = tx.connect().await;
+    let w = Rc::new(Worker {
+        id,
+        current: RefCell::new(None),
+        draining: Rc::new(Cell::new(false)),
+        connector: Rc::new(TcpConnector),
+        log_tx,
+        listener_stats: RefCell::default(),
+        cluster_stats: RefCell::default(),
+        sinks: RefCell::default(),
+        acceptors: RefCell::default(),
+        conns: RefCell::default(),
+        next_conn: Cell::new(0),
+    });
+    let ticker = spawn_local(tick(w.clone()));
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            ToWorker::Config { snapshot, sockets } => {
+                let version = snapshot.version;
+                w.apply(snapshot, sockets);
+                let _ = tx.send(FromWorker::Applied(version)).await;
+            }
+            ToWorker::StatsRequest => {
+                let _ = tx.send(FromWorker::Stats(Box::new(w.report()))).await;
+            }
+            ToWorker::Drain { timeout } => {
+                w.drain(timeout).await;
+                break;
+            }
+        }
+    }
+    drop(ticker);
+    for sink in w.sinks.borrow().values() {
+        sink.flush();
+    }
+    tracing::debug!(worker = id, "worker stopped");
+}
+
+/// Periodic housekeeping: hand access-log batches to the flush thread, age out pools.
+async fn tick(w: Rc<Worker>) {
+    let mut n: u64 = 0;
+    loop {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        n += 1;
+        for sink in w.sinks.borrow().values() {
+            sink.flush();
+        }
+        if n % 50 == 0 {
+            if let Some(view) = w.current.borrow().as_ref() {
+                for c in &view.clusters {
+                    c.pool.evict_expired();
+                }
+            }
+        }
+    }
+}
+
+impl Worker {
+    fn apply(self: &Rc<Self>, snapshot: Arc<Snapshot>, sockets: Vec<(String, socket2::Socket)>) {
+        let prev = self.current.borrow().clone();
+        let clusters = snapshot
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(i, cfg)| {
+                // Keep the pool and LB state of a cluster whose definition did not change.
+                if let Some(old) = prev.as_ref().and_then(|p| p.clusters.iter().find(|c| c.cfg.name == cfg.name)) {
+                    if *old.cfg == **cfg {
+                        return old.clone();
+                    }
+                }
+                let stats = self.cluster_stats.borrow_mut().entry(cfg.name.clone()).or_default().clone();
+                let seed = (self.id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64) ^ snapshot.version;
+                Rc::new(ClusterState::new(cfg.clone(), stats, seed))
+            })
+            .collect();
+        let listener_stats: Vec<Rc<ListenerStats>> = snapshot
+            .listeners
+            .iter()
+            .map(|l| self.listener_stats.borrow_mut().entry(l.name.clone()).or_default().clone())
+            .collect();
+        let mut sinks = self.sinks.borrow_mut();
+        let access_logs = snapshot
+            .listeners
+            .iter()
+            .zip(&listener_stats)
+            .map(|(l, stats)| {
+                let a = l.access_log.as_ref()?;
+                let sink = Rc::new(LogSink::new(a.path.as_deref(), a.format.clone(), &l.name, self.log_tx.clone(), stats.clone()));
+                if let Some(old) = sinks.insert(l.name.clone(), sink.clone()) {
+                    old.flush();
+                }
+                Some(sink)
+            })
+            .collect();
+        sinks.retain(|name, _| snapshot.listeners.iter().any(|l| &l.name == name && l.access_log.is_some()));
+        drop(sinks);
+        let view = Rc::new(WorkerView {
+            snapshot: snapshot.clone(),
+            clusters,
+            listener_stats,
+            access_logs,
+            connector: self.connector.clone(),
+            draining: self.draining.clone(),
+        });
+        *self.current.borrow_mut() = Some(view);
+
+        // Listeners: stop removed ones, start new or moved ones with the sockets sent.
+        let mut acceptors = self.acceptors.borrow_mut();
+        acceptors.retain(|name, _| snapshot.listeners.iter().any(|l| &l.name == name));
+        for (name, socket) in sockets {
+            // SAFETY: the socket is bound and listening, and ownership moves to glommio.
+            let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+            let task = spawn_local(accept_loop(self.clone(), name.clone(), listener));
+            acceptors.insert(name, task);
+        }
+    }
+
+    fn report(&self) -> StatsReport {
+        let mut r = StatsReport::default();
+        for (name, s) in self.listener_stats.borrow().iter() {
+            r.listeners.push(s.report(name));
+        }
+        let current = self.current.borrow();
+        for (name, s) in self.cluster_stats.borrow().iter() {
+            let endpoints = current
+                .as_ref()
+                .and_then(|v| v.clusters.iter().find(|c| &c.cfg.name == name))
+                .map(|c| c.endpoint_reports())
+                .unwrap_or_default();
+            r.clusters.push(s.report(name, endpoints));
+        }
+        r
+    }
+
+    async fn drain(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        self.draining.set(true);
+        self.acceptors.borrow_mut().clear();
+        loop {
+            // Idle keep-alive connections are waiting in read: shut their read side so the
+            // read returns end-of-stream and they close. Busy ones finish their request
+            // and close after it (with `Connection: close`).
+            for (fd, slot) in self.conns.borrow().values() {
+                if slot.idle.get() {
+                    // SAFETY: fd belongs to a live connection that we track; shutdown does
+                    // not close it.
+                    unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
+                }
+            }
+            if self.conns.borrow().is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.conns.borrow().len();
+        if left > 0 {
+            tracing::warn!(worker = self.id, connections = left, "drain timeout: closing remaining connections");
+        }
+    }
+}
+
+async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(view) = w.current.borrow().clone() else { continue };
+        let Some(index) = view.snapshot.listeners.iter().position(|l| l.name == name) else {
+            continue;
+        };
+        let Ok(peer) = stream.peer_addr() else { continue };
+        let _ = stream.set_nodelay(true);
+        let id = w.next_conn.get();
+        w.next_conn.set(id + 1);
+        let slot = Rc::new(ConnSlot::default());
+        w.conns.borrow_mut().insert(id, (stream.as_raw_fd(), slot.clone()));
+        let w2 = w.clone();
+        spawn_local(async move {
+            conn::serve(stream, peer, view, index, slot).await;
+            w2.conns.borrow_mut().remove(&id);
+        })
+        .detach();
+    }
+}
