@@ -13,11 +13,13 @@ pub const DEMO_UPSTREAM: &str = "127.0.0.1:18080";
 /// that answers every request with a greeting naming the method and path.
 pub fn start_upstream(addr: &str) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
-    std::thread::Builder::new().name("demo-upstream".into()).spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let _ = std::thread::Builder::new().spawn(move || serve(stream));
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("demo-upstream".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = std::thread::Builder::new().spawn(move || serve(stream));
+            }
+        })?;
     Ok(())
 }
 

@@ -4,10 +4,10 @@
 //! `listener` -> `http` (connection manager, HTTP/1 codec, router) -> `upstream`
 //! (clusters, load balancing, pools) -> `observe` (stats, access log) -> `config`.
 
+pub mod admin;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod observe;
-pub mod upstream;
-pub mod admin;
-pub mod demo;
 pub mod runtime;
+pub mod upstream;

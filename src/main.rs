@@ -44,7 +44,9 @@ fn parse_args() -> Result<Args, String> {
             "-c" | "--config" => a.config = Some(value("-c")?),
             "--concurrency" => {
                 let v = value("--concurrency")?;
-                let n: usize = v.parse().map_err(|_| format!("--concurrency: `{v}` is not a number"))?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("--concurrency: `{v}` is not a number"))?;
                 if n == 0 {
                     return Err("--concurrency must be at least 1".into());
                 }
@@ -74,11 +76,17 @@ fn init_tracing() {
 fn source_for_run(a: &Args) -> Result<ConfigSource, String> {
     match (&a.config, &a.listen, &a.upstream) {
         (Some(path), None, None) => Ok(ConfigSource::File(path.clone())),
-        (None, Some(l), Some(u)) => Ok(ConfigSource::Inline(config::oneline::config_text(l, u, a.admin.as_deref())?)),
+        (None, Some(l), Some(u)) => Ok(ConfigSource::Inline(config::oneline::config_text(
+            l,
+            u,
+            a.admin.as_deref(),
+        )?)),
         (None, Some(_), None) => Err("--listen needs --upstream".into()),
         (None, None, Some(_)) => Err("--upstream needs --listen".into()),
         (Some(_), _, _) => Err("use either -c FILE or --listen/--upstream, not both".into()),
-        (None, None, None) => Err(format!("run needs -c FILE or --listen/--upstream\n\n{USAGE}")),
+        (None, None, None) => Err(format!(
+            "run needs -c FILE or --listen/--upstream\n\n{USAGE}"
+        )),
     }
 }
 
@@ -136,7 +144,10 @@ fn main() -> ExitCode {
         "demo" => {
             init_tracing();
             if let Err(e) = outrigger::demo::start_upstream(outrigger::demo::DEMO_UPSTREAM) {
-                eprintln!("outrigger: cannot start the demo upstream on {}: {e}", outrigger::demo::DEMO_UPSTREAM);
+                eprintln!(
+                    "outrigger: cannot start the demo upstream on {}: {e}",
+                    outrigger::demo::DEMO_UPSTREAM
+                );
                 return ExitCode::from(1);
             }
             println!(
@@ -146,7 +157,10 @@ fn main() -> ExitCode {
                  Ctrl-C drains and exits.",
                 outrigger::demo::DEMO_UPSTREAM
             );
-            exit(runtime::run(ConfigSource::Inline(outrigger::demo::DEMO_CONFIG.to_string()), args.concurrency))
+            exit(runtime::run(
+                ConfigSource::Inline(outrigger::demo::DEMO_CONFIG.to_string()),
+                args.concurrency,
+            ))
         }
         other => {
             eprintln!("unknown command `{other}`\n\n{USAGE}");

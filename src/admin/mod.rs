@@ -79,7 +79,10 @@ async fn handle(control: Rc<Control>, mut stream: TcpStream) {
         let mut req = httparse::Request::new(&mut []);
         match req.parse_with_uninit_headers(&buf[..len], &mut slots) {
             Ok(httparse::Status::Complete(_)) => {
-                break (req.method.unwrap_or("").to_string(), req.path.unwrap_or("").to_string());
+                break (
+                    req.method.unwrap_or("").to_string(),
+                    req.path.unwrap_or("").to_string(),
+                );
             }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
             _ => {
@@ -114,7 +117,9 @@ async fn route(control: &Control, method: &str, path: &str) -> Reply {
             let s = control.current.borrow().clone();
             Reply::json(&serde_json::json!({ "version": s.version, "config": s.dump }))
         }
-        ("GET", "/clusters") => Reply::json(&serde_json::json!({ "clusters": control.stats().await.clusters })),
+        ("GET", "/clusters") => {
+            Reply::json(&serde_json::json!({ "clusters": control.stats().await.clusters }))
+        }
         ("POST", "/reload") => match control.reload().await {
             Ok(v) => Reply::text(200, format!("reloaded: version {v}\n")),
             Err(e) => {
@@ -122,9 +127,10 @@ async fn route(control: &Control, method: &str, path: &str) -> Reply {
                 Reply::text(400, format!("{e}\n"))
             }
         },
-        (_, "/ready" | "/stats" | "/stats/prometheus" | "/config_dump" | "/clusters" | "/reload") => {
-            Reply::text(405, "method not allowed\n")
-        }
+        (
+            _,
+            "/ready" | "/stats" | "/stats/prometheus" | "/config_dump" | "/clusters" | "/reload",
+        ) => Reply::text(405, "method not allowed\n"),
         _ => Reply::text(
             404,
             "not found; try /ready /stats /stats/prometheus /config_dump /clusters, POST /reload\n",

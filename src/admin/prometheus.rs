@@ -13,7 +13,9 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// Escapes a label value.
 fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 pub fn render(r: &StatsReport) -> String {
@@ -25,30 +27,90 @@ pub fn render(r: &StatsReport) -> String {
         ($name:literal, $kind:literal, $help:literal, $field:ident) => {
             family(&mut out, $name, $kind, $help);
             for l in ls {
-                let _ = writeln!(out, "{}{{listener=\"{}\"}} {}", $name, esc(&l.name), l.$field);
+                let _ = writeln!(
+                    out,
+                    "{}{{listener=\"{}\"}} {}",
+                    $name,
+                    esc(&l.name),
+                    l.$field
+                );
             }
         };
     }
-    per_listener!("outrigger_downstream_cx_total", "counter", "Downstream connections accepted.", cx_total);
-    per_listener!("outrigger_downstream_cx_active", "gauge", "Downstream connections open.", cx_active);
-    per_listener!("outrigger_downstream_rq_total", "counter", "Downstream requests completed.", rq_total);
-    per_listener!("outrigger_downstream_bytes_received_total", "counter", "Request bytes received.", bytes_received);
-    per_listener!("outrigger_downstream_bytes_sent_total", "counter", "Response bytes sent.", bytes_sent);
-    per_listener!("outrigger_access_log_dropped_total", "counter", "Access-log lines dropped because the flush thread fell behind.", access_log_dropped);
+    per_listener!(
+        "outrigger_downstream_cx_total",
+        "counter",
+        "Downstream connections accepted.",
+        cx_total
+    );
+    per_listener!(
+        "outrigger_downstream_cx_active",
+        "gauge",
+        "Downstream connections open.",
+        cx_active
+    );
+    per_listener!(
+        "outrigger_downstream_rq_total",
+        "counter",
+        "Downstream requests completed.",
+        rq_total
+    );
+    per_listener!(
+        "outrigger_downstream_bytes_received_total",
+        "counter",
+        "Request bytes received.",
+        bytes_received
+    );
+    per_listener!(
+        "outrigger_downstream_bytes_sent_total",
+        "counter",
+        "Response bytes sent.",
+        bytes_sent
+    );
+    per_listener!(
+        "outrigger_access_log_dropped_total",
+        "counter",
+        "Access-log lines dropped because the flush thread fell behind.",
+        access_log_dropped
+    );
 
-    family(&mut out, "outrigger_downstream_rq_xx_total", "counter", "Downstream requests by response code class.");
+    family(
+        &mut out,
+        "outrigger_downstream_rq_xx_total",
+        "counter",
+        "Downstream requests by response code class.",
+    );
     for l in ls {
         for (i, n) in l.rq_class.iter().enumerate() {
-            let _ = writeln!(out, "outrigger_downstream_rq_xx_total{{listener=\"{}\",class=\"{}\"}} {n}", esc(&l.name), CLASSES[i]);
+            let _ = writeln!(
+                out,
+                "outrigger_downstream_rq_xx_total{{listener=\"{}\",class=\"{}\"}} {n}",
+                esc(&l.name),
+                CLASSES[i]
+            );
         }
     }
-    family(&mut out, "outrigger_downstream_rq_flag_total", "counter", "Downstream requests by Envoy-style response flag.");
+    family(
+        &mut out,
+        "outrigger_downstream_rq_flag_total",
+        "counter",
+        "Downstream requests by Envoy-style response flag.",
+    );
     for l in ls {
         for (flag, n) in &l.rq_flags {
-            let _ = writeln!(out, "outrigger_downstream_rq_flag_total{{listener=\"{}\",flag=\"{flag}\"}} {n}", esc(&l.name));
+            let _ = writeln!(
+                out,
+                "outrigger_downstream_rq_flag_total{{listener=\"{}\",flag=\"{flag}\"}} {n}",
+                esc(&l.name)
+            );
         }
     }
-    family(&mut out, "outrigger_downstream_rq_time_seconds", "histogram", "Request duration from complete head to end of response.");
+    family(
+        &mut out,
+        "outrigger_downstream_rq_time_seconds",
+        "histogram",
+        "Request duration from complete head to end of response.",
+    );
     for l in ls {
         let mut cum = 0;
         for (i, n) in l.rq_time.buckets.iter().enumerate() {
@@ -57,32 +119,101 @@ pub fn render(r: &StatsReport) -> String {
                 Some(us) => format!("{}", *us as f64 / 1e6),
                 None => "+Inf".to_string(),
             };
-            let _ = writeln!(out, "outrigger_downstream_rq_time_seconds_bucket{{listener=\"{}\",le=\"{le}\"}} {cum}", esc(&l.name));
+            let _ = writeln!(
+                out,
+                "outrigger_downstream_rq_time_seconds_bucket{{listener=\"{}\",le=\"{le}\"}} {cum}",
+                esc(&l.name)
+            );
         }
-        let _ = writeln!(out, "outrigger_downstream_rq_time_seconds_sum{{listener=\"{}\"}} {}", esc(&l.name), l.rq_time.sum_us as f64 / 1e6);
-        let _ = writeln!(out, "outrigger_downstream_rq_time_seconds_count{{listener=\"{}\"}} {cum}", esc(&l.name));
+        let _ = writeln!(
+            out,
+            "outrigger_downstream_rq_time_seconds_sum{{listener=\"{}\"}} {}",
+            esc(&l.name),
+            l.rq_time.sum_us as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "outrigger_downstream_rq_time_seconds_count{{listener=\"{}\"}} {cum}",
+            esc(&l.name)
+        );
     }
 
     macro_rules! per_cluster {
         ($name:literal, $kind:literal, $help:literal, $field:ident) => {
             family(&mut out, $name, $kind, $help);
             for c in cs {
-                let _ = writeln!(out, "{}{{cluster=\"{}\"}} {}", $name, esc(&c.name), c.$field);
+                let _ = writeln!(
+                    out,
+                    "{}{{cluster=\"{}\"}} {}",
+                    $name,
+                    esc(&c.name),
+                    c.$field
+                );
             }
         };
     }
-    per_cluster!("outrigger_upstream_rq_total", "counter", "Requests sent to the cluster (or refused for it).", rq_total);
-    per_cluster!("outrigger_upstream_rq_timeout_total", "counter", "Requests that hit the route timeout.", rq_timeout);
-    per_cluster!("outrigger_upstream_cx_total", "counter", "Upstream connections opened.", cx_total);
-    per_cluster!("outrigger_upstream_cx_connect_fail_total", "counter", "Upstream connection attempts that failed.", cx_connect_fail);
-    per_cluster!("outrigger_upstream_cx_reused_total", "counter", "Requests sent on a pooled keep-alive connection.", cx_reused);
-    per_cluster!("outrigger_upstream_rq_no_healthy_total", "counter", "Requests refused because the cluster had no endpoint.", rq_no_healthy);
-    per_cluster!("outrigger_upstream_rq_reset_total", "counter", "Requests whose upstream connection closed or reset.", rq_reset);
-    per_cluster!("outrigger_upstream_rq_protocol_error_total", "counter", "Malformed upstream responses.", rq_protocol_error);
-    family(&mut out, "outrigger_upstream_rq_xx_total", "counter", "Upstream requests by response code class (local 5xx included).");
+    per_cluster!(
+        "outrigger_upstream_rq_total",
+        "counter",
+        "Requests sent to the cluster (or refused for it).",
+        rq_total
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_timeout_total",
+        "counter",
+        "Requests that hit the route timeout.",
+        rq_timeout
+    );
+    per_cluster!(
+        "outrigger_upstream_cx_total",
+        "counter",
+        "Upstream connections opened.",
+        cx_total
+    );
+    per_cluster!(
+        "outrigger_upstream_cx_connect_fail_total",
+        "counter",
+        "Upstream connection attempts that failed.",
+        cx_connect_fail
+    );
+    per_cluster!(
+        "outrigger_upstream_cx_reused_total",
+        "counter",
+        "Requests sent on a pooled keep-alive connection.",
+        cx_reused
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_no_healthy_total",
+        "counter",
+        "Requests refused because the cluster had no endpoint.",
+        rq_no_healthy
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_reset_total",
+        "counter",
+        "Requests whose upstream connection closed or reset.",
+        rq_reset
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_protocol_error_total",
+        "counter",
+        "Malformed upstream responses.",
+        rq_protocol_error
+    );
+    family(
+        &mut out,
+        "outrigger_upstream_rq_xx_total",
+        "counter",
+        "Upstream requests by response code class (local 5xx included).",
+    );
     for c in cs {
         for (i, n) in c.rq_class.iter().enumerate() {
-            let _ = writeln!(out, "outrigger_upstream_rq_xx_total{{cluster=\"{}\",class=\"{}\"}} {n}", esc(&c.name), CLASSES[i]);
+            let _ = writeln!(
+                out,
+                "outrigger_upstream_rq_xx_total{{cluster=\"{}\",class=\"{}\"}} {n}",
+                esc(&c.name),
+                CLASSES[i]
+            );
         }
     }
     out
@@ -104,9 +235,16 @@ mod tests {
             clusters: vec![],
         };
         let text = render(&r);
-        assert!(text.contains("outrigger_downstream_rq_total{listener=\"in\"} 2"), "{text}");
-        assert!(text.contains("outrigger_downstream_rq_time_seconds_bucket{listener=\"in\",le=\"0.00025\"} 1"));
-        assert!(text.contains("outrigger_downstream_rq_time_seconds_bucket{listener=\"in\",le=\"+Inf\"} 2"));
+        assert!(
+            text.contains("outrigger_downstream_rq_total{listener=\"in\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "outrigger_downstream_rq_time_seconds_bucket{listener=\"in\",le=\"0.00025\"} 1"
+        ));
+        assert!(text.contains(
+            "outrigger_downstream_rq_time_seconds_bucket{listener=\"in\",le=\"+Inf\"} 2"
+        ));
         assert!(text.contains("outrigger_downstream_rq_xx_total{listener=\"in\",class=\"2xx\"} 2"));
     }
 }

@@ -135,7 +135,12 @@ impl Builder {
         }
     }
 
-    fn positive_duration(&mut self, path: String, v: &Option<String>, default: Duration) -> Duration {
+    fn positive_duration(
+        &mut self,
+        path: String,
+        v: &Option<String>,
+        default: Duration,
+    ) -> Duration {
         let d = self.duration(path.clone(), v, default);
         if d.is_zero() {
             self.err(path, "must be greater than zero");
@@ -179,7 +184,10 @@ impl Builder {
         let runtime = raw.runtime.as_ref();
         let concurrency = runtime.and_then(|r| r.concurrency);
         if concurrency == Some(0) {
-            self.err("runtime.concurrency".into(), "must be at least 1 (omit it for one worker per CPU)");
+            self.err(
+                "runtime.concurrency".into(),
+                "must be at least 1 (omit it for one worker per CPU)",
+            );
         }
         let drain_timeout = self.duration(
             "runtime.drain_timeout".into(),
@@ -188,7 +196,10 @@ impl Builder {
         );
 
         self.unique("clusters", raw.clusters.iter().map(|c| c.name.as_str()));
-        self.unique("route_tables", raw.route_tables.iter().map(|c| c.name.as_str()));
+        self.unique(
+            "route_tables",
+            raw.route_tables.iter().map(|c| c.name.as_str()),
+        );
         self.unique("listeners", raw.listeners.iter().map(|c| c.name.as_str()));
 
         let clusters: Vec<Arc<Cluster>> = raw
@@ -208,10 +219,16 @@ impl Builder {
         for (i, l) in raw.listeners.iter().enumerate() {
             if let Some(l) = self.listener(i, l, &route_tables) {
                 if !addrs.insert(l.addr) {
-                    self.err(format!("listeners[{i}].port"), format!("address {} is used by another listener", l.addr));
+                    self.err(
+                        format!("listeners[{i}].port"),
+                        format!("address {} is used by another listener", l.addr),
+                    );
                 }
                 if Some(l.addr) == admin {
-                    self.err(format!("listeners[{i}].port"), "address is the admin address");
+                    self.err(
+                        format!("listeners[{i}].port"),
+                        "address is the admin address",
+                    );
                 }
                 listeners.push(l);
             }
@@ -219,7 +236,8 @@ impl Builder {
         if !self.errors.is_empty() {
             return None;
         }
-        let dump = serde_yaml::from_str::<serde_json::Value>(text).unwrap_or(serde_json::Value::Null);
+        let dump =
+            serde_yaml::from_str::<serde_json::Value>(text).unwrap_or(serde_json::Value::Null);
         Some(Snapshot {
             version: 0,
             admin,
@@ -237,25 +255,45 @@ impl Builder {
         let addr = self.resolve(format!("{p}.address"), &l.address, l.port);
         let route_table = tables.iter().position(|t| t.name == l.route_table);
         if route_table.is_none() {
-            self.err(format!("{p}.route_table"), format!("no route table named `{}`", l.route_table));
+            self.err(
+                format!("{p}.route_table"),
+                format!("no route table named `{}`", l.route_table),
+            );
         }
         let d = Limits::default();
         let rl = l.limits.as_ref();
         let limits = Limits {
-            max_request_line_bytes: rl.and_then(|r| r.max_request_line_bytes).unwrap_or(d.max_request_line_bytes),
-            max_header_bytes: rl.and_then(|r| r.max_header_bytes).unwrap_or(d.max_header_bytes),
+            max_request_line_bytes: rl
+                .and_then(|r| r.max_request_line_bytes)
+                .unwrap_or(d.max_request_line_bytes),
+            max_header_bytes: rl
+                .and_then(|r| r.max_header_bytes)
+                .unwrap_or(d.max_header_bytes),
             max_headers: rl.and_then(|r| r.max_headers).unwrap_or(d.max_headers),
         };
         if !(64..=1 << 20).contains(&limits.max_request_line_bytes) {
-            self.err(format!("{p}.limits.max_request_line_bytes"), "must be between 64 and 1048576");
+            self.err(
+                format!("{p}.limits.max_request_line_bytes"),
+                "must be between 64 and 1048576",
+            );
         }
         if !(256..=1 << 20).contains(&limits.max_header_bytes) {
-            self.err(format!("{p}.limits.max_header_bytes"), "must be between 256 and 1048576");
+            self.err(
+                format!("{p}.limits.max_header_bytes"),
+                "must be between 256 and 1048576",
+            );
         }
         if !(1..=MAX_HEADERS_CAP).contains(&limits.max_headers) {
-            self.err(format!("{p}.limits.max_headers"), format!("must be between 1 and {MAX_HEADERS_CAP}"));
+            self.err(
+                format!("{p}.limits.max_headers"),
+                format!("must be between 1 and {MAX_HEADERS_CAP}"),
+            );
         }
-        let idle_timeout = self.positive_duration(format!("{p}.idle_timeout"), &l.idle_timeout, Duration::from_secs(300));
+        let idle_timeout = self.positive_duration(
+            format!("{p}.idle_timeout"),
+            &l.idle_timeout,
+            Duration::from_secs(300),
+        );
         let access_log = l.access_log.as_ref().and_then(|a| {
             let format = match LogFormat::parse(a.format.as_deref().unwrap_or(DEFAULT_FORMAT)) {
                 Ok(f) => f,
@@ -265,10 +303,17 @@ impl Builder {
                 }
             };
             if a.path.is_empty() {
-                self.err(format!("{p}.access_log.path"), "must be a file path or `stdout`");
+                self.err(
+                    format!("{p}.access_log.path"),
+                    "must be a file path or `stdout`",
+                );
                 return None;
             }
-            let path = if a.path == "stdout" { None } else { Some(a.path.clone()) };
+            let path = if a.path == "stdout" {
+                None
+            } else {
+                Some(a.path.clone())
+            };
             Some(AccessLog { path, format })
         });
         let backlog = l.backlog.unwrap_or(1024);
@@ -286,7 +331,12 @@ impl Builder {
         })
     }
 
-    fn route_table(&mut self, i: usize, t: &RawRouteTable, clusters: &[Arc<Cluster>]) -> RouteTable {
+    fn route_table(
+        &mut self,
+        i: usize,
+        t: &RawRouteTable,
+        clusters: &[Arc<Cluster>],
+    ) -> RouteTable {
         let p = format!("route_tables[{i}]");
         let mut seen_domains = HashSet::new();
         let virtual_hosts = t
@@ -306,7 +356,10 @@ impl Builder {
                         let dp = format!("{vp}.domains[{k}]");
                         let d = d.to_ascii_lowercase();
                         if !seen_domains.insert(d.clone()) {
-                            self.err(dp.clone(), format!("domain `{d}` is claimed by more than one virtual host"));
+                            self.err(
+                                dp.clone(),
+                                format!("domain `{d}` is claimed by more than one virtual host"),
+                            );
                         }
                         self.domain(dp, &d)
                     })
@@ -331,12 +384,19 @@ impl Builder {
     }
 
     fn domain(&mut self, path: String, d: &str) -> Option<DomainMatch> {
-        let valid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:_[]".contains(&b));
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:_[]".contains(&b))
+        };
         let m = if d == "*" {
             DomainMatch::Any
         } else if let Some(rest) = d.strip_prefix('*') {
             if !rest.starts_with('.') && !rest.starts_with('-') || !valid(rest) {
-                self.err(path, format!("`{d}`: a leading wildcard must be followed by `.` or `-` and a name"));
+                self.err(
+                    path,
+                    format!("`{d}`: a leading wildcard must be followed by `.` or `-` and a name"),
+                );
                 return None;
             }
             DomainMatch::Suffix(rest.to_string())
@@ -361,7 +421,10 @@ impl Builder {
             (Some(x), None) => PathMatch::Exact(x.clone()),
             (None, Some(x)) => PathMatch::Prefix(x.clone()),
             _ => {
-                self.err(format!("{p}.match"), "set exactly one of `path` and `prefix`");
+                self.err(
+                    format!("{p}.match"),
+                    "set exactly one of `path` and `prefix`",
+                );
                 return None;
             }
         };
@@ -387,7 +450,10 @@ impl Builder {
                     }
                 };
                 if h.name.is_empty() || !h.name.bytes().all(is_tchar) {
-                    self.err(format!("{hp}.name"), format!("`{}` is not a valid header name", h.name));
+                    self.err(
+                        format!("{hp}.name"),
+                        format!("`{}` is not a valid header name", h.name),
+                    );
                     return None;
                 }
                 Some(HeaderMatch {
@@ -399,7 +465,8 @@ impl Builder {
             .collect();
         let action = match (&r.cluster, &r.direct_response) {
             (Some(name), None) => {
-                let timeout = self.duration(format!("{p}.timeout"), &r.timeout, Duration::from_secs(15));
+                let timeout =
+                    self.duration(format!("{p}.timeout"), &r.timeout, Duration::from_secs(15));
                 match clusters.iter().position(|c| &c.name == name) {
                     Some(cluster) => RouteAction::Cluster { cluster, timeout },
                     None => {
@@ -410,11 +477,17 @@ impl Builder {
             }
             (None, Some(d)) => {
                 if !(200..=599).contains(&d.status) {
-                    self.err(format!("{p}.direct_response.status"), "must be between 200 and 599");
+                    self.err(
+                        format!("{p}.direct_response.status"),
+                        "must be between 200 and 599",
+                    );
                 }
                 if let Some(ct) = &d.content_type {
                     if ct.bytes().any(|b| b < 0x20 || b == 0x7f) {
-                        self.err(format!("{p}.direct_response.content_type"), "must not contain control characters");
+                        self.err(
+                            format!("{p}.direct_response.content_type"),
+                            "must not contain control characters",
+                        );
                     }
                 }
                 RouteAction::Direct(DirectResponse {
@@ -428,12 +501,20 @@ impl Builder {
                 return None;
             }
         };
-        Some(Route { path, headers, action })
+        Some(Route {
+            path,
+            headers,
+            action,
+        })
     }
 
     fn cluster(&mut self, i: usize, c: &RawCluster) -> Cluster {
         let p = format!("clusters[{i}]");
-        let connect_timeout = self.positive_duration(format!("{p}.connect_timeout"), &c.connect_timeout, Duration::from_secs(5));
+        let connect_timeout = self.positive_duration(
+            format!("{p}.connect_timeout"),
+            &c.connect_timeout,
+            Duration::from_secs(5),
+        );
         let lb_policy = match c.lb_policy.as_deref() {
             None | Some("round_robin") => LbPolicy::RoundRobin,
             Some("least_request") => LbPolicy::LeastRequest,
@@ -466,7 +547,9 @@ impl Builder {
         let d = PoolLimits::default();
         let rp = c.pool.as_ref();
         let pool = PoolLimits {
-            max_idle_per_endpoint: rp.and_then(|r| r.max_idle_per_endpoint).unwrap_or(d.max_idle_per_endpoint),
+            max_idle_per_endpoint: rp
+                .and_then(|r| r.max_idle_per_endpoint)
+                .unwrap_or(d.max_idle_per_endpoint),
             idle_timeout: self.positive_duration(
                 format!("{p}.pool.idle_timeout"),
                 &rp.and_then(|r| r.idle_timeout.clone()),
@@ -522,18 +605,28 @@ clusters:
 
     #[test]
     fn every_error_is_reported_with_path_and_line() {
-        let bad = GOOD.replace("cluster: backend", "cluster: nope").replace("port: 9000", "port: 9000, weight: 0");
+        let bad = GOOD
+            .replace("cluster: backend", "cluster: nope")
+            .replace("port: 9000", "port: 9000, weight: 0");
         let errs = parse_str(&bad).unwrap_err().0;
         assert_eq!(errs.len(), 2, "{errs:?}");
         let route = errs.iter().find(|e| e.path.ends_with(".cluster")).unwrap();
-        assert_eq!(route.path, "route_tables[0].virtual_hosts[0].routes[0].cluster");
+        assert_eq!(
+            route.path,
+            "route_tables[0].virtual_hosts[0].routes[0].cluster"
+        );
         assert_eq!(route.line, Some(14));
-        assert!(errs.iter().any(|e| e.path == "clusters[0].endpoints[0].weight" && e.line == Some(18)));
+        assert!(errs
+            .iter()
+            .any(|e| e.path == "clusters[0].endpoints[0].weight" && e.line == Some(18)));
     }
 
     #[test]
     fn unknown_field_names_path_and_line() {
-        let bad = GOOD.replace("    route_table: main", "    route_table: main\n    colour: red");
+        let bad = GOOD.replace(
+            "    route_table: main",
+            "    route_table: main\n    colour: red",
+        );
         let errs = parse_str(&bad).unwrap_err().0;
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].path, "listeners[0].colour");

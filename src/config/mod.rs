@@ -5,9 +5,9 @@ mod build;
 pub mod duration;
 mod locate;
 pub mod model;
-mod raw;
 pub mod oneline;
+mod raw;
 
-pub use build::{load_file, parse_str, ConfigError, ConfigErrors};
 pub(crate) use build::is_tchar;
+pub use build::{load_file, parse_str, ConfigError, ConfigErrors};
 pub use model::*;

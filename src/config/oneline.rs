@@ -65,7 +65,11 @@ mod tests {
 
     #[test]
     fn rejects_bad_flags() {
-        assert!(config_text("127.0.0.1", "127.0.0.1:9000", None).unwrap_err().contains("--listen"));
-        assert!(config_text("127.0.0.1:1", "h:x", None).unwrap_err().contains("--upstream"));
+        assert!(config_text("127.0.0.1", "127.0.0.1:9000", None)
+            .unwrap_err()
+            .contains("--listen"));
+        assert!(config_text("127.0.0.1:1", "h:x", None)
+            .unwrap_err()
+            .contains("--upstream"));
     }
 }

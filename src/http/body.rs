@@ -34,7 +34,11 @@ pub enum BodyError {
 }
 
 /// Reads once into `buf`, applying `deadline` to the read.
-pub async fn fill_from<R: Io>(src: &mut R, buf: &mut ReadBuf, deadline: Option<Instant>) -> Result<usize, BodyError> {
+pub async fn fill_from<R: Io>(
+    src: &mut R,
+    buf: &mut ReadBuf,
+    deadline: Option<Instant>,
+) -> Result<usize, BodyError> {
     if let Some(d) = deadline {
         let now = Instant::now();
         if now >= d {
@@ -73,7 +77,9 @@ pub async fn forward<R: Io, W: AsyncWrite + Unpin>(
                     return Err(BodyError::Eof);
                 }
                 let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                dst.write_all(&buf.data()[..take]).await.map_err(|_| BodyError::Write)?;
+                dst.write_all(&buf.data()[..take])
+                    .await
+                    .map_err(|_| BodyError::Write)?;
                 buf.consume(take);
                 left -= take as u64;
                 total += take as u64;
@@ -92,14 +98,18 @@ pub async fn forward<R: Io, W: AsyncWrite + Unpin>(
                         Piece::Framing(n) => pos += n,
                         Piece::Data(n) => {
                             if strip {
-                                dst.write_all(&data[pos..pos + n]).await.map_err(|_| BodyError::Write)?;
+                                dst.write_all(&data[pos..pos + n])
+                                    .await
+                                    .map_err(|_| BodyError::Write)?;
                             }
                             pos += n;
                         }
                     }
                 }
                 if !strip {
-                    dst.write_all(&data[..pos]).await.map_err(|_| BodyError::Write)?;
+                    dst.write_all(&data[..pos])
+                        .await
+                        .map_err(|_| BodyError::Write)?;
                 }
                 buf.consume(pos);
                 total += pos as u64;
@@ -112,7 +122,9 @@ pub async fn forward<R: Io, W: AsyncWrite + Unpin>(
             if buf.is_empty() && fill_from(src, buf, deadline).await? == 0 {
                 break;
             }
-            dst.write_all(buf.data()).await.map_err(|_| BodyError::Write)?;
+            dst.write_all(buf.data())
+                .await
+                .map_err(|_| BodyError::Write)?;
             total += buf.len() as u64;
             let n = buf.len();
             buf.consume(n);

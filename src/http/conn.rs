@@ -78,7 +78,13 @@ struct Conn {
 }
 
 /// Serves one downstream connection until it closes.
-pub async fn serve<D: Io, C: Connector>(mut down: D, peer: SocketAddr, view: Rc<WorkerView<C>>, listener: usize, slot: Rc<ConnSlot>) {
+pub async fn serve<D: Io, C: Connector>(
+    mut down: D,
+    peer: SocketAddr,
+    view: Rc<WorkerView<C>>,
+    listener: usize,
+    slot: Rc<ConnSlot>,
+) {
     let stats = view.listener_stats[listener].clone();
     stats.cx_total.inc();
     stats.cx_active.inc();
@@ -172,9 +178,14 @@ fn prepare<'v, C: Connector>(
     if let Some(rec) = rec {
         rec.method.push_str(method);
         rec.path.push_str(target.path);
-        rec.authority.push_str(std::str::from_utf8(authority).unwrap_or(""));
-        if let Some(ua) = headers.iter().find(|h| h.name.eq_ignore_ascii_case("user-agent")) {
-            rec.user_agent.push_str(std::str::from_utf8(ua.value).unwrap_or(""));
+        rec.authority
+            .push_str(std::str::from_utf8(authority).unwrap_or(""));
+        if let Some(ua) = headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("user-agent"))
+        {
+            rec.user_agent
+                .push_str(std::str::from_utf8(ua.value).unwrap_or(""));
         }
         rec.protocol = if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
     }
@@ -226,10 +237,17 @@ enum Response {
 
 /// Parses the upstream response head in `data`; on success the downstream head is in `wbuf`.
 /// `Err(())` is a malformed response.
-fn prepare_response(data: &[u8], plan: &Plan<'_>, draining: bool, wbuf: &mut Vec<u8>) -> Result<Option<Response>, ()> {
+fn prepare_response(
+    data: &[u8],
+    plan: &Plan<'_>,
+    draining: bool,
+    wbuf: &mut Vec<u8>,
+) -> Result<Option<Response>, ()> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    let head_len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, data, &mut slots) {
+    let head_len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, data, &mut slots)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if data.len() <= MAX_RESPONSE_HEAD_BYTES => return Ok(None),
         _ => return Err(()),
@@ -239,7 +257,11 @@ fn prepare_response(data: &[u8], plan: &Plan<'_>, draining: bool, wbuf: &mut Vec
     };
     if (100..200).contains(&status) {
         // 101 would need an upgrade the proxy did not ask for.
-        return if status == 101 { Err(()) } else { Ok(Some(Response::Interim(head_len))) };
+        return if status == 101 {
+            Err(())
+        } else {
+            Ok(Some(Response::Interim(head_len)))
+        };
     }
     let headers = &*resp.headers;
     let f = head::framing(headers, minor, false).map_err(|_| ())?;
@@ -289,7 +311,13 @@ impl Drop for Active<'_> {
 
 impl Conn {
     /// Serves one request. Returns true to keep the connection for the next one.
-    async fn serve_one<D: Io, C: Connector>(&mut self, down: &mut D, view: &Rc<WorkerView<C>>, listener: usize, slot: &ConnSlot) -> bool {
+    async fn serve_one<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &Rc<WorkerView<C>>,
+        listener: usize,
+        slot: &ConnSlot,
+    ) -> bool {
         let l = &view.snapshot.listeners[listener];
         let stats = &view.listener_stats[listener];
         if self.logging {
@@ -298,13 +326,18 @@ impl Conn {
         let limit = l.limits.max_request_line_bytes + l.limits.max_header_bytes + 4;
         let plan = loop {
             if !self.rbuf.is_empty() {
-                let rec = if self.logging { Some(&mut self.rec) } else { None };
+                let rec = if self.logging {
+                    Some(&mut self.rec)
+                } else {
+                    None
+                };
                 let ip = &self.ip[..self.ip_len];
                 match prepare(self.rbuf.data(), l, view, &mut self.wbuf, ip, rec) {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {
-                            self.reject(down, HeadError::HeadersTooLarge, view, listener).await;
+                            self.reject(down, HeadError::HeadersTooLarge, view, listener)
+                                .await;
                             return false;
                         }
                     }
@@ -333,12 +366,30 @@ impl Conn {
         self.rec.bytes_received = plan.head_len as u64;
         self.rec.bytes_sent = 0;
         let outcome = match plan.action {
-            Action::NoRoute => self.local(down, view, &plan, 404, None, b"", ResponseFlag::NoRoute).await,
-            Action::Direct(d) => self.local(down, view, &plan, d.status, d.content_type.as_deref(), &d.body, ResponseFlag::None).await,
-            Action::Proxy { cluster, timeout } => self.proxy(down, view, &plan, cluster, timeout, start).await,
+            Action::NoRoute => {
+                self.local(down, view, &plan, 404, None, b"", ResponseFlag::NoRoute)
+                    .await
+            }
+            Action::Direct(d) => {
+                self.local(
+                    down,
+                    view,
+                    &plan,
+                    d.status,
+                    d.content_type.as_deref(),
+                    &d.body,
+                    ResponseFlag::None,
+                )
+                .await
+            }
+            Action::Proxy { cluster, timeout } => {
+                self.proxy(down, view, &plan, cluster, timeout, start).await
+            }
         };
         let elapsed = start.elapsed();
-        stats.bytes_received.add(self.rec.bytes_received - plan.head_len as u64);
+        stats
+            .bytes_received
+            .add(self.rec.bytes_received - plan.head_len as u64);
         stats.bytes_sent.add(self.rec.bytes_sent);
         stats.request_done(outcome.status, outcome.flag, elapsed.as_micros() as u64);
         if let Some(sink) = &view.access_logs[listener] {
@@ -351,11 +402,24 @@ impl Conn {
     }
 
     /// Answers a malformed request and closes: an ambiguous message is never forwarded.
-    async fn reject<D: Io, C: Connector>(&mut self, down: &mut D, e: HeadError, view: &WorkerView<C>, listener: usize) {
+    async fn reject<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        e: HeadError,
+        view: &WorkerView<C>,
+        listener: usize,
+    ) {
         let stats = &view.listener_stats[listener];
         tracing::debug!(peer = %self.peer, reason = e.reason(), "refusing request");
         self.wbuf.clear();
-        encode::write_local_reply(&mut self.wbuf, e.status(), None, e.reason().as_bytes(), true, false);
+        encode::write_local_reply(
+            &mut self.wbuf,
+            e.status(),
+            None,
+            e.reason().as_bytes(),
+            true,
+            false,
+        );
         let _ = down.write_all(&self.wbuf).await;
         stats.request_done(e.status(), ResponseFlag::DownstreamProtocolError, 0);
         if let Some(sink) = &view.access_logs[listener] {
@@ -385,17 +449,38 @@ impl Conn {
                 close = true;
             } else {
                 let mut sink = futures_lite::io::sink();
-                match body::forward(down, &mut self.rbuf, &mut sink, plan.framing.body, true, None, Some(DISCARD_LIMIT)).await {
+                match body::forward(
+                    down,
+                    &mut self.rbuf,
+                    &mut sink,
+                    plan.framing.body,
+                    true,
+                    None,
+                    Some(DISCARD_LIMIT),
+                )
+                .await
+                {
                     Ok(n) => self.rec.bytes_received += n,
                     Err(_) => close = true,
                 }
             }
         }
         self.wbuf.clear();
-        encode::write_local_reply(&mut self.wbuf, status, content_type, body, close, plan.is_head);
+        encode::write_local_reply(
+            &mut self.wbuf,
+            status,
+            content_type,
+            body,
+            close,
+            plan.is_head,
+        );
         let keep_alive = down.write_all(&self.wbuf).await.is_ok() && !close;
         self.rec.bytes_sent = self.wbuf.len() as u64;
-        Outcome { status, flag, keep_alive }
+        Outcome {
+            status,
+            flag,
+            keep_alive,
+        }
     }
 
     /// Proxies one request to `cluster` and streams the response back.
@@ -414,7 +499,17 @@ impl Conn {
         let Some(ep) = cs.pick() else {
             stats.rq_no_healthy.inc();
             stats.rq_class[4].inc();
-            return self.local(down, view, plan, 503, None, b"no healthy upstream", ResponseFlag::NoHealthyUpstream).await;
+            return self
+                .local(
+                    down,
+                    view,
+                    plan,
+                    503,
+                    None,
+                    b"no healthy upstream",
+                    ResponseFlag::NoHealthyUpstream,
+                )
+                .await;
         };
         let endpoint = &cs.cfg.endpoints[ep];
         let es = &cs.endpoints[ep];
@@ -454,11 +549,20 @@ impl Conn {
                             stats.cx_connect_fail.inc();
                             es.cx_connect_fail.inc();
                             stats.rq_class[4].inc();
-                            let (status, flag, msg): (u16, _, &[u8]) = if deadline.is_some_and(|d| Instant::now() >= d) {
-                                (504, ResponseFlag::UpstreamTimeout, b"upstream request timeout")
-                            } else {
-                                (503, ResponseFlag::UpstreamConnectFailure, b"upstream connect error")
-                            };
+                            let (status, flag, msg): (u16, _, &[u8]) =
+                                if deadline.is_some_and(|d| Instant::now() >= d) {
+                                    (
+                                        504,
+                                        ResponseFlag::UpstreamTimeout,
+                                        b"upstream request timeout",
+                                    )
+                                } else {
+                                    (
+                                        503,
+                                        ResponseFlag::UpstreamConnectFailure,
+                                        b"upstream connect error",
+                                    )
+                                };
                             return self.local(down, view, plan, status, None, msg, flag).await;
                         }
                     }
@@ -474,34 +578,99 @@ impl Conn {
                 if reused && attempt == 1 {
                     continue 'attempt;
                 }
-                return self.upstream_failed(down, view, plan, cluster, ResponseFlag::UpstreamConnectionTermination).await;
+                return self
+                    .upstream_failed(
+                        down,
+                        view,
+                        plan,
+                        cluster,
+                        ResponseFlag::UpstreamConnectionTermination,
+                    )
+                    .await;
             }
             if plan.framing.body != BodyKind::Empty {
-                if plan.framing.expect_continue && down.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
-                    return self.finish_error(view, cluster, 0, ResponseFlag::DownstreamConnectionTermination);
+                if plan.framing.expect_continue
+                    && down
+                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                        .await
+                        .is_err()
+                {
+                    return self.finish_error(
+                        view,
+                        cluster,
+                        0,
+                        ResponseFlag::DownstreamConnectionTermination,
+                    );
                 }
-                match body::forward(down, &mut self.rbuf, &mut up, plan.framing.body, false, None, None).await {
+                match body::forward(
+                    down,
+                    &mut self.rbuf,
+                    &mut up,
+                    plan.framing.body,
+                    false,
+                    None,
+                    None,
+                )
+                .await
+                {
                     Ok(n) => self.rec.bytes_received += n,
                     Err(BodyError::Write) => {
-                        return self.upstream_failed(down, view, plan, cluster, ResponseFlag::UpstreamConnectionTermination).await;
+                        return self
+                            .upstream_failed(
+                                down,
+                                view,
+                                plan,
+                                cluster,
+                                ResponseFlag::UpstreamConnectionTermination,
+                            )
+                            .await;
                     }
                     Err(BodyError::Framing) => {
                         let e = HeadError::BadRequest("malformed chunked body");
                         self.wbuf.clear();
-                        encode::write_local_reply(&mut self.wbuf, 400, None, e.reason().as_bytes(), true, false);
+                        encode::write_local_reply(
+                            &mut self.wbuf,
+                            400,
+                            None,
+                            e.reason().as_bytes(),
+                            true,
+                            false,
+                        );
                         let _ = down.write_all(&self.wbuf).await;
-                        return self.finish_error(view, cluster, 400, ResponseFlag::DownstreamProtocolError);
+                        return self.finish_error(
+                            view,
+                            cluster,
+                            400,
+                            ResponseFlag::DownstreamProtocolError,
+                        );
                     }
                     Err(BodyError::Timeout) => {
-                        return self.finish_error(view, cluster, 0, ResponseFlag::DownstreamIdleTimeout);
+                        return self.finish_error(
+                            view,
+                            cluster,
+                            0,
+                            ResponseFlag::DownstreamIdleTimeout,
+                        );
                     }
-                    Err(_) => return self.finish_error(view, cluster, 0, ResponseFlag::DownstreamConnectionTermination),
+                    Err(_) => {
+                        return self.finish_error(
+                            view,
+                            cluster,
+                            0,
+                            ResponseFlag::DownstreamConnectionTermination,
+                        )
+                    }
                 }
             }
             // Read the response head, skipping interim (1xx) responses.
             loop {
                 if !self.ubuf.is_empty() {
-                    match prepare_response(self.ubuf.data(), plan, view.draining.get(), &mut self.wbuf) {
+                    match prepare_response(
+                        self.ubuf.data(),
+                        plan,
+                        view.draining.get(),
+                        &mut self.wbuf,
+                    ) {
                         Ok(Some(Response::Interim(n))) => {
                             self.ubuf.consume(n);
                             continue;
@@ -510,12 +679,28 @@ impl Conn {
                         Ok(None) => {
                             if self.ubuf.is_full() && !self.ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1) {
                                 stats.rq_protocol_error.inc();
-                                return self.upstream_failed(down, view, plan, cluster, ResponseFlag::UpstreamProtocolError).await;
+                                return self
+                                    .upstream_failed(
+                                        down,
+                                        view,
+                                        plan,
+                                        cluster,
+                                        ResponseFlag::UpstreamProtocolError,
+                                    )
+                                    .await;
                             }
                         }
                         Err(()) => {
                             stats.rq_protocol_error.inc();
-                            return self.upstream_failed(down, view, plan, cluster, ResponseFlag::UpstreamProtocolError).await;
+                            return self
+                                .upstream_failed(
+                                    down,
+                                    view,
+                                    plan,
+                                    cluster,
+                                    ResponseFlag::UpstreamProtocolError,
+                                )
+                                .await;
                         }
                     }
                 }
@@ -523,7 +708,15 @@ impl Conn {
                     Ok(n) if n > 0 => {}
                     Err(BodyError::Timeout) => {
                         stats.rq_timeout.inc();
-                        return self.upstream_failed(down, view, plan, cluster, ResponseFlag::UpstreamTimeout).await;
+                        return self
+                            .upstream_failed(
+                                down,
+                                view,
+                                plan,
+                                cluster,
+                                ResponseFlag::UpstreamTimeout,
+                            )
+                            .await;
                     }
                     _ => {
                         if reused && retryable && attempt == 1 && self.ubuf.is_empty() {
@@ -532,7 +725,15 @@ impl Conn {
                             continue 'attempt;
                         }
                         stats.rq_reset.inc();
-                        return self.upstream_failed(down, view, plan, cluster, ResponseFlag::UpstreamConnectionTermination).await;
+                        return self
+                            .upstream_failed(
+                                down,
+                                view,
+                                plan,
+                                cluster,
+                                ResponseFlag::UpstreamConnectionTermination,
+                            )
+                            .await;
                     }
                 }
             }
@@ -558,7 +759,16 @@ impl Conn {
             };
         }
         let mut sent = self.wbuf.len() as u64;
-        let result = body::forward(&mut up, &mut self.ubuf, down, resp_body, strip, deadline, None).await;
+        let result = body::forward(
+            &mut up,
+            &mut self.ubuf,
+            down,
+            resp_body,
+            strip,
+            deadline,
+            None,
+        )
+        .await;
         let flag = match result {
             Ok(n) => {
                 sent += n;
@@ -597,7 +807,10 @@ impl Conn {
         let (status, msg): (u16, &[u8]) = match flag {
             ResponseFlag::UpstreamTimeout => (504, b"upstream request timeout"),
             ResponseFlag::UpstreamProtocolError => (502, b"upstream sent an invalid response"),
-            _ => (503, b"upstream connect error or disconnect/reset before headers"),
+            _ => (
+                503,
+                b"upstream connect error or disconnect/reset before headers",
+            ),
         };
         view.clusters[cluster].stats.rq_class[4].inc();
         let mut o = self.local(down, view, plan, status, None, msg, flag).await;
@@ -609,7 +822,13 @@ impl Conn {
     }
 
     /// A request that ended without a response the client can use: close the connection.
-    fn finish_error<C: Connector>(&mut self, view: &WorkerView<C>, cluster: usize, status: u16, flag: ResponseFlag) -> Outcome {
+    fn finish_error<C: Connector>(
+        &mut self,
+        view: &WorkerView<C>,
+        cluster: usize,
+        status: u16,
+        flag: ResponseFlag,
+    ) -> Outcome {
         if status >= 400 {
             view.clusters[cluster].stats.rq_class[crate::observe::stats::class_index(status)].inc();
         }

@@ -6,6 +6,8 @@
 //! set of facts in `h1::head` (framing, keep-alive, routing keys), which is the seam the
 //! HTTP/2 codec plugs into next.
 
+#[cfg(test)]
+mod alloc_tests;
 pub(crate) mod body;
 pub(crate) mod buf;
 pub(crate) mod conn;

@@ -4,7 +4,9 @@
 //! wildcard, then the longest `prefix.*` wildcard, then `*`. Routes are tried in order and
 //! the first match wins. Nothing here allocates.
 
-use crate::config::{DomainMatch, HeaderMatch, HeaderMatchKind, PathMatch, Route, RouteTable, VirtualHost};
+use crate::config::{
+    DomainMatch, HeaderMatch, HeaderMatchKind, PathMatch, Route, RouteTable, VirtualHost,
+};
 
 /// Strips an optional `:port` from a Host value (IPv6 literals keep their brackets).
 pub fn host_without_port(host: &[u8]) -> &[u8] {
@@ -35,9 +37,19 @@ pub fn virtual_host<'t>(table: &'t RouteTable, host: &[u8]) -> Option<&'t Virtua
     for vh in &table.virtual_hosts {
         for d in &vh.domains {
             let cand = match d {
-                DomainMatch::Exact(e) if host.eq_ignore_ascii_case(e.as_bytes()) => return Some(vh),
-                DomainMatch::Suffix(s) if host.len() > s.len() && ends_with_ci(host, s.as_bytes()) => (2, s.len()),
-                DomainMatch::Prefix(p) if host.len() > p.len() && starts_with_ci(host, p.as_bytes()) => (1, p.len()),
+                DomainMatch::Exact(e) if host.eq_ignore_ascii_case(e.as_bytes()) => {
+                    return Some(vh)
+                }
+                DomainMatch::Suffix(s)
+                    if host.len() > s.len() && ends_with_ci(host, s.as_bytes()) =>
+                {
+                    (2, s.len())
+                }
+                DomainMatch::Prefix(p)
+                    if host.len() > p.len() && starts_with_ci(host, p.as_bytes()) =>
+                {
+                    (1, p.len())
+                }
                 DomainMatch::Any => (0, 0),
                 _ => continue,
             };
@@ -50,7 +62,9 @@ pub fn virtual_host<'t>(table: &'t RouteTable, host: &[u8]) -> Option<&'t Virtua
 }
 
 fn header_matches(m: &HeaderMatch, headers: &[httparse::Header<'_>]) -> bool {
-    let found = headers.iter().find(|h| h.name.eq_ignore_ascii_case(&m.name));
+    let found = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(&m.name));
     let hit = match (&m.kind, found) {
         (HeaderMatchKind::Present(want), f) => f.is_some() == *want,
         (HeaderMatchKind::Exact(v), Some(h)) => h.value == v.as_slice(),
@@ -61,7 +75,11 @@ fn header_matches(m: &HeaderMatch, headers: &[httparse::Header<'_>]) -> bool {
 }
 
 /// Finds the first route of `vh` matching `path` (query ignored) and `headers`.
-pub fn route<'t>(vh: &'t VirtualHost, path: &str, headers: &[httparse::Header<'_>]) -> Option<&'t Route> {
+pub fn route<'t>(
+    vh: &'t VirtualHost,
+    path: &str,
+    headers: &[httparse::Header<'_>],
+) -> Option<&'t Route> {
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     vh.routes.iter().find(|r| {
         let path_ok = match &r.path {
@@ -73,7 +91,12 @@ pub fn route<'t>(vh: &'t VirtualHost, path: &str, headers: &[httparse::Header<'_
 }
 
 /// Host + path + headers -> route, or `None` for no route (404 NR).
-pub fn select<'t>(table: &'t RouteTable, host: &[u8], path: &str, headers: &[httparse::Header<'_>]) -> Option<&'t Route> {
+pub fn select<'t>(
+    table: &'t RouteTable,
+    host: &[u8],
+    path: &str,
+    headers: &[httparse::Header<'_>],
+) -> Option<&'t Route> {
     let vh = virtual_host(table, host_without_port(host))?;
     route(vh, path, headers)
 }
@@ -140,8 +163,14 @@ route_tables:
     #[test]
     fn path_and_header_matching() {
         assert_eq!(status("api.example.com", "/health?x=1", &[]), Some(200));
-        assert_eq!(status("api.example.com", "/healthz", &[]), Some(202).filter(|_| false).or(None));
-        let canary = [httparse::Header { name: "X-Canary", value: b"1" }];
+        assert_eq!(
+            status("api.example.com", "/healthz", &[]),
+            Some(202).filter(|_| false).or(None)
+        );
+        let canary = [httparse::Header {
+            name: "X-Canary",
+            value: b"1",
+        }];
         assert_eq!(status("api.example.com", "/v1/x", &canary), Some(201));
         assert_eq!(status("api.example.com", "/v1/x", &[]), Some(202));
     }

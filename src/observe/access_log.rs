@@ -118,7 +118,13 @@ pub struct LogSink {
 }
 
 impl LogSink {
-    pub fn new(path: Option<&str>, format: LogFormat, listener_name: &str, tx: SyncSender<Batch>, stats: Rc<ListenerStats>) -> Self {
+    pub fn new(
+        path: Option<&str>,
+        format: LogFormat,
+        listener_name: &str,
+        tx: SyncSender<Batch>,
+        stats: Rc<ListenerStats>,
+    ) -> Self {
         LogSink {
             path: path.map(Arc::from),
             format,
@@ -155,7 +161,8 @@ impl LogSink {
             path: self.path.clone(),
             bytes,
         };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(batch) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(batch)
+        {
             self.stats.access_log_dropped.add(lines);
         }
     }
@@ -170,7 +177,13 @@ fn push_str_or_dash(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends one formatted line (with trailing newline) to `out`.
-pub fn format_line(out: &mut Vec<u8>, f: &LogFormat, r: &LogRecord, peer: SocketAddr, listener: &str) {
+pub fn format_line(
+    out: &mut Vec<u8>,
+    f: &LogFormat,
+    r: &LogRecord,
+    peer: SocketAddr,
+    listener: &str,
+) {
     use std::io::Write as _;
     for field in &f.fields {
         match field {
@@ -183,7 +196,9 @@ pub fn format_line(out: &mut Vec<u8>, f: &LogFormat, r: &LogRecord, peer: Socket
             LogField::Path => push_str_or_dash(out, &r.path),
             LogField::Protocol => push_str_or_dash(out, r.protocol),
             LogField::ResponseCode => push_u64(out, u64::from(r.status)),
-            LogField::ResponseFlags => out.extend_from_slice(r.flag.unwrap_or(ResponseFlag::None).as_str().as_bytes()),
+            LogField::ResponseFlags => {
+                out.extend_from_slice(r.flag.unwrap_or(ResponseFlag::None).as_str().as_bytes())
+            }
             LogField::BytesReceived => push_u64(out, r.bytes_received),
             LogField::BytesSent => push_u64(out, r.bytes_sent),
             LogField::Duration => push_u64(out, r.duration.as_millis() as u64),
@@ -251,7 +266,10 @@ mod tests {
     #[test]
     fn formats_time() {
         let mut out = Vec::new();
-        rfc3339(&mut out, UNIX_EPOCH + Duration::from_millis(1_795_838_706_789));
+        rfc3339(
+            &mut out,
+            UNIX_EPOCH + Duration::from_millis(1_795_838_706_789),
+        );
         assert_eq!(String::from_utf8(out).unwrap(), "2026-11-28T04:05:06.789Z");
     }
 

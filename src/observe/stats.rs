@@ -11,7 +11,8 @@ use crate::http::flags::{ResponseFlag, FLAG_COUNT};
 
 /// Upper bounds of the request-duration histogram, in microseconds.
 pub const DURATION_BUCKETS_US: [u64; 14] = [
-    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 5_000_000, 30_000_000,
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    5_000_000, 30_000_000,
 ];
 
 #[derive(Default)]

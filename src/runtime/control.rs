@@ -83,7 +83,8 @@ impl Control {
     /// Binds sockets for listeners that are new or moved, one per worker.
     fn bind_new(&self, snapshot: &Snapshot) -> Result<Vec<Vec<(String, Socket)>>, String> {
         let bound = self.bound.borrow();
-        let mut per_worker: Vec<Vec<(String, Socket)>> = (0..self.workers).map(|_| Vec::new()).collect();
+        let mut per_worker: Vec<Vec<(String, Socket)>> =
+            (0..self.workers).map(|_| Vec::new()).collect();
         for l in &snapshot.listeners {
             if bound.get(&l.name) == Some(&l.addr) {
                 continue;

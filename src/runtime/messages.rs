@@ -12,7 +12,10 @@ use crate::observe::stats::StatsReport;
 pub enum ToWorker {
     /// Switch to this snapshot. `sockets` holds this worker's socket for every listener
     /// that is new or moved to a new address; the worker keeps the rest.
-    Config { snapshot: Arc<Snapshot>, sockets: Vec<(String, Socket)> },
+    Config {
+        snapshot: Arc<Snapshot>,
+        sockets: Vec<(String, Socket)>,
+    },
     /// Send a `FromWorker::Stats`.
     StatsRequest,
     /// Stop accepting, finish in-flight requests, exit within `timeout`.

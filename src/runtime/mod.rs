@@ -21,28 +21,38 @@ const IO_MEMORY: usize = 128 * 1024;
 pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), String> {
     let snapshot = source.load().map_err(|e| format!("invalid config:\n{e}"))?;
     preflight::check_io_uring().map_err(|e| e.to_string())?;
-    let workers = concurrency.or(snapshot.concurrency).unwrap_or_else(preflight::default_concurrency).max(1);
+    let workers = concurrency
+        .or(snapshot.concurrency)
+        .unwrap_or_else(preflight::default_concurrency)
+        .max(1);
     preflight::check_memlock(workers + 1).map_err(|e| e.to_string())?;
     let cpus = preflight::allowed_cpus();
 
-    let mut first_sockets: Vec<Vec<(String, socket2::Socket)>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut first_sockets: Vec<Vec<(String, socket2::Socket)>> =
+        (0..workers).map(|_| Vec::new()).collect();
     for l in &snapshot.listeners {
-        for (w, s) in sockets::bind_group(&l.name, l.addr, l.backlog, workers)?.into_iter().enumerate() {
+        for (w, s) in sockets::bind_group(&l.name, l.addr, l.backlog, workers)?
+            .into_iter()
+            .enumerate()
+        {
             first_sockets[w].push((l.name.clone(), s));
         }
     }
     let admin = match snapshot.admin {
-        Some(a) => Some(sockets::bind_single(a).map_err(|e| format!("admin: cannot bind {a}: {e}"))?),
+        Some(a) => {
+            Some(sockets::bind_single(a).map_err(|e| format!("admin: cannot bind {a}: {e}"))?)
+        }
         None => None,
     };
-    let log_tx = crate::observe::access_log::start_flush_thread().map_err(|e| format!("cannot start log thread: {e}"))?;
+    let log_tx = crate::observe::access_log::start_flush_thread()
+        .map_err(|e| format!("cannot start log thread: {e}"))?;
 
     let signals = SignalFlags::default();
-    for sig in [signal_hook::consts::SIGHUP] {
-        signal_hook::flag::register(sig, Arc::clone(&signals.reload)).map_err(|e| format!("signal handler: {e}"))?;
-    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&signals.reload))
+        .map_err(|e| format!("signal handler: {e}"))?;
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&signals.terminate)).map_err(|e| format!("signal handler: {e}"))?;
+        signal_hook::flag::register(sig, Arc::clone(&signals.terminate))
+            .map_err(|e| format!("signal handler: {e}"))?;
     }
 
     let mut links = Vec::with_capacity(workers);
@@ -50,7 +60,10 @@ pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), Strin
     for id in 0..workers {
         let (to_tx, to_rx) = shared_channel::new_bounded(64);
         let (from_tx, from_rx) = shared_channel::new_bounded(64);
-        links.push(WorkerLink { to: to_tx, from: from_rx });
+        links.push(WorkerLink {
+            to: to_tx,
+            from: from_rx,
+        });
         let cpu = cpus.get(id % cpus.len().max(1)).copied().unwrap_or(0);
         let log_tx = log_tx.clone();
         let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -78,6 +91,8 @@ pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), Strin
             tracing::error!(error = %e, "worker failed");
         }
     }
-    control.join().map_err(|e| format!("control executor failed: {e}"))?;
+    control
+        .join()
+        .map_err(|e| format!("control executor failed: {e}"))?;
     Ok(())
 }

@@ -33,7 +33,9 @@ pub const MEMLOCK_PER_EXECUTOR: u64 = 512 * 1024;
 pub fn check_io_uring() -> Result<(), PreflightError> {
     if let Ok(v) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
         if v.trim() == "2" {
-            return Err(PreflightError::IoUringUnavailable("kernel.io_uring_disabled = 2".into()));
+            return Err(PreflightError::IoUringUnavailable(
+                "kernel.io_uring_disabled = 2".into(),
+            ));
         }
     }
     // struct io_uring_params is 120 bytes; zeroed means default parameters.
@@ -44,7 +46,9 @@ pub fn check_io_uring() -> Result<(), PreflightError> {
         let e = std::io::Error::last_os_error();
         let why = match e.raw_os_error() {
             Some(libc::ENOSYS) => "the kernel has no io_uring".to_string(),
-            Some(libc::EPERM) => "permission denied: blocked by seccomp or kernel.io_uring_disabled".to_string(),
+            Some(libc::EPERM) => {
+                "permission denied: blocked by seccomp or kernel.io_uring_disabled".to_string()
+            }
             _ => e.to_string(),
         };
         return Err(PreflightError::IoUringUnavailable(why));
@@ -97,7 +101,9 @@ pub fn allowed_cpus() -> Vec<usize> {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
         }
-        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
     }
 }
 

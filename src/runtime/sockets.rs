@@ -18,9 +18,17 @@ pub fn bind_reuseport(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket>
 }
 
 /// Binds `count` sockets for one listener, or explains which address could not be bound.
-pub fn bind_group(name: &str, addr: SocketAddr, backlog: u32, count: usize) -> Result<Vec<Socket>, String> {
+pub fn bind_group(
+    name: &str,
+    addr: SocketAddr,
+    backlog: u32,
+    count: usize,
+) -> Result<Vec<Socket>, String> {
     (0..count)
-        .map(|_| bind_reuseport(addr, backlog).map_err(|e| format!("listener `{name}`: cannot bind {addr}: {e}")))
+        .map(|_| {
+            bind_reuseport(addr, backlog)
+                .map_err(|e| format!("listener `{name}`: cannot bind {addr}: {e}"))
+        })
         .collect()
 }
 

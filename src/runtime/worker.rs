@@ -44,7 +44,12 @@ struct Worker {
 }
 
 /// Runs a worker until it is told to drain (or the control executor goes away).
-pub async fn run(id: usize, rx: SharedReceiver<ToWorker>, tx: SharedSender<FromWorker>, log_tx: SyncSender<Batch>) {
+pub async fn run(
+    id: usize,
+    rx: SharedReceiver<ToWorker>,
+    tx: SharedSender<FromWorker>,
+    log_tx: SyncSender<Batch>,
+) {
     let rx = rx.connect().await;
     let tx = tx.connect().await;
     let w = Rc::new(Worker {
@@ -112,20 +117,36 @@ impl Worker {
             .enumerate()
             .map(|(i, cfg)| {
                 // Keep the pool and LB state of a cluster whose definition did not change.
-                if let Some(old) = prev.as_ref().and_then(|p| p.clusters.iter().find(|c| c.cfg.name == cfg.name)) {
+                if let Some(old) = prev
+                    .as_ref()
+                    .and_then(|p| p.clusters.iter().find(|c| c.cfg.name == cfg.name))
+                {
                     if *old.cfg == **cfg {
                         return old.clone();
                     }
                 }
-                let stats = self.cluster_stats.borrow_mut().entry(cfg.name.clone()).or_default().clone();
-                let seed = (self.id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64) ^ snapshot.version;
+                let stats = self
+                    .cluster_stats
+                    .borrow_mut()
+                    .entry(cfg.name.clone())
+                    .or_default()
+                    .clone();
+                let seed = (self.id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    ^ (i as u64)
+                    ^ snapshot.version;
                 Rc::new(ClusterState::new(cfg.clone(), stats, seed))
             })
             .collect();
         let listener_stats: Vec<Rc<ListenerStats>> = snapshot
             .listeners
             .iter()
-            .map(|l| self.listener_stats.borrow_mut().entry(l.name.clone()).or_default().clone())
+            .map(|l| {
+                self.listener_stats
+                    .borrow_mut()
+                    .entry(l.name.clone())
+                    .or_default()
+                    .clone()
+            })
             .collect();
         let mut sinks = self.sinks.borrow_mut();
         let access_logs = snapshot
@@ -134,14 +155,25 @@ impl Worker {
             .zip(&listener_stats)
             .map(|(l, stats)| {
                 let a = l.access_log.as_ref()?;
-                let sink = Rc::new(LogSink::new(a.path.as_deref(), a.format.clone(), &l.name, self.log_tx.clone(), stats.clone()));
+                let sink = Rc::new(LogSink::new(
+                    a.path.as_deref(),
+                    a.format.clone(),
+                    &l.name,
+                    self.log_tx.clone(),
+                    stats.clone(),
+                ));
                 if let Some(old) = sinks.insert(l.name.clone(), sink.clone()) {
                     old.flush();
                 }
                 Some(sink)
             })
             .collect();
-        sinks.retain(|name, _| snapshot.listeners.iter().any(|l| &l.name == name && l.access_log.is_some()));
+        sinks.retain(|name, _| {
+            snapshot
+                .listeners
+                .iter()
+                .any(|l| &l.name == name && l.access_log.is_some())
+        });
         drop(sinks);
         let view = Rc::new(WorkerView {
             snapshot: snapshot.clone(),
@@ -203,7 +235,11 @@ impl Worker {
         }
         let left = self.conns.borrow().len();
         if left > 0 {
-            tracing::warn!(worker = self.id, connections = left, "drain timeout: closing remaining connections");
+            tracing::warn!(
+                worker = self.id,
+                connections = left,
+                "drain timeout: closing remaining connections"
+            );
         }
     }
 }
@@ -218,16 +254,22 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener) {
                 continue;
             }
         };
-        let Some(view) = w.current.borrow().clone() else { continue };
+        let Some(view) = w.current.borrow().clone() else {
+            continue;
+        };
         let Some(index) = view.snapshot.listeners.iter().position(|l| l.name == name) else {
             continue;
         };
-        let Ok(peer) = stream.peer_addr() else { continue };
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let id = w.next_conn.get();
         w.next_conn.set(id + 1);
         let slot = Rc::new(ConnSlot::default());
-        w.conns.borrow_mut().insert(id, (stream.as_raw_fd(), slot.clone()));
+        w.conns
+            .borrow_mut()
+            .insert(id, (stream.as_raw_fd(), slot.clone()));
         let w2 = w.clone();
         spawn_local(async move {
             conn::serve(stream, peer, view, index, slot).await;

@@ -23,8 +23,16 @@ impl<C> ClusterState<C> {
     pub fn new(cfg: Arc<Cluster>, stats: Rc<ClusterStats>, seed: u64) -> Self {
         ClusterState {
             lb: RefCell::new(Lb::new(cfg.lb_policy, &cfg.endpoints, seed)),
-            pool: Pool::new(cfg.endpoints.len(), cfg.pool.max_idle_per_endpoint, cfg.pool.idle_timeout),
-            endpoints: cfg.endpoints.iter().map(|_| EndpointStats::default()).collect(),
+            pool: Pool::new(
+                cfg.endpoints.len(),
+                cfg.pool.max_idle_per_endpoint,
+                cfg.pool.idle_timeout,
+            ),
+            endpoints: cfg
+                .endpoints
+                .iter()
+                .map(|_| EndpointStats::default())
+                .collect(),
             name: Arc::from(cfg.name.as_str()),
             cfg,
             stats,
@@ -33,7 +41,9 @@ impl<C> ClusterState<C> {
 
     /// Picks an endpoint with the cluster's load-balancing policy.
     pub fn pick(&self) -> Option<usize> {
-        self.lb.borrow_mut().pick(|i| self.endpoints.get(i).map_or(0, |e| e.rq_active.get()))
+        self.lb
+            .borrow_mut()
+            .pick(|i| self.endpoints.get(i).map_or(0, |e| e.rq_active.get()))
     }
 
     pub fn endpoint_reports(&self) -> Vec<EndpointReport> {

@@ -64,7 +64,9 @@ impl ChunkedDecoder {
     /// bytes (never zero unless `input` is empty or decoding is done).
     pub fn next(&mut self, input: &[u8]) -> Result<Piece, ChunkError> {
         if self.state == State::Data {
-            let n = input.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+            let n = input
+                .len()
+                .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
             self.remaining -= n as u64;
             if self.remaining == 0 {
                 self.state = State::DataCr;
@@ -167,16 +169,37 @@ mod tests {
 
     #[test]
     fn refuses_bad_framing() {
-        assert_eq!(decode(b"5;ext\r\nhello\r\n0\r\n\r\n", 64), Err(ChunkError::Extension));
-        assert_eq!(decode(b"5 \r\nhello\r\n0\r\n\r\n", 64), Err(ChunkError::InvalidSize));
+        assert_eq!(
+            decode(b"5;ext\r\nhello\r\n0\r\n\r\n", 64),
+            Err(ChunkError::Extension)
+        );
+        assert_eq!(
+            decode(b"5 \r\nhello\r\n0\r\n\r\n", 64),
+            Err(ChunkError::InvalidSize)
+        );
         assert_eq!(decode(b"\r\n", 64), Err(ChunkError::InvalidFraming));
         assert_eq!(decode(b"5\nhello\r\n", 64), Err(ChunkError::InvalidFraming));
-        assert_eq!(decode(b"5\r\nhelloX\r\n", 64), Err(ChunkError::InvalidFraming));
+        assert_eq!(
+            decode(b"5\r\nhelloX\r\n", 64),
+            Err(ChunkError::InvalidFraming)
+        );
         assert_eq!(decode(b"-1\r\n", 64), Err(ChunkError::InvalidSize));
-        assert_eq!(decode(b"10000000000000000\r\n", 64), Err(ChunkError::InvalidSize));
-        assert_eq!(decode(b"0\r\nBad Trailer: x\r\n\r\n", 64), Err(ChunkError::InvalidTrailer));
-        assert_eq!(decode(b"0\r\nX: a\rb\r\n\r\n", 64), Err(ChunkError::InvalidTrailer));
+        assert_eq!(
+            decode(b"10000000000000000\r\n", 64),
+            Err(ChunkError::InvalidSize)
+        );
+        assert_eq!(
+            decode(b"0\r\nBad Trailer: x\r\n\r\n", 64),
+            Err(ChunkError::InvalidTrailer)
+        );
+        assert_eq!(
+            decode(b"0\r\nX: a\rb\r\n\r\n", 64),
+            Err(ChunkError::InvalidTrailer)
+        );
         let big = format!("0\r\nX: {}\r\n\r\n", "a".repeat(2000));
-        assert_eq!(decode(big.as_bytes(), 64), Err(ChunkError::TrailersTooLarge));
+        assert_eq!(
+            decode(big.as_bytes(), 64),
+            Err(ChunkError::TrailersTooLarge)
+        );
     }
 }

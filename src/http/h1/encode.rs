@@ -81,7 +81,11 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if xff_seen {
-        for h in r.headers.iter().filter(|h| classify(h.name) == Special::XForwardedFor) {
+        for h in r
+            .headers
+            .iter()
+            .filter(|h| classify(h.name) == Special::XForwardedFor)
+        {
             out.extend_from_slice(h.value);
             out.extend_from_slice(b", ");
         }
@@ -182,7 +186,14 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// Writes a complete local reply (head and body).
-pub fn write_local_reply(out: &mut Vec<u8>, status: u16, content_type: Option<&str>, body: &[u8], close: bool, head_only: bool) {
+pub fn write_local_reply(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+    close: bool,
+    head_only: bool,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, u64::from(status));
     out.push(b' ');
@@ -191,7 +202,11 @@ pub fn write_local_reply(out: &mut Vec<u8>, status: u16, content_type: Option<&s
     push_u64(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");
     if !body.is_empty() {
-        header(out, b"content-type", content_type.unwrap_or("text/plain").as_bytes());
+        header(
+            out,
+            b"content-type",
+            content_type.unwrap_or("text/plain").as_bytes(),
+        );
     }
     if close {
         header(out, b"connection", b"close");
@@ -209,14 +224,38 @@ mod tests {
     #[test]
     fn request_drops_hop_by_hop_and_adds_forwarding() {
         let hs = [
-            httparse::Header { name: "Host", value: b"a.example" },
-            httparse::Header { name: "Connection", value: b"keep-alive, X-Secret" },
-            httparse::Header { name: "X-Secret", value: b"1" },
-            httparse::Header { name: "TE", value: b"trailers, deflate" },
-            httparse::Header { name: "Keep-Alive", value: b"timeout=5" },
-            httparse::Header { name: "X-Forwarded-For", value: b"10.0.0.1" },
-            httparse::Header { name: "X-Forwarded-Proto", value: b"https" },
-            httparse::Header { name: "Accept", value: b"*/*" },
+            httparse::Header {
+                name: "Host",
+                value: b"a.example",
+            },
+            httparse::Header {
+                name: "Connection",
+                value: b"keep-alive, X-Secret",
+            },
+            httparse::Header {
+                name: "X-Secret",
+                value: b"1",
+            },
+            httparse::Header {
+                name: "TE",
+                value: b"trailers, deflate",
+            },
+            httparse::Header {
+                name: "Keep-Alive",
+                value: b"timeout=5",
+            },
+            httparse::Header {
+                name: "X-Forwarded-For",
+                value: b"10.0.0.1",
+            },
+            httparse::Header {
+                name: "X-Forwarded-Proto",
+                value: b"https",
+            },
+            httparse::Header {
+                name: "Accept",
+                value: b"*/*",
+            },
         ];
         let mut out = Vec::new();
         write_request(
@@ -240,9 +279,18 @@ mod tests {
     #[test]
     fn response_sets_framing_and_connection() {
         let hs = [
-            httparse::Header { name: "Transfer-Encoding", value: b"chunked" },
-            httparse::Header { name: "Connection", value: b"keep-alive" },
-            httparse::Header { name: "Server", value: b"x" },
+            httparse::Header {
+                name: "Transfer-Encoding",
+                value: b"chunked",
+            },
+            httparse::Header {
+                name: "Connection",
+                value: b"keep-alive",
+            },
+            httparse::Header {
+                name: "Server",
+                value: b"x",
+            },
         ];
         let mut out = Vec::new();
         write_response(

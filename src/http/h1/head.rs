@@ -107,7 +107,8 @@ pub fn trim(mut v: &[u8]) -> &[u8] {
 /// True if `name` is listed in any `Connection` header (so it is hop-by-hop).
 pub fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
     headers.iter().any(|h| {
-        classify(h.name) == Special::Connection && tokens(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+        classify(h.name) == Special::Connection
+            && tokens(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
     })
 }
 
@@ -140,7 +141,11 @@ pub struct Framing {
 
 /// Works out body framing and persistence from the headers, refusing anything ambiguous.
 /// `minor` is the HTTP/1.x minor version.
-pub fn framing(headers: &[httparse::Header<'_>], minor: u8, is_request: bool) -> Result<Framing, HeadError> {
+pub fn framing(
+    headers: &[httparse::Header<'_>],
+    minor: u8,
+    is_request: bool,
+) -> Result<Framing, HeadError> {
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut te_seen = false;
@@ -151,7 +156,8 @@ pub fn framing(headers: &[httparse::Header<'_>], minor: u8, is_request: bool) ->
     for h in headers {
         match classify(h.name) {
             Special::ContentLength => {
-                let n = content_length(trim(h.value)).ok_or(HeadError::BadRequest("malformed content-length"))?;
+                let n = content_length(trim(h.value))
+                    .ok_or(HeadError::BadRequest("malformed content-length"))?;
                 if length.is_some_and(|l| l != n) {
                     return Err(HeadError::BadRequest("conflicting content-length"));
                 }
@@ -169,9 +175,13 @@ pub fn framing(headers: &[httparse::Header<'_>], minor: u8, is_request: bool) ->
                 } else if v.is_empty() || v.iter().any(|&b| b == b'"' || b == b';' || b < 0x20) {
                     return Err(HeadError::BadRequest("malformed transfer-encoding"));
                 } else {
-                    let last_chunked = tokens(v).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+                    let last_chunked = tokens(v)
+                        .last()
+                        .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
                     if is_request && !last_chunked {
-                        return Err(HeadError::BadRequest("transfer-encoding must end in chunked"));
+                        return Err(HeadError::BadRequest(
+                            "transfer-encoding must end in chunked",
+                        ));
                     }
                     return Err(HeadError::NotImplemented("unsupported transfer-encoding"));
                 }
@@ -197,7 +207,9 @@ pub fn framing(headers: &[httparse::Header<'_>], minor: u8, is_request: bool) ->
         }
     }
     if chunked && length.is_some() {
-        return Err(HeadError::BadRequest("content-length with transfer-encoding"));
+        return Err(HeadError::BadRequest(
+            "content-length with transfer-encoding",
+        ));
     }
     if chunked && minor == 0 {
         return Err(HeadError::BadRequest("transfer-encoding in HTTP/1.0"));
@@ -209,7 +221,11 @@ pub fn framing(headers: &[httparse::Header<'_>], minor: u8, is_request: bool) ->
         (false, None) if is_request => BodyKind::Empty,
         (false, None) => BodyKind::UntilClose,
     };
-    let keep_alive = if minor == 0 { keep_alive_token && !close } else { !close };
+    let keep_alive = if minor == 0 {
+        keep_alive_token && !close
+    } else {
+        !close
+    };
     Ok(Framing {
         body,
         keep_alive,
@@ -230,7 +246,10 @@ pub struct Target<'a> {
 /// Splits a request target into authority and path.
 pub fn target(t: &str) -> Result<Target<'_>, HeadError> {
     if t.starts_with('/') || t == "*" {
-        return Ok(Target { authority: None, path: t });
+        return Ok(Target {
+            authority: None,
+            path: t,
+        });
     }
     let rest = if t.len() > 7 && t[..7].eq_ignore_ascii_case("http://") {
         &t[7..]
@@ -255,7 +274,9 @@ pub fn target(t: &str) -> Result<Target<'_>, HeadError> {
 
 /// Checks a Host value: a reg-name or IP literal with an optional port, nothing else.
 pub fn valid_host(h: &[u8]) -> bool {
-    !h.is_empty() && h.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b))
+    !h.is_empty()
+        && h.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b))
 }
 
 #[cfg(test)]
@@ -263,30 +284,68 @@ mod tests {
     use super::*;
 
     fn hs<'a>(list: &'a [(&'a str, &'a [u8])]) -> Vec<httparse::Header<'a>> {
-        list.iter().map(|(n, v)| httparse::Header { name: n, value: v }).collect()
+        list.iter()
+            .map(|(n, v)| httparse::Header { name: n, value: v })
+            .collect()
     }
 
     #[test]
     fn framing_rules() {
         let f = |l: &[(&str, &[u8])], minor| framing(&hs(l), minor, true);
-        assert_eq!(f(&[("Content-Length", b"5")], 1).unwrap().body, BodyKind::Length(5));
-        assert_eq!(f(&[("Content-Length", b"5"), ("content-length", b"5")], 1).unwrap().body, BodyKind::Length(5));
+        assert_eq!(
+            f(&[("Content-Length", b"5")], 1).unwrap().body,
+            BodyKind::Length(5)
+        );
+        assert_eq!(
+            f(&[("Content-Length", b"5"), ("content-length", b"5")], 1)
+                .unwrap()
+                .body,
+            BodyKind::Length(5)
+        );
         assert!(f(&[("Content-Length", b"5"), ("content-length", b"6")], 1).is_err());
         assert!(f(&[("Content-Length", b"5, 5")], 1).is_err());
         assert!(f(&[("Content-Length", b"+5")], 1).is_err());
         assert!(f(&[("Content-Length", b"")], 1).is_err());
         assert!(f(&[("Content-Length", b"99999999999999999999")], 1).is_err());
-        assert_eq!(f(&[("Transfer-Encoding", b"Chunked")], 1).unwrap().body, BodyKind::Chunked);
-        assert!(f(&[("Transfer-Encoding", b"chunked"), ("Content-Length", b"3")], 1).is_err());
-        assert!(f(&[("Transfer-Encoding", b"chunked"), ("Transfer-Encoding", b"chunked")], 1).is_err());
-        assert_eq!(f(&[("Transfer-Encoding", b"chunked, gzip")], 1), Err(HeadError::BadRequest("transfer-encoding must end in chunked")));
-        assert_eq!(f(&[("Transfer-Encoding", b"gzip, chunked")], 1).unwrap_err().status(), 501);
+        assert_eq!(
+            f(&[("Transfer-Encoding", b"Chunked")], 1).unwrap().body,
+            BodyKind::Chunked
+        );
+        assert!(f(
+            &[("Transfer-Encoding", b"chunked"), ("Content-Length", b"3")],
+            1
+        )
+        .is_err());
+        assert!(f(
+            &[
+                ("Transfer-Encoding", b"chunked"),
+                ("Transfer-Encoding", b"chunked")
+            ],
+            1
+        )
+        .is_err());
+        assert_eq!(
+            f(&[("Transfer-Encoding", b"chunked, gzip")], 1),
+            Err(HeadError::BadRequest(
+                "transfer-encoding must end in chunked"
+            ))
+        );
+        assert_eq!(
+            f(&[("Transfer-Encoding", b"gzip, chunked")], 1)
+                .unwrap_err()
+                .status(),
+            501
+        );
         assert!(f(&[("Transfer-Encoding", b"\"chunked\"")], 1).is_err());
         assert!(f(&[("Transfer-Encoding", b"chunked")], 0).is_err());
         assert!(!f(&[], 0).unwrap().keep_alive);
         assert!(f(&[("Connection", b"Keep-Alive")], 0).unwrap().keep_alive);
         assert!(!f(&[("Connection", b"foo, close")], 1).unwrap().keep_alive);
-        assert!(f(&[("Expect", b"100-continue"), ("Content-Length", b"1")], 1).unwrap().expect_continue);
+        assert!(
+            f(&[("Expect", b"100-continue"), ("Content-Length", b"1")], 1)
+                .unwrap()
+                .expect_continue
+        );
         assert!(f(&[("Expect", b"nope")], 1).is_err());
         assert_eq!(framing(&[], 1, false).unwrap().body, BodyKind::UntilClose);
     }

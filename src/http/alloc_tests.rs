@@ -1,0 +1,256 @@
+//! Proof that the plain HTTP/1 keep-alive path allocates nothing per request.
+//!
+//! A counting global allocator (per thread) wraps the system allocator for this test
+//! binary. The connection manager runs over in-memory streams: a client sending N
+//! keep-alive GETs and an upstream answering each with a small response. Serving 1010
+//! requests must allocate exactly as often as serving 10: set-up costs the same, and the
+//! requests in between cost nothing.
+//!
+//! Out of scope: glommio's reactor allocates a poll `Source` when a socket read would
+//! block, which a real socket does between requests. That cost is the executor's, not the
+//! request path's, and shows up in the load tests.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_lite::io::{AsyncRead, AsyncWrite};
+
+use super::io::Io;
+use super::view::{ConnSlot, WorkerView};
+use crate::config::parse_str;
+use crate::observe::stats::{ClusterStats, ListenerStats};
+use crate::upstream::cluster::ClusterState;
+use crate::upstream::Connector;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: defers to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> u64 {
+    ALLOCS.with(|c| c.get())
+}
+
+const REQUEST: &[u8] =
+    b"GET /api/items?id=7 HTTP/1.1\r\nHost: svc.local\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n";
+const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Type: text/plain\r\n\r\nhello world\n";
+
+/// The client side: `left` copies of REQUEST, then end of stream. Counts response bytes.
+struct Client {
+    left: usize,
+    pos: usize,
+    received: Rc<Cell<usize>>,
+}
+
+impl AsyncRead for Client {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.left == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let n = (REQUEST.len() - self.pos).min(buf.len());
+        buf[..n].copy_from_slice(&REQUEST[self.pos..self.pos + n]);
+        self.pos += n;
+        if self.pos == REQUEST.len() {
+            self.pos = 0;
+            self.left -= 1;
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for Client {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.received.set(self.received.get() + buf.len());
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Io for Client {
+    fn set_read_timeout(&self, _: Option<Duration>) {}
+    fn set_write_timeout(&self, _: Option<Duration>) {}
+}
+
+/// The upstream side: answers each complete request head with RESPONSE.
+struct Upstream {
+    pending: usize,
+    pos: usize,
+    head_bytes: usize,
+}
+
+impl AsyncRead for Upstream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.pending == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let n = (RESPONSE.len() - self.pos).min(buf.len());
+        buf[..n].copy_from_slice(&RESPONSE[self.pos..self.pos + n]);
+        self.pos += n;
+        if self.pos == RESPONSE.len() {
+            self.pos = 0;
+            self.pending -= 1;
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for Upstream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        // Each write the proxy makes here is one whole request head.
+        assert!(buf.ends_with(b"\r\n\r\n"));
+        self.head_bytes += buf.len();
+        self.pending += 1;
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Io for Upstream {
+    fn set_read_timeout(&self, _: Option<Duration>) {}
+    fn set_write_timeout(&self, _: Option<Duration>) {}
+}
+
+struct MemConnector {
+    connects: Cell<usize>,
+}
+
+impl Connector for MemConnector {
+    type Conn = Upstream;
+    async fn connect(&self, _: SocketAddr, _: Duration) -> std::io::Result<Upstream> {
+        self.connects.set(self.connects.get() + 1);
+        Ok(Upstream {
+            pending: 0,
+            pos: 0,
+            head_bytes: 0,
+        })
+    }
+}
+
+const CONFIG: &str = "
+listeners:
+  - { name: l, address: 127.0.0.1, port: 1, route_table: t }
+route_tables:
+  - name: t
+    virtual_hosts:
+      - name: svc
+        domains: [svc.local]
+        routes:
+          - match: { prefix: /api/ }
+            cluster: c
+clusters:
+  - name: c
+    endpoints: [{ address: 127.0.0.1, port: 2 }]
+";
+
+/// Serves `requests` keep-alive requests on one connection; returns (allocations, bytes
+/// the client received, upstream connects).
+fn serve(requests: usize) -> (u64, usize, usize) {
+    let snapshot = Arc::new(parse_str(CONFIG).unwrap());
+    let connector = Rc::new(MemConnector {
+        connects: Cell::new(0),
+    });
+    let view = Rc::new(WorkerView {
+        clusters: vec![Rc::new(ClusterState::new(
+            snapshot.clusters[0].clone(),
+            Rc::new(ClusterStats::default()),
+            1,
+        ))],
+        listener_stats: vec![Rc::new(ListenerStats::default())],
+        access_logs: vec![None],
+        connector: connector.clone(),
+        draining: Rc::new(Cell::new(false)),
+        snapshot,
+    });
+    let received = Rc::new(Cell::new(0));
+    let client = Client {
+        left: requests,
+        pos: 0,
+        received: received.clone(),
+    };
+    let peer: SocketAddr = "10.1.2.3:4567".parse().unwrap();
+    let slot = Rc::new(ConnSlot::default());
+    let before = allocs();
+    futures_lite::future::block_on(super::conn::serve(client, peer, view.clone(), 0, slot));
+    let after = allocs();
+    assert_eq!(view.listener_stats[0].rq_class[1].get(), requests as u64);
+    (after - before, received.get(), connector.connects.get())
+}
+
+#[test]
+fn keep_alive_requests_do_not_allocate() {
+    // Warm up lazily initialised statics (tracing callsites and the like).
+    serve(2);
+    let (small, small_bytes, small_connects) = serve(10);
+    let (large, large_bytes, large_connects) = serve(1010);
+    assert_eq!(small_connects, 1);
+    assert_eq!(
+        large_connects, 1,
+        "the upstream connection is pooled and reused"
+    );
+    assert_eq!(
+        large_bytes,
+        small_bytes * 101,
+        "every request got its response"
+    );
+    assert_eq!(
+        large,
+        small,
+        "1000 extra requests allocated {} times",
+        large as i64 - small as i64
+    );
+}
