@@ -63,11 +63,12 @@ class Upstream:
         wait_until(lambda: http("GET", self.url + "/")[0] == 200, 10,
                    "upstream nginx", self.proc, logp)
 
-    def requests(self) -> int:
-        """nginx's total request counter (stub_status), or -1 if unreadable."""
+    def counters(self) -> tuple[int, int]:
+        """nginx's (connections accepted, requests) totals from stub_status;
+        (-1, -1) if unreadable. The status request itself is counted."""
         status, body = http("GET", self.url + "/__upstream_status")
-        m = re.search(rb"\n\s*\d+\s+\d+\s+(\d+)", body or b"") if status == 200 else None
-        return int(m.group(1)) if m else -1
+        m = re.search(rb"\n\s*(\d+)\s+\d+\s+(\d+)", body or b"") if status == 200 else None
+        return (int(m.group(1)), int(m.group(2))) if m else (-1, -1)
 
     def stop(self) -> None:
         kill(self.proc)

@@ -231,10 +231,11 @@ def write(path: Path, runs, ctx: dict, charts_dir: Path, prefix: str = "") -> Pa
     L += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in ctx["versions"].items()]
     L += ["", "## Every run", "", table(
         ["scenario", "round", "peer", "req/s", "p99 ms", "CPU µs/req", "peak RSS MiB",
-         "status"],
+         "upstream conns opened", "status"],
         [[r.scenario, r.round, r.peer, f_num(r.data.get("rps")),
           f_ms(r.data["lat_us"]["p99"]) if "lat_us" in r.data else "—",
           f_num(r.data.get("cpu_us_per_req"), 1), f_mib(r.data.get("peak_rss")),
+          f_num(r.data.get("upstream_conns")),
           "ok" if r.valid else "INVALID"] for r in runs])]
     L += ["", "## Commands run", "", "Ports are picked from 127.0.0.1:18000-18999; "
           "`.work` is loadtest/.work.", "", "```"]

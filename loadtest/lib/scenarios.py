@@ -96,8 +96,8 @@ class Runner:
         self.unavailable: dict[str, str] = {}    # peer -> why it cannot run at all
 
     def seconds(self, sc: Scenario) -> int:
-        if self.quick:
-            return 1
+        if self.quick:   # churn needs at least one reload inside the run
+            return 2 if sc.kind == "churn" else 1
         return self.duration or sc.duration
 
     # -- peer lifetime -------------------------------------------------------
@@ -160,7 +160,7 @@ class Runner:
                 self.measure_idle(sc, p, run)
                 return
             churn = Churner(p) if sc.kind == "churn" else None
-            up0, cpu0 = self.upstream.requests(), util.cpu_seconds(pid) if pid else 0
+            (acc0, up0), cpu0 = self.upstream.counters(), util.cpu_seconds(pid) if pid else 0
             if churn:
                 churn.start()
             try:
@@ -173,7 +173,7 @@ class Runner:
             finally:
                 if churn:
                     churn.stop()
-            cpu1, up1 = (util.cpu_seconds(pid) if pid else 0), self.upstream.requests()
+            cpu1, (acc1, up1) = (util.cpu_seconds(pid) if pid else 0), self.upstream.counters()
         except HarnessError as exc:
             run.invalid(str(exc).splitlines()[0][:300])
             return
@@ -181,6 +181,9 @@ class Runner:
         d.update(res)
         # nginx's counter includes the status request itself: minus one.
         d["forwarded"] = up1 - up0 - 1 if up0 >= 0 and up1 >= 0 else None
+        # Connections the upstream accepted (minus the status request's own):
+        # shows whether the peer reuses its upstream connections.
+        d["upstream_conns"] = acc1 - acc0 - 1 if acc0 >= 0 and acc1 >= 0 else None
         if pid:
             d["cpu_s"] = cpu1 - cpu0
             d["cpu_us_per_req"] = d["cpu_s"] * 1e6 / res["requests"] if res["requests"] else None

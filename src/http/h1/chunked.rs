@@ -177,8 +177,8 @@ mod tests {
             decode(b"5 \r\nhello\r\n0\r\n\r\n", 64),
             Err(ChunkError::InvalidSize)
         );
-        assert_eq!(decode(b"\r\n", 64), Err(ChunkError::InvalidFraming));
-        assert_eq!(decode(b"5\nhello\r\n", 64), Err(ChunkError::InvalidFraming));
+        assert_eq!(decode(b"\r\n", 64), Err(ChunkError::InvalidSize));
+        assert_eq!(decode(b"5\nhello\r\n", 64), Err(ChunkError::InvalidSize));
         assert_eq!(
             decode(b"5\r\nhelloX\r\n", 64),
             Err(ChunkError::InvalidFraming)

@@ -187,12 +187,14 @@ pub fn framing(
                 }
             }
             Special::Connection => {
-                has_connection_header = true;
                 for t in tokens(h.value) {
                     if t.eq_ignore_ascii_case(b"close") {
                         close = true;
                     } else if t.eq_ignore_ascii_case(b"keep-alive") {
                         keep_alive_token = true;
+                    } else {
+                        // Names another header as hop-by-hop: the encoder must look.
+                        has_connection_header = true;
                     }
                 }
             }
