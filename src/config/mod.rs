@@ -11,3 +11,24 @@ mod raw;
 pub(crate) use build::is_tchar;
 pub use build::{load_file, parse_str, ConfigError, ConfigErrors};
 pub use model::*;
+
+#[cfg(test)]
+mod tests {
+    /// Every example in config/ must load: the docs quote them.
+    #[test]
+    fn every_config_example_loads() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let p = path.to_str().unwrap();
+                if let Err(e) = super::load_file(p) {
+                    panic!("{p}:\n{e}");
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 3, "expected the examples in config/");
+    }
+}
