@@ -99,6 +99,7 @@ pub fn parse_str(text: &str) -> Result<Snapshot, ConfigErrors> {
     for e in &mut errors {
         e.line = locate::line_of(&lines, &e.path);
     }
+    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
     if errors.is_empty() {
         errors.push(ConfigError {
             path: "(root)".into(),

@@ -80,7 +80,10 @@ pub struct ListenerStats {
 impl ListenerStats {
     pub fn request_done(&self, status: u16, flag: ResponseFlag, us: u64) {
         self.rq_total.inc();
-        self.rq_class[class_index(status)].inc();
+        // Status 0: the request ended without a response (the connection was closed).
+        if status != 0 {
+            self.rq_class[class_index(status)].inc();
+        }
         if flag != ResponseFlag::None {
             self.rq_flags[flag as usize].inc();
         }
