@@ -54,6 +54,9 @@ struct Plan<'v> {
     head_len: usize,
     minor: u8,
     is_head: bool,
+    /// RFC 9110 idempotent method: safe to send again if the first try never reached
+    /// the upstream's application.
+    idempotent: bool,
     framing: Framing,
     action: Action<'v>,
 }
@@ -216,6 +219,10 @@ fn prepare<'v, C: Connector>(
         head_len,
         minor,
         is_head: method == "HEAD",
+        idempotent: matches!(
+            method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
         framing,
         action,
     }))
@@ -496,6 +503,9 @@ impl Conn {
         let cs = &view.clusters[cluster];
         let stats = &cs.stats;
         stats.rq_total.inc();
+        if self.logging {
+            self.rec.cluster = Some(cs.name.clone());
+        }
         let Some(ep) = cs.pick() else {
             stats.rq_no_healthy.inc();
             stats.rq_class[4].inc();
@@ -518,17 +528,17 @@ impl Conn {
         let _active = Active(&es.rq_active);
         if self.logging {
             self.rec.upstream = Some(endpoint.addr);
-            self.rec.cluster = Some(cs.name.clone());
         }
         let deadline = (!timeout.is_zero()).then(|| start + timeout);
         let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        // A request without a body can be retried once when a pooled connection turns out
-        // to have been closed by the upstream before it sent anything.
-        let retryable = plan.framing.body == BodyKind::Empty;
+        // An idempotent request without a body is retried once when a pooled connection
+        // turns out to have been closed by the upstream before it answered.
+        let retryable = plan.idempotent && plan.framing.body == BodyKind::Empty;
         let mut attempt = 0;
         let (mut up, response) = 'attempt: loop {
             attempt += 1;
-            let (mut up, reused) = match cs.pool.take(ep) {
+            let pooled = std::iter::from_fn(|| cs.pool.take(ep)).find(|c| c.idle_is_clean());
+            let (mut up, reused) = match pooled {
                 Some(c) => {
                     stats.cx_reused.inc();
                     (c, true)

@@ -12,6 +12,11 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin {
     fn set_read_timeout(&self, d: Option<Duration>);
     /// Timeout for each following write; `None` waits forever.
     fn set_write_timeout(&self, d: Option<Duration>);
+    /// For a connection that sat idle in a pool: true if the peer has neither closed it
+    /// nor sent anything since. A response nobody asked for must never reach a client.
+    fn idle_is_clean(&self) -> bool {
+        true
+    }
 }
 
 impl Io for glommio::net::TcpStream {
@@ -24,6 +29,21 @@ impl Io for glommio::net::TcpStream {
     fn set_write_timeout(&self, d: Option<Duration>) {
         let d = d.map(|d| d.max(Duration::from_micros(1)));
         let _ = glommio::net::TcpStream::set_write_timeout(self, d);
+    }
+
+    fn idle_is_clean(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut byte = 0u8;
+        // SAFETY: a one-byte peek into a valid buffer on a socket we own; it never blocks.
+        let n = unsafe {
+            libc::recv(
+                self.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
     }
 }
 

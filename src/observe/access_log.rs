@@ -136,6 +136,11 @@ impl LogSink {
         }
     }
 
+    /// True if this sink writes where and how `cfg` asks.
+    pub fn serves(&self, cfg: &crate::config::AccessLog) -> bool {
+        self.path.as_deref() == cfg.path.as_deref() && self.format == cfg.format
+    }
+
     pub fn log(&self, rec: &LogRecord, peer: SocketAddr) {
         {
             let mut b = self.buf.borrow_mut();
@@ -165,6 +170,12 @@ impl LogSink {
         {
             self.stats.access_log_dropped.add(lines);
         }
+    }
+}
+
+impl Drop for LogSink {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

@@ -76,8 +76,19 @@ impl Control {
         }
         snapshot.version = old.version + 1;
         let per_worker = self.bind_new(&snapshot)?;
+        let version = snapshot.version;
         self.publish(Arc::new(snapshot), per_worker).await;
-        Ok(self.current.borrow().version)
+        // Answer once every worker serves the new version, so a client that connects after
+        // a successful reload is routed by the new config.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !self.applied.borrow().iter().all(|&a| a >= version) {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(version, "workers are slow to apply the new config");
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        Ok(version)
     }
 
     /// Binds sockets for listeners that are new or moved, one per worker.

@@ -3,7 +3,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -26,6 +28,11 @@ use super::messages::{FromWorker, ToWorker};
 
 type View = WorkerView<TcpConnector>;
 
+enum Event {
+    Message(Option<ToWorker>),
+    Drained,
+}
+
 struct Worker {
     id: usize,
     current: RefCell<Option<Rc<View>>>,
@@ -36,6 +43,8 @@ struct Worker {
     listener_stats: RefCell<HashMap<String, Rc<ListenerStats>>>,
     cluster_stats: RefCell<HashMap<String, Rc<ClusterStats>>>,
     sinks: RefCell<HashMap<String, Rc<LogSink>>>,
+    /// Sinks replaced by a reload but still used by connections accepted before it.
+    retired_sinks: RefCell<Vec<Rc<LogSink>>>,
     /// Accept loops by listener name; dropping the task closes the socket.
     acceptors: RefCell<HashMap<String, Task<()>>>,
     /// Open connections, for closing idle ones on drain.
@@ -61,12 +70,30 @@ pub async fn run(
         listener_stats: RefCell::default(),
         cluster_stats: RefCell::default(),
         sinks: RefCell::default(),
+        retired_sinks: RefCell::default(),
         acceptors: RefCell::default(),
         conns: RefCell::default(),
         next_conn: Cell::new(0),
     });
     let ticker = spawn_local(tick(w.clone()));
-    while let Some(msg) = rx.recv().await {
+    // While draining, the worker keeps answering control messages (stats scrapes).
+    let mut draining: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
+    loop {
+        let event = match draining.as_mut() {
+            None => Event::Message(rx.recv().await),
+            Some(d) => {
+                let message = async { Event::Message(rx.recv().await) };
+                let drained = async {
+                    d.as_mut().await;
+                    Event::Drained
+                };
+                futures_lite::future::or(drained, message).await
+            }
+        };
+        let msg = match event {
+            Event::Drained | Event::Message(None) => break,
+            Event::Message(Some(msg)) => msg,
+        };
         match msg {
             ToWorker::Config { snapshot, sockets } => {
                 let version = snapshot.version;
@@ -77,8 +104,10 @@ pub async fn run(
                 let _ = tx.send(FromWorker::Stats(Box::new(w.report()))).await;
             }
             ToWorker::Drain { timeout } => {
-                w.drain(timeout).await;
-                break;
+                if draining.is_none() {
+                    let w = w.clone();
+                    draining = Some(Box::pin(async move { w.drain(timeout).await }));
+                }
             }
         }
     }
@@ -98,6 +127,11 @@ async fn tick(w: Rc<Worker>) {
         for sink in w.sinks.borrow().values() {
             sink.flush();
         }
+        // A retired sink is flushed until the last connection using it has closed.
+        w.retired_sinks.borrow_mut().retain(|s| {
+            s.flush();
+            Rc::strong_count(s) > 1
+        });
         if n % 50 == 0 {
             if let Some(view) = w.current.borrow().as_ref() {
                 for c in &view.clusters {
@@ -149,12 +183,16 @@ impl Worker {
             })
             .collect();
         let mut sinks = self.sinks.borrow_mut();
+        let mut retired = self.retired_sinks.borrow_mut();
         let access_logs = snapshot
             .listeners
             .iter()
             .zip(&listener_stats)
             .map(|(l, stats)| {
                 let a = l.access_log.as_ref()?;
+                if let Some(same) = sinks.get(&l.name).filter(|s| s.serves(a)) {
+                    return Some(same.clone());
+                }
                 let sink = Rc::new(LogSink::new(
                     a.path.as_deref(),
                     a.format.clone(),
@@ -163,18 +201,28 @@ impl Worker {
                     stats.clone(),
                 ));
                 if let Some(old) = sinks.insert(l.name.clone(), sink.clone()) {
-                    old.flush();
+                    retired.push(old);
                 }
                 Some(sink)
             })
             .collect();
-        sinks.retain(|name, _| {
-            snapshot
-                .listeners
-                .iter()
-                .any(|l| &l.name == name && l.access_log.is_some())
-        });
+        let gone: Vec<String> = sinks
+            .keys()
+            .filter(|name| {
+                !snapshot
+                    .listeners
+                    .iter()
+                    .any(|l| &l.name == *name && l.access_log.is_some())
+            })
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(old) = sinks.remove(&name) {
+                retired.push(old);
+            }
+        }
         drop(sinks);
+        drop(retired);
         let view = Rc::new(WorkerView {
             snapshot: snapshot.clone(),
             clusters,

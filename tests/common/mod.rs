@@ -68,6 +68,39 @@ pub fn refused_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
+/// A loopback address whose connection attempts hang (SYNs are dropped): a listener
+/// with backlog 0 whose accept queue is already full. Used for connect timeouts.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: TcpListener,
+    _fillers: Vec<TcpStream>,
+}
+
+impl Blackhole {
+    pub fn new() -> Blackhole {
+        use std::os::fd::AsRawFd;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind blackhole");
+        // SAFETY: listen(2) on a socket we own; Linux accepts a new backlog.
+        unsafe {
+            libc::listen(listener.as_raw_fd(), 0);
+        }
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        // Fill the accept queue until a connect hangs.
+        for _ in 0..8 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(s) => fillers.push(s),
+                Err(_) => break,
+            }
+        }
+        Blackhole {
+            addr,
+            _listener: listener,
+            _fillers: fillers,
+        }
+    }
+}
+
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
 
 /// A per-test directory under the system temp dir, removed on drop unless the test is
@@ -121,6 +154,20 @@ pub fn read_lossy(path: &Path) -> String {
     std::fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
+}
+
+/// Polls the file at `path` until a line satisfies `pred`; returns that line.
+pub fn wait_for_line(
+    path: &Path,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> Option<String> {
+    wait_until(timeout, || {
+        read_lossy(path)
+            .lines()
+            .find(|l| pred(l))
+            .map(str::to_string)
+    })
 }
 
 /// Runs the binary with `args` to completion (bounded by `timeout`), capturing output.
@@ -235,11 +282,20 @@ struct Ports {
 }
 
 impl Ports {
+    /// Three distinct free ports: the probe sockets stay open together, so the kernel
+    /// cannot hand out the same port twice.
     fn fresh() -> Ports {
+        let probes: Vec<TcpListener> = (0..3)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+            .collect();
+        let p: Vec<u16> = probes
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
         Ports {
-            listen: free_port(),
-            listen2: free_port(),
-            admin: free_port(),
+            listen: p[0],
+            listen2: p[1],
+            admin: p[2],
         }
     }
 }
@@ -427,7 +483,9 @@ impl Proxy {
         let r = self.admin_get("/config_dump");
         assert_eq!(r.status, 200);
         let v: serde_json::Value = serde_json::from_slice(&r.body).expect("config_dump JSON");
-        v["version"].as_u64().expect("config_dump has a numeric version")
+        v["version"]
+            .as_u64()
+            .expect("config_dump has a numeric version")
     }
 
     /// `POST /reload`.
@@ -521,23 +579,17 @@ fn proc_status_kib(pid: u32, key: &str) -> u64 {
 /// The value of one sample in Prometheus text, e.g.
 /// `metric(&text, "outrigger_upstream_rq_total{cluster=\"backend\"}")`.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            (name == series).then(|| value.parse().ok())?
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
 }
 
 /// The `[flag, count]` pairs of a listener report as a map lookup.
 pub fn flag_count(listener: &serde_json::Value, flag: &str) -> u64 {
     listener["rq_flags"]
         .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|p| p[0] == flag)
-                .and_then(|p| p[1].as_u64())
-        })
+        .and_then(|a| a.iter().find(|p| p[0] == flag).and_then(|p| p[1].as_u64()))
         .unwrap_or(0)
 }
 
@@ -665,7 +717,10 @@ impl Conn {
     }
 
     fn eof_error(what: &str) -> io::Error {
-        io::Error::new(io::ErrorKind::UnexpectedEof, format!("connection closed {what}"))
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("connection closed {what}"),
+        )
     }
 
     /// Reads one response to a non-HEAD request (1xx responses are returned as they come).
@@ -680,7 +735,10 @@ impl Conn {
                 break i + 4;
             }
             if self.buf.len() > 1 << 20 {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "response head too large"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "response head too large",
+                ));
             }
             if self.fill()? == 0 {
                 return Err(Conn::eof_error(if self.buf.is_empty() {
@@ -710,7 +768,8 @@ impl Conn {
             wire_len: head_end as u64,
             ..Default::default()
         };
-        let no_body = method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304;
+        let no_body =
+            method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304;
         if no_body {
             return Ok(r);
         }
@@ -723,7 +782,10 @@ impl Conn {
             self.read_chunked(&mut r)?;
         } else if let Some(cl) = r.header("content-length") {
             let n: u64 = cl.trim().parse().map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("bad content-length {cl:?}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad content-length {cl:?}"),
+                )
             })?;
             self.read_exact_body(&mut r, n)?;
         } else {
@@ -751,8 +813,8 @@ impl Conn {
                 return Err(Conn::eof_error(&format!("with {left} body bytes missing")));
             }
             let take = self.buf.len().min(left as usize);
-            let data: Vec<u8> = self.buf.drain(..take).collect();
-            keep_body(r, &data);
+            keep_body(r, &self.buf[..take]);
+            self.buf.drain(..take);
             r.wire_len += take as u64;
             left -= take as u64;
         }
@@ -778,7 +840,10 @@ impl Conn {
             r.wire_len += line.len() as u64 + 2;
             let size_text = line.split(';').next().unwrap_or("").trim();
             let size = u64::from_str_radix(size_text, 16).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {line:?}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad chunk size {line:?}"),
+                )
             })?;
             if size == 0 {
                 break;
@@ -787,7 +852,10 @@ impl Conn {
             let crlf = self.read_line()?;
             r.wire_len += 2;
             if !crlf.is_empty() {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "chunk not followed by CRLF"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "chunk not followed by CRLF",
+                ));
             }
         }
         loop {
@@ -829,7 +897,9 @@ impl Conn {
             Ok(_) => false,
             Err(e) => matches!(
                 e.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
             ),
         }
     }
@@ -842,7 +912,11 @@ impl Conn {
             match self.fill() {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => break,
             }
         }
@@ -860,7 +934,8 @@ fn keep_body(r: &mut Response, data: &[u8]) {
     r.body_len += data.len() as u64;
     let room = BODY_KEEP.saturating_sub(r.body.len());
     r.body.extend_from_slice(&data[..room.min(data.len())]);
-    r.body_tail.extend_from_slice(data);
+    r.body_tail
+        .extend_from_slice(&data[data.len().saturating_sub(TAIL_KEEP)..]);
     if r.body_tail.len() > TAIL_KEEP {
         let cut = r.body_tail.len() - TAIL_KEEP;
         r.body_tail.drain(..cut);
@@ -897,7 +972,11 @@ pub fn http_request(
         stream,
         buf: Vec::new(),
     };
-    let body_headers = if method == "POST" { "Content-Length: 0\r\n" } else { "" };
+    let body_headers = if method == "POST" {
+        "Content-Length: 0\r\n"
+    } else {
+        ""
+    };
     c.try_send(format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{body_headers}Connection: close\r\n\r\n"
     ))?;
@@ -1004,7 +1083,8 @@ impl Ctx<'_> {
 }
 
 /// Answers one recorded request on the socket; returns whether to keep the connection.
-pub type Handler = Arc<dyn Fn(&Ctx<'_>, &Recorded, &mut TcpStream) -> io::Result<bool> + Send + Sync>;
+pub type Handler =
+    Arc<dyn Fn(&Ctx<'_>, &Recorded, &mut TcpStream) -> io::Result<bool> + Send + Sync>;
 
 /// Answers with a description of the request (see [`Recorded::describe`]).
 pub fn echo() -> Handler {
@@ -1083,10 +1163,33 @@ pub fn pattern_byte(i: u64) -> u8 {
     (i % 251) as u8
 }
 
+/// Largest slice [`pattern`] returns.
+pub const PATTERN_BLOCK: usize = 1 << 20;
+
+/// The generated body bytes `[offset, offset + len)` (len at most `PATTERN_BLOCK`),
+/// from a precomputed buffer so even a debug build generates gigabytes quickly.
+pub fn pattern(offset: u64, len: usize) -> &'static [u8] {
+    static P: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    assert!(len <= PATTERN_BLOCK);
+    let p = P.get_or_init(|| (0..PATTERN_BLOCK + 251).map(|i| (i % 251) as u8).collect());
+    let start = (offset % 251) as usize;
+    &p[start..start + len]
+}
+
+/// True if `data` equals the pattern starting at `offset` (any length).
+pub fn matches_pattern(data: &[u8], offset: u64) -> bool {
+    data.chunks(PATTERN_BLOCK)
+        .enumerate()
+        .all(|(i, c)| c == pattern(offset + (i * PATTERN_BLOCK) as u64, c.len()))
+}
+
 /// Fills `buf` with the pattern starting at `offset`.
 pub fn fill_pattern(buf: &mut [u8], offset: u64) {
-    for (k, b) in buf.iter_mut().enumerate() {
-        *b = pattern_byte(offset + k as u64);
+    let mut done = 0;
+    while done < buf.len() {
+        let n = (buf.len() - done).min(PATTERN_BLOCK);
+        buf[done..done + n].copy_from_slice(pattern(offset + done as u64, n));
+        done += n;
     }
 }
 
@@ -1100,21 +1203,19 @@ pub fn large_body(n: u64, chunked: bool) -> Handler {
             format!("HTTP/1.1 200 OK\r\ncontent-length: {n}\r\n\r\n")
         };
         s.write_all(head.as_bytes())?;
-        // 251 divides nothing convenient, so regenerate per block from the offset.
-        let mut block = vec![0u8; 64 * 1024];
         let mut sent = 0u64;
         while sent < n {
             if ctx.stop.load(Ordering::Relaxed) {
                 return Ok(false);
             }
-            let take = (n - sent).min(block.len() as u64) as usize;
-            fill_pattern(&mut block[..take], sent);
+            let take = (n - sent).min(256 * 1024) as usize;
+            let block = pattern(sent, take);
             if chunked {
                 s.write_all(format!("{take:x}\r\n").as_bytes())?;
-                s.write_all(&block[..take])?;
+                s.write_all(block)?;
                 s.write_all(b"\r\n")?;
             } else {
-                s.write_all(&block[..take])?;
+                s.write_all(block)?;
             }
             sent += take as u64;
         }
@@ -1225,7 +1326,12 @@ impl Drop for Upstream {
     }
 }
 
-fn accept_loop(listener: TcpListener, state: Arc<UpState>, stop: Arc<AtomicBool>, handler: Handler) {
+fn accept_loop(
+    listener: TcpListener,
+    state: Arc<UpState>,
+    stop: Arc<AtomicBool>,
+    handler: Handler,
+) {
     // The accept loop also ends by itself after a long time, whatever happens.
     let give_up = Instant::now() + Duration::from_secs(600);
     while !stop.load(Ordering::SeqCst) && Instant::now() < give_up {
@@ -1252,23 +1358,29 @@ fn accept_loop(listener: TcpListener, state: Arc<UpState>, stop: Arc<AtomicBool>
 struct UpReader<'a> {
     stream: TcpStream,
     buf: Vec<u8>,
+    tmp: Vec<u8>,
     stop: &'a AtomicBool,
 }
 
 impl UpReader<'_> {
     fn fill(&mut self) -> io::Result<usize> {
-        let mut tmp = vec![0u8; 64 * 1024];
+        let tmp = &mut self.tmp;
         let idle_end = Instant::now() + UP_IDLE;
         loop {
             if self.stop.load(Ordering::Relaxed) {
-                return Err(io::Error::new(io::ErrorKind::Other, "upstream stopped"));
+                return Err(io::Error::other("upstream stopped"));
             }
-            match self.stream.read(&mut tmp) {
+            match self.stream.read(tmp) {
                 Ok(n) => {
                     self.buf.extend_from_slice(&tmp[..n]);
                     return Ok(n);
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     if Instant::now() >= idle_end {
                         return Err(e);
                     }
@@ -1320,6 +1432,7 @@ fn serve_upstream_conn(
     let mut r = UpReader {
         stream,
         buf: Vec::new(),
+        tmp: vec![0u8; 256 * 1024],
         stop,
     };
     let ctx = Ctx { stop };
@@ -1372,10 +1485,13 @@ fn serve_upstream_conn(
                         return Ok(());
                     }
                     let take = r.buf.len().min(left as usize);
-                    let data: Vec<u8> = r.buf.drain(..take).collect();
-                    keep(&mut rec.body, &data);
-                    keep(&mut rec.wire_body, &data);
-                    keep_tail(&mut rec.body_tail, &data);
+                    {
+                        let data = &r.buf[..take];
+                        keep(&mut rec.body, data);
+                        keep(&mut rec.wire_body, data);
+                        keep_tail(&mut rec.body_tail, data);
+                    }
+                    r.buf.drain(..take);
                     rec.body_len += take as u64;
                     state.body_bytes.fetch_add(take as u64, Ordering::SeqCst);
                     left -= take as u64;

@@ -72,7 +72,9 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
                 }
             }
             Special::XForwardedFor => xff_seen = true,
-            Special::Host | Special::Other => {
+            // Host is end-to-end and required in HTTP/1.1: `Connection: host` cannot drop it.
+            Special::Host => header(out, h.name.as_bytes(), h.value),
+            Special::Other => {
                 if !(r.has_connection_header && named_by_connection(r.headers, h.name)) {
                     header(out, h.name.as_bytes(), h.value);
                 }

@@ -231,7 +231,8 @@ pub fn framing(
     Ok(Framing {
         body,
         keep_alive,
-        expect_continue: expect_continue && body != BodyKind::Empty,
+        // An HTTP/1.0 client must not get a 1xx (RFC 9110 section 15.2).
+        expect_continue: expect_continue && body != BodyKind::Empty && minor >= 1,
         has_connection_header,
     })
 }
