@@ -55,11 +55,19 @@ fn parse_and_encode(buf: &[u8], out: &mut Vec<u8>) -> usize {
 }
 
 fn main() {
-    support::bench("parse+framing: small GET (4 headers)", || parse_and_check(SMALL));
-    support::bench("parse+framing: browser GET (13 headers)", || parse_and_check(BROWSER));
+    support::bench("parse+framing: small GET (4 headers)", || {
+        parse_and_check(SMALL)
+    });
+    support::bench("parse+framing: browser GET (13 headers)", || {
+        parse_and_check(BROWSER)
+    });
     let mut out = Vec::with_capacity(4096);
-    support::bench("parse+framing+encode upstream: small GET", || parse_and_encode(SMALL, &mut out));
-    support::bench("parse+framing+encode upstream: browser GET", || parse_and_encode(BROWSER, &mut out));
+    support::bench("parse+framing+encode upstream: small GET", || {
+        parse_and_encode(SMALL, &mut out)
+    });
+    support::bench("parse+framing+encode upstream: browser GET", || {
+        parse_and_encode(BROWSER, &mut out)
+    });
 
     let mut body = Vec::new();
     for _ in 0..64 {

@@ -27,23 +27,32 @@ fn table_yaml(hosts: usize, routes: usize) -> String {
 
 fn main() {
     let headers = [
-        httparse::Header { name: "user-agent", value: b"wrk" },
-        httparse::Header { name: "accept", value: b"*/*" },
+        httparse::Header {
+            name: "user-agent",
+            value: b"wrk",
+        },
+        httparse::Header {
+            name: "accept",
+            value: b"*/*",
+        },
     ];
     for (hosts, routes) in [(1, 1), (10, 10), (100, 10)] {
         let s = parse_str(&table_yaml(hosts, routes)).unwrap();
         let t = &s.route_tables[0];
         let last_host = format!("svc{}.default.svc.cluster.local:8080", hosts - 1);
         let last_path = format!("/api/v{}/items", routes - 1);
-        support::bench(&format!("exact host, last route ({hosts} hosts x {routes} routes)"), || {
-            select(t, last_host.as_bytes(), &last_path, &headers).is_some()
-        });
+        support::bench(
+            &format!("exact host, last route ({hosts} hosts x {routes} routes)"),
+            || select(t, last_host.as_bytes(), &last_path, &headers).is_some(),
+        );
         let wild = format!("a.svc{}.example.com", hosts - 1);
-        support::bench(&format!("wildcard host, first route ({hosts} hosts x {routes} routes)"), || {
-            select(t, wild.as_bytes(), "/api/v0/x", &headers).is_some()
-        });
-        support::bench(&format!("catch-all host ({hosts} hosts x {routes} routes)"), || {
-            select(t, b"unknown.host", "/", &headers).is_some()
-        });
+        support::bench(
+            &format!("wildcard host, first route ({hosts} hosts x {routes} routes)"),
+            || select(t, wild.as_bytes(), "/api/v0/x", &headers).is_some(),
+        );
+        support::bench(
+            &format!("catch-all host ({hosts} hosts x {routes} routes)"),
+            || select(t, b"unknown.host", "/", &headers).is_some(),
+        );
     }
 }

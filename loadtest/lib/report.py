@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 
 from . import svg
-from .scenarios import BY_NAME, SCENARIOS
+from .scenarios import BY_NAME, NOISY_PCT, SCENARIOS
 from .util import REPO
 
 PCTS = [("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9")]
@@ -119,8 +119,10 @@ def scenario_table(data: Data, name: str) -> str:
         elif sc.kind == "churn":
             reloads = [f"{r.data.get('swaps_ok', 0)}/{r.data.get('swaps', 0)}"
                        for r in data.of(name, p, valid=False) if r.data]
+            errors = [f_num(r.data.get("errors_total"))
+                      for r in data.of(name, p, valid=False) if r.data]
             rows.append([p, v, f_num(m(get("rps"))), rt(get("rps")), f_ms(m(lat("p99"))),
-                         ", ".join(reloads) or "—", f_num(m(get("errors_total"))),
+                         ", ".join(reloads) or "—", ", ".join(errors) or "—",
                          f_num(m(get("cpu_us_per_req")), 1)])
     heads = {
         "closed": ["peer", "valid", "req/s", "req/s vs Envoy", "p50 ms", "p90 ms", "p99 ms",
@@ -134,7 +136,8 @@ def scenario_table(data: Data, name: str) -> str:
         "idle": ["peer", "valid", "RSS before MiB", f"RSS with {sc.idle_conns} conns MiB",
                  "KiB per conn", "vs Envoy"],
         "churn": ["peer", "valid", "req/s", "req/s vs Envoy", "p99 ms",
-                  "reloads ok/done per run", "errors (median)", "CPU µs/req"],
+                  "reloads ok/done per run", "errors per run (non-2xx + socket)",
+                  "CPU µs/req"],
     }
     return table(heads[sc.kind], rows)
 
@@ -157,6 +160,8 @@ def headline(data: Data, idle_rss: dict) -> str:
 def charts(data: Data, outdir: Path, prefix: str, rel: str) -> list[str]:
     """Write the SVGs; return Markdown image lines."""
     outdir.mkdir(parents=True, exist_ok=True)
+    for old in outdir.glob(f"{prefix}*.svg"):   # no stale charts from older runs
+        old.unlink()
     lines = []
     done = {r.scenario for r in data.runs}
     names = lambda kinds: [s.name for s in SCENARIOS if s.kind in kinds and s.name in done]  # noqa
@@ -182,6 +187,18 @@ def charts(data: Data, outdir: Path, prefix: str, rel: str) -> list[str]:
     bars(f"{prefix}peak-rss.svg", "Peak RSS of the proxy", "MiB",
          names(("closed", "body", "idle")),
          lambda d: d["peak_rss"] / MiB if d.get("peak_rss") else None)
+    for k, lab in (("p50", "p50"), ("p99", "p99")):
+        groups = names(("open",))
+        if not groups or "direct" not in peers:
+            break
+        proxies = [p for p in peers if p != "direct"]
+        vals = {(g, p): (lambda v: v / 1000 if v is not None else None)(
+                    data.added(g, p, lat(k))) for g in groups for p in proxies}
+        fname = f"{prefix}added-latency-{k}.svg"
+        svg.bar_chart(outdir / fname, f"Latency added over no proxy at a fixed rate ({lab})",
+                      f"added {lab} latency, ms", groups, proxies, vals,
+                      note="median over rounds of (proxy - direct) in the same round")
+        lines.append(f"![added {lab} latency]({rel}/{fname})")
     for name in names(("closed", "open")):
         series = {p: [data.median(name, p, lat(k)) and data.median(name, p, lat(k)) / 1000
                       for k, _ in PCTS] for p in data.peers(name)}
@@ -203,6 +220,8 @@ def write(path: Path, runs, ctx: dict, charts_dir: Path, prefix: str = "") -> Pa
          f"`{ctx['command']}`; every number below comes from that run "
          f"(raw data: [{ctx['json_name']}]({ctx['json_name']})). Method and how to read "
          f"this: [docs/benchmarks/README.md]({readme}).", ""]
+    if ctx.get("rerendered"):
+        L += [f"*{ctx['rerendered']}*", ""]
     if ctx.get("problems"):
         L += ["## Harness problems", ""] + [f"- {p}" for p in ctx["problems"]] + [""]
     L += ["## Summary: HTTP/1.1, 32 connections, closed loop", "",
@@ -226,21 +245,34 @@ def write(path: Path, runs, ctx: dict, charts_dir: Path, prefix: str = "") -> Pa
     L += ["## Invalid runs", ""]
     L += [f"- {r.scenario} round {r.round} {r.peer}: {'; '.join(r.reasons)}" for r in bad] \
         or ["None: every run passed its checks."]
+    noisy = [r for r in runs if (r.data.get("other_cpu_pct") or 0) > NOISY_PCT]
+    L += ["", "## Other load on the machine", "",
+          "CPU used during each run by processes that are not part of it (machine-wide "
+          "busy time from /proc/stat minus the proxy, the upstream, the load generator "
+          f"and the harness), in % of one CPU. Runs above {NOISY_PCT:.0f}% are listed: "
+          "their timings are disturbed.", ""]
+    measured = any("other_cpu_pct" in r.data for r in runs)
+    L += [f"- {r.scenario} round {r.round} {r.peer}: {r.data['other_cpu_pct']:.0f}%"
+          for r in noisy] or (["None above the threshold."] if measured else
+                              ["Not measured in this run."])
+    steal = [r.data.get("steal_pct") or 0 for r in runs]
+    if steal and max(steal) > 1:
+        L += ["", f"CPU time stolen by the hypervisor: up to {max(steal):.0f}% of a CPU "
+              "in one run."]
     L += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in ctx["machine"].items()]
     L += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in ctx["settings"].items()]
     L += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in ctx["versions"].items()]
     L += ["", "## Every run", "", table(
         ["scenario", "round", "peer", "req/s", "p99 ms", "CPU µs/req", "peak RSS MiB",
-         "upstream conns opened", "status"],
+         "upstream conns opened", "other load %CPU", "status"],
         [[r.scenario, r.round, r.peer, f_num(r.data.get("rps")),
           f_ms(r.data["lat_us"]["p99"]) if "lat_us" in r.data else "—",
           f_num(r.data.get("cpu_us_per_req"), 1), f_mib(r.data.get("peak_rss")),
-          f_num(r.data.get("upstream_conns")),
+          f_num(r.data.get("upstream_conns")), f_num(r.data.get("other_cpu_pct")),
           "ok" if r.valid else "INVALID"] for r in runs])]
     L += ["", "## Commands run", "", "Ports are picked from 127.0.0.1:18000-18999; "
           "`.work` is loadtest/.work.", "", "```"]
-    L += [c.replace(str(ctx["work"]), ".work").replace(str(REPO) + "/", "")
-          for c in ctx["commands"]] + ["```", ""]
+    L += ctx["commands"] + ["```", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(L))
     raw = {"context": {k: v for k, v in ctx.items() if k not in ("idle_rss", "work")},

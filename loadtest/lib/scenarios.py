@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from . import loadgen, util
 from .util import HarnessError, log
 
+NOISY_PCT = 10.0   # other processes above this % of one CPU during a run: flagged
 H2_SKIP = "Outrigger does not support HTTP/2 yet (issue 4)"
 TLS_SKIP = "TLS not implemented yet"
 
@@ -107,15 +108,15 @@ class Runner:
             return False
         try:
             peer.start(churn=churn)
+            if peer.pid:   # idle RSS: right after start-up, before any load
+                self.idle_rss.setdefault(peer.name, []).append(util.rss_bytes(peer.pid))
+            if not self.quick:   # warm-up: pools, caches, page faults
+                loadgen.wrk(self.s.tools, peer.url, 16, 1, self.s.client_cpus)
         except HarnessError as exc:
             peer.stop()
             self.start_errors[peer.name] = str(exc).splitlines()[0][:300]
             log(f"  {peer.name}: failed to start: {self.start_errors[peer.name]}")
             return False
-        if peer.pid:
-            self.idle_rss.setdefault(peer.name, []).append(util.rss_bytes(peer.pid))
-        if not self.quick:   # warm-up: pools, caches, page faults
-            loadgen.wrk(self.s.tools, peer.url, 16, 1, self.s.client_cpus)
         return True
 
     def run(self, sc: Scenario) -> list[Run]:
@@ -160,6 +161,8 @@ class Runner:
                 self.measure_idle(sc, p, run)
                 return
             churn = Churner(p) if sc.kind == "churn" else None
+            pids = [pid, self.upstream.proc.pid]
+            snap0 = util.cpu_snapshot(pids)
             (acc0, up0), cpu0 = self.upstream.counters(), util.cpu_seconds(pid) if pid else 0
             if churn:
                 churn.start()
@@ -174,11 +177,13 @@ class Runner:
                 if churn:
                     churn.stop()
             cpu1, (acc1, up1) = (util.cpu_seconds(pid) if pid else 0), self.upstream.counters()
+            snap1 = util.cpu_snapshot(pids)
         except HarnessError as exc:
             run.invalid(str(exc).splitlines()[0][:300])
             return
         d = run.data
         d.update(res)
+        d["other_cpu_pct"], d["steal_pct"] = util.other_load(snap0, snap1)
         # nginx's counter includes the status request itself: minus one.
         d["forwarded"] = up1 - up0 - 1 if up0 >= 0 and up1 >= 0 else None
         # Connections the upstream accepted (minus the status request's own):
@@ -201,6 +206,11 @@ class Runner:
             d["swap_notes"] = churn.notes[:3]
             d["errors_total"] = res["non2xx"] + res["socket_errors"]
         self.verify(sc, p, run, res)
+        if pid:
+            d["threads"] = util.thread_count(pid)
+            escaped = util.pinning_escapes(pid, util.cpu_list(self.s.proxy_cpus))
+            if escaped:
+                run.invalid(f"threads not pinned to the proxy CPUs: {escaped[:5]}")
         if pid and p.proc.poll() is not None:
             run.invalid(f"process exited during the run (code {p.proc.returncode})")
 
@@ -298,5 +308,7 @@ def summary(run: Run) -> str:
         parts.append(f"{d['mb_per_s']:.0f} MB/s")
     if "swaps" in d:
         parts.append(f"{d['swaps_ok']}/{d['swaps']} reloads, {d['errors_total']} errors")
+    if d.get("other_cpu_pct", 0) > NOISY_PCT:
+        parts.append(f"NOISY: other processes used {d['other_cpu_pct']:.0f}% of a CPU")
     status = "ok" if run.valid else "INVALID: " + "; ".join(run.reasons)
     return ", ".join(parts + [f"[{status}]"])

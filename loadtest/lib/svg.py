@@ -80,6 +80,8 @@ class Doc:
 def bar_chart(path, title: str, ylabel: str, groups: list[str], series: list[str],
               values: dict, note: str = "") -> None:
     """values[(group, series)] -> number or None (missing / invalid)."""
+    # A series with no value anywhere (e.g. no-proxy CPU) is left out altogether.
+    series = [s for s in series if any(values.get((g, s)) is not None for g in groups)]
     doc = Doc(title, ylabel)
     hi = max([v for v in values.values() if v is not None] + [0])
     ticks = nice_ticks(hi * 1.1 if hi else 1)
@@ -97,11 +99,21 @@ def bar_chart(path, title: str, ylabel: str, groups: list[str], series: list[str
             if v is None:
                 doc.text(x + bw / 2, H - BOTTOM - 4, "n/a", size=9, extra='fill="#868e96"')
                 continue
+            if v <= 0:   # e.g. a negative added latency: label only, no bar
+                doc.text(x + bw / 2, H - BOTTOM - 4, fmt(v) if v > -1e-9 else f"{v:.2g}",
+                         size=9)
+                continue
             y = ymap(v)
             doc.add(f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{bw - 2:.1f}" '
                     f'height="{H - BOTTOM - y:.1f}" fill="{color(s, si)}"/>')
             doc.text(x + bw / 2, y - 3, fmt(v), size=9)
-        doc.text(LEFT + gi * gw + gw / 2, H - BOTTOM + 18, g, size=11)
+        label_x = LEFT + gi * gw + gw / 2
+        if len(g) * 6.5 > gw * 0.95 and "-" in g:   # too wide: two lines
+            head, tail = g.rsplit("-", 1)
+            doc.text(label_x, H - BOTTOM + 16, head + "-", size=11)
+            doc.text(label_x, H - BOTTOM + 30, tail, size=11)
+        else:
+            doc.text(label_x, H - BOTTOM + 18, g, size=11)
     if note:
         doc.text(LEFT, H - 12, note, anchor="start", size=10, extra='fill="#495057"')
     doc.legend(series)

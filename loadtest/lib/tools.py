@@ -162,6 +162,14 @@ def _git_rev() -> str:
         return ""
 
 
+def loadavg() -> str:
+    """1, 5 and 15 minute load averages: other work on the machine skews timings."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def machine() -> dict[str, str]:
     model = "unknown"
     try:

@@ -102,11 +102,12 @@ def kill_all() -> None:
 
 
 def install_signal_handlers() -> None:
-    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so `finally` blocks run."""
+    """Turn SIGINT/SIGTERM/SIGHUP into KeyboardInterrupt so `finally` blocks run
+    (SIGINT explicitly: a shell starts background jobs with SIGINT ignored)."""
     def handler(signum, _frame):
         raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGHUP, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
 
 
 def run(cmd: list[str], timeout: float, cwd: Path | None = None,
@@ -238,6 +239,61 @@ def cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+def cpu_list(text: str) -> set[int]:
+    """'0-2,5' -> {0, 1, 2, 5}"""
+    out: set[int] = set()
+    for part in text.strip().split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            out.update(range(int(a), int(b) + 1))
+        elif part:
+            out.add(int(part))
+    return out
+
+
+def pinning_escapes(pid: int, allowed: set[int]) -> list[str]:
+    """Threads of the tree allowed to run outside `allowed` (name:cpus)."""
+    bad = []
+    for p in tree_pids(pid):
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                status = (task / "status").read_text()
+                comm = (task / "comm").read_text().strip()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("Cpus_allowed_list:"):
+                    cpus = line.split(":", 1)[1].strip()
+                    if not cpu_list(cpus) <= allowed:
+                        bad.append(f"{comm}:{cpus}")
+    return bad
+
+
+def cpu_snapshot(pids: list[int]) -> dict:
+    """Machine-wide busy CPU (user+nice+system+irq+softirq: the kernel charges a
+    process's loopback network work to softirq there, but to the process's own
+    stime in /proc/PID/stat) and steal from /proc/stat, this
+    harness's own CPU and its reaped children's (wrk, oha), and the CPU of the
+    given process trees (proxy, upstream): to tell how much *other* work ran."""
+    import resource as r
+    f = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(f[i]) for i in (0, 1, 2, 5, 6)) / CLK_TCK
+    steal = int(f[7]) / CLK_TCK
+    me, kids = r.getrusage(r.RUSAGE_SELF), r.getrusage(r.RUSAGE_CHILDREN)
+    own = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return {"t": time.monotonic(), "busy": busy, "steal": steal,
+            "ours": own + sum(cpu_seconds(p) for p in pids if p)}
+
+
+def other_load(a: dict, b: dict) -> tuple[float, float]:
+    """(% of one CPU used by processes not part of the run, % stolen by the host)."""
+    wall = b["t"] - a["t"]
+    if wall <= 0:
+        return 0.0, 0.0
+    other = (b["busy"] - a["busy"]) - (b["ours"] - a["ours"])
+    return max(0.0, other) * 100 / wall, (b["steal"] - a["steal"]) * 100 / wall
+
+
 def _status_kb(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -246,6 +302,10 @@ def _status_kb(pid: int, key: str) -> int:
     except OSError:
         pass
     return 0
+
+
+def thread_count(pid: int) -> int:
+    return sum(len(list(Path(f"/proc/{p}/task").glob("*"))) for p in tree_pids(pid))
 
 
 def rss_bytes(pid: int) -> int:

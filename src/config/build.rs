@@ -196,6 +196,15 @@ impl Builder {
             Duration::from_secs(10),
         );
 
+        let spin_before_park = self.duration(
+            "runtime.spin_before_park".into(),
+            &runtime.and_then(|r| r.spin_before_park.clone()),
+            Duration::ZERO,
+        );
+        if spin_before_park > Duration::from_millis(10) {
+            self.err("runtime.spin_before_park".into(), "must be at most 10ms");
+        }
+
         self.unique("clusters", raw.clusters.iter().map(|c| c.name.as_str()));
         self.unique(
             "route_tables",
@@ -244,6 +253,7 @@ impl Builder {
             admin,
             concurrency,
             drain_timeout,
+            spin_before_park,
             listeners,
             route_tables,
             clusters,

@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub admin: Option<SocketAddr>,
     pub concurrency: Option<usize>,
     pub drain_timeout: Duration,
+    /// How long an idle worker polls for new events before it sleeps (zero: sleep at once).
+    pub spin_before_park: Duration,
     pub listeners: Vec<Listener>,
     pub route_tables: Vec<RouteTable>,
     pub clusters: Vec<Arc<Cluster>>,

@@ -34,6 +34,8 @@ pub(crate) struct RawRuntime {
     pub concurrency: Option<usize>,
     #[serde(default)]
     pub drain_timeout: Option<String>,
+    #[serde(default)]
+    pub spin_before_park: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,6 +16,9 @@ use super::io::{is_timeout, Io};
 
 /// Largest chunked trailer section accepted.
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
+/// Read-buffer size for a connection once it streams a large body: fewer, larger
+/// reads and writes. Grown once per connection, kept for its life.
+pub const LARGE_BODY_BUF: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyError {
@@ -66,6 +69,14 @@ pub async fn forward<R: Io, W: AsyncWrite + Unpin>(
     limit: Option<u64>,
 ) -> Result<u64, BodyError> {
     let mut total: u64 = 0;
+    let large = match kind {
+        BodyKind::Length(n) => n > buf.capacity() as u64,
+        BodyKind::Chunked | BodyKind::UntilClose => true,
+        BodyKind::Empty => false,
+    };
+    if large && buf.capacity() < LARGE_BODY_BUF && limit.is_none() {
+        buf.grow_to(LARGE_BODY_BUF);
+    }
     match kind {
         BodyKind::Empty => {}
         BodyKind::Length(mut left) => {

@@ -59,6 +59,13 @@ impl ReadBuf {
         true
     }
 
+    /// Grows the buffer to at least `size` bytes.
+    pub fn grow_to(&mut self, size: usize) {
+        if self.buf.len() < size {
+            self.buf.resize(size, 0);
+        }
+    }
+
     /// Reads once from `r` into the free space. Returns the number of bytes read (0 at
     /// end of stream). The caller must not call this when `is_full()`.
     pub async fn fill<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> std::io::Result<usize> {

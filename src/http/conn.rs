@@ -32,8 +32,9 @@ use super::io::Io;
 use super::router;
 use super::view::{ConnSlot, WorkerView};
 
-/// Initial read-buffer size; it grows (up to the header limit) only for large heads.
-const READ_BUF_BYTES: usize = 16 * 1024;
+/// Initial read-buffer size. It grows up to the header limit for a large head, and to
+/// `body::LARGE_BODY_BUF` once the connection streams a large body.
+const READ_BUF_BYTES: usize = 8 * 1024;
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
 /// Most headers accepted in an upstream response.
@@ -105,7 +106,7 @@ pub async fn serve<D: Io, C: Connector>(
         peer,
         rbuf: ReadBuf::new(READ_BUF_BYTES),
         ubuf: ReadBuf::new(0),
-        wbuf: Vec::with_capacity(4096),
+        wbuf: Vec::with_capacity(1024),
         ip,
         ip_len,
         rec: LogRecord::default(),

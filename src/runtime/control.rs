@@ -244,6 +244,7 @@ fn first_placeholder() -> Snapshot {
         admin: None,
         concurrency: None,
         drain_timeout: Duration::from_secs(10),
+        spin_before_park: Duration::ZERO,
         listeners: Vec::new(),
         route_tables: Vec::new(),
         clusters: Vec::new(),

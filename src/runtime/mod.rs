@@ -66,9 +66,13 @@ pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), Strin
         });
         let cpu = cpus.get(id % cpus.len().max(1)).copied().unwrap_or(0);
         let log_tx = log_tx.clone();
-        let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("outrigger-w{id}"))
-            .io_memory(IO_MEMORY)
+            .io_memory(IO_MEMORY);
+        if !snapshot.spin_before_park.is_zero() {
+            builder = builder.spin_before_park(snapshot.spin_before_park);
+        }
+        let h = builder
             .spawn(move || worker::run(id, to_rx, from_tx, log_tx))
             .map_err(|e| format!("cannot start worker {id} on cpu {cpu}: {e}"))?;
         handles.push(h);
