@@ -214,6 +214,7 @@ fn serve(requests: usize) -> (u64, usize, usize) {
         access_logs: vec![None],
         connector: connector.clone(),
         draining: Rc::new(Cell::new(false)),
+        bufs: Rc::new(crate::http::buf::BufPool::new(8192, 16)),
         snapshot,
     });
     let received = Rc::new(Cell::new(0));

@@ -80,6 +80,42 @@ impl ReadBuf {
     }
 }
 
+/// A worker's free list of read buffers, lent to requests that need one only while they
+/// run (the upstream response buffer), so idle connections hold none.
+pub(crate) struct BufPool {
+    free: std::cell::RefCell<Vec<ReadBuf>>,
+    size: usize,
+    keep: usize,
+}
+
+impl BufPool {
+    pub fn new(size: usize, keep: usize) -> Self {
+        BufPool {
+            free: std::cell::RefCell::new(Vec::new()),
+            size,
+            keep,
+        }
+    }
+
+    pub fn take(&self) -> ReadBuf {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| ReadBuf::new(self.size))
+    }
+
+    pub fn put(&self, mut b: ReadBuf) {
+        if b.capacity() == 0 {
+            return;
+        }
+        b.consume(b.len());
+        let mut free = self.free.borrow_mut();
+        if free.len() < self.keep {
+            free.push(b);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

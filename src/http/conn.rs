@@ -501,6 +501,25 @@ impl Conn {
         timeout: Duration,
         start: Instant,
     ) -> Outcome {
+        // The upstream buffer is borrowed from the worker only for this exchange.
+        self.ubuf = view.bufs.take();
+        let outcome = self
+            .exchange(down, view, plan, cluster, timeout, start)
+            .await;
+        view.bufs
+            .put(std::mem::replace(&mut self.ubuf, ReadBuf::new(0)));
+        outcome
+    }
+
+    async fn exchange<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        plan: &Plan<'_>,
+        cluster: usize,
+        timeout: Duration,
+        start: Instant,
+    ) -> Outcome {
         let cs = &view.clusters[cluster];
         let stats = &cs.stats;
         stats.rq_total.inc();
@@ -582,9 +601,6 @@ impl Conn {
             up.set_read_timeout(remaining());
             up.set_write_timeout(remaining());
             self.ubuf.consume(self.ubuf.len());
-            if self.ubuf.capacity() == 0 {
-                self.ubuf = ReadBuf::new(READ_BUF_BYTES);
-            }
             if up.write_all(&self.wbuf).await.is_err() {
                 if reused && attempt == 1 {
                     continue 'attempt;

@@ -8,6 +8,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use super::buf::BufPool;
 use crate::config::Snapshot;
 use crate::observe::access_log::LogSink;
 use crate::observe::stats::ListenerStats;
@@ -25,6 +26,8 @@ pub struct WorkerView<C: Connector> {
     pub connector: Rc<C>,
     /// Set once the worker drains: finish in-flight requests, then close.
     pub draining: Rc<Cell<bool>>,
+    /// Upstream response buffers, lent per request (shared by all views of a worker).
+    pub(crate) bufs: Rc<BufPool>,
 }
 
 /// Per-connection handle the worker uses to close idle keep-alive connections on drain.

@@ -17,6 +17,7 @@ use glommio::{spawn_local, Task};
 use std::os::fd::FromRawFd;
 
 use crate::config::Snapshot;
+use crate::http::buf::BufPool;
 use crate::http::conn;
 use crate::http::view::{ConnSlot, WorkerView};
 use crate::observe::access_log::{Batch, LogSink};
@@ -28,6 +29,9 @@ use super::messages::{FromWorker, ToWorker};
 
 type View = WorkerView<TcpConnector>;
 
+/// Size of the upstream response buffers a worker lends to requests.
+const UPSTREAM_BUF_BYTES: usize = 8 * 1024;
+
 enum Event {
     Message(Option<ToWorker>),
     Drained,
@@ -37,6 +41,7 @@ struct Worker {
     id: usize,
     current: RefCell<Option<Rc<View>>>,
     draining: Rc<Cell<bool>>,
+    bufs: Rc<BufPool>,
     connector: Rc<TcpConnector>,
     log_tx: SyncSender<Batch>,
     /// Stats live by name so they carry across config versions.
@@ -65,6 +70,7 @@ pub async fn run(
         id,
         current: RefCell::new(None),
         draining: Rc::new(Cell::new(false)),
+        bufs: Rc::new(BufPool::new(UPSTREAM_BUF_BYTES, 1024)),
         connector: Rc::new(TcpConnector),
         log_tx,
         listener_stats: RefCell::default(),
@@ -230,6 +236,7 @@ impl Worker {
             access_logs,
             connector: self.connector.clone(),
             draining: self.draining.clone(),
+            bufs: self.bufs.clone(),
         });
         *self.current.borrow_mut() = Some(view);
 
