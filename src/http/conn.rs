@@ -704,17 +704,10 @@ impl Conn {
                         }
                         Ok(Some(r)) => break 'attempt (up, r),
                         Ok(None) => {
-                            if self.ubuf.is_full() && !self.ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1) {
-                                stats.rq_protocol_error.inc();
-                                return self
-                                    .upstream_failed(
-                                        down,
-                                        view,
-                                        plan,
-                                        cluster,
-                                        ResponseFlag::UpstreamProtocolError,
-                                    )
-                                    .await;
+                            // prepare_response refuses a head past the limit, so a buffer
+                            // that grows to one byte beyond it always finds out.
+                            if self.ubuf.is_full() {
+                                self.ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1);
                             }
                         }
                         Err(()) => {
