@@ -10,4 +10,5 @@ pub mod demo;
 pub mod http;
 pub mod observe;
 pub mod runtime;
+pub mod tcp;
 pub mod upstream;

@@ -10,7 +10,7 @@ outrigger: a thread-per-core service-mesh sidecar proxy
 
 USAGE:
   outrigger run -c FILE [--concurrency N]
-  outrigger run --listen HOST:PORT --upstream HOST:PORT [--admin HOST:PORT] [--concurrency N]
+  outrigger run --listen HOST:PORT --upstream HOST:PORT [--admin HOST:PORT] [--tcp] [--concurrency N]
   outrigger validate -c FILE
   outrigger demo
   outrigger --version
@@ -25,6 +25,7 @@ struct Args {
     listen: Option<String>,
     upstream: Option<String>,
     admin: Option<String>,
+    tcp: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,6 +38,7 @@ fn parse_args() -> Result<Args, String> {
         listen: None,
         upstream: None,
         admin: None,
+        tcp: false,
     };
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -55,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
             "--listen" => a.listen = Some(value("--listen")?),
             "--upstream" => a.upstream = Some(value("--upstream")?),
             "--admin" => a.admin = Some(value("--admin")?),
+            "--tcp" => a.tcp = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
         }
@@ -80,6 +83,7 @@ fn source_for_run(a: &Args) -> Result<ConfigSource, String> {
             l,
             u,
             a.admin.as_deref(),
+            a.tcp,
         )?)),
         (None, Some(_), None) => Err("--listen needs --upstream".into()),
         (None, None, Some(_)) => Err("--upstream needs --listen".into()),

@@ -227,7 +227,7 @@ impl Builder {
         let mut listeners = Vec::new();
         let mut addrs = HashSet::new();
         for (i, l) in raw.listeners.iter().enumerate() {
-            if let Some(l) = self.listener(i, l, &route_tables) {
+            if let Some(l) = self.listener(i, l, &route_tables, &clusters) {
                 if !addrs.insert(l.addr) {
                     self.err(
                         format!("listeners[{i}].port"),
@@ -261,16 +261,75 @@ impl Builder {
         })
     }
 
-    fn listener(&mut self, i: usize, l: &RawListener, tables: &[RouteTable]) -> Option<Listener> {
+    fn tcp_proxy(
+        &mut self,
+        p: String,
+        t: &RawTcpProxy,
+        clusters: &[Arc<Cluster>],
+    ) -> Option<ListenerKind> {
+        let mut picks = Vec::new();
+        let mut named = |this: &mut Self, path: String, name: &str, weight: u32| match clusters
+            .iter()
+            .position(|c| c.name == name)
+        {
+            Some(c) => picks.push((c, weight)),
+            None => this.err(path, format!("no cluster named `{name}`")),
+        };
+        match (&t.cluster, t.weighted_clusters.is_empty()) {
+            (Some(name), true) => named(self, format!("{p}.cluster"), name, 1),
+            (None, false) => {
+                for (k, w) in t.weighted_clusters.iter().enumerate() {
+                    if !(1..=1000).contains(&w.weight) {
+                        self.err(
+                            format!("{p}.weighted_clusters[{k}].weight"),
+                            "must be between 1 and 1000",
+                        );
+                    }
+                    named(
+                        self,
+                        format!("{p}.weighted_clusters[{k}].name"),
+                        &w.name,
+                        w.weight,
+                    );
+                }
+            }
+            _ => {
+                self.err(p, "set exactly one of `cluster` and `weighted_clusters`");
+                return None;
+            }
+        }
+        Some(ListenerKind::Tcp(TcpProxy { clusters: picks }))
+    }
+
+    fn listener(
+        &mut self,
+        i: usize,
+        l: &RawListener,
+        tables: &[RouteTable],
+        clusters: &[Arc<Cluster>],
+    ) -> Option<Listener> {
         let p = format!("listeners[{i}]");
         let addr = self.resolve(format!("{p}.address"), &l.address, l.port);
-        let route_table = tables.iter().position(|t| t.name == l.route_table);
-        if route_table.is_none() {
-            self.err(
-                format!("{p}.route_table"),
-                format!("no route table named `{}`", l.route_table),
-            );
-        }
+        let kind = match (&l.route_table, &l.tcp_proxy) {
+            (Some(name), None) => match tables.iter().position(|t| &t.name == name) {
+                Some(route_table) => Some(ListenerKind::Http { route_table }),
+                None => {
+                    self.err(
+                        format!("{p}.route_table"),
+                        format!("no route table named `{name}`"),
+                    );
+                    None
+                }
+            },
+            (None, Some(t)) => self.tcp_proxy(format!("{p}.tcp_proxy"), t, clusters),
+            _ => {
+                self.err(
+                    p.clone(),
+                    "set exactly one of `route_table` and `tcp_proxy`",
+                );
+                None
+            }
+        };
         let d = Limits::default();
         let rl = l.limits.as_ref();
         let limits = Limits {
@@ -334,7 +393,7 @@ impl Builder {
         Some(Listener {
             name: l.name.clone(),
             addr: addr?,
-            route_table: route_table?,
+            kind: kind?,
             limits,
             idle_timeout,
             backlog,

@@ -34,11 +34,27 @@ pub struct Snapshot {
 pub struct Listener {
     pub name: String,
     pub addr: SocketAddr,
-    pub route_table: usize,
+    pub kind: ListenerKind,
     pub limits: Limits,
     pub idle_timeout: Duration,
     pub backlog: u32,
     pub access_log: Option<AccessLog>,
+}
+
+/// What a listener does with its connections.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListenerKind {
+    /// HTTP connection manager routing with this route table.
+    Http { route_table: usize },
+    /// Plain TCP proxying to one of these clusters.
+    Tcp(TcpProxy),
+}
+
+/// A TCP proxy: each connection goes to one cluster, picked by weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpProxy {
+    /// (cluster index, weight)
+    pub clusters: Vec<(usize, u32)>,
 }
 
 /// Per-listener limits on the request head.

@@ -17,14 +17,36 @@ fn split_host_port(flag: &str, s: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-/// Builds config text for one listener that routes everything to one upstream.
-pub fn config_text(listen: &str, upstream: &str, admin: Option<&str>) -> Result<String, String> {
+/// Builds config text for one listener that routes everything to one upstream; with
+/// `tcp`, the listener proxies plain TCP instead of HTTP.
+pub fn config_text(
+    listen: &str,
+    upstream: &str,
+    admin: Option<&str>,
+    tcp: bool,
+) -> Result<String, String> {
     let (lh, lp) = split_host_port("--listen", listen)?;
     let (uh, up) = split_host_port("--upstream", upstream)?;
     let mut text = String::new();
     if let Some(a) = admin {
         let (ah, ap) = split_host_port("--admin", a)?;
         text.push_str(&format!("admin:\n  address: \"{ah}\"\n  port: {ap}\n"));
+    }
+    if tcp {
+        text.push_str(&format!(
+            "listeners:
+  - name: main
+    address: \"{lh}\"
+    port: {lp}
+    tcp_proxy: {{ cluster: upstream }}
+clusters:
+  - name: upstream
+    endpoints:
+      - address: \"{uh}\"
+        port: {up}
+"
+        ));
+        return Ok(text);
     }
     text.push_str(&format!(
         "listeners:
@@ -56,19 +78,31 @@ mod tests {
 
     #[test]
     fn builds_a_valid_config() {
-        let t = config_text("127.0.0.1:10000", "127.0.0.1:9000", Some("127.0.0.1:9901")).unwrap();
+        let t = config_text(
+            "127.0.0.1:10000",
+            "127.0.0.1:9000",
+            Some("127.0.0.1:9901"),
+            false,
+        )
+        .unwrap();
         let s = crate::config::parse_str(&t).unwrap();
         assert_eq!(s.listeners[0].addr.port(), 10000);
         assert_eq!(s.clusters[0].endpoints[0].addr.port(), 9000);
         assert_eq!(s.admin.unwrap().port(), 9901);
+        let t = config_text("127.0.0.1:10000", "127.0.0.1:9000", None, true).unwrap();
+        let s = crate::config::parse_str(&t).unwrap();
+        assert!(matches!(
+            s.listeners[0].kind,
+            crate::config::ListenerKind::Tcp(_)
+        ));
     }
 
     #[test]
     fn rejects_bad_flags() {
-        assert!(config_text("127.0.0.1", "127.0.0.1:9000", None)
+        assert!(config_text("127.0.0.1", "127.0.0.1:9000", None, false)
             .unwrap_err()
             .contains("--listen"));
-        assert!(config_text("127.0.0.1:1", "h:x", None)
+        assert!(config_text("127.0.0.1:1", "h:x", None, false)
             .unwrap_err()
             .contains("--upstream"));
     }

@@ -44,7 +44,10 @@ pub(crate) struct RawListener {
     pub name: String,
     pub address: String,
     pub port: u16,
-    pub route_table: String,
+    #[serde(default)]
+    pub route_table: Option<String>,
+    #[serde(default)]
+    pub tcp_proxy: Option<RawTcpProxy>,
     #[serde(default)]
     pub limits: Option<RawLimits>,
     #[serde(default)]
@@ -53,6 +56,22 @@ pub(crate) struct RawListener {
     pub backlog: Option<u32>,
     #[serde(default)]
     pub access_log: Option<RawAccessLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTcpProxy {
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub weighted_clusters: Vec<RawWeightedCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWeightedCluster {
+    pub name: String,
+    pub weight: u32,
 }
 
 #[derive(Debug, Deserialize, Default)]

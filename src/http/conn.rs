@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::config::{DirectResponse, Listener, RouteAction, MAX_HEADERS_CAP};
+use crate::config::{DirectResponse, Listener, ListenerKind, RouteAction, MAX_HEADERS_CAP};
 use crate::observe::access_log::LogRecord;
 use crate::upstream::Connector;
 
@@ -193,7 +193,11 @@ fn prepare<'v, C: Connector>(
         }
         rec.protocol = if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
     }
-    let table = &view.snapshot.route_tables[l.route_table];
+    // The worker only hands HTTP listeners' connections to this module.
+    let ListenerKind::Http { route_table } = l.kind else {
+        return Err(HeadError::NotImplemented("not an HTTP listener"));
+    };
+    let table = &view.snapshot.route_tables[route_table];
     let action = match router::select(table, authority, target.path, headers).map(|r| &r.action) {
         None => Action::NoRoute,
         Some(RouteAction::Direct(d)) => Action::Direct(d),

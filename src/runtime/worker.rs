@@ -16,12 +16,13 @@ use glommio::net::TcpListener;
 use glommio::{spawn_local, Task};
 use std::os::fd::FromRawFd;
 
-use crate::config::Snapshot;
+use crate::config::{ListenerKind, Snapshot};
 use crate::http::buf::BufPool;
 use crate::http::conn;
 use crate::http::view::{ConnSlot, WorkerView};
 use crate::observe::access_log::{Batch, LogSink};
 use crate::observe::stats::{ClusterStats, ListenerStats, StatsReport};
+use crate::tcp;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::TcpConnector;
 
@@ -326,6 +327,16 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener) {
             .borrow_mut()
             .insert(id, (stream.as_raw_fd(), slot.clone()));
         let w2 = w.clone();
+        if matches!(view.snapshot.listeners[index].kind, ListenerKind::Tcp(_)) {
+            // A TCP proxy connection is never idle between requests: drain lets it run
+            // until it ends or the drain timeout.
+            spawn_local(async move {
+                tcp::serve(stream, peer, view, index).await;
+                w2.conns.borrow_mut().remove(&id);
+            })
+            .detach();
+            continue;
+        }
         spawn_local(async move {
             conn::serve(stream, peer, view, index, slot).await;
             w2.conns.borrow_mut().remove(&id);
