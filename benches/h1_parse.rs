@@ -49,6 +49,7 @@ fn parse_and_encode(buf: &[u8], out: &mut Vec<u8>) -> usize {
             headers: req.headers,
             has_connection_header: f.has_connection_header,
             client_ip: b"10.0.0.1",
+            upgrade: None,
         },
     );
     out.len()

@@ -11,4 +11,5 @@ pub mod http;
 pub mod observe;
 pub mod runtime;
 pub mod tcp;
+pub mod tunnel;
 pub mod upstream;

@@ -533,12 +533,24 @@ impl Builder {
                 })
             })
             .collect();
+        for (k, u) in r.upgrades.iter().enumerate() {
+            if u.is_empty() || !u.bytes().all(is_tchar) {
+                self.err(
+                    format!("{p}.upgrades[{k}]"),
+                    format!("`{u}` is not an upgrade protocol token"),
+                );
+            }
+        }
         let action = match (&r.cluster, &r.direct_response) {
             (Some(name), None) => {
                 let timeout =
                     self.duration(format!("{p}.timeout"), &r.timeout, Duration::from_secs(15));
                 match clusters.iter().position(|c| &c.name == name) {
-                    Some(cluster) => RouteAction::Cluster { cluster, timeout },
+                    Some(cluster) => RouteAction::Cluster {
+                        cluster,
+                        timeout,
+                        upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
+                    },
                     None => {
                         self.err(format!("{p}.cluster"), format!("no cluster named `{name}`"));
                         return None;
@@ -546,6 +558,9 @@ impl Builder {
                 }
             }
             (None, Some(d)) => {
+                if !r.upgrades.is_empty() {
+                    self.err(format!("{p}.upgrades"), "upgrades need a `cluster` route");
+                }
                 if !(200..=599).contains(&d.status) {
                     self.err(
                         format!("{p}.direct_response.status"),

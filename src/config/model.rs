@@ -141,7 +141,12 @@ pub enum HeaderMatchKind {
 
 #[derive(Debug, PartialEq)]
 pub enum RouteAction {
-    Cluster { cluster: usize, timeout: Duration },
+    Cluster {
+        cluster: usize,
+        timeout: Duration,
+        /// Upgrade protocols (lower-case, e.g. `websocket`) this route passes through.
+        upgrades: Vec<String>,
+    },
     Direct(DirectResponse),
 }
 

@@ -119,6 +119,8 @@ pub(crate) struct RawRoute {
     pub timeout: Option<String>,
     #[serde(default)]
     pub direct_response: Option<RawDirectResponse>,
+    #[serde(default)]
+    pub upgrades: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

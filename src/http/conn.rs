@@ -47,7 +47,12 @@ const DISCARD_LIMIT: u64 = 1 << 20;
 enum Action<'v> {
     NoRoute,
     Direct(&'v DirectResponse),
-    Proxy { cluster: usize, timeout: Duration },
+    Proxy {
+        cluster: usize,
+        timeout: Duration,
+        /// The request asks for an upgrade the route allows.
+        upgrade: bool,
+    },
 }
 
 /// The outcome of parsing a complete request head.
@@ -60,6 +65,8 @@ struct Plan<'v> {
     idempotent: bool,
     framing: Framing,
     action: Action<'v>,
+    /// The listener's idle timeout (tunnels after an upgrade use it).
+    idle_timeout: Duration,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -201,7 +208,26 @@ fn prepare<'v, C: Connector>(
     let action = match router::select(table, authority, target.path, headers).map(|r| &r.action) {
         None => Action::NoRoute,
         Some(RouteAction::Direct(d)) => Action::Direct(d),
-        Some(RouteAction::Cluster { cluster, timeout }) => {
+        Some(RouteAction::Cluster {
+            cluster,
+            timeout,
+            upgrades,
+        }) => {
+            // Pass an upgrade through only when the route allows its protocol and the
+            // handshake carries no body.
+            let upgrade = headers
+                .iter()
+                .find(|h| head::classify(h.name) == Special::Upgrade)
+                .map(|h| head::trim(h.value))
+                .filter(|v| {
+                    framing.connection_upgrade
+                        && framing.body == BodyKind::Empty
+                        && head::tokens(v).next().is_some_and(|p| {
+                            upgrades
+                                .iter()
+                                .any(|u| p.eq_ignore_ascii_case(u.as_bytes()))
+                        })
+                });
             wbuf.clear();
             encode::write_request(
                 wbuf,
@@ -212,11 +238,13 @@ fn prepare<'v, C: Connector>(
                     headers,
                     has_connection_header: framing.has_connection_header,
                     client_ip: ip,
+                    upgrade,
                 },
             );
             Action::Proxy {
                 cluster: *cluster,
                 timeout: *timeout,
+                upgrade: upgrade.is_some(),
             }
         }
     };
@@ -230,6 +258,7 @@ fn prepare<'v, C: Connector>(
         ),
         framing,
         action,
+        idle_timeout: l.idle_timeout,
     }))
 }
 
@@ -237,6 +266,9 @@ fn prepare<'v, C: Connector>(
 enum Response {
     /// A 1xx interim response of this many bytes, to skip.
     Interim(usize),
+    /// `101 Switching Protocols` to an upgrade we asked for: the head is this long, and
+    /// the connection becomes a tunnel.
+    Upgraded(usize),
     Final {
         head_len: usize,
         status: u16,
@@ -267,15 +299,40 @@ fn prepare_response(
     let (Some(status), Some(minor)) = (resp.code, resp.version) else {
         return Err(());
     };
+    let headers = &*resp.headers;
+    let upgrading = matches!(plan.action, Action::Proxy { upgrade: true, .. });
+    if status == 101 && upgrading {
+        let Some(upgrade) = headers
+            .iter()
+            .find(|h| head::classify(h.name) == Special::Upgrade)
+            .map(|h| head::trim(h.value))
+        else {
+            return Err(());
+        };
+        wbuf.clear();
+        encode::write_response(
+            wbuf,
+            &DownstreamResponse {
+                status,
+                reason: resp.reason.unwrap_or(""),
+                headers,
+                has_connection_header: true,
+                framing: DownFraming::Chunked,
+                close: false,
+                http10_keep_alive: false,
+                upgrade: Some(upgrade),
+            },
+        );
+        return Ok(Some(Response::Upgraded(head_len)));
+    }
     if (100..200).contains(&status) {
-        // 101 would need an upgrade the proxy did not ask for.
+        // A 101 the proxy did not ask for cannot be followed.
         return if status == 101 {
             Err(())
         } else {
             Ok(Some(Response::Interim(head_len)))
         };
     }
-    let headers = &*resp.headers;
     let f = head::framing(headers, minor, false).map_err(|_| ())?;
     let body = if plan.is_head || status == 204 || status == 304 {
         BodyKind::Empty
@@ -300,6 +357,7 @@ fn prepare_response(
             framing,
             close: close_down,
             http10_keep_alive: plan.minor == 0 && !close_down,
+            upgrade: None,
         },
     );
     Ok(Some(Response::Final {
@@ -394,9 +452,9 @@ impl Conn {
                 )
                 .await
             }
-            Action::Proxy { cluster, timeout } => {
-                self.proxy(down, view, &plan, cluster, timeout, start).await
-            }
+            Action::Proxy {
+                cluster, timeout, ..
+            } => self.proxy(down, view, &plan, cluster, timeout, start).await,
         };
         let elapsed = start.elapsed();
         stats
@@ -762,16 +820,23 @@ impl Conn {
                 }
             }
         };
-        let Response::Final {
-            head_len,
-            status,
-            body: resp_body,
-            strip,
-            close_down,
-            reuse_up,
-        } = response
-        else {
-            unreachable!("interim responses are skipped above")
+        let (head_len, status, resp_body, strip, close_down, reuse_up) = match response {
+            Response::Final {
+                head_len,
+                status,
+                body,
+                strip,
+                close_down,
+                reuse_up,
+            } => (head_len, status, body, strip, close_down, reuse_up),
+            Response::Upgraded(head_len) => {
+                stats.rq_class[0].inc();
+                return self.tunnel(down, up, head_len, plan.idle_timeout).await;
+            }
+            // Interim responses are consumed while reading the head; none reaches here.
+            Response::Interim(_) => {
+                return self.finish_error(view, cluster, 0, ResponseFlag::UpstreamProtocolError)
+            }
         };
         self.ubuf.consume(head_len);
         stats.rq_class[crate::observe::stats::class_index(status)].inc();
@@ -817,6 +882,46 @@ impl Conn {
             flag,
             keep_alive: flag == ResponseFlag::None && !close_down,
         }
+    }
+
+    /// After a `101 Switching Protocols`: send the head on, then copy bytes both ways
+    /// until both sides are done. The connection is not reused afterwards.
+    async fn tunnel<D: Io, U: Io>(
+        &mut self,
+        down: &mut D,
+        mut up: U,
+        head_len: usize,
+        idle: Duration,
+    ) -> Outcome {
+        let closed = |flag| Outcome {
+            status: 101,
+            flag,
+            keep_alive: false,
+        };
+        self.ubuf.consume(head_len);
+        if down.write_all(&self.wbuf).await.is_err() {
+            return closed(ResponseFlag::DownstreamConnectionTermination);
+        }
+        self.rec.bytes_sent = self.wbuf.len() as u64;
+        // Bytes that arrived with the heads belong to the new protocol already.
+        if !self.ubuf.is_empty() && down.write_all(self.ubuf.data()).await.is_err() {
+            return closed(ResponseFlag::DownstreamConnectionTermination);
+        }
+        if !self.rbuf.is_empty() && up.write_all(self.rbuf.data()).await.is_err() {
+            return closed(ResponseFlag::UpstreamConnectionTermination);
+        }
+        self.rec.bytes_sent += self.ubuf.len() as u64;
+        self.rec.bytes_received += self.rbuf.len() as u64;
+        let (n, m) = (self.ubuf.len(), self.rbuf.len());
+        self.ubuf.consume(n);
+        self.rbuf.consume(m);
+        let (Ok(mut down2), Ok(mut up2)) = (down.try_clone(), up.try_clone()) else {
+            return closed(ResponseFlag::UpstreamConnectionTermination);
+        };
+        let t = crate::tunnel::run(down, &mut down2, &mut up, &mut up2, idle).await;
+        self.rec.bytes_received += t.bytes_a_to_b;
+        self.rec.bytes_sent += t.bytes_b_to_a;
+        closed(crate::tunnel::flag_for(t))
     }
 
     /// The upstream failed before a response head was sent downstream: answer locally.

@@ -2,53 +2,23 @@
 //! one upstream endpoint until both directions have finished.
 //!
 //! Each connection picks a cluster by weight, then an endpoint with the cluster's load
-//! balancer. Both directions run concurrently on the worker that accepted the
-//! connection; each socket is opened twice (a `dup`) so one glommio stream reads while
-//! the other writes. End of stream on one side becomes a write shutdown (half-close) on
-//! the other, so protocols that half-close keep working. The listener's `idle_timeout`
-//! closes the connection when neither direction has moved a byte for that long.
+//! balancer, and `tunnel::run` copies bytes both ways on the worker that accepted it
+//! (half-close passed on, the listener's `idle_timeout` for the connection as a whole).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use crate::config::{ListenerKind, TcpProxy};
 use crate::http::flags::ResponseFlag;
+use crate::http::io::Io;
 use crate::http::view::WorkerView;
 use crate::observe::access_log::LogRecord;
+use crate::tunnel;
 use crate::upstream::{Connector, TcpConnector};
-
-/// Copy buffer per direction.
-const BUF_BYTES: usize = 16 * 1024;
-
-/// How a direction ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    /// The reader reached end of stream and the writer was shut down for writing.
-    Closed,
-    /// Neither direction moved a byte for the idle timeout.
-    Idle,
-    /// The reader failed or reset.
-    ReadError,
-    /// The writer failed or reset.
-    WriteError,
-}
-
-/// Opens a second stream on the same socket, for the other direction.
-fn dup(s: &TcpStream) -> std::io::Result<TcpStream> {
-    // SAFETY: dup of a descriptor we own; the new one is owned by the returned stream.
-    let fd = unsafe { libc::dup(s.as_raw_fd()) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh, owned, connected TCP socket descriptor.
-    Ok(unsafe { TcpStream::from_raw_fd(fd) })
-}
 
 /// Picks a cluster by weight with a per-connection pseudo-random draw.
 fn pick_cluster(t: &TcpProxy, seed: u64) -> Option<usize> {
@@ -64,45 +34,6 @@ fn pick_cluster(t: &TcpProxy, seed: u64) -> Option<usize> {
         r -= u64::from(*w);
     }
     None
-}
-
-/// Copies `from` to `to` until end of stream, an error, or the shared idle timeout.
-async fn pump(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    idle: Duration,
-    last: &Cell<Instant>,
-    bytes: &Cell<u64>,
-) -> End {
-    let mut buf = vec![0u8; BUF_BYTES];
-    let _ = from.set_read_timeout(Some(idle));
-    let _ = to.set_write_timeout(Some(idle));
-    loop {
-        match from.read(&mut buf).await {
-            Ok(0) => {
-                // Half-close: tell the other side we are done sending.
-                let _ = to.shutdown(std::net::Shutdown::Write).await;
-                return End::Closed;
-            }
-            Ok(n) => {
-                last.set(Instant::now());
-                if to.write_all(&buf[..n]).await.is_err() {
-                    return End::WriteError;
-                }
-                bytes.set(bytes.get() + n as u64);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                // The other direction may be busy (a long download): only close when
-                // the whole connection has been idle.
-                let quiet = last.get().elapsed();
-                if quiet >= idle {
-                    return End::Idle;
-                }
-                let _ = from.set_read_timeout(Some(idle - quiet));
-            }
-            Err(_) => return End::ReadError,
-        }
-    }
 }
 
 /// Serves one TCP-proxied connection until both directions finish.
@@ -184,49 +115,20 @@ async fn proxy(
     cs.stats.cx_total.inc();
     es.cx_total.inc();
     es.rq_active.inc();
-    let (down_w, up_w) = match (dup(&down), dup(&up)) {
+    let mut down = down;
+    let mut up = up;
+    let (mut down2, mut up2) = match (down.try_clone(), up.try_clone()) {
         (Ok(d), Ok(u)) => (d, u),
         _ => {
             es.rq_active.dec();
             return ResponseFlag::UpstreamConnectionTermination;
         }
     };
-    let down_fd = down.as_raw_fd();
-    let up_fd = up.as_raw_fd();
-    let last = Cell::new(Instant::now());
-    let (sent_up, sent_down) = (Cell::new(0u64), Cell::new(0u64));
-    // A failed direction shuts both sockets down, so the other one ends at once too.
-    let abort = || {
-        // SAFETY: both descriptors stay open until the pumps return.
-        unsafe {
-            libc::shutdown(down_fd, libc::SHUT_RDWR);
-            libc::shutdown(up_fd, libc::SHUT_RDWR);
-        }
-    };
-    let upstream_dir = async {
-        let e = pump(down, up_w, idle, &last, &sent_up).await;
-        if e != End::Closed {
-            abort();
-        }
-        e
-    };
-    let downstream_dir = async {
-        let e = pump(up, down_w, idle, &last, &sent_down).await;
-        if e != End::Closed {
-            abort();
-        }
-        e
-    };
-    let (to_up, to_down) = futures_lite::future::zip(upstream_dir, downstream_dir).await;
+    let t = tunnel::run(&mut down, &mut down2, &mut up, &mut up2, idle).await;
     es.rq_active.dec();
-    rec.bytes_received = sent_up.get();
-    rec.bytes_sent = sent_down.get();
-    match (to_up, to_down) {
-        (End::Closed, End::Closed) => ResponseFlag::None,
-        (End::Idle, _) | (_, End::Idle) => ResponseFlag::DownstreamIdleTimeout,
-        (End::ReadError, _) | (_, End::WriteError) => ResponseFlag::DownstreamConnectionTermination,
-        _ => ResponseFlag::UpstreamConnectionTermination,
-    }
+    rec.bytes_received = t.bytes_a_to_b;
+    rec.bytes_sent = t.bytes_b_to_a;
+    tunnel::flag_for(t)
 }
 
 #[cfg(test)]

@@ -37,6 +37,8 @@ pub struct UpstreamRequest<'a, 'h> {
     pub has_connection_header: bool,
     /// The downstream peer's IP, appended to x-forwarded-for.
     pub client_ip: &'a [u8],
+    /// Pass this `Upgrade` value through (an upgrade the route allows).
+    pub upgrade: Option<&'a [u8]>,
 }
 
 /// Writes an HTTP/1.1 request head for the upstream.
@@ -93,7 +95,12 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
         }
     }
     out.extend_from_slice(r.client_ip);
-    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n\r\n");
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    if let Some(u) = r.upgrade {
+        header(out, b"upgrade", u);
+        header(out, b"connection", b"upgrade");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// How the response body is framed towards the downstream.
@@ -118,6 +125,8 @@ pub struct DownstreamResponse<'a, 'h> {
     pub close: bool,
     /// The client spoke HTTP/1.0 and asked for keep-alive.
     pub http10_keep_alive: bool,
+    /// A `101 Switching Protocols` to this protocol: pass Upgrade and Connection on.
+    pub upgrade: Option<&'a [u8]>,
 }
 
 pub fn write_response(out: &mut Vec<u8>, r: &DownstreamResponse<'_, '_>) {
@@ -151,7 +160,10 @@ pub fn write_response(out: &mut Vec<u8>, r: &DownstreamResponse<'_, '_>) {
     if r.framing == DownFraming::Chunked {
         header(out, b"transfer-encoding", b"chunked");
     }
-    if r.close {
+    if let Some(u) = r.upgrade {
+        header(out, b"upgrade", u);
+        header(out, b"connection", b"upgrade");
+    } else if r.close {
         header(out, b"connection", b"close");
     } else if r.http10_keep_alive {
         header(out, b"connection", b"keep-alive");
@@ -269,6 +281,7 @@ mod tests {
                 headers: &hs,
                 has_connection_header: true,
                 client_ip: b"127.0.0.1",
+                upgrade: None,
             },
         );
         assert_eq!(
@@ -305,6 +318,7 @@ mod tests {
                 framing: DownFraming::Chunked,
                 close: true,
                 http10_keep_alive: false,
+                upgrade: None,
             },
         );
         assert_eq!(

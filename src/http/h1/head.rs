@@ -137,6 +137,8 @@ pub struct Framing {
     pub expect_continue: bool,
     /// Any `Connection` header lists other header names that must be dropped.
     pub has_connection_header: bool,
+    /// `Connection: upgrade` was sent.
+    pub connection_upgrade: bool,
 }
 
 /// Works out body framing and persistence from the headers, refusing anything ambiguous.
@@ -153,6 +155,7 @@ pub fn framing(
     let mut keep_alive_token = false;
     let mut expect_continue = false;
     let mut has_connection_header = false;
+    let mut connection_upgrade = false;
     for h in headers {
         match classify(h.name) {
             Special::ContentLength => {
@@ -193,6 +196,7 @@ pub fn framing(
                     } else if t.eq_ignore_ascii_case(b"keep-alive") {
                         keep_alive_token = true;
                     } else {
+                        connection_upgrade |= t.eq_ignore_ascii_case(b"upgrade");
                         // Names another header as hop-by-hop: the encoder must look.
                         has_connection_header = true;
                     }
@@ -234,6 +238,7 @@ pub fn framing(
         // An HTTP/1.0 client must not get a 1xx (RFC 9110 section 15.2).
         expect_continue: expect_continue && body != BodyKind::Empty && minor >= 1,
         has_connection_header,
+        connection_upgrade,
     })
 }
 

@@ -1,0 +1,152 @@
+//! WebSocket through the proxy: the HTTP/1.1 Upgrade handshake passes through on routes
+//! that allow it, then frames flow both ways until either side closes. A real client
+//! and server (tungstenite) on each end.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use tungstenite::Message;
+
+/// A WebSocket server that answers each text or binary message with `echo:` + message,
+/// and records the Upgrade header of each handshake it accepted.
+fn ws_echo_server(conns: usize) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming().take(conns).flatten() {
+            thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let Ok(mut ws) = tungstenite::accept(s) else {
+                    return;
+                };
+                while let Ok(msg) = ws.read() {
+                    let reply = match msg {
+                        Message::Text(t) => Message::text(format!("echo:{t}")),
+                        Message::Binary(b) => {
+                            let mut v = b"echo:".to_vec();
+                            v.extend_from_slice(&b);
+                            Message::binary(v)
+                        }
+                        // tungstenite queues the close reply; flushing sends it, and the
+                        // next read ends the loop.
+                        Message::Close(_) => {
+                            let _ = ws.flush();
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    if ws.send(reply).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn config(upstream: SocketAddr, upgrades: &str) -> String {
+    format!(
+        "{HEADER}listeners:
+  - name: main
+    address: 127.0.0.1
+    port: @PORT@
+    route_table: main
+    access_log:
+      path: @DIR@/access.log
+      format: \"%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_HOST%\"
+route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: / }}
+            cluster: ws
+            timeout: 1s
+{upgrades}clusters:
+  - name: ws
+    endpoints:
+      - {{ address: 127.0.0.1, port: {} }}
+",
+        upstream.port()
+    )
+}
+
+fn client(proxy: SocketAddr, path: &str) -> tungstenite::Result<tungstenite::WebSocket<TcpStream>> {
+    let s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tungstenite::client(format!("ws://chat.example{path}"), s)
+        .map(|(ws, _)| ws)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => tungstenite::Error::ConnectionClosed,
+        })
+}
+
+#[test]
+fn websocket_frames_flow_both_ways_and_outlive_the_route_timeout() {
+    let up = ws_echo_server(1);
+    let p = Proxy::start(&config(up, "            upgrades: [websocket]\n"));
+    let mut ws = client(p.listen, "/chat").expect("handshake through the proxy");
+    ws.send(Message::text("hello")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("echo:hello"));
+    // The tunnel is not bound by the 1 s route timeout: it lives on idle_timeout.
+    thread::sleep(Duration::from_millis(1500));
+    let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+    ws.send(Message::binary(big.clone())).unwrap();
+    let mut want = b"echo:".to_vec();
+    want.extend_from_slice(&big);
+    assert_eq!(ws.read().unwrap(), Message::binary(want));
+    ws.close(None).unwrap();
+    // The close handshake completes through the proxy.
+    loop {
+        match ws.read() {
+            Ok(_) => continue,
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(e) => panic!("unexpected error while closing: {e}"),
+        }
+    }
+    // The tunnel (and its log line) ends once both sides have closed their sockets.
+    drop(ws);
+    let log = wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(p.dir.join("access.log"))
+            .ok()
+            .filter(|t| !t.is_empty())
+    })
+    .expect("access log line");
+    assert_eq!(log.trim(), format!("GET /chat 101 - {up}"));
+}
+
+#[test]
+fn routes_without_upgrades_do_not_pass_the_upgrade_on() {
+    let up = Upstream::echo();
+    let p = Proxy::start(&config(up.addr, ""));
+    let err = client(p.listen, "/chat").expect_err("no upgrade on this route");
+    match err {
+        tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 200),
+        other => panic!("expected the upstream's plain 200, got {other}"),
+    }
+    let req = up.last_request();
+    assert_eq!(req.header("upgrade"), None, "Upgrade is hop-by-hop here");
+    assert_eq!(req.header("connection"), None);
+}
+
+#[test]
+fn an_unsolicited_101_is_a_bad_gateway() {
+    let up = Upstream::start(std::sync::Arc::new(
+        |_: &Ctx<'_>, _: &Recorded, s: &mut TcpStream| {
+            use std::io::Write;
+            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n")?;
+            Ok(false)
+        },
+    ));
+    let p = Proxy::start(&config(up.addr, "            upgrades: [websocket]\n"));
+    // A plain GET (no upgrade asked) must not be switched by the upstream.
+    let r = get(p.listen, "chat.example", "/plain");
+    assert_eq!(r.status, 502);
+}
