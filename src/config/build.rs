@@ -386,6 +386,43 @@ impl Builder {
             };
             Some(AccessLog { path, format })
         });
+        let d2 = Http2Settings::default();
+        let r2 = l.http2.as_ref();
+        let http2 = Http2Settings {
+            max_concurrent_streams: r2
+                .and_then(|h| h.max_concurrent_streams)
+                .unwrap_or(d2.max_concurrent_streams),
+            initial_stream_window_size: r2
+                .and_then(|h| h.initial_stream_window_size)
+                .unwrap_or(d2.initial_stream_window_size),
+            initial_connection_window_size: r2
+                .and_then(|h| h.initial_connection_window_size)
+                .unwrap_or(d2.initial_connection_window_size),
+        };
+        if http2.max_concurrent_streams == 0 {
+            self.err(
+                format!("{p}.http2.max_concurrent_streams"),
+                "must be at least 1",
+            );
+        }
+        // RFC 9113 section 6.5.2: windows are 65535 at least here, 2^31-1 at most.
+        for (field, v) in [
+            (
+                "initial_stream_window_size",
+                http2.initial_stream_window_size,
+            ),
+            (
+                "initial_connection_window_size",
+                http2.initial_connection_window_size,
+            ),
+        ] {
+            if !(65_535..=i32::MAX as u32).contains(&v) {
+                self.err(
+                    format!("{p}.http2.{field}"),
+                    "must be between 65535 and 2147483647",
+                );
+            }
+        }
         let backlog = l.backlog.unwrap_or(1024);
         if backlog == 0 {
             self.err(format!("{p}.backlog"), "must be at least 1");
@@ -398,6 +435,7 @@ impl Builder {
             idle_timeout,
             backlog,
             access_log,
+            http2,
         })
     }
 

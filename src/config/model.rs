@@ -39,6 +39,25 @@ pub struct Listener {
     pub idle_timeout: Duration,
     pub backlog: u32,
     pub access_log: Option<AccessLog>,
+    pub http2: Http2Settings,
+}
+
+/// HTTP/2 settings a listener advertises to its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Settings {
+    pub max_concurrent_streams: u32,
+    pub initial_stream_window_size: u32,
+    pub initial_connection_window_size: u32,
+}
+
+impl Default for Http2Settings {
+    fn default() -> Self {
+        Http2Settings {
+            max_concurrent_streams: 1024,
+            initial_stream_window_size: 256 * 1024,
+            initial_connection_window_size: 1024 * 1024,
+        }
+    }
 }
 
 /// What a listener does with its connections.

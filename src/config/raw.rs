@@ -56,6 +56,19 @@ pub(crate) struct RawListener {
     pub backlog: Option<u32>,
     #[serde(default)]
     pub access_log: Option<RawAccessLog>,
+    #[serde(default)]
+    pub http2: Option<RawHttp2>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp2 {
+    #[serde(default)]
+    pub max_concurrent_streams: Option<u32>,
+    #[serde(default)]
+    pub initial_stream_window_size: Option<u32>,
+    #[serde(default)]
+    pub initial_connection_window_size: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

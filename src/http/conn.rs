@@ -89,7 +89,7 @@ struct Conn {
 }
 
 /// Serves one downstream connection until it closes.
-pub async fn serve<D: Io, C: Connector>(
+pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
     peer: SocketAddr,
     view: Rc<WorkerView<C>>,
@@ -119,8 +119,34 @@ pub async fn serve<D: Io, C: Connector>(
         rec: LogRecord::default(),
         logging: view.access_logs[listener].is_some(),
     };
-    while conn.serve_one(&mut down, &view, listener, &slot).await {}
-    let _ = down.close().await;
+    // HTTP/2 with prior knowledge starts with the connection preface; anything else is
+    // HTTP/1. Read just enough to tell.
+    let mut h2 = false;
+    loop {
+        let d = conn.rbuf.data();
+        if d.len() >= super::h2::PREFACE.len() {
+            h2 = d.starts_with(super::h2::PREFACE);
+            break;
+        }
+        if !super::h2::PREFACE.starts_with(d) {
+            break;
+        }
+        slot.idle.set(d.is_empty());
+        let read = conn.rbuf.fill(&mut down).await;
+        slot.idle.set(false);
+        if !matches!(read, Ok(n) if n > 0) {
+            stats.cx_active.dec();
+            return;
+        }
+    }
+    if h2 {
+        let prefix = conn.rbuf.data().to_vec();
+        drop(conn);
+        super::h2::serve(down, prefix, peer, view.clone(), listener).await;
+    } else {
+        while conn.serve_one(&mut down, &view, listener, &slot).await {}
+        let _ = down.close().await;
+    }
     stats.cx_active.dec();
 }
 

@@ -1,0 +1,111 @@
+//! Adapters between the proxy's byte streams and the h2 crate.
+//!
+//! - `Rewind`: a stream that first yields bytes already read (the sniffed connection
+//!   preface), then reads from the socket.
+//! - `DataSink`: an `AsyncWrite` over an h2 `SendStream` that waits for flow-control
+//!   capacity before each DATA frame, so a slow client pushes back on the upstream read
+//!   loop and memory stays bounded by the window sizes.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use h2::SendStream;
+
+pub struct Rewind<T> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: T,
+}
+
+impl<T> Rewind<T> {
+    pub fn new(prefix: Vec<u8>, inner: T) -> Self {
+        Rewind {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.pos < self.prefix.len() {
+            let n = (self.prefix.len() - self.pos).min(buf.len());
+            let start = self.pos;
+            buf[..n].copy_from_slice(&self.prefix[start..start + n]);
+            self.pos += n;
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+pub struct DataSink<'a> {
+    pub stream: &'a mut SendStream<Bytes>,
+}
+
+fn h2_err(e: h2::Error) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)
+}
+
+impl AsyncWrite for DataSink<'_> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let s = &mut *self.stream;
+        s.reserve_capacity(buf.len());
+        loop {
+            let cap = s.capacity();
+            if cap > 0 {
+                let n = cap.min(buf.len());
+                s.send_data(Bytes::copy_from_slice(&buf[..n]), false)
+                    .map_err(h2_err)?;
+                return Poll::Ready(Ok(n));
+            }
+            match s.poll_capacity(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "stream closed",
+                    )))
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(h2_err(e))),
+                Poll::Ready(Some(Ok(_))) => continue,
+            }
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,241 @@
+//! One HTTP/2 request stream: route it, answer locally or proxy it, count and log it.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::RecvStream;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+
+use crate::config::{ListenerKind, RouteAction};
+use crate::http::flags::ResponseFlag;
+use crate::http::router;
+use crate::http::view::WorkerView;
+use crate::observe::access_log::LogRecord;
+use crate::upstream::Connector;
+
+/// How a stream ended, for stats and the access log.
+pub(crate) struct Done {
+    pub status: u16,
+    pub flag: ResponseFlag,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub upstream: Option<SocketAddr>,
+}
+
+pub(crate) fn is_grpc(h: &HeaderMap) -> bool {
+    h.get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The gRPC status for a local reply with this HTTP status (gRPC's HTTP mapping, with a
+/// route timeout reported as DEADLINE_EXCEEDED).
+fn grpc_status(status: u16, flag: ResponseFlag) -> u8 {
+    match (status, flag) {
+        (_, ResponseFlag::UpstreamTimeout) => 4,
+        (400, _) => 13,
+        (401, _) => 16,
+        (403, _) => 7,
+        (404, _) => 12,
+        (429 | 502 | 503 | 504, _) => 14,
+        _ => 2,
+    }
+}
+
+/// `grpc-timeout` (RFC: 1-8 digits and a unit H M S m u n) as a duration.
+pub(crate) fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get("grpc-timeout")?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (num, unit) = v.split_at(v.len() - 1);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Sends a locally generated response; for gRPC requests a trailers-only response with
+/// `grpc-status` and `grpc-message`.
+pub(crate) fn local(
+    respond: &mut SendResponse<Bytes>,
+    grpc: bool,
+    status: u16,
+    content_type: Option<&str>,
+    body: &Bytes,
+    flag: ResponseFlag,
+) -> Done {
+    let mut done = Done {
+        status,
+        flag,
+        bytes_received: 0,
+        bytes_sent: 0,
+        upstream: None,
+    };
+    let mut resp = Response::new(());
+    if grpc && status >= 400 {
+        *resp.status_mut() = StatusCode::OK;
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert(
+            "grpc-status",
+            HeaderValue::from(u16::from(grpc_status(status, flag))),
+        );
+        let msg = String::from_utf8_lossy(body)
+            .trim()
+            .replace(['\r', '\n'], " ");
+        if let Ok(v) = HeaderValue::from_str(&msg) {
+            h.insert("grpc-message", v);
+        }
+        done.status = 200;
+        if respond.send_response(resp, true).is_err() {
+            done.flag = ResponseFlag::DownstreamConnectionTermination;
+        }
+        return done;
+    }
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if !body.is_empty() {
+        let ct = HeaderValue::from_str(content_type.unwrap_or("text/plain"))
+            .unwrap_or(HeaderValue::from_static("text/plain"));
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, ct);
+    }
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    match respond.send_response(resp, body.is_empty()) {
+        Ok(mut s) => {
+            if !body.is_empty() {
+                // A local body is small; the initial window always fits it.
+                s.reserve_capacity(body.len());
+                if s.send_data(body.clone(), true).is_err() {
+                    done.flag = ResponseFlag::DownstreamConnectionTermination;
+                }
+            }
+            done.bytes_sent = body.len() as u64;
+        }
+        Err(_) => done.flag = ResponseFlag::DownstreamConnectionTermination,
+    }
+    done
+}
+
+pub(crate) async fn serve<C: Connector>(
+    req: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    view: Rc<WorkerView<C>>,
+    listener: usize,
+    peer: SocketAddr,
+) {
+    let start = Instant::now();
+    let started = SystemTime::now();
+    let l = &view.snapshot.listeners[listener];
+    let stats = &view.listener_stats[listener];
+    let ListenerKind::Http { route_table } = l.kind else {
+        return;
+    };
+    let (parts, body) = req.into_parts();
+    let grpc = is_grpc(&parts.headers);
+    let authority = match parts.uri.authority() {
+        Some(a) => a.as_str().to_string(),
+        None => parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let lookup: Vec<httparse::Header<'_>> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| httparse::Header {
+            name: n.as_str(),
+            value: v.as_bytes(),
+        })
+        .collect();
+    let table = &view.snapshot.route_tables[route_table];
+    let action = router::select(table, authority.as_bytes(), &path, &lookup).map(|r| &r.action);
+    drop(lookup);
+    let mut cluster_name = None;
+    let done = match action {
+        None => local(
+            &mut respond,
+            grpc,
+            404,
+            None,
+            &Bytes::new(),
+            ResponseFlag::NoRoute,
+        ),
+        Some(RouteAction::Direct(d)) => local(
+            &mut respond,
+            grpc,
+            d.status,
+            d.content_type.as_deref(),
+            &d.body,
+            ResponseFlag::None,
+        ),
+        Some(RouteAction::Cluster {
+            cluster, timeout, ..
+        }) => {
+            cluster_name = Some(view.clusters[*cluster].name.clone());
+            let mut timeout = *timeout;
+            if let Some(g) = grpc
+                .then(|| super::stream::grpc_timeout(&parts.headers))
+                .flatten()
+            {
+                if timeout.is_zero() || g < timeout {
+                    timeout = g;
+                }
+            }
+            let req = super::to_h1::Request {
+                parts: &parts,
+                body,
+                authority: &authority,
+                path: &path,
+                peer,
+                grpc,
+            };
+            super::to_h1::proxy(req, &mut respond, &view, *cluster, timeout, start).await
+        }
+    };
+    let elapsed = start.elapsed();
+    stats.bytes_received.add(done.bytes_received);
+    stats.bytes_sent.add(done.bytes_sent);
+    stats.request_done(done.status, done.flag, elapsed.as_micros() as u64);
+    if let Some(sink) = &view.access_logs[listener] {
+        let rec = LogRecord {
+            start: Some(started),
+            method: parts.method.as_str().to_string(),
+            path,
+            authority,
+            user_agent: parts
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            protocol: "HTTP/2",
+            status: done.status,
+            flag: Some(done.flag),
+            bytes_received: done.bytes_received,
+            bytes_sent: done.bytes_sent,
+            duration: elapsed,
+            upstream: done.upstream,
+            cluster: cluster_name,
+        };
+        sink.log(&rec, peer);
+    }
+}

@@ -1,0 +1,446 @@
+//! An HTTP/2 stream proxied to an HTTP/1.1 upstream: pseudo-headers become the request
+//! line and Host, hop-by-hop headers are dropped, DATA frames become a Content-Length
+//! or chunked body (request trailers are sent as chunked trailers), and the response
+//! comes back as HEADERS and DATA with flow control applied both ways.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::io::AsyncWriteExt;
+use h2::server::SendResponse;
+use h2::RecvStream;
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+
+use super::io::DataSink;
+use super::stream::{local, Done};
+use crate::http::body::{self, BodyError};
+use crate::http::flags::ResponseFlag;
+use crate::http::h1::head::{self, BodyKind, Special};
+use crate::http::io::Io;
+use crate::http::view::WorkerView;
+use crate::upstream::Connector;
+
+pub(crate) struct Request<'a> {
+    pub parts: &'a http::request::Parts,
+    pub body: RecvStream,
+    pub authority: &'a str,
+    pub path: &'a str,
+    pub peer: SocketAddr,
+    pub grpc: bool,
+}
+
+/// Headers that describe one HTTP/1.1 connection and never cross a protocol boundary.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "host"
+    )
+}
+
+/// Writes the HTTP/1.1 request head; returns whether the body is sent chunked.
+fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
+    let p = r.parts;
+    let _ = write!(
+        out,
+        "{} {} HTTP/1.1\r\nhost: {}\r\n",
+        p.method, r.path, r.authority
+    );
+    let mut xff: Vec<&[u8]> = Vec::new();
+    for (name, value) in &p.headers {
+        match name.as_str() {
+            "te" => {
+                if head::tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
+                    out.extend_from_slice(b"te: trailers\r\n");
+                }
+            }
+            "x-forwarded-for" => xff.push(value.as_bytes()),
+            "x-forwarded-proto" => {}
+            n if hop_by_hop(n) => {}
+            n => {
+                out.extend_from_slice(n.as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    let chunked = !r.body.is_end_stream() && !p.headers.contains_key(http::header::CONTENT_LENGTH);
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for v in xff {
+        out.extend_from_slice(v);
+        out.extend_from_slice(b", ");
+    }
+    let _ = write!(out, "{}\r\nx-forwarded-proto: http\r\n\r\n", r.peer.ip());
+    chunked
+}
+
+/// Streams the request body: DATA frames as they arrive, flow-control capacity released
+/// once each is written upstream.
+async fn send_body<U: Io>(
+    up: &mut U,
+    body: &mut RecvStream,
+    chunked: bool,
+) -> Result<u64, BodyError> {
+    let mut total = 0u64;
+    let mut framing = Vec::with_capacity(32);
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|_| BodyError::Read)?;
+        let n = chunk.len();
+        if chunked && n > 0 {
+            framing.clear();
+            let _ = write!(framing, "{n:x}\r\n");
+            up.write_all(&framing).await.map_err(|_| BodyError::Write)?;
+        }
+        up.write_all(&chunk).await.map_err(|_| BodyError::Write)?;
+        if chunked && n > 0 {
+            up.write_all(b"\r\n").await.map_err(|_| BodyError::Write)?;
+        }
+        let _ = body.flow_control().release_capacity(n);
+        total += n as u64;
+    }
+    if chunked {
+        let trailers = body.trailers().await.map_err(|_| BodyError::Read)?;
+        framing.clear();
+        framing.extend_from_slice(b"0\r\n");
+        for (name, value) in trailers.iter().flatten() {
+            framing.extend_from_slice(name.as_str().as_bytes());
+            framing.extend_from_slice(b": ");
+            framing.extend_from_slice(value.as_bytes());
+            framing.extend_from_slice(b"\r\n");
+        }
+        framing.extend_from_slice(b"\r\n");
+        up.write_all(&framing).await.map_err(|_| BodyError::Write)?;
+    }
+    Ok(total)
+}
+
+struct Head {
+    len: usize,
+    response: Response<()>,
+    body: BodyKind,
+    reuse: bool,
+}
+
+enum Parsed {
+    /// A 1xx interim response of this many bytes, skipped.
+    Interim(usize),
+    Final(Head),
+}
+
+/// Parses an upstream response head into an HTTP/2 response. `Ok(None)`: need more.
+fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, ()> {
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(data) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if data.len() <= 64 * 1024 => return Ok(None),
+        _ => return Err(()),
+    };
+    let (Some(status), Some(minor)) = (resp.code, resp.version) else {
+        return Err(());
+    };
+    if (100..200).contains(&status) {
+        // Interim responses are skipped; a 101 was never asked for.
+        return if status == 101 {
+            Err(())
+        } else {
+            Ok(Some(Parsed::Interim(len)))
+        };
+    }
+    let f = head::framing(resp.headers, minor, false).map_err(|_| ())?;
+    let body = if is_head || status == 204 || status == 304 {
+        BodyKind::Empty
+    } else {
+        f.body
+    };
+    let mut out = Response::new(());
+    *out.status_mut() = StatusCode::from_u16(status).map_err(|_| ())?;
+    let h = out.headers_mut();
+    for x in resp.headers.iter() {
+        let special = head::classify(x.name);
+        if matches!(
+            special,
+            Special::Connection
+                | Special::KeepAlive
+                | Special::ProxyConnection
+                | Special::Te
+                | Special::Upgrade
+                | Special::TransferEncoding
+        ) || (f.has_connection_header && head::named_by_connection(resp.headers, x.name))
+        {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(x.name.as_bytes()),
+            HeaderValue::from_bytes(x.value),
+        ) else {
+            return Err(());
+        };
+        h.append(name, value);
+    }
+    Ok(Some(Parsed::Final(Head {
+        len,
+        response: out,
+        body,
+        reuse: f.keep_alive && body != BodyKind::UntilClose,
+    })))
+}
+
+pub(crate) async fn proxy<C: Connector>(
+    mut r: Request<'_>,
+    respond: &mut SendResponse<Bytes>,
+    view: &WorkerView<C>,
+    cluster: usize,
+    timeout: Duration,
+    start: Instant,
+) -> Done {
+    let cs = &view.clusters[cluster];
+    let stats = &cs.stats;
+    stats.rq_total.inc();
+    let fail = |respond: &mut SendResponse<Bytes>, status: u16, msg: &'static str, flag| {
+        stats.rq_class[4].inc();
+        local(
+            respond,
+            r.grpc,
+            status,
+            None,
+            &Bytes::from_static(msg.as_bytes()),
+            flag,
+        )
+    };
+    let Some(ep) = cs.pick() else {
+        stats.rq_no_healthy.inc();
+        return fail(
+            respond,
+            503,
+            "no healthy upstream",
+            ResponseFlag::NoHealthyUpstream,
+        );
+    };
+    let endpoint = &cs.cfg.endpoints[ep];
+    let es = &cs.endpoints[ep];
+    es.rq_total.inc();
+    es.rq_active.inc();
+    let deadline = (!timeout.is_zero()).then(|| start + timeout);
+    let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    let mut head = Vec::with_capacity(512);
+    let chunked = request_head(&mut head, &r);
+    let is_head = r.parts.method == http::Method::HEAD;
+    let pooled = std::iter::from_fn(|| cs.pool.take(ep)).find(|c| c.idle_is_clean());
+    let mut up = match pooled {
+        Some(c) => {
+            stats.cx_reused.inc();
+            c
+        }
+        None => {
+            let t = remaining().map_or(cs.cfg.connect_timeout, |r| r.min(cs.cfg.connect_timeout));
+            match view.connector.connect(endpoint.addr, t).await {
+                Ok(c) => {
+                    stats.cx_total.inc();
+                    es.cx_total.inc();
+                    c
+                }
+                Err(_) => {
+                    stats.cx_connect_fail.inc();
+                    es.cx_connect_fail.inc();
+                    es.rq_active.dec();
+                    let mut d = fail(
+                        respond,
+                        503,
+                        "upstream connect error",
+                        ResponseFlag::UpstreamConnectFailure,
+                    );
+                    d.upstream = Some(endpoint.addr);
+                    return d;
+                }
+            }
+        }
+    };
+    up.set_read_timeout(remaining());
+    up.set_write_timeout(remaining());
+    let (mut done, reuse) = exchange(
+        &mut r, respond, view, &mut up, &head, chunked, is_head, deadline,
+    )
+    .await;
+    es.rq_active.dec();
+    done.upstream = Some(endpoint.addr);
+    if reuse {
+        cs.pool.put(ep, up);
+    }
+    if done.status != 0 {
+        stats.rq_class[crate::observe::stats::class_index(done.status)].inc();
+    }
+    if done.flag == ResponseFlag::UpstreamTimeout {
+        stats.rq_timeout.inc();
+    }
+    done
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn exchange<C: Connector, U: Io>(
+    r: &mut Request<'_>,
+    respond: &mut SendResponse<Bytes>,
+    view: &WorkerView<C>,
+    up: &mut U,
+    head: &[u8],
+    chunked: bool,
+    is_head: bool,
+    deadline: Option<Instant>,
+) -> (Done, bool) {
+    let fail = |respond: &mut SendResponse<Bytes>, status: u16, msg: &'static str, flag| {
+        (
+            local(
+                respond,
+                r.grpc,
+                status,
+                None,
+                &Bytes::from_static(msg.as_bytes()),
+                flag,
+            ),
+            false,
+        )
+    };
+    const RESET: &str = "upstream connect error or disconnect/reset before headers";
+    if up.write_all(head).await.is_err() {
+        return fail(
+            respond,
+            503,
+            RESET,
+            ResponseFlag::UpstreamConnectionTermination,
+        );
+    }
+    let mut received = 0;
+    if !r.body.is_end_stream() {
+        match send_body(up, &mut r.body, chunked).await {
+            Ok(n) => received = n,
+            Err(BodyError::Write) => {
+                return fail(
+                    respond,
+                    503,
+                    RESET,
+                    ResponseFlag::UpstreamConnectionTermination,
+                )
+            }
+            Err(_) => {
+                let d = Done {
+                    status: 0,
+                    flag: ResponseFlag::DownstreamConnectionTermination,
+                    bytes_received: 0,
+                    bytes_sent: 0,
+                    upstream: None,
+                };
+                return (d, false);
+            }
+        }
+    }
+    let mut ubuf = view.bufs.take();
+    let parsed = loop {
+        if !ubuf.is_empty() {
+            match parse_head(ubuf.data(), is_head) {
+                Ok(Some(Parsed::Interim(n))) => {
+                    ubuf.consume(n);
+                    continue;
+                }
+                Ok(Some(Parsed::Final(h))) => break Ok(h),
+                Ok(None) => {
+                    if ubuf.is_full() {
+                        ubuf.grow(64 * 1024 + 1);
+                    }
+                }
+                Err(()) => {
+                    break Err((
+                        502,
+                        "upstream sent an invalid response",
+                        ResponseFlag::UpstreamProtocolError,
+                    ))
+                }
+            }
+        }
+        match body::fill_from(up, &mut ubuf, deadline).await {
+            Ok(n) if n > 0 => {}
+            Err(BodyError::Timeout) => {
+                break Err((
+                    504,
+                    "upstream request timeout",
+                    ResponseFlag::UpstreamTimeout,
+                ))
+            }
+            _ => break Err((503, RESET, ResponseFlag::UpstreamConnectionTermination)),
+        }
+    };
+    let h = match parsed {
+        Ok(h) => h,
+        Err((status, msg, flag)) => {
+            view.bufs.put(ubuf);
+            let (mut d, _) = fail(respond, status, msg, flag);
+            d.bytes_received = received;
+            return (d, false);
+        }
+    };
+    ubuf.consume(h.len);
+    let status = h.response.status().as_u16();
+    let end = h.body == BodyKind::Empty;
+    let mut send = match respond.send_response(h.response, end) {
+        Ok(s) => s,
+        Err(_) => {
+            view.bufs.put(ubuf);
+            let d = Done {
+                status,
+                flag: ResponseFlag::DownstreamConnectionTermination,
+                bytes_received: received,
+                bytes_sent: 0,
+                upstream: None,
+            };
+            return (d, false);
+        }
+    };
+    let mut done = Done {
+        status,
+        flag: ResponseFlag::None,
+        bytes_received: received,
+        bytes_sent: 0,
+        upstream: None,
+    };
+    if !end {
+        let result = body::forward(
+            up,
+            &mut ubuf,
+            &mut DataSink { stream: &mut send },
+            h.body,
+            true,
+            deadline,
+            None,
+        )
+        .await;
+        match result {
+            Ok(n) => {
+                done.bytes_sent = n;
+                if send.send_data(Bytes::new(), true).is_err() {
+                    done.flag = ResponseFlag::DownstreamConnectionTermination;
+                }
+            }
+            Err(e) => {
+                send.send_reset(h2::Reason::INTERNAL_ERROR);
+                done.flag = match e {
+                    BodyError::Write => ResponseFlag::DownstreamConnectionTermination,
+                    BodyError::Timeout => ResponseFlag::UpstreamTimeout,
+                    _ => ResponseFlag::UpstreamConnectionTermination,
+                };
+            }
+        }
+    }
+    let reuse = done.flag == ResponseFlag::None && h.reuse && ubuf.is_empty();
+    view.bufs.put(ubuf);
+    (done, reuse)
+}
