@@ -10,7 +10,8 @@ outrigger: a thread-per-core service-mesh sidecar proxy
 
 USAGE:
   outrigger run -c FILE [--concurrency N]
-  outrigger run --listen HOST:PORT --upstream HOST:PORT [--admin HOST:PORT] [--tcp] [--concurrency N]
+  outrigger run --listen HOST:PORT --upstream HOST:PORT [--admin HOST:PORT]
+                 [--upstream-protocol http1|http2|downstream] [--tcp] [--concurrency N]
   outrigger validate -c FILE
   outrigger demo
   outrigger --version
@@ -26,6 +27,7 @@ struct Args {
     upstream: Option<String>,
     admin: Option<String>,
     tcp: bool,
+    upstream_protocol: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -39,6 +41,7 @@ fn parse_args() -> Result<Args, String> {
         upstream: None,
         admin: None,
         tcp: false,
+        upstream_protocol: None,
     };
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -58,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
             "--upstream" => a.upstream = Some(value("--upstream")?),
             "--admin" => a.admin = Some(value("--admin")?),
             "--tcp" => a.tcp = true,
+            "--upstream-protocol" => a.upstream_protocol = Some(value("--upstream-protocol")?),
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
         }
@@ -84,6 +88,7 @@ fn source_for_run(a: &Args) -> Result<ConfigSource, String> {
             u,
             a.admin.as_deref(),
             a.tcp,
+            a.upstream_protocol.as_deref(),
         )?)),
         (None, Some(_), None) => Err("--listen needs --upstream".into()),
         (None, None, Some(_)) => Err("--upstream needs --listen".into()),

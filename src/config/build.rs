@@ -650,6 +650,18 @@ impl Builder {
                 LbPolicy::RoundRobin
             }
         };
+        let protocol = match c.protocol.as_deref() {
+            None | Some("http1") => UpstreamProtocol::Http1,
+            Some("http2") => UpstreamProtocol::Http2,
+            Some("downstream") => UpstreamProtocol::Downstream,
+            Some(other) => {
+                self.err(
+                    format!("{p}.protocol"),
+                    format!("unknown protocol `{other}` (use http1, http2 or downstream)"),
+                );
+                UpstreamProtocol::Http1
+            }
+        };
         let endpoints = c
             .endpoints
             .iter()
@@ -685,6 +697,7 @@ impl Builder {
             lb_policy,
             endpoints,
             pool,
+            protocol,
         }
     }
 }

@@ -183,6 +183,17 @@ pub struct Cluster {
     pub lb_policy: LbPolicy,
     pub endpoints: Vec<Endpoint>,
     pub pool: PoolLimits,
+    pub protocol: UpstreamProtocol,
+}
+
+/// The protocol spoken to a cluster's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c): one multiplexed connection per endpoint per core.
+    Http2,
+    /// Whatever the downstream request used.
+    Downstream,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,7 +24,17 @@ pub fn config_text(
     upstream: &str,
     admin: Option<&str>,
     tcp: bool,
+    upstream_protocol: Option<&str>,
 ) -> Result<String, String> {
+    let protocol = match upstream_protocol {
+        None => "http1",
+        Some(p @ ("http1" | "http2" | "downstream")) => p,
+        Some(other) => {
+            return Err(format!(
+                "--upstream-protocol: `{other}` is not http1, http2 or downstream"
+            ))
+        }
+    };
     let (lh, lp) = split_host_port("--listen", listen)?;
     let (uh, up) = split_host_port("--upstream", upstream)?;
     let mut text = String::new();
@@ -64,6 +74,7 @@ route_tables:
             cluster: upstream
 clusters:
   - name: upstream
+    protocol: {protocol}
     endpoints:
       - address: \"{uh}\"
         port: {up}
@@ -83,13 +94,14 @@ mod tests {
             "127.0.0.1:9000",
             Some("127.0.0.1:9901"),
             false,
+            None,
         )
         .unwrap();
         let s = crate::config::parse_str(&t).unwrap();
         assert_eq!(s.listeners[0].addr.port(), 10000);
         assert_eq!(s.clusters[0].endpoints[0].addr.port(), 9000);
         assert_eq!(s.admin.unwrap().port(), 9901);
-        let t = config_text("127.0.0.1:10000", "127.0.0.1:9000", None, true).unwrap();
+        let t = config_text("127.0.0.1:10000", "127.0.0.1:9000", None, true, None).unwrap();
         let s = crate::config::parse_str(&t).unwrap();
         assert!(matches!(
             s.listeners[0].kind,
@@ -99,10 +111,12 @@ mod tests {
 
     #[test]
     fn rejects_bad_flags() {
-        assert!(config_text("127.0.0.1", "127.0.0.1:9000", None, false)
-            .unwrap_err()
-            .contains("--listen"));
-        assert!(config_text("127.0.0.1:1", "h:x", None, false)
+        assert!(
+            config_text("127.0.0.1", "127.0.0.1:9000", None, false, None)
+                .unwrap_err()
+                .contains("--listen")
+        );
+        assert!(config_text("127.0.0.1:1", "h:x", None, false, None)
             .unwrap_err()
             .contains("--upstream"));
     }

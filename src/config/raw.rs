@@ -182,6 +182,8 @@ pub(crate) struct RawCluster {
     pub endpoints: Vec<RawEndpoint>,
     #[serde(default)]
     pub pool: Option<RawPool>,
+    #[serde(default)]
+    pub protocol: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::config::{DirectResponse, Listener, ListenerKind, RouteAction, MAX_HEADERS_CAP};
+use crate::config::{
+    DirectResponse, Listener, ListenerKind, RouteAction, UpstreamProtocol, MAX_HEADERS_CAP,
+};
 use crate::observe::access_log::LogRecord;
 use crate::upstream::Connector;
 
@@ -638,6 +640,53 @@ impl Conn {
             self.rec.upstream = Some(endpoint.addr);
         }
         let deadline = (!timeout.is_zero()).then(|| start + timeout);
+        if cs.cfg.protocol == UpstreamProtocol::Http2 {
+            // The upstream head moves out of `wbuf` while the response head is written.
+            let head = std::mem::take(&mut self.wbuf);
+            let r = super::h1_to_h2::H1Request {
+                head: &head,
+                body: plan.framing.body,
+                minor: plan.minor,
+                keep_alive: plan.framing.keep_alive,
+                expect_continue: plan.framing.expect_continue,
+                draining: view.draining.get(),
+            };
+            let mut out = Vec::new();
+            let res = super::h1_to_h2::exchange(
+                down,
+                &mut self.rbuf,
+                &mut out,
+                r,
+                view,
+                cluster,
+                ep,
+                deadline,
+            )
+            .await;
+            self.wbuf = head;
+            self.rec.bytes_received += res.bytes_received;
+            self.rec.bytes_sent = res.bytes_sent;
+            if res.status >= 400 && res.bytes_sent == 0 && res.flag != ResponseFlag::None {
+                // Nothing was sent yet: answer locally like the HTTP/1 path does.
+                let msg: &[u8] = match res.flag {
+                    ResponseFlag::UpstreamTimeout => b"upstream request timeout",
+                    ResponseFlag::UpstreamConnectFailure => b"upstream connect error",
+                    ResponseFlag::DownstreamProtocolError => b"bad request",
+                    _ => b"upstream connect error or disconnect/reset before headers",
+                };
+                stats.rq_class[4].inc();
+                let mut o = self
+                    .local(down, view, plan, res.status, None, msg, res.flag)
+                    .await;
+                o.keep_alive = false;
+                return o;
+            }
+            return Outcome {
+                status: res.status,
+                flag: res.flag,
+                keep_alive: res.keep_alive,
+            };
+        }
         let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         // An idempotent request without a body is retried once when a pooled connection
         // turns out to have been closed by the upstream before it answered.

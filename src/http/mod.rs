@@ -13,6 +13,7 @@ pub(crate) mod buf;
 pub(crate) mod conn;
 pub(crate) mod flags;
 pub mod h1;
+mod h1_to_h2;
 pub mod h2;
 pub(crate) mod io;
 pub mod router;

@@ -15,6 +15,8 @@ pub(crate) struct ClusterState<C> {
     pub name: Arc<str>,
     pub lb: RefCell<Lb>,
     pub pool: Pool<C>,
+    /// HTTP/2 connections, for `protocol: http2` (and `downstream` with HTTP/2 clients).
+    pub h2: super::h2conn::H2Conns,
     pub stats: Rc<ClusterStats>,
     pub endpoints: Vec<EndpointStats>,
 }
@@ -33,6 +35,7 @@ impl<C> ClusterState<C> {
                 .iter()
                 .map(|_| EndpointStats::default())
                 .collect(),
+            h2: super::h2conn::H2Conns::new(cfg.endpoints.len()),
             name: Arc::from(cfg.name.as_str()),
             cfg,
             stats,

@@ -2,6 +2,7 @@
 //! and the connector that opens upstream connections.
 
 pub(crate) mod cluster;
+pub(crate) mod h2conn;
 pub(crate) mod lb;
 pub(crate) mod pool;
 
@@ -12,7 +13,7 @@ use crate::http::io::Io;
 
 /// Opens upstream connections. Production uses glommio TCP; tests use memory pipes.
 pub trait Connector {
-    type Conn: Io;
+    type Conn: Io + 'static;
     #[allow(async_fn_in_trait)]
     async fn connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<Self::Conn>;
 }

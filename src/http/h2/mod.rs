@@ -9,6 +9,7 @@
 pub(crate) mod io;
 mod stream;
 mod to_h1;
+mod to_h2;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

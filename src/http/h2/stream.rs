@@ -9,7 +9,7 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::config::{ListenerKind, RouteAction};
+use crate::config::{ListenerKind, RouteAction, UpstreamProtocol};
 use crate::http::flags::ResponseFlag;
 use crate::http::router;
 use crate::http::view::WorkerView;
@@ -208,7 +208,14 @@ pub(crate) async fn serve<C: Connector>(
                 peer,
                 grpc,
             };
-            super::to_h1::proxy(req, &mut respond, &view, *cluster, timeout, start).await
+            match view.clusters[*cluster].cfg.protocol {
+                UpstreamProtocol::Http1 => {
+                    super::to_h1::proxy(req, &mut respond, &view, *cluster, timeout, start).await
+                }
+                UpstreamProtocol::Http2 | UpstreamProtocol::Downstream => {
+                    super::to_h2::proxy(req, &mut respond, &view, *cluster, timeout, start).await
+                }
+            }
         }
     };
     let elapsed = start.elapsed();

@@ -1,0 +1,294 @@
+//! An HTTP/1.1 request proxied to an HTTP/2 upstream (`protocol: http2` clusters).
+//!
+//! The connection manager has already written the canonical upstream request head
+//! (hop-by-hop headers removed, forwarding headers added); it is parsed back into an
+//! HTTP/2 request, the body is streamed as DATA frames, and the response is written
+//! back as an HTTP/1.1 head with a Content-Length or chunked body (trailers included).
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_lite::io::AsyncWriteExt;
+use http::{HeaderName, HeaderValue, Uri};
+
+use super::body::{self, BodyError};
+use super::buf::ReadBuf;
+use super::flags::ResponseFlag;
+use super::h1::encode::{self, DownFraming, DownstreamResponse};
+use super::h1::head::BodyKind;
+use super::h2::io::DataSink;
+use super::io::Io;
+use super::view::WorkerView;
+use crate::upstream::Connector;
+
+/// The request facts this needs from the HTTP/1 connection manager.
+pub(crate) struct H1Request<'a> {
+    /// The upstream HTTP/1.1 head the connection manager wrote.
+    pub head: &'a [u8],
+    pub body: BodyKind,
+    pub minor: u8,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    pub draining: bool,
+}
+
+pub(crate) struct Result {
+    pub status: u16,
+    pub flag: ResponseFlag,
+    pub keep_alive: bool,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+}
+
+fn failed(status: u16, flag: ResponseFlag) -> Result {
+    Result {
+        status,
+        flag,
+        keep_alive: false,
+        bytes_received: 0,
+        bytes_sent: 0,
+    }
+}
+
+/// Builds the HTTP/2 request from the HTTP/1.1 head.
+fn to_h2_request(head: &[u8]) -> Option<http::Request<()>> {
+    let mut slots = [httparse::EMPTY_HEADER; 256];
+    let mut req = httparse::Request::new(&mut slots);
+    let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
+        return None;
+    };
+    let host = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| h.value)?;
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(host)
+        .path_and_query(req.path?)
+        .build()
+        .ok()?;
+    let mut out = http::Request::new(());
+    *out.method_mut() = http::Method::from_bytes(req.method?.as_bytes()).ok()?;
+    *out.uri_mut() = uri;
+    for h in req.headers.iter() {
+        let lower = h.name.to_ascii_lowercase();
+        if matches!(lower.as_str(), "host" | "transfer-encoding" | "connection") {
+            continue;
+        }
+        let name = HeaderName::from_bytes(lower.as_bytes()).ok()?;
+        out.headers_mut()
+            .append(name, HeaderValue::from_bytes(h.value).ok()?);
+    }
+    Some(out)
+}
+
+/// Sends the request to endpoint `ep` of `cluster` over HTTP/2 and streams the response
+/// back to the HTTP/1.1 client.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn exchange<D: Io, C: Connector>(
+    down: &mut D,
+    rbuf: &mut ReadBuf,
+    out: &mut Vec<u8>,
+    r: H1Request<'_>,
+    view: &WorkerView<C>,
+    cluster: usize,
+    ep: usize,
+    deadline: Option<Instant>,
+) -> Result {
+    let work = exchange_inner(down, rbuf, out, r, view, cluster, ep);
+    let Some(d) = deadline else { return work.await };
+    let expire = async {
+        glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await;
+        None
+    };
+    match futures_lite::future::or(async { Some(work.await) }, expire).await {
+        Some(res) => res,
+        None => {
+            view.clusters[cluster].stats.rq_timeout.inc();
+            failed(504, ResponseFlag::UpstreamTimeout)
+        }
+    }
+}
+
+async fn exchange_inner<D: Io, C: Connector>(
+    down: &mut D,
+    rbuf: &mut ReadBuf,
+    out: &mut Vec<u8>,
+    r: H1Request<'_>,
+    view: &WorkerView<C>,
+    cluster: usize,
+    ep: usize,
+) -> Result {
+    let cs = &view.clusters[cluster];
+    let stats = &cs.stats;
+    let endpoint = &cs.cfg.endpoints[ep];
+    let Some(req) = to_h2_request(r.head) else {
+        return failed(400, ResponseFlag::DownstreamProtocolError);
+    };
+    let window = view
+        .snapshot
+        .listeners
+        .first()
+        .map_or(256 * 1024, |l| l.http2.initial_stream_window_size);
+    let mut send = match cs
+        .h2
+        .ready(
+            ep,
+            &*view.connector,
+            endpoint.addr,
+            cs.cfg.connect_timeout,
+            window,
+        )
+        .await
+    {
+        Ok((s, opened)) => {
+            if opened {
+                stats.cx_total.inc();
+                cs.endpoints[ep].cx_total.inc();
+            } else {
+                stats.cx_reused.inc();
+            }
+            s
+        }
+        Err(_) => {
+            stats.cx_connect_fail.inc();
+            cs.endpoints[ep].cx_connect_fail.inc();
+            return failed(503, ResponseFlag::UpstreamConnectFailure);
+        }
+    };
+    let end = r.body == BodyKind::Empty;
+    let Ok((response, mut up_send)) = send.send_request(req, end) else {
+        stats.rq_reset.inc();
+        return failed(503, ResponseFlag::UpstreamConnectionTermination);
+    };
+    let mut received = 0;
+    if !end {
+        if r.expect_continue
+            && down
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
+            return failed(0, ResponseFlag::DownstreamConnectionTermination);
+        }
+        let sink = &mut DataSink {
+            stream: &mut up_send,
+        };
+        match body::forward(down, rbuf, sink, r.body, true, None, None).await {
+            Ok(n) => received = n,
+            Err(BodyError::Write) => {
+                return failed(503, ResponseFlag::UpstreamConnectionTermination)
+            }
+            Err(BodyError::Framing) => return failed(400, ResponseFlag::DownstreamProtocolError),
+            Err(_) => return failed(0, ResponseFlag::DownstreamConnectionTermination),
+        }
+        if up_send.send_data(Bytes::new(), true).is_err() {
+            return failed(503, ResponseFlag::UpstreamConnectionTermination);
+        }
+    }
+    let Ok(resp) = response.await else {
+        stats.rq_reset.inc();
+        return failed(503, ResponseFlag::UpstreamConnectionTermination);
+    };
+    let (parts, mut up_body) = resp.into_parts();
+    let status = parts.status.as_u16();
+    stats.rq_class[crate::observe::stats::class_index(status)].inc();
+    let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
+    let no_body = up_body.is_end_stream() && !has_length;
+    let framing = if has_length || no_body {
+        DownFraming::AsIs
+    } else if r.minor >= 1 {
+        DownFraming::Chunked
+    } else {
+        DownFraming::Close
+    };
+    let close = !r.keep_alive || r.draining || framing == DownFraming::Close;
+    let headers: Vec<httparse::Header<'_>> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| httparse::Header {
+            name: n.as_str(),
+            value: v.as_bytes(),
+        })
+        .collect();
+    out.clear();
+    encode::write_response(
+        out,
+        &DownstreamResponse {
+            status,
+            reason: parts.status.canonical_reason().unwrap_or(""),
+            headers: &headers,
+            has_connection_header: false,
+            framing,
+            close,
+            http10_keep_alive: r.minor == 0 && !close,
+            upgrade: None,
+        },
+    );
+    if no_body && status != 204 && status != 304 && framing == DownFraming::AsIs {
+        // An empty HTTP/2 body without a length: say so, or an HTTP/1 client waits.
+        let cut = out.len() - 2;
+        out.truncate(cut);
+        out.extend_from_slice(b"content-length: 0\r\n\r\n");
+    }
+    let mut res = Result {
+        status,
+        flag: ResponseFlag::None,
+        keep_alive: !close,
+        bytes_received: received,
+        bytes_sent: out.len() as u64,
+    };
+    if down.write_all(out).await.is_err() {
+        res.flag = ResponseFlag::DownstreamConnectionTermination;
+        res.keep_alive = false;
+        return res;
+    }
+    let chunked = framing == DownFraming::Chunked;
+    let mut line = Vec::with_capacity(32);
+    while let Some(chunk) = up_body.data().await {
+        let Ok(chunk) = chunk else {
+            stats.rq_reset.inc();
+            res.flag = ResponseFlag::UpstreamConnectionTermination;
+            res.keep_alive = false;
+            return res;
+        };
+        let n = chunk.len();
+        let mut ok = true;
+        if chunked && n > 0 {
+            line.clear();
+            let _ = write!(line, "{n:x}\r\n");
+            ok &= down.write_all(&line).await.is_ok();
+        }
+        ok = ok && down.write_all(&chunk).await.is_ok();
+        if chunked && n > 0 {
+            ok = ok && down.write_all(b"\r\n").await.is_ok();
+        }
+        if !ok {
+            res.flag = ResponseFlag::DownstreamConnectionTermination;
+            res.keep_alive = false;
+            return res;
+        }
+        let _ = up_body.flow_control().release_capacity(n);
+        res.bytes_sent += n as u64;
+    }
+    if chunked {
+        line.clear();
+        line.extend_from_slice(b"0\r\n");
+        if let Ok(Some(trailers)) = up_body.trailers().await {
+            for (name, value) in &trailers {
+                line.extend_from_slice(name.as_str().as_bytes());
+                line.extend_from_slice(b": ");
+                line.extend_from_slice(value.as_bytes());
+                line.extend_from_slice(b"\r\n");
+            }
+        }
+        line.extend_from_slice(b"\r\n");
+        if down.write_all(&line).await.is_err() {
+            res.flag = ResponseFlag::DownstreamConnectionTermination;
+            res.keep_alive = false;
+        }
+    }
+    res
+}

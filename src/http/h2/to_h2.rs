@@ -1,0 +1,322 @@
+//! An HTTP/2 stream proxied to an HTTP/2 upstream over the per-core multiplexed
+//! connection: headers, DATA and trailers pass through, in both directions at once (so
+//! gRPC streaming calls work), with flow-control capacity released to the sender only
+//! as the receiver takes the data.
+
+use std::future::poll_fn;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use http::{HeaderMap, HeaderValue, Response, Uri};
+
+use super::stream::{local, Done};
+use super::to_h1::Request;
+use crate::http::flags::ResponseFlag;
+use crate::http::view::WorkerView;
+use crate::upstream::Connector;
+
+/// Headers that HTTP/2 forbids or that belong to one hop.
+fn connection_specific(name: &str) -> bool {
+    matches!(
+        name,
+        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "host"
+    )
+}
+
+fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        let n = name.as_str();
+        if connection_specific(n) || (n == "te" && value.as_bytes() != b"trailers") {
+            continue;
+        }
+        to.append(name.clone(), value.clone());
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PumpError {
+    Read,
+    Write,
+}
+
+/// Waits until `to` may send at least one byte; returns how many.
+async fn capacity(to: &mut SendStream<Bytes>, want: usize) -> Result<usize, PumpError> {
+    to.reserve_capacity(want);
+    poll_fn(|cx| loop {
+        let c = to.capacity();
+        if c > 0 {
+            return Poll::Ready(Ok(c));
+        }
+        match to.poll_capacity(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(_))) => continue,
+            Poll::Ready(_) => return Poll::Ready(Err(PumpError::Write)),
+        }
+    })
+    .await
+}
+
+/// Moves DATA and trailers from one stream to another; the sender's window reopens only
+/// as the receiver accepts the bytes.
+async fn pump(from: &mut RecvStream, to: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
+    let mut total = 0u64;
+    while let Some(chunk) = from.data().await {
+        let mut chunk = chunk.map_err(|_| PumpError::Read)?;
+        let n = chunk.len();
+        while !chunk.is_empty() {
+            let cap = capacity(to, chunk.len()).await?;
+            let part = chunk.split_to(cap.min(chunk.len()));
+            to.send_data(part, false).map_err(|_| PumpError::Write)?;
+        }
+        let _ = from.flow_control().release_capacity(n);
+        total += n as u64;
+    }
+    match from.trailers().await.map_err(|_| PumpError::Read)? {
+        Some(t) => to.send_trailers(t).map_err(|_| PumpError::Write)?,
+        None => to
+            .send_data(Bytes::new(), true)
+            .map_err(|_| PumpError::Write)?,
+    }
+    Ok(total)
+}
+
+pub(crate) async fn proxy<C: Connector>(
+    r: Request<'_>,
+    respond: &mut SendResponse<Bytes>,
+    view: &WorkerView<C>,
+    cluster: usize,
+    timeout: Duration,
+    start: Instant,
+) -> Done
+where
+    C::Conn: 'static,
+{
+    let grpc = r.grpc;
+    let cs = &view.clusters[cluster];
+    cs.stats.rq_total.inc();
+    let Some(ep) = cs.pick() else {
+        cs.stats.rq_no_healthy.inc();
+        cs.stats.rq_class[4].inc();
+        return local(
+            respond,
+            grpc,
+            503,
+            None,
+            &Bytes::from_static(b"no healthy upstream"),
+            ResponseFlag::NoHealthyUpstream,
+        );
+    };
+    let endpoint = &cs.cfg.endpoints[ep];
+    let es = &cs.endpoints[ep];
+    es.rq_total.inc();
+    es.rq_active.inc();
+    let exchange = exchange(r, respond, view, cluster, ep);
+    let mut done = if timeout.is_zero() {
+        exchange.await
+    } else {
+        let expire = async {
+            glommio::timer::sleep((start + timeout).saturating_duration_since(Instant::now()))
+                .await;
+            None
+        };
+        match futures_lite::future::or(async { Some(exchange.await) }, expire).await {
+            Some(d) => d,
+            None => {
+                // Dropping the exchange reset both streams; tell the client if we can.
+                cs.stats.rq_timeout.inc();
+                cs.stats.rq_class[4].inc();
+                let body = Bytes::from_static(b"upstream request timeout");
+                local(
+                    respond,
+                    grpc,
+                    504,
+                    None,
+                    &body,
+                    ResponseFlag::UpstreamTimeout,
+                )
+            }
+        }
+    };
+    es.rq_active.dec();
+    done.upstream = Some(endpoint.addr);
+    done
+}
+
+async fn exchange<C: Connector>(
+    mut r: Request<'_>,
+    respond: &mut SendResponse<Bytes>,
+    view: &WorkerView<C>,
+    cluster: usize,
+    ep: usize,
+) -> Done
+where
+    C::Conn: 'static,
+{
+    let cs = &view.clusters[cluster];
+    let stats = &cs.stats;
+    let endpoint = &cs.cfg.endpoints[ep];
+    let grpc = r.grpc;
+    let fail = |respond: &mut SendResponse<Bytes>, status: u16, msg: &'static str, flag| {
+        stats.rq_class[4].inc();
+        local(
+            respond,
+            grpc,
+            status,
+            None,
+            &Bytes::from_static(msg.as_bytes()),
+            flag,
+        )
+    };
+    let window = view
+        .snapshot
+        .listeners
+        .first()
+        .map_or(256 * 1024, |l| l.http2.initial_stream_window_size);
+    let mut send = match cs
+        .h2
+        .ready(
+            ep,
+            &*view.connector,
+            endpoint.addr,
+            cs.cfg.connect_timeout,
+            window,
+        )
+        .await
+    {
+        Ok((s, opened)) => {
+            if opened {
+                stats.cx_total.inc();
+                cs.endpoints[ep].cx_total.inc();
+            } else {
+                stats.cx_reused.inc();
+            }
+            s
+        }
+        Err(e) => {
+            tracing::debug!(upstream = %endpoint.addr, error = %e, "upstream h2 connect failed");
+            stats.cx_connect_fail.inc();
+            cs.endpoints[ep].cx_connect_fail.inc();
+            return fail(
+                respond,
+                503,
+                "upstream connect error",
+                ResponseFlag::UpstreamConnectFailure,
+            );
+        }
+    };
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(r.authority)
+        .path_and_query(r.path)
+        .build()
+        .or_else(|_| Uri::builder().path_and_query(r.path).build());
+    let Ok(uri) = uri else {
+        return fail(
+            respond,
+            400,
+            "invalid request target",
+            ResponseFlag::DownstreamProtocolError,
+        );
+    };
+    let mut req = http::Request::new(());
+    *req.method_mut() = r.parts.method.clone();
+    *req.uri_mut() = uri;
+    copy_end_to_end(&r.parts.headers, req.headers_mut());
+    let xff = match r
+        .parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => format!("{prev}, {}", r.peer.ip()),
+        None => r.peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        req.headers_mut().insert("x-forwarded-for", v);
+    }
+    req.headers_mut()
+        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let end = r.body.is_end_stream();
+    let (response, mut up_send) = match send.send_request(req, end) {
+        Ok(x) => x,
+        Err(_) => {
+            stats.rq_reset.inc();
+            return fail(
+                respond,
+                503,
+                "upstream connect error or disconnect/reset before headers",
+                ResponseFlag::UpstreamConnectionTermination,
+            );
+        }
+    };
+    // Request body upstream and response downstream run together (streaming calls).
+    let upload = async {
+        if end {
+            return Ok(0);
+        }
+        let result = pump(&mut r.body, &mut up_send).await;
+        if result.is_err() {
+            up_send.send_reset(h2::Reason::CANCEL);
+        }
+        result
+    };
+    let download = async {
+        let resp = match response.await {
+            Ok(resp) => resp,
+            Err(_) => {
+                stats.rq_reset.inc();
+                return fail(
+                    respond,
+                    503,
+                    "upstream connect error or disconnect/reset before headers",
+                    ResponseFlag::UpstreamConnectionTermination,
+                );
+            }
+        };
+        let (parts, mut body) = resp.into_parts();
+        let status = parts.status.as_u16();
+        stats.rq_class[crate::observe::stats::class_index(status)].inc();
+        let mut out = Response::new(());
+        *out.status_mut() = parts.status;
+        copy_end_to_end(&parts.headers, out.headers_mut());
+        let end = body.is_end_stream();
+        let mut done = Done {
+            status,
+            flag: ResponseFlag::None,
+            bytes_received: 0,
+            bytes_sent: 0,
+            upstream: None,
+        };
+        let mut down_send = match respond.send_response(out, end) {
+            Ok(s) => s,
+            Err(_) => {
+                done.flag = ResponseFlag::DownstreamConnectionTermination;
+                return done;
+            }
+        };
+        if !end {
+            match pump(&mut body, &mut down_send).await {
+                Ok(n) => done.bytes_sent = n,
+                Err(PumpError::Read) => {
+                    stats.rq_reset.inc();
+                    down_send.send_reset(h2::Reason::INTERNAL_ERROR);
+                    done.flag = ResponseFlag::UpstreamConnectionTermination;
+                }
+                Err(PumpError::Write) => done.flag = ResponseFlag::DownstreamConnectionTermination,
+            }
+        }
+        done
+    };
+    let (sent, mut done) = futures_lite::future::zip(upload, download).await;
+    match sent {
+        Ok(n) => done.bytes_received = n,
+        Err(_) if done.flag == ResponseFlag::None => {
+            done.flag = ResponseFlag::DownstreamConnectionTermination
+        }
+        Err(_) => {}
+    }
+    done
+}

@@ -1,0 +1,73 @@
+//! Per-core HTTP/2 upstream connections: one multiplexed connection per endpoint per
+//! core, opened on first use and replaced when it fails. Many downstream streams share
+//! it; the h2 connection driver runs as its own task on the worker.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+use super::Connector;
+
+pub(crate) struct H2Conns {
+    conns: RefCell<Vec<Option<SendRequest<Bytes>>>>,
+}
+
+impl H2Conns {
+    pub fn new(endpoints: usize) -> Self {
+        H2Conns {
+            conns: RefCell::new(vec![None; endpoints]),
+        }
+    }
+
+    /// A handle ready for a new stream to endpoint `ep`, connecting if there is no live
+    /// connection. `Ok((handle, opened))`; `Err` is a connect or handshake failure.
+    pub async fn ready<C: Connector>(
+        &self,
+        ep: usize,
+        connector: &C,
+        addr: SocketAddr,
+        timeout: Duration,
+        window: u32,
+    ) -> std::io::Result<(SendRequest<Bytes>, bool)>
+    where
+        C::Conn: 'static,
+    {
+        let existing = self.conns.borrow().get(ep).cloned().flatten();
+        if let Some(s) = existing {
+            if let Ok(s) = s.ready().await {
+                return Ok((s, false));
+            }
+            // The connection is gone (GOAWAY, reset): forget it and open another.
+            if let Some(slot) = self.conns.borrow_mut().get_mut(ep) {
+                *slot = None;
+            }
+        }
+        let io = connector.connect(addr, timeout).await?;
+        let mut builder = h2::client::Builder::new();
+        builder
+            .initial_window_size(window)
+            .initial_connection_window_size(window.saturating_mul(4));
+        let (send, conn) = builder
+            .handshake::<_, Bytes>(io.compat())
+            .await
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
+        glommio::spawn_local(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(upstream = %addr, error = %e, "upstream h2 connection ended");
+            }
+        })
+        .detach();
+        if let Some(slot) = self.conns.borrow_mut().get_mut(ep) {
+            *slot = Some(send.clone());
+        }
+        let send = send
+            .ready()
+            .await
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
+        Ok((send, true))
+    }
+}

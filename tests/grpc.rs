@@ -1,0 +1,71 @@
+//! gRPC through the proxy with a real client and server (Python grpcio, h2c): unary,
+//! client-streaming, server-streaming and bidirectional calls, trailers and error
+//! statuses preserved, and a local reply for an unrouted method.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use common::*;
+
+#[test]
+fn grpc_calls_of_every_kind_pass_through() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/echo.py");
+    let mut py = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 with grpcio (pip install grpcio) must be installed");
+    let mut out = BufReader::new(py.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("grpc server did not start: {line:?} (is grpcio installed?)"));
+    let cfg = format!(
+        "{HEADER}listeners:
+  - {{ name: main, address: 127.0.0.1, port: @PORT@, route_table: main }}
+route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: /test.Echo/ }}
+            cluster: grpc
+clusters:
+  - name: grpc
+    protocol: http2
+    endpoints: [{{ address: 127.0.0.1, port: {port} }}]
+"
+    );
+    let p = Proxy::start(&cfg);
+    writeln!(py.stdin.as_mut().unwrap(), "{}", p.listen).unwrap();
+    let mut result = String::new();
+    out.read_line(&mut result).unwrap();
+    let _ = py.wait();
+    let v: serde_json::Value =
+        serde_json::from_str(&result).unwrap_or_else(|_| panic!("client output: {result:?}"));
+    assert_eq!(v["unary"], "echo:hello", "{v}");
+    assert_eq!(v["unary_trailer"], "yes", "trailers pass through: {v}");
+    assert_eq!(v["upload"], "abc", "{v}");
+    assert_eq!(
+        v["ticks"],
+        serde_json::json!(["tick0", "tick1", "tick2", "tick3", "tick4"])
+    );
+    assert_eq!(v["bidi"], serde_json::json!(["echo:x", "echo:y", "echo:z"]));
+    assert_eq!(
+        v["fail"],
+        serde_json::json!(["NOT_FOUND", "no such thing"]),
+        "{v}"
+    );
+    assert_eq!(v["unrouted"][0], "UNIMPLEMENTED", "{v}");
+    let c = p.cluster_stats("grpc");
+    assert_eq!(c["cx_total"], 1, "one multiplexed upstream connection: {c}");
+    assert_eq!(c["rq_total"], 5, "{c}");
+}

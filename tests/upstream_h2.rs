@@ -1,0 +1,135 @@
+//! HTTP/2 to upstreams (`protocol: http2`): an HTTP/1.1 client through proxy A, which
+//! speaks h2c to proxy B (a second outrigger, as the HTTP/2 server), which sends the
+//! request on to an HTTP/1.1 echo upstream. Both translations are exercised.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+
+fn front(b: SocketAddr, timeout: &str, protocol: &str) -> String {
+    format!(
+        "{HEADER}listeners:
+  - {{ name: main, address: 127.0.0.1, port: @PORT@, route_table: main }}
+route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: / }}
+            cluster: b
+            timeout: {timeout}
+clusters:
+  - name: b
+    protocol: {protocol}
+    endpoints: [{{ address: 127.0.0.1, port: {} }}]
+",
+        b.port()
+    )
+}
+
+#[test]
+fn http1_clients_reach_an_http2_upstream_over_one_connection() {
+    let up = Upstream::echo();
+    let b = Proxy::start(&proxy_config(up.addr));
+    let a = Proxy::start(&front(b.listen, "5s", "http2"));
+    let mut c = Conn::connect(a.listen);
+    for i in 0..5 {
+        c.send(
+            format!("GET /n/{i} HTTP/1.1\r\nHost: svc.example\r\nX-Hop: {i}\r\n\r\n").as_bytes(),
+        );
+        let r = c.read_response().unwrap();
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        assert!(!r.says_close());
+    }
+    let req = up.last_request();
+    assert_eq!(req.target, "/n/4");
+    assert_eq!(req.header("host"), Some("svc.example"));
+    assert_eq!(req.header("x-hop"), Some("4"));
+    // Client IP from A, then from B.
+    assert_eq!(req.header("x-forwarded-for"), Some("127.0.0.1, 127.0.0.1"));
+    let s = a.cluster_stats("b");
+    assert_eq!(
+        s["cx_total"], 1,
+        "requests share one HTTP/2 connection: {s}"
+    );
+    assert_eq!(s["rq_total"], 5);
+}
+
+#[test]
+fn request_bodies_and_chunked_responses_cross_both_translations() {
+    let up = Upstream::echo();
+    let b = Proxy::start(&proxy_config(up.addr));
+    let a = Proxy::start(&front(b.listen, "5s", "http2"));
+    let mut c = Conn::connect(a.listen);
+    let body = "x".repeat(100_000);
+    c.send(
+        format!(
+            "POST /cl HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read_response().unwrap().status, 200);
+    assert_eq!(up.last_request().body_len, body.len() as u64);
+    c.send(b"POST /chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    assert_eq!(up.last_request().body_len, 11);
+
+    let chunky = Upstream::start(chunked_response(&["ab", "cd", "ef"], &[]));
+    let b2 = Proxy::start(&proxy_config(chunky.addr));
+    let a2 = Proxy::start(&front(b2.listen, "5s", "http2"));
+    let mut c = Conn::connect(a2.listen);
+    c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body_str(), "abcdef");
+    assert_eq!(
+        r.header("transfer-encoding"),
+        Some("chunked"),
+        "no length: chunked to HTTP/1.1"
+    );
+}
+
+#[test]
+fn http2_upstream_failures_map_to_local_replies() {
+    let slow = Upstream::start(delayed(Duration::from_secs(3)));
+    let b = Proxy::start(&proxy_config_with(slow.addr, "10s", ""));
+    let a = Proxy::start(&front(b.listen, "300ms", "http2"));
+    let r = get(a.listen, "h", "/slow");
+    assert_eq!(r.status, 504, "{}", r.body_str());
+    assert_eq!(flag_count(&a.listener_stats("main"), "UT"), 1);
+
+    let a2 = Proxy::start(&front(refused_addr(), "5s", "http2"));
+    let r = get(a2.listen, "h", "/");
+    assert_eq!(r.status, 503);
+    assert_eq!(flag_count(&a2.listener_stats("main"), "UF"), 1);
+}
+
+#[test]
+fn downstream_protocol_follows_the_client() {
+    let up = Upstream::echo();
+    let b = Proxy::start(&proxy_config(up.addr));
+    let a = Proxy::start(&front(b.listen, "5s", "downstream"));
+    // HTTP/1.1 client: HTTP/1.1 to B.
+    assert_eq!(get(a.listen, "h", "/one").status, 200);
+    assert_eq!(b.listener_stats("main")["rq_total"], 1);
+    // HTTP/2 client: HTTP/2 to B (B counts both, the access path differs).
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+        ])
+        .arg(format!("http://{}/two", a.listen))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200 2");
+    assert_eq!(up.last_request().target, "/two");
+}
