@@ -174,3 +174,121 @@ fn a_slow_h2_reader_keeps_proxy_memory_bounded() {
         "proxy peak RSS {hwm} KiB: flow control must push back"
     );
 }
+
+/// Opens a raw h2c connection (preface and an empty SETTINGS frame), then reads frames
+/// until the proxy closes it or `limit` passes. Returns the frame types seen and how
+/// long it took.
+fn raw_h2_until_closed(
+    addr: std::net::SocketAddr,
+    limit: Duration,
+    answer_pings: bool,
+) -> (Vec<u8>, Duration) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let start = Instant::now();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    let mut types = Vec::new();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        while buf.len() >= 9 {
+            let len =
+                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            types.push(buf[3]);
+            // Answer PINGs like a real client, unless told not to.
+            if answer_pings && buf[3] == 6 && buf[4] & 1 == 0 && len == 8 {
+                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                ack.extend_from_slice(&buf[9..17]);
+                let _ = s.write_all(&ack);
+            }
+            buf.drain(..9 + len);
+        }
+    }
+    (types, start.elapsed())
+}
+
+fn h2_listener_config(extra: &str) -> String {
+    format!(
+        "{HEADER}listeners:
+  - name: main
+    address: 127.0.0.1
+    port: @PORT@
+    route_table: main
+{extra}route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: / }}
+            direct_response: {{ status: 200 }}
+"
+    )
+}
+
+#[test]
+fn idle_h2_connections_get_goaway_and_close() {
+    let p = Proxy::start(&h2_listener_config("    idle_timeout: 300ms\n"));
+    let (types, took) = raw_h2_until_closed(p.listen, Duration::from_secs(10), true);
+    assert!(
+        types.contains(&7),
+        "a GOAWAY (type 7) before closing: {types:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(250),
+        "closed too early: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "idle timeout not applied: {took:?}"
+    );
+}
+
+#[test]
+fn unanswered_keepalive_pings_close_the_connection() {
+    let p = Proxy::start(&h2_listener_config(
+        "    idle_timeout: 60s\n    http2: { keepalive_interval: 200ms, keepalive_timeout: 300ms }\n",
+    ));
+    let (types, took) = raw_h2_until_closed(p.listen, Duration::from_secs(10), false);
+    assert!(
+        types.contains(&6),
+        "the proxy sent a PING (type 6): {types:?}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "an unanswered PING must close the connection: {took:?}"
+    );
+}
+
+#[test]
+fn drain_lets_in_flight_h2_streams_finish() {
+    let up = Upstream::start(delayed(Duration::from_millis(800)));
+    let mut p = Proxy::start(&proxy_config(up.addr));
+    let url = format!("http://{}/slow", p.listen);
+    let curl =
+        std::thread::spawn(move || curl_h2(&["-o", "/dev/null", "-w", "%{http_code}", &url]));
+    assert!(
+        up.wait_requests(1, Duration::from_secs(5)),
+        "the request reached the upstream"
+    );
+    p.signal(libc::SIGTERM);
+    let (code, text) = curl.join().unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.ends_with("200"),
+        "the in-flight stream finished: {text}"
+    );
+    let status = p
+        .wait_exit(Duration::from_secs(10))
+        .expect("drained and exited");
+    assert!(status.success());
+}

@@ -398,6 +398,16 @@ impl Builder {
             initial_connection_window_size: r2
                 .and_then(|h| h.initial_connection_window_size)
                 .unwrap_or(d2.initial_connection_window_size),
+            keepalive_interval: self.duration(
+                format!("{p}.http2.keepalive_interval"),
+                &r2.and_then(|h| h.keepalive_interval.clone()),
+                d2.keepalive_interval,
+            ),
+            keepalive_timeout: self.positive_duration(
+                format!("{p}.http2.keepalive_timeout"),
+                &r2.and_then(|h| h.keepalive_timeout.clone()),
+                d2.keepalive_timeout,
+            ),
         };
         if http2.max_concurrent_streams == 0 {
             self.err(

@@ -48,6 +48,10 @@ pub struct Http2Settings {
     pub max_concurrent_streams: u32,
     pub initial_stream_window_size: u32,
     pub initial_connection_window_size: u32,
+    /// Send a PING after this long without one (zero: never).
+    pub keepalive_interval: std::time::Duration,
+    /// Close the connection if a PING is not answered within this.
+    pub keepalive_timeout: std::time::Duration,
 }
 
 impl Default for Http2Settings {
@@ -56,6 +60,8 @@ impl Default for Http2Settings {
             max_concurrent_streams: 1024,
             initial_stream_window_size: 256 * 1024,
             initial_connection_window_size: 1024 * 1024,
+            keepalive_interval: std::time::Duration::ZERO,
+            keepalive_timeout: std::time::Duration::from_secs(20),
         }
     }
 }

@@ -69,6 +69,10 @@ pub(crate) struct RawHttp2 {
     pub initial_stream_window_size: Option<u32>,
     #[serde(default)]
     pub initial_connection_window_size: Option<u32>,
+    #[serde(default)]
+    pub keepalive_interval: Option<String>,
+    #[serde(default)]
+    pub keepalive_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

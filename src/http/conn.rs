@@ -144,6 +144,9 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     if h2 {
         let prefix = conn.rbuf.data().to_vec();
         drop(conn);
+        // An HTTP/2 connection may rightly read nothing for long (a server-streaming
+        // call): the h2 side keeps its own idle clock, counting only streamless time.
+        down.set_read_timeout(None);
         super::h2::serve(down, prefix, peer, view.clone(), listener).await;
     } else {
         while conn.serve_one(&mut down, &view, listener, &slot).await {}

@@ -11,9 +11,10 @@ mod stream;
 mod to_h1;
 mod to_h2;
 
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
@@ -28,10 +29,43 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 enum Event<T> {
     Stream(T),
     Drain,
+    Tick,
     Closed,
 }
 
+/// Per-connection state shared with its stream tasks.
+#[derive(Default)]
+pub(crate) struct Activity {
+    /// Streams in flight.
+    pub open: Cell<usize>,
+    /// When the last stream started or ended.
+    pub last: Cell<Option<Instant>>,
+}
+
+/// Counts a stream as open for as long as it lives.
+pub(crate) struct OpenStream(Rc<Activity>);
+
+impl OpenStream {
+    pub fn new(a: Rc<Activity>) -> Self {
+        a.open.set(a.open.get() + 1);
+        a.last.set(Some(Instant::now()));
+        OpenStream(a)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.open.set(self.0.open.get().saturating_sub(1));
+        self.0.last.set(Some(Instant::now()));
+    }
+}
+
 /// Serves an HTTP/2 connection whose first bytes (`prefix`) were already read.
+///
+/// Besides streams, the connection watches three clocks: the listener's idle timeout
+/// (no stream open for that long: GOAWAY and close), the keepalive PING interval (an
+/// unanswered PING closes the connection), and the worker's drain (GOAWAY, let open
+/// streams finish). The handshake must finish within the idle timeout too.
 pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     down: D,
     prefix: Vec<u8>,
@@ -41,6 +75,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
 ) {
     let l = &view.snapshot.listeners[listener];
     let s = l.http2;
+    let idle = l.idle_timeout;
     let io = io::Rewind::new(prefix, down).compat();
     let mut builder = h2::server::Builder::new();
     builder
@@ -48,39 +83,74 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         .initial_window_size(s.initial_stream_window_size)
         .initial_connection_window_size(s.initial_connection_window_size)
         .max_header_list_size(l.limits.max_header_bytes as u32);
-    let mut conn = match builder.handshake::<_, Bytes>(io).await {
-        Ok(c) => c,
-        Err(e) => {
+    let handshake = async { Some(builder.handshake::<_, Bytes>(io).await) };
+    let expire = async {
+        glommio::timer::sleep(idle).await;
+        None
+    };
+    let mut conn = match futures_lite::future::or(handshake, expire).await {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
             tracing::debug!(peer = %peer, error = %e, "h2 handshake failed");
             return;
         }
+        None => {
+            tracing::debug!(peer = %peer, "h2 handshake timed out");
+            return;
+        }
     };
+    let activity = Rc::new(Activity::default());
+    activity.last.set(Some(Instant::now()));
+    let ping_failed = Rc::new(Cell::new(false));
+    let pings = Rc::new(RefCell::new(conn.ping_pong()));
+    let mut next_ping =
+        (!s.keepalive_interval.is_zero()).then(|| Instant::now() + s.keepalive_interval);
     let mut draining = false;
+    // After an idle GOAWAY, a client that never answers the shutdown PING is cut off.
+    let mut close_by: Option<Instant> = None;
     loop {
-        let event = if draining {
+        // The next clock to look at: idle expiry, the next PING, or the forced close.
+        let idle_at = activity.last.get().unwrap_or_else(Instant::now) + idle;
+        // Once going away, the idle clock has done its job (and is in the past).
+        let mut wake = if draining {
+            Instant::now() + idle
+        } else {
+            idle_at
+        };
+        for at in [next_ping, close_by].into_iter().flatten() {
+            wake = wake.min(at);
+        }
+        let accept = async {
             match conn.accept().await {
                 Some(r) => Event::Stream(r),
                 None => Event::Closed,
             }
-        } else {
-            let accept = async {
-                match conn.accept().await {
-                    Some(r) => Event::Stream(r),
-                    None => Event::Closed,
-                }
-            };
-            let drain = async {
-                while !view.draining.get() {
-                    glommio::timer::sleep(Duration::from_millis(100)).await;
-                }
-                Event::Drain
-            };
-            futures_lite::future::or(accept, drain).await
         };
-        match event {
+        let clocks = async {
+            let watch_drain = !draining;
+            loop {
+                let now = Instant::now();
+                if now >= wake {
+                    return Event::Tick;
+                }
+                if watch_drain && view.draining.get() {
+                    return Event::Drain;
+                }
+                if ping_failed.get() {
+                    return Event::Tick;
+                }
+                glommio::timer::sleep((wake - now).min(Duration::from_millis(100))).await;
+            }
+        };
+        match futures_lite::future::or(accept, clocks).await {
             Event::Stream(Ok((req, respond))) => {
+                let open = OpenStream::new(activity.clone());
                 let v = view.clone();
-                glommio::spawn_local(stream::serve(req, respond, v, listener, peer)).detach();
+                glommio::spawn_local(async move {
+                    stream::serve(req, respond, v, listener, peer).await;
+                    drop(open);
+                })
+                .detach();
             }
             Event::Stream(Err(e)) => {
                 tracing::debug!(peer = %peer, error = %e, "h2 connection error");
@@ -90,6 +160,44 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 // GOAWAY: no new streams; the ones in flight finish.
                 conn.graceful_shutdown();
                 draining = true;
+            }
+            Event::Tick => {
+                if ping_failed.get() {
+                    tracing::debug!(peer = %peer, "h2 keepalive PING unanswered: closing");
+                    break;
+                }
+                let now = Instant::now();
+                if close_by.is_some_and(|c| now >= c) {
+                    break;
+                }
+                if activity.open.get() == 0 && now >= idle_at && !draining {
+                    conn.graceful_shutdown();
+                    draining = true;
+                    close_by = Some(now + s.keepalive_timeout);
+                }
+                if next_ping.is_some_and(|p| now >= p) {
+                    next_ping = Some(now + s.keepalive_interval);
+                    let handle = pings.borrow_mut().take();
+                    if let Some(mut pp) = handle {
+                        // One PING in flight at a time: the task hands the handle back.
+                        let failed = ping_failed.clone();
+                        let back = pings.clone();
+                        let timeout = s.keepalive_timeout;
+                        glommio::spawn_local(async move {
+                            let ping = async { Some(pp.ping(h2::Ping::opaque()).await.is_ok()) };
+                            let expire = async {
+                                glommio::timer::sleep(timeout).await;
+                                None
+                            };
+                            if futures_lite::future::or(ping, expire).await == Some(true) {
+                                *back.borrow_mut() = Some(pp);
+                            } else {
+                                failed.set(true);
+                            }
+                        })
+                        .detach();
+                    }
+                }
             }
             Event::Closed => break,
         }
