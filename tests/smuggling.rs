@@ -446,12 +446,17 @@ fn upstream_response_with_broken_chunked_body_closes_the_client() {
     assert!(c.closed_within(Duration::from_secs(1)));
 }
 
+/// CONNECT is only tunnelled on routes that list `connect` in `upgrades` (see
+/// tests/connect.rs); here no route allows it, so it gets 404 and reaches nobody.
 #[test]
-fn connect_is_not_implemented() {
-    assert_rejected(
-        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
-        501,
-    );
+fn connect_without_an_allowing_route_is_not_forwarded() {
+    let up = Upstream::echo();
+    let proxy = Proxy::start(&config(up.addr));
+    let mut c = Conn::connect(proxy.listen);
+    c.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    let r = c.read_response_to("CONNECT").unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(up.request_count(), 0);
 }
 
 #[test]

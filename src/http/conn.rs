@@ -55,6 +55,10 @@ enum Action<'v> {
         /// The request asks for an upgrade the route allows.
         upgrade: bool,
     },
+    /// CONNECT on a route that allows it: a TCP tunnel to the cluster.
+    Connect {
+        cluster: usize,
+    },
 }
 
 /// The outcome of parsing a complete request head.
@@ -194,10 +198,10 @@ fn prepare<'v, C: Connector>(
         return Err(HeadError::BadRequest("malformed request line"));
     };
     let headers = &*req.headers;
-    if method == "CONNECT" {
-        return Err(HeadError::NotImplemented("CONNECT is not supported"));
-    }
     let framing = head::framing(headers, minor, true)?;
+    if method == "CONNECT" {
+        return prepare_connect(path, minor, framing, headers, l, view, head_len, rec);
+    }
     let target = head::target(path)?;
     let mut host: Option<&[u8]> = None;
     for h in headers {
@@ -287,6 +291,52 @@ fn prepare<'v, C: Connector>(
             method,
             "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
         ),
+        framing,
+        action,
+        idle_timeout: l.idle_timeout,
+    }))
+}
+
+/// A CONNECT request: authority-form target, routed to a route that allows `connect`.
+#[allow(clippy::too_many_arguments)]
+fn prepare_connect<'v, C: Connector>(
+    target: &str,
+    minor: u8,
+    framing: Framing,
+    headers: &[httparse::Header<'_>],
+    l: &Listener,
+    view: &'v WorkerView<C>,
+    head_len: usize,
+    rec: Option<&mut LogRecord>,
+) -> Result<Option<Plan<'v>>, HeadError> {
+    if target.starts_with('/') || !target.contains(':') || !head::valid_host(target.as_bytes()) {
+        return Err(HeadError::BadRequest(
+            "CONNECT needs an authority-form target",
+        ));
+    }
+    if framing.body != BodyKind::Empty {
+        return Err(HeadError::BadRequest("CONNECT with a body"));
+    }
+    let ListenerKind::Http { route_table } = l.kind else {
+        return Err(HeadError::NotImplemented("not an HTTP listener"));
+    };
+    if let Some(rec) = rec {
+        rec.method.push_str("CONNECT");
+        rec.path.push_str(target);
+        rec.authority.push_str(target);
+        rec.protocol = if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
+    }
+    let table = &view.snapshot.route_tables[route_table];
+    let action = match router::select_connect(table, target.as_bytes(), headers).map(|r| &r.action)
+    {
+        Some(RouteAction::Cluster { cluster, .. }) => Action::Connect { cluster: *cluster },
+        _ => Action::NoRoute,
+    };
+    Ok(Some(Plan {
+        head_len,
+        minor,
+        is_head: false,
+        idempotent: false,
         framing,
         action,
         idle_timeout: l.idle_timeout,
@@ -486,6 +536,7 @@ impl Conn {
             Action::Proxy {
                 cluster, timeout, ..
             } => self.proxy(down, view, &plan, cluster, timeout, start).await,
+            Action::Connect { cluster } => self.connect(down, view, &plan, cluster).await,
         };
         let elapsed = start.elapsed();
         stats
@@ -960,6 +1011,97 @@ impl Conn {
             flag,
             keep_alive: flag == ResponseFlag::None && !close_down,
         }
+    }
+
+    /// CONNECT: open a TCP connection to an endpoint of the cluster, answer 200, then
+    /// carry bytes both ways until both sides close.
+    async fn connect<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        plan: &Plan<'_>,
+        cluster: usize,
+    ) -> Outcome {
+        let cs = &view.clusters[cluster];
+        cs.stats.rq_total.inc();
+        if self.logging {
+            self.rec.cluster = Some(cs.name.clone());
+        }
+        let Some(ep) = cs.pick() else {
+            cs.stats.rq_no_healthy.inc();
+            cs.stats.rq_class[4].inc();
+            return self
+                .local(
+                    down,
+                    view,
+                    plan,
+                    503,
+                    None,
+                    b"no healthy upstream",
+                    ResponseFlag::NoHealthyUpstream,
+                )
+                .await;
+        };
+        let endpoint = &cs.cfg.endpoints[ep];
+        let es = &cs.endpoints[ep];
+        es.rq_total.inc();
+        if self.logging {
+            self.rec.upstream = Some(endpoint.addr);
+        }
+        let mut up = match view
+            .connector
+            .connect(endpoint.addr, cs.cfg.connect_timeout)
+            .await
+        {
+            Ok(u) => u,
+            Err(_) => {
+                cs.stats.cx_connect_fail.inc();
+                es.cx_connect_fail.inc();
+                cs.stats.rq_class[4].inc();
+                return self
+                    .local(
+                        down,
+                        view,
+                        plan,
+                        503,
+                        None,
+                        b"upstream connect error",
+                        ResponseFlag::UpstreamConnectFailure,
+                    )
+                    .await;
+            }
+        };
+        cs.stats.cx_total.inc();
+        es.cx_total.inc();
+        cs.stats.rq_class[1].inc();
+        es.rq_active.inc();
+        let _active = Active(&es.rq_active);
+        let closed = |flag| Outcome {
+            status: 200,
+            flag,
+            keep_alive: false,
+        };
+        let established: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
+        if down.write_all(established).await.is_err() {
+            return closed(ResponseFlag::DownstreamConnectionTermination);
+        }
+        self.rec.bytes_sent = established.len() as u64;
+        // Bytes the client sent right after the CONNECT head belong to the tunnel.
+        if !self.rbuf.is_empty() {
+            if up.write_all(self.rbuf.data()).await.is_err() {
+                return closed(ResponseFlag::UpstreamConnectionTermination);
+            }
+            self.rec.bytes_received += self.rbuf.len() as u64;
+            let n = self.rbuf.len();
+            self.rbuf.consume(n);
+        }
+        let (Ok(mut down2), Ok(mut up2)) = (down.try_clone(), up.try_clone()) else {
+            return closed(ResponseFlag::UpstreamConnectionTermination);
+        };
+        let t = crate::tunnel::run(down, &mut down2, &mut up, &mut up2, plan.idle_timeout).await;
+        self.rec.bytes_received += t.bytes_a_to_b;
+        self.rec.bytes_sent += t.bytes_b_to_a;
+        closed(crate::tunnel::flag_for(t))
     }
 
     /// After a `101 Switching Protocols`: send the head on, then copy bytes both ways

@@ -90,6 +90,20 @@ pub fn route<'t>(
     })
 }
 
+/// The route for a CONNECT to `authority`: the first route of the virtual host that
+/// lists `connect` in its upgrades and whose header matchers match (paths do not apply).
+pub fn select_connect<'t>(
+    table: &'t RouteTable,
+    authority: &[u8],
+    headers: &[httparse::Header<'_>],
+) -> Option<&'t Route> {
+    let vh = virtual_host(table, host_without_port(authority))?;
+    vh.routes.iter().find(|r| {
+        matches!(&r.action, crate::config::RouteAction::Cluster { upgrades, .. } if upgrades.iter().any(|u| u == "connect"))
+            && r.headers.iter().all(|m| header_matches(m, headers))
+    })
+}
+
 /// Host + path + headers -> route, or `None` for no route (404 NR).
 pub fn select<'t>(
     table: &'t RouteTable,
