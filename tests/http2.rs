@@ -292,3 +292,22 @@ fn drain_lets_in_flight_h2_streams_finish() {
         .expect("drained and exited");
     assert!(status.success());
 }
+
+#[test]
+fn grpc_timeout_shortens_the_route_timeout() {
+    let up = Upstream::start(delayed(Duration::from_secs(3)));
+    let p = Proxy::start(&proxy_config_with(up.addr, "30s", ""));
+    let start = Instant::now();
+    let (_, text) = curl_h2(&[
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "grpc-timeout: 200m",
+        "--data-binary",
+        "",
+        &format!("http://{}/pkg.Svc/Slow", p.listen),
+    ]);
+    let took = start.elapsed();
+    assert!(text.contains("grpc-status: 4"), "DEADLINE_EXCEEDED: {text}");
+    assert!(took < Duration::from_secs(2), "the 200 ms grpc-timeout applied, not the 30 s route timeout: {took:?}");
+}
