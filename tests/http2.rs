@@ -309,5 +309,8 @@ fn grpc_timeout_shortens_the_route_timeout() {
     ]);
     let took = start.elapsed();
     assert!(text.contains("grpc-status: 4"), "DEADLINE_EXCEEDED: {text}");
-    assert!(took < Duration::from_secs(2), "the 200 ms grpc-timeout applied, not the 30 s route timeout: {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the 200 ms grpc-timeout applied, not the 30 s route timeout: {took:?}"
+    );
 }

@@ -79,7 +79,10 @@ fn request_bodies_and_chunked_responses_cross_both_translations() {
     assert_eq!(c.read_response().unwrap().status, 200);
     assert_eq!(up.last_request().body_len, 11);
 
-    let chunky = Upstream::start(chunked_response(&["ab", "cd", "ef"], &[]));
+    let chunky = Upstream::start(chunked_response(
+        &["ab", "cd", "ef"],
+        &[("x-checksum", "abc")],
+    ));
     let b2 = Proxy::start(&proxy_config(chunky.addr));
     let a2 = Proxy::start(&front(b2.listen, "5s", "http2"));
     let mut c = Conn::connect(a2.listen);
@@ -92,6 +95,9 @@ fn request_bodies_and_chunked_responses_cross_both_translations() {
         Some("chunked"),
         "no length: chunked to HTTP/1.1"
     );
+    // The upstream's chunked trailers became HTTP/2 trailers at B and chunked trailers
+    // again at A.
+    assert_eq!(r.trailer("x-checksum"), Some("abc"));
 }
 
 #[test]

@@ -68,6 +68,22 @@ pub async fn forward<R: Io, W: AsyncWrite + Unpin>(
     deadline: Option<Instant>,
     limit: Option<u64>,
 ) -> Result<u64, BodyError> {
+    forward_with_trailers(src, buf, dst, kind, strip, deadline, limit, None).await
+}
+
+/// Like `forward`; with `strip`, a chunked body's trailer section (the raw field lines
+/// and the final empty line) is appended to `trailers` instead of being dropped.
+#[allow(clippy::too_many_arguments)]
+pub async fn forward_with_trailers<R: Io, W: AsyncWrite + Unpin>(
+    src: &mut R,
+    buf: &mut ReadBuf,
+    dst: &mut W,
+    kind: BodyKind,
+    strip: bool,
+    deadline: Option<Instant>,
+    limit: Option<u64>,
+    mut trailers: Option<&mut Vec<u8>>,
+) -> Result<u64, BodyError> {
     let mut total: u64 = 0;
     let large = match kind {
         BodyKind::Length(n) => n > buf.capacity() as u64,
@@ -105,8 +121,16 @@ pub async fn forward<R: Io, W: AsyncWrite + Unpin>(
                 let data = buf.data();
                 let mut pos = 0;
                 while pos < data.len() && !dec.is_done() {
+                    let in_trailers = dec.in_trailers();
                     match dec.next(&data[pos..]).map_err(|_| BodyError::Framing)? {
-                        Piece::Framing(n) => pos += n,
+                        Piece::Framing(n) => {
+                            if let (true, true, Some(t)) =
+                                (strip, in_trailers, trailers.as_deref_mut())
+                            {
+                                t.extend_from_slice(&data[pos..pos + n]);
+                            }
+                            pos += n;
+                        }
                         Piece::Data(n) => {
                             if strip {
                                 dst.write_all(&data[pos..pos + n])

@@ -60,6 +60,16 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
+    /// True once the last chunk has been read: further framing bytes are the trailer
+    /// section (trailer fields and the final empty line).
+    pub fn in_trailers(&self) -> bool {
+        use State::*;
+        matches!(
+            self.state,
+            TrailerStart | TrailerName | TrailerValue | TrailerLf | FinalLf | Done
+        )
+    }
+
     /// Decodes from the start of `input`. Returns the kind and length of the next run of
     /// bytes (never zero unless `input` is empty or decoding is done).
     pub fn next(&mut self, input: &[u8]) -> Result<Piece, ChunkError> {
@@ -79,7 +89,13 @@ impl ChunkedDecoder {
                 break;
             }
             used += 1;
+            let was_trailers = self.in_trailers();
             self.state = self.step(b)?;
+            // Stop at the start of the trailer section, so callers can tell its bytes
+            // apart from the chunk framing before it.
+            if !was_trailers && self.in_trailers() {
+                break;
+            }
         }
         Ok(Piece::Framing(used))
     }

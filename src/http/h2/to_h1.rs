@@ -197,6 +197,26 @@ fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, ()> {
     })))
 }
 
+/// Parses a raw chunked trailer section into a header map; `None` if it has no fields.
+fn trailer_map(raw: &[u8]) -> Option<http::HeaderMap> {
+    let mut slots = [httparse::EMPTY_HEADER; 32];
+    let Ok(httparse::Status::Complete((_, fields))) = httparse::parse_headers(raw, &mut slots)
+    else {
+        return None;
+    };
+    let mut map = http::HeaderMap::new();
+    for f in fields {
+        let lower = f.name.to_ascii_lowercase();
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(lower.as_bytes()),
+            HeaderValue::from_bytes(f.value),
+        ) {
+            map.append(n, v);
+        }
+    }
+    (!map.is_empty()).then_some(map)
+}
+
 pub(crate) async fn proxy<C: Connector>(
     mut r: Request<'_>,
     respond: &mut SendResponse<Bytes>,
@@ -413,20 +433,28 @@ async fn exchange<C: Connector, U: Io>(
         upstream: None,
     };
     if !end {
-        let result = body::forward(
+        let mut raw_trailers = Vec::new();
+        let sink = &mut DataSink { stream: &mut send };
+        let result = body::forward_with_trailers(
             up,
             &mut ubuf,
-            &mut DataSink { stream: &mut send },
+            sink,
             h.body,
             true,
             deadline,
             None,
+            Some(&mut raw_trailers),
         )
         .await;
         match result {
             Ok(n) => {
                 done.bytes_sent = n;
-                if send.send_data(Bytes::new(), true).is_err() {
+                // Chunked trailers become an HTTP/2 trailers frame.
+                let sent = match trailer_map(&raw_trailers) {
+                    Some(t) => send.send_trailers(t),
+                    None => send.send_data(Bytes::new(), true),
+                };
+                if sent.is_err() {
                     done.flag = ResponseFlag::DownstreamConnectionTermination;
                 }
             }
