@@ -1,15 +1,17 @@
-"""Load generators: wrk (closed loop), oha (open loop), and a small
-idle-connection holder. All of them target 127.0.0.1 only and are bounded."""
+"""Load generators: wrk (closed loop), oha (open loop), h2load (HTTP/2 closed
+loop) and a small idle-connection holder. All of them target 127.0.0.1 only and
+are bounded."""
 
 from __future__ import annotations
 
 import errno
 import json
+import re
 import selectors
 import socket
 import time
 
-from .util import CONFIGS, HarnessError, run
+from .util import CONFIGS, WORK, HarnessError, run
 
 
 def _assert_loopback(url: str) -> None:
@@ -79,6 +81,81 @@ def oha(tools, url: str, rate: int, conns: int, duration: int, cpus: str) -> dic
                   errors, lat, non2xx, json.dumps(errs)[:400])
     out["rate"] = rate
     return out
+
+
+_H2_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def _percentile(sorted_xs: list, q: float) -> float:
+    """Nearest-rank percentile of an ascending list (q in 0..100)."""
+    if not sorted_xs:
+        return 0.0
+    rank = max(1, -(-len(sorted_xs) * q // 100))   # ceil(n * q / 100)
+    return float(sorted_xs[int(min(rank, len(sorted_xs))) - 1])
+
+
+def h2load(tools, url: str, conns: int, streams: int, duration: int, cpus: str) -> dict:
+    """HTTP/2 over cleartext with prior knowledge (h2load's default for http://):
+    `conns` connections with up to `streams` concurrent streams each, closed
+    loop for `duration` seconds. h2load itself prints only min/max/mean/sd of the
+    request time, so the percentiles come from its per-request log
+    (--log-file: one row per finished request with its status and the
+    microseconds from the stream's start to the end of its response)."""
+    _assert_loopback(url)
+    threads = max(1, min(len(cpus.split(",")), conns))
+    log_file = WORK / "h2load-requests.tsv"
+    log_file.unlink(missing_ok=True)
+    cmd = ["taskset", "-c", cpus, tools["h2load"], "-t", str(threads), "-c", str(conns),
+           "-m", str(streams), "-D", str(duration), f"--log-file={log_file}", url + "/"]
+    res = run(cmd, timeout=duration + 30, check=False)
+    out = res.stdout
+    fin = re.search(r"^finished in ([\d.]+)(s|ms|us), ([\d.]+) req/s", out, re.M)
+    req = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                    r"(\d+) failed, (\d+) errored, (\d+) timeout", out, re.M)
+    codes = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
+    traffic = re.search(r"^traffic: .*?\((\d+)\) total", out, re.M)
+    if not (fin and req and codes):
+        log_file.unlink(missing_ok=True)
+        raise HarnessError(f"h2load failed ({res.returncode}): "
+                           f"{(res.stderr or out).strip()[-300:]}")
+    duration_s = float(fin.group(1)) * _H2_UNITS[fin.group(2)]
+    total, started, done, succeeded, failed, errored, timeout = map(int, req.groups())
+    n2xx, n3xx, n4xx, n5xx = map(int, codes.groups())
+    # Per-request rows: start (us since epoch), status (-1: failed stream), us.
+    lat, statuses = [], {}
+    try:
+        with open(log_file) as fh:
+            for line in fh:
+                cols = line.split("\t")
+                if len(cols) >= 3:
+                    statuses[cols[1]] = statuses.get(cols[1], 0) + 1
+                    lat.append(int(cols[2]))
+    except OSError:
+        pass
+    finally:
+        log_file.unlink(missing_ok=True)
+    lat.sort()
+    pct = {"p50": _percentile(lat, 50), "p90": _percentile(lat, 90),
+           "p99": _percentile(lat, 99), "p999": _percentile(lat, 99.9),
+           "max": float(lat[-1]) if lat else 0.0,
+           "mean": sum(lat) / len(lat) if lat else 0.0}
+    # h2load counts a finished stream as "succeeded" whatever its status, and
+    # counts status codes when the response head arrives (so a response still
+    # in flight at the end may be in "2xx" but not in "done"): the non-2xx
+    # count is the larger of its 3xx-5xx counts and the log's non-2xx rows.
+    non2xx = max(n3xx + n4xx + n5xx,
+                 sum(v for k, v in statuses.items() if not k.startswith("2")))
+    errors = {"failed": failed, "errored": errored, "timeout": timeout, "status": non2xx}
+    result = _result("h2load", done, duration_s, int(traffic.group(1)) if traffic else 0,
+                     errors, pct, non2xx, out.strip()[-600:])
+    # "failed" already includes the errored and timed-out streams.
+    result["socket_errors"] = max(failed, errored + timeout)
+    result["rps"] = float(fin.group(3))
+    result["h2"] = {"total": total, "started": started, "done": done,
+                    "succeeded": succeeded, "status_2xx": n2xx, "status_3xx": n3xx,
+                    "status_4xx": n4xx, "status_5xx": n5xx, "log_rows": len(lat),
+                    "log_statuses": statuses, "streams": streams}
+    return result
 
 
 class IdleHolder:

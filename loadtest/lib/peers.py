@@ -36,13 +36,16 @@ def _snippet(name: str, values: dict) -> str:
 
 
 class Upstream:
-    """nginx with `return 200` and static blobs, pinned to the client CPUs."""
+    """nginx with `return 200` and static blobs, pinned to the client CPUs.
+    The proxies talk HTTP/1.1 to `port`; `h2_port` (same server block) speaks
+    h2c with prior knowledge, for the no-proxy baseline of h2-streams only."""
 
     def __init__(self, s: Settings) -> None:
         self.s = s
-        self.port = util.free_port()
+        self.port, self.h2_port = util.free_port(), util.free_port()
         self.proc = None
         self.url = f"http://127.0.0.1:{self.port}"
+        self.h2_url = f"http://127.0.0.1:{self.h2_port}"
 
     def start(self) -> None:
         work = self.s.work
@@ -56,7 +59,7 @@ class Upstream:
             (work / d).mkdir(exist_ok=True)
         conf = render(CONFIGS / "nginx.conf", work / "nginx.conf",
                       {"workers": len(self.s.client_cpus.split(",")), "work": work,
-                       "port": self.port})
+                       "port": self.port, "h2_port": self.h2_port})
         logp = work / "nginx.log"
         self.proc = spawn(["taskset", "-c", self.s.client_cpus, self.s.tools["nginx"],
                            "-c", conf, "-e", work / "nginx-error.log"], logp)
@@ -91,6 +94,12 @@ class Peer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def h2_url(self) -> str:
+        """Where h2-streams sends h2c with prior knowledge: every proxy takes it
+        on its one listener (detected by the connection preface)."""
+        return self.url
 
     @property
     def pid(self) -> int | None:
@@ -138,6 +147,10 @@ class Direct(Peer):
 
     def start(self, churn: bool = False) -> None:
         self.port = self.upstream.port
+
+    @property
+    def h2_url(self) -> str:
+        return self.upstream.h2_url
 
     @property
     def pid(self):

@@ -96,7 +96,7 @@ def scenario_table(data: Data, name: str) -> str:
         v = valid_cell(data, name, p)
         m = lambda key: data.median(name, p, key)   # noqa: E731
         rt = lambda key: f_ratio(data.ratio(name, p, key)) if p != "envoy" else "1.00×"  # noqa
-        if sc.kind == "closed":
+        if sc.kind in ("closed", "h2"):
             rows.append([p, v, f_num(m(get("rps"))), rt(get("rps"))]
                         + [f_ms(m(lat(k))) for k, _ in PCTS]
                         + [f_num(m(get("cpu_us_per_req")), 1), rt(get("cpu_us_per_req")),
@@ -139,6 +139,7 @@ def scenario_table(data: Data, name: str) -> str:
                   "reloads ok/done per run", "errors per run (non-2xx + socket)",
                   "CPU µs/req"],
     }
+    heads["h2"] = heads["closed"]   # h2load is a closed loop too
     return table(heads[sc.kind], rows)
 
 
@@ -179,13 +180,13 @@ def charts(data: Data, outdir: Path, prefix: str, rel: str) -> list[str]:
         lines.append(f"![{title}]({rel}/{fname})")
 
     bars(f"{prefix}throughput.svg", "Requests/s (closed loop)", "requests/s",
-         names(("closed", "churn")), get("rps"))
+         names(("closed", "h2", "churn")), get("rps"))
     bars(f"{prefix}cpu-per-request.svg", "Proxy CPU per request", "CPU µs / request",
-         names(("closed", "open", "churn")), get("cpu_us_per_req"))
+         names(("closed", "h2", "open", "churn")), get("cpu_us_per_req"))
     bars(f"{prefix}body-throughput.svg", "Body throughput", "MB/s of body",
          names(("body",)), get("mb_per_s"))
     bars(f"{prefix}peak-rss.svg", "Peak RSS of the proxy", "MiB",
-         names(("closed", "body", "idle")),
+         names(("closed", "h2", "body", "idle")),
          lambda d: d["peak_rss"] / MiB if d.get("peak_rss") else None)
     for k, lab in (("p50", "p50"), ("p99", "p99")):
         groups = names(("open",))
@@ -199,7 +200,7 @@ def charts(data: Data, outdir: Path, prefix: str, rel: str) -> list[str]:
                       f"added {lab} latency, ms", groups, proxies, vals,
                       note="median over rounds of (proxy - direct) in the same round")
         lines.append(f"![added {lab} latency]({rel}/{fname})")
-    for name in names(("closed", "open")):
+    for name in names(("closed", "h2", "open")):
         series = {p: [data.median(name, p, lat(k)) and data.median(name, p, lat(k)) / 1000
                       for k, _ in PCTS] for p in data.peers(name)}
         fname = f"{prefix}latency-{name}.svg"

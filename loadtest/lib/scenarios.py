@@ -10,17 +10,17 @@ from . import loadgen, util
 from .util import HarnessError, log
 
 NOISY_PCT = 10.0   # other processes above this % of one CPU during a run: flagged
-H2_SKIP = "Outrigger does not support HTTP/2 yet (issue 4)"
 TLS_SKIP = "TLS not implemented yet"
 
 
 @dataclass
 class Scenario:
     name: str
-    kind: str            # closed | open | body | idle | churn | skip
+    kind: str            # closed | open | body | idle | churn | h2 | skip
     title: str
     measures: str
     conns: int = 0
+    streams: int = 0     # h2: concurrent streams per connection
     duration: int = 5
     rate: int = 0
     body_req: int = 0    # request body bytes (POST)
@@ -63,8 +63,9 @@ SCENARIOS = [
     Scenario("config-churn", "churn", "Config replaced every second under load, 32 connections",
              "requests/s and errors while the config is swapped and reloaded",
              conns=32, duration=8, proxies_only=True),
-    Scenario("h2-streams", "skip", "HTTP/2 (h2c), 4 connections x 100 streams",
-             "requests/s, p99", skip=H2_SKIP, tools=()),
+    Scenario("h2-streams", "h2", "HTTP/2 (h2c), 4 connections x 100 streams",
+             "requests/s, latency, proxy CPU per request (HTTP/2 downstream, "
+             "HTTP/1.1 keep-alive upstream)", conns=4, streams=100, tools=("h2load",)),
     Scenario("tls-handshakes", "skip", "TLS and mTLS listeners: handshakes/s",
              "handshakes/s", skip=TLS_SKIP, tools=()),
     Scenario("tls-keepalive", "skip", "TLS keep-alive requests/s",
@@ -102,7 +103,7 @@ class Runner:
         return self.duration or sc.duration
 
     # -- peer lifetime -------------------------------------------------------
-    def start(self, peer, churn=False) -> bool:
+    def start(self, peer, churn=False, sc: Scenario | None = None) -> bool:
         if peer.name in self.unavailable:
             self.start_errors[peer.name] = self.unavailable[peer.name]
             return False
@@ -111,7 +112,11 @@ class Runner:
             if peer.pid:   # idle RSS: right after start-up, before any load
                 self.idle_rss.setdefault(peer.name, []).append(util.rss_bytes(peer.pid))
             if not self.quick:   # warm-up: pools, caches, page faults
-                loadgen.wrk(self.s.tools, peer.url, 16, 1, self.s.client_cpus)
+                if sc is not None and sc.kind == "h2":   # the HTTP/2 code path
+                    loadgen.h2load(self.s.tools, peer.h2_url, sc.conns, sc.streams, 1,
+                                   self.s.client_cpus)
+                else:
+                    loadgen.wrk(self.s.tools, peer.url, 16, 1, self.s.client_cpus)
         except HarnessError as exc:
             peer.stop()
             self.start_errors[peer.name] = str(exc).splitlines()[0][:300]
@@ -127,7 +132,7 @@ class Runner:
             if not fresh:
                 for p in peers:
                     log(f"{sc.name}: start {p.name}")
-                    if self.start(p):
+                    if self.start(p, sc=sc):
                         up.add(p.name)
             for r in range(1, self.rounds + 1):
                 for p in peers:
@@ -170,6 +175,9 @@ class Runner:
                 if sc.kind == "open":
                     res = loadgen.oha(self.s.tools, p.url, sc.rate, sc.conns, secs,
                                       self.s.client_cpus)
+                elif sc.kind == "h2":
+                    res = loadgen.h2load(self.s.tools, p.h2_url, sc.conns, sc.streams,
+                                         secs, self.s.client_cpus)
                 else:
                     res = loadgen.wrk(self.s.tools, p.url, sc.conns, secs,
                                       self.s.client_cpus, sc.body_req, sc.path)
@@ -233,12 +241,28 @@ class Runner:
             run.invalid(f"{res['non2xx']} non-2xx responses")
         if res["socket_errors"]:
             run.invalid(f"socket errors {res['errors']}")
-        lo, hi = res["requests"], res["requests"] + sc.conns + 2
+        if sc.kind == "h2":
+            self.verify_h2(sc, run, res["h2"])
+        # Requests in flight when the client stops may or may not have reached
+        # the upstream: at most one per connection (HTTP/1.1) or per stream (h2).
+        lo, hi = res["requests"], res["requests"] + sc.conns * max(1, sc.streams) + 2
         if d["forwarded"] is not None and not lo <= d["forwarded"] <= hi:
             run.invalid(f"upstream saw {d['forwarded']} requests, client counted "
                         f"{res['requests']}")
         if sc.kind == "open" and res["rps"] < 0.95 * sc.rate:
             run.invalid(f"rate not sustained: {res['rps']:.0f} of {sc.rate} rps")
+
+    @staticmethod
+    def verify_h2(sc: Scenario, run: Run, h: dict) -> None:
+        """h2load's own counts must agree with each other and with its log."""
+        if h["succeeded"] != h["done"]:
+            run.invalid(f"h2load: {h['done']} done but {h['succeeded']} succeeded")
+        if h["log_rows"] != h["done"]:
+            run.invalid(f"h2load log has {h['log_rows']} rows for {h['done']} requests "
+                        "(latency percentiles incomplete)")
+        if not 0 <= h["started"] - h["done"] <= sc.conns * sc.streams:
+            run.invalid(f"h2load: {h['started']} started, {h['done']} done "
+                        f"(more than {sc.conns * sc.streams} in flight)")
 
     def measure_idle(self, sc: Scenario, p, run: Run) -> None:
         n = 300 if self.quick else sc.idle_conns
