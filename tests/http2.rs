@@ -314,3 +314,51 @@ fn grpc_timeout_shortens_the_route_timeout() {
         "the 200 ms grpc-timeout applied, not the 30 s route timeout: {took:?}"
     );
 }
+
+#[test]
+fn a_slow_upstream_reader_keeps_proxy_memory_bounded() {
+    use std::io::Read;
+    // An HTTP/1.1 upstream that reads the request body at about 1.6 MB/s.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = [0u8; 16 * 1024];
+            let deadline = Instant::now() + Duration::from_secs(6);
+            while Instant::now() < deadline {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+    });
+    let p = Proxy::start(&proxy_config_with(up, "0s", ""));
+    let dir = TempDir::new("h2-slow-upload");
+    let file = dir.join("big.bin");
+    // A sparse 512 MiB file: curl could push it in well under a second.
+    std::fs::File::create(&file)
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
+    let url = format!("http://{}/upload", p.listen);
+    let (code, _) = curl_h2(&[
+        "--max-time",
+        "3",
+        "-T",
+        file.to_str().unwrap(),
+        "-o",
+        "/dev/null",
+        &url,
+    ]);
+    assert_eq!(
+        code, 28,
+        "curl stops at its own time limit, the upload still running"
+    );
+    let hwm = p.vm_hwm_kib();
+    assert!(
+        hwm < 64 * 1024,
+        "proxy peak RSS {hwm} KiB: the client's window must close"
+    );
+}
