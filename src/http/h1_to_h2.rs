@@ -123,41 +123,13 @@ async fn exchange_inner<D: Io, C: Connector>(
 ) -> Result {
     let cs = &view.clusters[cluster];
     let stats = &cs.stats;
-    let endpoint = &cs.cfg.endpoints[ep];
     let Some(req) = to_h2_request(r.head) else {
         return failed(400, ResponseFlag::DownstreamProtocolError);
     };
-    let window = view
-        .snapshot
-        .listeners
-        .first()
-        .map_or(256 * 1024, |l| l.http2.initial_stream_window_size);
-    let mut send = match cs
-        .h2
-        .ready(
-            ep,
-            &*view.connector,
-            endpoint.addr,
-            cs.cfg.connect_timeout,
-            window,
-        )
-        .await
-    {
-        Ok((s, opened)) => {
-            if opened {
-                stats.cx_total.inc();
-                cs.endpoints[ep].cx_total.inc();
-            } else {
-                stats.cx_reused.inc();
-            }
-            s
-        }
-        Err(_) => {
-            stats.cx_connect_fail.inc();
-            cs.endpoints[ep].cx_connect_fail.inc();
-            return failed(503, ResponseFlag::UpstreamConnectFailure);
-        }
+    let Ok(mut send) = cs.h2_ready(ep, &*view.connector).await else {
+        return failed(503, ResponseFlag::UpstreamConnectFailure);
     };
+
     let end = r.body == BodyKind::Empty;
     let Ok((response, mut up_send)) = send.send_request(req, end) else {
         stats.rq_reset.inc();

@@ -21,7 +21,7 @@ pub(crate) struct ClusterState<C> {
     pub endpoints: Vec<EndpointStats>,
 }
 
-impl<C> ClusterState<C> {
+impl<C: 'static> ClusterState<C> {
     pub fn new(cfg: Arc<Cluster>, stats: Rc<ClusterStats>, seed: u64) -> Self {
         ClusterState {
             lb: RefCell::new(Lb::new(cfg.lb_policy, &cfg.endpoints, seed)),
@@ -39,6 +39,37 @@ impl<C> ClusterState<C> {
             name: Arc::from(cfg.name.as_str()),
             cfg,
             stats,
+        }
+    }
+
+    /// A ready HTTP/2 handle to endpoint `ep` (opening the connection if needed), with
+    /// the connection counters kept.
+    pub async fn h2_ready<K: super::Connector<Conn = C>>(
+        &self,
+        ep: usize,
+        connector: &K,
+    ) -> std::io::Result<h2::client::SendRequest<bytes::Bytes>> {
+        let addr = self.cfg.endpoints[ep].addr;
+        match self
+            .h2
+            .ready(ep, connector, addr, self.cfg.connect_timeout)
+            .await
+        {
+            Ok((s, opened)) => {
+                if opened {
+                    self.stats.cx_total.inc();
+                    self.endpoints[ep].cx_total.inc();
+                } else {
+                    self.stats.cx_reused.inc();
+                }
+                Ok(s)
+            }
+            Err(e) => {
+                tracing::debug!(upstream = %addr, error = %e, "upstream h2 connect failed");
+                self.stats.cx_connect_fail.inc();
+                self.endpoints[ep].cx_connect_fail.inc();
+                Err(e)
+            }
         }
     }
 

@@ -12,6 +12,11 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::Connector;
 
+/// Flow-control windows the proxy grants its HTTP/2 upstreams: how much response data
+/// may be in flight per stream and per connection before the proxy has passed it on.
+const STREAM_WINDOW: u32 = 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+
 pub(crate) struct H2Conns {
     conns: RefCell<Vec<Option<SendRequest<Bytes>>>>,
 }
@@ -31,7 +36,6 @@ impl H2Conns {
         connector: &C,
         addr: SocketAddr,
         timeout: Duration,
-        window: u32,
     ) -> std::io::Result<(SendRequest<Bytes>, bool)>
     where
         C::Conn: 'static,
@@ -49,8 +53,8 @@ impl H2Conns {
         let io = connector.connect(addr, timeout).await?;
         let mut builder = h2::client::Builder::new();
         builder
-            .initial_window_size(window)
-            .initial_connection_window_size(window.saturating_mul(4));
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
         let (send, conn) = builder
             .handshake::<_, Bytes>(io.compat())
             .await

@@ -157,7 +157,6 @@ where
 {
     let cs = &view.clusters[cluster];
     let stats = &cs.stats;
-    let endpoint = &cs.cfg.endpoints[ep];
     let grpc = r.grpc;
     let fail = |respond: &mut SendResponse<Bytes>, status: u16, msg: &'static str, flag| {
         stats.rq_class[4].inc();
@@ -170,43 +169,15 @@ where
             flag,
         )
     };
-    let window = view
-        .snapshot
-        .listeners
-        .first()
-        .map_or(256 * 1024, |l| l.http2.initial_stream_window_size);
-    let mut send = match cs
-        .h2
-        .ready(
-            ep,
-            &*view.connector,
-            endpoint.addr,
-            cs.cfg.connect_timeout,
-            window,
-        )
-        .await
-    {
-        Ok((s, opened)) => {
-            if opened {
-                stats.cx_total.inc();
-                cs.endpoints[ep].cx_total.inc();
-            } else {
-                stats.cx_reused.inc();
-            }
-            s
-        }
-        Err(e) => {
-            tracing::debug!(upstream = %endpoint.addr, error = %e, "upstream h2 connect failed");
-            stats.cx_connect_fail.inc();
-            cs.endpoints[ep].cx_connect_fail.inc();
-            return fail(
-                respond,
-                503,
-                "upstream connect error",
-                ResponseFlag::UpstreamConnectFailure,
-            );
-        }
+    let Ok(mut send) = cs.h2_ready(ep, &*view.connector).await else {
+        return fail(
+            respond,
+            503,
+            "upstream connect error",
+            ResponseFlag::UpstreamConnectFailure,
+        );
     };
+
     let uri = Uri::builder()
         .scheme("http")
         .authority(r.authority)
