@@ -729,11 +729,24 @@ impl Conn {
                     _ => b"upstream connect error or disconnect/reset before headers",
                 };
                 stats.rq_class[4].inc();
-                let mut o = self
-                    .local(down, view, plan, res.status, None, msg, res.flag)
-                    .await;
-                o.keep_alive = false;
-                return o;
+                // The request body may be half read: answer and close, without
+                // trying to read the rest of it.
+                self.wbuf.clear();
+                encode::write_local_reply(
+                    &mut self.wbuf,
+                    res.status,
+                    None,
+                    msg,
+                    true,
+                    plan.is_head,
+                );
+                let _ = down.write_all(&self.wbuf).await;
+                self.rec.bytes_sent = self.wbuf.len() as u64;
+                return Outcome {
+                    status: res.status,
+                    flag: res.flag,
+                    keep_alive: false,
+                };
             }
             return Outcome {
                 status: res.status,

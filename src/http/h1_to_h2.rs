@@ -97,7 +97,10 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
     ep: usize,
     deadline: Option<Instant>,
 ) -> Result {
-    let work = exchange_inner(down, rbuf, out, r, view, cluster, ep);
+    // Bytes already written to the client: after a timeout, a local reply is only
+    // possible if this is still zero.
+    let sent = std::cell::Cell::new(0u64);
+    let work = exchange_inner(down, rbuf, out, r, view, cluster, ep, &sent);
     let Some(d) = deadline else { return work.await };
     let expire = async {
         glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await;
@@ -107,11 +110,14 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
         Some(res) => res,
         None => {
             view.clusters[cluster].stats.rq_timeout.inc();
-            failed(504, ResponseFlag::UpstreamTimeout)
+            let mut res = failed(504, ResponseFlag::UpstreamTimeout);
+            res.bytes_sent = sent.get();
+            res
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn exchange_inner<D: Io, C: Connector>(
     down: &mut D,
     rbuf: &mut ReadBuf,
@@ -120,6 +126,7 @@ async fn exchange_inner<D: Io, C: Connector>(
     view: &WorkerView<C>,
     cluster: usize,
     ep: usize,
+    sent: &std::cell::Cell<u64>,
 ) -> Result {
     let cs = &view.clusters[cluster];
     let stats = &cs.stats;
@@ -212,6 +219,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         bytes_received: received,
         bytes_sent: out.len() as u64,
     };
+    sent.set(out.len() as u64);
     if down.write_all(out).await.is_err() {
         res.flag = ResponseFlag::DownstreamConnectionTermination;
         res.keep_alive = false;
