@@ -666,33 +666,14 @@ impl Conn {
     ) -> Outcome {
         let cs = &view.clusters[cluster];
         let stats = &cs.stats;
-        stats.rq_total.inc();
-        if self.logging {
-            self.rec.cluster = Some(cs.name.clone());
-        }
-        let Some(ep) = cs.pick() else {
-            stats.rq_no_healthy.inc();
-            stats.rq_class[4].inc();
-            return self
-                .local(
-                    down,
-                    view,
-                    plan,
-                    503,
-                    None,
-                    b"no healthy upstream",
-                    ResponseFlag::NoHealthyUpstream,
-                )
-                .await;
+        let ep = match self.begin_upstream(down, view, plan, cluster).await {
+            Ok(ep) => ep,
+            Err(uh) => return uh,
         };
         let endpoint = &cs.cfg.endpoints[ep];
         let es = &cs.endpoints[ep];
-        es.rq_total.inc();
         es.rq_active.inc();
         let _active = Active(&es.rq_active);
-        if self.logging {
-            self.rec.upstream = Some(endpoint.addr);
-        }
         let deadline = (!timeout.is_zero()).then(|| start + timeout);
         if cs.cfg.protocol == UpstreamProtocol::Http2 {
             // The upstream head moves out of `wbuf` while the response head is written.
@@ -973,7 +954,9 @@ impl Conn {
             } => (head_len, status, body, strip, close_down, reuse_up),
             Response::Upgraded(head_len) => {
                 stats.rq_class[0].inc();
-                return self.tunnel(down, up, head_len, plan.idle_timeout).await;
+                return self
+                    .tunnel(down, up, head_len, plan.idle_timeout, 101)
+                    .await;
             }
             // Interim responses are consumed while reading the head; none reaches here.
             Response::Interim(_) => {
@@ -1026,6 +1009,43 @@ impl Conn {
         }
     }
 
+    /// Counts the request for `cluster` and picks its endpoint (noting both for the
+    /// access log), or answers `503 UH` when the cluster has none.
+    async fn begin_upstream<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        plan: &Plan<'_>,
+        cluster: usize,
+    ) -> Result<usize, Outcome> {
+        let cs = &view.clusters[cluster];
+        if self.logging {
+            self.rec.cluster = Some(cs.name.clone());
+        }
+        match cs.start_request() {
+            Some(ep) => {
+                if self.logging {
+                    self.rec.upstream = Some(cs.cfg.endpoints[ep].addr);
+                }
+                Ok(ep)
+            }
+            None => {
+                let msg = b"no healthy upstream";
+                Err(self
+                    .local(
+                        down,
+                        view,
+                        plan,
+                        503,
+                        None,
+                        msg,
+                        ResponseFlag::NoHealthyUpstream,
+                    )
+                    .await)
+            }
+        }
+    }
+
     /// CONNECT: open a TCP connection to an endpoint of the cluster, answer 200, then
     /// carry bytes both ways until both sides close.
     async fn connect<D: Io, C: Connector>(
@@ -1036,32 +1056,13 @@ impl Conn {
         cluster: usize,
     ) -> Outcome {
         let cs = &view.clusters[cluster];
-        cs.stats.rq_total.inc();
-        if self.logging {
-            self.rec.cluster = Some(cs.name.clone());
-        }
-        let Some(ep) = cs.pick() else {
-            cs.stats.rq_no_healthy.inc();
-            cs.stats.rq_class[4].inc();
-            return self
-                .local(
-                    down,
-                    view,
-                    plan,
-                    503,
-                    None,
-                    b"no healthy upstream",
-                    ResponseFlag::NoHealthyUpstream,
-                )
-                .await;
+        let ep = match self.begin_upstream(down, view, plan, cluster).await {
+            Ok(ep) => ep,
+            Err(uh) => return uh,
         };
         let endpoint = &cs.cfg.endpoints[ep];
         let es = &cs.endpoints[ep];
-        es.rq_total.inc();
-        if self.logging {
-            self.rec.upstream = Some(endpoint.addr);
-        }
-        let mut up = match view
+        let up = match view
             .connector
             .connect(endpoint.addr, cs.cfg.connect_timeout)
             .await
@@ -1089,45 +1090,26 @@ impl Conn {
         cs.stats.rq_class[1].inc();
         es.rq_active.inc();
         let _active = Active(&es.rq_active);
-        let closed = |flag| Outcome {
-            status: 200,
-            flag,
-            keep_alive: false,
-        };
-        let established: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
-        if down.write_all(established).await.is_err() {
-            return closed(ResponseFlag::DownstreamConnectionTermination);
-        }
-        self.rec.bytes_sent = established.len() as u64;
-        // Bytes the client sent right after the CONNECT head belong to the tunnel.
-        if !self.rbuf.is_empty() {
-            if up.write_all(self.rbuf.data()).await.is_err() {
-                return closed(ResponseFlag::UpstreamConnectionTermination);
-            }
-            self.rec.bytes_received += self.rbuf.len() as u64;
-            let n = self.rbuf.len();
-            self.rbuf.consume(n);
-        }
-        let (Ok(mut down2), Ok(mut up2)) = (down.try_clone(), up.try_clone()) else {
-            return closed(ResponseFlag::UpstreamConnectionTermination);
-        };
-        let t = crate::tunnel::run(down, &mut down2, &mut up, &mut up2, plan.idle_timeout).await;
-        self.rec.bytes_received += t.bytes_a_to_b;
-        self.rec.bytes_sent += t.bytes_b_to_a;
-        closed(crate::tunnel::flag_for(t))
+        self.wbuf.clear();
+        self.wbuf
+            .extend_from_slice(b"HTTP/1.1 200 Connection Established\r\n\r\n");
+        self.tunnel(down, up, 0, plan.idle_timeout, 200).await
     }
 
-    /// After a `101 Switching Protocols`: send the head on, then copy bytes both ways
-    /// until both sides are done. The connection is not reused afterwards.
+    /// Turns the connection into a tunnel (after a `101 Switching Protocols`, or a
+    /// CONNECT's `200`): send the head in `wbuf` on (dropping `head_len` bytes of upstream
+    /// head from `ubuf`), pass on bytes that already arrived behind the heads, then copy
+    /// both ways until both sides are done. The connection is not reused afterwards.
     async fn tunnel<D: Io, U: Io>(
         &mut self,
         down: &mut D,
         mut up: U,
         head_len: usize,
         idle: Duration,
+        status: u16,
     ) -> Outcome {
         let closed = |flag| Outcome {
-            status: 101,
+            status,
             flag,
             keep_alive: false,
         };

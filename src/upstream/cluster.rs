@@ -73,6 +73,19 @@ impl<C: 'static> ClusterState<C> {
         }
     }
 
+    /// Counts a request for this cluster and picks its endpoint. `None` means the cluster
+    /// has no endpoint; that is counted as a no-healthy-upstream 5xx.
+    pub fn start_request(&self) -> Option<usize> {
+        self.stats.rq_total.inc();
+        let Some(ep) = self.pick() else {
+            self.stats.rq_no_healthy.inc();
+            self.stats.rq_class[4].inc();
+            return None;
+        };
+        self.endpoints[ep].rq_total.inc();
+        Some(ep)
+    }
+
     /// Picks an endpoint with the cluster's load-balancing policy.
     pub fn pick(&self) -> Option<usize> {
         self.lb

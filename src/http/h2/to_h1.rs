@@ -227,7 +227,6 @@ pub(crate) async fn proxy<C: Connector>(
 ) -> Done {
     let cs = &view.clusters[cluster];
     let stats = &cs.stats;
-    stats.rq_total.inc();
     let fail = |respond: &mut SendResponse<Bytes>, status: u16, msg: &'static str, flag| {
         stats.rq_class[4].inc();
         local(
@@ -239,18 +238,19 @@ pub(crate) async fn proxy<C: Connector>(
             flag,
         )
     };
-    let Some(ep) = cs.pick() else {
-        stats.rq_no_healthy.inc();
-        return fail(
+    let Some(ep) = cs.start_request() else {
+        let body = Bytes::from_static(b"no healthy upstream");
+        return local(
             respond,
+            r.grpc,
             503,
-            "no healthy upstream",
+            None,
+            &body,
             ResponseFlag::NoHealthyUpstream,
         );
     };
     let endpoint = &cs.cfg.endpoints[ep];
     let es = &cs.endpoints[ep];
-    es.rq_total.inc();
     es.rq_active.inc();
     let deadline = (!timeout.is_zero()).then(|| start + timeout);
     let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));

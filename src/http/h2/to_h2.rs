@@ -96,10 +96,7 @@ where
 {
     let grpc = r.grpc;
     let cs = &view.clusters[cluster];
-    cs.stats.rq_total.inc();
-    let Some(ep) = cs.pick() else {
-        cs.stats.rq_no_healthy.inc();
-        cs.stats.rq_class[4].inc();
+    let Some(ep) = cs.start_request() else {
         return local(
             respond,
             grpc,
@@ -111,7 +108,6 @@ where
     };
     let endpoint = &cs.cfg.endpoints[ep];
     let es = &cs.endpoints[ep];
-    es.rq_total.inc();
     es.rq_active.inc();
     let exchange = exchange(r, respond, view, cluster, ep);
     let mut done = if timeout.is_zero() {
