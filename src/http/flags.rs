@@ -22,7 +22,8 @@ pub enum ResponseFlag {
     DownstreamProtocolError,
     /// DC: the downstream connection went away mid-request.
     DownstreamConnectionTermination,
-    /// DRT: the downstream stopped sending for longer than the idle timeout.
+    /// DRT: the idle timeout expired: a client stopped sending a body, or a tunnel (TCP
+    /// proxy, upgrade, CONNECT) moved no byte either way for that long.
     DownstreamIdleTimeout,
 }
 

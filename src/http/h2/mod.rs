@@ -1,6 +1,7 @@
 //! The HTTP/2 side of the connection manager: h2c with prior knowledge, detected on the
 //! same port as HTTP/1.1 by the connection preface. Streams are routed by the same
-//! router and proxied to HTTP/1.1 upstreams (`to_h1`), with end-to-end flow control.
+//! router and proxied in the cluster's protocol: to HTTP/1.1 upstreams (`to_h1`) or over
+//! a multiplexed HTTP/2 upstream connection (`to_h2`), with end-to-end flow control.
 //!
 //! The h2 crate runs on glommio through tokio-util's futures-io compat adapter; no tokio
 //! runtime exists. Each stream runs as its own task on the worker that accepted the

@@ -192,10 +192,7 @@ pub(crate) async fn serve<C: Connector>(
         }) => {
             cluster_name = Some(view.clusters[*cluster].name.clone());
             let mut timeout = *timeout;
-            if let Some(g) = grpc
-                .then(|| super::stream::grpc_timeout(&parts.headers))
-                .flatten()
-            {
+            if let Some(g) = grpc.then(|| grpc_timeout(&parts.headers)).flatten() {
                 if timeout.is_zero() || g < timeout {
                     timeout = g;
                 }
