@@ -619,31 +619,38 @@ pub struct Response {
     pub wire_len: u64,
 }
 
+/// The value of the first field called `name` (case-insensitive).
+pub fn first_named<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The values of every field called `name` (case-insensitive), in order.
+pub fn all_named<'a>(fields: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    fields
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 /// How much of a body the client keeps in memory.
 pub const BODY_KEEP: usize = 8 << 20;
 const TAIL_KEEP: usize = 64;
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_named(&self.headers, name)
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        all_named(&self.headers, name)
     }
 
     pub fn trailer(&self, name: &str) -> Option<&str> {
-        self.trailers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_named(&self.trailers, name)
     }
 
     pub fn body_str(&self) -> String {
@@ -1017,18 +1024,11 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        first_named(&self.headers, name)
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        all_named(&self.headers, name)
     }
 
     pub fn has_header(&self, name: &str) -> bool {
