@@ -6,10 +6,12 @@
 
 pub mod admin;
 pub mod config;
+pub(crate) mod contain;
 pub mod demo;
 pub mod http;
 pub mod observe;
 pub mod runtime;
 pub mod tcp;
+pub mod test_hooks;
 pub mod tunnel;
 pub mod upstream;

@@ -73,6 +73,18 @@ pub fn render(r: &StatsReport) -> String {
         "Access-log lines dropped because the flush thread fell behind.",
         access_log_dropped
     );
+    per_listener!(
+        "outrigger_downstream_cx_panic_total",
+        "counter",
+        "Connections or HTTP/2 streams cut off because their handling panicked (a bug; see the error log).",
+        cx_panic
+    );
+    per_listener!(
+        "outrigger_downstream_cx_overflow_total",
+        "counter",
+        "Connections closed at accept because a connection limit was reached.",
+        cx_overflow
+    );
 
     family(
         &mut out,

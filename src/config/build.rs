@@ -204,6 +204,13 @@ impl Builder {
         if spin_before_park > Duration::from_millis(10) {
             self.err("runtime.spin_before_park".into(), "must be at most 10ms");
         }
+        let max_connections = runtime.and_then(|r| r.max_connections);
+        if max_connections == Some(0) {
+            self.err(
+                "runtime.max_connections".into(),
+                "must be at least 1 (omit it for no limit)",
+            );
+        }
 
         self.unique("clusters", raw.clusters.iter().map(|c| c.name.as_str()));
         self.unique(
@@ -254,6 +261,7 @@ impl Builder {
             concurrency,
             drain_timeout,
             spin_before_park,
+            max_connections,
             listeners,
             route_tables,
             clusters,
@@ -437,6 +445,36 @@ impl Builder {
         if backlog == 0 {
             self.err(format!("{p}.backlog"), "must be at least 1");
         }
+        // Envoy's defaults: no request-head deadline, a 5-minute stream idle timeout.
+        let request_headers_timeout = self.duration(
+            format!("{p}.request_headers_timeout"),
+            &l.request_headers_timeout,
+            Duration::ZERO,
+        );
+        let stream_idle_timeout = self.duration(
+            format!("{p}.stream_idle_timeout"),
+            &l.stream_idle_timeout,
+            Duration::from_secs(300),
+        );
+        if l.max_connections == Some(0) {
+            self.err(
+                format!("{p}.max_connections"),
+                "must be at least 1 (omit it for no limit)",
+            );
+        }
+        let fd = Forwarding::default();
+        let rf = l.forwarding.as_ref();
+        let forwarding = Forwarding {
+            use_remote_address: rf
+                .and_then(|f| f.use_remote_address)
+                .unwrap_or(fd.use_remote_address),
+            xff_num_trusted_hops: rf
+                .and_then(|f| f.xff_num_trusted_hops)
+                .unwrap_or(fd.xff_num_trusted_hops),
+            skip_xff_append: rf
+                .and_then(|f| f.skip_xff_append)
+                .unwrap_or(fd.skip_xff_append),
+        };
         Some(Listener {
             name: l.name.clone(),
             addr: addr?,
@@ -446,6 +484,10 @@ impl Builder {
             backlog,
             access_log,
             http2,
+            request_headers_timeout,
+            stream_idle_timeout,
+            max_connections: l.max_connections,
+            forwarding,
         })
     }
 

@@ -23,6 +23,8 @@ pub struct Snapshot {
     pub drain_timeout: Duration,
     /// How long an idle worker polls for new events before it sleeps (zero: sleep at once).
     pub spin_before_park: Duration,
+    /// Process-wide cap on open downstream connections (`None`: no cap).
+    pub max_connections: Option<u64>,
     pub listeners: Vec<Listener>,
     pub route_tables: Vec<RouteTable>,
     pub clusters: Vec<Arc<Cluster>>,
@@ -40,6 +42,37 @@ pub struct Listener {
     pub backlog: u32,
     pub access_log: Option<AccessLog>,
     pub http2: Http2Settings,
+    /// Deadline for receiving a complete request head, from its first byte (zero: none).
+    pub request_headers_timeout: Duration,
+    /// A stream that moves no byte either way for this long is ended (zero: never).
+    pub stream_idle_timeout: Duration,
+    /// Cap on this listener's open connections, over all workers (`None`: no cap).
+    pub max_connections: Option<u64>,
+    pub forwarding: Forwarding,
+}
+
+/// Who the client is and what the proxy adds to `x-forwarded-for`, as Envoy's
+/// `use_remote_address`, `xff_num_trusted_hops` and `skip_xff_append`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarding {
+    /// The client address is the connection's peer (true), or is read from
+    /// `x-forwarded-for` (false).
+    pub use_remote_address: bool,
+    /// Addresses at the right end of `x-forwarded-for` that were added by trusted proxies.
+    pub xff_num_trusted_hops: u32,
+    /// Do not append the peer address to `x-forwarded-for`.
+    pub skip_xff_append: bool,
+}
+
+impl Default for Forwarding {
+    /// A sidecar sees its clients directly: the peer is the client and is appended.
+    fn default() -> Self {
+        Forwarding {
+            use_remote_address: true,
+            xff_num_trusted_hops: 0,
+            skip_xff_append: false,
+        }
+    }
 }
 
 /// HTTP/2 settings a listener advertises to its clients.

@@ -36,6 +36,8 @@ pub(crate) struct RawRuntime {
     pub drain_timeout: Option<String>,
     #[serde(default)]
     pub spin_before_park: Option<String>,
+    #[serde(default)]
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +60,25 @@ pub(crate) struct RawListener {
     pub access_log: Option<RawAccessLog>,
     #[serde(default)]
     pub http2: Option<RawHttp2>,
+    #[serde(default)]
+    pub request_headers_timeout: Option<String>,
+    #[serde(default)]
+    pub stream_idle_timeout: Option<String>,
+    #[serde(default)]
+    pub max_connections: Option<u64>,
+    #[serde(default)]
+    pub forwarding: Option<RawForwarding>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawForwarding {
+    #[serde(default)]
+    pub use_remote_address: Option<bool>,
+    #[serde(default)]
+    pub xff_num_trusted_hops: Option<u32>,
+    #[serde(default)]
+    pub skip_xff_append: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

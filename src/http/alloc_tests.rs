@@ -215,6 +215,7 @@ fn serve(requests: usize) -> (u64, usize, usize) {
         connector: connector.clone(),
         draining: Rc::new(Cell::new(false)),
         bufs: Rc::new(crate::http::buf::BufPool::new(8192, 16)),
+        hooks: Rc::default(),
         snapshot,
     });
     let received = Rc::new(Cell::new(0));

@@ -102,9 +102,8 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     listener: usize,
     slot: Rc<ConnSlot>,
 ) {
-    let stats = view.listener_stats[listener].clone();
-    stats.cx_total.inc();
-    stats.cx_active.inc();
+    // Connection counts (total, active) are kept by the accept loop, which also contains
+    // a panic in here to this connection.
     let l = &view.snapshot.listeners[listener];
     down.set_read_timeout(Some(l.idle_timeout));
     down.set_write_timeout(Some(l.idle_timeout));
@@ -141,7 +140,6 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         let read = conn.rbuf.fill(&mut down).await;
         slot.idle.set(false);
         if !matches!(read, Ok(n) if n > 0) {
-            stats.cx_active.dec();
             return;
         }
     }
@@ -156,7 +154,6 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         while conn.serve_one(&mut down, &view, listener, &slot).await {}
         let _ = down.close().await;
     }
-    stats.cx_active.dec();
 }
 
 /// Parses the request head in `data` and decides what to do. `Ok(None)` means the head is
@@ -203,6 +200,8 @@ fn prepare<'v, C: Connector>(
         return prepare_connect(path, minor, framing, headers, l, view, head_len, rec);
     }
     let target = head::target(path)?;
+    view.hooks
+        .on_request(target.path.split('?').next().unwrap_or_default());
     let mut host: Option<&[u8]> = None;
     for h in headers {
         if head::classify(h.name) == Special::Host {

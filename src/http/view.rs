@@ -28,6 +28,8 @@ pub struct WorkerView<C: Connector> {
     pub draining: Rc<Cell<bool>>,
     /// Upstream response buffers, lent per request (shared by all views of a worker).
     pub(crate) bufs: Rc<BufPool>,
+    /// Test-only fault hooks (off unless set in the environment).
+    pub hooks: Rc<crate::test_hooks::TestHooks>,
 }
 
 /// Per-connection handle the worker uses to close idle keep-alive connections on drain.

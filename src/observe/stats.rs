@@ -75,6 +75,10 @@ pub struct ListenerStats {
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
     pub access_log_dropped: Counter,
+    /// Connections (or HTTP/2 streams) whose handling panicked and was cut off.
+    pub cx_panic: Counter,
+    /// Connections closed at accept because a connection limit was reached.
+    pub cx_overflow: Counter,
 }
 
 impl ListenerStats {
@@ -106,6 +110,8 @@ impl ListenerStats {
             bytes_received: self.bytes_received.get(),
             bytes_sent: self.bytes_sent.get(),
             access_log_dropped: self.access_log_dropped.get(),
+            cx_panic: self.cx_panic.get(),
+            cx_overflow: self.cx_overflow.get(),
         }
     }
 }
@@ -171,6 +177,8 @@ pub struct ListenerReport {
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub access_log_dropped: u64,
+    pub cx_panic: u64,
+    pub cx_overflow: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -237,6 +245,8 @@ impl StatsReport {
                     x.bytes_received += l.bytes_received;
                     x.bytes_sent += l.bytes_sent;
                     x.access_log_dropped += l.access_log_dropped;
+                    x.cx_panic += l.cx_panic;
+                    x.cx_overflow += l.cx_overflow;
                 }
             }
         }

@@ -51,6 +51,8 @@ pub struct Control {
     pub current: RefCell<Arc<Snapshot>>,
     applied: RefCell<Vec<u64>>,
     pub draining: Cell<bool>,
+    /// A worker executor stopped without being told to: not ready, drain, exit non-zero.
+    pub worker_died: Cell<bool>,
     /// Listener name -> address the workers have sockets for.
     bound: RefCell<HashMap<String, SocketAddr>>,
     senders: Vec<ConnectedSender<ToWorker>>,
@@ -61,7 +63,9 @@ pub struct Control {
 impl Control {
     pub fn is_ready(&self) -> bool {
         let v = self.current.borrow().version;
-        !self.draining.get() && self.applied.borrow().iter().all(|&a| a == v)
+        !self.draining.get()
+            && !self.worker_died.get()
+            && self.applied.borrow().iter().all(|&a| a == v)
     }
 
     /// Re-reads the source. A bad config is refused whole and the old one keeps serving.
@@ -170,6 +174,7 @@ pub async fn run(
     first: Snapshot,
     first_sockets: Vec<Vec<(String, Socket)>>,
     links: Vec<WorkerLink>,
+    exits: Vec<Arc<AtomicBool>>,
     admin: Option<Socket>,
     signals: SignalFlags,
 ) {
@@ -187,6 +192,7 @@ pub async fn run(
         current: RefCell::new(Arc::new(first_placeholder())),
         applied: RefCell::new(vec![0; workers]),
         draining: Cell::new(false),
+        worker_died: Cell::new(false),
         bound: RefCell::new(HashMap::new()),
         senders,
         stats_rx,
@@ -221,6 +227,17 @@ pub async fn run(
         if signals.terminate.load(Ordering::Relaxed) {
             break;
         }
+        // A worker thread that ended without a drain died: a panic outside any
+        // connection's containment. Its state is gone; the process stops serving, drains
+        // the others and exits non-zero so that a supervisor restarts it whole.
+        if let Some(i) = exits.iter().position(|e| e.load(Ordering::Acquire)) {
+            tracing::error!(
+                worker = i,
+                "worker executor stopped unexpectedly: not ready, draining the other workers, then exiting non-zero"
+            );
+            control.worker_died.set(true);
+            break;
+        }
         if signals.reload.swap(false, Ordering::Relaxed) {
             match control.reload().await {
                 Ok(v) => tracing::info!(version = v, "reloaded on SIGHUP"),
@@ -230,10 +247,11 @@ pub async fn run(
     }
     let timeout = control.current.borrow().drain_timeout;
     control.drain(timeout).await;
-    // Each worker's channel closes when it exits.
-    for l in listeners {
-        l.await;
+    // Wait for every worker thread to end (a dead one already has).
+    while !exits.iter().all(|e| e.load(Ordering::Acquire)) {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
     }
+    drop(listeners);
     tracing::info!("all workers stopped");
 }
 
@@ -245,6 +263,7 @@ fn first_placeholder() -> Snapshot {
         concurrency: None,
         drain_timeout: Duration::from_secs(10),
         spin_before_park: Duration::ZERO,
+        max_connections: None,
         listeners: Vec::new(),
         route_tables: Vec::new(),
         clusters: Vec::new(),

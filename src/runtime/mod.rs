@@ -1,6 +1,7 @@
 //! Process start-up: preflight checks, sockets, the worker executors (one per core,
 //! pinned), the control executor, the access-log flush thread and signal handlers.
 
+pub mod admission;
 pub mod control;
 pub mod messages;
 pub mod preflight;
@@ -55,6 +56,8 @@ pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), Strin
             .map_err(|e| format!("signal handler: {e}"))?;
     }
 
+    let counts = Arc::new(admission::ConnCounts::default());
+    let mut exits = Vec::with_capacity(workers);
     let mut links = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
     for id in 0..workers {
@@ -66,14 +69,20 @@ pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), Strin
         });
         let cpu = cpus.get(id % cpus.len().max(1)).copied().unwrap_or(0);
         let log_tx = log_tx.clone();
+        let counts = counts.clone();
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("outrigger-w{id}"))
             .io_memory(IO_MEMORY);
         if !snapshot.spin_before_park.is_zero() {
             builder = builder.spin_before_park(snapshot.spin_before_park);
         }
+        let exit = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        exits.push(exit.clone());
         let h = builder
-            .spawn(move || worker::run(id, to_rx, from_tx, log_tx))
+            .spawn(move || {
+                worker::flag_exit_on_thread_end(exit);
+                worker::run(id, to_rx, from_tx, log_tx, counts)
+            })
             .map_err(|e| format!("cannot start worker {id} on cpu {cpu}: {e}"))?;
         handles.push(h);
     }
@@ -82,7 +91,17 @@ pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), Strin
     let control = LocalExecutorBuilder::new(Placement::Unbound)
         .name("outrigger-control")
         .io_memory(IO_MEMORY)
-        .spawn(move || control::run(source, snapshot, first_sockets, links, admin, signals))
+        .spawn(move || {
+            control::run(
+                source,
+                snapshot,
+                first_sockets,
+                links,
+                exits,
+                admin,
+                signals,
+            )
+        })
         .map_err(|e| format!("cannot start the control executor: {e}"))?;
     tracing::info!(
         workers,
@@ -90,13 +109,20 @@ pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), Strin
         admin = %admin_addr.map_or("disabled".to_string(), |a| a.to_string()),
         "outrigger started"
     );
-    for h in handles {
-        if let Err(e) = h.join() {
-            tracing::error!(error = %e, "worker failed");
+    let mut died = Vec::new();
+    for (id, h) in handles.into_iter().enumerate() {
+        if h.join().is_err() {
+            died.push(id);
         }
     }
     control
         .join()
         .map_err(|e| format!("control executor failed: {e}"))?;
+    if !died.is_empty() {
+        // The others were drained; exit non-zero so that a supervisor restarts us.
+        return Err(format!(
+            "worker executor {died:?} died (see the panic above); the other workers were drained"
+        ));
+    }
     Ok(())
 }

@@ -17,6 +17,7 @@ use glommio::{spawn_local, Task};
 use std::os::fd::FromRawFd;
 
 use crate::config::{ListenerKind, Snapshot};
+use crate::contain::contain;
 use crate::http::buf::BufPool;
 use crate::http::conn;
 use crate::http::view::{ConnSlot, WorkerView};
@@ -26,6 +27,7 @@ use crate::tcp;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::TcpConnector;
 
+use super::admission::{ConnCounts, ListenerCount};
 use super::messages::{FromWorker, ToWorker};
 
 type View = WorkerView<TcpConnector>;
@@ -56,6 +58,29 @@ struct Worker {
     /// Open connections, for closing idle ones on drain.
     conns: RefCell<HashMap<u64, (RawFd, Rc<ConnSlot>)>>,
     next_conn: Cell<u64>,
+    /// Open-connection counts shared with the other workers, for connection limits.
+    counts: Arc<ConnCounts>,
+    hooks: Rc<crate::test_hooks::TestHooks>,
+}
+
+thread_local! {
+    static EXIT_FLAG: RefCell<Option<ExitFlag>> = const { RefCell::new(None) };
+}
+
+/// Sets its flag when the worker thread ends, however it ends.
+struct ExitFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for ExitFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Arranges for `flag` to be set when the calling thread exits, normally or by a panic.
+/// A thread-local's destructor runs in both cases, whatever the executor does with the
+/// futures it held; the control executor watches the flag to notice a dead worker.
+pub fn flag_exit_on_thread_end(flag: Arc<std::sync::atomic::AtomicBool>) {
+    EXIT_FLAG.with(|f| *f.borrow_mut() = Some(ExitFlag(flag)));
 }
 
 /// Runs a worker until it is told to drain (or the control executor goes away).
@@ -64,6 +89,7 @@ pub async fn run(
     rx: SharedReceiver<ToWorker>,
     tx: SharedSender<FromWorker>,
     log_tx: SyncSender<Batch>,
+    counts: Arc<ConnCounts>,
 ) {
     let rx = rx.connect().await;
     let tx = tx.connect().await;
@@ -81,6 +107,8 @@ pub async fn run(
         acceptors: RefCell::default(),
         conns: RefCell::default(),
         next_conn: Cell::new(0),
+        counts,
+        hooks: Rc::new(crate::test_hooks::TestHooks::from_env()),
     });
     let ticker = spawn_local(tick(w.clone()));
     // While draining, the worker keeps answering control messages (stats scrapes).
@@ -131,6 +159,7 @@ async fn tick(w: Rc<Worker>) {
     loop {
         glommio::timer::sleep(Duration::from_millis(100)).await;
         n += 1;
+        w.hooks.on_worker_tick();
         for sink in w.sinks.borrow().values() {
             sink.flush();
         }
@@ -238,6 +267,7 @@ impl Worker {
             connector: self.connector.clone(),
             draining: self.draining.clone(),
             bufs: self.bufs.clone(),
+            hooks: self.hooks.clone(),
         });
         *self.current.borrow_mut() = Some(view);
 
@@ -247,7 +277,8 @@ impl Worker {
         for (name, socket) in sockets {
             // SAFETY: the socket is bound and listening, and ownership moves to glommio.
             let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
-            let task = spawn_local(accept_loop(self.clone(), name.clone(), listener));
+            let count = self.counts.listener(&name);
+            let task = spawn_local(accept_loop(self.clone(), name.clone(), listener, count));
             acceptors.insert(name, task);
         }
     }
@@ -300,7 +331,7 @@ impl Worker {
     }
 }
 
-async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener) {
+async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: ListenerCount) {
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -316,6 +347,13 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener) {
         let Some(index) = view.snapshot.listeners.iter().position(|l| l.name == name) else {
             continue;
         };
+        let stats = view.listener_stats[index].clone();
+        let l = &view.snapshot.listeners[index];
+        let Some(permit) = count.admit(l.max_connections, view.snapshot.max_connections) else {
+            // Over a connection limit: close at once (dropping the stream), count it.
+            stats.cx_overflow.inc();
+            continue;
+        };
         let Ok(peer) = stream.peer_addr() else {
             continue;
         };
@@ -326,20 +364,34 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener) {
         w.conns
             .borrow_mut()
             .insert(id, (stream.as_raw_fd(), slot.clone()));
+        stats.cx_total.inc();
+        stats.cx_active.inc();
         let w2 = w.clone();
-        if matches!(view.snapshot.listeners[index].kind, ListenerKind::Tcp(_)) {
-            // A TCP proxy connection is never idle between requests: drain lets it run
-            // until it ends or the drain timeout.
-            spawn_local(async move {
-                tcp::serve(stream, peer, view, index).await;
-                w2.conns.borrow_mut().remove(&id);
-            })
-            .detach();
-            continue;
-        }
+        let tcp = matches!(l.kind, ListenerKind::Tcp(_));
         spawn_local(async move {
-            conn::serve(stream, peer, view, index, slot).await;
+            let v = view.clone();
+            // A panic while serving the connection ends this task only: the stream and
+            // everything the connection held are dropped, so the peer sees a close.
+            let served = if tcp {
+                // A TCP proxy connection is never idle between requests: drain lets it
+                // run until it ends or the drain timeout.
+                contain(tcp::serve(stream, peer, v, index)).await
+            } else {
+                contain(conn::serve(stream, peer, v, index, slot)).await
+            };
+            stats.cx_active.dec();
             w2.conns.borrow_mut().remove(&id);
+            drop(permit);
+            if let Err(panic) = served {
+                stats.cx_panic.inc();
+                tracing::error!(
+                    worker = w2.id,
+                    listener = %view.snapshot.listeners[index].name,
+                    peer = %peer,
+                    panic = %panic,
+                    "connection handler panicked: connection closed, worker continues"
+                );
+            }
         })
         .detach();
     }

@@ -48,8 +48,6 @@ pub async fn serve(
         return;
     };
     let stats = &view.listener_stats[listener];
-    stats.cx_total.inc();
-    stats.cx_active.inc();
     let start = Instant::now();
     let mut rec = LogRecord {
         start: Some(SystemTime::now()),
@@ -67,7 +65,6 @@ pub async fn serve(
         rec.duration = start.elapsed();
         sink.log(&rec, peer);
     }
-    stats.cx_active.dec();
 }
 
 async fn proxy(

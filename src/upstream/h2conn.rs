@@ -60,8 +60,16 @@ impl H2Conns {
             .await
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
         glommio::spawn_local(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(upstream = %addr, error = %e, "upstream h2 connection ended");
+            // The driver reads the upstream's bytes: a panic in it must end this
+            // connection only (its streams then fail as resets), never the worker.
+            let driven = crate::contain::contain(async {
+                if let Err(e) = conn.await {
+                    tracing::debug!(upstream = %addr, error = %e, "upstream h2 connection ended");
+                }
+            })
+            .await;
+            if let Err(panic) = driven {
+                tracing::error!(upstream = %addr, panic = %panic, "upstream HTTP/2 connection driver panicked: connection closed");
             }
         })
         .detach();

@@ -339,8 +339,13 @@ impl Proxy {
 
     /// Starts with `--concurrency n`.
     pub fn start_with(template: &str, concurrency: usize) -> Proxy {
+        Proxy::start_env(template, concurrency, &[])
+    }
+
+    /// Starts with `--concurrency n` and extra environment variables.
+    pub fn start_env(template: &str, concurrency: usize, env: &[(&str, &str)]) -> Proxy {
         let n = concurrency.to_string();
-        Proxy::launch(|ports, dir| {
+        Proxy::launch_env(env, |ports, dir| {
             let config_path = dir.join("config.yaml");
             write_atomic(&config_path, &render(template, ports, dir));
             vec![
@@ -360,6 +365,10 @@ impl Proxy {
     }
 
     fn launch(make_args: impl Fn(&Ports, &Path) -> Vec<String>) -> Proxy {
+        Proxy::launch_env(&[], make_args)
+    }
+
+    fn launch_env(env: &[(&str, &str)], make_args: impl Fn(&Ports, &Path) -> Vec<String>) -> Proxy {
         let mut last_error = String::new();
         // A port picked by `free_port` can be taken again before the proxy binds it:
         // retry with fresh ports when the proxy reports a bind failure.
@@ -376,6 +385,7 @@ impl Proxy {
                     "OUTRIGGER_LOG",
                     std::env::var("OUTRIGGER_LOG").unwrap_or_else(|_| "info".into()),
                 )
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(File::create(&stdout_path).unwrap())
                 .stderr(File::create(&stderr_path).unwrap())

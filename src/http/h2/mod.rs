@@ -148,8 +148,26 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 let open = OpenStream::new(activity.clone());
                 let v = view.clone();
                 glommio::spawn_local(async move {
-                    stream::serve(req, respond, v, listener, peer).await;
+                    // A panic in one stream resets that stream only (its SendResponse is
+                    // dropped); the connection and the worker carry on.
+                    let served = crate::contain::contain(stream::serve(
+                        req,
+                        respond,
+                        v.clone(),
+                        listener,
+                        peer,
+                    ))
+                    .await;
                     drop(open);
+                    if let Err(panic) = served {
+                        v.listener_stats[listener].cx_panic.inc();
+                        tracing::error!(
+                            listener = %v.snapshot.listeners[listener].name,
+                            peer = %peer,
+                            panic = %panic,
+                            "HTTP/2 stream handler panicked: stream reset, connection continues"
+                        );
+                    }
                 })
                 .detach();
             }

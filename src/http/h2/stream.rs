@@ -158,6 +158,7 @@ pub(crate) async fn serve<C: Connector>(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
+    view.hooks.on_request(parts.uri.path());
     let lookup: Vec<httparse::Header<'_>> = parts
         .headers
         .iter()
