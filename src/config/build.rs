@@ -13,6 +13,13 @@ use super::duration::parse_duration;
 use super::locate;
 use super::model::*;
 use super::raw::*;
+use crate::http::filter::header_mutation::{
+    HeaderMutation, HeaderMutationFilter, RawHeaderMutationRef,
+};
+use crate::http::filter::headers::HeaderPlan;
+use crate::http::filter::{
+    FilterKind, FilterOverride, HttpFilter, RawHttpFilter, MAX_HEADER_MUTATION_FILTERS,
+};
 
 /// One problem in a config, located by field path and (when known) line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +257,7 @@ impl Builder {
                 listeners.push(l);
             }
         }
+        self.check_filter_overrides(raw);
         if !self.errors.is_empty() {
             return None;
         }
@@ -445,6 +453,13 @@ impl Builder {
         if backlog == 0 {
             self.err(format!("{p}.backlog"), "must be at least 1");
         }
+        let http_filters = self.http_filters(&p, &l.http_filters);
+        if !http_filters.is_empty() && l.tcp_proxy.is_some() {
+            self.err(
+                format!("{p}.http_filters"),
+                "HTTP filters need an HTTP listener (`route_table`)",
+            );
+        }
         // Envoy's defaults: no request-head deadline, a 5-minute stream idle timeout.
         let request_headers_timeout = self.duration(
             format!("{p}.request_headers_timeout"),
@@ -488,7 +503,77 @@ impl Builder {
             stream_idle_timeout,
             max_connections: l.max_connections,
             forwarding,
+            http_filters,
         })
+    }
+
+    fn http_filters(&mut self, p: &str, raw: &[RawHttpFilter]) -> Vec<HttpFilter> {
+        let mut out: Vec<HttpFilter> = Vec::new();
+        for (k, f) in raw.iter().enumerate() {
+            let fp = format!("{p}.http_filters[{k}]");
+            if f.name.is_empty() {
+                self.err(format!("{fp}.name"), "must not be empty");
+            } else if out.iter().any(|o| o.name == f.name) {
+                self.err(
+                    format!("{fp}.name"),
+                    format!("duplicate filter name `{}`", f.name),
+                );
+            }
+            let kind = match &f.header_mutation {
+                Some(m) => {
+                    let m = self.header_mutation(&format!("{fp}.header_mutation"), m.as_ref());
+                    FilterKind::HeaderMutation(HeaderMutationFilter::new(&m))
+                }
+                None => {
+                    self.err(fp, "set the filter's type: `header_mutation`");
+                    continue;
+                }
+            };
+            out.push(HttpFilter {
+                name: f.name.clone(),
+                kind,
+            });
+        }
+        let mutations = out
+            .iter()
+            .filter(|f| matches!(f.kind, FilterKind::HeaderMutation(_)))
+            .count();
+        if mutations > MAX_HEADER_MUTATION_FILTERS {
+            self.err(
+                format!("{p}.http_filters"),
+                format!("at most {MAX_HEADER_MUTATION_FILTERS} header_mutation filters"),
+            );
+        }
+        out
+    }
+
+    /// A route's `per_filter_config` must name a filter of a listener that uses its table.
+    fn check_filter_overrides(&mut self, raw: &RawConfig) {
+        for (i, t) in raw.route_tables.iter().enumerate() {
+            let users: Vec<&RawListener> = raw
+                .listeners
+                .iter()
+                .filter(|l| l.route_table.as_deref() == Some(t.name.as_str()))
+                .collect();
+            if users.is_empty() {
+                continue;
+            }
+            for (j, v) in t.virtual_hosts.iter().enumerate() {
+                for (k, r) in v.routes.iter().enumerate() {
+                    for name in r.per_filter_config.keys() {
+                        let known = users
+                            .iter()
+                            .any(|l| l.http_filters.iter().any(|f| &f.name == name));
+                        if !known {
+                            self.err(
+                                format!("route_tables[{i}].virtual_hosts[{j}].routes[{k}].per_filter_config.{name}"),
+                                format!("no HTTP filter named `{name}` on the listeners that use route table `{}`", t.name),
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn route_table(
@@ -498,6 +583,7 @@ impl Builder {
         clusters: &[Arc<Cluster>],
     ) -> RouteTable {
         let p = format!("route_tables[{i}]");
+        let table_edits = self.header_mutation(&p, t.header_mutation());
         let mut seen_domains = HashSet::new();
         let virtual_hosts = t
             .virtual_hosts
@@ -524,11 +610,15 @@ impl Builder {
                         self.domain(dp, &d)
                     })
                     .collect();
+                let vhost_edits = self.header_mutation(&vp, v.header_mutation());
+                let levels = [&vhost_edits, &table_edits];
                 let routes = v
                     .routes
                     .iter()
                     .enumerate()
-                    .filter_map(|(k, r)| self.route(format!("{vp}.routes[{k}]"), r, clusters))
+                    .filter_map(|(k, r)| {
+                        self.route(format!("{vp}.routes[{k}]"), r, clusters, levels)
+                    })
                     .collect();
                 VirtualHost {
                     name: v.name.clone(),
@@ -575,7 +665,63 @@ impl Builder {
         Some(m)
     }
 
-    fn route(&mut self, p: String, r: &RawRoute, clusters: &[Arc<Cluster>]) -> Option<Route> {
+    /// Checks one level's header edits, recording errors under `prefix`.
+    fn header_mutation(&mut self, prefix: &str, raw: RawHeaderMutationRef<'_>) -> HeaderMutation {
+        let mut errors = Vec::new();
+        let m = raw.build(prefix, &mut errors);
+        for (path, message) in errors {
+            self.err(path, message);
+        }
+        m
+    }
+
+    /// A route's edits compiled with its virtual host's and route table's (in that order,
+    /// as Envoy applies them), and its per-filter overrides.
+    fn route_filters(
+        &mut self,
+        p: &str,
+        r: &RawRoute,
+        outer: [&HeaderMutation; 2],
+    ) -> RouteFilterConfig {
+        let own = self.header_mutation(p, r.header_mutation());
+        let [vhost, table] = outer;
+        let mut overrides = Vec::new();
+        for (name, o) in &r.per_filter_config {
+            let op = format!("{p}.per_filter_config.{name}");
+            match (o.disabled, &o.header_mutation) {
+                (true, None) => overrides.push((name.clone(), FilterOverride::Disabled)),
+                (false, Some(m)) => {
+                    let m = self.header_mutation(&format!("{op}.header_mutation"), m.as_ref());
+                    overrides.push((
+                        name.clone(),
+                        FilterOverride::HeaderMutation(HeaderMutationFilter::new(&m)),
+                    ));
+                }
+                _ => self.err(
+                    op,
+                    "set either `disabled: true` or the filter's own config (`header_mutation`)",
+                ),
+            }
+        }
+        RouteFilterConfig {
+            request_headers: HeaderPlan::compile([&own.request, &vhost.request, &table.request]),
+            response_headers: HeaderPlan::compile([
+                &own.response,
+                &vhost.response,
+                &table.response,
+            ]),
+            overrides,
+        }
+    }
+
+    fn route(
+        &mut self,
+        p: String,
+        r: &RawRoute,
+        clusters: &[Arc<Cluster>],
+        outer: [&HeaderMutation; 2],
+    ) -> Option<Route> {
+        let filters = self.route_filters(&p, r, outer);
         let m = &r.matcher;
         let path = match (&m.path, &m.prefix) {
             (Some(x), None) => PathMatch::Exact(x.clone()),
@@ -680,6 +826,7 @@ impl Builder {
             path,
             headers,
             action,
+            filters,
         })
     }
 

@@ -5,6 +5,8 @@
 //! cluster) are resolved to indices at build time, so the request path never looks up a
 //! name and never meets a dangling reference.
 
+use crate::http::filter::headers::HeaderPlan;
+use crate::http::filter::{FilterOverride, HttpFilter, RouteFilters};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +51,8 @@ pub struct Listener {
     /// Cap on this listener's open connections, over all workers (`None`: no cap).
     pub max_connections: Option<u64>,
     pub forwarding: Forwarding,
+    /// The HTTP filter chain, in order; the router runs after it.
+    pub http_filters: Vec<HttpFilter>,
 }
 
 /// Who the client is and what the proxy adds to `x-forwarded-for`, as Envoy's
@@ -174,6 +178,26 @@ pub struct Route {
     pub path: PathMatch,
     pub headers: Vec<HeaderMatch>,
     pub action: RouteAction,
+    pub filters: RouteFilterConfig,
+}
+
+/// What a route contributes to the filter chain: its header edits (compiled with its
+/// virtual host's and route table's) and its per-filter overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteFilterConfig {
+    pub request_headers: HeaderPlan,
+    pub response_headers: HeaderPlan,
+    pub overrides: Vec<(String, FilterOverride)>,
+}
+
+impl RouteFilterConfig {
+    pub fn view(&self) -> RouteFilters<'_> {
+        RouteFilters {
+            request_headers: &self.request_headers,
+            response_headers: &self.response_headers,
+            overrides: &self.overrides,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

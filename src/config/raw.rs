@@ -5,6 +5,9 @@
 
 use serde::Deserialize;
 
+use crate::http::filter::header_mutation::{RawHeaderAdd, RawHeaderMutationRef};
+use crate::http::filter::{RawFilterOverride, RawHttpFilter};
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
@@ -68,6 +71,8 @@ pub(crate) struct RawListener {
     pub max_connections: Option<u64>,
     #[serde(default)]
     pub forwarding: Option<RawForwarding>,
+    #[serde(default)]
+    pub http_filters: Vec<RawHttpFilter>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -136,6 +141,14 @@ pub(crate) struct RawAccessLog {
 pub(crate) struct RawRouteTable {
     pub name: String,
     pub virtual_hosts: Vec<RawVirtualHost>,
+    #[serde(default)]
+    pub request_headers_to_add: Vec<RawHeaderAdd>,
+    #[serde(default)]
+    pub request_headers_to_remove: Vec<String>,
+    #[serde(default)]
+    pub response_headers_to_add: Vec<RawHeaderAdd>,
+    #[serde(default)]
+    pub response_headers_to_remove: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +157,14 @@ pub(crate) struct RawVirtualHost {
     pub name: String,
     pub domains: Vec<String>,
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub request_headers_to_add: Vec<RawHeaderAdd>,
+    #[serde(default)]
+    pub request_headers_to_remove: Vec<String>,
+    #[serde(default)]
+    pub response_headers_to_add: Vec<RawHeaderAdd>,
+    #[serde(default)]
+    pub response_headers_to_remove: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +180,17 @@ pub(crate) struct RawRoute {
     pub direct_response: Option<RawDirectResponse>,
     #[serde(default)]
     pub upgrades: Vec<String>,
+    /// Per-route filter overrides, by filter name (Envoy's `typed_per_filter_config`).
+    #[serde(default)]
+    pub per_filter_config: std::collections::BTreeMap<String, RawFilterOverride>,
+    #[serde(default)]
+    pub request_headers_to_add: Vec<RawHeaderAdd>,
+    #[serde(default)]
+    pub request_headers_to_remove: Vec<String>,
+    #[serde(default)]
+    pub response_headers_to_add: Vec<RawHeaderAdd>,
+    #[serde(default)]
+    pub response_headers_to_remove: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,3 +260,20 @@ pub(crate) struct RawPool {
     #[serde(default)]
     pub idle_timeout: Option<String>,
 }
+
+/// The header edits a route table, virtual host or route carries (Envoy's four fields).
+macro_rules! header_mutation_of {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub(crate) fn header_mutation(&self) -> RawHeaderMutationRef<'_> {
+                RawHeaderMutationRef {
+                    request_headers_to_add: &self.request_headers_to_add,
+                    request_headers_to_remove: &self.request_headers_to_remove,
+                    response_headers_to_add: &self.response_headers_to_add,
+                    response_headers_to_remove: &self.response_headers_to_remove,
+                }
+            }
+        }
+    )*};
+}
+header_mutation_of!(RawRouteTable, RawVirtualHost, RawRoute);

@@ -1,0 +1,125 @@
+//! Why the proxy answers a request itself, in one place for every protocol path: each
+//! failure maps to its status, its Envoy response flag and its body text (Envoy's own
+//! wording, so dashboards and clients that match on them behave the same).
+//!
+//! The renderers (HTTP/1 local replies, HTTP/2 responses, gRPC trailers-only) take the
+//! three from here; no path spells a status or a text of its own.
+
+use super::flags::ResponseFlag;
+
+/// A locally answered failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No route matched: 404 NR.
+    NoRoute,
+    /// The cluster has no endpoint: 503 UH.
+    NoHealthyUpstream,
+    /// The upstream connection could not be made: 503 UF.
+    ConnectFailure,
+    /// The route timeout expired before a response head: 504 UT.
+    RouteTimeout,
+    /// The upstream closed or reset before a response head: 503 UC.
+    ConnectionTermination,
+    /// The upstream sent something that is not a valid response: 502 UPE.
+    ProtocolError,
+    /// The stream moved no byte for `stream_idle_timeout`: 408 while the request is still
+    /// arriving, 504 once it is complete (flag SI, as Envoy).
+    StreamIdle { request_complete: bool },
+    /// The request head did not arrive within `request_headers_timeout`: 408.
+    RequestHeadersTimeout,
+    /// An upgrade (WebSocket, ...) the route does not allow: 403.
+    UpgradeRejected,
+}
+
+impl Failure {
+    pub fn status(self) -> u16 {
+        match self {
+            Failure::NoRoute => 404,
+            Failure::NoHealthyUpstream | Failure::ConnectFailure => 503,
+            Failure::ConnectionTermination => 503,
+            Failure::RouteTimeout => 504,
+            Failure::ProtocolError => 502,
+            Failure::StreamIdle {
+                request_complete: true,
+            } => 504,
+            Failure::StreamIdle {
+                request_complete: false,
+            }
+            | Failure::RequestHeadersTimeout => 408,
+            Failure::UpgradeRejected => 403,
+        }
+    }
+
+    pub fn flag(self) -> ResponseFlag {
+        match self {
+            Failure::NoRoute => ResponseFlag::NoRoute,
+            Failure::NoHealthyUpstream => ResponseFlag::NoHealthyUpstream,
+            Failure::ConnectFailure => ResponseFlag::UpstreamConnectFailure,
+            Failure::RouteTimeout => ResponseFlag::UpstreamTimeout,
+            Failure::ConnectionTermination => ResponseFlag::UpstreamConnectionTermination,
+            Failure::ProtocolError => ResponseFlag::UpstreamProtocolError,
+            Failure::StreamIdle { .. } => ResponseFlag::StreamIdleTimeout,
+            // Envoy sets no flag for these two; they are counted by status.
+            Failure::RequestHeadersTimeout | Failure::UpgradeRejected => ResponseFlag::None,
+        }
+    }
+
+    /// The response body (`text/plain`), Envoy's wording.
+    pub fn body(self) -> &'static str {
+        match self {
+            Failure::NoRoute | Failure::UpgradeRejected => "",
+            Failure::NoHealthyUpstream => "no healthy upstream",
+            Failure::ConnectFailure => {
+                "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"
+            }
+            Failure::RouteTimeout => "upstream request timeout",
+            Failure::ConnectionTermination => {
+                "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
+            }
+            Failure::ProtocolError => {
+                "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
+            }
+            Failure::StreamIdle { .. } => "stream timeout",
+            Failure::RequestHeadersTimeout => "request header timeout",
+        }
+    }
+
+    /// The upstream-side failure a response flag stands for, if it is one.
+    pub fn from_upstream_flag(flag: ResponseFlag) -> Option<Failure> {
+        Some(match flag {
+            ResponseFlag::NoHealthyUpstream => Failure::NoHealthyUpstream,
+            ResponseFlag::UpstreamConnectFailure => Failure::ConnectFailure,
+            ResponseFlag::UpstreamTimeout => Failure::RouteTimeout,
+            ResponseFlag::UpstreamConnectionTermination => Failure::ConnectionTermination,
+            ResponseFlag::UpstreamProtocolError => Failure::ProtocolError,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_flags_round_trip() {
+        for f in [
+            Failure::NoHealthyUpstream,
+            Failure::ConnectFailure,
+            Failure::RouteTimeout,
+            Failure::ConnectionTermination,
+            Failure::ProtocolError,
+        ] {
+            assert_eq!(Failure::from_upstream_flag(f.flag()), Some(f));
+            assert!(f.status() >= 500);
+            assert!(!f.body().is_empty());
+        }
+        assert_eq!(
+            Failure::StreamIdle {
+                request_complete: false
+            }
+            .status(),
+            408
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Forwarding headers, one policy for every protocol path: what the proxy does with
+//! `x-forwarded-for` and `x-forwarded-proto`, and which address it trusts as the client.
+//!
+//! The rules are Envoy's (`use_remote_address`, `xff_num_trusted_hops`,
+//! `skip_xff_append` on the HTTP connection manager):
+//!
+//! - `use_remote_address: true` (the sidecar default): the peer is appended to XFF
+//!   (unless `skip_xff_append`). The trusted client is the peer, or, with N trusted hops,
+//!   the Nth address from the right of the incoming XFF. `x-forwarded-proto` is
+//!   overwritten with the connection's scheme unless the previous hop is trusted (N > 0)
+//!   and set one.
+//! - `use_remote_address: false` (behind a trusted proxy): XFF passes unchanged; the
+//!   trusted client is the (N+1)th address from the right of XFF; an incoming
+//!   `x-forwarded-proto` is kept, and set when absent.
+//!
+//! Not modelled: Envoy appends its node's address instead of the peer's when the peer
+//! is a loopback address; Outrigger always appends the peer.
+//!
+//! The encoders (HTTP/1 `h1::encode`, the HTTP/2 translations) ask this module and
+//! write the result; nothing here allocates.
+
+use std::net::IpAddr;
+
+use crate::config::Forwarding;
+
+/// What to write upstream for one request, and who the client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Append this address to `x-forwarded-for` (the incoming values are kept in front).
+    pub append: Option<IpAddr>,
+    /// Replace any incoming `x-forwarded-proto` with the connection's scheme; when false
+    /// an incoming value is kept (and the scheme is written only if there was none).
+    pub overwrite_proto: bool,
+    /// The client address the proxy trusts (for logs and, later, policy), if known.
+    pub client: Option<IpAddr>,
+}
+
+/// Decides for a request from `peer` whose `x-forwarded-for` values, in order, are
+/// `xff` (each may hold a comma-separated list).
+pub fn decide<'a, I>(cfg: &Forwarding, peer: IpAddr, xff: I) -> Decision
+where
+    I: Iterator<Item = &'a [u8]> + Clone,
+{
+    let hops = cfg.xff_num_trusted_hops;
+    if cfg.use_remote_address {
+        let from_xff = if hops > 0 {
+            nth_from_right(xff, hops - 1)
+        } else {
+            None
+        };
+        Decision {
+            append: (!cfg.skip_xff_append).then_some(peer),
+            overwrite_proto: hops == 0,
+            client: Some(from_xff.unwrap_or(peer)),
+        }
+    } else {
+        Decision {
+            append: None,
+            overwrite_proto: false,
+            client: nth_from_right(xff, hops),
+        }
+    }
+}
+
+/// The address `skip` entries from the right end of the comma-separated list spread
+/// over `values`; `None` when the list is shorter or that entry is not an IP address.
+fn nth_from_right<'a, I>(values: I, skip: u32) -> Option<IpAddr>
+where
+    I: Iterator<Item = &'a [u8]> + Clone,
+{
+    let entries = |v: I| {
+        v.flat_map(|value| value.split(|&b| b == b','))
+            .map(super::h1::head::trim)
+    };
+    let total = entries(values.clone()).count();
+    let index = total
+        .checked_sub(1)?
+        .checked_sub(usize::try_from(skip).ok()?)?;
+    let entry = entries(values).nth(index)?;
+    std::str::from_utf8(entry).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn cfg(use_remote_address: bool, hops: u32, skip: bool) -> Forwarding {
+        Forwarding {
+            use_remote_address,
+            xff_num_trusted_hops: hops,
+            skip_xff_append: skip,
+        }
+    }
+
+    #[test]
+    fn sidecar_default_appends_the_peer_and_trusts_it() {
+        let xff: [&[u8]; 1] = [b"192.0.2.10, 203.0.113.1"];
+        let d = decide(
+            &Forwarding::default(),
+            ip("198.51.100.2"),
+            xff.iter().copied(),
+        );
+        assert_eq!(d.append, Some(ip("198.51.100.2")));
+        assert!(d.overwrite_proto);
+        assert_eq!(d.client, Some(ip("198.51.100.2")));
+    }
+
+    #[test]
+    fn trusted_hops_pick_the_client_from_the_right_of_xff() {
+        // Envoy's documented example: one trusted hop, the client is 203.0.113.1.
+        let xff: [&[u8]; 1] = [b"192.0.2.10, 203.0.113.1"];
+        let d = decide(
+            &cfg(true, 1, false),
+            ip("198.51.100.2"),
+            xff.iter().copied(),
+        );
+        assert_eq!(d.client, Some(ip("203.0.113.1")));
+        assert_eq!(d.append, Some(ip("198.51.100.2")));
+        assert!(!d.overwrite_proto);
+        // Values split over two headers count as one list.
+        let split: [&[u8]; 2] = [b"192.0.2.10", b" 203.0.113.1 "];
+        let d = decide(
+            &cfg(true, 2, false),
+            ip("198.51.100.2"),
+            split.iter().copied(),
+        );
+        assert_eq!(d.client, Some(ip("192.0.2.10")));
+        // Too few entries, or garbage: fall back to the peer.
+        let d = decide(
+            &cfg(true, 3, false),
+            ip("198.51.100.2"),
+            split.iter().copied(),
+        );
+        assert_eq!(d.client, Some(ip("198.51.100.2")));
+        let bad: [&[u8]; 1] = [b"not-an-ip"];
+        let d = decide(
+            &cfg(true, 1, false),
+            ip("198.51.100.2"),
+            bad.iter().copied(),
+        );
+        assert_eq!(d.client, Some(ip("198.51.100.2")));
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_xff_passes_unchanged() {
+        let xff: [&[u8]; 1] = [b"192.0.2.10, 203.0.113.1"];
+        let d = decide(
+            &cfg(false, 0, false),
+            ip("198.51.100.2"),
+            xff.iter().copied(),
+        );
+        assert_eq!(d.append, None);
+        assert!(!d.overwrite_proto);
+        assert_eq!(d.client, Some(ip("203.0.113.1")));
+        let d = decide(
+            &cfg(false, 1, false),
+            ip("198.51.100.2"),
+            xff.iter().copied(),
+        );
+        assert_eq!(d.client, Some(ip("192.0.2.10")));
+        let none: [&[u8]; 0] = [];
+        let d = decide(
+            &cfg(false, 0, false),
+            ip("198.51.100.2"),
+            none.iter().copied(),
+        );
+        assert_eq!(d.client, None);
+    }
+
+    #[test]
+    fn skip_xff_append_keeps_the_header_as_it_came() {
+        let none: [&[u8]; 0] = [];
+        let d = decide(
+            &cfg(true, 0, true),
+            ip("198.51.100.2"),
+            none.iter().copied(),
+        );
+        assert_eq!(d.append, None);
+        assert_eq!(d.client, Some(ip("198.51.100.2")));
+    }
+}
