@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::config::{ListenerKind, RouteAction, UpstreamProtocol};
 use crate::http::flags::ResponseFlag;
+use crate::http::h1::head::HeadError;
 use crate::http::router;
 use crate::http::view::WorkerView;
 use crate::observe::access_log::LogRecord;
@@ -61,6 +62,49 @@ pub(crate) fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
+}
+
+/// The local reply for a stream that failed with `flag` before its response head went
+/// out: status and body text, worded as Envoy words them. Every HTTP/2 path answers its
+/// failures through this one table.
+pub(crate) fn failure_reply(flag: ResponseFlag) -> (u16, &'static str) {
+    match flag {
+        ResponseFlag::NoRoute => (404, ""),
+        ResponseFlag::NoHealthyUpstream => (503, "no healthy upstream"),
+        ResponseFlag::UpstreamConnectFailure => (503, "upstream connect error"),
+        ResponseFlag::UpstreamTimeout => (504, "upstream request timeout"),
+        ResponseFlag::UpstreamProtocolError => (502, "upstream sent an invalid response"),
+        ResponseFlag::DownstreamProtocolError => (400, "bad request"),
+        _ => (
+            503,
+            "upstream connect error or disconnect/reset before headers",
+        ),
+    }
+}
+
+/// Answers a stream that failed with `flag` before its response head went out.
+pub(crate) fn fail(respond: &mut SendResponse<Bytes>, grpc: bool, flag: ResponseFlag) -> Done {
+    let (status, text) = failure_reply(flag);
+    local(
+        respond,
+        grpc,
+        status,
+        None,
+        &Bytes::from_static(text.as_bytes()),
+        flag,
+    )
+}
+
+/// Answers a malformed request (`DPE`) with the rule it broke.
+pub(crate) fn reject(respond: &mut SendResponse<Bytes>, grpc: bool, e: HeadError) -> Done {
+    local(
+        respond,
+        grpc,
+        e.status(),
+        None,
+        &Bytes::from_static(e.reason().as_bytes()),
+        ResponseFlag::DownstreamProtocolError,
+    )
 }
 
 /// Sends a locally generated response; for gRPC requests a trailers-only response with
@@ -171,14 +215,7 @@ pub(crate) async fn serve<C: Connector>(
     drop(lookup);
     let mut cluster_name = None;
     let done = match action {
-        None => local(
-            &mut respond,
-            grpc,
-            404,
-            None,
-            &Bytes::new(),
-            ResponseFlag::NoRoute,
-        ),
+        None => fail(&mut respond, grpc, ResponseFlag::NoRoute),
         Some(RouteAction::Direct(d)) => local(
             &mut respond,
             grpc,
@@ -241,5 +278,59 @@ pub(crate) async fn serve<C: Connector>(
             cluster: cluster_name,
         };
         sink.log(&rec, peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_map_to_envoy_statuses_and_texts() {
+        let cases = [
+            (ResponseFlag::NoRoute, 404, ""),
+            (ResponseFlag::NoHealthyUpstream, 503, "no healthy upstream"),
+            (
+                ResponseFlag::UpstreamConnectFailure,
+                503,
+                "upstream connect error",
+            ),
+            (
+                ResponseFlag::UpstreamTimeout,
+                504,
+                "upstream request timeout",
+            ),
+            (
+                ResponseFlag::UpstreamConnectionTermination,
+                503,
+                "upstream connect error or disconnect/reset before headers",
+            ),
+            (
+                ResponseFlag::UpstreamProtocolError,
+                502,
+                "upstream sent an invalid response",
+            ),
+        ];
+        for (flag, status, text) in cases {
+            assert_eq!(failure_reply(flag), (status, text), "{flag:?}");
+        }
+    }
+
+    #[test]
+    fn grpc_timeout_units() {
+        let t = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "grpc-timeout",
+                HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+            );
+            grpc_timeout(&h)
+        };
+        assert_eq!(t("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(t("1S"), Some(Duration::from_secs(1)));
+        assert_eq!(t("123456789S"), None);
+        assert_eq!(t("S"), None);
+        assert_eq!(t("5x"), None);
+        assert_eq!(t("é"), None);
     }
 }

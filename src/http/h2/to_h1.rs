@@ -14,7 +14,7 @@ use h2::RecvStream;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use super::io::DataSink;
-use super::stream::{local, Done};
+use super::stream::{fail, Done};
 use crate::http::body::{self, BodyError};
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::{self, BodyKind, Special};
@@ -227,27 +227,8 @@ pub(crate) async fn proxy<C: Connector>(
 ) -> Done {
     let cs = &view.clusters[cluster];
     let stats = &cs.stats;
-    let fail = |respond: &mut SendResponse<Bytes>, status: u16, msg: &'static str, flag| {
-        stats.rq_class[4].inc();
-        local(
-            respond,
-            r.grpc,
-            status,
-            None,
-            &Bytes::from_static(msg.as_bytes()),
-            flag,
-        )
-    };
     let Some(ep) = cs.start_request() else {
-        let body = Bytes::from_static(b"no healthy upstream");
-        return local(
-            respond,
-            r.grpc,
-            503,
-            None,
-            &body,
-            ResponseFlag::NoHealthyUpstream,
-        );
+        return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
     };
     let endpoint = &cs.cfg.endpoints[ep];
     let es = &cs.endpoints[ep];
@@ -275,12 +256,8 @@ pub(crate) async fn proxy<C: Connector>(
                     stats.cx_connect_fail.inc();
                     es.cx_connect_fail.inc();
                     es.rq_active.dec();
-                    let mut d = fail(
-                        respond,
-                        503,
-                        "upstream connect error",
-                        ResponseFlag::UpstreamConnectFailure,
-                    );
+                    stats.rq_class[4].inc();
+                    let mut d = fail(respond, r.grpc, ResponseFlag::UpstreamConnectFailure);
                     d.upstream = Some(endpoint.addr);
                     return d;
                 }
@@ -318,39 +295,17 @@ async fn exchange<C: Connector, U: Io>(
     is_head: bool,
     deadline: Option<Instant>,
 ) -> (Done, bool) {
-    let fail = |respond: &mut SendResponse<Bytes>, status: u16, msg: &'static str, flag| {
-        (
-            local(
-                respond,
-                r.grpc,
-                status,
-                None,
-                &Bytes::from_static(msg.as_bytes()),
-                flag,
-            ),
-            false,
-        )
-    };
-    const RESET: &str = "upstream connect error or disconnect/reset before headers";
+    let grpc = r.grpc;
+    let failed = |respond: &mut SendResponse<Bytes>, flag| (fail(respond, grpc, flag), false);
     if up.write_all(head).await.is_err() {
-        return fail(
-            respond,
-            503,
-            RESET,
-            ResponseFlag::UpstreamConnectionTermination,
-        );
+        return failed(respond, ResponseFlag::UpstreamConnectionTermination);
     }
     let mut received = 0;
     if !r.body.is_end_stream() {
         match send_body(up, &mut r.body, chunked).await {
             Ok(n) => received = n,
             Err(BodyError::Write) => {
-                return fail(
-                    respond,
-                    503,
-                    RESET,
-                    ResponseFlag::UpstreamConnectionTermination,
-                )
+                return failed(respond, ResponseFlag::UpstreamConnectionTermination)
             }
             Err(_) => {
                 let d = Done {
@@ -378,32 +333,20 @@ async fn exchange<C: Connector, U: Io>(
                         ubuf.grow(64 * 1024 + 1);
                     }
                 }
-                Err(()) => {
-                    break Err((
-                        502,
-                        "upstream sent an invalid response",
-                        ResponseFlag::UpstreamProtocolError,
-                    ))
-                }
+                Err(()) => break Err(ResponseFlag::UpstreamProtocolError),
             }
         }
         match body::fill_from(up, &mut ubuf, deadline).await {
             Ok(n) if n > 0 => {}
-            Err(BodyError::Timeout) => {
-                break Err((
-                    504,
-                    "upstream request timeout",
-                    ResponseFlag::UpstreamTimeout,
-                ))
-            }
-            _ => break Err((503, RESET, ResponseFlag::UpstreamConnectionTermination)),
+            Err(BodyError::Timeout) => break Err(ResponseFlag::UpstreamTimeout),
+            _ => break Err(ResponseFlag::UpstreamConnectionTermination),
         }
     };
     let h = match parsed {
         Ok(h) => h,
-        Err((status, msg, flag)) => {
+        Err(flag) => {
             view.bufs.put(ubuf);
-            let (mut d, _) = fail(respond, status, msg, flag);
+            let (mut d, _) = failed(respond, flag);
             d.bytes_received = received;
             return (d, false);
         }

@@ -12,9 +12,10 @@ use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Response, Uri};
 
-use super::stream::{local, Done};
+use super::stream::{fail, reject, Done};
 use super::to_h1::Request;
 use crate::http::flags::ResponseFlag;
+use crate::http::h1::head::HeadError;
 use crate::http::view::WorkerView;
 use crate::upstream::Connector;
 
@@ -97,14 +98,7 @@ where
     let grpc = r.grpc;
     let cs = &view.clusters[cluster];
     let Some(ep) = cs.start_request() else {
-        return local(
-            respond,
-            grpc,
-            503,
-            None,
-            &Bytes::from_static(b"no healthy upstream"),
-            ResponseFlag::NoHealthyUpstream,
-        );
+        return fail(respond, grpc, ResponseFlag::NoHealthyUpstream);
     };
     let endpoint = &cs.cfg.endpoints[ep];
     let es = &cs.endpoints[ep];
@@ -124,15 +118,7 @@ where
                 // Dropping the exchange reset both streams; tell the client if we can.
                 cs.stats.rq_timeout.inc();
                 cs.stats.rq_class[4].inc();
-                let body = Bytes::from_static(b"upstream request timeout");
-                local(
-                    respond,
-                    grpc,
-                    504,
-                    None,
-                    &body,
-                    ResponseFlag::UpstreamTimeout,
-                )
+                fail(respond, grpc, ResponseFlag::UpstreamTimeout)
             }
         }
     };
@@ -154,24 +140,12 @@ where
     let cs = &view.clusters[cluster];
     let stats = &cs.stats;
     let grpc = r.grpc;
-    let fail = |respond: &mut SendResponse<Bytes>, status: u16, msg: &'static str, flag| {
+    let failed = |respond: &mut SendResponse<Bytes>, flag| {
         stats.rq_class[4].inc();
-        local(
-            respond,
-            grpc,
-            status,
-            None,
-            &Bytes::from_static(msg.as_bytes()),
-            flag,
-        )
+        fail(respond, grpc, flag)
     };
     let Ok(mut send) = cs.h2_ready(ep, &*view.connector).await else {
-        return fail(
-            respond,
-            503,
-            "upstream connect error",
-            ResponseFlag::UpstreamConnectFailure,
-        );
+        return failed(respond, ResponseFlag::UpstreamConnectFailure);
     };
 
     let uri = Uri::builder()
@@ -181,11 +155,10 @@ where
         .build()
         .or_else(|_| Uri::builder().path_and_query(r.path).build());
     let Ok(uri) = uri else {
-        return fail(
+        return reject(
             respond,
-            400,
-            "invalid request target",
-            ResponseFlag::DownstreamProtocolError,
+            grpc,
+            HeadError::BadRequest("invalid request target"),
         );
     };
     let mut req = http::Request::new(());
@@ -211,12 +184,7 @@ where
         Ok(x) => x,
         Err(_) => {
             stats.rq_reset.inc();
-            return fail(
-                respond,
-                503,
-                "upstream connect error or disconnect/reset before headers",
-                ResponseFlag::UpstreamConnectionTermination,
-            );
+            return failed(respond, ResponseFlag::UpstreamConnectionTermination);
         }
     };
     // Request body upstream and response downstream run together (streaming calls).
@@ -235,12 +203,7 @@ where
             Ok(resp) => resp,
             Err(_) => {
                 stats.rq_reset.inc();
-                return fail(
-                    respond,
-                    503,
-                    "upstream connect error or disconnect/reset before headers",
-                    ResponseFlag::UpstreamConnectionTermination,
-                );
+                return failed(respond, ResponseFlag::UpstreamConnectionTermination);
             }
         };
         let (parts, mut body) = resp.into_parts();
