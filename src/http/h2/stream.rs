@@ -1,5 +1,7 @@
 //! One HTTP/2 request stream: route it, answer locally or proxy it, count and log it.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +17,8 @@ use crate::http::h1::head::HeadError;
 use crate::http::router;
 use crate::http::view::WorkerView;
 use crate::observe::access_log::LogRecord;
+use crate::observe::stats::{class_index, ClusterStats, EndpointStats};
+use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
 
 /// How a stream ended, for stats and the access log.
@@ -51,7 +55,8 @@ pub(crate) fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
     if v.len() < 2 || v.len() > 9 {
         return None;
     }
-    let (num, unit) = v.split_at(v.len() - 1);
+    // `to_str` succeeded, so every byte is visible ASCII and any split is on a boundary.
+    let (num, unit) = v.split_at_checked(v.len() - 1)?;
     let n: u64 = num.parse().ok()?;
     Some(match unit {
         "H" => Duration::from_secs(n.saturating_mul(3600)),
@@ -62,6 +67,22 @@ pub(crate) fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
+}
+
+/// Counts a response with `status` in its class for the cluster.
+pub(crate) fn count_class(stats: &ClusterStats, status: u16) {
+    if let Some(c) = stats.rq_class.get(class_index(status)) {
+        c.inc();
+    }
+}
+
+/// The endpoint `ep` of a cluster: its config and counters (`None` cannot happen for an
+/// index the cluster's load balancer picked).
+pub(crate) fn endpoint<C>(
+    cs: &ClusterState<C>,
+    ep: usize,
+) -> Option<(&crate::config::Endpoint, &EndpointStats)> {
+    Some((cs.cfg.endpoints.get(ep)?, cs.endpoints.get(ep)?))
 }
 
 /// The local reply for a stream that failed with `flag` before its response head went
@@ -181,9 +202,16 @@ pub(crate) async fn serve<C: Connector>(
 ) {
     let start = Instant::now();
     let started = SystemTime::now();
-    let l = &view.snapshot.listeners[listener];
-    let stats = &view.listener_stats[listener];
+    // The worker hands this module only its own HTTP listeners' connections.
+    let (Some(l), Some(stats)) = (
+        view.snapshot.listeners.get(listener),
+        view.listener_stats.get(listener),
+    ) else {
+        respond.send_reset(h2::Reason::INTERNAL_ERROR);
+        return;
+    };
     let ListenerKind::Http { route_table } = l.kind else {
+        respond.send_reset(h2::Reason::INTERNAL_ERROR);
         return;
     };
     let (parts, body) = req.into_parts();
@@ -210,8 +238,12 @@ pub(crate) async fn serve<C: Connector>(
             value: v.as_bytes(),
         })
         .collect();
-    let table = &view.snapshot.route_tables[route_table];
-    let action = router::select(table, authority.as_bytes(), &path, &lookup).map(|r| &r.action);
+    let action = view
+        .snapshot
+        .route_tables
+        .get(route_table)
+        .and_then(|table| router::select(table, authority.as_bytes(), &path, &lookup))
+        .map(|r| &r.action);
     drop(lookup);
     let mut cluster_name = None;
     let done = match action {
@@ -226,8 +258,12 @@ pub(crate) async fn serve<C: Connector>(
         ),
         Some(RouteAction::Cluster {
             cluster, timeout, ..
-        }) => {
-            cluster_name = Some(view.clusters[*cluster].name.clone());
+        }) => 'proxy: {
+            // Route indices are resolved against the same snapshot the view was built from.
+            let Some(cs) = view.clusters.get(*cluster) else {
+                break 'proxy fail(&mut respond, grpc, ResponseFlag::NoHealthyUpstream);
+            };
+            cluster_name = Some(cs.name.clone());
             let mut timeout = *timeout;
             if let Some(g) = grpc.then(|| grpc_timeout(&parts.headers)).flatten() {
                 if timeout.is_zero() || g < timeout {
@@ -242,12 +278,12 @@ pub(crate) async fn serve<C: Connector>(
                 peer,
                 grpc,
             };
-            match view.clusters[*cluster].cfg.protocol {
+            match cs.cfg.protocol {
                 UpstreamProtocol::Http1 => {
-                    super::to_h1::proxy(req, &mut respond, &view, *cluster, timeout, start).await
+                    super::to_h1::proxy(req, &mut respond, &view, cs, timeout, start).await
                 }
                 UpstreamProtocol::Http2 | UpstreamProtocol::Downstream => {
-                    super::to_h2::proxy(req, &mut respond, &view, *cluster, timeout, start).await
+                    super::to_h2::proxy(req, &mut respond, &view, cs, timeout, start).await
                 }
             }
         }
@@ -256,7 +292,7 @@ pub(crate) async fn serve<C: Connector>(
     stats.bytes_received.add(done.bytes_received);
     stats.bytes_sent.add(done.bytes_sent);
     stats.request_done(done.status, done.flag, elapsed.as_micros() as u64);
-    if let Some(sink) = &view.access_logs[listener] {
+    if let Some(sink) = view.access_logs.get(listener).and_then(Option::as_ref) {
         let rec = LogRecord {
             start: Some(started),
             method: parts.method.as_str().to_string(),

@@ -3,6 +3,8 @@
 //! or chunked body (request trailers are sent as chunked trailers), and the response
 //! comes back as HEADERS and DATA with flow control applied both ways.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -14,12 +16,13 @@ use h2::RecvStream;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use super::io::DataSink;
-use super::stream::{fail, Done};
+use super::stream::{count_class, endpoint, fail, Done};
 use crate::http::body::{self, BodyError};
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::{self, BodyKind, Special};
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
+use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
 
 pub(crate) struct Request<'a> {
@@ -221,17 +224,17 @@ pub(crate) async fn proxy<C: Connector>(
     mut r: Request<'_>,
     respond: &mut SendResponse<Bytes>,
     view: &WorkerView<C>,
-    cluster: usize,
+    cs: &ClusterState<C::Conn>,
     timeout: Duration,
     start: Instant,
 ) -> Done {
-    let cs = &view.clusters[cluster];
     let stats = &cs.stats;
     let Some(ep) = cs.start_request() else {
         return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
     };
-    let endpoint = &cs.cfg.endpoints[ep];
-    let es = &cs.endpoints[ep];
+    let Some((endpoint, es)) = endpoint(cs, ep) else {
+        return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
+    };
     es.rq_active.inc();
     let deadline = (!timeout.is_zero()).then(|| start + timeout);
     let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -276,7 +279,7 @@ pub(crate) async fn proxy<C: Connector>(
         cs.pool.put(ep, up);
     }
     if done.status != 0 {
-        stats.rq_class[crate::observe::stats::class_index(done.status)].inc();
+        count_class(stats, done.status);
     }
     if done.flag == ResponseFlag::UpstreamTimeout {
         stats.rq_timeout.inc();

@@ -3,6 +3,8 @@
 //! gRPC streaming calls work), with flow-control capacity released to the sender only
 //! as the receiver takes the data.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use std::future::poll_fn;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -12,11 +14,12 @@ use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Response, Uri};
 
-use super::stream::{fail, reject, Done};
+use super::stream::{count_class, endpoint, fail, reject, Done};
 use super::to_h1::Request;
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::HeadError;
 use crate::http::view::WorkerView;
+use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
 
 /// Headers that HTTP/2 forbids or that belong to one hop.
@@ -88,7 +91,7 @@ pub(crate) async fn proxy<C: Connector>(
     r: Request<'_>,
     respond: &mut SendResponse<Bytes>,
     view: &WorkerView<C>,
-    cluster: usize,
+    cs: &ClusterState<C::Conn>,
     timeout: Duration,
     start: Instant,
 ) -> Done
@@ -96,14 +99,14 @@ where
     C::Conn: 'static,
 {
     let grpc = r.grpc;
-    let cs = &view.clusters[cluster];
     let Some(ep) = cs.start_request() else {
         return fail(respond, grpc, ResponseFlag::NoHealthyUpstream);
     };
-    let endpoint = &cs.cfg.endpoints[ep];
-    let es = &cs.endpoints[ep];
+    let Some((endpoint, es)) = endpoint(cs, ep) else {
+        return fail(respond, grpc, ResponseFlag::NoHealthyUpstream);
+    };
     es.rq_active.inc();
-    let exchange = exchange(r, respond, view, cluster, ep);
+    let exchange = exchange(r, respond, view, cs, ep);
     let mut done = if timeout.is_zero() {
         exchange.await
     } else {
@@ -131,13 +134,12 @@ async fn exchange<C: Connector>(
     mut r: Request<'_>,
     respond: &mut SendResponse<Bytes>,
     view: &WorkerView<C>,
-    cluster: usize,
+    cs: &ClusterState<C::Conn>,
     ep: usize,
 ) -> Done
 where
     C::Conn: 'static,
 {
-    let cs = &view.clusters[cluster];
     let stats = &cs.stats;
     let grpc = r.grpc;
     let failed = |respond: &mut SendResponse<Bytes>, flag| {
@@ -208,7 +210,7 @@ where
         };
         let (parts, mut body) = resp.into_parts();
         let status = parts.status.as_u16();
-        stats.rq_class[crate::observe::stats::class_index(status)].inc();
+        count_class(stats, status);
         let mut out = Response::new(());
         *out.status_mut() = parts.status;
         copy_end_to_end(&parts.headers, out.headers_mut());
