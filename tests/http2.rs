@@ -362,3 +362,32 @@ fn a_slow_upstream_reader_keeps_proxy_memory_bounded() {
         "proxy peak RSS {hwm} KiB: the client's window must close"
     );
 }
+
+#[test]
+fn a_stream_may_outlive_the_connection_idle_timeout() {
+    // The idle timeout counts only time without open streams; a stream that lasts longer
+    // than it (and keeps moving bytes) must neither end the connection nor stall the
+    // worker.
+    let trickle: Handler = std::sync::Arc::new(|ctx, _, s| {
+        use std::io::Write;
+        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")?;
+        for _ in 0..12 {
+            ctx.sleep(Duration::from_millis(100));
+            s.write_all(b"1\r\nx\r\n")?;
+        }
+        s.write_all(b"0\r\n\r\n")?;
+        Ok(true)
+    });
+    let up = Upstream::start(trickle);
+    let p = Proxy::start(&proxy_config_with(
+        up.addr,
+        "10s",
+        "    idle_timeout: 300ms\n",
+    ));
+    let url = format!("http://{}/slow", p.listen);
+    let (code, text) = curl_h2(&["--max-time", "8", "-w", "%{http_code}", &url]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.ends_with("xxxxxxxxxxxx200"), "{text}");
+    // The worker still answers the admin side (stats are gathered from it).
+    assert_eq!(p.listener_stats("main")["rq_total"], 1);
+}
