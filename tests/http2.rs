@@ -3,11 +3,13 @@
 //! response bodies, and bounded memory behind a slow reader.
 
 mod common;
+mod h2client;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use h2client::{connect, read_reply, request, within, STEP};
 
 fn curl_h2(args: &[&str]) -> (i32, String) {
     let out = Command::new("curl")
@@ -390,4 +392,107 @@ fn a_stream_may_outlive_the_connection_idle_timeout() {
     assert!(text.ends_with("xxxxxxxxxxxx200"), "{text}");
     // The worker still answers the admin side (stats are gathered from it).
     assert_eq!(p.listener_stats("main")["rq_total"], 1);
+}
+
+/// Opens `n` streams that send their headers without END_STREAM and then nothing, and
+/// returns what each got back.
+fn stalled_streams(addr: std::net::SocketAddr, n: usize) -> Vec<h2client::Reply> {
+    h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let mut pending = Vec::new();
+        for i in 0..n {
+            client = within(STEP, "stream slot", client.ready()).await.unwrap();
+            let req = request("POST", &format!("http://{addr}/stall/{i}"))
+                .body(())
+                .unwrap();
+            // The request body never comes: the stream stays open from the client side.
+            let (response, body) = client.send_request(req, false).unwrap();
+            pending.push((response, body));
+        }
+        let mut replies = Vec::new();
+        for (response, _body) in pending {
+            replies.push(read_reply(response).await);
+        }
+        replies
+    })
+}
+
+#[test]
+fn a_stalled_h2_stream_gets_408_and_releases_its_upstream_connection() {
+    let up = Upstream::echo();
+    let p = Proxy::start(&proxy_config_with(
+        up.addr,
+        "0s",
+        "    idle_timeout: 400ms\n",
+    ));
+    let replies = stalled_streams(p.listen, 4);
+    for r in &replies {
+        assert_eq!(r.status, 408, "{r:?}");
+        assert_eq!(r.body_str(), "stream timeout");
+    }
+    assert_eq!(up.heads(), 4, "each stream had reached the upstream");
+    assert!(
+        wait_until(Duration::from_secs(5), || (up.open_connections() == 0)
+            .then_some(()))
+        .is_some(),
+        "the upstream connections were closed: {} still open",
+        up.open_connections()
+    );
+    assert_eq!(flag_count(&p.listener_stats("main"), "SI"), 4);
+}
+
+#[test]
+fn the_route_timeout_covers_a_stalled_h2_request_body() {
+    let up = Upstream::echo();
+    let p = Proxy::start(&proxy_config_with(up.addr, "300ms", ""));
+    let replies = stalled_streams(p.listen, 1);
+    assert_eq!(replies[0].status, 504, "{:?}", replies[0]);
+    assert_eq!(replies[0].body_str(), "upstream request timeout");
+    assert!(
+        wait_until(Duration::from_secs(5), || (up.open_connections() == 0)
+            .then_some(()))
+        .is_some(),
+        "the upstream connection was closed"
+    );
+    assert_eq!(flag_count(&p.listener_stats("main"), "UT"), 1);
+    assert_eq!(p.cluster_stats("backend")["rq_timeout"], 1);
+}
+
+#[test]
+fn the_route_timeout_resets_a_response_the_client_does_not_read() {
+    let up = Upstream::start(large_body(64 << 20, false));
+    let p = Proxy::start(&proxy_config_with(up.addr, "500ms", ""));
+    let addr = p.listen;
+    let (status, reset) = h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let req = request("GET", &format!("http://{addr}/big"))
+            .body(())
+            .unwrap();
+        client = within(STEP, "stream slot", client.ready()).await.unwrap();
+        let (response, _) = client.send_request(req, true).unwrap();
+        let resp = within(STEP, "response head", response).await.unwrap();
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        // Read what the window lets through without ever opening it again.
+        let reset = loop {
+            match within(STEP, "reset after the route timeout", body.data()).await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break Some(e.to_string()),
+                None => break None,
+            }
+        };
+        (status, reset)
+    });
+    assert_eq!(status, 200);
+    assert!(
+        reset.is_some(),
+        "the stream ends in a reset, not END_STREAM"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || (up.open_connections() == 0)
+            .then_some(()))
+        .is_some(),
+        "the upstream connection was closed"
+    );
+    assert_eq!(flag_count(&p.listener_stats("main"), "UT"), 1);
 }

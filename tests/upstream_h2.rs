@@ -3,16 +3,24 @@
 //! request on to an HTTP/1.1 echo upstream. Both translations are exercised.
 
 mod common;
+mod h2client;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
+use h2client::{connect, read_reply, request, within, STEP};
 
 fn front(b: SocketAddr, timeout: &str, protocol: &str) -> String {
+    front_with(b, timeout, protocol, "")
+}
+
+/// `front` with extra listener fields (a YAML flow mapping's inner part, e.g.
+/// `, idle_timeout: 1s`).
+fn front_with(b: SocketAddr, timeout: &str, protocol: &str, listener_extra: &str) -> String {
     format!(
         "{HEADER}listeners:
-  - {{ name: main, address: 127.0.0.1, port: @PORT@, route_table: main }}
+  - {{ name: main, address: 127.0.0.1, port: @PORT@, route_table: main{listener_extra} }}
 route_tables:
   - name: main
     virtual_hosts:
@@ -138,4 +146,39 @@ fn downstream_protocol_follows_the_client() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200 2");
     assert_eq!(up.last_request().target, "/two");
+}
+
+#[test]
+fn a_stalled_h2_stream_to_an_h2_upstream_gets_408_and_resets_the_upstream_stream() {
+    let up = Upstream::echo();
+    let b = Proxy::start(&proxy_config(up.addr));
+    let a = Proxy::start(&front_with(
+        b.listen,
+        "0s",
+        "http2",
+        ", idle_timeout: 400ms",
+    ));
+    let addr = a.listen;
+    let reply = h2client::run(move || async move {
+        let client = connect(addr).await;
+        let mut client = within(STEP, "stream slot", client.ready()).await.unwrap();
+        let req = request("POST", &format!("http://{addr}/stall"))
+            .body(())
+            .unwrap();
+        // Headers without END_STREAM, then nothing.
+        let (response, _body) = client.send_request(req, false).unwrap();
+        read_reply(response).await
+    });
+    assert_eq!(reply.status, 408, "{reply:?}");
+    assert_eq!(reply.body_str(), "stream timeout");
+    assert_eq!(flag_count(&a.listener_stats("main"), "SI"), 1);
+    // A reset its stream to B, so B gave up its HTTP/1.1 upstream connection.
+    assert!(
+        wait_until(Duration::from_secs(5), || (up.open_connections() == 0
+            && flag_count(&b.listener_stats("main"), "DC") == 1)
+            .then_some(()))
+        .is_some(),
+        "B saw the reset and closed its upstream connection: {} open",
+        up.open_connections()
+    );
 }

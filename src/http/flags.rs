@@ -25,9 +25,12 @@ pub enum ResponseFlag {
     /// DRT: the idle timeout expired: a client stopped sending a body, or a tunnel (TCP
     /// proxy, upgrade, CONNECT) moved no byte either way for that long.
     DownstreamIdleTimeout,
+    /// SI: an HTTP/2 stream moved no byte in either direction for the stream idle
+    /// timeout.
+    StreamIdleTimeout,
 }
 
-pub const FLAG_COUNT: usize = 10;
+pub const FLAG_COUNT: usize = 11;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl ResponseFlag {
             ResponseFlag::DownstreamProtocolError => "DPE",
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::DownstreamIdleTimeout => "DRT",
+            ResponseFlag::StreamIdleTimeout => "SI",
         }
     }
 
@@ -58,6 +62,7 @@ impl ResponseFlag {
             DownstreamProtocolError,
             DownstreamConnectionTermination,
             DownstreamIdleTimeout,
+            StreamIdleTimeout,
         ]
     }
 }

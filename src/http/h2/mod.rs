@@ -7,6 +7,7 @@
 //! runtime exists. Each stream runs as its own task on the worker that accepted the
 //! connection; the connection task drives the socket.
 
+mod clock;
 pub(crate) mod io;
 mod stream;
 mod to_h1;

@@ -11,6 +11,7 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
+use super::clock::{Expiry, Progress};
 use crate::config::{ListenerKind, RouteAction, UpstreamProtocol};
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::HeadError;
@@ -96,6 +97,7 @@ pub(crate) fn failure_reply(flag: ResponseFlag) -> (u16, &'static str) {
         ResponseFlag::UpstreamTimeout => (504, "upstream request timeout"),
         ResponseFlag::UpstreamProtocolError => (502, "upstream sent an invalid response"),
         ResponseFlag::DownstreamProtocolError => (400, "bad request"),
+        ResponseFlag::StreamIdleTimeout => (408, "stream timeout"),
         _ => (
             503,
             "upstream connect error or disconnect/reset before headers",
@@ -114,6 +116,34 @@ pub(crate) fn fail(respond: &mut SendResponse<Bytes>, grpc: bool, flag: Response
         &Bytes::from_static(text.as_bytes()),
         flag,
     )
+}
+
+/// Ends a stream whose route or idle clock ran out: the local reply (504 `UT`, 408 `SI`)
+/// if no response head went out yet, else a RST_STREAM.
+pub(crate) fn expired(
+    respond: &mut SendResponse<Bytes>,
+    grpc: bool,
+    progress: &Progress,
+    e: Expiry,
+) -> Done {
+    let flag = match e {
+        Expiry::Route => ResponseFlag::UpstreamTimeout,
+        Expiry::Idle => ResponseFlag::StreamIdleTimeout,
+    };
+    let status = progress.status();
+    if status == 0 {
+        let mut d = fail(respond, grpc, flag);
+        d.bytes_received = progress.bytes_received();
+        return d;
+    }
+    respond.send_reset(h2::Reason::INTERNAL_ERROR);
+    Done {
+        status,
+        flag,
+        bytes_received: progress.bytes_received(),
+        bytes_sent: progress.bytes_sent(),
+        upstream: None,
+    }
 }
 
 /// Answers a malformed request (`DPE`) with the rule it broke.
@@ -270,6 +300,10 @@ pub(crate) async fn serve<C: Connector>(
                     timeout = g;
                 }
             }
+            // The listener's idle timeout is the stream idle timeout too: on HTTP/1 it
+            // bounds each wait for request body bytes and for the client to take
+            // response bytes, which is what Envoy's stream_idle_timeout bounds.
+            let progress = Progress::new(start, timeout, l.idle_timeout);
             let req = super::to_h1::Request {
                 parts: &parts,
                 body,
@@ -280,10 +314,10 @@ pub(crate) async fn serve<C: Connector>(
             };
             match cs.cfg.protocol {
                 UpstreamProtocol::Http1 => {
-                    super::to_h1::proxy(req, &mut respond, &view, cs, timeout, start).await
+                    super::to_h1::proxy(req, &mut respond, &view, cs, &progress).await
                 }
                 UpstreamProtocol::Http2 | UpstreamProtocol::Downstream => {
-                    super::to_h2::proxy(req, &mut respond, &view, cs, timeout, start).await
+                    super::to_h2::proxy(req, &mut respond, &view, cs, &progress).await
                 }
             }
         }
@@ -325,6 +359,7 @@ mod tests {
     fn failures_map_to_envoy_statuses_and_texts() {
         let cases = [
             (ResponseFlag::NoRoute, 404, ""),
+            (ResponseFlag::StreamIdleTimeout, 408, "stream timeout"),
             (ResponseFlag::NoHealthyUpstream, 503, "no healthy upstream"),
             (
                 ResponseFlag::UpstreamConnectFailure,

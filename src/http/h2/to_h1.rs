@@ -7,7 +7,7 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
@@ -15,9 +15,11 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
-use super::io::DataSink;
-use super::stream::{count_class, endpoint, fail, Done};
+use super::clock::Progress;
+use super::io::{Counted, DataSink};
+use super::stream::{count_class, endpoint, expired, fail, Done};
 use crate::http::body::{self, BodyError};
+use crate::http::buf::ReadBuf;
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::{self, BodyKind, Special};
 use crate::http::io::Io;
@@ -94,12 +96,14 @@ async fn send_body<U: Io>(
     up: &mut U,
     body: &mut RecvStream,
     chunked: bool,
+    progress: &Progress,
 ) -> Result<u64, BodyError> {
     let mut total = 0u64;
     let mut framing = Vec::with_capacity(32);
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(|_| BodyError::Read)?;
         let n = chunk.len();
+        progress.touch();
         if chunked && n > 0 {
             framing.clear();
             let _ = write!(framing, "{n:x}\r\n");
@@ -110,10 +114,12 @@ async fn send_body<U: Io>(
             up.write_all(b"\r\n").await.map_err(|_| BodyError::Write)?;
         }
         let _ = body.flow_control().release_capacity(n);
+        progress.received(n as u64);
         total += n as u64;
     }
     if chunked {
         let trailers = body.trailers().await.map_err(|_| BodyError::Read)?;
+        progress.touch();
         framing.clear();
         framing.extend_from_slice(b"0\r\n");
         for (name, value) in trailers.iter().flatten() {
@@ -225,8 +231,7 @@ pub(crate) async fn proxy<C: Connector>(
     respond: &mut SendResponse<Bytes>,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
-    timeout: Duration,
-    start: Instant,
+    progress: &Progress,
 ) -> Done {
     let stats = &cs.stats;
     let Some(ep) = cs.start_request() else {
@@ -236,10 +241,47 @@ pub(crate) async fn proxy<C: Connector>(
         return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
     };
     es.rq_active.inc();
-    let deadline = (!timeout.is_zero()).then(|| start + timeout);
+    // The buffer is lent for this exchange and comes back however the exchange ends.
+    let mut ubuf = view.bufs.take();
+    // Dropping the exchange on expiry closes its upstream connection: a stuck stream
+    // never keeps one.
+    let work = exchange(&mut r, respond, view, cs, ep, &mut ubuf, progress);
+    let result = progress.run(work).await;
+    view.bufs.put(ubuf);
+    es.rq_active.dec();
+    let mut done = match result {
+        Ok(d) => d,
+        Err(e) => expired(respond, r.grpc, progress, e),
+    };
+    done.upstream = Some(endpoint.addr);
+    if done.status != 0 {
+        count_class(stats, done.status);
+    }
+    if done.flag == ResponseFlag::UpstreamTimeout {
+        stats.rq_timeout.inc();
+    }
+    done
+}
+
+/// Connects (or takes a pooled connection), sends the request, streams the response
+/// back, and pools the connection again if it is still in step.
+async fn exchange<C: Connector>(
+    r: &mut Request<'_>,
+    respond: &mut SendResponse<Bytes>,
+    view: &WorkerView<C>,
+    cs: &ClusterState<C::Conn>,
+    ep: usize,
+    ubuf: &mut ReadBuf,
+    progress: &Progress,
+) -> Done {
+    let stats = &cs.stats;
+    let Some((endpoint, es)) = endpoint(cs, ep) else {
+        return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
+    };
+    let deadline = progress.deadline();
     let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
     let mut head = Vec::with_capacity(512);
-    let chunked = request_head(&mut head, &r);
+    let chunked = request_head(&mut head, r);
     let is_head = r.parts.method == http::Method::HEAD;
     let pooled = std::iter::from_fn(|| cs.pool.take(ep)).find(|c| c.idle_is_clean());
     let mut up = match pooled {
@@ -258,54 +300,49 @@ pub(crate) async fn proxy<C: Connector>(
                 Err(_) => {
                     stats.cx_connect_fail.inc();
                     es.cx_connect_fail.inc();
-                    es.rq_active.dec();
-                    stats.rq_class[4].inc();
-                    let mut d = fail(respond, r.grpc, ResponseFlag::UpstreamConnectFailure);
-                    d.upstream = Some(endpoint.addr);
-                    return d;
+                    // A connect cut short by the route deadline is the route timeout.
+                    let flag = if deadline.is_some_and(|d| Instant::now() >= d) {
+                        ResponseFlag::UpstreamTimeout
+                    } else {
+                        ResponseFlag::UpstreamConnectFailure
+                    };
+                    return fail(respond, r.grpc, flag);
                 }
             }
         }
     };
+    progress.touch();
     up.set_read_timeout(remaining());
     up.set_write_timeout(remaining());
-    let (mut done, reuse) = exchange(
-        &mut r, respond, view, &mut up, &head, chunked, is_head, deadline,
-    )
-    .await;
-    es.rq_active.dec();
-    done.upstream = Some(endpoint.addr);
+    let (done, reuse) =
+        send_and_receive(r, respond, &mut up, ubuf, &head, chunked, is_head, progress).await;
     if reuse {
         cs.pool.put(ep, up);
-    }
-    if done.status != 0 {
-        count_class(stats, done.status);
-    }
-    if done.flag == ResponseFlag::UpstreamTimeout {
-        stats.rq_timeout.inc();
     }
     done
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn exchange<C: Connector, U: Io>(
+async fn send_and_receive<U: Io>(
     r: &mut Request<'_>,
     respond: &mut SendResponse<Bytes>,
-    view: &WorkerView<C>,
     up: &mut U,
+    ubuf: &mut ReadBuf,
     head: &[u8],
     chunked: bool,
     is_head: bool,
-    deadline: Option<Instant>,
+    progress: &Progress,
 ) -> (Done, bool) {
     let grpc = r.grpc;
+    let deadline = progress.deadline();
     let failed = |respond: &mut SendResponse<Bytes>, flag| (fail(respond, grpc, flag), false);
     if up.write_all(head).await.is_err() {
         return failed(respond, ResponseFlag::UpstreamConnectionTermination);
     }
+    progress.touch();
     let mut received = 0;
     if !r.body.is_end_stream() {
-        match send_body(up, &mut r.body, chunked).await {
+        match send_body(up, &mut r.body, chunked, progress).await {
             Ok(n) => received = n,
             Err(BodyError::Write) => {
                 return failed(respond, ResponseFlag::UpstreamConnectionTermination)
@@ -322,7 +359,6 @@ async fn exchange<C: Connector, U: Io>(
             }
         }
     }
-    let mut ubuf = view.bufs.take();
     let parsed = loop {
         if !ubuf.is_empty() {
             match parse_head(ubuf.data(), is_head) {
@@ -339,8 +375,8 @@ async fn exchange<C: Connector, U: Io>(
                 Err(()) => break Err(ResponseFlag::UpstreamProtocolError),
             }
         }
-        match body::fill_from(up, &mut ubuf, deadline).await {
-            Ok(n) if n > 0 => {}
+        match body::fill_from(up, ubuf, deadline).await {
+            Ok(n) if n > 0 => progress.touch(),
             Err(BodyError::Timeout) => break Err(ResponseFlag::UpstreamTimeout),
             _ => break Err(ResponseFlag::UpstreamConnectionTermination),
         }
@@ -348,7 +384,6 @@ async fn exchange<C: Connector, U: Io>(
     let h = match parsed {
         Ok(h) => h,
         Err(flag) => {
-            view.bufs.put(ubuf);
             let (mut d, _) = failed(respond, flag);
             d.bytes_received = received;
             return (d, false);
@@ -360,7 +395,6 @@ async fn exchange<C: Connector, U: Io>(
     let mut send = match respond.send_response(h.response, end) {
         Ok(s) => s,
         Err(_) => {
-            view.bufs.put(ubuf);
             let d = Done {
                 status,
                 flag: ResponseFlag::DownstreamConnectionTermination,
@@ -371,6 +405,7 @@ async fn exchange<C: Connector, U: Io>(
             return (d, false);
         }
     };
+    progress.head_sent(status);
     let mut done = Done {
         status,
         flag: ResponseFlag::None,
@@ -380,10 +415,13 @@ async fn exchange<C: Connector, U: Io>(
     };
     if !end {
         let mut raw_trailers = Vec::new();
-        let sink = &mut DataSink { stream: &mut send };
+        let sink = &mut Counted {
+            inner: DataSink { stream: &mut send },
+            progress,
+        };
         let result = body::forward_with_trailers(
             up,
-            &mut ubuf,
+            ubuf,
             sink,
             h.body,
             true,
@@ -415,6 +453,5 @@ async fn exchange<C: Connector, U: Io>(
         }
     }
     let reuse = done.flag == ResponseFlag::None && h.reuse && ubuf.is_empty();
-    view.bufs.put(ubuf);
     (done, reuse)
 }

@@ -7,14 +7,14 @@
 
 use std::future::poll_fn;
 use std::task::Poll;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Response, Uri};
 
-use super::stream::{count_class, endpoint, fail, reject, Done};
+use super::clock::{Expiry, Progress};
+use super::stream::{count_class, endpoint, expired, fail, reject, Done};
 use super::to_h1::Request;
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::HeadError;
@@ -64,8 +64,12 @@ async fn capacity(to: &mut SendStream<Bytes>, want: usize) -> Result<usize, Pump
 }
 
 /// Moves DATA and trailers from one stream to another; the sender's window reopens only
-/// as the receiver accepts the bytes.
-async fn pump(from: &mut RecvStream, to: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
+/// as the receiver accepts the bytes. `moved` hears of every byte passed on.
+async fn pump(
+    from: &mut RecvStream,
+    to: &mut SendStream<Bytes>,
+    moved: impl Fn(u64),
+) -> Result<u64, PumpError> {
     let mut total = 0u64;
     while let Some(chunk) = from.data().await {
         let mut chunk = chunk.map_err(|_| PumpError::Read)?;
@@ -73,7 +77,9 @@ async fn pump(from: &mut RecvStream, to: &mut SendStream<Bytes>) -> Result<u64, 
         while !chunk.is_empty() {
             let cap = capacity(to, chunk.len()).await?;
             let part = chunk.split_to(cap.min(chunk.len()));
+            let len = part.len() as u64;
             to.send_data(part, false).map_err(|_| PumpError::Write)?;
+            moved(len);
         }
         let _ = from.flow_control().release_capacity(n);
         total += n as u64;
@@ -92,8 +98,7 @@ pub(crate) async fn proxy<C: Connector>(
     respond: &mut SendResponse<Bytes>,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
-    timeout: Duration,
-    start: Instant,
+    progress: &Progress,
 ) -> Done
 where
     C::Conn: 'static,
@@ -106,23 +111,21 @@ where
         return fail(respond, grpc, ResponseFlag::NoHealthyUpstream);
     };
     es.rq_active.inc();
-    let exchange = exchange(r, respond, view, cs, ep);
-    let mut done = if timeout.is_zero() {
-        exchange.await
-    } else {
-        let expire = async {
-            glommio::timer::sleep((start + timeout).saturating_duration_since(Instant::now()))
-                .await;
-            None
-        };
-        match futures_lite::future::or(async { Some(exchange.await) }, expire).await {
-            Some(d) => d,
-            None => {
-                // Dropping the exchange reset both streams; tell the client if we can.
+    // Dropping the exchange on expiry resets the upstream stream.
+    let mut done = match progress
+        .run(exchange(r, respond, view, cs, ep, progress))
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            if e == Expiry::Route {
                 cs.stats.rq_timeout.inc();
-                cs.stats.rq_class[4].inc();
-                fail(respond, grpc, ResponseFlag::UpstreamTimeout)
             }
+            if progress.status() == 0 {
+                // A local reply: counted here; a forwarded head was counted when it came.
+                cs.stats.rq_class[4].inc();
+            }
+            expired(respond, grpc, progress, e)
         }
     };
     es.rq_active.dec();
@@ -136,6 +139,7 @@ async fn exchange<C: Connector>(
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
     ep: usize,
+    progress: &Progress,
 ) -> Done
 where
     C::Conn: 'static,
@@ -194,7 +198,7 @@ where
         if end {
             return Ok(0);
         }
-        let result = pump(&mut r.body, &mut up_send).await;
+        let result = pump(&mut r.body, &mut up_send, |n| progress.received(n)).await;
         if result.is_err() {
             up_send.send_reset(h2::Reason::CANCEL);
         }
@@ -229,8 +233,9 @@ where
                 return done;
             }
         };
+        progress.head_sent(status);
         if !end {
-            match pump(&mut body, &mut down_send).await {
+            match pump(&mut body, &mut down_send, |n| progress.sent(n)).await {
                 Ok(n) => done.bytes_sent = n,
                 Err(PumpError::Read) => {
                     stats.rq_reset.inc();
