@@ -8,6 +8,7 @@
 //! connection; the connection task drives the socket.
 
 mod clock;
+mod connect;
 pub(crate) mod io;
 mod stream;
 mod to_h1;

@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use super::clock::{Expiry, Progress};
 use crate::config::{ListenerKind, RouteAction, UpstreamProtocol};
 use crate::http::flags::ResponseFlag;
-use crate::http::h1::head::HeadError;
+use crate::http::h1::head::{self, HeadError};
 use crate::http::router;
 use crate::http::view::WorkerView;
 use crate::observe::access_log::LogRecord;
@@ -223,6 +223,15 @@ pub(crate) fn local(
     done
 }
 
+/// A CONNECT's target: `host:port` and nothing else (RFC 9113 section 8.5).
+fn connect_target(uri: &http::Uri) -> bool {
+    uri.path_and_query().is_none()
+        && uri.scheme().is_none()
+        && uri
+            .authority()
+            .is_some_and(|a| a.port_u16().is_some() && head::valid_host(a.as_str().as_bytes()))
+}
+
 pub(crate) async fn serve<C: Connector>(
     req: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
@@ -255,11 +264,12 @@ pub(crate) async fn serve<C: Connector>(
             .unwrap_or("")
             .to_string(),
     };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    // A CONNECT has no path; it is logged with its target, as on HTTP/1.1.
+    let path = match parts.uri.path_and_query() {
+        Some(p) => p.as_str().to_string(),
+        None if parts.method == http::Method::CONNECT => authority.clone(),
+        None => "/".to_string(),
+    };
     let lookup: Vec<httparse::Header<'_>> = parts
         .headers
         .iter()
@@ -268,16 +278,33 @@ pub(crate) async fn serve<C: Connector>(
             value: v.as_bytes(),
         })
         .collect();
-    let action = view
-        .snapshot
-        .route_tables
-        .get(route_table)
-        .and_then(|table| router::select(table, authority.as_bytes(), &path, &lookup))
-        .map(|r| &r.action);
+    let is_connect = parts.method == http::Method::CONNECT;
+    let table = view.snapshot.route_tables.get(route_table);
+    let action = if is_connect {
+        // CONNECT carries only :authority (host:port); the route must allow `connect`.
+        table.and_then(|t| router::select_connect(t, authority.as_bytes(), &lookup))
+    } else {
+        table.and_then(|t| router::select(t, authority.as_bytes(), &path, &lookup))
+    }
+    .map(|r| &r.action);
     drop(lookup);
     let mut cluster_name = None;
     let done = match action {
+        _ if is_connect && !connect_target(&parts.uri) => reject(
+            &mut respond,
+            grpc,
+            HeadError::BadRequest("CONNECT needs an authority-form target"),
+        ),
         None => fail(&mut respond, grpc, ResponseFlag::NoRoute),
+        Some(RouteAction::Cluster { cluster, .. }) if is_connect => 'tunnel: {
+            let Some(cs) = view.clusters.get(*cluster) else {
+                break 'tunnel fail(&mut respond, grpc, ResponseFlag::NoHealthyUpstream);
+            };
+            cluster_name = Some(cs.name.clone());
+            // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
+            let progress = Progress::new(start, Duration::ZERO, l.idle_timeout);
+            super::connect::tunnel(body, &mut respond, &view, cs, &progress).await
+        }
         Some(RouteAction::Direct(d)) => local(
             &mut respond,
             grpc,
