@@ -496,3 +496,72 @@ fn the_route_timeout_resets_a_response_the_client_does_not_read() {
     );
     assert_eq!(flag_count(&p.listener_stats("main"), "UT"), 1);
 }
+
+#[test]
+fn h2_heads_are_checked_like_http1_heads() {
+    let up = Upstream::echo();
+    let p = Proxy::start(&proxy_config_with(
+        up.addr,
+        "5s",
+        "    limits: { max_headers: 4, max_request_line_bytes: 100 }\n",
+    ));
+    let addr = p.listen;
+    let replies = h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let mut out = Vec::new();
+        let cases: Vec<http::Request<()>> = vec![
+            // Host must name the same authority as :authority.
+            request("GET", "http://a.example/x")
+                .header("host", "b.example")
+                .body(())
+                .unwrap(),
+            // At most one Host.
+            request("GET", "http://a.example/x")
+                .header("host", "a.example")
+                .header("host", "a.example")
+                .body(())
+                .unwrap(),
+            // The authority must be a plain host (as Host on HTTP/1.1).
+            request("GET", "http://user@a.example/x").body(()).unwrap(),
+            // More header fields than max_headers.
+            (0..5)
+                .fold(request("GET", "http://a.example/x"), |b, i| {
+                    b.header(format!("x-h{i}"), "v")
+                })
+                .body(())
+                .unwrap(),
+            // :method + :path longer than max_request_line_bytes.
+            request("GET", &format!("http://a.example/{}", "p".repeat(100)))
+                .body(())
+                .unwrap(),
+            // Fine: Host equal to :authority (case aside), four headers, a short path.
+            request("GET", "http://a.example/ok")
+                .header("host", "A.example")
+                .header("x-a", "1")
+                .header("x-b", "2")
+                .header("x-c", "3")
+                .body(())
+                .unwrap(),
+        ];
+        for req in cases {
+            out.push(h2client::send(&mut client, req, b"").await);
+        }
+        out
+    });
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [400, 400, 400, 431, 414, 200], "{replies:?}");
+    let texts: Vec<String> = replies.iter().map(|r| r.body_str()).collect();
+    assert_eq!(
+        texts[..5],
+        [
+            "host differs from :authority",
+            "more than one host header",
+            "invalid host",
+            "request headers too large",
+            "request line too long",
+        ]
+    );
+    assert_eq!(up.request_count(), 1, "only the valid request was proxied");
+    assert_eq!(up.last_request().target, "/ok");
+    assert_eq!(flag_count(&p.listener_stats("main"), "DPE"), 5);
+}

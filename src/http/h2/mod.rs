@@ -10,6 +10,7 @@
 mod clock;
 mod connect;
 pub(crate) mod io;
+mod request;
 mod stream;
 mod to_h1;
 mod to_h2;

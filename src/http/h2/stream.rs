@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use super::clock::{Expiry, Progress};
 use crate::config::{ListenerKind, RouteAction, UpstreamProtocol};
 use crate::http::flags::ResponseFlag;
-use crate::http::h1::head::{self, HeadError};
+use crate::http::h1::head::HeadError;
 use crate::http::router;
 use crate::http::view::WorkerView;
 use crate::observe::access_log::LogRecord;
@@ -223,15 +223,6 @@ pub(crate) fn local(
     done
 }
 
-/// A CONNECT's target: `host:port` and nothing else (RFC 9113 section 8.5).
-fn connect_target(uri: &http::Uri) -> bool {
-    uri.path_and_query().is_none()
-        && uri.scheme().is_none()
-        && uri
-            .authority()
-            .is_some_and(|a| a.port_u16().is_some() && head::valid_host(a.as_str().as_bytes()))
-}
-
 pub(crate) async fn serve<C: Connector>(
     req: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
@@ -255,20 +246,19 @@ pub(crate) async fn serve<C: Connector>(
     };
     let (parts, body) = req.into_parts();
     let grpc = is_grpc(&parts.headers);
-    let authority = match parts.uri.authority() {
-        Some(a) => a.as_str().to_string(),
-        None => parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-    };
-    // A CONNECT has no path; it is logged with its target, as on HTTP/1.1.
-    let path = match parts.uri.path_and_query() {
-        Some(p) => p.as_str().to_string(),
-        None if parts.method == http::Method::CONNECT => authority.clone(),
-        None => "/".to_string(),
+    // A refused head is still logged, with what it carried.
+    let (authority, path, is_connect, refused) = match super::request::check(&parts, &l.limits) {
+        Ok(c) => (c.authority, c.path, c.connect, None),
+        Err(e) => (
+            parts
+                .uri
+                .authority()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            parts.uri.path().to_string(),
+            false,
+            Some(e),
+        ),
     };
     let lookup: Vec<httparse::Header<'_>> = parts
         .headers
@@ -278,9 +268,10 @@ pub(crate) async fn serve<C: Connector>(
             value: v.as_bytes(),
         })
         .collect();
-    let is_connect = parts.method == http::Method::CONNECT;
     let table = view.snapshot.route_tables.get(route_table);
-    let action = if is_connect {
+    let action = if refused.is_some() {
+        None
+    } else if is_connect {
         // CONNECT carries only :authority (host:port); the route must allow `connect`.
         table.and_then(|t| router::select_connect(t, authority.as_bytes(), &lookup))
     } else {
@@ -289,14 +280,10 @@ pub(crate) async fn serve<C: Connector>(
     .map(|r| &r.action);
     drop(lookup);
     let mut cluster_name = None;
-    let done = match action {
-        _ if is_connect && !connect_target(&parts.uri) => reject(
-            &mut respond,
-            grpc,
-            HeadError::BadRequest("CONNECT needs an authority-form target"),
-        ),
-        None => fail(&mut respond, grpc, ResponseFlag::NoRoute),
-        Some(RouteAction::Cluster { cluster, .. }) if is_connect => 'tunnel: {
+    let done = match (refused, action) {
+        (Some(e), _) => reject(&mut respond, grpc, e),
+        (None, None) => fail(&mut respond, grpc, ResponseFlag::NoRoute),
+        (None, Some(RouteAction::Cluster { cluster, .. })) if is_connect => 'tunnel: {
             let Some(cs) = view.clusters.get(*cluster) else {
                 break 'tunnel fail(&mut respond, grpc, ResponseFlag::NoHealthyUpstream);
             };
@@ -305,7 +292,7 @@ pub(crate) async fn serve<C: Connector>(
             let progress = Progress::new(start, Duration::ZERO, l.idle_timeout);
             super::connect::tunnel(body, &mut respond, &view, cs, &progress).await
         }
-        Some(RouteAction::Direct(d)) => local(
+        (None, Some(RouteAction::Direct(d))) => local(
             &mut respond,
             grpc,
             d.status,
@@ -313,9 +300,12 @@ pub(crate) async fn serve<C: Connector>(
             &d.body,
             ResponseFlag::None,
         ),
-        Some(RouteAction::Cluster {
-            cluster, timeout, ..
-        }) => 'proxy: {
+        (
+            None,
+            Some(RouteAction::Cluster {
+                cluster, timeout, ..
+            }),
+        ) => 'proxy: {
             // Route indices are resolved against the same snapshot the view was built from.
             let Some(cs) = view.clusters.get(*cluster) else {
                 break 'proxy fail(&mut respond, grpc, ResponseFlag::NoHealthyUpstream);
