@@ -182,3 +182,39 @@ fn a_stalled_h2_stream_to_an_h2_upstream_gets_408_and_resets_the_upstream_stream
         up.open_connections()
     );
 }
+
+#[test]
+fn every_forwarded_for_value_survives_both_translations() {
+    let up = Upstream::echo();
+    let b = Proxy::start(&proxy_config(up.addr));
+    let a = Proxy::start(&front(b.listen, "5s", "http2"));
+    let direct = b.listen;
+    let through_a = a.listen;
+    h2client::run(move || async move {
+        for addr in [direct, through_a] {
+            let mut client = connect(addr).await;
+            let req = request("GET", &format!("http://{addr}/xff"))
+                .header("x-forwarded-for", "10.0.0.1")
+                .header("x-forwarded-proto", "https")
+                .header("x-forwarded-for", "10.0.0.2, 10.0.0.3")
+                .body(())
+                .unwrap();
+            let r = h2client::send(&mut client, req, b"").await;
+            assert_eq!(r.status, 200, "{r:?}");
+        }
+    });
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 2);
+    // HTTP/2 client -> B (HTTP/1.1 upstream): every value kept, the peer appended.
+    assert_eq!(
+        reqs[0].headers_named("x-forwarded-for"),
+        ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"]
+    );
+    assert_eq!(reqs[0].headers_named("x-forwarded-proto"), ["http"]);
+    // HTTP/2 client -> A (HTTP/2 upstream) -> B: A keeps every value too, then B.
+    assert_eq!(
+        reqs[1].headers_named("x-forwarded-for"),
+        ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1, 127.0.0.1"]
+    );
+    assert_eq!(reqs[1].headers_named("x-forwarded-proto"), ["http"]);
+}

@@ -6,7 +6,7 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::io::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -58,7 +58,6 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
         "{} {} HTTP/1.1\r\nhost: {}\r\n",
         p.method, r.path, r.authority
     );
-    let mut xff: Vec<&[u8]> = Vec::new();
     for (name, value) in &p.headers {
         match name.as_str() {
             "te" => {
@@ -66,8 +65,7 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
                     out.extend_from_slice(b"te: trailers\r\n");
                 }
             }
-            "x-forwarded-for" => xff.push(value.as_bytes()),
-            "x-forwarded-proto" => {}
+            "x-forwarded-for" | "x-forwarded-proto" => {}
             n if hop_by_hop(n) => {}
             n => {
                 out.extend_from_slice(n.as_bytes());
@@ -81,13 +79,21 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
+    write_forwarding(out, &p.headers, r.peer.ip());
+    out.extend_from_slice(b"\r\n");
+    chunked
+}
+
+/// The proxy's forwarding headers, exactly as the HTTP/1.1 encoder writes them: every
+/// incoming `x-forwarded-for` value in order, joined by ", ", then the client's address;
+/// `x-forwarded-proto: http` in place of whatever the client sent.
+fn write_forwarding(out: &mut Vec<u8>, headers: &http::HeaderMap, peer: IpAddr) {
     out.extend_from_slice(b"x-forwarded-for: ");
-    for v in xff {
-        out.extend_from_slice(v);
+    for v in headers.get_all("x-forwarded-for") {
+        out.extend_from_slice(v.as_bytes());
         out.extend_from_slice(b", ");
     }
-    let _ = write!(out, "{}\r\nx-forwarded-proto: http\r\n\r\n", r.peer.ip());
-    chunked
+    let _ = write!(out, "{peer}\r\nx-forwarded-proto: http\r\n");
 }
 
 /// Streams the request body: DATA frames as they arrive, flow-control capacity released
@@ -454,4 +460,28 @@ async fn send_and_receive<U: Io>(
     }
     let reuse = done.flag == ResponseFlag::None && h.reuse && ubuf.is_empty();
     (done, reuse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_headers_match_the_http1_encoder() {
+        let req = http::Request::builder()
+            .method("GET")
+            .uri("http://a.example/p")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-for", "10.0.0.2, 10.0.0.3")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let mut out = Vec::new();
+        write_forwarding(&mut out, &parts.headers, "127.0.0.1".parse().unwrap());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "x-forwarded-for: 10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1\r\nx-forwarded-proto: http\r\n"
+        );
+    }
 }

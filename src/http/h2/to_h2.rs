@@ -6,6 +6,8 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::future::poll_fn;
+use std::io::Write as _;
+use std::net::IpAddr;
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -38,6 +40,23 @@ fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
         }
         to.append(name.clone(), value.clone());
     }
+}
+
+/// Sets the proxy's forwarding headers exactly as the HTTP/1.1 encoder writes them:
+/// every incoming `x-forwarded-for` value, in order, joined by ", ", then the client's
+/// address; `x-forwarded-proto: http` in place of whatever the client sent.
+fn set_forwarding(to: &mut HeaderMap, from: &HeaderMap, peer: IpAddr) {
+    let mut xff = Vec::with_capacity(64);
+    for v in from.get_all("x-forwarded-for") {
+        xff.extend_from_slice(v.as_bytes());
+        xff.extend_from_slice(b", ");
+    }
+    let _ = write!(xff, "{peer}");
+    // Incoming values are valid field values, and so is their join.
+    if let Ok(v) = HeaderValue::from_bytes(&xff) {
+        to.insert("x-forwarded-for", v);
+    }
+    to.insert("x-forwarded-proto", HeaderValue::from_static("http"));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,20 +190,7 @@ where
     *req.method_mut() = r.parts.method.clone();
     *req.uri_mut() = uri;
     copy_end_to_end(&r.parts.headers, req.headers_mut());
-    let xff = match r
-        .parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) => format!("{prev}, {}", r.peer.ip()),
-        None => r.peer.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        req.headers_mut().insert("x-forwarded-for", v);
-    }
-    req.headers_mut()
-        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    set_forwarding(req.headers_mut(), &r.parts.headers, r.peer.ip());
     let end = r.body.is_end_stream();
     let (response, mut up_send) = match send.send_request(req, end) {
         Ok(x) => x,
@@ -256,4 +262,31 @@ where
         Err(_) => {}
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_keeps_every_xff_value_and_replaces_the_proto() {
+        let mut from = HeaderMap::new();
+        from.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        from.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.0.0.2, 10.0.0.3"),
+        );
+        from.append("x-forwarded-proto", HeaderValue::from_static("https"));
+        let mut to = HeaderMap::new();
+        copy_end_to_end(&from, &mut to);
+        set_forwarding(&mut to, &from, "127.0.0.1".parse().unwrap());
+        let xff: Vec<_> = to.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(xff, ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"]);
+        let xfp: Vec<_> = to.get_all("x-forwarded-proto").iter().collect();
+        assert_eq!(xfp, ["http"]);
+
+        let mut to = HeaderMap::new();
+        set_forwarding(&mut to, &HeaderMap::new(), "::1".parse().unwrap());
+        assert_eq!(to.get("x-forwarded-for").unwrap(), "::1");
+    }
 }
