@@ -565,3 +565,47 @@ fn h2_heads_are_checked_like_http1_heads() {
     assert_eq!(up.last_request().target, "/ok");
     assert_eq!(flag_count(&p.listener_stats("main"), "DPE"), 5);
 }
+
+#[test]
+fn every_trailer_up_to_max_headers_reaches_the_client_and_more_reset_the_stream() {
+    let names: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("x-t{i}"), format!("v{i}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let up = Upstream::start(chunked_response(&["ab", "cd"], &pairs));
+    let roomy = Proxy::start(&proxy_config(up.addr));
+    let tight = Proxy::start(&proxy_config_with(
+        up.addr,
+        "5s",
+        "    limits: { max_headers: 39 }\n",
+    ));
+    let (a, b) = (roomy.listen, tight.listen);
+    let (full, cut) = h2client::run(move || async move {
+        let mut out = Vec::new();
+        for addr in [a, b] {
+            let mut client = connect(addr).await;
+            let req = request("GET", &format!("http://{addr}/t"))
+                .body(())
+                .unwrap();
+            out.push(h2client::send(&mut client, req, b"").await);
+        }
+        (out.remove(0), out.remove(0))
+    });
+    assert_eq!(full.status, 200, "{full:?}");
+    assert_eq!(full.body_str(), "abcd");
+    assert!(full.reset.is_none(), "{full:?}");
+    let t = full.trailers.expect("trailers arrived");
+    assert_eq!(t.len(), 40, "all 40 trailers: {t:?}");
+    assert_eq!(t.get("x-t39").unwrap(), "v39");
+    // One field over the listener's limit: the stream is reset, never ended as if whole.
+    // (A reset discards the stream's frames still queued, so the client may see it
+    // before the response head.)
+    assert!(cut.reset.is_some(), "{cut:?}");
+    assert!(cut.body.len() < 4, "{cut:?}");
+    assert!(cut.trailers.is_none());
+    assert_eq!(flag_count(&tight.listener_stats("main"), "UPE"), 1);
+    assert_eq!(tight.cluster_stats("backend")["rq_protocol_error"], 1);
+}

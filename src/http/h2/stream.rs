@@ -328,6 +328,7 @@ pub(crate) async fn serve<C: Connector>(
                 path: &path,
                 peer,
                 grpc,
+                max_headers: l.limits.max_headers,
             };
             match cs.cfg.protocol {
                 UpstreamProtocol::Http1 => {

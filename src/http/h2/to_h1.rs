@@ -18,6 +18,7 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 use super::clock::Progress;
 use super::io::{Counted, DataSink};
 use super::stream::{count_class, endpoint, expired, fail, Done};
+use crate::config::MAX_HEADERS_CAP;
 use crate::http::body::{self, BodyError};
 use crate::http::buf::ReadBuf;
 use crate::http::flags::ResponseFlag;
@@ -34,6 +35,8 @@ pub(crate) struct Request<'a> {
     pub path: &'a str,
     pub peer: SocketAddr,
     pub grpc: bool,
+    /// The listener's `max_headers`, which also bounds response trailers.
+    pub max_headers: usize,
 }
 
 /// Headers that describe one HTTP/1.1 connection and never cross a protocol boundary.
@@ -212,24 +215,37 @@ fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, ()> {
     })))
 }
 
-/// Parses a raw chunked trailer section into a header map; `None` if it has no fields.
-fn trailer_map(raw: &[u8]) -> Option<http::HeaderMap> {
-    let mut slots = [httparse::EMPTY_HEADER; 32];
-    let Ok(httparse::Status::Complete((_, fields))) = httparse::parse_headers(raw, &mut slots)
-    else {
-        return None;
+/// Parses a raw chunked trailer section (field lines and the final empty line) into a
+/// header map; `Ok(None)` if it has no fields. More than `max` fields, or a field that
+/// is not a valid HTTP/2 field, is `Err`: the response cannot be passed on whole.
+/// Connection-specific fields are dropped as they are from response heads.
+fn trailer_map(raw: &[u8], max: usize) -> Result<Option<http::HeaderMap>, ()> {
+    if raw.is_empty() {
+        // Not a chunked body: there was no trailer section at all.
+        return Ok(None);
+    }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
+    let slots = slots.get_mut(..max.min(MAX_HEADERS_CAP)).ok_or(())?;
+    let fields = match httparse::parse_headers(raw, slots) {
+        Ok(httparse::Status::Complete((_, fields))) => fields,
+        // Too many fields, a malformed line, or a section cut short.
+        _ => return Err(()),
     };
     let mut map = http::HeaderMap::new();
-    for f in fields {
+    for f in fields.iter() {
         let lower = f.name.to_ascii_lowercase();
-        if let (Ok(n), Ok(v)) = (
+        if hop_by_hop(&lower) || lower == "te" {
+            continue;
+        }
+        let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(lower.as_bytes()),
             HeaderValue::from_bytes(f.value),
-        ) {
-            map.append(n, v);
-        }
+        ) else {
+            return Err(());
+        };
+        map.append(n, v);
     }
-    (!map.is_empty()).then_some(map)
+    Ok((!map.is_empty()).then_some(map))
 }
 
 pub(crate) async fn proxy<C: Connector>(
@@ -265,6 +281,9 @@ pub(crate) async fn proxy<C: Connector>(
     }
     if done.flag == ResponseFlag::UpstreamTimeout {
         stats.rq_timeout.inc();
+    }
+    if done.flag == ResponseFlag::UpstreamProtocolError {
+        stats.rq_protocol_error.inc();
     }
     done
 }
@@ -440,9 +459,15 @@ async fn send_and_receive<U: Io>(
             Ok(n) => {
                 done.bytes_sent = n;
                 // Chunked trailers become an HTTP/2 trailers frame.
-                let sent = match trailer_map(&raw_trailers) {
-                    Some(t) => send.send_trailers(t),
-                    None => send.send_data(Bytes::new(), true),
+                let sent = match trailer_map(&raw_trailers, r.max_headers) {
+                    Ok(Some(t)) => send.send_trailers(t),
+                    Ok(None) => send.send_data(Bytes::new(), true),
+                    Err(()) => {
+                        // Never end the stream cleanly with trailers missing.
+                        send.send_reset(h2::Reason::INTERNAL_ERROR);
+                        done.flag = ResponseFlag::UpstreamProtocolError;
+                        Ok(())
+                    }
                 };
                 if sent.is_err() {
                     done.flag = ResponseFlag::DownstreamConnectionTermination;
@@ -465,6 +490,30 @@ async fn send_and_receive<U: Io>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trailers_up_to_the_limit_pass_and_more_are_an_error() {
+        let section = |n: usize| {
+            let mut raw = Vec::new();
+            for i in 0..n {
+                raw.extend_from_slice(format!("X-T{i}: v{i}\r\n").as_bytes());
+            }
+            raw.extend_from_slice(b"\r\n");
+            raw
+        };
+        let t = trailer_map(&section(40), 100).unwrap().unwrap();
+        assert_eq!(t.len(), 40);
+        assert_eq!(t.get("x-t39").unwrap(), "v39");
+        assert!(trailer_map(&section(40), 40).unwrap().is_some());
+        assert_eq!(trailer_map(&section(41), 40), Err(()));
+        assert_eq!(trailer_map(&section(0), 40), Ok(None));
+        assert_eq!(trailer_map(b"", 40), Ok(None));
+        assert_eq!(trailer_map(b"bad line\r\n\r\n", 40), Err(()));
+        let hop = trailer_map(b"connection: x\r\nx-a: 1\r\n\r\n", 40)
+            .unwrap()
+            .unwrap();
+        assert_eq!(hop.len(), 1);
+    }
 
     #[test]
     fn forwarding_headers_match_the_http1_encoder() {
