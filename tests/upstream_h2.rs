@@ -218,3 +218,31 @@ fn every_forwarded_for_value_survives_both_translations() {
     );
     assert_eq!(reqs[1].headers_named("x-forwarded-proto"), ["http"]);
 }
+
+#[test]
+fn statuses_outside_1xx_to_5xx_from_either_upstream_become_502() {
+    // An HTTP/1.1 upstream (HTTP/2 client, h2 -> h1 path) and an HTTP/2 upstream
+    // (h2 -> h2 path), both answering 600.
+    let h1 = Upstream::start(fixed("HTTP/1.1 600 Beyond\r\ncontent-length: 0\r\n\r\n"));
+    let h2 = h2client::h2_upstream(600);
+    let via_h1 = Proxy::start(&proxy_config(h1.addr));
+    let via_h2 = Proxy::start(&front(h2, "5s", "http2"));
+    let (a, b) = (via_h1.listen, via_h2.listen);
+    let replies = h2client::run(move || async move {
+        let mut out = Vec::new();
+        for addr in [a, b] {
+            let mut client = connect(addr).await;
+            let req = request("GET", &format!("http://{addr}/s"))
+                .body(())
+                .unwrap();
+            out.push(h2client::send(&mut client, req, b"").await);
+        }
+        out
+    });
+    for (r, p) in replies.iter().zip([&via_h1, &via_h2]) {
+        assert_eq!(r.status, 502, "{r:?}");
+        assert_eq!(r.body_str(), "upstream sent an invalid response");
+        assert_eq!(flag_count(&p.listener_stats("main"), "UPE"), 1);
+    }
+    assert_eq!(via_h2.cluster_stats("b")["rq_protocol_error"], 1);
+}

@@ -146,3 +146,39 @@ pub async fn read_reply(response: h2::client::ResponseFuture) -> Reply {
     }
     reply
 }
+
+/// An HTTP/2 (h2c) upstream on 127.0.0.1 that answers every request with `status` and
+/// an empty body, on its own thread. It stops by itself after a minute.
+pub fn h2_upstream(status: u16) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(128 * 1024)
+            .make()
+            .expect("a glommio executor for the test upstream")
+            .run(async move {
+                let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                let _ = tx.send(l.local_addr().expect("local addr"));
+                let serve = async {
+                    while let Ok(s) = l.accept().await {
+                        glommio::spawn_local(async move {
+                            let Ok(mut conn) = h2::server::handshake(s.compat()).await else {
+                                return;
+                            };
+                            while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                                let resp = http::Response::builder()
+                                    .status(status)
+                                    .body(())
+                                    .expect("a response");
+                                let _ = respond.send_response(resp, true);
+                            }
+                        })
+                        .detach();
+                    }
+                };
+                futures_lite::future::or(serve, glommio::timer::sleep(Duration::from_secs(60)))
+                    .await;
+            })
+    });
+    rx.recv_timeout(STEP).expect("the h2 upstream started")
+}

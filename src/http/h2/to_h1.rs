@@ -168,6 +168,10 @@ fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, ()> {
     let (Some(status), Some(minor)) = (resp.code, resp.version) else {
         return Err(());
     };
+    // httparse takes any three digits; HTTP has status classes 1xx to 5xx only.
+    if !(100..=599).contains(&status) {
+        return Err(());
+    }
     if (100..200).contains(&status) {
         // Interim responses are skipped; a 101 was never asked for.
         return if status == 101 {
@@ -490,6 +494,20 @@ async fn send_and_receive<U: Io>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_outside_1xx_to_5xx_are_invalid() {
+        let head = |code: &str| format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\n\r\n");
+        for bad in ["000", "099", "600", "999"] {
+            assert!(parse_head(head(bad).as_bytes(), false).is_err(), "{bad}");
+        }
+        for good in ["100", "200", "599"] {
+            assert!(
+                matches!(parse_head(head(good).as_bytes(), false), Ok(Some(_))),
+                "{good}"
+            );
+        }
+    }
 
     #[test]
     fn trailers_up_to_the_limit_pass_and_more_are_an_error() {

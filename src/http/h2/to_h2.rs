@@ -220,6 +220,12 @@ where
         };
         let (parts, mut body) = resp.into_parts();
         let status = parts.status.as_u16();
+        // The h2 crate accepts any three-digit :status; HTTP has 1xx to 5xx only.
+        // (Dropping the body resets the upstream stream.)
+        if !(200..=599).contains(&status) {
+            stats.rq_protocol_error.inc();
+            return failed(respond, ResponseFlag::UpstreamProtocolError);
+        }
         count_class(stats, status);
         let mut out = Response::new(());
         *out.status_mut() = parts.status;
