@@ -1,7 +1,9 @@
 //! CONNECT tunnelling on routes that allow it (`upgrades: [connect]`): curl's
-//! --proxytunnel and a raw client with half-close; refused elsewhere.
+//! --proxytunnel and a raw client with half-close, HTTP/2 CONNECT streams with flow
+//! control; refused elsewhere.
 
 mod common;
+mod h2client;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -103,4 +105,108 @@ fn connect_without_an_allowing_route_is_refused() {
     c.send(b"CONNECT /not-authority HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(c.read_response().unwrap().status, 400);
     assert_eq!(up.request_count(), 0);
+}
+
+/// A TCP upstream that echoes every byte back, then closes once the client half-closes.
+fn tcp_echo() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(4) {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = s.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// Sends an HTTP/2 CONNECT to `target` and returns the status; with a 200, writes
+/// `payload` into the tunnel in pieces, half-closes, and returns everything read back
+/// (which must end with END_STREAM, not a reset).
+fn h2_connect(proxy: SocketAddr, target: &str, payload: Vec<u8>) -> (u16, Vec<u8>) {
+    use h2client::{connect, within, STEP};
+    let target = target.to_string();
+    h2client::run(move || async move {
+        let client = connect(proxy).await;
+        let mut client = within(STEP, "stream slot", client.ready()).await.unwrap();
+        let req = http::Request::builder()
+            .method("CONNECT")
+            .uri(target.as_str())
+            .body(())
+            .unwrap();
+        let (response, mut tx) = client.send_request(req, false).unwrap();
+        let resp = within(STEP, "CONNECT response", response).await.unwrap();
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return (status, Vec::new());
+        }
+        let mut rx = resp.into_body();
+        // Write and read concurrently: the payload is larger than the windows.
+        let write = async {
+            for piece in payload.chunks(40_000) {
+                tx.reserve_capacity(piece.len());
+                tx.send_data(bytes::Bytes::copy_from_slice(piece), false)
+                    .unwrap();
+                // Let the window move before queueing more.
+                glommio::yield_if_needed().await;
+            }
+            tx.send_data(bytes::Bytes::new(), true).unwrap();
+            tx
+        };
+        let read = async {
+            let mut got = Vec::new();
+            while let Some(chunk) = within(STEP, "tunnel bytes", rx.data()).await {
+                let chunk = chunk.expect("the tunnel ends with END_STREAM, not a reset");
+                let _ = rx.flow_control().release_capacity(chunk.len());
+                got.extend_from_slice(&chunk);
+            }
+            got
+        };
+        let (_tx, got) = futures_lite::future::zip(write, read).await;
+        (status, got)
+    })
+}
+
+#[test]
+fn h2_connect_tunnels_bytes_both_ways_with_flow_control() {
+    let up = tcp_echo();
+    let p = Proxy::start(&config(up, "            upgrades: [connect]\n"));
+    // More than the client's and the proxy's initial windows.
+    let payload: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    let (status, got) = h2_connect(p.listen, "db.tunnel.example:5432", payload.clone());
+    assert_eq!(status, 200);
+    assert_eq!(got.len(), payload.len());
+    assert!(
+        got == payload,
+        "the echoed bytes came back intact and in order"
+    );
+    let s = p.listener_stats("main");
+    assert_eq!(s["rq_total"], 1, "{s}");
+    assert_eq!(p.cluster_stats("target")["cx_total"], 1);
+}
+
+#[test]
+fn h2_connect_without_an_allowing_route_is_refused() {
+    let up = Upstream::echo();
+    let p = Proxy::start(&config(up.addr, ""));
+    let (status, _) = h2_connect(p.listen, "svc.tunnel.example:443", Vec::new());
+    assert_eq!(status, 404, "no route allows CONNECT here");
+    let (status, _) = h2_connect(p.listen, "other.example:443", Vec::new());
+    assert_eq!(status, 404);
+    assert_eq!(up.request_count(), 0, "nothing reached the upstream");
+    assert_eq!(flag_count(&p.listener_stats("main"), "NR"), 2);
 }

@@ -3,11 +3,13 @@
 //! response bodies, and bounded memory behind a slow reader.
 
 mod common;
+mod h2client;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use h2client::{connect, read_reply, request, within, STEP};
 
 fn curl_h2(args: &[&str]) -> (i32, String) {
     let out = Command::new("curl")
@@ -361,4 +363,249 @@ fn a_slow_upstream_reader_keeps_proxy_memory_bounded() {
         hwm < 64 * 1024,
         "proxy peak RSS {hwm} KiB: the client's window must close"
     );
+}
+
+#[test]
+fn a_stream_may_outlive_the_connection_idle_timeout() {
+    // The idle timeout counts only time without open streams; a stream that lasts longer
+    // than it (and keeps moving bytes) must neither end the connection nor stall the
+    // worker.
+    let trickle: Handler = std::sync::Arc::new(|ctx, _, s| {
+        use std::io::Write;
+        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")?;
+        for _ in 0..12 {
+            ctx.sleep(Duration::from_millis(100));
+            s.write_all(b"1\r\nx\r\n")?;
+        }
+        s.write_all(b"0\r\n\r\n")?;
+        Ok(true)
+    });
+    let up = Upstream::start(trickle);
+    let p = Proxy::start(&proxy_config_with(
+        up.addr,
+        "10s",
+        "    idle_timeout: 300ms\n",
+    ));
+    let url = format!("http://{}/slow", p.listen);
+    let (code, text) = curl_h2(&["--max-time", "8", "-w", "%{http_code}", &url]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.ends_with("xxxxxxxxxxxx200"), "{text}");
+    // The worker still answers the admin side (stats are gathered from it).
+    assert_eq!(p.listener_stats("main")["rq_total"], 1);
+}
+
+/// Opens `n` streams that send their headers without END_STREAM and then nothing, and
+/// returns what each got back.
+fn stalled_streams(addr: std::net::SocketAddr, n: usize) -> Vec<h2client::Reply> {
+    h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let mut pending = Vec::new();
+        for i in 0..n {
+            client = within(STEP, "stream slot", client.ready()).await.unwrap();
+            let req = request("POST", &format!("http://{addr}/stall/{i}"))
+                .body(())
+                .unwrap();
+            // The request body never comes: the stream stays open from the client side.
+            let (response, body) = client.send_request(req, false).unwrap();
+            pending.push((response, body));
+        }
+        let mut replies = Vec::new();
+        for (response, _body) in pending {
+            replies.push(read_reply(response).await);
+        }
+        replies
+    })
+}
+
+#[test]
+fn a_stalled_h2_stream_gets_408_and_releases_its_upstream_connection() {
+    let up = Upstream::echo();
+    let p = Proxy::start(&proxy_config_with(
+        up.addr,
+        "0s",
+        "    idle_timeout: 400ms\n",
+    ));
+    let replies = stalled_streams(p.listen, 4);
+    for r in &replies {
+        assert_eq!(r.status, 408, "{r:?}");
+        assert_eq!(r.body_str(), "stream timeout");
+    }
+    assert_eq!(up.heads(), 4, "each stream had reached the upstream");
+    assert!(
+        wait_until(Duration::from_secs(5), || (up.open_connections() == 0)
+            .then_some(()))
+        .is_some(),
+        "the upstream connections were closed: {} still open",
+        up.open_connections()
+    );
+    assert_eq!(flag_count(&p.listener_stats("main"), "SI"), 4);
+}
+
+#[test]
+fn the_route_timeout_covers_a_stalled_h2_request_body() {
+    let up = Upstream::echo();
+    let p = Proxy::start(&proxy_config_with(up.addr, "300ms", ""));
+    let replies = stalled_streams(p.listen, 1);
+    assert_eq!(replies[0].status, 504, "{:?}", replies[0]);
+    assert_eq!(replies[0].body_str(), "upstream request timeout");
+    assert!(
+        wait_until(Duration::from_secs(5), || (up.open_connections() == 0)
+            .then_some(()))
+        .is_some(),
+        "the upstream connection was closed"
+    );
+    assert_eq!(flag_count(&p.listener_stats("main"), "UT"), 1);
+    assert_eq!(p.cluster_stats("backend")["rq_timeout"], 1);
+}
+
+#[test]
+fn the_route_timeout_resets_a_response_the_client_does_not_read() {
+    let up = Upstream::start(large_body(64 << 20, false));
+    let p = Proxy::start(&proxy_config_with(up.addr, "500ms", ""));
+    let addr = p.listen;
+    let (status, reset) = h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let req = request("GET", &format!("http://{addr}/big"))
+            .body(())
+            .unwrap();
+        client = within(STEP, "stream slot", client.ready()).await.unwrap();
+        let (response, _) = client.send_request(req, true).unwrap();
+        let resp = within(STEP, "response head", response).await.unwrap();
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        // Read what the window lets through without ever opening it again.
+        let reset = loop {
+            match within(STEP, "reset after the route timeout", body.data()).await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break Some(e.to_string()),
+                None => break None,
+            }
+        };
+        (status, reset)
+    });
+    assert_eq!(status, 200);
+    assert!(
+        reset.is_some(),
+        "the stream ends in a reset, not END_STREAM"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || (up.open_connections() == 0)
+            .then_some(()))
+        .is_some(),
+        "the upstream connection was closed"
+    );
+    assert_eq!(flag_count(&p.listener_stats("main"), "UT"), 1);
+}
+
+#[test]
+fn h2_heads_are_checked_like_http1_heads() {
+    let up = Upstream::echo();
+    let p = Proxy::start(&proxy_config_with(
+        up.addr,
+        "5s",
+        "    limits: { max_headers: 4, max_request_line_bytes: 100 }\n",
+    ));
+    let addr = p.listen;
+    let replies = h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let mut out = Vec::new();
+        let cases: Vec<http::Request<()>> = vec![
+            // Host must name the same authority as :authority.
+            request("GET", "http://a.example/x")
+                .header("host", "b.example")
+                .body(())
+                .unwrap(),
+            // At most one Host.
+            request("GET", "http://a.example/x")
+                .header("host", "a.example")
+                .header("host", "a.example")
+                .body(())
+                .unwrap(),
+            // The authority must be a plain host (as Host on HTTP/1.1).
+            request("GET", "http://user@a.example/x").body(()).unwrap(),
+            // More header fields than max_headers.
+            (0..5)
+                .fold(request("GET", "http://a.example/x"), |b, i| {
+                    b.header(format!("x-h{i}"), "v")
+                })
+                .body(())
+                .unwrap(),
+            // :method + :path longer than max_request_line_bytes.
+            request("GET", &format!("http://a.example/{}", "p".repeat(100)))
+                .body(())
+                .unwrap(),
+            // Fine: Host equal to :authority (case aside), four headers, a short path.
+            request("GET", "http://a.example/ok")
+                .header("host", "A.example")
+                .header("x-a", "1")
+                .header("x-b", "2")
+                .header("x-c", "3")
+                .body(())
+                .unwrap(),
+        ];
+        for req in cases {
+            out.push(h2client::send(&mut client, req, b"").await);
+        }
+        out
+    });
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [400, 400, 400, 431, 414, 200], "{replies:?}");
+    let texts: Vec<String> = replies.iter().map(|r| r.body_str()).collect();
+    assert_eq!(
+        texts[..5],
+        [
+            "host differs from :authority",
+            "more than one host header",
+            "invalid host",
+            "request headers too large",
+            "request line too long",
+        ]
+    );
+    assert_eq!(up.request_count(), 1, "only the valid request was proxied");
+    assert_eq!(up.last_request().target, "/ok");
+    assert_eq!(flag_count(&p.listener_stats("main"), "DPE"), 5);
+}
+
+#[test]
+fn every_trailer_up_to_max_headers_reaches_the_client_and_more_reset_the_stream() {
+    let names: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("x-t{i}"), format!("v{i}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let up = Upstream::start(chunked_response(&["ab", "cd"], &pairs));
+    let roomy = Proxy::start(&proxy_config(up.addr));
+    let tight = Proxy::start(&proxy_config_with(
+        up.addr,
+        "5s",
+        "    limits: { max_headers: 39 }\n",
+    ));
+    let (a, b) = (roomy.listen, tight.listen);
+    let (full, cut) = h2client::run(move || async move {
+        let mut out = Vec::new();
+        for addr in [a, b] {
+            let mut client = connect(addr).await;
+            let req = request("GET", &format!("http://{addr}/t"))
+                .body(())
+                .unwrap();
+            out.push(h2client::send(&mut client, req, b"").await);
+        }
+        (out.remove(0), out.remove(0))
+    });
+    assert_eq!(full.status, 200, "{full:?}");
+    assert_eq!(full.body_str(), "abcd");
+    assert!(full.reset.is_none(), "{full:?}");
+    let t = full.trailers.expect("trailers arrived");
+    assert_eq!(t.len(), 40, "all 40 trailers: {t:?}");
+    assert_eq!(t.get("x-t39").unwrap(), "v39");
+    // One field over the listener's limit: the stream is reset, never ended as if whole.
+    // (A reset discards the stream's frames still queued, so the client may see it
+    // before the response head.)
+    assert!(cut.reset.is_some(), "{cut:?}");
+    assert!(cut.body.len() < 4, "{cut:?}");
+    assert!(cut.trailers.is_none());
+    assert_eq!(flag_count(&tight.listener_stats("main"), "UPE"), 1);
+    assert_eq!(tight.cluster_stats("backend")["rq_protocol_error"], 1);
 }

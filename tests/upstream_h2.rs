@@ -3,16 +3,24 @@
 //! request on to an HTTP/1.1 echo upstream. Both translations are exercised.
 
 mod common;
+mod h2client;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
+use h2client::{connect, read_reply, request, within, STEP};
 
 fn front(b: SocketAddr, timeout: &str, protocol: &str) -> String {
+    front_with(b, timeout, protocol, "")
+}
+
+/// `front` with extra listener fields (a YAML flow mapping's inner part, e.g.
+/// `, idle_timeout: 1s`).
+fn front_with(b: SocketAddr, timeout: &str, protocol: &str, listener_extra: &str) -> String {
     format!(
         "{HEADER}listeners:
-  - {{ name: main, address: 127.0.0.1, port: @PORT@, route_table: main }}
+  - {{ name: main, address: 127.0.0.1, port: @PORT@, route_table: main{listener_extra} }}
 route_tables:
   - name: main
     virtual_hosts:
@@ -138,4 +146,103 @@ fn downstream_protocol_follows_the_client() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200 2");
     assert_eq!(up.last_request().target, "/two");
+}
+
+#[test]
+fn a_stalled_h2_stream_to_an_h2_upstream_gets_408_and_resets_the_upstream_stream() {
+    let up = Upstream::echo();
+    let b = Proxy::start(&proxy_config(up.addr));
+    let a = Proxy::start(&front_with(
+        b.listen,
+        "0s",
+        "http2",
+        ", idle_timeout: 400ms",
+    ));
+    let addr = a.listen;
+    let reply = h2client::run(move || async move {
+        let client = connect(addr).await;
+        let mut client = within(STEP, "stream slot", client.ready()).await.unwrap();
+        let req = request("POST", &format!("http://{addr}/stall"))
+            .body(())
+            .unwrap();
+        // Headers without END_STREAM, then nothing.
+        let (response, _body) = client.send_request(req, false).unwrap();
+        read_reply(response).await
+    });
+    assert_eq!(reply.status, 408, "{reply:?}");
+    assert_eq!(reply.body_str(), "stream timeout");
+    assert_eq!(flag_count(&a.listener_stats("main"), "SI"), 1);
+    // A reset its stream to B, so B gave up its HTTP/1.1 upstream connection.
+    assert!(
+        wait_until(Duration::from_secs(5), || (up.open_connections() == 0
+            && flag_count(&b.listener_stats("main"), "DC") == 1)
+            .then_some(()))
+        .is_some(),
+        "B saw the reset and closed its upstream connection: {} open",
+        up.open_connections()
+    );
+}
+
+#[test]
+fn every_forwarded_for_value_survives_both_translations() {
+    let up = Upstream::echo();
+    let b = Proxy::start(&proxy_config(up.addr));
+    let a = Proxy::start(&front(b.listen, "5s", "http2"));
+    let direct = b.listen;
+    let through_a = a.listen;
+    h2client::run(move || async move {
+        for addr in [direct, through_a] {
+            let mut client = connect(addr).await;
+            let req = request("GET", &format!("http://{addr}/xff"))
+                .header("x-forwarded-for", "10.0.0.1")
+                .header("x-forwarded-proto", "https")
+                .header("x-forwarded-for", "10.0.0.2, 10.0.0.3")
+                .body(())
+                .unwrap();
+            let r = h2client::send(&mut client, req, b"").await;
+            assert_eq!(r.status, 200, "{r:?}");
+        }
+    });
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 2);
+    // HTTP/2 client -> B (HTTP/1.1 upstream): every value kept, the peer appended.
+    assert_eq!(
+        reqs[0].headers_named("x-forwarded-for"),
+        ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"]
+    );
+    assert_eq!(reqs[0].headers_named("x-forwarded-proto"), ["http"]);
+    // HTTP/2 client -> A (HTTP/2 upstream) -> B: A keeps every value too, then B.
+    assert_eq!(
+        reqs[1].headers_named("x-forwarded-for"),
+        ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1, 127.0.0.1"]
+    );
+    assert_eq!(reqs[1].headers_named("x-forwarded-proto"), ["http"]);
+}
+
+#[test]
+fn statuses_outside_1xx_to_5xx_from_either_upstream_become_502() {
+    // An HTTP/1.1 upstream (HTTP/2 client, h2 -> h1 path) and an HTTP/2 upstream
+    // (h2 -> h2 path), both answering 600.
+    let h1 = Upstream::start(fixed("HTTP/1.1 600 Beyond\r\ncontent-length: 0\r\n\r\n"));
+    let h2 = h2client::h2_upstream(600);
+    let via_h1 = Proxy::start(&proxy_config(h1.addr));
+    let via_h2 = Proxy::start(&front(h2, "5s", "http2"));
+    let (a, b) = (via_h1.listen, via_h2.listen);
+    let replies = h2client::run(move || async move {
+        let mut out = Vec::new();
+        for addr in [a, b] {
+            let mut client = connect(addr).await;
+            let req = request("GET", &format!("http://{addr}/s"))
+                .body(())
+                .unwrap();
+            out.push(h2client::send(&mut client, req, b"").await);
+        }
+        out
+    });
+    for (r, p) in replies.iter().zip([&via_h1, &via_h2]) {
+        assert_eq!(r.status, 502, "{r:?}");
+        assert_eq!(r.body_str(), "upstream sent an invalid response");
+        assert_eq!(flag_count(&p.listener_stats("main"), "UPE"), 1);
+    }
+    assert_eq!(via_h2.cluster_stats("b")["rq_protocol_error"], 1);
 }

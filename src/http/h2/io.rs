@@ -5,6 +5,8 @@
 //! - `DataSink`: an `AsyncWrite` over an h2 `SendStream` that waits for flow-control
 //!   capacity before each DATA frame, so a slow client pushes back on the upstream read
 //!   loop and memory stays bounded by the window sizes.
+//! - `Counted`: a writer that reports the bytes it passes on to the stream's `Progress`
+//!   (which keeps the stream idle clock from running out on a busy stream).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,6 +14,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use h2::SendStream;
+
+use super::clock::Progress;
 
 pub struct Rewind<T> {
     prefix: Vec<u8>,
@@ -107,5 +111,30 @@ impl AsyncWrite for DataSink<'_> {
     }
     fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+pub struct Counted<'p, W> {
+    pub inner: W,
+    pub progress: &'p Progress,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Counted<'_, W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.progress.sent(n as u64);
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
     }
 }

@@ -7,7 +7,10 @@
 //! runtime exists. Each stream runs as its own task on the worker that accepted the
 //! connection; the connection task drives the socket.
 
+mod clock;
+mod connect;
 pub(crate) mod io;
+mod request;
 mod stream;
 mod to_h1;
 mod to_h2;
@@ -110,17 +113,6 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     // After an idle GOAWAY, a client that never answers the shutdown PING is cut off.
     let mut close_by: Option<Instant> = None;
     loop {
-        // The next clock to look at: idle expiry, the next PING, or the forced close.
-        let idle_at = activity.last.get().unwrap_or_else(Instant::now) + idle;
-        // Once going away, the idle clock has done its job (and is in the past).
-        let mut wake = if draining {
-            Instant::now() + idle
-        } else {
-            idle_at
-        };
-        for at in [next_ping, close_by].into_iter().flatten() {
-            wake = wake.min(at);
-        }
         let accept = async {
             match conn.accept().await {
                 Some(r) => Event::Stream(r),
@@ -131,8 +123,18 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             let watch_drain = !draining;
             loop {
                 let now = Instant::now();
-                if now >= wake {
-                    return Event::Tick;
+                // The idle clock runs only while no stream is open (and stops once going
+                // away). A clock that is due but not acted on must never be reported
+                // again at once: that would spin this loop without yielding to the
+                // stream tasks.
+                let idle_at = (!draining && activity.open.get() == 0)
+                    .then(|| activity.last.get().unwrap_or(now) + idle);
+                let mut wake = now + Duration::from_millis(100);
+                for at in [idle_at, next_ping, close_by].into_iter().flatten() {
+                    if now >= at {
+                        return Event::Tick;
+                    }
+                    wake = wake.min(at);
                 }
                 if watch_drain && view.draining.get() {
                     return Event::Drain;
@@ -140,7 +142,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 if ping_failed.get() {
                     return Event::Tick;
                 }
-                glommio::timer::sleep((wake - now).min(Duration::from_millis(100))).await;
+                glommio::timer::sleep(wake - now).await;
             }
         };
         match futures_lite::future::or(accept, clocks).await {
@@ -189,6 +191,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 if close_by.is_some_and(|c| now >= c) {
                     break;
                 }
+                let idle_at = activity.last.get().unwrap_or(now) + idle;
                 if activity.open.get() == 0 && now >= idle_at && !draining {
                     conn.graceful_shutdown();
                     draining = true;

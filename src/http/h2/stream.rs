@@ -1,5 +1,7 @@
 //! One HTTP/2 request stream: route it, answer locally or proxy it, count and log it.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
@@ -9,11 +11,15 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
+use super::clock::{Expiry, Progress};
 use crate::config::{ListenerKind, RouteAction, UpstreamProtocol};
 use crate::http::flags::ResponseFlag;
+use crate::http::h1::head::HeadError;
 use crate::http::router;
 use crate::http::view::WorkerView;
 use crate::observe::access_log::LogRecord;
+use crate::observe::stats::{class_index, ClusterStats, EndpointStats};
+use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
 
 /// How a stream ended, for stats and the access log.
@@ -50,7 +56,8 @@ pub(crate) fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
     if v.len() < 2 || v.len() > 9 {
         return None;
     }
-    let (num, unit) = v.split_at(v.len() - 1);
+    // `to_str` succeeded, so every byte is visible ASCII and any split is on a boundary.
+    let (num, unit) = v.split_at_checked(v.len() - 1)?;
     let n: u64 = num.parse().ok()?;
     Some(match unit {
         "H" => Duration::from_secs(n.saturating_mul(3600)),
@@ -61,6 +68,94 @@ pub(crate) fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
+}
+
+/// Counts a response with `status` in its class for the cluster.
+pub(crate) fn count_class(stats: &ClusterStats, status: u16) {
+    if let Some(c) = stats.rq_class.get(class_index(status)) {
+        c.inc();
+    }
+}
+
+/// The endpoint `ep` of a cluster: its config and counters (`None` cannot happen for an
+/// index the cluster's load balancer picked).
+pub(crate) fn endpoint<C>(
+    cs: &ClusterState<C>,
+    ep: usize,
+) -> Option<(&crate::config::Endpoint, &EndpointStats)> {
+    Some((cs.cfg.endpoints.get(ep)?, cs.endpoints.get(ep)?))
+}
+
+/// The local reply for a stream that failed with `flag` before its response head went
+/// out: status and body text, worded as Envoy words them. Every HTTP/2 path answers its
+/// failures through this one table.
+pub(crate) fn failure_reply(flag: ResponseFlag) -> (u16, &'static str) {
+    match flag {
+        ResponseFlag::NoRoute => (404, ""),
+        ResponseFlag::NoHealthyUpstream => (503, "no healthy upstream"),
+        ResponseFlag::UpstreamConnectFailure => (503, "upstream connect error"),
+        ResponseFlag::UpstreamTimeout => (504, "upstream request timeout"),
+        ResponseFlag::UpstreamProtocolError => (502, "upstream sent an invalid response"),
+        ResponseFlag::DownstreamProtocolError => (400, "bad request"),
+        ResponseFlag::StreamIdleTimeout => (408, "stream timeout"),
+        _ => (
+            503,
+            "upstream connect error or disconnect/reset before headers",
+        ),
+    }
+}
+
+/// Answers a stream that failed with `flag` before its response head went out.
+pub(crate) fn fail(respond: &mut SendResponse<Bytes>, grpc: bool, flag: ResponseFlag) -> Done {
+    let (status, text) = failure_reply(flag);
+    local(
+        respond,
+        grpc,
+        status,
+        None,
+        &Bytes::from_static(text.as_bytes()),
+        flag,
+    )
+}
+
+/// Ends a stream whose route or idle clock ran out: the local reply (504 `UT`, 408 `SI`)
+/// if no response head went out yet, else a RST_STREAM.
+pub(crate) fn expired(
+    respond: &mut SendResponse<Bytes>,
+    grpc: bool,
+    progress: &Progress,
+    e: Expiry,
+) -> Done {
+    let flag = match e {
+        Expiry::Route => ResponseFlag::UpstreamTimeout,
+        Expiry::Idle => ResponseFlag::StreamIdleTimeout,
+    };
+    let status = progress.status();
+    if status == 0 {
+        let mut d = fail(respond, grpc, flag);
+        d.bytes_received = progress.bytes_received();
+        return d;
+    }
+    respond.send_reset(h2::Reason::INTERNAL_ERROR);
+    Done {
+        status,
+        flag,
+        bytes_received: progress.bytes_received(),
+        bytes_sent: progress.bytes_sent(),
+        upstream: None,
+    }
+}
+
+/// Answers a malformed request (`DPE`) with the rule it broke.
+pub(crate) fn reject(respond: &mut SendResponse<Bytes>, grpc: bool, e: HeadError) -> Done {
+    local(
+        respond,
+        grpc,
+        e.status(),
+        None,
+        &Bytes::from_static(e.reason().as_bytes()),
+        ResponseFlag::DownstreamProtocolError,
+    )
 }
 
 /// Sends a locally generated response; for gRPC requests a trailers-only response with
@@ -137,27 +232,34 @@ pub(crate) async fn serve<C: Connector>(
 ) {
     let start = Instant::now();
     let started = SystemTime::now();
-    let l = &view.snapshot.listeners[listener];
-    let stats = &view.listener_stats[listener];
+    // The worker hands this module only its own HTTP listeners' connections.
+    let (Some(l), Some(stats)) = (
+        view.snapshot.listeners.get(listener),
+        view.listener_stats.get(listener),
+    ) else {
+        respond.send_reset(h2::Reason::INTERNAL_ERROR);
+        return;
+    };
     let ListenerKind::Http { route_table } = l.kind else {
+        respond.send_reset(h2::Reason::INTERNAL_ERROR);
         return;
     };
     let (parts, body) = req.into_parts();
     let grpc = is_grpc(&parts.headers);
-    let authority = match parts.uri.authority() {
-        Some(a) => a.as_str().to_string(),
-        None => parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
+    // A refused head is still logged, with what it carried.
+    let (authority, path, is_connect, refused) = match super::request::check(&parts, &l.limits) {
+        Ok(c) => (c.authority, c.path, c.connect, None),
+        Err(e) => (
+            parts
+                .uri
+                .authority()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            parts.uri.path().to_string(),
+            false,
+            Some(e),
+        ),
     };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
     view.hooks.on_request(parts.uri.path());
     let lookup: Vec<httparse::Header<'_>> = parts
         .headers
@@ -167,20 +269,31 @@ pub(crate) async fn serve<C: Connector>(
             value: v.as_bytes(),
         })
         .collect();
-    let table = &view.snapshot.route_tables[route_table];
-    let action = router::select(table, authority.as_bytes(), &path, &lookup).map(|r| &r.action);
+    let table = view.snapshot.route_tables.get(route_table);
+    let action = if refused.is_some() {
+        None
+    } else if is_connect {
+        // CONNECT carries only :authority (host:port); the route must allow `connect`.
+        table.and_then(|t| router::select_connect(t, authority.as_bytes(), &lookup))
+    } else {
+        table.and_then(|t| router::select(t, authority.as_bytes(), &path, &lookup))
+    }
+    .map(|r| &r.action);
     drop(lookup);
     let mut cluster_name = None;
-    let done = match action {
-        None => local(
-            &mut respond,
-            grpc,
-            404,
-            None,
-            &Bytes::new(),
-            ResponseFlag::NoRoute,
-        ),
-        Some(RouteAction::Direct(d)) => local(
+    let done = match (refused, action) {
+        (Some(e), _) => reject(&mut respond, grpc, e),
+        (None, None) => fail(&mut respond, grpc, ResponseFlag::NoRoute),
+        (None, Some(RouteAction::Cluster { cluster, .. })) if is_connect => 'tunnel: {
+            let Some(cs) = view.clusters.get(*cluster) else {
+                break 'tunnel fail(&mut respond, grpc, ResponseFlag::NoHealthyUpstream);
+            };
+            cluster_name = Some(cs.name.clone());
+            // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
+            let progress = Progress::new(start, Duration::ZERO, l.idle_timeout);
+            super::connect::tunnel(body, &mut respond, &view, cs, &progress).await
+        }
+        (None, Some(RouteAction::Direct(d))) => local(
             &mut respond,
             grpc,
             d.status,
@@ -188,16 +301,27 @@ pub(crate) async fn serve<C: Connector>(
             &d.body,
             ResponseFlag::None,
         ),
-        Some(RouteAction::Cluster {
-            cluster, timeout, ..
-        }) => {
-            cluster_name = Some(view.clusters[*cluster].name.clone());
+        (
+            None,
+            Some(RouteAction::Cluster {
+                cluster, timeout, ..
+            }),
+        ) => 'proxy: {
+            // Route indices are resolved against the same snapshot the view was built from.
+            let Some(cs) = view.clusters.get(*cluster) else {
+                break 'proxy fail(&mut respond, grpc, ResponseFlag::NoHealthyUpstream);
+            };
+            cluster_name = Some(cs.name.clone());
             let mut timeout = *timeout;
             if let Some(g) = grpc.then(|| grpc_timeout(&parts.headers)).flatten() {
                 if timeout.is_zero() || g < timeout {
                     timeout = g;
                 }
             }
+            // The listener's idle timeout is the stream idle timeout too: on HTTP/1 it
+            // bounds each wait for request body bytes and for the client to take
+            // response bytes, which is what Envoy's stream_idle_timeout bounds.
+            let progress = Progress::new(start, timeout, l.idle_timeout);
             let req = super::to_h1::Request {
                 parts: &parts,
                 body,
@@ -205,13 +329,14 @@ pub(crate) async fn serve<C: Connector>(
                 path: &path,
                 peer,
                 grpc,
+                max_headers: l.limits.max_headers,
             };
-            match view.clusters[*cluster].cfg.protocol {
+            match cs.cfg.protocol {
                 UpstreamProtocol::Http1 => {
-                    super::to_h1::proxy(req, &mut respond, &view, *cluster, timeout, start).await
+                    super::to_h1::proxy(req, &mut respond, &view, cs, &progress).await
                 }
                 UpstreamProtocol::Http2 | UpstreamProtocol::Downstream => {
-                    super::to_h2::proxy(req, &mut respond, &view, *cluster, timeout, start).await
+                    super::to_h2::proxy(req, &mut respond, &view, cs, &progress).await
                 }
             }
         }
@@ -220,7 +345,7 @@ pub(crate) async fn serve<C: Connector>(
     stats.bytes_received.add(done.bytes_received);
     stats.bytes_sent.add(done.bytes_sent);
     stats.request_done(done.status, done.flag, elapsed.as_micros() as u64);
-    if let Some(sink) = &view.access_logs[listener] {
+    if let Some(sink) = view.access_logs.get(listener).and_then(Option::as_ref) {
         let rec = LogRecord {
             start: Some(started),
             method: parts.method.as_str().to_string(),
@@ -242,5 +367,60 @@ pub(crate) async fn serve<C: Connector>(
             cluster: cluster_name,
         };
         sink.log(&rec, peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_map_to_envoy_statuses_and_texts() {
+        let cases = [
+            (ResponseFlag::NoRoute, 404, ""),
+            (ResponseFlag::StreamIdleTimeout, 408, "stream timeout"),
+            (ResponseFlag::NoHealthyUpstream, 503, "no healthy upstream"),
+            (
+                ResponseFlag::UpstreamConnectFailure,
+                503,
+                "upstream connect error",
+            ),
+            (
+                ResponseFlag::UpstreamTimeout,
+                504,
+                "upstream request timeout",
+            ),
+            (
+                ResponseFlag::UpstreamConnectionTermination,
+                503,
+                "upstream connect error or disconnect/reset before headers",
+            ),
+            (
+                ResponseFlag::UpstreamProtocolError,
+                502,
+                "upstream sent an invalid response",
+            ),
+        ];
+        for (flag, status, text) in cases {
+            assert_eq!(failure_reply(flag), (status, text), "{flag:?}");
+        }
+    }
+
+    #[test]
+    fn grpc_timeout_units() {
+        let t = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "grpc-timeout",
+                HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+            );
+            grpc_timeout(&h)
+        };
+        assert_eq!(t("200m"), Some(Duration::from_millis(200)));
+        assert_eq!(t("1S"), Some(Duration::from_secs(1)));
+        assert_eq!(t("123456789S"), None);
+        assert_eq!(t("S"), None);
+        assert_eq!(t("5x"), None);
+        assert_eq!(t("é"), None);
     }
 }

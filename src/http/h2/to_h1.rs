@@ -3,9 +3,11 @@
 //! or chunked body (request trailers are sent as chunked trailers), and the response
 //! comes back as HEADERS and DATA with flow control applied both ways.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use std::io::Write as _;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
@@ -13,13 +15,17 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
-use super::io::DataSink;
-use super::stream::{local, Done};
+use super::clock::Progress;
+use super::io::{Counted, DataSink};
+use super::stream::{count_class, endpoint, expired, fail, Done};
+use crate::config::MAX_HEADERS_CAP;
 use crate::http::body::{self, BodyError};
+use crate::http::buf::ReadBuf;
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::{self, BodyKind, Special};
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
+use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
 
 pub(crate) struct Request<'a> {
@@ -29,6 +35,8 @@ pub(crate) struct Request<'a> {
     pub path: &'a str,
     pub peer: SocketAddr,
     pub grpc: bool,
+    /// The listener's `max_headers`, which also bounds response trailers.
+    pub max_headers: usize,
 }
 
 /// Headers that describe one HTTP/1.1 connection and never cross a protocol boundary.
@@ -53,7 +61,6 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
         "{} {} HTTP/1.1\r\nhost: {}\r\n",
         p.method, r.path, r.authority
     );
-    let mut xff: Vec<&[u8]> = Vec::new();
     for (name, value) in &p.headers {
         match name.as_str() {
             "te" => {
@@ -61,8 +68,7 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
                     out.extend_from_slice(b"te: trailers\r\n");
                 }
             }
-            "x-forwarded-for" => xff.push(value.as_bytes()),
-            "x-forwarded-proto" => {}
+            "x-forwarded-for" | "x-forwarded-proto" => {}
             n if hop_by_hop(n) => {}
             n => {
                 out.extend_from_slice(n.as_bytes());
@@ -76,13 +82,21 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
+    write_forwarding(out, &p.headers, r.peer.ip());
+    out.extend_from_slice(b"\r\n");
+    chunked
+}
+
+/// The proxy's forwarding headers, exactly as the HTTP/1.1 encoder writes them: every
+/// incoming `x-forwarded-for` value in order, joined by ", ", then the client's address;
+/// `x-forwarded-proto: http` in place of whatever the client sent.
+fn write_forwarding(out: &mut Vec<u8>, headers: &http::HeaderMap, peer: IpAddr) {
     out.extend_from_slice(b"x-forwarded-for: ");
-    for v in xff {
-        out.extend_from_slice(v);
+    for v in headers.get_all("x-forwarded-for") {
+        out.extend_from_slice(v.as_bytes());
         out.extend_from_slice(b", ");
     }
-    let _ = write!(out, "{}\r\nx-forwarded-proto: http\r\n\r\n", r.peer.ip());
-    chunked
+    let _ = write!(out, "{peer}\r\nx-forwarded-proto: http\r\n");
 }
 
 /// Streams the request body: DATA frames as they arrive, flow-control capacity released
@@ -91,12 +105,14 @@ async fn send_body<U: Io>(
     up: &mut U,
     body: &mut RecvStream,
     chunked: bool,
+    progress: &Progress,
 ) -> Result<u64, BodyError> {
     let mut total = 0u64;
     let mut framing = Vec::with_capacity(32);
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(|_| BodyError::Read)?;
         let n = chunk.len();
+        progress.touch();
         if chunked && n > 0 {
             framing.clear();
             let _ = write!(framing, "{n:x}\r\n");
@@ -107,10 +123,12 @@ async fn send_body<U: Io>(
             up.write_all(b"\r\n").await.map_err(|_| BodyError::Write)?;
         }
         let _ = body.flow_control().release_capacity(n);
+        progress.received(n as u64);
         total += n as u64;
     }
     if chunked {
         let trailers = body.trailers().await.map_err(|_| BodyError::Read)?;
+        progress.touch();
         framing.clear();
         framing.extend_from_slice(b"0\r\n");
         for (name, value) in trailers.iter().flatten() {
@@ -150,6 +168,10 @@ fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, ()> {
     let (Some(status), Some(minor)) = (resp.code, resp.version) else {
         return Err(());
     };
+    // httparse takes any three digits; HTTP has status classes 1xx to 5xx only.
+    if !(100..=599).contains(&status) {
+        return Err(());
+    }
     if (100..200).contains(&status) {
         // Interim responses are skipped; a 101 was never asked for.
         return if status == 101 {
@@ -197,65 +219,98 @@ fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, ()> {
     })))
 }
 
-/// Parses a raw chunked trailer section into a header map; `None` if it has no fields.
-fn trailer_map(raw: &[u8]) -> Option<http::HeaderMap> {
-    let mut slots = [httparse::EMPTY_HEADER; 32];
-    let Ok(httparse::Status::Complete((_, fields))) = httparse::parse_headers(raw, &mut slots)
-    else {
-        return None;
+/// Parses a raw chunked trailer section (field lines and the final empty line) into a
+/// header map; `Ok(None)` if it has no fields. More than `max` fields, or a field that
+/// is not a valid HTTP/2 field, is `Err`: the response cannot be passed on whole.
+/// Connection-specific fields are dropped as they are from response heads.
+fn trailer_map(raw: &[u8], max: usize) -> Result<Option<http::HeaderMap>, ()> {
+    if raw.is_empty() {
+        // Not a chunked body: there was no trailer section at all.
+        return Ok(None);
+    }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
+    let slots = slots.get_mut(..max.min(MAX_HEADERS_CAP)).ok_or(())?;
+    let fields = match httparse::parse_headers(raw, slots) {
+        Ok(httparse::Status::Complete((_, fields))) => fields,
+        // Too many fields, a malformed line, or a section cut short.
+        _ => return Err(()),
     };
     let mut map = http::HeaderMap::new();
-    for f in fields {
+    for f in fields.iter() {
         let lower = f.name.to_ascii_lowercase();
-        if let (Ok(n), Ok(v)) = (
+        if hop_by_hop(&lower) || lower == "te" {
+            continue;
+        }
+        let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(lower.as_bytes()),
             HeaderValue::from_bytes(f.value),
-        ) {
-            map.append(n, v);
-        }
+        ) else {
+            return Err(());
+        };
+        map.append(n, v);
     }
-    (!map.is_empty()).then_some(map)
+    Ok((!map.is_empty()).then_some(map))
 }
 
 pub(crate) async fn proxy<C: Connector>(
     mut r: Request<'_>,
     respond: &mut SendResponse<Bytes>,
     view: &WorkerView<C>,
-    cluster: usize,
-    timeout: Duration,
-    start: Instant,
+    cs: &ClusterState<C::Conn>,
+    progress: &Progress,
 ) -> Done {
-    let cs = &view.clusters[cluster];
     let stats = &cs.stats;
-    let fail = |respond: &mut SendResponse<Bytes>, status: u16, msg: &'static str, flag| {
-        stats.rq_class[4].inc();
-        local(
-            respond,
-            r.grpc,
-            status,
-            None,
-            &Bytes::from_static(msg.as_bytes()),
-            flag,
-        )
-    };
     let Some(ep) = cs.start_request() else {
-        let body = Bytes::from_static(b"no healthy upstream");
-        return local(
-            respond,
-            r.grpc,
-            503,
-            None,
-            &body,
-            ResponseFlag::NoHealthyUpstream,
-        );
+        return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
     };
-    let endpoint = &cs.cfg.endpoints[ep];
-    let es = &cs.endpoints[ep];
+    let Some((endpoint, es)) = endpoint(cs, ep) else {
+        return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
+    };
     es.rq_active.inc();
-    let deadline = (!timeout.is_zero()).then(|| start + timeout);
+    // The buffer is lent for this exchange and comes back however the exchange ends.
+    let mut ubuf = view.bufs.take();
+    // Dropping the exchange on expiry closes its upstream connection: a stuck stream
+    // never keeps one.
+    let work = exchange(&mut r, respond, view, cs, ep, &mut ubuf, progress);
+    let result = progress.run(work).await;
+    view.bufs.put(ubuf);
+    es.rq_active.dec();
+    let mut done = match result {
+        Ok(d) => d,
+        Err(e) => expired(respond, r.grpc, progress, e),
+    };
+    done.upstream = Some(endpoint.addr);
+    if done.status != 0 {
+        count_class(stats, done.status);
+    }
+    if done.flag == ResponseFlag::UpstreamTimeout {
+        stats.rq_timeout.inc();
+    }
+    if done.flag == ResponseFlag::UpstreamProtocolError {
+        stats.rq_protocol_error.inc();
+    }
+    done
+}
+
+/// Connects (or takes a pooled connection), sends the request, streams the response
+/// back, and pools the connection again if it is still in step.
+async fn exchange<C: Connector>(
+    r: &mut Request<'_>,
+    respond: &mut SendResponse<Bytes>,
+    view: &WorkerView<C>,
+    cs: &ClusterState<C::Conn>,
+    ep: usize,
+    ubuf: &mut ReadBuf,
+    progress: &Progress,
+) -> Done {
+    let stats = &cs.stats;
+    let Some((endpoint, es)) = endpoint(cs, ep) else {
+        return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
+    };
+    let deadline = progress.deadline();
     let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
     let mut head = Vec::with_capacity(512);
-    let chunked = request_head(&mut head, &r);
+    let chunked = request_head(&mut head, r);
     let is_head = r.parts.method == http::Method::HEAD;
     let pooled = std::iter::from_fn(|| cs.pool.take(ep)).find(|c| c.idle_is_clean());
     let mut up = match pooled {
@@ -274,83 +329,52 @@ pub(crate) async fn proxy<C: Connector>(
                 Err(_) => {
                     stats.cx_connect_fail.inc();
                     es.cx_connect_fail.inc();
-                    es.rq_active.dec();
-                    let mut d = fail(
-                        respond,
-                        503,
-                        "upstream connect error",
-                        ResponseFlag::UpstreamConnectFailure,
-                    );
-                    d.upstream = Some(endpoint.addr);
-                    return d;
+                    // A connect cut short by the route deadline is the route timeout.
+                    let flag = if deadline.is_some_and(|d| Instant::now() >= d) {
+                        ResponseFlag::UpstreamTimeout
+                    } else {
+                        ResponseFlag::UpstreamConnectFailure
+                    };
+                    return fail(respond, r.grpc, flag);
                 }
             }
         }
     };
+    progress.touch();
     up.set_read_timeout(remaining());
     up.set_write_timeout(remaining());
-    let (mut done, reuse) = exchange(
-        &mut r, respond, view, &mut up, &head, chunked, is_head, deadline,
-    )
-    .await;
-    es.rq_active.dec();
-    done.upstream = Some(endpoint.addr);
+    let (done, reuse) =
+        send_and_receive(r, respond, &mut up, ubuf, &head, chunked, is_head, progress).await;
     if reuse {
         cs.pool.put(ep, up);
-    }
-    if done.status != 0 {
-        stats.rq_class[crate::observe::stats::class_index(done.status)].inc();
-    }
-    if done.flag == ResponseFlag::UpstreamTimeout {
-        stats.rq_timeout.inc();
     }
     done
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn exchange<C: Connector, U: Io>(
+async fn send_and_receive<U: Io>(
     r: &mut Request<'_>,
     respond: &mut SendResponse<Bytes>,
-    view: &WorkerView<C>,
     up: &mut U,
+    ubuf: &mut ReadBuf,
     head: &[u8],
     chunked: bool,
     is_head: bool,
-    deadline: Option<Instant>,
+    progress: &Progress,
 ) -> (Done, bool) {
-    let fail = |respond: &mut SendResponse<Bytes>, status: u16, msg: &'static str, flag| {
-        (
-            local(
-                respond,
-                r.grpc,
-                status,
-                None,
-                &Bytes::from_static(msg.as_bytes()),
-                flag,
-            ),
-            false,
-        )
-    };
-    const RESET: &str = "upstream connect error or disconnect/reset before headers";
+    let grpc = r.grpc;
+    let deadline = progress.deadline();
+    let failed = |respond: &mut SendResponse<Bytes>, flag| (fail(respond, grpc, flag), false);
     if up.write_all(head).await.is_err() {
-        return fail(
-            respond,
-            503,
-            RESET,
-            ResponseFlag::UpstreamConnectionTermination,
-        );
+        return failed(respond, ResponseFlag::UpstreamConnectionTermination);
     }
+    progress.touch();
     let mut received = 0;
     if !r.body.is_end_stream() {
-        match send_body(up, &mut r.body, chunked).await {
+        match send_body(up, &mut r.body, chunked, progress).await {
             Ok(n) => received = n,
             Err(BodyError::Write) => {
-                return fail(
-                    respond,
-                    503,
-                    RESET,
-                    ResponseFlag::UpstreamConnectionTermination,
-                )
+                return failed(respond, ResponseFlag::UpstreamConnectionTermination)
             }
             Err(_) => {
                 let d = Done {
@@ -364,7 +388,6 @@ async fn exchange<C: Connector, U: Io>(
             }
         }
     }
-    let mut ubuf = view.bufs.take();
     let parsed = loop {
         if !ubuf.is_empty() {
             match parse_head(ubuf.data(), is_head) {
@@ -378,32 +401,19 @@ async fn exchange<C: Connector, U: Io>(
                         ubuf.grow(64 * 1024 + 1);
                     }
                 }
-                Err(()) => {
-                    break Err((
-                        502,
-                        "upstream sent an invalid response",
-                        ResponseFlag::UpstreamProtocolError,
-                    ))
-                }
+                Err(()) => break Err(ResponseFlag::UpstreamProtocolError),
             }
         }
-        match body::fill_from(up, &mut ubuf, deadline).await {
-            Ok(n) if n > 0 => {}
-            Err(BodyError::Timeout) => {
-                break Err((
-                    504,
-                    "upstream request timeout",
-                    ResponseFlag::UpstreamTimeout,
-                ))
-            }
-            _ => break Err((503, RESET, ResponseFlag::UpstreamConnectionTermination)),
+        match body::fill_from(up, ubuf, deadline).await {
+            Ok(n) if n > 0 => progress.touch(),
+            Err(BodyError::Timeout) => break Err(ResponseFlag::UpstreamTimeout),
+            _ => break Err(ResponseFlag::UpstreamConnectionTermination),
         }
     };
     let h = match parsed {
         Ok(h) => h,
-        Err((status, msg, flag)) => {
-            view.bufs.put(ubuf);
-            let (mut d, _) = fail(respond, status, msg, flag);
+        Err(flag) => {
+            let (mut d, _) = failed(respond, flag);
             d.bytes_received = received;
             return (d, false);
         }
@@ -414,7 +424,6 @@ async fn exchange<C: Connector, U: Io>(
     let mut send = match respond.send_response(h.response, end) {
         Ok(s) => s,
         Err(_) => {
-            view.bufs.put(ubuf);
             let d = Done {
                 status,
                 flag: ResponseFlag::DownstreamConnectionTermination,
@@ -425,6 +434,7 @@ async fn exchange<C: Connector, U: Io>(
             return (d, false);
         }
     };
+    progress.head_sent(status);
     let mut done = Done {
         status,
         flag: ResponseFlag::None,
@@ -434,10 +444,13 @@ async fn exchange<C: Connector, U: Io>(
     };
     if !end {
         let mut raw_trailers = Vec::new();
-        let sink = &mut DataSink { stream: &mut send };
+        let sink = &mut Counted {
+            inner: DataSink { stream: &mut send },
+            progress,
+        };
         let result = body::forward_with_trailers(
             up,
-            &mut ubuf,
+            ubuf,
             sink,
             h.body,
             true,
@@ -450,9 +463,15 @@ async fn exchange<C: Connector, U: Io>(
             Ok(n) => {
                 done.bytes_sent = n;
                 // Chunked trailers become an HTTP/2 trailers frame.
-                let sent = match trailer_map(&raw_trailers) {
-                    Some(t) => send.send_trailers(t),
-                    None => send.send_data(Bytes::new(), true),
+                let sent = match trailer_map(&raw_trailers, r.max_headers) {
+                    Ok(Some(t)) => send.send_trailers(t),
+                    Ok(None) => send.send_data(Bytes::new(), true),
+                    Err(()) => {
+                        // Never end the stream cleanly with trailers missing.
+                        send.send_reset(h2::Reason::INTERNAL_ERROR);
+                        done.flag = ResponseFlag::UpstreamProtocolError;
+                        Ok(())
+                    }
                 };
                 if sent.is_err() {
                     done.flag = ResponseFlag::DownstreamConnectionTermination;
@@ -469,6 +488,67 @@ async fn exchange<C: Connector, U: Io>(
         }
     }
     let reuse = done.flag == ResponseFlag::None && h.reuse && ubuf.is_empty();
-    view.bufs.put(ubuf);
     (done, reuse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_outside_1xx_to_5xx_are_invalid() {
+        let head = |code: &str| format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\n\r\n");
+        for bad in ["000", "099", "600", "999"] {
+            assert!(parse_head(head(bad).as_bytes(), false).is_err(), "{bad}");
+        }
+        for good in ["100", "200", "599"] {
+            assert!(
+                matches!(parse_head(head(good).as_bytes(), false), Ok(Some(_))),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn trailers_up_to_the_limit_pass_and_more_are_an_error() {
+        let section = |n: usize| {
+            let mut raw = Vec::new();
+            for i in 0..n {
+                raw.extend_from_slice(format!("X-T{i}: v{i}\r\n").as_bytes());
+            }
+            raw.extend_from_slice(b"\r\n");
+            raw
+        };
+        let t = trailer_map(&section(40), 100).unwrap().unwrap();
+        assert_eq!(t.len(), 40);
+        assert_eq!(t.get("x-t39").unwrap(), "v39");
+        assert!(trailer_map(&section(40), 40).unwrap().is_some());
+        assert_eq!(trailer_map(&section(41), 40), Err(()));
+        assert_eq!(trailer_map(&section(0), 40), Ok(None));
+        assert_eq!(trailer_map(b"", 40), Ok(None));
+        assert_eq!(trailer_map(b"bad line\r\n\r\n", 40), Err(()));
+        let hop = trailer_map(b"connection: x\r\nx-a: 1\r\n\r\n", 40)
+            .unwrap()
+            .unwrap();
+        assert_eq!(hop.len(), 1);
+    }
+
+    #[test]
+    fn forwarding_headers_match_the_http1_encoder() {
+        let req = http::Request::builder()
+            .method("GET")
+            .uri("http://a.example/p")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-for", "10.0.0.2, 10.0.0.3")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let mut out = Vec::new();
+        write_forwarding(&mut out, &parts.headers, "127.0.0.1".parse().unwrap());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "x-forwarded-for: 10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1\r\nx-forwarded-proto: http\r\n"
+        );
+    }
 }

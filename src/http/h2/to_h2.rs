@@ -3,19 +3,25 @@
 //! gRPC streaming calls work), with flow-control capacity released to the sender only
 //! as the receiver takes the data.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use std::future::poll_fn;
+use std::io::Write as _;
+use std::net::IpAddr;
 use std::task::Poll;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Response, Uri};
 
-use super::stream::{local, Done};
+use super::clock::{Expiry, Progress};
+use super::stream::{count_class, endpoint, expired, fail, reject, Done};
 use super::to_h1::Request;
 use crate::http::flags::ResponseFlag;
+use crate::http::h1::head::HeadError;
 use crate::http::view::WorkerView;
+use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
 
 /// Headers that HTTP/2 forbids or that belong to one hop.
@@ -34,6 +40,23 @@ fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
         }
         to.append(name.clone(), value.clone());
     }
+}
+
+/// Sets the proxy's forwarding headers exactly as the HTTP/1.1 encoder writes them:
+/// every incoming `x-forwarded-for` value, in order, joined by ", ", then the client's
+/// address; `x-forwarded-proto: http` in place of whatever the client sent.
+fn set_forwarding(to: &mut HeaderMap, from: &HeaderMap, peer: IpAddr) {
+    let mut xff = Vec::with_capacity(64);
+    for v in from.get_all("x-forwarded-for") {
+        xff.extend_from_slice(v.as_bytes());
+        xff.extend_from_slice(b", ");
+    }
+    let _ = write!(xff, "{peer}");
+    // Incoming values are valid field values, and so is their join.
+    if let Ok(v) = HeaderValue::from_bytes(&xff) {
+        to.insert("x-forwarded-for", v);
+    }
+    to.insert("x-forwarded-proto", HeaderValue::from_static("http"));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +83,12 @@ async fn capacity(to: &mut SendStream<Bytes>, want: usize) -> Result<usize, Pump
 }
 
 /// Moves DATA and trailers from one stream to another; the sender's window reopens only
-/// as the receiver accepts the bytes.
-async fn pump(from: &mut RecvStream, to: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
+/// as the receiver accepts the bytes. `moved` hears of every byte passed on.
+async fn pump(
+    from: &mut RecvStream,
+    to: &mut SendStream<Bytes>,
+    moved: impl Fn(u64),
+) -> Result<u64, PumpError> {
     let mut total = 0u64;
     while let Some(chunk) = from.data().await {
         let mut chunk = chunk.map_err(|_| PumpError::Read)?;
@@ -69,7 +96,9 @@ async fn pump(from: &mut RecvStream, to: &mut SendStream<Bytes>) -> Result<u64, 
         while !chunk.is_empty() {
             let cap = capacity(to, chunk.len()).await?;
             let part = chunk.split_to(cap.min(chunk.len()));
+            let len = part.len() as u64;
             to.send_data(part, false).map_err(|_| PumpError::Write)?;
+            moved(len);
         }
         let _ = from.flow_control().release_capacity(n);
         total += n as u64;
@@ -87,53 +116,35 @@ pub(crate) async fn proxy<C: Connector>(
     r: Request<'_>,
     respond: &mut SendResponse<Bytes>,
     view: &WorkerView<C>,
-    cluster: usize,
-    timeout: Duration,
-    start: Instant,
+    cs: &ClusterState<C::Conn>,
+    progress: &Progress,
 ) -> Done
 where
     C::Conn: 'static,
 {
     let grpc = r.grpc;
-    let cs = &view.clusters[cluster];
     let Some(ep) = cs.start_request() else {
-        return local(
-            respond,
-            grpc,
-            503,
-            None,
-            &Bytes::from_static(b"no healthy upstream"),
-            ResponseFlag::NoHealthyUpstream,
-        );
+        return fail(respond, grpc, ResponseFlag::NoHealthyUpstream);
     };
-    let endpoint = &cs.cfg.endpoints[ep];
-    let es = &cs.endpoints[ep];
+    let Some((endpoint, es)) = endpoint(cs, ep) else {
+        return fail(respond, grpc, ResponseFlag::NoHealthyUpstream);
+    };
     es.rq_active.inc();
-    let exchange = exchange(r, respond, view, cluster, ep);
-    let mut done = if timeout.is_zero() {
-        exchange.await
-    } else {
-        let expire = async {
-            glommio::timer::sleep((start + timeout).saturating_duration_since(Instant::now()))
-                .await;
-            None
-        };
-        match futures_lite::future::or(async { Some(exchange.await) }, expire).await {
-            Some(d) => d,
-            None => {
-                // Dropping the exchange reset both streams; tell the client if we can.
+    // Dropping the exchange on expiry resets the upstream stream.
+    let mut done = match progress
+        .run(exchange(r, respond, view, cs, ep, progress))
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            if e == Expiry::Route {
                 cs.stats.rq_timeout.inc();
-                cs.stats.rq_class[4].inc();
-                let body = Bytes::from_static(b"upstream request timeout");
-                local(
-                    respond,
-                    grpc,
-                    504,
-                    None,
-                    &body,
-                    ResponseFlag::UpstreamTimeout,
-                )
             }
+            if progress.status() == 0 {
+                // A local reply: counted here; a forwarded head was counted when it came.
+                cs.stats.rq_class[4].inc();
+            }
+            expired(respond, grpc, progress, e)
         }
     };
     es.rq_active.dec();
@@ -145,33 +156,21 @@ async fn exchange<C: Connector>(
     mut r: Request<'_>,
     respond: &mut SendResponse<Bytes>,
     view: &WorkerView<C>,
-    cluster: usize,
+    cs: &ClusterState<C::Conn>,
     ep: usize,
+    progress: &Progress,
 ) -> Done
 where
     C::Conn: 'static,
 {
-    let cs = &view.clusters[cluster];
     let stats = &cs.stats;
     let grpc = r.grpc;
-    let fail = |respond: &mut SendResponse<Bytes>, status: u16, msg: &'static str, flag| {
+    let failed = |respond: &mut SendResponse<Bytes>, flag| {
         stats.rq_class[4].inc();
-        local(
-            respond,
-            grpc,
-            status,
-            None,
-            &Bytes::from_static(msg.as_bytes()),
-            flag,
-        )
+        fail(respond, grpc, flag)
     };
     let Ok(mut send) = cs.h2_ready(ep, &*view.connector).await else {
-        return fail(
-            respond,
-            503,
-            "upstream connect error",
-            ResponseFlag::UpstreamConnectFailure,
-        );
+        return failed(respond, ResponseFlag::UpstreamConnectFailure);
     };
 
     let uri = Uri::builder()
@@ -181,42 +180,23 @@ where
         .build()
         .or_else(|_| Uri::builder().path_and_query(r.path).build());
     let Ok(uri) = uri else {
-        return fail(
+        return reject(
             respond,
-            400,
-            "invalid request target",
-            ResponseFlag::DownstreamProtocolError,
+            grpc,
+            HeadError::BadRequest("invalid request target"),
         );
     };
     let mut req = http::Request::new(());
     *req.method_mut() = r.parts.method.clone();
     *req.uri_mut() = uri;
     copy_end_to_end(&r.parts.headers, req.headers_mut());
-    let xff = match r
-        .parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) => format!("{prev}, {}", r.peer.ip()),
-        None => r.peer.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        req.headers_mut().insert("x-forwarded-for", v);
-    }
-    req.headers_mut()
-        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    set_forwarding(req.headers_mut(), &r.parts.headers, r.peer.ip());
     let end = r.body.is_end_stream();
     let (response, mut up_send) = match send.send_request(req, end) {
         Ok(x) => x,
         Err(_) => {
             stats.rq_reset.inc();
-            return fail(
-                respond,
-                503,
-                "upstream connect error or disconnect/reset before headers",
-                ResponseFlag::UpstreamConnectionTermination,
-            );
+            return failed(respond, ResponseFlag::UpstreamConnectionTermination);
         }
     };
     // Request body upstream and response downstream run together (streaming calls).
@@ -224,7 +204,7 @@ where
         if end {
             return Ok(0);
         }
-        let result = pump(&mut r.body, &mut up_send).await;
+        let result = pump(&mut r.body, &mut up_send, |n| progress.received(n)).await;
         if result.is_err() {
             up_send.send_reset(h2::Reason::CANCEL);
         }
@@ -235,17 +215,18 @@ where
             Ok(resp) => resp,
             Err(_) => {
                 stats.rq_reset.inc();
-                return fail(
-                    respond,
-                    503,
-                    "upstream connect error or disconnect/reset before headers",
-                    ResponseFlag::UpstreamConnectionTermination,
-                );
+                return failed(respond, ResponseFlag::UpstreamConnectionTermination);
             }
         };
         let (parts, mut body) = resp.into_parts();
         let status = parts.status.as_u16();
-        stats.rq_class[crate::observe::stats::class_index(status)].inc();
+        // The h2 crate accepts any three-digit :status; HTTP has 1xx to 5xx only.
+        // (Dropping the body resets the upstream stream.)
+        if !(200..=599).contains(&status) {
+            stats.rq_protocol_error.inc();
+            return failed(respond, ResponseFlag::UpstreamProtocolError);
+        }
+        count_class(stats, status);
         let mut out = Response::new(());
         *out.status_mut() = parts.status;
         copy_end_to_end(&parts.headers, out.headers_mut());
@@ -264,8 +245,9 @@ where
                 return done;
             }
         };
+        progress.head_sent(status);
         if !end {
-            match pump(&mut body, &mut down_send).await {
+            match pump(&mut body, &mut down_send, |n| progress.sent(n)).await {
                 Ok(n) => done.bytes_sent = n,
                 Err(PumpError::Read) => {
                     stats.rq_reset.inc();
@@ -286,4 +268,31 @@ where
         Err(_) => {}
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_keeps_every_xff_value_and_replaces_the_proto() {
+        let mut from = HeaderMap::new();
+        from.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        from.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.0.0.2, 10.0.0.3"),
+        );
+        from.append("x-forwarded-proto", HeaderValue::from_static("https"));
+        let mut to = HeaderMap::new();
+        copy_end_to_end(&from, &mut to);
+        set_forwarding(&mut to, &from, "127.0.0.1".parse().unwrap());
+        let xff: Vec<_> = to.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(xff, ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"]);
+        let xfp: Vec<_> = to.get_all("x-forwarded-proto").iter().collect();
+        assert_eq!(xfp, ["http"]);
+
+        let mut to = HeaderMap::new();
+        set_forwarding(&mut to, &HeaderMap::new(), "::1".parse().unwrap());
+        assert_eq!(to.get("x-forwarded-for").unwrap(), "::1");
+    }
 }

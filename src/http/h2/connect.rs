@@ -1,0 +1,216 @@
+//! HTTP/2 CONNECT (RFC 9113 section 8.5) on a route that allows it (`upgrades:
+//! [connect]`): a TCP connection to an endpoint of the route's cluster, `200`, then the
+//! stream's DATA frames and the connection's bytes are carried both ways.
+//!
+//! Flow control holds end to end: client DATA is acknowledged (its window reopened)
+//! only once written upstream, and upstream bytes are read only as fast as the client's
+//! window lets them go out. END_STREAM from the client becomes a write shutdown towards
+//! the upstream; end of stream from the upstream becomes END_STREAM. The tunnel ends
+//! when both directions have, at once if either fails, or when the stream idle timeout
+//! finds it quiet. The route timeout does not apply (as for HTTP/1.1 tunnels).
+
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::task::Poll;
+
+use bytes::Bytes;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use http::{Response, StatusCode};
+
+use super::clock::Progress;
+use super::stream::{count_class, endpoint, expired, fail, Done};
+use crate::http::flags::ResponseFlag;
+use crate::http::io::Io;
+use crate::http::view::WorkerView;
+use crate::upstream::cluster::ClusterState;
+use crate::upstream::Connector;
+
+/// Largest read from the upstream per DATA frame sent.
+const READ_BYTES: usize = 16 * 1024;
+
+/// Why a tunnel direction stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broken {
+    /// The client reset the stream or went away.
+    Client,
+    /// The upstream connection failed.
+    Upstream,
+}
+
+pub(crate) async fn tunnel<C: Connector>(
+    body: RecvStream,
+    respond: &mut SendResponse<Bytes>,
+    view: &WorkerView<C>,
+    cs: &ClusterState<C::Conn>,
+    progress: &Progress,
+) -> Done {
+    let Some(ep) = cs.start_request() else {
+        return fail(respond, false, ResponseFlag::NoHealthyUpstream);
+    };
+    let Some((endpoint, es)) = endpoint(cs, ep) else {
+        return fail(respond, false, ResponseFlag::NoHealthyUpstream);
+    };
+    let mut done = match view
+        .connector
+        .connect(endpoint.addr, cs.cfg.connect_timeout)
+        .await
+    {
+        Ok(up) => {
+            cs.stats.cx_total.inc();
+            es.cx_total.inc();
+            es.rq_active.inc();
+            let d = carry(body, respond, up, cs, progress).await;
+            es.rq_active.dec();
+            d
+        }
+        Err(_) => {
+            cs.stats.cx_connect_fail.inc();
+            es.cx_connect_fail.inc();
+            count_class(&cs.stats, 503);
+            fail(respond, false, ResponseFlag::UpstreamConnectFailure)
+        }
+    };
+    done.upstream = Some(endpoint.addr);
+    done
+}
+
+/// Answers `200` and carries bytes until both directions end.
+async fn carry<U: Io>(
+    mut body: RecvStream,
+    respond: &mut SendResponse<Bytes>,
+    mut up: U,
+    cs: &ClusterState<U>,
+    progress: &Progress,
+) -> Done {
+    // One handle reads while the other writes.
+    let Ok(mut up_w) = up.try_clone() else {
+        count_class(&cs.stats, 503);
+        return fail(respond, false, ResponseFlag::UpstreamConnectionTermination);
+    };
+    let mut resp = Response::new(());
+    *resp.status_mut() = StatusCode::OK;
+    let mut send = match respond.send_response(resp, false) {
+        Ok(s) => s,
+        Err(_) => {
+            return Done {
+                status: 200,
+                flag: ResponseFlag::DownstreamConnectionTermination,
+                bytes_received: 0,
+                bytes_sent: 0,
+                upstream: None,
+            }
+        }
+    };
+    count_class(&cs.stats, 200);
+    progress.head_sent(200);
+    // Each direction that ends cleanly waits for the other; the first failure ends both
+    // (returning drops both socket handles, which closes the upstream connection).
+    let ended = Cell::new(0u8);
+    let both_or_first_failure = |r: Result<(), Broken>| {
+        let ended = &ended;
+        async move {
+            r?;
+            ended.set(ended.get() + 1);
+            if ended.get() < 2 {
+                std::future::pending::<()>().await;
+            }
+            Ok(())
+        }
+    };
+    let to_up = async {
+        let r = client_to_upstream(&mut body, &mut up_w, progress).await;
+        both_or_first_failure(r).await
+    };
+    let to_client = async {
+        let r = upstream_to_client(&mut up, &mut send, progress).await;
+        both_or_first_failure(r).await
+    };
+    let result = progress
+        .run(futures_lite::future::or(to_up, to_client))
+        .await;
+    let mut done = Done {
+        status: 200,
+        flag: ResponseFlag::None,
+        bytes_received: progress.bytes_received(),
+        bytes_sent: progress.bytes_sent(),
+        upstream: None,
+    };
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(Broken::Client)) => {
+            done.flag = ResponseFlag::DownstreamConnectionTermination;
+            send.send_reset(h2::Reason::CANCEL);
+        }
+        Ok(Err(Broken::Upstream)) => {
+            // RFC 9113 section 8.5: a TCP failure is reported as CONNECT_ERROR.
+            done.flag = ResponseFlag::UpstreamConnectionTermination;
+            send.send_reset(h2::Reason::CONNECT_ERROR);
+        }
+        Err(e) => return expired(respond, false, progress, e),
+    }
+    done
+}
+
+/// Client DATA to the upstream; END_STREAM becomes a write shutdown.
+async fn client_to_upstream<W: Io>(
+    body: &mut RecvStream,
+    up: &mut W,
+    progress: &Progress,
+) -> Result<(), Broken> {
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|_| Broken::Client)?;
+        progress.touch();
+        up.write_all(&chunk).await.map_err(|_| Broken::Upstream)?;
+        // The client may send more only once these bytes are with the upstream.
+        let _ = body.flow_control().release_capacity(chunk.len());
+        progress.received(chunk.len() as u64);
+    }
+    up.close().await.map_err(|_| Broken::Upstream)?;
+    Ok(())
+}
+
+/// Upstream bytes to the client as DATA, within its window; end of stream becomes
+/// END_STREAM.
+async fn upstream_to_client<R: Io>(
+    up: &mut R,
+    send: &mut SendStream<Bytes>,
+    progress: &Progress,
+) -> Result<(), Broken> {
+    let mut buf = vec![0u8; READ_BYTES];
+    loop {
+        // Wait for window first, so no more is read than the client can take.
+        let cap = capacity(send, READ_BYTES).await?;
+        let room = buf.get_mut(..cap.min(READ_BYTES)).ok_or(Broken::Client)?;
+        let n = up.read(room).await.map_err(|_| Broken::Upstream)?;
+        if n == 0 {
+            send.send_data(Bytes::new(), true)
+                .map_err(|_| Broken::Client)?;
+            return Ok(());
+        }
+        let data = room.get(..n).ok_or(Broken::Upstream)?;
+        send.send_data(Bytes::copy_from_slice(data), false)
+            .map_err(|_| Broken::Client)?;
+        progress.sent(n as u64);
+    }
+}
+
+/// Waits until `to` may send at least one byte; returns how many.
+async fn capacity(to: &mut SendStream<Bytes>, want: usize) -> Result<usize, Broken> {
+    to.reserve_capacity(want);
+    poll_fn(|cx| loop {
+        let c = to.capacity();
+        if c > 0 {
+            return Poll::Ready(Ok(c));
+        }
+        match to.poll_capacity(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(_))) => continue,
+            Poll::Ready(_) => return Poll::Ready(Err(Broken::Client)),
+        }
+    })
+    .await
+}

@@ -1,0 +1,184 @@
+//! A small HTTP/2 client for the black-box tests, for what curl and h2load cannot do:
+//! stall a stream on purpose, send exact pseudo-headers and headers, CONNECT, read
+//! trailers and resets. It is the h2 crate on a glommio executor (the proxy's own
+//! stack, so no other runtime is needed), one executor per call of [`run`].
+//!
+//! Every wait is bounded: [`within`] fails the test instead of hanging.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use h2::RecvStream;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+/// How long any single step may take before the test fails.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// Runs the future `make` builds on a fresh single-threaded glommio executor, on its own
+/// thread: io_uring completions that arrive after the executor is gone would interrupt
+/// the test thread's blocking socket reads (EINTR) if it ran here.
+pub fn run<T, F>(make: impl FnOnce() -> F + Send + 'static) -> T
+where
+    T: Send + 'static,
+    F: Future<Output = T> + 'static,
+{
+    let t = std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(128 * 1024)
+            .make()
+            .expect("a glommio executor for the test client (io_uring, RLIMIT_MEMLOCK)")
+            .run(make())
+    });
+    match t.join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// `f`, or a panic naming `what` if it takes longer than `d`.
+pub async fn within<T>(d: Duration, what: &str, f: impl Future<Output = T>) -> T {
+    let expire = async {
+        glommio::timer::sleep(d).await;
+        None
+    };
+    match futures_lite::future::or(async { Some(f.await) }, expire).await {
+        Some(v) => v,
+        None => panic!("{what}: no progress within {d:?}"),
+    }
+}
+
+/// Opens an h2c connection (prior knowledge) and drives it in a background task.
+pub async fn connect(addr: SocketAddr) -> SendRequest<Bytes> {
+    let s = glommio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the proxy");
+    let (send, conn) = h2::client::handshake(s.compat())
+        .await
+        .expect("h2 handshake with the proxy");
+    glommio::spawn_local(async move {
+        let _ = conn.await;
+    })
+    .detach();
+    within(STEP, "h2 connection ready", send.ready())
+        .await
+        .expect("h2 connection ready")
+}
+
+/// A request builder for `method` on `uri` (absolute, to set :scheme and :authority).
+pub fn request(method: &str, uri: &str) -> http::request::Builder {
+    http::Request::builder().method(method).uri(uri)
+}
+
+/// What came back on a stream.
+#[derive(Debug, Default)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+    pub trailers: Option<http::HeaderMap>,
+    /// The stream ended with RST_STREAM (or a connection error) instead of END_STREAM.
+    pub reset: Option<String>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads a whole body (releasing window as it goes), then the trailers.
+pub async fn read_body(mut body: RecvStream, reply: &mut Reply) {
+    while let Some(chunk) = within(STEP, "response body", body.data()).await {
+        match chunk {
+            Ok(c) => {
+                let _ = body.flow_control().release_capacity(c.len());
+                reply.body.extend_from_slice(&c);
+            }
+            Err(e) => {
+                reply.reset = Some(e.to_string());
+                return;
+            }
+        }
+    }
+    match within(STEP, "response trailers", body.trailers()).await {
+        Ok(t) => reply.trailers = t,
+        Err(e) => reply.reset = Some(e.to_string()),
+    }
+}
+
+/// Sends `req` with `body` (empty: END_STREAM on the headers) and reads the reply.
+pub async fn send(client: &mut SendRequest<Bytes>, req: http::Request<()>, body: &[u8]) -> Reply {
+    let mut c = within(STEP, "stream slot", client.clone().ready())
+        .await
+        .expect("h2 connection ready");
+    let (response, mut stream) = c
+        .send_request(req, body.is_empty())
+        .expect("send request headers");
+    if !body.is_empty() {
+        stream.reserve_capacity(body.len());
+        stream
+            .send_data(Bytes::copy_from_slice(body), true)
+            .expect("send request body");
+    }
+    read_reply(response).await
+}
+
+/// Waits for the response head, then reads the body and trailers.
+pub async fn read_reply(response: h2::client::ResponseFuture) -> Reply {
+    let mut reply = Reply::default();
+    match within(STEP, "response head", response).await {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            reply.status = parts.status.as_u16();
+            reply.headers = parts.headers;
+            read_body(body, &mut reply).await;
+        }
+        Err(e) => reply.reset = Some(e.to_string()),
+    }
+    reply
+}
+
+/// An HTTP/2 (h2c) upstream on 127.0.0.1 that answers every request with `status` and
+/// an empty body, on its own thread. It stops by itself after a minute.
+pub fn h2_upstream(status: u16) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(128 * 1024)
+            .make()
+            .expect("a glommio executor for the test upstream")
+            .run(async move {
+                let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                let _ = tx.send(l.local_addr().expect("local addr"));
+                let serve = async {
+                    while let Ok(s) = l.accept().await {
+                        glommio::spawn_local(async move {
+                            let Ok(mut conn) = h2::server::handshake(s.compat()).await else {
+                                return;
+                            };
+                            while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                                let resp = http::Response::builder()
+                                    .status(status)
+                                    .body(())
+                                    .expect("a response");
+                                let _ = respond.send_response(resp, true);
+                            }
+                        })
+                        .detach();
+                    }
+                };
+                futures_lite::future::or(serve, glommio::timer::sleep(Duration::from_secs(60)))
+                    .await;
+            })
+    });
+    rx.recv_timeout(STEP).expect("the h2 upstream started")
+}
