@@ -230,6 +230,44 @@ impl<'c> Edits<'c> {
     }
 }
 
+impl Edits<'_> {
+    /// Applies the edits to an HTTP/2 (or `http`) header map in place: values the plans
+    /// drop are removed, added ones appended. Allocates only when there are edits.
+    pub fn apply_to_map(&self, map: &mut http::HeaderMap) {
+        if self.is_empty() {
+            return;
+        }
+        // Presence is decided on the message as it arrived, before any removal.
+        let mut present: u64 = 0;
+        let mut names = self.plans().flat_map(|p| p.names.iter());
+        for (i, ops) in names.by_ref().enumerate().take(64) {
+            if map.contains_key(&*ops.name) {
+                present |= 1 << i;
+            }
+        }
+        let was_present = |name: &str| {
+            self.plans()
+                .flat_map(|p| p.names.iter())
+                .take(64)
+                .position(|n| &*n.name == name)
+                .is_some_and(|i| present & (1 << i) != 0)
+        };
+        for ops in self.plans().flat_map(|p| p.names.iter()) {
+            if map.contains_key(&*ops.name) && !self.keeps(&ops.name) {
+                map.remove(&*ops.name);
+            }
+        }
+        self.for_each_added(was_present, |name, value| {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
+                map.append(n, v);
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +361,31 @@ mod tests {
         // A later level's removal drops what earlier levels added.
         let p = HeaderPlan::compile([&route, &vhost, &table]);
         assert_eq!(apply(Edits::none().then(&p), &[("x-v", "in")]), vec![]);
+    }
+
+    #[test]
+    fn header_maps_get_the_same_edits() {
+        use AppendAction::*;
+        let ops = HeaderOps {
+            add: vec![
+                add("x-a", "1", AppendIfExistsOrAdd),
+                add("x-b", "2", AddIfAbsent),
+                add("x-c", "3", OverwriteIfExistsOrAdd),
+            ],
+            remove: vec!["x-gone".into()],
+        };
+        let plan = HeaderPlan::compile([&ops]);
+        let mut map = http::HeaderMap::new();
+        for (n, v) in [("x-a", "0"), ("x-b", "0"), ("x-c", "0"), ("x-gone", "0")] {
+            map.append(n, v.parse().unwrap());
+        }
+        Edits::none().then(&plan).apply_to_map(&mut map);
+        let got =
+            |n: &str| -> Vec<&str> { map.get_all(n).iter().map(|v| v.to_str().unwrap()).collect() };
+        assert_eq!(got("x-a"), vec!["0", "1"]);
+        assert_eq!(got("x-b"), vec!["0"]);
+        assert_eq!(got("x-c"), vec!["3"]);
+        assert!(got("x-gone").is_empty());
     }
 
     #[test]
