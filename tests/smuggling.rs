@@ -343,6 +343,40 @@ fn absolute_form_with_userinfo() {
     assert_rejected(b"GET http://user@x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400);
 }
 
+/// Non-ASCII UTF-8 in the request target (httparse passes it) once panicked the worker
+/// where a scheme prefix was cut at a byte offset inside a character. With one worker,
+/// a panic would leave nobody to serve the next request.
+#[test]
+fn non_ascii_request_target_is_refused_and_the_worker_survives() {
+    let up = Upstream::echo();
+    let mut proxy = Proxy::start(&config(up.addr));
+    for raw in [
+        "GET abcdeféx HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET abcdefgéx HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET ééééé HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET httpé://x/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://é/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "CONNECT é:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        let mut c = Conn::connect(proxy.listen);
+        c.send(raw);
+        let r = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("no response to {raw:?}: {e}"));
+        assert_eq!(r.status, 400, "{raw:?}");
+        assert!(r.says_close(), "{raw:?}: {:?}", r.headers);
+        assert!(c.closed_within(Duration::from_secs(3)), "{raw:?}");
+    }
+    assert_eq!(up.heads(), 0, "the upstream received a request head");
+    // The same (only) worker still serves, on a keep-alive connection.
+    let mut c = Conn::connect(proxy.listen);
+    for _ in 0..2 {
+        c.send("GET /fine HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(c.read_response().unwrap().status, 200);
+    }
+    assert!(proxy.is_running());
+}
+
 // ---- Response strictness ----
 
 /// The upstream answers every request with `raw` and keeps the connection open; the

@@ -179,8 +179,14 @@ fn prepare<'v, C: Connector>(
         return Err(HeadError::UriTooLong);
     }
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
+    // The config caps max_headers at MAX_HEADERS_CAP; `min` keeps the split in range.
+    let n = limits.max_headers.min(MAX_HEADERS_CAP);
+    let slots = slots
+        .split_at_mut_checked(n)
+        .map(|(s, _)| s)
+        .unwrap_or_default();
     let mut req = httparse::Request::new(&mut []);
-    let head_len = match req.parse_with_uninit_headers(data, &mut slots[..limits.max_headers]) {
+    let head_len = match req.parse_with_uninit_headers(data, slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if data.len() - line_len > limits.max_header_bytes {
@@ -191,7 +197,7 @@ fn prepare<'v, C: Connector>(
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
         Err(_) => return Err(HeadError::BadRequest("malformed request head")),
     };
-    if head_len - line_len > limits.max_header_bytes {
+    if head_len.saturating_sub(line_len) > limits.max_header_bytes {
         return Err(HeadError::HeadersTooLarge);
     }
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
@@ -482,7 +488,7 @@ impl Conn {
                 } else {
                     None
                 };
-                let ip = &self.ip[..self.ip_len];
+                let ip = self.ip.get(..self.ip_len).unwrap_or_default();
                 match prepare(self.rbuf.data(), l, view, &mut self.wbuf, ip, rec) {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
@@ -693,7 +699,7 @@ impl Conn {
                 &mut out,
                 r,
                 view,
-                cluster,
+                cs,
                 ep,
                 deadline,
             )

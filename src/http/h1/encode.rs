@@ -2,21 +2,26 @@
 //! downstream. Unchanged headers are copied byte for byte in their original order;
 //! hop-by-hop headers are dropped and the proxy's own headers are appended.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use super::head::{classify, named_by_connection, tokens, Special};
 
 /// Appends the decimal form of `n` without allocating.
 pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    // u64::MAX has 20 digits. Filled from the end; `used` counts the digits written.
     let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
+    let mut used = 0;
+    for slot in tmp.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        used += 1;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&tmp[i..]);
+    if let Some((_, digits)) = tmp.split_at_checked(tmp.len() - used) {
+        out.extend_from_slice(digits);
+    }
 }
 
 fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
