@@ -12,16 +12,13 @@
 //! Every accepted request gets a response or a closed connection. The plain keep-alive
 //! path reuses the connection's buffers and allocates nothing per request.
 
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::config::{
-    DirectResponse, Listener, ListenerKind, RouteAction, UpstreamProtocol, MAX_HEADERS_CAP,
-};
+use crate::config::{DirectResponse, Listener, ListenerKind, RouteAction, UpstreamProtocol};
 use crate::observe::access_log::LogRecord;
 use crate::upstream::Connector;
 
@@ -30,6 +27,8 @@ use super::buf::ReadBuf;
 use super::flags::ResponseFlag;
 use super::h1::encode::{self, DownFraming, DownstreamResponse, UpstreamRequest};
 use super::h1::head::{self, BodyKind, Framing, HeadError, Special};
+use super::h1::request;
+use super::h1::response::{self, Asked, BadResponse, Kind, MAX_RESPONSE_HEAD_BYTES};
 use super::io::Io;
 use super::router;
 use super::view::{ConnSlot, WorkerView};
@@ -37,10 +36,6 @@ use super::view::{ConnSlot, WorkerView};
 /// Initial read-buffer size. It grows up to the header limit for a large head, and to
 /// `body::LARGE_BODY_BUF` once the connection streams a large body.
 const READ_BUF_BYTES: usize = 8 * 1024;
-/// Largest upstream response head accepted.
-const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
-/// Most headers accepted in an upstream response.
-const MAX_RESPONSE_HEADERS: usize = 128;
 /// A local reply reads and discards a request body up to this size to keep the
 /// connection usable; larger bodies close the connection instead.
 const DISCARD_LIMIT: u64 = 1 << 20;
@@ -66,8 +61,7 @@ struct Plan<'v> {
     head_len: usize,
     minor: u8,
     is_head: bool,
-    /// RFC 9110 idempotent method: safe to send again if the first try never reached
-    /// the upstream's application.
+    /// Safe to send again if the first try never reached the upstream's application.
     idempotent: bool,
     framing: Framing,
     action: Action<'v>,
@@ -159,8 +153,9 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     stats.cx_active.dec();
 }
 
-/// Parses the request head in `data` and decides what to do. `Ok(None)` means the head is
-/// not complete yet. For a proxied request the upstream head is written into `wbuf`.
+/// Parses the request head in `data` (`h1::request`) and decides what to do. `Ok(None)`
+/// means the head is not complete yet. For a proxied request the upstream head is
+/// written into `wbuf`.
 fn prepare<'v, C: Connector>(
     data: &[u8],
     l: &Listener,
@@ -169,181 +164,90 @@ fn prepare<'v, C: Connector>(
     ip: &[u8],
     rec: Option<&mut LogRecord>,
 ) -> Result<Option<Plan<'v>>, HeadError> {
-    let limits = &l.limits;
-    let line_len = match data.iter().position(|&b| b == b'\n') {
-        Some(i) => i + 1,
-        None if data.len() > limits.max_request_line_bytes => return Err(HeadError::UriTooLong),
-        None => return Ok(None),
+    let mut slots = request::header_slots();
+    let Some(req) = request::parse(data, &l.limits, &mut slots)? else {
+        return Ok(None);
     };
-    if line_len > limits.max_request_line_bytes + 2 {
-        return Err(HeadError::UriTooLong);
-    }
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
-    // The config caps max_headers at MAX_HEADERS_CAP; `min` keeps the split in range.
-    let n = limits.max_headers.min(MAX_HEADERS_CAP);
-    let slots = slots
-        .split_at_mut_checked(n)
-        .map(|(s, _)| s)
-        .unwrap_or_default();
-    let mut req = httparse::Request::new(&mut []);
-    let head_len = match req.parse_with_uninit_headers(data, slots) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            if data.len() - line_len > limits.max_header_bytes {
-                return Err(HeadError::HeadersTooLarge);
-            }
-            return Ok(None);
-        }
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
-        Err(_) => return Err(HeadError::BadRequest("malformed request head")),
-    };
-    if head_len.saturating_sub(line_len) > limits.max_header_bytes {
-        return Err(HeadError::HeadersTooLarge);
-    }
-    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
-        return Err(HeadError::BadRequest("malformed request line"));
-    };
-    let headers = &*req.headers;
-    let framing = head::framing(headers, minor, true)?;
-    if method == "CONNECT" {
-        return prepare_connect(path, minor, framing, headers, l, view, head_len, rec);
-    }
-    let target = head::target(path)?;
-    let mut host: Option<&[u8]> = None;
-    for h in headers {
-        if head::classify(h.name) == Special::Host {
-            if host.is_some() {
-                return Err(HeadError::BadRequest("more than one host header"));
-            }
-            host = Some(head::trim(h.value));
-        }
-    }
-    let authority: &[u8] = match (target.authority, host) {
-        (Some(a), _) => a.as_bytes(),
-        (None, Some(h)) => h,
-        (None, None) if minor == 0 => b"",
-        (None, None) => return Err(HeadError::BadRequest("missing host header")),
-    };
-    if !authority.is_empty() && !head::valid_host(authority) {
-        return Err(HeadError::BadRequest("invalid host"));
-    }
+    let headers = req.headers;
     if let Some(rec) = rec {
-        rec.method.push_str(method);
-        rec.path.push_str(target.path);
+        rec.method.push_str(req.method);
+        rec.path.push_str(req.path);
         rec.authority
-            .push_str(std::str::from_utf8(authority).unwrap_or(""));
-        if let Some(ua) = headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("user-agent"))
-        {
-            rec.user_agent
-                .push_str(std::str::from_utf8(ua.value).unwrap_or(""));
+            .push_str(std::str::from_utf8(req.authority).unwrap_or(""));
+        if !req.is_connect() {
+            if let Some(ua) = headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("user-agent"))
+            {
+                rec.user_agent
+                    .push_str(std::str::from_utf8(ua.value).unwrap_or(""));
+            }
         }
-        rec.protocol = if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
+        rec.protocol = req.protocol();
     }
     // The worker only hands HTTP listeners' connections to this module.
     let ListenerKind::Http { route_table } = l.kind else {
         return Err(HeadError::NotImplemented("not an HTTP listener"));
     };
     let table = &view.snapshot.route_tables[route_table];
-    let action = match router::select(table, authority, target.path, headers).map(|r| &r.action) {
-        None => Action::NoRoute,
-        Some(RouteAction::Direct(d)) => Action::Direct(d),
-        Some(RouteAction::Cluster {
-            cluster,
-            timeout,
-            upgrades,
-        }) => {
-            // Pass an upgrade through only when the route allows its protocol and the
-            // handshake carries no body.
-            let upgrade = headers
-                .iter()
-                .find(|h| head::classify(h.name) == Special::Upgrade)
-                .map(|h| head::trim(h.value))
-                .filter(|v| {
-                    framing.connection_upgrade
-                        && framing.body == BodyKind::Empty
-                        && head::tokens(v).next().is_some_and(|p| {
-                            upgrades
-                                .iter()
-                                .any(|u| p.eq_ignore_ascii_case(u.as_bytes()))
-                        })
-                });
-            wbuf.clear();
-            encode::write_request(
-                wbuf,
-                &UpstreamRequest {
-                    method,
-                    path: target.path,
-                    authority: target.authority,
-                    headers,
-                    has_connection_header: framing.has_connection_header,
-                    client_ip: ip,
-                    upgrade,
-                },
-            );
-            Action::Proxy {
-                cluster: *cluster,
-                timeout: *timeout,
-                upgrade: upgrade.is_some(),
+    let action = if req.is_connect() {
+        // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
+        match router::select_connect(table, req.authority, headers).map(|r| &r.action) {
+            Some(RouteAction::Cluster { cluster, .. }) => Action::Connect { cluster: *cluster },
+            _ => Action::NoRoute,
+        }
+    } else {
+        match router::select(table, req.authority, req.path, headers).map(|r| &r.action) {
+            None => Action::NoRoute,
+            Some(RouteAction::Direct(d)) => Action::Direct(d),
+            Some(RouteAction::Cluster {
+                cluster,
+                timeout,
+                upgrades,
+            }) => {
+                let framing = req.framing;
+                // Pass an upgrade through only when the route allows its protocol and
+                // the handshake carries no body.
+                let upgrade = headers
+                    .iter()
+                    .find(|h| head::classify(h.name) == Special::Upgrade)
+                    .map(|h| head::trim(h.value))
+                    .filter(|v| {
+                        framing.connection_upgrade
+                            && framing.body == BodyKind::Empty
+                            && head::tokens(v).next().is_some_and(|p| {
+                                upgrades
+                                    .iter()
+                                    .any(|u| p.eq_ignore_ascii_case(u.as_bytes()))
+                            })
+                    });
+                wbuf.clear();
+                encode::write_request(
+                    wbuf,
+                    &UpstreamRequest {
+                        method: req.method,
+                        path: req.path,
+                        authority: req.target_authority,
+                        headers,
+                        has_connection_header: framing.has_connection_header,
+                        client_ip: ip,
+                        upgrade,
+                    },
+                );
+                Action::Proxy {
+                    cluster: *cluster,
+                    timeout: *timeout,
+                    upgrade: upgrade.is_some(),
+                }
             }
         }
     };
     Ok(Some(Plan {
-        head_len,
-        minor,
-        is_head: method == "HEAD",
-        idempotent: matches!(
-            method,
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        ),
-        framing,
-        action,
-        idle_timeout: l.idle_timeout,
-    }))
-}
-
-/// A CONNECT request: authority-form target, routed to a route that allows `connect`.
-#[allow(clippy::too_many_arguments)]
-fn prepare_connect<'v, C: Connector>(
-    target: &str,
-    minor: u8,
-    framing: Framing,
-    headers: &[httparse::Header<'_>],
-    l: &Listener,
-    view: &'v WorkerView<C>,
-    head_len: usize,
-    rec: Option<&mut LogRecord>,
-) -> Result<Option<Plan<'v>>, HeadError> {
-    if target.starts_with('/') || !target.contains(':') || !head::valid_host(target.as_bytes()) {
-        return Err(HeadError::BadRequest(
-            "CONNECT needs an authority-form target",
-        ));
-    }
-    if framing.body != BodyKind::Empty {
-        return Err(HeadError::BadRequest("CONNECT with a body"));
-    }
-    let ListenerKind::Http { route_table } = l.kind else {
-        return Err(HeadError::NotImplemented("not an HTTP listener"));
-    };
-    if let Some(rec) = rec {
-        rec.method.push_str("CONNECT");
-        rec.path.push_str(target);
-        rec.authority.push_str(target);
-        rec.protocol = if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
-    }
-    let table = &view.snapshot.route_tables[route_table];
-    let action = match router::select_connect(table, target.as_bytes(), headers).map(|r| &r.action)
-    {
-        Some(RouteAction::Cluster { cluster, .. }) => Action::Connect { cluster: *cluster },
-        _ => Action::NoRoute,
-    };
-    Ok(Some(Plan {
-        head_len,
-        minor,
-        is_head: false,
-        idempotent: false,
-        framing,
+        head_len: req.head_len,
+        minor: req.minor,
+        is_head: req.is_head(),
+        idempotent: req.idempotent(),
+        framing: req.framing,
         action,
         idle_timeout: l.idle_timeout,
     }))
@@ -366,80 +270,52 @@ enum Response {
     },
 }
 
-/// Parses the upstream response head in `data`; on success the downstream head is in `wbuf`.
-/// `Err(())` is a malformed response.
+/// Parses the upstream response head in `data` (`h1::response`); on success the
+/// downstream head is in `wbuf`. `Err` is a malformed response.
 fn prepare_response(
     data: &[u8],
     plan: &Plan<'_>,
     draining: bool,
     wbuf: &mut Vec<u8>,
-) -> Result<Option<Response>, ()> {
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut []);
-    let head_len = match httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut resp, data, &mut slots)
-    {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if data.len() <= MAX_RESPONSE_HEAD_BYTES => return Ok(None),
-        _ => return Err(()),
+) -> Result<Option<Response>, BadResponse> {
+    let mut slots = response::header_slots();
+    let asked = Asked {
+        head: plan.is_head,
+        upgrade: matches!(plan.action, Action::Proxy { upgrade: true, .. }),
     };
-    let (Some(status), Some(minor)) = (resp.code, resp.version) else {
-        return Err(());
+    let Some(resp) = response::parse(data, asked, &mut slots)? else {
+        return Ok(None);
     };
-    let headers = &*resp.headers;
-    let upgrading = matches!(plan.action, Action::Proxy { upgrade: true, .. });
-    if status == 101 && upgrading {
-        let Some(upgrade) = headers
-            .iter()
-            .find(|h| head::classify(h.name) == Special::Upgrade)
-            .map(|h| head::trim(h.value))
-        else {
-            return Err(());
-        };
-        wbuf.clear();
-        encode::write_response(
-            wbuf,
-            &DownstreamResponse {
-                status,
-                reason: resp.reason.unwrap_or(""),
-                headers,
-                has_connection_header: true,
-                framing: DownFraming::Chunked,
-                close: false,
-                http10_keep_alive: false,
-                upgrade: Some(upgrade),
-            },
-        );
-        return Ok(Some(Response::Upgraded(head_len)));
-    }
-    if (100..200).contains(&status) {
-        // A 101 the proxy did not ask for cannot be followed.
-        return if status == 101 {
-            Err(())
-        } else {
-            Ok(Some(Response::Interim(head_len)))
-        };
-    }
-    let f = head::framing(headers, minor, false).map_err(|_| ())?;
-    let body = if plan.is_head || status == 204 || status == 304 {
-        BodyKind::Empty
-    } else {
-        f.body
+    let (body, f) = match resp.kind {
+        Kind::Interim => return Ok(Some(Response::Interim(resp.head_len))),
+        Kind::Upgraded { upgrade } => {
+            wbuf.clear();
+            encode::write_response(
+                wbuf,
+                &DownstreamResponse {
+                    status: resp.status,
+                    reason: resp.reason,
+                    headers: resp.headers,
+                    has_connection_header: true,
+                    framing: DownFraming::Chunked,
+                    close: false,
+                    http10_keep_alive: false,
+                    upgrade: Some(upgrade),
+                },
+            );
+            return Ok(Some(Response::Upgraded(resp.head_len)));
+        }
+        Kind::Final { body, framing } => (body, framing),
     };
-    let (framing, strip) = match body {
-        BodyKind::Chunked if plan.minor >= 1 => (DownFraming::Chunked, false),
-        BodyKind::Chunked => (DownFraming::Close, true),
-        BodyKind::UntilClose => (DownFraming::Close, false),
-        _ => (DownFraming::AsIs, false),
-    };
+    let (framing, strip) = response::down_framing(body, plan.minor);
     let close_down = !plan.framing.keep_alive || draining || framing == DownFraming::Close;
     wbuf.clear();
     encode::write_response(
         wbuf,
         &DownstreamResponse {
-            status,
-            reason: resp.reason.unwrap_or(""),
-            headers,
+            status: resp.status,
+            reason: resp.reason,
+            headers: resp.headers,
             has_connection_header: f.has_connection_header,
             framing,
             close: close_down,
@@ -448,8 +324,8 @@ fn prepare_response(
         },
     );
     Ok(Some(Response::Final {
-        head_len,
-        status,
+        head_len: resp.head_len,
+        status: resp.status,
         body,
         strip,
         close_down,
@@ -901,7 +777,8 @@ impl Conn {
                                 self.ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1);
                             }
                         }
-                        Err(()) => {
+                        Err(BadResponse(why)) => {
+                            tracing::debug!(upstream = %endpoint.addr, reason = why, "invalid upstream response");
                             stats.rq_protocol_error.inc();
                             return self
                                 .upstream_failed(
