@@ -40,6 +40,10 @@ const READ_BUF_BYTES: usize = 8 * 1024;
 /// connection usable; larger bodies close the connection instead.
 const DISCARD_LIMIT: u64 = 1 << 20;
 
+/// The local reply to a malformed upstream response (502 UPE), in Envoy's words.
+const UPE_BODY: &[u8] =
+    b"upstream connect error or disconnect/reset before headers. reset reason: protocol error";
+
 /// What to do with a parsed request.
 enum Action<'v> {
     NoRoute,
@@ -589,6 +593,7 @@ impl Conn {
                     ResponseFlag::UpstreamTimeout => b"upstream request timeout",
                     ResponseFlag::UpstreamConnectFailure => b"upstream connect error",
                     ResponseFlag::DownstreamProtocolError => b"bad request",
+                    ResponseFlag::UpstreamProtocolError => UPE_BODY,
                     _ => b"upstream connect error or disconnect/reset before headers",
                 };
                 stats.rq_class[4].inc();
@@ -1033,7 +1038,7 @@ impl Conn {
     ) -> Outcome {
         let (status, msg): (u16, &[u8]) = match flag {
             ResponseFlag::UpstreamTimeout => (504, b"upstream request timeout"),
-            ResponseFlag::UpstreamProtocolError => (502, b"upstream sent an invalid response"),
+            ResponseFlag::UpstreamProtocolError => (502, UPE_BODY),
             _ => (
                 503,
                 b"upstream connect error or disconnect/reset before headers",

@@ -169,12 +169,26 @@ async fn exchange_inner<D: Io, C: Connector>(
             return failed(503, ResponseFlag::UpstreamConnectionTermination);
         }
     }
-    let Ok(resp) = response.await else {
-        stats.rq_reset.inc();
-        return failed(503, ResponseFlag::UpstreamConnectionTermination);
+    let resp = match response.await {
+        Ok(resp) => resp,
+        // h2 itself refused what the upstream sent (a malformed head, such as a :status
+        // that is not three digits from 100): the upstream's protocol error.
+        Err(e) if e.is_library() && e.reason() == Some(h2::Reason::PROTOCOL_ERROR) => {
+            stats.rq_protocol_error.inc();
+            return failed(502, ResponseFlag::UpstreamProtocolError);
+        }
+        Err(_) => {
+            stats.rq_reset.inc();
+            return failed(503, ResponseFlag::UpstreamConnectionTermination);
+        }
     };
     let (parts, mut up_body) = resp.into_parts();
     let status = parts.status.as_u16();
+    // `http::StatusCode` admits 100..=999; HTTP defines up to 599 (as h1::response).
+    if !(100..=599).contains(&status) {
+        stats.rq_protocol_error.inc();
+        return failed(502, ResponseFlag::UpstreamProtocolError);
+    }
     if let Some(class) = stats
         .rq_class
         .get(crate::observe::stats::class_index(status))

@@ -84,6 +84,11 @@ pub fn parse<'b, 'h>(
     let (Some(status), Some(minor)) = (resp.code, resp.version) else {
         return Err(BadResponse("malformed status line"));
     };
+    // httparse takes any three digits; RFC 9110 section 15 defines 100..=599 only, and
+    // a client may not know what to make of anything else (Envoy: protocol error).
+    if !(100..=599).contains(&status) {
+        return Err(BadResponse("status code out of range"));
+    }
     let headers: &'h [httparse::Header<'b>] = resp.headers;
     let reason = resp.reason.unwrap_or("");
     let kind = if status == 101 && asked.upgrade {
@@ -197,6 +202,11 @@ mod tests {
         assert!(kind(b"HTTP/1.1 101 Switching\r\n\r\n", asked).is_err());
         assert_eq!(kind(b"HTTP/1.1 200 OK\r\nA: b", PLAIN).unwrap(), None);
         assert!(kind(b"HTLP/1.1 200 OK\r\n\r\n", PLAIN).is_err());
+        for out_of_range in ["000", "099", "600", "999"] {
+            let raw = format!("HTTP/1.1 {out_of_range} X\r\nContent-Length: 0\r\n\r\n");
+            assert!(kind(raw.as_bytes(), PLAIN).is_err(), "{out_of_range}");
+        }
+        assert!(kind(b"HTTP/1.1 599 X\r\n\r\n", PLAIN).unwrap().is_some());
         assert!(kind(
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             PLAIN
