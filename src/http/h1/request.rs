@@ -79,14 +79,22 @@ pub fn parse<'b, 'h>(
     limits: &Limits,
     slots: &'h mut [MaybeUninit<httparse::Header<'b>>],
 ) -> Result<Option<RequestHead<'b, 'h>>, HeadError> {
-    let line_len = match data.iter().position(|&b| b == b'\n') {
-        Some(i) => i + 1,
-        None if data.len() > limits.max_request_line_bytes => return Err(HeadError::UriTooLong),
+    // The request line proper: after any empty lines (which httparse skips), up to
+    // `max_request_line_bytes` plus its CRLF. The answer must not depend on how the
+    // bytes arrive: a line of exactly the limit, seen with its CR but not yet its LF,
+    // is still within it.
+    let skipped = data
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(data.len());
+    let (_, line) = data.split_at_checked(skipped).unwrap_or_default();
+    let max_line = limits.max_request_line_bytes;
+    let line_len = match line.iter().position(|&b| b == b'\n') {
+        Some(i) if i + 1 > max_line + 2 => return Err(HeadError::UriTooLong),
+        Some(i) => skipped + i + 1,
+        None if line.len() > max_line + 1 => return Err(HeadError::UriTooLong),
         None => return Ok(None),
     };
-    if line_len > limits.max_request_line_bytes + 2 {
-        return Err(HeadError::UriTooLong);
-    }
     // The config caps max_headers at MAX_HEADERS_CAP; `min` keeps the split in range.
     let n = limits.max_headers.min(slots.len());
     let slots = slots
@@ -166,6 +174,7 @@ pub fn parse<'b, 'h>(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -232,6 +241,27 @@ mod tests {
         assert_eq!(
             parse(big, &limits, &mut slots).unwrap_err(),
             HeadError::HeadersTooLarge
+        );
+    }
+
+    #[test]
+    fn request_line_limit_does_not_depend_on_arrival() {
+        let limits = Limits {
+            max_request_line_bytes: 16,
+            ..Limits::default()
+        };
+        // 16 bytes: at the limit, complete or cut after its CR.
+        let full = b"GET /ab HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut slots = header_slots();
+        assert!(parse(full, &limits, &mut slots).unwrap().is_some());
+        let mut slots = header_slots();
+        assert!(parse(&full[..17], &limits, &mut slots).unwrap().is_none());
+        // Leading empty lines do not move the limit.
+        let long = b"\r\nGET /abcdefgh HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut slots = header_slots();
+        assert_eq!(
+            parse(long, &limits, &mut slots).unwrap_err(),
+            HeadError::UriTooLong
         );
     }
 
