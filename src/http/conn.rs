@@ -599,22 +599,9 @@ impl Conn {
                 stats.rq_class[4].inc();
                 // The request body may be half read: answer and close, without
                 // trying to read the rest of it.
-                self.wbuf.clear();
-                encode::write_local_reply(
-                    &mut self.wbuf,
-                    res.status,
-                    None,
-                    msg,
-                    true,
-                    plan.is_head,
-                );
-                let _ = down.write_all(&self.wbuf).await;
-                self.rec.bytes_sent = self.wbuf.len() as u64;
-                return Outcome {
-                    status: res.status,
-                    flag: res.flag,
-                    keep_alive: false,
-                };
+                return self
+                    .reply_and_close(down, plan, res.status, msg, res.flag)
+                    .await;
             }
             return Outcome {
                 status: res.status,
@@ -626,6 +613,8 @@ impl Conn {
         // An idempotent request without a body is retried once when a pooled connection
         // turns out to have been closed by the upstream before it answered.
         let retryable = plan.idempotent && plan.framing.body == BodyKind::Empty;
+        // Past the head write, a request with a body has had its body read (some or all).
+        let has_body = plan.framing.body != BodyKind::Empty;
         let mut attempt = 0;
         let (mut up, response) = 'attempt: loop {
             attempt += 1;
@@ -684,6 +673,7 @@ impl Conn {
                         plan,
                         cluster,
                         ResponseFlag::UpstreamConnectionTermination,
+                        false,
                     )
                     .await;
             }
@@ -721,6 +711,7 @@ impl Conn {
                                 plan,
                                 cluster,
                                 ResponseFlag::UpstreamConnectionTermination,
+                                has_body,
                             )
                             .await;
                     }
@@ -792,6 +783,7 @@ impl Conn {
                                     plan,
                                     cluster,
                                     ResponseFlag::UpstreamProtocolError,
+                                    has_body,
                                 )
                                 .await;
                         }
@@ -808,6 +800,7 @@ impl Conn {
                                 plan,
                                 cluster,
                                 ResponseFlag::UpstreamTimeout,
+                                has_body,
                             )
                             .await;
                     }
@@ -825,6 +818,7 @@ impl Conn {
                                 plan,
                                 cluster,
                                 ResponseFlag::UpstreamConnectionTermination,
+                                has_body,
                             )
                             .await;
                     }
@@ -1028,6 +1022,9 @@ impl Conn {
     }
 
     /// The upstream failed before a response head was sent downstream: answer locally.
+    /// `body_touched`: forwarding of the request body has begun (it may be half read, or
+    /// all of it may be gone), so it cannot be read again to keep the connection in step.
+    #[allow(clippy::too_many_arguments)]
     async fn upstream_failed<D: Io, C: Connector>(
         &mut self,
         down: &mut D,
@@ -1035,6 +1032,7 @@ impl Conn {
         plan: &Plan<'_>,
         cluster: usize,
         flag: ResponseFlag,
+        body_touched: bool,
     ) -> Outcome {
         let (status, msg): (u16, &[u8]) = match flag {
             ResponseFlag::UpstreamTimeout => (504, b"upstream request timeout"),
@@ -1045,12 +1043,37 @@ impl Conn {
             ),
         };
         view.clusters[cluster].stats.rq_class[4].inc();
+        if body_touched {
+            return self.reply_and_close(down, plan, status, msg, flag).await;
+        }
         let mut o = self.local(down, view, plan, status, None, msg, flag).await;
-        // The request body may be half sent; the downstream connection is out of step.
+        // Reading the body to discard it may have failed half way; never keep a
+        // connection whose request had a body.
         if plan.framing.body != BodyKind::Empty {
             o.keep_alive = false;
         }
         o
+    }
+
+    /// Sends a local reply with `connection: close` at once, without reading anything
+    /// more of the request; the connection closes after it.
+    async fn reply_and_close<D: Io>(
+        &mut self,
+        down: &mut D,
+        plan: &Plan<'_>,
+        status: u16,
+        msg: &[u8],
+        flag: ResponseFlag,
+    ) -> Outcome {
+        self.wbuf.clear();
+        encode::write_local_reply(&mut self.wbuf, status, None, msg, true, plan.is_head);
+        let _ = down.write_all(&self.wbuf).await;
+        self.rec.bytes_sent = self.wbuf.len() as u64;
+        Outcome {
+            status,
+            flag,
+            keep_alive: false,
+        }
     }
 
     /// A request that ended without a response the client can use: close the connection.
