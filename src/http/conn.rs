@@ -37,6 +37,7 @@ use super::view::{ConnSlot, WorkerView};
 
 mod connect;
 mod exchange;
+mod upload;
 
 /// Initial read-buffer size. It grows up to the header limit for a large head, and to
 /// `body::LARGE_BODY_BUF` once the connection streams a large body.
@@ -44,6 +45,10 @@ const READ_BUF_BYTES: usize = 8 * 1024;
 /// A local reply reads and discards a request body up to this size to keep the
 /// connection usable; larger bodies close the connection instead.
 const DISCARD_LIMIT: u64 = 1 << 20;
+/// How long, and how many bytes, a closing connection keeps reading a request it no
+/// longer serves (see `linger`).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 4 << 20;
 
 /// The local reply to a malformed upstream response (502 UPE), in Envoy's words.
 const UPE_BODY: &[u8] =
@@ -95,6 +100,9 @@ struct Conn {
     ip_len: usize,
     rec: LogRecord,
     logging: bool,
+    /// The connection is closing while the client may still be sending the request
+    /// (a body that was cut or not read): close gently, see `linger`.
+    linger: bool,
 }
 
 /// Serves one downstream connection until it closes.
@@ -127,6 +135,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         ip_len,
         rec: LogRecord::default(),
         logging: view.access_logs[listener].is_some(),
+        linger: false,
     };
     // HTTP/2 with prior knowledge starts with the connection preface; anything else is
     // HTTP/1. Read just enough to tell.
@@ -158,8 +167,33 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     } else {
         while conn.serve_one(&mut down, &view, listener, &slot).await {}
         let _ = down.close().await;
+        if conn.linger {
+            linger(&mut down, &mut conn.rbuf).await;
+        }
     }
     stats.cx_active.dec();
+}
+
+/// After the last response and a write shutdown, reads and drops what the client still
+/// sends, until it closes, for at most `LINGER` and `LINGER_BYTES`. Closing a socket
+/// with unread bytes makes the kernel reset the connection, and a reset can destroy
+/// the response before the client has read it (Envoy's delayed close does the same).
+async fn linger<D: Io>(down: &mut D, rbuf: &mut ReadBuf) {
+    let end = Instant::now() + LINGER;
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        down.set_read_timeout(Some(left));
+        let n = rbuf.len();
+        rbuf.consume(n);
+        match rbuf.fill(down).await {
+            Ok(n) if n > 0 => dropped += n,
+            _ => break,
+        }
+    }
 }
 
 /// Parses the request head in `data` (`h1::request`) and decides what to do. `Ok(None)`
@@ -365,6 +399,8 @@ impl Conn {
     ) {
         let stats = &view.listener_stats[listener];
         tracing::debug!(peer = %self.peer, reason = e.reason(), "refusing request");
+        // The refused request may have a body on its way.
+        self.linger = true;
         self.wbuf.clear();
         encode::write_local_reply(
             &mut self.wbuf,
@@ -418,6 +454,8 @@ impl Conn {
                     Err(_) => close = true,
                 }
             }
+            // Whatever of the body was not read is still coming.
+            self.linger |= close;
         }
         self.wbuf.clear();
         encode::write_local_reply(
@@ -447,6 +485,7 @@ impl Conn {
         msg: &[u8],
         flag: ResponseFlag,
     ) -> Outcome {
+        self.linger = true;
         self.wbuf.clear();
         encode::write_local_reply(&mut self.wbuf, status, None, msg, true, plan.is_head);
         let _ = down.write_all(&self.wbuf).await;

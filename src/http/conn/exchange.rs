@@ -26,6 +26,7 @@ use super::super::h1::head::{BodyKind, HeadError};
 use super::super::h1::response::{self, Asked, BadResponse, Kind, MAX_RESPONSE_HEAD_BYTES};
 use super::super::io::Io;
 use super::super::view::WorkerView;
+use super::upload::{upload, Upload};
 use super::{Action, Conn, Outcome, Plan, UPE_BODY};
 
 /// A parsed upstream response head.
@@ -45,20 +46,26 @@ enum Response {
     },
 }
 
+/// What the request asked for that changes how its response is read.
+fn asked(plan: &Plan<'_>) -> Asked {
+    Asked {
+        head: plan.is_head,
+        upgrade: matches!(plan.action, Action::Proxy { upgrade: true, .. }),
+    }
+}
+
 /// Parses the upstream response head in `data` (`h1::response`); on success the
-/// downstream head is in `wbuf`. `Err` is a malformed response.
+/// downstream head is in `wbuf`. `Err` is a malformed response. `must_close`: the
+/// downstream connection closes after this response whatever the headers say
+/// (draining, or a request body that was cut).
 fn prepare_response(
     data: &[u8],
     plan: &Plan<'_>,
-    draining: bool,
+    must_close: bool,
     wbuf: &mut Vec<u8>,
 ) -> Result<Option<Response>, BadResponse> {
     let mut slots = response::header_slots();
-    let asked = Asked {
-        head: plan.is_head,
-        upgrade: matches!(plan.action, Action::Proxy { upgrade: true, .. }),
-    };
-    let Some(resp) = response::parse(data, asked, &mut slots)? else {
+    let Some(resp) = response::parse(data, asked(plan), &mut slots)? else {
         return Ok(None);
     };
     let (body, f) = match resp.kind {
@@ -83,7 +90,7 @@ fn prepare_response(
         Kind::Final { body, framing } => (body, framing),
     };
     let (framing, strip) = response::down_framing(body, plan.minor);
-    let close_down = !plan.framing.keep_alive || draining || framing == DownFraming::Close;
+    let close_down = !plan.framing.keep_alive || must_close || framing == DownFraming::Close;
     wbuf.clear();
     encode::write_response(
         wbuf,
@@ -213,6 +220,8 @@ impl Conn {
         // Past the head write, a request with a body has had its body read (some or all).
         let has_body = plan.framing.body != BodyKind::Empty;
         let mut attempt = 0;
+        // The upstream answered or went away before the whole request body was sent.
+        let mut body_cut = false;
         let (mut up, response) = 'attempt: loop {
             attempt += 1;
             let pooled = std::iter::from_fn(|| cs.pool.take(ep)).find(|c| c.idle_is_clean());
@@ -288,31 +297,24 @@ impl Conn {
                         ResponseFlag::DownstreamConnectionTermination,
                     );
                 }
-                match body::forward(
+                match upload(
                     down,
                     &mut self.rbuf,
                     &mut up,
+                    &mut self.ubuf,
                     plan.framing.body,
-                    false,
-                    None,
-                    None,
+                    asked(plan),
                 )
                 .await
                 {
-                    Ok(n) => self.rec.bytes_received += n,
-                    Err(BodyError::Write) => {
-                        return self
-                            .upstream_failed(
-                                down,
-                                view,
-                                plan,
-                                cluster,
-                                ResponseFlag::UpstreamConnectionTermination,
-                                has_body,
-                            )
-                            .await;
+                    Upload::Done(n) => self.rec.bytes_received += n,
+                    // Read what the upstream said (or find it gone) below.
+                    Upload::Cut => {
+                        body_cut = true;
+                        self.linger = true;
                     }
-                    Err(BodyError::Framing) => {
+                    Upload::Framing => {
+                        self.linger = true;
                         let e = HeadError::BadRequest("malformed chunked body");
                         self.wbuf.clear();
                         encode::write_local_reply(
@@ -331,7 +333,7 @@ impl Conn {
                             ResponseFlag::DownstreamProtocolError,
                         );
                     }
-                    Err(BodyError::Timeout) => {
+                    Upload::DownTimeout => {
                         return self.finish_error(
                             view,
                             cluster,
@@ -339,7 +341,7 @@ impl Conn {
                             ResponseFlag::DownstreamIdleTimeout,
                         );
                     }
-                    Err(_) => {
+                    Upload::DownClosed => {
                         return self.finish_error(
                             view,
                             cluster,
@@ -355,7 +357,7 @@ impl Conn {
                     match prepare_response(
                         self.ubuf.data(),
                         plan,
-                        view.draining.get(),
+                        view.draining.get() || body_cut,
                         &mut self.wbuf,
                     ) {
                         Ok(Some(Response::Interim(n))) => {
@@ -465,7 +467,8 @@ impl Conn {
         let flag = match result {
             Ok(n) => {
                 sent += n;
-                if reuse_up && self.ubuf.is_empty() {
+                // After a cut request body the upstream connection is out of step.
+                if reuse_up && !body_cut && self.ubuf.is_empty() {
                     cs.pool.put(ep, up);
                 }
                 ResponseFlag::None
