@@ -436,8 +436,24 @@ fn check_response(data: &[u8], asked: Asked, cut: usize) -> &'static str {
             assert!((100..200).contains(&head.status) && head.status != 101);
             return "ok interim";
         }
-        Kind::Upgraded { .. } => {
+        Kind::Upgraded { upgrade } => {
             assert!(asked.upgrade && head.status == 101);
+            // What goes to the client: a 101 with no body framing.
+            let mut out = Vec::new();
+            encode::write_switching_protocols(&mut out, head.reason, head.headers, upgrade);
+            let mut s3 = response::header_slots();
+            let again = response::parse(&out, asked, &mut s3)
+                .unwrap_or_else(|e| panic!("re-encoded 101 refused: {e:?}"))
+                .expect("re-encoded 101 complete");
+            assert!(matches!(again.kind, Kind::Upgraded { .. }));
+            assert!(
+                !again.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("transfer-encoding")
+                        || h.name.eq_ignore_ascii_case("content-length")
+                }),
+                "a 101 with body framing: {:?}",
+                String::from_utf8_lossy(&out)
+            );
             return "ok upgraded";
         }
         Kind::Final { body, framing } => (body, framing),

@@ -137,6 +137,33 @@ fn routes_without_upgrades_do_not_pass_the_upgrade_on() {
 }
 
 #[test]
+fn a_101_carries_no_body_framing() {
+    // The upstream's 101 has none; the proxy must not add any (it once added
+    // `transfer-encoding: chunked`, which describes a body a 101 does not have).
+    let up = Upstream::start(std::sync::Arc::new(
+        |_: &Ctx<'_>, _: &Recorded, s: &mut TcpStream| {
+            use std::io::Write;
+            s.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+            )?;
+            Ok(false)
+        },
+    ));
+    let p = Proxy::start(&config(up.addr, "            upgrades: [websocket]\n"));
+    let mut c = Conn::connect(p.listen);
+    c.send(
+        "GET /chat HTTP/1.1\r\nHost: chat.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    let r = c.read_response().expect("the 101");
+    assert_eq!(r.status, 101, "{:?}", r.headers);
+    assert_eq!(r.header("transfer-encoding"), None, "{:?}", r.headers);
+    assert_eq!(r.header("content-length"), None, "{:?}", r.headers);
+    assert_eq!(r.header("upgrade"), Some("websocket"));
+}
+
+#[test]
 fn an_unsolicited_101_is_a_bad_gateway() {
     let up = Upstream::start(std::sync::Arc::new(
         |_: &Ctx<'_>, _: &Recorded, s: &mut TcpStream| {

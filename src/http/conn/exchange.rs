@@ -72,19 +72,7 @@ fn prepare_response(
         Kind::Interim => return Ok(Some(Response::Interim(resp.head_len))),
         Kind::Upgraded { upgrade } => {
             wbuf.clear();
-            encode::write_response(
-                wbuf,
-                &DownstreamResponse {
-                    status: resp.status,
-                    reason: resp.reason,
-                    headers: resp.headers,
-                    has_connection_header: true,
-                    framing: DownFraming::Chunked,
-                    close: false,
-                    http10_keep_alive: false,
-                    upgrade: Some(upgrade),
-                },
-            );
+            encode::write_switching_protocols(wbuf, resp.reason, resp.headers, upgrade);
             return Ok(Some(Response::Upgraded(resp.head_len)));
         }
         Kind::Final { body, framing } => (body, framing),
