@@ -319,7 +319,14 @@ fn check_request(data: &[u8], limits: &Limits, cut: usize) -> &'static str {
         Ok(Some(h)) => h,
     };
     assert!(head.head_len <= data.len(), "head_len beyond the input");
-    assert!(data[..head.head_len].ends_with(b"\n"));
+    assert!(data[..head.head_len].ends_with(b"\r\n"));
+    assert!(
+        data[..head.head_len]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b != b'\n' || (i > 0 && data[i - 1] == b'\r')),
+        "bare LF in an accepted request head"
+    );
     assert!(!head.method.is_empty());
     assert!(
         head.is_connect() || head.path.starts_with('/') || head.path == "*",

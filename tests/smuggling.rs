@@ -311,6 +311,31 @@ fn bare_cr_in_head() {
 }
 
 #[test]
+fn bare_lf_in_request_head() {
+    // httparse takes a lone LF as a line end; a backend that does not would see one
+    // header where the proxy saw two (or a body where the proxy saw a header).
+    assert_rejected(b"GET / HTTP/1.1\nHost: x\n\n", 400);
+    assert_rejected(b"GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", 400);
+    assert_rejected(
+        b"POST / HTTP/1.1\r\nHost: x\r\nX-A: b\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    );
+    assert_rejected(b"GET / HTTP/1.1\r\nHost: x\r\n\n", 400);
+    assert_rejected(b"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+}
+
+#[test]
+fn bare_lf_in_an_upstream_response_head_is_accepted() {
+    // Responses come from the proxy's own upstreams; like Envoy, the parser is lenient
+    // there (docs/architecture.md), and the client gets a CRLF head.
+    let up = Upstream::start(fixed("HTTP/1.1 200 OK\nContent-Length: 2\nX-A: b\n\nok"));
+    let proxy = Proxy::start(&config(up.addr));
+    let r = get(proxy.listen, "x", "/lf");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
+    assert_eq!(r.header("x-a"), Some("b"));
+}
+
+#[test]
 fn missing_host_in_http11() {
     assert_rejected(b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400);
 }

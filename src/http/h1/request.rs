@@ -116,6 +116,13 @@ pub fn parse<'b, 'h>(
     if head_len.saturating_sub(line_len) > limits.max_header_bytes {
         return Err(HeadError::HeadersTooLarge);
     }
+    // httparse accepts a bare LF as a line end. A proxy that does, in front of a server
+    // that does not (or the other way round), disagrees about where a header ends:
+    // refuse it (RFC 9112 section 2.2 allows either; the request side is where
+    // smuggling happens). One pass over the head; httparse already refused bare CR.
+    if data.get(..head_len).is_some_and(has_bare_lf) {
+        return Err(HeadError::BadRequest("bare LF in request head"));
+    }
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(HeadError::BadRequest("malformed request line"));
     };
@@ -171,6 +178,16 @@ pub fn parse<'b, 'h>(
         head_len,
         headers,
     }))
+}
+
+/// True if some LF in `head` is not preceded by a CR.
+fn has_bare_lf(head: &[u8]) -> bool {
+    let mut prev = 0u8;
+    head.iter().any(|&b| {
+        let bare = b == b'\n' && prev != b'\r';
+        prev = b;
+        bare
+    })
 }
 
 #[cfg(test)]
@@ -269,6 +286,10 @@ mod tests {
     fn refuses_bad_targets_and_hosts() {
         for bad in [
             &b"GET abcdef\xc3\xa9x HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\n",
+            b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
             b"GET / HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
