@@ -29,7 +29,7 @@ use super::body;
 use super::buf::ReadBuf;
 use super::flags::ResponseFlag;
 use super::h1::encode::{self, UpstreamRequest};
-use super::h1::head::{self, BodyKind, Framing, HeadError, Special};
+use super::h1::head::{self, BodyKind, Framing, HeadError};
 use super::h1::request;
 use super::io::Io;
 use super::router;
@@ -68,6 +68,8 @@ enum Action<'v> {
     Connect {
         cluster: usize,
     },
+    /// An upgrade request to a route that does not allow its protocol: 403.
+    UpgradeRefused,
 }
 
 /// The outcome of parsing a complete request head.
@@ -247,23 +249,23 @@ fn prepare<'v, C: Connector>(
                 cluster,
                 timeout,
                 upgrades,
-            }) => {
+            }) => 'route: {
                 let framing = req.framing;
-                // Pass an upgrade through only when the route allows its protocol and
-                // the handshake carries no body.
-                let upgrade = headers
-                    .iter()
-                    .find(|h| head::classify(h.name) == Special::Upgrade)
-                    .map(|h| head::trim(h.value))
-                    .filter(|v| {
-                        framing.connection_upgrade
-                            && framing.body == BodyKind::Empty
-                            && head::tokens(v).next().is_some_and(|p| {
-                                upgrades
-                                    .iter()
-                                    .any(|u| p.eq_ignore_ascii_case(u.as_bytes()))
-                            })
-                    });
+                // An upgrade passes only when the route allows its protocol and the
+                // handshake carries no body. Any other upgrade request is refused
+                // (Envoy: 403, upgrade_failed), never forwarded with the upgrade
+                // silently stripped.
+                let upgrade = req.upgrade();
+                if upgrade.is_some_and(|v| {
+                    framing.body != BodyKind::Empty
+                        || !head::tokens(v).next().is_some_and(|p| {
+                            upgrades
+                                .iter()
+                                .any(|u| p.eq_ignore_ascii_case(u.as_bytes()))
+                        })
+                }) {
+                    break 'route Action::UpgradeRefused;
+                }
                 wbuf.clear();
                 encode::write_request(
                     wbuf,
@@ -373,6 +375,11 @@ impl Conn {
                 cluster, timeout, ..
             } => self.proxy(down, view, &plan, cluster, timeout, start).await,
             Action::Connect { cluster } => self.connect(down, view, &plan, cluster).await,
+            Action::UpgradeRefused => {
+                tracing::debug!(peer = %self.peer, "upgrade not allowed on this route");
+                self.local(down, view, &plan, 403, None, b"", ResponseFlag::None)
+                    .await
+            }
         };
         let elapsed = start.elapsed();
         stats

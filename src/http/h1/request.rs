@@ -44,7 +44,7 @@ pub struct RequestHead<'b, 'h> {
     pub headers: &'h [httparse::Header<'b>],
 }
 
-impl RequestHead<'_, '_> {
+impl<'b> RequestHead<'b, '_> {
     pub fn is_connect(&self) -> bool {
         self.method == "CONNECT"
     }
@@ -60,6 +60,25 @@ impl RequestHead<'_, '_> {
             self.method,
             "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
         )
+    }
+
+    /// The `Upgrade` value of an upgrade request (`Connection: upgrade` and an `Upgrade`
+    /// header). `h2c` does not count: the proxy does not offer HTTP/2 by upgrade, and
+    /// such a request goes on as plain HTTP/1.1 with the hop-by-hop headers dropped
+    /// (RFC 9113 section 3.1; Envoy does the same).
+    pub fn upgrade(&self) -> Option<&'b [u8]> {
+        if !self.framing.connection_upgrade {
+            return None;
+        }
+        let value = self
+            .headers
+            .iter()
+            .find(|h| head::classify(h.name) == Special::Upgrade)
+            .map(|h| head::trim(h.value))?;
+        let h2c = head::tokens(value)
+            .next()
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"h2c"));
+        (!value.is_empty() && !h2c).then_some(value)
     }
 
     /// `HTTP/1.0` or `HTTP/1.1`, for the access log.
