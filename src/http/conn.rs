@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Every accepted request gets a response or a closed connection. The plain keep-alive
-//! path reuses the connection's buffers and allocates nothing per request.
+//! path reuses the connection's buffers: this code allocates nothing per request
+//! (`alloc_tests`, on in-memory streams; the executor's socket sources are not counted).
 //!
 //! This file reads, routes and answers locally; `exchange` proxies a request to an
 //! upstream, `connect` runs CONNECT and the tunnels after an upgrade.
