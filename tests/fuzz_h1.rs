@@ -336,6 +336,9 @@ fn check_request(data: &[u8], limits: &Limits, cut: usize) -> &'static str {
     if head.framing.body == BodyKind::Chunked {
         assert!(head.minor >= 1, "chunked in HTTP/1.0");
     }
+    if let Some(u) = head.upgrade() {
+        assert!(head.framing.connection_upgrade && !u.is_empty());
+    }
     let k = cut % head.head_len;
     let mut s2 = request::header_slots();
     assert!(
