@@ -86,6 +86,38 @@ fn request_line_over_the_limit_is_refused_before_it_ends() {
 }
 
 #[test]
+fn request_line_at_the_limit_passes_however_it_arrives() {
+    // A line of exactly the limit, delivered up to its CR first: once answered 414
+    // because the partial line (with CR, without LF) looked one byte too long.
+    let up = Upstream::echo();
+    let proxy = limited(up.addr);
+    let line = request_line(256);
+    let mut c = Conn::connect(proxy.listen);
+    c.send(format!("{line}\r").as_bytes());
+    // Give the proxy the chance to read the first part on its own. Without the pause
+    // the parts may merge, and the test passes without exercising anything.
+    std::thread::sleep(Duration::from_millis(200));
+    c.send(b"\nHost: x\r\n\r\n");
+    let r = c.read_response().expect("response");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+}
+
+#[test]
+fn leading_empty_lines_do_not_lift_the_request_line_limit() {
+    let up = Upstream::echo();
+    let proxy = limited(up.addr);
+    let line = request_line(400);
+    expect_refused(
+        &proxy,
+        &up,
+        format!("\r\n{line}\r\nHost: x\r\n\r\n").as_bytes(),
+        414,
+    );
+    // One empty line before a normal request is still fine (RFC 9112 section 2.2).
+    expect_ok(&proxy, b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+}
+
+#[test]
 fn header_section_over_the_limit_is_431() {
     let up = Upstream::echo();
     let proxy = limited(up.addr);

@@ -311,6 +311,31 @@ fn bare_cr_in_head() {
 }
 
 #[test]
+fn bare_lf_in_request_head() {
+    // httparse takes a lone LF as a line end; a backend that does not would see one
+    // header where the proxy saw two (or a body where the proxy saw a header).
+    assert_rejected(b"GET / HTTP/1.1\nHost: x\n\n", 400);
+    assert_rejected(b"GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", 400);
+    assert_rejected(
+        b"POST / HTTP/1.1\r\nHost: x\r\nX-A: b\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    );
+    assert_rejected(b"GET / HTTP/1.1\r\nHost: x\r\n\n", 400);
+    assert_rejected(b"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+}
+
+#[test]
+fn bare_lf_in_an_upstream_response_head_is_accepted() {
+    // Responses come from the proxy's own upstreams; like Envoy, the parser is lenient
+    // there (docs/architecture.md), and the client gets a CRLF head.
+    let up = Upstream::start(fixed("HTTP/1.1 200 OK\nContent-Length: 2\nX-A: b\n\nok"));
+    let proxy = Proxy::start(&config(up.addr));
+    let r = get(proxy.listen, "x", "/lf");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
+    assert_eq!(r.header("x-a"), Some("b"));
+}
+
+#[test]
 fn missing_host_in_http11() {
     assert_rejected(b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400);
 }
@@ -341,6 +366,40 @@ fn space_in_request_target() {
 #[test]
 fn absolute_form_with_userinfo() {
     assert_rejected(b"GET http://user@x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400);
+}
+
+/// Non-ASCII UTF-8 in the request target (httparse passes it) once panicked the worker
+/// where a scheme prefix was cut at a byte offset inside a character. With one worker,
+/// a panic would leave nobody to serve the next request.
+#[test]
+fn non_ascii_request_target_is_refused_and_the_worker_survives() {
+    let up = Upstream::echo();
+    let mut proxy = Proxy::start(&config(up.addr));
+    for raw in [
+        "GET abcdeféx HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET abcdefgéx HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET ééééé HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET httpé://x/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://é/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        "CONNECT é:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        let mut c = Conn::connect(proxy.listen);
+        c.send(raw);
+        let r = c
+            .read_response()
+            .unwrap_or_else(|e| panic!("no response to {raw:?}: {e}"));
+        assert_eq!(r.status, 400, "{raw:?}");
+        assert!(r.says_close(), "{raw:?}: {:?}", r.headers);
+        assert!(c.closed_within(Duration::from_secs(3)), "{raw:?}");
+    }
+    assert_eq!(up.heads(), 0, "the upstream received a request head");
+    // The same (only) worker still serves, on a keep-alive connection.
+    let mut c = Conn::connect(proxy.listen);
+    for _ in 0..2 {
+        c.send("GET /fine HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(c.read_response().unwrap().status, 200);
+    }
+    assert!(proxy.is_running());
 }
 
 // ---- Response strictness ----

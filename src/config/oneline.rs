@@ -1,7 +1,8 @@
 //! The one-line mode: `outrigger run --listen A --upstream B [--admin C]` as config text.
 //!
 //! It produces the same YAML a user would write, so it runs through the same parser and
-//! checks as a file.
+//! checks as a file. Like a mesh sidecar (Istio passes WebSockets by default), the one
+//! route allows `websocket` upgrades.
 
 fn split_host_port(flag: &str, s: &str) -> Result<(String, u16), String> {
     let (host, port) = s
@@ -72,6 +73,7 @@ route_tables:
         routes:
           - match: {{ prefix: / }}
             cluster: upstream
+            upgrades: [websocket]
 clusters:
   - name: upstream
     protocol: {protocol}
@@ -99,6 +101,11 @@ mod tests {
         .unwrap();
         let s = crate::config::parse_str(&t).unwrap();
         assert_eq!(s.listeners[0].addr.port(), 10000);
+        let route = &s.route_tables[0].virtual_hosts[0].routes[0];
+        assert!(matches!(
+            &route.action,
+            crate::config::RouteAction::Cluster { upgrades, .. } if upgrades == &["websocket"]
+        ));
         assert_eq!(s.clusters[0].endpoints[0].addr.port(), 9000);
         assert_eq!(s.admin.unwrap().port(), 9901);
         let t = config_text("127.0.0.1:10000", "127.0.0.1:9000", None, true, None).unwrap();

@@ -5,6 +5,8 @@
 //! verbatim (or with the framing stripped for an HTTP/1.0 client); close-delimited
 //! bodies run to end of stream.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use std::time::Instant;
 
 use futures_lite::io::{AsyncWrite, AsyncWriteExt};
@@ -103,10 +105,12 @@ pub async fn forward_with_trailers<R: Io, W: AsyncWrite + Unpin>(
                 if buf.is_empty() && fill_from(src, buf, deadline).await? == 0 {
                     return Err(BodyError::Eof);
                 }
-                let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                dst.write_all(&buf.data()[..take])
-                    .await
-                    .map_err(|_| BodyError::Write)?;
+                let data = buf.data();
+                let run = data
+                    .get(..usize::try_from(left).unwrap_or(usize::MAX))
+                    .unwrap_or(data);
+                dst.write_all(run).await.map_err(|_| BodyError::Write)?;
+                let take = run.len();
                 buf.consume(take);
                 left -= take as u64;
                 total += take as u64;
@@ -119,32 +123,33 @@ pub async fn forward_with_trailers<R: Io, W: AsyncWrite + Unpin>(
                     return Err(BodyError::Eof);
                 }
                 let data = buf.data();
-                let mut pos = 0;
-                while pos < data.len() && !dec.is_done() {
+                // `rest` is the undecoded tail of `data`; each piece is split off its front.
+                let mut rest = data;
+                while !rest.is_empty() && !dec.is_done() {
                     let in_trailers = dec.in_trailers();
-                    match dec.next(&data[pos..]).map_err(|_| BodyError::Framing)? {
-                        Piece::Framing(n) => {
+                    let piece = dec.next(rest).map_err(|_| BodyError::Framing)?;
+                    let (Piece::Framing(n) | Piece::Data(n)) = piece;
+                    let (run, tail) = rest.split_at_checked(n).ok_or(BodyError::Framing)?;
+                    match piece {
+                        Piece::Framing(_) => {
                             if let (true, true, Some(t)) =
                                 (strip, in_trailers, trailers.as_deref_mut())
                             {
-                                t.extend_from_slice(&data[pos..pos + n]);
+                                t.extend_from_slice(run);
                             }
-                            pos += n;
                         }
-                        Piece::Data(n) => {
+                        Piece::Data(_) => {
                             if strip {
-                                dst.write_all(&data[pos..pos + n])
-                                    .await
-                                    .map_err(|_| BodyError::Write)?;
+                                dst.write_all(run).await.map_err(|_| BodyError::Write)?;
                             }
-                            pos += n;
                         }
                     }
+                    rest = tail;
                 }
+                let pos = data.len() - rest.len();
                 if !strip {
-                    dst.write_all(&data[..pos])
-                        .await
-                        .map_err(|_| BodyError::Write)?;
+                    let (decoded, _) = data.split_at_checked(pos).ok_or(BodyError::Framing)?;
+                    dst.write_all(decoded).await.map_err(|_| BodyError::Write)?;
                 }
                 buf.consume(pos);
                 total += pos as u64;

@@ -1,5 +1,7 @@
 //! The per-connection read buffer: bytes are read once and parsed and forwarded in place.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use futures_lite::io::{AsyncRead, AsyncReadExt};
 
 /// A growable byte window `[start, end)` over an initialised buffer that is reused for
@@ -20,7 +22,8 @@ impl ReadBuf {
     }
 
     pub fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        // Invariant: start <= end <= buf.len(); an empty window if it were ever broken.
+        self.buf.get(self.start..self.end).unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -74,8 +77,12 @@ impl ReadBuf {
             self.end -= self.start;
             self.start = 0;
         }
-        let n = r.read(&mut self.buf[self.end..]).await?;
-        self.end += n;
+        let Some(free) = self.buf.get_mut(self.end..) else {
+            return Err(std::io::Error::other("read buffer window out of range"));
+        };
+        let n = r.read(free).await?;
+        // A reader that claims more than it was given must not move `end` past the buffer.
+        self.end = (self.end + n).min(self.buf.len());
         Ok(n)
     }
 }

@@ -10,40 +10,50 @@
 //! ```
 //!
 //! Every accepted request gets a response or a closed connection. The plain keep-alive
-//! path reuses the connection's buffers and allocates nothing per request.
+//! path reuses the connection's buffers: this code allocates nothing per request
+//! (`alloc_tests`, on in-memory streams; the executor's socket sources are not counted).
+//!
+//! This file reads, routes and answers locally; `exchange` proxies a request to an
+//! upstream, `connect` runs CONNECT and the tunnels after an upgrade.
 
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::config::{
-    DirectResponse, Listener, ListenerKind, RouteAction, UpstreamProtocol, MAX_HEADERS_CAP,
-};
+use crate::config::{DirectResponse, Listener, ListenerKind, RouteAction};
 use crate::observe::access_log::LogRecord;
 use crate::upstream::Connector;
 
-use super::body::{self, BodyError};
+use super::body;
 use super::buf::ReadBuf;
 use super::flags::ResponseFlag;
-use super::h1::encode::{self, DownFraming, DownstreamResponse, UpstreamRequest};
-use super::h1::head::{self, BodyKind, Framing, HeadError, Special};
+use super::h1::encode::{self, UpstreamRequest};
+use super::h1::head::{self, BodyKind, Framing, HeadError};
+use super::h1::request;
 use super::io::Io;
 use super::router;
 use super::view::{ConnSlot, WorkerView};
 
+mod connect;
+mod exchange;
+mod upload;
+
 /// Initial read-buffer size. It grows up to the header limit for a large head, and to
 /// `body::LARGE_BODY_BUF` once the connection streams a large body.
 const READ_BUF_BYTES: usize = 8 * 1024;
-/// Largest upstream response head accepted.
-const MAX_RESPONSE_HEAD_BYTES: usize = 64 * 1024;
-/// Most headers accepted in an upstream response.
-const MAX_RESPONSE_HEADERS: usize = 128;
 /// A local reply reads and discards a request body up to this size to keep the
 /// connection usable; larger bodies close the connection instead.
 const DISCARD_LIMIT: u64 = 1 << 20;
+/// How long, and how many bytes, a closing connection keeps reading a request it no
+/// longer serves (see `linger`).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 4 << 20;
+
+/// The local reply to a malformed upstream response (502 UPE), in Envoy's words.
+const UPE_BODY: &[u8] =
+    b"upstream connect error or disconnect/reset before headers. reset reason: protocol error";
 
 /// What to do with a parsed request.
 enum Action<'v> {
@@ -59,6 +69,8 @@ enum Action<'v> {
     Connect {
         cluster: usize,
     },
+    /// An upgrade request to a route that does not allow its protocol: 403.
+    UpgradeRefused,
 }
 
 /// The outcome of parsing a complete request head.
@@ -66,8 +78,7 @@ struct Plan<'v> {
     head_len: usize,
     minor: u8,
     is_head: bool,
-    /// RFC 9110 idempotent method: safe to send again if the first try never reached
-    /// the upstream's application.
+    /// Safe to send again if the first try never reached the upstream's application.
     idempotent: bool,
     framing: Framing,
     action: Action<'v>,
@@ -92,6 +103,9 @@ struct Conn {
     ip_len: usize,
     rec: LogRecord,
     logging: bool,
+    /// The connection is closing while the client may still be sending the request
+    /// (a body that was cut or not read): close gently, see `linger`.
+    linger: bool,
 }
 
 /// Serves one downstream connection until it closes.
@@ -123,6 +137,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         ip_len,
         rec: LogRecord::default(),
         logging: view.access_logs[listener].is_some(),
+        linger: false,
     };
     // HTTP/2 with prior knowledge starts with the connection preface; anything else is
     // HTTP/1. Read just enough to tell.
@@ -153,11 +168,37 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     } else {
         while conn.serve_one(&mut down, &view, listener, &slot).await {}
         let _ = down.close().await;
+        if conn.linger {
+            linger(&mut down, &mut conn.rbuf).await;
+        }
     }
 }
 
-/// Parses the request head in `data` and decides what to do. `Ok(None)` means the head is
-/// not complete yet. For a proxied request the upstream head is written into `wbuf`.
+/// After the last response and a write shutdown, reads and drops what the client still
+/// sends, until it closes, for at most `LINGER` and `LINGER_BYTES`. Closing a socket
+/// with unread bytes makes the kernel reset the connection, and a reset can destroy
+/// the response before the client has read it (Envoy's delayed close does the same).
+async fn linger<D: Io>(down: &mut D, rbuf: &mut ReadBuf) {
+    let end = Instant::now() + LINGER;
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        down.set_read_timeout(Some(left));
+        let n = rbuf.len();
+        rbuf.consume(n);
+        match rbuf.fill(down).await {
+            Ok(n) if n > 0 => dropped += n,
+            _ => break,
+        }
+    }
+}
+
+/// Parses the request head in `data` (`h1::request`) and decides what to do. `Ok(None)`
+/// means the head is not complete yet. For a proxied request the upstream head is
+/// written into `wbuf`.
 fn prepare<'v, C: Connector>(
     data: &[u8],
     l: &Listener,
@@ -166,297 +207,95 @@ fn prepare<'v, C: Connector>(
     ip: &[u8],
     rec: Option<&mut LogRecord>,
 ) -> Result<Option<Plan<'v>>, HeadError> {
-    let limits = &l.limits;
-    let line_len = match data.iter().position(|&b| b == b'\n') {
-        Some(i) => i + 1,
-        None if data.len() > limits.max_request_line_bytes => return Err(HeadError::UriTooLong),
-        None => return Ok(None),
+    let mut slots = request::header_slots();
+    let Some(req) = request::parse(data, &l.limits, &mut slots)? else {
+        return Ok(None);
     };
-    if line_len > limits.max_request_line_bytes + 2 {
-        return Err(HeadError::UriTooLong);
-    }
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_CAP];
-    let mut req = httparse::Request::new(&mut []);
-    let head_len = match req.parse_with_uninit_headers(data, &mut slots[..limits.max_headers]) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            if data.len() - line_len > limits.max_header_bytes {
-                return Err(HeadError::HeadersTooLarge);
-            }
-            return Ok(None);
-        }
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
-        Err(_) => return Err(HeadError::BadRequest("malformed request head")),
-    };
-    if head_len - line_len > limits.max_header_bytes {
-        return Err(HeadError::HeadersTooLarge);
-    }
-    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
-        return Err(HeadError::BadRequest("malformed request line"));
-    };
-    let headers = &*req.headers;
-    let framing = head::framing(headers, minor, true)?;
-    if method == "CONNECT" {
-        return prepare_connect(path, minor, framing, headers, l, view, head_len, rec);
-    }
-    let target = head::target(path)?;
+    let headers = req.headers;
     view.hooks
-        .on_request(target.path.split('?').next().unwrap_or_default());
-    let mut host: Option<&[u8]> = None;
-    for h in headers {
-        if head::classify(h.name) == Special::Host {
-            if host.is_some() {
-                return Err(HeadError::BadRequest("more than one host header"));
-            }
-            host = Some(head::trim(h.value));
-        }
-    }
-    let authority: &[u8] = match (target.authority, host) {
-        (Some(a), _) => a.as_bytes(),
-        (None, Some(h)) => h,
-        (None, None) if minor == 0 => b"",
-        (None, None) => return Err(HeadError::BadRequest("missing host header")),
-    };
-    if !authority.is_empty() && !head::valid_host(authority) {
-        return Err(HeadError::BadRequest("invalid host"));
-    }
+        .on_request(req.path.split('?').next().unwrap_or_default());
     if let Some(rec) = rec {
-        rec.method.push_str(method);
-        rec.path.push_str(target.path);
+        rec.method.push_str(req.method);
+        rec.path.push_str(req.path);
         rec.authority
-            .push_str(std::str::from_utf8(authority).unwrap_or(""));
-        if let Some(ua) = headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("user-agent"))
-        {
-            rec.user_agent
-                .push_str(std::str::from_utf8(ua.value).unwrap_or(""));
+            .push_str(std::str::from_utf8(req.authority).unwrap_or(""));
+        if !req.is_connect() {
+            if let Some(ua) = headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("user-agent"))
+            {
+                rec.user_agent
+                    .push_str(std::str::from_utf8(ua.value).unwrap_or(""));
+            }
         }
-        rec.protocol = if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
+        rec.protocol = req.protocol();
     }
     // The worker only hands HTTP listeners' connections to this module.
     let ListenerKind::Http { route_table } = l.kind else {
         return Err(HeadError::NotImplemented("not an HTTP listener"));
     };
     let table = &view.snapshot.route_tables[route_table];
-    let action = match router::select(table, authority, target.path, headers).map(|r| &r.action) {
-        None => Action::NoRoute,
-        Some(RouteAction::Direct(d)) => Action::Direct(d),
-        Some(RouteAction::Cluster {
-            cluster,
-            timeout,
-            upgrades,
-        }) => {
-            // Pass an upgrade through only when the route allows its protocol and the
-            // handshake carries no body.
-            let upgrade = headers
-                .iter()
-                .find(|h| head::classify(h.name) == Special::Upgrade)
-                .map(|h| head::trim(h.value))
-                .filter(|v| {
-                    framing.connection_upgrade
-                        && framing.body == BodyKind::Empty
-                        && head::tokens(v).next().is_some_and(|p| {
+    let action = if req.is_connect() {
+        // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
+        match router::select_connect(table, req.authority, headers).map(|r| &r.action) {
+            Some(RouteAction::Cluster { cluster, .. }) => Action::Connect { cluster: *cluster },
+            _ => Action::NoRoute,
+        }
+    } else {
+        match router::select(table, req.authority, req.path, headers).map(|r| &r.action) {
+            None => Action::NoRoute,
+            Some(RouteAction::Direct(d)) => Action::Direct(d),
+            Some(RouteAction::Cluster {
+                cluster,
+                timeout,
+                upgrades,
+            }) => 'route: {
+                let framing = req.framing;
+                // An upgrade passes only when the route allows its protocol and the
+                // handshake carries no body. Any other upgrade request is refused
+                // (Envoy: 403, upgrade_failed), never forwarded with the upgrade
+                // silently stripped.
+                let upgrade = req.upgrade();
+                if upgrade.is_some_and(|v| {
+                    framing.body != BodyKind::Empty
+                        || !head::tokens(v).next().is_some_and(|p| {
                             upgrades
                                 .iter()
                                 .any(|u| p.eq_ignore_ascii_case(u.as_bytes()))
                         })
-                });
-            wbuf.clear();
-            encode::write_request(
-                wbuf,
-                &UpstreamRequest {
-                    method,
-                    path: target.path,
-                    authority: target.authority,
-                    headers,
-                    has_connection_header: framing.has_connection_header,
-                    client_ip: ip,
-                    upgrade,
-                },
-            );
-            Action::Proxy {
-                cluster: *cluster,
-                timeout: *timeout,
-                upgrade: upgrade.is_some(),
+                }) {
+                    break 'route Action::UpgradeRefused;
+                }
+                wbuf.clear();
+                encode::write_request(
+                    wbuf,
+                    &UpstreamRequest {
+                        method: req.method,
+                        path: req.path,
+                        authority: req.target_authority,
+                        headers,
+                        has_connection_header: framing.has_connection_header,
+                        client_ip: ip,
+                        upgrade,
+                    },
+                );
+                Action::Proxy {
+                    cluster: *cluster,
+                    timeout: *timeout,
+                    upgrade: upgrade.is_some(),
+                }
             }
         }
     };
     Ok(Some(Plan {
-        head_len,
-        minor,
-        is_head: method == "HEAD",
-        idempotent: matches!(
-            method,
-            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-        ),
-        framing,
+        head_len: req.head_len,
+        minor: req.minor,
+        is_head: req.is_head(),
+        idempotent: req.idempotent(),
+        framing: req.framing,
         action,
         idle_timeout: l.idle_timeout,
     }))
-}
-
-/// A CONNECT request: authority-form target, routed to a route that allows `connect`.
-#[allow(clippy::too_many_arguments)]
-fn prepare_connect<'v, C: Connector>(
-    target: &str,
-    minor: u8,
-    framing: Framing,
-    headers: &[httparse::Header<'_>],
-    l: &Listener,
-    view: &'v WorkerView<C>,
-    head_len: usize,
-    rec: Option<&mut LogRecord>,
-) -> Result<Option<Plan<'v>>, HeadError> {
-    if target.starts_with('/') || !target.contains(':') || !head::valid_host(target.as_bytes()) {
-        return Err(HeadError::BadRequest(
-            "CONNECT needs an authority-form target",
-        ));
-    }
-    if framing.body != BodyKind::Empty {
-        return Err(HeadError::BadRequest("CONNECT with a body"));
-    }
-    let ListenerKind::Http { route_table } = l.kind else {
-        return Err(HeadError::NotImplemented("not an HTTP listener"));
-    };
-    if let Some(rec) = rec {
-        rec.method.push_str("CONNECT");
-        rec.path.push_str(target);
-        rec.authority.push_str(target);
-        rec.protocol = if minor == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
-    }
-    let table = &view.snapshot.route_tables[route_table];
-    let action = match router::select_connect(table, target.as_bytes(), headers).map(|r| &r.action)
-    {
-        Some(RouteAction::Cluster { cluster, .. }) => Action::Connect { cluster: *cluster },
-        _ => Action::NoRoute,
-    };
-    Ok(Some(Plan {
-        head_len,
-        minor,
-        is_head: false,
-        idempotent: false,
-        framing,
-        action,
-        idle_timeout: l.idle_timeout,
-    }))
-}
-
-/// A parsed upstream response head.
-enum Response {
-    /// A 1xx interim response of this many bytes, to skip.
-    Interim(usize),
-    /// `101 Switching Protocols` to an upgrade we asked for: the head is this long, and
-    /// the connection becomes a tunnel.
-    Upgraded(usize),
-    Final {
-        head_len: usize,
-        status: u16,
-        body: BodyKind,
-        strip: bool,
-        close_down: bool,
-        reuse_up: bool,
-    },
-}
-
-/// Parses the upstream response head in `data`; on success the downstream head is in `wbuf`.
-/// `Err(())` is a malformed response.
-fn prepare_response(
-    data: &[u8],
-    plan: &Plan<'_>,
-    draining: bool,
-    wbuf: &mut Vec<u8>,
-) -> Result<Option<Response>, ()> {
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut []);
-    let head_len = match httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut resp, data, &mut slots)
-    {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if data.len() <= MAX_RESPONSE_HEAD_BYTES => return Ok(None),
-        _ => return Err(()),
-    };
-    let (Some(status), Some(minor)) = (resp.code, resp.version) else {
-        return Err(());
-    };
-    let headers = &*resp.headers;
-    let upgrading = matches!(plan.action, Action::Proxy { upgrade: true, .. });
-    if status == 101 && upgrading {
-        let Some(upgrade) = headers
-            .iter()
-            .find(|h| head::classify(h.name) == Special::Upgrade)
-            .map(|h| head::trim(h.value))
-        else {
-            return Err(());
-        };
-        wbuf.clear();
-        encode::write_response(
-            wbuf,
-            &DownstreamResponse {
-                status,
-                reason: resp.reason.unwrap_or(""),
-                headers,
-                has_connection_header: true,
-                framing: DownFraming::Chunked,
-                close: false,
-                http10_keep_alive: false,
-                upgrade: Some(upgrade),
-            },
-        );
-        return Ok(Some(Response::Upgraded(head_len)));
-    }
-    if (100..200).contains(&status) {
-        // A 101 the proxy did not ask for cannot be followed.
-        return if status == 101 {
-            Err(())
-        } else {
-            Ok(Some(Response::Interim(head_len)))
-        };
-    }
-    let f = head::framing(headers, minor, false).map_err(|_| ())?;
-    let body = if plan.is_head || status == 204 || status == 304 {
-        BodyKind::Empty
-    } else {
-        f.body
-    };
-    let (framing, strip) = match body {
-        BodyKind::Chunked if plan.minor >= 1 => (DownFraming::Chunked, false),
-        BodyKind::Chunked => (DownFraming::Close, true),
-        BodyKind::UntilClose => (DownFraming::Close, false),
-        _ => (DownFraming::AsIs, false),
-    };
-    let close_down = !plan.framing.keep_alive || draining || framing == DownFraming::Close;
-    wbuf.clear();
-    encode::write_response(
-        wbuf,
-        &DownstreamResponse {
-            status,
-            reason: resp.reason.unwrap_or(""),
-            headers,
-            has_connection_header: f.has_connection_header,
-            framing,
-            close: close_down,
-            http10_keep_alive: plan.minor == 0 && !close_down,
-            upgrade: None,
-        },
-    );
-    Ok(Some(Response::Final {
-        head_len,
-        status,
-        body,
-        strip,
-        close_down,
-        reuse_up: f.keep_alive && body != BodyKind::UntilClose,
-    }))
-}
-
-/// Decrements an endpoint's in-flight count however the exchange ends.
-struct Active<'a>(&'a crate::observe::stats::Counter);
-
-impl Drop for Active<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 impl Conn {
@@ -481,7 +320,7 @@ impl Conn {
                 } else {
                     None
                 };
-                let ip = &self.ip[..self.ip_len];
+                let ip = self.ip.get(..self.ip_len).unwrap_or_default();
                 match prepare(self.rbuf.data(), l, view, &mut self.wbuf, ip, rec) {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
@@ -536,6 +375,11 @@ impl Conn {
                 cluster, timeout, ..
             } => self.proxy(down, view, &plan, cluster, timeout, start).await,
             Action::Connect { cluster } => self.connect(down, view, &plan, cluster).await,
+            Action::UpgradeRefused => {
+                tracing::debug!(peer = %self.peer, "upgrade not allowed on this route");
+                self.local(down, view, &plan, 403, None, b"", ResponseFlag::None)
+                    .await
+            }
         };
         let elapsed = start.elapsed();
         stats
@@ -562,6 +406,8 @@ impl Conn {
     ) {
         let stats = &view.listener_stats[listener];
         tracing::debug!(peer = %self.peer, reason = e.reason(), "refusing request");
+        // The refused request may have a body on its way.
+        self.linger = true;
         self.wbuf.clear();
         encode::write_local_reply(
             &mut self.wbuf,
@@ -584,7 +430,7 @@ impl Conn {
     /// Sends a locally generated response, first reading and discarding a small request
     /// body so the connection stays in step; anything else closes the connection.
     #[allow(clippy::too_many_arguments)]
-    async fn local<D: Io, C: Connector>(
+    pub(super) async fn local<D: Io, C: Connector>(
         &mut self,
         down: &mut D,
         view: &WorkerView<C>,
@@ -615,6 +461,8 @@ impl Conn {
                     Err(_) => close = true,
                 }
             }
+            // Whatever of the body was not read is still coming.
+            self.linger |= close;
         }
         self.wbuf.clear();
         encode::write_local_reply(
@@ -634,538 +482,30 @@ impl Conn {
         }
     }
 
-    /// Proxies one request to `cluster` and streams the response back.
-    async fn proxy<D: Io, C: Connector>(
+    /// Sends a local reply with `connection: close` at once, without reading anything
+    /// more of the request; the connection closes after it.
+    pub(super) async fn reply_and_close<D: Io>(
         &mut self,
         down: &mut D,
-        view: &WorkerView<C>,
         plan: &Plan<'_>,
-        cluster: usize,
-        timeout: Duration,
-        start: Instant,
+        status: u16,
+        msg: &[u8],
+        flag: ResponseFlag,
     ) -> Outcome {
-        // The upstream buffer is borrowed from the worker only for this exchange.
-        self.ubuf = view.bufs.take();
-        let outcome = self
-            .exchange(down, view, plan, cluster, timeout, start)
-            .await;
-        view.bufs
-            .put(std::mem::replace(&mut self.ubuf, ReadBuf::new(0)));
-        outcome
-    }
-
-    async fn exchange<D: Io, C: Connector>(
-        &mut self,
-        down: &mut D,
-        view: &WorkerView<C>,
-        plan: &Plan<'_>,
-        cluster: usize,
-        timeout: Duration,
-        start: Instant,
-    ) -> Outcome {
-        let cs = &view.clusters[cluster];
-        let stats = &cs.stats;
-        let ep = match self.begin_upstream(down, view, plan, cluster).await {
-            Ok(ep) => ep,
-            Err(uh) => return uh,
-        };
-        let endpoint = &cs.cfg.endpoints[ep];
-        let es = &cs.endpoints[ep];
-        es.rq_active.inc();
-        let _active = Active(&es.rq_active);
-        let deadline = (!timeout.is_zero()).then(|| start + timeout);
-        if cs.cfg.protocol == UpstreamProtocol::Http2 {
-            // The upstream head moves out of `wbuf` while the response head is written.
-            let head = std::mem::take(&mut self.wbuf);
-            let r = super::h1_to_h2::H1Request {
-                head: &head,
-                body: plan.framing.body,
-                minor: plan.minor,
-                keep_alive: plan.framing.keep_alive,
-                expect_continue: plan.framing.expect_continue,
-                draining: view.draining.get(),
-            };
-            let mut out = Vec::new();
-            let res = super::h1_to_h2::exchange(
-                down,
-                &mut self.rbuf,
-                &mut out,
-                r,
-                view,
-                cluster,
-                ep,
-                deadline,
-            )
-            .await;
-            self.wbuf = head;
-            self.rec.bytes_received += res.bytes_received;
-            self.rec.bytes_sent = res.bytes_sent;
-            if res.status >= 400 && res.bytes_sent == 0 && res.flag != ResponseFlag::None {
-                // Nothing was sent yet: answer locally like the HTTP/1 path does.
-                let msg: &[u8] = match res.flag {
-                    ResponseFlag::UpstreamTimeout => b"upstream request timeout",
-                    ResponseFlag::UpstreamConnectFailure => b"upstream connect error",
-                    ResponseFlag::DownstreamProtocolError => b"bad request",
-                    _ => b"upstream connect error or disconnect/reset before headers",
-                };
-                stats.rq_class[4].inc();
-                // The request body may be half read: answer and close, without
-                // trying to read the rest of it.
-                self.wbuf.clear();
-                encode::write_local_reply(
-                    &mut self.wbuf,
-                    res.status,
-                    None,
-                    msg,
-                    true,
-                    plan.is_head,
-                );
-                let _ = down.write_all(&self.wbuf).await;
-                self.rec.bytes_sent = self.wbuf.len() as u64;
-                return Outcome {
-                    status: res.status,
-                    flag: res.flag,
-                    keep_alive: false,
-                };
-            }
-            return Outcome {
-                status: res.status,
-                flag: res.flag,
-                keep_alive: res.keep_alive,
-            };
-        }
-        let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        // An idempotent request without a body is retried once when a pooled connection
-        // turns out to have been closed by the upstream before it answered.
-        let retryable = plan.idempotent && plan.framing.body == BodyKind::Empty;
-        let mut attempt = 0;
-        let (mut up, response) = 'attempt: loop {
-            attempt += 1;
-            let pooled = std::iter::from_fn(|| cs.pool.take(ep)).find(|c| c.idle_is_clean());
-            let (mut up, reused) = match pooled {
-                Some(c) => {
-                    stats.cx_reused.inc();
-                    (c, true)
-                }
-                None => {
-                    let connect_timeout = match remaining() {
-                        Some(r) => r.min(cs.cfg.connect_timeout),
-                        None => cs.cfg.connect_timeout,
-                    };
-                    match view.connector.connect(endpoint.addr, connect_timeout).await {
-                        Ok(c) => {
-                            stats.cx_total.inc();
-                            es.cx_total.inc();
-                            (c, false)
-                        }
-                        Err(e) => {
-                            tracing::debug!(upstream = %endpoint.addr, error = %e, "upstream connect failed");
-                            stats.cx_connect_fail.inc();
-                            es.cx_connect_fail.inc();
-                            stats.rq_class[4].inc();
-                            let (status, flag, msg): (u16, _, &[u8]) =
-                                if deadline.is_some_and(|d| Instant::now() >= d) {
-                                    (
-                                        504,
-                                        ResponseFlag::UpstreamTimeout,
-                                        b"upstream request timeout",
-                                    )
-                                } else {
-                                    (
-                                        503,
-                                        ResponseFlag::UpstreamConnectFailure,
-                                        b"upstream connect error",
-                                    )
-                                };
-                            return self.local(down, view, plan, status, None, msg, flag).await;
-                        }
-                    }
-                }
-            };
-            up.set_read_timeout(remaining());
-            up.set_write_timeout(remaining());
-            self.ubuf.consume(self.ubuf.len());
-            if up.write_all(&self.wbuf).await.is_err() {
-                if reused && attempt == 1 {
-                    continue 'attempt;
-                }
-                return self
-                    .upstream_failed(
-                        down,
-                        view,
-                        plan,
-                        cluster,
-                        ResponseFlag::UpstreamConnectionTermination,
-                    )
-                    .await;
-            }
-            if plan.framing.body != BodyKind::Empty {
-                if plan.framing.expect_continue
-                    && down
-                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                        .await
-                        .is_err()
-                {
-                    return self.finish_error(
-                        view,
-                        cluster,
-                        0,
-                        ResponseFlag::DownstreamConnectionTermination,
-                    );
-                }
-                match body::forward(
-                    down,
-                    &mut self.rbuf,
-                    &mut up,
-                    plan.framing.body,
-                    false,
-                    None,
-                    None,
-                )
-                .await
-                {
-                    Ok(n) => self.rec.bytes_received += n,
-                    Err(BodyError::Write) => {
-                        return self
-                            .upstream_failed(
-                                down,
-                                view,
-                                plan,
-                                cluster,
-                                ResponseFlag::UpstreamConnectionTermination,
-                            )
-                            .await;
-                    }
-                    Err(BodyError::Framing) => {
-                        let e = HeadError::BadRequest("malformed chunked body");
-                        self.wbuf.clear();
-                        encode::write_local_reply(
-                            &mut self.wbuf,
-                            400,
-                            None,
-                            e.reason().as_bytes(),
-                            true,
-                            false,
-                        );
-                        let _ = down.write_all(&self.wbuf).await;
-                        return self.finish_error(
-                            view,
-                            cluster,
-                            400,
-                            ResponseFlag::DownstreamProtocolError,
-                        );
-                    }
-                    Err(BodyError::Timeout) => {
-                        return self.finish_error(
-                            view,
-                            cluster,
-                            0,
-                            ResponseFlag::DownstreamIdleTimeout,
-                        );
-                    }
-                    Err(_) => {
-                        return self.finish_error(
-                            view,
-                            cluster,
-                            0,
-                            ResponseFlag::DownstreamConnectionTermination,
-                        )
-                    }
-                }
-            }
-            // Read the response head, skipping interim (1xx) responses.
-            loop {
-                if !self.ubuf.is_empty() {
-                    match prepare_response(
-                        self.ubuf.data(),
-                        plan,
-                        view.draining.get(),
-                        &mut self.wbuf,
-                    ) {
-                        Ok(Some(Response::Interim(n))) => {
-                            self.ubuf.consume(n);
-                            continue;
-                        }
-                        Ok(Some(r)) => break 'attempt (up, r),
-                        Ok(None) => {
-                            // prepare_response refuses a head past the limit, so a buffer
-                            // that grows to one byte beyond it always finds out.
-                            if self.ubuf.is_full() {
-                                self.ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1);
-                            }
-                        }
-                        Err(()) => {
-                            stats.rq_protocol_error.inc();
-                            return self
-                                .upstream_failed(
-                                    down,
-                                    view,
-                                    plan,
-                                    cluster,
-                                    ResponseFlag::UpstreamProtocolError,
-                                )
-                                .await;
-                        }
-                    }
-                }
-                match body::fill_from(&mut up, &mut self.ubuf, deadline).await {
-                    Ok(n) if n > 0 => {}
-                    Err(BodyError::Timeout) => {
-                        stats.rq_timeout.inc();
-                        return self
-                            .upstream_failed(
-                                down,
-                                view,
-                                plan,
-                                cluster,
-                                ResponseFlag::UpstreamTimeout,
-                            )
-                            .await;
-                    }
-                    _ => {
-                        if reused && retryable && attempt == 1 && self.ubuf.is_empty() {
-                            // `wbuf` still holds the upstream request head: it is only
-                            // overwritten once a response head has been parsed.
-                            continue 'attempt;
-                        }
-                        stats.rq_reset.inc();
-                        return self
-                            .upstream_failed(
-                                down,
-                                view,
-                                plan,
-                                cluster,
-                                ResponseFlag::UpstreamConnectionTermination,
-                            )
-                            .await;
-                    }
-                }
-            }
-        };
-        let (head_len, status, resp_body, strip, close_down, reuse_up) = match response {
-            Response::Final {
-                head_len,
-                status,
-                body,
-                strip,
-                close_down,
-                reuse_up,
-            } => (head_len, status, body, strip, close_down, reuse_up),
-            Response::Upgraded(head_len) => {
-                stats.rq_class[0].inc();
-                return self
-                    .tunnel(down, up, head_len, plan.idle_timeout, 101)
-                    .await;
-            }
-            // Interim responses are consumed while reading the head; none reaches here.
-            Response::Interim(_) => {
-                return self.finish_error(view, cluster, 0, ResponseFlag::UpstreamProtocolError)
-            }
-        };
-        self.ubuf.consume(head_len);
-        stats.rq_class[crate::observe::stats::class_index(status)].inc();
-        if down.write_all(&self.wbuf).await.is_err() {
-            return Outcome {
-                status,
-                flag: ResponseFlag::DownstreamConnectionTermination,
-                keep_alive: false,
-            };
-        }
-        let mut sent = self.wbuf.len() as u64;
-        let result = body::forward(
-            &mut up,
-            &mut self.ubuf,
-            down,
-            resp_body,
-            strip,
-            deadline,
-            None,
-        )
-        .await;
-        let flag = match result {
-            Ok(n) => {
-                sent += n;
-                if reuse_up && self.ubuf.is_empty() {
-                    cs.pool.put(ep, up);
-                }
-                ResponseFlag::None
-            }
-            Err(BodyError::Write) => ResponseFlag::DownstreamConnectionTermination,
-            Err(BodyError::Timeout) => {
-                stats.rq_timeout.inc();
-                ResponseFlag::UpstreamTimeout
-            }
-            Err(_) => {
-                stats.rq_reset.inc();
-                ResponseFlag::UpstreamConnectionTermination
-            }
-        };
-        self.rec.bytes_sent = sent;
+        self.linger = true;
+        self.wbuf.clear();
+        encode::write_local_reply(&mut self.wbuf, status, None, msg, true, plan.is_head);
+        let _ = down.write_all(&self.wbuf).await;
+        self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {
             status,
             flag,
-            keep_alive: flag == ResponseFlag::None && !close_down,
-        }
-    }
-
-    /// Counts the request for `cluster` and picks its endpoint (noting both for the
-    /// access log), or answers `503 UH` when the cluster has none.
-    async fn begin_upstream<D: Io, C: Connector>(
-        &mut self,
-        down: &mut D,
-        view: &WorkerView<C>,
-        plan: &Plan<'_>,
-        cluster: usize,
-    ) -> Result<usize, Outcome> {
-        let cs = &view.clusters[cluster];
-        if self.logging {
-            self.rec.cluster = Some(cs.name.clone());
-        }
-        match cs.start_request() {
-            Some(ep) => {
-                if self.logging {
-                    self.rec.upstream = Some(cs.cfg.endpoints[ep].addr);
-                }
-                Ok(ep)
-            }
-            None => {
-                let msg = b"no healthy upstream";
-                Err(self
-                    .local(
-                        down,
-                        view,
-                        plan,
-                        503,
-                        None,
-                        msg,
-                        ResponseFlag::NoHealthyUpstream,
-                    )
-                    .await)
-            }
-        }
-    }
-
-    /// CONNECT: open a TCP connection to an endpoint of the cluster, answer 200, then
-    /// carry bytes both ways until both sides close.
-    async fn connect<D: Io, C: Connector>(
-        &mut self,
-        down: &mut D,
-        view: &WorkerView<C>,
-        plan: &Plan<'_>,
-        cluster: usize,
-    ) -> Outcome {
-        let cs = &view.clusters[cluster];
-        let ep = match self.begin_upstream(down, view, plan, cluster).await {
-            Ok(ep) => ep,
-            Err(uh) => return uh,
-        };
-        let endpoint = &cs.cfg.endpoints[ep];
-        let es = &cs.endpoints[ep];
-        let up = match view
-            .connector
-            .connect(endpoint.addr, cs.cfg.connect_timeout)
-            .await
-        {
-            Ok(u) => u,
-            Err(_) => {
-                cs.stats.cx_connect_fail.inc();
-                es.cx_connect_fail.inc();
-                cs.stats.rq_class[4].inc();
-                return self
-                    .local(
-                        down,
-                        view,
-                        plan,
-                        503,
-                        None,
-                        b"upstream connect error",
-                        ResponseFlag::UpstreamConnectFailure,
-                    )
-                    .await;
-            }
-        };
-        cs.stats.cx_total.inc();
-        es.cx_total.inc();
-        cs.stats.rq_class[1].inc();
-        es.rq_active.inc();
-        let _active = Active(&es.rq_active);
-        self.wbuf.clear();
-        self.wbuf
-            .extend_from_slice(b"HTTP/1.1 200 Connection Established\r\n\r\n");
-        self.tunnel(down, up, 0, plan.idle_timeout, 200).await
-    }
-
-    /// Turns the connection into a tunnel (after a `101 Switching Protocols`, or a
-    /// CONNECT's `200`): send the head in `wbuf` on (dropping `head_len` bytes of upstream
-    /// head from `ubuf`), pass on bytes that already arrived behind the heads, then copy
-    /// both ways until both sides are done. The connection is not reused afterwards.
-    async fn tunnel<D: Io, U: Io>(
-        &mut self,
-        down: &mut D,
-        mut up: U,
-        head_len: usize,
-        idle: Duration,
-        status: u16,
-    ) -> Outcome {
-        let closed = |flag| Outcome {
-            status,
-            flag,
             keep_alive: false,
-        };
-        self.ubuf.consume(head_len);
-        if down.write_all(&self.wbuf).await.is_err() {
-            return closed(ResponseFlag::DownstreamConnectionTermination);
         }
-        self.rec.bytes_sent = self.wbuf.len() as u64;
-        // Bytes that arrived with the heads belong to the new protocol already.
-        if !self.ubuf.is_empty() && down.write_all(self.ubuf.data()).await.is_err() {
-            return closed(ResponseFlag::DownstreamConnectionTermination);
-        }
-        if !self.rbuf.is_empty() && up.write_all(self.rbuf.data()).await.is_err() {
-            return closed(ResponseFlag::UpstreamConnectionTermination);
-        }
-        self.rec.bytes_sent += self.ubuf.len() as u64;
-        self.rec.bytes_received += self.rbuf.len() as u64;
-        let (n, m) = (self.ubuf.len(), self.rbuf.len());
-        self.ubuf.consume(n);
-        self.rbuf.consume(m);
-        let (Ok(mut down2), Ok(mut up2)) = (down.try_clone(), up.try_clone()) else {
-            return closed(ResponseFlag::UpstreamConnectionTermination);
-        };
-        let t = crate::tunnel::run(down, &mut down2, &mut up, &mut up2, idle).await;
-        self.rec.bytes_received += t.bytes_a_to_b;
-        self.rec.bytes_sent += t.bytes_b_to_a;
-        closed(crate::tunnel::flag_for(t))
-    }
-
-    /// The upstream failed before a response head was sent downstream: answer locally.
-    async fn upstream_failed<D: Io, C: Connector>(
-        &mut self,
-        down: &mut D,
-        view: &WorkerView<C>,
-        plan: &Plan<'_>,
-        cluster: usize,
-        flag: ResponseFlag,
-    ) -> Outcome {
-        let (status, msg): (u16, &[u8]) = match flag {
-            ResponseFlag::UpstreamTimeout => (504, b"upstream request timeout"),
-            ResponseFlag::UpstreamProtocolError => (502, b"upstream sent an invalid response"),
-            _ => (
-                503,
-                b"upstream connect error or disconnect/reset before headers",
-            ),
-        };
-        view.clusters[cluster].stats.rq_class[4].inc();
-        let mut o = self.local(down, view, plan, status, None, msg, flag).await;
-        // The request body may be half sent; the downstream connection is out of step.
-        if plan.framing.body != BodyKind::Empty {
-            o.keep_alive = false;
-        }
-        o
     }
 
     /// A request that ended without a response the client can use: close the connection.
-    fn finish_error<C: Connector>(
+    pub(super) fn finish_error<C: Connector>(
         &mut self,
         view: &WorkerView<C>,
         cluster: usize,

@@ -5,6 +5,8 @@
 //! HTTP/2 request, the body is streamed as DATA frames, and the response is written
 //! back as an HTTP/1.1 head with a Content-Length or chunked body (trailers included).
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use std::io::Write as _;
 use std::time::Instant;
 
@@ -20,6 +22,7 @@ use super::h1::head::BodyKind;
 use super::h2::io::DataSink;
 use super::io::Io;
 use super::view::WorkerView;
+use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
 
 /// The request facts this needs from the HTTP/1 connection manager.
@@ -84,8 +87,8 @@ fn to_h2_request(head: &[u8]) -> Option<http::Request<()>> {
     Some(out)
 }
 
-/// Sends the request to endpoint `ep` of `cluster` over HTTP/2 and streams the response
-/// back to the HTTP/1.1 client.
+/// Sends the request to endpoint `ep` of cluster `cs` over HTTP/2 and streams the
+/// response back to the HTTP/1.1 client.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn exchange<D: Io, C: Connector>(
     down: &mut D,
@@ -93,14 +96,14 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
     out: &mut Vec<u8>,
     r: H1Request<'_>,
     view: &WorkerView<C>,
-    cluster: usize,
+    cs: &ClusterState<C::Conn>,
     ep: usize,
     deadline: Option<Instant>,
 ) -> Result {
     // Bytes already written to the client: after a timeout, a local reply is only
     // possible if this is still zero.
     let sent = std::cell::Cell::new(0u64);
-    let work = exchange_inner(down, rbuf, out, r, view, cluster, ep, &sent);
+    let work = exchange_inner(down, rbuf, out, r, view, cs, ep, &sent);
     let Some(d) = deadline else { return work.await };
     let expire = async {
         glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await;
@@ -109,7 +112,7 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
     match futures_lite::future::or(async { Some(work.await) }, expire).await {
         Some(res) => res,
         None => {
-            view.clusters[cluster].stats.rq_timeout.inc();
+            cs.stats.rq_timeout.inc();
             let mut res = failed(504, ResponseFlag::UpstreamTimeout);
             res.bytes_sent = sent.get();
             res
@@ -124,11 +127,10 @@ async fn exchange_inner<D: Io, C: Connector>(
     out: &mut Vec<u8>,
     r: H1Request<'_>,
     view: &WorkerView<C>,
-    cluster: usize,
+    cs: &ClusterState<C::Conn>,
     ep: usize,
     sent: &std::cell::Cell<u64>,
 ) -> Result {
-    let cs = &view.clusters[cluster];
     let stats = &cs.stats;
     let Some(req) = to_h2_request(r.head) else {
         return failed(400, ResponseFlag::DownstreamProtocolError);
@@ -167,13 +169,32 @@ async fn exchange_inner<D: Io, C: Connector>(
             return failed(503, ResponseFlag::UpstreamConnectionTermination);
         }
     }
-    let Ok(resp) = response.await else {
-        stats.rq_reset.inc();
-        return failed(503, ResponseFlag::UpstreamConnectionTermination);
+    let resp = match response.await {
+        Ok(resp) => resp,
+        // h2 itself refused what the upstream sent (a malformed head, such as a :status
+        // that is not three digits from 100): the upstream's protocol error.
+        Err(e) if e.is_library() && e.reason() == Some(h2::Reason::PROTOCOL_ERROR) => {
+            stats.rq_protocol_error.inc();
+            return failed(502, ResponseFlag::UpstreamProtocolError);
+        }
+        Err(_) => {
+            stats.rq_reset.inc();
+            return failed(503, ResponseFlag::UpstreamConnectionTermination);
+        }
     };
     let (parts, mut up_body) = resp.into_parts();
     let status = parts.status.as_u16();
-    stats.rq_class[crate::observe::stats::class_index(status)].inc();
+    // `http::StatusCode` admits 100..=999; HTTP defines up to 599 (as h1::response).
+    if !(100..=599).contains(&status) {
+        stats.rq_protocol_error.inc();
+        return failed(502, ResponseFlag::UpstreamProtocolError);
+    }
+    if let Some(class) = stats
+        .rq_class
+        .get(crate::observe::stats::class_index(status))
+    {
+        class.inc();
+    }
     let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let no_body = up_body.is_end_stream() && !has_length;
     let framing = if has_length || no_body {
@@ -208,8 +229,8 @@ async fn exchange_inner<D: Io, C: Connector>(
     );
     if no_body && status != 204 && status != 304 && framing == DownFraming::AsIs {
         // An empty HTTP/2 body without a length: say so, or an HTTP/1 client waits.
-        let cut = out.len() - 2;
-        out.truncate(cut);
+        // The head ends in the blank line; put the header before it.
+        out.truncate(out.len().saturating_sub(2));
         out.extend_from_slice(b"content-length: 0\r\n\r\n");
     }
     let mut res = Result {

@@ -5,6 +5,8 @@
 //! write for a run of chunks) or strip the framing for an HTTP/1.0 peer. Chunk
 //! extensions, whitespace in size lines, bare LF and oversized sizes are refused.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Size { digits: u8 },
@@ -147,6 +149,7 @@ impl ChunkedDecoder {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -2,21 +2,26 @@
 //! downstream. Unchanged headers are copied byte for byte in their original order;
 //! hop-by-hop headers are dropped and the proxy's own headers are appended.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use super::head::{classify, named_by_connection, tokens, Special};
 
 /// Appends the decimal form of `n` without allocating.
 pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    // u64::MAX has 20 digits. Filled from the end; `used` counts the digits written.
     let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
+    let mut used = 0;
+    for slot in tmp.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        used += 1;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&tmp[i..]);
+    if let Some((_, digits)) = tmp.split_at_checked(tmp.len() - used) {
+        out.extend_from_slice(digits);
+    }
 }
 
 fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -112,6 +117,9 @@ pub enum DownFraming {
     Chunked,
     /// No length: the body ends when the connection closes.
     Close,
+    /// No body and no framing header at all: `101 Switching Protocols`, after which the
+    /// bytes belong to the new protocol (RFC 9110 sections 8.6, 15.2).
+    None,
 }
 
 /// What the proxy needs to write a response head downstream.
@@ -169,6 +177,30 @@ pub fn write_response(out: &mut Vec<u8>, r: &DownstreamResponse<'_, '_>) {
         header(out, b"connection", b"keep-alive");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the `101 Switching Protocols` head for an upgrade the route allowed: the
+/// upstream's end-to-end headers, `Upgrade: <protocol>` and `Connection: upgrade`, and
+/// no Content-Length or Transfer-Encoding.
+pub fn write_switching_protocols(
+    out: &mut Vec<u8>,
+    reason: &str,
+    headers: &[httparse::Header<'_>],
+    protocol: &[u8],
+) {
+    write_response(
+        out,
+        &DownstreamResponse {
+            status: 101,
+            reason,
+            headers,
+            has_connection_header: true,
+            framing: DownFraming::None,
+            close: false,
+            http10_keep_alive: false,
+            upgrade: Some(protocol),
+        },
+    );
 }
 
 /// The canonical reason phrase for the statuses the proxy itself produces.
@@ -324,6 +356,27 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nServer: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        );
+        let mut up = Vec::new();
+        let hs101 = [
+            httparse::Header {
+                name: "Upgrade",
+                value: b"websocket",
+            },
+            httparse::Header {
+                name: "Content-Length",
+                value: b"0",
+            },
+            httparse::Header {
+                name: "Sec-WebSocket-Accept",
+                value: b"k",
+            },
+        ];
+        write_switching_protocols(&mut up, "Switching Protocols", &hs101, b"websocket");
+        assert_eq!(
+            String::from_utf8(up).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: k\r\n\
+             upgrade: websocket\r\nconnection: upgrade\r\n\r\n"
         );
         let mut n = Vec::new();
         push_u64(&mut n, 1234567890);

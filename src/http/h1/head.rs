@@ -6,6 +6,8 @@
 //! Transfer-Encoding together, conflicting or malformed Content-Length, any transfer
 //! coding other than a single `chunked`, missing or repeated Host.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 /// How a message body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
@@ -251,6 +253,13 @@ pub struct Target<'a> {
     pub path: &'a str,
 }
 
+/// Strips `prefix` from the start of `s`, ignoring ASCII case. Never cuts a UTF-8
+/// character: a target may carry non-ASCII bytes, which httparse passes as UTF-8.
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let (head, rest) = s.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
+}
+
 /// Splits a request target into authority and path.
 pub fn target(t: &str) -> Result<Target<'_>, HeadError> {
     if t.starts_with('/') || t == "*" {
@@ -259,15 +268,12 @@ pub fn target(t: &str) -> Result<Target<'_>, HeadError> {
             path: t,
         });
     }
-    let rest = if t.len() > 7 && t[..7].eq_ignore_ascii_case("http://") {
-        &t[7..]
-    } else if t.len() > 8 && t[..8].eq_ignore_ascii_case("https://") {
-        &t[8..]
-    } else {
-        return Err(HeadError::BadRequest("invalid request target"));
-    };
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
+    let rest = strip_prefix_ci(t, "http://")
+        .or_else(|| strip_prefix_ci(t, "https://"))
+        .filter(|r| !r.is_empty())
+        .ok_or(HeadError::BadRequest("invalid request target"))?;
+    let (authority, path) = match rest.find(['/', '?']).and_then(|i| rest.split_at_checked(i)) {
+        Some((a, p)) if p.starts_with('/') => (a, p),
         Some(_) => return Err(HeadError::BadRequest("invalid request target")),
         None => (rest, "/"),
     };
@@ -367,6 +373,12 @@ mod tests {
         assert!(target("http://u@h/").is_err());
         assert!(target("example.com:443").is_err());
         assert!(target("ftp://h/").is_err());
+        // Non-ASCII UTF-8 where a scheme would be: refused, never cut inside a character.
+        assert!(target("abcdeféx").is_err());
+        assert!(target("abcdefgé").is_err());
+        assert!(target("http://é/").is_ok());
+        assert!(target("ééééé").is_err());
+        assert!(target("http:/").is_err());
     }
 
     #[test]

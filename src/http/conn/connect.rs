@@ -1,0 +1,109 @@
+//! Tunnels on an HTTP/1 connection: CONNECT to a cluster, and the byte copying that
+//! follows a CONNECT's `200` or an upgrade's `101`.
+
+use std::time::Duration;
+
+use futures_lite::io::AsyncWriteExt;
+
+use crate::upstream::Connector;
+
+use super::super::flags::ResponseFlag;
+use super::super::io::Io;
+use super::super::view::WorkerView;
+use super::exchange::Active;
+use super::{Conn, Outcome, Plan};
+
+impl Conn {
+    /// CONNECT: open a TCP connection to an endpoint of the cluster, answer 200, then
+    /// carry bytes both ways until both sides close.
+    pub(super) async fn connect<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        plan: &Plan<'_>,
+        cluster: usize,
+    ) -> Outcome {
+        let cs = &view.clusters[cluster];
+        let ep = match self.begin_upstream(down, view, plan, cluster).await {
+            Ok(ep) => ep,
+            Err(uh) => return uh,
+        };
+        let endpoint = &cs.cfg.endpoints[ep];
+        let es = &cs.endpoints[ep];
+        let up = match view
+            .connector
+            .connect(endpoint.addr, cs.cfg.connect_timeout)
+            .await
+        {
+            Ok(u) => u,
+            Err(_) => {
+                cs.stats.cx_connect_fail.inc();
+                es.cx_connect_fail.inc();
+                cs.stats.rq_class[4].inc();
+                return self
+                    .local(
+                        down,
+                        view,
+                        plan,
+                        503,
+                        None,
+                        b"upstream connect error",
+                        ResponseFlag::UpstreamConnectFailure,
+                    )
+                    .await;
+            }
+        };
+        cs.stats.cx_total.inc();
+        es.cx_total.inc();
+        cs.stats.rq_class[1].inc();
+        es.rq_active.inc();
+        let _active = Active(&es.rq_active);
+        self.wbuf.clear();
+        self.wbuf
+            .extend_from_slice(b"HTTP/1.1 200 Connection Established\r\n\r\n");
+        self.tunnel(down, up, 0, plan.idle_timeout, 200).await
+    }
+
+    /// Turns the connection into a tunnel (after a `101 Switching Protocols`, or a
+    /// CONNECT's `200`): send the head in `wbuf` on (dropping `head_len` bytes of upstream
+    /// head from `ubuf`), pass on bytes that already arrived behind the heads, then copy
+    /// both ways until both sides are done. The connection is not reused afterwards.
+    pub(super) async fn tunnel<D: Io, U: Io>(
+        &mut self,
+        down: &mut D,
+        mut up: U,
+        head_len: usize,
+        idle: Duration,
+        status: u16,
+    ) -> Outcome {
+        let closed = |flag| Outcome {
+            status,
+            flag,
+            keep_alive: false,
+        };
+        self.ubuf.consume(head_len);
+        if down.write_all(&self.wbuf).await.is_err() {
+            return closed(ResponseFlag::DownstreamConnectionTermination);
+        }
+        self.rec.bytes_sent = self.wbuf.len() as u64;
+        // Bytes that arrived with the heads belong to the new protocol already.
+        if !self.ubuf.is_empty() && down.write_all(self.ubuf.data()).await.is_err() {
+            return closed(ResponseFlag::DownstreamConnectionTermination);
+        }
+        if !self.rbuf.is_empty() && up.write_all(self.rbuf.data()).await.is_err() {
+            return closed(ResponseFlag::UpstreamConnectionTermination);
+        }
+        self.rec.bytes_sent += self.ubuf.len() as u64;
+        self.rec.bytes_received += self.rbuf.len() as u64;
+        let (n, m) = (self.ubuf.len(), self.rbuf.len());
+        self.ubuf.consume(n);
+        self.rbuf.consume(m);
+        let (Ok(mut down2), Ok(mut up2)) = (down.try_clone(), up.try_clone()) else {
+            return closed(ResponseFlag::UpstreamConnectionTermination);
+        };
+        let t = crate::tunnel::run(down, &mut down2, &mut up, &mut up2, idle).await;
+        self.rec.bytes_received += t.bytes_a_to_b;
+        self.rec.bytes_sent += t.bytes_b_to_a;
+        closed(crate::tunnel::flag_for(t))
+    }
+}

@@ -1,0 +1,150 @@
+//! The request body on its way to an HTTP/1 upstream, while the upstream is watched.
+//!
+//! An upstream may answer before it has read the whole body (a `413`, a `401`) or close
+//! the connection half way. Body forwarding alone would not notice: it would wait for
+//! the client's next bytes, or block writing to an upstream that stopped reading. So
+//! the body is forwarded while the upstream socket is read in the same task; the first
+//! upstream bytes that make up a final response head (or its close or failure) end the
+//! upload, and the connection manager answers from what it read.
+//!
+//! Both sides share the one upstream stream through a `RefCell`, each borrow lasting one
+//! poll, so there is no second socket handle and no allocation.
+
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::io::{AsyncRead, AsyncWrite};
+
+use super::super::body::{self, BodyError};
+use super::super::buf::ReadBuf;
+use super::super::h1::head::BodyKind;
+use super::super::h1::response::{self, Asked, Kind, MAX_RESPONSE_HEAD_BYTES};
+use super::super::io::Io;
+
+/// How an upload ended.
+pub(super) enum Upload {
+    /// The whole body went upstream; this many bytes were read from the client.
+    Done(u64),
+    /// The upstream answered, closed or failed before the whole body was sent (what it
+    /// sent is in the upstream buffer). The request body is cut: neither connection can
+    /// carry another request. (How much of it was read is not known.)
+    Cut,
+    /// The client's chunked framing was invalid.
+    Framing,
+    /// The client sent nothing for its idle timeout.
+    DownTimeout,
+    /// The client closed or failed.
+    DownClosed,
+}
+
+/// One upstream stream lent to the body writer and the response watcher in turn.
+struct Shared<'c, 'u, U>(&'c RefCell<&'u mut U>);
+
+fn busy() -> io::Error {
+    io::Error::other("upstream stream already borrowed")
+}
+
+impl<U: Io> AsyncWrite for Shared<'_, '_, U> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.0.try_borrow_mut() {
+            Ok(mut up) => Pin::new(&mut **up).poll_write(cx, buf),
+            Err(_) => Poll::Ready(Err(busy())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.0.try_borrow_mut() {
+            Ok(mut up) => Pin::new(&mut **up).poll_flush(cx),
+            Err(_) => Poll::Ready(Err(busy())),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.0.try_borrow_mut() {
+            Ok(mut up) => Pin::new(&mut **up).poll_close(cx),
+            Err(_) => Poll::Ready(Err(busy())),
+        }
+    }
+}
+
+impl<U: Io> AsyncRead for Shared<'_, '_, U> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.0.try_borrow_mut() {
+            Ok(mut up) => Pin::new(&mut **up).poll_read(cx, buf),
+            Err(_) => Poll::Ready(Err(busy())),
+        }
+    }
+}
+
+/// What the watcher saw.
+enum Step {
+    Body(Result<u64, BodyError>),
+    /// Upstream bytes arrived (`true`), or it closed or failed (`false`).
+    Upstream(bool),
+}
+
+/// Forwards a request body of `kind` from `down` (starting with `rbuf`) to `up`, while
+/// reading whatever `up` sends into `ubuf`. Interim (1xx) responses are skipped; any
+/// other upstream answer, or its close, ends the upload early (`Cut`).
+pub(super) async fn upload<D: Io, U: Io>(
+    down: &mut D,
+    rbuf: &mut ReadBuf,
+    up: &mut U,
+    ubuf: &mut ReadBuf,
+    kind: BodyKind,
+    asked: Asked,
+) -> Upload {
+    // The route deadline applies to the wait for the response, after the body; while
+    // the client still sends, the upstream may rightly be silent.
+    up.set_read_timeout(None);
+    let cell = RefCell::new(up);
+    let mut writer = Shared(&cell);
+    let mut reader = Shared(&cell);
+    let forward = body::forward(down, rbuf, &mut writer, kind, false, None, None);
+    futures_lite::pin!(forward);
+    loop {
+        // The body is polled first: a body that completes with this poll counts as sent.
+        let step = futures_lite::future::or(async { Step::Body(forward.as_mut().await) }, async {
+            if ubuf.is_full() && !ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1) {
+                // A head this large is refused when it is parsed.
+                return Step::Upstream(true);
+            }
+            Step::Upstream(matches!(ubuf.fill(&mut reader).await, Ok(n) if n > 0))
+        })
+        .await;
+        match step {
+            Step::Body(Ok(n)) => return Upload::Done(n),
+            // The upstream stopped taking the body: what it said, if anything, decides.
+            Step::Body(Err(BodyError::Write)) => return Upload::Cut,
+            Step::Body(Err(BodyError::Framing)) => return Upload::Framing,
+            Step::Body(Err(BodyError::Timeout)) => return Upload::DownTimeout,
+            Step::Body(Err(_)) => return Upload::DownClosed,
+            Step::Upstream(false) => return Upload::Cut,
+            Step::Upstream(true) => {
+                // Skip complete interim responses; a final head (or garbage, or one too
+                // large) ends the upload; a partial head waits for more.
+                loop {
+                    let mut slots = response::header_slots();
+                    match response::parse(ubuf.data(), asked, &mut slots) {
+                        Ok(Some(h)) if h.kind == Kind::Interim => {
+                            let n = h.head_len;
+                            ubuf.consume(n);
+                        }
+                        Ok(None) => break,
+                        Ok(Some(_)) | Err(_) => return Upload::Cut,
+                    }
+                }
+            }
+        }
+    }
+}
