@@ -7,8 +7,9 @@ mod support;
 
 use std::hint::black_box;
 
+use outrigger::http::filter::headers::Edits;
 use outrigger::http::h1::chunked::{ChunkedDecoder, Piece};
-use outrigger::http::h1::encode::{write_request, UpstreamRequest};
+use outrigger::http::h1::encode::{write_request, Forward, UpstreamRequest};
 use outrigger::http::h1::head::{framing, target};
 
 const SMALL: &[u8] = b"GET /api/v1/items?id=42 HTTP/1.1\r\nHost: svc.default.svc.cluster.local\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
@@ -48,7 +49,8 @@ fn parse_and_encode(buf: &[u8], out: &mut Vec<u8>) -> usize {
             authority: None,
             headers: req.headers,
             has_connection_header: f.has_connection_header,
-            client_ip: b"10.0.0.1",
+            forward: Forward::append(b"10.0.0.1"),
+            edits: Edits::none(),
             upgrade: None,
         },
     );

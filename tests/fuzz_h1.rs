@@ -17,8 +17,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
 use outrigger::config::Limits;
+use outrigger::http::filter::headers::Edits;
 use outrigger::http::h1::chunked::{ChunkError, ChunkedDecoder, Piece};
-use outrigger::http::h1::encode::{self, DownstreamResponse, UpstreamRequest};
+use outrigger::http::h1::encode::{self, DownstreamResponse, Forward, UpstreamRequest};
 use outrigger::http::h1::head::BodyKind;
 use outrigger::http::h1::request;
 use outrigger::http::h1::response::{self, Asked, Kind};
@@ -363,7 +364,8 @@ fn check_request(data: &[u8], limits: &Limits, cut: usize) -> &'static str {
             authority: head.target_authority,
             headers: head.headers,
             has_connection_header: head.framing.has_connection_header,
-            client_ip: b"10.1.2.3",
+            forward: Forward::append(b"10.1.2.3"),
+            edits: Edits::none(),
             upgrade: None,
         },
     );
@@ -486,6 +488,7 @@ fn check_response(data: &[u8], asked: Asked, cut: usize) -> &'static str {
                 close: down == encode::DownFraming::Close,
                 http10_keep_alive: false,
                 upgrade: None,
+                edits: Edits::none(),
             },
         );
         let mut s3 = response::header_slots();

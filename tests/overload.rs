@@ -95,3 +95,60 @@ fn zero_connection_limits_are_refused_with_the_field() {
     assert!(err.contains("runtime.max_connections"), "{err}");
     assert!(err.contains("listeners[0].max_connections"), "{err}");
 }
+
+#[test]
+fn slowloris_head_gets_408_at_the_request_headers_timeout() {
+    let up = Upstream::echo();
+    let proxy = Proxy::start(&proxy_config_with(
+        up.addr,
+        "5s",
+        "    request_headers_timeout: 1s\n",
+    ));
+    // A complete request in time is served as usual, on the same connection as below.
+    let mut c = Conn::connect(proxy.listen);
+    c.send("GET /fast HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    drop(c);
+    // A head trickled a byte every 100 ms: each byte resets the idle timeout (300 s), but
+    // not the head's own deadline.
+    let mut s = std::net::TcpStream::connect(proxy.listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = w.write_all(b"GET /slow HTTP/1.1\r\n");
+        for _ in 0..60 {
+            if w.write_all(b"X").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut got);
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
+    assert!(text.ends_with("request header timeout"), "{text:?}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text:?}"
+    );
+    let _ = trickle.join();
+    assert_eq!(
+        up.request_count(),
+        1,
+        "the slow request never went upstream"
+    );
+}
+
+#[test]
+fn without_request_headers_timeout_a_slow_head_still_completes() {
+    let up = Upstream::echo();
+    let proxy = Proxy::start(&proxy_config(up.addr));
+    let mut c = Conn::connect(proxy.listen);
+    for part in ["GET /s", "low HTTP/1.1\r\n", "Host: a\r\n", "\r\n"] {
+        c.send(part);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(c.read_response().unwrap().status, 200);
+}

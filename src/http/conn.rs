@@ -28,8 +28,11 @@ use crate::upstream::Connector;
 
 use super::body;
 use super::buf::ReadBuf;
+use super::failure::Failure;
+use super::filter::headers::Edits;
+use super::filter::{self, LocalReply, StreamEdits};
 use super::flags::ResponseFlag;
-use super::h1::encode::{self, UpstreamRequest};
+use super::h1::encode::{self, Forward, UpstreamRequest};
 use super::h1::head::{self, BodyKind, Framing, HeadError};
 use super::h1::request;
 use super::io::Io;
@@ -51,10 +54,6 @@ const DISCARD_LIMIT: u64 = 1 << 20;
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 4 << 20;
 
-/// The local reply to a malformed upstream response (502 UPE), in Envoy's words.
-const UPE_BODY: &[u8] =
-    b"upstream connect error or disconnect/reset before headers. reset reason: protocol error";
-
 /// What to do with a parsed request.
 enum Action<'v> {
     NoRoute,
@@ -71,6 +70,8 @@ enum Action<'v> {
     },
     /// An upgrade request to a route that does not allow its protocol: 403.
     UpgradeRefused,
+    /// A filter answered the request itself.
+    Filtered(LocalReply),
 }
 
 /// The outcome of parsing a complete request head.
@@ -84,6 +85,10 @@ struct Plan<'v> {
     action: Action<'v>,
     /// The listener's idle timeout (tunnels after an upgrade use it).
     idle_timeout: Duration,
+    /// The listener's stream idle timeout (zero: none).
+    stream_idle_timeout: Duration,
+    /// Edits for the response head (the route's, then the filters').
+    response_edits: Edits<'v>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -196,14 +201,17 @@ async fn linger<D: Io>(down: &mut D, rbuf: &mut ReadBuf) {
     }
 }
 
-/// Parses the request head in `data` (`h1::request`) and decides what to do. `Ok(None)`
-/// means the head is not complete yet. For a proxied request the upstream head is
-/// written into `wbuf`.
-fn prepare<'v, C: Connector>(
+/// Parses the request head in `data` (`h1::request`), routes it, runs the listener's
+/// filter chain and decides what to do. `Ok(None)` means the head is not complete yet.
+/// For a proxied request the upstream head, with the chain's edits, is written into
+/// `wbuf`.
+#[allow(clippy::too_many_arguments)]
+async fn prepare<'v, C: Connector>(
     data: &[u8],
-    l: &Listener,
+    l: &'v Listener,
     view: &'v WorkerView<C>,
     wbuf: &mut Vec<u8>,
+    peer: std::net::IpAddr,
     ip: &[u8],
     rec: Option<&mut LogRecord>,
 ) -> Result<Option<Plan<'v>>, HeadError> {
@@ -235,55 +243,76 @@ fn prepare<'v, C: Connector>(
         return Err(HeadError::NotImplemented("not an HTTP listener"));
     };
     let table = &view.snapshot.route_tables[route_table];
-    let action = if req.is_connect() {
-        // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
-        match router::select_connect(table, req.authority, headers).map(|r| &r.action) {
-            Some(RouteAction::Cluster { cluster, .. }) => Action::Connect { cluster: *cluster },
-            _ => Action::NoRoute,
-        }
+    let route = if req.is_connect() {
+        router::select_connect(table, req.authority, headers)
     } else {
-        match router::select(table, req.authority, req.path, headers).map(|r| &r.action) {
-            None => Action::NoRoute,
-            Some(RouteAction::Direct(d)) => Action::Direct(d),
+        router::select(table, req.authority, req.path, headers)
+    };
+    // The filter chain runs on every routed or unrouted request; the router is last.
+    let mut edits = StreamEdits::default();
+    let status =
+        filter::on_request_head(&l.http_filters, route.map(|r| r.filters.view()), &mut edits).await;
+    let action = match (status, route.map(|r| &r.action)) {
+        (filter::Status::Respond(reply), _) => Action::Filtered(reply),
+        (_, None) => Action::NoRoute,
+        // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
+        (_, Some(RouteAction::Cluster { cluster, .. })) if req.is_connect() => {
+            Action::Connect { cluster: *cluster }
+        }
+        (_, Some(_)) if req.is_connect() => Action::NoRoute,
+        (_, Some(RouteAction::Direct(d))) => Action::Direct(d),
+        (
+            _,
             Some(RouteAction::Cluster {
                 cluster,
                 timeout,
                 upgrades,
-            }) => 'route: {
-                let framing = req.framing;
-                // An upgrade passes only when the route allows its protocol and the
-                // handshake carries no body. Any other upgrade request is refused
-                // (Envoy: 403, upgrade_failed), never forwarded with the upgrade
-                // silently stripped.
-                let upgrade = req.upgrade();
-                if upgrade.is_some_and(|v| {
-                    framing.body != BodyKind::Empty
-                        || !head::tokens(v).next().is_some_and(|p| {
-                            upgrades
-                                .iter()
-                                .any(|u| p.eq_ignore_ascii_case(u.as_bytes()))
-                        })
-                }) {
-                    break 'route Action::UpgradeRefused;
-                }
-                wbuf.clear();
-                encode::write_request(
-                    wbuf,
-                    &UpstreamRequest {
-                        method: req.method,
-                        path: req.path,
-                        authority: req.target_authority,
-                        headers,
-                        has_connection_header: framing.has_connection_header,
-                        client_ip: ip,
-                        upgrade,
+            }),
+        ) => 'route: {
+            let framing = req.framing;
+            // An upgrade passes only when the route allows its protocol and the
+            // handshake carries no body. Any other upgrade request is refused (Envoy:
+            // 403, upgrade_failed), never forwarded with the upgrade silently stripped.
+            let upgrade = req.upgrade();
+            if upgrade.is_some_and(|v| {
+                framing.body != BodyKind::Empty
+                    || !head::tokens(v).next().is_some_and(|p| {
+                        upgrades
+                            .iter()
+                            .any(|u| p.eq_ignore_ascii_case(u.as_bytes()))
+                    })
+            }) {
+                break 'route Action::UpgradeRefused;
+            }
+            let fwd = super::forwarding::decide(
+                &l.forwarding,
+                peer,
+                headers
+                    .iter()
+                    .filter(|h| head::classify(h.name) == head::Special::XForwardedFor)
+                    .map(|h| h.value),
+            );
+            wbuf.clear();
+            encode::write_request(
+                wbuf,
+                &UpstreamRequest {
+                    method: req.method,
+                    path: req.path,
+                    authority: req.target_authority,
+                    headers,
+                    has_connection_header: framing.has_connection_header,
+                    forward: Forward {
+                        append: fwd.append.map(|_| ip),
+                        overwrite_proto: fwd.overwrite_proto,
                     },
-                );
-                Action::Proxy {
-                    cluster: *cluster,
-                    timeout: *timeout,
-                    upgrade: upgrade.is_some(),
-                }
+                    upgrade,
+                    edits: edits.request,
+                },
+            );
+            Action::Proxy {
+                cluster: *cluster,
+                timeout: *timeout,
+                upgrade: upgrade.is_some(),
             }
         }
     };
@@ -295,6 +324,8 @@ fn prepare<'v, C: Connector>(
         framing: req.framing,
         action,
         idle_timeout: l.idle_timeout,
+        stream_idle_timeout: l.stream_idle_timeout,
+        response_edits: edits.response,
     }))
 }
 
@@ -313,6 +344,9 @@ impl Conn {
             self.rec.clear();
         }
         let limit = l.limits.max_request_line_bytes + l.limits.max_header_bytes + 4;
+        // request_headers_timeout: the head must be complete this long after its first
+        // byte. Reads are bounded by whichever comes first, it or the idle timeout.
+        let mut head_deadline: Option<Instant> = None;
         let plan = loop {
             if !self.rbuf.is_empty() {
                 let rec = if self.logging {
@@ -321,7 +355,8 @@ impl Conn {
                     None
                 };
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
-                match prepare(self.rbuf.data(), l, view, &mut self.wbuf, ip, rec) {
+                let peer = self.peer.ip();
+                match prepare(self.rbuf.data(), l, view, &mut self.wbuf, peer, ip, rec).await {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {
@@ -338,14 +373,41 @@ impl Conn {
             } else if view.draining.get() {
                 return false;
             }
+            // Part of a head is already here (read with the protocol sniff, or
+            // pipelined): its clock runs from now at the latest.
+            if head_deadline.is_none()
+                && !self.rbuf.is_empty()
+                && !l.request_headers_timeout.is_zero()
+            {
+                head_deadline = Some(Instant::now() + l.request_headers_timeout);
+            }
+            if let Some(d) = head_deadline {
+                down.set_read_timeout(Some(
+                    d.saturating_duration_since(Instant::now())
+                        .min(l.idle_timeout),
+                ));
+            }
             slot.idle.set(self.rbuf.is_empty());
             let read = self.rbuf.fill(down).await;
             slot.idle.set(false);
             match read {
+                Err(e)
+                    if super::io::is_timeout(&e)
+                        && head_deadline.is_some_and(|d| Instant::now() >= d) =>
+                {
+                    self.head_timed_out(down, view, listener).await;
+                    return false;
+                }
                 Ok(0) | Err(_) => return false,
                 Ok(_) => {}
             }
+            if head_deadline.is_none() && !l.request_headers_timeout.is_zero() {
+                head_deadline = Some(Instant::now() + l.request_headers_timeout);
+            }
         };
+        if head_deadline.is_some() {
+            down.set_read_timeout(Some(l.idle_timeout));
+        }
         let start = Instant::now();
         if self.logging {
             self.rec.start = Some(SystemTime::now());
@@ -355,10 +417,7 @@ impl Conn {
         self.rec.bytes_received = plan.head_len as u64;
         self.rec.bytes_sent = 0;
         let outcome = match plan.action {
-            Action::NoRoute => {
-                self.local(down, view, &plan, 404, None, b"", ResponseFlag::NoRoute)
-                    .await
-            }
+            Action::NoRoute => self.fail_locally(down, view, &plan, Failure::NoRoute).await,
             Action::Direct(d) => {
                 self.local(
                     down,
@@ -377,8 +436,20 @@ impl Conn {
             Action::Connect { cluster } => self.connect(down, view, &plan, cluster).await,
             Action::UpgradeRefused => {
                 tracing::debug!(peer = %self.peer, "upgrade not allowed on this route");
-                self.local(down, view, &plan, 403, None, b"", ResponseFlag::None)
+                self.fail_locally(down, view, &plan, Failure::UpgradeRejected)
                     .await
+            }
+            Action::Filtered(ref reply) => {
+                self.local(
+                    down,
+                    view,
+                    &plan,
+                    reply.status,
+                    None,
+                    reply.body.as_bytes(),
+                    reply.flag,
+                )
+                .await
             }
         };
         let elapsed = start.elapsed();
@@ -394,6 +465,36 @@ impl Conn {
             sink.log(&self.rec, self.peer);
         }
         outcome.keep_alive && !view.draining.get()
+    }
+
+    /// The request head did not arrive within `request_headers_timeout`: 408 and close
+    /// (Envoy: `request header timeout`, counted by status, no response flag).
+    async fn head_timed_out<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        listener: usize,
+    ) {
+        let f = Failure::RequestHeadersTimeout;
+        tracing::debug!(peer = %self.peer, "request head timed out");
+        self.wbuf.clear();
+        encode::write_local_reply(
+            &mut self.wbuf,
+            f.status(),
+            None,
+            f.body().as_bytes(),
+            true,
+            false,
+            Edits::none(),
+        );
+        let _ = down.write_all(&self.wbuf).await;
+        view.listener_stats[listener].request_done(f.status(), f.flag(), 0);
+        if let Some(sink) = &view.access_logs[listener] {
+            self.rec.status = f.status();
+            self.rec.flag = Some(f.flag());
+            self.rec.start = Some(SystemTime::now());
+            sink.log(&self.rec, self.peer);
+        }
     }
 
     /// Answers a malformed request and closes: an ambiguous message is never forwarded.
@@ -416,6 +517,7 @@ impl Conn {
             e.reason().as_bytes(),
             true,
             false,
+            Edits::none(),
         );
         let _ = down.write_all(&self.wbuf).await;
         stats.request_done(e.status(), ResponseFlag::DownstreamProtocolError, 0);
@@ -472,6 +574,7 @@ impl Conn {
             body,
             close,
             plan.is_head,
+            plan.response_edits,
         );
         let keep_alive = down.write_all(&self.wbuf).await.is_ok() && !close;
         self.rec.bytes_sent = self.wbuf.len() as u64;
@@ -480,6 +583,27 @@ impl Conn {
             flag,
             keep_alive,
         }
+    }
+
+    /// Answers a failure from the shared table (`http::failure`): its status, flag and
+    /// Envoy's text.
+    pub(super) async fn fail_locally<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        plan: &Plan<'_>,
+        f: Failure,
+    ) -> Outcome {
+        self.local(
+            down,
+            view,
+            plan,
+            f.status(),
+            None,
+            f.body().as_bytes(),
+            f.flag(),
+        )
+        .await
     }
 
     /// Sends a local reply with `connection: close` at once, without reading anything
@@ -494,7 +618,15 @@ impl Conn {
     ) -> Outcome {
         self.linger = true;
         self.wbuf.clear();
-        encode::write_local_reply(&mut self.wbuf, status, None, msg, true, plan.is_head);
+        encode::write_local_reply(
+            &mut self.wbuf,
+            status,
+            None,
+            msg,
+            true,
+            plan.is_head,
+            plan.response_edits,
+        );
         let _ = down.write_all(&self.wbuf).await;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {

@@ -34,6 +34,8 @@ pub(crate) struct H1Request<'a> {
     pub keep_alive: bool,
     pub expect_continue: bool,
     pub draining: bool,
+    /// Edits for the response head (the route's and the filter chain's).
+    pub response_edits: crate::http::filter::headers::Edits<'a>,
 }
 
 pub(crate) struct Result {
@@ -225,6 +227,7 @@ async fn exchange_inner<D: Io, C: Connector>(
             close,
             http10_keep_alive: r.minor == 0 && !close,
             upgrade: None,
+            edits: r.response_edits,
         },
     );
     if no_body && status != 204 && status != 304 && framing == DownFraming::AsIs {

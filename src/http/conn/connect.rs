@@ -7,6 +7,7 @@ use futures_lite::io::AsyncWriteExt;
 
 use crate::upstream::Connector;
 
+use super::super::failure::Failure;
 use super::super::flags::ResponseFlag;
 use super::super::io::Io;
 use super::super::view::WorkerView;
@@ -41,15 +42,7 @@ impl Conn {
                 es.cx_connect_fail.inc();
                 cs.stats.rq_class[4].inc();
                 return self
-                    .local(
-                        down,
-                        view,
-                        plan,
-                        503,
-                        None,
-                        b"upstream connect error",
-                        ResponseFlag::UpstreamConnectFailure,
-                    )
+                    .fail_locally(down, view, plan, Failure::ConnectFailure)
                     .await;
             }
         };

@@ -20,6 +20,8 @@ use crate::upstream::Connector;
 
 use super::super::body::{self, BodyError};
 use super::super::buf::ReadBuf;
+use super::super::failure::Failure;
+use super::super::filter::headers::Edits;
 use super::super::flags::ResponseFlag;
 use super::super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::super::h1::head::{BodyKind, HeadError};
@@ -27,7 +29,7 @@ use super::super::h1::response::{self, Asked, BadResponse, Kind, MAX_RESPONSE_HE
 use super::super::io::Io;
 use super::super::view::WorkerView;
 use super::upload::{upload, Upload};
-use super::{Action, Conn, Outcome, Plan, UPE_BODY};
+use super::{Action, Conn, Outcome, Plan};
 
 /// A parsed upstream response head.
 enum Response {
@@ -91,6 +93,7 @@ fn prepare_response(
             close: close_down,
             http10_keep_alive: plan.minor == 0 && !close_down,
             upgrade: None,
+            edits: plan.response_edits,
         },
     );
     Ok(Some(Response::Final {
@@ -163,6 +166,7 @@ impl Conn {
                 keep_alive: plan.framing.keep_alive,
                 expect_continue: plan.framing.expect_continue,
                 draining: view.draining.get(),
+                response_edits: plan.response_edits,
             };
             let mut out = Vec::new();
             let res = super::super::h1_to_h2::exchange(
@@ -181,12 +185,10 @@ impl Conn {
             self.rec.bytes_sent = res.bytes_sent;
             if res.status >= 400 && res.bytes_sent == 0 && res.flag != ResponseFlag::None {
                 // Nothing was sent yet: answer locally like the HTTP/1 path does.
-                let msg: &[u8] = match res.flag {
-                    ResponseFlag::UpstreamTimeout => b"upstream request timeout",
-                    ResponseFlag::UpstreamConnectFailure => b"upstream connect error",
-                    ResponseFlag::DownstreamProtocolError => b"bad request",
-                    ResponseFlag::UpstreamProtocolError => UPE_BODY,
-                    _ => b"upstream connect error or disconnect/reset before headers",
+                let msg: &[u8] = match Failure::from_upstream_flag(res.flag) {
+                    Some(f) => f.body().as_bytes(),
+                    None if res.flag == ResponseFlag::DownstreamProtocolError => b"bad request",
+                    None => Failure::ConnectionTermination.body().as_bytes(),
                 };
                 stats.rq_class[4].inc();
                 // The request body may be half read: answer and close, without
@@ -234,21 +236,12 @@ impl Conn {
                             stats.cx_connect_fail.inc();
                             es.cx_connect_fail.inc();
                             stats.rq_class[4].inc();
-                            let (status, flag, msg): (u16, _, &[u8]) =
-                                if deadline.is_some_and(|d| Instant::now() >= d) {
-                                    (
-                                        504,
-                                        ResponseFlag::UpstreamTimeout,
-                                        b"upstream request timeout",
-                                    )
-                                } else {
-                                    (
-                                        503,
-                                        ResponseFlag::UpstreamConnectFailure,
-                                        b"upstream connect error",
-                                    )
-                                };
-                            return self.local(down, view, plan, status, None, msg, flag).await;
+                            let f = if deadline.is_some_and(|d| Instant::now() >= d) {
+                                Failure::RouteTimeout
+                            } else {
+                                Failure::ConnectFailure
+                            };
+                            return self.fail_locally(down, view, plan, f).await;
                         }
                     }
                 }
@@ -312,6 +305,7 @@ impl Conn {
                             e.reason().as_bytes(),
                             true,
                             false,
+                            Edits::none(),
                         );
                         let _ = down.write_all(&self.wbuf).await;
                         return self.finish_error(
@@ -376,8 +370,26 @@ impl Conn {
                         }
                     }
                 }
-                match body::fill_from(&mut up, &mut self.ubuf, deadline).await {
+                // The wait for the head is bounded by the route deadline and by the
+                // stream idle timeout, whichever comes first.
+                let idle_at = (!plan.stream_idle_timeout.is_zero())
+                    .then(|| Instant::now() + plan.stream_idle_timeout);
+                let wait = match (deadline, idle_at) {
+                    (Some(d), Some(i)) => Some(d.min(i)),
+                    (d, i) => d.or(i),
+                };
+                match body::fill_from(&mut up, &mut self.ubuf, wait).await {
                     Ok(n) if n > 0 => {}
+                    Err(BodyError::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => {
+                        // The request was sent whole: Envoy answers 504 `stream timeout`.
+                        let f = Failure::StreamIdle {
+                            request_complete: true,
+                        };
+                        stats.rq_class[4].inc();
+                        return self
+                            .reply_and_close(down, plan, f.status(), f.body().as_bytes(), f.flag())
+                            .await;
+                    }
                     Err(BodyError::Timeout) => {
                         stats.rq_timeout.inc();
                         return self
@@ -442,6 +454,11 @@ impl Conn {
             };
         }
         let mut sent = self.wbuf.len() as u64;
+        if deadline.is_none() && !plan.stream_idle_timeout.is_zero() {
+            // No route timeout: each read of the response body is bounded by the stream
+            // idle timeout instead (with a route timeout, the deadline bounds them all).
+            up.set_read_timeout(Some(plan.stream_idle_timeout));
+        }
         let result = body::forward(
             &mut up,
             &mut self.ubuf,
@@ -462,6 +479,7 @@ impl Conn {
                 ResponseFlag::None
             }
             Err(BodyError::Write) => ResponseFlag::DownstreamConnectionTermination,
+            Err(BodyError::Timeout) if deadline.is_none() => ResponseFlag::StreamIdleTimeout,
             Err(BodyError::Timeout) => {
                 stats.rq_timeout.inc();
                 ResponseFlag::UpstreamTimeout
@@ -499,20 +517,9 @@ impl Conn {
                 }
                 Ok(ep)
             }
-            None => {
-                let msg = b"no healthy upstream";
-                Err(self
-                    .local(
-                        down,
-                        view,
-                        plan,
-                        503,
-                        None,
-                        msg,
-                        ResponseFlag::NoHealthyUpstream,
-                    )
-                    .await)
-            }
+            None => Err(self
+                .fail_locally(down, view, plan, Failure::NoHealthyUpstream)
+                .await),
         }
     }
 
@@ -529,14 +536,8 @@ impl Conn {
         flag: ResponseFlag,
         body_touched: bool,
     ) -> Outcome {
-        let (status, msg): (u16, &[u8]) = match flag {
-            ResponseFlag::UpstreamTimeout => (504, b"upstream request timeout"),
-            ResponseFlag::UpstreamProtocolError => (502, UPE_BODY),
-            _ => (
-                503,
-                b"upstream connect error or disconnect/reset before headers",
-            ),
-        };
+        let f = Failure::from_upstream_flag(flag).unwrap_or(Failure::ConnectionTermination);
+        let (status, msg) = (f.status(), f.body().as_bytes());
         view.clusters[cluster].stats.rq_class[4].inc();
         if body_touched {
             return self.reply_and_close(down, plan, status, msg, flag).await;

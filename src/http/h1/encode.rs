@@ -5,6 +5,32 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use super::head::{classify, named_by_connection, tokens, Special};
+use crate::http::filter::headers::Edits;
+
+/// What the forwarding policy (`http::forwarding`) decided for `x-forwarded-*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward<'a> {
+    /// Append this address (text form) to `x-forwarded-for`; `None` passes XFF unchanged.
+    pub append: Option<&'a [u8]>,
+    /// Replace an incoming `x-forwarded-proto`; otherwise it is kept (and `http` is
+    /// written only when there is none).
+    pub overwrite_proto: bool,
+}
+
+impl<'a> Forward<'a> {
+    /// The sidecar default: append the peer, set the scheme.
+    pub fn append(ip: &'a [u8]) -> Forward<'a> {
+        Forward {
+            append: Some(ip),
+            overwrite_proto: true,
+        }
+    }
+}
+
+/// True if the message's own headers include `name`.
+fn has_header(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    headers.iter().any(|h| h.name.eq_ignore_ascii_case(name))
+}
 
 /// Appends the decimal form of `n` without allocating.
 pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
@@ -40,10 +66,12 @@ pub struct UpstreamRequest<'a, 'h> {
     pub authority: Option<&'a str>,
     pub headers: &'a [httparse::Header<'h>],
     pub has_connection_header: bool,
-    /// The downstream peer's IP, appended to x-forwarded-for.
-    pub client_ip: &'a [u8],
+    /// `x-forwarded-for` / `-proto` handling.
+    pub forward: Forward<'a>,
     /// Pass this `Upgrade` value through (an upgrade the route allows).
     pub upgrade: Option<&'a [u8]>,
+    /// Header edits of the filter chain and the route.
+    pub edits: Edits<'a>,
 }
 
 /// Writes an HTTP/1.1 request head for the upstream.
@@ -55,8 +83,11 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
     if let Some(a) = r.authority {
         header(out, b"host", a.as_bytes());
     }
+    let edited = !r.edits.is_empty();
+    let keeps = |name: &str| !edited || r.edits.keeps(name);
     let mut content_length_written = false;
     let mut xff_seen = false;
+    let mut xfp_seen = false;
     for h in r.headers {
         match classify(h.name) {
             Special::Host if r.authority.is_some() => {}
@@ -71,36 +102,66 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
             | Special::KeepAlive
             | Special::ProxyConnection
             | Special::Upgrade
-            | Special::Expect
-            | Special::XForwardedProto => {}
+            | Special::Expect => {}
+            Special::XForwardedProto => {
+                xfp_seen = true;
+                if !r.forward.overwrite_proto && keeps(h.name) {
+                    header(out, h.name.as_bytes(), h.value);
+                }
+            }
             Special::Te => {
                 if tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
                     header(out, b"te", b"trailers");
                 }
             }
-            Special::XForwardedFor => xff_seen = true,
+            Special::XForwardedFor => {
+                xff_seen = true;
+                // Not appending: the header passes as it came.
+                if r.forward.append.is_none() && keeps(h.name) {
+                    header(out, h.name.as_bytes(), h.value);
+                }
+            }
             // Host is end-to-end and required in HTTP/1.1: `Connection: host` cannot drop it.
             Special::Host => header(out, h.name.as_bytes(), h.value),
             Special::Other => {
-                if !(r.has_connection_header && named_by_connection(r.headers, h.name)) {
+                if !(r.has_connection_header && named_by_connection(r.headers, h.name))
+                    && keeps(h.name)
+                {
                     header(out, h.name.as_bytes(), h.value);
                 }
             }
         }
     }
-    out.extend_from_slice(b"x-forwarded-for: ");
-    if xff_seen {
-        for h in r
-            .headers
-            .iter()
-            .filter(|h| classify(h.name) == Special::XForwardedFor)
-        {
-            out.extend_from_slice(h.value);
-            out.extend_from_slice(b", ");
+    if let Some(ip) = r.forward.append.filter(|_| keeps("x-forwarded-for")) {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if xff_seen {
+            for h in r
+                .headers
+                .iter()
+                .filter(|h| classify(h.name) == Special::XForwardedFor)
+            {
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b", ");
+            }
         }
+        out.extend_from_slice(ip);
+        out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(r.client_ip);
-    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    if (r.forward.overwrite_proto || !xfp_seen) && keeps("x-forwarded-proto") {
+        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    }
+    if edited {
+        // The proxy's forwarding headers count as present, as in Envoy, where they are
+        // set before the route's edits run.
+        r.edits.for_each_added(
+            |n| {
+                has_header(r.headers, n)
+                    || n.eq_ignore_ascii_case("x-forwarded-proto")
+                    || (n.eq_ignore_ascii_case("x-forwarded-for") && r.forward.append.is_some())
+            },
+            |n, v| header(out, n.as_bytes(), v.as_bytes()),
+        );
+    }
     if let Some(u) = r.upgrade {
         header(out, b"upgrade", u);
         header(out, b"connection", b"upgrade");
@@ -135,6 +196,8 @@ pub struct DownstreamResponse<'a, 'h> {
     pub http10_keep_alive: bool,
     /// A `101 Switching Protocols` to this protocol: pass Upgrade and Connection on.
     pub upgrade: Option<&'a [u8]>,
+    /// Header edits of the route and the filter chain.
+    pub edits: Edits<'a>,
 }
 
 pub fn write_response(out: &mut Vec<u8>, r: &DownstreamResponse<'_, '_>) {
@@ -143,6 +206,7 @@ pub fn write_response(out: &mut Vec<u8>, r: &DownstreamResponse<'_, '_>) {
     out.push(b' ');
     out.extend_from_slice(r.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let edited = !r.edits.is_empty();
     let mut content_length_written = false;
     for h in r.headers {
         match classify(h.name) {
@@ -159,11 +223,19 @@ pub fn write_response(out: &mut Vec<u8>, r: &DownstreamResponse<'_, '_>) {
             | Special::Te
             | Special::TransferEncoding => {}
             _ => {
-                if !(r.has_connection_header && named_by_connection(r.headers, h.name)) {
+                if !(r.has_connection_header && named_by_connection(r.headers, h.name))
+                    && (!edited || r.edits.keeps(h.name))
+                {
                     header(out, h.name.as_bytes(), h.value);
                 }
             }
         }
+    }
+    if edited {
+        r.edits.for_each_added(
+            |n| has_header(r.headers, n),
+            |n, v| header(out, n.as_bytes(), v.as_bytes()),
+        );
     }
     if r.framing == DownFraming::Chunked {
         header(out, b"transfer-encoding", b"chunked");
@@ -199,6 +271,7 @@ pub fn write_switching_protocols(
             close: false,
             http10_keep_alive: false,
             upgrade: Some(protocol),
+            edits: Edits::none(),
         },
     );
 }
@@ -239,6 +312,7 @@ pub fn write_local_reply(
     body: &[u8],
     close: bool,
     head_only: bool,
+    edits: Edits<'_>,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, u64::from(status));
@@ -247,11 +321,18 @@ pub fn write_local_reply(
     out.extend_from_slice(b"\r\ncontent-length: ");
     push_u64(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");
-    if !body.is_empty() {
+    let has_type = !body.is_empty();
+    if has_type && (edits.is_empty() || edits.keeps("content-type")) {
         header(
             out,
             b"content-type",
             content_type.unwrap_or("text/plain").as_bytes(),
+        );
+    }
+    if !edits.is_empty() {
+        edits.for_each_added(
+            |n| has_type && n.eq_ignore_ascii_case("content-type"),
+            |n, v| header(out, n.as_bytes(), v.as_bytes()),
         );
     }
     if close {
@@ -312,7 +393,8 @@ mod tests {
                 authority: None,
                 headers: &hs,
                 has_connection_header: true,
-                client_ip: b"127.0.0.1",
+                forward: Forward::append(b"127.0.0.1"),
+                edits: Edits::none(),
                 upgrade: None,
             },
         );
@@ -351,6 +433,7 @@ mod tests {
                 close: true,
                 http10_keep_alive: false,
                 upgrade: None,
+                edits: Edits::none(),
             },
         );
         assert_eq!(
