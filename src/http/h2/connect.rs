@@ -23,6 +23,7 @@ use http::{Response, StatusCode};
 
 use super::clock::Progress;
 use super::stream::{count_class, endpoint, expired, fail, Done};
+use crate::http::filter::headers::Edits;
 use crate::http::flags::ResponseFlag;
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
@@ -47,6 +48,7 @@ pub(crate) async fn tunnel<C: Connector>(
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
     progress: &Progress,
+    edits: Edits<'_>,
 ) -> Done {
     let Some(ep) = cs.start_request() else {
         return fail(respond, false, ResponseFlag::NoHealthyUpstream);
@@ -63,7 +65,7 @@ pub(crate) async fn tunnel<C: Connector>(
             cs.stats.cx_total.inc();
             es.cx_total.inc();
             es.rq_active.inc();
-            let d = carry(body, respond, up, cs, progress).await;
+            let d = carry(body, respond, up, cs, progress, edits).await;
             es.rq_active.dec();
             d
         }
@@ -78,13 +80,15 @@ pub(crate) async fn tunnel<C: Connector>(
     done
 }
 
-/// Answers `200` and carries bytes until both directions end.
+/// Answers `200` (with the stream's response header edits) and carries bytes until both
+/// directions end.
 async fn carry<U: Io>(
     mut body: RecvStream,
     respond: &mut SendResponse<Bytes>,
     mut up: U,
     cs: &ClusterState<U>,
     progress: &Progress,
+    edits: Edits<'_>,
 ) -> Done {
     // One handle reads while the other writes.
     let Ok(mut up_w) = up.try_clone() else {
@@ -93,6 +97,7 @@ async fn carry<U: Io>(
     };
     let mut resp = Response::new(());
     *resp.status_mut() = StatusCode::OK;
+    edits.apply_to_map(resp.headers_mut());
     let mut send = match respond.send_response(resp, false) {
         Ok(s) => s,
         Err(_) => {

@@ -13,6 +13,8 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::clock::{Expiry, Progress};
 use crate::config::{ListenerKind, RouteAction, UpstreamProtocol};
+use crate::http::filter::headers::Edits;
+use crate::http::filter::{self, Status, StreamEdits};
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::HeadError;
 use crate::http::router;
@@ -115,6 +117,7 @@ pub(crate) fn fail(respond: &mut SendResponse<Bytes>, grpc: bool, flag: Response
         None,
         &Bytes::from_static(text.as_bytes()),
         flag,
+        Edits::none(),
     )
 }
 
@@ -155,11 +158,13 @@ pub(crate) fn reject(respond: &mut SendResponse<Bytes>, grpc: bool, e: HeadError
         None,
         &Bytes::from_static(e.reason().as_bytes()),
         ResponseFlag::DownstreamProtocolError,
+        Edits::none(),
     )
 }
 
 /// Sends a locally generated response; for gRPC requests a trailers-only response with
-/// `grpc-status` and `grpc-message`.
+/// `grpc-status` and `grpc-message`. `edits` are the response header edits of the
+/// stream's filter chain and route (direct responses and filter replies carry them).
 pub(crate) fn local(
     respond: &mut SendResponse<Bytes>,
     grpc: bool,
@@ -167,6 +172,7 @@ pub(crate) fn local(
     content_type: Option<&str>,
     body: &Bytes,
     flag: ResponseFlag,
+    edits: Edits<'_>,
 ) -> Done {
     let mut done = Done {
         status,
@@ -194,6 +200,7 @@ pub(crate) fn local(
             h.insert("grpc-message", v);
         }
         done.status = 200;
+        edits.apply_to_map(resp.headers_mut());
         if respond.send_response(resp, true).is_err() {
             done.flag = ResponseFlag::DownstreamConnectionTermination;
         }
@@ -207,6 +214,7 @@ pub(crate) fn local(
     }
     resp.headers_mut()
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    edits.apply_to_map(resp.headers_mut());
     match respond.send_response(resp, body.is_empty()) {
         Ok(mut s) => {
             if !body.is_empty() {
@@ -270,39 +278,58 @@ pub(crate) async fn serve<C: Connector>(
         })
         .collect();
     let table = view.snapshot.route_tables.get(route_table);
-    let action = if refused.is_some() {
+    let route = if refused.is_some() {
         None
     } else if is_connect {
         // CONNECT carries only :authority (host:port); the route must allow `connect`.
         table.and_then(|t| router::select_connect(t, authority.as_bytes(), &lookup))
     } else {
         table.and_then(|t| router::select(t, authority.as_bytes(), &path, &lookup))
-    }
-    .map(|r| &r.action);
+    };
     drop(lookup);
+    let action = route.map(|r| &r.action);
+    // The filter chain runs on every well-formed head, routed or not (a malformed one
+    // was refused by the codec's rules before any filter sees it).
+    let mut edits = StreamEdits::default();
+    let chain = if refused.is_some() {
+        Status::Continue
+    } else {
+        filter::on_request_head(&l.http_filters, route.map(|r| r.filters.view()), &mut edits).await
+    };
     let mut cluster_name = None;
-    let done = match (refused, action) {
-        (Some(e), _) => reject(&mut respond, grpc, e),
-        (None, None) => fail(&mut respond, grpc, ResponseFlag::NoRoute),
-        (None, Some(RouteAction::Cluster { cluster, .. })) if is_connect => 'tunnel: {
+    let done = match (refused, chain, action) {
+        (Some(e), _, _) => reject(&mut respond, grpc, e),
+        (None, Status::Respond(reply), _) => local(
+            &mut respond,
+            grpc,
+            reply.status,
+            None,
+            &Bytes::from_static(reply.body.as_bytes()),
+            reply.flag,
+            edits.response,
+        ),
+        (None, Status::Continue, None) => fail(&mut respond, grpc, ResponseFlag::NoRoute),
+        (None, Status::Continue, Some(RouteAction::Cluster { cluster, .. })) if is_connect => 'tunnel: {
             let Some(cs) = view.clusters.get(*cluster) else {
                 break 'tunnel fail(&mut respond, grpc, ResponseFlag::NoHealthyUpstream);
             };
             cluster_name = Some(cs.name.clone());
             // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
             let progress = Progress::new(start, Duration::ZERO, l.idle_timeout);
-            super::connect::tunnel(body, &mut respond, &view, cs, &progress).await
+            super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response).await
         }
-        (None, Some(RouteAction::Direct(d))) => local(
+        (None, Status::Continue, Some(RouteAction::Direct(d))) => local(
             &mut respond,
             grpc,
             d.status,
             d.content_type.as_deref(),
             &d.body,
             ResponseFlag::None,
+            edits.response,
         ),
         (
             None,
+            Status::Continue,
             Some(RouteAction::Cluster {
                 cluster, timeout, ..
             }),
@@ -330,6 +357,7 @@ pub(crate) async fn serve<C: Connector>(
                 peer,
                 grpc,
                 max_headers: l.limits.max_headers,
+                edits,
             };
             match cs.cfg.protocol {
                 UpstreamProtocol::Http1 => {

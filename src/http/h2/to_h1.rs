@@ -21,6 +21,7 @@ use super::stream::{count_class, endpoint, expired, fail, Done};
 use crate::config::MAX_HEADERS_CAP;
 use crate::http::body::{self, BodyError};
 use crate::http::buf::ReadBuf;
+use crate::http::filter::StreamEdits;
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::{self, BodyKind, Special};
 use crate::http::io::Io;
@@ -37,6 +38,9 @@ pub(crate) struct Request<'a> {
     pub grpc: bool,
     /// The listener's `max_headers`, which also bounds response trailers.
     pub max_headers: usize,
+    /// Header edits of the filter chain and the route, for the request sent upstream and
+    /// the response sent back.
+    pub edits: StreamEdits<'a>,
 }
 
 /// Headers that describe one HTTP/1.1 connection and never cross a protocol boundary.
@@ -54,8 +58,14 @@ fn hop_by_hop(name: &str) -> bool {
 }
 
 /// Writes the HTTP/1.1 request head; returns whether the body is sent chunked.
+///
+/// The request edits apply to the message as the proxy would send it otherwise: the
+/// client's end-to-end headers and the forwarding headers. Headers they drop are skipped
+/// as they are written, the ones they add follow; nothing is looked up without edits.
 fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
     let p = r.parts;
+    let edits = r.edits.request;
+    let edited = !edits.is_empty();
     let _ = write!(
         out,
         "{} {} HTTP/1.1\r\nhost: {}\r\n",
@@ -63,6 +73,7 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
     );
     for (name, value) in &p.headers {
         match name.as_str() {
+            n if edited && !edits.keeps(n) => {}
             "te" => {
                 if head::tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
                     out.extend_from_slice(b"te: trailers\r\n");
@@ -82,21 +93,52 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
-    write_forwarding(out, &p.headers, r.peer.ip());
+    let forwarded = |name: &str| !edited || edits.keeps(name);
+    write_forwarding(
+        out,
+        &p.headers,
+        r.peer.ip(),
+        forwarded("x-forwarded-for"),
+        forwarded("x-forwarded-proto"),
+    );
+    if edited {
+        // The forwarding headers are always present by the time the edits apply.
+        let has = |n: &str| {
+            matches!(n, "x-forwarded-for" | "x-forwarded-proto") || p.headers.contains_key(n)
+        };
+        edits.for_each_added(has, |name, value| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        });
+    }
     out.extend_from_slice(b"\r\n");
     chunked
 }
 
 /// The proxy's forwarding headers, exactly as the HTTP/1.1 encoder writes them: every
 /// incoming `x-forwarded-for` value in order, joined by ", ", then the client's address;
-/// `x-forwarded-proto: http` in place of whatever the client sent.
-fn write_forwarding(out: &mut Vec<u8>, headers: &http::HeaderMap, peer: IpAddr) {
-    out.extend_from_slice(b"x-forwarded-for: ");
-    for v in headers.get_all("x-forwarded-for") {
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b", ");
+/// `x-forwarded-proto: http` in place of whatever the client sent. Either header is
+/// left out when the request's edits remove it.
+fn write_forwarding(
+    out: &mut Vec<u8>,
+    headers: &http::HeaderMap,
+    peer: IpAddr,
+    xff: bool,
+    xfp: bool,
+) {
+    if xff {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        for v in headers.get_all("x-forwarded-for") {
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+        let _ = write!(out, "{peer}\r\n");
     }
-    let _ = write!(out, "{peer}\r\nx-forwarded-proto: http\r\n");
+    if xfp {
+        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    }
 }
 
 /// Streams the request body: DATA frames as they arrive, flow-control capacity released
@@ -410,7 +452,7 @@ async fn send_and_receive<U: Io>(
             _ => break Err(ResponseFlag::UpstreamConnectionTermination),
         }
     };
-    let h = match parsed {
+    let mut h = match parsed {
         Ok(h) => h,
         Err(flag) => {
             let (mut d, _) = failed(respond, flag);
@@ -419,6 +461,7 @@ async fn send_and_receive<U: Io>(
         }
     };
     ubuf.consume(h.len);
+    r.edits.response.apply_to_map(h.response.headers_mut());
     let status = h.response.status().as_u16();
     let end = h.body == BodyKind::Empty;
     let mut send = match respond.send_response(h.response, end) {
@@ -545,7 +588,13 @@ mod tests {
             .unwrap();
         let (parts, ()) = req.into_parts();
         let mut out = Vec::new();
-        write_forwarding(&mut out, &parts.headers, "127.0.0.1".parse().unwrap());
+        write_forwarding(
+            &mut out,
+            &parts.headers,
+            "127.0.0.1".parse().unwrap(),
+            true,
+            true,
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "x-forwarded-for: 10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1\r\nx-forwarded-proto: http\r\n"

@@ -191,6 +191,8 @@ where
     *req.uri_mut() = uri;
     copy_end_to_end(&r.parts.headers, req.headers_mut());
     set_forwarding(req.headers_mut(), &r.parts.headers, r.peer.ip());
+    // Edits see the request as it would go out: end-to-end and forwarding headers.
+    r.edits.request.apply_to_map(req.headers_mut());
     let end = r.body.is_end_stream();
     let (response, mut up_send) = match send.send_request(req, end) {
         Ok(x) => x,
@@ -230,6 +232,7 @@ where
         let mut out = Response::new(());
         *out.status_mut() = parts.status;
         copy_end_to_end(&parts.headers, out.headers_mut());
+        r.edits.response.apply_to_map(out.headers_mut());
         let end = body.is_end_stream();
         let mut done = Done {
             status,
