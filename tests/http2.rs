@@ -143,13 +143,19 @@ clusters:
         text.contains("grpc-status: 14"),
         "connect failure is UNAVAILABLE: {text}"
     );
+    // Envoy's wording, as on every other path.
+    let envoy_uf =
+        "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
     assert!(
-        text.contains("grpc-message: upstream connect error"),
+        text.contains(&format!("grpc-message: {envoy_uf}\r\n")),
         "{text}"
     );
     // A plain HTTP/2 request gets the plain local reply.
     let (_, text) = curl_h2(&[&format!("http://{}/other", p.listen)]);
     assert!(text.starts_with("HTTP/2 404"), "{text}");
+    let (_, text) = curl_h2(&[&format!("http://{}/pkg.Svc/Call", p.listen)]);
+    assert!(text.starts_with("HTTP/2 503"), "{text}");
+    assert!(text.ends_with(&format!("\r\n\r\n{envoy_uf}")), "{text}");
 }
 
 #[test]

@@ -241,7 +241,11 @@ fn statuses_outside_1xx_to_5xx_from_either_upstream_become_502() {
     });
     for (r, p) in replies.iter().zip([&via_h1, &via_h2]) {
         assert_eq!(r.status, 502, "{r:?}");
-        assert_eq!(r.body_str(), "upstream sent an invalid response");
+        // Envoy's text for an upstream protocol error.
+        assert_eq!(
+            r.body_str(),
+            "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
+        );
         assert_eq!(flag_count(&p.listener_stats("main"), "UPE"), 1);
     }
     assert_eq!(via_h2.cluster_stats("b")["rq_protocol_error"], 1);

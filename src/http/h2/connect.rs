@@ -23,6 +23,7 @@ use http::{Response, StatusCode};
 
 use super::clock::Progress;
 use super::stream::{count_class, endpoint, expired, fail, Done};
+use crate::http::failure::Failure;
 use crate::http::filter::headers::Edits;
 use crate::http::flags::ResponseFlag;
 use crate::http::io::Io;
@@ -51,10 +52,10 @@ pub(crate) async fn tunnel<C: Connector>(
     edits: Edits<'_>,
 ) -> Done {
     let Some(ep) = cs.start_request() else {
-        return fail(respond, false, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, false, Failure::NoHealthyUpstream);
     };
     let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, false, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, false, Failure::NoHealthyUpstream);
     };
     let mut done = match view
         .connector
@@ -73,7 +74,7 @@ pub(crate) async fn tunnel<C: Connector>(
             cs.stats.cx_connect_fail.inc();
             es.cx_connect_fail.inc();
             count_class(&cs.stats, 503);
-            fail(respond, false, ResponseFlag::UpstreamConnectFailure)
+            fail(respond, false, Failure::ConnectFailure)
         }
     };
     done.upstream = Some(endpoint.addr);
@@ -93,7 +94,7 @@ async fn carry<U: Io>(
     // One handle reads while the other writes.
     let Ok(mut up_w) = up.try_clone() else {
         count_class(&cs.stats, 503);
-        return fail(respond, false, ResponseFlag::UpstreamConnectionTermination);
+        return fail(respond, false, Failure::ConnectionTermination);
     };
     let mut resp = Response::new(());
     *resp.status_mut() = StatusCode::OK;

@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::clock::{Expiry, Progress};
 use crate::config::{ListenerKind, RouteAction, UpstreamProtocol};
+use crate::http::failure::Failure;
 use crate::http::filter::headers::Edits;
 use crate::http::filter::{self, Status, StreamEdits};
 use crate::http::flags::ResponseFlag;
@@ -88,35 +89,16 @@ pub(crate) fn endpoint<C>(
     Some((cs.cfg.endpoints.get(ep)?, cs.endpoints.get(ep)?))
 }
 
-/// The local reply for a stream that failed with `flag` before its response head went
-/// out: status and body text, worded as Envoy words them. Every HTTP/2 path answers its
-/// failures through this one table.
-pub(crate) fn failure_reply(flag: ResponseFlag) -> (u16, &'static str) {
-    match flag {
-        ResponseFlag::NoRoute => (404, ""),
-        ResponseFlag::NoHealthyUpstream => (503, "no healthy upstream"),
-        ResponseFlag::UpstreamConnectFailure => (503, "upstream connect error"),
-        ResponseFlag::UpstreamTimeout => (504, "upstream request timeout"),
-        ResponseFlag::UpstreamProtocolError => (502, "upstream sent an invalid response"),
-        ResponseFlag::DownstreamProtocolError => (400, "bad request"),
-        ResponseFlag::StreamIdleTimeout => (408, "stream timeout"),
-        _ => (
-            503,
-            "upstream connect error or disconnect/reset before headers",
-        ),
-    }
-}
-
-/// Answers a stream that failed with `flag` before its response head went out.
-pub(crate) fn fail(respond: &mut SendResponse<Bytes>, grpc: bool, flag: ResponseFlag) -> Done {
-    let (status, text) = failure_reply(flag);
+/// Answers a stream that failed before its response head went out, with the status,
+/// flag and text of the one failure table (`http::failure`).
+pub(crate) fn fail(respond: &mut SendResponse<Bytes>, grpc: bool, f: Failure) -> Done {
     local(
         respond,
         grpc,
-        status,
+        f.status(),
         None,
-        &Bytes::from_static(text.as_bytes()),
-        flag,
+        &Bytes::from_static(f.body().as_bytes()),
+        f.flag(),
         Edits::none(),
     )
 }
@@ -129,13 +111,16 @@ pub(crate) fn expired(
     progress: &Progress,
     e: Expiry,
 ) -> Done {
-    let flag = match e {
-        Expiry::Route => ResponseFlag::UpstreamTimeout,
-        Expiry::Idle => ResponseFlag::StreamIdleTimeout,
+    let failure = match e {
+        Expiry::Route => Failure::RouteTimeout,
+        Expiry::Idle => Failure::StreamIdle {
+            request_complete: false,
+        },
     };
+    let flag = failure.flag();
     let status = progress.status();
     if status == 0 {
-        let mut d = fail(respond, grpc, flag);
+        let mut d = fail(respond, grpc, failure);
         d.bytes_received = progress.bytes_received();
         return d;
     }
@@ -308,10 +293,10 @@ pub(crate) async fn serve<C: Connector>(
             reply.flag,
             edits.response,
         ),
-        (None, Status::Continue, None) => fail(&mut respond, grpc, ResponseFlag::NoRoute),
+        (None, Status::Continue, None) => fail(&mut respond, grpc, Failure::NoRoute),
         (None, Status::Continue, Some(RouteAction::Cluster { cluster, .. })) if is_connect => 'tunnel: {
             let Some(cs) = view.clusters.get(*cluster) else {
-                break 'tunnel fail(&mut respond, grpc, ResponseFlag::NoHealthyUpstream);
+                break 'tunnel fail(&mut respond, grpc, Failure::NoHealthyUpstream);
             };
             cluster_name = Some(cs.name.clone());
             // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
@@ -336,7 +321,7 @@ pub(crate) async fn serve<C: Connector>(
         ) => 'proxy: {
             // Route indices are resolved against the same snapshot the view was built from.
             let Some(cs) = view.clusters.get(*cluster) else {
-                break 'proxy fail(&mut respond, grpc, ResponseFlag::NoHealthyUpstream);
+                break 'proxy fail(&mut respond, grpc, Failure::NoHealthyUpstream);
             };
             cluster_name = Some(cs.name.clone());
             let mut timeout = *timeout;
@@ -401,38 +386,6 @@ pub(crate) async fn serve<C: Connector>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failures_map_to_envoy_statuses_and_texts() {
-        let cases = [
-            (ResponseFlag::NoRoute, 404, ""),
-            (ResponseFlag::StreamIdleTimeout, 408, "stream timeout"),
-            (ResponseFlag::NoHealthyUpstream, 503, "no healthy upstream"),
-            (
-                ResponseFlag::UpstreamConnectFailure,
-                503,
-                "upstream connect error",
-            ),
-            (
-                ResponseFlag::UpstreamTimeout,
-                504,
-                "upstream request timeout",
-            ),
-            (
-                ResponseFlag::UpstreamConnectionTermination,
-                503,
-                "upstream connect error or disconnect/reset before headers",
-            ),
-            (
-                ResponseFlag::UpstreamProtocolError,
-                502,
-                "upstream sent an invalid response",
-            ),
-        ];
-        for (flag, status, text) in cases {
-            assert_eq!(failure_reply(flag), (status, text), "{flag:?}");
-        }
-    }
 
     #[test]
     fn grpc_timeout_units() {

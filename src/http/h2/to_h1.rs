@@ -21,6 +21,7 @@ use super::stream::{count_class, endpoint, expired, fail, Done};
 use crate::config::MAX_HEADERS_CAP;
 use crate::http::body::{self, BodyError};
 use crate::http::buf::ReadBuf;
+use crate::http::failure::Failure;
 use crate::http::filter::StreamEdits;
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::{self, BodyKind, Special};
@@ -303,10 +304,10 @@ pub(crate) async fn proxy<C: Connector>(
 ) -> Done {
     let stats = &cs.stats;
     let Some(ep) = cs.start_request() else {
-        return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, r.grpc, Failure::NoHealthyUpstream);
     };
     let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, r.grpc, Failure::NoHealthyUpstream);
     };
     es.rq_active.inc();
     // The buffer is lent for this exchange and comes back however the exchange ends.
@@ -347,7 +348,7 @@ async fn exchange<C: Connector>(
 ) -> Done {
     let stats = &cs.stats;
     let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, r.grpc, Failure::NoHealthyUpstream);
     };
     let deadline = progress.deadline();
     let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -372,12 +373,12 @@ async fn exchange<C: Connector>(
                     stats.cx_connect_fail.inc();
                     es.cx_connect_fail.inc();
                     // A connect cut short by the route deadline is the route timeout.
-                    let flag = if deadline.is_some_and(|d| Instant::now() >= d) {
-                        ResponseFlag::UpstreamTimeout
+                    let f = if deadline.is_some_and(|d| Instant::now() >= d) {
+                        Failure::RouteTimeout
                     } else {
-                        ResponseFlag::UpstreamConnectFailure
+                        Failure::ConnectFailure
                     };
-                    return fail(respond, r.grpc, flag);
+                    return fail(respond, r.grpc, f);
                 }
             }
         }
@@ -408,16 +409,14 @@ async fn send_and_receive<U: Io>(
     let deadline = progress.deadline();
     let failed = |respond: &mut SendResponse<Bytes>, flag| (fail(respond, grpc, flag), false);
     if up.write_all(head).await.is_err() {
-        return failed(respond, ResponseFlag::UpstreamConnectionTermination);
+        return failed(respond, Failure::ConnectionTermination);
     }
     progress.touch();
     let mut received = 0;
     if !r.body.is_end_stream() {
         match send_body(up, &mut r.body, chunked, progress).await {
             Ok(n) => received = n,
-            Err(BodyError::Write) => {
-                return failed(respond, ResponseFlag::UpstreamConnectionTermination)
-            }
+            Err(BodyError::Write) => return failed(respond, Failure::ConnectionTermination),
             Err(_) => {
                 let d = Done {
                     status: 0,
@@ -443,19 +442,19 @@ async fn send_and_receive<U: Io>(
                         ubuf.grow(64 * 1024 + 1);
                     }
                 }
-                Err(()) => break Err(ResponseFlag::UpstreamProtocolError),
+                Err(()) => break Err(Failure::ProtocolError),
             }
         }
         match body::fill_from(up, ubuf, deadline).await {
             Ok(n) if n > 0 => progress.touch(),
-            Err(BodyError::Timeout) => break Err(ResponseFlag::UpstreamTimeout),
-            _ => break Err(ResponseFlag::UpstreamConnectionTermination),
+            Err(BodyError::Timeout) => break Err(Failure::RouteTimeout),
+            _ => break Err(Failure::ConnectionTermination),
         }
     };
     let mut h = match parsed {
         Ok(h) => h,
-        Err(flag) => {
-            let (mut d, _) = failed(respond, flag);
+        Err(f) => {
+            let (mut d, _) = failed(respond, f);
             d.bytes_received = received;
             return (d, false);
         }

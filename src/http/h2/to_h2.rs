@@ -18,6 +18,7 @@ use http::{HeaderMap, HeaderValue, Response, Uri};
 use super::clock::{Expiry, Progress};
 use super::stream::{count_class, endpoint, expired, fail, reject, Done};
 use super::to_h1::Request;
+use crate::http::failure::Failure;
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::HeadError;
 use crate::http::view::WorkerView;
@@ -124,10 +125,10 @@ where
 {
     let grpc = r.grpc;
     let Some(ep) = cs.start_request() else {
-        return fail(respond, grpc, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, grpc, Failure::NoHealthyUpstream);
     };
     let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, grpc, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, grpc, Failure::NoHealthyUpstream);
     };
     es.rq_active.inc();
     // Dropping the exchange on expiry resets the upstream stream.
@@ -165,12 +166,12 @@ where
 {
     let stats = &cs.stats;
     let grpc = r.grpc;
-    let failed = |respond: &mut SendResponse<Bytes>, flag| {
+    let failed = |respond: &mut SendResponse<Bytes>, f| {
         stats.rq_class[4].inc();
-        fail(respond, grpc, flag)
+        fail(respond, grpc, f)
     };
     let Ok(mut send) = cs.h2_ready(ep, &*view.connector).await else {
-        return failed(respond, ResponseFlag::UpstreamConnectFailure);
+        return failed(respond, Failure::ConnectFailure);
     };
 
     let uri = Uri::builder()
@@ -198,7 +199,7 @@ where
         Ok(x) => x,
         Err(_) => {
             stats.rq_reset.inc();
-            return failed(respond, ResponseFlag::UpstreamConnectionTermination);
+            return failed(respond, Failure::ConnectionTermination);
         }
     };
     // Request body upstream and response downstream run together (streaming calls).
@@ -217,7 +218,7 @@ where
             Ok(resp) => resp,
             Err(_) => {
                 stats.rq_reset.inc();
-                return failed(respond, ResponseFlag::UpstreamConnectionTermination);
+                return failed(respond, Failure::ConnectionTermination);
             }
         };
         let (parts, mut body) = resp.into_parts();
@@ -226,7 +227,7 @@ where
         // (Dropping the body resets the upstream stream.)
         if !(200..=599).contains(&status) {
             stats.rq_protocol_error.inc();
-            return failed(respond, ResponseFlag::UpstreamProtocolError);
+            return failed(respond, Failure::ProtocolError);
         }
         count_class(stats, status);
         let mut out = Response::new(());
