@@ -6,8 +6,9 @@
 //! only once written upstream, and upstream bytes are read only as fast as the client's
 //! window lets them go out. END_STREAM from the client becomes a write shutdown towards
 //! the upstream; end of stream from the upstream becomes END_STREAM. The tunnel ends
-//! when both directions have, at once if either fails, or when the stream idle timeout
-//! finds it quiet. The route timeout does not apply (as for HTTP/1.1 tunnels).
+//! when both directions have, at once if either fails, or when the listener's
+//! `idle_timeout` finds it quiet. Neither the route timeout nor `stream_idle_timeout`
+//! applies (as for HTTP/1.1 tunnels).
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 

@@ -103,8 +103,9 @@ pub(crate) fn fail(respond: &mut SendResponse<Bytes>, grpc: bool, f: Failure) ->
     )
 }
 
-/// Ends a stream whose route or idle clock ran out: the local reply (504 `UT`, 408 `SI`)
-/// if no response head went out yet, else a RST_STREAM.
+/// Ends a stream whose route or idle clock ran out: the local reply (504 `UT`; 408 `SI`
+/// while the request is still arriving, 504 `SI` once it arrived whole) if no response
+/// head went out yet, else a RST_STREAM.
 pub(crate) fn expired(
     respond: &mut SendResponse<Bytes>,
     grpc: bool,
@@ -114,7 +115,7 @@ pub(crate) fn expired(
     let failure = match e {
         Expiry::Route => Failure::RouteTimeout,
         Expiry::Idle => Failure::StreamIdle {
-            request_complete: false,
+            request_complete: progress.request_complete(),
         },
     };
     let flag = failure.flag();
@@ -330,10 +331,11 @@ pub(crate) async fn serve<C: Connector>(
                     timeout = g;
                 }
             }
-            // The listener's idle timeout is the stream idle timeout too: on HTTP/1 it
-            // bounds each wait for request body bytes and for the client to take
-            // response bytes, which is what Envoy's stream_idle_timeout bounds.
-            let progress = Progress::new(start, timeout, l.idle_timeout);
+            let progress = Progress::new(start, timeout, l.stream_idle_timeout);
+            if body.is_end_stream() {
+                // END_STREAM came with the headers: the request is already whole.
+                progress.request_done();
+            }
             let req = super::to_h1::Request {
                 parts: &parts,
                 body,

@@ -169,6 +169,8 @@ async fn send_body<U: Io>(
         progress.received(n as u64);
         total += n as u64;
     }
+    // No more DATA: the client ended the stream (with trailers, if any, received).
+    progress.request_done();
     if chunked {
         let trailers = body.trailers().await.map_err(|_| BodyError::Read)?;
         progress.touch();

@@ -208,8 +208,9 @@ where
             return Ok(0);
         }
         let result = pump(&mut r.body, &mut up_send, |n| progress.received(n)).await;
-        if result.is_err() {
-            up_send.send_reset(h2::Reason::CANCEL);
+        match result {
+            Ok(_) => progress.request_done(),
+            Err(_) => up_send.send_reset(h2::Reason::CANCEL),
         }
         result
     };
