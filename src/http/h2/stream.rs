@@ -17,6 +17,7 @@ use crate::http::failure::Failure;
 use crate::http::filter::headers::Edits;
 use crate::http::filter::{self, Status, StreamEdits};
 use crate::http::flags::ResponseFlag;
+use crate::http::forwarding;
 use crate::http::h1::head::HeadError;
 use crate::http::router;
 use crate::http::view::WorkerView;
@@ -331,6 +332,15 @@ pub(crate) async fn serve<C: Connector>(
                     timeout = g;
                 }
             }
+            // Who the client is and what to add to x-forwarded-*: one policy for every
+            // path (the incoming XFF values, in order, may span several fields).
+            let xff: Vec<&[u8]> = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let fwd = forwarding::decide(&l.forwarding, peer.ip(), xff.iter().copied());
             let progress = Progress::new(start, timeout, l.stream_idle_timeout);
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
@@ -341,7 +351,7 @@ pub(crate) async fn serve<C: Connector>(
                 body,
                 authority: &authority,
                 path: &path,
-                peer,
+                forwarding: fwd,
                 grpc,
                 max_headers: l.limits.max_headers,
                 edits,

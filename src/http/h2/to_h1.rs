@@ -6,7 +6,6 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -24,6 +23,7 @@ use crate::http::buf::ReadBuf;
 use crate::http::failure::Failure;
 use crate::http::filter::StreamEdits;
 use crate::http::flags::ResponseFlag;
+use crate::http::forwarding::Decision;
 use crate::http::h1::head::{self, BodyKind, Special};
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
@@ -35,7 +35,8 @@ pub(crate) struct Request<'a> {
     pub body: RecvStream,
     pub authority: &'a str,
     pub path: &'a str,
-    pub peer: SocketAddr,
+    /// What the forwarding policy decided for this request.
+    pub forwarding: Decision,
     pub grpc: bool,
     /// The listener's `max_headers`, which also bounds response trailers.
     pub max_headers: usize,
@@ -65,6 +66,7 @@ fn hop_by_hop(name: &str) -> bool {
 /// as they are written, the ones they add follow; nothing is looked up without edits.
 fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
     let p = r.parts;
+    let fwd = r.forwarding;
     let edits = r.edits.request;
     let edited = !edits.is_empty();
     let _ = write!(
@@ -80,7 +82,9 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
                     out.extend_from_slice(b"te: trailers\r\n");
                 }
             }
-            "x-forwarded-for" | "x-forwarded-proto" => {}
+            // Rewritten below; otherwise they pass as they came.
+            "x-forwarded-for" if fwd.append.is_some() => {}
+            "x-forwarded-proto" if fwd.overwrite_proto => {}
             n if hop_by_hop(n) => {}
             n => {
                 out.extend_from_slice(n.as_bytes());
@@ -94,18 +98,15 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
-    let forwarded = |name: &str| !edited || edits.keeps(name);
-    write_forwarding(
-        out,
-        &p.headers,
-        r.peer.ip(),
-        forwarded("x-forwarded-for"),
-        forwarded("x-forwarded-proto"),
-    );
+    let has_xff = p.headers.contains_key(X_FORWARDED_FOR);
+    let has_xfp = p.headers.contains_key(X_FORWARDED_PROTO);
+    write_forwarding(out, &p.headers, fwd, has_xfp, |n| !edited || edits.keeps(n));
     if edited {
-        // The forwarding headers are always present by the time the edits apply.
-        let has = |n: &str| {
-            matches!(n, "x-forwarded-for" | "x-forwarded-proto") || p.headers.contains_key(n)
+        // Presence as the edits see it: after the forwarding headers were set.
+        let has = |n: &str| match n {
+            "x-forwarded-for" => has_xff || fwd.append.is_some(),
+            "x-forwarded-proto" => true,
+            n => p.headers.contains_key(n),
         };
         edits.for_each_added(has, |name, value| {
             out.extend_from_slice(name.as_bytes());
@@ -118,26 +119,31 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
     chunked
 }
 
-/// The proxy's forwarding headers, exactly as the HTTP/1.1 encoder writes them: every
-/// incoming `x-forwarded-for` value in order, joined by ", ", then the client's address;
-/// `x-forwarded-proto: http` in place of whatever the client sent. Either header is
-/// left out when the request's edits remove it.
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// The forwarding headers the policy (`http::forwarding`) decided, as the HTTP/1.1
+/// encoder writes them: with an address to append, every incoming `x-forwarded-for`
+/// value in order, joined by ", ", then the address, on one line; `x-forwarded-proto:
+/// http` when it is overwritten or the client sent none. Incoming values the policy
+/// keeps were written with the other headers. `keep` says whether the request's edits
+/// leave a header in place.
 fn write_forwarding(
     out: &mut Vec<u8>,
     headers: &http::HeaderMap,
-    peer: IpAddr,
-    xff: bool,
-    xfp: bool,
+    fwd: Decision,
+    has_xfp: bool,
+    keep: impl Fn(&str) -> bool,
 ) {
-    if xff {
+    if let Some(ip) = fwd.append.filter(|_| keep(X_FORWARDED_FOR)) {
         out.extend_from_slice(b"x-forwarded-for: ");
-        for v in headers.get_all("x-forwarded-for") {
+        for v in headers.get_all(X_FORWARDED_FOR) {
             out.extend_from_slice(v.as_bytes());
             out.extend_from_slice(b", ");
         }
-        let _ = write!(out, "{peer}\r\n");
+        let _ = write!(out, "{ip}\r\n");
     }
-    if xfp {
+    if (fwd.overwrite_proto || !has_xfp) && keep(X_FORWARDED_PROTO) {
         out.extend_from_slice(b"x-forwarded-proto: http\r\n");
     }
 }
@@ -588,16 +594,21 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
-        let mut out = Vec::new();
-        write_forwarding(
-            &mut out,
-            &parts.headers,
-            "127.0.0.1".parse().unwrap(),
-            true,
-            true,
-        );
+        let write = |append: Option<&str>, overwrite_proto: bool, has_xfp: bool| {
+            let fwd = Decision {
+                append: append.map(|a| a.parse().unwrap()),
+                overwrite_proto,
+                client: None,
+            };
+            let mut out = Vec::new();
+            write_forwarding(&mut out, &parts.headers, fwd, has_xfp, |_| true);
+            String::from_utf8(out).unwrap()
+        };
+        // Incoming values the policy keeps are written with the other headers.
+        assert_eq!(write(None, false, true), "");
+        assert_eq!(write(None, false, false), "x-forwarded-proto: http\r\n");
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            write(Some("127.0.0.1"), true, true),
             "x-forwarded-for: 10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1\r\nx-forwarded-proto: http\r\n"
         );
     }
