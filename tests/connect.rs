@@ -238,3 +238,36 @@ fn h2_connect_responses_carry_the_routes_response_edits() {
     assert_eq!(got, b"hi");
     assert_eq!(headers.get("x-tunnel").unwrap(), "open", "{headers:?}");
 }
+
+#[test]
+fn a_quiet_h2_connect_tunnel_is_reset_with_drt() {
+    use h2client::{connect, within, STEP};
+    let up = tcp_echo();
+    let cfg = config(up, "            upgrades: [connect]\n").replace(
+        "route_table: main }",
+        "route_table: main, idle_timeout: 300ms }",
+    );
+    let p = Proxy::start(&cfg);
+    let proxy = p.listen;
+    let (status, reset) = h2client::run(move || async move {
+        let client = connect(proxy).await;
+        let mut client = within(STEP, "stream slot", client.ready()).await.unwrap();
+        let req = http::Request::builder()
+            .method("CONNECT")
+            .uri("db.tunnel.example:5432")
+            .body(())
+            .unwrap();
+        let (response, _tx) = client.send_request(req, false).unwrap();
+        let resp = within(STEP, "CONNECT response", response).await.unwrap();
+        let status = resp.status().as_u16();
+        let mut rx = resp.into_body();
+        // Nothing is sent either way: the tunnel goes quiet.
+        let end = within(STEP, "tunnel end", rx.data()).await;
+        (status, matches!(end, Some(Err(_))))
+    });
+    assert_eq!(status, 200);
+    assert!(reset, "a quiet tunnel is reset");
+    let s = p.listener_stats("main");
+    assert_eq!(flag_count(&s, "DRT"), 1, "{s}");
+    assert_eq!(flag_count(&s, "SI"), 0, "{s}");
+}

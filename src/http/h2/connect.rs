@@ -22,7 +22,7 @@ use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{Response, StatusCode};
 
-use super::clock::Progress;
+use super::clock::{Expiry, Progress};
 use super::stream::{count_class, endpoint, expired, fail, Done};
 use crate::http::failure::Failure;
 use crate::http::filter::headers::Edits;
@@ -157,7 +157,14 @@ async fn carry<U: Io>(
             done.flag = ResponseFlag::UpstreamConnectionTermination;
             send.send_reset(h2::Reason::CONNECT_ERROR);
         }
-        Err(e) => return expired(respond, false, progress, e),
+        Err(e) => {
+            let mut d = expired(respond, false, progress, e);
+            if e == Expiry::Idle {
+                // A quiet tunnel is DRT, as HTTP/1.1 tunnels and TCP proxying report it.
+                d.flag = ResponseFlag::DownstreamIdleTimeout;
+            }
+            return d;
+        }
     }
     done
 }
