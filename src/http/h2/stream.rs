@@ -278,15 +278,20 @@ pub(crate) async fn serve<C: Connector>(
     // The filter chain runs on every well-formed head, routed or not (a malformed one
     // was refused by the codec's rules before any filter sees it).
     let mut edits = StreamEdits::default();
-    let chain = if refused.is_some() {
-        Status::Continue
+    // `Some`: a filter answered the request itself.
+    let filter_reply = if refused.is_some() {
+        None
     } else {
-        filter::on_request_head(&l.http_filters, route.map(|r| r.filters.view()), &mut edits).await
+        let route_filters = route.map(|r| r.filters.view());
+        match filter::on_request_head(&l.http_filters, route_filters, &mut edits).await {
+            Status::Continue => None,
+            Status::Respond(reply) => Some(reply),
+        }
     };
     let mut cluster_name = None;
-    let done = match (refused, chain, action) {
+    let done = match (refused, filter_reply, action) {
         (Some(e), _, _) => reject(&mut respond, grpc, e),
-        (None, Status::Respond(reply), _) => local(
+        (None, Some(reply), _) => local(
             &mut respond,
             grpc,
             reply.status,
@@ -295,8 +300,8 @@ pub(crate) async fn serve<C: Connector>(
             reply.flag,
             edits.response,
         ),
-        (None, Status::Continue, None) => fail(&mut respond, grpc, Failure::NoRoute),
-        (None, Status::Continue, Some(RouteAction::Cluster { cluster, .. })) if is_connect => 'tunnel: {
+        (None, None, None) => fail(&mut respond, grpc, Failure::NoRoute),
+        (None, None, Some(RouteAction::Cluster { cluster, .. })) if is_connect => 'tunnel: {
             let Some(cs) = view.clusters.get(*cluster) else {
                 break 'tunnel fail(&mut respond, grpc, Failure::NoHealthyUpstream);
             };
@@ -305,7 +310,7 @@ pub(crate) async fn serve<C: Connector>(
             let progress = Progress::new(start, Duration::ZERO, l.idle_timeout);
             super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response).await
         }
-        (None, Status::Continue, Some(RouteAction::Direct(d))) => local(
+        (None, None, Some(RouteAction::Direct(d))) => local(
             &mut respond,
             grpc,
             d.status,
@@ -316,7 +321,7 @@ pub(crate) async fn serve<C: Connector>(
         ),
         (
             None,
-            Status::Continue,
+            None,
             Some(RouteAction::Cluster {
                 cluster, timeout, ..
             }),
