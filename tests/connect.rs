@@ -138,6 +138,16 @@ fn tcp_echo() -> SocketAddr {
 /// `payload` into the tunnel in pieces, half-closes, and returns everything read back
 /// (which must end with END_STREAM, not a reset).
 fn h2_connect(proxy: SocketAddr, target: &str, payload: Vec<u8>) -> (u16, Vec<u8>) {
+    let (status, _, got) = h2_connect_head(proxy, target, payload);
+    (status, got)
+}
+
+/// [`h2_connect`], with the response's header fields too.
+fn h2_connect_head(
+    proxy: SocketAddr,
+    target: &str,
+    payload: Vec<u8>,
+) -> (u16, http::HeaderMap, Vec<u8>) {
     use h2client::{connect, within, STEP};
     let target = target.to_string();
     h2client::run(move || async move {
@@ -151,8 +161,9 @@ fn h2_connect(proxy: SocketAddr, target: &str, payload: Vec<u8>) -> (u16, Vec<u8
         let (response, mut tx) = client.send_request(req, false).unwrap();
         let resp = within(STEP, "CONNECT response", response).await.unwrap();
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         if status != 200 {
-            return (status, Vec::new());
+            return (status, headers, Vec::new());
         }
         let mut rx = resp.into_body();
         // Write and read concurrently: the payload is larger than the windows.
@@ -177,7 +188,7 @@ fn h2_connect(proxy: SocketAddr, target: &str, payload: Vec<u8>) -> (u16, Vec<u8
             got
         };
         let (_tx, got) = futures_lite::future::zip(write, read).await;
-        (status, got)
+        (status, headers, got)
     })
 }
 
@@ -209,4 +220,54 @@ fn h2_connect_without_an_allowing_route_is_refused() {
     assert_eq!(status, 404);
     assert_eq!(up.request_count(), 0, "nothing reached the upstream");
     assert_eq!(flag_count(&p.listener_stats("main"), "NR"), 2);
+}
+
+#[test]
+fn h2_connect_responses_carry_the_routes_response_edits() {
+    let up = tcp_echo();
+    let p = Proxy::start(&config(
+        up,
+        "            upgrades: [connect]
+            response_headers_to_add:
+              - { name: x-tunnel, value: open }
+",
+    ));
+    let (status, headers, got) =
+        h2_connect_head(p.listen, "db.tunnel.example:5432", b"hi".to_vec());
+    assert_eq!(status, 200);
+    assert_eq!(got, b"hi");
+    assert_eq!(headers.get("x-tunnel").unwrap(), "open", "{headers:?}");
+}
+
+#[test]
+fn a_quiet_h2_connect_tunnel_is_reset_with_drt() {
+    use h2client::{connect, within, STEP};
+    let up = tcp_echo();
+    let cfg = config(up, "            upgrades: [connect]\n").replace(
+        "route_table: main }",
+        "route_table: main, idle_timeout: 300ms }",
+    );
+    let p = Proxy::start(&cfg);
+    let proxy = p.listen;
+    let (status, reset) = h2client::run(move || async move {
+        let client = connect(proxy).await;
+        let mut client = within(STEP, "stream slot", client.ready()).await.unwrap();
+        let req = http::Request::builder()
+            .method("CONNECT")
+            .uri("db.tunnel.example:5432")
+            .body(())
+            .unwrap();
+        let (response, _tx) = client.send_request(req, false).unwrap();
+        let resp = within(STEP, "CONNECT response", response).await.unwrap();
+        let status = resp.status().as_u16();
+        let mut rx = resp.into_body();
+        // Nothing is sent either way: the tunnel goes quiet.
+        let end = within(STEP, "tunnel end", rx.data()).await;
+        (status, matches!(end, Some(Err(_))))
+    });
+    assert_eq!(status, 200);
+    assert!(reset, "a quiet tunnel is reset");
+    let s = p.listener_stats("main");
+    assert_eq!(flag_count(&s, "DRT"), 1, "{s}");
+    assert_eq!(flag_count(&s, "SI"), 0, "{s}");
 }

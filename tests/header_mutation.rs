@@ -194,6 +194,63 @@ fn http2_client_to_http2_upstream() {
     h2_case("http2");
 }
 
+/// Per-route overrides and direct responses on HTTP/2 streams (HTTP/1.1 upstream).
+#[test]
+fn http2_overrides_and_direct_responses() {
+    let up = Upstream::echo();
+    let proxy = Proxy::start(&config(up.addr, "http1"));
+    let named = |headers: &[(String, String)], n: &str| -> Vec<String> {
+        headers
+            .iter()
+            .filter(|(h, _)| h == n)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    // The filter is off on /plain: the upstream's header comes back, x-filter passes.
+    let h = nghttp_headers(&proxy.url("/plain"), &["x-filter: client"]);
+    assert_eq!(named(&h, "x-upstream-conn").len(), 1, "{h:?}");
+    assert!(named(&h, "x-served-by").is_empty(), "{h:?}");
+    assert_eq!(named(&h, "x-level"), ["table"]);
+    assert_eq!(up.last_request().headers_named("x-filter"), vec!["client"]);
+    // /other replaces the filter's config: appended, and no response edits of its own.
+    let h = nghttp_headers(&proxy.url("/other"), &["x-filter: client"]);
+    assert!(named(&h, "x-served-by").is_empty(), "{h:?}");
+    assert_eq!(
+        up.last_request().headers_named("x-filter"),
+        vec!["client", "override"]
+    );
+    // Direct responses get the route's and the filter's response edits.
+    let h = nghttp_headers(&proxy.url("/direct"), &[]);
+    assert_eq!(named(&h, "x-route"), ["direct"], "{h:?}");
+    assert_eq!(named(&h, "x-served-by"), ["outrigger"]);
+}
+
+/// Request edits apply after the proxy set its forwarding headers (as Envoy's router
+/// edits run after the connection manager's), on the HTTP/2 to HTTP/1.1 path.
+#[test]
+fn http2_edits_see_the_forwarding_headers() {
+    let up = Upstream::echo();
+    let cfg = proxy_config(up.addr).replace(
+        "            timeout: 5s\n",
+        "            timeout: 5s
+            request_headers_to_remove: [x-forwarded-proto]
+            request_headers_to_add:
+              - { name: x-forwarded-for, value: 192.0.2.1, append_action: OVERWRITE_IF_EXISTS }
+              - { name: x-added, value: a, append_action: ADD_IF_ABSENT }
+",
+    );
+    let proxy = Proxy::start(&cfg);
+    let h = nghttp_headers(&proxy.url("/f"), &["x-forwarded-for: 10.0.0.1"]);
+    assert!(
+        h.iter().any(|(n, v)| n.ends_with("status") && v == "200"),
+        "{h:?}"
+    );
+    let req = up.last_request();
+    assert_eq!(req.headers_named("x-forwarded-for"), ["192.0.2.1"]);
+    assert!(req.headers_named("x-forwarded-proto").is_empty());
+    assert_eq!(req.headers_named("x-added"), ["a"]);
+}
+
 #[test]
 fn http1_client_to_http2_upstream() {
     let up = Upstream::echo();

@@ -143,13 +143,19 @@ clusters:
         text.contains("grpc-status: 14"),
         "connect failure is UNAVAILABLE: {text}"
     );
+    // Envoy's wording, as on every other path.
+    let envoy_uf =
+        "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure";
     assert!(
-        text.contains("grpc-message: upstream connect error"),
+        text.contains(&format!("grpc-message: {envoy_uf}\r\n")),
         "{text}"
     );
     // A plain HTTP/2 request gets the plain local reply.
     let (_, text) = curl_h2(&[&format!("http://{}/other", p.listen)]);
     assert!(text.starts_with("HTTP/2 404"), "{text}");
+    let (_, text) = curl_h2(&[&format!("http://{}/pkg.Svc/Call", p.listen)]);
+    assert!(text.starts_with("HTTP/2 503"), "{text}");
+    assert!(text.ends_with(&format!("\r\n\r\n{envoy_uf}")), "{text}");
 }
 
 #[test]
@@ -423,7 +429,7 @@ fn a_stalled_h2_stream_gets_408_and_releases_its_upstream_connection() {
     let p = Proxy::start(&proxy_config_with(
         up.addr,
         "0s",
-        "    idle_timeout: 400ms\n",
+        "    stream_idle_timeout: 400ms\n",
     ));
     let replies = stalled_streams(p.listen, 4);
     for r in &replies {
@@ -439,6 +445,75 @@ fn a_stalled_h2_stream_gets_408_and_releases_its_upstream_connection() {
         up.open_connections()
     );
     assert_eq!(flag_count(&p.listener_stats("main"), "SI"), 4);
+}
+
+#[test]
+fn a_whole_request_left_waiting_gets_504_stream_timeout() {
+    // The request arrived whole (END_STREAM on its headers); the upstream says nothing:
+    // Envoy's stream idle timeout answers 504 then, not 408.
+    let up = Upstream::start(delayed(Duration::from_secs(5)));
+    let p = Proxy::start(&proxy_config_with(
+        up.addr,
+        "0s",
+        "    stream_idle_timeout: 300ms\n",
+    ));
+    let addr = p.listen;
+    let reply = h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let req = request("GET", &format!("http://{addr}/wait"))
+            .body(())
+            .unwrap();
+        h2client::send(&mut client, req, b"").await
+    });
+    assert_eq!(reply.status, 504, "{reply:?}");
+    assert_eq!(reply.body_str(), "stream timeout");
+    assert_eq!(flag_count(&p.listener_stats("main"), "SI"), 1);
+}
+
+#[test]
+fn the_stream_idle_timeout_resets_a_response_that_stops_moving() {
+    let stall: Handler = std::sync::Arc::new(|ctx, _, s| {
+        use std::io::Write;
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")?;
+        ctx.sleep(Duration::from_secs(5));
+        Ok(false)
+    });
+    let up = Upstream::start(stall);
+    let p = Proxy::start(&proxy_config_with(
+        up.addr,
+        "0s",
+        "    stream_idle_timeout: 300ms\n",
+    ));
+    let addr = p.listen;
+    let reply = h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let req = request("GET", &format!("http://{addr}/part"))
+            .body(())
+            .unwrap();
+        h2client::send(&mut client, req, b"").await
+    });
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body_str(), "abc");
+    assert!(reply.reset.is_some(), "a reset, not END_STREAM: {reply:?}");
+    assert_eq!(flag_count(&p.listener_stats("main"), "SI"), 1);
+}
+
+#[test]
+fn streams_follow_stream_idle_timeout_not_the_connection_idle_timeout() {
+    // A short connection idle_timeout does not end a stream, and stream_idle_timeout 0s
+    // turns the stream clock off: the stalled stream lives until the route timeout.
+    let up = Upstream::echo();
+    let p = Proxy::start(&proxy_config_with(
+        up.addr,
+        "1s",
+        "    idle_timeout: 200ms\n    stream_idle_timeout: 0s\n",
+    ));
+    let replies = stalled_streams(p.listen, 1);
+    assert_eq!(replies[0].status, 504, "{:?}", replies[0]);
+    assert_eq!(replies[0].body_str(), "upstream request timeout");
+    let s = p.listener_stats("main");
+    assert_eq!(flag_count(&s, "UT"), 1, "{s}");
+    assert_eq!(flag_count(&s, "SI"), 0, "{s}");
 }
 
 #[test]

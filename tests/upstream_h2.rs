@@ -16,7 +16,7 @@ fn front(b: SocketAddr, timeout: &str, protocol: &str) -> String {
 }
 
 /// `front` with extra listener fields (a YAML flow mapping's inner part, e.g.
-/// `, idle_timeout: 1s`).
+/// `, stream_idle_timeout: 1s`).
 fn front_with(b: SocketAddr, timeout: &str, protocol: &str, listener_extra: &str) -> String {
     format!(
         "{HEADER}listeners:
@@ -156,7 +156,7 @@ fn a_stalled_h2_stream_to_an_h2_upstream_gets_408_and_resets_the_upstream_stream
         b.listen,
         "0s",
         "http2",
-        ", idle_timeout: 400ms",
+        ", stream_idle_timeout: 400ms",
     ));
     let addr = a.listen;
     let reply = h2client::run(move || async move {
@@ -181,6 +181,29 @@ fn a_stalled_h2_stream_to_an_h2_upstream_gets_408_and_resets_the_upstream_stream
         "B saw the reset and closed its upstream connection: {} open",
         up.open_connections()
     );
+}
+
+#[test]
+fn a_whole_request_to_a_silent_h2_upstream_gets_504_stream_timeout() {
+    let slow = Upstream::start(delayed(Duration::from_secs(5)));
+    let b = Proxy::start(&proxy_config_with(slow.addr, "10s", ""));
+    let a = Proxy::start(&front_with(
+        b.listen,
+        "0s",
+        "http2",
+        ", stream_idle_timeout: 300ms",
+    ));
+    let addr = a.listen;
+    let reply = h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let req = request("GET", &format!("http://{addr}/wait"))
+            .body(())
+            .unwrap();
+        h2client::send(&mut client, req, b"").await
+    });
+    assert_eq!(reply.status, 504, "{reply:?}");
+    assert_eq!(reply.body_str(), "stream timeout");
+    assert_eq!(flag_count(&a.listener_stats("main"), "SI"), 1);
 }
 
 #[test]
@@ -241,7 +264,11 @@ fn statuses_outside_1xx_to_5xx_from_either_upstream_become_502() {
     });
     for (r, p) in replies.iter().zip([&via_h1, &via_h2]) {
         assert_eq!(r.status, 502, "{r:?}");
-        assert_eq!(r.body_str(), "upstream sent an invalid response");
+        // Envoy's text for an upstream protocol error.
+        assert_eq!(
+            r.body_str(),
+            "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
+        );
         assert_eq!(flag_count(&p.listener_stats("main"), "UPE"), 1);
     }
     assert_eq!(via_h2.cluster_stats("b")["rq_protocol_error"], 1);

@@ -8,6 +8,8 @@
 use super::flags::ResponseFlag;
 
 /// A locally answered failure.
+// `ConnectFailure` keeps Envoy's name for UF although it ends like the enum.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// No route matched: 404 NR.

@@ -191,15 +191,15 @@ impl RawHeaderMutationRef<'_> {
         };
         HeaderMutation {
             request: ops(
-                &self.request_headers_to_add,
-                &self.request_headers_to_remove,
+                self.request_headers_to_add,
+                self.request_headers_to_remove,
                 &p("request_headers_to_add"),
                 &p("request_headers_to_remove"),
                 errors,
             ),
             response: ops(
-                &self.response_headers_to_add,
-                &self.response_headers_to_remove,
+                self.response_headers_to_add,
+                self.response_headers_to_remove,
                 &p("response_headers_to_add"),
                 &p("response_headers_to_remove"),
                 errors,

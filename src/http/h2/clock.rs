@@ -2,9 +2,11 @@
 //!
 //! - The route timeout (shortened by `grpc-timeout`) bounds the whole exchange: connect,
 //!   request body, response head, response body.
-//! - The stream idle timeout (Envoy's `stream_idle_timeout`) ends a stream that moved no
-//!   byte in either direction for that long, whatever it waits for: client DATA, send
-//!   window, the upstream.
+//! - The stream idle timeout (the listener's `stream_idle_timeout`, as Envoy's; zero
+//!   disables it) ends a stream that moved no byte in either direction for that long,
+//!   whatever it waits for: client DATA, send window, the upstream. Before the response
+//!   head it is a `408` while the request is still arriving, a `504` once it was received
+//!   whole (Envoy's `maybeRequestTimeoutCode`).
 //!
 //! Both run on one glommio timer per stream. Moving bytes only stores a timestamp; the
 //! timer is re-armed lazily when it fires and finds the idle deadline moved, so a busy
@@ -24,27 +26,31 @@ use std::time::{Duration, Instant};
 pub(crate) enum Expiry {
     /// The route timeout: 504 `UT` before the response head, a reset after.
     Route,
-    /// The stream idle timeout: 408 `SI` before the response head, a reset after.
+    /// The stream idle timeout: 408 or 504 `SI` before the response head, a reset after.
     Idle,
 }
 
 /// Deadlines and progress of one stream, shared by reference with the proxying future.
 pub(crate) struct Progress {
     route: Option<Instant>,
+    /// Zero: no idle clock.
     idle: Duration,
     last: Cell<Instant>,
+    /// The client's request ended (END_STREAM received).
+    request_complete: Cell<bool>,
     status: Cell<u16>,
     received: Cell<u64>,
     sent: Cell<u64>,
 }
 
 impl Progress {
-    /// `route_timeout` zero: no route timeout. `idle` must be positive.
+    /// `route_timeout` zero: no route timeout; `idle` zero: no stream idle timeout.
     pub fn new(start: Instant, route_timeout: Duration, idle: Duration) -> Self {
         Progress {
             route: (!route_timeout.is_zero()).then(|| start + route_timeout),
             idle,
             last: Cell::new(Instant::now()),
+            request_complete: Cell::new(false),
             status: Cell::new(0),
             received: Cell::new(0),
             sent: Cell::new(0),
@@ -71,6 +77,17 @@ impl Progress {
     pub fn sent(&self, n: u64) {
         self.sent.set(self.sent.get() + n);
         self.touch();
+    }
+
+    /// The client's request arrived whole (its END_STREAM was received).
+    pub fn request_done(&self) {
+        self.request_complete.set(true);
+        self.touch();
+    }
+
+    /// Whether the client's request arrived whole.
+    pub fn request_complete(&self) -> bool {
+        self.request_complete.get()
     }
 
     /// A response head with `status` went to the client.
@@ -100,11 +117,16 @@ impl Progress {
             if self.route.is_some_and(|r| now >= r) {
                 return Expiry::Route;
             }
-            let idle_at = self.last.get() + self.idle;
-            if now >= idle_at {
+            let idle_at = (!self.idle.is_zero()).then(|| self.last.get() + self.idle);
+            if idle_at.is_some_and(|i| now >= i) {
                 return Expiry::Idle;
             }
-            let wake = self.route.map_or(idle_at, |r| r.min(idle_at));
+            let wake = match (self.route, idle_at) {
+                (Some(r), Some(i)) => r.min(i),
+                (Some(at), None) | (None, Some(at)) => at,
+                // Neither clock runs: the work alone decides.
+                (None, None) => return std::future::pending().await,
+            };
             glommio::timer::sleep(wake.saturating_duration_since(now)).await;
         }
     }

@@ -6,8 +6,9 @@
 //! only once written upstream, and upstream bytes are read only as fast as the client's
 //! window lets them go out. END_STREAM from the client becomes a write shutdown towards
 //! the upstream; end of stream from the upstream becomes END_STREAM. The tunnel ends
-//! when both directions have, at once if either fails, or when the stream idle timeout
-//! finds it quiet. The route timeout does not apply (as for HTTP/1.1 tunnels).
+//! when both directions have, at once if either fails, or when the listener's
+//! `idle_timeout` finds it quiet. Neither the route timeout nor `stream_idle_timeout`
+//! applies (as for HTTP/1.1 tunnels).
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -21,8 +22,10 @@ use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{Response, StatusCode};
 
-use super::clock::Progress;
+use super::clock::{Expiry, Progress};
 use super::stream::{count_class, endpoint, expired, fail, Done};
+use crate::http::failure::Failure;
+use crate::http::filter::headers::Edits;
 use crate::http::flags::ResponseFlag;
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
@@ -47,12 +50,13 @@ pub(crate) async fn tunnel<C: Connector>(
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
     progress: &Progress,
+    edits: Edits<'_>,
 ) -> Done {
     let Some(ep) = cs.start_request() else {
-        return fail(respond, false, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, false, Failure::NoHealthyUpstream);
     };
     let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, false, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, false, Failure::NoHealthyUpstream);
     };
     let mut done = match view
         .connector
@@ -63,7 +67,7 @@ pub(crate) async fn tunnel<C: Connector>(
             cs.stats.cx_total.inc();
             es.cx_total.inc();
             es.rq_active.inc();
-            let d = carry(body, respond, up, cs, progress).await;
+            let d = carry(body, respond, up, cs, progress, edits).await;
             es.rq_active.dec();
             d
         }
@@ -71,28 +75,31 @@ pub(crate) async fn tunnel<C: Connector>(
             cs.stats.cx_connect_fail.inc();
             es.cx_connect_fail.inc();
             count_class(&cs.stats, 503);
-            fail(respond, false, ResponseFlag::UpstreamConnectFailure)
+            fail(respond, false, Failure::ConnectFailure)
         }
     };
     done.upstream = Some(endpoint.addr);
     done
 }
 
-/// Answers `200` and carries bytes until both directions end.
+/// Answers `200` (with the stream's response header edits) and carries bytes until both
+/// directions end.
 async fn carry<U: Io>(
     mut body: RecvStream,
     respond: &mut SendResponse<Bytes>,
     mut up: U,
     cs: &ClusterState<U>,
     progress: &Progress,
+    edits: Edits<'_>,
 ) -> Done {
     // One handle reads while the other writes.
     let Ok(mut up_w) = up.try_clone() else {
         count_class(&cs.stats, 503);
-        return fail(respond, false, ResponseFlag::UpstreamConnectionTermination);
+        return fail(respond, false, Failure::ConnectionTermination);
     };
     let mut resp = Response::new(());
     *resp.status_mut() = StatusCode::OK;
+    edits.apply_to_map(resp.headers_mut());
     let mut send = match respond.send_response(resp, false) {
         Ok(s) => s,
         Err(_) => {
@@ -150,7 +157,14 @@ async fn carry<U: Io>(
             done.flag = ResponseFlag::UpstreamConnectionTermination;
             send.send_reset(h2::Reason::CONNECT_ERROR);
         }
-        Err(e) => return expired(respond, false, progress, e),
+        Err(e) => {
+            let mut d = expired(respond, false, progress, e);
+            if e == Expiry::Idle {
+                // A quiet tunnel is DRT, as HTTP/1.1 tunnels and TCP proxying report it.
+                d.flag = ResponseFlag::DownstreamIdleTimeout;
+            }
+            return d;
+        }
     }
     done
 }

@@ -13,7 +13,11 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use super::clock::{Expiry, Progress};
 use crate::config::{ListenerKind, RouteAction, UpstreamProtocol};
+use crate::http::failure::Failure;
+use crate::http::filter::headers::Edits;
+use crate::http::filter::{self, Status, StreamEdits};
 use crate::http::flags::ResponseFlag;
+use crate::http::forwarding;
 use crate::http::h1::head::HeadError;
 use crate::http::router;
 use crate::http::view::WorkerView;
@@ -86,53 +90,39 @@ pub(crate) fn endpoint<C>(
     Some((cs.cfg.endpoints.get(ep)?, cs.endpoints.get(ep)?))
 }
 
-/// The local reply for a stream that failed with `flag` before its response head went
-/// out: status and body text, worded as Envoy words them. Every HTTP/2 path answers its
-/// failures through this one table.
-pub(crate) fn failure_reply(flag: ResponseFlag) -> (u16, &'static str) {
-    match flag {
-        ResponseFlag::NoRoute => (404, ""),
-        ResponseFlag::NoHealthyUpstream => (503, "no healthy upstream"),
-        ResponseFlag::UpstreamConnectFailure => (503, "upstream connect error"),
-        ResponseFlag::UpstreamTimeout => (504, "upstream request timeout"),
-        ResponseFlag::UpstreamProtocolError => (502, "upstream sent an invalid response"),
-        ResponseFlag::DownstreamProtocolError => (400, "bad request"),
-        ResponseFlag::StreamIdleTimeout => (408, "stream timeout"),
-        _ => (
-            503,
-            "upstream connect error or disconnect/reset before headers",
-        ),
-    }
-}
-
-/// Answers a stream that failed with `flag` before its response head went out.
-pub(crate) fn fail(respond: &mut SendResponse<Bytes>, grpc: bool, flag: ResponseFlag) -> Done {
-    let (status, text) = failure_reply(flag);
+/// Answers a stream that failed before its response head went out, with the status,
+/// flag and text of the one failure table (`http::failure`).
+pub(crate) fn fail(respond: &mut SendResponse<Bytes>, grpc: bool, f: Failure) -> Done {
     local(
         respond,
         grpc,
-        status,
+        f.status(),
         None,
-        &Bytes::from_static(text.as_bytes()),
-        flag,
+        &Bytes::from_static(f.body().as_bytes()),
+        f.flag(),
+        Edits::none(),
     )
 }
 
-/// Ends a stream whose route or idle clock ran out: the local reply (504 `UT`, 408 `SI`)
-/// if no response head went out yet, else a RST_STREAM.
+/// Ends a stream whose route or idle clock ran out: the local reply (504 `UT`; 408 `SI`
+/// while the request is still arriving, 504 `SI` once it arrived whole) if no response
+/// head went out yet, else a RST_STREAM.
 pub(crate) fn expired(
     respond: &mut SendResponse<Bytes>,
     grpc: bool,
     progress: &Progress,
     e: Expiry,
 ) -> Done {
-    let flag = match e {
-        Expiry::Route => ResponseFlag::UpstreamTimeout,
-        Expiry::Idle => ResponseFlag::StreamIdleTimeout,
+    let failure = match e {
+        Expiry::Route => Failure::RouteTimeout,
+        Expiry::Idle => Failure::StreamIdle {
+            request_complete: progress.request_complete(),
+        },
     };
+    let flag = failure.flag();
     let status = progress.status();
     if status == 0 {
-        let mut d = fail(respond, grpc, flag);
+        let mut d = fail(respond, grpc, failure);
         d.bytes_received = progress.bytes_received();
         return d;
     }
@@ -155,11 +145,13 @@ pub(crate) fn reject(respond: &mut SendResponse<Bytes>, grpc: bool, e: HeadError
         None,
         &Bytes::from_static(e.reason().as_bytes()),
         ResponseFlag::DownstreamProtocolError,
+        Edits::none(),
     )
 }
 
 /// Sends a locally generated response; for gRPC requests a trailers-only response with
-/// `grpc-status` and `grpc-message`.
+/// `grpc-status` and `grpc-message`. `edits` are the response header edits of the
+/// stream's filter chain and route (direct responses and filter replies carry them).
 pub(crate) fn local(
     respond: &mut SendResponse<Bytes>,
     grpc: bool,
@@ -167,6 +159,7 @@ pub(crate) fn local(
     content_type: Option<&str>,
     body: &Bytes,
     flag: ResponseFlag,
+    edits: Edits<'_>,
 ) -> Done {
     let mut done = Done {
         status,
@@ -194,6 +187,7 @@ pub(crate) fn local(
             h.insert("grpc-message", v);
         }
         done.status = 200;
+        edits.apply_to_map(resp.headers_mut());
         if respond.send_response(resp, true).is_err() {
             done.flag = ResponseFlag::DownstreamConnectionTermination;
         }
@@ -207,6 +201,7 @@ pub(crate) fn local(
     }
     resp.headers_mut()
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    edits.apply_to_map(resp.headers_mut());
     match respond.send_response(resp, body.is_empty()) {
         Ok(mut s) => {
             if !body.is_empty() {
@@ -270,38 +265,62 @@ pub(crate) async fn serve<C: Connector>(
         })
         .collect();
     let table = view.snapshot.route_tables.get(route_table);
-    let action = if refused.is_some() {
+    let route = if refused.is_some() {
         None
     } else if is_connect {
         // CONNECT carries only :authority (host:port); the route must allow `connect`.
         table.and_then(|t| router::select_connect(t, authority.as_bytes(), &lookup))
     } else {
         table.and_then(|t| router::select(t, authority.as_bytes(), &path, &lookup))
-    }
-    .map(|r| &r.action);
+    };
     drop(lookup);
+    let action = route.map(|r| &r.action);
+    // The filter chain runs on every well-formed head, routed or not (a malformed one
+    // was refused by the codec's rules before any filter sees it).
+    let mut edits = StreamEdits::default();
+    // `Some`: a filter answered the request itself.
+    let filter_reply = if refused.is_some() {
+        None
+    } else {
+        let route_filters = route.map(|r| r.filters.view());
+        match filter::on_request_head(&l.http_filters, route_filters, &mut edits).await {
+            Status::Continue => None,
+            Status::Respond(reply) => Some(reply),
+        }
+    };
     let mut cluster_name = None;
-    let done = match (refused, action) {
-        (Some(e), _) => reject(&mut respond, grpc, e),
-        (None, None) => fail(&mut respond, grpc, ResponseFlag::NoRoute),
-        (None, Some(RouteAction::Cluster { cluster, .. })) if is_connect => 'tunnel: {
+    let done = match (refused, filter_reply, action) {
+        (Some(e), _, _) => reject(&mut respond, grpc, e),
+        (None, Some(reply), _) => local(
+            &mut respond,
+            grpc,
+            reply.status,
+            None,
+            &Bytes::from_static(reply.body.as_bytes()),
+            reply.flag,
+            edits.response,
+        ),
+        (None, None, None) => fail(&mut respond, grpc, Failure::NoRoute),
+        (None, None, Some(RouteAction::Cluster { cluster, .. })) if is_connect => 'tunnel: {
             let Some(cs) = view.clusters.get(*cluster) else {
-                break 'tunnel fail(&mut respond, grpc, ResponseFlag::NoHealthyUpstream);
+                break 'tunnel fail(&mut respond, grpc, Failure::NoHealthyUpstream);
             };
             cluster_name = Some(cs.name.clone());
             // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
             let progress = Progress::new(start, Duration::ZERO, l.idle_timeout);
-            super::connect::tunnel(body, &mut respond, &view, cs, &progress).await
+            super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response).await
         }
-        (None, Some(RouteAction::Direct(d))) => local(
+        (None, None, Some(RouteAction::Direct(d))) => local(
             &mut respond,
             grpc,
             d.status,
             d.content_type.as_deref(),
             &d.body,
             ResponseFlag::None,
+            edits.response,
         ),
         (
+            None,
             None,
             Some(RouteAction::Cluster {
                 cluster, timeout, ..
@@ -309,7 +328,7 @@ pub(crate) async fn serve<C: Connector>(
         ) => 'proxy: {
             // Route indices are resolved against the same snapshot the view was built from.
             let Some(cs) = view.clusters.get(*cluster) else {
-                break 'proxy fail(&mut respond, grpc, ResponseFlag::NoHealthyUpstream);
+                break 'proxy fail(&mut respond, grpc, Failure::NoHealthyUpstream);
             };
             cluster_name = Some(cs.name.clone());
             let mut timeout = *timeout;
@@ -318,18 +337,29 @@ pub(crate) async fn serve<C: Connector>(
                     timeout = g;
                 }
             }
-            // The listener's idle timeout is the stream idle timeout too: on HTTP/1 it
-            // bounds each wait for request body bytes and for the client to take
-            // response bytes, which is what Envoy's stream_idle_timeout bounds.
-            let progress = Progress::new(start, timeout, l.idle_timeout);
+            // Who the client is and what to add to x-forwarded-*: one policy for every
+            // path (the incoming XFF values, in order, may span several fields).
+            let xff: Vec<&[u8]> = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let fwd = forwarding::decide(&l.forwarding, peer.ip(), xff.iter().copied());
+            let progress = Progress::new(start, timeout, l.stream_idle_timeout);
+            if body.is_end_stream() {
+                // END_STREAM came with the headers: the request is already whole.
+                progress.request_done();
+            }
             let req = super::to_h1::Request {
                 parts: &parts,
                 body,
                 authority: &authority,
                 path: &path,
-                peer,
+                forwarding: fwd,
                 grpc,
                 max_headers: l.limits.max_headers,
+                edits,
             };
             match cs.cfg.protocol {
                 UpstreamProtocol::Http1 => {
@@ -373,38 +403,6 @@ pub(crate) async fn serve<C: Connector>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failures_map_to_envoy_statuses_and_texts() {
-        let cases = [
-            (ResponseFlag::NoRoute, 404, ""),
-            (ResponseFlag::StreamIdleTimeout, 408, "stream timeout"),
-            (ResponseFlag::NoHealthyUpstream, 503, "no healthy upstream"),
-            (
-                ResponseFlag::UpstreamConnectFailure,
-                503,
-                "upstream connect error",
-            ),
-            (
-                ResponseFlag::UpstreamTimeout,
-                504,
-                "upstream request timeout",
-            ),
-            (
-                ResponseFlag::UpstreamConnectionTermination,
-                503,
-                "upstream connect error or disconnect/reset before headers",
-            ),
-            (
-                ResponseFlag::UpstreamProtocolError,
-                502,
-                "upstream sent an invalid response",
-            ),
-        ];
-        for (flag, status, text) in cases {
-            assert_eq!(failure_reply(flag), (status, text), "{flag:?}");
-        }
-    }
 
     #[test]
     fn grpc_timeout_units() {

@@ -6,7 +6,6 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,7 +20,10 @@ use super::stream::{count_class, endpoint, expired, fail, Done};
 use crate::config::MAX_HEADERS_CAP;
 use crate::http::body::{self, BodyError};
 use crate::http::buf::ReadBuf;
+use crate::http::failure::Failure;
+use crate::http::filter::StreamEdits;
 use crate::http::flags::ResponseFlag;
+use crate::http::forwarding::Decision;
 use crate::http::h1::head::{self, BodyKind, Special};
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
@@ -33,10 +35,14 @@ pub(crate) struct Request<'a> {
     pub body: RecvStream,
     pub authority: &'a str,
     pub path: &'a str,
-    pub peer: SocketAddr,
+    /// What the forwarding policy decided for this request.
+    pub forwarding: Decision,
     pub grpc: bool,
     /// The listener's `max_headers`, which also bounds response trailers.
     pub max_headers: usize,
+    /// Header edits of the filter chain and the route, for the request sent upstream and
+    /// the response sent back.
+    pub edits: StreamEdits<'a>,
 }
 
 /// Headers that describe one HTTP/1.1 connection and never cross a protocol boundary.
@@ -54,8 +60,15 @@ fn hop_by_hop(name: &str) -> bool {
 }
 
 /// Writes the HTTP/1.1 request head; returns whether the body is sent chunked.
+///
+/// The request edits apply to the message as the proxy would send it otherwise: the
+/// client's end-to-end headers and the forwarding headers. Headers they drop are skipped
+/// as they are written, the ones they add follow; nothing is looked up without edits.
 fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
     let p = r.parts;
+    let fwd = r.forwarding;
+    let edits = r.edits.request;
+    let edited = !edits.is_empty();
     let _ = write!(
         out,
         "{} {} HTTP/1.1\r\nhost: {}\r\n",
@@ -63,12 +76,15 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
     );
     for (name, value) in &p.headers {
         match name.as_str() {
+            n if edited && !edits.keeps(n) => {}
             "te" => {
                 if head::tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
                     out.extend_from_slice(b"te: trailers\r\n");
                 }
             }
-            "x-forwarded-for" | "x-forwarded-proto" => {}
+            // Rewritten below; otherwise they pass as they came.
+            "x-forwarded-for" if fwd.append.is_some() => {}
+            "x-forwarded-proto" if fwd.overwrite_proto => {}
             n if hop_by_hop(n) => {}
             n => {
                 out.extend_from_slice(n.as_bytes());
@@ -82,21 +98,54 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
-    write_forwarding(out, &p.headers, r.peer.ip());
+    let has_xff = p.headers.contains_key(X_FORWARDED_FOR);
+    let has_xfp = p.headers.contains_key(X_FORWARDED_PROTO);
+    write_forwarding(out, &p.headers, fwd, has_xfp, |n| !edited || edits.keeps(n));
+    if edited {
+        // Presence as the edits see it: after the forwarding headers were set.
+        let has = |n: &str| match n {
+            "x-forwarded-for" => has_xff || fwd.append.is_some(),
+            "x-forwarded-proto" => true,
+            n => p.headers.contains_key(n),
+        };
+        edits.for_each_added(has, |name, value| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        });
+    }
     out.extend_from_slice(b"\r\n");
     chunked
 }
 
-/// The proxy's forwarding headers, exactly as the HTTP/1.1 encoder writes them: every
-/// incoming `x-forwarded-for` value in order, joined by ", ", then the client's address;
-/// `x-forwarded-proto: http` in place of whatever the client sent.
-fn write_forwarding(out: &mut Vec<u8>, headers: &http::HeaderMap, peer: IpAddr) {
-    out.extend_from_slice(b"x-forwarded-for: ");
-    for v in headers.get_all("x-forwarded-for") {
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b", ");
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// The forwarding headers the policy (`http::forwarding`) decided, as the HTTP/1.1
+/// encoder writes them: with an address to append, every incoming `x-forwarded-for`
+/// value in order, joined by ", ", then the address, on one line; `x-forwarded-proto:
+/// http` when it is overwritten or the client sent none. Incoming values the policy
+/// keeps were written with the other headers. `keep` says whether the request's edits
+/// leave a header in place.
+fn write_forwarding(
+    out: &mut Vec<u8>,
+    headers: &http::HeaderMap,
+    fwd: Decision,
+    has_xfp: bool,
+    keep: impl Fn(&str) -> bool,
+) {
+    if let Some(ip) = fwd.append.filter(|_| keep(X_FORWARDED_FOR)) {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        for v in headers.get_all(X_FORWARDED_FOR) {
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+        let _ = write!(out, "{ip}\r\n");
     }
-    let _ = write!(out, "{peer}\r\nx-forwarded-proto: http\r\n");
+    if (fwd.overwrite_proto || !has_xfp) && keep(X_FORWARDED_PROTO) {
+        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    }
 }
 
 /// Streams the request body: DATA frames as they arrive, flow-control capacity released
@@ -126,6 +175,8 @@ async fn send_body<U: Io>(
         progress.received(n as u64);
         total += n as u64;
     }
+    // No more DATA: the client ended the stream (with trailers, if any, received).
+    progress.request_done();
     if chunked {
         let trailers = body.trailers().await.map_err(|_| BodyError::Read)?;
         progress.touch();
@@ -261,10 +312,10 @@ pub(crate) async fn proxy<C: Connector>(
 ) -> Done {
     let stats = &cs.stats;
     let Some(ep) = cs.start_request() else {
-        return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, r.grpc, Failure::NoHealthyUpstream);
     };
     let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, r.grpc, Failure::NoHealthyUpstream);
     };
     es.rq_active.inc();
     // The buffer is lent for this exchange and comes back however the exchange ends.
@@ -305,7 +356,7 @@ async fn exchange<C: Connector>(
 ) -> Done {
     let stats = &cs.stats;
     let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, r.grpc, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, r.grpc, Failure::NoHealthyUpstream);
     };
     let deadline = progress.deadline();
     let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -330,12 +381,12 @@ async fn exchange<C: Connector>(
                     stats.cx_connect_fail.inc();
                     es.cx_connect_fail.inc();
                     // A connect cut short by the route deadline is the route timeout.
-                    let flag = if deadline.is_some_and(|d| Instant::now() >= d) {
-                        ResponseFlag::UpstreamTimeout
+                    let f = if deadline.is_some_and(|d| Instant::now() >= d) {
+                        Failure::RouteTimeout
                     } else {
-                        ResponseFlag::UpstreamConnectFailure
+                        Failure::ConnectFailure
                     };
-                    return fail(respond, r.grpc, flag);
+                    return fail(respond, r.grpc, f);
                 }
             }
         }
@@ -366,16 +417,14 @@ async fn send_and_receive<U: Io>(
     let deadline = progress.deadline();
     let failed = |respond: &mut SendResponse<Bytes>, flag| (fail(respond, grpc, flag), false);
     if up.write_all(head).await.is_err() {
-        return failed(respond, ResponseFlag::UpstreamConnectionTermination);
+        return failed(respond, Failure::ConnectionTermination);
     }
     progress.touch();
     let mut received = 0;
     if !r.body.is_end_stream() {
         match send_body(up, &mut r.body, chunked, progress).await {
             Ok(n) => received = n,
-            Err(BodyError::Write) => {
-                return failed(respond, ResponseFlag::UpstreamConnectionTermination)
-            }
+            Err(BodyError::Write) => return failed(respond, Failure::ConnectionTermination),
             Err(_) => {
                 let d = Done {
                     status: 0,
@@ -401,24 +450,25 @@ async fn send_and_receive<U: Io>(
                         ubuf.grow(64 * 1024 + 1);
                     }
                 }
-                Err(()) => break Err(ResponseFlag::UpstreamProtocolError),
+                Err(()) => break Err(Failure::ProtocolError),
             }
         }
         match body::fill_from(up, ubuf, deadline).await {
             Ok(n) if n > 0 => progress.touch(),
-            Err(BodyError::Timeout) => break Err(ResponseFlag::UpstreamTimeout),
-            _ => break Err(ResponseFlag::UpstreamConnectionTermination),
+            Err(BodyError::Timeout) => break Err(Failure::RouteTimeout),
+            _ => break Err(Failure::ConnectionTermination),
         }
     };
-    let h = match parsed {
+    let mut h = match parsed {
         Ok(h) => h,
-        Err(flag) => {
-            let (mut d, _) = failed(respond, flag);
+        Err(f) => {
+            let (mut d, _) = failed(respond, f);
             d.bytes_received = received;
             return (d, false);
         }
     };
     ubuf.consume(h.len);
+    r.edits.response.apply_to_map(h.response.headers_mut());
     let status = h.response.status().as_u16();
     let end = h.body == BodyKind::Empty;
     let mut send = match respond.send_response(h.response, end) {
@@ -544,10 +594,21 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
-        let mut out = Vec::new();
-        write_forwarding(&mut out, &parts.headers, "127.0.0.1".parse().unwrap());
+        let write = |append: Option<&str>, overwrite_proto: bool, has_xfp: bool| {
+            let fwd = Decision {
+                append: append.map(|a| a.parse().unwrap()),
+                overwrite_proto,
+                client: None,
+            };
+            let mut out = Vec::new();
+            write_forwarding(&mut out, &parts.headers, fwd, has_xfp, |_| true);
+            String::from_utf8(out).unwrap()
+        };
+        // Incoming values the policy keeps are written with the other headers.
+        assert_eq!(write(None, false, true), "");
+        assert_eq!(write(None, false, false), "x-forwarded-proto: http\r\n");
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            write(Some("127.0.0.1"), true, true),
             "x-forwarded-for: 10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1\r\nx-forwarded-proto: http\r\n"
         );
     }

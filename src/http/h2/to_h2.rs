@@ -7,7 +7,6 @@
 
 use std::future::poll_fn;
 use std::io::Write as _;
-use std::net::IpAddr;
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -18,7 +17,9 @@ use http::{HeaderMap, HeaderValue, Response, Uri};
 use super::clock::{Expiry, Progress};
 use super::stream::{count_class, endpoint, expired, fail, reject, Done};
 use super::to_h1::Request;
+use crate::http::failure::Failure;
 use crate::http::flags::ResponseFlag;
+use crate::http::forwarding::Decision;
 use crate::http::h1::head::HeadError;
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
@@ -42,21 +43,27 @@ fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
     }
 }
 
-/// Sets the proxy's forwarding headers exactly as the HTTP/1.1 encoder writes them:
-/// every incoming `x-forwarded-for` value, in order, joined by ", ", then the client's
-/// address; `x-forwarded-proto: http` in place of whatever the client sent.
-fn set_forwarding(to: &mut HeaderMap, from: &HeaderMap, peer: IpAddr) {
-    let mut xff = Vec::with_capacity(64);
-    for v in from.get_all("x-forwarded-for") {
-        xff.extend_from_slice(v.as_bytes());
-        xff.extend_from_slice(b", ");
+/// Sets the forwarding headers the policy (`http::forwarding`) decided on a request
+/// whose end-to-end headers (incoming `x-forwarded-*` included) were already copied:
+/// with an address to append, every incoming `x-forwarded-for` value in order, joined by
+/// ", ", then the address, as one value; `x-forwarded-proto: http` in place of the
+/// client's when it is overwritten, else only where the client sent none.
+fn set_forwarding(to: &mut HeaderMap, from: &HeaderMap, fwd: Decision) {
+    if let Some(ip) = fwd.append {
+        let mut xff = Vec::with_capacity(64);
+        for v in from.get_all("x-forwarded-for") {
+            xff.extend_from_slice(v.as_bytes());
+            xff.extend_from_slice(b", ");
+        }
+        let _ = write!(xff, "{ip}");
+        // Incoming values are valid field values, and so is their join.
+        if let Ok(v) = HeaderValue::from_bytes(&xff) {
+            to.insert("x-forwarded-for", v);
+        }
     }
-    let _ = write!(xff, "{peer}");
-    // Incoming values are valid field values, and so is their join.
-    if let Ok(v) = HeaderValue::from_bytes(&xff) {
-        to.insert("x-forwarded-for", v);
+    if fwd.overwrite_proto || !to.contains_key("x-forwarded-proto") {
+        to.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
-    to.insert("x-forwarded-proto", HeaderValue::from_static("http"));
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,10 +131,10 @@ where
 {
     let grpc = r.grpc;
     let Some(ep) = cs.start_request() else {
-        return fail(respond, grpc, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, grpc, Failure::NoHealthyUpstream);
     };
     let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, grpc, ResponseFlag::NoHealthyUpstream);
+        return fail(respond, grpc, Failure::NoHealthyUpstream);
     };
     es.rq_active.inc();
     // Dropping the exchange on expiry resets the upstream stream.
@@ -165,12 +172,12 @@ where
 {
     let stats = &cs.stats;
     let grpc = r.grpc;
-    let failed = |respond: &mut SendResponse<Bytes>, flag| {
+    let failed = |respond: &mut SendResponse<Bytes>, f| {
         stats.rq_class[4].inc();
-        fail(respond, grpc, flag)
+        fail(respond, grpc, f)
     };
     let Ok(mut send) = cs.h2_ready(ep, &*view.connector).await else {
-        return failed(respond, ResponseFlag::UpstreamConnectFailure);
+        return failed(respond, Failure::ConnectFailure);
     };
 
     let uri = Uri::builder()
@@ -190,13 +197,15 @@ where
     *req.method_mut() = r.parts.method.clone();
     *req.uri_mut() = uri;
     copy_end_to_end(&r.parts.headers, req.headers_mut());
-    set_forwarding(req.headers_mut(), &r.parts.headers, r.peer.ip());
+    set_forwarding(req.headers_mut(), &r.parts.headers, r.forwarding);
+    // Edits see the request as it would go out: end-to-end and forwarding headers.
+    r.edits.request.apply_to_map(req.headers_mut());
     let end = r.body.is_end_stream();
     let (response, mut up_send) = match send.send_request(req, end) {
         Ok(x) => x,
         Err(_) => {
             stats.rq_reset.inc();
-            return failed(respond, ResponseFlag::UpstreamConnectionTermination);
+            return failed(respond, Failure::ConnectionTermination);
         }
     };
     // Request body upstream and response downstream run together (streaming calls).
@@ -205,8 +214,9 @@ where
             return Ok(0);
         }
         let result = pump(&mut r.body, &mut up_send, |n| progress.received(n)).await;
-        if result.is_err() {
-            up_send.send_reset(h2::Reason::CANCEL);
+        match result {
+            Ok(_) => progress.request_done(),
+            Err(_) => up_send.send_reset(h2::Reason::CANCEL),
         }
         result
     };
@@ -215,7 +225,7 @@ where
             Ok(resp) => resp,
             Err(_) => {
                 stats.rq_reset.inc();
-                return failed(respond, ResponseFlag::UpstreamConnectionTermination);
+                return failed(respond, Failure::ConnectionTermination);
             }
         };
         let (parts, mut body) = resp.into_parts();
@@ -224,12 +234,13 @@ where
         // (Dropping the body resets the upstream stream.)
         if !(200..=599).contains(&status) {
             stats.rq_protocol_error.inc();
-            return failed(respond, ResponseFlag::UpstreamProtocolError);
+            return failed(respond, Failure::ProtocolError);
         }
         count_class(stats, status);
         let mut out = Response::new(());
         *out.status_mut() = parts.status;
         copy_end_to_end(&parts.headers, out.headers_mut());
+        r.edits.response.apply_to_map(out.headers_mut());
         let end = body.is_end_stream();
         let mut done = Done {
             status,
@@ -274,8 +285,16 @@ where
 mod tests {
     use super::*;
 
+    fn decision(append: Option<&str>, overwrite_proto: bool) -> Decision {
+        Decision {
+            append: append.map(|a| a.parse().unwrap()),
+            overwrite_proto,
+            client: None,
+        }
+    }
+
     #[test]
-    fn forwarding_keeps_every_xff_value_and_replaces_the_proto() {
+    fn forwarding_follows_the_decision() {
         let mut from = HeaderMap::new();
         from.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         from.append(
@@ -283,16 +302,30 @@ mod tests {
             HeaderValue::from_static("10.0.0.2, 10.0.0.3"),
         );
         from.append("x-forwarded-proto", HeaderValue::from_static("https"));
-        let mut to = HeaderMap::new();
-        copy_end_to_end(&from, &mut to);
-        set_forwarding(&mut to, &from, "127.0.0.1".parse().unwrap());
-        let xff: Vec<_> = to.get_all("x-forwarded-for").iter().collect();
+        let forwarded = |d: Decision| {
+            let mut to = HeaderMap::new();
+            copy_end_to_end(&from, &mut to);
+            set_forwarding(&mut to, &from, d);
+            let all = |n: &str| -> Vec<String> {
+                to.get_all(n)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .collect()
+            };
+            (all("x-forwarded-for"), all("x-forwarded-proto"))
+        };
+        // Appended: every value kept, in order, as one; the proto overwritten.
+        let (xff, xfp) = forwarded(decision(Some("127.0.0.1"), true));
         assert_eq!(xff, ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"]);
-        let xfp: Vec<_> = to.get_all("x-forwarded-proto").iter().collect();
         assert_eq!(xfp, ["http"]);
+        // Nothing appended: XFF unchanged; the incoming proto kept.
+        let (xff, xfp) = forwarded(decision(None, false));
+        assert_eq!(xff, ["10.0.0.1", "10.0.0.2, 10.0.0.3"]);
+        assert_eq!(xfp, ["https"]);
 
         let mut to = HeaderMap::new();
-        set_forwarding(&mut to, &HeaderMap::new(), "::1".parse().unwrap());
+        set_forwarding(&mut to, &HeaderMap::new(), decision(Some("::1"), false));
         assert_eq!(to.get("x-forwarded-for").unwrap(), "::1");
+        assert_eq!(to.get("x-forwarded-proto").unwrap(), "http");
     }
 }
