@@ -290,3 +290,30 @@ fn bad_edits_are_refused_with_the_field() {
         assert!(err.contains(field), "missing {field} in:\n{err}");
     }
 }
+
+#[test]
+fn the_proxys_own_replies_carry_the_response_edits() {
+    // Envoy applies route and filter response edits to its local replies too.
+    let proxy = Proxy::start(&config(refused_addr(), "http1"));
+    let mut c = Conn::connect(proxy.listen);
+    c.send("GET /edit HTTP/1.1\r\nHost: a\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 503, "{}", r.body_str());
+    assert_eq!(
+        r.header("x-served-by"),
+        Some("outrigger"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.header("x-level"), Some("table"));
+    let h = nghttp_headers(&proxy.url("/edit"), &[]);
+    assert!(
+        h.iter().any(|(n, v)| n.ends_with("status") && v == "503"),
+        "{h:?}"
+    );
+    assert!(
+        h.iter()
+            .any(|(n, v)| n == "x-served-by" && v == "outrigger"),
+        "{h:?}"
+    );
+}

@@ -53,10 +53,10 @@ pub(crate) async fn tunnel<C: Connector>(
     edits: Edits<'_>,
 ) -> Done {
     let Some(ep) = cs.start_request() else {
-        return fail(respond, false, Failure::NoHealthyUpstream);
+        return fail(respond, false, Failure::NoHealthyUpstream, edits);
     };
     let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, false, Failure::NoHealthyUpstream);
+        return fail(respond, false, Failure::NoHealthyUpstream, edits);
     };
     let mut done = match view
         .connector
@@ -75,7 +75,7 @@ pub(crate) async fn tunnel<C: Connector>(
             cs.stats.cx_connect_fail.inc();
             es.cx_connect_fail.inc();
             count_class(&cs.stats, 503);
-            fail(respond, false, Failure::ConnectFailure)
+            fail(respond, false, Failure::ConnectFailure, edits)
         }
     };
     done.upstream = Some(endpoint.addr);
@@ -95,7 +95,7 @@ async fn carry<U: Io>(
     // One handle reads while the other writes.
     let Ok(mut up_w) = up.try_clone() else {
         count_class(&cs.stats, 503);
-        return fail(respond, false, Failure::ConnectionTermination);
+        return fail(respond, false, Failure::ConnectionTermination, edits);
     };
     let mut resp = Response::new(());
     *resp.status_mut() = StatusCode::OK;
@@ -158,7 +158,7 @@ async fn carry<U: Io>(
             send.send_reset(h2::Reason::CONNECT_ERROR);
         }
         Err(e) => {
-            let mut d = expired(respond, false, progress, e);
+            let mut d = expired(respond, false, progress, e, edits);
             if e == Expiry::Idle {
                 // A quiet tunnel is DRT, as HTTP/1.1 tunnels and TCP proxying report it.
                 d.flag = ResponseFlag::DownstreamIdleTimeout;

@@ -92,7 +92,14 @@ pub(crate) fn endpoint<C>(
 
 /// Answers a stream that failed before its response head went out, with the status,
 /// flag and text of the one failure table (`http::failure`).
-pub(crate) fn fail(respond: &mut SendResponse<Bytes>, grpc: bool, f: Failure) -> Done {
+/// `edits`: the response edits of the route and the filter chain, which Envoy applies to
+/// its own replies too.
+pub(crate) fn fail(
+    respond: &mut SendResponse<Bytes>,
+    grpc: bool,
+    f: Failure,
+    edits: Edits<'_>,
+) -> Done {
     local(
         respond,
         grpc,
@@ -100,7 +107,7 @@ pub(crate) fn fail(respond: &mut SendResponse<Bytes>, grpc: bool, f: Failure) ->
         None,
         &Bytes::from_static(f.body().as_bytes()),
         f.flag(),
-        Edits::none(),
+        edits,
     )
 }
 
@@ -112,6 +119,7 @@ pub(crate) fn expired(
     grpc: bool,
     progress: &Progress,
     e: Expiry,
+    edits: Edits<'_>,
 ) -> Done {
     let failure = match e {
         Expiry::Route => Failure::RouteTimeout,
@@ -122,7 +130,7 @@ pub(crate) fn expired(
     let flag = failure.flag();
     let status = progress.status();
     if status == 0 {
-        let mut d = fail(respond, grpc, failure);
+        let mut d = fail(respond, grpc, failure, edits);
         d.bytes_received = progress.bytes_received();
         return d;
     }
@@ -300,10 +308,15 @@ pub(crate) async fn serve<C: Connector>(
             reply.flag,
             edits.response,
         ),
-        (None, None, None) => fail(&mut respond, grpc, Failure::NoRoute),
+        (None, None, None) => fail(&mut respond, grpc, Failure::NoRoute, edits.response),
         (None, None, Some(RouteAction::Cluster { cluster, .. })) if is_connect => 'tunnel: {
             let Some(cs) = view.clusters.get(*cluster) else {
-                break 'tunnel fail(&mut respond, grpc, Failure::NoHealthyUpstream);
+                break 'tunnel fail(
+                    &mut respond,
+                    grpc,
+                    Failure::NoHealthyUpstream,
+                    edits.response,
+                );
             };
             cluster_name = Some(cs.name.clone());
             // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
@@ -328,7 +341,12 @@ pub(crate) async fn serve<C: Connector>(
         ) => 'proxy: {
             // Route indices are resolved against the same snapshot the view was built from.
             let Some(cs) = view.clusters.get(*cluster) else {
-                break 'proxy fail(&mut respond, grpc, Failure::NoHealthyUpstream);
+                break 'proxy fail(
+                    &mut respond,
+                    grpc,
+                    Failure::NoHealthyUpstream,
+                    edits.response,
+                );
             };
             cluster_name = Some(cs.name.clone());
             let mut timeout = *timeout;

@@ -312,10 +312,20 @@ pub(crate) async fn proxy<C: Connector>(
 ) -> Done {
     let stats = &cs.stats;
     let Some(ep) = cs.start_request() else {
-        return fail(respond, r.grpc, Failure::NoHealthyUpstream);
+        return fail(
+            respond,
+            r.grpc,
+            Failure::NoHealthyUpstream,
+            r.edits.response,
+        );
     };
     let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, r.grpc, Failure::NoHealthyUpstream);
+        return fail(
+            respond,
+            r.grpc,
+            Failure::NoHealthyUpstream,
+            r.edits.response,
+        );
     };
     es.rq_active.inc();
     // The buffer is lent for this exchange and comes back however the exchange ends.
@@ -328,7 +338,7 @@ pub(crate) async fn proxy<C: Connector>(
     es.rq_active.dec();
     let mut done = match result {
         Ok(d) => d,
-        Err(e) => expired(respond, r.grpc, progress, e),
+        Err(e) => expired(respond, r.grpc, progress, e, r.edits.response),
     };
     done.upstream = Some(endpoint.addr);
     if done.status != 0 {
@@ -356,7 +366,12 @@ async fn exchange<C: Connector>(
 ) -> Done {
     let stats = &cs.stats;
     let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, r.grpc, Failure::NoHealthyUpstream);
+        return fail(
+            respond,
+            r.grpc,
+            Failure::NoHealthyUpstream,
+            r.edits.response,
+        );
     };
     let deadline = progress.deadline();
     let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -386,7 +401,7 @@ async fn exchange<C: Connector>(
                     } else {
                         Failure::ConnectFailure
                     };
-                    return fail(respond, r.grpc, f);
+                    return fail(respond, r.grpc, f, r.edits.response);
                 }
             }
         }
@@ -415,7 +430,10 @@ async fn send_and_receive<U: Io>(
 ) -> (Done, bool) {
     let grpc = r.grpc;
     let deadline = progress.deadline();
-    let failed = |respond: &mut SendResponse<Bytes>, flag| (fail(respond, grpc, flag), false);
+    let response_edits = r.edits.response;
+    let failed = |respond: &mut SendResponse<Bytes>, flag| {
+        (fail(respond, grpc, flag, response_edits), false)
+    };
     if up.write_all(head).await.is_err() {
         return failed(respond, Failure::ConnectionTermination);
     }

@@ -130,11 +130,12 @@ where
     C::Conn: 'static,
 {
     let grpc = r.grpc;
+    let response_edits = r.edits.response;
     let Some(ep) = cs.start_request() else {
-        return fail(respond, grpc, Failure::NoHealthyUpstream);
+        return fail(respond, grpc, Failure::NoHealthyUpstream, response_edits);
     };
     let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, grpc, Failure::NoHealthyUpstream);
+        return fail(respond, grpc, Failure::NoHealthyUpstream, response_edits);
     };
     es.rq_active.inc();
     // Dropping the exchange on expiry resets the upstream stream.
@@ -151,7 +152,7 @@ where
                 // A local reply: counted here; a forwarded head was counted when it came.
                 cs.stats.rq_class[4].inc();
             }
-            expired(respond, grpc, progress, e)
+            expired(respond, grpc, progress, e, response_edits)
         }
     };
     es.rq_active.dec();
@@ -172,9 +173,10 @@ where
 {
     let stats = &cs.stats;
     let grpc = r.grpc;
+    let response_edits = r.edits.response;
     let failed = |respond: &mut SendResponse<Bytes>, f| {
         stats.rq_class[4].inc();
-        fail(respond, grpc, f)
+        fail(respond, grpc, f, response_edits)
     };
     let Ok(mut send) = cs.h2_ready(ep, &*view.connector).await else {
         return failed(respond, Failure::ConnectFailure);
