@@ -142,6 +142,8 @@ class Runner:
                     log(f"{sc.name}: start {p.name}")
                     if self.start(p, sc=sc):
                         up.add(p.name)
+                        if p.pid:   # for attaching a profiler by hand
+                            log(f"  {p.name}: pid {p.pid}")
             for r in range(1, self.rounds + 1):
                 for p in peers:
                     run = Run(sc.name, p.name, r)
