@@ -94,19 +94,24 @@ def _percentile(sorted_xs: list, q: float) -> float:
     return float(sorted_xs[int(min(rank, len(sorted_xs))) - 1])
 
 
-def h2load(tools, url: str, conns: int, streams: int, duration: int, cpus: str) -> dict:
+def h2load(tools, url: str, conns: int, streams: int, duration: int, cpus: str,
+           requests: int = 0, h1: bool = False) -> dict:
     """HTTP/2 over cleartext with prior knowledge (h2load's default for http://):
     `conns` connections with up to `streams` concurrent streams each, closed
-    loop for `duration` seconds. h2load itself prints only min/max/mean/sd of the
-    request time, so the percentiles come from its per-request log
-    (--log-file: one row per finished request with its status and the
-    microseconds from the stream's start to the end of its response)."""
+    loop for `duration` seconds, or for exactly `requests` requests when given
+    (`duration` then only bounds the wait). `h1`: HTTP/1.1 keep-alive instead,
+    one request at a time per connection (streams=1). h2load itself prints only
+    min/max/mean/sd of the request time, so the percentiles come from its
+    per-request log (--log-file: one row per finished request with its status and
+    the microseconds from the stream's start to the end of its response)."""
     _assert_loopback(url)
     threads = max(1, min(len(cpus.split(",")), conns))
     log_file = WORK / "h2load-requests.tsv"
     log_file.unlink(missing_ok=True)
+    amount = ["-n", str(requests)] if requests else ["-D", str(duration)]
     cmd = ["taskset", "-c", cpus, tools["h2load"], "-t", str(threads), "-c", str(conns),
-           "-m", str(streams), "-D", str(duration), f"--log-file={log_file}", url + "/"]
+           "-m", str(streams), *amount, *(["--h1"] if h1 else []),
+           f"--log-file={log_file}", url + "/"]
     res = run(cmd, timeout=duration + 30, check=False)
     out = res.stdout
     fin = re.search(r"^finished in ([\d.]+)(s|ms|us), ([\d.]+) req/s", out, re.M)

@@ -1,4 +1,5 @@
-"""The upstream (nginx) and the peers: direct, outrigger, envoy, haproxy.
+"""The upstream (nginx) and the peers: direct, outrigger (and outrigger-base with
+--baseline), envoy, haproxy.
 
 Every proxy is started under `taskset -c PROXY_CPUS` with the same worker
 count, from a template in loadtest/configs/ rendered into loadtest/.work/.
@@ -161,7 +162,16 @@ class Direct(Peer):
 
 
 class Outrigger(Peer):
+    """`binary` names the build in Tools: outrigger (target/release), outrigger-base
+    (--baseline), or their alloc-count builds, all run with the same template and
+    flags; each instance renders its own config file."""
+
     name = "outrigger"
+
+    def __init__(self, s: Settings, upstream: Upstream, name: str = "outrigger",
+                 binary: str | None = None) -> None:
+        super().__init__(s, upstream)
+        self.name, self.binary = name, binary or name
 
     def config_values(self, variant: int) -> dict:
         extra = ('          - match: { prefix: "/churn-b" }\n'
@@ -170,9 +180,9 @@ class Outrigger(Peer):
                 "upstream_port": self.upstream.port, "extra_routes": extra}
 
     def command(self, churn: bool) -> list:
-        self.conf = render(CONFIGS / "outrigger.yaml", self.s.work / "outrigger.yaml",
+        self.conf = render(CONFIGS / "outrigger.yaml", self.s.work / f"{self.name}.yaml",
                            self.config_values(0))
-        return [self.s.tools["outrigger"], "run", "-c", self.conf,
+        return [self.s.tools[self.binary], "run", "-c", self.conf,
                 "--concurrency", self.s.workers]
 
     def ready(self) -> bool:
@@ -308,4 +318,13 @@ class HAProxy(Peer):
         return getattr(self, "_applied", 0)
 
 
-PEERS = {"direct": Direct, "outrigger": Outrigger, "envoy": Envoy, "haproxy": HAProxy}
+class OutriggerBase(Outrigger):
+    """Outrigger built at the --baseline revision: a peer like the others, for
+    ratios of outrigger against it in the same run."""
+
+    def __init__(self, s: Settings, upstream: Upstream) -> None:
+        super().__init__(s, upstream, "outrigger-base")
+
+
+PEERS = {"direct": Direct, "outrigger": Outrigger, "outrigger-base": OutriggerBase,
+         "envoy": Envoy, "haproxy": HAProxy}

@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 
 from . import svg
-from .scenarios import BY_NAME, NOISY_PCT, SCENARIOS
+from .scenarios import BY_NAME, NOISY_PCT, SCENARIOS, SYSCALL_KINDS
 from .util import REPO
 
 PCTS = [("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9")]
@@ -89,9 +89,37 @@ def valid_cell(data, sc, peer):
     return cell if len(ok) == len(all_runs) else f"**{cell} (INVALID runs)**"
 
 
-def scenario_table(data: Data, name: str) -> str:
+def f_pct(v):
+    return "—" if v is None else f"{v * 100:.0f}%"
+
+
+def extra_columns(data: Data, name: str, ctx: dict):
+    """Columns shown only where measured (so older raw data re-renders as it
+    was): kernel share and syscalls per request of each run, and the untimed
+    strace sample and allocations per request. -> (headers, peer -> cells)."""
+    sc, cols = BY_NAME[name], []
+    runs = [r for r in data.runs if r.scenario == name]
+    if sc.kind not in SYSCALL_KINDS:
+        return [], lambda p: []
+    if any(r.data.get("kernel_share") is not None for r in runs):
+        cols.append(("kernel share", lambda p: f_pct(data.median(name, p, get("kernel_share")))))
+    if any(r.data.get("syscalls_per_req") is not None for r in runs):
+        cols.append(("syscalls/req", lambda p: f_num(
+            data.median(name, p, get("syscalls_per_req")), 2)))
+    strace = (ctx.get("strace") or {}).get(name)
+    if strace:
+        cols.append(("syscalls/req (strace sample)",
+                     lambda p: f_num((strace.get(p) or {}).get("per_req"), 2)))
+    al = (ctx.get("allocs") or {}).get(name)
+    if al:
+        cols.append(("allocs/req", lambda p: f_num((al.get(p) or {}).get("per_req"), 2)))
+    return [h for h, _ in cols], lambda p: [f(p) for _, f in cols]
+
+
+def scenario_table(data: Data, name: str, ctx: dict) -> str:
     sc = BY_NAME[name]
     rows = []
+    extra_heads, extra = extra_columns(data, name, ctx)
     for p in data.peers(name):
         v = valid_cell(data, name, p)
         m = lambda key: data.median(name, p, key)   # noqa: E731
@@ -140,7 +168,54 @@ def scenario_table(data: Data, name: str) -> str:
                   "CPU µs/req"],
     }
     heads["h2"] = heads["closed"]   # h2load is a closed loop too
-    return table(heads[sc.kind], rows)
+    if extra_heads:
+        rows = [row + extra(row[0]) for row in rows]
+    return table(heads[sc.kind] + extra_heads, rows)
+
+
+BASE = "outrigger-base"
+
+
+def _base_keys(kind: str):
+    """(value, formatter, higher is worse) for throughput, CPU and p99."""
+    if kind == "body":
+        return [(get("mb_per_s"), f_num, False),
+                (get("cpu_s_per_gb"), lambda v: f_num(v, 2), True), (lat("p99"), f_ms, True)]
+    return [(get("rps"), f_num, False), (get("cpu_us_per_req"), lambda v: f_num(v, 1), True),
+            (lat("p99"), f_ms, True)]
+
+
+def baseline_section(data: Data, ctx: dict) -> list[str]:
+    """outrigger against outrigger-base (--baseline), scenario by scenario."""
+    names = [s.name for s in SCENARIOS if s.kind != "idle"
+             and any(r.scenario == s.name and r.peer == BASE for r in data.runs)]
+    if not names:
+        return []
+    b = ctx.get("baseline") or {}
+    rows = []
+    for name in names:
+        row = [name]
+        for key, fmt, worse_up in _base_keys(BY_NAME[name].kind):
+            r = data.ratio(name, "outrigger", key, base=BASE)
+            cell = f_ratio(r)
+            if r is not None and (r > 1.05 if worse_up else r < 0.95):
+                cell = f"**{cell}**"
+            row += [fmt(data.median(name, "outrigger", key)),
+                    fmt(data.median(name, BASE, key)), cell]
+        al = (ctx.get("allocs") or {}).get(name)
+        row.append(" / ".join(f_num((al.get(p) or {}).get("per_req"), 2)
+                              for p in ("outrigger", BASE)) if al else "—")
+        rows.append(row)
+    heads = ["scenario"]
+    for lab in ("req/s (bodies: MB/s)", "CPU µs/req (bodies: s/GB)", "p99 ms"):
+        heads += [lab, "base", "ratio"]
+    return ["## Outrigger against its baseline", "",
+            f"`outrigger-base` is Outrigger built at `{b.get('subject', '?')}` "
+            f"(`--baseline {b.get('rev', '?')}`), run with the same config template and "
+            "flags, in the same interleaved rounds. Medians over rounds; *ratio* is "
+            "outrigger / outrigger-base, the median of per-round ratios; **bold**: more "
+            "than 5% worse. The idle-connection scenario is in its own table below.", "",
+            table(heads + ["allocs/req (outrigger / base)"], rows), ""]
 
 
 def headline(data: Data, idle_rss: dict) -> str:
@@ -156,6 +231,45 @@ def headline(data: Data, idle_rss: dict) -> str:
     return table(["peer", "valid", "req/s", "vs Envoy", "p50 ms", "p90 ms", "p99 ms",
                   "p99.9 ms", "CPU µs/req", "CPU vs Envoy", "peak RSS MiB",
                   "idle RSS MiB"], rows)
+
+
+def extras_notes(data: Data, ctx: dict) -> list[str]:
+    """How kernel share, syscalls and allocations per request were measured here."""
+    sysc, al, st = ctx.get("syscalls"), ctx.get("allocs") or {}, ctx.get("strace") or {}
+    if not sysc and not al:
+        return []
+    L = ["## Kernel share, syscalls and allocations per request", "",
+         "- **kernel share**: system / (user + system) CPU time of the proxy during the "
+         "run, from /proc/PID/stat (utime, stime).",
+         f"- **syscalls/req**: {sysc['mode'] if sysc else 'off'}: "
+         f"{sysc['note'] if sysc else 'not measured'}; divided by the client's requests."]
+    L += [f"  - {r.scenario} round {r.round} {r.peer}: not counted: {r.data['syscalls_note']}"
+          for r in data.runs if r.data.get("syscalls_note")]
+    for name, peers in st.items():
+        for p, res in peers.items():
+            if res.get("top"):
+                top = ", ".join(f"{n} {c:.2f}" for n, c in res["top"])
+                L.append(f"  - strace sample, {name} {p}: {res['per_req']:.2f} syscalls per "
+                         f"request over {res['requests']:,} requests; most frequent: {top}")
+            elif res.get("error"):
+                L.append(f"  - strace sample, {name} {p}: failed: {res['error']}")
+    if al:
+        L.append("- **allocs/req**: a separate, untimed run of the `alloc-count` build "
+                 "(counting global allocator, read from the admin `/stats`), h2load with a "
+                 "fixed number of requests n1 then n2 on the scenario's connections: "
+                 "(allocations during n2 − during n1) / (n2 − n1), so connection set-up and "
+                 "the admin read cancel out.")
+        for name, peers in al.items():
+            for p, res in peers.items():
+                if "per_req" in res:
+                    L.append(f"  - {name} {p}: {res['per_req']:.2f} per request "
+                             f"({res['per_req_with_setup']:.2f} counting connection set-up); "
+                             f"n1 = {res['n1']:,}, n2 = {res['n2']:,}, "
+                             f"{res['conns']} connections")
+                else:
+                    L.append(f"  - {name} {p}: "
+                             f"{res.get('skipped') or 'failed: ' + str(res.get('error'))}")
+    return L + [""]
 
 
 def charts(data: Data, outdir: Path, prefix: str, rel: str) -> list[str]:
@@ -229,6 +343,8 @@ def write(path: Path, runs, ctx: dict, charts_dir: Path, prefix: str = "") -> Pa
           "Medians over rounds; *vs Envoy* is the median of per-round ratios "
           "(same round, A B A B order). Idle RSS is measured right after start-up.", "",
           headline(data, ctx["idle_rss"]), ""]
+    L += baseline_section(data, ctx)
+    L += extras_notes(data, ctx)
     L += ["## Scenarios", ""]
     for sc in SCENARIOS:
         if sc.name not in ctx["selected"]:
@@ -240,7 +356,7 @@ def write(path: Path, runs, ctx: dict, charts_dir: Path, prefix: str = "") -> Pa
         if not any(r.scenario == sc.name for r in runs):
             L += ["Not run.", ""]
             continue
-        L += [scenario_table(data, sc.name), ""]
+        L += [scenario_table(data, sc.name, ctx), ""]
     L += ["## Charts", ""] + [f"{img}\n" for img in images]
     bad = [r for r in runs if not r.valid]
     L += ["## Invalid runs", ""]
@@ -263,14 +379,19 @@ def write(path: Path, runs, ctx: dict, charts_dir: Path, prefix: str = "") -> Pa
     L += ["", "## Machine", ""] + [f"- {k}: {v}" for k, v in ctx["machine"].items()]
     L += ["", "## Settings", ""] + [f"- {k}: {v}" for k, v in ctx["settings"].items()]
     L += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in ctx["versions"].items()]
+    sys_cols = any(r.data.get("kernel_share") is not None for r in runs)
     L += ["", "## Every run", "", table(
-        ["scenario", "round", "peer", "req/s", "p99 ms", "CPU µs/req", "peak RSS MiB",
-         "upstream conns opened", "other load %CPU", "status"],
+        ["scenario", "round", "peer", "req/s", "p99 ms", "CPU µs/req"]
+        + (["kernel share", "syscalls/req"] if sys_cols else [])
+        + ["peak RSS MiB", "upstream conns opened", "other load %CPU", "status"],
         [[r.scenario, r.round, r.peer, f_num(r.data.get("rps")),
           f_ms(r.data["lat_us"]["p99"]) if "lat_us" in r.data else "—",
-          f_num(r.data.get("cpu_us_per_req"), 1), f_mib(r.data.get("peak_rss")),
-          f_num(r.data.get("upstream_conns")), f_num(r.data.get("other_cpu_pct")),
-          "ok" if r.valid else "INVALID"] for r in runs])]
+          f_num(r.data.get("cpu_us_per_req"), 1)]
+         + ([f_pct(r.data.get("kernel_share")), f_num(r.data.get("syscalls_per_req"), 2)]
+            if sys_cols else [])
+         + [f_mib(r.data.get("peak_rss")),
+            f_num(r.data.get("upstream_conns")), f_num(r.data.get("other_cpu_pct")),
+            "ok" if r.valid else "INVALID"] for r in runs])]
     L += ["", "## Commands run", "", "Ports are picked from 127.0.0.1:18000-18999; "
           "`.work` is loadtest/.work.", "", "```"]
     L += ctx["commands"] + ["```", ""]

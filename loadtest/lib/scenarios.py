@@ -6,10 +6,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import loadgen, util
+from . import allocs, loadgen, syscalls, util
 from .util import HarnessError, log
 
 NOISY_PCT = 10.0   # other processes above this % of one CPU during a run: flagged
+SYSCALL_KINDS = ("closed", "open", "body", "h2")   # syscalls per request measured
 TLS_SKIP = "TLS not implemented yet"
 
 
@@ -96,6 +97,13 @@ class Runner:
         self.start_errors: dict[str, str] = {}   # peer -> why it failed to start
         self.idle_rss: dict[str, list] = {}      # peer -> RSS right after start
         self.unavailable: dict[str, str] = {}    # peer -> why it cannot run at all
+        # Syscall counting (see syscalls.probe): mode and the perf/strace binary.
+        self.sys_mode, self.sys_tool = "off", None
+        # Untimed extra measurements after a scenario's rounds, by scenario and peer.
+        self.alloc_peers: dict = {}    # reported peer name -> its alloc-count build
+        self.allocs: dict[str, dict] = {}
+        self.strace: dict[str, dict] = {}
+        self.extra_errors: list[str] = []
 
     def seconds(self, sc: Scenario) -> int:
         if self.quick:   # churn needs at least one reload inside the run
@@ -134,6 +142,8 @@ class Runner:
                     log(f"{sc.name}: start {p.name}")
                     if self.start(p, sc=sc):
                         up.add(p.name)
+                        if p.pid:   # for attaching a profiler by hand
+                            log(f"  {p.name}: pid {p.pid}")
             for r in range(1, self.rounds + 1):
                 for p in peers:
                     run = Run(sc.name, p.name, r)
@@ -150,14 +160,60 @@ class Runner:
                     log(f"{sc.name} round {r}/{self.rounds} {p.name}: {summary(run)}")
                     if fresh:
                         p.stop()
+            if self.sys_mode == "strace" and sc.kind in SYSCALL_KINDS:
+                self.strace_samples(sc, [p for p in peers if p.name in up and p.pid])
         finally:
             for p in peers:
                 p.stop()
+        if sc.name in allocs.SCENARIOS:
+            self.measure_allocs(sc)
         return runs
+
+    # -- untimed extras: strace sample, allocations per request --------------
+    def strace_samples(self, sc: Scenario, peers) -> None:
+        secs = 1 if self.quick else 2
+        for p in peers:
+            log(f"{sc.name}: strace sample of {p.name} ({secs} s, not timed)")
+            try:
+                res = syscalls.strace_sample(self.sys_tool, p.pid, self.s.work,
+                                             self.s.client_cpus,
+                                             lambda: self.load(sc, p, secs))
+            except HarnessError as exc:
+                res = {"error": str(exc).splitlines()[0][:300]}
+                self.extra_errors.append(f"{sc.name} {p.name}: {res['error']}")
+            self.strace.setdefault(sc.name, {})[p.name] = res
+
+    def measure_allocs(self, sc: Scenario) -> None:
+        for name, peer in self.alloc_peers.items():
+            if name not in self.peers:
+                continue
+            if isinstance(peer, str):   # why this peer has no alloc-count build
+                log(f"{sc.name}: allocations per request of {name} skipped: {peer}")
+                res = {"skipped": peer}
+            else:
+                log(f"{sc.name}: allocations per request, {peer.name} (not timed)")
+                try:
+                    res = allocs.measure(self.s, peer, sc, self.quick)
+                except HarnessError as exc:
+                    res = {"error": str(exc).splitlines()[0][:300]}
+                    self.extra_errors.append(f"{sc.name} allocations {name}: {res['error']}")
+                    log(f"  {res['error']}")
+            self.allocs.setdefault(sc.name, {})[name] = res
+
+    def load(self, sc: Scenario, p, secs: int) -> dict:
+        """The scenario's load generator against `p` for `secs` seconds."""
+        if sc.kind == "open":
+            return loadgen.oha(self.s.tools, p.url, sc.rate, sc.conns, secs,
+                               self.s.client_cpus)
+        if sc.kind == "h2":
+            return loadgen.h2load(self.s.tools, p.h2_url, sc.conns, sc.streams, secs,
+                                  self.s.client_cpus)
+        return loadgen.wrk(self.s.tools, p.url, sc.conns, secs, self.s.client_cpus,
+                           sc.body_req, sc.path)
 
     # -- one measured run ----------------------------------------------------
     def measure(self, sc: Scenario, p, run: Run) -> None:
-        pid, secs = p.pid, self.seconds(sc)
+        pid, secs, perf = p.pid, self.seconds(sc), None
         if pid and p.proc.poll() is not None:
             run.invalid(f"process exited (code {p.proc.returncode})")
             return
@@ -167,29 +223,28 @@ class Runner:
                 return
             churn = Churner(p) if sc.kind == "churn" else None
             pids = [pid, self.upstream.proc.pid]
+            perf, perf_note = self.perf_start(sc, pid)
             snap0 = util.cpu_snapshot(pids)
-            (acc0, up0), cpu0 = self.upstream.counters(), util.cpu_seconds(pid) if pid else 0
+            (acc0, up0), cpu0 = self.upstream.counters(), util.cpu_times(pid) if pid else (0, 0)
             if churn:
                 churn.start()
             try:
-                if sc.kind == "open":
-                    res = loadgen.oha(self.s.tools, p.url, sc.rate, sc.conns, secs,
-                                      self.s.client_cpus)
-                elif sc.kind == "h2":
-                    res = loadgen.h2load(self.s.tools, p.h2_url, sc.conns, sc.streams,
-                                         secs, self.s.client_cpus)
-                else:
-                    res = loadgen.wrk(self.s.tools, p.url, sc.conns, secs,
-                                      self.s.client_cpus, sc.body_req, sc.path)
+                res = self.load(sc, p, secs)
             finally:
                 if churn:
                     churn.stop()
-            cpu1, (acc1, up1) = (util.cpu_seconds(pid) if pid else 0), self.upstream.counters()
+            cpu1 = util.cpu_times(pid) if pid else (0, 0)
+            acc1, up1 = self.upstream.counters()
             snap1 = util.cpu_snapshot(pids)
+            nsys, perf_note = self.perf_stop(perf, perf_note)
         except HarnessError as exc:
+            if perf:
+                perf.close()
             run.invalid(str(exc).splitlines()[0][:300])
             return
         d = run.data
+        if perf_note:
+            d["syscalls_note"] = perf_note
         d.update(res)
         d["other_cpu_pct"], d["steal_pct"] = util.other_load(snap0, snap1)
         # nginx's counter includes the status request itself: minus one.
@@ -198,8 +253,13 @@ class Runner:
         # shows whether the peer reuses its upstream connections.
         d["upstream_conns"] = acc1 - acc0 - 1 if acc0 >= 0 and acc1 >= 0 else None
         if pid:
-            d["cpu_s"] = cpu1 - cpu0
+            user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+            d["cpu_s"] = user + system
             d["cpu_us_per_req"] = d["cpu_s"] * 1e6 / res["requests"] if res["requests"] else None
+            d["kernel_share"] = system / d["cpu_s"] if d["cpu_s"] > 0 else None
+            if nsys is not None:
+                d["syscalls"] = nsys
+                d["syscalls_per_req"] = nsys / res["requests"] if res["requests"] else None
             d["peak_rss"] = util.peak_rss_bytes(pid)
             d["rss"] = util.rss_bytes(pid)
         if sc.body_req or sc.path != "/":
@@ -221,6 +281,30 @@ class Runner:
                 run.invalid(f"threads not pinned to the proxy CPUs: {escaped[:5]}")
         if pid and p.proc.poll() is not None:
             run.invalid(f"process exited during the run (code {p.proc.returncode})")
+
+    def perf_start(self, sc: Scenario, pid: int | None):
+        """perf stat attached to the proxy's processes, counting from now; a
+        perf failure is noted on the run, never made the run's failure."""
+        if not (pid and self.sys_mode == "perf" and sc.kind in SYSCALL_KINDS):
+            return None, None
+        perf = syscalls.PerfStat(self.sys_tool, self.sys_mode, util.tree_pids(pid),
+                                 self.s.client_cpus, self.s.work)
+        try:
+            perf.enable()
+            return perf, None
+        except (HarnessError, OSError) as exc:
+            perf.close()
+            return None, f"perf: {str(exc).splitlines()[0][:200]}"
+
+    @staticmethod
+    def perf_stop(perf, note):
+        if perf is None:
+            return None, note
+        try:
+            n = perf.disable()
+            return n, None if n is not None else "perf counted nothing"
+        except (HarnessError, OSError) as exc:
+            return None, f"perf: {str(exc).splitlines()[0][:200]}"
 
     def verify(self, sc: Scenario, p, run: Run, res: dict) -> None:
         d = run.data
@@ -328,6 +412,10 @@ def summary(run: Run) -> str:
         parts.append(f"p99 {d['lat_us']['p99'] / 1000:.2f} ms")
     if d.get("cpu_us_per_req") is not None:
         parts.append(f"{d['cpu_us_per_req']:.1f} us CPU/req")
+    if d.get("kernel_share") is not None:
+        parts.append(f"{d['kernel_share'] * 100:.0f}% kernel")
+    if d.get("syscalls_per_req") is not None:
+        parts.append(f"{d['syscalls_per_req']:.2f} syscalls/req")
     if "mb_per_s" in d:
         parts.append(f"{d['mb_per_s']:.0f} MB/s")
     if "swaps" in d:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from html import escape
 
-COLORS = {"outrigger": "#d9480f", "envoy": "#1c7ed6", "haproxy": "#2b8a3e",
-          "direct": "#868e96"}
+COLORS = {"outrigger": "#d9480f", "outrigger-base": "#ffa94d", "envoy": "#1c7ed6",
+          "haproxy": "#2b8a3e", "direct": "#868e96"}
 FALLBACK = ["#7048e8", "#e67700", "#0b7285", "#c2255c"]
 W, H = 760, 380
 LEFT, RIGHT, TOP, BOTTOM = 78, 150, 44, 64

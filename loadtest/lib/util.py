@@ -226,17 +226,24 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2:].split()
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime+stime of the tree, plus reaped children (cutime+cstime) of the root."""
-    total = 0
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) seconds of the tree, plus reaped children (cutime, cstime)
+    of the root. The kernel splits a task's runtime between the two by where its
+    ticks landed, so the split of a busy second is good to about a percent."""
+    user = system = 0
     for p in tree_pids(pid):
         f = _stat_fields(p)
         if not f:
             continue
-        total += int(f[11]) + int(f[12])          # utime, stime
+        user, system = user + int(f[11]), system + int(f[12])    # utime, stime
         if p == pid:
-            total += int(f[13]) + int(f[14])      # cutime, cstime
-    return total / CLK_TCK
+            user, system = user + int(f[13]), system + int(f[14])  # cutime, cstime
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime+stime of the tree, plus reaped children (cutime+cstime) of the root."""
+    return sum(cpu_times(pid))
 
 
 def cpu_list(text: str) -> set[int]:

@@ -3,7 +3,7 @@
 //! | path | |
 //! |---|---|
 //! | `GET /ready` | 200 once every worker serves the current config, 503 before and while draining |
-//! | `GET /stats` | merged per-core counters as JSON |
+//! | `GET /stats` | merged per-core counters as JSON (plus `allocations` in an `alloc-count` build) |
 //! | `GET /stats/prometheus` | the same in Prometheus text exposition format |
 //! | `GET /config_dump` | the active config as JSON, with its version |
 //! | `GET /clusters` | clusters with their endpoints and per-endpoint counters |
@@ -21,6 +21,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::spawn_local;
 
 use crate::http::h1::encode;
+use crate::observe::alloc_count;
 use crate::runtime::control::Control;
 
 /// Accepts admin connections until the control executor stops.
@@ -107,7 +108,7 @@ async fn route(control: &Control, method: &str, path: &str) -> Reply {
                 Reply::text(503, "PRE_INITIALIZING\n")
             }
         }
-        ("GET", "/stats") => Reply::json(&control.stats().await),
+        ("GET", "/stats") => stats_json(control).await,
         ("GET", "/stats/prometheus") => Reply {
             status: 200,
             content_type: "text/plain; version=0.0.4",
@@ -135,6 +136,22 @@ async fn route(control: &Control, method: &str, path: &str) -> Reply {
             404,
             "not found; try /ready /stats /stats/prometheus /config_dump /clusters, POST /reload\n",
         ),
+    }
+}
+
+/// The merged stats; in an `alloc-count` build also the process's allocation total as
+/// a top-level `allocations` field (the load test's allocations per request).
+async fn stats_json(control: &Control) -> Reply {
+    let report = control.stats().await;
+    match alloc_count::allocations() {
+        None => Reply::json(&report),
+        Some(n) => {
+            let mut v = serde_json::to_value(&report).unwrap_or_default();
+            if let serde_json::Value::Object(m) = &mut v {
+                m.insert("allocations".to_string(), n.into());
+            }
+            Reply::json(&v)
+        }
     }
 }
 

@@ -228,6 +228,15 @@ pub fn render(r: &StatsReport) -> String {
             );
         }
     }
+    if let Some(n) = crate::observe::alloc_count::allocations() {
+        family(
+            &mut out,
+            "outrigger_process_allocations_total",
+            "counter",
+            "Heap allocations by the whole process (alloc-count builds only).",
+        );
+        let _ = writeln!(out, "outrigger_process_allocations_total {n}");
+    }
     out
 }
 
