@@ -22,10 +22,25 @@ use glommio::spawn_local;
 
 use crate::http::h1::encode;
 use crate::observe::alloc_count;
-use crate::runtime::control::Control;
+use crate::observe::stats::StatsReport;
+
+/// What the admin server asks of the process. The control executor implements it
+/// (`runtime::control`); the admin server knows nothing else of the runtime, so the
+/// dependency runs one way.
+pub(crate) trait AdminApi {
+    /// Every worker serves the current config and nothing is draining or dead.
+    fn is_ready(&self) -> bool;
+    fn is_draining(&self) -> bool;
+    /// `{"version": N, "config": {...}}`.
+    fn config_dump(&self) -> serde_json::Value;
+    /// Every worker's counters, merged.
+    fn stats(&self) -> impl std::future::Future<Output = StatsReport>;
+    /// Re-reads the config source: the new version, or every error.
+    fn reload(&self) -> impl std::future::Future<Output = Result<u64, String>>;
+}
 
 /// Accepts admin connections until the control executor stops.
-pub async fn serve(control: Rc<Control>, socket: socket2::Socket) {
+pub(crate) async fn serve<A: AdminApi + 'static>(control: Rc<A>, socket: socket2::Socket) {
     // SAFETY: the socket is bound and listening; ownership moves to glommio.
     let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
     loop {
@@ -67,7 +82,7 @@ impl Reply {
     }
 }
 
-async fn handle(control: Rc<Control>, mut stream: TcpStream) {
+async fn handle<A: AdminApi>(control: Rc<A>, mut stream: TcpStream) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut buf = vec![0u8; 8192];
     let mut len = 0;
@@ -93,16 +108,16 @@ async fn handle(control: Rc<Control>, mut stream: TcpStream) {
         }
     };
     let path_only = path.split('?').next().unwrap_or("");
-    let reply = route(&control, &method, path_only).await;
+    let reply = route(&*control, &method, path_only).await;
     let _ = respond(&mut stream, reply).await;
 }
 
-async fn route(control: &Control, method: &str, path: &str) -> Reply {
+async fn route<A: AdminApi>(control: &A, method: &str, path: &str) -> Reply {
     match (method, path) {
         ("GET" | "HEAD", "/ready") => {
             if control.is_ready() {
                 Reply::text(200, "LIVE\n")
-            } else if control.draining.get() {
+            } else if control.is_draining() {
                 Reply::text(503, "DRAINING\n")
             } else {
                 Reply::text(503, "PRE_INITIALIZING\n")
@@ -114,10 +129,7 @@ async fn route(control: &Control, method: &str, path: &str) -> Reply {
             content_type: "text/plain; version=0.0.4",
             body: prometheus::render(&control.stats().await).into_bytes(),
         },
-        ("GET", "/config_dump") => {
-            let s = control.current.borrow().clone();
-            Reply::json(&serde_json::json!({ "version": s.version, "config": s.dump }))
-        }
+        ("GET", "/config_dump") => Reply::json(&control.config_dump()),
         ("GET", "/clusters") => {
             Reply::json(&serde_json::json!({ "clusters": control.stats().await.clusters }))
         }
@@ -141,7 +153,7 @@ async fn route(control: &Control, method: &str, path: &str) -> Reply {
 
 /// The merged stats; in an `alloc-count` build also the process's allocation total as
 /// a top-level `allocations` field (the load test's allocations per request).
-async fn stats_json(control: &Control) -> Reply {
+async fn stats_json<A: AdminApi>(control: &A) -> Reply {
     let report = control.stats().await;
     match alloc_count::allocations() {
         None => Reply::json(&report),

@@ -162,6 +162,29 @@ impl Control {
     }
 }
 
+impl crate::admin::AdminApi for Control {
+    fn is_ready(&self) -> bool {
+        Control::is_ready(self)
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    fn config_dump(&self) -> serde_json::Value {
+        let s = self.current.borrow().clone();
+        serde_json::json!({ "version": s.version, "config": s.dump })
+    }
+
+    async fn stats(&self) -> StatsReport {
+        Control::stats(self).await
+    }
+
+    async fn reload(&self) -> Result<u64, String> {
+        Control::reload(self).await
+    }
+}
+
 /// Channels for one worker, control side.
 pub struct WorkerLink {
     pub to: SharedSender<ToWorker>,

@@ -23,7 +23,7 @@ use h2::{RecvStream, SendStream};
 use http::{Response, StatusCode};
 
 use super::clock::{Expiry, Progress};
-use super::stream::{count_class, endpoint, expired, fail, Done};
+use super::reply::{count_class, endpoint, expired, fail, Done};
 use crate::http::failure::Failure;
 use crate::http::filter::headers::Edits;
 use crate::http::flags::ResponseFlag;

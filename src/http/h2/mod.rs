@@ -10,6 +10,7 @@
 mod clock;
 mod connect;
 pub(crate) mod io;
+mod reply;
 mod request;
 mod stream;
 mod to_h1;

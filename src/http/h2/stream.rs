@@ -9,222 +9,19 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::RecvStream;
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use super::clock::{Expiry, Progress};
+use super::clock::Progress;
 use crate::config::{ListenerKind, RouteAction, UpstreamProtocol};
 use crate::http::failure::Failure;
-use crate::http::filter::headers::Edits;
 use crate::http::filter::{self, Status, StreamEdits};
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding;
-use crate::http::h1::head::HeadError;
 use crate::http::router;
 use crate::http::view::WorkerView;
 use crate::observe::access_log::LogRecord;
-use crate::observe::stats::{class_index, ClusterStats, EndpointStats};
-use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
 
-/// How a stream ended, for stats and the access log.
-pub(crate) struct Done {
-    pub status: u16,
-    pub flag: ResponseFlag,
-    pub bytes_received: u64,
-    pub bytes_sent: u64,
-    pub upstream: Option<SocketAddr>,
-}
-
-pub(crate) fn is_grpc(h: &HeaderMap) -> bool {
-    h.get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
-/// The gRPC status for a local reply with this HTTP status (gRPC's HTTP mapping, with a
-/// route timeout reported as DEADLINE_EXCEEDED).
-fn grpc_status(status: u16, flag: ResponseFlag) -> u8 {
-    match (status, flag) {
-        (_, ResponseFlag::UpstreamTimeout) => 4,
-        (400, _) => 13,
-        (401, _) => 16,
-        (403, _) => 7,
-        (404, _) => 12,
-        (429 | 502 | 503 | 504, _) => 14,
-        _ => 2,
-    }
-}
-
-/// `grpc-timeout` (RFC: 1-8 digits and a unit H M S m u n) as a duration.
-pub(crate) fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
-    let v = h.get("grpc-timeout")?.to_str().ok()?;
-    if v.len() < 2 || v.len() > 9 {
-        return None;
-    }
-    // `to_str` succeeded, so every byte is visible ASCII and any split is on a boundary.
-    let (num, unit) = v.split_at_checked(v.len() - 1)?;
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-/// Counts a response with `status` in its class for the cluster.
-pub(crate) fn count_class(stats: &ClusterStats, status: u16) {
-    if let Some(c) = stats.rq_class.get(class_index(status)) {
-        c.inc();
-    }
-}
-
-/// The endpoint `ep` of a cluster: its config and counters (`None` cannot happen for an
-/// index the cluster's load balancer picked).
-pub(crate) fn endpoint<C>(
-    cs: &ClusterState<C>,
-    ep: usize,
-) -> Option<(&crate::config::Endpoint, &EndpointStats)> {
-    Some((cs.cfg.endpoints.get(ep)?, cs.endpoints.get(ep)?))
-}
-
-/// Answers a stream that failed before its response head went out, with the status,
-/// flag and text of the one failure table (`http::failure`).
-/// `edits`: the response edits of the route and the filter chain, which Envoy applies to
-/// its own replies too.
-pub(crate) fn fail(
-    respond: &mut SendResponse<Bytes>,
-    grpc: bool,
-    f: Failure,
-    edits: Edits<'_>,
-) -> Done {
-    local(
-        respond,
-        grpc,
-        f.status(),
-        None,
-        &Bytes::from_static(f.body().as_bytes()),
-        f.flag(),
-        edits,
-    )
-}
-
-/// Ends a stream whose route or idle clock ran out: the local reply (504 `UT`; 408 `SI`
-/// while the request is still arriving, 504 `SI` once it arrived whole) if no response
-/// head went out yet, else a RST_STREAM.
-pub(crate) fn expired(
-    respond: &mut SendResponse<Bytes>,
-    grpc: bool,
-    progress: &Progress,
-    e: Expiry,
-    edits: Edits<'_>,
-) -> Done {
-    let failure = match e {
-        Expiry::Route => Failure::RouteTimeout,
-        Expiry::Idle => Failure::StreamIdle {
-            request_complete: progress.request_complete(),
-        },
-    };
-    let flag = failure.flag();
-    let status = progress.status();
-    if status == 0 {
-        let mut d = fail(respond, grpc, failure, edits);
-        d.bytes_received = progress.bytes_received();
-        return d;
-    }
-    respond.send_reset(h2::Reason::INTERNAL_ERROR);
-    Done {
-        status,
-        flag,
-        bytes_received: progress.bytes_received(),
-        bytes_sent: progress.bytes_sent(),
-        upstream: None,
-    }
-}
-
-/// Answers a malformed request (`DPE`) with the rule it broke.
-pub(crate) fn reject(respond: &mut SendResponse<Bytes>, grpc: bool, e: HeadError) -> Done {
-    local(
-        respond,
-        grpc,
-        e.status(),
-        None,
-        &Bytes::from_static(e.reason().as_bytes()),
-        ResponseFlag::DownstreamProtocolError,
-        Edits::none(),
-    )
-}
-
-/// Sends a locally generated response; for gRPC requests a trailers-only response with
-/// `grpc-status` and `grpc-message`. `edits` are the response header edits of the
-/// stream's filter chain and route (direct responses and filter replies carry them).
-pub(crate) fn local(
-    respond: &mut SendResponse<Bytes>,
-    grpc: bool,
-    status: u16,
-    content_type: Option<&str>,
-    body: &Bytes,
-    flag: ResponseFlag,
-    edits: Edits<'_>,
-) -> Done {
-    let mut done = Done {
-        status,
-        flag,
-        bytes_received: 0,
-        bytes_sent: 0,
-        upstream: None,
-    };
-    let mut resp = Response::new(());
-    if grpc && status >= 400 {
-        *resp.status_mut() = StatusCode::OK;
-        let h = resp.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        h.insert(
-            "grpc-status",
-            HeaderValue::from(u16::from(grpc_status(status, flag))),
-        );
-        let msg = String::from_utf8_lossy(body)
-            .trim()
-            .replace(['\r', '\n'], " ");
-        if let Ok(v) = HeaderValue::from_str(&msg) {
-            h.insert("grpc-message", v);
-        }
-        done.status = 200;
-        edits.apply_to_map(resp.headers_mut());
-        if respond.send_response(resp, true).is_err() {
-            done.flag = ResponseFlag::DownstreamConnectionTermination;
-        }
-        return done;
-    }
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if !body.is_empty() {
-        let ct = HeaderValue::from_str(content_type.unwrap_or("text/plain"))
-            .unwrap_or(HeaderValue::from_static("text/plain"));
-        resp.headers_mut().insert(http::header::CONTENT_TYPE, ct);
-    }
-    resp.headers_mut()
-        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    edits.apply_to_map(resp.headers_mut());
-    match respond.send_response(resp, body.is_empty()) {
-        Ok(mut s) => {
-            if !body.is_empty() {
-                // A local body is small; the initial window always fits it.
-                s.reserve_capacity(body.len());
-                if s.send_data(body.clone(), true).is_err() {
-                    done.flag = ResponseFlag::DownstreamConnectionTermination;
-                }
-            }
-            done.bytes_sent = body.len() as u64;
-        }
-        Err(_) => done.flag = ResponseFlag::DownstreamConnectionTermination,
-    }
-    done
-}
+use super::reply::{fail, grpc_timeout, is_grpc, local, reject};
 
 pub(crate) async fn serve<C: Connector>(
     req: http::Request<RecvStream>,
@@ -415,28 +212,5 @@ pub(crate) async fn serve<C: Connector>(
             cluster: cluster_name,
         };
         sink.log(&rec, peer);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeout_units() {
-        let t = |v: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(
-                "grpc-timeout",
-                HeaderValue::from_bytes(v.as_bytes()).unwrap(),
-            );
-            grpc_timeout(&h)
-        };
-        assert_eq!(t("200m"), Some(Duration::from_millis(200)));
-        assert_eq!(t("1S"), Some(Duration::from_secs(1)));
-        assert_eq!(t("123456789S"), None);
-        assert_eq!(t("S"), None);
-        assert_eq!(t("5x"), None);
-        assert_eq!(t("é"), None);
     }
 }

@@ -16,7 +16,7 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use super::clock::Progress;
 use super::io::{Counted, DataSink};
-use super::stream::{count_class, endpoint, expired, fail, Done};
+use super::reply::{count_class, endpoint, expired, fail, Done};
 use crate::config::MAX_HEADERS_CAP;
 use crate::http::body::{self, BodyError};
 use crate::http::buf::ReadBuf;

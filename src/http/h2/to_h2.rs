@@ -15,7 +15,7 @@ use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Response, Uri};
 
 use super::clock::{Expiry, Progress};
-use super::stream::{count_class, endpoint, expired, fail, reject, Done};
+use super::reply::{count_class, endpoint, expired, fail, reject, Done};
 use super::to_h1::Request;
 use crate::http::failure::Failure;
 use crate::http::flags::ResponseFlag;

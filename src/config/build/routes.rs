@@ -1,0 +1,345 @@
+//! Building the HTTP side of the model: listeners' HTTP filter chains, route tables,
+//! virtual hosts, routes and their header edits and filter overrides. Part of
+//! `config::build`; errors go to the same builder, with field paths.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::super::model::*;
+use super::super::raw::*;
+use super::{is_tchar, Builder};
+use crate::http::filter::header_mutation::{
+    HeaderMutation, HeaderMutationFilter, RawHeaderMutationRef,
+};
+use crate::http::filter::headers::HeaderPlan;
+use crate::http::filter::{
+    FilterKind, FilterOverride, HttpFilter, RawHttpFilter, MAX_HEADER_MUTATION_FILTERS,
+};
+
+impl Builder {
+    pub(super) fn http_filters(&mut self, p: &str, raw: &[RawHttpFilter]) -> Vec<HttpFilter> {
+        let mut out: Vec<HttpFilter> = Vec::new();
+        for (k, f) in raw.iter().enumerate() {
+            let fp = format!("{p}.http_filters[{k}]");
+            if f.name.is_empty() {
+                self.err(format!("{fp}.name"), "must not be empty");
+            } else if out.iter().any(|o| o.name == f.name) {
+                self.err(
+                    format!("{fp}.name"),
+                    format!("duplicate filter name `{}`", f.name),
+                );
+            }
+            let kind = match &f.header_mutation {
+                Some(m) => {
+                    let m = self.header_mutation(&format!("{fp}.header_mutation"), m.as_ref());
+                    FilterKind::HeaderMutation(HeaderMutationFilter::new(&m))
+                }
+                None => {
+                    self.err(fp, "set the filter's type: `header_mutation`");
+                    continue;
+                }
+            };
+            out.push(HttpFilter {
+                name: f.name.clone(),
+                kind,
+            });
+        }
+        let mutations = out
+            .iter()
+            .filter(|f| matches!(f.kind, FilterKind::HeaderMutation(_)))
+            .count();
+        if mutations > MAX_HEADER_MUTATION_FILTERS {
+            self.err(
+                format!("{p}.http_filters"),
+                format!("at most {MAX_HEADER_MUTATION_FILTERS} header_mutation filters"),
+            );
+        }
+        out
+    }
+
+    /// A route's `per_filter_config` must name a filter of a listener that uses its table.
+    pub(super) fn check_filter_overrides(&mut self, raw: &RawConfig) {
+        for (i, t) in raw.route_tables.iter().enumerate() {
+            let users: Vec<&RawListener> = raw
+                .listeners
+                .iter()
+                .filter(|l| l.route_table.as_deref() == Some(t.name.as_str()))
+                .collect();
+            if users.is_empty() {
+                continue;
+            }
+            for (j, v) in t.virtual_hosts.iter().enumerate() {
+                for (k, r) in v.routes.iter().enumerate() {
+                    for name in r.per_filter_config.keys() {
+                        let known = users
+                            .iter()
+                            .any(|l| l.http_filters.iter().any(|f| &f.name == name));
+                        if !known {
+                            self.err(
+                                format!("route_tables[{i}].virtual_hosts[{j}].routes[{k}].per_filter_config.{name}"),
+                                format!("no HTTP filter named `{name}` on the listeners that use route table `{}`", t.name),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn route_table(
+        &mut self,
+        i: usize,
+        t: &RawRouteTable,
+        clusters: &[Arc<Cluster>],
+    ) -> RouteTable {
+        let p = format!("route_tables[{i}]");
+        let table_edits = self.header_mutation(&p, t.header_mutation());
+        let mut seen_domains = HashSet::new();
+        let virtual_hosts = t
+            .virtual_hosts
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let vp = format!("{p}.virtual_hosts[{j}]");
+                if v.domains.is_empty() {
+                    self.err(format!("{vp}.domains"), "must list at least one domain");
+                }
+                let domains = v
+                    .domains
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, d)| {
+                        let dp = format!("{vp}.domains[{k}]");
+                        let d = d.to_ascii_lowercase();
+                        if !seen_domains.insert(d.clone()) {
+                            self.err(
+                                dp.clone(),
+                                format!("domain `{d}` is claimed by more than one virtual host"),
+                            );
+                        }
+                        self.domain(dp, &d)
+                    })
+                    .collect();
+                let vhost_edits = self.header_mutation(&vp, v.header_mutation());
+                let levels = [&vhost_edits, &table_edits];
+                let routes = v
+                    .routes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, r)| {
+                        self.route(format!("{vp}.routes[{k}]"), r, clusters, levels)
+                    })
+                    .collect();
+                VirtualHost {
+                    name: v.name.clone(),
+                    domains,
+                    routes,
+                }
+            })
+            .collect();
+        RouteTable {
+            name: t.name.clone(),
+            virtual_hosts,
+        }
+    }
+
+    fn domain(&mut self, path: String, d: &str) -> Option<DomainMatch> {
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:_[]".contains(&b))
+        };
+        let m = if d == "*" {
+            DomainMatch::Any
+        } else if let Some(rest) = d.strip_prefix('*') {
+            if !rest.starts_with('.') && !rest.starts_with('-') || !valid(rest) {
+                self.err(
+                    path,
+                    format!("`{d}`: a leading wildcard must be followed by `.` or `-` and a name"),
+                );
+                return None;
+            }
+            DomainMatch::Suffix(rest.to_string())
+        } else if let Some(rest) = d.strip_suffix('*') {
+            if !valid(rest) {
+                self.err(path, format!("`{d}` is not a valid domain"));
+                return None;
+            }
+            DomainMatch::Prefix(rest.to_string())
+        } else if valid(d) {
+            DomainMatch::Exact(d.to_string())
+        } else {
+            self.err(path, format!("`{d}` is not a valid domain"));
+            return None;
+        };
+        Some(m)
+    }
+
+    /// Checks one level's header edits, recording errors under `prefix`.
+    fn header_mutation(&mut self, prefix: &str, raw: RawHeaderMutationRef<'_>) -> HeaderMutation {
+        let mut errors = Vec::new();
+        let m = raw.build(prefix, &mut errors);
+        for (path, message) in errors {
+            self.err(path, message);
+        }
+        m
+    }
+
+    /// A route's edits compiled with its virtual host's and route table's (in that order,
+    /// as Envoy applies them), and its per-filter overrides.
+    fn route_filters(
+        &mut self,
+        p: &str,
+        r: &RawRoute,
+        outer: [&HeaderMutation; 2],
+    ) -> RouteFilterConfig {
+        let own = self.header_mutation(p, r.header_mutation());
+        let [vhost, table] = outer;
+        let mut overrides = Vec::new();
+        for (name, o) in &r.per_filter_config {
+            let op = format!("{p}.per_filter_config.{name}");
+            match (o.disabled, &o.header_mutation) {
+                (true, None) => overrides.push((name.clone(), FilterOverride::Disabled)),
+                (false, Some(m)) => {
+                    let m = self.header_mutation(&format!("{op}.header_mutation"), m.as_ref());
+                    overrides.push((
+                        name.clone(),
+                        FilterOverride::HeaderMutation(HeaderMutationFilter::new(&m)),
+                    ));
+                }
+                _ => self.err(
+                    op,
+                    "set either `disabled: true` or the filter's own config (`header_mutation`)",
+                ),
+            }
+        }
+        RouteFilterConfig {
+            request_headers: HeaderPlan::compile([&own.request, &vhost.request, &table.request]),
+            response_headers: HeaderPlan::compile([
+                &own.response,
+                &vhost.response,
+                &table.response,
+            ]),
+            overrides,
+        }
+    }
+
+    fn route(
+        &mut self,
+        p: String,
+        r: &RawRoute,
+        clusters: &[Arc<Cluster>],
+        outer: [&HeaderMutation; 2],
+    ) -> Option<Route> {
+        let filters = self.route_filters(&p, r, outer);
+        let m = &r.matcher;
+        let path = match (&m.path, &m.prefix) {
+            (Some(x), None) => PathMatch::Exact(x.clone()),
+            (None, Some(x)) => PathMatch::Prefix(x.clone()),
+            _ => {
+                self.err(
+                    format!("{p}.match"),
+                    "set exactly one of `path` and `prefix`",
+                );
+                return None;
+            }
+        };
+        match &path {
+            PathMatch::Exact(x) | PathMatch::Prefix(x) if !x.starts_with('/') => {
+                self.err(format!("{p}.match"), format!("`{x}` must start with `/`"));
+            }
+            _ => {}
+        }
+        let headers = m
+            .headers
+            .iter()
+            .enumerate()
+            .filter_map(|(k, h)| {
+                let hp = format!("{p}.match.headers[{k}]");
+                let kind = match (&h.exact, &h.prefix, h.present) {
+                    (Some(v), None, None) => HeaderMatchKind::Exact(v.as_bytes().to_vec()),
+                    (None, Some(v), None) => HeaderMatchKind::Prefix(v.as_bytes().to_vec()),
+                    (None, None, Some(b)) => HeaderMatchKind::Present(b),
+                    _ => {
+                        self.err(hp, "set exactly one of `exact`, `prefix` and `present`");
+                        return None;
+                    }
+                };
+                if h.name.is_empty() || !h.name.bytes().all(is_tchar) {
+                    self.err(
+                        format!("{hp}.name"),
+                        format!("`{}` is not a valid header name", h.name),
+                    );
+                    return None;
+                }
+                Some(HeaderMatch {
+                    name: h.name.to_ascii_lowercase(),
+                    kind,
+                    invert: h.invert,
+                })
+            })
+            .collect();
+        for (k, u) in r.upgrades.iter().enumerate() {
+            if u.is_empty() || !u.bytes().all(is_tchar) {
+                self.err(
+                    format!("{p}.upgrades[{k}]"),
+                    format!("`{u}` is not an upgrade protocol token"),
+                );
+            }
+        }
+        let action = match (&r.cluster, &r.direct_response) {
+            (Some(name), None) => {
+                let timeout =
+                    self.duration(format!("{p}.timeout"), &r.timeout, Duration::from_secs(15));
+                match clusters.iter().position(|c| &c.name == name) {
+                    Some(cluster) => RouteAction::Cluster {
+                        cluster,
+                        timeout,
+                        upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
+                    },
+                    None => {
+                        self.err(format!("{p}.cluster"), format!("no cluster named `{name}`"));
+                        return None;
+                    }
+                }
+            }
+            (None, Some(d)) => {
+                if !r.upgrades.is_empty() {
+                    self.err(format!("{p}.upgrades"), "upgrades need a `cluster` route");
+                }
+                if !(200..=599).contains(&d.status) {
+                    self.err(
+                        format!("{p}.direct_response.status"),
+                        "must be between 200 and 599",
+                    );
+                }
+                if let Some(ct) = &d.content_type {
+                    if ct.bytes().any(|b| b < 0x20 || b == 0x7f) {
+                        self.err(
+                            format!("{p}.direct_response.content_type"),
+                            "must not contain control characters",
+                        );
+                    }
+                }
+                RouteAction::Direct(DirectResponse {
+                    status: d.status,
+                    body: Bytes::from(d.body.clone().unwrap_or_default()),
+                    content_type: d.content_type.clone(),
+                })
+            }
+            _ => {
+                self.err(p, "set exactly one of `cluster` and `direct_response`");
+                return None;
+            }
+        };
+        Some(Route {
+            path,
+            headers,
+            action,
+            filters,
+        })
+    }
+}
