@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_lite::io::AsyncWriteExt;
 
 use crate::config::{DirectResponse, Listener, ListenerKind, RouteAction};
-use crate::observe::access_log::LogRecord;
+use crate::observe::stream_info::{self, StreamInfo};
 use crate::upstream::Connector;
 
 use super::body;
@@ -106,7 +106,7 @@ struct Conn {
     wbuf: Vec<u8>,
     ip: [u8; 48],
     ip_len: usize,
-    rec: LogRecord,
+    rec: StreamInfo,
     logging: bool,
     /// The connection is closing while the client may still be sending the request
     /// (a body that was cut or not read): close gently, see `linger`.
@@ -140,7 +140,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         wbuf: Vec::with_capacity(1024),
         ip,
         ip_len,
-        rec: LogRecord::default(),
+        rec: StreamInfo::default(),
         logging: view.access_logs[listener].is_some(),
         linger: false,
     };
@@ -213,7 +213,7 @@ async fn prepare<'v, C: Connector>(
     wbuf: &mut Vec<u8>,
     peer: std::net::IpAddr,
     ip: &[u8],
-    rec: Option<&mut LogRecord>,
+    rec: Option<&mut StreamInfo>,
 ) -> Result<Option<Plan<'v>>, HeadError> {
     let mut slots = request::header_slots();
     let Some(req) = request::parse(data, &l.limits, &mut slots)? else {
@@ -339,9 +339,11 @@ impl Conn {
         slot: &ConnSlot,
     ) -> bool {
         let l = &view.snapshot.listeners[listener];
-        let stats = &view.listener_stats[listener];
+        let _stats = &view.listener_stats[listener];
         if self.logging {
             self.rec.clear();
+        } else {
+            self.rec.reset_counts();
         }
         let limit = l.limits.max_request_line_bytes + l.limits.max_header_bytes + 4;
         // request_headers_timeout: the head must be complete this long after its first
@@ -413,9 +415,7 @@ impl Conn {
             self.rec.start = Some(SystemTime::now());
         }
         self.rbuf.consume(plan.head_len);
-        stats.bytes_received.add(plan.head_len as u64);
         self.rec.bytes_received = plan.head_len as u64;
-        self.rec.bytes_sent = 0;
         let outcome = match plan.action {
             Action::NoRoute => self.fail_locally(down, view, &plan, Failure::NoRoute).await,
             Action::Direct(d) => {
@@ -452,18 +452,10 @@ impl Conn {
                 .await
             }
         };
-        let elapsed = start.elapsed();
-        stats
-            .bytes_received
-            .add(self.rec.bytes_received - plan.head_len as u64);
-        stats.bytes_sent.add(self.rec.bytes_sent);
-        stats.request_done(outcome.status, outcome.flag, elapsed.as_micros() as u64);
-        if let Some(sink) = &view.access_logs[listener] {
-            self.rec.status = outcome.status;
-            self.rec.flag = Some(outcome.flag);
-            self.rec.duration = elapsed;
-            sink.log(&self.rec, self.peer);
-        }
+        self.rec.status = outcome.status;
+        self.rec.flag = Some(outcome.flag);
+        self.rec.duration = start.elapsed();
+        self.complete(view, listener);
         outcome.keep_alive && !view.draining.get()
     }
 
@@ -475,26 +467,10 @@ impl Conn {
         view: &WorkerView<C>,
         listener: usize,
     ) {
-        let f = Failure::RequestHeadersTimeout;
         tracing::debug!(peer = %self.peer, "request head timed out");
-        self.wbuf.clear();
-        encode::write_local_reply(
-            &mut self.wbuf,
-            f.status(),
-            None,
-            f.body().as_bytes(),
-            true,
-            false,
-            Edits::none(),
-        );
-        let _ = down.write_all(&self.wbuf).await;
-        view.listener_stats[listener].request_done(f.status(), f.flag(), 0);
-        if let Some(sink) = &view.access_logs[listener] {
-            self.rec.status = f.status();
-            self.rec.flag = Some(f.flag());
-            self.rec.start = Some(SystemTime::now());
-            sink.log(&self.rec, self.peer);
-        }
+        let f = Failure::RequestHeadersTimeout;
+        self.refuse(down, view, listener, f.status(), f.flag(), f.body())
+            .await;
     }
 
     /// Answers a malformed request and closes: an ambiguous message is never forwarded.
@@ -505,27 +481,49 @@ impl Conn {
         view: &WorkerView<C>,
         listener: usize,
     ) {
-        let stats = &view.listener_stats[listener];
         tracing::debug!(peer = %self.peer, reason = e.reason(), "refusing request");
         // The refused request may have a body on its way.
         self.linger = true;
+        let flag = ResponseFlag::DownstreamProtocolError;
+        self.refuse(down, view, listener, e.status(), flag, e.reason())
+            .await;
+    }
+
+    /// Answers a request whose head never became a usable request, closes, and records it.
+    async fn refuse<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        listener: usize,
+        status: u16,
+        flag: ResponseFlag,
+        body: &str,
+    ) {
         self.wbuf.clear();
         encode::write_local_reply(
             &mut self.wbuf,
-            e.status(),
+            status,
             None,
-            e.reason().as_bytes(),
+            body.as_bytes(),
             true,
             false,
             Edits::none(),
         );
         let _ = down.write_all(&self.wbuf).await;
-        stats.request_done(e.status(), ResponseFlag::DownstreamProtocolError, 0);
-        if let Some(sink) = &view.access_logs[listener] {
-            self.rec.status = e.status();
-            self.rec.flag = Some(ResponseFlag::DownstreamProtocolError);
+        self.rec.status = status;
+        self.rec.flag = Some(flag);
+        self.rec.bytes_sent = self.wbuf.len() as u64;
+        if self.logging {
             self.rec.start = Some(SystemTime::now());
-            sink.log(&self.rec, self.peer);
+        }
+        self.complete(view, listener);
+    }
+
+    /// Feeds the finished request's record to the listener's stats and access log.
+    fn complete<C: Connector>(&self, view: &WorkerView<C>, listener: usize) {
+        let log = view.access_logs.get(listener).and_then(Option::as_deref);
+        if let Some(stats) = view.listener_stats.get(listener) {
+            stream_info::complete(stats, log, &self.rec, self.peer, stream_info::Kind::Request);
         }
     }
 

@@ -3,6 +3,7 @@
 //! when the flush thread falls behind and its queue is full, the batch is dropped and
 //! its lines are counted in `access_log_dropped`.
 
+use super::stream_info::StreamInfo;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::access_log_format::{LogField, LogFormat};
 use crate::http::flags::ResponseFlag;
@@ -71,41 +72,6 @@ fn flush_loop(rx: Receiver<Batch>) {
     }
 }
 
-/// What one request did, for the access log.
-#[derive(Default)]
-pub struct LogRecord {
-    pub start: Option<SystemTime>,
-    pub method: String,
-    pub path: String,
-    pub authority: String,
-    pub user_agent: String,
-    pub protocol: &'static str,
-    pub status: u16,
-    pub flag: Option<ResponseFlag>,
-    pub bytes_received: u64,
-    pub bytes_sent: u64,
-    pub duration: Duration,
-    pub upstream: Option<SocketAddr>,
-    pub cluster: Option<Arc<str>>,
-}
-
-impl LogRecord {
-    pub fn clear(&mut self) {
-        self.start = None;
-        self.method.clear();
-        self.path.clear();
-        self.authority.clear();
-        self.user_agent.clear();
-        self.status = 0;
-        self.flag = None;
-        self.bytes_received = 0;
-        self.bytes_sent = 0;
-        self.duration = Duration::ZERO;
-        self.upstream = None;
-        self.cluster = None;
-    }
-}
-
 /// One listener's access log on one core.
 pub struct LogSink {
     path: Option<Arc<str>>,
@@ -141,7 +107,7 @@ impl LogSink {
         self.path.as_deref() == cfg.path.as_deref() && self.format == cfg.format
     }
 
-    pub fn log(&self, rec: &LogRecord, peer: SocketAddr) {
+    pub fn log(&self, rec: &StreamInfo, peer: SocketAddr) {
         {
             let mut b = self.buf.borrow_mut();
             format_line(&mut b, &self.format, rec, peer, &self.listener_name);
@@ -191,7 +157,7 @@ fn push_str_or_dash(out: &mut Vec<u8>, s: &str) {
 pub fn format_line(
     out: &mut Vec<u8>,
     f: &LogFormat,
-    r: &LogRecord,
+    r: &StreamInfo,
     peer: SocketAddr,
     listener: &str,
 ) {
@@ -273,6 +239,7 @@ pub fn rfc3339(out: &mut Vec<u8>, t: SystemTime) {
 mod tests {
     use super::*;
     use crate::config::access_log_format::DEFAULT_FORMAT;
+    use std::time::Duration;
 
     #[test]
     fn formats_time() {
@@ -286,7 +253,7 @@ mod tests {
 
     #[test]
     fn formats_default_line() {
-        let rec = LogRecord {
+        let rec = StreamInfo {
             start: Some(UNIX_EPOCH),
             method: "GET".into(),
             path: "/x".into(),

@@ -1,5 +1,7 @@
-//! Observability: per-core stats and the access log.
+//! Observability: per-core stats, the access log, and the per-stream record that feeds
+//! both.
 
 pub mod access_log;
 pub mod alloc_count;
 pub mod stats;
+pub mod stream_info;

@@ -16,7 +16,7 @@ use crate::config::{ListenerKind, TcpProxy};
 use crate::http::flags::ResponseFlag;
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
-use crate::observe::access_log::LogRecord;
+use crate::observe::stream_info::{self, StreamInfo};
 use crate::tunnel;
 use crate::upstream::{Connector, TcpConnector};
 
@@ -49,22 +49,16 @@ pub async fn serve(
     };
     let stats = &view.listener_stats[listener];
     let start = Instant::now();
-    let mut rec = LogRecord {
+    let mut rec = StreamInfo {
         start: Some(SystemTime::now()),
         protocol: "TCP",
-        ..LogRecord::default()
+        ..StreamInfo::default()
     };
     let flag = proxy(down, &view, tcp, l.idle_timeout, &mut rec).await;
-    stats.bytes_received.add(rec.bytes_received);
-    stats.bytes_sent.add(rec.bytes_sent);
-    if flag != ResponseFlag::None {
-        stats.rq_flags[flag as usize].inc();
-    }
-    if let Some(sink) = &view.access_logs[listener] {
-        rec.flag = Some(flag);
-        rec.duration = start.elapsed();
-        sink.log(&rec, peer);
-    }
+    rec.flag = Some(flag);
+    rec.duration = start.elapsed();
+    let log = view.access_logs.get(listener).and_then(Option::as_deref);
+    stream_info::complete(stats, log, &rec, peer, stream_info::Kind::Connection);
 }
 
 async fn proxy(
@@ -72,7 +66,7 @@ async fn proxy(
     view: &WorkerView<TcpConnector>,
     tcp: &TcpProxy,
     idle: Duration,
-    rec: &mut LogRecord,
+    rec: &mut StreamInfo,
 ) -> ResponseFlag {
     thread_local! {
         static CONNECTIONS: Cell<u64> = const { Cell::new(0) };

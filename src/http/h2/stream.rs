@@ -18,7 +18,7 @@ use crate::http::flags::ResponseFlag;
 use crate::http::forwarding;
 use crate::http::router;
 use crate::http::view::WorkerView;
-use crate::observe::access_log::LogRecord;
+use crate::observe::stream_info::{self, StreamInfo};
 use crate::upstream::Connector;
 
 use super::reply::{fail, grpc_timeout, is_grpc, local, reject};
@@ -186,31 +186,29 @@ pub(crate) async fn serve<C: Connector>(
             }
         }
     };
-    let elapsed = start.elapsed();
-    stats.bytes_received.add(done.bytes_received);
-    stats.bytes_sent.add(done.bytes_sent);
-    stats.request_done(done.status, done.flag, elapsed.as_micros() as u64);
-    if let Some(sink) = view.access_logs.get(listener).and_then(Option::as_ref) {
-        let rec = LogRecord {
-            start: Some(started),
-            method: parts.method.as_str().to_string(),
-            path,
-            authority,
-            user_agent: parts
-                .headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string(),
-            protocol: "HTTP/2",
-            status: done.status,
-            flag: Some(done.flag),
-            bytes_received: done.bytes_received,
-            bytes_sent: done.bytes_sent,
-            duration: elapsed,
-            upstream: done.upstream,
-            cluster: cluster_name,
-        };
-        sink.log(&rec, peer);
+    let log = view.access_logs.get(listener).and_then(Option::as_deref);
+    let mut info = StreamInfo {
+        start: Some(started),
+        protocol: "HTTP/2",
+        status: done.status,
+        flag: Some(done.flag),
+        bytes_received: done.bytes_received,
+        bytes_sent: done.bytes_sent,
+        duration: start.elapsed(),
+        upstream: done.upstream,
+        ..StreamInfo::default()
+    };
+    if log.is_some() {
+        info.method = parts.method.as_str().to_string();
+        info.path = path;
+        info.authority = authority;
+        info.user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        info.cluster = cluster_name;
     }
+    stream_info::complete(stats, log, &info, peer, stream_info::Kind::Request);
 }
