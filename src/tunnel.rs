@@ -1,11 +1,14 @@
 //! Bidirectional byte copying between two connections on one worker: the body of the
-//! TCP proxy and of upgraded HTTP connections (WebSocket).
+//! TCP proxy and of HTTP/1 tunnels (CONNECT, upgrades such as WebSocket).
 //!
-//! Each direction copies until its reader reaches end of stream, then shuts the other
-//! side down for writing (half-close). The connection ends when both directions have. A
-//! failure in one direction shuts both sockets down so the other ends at once. The idle
-//! timeout applies to the connection as a whole: a direction that has been quiet keeps
-//! waiting while the other one moves bytes.
+//! Each connection is split into a read half and a write half (`io::split`: one stream,
+//! one descriptor, so a TLS session on it would be shared correctly); one direction reads
+//! `a`'s half and writes `b`'s, the other the reverse, both in one task. Each direction
+//! copies until its reader reaches end of stream, then shuts the other side down for
+//! writing (half-close). The connection ends when both directions have. A failure in one
+//! direction shuts both sockets down so the other ends at once. The idle timeout applies
+//! to the connection as a whole: a direction that has been quiet keeps waiting while the
+//! other one moves bytes.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::http::flags::ResponseFlag;
-use crate::http::io::Io;
+use crate::http::io::{split, Io, ReadHalf, WriteHalf};
 
 /// Copy buffer per direction.
 const BUF_BYTES: usize = 16 * 1024;
@@ -43,15 +46,19 @@ pub struct Outcome {
 }
 
 async fn pump<R: Io, W: Io>(
-    from: &mut R,
-    to: &mut W,
+    from: &mut ReadHalf<R>,
+    to: &mut WriteHalf<W>,
     idle: Duration,
     last: &Cell<Instant>,
     bytes: &Cell<u64>,
 ) -> End {
     let mut buf = vec![0u8; BUF_BYTES];
-    from.set_read_timeout(Some(idle));
-    to.set_write_timeout(Some(idle));
+    if from.set_read_timeout(Some(idle)).is_err() {
+        return End::ReadError;
+    }
+    if to.set_write_timeout(Some(idle)).is_err() {
+        return End::WriteError;
+    }
     loop {
         match from.read(&mut buf).await {
             Ok(0) => {
@@ -70,42 +77,41 @@ async fn pump<R: Io, W: Io>(
                 if quiet >= idle {
                     return End::Idle;
                 }
-                from.set_read_timeout(Some(idle - quiet));
+                if from.set_read_timeout(Some(idle - quiet)).is_err() {
+                    return End::ReadError;
+                }
             }
             Err(_) => return End::ReadError,
         }
     }
 }
 
-/// Copies between `a` and `b` both ways until both directions end. `a2` and `b2` are
-/// second handles on the same sockets (see `Io::try_clone`), used for writing.
-pub async fn run<A: Io, B: Io>(
-    a: &mut A,
-    a2: &mut A,
-    b: &mut B,
-    b2: &mut B,
-    idle: Duration,
-) -> Outcome {
+/// Copies between `a` and `b` both ways until both directions end.
+pub async fn run<A: Io, B: Io>(a: A, b: B, idle: Duration) -> Outcome {
     let fds = [a.raw_fd(), b.raw_fd()];
     // A failed direction shuts both sockets down, so the other one ends at once too.
     let abort = || {
         for fd in fds.into_iter().flatten() {
-            // SAFETY: the descriptors belong to streams that outlive this call; shutdown
-            // does not close them.
+            // SAFETY: the descriptors belong to the streams the halves below own, which
+            // live until this function returns; shutdown does not close them.
             unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
         }
     };
     let last = Cell::new(Instant::now());
     let (ab, ba) = (Cell::new(0u64), Cell::new(0u64));
+    // The halves stay here, not in the directions, so that no stream (and descriptor)
+    // is dropped before both directions have ended.
+    let (mut a_read, mut a_write) = split(a);
+    let (mut b_read, mut b_write) = split(b);
     let a_to_b = async {
-        let e = pump(a, b2, idle, &last, &ab).await;
+        let e = pump(&mut a_read, &mut b_write, idle, &last, &ab).await;
         if e != End::Closed {
             abort();
         }
         e
     };
     let b_to_a = async {
-        let e = pump(b, a2, idle, &last, &ba).await;
+        let e = pump(&mut b_read, &mut a_write, idle, &last, &ba).await;
         if e != End::Closed {
             abort();
         }

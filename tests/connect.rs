@@ -1,9 +1,10 @@
 //! CONNECT tunnelling on routes that allow it (`upgrades: [connect]`): curl's
-//! --proxytunnel and a raw client with half-close, HTTP/2 CONNECT streams with flow
-//! control; refused elsewhere.
+//! --proxytunnel and a raw client with half-close either way, one descriptor per socket,
+//! HTTP/2 CONNECT streams with flow control; refused elsewhere.
 
 mod common;
 mod h2client;
+mod sockets;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -11,6 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use sockets::{descriptors_of, tcp_inode};
 
 fn config(upstream: SocketAddr, upgrades: &str) -> String {
     format!(
@@ -91,6 +93,73 @@ fn raw_tunnel_carries_bytes_both_ways_with_half_close() {
     c.read_to_end(&mut got).unwrap();
     let text = String::from_utf8_lossy(&got);
     assert_eq!(text, "HTTP/1.1 200 Connection Established\r\n\r\necho:ping");
+}
+
+/// A TCP upstream that sends `hello` and half-closes at once, then reads until the client
+/// half-closes too and hands over what it read.
+fn hello_then_listen() -> (SocketAddr, std::sync::mpsc::Receiver<Vec<u8>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        if s.write_all(b"hello").is_err() || s.shutdown(Shutdown::Write).is_err() {
+            return;
+        }
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        let _ = tx.send(got);
+    });
+    (addr, rx)
+}
+
+/// Opens a CONNECT tunnel through `proxy` and reads the `200` and the upstream's `hello`.
+fn open_tunnel(proxy: SocketAddr) -> TcpStream {
+    let mut c = TcpStream::connect(proxy).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"CONNECT db.tunnel.example:5432 HTTP/1.1\r\nHost: db.tunnel.example:5432\r\n\r\n")
+        .unwrap();
+    let want = b"HTTP/1.1 200 Connection Established\r\n\r\nhello";
+    let mut got = vec![0u8; want.len()];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+    c
+}
+
+#[test]
+fn an_upstream_half_close_leaves_the_client_direction_open() {
+    let (addr, upstream_got) = hello_then_listen();
+    let p = Proxy::start(&config(addr, "            upgrades: [connect]\n"));
+    let mut c = open_tunnel(p.listen);
+    // The upstream's end of stream reaches the client as one (a write shutdown of the
+    // client connection, not a close) ...
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    // ... and the client can still send: its bytes and its own end of stream arrive.
+    let open = "the client's direction is still open";
+    c.write_all(b"still here").expect(open);
+    c.shutdown(Shutdown::Write).expect(open);
+    let got = upstream_got
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream saw the client's end of stream");
+    assert_eq!(got, b"still here");
+}
+
+#[test]
+fn a_connect_tunnel_holds_each_socket_on_one_descriptor() {
+    // The client connection is split for the tunnel, not dup()'d (see tests/tcp_proxy.rs).
+    let (addr, upstream_got) = hello_then_listen();
+    let p = Proxy::start(&config(addr, "            upgrades: [connect]\n"));
+    let c = open_tunnel(p.listen);
+    let down = tcp_inode(Some(p.listen), c.local_addr().unwrap()).expect("client socket");
+    let up = tcp_inode(None, addr).expect("upstream socket");
+    assert_eq!(descriptors_of(p.pid, &down), 1, "client socket");
+    assert_eq!(descriptors_of(p.pid, &up), 1, "upstream socket");
+    c.shutdown(Shutdown::Write).unwrap();
+    let got = upstream_got.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(got.is_empty(), "{got:?}");
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The TCP proxy listener: bytes both ways, half-close, weighted clusters, connect
-//! failures, the idle timeout, stats and the access log; and the `--tcp` one-line mode.
+//! failures, the idle timeout, stats and the access log, one descriptor per socket; and
+//! the `--tcp` one-line mode.
 
 mod common;
+mod sockets;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -9,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use sockets::{descriptors_of, tcp_inode};
 
 /// An upstream that, per connection, reads until the client half-closes, then answers
 /// `echo:` + everything it read and closes. Serves until `count` connections are done.
@@ -248,4 +251,44 @@ clusters:
         err.contains("listeners[1].tcp_proxy.cluster: no cluster named `missing`"),
         "{err}"
     );
+}
+
+/// An upstream that echoes every byte as it arrives and half-closes after the client
+/// does. Serves one connection.
+fn echo_now() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            if s.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+        let _ = s.shutdown(Shutdown::Write);
+    });
+    addr
+}
+
+#[test]
+fn a_tunnel_holds_each_socket_on_one_descriptor() {
+    // Both directions run over halves of one stream per side, not over a dup()'d second
+    // descriptor (which a TLS session on the stream could not share).
+    let up = echo_now();
+    let p = Proxy::start(&tcp_config(&cluster("echo", up), "{ cluster: echo }", ""));
+    let mut s = connect(p.listen);
+    // A byte echoed through proves both directions are copying.
+    s.write_all(b"x").unwrap();
+    let mut one = [0u8; 1];
+    s.read_exact(&mut one).unwrap();
+    let down = tcp_inode(Some(p.listen), s.local_addr().unwrap()).expect("downstream socket");
+    let upstream = tcp_inode(None, up).expect("upstream socket");
+    assert_eq!(descriptors_of(p.pid, &down), 1, "downstream socket");
+    assert_eq!(descriptors_of(p.pid, &upstream), 1, "upstream socket");
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
 }

@@ -1,10 +1,14 @@
 //! The byte-stream abstraction the connection manager runs on.
 //!
 //! In production this is glommio's `TcpStream`; tests drive the same code over memory.
+//! Tunnels move bytes over the two halves of one stream (`split`).
 
 use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
+
+mod split;
+pub use split::{split, ReadHalf, WriteHalf};
 
 /// A full-duplex byte stream with per-operation timeouts.
 pub trait Io: AsyncRead + AsyncWrite + Unpin {
@@ -17,8 +21,10 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin {
     fn idle_is_clean(&self) -> bool {
         true
     }
-    /// A second handle on the same connection, so one task can read while another writes
-    /// (tunnels). Streams that cannot do this refuse.
+    /// A second handle on the same connection (a `dup`ed descriptor), so one task can
+    /// read while another writes. Streams that cannot do this refuse. Only the HTTP/2
+    /// CONNECT tunnel (`h2/connect.rs`) still uses it; the other tunnels `split` one
+    /// stream, which also works for streams with state above the socket (TLS).
     fn try_clone(&self) -> std::io::Result<Self>
     where
         Self: Sized,
@@ -31,6 +37,23 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin {
     /// The socket descriptor, if there is one.
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
+    }
+}
+
+/// A borrowed stream is a stream, so a connection the caller keeps can be split for a
+/// tunnel (`conn/connect.rs`).
+impl<T: Io + ?Sized> Io for &mut T {
+    fn set_read_timeout(&self, d: Option<Duration>) {
+        (**self).set_read_timeout(d)
+    }
+    fn set_write_timeout(&self, d: Option<Duration>) {
+        (**self).set_write_timeout(d)
+    }
+    fn idle_is_clean(&self) -> bool {
+        (**self).idle_is_clean()
+    }
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        (**self).raw_fd()
     }
 }
 

@@ -14,7 +14,6 @@ use glommio::net::TcpStream;
 
 use crate::config::{ListenerKind, TcpProxy};
 use crate::http::flags::ResponseFlag;
-use crate::http::io::Io;
 use crate::http::view::WorkerView;
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::tunnel;
@@ -106,16 +105,7 @@ async fn proxy(
     cs.stats.cx_total.inc();
     es.cx_total.inc();
     es.rq_active.inc();
-    let mut down = down;
-    let mut up = up;
-    let (mut down2, mut up2) = match (down.try_clone(), up.try_clone()) {
-        (Ok(d), Ok(u)) => (d, u),
-        _ => {
-            es.rq_active.dec();
-            return ResponseFlag::UpstreamConnectionTermination;
-        }
-    };
-    let t = tunnel::run(&mut down, &mut down2, &mut up, &mut up2, idle).await;
+    let t = tunnel::run(down, up, idle).await;
     es.rq_active.dec();
     rec.bytes_received = t.bytes_a_to_b;
     rec.bytes_sent = t.bytes_b_to_a;

@@ -91,10 +91,8 @@ impl Conn {
         let (n, m) = (self.ubuf.len(), self.rbuf.len());
         self.ubuf.consume(n);
         self.rbuf.consume(m);
-        let (Ok(mut down2), Ok(mut up2)) = (down.try_clone(), up.try_clone()) else {
-            return closed(ResponseFlag::UpstreamConnectionTermination);
-        };
-        let t = crate::tunnel::run(down, &mut down2, &mut up, &mut up2, idle).await;
+        // The client connection stays the caller's: the tunnel splits a borrow of it.
+        let t = crate::tunnel::run(&mut *down, up, idle).await;
         self.rec.bytes_received += t.bytes_a_to_b;
         self.rec.bytes_sent += t.bytes_b_to_a;
         closed(crate::tunnel::flag_for(t))
