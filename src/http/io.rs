@@ -21,19 +21,6 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin {
     fn idle_is_clean(&self) -> bool {
         true
     }
-    /// A second handle on the same connection (a `dup`ed descriptor), so one task can
-    /// read while another writes. Streams that cannot do this refuse. Only the HTTP/2
-    /// CONNECT tunnel (`h2/connect.rs`) still uses it; the other tunnels `split` one
-    /// stream, which also works for streams with state above the socket (TLS).
-    fn try_clone(&self) -> std::io::Result<Self>
-    where
-        Self: Sized,
-    {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "stream cannot be cloned",
-        ))
-    }
     /// The socket descriptor, if there is one.
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
@@ -67,17 +54,6 @@ impl Io for glommio::net::TcpStream {
     fn set_write_timeout(&self, d: Option<Duration>) {
         let d = d.map(|d| d.max(Duration::from_micros(1)));
         let _ = glommio::net::TcpStream::set_write_timeout(self, d);
-    }
-
-    fn try_clone(&self) -> std::io::Result<Self> {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        // SAFETY: dup of a descriptor we own; the new one is owned by the returned stream.
-        let fd = unsafe { libc::dup(self.as_raw_fd()) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh, owned, connected TCP socket descriptor.
-        Ok(unsafe { glommio::net::TcpStream::from_raw_fd(fd) })
     }
 
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {

@@ -17,7 +17,7 @@ use std::future::poll_fn;
 use std::task::Poll;
 
 use bytes::Bytes;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{Response, StatusCode};
@@ -87,16 +87,13 @@ pub(crate) async fn tunnel<C: Connector>(
 async fn carry<U: Io>(
     mut body: RecvStream,
     respond: &mut SendResponse<Bytes>,
-    mut up: U,
+    up: U,
     cs: &ClusterState<U>,
     progress: &Progress,
     edits: Edits<'_>,
 ) -> Done {
-    // One handle reads while the other writes.
-    let Ok(mut up_w) = up.try_clone() else {
-        count_class(&cs.stats, 503);
-        return fail(respond, false, Failure::ConnectionTermination, edits);
-    };
+    // One half reads while the other writes, over the one upstream stream.
+    let (mut up_r, mut up_w) = crate::http::io::split(up);
     let mut resp = Response::new(());
     *resp.status_mut() = StatusCode::OK;
     edits.apply_to_map(resp.headers_mut());
@@ -133,7 +130,7 @@ async fn carry<U: Io>(
         both_or_first_failure(r).await
     };
     let to_client = async {
-        let r = upstream_to_client(&mut up, &mut send, progress).await;
+        let r = upstream_to_client(&mut up_r, &mut send, progress).await;
         both_or_first_failure(r).await
     };
     let result = progress
@@ -170,7 +167,7 @@ async fn carry<U: Io>(
 }
 
 /// Client DATA to the upstream; END_STREAM becomes a write shutdown.
-async fn client_to_upstream<W: Io>(
+async fn client_to_upstream<W: AsyncWrite + Unpin>(
     body: &mut RecvStream,
     up: &mut W,
     progress: &Progress,
@@ -189,7 +186,7 @@ async fn client_to_upstream<W: Io>(
 
 /// Upstream bytes to the client as DATA, within its window; end of stream becomes
 /// END_STREAM.
-async fn upstream_to_client<R: Io>(
+async fn upstream_to_client<R: AsyncRead + Unpin>(
     up: &mut R,
     send: &mut SendStream<Bytes>,
     progress: &Progress,
