@@ -273,3 +273,53 @@ fn statuses_outside_1xx_to_5xx_from_either_upstream_become_502() {
     }
     assert_eq!(via_h2.cluster_stats("b")["rq_protocol_error"], 1);
 }
+
+#[test]
+fn hop_by_hop_headers_of_an_http1_client_never_reach_an_http2_upstream() {
+    // A route that passes websocket upgrades, to an HTTP/2 cluster: the upgrade's
+    // `upgrade` and `connection` are this hop's own and HTTP/2 has no place for them
+    // (RFC 9113 section 8.2.2). Forwarding `upgrade` made the h2 crate refuse the
+    // request, and the client got a 503.
+    let up = Upstream::echo();
+    let b = Proxy::start(&proxy_config(up.addr));
+    let a = Proxy::start(&format!(
+        "{HEADER}listeners:
+  - {{ name: main, address: 127.0.0.1, port: @PORT@, route_table: main }}
+route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: / }}
+            cluster: b
+            upgrades: [websocket]
+clusters:
+  - name: b
+    protocol: http2
+    endpoints: [{{ address: 127.0.0.1, port: {} }}]
+",
+        b.listen.port()
+    ));
+    let mut c = Conn::connect(a.listen);
+    c.send(
+        "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade, keep-alive, X-Secret\r\n\
+         Upgrade: websocket\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n\
+         Proxy-Connection: keep-alive\r\nTE: trailers, deflate\r\nX-Visible: yes\r\n\r\n",
+    );
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let req = up.last_request();
+    for h in [
+        "upgrade",
+        "connection",
+        "x-secret",
+        "keep-alive",
+        "proxy-connection",
+    ] {
+        assert!(!req.has_header(h), "`{h}` went on: {:?}", req.headers);
+    }
+    assert_eq!(req.headers_named("te"), ["trailers"]);
+    assert_eq!(req.header("x-visible"), Some("yes"));
+    assert_eq!(flag_count(&a.listener_stats("main"), "UC"), 0);
+}

@@ -20,6 +20,7 @@ use super::flags::ResponseFlag;
 use super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::h1::head::BodyKind;
 use super::h2::io::DataSink;
+use super::hop::{self, Fate, Message, Nominated, Special};
 use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
@@ -78,13 +79,22 @@ fn to_h2_request(head: &[u8]) -> Option<http::Request<()>> {
     *out.method_mut() = http::Method::from_bytes(req.method?.as_bytes()).ok()?;
     *out.uri_mut() = uri;
     for h in req.headers.iter() {
-        let lower = h.name.to_ascii_lowercase();
-        if matches!(lower.as_str(), "host" | "transfer-encoding" | "connection") {
+        let special = hop::classify(h.name);
+        // The authority travels as `:authority`.
+        if special == Special::Host {
             continue;
         }
-        let name = HeaderName::from_bytes(lower.as_bytes()).ok()?;
+        // The encoder has already applied the client's Connection header; what is left
+        // of this hop's own (`transfer-encoding`, an upgrade's `connection` and
+        // `upgrade`) HTTP/2 does not carry.
+        let value = match hop::fate(special, h.name, h.value, Message::Request, Nominated::NONE) {
+            Fate::Forward => h.value,
+            Fate::TeTrailers => b"trailers",
+            Fate::Drop => continue,
+        };
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         out.headers_mut()
-            .append(name, HeaderValue::from_bytes(h.value).ok()?);
+            .append(name, HeaderValue::from_bytes(value).ok()?);
     }
     Some(out)
 }

@@ -18,6 +18,7 @@ pub(crate) mod forwarding;
 pub mod h1;
 mod h1_to_h2;
 pub mod h2;
+pub mod hop;
 pub(crate) mod io;
 pub mod router;
 pub mod view;

@@ -24,7 +24,8 @@ use crate::http::failure::Failure;
 use crate::http::filter::StreamEdits;
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding::Decision;
-use crate::http::h1::head::{self, BodyKind, Special};
+use crate::http::h1::head::{self, BodyKind};
+use crate::http::hop::{self, Fate, Message, Nominated, Special};
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
@@ -45,20 +46,6 @@ pub(crate) struct Request<'a> {
     pub edits: StreamEdits<'a>,
 }
 
-/// Headers that describe one HTTP/1.1 connection and never cross a protocol boundary.
-fn hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "upgrade"
-            | "te"
-            | "host"
-    )
-}
-
 /// Writes the HTTP/1.1 request head; returns whether the body is sent chunked.
 ///
 /// The request edits apply to the message as the proxy would send it otherwise: the
@@ -75,23 +62,32 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
         p.method, r.path, r.authority
     );
     for (name, value) in &p.headers {
-        match name.as_str() {
-            n if edited && !edits.keeps(n) => {}
-            "te" => {
-                if head::tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
-                    out.extend_from_slice(b"te: trailers\r\n");
-                }
-            }
+        let n = name.as_str();
+        let special = hop::classify(n);
+        match special {
+            _ if edited && !edits.keeps(n) => {}
             // Rewritten below; otherwise they pass as they came.
-            "x-forwarded-for" if fwd.append.is_some() => {}
-            "x-forwarded-proto" if fwd.overwrite_proto => {}
-            n if hop_by_hop(n) => {}
-            n => {
-                out.extend_from_slice(n.as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
+            Special::XForwardedFor if fwd.append.is_some() => {}
+            Special::XForwardedProto if fwd.overwrite_proto => {}
+            // The authority is written above, from `:authority` (or the one Host).
+            Special::Host => {}
+            // An HTTP/2 request names nothing in a Connection header: it has none.
+            _ => match hop::fate(
+                special,
+                n,
+                value.as_bytes(),
+                Message::Request,
+                Nominated::NONE,
+            ) {
+                Fate::Forward => {
+                    out.extend_from_slice(n.as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(value.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                Fate::TeTrailers => out.extend_from_slice(b"te: trailers\r\n"),
+                Fate::Drop => {}
+            },
         }
     }
     let chunked = !r.body.is_end_stream() && !p.headers.contains_key(http::header::CONTENT_LENGTH);
@@ -240,18 +236,10 @@ fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, ()> {
     let mut out = Response::new(());
     *out.status_mut() = StatusCode::from_u16(status).map_err(|_| ())?;
     let h = out.headers_mut();
+    let named = Nominated::of(resp.headers, f.has_connection_header);
     for x in resp.headers.iter() {
-        let special = head::classify(x.name);
-        if matches!(
-            special,
-            Special::Connection
-                | Special::KeepAlive
-                | Special::ProxyConnection
-                | Special::Te
-                | Special::Upgrade
-                | Special::TransferEncoding
-        ) || (f.has_connection_header && head::named_by_connection(resp.headers, x.name))
-        {
+        let special = hop::classify(x.name);
+        if hop::fate(special, x.name, x.value, Message::Response, named) != Fate::Forward {
             continue;
         }
         let (Ok(name), Ok(value)) = (
@@ -288,12 +276,16 @@ fn trailer_map(raw: &[u8], max: usize) -> Result<Option<http::HeaderMap>, ()> {
     };
     let mut map = http::HeaderMap::new();
     for f in fields.iter() {
-        let lower = f.name.to_ascii_lowercase();
-        if hop_by_hop(&lower) || lower == "te" {
+        let special = hop::classify(f.name);
+        // Host names where a request goes; it is never a trailer (RFC 9110 section 6.5.1).
+        if special == Special::Host
+            || hop::fate(special, f.name, f.value, Message::Response, Nominated::NONE)
+                != Fate::Forward
+        {
             continue;
         }
         let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(lower.as_bytes()),
+            HeaderName::from_bytes(f.name.as_bytes()),
             HeaderValue::from_bytes(f.value),
         ) else {
             return Err(());
