@@ -19,6 +19,7 @@ use super::buf::ReadBuf;
 use super::flags::ResponseFlag;
 use super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::h1::head::BodyKind;
+use super::h1::response;
 use super::h2::io::DataSink;
 use super::hop::{self, Fate, Message, Nominated, Special};
 use super::io::Io;
@@ -196,8 +197,8 @@ async fn exchange_inner<D: Io, C: Connector>(
     };
     let (parts, mut up_body) = resp.into_parts();
     let status = parts.status.as_u16();
-    // `http::StatusCode` admits 100..=999; HTTP defines up to 599 (as h1::response).
-    if !(100..=599).contains(&status) {
+    // `http::StatusCode` admits 100..=999 (the h2 crate has consumed any 1xx itself).
+    if !response::valid_status(status) {
         stats.rq_protocol_error.inc();
         return failed(502, ResponseFlag::UpstreamProtocolError);
     }

@@ -24,7 +24,8 @@ use crate::http::failure::Failure;
 use crate::http::filter::StreamEdits;
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding::Decision;
-use crate::http::h1::head::{self, BodyKind};
+use crate::http::h1::head::BodyKind;
+use crate::http::h1::response::{self, Asked, BadResponse, Kind, MAX_RESPONSE_HEAD_BYTES};
 use crate::http::hop::{self, Fate, Message, Nominated, Special};
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
@@ -204,37 +205,30 @@ enum Parsed {
 }
 
 /// Parses an upstream response head into an HTTP/2 response. `Ok(None)`: need more.
-fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, ()> {
-    let mut slots = [httparse::EMPTY_HEADER; 128];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(data) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if data.len() <= 64 * 1024 => return Ok(None),
-        _ => return Err(()),
+///
+/// The head is parsed by `h1::response::parse`, the parser the HTTP/1 path and the fuzz
+/// driver run, so status range, framing and interim responses are decided in one place;
+/// nothing here asks for an upgrade, so a `101` is refused there.
+fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, BadResponse> {
+    let mut slots = response::header_slots();
+    let asked = Asked {
+        head: is_head,
+        upgrade: false,
     };
-    let (Some(status), Some(minor)) = (resp.code, resp.version) else {
-        return Err(());
+    let Some(resp) = response::parse(data, asked, &mut slots)? else {
+        return Ok(None);
     };
-    // httparse takes any three digits; HTTP has status classes 1xx to 5xx only.
-    if !(100..=599).contains(&status) {
-        return Err(());
-    }
-    if (100..200).contains(&status) {
-        // Interim responses are skipped; a 101 was never asked for.
-        return if status == 101 {
-            Err(())
-        } else {
-            Ok(Some(Parsed::Interim(len)))
-        };
-    }
-    let f = head::framing(resp.headers, minor, false).map_err(|_| ())?;
-    let body = if is_head || status == 204 || status == 304 {
-        BodyKind::Empty
-    } else {
-        f.body
+    let (body, f) = match resp.kind {
+        Kind::Interim => return Ok(Some(Parsed::Interim(resp.head_len))),
+        // `parse` only accepts a 101 that was asked for.
+        Kind::Upgraded { .. } => return Err(BadResponse("unsolicited 101")),
+        Kind::Final { body, framing } => (body, framing),
     };
+    let status = resp.status;
+    let len = resp.head_len;
     let mut out = Response::new(());
-    *out.status_mut() = StatusCode::from_u16(status).map_err(|_| ())?;
+    *out.status_mut() =
+        StatusCode::from_u16(status).map_err(|_| BadResponse("status code out of range"))?;
     let h = out.headers_mut();
     let named = Nominated::of(resp.headers, f.has_connection_header);
     for x in resp.headers.iter() {
@@ -246,7 +240,7 @@ fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, ()> {
             HeaderName::from_bytes(x.name.as_bytes()),
             HeaderValue::from_bytes(x.value),
         ) else {
-            return Err(());
+            return Err(BadResponse("not a valid HTTP/2 field"));
         };
         h.append(name, value);
     }
@@ -456,11 +450,16 @@ async fn send_and_receive<U: Io>(
                 }
                 Ok(Some(Parsed::Final(h))) => break Ok(h),
                 Ok(None) => {
+                    // `parse` refuses a head past the limit, so a buffer that grows to
+                    // one byte beyond it always finds out.
                     if ubuf.is_full() {
-                        ubuf.grow(64 * 1024 + 1);
+                        ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1);
                     }
                 }
-                Err(()) => break Err(Failure::ProtocolError),
+                Err(BadResponse(why)) => {
+                    tracing::debug!(reason = why, "invalid upstream response");
+                    break Err(Failure::ProtocolError);
+                }
             }
         }
         match body::fill_from(up, ubuf, deadline).await {
@@ -567,6 +566,62 @@ mod tests {
                 "{good}"
             );
         }
+    }
+
+    #[test]
+    fn heads_are_decided_as_on_the_http1_path() {
+        // What `h1::response::parse` decides (incomplete, refused, interim, final with
+        // this body) is what this path does with the same bytes.
+        let heads: [&[u8]; 12] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.0 204 No Content\r\nContent-Length: 7\r\n\r\n",
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+            b"HTTP/1.1 600 X\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nA: b",
+            b"HTLP/1.1 200 OK\r\n\r\n",
+        ];
+        for raw in heads {
+            for is_head in [false, true] {
+                let mut slots = response::header_slots();
+                let asked = Asked {
+                    head: is_head,
+                    upgrade: false,
+                };
+                let h1 = response::parse(raw, asked, &mut slots).map(|r| {
+                    r.map(|h| match h.kind {
+                        Kind::Final { body, .. } => Some((h.head_len, body)),
+                        _ => None,
+                    })
+                });
+                let h2 = parse_head(raw, is_head).map(|r| {
+                    r.map(|p| match p {
+                        Parsed::Final(h) => Some((h.len, h.body)),
+                        Parsed::Interim(_) => None,
+                    })
+                });
+                let shown = String::from_utf8_lossy(raw);
+                assert_eq!(h1.is_err(), h2.is_err(), "{shown}");
+                assert_eq!(h1.ok(), h2.ok(), "{shown}");
+            }
+        }
+        let mut slots = response::header_slots();
+        let named = b"HTTP/1.1 200 OK\r\nConnection: x-hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nX-End: 2\r\n\r\n";
+        let plain = Asked {
+            head: false,
+            upgrade: false,
+        };
+        assert!(response::parse(named, plain, &mut slots).is_ok());
+        let Ok(Some(Parsed::Final(h))) = parse_head(named, false) else {
+            panic!("a final head");
+        };
+        let names: Vec<&str> = h.response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-end"]);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::http::failure::Failure;
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding::Decision;
 use crate::http::h1::head::HeadError;
+use crate::http::h1::response;
 use crate::http::hop::{self, Fate, Message, Nominated, Special};
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
@@ -238,9 +239,9 @@ where
         };
         let (parts, mut body) = resp.into_parts();
         let status = parts.status.as_u16();
-        // The h2 crate accepts any three-digit :status; HTTP has 1xx to 5xx only.
+        // The h2 crate accepts any three-digit :status (and consumes 1xx itself).
         // (Dropping the body resets the upstream stream.)
-        if !(200..=599).contains(&status) {
+        if !response::valid_status(status) {
             stats.rq_protocol_error.inc();
             return failed(respond, Failure::ProtocolError);
         }
