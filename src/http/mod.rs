@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 mod alloc_tests;
+pub(crate) mod authority;
 pub(crate) mod body;
 pub(crate) mod buf;
 pub(crate) mod conn;

@@ -4,7 +4,8 @@
 //! bare CR and other control bytes in the head. This module adds the framing rules that
 //! close request-smuggling holes (RFC 9112 section 6): Content-Length and
 //! Transfer-Encoding together, conflicting or malformed Content-Length, any transfer
-//! coding other than a single `chunked`, missing or repeated Host.
+//! coding other than a single `chunked`. (Host and the target's authority follow the
+//! rule in `http::authority`, which HTTP/2 requests follow too.)
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -227,13 +228,6 @@ pub fn target(t: &str) -> Result<Target<'_>, HeadError> {
         authority: Some(authority),
         path,
     })
-}
-
-/// Checks a Host value: a reg-name or IP literal with an optional port, nothing else.
-pub fn valid_host(h: &[u8]) -> bool {
-    !h.is_empty()
-        && h.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b))
 }
 
 #[cfg(test)]
