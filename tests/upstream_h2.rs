@@ -323,3 +323,33 @@ clusters:
     assert_eq!(req.header("x-visible"), Some("yes"));
     assert_eq!(flag_count(&a.listener_stats("main"), "UC"), 0);
 }
+
+#[test]
+fn an_early_response_from_an_http2_upstream_reaches_the_http1_client() {
+    // The upstream reads a little of a large body, then answers 413 while the client is
+    // still sending. It either stops reading (the body is stuck on HTTP/2 flow control:
+    // the 413 came only with the route timeout, as a 504) or resets the request stream
+    // with NO_ERROR (the failed body write became a 503). Either way the 413 must reach
+    // the client, with `connection: close`, and the connection must close, since the
+    // rest of the body can no longer be told apart from a next request.
+    for hold in [true, false] {
+        let up = h2client::h2_upstream_early(413, "too big\n", 16 * 1024, hold);
+        let a = Proxy::start(&front(up, "5s", "http2"));
+        let mut c = Conn::connect(a.listen);
+        c.send(b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000\r\n\r\n");
+        c.send(vec![b'x'; 200_000]);
+        let r = c.read_response().expect("the early response");
+        assert_eq!(
+            (r.status, r.body_str().as_str()),
+            (413, "too big\n"),
+            "hold {hold}: {:?}",
+            r.headers
+        );
+        assert!(r.says_close(), "hold {hold}: {:?}", r.headers);
+        assert!(c.closed_within(Duration::from_secs(3)), "hold {hold}");
+        let counted = wait_until(Duration::from_secs(5), || {
+            (a.listener_stats("main")["rq_class"][3] == 1).then_some(())
+        });
+        assert!(counted.is_some(), "{}", a.listener_stats("main"));
+    }
+}
