@@ -518,6 +518,22 @@ fn connect_without_an_allowing_route_is_not_forwarded() {
     assert_eq!(up.request_count(), 0);
 }
 
+/// A CONNECT target is `host:port` (RFC 9110 section 9.3.6), and CONNECT follows the
+/// Host rule every request does (`http::authority`, shared with HTTP/2): at most one.
+/// Each of these used to pass the parser (and get a 404 for want of a route).
+#[test]
+fn connect_target_without_a_port_or_with_two_hosts() {
+    assert_rejected(b"CONNECT [::1] HTTP/1.1\r\nHost: [::1]\r\n\r\n", 400);
+    assert_rejected(
+        b"CONNECT db.example:http HTTP/1.1\r\nHost: db.example:http\r\n\r\n",
+        400,
+    );
+    assert_rejected(
+        b"CONNECT db.example:5432 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        400,
+    );
+}
+
 #[test]
 fn chunk_size_overflow() {
     assert_rejected_body(

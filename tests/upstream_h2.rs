@@ -273,3 +273,83 @@ fn statuses_outside_1xx_to_5xx_from_either_upstream_become_502() {
     }
     assert_eq!(via_h2.cluster_stats("b")["rq_protocol_error"], 1);
 }
+
+#[test]
+fn hop_by_hop_headers_of_an_http1_client_never_reach_an_http2_upstream() {
+    // A route that passes websocket upgrades, to an HTTP/2 cluster: the upgrade's
+    // `upgrade` and `connection` are this hop's own and HTTP/2 has no place for them
+    // (RFC 9113 section 8.2.2). Forwarding `upgrade` made the h2 crate refuse the
+    // request, and the client got a 503.
+    let up = Upstream::echo();
+    let b = Proxy::start(&proxy_config(up.addr));
+    let a = Proxy::start(&format!(
+        "{HEADER}listeners:
+  - {{ name: main, address: 127.0.0.1, port: @PORT@, route_table: main }}
+route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: / }}
+            cluster: b
+            upgrades: [websocket]
+clusters:
+  - name: b
+    protocol: http2
+    endpoints: [{{ address: 127.0.0.1, port: {} }}]
+",
+        b.listen.port()
+    ));
+    let mut c = Conn::connect(a.listen);
+    c.send(
+        "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade, keep-alive, X-Secret\r\n\
+         Upgrade: websocket\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n\
+         Proxy-Connection: keep-alive\r\nTE: trailers, deflate\r\nX-Visible: yes\r\n\r\n",
+    );
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let req = up.last_request();
+    for h in [
+        "upgrade",
+        "connection",
+        "x-secret",
+        "keep-alive",
+        "proxy-connection",
+    ] {
+        assert!(!req.has_header(h), "`{h}` went on: {:?}", req.headers);
+    }
+    assert_eq!(req.headers_named("te"), ["trailers"]);
+    assert_eq!(req.header("x-visible"), Some("yes"));
+    assert_eq!(flag_count(&a.listener_stats("main"), "UC"), 0);
+}
+
+#[test]
+fn an_early_response_from_an_http2_upstream_reaches_the_http1_client() {
+    // The upstream reads a little of a large body, then answers 413 while the client is
+    // still sending. It either stops reading (the body is stuck on HTTP/2 flow control:
+    // the 413 came only with the route timeout, as a 504) or resets the request stream
+    // with NO_ERROR (the failed body write became a 503). Either way the 413 must reach
+    // the client, with `connection: close`, and the connection must close, since the
+    // rest of the body can no longer be told apart from a next request.
+    for hold in [true, false] {
+        let up = h2client::h2_upstream_early(413, "too big\n", 16 * 1024, hold);
+        let a = Proxy::start(&front(up, "5s", "http2"));
+        let mut c = Conn::connect(a.listen);
+        c.send(b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000\r\n\r\n");
+        c.send(vec![b'x'; 200_000]);
+        let r = c.read_response().expect("the early response");
+        assert_eq!(
+            (r.status, r.body_str().as_str()),
+            (413, "too big\n"),
+            "hold {hold}: {:?}",
+            r.headers
+        );
+        assert!(r.says_close(), "hold {hold}: {:?}", r.headers);
+        assert!(c.closed_within(Duration::from_secs(3)), "hold {hold}");
+        let counted = wait_until(Duration::from_secs(5), || {
+            (a.listener_stats("main")["rq_class"][3] == 1).then_some(())
+        });
+        assert!(counted.is_some(), "{}", a.listener_stats("main"));
+    }
+}

@@ -4,11 +4,14 @@
 //! (hop-by-hop headers removed, forwarding headers added); it is parsed back into an
 //! HTTP/2 request, the body is streamed as DATA frames, and the response is written
 //! back as an HTTP/1.1 head with a Content-Length or chunked body (trailers included).
+//! The response is watched while the body goes up: a response that comes first is
+//! forwarded at once and cuts the request body (as `conn/upload.rs` does for HTTP/1
+//! upstreams), and the client's connection then closes.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::io::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
@@ -19,7 +22,9 @@ use super::buf::ReadBuf;
 use super::flags::ResponseFlag;
 use super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::h1::head::BodyKind;
+use super::h1::response;
 use super::h2::io::DataSink;
+use super::hop::{self, Fate, Message, Nominated, Special};
 use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
@@ -44,6 +49,8 @@ pub(crate) struct Result {
     pub keep_alive: bool,
     pub bytes_received: u64,
     pub bytes_sent: u64,
+    /// The response was forwarded before the whole request body was sent.
+    body_cut: bool,
 }
 
 fn failed(status: u16, flag: ResponseFlag) -> Result {
@@ -53,6 +60,46 @@ fn failed(status: u16, flag: ResponseFlag) -> Result {
         keep_alive: false,
         bytes_received: 0,
         bytes_sent: 0,
+        body_cut: false,
+    }
+}
+
+/// What happened first while the request body went upstream.
+enum First {
+    /// The body ended (or failed) first.
+    Body(std::result::Result<u64, BodyError>),
+    /// The upstream's response head (or its failure) came first.
+    Answer(std::result::Result<http::Response<h2::RecvStream>, h2::Error>),
+}
+
+/// How long, and how many bytes, the client's connection is still read after a
+/// response that cut its request body (as the connection manager's `conn::linger`).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 4 << 20;
+
+/// Closes the client's connection after a response that cut its request body. The
+/// client may still be sending that body; closing a socket with unread bytes makes the
+/// kernel reset the connection, and a reset can destroy the response before the client
+/// has read it. So, as the connection manager does when an HTTP/1 upstream cuts an
+/// upload (Envoy's delayed close), the write side is shut (the client sees the end of
+/// the response) and input is read and dropped until the client closes, for at most
+/// `LINGER` and `LINGER_BYTES`.
+async fn close_gently<D: Io>(down: &mut D, rbuf: &mut ReadBuf) {
+    let _ = down.close().await;
+    let end = Instant::now() + LINGER;
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        down.set_read_timeout(Some(left));
+        let n = rbuf.len();
+        rbuf.consume(n);
+        match rbuf.fill(down).await {
+            Ok(n) if n > 0 => dropped += n,
+            _ => break,
+        }
     }
 }
 
@@ -78,13 +125,22 @@ fn to_h2_request(head: &[u8]) -> Option<http::Request<()>> {
     *out.method_mut() = http::Method::from_bytes(req.method?.as_bytes()).ok()?;
     *out.uri_mut() = uri;
     for h in req.headers.iter() {
-        let lower = h.name.to_ascii_lowercase();
-        if matches!(lower.as_str(), "host" | "transfer-encoding" | "connection") {
+        let special = hop::classify(h.name);
+        // The authority travels as `:authority`.
+        if special == Special::Host {
             continue;
         }
-        let name = HeaderName::from_bytes(lower.as_bytes()).ok()?;
+        // The encoder has already applied the client's Connection header; what is left
+        // of this hop's own (`transfer-encoding`, an upgrade's `connection` and
+        // `upgrade`) HTTP/2 does not carry.
+        let value = match hop::fate(special, h.name, h.value, Message::Request, Nominated::NONE) {
+            Fate::Forward => h.value,
+            Fate::TeTrailers => b"trailers",
+            Fate::Drop => continue,
+        };
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         out.headers_mut()
-            .append(name, HeaderValue::from_bytes(h.value).ok()?);
+            .append(name, HeaderValue::from_bytes(value).ok()?);
     }
     Some(out)
 }
@@ -106,20 +162,30 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
     // possible if this is still zero.
     let sent = std::cell::Cell::new(0u64);
     let work = exchange_inner(down, rbuf, out, r, view, cs, ep, &sent);
-    let Some(d) = deadline else { return work.await };
-    let expire = async {
-        glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await;
-        None
-    };
-    match futures_lite::future::or(async { Some(work.await) }, expire).await {
-        Some(res) => res,
-        None => {
-            cs.stats.rq_timeout.inc();
-            let mut res = failed(504, ResponseFlag::UpstreamTimeout);
-            res.bytes_sent = sent.get();
-            res
+    let res = match deadline {
+        None => work.await,
+        Some(d) => {
+            let expire = async {
+                glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await;
+                None
+            };
+            match futures_lite::future::or(async { Some(work.await) }, expire).await {
+                Some(res) => res,
+                None => {
+                    cs.stats.rq_timeout.inc();
+                    let mut res = failed(504, ResponseFlag::UpstreamTimeout);
+                    res.bytes_sent = sent.get();
+                    res
+                }
+            }
         }
+    };
+    // A failure before any byte went to the client becomes the connection manager's
+    // local reply, which closes gently itself; a forwarded response closes here.
+    if res.body_cut && res.bytes_sent > 0 {
+        close_gently(down, rbuf).await;
     }
+    res
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -147,6 +213,11 @@ async fn exchange_inner<D: Io, C: Connector>(
         return failed(503, ResponseFlag::UpstreamConnectionTermination);
     };
     let mut received = 0;
+    // The upstream answered (or stopped taking the body) before the whole request body
+    // was sent: the rest of it is neither sent nor read as a next request.
+    let mut cut = false;
+    futures_lite::pin!(response);
+    let mut answer = None;
     if !end {
         if r.expect_continue
             && down
@@ -156,22 +227,44 @@ async fn exchange_inner<D: Io, C: Connector>(
         {
             return failed(0, ResponseFlag::DownstreamConnectionTermination);
         }
-        let sink = &mut DataSink {
-            stream: &mut up_send,
+        // The response is watched while the body goes up: an upstream may answer early
+        // (a 413) and then stop reading, which would leave the body stuck on flow
+        // control, or reset the stream (RFC 9113 section 8.1), which fails the body.
+        let first = {
+            let sink = &mut DataSink {
+                stream: &mut up_send,
+            };
+            let upload = body::forward(down, rbuf, sink, r.body, true, None, None);
+            // The body is polled first: a body that completes with this poll counts as
+            // sent.
+            futures_lite::future::or(async { First::Body(upload.await) }, async {
+                First::Answer(response.as_mut().await)
+            })
+            .await
         };
-        match body::forward(down, rbuf, sink, r.body, true, None, None).await {
-            Ok(n) => received = n,
-            Err(BodyError::Write) => {
-                return failed(503, ResponseFlag::UpstreamConnectionTermination)
+        match first {
+            First::Body(Ok(n)) => {
+                received = n;
+                // A stream the upstream already ended: what it answered decides.
+                cut = up_send.send_data(Bytes::new(), true).is_err();
             }
-            Err(BodyError::Framing) => return failed(400, ResponseFlag::DownstreamProtocolError),
-            Err(_) => return failed(0, ResponseFlag::DownstreamConnectionTermination),
-        }
-        if up_send.send_data(Bytes::new(), true).is_err() {
-            return failed(503, ResponseFlag::UpstreamConnectionTermination);
+            // The upstream stopped taking the body: what it said, if anything, decides.
+            First::Body(Err(BodyError::Write)) => cut = true,
+            First::Body(Err(BodyError::Framing)) => {
+                return failed(400, ResponseFlag::DownstreamProtocolError)
+            }
+            First::Body(Err(_)) => return failed(0, ResponseFlag::DownstreamConnectionTermination),
+            First::Answer(a) => {
+                cut = true;
+                answer = Some(a);
+            }
         }
     }
-    let resp = match response.await {
+    let answer = match answer {
+        Some(a) => a,
+        None => response.await,
+    };
+    let resp = match answer {
         Ok(resp) => resp,
         // h2 itself refused what the upstream sent (a malformed head, such as a :status
         // that is not three digits from 100): the upstream's protocol error.
@@ -186,8 +279,8 @@ async fn exchange_inner<D: Io, C: Connector>(
     };
     let (parts, mut up_body) = resp.into_parts();
     let status = parts.status.as_u16();
-    // `http::StatusCode` admits 100..=999; HTTP defines up to 599 (as h1::response).
-    if !(100..=599).contains(&status) {
+    // `http::StatusCode` admits 100..=999 (the h2 crate has consumed any 1xx itself).
+    if !response::valid_status(status) {
         stats.rq_protocol_error.inc();
         return failed(502, ResponseFlag::UpstreamProtocolError);
     }
@@ -206,7 +299,7 @@ async fn exchange_inner<D: Io, C: Connector>(
     } else {
         DownFraming::Close
     };
-    let close = !r.keep_alive || r.draining || framing == DownFraming::Close;
+    let close = !r.keep_alive || r.draining || framing == DownFraming::Close || cut;
     let headers: Vec<httparse::Header<'_>> = parts
         .headers
         .iter()
@@ -236,12 +329,15 @@ async fn exchange_inner<D: Io, C: Connector>(
         out.truncate(out.len().saturating_sub(2));
         out.extend_from_slice(b"content-length: 0\r\n\r\n");
     }
+    // After a cut body the upstream stream is still open on this side: dropping its
+    // handles when this returns resets it (CANCEL), so the upstream stops waiting.
     let mut res = Result {
         status,
         flag: ResponseFlag::None,
         keep_alive: !close,
         bytes_received: received,
         bytes_sent: out.len() as u64,
+        body_cut: cut,
     };
     sent.set(out.len() as u64);
     if down.write_all(out).await.is_err() {

@@ -8,6 +8,7 @@
 
 #[cfg(test)]
 mod alloc_tests;
+pub(crate) mod authority;
 pub(crate) mod body;
 pub(crate) mod buf;
 pub(crate) mod conn;
@@ -18,6 +19,7 @@ pub(crate) mod forwarding;
 pub mod h1;
 mod h1_to_h2;
 pub mod h2;
+pub mod hop;
 pub(crate) mod io;
 pub mod router;
 pub mod view;

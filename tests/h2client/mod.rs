@@ -182,3 +182,83 @@ pub fn h2_upstream(status: u16) -> SocketAddr {
     });
     rx.recv_timeout(STEP).expect("the h2 upstream started")
 }
+
+/// An HTTP/2 (h2c) upstream that answers before the request body is complete: for each
+/// request it reads at least `read_first` bytes of the body (releasing their window),
+/// then sends `status` with `body` and END_STREAM. Then, with `hold`, it keeps the
+/// request stream open and releases no more window, so a sender that waits for the
+/// whole body to go out is stuck on flow control (until the stream is reset, or 10 s);
+/// without `hold` it drops the request body, which h2 answers with RST_STREAM(NO_ERROR)
+/// (RFC 9113 section 8.1). On its own thread; it stops by itself after a minute.
+pub fn h2_upstream_early(
+    status: u16,
+    body: &'static str,
+    read_first: usize,
+    hold: bool,
+) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(128 * 1024)
+            .make()
+            .expect("a glommio executor for the test upstream")
+            .run(async move {
+                let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                let _ = tx.send(l.local_addr().expect("local addr"));
+                let serve = async {
+                    while let Ok(s) = l.accept().await {
+                        glommio::spawn_local(async move {
+                            let Ok(mut conn) = h2::server::handshake(s.compat()).await else {
+                                return;
+                            };
+                            while let Some(Ok((req, respond))) = conn.accept().await {
+                                glommio::spawn_local(answer_early(
+                                    req, respond, status, body, read_first, hold,
+                                ))
+                                .detach();
+                            }
+                        })
+                        .detach();
+                    }
+                };
+                futures_lite::future::or(serve, glommio::timer::sleep(Duration::from_secs(60)))
+                    .await;
+            })
+    });
+    rx.recv_timeout(STEP).expect("the h2 upstream started")
+}
+
+async fn answer_early(
+    req: http::Request<RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    status: u16,
+    body: &'static str,
+    read_first: usize,
+    hold: bool,
+) {
+    let mut request_body = req.into_body();
+    let mut read = 0;
+    while read < read_first {
+        match request_body.data().await {
+            Some(Ok(c)) => {
+                read += c.len();
+                let _ = request_body.flow_control().release_capacity(c.len());
+            }
+            _ => return,
+        }
+    }
+    let resp = http::Response::builder()
+        .status(status)
+        .header("content-length", body.len())
+        .body(())
+        .expect("a response");
+    let Ok(mut send) = respond.send_response(resp, false) else {
+        return;
+    };
+    let _ = send.send_data(Bytes::from_static(body.as_bytes()), true);
+    if hold {
+        // Take what arrives (so a reset is seen) but open no window for more.
+        let wait = async { while let Some(Ok(_)) = request_body.data().await {} };
+        futures_lite::future::or(wait, glommio::timer::sleep(Duration::from_secs(10))).await;
+    }
+}

@@ -11,6 +11,7 @@
 use serde::Deserialize;
 
 use super::headers::{AppendAction, HeaderAdd, HeaderOps, HeaderPlan};
+use crate::http::hop::{self, Special};
 
 /// The four edit lists as they appear in the YAML (a filter, a route, a virtual host or a
 /// route table).
@@ -79,20 +80,13 @@ impl HeaderMutationFilter {
     }
 }
 
-/// Headers the proxy itself owns: framing, connection management, pseudo-headers.
+/// Headers the proxy itself owns: pseudo-headers, routing and framing (Host,
+/// Content-Length) and the connection-specific fields (`http::hop`).
 fn reserved(name: &str) -> bool {
+    let special = hop::classify(name);
     name.starts_with(':')
-        || matches!(
-            name,
-            "host"
-                | "connection"
-                | "keep-alive"
-                | "proxy-connection"
-                | "transfer-encoding"
-                | "upgrade"
-                | "te"
-                | "content-length"
-        )
+        || matches!(special, Special::Host | Special::ContentLength)
+        || hop::is_connection_specific(special)
 }
 
 fn check_name(name: &str) -> Result<String, String> {

@@ -1,11 +1,13 @@
 //! Head serialisation: the request head sent upstream and the response head sent
 //! downstream. Unchanged headers are copied byte for byte in their original order;
-//! hop-by-hop headers are dropped and the proxy's own headers are appended.
+//! hop-by-hop headers are dropped (`http::hop` decides which) and the proxy's own
+//! headers are appended.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
-use super::head::{classify, named_by_connection, tokens, Special};
+use super::head::{classify, Special};
 use crate::http::filter::headers::Edits;
+use crate::http::hop::{self, Fate, Message, Nominated};
 
 /// What the forwarding policy (`http::forwarding`) decided for `x-forwarded-*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,8 +90,11 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
     let mut content_length_written = false;
     let mut xff_seen = false;
     let mut xfp_seen = false;
+    let named = Nominated::of(r.headers, r.has_connection_header);
     for h in r.headers {
-        match classify(h.name) {
+        let special = classify(h.name);
+        match special {
+            // Replaced by the absolute-form target's authority, written above.
             Special::Host if r.authority.is_some() => {}
             Special::ContentLength => {
                 if !content_length_written {
@@ -97,21 +102,14 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
                     header(out, h.name.as_bytes(), h.value);
                 }
             }
+            // Hop-by-hop, but this hop frames the body as it came: chunked.
             Special::TransferEncoding => header(out, b"transfer-encoding", b"chunked"),
-            Special::Connection
-            | Special::KeepAlive
-            | Special::ProxyConnection
-            | Special::Upgrade
-            | Special::Expect => {}
+            // The proxy answers `100-continue` itself.
+            Special::Expect => {}
             Special::XForwardedProto => {
                 xfp_seen = true;
                 if !r.forward.overwrite_proto && keeps(h.name) {
                     header(out, h.name.as_bytes(), h.value);
-                }
-            }
-            Special::Te => {
-                if tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
-                    header(out, b"te", b"trailers");
                 }
             }
             Special::XForwardedFor => {
@@ -121,15 +119,11 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
                     header(out, h.name.as_bytes(), h.value);
                 }
             }
-            // Host is end-to-end and required in HTTP/1.1: `Connection: host` cannot drop it.
-            Special::Host => header(out, h.name.as_bytes(), h.value),
-            Special::Other => {
-                if !(r.has_connection_header && named_by_connection(r.headers, h.name))
-                    && keeps(h.name)
-                {
-                    header(out, h.name.as_bytes(), h.value);
-                }
-            }
+            _ => match hop::fate(special, h.name, h.value, Message::Request, named) {
+                Fate::Forward if keeps(h.name) => header(out, h.name.as_bytes(), h.value),
+                Fate::TeTrailers => header(out, b"te", b"trailers"),
+                Fate::Forward | Fate::Drop => {}
+            },
         }
     }
     if let Some(ip) = r.forward.append.filter(|_| keeps("x-forwarded-for")) {
@@ -208,22 +202,18 @@ pub fn write_response(out: &mut Vec<u8>, r: &DownstreamResponse<'_, '_>) {
     out.extend_from_slice(b"\r\n");
     let edited = !r.edits.is_empty();
     let mut content_length_written = false;
+    let named = Nominated::of(r.headers, r.has_connection_header);
     for h in r.headers {
-        match classify(h.name) {
+        let special = classify(h.name);
+        match special {
             Special::ContentLength => {
                 if !content_length_written && r.framing == DownFraming::AsIs {
                     content_length_written = true;
                     header(out, h.name.as_bytes(), h.value);
                 }
             }
-            Special::Connection
-            | Special::KeepAlive
-            | Special::ProxyConnection
-            | Special::Upgrade
-            | Special::Te
-            | Special::TransferEncoding => {}
             _ => {
-                if !(r.has_connection_header && named_by_connection(r.headers, h.name))
+                if hop::fate(special, h.name, h.value, Message::Response, named) == Fate::Forward
                     && (!edited || r.edits.keeps(h.name))
                 {
                     header(out, h.name.as_bytes(), h.value);

@@ -4,9 +4,14 @@
 //! bare CR and other control bytes in the head. This module adds the framing rules that
 //! close request-smuggling holes (RFC 9112 section 6): Content-Length and
 //! Transfer-Encoding together, conflicting or malformed Content-Length, any transfer
-//! coding other than a single `chunked`, missing or repeated Host.
+//! coding other than a single `chunked`. (Host and the target's authority follow the
+//! rule in `http::authority`, which HTTP/2 requests follow too.)
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+// Field names and the hop-by-hop rule live in `http::hop`; re-exported here because the
+// head analysis is where the HTTP/1 side meets them.
+pub use crate::http::hop::{classify, tokens, trim, Special};
 
 /// How a message body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,67 +56,6 @@ impl HeadError {
             HeadError::HeadersTooLarge => "request headers too large",
         }
     }
-}
-
-/// Which header the proxy itself interprets. Everything else is forwarded untouched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Special {
-    Other,
-    Host,
-    ContentLength,
-    TransferEncoding,
-    Connection,
-    KeepAlive,
-    ProxyConnection,
-    Te,
-    Upgrade,
-    Expect,
-    XForwardedFor,
-    XForwardedProto,
-}
-
-/// Classifies a header name without allocating.
-pub fn classify(name: &str) -> Special {
-    let n = name.as_bytes();
-    // Dispatch on length first: almost every header is rejected by one comparison.
-    let eq = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
-    match n.len() {
-        2 if eq("te") => Special::Te,
-        4 if eq("host") => Special::Host,
-        6 if eq("expect") => Special::Expect,
-        7 if eq("upgrade") => Special::Upgrade,
-        10 if eq("connection") => Special::Connection,
-        10 if eq("keep-alive") => Special::KeepAlive,
-        14 if eq("content-length") => Special::ContentLength,
-        15 if eq("x-forwarded-for") => Special::XForwardedFor,
-        16 if eq("proxy-connection") => Special::ProxyConnection,
-        17 if eq("transfer-encoding") => Special::TransferEncoding,
-        17 if eq("x-forwarded-proto") => Special::XForwardedProto,
-        _ => Special::Other,
-    }
-}
-
-/// Iterates the comma-separated tokens of a header value, trimmed.
-pub fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())
-}
-
-pub fn trim(mut v: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = v {
-        v = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = v {
-        v = rest;
-    }
-    v
-}
-
-/// True if `name` is listed in any `Connection` header (so it is hop-by-hop).
-pub fn named_by_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
-    headers.iter().any(|h| {
-        classify(h.name) == Special::Connection
-            && tokens(h.value).any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
-    })
 }
 
 /// Parses a Content-Length value: one or more ASCII digits, nothing else.
@@ -286,13 +230,6 @@ pub fn target(t: &str) -> Result<Target<'_>, HeadError> {
     })
 }
 
-/// Checks a Host value: a reg-name or IP literal with an optional port, nothing else.
-pub fn valid_host(h: &[u8]) -> bool {
-    !h.is_empty()
-        && h.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"-._~:[]!$&'()*+,;=%".contains(&b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,17 +316,5 @@ mod tests {
         assert!(target("http://é/").is_ok());
         assert!(target("ééééé").is_err());
         assert!(target("http:/").is_err());
-    }
-
-    #[test]
-    fn classify_and_tokens() {
-        assert_eq!(classify("Transfer-Encoding"), Special::TransferEncoding);
-        assert_eq!(classify("X-Forwarded-Proto"), Special::XForwardedProto);
-        assert_eq!(classify("content-type"), Special::Other);
-        let v: Vec<&[u8]> = tokens(b" a , b,,c ").collect();
-        assert_eq!(v, vec![&b"a"[..], b"b", b"c"]);
-        let h = hs(&[("Connection", b"X-Foo, close")]);
-        assert!(named_by_connection(&h, "x-foo"));
-        assert!(!named_by_connection(&h, "x-bar"));
     }
 }

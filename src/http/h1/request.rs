@@ -4,8 +4,8 @@
 //!
 //! `conn::prepare` calls [`parse`] on whatever has arrived; `Ok(None)` asks for more
 //! bytes. Everything that refuses a request head (limits, httparse syntax, framing,
-//! target and Host rules) happens here, so the fuzz driver in `tests/fuzz_h1.rs` tests
-//! exactly what production runs.
+//! target and Host rules, the latter shared with HTTP/2 in `http::authority`) happens
+//! here, so the fuzz driver in `tests/fuzz_h1.rs` tests exactly what production runs.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -14,6 +14,7 @@ use std::mem::MaybeUninit;
 use crate::config::{Limits, MAX_HEADERS_CAP};
 
 use super::head::{self, BodyKind, Framing, HeadError, Special};
+use crate::http::authority::{self, Malformed, Version};
 
 /// Stack storage for the parsed headers of one request (`MAX_HEADERS_CAP` slots; the
 /// listener's `max_headers` of them are used).
@@ -147,13 +148,22 @@ pub fn parse<'b, 'h>(
     };
     let headers: &'h [httparse::Header<'b>] = req.headers;
     let framing = head::framing(headers, minor, true)?;
+    // Host and the target's authority: the rule both protocols share.
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let hosts = || {
+        headers
+            .iter()
+            .filter(|h| head::classify(h.name) == Special::Host)
+            .map(|h| h.value)
+    };
+    let bad = |Malformed(why)| HeadError::BadRequest(why);
     if method == "CONNECT" {
-        if target.starts_with('/') || !target.contains(':') || !head::valid_host(target.as_bytes())
-        {
-            return Err(HeadError::BadRequest(
-                "CONNECT needs an authority-form target",
-            ));
-        }
+        authority::connect_target(target.as_bytes()).map_err(bad)?;
+        authority::resolve(Some(target.as_bytes()), hosts(), version).map_err(bad)?;
         if framing.body != BodyKind::Empty {
             return Err(HeadError::BadRequest("CONNECT with a body"));
         }
@@ -169,24 +179,8 @@ pub fn parse<'b, 'h>(
         }));
     }
     let split = head::target(target)?;
-    let mut host: Option<&[u8]> = None;
-    for h in headers {
-        if head::classify(h.name) == Special::Host {
-            if host.is_some() {
-                return Err(HeadError::BadRequest("more than one host header"));
-            }
-            host = Some(head::trim(h.value));
-        }
-    }
-    let authority: &[u8] = match (split.authority, host) {
-        (Some(a), _) => a.as_bytes(),
-        (None, Some(h)) => h,
-        (None, None) if minor == 0 => b"",
-        (None, None) => return Err(HeadError::BadRequest("missing host header")),
-    };
-    if !authority.is_empty() && !head::valid_host(authority) {
-        return Err(HeadError::BadRequest("invalid host"));
-    }
+    let authority =
+        authority::resolve(split.authority.map(str::as_bytes), hosts(), version).map_err(bad)?;
     Ok(Some(RequestHead {
         method,
         path: split.path,

@@ -62,6 +62,14 @@ pub struct ResponseHead<'b, 'h> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadResponse(pub &'static str);
 
+/// True for a status code HTTP defines: RFC 9110 section 15 has 100..=599 only, and a
+/// client may not know what to make of anything else. httparse and the h2 crate take any
+/// three digits; every path treats another as the upstream's protocol error (502 UPE,
+/// as Envoy does).
+pub const fn valid_status(status: u16) -> bool {
+    matches!(status, 100..=599)
+}
+
 /// Parses the response head at the start of `data`. `Ok(None)`: not complete yet and
 /// still within `MAX_RESPONSE_HEAD_BYTES`.
 pub fn parse<'b, 'h>(
@@ -84,9 +92,7 @@ pub fn parse<'b, 'h>(
     let (Some(status), Some(minor)) = (resp.code, resp.version) else {
         return Err(BadResponse("malformed status line"));
     };
-    // httparse takes any three digits; RFC 9110 section 15 defines 100..=599 only, and
-    // a client may not know what to make of anything else (Envoy: protocol error).
-    if !(100..=599).contains(&status) {
+    if !valid_status(status) {
         return Err(BadResponse("status code out of range"));
     }
     let headers: &'h [httparse::Header<'b>] = resp.headers;

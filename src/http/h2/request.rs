@@ -9,7 +9,8 @@
 use http::request::Parts;
 
 use crate::config::Limits;
-use crate::http::h1::head::{self, HeadError};
+use crate::http::authority::{self, Malformed, Version};
+use crate::http::h1::head::HeadError;
 
 /// The routing facts of a request that passed the checks.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,9 +27,9 @@ pub(crate) struct Checked {
 /// - `:method` and `:path` (a CONNECT's target) together count as the request line:
 ///   longer than `max_request_line_bytes` is 414.
 /// - More header fields than `max_headers` is 431.
-/// - The authority must be a valid host (as a Host header on HTTP/1.1); a Host header
-///   next to `:authority` must name the same one (RFC 9113 section 8.3.1: otherwise the
-///   request is malformed); at most one Host; one of them must be present. All 400.
+/// - The authority, from `:authority` and Host, by the rule HTTP/1 requests follow too
+///   (`http::authority`: a valid host; at most one Host; a Host next to `:authority`
+///   names the same one; one of them present). 400.
 /// - A CONNECT's target is `host:port` only (RFC 9113 section 8.5); other paths start
 ///   with `/` or are `*`. 400.
 pub(crate) fn check(parts: &Parts, limits: &Limits) -> Result<Checked, HeadError> {
@@ -46,33 +47,26 @@ pub(crate) fn check(parts: &Parts, limits: &Limits) -> Result<Checked, HeadError
     if parts.headers.len() > limits.max_headers {
         return Err(HeadError::HeadersTooLarge);
     }
-    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
-    let host = hosts.next().map(|h| head::trim(h.as_bytes()));
-    if hosts.next().is_some() {
-        return Err(HeadError::BadRequest("more than one host header"));
-    }
-    let authority = match (uri_authority, host) {
-        (Some(a), Some(h)) if !a.as_bytes().eq_ignore_ascii_case(h) => {
-            return Err(HeadError::BadRequest("host differs from :authority"))
-        }
-        (Some(a), _) => a.as_bytes(),
-        (None, Some(h)) => h,
-        (None, None) => return Err(HeadError::BadRequest("missing :authority and host")),
-    };
-    if !head::valid_host(authority) {
-        return Err(HeadError::BadRequest("invalid host"));
-    }
-    // valid_host admits ASCII only.
-    let authority = String::from_utf8_lossy(authority).into_owned();
+    let bad = |Malformed(why)| HeadError::BadRequest(why);
+    let hosts = parts
+        .headers
+        .get_all(http::header::HOST)
+        .iter()
+        .map(|h| h.as_bytes());
+    let authority =
+        authority::resolve(uri_authority.map(str::as_bytes), hosts, Version::Http2).map_err(bad)?;
     if connect {
-        if parts.uri.scheme().is_some() || parts.uri.port_u16().is_none() {
+        if parts.uri.scheme().is_some() {
             return Err(HeadError::BadRequest(
                 "CONNECT needs an authority-form target",
             ));
         }
+        authority::connect_target(authority).map_err(bad)?;
     } else if !(target.starts_with('/') || target == "*") {
         return Err(HeadError::BadRequest("invalid request target"));
     }
+    // A valid host is ASCII only.
+    let authority = String::from_utf8_lossy(authority).into_owned();
     Ok(Checked {
         path: if connect {
             authority.clone()

@@ -24,7 +24,9 @@ use crate::http::failure::Failure;
 use crate::http::filter::StreamEdits;
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding::Decision;
-use crate::http::h1::head::{self, BodyKind, Special};
+use crate::http::h1::head::BodyKind;
+use crate::http::h1::response::{self, Asked, BadResponse, Kind, MAX_RESPONSE_HEAD_BYTES};
+use crate::http::hop::{self, Fate, Message, Nominated, Special};
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
@@ -45,20 +47,6 @@ pub(crate) struct Request<'a> {
     pub edits: StreamEdits<'a>,
 }
 
-/// Headers that describe one HTTP/1.1 connection and never cross a protocol boundary.
-fn hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "upgrade"
-            | "te"
-            | "host"
-    )
-}
-
 /// Writes the HTTP/1.1 request head; returns whether the body is sent chunked.
 ///
 /// The request edits apply to the message as the proxy would send it otherwise: the
@@ -75,23 +63,32 @@ fn request_head(out: &mut Vec<u8>, r: &Request<'_>) -> bool {
         p.method, r.path, r.authority
     );
     for (name, value) in &p.headers {
-        match name.as_str() {
-            n if edited && !edits.keeps(n) => {}
-            "te" => {
-                if head::tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
-                    out.extend_from_slice(b"te: trailers\r\n");
-                }
-            }
+        let n = name.as_str();
+        let special = hop::classify(n);
+        match special {
+            _ if edited && !edits.keeps(n) => {}
             // Rewritten below; otherwise they pass as they came.
-            "x-forwarded-for" if fwd.append.is_some() => {}
-            "x-forwarded-proto" if fwd.overwrite_proto => {}
-            n if hop_by_hop(n) => {}
-            n => {
-                out.extend_from_slice(n.as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
+            Special::XForwardedFor if fwd.append.is_some() => {}
+            Special::XForwardedProto if fwd.overwrite_proto => {}
+            // The authority is written above, from `:authority` (or the one Host).
+            Special::Host => {}
+            // An HTTP/2 request names nothing in a Connection header: it has none.
+            _ => match hop::fate(
+                special,
+                n,
+                value.as_bytes(),
+                Message::Request,
+                Nominated::NONE,
+            ) {
+                Fate::Forward => {
+                    out.extend_from_slice(n.as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(value.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                Fate::TeTrailers => out.extend_from_slice(b"te: trailers\r\n"),
+                Fate::Drop => {}
+            },
         }
     }
     let chunked = !r.body.is_end_stream() && !p.headers.contains_key(http::header::CONTENT_LENGTH);
@@ -208,57 +205,42 @@ enum Parsed {
 }
 
 /// Parses an upstream response head into an HTTP/2 response. `Ok(None)`: need more.
-fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, ()> {
-    let mut slots = [httparse::EMPTY_HEADER; 128];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(data) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if data.len() <= 64 * 1024 => return Ok(None),
-        _ => return Err(()),
+///
+/// The head is parsed by `h1::response::parse`, the parser the HTTP/1 path and the fuzz
+/// driver run, so status range, framing and interim responses are decided in one place;
+/// nothing here asks for an upgrade, so a `101` is refused there.
+fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, BadResponse> {
+    let mut slots = response::header_slots();
+    let asked = Asked {
+        head: is_head,
+        upgrade: false,
     };
-    let (Some(status), Some(minor)) = (resp.code, resp.version) else {
-        return Err(());
+    let Some(resp) = response::parse(data, asked, &mut slots)? else {
+        return Ok(None);
     };
-    // httparse takes any three digits; HTTP has status classes 1xx to 5xx only.
-    if !(100..=599).contains(&status) {
-        return Err(());
-    }
-    if (100..200).contains(&status) {
-        // Interim responses are skipped; a 101 was never asked for.
-        return if status == 101 {
-            Err(())
-        } else {
-            Ok(Some(Parsed::Interim(len)))
-        };
-    }
-    let f = head::framing(resp.headers, minor, false).map_err(|_| ())?;
-    let body = if is_head || status == 204 || status == 304 {
-        BodyKind::Empty
-    } else {
-        f.body
+    let (body, f) = match resp.kind {
+        Kind::Interim => return Ok(Some(Parsed::Interim(resp.head_len))),
+        // `parse` only accepts a 101 that was asked for.
+        Kind::Upgraded { .. } => return Err(BadResponse("unsolicited 101")),
+        Kind::Final { body, framing } => (body, framing),
     };
+    let status = resp.status;
+    let len = resp.head_len;
     let mut out = Response::new(());
-    *out.status_mut() = StatusCode::from_u16(status).map_err(|_| ())?;
+    *out.status_mut() =
+        StatusCode::from_u16(status).map_err(|_| BadResponse("status code out of range"))?;
     let h = out.headers_mut();
+    let named = Nominated::of(resp.headers, f.has_connection_header);
     for x in resp.headers.iter() {
-        let special = head::classify(x.name);
-        if matches!(
-            special,
-            Special::Connection
-                | Special::KeepAlive
-                | Special::ProxyConnection
-                | Special::Te
-                | Special::Upgrade
-                | Special::TransferEncoding
-        ) || (f.has_connection_header && head::named_by_connection(resp.headers, x.name))
-        {
+        let special = hop::classify(x.name);
+        if hop::fate(special, x.name, x.value, Message::Response, named) != Fate::Forward {
             continue;
         }
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(x.name.as_bytes()),
             HeaderValue::from_bytes(x.value),
         ) else {
-            return Err(());
+            return Err(BadResponse("not a valid HTTP/2 field"));
         };
         h.append(name, value);
     }
@@ -288,12 +270,16 @@ fn trailer_map(raw: &[u8], max: usize) -> Result<Option<http::HeaderMap>, ()> {
     };
     let mut map = http::HeaderMap::new();
     for f in fields.iter() {
-        let lower = f.name.to_ascii_lowercase();
-        if hop_by_hop(&lower) || lower == "te" {
+        let special = hop::classify(f.name);
+        // Host names where a request goes; it is never a trailer (RFC 9110 section 6.5.1).
+        if special == Special::Host
+            || hop::fate(special, f.name, f.value, Message::Response, Nominated::NONE)
+                != Fate::Forward
+        {
             continue;
         }
         let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(lower.as_bytes()),
+            HeaderName::from_bytes(f.name.as_bytes()),
             HeaderValue::from_bytes(f.value),
         ) else {
             return Err(());
@@ -464,11 +450,16 @@ async fn send_and_receive<U: Io>(
                 }
                 Ok(Some(Parsed::Final(h))) => break Ok(h),
                 Ok(None) => {
+                    // `parse` refuses a head past the limit, so a buffer that grows to
+                    // one byte beyond it always finds out.
                     if ubuf.is_full() {
-                        ubuf.grow(64 * 1024 + 1);
+                        ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1);
                     }
                 }
-                Err(()) => break Err(Failure::ProtocolError),
+                Err(BadResponse(why)) => {
+                    tracing::debug!(reason = why, "invalid upstream response");
+                    break Err(Failure::ProtocolError);
+                }
             }
         }
         match body::fill_from(up, ubuf, deadline).await {
@@ -575,6 +566,62 @@ mod tests {
                 "{good}"
             );
         }
+    }
+
+    #[test]
+    fn heads_are_decided_as_on_the_http1_path() {
+        // What `h1::response::parse` decides (incomplete, refused, interim, final with
+        // this body) is what this path does with the same bytes.
+        let heads: [&[u8]; 12] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.0 204 No Content\r\nContent-Length: 7\r\n\r\n",
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+            b"HTTP/1.1 600 X\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nA: b",
+            b"HTLP/1.1 200 OK\r\n\r\n",
+        ];
+        for raw in heads {
+            for is_head in [false, true] {
+                let mut slots = response::header_slots();
+                let asked = Asked {
+                    head: is_head,
+                    upgrade: false,
+                };
+                let h1 = response::parse(raw, asked, &mut slots).map(|r| {
+                    r.map(|h| match h.kind {
+                        Kind::Final { body, .. } => Some((h.head_len, body)),
+                        _ => None,
+                    })
+                });
+                let h2 = parse_head(raw, is_head).map(|r| {
+                    r.map(|p| match p {
+                        Parsed::Final(h) => Some((h.len, h.body)),
+                        Parsed::Interim(_) => None,
+                    })
+                });
+                let shown = String::from_utf8_lossy(raw);
+                assert_eq!(h1.is_err(), h2.is_err(), "{shown}");
+                assert_eq!(h1.ok(), h2.ok(), "{shown}");
+            }
+        }
+        let mut slots = response::header_slots();
+        let named = b"HTTP/1.1 200 OK\r\nConnection: x-hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nX-End: 2\r\n\r\n";
+        let plain = Asked {
+            head: false,
+            upgrade: false,
+        };
+        assert!(response::parse(named, plain, &mut slots).is_ok());
+        let Ok(Some(Parsed::Final(h))) = parse_head(named, false) else {
+            panic!("a final head");
+        };
+        let names: Vec<&str> = h.response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-end"]);
     }
 
     #[test]

@@ -21,25 +21,32 @@ use crate::http::failure::Failure;
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding::Decision;
 use crate::http::h1::head::HeadError;
+use crate::http::h1::response;
+use crate::http::hop::{self, Fate, Message, Nominated, Special};
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
 
-/// Headers that HTTP/2 forbids or that belong to one hop.
-fn connection_specific(name: &str) -> bool {
-    matches!(
-        name,
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "host"
-    )
-}
-
-fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
+/// Copies the fields of a `msg` that pass to the next hop (`http::hop`). Host does not:
+/// on HTTP/2 the authority travels as `:authority`, and a Host field in a response
+/// means nothing.
+fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap, msg: Message) {
     for (name, value) in from {
         let n = name.as_str();
-        if connection_specific(n) || (n == "te" && value.as_bytes() != b"trailers") {
+        let special = hop::classify(n);
+        if special == Special::Host {
             continue;
         }
-        to.append(name.clone(), value.clone());
+        // HTTP/2 has no Connection header: nothing is named by one.
+        match hop::fate(special, n, value.as_bytes(), msg, Nominated::NONE) {
+            Fate::Forward => {
+                to.append(name.clone(), value.clone());
+            }
+            Fate::TeTrailers => {
+                to.append(http::header::TE, HeaderValue::from_static("trailers"));
+            }
+            Fate::Drop => {}
+        }
     }
 }
 
@@ -198,7 +205,7 @@ where
     let mut req = http::Request::new(());
     *req.method_mut() = r.parts.method.clone();
     *req.uri_mut() = uri;
-    copy_end_to_end(&r.parts.headers, req.headers_mut());
+    copy_end_to_end(&r.parts.headers, req.headers_mut(), Message::Request);
     set_forwarding(req.headers_mut(), &r.parts.headers, r.forwarding);
     // Edits see the request as it would go out: end-to-end and forwarding headers.
     r.edits.request.apply_to_map(req.headers_mut());
@@ -232,16 +239,16 @@ where
         };
         let (parts, mut body) = resp.into_parts();
         let status = parts.status.as_u16();
-        // The h2 crate accepts any three-digit :status; HTTP has 1xx to 5xx only.
+        // The h2 crate accepts any three-digit :status (and consumes 1xx itself).
         // (Dropping the body resets the upstream stream.)
-        if !(200..=599).contains(&status) {
+        if !response::valid_status(status) {
             stats.rq_protocol_error.inc();
             return failed(respond, Failure::ProtocolError);
         }
         count_class(stats, status);
         let mut out = Response::new(());
         *out.status_mut() = parts.status;
-        copy_end_to_end(&parts.headers, out.headers_mut());
+        copy_end_to_end(&parts.headers, out.headers_mut(), Message::Response);
         r.edits.response.apply_to_map(out.headers_mut());
         let end = body.is_end_stream();
         let mut done = Done {
@@ -306,7 +313,7 @@ mod tests {
         from.append("x-forwarded-proto", HeaderValue::from_static("https"));
         let forwarded = |d: Decision| {
             let mut to = HeaderMap::new();
-            copy_end_to_end(&from, &mut to);
+            copy_end_to_end(&from, &mut to, Message::Request);
             set_forwarding(&mut to, &from, d);
             let all = |n: &str| -> Vec<String> {
                 to.get_all(n)
