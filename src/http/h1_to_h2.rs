@@ -11,7 +11,7 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
@@ -49,8 +49,9 @@ pub(crate) struct Result {
     pub keep_alive: bool,
     pub bytes_received: u64,
     pub bytes_sent: u64,
-    /// The response was forwarded before the whole request body was sent.
-    body_cut: bool,
+    /// The response was forwarded before the whole request body was sent: the client
+    /// may still be sending it, so the connection manager closes gently (`conn::linger`).
+    pub body_cut: bool,
 }
 
 fn failed(status: u16, flag: ResponseFlag) -> Result {
@@ -70,37 +71,6 @@ enum First {
     Body(std::result::Result<u64, BodyError>),
     /// The upstream's response head (or its failure) came first.
     Answer(std::result::Result<http::Response<h2::RecvStream>, h2::Error>),
-}
-
-/// How long, and how many bytes, the client's connection is still read after a
-/// response that cut its request body (as the connection manager's `conn::linger`).
-const LINGER: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 4 << 20;
-
-/// Closes the client's connection after a response that cut its request body. The
-/// client may still be sending that body; closing a socket with unread bytes makes the
-/// kernel reset the connection, and a reset can destroy the response before the client
-/// has read it. So, as the connection manager does when an HTTP/1 upstream cuts an
-/// upload (Envoy's delayed close), the write side is shut (the client sees the end of
-/// the response) and input is read and dropped until the client closes, for at most
-/// `LINGER` and `LINGER_BYTES`.
-async fn close_gently<D: Io>(down: &mut D, rbuf: &mut ReadBuf) {
-    let _ = down.close().await;
-    let end = Instant::now() + LINGER;
-    let mut dropped = 0;
-    while dropped < LINGER_BYTES {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        down.set_read_timeout(Some(left));
-        let n = rbuf.len();
-        rbuf.consume(n);
-        match rbuf.fill(down).await {
-            Ok(n) if n > 0 => dropped += n,
-            _ => break,
-        }
-    }
 }
 
 /// Builds the HTTP/2 request from the HTTP/1.1 head.
@@ -180,11 +150,6 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
             }
         }
     };
-    // A failure before any byte went to the client becomes the connection manager's
-    // local reply, which closes gently itself; a forwarded response closes here.
-    if res.body_cut && res.bytes_sent > 0 {
-        close_gently(down, rbuf).await;
-    }
     res
 }
 

@@ -181,6 +181,8 @@ impl Conn {
             )
             .await;
             self.wbuf = head;
+            // A response forwarded before the body was all sent: close gently.
+            self.linger |= res.body_cut;
             self.rec.bytes_received += res.bytes_received;
             self.rec.bytes_sent = res.bytes_sent;
             if res.status >= 400 && res.bytes_sent == 0 && res.flag != ResponseFlag::None {

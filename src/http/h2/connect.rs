@@ -13,8 +13,6 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::cell::Cell;
-use std::future::poll_fn;
-use std::task::Poll;
 
 use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -194,7 +192,9 @@ async fn upstream_to_client<R: AsyncRead + Unpin>(
     let mut buf = vec![0u8; READ_BYTES];
     loop {
         // Wait for window first, so no more is read than the client can take.
-        let cap = capacity(send, READ_BYTES).await?;
+        let cap = super::io::send_capacity(send, READ_BYTES)
+            .await
+            .ok_or(Broken::Client)?;
         let room = buf.get_mut(..cap.min(READ_BYTES)).ok_or(Broken::Client)?;
         let n = up.read(room).await.map_err(|_| Broken::Upstream)?;
         if n == 0 {
@@ -207,21 +207,4 @@ async fn upstream_to_client<R: AsyncRead + Unpin>(
             .map_err(|_| Broken::Client)?;
         progress.sent(n as u64);
     }
-}
-
-/// Waits until `to` may send at least one byte; returns how many.
-async fn capacity(to: &mut SendStream<Bytes>, want: usize) -> Result<usize, Broken> {
-    to.reserve_capacity(want);
-    poll_fn(|cx| loop {
-        let c = to.capacity();
-        if c > 0 {
-            return Poll::Ready(Ok(c));
-        }
-        match to.poll_capacity(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(_))) => continue,
-            Poll::Ready(_) => return Poll::Ready(Err(Broken::Client)),
-        }
-    })
-    .await
 }

@@ -138,3 +138,21 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Counted<'_, W> {
         Pin::new(&mut self.inner).poll_close(cx)
     }
 }
+
+/// Waits until `to` may send at least one byte and returns how many (asking for `want`);
+/// `None` when the stream can no longer send (reset, connection gone).
+pub(crate) async fn send_capacity(to: &mut SendStream<Bytes>, want: usize) -> Option<usize> {
+    to.reserve_capacity(want);
+    std::future::poll_fn(|cx| loop {
+        let c = to.capacity();
+        if c > 0 {
+            return Poll::Ready(Some(c));
+        }
+        match to.poll_capacity(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(_))) => continue,
+            Poll::Ready(_) => return Poll::Ready(None),
+        }
+    })
+    .await
+}

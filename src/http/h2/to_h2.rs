@@ -5,9 +5,7 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
-use std::future::poll_fn;
 use std::io::Write as _;
-use std::task::Poll;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -79,23 +77,6 @@ enum PumpError {
     Write,
 }
 
-/// Waits until `to` may send at least one byte; returns how many.
-async fn capacity(to: &mut SendStream<Bytes>, want: usize) -> Result<usize, PumpError> {
-    to.reserve_capacity(want);
-    poll_fn(|cx| loop {
-        let c = to.capacity();
-        if c > 0 {
-            return Poll::Ready(Ok(c));
-        }
-        match to.poll_capacity(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(_))) => continue,
-            Poll::Ready(_) => return Poll::Ready(Err(PumpError::Write)),
-        }
-    })
-    .await
-}
-
 /// Moves DATA and trailers from one stream to another; the sender's window reopens only
 /// as the receiver accepts the bytes. `moved` hears of every byte passed on.
 async fn pump(
@@ -108,7 +89,9 @@ async fn pump(
         let mut chunk = chunk.map_err(|_| PumpError::Read)?;
         let n = chunk.len();
         while !chunk.is_empty() {
-            let cap = capacity(to, chunk.len()).await?;
+            let cap = super::io::send_capacity(to, chunk.len())
+                .await
+                .ok_or(PumpError::Write)?;
             let part = chunk.split_to(cap.min(chunk.len()));
             let len = part.len() as u64;
             to.send_data(part, false).map_err(|_| PumpError::Write)?;
