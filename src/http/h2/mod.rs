@@ -45,6 +45,8 @@ pub(crate) struct Activity {
     pub open: Cell<usize>,
     /// When the last stream started or ended.
     pub last: Cell<Option<Instant>>,
+    /// The streams' route and idle clocks, swept by the connection task.
+    pub clocks: clock::Clocks,
 }
 
 /// Counts a stream as open for as long as it lives.
@@ -130,7 +132,14 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 // stream tasks.
                 let idle_at = (!draining && activity.open.get() == 0)
                     .then(|| activity.last.get().unwrap_or(now) + idle);
+                // Streams' clocks: sweep those that are due, then sleep until the next.
+                if activity.clocks.next().is_some_and(|at| now >= at) {
+                    activity.clocks.sweep(now);
+                }
                 let mut wake = now + Duration::from_millis(100);
+                if let Some(at) = activity.clocks.next() {
+                    wake = wake.min(at);
+                }
                 for at in [idle_at, next_ping, close_by].into_iter().flatten() {
                     if now >= at {
                         return Event::Tick;
@@ -159,6 +168,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                         v.clone(),
                         listener,
                         peer,
+                        &open.0,
                     ))
                     .await;
                     drop(open);

@@ -29,6 +29,7 @@ pub(crate) async fn serve<C: Connector>(
     view: Rc<WorkerView<C>>,
     listener: usize,
     peer: SocketAddr,
+    conn: &super::Activity,
 ) {
     let start = Instant::now();
     let started = SystemTime::now();
@@ -117,7 +118,8 @@ pub(crate) async fn serve<C: Connector>(
             };
             cluster_name = Some(cs.name.clone());
             // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
-            let progress = Progress::new(start, Duration::ZERO, l.idle_timeout);
+            let progress = Rc::new(Progress::new(start, Duration::ZERO, l.idle_timeout));
+            conn.clocks.register(&progress);
             super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response).await
         }
         (None, None, Some(RouteAction::Direct(d))) => local(
@@ -161,11 +163,12 @@ pub(crate) async fn serve<C: Connector>(
                 .map(|v| v.as_bytes())
                 .collect();
             let fwd = forwarding::decide(&l.forwarding, peer.ip(), xff.iter().copied());
-            let progress = Progress::new(start, timeout, l.stream_idle_timeout);
+            let progress = Rc::new(Progress::new(start, timeout, l.stream_idle_timeout));
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
                 progress.request_done();
             }
+            conn.clocks.register(&progress);
             let req = super::to_h1::Request {
                 parts: &parts,
                 body,
