@@ -23,7 +23,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -173,21 +173,60 @@ impl Progress {
 /// The stream clocks of one HTTP/2 connection, swept by the connection task.
 #[derive(Default)]
 pub(crate) struct Clocks {
-    streams: RefCell<Vec<Weak<Progress>>>,
+    /// Streams whose clocks run; a slot is freed when its stream ends (`Registered`).
+    streams: RefCell<Vec<Option<Rc<Progress>>>>,
+    free: RefCell<Vec<usize>>,
     /// The earliest instant a registered clock may run out (`None`: none runs).
     next: Cell<Option<Instant>>,
 }
 
+/// A stream's registration; dropping it (when the stream ends) frees its slot.
+pub(crate) struct Registered<'c> {
+    clocks: &'c Clocks,
+    slot: Option<usize>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            if let Some(s) = self.clocks.streams.borrow_mut().get_mut(i) {
+                *s = None;
+            }
+            self.clocks.free.borrow_mut().push(i);
+        }
+    }
+}
+
 impl Clocks {
-    /// Starts watching a stream's clocks (for as long as it lives).
-    pub fn register(&self, p: &Rc<Progress>) {
-        let Ok(at) = p.check(Instant::now()) else {
-            return;
+    /// Starts watching a stream's clocks until the returned registration is dropped.
+    pub fn register(&self, p: &Rc<Progress>) -> Registered<'_> {
+        let at = match p.check(Instant::now()) {
+            Ok(Some(at)) => at,
+            _ => {
+                return Registered {
+                    clocks: self,
+                    slot: None,
+                }
+            }
         };
-        if let Some(at) = at {
-            self.streams.borrow_mut().push(Rc::downgrade(p));
-            self.next
-                .set(Some(self.next.get().map_or(at, |n| n.min(at))));
+        let mut streams = self.streams.borrow_mut();
+        let slot = match self.free.borrow_mut().pop() {
+            Some(i) => {
+                if let Some(s) = streams.get_mut(i) {
+                    *s = Some(p.clone());
+                }
+                i
+            }
+            None => {
+                streams.push(Some(p.clone()));
+                streams.len() - 1
+            }
+        };
+        self.next
+            .set(Some(self.next.get().map_or(at, |n| n.min(at))));
+        Registered {
+            clocks: self,
+            slot: Some(slot),
         }
     }
 
@@ -196,21 +235,14 @@ impl Clocks {
         self.next.get()
     }
 
-    /// Fires every clock that ran out by `now` and forgets ended streams.
+    /// Fires every clock that ran out by `now`; notes when to look again.
     pub fn sweep(&self, now: Instant) {
         let mut next: Option<Instant> = None;
-        self.streams.borrow_mut().retain(|w| {
-            let Some(p) = w.upgrade() else {
-                return false;
-            };
-            match p.check(now) {
-                Ok(Some(at)) => {
-                    next = Some(next.map_or(at, |n| n.min(at)));
-                    true
-                }
-                Ok(None) | Err(_) => false,
+        for p in self.streams.borrow().iter().flatten() {
+            if let Ok(Some(at)) = p.check(now) {
+                next = Some(next.map_or(at, |n| n.min(at)));
             }
-        });
+        }
         self.next.set(next);
     }
 }
@@ -233,8 +265,8 @@ mod tests {
             Duration::ZERO,
             Duration::from_secs(60),
         ));
-        clocks.register(&p);
-        clocks.register(&q);
+        let _rp = clocks.register(&p);
+        let rq = clocks.register(&q);
         assert_eq!(clocks.next(), Some(start + Duration::from_millis(50)));
         clocks.sweep(start + Duration::from_millis(10));
         assert_eq!(p.fired.get(), None);
@@ -245,8 +277,13 @@ mod tests {
         assert!(clocks
             .next()
             .is_some_and(|n| n >= start + Duration::from_secs(59)));
-        drop(q);
+        drop(rq);
         clocks.sweep(start + Duration::from_millis(70));
         assert_eq!(clocks.next(), None);
+        assert_eq!(
+            clocks.free.borrow().len(),
+            1,
+            "the ended stream's slot is reused"
+        );
     }
 }

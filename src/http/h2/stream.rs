@@ -119,7 +119,7 @@ pub(crate) async fn serve<C: Connector>(
             cluster_name = Some(cs.name.clone());
             // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
             let progress = Rc::new(Progress::new(start, Duration::ZERO, l.idle_timeout));
-            conn.clocks.register(&progress);
+            let _clock = conn.clocks.register(&progress);
             super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response).await
         }
         (None, None, Some(RouteAction::Direct(d))) => local(
@@ -168,7 +168,7 @@ pub(crate) async fn serve<C: Connector>(
                 // END_STREAM came with the headers: the request is already whole.
                 progress.request_done();
             }
-            conn.clocks.register(&progress);
+            let _clock = conn.clocks.register(&progress);
             let req = super::to_h1::Request {
                 parts: &parts,
                 body,
