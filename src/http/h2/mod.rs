@@ -159,7 +159,9 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             Event::Stream(Ok((req, respond))) => {
                 let open = OpenStream::new(activity.clone());
                 let v = view.clone();
-                glommio::spawn_local(async move {
+                // Boxed here, once: the stream's future is several KiB, and the executor
+                // would otherwise copy it by value a few times on the way into its task.
+                glommio::spawn_local(Box::pin(async move {
                     // A panic in one stream resets that stream only (its SendResponse is
                     // dropped); the connection and the worker carry on.
                     let served = crate::contain::contain(stream::serve(
@@ -181,7 +183,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                             "HTTP/2 stream handler panicked: stream reset, connection continues"
                         );
                     }
-                })
+                }))
                 .detach();
             }
             Event::Stream(Err(e)) => {
