@@ -31,7 +31,7 @@ fn sidecar_default_appends_the_peer_and_sets_the_scheme() {
     let req = through("", WITH_XFF);
     assert_eq!(
         req.headers_named("x-forwarded-for"),
-        vec!["192.0.2.10, 203.0.113.1, 127.0.0.1"]
+        vec!["192.0.2.10,203.0.113.1,127.0.0.1"]
     );
     assert_eq!(req.headers_named("x-forwarded-proto"), vec!["http"]);
 }
@@ -58,7 +58,7 @@ fn trusted_hops_keep_the_previous_hops_scheme() {
     let req = through("xff_num_trusted_hops: 1", WITH_XFF);
     assert_eq!(
         req.headers_named("x-forwarded-for"),
-        vec!["192.0.2.10, 203.0.113.1, 127.0.0.1"]
+        vec!["192.0.2.10,203.0.113.1,127.0.0.1"]
     );
     assert_eq!(req.headers_named("x-forwarded-proto"), vec!["https"]);
 }

@@ -446,7 +446,7 @@ fn forwarding_headers_are_set() {
     let req = up.last_request();
     assert_eq!(
         req.headers_named("x-forwarded-for"),
-        vec!["10.0.0.1, 127.0.0.1"]
+        vec!["10.0.0.1,127.0.0.1"]
     );
     assert_eq!(req.headers_named("x-forwarded-proto"), vec!["http"]);
 
@@ -455,7 +455,7 @@ fn forwarding_headers_are_set() {
     let req = up.last_request();
     assert_eq!(
         req.headers_named("x-forwarded-for"),
-        vec!["10.0.0.1, 10.0.0.2, 127.0.0.1"]
+        vec!["10.0.0.1,10.0.0.2,127.0.0.1"]
     );
 }
 

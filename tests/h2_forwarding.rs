@@ -46,7 +46,7 @@ fn the_sidecar_default_appends_the_peer_and_overwrites_the_proto() {
     let req = forwarded(p.listen, &up, XFF_AND_XFP);
     assert_eq!(
         req.headers_named("x-forwarded-for"),
-        ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"]
+        ["10.0.0.1,10.0.0.2, 10.0.0.3,127.0.0.1"]
     );
     assert_eq!(req.headers_named("x-forwarded-proto"), ["http"]);
 }
@@ -82,7 +82,7 @@ fn a_trusted_hop_keeps_the_incoming_proto() {
     let req = forwarded(p.listen, &up, XFF_AND_XFP);
     assert_eq!(
         req.headers_named("x-forwarded-for"),
-        ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"]
+        ["10.0.0.1,10.0.0.2, 10.0.0.3,127.0.0.1"]
     );
     assert_eq!(req.headers_named("x-forwarded-proto"), ["https"]);
     let req = forwarded(p.listen, &up, &[]);
@@ -127,7 +127,7 @@ fn the_policy_holds_towards_an_http2_upstream() {
     let req = forwarded(a.listen, &up, XFF_AND_XFP);
     assert_eq!(
         req.headers_named("x-forwarded-for"),
-        ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"]
+        ["10.0.0.1,10.0.0.2, 10.0.0.3,127.0.0.1"]
     );
     assert_eq!(req.headers_named("x-forwarded-proto"), ["http"]);
     assert_eq!(b.listener_stats("main")["rq_total"], 1);

@@ -135,7 +135,7 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
                 .filter(|h| classify(h.name) == Special::XForwardedFor)
             {
                 out.extend_from_slice(h.value);
-                out.extend_from_slice(b", ");
+                out.extend_from_slice(b",");
             }
         }
         out.extend_from_slice(ip);
@@ -391,7 +391,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /p?q HTTP/1.1\r\nHost: a.example\r\nte: trailers\r\nAccept: */*\r\n\
-             x-forwarded-for: 10.0.0.1, 127.0.0.1\r\nx-forwarded-proto: http\r\n\r\n"
+             x-forwarded-for: 10.0.0.1,127.0.0.1\r\nx-forwarded-proto: http\r\n\r\n"
         );
     }
 

@@ -121,7 +121,7 @@ const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
 /// The forwarding headers the policy (`http::forwarding`) decided, as the HTTP/1.1
 /// encoder writes them: with an address to append, every incoming `x-forwarded-for`
-/// value in order, joined by ", ", then the address, on one line; `x-forwarded-proto:
+/// value in order, joined by "," (as Envoy joins them), then the address, on one line; `x-forwarded-proto:
 /// http` when it is overwritten or the client sent none. Incoming values the policy
 /// keeps were written with the other headers. `keep` says whether the request's edits
 /// leave a header in place.
@@ -136,7 +136,7 @@ fn write_forwarding(
         out.extend_from_slice(b"x-forwarded-for: ");
         for v in headers.get_all(X_FORWARDED_FOR) {
             out.extend_from_slice(v.as_bytes());
-            out.extend_from_slice(b", ");
+            out.extend_from_slice(b",");
         }
         let _ = write!(out, "{ip}\r\n");
     }
@@ -674,7 +674,7 @@ mod tests {
         assert_eq!(write(None, false, false), "x-forwarded-proto: http\r\n");
         assert_eq!(
             write(Some("127.0.0.1"), true, true),
-            "x-forwarded-for: 10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1\r\nx-forwarded-proto: http\r\n"
+            "x-forwarded-for: 10.0.0.1,10.0.0.2, 10.0.0.3,127.0.0.1\r\nx-forwarded-proto: http\r\n"
         );
     }
 }

@@ -51,14 +51,14 @@ fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap, msg: Message) {
 /// Sets the forwarding headers the policy (`http::forwarding`) decided on a request
 /// whose end-to-end headers (incoming `x-forwarded-*` included) were already copied:
 /// with an address to append, every incoming `x-forwarded-for` value in order, joined by
-/// ", ", then the address, as one value; `x-forwarded-proto: http` in place of the
+/// "," (as Envoy), then the address, as one value; `x-forwarded-proto: http` in place of the
 /// client's when it is overwritten, else only where the client sent none.
 fn set_forwarding(to: &mut HeaderMap, from: &HeaderMap, fwd: Decision) {
     if let Some(ip) = fwd.append {
         let mut xff = Vec::with_capacity(64);
         for v in from.get_all("x-forwarded-for") {
             xff.extend_from_slice(v.as_bytes());
-            xff.extend_from_slice(b", ");
+            xff.extend_from_slice(b",");
         }
         let _ = write!(xff, "{ip}");
         // Incoming values are valid field values, and so is their join.
@@ -308,7 +308,7 @@ mod tests {
         };
         // Appended: every value kept, in order, as one; the proto overwritten.
         let (xff, xfp) = forwarded(decision(Some("127.0.0.1"), true));
-        assert_eq!(xff, ["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"]);
+        assert_eq!(xff, ["10.0.0.1,10.0.0.2, 10.0.0.3,127.0.0.1"]);
         assert_eq!(xfp, ["http"]);
         // Nothing appended: XFF unchanged; the incoming proto kept.
         let (xff, xfp) = forwarded(decision(None, false));
