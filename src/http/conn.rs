@@ -339,7 +339,6 @@ impl Conn {
         slot: &ConnSlot,
     ) -> bool {
         let l = &view.snapshot.listeners[listener];
-        let _stats = &view.listener_stats[listener];
         if self.logging {
             self.rec.clear();
         } else {
