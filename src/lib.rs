@@ -5,6 +5,7 @@
 //! (clusters, load balancing, pools) -> `observe` (stats, access log) -> `config`.
 
 pub mod admin;
+pub mod alarm;
 pub mod config;
 pub(crate) mod contain;
 pub mod demo;

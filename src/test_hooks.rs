@@ -18,6 +18,8 @@ pub struct TestHooks {
     /// Set by a request for `worker_panic_path`; the worker's housekeeping task, which
     /// runs outside any connection's containment, panics when it sees it.
     worker_must_panic: std::cell::Cell<bool>,
+    /// The worker's housekeeping alarm, rung at once when `worker_must_panic` is set.
+    alarm: Option<std::rc::Rc<crate::alarm::Alarm>>,
 }
 
 impl TestHooks {
@@ -32,6 +34,15 @@ impl TestHooks {
             panic_path: var("OUTRIGGER_TEST_PANIC_PATH"),
             worker_panic_path: var("OUTRIGGER_TEST_WORKER_PANIC_PATH"),
             worker_must_panic: std::cell::Cell::new(false),
+            alarm: None,
+        }
+    }
+
+    /// Has `worker_panic_path` wake the worker's housekeeping task through `alarm`.
+    pub fn with_alarm(self, alarm: std::rc::Rc<crate::alarm::Alarm>) -> TestHooks {
+        TestHooks {
+            alarm: Some(alarm),
+            ..self
         }
     }
 
@@ -43,6 +54,9 @@ impl TestHooks {
         }
         if self.worker_panic_path.as_deref() == Some(path) {
             self.worker_must_panic.set(true);
+            if let Some(a) = &self.alarm {
+                a.ring_at(std::time::Instant::now());
+            }
         }
     }
 

@@ -2,6 +2,10 @@
 //! writes batches to files or stdout. A worker never touches a file and never blocks:
 //! when the flush thread falls behind and its queue is full, the batch is dropped and
 //! its lines are counted in `access_log_dropped`.
+//!
+//! A batch goes to the flush thread when it is full, or [`FLUSH_DELAY`] after its first
+//! line: the first line of a batch asks the worker's housekeeping alarm to flush then,
+//! so a worker that logs nothing arms no timer.
 
 use super::stream_info::StreamInfo;
 use std::cell::{Cell, RefCell};
@@ -12,7 +16,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::alarm::Alarm;
 
 use crate::config::access_log_format::{LogField, LogFormat};
 use crate::http::flags::ResponseFlag;
@@ -28,8 +34,10 @@ pub struct Batch {
 
 /// How many batches may wait for the flush thread before workers start dropping.
 const QUEUE_BATCHES: usize = 256;
-/// A worker hands its batch over once it holds this many bytes (or on the flush tick).
+/// A worker hands its batch over once it holds this many bytes...
 const BATCH_BYTES: usize = 32 * 1024;
+/// ... or this long after the batch's first line.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(100);
 
 /// Starts the flush thread; the returned sender is cloned into every worker.
 pub fn start_flush_thread() -> std::io::Result<SyncSender<Batch>> {
@@ -81,6 +89,8 @@ pub struct LogSink {
     lines: Cell<u64>,
     tx: SyncSender<Batch>,
     stats: Rc<ListenerStats>,
+    /// The worker's housekeeping alarm, which flushes this sink when it rings.
+    alarm: Rc<Alarm>,
 }
 
 impl LogSink {
@@ -90,6 +100,7 @@ impl LogSink {
         listener_name: &str,
         tx: SyncSender<Batch>,
         stats: Rc<ListenerStats>,
+        alarm: Rc<Alarm>,
     ) -> Self {
         LogSink {
             path: path.map(Arc::from),
@@ -99,6 +110,7 @@ impl LogSink {
             lines: Cell::new(0),
             tx,
             stats,
+            alarm,
         }
     }
 
@@ -110,6 +122,10 @@ impl LogSink {
     pub fn log(&self, rec: &StreamInfo, peer: SocketAddr) {
         {
             let mut b = self.buf.borrow_mut();
+            if b.is_empty() {
+                // A new batch: have the worker's housekeeping hand it over soon.
+                self.alarm.ring_at(Instant::now() + FLUSH_DELAY);
+            }
             format_line(&mut b, &self.format, rec, peer, &self.listener_name);
             self.lines.set(self.lines.get() + 1);
         }

@@ -16,6 +16,7 @@ use glommio::net::TcpListener;
 use glommio::{spawn_local, Task};
 use std::os::fd::FromRawFd;
 
+use crate::alarm::Alarm;
 use crate::config::{ListenerKind, Snapshot};
 use crate::contain::contain;
 use crate::http::buf::BufPool;
@@ -61,6 +62,9 @@ struct Worker {
     /// Open-connection counts shared with the other workers, for connection limits.
     counts: Arc<ConnCounts>,
     hooks: Rc<crate::test_hooks::TestHooks>,
+    /// Rings when housekeeping is due (a log batch to hand over, pooled connections to
+    /// age out); nothing else wakes the worker on a timer.
+    alarm: Rc<Alarm>,
 }
 
 thread_local! {
@@ -93,6 +97,7 @@ pub async fn run(
 ) {
     let rx = rx.connect().await;
     let tx = tx.connect().await;
+    let alarm = Rc::new(Alarm::default());
     let w = Rc::new(Worker {
         id,
         current: RefCell::new(None),
@@ -108,9 +113,10 @@ pub async fn run(
         conns: RefCell::default(),
         next_conn: Cell::new(0),
         counts,
-        hooks: Rc::new(crate::test_hooks::TestHooks::from_env()),
+        hooks: Rc::new(crate::test_hooks::TestHooks::from_env().with_alarm(alarm.clone())),
+        alarm,
     });
-    let ticker = spawn_local(tick(w.clone()));
+    let housekeeping = spawn_local(housekeeping(w.clone()));
     // While draining, the worker keeps answering control messages (stats scrapes).
     let mut draining: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
     loop {
@@ -146,19 +152,20 @@ pub async fn run(
             }
         }
     }
-    drop(ticker);
+    drop(housekeeping);
     for sink in w.sinks.borrow().values() {
         sink.flush();
     }
     tracing::debug!(worker = id, "worker stopped");
 }
 
-/// Periodic housekeeping: hand access-log batches to the flush thread, age out pools.
-async fn tick(w: Rc<Worker>) {
-    let mut n: u64 = 0;
+/// Housekeeping, run when the worker's alarm rings: hand access-log batches to the
+/// flush thread, close pooled upstream connections that aged out. Each piece of work
+/// asks the alarm for its own time (a batch's first line, a pool's first idle
+/// connection), so an idle worker has no timer armed and sleeps.
+async fn housekeeping(w: Rc<Worker>) {
     loop {
-        glommio::timer::sleep(Duration::from_millis(100)).await;
-        n += 1;
+        w.alarm.rung().await;
         w.hooks.on_worker_tick();
         for sink in w.sinks.borrow().values() {
             sink.flush();
@@ -168,11 +175,10 @@ async fn tick(w: Rc<Worker>) {
             s.flush();
             Rc::strong_count(s) > 1
         });
-        if n % 50 == 0 {
-            if let Some(view) = w.current.borrow().as_ref() {
-                for c in &view.clusters {
-                    c.pool.evict_expired();
-                }
+        if let Some(view) = w.current.borrow().as_ref() {
+            for c in &view.clusters {
+                // Asks the alarm again for the next connection to age out, if any.
+                c.pool.evict_expired();
             }
         }
     }
@@ -204,7 +210,9 @@ impl Worker {
                 let seed = (self.id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
                     ^ (i as u64)
                     ^ snapshot.version;
-                Rc::new(ClusterState::new(cfg.clone(), stats, seed))
+                let state = ClusterState::new(cfg.clone(), stats, seed);
+                state.pool.sweep_with(self.alarm.clone());
+                Rc::new(state)
             })
             .collect();
         let listener_stats: Vec<Rc<ListenerStats>> = snapshot
@@ -235,6 +243,7 @@ impl Worker {
                     &l.name,
                     self.log_tx.clone(),
                     stats.clone(),
+                    self.alarm.clone(),
                 ));
                 if let Some(old) = sinks.insert(l.name.clone(), sink.clone()) {
                     retired.push(old);
@@ -258,6 +267,8 @@ impl Worker {
             }
         }
         drop(sinks);
+        // Retired sinks nobody uses any more go now (dropping one flushes it).
+        retired.retain(|s| Rc::strong_count(s) > 1);
         drop(retired);
         let view = Rc::new(WorkerView {
             snapshot: snapshot.clone(),

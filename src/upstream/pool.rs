@@ -1,13 +1,25 @@
 //! Per-core keep-alive pool of idle upstream connections, one stack per endpoint.
 //! LIFO reuse keeps the hottest connection warm and lets the others age out.
+//!
+//! Aged-out connections are closed by the worker's housekeeping sweep, which the pool
+//! asks for (through the worker's [`Alarm`]) only while it holds idle connections: an
+//! empty pool arms no timer.
 
-use std::cell::RefCell;
+use std::cell::{Cell, OnceCell, RefCell};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use crate::alarm::Alarm;
 
 pub(crate) struct Pool<C> {
     idle: RefCell<Vec<Vec<(C, Instant)>>>,
     max_idle: usize,
     idle_timeout: Duration,
+    /// The worker's housekeeping alarm (unset outside a worker: nothing is swept).
+    alarm: OnceCell<Rc<Alarm>>,
+    /// A sweep is asked for: set when a connection is pooled, cleared by a sweep that
+    /// leaves the pool empty.
+    swept: Cell<bool>,
 }
 
 impl<C> Pool<C> {
@@ -16,7 +28,14 @@ impl<C> Pool<C> {
             idle: RefCell::new((0..endpoints).map(|_| Vec::new()).collect()),
             max_idle,
             idle_timeout,
+            alarm: OnceCell::new(),
+            swept: Cell::new(false),
         }
+    }
+
+    /// Has the worker's housekeeping close this pool's aged-out connections.
+    pub fn sweep_with(&self, alarm: Rc<Alarm>) {
+        let _ = self.alarm.set(alarm);
     }
 
     /// Takes the most recently used idle connection to `endpoint` that has not aged out.
@@ -37,7 +56,14 @@ impl<C> Pool<C> {
         let mut idle = self.idle.borrow_mut();
         if let Some(stack) = idle.get_mut(endpoint) {
             if stack.len() < self.max_idle {
-                stack.push((c, Instant::now()));
+                let now = Instant::now();
+                stack.push((c, now));
+                if !self.swept.get() {
+                    if let Some(a) = self.alarm.get() {
+                        a.ring_at(now + self.idle_timeout);
+                        self.swept.set(true);
+                    }
+                }
             }
         }
     }
@@ -46,12 +72,24 @@ impl<C> Pool<C> {
         self.idle.borrow().get(endpoint).map_or(0, Vec::len)
     }
 
-    /// Drops connections idle for longer than the timeout.
-    pub fn evict_expired(&self) {
+    /// Drops connections idle for longer than the timeout. Returns when the next one
+    /// ages out (and asks the alarm for it), `None` if the pool is now empty.
+    pub fn evict_expired(&self) -> Option<Instant> {
         let now = Instant::now();
+        let mut next: Option<Instant> = None;
         for stack in self.idle.borrow_mut().iter_mut() {
             stack.retain(|(_, since)| now.duration_since(*since) < self.idle_timeout);
+            // The bottom of a stack is its oldest connection.
+            if let Some((_, since)) = stack.first() {
+                let at = *since + self.idle_timeout;
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
         }
+        self.swept.set(next.is_some());
+        if let (Some(at), Some(a)) = (next, self.alarm.get()) {
+            a.ring_at(at);
+        }
+        next
     }
 }
 
@@ -70,5 +108,24 @@ mod tests {
         assert_eq!(p.take(0), Some(1));
         assert_eq!(p.take(0), None);
         assert_eq!(p.take(5), None);
+    }
+
+    #[test]
+    fn a_sweep_is_asked_for_only_while_connections_are_pooled() {
+        let alarm = Rc::new(Alarm::default());
+        let p = Pool::new(2, 4, Duration::from_secs(60));
+        p.sweep_with(alarm.clone());
+        assert!(!p.swept.get(), "an empty pool asks for nothing");
+        p.put(1, 7);
+        assert!(p.swept.get());
+        let next = p.evict_expired();
+        assert!(next.is_some_and(|at| at > Instant::now()));
+        assert!(
+            p.swept.get(),
+            "a connection is left: the next sweep stays asked for"
+        );
+        assert_eq!(p.take(1), Some(7));
+        assert_eq!(p.evict_expired(), None);
+        assert!(!p.swept.get(), "nothing left: no sweep asked for");
     }
 }
