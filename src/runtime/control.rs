@@ -4,11 +4,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_lite::io::AsyncReadExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 use glommio::spawn_local;
@@ -38,11 +40,13 @@ impl ConfigSource {
     }
 }
 
-/// Signals noted by the main thread's handlers, polled by the control executor.
-#[derive(Default)]
+/// Signals noted by the main thread's handlers, read by the control executor.
 pub struct SignalFlags {
     pub reload: Arc<AtomicBool>,
     pub terminate: Arc<AtomicBool>,
+    /// Receives a byte after each signal's flag is set and when a worker thread ends:
+    /// the control executor sleeps on it instead of polling the flags.
+    pub wake: std::os::unix::net::UnixStream,
 }
 
 pub struct Control {
@@ -244,9 +248,11 @@ pub async fn run(
 
     let _admin = admin.map(|s| spawn_local(crate::admin::serve(control.clone(), s)));
 
-    // Signals arrive as flags set by the main thread's handlers.
+    // Signals arrive as flags set by the main thread's handlers, each followed by a byte
+    // on the wake socket; a worker thread that ends writes one too.
+    // SAFETY: the socket is open and ours; ownership moves to glommio.
+    let mut wake = unsafe { glommio::net::UnixStream::from_raw_fd(signals.wake.into_raw_fd()) };
     loop {
-        glommio::timer::sleep(Duration::from_millis(50)).await;
         if signals.terminate.load(Ordering::Relaxed) {
             break;
         }
@@ -267,15 +273,28 @@ pub async fn run(
                 Err(e) => tracing::error!("reload refused, keeping the running config:\n{e}"),
             }
         }
+        wait_for_wake(&mut wake).await;
     }
     let timeout = control.current.borrow().drain_timeout;
     control.drain(timeout).await;
     // Wait for every worker thread to end (a dead one already has).
     while !exits.iter().all(|e| e.load(Ordering::Acquire)) {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
+        wait_for_wake(&mut wake).await;
     }
     drop(listeners);
     tracing::info!("all workers stopped");
+}
+
+/// Sleeps until a signal handler or an ending worker thread writes to the wake socket,
+/// and consumes what they wrote (the flags say what happened).
+async fn wait_for_wake(wake: &mut glommio::net::UnixStream) {
+    let mut buf = [0u8; 64];
+    match wake.read(&mut buf).await {
+        Ok(n) if n > 0 => {}
+        // Cannot happen while the process holds the other end; if it does, fall back to
+        // polling the flags rather than spinning.
+        _ => glommio::timer::sleep(Duration::from_millis(50)).await,
+    }
 }
 
 /// An empty snapshot, the state before the first publish.

@@ -48,13 +48,34 @@ pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), Strin
     let log_tx = crate::observe::access_log::start_flush_thread()
         .map_err(|e| format!("cannot start log thread: {e}"))?;
 
-    let signals = SignalFlags::default();
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&signals.reload))
-        .map_err(|e| format!("signal handler: {e}"))?;
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&signals.terminate))
+    // Signal handlers set a flag, then write a byte to the control executor's wake
+    // socket (registered in that order, so they run in that order); an ending worker
+    // thread writes there too. The control executor sleeps on the socket: no polling.
+    let (wake_rx, wake_tx) =
+        std::os::unix::net::UnixStream::pair().map_err(|e| format!("control wake socket: {e}"))?;
+    wake_tx
+        .set_nonblocking(true)
+        .map_err(|e| format!("control wake socket: {e}"))?;
+    let signals = SignalFlags {
+        reload: Arc::default(),
+        terminate: Arc::default(),
+        wake: wake_rx,
+    };
+    let handlers = [
+        (signal_hook::consts::SIGHUP, &signals.reload),
+        (signal_hook::consts::SIGTERM, &signals.terminate),
+        (signal_hook::consts::SIGINT, &signals.terminate),
+    ];
+    for (sig, flag) in handlers {
+        signal_hook::flag::register(sig, Arc::clone(flag))
+            .map_err(|e| format!("signal handler: {e}"))?;
+        let tx = wake_tx
+            .try_clone()
+            .map_err(|e| format!("control wake socket: {e}"))?;
+        signal_hook::low_level::pipe::register(sig, tx)
             .map_err(|e| format!("signal handler: {e}"))?;
     }
+    let wake_tx = Arc::new(wake_tx);
 
     let counts = Arc::new(admission::ConnCounts::default());
     let mut exits = Vec::with_capacity(workers);
@@ -78,9 +99,10 @@ pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), Strin
         }
         let exit = Arc::new(std::sync::atomic::AtomicBool::new(false));
         exits.push(exit.clone());
+        let wake = wake_tx.clone();
         let h = builder
             .spawn(move || {
-                worker::flag_exit_on_thread_end(exit);
+                worker::flag_exit_on_thread_end(exit, wake);
                 worker::run(id, to_rx, from_tx, log_tx, counts)
             })
             .map_err(|e| format!("cannot start worker {id} on cpu {cpu}: {e}"))?;

@@ -71,20 +71,31 @@ thread_local! {
     static EXIT_FLAG: RefCell<Option<ExitFlag>> = const { RefCell::new(None) };
 }
 
-/// Sets its flag when the worker thread ends, however it ends.
-struct ExitFlag(Arc<std::sync::atomic::AtomicBool>);
+/// Sets its flag when the worker thread ends, however it ends, then wakes the control
+/// executor.
+struct ExitFlag {
+    flag: Arc<std::sync::atomic::AtomicBool>,
+    wake: Arc<std::os::unix::net::UnixStream>,
+}
 
 impl Drop for ExitFlag {
     fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Release);
+        self.flag.store(true, std::sync::atomic::Ordering::Release);
+        // Non-blocking: if the socket is full, the control executor has wake-ups
+        // pending already and will see the flag.
+        let _ = std::io::Write::write(&mut &*self.wake, b"x");
     }
 }
 
-/// Arranges for `flag` to be set when the calling thread exits, normally or by a panic.
+/// Arranges for `flag` to be set when the calling thread exits, normally or by a panic,
+/// and for a byte to be written to `wake`, the socket the control executor sleeps on.
 /// A thread-local's destructor runs in both cases, whatever the executor does with the
-/// futures it held; the control executor watches the flag to notice a dead worker.
-pub fn flag_exit_on_thread_end(flag: Arc<std::sync::atomic::AtomicBool>) {
-    EXIT_FLAG.with(|f| *f.borrow_mut() = Some(ExitFlag(flag)));
+/// futures it held; the control executor checks the flag to notice a dead worker.
+pub fn flag_exit_on_thread_end(
+    flag: Arc<std::sync::atomic::AtomicBool>,
+    wake: Arc<std::os::unix::net::UnixStream>,
+) {
+    EXIT_FLAG.with(|f| *f.borrow_mut() = Some(ExitFlag { flag, wake }));
 }
 
 /// Runs a worker until it is told to drain (or the control executor goes away).
