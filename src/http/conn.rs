@@ -169,7 +169,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         // An HTTP/2 connection may rightly read nothing for long (a server-streaming
         // call): the h2 side keeps its own idle clock, counting only streamless time.
         down.set_read_timeout(None);
-        super::h2::serve(down, prefix, peer, view.clone(), listener).await;
+        super::h2::serve(down, prefix, peer, view.clone(), listener, &slot).await;
     } else {
         while conn.serve_one(&mut down, &view, listener, &slot).await {}
         let _ = down.close().await;

@@ -7,6 +7,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Waker;
 
 use super::buf::BufPool;
 use crate::config::Snapshot;
@@ -37,4 +38,25 @@ pub struct WorkerView<C: Connector> {
 pub struct ConnSlot {
     /// True while the connection waits for the first byte of its next request.
     pub idle: Cell<bool>,
+    /// A connection task that sleeps on more than its socket (HTTP/2: its clocks),
+    /// woken when the worker drains so that it sees `WorkerView::draining`.
+    drain: Cell<Option<Waker>>,
+}
+
+impl ConnSlot {
+    /// Has `waker` woken when the worker starts draining.
+    pub fn on_drain(&self, waker: &Waker) {
+        let w = match self.drain.take() {
+            Some(w) if w.will_wake(waker) => w,
+            _ => waker.clone(),
+        };
+        self.drain.set(Some(w));
+    }
+
+    /// Called by the worker once it is draining.
+    pub fn wake_for_drain(&self) {
+        if let Some(w) = self.drain.take() {
+            w.wake();
+        }
+    }
 }

@@ -336,6 +336,8 @@ impl Worker {
                     // not close it.
                     unsafe { libc::shutdown(*fd, libc::SHUT_RD) };
                 }
+                // An HTTP/2 connection sleeping on its clocks sends GOAWAY.
+                slot.wake_for_drain();
             }
             if self.conns.borrow().is_empty() || Instant::now() >= deadline {
                 break;

@@ -14,6 +14,10 @@
 //! for its own clocks, arms it for the earliest stream deadline too and sweeps the
 //! streams when it fires. Moving bytes only stores a timestamp, so a busy stream costs
 //! nothing per DATA frame; a deadline that moved is found at the sweep and re-noted.
+//! The connection task sleeps until its earliest deadline and no longer: a stream that
+//! registers an earlier deadline, and anything else that changes what the connection
+//! waits for, wakes it ([`Clocks::poke`]), so an idle connection arms no timer it does
+//! not need (issue 12).
 //! The proxying future runs under `run`; when a
 //! clock expires that future is dropped (which closes its upstream connection or resets
 //! its upstream stream), and `Progress` tells the caller whether a response head already
@@ -178,6 +182,10 @@ pub(crate) struct Clocks {
     free: RefCell<Vec<usize>>,
     /// The earliest instant a registered clock may run out (`None`: none runs).
     next: Cell<Option<Instant>>,
+    /// Set by `poke`, taken by the connection task's `sleep`.
+    poked: Cell<bool>,
+    /// The connection task, while it sleeps.
+    waker: Cell<Option<Waker>>,
 }
 
 /// A stream's registration; dropping it (when the stream ends) frees its slot.
@@ -192,7 +200,12 @@ impl Drop for Registered<'_> {
             if let Some(s) = self.clocks.streams.borrow_mut().get_mut(i) {
                 *s = None;
             }
-            self.clocks.free.borrow_mut().push(i);
+            let mut free = self.clocks.free.borrow_mut();
+            free.push(i);
+            // The last stream ended: no deadline is left to sweep for.
+            if free.len() == self.clocks.streams.borrow().len() {
+                self.clocks.next.set(None);
+            }
         }
     }
 }
@@ -222,8 +235,15 @@ impl Clocks {
                 streams.len() - 1
             }
         };
-        self.next
-            .set(Some(self.next.get().map_or(at, |n| n.min(at))));
+        drop(streams);
+        match self.next.get() {
+            Some(n) if n <= at => {}
+            _ => {
+                // Earlier than the connection task sleeps for: have it look again.
+                self.next.set(Some(at));
+                self.poke();
+            }
+        }
         Registered {
             clocks: self,
             slot: Some(slot),
@@ -233,6 +253,28 @@ impl Clocks {
     /// When the connection should sweep next, if any clock runs.
     pub fn next(&self) -> Option<Instant> {
         self.next.get()
+    }
+
+    /// Wakes the connection task from `sleep` to look at its clocks again.
+    pub fn poke(&self) {
+        self.poked.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Registers the connection task to be woken by `poke`; true if it was poked since
+    /// it last looked (and clears that).
+    pub fn poll_poked(&self, waker: &Waker) -> bool {
+        if self.poked.replace(false) {
+            return true;
+        }
+        let w = match self.waker.take() {
+            Some(w) if w.will_wake(waker) => w,
+            _ => waker.clone(),
+        };
+        self.waker.set(Some(w));
+        false
     }
 
     /// Fires every clock that ran out by `now`; notes when to look again.
@@ -285,5 +327,34 @@ mod tests {
             1,
             "the ended stream's slot is reused"
         );
+    }
+
+    #[test]
+    fn an_earlier_deadline_pokes_the_connection_and_the_last_stream_clears_them() {
+        let clocks = Clocks::default();
+        let waker = std::task::Waker::noop();
+        assert!(!clocks.poll_poked(waker));
+        let start = Instant::now();
+        let late = Rc::new(Progress::new(
+            start,
+            Duration::from_secs(60),
+            Duration::ZERO,
+        ));
+        let early = Rc::new(Progress::new(start, Duration::from_secs(5), Duration::ZERO));
+        let r_late = clocks.register(&late);
+        assert!(clocks.poll_poked(waker), "a first deadline is news");
+        let r_early = clocks.register(&early);
+        assert!(clocks.poll_poked(waker), "an earlier deadline is news");
+        let again = Rc::new(Progress::new(
+            start,
+            Duration::from_secs(30),
+            Duration::ZERO,
+        ));
+        let r_again = clocks.register(&again);
+        assert!(!clocks.poll_poked(waker), "a later one is not");
+        drop((r_late, r_early));
+        assert!(clocks.next().is_some(), "a stream is left");
+        drop(r_again);
+        assert_eq!(clocks.next(), None, "no stream left: nothing to sweep for");
     }
 }

@@ -19,13 +19,13 @@ mod to_h2;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::io::Io;
-use super::view::WorkerView;
+use super::view::{ConnSlot, WorkerView};
 use crate::upstream::Connector;
 
 /// The client connection preface (RFC 9113 section 3.4).
@@ -62,8 +62,13 @@ impl OpenStream {
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        self.0.open.set(self.0.open.get().saturating_sub(1));
+        let open = self.0.open.get().saturating_sub(1);
+        self.0.open.set(open);
         self.0.last.set(Some(Instant::now()));
+        if open == 0 {
+            // The connection's idle clock starts now: have its task arm it.
+            self.0.clocks.poke();
+        }
     }
 }
 
@@ -72,13 +77,16 @@ impl Drop for OpenStream {
 /// Besides streams, the connection watches three clocks: the listener's idle timeout
 /// (no stream open for that long: GOAWAY and close), the keepalive PING interval (an
 /// unanswered PING closes the connection), and the worker's drain (GOAWAY, let open
-/// streams finish). The handshake must finish within the idle timeout too.
+/// streams finish; the worker wakes the connection through `slot`). The handshake must
+/// finish within the idle timeout too. Between deadlines the connection task sleeps
+/// without a timer.
 pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     down: D,
     prefix: Vec<u8>,
     peer: SocketAddr,
     view: Rc<WorkerView<C>>,
     listener: usize,
+    slot: &ConnSlot,
 ) {
     let l = &view.snapshot.listeners[listener];
     let s = l.http2;
@@ -136,15 +144,12 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 if activity.clocks.next().is_some_and(|at| now >= at) {
                     activity.clocks.sweep(now);
                 }
-                let mut wake = now + Duration::from_millis(100);
-                if let Some(at) = activity.clocks.next() {
-                    wake = wake.min(at);
-                }
+                let mut wake = activity.clocks.next();
                 for at in [idle_at, next_ping, close_by].into_iter().flatten() {
                     if now >= at {
                         return Event::Tick;
                     }
-                    wake = wake.min(at);
+                    wake = Some(wake.map_or(at, |w| w.min(at)));
                 }
                 if watch_drain && view.draining.get() {
                     return Event::Drain;
@@ -152,7 +157,27 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 if ping_failed.get() {
                     return Event::Tick;
                 }
-                glommio::timer::sleep(wake - now).await;
+                // Until the earliest deadline, or until a stream registers an earlier
+                // one, the last stream ends, a PING fails or the worker drains (each
+                // pokes the clocks or wakes the slot). No deadline: no timer.
+                let poked = std::future::poll_fn(|cx| {
+                    if activity.clocks.poll_poked(cx.waker()) {
+                        return std::task::Poll::Ready(());
+                    }
+                    if watch_drain {
+                        if view.draining.get() {
+                            return std::task::Poll::Ready(());
+                        }
+                        slot.on_drain(cx.waker());
+                    }
+                    std::task::Poll::Pending
+                });
+                match wake {
+                    Some(at) => {
+                        futures_lite::future::or(glommio::timer::sleep(at - now), poked).await
+                    }
+                    None => poked.await,
+                }
             }
         };
         match futures_lite::future::or(accept, clocks).await {
@@ -217,6 +242,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                         // One PING in flight at a time: the task hands the handle back.
                         let failed = ping_failed.clone();
                         let back = pings.clone();
+                        let activity = activity.clone();
                         let timeout = s.keepalive_timeout;
                         glommio::spawn_local(async move {
                             let ping = async { Some(pp.ping(h2::Ping::opaque()).await.is_ok()) };
@@ -228,6 +254,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                                 *back.borrow_mut() = Some(pp);
                             } else {
                                 failed.set(true);
+                                activity.clocks.poke();
                             }
                         })
                         .detach();
