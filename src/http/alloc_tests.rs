@@ -214,7 +214,7 @@ fn serve(requests: usize) -> (u64, usize, usize) {
             1,
         ))],
         listener_stats: vec![Rc::new(ListenerStats::default())],
-        access_logs: vec![None],
+        access_logs: vec![vec![None]],
         connector: connector.clone(),
         draining: Rc::new(Cell::new(false)),
         bufs: Rc::new(crate::http::buf::BufPool::new(8192, 16)),
@@ -229,8 +229,12 @@ fn serve(requests: usize) -> (u64, usize, usize) {
     };
     let peer: SocketAddr = "10.1.2.3:4567".parse().unwrap();
     let slot = Rc::new(ConnSlot::default());
+    let at = crate::http::view::ChainRef {
+        listener: 0,
+        chain: 0,
+    };
     let before = allocs();
-    futures_lite::future::block_on(super::conn::serve(client, peer, view.clone(), 0, slot));
+    futures_lite::future::block_on(super::conn::serve(client, peer, view.clone(), at, slot));
     let after = allocs();
     assert_eq!(view.listener_stats[0].rq_class[1].get(), requests as u64);
     (after - before, received.get(), connector.connects.get())

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::config::{DirectResponse, Listener, ListenerKind, RouteAction};
+use crate::config::{DirectResponse, HttpConnectionManager, RouteAction};
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::upstream::Connector;
 
@@ -37,7 +37,7 @@ use super::h1::head::{self, BodyKind, Framing, HeadError};
 use super::h1::request;
 use super::io::Io;
 use super::router;
-use super::view::{ConnSlot, WorkerView};
+use super::view::{ChainRef, ConnSlot, WorkerView};
 
 mod connect;
 mod exchange;
@@ -118,12 +118,14 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
     peer: SocketAddr,
     view: Rc<WorkerView<C>>,
-    listener: usize,
+    at: ChainRef,
     slot: Rc<ConnSlot>,
 ) {
     // Connection counts (total, active) are kept by the accept loop, which also contains
     // a panic in here to this connection.
-    let l = &view.snapshot.listeners[listener];
+    let Some(l) = view.hcm(at) else {
+        return;
+    };
     down.set_read_timeout(Some(l.idle_timeout));
     down.set_write_timeout(Some(l.idle_timeout));
     let mut ip = [0u8; 48];
@@ -141,7 +143,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         ip,
         ip_len,
         rec: StreamInfo::default(),
-        logging: view.access_logs[listener].is_some(),
+        logging: view.access_log(at).is_some(),
         linger: false,
     };
     // HTTP/2 with prior knowledge starts with the connection preface; anything else is
@@ -169,9 +171,9 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         // An HTTP/2 connection may rightly read nothing for long (a server-streaming
         // call): the h2 side keeps its own idle clock, counting only streamless time.
         down.set_read_timeout(None);
-        super::h2::serve(down, prefix, peer, view.clone(), listener).await;
+        super::h2::serve(down, prefix, peer, view.clone(), at).await;
     } else {
-        while conn.serve_one(&mut down, &view, listener, &slot).await {}
+        while conn.serve_one(&mut down, &view, at, &slot).await {}
         let _ = down.close().await;
         if conn.linger {
             linger(&mut down, &mut conn.rbuf).await;
@@ -208,7 +210,7 @@ async fn linger<D: Io>(down: &mut D, rbuf: &mut ReadBuf) {
 #[allow(clippy::too_many_arguments)]
 async fn prepare<'v, C: Connector>(
     data: &[u8],
-    l: &'v Listener,
+    l: &'v HttpConnectionManager,
     view: &'v WorkerView<C>,
     wbuf: &mut Vec<u8>,
     peer: std::net::IpAddr,
@@ -238,11 +240,9 @@ async fn prepare<'v, C: Connector>(
         }
         rec.protocol = req.protocol();
     }
-    // The worker only hands HTTP listeners' connections to this module.
-    let ListenerKind::Http { route_table } = l.kind else {
-        return Err(HeadError::NotImplemented("not an HTTP listener"));
+    let Some(table) = view.snapshot.route_tables.get(l.route_table) else {
+        return Err(HeadError::NotImplemented("no route table"));
     };
-    let table = &view.snapshot.route_tables[route_table];
     let route = if req.is_connect() {
         router::select_connect(table, req.authority, headers)
     } else {
@@ -335,10 +335,12 @@ impl Conn {
         &mut self,
         down: &mut D,
         view: &Rc<WorkerView<C>>,
-        listener: usize,
+        at: ChainRef,
         slot: &ConnSlot,
     ) -> bool {
-        let l = &view.snapshot.listeners[listener];
+        let Some(l) = view.hcm(at) else {
+            return false;
+        };
         if self.logging {
             self.rec.clear();
         } else {
@@ -361,13 +363,13 @@ impl Conn {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {
-                            self.reject(down, HeadError::HeadersTooLarge, view, listener)
+                            self.reject(down, HeadError::HeadersTooLarge, view, at)
                                 .await;
                             return false;
                         }
                     }
                     Err(e) => {
-                        self.reject(down, e, view, listener).await;
+                        self.reject(down, e, view, at).await;
                         return false;
                     }
                 }
@@ -396,7 +398,7 @@ impl Conn {
                     if super::io::is_timeout(&e)
                         && head_deadline.is_some_and(|d| Instant::now() >= d) =>
                 {
-                    self.head_timed_out(down, view, listener).await;
+                    self.head_timed_out(down, view, at).await;
                     return false;
                 }
                 Ok(0) | Err(_) => return false,
@@ -454,7 +456,7 @@ impl Conn {
         self.rec.status = outcome.status;
         self.rec.flag = Some(outcome.flag);
         self.rec.duration = start.elapsed();
-        self.complete(view, listener);
+        self.complete(view, at);
         outcome.keep_alive && !view.draining.get()
     }
 
@@ -464,11 +466,11 @@ impl Conn {
         &mut self,
         down: &mut D,
         view: &WorkerView<C>,
-        listener: usize,
+        at: ChainRef,
     ) {
         tracing::debug!(peer = %self.peer, "request head timed out");
         let f = Failure::RequestHeadersTimeout;
-        self.refuse(down, view, listener, f.status(), f.flag(), f.body())
+        self.refuse(down, view, at, f.status(), f.flag(), f.body())
             .await;
     }
 
@@ -478,13 +480,13 @@ impl Conn {
         down: &mut D,
         e: HeadError,
         view: &WorkerView<C>,
-        listener: usize,
+        at: ChainRef,
     ) {
         tracing::debug!(peer = %self.peer, reason = e.reason(), "refusing request");
         // The refused request may have a body on its way.
         self.linger = true;
         let flag = ResponseFlag::DownstreamProtocolError;
-        self.refuse(down, view, listener, e.status(), flag, e.reason())
+        self.refuse(down, view, at, e.status(), flag, e.reason())
             .await;
     }
 
@@ -493,7 +495,7 @@ impl Conn {
         &mut self,
         down: &mut D,
         view: &WorkerView<C>,
-        listener: usize,
+        at: ChainRef,
         status: u16,
         flag: ResponseFlag,
         body: &str,
@@ -515,13 +517,13 @@ impl Conn {
         if self.logging {
             self.rec.start = Some(SystemTime::now());
         }
-        self.complete(view, listener);
+        self.complete(view, at);
     }
 
     /// Feeds the finished request's record to the listener's stats and access log.
-    fn complete<C: Connector>(&self, view: &WorkerView<C>, listener: usize) {
-        let log = view.access_logs.get(listener).and_then(Option::as_deref);
-        if let Some(stats) = view.listener_stats.get(listener) {
+    fn complete<C: Connector>(&self, view: &WorkerView<C>, at: ChainRef) {
+        let log = view.access_log(at);
+        if let Some(stats) = view.listener_stats.get(at.listener) {
             stream_info::complete(stats, log, &self.rec, self.peer, stream_info::Kind::Request);
         }
     }

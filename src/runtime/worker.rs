@@ -16,11 +16,11 @@ use glommio::net::TcpListener;
 use glommio::{spawn_local, Task};
 use std::os::fd::FromRawFd;
 
-use crate::config::{ListenerKind, Snapshot};
+use crate::config::{NetworkTerminal, Snapshot};
 use crate::contain::contain;
 use crate::http::buf::BufPool;
 use crate::http::conn;
-use crate::http::view::{ConnSlot, WorkerView};
+use crate::http::view::{ChainRef, ConnSlot, WorkerView};
 use crate::observe::access_log::{Batch, LogSink};
 use crate::observe::stats::{ClusterStats, ListenerStats, StatsReport};
 use crate::tcp;
@@ -220,36 +220,42 @@ impl Worker {
             .collect();
         let mut sinks = self.sinks.borrow_mut();
         let mut retired = self.retired_sinks.borrow_mut();
+        // One sink per chain that logs, kept by "listener\0chain" across reloads.
+        let mut live = Vec::new();
         let access_logs = snapshot
             .listeners
             .iter()
             .zip(&listener_stats)
             .map(|(l, stats)| {
-                let a = l.access_log.as_ref()?;
-                if let Some(same) = sinks.get(&l.name).filter(|s| s.serves(a)) {
-                    return Some(same.clone());
-                }
-                let sink = Rc::new(LogSink::new(
-                    a.path.as_deref(),
-                    a.format.clone(),
-                    &l.name,
-                    self.log_tx.clone(),
-                    stats.clone(),
-                ));
-                if let Some(old) = sinks.insert(l.name.clone(), sink.clone()) {
-                    retired.push(old);
-                }
-                Some(sink)
+                l.chains()
+                    .map(|(_, c)| {
+                        let a = match &c.terminal {
+                            NetworkTerminal::Http(h) => h.access_log.as_ref(),
+                            NetworkTerminal::Tcp(t) => t.access_log.as_ref(),
+                        }?;
+                        let key = format!("{}\0{}", l.name, c.name);
+                        live.push(key.clone());
+                        if let Some(same) = sinks.get(&key).filter(|s| s.serves(a)) {
+                            return Some(same.clone());
+                        }
+                        let sink = Rc::new(LogSink::new(
+                            a.path.as_deref(),
+                            a.format.clone(),
+                            &l.name,
+                            self.log_tx.clone(),
+                            stats.clone(),
+                        ));
+                        if let Some(old) = sinks.insert(key, sink.clone()) {
+                            retired.push(old);
+                        }
+                        Some(sink)
+                    })
+                    .collect()
             })
             .collect();
         let gone: Vec<String> = sinks
             .keys()
-            .filter(|name| {
-                !snapshot
-                    .listeners
-                    .iter()
-                    .any(|l| &l.name == *name && l.access_log.is_some())
-            })
+            .filter(|key| !live.contains(key))
             .cloned()
             .collect();
         for name in gone {
@@ -367,7 +373,15 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
         stats.cx_total.inc();
         stats.cx_active.inc();
         let w2 = w.clone();
-        let tcp = matches!(l.kind, ListenerKind::Tcp(_));
+        // Until listener filters choose, the first chain (or the default) takes it.
+        let at = ChainRef {
+            listener: index,
+            chain: 0,
+        };
+        let tcp = matches!(
+            l.chain(0).map(|c| &c.terminal),
+            Some(NetworkTerminal::Tcp(_))
+        );
         spawn_local(async move {
             let v = view.clone();
             // A panic while serving the connection ends this task only: the stream and
@@ -375,9 +389,9 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
             let served = if tcp {
                 // A TCP proxy connection is never idle between requests: drain lets it
                 // run until it ends or the drain timeout.
-                contain(tcp::serve(stream, peer, v, index)).await
+                contain(tcp::serve(stream, peer, v, at)).await
             } else {
-                contain(conn::serve(stream, peer, v, index, slot)).await
+                contain(conn::serve(stream, peer, v, at, slot)).await
             };
             stats.cx_active.dec();
             w2.conns.borrow_mut().remove(&id);

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use glommio::net::TcpStream;
 
-use crate::config::{ListenerKind, TcpProxy};
+use crate::config::TcpProxy;
 use crate::http::flags::ResponseFlag;
-use crate::http::view::WorkerView;
+use crate::http::view::{ChainRef, WorkerView};
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::tunnel;
 use crate::upstream::{Connector, TcpConnector};
@@ -40,23 +40,22 @@ pub async fn serve(
     down: TcpStream,
     peer: SocketAddr,
     view: Rc<WorkerView<TcpConnector>>,
-    listener: usize,
+    at: ChainRef,
 ) {
-    let l = &view.snapshot.listeners[listener];
-    let ListenerKind::Tcp(tcp) = &l.kind else {
+    let (Some(tcp), Some(stats)) = (view.tcp_proxy(at), view.listener_stats.get(at.listener))
+    else {
         return;
     };
-    let stats = &view.listener_stats[listener];
     let start = Instant::now();
     let mut rec = StreamInfo {
         start: Some(SystemTime::now()),
         protocol: "TCP",
         ..StreamInfo::default()
     };
-    let flag = proxy(down, &view, tcp, l.idle_timeout, &mut rec).await;
+    let flag = proxy(down, &view, tcp, tcp.idle_timeout, &mut rec).await;
     rec.flag = Some(flag);
     rec.duration = start.elapsed();
-    let log = view.access_logs.get(listener).and_then(Option::as_deref);
+    let log = view.access_log(at);
     stream_info::complete(stats, log, &rec, peer, stream_info::Kind::Connection);
 }
 
@@ -118,14 +117,17 @@ mod tests {
 
     #[test]
     fn weighted_cluster_pick_follows_weights() {
-        let t = TcpProxy {
-            clusters: vec![(0, 3), (1, 1)],
+        let tcp = |clusters| TcpProxy {
+            clusters,
+            idle_timeout: Duration::from_secs(1),
+            access_log: None,
         };
+        let t = tcp(vec![(0, 3), (1, 1)]);
         let mut counts = [0; 2];
         for seed in 0..4000u64 {
             counts[pick_cluster(&t, seed).unwrap()] += 1;
         }
         assert!((2800..3200).contains(&counts[0]), "{counts:?}");
-        assert_eq!(pick_cluster(&TcpProxy { clusters: vec![] }, 1), None);
+        assert_eq!(pick_cluster(&tcp(vec![]), 1), None);
     }
 }
