@@ -629,3 +629,99 @@ impl Builder {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse_str, CodecType, NetworkTerminal};
+
+    const TAIL: &str = "route_tables:
+  - name: t
+    virtual_hosts:
+      - name: all
+        domains: ['*']
+        routes:
+          - match: { prefix: / }
+            direct_response: { status: 200 }
+            per_filter_config: { edits: { disabled: true } }
+";
+
+    #[test]
+    fn a_single_chain_listener_is_one_chain_that_matches_everything() {
+        let s = parse_str(&format!(
+            "listeners:
+  - name: l
+    address: 127.0.0.1
+    port: 10000
+    route_table: t
+    http_filters:
+      - name: edits
+        header_mutation: {{ request_headers_to_remove: [x-a] }}
+{TAIL}"
+        ))
+        .unwrap();
+        let l = &s.listeners[0];
+        assert_eq!(l.filter_chains.len(), 1);
+        assert!(l.default_filter_chain.is_none());
+        assert!(!l.listener_filters.http_inspector);
+        let c = &l.filter_chains[0];
+        assert_eq!(c.matcher, Default::default());
+        let NetworkTerminal::Http(h) = &c.terminal else {
+            panic!("an HTTP chain");
+        };
+        assert_eq!(h.codec, CodecType::Auto);
+        assert_eq!(h.stat_prefix, "l");
+        assert_eq!(h.http_filters.len(), 1);
+    }
+
+    #[test]
+    fn routes_may_override_a_filter_of_a_chain_that_uses_their_table() {
+        let s = parse_str(&format!(
+            "listeners:
+  - name: l
+    address: 127.0.0.1
+    port: 10000
+    listener_filters: [http_inspector]
+    filter_chains:
+      - name: h1
+        filter_chain_match: {{ application_protocols: [http/1.1], source_ports: [5] }}
+        codec: http1
+        stat_prefix: ingress
+        route_table: t
+    default_filter_chain:
+      name: d
+      route_table: t
+      http_filters:
+        - name: edits
+          header_mutation: {{ request_headers_to_remove: [x-a] }}
+{TAIL}"
+        ))
+        .unwrap();
+        let l = &s.listeners[0];
+        assert!(l.listener_filters.http_inspector);
+        let m = &l.filter_chains[0].matcher;
+        assert_eq!(m.application_protocols, ["http/1.1"]);
+        assert_eq!(m.source_ports, [5]);
+        let h = l.filter_chains[0].hcm().unwrap();
+        assert_eq!(
+            (h.codec, h.stat_prefix.as_str()),
+            (CodecType::Http1, "ingress")
+        );
+        assert_eq!(l.chain(1).map(|c| c.name.as_str()), Some("d"));
+        assert!(l.chain(2).is_none());
+    }
+
+    #[test]
+    fn a_route_may_not_override_a_filter_no_chain_of_its_table_has() {
+        let e = parse_str(&format!(
+            "listeners:
+  - name: l
+    address: 127.0.0.1
+    port: 10000
+    default_filter_chain: {{ name: d, route_table: t }}
+{TAIL}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no HTTP filter named `edits`"), "{e}");
+    }
+}
