@@ -270,6 +270,9 @@ fn no_matching_chain_closes_at_once_and_counts() {
     }
     let l = p.listener_stats("picky");
     assert_eq!(l["no_filter_chain_match"], 2, "{l}");
+    // As in Envoy, a connection no chain takes is not a downstream connection.
+    assert_eq!(l["cx_total"], 0, "{l}");
+    assert_eq!(l["cx_active"], 0, "{l}");
     assert_eq!(l["rq_total"], 0, "{l}");
     assert_eq!(
         metric(

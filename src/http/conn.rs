@@ -124,8 +124,8 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     at: ChainRef,
     slot: Rc<ConnSlot>,
 ) {
-    // Connection counts (total, active) are kept by the accept loop, which also contains
-    // a panic in here to this connection.
+    // Connection counts (total, active) are kept by the listener layer; the accept loop
+    // contains a panic in here to this connection.
     let Some(l) = view.hcm(at) else {
         return;
     };

@@ -28,6 +28,7 @@ use crate::http::conn::{self, READ_BUF_BYTES};
 use crate::http::h2::PREFACE;
 use crate::http::io::Io;
 use crate::http::view::{ChainRef, ConnSlot, WorkerView};
+use crate::observe::stats::Counter;
 use crate::tcp;
 use crate::upstream::Connector;
 
@@ -96,15 +97,22 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         );
         return;
     };
-    terminal(
-        down,
-        rbuf,
-        peer,
-        view.clone(),
-        ChainRef { listener, chain },
-        slot,
-    )
-    .await;
+    // Envoy counts a connection (downstream_cx_total, _active) once a chain takes it.
+    stats.cx_total.inc();
+    stats.cx_active.inc();
+    let _active = Active(&stats.cx_active);
+    let at = ChainRef { listener, chain };
+    terminal(down, rbuf, peer, view.clone(), at, slot).await;
+}
+
+/// Takes a connection out of `cx_active` however it ends (a panic included: the
+/// connection's future is dropped).
+struct Active<'a>(&'a Counter);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// The listener filter timeout passed.

@@ -20,7 +20,7 @@ use crate::config::{NetworkTerminal, Snapshot};
 use crate::contain::contain;
 use crate::http::buf::BufPool;
 use crate::http::view::{ConnSlot, WorkerView};
-use crate::listener::{self, select::ChainSelector};
+use crate::listener::select::ChainSelector;
 use crate::observe::access_log::{Batch, LogSink};
 use crate::observe::stats::{ClusterStats, ListenerStats, StatsReport};
 use crate::upstream::cluster::ClusterState;
@@ -376,15 +376,14 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
         w.conns
             .borrow_mut()
             .insert(id, (stream.as_raw_fd(), slot.clone()));
-        stats.cx_total.inc();
-        stats.cx_active.inc();
+        // The listener layer counts cx_total and cx_active once a filter chain takes
+        // the connection.
         let w2 = w.clone();
         spawn_local(async move {
             let v = view.clone();
             // A panic while serving the connection ends this task only: the stream and
             // everything the connection held are dropped, so the peer sees a close.
-            let served = contain(listener::serve(stream, local, peer, v, index, slot)).await;
-            stats.cx_active.dec();
+            let served = contain(crate::listener::serve(stream, local, peer, v, index, slot)).await;
             w2.conns.borrow_mut().remove(&id);
             drop(permit);
             if let Err(panic) = served {
