@@ -311,12 +311,11 @@ fn forced_codecs_refuse_the_other_protocol() {
     let text = curl_h2c(&p.url("/"));
     assert!(!text.contains("HTTP/2 200"), "{text}");
     assert_eq!(get_body(p.listen, "HTTP/1.1"), "one");
-    // HTTP/1 bytes are a bad connection preface: the connection closes without an
-    // HTTP/1 response.
+    // HTTP/1 bytes are a bad connection preface: the connection closes before the
+    // proxy sends anything (Envoy 1.40 does the same; not even a SETTINGS frame).
     let mut s = TcpStream::connect(p.listen2).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let got = read_to_close(&mut s);
-    assert!(!got.starts_with(b"HTTP/1"), "{got:?}");
+    assert_eq!(read_to_close(&mut s), b"");
     let text = curl_h2c(&format!("http://{}/", p.listen2));
     assert!(text.starts_with("HTTP/2 200"), "{text}");
     assert!(text.ends_with("two"), "{text}");

@@ -190,15 +190,22 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
     down.set_read_timeout(Some(hcm.idle_timeout));
     down.set_write_timeout(Some(hcm.idle_timeout));
     let h2 = match hcm.codec {
-        // Envoy's codec_type HTTP1 / HTTP2: the codec is fixed, and bytes of the other
-        // protocol are a protocol error there (an HTTP/2 preface is a bad HTTP/1
-        // request: 400; HTTP/1 bytes are a bad preface: the connection closes).
+        // Envoy's codec_type HTTP1: an HTTP/2 preface is a malformed HTTP/1 request
+        // (400 and close, by the HTTP/1 codec).
         CodecType::Http1 => false,
-        CodecType::Http2 => true,
-        CodecType::Auto => match sniff_h2(&mut down, &mut rbuf, &slot).await {
-            Some(h2) => h2,
-            None => return,
-        },
+        CodecType::Auto | CodecType::Http2 => {
+            match (sniff_h2(&mut down, &mut rbuf, &slot).await, hcm.codec) {
+                (Some(h2), CodecType::Auto) => h2,
+                (Some(true), _) => true,
+                // Envoy's codec_type HTTP2: anything but the preface closes the
+                // connection before the server sends a byte (Envoy sends nothing).
+                (Some(false), _) => {
+                    tracing::debug!(peer = %peer, "not an HTTP/2 preface on an HTTP/2 codec");
+                    return;
+                }
+                (None, _) => return,
+            }
+        }
     };
     if h2 {
         let prefix = rbuf.data().to_vec();
