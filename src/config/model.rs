@@ -7,7 +7,7 @@
 
 use crate::http::filter::headers::HeaderPlan;
 use crate::http::filter::{FilterOverride, HttpFilter, RouteFilters};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,22 +34,181 @@ pub struct Snapshot {
     pub dump: serde_json::Value,
 }
 
+/// A listening socket and what it does with the connections it accepts: its listener
+/// filters look at a new connection, then one of its filter chains takes it (Envoy's
+/// `Listener`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
     pub name: String,
     pub addr: SocketAddr,
-    pub kind: ListenerKind,
+    pub backlog: u32,
+    /// Cap on this listener's open connections, over all workers (`None`: no cap).
+    pub max_connections: Option<u64>,
+    pub listener_filters: ListenerFilters,
+    /// Tried by their match (`FilterChainMatch`); at least one chain or a default.
+    pub filter_chains: Vec<FilterChain>,
+    /// Takes the connections no chain in `filter_chains` matches (`None`: close them).
+    pub default_filter_chain: Option<FilterChain>,
+}
+
+impl Listener {
+    /// The chain at `index`: `filter_chains[index]`, or the default chain at index
+    /// `filter_chains.len()`. The accept loop names a connection's chain this way.
+    pub fn chain(&self, index: usize) -> Option<&FilterChain> {
+        match self.filter_chains.get(index) {
+            Some(c) => Some(c),
+            None if index == self.filter_chains.len() => self.default_filter_chain.as_ref(),
+            None => None,
+        }
+    }
+
+    /// Every chain with its index (as `chain` takes it), the default chain last.
+    pub fn chains(&self) -> impl Iterator<Item = (usize, &FilterChain)> {
+        self.filter_chains
+            .iter()
+            .chain(self.default_filter_chain.as_ref())
+            .enumerate()
+    }
+}
+
+/// What runs on a new connection before a filter chain is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerFilters {
+    /// Envoy's `envoy.filters.listener.http_inspector`: peek the first bytes and set the
+    /// connection's application protocol to `h2c` (HTTP/2 preface), `http/1.1` or
+    /// `http/1.0`; leave it empty for anything else.
+    pub http_inspector: bool,
+    // tls_inspector, original_dst: later issues (TLS, interception).
+    /// How long the listener filters may wait for the client's first bytes (Envoy's
+    /// `listener_filters_timeout`, 15s; zero: no limit).
+    pub timeout: Duration,
+    /// When the timeout passes, carry on with what was detected (nothing) instead of
+    /// closing the connection (Envoy's `continue_on_listener_filters_timeout`, false).
+    pub continue_on_timeout: bool,
+}
+
+impl Default for ListenerFilters {
+    fn default() -> Self {
+        ListenerFilters {
+            http_inspector: false,
+            timeout: Duration::from_secs(15),
+            continue_on_timeout: false,
+        }
+    }
+}
+
+/// The network filters one connection runs through; today only the terminal one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterChain {
+    pub name: String,
+    pub matcher: FilterChainMatch,
+    /// The chain's last network filter.
+    pub terminal: NetworkTerminal,
+}
+
+impl FilterChain {
+    pub fn hcm(&self) -> Option<&HttpConnectionManager> {
+        match &self.terminal {
+            NetworkTerminal::Http(h) => Some(h),
+            NetworkTerminal::Tcp(_) => None,
+        }
+    }
+}
+
+/// Envoy's `FilterChainMatch` subset; empty fields match anything. Selection follows
+/// Envoy: criteria are checked in Envoy's order (destination_port, prefix_ranges,
+/// server_names, transport_protocol, application_protocols, source_type,
+/// source_prefix_ranges, source_ports), and at each the most specific value wins.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct FilterChainMatch {
+    pub destination_port: Option<u16>,
+    /// The connection's local (destination) address.
+    pub prefix_ranges: Vec<CidrRange>,
+    /// Needs a tls_inspector: parsed and validated now, matched once TLS lands (a chain
+    /// that names server names matches no connection until then).
+    pub server_names: Vec<String>,
+    /// `raw_buffer` today (`tls` with the TLS issue).
+    pub transport_protocol: Option<String>,
+    /// Set by the http_inspector: `h2c`, `http/1.1`, `http/1.0`.
+    pub application_protocols: Vec<String>,
+    pub source_prefix_ranges: Vec<CidrRange>,
+    pub source_ports: Vec<u16>,
+}
+
+/// An address range, `addr/prefix_len`; `addr` has its host bits cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CidrRange {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+}
+
+impl CidrRange {
+    /// `addr/len`, host bits cleared; `None` if `len` is too long for the family.
+    pub fn new(addr: IpAddr, prefix_len: u8) -> Option<CidrRange> {
+        let addr = match addr {
+            IpAddr::V4(a) if prefix_len <= 32 => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(prefix_len))
+                    .unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+            }
+            IpAddr::V6(a) if prefix_len <= 128 => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(prefix_len))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+            }
+            _ => return None,
+        };
+        Some(CidrRange { addr, prefix_len })
+    }
+
+    /// Whether `ip` is in the range. An IPv4-mapped IPv6 address counts as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        CidrRange::new(ip, self.prefix_len).is_some_and(|r| r.addr == self.addr)
+    }
+}
+
+/// A chain's terminal network filter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkTerminal {
+    /// Envoy's `envoy.filters.network.http_connection_manager`.
+    Http(HttpConnectionManager),
+    /// Envoy's `envoy.filters.network.tcp_proxy`.
+    Tcp(TcpProxy),
+}
+
+/// Which HTTP codec the connection manager speaks (Envoy's `codec_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CodecType {
+    /// HTTP/2 if the connection starts with the HTTP/2 preface, else HTTP/1.
+    #[default]
+    Auto,
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c) only.
+    Http2,
+}
+
+/// The HTTP connection manager: codec, limits, timeouts, the HTTP filters and the route
+/// table (Envoy's `HttpConnectionManager`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConnectionManager {
+    /// Defaults to the listener name in native YAML.
+    pub stat_prefix: String,
+    pub codec: CodecType,
+    pub route_table: usize,
     pub limits: Limits,
     pub idle_timeout: Duration,
-    pub backlog: u32,
     pub access_log: Option<AccessLog>,
     pub http2: Http2Settings,
     /// Deadline for receiving a complete request head, from its first byte (zero: none).
     pub request_headers_timeout: Duration,
     /// A stream that moves no byte either way for this long is ended (zero: never).
     pub stream_idle_timeout: Duration,
-    /// Cap on this listener's open connections, over all workers (`None`: no cap).
-    pub max_connections: Option<u64>,
     pub forwarding: Forwarding,
     /// The HTTP filter chain, in order; the router runs after it.
     pub http_filters: Vec<HttpFilter>,
@@ -103,20 +262,14 @@ impl Default for Http2Settings {
     }
 }
 
-/// What a listener does with its connections.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ListenerKind {
-    /// HTTP connection manager routing with this route table.
-    Http { route_table: usize },
-    /// Plain TCP proxying to one of these clusters.
-    Tcp(TcpProxy),
-}
-
 /// A TCP proxy: each connection goes to one cluster, picked by weight.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TcpProxy {
     /// (cluster index, weight)
     pub clusters: Vec<(usize, u32)>,
+    /// A connection that moves no byte either way for this long is closed.
+    pub idle_timeout: Duration,
+    pub access_log: Option<AccessLog>,
 }
 
 /// Per-listener limits on the request head.

@@ -111,8 +111,8 @@ mod tests {
         let t = config_text("127.0.0.1:10000", "127.0.0.1:9000", None, true, None).unwrap();
         let s = crate::config::parse_str(&t).unwrap();
         assert!(matches!(
-            s.listeners[0].kind,
-            crate::config::ListenerKind::Tcp(_)
+            s.listeners[0].filter_chains[0].terminal,
+            crate::config::NetworkTerminal::Tcp(_)
         ));
     }
 

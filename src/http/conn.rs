@@ -13,8 +13,9 @@
 //! path reuses the connection's buffers: this code allocates nothing per request
 //! (`alloc_tests`, on in-memory streams; the executor's socket sources are not counted).
 //!
-//! This file reads, routes and answers locally; `exchange` proxies a request to an
-//! upstream, `connect` runs CONNECT and the tunnels after an upgrade.
+//! The listener layer (`crate::listener`) chose this connection manager and its HTTP/1
+//! codec; this file reads, routes and answers locally; `exchange` proxies a request to
+//! an upstream, `connect` runs CONNECT and the tunnels after an upgrade.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::config::{DirectResponse, Listener, ListenerKind, RouteAction};
+use crate::config::{DirectResponse, HttpConnectionManager, RouteAction};
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::upstream::Connector;
 
@@ -37,7 +38,7 @@ use super::h1::head::{self, BodyKind, Framing, HeadError};
 use super::h1::request;
 use super::io::Io;
 use super::router;
-use super::view::{ConnSlot, WorkerView};
+use super::view::{ChainRef, ConnSlot, WorkerView};
 
 mod connect;
 mod exchange;
@@ -45,7 +46,7 @@ mod upload;
 
 /// Initial read-buffer size. It grows up to the header limit for a large head, and to
 /// `body::LARGE_BODY_BUF` once the connection streams a large body.
-const READ_BUF_BYTES: usize = 8 * 1024;
+pub(crate) const READ_BUF_BYTES: usize = 8 * 1024;
 /// A local reply reads and discards a request body up to this size to keep the
 /// connection usable; larger bodies close the connection instead.
 const DISCARD_LIMIT: u64 = 1 << 20;
@@ -113,17 +114,21 @@ struct Conn {
     linger: bool,
 }
 
-/// Serves one downstream connection until it closes.
+/// Serves one HTTP/1 downstream connection until it closes. `rbuf` holds what the
+/// listener layer already read of it (the protocol sniff, listener filters).
 pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
+    rbuf: ReadBuf,
     peer: SocketAddr,
     view: Rc<WorkerView<C>>,
-    listener: usize,
+    at: ChainRef,
     slot: Rc<ConnSlot>,
 ) {
-    // Connection counts (total, active) are kept by the accept loop, which also contains
-    // a panic in here to this connection.
-    let l = &view.snapshot.listeners[listener];
+    // Connection counts (total, active) are kept by the listener layer; the accept loop
+    // contains a panic in here to this connection.
+    let Some(l) = view.hcm(at) else {
+        return;
+    };
     down.set_read_timeout(Some(l.idle_timeout));
     down.set_write_timeout(Some(l.idle_timeout));
     let mut ip = [0u8; 48];
@@ -135,47 +140,19 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     };
     let mut conn = Conn {
         peer,
-        rbuf: ReadBuf::new(READ_BUF_BYTES),
+        rbuf,
         ubuf: ReadBuf::new(0),
         wbuf: Vec::with_capacity(1024),
         ip,
         ip_len,
         rec: StreamInfo::default(),
-        logging: view.access_logs[listener].is_some(),
+        logging: view.access_log(at).is_some(),
         linger: false,
     };
-    // HTTP/2 with prior knowledge starts with the connection preface; anything else is
-    // HTTP/1. Read just enough to tell.
-    let mut h2 = false;
-    loop {
-        let d = conn.rbuf.data();
-        if d.len() >= super::h2::PREFACE.len() {
-            h2 = d.starts_with(super::h2::PREFACE);
-            break;
-        }
-        if !super::h2::PREFACE.starts_with(d) {
-            break;
-        }
-        slot.idle.set(d.is_empty());
-        let read = conn.rbuf.fill(&mut down).await;
-        slot.idle.set(false);
-        if !matches!(read, Ok(n) if n > 0) {
-            return;
-        }
-    }
-    if h2 {
-        let prefix = conn.rbuf.data().to_vec();
-        drop(conn);
-        // An HTTP/2 connection may rightly read nothing for long (a server-streaming
-        // call): the h2 side keeps its own idle clock, counting only streamless time.
-        down.set_read_timeout(None);
-        super::h2::serve(down, prefix, peer, view.clone(), listener, &slot).await;
-    } else {
-        while conn.serve_one(&mut down, &view, listener, &slot).await {}
-        let _ = down.close().await;
-        if conn.linger {
-            linger(&mut down, &mut conn.rbuf).await;
-        }
+    while conn.serve_one(&mut down, &view, at, &slot).await {}
+    let _ = down.close().await;
+    if conn.linger {
+        linger(&mut down, &mut conn.rbuf).await;
     }
 }
 
@@ -208,7 +185,7 @@ async fn linger<D: Io>(down: &mut D, rbuf: &mut ReadBuf) {
 #[allow(clippy::too_many_arguments)]
 async fn prepare<'v, C: Connector>(
     data: &[u8],
-    l: &'v Listener,
+    l: &'v HttpConnectionManager,
     view: &'v WorkerView<C>,
     wbuf: &mut Vec<u8>,
     peer: std::net::IpAddr,
@@ -238,11 +215,9 @@ async fn prepare<'v, C: Connector>(
         }
         rec.protocol = req.protocol();
     }
-    // The worker only hands HTTP listeners' connections to this module.
-    let ListenerKind::Http { route_table } = l.kind else {
-        return Err(HeadError::NotImplemented("not an HTTP listener"));
+    let Some(table) = view.snapshot.route_tables.get(l.route_table) else {
+        return Err(HeadError::NotImplemented("no route table"));
     };
-    let table = &view.snapshot.route_tables[route_table];
     let route = if req.is_connect() {
         router::select_connect(table, req.authority, headers)
     } else {
@@ -335,10 +310,12 @@ impl Conn {
         &mut self,
         down: &mut D,
         view: &Rc<WorkerView<C>>,
-        listener: usize,
+        at: ChainRef,
         slot: &ConnSlot,
     ) -> bool {
-        let l = &view.snapshot.listeners[listener];
+        let Some(l) = view.hcm(at) else {
+            return false;
+        };
         if self.logging {
             self.rec.clear();
         } else {
@@ -361,20 +338,20 @@ impl Conn {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {
-                            self.reject(down, HeadError::HeadersTooLarge, view, listener)
+                            self.reject(down, HeadError::HeadersTooLarge, view, at)
                                 .await;
                             return false;
                         }
                     }
                     Err(e) => {
-                        self.reject(down, e, view, listener).await;
+                        self.reject(down, e, view, at).await;
                         return false;
                     }
                 }
             } else if view.draining.get() {
                 return false;
             }
-            // Part of a head is already here (read with the protocol sniff, or
+            // Part of a head is already here (read by the listener layer, or
             // pipelined): its clock runs from now at the latest.
             if head_deadline.is_none()
                 && !self.rbuf.is_empty()
@@ -396,7 +373,7 @@ impl Conn {
                     if super::io::is_timeout(&e)
                         && head_deadline.is_some_and(|d| Instant::now() >= d) =>
                 {
-                    self.head_timed_out(down, view, listener).await;
+                    self.head_timed_out(down, view, at).await;
                     return false;
                 }
                 Ok(0) | Err(_) => return false,
@@ -454,7 +431,7 @@ impl Conn {
         self.rec.status = outcome.status;
         self.rec.flag = Some(outcome.flag);
         self.rec.duration = start.elapsed();
-        self.complete(view, listener);
+        self.complete(view, at);
         outcome.keep_alive && !view.draining.get()
     }
 
@@ -464,11 +441,11 @@ impl Conn {
         &mut self,
         down: &mut D,
         view: &WorkerView<C>,
-        listener: usize,
+        at: ChainRef,
     ) {
         tracing::debug!(peer = %self.peer, "request head timed out");
         let f = Failure::RequestHeadersTimeout;
-        self.refuse(down, view, listener, f.status(), f.flag(), f.body())
+        self.refuse(down, view, at, f.status(), f.flag(), f.body())
             .await;
     }
 
@@ -478,13 +455,13 @@ impl Conn {
         down: &mut D,
         e: HeadError,
         view: &WorkerView<C>,
-        listener: usize,
+        at: ChainRef,
     ) {
         tracing::debug!(peer = %self.peer, reason = e.reason(), "refusing request");
         // The refused request may have a body on its way.
         self.linger = true;
         let flag = ResponseFlag::DownstreamProtocolError;
-        self.refuse(down, view, listener, e.status(), flag, e.reason())
+        self.refuse(down, view, at, e.status(), flag, e.reason())
             .await;
     }
 
@@ -493,7 +470,7 @@ impl Conn {
         &mut self,
         down: &mut D,
         view: &WorkerView<C>,
-        listener: usize,
+        at: ChainRef,
         status: u16,
         flag: ResponseFlag,
         body: &str,
@@ -515,13 +492,13 @@ impl Conn {
         if self.logging {
             self.rec.start = Some(SystemTime::now());
         }
-        self.complete(view, listener);
+        self.complete(view, at);
     }
 
     /// Feeds the finished request's record to the listener's stats and access log.
-    fn complete<C: Connector>(&self, view: &WorkerView<C>, listener: usize) {
-        let log = view.access_logs.get(listener).and_then(Option::as_deref);
-        if let Some(stats) = view.listener_stats.get(listener) {
+    fn complete<C: Connector>(&self, view: &WorkerView<C>, at: ChainRef) {
+        let log = view.access_log(at);
+        if let Some(stats) = view.listener_stats.get(at.listener) {
             stream_info::complete(stats, log, &self.rec, self.peer, stream_info::Kind::Request);
         }
     }

@@ -17,14 +17,13 @@ use glommio::{spawn_local, Task};
 use std::os::fd::FromRawFd;
 
 use crate::alarm::Alarm;
-use crate::config::{ListenerKind, Snapshot};
+use crate::config::{NetworkTerminal, Snapshot};
 use crate::contain::contain;
 use crate::http::buf::BufPool;
-use crate::http::conn;
 use crate::http::view::{ConnSlot, WorkerView};
+use crate::listener::select::ChainSelector;
 use crate::observe::access_log::{Batch, LogSink};
 use crate::observe::stats::{ClusterStats, ListenerStats, StatsReport};
-use crate::tcp;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::TcpConnector;
 
@@ -239,37 +238,43 @@ impl Worker {
             .collect();
         let mut sinks = self.sinks.borrow_mut();
         let mut retired = self.retired_sinks.borrow_mut();
+        // One sink per chain that logs, kept by "listener\0chain" across reloads.
+        let mut live = Vec::new();
         let access_logs = snapshot
             .listeners
             .iter()
             .zip(&listener_stats)
             .map(|(l, stats)| {
-                let a = l.access_log.as_ref()?;
-                if let Some(same) = sinks.get(&l.name).filter(|s| s.serves(a)) {
-                    return Some(same.clone());
-                }
-                let sink = Rc::new(LogSink::new(
-                    a.path.as_deref(),
-                    a.format.clone(),
-                    &l.name,
-                    self.log_tx.clone(),
-                    stats.clone(),
-                    self.alarm.clone(),
-                ));
-                if let Some(old) = sinks.insert(l.name.clone(), sink.clone()) {
-                    retired.push(old);
-                }
-                Some(sink)
+                l.chains()
+                    .map(|(_, c)| {
+                        let a = match &c.terminal {
+                            NetworkTerminal::Http(h) => h.access_log.as_ref(),
+                            NetworkTerminal::Tcp(t) => t.access_log.as_ref(),
+                        }?;
+                        let key = format!("{}\0{}", l.name, c.name);
+                        live.push(key.clone());
+                        if let Some(same) = sinks.get(&key).filter(|s| s.serves(a)) {
+                            return Some(same.clone());
+                        }
+                        let sink = Rc::new(LogSink::new(
+                            a.path.as_deref(),
+                            a.format.clone(),
+                            &l.name,
+                            self.log_tx.clone(),
+                            stats.clone(),
+                            self.alarm.clone(),
+                        ));
+                        if let Some(old) = sinks.insert(key, sink.clone()) {
+                            retired.push(old);
+                        }
+                        Some(sink)
+                    })
+                    .collect()
             })
             .collect();
         let gone: Vec<String> = sinks
             .keys()
-            .filter(|name| {
-                !snapshot
-                    .listeners
-                    .iter()
-                    .any(|l| &l.name == *name && l.access_log.is_some())
-            })
+            .filter(|key| !live.contains(key))
             .cloned()
             .collect();
         for name in gone {
@@ -281,8 +286,15 @@ impl Worker {
         // Retired sinks nobody uses any more go now (dropping one flushes it).
         retired.retain(|s| Rc::strong_count(s) > 1);
         drop(retired);
+        // The control executor checked every listener's chains before publishing.
+        let selectors = snapshot
+            .listeners
+            .iter()
+            .map(|l| ChainSelector::build(l).unwrap_or_default())
+            .collect();
         let view = Rc::new(WorkerView {
             snapshot: snapshot.clone(),
+            selectors,
             clusters,
             listener_stats,
             access_logs,
@@ -378,7 +390,7 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
             stats.cx_overflow.inc();
             continue;
         };
-        let Ok(peer) = stream.peer_addr() else {
+        let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -388,22 +400,14 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
         w.conns
             .borrow_mut()
             .insert(id, (stream.as_raw_fd(), slot.clone()));
-        stats.cx_total.inc();
-        stats.cx_active.inc();
+        // The listener layer counts cx_total and cx_active once a filter chain takes
+        // the connection.
         let w2 = w.clone();
-        let tcp = matches!(l.kind, ListenerKind::Tcp(_));
         spawn_local(async move {
             let v = view.clone();
             // A panic while serving the connection ends this task only: the stream and
             // everything the connection held are dropped, so the peer sees a close.
-            let served = if tcp {
-                // A TCP proxy connection is never idle between requests: drain lets it
-                // run until it ends or the drain timeout.
-                contain(tcp::serve(stream, peer, v, index)).await
-            } else {
-                contain(conn::serve(stream, peer, v, index, slot)).await
-            };
-            stats.cx_active.dec();
+            let served = contain(crate::listener::serve(stream, local, peer, v, index, slot)).await;
             w2.conns.borrow_mut().remove(&id);
             drop(permit);
             if let Err(panic) = served {

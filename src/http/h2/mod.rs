@@ -25,7 +25,7 @@ use bytes::Bytes;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::io::Io;
-use super::view::{ConnSlot, WorkerView};
+use super::view::{ChainRef, ConnSlot, WorkerView};
 use crate::upstream::Connector;
 
 /// The client connection preface (RFC 9113 section 3.4).
@@ -85,10 +85,12 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     prefix: Vec<u8>,
     peer: SocketAddr,
     view: Rc<WorkerView<C>>,
-    listener: usize,
+    at: ChainRef,
     slot: &ConnSlot,
 ) {
-    let l = &view.snapshot.listeners[listener];
+    let Some(l) = view.hcm(at) else {
+        return;
+    };
     let s = l.http2;
     let idle = l.idle_timeout;
     let io = io::Rewind::new(prefix, down).compat();
@@ -193,16 +195,18 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                         req,
                         respond,
                         v.clone(),
-                        listener,
+                        at,
                         peer,
                         &open.0,
                     ))
                     .await;
                     drop(open);
                     if let Err(panic) = served {
-                        v.listener_stats[listener].cx_panic.inc();
+                        if let Some(stats) = v.listener_stats.get(at.listener) {
+                            stats.cx_panic.inc();
+                        }
                         tracing::error!(
-                            listener = %v.snapshot.listeners[listener].name,
+                            listener = %v.listener_name(at),
                             peer = %peer,
                             panic = %panic,
                             "HTTP/2 stream handler panicked: stream reset, connection continues"

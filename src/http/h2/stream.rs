@@ -11,13 +11,13 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 
 use super::clock::Progress;
-use crate::config::{ListenerKind, RouteAction, UpstreamProtocol};
+use crate::config::{RouteAction, UpstreamProtocol};
 use crate::http::failure::Failure;
 use crate::http::filter::{self, Status, StreamEdits};
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding;
 use crate::http::router;
-use crate::http::view::WorkerView;
+use crate::http::view::{ChainRef, WorkerView};
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::upstream::Connector;
 
@@ -27,24 +27,18 @@ pub(crate) async fn serve<C: Connector>(
     req: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     view: Rc<WorkerView<C>>,
-    listener: usize,
+    at: ChainRef,
     peer: SocketAddr,
     conn: &super::Activity,
 ) {
     let start = Instant::now();
     let started = SystemTime::now();
     // The worker hands this module only its own HTTP listeners' connections.
-    let (Some(l), Some(stats)) = (
-        view.snapshot.listeners.get(listener),
-        view.listener_stats.get(listener),
-    ) else {
+    let (Some(l), Some(stats)) = (view.hcm(at), view.listener_stats.get(at.listener)) else {
         respond.send_reset(h2::Reason::INTERNAL_ERROR);
         return;
     };
-    let ListenerKind::Http { route_table } = l.kind else {
-        respond.send_reset(h2::Reason::INTERNAL_ERROR);
-        return;
-    };
+    let route_table = l.route_table;
     let (parts, body) = req.into_parts();
     let grpc = is_grpc(&parts.headers);
     // A refused head is still logged, with what it carried.
@@ -189,7 +183,7 @@ pub(crate) async fn serve<C: Connector>(
             }
         }
     };
-    let log = view.access_logs.get(listener).and_then(Option::as_deref);
+    let log = view.access_log(at);
     let mut info = StreamInfo {
         start: Some(started),
         protocol: "HTTP/2",

@@ -1,0 +1,727 @@
+//! Building listeners: the socket settings, the listener filters, and the filter chains
+//! with their terminal network filter (HTTP connection manager or TCP proxy). Part of
+//! `config::build`; errors go to the same builder, with field paths.
+//!
+//! The native format has two shapes. The single-chain shape puts the connection
+//! manager's (or TCP proxy's) settings on the listener itself; it describes one filter
+//! chain that matches every connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::super::access_log_format::{LogFormat, DEFAULT_FORMAT};
+use super::super::model::*;
+use super::super::raw::*;
+use super::Builder;
+use crate::http::filter::RawHttpFilter;
+
+/// The settings of one chain's terminal filter, borrowed from either shape.
+pub(super) struct RawTerminal<'a> {
+    pub route_table: &'a Option<String>,
+    pub tcp_proxy: &'a Option<RawTcpProxy>,
+    pub codec: &'a Option<String>,
+    pub stat_prefix: &'a Option<String>,
+    pub limits: &'a Option<RawLimits>,
+    pub idle_timeout: &'a Option<String>,
+    pub access_log: &'a Option<RawAccessLog>,
+    pub http2: &'a Option<RawHttp2>,
+    pub request_headers_timeout: &'a Option<String>,
+    pub stream_idle_timeout: &'a Option<String>,
+    pub forwarding: &'a Option<RawForwarding>,
+    pub http_filters: &'a [RawHttpFilter],
+}
+
+impl<'a> RawTerminal<'a> {
+    pub(super) fn of_listener(l: &'a RawListener) -> Self {
+        RawTerminal {
+            route_table: &l.route_table,
+            tcp_proxy: &l.tcp_proxy,
+            codec: &None,
+            stat_prefix: &None,
+            limits: &l.limits,
+            idle_timeout: &l.idle_timeout,
+            access_log: &l.access_log,
+            http2: &l.http2,
+            request_headers_timeout: &l.request_headers_timeout,
+            stream_idle_timeout: &l.stream_idle_timeout,
+            forwarding: &l.forwarding,
+            http_filters: &l.http_filters,
+        }
+    }
+}
+
+impl<'a> RawTerminal<'a> {
+    pub(super) fn of_chain(c: &'a RawFilterChain) -> Self {
+        RawTerminal {
+            route_table: &c.route_table,
+            tcp_proxy: &c.tcp_proxy,
+            codec: &c.codec,
+            stat_prefix: &c.stat_prefix,
+            limits: &c.limits,
+            idle_timeout: &c.idle_timeout,
+            access_log: &c.access_log,
+            http2: &c.http2,
+            request_headers_timeout: &c.request_headers_timeout,
+            stream_idle_timeout: &c.stream_idle_timeout,
+            forwarding: &c.forwarding,
+            http_filters: &c.http_filters,
+        }
+    }
+
+    /// The single-chain fields that are set, by name.
+    fn set_fields(&self) -> impl Iterator<Item = &'static str> + '_ {
+        [
+            ("route_table", self.route_table.is_some()),
+            ("tcp_proxy", self.tcp_proxy.is_some()),
+            ("limits", self.limits.is_some()),
+            ("idle_timeout", self.idle_timeout.is_some()),
+            ("access_log", self.access_log.is_some()),
+            ("http2", self.http2.is_some()),
+            (
+                "request_headers_timeout",
+                self.request_headers_timeout.is_some(),
+            ),
+            ("stream_idle_timeout", self.stream_idle_timeout.is_some()),
+            ("forwarding", self.forwarding.is_some()),
+            ("http_filters", !self.http_filters.is_empty()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name)
+    }
+}
+
+/// Every terminal a raw listener describes (its own fields, or its chains), for checks
+/// that look across listeners.
+pub(super) fn raw_terminals(l: &RawListener) -> Vec<RawTerminal<'_>> {
+    if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
+        return vec![RawTerminal::of_listener(l)];
+    }
+    l.filter_chains
+        .iter()
+        .chain(&l.default_filter_chain)
+        .map(RawTerminal::of_chain)
+        .collect()
+}
+
+impl Builder {
+    pub(super) fn listener(
+        &mut self,
+        i: usize,
+        l: &RawListener,
+        tables: &[RouteTable],
+        clusters: &[Arc<Cluster>],
+    ) -> Option<Listener> {
+        let p = format!("listeners[{i}]");
+        let addr = self.resolve(format!("{p}.address"), &l.address, l.port);
+        let backlog = l.backlog.unwrap_or(1024);
+        if backlog == 0 {
+            self.err(format!("{p}.backlog"), "must be at least 1");
+        }
+        if l.max_connections == Some(0) {
+            self.err(
+                format!("{p}.max_connections"),
+                "must be at least 1 (omit it for no limit)",
+            );
+        }
+        let listener_filters = self.listener_filters(&p, l);
+        let own = RawTerminal::of_listener(l);
+        let (filter_chains, default_filter_chain) =
+            if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
+                // The single-chain shape: one chain that takes every connection.
+                let terminal = self.terminal(&p, &own, &l.name, tables, clusters)?;
+                let chain = FilterChain {
+                    name: l.name.clone(),
+                    matcher: FilterChainMatch::default(),
+                    terminal,
+                };
+                (vec![chain], None)
+            } else {
+                for field in own.set_fields() {
+                    self.err(
+                        format!("{p}.{field}"),
+                        format!(
+                            "`{field}` belongs in a filter chain when the listener has \
+                             `filter_chains` or `default_filter_chain`"
+                        ),
+                    );
+                }
+                let mut chains = Vec::new();
+                for (j, c) in l.filter_chains.iter().enumerate() {
+                    let cp = format!("{p}.filter_chains[{j}]");
+                    chains.extend(self.chain(&cp, c, &l.name, &listener_filters, tables, clusters));
+                }
+                let default = l.default_filter_chain.as_ref().and_then(|c| {
+                    let cp = format!("{p}.default_filter_chain");
+                    if c.filter_chain_match.is_some() {
+                        self.err(
+                            format!("{cp}.filter_chain_match"),
+                            "the default filter chain takes what no chain matches: it has no match",
+                        );
+                    }
+                    self.chain(&cp, c, &l.name, &listener_filters, tables, clusters)
+                });
+                // Names key each chain's access log across reloads.
+                let names = l.filter_chains.iter().map(|c| c.name.as_str());
+                self.unique(&format!("{p}.filter_chains"), names);
+                if let Some(d) = &l.default_filter_chain {
+                    if d.name.is_empty() {
+                        self.err(
+                            format!("{p}.default_filter_chain.name"),
+                            "must not be empty",
+                        );
+                    } else if l.filter_chains.iter().any(|c| c.name == d.name) {
+                        self.err(
+                            format!("{p}.default_filter_chain.name"),
+                            format!("duplicate name `{}`", d.name),
+                        );
+                    }
+                }
+                (chains, default)
+            };
+        let listener = Listener {
+            name: l.name.clone(),
+            addr: addr?,
+            backlog,
+            max_connections: l.max_connections,
+            listener_filters,
+            filter_chains,
+            default_filter_chain,
+        };
+        // Envoy refuses chains it could not tell apart.
+        if let Err(e) = crate::listener::select::ChainSelector::build(&listener) {
+            self.err(format!("{p}.filter_chains"), e);
+        }
+        Some(listener)
+    }
+
+    fn listener_filters(&mut self, p: &str, l: &RawListener) -> ListenerFilters {
+        let d = ListenerFilters::default();
+        let mut f = ListenerFilters {
+            timeout: self.duration(
+                format!("{p}.listener_filters_timeout"),
+                &l.listener_filters_timeout,
+                d.timeout,
+            ),
+            continue_on_timeout: l
+                .continue_on_listener_filters_timeout
+                .unwrap_or(d.continue_on_timeout),
+            ..d
+        };
+        for (k, name) in l.listener_filters.iter().enumerate() {
+            match name.as_str() {
+                "http_inspector" if !f.http_inspector => f.http_inspector = true,
+                "http_inspector" => self.err(
+                    format!("{p}.listener_filters[{k}]"),
+                    "`http_inspector` is listed twice",
+                ),
+                other => self.err(
+                    format!("{p}.listener_filters[{k}]"),
+                    format!("unknown listener filter `{other}` (use http_inspector)"),
+                ),
+            }
+        }
+        f
+    }
+
+    fn chain(
+        &mut self,
+        p: &str,
+        c: &RawFilterChain,
+        listener: &str,
+        filters: &ListenerFilters,
+        tables: &[RouteTable],
+        clusters: &[Arc<Cluster>],
+    ) -> Option<FilterChain> {
+        let d = RawFilterChainMatch::default();
+        let m = c.filter_chain_match.as_ref().unwrap_or(&d);
+        let matcher = self.chain_match(&format!("{p}.filter_chain_match"), m, filters);
+        let terminal = self.terminal(p, &RawTerminal::of_chain(c), listener, tables, clusters)?;
+        Some(FilterChain {
+            name: c.name.clone(),
+            matcher,
+            terminal,
+        })
+    }
+
+    fn chain_match(
+        &mut self,
+        p: &str,
+        m: &RawFilterChainMatch,
+        filters: &ListenerFilters,
+    ) -> FilterChainMatch {
+        let port = |this: &mut Self, path: String, v: u32| match u16::try_from(v) {
+            Ok(v) if v > 0 => Some(v),
+            _ => {
+                this.err(path, "must be a port between 1 and 65535");
+                None
+            }
+        };
+        let destination_port = m
+            .destination_port
+            .and_then(|v| port(self, format!("{p}.destination_port"), v));
+        let source_ports = m
+            .source_ports
+            .iter()
+            .enumerate()
+            .filter_map(|(k, v)| port(self, format!("{p}.source_ports[{k}]"), *v))
+            .collect();
+        let prefix_ranges = self.cidrs(&format!("{p}.prefix_ranges"), &m.prefix_ranges);
+        let source_prefix_ranges = self.cidrs(
+            &format!("{p}.source_prefix_ranges"),
+            &m.source_prefix_ranges,
+        );
+        for (k, n) in m.server_names.iter().enumerate() {
+            if n.is_empty() {
+                self.err(format!("{p}.server_names[{k}]"), "must not be empty");
+            }
+        }
+        for (k, a) in m.application_protocols.iter().enumerate() {
+            if a.is_empty() {
+                self.err(
+                    format!("{p}.application_protocols[{k}]"),
+                    "must not be empty",
+                );
+            }
+        }
+        // Without a listener filter that detects it, no connection has an application
+        // protocol, and a chain that needs one would never match.
+        if !m.application_protocols.is_empty() && !filters.http_inspector {
+            self.err(
+                format!("{p}.application_protocols"),
+                "needs a listener filter that detects the protocol: add `http_inspector` \
+                 to the listener's `listener_filters`",
+            );
+        }
+        if m.transport_protocol.as_deref() == Some("") {
+            self.err(format!("{p}.transport_protocol"), "must not be empty");
+        }
+        FilterChainMatch {
+            destination_port,
+            prefix_ranges,
+            server_names: m.server_names.clone(),
+            transport_protocol: m.transport_protocol.clone(),
+            application_protocols: m.application_protocols.clone(),
+            source_prefix_ranges,
+            source_ports,
+        }
+    }
+
+    /// `ADDRESS/LEN`, or a bare address for that one address.
+    fn cidrs(&mut self, p: &str, raw: &[String]) -> Vec<CidrRange> {
+        let mut out = Vec::new();
+        for (k, s) in raw.iter().enumerate() {
+            let (addr, len) = match s.split_once('/') {
+                Some((a, l)) => (a, Some(l)),
+                None => (s.as_str(), None),
+            };
+            let Ok(addr) = addr.parse::<std::net::IpAddr>() else {
+                self.err(
+                    format!("{p}[{k}]"),
+                    format!("`{s}` is not an IP address range (ADDRESS/LEN)"),
+                );
+                continue;
+            };
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let len = match len.map(str::parse::<u8>) {
+                None => Some(max),
+                Some(Ok(l)) if l <= max => Some(l),
+                Some(_) => None,
+            };
+            match len.and_then(|l| CidrRange::new(addr, l)) {
+                Some(r) => out.push(r),
+                None => self.err(
+                    format!("{p}[{k}]"),
+                    format!("`{s}`: the prefix length must be between 0 and {max}"),
+                ),
+            }
+        }
+        out
+    }
+
+    /// A chain's terminal filter: an HTTP connection manager (`route_table`) or a TCP
+    /// proxy (`tcp_proxy`). `p` is the path of the object holding the fields.
+    pub(super) fn terminal(
+        &mut self,
+        p: &str,
+        t: &RawTerminal<'_>,
+        listener: &str,
+        tables: &[RouteTable],
+        clusters: &[Arc<Cluster>],
+    ) -> Option<NetworkTerminal> {
+        let idle_timeout = self.positive_duration(
+            format!("{p}.idle_timeout"),
+            t.idle_timeout,
+            Duration::from_secs(300),
+        );
+        match (t.route_table, t.tcp_proxy) {
+            (Some(name), None) => {
+                let route_table = match tables.iter().position(|r| &r.name == name) {
+                    Some(r) => Some(r),
+                    None => {
+                        self.err(
+                            format!("{p}.route_table"),
+                            format!("no route table named `{name}`"),
+                        );
+                        None
+                    }
+                };
+                let hcm = self.hcm(p, t, listener, idle_timeout, route_table.unwrap_or(0));
+                Some(NetworkTerminal::Http(hcm)).filter(|_| route_table.is_some())
+            }
+            (None, Some(tcp)) => {
+                // Settings that only an HTTP connection manager reads.
+                for (set, field) in [
+                    (t.codec.is_some(), "codec"),
+                    (t.stat_prefix.is_some(), "stat_prefix"),
+                    (t.limits.is_some(), "limits"),
+                    (t.http2.is_some(), "http2"),
+                    (
+                        t.request_headers_timeout.is_some(),
+                        "request_headers_timeout",
+                    ),
+                    (t.stream_idle_timeout.is_some(), "stream_idle_timeout"),
+                    (t.forwarding.is_some(), "forwarding"),
+                    (!t.http_filters.is_empty(), "http_filters"),
+                ] {
+                    if set {
+                        let m = if field == "http_filters" {
+                            "HTTP filters need an HTTP listener (`route_table`)".to_string()
+                        } else {
+                            format!("`{field}` needs an HTTP connection manager (`route_table`)")
+                        };
+                        self.err(format!("{p}.{field}"), m);
+                    }
+                }
+                let access_log = self.access_log(p, t.access_log);
+                self.tcp_proxy(format!("{p}.tcp_proxy"), tcp, clusters, idle_timeout)
+                    .map(|mut tcp| {
+                        tcp.access_log = access_log;
+                        NetworkTerminal::Tcp(tcp)
+                    })
+            }
+            _ => {
+                self.err(
+                    p.to_string(),
+                    "set exactly one of `route_table` and `tcp_proxy`",
+                );
+                None
+            }
+        }
+    }
+
+    fn access_log(&mut self, p: &str, a: &Option<RawAccessLog>) -> Option<AccessLog> {
+        let a = a.as_ref()?;
+        let format = match LogFormat::parse(a.format.as_deref().unwrap_or(DEFAULT_FORMAT)) {
+            Ok(f) => f,
+            Err(m) => {
+                self.err(format!("{p}.access_log.format"), m);
+                return None;
+            }
+        };
+        if a.path.is_empty() {
+            self.err(
+                format!("{p}.access_log.path"),
+                "must be a file path or `stdout`",
+            );
+            return None;
+        }
+        let path = if a.path == "stdout" {
+            None
+        } else {
+            Some(a.path.clone())
+        };
+        Some(AccessLog { path, format })
+    }
+
+    fn hcm(
+        &mut self,
+        p: &str,
+        t: &RawTerminal<'_>,
+        listener: &str,
+        idle_timeout: Duration,
+        route_table: usize,
+    ) -> HttpConnectionManager {
+        let codec = match t.codec.as_deref() {
+            None | Some("auto") => CodecType::Auto,
+            Some("http1") => CodecType::Http1,
+            Some("http2") => CodecType::Http2,
+            Some(other) => {
+                self.err(
+                    format!("{p}.codec"),
+                    format!("unknown codec `{other}` (use auto, http1 or http2)"),
+                );
+                CodecType::Auto
+            }
+        };
+        let d = Limits::default();
+        let rl = t.limits.as_ref();
+        let limits = Limits {
+            max_request_line_bytes: rl
+                .and_then(|r| r.max_request_line_bytes)
+                .unwrap_or(d.max_request_line_bytes),
+            max_header_bytes: rl
+                .and_then(|r| r.max_header_bytes)
+                .unwrap_or(d.max_header_bytes),
+            max_headers: rl.and_then(|r| r.max_headers).unwrap_or(d.max_headers),
+        };
+        if !(64..=1 << 20).contains(&limits.max_request_line_bytes) {
+            self.err(
+                format!("{p}.limits.max_request_line_bytes"),
+                "must be between 64 and 1048576",
+            );
+        }
+        if !(256..=1 << 20).contains(&limits.max_header_bytes) {
+            self.err(
+                format!("{p}.limits.max_header_bytes"),
+                "must be between 256 and 1048576",
+            );
+        }
+        if !(1..=MAX_HEADERS_CAP).contains(&limits.max_headers) {
+            self.err(
+                format!("{p}.limits.max_headers"),
+                format!("must be between 1 and {MAX_HEADERS_CAP}"),
+            );
+        }
+        let access_log = self.access_log(p, t.access_log);
+        let http2 = self.http2(p, t.http2);
+        let http_filters = self.http_filters(p, t.http_filters);
+        // Envoy's defaults: no request-head deadline, a 5-minute stream idle timeout.
+        let request_headers_timeout = self.duration(
+            format!("{p}.request_headers_timeout"),
+            t.request_headers_timeout,
+            Duration::ZERO,
+        );
+        let stream_idle_timeout = self.duration(
+            format!("{p}.stream_idle_timeout"),
+            t.stream_idle_timeout,
+            Duration::from_secs(300),
+        );
+        let fd = Forwarding::default();
+        let rf = t.forwarding.as_ref();
+        let forwarding = Forwarding {
+            use_remote_address: rf
+                .and_then(|f| f.use_remote_address)
+                .unwrap_or(fd.use_remote_address),
+            xff_num_trusted_hops: rf
+                .and_then(|f| f.xff_num_trusted_hops)
+                .unwrap_or(fd.xff_num_trusted_hops),
+            skip_xff_append: rf
+                .and_then(|f| f.skip_xff_append)
+                .unwrap_or(fd.skip_xff_append),
+        };
+        let stat_prefix = match t.stat_prefix {
+            Some(s) if s.is_empty() => {
+                self.err(format!("{p}.stat_prefix"), "must not be empty");
+                listener.to_string()
+            }
+            Some(s) => s.clone(),
+            None => listener.to_string(),
+        };
+        HttpConnectionManager {
+            stat_prefix,
+            codec,
+            route_table,
+            limits,
+            idle_timeout,
+            access_log,
+            http2,
+            request_headers_timeout,
+            stream_idle_timeout,
+            forwarding,
+            http_filters,
+        }
+    }
+
+    fn http2(&mut self, p: &str, r2: &Option<RawHttp2>) -> Http2Settings {
+        let d2 = Http2Settings::default();
+        let r2 = r2.as_ref();
+        let http2 = Http2Settings {
+            max_concurrent_streams: r2
+                .and_then(|h| h.max_concurrent_streams)
+                .unwrap_or(d2.max_concurrent_streams),
+            initial_stream_window_size: r2
+                .and_then(|h| h.initial_stream_window_size)
+                .unwrap_or(d2.initial_stream_window_size),
+            initial_connection_window_size: r2
+                .and_then(|h| h.initial_connection_window_size)
+                .unwrap_or(d2.initial_connection_window_size),
+            keepalive_interval: self.duration(
+                format!("{p}.http2.keepalive_interval"),
+                &r2.and_then(|h| h.keepalive_interval.clone()),
+                d2.keepalive_interval,
+            ),
+            keepalive_timeout: self.positive_duration(
+                format!("{p}.http2.keepalive_timeout"),
+                &r2.and_then(|h| h.keepalive_timeout.clone()),
+                d2.keepalive_timeout,
+            ),
+        };
+        if http2.max_concurrent_streams == 0 {
+            self.err(
+                format!("{p}.http2.max_concurrent_streams"),
+                "must be at least 1",
+            );
+        }
+        // RFC 9113 section 6.5.2: windows are 65535 at least here, 2^31-1 at most.
+        for (field, v) in [
+            (
+                "initial_stream_window_size",
+                http2.initial_stream_window_size,
+            ),
+            (
+                "initial_connection_window_size",
+                http2.initial_connection_window_size,
+            ),
+        ] {
+            if !(65_535..=i32::MAX as u32).contains(&v) {
+                self.err(
+                    format!("{p}.http2.{field}"),
+                    "must be between 65535 and 2147483647",
+                );
+            }
+        }
+        http2
+    }
+
+    fn tcp_proxy(
+        &mut self,
+        p: String,
+        t: &RawTcpProxy,
+        clusters: &[Arc<Cluster>],
+        idle_timeout: Duration,
+    ) -> Option<TcpProxy> {
+        let mut picks = Vec::new();
+        let mut named = |this: &mut Self, path: String, name: &str, weight: u32| match clusters
+            .iter()
+            .position(|c| c.name == name)
+        {
+            Some(c) => picks.push((c, weight)),
+            None => this.err(path, format!("no cluster named `{name}`")),
+        };
+        match (&t.cluster, t.weighted_clusters.is_empty()) {
+            (Some(name), true) => named(self, format!("{p}.cluster"), name, 1),
+            (None, false) => {
+                for (k, w) in t.weighted_clusters.iter().enumerate() {
+                    if !(1..=1000).contains(&w.weight) {
+                        self.err(
+                            format!("{p}.weighted_clusters[{k}].weight"),
+                            "must be between 1 and 1000",
+                        );
+                    }
+                    named(
+                        self,
+                        format!("{p}.weighted_clusters[{k}].name"),
+                        &w.name,
+                        w.weight,
+                    );
+                }
+            }
+            _ => {
+                self.err(p, "set exactly one of `cluster` and `weighted_clusters`");
+                return None;
+            }
+        }
+        Some(TcpProxy {
+            clusters: picks,
+            idle_timeout,
+            access_log: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse_str, CodecType, NetworkTerminal};
+
+    const TAIL: &str = "route_tables:
+  - name: t
+    virtual_hosts:
+      - name: all
+        domains: ['*']
+        routes:
+          - match: { prefix: / }
+            direct_response: { status: 200 }
+            per_filter_config: { edits: { disabled: true } }
+";
+
+    #[test]
+    fn a_single_chain_listener_is_one_chain_that_matches_everything() {
+        let s = parse_str(&format!(
+            "listeners:
+  - name: l
+    address: 127.0.0.1
+    port: 10000
+    route_table: t
+    http_filters:
+      - name: edits
+        header_mutation: {{ request_headers_to_remove: [x-a] }}
+{TAIL}"
+        ))
+        .unwrap();
+        let l = &s.listeners[0];
+        assert_eq!(l.filter_chains.len(), 1);
+        assert!(l.default_filter_chain.is_none());
+        assert!(!l.listener_filters.http_inspector);
+        let c = &l.filter_chains[0];
+        assert_eq!(c.matcher, Default::default());
+        let NetworkTerminal::Http(h) = &c.terminal else {
+            panic!("an HTTP chain");
+        };
+        assert_eq!(h.codec, CodecType::Auto);
+        assert_eq!(h.stat_prefix, "l");
+        assert_eq!(h.http_filters.len(), 1);
+    }
+
+    #[test]
+    fn routes_may_override_a_filter_of_a_chain_that_uses_their_table() {
+        let s = parse_str(&format!(
+            "listeners:
+  - name: l
+    address: 127.0.0.1
+    port: 10000
+    listener_filters: [http_inspector]
+    filter_chains:
+      - name: h1
+        filter_chain_match: {{ application_protocols: [http/1.1], source_ports: [5] }}
+        codec: http1
+        stat_prefix: ingress
+        route_table: t
+    default_filter_chain:
+      name: d
+      route_table: t
+      http_filters:
+        - name: edits
+          header_mutation: {{ request_headers_to_remove: [x-a] }}
+{TAIL}"
+        ))
+        .unwrap();
+        let l = &s.listeners[0];
+        assert!(l.listener_filters.http_inspector);
+        let m = &l.filter_chains[0].matcher;
+        assert_eq!(m.application_protocols, ["http/1.1"]);
+        assert_eq!(m.source_ports, [5]);
+        let h = l.filter_chains[0].hcm().unwrap();
+        assert_eq!(
+            (h.codec, h.stat_prefix.as_str()),
+            (CodecType::Http1, "ingress")
+        );
+        assert_eq!(l.chain(1).map(|c| c.name.as_str()), Some("d"));
+        assert!(l.chain(2).is_none());
+    }
+
+    #[test]
+    fn a_route_may_not_override_a_filter_no_chain_of_its_table_has() {
+        let e = parse_str(&format!(
+            "listeners:
+  - name: l
+    address: 127.0.0.1
+    port: 10000
+    default_filter_chain: {{ name: d, route_table: t }}
+{TAIL}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no HTTP filter named `edits`"), "{e}");
+    }
+}
