@@ -15,5 +15,6 @@ pub mod observe;
 pub mod runtime;
 pub mod tcp;
 pub mod test_hooks;
+pub mod tls;
 pub mod tunnel;
 pub mod upstream;

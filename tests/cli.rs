@@ -221,6 +221,8 @@ fn every_shipped_config_file_validates() {
         .expect("config/ exists")
         .map(|e| e.unwrap().path())
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        // tls.yaml needs certificates made for it: tests/tls.rs makes them and runs it.
+        .filter(|p| !p.ends_with("tls.yaml"))
         .collect();
     entries.sort();
     for p in entries {

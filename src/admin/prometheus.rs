@@ -97,6 +97,7 @@ pub fn render(r: &StatsReport) -> String {
         "Connections whose listener filters did not finish within the listener filters timeout.",
         pre_cx_timeout
     );
+    tls(&mut out, ls);
 
     family(
         &mut out,
@@ -250,6 +251,87 @@ pub fn render(r: &StatsReport) -> String {
         let _ = writeln!(out, "outrigger_process_allocations_total {n}");
     }
     out
+}
+
+/// Envoy's `ssl.*` listener counters, as `outrigger_ssl_*_total{listener}`; versions,
+/// ciphers and curves as one family each with the name as a label.
+fn tls(out: &mut String, ls: &[crate::observe::stats::ListenerReport]) {
+    type Get = fn(&crate::tls::stats::TlsReport) -> u64;
+    let counters: [(&str, &str, Get); 6] = [
+        ("handshake", "Successful TLS handshakes.", |t| t.handshake),
+        (
+            "connection_error",
+            "TLS handshakes that failed, other than certificate verification.",
+            |t| t.connection_error,
+        ),
+        (
+            "fail_verify_error",
+            "TLS handshakes whose client certificate failed CA verification (unknown CA, expired, bad signature).",
+            |t| t.fail_verify_error,
+        ),
+        (
+            "fail_verify_san",
+            "TLS handshakes whose client certificate had no allowed subject alternative name.",
+            |t| t.fail_verify_san,
+        ),
+        (
+            "fail_verify_no_cert",
+            "TLS handshakes that failed because the client sent no certificate where one is required.",
+            |t| t.fail_verify_no_cert,
+        ),
+        (
+            "no_certificate",
+            "Successful TLS handshakes without a client certificate.",
+            |t| t.no_certificate,
+        ),
+    ];
+    for (name, help, get) in counters {
+        let full = format!("outrigger_ssl_{name}_total");
+        family(out, &full, "counter", help);
+        for l in ls {
+            let _ = writeln!(
+                out,
+                "{full}{{listener=\"{}\"}} {}",
+                esc(&l.name),
+                get(&l.ssl)
+            );
+        }
+    }
+    type Table = fn(&crate::tls::stats::TlsReport) -> &std::collections::BTreeMap<String, u64>;
+    let tables: [(&str, &str, &str, Table); 3] = [
+        (
+            "versions",
+            "version",
+            "TLS handshakes by protocol version.",
+            |t| &t.versions,
+        ),
+        (
+            "ciphers",
+            "cipher",
+            "TLS handshakes by cipher suite.",
+            |t| &t.ciphers,
+        ),
+        (
+            "curves",
+            "curve",
+            "TLS handshakes by key exchange group.",
+            |t| &t.curves,
+        ),
+    ];
+    for (name, label, help, get) in tables {
+        let full = format!("outrigger_ssl_{name}_total");
+        family(out, &full, "counter", help);
+        for l in ls {
+            for (k, n) in get(&l.ssl) {
+                let _ = writeln!(
+                    out,
+                    "{full}{{listener=\"{}\",{label}=\"{}\"}} {n}",
+                    esc(&l.name),
+                    esc(k)
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::raw::*;
 
 mod listener;
 mod routes;
+mod tls;
 
 /// One problem in a config, located by field path and (when known) line.
 #[derive(Debug, Clone, PartialEq, Eq)]

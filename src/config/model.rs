@@ -78,7 +78,11 @@ pub struct ListenerFilters {
     /// connection's application protocol to `h2c` (HTTP/2 preface), `http/1.1` or
     /// `http/1.0`; leave it empty for anything else.
     pub http_inspector: bool,
-    // tls_inspector, original_dst: later issues (TLS, interception).
+    /// Envoy's `envoy.filters.listener.tls_inspector`: parse a TLS ClientHello from the
+    /// first bytes and set the transport protocol (`tls`), the server name (SNI) and
+    /// the application protocols (ALPN) (`listener/tls_inspector.rs`).
+    pub tls_inspector: bool,
+    // original_dst: a later issue (interception).
     /// How long the listener filters may wait for the client's first bytes (Envoy's
     /// `listener_filters_timeout`, 15s; zero: no limit).
     pub timeout: Duration,
@@ -91,6 +95,7 @@ impl Default for ListenerFilters {
     fn default() -> Self {
         ListenerFilters {
             http_inspector: false,
+            tls_inspector: false,
             timeout: Duration::from_secs(15),
             continue_on_timeout: false,
         }
@@ -104,6 +109,8 @@ pub struct FilterChain {
     pub matcher: FilterChainMatch,
     /// The chain's last network filter.
     pub terminal: NetworkTerminal,
+    /// Its transport socket: TLS terminated with these settings (`None`: plain bytes).
+    pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
 }
 
 impl FilterChain {
@@ -124,12 +131,12 @@ pub struct FilterChainMatch {
     pub destination_port: Option<u16>,
     /// The connection's local (destination) address.
     pub prefix_ranges: Vec<CidrRange>,
-    /// Needs a tls_inspector: parsed and validated now, matched once TLS lands (a chain
-    /// that names server names matches no connection until then).
+    /// Set by the tls_inspector (SNI): exact names and `*.` wildcards.
     pub server_names: Vec<String>,
-    /// `raw_buffer` today (`tls` with the TLS issue).
+    /// `raw_buffer`, or `tls` from the tls_inspector.
     pub transport_protocol: Option<String>,
-    /// Set by the http_inspector: `h2c`, `http/1.1`, `http/1.0`.
+    /// Set by the http_inspector (`h2c`, `http/1.1`, `http/1.0`) or the tls_inspector
+    /// (the client's ALPN list).
     pub application_protocols: Vec<String>,
     pub source_prefix_ranges: Vec<CidrRange>,
     pub source_ports: Vec<u16>,

@@ -118,6 +118,9 @@ pub(crate) struct RawFilterChain {
     pub forwarding: Option<RawForwarding>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
+    /// The chain's transport socket: TLS termination (Envoy's DownstreamTlsContext).
+    #[serde(default)]
+    pub tls: Option<crate::tls::config::RawDownstreamTls>,
 }
 
 /// Envoy's `FilterChainMatch` fields; addresses as `ADDRESS/LEN` (or a bare address).

@@ -17,6 +17,8 @@
 
 pub mod inspect;
 pub mod select;
+pub mod tls_inspector;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -30,22 +32,26 @@ use crate::http::io::Io;
 use crate::http::view::{ChainRef, ConnSlot, WorkerView};
 use crate::observe::stats::Counter;
 use crate::tcp;
+use crate::tls::stats::Failure;
+use crate::tls::TlsStream;
 use crate::upstream::Connector;
 
 use inspect::Detected;
 use select::{ConnInfo, RAW_BUFFER};
+use transport::Transport;
 
-/// How the listener filters ended.
-enum Filtered {
-    /// Carry on, with the application protocol if one was detected.
-    Continue(Option<&'static str>),
-    /// The connection is done (closed by the peer, timed out, or refused).
-    Close,
+/// What the listener filters found.
+#[derive(Default)]
+struct Found {
+    /// A TLS ClientHello (tls_inspector): SNI and ALPN.
+    hello: Option<tls_inspector::Hello>,
+    /// The http_inspector's application protocol.
+    app: Option<&'static str>,
 }
 
 /// Serves one accepted connection until it closes: listener filters, filter chain
-/// selection, then the chain's terminal filter. `local` is the connection's local
-/// address (the destination the client connected to).
+/// selection, the chain's transport socket (TLS), then the chain's terminal filter.
+/// `local` is the connection's local address (the destination the client connected to).
 pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
     local: SocketAddr,
@@ -62,37 +68,53 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         return;
     };
     let mut rbuf = ReadBuf::new(READ_BUF_BYTES);
+    let f = &l.listener_filters;
     // The http_inspector reads only when its answer can change the choice.
-    let inspect = l.listener_filters.http_inspector && selector.uses_application_protocols();
-    let application_protocol = if inspect {
-        match listener_filters(&mut down, &mut rbuf, &l.listener_filters, &slot).await {
-            Ok(Filtered::Continue(p)) => p,
-            Ok(Filtered::Close) => return,
+    let http = f.http_inspector && selector.uses_application_protocols();
+    let found = if http || f.tls_inspector {
+        match listener_filters(&mut down, &mut rbuf, f, http, &slot).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return,
             Err(TimedOut) => {
                 stats.pre_cx_timeout.inc();
-                if !l.listener_filters.continue_on_timeout {
+                if !f.continue_on_timeout {
                     tracing::debug!(peer = %peer, "listener filters timed out: closing");
                     return;
                 }
-                None
+                Found::default()
             }
         }
     } else {
-        None
+        Found::default()
     };
+    let one;
+    let alpn: Vec<&str>;
+    let (server_name, transport_protocol, application_protocols): (&str, &str, &[&str]) =
+        match (&found.hello, found.app) {
+            (Some(h), _) => {
+                alpn = h.alpn.iter().map(String::as_str).collect();
+                (&h.server_name, tls_inspector::TLS, &alpn)
+            }
+            (None, Some(p)) => {
+                one = [p];
+                ("", RAW_BUFFER, &one)
+            }
+            (None, None) => ("", RAW_BUFFER, &[]),
+        };
     let info = ConnInfo {
         local,
         peer,
-        server_name: "",
-        transport_protocol: RAW_BUFFER,
-        application_protocol,
+        server_name,
+        transport_protocol,
+        application_protocols,
     };
     let Some(chain) = selector.select(&info) else {
         stats.no_filter_chain_match.inc();
         tracing::debug!(
             listener = %l.name,
             peer = %peer,
-            application_protocol = application_protocol.unwrap_or(""),
+            server_name,
+            transport_protocol,
             "no filter chain matches: closing"
         );
         return;
@@ -102,7 +124,51 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     stats.cx_active.inc();
     let _active = Active(&stats.cx_active);
     let at = ChainRef { listener, chain };
-    terminal(down, rbuf, peer, view.clone(), at, slot).await;
+    let Some(tls) = l.chain(chain).and_then(|c| c.tls.as_ref()) else {
+        terminal(
+            Transport::Plain(down),
+            rbuf,
+            None,
+            peer,
+            view.clone(),
+            at,
+            slot,
+        )
+        .await;
+        return;
+    };
+    // The transport socket: the handshake, bounded by the chain's idle timeout.
+    let idle = l.chain(chain).map(|c| match &c.terminal {
+        NetworkTerminal::Http(h) => h.idle_timeout,
+        NetworkTerminal::Tcp(t) => t.idle_timeout,
+    });
+    down.set_read_timeout(idle);
+    down.set_write_timeout(idle);
+    let session = match rustls::ServerConnection::new(tls.config.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a TLS session");
+            return;
+        }
+    };
+    let handshake = async {
+        let mut s = TlsStream::new(down, session, rbuf.data());
+        s.handshake().await?;
+        Ok::<_, std::io::Error>(s)
+    };
+    let s = match handshake.await {
+        Ok(s) => s,
+        Err(e) => {
+            stats.ssl.failed(Failure::of(&e));
+            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+            return;
+        }
+    };
+    stats.ssl.handshake_done(s.session());
+    let h2 = s.session().alpn_protocol().map(|p| p == b"h2");
+    rbuf.consume(rbuf.len());
+    let down = Transport::Tls(Box::new(s));
+    terminal(down, rbuf, h2, peer, view.clone(), at, slot).await;
 }
 
 /// Takes a connection out of `cx_active` however it ends (a panic included: the
@@ -118,24 +184,49 @@ impl Drop for Active<'_> {
 /// The listener filter timeout passed.
 struct TimedOut;
 
-/// Runs the listener filters (today the http_inspector) over the first bytes, within
-/// the listener filters timeout.
+/// Runs the listener filters over the first bytes, within the listener filters
+/// timeout: the tls_inspector, then (on a connection that is not TLS) the
+/// http_inspector if `http`. `None`: close the connection.
 async fn listener_filters<D: Io>(
     down: &mut D,
     rbuf: &mut ReadBuf,
     f: &ListenerFilters,
+    http: bool,
     slot: &ConnSlot,
-) -> Result<Filtered, TimedOut> {
+) -> Result<Option<Found>, TimedOut> {
     let deadline = (!f.timeout.is_zero()).then(|| Instant::now() + f.timeout);
     loop {
-        match inspect::inspect(rbuf.data()) {
-            Detected::Protocol(p) => return Ok(Filtered::Continue(Some(p))),
-            Detected::NotHttp => return Ok(Filtered::Continue(None)),
-            Detected::NeedMore => {}
+        let tls = if f.tls_inspector {
+            tls_inspector::inspect(rbuf.data())
+        } else {
+            tls_inspector::Detected::NotTls
+        };
+        match tls {
+            tls_inspector::Detected::Tls(hello) => {
+                return Ok(Some(Found {
+                    hello: Some(hello),
+                    app: None,
+                }))
+            }
+            tls_inspector::Detected::TooLarge => return Ok(None),
+            tls_inspector::Detected::NeedMore => {}
+            tls_inspector::Detected::NotTls if !http => return Ok(Some(Found::default())),
+            tls_inspector::Detected::NotTls => match inspect::inspect(rbuf.data()) {
+                Detected::Protocol(p) => {
+                    return Ok(Some(Found {
+                        hello: None,
+                        app: Some(p),
+                    }))
+                }
+                Detected::NotHttp => return Ok(Some(Found::default())),
+                Detected::NeedMore => {}
+            },
         }
-        // Envoy closes a connection whose first line does not fit its inspect buffer.
-        if rbuf.is_full() && !rbuf.grow(inspect::MAX_INSPECT_BYTES) {
-            return Ok(Filtered::Close);
+        // Envoy closes a connection whose first line (or hello) does not fit its
+        // inspect buffer.
+        let max = inspect::MAX_INSPECT_BYTES.max(tls_inspector::MAX_CLIENT_HELLO);
+        if rbuf.is_full() && !rbuf.grow(max) {
+            return Ok(None);
         }
         let left = match deadline {
             Some(d) => {
@@ -156,7 +247,7 @@ async fn listener_filters<D: Io>(
             Err(e) if crate::http::io::is_timeout(&e) && deadline.is_some() => {
                 return Err(TimedOut)
             }
-            _ => return Ok(Filtered::Close),
+            _ => return Ok(None),
         }
     }
 }
@@ -165,6 +256,7 @@ async fn listener_filters<D: Io>(
 async fn terminal<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
     mut rbuf: ReadBuf,
+    alpn_h2: Option<bool>,
     peer: SocketAddr,
     view: Rc<WorkerView<C>>,
     at: ChainRef,
@@ -189,23 +281,27 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
     };
     down.set_read_timeout(Some(hcm.idle_timeout));
     down.set_write_timeout(Some(hcm.idle_timeout));
-    let h2 = match hcm.codec {
-        // Envoy's codec_type HTTP1: an HTTP/2 preface is a malformed HTTP/1 request
-        // (400 and close, by the HTTP/1 codec).
-        CodecType::Http1 => false,
-        CodecType::Auto | CodecType::Http2 => {
-            match (sniff_h2(&mut down, &mut rbuf, &slot).await, hcm.codec) {
-                (Some(h2), CodecType::Auto) => h2,
-                (Some(true), _) => true,
-                // Envoy's codec_type HTTP2: anything but the preface closes the
-                // connection before the server sends a byte (Envoy sends nothing).
-                (Some(false), _) => {
-                    tracing::debug!(peer = %peer, "not an HTTP/2 preface on an HTTP/2 codec");
-                    return;
+    let h2 = match (hcm.codec, alpn_h2) {
+        // Over TLS, ALPN chose the protocol (`h2` or `http/1.1`).
+        (CodecType::Auto, Some(h2)) => h2,
+        (codec, _) => match codec {
+            // Envoy's codec_type HTTP1: an HTTP/2 preface is a malformed HTTP/1 request
+            // (400 and close, by the HTTP/1 codec).
+            CodecType::Http1 => false,
+            CodecType::Auto | CodecType::Http2 => {
+                match (sniff_h2(&mut down, &mut rbuf, &slot).await, hcm.codec) {
+                    (Some(h2), CodecType::Auto) => h2,
+                    (Some(true), _) => true,
+                    // Envoy's codec_type HTTP2: anything but the preface closes the
+                    // connection before the server sends a byte (Envoy sends nothing).
+                    (Some(false), _) => {
+                        tracing::debug!(peer = %peer, "not an HTTP/2 preface on an HTTP/2 codec");
+                        return;
+                    }
+                    (None, _) => return,
                 }
-                (None, _) => return,
             }
-        }
+        },
     };
     if h2 {
         let prefix = rbuf.data().to_vec();

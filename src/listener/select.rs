@@ -30,8 +30,9 @@ pub struct ConnInfo<'a> {
     /// From a tls_inspector (SNI), lower case; empty without one.
     pub server_name: &'a str,
     pub transport_protocol: &'a str,
-    /// From the http_inspector.
-    pub application_protocol: Option<&'a str>,
+    /// From the http_inspector (one) or the tls_inspector (the client's ALPN list, in
+    /// its order); empty without one.
+    pub application_protocols: &'a [&'a str],
 }
 
 /// One level of the tree: entries keyed by one criterion's value.
@@ -184,9 +185,11 @@ impl ChainSelector {
         let by_transport = server_name(by_name, c.server_name)?;
         let by_app =
             exact(by_transport, c.transport_protocol).or_else(|| exact(by_transport, ""))?;
+        // Envoy: the first of the connection's protocols that some chain names.
         let by_src = c
-            .application_protocol
-            .and_then(|p| exact(by_app, p))
+            .application_protocols
+            .iter()
+            .find_map(|p| exact(by_app, *p))
             .or_else(|| exact(by_app, ""))?;
         let by_port = longest(by_src, c.peer.ip())?;
         exact(by_port, &c.peer.port())
@@ -232,6 +235,7 @@ mod tests {
                 idle_timeout: Duration::from_secs(1),
                 access_log: None,
             }),
+            tls: None,
         }
     }
 
@@ -252,13 +256,13 @@ mod tests {
         CidrRange::new(a.parse().unwrap(), l.parse().unwrap()).unwrap()
     }
 
-    fn conn<'a>(local: &str, peer: &str, app: Option<&'a str>) -> ConnInfo<'a> {
+    fn conn<'a>(local: &str, peer: &str, app: &'a [&'a str]) -> ConnInfo<'a> {
         ConnInfo {
             local: local.parse().unwrap(),
             peer: peer.parse().unwrap(),
             server_name: "",
             transport_protocol: RAW_BUFFER,
-            application_protocol: app,
+            application_protocols: app,
         }
     }
 
@@ -285,9 +289,9 @@ mod tests {
         ))
         .unwrap();
         let l = "127.0.0.1:80";
-        assert_eq!(s.select(&conn(l, "127.0.0.1:5000", None)), Some(0));
-        assert_eq!(s.select(&conn(l, "127.0.0.2:5000", None)), Some(1));
-        assert_eq!(s.select(&conn(l, "10.0.0.1:5000", None)), None);
+        assert_eq!(s.select(&conn(l, "127.0.0.1:5000", &[])), Some(0));
+        assert_eq!(s.select(&conn(l, "127.0.0.2:5000", &[])), Some(1));
+        assert_eq!(s.select(&conn(l, "10.0.0.1:5000", &[])), None);
     }
 
     #[test]
@@ -306,9 +310,9 @@ mod tests {
         .unwrap();
         assert!(s.uses_application_protocols());
         let (l, p) = ("127.0.0.1:80", "127.0.0.1:1");
-        assert_eq!(s.select(&conn(l, p, Some("h2c"))), Some(0));
-        assert_eq!(s.select(&conn(l, p, Some("http/1.0"))), Some(1));
-        assert_eq!(s.select(&conn(l, p, None)), Some(2), "the default");
+        assert_eq!(s.select(&conn(l, p, &["h2c"])), Some(0));
+        assert_eq!(s.select(&conn(l, p, &["http/1.0"])), Some(1));
+        assert_eq!(s.select(&conn(l, p, &[])), Some(2), "the default");
     }
 
     #[test]
@@ -328,15 +332,9 @@ mod tests {
             false,
         ))
         .unwrap();
-        assert_eq!(
-            s.select(&conn("127.0.0.1:80", "127.0.0.1:1", None)),
-            Some(0)
-        );
-        assert_eq!(s.select(&conn("127.0.0.1:80", "127.0.0.1:2", None)), None);
-        assert_eq!(
-            s.select(&conn("127.0.0.1:81", "127.0.0.1:2", None)),
-            Some(1)
-        );
+        assert_eq!(s.select(&conn("127.0.0.1:80", "127.0.0.1:1", &[])), Some(0));
+        assert_eq!(s.select(&conn("127.0.0.1:80", "127.0.0.1:2", &[])), None);
+        assert_eq!(s.select(&conn("127.0.0.1:81", "127.0.0.1:2", &[])), Some(1));
     }
 
     #[test]
@@ -358,11 +356,8 @@ mod tests {
             false,
         ))
         .unwrap();
-        assert_eq!(s.select(&conn("127.0.0.1:80", "127.0.0.1:1", None)), None);
-        assert_eq!(
-            s.select(&conn("127.0.0.9:80", "127.0.0.1:1", None)),
-            Some(1)
-        );
+        assert_eq!(s.select(&conn("127.0.0.1:80", "127.0.0.1:1", &[])), None);
+        assert_eq!(s.select(&conn("127.0.0.9:80", "127.0.0.1:1", &[])), Some(1));
     }
 
     #[test]
@@ -394,7 +389,7 @@ mod tests {
             false,
         ))
         .unwrap();
-        let mut c = conn("127.0.0.1:80", "127.0.0.1:1", None);
+        let mut c = conn("127.0.0.1:80", "127.0.0.1:1", &[]);
         assert_eq!(s.select(&c), Some(2), "no SNI, raw_buffer");
         c.server_name = "a.b.example.com";
         assert_eq!(s.select(&c), Some(0));

@@ -85,6 +85,8 @@ pub struct ListenerStats {
     /// Connections whose listener filters did not finish within the listener filters
     /// timeout (Envoy's `downstream_pre_cx_timeout`).
     pub pre_cx_timeout: Counter,
+    /// TLS handshakes of the listener's TLS filter chains (Envoy's `ssl.*`).
+    pub ssl: crate::tls::stats::TlsStats,
 }
 
 impl ListenerStats {
@@ -120,6 +122,7 @@ impl ListenerStats {
             cx_overflow: self.cx_overflow.get(),
             no_filter_chain_match: self.no_filter_chain_match.get(),
             pre_cx_timeout: self.pre_cx_timeout.get(),
+            ssl: self.ssl.report(),
         }
     }
 }
@@ -189,6 +192,7 @@ pub struct ListenerReport {
     pub cx_overflow: u64,
     pub no_filter_chain_match: u64,
     pub pre_cx_timeout: u64,
+    pub ssl: crate::tls::stats::TlsReport,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -259,6 +263,7 @@ impl StatsReport {
                     x.cx_overflow += l.cx_overflow;
                     x.no_filter_chain_match += l.no_filter_chain_match;
                     x.pre_cx_timeout += l.pre_cx_timeout;
+                    x.ssl.merge(l.ssl);
                 }
             }
         }

@@ -134,6 +134,7 @@ impl Builder {
                     name: l.name.clone(),
                     matcher: FilterChainMatch::default(),
                     terminal,
+                    tls: None,
                 };
                 (vec![chain], None)
             } else {
@@ -211,13 +212,16 @@ impl Builder {
         for (k, name) in l.listener_filters.iter().enumerate() {
             match name.as_str() {
                 "http_inspector" if !f.http_inspector => f.http_inspector = true,
-                "http_inspector" => self.err(
+                "tls_inspector" if !f.tls_inspector => f.tls_inspector = true,
+                "http_inspector" | "tls_inspector" => self.err(
                     format!("{p}.listener_filters[{k}]"),
-                    "`http_inspector` is listed twice",
+                    format!("`{name}` is listed twice"),
                 ),
                 other => self.err(
                     format!("{p}.listener_filters[{k}]"),
-                    format!("unknown listener filter `{other}` (use http_inspector)"),
+                    format!(
+                        "unknown listener filter `{other}` (use http_inspector, tls_inspector)"
+                    ),
                 ),
             }
         }
@@ -237,10 +241,15 @@ impl Builder {
         let m = c.filter_chain_match.as_ref().unwrap_or(&d);
         let matcher = self.chain_match(&format!("{p}.filter_chain_match"), m, filters);
         let terminal = self.terminal(p, &RawTerminal::of_chain(c), listener, tables, clusters)?;
+        let tls = c
+            .tls
+            .as_ref()
+            .and_then(|t| self.downstream_tls(&format!("{p}.tls"), t));
         Some(FilterChain {
             name: c.name.clone(),
             matcher,
             terminal,
+            tls,
         })
     }
 
@@ -286,12 +295,28 @@ impl Builder {
         }
         // Without a listener filter that detects it, no connection has an application
         // protocol, and a chain that needs one would never match.
-        if !m.application_protocols.is_empty() && !filters.http_inspector {
+        if !m.application_protocols.is_empty() && !filters.http_inspector && !filters.tls_inspector
+        {
             self.err(
                 format!("{p}.application_protocols"),
                 "needs a listener filter that detects the protocol: add `http_inspector` \
-                 to the listener's `listener_filters`",
+                 or `tls_inspector` to the listener's `listener_filters`",
             );
+        }
+        // Only the tls_inspector sets a server name or the `tls` transport.
+        if !filters.tls_inspector {
+            if !m.server_names.is_empty() {
+                self.err(
+                    format!("{p}.server_names"),
+                    "needs `tls_inspector` in the listener's `listener_filters`",
+                );
+            }
+            if m.transport_protocol.as_deref() == Some(crate::listener::tls_inspector::TLS) {
+                self.err(
+                    format!("{p}.transport_protocol"),
+                    "`tls` needs `tls_inspector` in the listener's `listener_filters`",
+                );
+            }
         }
         if m.transport_protocol.as_deref() == Some("") {
             self.err(format!("{p}.transport_protocol"), "must not be empty");

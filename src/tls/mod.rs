@@ -1,0 +1,22 @@
+//! TLS with rustls: where it sits on the request path.
+//!
+//! ```text
+//! accept ─► tls_inspector (listener/tls_inspector.rs: SNI, ALPN, "tls"; peeks only)
+//!        ─► filter chain selection (listener/select.rs)
+//!        ─► the chain's transport socket: a TlsStream over the socket (stream.rs),
+//!           handshake with the chain's ServerConfig (server.rs), counted (stats.rs)
+//!        ─► the terminal filter over the TlsStream (ALPN h2 / http/1.1 picks the codec)
+//! ```
+//!
+//! Configs are built on the control side (files are read there, never on a worker) and
+//! shared by all workers through the snapshot; a TLS session lives on the worker that
+//! accepted its connection, like every other connection state.
+
+pub mod config;
+pub mod der;
+pub mod server;
+pub mod stats;
+pub mod stream;
+
+pub use server::ServerTls;
+pub use stream::TlsStream;

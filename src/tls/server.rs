@@ -1,0 +1,248 @@
+//! Downstream TLS: a filter chain's rustls `ServerConfig`, built on the control side
+//! from the chain's `DownstreamTlsSpec` (this is where certificate files are read),
+//! shared by every worker through the config snapshot.
+//!
+//! Client certificates are verified by webpki against the trusted CA bundle (chain,
+//! validity period, key usage), then by the chain's SAN matchers (`SanVerifier`).
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+
+use super::config::{DownstreamTlsSpec, StringMatch};
+use super::der;
+
+/// TLS 1.2 and 1.3 only. Every suite rustls implements for these is an (EC)DHE one,
+/// so forward secrecy needs no suite list of our own.
+pub static VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// The crypto provider: aws-lc-rs (rustls's default and its fastest; it builds here
+/// with the C compiler alone).
+pub fn provider() -> Arc<CryptoProvider> {
+    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    P.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .clone()
+}
+
+/// Session ticket keys: one rotating ticketer for the whole process, so every core
+/// (and every config version: a reload keeps resumption working) issues and accepts
+/// the same tickets. rustls rotates the key every 6 hours and accepts the previous one.
+fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
+    static T: OnceLock<Arc<dyn rustls::server::ProducesTickets>> = OnceLock::new();
+    if let Some(t) = T.get() {
+        return Ok(t.clone());
+    }
+    let t = rustls::crypto::aws_lc_rs::Ticketer::new()
+        .map_err(|e| format!("cannot make session ticket keys: {e}"))?;
+    Ok(T.get_or_init(|| t).clone())
+}
+
+/// A chain's TLS: the spec and the rustls config built from it. Equal when the spec and
+/// the bytes of every file it read are equal, so a reload after a certificate rotation
+/// counts as a change.
+pub struct ServerTls {
+    pub spec: DownstreamTlsSpec,
+    pub config: Arc<ServerConfig>,
+    /// The contents of `spec.files()`, in that order.
+    contents: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("spec", &self.spec)
+            .finish()
+    }
+}
+
+impl PartialEq for ServerTls {
+    fn eq(&self, o: &Self) -> bool {
+        self.spec == o.spec && self.contents == o.contents
+    }
+}
+
+/// Reads a file for the TLS config (control side only).
+fn read(path: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))
+}
+
+/// The certificates in a PEM file.
+pub fn pem_certs(path: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("`{path}`: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("`{path}` has no PEM certificate"));
+    }
+    Ok(certs)
+}
+
+/// A certificate chain and its key, checked to belong together.
+pub fn certified_key(
+    chain_path: &str,
+    chain: &[u8],
+    key_path: &str,
+    key: &[u8],
+) -> Result<Arc<CertifiedKey>, String> {
+    let certs = pem_certs(chain_path, chain)?;
+    let key = PrivateKeyDer::from_pem_slice(key)
+        .map_err(|e| format!("`{key_path}`: no private key: {e}"))?;
+    let ck = CertifiedKey::from_der(certs, key, &provider())
+        .map_err(|e| format!("`{chain_path}` with `{key_path}`: {e}"))?;
+    Ok(Arc::new(ck))
+}
+
+/// The CA bundle as a root store.
+pub fn roots(path: &str, pem: &[u8]) -> Result<Arc<RootCertStore>, String> {
+    let mut store = RootCertStore::empty();
+    let (_, bad) = store.add_parsable_certificates(pem_certs(path, pem)?);
+    if store.is_empty() || bad > 0 {
+        return Err(format!("`{path}`: {bad} certificate(s) are not usable CAs"));
+    }
+    Ok(Arc::new(store))
+}
+
+impl ServerTls {
+    /// Reads the files and builds the rustls config.
+    pub fn load(spec: &DownstreamTlsSpec) -> Result<ServerTls, String> {
+        let contents = spec.files().map(read).collect::<Result<Vec<_>, _>>()?;
+        let mut files = contents.iter();
+        let mut next = || files.next().map(Vec::as_slice).unwrap_or_default();
+        let mut keys = Vec::new();
+        for c in &spec.certificates {
+            let (chain, key) = (next(), next());
+            keys.push(certified_key(
+                &c.cert_chain_file,
+                chain,
+                &c.private_key_file,
+                key,
+            )?);
+        }
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(VERSIONS)
+            .map_err(|e| e.to_string())?;
+        let builder = match &spec.trusted_ca_file {
+            Some(path) => {
+                let roots = roots(path, next())?;
+                let mut v = WebPkiClientVerifier::builder_with_provider(roots, provider());
+                if !spec.require_client_certificate {
+                    v = v.allow_unauthenticated();
+                }
+                let inner = v.build().map_err(|e| format!("`{path}`: {e}"))?;
+                builder.with_client_cert_verifier(Arc::new(SanVerifier {
+                    inner,
+                    sans: spec.match_subject_alt_names.clone(),
+                }))
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(Certificates(keys)));
+        config.alpn_protocols = spec
+            .alpn_protocols
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
+        config.ticketer = ticketer()?;
+        // The session cache (TLS 1.2 session IDs) is rustls's default, 256 entries.
+        Ok(ServerTls {
+            spec: spec.clone(),
+            config: Arc::new(config),
+            contents,
+        })
+    }
+}
+
+/// A chain's certificates: the first one the client can verify a signature of.
+#[derive(Debug)]
+struct Certificates(Vec<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        self.0
+            .iter()
+            .find(|c| c.key.choose_scheme(schemes).is_some())
+            .or(self.0.first())
+            .cloned()
+    }
+}
+
+/// webpki's verdict, then the SAN match. A mismatch is reported as
+/// `CertificateError::NotValidForName` (counted as `ssl.fail_verify_san`).
+#[derive(Debug)]
+struct SanVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    sans: Vec<StringMatch>,
+}
+
+/// True if `cert` has a DNS or URI SAN that one of `matchers` accepts (or there are
+/// no matchers).
+pub fn san_allowed(cert: &[u8], matchers: &[StringMatch]) -> bool {
+    if matchers.is_empty() {
+        return true;
+    }
+    let s = der::sans(cert);
+    s.dns
+        .iter()
+        .chain(&s.uri)
+        .any(|n| matchers.iter().any(|m| m.matches(n)))
+}
+
+impl ClientCertVerifier for SanVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let ok = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if !san_allowed(end_entity, &self.sans) {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName,
+            ));
+        }
+        Ok(ok)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
