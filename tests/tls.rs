@@ -430,3 +430,84 @@ fn the_shipped_example_runs_with_generated_certificates() {
     assert!(!r.ok, "{}", r.out);
     assert_eq!(get(proxy.listen, "x", "/").status, 200, "plaintext");
 }
+
+/// A TLS client connection that trusts `ca` (PEM file), for tests that hold one open.
+fn tls_connect(
+    addr: std::net::SocketAddr,
+    name: &str,
+    ca: &Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        name.to_string().try_into().unwrap(),
+    )
+    .unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    rustls::StreamOwned::new(conn, sock)
+}
+
+/// One keep-alive GET over `s`; the response up to the end of a body ending in `want`.
+fn tls_get(s: &mut impl ReadWrite, want: &str) -> String {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(want.as_bytes()) {
+        match s.read(&mut buf) {
+            Ok(n @ 1..) => got.extend_from_slice(&buf[..n]),
+            other => panic!("read: {other:?}, got {:?}", String::from_utf8_lossy(&got)),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+#[test]
+fn a_rotated_certificate_serves_new_handshakes_and_live_connections_carry_on() {
+    let dir = TempDir::new("tls-pki");
+    let old_ca = Ca::new("old CA");
+    let new_ca = Ca::new("new CA");
+    let old_pem = old_ca.write(dir.path(), "old-ca.pem");
+    let new_pem = new_ca.write(dir.path(), "new-ca.pem");
+    let server = old_ca.leaf(dir.path(), "server", pki::server(&["localhost"]));
+    let up = Upstream::echo();
+    let chains = format!(
+        "      - name: tls
+        route_table: one
+{}",
+        tls_block(&server, "[http/1.1]", "")
+    );
+    let proxy = Proxy::start(&config(&chains, &up));
+    let version = proxy.config_version();
+    let mut live = tls_connect(proxy.listen, "localhost", &old_pem);
+    assert!(tls_get(&mut live, "one").starts_with("HTTP/1.1 200"));
+
+    // The new pair is written next to the old one and renamed over it, a file at a
+    // time: in between, certificate and key do not match and that reload is refused.
+    let next = new_ca.leaf(dir.path(), "next", pki::server(&["localhost"]));
+    std::fs::rename(&next.cert, &server.cert).unwrap();
+    std::fs::rename(&next.key, &server.key).unwrap();
+    let rotated = wait_until(IO_TIMEOUT, || {
+        let r = curl(&proxy, "localhost", &["--cacert", &p(&new_pem)]);
+        r.ok.then_some(r)
+    });
+    assert!(rotated.is_some(), "{}", proxy.stderr());
+    assert!(proxy.config_version() > version);
+    let r = curl(&proxy, "localhost", &["--cacert", &p(&old_pem)]);
+    assert!(!r.ok, "the old certificate is no longer served: {}", r.out);
+    // The connection made before the rotation still works, on its old session.
+    assert!(tls_get(&mut live, "one").starts_with("HTTP/1.1 200"));
+}

@@ -22,6 +22,7 @@ use crate::observe::stats::StatsReport;
 
 use super::messages::{FromWorker, ToWorker};
 use super::sockets;
+use super::tls_watch;
 
 /// Where the config comes from; a reload reads it again.
 #[derive(Clone, Debug)]
@@ -271,6 +272,9 @@ pub async fn run(
     // on the wake socket; a worker thread that ends writes one too.
     // SAFETY: the socket is open and ours; ownership moves to glommio.
     let mut wake = unsafe { glommio::net::UnixStream::from_raw_fd(signals.wake.into_raw_fd()) };
+    // Certificate rotation: the stamps a refused reload saw, so it is not retried
+    // until a file changes again.
+    let mut refused_stamps = None;
     loop {
         if signals.terminate.load(Ordering::Relaxed) {
             break;
@@ -292,7 +296,32 @@ pub async fn run(
                 Err(e) => tracing::error!("reload refused, keeping the running config:\n{e}"),
             }
         }
-        wait_for_wake(&mut wake).await;
+        let current = control.current.borrow().clone();
+        if let Some(now) =
+            tls_watch::changed(&current).filter(|n| Some(n) != refused_stamps.as_ref())
+        {
+            match control.reload().await {
+                Ok(v) => {
+                    refused_stamps = None;
+                    tracing::info!(version = v, "reloaded: a TLS certificate file changed")
+                }
+                Err(e) => {
+                    refused_stamps = Some(now);
+                    tracing::error!(
+                        "a TLS certificate file changed but the reload was refused, keeping the running config:\n{e}"
+                    )
+                }
+            }
+        }
+        if tls_watch::watches(&control.current.borrow()) {
+            futures_lite::future::or(
+                wait_for_wake(&mut wake),
+                glommio::timer::sleep(tls_watch::POLL),
+            )
+            .await;
+        } else {
+            wait_for_wake(&mut wake).await;
+        }
     }
     let timeout = control.current.borrow().drain_timeout;
     control.drain(timeout).await;

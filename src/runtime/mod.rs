@@ -6,6 +6,7 @@ pub mod control;
 pub mod messages;
 pub mod preflight;
 pub mod sockets;
+pub mod tls_watch;
 pub mod worker;
 
 use std::sync::Arc;

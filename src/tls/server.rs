@@ -57,6 +57,19 @@ pub struct ServerTls {
     pub config: Arc<ServerConfig>,
     /// The contents of `spec.files()`, in that order.
     contents: Vec<Vec<u8>>,
+    /// Each file's stamp, taken before it was read: the rotation watch reloads when
+    /// one changes (`runtime/tls_watch.rs`).
+    pub stamps: Vec<(String, Option<Stamp>)>,
+}
+
+/// What tells a file changed without reading it: modification time and size (through
+/// symlinks, so a Kubernetes-style `..data` swap counts).
+pub type Stamp = (std::time::SystemTime, u64);
+
+/// The stamp of `path` now (`None`: it cannot be read).
+pub fn stamp(path: &str) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 impl fmt::Debug for ServerTls {
@@ -117,6 +130,7 @@ pub fn roots(path: &str, pem: &[u8]) -> Result<Arc<RootCertStore>, String> {
 impl ServerTls {
     /// Reads the files and builds the rustls config.
     pub fn load(spec: &DownstreamTlsSpec) -> Result<ServerTls, String> {
+        let stamps: Vec<_> = spec.files().map(|f| (f.to_string(), stamp(f))).collect();
         let contents = spec.files().map(read).collect::<Result<Vec<_>, _>>()?;
         let mut files = contents.iter();
         let mut next = || files.next().map(Vec::as_slice).unwrap_or_default();
@@ -160,6 +174,7 @@ impl ServerTls {
             spec: spec.clone(),
             config: Arc::new(config),
             contents,
+            stamps,
         })
     }
 }

@@ -1,0 +1,38 @@
+//! Certificate rotation: the control executor notices that a TLS file of the running
+//! config changed and reloads the config, so new handshakes use the new certificate
+//! while live connections keep the session (and config) they started with.
+//!
+//! It polls file stamps (mtime and size) every [`POLL`] on the control executor, and only
+//! while the running config has TLS files: no inotify thread, nothing on the workers,
+//! and an idle proxy without TLS still arms no timer. A reload that is refused (a
+//! half-written pair: the new certificate with the old key) is not retried until a file
+//! changes again.
+
+use std::time::Duration;
+
+use crate::config::Snapshot;
+use crate::tls::server::{stamp, Stamp};
+
+/// How often the files are checked while TLS is configured.
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// The stamps of every TLS file the snapshot read, as recorded when it was built.
+fn recorded(s: &Snapshot) -> impl Iterator<Item = &(String, Option<Stamp>)> {
+    s.listeners
+        .iter()
+        .flat_map(|l| l.chains())
+        .filter_map(|(_, c)| c.tls.as_ref())
+        .flat_map(|t| t.stamps.iter())
+}
+
+/// True if the snapshot has TLS files to watch.
+pub fn watches(s: &Snapshot) -> bool {
+    recorded(s).next().is_some()
+}
+
+/// The files' stamps now, if any differs from what the snapshot read.
+pub fn changed(s: &Snapshot) -> Option<Vec<Option<Stamp>>> {
+    let now: Vec<Option<Stamp>> = recorded(s).map(|(path, _)| stamp(path)).collect();
+    let differs = recorded(s).zip(&now).any(|((_, then), now)| then != now);
+    differs.then_some(now)
+}
