@@ -168,7 +168,7 @@ async fn tick(w: Rc<Worker>) {
             s.flush();
             Rc::strong_count(s) > 1
         });
-        if n % 50 == 0 {
+        if n.is_multiple_of(50) {
             if let Some(view) = w.current.borrow().as_ref() {
                 for c in &view.clusters {
                     c.pool.evict_expired();
