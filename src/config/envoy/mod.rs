@@ -88,7 +88,7 @@ pub(crate) fn load(text: &str, mut value: Value) -> Result<Snapshot, ConfigError
         ConfigErrors(vec![e])
     };
     let pool = pool().map_err(|m| fail(err("(root)", m)))?;
-    skip_optional_filters(&mut value, "");
+    skip_optional_filters(&mut value, "", pool);
     check_type_urls(&value, "", pool).map_err(fail)?;
     let desc = pool
         .get_message_by_name("envoy.config.bootstrap.v3.Bootstrap")
@@ -134,8 +134,9 @@ fn msg_from(
 }
 
 /// Envoy's rule for HTTP filters marked `is_optional`: one whose type the proxy does not
-/// implement is skipped (with a warning) instead of failing the config.
-fn skip_optional_filters(v: &mut Value, path: &str) {
+/// implement is skipped (with a warning) instead of failing the config. A type that is
+/// not in Envoy's API at all is still refused (Envoy cannot even parse it).
+fn skip_optional_filters(v: &mut Value, path: &str, pool: &DescriptorPool) {
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
@@ -148,7 +149,7 @@ fn skip_optional_filters(v: &mut Value, path: &str) {
                     if let Value::Array(filters) = child {
                         let mut i = 0;
                         filters.retain(|f| {
-                            let keep = !optional_unsupported(f);
+                            let keep = !optional_unsupported(f, pool);
                             if !keep {
                                 tracing::warn!(
                                     "{p}[{i}]: skipping optional HTTP filter `{}` of type `{}`: not supported by Outrigger",
@@ -161,12 +162,12 @@ fn skip_optional_filters(v: &mut Value, path: &str) {
                         });
                     }
                 }
-                skip_optional_filters(child, &p);
+                skip_optional_filters(child, &p, pool);
             }
         }
         Value::Array(items) => {
             for (i, child) in items.iter_mut().enumerate() {
-                skip_optional_filters(child, &format!("{path}[{i}]"));
+                skip_optional_filters(child, &format!("{path}[{i}]"), pool);
             }
         }
         _ => {}
@@ -178,13 +179,16 @@ fn filter_type(f: &Value) -> Option<&str> {
     t.get("@type")?.as_str().map(walk::type_name)
 }
 
-fn optional_unsupported(f: &Value) -> bool {
+fn optional_unsupported(f: &Value, pool: &DescriptorPool) -> bool {
     let optional = f
         .get("is_optional")
         .or_else(|| f.get("isOptional"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    optional && !filter_type(f).is_some_and(|t| walk::HTTP_FILTERS.contains(&t))
+    optional
+        && filter_type(f).is_some_and(|t| {
+            !walk::HTTP_FILTERS.contains(&t) && pool.get_message_by_name(t).is_some()
+        })
 }
 
 /// Every `@type` must name a message of Envoy's API (else the JSON mapping cannot even
