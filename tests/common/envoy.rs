@@ -80,6 +80,8 @@ impl Envoy {
         let child = Command::new(bin)
             .args(["-c", &path.display().to_string(), "--concurrency", "1"])
             .args(["--disable-hot-restart", "--log-level", "error"])
+            // Access logs reach their files within 50 ms instead of 10 s.
+            .args(["--file-flush-interval-msec", "50"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("envoy.log")).unwrap())

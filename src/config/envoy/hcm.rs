@@ -151,7 +151,7 @@ pub(super) fn translate(
         format!("{native}.http_filters"),
         format!("{p}.http_filters"),
     );
-    let names: Vec<String> = filters.iter().map(|f| f.name.clone()).collect();
+    let (filters, own): (Vec<RawHttpFilter>, Vec<route::ChainFilter>) = filters.into_iter().unzip();
     chain.http_filters = filters;
 
     let upgrades: Vec<(String, bool)> = h
@@ -185,7 +185,7 @@ pub(super) fn translate(
         rc,
         &format!("{p}.route_config"),
         listener,
-        &names,
+        &own,
         &upgrades,
         tx,
     )?;
@@ -195,7 +195,7 @@ pub(super) fn translate(
 
 /// The HTTP filters before the router, which Envoy requires last (an empty list means
 /// the router alone, as in Envoy).
-fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<RawHttpFilter>> {
+fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, route::ChainFilter)>> {
     let mut out = Vec::new();
     let n = h.http_filters.len();
     for (k, f) in h.http_filters.iter().enumerate() {
@@ -221,10 +221,11 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<RawHttpFilter>> {
                     return Err(err(fp, "the last HTTP filter must be the router"));
                 }
                 let m: PbHeaderMutation = payload(any, HEADER_MUTATION, &tp)?;
-                out.push(RawHttpFilter {
+                let raw = RawHttpFilter {
                     name: f.name.clone(),
                     header_mutation: Some(mutations(&m.mutations, &format!("{tp}.mutations"))?),
-                });
+                };
+                out.push((raw, (f.name.clone(), m.mutations)));
             }
             other => {
                 return Err(err(

@@ -2,7 +2,7 @@
 //! header matches, cluster or direct response, timeout, upgrades), header edits and
 //! `typed_per_filter_config`. Control plane only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource, HeaderValueOption};
@@ -10,7 +10,9 @@ use envoy_types::pb::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, route, route_action::ClusterSpecifier,
     route_match::PathSpecifier, FilterConfig, HeaderMatcher, Route, RouteConfiguration,
 };
-use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::HeaderMutationPerRoute;
+use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
+    HeaderMutationPerRoute, Mutations,
+};
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::google::protobuf::Any;
 
@@ -25,9 +27,11 @@ use crate::http::filter::RawFilterOverride;
 const PER_ROUTE: &str = "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute";
 const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
 
-/// Per-filter configs in force for a route (route config, virtual host and route level,
-/// the most specific winning), with their field paths; translated per route.
-type Overrides<'a> = BTreeMap<String, (&'a Any, String)>;
+/// A level's `typed_per_filter_config` and its field path.
+type Level<'a> = (&'a HashMap<String, Any>, String);
+
+/// A header-mutation filter of the chain: its name and its own mutations.
+pub(super) type ChainFilter = (String, Option<Mutations>);
 
 /// The four header-edit lists of any level, translated.
 struct Edits {
@@ -58,7 +62,7 @@ pub(super) fn translate(
     rc: &RouteConfiguration,
     p: &str,
     listener: &str,
-    filters: &[String],
+    filters: &[ChainFilter],
     upgrades: &[(String, bool)],
     tx: &mut Translation,
 ) -> R<String> {
@@ -71,9 +75,9 @@ pub(super) fn translate(
     };
     let np = format!("route_tables[{t}]");
     tx.paths.add(np.clone(), p.to_string());
-    let top = scoped(
+    let top = (
         &rc.typed_per_filter_config,
-        &format!("{p}.typed_per_filter_config"),
+        format!("{p}.typed_per_filter_config"),
     );
     let e = edits(
         &rc.request_headers_to_add,
@@ -85,11 +89,10 @@ pub(super) fn translate(
     let mut virtual_hosts = Vec::new();
     for (j, v) in rc.virtual_hosts.iter().enumerate() {
         let vp = format!("{p}.virtual_hosts[{j}]");
-        let mut inherited = top.clone();
-        inherited.extend(scoped(
+        let vhost = (
             &v.typed_per_filter_config,
-            &format!("{vp}.typed_per_filter_config"),
-        ));
+            format!("{vp}.typed_per_filter_config"),
+        );
         let mut routes = Vec::new();
         for (k, r) in v.routes.iter().enumerate() {
             let rp = format!("{vp}.routes[{k}]");
@@ -102,7 +105,8 @@ pub(super) fn translate(
             ] {
                 tx.paths.add(format!("{nrp}.{n}"), format!("{rp}.{e}"));
             }
-            routes.push(self::route(r, &rp, &inherited, filters, upgrades)?);
+            let levels = [top.clone(), vhost.clone()];
+            routes.push(self::route(r, &rp, levels, filters, upgrades)?);
         }
         let ve = edits(
             &v.request_headers_to_add,
@@ -135,8 +139,8 @@ pub(super) fn translate(
 fn route(
     r: &Route,
     p: &str,
-    inherited: &Overrides<'_>,
-    filters: &[String],
+    outer: [Level<'_>; 2],
+    filters: &[ChainFilter],
     upgrades: &[(String, bool)],
 ) -> R<RawRoute> {
     let m = r
@@ -157,19 +161,12 @@ fn route(
         .enumerate()
         .map(|(k, h)| header_match(h, &format!("{mp}.headers[{k}]")))
         .collect::<R<Vec<_>>>()?;
-    let mut in_force = inherited.clone();
-    in_force.extend(scoped(
+    let [table, vhost] = outer;
+    let own = (
         &r.typed_per_filter_config,
-        &format!("{p}.typed_per_filter_config"),
-    ));
-    let mut per_filter = BTreeMap::new();
-    for (name, (any, ep)) in in_force {
-        let o = filter_override(any, &ep)?;
-        // Envoy ignores per-filter config for filters the chain does not have.
-        if filters.contains(&name) {
-            per_filter.insert(name, o);
-        }
-    }
+        format!("{p}.typed_per_filter_config"),
+    );
+    let per_filter = per_filter_config([own, vhost, table], filters)?;
     let e = edits(
         &r.request_headers_to_add,
         &r.request_headers_to_remove,
@@ -283,49 +280,98 @@ fn header_match(h: &HeaderMatcher, p: &str) -> R<RawHeaderMatch> {
     Ok(out)
 }
 
-fn scoped<'a>(map: &'a std::collections::HashMap<String, Any>, p: &str) -> Overrides<'a> {
-    map.iter()
-        .map(|(name, any)| (name.clone(), (any, format!("{p}[\"{name}\"]"))))
-        .collect()
+/// Envoy's header-mutation filter runs its own mutations, then those of every level's
+/// per-route config (route, virtual host, route configuration: the less specific runs
+/// last); the most specific `FilterConfig` decides whether the filter is disabled. Native
+/// overrides replace a filter's edits, so the override carries all of them in that order.
+/// Entries for filters the chain lacks are checked and then ignored, as Envoy does.
+fn per_filter_config(
+    levels: [Level<'_>; 3],
+    filters: &[ChainFilter],
+) -> R<BTreeMap<String, RawFilterOverride>> {
+    let mut decoded: Vec<Vec<(String, PerFilter)>> = Vec::new();
+    for (map, lp) in &levels {
+        let mut entries = Vec::new();
+        for (name, any) in map.iter() {
+            let ep = format!("{lp}[\"{name}\"]");
+            entries.push((name.clone(), filter_override(any, &ep)?));
+        }
+        decoded.push(entries);
+    }
+    let mut out = BTreeMap::new();
+    for (name, own) in filters {
+        let mut disabled = None;
+        let mut merged = own.clone().unwrap_or_default();
+        let mut any = false;
+        for entries in &decoded {
+            for (n, o) in entries {
+                if n != name {
+                    continue;
+                }
+                match o {
+                    PerFilter::Disabled => {
+                        disabled.get_or_insert(true);
+                    }
+                    PerFilter::Mutations(m) => {
+                        disabled.get_or_insert(false);
+                        merged.request_mutations.extend(m.request_mutations.clone());
+                        merged
+                            .response_mutations
+                            .extend(m.response_mutations.clone());
+                        any = true;
+                    }
+                }
+            }
+        }
+        if disabled == Some(true) {
+            out.insert(
+                name.clone(),
+                RawFilterOverride {
+                    disabled: true,
+                    header_mutation: None,
+                },
+            );
+        } else if any {
+            out.insert(
+                name.clone(),
+                RawFilterOverride {
+                    disabled: false,
+                    header_mutation: Some(hcm::mutations(&Some(merged), "(merged)")?),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+enum PerFilter {
+    Disabled,
+    Mutations(Mutations),
 }
 
 /// One `typed_per_filter_config` entry: the header-mutation filter's per-route config,
 /// or a `FilterConfig` that disables a filter or wraps that config.
-fn filter_override(any: &Any, ep: &str) -> R<RawFilterOverride> {
-    Ok(match walk::type_name(&any.type_url) {
-        PER_ROUTE => {
-            let m: HeaderMutationPerRoute = payload(any, PER_ROUTE, ep)?;
-            RawFilterOverride {
-                disabled: false,
-                header_mutation: Some(hcm::mutations(&m.mutations, &format!("{ep}.mutations"))?),
-            }
-        }
+fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
+    let checked = |m: HeaderMutationPerRoute, p: String| {
+        hcm::mutations(&m.mutations, &p)?;
+        Ok(PerFilter::Mutations(m.mutations.unwrap_or_default()))
+    };
+    match walk::type_name(&any.type_url) {
+        PER_ROUTE => checked(payload(any, PER_ROUTE, ep)?, format!("{ep}.mutations")),
         FILTER_CONFIG => {
             let f: FilterConfig = payload(any, FILTER_CONFIG, ep)?;
             match (&f.config, f.disabled) {
-                (None, true) => RawFilterOverride {
-                    disabled: true,
-                    header_mutation: None,
-                },
-                (Some(inner), false) => {
-                    let m: HeaderMutationPerRoute =
-                        payload(inner, PER_ROUTE, &format!("{ep}.config"))?;
-                    RawFilterOverride {
-                        disabled: false,
-                        header_mutation: Some(hcm::mutations(
-                            &m.mutations,
-                            &format!("{ep}.config.mutations"),
-                        )?),
-                    }
-                }
-                _ => return Err(err(ep, "set `disabled: true` or `config`")),
+                (None, true) => Ok(PerFilter::Disabled),
+                (Some(inner), false) => checked(
+                    payload(inner, PER_ROUTE, &format!("{ep}.config"))?,
+                    format!("{ep}.config.mutations"),
+                ),
+                _ => Err(err(ep, "set `disabled: true` or `config`")),
             }
         }
-        other => {
-            return Err(err(
-                ep,
-                format!("per-filter config type `{other}` is not supported by Outrigger"),
-            ))
-        }
-    })
+        other => Err(err(
+            ep,
+            format!("per-filter config type `{other}` is not supported by Outrigger"),
+        )),
+    }
 }

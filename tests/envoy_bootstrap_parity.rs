@@ -1,0 +1,448 @@
+//! Parity with Envoy 1.40 on one bootstrap file: the same file (ports templated) runs
+//! under Envoy and under Outrigger, the same requests go to both, and what the client
+//! and the upstream see is compared: statuses, direct-response bodies, selected response
+//! headers, the headers the upstream receives (header_mutation filter with per-route
+//! overrides, route-level edits, x-forwarded-for with use_remote_address false and
+//! true), no route (404), an unreachable cluster (503 and its body), WebSocket upgrades
+//! allowed and refused, and a TCP proxy. Skips, saying why, when Envoy is not installed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use common::envoy::*;
+use common::*;
+
+const HCM: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+
+/// The connection manager both listeners share; only use_remote_address differs.
+fn hcm(stat_prefix: &str, use_remote_address: bool) -> String {
+    format!(
+        r#"      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM}
+          stat_prefix: {stat_prefix}
+          use_remote_address: {use_remote_address}
+          upgrade_configs: [{{upgrade_type: websocket}}]
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: "@DIR@/{stat_prefix}.log"
+              log_format:
+                text_format_source:
+                  inline_string: "%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:METHOD)% %REQ(:PATH)% %REQ(:AUTHORITY)%\n"
+          route_config:
+            name: routes_{stat_prefix}
+            response_headers_to_add:
+            - header: {{key: x-table, value: t}}
+            virtual_hosts:
+            - name: other
+              domains: [other.example]
+              routes:
+              - match: {{prefix: /only}}
+                direct_response: {{status: 200, body: {{inline_string: only}}}}
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: /direct}}
+                direct_response: {{status: 200, body: {{inline_string: "direct body\n"}}}}
+              - match: {{prefix: /teapot}}
+                direct_response: {{status: 418, body: {{inline_string: short and stout}}}}
+              - match: {{prefix: /nobody}}
+                direct_response: {{status: 503}}
+              - match: {{prefix: /dead}}
+                route: {{cluster: dead}}
+              - match: {{prefix: /ws}}
+                route: {{cluster: ws}}
+              - match: {{prefix: /nows}}
+                route: {{cluster: ws, upgrade_configs: [{{upgrade_type: websocket, enabled: false}}]}}
+              - match: {{prefix: /nofilter}}
+                route: {{cluster: up}}
+                typed_per_filter_config:
+                  hm:
+                    "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig
+                    disabled: true
+              - match: {{prefix: /perroute}}
+                route: {{cluster: up}}
+                typed_per_filter_config:
+                  hm:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute
+                    mutations:
+                      request_mutations:
+                      - append: {{header: {{key: x-filter, value: per-route}}}}
+              - match:
+                  prefix: /
+                  headers: [{{name: x-match, string_match: {{exact: "yes"}}}}]
+                route: {{cluster: up}}
+                request_headers_to_add:
+                - header: {{key: x-matched, value: "1"}}
+              - match: {{prefix: /}}
+                route: {{cluster: up}}
+                request_headers_to_add:
+                - header: {{key: x-route, value: r}}
+                - header: {{key: x-over, value: route}}
+                  append_action: OVERWRITE_IF_EXISTS_OR_ADD
+                request_headers_to_remove: [x-secret]
+                response_headers_to_add:
+                - header: {{key: x-resp-route, value: "yes"}}
+          http_filters:
+          - name: hm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+              mutations:
+                request_mutations:
+                - append: {{header: {{key: x-filter, value: global}}}}
+                - remove: x-drop
+                response_mutations:
+                - append: {{header: {{key: x-filter-resp, value: "yes"}}}}
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"#
+    )
+}
+
+fn cluster(name: &str, addr: SocketAddr) -> String {
+    format!(
+        "  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
+",
+        addr.port()
+    )
+}
+
+fn http_bootstrap(up: SocketAddr, dead: SocketAddr, ws: SocketAddr) -> String {
+    format!(
+        "admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: @ADMIN_PORT@}}}}
+static_resources:
+  listeners:
+  - name: trusted
+    address: {{socket_address: {{address: 127.0.0.1, port_value: @PORT@}}}}
+    filter_chains:
+    - filters:
+{}  - name: edge
+    address: {{socket_address: {{address: 127.0.0.1, port_value: @PORT2@}}}}
+    filter_chains:
+    - filters:
+{}  clusters:
+{}{}{}",
+        hcm("trusted", false),
+        hcm("edge", true),
+        cluster("up", up),
+        cluster("dead", dead),
+        cluster("ws", ws)
+    )
+}
+
+/// A WebSocket server (tungstenite) for `n` handshakes.
+fn ws_server(n: usize) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming().take(n).flatten() {
+            thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                if let Ok(mut ws) = tungstenite::accept(s) {
+                    while ws.read().is_ok() {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// What one side did with the test requests, as labelled lines.
+fn observe(listen: SocketAddr, listen2: SocketAddr, up: &Upstream) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    let mut note = |label: &str, v: String| seen.push((label.to_string(), v));
+    let resp_headers = |r: &Response, names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("{n}={:?}", r.headers_named(n)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for path in ["/direct", "/teapot", "/nobody"] {
+        let r = get(listen, "svc", path);
+        note(
+            path,
+            format!(
+                "{} body={:?} {}",
+                r.status,
+                r.body_str(),
+                resp_headers(
+                    &r,
+                    &["content-type", "content-length", "x-table", "x-filter-resp"]
+                )
+            ),
+        );
+    }
+    let r = get(listen, "other.example", "/nope");
+    note(
+        "no route",
+        format!(
+            "{} body={:?} {}",
+            r.status,
+            r.body_str(),
+            resp_headers(&r, &["content-type", "x-table"])
+        ),
+    );
+    let r = get(listen, "svc", "/dead");
+    note(
+        "unreachable cluster",
+        format!(
+            "{} body={:?} {}",
+            r.status,
+            r.body_str(),
+            resp_headers(&r, &["content-type", "x-table"])
+        ),
+    );
+    let upstream_saw = |names: &[&str], peer_appended: bool| {
+        let req = up.last_request();
+        names
+            .iter()
+            .map(|n| {
+                let mut values: Vec<String> = req
+                    .headers_named(n)
+                    .iter()
+                    .flat_map(|v| v.split(','))
+                    .map(|v| v.trim().to_string())
+                    .collect();
+                // Known difference (docs/envoy-api.md): for a loopback peer Envoy appends
+                // its own non-loopback local address, Outrigger the peer (127.0.0.1).
+                if *n == "x-forwarded-for" && peer_appended {
+                    if let Some(last) = values.last_mut() {
+                        eprintln!("KNOWN DIFFERENCE: appended x-forwarded-for entry `{last}`");
+                        *last = "<appended>".into();
+                    }
+                }
+                format!("{n}={values:?}")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let compared = [
+        "x-secret",
+        "x-drop",
+        "x-filter",
+        "x-route",
+        "x-over",
+        "x-matched",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "host",
+    ];
+    let request = |path: &str, extra: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: svc\r\nX-Secret: s\r\nX-Drop: d\r\nX-Over: client\r\n\
+             X-Forwarded-For: 192.0.2.10\r\nX-Forwarded-Proto: https\r\n{extra}Connection: close\r\n\r\n"
+        )
+    };
+    for (label, addr, path, extra) in [
+        ("route edits, trusted", listen, "/a", ""),
+        ("route edits, edge (use_remote_address)", listen2, "/a", ""),
+        ("filter disabled per route", listen, "/nofilter", ""),
+        ("filter config per route", listen, "/perroute", ""),
+        ("header match", listen, "/m", "X-Match: yes\r\n"),
+    ] {
+        let r = exchange(addr, &request(path, extra));
+        note(
+            label,
+            format!(
+                "{} upstream: {} | client: {}",
+                r.status,
+                upstream_saw(&compared, addr == listen2),
+                resp_headers(&r, &["x-filter-resp", "x-resp-route", "x-table"])
+            ),
+        );
+    }
+    for path in ["/ws", "/nows"] {
+        let r = exchange(
+            listen,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: svc\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            ),
+        );
+        note(
+            &format!("websocket {path}"),
+            format!(
+                "{} body={:?} {}",
+                r.status,
+                r.body_str(),
+                resp_headers(&r, &["upgrade", "sec-websocket-accept"])
+            ),
+        );
+    }
+    seen
+}
+
+/// Header names one side adds that the other does not, printed for the record (Envoy
+/// adds e.g. x-request-id, x-envoy-expected-rq-timeout-ms and server: envoy).
+fn header_names(addr: SocketAddr, up: &Upstream) -> (Vec<String>, Vec<String>) {
+    let r = get(addr, "svc", "/names");
+    let mut client: Vec<String> = r
+        .headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
+    let mut upstream: Vec<String> = up
+        .last_request()
+        .headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
+    client.sort();
+    upstream.sort();
+    (client, upstream)
+}
+
+/// The trusted listener's access log once it has `n` lines, sorted (a WebSocket tunnel
+/// is logged when it closes, so the order of lines may differ).
+fn access_log(path: &std::path::Path, n: usize) -> Vec<String> {
+    let lines = wait_until(Duration::from_secs(10), || {
+        let text = read_lossy(path);
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        (lines.len() >= n).then_some(lines)
+    });
+    let mut lines = lines.unwrap_or_else(|| {
+        panic!(
+            "{} has not {n} lines:\n{}",
+            path.display(),
+            read_lossy(path)
+        )
+    });
+    lines.truncate(n);
+    for l in &mut lines {
+        // Known difference (docs/envoy-api.md): a WebSocket tunnel the client closes is
+        // flagged DC by Envoy and not flagged by Outrigger.
+        if let Some(rest) = l.strip_prefix("101 ") {
+            eprintln!("KNOWN DIFFERENCE: tunnel log line `{l}`");
+            let after_flag = rest.split_once(' ').map_or("", |(_, r)| r);
+            *l = format!("101 <flag> {after_flag}");
+        }
+    }
+    lines.sort();
+    lines
+}
+
+fn compare(ours: &[(String, String)], envoy: &[(String, String)]) {
+    let mut diffs = Vec::new();
+    for ((label, o), (_, e)) in ours.iter().zip(envoy) {
+        if o != e {
+            diffs.push(format!("{label}:\n  outrigger: {o}\n  envoy:     {e}"));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "differences from Envoy:\n{}",
+        diffs.join("\n")
+    );
+}
+
+#[test]
+fn one_bootstrap_behaves_alike_under_envoy_and_outrigger() {
+    let Some(bin) = envoy_or_skip("one_bootstrap_behaves_alike_under_envoy_and_outrigger") else {
+        return;
+    };
+    let up = Upstream::echo();
+    let ws = ws_server(4);
+    let dead = refused_addr();
+    let text = http_bootstrap(up.addr, dead, ws);
+    let envoy = Envoy::start(&bin, &text);
+    let from_envoy = observe(envoy.listen, envoy.listen2, &up);
+    // Every request the trusted listener saw before `header_names`.
+    const LOGGED: usize = 11;
+    let envoy_log = access_log(&envoy.dir.join("trusted.log"), LOGGED);
+    let envoy_names = header_names(envoy.listen, &up);
+    drop(envoy);
+    let proxy = Proxy::start(&text);
+    let from_ours = observe(proxy.listen, proxy.listen2, &up);
+    let our_log = access_log(&proxy.dir.join("trusted.log"), LOGGED);
+    let our_names = header_names(proxy.listen, &up);
+    for (what, e, o) in [
+        ("client response", &envoy_names.0, &our_names.0),
+        ("upstream request", &envoy_names.1, &our_names.1),
+    ] {
+        let only_envoy: Vec<_> = e.iter().filter(|n| !o.contains(n)).collect();
+        let only_ours: Vec<_> = o.iter().filter(|n| !e.contains(n)).collect();
+        eprintln!("{what} headers only Envoy sends: {only_envoy:?}; only Outrigger: {only_ours:?}");
+    }
+    compare(&from_ours, &from_envoy);
+    assert_eq!(
+        our_log, envoy_log,
+        "access log lines (status, response flags, request)"
+    );
+}
+
+/// A TCP echo server for `n` connections.
+fn tcp_echo(n: usize) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for mut s in l.incoming().take(n).flatten() {
+            thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut buf = [0u8; 1024];
+                while let Ok(k) = s.read(&mut buf) {
+                    if k == 0 || s.write_all(buf.get(..k).unwrap_or_default()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn round_trip(addr: SocketAddr) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"ping over tcp").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    got
+}
+
+#[test]
+fn a_tcp_proxy_bootstrap_behaves_alike() {
+    let Some(bin) = envoy_or_skip("a_tcp_proxy_bootstrap_behaves_alike") else {
+        return;
+    };
+    let echo = tcp_echo(2);
+    let text = format!(
+        "admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: @ADMIN_PORT@}}}}
+static_resources:
+  listeners:
+  - name: tcp
+    address: {{socket_address: {{address: 127.0.0.1, port_value: @PORT@}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          weighted_clusters:
+            clusters: [{{name: echo, weight: 1}}]
+  clusters:
+{}",
+        cluster("echo", echo)
+    );
+    let envoy = Envoy::start(&bin, &text);
+    let from_envoy = round_trip(envoy.listen);
+    drop(envoy);
+    let proxy = Proxy::start(&text);
+    assert_eq!(round_trip(proxy.listen), from_envoy);
+    assert_eq!(from_envoy, b"ping over tcp");
+}
