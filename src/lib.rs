@@ -9,6 +9,7 @@ pub mod config;
 pub(crate) mod contain;
 pub mod demo;
 pub mod http;
+pub mod listener;
 pub mod observe;
 pub mod runtime;
 pub mod tcp;

@@ -85,6 +85,18 @@ pub fn render(r: &StatsReport) -> String {
         "Connections closed at accept because a connection limit was reached.",
         cx_overflow
     );
+    per_listener!(
+        "outrigger_no_filter_chain_match_total",
+        "counter",
+        "Connections closed because no filter chain matched them and the listener has no default chain.",
+        no_filter_chain_match
+    );
+    per_listener!(
+        "outrigger_downstream_pre_cx_timeout_total",
+        "counter",
+        "Connections whose listener filters did not finish within the listener filters timeout.",
+        pre_cx_timeout
+    );
 
     family(
         &mut out,

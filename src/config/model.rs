@@ -72,13 +72,29 @@ impl Listener {
 }
 
 /// What runs on a new connection before a filter chain is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerFilters {
     /// Envoy's `envoy.filters.listener.http_inspector`: peek the first bytes and set the
     /// connection's application protocol to `h2c` (HTTP/2 preface), `http/1.1` or
     /// `http/1.0`; leave it empty for anything else.
     pub http_inspector: bool,
     // tls_inspector, original_dst: later issues (TLS, interception).
+    /// How long the listener filters may wait for the client's first bytes (Envoy's
+    /// `listener_filters_timeout`, 15s; zero: no limit).
+    pub timeout: Duration,
+    /// When the timeout passes, carry on with what was detected (nothing) instead of
+    /// closing the connection (Envoy's `continue_on_listener_filters_timeout`, false).
+    pub continue_on_timeout: bool,
+}
+
+impl Default for ListenerFilters {
+    fn default() -> Self {
+        ListenerFilters {
+            http_inspector: false,
+            timeout: Duration::from_secs(15),
+            continue_on_timeout: false,
+        }
+    }
 }
 
 /// The network filters one connection runs through; today only the terminal one.

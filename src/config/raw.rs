@@ -77,6 +77,71 @@ pub(crate) struct RawListener {
     pub forwarding: Option<RawForwarding>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
+    /// By name: `http_inspector`.
+    #[serde(default)]
+    pub listener_filters: Vec<String>,
+    #[serde(default)]
+    pub listener_filters_timeout: Option<String>,
+    #[serde(default)]
+    pub continue_on_listener_filters_timeout: Option<bool>,
+    #[serde(default)]
+    pub filter_chains: Vec<RawFilterChain>,
+    #[serde(default)]
+    pub default_filter_chain: Option<RawFilterChain>,
+}
+
+/// One filter chain: its match and its terminal filter's settings (the same fields a
+/// single-chain listener carries itself).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFilterChain {
+    pub name: String,
+    #[serde(default)]
+    pub filter_chain_match: Option<RawFilterChainMatch>,
+    #[serde(default)]
+    pub route_table: Option<String>,
+    #[serde(default)]
+    pub tcp_proxy: Option<RawTcpProxy>,
+    #[serde(default)]
+    pub codec: Option<String>,
+    #[serde(default)]
+    pub stat_prefix: Option<String>,
+    #[serde(default)]
+    pub limits: Option<RawLimits>,
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    #[serde(default)]
+    pub access_log: Option<RawAccessLog>,
+    #[serde(default)]
+    pub http2: Option<RawHttp2>,
+    #[serde(default)]
+    pub request_headers_timeout: Option<String>,
+    #[serde(default)]
+    pub stream_idle_timeout: Option<String>,
+    #[serde(default)]
+    pub forwarding: Option<RawForwarding>,
+    #[serde(default)]
+    pub http_filters: Vec<RawHttpFilter>,
+}
+
+/// Envoy's `FilterChainMatch` fields; addresses as `ADDRESS/LEN` (or a bare address).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFilterChainMatch {
+    #[serde(default)]
+    pub destination_port: Option<u32>,
+    #[serde(default)]
+    pub prefix_ranges: Vec<String>,
+    #[serde(default)]
+    pub server_names: Vec<String>,
+    #[serde(default)]
+    pub transport_protocol: Option<String>,
+    #[serde(default)]
+    pub application_protocols: Vec<String>,
+    #[serde(default)]
+    pub source_prefix_ranges: Vec<String>,
+    #[serde(default)]
+    pub source_ports: Vec<u32>,
 }
 
 #[derive(Debug, Deserialize, Default)]

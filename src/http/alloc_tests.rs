@@ -2,8 +2,8 @@
 //! request, measured on in-memory streams.
 //!
 //! A counting global allocator (per thread) wraps the system allocator for this test
-//! binary. `conn::serve` runs over in-memory streams: a client sending N keep-alive GETs
-//! (no body) routed to one HTTP/1.1 cluster, and an upstream answering each with a small
+//! binary. `listener::serve` (chain selection, then `conn::serve`) runs over in-memory
+//! streams: a client sending N keep-alive GETs (no body) routed to one HTTP/1.1 cluster, and an upstream answering each with a small
 //! Content-Length response on one pooled connection; no access log. Serving 1010
 //! requests must allocate exactly as often as serving 10: set-up costs the same, and the
 //! requests in between cost nothing.
@@ -213,6 +213,11 @@ fn serve(requests: usize) -> (u64, usize, usize) {
             Rc::new(ClusterStats::default()),
             1,
         ))],
+        selectors: snapshot
+            .listeners
+            .iter()
+            .map(|l| crate::listener::select::ChainSelector::build(l).unwrap())
+            .collect(),
         listener_stats: vec![Rc::new(ListenerStats::default())],
         access_logs: vec![vec![None]],
         connector: connector.clone(),
@@ -229,12 +234,16 @@ fn serve(requests: usize) -> (u64, usize, usize) {
     };
     let peer: SocketAddr = "10.1.2.3:4567".parse().unwrap();
     let slot = Rc::new(ConnSlot::default());
-    let at = crate::http::view::ChainRef {
-        listener: 0,
-        chain: 0,
-    };
+    let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let before = allocs();
-    futures_lite::future::block_on(super::conn::serve(client, peer, view.clone(), at, slot));
+    futures_lite::future::block_on(crate::listener::serve(
+        client,
+        local,
+        peer,
+        view.clone(),
+        0,
+        slot,
+    ));
     let after = allocs();
     assert_eq!(view.listener_stats[0].rq_class[1].get(), requests as u64);
     (after - before, received.get(), connector.connects.get())

@@ -13,8 +13,9 @@
 //! path reuses the connection's buffers: this code allocates nothing per request
 //! (`alloc_tests`, on in-memory streams; the executor's socket sources are not counted).
 //!
-//! This file reads, routes and answers locally; `exchange` proxies a request to an
-//! upstream, `connect` runs CONNECT and the tunnels after an upgrade.
+//! The listener layer (`crate::listener`) chose this connection manager and its HTTP/1
+//! codec; this file reads, routes and answers locally; `exchange` proxies a request to
+//! an upstream, `connect` runs CONNECT and the tunnels after an upgrade.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -45,7 +46,7 @@ mod upload;
 
 /// Initial read-buffer size. It grows up to the header limit for a large head, and to
 /// `body::LARGE_BODY_BUF` once the connection streams a large body.
-const READ_BUF_BYTES: usize = 8 * 1024;
+pub(crate) const READ_BUF_BYTES: usize = 8 * 1024;
 /// A local reply reads and discards a request body up to this size to keep the
 /// connection usable; larger bodies close the connection instead.
 const DISCARD_LIMIT: u64 = 1 << 20;
@@ -113,16 +114,18 @@ struct Conn {
     linger: bool,
 }
 
-/// Serves one downstream connection until it closes.
+/// Serves one HTTP/1 downstream connection until it closes. `rbuf` holds what the
+/// listener layer already read of it (the protocol sniff, listener filters).
 pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
+    rbuf: ReadBuf,
     peer: SocketAddr,
     view: Rc<WorkerView<C>>,
     at: ChainRef,
     slot: Rc<ConnSlot>,
 ) {
-    // Connection counts (total, active) are kept by the accept loop, which also contains
-    // a panic in here to this connection.
+    // Connection counts (total, active) are kept by the listener layer; the accept loop
+    // contains a panic in here to this connection.
     let Some(l) = view.hcm(at) else {
         return;
     };
@@ -137,7 +140,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     };
     let mut conn = Conn {
         peer,
-        rbuf: ReadBuf::new(READ_BUF_BYTES),
+        rbuf,
         ubuf: ReadBuf::new(0),
         wbuf: Vec::with_capacity(1024),
         ip,
@@ -146,38 +149,10 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         logging: view.access_log(at).is_some(),
         linger: false,
     };
-    // HTTP/2 with prior knowledge starts with the connection preface; anything else is
-    // HTTP/1. Read just enough to tell.
-    let mut h2 = false;
-    loop {
-        let d = conn.rbuf.data();
-        if d.len() >= super::h2::PREFACE.len() {
-            h2 = d.starts_with(super::h2::PREFACE);
-            break;
-        }
-        if !super::h2::PREFACE.starts_with(d) {
-            break;
-        }
-        slot.idle.set(d.is_empty());
-        let read = conn.rbuf.fill(&mut down).await;
-        slot.idle.set(false);
-        if !matches!(read, Ok(n) if n > 0) {
-            return;
-        }
-    }
-    if h2 {
-        let prefix = conn.rbuf.data().to_vec();
-        drop(conn);
-        // An HTTP/2 connection may rightly read nothing for long (a server-streaming
-        // call): the h2 side keeps its own idle clock, counting only streamless time.
-        down.set_read_timeout(None);
-        super::h2::serve(down, prefix, peer, view.clone(), at).await;
-    } else {
-        while conn.serve_one(&mut down, &view, at, &slot).await {}
-        let _ = down.close().await;
-        if conn.linger {
-            linger(&mut down, &mut conn.rbuf).await;
-        }
+    while conn.serve_one(&mut down, &view, at, &slot).await {}
+    let _ = down.close().await;
+    if conn.linger {
+        linger(&mut down, &mut conn.rbuf).await;
     }
 }
 
@@ -376,7 +351,7 @@ impl Conn {
             } else if view.draining.get() {
                 return false;
             }
-            // Part of a head is already here (read with the protocol sniff, or
+            // Part of a head is already here (read by the listener layer, or
             // pipelined): its clock runs from now at the latest.
             if head_deadline.is_none()
                 && !self.rbuf.is_empty()

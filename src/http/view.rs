@@ -19,6 +19,8 @@ pub struct WorkerView<C: Connector> {
     pub snapshot: Arc<Snapshot>,
     /// Indexed like `snapshot.clusters`.
     pub(crate) clusters: Vec<Rc<ClusterState<C::Conn>>>,
+    /// Each listener's chains arranged for selection; indexed like `snapshot.listeners`.
+    pub selectors: Vec<crate::listener::select::ChainSelector>,
     /// Indexed like `snapshot.listeners`.
     pub listener_stats: Vec<Rc<ListenerStats>>,
     /// Indexed like `snapshot.listeners`, then by chain index (`Listener::chain`): each

@@ -79,6 +79,12 @@ pub struct ListenerStats {
     pub cx_panic: Counter,
     /// Connections closed at accept because a connection limit was reached.
     pub cx_overflow: Counter,
+    /// Connections closed because no filter chain matched them and there is no default
+    /// chain (Envoy's `no_filter_chain_match`).
+    pub no_filter_chain_match: Counter,
+    /// Connections whose listener filters did not finish within the listener filters
+    /// timeout (Envoy's `downstream_pre_cx_timeout`).
+    pub pre_cx_timeout: Counter,
 }
 
 impl ListenerStats {
@@ -112,6 +118,8 @@ impl ListenerStats {
             access_log_dropped: self.access_log_dropped.get(),
             cx_panic: self.cx_panic.get(),
             cx_overflow: self.cx_overflow.get(),
+            no_filter_chain_match: self.no_filter_chain_match.get(),
+            pre_cx_timeout: self.pre_cx_timeout.get(),
         }
     }
 }
@@ -179,6 +187,8 @@ pub struct ListenerReport {
     pub access_log_dropped: u64,
     pub cx_panic: u64,
     pub cx_overflow: u64,
+    pub no_filter_chain_match: u64,
+    pub pre_cx_timeout: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -247,6 +257,8 @@ impl StatsReport {
                     x.access_log_dropped += l.access_log_dropped;
                     x.cx_panic += l.cx_panic;
                     x.cx_overflow += l.cx_overflow;
+                    x.no_filter_chain_match += l.no_filter_chain_match;
+                    x.pre_cx_timeout += l.pre_cx_timeout;
                 }
             }
         }

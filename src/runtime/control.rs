@@ -31,9 +31,28 @@ pub enum ConfigSource {
 
 impl ConfigSource {
     pub fn load(&self) -> Result<Snapshot, ConfigErrors> {
-        match self {
+        let s = match self {
             ConfigSource::File(p) => config::load_file(p),
             ConfigSource::Inline(t) => config::parse_str(t),
+        }?;
+        // Whatever the source, a listener whose chains cannot be told apart is refused
+        // here, before any worker builds its selector.
+        let errors: Vec<config::ConfigError> = s
+            .listeners
+            .iter()
+            .filter_map(|l| {
+                let e = crate::listener::select::ChainSelector::build(l).err()?;
+                Some(config::ConfigError {
+                    path: format!("listener `{}`", l.name),
+                    line: None,
+                    message: e,
+                })
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(s)
+        } else {
+            Err(ConfigErrors(errors))
         }
     }
 }

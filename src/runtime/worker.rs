@@ -19,11 +19,10 @@ use std::os::fd::FromRawFd;
 use crate::config::{NetworkTerminal, Snapshot};
 use crate::contain::contain;
 use crate::http::buf::BufPool;
-use crate::http::conn;
-use crate::http::view::{ChainRef, ConnSlot, WorkerView};
+use crate::http::view::{ConnSlot, WorkerView};
+use crate::listener::select::ChainSelector;
 use crate::observe::access_log::{Batch, LogSink};
 use crate::observe::stats::{ClusterStats, ListenerStats, StatsReport};
-use crate::tcp;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::TcpConnector;
 
@@ -265,8 +264,15 @@ impl Worker {
         }
         drop(sinks);
         drop(retired);
+        // The control executor checked every listener's chains before publishing.
+        let selectors = snapshot
+            .listeners
+            .iter()
+            .map(|l| ChainSelector::build(l).unwrap_or_default())
+            .collect();
         let view = Rc::new(WorkerView {
             snapshot: snapshot.clone(),
+            selectors,
             clusters,
             listener_stats,
             access_logs,
@@ -360,7 +366,7 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
             stats.cx_overflow.inc();
             continue;
         };
-        let Ok(peer) = stream.peer_addr() else {
+        let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -370,30 +376,14 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
         w.conns
             .borrow_mut()
             .insert(id, (stream.as_raw_fd(), slot.clone()));
-        stats.cx_total.inc();
-        stats.cx_active.inc();
+        // The listener layer counts cx_total and cx_active once a filter chain takes
+        // the connection.
         let w2 = w.clone();
-        // Until listener filters choose, the first chain (or the default) takes it.
-        let at = ChainRef {
-            listener: index,
-            chain: 0,
-        };
-        let tcp = matches!(
-            l.chain(0).map(|c| &c.terminal),
-            Some(NetworkTerminal::Tcp(_))
-        );
         spawn_local(async move {
             let v = view.clone();
             // A panic while serving the connection ends this task only: the stream and
             // everything the connection held are dropped, so the peer sees a close.
-            let served = if tcp {
-                // A TCP proxy connection is never idle between requests: drain lets it
-                // run until it ends or the drain timeout.
-                contain(tcp::serve(stream, peer, v, at)).await
-            } else {
-                contain(conn::serve(stream, peer, v, at, slot)).await
-            };
-            stats.cx_active.dec();
+            let served = contain(crate::listener::serve(stream, local, peer, v, index, slot)).await;
             w2.conns.borrow_mut().remove(&id);
             drop(permit);
             if let Err(panic) = served {

@@ -1,23 +1,25 @@
-//! The TCP proxy: a listener's terminal filter that copies bytes between the client and
-//! one upstream endpoint until both directions have finished.
+//! The TCP proxy: a filter chain's terminal network filter that copies bytes between the
+//! client and one upstream endpoint until both directions have finished.
 //!
 //! Each connection picks a cluster by weight, then an endpoint with the cluster's load
-//! balancer, and `tunnel::run` copies bytes both ways on the worker that accepted it
-//! (half-close passed on, the listener's `idle_timeout` for the connection as a whole).
+//! balancer; the bytes the listener filters already read go first, then `tunnel::run`
+//! copies bytes both ways on the worker that accepted it (half-close passed on, the
+//! chain's `idle_timeout` for the connection as a whole).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use glommio::net::TcpStream;
+use futures_lite::io::AsyncWriteExt;
 
 use crate::config::TcpProxy;
 use crate::http::flags::ResponseFlag;
+use crate::http::io::Io;
 use crate::http::view::{ChainRef, WorkerView};
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::tunnel;
-use crate::upstream::{Connector, TcpConnector};
+use crate::upstream::Connector;
 
 /// Picks a cluster by weight with a per-connection pseudo-random draw.
 fn pick_cluster(t: &TcpProxy, seed: u64) -> Option<usize> {
@@ -35,11 +37,13 @@ fn pick_cluster(t: &TcpProxy, seed: u64) -> Option<usize> {
     None
 }
 
-/// Serves one TCP-proxied connection until both directions finish.
-pub async fn serve(
-    down: TcpStream,
+/// Serves one TCP-proxied connection until both directions finish. `prefix` is what
+/// the listener filters already read from the client; it goes upstream first.
+pub async fn serve<D: Io, C: Connector>(
+    down: D,
+    prefix: &[u8],
     peer: SocketAddr,
-    view: Rc<WorkerView<TcpConnector>>,
+    view: Rc<WorkerView<C>>,
     at: ChainRef,
 ) {
     let (Some(tcp), Some(stats)) = (view.tcp_proxy(at), view.listener_stats.get(at.listener))
@@ -52,20 +56,21 @@ pub async fn serve(
         protocol: "TCP",
         ..StreamInfo::default()
     };
-    let flag = proxy(down, &view, tcp, tcp.idle_timeout, &mut rec).await;
+    let flag = proxy(down, prefix, &view, tcp, &mut rec).await;
     rec.flag = Some(flag);
     rec.duration = start.elapsed();
     let log = view.access_log(at);
     stream_info::complete(stats, log, &rec, peer, stream_info::Kind::Connection);
 }
 
-async fn proxy(
-    down: TcpStream,
-    view: &WorkerView<TcpConnector>,
+async fn proxy<D: Io, C: Connector>(
+    down: D,
+    prefix: &[u8],
+    view: &WorkerView<C>,
     tcp: &TcpProxy,
-    idle: Duration,
     rec: &mut StreamInfo,
 ) -> ResponseFlag {
+    let idle = tcp.idle_timeout;
     thread_local! {
         static CONNECTIONS: Cell<u64> = const { Cell::new(0) };
     }
@@ -88,7 +93,7 @@ async fn proxy(
     let es = &cs.endpoints[ep];
     rec.upstream = Some(endpoint.addr);
     es.rq_total.inc();
-    let up = match view
+    let mut up = match view
         .connector
         .connect(endpoint.addr, cs.cfg.connect_timeout)
         .await
@@ -104,9 +109,16 @@ async fn proxy(
     cs.stats.cx_total.inc();
     es.cx_total.inc();
     es.rq_active.inc();
+    if !prefix.is_empty() {
+        up.set_write_timeout(Some(idle));
+        if up.write_all(prefix).await.is_err() {
+            es.rq_active.dec();
+            return ResponseFlag::UpstreamConnectionTermination;
+        }
+    }
     let t = tunnel::run(down, up, idle).await;
     es.rq_active.dec();
-    rec.bytes_received = t.bytes_a_to_b;
+    rec.bytes_received = prefix.len() as u64 + t.bytes_a_to_b;
     rec.bytes_sent = t.bytes_b_to_a;
     tunnel::flag_for(t)
 }
@@ -114,6 +126,7 @@ async fn proxy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn weighted_cluster_pick_follows_weights() {

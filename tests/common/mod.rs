@@ -704,13 +704,18 @@ impl Conn {
 
     pub fn try_connect(addr: SocketAddr) -> io::Result<Conn> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(Conn::from_stream(stream))
+    }
+
+    /// Wraps a connected stream (one bound to a chosen local address, say).
+    pub fn from_stream(stream: TcpStream) -> Conn {
+        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
         let _ = stream.set_nodelay(true);
-        Ok(Conn {
+        Conn {
             stream,
             buf: Vec::new(),
-        })
+        }
     }
 
     pub fn set_timeout(&self, d: Duration) {

@@ -50,6 +50,60 @@ impl<'a> RawTerminal<'a> {
     }
 }
 
+impl<'a> RawTerminal<'a> {
+    pub(super) fn of_chain(c: &'a RawFilterChain) -> Self {
+        RawTerminal {
+            route_table: &c.route_table,
+            tcp_proxy: &c.tcp_proxy,
+            codec: &c.codec,
+            stat_prefix: &c.stat_prefix,
+            limits: &c.limits,
+            idle_timeout: &c.idle_timeout,
+            access_log: &c.access_log,
+            http2: &c.http2,
+            request_headers_timeout: &c.request_headers_timeout,
+            stream_idle_timeout: &c.stream_idle_timeout,
+            forwarding: &c.forwarding,
+            http_filters: &c.http_filters,
+        }
+    }
+
+    /// The single-chain fields that are set, by name.
+    fn set_fields(&self) -> impl Iterator<Item = &'static str> + '_ {
+        [
+            ("route_table", self.route_table.is_some()),
+            ("tcp_proxy", self.tcp_proxy.is_some()),
+            ("limits", self.limits.is_some()),
+            ("idle_timeout", self.idle_timeout.is_some()),
+            ("access_log", self.access_log.is_some()),
+            ("http2", self.http2.is_some()),
+            (
+                "request_headers_timeout",
+                self.request_headers_timeout.is_some(),
+            ),
+            ("stream_idle_timeout", self.stream_idle_timeout.is_some()),
+            ("forwarding", self.forwarding.is_some()),
+            ("http_filters", !self.http_filters.is_empty()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name)
+    }
+}
+
+/// Every terminal a raw listener describes (its own fields, or its chains), for checks
+/// that look across listeners.
+pub(super) fn raw_terminals(l: &RawListener) -> Vec<RawTerminal<'_>> {
+    if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
+        return vec![RawTerminal::of_listener(l)];
+    }
+    l.filter_chains
+        .iter()
+        .chain(&l.default_filter_chain)
+        .map(RawTerminal::of_chain)
+        .collect()
+}
+
 impl Builder {
     pub(super) fn listener(
         &mut self,
@@ -70,21 +124,219 @@ impl Builder {
                 "must be at least 1 (omit it for no limit)",
             );
         }
-        let terminal = self.terminal(&p, &RawTerminal::of_listener(l), &l.name, tables, clusters);
-        let chain = FilterChain {
-            name: l.name.clone(),
-            matcher: FilterChainMatch::default(),
-            terminal: terminal?,
-        };
-        Some(Listener {
+        let listener_filters = self.listener_filters(&p, l);
+        let own = RawTerminal::of_listener(l);
+        let (filter_chains, default_filter_chain) =
+            if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
+                // The single-chain shape: one chain that takes every connection.
+                let terminal = self.terminal(&p, &own, &l.name, tables, clusters)?;
+                let chain = FilterChain {
+                    name: l.name.clone(),
+                    matcher: FilterChainMatch::default(),
+                    terminal,
+                };
+                (vec![chain], None)
+            } else {
+                for field in own.set_fields() {
+                    self.err(
+                        format!("{p}.{field}"),
+                        format!(
+                            "`{field}` belongs in a filter chain when the listener has \
+                             `filter_chains` or `default_filter_chain`"
+                        ),
+                    );
+                }
+                let mut chains = Vec::new();
+                for (j, c) in l.filter_chains.iter().enumerate() {
+                    let cp = format!("{p}.filter_chains[{j}]");
+                    chains.extend(self.chain(&cp, c, &l.name, &listener_filters, tables, clusters));
+                }
+                let default = l.default_filter_chain.as_ref().and_then(|c| {
+                    let cp = format!("{p}.default_filter_chain");
+                    if c.filter_chain_match.is_some() {
+                        self.err(
+                            format!("{cp}.filter_chain_match"),
+                            "the default filter chain takes what no chain matches: it has no match",
+                        );
+                    }
+                    self.chain(&cp, c, &l.name, &listener_filters, tables, clusters)
+                });
+                // Names key each chain's access log across reloads.
+                let names = l.filter_chains.iter().map(|c| c.name.as_str());
+                self.unique(&format!("{p}.filter_chains"), names);
+                if let Some(d) = &l.default_filter_chain {
+                    if d.name.is_empty() {
+                        self.err(
+                            format!("{p}.default_filter_chain.name"),
+                            "must not be empty",
+                        );
+                    } else if l.filter_chains.iter().any(|c| c.name == d.name) {
+                        self.err(
+                            format!("{p}.default_filter_chain.name"),
+                            format!("duplicate name `{}`", d.name),
+                        );
+                    }
+                }
+                (chains, default)
+            };
+        let listener = Listener {
             name: l.name.clone(),
             addr: addr?,
             backlog,
             max_connections: l.max_connections,
-            listener_filters: ListenerFilters::default(),
-            filter_chains: vec![chain],
-            default_filter_chain: None,
+            listener_filters,
+            filter_chains,
+            default_filter_chain,
+        };
+        // Envoy refuses chains it could not tell apart.
+        if let Err(e) = crate::listener::select::ChainSelector::build(&listener) {
+            self.err(format!("{p}.filter_chains"), e);
+        }
+        Some(listener)
+    }
+
+    fn listener_filters(&mut self, p: &str, l: &RawListener) -> ListenerFilters {
+        let d = ListenerFilters::default();
+        let mut f = ListenerFilters {
+            timeout: self.duration(
+                format!("{p}.listener_filters_timeout"),
+                &l.listener_filters_timeout,
+                d.timeout,
+            ),
+            continue_on_timeout: l
+                .continue_on_listener_filters_timeout
+                .unwrap_or(d.continue_on_timeout),
+            ..d
+        };
+        for (k, name) in l.listener_filters.iter().enumerate() {
+            match name.as_str() {
+                "http_inspector" if !f.http_inspector => f.http_inspector = true,
+                "http_inspector" => self.err(
+                    format!("{p}.listener_filters[{k}]"),
+                    "`http_inspector` is listed twice",
+                ),
+                other => self.err(
+                    format!("{p}.listener_filters[{k}]"),
+                    format!("unknown listener filter `{other}` (use http_inspector)"),
+                ),
+            }
+        }
+        f
+    }
+
+    fn chain(
+        &mut self,
+        p: &str,
+        c: &RawFilterChain,
+        listener: &str,
+        filters: &ListenerFilters,
+        tables: &[RouteTable],
+        clusters: &[Arc<Cluster>],
+    ) -> Option<FilterChain> {
+        let d = RawFilterChainMatch::default();
+        let m = c.filter_chain_match.as_ref().unwrap_or(&d);
+        let matcher = self.chain_match(&format!("{p}.filter_chain_match"), m, filters);
+        let terminal = self.terminal(p, &RawTerminal::of_chain(c), listener, tables, clusters)?;
+        Some(FilterChain {
+            name: c.name.clone(),
+            matcher,
+            terminal,
         })
+    }
+
+    fn chain_match(
+        &mut self,
+        p: &str,
+        m: &RawFilterChainMatch,
+        filters: &ListenerFilters,
+    ) -> FilterChainMatch {
+        let port = |this: &mut Self, path: String, v: u32| match u16::try_from(v) {
+            Ok(v) if v > 0 => Some(v),
+            _ => {
+                this.err(path, "must be a port between 1 and 65535");
+                None
+            }
+        };
+        let destination_port = m
+            .destination_port
+            .and_then(|v| port(self, format!("{p}.destination_port"), v));
+        let source_ports = m
+            .source_ports
+            .iter()
+            .enumerate()
+            .filter_map(|(k, v)| port(self, format!("{p}.source_ports[{k}]"), *v))
+            .collect();
+        let prefix_ranges = self.cidrs(&format!("{p}.prefix_ranges"), &m.prefix_ranges);
+        let source_prefix_ranges = self.cidrs(
+            &format!("{p}.source_prefix_ranges"),
+            &m.source_prefix_ranges,
+        );
+        for (k, n) in m.server_names.iter().enumerate() {
+            if n.is_empty() {
+                self.err(format!("{p}.server_names[{k}]"), "must not be empty");
+            }
+        }
+        for (k, a) in m.application_protocols.iter().enumerate() {
+            if a.is_empty() {
+                self.err(
+                    format!("{p}.application_protocols[{k}]"),
+                    "must not be empty",
+                );
+            }
+        }
+        // Without a listener filter that detects it, no connection has an application
+        // protocol, and a chain that needs one would never match.
+        if !m.application_protocols.is_empty() && !filters.http_inspector {
+            self.err(
+                format!("{p}.application_protocols"),
+                "needs a listener filter that detects the protocol: add `http_inspector` \
+                 to the listener's `listener_filters`",
+            );
+        }
+        if m.transport_protocol.as_deref() == Some("") {
+            self.err(format!("{p}.transport_protocol"), "must not be empty");
+        }
+        FilterChainMatch {
+            destination_port,
+            prefix_ranges,
+            server_names: m.server_names.clone(),
+            transport_protocol: m.transport_protocol.clone(),
+            application_protocols: m.application_protocols.clone(),
+            source_prefix_ranges,
+            source_ports,
+        }
+    }
+
+    /// `ADDRESS/LEN`, or a bare address for that one address.
+    fn cidrs(&mut self, p: &str, raw: &[String]) -> Vec<CidrRange> {
+        let mut out = Vec::new();
+        for (k, s) in raw.iter().enumerate() {
+            let (addr, len) = match s.split_once('/') {
+                Some((a, l)) => (a, Some(l)),
+                None => (s.as_str(), None),
+            };
+            let Ok(addr) = addr.parse::<std::net::IpAddr>() else {
+                self.err(
+                    format!("{p}[{k}]"),
+                    format!("`{s}` is not an IP address range (ADDRESS/LEN)"),
+                );
+                continue;
+            };
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let len = match len.map(str::parse::<u8>) {
+                None => Some(max),
+                Some(Ok(l)) if l <= max => Some(l),
+                Some(_) => None,
+            };
+            match len.and_then(|l| CidrRange::new(addr, l)) {
+                Some(r) => out.push(r),
+                None => self.err(
+                    format!("{p}[{k}]"),
+                    format!("`{s}`: the prefix length must be between 0 and {max}"),
+                ),
+            }
+        }
+        out
     }
 
     /// A chain's terminal filter: an HTTP connection manager (`route_table`) or a TCP
@@ -375,5 +627,101 @@ impl Builder {
             idle_timeout,
             access_log: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse_str, CodecType, NetworkTerminal};
+
+    const TAIL: &str = "route_tables:
+  - name: t
+    virtual_hosts:
+      - name: all
+        domains: ['*']
+        routes:
+          - match: { prefix: / }
+            direct_response: { status: 200 }
+            per_filter_config: { edits: { disabled: true } }
+";
+
+    #[test]
+    fn a_single_chain_listener_is_one_chain_that_matches_everything() {
+        let s = parse_str(&format!(
+            "listeners:
+  - name: l
+    address: 127.0.0.1
+    port: 10000
+    route_table: t
+    http_filters:
+      - name: edits
+        header_mutation: {{ request_headers_to_remove: [x-a] }}
+{TAIL}"
+        ))
+        .unwrap();
+        let l = &s.listeners[0];
+        assert_eq!(l.filter_chains.len(), 1);
+        assert!(l.default_filter_chain.is_none());
+        assert!(!l.listener_filters.http_inspector);
+        let c = &l.filter_chains[0];
+        assert_eq!(c.matcher, Default::default());
+        let NetworkTerminal::Http(h) = &c.terminal else {
+            panic!("an HTTP chain");
+        };
+        assert_eq!(h.codec, CodecType::Auto);
+        assert_eq!(h.stat_prefix, "l");
+        assert_eq!(h.http_filters.len(), 1);
+    }
+
+    #[test]
+    fn routes_may_override_a_filter_of_a_chain_that_uses_their_table() {
+        let s = parse_str(&format!(
+            "listeners:
+  - name: l
+    address: 127.0.0.1
+    port: 10000
+    listener_filters: [http_inspector]
+    filter_chains:
+      - name: h1
+        filter_chain_match: {{ application_protocols: [http/1.1], source_ports: [5] }}
+        codec: http1
+        stat_prefix: ingress
+        route_table: t
+    default_filter_chain:
+      name: d
+      route_table: t
+      http_filters:
+        - name: edits
+          header_mutation: {{ request_headers_to_remove: [x-a] }}
+{TAIL}"
+        ))
+        .unwrap();
+        let l = &s.listeners[0];
+        assert!(l.listener_filters.http_inspector);
+        let m = &l.filter_chains[0].matcher;
+        assert_eq!(m.application_protocols, ["http/1.1"]);
+        assert_eq!(m.source_ports, [5]);
+        let h = l.filter_chains[0].hcm().unwrap();
+        assert_eq!(
+            (h.codec, h.stat_prefix.as_str()),
+            (CodecType::Http1, "ingress")
+        );
+        assert_eq!(l.chain(1).map(|c| c.name.as_str()), Some("d"));
+        assert!(l.chain(2).is_none());
+    }
+
+    #[test]
+    fn a_route_may_not_override_a_filter_no_chain_of_its_table_has() {
+        let e = parse_str(&format!(
+            "listeners:
+  - name: l
+    address: 127.0.0.1
+    port: 10000
+    default_filter_chain: {{ name: d, route_table: t }}
+{TAIL}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no HTTP filter named `edits`"), "{e}");
     }
 }

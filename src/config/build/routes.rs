@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::super::model::*;
 use super::super::raw::*;
+use super::listener::{raw_terminals, RawTerminal};
 use super::{is_tchar, Builder};
 use crate::http::filter::header_mutation::{
     HeaderMutation, HeaderMutationFilter, RawHeaderMutationRef,
@@ -63,10 +64,11 @@ impl Builder {
     /// A route's `per_filter_config` must name a filter of a listener that uses its table.
     pub(super) fn check_filter_overrides(&mut self, raw: &RawConfig) {
         for (i, t) in raw.route_tables.iter().enumerate() {
-            let users: Vec<&RawListener> = raw
+            let users: Vec<RawTerminal<'_>> = raw
                 .listeners
                 .iter()
-                .filter(|l| l.route_table.as_deref() == Some(t.name.as_str()))
+                .flat_map(raw_terminals)
+                .filter(|c| c.route_table.as_deref() == Some(t.name.as_str()))
                 .collect();
             if users.is_empty() {
                 continue;
