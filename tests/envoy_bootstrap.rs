@@ -273,3 +273,23 @@ fn the_example_bootstrap_validates_in_outrigger_and_envoy() {
         assert!(ok, "Envoy refuses the example:\n{out}");
     }
 }
+
+/// Envoy accepts a connection manager without HTTP filters but never answers on it (no
+/// router); Outrigger refuses it rather than serve requests into a void.
+#[test]
+fn a_connection_manager_without_the_router_is_refused() {
+    let dir = TempDir::new("eb-norouter");
+    let text = bootstrap(9, "", "", "hi").replace(
+        "          - name: envoy.filters.http.router
+            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+",
+        "",
+    );
+    let text = text.replace("          http_filters:\n", "          http_filters: []\n");
+    let (ok, out, _) = validate(&dir, "norouter.yaml", &text);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("typed_config.http_filters: must end with the router"),
+        "{out}"
+    );
+}

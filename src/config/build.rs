@@ -11,10 +11,7 @@ use super::locate;
 use super::model::*;
 use super::raw::*;
 
-mod chained;
 mod listener;
-
-pub(crate) use chained::{RawChain, RawChainedListener};
 mod routes;
 
 /// One problem in a config, located by field path and (when known) line.
@@ -245,13 +242,7 @@ impl Builder {
             "route_tables",
             raw.route_tables.iter().map(|c| c.name.as_str()),
         );
-        self.unique(
-            "listeners",
-            raw.listeners
-                .iter()
-                .map(|c| c.name.as_str())
-                .chain(raw.chained_listeners.iter().map(|c| c.name.as_str())),
-        );
+        self.unique("listeners", raw.listeners.iter().map(|c| c.name.as_str()));
 
         let clusters: Vec<Arc<Cluster>> = raw
             .clusters
@@ -267,37 +258,19 @@ impl Builder {
             .collect();
         let mut listeners = Vec::new();
         let mut addrs = HashSet::new();
-        let native = raw
-            .listeners
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                (
-                    format!("listeners[{i}]"),
-                    self.listener(i, l, &route_tables, &clusters),
-                )
-            })
-            .collect::<Vec<_>>();
-        let chained = raw
-            .chained_listeners
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let p = format!("chained_listeners[{i}]");
-                let built = self.chained_listener(&p, l, &route_tables, &clusters);
-                (p, built)
-            })
-            .collect::<Vec<_>>();
-        for (p, l) in native.into_iter().chain(chained) {
-            if let Some(l) = l {
+        for (i, l) in raw.listeners.iter().enumerate() {
+            if let Some(l) = self.listener(i, l, &route_tables, &clusters) {
                 if !addrs.insert(l.addr) {
                     self.err(
-                        format!("{p}.port"),
+                        format!("listeners[{i}].port"),
                         format!("address {} is used by another listener", l.addr),
                     );
                 }
                 if Some(l.addr) == admin {
-                    self.err(format!("{p}.port"), "address is the admin address");
+                    self.err(
+                        format!("listeners[{i}].port"),
+                        "address is the admin address",
+                    );
                 }
                 listeners.push(l);
             }

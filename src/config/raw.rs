@@ -21,10 +21,6 @@ pub(crate) struct RawConfig {
     pub route_tables: Vec<RawRouteTable>,
     #[serde(default)]
     pub clusters: Vec<RawCluster>,
-    /// Listeners with several filter chains; no native syntax yet, filled in by the
-    /// Envoy bootstrap translation (`config::envoy`).
-    #[serde(skip)]
-    pub chained_listeners: Vec<super::build::RawChainedListener>,
 }
 
 #[derive(Debug, Deserialize)]

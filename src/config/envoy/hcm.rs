@@ -23,8 +23,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     http_filter, HttpConnectionManager,
 };
 
-use super::super::build::RawChain;
-use super::super::raw::{RawAccessLog, RawForwarding, RawHttp2, RawLimits};
+use super::super::raw::{RawAccessLog, RawFilterChain, RawForwarding, RawHttp2, RawLimits};
 use super::bootstrap::{
     duration, header_add, native_duration, payload, timeout_or_never, Translation, R,
 };
@@ -42,7 +41,7 @@ pub(super) fn translate(
     p: &str,
     native: &str,
     listener: &str,
-    chain: &mut RawChain,
+    chain: &mut RawFilterChain,
     tx: &mut Translation,
 ) -> R<()> {
     let codec = CodecType::try_from(h.codec_type)
@@ -193,8 +192,7 @@ pub(super) fn translate(
     Ok(())
 }
 
-/// The HTTP filters before the router, which Envoy requires last (an empty list means
-/// the router alone, as in Envoy).
+/// The HTTP filters before the router, which Envoy requires last.
 fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, route::ChainFilter)>> {
     let mut out = Vec::new();
     let n = h.http_filters.len();
@@ -235,7 +233,13 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
             }
         }
     }
-    // No HTTP filters at all: Envoy runs the router alone.
+    // Envoy accepts an empty list but then has no router: requests get no answer.
+    if n == 0 {
+        return Err(err(
+            format!("{p}.http_filters"),
+            "must end with the router (envoy.filters.http.router); without it Envoy never answers",
+        ));
+    }
     Ok(out)
 }
 

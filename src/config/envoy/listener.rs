@@ -1,9 +1,6 @@
-//! Envoy `Listener` -> a native listener with filter chains (`RawChainedListener`): the
-//! address, listener filters, each chain's `filter_chain_match` and its one network
-//! filter (HTTP connection manager or TCP proxy). Control plane only.
-
-use std::collections::HashSet;
-use std::net::IpAddr;
+//! Envoy `Listener` -> a native listener in its filter-chain shape: the address, the
+//! listener filters and their timeout, each chain's `filter_chain_match` and its one
+//! network filter (HTTP connection manager or TCP proxy). Control plane only.
 
 use envoy_types::pb::envoy::config::core::v3::CidrRange as PbCidr;
 use envoy_types::pb::envoy::config::listener::v3::{
@@ -14,10 +11,12 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     tcp_proxy::ClusterSpecifier, TcpProxy,
 };
 
-use super::super::build::{RawChain, RawChainedListener};
-use super::super::model::{CidrRange, FilterChainMatch, ListenerFilters};
-use super::super::raw::{RawTcpProxy, RawWeightedCluster};
-use super::bootstrap::{duration, ip_socket_address, payload, timeout_or_never, Translation, R};
+use super::super::raw::{
+    RawFilterChain, RawFilterChainMatch, RawListener, RawTcpProxy, RawWeightedCluster,
+};
+use super::bootstrap::{
+    duration, ip_socket_address, native_duration, payload, timeout_or_never, Translation, R,
+};
 use super::{err, hcm, walk};
 
 const HCM: &str =
@@ -27,7 +26,7 @@ const HTTP_INSPECTOR: &str = "envoy.extensions.filters.listener.http_inspector.v
 
 pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
     let p = format!("static_resources.listeners[{i}]");
-    let native = format!("chained_listeners[{}]", tx.raw.chained_listeners.len());
+    let native = format!("listeners[{i}]");
     tx.paths.add(native.clone(), p.clone());
     tx.paths
         .add(format!("{native}.port"), format!("{p}.address"));
@@ -40,67 +39,56 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
     } else {
         l.name.clone()
     };
-    let mut listener_filters = ListenerFilters::default();
+    let mut listener_filters = Vec::new();
     for (k, f) in l.listener_filters.iter().enumerate() {
         let fp = format!("{p}.listener_filters[{k}]");
         let Some(listener_filter::ConfigType::TypedConfig(any)) = &f.config_type else {
             return Err(err(format!("{fp}.typed_config"), "is required"));
         };
         let _: HttpInspector = payload(any, HTTP_INSPECTOR, &format!("{fp}.typed_config"))?;
-        listener_filters.http_inspector = true;
+        tx.paths.add(format!("{native}.listener_filters[{k}]"), fp);
+        listener_filters.push("http_inspector".to_string());
     }
-    let mut seen = HashSet::new();
+    // Envoy: the listener filters may wait 15s for the first bytes; zero: no limit.
+    let listener_filters_timeout = duration(
+        &l.listener_filters_timeout,
+        &format!("{p}.listener_filters_timeout"),
+    )?
+    .unwrap_or(std::time::Duration::from_secs(15));
     let mut filter_chains = Vec::new();
     for (j, fc) in l.filter_chains.iter().enumerate() {
         let cp = format!("{p}.filter_chains[{j}]");
-        let chain = self::chain(
-            fc,
-            &cp,
-            &format!("{native}.filter_chains[{j}]"),
-            &name,
-            j,
-            tx,
-        )?;
-        if !seen.insert(chain.matcher.clone()) {
-            return Err(err(
-                format!("{cp}.filter_chain_match"),
-                "multiple filter chains with the same matching rules are defined",
-            ));
-        }
-        filter_chains.push(chain);
+        let np = format!("{native}.filter_chains[{j}]");
+        filter_chains.push(self::chain(fc, &cp, &np, &name, j, tx)?);
     }
     let default_filter_chain = match &l.default_filter_chain {
         Some(fc) => {
             let cp = format!("{p}.default_filter_chain");
-            if fc.filter_chain_match.is_some() {
-                return Err(err(
-                    format!("{cp}.filter_chain_match"),
-                    "the default filter chain has no match",
-                ));
-            }
+            let np = format!("{native}.default_filter_chain");
             let n = filter_chains.len();
-            Some(self::chain(
-                fc,
-                &cp,
-                &format!("{native}.default_filter_chain"),
-                &name,
-                n,
-                tx,
-            )?)
+            Some(self::chain(fc, &cp, &np, &name, n, tx)?)
         }
         None => None,
     };
-    if filter_chains.is_empty() && default_filter_chain.is_none() {
-        return Err(err(
-            format!("{p}.filter_chains"),
-            "a listener needs at least one filter chain",
-        ));
-    }
-    tx.raw.chained_listeners.push(RawChainedListener {
+    tx.raw.listeners.push(RawListener {
         name,
         address,
         port,
+        route_table: None,
+        tcp_proxy: None,
+        limits: None,
+        idle_timeout: None,
+        backlog: None,
+        access_log: None,
+        http2: None,
+        request_headers_timeout: None,
+        stream_idle_timeout: None,
+        max_connections: None,
+        forwarding: None,
+        http_filters: Vec::new(),
         listener_filters,
+        listener_filters_timeout: Some(native_duration(listener_filters_timeout)),
+        continue_on_listener_filters_timeout: Some(l.continue_on_listener_filters_timeout),
         filter_chains,
         default_filter_chain,
     });
@@ -114,13 +102,15 @@ fn chain(
     listener: &str,
     index: usize,
     tx: &mut Translation,
-) -> R<RawChain> {
+) -> R<RawFilterChain> {
     tx.paths
         .add(native.to_string(), format!("{p}.filters[0].typed_config"));
-    let matcher = match &fc.filter_chain_match {
-        Some(m) => chain_match(m, &format!("{p}.filter_chain_match"))?,
-        None => FilterChainMatch::default(),
-    };
+    tx.paths.add(format!("{native}.name"), format!("{p}.name"));
+    tx.paths.add(
+        format!("{native}.filter_chain_match"),
+        format!("{p}.filter_chain_match"),
+    );
+    let filter_chain_match = fc.filter_chain_match.as_ref().map(chain_match);
     let [f] = fc.filters.as_slice() else {
         return Err(err(
             format!("{p}.filters"),
@@ -136,10 +126,21 @@ fn chain(
     } else {
         fc.name.clone()
     };
-    let mut chain = RawChain {
+    let mut chain = RawFilterChain {
         name,
-        matcher,
-        ..RawChain::default()
+        filter_chain_match,
+        route_table: None,
+        tcp_proxy: None,
+        codec: None,
+        stat_prefix: None,
+        limits: None,
+        idle_timeout: None,
+        access_log: None,
+        http2: None,
+        request_headers_timeout: None,
+        stream_idle_timeout: None,
+        forwarding: None,
+        http_filters: Vec::new(),
     };
     match walk::type_name(&any.type_url) {
         HCM => {
@@ -164,7 +165,7 @@ fn tcp_proxy(
     t: &TcpProxy,
     p: &str,
     native: &str,
-    chain: &mut RawChain,
+    chain: &mut RawFilterChain,
     tx: &mut Translation,
 ) -> R<()> {
     if t.stat_prefix.is_empty() {
@@ -205,52 +206,24 @@ fn tcp_proxy(
     Ok(())
 }
 
-fn chain_match(m: &PbMatch, p: &str) -> R<FilterChainMatch> {
-    let port =
-        |v: u32, path: String| u16::try_from(v).map_err(|_| err(path, "must be at most 65535"));
-    Ok(FilterChainMatch {
-        destination_port: match &m.destination_port {
-            Some(v) => Some(port(v.value, format!("{p}.destination_port"))?),
-            None => None,
-        },
-        prefix_ranges: cidrs(&m.prefix_ranges, &format!("{p}.prefix_ranges"))?,
+/// The match in the native syntax (CIDR ranges as `ADDRESS/LEN`); the native builder
+/// checks it.
+fn chain_match(m: &PbMatch) -> RawFilterChainMatch {
+    let cidrs = |list: &[PbCidr]| {
+        list.iter()
+            .map(|c| {
+                let len = c.prefix_len.as_ref().map_or(0, |l| l.value);
+                format!("{}/{len}", c.address_prefix)
+            })
+            .collect()
+    };
+    RawFilterChainMatch {
+        destination_port: m.destination_port.as_ref().map(|v| v.value),
+        prefix_ranges: cidrs(&m.prefix_ranges),
         server_names: m.server_names.clone(),
         transport_protocol: Some(m.transport_protocol.clone()).filter(|t| !t.is_empty()),
         application_protocols: m.application_protocols.clone(),
-        source_prefix_ranges: cidrs(
-            &m.source_prefix_ranges,
-            &format!("{p}.source_prefix_ranges"),
-        )?,
-        source_ports: m
-            .source_ports
-            .iter()
-            .enumerate()
-            .map(|(k, v)| port(*v, format!("{p}.source_ports[{k}]")))
-            .collect::<R<_>>()?,
-    })
-}
-
-fn cidrs(list: &[PbCidr], p: &str) -> R<Vec<CidrRange>> {
-    list.iter()
-        .enumerate()
-        .map(|(k, c)| {
-            let cp = format!("{p}[{k}]");
-            let ip: IpAddr = c.address_prefix.parse().map_err(|_| {
-                err(
-                    format!("{cp}.address_prefix"),
-                    format!("`{}` is not an IP address", c.address_prefix),
-                )
-            })?;
-            let len = c.prefix_len.as_ref().map_or(0, |l| l.value);
-            u8::try_from(len)
-                .ok()
-                .and_then(|len| CidrRange::new(ip, len))
-                .ok_or_else(|| {
-                    err(
-                        format!("{cp}.prefix_len"),
-                        "too long for the address family",
-                    )
-                })
-        })
-        .collect()
+        source_prefix_ranges: cidrs(&m.source_prefix_ranges),
+        source_ports: m.source_ports.clone(),
+    }
 }

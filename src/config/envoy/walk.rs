@@ -46,6 +46,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "filter_chains",
             "default_filter_chain",
             "listener_filters",
+            "listener_filters_timeout",
+            "continue_on_listener_filters_timeout",
         ],
     ),
     (
