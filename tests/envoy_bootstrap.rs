@@ -293,3 +293,30 @@ fn a_connection_manager_without_the_router_is_refused() {
         "{out}"
     );
 }
+
+/// Envoy forwards CONNECT upstream as HTTP unless the route has `connect_config`;
+/// Outrigger only terminates CONNECT, so it refuses the forwarding form by path.
+#[test]
+fn a_connect_route_without_connect_config_is_refused() {
+    let dir = TempDir::new("eb-connect");
+    let base = bootstrap(9, "", "", "hi").replace(
+        "          stat_prefix: main\n",
+        "          stat_prefix: main\n          upgrade_configs: [{upgrade_type: CONNECT}]\n",
+    );
+    let forward = base.replace(
+        "              - match: {prefix: /direct}",
+        "              - match: {connect_matcher: {}}\n                route: {cluster: up}\n              - match: {prefix: /direct}",
+    );
+    let (ok, out, _) = validate(&dir, "forward.yaml", &forward);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("routes[0].route.upgrade_configs: CONNECT is only supported terminated"),
+        "{out}"
+    );
+    let terminate = base.replace(
+        "              - match: {prefix: /direct}",
+        "              - match: {connect_matcher: {}}\n                route: {cluster: up, upgrade_configs: [{upgrade_type: CONNECT, connect_config: {}}]}\n              - match: {prefix: /direct}",
+    );
+    let (ok, out, _) = validate(&dir, "terminate.yaml", &terminate);
+    assert!(ok, "{out}");
+}

@@ -151,8 +151,12 @@ fn route(
     let (path, prefix, connect) = match &m.path_specifier {
         Some(PathSpecifier::Prefix(x)) => (None, Some(x.clone()), false),
         Some(PathSpecifier::Path(x)) => (Some(x.clone()), None, false),
-        // Native CONNECT routes ignore the path matcher; `/` matches every other path.
-        Some(PathSpecifier::ConnectMatcher(_)) => (None, Some("/".to_string()), true),
+        // Envoy: a connect_matcher route matches CONNECT requests only. Native CONNECT
+        // routing ignores paths, so the route gets an exact path no request can carry (a
+        // request target has no spaces): other requests never match it.
+        Some(PathSpecifier::ConnectMatcher(_)) => {
+            (Some("/ (CONNECT only)".to_string()), None, true)
+        }
         _ => return Err(err(mp, "set `prefix`, `path` or `connect_matcher`")),
     };
     let headers = m
@@ -207,11 +211,22 @@ fn route(
                 let own = a
                     .upgrade_configs
                     .iter()
-                    .find(|u| u.upgrade_type.eq_ignore_ascii_case(t))
-                    .map(|u| u.enabled.as_ref().is_none_or(|b| b.value));
-                if own.unwrap_or(*enabled) && (t == "connect") == connect {
-                    out.upgrades.push(t.clone());
+                    .find(|u| u.upgrade_type.eq_ignore_ascii_case(t));
+                let on = own.map_or(*enabled, |u| u.enabled.as_ref().is_none_or(|b| b.value));
+                if !on || (t == "connect") != connect {
+                    continue;
                 }
+                // Without connect_config Envoy forwards the CONNECT request to the
+                // upstream as HTTP; Outrigger only terminates CONNECT (Envoy's
+                // connect_config: a TCP connection to the cluster, then a tunnel).
+                if t == "connect" && own.and_then(|u| u.connect_config.as_ref()).is_none() {
+                    return Err(err(
+                        format!("{ap}.upgrade_configs"),
+                        "CONNECT is only supported terminated: add an upgrade config \
+                         {upgrade_type: CONNECT, connect_config: {}} to this route",
+                    ));
+                }
+                out.upgrades.push(t.clone());
             }
         }
         Some(route::Action::DirectResponse(d)) => {

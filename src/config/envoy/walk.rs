@@ -215,7 +215,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.route.v3.RouteAction.UpgradeConfig",
-        &["upgrade_type", "enabled"],
+        &["upgrade_type", "enabled", "connect_config"],
     ),
     (
         "envoy.config.route.v3.DirectResponseAction",
