@@ -289,7 +289,42 @@ fn observe(listen: SocketAddr, listen2: SocketAddr, up: &Upstream) -> Vec<(Strin
         );
     }
     note("CONNECT", connect(listen));
+    // Envoy's limits: 60 KiB of request headers, 100 header fields.
+    let big = format!("X-Big: {}\r\n", "b".repeat(61 * 1024));
+    let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    for (label, extra) in [("61 KiB header", big), ("101 headers", many)] {
+        let mut c = Conn::connect(listen);
+        c.send(format!("GET /a HTTP/1.1\r\nHost: svc\r\n{extra}\r\n"));
+        let status = c.read_response().map_or(0, |r| r.status);
+        note(label, format!("status {status}"));
+    }
+    // HTTP/2 with prior knowledge (curl): the same routes.
+    for path in ["/direct", "/teapot", "/a"] {
+        let out = curl_h2(listen, path);
+        // The echo upstream's body lists every header it got; Envoy's own headers
+        // differ (see header_names), so only the status line is compared there.
+        let out = match path {
+            "/a" => out.lines().last().unwrap_or("").to_string(),
+            _ => out,
+        };
+        note(&format!("h2c {path}"), out);
+    }
+    note(
+        "h2c upstream",
+        upstream_saw(&["x-filter", "x-route", "x-forwarded-for"], false),
+    );
     seen
+}
+
+/// `curl --http2-prior-knowledge`: status, HTTP version and body.
+fn curl_h2(addr: SocketAddr, path: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "--http2-prior-knowledge"])
+        .args(["-w", "\n%{http_code} %{http_version}"])
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 /// A CONNECT through the `connect_matcher` route: the status, then bytes both ways.
@@ -372,6 +407,9 @@ fn access_log(path: &std::path::Path, n: usize) -> Vec<String> {
 }
 
 fn compare(ours: &[(String, String)], envoy: &[(String, String)]) {
+    for (label, e) in envoy {
+        eprintln!("envoy {label}: {e}");
+    }
     let mut diffs = Vec::new();
     for ((label, o), (_, e)) in ours.iter().zip(envoy) {
         if o != e {
