@@ -234,19 +234,57 @@ impl PathMap {
     }
 
     fn envoy_path(&self, native: &str) -> String {
+        // The longest native prefix that ends at a path segment boundary.
         let best = self
             .0
             .iter()
-            .filter(|(n, _)| {
-                native == n
-                    || native
-                        .strip_prefix(n.as_str())
-                        .is_some_and(|rest| rest.starts_with(['.', '[']))
+            .filter_map(|(n, e)| {
+                let rest = native.strip_prefix(n.as_str())?;
+                (rest.is_empty() || rest.starts_with(['.', '['])).then_some((n.len(), e, rest))
             })
-            .max_by_key(|(n, _)| n.len());
+            .max_by_key(|(len, _, _)| *len);
         match best {
-            Some((n, e)) => format!("{e}{}", &native[n.len()..]),
+            Some((_, e, rest)) => format!("{e}{rest}"),
             None => native.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(t: &str) -> Value {
+        serde_yaml::from_str(t).unwrap()
+    }
+
+    #[test]
+    fn tells_bootstraps_from_native_files() {
+        assert!(is_bootstrap(&yaml("static_resources: {}")));
+        assert!(is_bootstrap(&yaml("node: {id: a}")));
+        assert!(is_bootstrap(&yaml(
+            "admin: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}"
+        )));
+        assert!(!is_bootstrap(&yaml("admin: {address: 127.0.0.1, port: 1}")));
+        assert!(!is_bootstrap(&yaml("listeners: []\nnode: {}")));
+        assert!(!is_bootstrap(&yaml("[]")));
+    }
+
+    #[test]
+    fn native_paths_map_to_the_longest_bootstrap_prefix() {
+        let mut m = PathMap::default();
+        m.add(
+            "listeners[0]".into(),
+            "static_resources.listeners[0]".into(),
+        );
+        m.add("listeners[0].port".into(), "X.address".into());
+        assert_eq!(m.envoy_path("listeners[0].port"), "X.address");
+        assert_eq!(
+            m.envoy_path("listeners[0].name"),
+            "static_resources.listeners[0].name"
+        );
+        // `listeners[0]` is not a prefix of `listeners[01]` at a segment boundary.
+        assert_eq!(m.envoy_path("listeners[01]"), "listeners[01]");
+        assert_eq!(m.envoy_path("clusters[0]"), "clusters[0]");
     }
 }
