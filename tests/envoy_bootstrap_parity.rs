@@ -608,3 +608,58 @@ static_resources:
         from_envoy.1, ours.1
     );
 }
+
+/// The overload manager's global downstream connection cap: a connection above it is
+/// closed without a response under both; the open one keeps being served.
+#[test]
+fn the_global_connection_cap_behaves_alike() {
+    let Some(bin) = envoy_or_skip("the_global_connection_cap_behaves_alike") else {
+        return;
+    };
+    let text = "admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: @ADMIN_PORT@}}
+overload_manager:
+  resource_monitors:
+  - name: envoy.resource_monitors.global_downstream_max_connections
+    typed_config:
+      \"@type\": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+      max_active_downstream_connections: 1
+static_resources:
+  listeners:
+  - name: capped
+    address: {socket_address: {address: 127.0.0.1, port_value: @PORT@}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: capped
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: [\"*\"]
+              routes:
+              - match: {prefix: /}
+                direct_response: {status: 200, body: {inline_string: ok}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+";
+    let run = |addr: SocketAddr| {
+        let mut first = Conn::connect(addr);
+        first.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let served = first.read_response().map_or(0, |r| r.status);
+        let mut second = Conn::connect(addr);
+        let _ = second.try_send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let second_closed = second.closed_within(Duration::from_secs(5));
+        first.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let again = first.read_response().map_or(0, |r| r.status);
+        (served, second_closed, again)
+    };
+    let envoy = Envoy::start(&bin, text);
+    let from_envoy = run(envoy.listen);
+    drop(envoy);
+    let proxy = Proxy::start(text);
+    assert_eq!(run(proxy.listen), from_envoy);
+    assert_eq!(from_envoy, (200, true, 200));
+}
