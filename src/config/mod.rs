@@ -3,6 +3,7 @@
 pub mod access_log_format;
 mod build;
 pub mod duration;
+mod envoy;
 mod locate;
 pub mod model;
 pub mod oneline;
