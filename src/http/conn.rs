@@ -431,7 +431,7 @@ impl Conn {
             }
             Action::Proxy {
                 cluster, timeout, ..
-            } => self.proxy(down, view, &plan, cluster, timeout, start).await,
+            } => self.proxy(down, view, &plan, cluster, timeout).await,
             Action::Connect { cluster } => self.connect(down, view, &plan, cluster).await,
             Action::UpgradeRefused => {
                 tracing::debug!(peer = %self.peer, "upgrade not allowed on this route");

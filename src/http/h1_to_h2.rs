@@ -11,7 +11,6 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::io::Write as _;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
@@ -19,6 +18,7 @@ use http::{HeaderName, HeaderValue, Uri};
 
 use super::body::{self, BodyError};
 use super::buf::ReadBuf;
+use super::failure::Failure;
 use super::flags::ResponseFlag;
 use super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::h1::head::BodyKind;
@@ -28,6 +28,8 @@ use super::hop::{self, Fate, Message, Nominated, Special};
 use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
+use crate::upstream::request::clock::{Expiry, Progress};
+use crate::upstream::request::{self, RetryPolicy};
 use crate::upstream::Connector;
 
 /// The request facts this needs from the HTTP/1 connection manager.
@@ -39,11 +41,15 @@ pub(crate) struct H1Request<'a> {
     pub keep_alive: bool,
     pub expect_continue: bool,
     pub draining: bool,
+    /// The client connection's idle timeout, its read timeout outside the body.
+    pub idle_timeout: std::time::Duration,
     /// Edits for the response head (the route's and the filter chain's).
     pub response_edits: crate::http::filter::headers::Edits<'a>,
 }
 
 pub(crate) struct Result {
+    /// Nothing went to the client yet: answer locally with this failure (counted).
+    pub failed: Option<Failure>,
     pub status: u16,
     pub flag: ResponseFlag,
     pub keep_alive: bool,
@@ -54,8 +60,16 @@ pub(crate) struct Result {
     pub body_cut: bool,
 }
 
+/// The upstream failed before a response head went to the client.
+fn upstream_failed(f: Failure) -> Result {
+    let mut r = failed(f.status(), f.flag());
+    r.failed = Some(f);
+    r
+}
+
 fn failed(status: u16, flag: ResponseFlag) -> Result {
     Result {
+        failed: None,
         status,
         flag,
         keep_alive: false,
@@ -116,7 +130,8 @@ fn to_h2_request(head: &[u8]) -> Option<http::Request<()>> {
 }
 
 /// Sends the request to endpoint `ep` of cluster `cs` over HTTP/2 and streams the
-/// response back to the HTTP/1.1 client.
+/// response back to the HTTP/1.1 client, under the request's clocks (`progress`; the
+/// client connection has no sweeping task, so the exchange keeps one timer).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn exchange<D: Io, C: Connector>(
     down: &mut D,
@@ -126,30 +141,41 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
     ep: usize,
-    deadline: Option<Instant>,
+    progress: &Progress,
 ) -> Result {
-    // Bytes already written to the client: after a timeout, a local reply is only
-    // possible if this is still zero.
-    let sent = std::cell::Cell::new(0u64);
-    let work = exchange_inner(down, rbuf, out, r, view, cs, ep, &sent);
-    let res = match deadline {
-        None => work.await,
-        Some(d) => {
-            let expire = async {
-                glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await;
-                None
+    let idle_timeout = r.idle_timeout;
+    let work = exchange_inner(down, rbuf, out, r, view, cs, ep, progress);
+    let res = match progress.run_timed(work).await {
+        Ok(res) => res,
+        Err(e) => {
+            let f = match e {
+                Expiry::Route => Failure::RouteTimeout,
+                Expiry::Idle => Failure::StreamIdle {
+                    request_complete: progress.request_complete(),
+                },
             };
-            match futures_lite::future::or(async { Some(work.await) }, expire).await {
-                Some(res) => res,
-                None => {
-                    cs.stats.rq_timeout.inc();
-                    let mut res = failed(504, ResponseFlag::UpstreamTimeout);
-                    res.bytes_sent = sent.get();
-                    res
+            if progress.status() == 0 {
+                request::count_failure(&cs.stats, f);
+                let mut res = upstream_failed(f);
+                res.bytes_received = progress.bytes_received();
+                res
+            } else {
+                // The head went out: the client connection closes mid-body.
+                request::count_late(&cs.stats, f);
+                Result {
+                    failed: None,
+                    status: progress.status(),
+                    flag: f.flag(),
+                    keep_alive: false,
+                    bytes_received: progress.bytes_received(),
+                    bytes_sent: progress.bytes_sent(),
+                    body_cut: false,
                 }
             }
         }
     };
+    // The body upload bounded the client's reads by the clocks.
+    down.set_read_timeout(Some(idle_timeout));
     res
 }
 
@@ -162,21 +188,31 @@ async fn exchange_inner<D: Io, C: Connector>(
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
     ep: usize,
-    sent: &std::cell::Cell<u64>,
+    progress: &Progress,
 ) -> Result {
     let stats = &cs.stats;
     let Some(req) = to_h2_request(r.head) else {
         return failed(400, ResponseFlag::DownstreamProtocolError);
     };
-    let Ok(mut send) = cs.h2_ready(ep, &*view.connector).await else {
-        return failed(503, ResponseFlag::UpstreamConnectFailure);
+    let mut open = request::H2Open {
+        req: Some(req),
+        end: r.body == BodyKind::Empty,
     };
-
+    let (response, mut up_send) = match request::run(
+        &request::Http2,
+        RetryPolicy::NONE,
+        cs,
+        ep,
+        &*view.connector,
+        || progress.deadline(),
+        &mut open,
+    )
+    .await
+    {
+        Ok((_, stream)) => stream,
+        Err(f) => return upstream_failed(f),
+    };
     let end = r.body == BodyKind::Empty;
-    let Ok((response, mut up_send)) = send.send_request(req, end) else {
-        stats.rq_reset.inc();
-        return failed(503, ResponseFlag::UpstreamConnectionTermination);
-    };
     let mut received = 0;
     // The upstream answered (or stopped taking the body) before the whole request body
     // was sent: the rest of it is neither sent nor read as a next request.
@@ -199,7 +235,8 @@ async fn exchange_inner<D: Io, C: Connector>(
             let sink = &mut DataSink {
                 stream: &mut up_send,
             };
-            let upload = body::forward(down, rbuf, sink, r.body, true, None, None);
+            // Client reads are bounded by the clocks and push the idle clock back.
+            let upload = body::forward(down, rbuf, sink, r.body, true, Some(progress), None);
             // The body is polled first: a body that completes with this poll counts as
             // sent.
             futures_lite::future::or(async { First::Body(upload.await) }, async {
@@ -210,6 +247,9 @@ async fn exchange_inner<D: Io, C: Connector>(
         match first {
             First::Body(Ok(n)) => {
                 received = n;
+                progress.received(n);
+                // The request is complete: the route clock starts (Envoy).
+                progress.request_done();
                 // A stream the upstream already ended: what it answered decides.
                 cut = up_send.send_data(Bytes::new(), true).is_err();
             }
@@ -234,27 +274,22 @@ async fn exchange_inner<D: Io, C: Connector>(
         // h2 itself refused what the upstream sent (a malformed head, such as a :status
         // that is not three digits from 100): the upstream's protocol error.
         Err(e) if e.is_library() && e.reason() == Some(h2::Reason::PROTOCOL_ERROR) => {
-            stats.rq_protocol_error.inc();
-            return failed(502, ResponseFlag::UpstreamProtocolError);
+            request::count_failure(stats, Failure::ProtocolError);
+            return upstream_failed(Failure::ProtocolError);
         }
         Err(_) => {
-            stats.rq_reset.inc();
-            return failed(503, ResponseFlag::UpstreamConnectionTermination);
+            request::count_failure(stats, Failure::ConnectionTermination);
+            return upstream_failed(Failure::ConnectionTermination);
         }
     };
     let (parts, mut up_body) = resp.into_parts();
     let status = parts.status.as_u16();
     // `http::StatusCode` admits 100..=999 (the h2 crate has consumed any 1xx itself).
     if !response::valid_status(status) {
-        stats.rq_protocol_error.inc();
-        return failed(502, ResponseFlag::UpstreamProtocolError);
+        request::count_failure(stats, Failure::ProtocolError);
+        return upstream_failed(Failure::ProtocolError);
     }
-    if let Some(class) = stats
-        .rq_class
-        .get(crate::observe::stats::class_index(status))
-    {
-        class.inc();
-    }
+    request::count_status(stats, status);
     let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let no_body = up_body.is_end_stream() && !has_length;
     let framing = if has_length || no_body {
@@ -297,6 +332,7 @@ async fn exchange_inner<D: Io, C: Connector>(
     // After a cut body the upstream stream is still open on this side: dropping its
     // handles when this returns resets it (CANCEL), so the upstream stops waiting.
     let mut res = Result {
+        failed: None,
         status,
         flag: ResponseFlag::None,
         keep_alive: !close,
@@ -304,7 +340,9 @@ async fn exchange_inner<D: Io, C: Connector>(
         bytes_sent: out.len() as u64,
         body_cut: cut,
     };
-    sent.set(out.len() as u64);
+    // From here on a clock that runs out can only close the connection.
+    progress.head_sent(status);
+    progress.sent(out.len() as u64);
     if down.write_all(out).await.is_err() {
         res.flag = ResponseFlag::DownstreamConnectionTermination;
         res.keep_alive = false;
@@ -314,7 +352,7 @@ async fn exchange_inner<D: Io, C: Connector>(
     let mut line = Vec::with_capacity(32);
     while let Some(chunk) = up_body.data().await {
         let Ok(chunk) = chunk else {
-            stats.rq_reset.inc();
+            request::count_late(stats, Failure::ConnectionTermination);
             res.flag = ResponseFlag::UpstreamConnectionTermination;
             res.keep_alive = false;
             return res;
@@ -337,6 +375,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         }
         let _ = up_body.flow_control().release_capacity(n);
         res.bytes_sent += n as u64;
+        progress.sent(n as u64);
     }
     if chunked {
         line.clear();

@@ -118,7 +118,7 @@ pub(crate) async fn serve<C: Connector>(
             };
             cluster_name = Some(cs.name.clone());
             // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
-            let progress = Rc::new(Progress::new(start, Duration::ZERO, l.idle_timeout));
+            let progress = Rc::new(Progress::new(Duration::ZERO, l.idle_timeout));
             let _clock = conn.clocks.register(&progress);
             super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response).await
         }
@@ -163,7 +163,7 @@ pub(crate) async fn serve<C: Connector>(
                 .map(|v| v.as_bytes())
                 .collect();
             let fwd = forwarding::decide(&l.forwarding, peer.ip(), xff.iter().copied());
-            let progress = Rc::new(Progress::new(start, timeout, l.stream_idle_timeout));
+            let progress = Rc::new(Progress::new(timeout, l.stream_idle_timeout));
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
                 progress.request_done();

@@ -6,7 +6,6 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::io::Write as _;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
@@ -14,9 +13,9 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
-use super::clock::Progress;
+use super::clock::{Expiry, Progress};
 use super::io::{Counted, DataSink};
-use super::reply::{count_class, endpoint, expired, fail, Done};
+use super::reply::{expired, fail, Done};
 use crate::config::MAX_HEADERS_CAP;
 use crate::http::body::{self, BodyError};
 use crate::http::buf::ReadBuf;
@@ -30,6 +29,7 @@ use crate::http::hop::{self, Fate, Message, Nominated, Special};
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
+use crate::upstream::request::{self, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
 pub(crate) struct Request<'a> {
@@ -296,8 +296,7 @@ pub(crate) async fn proxy<C: Connector>(
     cs: &ClusterState<C::Conn>,
     progress: &Progress,
 ) -> Done {
-    let stats = &cs.stats;
-    let Some(ep) = cs.start_request() else {
+    let Some(picked) = request::pick(cs) else {
         return fail(
             respond,
             r.grpc,
@@ -305,42 +304,118 @@ pub(crate) async fn proxy<C: Connector>(
             r.edits.response,
         );
     };
-    let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(
-            respond,
-            r.grpc,
-            Failure::NoHealthyUpstream,
-            r.edits.response,
-        );
-    };
-    es.rq_active.inc();
     // The buffer is lent for this exchange and comes back however the exchange ends.
     let mut ubuf = view.bufs.take();
     // Dropping the exchange on expiry closes its upstream connection: a stuck stream
     // never keeps one.
-    let work = exchange(&mut r, respond, view, cs, ep, &mut ubuf, progress);
+    let work = exchange(&mut r, respond, view, cs, picked.ep, &mut ubuf, progress);
     let result = progress.run(work).await;
     view.bufs.put(ubuf);
-    es.rq_active.dec();
     let mut done = match result {
         Ok(d) => d,
-        Err(e) => expired(respond, r.grpc, progress, e, r.edits.response),
+        Err(e) => {
+            let f = expiry_failure(e, progress);
+            if progress.status() == 0 {
+                request::count_failure(&cs.stats, f);
+            } else {
+                request::count_late(&cs.stats, f);
+            }
+            expired(respond, r.grpc, progress, e, r.edits.response)
+        }
     };
-    done.upstream = Some(endpoint.addr);
-    if done.status != 0 {
-        count_class(stats, done.status);
-    }
-    if done.flag == ResponseFlag::UpstreamTimeout {
-        stats.rq_timeout.inc();
-    }
-    if done.flag == ResponseFlag::UpstreamProtocolError {
-        stats.rq_protocol_error.inc();
-    }
+    done.upstream = Some(picked.endpoint.addr);
     done
 }
 
-/// Connects (or takes a pooled connection), sends the request, streams the response
-/// back, and pools the connection again if it is still in step.
+/// The failure an expired clock stands for.
+pub(super) fn expiry_failure(e: Expiry, progress: &Progress) -> Failure {
+    match e {
+        Expiry::Route => Failure::RouteTimeout,
+        Expiry::Idle => Failure::StreamIdle {
+            request_complete: progress.request_complete(),
+        },
+    }
+}
+
+/// The HTTP/2 stream's side of one try on an HTTP/1.1 connection (`request::run`).
+struct ToH1<'x, 'a> {
+    r: &'x mut Request<'a>,
+    ubuf: &'x mut ReadBuf,
+    head: &'x [u8],
+    chunked: bool,
+    is_head: bool,
+    /// Idempotent and without a body: may be sent again after a stale connection.
+    replayable: bool,
+    progress: &'x Progress,
+}
+
+/// What a try on an HTTP/1.1 connection ended with.
+enum Got {
+    /// A final response head; this many request body bytes went upstream.
+    Head(Head, u64),
+    /// The client reset or failed its stream while its body was going up.
+    ClientGone,
+}
+
+impl<U: Io> Exchange<U> for ToH1<'_, '_> {
+    type Head = Got;
+
+    async fn try_once(&mut self, up: &mut U, _reused: bool) -> Result<Got, Tried> {
+        // The stream's clocks bound the whole exchange (the connection's sweep drops
+        // it when one runs out); no socket timeout of a pooled connection's past use.
+        up.set_read_timeout(None);
+        up.set_write_timeout(None);
+        self.progress.touch();
+        self.ubuf.consume(self.ubuf.len());
+        let lost = |replayable| Tried {
+            failure: Failure::ConnectionTermination,
+            replayable,
+        };
+        // Nothing of the request body was taken yet: the head can go again.
+        if up.write_all(self.head).await.is_err() {
+            return Err(lost(true));
+        }
+        self.progress.touch();
+        let mut received = 0;
+        if !self.r.body.is_end_stream() {
+            match send_body(up, &mut self.r.body, self.chunked, self.progress).await {
+                Ok(n) => received = n,
+                Err(BodyError::Write) => return Err(lost(false)),
+                Err(_) => return Ok(Got::ClientGone),
+            }
+        }
+        loop {
+            if !self.ubuf.is_empty() {
+                match parse_head(self.ubuf.data(), self.is_head) {
+                    Ok(Some(Parsed::Interim(n))) => {
+                        self.ubuf.consume(n);
+                        continue;
+                    }
+                    Ok(Some(Parsed::Final(h))) => return Ok(Got::Head(h, received)),
+                    Ok(None) => {
+                        // `parse` refuses a head past the limit, so a buffer that grows
+                        // to one byte beyond it always finds out.
+                        if self.ubuf.is_full() {
+                            self.ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1);
+                        }
+                    }
+                    Err(BadResponse(why)) => {
+                        tracing::debug!(reason = why, "invalid upstream response");
+                        return Err(Tried::fatal(Failure::ProtocolError));
+                    }
+                }
+            }
+            match body::fill_from(up, self.ubuf, None).await {
+                Ok(n) if n > 0 => self.progress.touch(),
+                _ => return Err(lost(self.replayable && self.ubuf.is_empty())),
+            }
+        }
+    }
+}
+
+/// Sends the request on a pooled or new connection (`request::run`, which retries a
+/// stale pooled one), streams the response back, and pools the connection again if it
+/// is still in step.
 async fn exchange<C: Connector>(
     r: &mut Request<'_>,
     respond: &mut SendResponse<Bytes>,
@@ -350,135 +425,84 @@ async fn exchange<C: Connector>(
     ubuf: &mut ReadBuf,
     progress: &Progress,
 ) -> Done {
-    let stats = &cs.stats;
-    let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(
-            respond,
-            r.grpc,
-            Failure::NoHealthyUpstream,
-            r.edits.response,
-        );
-    };
-    let deadline = progress.deadline();
-    let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
     let mut head = Vec::with_capacity(512);
     let chunked = request_head(&mut head, r);
     let is_head = r.parts.method == http::Method::HEAD;
-    let pooled = std::iter::from_fn(|| cs.pool.take(ep)).find(|c| c.idle_is_clean());
-    let mut up = match pooled {
-        Some(c) => {
-            stats.cx_reused.inc();
-            c
-        }
-        None => {
-            let t = remaining().map_or(cs.cfg.connect_timeout, |r| r.min(cs.cfg.connect_timeout));
-            match view.connector.connect(endpoint.addr, t).await {
-                Ok(c) => {
-                    stats.cx_total.inc();
-                    es.cx_total.inc();
-                    c
-                }
-                Err(_) => {
-                    stats.cx_connect_fail.inc();
-                    es.cx_connect_fail.inc();
-                    // A connect cut short by the route deadline is the route timeout.
-                    let f = if deadline.is_some_and(|d| Instant::now() >= d) {
-                        Failure::RouteTimeout
-                    } else {
-                        Failure::ConnectFailure
-                    };
-                    return fail(respond, r.grpc, f, r.edits.response);
-                }
+    let replayable = r.parts.method.is_idempotent() && r.body.is_end_stream();
+    let (grpc, response_edits, max_headers) = (r.grpc, r.edits.response, r.max_headers);
+    let mut x = ToH1 {
+        r,
+        ubuf,
+        head: &head,
+        chunked,
+        is_head,
+        replayable,
+        progress,
+    };
+    let tried = request::run(
+        &request::Http1,
+        RetryPolicy::STALE_CONNECTION,
+        cs,
+        ep,
+        &*view.connector,
+        || progress.deadline(),
+        &mut x,
+    )
+    .await;
+    let ubuf = x.ubuf;
+    let (mut up, h, received) = match tried {
+        Ok((up, Got::Head(h, received))) => (up, h, received),
+        Ok((_, Got::ClientGone)) => {
+            return Done {
+                status: 0,
+                flag: ResponseFlag::DownstreamConnectionTermination,
+                bytes_received: 0,
+                bytes_sent: 0,
+                upstream: None,
             }
         }
+        Err(f) => {
+            let mut d = fail(respond, grpc, f, response_edits);
+            d.bytes_received = progress.bytes_received();
+            return d;
+        }
     };
-    progress.touch();
-    up.set_read_timeout(remaining());
-    up.set_write_timeout(remaining());
-    let (done, reuse) =
-        send_and_receive(r, respond, &mut up, ubuf, &head, chunked, is_head, progress).await;
+    let (done, reuse) = respond_with(
+        h,
+        received,
+        respond,
+        &mut up,
+        ubuf,
+        response_edits,
+        max_headers,
+        cs,
+        progress,
+    )
+    .await;
     if reuse {
         cs.pool.put(ep, up);
     }
     done
 }
 
+/// Sends the response head to the client and streams the body after it. Returns how
+/// the stream ended and whether the upstream connection is still in step.
 #[allow(clippy::too_many_arguments)]
-async fn send_and_receive<U: Io>(
-    r: &mut Request<'_>,
+async fn respond_with<U: Io, K>(
+    mut h: Head,
+    received: u64,
     respond: &mut SendResponse<Bytes>,
     up: &mut U,
     ubuf: &mut ReadBuf,
-    head: &[u8],
-    chunked: bool,
-    is_head: bool,
+    response_edits: crate::http::filter::headers::Edits<'_>,
+    max_headers: usize,
+    cs: &ClusterState<K>,
     progress: &Progress,
 ) -> (Done, bool) {
-    let grpc = r.grpc;
-    let deadline = progress.deadline();
-    let response_edits = r.edits.response;
-    let failed = |respond: &mut SendResponse<Bytes>, flag| {
-        (fail(respond, grpc, flag, response_edits), false)
-    };
-    if up.write_all(head).await.is_err() {
-        return failed(respond, Failure::ConnectionTermination);
-    }
-    progress.touch();
-    let mut received = 0;
-    if !r.body.is_end_stream() {
-        match send_body(up, &mut r.body, chunked, progress).await {
-            Ok(n) => received = n,
-            Err(BodyError::Write) => return failed(respond, Failure::ConnectionTermination),
-            Err(_) => {
-                let d = Done {
-                    status: 0,
-                    flag: ResponseFlag::DownstreamConnectionTermination,
-                    bytes_received: 0,
-                    bytes_sent: 0,
-                    upstream: None,
-                };
-                return (d, false);
-            }
-        }
-    }
-    let parsed = loop {
-        if !ubuf.is_empty() {
-            match parse_head(ubuf.data(), is_head) {
-                Ok(Some(Parsed::Interim(n))) => {
-                    ubuf.consume(n);
-                    continue;
-                }
-                Ok(Some(Parsed::Final(h))) => break Ok(h),
-                Ok(None) => {
-                    // `parse` refuses a head past the limit, so a buffer that grows to
-                    // one byte beyond it always finds out.
-                    if ubuf.is_full() {
-                        ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1);
-                    }
-                }
-                Err(BadResponse(why)) => {
-                    tracing::debug!(reason = why, "invalid upstream response");
-                    break Err(Failure::ProtocolError);
-                }
-            }
-        }
-        match body::fill_from(up, ubuf, deadline).await {
-            Ok(n) if n > 0 => progress.touch(),
-            Err(BodyError::Timeout) => break Err(Failure::RouteTimeout),
-            _ => break Err(Failure::ConnectionTermination),
-        }
-    };
-    let mut h = match parsed {
-        Ok(h) => h,
-        Err(f) => {
-            let (mut d, _) = failed(respond, f);
-            d.bytes_received = received;
-            return (d, false);
-        }
-    };
     ubuf.consume(h.len);
-    r.edits.response.apply_to_map(h.response.headers_mut());
+    response_edits.apply_to_map(h.response.headers_mut());
     let status = h.response.status().as_u16();
+    request::count_status(&cs.stats, status);
     let end = h.body == BodyKind::Empty;
     let mut send = match respond.send_response(h.response, end) {
         Ok(s) => s,
@@ -513,7 +537,7 @@ async fn send_and_receive<U: Io>(
             sink,
             h.body,
             true,
-            deadline,
+            None,
             None,
             Some(&mut raw_trailers),
         )
@@ -522,12 +546,13 @@ async fn send_and_receive<U: Io>(
             Ok(n) => {
                 done.bytes_sent = n;
                 // Chunked trailers become an HTTP/2 trailers frame.
-                let sent = match trailer_map(&raw_trailers, r.max_headers) {
+                let sent = match trailer_map(&raw_trailers, max_headers) {
                     Ok(Some(t)) => send.send_trailers(t),
                     Ok(None) => send.send_data(Bytes::new(), true),
                     Err(()) => {
                         // Never end the stream cleanly with trailers missing.
                         send.send_reset(h2::Reason::INTERNAL_ERROR);
+                        request::count_late(&cs.stats, Failure::ProtocolError);
                         done.flag = ResponseFlag::UpstreamProtocolError;
                         Ok(())
                     }
@@ -536,13 +561,14 @@ async fn send_and_receive<U: Io>(
                     done.flag = ResponseFlag::DownstreamConnectionTermination;
                 }
             }
-            Err(e) => {
+            Err(BodyError::Write) => {
                 send.send_reset(h2::Reason::INTERNAL_ERROR);
-                done.flag = match e {
-                    BodyError::Write => ResponseFlag::DownstreamConnectionTermination,
-                    BodyError::Timeout => ResponseFlag::UpstreamTimeout,
-                    _ => ResponseFlag::UpstreamConnectionTermination,
-                };
+                done.flag = ResponseFlag::DownstreamConnectionTermination;
+            }
+            Err(_) => {
+                send.send_reset(h2::Reason::INTERNAL_ERROR);
+                request::count_late(&cs.stats, Failure::ConnectionTermination);
+                done.flag = ResponseFlag::UpstreamConnectionTermination;
             }
         }
     }

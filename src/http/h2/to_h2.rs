@@ -12,9 +12,9 @@ use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Response, Uri};
 
-use super::clock::{Expiry, Progress};
-use super::reply::{count_class, endpoint, expired, fail, reject, Done};
-use super::to_h1::Request;
+use super::clock::Progress;
+use super::reply::{expired, fail, reject, Done};
+use super::to_h1::{expiry_failure, Request};
 use crate::http::failure::Failure;
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding::Decision;
@@ -23,6 +23,7 @@ use crate::http::h1::response;
 use crate::http::hop::{self, Fate, Message, Nominated, Special};
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
+use crate::upstream::request::{self, RetryPolicy};
 use crate::upstream::Connector;
 
 /// Copies the fields of a `msg` that pass to the next hop (`http::hop`). Host does not:
@@ -121,32 +122,26 @@ where
 {
     let grpc = r.grpc;
     let response_edits = r.edits.response;
-    let Some(ep) = cs.start_request() else {
+    let Some(picked) = request::pick(cs) else {
         return fail(respond, grpc, Failure::NoHealthyUpstream, response_edits);
     };
-    let Some((endpoint, es)) = endpoint(cs, ep) else {
-        return fail(respond, grpc, Failure::NoHealthyUpstream, response_edits);
-    };
-    es.rq_active.inc();
     // Dropping the exchange on expiry resets the upstream stream.
     let mut done = match progress
-        .run(exchange(r, respond, view, cs, ep, progress))
+        .run(exchange(r, respond, view, cs, picked.ep, progress))
         .await
     {
         Ok(d) => d,
         Err(e) => {
-            if e == Expiry::Route {
-                cs.stats.rq_timeout.inc();
-            }
+            let f = expiry_failure(e, progress);
             if progress.status() == 0 {
-                // A local reply: counted here; a forwarded head was counted when it came.
-                cs.stats.rq_class[4].inc();
+                request::count_failure(&cs.stats, f);
+            } else {
+                request::count_late(&cs.stats, f);
             }
             expired(respond, grpc, progress, e, response_edits)
         }
     };
-    es.rq_active.dec();
-    done.upstream = Some(endpoint.addr);
+    done.upstream = Some(picked.endpoint.addr);
     done
 }
 
@@ -165,13 +160,9 @@ where
     let grpc = r.grpc;
     let response_edits = r.edits.response;
     let failed = |respond: &mut SendResponse<Bytes>, f| {
-        stats.rq_class[4].inc();
+        request::count_failure(stats, f);
         fail(respond, grpc, f, response_edits)
     };
-    let Ok(mut send) = cs.h2_ready(ep, &*view.connector).await else {
-        return failed(respond, Failure::ConnectFailure);
-    };
-
     let uri = Uri::builder()
         .scheme("http")
         .authority(r.authority)
@@ -193,12 +184,23 @@ where
     // Edits see the request as it would go out: end-to-end and forwarding headers.
     r.edits.request.apply_to_map(req.headers_mut());
     let end = r.body.is_end_stream();
-    let (response, mut up_send) = match send.send_request(req, end) {
-        Ok(x) => x,
-        Err(_) => {
-            stats.rq_reset.inc();
-            return failed(respond, Failure::ConnectionTermination);
-        }
+    let mut open = request::H2Open {
+        req: Some(req),
+        end,
+    };
+    let (response, mut up_send) = match request::run(
+        &request::Http2,
+        RetryPolicy::NONE,
+        cs,
+        ep,
+        &*view.connector,
+        || progress.deadline(),
+        &mut open,
+    )
+    .await
+    {
+        Ok((_, stream)) => stream,
+        Err(f) => return fail(respond, grpc, f, response_edits),
     };
     // Request body upstream and response downstream run together (streaming calls).
     let upload = async {
@@ -215,20 +217,16 @@ where
     let download = async {
         let resp = match response.await {
             Ok(resp) => resp,
-            Err(_) => {
-                stats.rq_reset.inc();
-                return failed(respond, Failure::ConnectionTermination);
-            }
+            Err(_) => return failed(respond, Failure::ConnectionTermination),
         };
         let (parts, mut body) = resp.into_parts();
         let status = parts.status.as_u16();
         // The h2 crate accepts any three-digit :status (and consumes 1xx itself).
         // (Dropping the body resets the upstream stream.)
         if !response::valid_status(status) {
-            stats.rq_protocol_error.inc();
             return failed(respond, Failure::ProtocolError);
         }
-        count_class(stats, status);
+        request::count_status(stats, status);
         let mut out = Response::new(());
         *out.status_mut() = parts.status;
         copy_end_to_end(&parts.headers, out.headers_mut(), Message::Response);
@@ -253,7 +251,7 @@ where
             match pump(&mut body, &mut down_send, |n| progress.sent(n)).await {
                 Ok(n) => done.bytes_sent = n,
                 Err(PumpError::Read) => {
-                    stats.rq_reset.inc();
+                    request::count_late(stats, Failure::ConnectionTermination);
                     down_send.send_reset(h2::Reason::INTERNAL_ERROR);
                     done.flag = ResponseFlag::UpstreamConnectionTermination;
                 }
