@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::config::UpstreamProtocol;
 use crate::upstream::request::clock::{Expiry, Progress};
 use crate::upstream::request::{self, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
@@ -327,10 +326,13 @@ impl Conn {
         plan: &Plan<'_>,
         cluster: usize,
         timeout: Duration,
+        h2_request: Option<Box<http::Request<()>>>,
     ) -> Outcome {
         // The upstream buffer is borrowed from the worker only for this exchange.
         self.ubuf = view.bufs.take();
-        let outcome = self.exchange(down, view, plan, cluster, timeout).await;
+        let outcome = self
+            .exchange(down, view, plan, cluster, timeout, h2_request)
+            .await;
         view.bufs
             .put(std::mem::replace(&mut self.ubuf, ReadBuf::new(0)));
         outcome
@@ -343,6 +345,7 @@ impl Conn {
         plan: &Plan<'_>,
         cluster: usize,
         timeout: Duration,
+        h2_request: Option<Box<http::Request<()>>>,
     ) -> Outcome {
         let cs = &view.clusters[cluster];
         if self.logging {
@@ -361,9 +364,9 @@ impl Conn {
             // The head was the whole request: the route clock starts now.
             progress.request_done();
         }
-        if cs.cfg.protocol == UpstreamProtocol::Http2 {
+        if let Some(req) = h2_request {
             return self
-                .via_http2(down, view, plan, cluster, picked.ep, &progress)
+                .via_http2(down, view, plan, cluster, picked.ep, *req, &progress)
                 .await;
         }
         let mut x = Try {
@@ -477,7 +480,9 @@ impl Conn {
         }
     }
 
-    /// An HTTP/1 request to an HTTP/2 cluster (`h1_to_h2`).
+    /// An HTTP/1 request to an HTTP/2 cluster (`h1_to_h2`), with the request the
+    /// connection manager built from the head.
+    #[allow(clippy::too_many_arguments)]
     async fn via_http2<D: Io, C: Connector>(
         &mut self,
         down: &mut D,
@@ -485,13 +490,11 @@ impl Conn {
         plan: &Plan<'_>,
         cluster: usize,
         ep: usize,
+        req: http::Request<()>,
         progress: &Progress,
     ) -> Outcome {
         let cs = &view.clusters[cluster];
-        // The upstream head moves out of `wbuf` while the response head is written.
-        let head = std::mem::take(&mut self.wbuf);
         let r = super::super::h1_to_h2::H1Request {
-            head: &head,
             body: plan.framing.body,
             minor: plan.minor,
             keep_alive: plan.framing.keep_alive,
@@ -500,11 +503,12 @@ impl Conn {
             idle_timeout: plan.idle_timeout,
             response_edits: plan.response_edits,
         };
-        let mut out = Vec::new();
+        // The response head is written into `wbuf`, which holds no upstream head here.
         let res = super::super::h1_to_h2::exchange(
             down,
             &mut self.rbuf,
-            &mut out,
+            &mut self.wbuf,
+            req,
             r,
             view,
             cs,
@@ -512,7 +516,6 @@ impl Conn {
             progress,
         )
         .await;
-        self.wbuf = head;
         // A response forwarded before the body was all sent: close gently.
         self.linger |= res.body_cut;
         self.rec.bytes_received += res.bytes_received;
