@@ -173,8 +173,9 @@ impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
     async fn try_once(&mut self, up: &mut C::Conn, _reused: bool) -> Result<Got, Tried> {
         let (conn, plan, progress) = (&mut *self.conn, self.plan, self.progress);
         // Every upstream read and write is bounded by the time left on the clocks.
-        up.set_read_timeout(progress.time_left());
-        up.set_write_timeout(progress.time_left());
+        let left = progress.time_left();
+        up.set_read_timeout(left);
+        up.set_write_timeout(left);
         conn.ubuf.consume(conn.ubuf.len());
         if up.write_all(&conn.wbuf).await.is_err() {
             // Nothing of the body was read yet: the request can go again as it was.

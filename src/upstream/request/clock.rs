@@ -110,10 +110,11 @@ impl Progress {
 
     /// The client's request arrived whole: the route timer starts (once).
     pub fn request_done(&self) {
+        let now = Instant::now();
         if !self.request_complete.replace(true) && !self.route_timeout.is_zero() {
-            self.route.set(Some(Instant::now() + self.route_timeout));
+            self.route.set(Some(now + self.route_timeout));
         }
-        self.touch();
+        self.last.set(now);
     }
 
     /// Whether the client's request arrived whole.
