@@ -302,7 +302,7 @@ async fn prepare<'v, C: Connector>(
                 .is_some_and(|c| c.cfg.protocol == UpstreamProtocol::Http2);
             let h2 = if to_h2 {
                 // Built from the parsed head: never encoded as HTTP/1.1 and parsed again.
-                match super::h1_to_h2::h2_request(&req, fwd, edits.request) {
+                match crate::upstream::request::http2::request_from_h1(&req, fwd, edits.request) {
                     Some(r) => Some(Box::new(r)),
                     None => {
                         return Err(HeadError::BadRequest(

@@ -1,7 +1,7 @@
 //! An HTTP/1.1 request proxied to an HTTP/2 upstream (`protocol: http2` clusters).
 //!
 //! The connection manager builds the HTTP/2 request from the parsed head
-//! (`h2_request`: hop-by-hop headers removed, forwarding headers and the filter chain's
+//! (`upstream::request::http2::request_from_h1`: hop-by-hop headers removed, forwarding headers and the filter chain's
 //! edits applied; the head is never encoded and parsed again), the body is streamed as
 //! DATA frames, and the response is written
 //! back as an HTTP/1.1 head with a Content-Length or chunked body (trailers included).
@@ -15,20 +15,15 @@ use std::io::Write as _;
 
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
-use http::{HeaderName, HeaderValue, Uri};
 
 use super::body::{self, BodyError};
 use super::buf::ReadBuf;
 use super::failure::Failure;
-use super::filter::headers::Edits;
 use super::flags::ResponseFlag;
-use super::forwarding::Decision;
 use super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::h1::head::BodyKind;
-use super::h1::request::RequestHead;
 use super::h1::response;
 use super::h2::io::DataSink;
-use super::hop::{self, Fate, Message, Nominated, Special};
 use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
@@ -87,82 +82,6 @@ enum First {
     Body(std::result::Result<u64, BodyError>),
     /// The upstream's response head (or its failure) came first.
     Answer(std::result::Result<http::Response<h2::RecvStream>, h2::Error>),
-}
-
-/// The HTTP/2 request for a parsed HTTP/1.1 request head (`h1::request`), built by the
-/// connection manager in place of the HTTP/1.1 upstream head: `:authority` from the
-/// absolute-form target or Host, the end-to-end headers as the HTTP/1 encoder would pass
-/// them (this hop's own dropped, including what `Connection` names; `te: trailers`
-/// kept), the forwarding headers the policy decided, then the filter chain's and the
-/// route's request edits, which see the request as it would go out (as on the
-/// HTTP/2-to-HTTP/2 path). `None`: the head cannot be an HTTP/2 request (no authority,
-/// or a field HTTP/2 refuses).
-pub(crate) fn h2_request(
-    head: &RequestHead<'_, '_>,
-    fwd: Decision,
-    edits: Edits<'_>,
-) -> Option<http::Request<()>> {
-    let authority = std::str::from_utf8(head.authority)
-        .ok()
-        .filter(|a| !a.is_empty())?;
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(authority)
-        .path_and_query(head.path)
-        .build()
-        .ok()?;
-    let mut out = http::Request::new(());
-    *out.method_mut() = http::Method::from_bytes(head.method.as_bytes()).ok()?;
-    *out.uri_mut() = uri;
-    let map = out.headers_mut();
-    let named = Nominated::of(head.headers, head.framing.has_connection_header);
-    let mut content_length = false;
-    for h in head.headers.iter() {
-        let special = hop::classify(h.name);
-        let value = match special {
-            // The authority travels as `:authority`.
-            Special::Host => continue,
-            // Checked equal by the parser when repeated: one is enough.
-            Special::ContentLength if content_length => continue,
-            Special::ContentLength => {
-                content_length = true;
-                h.value
-            }
-            // HTTP/2 frames the body itself, and the proxy answers `100-continue`.
-            Special::TransferEncoding | Special::Expect => continue,
-            // Rewritten below; otherwise they pass as they came.
-            Special::XForwardedFor if fwd.append.is_some() => continue,
-            Special::XForwardedProto if fwd.overwrite_proto => continue,
-            _ => match hop::fate(special, h.name, h.value, Message::Request, named) {
-                Fate::Forward => h.value,
-                Fate::TeTrailers => b"trailers",
-                Fate::Drop => continue,
-            },
-        };
-        map.append(
-            HeaderName::from_bytes(h.name.as_bytes()).ok()?,
-            HeaderValue::from_bytes(value).ok()?,
-        );
-    }
-    if let Some(ip) = fwd.append {
-        // Every incoming value in order, joined by "," (as Envoy), then the address.
-        let mut xff = Vec::with_capacity(64);
-        for h in head
-            .headers
-            .iter()
-            .filter(|h| hop::classify(h.name) == Special::XForwardedFor)
-        {
-            xff.extend_from_slice(h.value);
-            xff.push(b',');
-        }
-        let _ = write!(xff, "{ip}");
-        map.insert("x-forwarded-for", HeaderValue::from_bytes(&xff).ok()?);
-    }
-    if fwd.overwrite_proto || !map.contains_key("x-forwarded-proto") {
-        map.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    }
-    edits.apply_to_map(map);
-    Some(out)
 }
 
 /// Sends the request to endpoint `ep` of cluster `cs` over HTTP/2 and streams the
@@ -430,43 +349,4 @@ async fn exchange_inner<D: Io, C: Connector>(
         }
     }
     res
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::http::h1::request;
-
-    #[test]
-    fn the_h2_request_is_built_from_the_parsed_head() {
-        let raw = b"POST /p?q=1 HTTP/1.1\r\nHost: a.example\r\nConnection: x-hop\r\nX-Hop: 1\r\nTE: trailers, gzip\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nContent-Length: 2\r\nExpect: 100-continue\r\nX-End: 2\r\n\r\n";
-        let mut slots = request::header_slots();
-        let head = request::parse(raw, &Default::default(), &mut slots)
-            .unwrap()
-            .unwrap();
-        let fwd = Decision {
-            append: Some("127.0.0.1".parse().unwrap()),
-            overwrite_proto: true,
-            client: None,
-        };
-        let req = h2_request(&head, fwd, Edits::none()).unwrap();
-        assert_eq!(req.method(), http::Method::POST);
-        assert_eq!(req.uri().to_string(), "http://a.example/p?q=1");
-        let h = req.headers();
-        let mut names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
-        names.sort_unstable();
-        assert_eq!(
-            names,
-            [
-                "content-length",
-                "te",
-                "x-end",
-                "x-forwarded-for",
-                "x-forwarded-proto"
-            ]
-        );
-        assert_eq!(h["te"], "trailers");
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1,127.0.0.1");
-        assert_eq!(h["x-forwarded-proto"], "http");
-    }
 }

@@ -22,18 +22,18 @@
 //! `Http1` or `Http2`, the exchange is the adapter's own state, borrowed for the loop.
 
 pub(crate) mod clock;
+pub(crate) mod http1;
+pub(crate) mod http2;
+
+pub(crate) use http1::Http1;
+pub(crate) use http2::{H2Open, Http2};
 
 use std::time::Instant;
-
-use bytes::Bytes;
-use h2::client::{ResponseFuture, SendRequest};
-use h2::SendStream;
 
 use super::cluster::ClusterState;
 use super::Connector;
 use crate::config::Endpoint;
 use crate::http::failure::Failure;
-use crate::http::io::Io;
 use crate::observe::stats::{class_index, ClusterStats, EndpointStats};
 
 /// An endpoint picked for one request, counted in flight until this is dropped.
@@ -108,81 +108,6 @@ pub(crate) trait UpstreamCodec<K: Connector> {
     ) -> Result<(Self::Conn, bool), Failure>;
 }
 
-/// HTTP/1.1 upstreams: a keep-alive connection from the per-core pool, or a new one.
-pub(crate) struct Http1;
-
-impl<K: Connector> UpstreamCodec<K> for Http1 {
-    type Conn = K::Conn;
-
-    async fn obtain(
-        &self,
-        cs: &ClusterState<K::Conn>,
-        ep: usize,
-        connector: &K,
-        deadline: Option<Instant>,
-    ) -> Result<(K::Conn, bool), Failure> {
-        let stats = &cs.stats;
-        // An idle connection the upstream closed, or wrote to, is never used.
-        if let Some(c) = std::iter::from_fn(|| cs.pool.take(ep)).find(|c| c.idle_is_clean()) {
-            stats.cx_reused.inc();
-            return Ok((c, true));
-        }
-        let (Some(endpoint), Some(es)) = (cs.cfg.endpoints.get(ep), cs.endpoints.get(ep)) else {
-            return Err(Failure::NoHealthyUpstream);
-        };
-        let timeout = match deadline {
-            Some(d) => d
-                .saturating_duration_since(Instant::now())
-                .min(cs.cfg.connect_timeout),
-            None => cs.cfg.connect_timeout,
-        };
-        match connector.connect(endpoint.addr, timeout).await {
-            Ok(c) => {
-                stats.cx_total.inc();
-                es.cx_total.inc();
-                Ok((c, false))
-            }
-            Err(e) => {
-                tracing::debug!(upstream = %endpoint.addr, error = %e, "upstream connect failed");
-                stats.cx_connect_fail.inc();
-                es.cx_connect_fail.inc();
-                // A connect cut short by the route deadline is the route timeout.
-                Err(if deadline.is_some_and(|d| Instant::now() >= d) {
-                    Failure::RouteTimeout
-                } else {
-                    Failure::ConnectFailure
-                })
-            }
-        }
-    }
-}
-
-/// HTTP/2 upstreams: a ready handle on the per-core multiplexed connection to the
-/// endpoint (opened on first use, replaced when it failed).
-pub(crate) struct Http2;
-
-impl<K: Connector> UpstreamCodec<K> for Http2
-where
-    K::Conn: 'static,
-{
-    type Conn = SendRequest<Bytes>;
-
-    async fn obtain(
-        &self,
-        cs: &ClusterState<K::Conn>,
-        ep: usize,
-        connector: &K,
-        _deadline: Option<Instant>,
-    ) -> Result<(SendRequest<Bytes>, bool), Failure> {
-        // `h2_ready` keeps the connection counters; a stream slot on a live
-        // connection counts as a reused connection.
-        match cs.h2_ready(ep, connector).await {
-            Ok(s) => Ok((s, false)),
-            Err(_) => Err(Failure::ConnectFailure),
-        }
-    }
-}
-
 /// How one try failed before a response head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tried {
@@ -231,29 +156,6 @@ pub(crate) trait Exchange<C> {
     /// Sends the request on `conn` and reads until the response head.
     #[allow(async_fn_in_trait)]
     async fn try_once(&mut self, conn: &mut C, reused: bool) -> Result<Self::Head, Tried>;
-}
-
-/// The try of an HTTP/2 upstream: open a stream on the multiplexed connection with the
-/// request head. The response head is awaited by the adapter, concurrently with the
-/// request body (streaming calls, early answers).
-pub(crate) struct H2Open {
-    pub req: Option<http::Request<()>>,
-    /// The request has no body (END_STREAM on the head).
-    pub end: bool,
-}
-
-impl Exchange<SendRequest<Bytes>> for H2Open {
-    type Head = (ResponseFuture, SendStream<Bytes>);
-
-    async fn try_once(
-        &mut self,
-        send: &mut SendRequest<Bytes>,
-        _reused: bool,
-    ) -> Result<Self::Head, Tried> {
-        let lost = Tried::fatal(Failure::ConnectionTermination);
-        let req = self.req.take().ok_or(lost)?;
-        send.send_request(req, self.end).map_err(|_| lost)
-    }
 }
 
 /// The attempt loop: obtain a connection, try, decide. A final failure is counted for
