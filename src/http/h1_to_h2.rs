@@ -28,7 +28,7 @@ use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::clock::{Expiry, Progress};
-use crate::upstream::request::{self, RetryPolicy};
+use crate::upstream::request::{self, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
 /// The request facts this needs from the HTTP/1 connection manager.
@@ -82,6 +82,140 @@ enum First {
     Body(std::result::Result<u64, BodyError>),
     /// The upstream's response head (or its failure) came first.
     Answer(std::result::Result<http::Response<h2::RecvStream>, h2::Error>),
+}
+
+/// A response head from an HTTP/2 upstream, with what happened to the request body.
+struct Answered {
+    response: http::Response<h2::RecvStream>,
+    /// The request stream, kept open until the exchange ends.
+    up_send: h2::SendStream<Bytes>,
+    /// Request body bytes sent.
+    received: u64,
+    /// The upstream answered (or stopped taking the body) before the whole request body
+    /// was sent: the rest of it is neither sent nor read as a next request.
+    cut: bool,
+}
+
+/// What a try ended with.
+enum Got {
+    Head(Answered),
+    /// The client went away or sent a malformed body.
+    Ended(Result),
+}
+
+/// The HTTP/1 client's side of one try on the multiplexed connection
+/// (`request::run`): open the stream, send the body while watching for an early
+/// answer, wait for the response head.
+struct ToH2<'x, D> {
+    down: &'x mut D,
+    rbuf: &'x mut ReadBuf,
+    req: Option<http::Request<()>>,
+    r: &'x H1Request<'x>,
+    progress: &'x Progress,
+}
+
+impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
+    type Head = Got;
+
+    async fn try_once(
+        &mut self,
+        send: &mut h2::client::SendRequest<Bytes>,
+        _reused: bool,
+    ) -> std::result::Result<Got, Tried> {
+        let (r, progress) = (self.r, self.progress);
+        let lost = Tried::fatal(Failure::ConnectionTermination);
+        let end = r.body == BodyKind::Empty;
+        let req = self.req.take().ok_or(lost)?;
+        let (response, mut up_send) = send.send_request(req, end).map_err(|_| lost)?;
+        let mut received = 0;
+        let mut cut = false;
+        futures_lite::pin!(response);
+        let mut answer = None;
+        if !end {
+            if r.expect_continue
+                && self
+                    .down
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_err()
+            {
+                let dc = failed(0, ResponseFlag::DownstreamConnectionTermination);
+                return Ok(Got::Ended(dc));
+            }
+            // The response is watched while the body goes up: an upstream may answer
+            // early (a 413) and then stop reading, which would leave the body stuck on
+            // flow control, or reset the stream (RFC 9113 section 8.1), which fails the
+            // body.
+            let first = {
+                let sink = &mut DataSink {
+                    stream: &mut up_send,
+                };
+                // Client reads are bounded by the clocks and push the idle clock back.
+                let upload = body::forward(
+                    &mut *self.down,
+                    self.rbuf,
+                    sink,
+                    r.body,
+                    true,
+                    Some(progress),
+                    None,
+                );
+                // The body is polled first: a body that completes with this poll counts
+                // as sent.
+                futures_lite::future::or(async { First::Body(upload.await) }, async {
+                    First::Answer(response.as_mut().await)
+                })
+                .await
+            };
+            match first {
+                First::Body(Ok(n)) => {
+                    received = n;
+                    progress.received(n);
+                    // The request is complete: the route clock starts (Envoy).
+                    progress.request_done();
+                    // A stream the upstream already ended: what it answered decides.
+                    cut = up_send.send_data(Bytes::new(), true).is_err();
+                }
+                // The upstream stopped taking the body: what it said, if anything, decides.
+                First::Body(Err(BodyError::Write)) => cut = true,
+                First::Body(Err(BodyError::Framing)) => {
+                    let dpe = failed(400, ResponseFlag::DownstreamProtocolError);
+                    return Ok(Got::Ended(dpe));
+                }
+                First::Body(Err(_)) => {
+                    let dc = failed(0, ResponseFlag::DownstreamConnectionTermination);
+                    return Ok(Got::Ended(dc));
+                }
+                First::Answer(a) => {
+                    cut = true;
+                    answer = Some(a);
+                }
+            }
+        }
+        let answer = match answer {
+            Some(a) => a,
+            None => response.await,
+        };
+        let response = match answer {
+            Ok(resp) => resp,
+            // h2 itself refused what the upstream sent (a malformed head, such as a
+            // :status that is not three digits from 100): the upstream's protocol error.
+            Err(e) if e.is_library() && e.reason() == Some(h2::Reason::PROTOCOL_ERROR) => {
+                return Err(Tried::fatal(Failure::ProtocolError))
+            }
+            Err(_) => return Err(lost),
+        };
+        // `http::StatusCode` admits 100..=999 (the h2 crate has consumed any 1xx itself).
+        if !response::valid_status(response.status().as_u16()) {
+            return Err(Tried::fatal(Failure::ProtocolError));
+        }
+        Ok(Got::Head(Answered {
+            response,
+            up_send,
+            received,
+            cut,
+        }))
+    }
 }
 
 /// Sends the request to endpoint `ep` of cluster `cs` over HTTP/2 and streams the
@@ -148,101 +282,35 @@ async fn exchange_inner<D: Io, C: Connector>(
     progress: &Progress,
 ) -> Result {
     let stats = &cs.stats;
-    let mut open = request::H2Open {
+    let mut x = ToH2 {
+        down: &mut *down,
+        rbuf,
         req: Some(req),
-        end: r.body == BodyKind::Empty,
+        r: &r,
+        progress,
     };
-    let (response, mut up_send) = match request::run(
+    let tried = request::run(
         &request::Http2,
         RetryPolicy::NONE,
         cs,
         ep,
         &*view.connector,
         || progress.deadline(),
-        &mut open,
+        &mut x,
     )
-    .await
-    {
-        Ok((_, stream)) => stream,
+    .await;
+    // `_up_send` lives to the end: after a cut body the upstream stream is still open on
+    // this side, and dropping its handles when this returns resets it (CANCEL), so the
+    // upstream stops waiting.
+    let (parts, mut up_body, _up_send, received, cut) = match tried {
+        Ok((_, Got::Head(h))) => {
+            let (parts, body) = h.response.into_parts();
+            (parts, body, h.up_send, h.received, h.cut)
+        }
+        Ok((_, Got::Ended(res))) => return res,
         Err(f) => return upstream_failed(f),
     };
-    let end = r.body == BodyKind::Empty;
-    let mut received = 0;
-    // The upstream answered (or stopped taking the body) before the whole request body
-    // was sent: the rest of it is neither sent nor read as a next request.
-    let mut cut = false;
-    futures_lite::pin!(response);
-    let mut answer = None;
-    if !end {
-        if r.expect_continue
-            && down
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .is_err()
-        {
-            return failed(0, ResponseFlag::DownstreamConnectionTermination);
-        }
-        // The response is watched while the body goes up: an upstream may answer early
-        // (a 413) and then stop reading, which would leave the body stuck on flow
-        // control, or reset the stream (RFC 9113 section 8.1), which fails the body.
-        let first = {
-            let sink = &mut DataSink {
-                stream: &mut up_send,
-            };
-            // Client reads are bounded by the clocks and push the idle clock back.
-            let upload = body::forward(down, rbuf, sink, r.body, true, Some(progress), None);
-            // The body is polled first: a body that completes with this poll counts as
-            // sent.
-            futures_lite::future::or(async { First::Body(upload.await) }, async {
-                First::Answer(response.as_mut().await)
-            })
-            .await
-        };
-        match first {
-            First::Body(Ok(n)) => {
-                received = n;
-                progress.received(n);
-                // The request is complete: the route clock starts (Envoy).
-                progress.request_done();
-                // A stream the upstream already ended: what it answered decides.
-                cut = up_send.send_data(Bytes::new(), true).is_err();
-            }
-            // The upstream stopped taking the body: what it said, if anything, decides.
-            First::Body(Err(BodyError::Write)) => cut = true,
-            First::Body(Err(BodyError::Framing)) => {
-                return failed(400, ResponseFlag::DownstreamProtocolError)
-            }
-            First::Body(Err(_)) => return failed(0, ResponseFlag::DownstreamConnectionTermination),
-            First::Answer(a) => {
-                cut = true;
-                answer = Some(a);
-            }
-        }
-    }
-    let answer = match answer {
-        Some(a) => a,
-        None => response.await,
-    };
-    let resp = match answer {
-        Ok(resp) => resp,
-        // h2 itself refused what the upstream sent (a malformed head, such as a :status
-        // that is not three digits from 100): the upstream's protocol error.
-        Err(e) if e.is_library() && e.reason() == Some(h2::Reason::PROTOCOL_ERROR) => {
-            request::count_failure(stats, Failure::ProtocolError);
-            return upstream_failed(Failure::ProtocolError);
-        }
-        Err(_) => {
-            request::count_failure(stats, Failure::ConnectionTermination);
-            return upstream_failed(Failure::ConnectionTermination);
-        }
-    };
-    let (parts, mut up_body) = resp.into_parts();
     let status = parts.status.as_u16();
-    // `http::StatusCode` admits 100..=999 (the h2 crate has consumed any 1xx itself).
-    if !response::valid_status(status) {
-        request::count_failure(stats, Failure::ProtocolError);
-        return upstream_failed(Failure::ProtocolError);
-    }
     request::count_status(stats, status);
     let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let no_body = up_body.is_end_stream() && !has_length;
@@ -283,8 +351,6 @@ async fn exchange_inner<D: Io, C: Connector>(
         out.truncate(out.len().saturating_sub(2));
         out.extend_from_slice(b"content-length: 0\r\n\r\n");
     }
-    // After a cut body the upstream stream is still open on this side: dropping its
-    // handles when this returns resets it (CANCEL), so the upstream stops waiting.
     let mut res = Result {
         failed: None,
         status,
