@@ -93,6 +93,8 @@ struct Plan<'v> {
     stream_idle_timeout: Duration,
     /// Edits for the response head (the route's, then the filters').
     response_edits: Edits<'v>,
+    /// The stream's filter chain, for the hooks after the request head.
+    chain: filter::Chain<'v>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -348,6 +350,7 @@ async fn prepare<'v, C: Connector>(
         idle_timeout: l.idle_timeout,
         stream_idle_timeout: l.stream_idle_timeout,
         response_edits: edits.response,
+        chain: edits.chain,
     }))
 }
 
@@ -483,6 +486,12 @@ impl Conn {
         self.rec.status = outcome.status;
         self.rec.flag = Some(outcome.flag);
         self.rec.duration = start.elapsed();
+        plan.chain.on_complete(&filter::StreamEnd {
+            status: outcome.status,
+            flag: outcome.flag,
+            bytes_received: self.rec.bytes_received,
+            bytes_sent: self.rec.bytes_sent,
+        });
         self.complete(view, listener);
         outcome.keep_alive && !view.draining.get()
     }

@@ -19,6 +19,7 @@ use futures_lite::io::AsyncWriteExt;
 use super::body::{self, BodyError};
 use super::buf::ReadBuf;
 use super::failure::Failure;
+use super::filter::{Chain, LocalReply, Status};
 use super::flags::ResponseFlag;
 use super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::h1::head::BodyKind;
@@ -42,11 +43,15 @@ pub(crate) struct H1Request<'a> {
     pub idle_timeout: std::time::Duration,
     /// Edits for the response head (the route's and the filter chain's).
     pub response_edits: crate::http::filter::headers::Edits<'a>,
+    /// The stream's filter chain, for the response-head hook.
+    pub chain: Chain<'a>,
 }
 
 pub(crate) struct Result {
     /// Nothing went to the client yet: answer locally with this failure (counted).
     pub failed: Option<Failure>,
+    /// Nothing went to the client yet: a filter answers the response head with this.
+    pub reply: Option<LocalReply>,
     pub status: u16,
     pub flag: ResponseFlag,
     pub keep_alive: bool,
@@ -67,6 +72,7 @@ fn upstream_failed(f: Failure) -> Result {
 fn failed(status: u16, flag: ResponseFlag) -> Result {
     Result {
         failed: None,
+        reply: None,
         status,
         flag,
         keep_alive: false,
@@ -254,6 +260,7 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
                 request::count_late(&cs.stats, f);
                 Result {
                     failed: None,
+                    reply: None,
                     status: progress.status(),
                     flag: f.flag(),
                     keep_alive: false,
@@ -312,6 +319,14 @@ async fn exchange_inner<D: Io, C: Connector>(
     };
     let status = parts.status.as_u16();
     request::count_status(stats, status);
+    if r.chain.hooks().response_head {
+        if let Status::Respond(reply) = r.chain.on_response_head(status).await {
+            let mut res = failed(reply.status, reply.flag);
+            res.reply = Some(reply);
+            res.body_cut = cut;
+            return res;
+        }
+    }
     let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let no_body = up_body.is_end_stream() && !has_length;
     let framing = if has_length || no_body {
@@ -353,6 +368,7 @@ async fn exchange_inner<D: Io, C: Connector>(
     }
     let mut res = Result {
         failed: None,
+        reply: None,
         status,
         flag: ResponseFlag::None,
         keep_alive: !close,

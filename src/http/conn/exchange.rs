@@ -24,7 +24,7 @@ use crate::upstream::Connector;
 use super::super::body::{self, BodyError};
 use super::super::buf::ReadBuf;
 use super::super::failure::Failure;
-use super::super::filter::headers::Edits;
+use super::super::filter::{self, headers::Edits};
 use super::super::flags::ResponseFlag;
 use super::super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::super::h1::head::{BodyKind, HeadError};
@@ -424,6 +424,15 @@ impl Conn {
         };
         self.ubuf.consume(head_len);
         request::count_status(stats, status);
+        if plan.chain.hooks().response_head {
+            if let filter::Status::Respond(reply) = plan.chain.on_response_head(status).await {
+                // A filter answers instead; the upstream connection, mid-response, goes.
+                let body = reply.body.as_bytes();
+                return self
+                    .reply_and_close(down, plan, reply.status, body, reply.flag)
+                    .await;
+            }
+        }
         progress.head_sent(status);
         if down.write_all(&self.wbuf).await.is_err() {
             return Outcome {
@@ -503,6 +512,7 @@ impl Conn {
             draining: view.draining.get(),
             idle_timeout: plan.idle_timeout,
             response_edits: plan.response_edits,
+            chain: plan.chain,
         };
         // The response head is written into `wbuf`, which holds no upstream head here.
         let res = super::super::h1_to_h2::exchange(
@@ -521,6 +531,13 @@ impl Conn {
         self.linger |= res.body_cut;
         self.rec.bytes_received += res.bytes_received;
         self.rec.bytes_sent = res.bytes_sent;
+        if let Some(reply) = res.reply {
+            // A filter answered the upstream's response head instead.
+            let body = reply.body.as_bytes();
+            return self
+                .reply_and_close(down, plan, reply.status, body, reply.flag)
+                .await;
+        }
         if let Some(f) = res.failed {
             // Nothing was sent yet: answer locally like the HTTP/1 path does. The
             // request body may be half read: answer and close, without trying to read

@@ -94,6 +94,8 @@ pub(crate) async fn serve<C: Connector>(
             Status::Respond(reply) => Some(reply),
         }
     };
+    // Copied out for the completion hook: the edits move into the proxied request.
+    let chain = edits.chain;
     let mut cluster_name = None;
     let done = match (refused, filter_reply, action) {
         (Some(e), _, _) => reject(&mut respond, grpc, e),
@@ -189,6 +191,12 @@ pub(crate) async fn serve<C: Connector>(
             }
         }
     };
+    chain.on_complete(&filter::StreamEnd {
+        status: done.status,
+        flag: done.flag,
+        bytes_received: done.bytes_received,
+        bytes_sent: done.bytes_sent,
+    });
     let log = view.access_logs.get(listener).and_then(Option::as_deref);
     let mut info = StreamInfo {
         start: Some(started),

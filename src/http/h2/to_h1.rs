@@ -14,11 +14,11 @@ use h2::RecvStream;
 
 use super::clock::{Expiry, Progress};
 use super::io::{Counted, DataSink};
-use super::reply::{expired, fail, Done};
+use super::reply::{expired, fail, filter_reply, Done};
 use crate::http::body::{self, BodyError};
 use crate::http::buf::ReadBuf;
 use crate::http::failure::Failure;
-use crate::http::filter::StreamEdits;
+use crate::http::filter::{Status, StreamEdits};
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding::Decision;
 use crate::http::h1::head::BodyKind;
@@ -230,13 +230,14 @@ async fn exchange<C: Connector>(
             return d;
         }
     };
+    let edits = x.r.edits;
     let (done, reuse) = respond_with(
         h,
         received,
         respond,
         &mut up,
         ubuf,
-        response_edits,
+        (grpc, edits),
         max_headers,
         cs,
         progress,
@@ -257,15 +258,21 @@ async fn respond_with<U: Io, K>(
     respond: &mut SendResponse<Bytes>,
     up: &mut U,
     ubuf: &mut ReadBuf,
-    response_edits: crate::http::filter::headers::Edits<'_>,
+    (grpc, edits): (bool, StreamEdits<'_>),
     max_headers: usize,
     cs: &ClusterState<K>,
     progress: &Progress,
 ) -> (Done, bool) {
     ubuf.consume(h.len);
-    response_edits.apply_to_map(h.response.headers_mut());
+    edits.response.apply_to_map(h.response.headers_mut());
     let status = h.response.status().as_u16();
     request::count_status(&cs.stats, status);
+    if edits.chain.hooks().response_head {
+        if let Status::Respond(reply) = edits.chain.on_response_head(status).await {
+            // A filter answers instead; the upstream connection, mid-response, goes.
+            return (filter_reply(respond, grpc, &reply, edits.response), false);
+        }
+    }
     let end = h.body == BodyKind::Empty;
     let mut send = match respond.send_response(h.response, end) {
         Ok(s) => s,

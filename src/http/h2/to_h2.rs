@@ -11,9 +11,10 @@ use h2::{RecvStream, SendStream};
 use http::Response;
 
 use super::clock::Progress;
-use super::reply::{expired, fail, reject, Done};
+use super::reply::{expired, fail, filter_reply, reject, Done};
 use super::to_h1::{expiry_failure, Request};
 use crate::http::failure::Failure;
+use crate::http::filter::Status;
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::HeadError;
 use crate::http::h1::response;
@@ -168,6 +169,12 @@ where
             return failed(respond, Failure::ProtocolError);
         }
         request::count_status(stats, status);
+        if r.edits.chain.hooks().response_head {
+            if let Status::Respond(reply) = r.edits.chain.on_response_head(status).await {
+                // A filter answers instead; dropping `body` resets the upstream stream.
+                return filter_reply(respond, grpc, &reply, response_edits);
+            }
+        }
         let mut out = Response::new(());
         *out.status_mut() = parts.status;
         http2::copy_end_to_end(&parts.headers, out.headers_mut(), Message::Response);
