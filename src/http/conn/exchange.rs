@@ -217,9 +217,9 @@ impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
             match sent {
                 Upload::Done(n) => {
                     conn.rec.bytes_received += n;
-                    // The request is complete: the route clock starts (Envoy).
+                    // The request is complete: the route clock starts (Envoy); the
+                    // reads below are bounded by it.
                     progress.request_done();
-                    up.set_read_timeout(progress.time_left());
                 }
                 // Read what the upstream said (or find it gone) below.
                 Upload::Cut => {
