@@ -69,7 +69,7 @@ fn wait_flag(p: &Proxy, flag: &str) -> bool {
 #[test]
 fn h1_to_h1_route_timeout_closes_a_response_whose_body_stalls() {
     let up = Upstream::start(stalls_mid_body());
-    let p = Proxy::start(&proxy_config_with(up.addr, "500ms", ""));
+    let p = Proxy::start(&proxy_config_with(up.addr, "1s", ""));
     let got = h1_get_cut_mid_body(p.listen);
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     assert!(
@@ -84,7 +84,7 @@ fn h1_to_h1_route_timeout_closes_a_response_whose_body_stalls() {
 fn h1_to_h2_route_timeout_closes_a_response_whose_body_stalls() {
     let up = Upstream::start(stalls_mid_body());
     let b = Proxy::start(&proxy_config_with(up.addr, "20s", ""));
-    let a = Proxy::start(&front(b.listen, "500ms", "http2", ""));
+    let a = Proxy::start(&front(b.listen, "1s", "http2", ""));
     let got = h1_get_cut_mid_body(a.listen);
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     assert!(
@@ -98,7 +98,7 @@ fn h1_to_h2_route_timeout_closes_a_response_whose_body_stalls() {
 #[test]
 fn h2_to_h1_route_timeout_resets_a_response_whose_body_stalls() {
     let up = Upstream::start(stalls_mid_body());
-    let p = Proxy::start(&proxy_config_with(up.addr, "500ms", ""));
+    let p = Proxy::start(&proxy_config_with(up.addr, "1s", ""));
     let reply = h2_get_cut_mid_body(p.listen);
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body_str(), "abc");
@@ -111,7 +111,7 @@ fn h2_to_h1_route_timeout_resets_a_response_whose_body_stalls() {
 fn h2_to_h2_route_timeout_resets_a_response_whose_body_stalls() {
     let up = Upstream::start(stalls_mid_body());
     let b = Proxy::start(&proxy_config_with(up.addr, "20s", ""));
-    let a = Proxy::start(&front(b.listen, "500ms", "http2", ""));
+    let a = Proxy::start(&front(b.listen, "1s", "http2", ""));
     let reply = h2_get_cut_mid_body(a.listen);
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.body_str(), "abc");
@@ -155,11 +155,11 @@ fn the_route_timeout_starts_when_an_http1_request_body_is_complete() {
     // Envoy's route timeout runs from the end of the request: a client that takes
     // longer than it to send its body still gets the upstream's answer.
     let up = Upstream::echo();
-    let p = Proxy::start(&proxy_config_with(up.addr, "300ms", ""));
+    let p = Proxy::start(&proxy_config_with(up.addr, "1s", ""));
     let mut c = Conn::connect(p.listen);
     c.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabc");
     // The stall itself (not a wait for readiness): longer than the route timeout.
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(1500));
     c.send("def");
     let r = c.read_response().expect("the upstream's answer");
     assert_eq!(r.status, 200, "{}", r.body_str());
@@ -177,7 +177,7 @@ fn h1_to_h1_stream_idle_timeout_ends_a_stalled_response_body_under_a_route_timeo
     let p = Proxy::start(&proxy_config_with(
         up.addr,
         "20s",
-        "    stream_idle_timeout: 300ms\n",
+        "    stream_idle_timeout: 1s\n",
     ));
     let got = h1_get_cut_mid_body(p.listen);
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
@@ -229,7 +229,7 @@ fn h1_to_h2_stream_idle_timeout_closes_a_stalled_response_body() {
         b.listen,
         "20s",
         "http2",
-        "    stream_idle_timeout: 300ms\n",
+        "    stream_idle_timeout: 1s\n",
     ));
     let got = h1_get_cut_mid_body(a.listen);
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
@@ -244,7 +244,7 @@ fn h2_to_h2_stream_idle_timeout_resets_a_stalled_response_body() {
         b.listen,
         "20s",
         "http2",
-        "    stream_idle_timeout: 300ms\n",
+        "    stream_idle_timeout: 1s\n",
     ));
     let reply = h2_get_cut_mid_body(a.listen);
     assert_eq!(reply.status, 200, "{reply:?}");
