@@ -16,6 +16,8 @@ USAGE:
   outrigger demo
   outrigger --version
 
+FILE is the native YAML format or an Envoy v3 Bootstrap (YAML or JSON), told apart by
+its top-level keys; see docs/envoy-api.md for the supported Envoy fields.
 Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit.
 Docs: docs/configuration.md, docs/operations.md";
 
@@ -117,6 +119,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "validate" => {
+            // Warnings (an optional Envoy HTTP filter skipped) go to stderr.
+            init_tracing();
             let Some(path) = args.config else {
                 eprintln!("validate needs -c FILE");
                 return ExitCode::from(2);

@@ -501,36 +501,53 @@ fn the_stream_idle_timeout_resets_a_response_that_stops_moving() {
 #[test]
 fn streams_follow_stream_idle_timeout_not_the_connection_idle_timeout() {
     // A short connection idle_timeout does not end a stream, and stream_idle_timeout 0s
-    // turns the stream clock off: the stalled stream lives until the route timeout.
-    let up = Upstream::echo();
+    // turns the stream clock off: a whole request to a silent upstream lives until the
+    // route timeout.
+    let up = Upstream::start(delayed(Duration::from_secs(5)));
     let p = Proxy::start(&proxy_config_with(
         up.addr,
         "1s",
         "    idle_timeout: 200ms\n    stream_idle_timeout: 0s\n",
     ));
-    let replies = stalled_streams(p.listen, 1);
-    assert_eq!(replies[0].status, 504, "{:?}", replies[0]);
-    assert_eq!(replies[0].body_str(), "upstream request timeout");
+    let addr = p.listen;
+    let reply = h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let req = request("GET", &format!("http://{addr}/wait"))
+            .body(())
+            .unwrap();
+        h2client::send(&mut client, req, b"").await
+    });
+    assert_eq!(reply.status, 504, "{reply:?}");
+    assert_eq!(reply.body_str(), "upstream request timeout");
     let s = p.listener_stats("main");
     assert_eq!(flag_count(&s, "UT"), 1, "{s}");
     assert_eq!(flag_count(&s, "SI"), 0, "{s}");
 }
 
 #[test]
-fn the_route_timeout_covers_a_stalled_h2_request_body() {
+fn the_route_timeout_starts_when_the_request_is_complete() {
+    // Envoy starts the route timeout when the downstream request is complete: a request
+    // body that stalls is not ended by it (300 ms here) but by the stream idle timeout,
+    // as a 408 while the request is still arriving.
     let up = Upstream::echo();
-    let p = Proxy::start(&proxy_config_with(up.addr, "300ms", ""));
+    let p = Proxy::start(&proxy_config_with(
+        up.addr,
+        "300ms",
+        "    stream_idle_timeout: 1s\n",
+    ));
     let replies = stalled_streams(p.listen, 1);
-    assert_eq!(replies[0].status, 504, "{:?}", replies[0]);
-    assert_eq!(replies[0].body_str(), "upstream request timeout");
+    assert_eq!(replies[0].status, 408, "{:?}", replies[0]);
+    assert_eq!(replies[0].body_str(), "stream timeout");
     assert!(
         wait_until(Duration::from_secs(5), || (up.open_connections() == 0)
             .then_some(()))
         .is_some(),
         "the upstream connection was closed"
     );
-    assert_eq!(flag_count(&p.listener_stats("main"), "UT"), 1);
-    assert_eq!(p.cluster_stats("backend")["rq_timeout"], 1);
+    let s = p.listener_stats("main");
+    assert_eq!(flag_count(&s, "SI"), 1, "{s}");
+    assert_eq!(flag_count(&s, "UT"), 0, "{s}");
+    assert_eq!(p.cluster_stats("backend")["rq_timeout"], 0);
 }
 
 #[test]

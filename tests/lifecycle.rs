@@ -280,7 +280,7 @@ fn reload_under_steady_load_fails_no_request() {
             &format!("v{i}"),
             up.addr,
             "1s",
-            if i % 2 == 0 { "5s" } else { "6s" },
+            if i.is_multiple_of(2) { "5s" } else { "6s" },
         )
     };
     let proxy = Proxy::start_with(&cfg(0), 2);
@@ -297,7 +297,11 @@ fn reload_under_steady_load_fails_no_request() {
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) && Instant::now() < deadline && n < 20_000 {
                 n += 1;
-                let path = if n % 2 == 0 { "/version" } else { "/proxy" };
+                let path = if n.is_multiple_of(2) {
+                    "/version"
+                } else {
+                    "/proxy"
+                };
                 let result = (|| -> Result<(), String> {
                     if conn.is_none() {
                         conn = Some(Conn::try_connect(addr).map_err(|e| format!("connect: {e}"))?);

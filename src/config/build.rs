@@ -67,8 +67,14 @@ pub fn load_file(path: &str) -> Result<Snapshot, ConfigErrors> {
     parse_str(&text)
 }
 
-/// Parses and checks config text (the native YAML format).
+/// Parses and checks config text: the native YAML format, or an Envoy v3 bootstrap in
+/// YAML or JSON (told apart by its top-level keys, see `envoy::is_bootstrap`).
 pub fn parse_str(text: &str) -> Result<Snapshot, ConfigErrors> {
+    if let Ok(value) = serde_yaml::from_str::<serde_json::Value>(text) {
+        if super::envoy::is_bootstrap(&value) {
+            return super::envoy::load(text, value);
+        }
+    }
     let de = serde_yaml::Deserializer::from_str(text);
     let raw: RawConfig = match serde_path_to_error::deserialize(de) {
         Ok(raw) => raw,
@@ -88,8 +94,9 @@ pub fn parse_str(text: &str) -> Result<Snapshot, ConfigErrors> {
             }]));
         }
     };
+    let dump = serde_yaml::from_str::<serde_json::Value>(text).unwrap_or(serde_json::Value::Null);
     let mut b = Builder { errors: Vec::new() };
-    let snapshot = b.config(&raw, text);
+    let snapshot = b.config(&raw, dump);
     if b.errors.is_empty() {
         if let Some(s) = snapshot {
             return Ok(s);
@@ -109,6 +116,24 @@ pub fn parse_str(text: &str) -> Result<Snapshot, ConfigErrors> {
         });
     }
     Err(ConfigErrors(errors))
+}
+
+/// Checks a raw config that another source (an Envoy bootstrap) translated; errors carry
+/// native field paths, which the caller maps back to its own.
+pub(crate) fn build_raw(
+    raw: &RawConfig,
+    dump: serde_json::Value,
+) -> Result<Snapshot, Vec<ConfigError>> {
+    let mut b = Builder { errors: Vec::new() };
+    match b.config(raw, dump) {
+        Some(s) if b.errors.is_empty() => Ok(s),
+        _ if b.errors.is_empty() => Err(vec![ConfigError {
+            path: "(root)".into(),
+            line: None,
+            message: "invalid config".into(),
+        }]),
+        _ => Err(b.errors),
+    }
 }
 
 struct Builder {
@@ -178,7 +203,7 @@ impl Builder {
         }
     }
 
-    fn config(&mut self, raw: &RawConfig, text: &str) -> Option<Snapshot> {
+    fn config(&mut self, raw: &RawConfig, dump: serde_json::Value) -> Option<Snapshot> {
         let admin = raw
             .admin
             .as_ref()
@@ -255,8 +280,6 @@ impl Builder {
         if !self.errors.is_empty() {
             return None;
         }
-        let dump =
-            serde_yaml::from_str::<serde_json::Value>(text).unwrap_or(serde_json::Value::Null);
         Some(Snapshot {
             version: 0,
             admin,

@@ -3,6 +3,7 @@
 pub mod access_log_format;
 mod build;
 pub mod duration;
+mod envoy;
 mod locate;
 pub mod model;
 pub mod oneline;
@@ -21,7 +22,8 @@ mod tests {
         let mut n = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "yaml") {
+            // tls.yaml needs certificates made for it: tests/tls.rs makes them and runs it.
+            if path.extension().is_some_and(|e| e == "yaml") && !path.ends_with("tls.yaml") {
                 let p = path.to_str().unwrap();
                 if let Err(e) = super::load_file(p) {
                     panic!("{p}:\n{e}");

@@ -7,14 +7,13 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
-use std::time::Instant;
-
 use futures_lite::io::{AsyncWrite, AsyncWriteExt};
 
 use super::buf::ReadBuf;
 use super::h1::chunked::{ChunkedDecoder, Piece};
 use super::h1::head::BodyKind;
 use super::io::{is_timeout, Io};
+use crate::upstream::request::clock::Progress;
 
 /// Largest chunked trailer section accepted.
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
@@ -38,28 +37,34 @@ pub enum BodyError {
     TooLarge,
 }
 
-/// Reads once into `buf`, applying `deadline` to the read.
+/// Reads once into `buf`. With a `clock` (the request's route and stream idle clocks),
+/// the read is bounded by the time left on it, and bytes read push the idle clock back.
 pub async fn fill_from<R: Io>(
     src: &mut R,
     buf: &mut ReadBuf,
-    deadline: Option<Instant>,
+    clock: Option<&Progress>,
 ) -> Result<usize, BodyError> {
-    if let Some(d) = deadline {
-        let now = Instant::now();
-        if now >= d {
+    if let Some(left) = clock.and_then(Progress::time_left) {
+        if left.is_zero() {
             return Err(BodyError::Timeout);
         }
-        src.set_read_timeout(Some(d - now));
+        src.set_read_timeout(Some(left));
     }
     match buf.fill(src).await {
-        Ok(n) => Ok(n),
+        Ok(n) => {
+            if let Some(c) = clock {
+                c.touch();
+            }
+            Ok(n)
+        }
         Err(e) if is_timeout(&e) => Err(BodyError::Timeout),
         Err(_) => Err(BodyError::Read),
     }
 }
 
 /// Copies a body of `kind` from `src` (starting with what is already in `buf`) to `dst`.
-/// `strip` removes chunked framing. `limit` refuses bodies larger than that.
+/// `strip` removes chunked framing. `limit` refuses bodies larger than that. `clock`
+/// bounds every read (`fill_from`).
 /// Returns the number of bytes read from the source.
 pub async fn forward<R: Io, W: AsyncWrite + Unpin>(
     src: &mut R,
@@ -67,10 +72,10 @@ pub async fn forward<R: Io, W: AsyncWrite + Unpin>(
     dst: &mut W,
     kind: BodyKind,
     strip: bool,
-    deadline: Option<Instant>,
+    clock: Option<&Progress>,
     limit: Option<u64>,
 ) -> Result<u64, BodyError> {
-    forward_with_trailers(src, buf, dst, kind, strip, deadline, limit, None).await
+    forward_with_trailers(src, buf, dst, kind, strip, clock, limit, None).await
 }
 
 /// Like `forward`; with `strip`, a chunked body's trailer section (the raw field lines
@@ -82,7 +87,7 @@ pub async fn forward_with_trailers<R: Io, W: AsyncWrite + Unpin>(
     dst: &mut W,
     kind: BodyKind,
     strip: bool,
-    deadline: Option<Instant>,
+    clock: Option<&Progress>,
     limit: Option<u64>,
     mut trailers: Option<&mut Vec<u8>>,
 ) -> Result<u64, BodyError> {
@@ -102,7 +107,7 @@ pub async fn forward_with_trailers<R: Io, W: AsyncWrite + Unpin>(
                 return Err(BodyError::TooLarge);
             }
             while left > 0 {
-                if buf.is_empty() && fill_from(src, buf, deadline).await? == 0 {
+                if buf.is_empty() && fill_from(src, buf, clock).await? == 0 {
                     return Err(BodyError::Eof);
                 }
                 let data = buf.data();
@@ -119,7 +124,7 @@ pub async fn forward_with_trailers<R: Io, W: AsyncWrite + Unpin>(
         BodyKind::Chunked => {
             let mut dec = ChunkedDecoder::new(MAX_TRAILER_BYTES);
             while !dec.is_done() {
-                if buf.is_empty() && fill_from(src, buf, deadline).await? == 0 {
+                if buf.is_empty() && fill_from(src, buf, clock).await? == 0 {
                     return Err(BodyError::Eof);
                 }
                 let data = buf.data();
@@ -159,7 +164,7 @@ pub async fn forward_with_trailers<R: Io, W: AsyncWrite + Unpin>(
             }
         }
         BodyKind::UntilClose => loop {
-            if buf.is_empty() && fill_from(src, buf, deadline).await? == 0 {
+            if buf.is_empty() && fill_from(src, buf, clock).await? == 0 {
                 break;
             }
             dst.write_all(buf.data())

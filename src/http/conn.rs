@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::config::{DirectResponse, HttpConnectionManager, RouteAction};
+use crate::config::{DirectResponse, HttpConnectionManager, RouteAction, UpstreamProtocol};
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::upstream::Connector;
 
@@ -64,6 +64,10 @@ enum Action<'v> {
         timeout: Duration,
         /// The request asks for an upgrade the route allows.
         upgrade: bool,
+        /// For an HTTP/2 cluster, the request built from the head (`h1_to_h2`); for an
+        /// HTTP/1 cluster `None`, and the upstream head is in `wbuf`. Boxed: only that
+        /// path (which allocates its header map anyway) pays for its size.
+        h2: Option<Box<http::Request<()>>>,
     },
     /// CONNECT on a route that allows it: a TCP tunnel to the cluster.
     Connect {
@@ -90,6 +94,8 @@ struct Plan<'v> {
     stream_idle_timeout: Duration,
     /// Edits for the response head (the route's, then the filters').
     response_edits: Edits<'v>,
+    /// The stream's filter chain, for the hooks after the request head.
+    chain: filter::Chain<'v>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -267,27 +273,45 @@ async fn prepare<'v, C: Connector>(
                     .filter(|h| head::classify(h.name) == head::Special::XForwardedFor)
                     .map(|h| h.value),
             );
-            wbuf.clear();
-            encode::write_request(
-                wbuf,
-                &UpstreamRequest {
-                    method: req.method,
-                    path: req.path,
-                    authority: req.target_authority,
-                    headers,
-                    has_connection_header: framing.has_connection_header,
-                    forward: Forward {
-                        append: fwd.append.map(|_| ip),
-                        overwrite_proto: fwd.overwrite_proto,
+            let to_h2 = view
+                .clusters
+                .get(*cluster)
+                .is_some_and(|c| c.cfg.protocol == UpstreamProtocol::Http2);
+            let h2 = if to_h2 {
+                // Built from the parsed head: never encoded as HTTP/1.1 and parsed again.
+                match crate::upstream::request::http2::request_from_h1(&req, fwd, edits.request) {
+                    Some(r) => Some(Box::new(r)),
+                    None => {
+                        return Err(HeadError::BadRequest(
+                            "request not valid for an HTTP/2 upstream",
+                        ))
+                    }
+                }
+            } else {
+                wbuf.clear();
+                encode::write_request(
+                    wbuf,
+                    &UpstreamRequest {
+                        method: req.method,
+                        path: req.path,
+                        authority: req.target_authority,
+                        headers,
+                        has_connection_header: framing.has_connection_header,
+                        forward: Forward {
+                            append: fwd.append.map(|_| ip),
+                            overwrite_proto: fwd.overwrite_proto,
+                        },
+                        upgrade,
+                        edits: edits.request,
                     },
-                    upgrade,
-                    edits: edits.request,
-                },
-            );
+                );
+                None
+            };
             Action::Proxy {
                 cluster: *cluster,
                 timeout: *timeout,
                 upgrade: upgrade.is_some(),
+                h2,
             }
         }
     };
@@ -301,6 +325,7 @@ async fn prepare<'v, C: Connector>(
         idle_timeout: l.idle_timeout,
         stream_idle_timeout: l.stream_idle_timeout,
         response_edits: edits.response,
+        chain: edits.chain,
     }))
 }
 
@@ -325,7 +350,7 @@ impl Conn {
         // request_headers_timeout: the head must be complete this long after its first
         // byte. Reads are bounded by whichever comes first, it or the idle timeout.
         let mut head_deadline: Option<Instant> = None;
-        let plan = loop {
+        let mut plan = loop {
             if !self.rbuf.is_empty() {
                 let rec = if self.logging {
                     Some(&mut self.rec)
@@ -392,6 +417,10 @@ impl Conn {
         }
         self.rbuf.consume(plan.head_len);
         self.rec.bytes_received = plan.head_len as u64;
+        let h2_request = match &mut plan.action {
+            Action::Proxy { h2, .. } => h2.take(),
+            _ => None,
+        };
         let outcome = match plan.action {
             Action::NoRoute => self.fail_locally(down, view, &plan, Failure::NoRoute).await,
             Action::Direct(d) => {
@@ -408,7 +437,10 @@ impl Conn {
             }
             Action::Proxy {
                 cluster, timeout, ..
-            } => self.proxy(down, view, &plan, cluster, timeout, start).await,
+            } => {
+                self.proxy(down, view, &plan, cluster, timeout, h2_request)
+                    .await
+            }
             Action::Connect { cluster } => self.connect(down, view, &plan, cluster).await,
             Action::UpgradeRefused => {
                 tracing::debug!(peer = %self.peer, "upgrade not allowed on this route");
@@ -431,6 +463,12 @@ impl Conn {
         self.rec.status = outcome.status;
         self.rec.flag = Some(outcome.flag);
         self.rec.duration = start.elapsed();
+        plan.chain.on_complete(&filter::StreamEnd {
+            status: outcome.status,
+            flag: outcome.flag,
+            bytes_received: self.rec.bytes_received,
+            bytes_sent: self.rec.bytes_sent,
+        });
         self.complete(view, at);
         outcome.keep_alive && !view.draining.get()
     }

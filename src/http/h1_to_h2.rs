@@ -1,8 +1,9 @@
 //! An HTTP/1.1 request proxied to an HTTP/2 upstream (`protocol: http2` clusters).
 //!
-//! The connection manager has already written the canonical upstream request head
-//! (hop-by-hop headers removed, forwarding headers added); it is parsed back into an
-//! HTTP/2 request, the body is streamed as DATA frames, and the response is written
+//! The connection manager builds the HTTP/2 request from the parsed head
+//! (`upstream::request::http2::request_from_h1`: hop-by-hop headers removed, forwarding headers and the filter chain's
+//! edits applied; the head is never encoded and parsed again), the body is streamed as
+//! DATA frames, and the response is written
 //! back as an HTTP/1.1 head with a Content-Length or chunked body (trailers included).
 //! The response is watched while the body goes up: a response that comes first is
 //! forwarded at once and cuts the request body (as `conn/upload.rs` does for HTTP/1
@@ -11,39 +12,46 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::io::Write as _;
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
-use http::{HeaderName, HeaderValue, Uri};
 
 use super::body::{self, BodyError};
 use super::buf::ReadBuf;
+use super::failure::Failure;
+use super::filter::{Chain, LocalReply, Status};
 use super::flags::ResponseFlag;
 use super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::h1::head::BodyKind;
 use super::h1::response;
 use super::h2::io::DataSink;
-use super::hop::{self, Fate, Message, Nominated, Special};
 use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
+use crate::upstream::request::clock::{Expiry, Progress};
+use crate::upstream::request::{self, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
 /// The request facts this needs from the HTTP/1 connection manager.
 pub(crate) struct H1Request<'a> {
-    /// The upstream HTTP/1.1 head the connection manager wrote.
-    pub head: &'a [u8],
     pub body: BodyKind,
     pub minor: u8,
     pub keep_alive: bool,
     pub expect_continue: bool,
     pub draining: bool,
+    /// The client connection's idle timeout, its read timeout outside the body.
+    pub idle_timeout: std::time::Duration,
     /// Edits for the response head (the route's and the filter chain's).
     pub response_edits: crate::http::filter::headers::Edits<'a>,
+    /// The stream's filter chain, for the response-head hook.
+    pub chain: Chain<'a>,
 }
 
 pub(crate) struct Result {
+    /// Nothing went to the client yet: answer locally with this failure (counted).
+    pub failed: Option<Failure>,
+    /// Nothing went to the client yet: a filter answers the response head with this.
+    pub reply: Option<LocalReply>,
     pub status: u16,
     pub flag: ResponseFlag,
     pub keep_alive: bool,
@@ -54,8 +62,17 @@ pub(crate) struct Result {
     pub body_cut: bool,
 }
 
+/// The upstream failed before a response head went to the client.
+fn upstream_failed(f: Failure) -> Result {
+    let mut r = failed(f.status(), f.flag());
+    r.failed = Some(f);
+    r
+}
+
 fn failed(status: u16, flag: ResponseFlag) -> Result {
     Result {
+        failed: None,
+        reply: None,
         status,
         flag,
         keep_alive: false,
@@ -73,83 +90,189 @@ enum First {
     Answer(std::result::Result<http::Response<h2::RecvStream>, h2::Error>),
 }
 
-/// Builds the HTTP/2 request from the HTTP/1.1 head.
-fn to_h2_request(head: &[u8]) -> Option<http::Request<()>> {
-    let mut slots = [httparse::EMPTY_HEADER; 256];
-    let mut req = httparse::Request::new(&mut slots);
-    let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
-        return None;
-    };
-    let host = req
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("host"))
-        .map(|h| h.value)?;
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(host)
-        .path_and_query(req.path?)
-        .build()
-        .ok()?;
-    let mut out = http::Request::new(());
-    *out.method_mut() = http::Method::from_bytes(req.method?.as_bytes()).ok()?;
-    *out.uri_mut() = uri;
-    for h in req.headers.iter() {
-        let special = hop::classify(h.name);
-        // The authority travels as `:authority`.
-        if special == Special::Host {
-            continue;
+/// A response head from an HTTP/2 upstream, with what happened to the request body.
+struct Answered {
+    response: http::Response<h2::RecvStream>,
+    /// The request stream, kept open until the exchange ends.
+    up_send: h2::SendStream<Bytes>,
+    /// Request body bytes sent.
+    received: u64,
+    /// The upstream answered (or stopped taking the body) before the whole request body
+    /// was sent: the rest of it is neither sent nor read as a next request.
+    cut: bool,
+}
+
+/// What a try ended with.
+enum Got {
+    Head(Answered),
+    /// The client went away or sent a malformed body.
+    Ended(Result),
+}
+
+/// The HTTP/1 client's side of one try on the multiplexed connection
+/// (`request::run`): open the stream, send the body while watching for an early
+/// answer, wait for the response head.
+struct ToH2<'x, D> {
+    down: &'x mut D,
+    rbuf: &'x mut ReadBuf,
+    req: Option<http::Request<()>>,
+    r: &'x H1Request<'x>,
+    progress: &'x Progress,
+}
+
+impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
+    type Head = Got;
+
+    async fn try_once(
+        &mut self,
+        send: &mut h2::client::SendRequest<Bytes>,
+        _reused: bool,
+    ) -> std::result::Result<Got, Tried> {
+        let (r, progress) = (self.r, self.progress);
+        let lost = Tried::fatal(Failure::ConnectionTermination);
+        let end = r.body == BodyKind::Empty;
+        let req = self.req.take().ok_or(lost)?;
+        let (response, mut up_send) = send.send_request(req, end).map_err(|_| lost)?;
+        let mut received = 0;
+        let mut cut = false;
+        futures_lite::pin!(response);
+        let mut answer = None;
+        if !end {
+            if r.expect_continue
+                && self
+                    .down
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_err()
+            {
+                let dc = failed(0, ResponseFlag::DownstreamConnectionTermination);
+                return Ok(Got::Ended(dc));
+            }
+            // The response is watched while the body goes up: an upstream may answer
+            // early (a 413) and then stop reading, which would leave the body stuck on
+            // flow control, or reset the stream (RFC 9113 section 8.1), which fails the
+            // body.
+            let first = {
+                let sink = &mut DataSink {
+                    stream: &mut up_send,
+                };
+                // Client reads are bounded by the clocks and push the idle clock back.
+                let upload = body::forward(
+                    &mut *self.down,
+                    self.rbuf,
+                    sink,
+                    r.body,
+                    true,
+                    Some(progress),
+                    None,
+                );
+                // The body is polled first: a body that completes with this poll counts
+                // as sent.
+                futures_lite::future::or(async { First::Body(upload.await) }, async {
+                    First::Answer(response.as_mut().await)
+                })
+                .await
+            };
+            match first {
+                First::Body(Ok(n)) => {
+                    received = n;
+                    progress.received(n);
+                    // The request is complete: the route clock starts (Envoy).
+                    progress.request_done();
+                    // A stream the upstream already ended: what it answered decides.
+                    cut = up_send.send_data(Bytes::new(), true).is_err();
+                }
+                // The upstream stopped taking the body: what it said, if anything, decides.
+                First::Body(Err(BodyError::Write)) => cut = true,
+                First::Body(Err(BodyError::Framing)) => {
+                    let dpe = failed(400, ResponseFlag::DownstreamProtocolError);
+                    return Ok(Got::Ended(dpe));
+                }
+                First::Body(Err(_)) => {
+                    let dc = failed(0, ResponseFlag::DownstreamConnectionTermination);
+                    return Ok(Got::Ended(dc));
+                }
+                First::Answer(a) => {
+                    cut = true;
+                    answer = Some(a);
+                }
+            }
         }
-        // The encoder has already applied the client's Connection header; what is left
-        // of this hop's own (`transfer-encoding`, an upgrade's `connection` and
-        // `upgrade`) HTTP/2 does not carry.
-        let value = match hop::fate(special, h.name, h.value, Message::Request, Nominated::NONE) {
-            Fate::Forward => h.value,
-            Fate::TeTrailers => b"trailers",
-            Fate::Drop => continue,
+        let answer = match answer {
+            Some(a) => a,
+            None => response.await,
         };
-        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        out.headers_mut()
-            .append(name, HeaderValue::from_bytes(value).ok()?);
+        let response = match answer {
+            Ok(resp) => resp,
+            // h2 itself refused what the upstream sent (a malformed head, such as a
+            // :status that is not three digits from 100): the upstream's protocol error.
+            Err(e) if e.is_library() && e.reason() == Some(h2::Reason::PROTOCOL_ERROR) => {
+                return Err(Tried::fatal(Failure::ProtocolError))
+            }
+            Err(_) => return Err(lost),
+        };
+        // `http::StatusCode` admits 100..=999 (the h2 crate has consumed any 1xx itself).
+        if !response::valid_status(response.status().as_u16()) {
+            return Err(Tried::fatal(Failure::ProtocolError));
+        }
+        Ok(Got::Head(Answered {
+            response,
+            up_send,
+            received,
+            cut,
+        }))
     }
-    Some(out)
 }
 
 /// Sends the request to endpoint `ep` of cluster `cs` over HTTP/2 and streams the
-/// response back to the HTTP/1.1 client.
+/// response back to the HTTP/1.1 client, under the request's clocks (`progress`; the
+/// client connection has no sweeping task, so the exchange keeps one timer).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn exchange<D: Io, C: Connector>(
     down: &mut D,
     rbuf: &mut ReadBuf,
     out: &mut Vec<u8>,
+    req: http::Request<()>,
     r: H1Request<'_>,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
     ep: usize,
-    deadline: Option<Instant>,
+    progress: &Progress,
 ) -> Result {
-    // Bytes already written to the client: after a timeout, a local reply is only
-    // possible if this is still zero.
-    let sent = std::cell::Cell::new(0u64);
-    let work = exchange_inner(down, rbuf, out, r, view, cs, ep, &sent);
-    let res = match deadline {
-        None => work.await,
-        Some(d) => {
-            let expire = async {
-                glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await;
-                None
+    let idle_timeout = r.idle_timeout;
+    let work = exchange_inner(down, rbuf, out, req, r, view, cs, ep, progress);
+    let res = match progress.run_timed(work).await {
+        Ok(res) => res,
+        Err(e) => {
+            let f = match e {
+                Expiry::Route => Failure::RouteTimeout,
+                Expiry::Idle => Failure::StreamIdle {
+                    request_complete: progress.request_complete(),
+                },
             };
-            match futures_lite::future::or(async { Some(work.await) }, expire).await {
-                Some(res) => res,
-                None => {
-                    cs.stats.rq_timeout.inc();
-                    let mut res = failed(504, ResponseFlag::UpstreamTimeout);
-                    res.bytes_sent = sent.get();
-                    res
+            if progress.status() == 0 {
+                request::count_failure(&cs.stats, f);
+                let mut res = upstream_failed(f);
+                res.bytes_received = progress.bytes_received();
+                res
+            } else {
+                // The head went out: the client connection closes mid-body.
+                request::count_late(&cs.stats, f);
+                Result {
+                    failed: None,
+                    reply: None,
+                    status: progress.status(),
+                    flag: f.flag(),
+                    keep_alive: false,
+                    bytes_received: progress.bytes_received(),
+                    bytes_sent: progress.bytes_sent(),
+                    body_cut: false,
                 }
             }
         }
     };
+    // The body upload bounded the client's reads by the clocks.
+    down.set_read_timeout(Some(idle_timeout));
     res
 }
 
@@ -158,102 +281,51 @@ async fn exchange_inner<D: Io, C: Connector>(
     down: &mut D,
     rbuf: &mut ReadBuf,
     out: &mut Vec<u8>,
+    req: http::Request<()>,
     r: H1Request<'_>,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
     ep: usize,
-    sent: &std::cell::Cell<u64>,
+    progress: &Progress,
 ) -> Result {
     let stats = &cs.stats;
-    let Some(req) = to_h2_request(r.head) else {
-        return failed(400, ResponseFlag::DownstreamProtocolError);
+    let mut x = ToH2 {
+        down: &mut *down,
+        rbuf,
+        req: Some(req),
+        r: &r,
+        progress,
     };
-    let Ok(mut send) = cs.h2_ready(ep, &*view.connector).await else {
-        return failed(503, ResponseFlag::UpstreamConnectFailure);
-    };
-
-    let end = r.body == BodyKind::Empty;
-    let Ok((response, mut up_send)) = send.send_request(req, end) else {
-        stats.rq_reset.inc();
-        return failed(503, ResponseFlag::UpstreamConnectionTermination);
-    };
-    let mut received = 0;
-    // The upstream answered (or stopped taking the body) before the whole request body
-    // was sent: the rest of it is neither sent nor read as a next request.
-    let mut cut = false;
-    futures_lite::pin!(response);
-    let mut answer = None;
-    if !end {
-        if r.expect_continue
-            && down
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .is_err()
-        {
-            return failed(0, ResponseFlag::DownstreamConnectionTermination);
+    let tried = request::run(
+        &request::Http2,
+        RetryPolicy::NONE,
+        cs,
+        ep,
+        &*view.connector,
+        || progress.deadline(),
+        &mut x,
+    )
+    .await;
+    // `_up_send` lives to the end: after a cut body the upstream stream is still open on
+    // this side, and dropping its handles when this returns resets it (CANCEL), so the
+    // upstream stops waiting.
+    let (parts, mut up_body, _up_send, received, cut) = match tried {
+        Ok((_, Got::Head(h))) => {
+            let (parts, body) = h.response.into_parts();
+            (parts, body, h.up_send, h.received, h.cut)
         }
-        // The response is watched while the body goes up: an upstream may answer early
-        // (a 413) and then stop reading, which would leave the body stuck on flow
-        // control, or reset the stream (RFC 9113 section 8.1), which fails the body.
-        let first = {
-            let sink = &mut DataSink {
-                stream: &mut up_send,
-            };
-            let upload = body::forward(down, rbuf, sink, r.body, true, None, None);
-            // The body is polled first: a body that completes with this poll counts as
-            // sent.
-            futures_lite::future::or(async { First::Body(upload.await) }, async {
-                First::Answer(response.as_mut().await)
-            })
-            .await
-        };
-        match first {
-            First::Body(Ok(n)) => {
-                received = n;
-                // A stream the upstream already ended: what it answered decides.
-                cut = up_send.send_data(Bytes::new(), true).is_err();
-            }
-            // The upstream stopped taking the body: what it said, if anything, decides.
-            First::Body(Err(BodyError::Write)) => cut = true,
-            First::Body(Err(BodyError::Framing)) => {
-                return failed(400, ResponseFlag::DownstreamProtocolError)
-            }
-            First::Body(Err(_)) => return failed(0, ResponseFlag::DownstreamConnectionTermination),
-            First::Answer(a) => {
-                cut = true;
-                answer = Some(a);
-            }
-        }
-    }
-    let answer = match answer {
-        Some(a) => a,
-        None => response.await,
+        Ok((_, Got::Ended(res))) => return res,
+        Err(f) => return upstream_failed(f),
     };
-    let resp = match answer {
-        Ok(resp) => resp,
-        // h2 itself refused what the upstream sent (a malformed head, such as a :status
-        // that is not three digits from 100): the upstream's protocol error.
-        Err(e) if e.is_library() && e.reason() == Some(h2::Reason::PROTOCOL_ERROR) => {
-            stats.rq_protocol_error.inc();
-            return failed(502, ResponseFlag::UpstreamProtocolError);
-        }
-        Err(_) => {
-            stats.rq_reset.inc();
-            return failed(503, ResponseFlag::UpstreamConnectionTermination);
-        }
-    };
-    let (parts, mut up_body) = resp.into_parts();
     let status = parts.status.as_u16();
-    // `http::StatusCode` admits 100..=999 (the h2 crate has consumed any 1xx itself).
-    if !response::valid_status(status) {
-        stats.rq_protocol_error.inc();
-        return failed(502, ResponseFlag::UpstreamProtocolError);
-    }
-    if let Some(class) = stats
-        .rq_class
-        .get(crate::observe::stats::class_index(status))
-    {
-        class.inc();
+    request::count_status(stats, status);
+    if r.chain.hooks().response_head {
+        if let Status::Respond(reply) = r.chain.on_response_head(status).await {
+            let mut res = failed(reply.status, reply.flag);
+            res.reply = Some(reply);
+            res.body_cut = cut;
+            return res;
+        }
     }
     let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let no_body = up_body.is_end_stream() && !has_length;
@@ -294,9 +366,9 @@ async fn exchange_inner<D: Io, C: Connector>(
         out.truncate(out.len().saturating_sub(2));
         out.extend_from_slice(b"content-length: 0\r\n\r\n");
     }
-    // After a cut body the upstream stream is still open on this side: dropping its
-    // handles when this returns resets it (CANCEL), so the upstream stops waiting.
     let mut res = Result {
+        failed: None,
+        reply: None,
         status,
         flag: ResponseFlag::None,
         keep_alive: !close,
@@ -304,7 +376,9 @@ async fn exchange_inner<D: Io, C: Connector>(
         bytes_sent: out.len() as u64,
         body_cut: cut,
     };
-    sent.set(out.len() as u64);
+    // From here on a clock that runs out can only close the connection.
+    progress.head_sent(status);
+    progress.sent(out.len() as u64);
     if down.write_all(out).await.is_err() {
         res.flag = ResponseFlag::DownstreamConnectionTermination;
         res.keep_alive = false;
@@ -314,7 +388,7 @@ async fn exchange_inner<D: Io, C: Connector>(
     let mut line = Vec::with_capacity(32);
     while let Some(chunk) = up_body.data().await {
         let Ok(chunk) = chunk else {
-            stats.rq_reset.inc();
+            request::count_late(stats, Failure::ConnectionTermination);
             res.flag = ResponseFlag::UpstreamConnectionTermination;
             res.keep_alive = false;
             return res;
@@ -337,6 +411,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         }
         let _ = up_body.flow_control().release_capacity(n);
         res.bytes_sent += n as u64;
+        progress.sent(n as u64);
     }
     if chunked {
         line.clear();

@@ -17,6 +17,8 @@
 
 #![allow(dead_code)]
 
+pub mod envoy;
+
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -1,27 +1,30 @@
-//! The HTTP/1 connection manager's upstream side: one proxied request, from picking an
-//! endpoint to the last byte of the response.
+//! The HTTP/1 connection manager's adapter to the upstream request
+//! (`upstream::request`): one proxied request, from picking an endpoint to the last
+//! byte of the response.
 //!
 //! ```text
-//! begin_upstream (UH) ─► HTTP/2 cluster: h1_to_h2
-//!                    └─► pooled or new connection (UF, UT) ─► send head [retry once on
-//!                        a stale pooled conn] ─► [100 Continue] ─► stream request body
-//!                        ─► read response head (h1::response; UC, UT, UPE) ─► send it
-//!                        ─► stream response body ─► pool the connection or drop it
+//! request::pick (UH) ─► HTTP/2 cluster: h1_to_h2
+//!                   └─► request::run(Http1, Try): pooled or new connection (UF, UT)
+//!                       ─► Try: send head ─► [100 Continue] ─► stream request body
+//!                          (route clock starts) ─► read response head (h1::response;
+//!                          UC, UT, UPE, SI)   [the loop retries a stale pooled conn once]
+//!                       ─► send the head ─► stream response body ─► pool the connection
 //! ```
 //!
 //! A failure before a response head was sent becomes a local reply (`upstream_failed`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::config::UpstreamProtocol;
+use crate::upstream::request::clock::{Expiry, Progress};
+use crate::upstream::request::{self, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
 use super::super::body::{self, BodyError};
 use super::super::buf::ReadBuf;
 use super::super::failure::Failure;
-use super::super::filter::headers::Edits;
+use super::super::filter::{self, headers::Edits};
 use super::super::flags::ResponseFlag;
 use super::super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::super::h1::head::{BodyKind, HeadError};
@@ -106,12 +109,212 @@ fn prepare_response(
     }))
 }
 
-/// Decrements an endpoint's in-flight count however the exchange ends.
+/// Decrements an endpoint's in-flight count however a tunnel ends (`connect`).
 pub(super) struct Active<'a>(pub(super) &'a crate::observe::stats::Counter);
 
 impl Drop for Active<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// How long the client may leave its request body stalled: the stream idle timeout
+/// (a `408`, Envoy's) when it is shorter than the connection's idle timeout, which
+/// otherwise closes the connection. `true`: it is the stream idle timeout.
+fn body_stall(plan: &Plan<'_>) -> (Duration, bool) {
+    let si = plan.stream_idle_timeout;
+    if !si.is_zero() && si < plan.idle_timeout {
+        (si, true)
+    } else {
+        (plan.idle_timeout, false)
+    }
+}
+
+/// The failure an expired clock stands for.
+fn expiry_failure(progress: &Progress) -> Failure {
+    match progress.expired() {
+        Some(Expiry::Idle) => Failure::StreamIdle {
+            request_complete: progress.request_complete(),
+        },
+        // A socket timeout is only ever set from the clocks; the route's is the one
+        // that cannot move.
+        Some(Expiry::Route) | None => Failure::RouteTimeout,
+    }
+}
+
+/// The HTTP/1 client's side of one try on an HTTP/1.1 connection (`request::run`):
+/// send the head, the body (watching for an early answer), read the response head.
+struct Try<'x, 'p, D, C: Connector> {
+    conn: &'x mut Conn,
+    down: &'x mut D,
+    view: &'x WorkerView<C>,
+    plan: &'x Plan<'p>,
+    cluster: usize,
+    progress: &'x Progress,
+    /// Idempotent and without a body: may be sent again after a stale connection.
+    replayable: bool,
+    /// Forwarding of the request body has begun: it cannot be read again.
+    body_touched: bool,
+    /// The upstream answered or went away before the whole request body was sent.
+    body_cut: bool,
+}
+
+/// What a try ended with.
+enum Got {
+    Response(Response),
+    /// The exchange ended without an upstream failure (the client went away or sent a
+    /// malformed body), already answered as far as it can be.
+    Ended(Outcome),
+}
+
+impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
+    type Head = Got;
+
+    async fn try_once(&mut self, up: &mut C::Conn, _reused: bool) -> Result<Got, Tried> {
+        let (conn, plan, progress) = (&mut *self.conn, self.plan, self.progress);
+        // Every upstream read and write is bounded by the time left on the clocks.
+        let left = progress.time_left();
+        up.set_read_timeout(left);
+        up.set_write_timeout(left);
+        conn.ubuf.consume(conn.ubuf.len());
+        if up.write_all(&conn.wbuf).await.is_err() {
+            // Nothing of the body was read yet: the request can go again as it was.
+            return Err(Tried {
+                failure: Failure::ConnectionTermination,
+                replayable: true,
+            });
+        }
+        if plan.framing.body != BodyKind::Empty {
+            self.body_touched = true;
+            if plan.framing.expect_continue
+                && self
+                    .down
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_err()
+            {
+                let dc = ResponseFlag::DownstreamConnectionTermination;
+                return Ok(Got::Ended(conn.finish_error(
+                    self.view,
+                    self.cluster,
+                    0,
+                    dc,
+                )));
+            }
+            let (stall, stream_idle) = body_stall(plan);
+            self.down.set_read_timeout(Some(stall));
+            let sent = upload(
+                self.down,
+                &mut conn.rbuf,
+                up,
+                &mut conn.ubuf,
+                plan.framing.body,
+                asked(plan),
+            )
+            .await;
+            self.down.set_read_timeout(Some(plan.idle_timeout));
+            progress.touch();
+            match sent {
+                Upload::Done(n) => {
+                    conn.rec.bytes_received += n;
+                    // The request is complete: the route clock starts (Envoy); the
+                    // reads below are bounded by it.
+                    progress.request_done();
+                }
+                // Read what the upstream said (or find it gone) below.
+                Upload::Cut => {
+                    self.body_cut = true;
+                    conn.linger = true;
+                }
+                Upload::Framing => {
+                    conn.linger = true;
+                    let e = HeadError::BadRequest("malformed chunked body");
+                    conn.wbuf.clear();
+                    encode::write_local_reply(
+                        &mut conn.wbuf,
+                        400,
+                        None,
+                        e.reason().as_bytes(),
+                        true,
+                        false,
+                        Edits::none(),
+                    );
+                    let _ = self.down.write_all(&conn.wbuf).await;
+                    let dpe = ResponseFlag::DownstreamProtocolError;
+                    return Ok(Got::Ended(conn.finish_error(
+                        self.view,
+                        self.cluster,
+                        400,
+                        dpe,
+                    )));
+                }
+                Upload::DownTimeout if stream_idle => {
+                    let f = Failure::StreamIdle {
+                        request_complete: false,
+                    };
+                    request::count_status(&self.view.clusters[self.cluster].stats, f.status());
+                    let (status, msg) = (f.status(), f.body().as_bytes());
+                    let o = conn
+                        .reply_and_close(self.down, plan, status, msg, f.flag())
+                        .await;
+                    return Ok(Got::Ended(o));
+                }
+                Upload::DownTimeout => {
+                    let di = ResponseFlag::DownstreamIdleTimeout;
+                    return Ok(Got::Ended(conn.finish_error(
+                        self.view,
+                        self.cluster,
+                        0,
+                        di,
+                    )));
+                }
+                Upload::DownClosed => {
+                    let dc = ResponseFlag::DownstreamConnectionTermination;
+                    return Ok(Got::Ended(conn.finish_error(
+                        self.view,
+                        self.cluster,
+                        0,
+                        dc,
+                    )));
+                }
+            }
+        }
+        // Read the response head, skipping interim (1xx) responses.
+        loop {
+            if !conn.ubuf.is_empty() {
+                let must_close = self.view.draining.get() || self.body_cut;
+                match prepare_response(conn.ubuf.data(), plan, must_close, &mut conn.wbuf) {
+                    Ok(Some(Response::Interim(n))) => {
+                        conn.ubuf.consume(n);
+                        continue;
+                    }
+                    Ok(Some(r)) => return Ok(Got::Response(r)),
+                    Ok(None) => {
+                        // prepare_response refuses a head past the limit, so a buffer
+                        // that grows to one byte beyond it always finds out.
+                        if conn.ubuf.is_full() {
+                            conn.ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1);
+                        }
+                    }
+                    Err(BadResponse(why)) => {
+                        tracing::debug!(reason = why, "invalid upstream response");
+                        return Err(Tried::fatal(Failure::ProtocolError));
+                    }
+                }
+            }
+            match body::fill_from(up, &mut conn.ubuf, Some(progress)).await {
+                Ok(n) if n > 0 => {}
+                Err(BodyError::Timeout) => return Err(Tried::fatal(expiry_failure(progress))),
+                // `wbuf` still holds the upstream request head for a retry: it is only
+                // overwritten once a response head has been parsed.
+                _ => {
+                    return Err(Tried {
+                        failure: Failure::ConnectionTermination,
+                        replayable: self.replayable && conn.ubuf.is_empty(),
+                    })
+                }
+            }
+        }
     }
 }
 
@@ -124,12 +327,12 @@ impl Conn {
         plan: &Plan<'_>,
         cluster: usize,
         timeout: Duration,
-        start: Instant,
+        h2_request: Option<Box<http::Request<()>>>,
     ) -> Outcome {
         // The upstream buffer is borrowed from the worker only for this exchange.
         self.ubuf = view.bufs.take();
         let outcome = self
-            .exchange(down, view, plan, cluster, timeout, start)
+            .exchange(down, view, plan, cluster, timeout, h2_request)
             .await;
         view.bufs
             .put(std::mem::replace(&mut self.ubuf, ReadBuf::new(0)));
@@ -143,289 +346,62 @@ impl Conn {
         plan: &Plan<'_>,
         cluster: usize,
         timeout: Duration,
-        start: Instant,
+        h2_request: Option<Box<http::Request<()>>>,
     ) -> Outcome {
         let cs = &view.clusters[cluster];
-        let stats = &cs.stats;
-        let ep = match self.begin_upstream(down, view, plan, cluster).await {
-            Ok(ep) => ep,
-            Err(uh) => return uh,
-        };
-        let endpoint = &cs.cfg.endpoints[ep];
-        let es = &cs.endpoints[ep];
-        es.rq_active.inc();
-        let _active = Active(&es.rq_active);
-        let deadline = (!timeout.is_zero()).then(|| start + timeout);
-        if cs.cfg.protocol == UpstreamProtocol::Http2 {
-            // The upstream head moves out of `wbuf` while the response head is written.
-            let head = std::mem::take(&mut self.wbuf);
-            let r = super::super::h1_to_h2::H1Request {
-                head: &head,
-                body: plan.framing.body,
-                minor: plan.minor,
-                keep_alive: plan.framing.keep_alive,
-                expect_continue: plan.framing.expect_continue,
-                draining: view.draining.get(),
-                response_edits: plan.response_edits,
-            };
-            let mut out = Vec::new();
-            let res = super::super::h1_to_h2::exchange(
-                down,
-                &mut self.rbuf,
-                &mut out,
-                r,
-                view,
-                cs,
-                ep,
-                deadline,
-            )
-            .await;
-            self.wbuf = head;
-            // A response forwarded before the body was all sent: close gently.
-            self.linger |= res.body_cut;
-            self.rec.bytes_received += res.bytes_received;
-            self.rec.bytes_sent = res.bytes_sent;
-            if res.status >= 400 && res.bytes_sent == 0 && res.flag != ResponseFlag::None {
-                // Nothing was sent yet: answer locally like the HTTP/1 path does.
-                let msg: &[u8] = match Failure::from_upstream_flag(res.flag) {
-                    Some(f) => f.body().as_bytes(),
-                    None if res.flag == ResponseFlag::DownstreamProtocolError => b"bad request",
-                    None => Failure::ConnectionTermination.body().as_bytes(),
-                };
-                stats.rq_class[4].inc();
-                // The request body may be half read: answer and close, without
-                // trying to read the rest of it.
-                return self
-                    .reply_and_close(down, plan, res.status, msg, res.flag)
-                    .await;
-            }
-            return Outcome {
-                status: res.status,
-                flag: res.flag,
-                keep_alive: res.keep_alive,
-            };
+        if self.logging {
+            self.rec.cluster = Some(cs.name.clone());
         }
-        let remaining = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        // An idempotent request without a body is retried once when a pooled connection
-        // turns out to have been closed by the upstream before it answered.
-        let retryable = plan.idempotent && plan.framing.body == BodyKind::Empty;
-        // Past the head write, a request with a body has had its body read (some or all).
-        let has_body = plan.framing.body != BodyKind::Empty;
-        let mut attempt = 0;
-        // The upstream answered or went away before the whole request body was sent.
-        let mut body_cut = false;
-        let (mut up, response) = 'attempt: loop {
-            attempt += 1;
-            let pooled = std::iter::from_fn(|| cs.pool.take(ep)).find(|c| c.idle_is_clean());
-            let (mut up, reused) = match pooled {
-                Some(c) => {
-                    stats.cx_reused.inc();
-                    (c, true)
-                }
-                None => {
-                    let connect_timeout = match remaining() {
-                        Some(r) => r.min(cs.cfg.connect_timeout),
-                        None => cs.cfg.connect_timeout,
-                    };
-                    match view.connector.connect(endpoint.addr, connect_timeout).await {
-                        Ok(c) => {
-                            stats.cx_total.inc();
-                            es.cx_total.inc();
-                            (c, false)
-                        }
-                        Err(e) => {
-                            tracing::debug!(upstream = %endpoint.addr, error = %e, "upstream connect failed");
-                            stats.cx_connect_fail.inc();
-                            es.cx_connect_fail.inc();
-                            stats.rq_class[4].inc();
-                            let f = if deadline.is_some_and(|d| Instant::now() >= d) {
-                                Failure::RouteTimeout
-                            } else {
-                                Failure::ConnectFailure
-                            };
-                            return self.fail_locally(down, view, plan, f).await;
-                        }
-                    }
-                }
-            };
-            up.set_read_timeout(remaining());
-            up.set_write_timeout(remaining());
-            self.ubuf.consume(self.ubuf.len());
-            if up.write_all(&self.wbuf).await.is_err() {
-                if reused && attempt == 1 {
-                    continue 'attempt;
-                }
+        let Some(picked) = request::pick(cs) else {
+            return self
+                .fail_locally(down, view, plan, Failure::NoHealthyUpstream)
+                .await;
+        };
+        if self.logging {
+            self.rec.upstream = Some(picked.endpoint.addr);
+        }
+        let progress = Progress::new(timeout, plan.stream_idle_timeout);
+        if plan.framing.body == BodyKind::Empty {
+            // The head was the whole request: the route clock starts now.
+            progress.request_done();
+        }
+        if let Some(req) = h2_request {
+            return self
+                .via_http2(down, view, plan, cluster, picked.ep, *req, &progress)
+                .await;
+        }
+        let mut x = Try {
+            conn: self,
+            down: &mut *down,
+            view,
+            plan,
+            cluster,
+            progress: &progress,
+            replayable: plan.idempotent && plan.framing.body == BodyKind::Empty,
+            body_touched: false,
+            body_cut: false,
+        };
+        let tried = request::run(
+            &request::Http1,
+            RetryPolicy::STALE_CONNECTION,
+            cs,
+            picked.ep,
+            &*view.connector,
+            || progress.deadline(),
+            &mut x,
+        )
+        .await;
+        let (body_touched, body_cut) = (x.body_touched, x.body_cut);
+        let (mut up, response) = match tried {
+            Ok((up, Got::Response(r))) => (up, r),
+            Ok((_, Got::Ended(o))) => return o,
+            Err(f) => {
                 return self
-                    .upstream_failed(
-                        down,
-                        view,
-                        plan,
-                        cluster,
-                        ResponseFlag::UpstreamConnectionTermination,
-                        false,
-                    )
-                    .await;
-            }
-            if plan.framing.body != BodyKind::Empty {
-                if plan.framing.expect_continue
-                    && down
-                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                        .await
-                        .is_err()
-                {
-                    return self.finish_error(
-                        view,
-                        cluster,
-                        0,
-                        ResponseFlag::DownstreamConnectionTermination,
-                    );
-                }
-                match upload(
-                    down,
-                    &mut self.rbuf,
-                    &mut up,
-                    &mut self.ubuf,
-                    plan.framing.body,
-                    asked(plan),
-                )
-                .await
-                {
-                    Upload::Done(n) => self.rec.bytes_received += n,
-                    // Read what the upstream said (or find it gone) below.
-                    Upload::Cut => {
-                        body_cut = true;
-                        self.linger = true;
-                    }
-                    Upload::Framing => {
-                        self.linger = true;
-                        let e = HeadError::BadRequest("malformed chunked body");
-                        self.wbuf.clear();
-                        encode::write_local_reply(
-                            &mut self.wbuf,
-                            400,
-                            None,
-                            e.reason().as_bytes(),
-                            true,
-                            false,
-                            Edits::none(),
-                        );
-                        let _ = down.write_all(&self.wbuf).await;
-                        return self.finish_error(
-                            view,
-                            cluster,
-                            400,
-                            ResponseFlag::DownstreamProtocolError,
-                        );
-                    }
-                    Upload::DownTimeout => {
-                        return self.finish_error(
-                            view,
-                            cluster,
-                            0,
-                            ResponseFlag::DownstreamIdleTimeout,
-                        );
-                    }
-                    Upload::DownClosed => {
-                        return self.finish_error(
-                            view,
-                            cluster,
-                            0,
-                            ResponseFlag::DownstreamConnectionTermination,
-                        )
-                    }
-                }
-            }
-            // Read the response head, skipping interim (1xx) responses.
-            loop {
-                if !self.ubuf.is_empty() {
-                    match prepare_response(
-                        self.ubuf.data(),
-                        plan,
-                        view.draining.get() || body_cut,
-                        &mut self.wbuf,
-                    ) {
-                        Ok(Some(Response::Interim(n))) => {
-                            self.ubuf.consume(n);
-                            continue;
-                        }
-                        Ok(Some(r)) => break 'attempt (up, r),
-                        Ok(None) => {
-                            // prepare_response refuses a head past the limit, so a buffer
-                            // that grows to one byte beyond it always finds out.
-                            if self.ubuf.is_full() {
-                                self.ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1);
-                            }
-                        }
-                        Err(BadResponse(why)) => {
-                            tracing::debug!(upstream = %endpoint.addr, reason = why, "invalid upstream response");
-                            stats.rq_protocol_error.inc();
-                            return self
-                                .upstream_failed(
-                                    down,
-                                    view,
-                                    plan,
-                                    cluster,
-                                    ResponseFlag::UpstreamProtocolError,
-                                    has_body,
-                                )
-                                .await;
-                        }
-                    }
-                }
-                // The wait for the head is bounded by the route deadline and by the
-                // stream idle timeout, whichever comes first.
-                let idle_at = (!plan.stream_idle_timeout.is_zero())
-                    .then(|| Instant::now() + plan.stream_idle_timeout);
-                let wait = match (deadline, idle_at) {
-                    (Some(d), Some(i)) => Some(d.min(i)),
-                    (d, i) => d.or(i),
-                };
-                match body::fill_from(&mut up, &mut self.ubuf, wait).await {
-                    Ok(n) if n > 0 => {}
-                    Err(BodyError::Timeout) if deadline.is_none_or(|d| Instant::now() < d) => {
-                        // The request was sent whole: Envoy answers 504 `stream timeout`.
-                        let f = Failure::StreamIdle {
-                            request_complete: true,
-                        };
-                        stats.rq_class[4].inc();
-                        return self
-                            .reply_and_close(down, plan, f.status(), f.body().as_bytes(), f.flag())
-                            .await;
-                    }
-                    Err(BodyError::Timeout) => {
-                        stats.rq_timeout.inc();
-                        return self
-                            .upstream_failed(
-                                down,
-                                view,
-                                plan,
-                                cluster,
-                                ResponseFlag::UpstreamTimeout,
-                                has_body,
-                            )
-                            .await;
-                    }
-                    _ => {
-                        if reused && retryable && attempt == 1 && self.ubuf.is_empty() {
-                            // `wbuf` still holds the upstream request head: it is only
-                            // overwritten once a response head has been parsed.
-                            continue 'attempt;
-                        }
-                        stats.rq_reset.inc();
-                        return self
-                            .upstream_failed(
-                                down,
-                                view,
-                                plan,
-                                cluster,
-                                ResponseFlag::UpstreamConnectionTermination,
-                                has_body,
-                            )
-                            .await;
-                    }
-                }
+                    .upstream_failed(down, view, plan, f, body_touched)
+                    .await
             }
         };
+        let stats = &cs.stats;
         let (head_len, status, resp_body, strip, close_down, reuse_up) = match response {
             Response::Final {
                 head_len,
@@ -436,7 +412,7 @@ impl Conn {
                 reuse_up,
             } => (head_len, status, body, strip, close_down, reuse_up),
             Response::Upgraded(head_len) => {
-                stats.rq_class[0].inc();
+                request::count_status(stats, 101);
                 return self
                     .tunnel(down, up, head_len, plan.idle_timeout, 101)
                     .await;
@@ -447,7 +423,17 @@ impl Conn {
             }
         };
         self.ubuf.consume(head_len);
-        stats.rq_class[crate::observe::stats::class_index(status)].inc();
+        request::count_status(stats, status);
+        if plan.chain.hooks().response_head {
+            if let filter::Status::Respond(reply) = plan.chain.on_response_head(status).await {
+                // A filter answers instead; the upstream connection, mid-response, goes.
+                let body = reply.body.as_bytes();
+                return self
+                    .reply_and_close(down, plan, reply.status, body, reply.flag)
+                    .await;
+            }
+        }
+        progress.head_sent(status);
         if down.write_all(&self.wbuf).await.is_err() {
             return Outcome {
                 status,
@@ -456,10 +442,11 @@ impl Conn {
             };
         }
         let mut sent = self.wbuf.len() as u64;
-        if deadline.is_none() && !plan.stream_idle_timeout.is_zero() {
-            // No route timeout: each read of the response body is bounded by the stream
-            // idle timeout instead (with a route timeout, the deadline bounds them all).
-            up.set_read_timeout(Some(plan.stream_idle_timeout));
+        // The clocks bound the response body too: each upstream read gets the time
+        // left, and so does each write to a client that stops reading.
+        let left = progress.time_left();
+        if let Some(left) = left {
+            down.set_write_timeout(Some(left.min(plan.idle_timeout)));
         }
         let result = body::forward(
             &mut up,
@@ -467,35 +454,108 @@ impl Conn {
             down,
             resp_body,
             strip,
-            deadline,
+            Some(&progress),
             None,
         )
         .await;
+        if left.is_some() {
+            down.set_write_timeout(Some(plan.idle_timeout));
+        }
+        let late = |f: Failure| {
+            request::count_late(stats, f);
+            f.flag()
+        };
         let flag = match result {
             Ok(n) => {
                 sent += n;
                 // After a cut request body the upstream connection is out of step.
                 if reuse_up && !body_cut && self.ubuf.is_empty() {
-                    cs.pool.put(ep, up);
+                    cs.pool.put(picked.ep, up);
                 }
                 ResponseFlag::None
             }
+            // A client that stopped reading until a clock ran out.
+            Err(BodyError::Write) if progress.expired().is_some() => {
+                late(expiry_failure(&progress))
+            }
             Err(BodyError::Write) => ResponseFlag::DownstreamConnectionTermination,
-            Err(BodyError::Timeout) if deadline.is_none() => ResponseFlag::StreamIdleTimeout,
-            Err(BodyError::Timeout) => {
-                stats.rq_timeout.inc();
-                ResponseFlag::UpstreamTimeout
-            }
-            Err(_) => {
-                stats.rq_reset.inc();
-                ResponseFlag::UpstreamConnectionTermination
-            }
+            Err(BodyError::Timeout) => late(expiry_failure(&progress)),
+            Err(_) => late(Failure::ConnectionTermination),
         };
         self.rec.bytes_sent = sent;
         Outcome {
             status,
             flag,
             keep_alive: flag == ResponseFlag::None && !close_down,
+        }
+    }
+
+    /// An HTTP/1 request to an HTTP/2 cluster (`h1_to_h2`), with the request the
+    /// connection manager built from the head.
+    #[allow(clippy::too_many_arguments)]
+    async fn via_http2<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        plan: &Plan<'_>,
+        cluster: usize,
+        ep: usize,
+        req: http::Request<()>,
+        progress: &Progress,
+    ) -> Outcome {
+        let cs = &view.clusters[cluster];
+        let r = super::super::h1_to_h2::H1Request {
+            body: plan.framing.body,
+            minor: plan.minor,
+            keep_alive: plan.framing.keep_alive,
+            expect_continue: plan.framing.expect_continue,
+            draining: view.draining.get(),
+            idle_timeout: plan.idle_timeout,
+            response_edits: plan.response_edits,
+            chain: plan.chain,
+        };
+        // The response head is written into `wbuf`, which holds no upstream head here.
+        let res = super::super::h1_to_h2::exchange(
+            down,
+            &mut self.rbuf,
+            &mut self.wbuf,
+            req,
+            r,
+            view,
+            cs,
+            ep,
+            progress,
+        )
+        .await;
+        // A response forwarded before the body was all sent: close gently.
+        self.linger |= res.body_cut;
+        self.rec.bytes_received += res.bytes_received;
+        self.rec.bytes_sent = res.bytes_sent;
+        if let Some(reply) = res.reply {
+            // A filter answered the upstream's response head instead.
+            let body = reply.body.as_bytes();
+            return self
+                .reply_and_close(down, plan, reply.status, body, reply.flag)
+                .await;
+        }
+        if let Some(f) = res.failed {
+            // Nothing was sent yet: answer locally like the HTTP/1 path does. The
+            // request body may be half read: answer and close, without trying to read
+            // the rest of it.
+            let (status, msg) = (f.status(), f.body().as_bytes());
+            return self
+                .reply_and_close(down, plan, status, msg, f.flag())
+                .await;
+        }
+        if res.status == 400 && res.flag == ResponseFlag::DownstreamProtocolError {
+            return self
+                .reply_and_close(down, plan, 400, b"bad request", res.flag)
+                .await;
+        }
+        Outcome {
+            status: res.status,
+            flag: res.flag,
+            keep_alive: res.keep_alive,
         }
     }
 
@@ -525,23 +585,20 @@ impl Conn {
         }
     }
 
-    /// The upstream failed before a response head was sent downstream: answer locally.
-    /// `body_touched`: forwarding of the request body has begun (it may be half read, or
-    /// all of it may be gone), so it cannot be read again to keep the connection in step.
-    #[allow(clippy::too_many_arguments)]
+    /// The upstream failed before a response head was sent downstream: answer locally
+    /// (the attempt loop counted it). `body_touched`: forwarding of the request body has
+    /// begun (it may be half read, or all of it may be gone), so it cannot be read again
+    /// to keep the connection in step. The stream idle timeout closes the connection.
     pub(super) async fn upstream_failed<D: Io, C: Connector>(
         &mut self,
         down: &mut D,
         view: &WorkerView<C>,
         plan: &Plan<'_>,
-        cluster: usize,
-        flag: ResponseFlag,
+        f: Failure,
         body_touched: bool,
     ) -> Outcome {
-        let f = Failure::from_upstream_flag(flag).unwrap_or(Failure::ConnectionTermination);
-        let (status, msg) = (f.status(), f.body().as_bytes());
-        view.clusters[cluster].stats.rq_class[4].inc();
-        if body_touched {
+        let (status, msg, flag) = (f.status(), f.body().as_bytes(), f.flag());
+        if body_touched || matches!(f, Failure::StreamIdle { .. }) {
             return self.reply_and_close(down, plan, status, msg, flag).await;
         }
         let mut o = self.local(down, view, plan, status, None, msg, flag).await;

@@ -8,6 +8,15 @@
 //! a filter may wait (for a rate-limit token, an authorization service) without blocking
 //! the worker.
 //!
+//! After the request head a stream keeps its [`Chain`] (in [`StreamEdits`]) for the later
+//! hooks: the response head (`Chain::on_response_head`, called where the upstream's
+//! response head is about to go to the client on each of the four protocol paths) and
+//! completion (`Chain::on_complete`, called by both connection managers). Which hooks a
+//! filter kind has is a constant ([`FilterKind::hooks`]): no filter has them yet, and a
+//! chain without them pays one branch per hook point. Body hooks are not there yet:
+//! bodies still pass through a pump per protocol pair (the HTTP/1 one forwards raw
+//! bytes, chunk framing included, without decoding them).
+//!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
 //! by name or give it its own configuration for requests on that route.
 //!
@@ -64,6 +73,104 @@ impl FilterKind {
             FilterKind::HeaderMutation(_) => "header_mutation",
         }
     }
+
+    /// The hooks this kind has after the request head.
+    pub const fn hooks(&self) -> Hooks {
+        match self {
+            // Its response edits are applied by the encoders (`StreamEdits`).
+            FilterKind::HeaderMutation(_) => Hooks::NONE,
+        }
+    }
+}
+
+/// The hooks a filter kind has after the request head, known per kind at compile time.
+/// A stream runs a hook only when a filter of its chain has it, so a chain without such
+/// filters costs one branch per hook point and nothing more.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hooks {
+    /// `on_response_head`: sees the upstream's response status before it goes to the
+    /// client, and may answer instead.
+    pub response_head: bool,
+    /// `on_complete`: sees how the stream ended.
+    pub complete: bool,
+}
+
+impl Hooks {
+    pub const NONE: Hooks = Hooks {
+        response_head: false,
+        complete: false,
+    };
+
+    const fn or(self, o: Hooks) -> Hooks {
+        Hooks {
+            response_head: self.response_head || o.response_head,
+            complete: self.complete || o.complete,
+        }
+    }
+}
+
+/// How a stream ended, for `on_complete`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// Status sent to the client (0: none was).
+    pub status: u16,
+    pub flag: ResponseFlag,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+}
+
+/// The filters that run on one stream (the route's overrides applied), kept from the
+/// request-head hook for the stream's later hooks.
+#[derive(Clone, Copy, Default)]
+pub struct Chain<'c> {
+    filters: &'c [HttpFilter],
+    overrides: &'c [(String, FilterOverride)],
+    hooks: Hooks,
+}
+
+impl<'c> Chain<'c> {
+    /// The later hooks some filter of this stream has.
+    pub fn hooks(&self) -> Hooks {
+        self.hooks
+    }
+
+    /// The filters of the chain the route does not disable, in order.
+    fn active(&self) -> impl DoubleEndedIterator<Item = &'c HttpFilter> + 'c {
+        let overrides = self.overrides;
+        self.filters.iter().filter(move |f| {
+            !overrides
+                .iter()
+                .any(|(n, o)| *n == f.name && *o == FilterOverride::Disabled)
+        })
+    }
+
+    /// The upstream's response head with `status` is about to go to the client. Filters
+    /// see it in reverse order (Envoy's encoder filters); one may answer instead (the
+    /// upstream's response is then dropped). Callers check `hooks().response_head`
+    /// first, so a chain without the hook never builds this future.
+    pub async fn on_response_head(&self, status: u16) -> Status {
+        for f in self.active().rev() {
+            match &f.kind {
+                FilterKind::HeaderMutation(_) => {}
+            }
+        }
+        let _ = status;
+        Status::Continue
+    }
+
+    /// The stream ended: the last hook, for every stream whose request head the chain
+    /// saw (proxied, answered locally or failed).
+    pub fn on_complete(&self, end: &StreamEnd) {
+        if !self.hooks.complete {
+            return;
+        }
+        for f in self.active() {
+            match &f.kind {
+                FilterKind::HeaderMutation(_) => {}
+            }
+        }
+        let _ = end;
+    }
 }
 
 /// A route's override of one filter, by filter name.
@@ -91,11 +198,13 @@ pub struct LocalReply {
     pub flag: ResponseFlag,
 }
 
-/// What the chain decided for one request: the header edits the encoders apply.
+/// What the chain decided for one request: the header edits the encoders apply, and
+/// the chain itself for the stream's later hooks.
 #[derive(Clone, Copy, Default)]
 pub struct StreamEdits<'c> {
     pub request: Edits<'c>,
     pub response: Edits<'c>,
+    pub chain: Chain<'c>,
 }
 
 /// The route-level inputs of the chain.
@@ -127,11 +236,13 @@ pub async fn on_request_head<'c>(
     let mut response_filters: [Option<&'c HeaderPlan>; MAX_HEADER_MUTATION_FILTERS] =
         [None; MAX_HEADER_MUTATION_FILTERS];
     let mut n = 0;
+    let mut hooks = Hooks::NONE;
     for f in chain {
         let ov = route.and_then(|r| r.override_for(&f.name));
         if matches!(ov, Some(FilterOverride::Disabled)) {
             continue;
         }
+        hooks = hooks.or(f.kind.hooks());
         match &f.kind {
             FilterKind::HeaderMutation(own) => {
                 let m = match ov {
@@ -155,6 +266,11 @@ pub async fn on_request_head<'c>(
     for plan in response_filters.iter().take(n).rev().flatten() {
         edits.response = edits.response.then(plan);
     }
+    edits.chain = Chain {
+        filters: chain,
+        overrides: route.map_or(&[], |r| r.overrides),
+        hooks,
+    };
     Status::Continue
 }
 
@@ -216,5 +332,25 @@ mod tests {
         let mut e = StreamEdits::default();
         futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e));
         assert_eq!(collect(e.response), vec![("x-resp".into(), "route".into())]);
+        assert_eq!(e.chain.active().count(), 0, "disabled on this route");
+    }
+
+    #[test]
+    fn header_mutation_chains_have_no_later_hooks() {
+        let m = HeaderMutation {
+            request: setter("x-who", "filter"),
+            response: setter("x-resp", "filter"),
+        };
+        let chain = vec![HttpFilter {
+            name: "tag".into(),
+            kind: FilterKind::HeaderMutation(HeaderMutationFilter::new(&m)),
+        }];
+        let mut e = StreamEdits::default();
+        futures_lite::future::block_on(on_request_head(&chain, None, &mut e));
+        assert_eq!(e.chain.active().count(), 1);
+        // Nothing past the request head runs for this chain.
+        assert_eq!(e.chain.hooks(), Hooks::NONE);
+        let head = futures_lite::future::block_on(e.chain.on_response_head(200));
+        assert_eq!(head, Status::Continue);
     }
 }

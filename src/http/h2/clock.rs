@@ -1,178 +1,28 @@
-//! The two clocks of a proxied HTTP/2 stream, and what the stream has done so far.
-//!
-//! - The route timeout (shortened by `grpc-timeout`) bounds the whole exchange: connect,
-//!   request body, response head, response body.
-//! - The stream idle timeout (the listener's `stream_idle_timeout`, as Envoy's; zero
-//!   disables it) ends a stream that moved no byte in either direction for that long,
-//!   whatever it waits for: client DATA, send window, the upstream. Before the response
-//!   head it is a `408` while the request is still arriving, a `504` once it was received
-//!   whole (Envoy's `maybeRequestTimeoutCode`).
+//! The stream clocks of one HTTP/2 connection: every proxied stream's `Progress` (the
+//! route and stream idle clocks, `upstream::request::clock`) is registered here and
+//! swept by the connection task.
 //!
 //! No stream owns a timer: a glommio timer per stream cost the HTTP/2 path about a tenth
-//! of its CPU per request (measured in the load tests). Each stream registers its clocks
-//! with its connection's [`Clocks`]; the connection task, which already keeps a timer
-//! for its own clocks, arms it for the earliest stream deadline too and sweeps the
-//! streams when it fires. Moving bytes only stores a timestamp, so a busy stream costs
-//! nothing per DATA frame; a deadline that moved is found at the sweep and re-noted.
-//! The connection task sleeps until its earliest deadline and no longer: a stream that
-//! registers an earlier deadline, and anything else that changes what the connection
-//! waits for, wakes it ([`Clocks::poke`]), so an idle connection arms no timer it does
-//! not need (issue 12).
-//! The proxying future runs under `run`; when a
-//! clock expires that future is dropped (which closes its upstream connection or resets
-//! its upstream stream), and `Progress` tells the caller whether a response head already
+//! of its CPU per request (measured in the load tests). The connection task, which
+//! already keeps a timer for its own clocks, arms it for the earliest stream deadline
+//! and sweeps the streams when it fires. Moving bytes only stores a timestamp, so a busy
+//! stream costs nothing per DATA frame; a deadline that moved is found at the sweep and
+//! re-noted. The connection task sleeps until its earliest deadline and no longer: a
+//! stream that registers an earlier deadline, and anything else that changes what the
+//! connection waits for, wakes it ([`Clocks::poke`]), so an idle connection arms no timer
+//! it does not need (issue 12). When a clock expires the stream's proxying future (run
+//! under `Progress::run`) is dropped, which closes its upstream connection or resets its
+//! upstream stream, and `Progress` tells the caller whether a response head already
 //! went out: a local reply if not, a RST_STREAM if so.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::task::Waker;
+use std::time::Instant;
 
-/// Which clock ran out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Expiry {
-    /// The route timeout: 504 `UT` before the response head, a reset after.
-    Route,
-    /// The stream idle timeout: 408 or 504 `SI` before the response head, a reset after.
-    Idle,
-}
-
-/// Deadlines and progress of one stream, shared by reference with the proxying future.
-pub(crate) struct Progress {
-    route: Option<Instant>,
-    /// Zero: no idle clock.
-    idle: Duration,
-    last: Cell<Instant>,
-    /// The client's request ended (END_STREAM received).
-    request_complete: Cell<bool>,
-    status: Cell<u16>,
-    received: Cell<u64>,
-    sent: Cell<u64>,
-    /// Set by the connection's sweep when a clock ran out.
-    fired: Cell<Option<Expiry>>,
-    /// The task waiting in `run`, woken when a clock fires.
-    waker: Cell<Option<Waker>>,
-}
-
-impl Progress {
-    /// `route_timeout` zero: no route timeout; `idle` zero: no stream idle timeout.
-    pub fn new(start: Instant, route_timeout: Duration, idle: Duration) -> Self {
-        Progress {
-            route: (!route_timeout.is_zero()).then(|| start + route_timeout),
-            idle,
-            last: Cell::new(Instant::now()),
-            request_complete: Cell::new(false),
-            status: Cell::new(0),
-            received: Cell::new(0),
-            sent: Cell::new(0),
-            fired: Cell::new(None),
-            waker: Cell::new(None),
-        }
-    }
-
-    /// The route deadline, for socket timeouts on the way to it.
-    pub fn deadline(&self) -> Option<Instant> {
-        self.route
-    }
-
-    /// Something moved on the stream (a head, a frame, bytes to or from the upstream).
-    pub fn touch(&self) {
-        self.last.set(Instant::now());
-    }
-
-    /// `n` request body bytes were passed on.
-    pub fn received(&self, n: u64) {
-        self.received.set(self.received.get() + n);
-        self.touch();
-    }
-
-    /// `n` response body bytes were passed on.
-    pub fn sent(&self, n: u64) {
-        self.sent.set(self.sent.get() + n);
-        self.touch();
-    }
-
-    /// The client's request arrived whole (its END_STREAM was received).
-    pub fn request_done(&self) {
-        self.request_complete.set(true);
-        self.touch();
-    }
-
-    /// Whether the client's request arrived whole.
-    pub fn request_complete(&self) -> bool {
-        self.request_complete.get()
-    }
-
-    /// A response head with `status` went to the client.
-    pub fn head_sent(&self, status: u16) {
-        self.status.set(status);
-        self.touch();
-    }
-
-    /// The status of the response head sent, 0 if none was.
-    pub fn status(&self) -> u16 {
-        self.status.get()
-    }
-
-    pub fn bytes_received(&self) -> u64 {
-        self.received.get()
-    }
-
-    pub fn bytes_sent(&self) -> u64 {
-        self.sent.get()
-    }
-
-    /// Checks the clocks at `now`: the clock that ran out (and wakes the stream), or
-    /// the next instant to look again (`None`: no clock runs).
-    fn check(&self, now: Instant) -> Result<Option<Instant>, Expiry> {
-        if self.route.is_some_and(|r| now >= r) {
-            return Err(self.fire(Expiry::Route));
-        }
-        let idle_at = (!self.idle.is_zero()).then(|| self.last.get() + self.idle);
-        if idle_at.is_some_and(|i| now >= i) {
-            return Err(self.fire(Expiry::Idle));
-        }
-        Ok(match (self.route, idle_at) {
-            (Some(r), Some(i)) => Some(r.min(i)),
-            (r, i) => r.or(i),
-        })
-    }
-
-    fn fire(&self, e: Expiry) -> Expiry {
-        self.fired.set(Some(e));
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
-        e
-    }
-
-    /// Resolves when the connection's sweep finds a clock run out.
-    async fn expired(&self) -> Expiry {
-        std::future::poll_fn(|cx| match self.fired.get() {
-            Some(e) => Poll::Ready(e),
-            None => {
-                let w = match self.waker.take() {
-                    Some(w) if w.will_wake(cx.waker()) => w,
-                    _ => cx.waker().clone(),
-                };
-                self.waker.set(Some(w));
-                Poll::Pending
-            }
-        })
-        .await
-    }
-
-    /// Runs `work` until it finishes or a clock runs out (then `work` is dropped).
-    pub async fn run<F: Future>(&self, work: F) -> Result<F::Output, Expiry> {
-        futures_lite::future::or(async { Ok(work.await) }, async {
-            Err(self.expired().await)
-        })
-        .await
-    }
-}
+pub(crate) use crate::upstream::request::clock::{Expiry, Progress};
 
 /// The stream clocks of one HTTP/2 connection, swept by the connection task.
 #[derive(Default)]
@@ -214,7 +64,7 @@ impl Clocks {
     /// Starts watching a stream's clocks until the returned registration is dropped.
     pub fn register(&self, p: &Rc<Progress>) -> Registered<'_> {
         let at = match p.check(Instant::now()) {
-            Ok(Some(at)) => at,
+            Ok(Some(at)) if p.has_clocks() => at,
             _ => {
                 return Registered {
                     clocks: self,
@@ -292,29 +142,23 @@ impl Clocks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn the_sweep_fires_what_ran_out_and_wakes_it() {
         let clocks = Clocks::default();
-        let start = Instant::now();
-        let p = Rc::new(Progress::new(
-            start,
-            Duration::from_millis(50),
-            Duration::ZERO,
-        ));
-        let q = Rc::new(Progress::new(
-            start,
-            Duration::ZERO,
-            Duration::from_secs(60),
-        ));
+        let p = Rc::new(Progress::new(Duration::from_millis(50), Duration::ZERO));
+        p.request_done();
+        let start = p.deadline().unwrap() - Duration::from_millis(50);
+        let q = Rc::new(Progress::new(Duration::ZERO, Duration::from_secs(60)));
         let _rp = clocks.register(&p);
         let rq = clocks.register(&q);
         assert_eq!(clocks.next(), Some(start + Duration::from_millis(50)));
         clocks.sweep(start + Duration::from_millis(10));
-        assert_eq!(p.fired.get(), None);
+        assert_eq!(p.fired_clock(), None);
         clocks.sweep(start + Duration::from_millis(60));
-        assert_eq!(p.fired.get(), Some(Expiry::Route));
-        assert_eq!(q.fired.get(), None);
+        assert_eq!(p.fired_clock(), Some(Expiry::Route));
+        assert_eq!(q.fired_clock(), None);
         // The route clock is gone; the idle clock is next.
         assert!(clocks
             .next()
@@ -334,22 +178,13 @@ mod tests {
         let clocks = Clocks::default();
         let waker = std::task::Waker::noop();
         assert!(!clocks.poll_poked(waker));
-        let start = Instant::now();
-        let late = Rc::new(Progress::new(
-            start,
-            Duration::from_secs(60),
-            Duration::ZERO,
-        ));
-        let early = Rc::new(Progress::new(start, Duration::from_secs(5), Duration::ZERO));
+        let late = Rc::new(Progress::new(Duration::from_secs(60), Duration::ZERO));
+        let early = Rc::new(Progress::new(Duration::from_secs(5), Duration::ZERO));
         let r_late = clocks.register(&late);
         assert!(clocks.poll_poked(waker), "a first deadline is news");
         let r_early = clocks.register(&early);
         assert!(clocks.poll_poked(waker), "an earlier deadline is news");
-        let again = Rc::new(Progress::new(
-            start,
-            Duration::from_secs(30),
-            Duration::ZERO,
-        ));
+        let again = Rc::new(Progress::new(Duration::from_secs(30), Duration::ZERO));
         let r_again = clocks.register(&again);
         assert!(!clocks.poll_poked(waker), "a later one is not");
         drop((r_late, r_early));

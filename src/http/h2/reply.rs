@@ -136,6 +136,24 @@ pub(crate) fn expired(
     }
 }
 
+/// Answers with a filter's local reply (`http::filter`), with the response edits.
+pub(crate) fn filter_reply(
+    respond: &mut SendResponse<Bytes>,
+    grpc: bool,
+    reply: &crate::http::filter::LocalReply,
+    edits: Edits<'_>,
+) -> Done {
+    local(
+        respond,
+        grpc,
+        reply.status,
+        None,
+        &Bytes::from_static(reply.body.as_bytes()),
+        reply.flag,
+        edits,
+    )
+}
+
 /// Answers a malformed request (`DPE`) with the rule it broke.
 pub(crate) fn reject(respond: &mut SendResponse<Bytes>, grpc: bool, e: HeadError) -> Done {
     local(

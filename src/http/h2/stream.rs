@@ -88,6 +88,8 @@ pub(crate) async fn serve<C: Connector>(
             Status::Respond(reply) => Some(reply),
         }
     };
+    // Copied out for the completion hook: the edits move into the proxied request.
+    let chain = edits.chain;
     let mut cluster_name = None;
     let done = match (refused, filter_reply, action) {
         (Some(e), _, _) => reject(&mut respond, grpc, e),
@@ -112,7 +114,7 @@ pub(crate) async fn serve<C: Connector>(
             };
             cluster_name = Some(cs.name.clone());
             // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
-            let progress = Rc::new(Progress::new(start, Duration::ZERO, l.idle_timeout));
+            let progress = Rc::new(Progress::new(Duration::ZERO, l.idle_timeout));
             let _clock = conn.clocks.register(&progress);
             super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response).await
         }
@@ -157,7 +159,7 @@ pub(crate) async fn serve<C: Connector>(
                 .map(|v| v.as_bytes())
                 .collect();
             let fwd = forwarding::decide(&l.forwarding, peer.ip(), xff.iter().copied());
-            let progress = Rc::new(Progress::new(start, timeout, l.stream_idle_timeout));
+            let progress = Rc::new(Progress::new(timeout, l.stream_idle_timeout));
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
                 progress.request_done();
@@ -183,6 +185,12 @@ pub(crate) async fn serve<C: Connector>(
             }
         }
     };
+    chain.on_complete(&filter::StreamEnd {
+        status: done.status,
+        flag: done.flag,
+        bytes_received: done.bytes_received,
+        bytes_sent: done.bytes_sent,
+    });
     let log = view.access_log(at);
     let mut info = StreamInfo {
         start: Some(started),

@@ -1,0 +1,174 @@
+//! Envoy `Cluster` -> native raw cluster: discovery type, connect timeout, load balancing
+//! policy, endpoints and the upstream HTTP protocol options. Control plane only.
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, LbPolicy,
+};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    explicit_http_config::ProtocolConfig, UpstreamProtocolOptions,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions as UpstreamHttp;
+
+use super::super::raw::{RawCluster, RawEndpoint, RawPool};
+use super::bootstrap::{
+    duration, ip_socket_address, native_duration, payload, socket_address, timeout_or_never, R,
+};
+use super::{err, PathMap};
+
+const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap) -> R<RawCluster> {
+    let native = format!("clusters[{index}]");
+    paths.add(native.clone(), p.to_string());
+    let kind = match &c.cluster_discovery_type {
+        None => DiscoveryType::Static,
+        Some(ClusterDiscoveryType::Type(t)) => {
+            DiscoveryType::try_from(*t).map_err(|_| err(format!("{p}.type"), "unknown value"))?
+        }
+        Some(ClusterDiscoveryType::ClusterType(_)) => {
+            return Err(err(
+                format!("{p}.cluster_type"),
+                "not supported by Outrigger",
+            ))
+        }
+    };
+    let dns = match kind {
+        DiscoveryType::Static => false,
+        // Resolved once, when the config is loaded (and on reload).
+        DiscoveryType::StrictDns | DiscoveryType::LogicalDns => true,
+        other => {
+            return Err(err(
+                format!("{p}.type"),
+                format!("`{}` is not supported by Outrigger", other.as_str_name()),
+            ))
+        }
+    };
+    // Envoy's default connect timeout is 5s; it must be positive.
+    let connect_timeout = duration(&c.connect_timeout, &format!("{p}.connect_timeout"))?
+        .unwrap_or(Duration::from_secs(5));
+    let lb = LbPolicy::try_from(c.lb_policy)
+        .map_err(|_| err(format!("{p}.lb_policy"), "unknown value"))?;
+    let lb_policy = match lb {
+        LbPolicy::RoundRobin => "round_robin",
+        LbPolicy::LeastRequest => "least_request",
+        LbPolicy::Random => "random",
+        other => {
+            return Err(err(
+                format!("{p}.lb_policy"),
+                format!("`{}` is not supported by Outrigger", other.as_str_name()),
+            ))
+        }
+    };
+    let mut endpoints = Vec::new();
+    if let Some(la) = &c.load_assignment {
+        for (j, locality) in la.endpoints.iter().enumerate() {
+            for (k, lb) in locality.lb_endpoints.iter().enumerate() {
+                let ep = format!("{p}.load_assignment.endpoints[{j}].lb_endpoints[{k}]");
+                let Some(HostIdentifier::Endpoint(e)) = &lb.host_identifier else {
+                    return Err(err(format!("{ep}.endpoint"), "is required"));
+                };
+                let at = format!("{ep}.endpoint.address");
+                let (address, port) = if dns {
+                    socket_address(&e.address, &at)?
+                } else {
+                    ip_socket_address(&e.address, &at)?
+                };
+                let n = format!("{native}.endpoints[{}]", endpoints.len());
+                paths.add(n.clone(), format!("{at}.socket_address"));
+                paths.add(format!("{n}.weight"), format!("{ep}.load_balancing_weight"));
+                endpoints.push(RawEndpoint {
+                    address,
+                    port,
+                    weight: Some(lb.load_balancing_weight.as_ref().map_or(1, |w| w.value)),
+                });
+            }
+        }
+    }
+    // Envoy's default upstream idle timeout is one hour; zero disables it.
+    let mut idle_timeout = Duration::from_secs(3600);
+    let mut protocol = "http1";
+    for (key, any) in &c.typed_extension_protocol_options {
+        let kp = format!("{p}.typed_extension_protocol_options[\"{key}\"]");
+        if key != HTTP_OPTIONS {
+            return Err(err(kp, format!("`{key}` is not supported by Outrigger")));
+        }
+        let o: UpstreamHttp = payload(any, HTTP_OPTIONS, &kp)?;
+        if let Some(common) = &o.common_http_protocol_options {
+            let cp = format!("{kp}.common_http_protocol_options");
+            if let Some(d) = duration(&common.idle_timeout, &format!("{cp}.idle_timeout"))? {
+                idle_timeout = d;
+            }
+            if common.max_headers_count.is_some() {
+                return Err(err(
+                    format!("{cp}.max_headers_count"),
+                    "not supported by Outrigger for upstream connections",
+                ));
+            }
+        }
+        protocol = match &o.upstream_protocol_options {
+            Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) => {
+                let ep = format!("{kp}.explicit_http_config");
+                match &e.protocol_config {
+                    Some(ProtocolConfig::HttpProtocolOptions(_)) => "http1",
+                    Some(ProtocolConfig::Http2ProtocolOptions(h2)) => {
+                        no_h2_settings(h2, &format!("{ep}.http2_protocol_options"))?;
+                        "http2"
+                    }
+                    _ => {
+                        return Err(err(
+                            ep,
+                            "set `http_protocol_options` or `http2_protocol_options`",
+                        ))
+                    }
+                }
+            }
+            // Envoy: the downstream's protocol, HTTP/2 only if the cluster allows it.
+            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(d)) => {
+                match &d.http2_protocol_options {
+                    Some(h2) => {
+                        no_h2_settings(
+                            h2,
+                            &format!("{kp}.use_downstream_protocol_config.http2_protocol_options"),
+                        )?;
+                        "downstream"
+                    }
+                    None => "http1",
+                }
+            }
+            _ => {
+                return Err(err(
+                    kp,
+                    "set `explicit_http_config` or `use_downstream_protocol_config`",
+                ))
+            }
+        };
+    }
+    Ok(RawCluster {
+        name: c.name.clone(),
+        connect_timeout: Some(native_duration(connect_timeout)),
+        lb_policy: Some(lb_policy.into()),
+        endpoints,
+        pool: Some(RawPool {
+            max_idle_per_endpoint: None,
+            idle_timeout: Some(timeout_or_never(idle_timeout)),
+        }),
+        protocol: Some(protocol.into()),
+    })
+}
+
+/// Outrigger has no HTTP/2 settings for upstream connections yet: the message may be
+/// present (it selects HTTP/2) but must be empty.
+fn no_h2_settings(h2: &Http2ProtocolOptions, path: &str) -> R<()> {
+    if *h2 != Http2ProtocolOptions::default() {
+        return Err(err(
+            path,
+            "HTTP/2 settings for upstream connections are not supported by Outrigger",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! Envoy `HttpConnectionManager` -> a native chain's HTTP settings: codec, limits,
+//! timeouts, forwarding, HTTP filters, upgrades, access log and the inline route
+//! configuration. Envoy's defaults are written out explicitly. Control plane only.
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog as PbAccessLog};
+use envoy_types::pb::envoy::config::common::mutation_rules::v3::header_mutation::Action;
+use envoy_types::pb::envoy::config::core::v3::{
+    data_source, substitution_format_string, DataSource, SubstitutionFormatString,
+};
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
+    file_access_log, FileAccessLog,
+};
+use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
+    stdout_access_log, StdoutAccessLog,
+};
+use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
+    HeaderMutation as PbHeaderMutation, Mutations,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::{CodecType, RouteSpecifier},
+    http_filter, HttpConnectionManager,
+};
+
+use super::super::raw::{RawAccessLog, RawFilterChain, RawForwarding, RawHttp2, RawLimits};
+use super::bootstrap::{
+    duration, header_add, native_duration, payload, timeout_or_never, Translation, R,
+};
+use super::{err, route, walk};
+use crate::http::filter::header_mutation::RawHeaderMutation;
+use crate::http::filter::RawHttpFilter;
+
+const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
+const HEADER_MUTATION: &str = "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation";
+const FILE_LOG: &str = "envoy.extensions.access_loggers.file.v3.FileAccessLog";
+const STDOUT_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
+
+pub(super) fn translate(
+    h: &HttpConnectionManager,
+    p: &str,
+    native: &str,
+    listener: &str,
+    chain: &mut RawFilterChain,
+    tx: &mut Translation,
+) -> R<()> {
+    let codec = CodecType::try_from(h.codec_type)
+        .map_err(|_| err(format!("{p}.codec_type"), "unknown value"))?;
+    chain.codec = Some(
+        match codec {
+            CodecType::Auto => "auto",
+            CodecType::Http1 => "http1",
+            CodecType::Http2 => "http2",
+            CodecType::Http3 => {
+                return Err(err(
+                    format!("{p}.codec_type"),
+                    "HTTP3 is not supported by Outrigger",
+                ))
+            }
+        }
+        .into(),
+    );
+    if h.stat_prefix.is_empty() {
+        return Err(err(format!("{p}.stat_prefix"), "is required"));
+    }
+    chain.stat_prefix = Some(h.stat_prefix.clone());
+
+    // Envoy: max_request_headers_kb 60 (the request line counts towards it),
+    // max_headers_count 100.
+    let kb = h.max_request_headers_kb.as_ref().map_or(60, |v| v.value);
+    tx.paths.add(
+        format!("{native}.limits.max_header_bytes"),
+        format!("{p}.max_request_headers_kb"),
+    );
+    tx.paths.add(
+        format!("{native}.limits.max_request_line_bytes"),
+        format!("{p}.max_request_headers_kb"),
+    );
+    let common = h.common_http_protocol_options.unwrap_or_default();
+    let cp = format!("{p}.common_http_protocol_options");
+    tx.paths.add(
+        format!("{native}.limits.max_headers"),
+        format!("{cp}.max_headers_count"),
+    );
+    let bytes = (kb as usize).saturating_mul(1024);
+    chain.limits = Some(RawLimits {
+        max_request_line_bytes: Some(bytes.min(1 << 20)),
+        max_header_bytes: Some(bytes),
+        max_headers: Some(common.max_headers_count.map_or(100, |v| v.value as usize)),
+    });
+    // Envoy: connection idle timeout 1h, stream idle timeout 5m, no request-head
+    // deadline; zero disables each.
+    let idle = duration(&common.idle_timeout, &format!("{cp}.idle_timeout"))?
+        .unwrap_or(Duration::from_secs(3600));
+    chain.idle_timeout = Some(timeout_or_never(idle));
+    let stream_idle = duration(&h.stream_idle_timeout, &format!("{p}.stream_idle_timeout"))?
+        .unwrap_or(Duration::from_secs(300));
+    chain.stream_idle_timeout = Some(native_duration(stream_idle));
+    let headers_timeout = duration(
+        &h.request_headers_timeout,
+        &format!("{p}.request_headers_timeout"),
+    )?
+    .unwrap_or(Duration::ZERO);
+    chain.request_headers_timeout = Some(native_duration(headers_timeout));
+
+    // Envoy: use_remote_address defaults to false (the client address comes from
+    // x-forwarded-for and nothing is appended).
+    chain.forwarding = Some(RawForwarding {
+        use_remote_address: Some(h.use_remote_address.as_ref().is_some_and(|b| b.value)),
+        xff_num_trusted_hops: Some(h.xff_num_trusted_hops),
+        skip_xff_append: Some(h.skip_xff_append),
+    });
+
+    // Envoy's HTTP/2 defaults: 2^31-1 concurrent streams, 256 MiB windows.
+    let h2 = h.http2_protocol_options.clone().unwrap_or_default();
+    let h2p = format!("{p}.http2_protocol_options");
+    tx.paths.add(format!("{native}.http2"), h2p.clone());
+    let keepalive = h2.connection_keepalive.unwrap_or_default();
+    let kp = format!("{h2p}.connection_keepalive");
+    let interval = duration(&keepalive.interval, &format!("{kp}.interval"))?;
+    let timeout = duration(&keepalive.timeout, &format!("{kp}.timeout"))?;
+    if h2.connection_keepalive.is_some() && timeout.is_none() {
+        return Err(err(format!("{kp}.timeout"), "is required"));
+    }
+    chain.http2 = Some(RawHttp2 {
+        max_concurrent_streams: Some(
+            h2.max_concurrent_streams
+                .map_or(i32::MAX as u32, |v| v.value),
+        ),
+        initial_stream_window_size: Some(
+            h2.initial_stream_window_size
+                .map_or(268_435_456, |v| v.value),
+        ),
+        initial_connection_window_size: Some(
+            h2.initial_connection_window_size
+                .map_or(268_435_456, |v| v.value),
+        ),
+        keepalive_interval: interval.map(native_duration),
+        keepalive_timeout: timeout.map(native_duration),
+    });
+
+    chain.access_log = access_log(&h.access_log, &format!("{p}.access_log"))?;
+    tx.paths.add(
+        format!("{native}.access_log.format"),
+        format!("{p}.access_log[0].typed_config.log_format"),
+    );
+
+    let filters = http_filters(h, p)?;
+    tx.paths.add(
+        format!("{native}.http_filters"),
+        format!("{p}.http_filters"),
+    );
+    let (filters, own): (Vec<RawHttpFilter>, Vec<route::ChainFilter>) = filters.into_iter().unzip();
+    chain.http_filters = filters;
+
+    let upgrades: Vec<(String, bool)> = h
+        .upgrade_configs
+        .iter()
+        .map(|u| {
+            (
+                u.upgrade_type.to_ascii_lowercase(),
+                u.enabled.as_ref().is_none_or(|b| b.value),
+            )
+        })
+        .collect();
+    for (k, (t, _)) in upgrades.iter().enumerate() {
+        if t.is_empty() {
+            return Err(err(
+                format!("{p}.upgrade_configs[{k}].upgrade_type"),
+                "must not be empty",
+            ));
+        }
+    }
+    let rc = match &h.route_specifier {
+        Some(RouteSpecifier::RouteConfig(rc)) => rc,
+        _ => {
+            return Err(err(
+                format!("{p}.route_config"),
+                "is required (rds is not supported by Outrigger)",
+            ))
+        }
+    };
+    let table = route::translate(
+        rc,
+        &format!("{p}.route_config"),
+        listener,
+        &own,
+        &upgrades,
+        tx,
+    )?;
+    chain.route_table = Some(table);
+    Ok(())
+}
+
+/// The HTTP filters before the router, which Envoy requires last.
+fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, route::ChainFilter)>> {
+    let mut out = Vec::new();
+    let n = h.http_filters.len();
+    for (k, f) in h.http_filters.iter().enumerate() {
+        let fp = format!("{p}.http_filters[{k}]");
+        let Some(http_filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+            return Err(err(format!("{fp}.typed_config"), "is required"));
+        };
+        let tp = format!("{fp}.typed_config");
+        match walk::type_name(&any.type_url) {
+            ROUTER => {
+                if k + 1 != n {
+                    return Err(err(
+                        fp,
+                        format!(
+                            "the router filter `{}` must be the last HTTP filter",
+                            f.name
+                        ),
+                    ));
+                }
+            }
+            HEADER_MUTATION => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let m: PbHeaderMutation = payload(any, HEADER_MUTATION, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: Some(mutations(&m.mutations, &format!("{tp}.mutations"))?),
+                };
+                out.push((raw, (f.name.clone(), m.mutations)));
+            }
+            other => {
+                return Err(err(
+                    tp,
+                    format!("HTTP filter type `{other}` is not supported by Outrigger"),
+                ))
+            }
+        }
+    }
+    // Envoy accepts an empty list but then has no router: requests get no answer.
+    if n == 0 {
+        return Err(err(
+            format!("{p}.http_filters"),
+            "must end with the router (envoy.filters.http.router); without it Envoy never answers",
+        ));
+    }
+    Ok(out)
+}
+
+/// The header-mutation filter's edit lists, in the native filter's shape.
+pub(super) fn mutations(m: &Option<Mutations>, p: &str) -> R<RawHeaderMutation> {
+    let mut out = RawHeaderMutation::default();
+    let Some(m) = m else { return Ok(out) };
+    for (list, field, add, remove) in [
+        (
+            &m.request_mutations,
+            "request_mutations",
+            &mut out.request_headers_to_add,
+            &mut out.request_headers_to_remove,
+        ),
+        (
+            &m.response_mutations,
+            "response_mutations",
+            &mut out.response_headers_to_add,
+            &mut out.response_headers_to_remove,
+        ),
+    ] {
+        for (k, hm) in list.iter().enumerate() {
+            let mp = format!("{p}.{field}[{k}]");
+            match &hm.action {
+                Some(Action::Append(h)) => add.push(header_add(h, &format!("{mp}.append"))?),
+                Some(Action::Remove(name)) => remove.push(name.clone()),
+                _ => return Err(err(mp, "set `append` or `remove`")),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One access log (file or stdout) with a text format. Without `log_format`, Outrigger's
+/// default format applies (see docs/envoy-api.md: it is a subset of Envoy's).
+pub(super) fn access_log(list: &[PbAccessLog], p: &str) -> R<Option<RawAccessLog>> {
+    let Some(a) = list.first() else {
+        return Ok(None);
+    };
+    if list.len() > 1 {
+        return Err(err(
+            format!("{p}[1]"),
+            "Outrigger supports one access log per filter chain",
+        ));
+    }
+    let ap = format!("{p}[0].typed_config");
+    let Some(access_log::ConfigType::TypedConfig(any)) = &a.config_type else {
+        return Err(err(ap, "is required"));
+    };
+    let (path, format) = match walk::type_name(&any.type_url) {
+        FILE_LOG => {
+            let f: FileAccessLog = payload(any, FILE_LOG, &ap)?;
+            if f.path.is_empty() {
+                return Err(err(format!("{ap}.path"), "is required"));
+            }
+            let format = match &f.access_log_format {
+                Some(file_access_log::AccessLogFormat::LogFormat(s)) => Some(s),
+                None => None,
+                Some(_) => {
+                    return Err(err(
+                        format!("{ap}.log_format"),
+                        "only `log_format` is supported",
+                    ))
+                }
+            };
+            // Native `stdout` names the stream; Envoy's /dev/stdout is a file path.
+            let path = if f.path == "/dev/stdout" {
+                "stdout".to_string()
+            } else {
+                f.path.clone()
+            };
+            (
+                path,
+                format
+                    .map(|s| text_format(s, &format!("{ap}.log_format")))
+                    .transpose()?,
+            )
+        }
+        STDOUT_LOG => {
+            let s: StdoutAccessLog = payload(any, STDOUT_LOG, &ap)?;
+            let format = match &s.access_log_format {
+                Some(stdout_access_log::AccessLogFormat::LogFormat(s)) => {
+                    Some(text_format(s, &format!("{ap}.log_format"))?)
+                }
+                None => None,
+            };
+            ("stdout".to_string(), format)
+        }
+        other => {
+            return Err(err(
+                ap,
+                format!("access logger type `{other}` is not supported by Outrigger"),
+            ))
+        }
+    };
+    Ok(Some(RawAccessLog { path, format }))
+}
+
+/// A `text_format_source` with an inline string. Outrigger ends every entry with a
+/// newline, so the format's own final newline is dropped.
+fn text_format(s: &SubstitutionFormatString, p: &str) -> R<String> {
+    let text = match &s.format {
+        Some(substitution_format_string::Format::TextFormatSource(DataSource {
+            specifier: Some(data_source::Specifier::InlineString(t)),
+            ..
+        })) => t.clone(),
+        Some(substitution_format_string::Format::TextFormatSource(DataSource {
+            specifier: Some(data_source::Specifier::InlineBytes(b)),
+            ..
+        })) => String::from_utf8(b.clone())
+            .map_err(|_| err(format!("{p}.text_format_source.inline_bytes"), "must be UTF-8"))?,
+        _ => {
+            return Err(err(
+                p,
+                "set `text_format_source` with `inline_string` (JSON formats are not supported by Outrigger)",
+            ))
+        }
+    };
+    Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
+}

@@ -1,0 +1,388 @@
+//! The one table of Envoy v3 fields Outrigger supports, and the walker that checks a
+//! decoded bootstrap against it. Control plane only: runs when a bootstrap is loaded.
+//!
+//! Every set field of every message (recursing into messages, lists, maps and the
+//! payloads of `Any`) must be listed for its message's full name; the first one that is
+//! not fails validation with its field path. `Any` payloads must be an extension type
+//! Outrigger implements. Well-known `google.protobuf` types are leaves.
+
+use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
+
+/// Supported fields, per message full name. A message that is not listed supports no
+/// field (it may still appear empty, e.g. the router's config).
+const SUPPORTED: &[(&str, &[&str])] = &[
+    (
+        "envoy.config.bootstrap.v3.Bootstrap",
+        &["node", "static_resources", "admin", "overload_manager"],
+    ),
+    ("envoy.config.core.v3.Node", &["id", "cluster", "metadata"]),
+    (
+        "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
+        &["listeners", "clusters"],
+    ),
+    ("envoy.config.bootstrap.v3.Admin", &["address"]),
+    ("envoy.config.core.v3.Address", &["socket_address"]),
+    (
+        "envoy.config.core.v3.SocketAddress",
+        &["address", "port_value"],
+    ),
+    (
+        "envoy.config.overload.v3.OverloadManager",
+        &["resource_monitors", "refresh_interval"],
+    ),
+    (
+        "envoy.config.overload.v3.ResourceMonitor",
+        &["name", "typed_config"],
+    ),
+    (
+        "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+        &["max_active_downstream_connections"],
+    ),
+    (
+        "envoy.config.listener.v3.Listener",
+        &[
+            "name",
+            "address",
+            "filter_chains",
+            "default_filter_chain",
+            "listener_filters",
+            "listener_filters_timeout",
+            "continue_on_listener_filters_timeout",
+        ],
+    ),
+    (
+        "envoy.config.listener.v3.FilterChain",
+        &["filters", "name", "filter_chain_match"],
+    ),
+    (
+        "envoy.config.listener.v3.FilterChainMatch",
+        &[
+            "destination_port",
+            "prefix_ranges",
+            "server_names",
+            "transport_protocol",
+            "application_protocols",
+            "source_prefix_ranges",
+            "source_ports",
+        ],
+    ),
+    (
+        "envoy.config.core.v3.CidrRange",
+        &["address_prefix", "prefix_len"],
+    ),
+    (
+        "envoy.config.listener.v3.ListenerFilter",
+        &["name", "typed_config"],
+    ),
+    ("envoy.config.listener.v3.Filter", &["name", "typed_config"]),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        &[
+            "codec_type",
+            "stat_prefix",
+            "route_config",
+            "http_filters",
+            "use_remote_address",
+            "xff_num_trusted_hops",
+            "skip_xff_append",
+            "request_headers_timeout",
+            "stream_idle_timeout",
+            "common_http_protocol_options",
+            "max_request_headers_kb",
+            "http2_protocol_options",
+            "upgrade_configs",
+            "access_log",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig",
+        &["upgrade_type", "enabled"],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
+        &["name", "typed_config", "is_optional"],
+    ),
+    (
+        "envoy.config.core.v3.HttpProtocolOptions",
+        &["idle_timeout", "max_headers_count"],
+    ),
+    (
+        "envoy.config.core.v3.Http2ProtocolOptions",
+        &[
+            "max_concurrent_streams",
+            "initial_stream_window_size",
+            "initial_connection_window_size",
+            "connection_keepalive",
+        ],
+    ),
+    ("envoy.config.core.v3.KeepaliveSettings", &["interval", "timeout"]),
+    (
+        "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+        &["mutations"],
+    ),
+    (
+        "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
+        &["mutations"],
+    ),
+    (
+        "envoy.extensions.filters.http.header_mutation.v3.Mutations",
+        &["request_mutations", "response_mutations"],
+    ),
+    (
+        "envoy.config.common.mutation_rules.v3.HeaderMutation",
+        &["remove", "append"],
+    ),
+    (
+        "envoy.config.core.v3.HeaderValueOption",
+        &["header", "append_action"],
+    ),
+    ("envoy.config.core.v3.HeaderValue", &["key", "value"]),
+    ("envoy.config.accesslog.v3.AccessLog", &["name", "typed_config"]),
+    (
+        "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        &["path", "log_format"],
+    ),
+    (
+        "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        &["log_format"],
+    ),
+    (
+        "envoy.config.core.v3.SubstitutionFormatString",
+        &["text_format_source"],
+    ),
+    (
+        "envoy.config.core.v3.DataSource",
+        &["inline_string", "inline_bytes"],
+    ),
+    (
+        "envoy.config.route.v3.RouteConfiguration",
+        &[
+            "name",
+            "virtual_hosts",
+            "request_headers_to_add",
+            "request_headers_to_remove",
+            "response_headers_to_add",
+            "response_headers_to_remove",
+            "typed_per_filter_config",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.VirtualHost",
+        &[
+            "name",
+            "domains",
+            "routes",
+            "request_headers_to_add",
+            "request_headers_to_remove",
+            "response_headers_to_add",
+            "response_headers_to_remove",
+            "typed_per_filter_config",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.Route",
+        &[
+            "name",
+            "match",
+            "route",
+            "direct_response",
+            "request_headers_to_add",
+            "request_headers_to_remove",
+            "response_headers_to_add",
+            "response_headers_to_remove",
+            "typed_per_filter_config",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RouteMatch",
+        &["prefix", "path", "connect_matcher", "headers"],
+    ),
+    (
+        "envoy.config.route.v3.HeaderMatcher",
+        &[
+            "name",
+            "exact_match",
+            "prefix_match",
+            "present_match",
+            "string_match",
+            "invert_match",
+        ],
+    ),
+    ("envoy.type.matcher.v3.StringMatcher", &["exact", "prefix"]),
+    (
+        "envoy.config.route.v3.RouteAction",
+        &["cluster", "timeout", "upgrade_configs"],
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.UpgradeConfig",
+        &["upgrade_type", "enabled", "connect_config"],
+    ),
+    (
+        "envoy.config.route.v3.DirectResponseAction",
+        &["status", "body"],
+    ),
+    ("envoy.config.route.v3.FilterConfig", &["config", "disabled"]),
+    (
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+        &[
+            "stat_prefix",
+            "cluster",
+            "weighted_clusters",
+            "idle_timeout",
+            "access_log",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster",
+        &["clusters"],
+    ),
+    (
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight",
+        &["name", "weight"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster",
+        &[
+            "name",
+            "type",
+            "connect_timeout",
+            "lb_policy",
+            "load_assignment",
+            "typed_extension_protocol_options",
+        ],
+    ),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment",
+        &["cluster_name", "endpoints"],
+    ),
+    ("envoy.config.endpoint.v3.LocalityLbEndpoints", &["lb_endpoints"]),
+    (
+        "envoy.config.endpoint.v3.LbEndpoint",
+        &["endpoint", "load_balancing_weight"],
+    ),
+    ("envoy.config.endpoint.v3.Endpoint", &["address"]),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        &[
+            "common_http_protocol_options",
+            "explicit_http_config",
+            "use_downstream_protocol_config",
+        ],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
+        &["http_protocol_options", "http2_protocol_options"],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
+        &["http_protocol_options", "http2_protocol_options"],
+    ),
+];
+
+/// Extension types (`typed_config` and other `Any` payloads) Outrigger implements.
+/// Where each may appear is checked by the translation.
+pub(super) const EXTENSIONS: &[&str] = &[
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+    "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
+    "envoy.extensions.filters.http.router.v3.Router",
+    "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+    "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
+    "envoy.config.route.v3.FilterConfig",
+    "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+    "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+    "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+];
+
+/// HTTP filter types Outrigger implements (the others are refused, or skipped when the
+/// filter is marked `is_optional`).
+pub(super) const HTTP_FILTERS: &[&str] = &[
+    "envoy.extensions.filters.http.router.v3.Router",
+    "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+];
+
+fn supported(message: &str, field: &str) -> bool {
+    SUPPORTED
+        .iter()
+        .find(|(m, _)| *m == message)
+        .is_some_and(|(_, fields)| fields.contains(&field))
+}
+
+/// The message name of a type URL (`type.googleapis.com/a.b.C` -> `a.b.C`).
+pub(super) fn type_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Checks every set field of `msg` (found at `path`); the first unsupported one is an
+/// error `(path, message)`.
+pub(super) fn check(msg: &DynamicMessage, path: &str) -> Result<(), (String, String)> {
+    let desc = msg.descriptor();
+    let name = desc.full_name();
+    if name == "google.protobuf.Any" {
+        return check_any(msg, path);
+    }
+    if name.starts_with("google.protobuf.") {
+        return Ok(());
+    }
+    for (field, value) in msg.fields() {
+        let fp = join(path, field.name());
+        if !supported(name, field.name()) {
+            return Err((fp, "not supported by Outrigger".into()));
+        }
+        check_value(value, &fp)?;
+    }
+    Ok(())
+}
+
+fn check_value(value: &Value, path: &str) -> Result<(), (String, String)> {
+    match value {
+        Value::Message(m) => check(m, path),
+        Value::List(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_value(v, &format!("{path}[{i}]"))),
+        Value::Map(entries) => entries.iter().try_for_each(|(k, v)| {
+            let key = match k {
+                MapKey::String(s) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            check_value(v, &format!("{path}[\"{key}\"]"))
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// An `Any` payload: a type Outrigger implements, checked field by field (its fields
+/// sit beside `@type` in the JSON, so the path gains no segment).
+fn check_any(any: &DynamicMessage, path: &str) -> Result<(), (String, String)> {
+    let url = match any.get_field_by_name("type_url").as_deref() {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let name = type_name(&url);
+    if !EXTENSIONS.contains(&name) {
+        return Err((
+            path.to_string(),
+            format!("extension type `{name}` is not supported by Outrigger"),
+        ));
+    }
+    let Some(desc) = any.descriptor().parent_pool().get_message_by_name(name) else {
+        return Err((path.to_string(), format!("unknown extension type `{name}`")));
+    };
+    let bytes = match any.get_field_by_name("value").as_deref() {
+        Some(Value::Bytes(b)) => b.clone(),
+        _ => Default::default(),
+    };
+    let inner = DynamicMessage::decode(desc, bytes)
+        .map_err(|e| (path.to_string(), format!("cannot decode `{name}`: {e}")))?;
+    check(&inner, path)
+}

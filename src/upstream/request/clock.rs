@@ -1,0 +1,295 @@
+//! The two clocks of a proxied request, on every protocol path, and what the request
+//! has done so far. One `Progress` lives on the stack of each upstream request.
+//!
+//! - The route timeout (shortened by `grpc-timeout`) starts when the downstream request
+//!   is complete, as Envoy's router starts its global timeout in `onRequestComplete`,
+//!   and runs until the response is complete: response head and response body. When it
+//!   runs out before a response head went to the client the answer is `504 UT`
+//!   (`upstream request timeout`); after, the stream is reset (HTTP/2) or the connection
+//!   closed (HTTP/1), as Envoy's `onResponseTimeout` does. A request whose body never
+//!   ends (a stalled upload, a streaming call) is bounded by the stream idle timeout.
+//! - The stream idle timeout (the listener's `stream_idle_timeout`, Envoy's, default
+//!   5 minutes; zero disables it) ends a request that moved no byte in either direction
+//!   for that long, whatever it waits for: the client's body, the upstream, a client that
+//!   does not read. Before the response head it is a `408` while the request is still
+//!   arriving, a `504` once it was received whole (Envoy's `maybeRequestTimeoutCode`).
+//!
+//! Moving bytes only stores a timestamp. Who enforces the clocks depends on the
+//! downstream side, never on a timer per stream where it can be avoided:
+//! - HTTP/2 clients: the connection task sweeps its streams' clocks (`http/h2/clock.rs`)
+//!   and `run` drops the proxying future when one fires.
+//! - HTTP/1 clients to HTTP/1 upstreams: every socket read and write is given the time
+//!   left (`time_left`), so the socket's own timeout is the clock; `expired` tells which
+//!   clock it was.
+//! - HTTP/1 clients to HTTP/2 upstreams (no socket of their own to time): `run_timed`,
+//!   one timer for the exchange that re-arms itself when bytes pushed the idle clock back.
+
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+use std::cell::Cell;
+use std::future::Future;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// Which clock ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expiry {
+    /// The route timeout: 504 `UT` before the response head, a reset after.
+    Route,
+    /// The stream idle timeout: 408 or 504 `SI` before the response head, a reset after.
+    Idle,
+}
+
+/// Deadlines and progress of one request, shared by reference with the proxying future.
+pub(crate) struct Progress {
+    /// Zero: no route timeout.
+    route_timeout: Duration,
+    /// Set when the request is complete (`request_done`).
+    route: Cell<Option<Instant>>,
+    /// Zero: no idle clock.
+    idle: Duration,
+    last: Cell<Instant>,
+    /// The client's request ended (END_STREAM received, the body read whole).
+    request_complete: Cell<bool>,
+    status: Cell<u16>,
+    received: Cell<u64>,
+    sent: Cell<u64>,
+    /// Set by a sweep or the exchange's timer when a clock ran out.
+    fired: Cell<Option<Expiry>>,
+    /// The task waiting in `run`, woken when a clock fires.
+    waker: Cell<Option<Waker>>,
+}
+
+impl Progress {
+    /// `route_timeout` zero: no route timeout; `idle` zero: no stream idle timeout.
+    pub fn new(route_timeout: Duration, idle: Duration) -> Self {
+        Progress {
+            route_timeout,
+            route: Cell::new(None),
+            idle,
+            last: Cell::new(Instant::now()),
+            request_complete: Cell::new(false),
+            status: Cell::new(0),
+            received: Cell::new(0),
+            sent: Cell::new(0),
+            fired: Cell::new(None),
+            waker: Cell::new(None),
+        }
+    }
+
+    /// The route deadline, once the route timer runs.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.route.get()
+    }
+
+    /// Whether any clock is configured (a sweep needs to watch this request).
+    pub fn has_clocks(&self) -> bool {
+        !self.route_timeout.is_zero() || !self.idle.is_zero()
+    }
+
+    /// Something moved on the stream (a head, a frame, bytes to or from the upstream).
+    pub fn touch(&self) {
+        self.last.set(Instant::now());
+    }
+
+    /// `n` request body bytes were passed on.
+    pub fn received(&self, n: u64) {
+        self.received.set(self.received.get() + n);
+        self.touch();
+    }
+
+    /// `n` response body bytes were passed on.
+    pub fn sent(&self, n: u64) {
+        self.sent.set(self.sent.get() + n);
+        self.touch();
+    }
+
+    /// The client's request arrived whole: the route timer starts (once).
+    pub fn request_done(&self) {
+        let now = Instant::now();
+        if !self.request_complete.replace(true) && !self.route_timeout.is_zero() {
+            self.route.set(Some(now + self.route_timeout));
+        }
+        self.last.set(now);
+    }
+
+    /// Whether the client's request arrived whole.
+    pub fn request_complete(&self) -> bool {
+        self.request_complete.get()
+    }
+
+    /// A response head with `status` went to the client.
+    pub fn head_sent(&self, status: u16) {
+        self.status.set(status);
+        self.touch();
+    }
+
+    /// The status of the response head sent, 0 if none was.
+    pub fn status(&self) -> u16 {
+        self.status.get()
+    }
+
+    pub fn bytes_received(&self) -> u64 {
+        self.received.get()
+    }
+
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.get()
+    }
+
+    /// The earliest instant a running clock runs out (`None`: none runs).
+    pub fn next_expiry(&self) -> Option<Instant> {
+        let idle_at = (!self.idle.is_zero()).then(|| self.last.get() + self.idle);
+        match (self.route.get(), idle_at) {
+            (Some(r), Some(i)) => Some(r.min(i)),
+            (r, i) => r.or(i),
+        }
+    }
+
+    /// The time left until the next clock runs out (`None`: no clock runs), for a
+    /// socket timeout. Zero when one already ran out.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.next_expiry()
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// The clock that has run out by now, if any (the route clock first).
+    pub fn expired(&self) -> Option<Expiry> {
+        if let Some(e) = self.fired.get() {
+            return Some(e);
+        }
+        let now = Instant::now();
+        if self.route.get().is_some_and(|r| now >= r) {
+            return Some(Expiry::Route);
+        }
+        if !self.idle.is_zero() && now >= self.last.get() + self.idle {
+            return Some(Expiry::Idle);
+        }
+        None
+    }
+
+    /// Checks the clocks at `now`: the clock that ran out (and wakes the stream), or
+    /// the next instant to look again (`None`: no clock runs).
+    pub(crate) fn check(&self, now: Instant) -> Result<Option<Instant>, Expiry> {
+        if self.route.get().is_some_and(|r| now >= r) {
+            return Err(self.fire(Expiry::Route));
+        }
+        let idle_at = (!self.idle.is_zero()).then(|| self.last.get() + self.idle);
+        if idle_at.is_some_and(|i| now >= i) {
+            return Err(self.fire(Expiry::Idle));
+        }
+        // A route timer that has not started yet (the request is still arriving) cannot
+        // run out before `now + route_timeout`: look again then, not sooner. Nothing
+        // tells the sweeper when the request completes, and it need not be told: the
+        // deadline it would set is never earlier than this bound.
+        let pending = (!self.route_timeout.is_zero() && self.route.get().is_none())
+            .then(|| now + self.route_timeout);
+        Ok([self.route.get(), idle_at, pending]
+            .into_iter()
+            .flatten()
+            .min())
+    }
+
+    /// The clock a sweep or timer found run out, if any.
+    #[cfg(test)]
+    pub(crate) fn fired_clock(&self) -> Option<Expiry> {
+        self.fired.get()
+    }
+
+    fn fire(&self, e: Expiry) -> Expiry {
+        self.fired.set(Some(e));
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+        e
+    }
+
+    /// Resolves when a sweep finds a clock run out.
+    async fn fired(&self) -> Expiry {
+        std::future::poll_fn(|cx| match self.fired.get() {
+            Some(e) => Poll::Ready(e),
+            None => {
+                let w = match self.waker.take() {
+                    Some(w) if w.will_wake(cx.waker()) => w,
+                    _ => cx.waker().clone(),
+                };
+                self.waker.set(Some(w));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Runs `work` until it finishes or a sweep finds a clock run out (then `work` is
+    /// dropped). For streams whose connection sweeps their clocks.
+    pub async fn run<F: Future>(&self, work: F) -> Result<F::Output, Expiry> {
+        futures_lite::future::or(async { Ok(work.await) }, async { Err(self.fired().await) }).await
+    }
+
+    /// Like `run`, with one timer of its own instead of a sweep: it sleeps until the
+    /// next clock could run out, and sleeps again if bytes moved the idle clock on.
+    pub async fn run_timed<F: Future>(&self, work: F) -> Result<F::Output, Expiry> {
+        let watch = async {
+            loop {
+                let now = Instant::now();
+                match self.check(now) {
+                    Err(e) => return e,
+                    Ok(Some(at)) => glommio::timer::sleep(at.saturating_duration_since(now)).await,
+                    // No clock runs: nothing can expire.
+                    Ok(None) => std::future::pending::<()>().await,
+                }
+            }
+        };
+        futures_lite::future::or(async { Ok(work.await) }, async { Err(watch.await) }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_clock_starts_when_the_request_is_complete() {
+        let p = Progress::new(Duration::from_millis(50), Duration::ZERO);
+        assert_eq!(p.deadline(), None);
+        assert_eq!(p.next_expiry(), None);
+        let now = Instant::now();
+        // Not started: looked at again soon, never fired.
+        assert!(matches!(
+            p.check(now + Duration::from_secs(60)),
+            Ok(Some(_))
+        ));
+        p.request_done();
+        let d = p.deadline().expect("started");
+        assert!(d >= now + Duration::from_millis(50));
+        // A second completion does not move it.
+        p.request_done();
+        assert_eq!(p.deadline(), Some(d));
+        assert_eq!(p.check(d), Err(Expiry::Route));
+        assert_eq!(p.expired(), Some(Expiry::Route));
+    }
+
+    #[test]
+    fn a_route_clock_not_started_is_looked_at_no_sooner_than_its_timeout() {
+        let p = Progress::new(Duration::from_secs(15), Duration::ZERO);
+        let now = Instant::now();
+        // The request is still arriving: the deadline cannot be before now + 15 s.
+        assert_eq!(p.check(now), Ok(Some(now + Duration::from_secs(15))));
+        p.request_done();
+        let d = p.deadline().expect("started");
+        assert!(d >= now + Duration::from_secs(15));
+        assert_eq!(p.check(now), Ok(Some(d)));
+    }
+
+    #[test]
+    fn the_idle_clock_follows_the_last_byte() {
+        let p = Progress::new(Duration::ZERO, Duration::from_secs(60));
+        let at = p.next_expiry().expect("idle clock runs");
+        assert!(p.expired().is_none());
+        assert_eq!(p.check(at), Err(Expiry::Idle));
+        let q = Progress::new(Duration::ZERO, Duration::ZERO);
+        assert!(!q.has_clocks());
+        assert_eq!(q.check(Instant::now()), Ok(None));
+        assert_eq!(q.time_left(), None);
+    }
+}

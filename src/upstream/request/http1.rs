@@ -1,0 +1,461 @@
+//! The HTTP/1.1 upstream codec: how a connection is obtained (`Http1`: the per-core
+//! keep-alive pool, or a new connection), and the message pieces for requests that
+//! arrive as HTTP/2 (`http::request::Parts` and DATA frames): the request head, the
+//! body framed by Content-Length or chunked, the response head parsed into an
+//! `http::Response`, chunked trailers into a header map.
+//!
+//! HTTP/1 clients need none of the translation: their head is re-encoded with the edits
+//! applied while writing (`http/h1/encode.rs`) and their body forwarded from the
+//! connection's read buffer, without a copy (`http/body.rs`, `http/conn/upload.rs`).
+//! Response heads are parsed by `http::h1::response::parse` on both paths, the parser
+//! the fuzz driver runs.
+
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use futures_lite::io::AsyncWriteExt;
+use h2::RecvStream;
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+
+use super::clock::Progress;
+use super::UpstreamCodec;
+use crate::config::MAX_HEADERS_CAP;
+use crate::http::body::BodyError;
+use crate::http::failure::Failure;
+use crate::http::filter::headers::Edits;
+use crate::http::forwarding::Decision;
+use crate::http::h1::head::BodyKind;
+use crate::http::h1::response::{self, Asked, BadResponse, Kind};
+use crate::http::hop::{self, Fate, Message, Nominated, Special};
+use crate::http::io::Io;
+use crate::upstream::cluster::ClusterState;
+use crate::upstream::Connector;
+
+/// HTTP/1.1 upstreams: a keep-alive connection from the per-core pool, or a new one.
+pub(crate) struct Http1;
+
+impl<K: Connector> UpstreamCodec<K> for Http1 {
+    type Conn = K::Conn;
+
+    async fn obtain(
+        &self,
+        cs: &ClusterState<K::Conn>,
+        ep: usize,
+        connector: &K,
+        deadline: Option<Instant>,
+    ) -> Result<(K::Conn, bool), Failure> {
+        let stats = &cs.stats;
+        // An idle connection the upstream closed, or wrote to, is never used.
+        if let Some(c) = std::iter::from_fn(|| cs.pool.take(ep)).find(|c| c.idle_is_clean()) {
+            stats.cx_reused.inc();
+            return Ok((c, true));
+        }
+        let (Some(endpoint), Some(es)) = (cs.cfg.endpoints.get(ep), cs.endpoints.get(ep)) else {
+            return Err(Failure::NoHealthyUpstream);
+        };
+        let timeout = match deadline {
+            Some(d) => d
+                .saturating_duration_since(Instant::now())
+                .min(cs.cfg.connect_timeout),
+            None => cs.cfg.connect_timeout,
+        };
+        match connector.connect(endpoint.addr, timeout).await {
+            Ok(c) => {
+                stats.cx_total.inc();
+                es.cx_total.inc();
+                Ok((c, false))
+            }
+            Err(e) => {
+                tracing::debug!(upstream = %endpoint.addr, error = %e, "upstream connect failed");
+                stats.cx_connect_fail.inc();
+                es.cx_connect_fail.inc();
+                // A connect cut short by the route deadline is the route timeout.
+                Err(if deadline.is_some_and(|d| Instant::now() >= d) {
+                    Failure::RouteTimeout
+                } else {
+                    Failure::ConnectFailure
+                })
+            }
+        }
+    }
+}
+
+/// Writes the HTTP/1.1 request head; returns whether the body is sent chunked.
+///
+/// The request edits apply to the message as the proxy would send it otherwise: the
+/// client's end-to-end headers and the forwarding headers. Headers they drop are skipped
+/// as they are written, the ones they add follow; nothing is looked up without edits.
+/// `ends`: the request has no body (END_STREAM came with its HEADERS).
+pub(crate) fn request_head(
+    out: &mut Vec<u8>,
+    p: &http::request::Parts,
+    authority: &str,
+    path: &str,
+    fwd: Decision,
+    edits: Edits<'_>,
+    ends: bool,
+) -> bool {
+    let edited = !edits.is_empty();
+    let _ = write!(
+        out,
+        "{} {} HTTP/1.1\r\nhost: {}\r\n",
+        p.method, path, authority
+    );
+    for (name, value) in &p.headers {
+        let n = name.as_str();
+        let special = hop::classify(n);
+        match special {
+            _ if edited && !edits.keeps(n) => {}
+            // Rewritten below; otherwise they pass as they came.
+            Special::XForwardedFor if fwd.append.is_some() => {}
+            Special::XForwardedProto if fwd.overwrite_proto => {}
+            // The authority is written above, from `:authority` (or the one Host).
+            Special::Host => {}
+            // An HTTP/2 request names nothing in a Connection header: it has none.
+            _ => match hop::fate(
+                special,
+                n,
+                value.as_bytes(),
+                Message::Request,
+                Nominated::NONE,
+            ) {
+                Fate::Forward => {
+                    out.extend_from_slice(n.as_bytes());
+                    out.extend_from_slice(b": ");
+                    out.extend_from_slice(value.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                Fate::TeTrailers => out.extend_from_slice(b"te: trailers\r\n"),
+                Fate::Drop => {}
+            },
+        }
+    }
+    let chunked = !ends && !p.headers.contains_key(http::header::CONTENT_LENGTH);
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    let has_xff = p.headers.contains_key(X_FORWARDED_FOR);
+    let has_xfp = p.headers.contains_key(X_FORWARDED_PROTO);
+    write_forwarding(out, &p.headers, fwd, has_xfp, |n| !edited || edits.keeps(n));
+    if edited {
+        // Presence as the edits see it: after the forwarding headers were set.
+        let has = |n: &str| match n {
+            "x-forwarded-for" => has_xff || fwd.append.is_some(),
+            "x-forwarded-proto" => true,
+            n => p.headers.contains_key(n),
+        };
+        edits.for_each_added(has, |name, value| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        });
+    }
+    out.extend_from_slice(b"\r\n");
+    chunked
+}
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+
+/// The forwarding headers the policy (`http::forwarding`) decided, as the HTTP/1.1
+/// encoder writes them: with an address to append, every incoming `x-forwarded-for`
+/// value in order, joined by "," (as Envoy joins them), then the address, on one line; `x-forwarded-proto:
+/// http` when it is overwritten or the client sent none. Incoming values the policy
+/// keeps were written with the other headers. `keep` says whether the request's edits
+/// leave a header in place.
+fn write_forwarding(
+    out: &mut Vec<u8>,
+    headers: &http::HeaderMap,
+    fwd: Decision,
+    has_xfp: bool,
+    keep: impl Fn(&str) -> bool,
+) {
+    if let Some(ip) = fwd.append.filter(|_| keep(X_FORWARDED_FOR)) {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        for v in headers.get_all(X_FORWARDED_FOR) {
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b",");
+        }
+        let _ = write!(out, "{ip}\r\n");
+    }
+    if (fwd.overwrite_proto || !has_xfp) && keep(X_FORWARDED_PROTO) {
+        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    }
+}
+
+/// Streams the request body: DATA frames as they arrive, flow-control capacity released
+/// once each is written upstream.
+pub(crate) async fn send_body<U: Io>(
+    up: &mut U,
+    body: &mut RecvStream,
+    chunked: bool,
+    progress: &Progress,
+) -> Result<u64, BodyError> {
+    let mut total = 0u64;
+    let mut framing = Vec::with_capacity(32);
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|_| BodyError::Read)?;
+        let n = chunk.len();
+        progress.touch();
+        if chunked && n > 0 {
+            framing.clear();
+            let _ = write!(framing, "{n:x}\r\n");
+            up.write_all(&framing).await.map_err(|_| BodyError::Write)?;
+        }
+        up.write_all(&chunk).await.map_err(|_| BodyError::Write)?;
+        if chunked && n > 0 {
+            up.write_all(b"\r\n").await.map_err(|_| BodyError::Write)?;
+        }
+        let _ = body.flow_control().release_capacity(n);
+        progress.received(n as u64);
+        total += n as u64;
+    }
+    // No more DATA: the client ended the stream (with trailers, if any, received).
+    progress.request_done();
+    if chunked {
+        let trailers = body.trailers().await.map_err(|_| BodyError::Read)?;
+        progress.touch();
+        framing.clear();
+        framing.extend_from_slice(b"0\r\n");
+        for (name, value) in trailers.iter().flatten() {
+            framing.extend_from_slice(name.as_str().as_bytes());
+            framing.extend_from_slice(b": ");
+            framing.extend_from_slice(value.as_bytes());
+            framing.extend_from_slice(b"\r\n");
+        }
+        framing.extend_from_slice(b"\r\n");
+        up.write_all(&framing).await.map_err(|_| BodyError::Write)?;
+    }
+    Ok(total)
+}
+
+pub(crate) struct Head {
+    pub len: usize,
+    pub response: Response<()>,
+    pub body: BodyKind,
+    /// The connection stays in step for another request after this response.
+    pub reuse: bool,
+}
+
+pub(crate) enum Parsed {
+    /// A 1xx interim response of this many bytes, skipped.
+    Interim(usize),
+    Final(Head),
+}
+
+/// Parses an upstream response head into an HTTP/2 response. `Ok(None)`: need more.
+///
+/// The head is parsed by `h1::response::parse`, the parser the HTTP/1 path and the fuzz
+/// driver run, so status range, framing and interim responses are decided in one place;
+/// nothing here asks for an upgrade, so a `101` is refused there.
+pub(crate) fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, BadResponse> {
+    let mut slots = response::header_slots();
+    let asked = Asked {
+        head: is_head,
+        upgrade: false,
+    };
+    let Some(resp) = response::parse(data, asked, &mut slots)? else {
+        return Ok(None);
+    };
+    let (body, f) = match resp.kind {
+        Kind::Interim => return Ok(Some(Parsed::Interim(resp.head_len))),
+        // `parse` only accepts a 101 that was asked for.
+        Kind::Upgraded { .. } => return Err(BadResponse("unsolicited 101")),
+        Kind::Final { body, framing } => (body, framing),
+    };
+    let status = resp.status;
+    let len = resp.head_len;
+    let mut out = Response::new(());
+    *out.status_mut() =
+        StatusCode::from_u16(status).map_err(|_| BadResponse("status code out of range"))?;
+    let h = out.headers_mut();
+    let named = Nominated::of(resp.headers, f.has_connection_header);
+    for x in resp.headers.iter() {
+        let special = hop::classify(x.name);
+        if hop::fate(special, x.name, x.value, Message::Response, named) != Fate::Forward {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(x.name.as_bytes()),
+            HeaderValue::from_bytes(x.value),
+        ) else {
+            return Err(BadResponse("not a valid HTTP/2 field"));
+        };
+        h.append(name, value);
+    }
+    Ok(Some(Parsed::Final(Head {
+        len,
+        response: out,
+        body,
+        reuse: f.keep_alive && body != BodyKind::UntilClose,
+    })))
+}
+
+/// Parses a raw chunked trailer section (field lines and the final empty line) into a
+/// header map; `Ok(None)` if it has no fields. More than `max` fields, or a field that
+/// is not a valid HTTP/2 field, is `Err`: the response cannot be passed on whole.
+/// Connection-specific fields are dropped as they are from response heads.
+pub(crate) fn trailer_map(raw: &[u8], max: usize) -> Result<Option<http::HeaderMap>, ()> {
+    if raw.is_empty() {
+        // Not a chunked body: there was no trailer section at all.
+        return Ok(None);
+    }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS_CAP];
+    let slots = slots.get_mut(..max.min(MAX_HEADERS_CAP)).ok_or(())?;
+    let fields = match httparse::parse_headers(raw, slots) {
+        Ok(httparse::Status::Complete((_, fields))) => fields,
+        // Too many fields, a malformed line, or a section cut short.
+        _ => return Err(()),
+    };
+    let mut map = http::HeaderMap::new();
+    for f in fields.iter() {
+        let special = hop::classify(f.name);
+        // Host names where a request goes; it is never a trailer (RFC 9110 section 6.5.1).
+        if special == Special::Host
+            || hop::fate(special, f.name, f.value, Message::Response, Nominated::NONE)
+                != Fate::Forward
+        {
+            continue;
+        }
+        let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(f.name.as_bytes()),
+            HeaderValue::from_bytes(f.value),
+        ) else {
+            return Err(());
+        };
+        map.append(n, v);
+    }
+    Ok((!map.is_empty()).then_some(map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_outside_1xx_to_5xx_are_invalid() {
+        let head = |code: &str| format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\n\r\n");
+        for bad in ["000", "099", "600", "999"] {
+            assert!(parse_head(head(bad).as_bytes(), false).is_err(), "{bad}");
+        }
+        for good in ["100", "200", "599"] {
+            assert!(
+                matches!(parse_head(head(good).as_bytes(), false), Ok(Some(_))),
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn heads_are_decided_as_on_the_http1_path() {
+        // What `h1::response::parse` decides (incomplete, refused, interim, final with
+        // this body) is what this path does with the same bytes.
+        let heads: [&[u8]; 12] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.0 204 No Content\r\nContent-Length: 7\r\n\r\n",
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+            b"HTTP/1.1 600 X\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nA: b",
+            b"HTLP/1.1 200 OK\r\n\r\n",
+        ];
+        for raw in heads {
+            for is_head in [false, true] {
+                let mut slots = response::header_slots();
+                let asked = Asked {
+                    head: is_head,
+                    upgrade: false,
+                };
+                let h1 = response::parse(raw, asked, &mut slots).map(|r| {
+                    r.map(|h| match h.kind {
+                        Kind::Final { body, .. } => Some((h.head_len, body)),
+                        _ => None,
+                    })
+                });
+                let h2 = parse_head(raw, is_head).map(|r| {
+                    r.map(|p| match p {
+                        Parsed::Final(h) => Some((h.len, h.body)),
+                        Parsed::Interim(_) => None,
+                    })
+                });
+                let shown = String::from_utf8_lossy(raw);
+                assert_eq!(h1.is_err(), h2.is_err(), "{shown}");
+                assert_eq!(h1.ok(), h2.ok(), "{shown}");
+            }
+        }
+        let mut slots = response::header_slots();
+        let named = b"HTTP/1.1 200 OK\r\nConnection: x-hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nX-End: 2\r\n\r\n";
+        let plain = Asked {
+            head: false,
+            upgrade: false,
+        };
+        assert!(response::parse(named, plain, &mut slots).is_ok());
+        let Ok(Some(Parsed::Final(h))) = parse_head(named, false) else {
+            panic!("a final head");
+        };
+        let names: Vec<&str> = h.response.headers().keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-end"]);
+    }
+
+    #[test]
+    fn trailers_up_to_the_limit_pass_and_more_are_an_error() {
+        let section = |n: usize| {
+            let mut raw = Vec::new();
+            for i in 0..n {
+                raw.extend_from_slice(format!("X-T{i}: v{i}\r\n").as_bytes());
+            }
+            raw.extend_from_slice(b"\r\n");
+            raw
+        };
+        let t = trailer_map(&section(40), 100).unwrap().unwrap();
+        assert_eq!(t.len(), 40);
+        assert_eq!(t.get("x-t39").unwrap(), "v39");
+        assert!(trailer_map(&section(40), 40).unwrap().is_some());
+        assert_eq!(trailer_map(&section(41), 40), Err(()));
+        assert_eq!(trailer_map(&section(0), 40), Ok(None));
+        assert_eq!(trailer_map(b"", 40), Ok(None));
+        assert_eq!(trailer_map(b"bad line\r\n\r\n", 40), Err(()));
+        let hop = trailer_map(b"connection: x\r\nx-a: 1\r\n\r\n", 40)
+            .unwrap()
+            .unwrap();
+        assert_eq!(hop.len(), 1);
+    }
+
+    #[test]
+    fn forwarding_headers_match_the_http1_encoder() {
+        let req = http::Request::builder()
+            .method("GET")
+            .uri("http://a.example/p")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-for", "10.0.0.2, 10.0.0.3")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let write = |append: Option<&str>, overwrite_proto: bool, has_xfp: bool| {
+            let fwd = Decision {
+                append: append.map(|a| a.parse().unwrap()),
+                overwrite_proto,
+                client: None,
+            };
+            let mut out = Vec::new();
+            write_forwarding(&mut out, &parts.headers, fwd, has_xfp, |_| true);
+            String::from_utf8(out).unwrap()
+        };
+        // Incoming values the policy keeps are written with the other headers.
+        assert_eq!(write(None, false, true), "");
+        assert_eq!(write(None, false, false), "x-forwarded-proto: http\r\n");
+        assert_eq!(
+            write(Some("127.0.0.1"), true, true),
+            "x-forwarded-for: 10.0.0.1,10.0.0.2, 10.0.0.3,127.0.0.1\r\nx-forwarded-proto: http\r\n"
+        );
+    }
+}

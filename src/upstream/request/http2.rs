@@ -1,0 +1,308 @@
+//! The HTTP/2 upstream codec: how a stream is obtained (`Http2`: a slot on the per-core
+//! multiplexed connection to the endpoint), how one try opens it (`H2Open`), and the
+//! request built in HTTP/2's shape from either client protocol: from an HTTP/1.1 head
+//! as parsed (`request_from_h1`; it is never encoded as HTTP/1.1 and parsed again) or
+//! from an HTTP/2 client's request (`request_from_h2`). Both drop this hop's fields, set
+//! the forwarding headers the policy decided and apply the filter chain's and the
+//! route's request edits to the map, so every path to an HTTP/2 upstream sends the same
+//! fields.
+
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use bytes::Bytes;
+use h2::client::{ResponseFuture, SendRequest};
+use h2::SendStream;
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+
+use super::{Exchange, Tried, UpstreamCodec};
+use crate::http::failure::Failure;
+use crate::http::filter::headers::Edits;
+use crate::http::forwarding::Decision;
+use crate::http::h1::request::RequestHead;
+use crate::http::hop::{self, Fate, Message, Nominated, Special};
+use crate::upstream::cluster::ClusterState;
+use crate::upstream::Connector;
+
+/// HTTP/2 upstreams: a ready handle on the per-core multiplexed connection to the
+/// endpoint (opened on first use, replaced when it failed).
+pub(crate) struct Http2;
+
+impl<K: Connector> UpstreamCodec<K> for Http2
+where
+    K::Conn: 'static,
+{
+    type Conn = SendRequest<Bytes>;
+
+    async fn obtain(
+        &self,
+        cs: &ClusterState<K::Conn>,
+        ep: usize,
+        connector: &K,
+        _deadline: Option<Instant>,
+    ) -> Result<(SendRequest<Bytes>, bool), Failure> {
+        // `h2_ready` keeps the connection counters; a stream slot on a live
+        // connection counts as a reused connection.
+        match cs.h2_ready(ep, connector).await {
+            Ok(s) => Ok((s, false)),
+            Err(_) => Err(Failure::ConnectFailure),
+        }
+    }
+}
+
+/// The try of an HTTP/2 upstream: open a stream on the multiplexed connection with the
+/// request head. The response head is awaited by the adapter, concurrently with the
+/// request body (streaming calls, early answers).
+pub(crate) struct H2Open {
+    pub req: Option<http::Request<()>>,
+    /// The request has no body (END_STREAM on the head).
+    pub end: bool,
+}
+
+impl Exchange<SendRequest<Bytes>> for H2Open {
+    type Head = (ResponseFuture, SendStream<Bytes>);
+
+    async fn try_once(
+        &mut self,
+        send: &mut SendRequest<Bytes>,
+        _reused: bool,
+    ) -> Result<Self::Head, Tried> {
+        let lost = Tried::fatal(Failure::ConnectionTermination);
+        let req = self.req.take().ok_or(lost)?;
+        send.send_request(req, self.end).map_err(|_| lost)
+    }
+}
+
+/// The HTTP/2 request for a parsed HTTP/1.1 request head (`h1::request`), built by the
+/// connection manager in place of the HTTP/1.1 upstream head: `:authority` from the
+/// absolute-form target or Host, the end-to-end headers as the HTTP/1 encoder would pass
+/// them (this hop's own dropped, including what `Connection` names; `te: trailers`
+/// kept), the forwarding headers the policy decided, then the filter chain's and the
+/// route's request edits, which see the request as it would go out (as on the
+/// HTTP/2-to-HTTP/2 path, `request_from_h2`). `None`: the head cannot be an HTTP/2 request (no authority,
+/// or a field HTTP/2 refuses).
+pub(crate) fn request_from_h1(
+    head: &RequestHead<'_, '_>,
+    fwd: Decision,
+    edits: Edits<'_>,
+) -> Option<http::Request<()>> {
+    let authority = std::str::from_utf8(head.authority)
+        .ok()
+        .filter(|a| !a.is_empty())?;
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(head.path)
+        .build()
+        .ok()?;
+    let mut out = http::Request::new(());
+    *out.method_mut() = http::Method::from_bytes(head.method.as_bytes()).ok()?;
+    *out.uri_mut() = uri;
+    let map = out.headers_mut();
+    let named = Nominated::of(head.headers, head.framing.has_connection_header);
+    let mut content_length = false;
+    for h in head.headers.iter() {
+        let special = hop::classify(h.name);
+        let value = match special {
+            // The authority travels as `:authority`.
+            Special::Host => continue,
+            // Checked equal by the parser when repeated: one is enough.
+            Special::ContentLength if content_length => continue,
+            Special::ContentLength => {
+                content_length = true;
+                h.value
+            }
+            // HTTP/2 frames the body itself, and the proxy answers `100-continue`.
+            Special::TransferEncoding | Special::Expect => continue,
+            // Rewritten below; otherwise they pass as they came.
+            Special::XForwardedFor if fwd.append.is_some() => continue,
+            Special::XForwardedProto if fwd.overwrite_proto => continue,
+            _ => match hop::fate(special, h.name, h.value, Message::Request, named) {
+                Fate::Forward => h.value,
+                Fate::TeTrailers => b"trailers",
+                Fate::Drop => continue,
+            },
+        };
+        map.append(
+            HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+            HeaderValue::from_bytes(value).ok()?,
+        );
+    }
+    if let Some(ip) = fwd.append {
+        // Every incoming value in order, joined by "," (as Envoy), then the address.
+        let mut xff = Vec::with_capacity(64);
+        for h in head
+            .headers
+            .iter()
+            .filter(|h| hop::classify(h.name) == Special::XForwardedFor)
+        {
+            xff.extend_from_slice(h.value);
+            xff.push(b',');
+        }
+        let _ = write!(xff, "{ip}");
+        map.insert("x-forwarded-for", HeaderValue::from_bytes(&xff).ok()?);
+    }
+    if fwd.overwrite_proto || !map.contains_key("x-forwarded-proto") {
+        map.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    edits.apply_to_map(map);
+    Some(out)
+}
+
+/// The HTTP/2 request for an HTTP/2 client's request (`parts`, with the `authority` and
+/// `path` the connection manager checked): the end-to-end fields, the forwarding
+/// headers the policy decided, then the request edits, which see the request as it
+/// would go out. `None`: no valid request target.
+pub(crate) fn request_from_h2(
+    parts: &http::request::Parts,
+    authority: &str,
+    path: &str,
+    fwd: Decision,
+    edits: Edits<'_>,
+) -> Option<http::Request<()>> {
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .or_else(|_| Uri::builder().path_and_query(path).build())
+        .ok()?;
+    let mut req = http::Request::new(());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    copy_end_to_end(&parts.headers, req.headers_mut(), Message::Request);
+    set_forwarding(req.headers_mut(), &parts.headers, fwd);
+    edits.apply_to_map(req.headers_mut());
+    Some(req)
+}
+
+/// Copies the fields of a `msg` that pass to the next hop (`http::hop`). Host does not:
+/// on HTTP/2 the authority travels as `:authority`, and a Host field in a response
+/// means nothing.
+pub(crate) fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap, msg: Message) {
+    for (name, value) in from {
+        let n = name.as_str();
+        let special = hop::classify(n);
+        if special == Special::Host {
+            continue;
+        }
+        // HTTP/2 has no Connection header: nothing is named by one.
+        match hop::fate(special, n, value.as_bytes(), msg, Nominated::NONE) {
+            Fate::Forward => {
+                to.append(name.clone(), value.clone());
+            }
+            Fate::TeTrailers => {
+                to.append(http::header::TE, HeaderValue::from_static("trailers"));
+            }
+            Fate::Drop => {}
+        }
+    }
+}
+
+/// Sets the forwarding headers the policy (`http::forwarding`) decided on a request
+/// whose end-to-end headers (incoming `x-forwarded-*` included) were already copied:
+/// with an address to append, every incoming `x-forwarded-for` value in order, joined by
+/// "," (as Envoy), then the address, as one value; `x-forwarded-proto: http` in place of the
+/// client's when it is overwritten, else only where the client sent none.
+fn set_forwarding(to: &mut HeaderMap, from: &HeaderMap, fwd: Decision) {
+    if let Some(ip) = fwd.append {
+        let mut xff = Vec::with_capacity(64);
+        for v in from.get_all("x-forwarded-for") {
+            xff.extend_from_slice(v.as_bytes());
+            xff.extend_from_slice(b",");
+        }
+        let _ = write!(xff, "{ip}");
+        // Incoming values are valid field values, and so is their join.
+        if let Ok(v) = HeaderValue::from_bytes(&xff) {
+            to.insert("x-forwarded-for", v);
+        }
+    }
+    if fwd.overwrite_proto || !to.contains_key("x-forwarded-proto") {
+        to.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::h1::request;
+
+    fn decision(append: Option<&str>, overwrite_proto: bool) -> Decision {
+        Decision {
+            append: append.map(|a| a.parse().unwrap()),
+            overwrite_proto,
+            client: None,
+        }
+    }
+
+    #[test]
+    fn forwarding_follows_the_decision() {
+        let mut from = HeaderMap::new();
+        from.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        from.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.0.0.2, 10.0.0.3"),
+        );
+        from.append("x-forwarded-proto", HeaderValue::from_static("https"));
+        let forwarded = |d: Decision| {
+            let mut to = HeaderMap::new();
+            copy_end_to_end(&from, &mut to, Message::Request);
+            set_forwarding(&mut to, &from, d);
+            let all = |n: &str| -> Vec<String> {
+                to.get_all(n)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .collect()
+            };
+            (all("x-forwarded-for"), all("x-forwarded-proto"))
+        };
+        // Appended: every value kept, in order, as one; the proto overwritten.
+        let (xff, xfp) = forwarded(decision(Some("127.0.0.1"), true));
+        assert_eq!(xff, ["10.0.0.1,10.0.0.2, 10.0.0.3,127.0.0.1"]);
+        assert_eq!(xfp, ["http"]);
+        // Nothing appended: XFF unchanged; the incoming proto kept.
+        let (xff, xfp) = forwarded(decision(None, false));
+        assert_eq!(xff, ["10.0.0.1", "10.0.0.2, 10.0.0.3"]);
+        assert_eq!(xfp, ["https"]);
+
+        let mut to = HeaderMap::new();
+        set_forwarding(&mut to, &HeaderMap::new(), decision(Some("::1"), false));
+        assert_eq!(to.get("x-forwarded-for").unwrap(), "::1");
+        assert_eq!(to.get("x-forwarded-proto").unwrap(), "http");
+    }
+
+    #[test]
+    fn the_h2_request_is_built_from_the_parsed_head() {
+        let raw = b"POST /p?q=1 HTTP/1.1\r\nHost: a.example\r\nConnection: x-hop\r\nX-Hop: 1\r\nTE: trailers, gzip\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nContent-Length: 2\r\nExpect: 100-continue\r\nX-End: 2\r\n\r\n";
+        let mut slots = request::header_slots();
+        let head = request::parse(raw, &Default::default(), &mut slots)
+            .unwrap()
+            .unwrap();
+        let fwd = Decision {
+            append: Some("127.0.0.1".parse().unwrap()),
+            overwrite_proto: true,
+            client: None,
+        };
+        let req = request_from_h1(&head, fwd, Edits::none()).unwrap();
+        assert_eq!(req.method(), http::Method::POST);
+        assert_eq!(req.uri().to_string(), "http://a.example/p?q=1");
+        let h = req.headers();
+        let mut names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "content-length",
+                "te",
+                "x-end",
+                "x-forwarded-for",
+                "x-forwarded-proto"
+            ]
+        );
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1,127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+}
