@@ -354,6 +354,9 @@ impl Builder {
                 d.idle_timeout,
             ),
         };
+        let tls = c.tls.as_ref().and_then(|t| {
+            self.upstream_tls(&format!("{p}.tls"), t, protocol == UpstreamProtocol::Http2)
+        });
         Cluster {
             name: c.name.clone(),
             connect_timeout,
@@ -361,6 +364,7 @@ impl Builder {
             endpoints,
             pool,
             protocol,
+            tls,
         }
     }
 }

@@ -407,6 +407,8 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     pub pool: PoolLimits,
     pub protocol: UpstreamProtocol,
+    /// Its transport socket: TLS to its endpoints (`None`: plain TCP).
+    pub tls: Option<Arc<crate::tls::client::ClientTls>>,
 }
 
 /// The protocol spoken to a cluster's endpoints.

@@ -309,6 +309,9 @@ pub(crate) struct RawCluster {
     pub pool: Option<RawPool>,
     #[serde(default)]
     pub protocol: Option<String>,
+    /// TLS to the endpoints (Envoy's UpstreamTlsContext).
+    #[serde(default)]
+    pub tls: Option<crate::tls::client::RawUpstreamTls>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,6 @@
 pub mod inspect;
 pub mod select;
 pub mod tls_inspector;
-pub mod transport;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -36,9 +35,9 @@ use crate::tls::stats::Failure;
 use crate::tls::TlsStream;
 use crate::upstream::Connector;
 
+use crate::tls::Transport;
 use inspect::Detected;
 use select::{ConnInfo, RAW_BUFFER};
-use transport::Transport;
 
 /// What the listener filters found.
 #[derive(Default)]
@@ -126,7 +125,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     let at = ChainRef { listener, chain };
     let Some(tls) = l.chain(chain).and_then(|c| c.tls.as_ref()) else {
         terminal(
-            Transport::Plain(down),
+            Transport::<D, rustls::ServerConnection>::Plain(down),
             rbuf,
             None,
             peer,

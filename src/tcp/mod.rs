@@ -95,7 +95,7 @@ async fn proxy<D: Io, C: Connector>(
     es.rq_total.inc();
     let mut up = match view
         .connector
-        .connect(endpoint.addr, cs.cfg.connect_timeout)
+        .connect_to(&cs.cfg, endpoint.addr, cs.cfg.connect_timeout)
         .await
     {
         Ok(u) => u,

@@ -12,11 +12,14 @@
 //! shared by all workers through the snapshot; a TLS session lives on the worker that
 //! accepted its connection, like every other connection state.
 
+pub mod client;
 pub mod config;
 pub mod der;
 pub mod server;
 pub mod stats;
 pub mod stream;
+pub mod transport;
 
 pub use server::ServerTls;
 pub use stream::TlsStream;
+pub use transport::Transport;

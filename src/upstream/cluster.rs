@@ -50,11 +50,7 @@ impl<C: 'static> ClusterState<C> {
         connector: &K,
     ) -> std::io::Result<h2::client::SendRequest<bytes::Bytes>> {
         let addr = self.cfg.endpoints[ep].addr;
-        match self
-            .h2
-            .ready(ep, connector, addr, self.cfg.connect_timeout)
-            .await
-        {
+        match self.h2.ready(ep, connector, &self.cfg, addr).await {
             Ok((s, opened)) => {
                 if opened {
                     self.stats.cx_total.inc();

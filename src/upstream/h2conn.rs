@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -34,8 +33,8 @@ impl H2Conns {
         &self,
         ep: usize,
         connector: &C,
+        cluster: &crate::config::Cluster,
         addr: SocketAddr,
-        timeout: Duration,
     ) -> std::io::Result<(SendRequest<Bytes>, bool)>
     where
         C::Conn: 'static,
@@ -50,7 +49,9 @@ impl H2Conns {
                 *slot = None;
             }
         }
-        let io = connector.connect(addr, timeout).await?;
+        let io = connector
+            .connect_to(cluster, addr, cluster.connect_timeout)
+            .await?;
         let mut builder = h2::client::Builder::new();
         builder
             .initial_window_size(STREAM_WINDOW)

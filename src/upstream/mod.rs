@@ -10,26 +10,71 @@ pub(crate) mod request;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rustls::ClientConnection;
+
+use crate::config::Cluster;
 use crate::http::io::Io;
+use crate::tls::{TlsStream, Transport};
 
 /// Opens upstream connections. Production uses glommio TCP; tests use memory pipes.
 pub trait Connector {
     type Conn: Io + 'static;
     #[allow(async_fn_in_trait)]
     async fn connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<Self::Conn>;
+
+    /// A connection to an endpoint of `cluster`, with its transport socket (TLS when the
+    /// cluster has `tls`; the handshake is part of the connect, within `timeout`).
+    #[allow(async_fn_in_trait)]
+    async fn connect_to(
+        &self,
+        _cluster: &Cluster,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> std::io::Result<Self::Conn> {
+        self.connect(addr, timeout).await
+    }
 }
 
-/// TCP connections on the current glommio executor.
+/// TCP connections on the current glommio executor, with TLS for clusters that have it.
 pub struct TcpConnector;
 
 impl Connector for TcpConnector {
-    type Conn = glommio::net::TcpStream;
+    type Conn = Transport<glommio::net::TcpStream, ClientConnection>;
 
     async fn connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<Self::Conn> {
-        let s = glommio::net::TcpStream::connect_timeout(addr, timeout)
-            .await
-            .map_err(std::io::Error::from)?;
-        let _ = s.set_nodelay(true);
-        Ok(s)
+        tcp(addr, timeout).await.map(Transport::Plain)
     }
+
+    async fn connect_to(
+        &self,
+        cluster: &Cluster,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> std::io::Result<Self::Conn> {
+        let started = std::time::Instant::now();
+        let s = tcp(addr, timeout).await?;
+        let Some(tls) = &cluster.tls else {
+            return Ok(Transport::Plain(s));
+        };
+        let session = ClientConnection::new(tls.config.clone(), tls.server_name(addr))
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // The handshake shares the connect timeout.
+        let left = timeout.saturating_sub(started.elapsed());
+        Io::set_read_timeout(&s, Some(left));
+        Io::set_write_timeout(&s, Some(left));
+        let mut t = TlsStream::new(s, session, &[]);
+        if let Err(e) = t.handshake().await {
+            tracing::debug!(upstream = %addr, error = %e, "upstream TLS handshake failed");
+            return Err(e);
+        }
+        Ok(Transport::Tls(Box::new(t)))
+    }
+}
+
+async fn tcp(addr: SocketAddr, timeout: Duration) -> std::io::Result<glommio::net::TcpStream> {
+    let s = glommio::net::TcpStream::connect_timeout(addr, timeout)
+        .await
+        .map_err(std::io::Error::from)?;
+    let _ = s.set_nodelay(true);
+    Ok(s)
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::Builder;
+use crate::tls::client::{ClientTls, RawUpstreamTls, UpstreamTlsSpec};
 use crate::tls::config::{DownstreamTlsSpec, RawDownstreamTls};
 use crate::tls::ServerTls;
 
@@ -25,6 +26,30 @@ impl Builder {
             }
         };
         match ServerTls::load(&spec) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                self.err(p.to_string(), e);
+                None
+            }
+        }
+    }
+
+    pub(super) fn upstream_tls(
+        &mut self,
+        p: &str,
+        raw: &RawUpstreamTls,
+        h2: bool,
+    ) -> Option<Arc<ClientTls>> {
+        let spec = match UpstreamTlsSpec::build(raw, h2) {
+            Ok(s) => s,
+            Err(errs) => {
+                for (field, message) in errs {
+                    self.err(format!("{p}.{field}"), message);
+                }
+                return None;
+            }
+        };
+        match ClientTls::load(&spec) {
             Ok(t) => Some(Arc::new(t)),
             Err(e) => {
                 self.err(p.to_string(), e);

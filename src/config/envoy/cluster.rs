@@ -158,6 +158,7 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
             idle_timeout: Some(timeout_or_never(idle_timeout)),
         }),
         protocol: Some(protocol.into()),
+        tls: None,
     })
 }
 

@@ -33,7 +33,7 @@ impl Conn {
         let es = &cs.endpoints[ep];
         let up = match view
             .connector
-            .connect(endpoint.addr, cs.cfg.connect_timeout)
+            .connect_to(&cs.cfg, endpoint.addr, cs.cfg.connect_timeout)
             .await
         {
             Ok(u) => u,

@@ -58,7 +58,7 @@ pub(crate) async fn tunnel<C: Connector>(
     };
     let mut done = match view
         .connector
-        .connect(endpoint.addr, cs.cfg.connect_timeout)
+        .connect_to(&cs.cfg, endpoint.addr, cs.cfg.connect_timeout)
         .await
     {
         Ok(up) => {

@@ -61,7 +61,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                 .min(cs.cfg.connect_timeout),
             None => cs.cfg.connect_timeout,
         };
-        match connector.connect(endpoint.addr, timeout).await {
+        match connector.connect_to(&cs.cfg, endpoint.addr, timeout).await {
             Ok(c) => {
                 stats.cx_total.inc();
                 es.cx_total.inc();

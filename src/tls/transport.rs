@@ -1,7 +1,8 @@
-//! A downstream connection as the terminal filter sees it: the socket itself, or a TLS
-//! session over it when the chosen filter chain has a transport socket. One enum (not
-//! a type parameter) so the connection managers are compiled once for both; a plain
-//! connection pays one branch per read or write.
+//! A connection as the proxy's protocol code sees it: the socket itself, or a TLS
+//! session over it. Downstream (`S = ServerConnection`) when the chosen filter chain has
+//! a transport socket; upstream (`ClientConnection`) when the cluster has `tls`. One
+//! enum (not a type parameter) so the connection managers and the upstream paths are
+//! compiled once for both; a plain connection pays one branch per read or write.
 
 use std::io;
 use std::pin::Pin;
@@ -9,21 +10,22 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use rustls::ServerConnection;
+use rustls::{ConnectionCommon, ServerConnection, SideData};
+use std::ops::{Deref, DerefMut};
 
 use crate::http::io::Io;
 use crate::tls::TlsStream;
 
-pub enum Transport<D> {
+pub enum Transport<D, S = ServerConnection> {
     Plain(D),
     /// Boxed: a rustls session is a few KiB, and plain connections should not carry
     /// its size.
-    Tls(Box<TlsStream<D, ServerConnection>>),
+    Tls(Box<TlsStream<D, S>>),
 }
 
-impl<D> Transport<D> {
+impl<D, S> Transport<D, S> {
     /// The TLS session (peer certificates, version, suite, ALPN), if there is one.
-    pub fn tls(&self) -> Option<&ServerConnection> {
+    pub fn tls(&self) -> Option<&S> {
         match self {
             Transport::Plain(_) => None,
             Transport::Tls(t) => Some(t.session()),
@@ -40,7 +42,11 @@ macro_rules! both {
     };
 }
 
-impl<D: Io> AsyncRead for Transport<D> {
+impl<D: Io, S, C> AsyncRead for Transport<D, S>
+where
+    S: DerefMut + Deref<Target = ConnectionCommon<C>> + Unpin,
+    C: SideData,
+{
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -50,7 +56,11 @@ impl<D: Io> AsyncRead for Transport<D> {
     }
 }
 
-impl<D: Io> AsyncWrite for Transport<D> {
+impl<D: Io, S, C> AsyncWrite for Transport<D, S>
+where
+    S: DerefMut + Deref<Target = ConnectionCommon<C>> + Unpin,
+    C: SideData,
+{
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -66,7 +76,11 @@ impl<D: Io> AsyncWrite for Transport<D> {
     }
 }
 
-impl<D: Io> Io for Transport<D> {
+impl<D: Io, S, C> Io for Transport<D, S>
+where
+    S: DerefMut + Deref<Target = ConnectionCommon<C>> + Unpin,
+    C: SideData,
+{
     fn set_read_timeout(&self, d: Option<Duration>) {
         both!(self, s => s.set_read_timeout(d))
     }
