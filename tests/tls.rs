@@ -211,6 +211,9 @@ fn mutual_tls_accepts_a_spiffe_client_and_refuses_the_rest_before_the_upstream()
     let chains = format!(
         "      - name: mtls
         route_table: main
+        access_log:
+          path: @DIR@/access.log
+          format: '%PROTOCOL% %DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_TLS_CIPHER% %REQUESTED_SERVER_NAME% %DOWNSTREAM_PEER_URI_SAN% %DOWNSTREAM_PEER_DNS_SAN%'
 {}",
         tls_block(&server, "[h2, http/1.1]", &validation)
     );
@@ -233,6 +236,38 @@ fn mutual_tls_accepts_a_spiffe_client_and_refuses_the_rest_before_the_upstream()
     let ok = with(&web);
     assert!(ok.ok && ok.out.ends_with("\n200 2"), "{}", ok.out);
     wait_ssl(&proxy, "handshake", 1);
+    // The connection's TLS facts reach the upstream request and the access log.
+    let req = up.last_request();
+    assert_eq!(
+        req.header("x-forwarded-proto"),
+        Some("https"),
+        "{}",
+        req.describe()
+    );
+    let line = wait_for_line(&proxy.dir.join("access.log"), IO_TIMEOUT, |l| {
+        l.starts_with("HTTP/2")
+    });
+    assert_eq!(
+        line.as_deref(),
+        Some(format!("HTTP/2 TLSv1.3 TLS_AES_256_GCM_SHA384 localhost {SPIFFE_WEB} -").as_str())
+    );
+    // And HTTP/1.1 over the same kind of connection.
+    let h1 = curl(
+        &proxy,
+        "localhost",
+        &[
+            "--cacert",
+            &cacert,
+            "--cert",
+            &p(&web.cert),
+            "--key",
+            &p(&web.key),
+            "--http1.1",
+        ],
+    );
+    assert!(h1.ok && h1.out.ends_with("\n200 1.1"), "{}", h1.out);
+    assert_eq!(up.last_request().header("x-forwarded-proto"), Some("https"));
+    wait_ssl(&proxy, "handshake", 2);
 
     let none = curl(&proxy, "localhost", &["--cacert", &cacert]);
     assert!(!none.ok, "{}", none.out);
@@ -249,11 +284,11 @@ fn mutual_tls_accepts_a_spiffe_client_and_refuses_the_rest_before_the_upstream()
     let r = with(&outsider);
     assert!(!r.ok, "{}", r.out);
     let s = wait_ssl(&proxy, "fail_verify_san", 1);
-    assert_eq!(s["handshake"], 1, "{s}");
+    assert_eq!(s["handshake"], 2, "{s}");
     assert_eq!(s["no_certificate"], 0, "{s}");
     assert_eq!(
         up.request_count(),
-        1,
+        2,
         "refused clients never reach the upstream"
     );
 }

@@ -22,6 +22,14 @@ pub enum LogField {
     UserAgent,
     ListenerName,
     ClusterName,
+    /// The client certificate's URI SANs, comma-separated (the SPIFFE ID).
+    DownstreamPeerUriSan,
+    DownstreamPeerDnsSan,
+    /// `TLSv1.2`, `TLSv1.3`.
+    DownstreamTlsVersion,
+    DownstreamTlsCipher,
+    /// The SNI.
+    RequestedServerName,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +58,11 @@ fn operator(name: &str) -> Option<LogField> {
         "USER_AGENT" | "REQ(USER-AGENT)" => LogField::UserAgent,
         "LISTENER_NAME" => LogField::ListenerName,
         "UPSTREAM_CLUSTER" => LogField::ClusterName,
+        "DOWNSTREAM_PEER_URI_SAN" => LogField::DownstreamPeerUriSan,
+        "DOWNSTREAM_PEER_DNS_SAN" => LogField::DownstreamPeerDnsSan,
+        "DOWNSTREAM_TLS_VERSION" => LogField::DownstreamTlsVersion,
+        "DOWNSTREAM_TLS_CIPHER" => LogField::DownstreamTlsCipher,
+        "REQUESTED_SERVER_NAME" => LogField::RequestedServerName,
         _ => return None,
     })
 }

@@ -114,6 +114,8 @@ struct Conn {
     ip: [u8; 48],
     ip_len: usize,
     rec: StreamInfo,
+    /// The connection is TLS: `x-forwarded-proto: https`.
+    tls: bool,
     logging: bool,
     /// The connection is closing while the client may still be sending the request
     /// (a body that was cut or not read): close gently, see `linger`.
@@ -151,7 +153,11 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         wbuf: Vec::with_capacity(1024),
         ip,
         ip_len,
-        rec: StreamInfo::default(),
+        tls: down.tls_info().is_some(),
+        rec: StreamInfo {
+            tls: down.tls_info(),
+            ..StreamInfo::default()
+        },
         logging: view.access_log(at).is_some(),
         linger: false,
     };
@@ -196,6 +202,7 @@ async fn prepare<'v, C: Connector>(
     wbuf: &mut Vec<u8>,
     peer: std::net::IpAddr,
     ip: &[u8],
+    tls: bool,
     rec: Option<&mut StreamInfo>,
 ) -> Result<Option<Plan<'v>>, HeadError> {
     let mut slots = request::header_slots();
@@ -265,7 +272,7 @@ async fn prepare<'v, C: Connector>(
             }) {
                 break 'route Action::UpgradeRefused;
             }
-            let fwd = super::forwarding::decide(
+            let mut fwd = super::forwarding::decide(
                 &l.forwarding,
                 peer,
                 headers
@@ -273,6 +280,7 @@ async fn prepare<'v, C: Connector>(
                     .filter(|h| head::classify(h.name) == head::Special::XForwardedFor)
                     .map(|h| h.value),
             );
+            fwd.tls = tls;
             let to_h2 = view
                 .clusters
                 .get(*cluster)
@@ -300,6 +308,7 @@ async fn prepare<'v, C: Connector>(
                         forward: Forward {
                             append: fwd.append.map(|_| ip),
                             overwrite_proto: fwd.overwrite_proto,
+                            scheme: fwd.scheme(),
                         },
                         upgrade,
                         edits: edits.request,
@@ -359,7 +368,19 @@ impl Conn {
                 };
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
                 let peer = self.peer.ip();
-                match prepare(self.rbuf.data(), l, view, &mut self.wbuf, peer, ip, rec).await {
+                let tls = self.tls;
+                match prepare(
+                    self.rbuf.data(),
+                    l,
+                    view,
+                    &mut self.wbuf,
+                    peer,
+                    ip,
+                    tls,
+                    rec,
+                )
+                .await
+                {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {

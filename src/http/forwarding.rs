@@ -33,6 +33,20 @@ pub struct Decision {
     pub overwrite_proto: bool,
     /// The client address the proxy trusts (for logs and, later, policy), if known.
     pub client: Option<IpAddr>,
+    /// The downstream connection is TLS: the scheme written is `https` (set by the
+    /// caller, which knows the connection).
+    pub tls: bool,
+}
+
+impl Decision {
+    /// The connection's scheme, for `x-forwarded-proto`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 /// Decides for a request from `peer` whose `x-forwarded-for` values, in order, are
@@ -52,12 +66,14 @@ where
             append: (!cfg.skip_xff_append).then_some(peer),
             overwrite_proto: hops == 0,
             client: Some(from_xff.unwrap_or(peer)),
+            tls: false,
         }
     } else {
         Decision {
             append: None,
             overwrite_proto: false,
             client: nth_from_right(xff, hops),
+            tls: false,
         }
     }
 }

@@ -25,6 +25,11 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+    /// The TLS session's facts (version, suite, SNI, peer SANs) on a downstream
+    /// connection that terminated TLS; `None` on a plain one.
+    fn tls_info(&self) -> Option<std::rc::Rc<crate::tls::TlsInfo>> {
+        None
+    }
 }
 
 /// A borrowed stream is a stream, so a connection the caller keeps can be split for a
@@ -41,6 +46,9 @@ impl<T: Io + ?Sized> Io for &mut T {
     }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         (**self).raw_fd()
+    }
+    fn tls_info(&self) -> Option<std::rc::Rc<crate::tls::TlsInfo>> {
+        (**self).tls_info()
     }
 }
 

@@ -163,7 +163,10 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             return;
         }
     };
+    let mut s = s;
     stats.ssl.handshake_done(s.session());
+    let info = crate::tls::TlsInfo::of(s.session(), s.session().server_name());
+    s.set_info(info);
     let h2 = s.session().alpn_protocol().map(|p| p == b"h2");
     rbuf.consume(rbuf.len());
     let down = Transport::Tls(Box::new(s));

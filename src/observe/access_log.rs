@@ -161,6 +161,21 @@ impl Drop for LogSink {
     }
 }
 
+/// Envoy's list rendering: values joined by `,`, `-` when there are none.
+fn push_joined(out: &mut Vec<u8>, values: Option<&Vec<String>>) {
+    match values {
+        Some(v) if !v.is_empty() => {
+            for (i, s) in v.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+        _ => out.push(b'-'),
+    }
+}
+
 fn push_str_or_dash(out: &mut Vec<u8>, s: &str) {
     if s.is_empty() {
         out.push(b'-');
@@ -208,6 +223,17 @@ pub fn format_line(
             LogField::UserAgent => push_str_or_dash(out, &r.user_agent),
             LogField::ListenerName => out.extend_from_slice(listener.as_bytes()),
             LogField::ClusterName => push_str_or_dash(out, r.cluster.as_deref().unwrap_or("")),
+            LogField::DownstreamPeerUriSan => push_joined(out, r.tls.as_ref().map(|t| &t.peer.uri)),
+            LogField::DownstreamPeerDnsSan => push_joined(out, r.tls.as_ref().map(|t| &t.peer.dns)),
+            LogField::DownstreamTlsVersion => {
+                push_str_or_dash(out, r.tls.as_ref().map_or("", |t| t.version))
+            }
+            LogField::DownstreamTlsCipher => {
+                push_str_or_dash(out, r.tls.as_ref().map_or("", |t| t.cipher))
+            }
+            LogField::RequestedServerName => {
+                push_str_or_dash(out, r.tls.as_ref().map_or("", |t| t.sni.as_str()))
+            }
         }
     }
     out.push(b'\n');

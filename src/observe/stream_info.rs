@@ -31,6 +31,8 @@ pub struct StreamInfo {
     pub duration: Duration,
     pub upstream: Option<SocketAddr>,
     pub cluster: Option<Arc<str>>,
+    /// The downstream connection's TLS facts (kept across its requests).
+    pub tls: Option<std::rc::Rc<crate::tls::TlsInfo>>,
 }
 
 impl StreamInfo {

@@ -54,6 +54,7 @@ pub async fn serve<D: Io, C: Connector>(
     let mut rec = StreamInfo {
         start: Some(SystemTime::now()),
         protocol: "TCP",
+        tls: down.tls_info(),
         ..StreamInfo::default()
     };
     let flag = proxy(down, prefix, &view, tcp, &mut rec).await;

@@ -69,8 +69,15 @@ pub fn sans(cert: &[u8]) -> Sans {
         let mut d = ext;
         while let Some(t) = tlv(d) {
             d = t.rest;
-            // SANs are IA5Strings (ASCII); anything else is not a name we can match.
-            let text = || std::str::from_utf8(t.body).ok().map(str::to_string);
+            // SANs are IA5Strings; a DNS name or URI is visible ASCII. Anything else
+            // (control characters included, which would forge access-log lines) is not
+            // a name we match or log.
+            let text = || {
+                t.body
+                    .iter()
+                    .all(|b| b.is_ascii_graphic())
+                    .then(|| String::from_utf8_lossy(t.body).into_owned())
+            };
             match t.tag {
                 DNS_NAME => out.dns.extend(text()),
                 URI => out.uri.extend(text()),

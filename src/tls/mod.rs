@@ -15,11 +15,13 @@
 pub mod client;
 pub mod config;
 pub mod der;
+pub mod info;
 pub mod server;
 pub mod stats;
 pub mod stream;
 pub mod transport;
 
+pub use info::TlsInfo;
 pub use server::ServerTls;
 pub use stream::TlsStream;
 pub use transport::Transport;

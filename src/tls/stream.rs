@@ -15,12 +15,14 @@
 use std::io::{self, Read, Write};
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use rustls::{ConnectionCommon, SideData};
 
+use super::TlsInfo;
 use crate::http::io::Io;
 
 /// A TLS session over `S`; `C` is rustls's `ServerConnection` or `ClientConnection`.
@@ -36,6 +38,8 @@ pub struct TlsStream<S, C> {
     closing: bool,
     /// The listener filter's bytes held an error (`new`); `handshake` reports it.
     failed: Option<io::Error>,
+    /// Set after a downstream handshake (`set_info`), for the access log and policy.
+    info: Option<Rc<TlsInfo>>,
 }
 
 /// `io::Read` / `io::Write` over a poll-based stream for rustls's `read_tls` and
@@ -84,6 +88,11 @@ impl<S, C> TlsStream<S, C> {
     pub fn session(&self) -> &C {
         &self.conn
     }
+
+    /// Keeps what the handshake established, for `Io::tls_info`.
+    pub fn set_info(&mut self, info: TlsInfo) {
+        self.info = Some(Rc::new(info));
+    }
 }
 
 impl<S, C, D> TlsStream<S, C>
@@ -114,6 +123,7 @@ where
             accepted: 0,
             closing: false,
             failed,
+            info: None,
         }
     }
 
@@ -312,5 +322,8 @@ where
     }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         self.io.raw_fd()
+    }
+    fn tls_info(&self) -> Option<Rc<TlsInfo>> {
+        self.info.clone()
     }
 }

@@ -93,4 +93,7 @@ where
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         both!(self, s => s.raw_fd())
     }
+    fn tls_info(&self) -> Option<std::rc::Rc<crate::tls::TlsInfo>> {
+        both!(self, s => s.tls_info())
+    }
 }

@@ -14,9 +14,11 @@ use crate::http::hop::{self, Fate, Message, Nominated};
 pub struct Forward<'a> {
     /// Append this address (text form) to `x-forwarded-for`; `None` passes XFF unchanged.
     pub append: Option<&'a [u8]>,
-    /// Replace an incoming `x-forwarded-proto`; otherwise it is kept (and `http` is
+    /// Replace an incoming `x-forwarded-proto`; otherwise it is kept (and the scheme is
     /// written only when there is none).
     pub overwrite_proto: bool,
+    /// The scheme written: `https` on a TLS connection, else `http`.
+    pub scheme: &'static str,
 }
 
 impl<'a> Forward<'a> {
@@ -25,6 +27,7 @@ impl<'a> Forward<'a> {
         Forward {
             append: Some(ip),
             overwrite_proto: true,
+            scheme: "http",
         }
     }
 }
@@ -142,7 +145,9 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
         out.extend_from_slice(b"\r\n");
     }
     if (r.forward.overwrite_proto || !xfp_seen) && keeps("x-forwarded-proto") {
-        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+        out.extend_from_slice(b"x-forwarded-proto: ");
+        out.extend_from_slice(r.forward.scheme.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     if edited {
         // The proxy's forwarding headers count as present, as in Envoy, where they are

@@ -47,6 +47,9 @@ pub(crate) struct Activity {
     pub last: Cell<Option<Instant>>,
     /// The streams' route and idle clocks, swept by the connection task.
     pub clocks: clock::Clocks,
+    /// The connection's TLS facts (`None`: plain), for the streams' logs and
+    /// `x-forwarded-proto`.
+    pub tls: Option<Rc<crate::tls::TlsInfo>>,
 }
 
 /// Counts a stream as open for as long as it lives.
@@ -93,6 +96,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     };
     let s = l.http2;
     let idle = l.idle_timeout;
+    let tls_info = down.tls_info();
     let io = io::Rewind::new(prefix, down).compat();
     let mut builder = h2::server::Builder::new();
     builder
@@ -116,7 +120,10 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             return;
         }
     };
-    let activity = Rc::new(Activity::default());
+    let activity = Rc::new(Activity {
+        tls: tls_info,
+        ..Activity::default()
+    });
     activity.last.set(Some(Instant::now()));
     let ping_failed = Rc::new(Cell::new(false));
     let pings = Rc::new(RefCell::new(conn.ping_pong()));

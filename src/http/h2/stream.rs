@@ -158,7 +158,8 @@ pub(crate) async fn serve<C: Connector>(
                 .iter()
                 .map(|v| v.as_bytes())
                 .collect();
-            let fwd = forwarding::decide(&l.forwarding, peer.ip(), xff.iter().copied());
+            let mut fwd = forwarding::decide(&l.forwarding, peer.ip(), xff.iter().copied());
+            fwd.tls = conn.tls.is_some();
             let progress = Rc::new(Progress::new(timeout, l.stream_idle_timeout));
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
@@ -201,6 +202,7 @@ pub(crate) async fn serve<C: Connector>(
         bytes_sent: done.bytes_sent,
         duration: start.elapsed(),
         upstream: done.upstream,
+        tls: conn.tls.clone(),
         ..StreamInfo::default()
     };
     if log.is_some() {

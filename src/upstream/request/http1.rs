@@ -182,7 +182,9 @@ fn write_forwarding(
         let _ = write!(out, "{ip}\r\n");
     }
     if (fwd.overwrite_proto || !has_xfp) && keep(X_FORWARDED_PROTO) {
-        out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+        out.extend_from_slice(b"x-forwarded-proto: ");
+        out.extend_from_slice(fwd.scheme().as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -445,6 +447,7 @@ mod tests {
                 append: append.map(|a| a.parse().unwrap()),
                 overwrite_proto,
                 client: None,
+                tls: false,
             };
             let mut out = Vec::new();
             write_forwarding(&mut out, &parts.headers, fwd, has_xfp, |_| true);

@@ -145,7 +145,7 @@ pub(crate) fn request_from_h1(
         map.insert("x-forwarded-for", HeaderValue::from_bytes(&xff).ok()?);
     }
     if fwd.overwrite_proto || !map.contains_key("x-forwarded-proto") {
-        map.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        map.insert("x-forwarded-proto", HeaderValue::from_static(fwd.scheme()));
     }
     edits.apply_to_map(map);
     Some(out)
@@ -220,7 +220,7 @@ fn set_forwarding(to: &mut HeaderMap, from: &HeaderMap, fwd: Decision) {
         }
     }
     if fwd.overwrite_proto || !to.contains_key("x-forwarded-proto") {
-        to.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        to.insert("x-forwarded-proto", HeaderValue::from_static(fwd.scheme()));
     }
 }
 
@@ -234,6 +234,7 @@ mod tests {
             append: append.map(|a| a.parse().unwrap()),
             overwrite_proto,
             client: None,
+            tls: false,
         }
     }
 
@@ -284,6 +285,7 @@ mod tests {
             append: Some("127.0.0.1".parse().unwrap()),
             overwrite_proto: true,
             client: None,
+            tls: false,
         };
         let req = request_from_h1(&head, fwd, Edits::none()).unwrap();
         assert_eq!(req.method(), http::Method::POST);
