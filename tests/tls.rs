@@ -466,12 +466,8 @@ fn the_shipped_example_runs_with_generated_certificates() {
     assert_eq!(get(proxy.listen, "x", "/").status, 200, "plaintext");
 }
 
-/// A TLS client connection that trusts `ca` (PEM file), for tests that hold one open.
-fn tls_connect(
-    addr: std::net::SocketAddr,
-    name: &str,
-    ca: &Path,
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+/// A rustls client config that trusts `ca` (PEM file), with rustls's session cache.
+fn client_config(ca: &Path) -> std::sync::Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
@@ -483,11 +479,18 @@ fn tls_connect(
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let conn = rustls::ClientConnection::new(
-        std::sync::Arc::new(config),
-        name.to_string().try_into().unwrap(),
-    )
-    .unwrap();
+    std::sync::Arc::new(config)
+}
+
+/// A TLS client connection that trusts `ca` (PEM file), for tests that hold one open.
+fn tls_connect(
+    addr: std::net::SocketAddr,
+    name: &str,
+    ca: &Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let conn =
+        rustls::ClientConnection::new(client_config(ca), name.to_string().try_into().unwrap())
+            .unwrap();
     let sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     rustls::StreamOwned::new(conn, sock)
@@ -545,4 +548,91 @@ fn a_rotated_certificate_serves_new_handshakes_and_live_connections_carry_on() {
     assert!(!r.ok, "the old certificate is no longer served: {}", r.out);
     // The connection made before the rotation still works, on its old session.
     assert!(tls_get(&mut live, "one").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn sessions_resume_on_any_core() {
+    let dir = TempDir::new("tls-pki");
+    let ca = Ca::new("test CA");
+    let ca_pem = ca.write(dir.path(), "ca.pem");
+    let server = ca.leaf(dir.path(), "server", pki::server(&["localhost"]));
+    let up = Upstream::echo();
+    let chains = format!(
+        "      - name: tls
+        route_table: one
+{}",
+        tls_block(&server, "[http/1.1]", "")
+    );
+    // Two workers: the kernel spreads the connections over both, and a ticket issued
+    // by one must resume on the other.
+    let proxy = Proxy::start_with(&config(&chains, &up), 2);
+    let config = client_config(&ca_pem);
+    let mut kinds = Vec::new();
+    for i in 0..8 {
+        if i == 4 {
+            // A reload builds new TLS configs; the ticket keys carry over.
+            assert_eq!(proxy.reload().status, 200);
+        }
+        let conn =
+            rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
+        let sock = TcpStream::connect(proxy.listen).unwrap();
+        sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        assert!(tls_get(&mut s, "one").starts_with("HTTP/1.1 200"));
+        kinds.push(s.conn.handshake_kind());
+    }
+    assert_eq!(kinds[0], Some(rustls::HandshakeKind::Full));
+    assert!(
+        kinds[1..]
+            .iter()
+            .all(|k| *k == Some(rustls::HandshakeKind::Resumed)),
+        "{kinds:?}"
+    );
+    let s = wait_ssl(&proxy, "handshake", 8);
+    assert_eq!(s["session_reused"], 7, "{s}");
+}
+
+#[test]
+fn a_tcp_proxy_chain_passes_tls_through_by_sni() {
+    let dir = TempDir::new("tls-pki");
+    let ca = Ca::new("test CA");
+    let ca_pem = ca.write(dir.path(), "ca.pem");
+    let server = ca.leaf(dir.path(), "server", pki::server(&["pass.example.com"]));
+    // Listener `tls` passes `pass.example.com` through untouched to listener `inner`,
+    // which terminates it.
+    let template = format!(
+        "{HEADER}listeners:
+  - name: tls
+    address: 127.0.0.1
+    port: @PORT@
+    listener_filters: [tls_inspector]
+    filter_chains:
+      - name: passthrough
+        filter_chain_match: {{ server_names: [pass.example.com] }}
+        tcp_proxy: {{ cluster: inner }}
+  - name: inner
+    address: 127.0.0.1
+    port: @PORT2@
+    filter_chains:
+      - name: terminate
+        route_table: one
+{}route_tables:
+  - name: one
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: / }}
+            direct_response: {{ status: 200, body: \"inner\" }}
+clusters:
+  - name: inner
+    endpoints: [{{ address: 127.0.0.1, port: @PORT2@ }}]
+",
+        tls_block(&server, "[h2, http/1.1]", "")
+    );
+    let proxy = Proxy::start(&template);
+    let r = curl(&proxy, "pass.example.com", &["--cacert", &p(&ca_pem)]);
+    assert!(r.ok && r.out.starts_with("inner\n200 2"), "{}", r.out);
+    assert_eq!(proxy.listener_stats("tls")["ssl"]["handshake"], 0);
+    assert_eq!(proxy.listener_stats("inner")["ssl"]["handshake"], 1);
 }

@@ -257,7 +257,7 @@ pub fn render(r: &StatsReport) -> String {
 /// ciphers and curves as one family each with the name as a label.
 fn tls(out: &mut String, ls: &[crate::observe::stats::ListenerReport]) {
     type Get = fn(&crate::tls::stats::TlsReport) -> u64;
-    let counters: [(&str, &str, Get); 6] = [
+    let counters: [(&str, &str, Get); 7] = [
         ("handshake", "Successful TLS handshakes.", |t| t.handshake),
         (
             "connection_error",
@@ -278,6 +278,11 @@ fn tls(out: &mut String, ls: &[crate::observe::stats::ListenerReport]) {
             "fail_verify_no_cert",
             "TLS handshakes that failed because the client sent no certificate where one is required.",
             |t| t.fail_verify_no_cert,
+        ),
+        (
+            "session_reused",
+            "TLS handshakes that resumed a session.",
+            |t| t.session_reused,
         ),
         (
             "no_certificate",

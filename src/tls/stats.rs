@@ -48,6 +48,8 @@ pub struct TlsStats {
     pub fail_verify_no_cert: Counter,
     /// Successful handshakes without a client certificate.
     pub no_certificate: Counter,
+    /// Handshakes that resumed a session (a ticket or a session ID).
+    pub session_reused: Counter,
     versions: RefCell<Vec<(&'static str, u64)>>,
     ciphers: RefCell<Vec<(&'static str, u64)>>,
     curves: RefCell<Vec<(&'static str, u64)>>,
@@ -102,6 +104,9 @@ impl TlsStats {
     /// A completed handshake.
     pub fn handshake_done<D>(&self, c: &rustls::ConnectionCommon<D>) {
         self.handshake.inc();
+        if c.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            self.session_reused.inc();
+        }
         if c.peer_certificates().is_none_or(|p| p.is_empty()) {
             self.no_certificate.inc();
         }
@@ -140,6 +145,7 @@ impl TlsStats {
             fail_verify_san: self.fail_verify_san.get(),
             fail_verify_no_cert: self.fail_verify_no_cert.get(),
             no_certificate: self.no_certificate.get(),
+            session_reused: self.session_reused.get(),
             versions: table(&self.versions),
             ciphers: table(&self.ciphers),
             curves: table(&self.curves),
@@ -156,6 +162,7 @@ pub struct TlsReport {
     pub fail_verify_san: u64,
     pub fail_verify_no_cert: u64,
     pub no_certificate: u64,
+    pub session_reused: u64,
     pub versions: BTreeMap<String, u64>,
     pub ciphers: BTreeMap<String, u64>,
     pub curves: BTreeMap<String, u64>,
@@ -169,6 +176,7 @@ impl TlsReport {
         self.fail_verify_san += o.fail_verify_san;
         self.fail_verify_no_cert += o.fail_verify_no_cert;
         self.no_certificate += o.no_certificate;
+        self.session_reused += o.session_reused;
         for (mine, theirs) in [
             (&mut self.versions, o.versions),
             (&mut self.ciphers, o.ciphers),
