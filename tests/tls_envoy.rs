@@ -302,3 +302,123 @@ clusters:
     assert_eq!(proxy.cluster_stats("envoy_h2")["cx_connect_fail"], 0);
     assert_eq!(proxy.cluster_stats("envoy_h1")["cx_connect_fail"], 0);
 }
+
+/// Outrigger itself runs an Envoy bootstrap with TLS: listener `edge` (plain) routes to
+/// cluster `inner` over mTLS (UpstreamTlsContext), whose endpoint is listener `inner`
+/// (tls_inspector, DownstreamTlsContext requiring a client certificate), which routes to
+/// the plain upstream. Two TLS hops, both configured in Envoy's fields.
+#[test]
+fn an_envoy_bootstrap_configures_downstream_and_upstream_tls() {
+    let dir = TempDir::new("tls-envoy");
+    let ca = Ca::new("mesh CA");
+    let ca_pem = p(&ca.write(dir.path(), "ca.pem"));
+    let server = ca.leaf(
+        dir.path(),
+        "server",
+        LeafSpec {
+            dns: &["inner.test.local"],
+            uris: &["spiffe://test.local/ns/default/sa/inner"],
+            client: false,
+            expired: false,
+        },
+    );
+    let client = ca.leaf(
+        dir.path(),
+        "client",
+        pki::client("spiffe://test.local/ns/default/sa/edge"),
+    );
+    let up = Upstream::echo();
+    let route = |name: &str, cluster: &str| {
+        format!(
+            r#"      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM}
+          stat_prefix: {name}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                route: {{ cluster: {cluster} }}
+          http_filters: [{ROUTER}]
+"#
+        )
+    };
+    let config = format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
+static_resources:
+  listeners:
+  - name: edge
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
+    filter_chains:
+    - filters:
+{edge}  - name: inner
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT2@ }} }}
+    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector }}
+    filter_chains:
+    - filter_chain_match: {{ server_names: [inner.test.local] }}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            alpn_protocols: [h2, http/1.1]
+            {server_certs}
+            validation_context:
+              trusted_ca: {{ filename: "{ca_pem}" }}
+              match_typed_subject_alt_names:
+              - san_type: URI
+                matcher: {{ prefix: "spiffe://test.local/ns/default/" }}
+      filters:
+{inner}  clusters:
+  - name: inner
+    connect_timeout: 2s
+    type: STATIC
+    load_assignment:
+      cluster_name: inner
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT2@ }} }} }}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: inner.test.local
+        common_tls_context:
+          alpn_protocols: [http/1.1]
+          {client_certs}
+          validation_context:
+            trusted_ca: {{ filename: "{ca_pem}" }}
+            match_typed_subject_alt_names:
+            - san_type: URI
+              matcher: {{ exact: "spiffe://test.local/ns/default/sa/inner" }}
+  - name: local
+    connect_timeout: 2s
+    type: STATIC
+    load_assignment:
+      cluster_name: local
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {up} }} }} }}
+"#,
+        edge = route("edge", "inner"),
+        inner = route("inner", "local"),
+        server_certs = tls_files(&server),
+        client_certs = tls_files(&client),
+        up = up.addr.port(),
+    );
+    let proxy = Proxy::start(&config);
+    let r = get(proxy.listen, "svc", "/two-hops");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(up.last_request().target, "/two-hops");
+    // (x-forwarded-proto stays `http`: the first hop set it, and Envoy's default
+    // use_remote_address: false keeps an incoming value.)
+    let ssl = &proxy.listener_stats("inner")["ssl"];
+    assert_eq!(ssl["handshake"], 1, "{ssl}");
+    assert_eq!(ssl["no_certificate"], 0, "{ssl}");
+}

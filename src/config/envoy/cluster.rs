@@ -148,7 +148,7 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
             }
         };
     }
-    Ok(RawCluster {
+    let mut raw = RawCluster {
         name: c.name.clone(),
         connect_timeout: Some(native_duration(connect_timeout)),
         lb_policy: Some(lb_policy.into()),
@@ -159,7 +159,13 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
         }),
         protocol: Some(protocol.into()),
         tls: None,
-    })
+    };
+    super::tls::upstream(&c.transport_socket, p, &mut raw)?;
+    paths.add(
+        format!("clusters[{index}].tls"),
+        format!("{p}.transport_socket"),
+    );
+    Ok(raw)
 }
 
 /// Outrigger has no HTTP/2 settings for upstream connections yet: the message may be

@@ -7,6 +7,7 @@ use envoy_types::pb::envoy::config::listener::v3::{
     filter, listener_filter, FilterChain as PbChain, FilterChainMatch as PbMatch, Listener,
 };
 use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     tcp_proxy::ClusterSpecifier, TcpProxy,
 };
@@ -23,6 +24,7 @@ const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 const HTTP_INSPECTOR: &str = "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+const TLS_INSPECTOR: &str = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
 
 pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
     let p = format!("static_resources.listeners[{i}]");
@@ -45,9 +47,15 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
         let Some(listener_filter::ConfigType::TypedConfig(any)) = &f.config_type else {
             return Err(err(format!("{fp}.typed_config"), "is required"));
         };
-        let _: HttpInspector = payload(any, HTTP_INSPECTOR, &format!("{fp}.typed_config"))?;
+        let name = if walk::type_name(&any.type_url) == TLS_INSPECTOR {
+            let _: TlsInspector = payload(any, TLS_INSPECTOR, &format!("{fp}.typed_config"))?;
+            "tls_inspector"
+        } else {
+            let _: HttpInspector = payload(any, HTTP_INSPECTOR, &format!("{fp}.typed_config"))?;
+            "http_inspector"
+        };
         tx.paths.add(format!("{native}.listener_filters[{k}]"), fp);
-        listener_filters.push("http_inspector".to_string());
+        listener_filters.push(name.to_string());
     }
     // Envoy: the listener filters may wait 15s for the first bytes; zero: no limit.
     let listener_filters_timeout = duration(
@@ -141,8 +149,10 @@ fn chain(
         stream_idle_timeout: None,
         forwarding: None,
         http_filters: Vec::new(),
-        tls: None,
+        tls: super::tls::downstream(&fc.transport_socket, p)?,
     };
+    tx.paths
+        .add(format!("{native}.tls"), format!("{p}.transport_socket"));
     match walk::type_name(&any.type_url) {
         HCM => {
             let h = payload(any, HCM, &fp)?;

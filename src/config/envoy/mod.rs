@@ -15,6 +15,7 @@ mod cluster;
 mod hcm;
 mod listener;
 mod route;
+mod tls;
 mod walk;
 
 use std::sync::OnceLock;

@@ -52,7 +52,36 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.listener.v3.FilterChain",
-        &["filters", "name", "filter_chain_match"],
+        &["filters", "name", "filter_chain_match", "transport_socket"],
+    ),
+    ("envoy.config.core.v3.TransportSocket", &["name", "typed_config"]),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        &["common_tls_context", "require_client_certificate"],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        &["common_tls_context", "sni"],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext",
+        &["tls_certificates", "alpn_protocols", "validation_context"],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.TlsCertificate",
+        &["certificate_chain", "private_key"],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        &[
+            "trusted_ca",
+            "match_typed_subject_alt_names",
+            "match_subject_alt_names",
+        ],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher",
+        &["san_type", "matcher"],
     ),
     (
         "envoy.config.listener.v3.FilterChainMatch",
@@ -152,7 +181,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.core.v3.DataSource",
-        &["inline_string", "inline_bytes"],
+        // `filename`: TLS certificates and CAs only (the translation checks where).
+        &["inline_string", "inline_bytes", "filename"],
     ),
     (
         "envoy.config.route.v3.RouteConfiguration",
@@ -249,6 +279,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "lb_policy",
             "load_assignment",
             "typed_extension_protocol_options",
+            "transport_socket",
         ],
     ),
     (
@@ -285,6 +316,9 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
     "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
     "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
+    "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+    "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+    "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
