@@ -40,6 +40,9 @@ pub struct TlsStream<S, C> {
     failed: Option<io::Error>,
     /// Set after a downstream handshake (`set_info`), for the access log and policy.
     info: Option<Rc<TlsInfo>>,
+    /// The last read filled the caller's buffer, so rustls may hold more plaintext: a
+    /// pooled connection in that state is not clean (`idle_is_clean`).
+    maybe_unread: bool,
 }
 
 /// `io::Read` / `io::Write` over a poll-based stream for rustls's `read_tls` and
@@ -124,6 +127,7 @@ where
             closing: false,
             failed,
             info: None,
+            maybe_unread: false,
         }
     }
 
@@ -222,7 +226,12 @@ where
         let this = self.get_mut();
         loop {
             match this.conn.reader().read(buf) {
-                Ok(n) => return Poll::Ready(Ok(n)),
+                Ok(n) => {
+                    // rustls copies all it has, up to the buffer: a shorter read
+                    // emptied it.
+                    this.maybe_unread = n > 0 && n == buf.len();
+                    return Poll::Ready(Ok(n));
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
@@ -316,9 +325,11 @@ where
         self.io.set_write_timeout(d)
     }
     fn idle_is_clean(&self) -> bool {
-        // Plaintext rustls holds, or any byte on the socket (even a TLS 1.3 session
-        // ticket the pool cannot process without reading), makes it unusable.
-        self.io.idle_is_clean()
+        // Plaintext rustls may hold, the peer's end of stream, or any byte on the
+        // socket (even a TLS 1.3 session ticket the pool cannot process without
+        // reading) makes it unusable: a response nobody asked for must never reach
+        // the next client.
+        !self.maybe_unread && !self.eof && self.io.idle_is_clean()
     }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         self.io.raw_fd()
