@@ -152,6 +152,15 @@ impl Conn {
             Err(uh) => return uh,
         };
         let endpoint = &cs.cfg.endpoints[ep];
+        if let (
+            Action::Proxy {
+                auto_host: true, ..
+            },
+            Some(h),
+        ) = (&plan.action, &endpoint.hostname)
+        {
+            super::set_upstream_host(&mut self.wbuf, h);
+        }
         let es = &cs.endpoints[ep];
         es.rq_active.inc();
         let _active = Active(&es.rq_active);

@@ -11,17 +11,17 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 
 use super::clock::Progress;
-use crate::config::{RouteAction, UpstreamProtocol};
+use crate::config::UpstreamProtocol;
 use crate::http::failure::Failure;
 use crate::http::filter::{self, Status, StreamEdits};
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding;
-use crate::http::router;
+use crate::http::router::{self, Decision, Target};
 use crate::http::view::{ChainRef, WorkerView};
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::upstream::Connector;
 
-use super::reply::{fail, grpc_timeout, is_grpc, local, reject};
+use super::reply::{fail, grpc_timeout, is_grpc, local, local_at, reject};
 
 pub(crate) async fn serve<C: Connector>(
     req: http::Request<RecvStream>,
@@ -65,16 +65,20 @@ pub(crate) async fn serve<C: Connector>(
         })
         .collect();
     let table = view.snapshot.route_tables.get(route_table);
-    let route = if refused.is_some() {
-        None
-    } else if is_connect {
-        // CONNECT carries only :authority (host:port); the route must allow `connect`.
-        table.and_then(|t| router::select_connect(t, authority.as_bytes(), &lookup))
-    } else {
-        table.and_then(|t| router::select(t, authority.as_bytes(), &path, &lookup))
+    let view_req = router::Request {
+        method: parts.method.as_str(),
+        authority: authority.as_bytes(),
+        path: &path,
+        scheme: "http",
+        headers: &lookup,
     };
-    drop(lookup);
-    let action = route.map(|r| &r.action);
+    let route = match table {
+        _ if refused.is_some() => None,
+        // CONNECT carries only :authority (host:port); the route must allow `connect`.
+        Some(t) if is_connect => router::select_connect(t, &view_req),
+        Some(t) => router::select(t, &view_req),
+        None => None,
+    };
     // The filter chain runs on every well-formed head, routed or not (a malformed one
     // was refused by the codec's rules before any filter sees it).
     let mut edits = StreamEdits::default();
@@ -88,8 +92,13 @@ pub(crate) async fn serve<C: Connector>(
             Status::Respond(reply) => Some(reply),
         }
     };
+    let decision = match (table, route) {
+        (Some(t), Some(r)) if filter_reply.is_none() => Some(router::resolve(t, r, &view_req)),
+        _ => None,
+    };
+    drop(lookup);
     let mut cluster_name = None;
-    let done = match (refused, filter_reply, action) {
+    let done = match (refused, filter_reply, decision) {
         (Some(e), _, _) => reject(&mut respond, grpc, e),
         (None, Some(reply), _) => local(
             &mut respond,
@@ -101,8 +110,8 @@ pub(crate) async fn serve<C: Connector>(
             edits.response,
         ),
         (None, None, None) => fail(&mut respond, grpc, Failure::NoRoute, edits.response),
-        (None, None, Some(RouteAction::Cluster { cluster, .. })) if is_connect => 'tunnel: {
-            let Some(cs) = view.clusters.get(*cluster) else {
+        (None, None, Some(Decision::Forward(t))) if is_connect => 'tunnel: {
+            let Some(cs) = view.clusters.get(t.cluster) else {
                 break 'tunnel fail(
                     &mut respond,
                     grpc,
@@ -116,24 +125,32 @@ pub(crate) async fn serve<C: Connector>(
             let _clock = conn.clocks.register(&progress);
             super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response).await
         }
-        (None, None, Some(RouteAction::Direct(d))) => local(
+        (None, None, Some(Decision::Direct(d, location))) => local_at(
             &mut respond,
             grpc,
             d.status,
             d.content_type.as_deref(),
+            location.as_deref(),
             &d.body,
             ResponseFlag::None,
             edits.response,
         ),
-        (
+        (None, None, Some(Decision::Redirect { status, location })) => local_at(
+            &mut respond,
+            grpc,
+            status,
             None,
-            None,
-            Some(RouteAction::Cluster {
-                cluster, timeout, ..
-            }),
-        ) => 'proxy: {
+            Some(&location),
+            &Bytes::new(),
+            ResponseFlag::None,
+            edits.response,
+        ),
+        (None, None, Some(Decision::ClusterNotFound)) => {
+            fail(&mut respond, grpc, Failure::ClusterNotFound, edits.response)
+        }
+        (None, None, Some(Decision::Forward(t))) => 'proxy: {
             // Route indices are resolved against the same snapshot the view was built from.
-            let Some(cs) = view.clusters.get(*cluster) else {
+            let Some(cs) = view.clusters.get(t.cluster) else {
                 break 'proxy fail(
                     &mut respond,
                     grpc,
@@ -142,7 +159,7 @@ pub(crate) async fn serve<C: Connector>(
                 );
             };
             cluster_name = Some(cs.name.clone());
-            let mut timeout = *timeout;
+            let mut timeout = t.timeout;
             if let Some(g) = grpc.then(|| grpc_timeout(&parts.headers)).flatten() {
                 if timeout.is_zero() || g < timeout {
                     timeout = g;
@@ -157,6 +174,15 @@ pub(crate) async fn serve<C: Connector>(
                 .map(|v| v.as_bytes())
                 .collect();
             let fwd = forwarding::decide(&l.forwarding, peer.ip(), xff.iter().copied());
+            drop(xff);
+            // The route's rewrites: the upstream gets the new path and Host, and the
+            // client's in x-envoy-original-path / -host, as Envoy sends them.
+            let mut up_parts = None;
+            if t.path.is_some() || t.host.is_some() {
+                let mut p = parts.clone();
+                rewrite_headers(&mut p.headers, &t, &path, &authority);
+                up_parts = Some(p);
+            }
             let progress = Rc::new(Progress::new(start, timeout, l.stream_idle_timeout));
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
@@ -164,10 +190,10 @@ pub(crate) async fn serve<C: Connector>(
             }
             let _clock = conn.clocks.register(&progress);
             let req = super::to_h1::Request {
-                parts: &parts,
+                parts: up_parts.as_ref().unwrap_or(&parts),
                 body,
-                authority: &authority,
-                path: &path,
+                authority: t.host.unwrap_or(&authority),
+                path: t.path.as_deref().unwrap_or(&path),
                 forwarding: fwd,
                 grpc,
                 max_headers: l.limits.max_headers,
@@ -208,4 +234,21 @@ pub(crate) async fn serve<C: Connector>(
         info.cluster = cluster_name;
     }
     stream_info::complete(stats, log, &info, peer, stream_info::Kind::Request);
+}
+
+/// The upstream request's headers after the route's rewrites: the client's path and
+/// Host go in `x-envoy-original-path` / `x-envoy-original-host` (replacing any the
+/// client sent), and a Host field gives way to the new authority.
+fn rewrite_headers(h: &mut http::HeaderMap, t: &Target<'_>, path: &str, authority: &str) {
+    if t.path.is_some() {
+        if let Ok(v) = http::HeaderValue::from_str(path) {
+            h.insert("x-envoy-original-path", v);
+        }
+    }
+    if t.host.is_some() {
+        h.remove(http::header::HOST);
+        if let Ok(v) = http::HeaderValue::from_str(authority) {
+            h.insert("x-envoy-original-host", v);
+        }
+    }
 }
