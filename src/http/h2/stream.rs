@@ -177,10 +177,18 @@ pub(crate) async fn serve<C: Connector>(
             drop(xff);
             // The route's rewrites: the upstream gets the new path and Host, and the
             // client's in x-envoy-original-path / -host, as Envoy sends them.
+            // auto_host_rewrite: the endpoint is picked later, by the upstream side, so
+            // here the Host is the hostname every endpoint of the cluster shares (the
+            // HTTP/1 path uses the picked endpoint's own; see docs/configuration.md).
+            let auto = t
+                .auto_host
+                .then(|| shared_hostname(&cs.cfg.endpoints))
+                .flatten();
+            let host = t.host.or(auto);
             let mut up_parts = None;
-            if t.path.is_some() || t.host.is_some() {
+            if t.path.is_some() || host.is_some() {
                 let mut p = parts.clone();
-                rewrite_headers(&mut p.headers, &t, &path, &authority);
+                rewrite_headers(&mut p.headers, &t, host.is_some(), &path, &authority);
                 up_parts = Some(p);
             }
             let progress = Rc::new(Progress::new(start, timeout, l.stream_idle_timeout));
@@ -192,7 +200,7 @@ pub(crate) async fn serve<C: Connector>(
             let req = super::to_h1::Request {
                 parts: up_parts.as_ref().unwrap_or(&parts),
                 body,
-                authority: t.host.unwrap_or(&authority),
+                authority: host.unwrap_or(&authority),
                 path: t.path.as_deref().unwrap_or(&path),
                 forwarding: fwd,
                 grpc,
@@ -239,16 +247,31 @@ pub(crate) async fn serve<C: Connector>(
 /// The upstream request's headers after the route's rewrites: the client's path and
 /// Host go in `x-envoy-original-path` / `x-envoy-original-host` (replacing any the
 /// client sent), and a Host field gives way to the new authority.
-fn rewrite_headers(h: &mut http::HeaderMap, t: &Target<'_>, path: &str, authority: &str) {
+fn rewrite_headers(
+    h: &mut http::HeaderMap,
+    t: &Target<'_>,
+    new_host: bool,
+    path: &str,
+    authority: &str,
+) {
     if t.path.is_some() {
         if let Ok(v) = http::HeaderValue::from_str(path) {
             h.insert("x-envoy-original-path", v);
         }
     }
-    if t.host.is_some() {
+    if new_host {
         h.remove(http::header::HOST);
         if let Ok(v) = http::HeaderValue::from_str(authority) {
             h.insert("x-envoy-original-host", v);
         }
     }
+}
+
+/// The hostname every endpoint has, if they all have the same one.
+fn shared_hostname(endpoints: &[crate::config::Endpoint]) -> Option<&str> {
+    let first = endpoints.first()?.hostname.as_deref()?;
+    endpoints
+        .iter()
+        .all(|e| e.hostname.as_deref() == Some(first))
+        .then_some(first)
 }

@@ -1,7 +1,7 @@
 //! Route matchers over one request: path, headers (pseudo-headers included), query
 //! parameters, gRPC, runtime fraction; Envoy's semantics (`RouteEntryImplBase::
 //! matchRoute`, `HeaderUtility::matchHeaders`, `ConfigUtility::matchQueryParams`).
-//! Nothing here allocates, except to join a header that came as several fields.
+//! Nothing here allocates.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -114,57 +114,47 @@ fn prefix_matches(p: &[u8], prefix: &[u8], ignore_case: bool) -> bool {
     }
 }
 
-/// The value of header `name` (lower-case) in `req`: pseudo-headers from the request
-/// line, `host` as the authority (Envoy keeps Host as `:authority`), several fields
-/// joined with `,`. `None`: absent.
-fn header_value<'a>(
-    req: &Request<'a>,
-    name: &str,
-    joined: &'a mut Option<Vec<u8>>,
-) -> Option<&'a [u8]> {
-    match name {
-        ":method" => return Some(req.method.as_bytes()),
-        ":authority" | "host" => return Some(req.authority),
-        ":path" => return Some(req.path.as_bytes()),
-        ":scheme" => return Some(req.scheme.as_bytes()),
-        _ => {}
-    }
-    let mut it = req
+/// The values of header `name` (lower-case) in `req`, one per field: pseudo-headers
+/// from the request line, `host` as the authority (Envoy keeps Host as `:authority`).
+fn header_values<'r>(req: &'r Request<'r>, name: &'r str) -> impl Iterator<Item = &'r [u8]> {
+    let pseudo = match name {
+        ":method" => Some(req.method.as_bytes()),
+        ":authority" | "host" => Some(req.authority),
+        ":path" => Some(req.path.as_bytes()),
+        ":scheme" => Some(req.scheme.as_bytes()),
+        _ => None,
+    };
+    let fields = req
         .headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case(name));
-    let first = it.next()?;
-    let Some(second) = it.next() else {
-        return Some(first.value);
-    };
-    let mut v = first.value.to_vec();
-    for h in std::iter::once(second).chain(it) {
-        v.push(b',');
-        v.extend_from_slice(h.value);
-    }
-    Some(joined.insert(v).as_slice())
+        .filter(move |h| pseudo.is_none() && h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value);
+    pseudo.into_iter().chain(fields)
 }
 
-/// Envoy's `HeaderMatcher` (a missing header fails every matcher but `present_match`,
-/// inverted or not, unless `treat_missing_header_as_empty`).
+/// Envoy's `HeaderMatcher`, as Envoy 1.40 applies it: a header sent as several fields
+/// matches if one of them does; a missing header fails every matcher but
+/// `present_match`, inverted or not, unless `treat_missing_header_as_empty`.
 pub fn header_matches(m: &HeaderMatch, req: &Request<'_>) -> bool {
-    let mut joined = None;
-    let found = header_value(req, &m.name, &mut joined);
-    if let HeaderMatchKind::Present(want) = m.kind {
-        return (found.is_some() == want) != m.invert;
-    }
-    let value = match found {
-        Some(v) => v,
-        None if m.treat_missing_as_empty => b"",
-        None => return false,
-    };
-    let hit = match &m.kind {
+    let specific = |value: &[u8]| match &m.kind {
         HeaderMatchKind::Present(_) => true,
         HeaderMatchKind::Range { start, end } => std::str::from_utf8(value)
             .ok()
             .and_then(|s| s.trim().parse::<i64>().ok())
             .is_some_and(|n| *start <= n && n < *end),
         HeaderMatchKind::String(s) => string_matches(s, value),
+    };
+    let mut values = header_values(req, &m.name).peekable();
+    let present = values.peek().is_some();
+    if let HeaderMatchKind::Present(want) = m.kind {
+        return (present == want) != m.invert;
+    }
+    let hit = if present {
+        values.any(specific)
+    } else if m.treat_missing_as_empty {
+        specific(b"")
+    } else {
+        return false;
     };
     hit != m.invert
 }

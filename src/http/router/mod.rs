@@ -3,8 +3,7 @@
 //!
 //! Virtual host selection follows Envoy (`domains`): an exact domain wins, then the
 //! longest `*.suffix` wildcard, then the longest `prefix.*` wildcard, then `*`. Routes
-//! are tried in order and the first match wins (`matchers`). Matching allocates nothing
-//! (except to join a header sent as several fields that a matcher names).
+//! are tried in order and the first match wins (`matchers`). Matching allocates nothing.
 
 mod action;
 mod domains;
