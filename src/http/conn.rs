@@ -341,49 +341,6 @@ fn plan<'v>(
     }
 }
 
-/// Sets the Host of the upstream head in `head` to `host`, keeping the old one in
-/// `x-envoy-original-host` (Envoy's `auto_host_rewrite`, once the endpoint is known).
-pub(super) fn set_upstream_host(head: &mut Vec<u8>, host: &str) {
-    let Some(line_end) = head.windows(2).position(|w| w == b"\r\n") else {
-        return;
-    };
-    let mut out = Vec::with_capacity(head.len() + 2 * host.len() + 32);
-    let mut old = None;
-    let mut pos = line_end + 2;
-    out.extend_from_slice(head.get(..pos).unwrap_or_default());
-    while let Some(n) = head
-        .get(pos..)
-        .and_then(|rest| rest.windows(2).position(|w| w == b"\r\n"))
-    {
-        let line = head.get(pos..pos + n).unwrap_or_default();
-        pos += n + 2;
-        if line.is_empty() {
-            break;
-        }
-        match line.split_at_checked(5) {
-            Some((name, value)) if name.eq_ignore_ascii_case(b"host:") && old.is_none() => {
-                old = Some(value.trim_ascii().to_vec());
-            }
-            _ => {
-                out.extend_from_slice(line);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-    }
-    out.extend_from_slice(b"host: ");
-    out.extend_from_slice(host.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    if let Some(old) = old {
-        out.extend_from_slice(b"x-envoy-original-host: ");
-        out.extend_from_slice(&old);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    // Anything after the head (none today) stays.
-    out.extend_from_slice(head.get(pos..).unwrap_or_default());
-    *head = out;
-}
-
 impl Conn {
     /// Serves one request. Returns true to keep the connection for the next one.
     async fn serve_one<D: Io, C: Connector>(

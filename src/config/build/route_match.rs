@@ -63,6 +63,10 @@ impl Builder {
     }
 
     fn regex_rewrite(&mut self, path: &str, r: &RawRegexRewrite) -> Option<RegexRewrite> {
+        if !fits_a_path(&r.substitution) {
+            self.err(format!("{path}.substitution"), NOT_A_PATH);
+            return None;
+        }
         let pattern = compile_rewrite(r.pattern.pattern())
             .map_err(|e| self.err(format!("{path}.pattern"), e))
             .ok()?;
@@ -435,7 +439,14 @@ impl Builder {
                 );
                 None
             }
-            (Some(x), None) => Some(PathRewrite::Prefix(x.clone())),
+            // Envoy: an empty prefix_rewrite is no rewrite.
+            (Some(x), None) if x.is_empty() => None,
+            (Some(x), None) => {
+                if !fits_a_path(x) {
+                    self.err(format!("{p}.prefix_rewrite"), NOT_A_PATH);
+                }
+                Some(PathRewrite::Prefix(x.clone()))
+            }
             (None, Some(rx)) => self
                 .regex_rewrite(&format!("{p}.regex_rewrite"), rx)
                 .map(PathRewrite::Regex),
@@ -594,6 +605,13 @@ impl Builder {
     }
 }
 
+/// A rewritten path goes into the upstream request line as it is.
+const NOT_A_PATH: &str = "must not contain spaces, control characters or `#`";
+
+fn fits_a_path(s: &str) -> bool {
+    !s.bytes().any(|b| b <= 0x20 || b == 0x7f || b == b'#')
+}
+
 /// Envoy's default `max_direct_response_body_size_bytes` (4096) is raised here: the
 /// body is served from memory, and a file is the point of `filename`.
 pub const MAX_DIRECT_RESPONSE_BODY: usize = 1 << 20;
@@ -614,4 +632,32 @@ pub(super) fn clusters_by_name(clusters: &[Arc<Cluster>]) -> HashMap<String, usi
         .enumerate()
         .map(|(i, c)| (c.name.clone(), i))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usual_patterns_fit_and_huge_ones_are_refused() {
+        for p in [
+            r"/api/\w+/items",
+            r".*\.(jpg|png|gif)",
+            r"/v[0-9]+/[a-z0-9-]{1,63}/.*",
+            r"(?i)/Docs/.*",
+        ] {
+            let pat = compile_pattern(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+            assert!(pat.dfa.memory_usage() <= REGEX_SIZE_LIMIT, "{p}");
+        }
+        assert!(compile_pattern(r"/a/\w+").unwrap().is_match("/a/héllo"));
+        assert!(!compile_pattern(r"/a/\w+").unwrap().is_match("/a/x/y"));
+        let e = compile_pattern(r"\w{300}[a-z]{200}").err().unwrap();
+        assert!(e.contains("too large"), "{e}");
+        assert!(compile_pattern("(").is_err());
+        // A DFA cannot decide a Unicode word boundary; the ASCII one works.
+        assert!(compile_pattern(r"\bx").is_err());
+        assert!(compile_pattern(r"(?-u:\b)x").unwrap().is_match("x"));
+        let deep = format!("{}a{}", "(".repeat(100), ")".repeat(100));
+        assert!(compile_pattern(&deep).is_err());
+    }
 }

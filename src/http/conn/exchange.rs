@@ -159,7 +159,7 @@ impl Conn {
             Some(h),
         ) = (&plan.action, &endpoint.hostname)
         {
-            super::set_upstream_host(&mut self.wbuf, h);
+            encode::set_host(&mut self.wbuf, h);
         }
         let es = &cs.endpoints[ep];
         es.rq_active.inc();

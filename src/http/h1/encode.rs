@@ -181,6 +181,50 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Sets the Host of the request head in `head` (written by `write_request`) to `host`,
+/// keeping the old one in `x-envoy-original-host`: Envoy's `auto_host_rewrite`, applied
+/// once the endpoint is picked. Allocates a new head; only that route option uses it.
+pub fn set_host(head: &mut Vec<u8>, host: &str) {
+    let Some(line_end) = head.windows(2).position(|w| w == b"\r\n") else {
+        return;
+    };
+    let mut out = Vec::with_capacity(head.len() + 2 * host.len() + 32);
+    let mut old = None;
+    let mut pos = line_end + 2;
+    out.extend_from_slice(head.get(..pos).unwrap_or_default());
+    while let Some(n) = head
+        .get(pos..)
+        .and_then(|rest| rest.windows(2).position(|w| w == b"\r\n"))
+    {
+        let line = head.get(pos..pos + n).unwrap_or_default();
+        pos += n + 2;
+        if line.is_empty() {
+            break;
+        }
+        match line.split_at_checked(5) {
+            Some((name, value)) if name.eq_ignore_ascii_case(b"host:") && old.is_none() => {
+                old = Some(value.trim_ascii().to_vec());
+            }
+            _ => {
+                out.extend_from_slice(line);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    out.extend_from_slice(b"host: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(old) = old {
+        out.extend_from_slice(b"x-envoy-original-host: ");
+        out.extend_from_slice(&old);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    // Anything after the head (none today) stays.
+    out.extend_from_slice(head.get(pos..).unwrap_or_default());
+    *head = out;
+}
+
 /// How the response body is framed towards the downstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DownFraming {
@@ -445,6 +489,20 @@ mod tests {
             "GET /p?q HTTP/1.1\r\nHost: a.example\r\nte: trailers\r\nAccept: */*\r\n\
              x-forwarded-for: 10.0.0.1,127.0.0.1\r\nx-forwarded-proto: http\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn set_host_replaces_host_and_keeps_the_original() {
+        let mut head = b"GET / HTTP/1.1\r\nHost: a.example\r\nx-y: 1\r\n\r\n".to_vec();
+        set_host(&mut head, "svc.internal");
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "GET / HTTP/1.1\r\nx-y: 1\r\nhost: svc.internal\r\n\
+             x-envoy-original-host: a.example\r\n\r\n"
+        );
+        let mut bad = b"no line end".to_vec();
+        set_host(&mut bad, "h");
+        assert_eq!(bad, b"no line end");
     }
 
     #[test]

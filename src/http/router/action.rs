@@ -111,12 +111,16 @@ fn matched_len(m: &PathMatch, path_only: &str) -> usize {
     }
 }
 
-/// `path` (with query) with the first `len` bytes replaced by `with`.
+/// `path` (with query) with the first `len` bytes replaced by `with`; never empty (an
+/// upstream request line needs a path).
 fn replace_head(path: &str, len: usize, with: &str) -> String {
     let rest = path.get(len..).unwrap_or_default();
-    let mut s = String::with_capacity(with.len() + rest.len());
+    let mut s = String::with_capacity(with.len() + rest.len() + 1);
     s.push_str(with);
     s.push_str(rest);
+    if s.is_empty() || s.starts_with('?') {
+        s.insert(0, '/');
+    }
     s
 }
 

@@ -55,12 +55,6 @@ pub struct DomainIndex {
     any: Option<usize>,
 }
 
-impl std::fmt::Debug for Fnv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Fnv")
-    }
-}
-
 fn insert_by_len(list: &mut Vec<(usize, Map)>, key: &str, vh: usize) {
     let len = key.len();
     let pos = match list.iter().position(|(l, _)| *l <= len) {
