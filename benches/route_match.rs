@@ -6,8 +6,39 @@
 
 mod support;
 
-use outrigger::config::parse_str;
-use outrigger::http::router::{resolve, select, Request};
+use outrigger::config::{parse_str, DomainMatch, RouteTable, VirtualHost};
+use outrigger::http::router::{host_without_port, resolve, route, select, Request};
+
+/// The virtual-host lookup this router had before (git 80b2551, `router::virtual_host`):
+/// a linear scan over every domain of every virtual host, keeping the best rank. Kept
+/// here as the baseline the hash maps are measured against.
+fn linear_virtual_host<'t>(table: &'t RouteTable, host: &[u8]) -> Option<&'t VirtualHost> {
+    let ends =
+        |s: &[u8], x: &[u8]| s.len() >= x.len() && s[s.len() - x.len()..].eq_ignore_ascii_case(x);
+    let starts = |s: &[u8], x: &[u8]| s.len() >= x.len() && s[..x.len()].eq_ignore_ascii_case(x);
+    let mut best: Option<(&VirtualHost, u8, usize)> = None;
+    for vh in &table.virtual_hosts {
+        for d in &vh.domains {
+            let cand = match d {
+                DomainMatch::Exact(e) if host.eq_ignore_ascii_case(e.as_bytes()) => {
+                    return Some(vh)
+                }
+                DomainMatch::Suffix(s) if host.len() > s.len() && ends(host, s.as_bytes()) => {
+                    (2, s.len())
+                }
+                DomainMatch::Prefix(p) if host.len() > p.len() && starts(host, p.as_bytes()) => {
+                    (1, p.len())
+                }
+                DomainMatch::Any => (0, 0),
+                _ => continue,
+            };
+            if best.is_none_or(|(_, r, l)| (cand.0, cand.1) > (r, l)) {
+                best = Some((vh, cand.0, cand.1));
+            }
+        }
+    }
+    best.map(|(vh, _, _)| vh)
+}
 
 /// A table with `hosts` virtual hosts of `routes` prefix routes each (the last one with a
 /// header matcher), plus a catch-all.
@@ -93,6 +124,14 @@ fn main() {
             select(t, &r).is_some()
         });
         let r = req(last_host, last_path);
+        support::bench(
+            &format!("baseline: linear domain scan, last route ({hosts}x{routes})"),
+            || {
+                linear_virtual_host(t, host_without_port(r.authority))
+                    .and_then(|vh| route(vh, &r))
+                    .is_some()
+            },
+        );
         support::bench(
             &format!("select + resolve, last route ({hosts}x{routes})"),
             || select(t, &r).map(|route| resolve(t, route, &r)).is_some(),

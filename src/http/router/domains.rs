@@ -19,31 +19,44 @@ use crate::config::DomainMatch;
 /// adds up to 6). A longer host can still match a wildcard.
 pub const MAX_DOMAIN_LEN: usize = 320;
 
-/// FNV-1a: the keys are the config's own domains and a lookup only probes them, so a
-/// hostile Host cannot degrade the map; SipHash would cost more than the rest of the
-/// lookup.
+/// A word-at-a-time multiply-rotate hash (as rustc's FxHash): the keys are the
+/// config's own domains and a lookup only probes them, so a hostile Host cannot degrade
+/// the map; SipHash would cost more than the rest of the lookup.
 #[derive(Default)]
-pub struct Fnv(u64);
+pub struct WordHash(u64);
 
-impl Hasher for Fnv {
+const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl WordHash {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+}
+
+impl Hasher for WordHash {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
         }
-        self.0 = h;
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            if let Some(head) = b.get_mut(..rest.len()) {
+                head.copy_from_slice(rest);
+            }
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
     }
 }
 
-type Map = HashMap<Box<[u8]>, usize, BuildHasherDefault<Fnv>>;
+type Map = HashMap<Box<[u8]>, usize, BuildHasherDefault<WordHash>>;
 
 /// Domain -> virtual host index.
 #[derive(Debug, Default, PartialEq)]
