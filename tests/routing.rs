@@ -571,3 +571,57 @@ fn validation_errors_name_the_field() {
     );
     assert!(err.contains(".direct_response.body.filename"), "{err}");
 }
+
+/// Envoy's strip_any_host_port / strip_matching_host_port: the port goes before routing,
+/// and the upstream gets the Host without it.
+#[test]
+fn connection_manager_strips_the_port() {
+    let up = Upstream::echo();
+    let cfg = format!(
+        "{HEADER}listeners:
+  - name: any
+    address: 127.0.0.1
+    port: @PORT@
+    route_table: main
+    strip_any_host_port: true
+  - name: matching
+    address: 127.0.0.1
+    port: @PORT2@
+    route_table: main
+    strip_matching_host_port: true
+route_tables:
+  - name: main
+    virtual_hosts:
+      - name: api
+        domains: [api.test]
+        routes:
+          - match: {{ prefix: / }}
+            cluster: h1
+      - name: all
+        domains: ['*']
+        routes:
+          - match: {{ prefix: / }}
+            direct_response: {{ status: 200, body: star }}
+clusters:
+  - name: h1
+    endpoints: [{{ address: 127.0.0.1, port: {} }}]
+",
+        up.addr.port()
+    );
+    let proxy = Proxy::start(&cfg);
+    let r = h1(proxy.listen, "GET", "api.test:8080", "/a", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last_request().header("host"), Some("api.test"));
+    let own = format!("api.test:{}", proxy.listen2.port());
+    let r = h1(proxy.listen2, "GET", &own, "/b", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last_request().target, "/b");
+    assert_eq!(up.last_request().header("host"), Some("api.test"));
+    // Another port stays, and the domain does not match it.
+    let r = h1(proxy.listen2, "GET", "api.test:8080", "/c", "");
+    assert_eq!(r.body_str(), "star");
+    // HTTP/2: the :authority loses its port too.
+    h2_get(proxy.listen)("api.test:8080", "/d", None);
+    assert_eq!(up.last_request().target, "/d");
+    assert_eq!(up.last_request().header("host"), Some("api.test"));
+}

@@ -207,8 +207,24 @@ pub struct HttpConnectionManager {
     /// A stream that moves no byte either way for this long is ended (zero: never).
     pub stream_idle_timeout: Duration,
     pub forwarding: Forwarding,
+    /// Whether the Host loses its port before routing (and on its way upstream).
+    pub strip_port: StripPort,
     /// The HTTP filter chain, in order; the router runs after it.
     pub http_filters: Vec<HttpFilter>,
+}
+
+/// Envoy's `strip_any_host_port` / `strip_matching_host_port`: the connection manager
+/// removes the port from the Host (`:authority`) before the request is routed, so
+/// domains match without it and the upstream and redirects get the Host without it.
+/// CONNECT targets keep theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StripPort {
+    /// Envoy's default.
+    #[default]
+    Keep,
+    Any,
+    /// Only this port: the listener's.
+    Matching(u16),
 }
 
 /// Who the client is and what the proxy adds to `x-forwarded-for`, as Envoy's

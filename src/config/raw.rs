@@ -71,6 +71,12 @@ pub(crate) struct RawListener {
     pub stream_idle_timeout: Option<String>,
     #[serde(default)]
     pub max_connections: Option<u64>,
+    /// Envoy's `strip_any_host_port`: the Host loses its port before routing.
+    #[serde(default)]
+    pub strip_any_host_port: Option<bool>,
+    /// Envoy's `strip_matching_host_port`: only a port equal to the listener's.
+    #[serde(default)]
+    pub strip_matching_host_port: Option<bool>,
     #[serde(default)]
     pub forwarding: Option<RawForwarding>,
     #[serde(default)]
@@ -116,6 +122,12 @@ pub(crate) struct RawFilterChain {
     pub request_headers_timeout: Option<String>,
     #[serde(default)]
     pub stream_idle_timeout: Option<String>,
+    /// Envoy's `strip_any_host_port`: the Host loses its port before routing.
+    #[serde(default)]
+    pub strip_any_host_port: Option<bool>,
+    /// Envoy's `strip_matching_host_port`: only a port equal to the listener's.
+    #[serde(default)]
+    pub strip_matching_host_port: Option<bool>,
     #[serde(default)]
     pub forwarding: Option<RawForwarding>,
     #[serde(default)]

@@ -237,9 +237,19 @@ async fn prepare<'v, C: Connector>(
     let Some(table) = view.snapshot.route_tables.get(l.route_table) else {
         return Err(HeadError::NotImplemented("no route table"));
     };
+    // The connection manager may strip the Host's port before routing (Envoy's
+    // strip_any_host_port / strip_matching_host_port); the upstream then gets it so.
+    let authority = if req.is_connect() {
+        req.authority
+    } else {
+        router::strip_port(req.authority, l.strip_port)
+    };
+    let stripped = (authority.len() != req.authority.len())
+        .then(|| std::str::from_utf8(authority).ok())
+        .flatten();
     let view_req = router::Request {
         method: req.method,
-        authority: req.authority,
+        authority,
         path: req.path,
         scheme: "http",
         headers,
@@ -297,7 +307,7 @@ async fn prepare<'v, C: Connector>(
                 &UpstreamRequest {
                     method: req.method,
                     path: t.path.as_deref().unwrap_or(req.path),
-                    authority: t.host.or(req.target_authority),
+                    authority: t.host.or(stripped).or(req.target_authority),
                     headers,
                     has_connection_header: framing.has_connection_header,
                     forward: Forward {
@@ -307,7 +317,7 @@ async fn prepare<'v, C: Connector>(
                     upgrade,
                     edits: edits.request,
                     original_path: t.path.is_some().then_some(req.path),
-                    original_host: t.host.map(|_| req.authority),
+                    original_host: t.host.map(|_| authority),
                 },
             );
             Action::Proxy {

@@ -55,6 +55,15 @@ pub(crate) async fn serve<C: Connector>(
             Some(e),
         ),
     };
+    // The connection manager may strip the port before routing (Envoy's
+    // strip_any_host_port / strip_matching_host_port); the upstream then gets it so.
+    let stripped = !is_connect
+        && router::strip_port(authority.as_bytes(), l.strip_port).len() != authority.len();
+    let authority = if stripped {
+        String::from_utf8_lossy(router::strip_port(authority.as_bytes(), l.strip_port)).into_owned()
+    } else {
+        authority
+    };
     view.hooks.on_request(parts.uri.path());
     let lookup: Vec<httparse::Header<'_>> = parts
         .headers
@@ -186,9 +195,13 @@ pub(crate) async fn serve<C: Connector>(
                 .flatten();
             let host = t.host.or(auto);
             let mut up_parts = None;
-            if t.path.is_some() || host.is_some() {
+            if t.path.is_some() || host.is_some() || stripped {
                 let mut p = parts.clone();
                 rewrite_headers(&mut p.headers, &t, host.is_some(), &path, &authority);
+                if stripped {
+                    // The authority travels without its port; a Host field would not.
+                    p.headers.remove(http::header::HOST);
+                }
                 up_parts = Some(p);
             }
             let progress = Rc::new(Progress::new(start, timeout, l.stream_idle_timeout));

@@ -13,7 +13,7 @@ pub use action::{convert_substitution, resolve, Decision, Target};
 pub use domains::{DomainIndex, MAX_DOMAIN_LEN};
 pub use matchers::{header_matches, path_matches, random, Request};
 
-use crate::config::{Route, RouteAction, RouteTable, VirtualHost};
+use crate::config::{Route, RouteAction, RouteTable, StripPort, VirtualHost};
 
 /// Strips an optional `:port` from a Host value (IPv6 literals keep their brackets).
 pub fn host_without_port(host: &[u8]) -> &[u8] {
@@ -27,6 +27,25 @@ pub fn host_without_port(host: &[u8]) -> &[u8] {
         Some(i) => host.get(..i).unwrap_or(host),
         None => host,
     }
+}
+
+/// The authority after the connection manager's `strip_any_host_port` /
+/// `strip_matching_host_port` (Envoy's): without its port, or as it came.
+pub fn strip_port(authority: &[u8], mode: StripPort) -> &[u8] {
+    if mode == StripPort::Keep {
+        return authority;
+    }
+    let host = host_without_port(authority);
+    if let StripPort::Matching(listener) = mode {
+        let port = authority
+            .get(host.len() + 1..)
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .and_then(|p| p.parse::<u16>().ok());
+        if port != Some(listener) {
+            return authority;
+        }
+    }
+    host
 }
 
 /// Picks the virtual host for `host` (as the client sent it; the port is ignored only

@@ -272,3 +272,15 @@ fn ports_are_stripped() {
     assert_eq!(host_without_port(b"[::1]:80"), b"[::1]");
     assert_eq!(host_without_port(b"a"), b"a");
 }
+
+#[test]
+fn ports_are_stripped_as_the_connection_manager_says() {
+    use crate::config::StripPort;
+    assert_eq!(strip_port(b"a:80", StripPort::Keep), b"a:80");
+    assert_eq!(strip_port(b"a:80", StripPort::Any), b"a");
+    assert_eq!(strip_port(b"[::1]:80", StripPort::Any), b"[::1]");
+    assert_eq!(strip_port(b"a:80", StripPort::Matching(80)), b"a");
+    assert_eq!(strip_port(b"a:8080", StripPort::Matching(80)), b"a:8080");
+    assert_eq!(strip_port(b"a", StripPort::Matching(80)), b"a");
+    assert_eq!(strip_port(b"[::1]:80", StripPort::Matching(80)), b"[::1]");
+}
