@@ -90,6 +90,9 @@ route_tables:
             direct_response: { status: 200, body: always }
           - match: { prefix: /w }
             weighted_clusters: { clusters: [{ name: h1, weight: 0 }, { name: other, weight: 3 }] }
+          - match: { prefix: /ch404 }
+            cluster_header: x-cluster
+            cluster_not_found_response_code: NOT_FOUND
           - match: { prefix: /ch }
             cluster_header: x-cluster
           - match: { prefix: /pre/ }
@@ -267,8 +270,9 @@ fn weighted_clusters_and_cluster_header() {
         assert_eq!(r.body_str(), "");
         assert_eq!(r.header("content-length"), Some("0"));
     }
+    assert_eq!(h1(a, "GET", "x.test", "/ch404", "").status, 404);
     let stats = s.proxy.listener_stats("main");
-    assert_eq!(flag_count(&stats, "NC"), 2, "{stats}");
+    assert_eq!(flag_count(&stats, "NC"), 3, "{stats}");
 }
 
 /// What the echo upstream received: (target, Host, x-envoy-original-path,

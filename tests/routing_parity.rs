@@ -49,6 +49,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("{prefix: /multi, headers: [{name: x-m, string_match: {exact: b}}]}", "direct_response: {status: 200, body: {inline_string: second}}"),
     ("{prefix: /inv, headers: [{name: x-a, string_match: {exact: '1'}, invert_match: true}]}", "direct_response: {status: 200, body: {inline_string: inverted}}"),
     ("{prefix: /hosthdr, headers: [{name: host, string_match: {exact: h.test}}]}", "direct_response: {status: 200, body: {inline_string: host-header}}"),
+    ("{prefix: /nf}", "@ACTION@{cluster_header: x-cluster, cluster_not_found_response_code: NOT_FOUND}"),
     ("{prefix: /ch}", "@ACTION@{cluster_header: x-cluster}"),
     ("{prefix: /w}", "@ACTION@{weighted_clusters: {clusters: [{name: up, weight: 0}, {name: up2, weight: 1}]}}"),
     ("{prefix: /pre/}", "@ACTION@{cluster: up, prefix_rewrite: /new/}"),
@@ -210,6 +211,7 @@ const CASES: &[(&str, &str, &str)] = &[
     ("h.test", "/hosthdr", ""),
     ("a.test", "/ch", "x-cluster: nope\r\n"),
     ("a.test", "/ch", ""),
+    ("a.test", "/nf", "x-cluster: nope\r\n"),
     ("a.test", "/ch/ok", "x-cluster: up2\r\n"),
     ("a.test", "/w", ""),
     (
@@ -295,5 +297,6 @@ fn envoy_and_outrigger_route_alike() {
     }
     // The comparison saw real answers (a redirect, a forward), not two failures alike.
     assert_eq!(ours[2].status, 307);
-    assert!(ours[19].upstream.is_some(), "{:?}", ours[19]);
+    assert!(ours[20].upstream.is_some(), "{:?}", ours[20]);
+    assert_eq!(ours[17].status, 404);
 }

@@ -42,6 +42,9 @@ pub(crate) struct RawRoute {
     pub host_rewrite_literal: Option<String>,
     #[serde(default)]
     pub auto_host_rewrite: bool,
+    /// `SERVICE_UNAVAILABLE` (503, default), `NOT_FOUND` (404), `INTERNAL_SERVER_ERROR`.
+    #[serde(default)]
+    pub cluster_not_found_response_code: Option<String>,
     #[serde(default)]
     pub upgrades: Vec<String>,
     /// Per-route filter overrides, by filter name (Envoy's `typed_per_filter_config`).

@@ -223,6 +223,8 @@ pub struct Forward {
     pub upgrades: Vec<String>,
     pub path_rewrite: Option<PathRewrite>,
     pub host_rewrite: HostRewrite,
+    /// Envoy's `cluster_not_found_response_code`: 503 (default), 404 or 500.
+    pub cluster_not_found_status: u16,
 }
 
 #[derive(Debug, PartialEq)]

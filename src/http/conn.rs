@@ -65,8 +65,8 @@ enum Action<'v> {
         status: u16,
         location: String,
     },
-    /// `cluster_header` named no cluster: 503 `NC`.
-    ClusterNotFound,
+    /// `cluster_header` named no cluster: `NC` with this status (503 by default).
+    ClusterNotFound(u16),
     Proxy {
         cluster: usize,
         timeout: Duration,
@@ -276,7 +276,7 @@ async fn prepare<'v, C: Connector>(
         Some(_) if req.is_connect() => Action::NoRoute,
         Some(Decision::Direct(d, location)) => Action::Direct(d, location),
         Some(Decision::Redirect { status, location }) => Action::Redirect { status, location },
-        Some(Decision::ClusterNotFound) => Action::ClusterNotFound,
+        Some(Decision::ClusterNotFound { status }) => Action::ClusterNotFound(status),
         Some(Decision::Forward(t)) => 'route: {
             let framing = req.framing;
             // An upgrade passes only when the route allows its protocol and the
@@ -462,8 +462,8 @@ impl Conn {
                 self.local_with(down, view, &plan, status, reply, ResponseFlag::None)
                     .await
             }
-            Action::ClusterNotFound => {
-                let f = Failure::ClusterNotFound;
+            Action::ClusterNotFound(status) => {
+                let f = Failure::ClusterNotFound { status };
                 self.fail_locally(down, view, &plan, f).await
             }
             Action::Proxy {

@@ -366,12 +366,13 @@ impl Builder {
             || r.regex_rewrite.is_some()
             || r.host_rewrite_literal.is_some()
             || r.auto_host_rewrite
+            || r.cluster_not_found_response_code.is_some()
             || r.timeout.is_some()
             || !r.upgrades.is_empty();
         if !forwarding && rewrites {
             self.err(
                 p.to_string(),
-                "`timeout`, `upgrades`, `prefix_rewrite`, `regex_rewrite`, `host_rewrite_literal` and `auto_host_rewrite` need a `cluster`, `cluster_header` or `weighted_clusters` route",
+                "`timeout`, `upgrades`, `prefix_rewrite`, `regex_rewrite`, `host_rewrite_literal`, `auto_host_rewrite` and `cluster_not_found_response_code` need a `cluster`, `cluster_header` or `weighted_clusters` route",
             );
         }
         if let Some(d) = &r.direct_response {
@@ -472,7 +473,20 @@ impl Builder {
             (None, true) => HostRewrite::Auto,
             (None, false) => HostRewrite::None,
         };
+        let cluster_not_found_status = match r.cluster_not_found_response_code.as_deref() {
+            None | Some("SERVICE_UNAVAILABLE") => 503,
+            Some("NOT_FOUND") => 404,
+            Some("INTERNAL_SERVER_ERROR") => 500,
+            Some(other) => {
+                self.err(
+                    format!("{p}.cluster_not_found_response_code"),
+                    format!("unknown code `{other}` (SERVICE_UNAVAILABLE, NOT_FOUND, INTERNAL_SERVER_ERROR)"),
+                );
+                503
+            }
+        };
         Some(RouteAction::Cluster(Forward {
+            cluster_not_found_status,
             target,
             timeout: self.duration(format!("{p}.timeout"), &r.timeout, Duration::from_secs(15)),
             upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),

@@ -154,8 +154,9 @@ pub(crate) async fn serve<C: Connector>(
             ResponseFlag::None,
             edits.response,
         ),
-        (None, None, Some(Decision::ClusterNotFound)) => {
-            fail(&mut respond, grpc, Failure::ClusterNotFound, edits.response)
+        (None, None, Some(Decision::ClusterNotFound { status })) => {
+            let f = Failure::ClusterNotFound { status };
+            fail(&mut respond, grpc, f, edits.response)
         }
         (None, None, Some(Decision::Forward(t))) => 'proxy: {
             // Route indices are resolved against the same snapshot the view was built from.

@@ -20,8 +20,11 @@ use super::matchers::{random, Request};
 #[derive(Debug, PartialEq)]
 pub enum Decision<'t> {
     Forward(Target<'t>),
-    /// `cluster_header` named no cluster (or the header was missing): 503 `NC`.
-    ClusterNotFound,
+    /// `cluster_header` named no cluster (or the header was missing): `NC` with the
+    /// route's `cluster_not_found_response_code` (503 by default).
+    ClusterNotFound {
+        status: u16,
+    },
     Redirect {
         status: u16,
         location: String,
@@ -161,7 +164,11 @@ pub fn resolve<'t>(table: &'t RouteTable, route: &'t Route, req: &Request<'_>) -
                 .and_then(|n| table.clusters_by_name.get(n));
             match named {
                 Some(c) => *c,
-                None => return Decision::ClusterNotFound,
+                None => {
+                    return Decision::ClusterNotFound {
+                        status: f.cluster_not_found_status,
+                    }
+                }
             }
         }
         ClusterTarget::Weighted { clusters, total } => {
@@ -176,7 +183,9 @@ pub fn resolve<'t>(table: &'t RouteTable, route: &'t Route, req: &Request<'_>) -
                 pick -= u64::from(c.weight);
             }
             let Some(c) = chosen else {
-                return Decision::ClusterNotFound;
+                return Decision::ClusterNotFound {
+                    status: f.cluster_not_found_status,
+                };
             };
             if let Some(h) = &c.host_rewrite {
                 host = Some(h);

@@ -116,7 +116,7 @@ fn status_of(s: &Snapshot, r: &Request<'_>) -> Option<u16> {
         Decision::Direct(d, _) => d.status,
         Decision::Redirect { status, .. } => status,
         Decision::Forward(_) => 0,
-        Decision::ClusterNotFound => 503,
+        Decision::ClusterNotFound { status } => status,
     })
 }
 
@@ -215,8 +215,11 @@ fn actions() {
     assert!(decide("/pre/x?q=1", &[]).contains(r#"path: Some("/new/x?q=1")"#));
     assert!(decide("/rx/abc/def?q=1", &[]).contains(r#"path: Some("/def/abc?q=1")"#));
     assert!(decide("/ch", &[h("x-cluster", "b")]).contains("cluster: 1"));
-    assert_eq!(decide("/ch", &[h("x-cluster", "zz")]), "ClusterNotFound");
-    assert_eq!(decide("/ch", &[]), "ClusterNotFound");
+    assert_eq!(
+        decide("/ch", &[h("x-cluster", "zz")]),
+        "ClusterNotFound { status: 503 }"
+    );
+    assert_eq!(decide("/ch", &[]), "ClusterNotFound { status: 503 }");
     // A zero weight is never picked.
     for _ in 0..20 {
         let d = decide("/w", &[]);
