@@ -73,7 +73,7 @@ enum Action<'v> {
         /// The request asks for an upgrade the route allows.
         upgrade: bool,
         /// `auto_host_rewrite`: the upstream head's Host becomes the picked endpoint's
-        /// hostname (`set_upstream_host`), if it has one.
+        /// hostname (`encode::set_host`), if it has one.
         auto_host: bool,
     },
     /// CONNECT on a route that allows it: a TCP tunnel to the cluster.
