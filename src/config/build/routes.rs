@@ -156,7 +156,7 @@ impl Builder {
             domains,
             ignore_port_in_host_matching: t.ignore_port_in_host_matching,
             clusters_by_name: if header_routes {
-                super::route_match::clusters_by_name(clusters)
+                super::route_action::clusters_by_name(clusters)
             } else {
                 Default::default()
             },
