@@ -629,3 +629,61 @@ clusters:
     assert_eq!(up.last_request().target, "/d");
     assert_eq!(up.last_request().header("host"), Some("api.test"));
 }
+
+/// A request (method, URI, header fields) and the body its route answers with.
+type Case = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+);
+
+/// The matchers over HTTP/2 streams: the same routes, the same answers as HTTP/1.1.
+#[test]
+fn matchers_over_http2() {
+    let s = setup();
+    let addr = s.proxy.listen;
+    let cases: Vec<Case> = vec![
+        ("GET", "http://API.example.com/x", vec![], "exact-host"),
+        ("GET", "http://a.example.com/x", vec![], "suffix-host"),
+        ("GET", "http://internal.svc/x", vec![], "prefix-host"),
+        ("GET", "http://x.test/exact?q=1", vec![], "exact-path"),
+        ("GET", "http://x.test/CASELESS", vec![], "caseless"),
+        ("GET", "http://x.test/sep/x", vec![], "separated"),
+        ("GET", "http://x.test/items/7", vec![], "regex-path"),
+        ("GET", "http://x.test/m", vec![("x-v", "a-suf")], "suffix"),
+        ("GET", "http://x.test/m", vec![("x-v", "xMIDx")], "contains"),
+        ("GET", "http://x.test/m", vec![("x-v", "v999")], "regex"),
+        ("GET", "http://x.test/m", vec![("x-n", "100")], "range"),
+        ("GET", "http://x.test/m", vec![("x-p", "1")], "present"),
+        ("GET", "http://x.test/m", vec![("x-env", "qa")], "inverted"),
+        ("GET", "http://x.test/m", vec![], "missing-as-empty"),
+        ("GET", "http://x.test/q?debug&v=2", vec![], "query"),
+        (
+            "POST",
+            "http://x.test/g",
+            vec![("content-type", "application/grpc")],
+            "grpc",
+        ),
+        ("GET", "http://x.test/rf", vec![], "always"),
+    ];
+    let got = h2client::run(move || async move {
+        let mut c = connect(addr).await;
+        let mut out = Vec::new();
+        for (method, uri, headers, _) in &cases {
+            let mut b = request(method, uri);
+            for (n, v) in headers {
+                b = b.header(*n, *v);
+            }
+            let r = send(&mut c, b.body(()).unwrap(), b"").await;
+            out.push((uri.to_string(), r.body_str()));
+        }
+        (
+            out,
+            cases.iter().map(|c| c.3.to_string()).collect::<Vec<_>>(),
+        )
+    });
+    for ((uri, body), want) in got.0.iter().zip(&got.1) {
+        assert_eq!(body, want, "{uri}");
+    }
+}
