@@ -12,6 +12,7 @@ use super::model::*;
 use super::raw::*;
 
 mod listener;
+mod proxy_headers;
 mod routes;
 
 /// One problem in a config, located by field path and (when known) line.

@@ -28,6 +28,7 @@ pub(super) struct RawTerminal<'a> {
     pub request_headers_timeout: &'a Option<String>,
     pub stream_idle_timeout: &'a Option<String>,
     pub forwarding: &'a Option<RawForwarding>,
+    pub proxy_headers: &'a Option<RawProxyHeaders>,
     pub http_filters: &'a [RawHttpFilter],
 }
 
@@ -45,6 +46,7 @@ impl<'a> RawTerminal<'a> {
             request_headers_timeout: &l.request_headers_timeout,
             stream_idle_timeout: &l.stream_idle_timeout,
             forwarding: &l.forwarding,
+            proxy_headers: &l.proxy_headers,
             http_filters: &l.http_filters,
         }
     }
@@ -64,6 +66,7 @@ impl<'a> RawTerminal<'a> {
             request_headers_timeout: &c.request_headers_timeout,
             stream_idle_timeout: &c.stream_idle_timeout,
             forwarding: &c.forwarding,
+            proxy_headers: &c.proxy_headers,
             http_filters: &c.http_filters,
         }
     }
@@ -83,6 +86,7 @@ impl<'a> RawTerminal<'a> {
             ),
             ("stream_idle_timeout", self.stream_idle_timeout.is_some()),
             ("forwarding", self.forwarding.is_some()),
+            ("proxy_headers", self.proxy_headers.is_some()),
             ("http_filters", !self.http_filters.is_empty()),
         ]
         .into_iter()
@@ -382,6 +386,7 @@ impl Builder {
                     ),
                     (t.stream_idle_timeout.is_some(), "stream_idle_timeout"),
                     (t.forwarding.is_some(), "forwarding"),
+                    (t.proxy_headers.is_some(), "proxy_headers"),
                     (!t.http_filters.is_empty(), "http_filters"),
                 ] {
                     if set {
@@ -518,7 +523,9 @@ impl Builder {
             Some(s) => s.clone(),
             None => listener.to_string(),
         };
+        let own = Box::new(self.proxy_headers(p, t.proxy_headers, &forwarding));
         HttpConnectionManager {
+            own,
             stat_prefix,
             codec,
             route_table,

@@ -282,6 +282,7 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Payload Too Large",
+        426 => "Upgrade Required",
         414 => "URI Too Long",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
@@ -304,6 +305,8 @@ pub fn write_local_reply(
     head_only: bool,
     edits: Edits<'_>,
 ) {
+    // The proxy's own reply: no upstream service time.
+    let edits = edits.local_reply();
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, u64::from(status));
     out.push(b' ');
