@@ -107,7 +107,10 @@ fn every_own_header_when_configured() {
     // The native listener uses the peer address: an edge request.
     assert_eq!(req.header("x-envoy-decorator-operation"), None);
     assert_eq!(req.header("x-envoy-custom"), Some("kept"));
-    assert_eq!(req.headers_named("x-envoy-expected-rq-timeout-ms"), ["5000"]);
+    assert_eq!(
+        req.headers_named("x-envoy-expected-rq-timeout-ms"),
+        ["5000"]
+    );
     assert_eq!(req.header("x-envoy-external-address"), Some("127.0.0.1"));
     let ids = req.headers_named("x-request-id");
     assert!(ids.len() == 1 && is_uuid_v4(ids[0]), "{ids:?}");
@@ -119,7 +122,11 @@ fn every_own_header_when_configured() {
         .expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
     assert!(text.starts_with("http/2 200"), "{text}");
-    for h in ["\r\nserver: sidecar\r\n", "\r\ndate: ", "\r\nx-envoy-upstream-service-time: "] {
+    for h in [
+        "\r\nserver: sidecar\r\n",
+        "\r\ndate: ",
+        "\r\nx-envoy-upstream-service-time: ",
+    ] {
         assert!(text.contains(h), "{h:?} in {text}");
     }
     let req = up.last_request();

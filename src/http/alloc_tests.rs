@@ -299,7 +299,10 @@ fn own_headers_allocate_nothing_per_keep_alive_get() {
     assert_eq!(large_connects, 1);
     // The headers are there (x-envoy-upstream-service-time varies in length).
     let (_, plain_bytes, _) = serve(10);
-    assert!(small_bytes > plain_bytes + 10 * 60, "{small_bytes} {plain_bytes}");
+    assert!(
+        small_bytes > plain_bytes + 10 * 60,
+        "{small_bytes} {plain_bytes}"
+    );
     assert!(large_bytes >= small_bytes * 101);
     assert_eq!(
         large,

@@ -77,7 +77,13 @@ fn prepare_response(
         Kind::Interim => return Ok(Some(Response::Interim(resp.head_len))),
         Kind::Upgraded { upgrade } => {
             wbuf.clear();
-            encode::write_switching_protocols(wbuf, resp.reason, resp.headers, upgrade);
+            encode::write_switching_protocols(
+                wbuf,
+                resp.reason,
+                resp.headers,
+                upgrade,
+                plan.response_edits,
+            );
             return Ok(Some(Response::Upgraded(resp.head_len)));
         }
         Kind::Final { body, framing } => (body, framing),

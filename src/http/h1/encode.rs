@@ -243,12 +243,14 @@ pub fn write_response(out: &mut Vec<u8>, r: &DownstreamResponse<'_, '_>) {
 
 /// Writes the `101 Switching Protocols` head for an upgrade the route allowed: the
 /// upstream's end-to-end headers, `Upgrade: <protocol>` and `Connection: upgrade`, and
-/// no Content-Length or Transfer-Encoding.
+/// no Content-Length or Transfer-Encoding; with the response `edits` (as Envoy, which
+/// treats the 101 as any upstream response head).
 pub fn write_switching_protocols(
     out: &mut Vec<u8>,
     reason: &str,
     headers: &[httparse::Header<'_>],
     protocol: &[u8],
+    edits: Edits<'_>,
 ) {
     write_response(
         out,
@@ -261,7 +263,7 @@ pub fn write_switching_protocols(
             close: false,
             http10_keep_alive: false,
             upgrade: Some(protocol),
-            edits: Edits::none(),
+            edits,
         },
     );
 }
@@ -448,7 +450,13 @@ mod tests {
                 value: b"k",
             },
         ];
-        write_switching_protocols(&mut up, "Switching Protocols", &hs101, b"websocket");
+        write_switching_protocols(
+            &mut up,
+            "Switching Protocols",
+            &hs101,
+            b"websocket",
+            Edits::none(),
+        );
         assert_eq!(
             String::from_utf8(up).unwrap(),
             "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: k\r\n\
