@@ -69,8 +69,21 @@ static_resources:
       cluster_name: up
       endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
 ",
-        // Envoy's defaults, trusted (use_remote_address false).
-        listener("dflt", "@PORT@", "", ""),
+        // Envoy's defaults, trusted (use_remote_address false), with an access log.
+        listener(
+            "dflt",
+            "@PORT@",
+            "          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: \"@DIR@/dflt.log\"
+              log_format:
+                text_format_source:
+                  inline_string: \"%RESPONSE_CODE% %RESPONSE_FLAGS% %PROTOCOL%\\n\"
+",
+            ""
+        ),
         // An edge listener: every client is external.
         listener(
             "edge",
@@ -334,6 +347,7 @@ fn own_headers_and_codec_replies_behave_alike() {
         [envoy.listen, envoy.listen2, loopback(p3), loopback(p4)],
         &up,
     );
+    let envoy_log = access_log(&envoy.dir.join("dflt.log"));
     drop(envoy);
     let (text, [p3, p4]) = render(&bootstrap(up.addr));
     let proxy = Proxy::start(&text);
@@ -341,7 +355,30 @@ fn own_headers_and_codec_replies_behave_alike() {
         [proxy.listen, proxy.listen2, loopback(p3), loopback(p4)],
         &up,
     );
+    let our_log = access_log(&proxy.dir.join("dflt.log"));
     compare(&ours, &from_envoy);
+    // The refused requests are logged alike (status, flag), the 426 included.
+    assert_eq!(our_log, envoy_log, "access log of the dflt listener");
+}
+
+/// The access log's lines for the requests of `observe` on the dflt listener: the
+/// HTTP/1.0 refusal, four codec errors, three GETs, three upstream checks, two HTTP/2.
+fn access_log(path: &std::path::Path) -> Vec<String> {
+    const LINES: usize = 13;
+    let lines = wait_until(Duration::from_secs(10), || {
+        let text = read_lossy(path);
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        (lines.len() >= LINES).then_some(lines)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{} has not {LINES} lines: {}",
+            path.display(),
+            read_lossy(path)
+        )
+    });
+    eprintln!("{}: {lines:?}", path.display());
+    lines
 }
 
 mod h2client;

@@ -550,6 +550,9 @@ impl Conn {
         self.rec.bytes_sent = self.wbuf.len() as u64;
         if self.logging {
             self.rec.start = Some(SystemTime::now());
+            // Envoy logs its codec's protocol for a request the codec refused (an
+            // HTTP/1.0 one refused with 426 included).
+            self.rec.protocol = "HTTP/1.1";
         }
         self.complete(view, at);
     }
