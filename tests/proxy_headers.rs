@@ -161,3 +161,60 @@ fn http_10_default_host_append_if_absent_and_preserved_request_ids() {
     // No route timeout, no router headers asked for.
     assert_eq!(req.header("x-envoy-expected-rq-timeout-ms"), None);
 }
+
+/// Through an HTTP/2 cluster (a second proxy in front of the echo upstream), from an
+/// HTTP/1.1 and an HTTP/2 client: the request stamps reach the upstream, the response
+/// stamps the client.
+#[test]
+fn own_headers_cross_an_http2_cluster() {
+    let up = Upstream::echo();
+    let b = Proxy::start(&proxy_config(up.addr));
+    let a = Proxy::start(&format!(
+        "{HEADER}listeners:
+  - name: main
+    address: 127.0.0.1
+    port: @PORT@
+    route_table: main
+{ALL_ON}route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: / }}
+            cluster: b
+            timeout: 4s
+clusters:
+  - name: b
+    protocol: http2
+    endpoints: [{{ address: 127.0.0.1, port: {} }}]
+",
+        b.listen.port()
+    ));
+    let r = exchange(
+        a.listen,
+        "GET /h1 HTTP/1.1\r\nHost: a\r\nX-Envoy-Max-Retries: 3\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("server"), Some("sidecar"));
+    assert!(r.header("date").is_some());
+    assert!(r.header("x-envoy-upstream-service-time").is_some());
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-i", "--max-time", "10", "--http2-prior-knowledge"])
+        .arg(a.url("/h2"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/2 200"), "{text}");
+    for h in ["\r\nserver: sidecar\r\n", "\r\ndate: ", "\r\nx-envoy-upstream-service-time: "] {
+        assert!(text.contains(h), "{h:?} in {text}");
+    }
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 2);
+    for req in &reqs {
+        assert!(req.header("x-request-id").is_some_and(is_uuid_v4), "{req:?}");
+        assert_eq!(req.headers_named("x-envoy-expected-rq-timeout-ms"), ["4000"]);
+        assert_eq!(req.header("x-envoy-max-retries"), None);
+        assert_eq!(req.header("x-envoy-external-address"), Some("127.0.0.1"));
+    }
+}
