@@ -206,14 +206,24 @@ clusters:
         .expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
     assert!(text.starts_with("http/2 200"), "{text}");
-    for h in ["\r\nserver: sidecar\r\n", "\r\ndate: ", "\r\nx-envoy-upstream-service-time: "] {
+    for h in [
+        "\r\nserver: sidecar\r\n",
+        "\r\ndate: ",
+        "\r\nx-envoy-upstream-service-time: ",
+    ] {
         assert!(text.contains(h), "{h:?} in {text}");
     }
     let reqs = up.requests();
     assert_eq!(reqs.len(), 2);
     for req in &reqs {
-        assert!(req.header("x-request-id").is_some_and(is_uuid_v4), "{req:?}");
-        assert_eq!(req.headers_named("x-envoy-expected-rq-timeout-ms"), ["4000"]);
+        assert!(
+            req.header("x-request-id").is_some_and(is_uuid_v4),
+            "{req:?}"
+        );
+        assert_eq!(
+            req.headers_named("x-envoy-expected-rq-timeout-ms"),
+            ["4000"]
+        );
         assert_eq!(req.header("x-envoy-max-retries"), None);
         assert_eq!(req.header("x-envoy-external-address"), Some("127.0.0.1"));
     }

@@ -140,6 +140,7 @@ fn simulate<'a>(
 /// Most plans one message carries: the header-mutation filters' and the route's, and
 /// the connection manager's own (`server`, or the sanitizing of `x-envoy-*` headers).
 const MAX_PLANS: usize = 5;
+const _: () = assert!(MAX_PLANS >= super::MAX_HEADER_MUTATION_FILTERS + 2);
 
 /// The plans that apply to one message, in order, and the proxy's own per-message
 /// headers (`http::own_headers`). Copyable; borrows the config.
