@@ -286,7 +286,13 @@ fn observe(listen: SocketAddr, listen2: SocketAddr, up: &Upstream) -> Vec<(Strin
                 r.body_str(),
                 resp_headers(
                     &r,
-                    &["upgrade", "sec-websocket-accept", "server", "x-table"]
+                    &[
+                        "upgrade",
+                        "sec-websocket-accept",
+                        "server",
+                        "x-table",
+                        "x-envoy-upstream-service-time"
+                    ]
                 )
             ),
         );

@@ -82,7 +82,8 @@ fn prepare_response(
                 resp.reason,
                 resp.headers,
                 upgrade,
-                plan.response_edits,
+                // Envoy sends no x-envoy-upstream-service-time on a 101.
+                plan.response_edits.local_reply(),
             );
             return Ok(Some(Response::Upgraded(resp.head_len)));
         }
