@@ -6,12 +6,10 @@
 //! name and never meets a dangling reference.
 
 use crate::http::filter::headers::HeaderPlan;
-use crate::http::filter::{FilterOverride, HttpFilter, RouteFilters};
+use crate::http::filter::HttpFilter;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-
-use bytes::Bytes;
 
 use super::access_log_format::LogFormat;
 
@@ -217,8 +215,92 @@ pub struct HttpConnectionManager {
     /// A stream that moves no byte either way for this long is ended (zero: never).
     pub stream_idle_timeout: Duration,
     pub forwarding: Forwarding,
+    /// Whether the Host loses its port before routing (and on its way upstream).
+    pub strip_port: StripPort,
     /// The HTTP filter chain, in order; the router runs after it.
     pub http_filters: Vec<HttpFilter>,
+    /// What the connection manager and the router add or answer by themselves (boxed:
+    /// read once per request, and it would make every terminal as large).
+    pub own: Box<OwnHeaders>,
+}
+
+/// Envoy's `server_header_transformation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerHeader {
+    /// Replace the upstream's `server` with `server_name` (Envoy's default).
+    Overwrite,
+    /// Add `server_name` only when the response has no `server`.
+    AppendIfAbsent,
+    /// Leave `server` as the response has it, or absent.
+    PassThrough,
+}
+
+/// The headers the connection manager and the router write or answer with themselves
+/// (`http::own_headers`), and HTTP/1.0 handling. A bootstrap gets Envoy's defaults (all
+/// on, HTTP/1.0 refused); the native format's defaults keep a sidecar lean (all off,
+/// HTTP/1.0 served).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnHeaders {
+    /// Serve HTTP/1.0 requests; otherwise `426 Upgrade Required` (Envoy's
+    /// `http_protocol_options.accept_http_10`).
+    pub accept_http_10: bool,
+    /// The authority of an HTTP/1.0 request without Host (`default_host_for_http_10`).
+    pub default_host_for_http_10: Option<String>,
+    /// `date` on every response sent downstream that lacks one.
+    pub date: bool,
+    pub server_name: String,
+    pub server_header_transformation: ServerHeader,
+    /// The router's own headers (Envoy's router without `suppress_envoy_headers`):
+    /// `x-envoy-upstream-service-time` on proxied responses,
+    /// `x-envoy-expected-rq-timeout-ms` on upstream requests with a route timeout.
+    pub envoy_headers: bool,
+    /// Remove the `x-envoy-*` control headers (and `x-forwarded-client-cert`) from
+    /// requests, which Envoy does for every request it does not consider internal, and
+    /// set `x-envoy-external-address` on edge requests (`use_remote_address`).
+    pub sanitize_envoy_headers: bool,
+    /// `x-request-id` (UUID v4) on upstream requests that lack one, and on every edge
+    /// request unless `preserve_external_request_id`.
+    pub generate_request_id: bool,
+    pub preserve_external_request_id: bool,
+    /// Compiled from the above: the `server` edit, applied to responses after every
+    /// other edit.
+    pub response_plan: HeaderPlan,
+    /// Compiled from the above: the sanitizing removals, applied to requests before
+    /// every other edit.
+    pub request_plan: HeaderPlan,
+}
+
+impl OwnHeaders {
+    /// The native format's defaults: nothing added, HTTP/1.0 served.
+    pub fn native() -> OwnHeaders {
+        OwnHeaders {
+            accept_http_10: true,
+            default_host_for_http_10: None,
+            date: false,
+            server_name: "outrigger".into(),
+            server_header_transformation: ServerHeader::PassThrough,
+            envoy_headers: false,
+            sanitize_envoy_headers: false,
+            generate_request_id: false,
+            preserve_external_request_id: false,
+            response_plan: HeaderPlan::default(),
+            request_plan: HeaderPlan::default(),
+        }
+    }
+}
+
+/// Envoy's `strip_any_host_port` / `strip_matching_host_port`: the connection manager
+/// removes the port from the Host (`:authority`) before the request is routed, so
+/// domains match without it and the upstream and redirects get the Host without it.
+/// CONNECT targets keep theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StripPort {
+    /// Envoy's default.
+    #[default]
+    Keep,
+    Any,
+    /// Only this port: the listener's.
+    Matching(u16),
 }
 
 /// Who the client is and what the proxy adds to `x-forwarded-for`, as Envoy's
@@ -307,97 +389,7 @@ pub struct AccessLog {
     pub format: LogFormat,
 }
 
-#[derive(Debug, PartialEq)]
-pub struct RouteTable {
-    pub name: String,
-    pub virtual_hosts: Vec<VirtualHost>,
-}
-
-#[derive(Debug, PartialEq)]
-pub struct VirtualHost {
-    pub name: String,
-    pub domains: Vec<DomainMatch>,
-    pub routes: Vec<Route>,
-}
-
-/// How a virtual host claims a Host header. Names are stored lower-case.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DomainMatch {
-    /// `example.com`
-    Exact(String),
-    /// `*.example.com`, stored as `.example.com` (the `*` matches one or more characters).
-    Suffix(String),
-    /// `example.*`, stored as `example.`.
-    Prefix(String),
-    /// `*`
-    Any,
-}
-
-#[derive(Debug, PartialEq)]
-pub struct Route {
-    pub path: PathMatch,
-    pub headers: Vec<HeaderMatch>,
-    pub action: RouteAction,
-    pub filters: RouteFilterConfig,
-}
-
-/// What a route contributes to the filter chain: its header edits (compiled with its
-/// virtual host's and route table's) and its per-filter overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RouteFilterConfig {
-    pub request_headers: HeaderPlan,
-    pub response_headers: HeaderPlan,
-    pub overrides: Vec<(String, FilterOverride)>,
-}
-
-impl RouteFilterConfig {
-    pub fn view(&self) -> RouteFilters<'_> {
-        RouteFilters {
-            request_headers: &self.request_headers,
-            response_headers: &self.response_headers,
-            overrides: &self.overrides,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
-    Exact(String),
-    Prefix(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderMatch {
-    /// Lower-case header name.
-    pub name: String,
-    pub kind: HeaderMatchKind,
-    pub invert: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderMatchKind {
-    Exact(Vec<u8>),
-    Prefix(Vec<u8>),
-    Present(bool),
-}
-
-#[derive(Debug, PartialEq)]
-pub enum RouteAction {
-    Cluster {
-        cluster: usize,
-        timeout: Duration,
-        /// Upgrade protocols (lower-case, e.g. `websocket`) this route passes through.
-        upgrades: Vec<String>,
-    },
-    Direct(DirectResponse),
-}
-
-#[derive(Debug, PartialEq)]
-pub struct DirectResponse {
-    pub status: u16,
-    pub body: Bytes,
-    pub content_type: Option<String>,
-}
+pub use super::route_model::*;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
@@ -432,6 +424,9 @@ pub enum LbPolicy {
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub weight: u32,
+    /// What `auto_host_rewrite` sends as Host: the configured `hostname`, else the
+    /// address when it is a DNS name (as Envoy's DNS clusters); `None` for a plain IP.
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,9 @@
 use serde::Deserialize;
 
 use crate::http::filter::header_mutation::{RawHeaderAdd, RawHeaderMutationRef};
-use crate::http::filter::{RawFilterOverride, RawHttpFilter};
+use crate::http::filter::RawHttpFilter;
+
+pub(crate) use super::raw_route::*;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -69,8 +71,16 @@ pub(crate) struct RawListener {
     pub stream_idle_timeout: Option<String>,
     #[serde(default)]
     pub max_connections: Option<u64>,
+    /// Envoy's `strip_any_host_port`: the Host loses its port before routing.
+    #[serde(default)]
+    pub strip_any_host_port: Option<bool>,
+    /// Envoy's `strip_matching_host_port`: only a port equal to the listener's.
+    #[serde(default)]
+    pub strip_matching_host_port: Option<bool>,
     #[serde(default)]
     pub forwarding: Option<RawForwarding>,
+    #[serde(default)]
+    pub proxy_headers: Option<RawProxyHeaders>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
     /// By name: `http_inspector`.
@@ -114,8 +124,16 @@ pub(crate) struct RawFilterChain {
     pub request_headers_timeout: Option<String>,
     #[serde(default)]
     pub stream_idle_timeout: Option<String>,
+    /// Envoy's `strip_any_host_port`: the Host loses its port before routing.
+    #[serde(default)]
+    pub strip_any_host_port: Option<bool>,
+    /// Envoy's `strip_matching_host_port`: only a port equal to the listener's.
+    #[serde(default)]
+    pub strip_matching_host_port: Option<bool>,
     #[serde(default)]
     pub forwarding: Option<RawForwarding>,
+    #[serde(default)]
+    pub proxy_headers: Option<RawProxyHeaders>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
     /// The chain's transport socket: TLS termination (Envoy's DownstreamTlsContext).
@@ -152,6 +170,32 @@ pub(crate) struct RawForwarding {
     pub xff_num_trusted_hops: Option<u32>,
     #[serde(default)]
     pub skip_xff_append: Option<bool>,
+}
+
+/// `proxy_headers`: what the connection manager and router add by themselves
+/// (`config::OwnHeaders`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxyHeaders {
+    #[serde(default)]
+    pub accept_http_10: Option<bool>,
+    #[serde(default)]
+    pub default_host_for_http_10: Option<String>,
+    #[serde(default)]
+    pub date: Option<bool>,
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// `overwrite`, `append_if_absent` or `pass_through`.
+    #[serde(default)]
+    pub server_header_transformation: Option<String>,
+    #[serde(default)]
+    pub envoy_headers: Option<bool>,
+    #[serde(default)]
+    pub sanitize_envoy_headers: Option<bool>,
+    #[serde(default)]
+    pub generate_request_id: Option<bool>,
+    #[serde(default)]
+    pub preserve_external_request_id: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -209,6 +253,9 @@ pub(crate) struct RawAccessLog {
 pub(crate) struct RawRouteTable {
     pub name: String,
     pub virtual_hosts: Vec<RawVirtualHost>,
+    /// Envoy's `ignore_port_in_host_matching`: match domains on the Host without its port.
+    #[serde(default)]
+    pub ignore_port_in_host_matching: bool,
     #[serde(default)]
     pub request_headers_to_add: Vec<RawHeaderAdd>,
     #[serde(default)]
@@ -237,67 +284,6 @@ pub(crate) struct RawVirtualHost {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawRoute {
-    #[serde(rename = "match")]
-    pub matcher: RawRouteMatch,
-    #[serde(default)]
-    pub cluster: Option<String>,
-    #[serde(default)]
-    pub timeout: Option<String>,
-    #[serde(default)]
-    pub direct_response: Option<RawDirectResponse>,
-    #[serde(default)]
-    pub upgrades: Vec<String>,
-    /// Per-route filter overrides, by filter name (Envoy's `typed_per_filter_config`).
-    #[serde(default)]
-    pub per_filter_config: std::collections::BTreeMap<String, RawFilterOverride>,
-    #[serde(default)]
-    pub request_headers_to_add: Vec<RawHeaderAdd>,
-    #[serde(default)]
-    pub request_headers_to_remove: Vec<String>,
-    #[serde(default)]
-    pub response_headers_to_add: Vec<RawHeaderAdd>,
-    #[serde(default)]
-    pub response_headers_to_remove: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRouteMatch {
-    #[serde(default)]
-    pub path: Option<String>,
-    #[serde(default)]
-    pub prefix: Option<String>,
-    #[serde(default)]
-    pub headers: Vec<RawHeaderMatch>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawHeaderMatch {
-    pub name: String,
-    #[serde(default)]
-    pub exact: Option<String>,
-    #[serde(default)]
-    pub prefix: Option<String>,
-    #[serde(default)]
-    pub present: Option<bool>,
-    #[serde(default)]
-    pub invert: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawDirectResponse {
-    pub status: u16,
-    #[serde(default)]
-    pub body: Option<String>,
-    #[serde(default)]
-    pub content_type: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawCluster {
     pub name: String,
     #[serde(default)]
@@ -318,6 +304,9 @@ pub(crate) struct RawCluster {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawEndpoint {
     pub address: String,
+    /// Envoy's `endpoint.hostname`: what `auto_host_rewrite` sends as Host.
+    #[serde(default)]
+    pub hostname: Option<String>,
     pub port: u16,
     #[serde(default)]
     pub weight: Option<u32>,

@@ -21,5 +21,6 @@ mod h1_to_h2;
 pub mod h2;
 pub mod hop;
 pub(crate) mod io;
+pub mod own_headers;
 pub mod router;
 pub mod view;

@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions as UpstreamHttp;
 
 use super::super::raw::{RawCluster, RawEndpoint, RawPool};
-use super::bootstrap::{
+use super::convert::{
     duration, ip_socket_address, native_duration, payload, socket_address, timeout_or_never, R,
 };
 use super::{err, PathMap};
@@ -85,6 +85,8 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
                     address,
                     port,
                     weight: Some(lb.load_balancing_weight.as_ref().map_or(1, |w| w.value)),
+                    // What auto_host_rewrite sends as Host (Envoy: the endpoint's hostname).
+                    hostname: (!e.hostname.is_empty()).then(|| e.hostname.clone()),
                 });
             }
         }

@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 use super::super::raw::{
     RawFilterChain, RawFilterChainMatch, RawListener, RawTcpProxy, RawWeightedCluster,
 };
-use super::bootstrap::{
+use super::convert::{
     duration, ip_socket_address, native_duration, payload, timeout_or_never, Translation, R,
 };
 use super::{err, hcm, walk};
@@ -84,6 +84,8 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
         port,
         route_table: None,
         tcp_proxy: None,
+        strip_any_host_port: None,
+        strip_matching_host_port: None,
         limits: None,
         idle_timeout: None,
         backlog: None,
@@ -93,6 +95,7 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
         stream_idle_timeout: None,
         max_connections: None,
         forwarding: None,
+        proxy_headers: None,
         http_filters: Vec::new(),
         listener_filters,
         listener_filters_timeout: Some(native_duration(listener_filters_timeout)),
@@ -139,6 +142,8 @@ fn chain(
         filter_chain_match,
         route_table: None,
         tcp_proxy: None,
+        strip_any_host_port: None,
+        strip_matching_host_port: None,
         codec: None,
         stat_prefix: None,
         limits: None,
@@ -148,6 +153,7 @@ fn chain(
         request_headers_timeout: None,
         stream_idle_timeout: None,
         forwarding: None,
+        proxy_headers: None,
         http_filters: Vec::new(),
         tls: super::tls::downstream(&fc.transport_socket, p)?,
     };

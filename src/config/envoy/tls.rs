@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, 
 use envoy_types::pb::google::protobuf::Any;
 
 use super::super::raw::RawCluster;
-use super::bootstrap::{payload, R};
+use super::convert::{payload, R};
 use super::err;
 use crate::tls::client::RawUpstreamTls;
 use crate::tls::config::{RawCertificate, RawDownstreamTls, RawStringMatch, RawValidationContext};

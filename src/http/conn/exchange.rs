@@ -24,7 +24,7 @@ use crate::upstream::Connector;
 use super::super::body::{self, BodyError};
 use super::super::buf::ReadBuf;
 use super::super::failure::Failure;
-use super::super::filter::{self, headers::Edits};
+use super::super::filter;
 use super::super::flags::ResponseFlag;
 use super::super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::super::h1::head::{BodyKind, HeadError};
@@ -77,7 +77,14 @@ fn prepare_response(
         Kind::Interim => return Ok(Some(Response::Interim(resp.head_len))),
         Kind::Upgraded { upgrade } => {
             wbuf.clear();
-            encode::write_switching_protocols(wbuf, resp.reason, resp.headers, upgrade);
+            encode::write_switching_protocols(
+                wbuf,
+                resp.reason,
+                resp.headers,
+                upgrade,
+                // Envoy sends no x-envoy-upstream-service-time on a 101.
+                plan.response_edits.local_reply(),
+            );
             return Ok(Some(Response::Upgraded(resp.head_len)));
         }
         Kind::Final { body, framing } => (body, framing),
@@ -234,10 +241,10 @@ impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
                         &mut conn.wbuf,
                         400,
                         None,
-                        e.reason().as_bytes(),
+                        e.body().as_bytes(),
                         true,
                         false,
-                        Edits::none(),
+                        plan.codec_edits,
                     );
                     let _ = self.down.write_all(&conn.wbuf).await;
                     let dpe = ResponseFlag::DownstreamProtocolError;
@@ -359,6 +366,20 @@ impl Conn {
         };
         if self.logging {
             self.rec.upstream = Some(picked.endpoint.addr);
+        }
+        let mut h2_request = h2_request;
+        if let (
+            Action::Proxy {
+                auto_host: true, ..
+            },
+            Some(host),
+        ) = (&plan.action, &picked.endpoint.hostname)
+        {
+            // auto_host_rewrite: the Host becomes the picked endpoint's hostname.
+            match h2_request.as_deref_mut() {
+                Some(r) => request::http2::set_authority(r, host),
+                None => encode::set_host(&mut self.wbuf, host),
+            }
         }
         let progress = Progress::new(timeout, plan.stream_idle_timeout);
         if plan.framing.body == BodyKind::Empty {

@@ -161,7 +161,7 @@ pub(crate) fn reject(respond: &mut SendResponse<Bytes>, grpc: bool, e: HeadError
         grpc,
         e.status(),
         None,
-        &Bytes::from_static(e.reason().as_bytes()),
+        &Bytes::from_static(e.detail().as_bytes()),
         ResponseFlag::DownstreamProtocolError,
         Edits::none(),
     )
@@ -179,6 +179,21 @@ pub(crate) fn local(
     flag: ResponseFlag,
     edits: Edits<'_>,
 ) -> Done {
+    local_at(respond, grpc, status, content_type, None, body, flag, edits)
+}
+
+/// A local reply with a `location` header (redirects; 201 and 3xx direct responses).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn local_at(
+    respond: &mut SendResponse<Bytes>,
+    grpc: bool,
+    status: u16,
+    content_type: Option<&str>,
+    location: Option<&str>,
+    body: &Bytes,
+    flag: ResponseFlag,
+    edits: Edits<'_>,
+) -> Done {
     let mut done = Done {
         status,
         flag,
@@ -186,6 +201,8 @@ pub(crate) fn local(
         bytes_sent: 0,
         upstream: None,
     };
+    // The proxy's own reply: no upstream service time.
+    let edits = edits.local_reply();
     let mut resp = Response::new(());
     if grpc && status >= 400 {
         *resp.status_mut() = StatusCode::OK;
@@ -212,6 +229,9 @@ pub(crate) fn local(
         return done;
     }
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(v) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
+        resp.headers_mut().insert(http::header::LOCATION, v);
+    }
     if !body.is_empty() {
         let ct = HeaderValue::from_str(content_type.unwrap_or("text/plain"))
             .unwrap_or(HeaderValue::from_static("text/plain"));
