@@ -137,8 +137,6 @@ struct Conn {
     ip: [u8; 48],
     ip_len: usize,
     rec: StreamInfo,
-    /// The connection is TLS: `x-forwarded-proto: https`.
-    tls: bool,
     logging: bool,
     /// The connection is closing while the client may still be sending the request
     /// (a body that was cut or not read): close gently, see `linger`.
@@ -176,7 +174,6 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         wbuf: Vec::with_capacity(1024),
         ip,
         ip_len,
-        tls: down.tls_info().is_some(),
         rec: StreamInfo {
             tls: down.tls_info(),
             ..StreamInfo::default()
@@ -439,6 +436,8 @@ impl Conn {
         let mut head_deadline: Option<Instant> = None;
         let mut plan = loop {
             if !self.rbuf.is_empty() {
+                // Kept on the record across requests, logged or not.
+                let tls = self.rec.tls.is_some();
                 let rec = if self.logging {
                     Some(&mut self.rec)
                 } else {
@@ -446,19 +445,8 @@ impl Conn {
                 };
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
                 let peer = self.peer.ip();
-                let tls = self.tls;
-                match prepare(
-                    self.rbuf.data(),
-                    l,
-                    view,
-                    &mut self.wbuf,
-                    peer,
-                    ip,
-                    tls,
-                    rec,
-                )
-                .await
-                {
+                let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
+                match prepare(data, l, view, wbuf, peer, ip, tls, rec).await {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {

@@ -247,7 +247,7 @@ impl Builder {
                 other => self.err(
                     format!("{p}.listener_filters[{k}]"),
                     format!(
-                        "unknown listener filter `{other}` (use http_inspector, tls_inspector)"
+                        "unknown listener filter `{other}` (use http_inspector or tls_inspector)"
                     ),
                 ),
             }
@@ -322,8 +322,8 @@ impl Builder {
         }
         // Without a listener filter that detects it, no connection has an application
         // protocol, and a chain that needs one would never match.
-        if !m.application_protocols.is_empty() && !filters.http_inspector && !filters.tls_inspector
-        {
+        let detects = filters.http_inspector || filters.tls_inspector;
+        if !m.application_protocols.is_empty() && !detects {
             self.err(
                 format!("{p}.application_protocols"),
                 "needs a listener filter that detects the protocol: add `http_inspector` \
@@ -331,19 +331,17 @@ impl Builder {
             );
         }
         // Only the tls_inspector sets a server name or the `tls` transport.
-        if !filters.tls_inspector {
-            if !m.server_names.is_empty() {
-                self.err(
-                    format!("{p}.server_names"),
-                    "needs `tls_inspector` in the listener's `listener_filters`",
-                );
-            }
-            if m.transport_protocol.as_deref() == Some(crate::listener::tls_inspector::TLS) {
-                self.err(
-                    format!("{p}.transport_protocol"),
-                    "`tls` needs `tls_inspector` in the listener's `listener_filters`",
-                );
-            }
+        let tls = m.transport_protocol.as_deref() == Some(crate::listener::tls_inspector::TLS);
+        if !filters.tls_inspector && (tls || !m.server_names.is_empty()) {
+            let field = if tls {
+                "transport_protocol"
+            } else {
+                "server_names"
+            };
+            self.err(
+                format!("{p}.{field}"),
+                "needs `tls_inspector` in the listener's `listener_filters`",
+            );
         }
         if m.transport_protocol.as_deref() == Some("") {
             self.err(format!("{p}.transport_protocol"), "must not be empty");
