@@ -48,9 +48,11 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
     ) -> Result<(K::Conn, bool), Failure> {
         let stats = &cs.stats;
         // An idle connection the upstream closed, or wrote to, is never used.
-        if let Some(c) = std::iter::from_fn(|| cs.pool.take(ep)).find(|c| c.idle_is_clean()) {
-            stats.cx_reused.inc();
-            return Ok((c, true));
+        while let Some(mut c) = cs.pool.take(ep) {
+            if crate::http::io::idle_is_clean(&mut c).await {
+                stats.cx_reused.inc();
+                return Ok((c, true));
+            }
         }
         let (Some(endpoint), Some(es)) = (cs.cfg.endpoints.get(ep), cs.endpoints.get(ep)) else {
             return Err(Failure::NoHealthyUpstream);
