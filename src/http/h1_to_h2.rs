@@ -11,8 +11,6 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
-use std::io::Write as _;
-
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
 
@@ -385,7 +383,8 @@ async fn exchange_inner<D: Io, C: Connector>(
         return res;
     }
     let chunked = framing == DownFraming::Chunked;
-    let mut line = Vec::with_capacity(32);
+    let mut line = Vec::with_capacity(64);
+    let mut ended = false;
     while let Some(chunk) = up_body.data().await {
         let Ok(chunk) = chunk else {
             request::count_late(stats, Failure::ConnectionTermination);
@@ -394,16 +393,16 @@ async fn exchange_inner<D: Io, C: Connector>(
             return res;
         };
         let n = chunk.len();
-        let mut ok = true;
-        if chunked && n > 0 {
-            line.clear();
-            let _ = write!(line, "{n:x}\r\n");
-            ok &= down.write_all(&line).await.is_ok();
-        }
-        ok = ok && down.write_all(&chunk).await.is_ok();
-        if chunked && n > 0 {
-            ok = ok && down.write_all(b"\r\n").await.is_ok();
-        }
+        let ok = if chunked {
+            // A stream that ended with this DATA frame has no trailers to wait for: the
+            // last chunk goes in the same write.
+            ended = up_body.is_end_stream();
+            body::write_chunk(down, &mut line, &chunk, ended)
+                .await
+                .is_ok()
+        } else {
+            down.write_all(&chunk).await.is_ok()
+        };
         if !ok {
             res.flag = ResponseFlag::DownstreamConnectionTermination;
             res.keep_alive = false;
@@ -413,7 +412,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         res.bytes_sent += n as u64;
         progress.sent(n as u64);
     }
-    if chunked {
+    if chunked && !ended {
         line.clear();
         line.extend_from_slice(b"0\r\n");
         if let Ok(Some(trailers)) = up_body.trailers().await {

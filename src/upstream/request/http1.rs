@@ -197,19 +197,21 @@ pub(crate) async fn send_body<U: Io>(
     progress: &Progress,
 ) -> Result<u64, BodyError> {
     let mut total = 0u64;
-    let mut framing = Vec::with_capacity(32);
+    let mut framing = Vec::with_capacity(64);
+    // The last chunk went out with the data before it: no trailers follow.
+    let mut ended = false;
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(|_| BodyError::Read)?;
         let n = chunk.len();
         progress.touch();
-        if chunked && n > 0 {
-            framing.clear();
-            let _ = write!(framing, "{n:x}\r\n");
-            up.write_all(&framing).await.map_err(|_| BodyError::Write)?;
-        }
-        up.write_all(&chunk).await.map_err(|_| BodyError::Write)?;
-        if chunked && n > 0 {
-            up.write_all(b"\r\n").await.map_err(|_| BodyError::Write)?;
+        if chunked {
+            // A stream that ended with this DATA frame has no trailers to wait for.
+            ended = body.is_end_stream();
+            crate::http::body::write_chunk(up, &mut framing, &chunk, ended)
+                .await
+                .map_err(|_| BodyError::Write)?;
+        } else {
+            up.write_all(&chunk).await.map_err(|_| BodyError::Write)?;
         }
         let _ = body.flow_control().release_capacity(n);
         progress.received(n as u64);
@@ -217,7 +219,7 @@ pub(crate) async fn send_body<U: Io>(
     }
     // No more DATA: the client ended the stream (with trailers, if any, received).
     progress.request_done();
-    if chunked {
+    if chunked && !ended {
         let trailers = body.trailers().await.map_err(|_| BodyError::Read)?;
         progress.touch();
         framing.clear();
