@@ -188,6 +188,45 @@ fn write_forwarding(
     }
 }
 
+/// The request body's first DATA frame, if it is already here (never waits): appended
+/// to `out`, the request head, in the body's framing, so that head and body go upstream
+/// in one write. Returns the bytes taken and whether the body ended with them (for a
+/// chunked body the last chunk is then in `out` too); `None` when no frame is here yet
+/// or the stream has no more DATA (`send_body` takes it from there). `Err`: the
+/// client's stream failed.
+pub(crate) async fn take_ready_data(
+    out: &mut Vec<u8>,
+    body: &mut RecvStream,
+    chunked: bool,
+    progress: &Progress,
+) -> Result<Option<(u64, bool)>, BodyError> {
+    let ready = std::future::poll_fn(|cx| std::task::Poll::Ready(body.poll_data(cx))).await;
+    let chunk = match ready {
+        std::task::Poll::Ready(Some(Ok(chunk))) => chunk,
+        std::task::Poll::Ready(Some(Err(_))) => return Err(BodyError::Read),
+        std::task::Poll::Ready(None) | std::task::Poll::Pending => return Ok(None),
+    };
+    let n = chunk.len();
+    // A stream that ended with this frame has no trailers to wait for.
+    let ended = body.is_end_stream();
+    if chunked {
+        if n > 0 {
+            let _ = write!(out, "{n:x}\r\n");
+            out.extend_from_slice(&chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        if ended {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+    } else {
+        out.extend_from_slice(&chunk);
+    }
+    let _ = body.flow_control().release_capacity(n);
+    progress.touch();
+    progress.received(n as u64);
+    Ok(Some((n as u64, ended)))
+}
+
 /// Streams the request body: DATA frames as they arrive, flow-control capacity released
 /// once each is written upstream.
 pub(crate) async fn send_body<U: Io>(
