@@ -256,7 +256,7 @@ pub fn render(r: &StatsReport) -> String {
 /// Envoy's `ssl.*` listener counters, as `outrigger_ssl_*_total{listener}`; versions,
 /// ciphers and curves as one family each with the name as a label.
 fn tls(out: &mut String, ls: &[crate::observe::stats::ListenerReport]) {
-    type Get = fn(&crate::tls::stats::TlsReport) -> u64;
+    type Get = fn(&crate::observe::tls_stats::TlsReport) -> u64;
     let counters: [(&str, &str, Get); 7] = [
         ("handshake", "Successful TLS handshakes.", |t| t.handshake),
         (
@@ -302,7 +302,8 @@ fn tls(out: &mut String, ls: &[crate::observe::stats::ListenerReport]) {
             );
         }
     }
-    type Table = fn(&crate::tls::stats::TlsReport) -> &std::collections::BTreeMap<String, u64>;
+    type Table =
+        fn(&crate::observe::tls_stats::TlsReport) -> &std::collections::BTreeMap<String, u64>;
     let tables: [(&str, &str, &str, Table); 3] = [
         (
             "versions",

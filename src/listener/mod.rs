@@ -31,7 +31,6 @@ use crate::http::io::Io;
 use crate::http::view::{ChainRef, ConnSlot, WorkerView};
 use crate::observe::stats::Counter;
 use crate::tcp;
-use crate::tls::stats::Failure;
 use crate::tls::TlsStream;
 use crate::upstream::Connector;
 
@@ -158,13 +157,13 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     let s = match handshake.await {
         Ok(s) => s,
         Err(e) => {
-            stats.ssl.failed(Failure::of(&e));
+            stats.ssl.failed(crate::tls::stats::failure(&e));
             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
             return;
         }
     };
     let mut s = s;
-    stats.ssl.handshake_done(s.session());
+    crate::tls::stats::handshake_done(&stats.ssl, s.session());
     let info = crate::tls::TlsInfo::of(s.session(), s.session().server_name());
     s.set_info(info);
     let h2 = s.session().alpn_protocol().map(|p| p == b"h2");

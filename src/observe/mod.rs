@@ -5,3 +5,4 @@ pub mod access_log;
 pub mod alloc_count;
 pub mod stats;
 pub mod stream_info;
+pub mod tls_stats;

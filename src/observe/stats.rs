@@ -86,7 +86,7 @@ pub struct ListenerStats {
     /// timeout (Envoy's `downstream_pre_cx_timeout`).
     pub pre_cx_timeout: Counter,
     /// TLS handshakes of the listener's TLS filter chains (Envoy's `ssl.*`).
-    pub ssl: crate::tls::stats::TlsStats,
+    pub ssl: super::tls_stats::TlsStats,
 }
 
 impl ListenerStats {
@@ -192,7 +192,7 @@ pub struct ListenerReport {
     pub cx_overflow: u64,
     pub no_filter_chain_match: u64,
     pub pre_cx_timeout: u64,
-    pub ssl: crate::tls::stats::TlsReport,
+    pub ssl: super::tls_stats::TlsReport,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

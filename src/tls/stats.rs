@@ -1,66 +1,31 @@
-//! TLS counters of one listener on one core, with Envoy's names (`ssl.handshake`,
-//! `ssl.connection_error`, `ssl.fail_verify_*`, `ssl.no_certificate`,
-//! `ssl.versions.*`, `ssl.ciphers.*`, `ssl.curves.*`). Plain cells like the other
-//! per-core stats; the version, cipher and curve tables are a handful of entries each.
+//! Reads what a handshake did out of rustls for the listener's `ssl.*` counters
+//! (`observe::tls_stats`), by Envoy's (BoringSSL's) names.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use rustls::{CertificateError, CipherSuite, ConnectionCommon, NamedGroup, ProtocolVersion};
 
-use rustls::{CertificateError, CipherSuite, NamedGroup, ProtocolVersion};
-use serde::Serialize;
+use crate::observe::tls_stats::{Failure, Handshake, TlsStats};
 
-use crate::observe::stats::Counter;
-
-/// How a handshake ended, for the counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The client sent no certificate where one is required (`fail_verify_no_cert`).
-    NoCert,
-    /// The client certificate's SANs matched none allowed (`fail_verify_san`).
-    San,
-    /// The client certificate did not verify: unknown CA, expired, bad signature
-    /// (`fail_verify_error`).
-    Verify,
-    /// Anything else: a malformed or unacceptable hello, no common suite, a reset
-    /// (`connection_error`).
-    Other,
-}
-
-impl Failure {
-    pub fn of(e: &std::io::Error) -> Failure {
-        match super::stream::tls_error(e) {
-            Some(rustls::Error::NoCertificatesPresented) => Failure::NoCert,
-            Some(rustls::Error::InvalidCertificate(CertificateError::NotValidForName)) => {
-                Failure::San
-            }
-            Some(rustls::Error::InvalidCertificate(_)) => Failure::Verify,
-            _ => Failure::Other,
-        }
+/// How a handshake that failed with `e` is counted.
+pub fn failure(e: &std::io::Error) -> Failure {
+    match super::stream::tls_error(e) {
+        Some(rustls::Error::NoCertificatesPresented) => Failure::NoCert,
+        Some(rustls::Error::InvalidCertificate(CertificateError::NotValidForName)) => Failure::San,
+        Some(rustls::Error::InvalidCertificate(_)) => Failure::Verify,
+        _ => Failure::Other,
     }
 }
 
-#[derive(Default)]
-pub struct TlsStats {
-    pub handshake: Counter,
-    pub connection_error: Counter,
-    pub fail_verify_error: Counter,
-    pub fail_verify_san: Counter,
-    pub fail_verify_no_cert: Counter,
-    /// Successful handshakes without a client certificate.
-    pub no_certificate: Counter,
-    /// Handshakes that resumed a session (a ticket or a session ID).
-    pub session_reused: Counter,
-    versions: RefCell<Vec<(&'static str, u64)>>,
-    ciphers: RefCell<Vec<(&'static str, u64)>>,
-    curves: RefCell<Vec<(&'static str, u64)>>,
-}
-
-fn bump(table: &RefCell<Vec<(&'static str, u64)>>, name: &'static str) {
-    let mut t = table.borrow_mut();
-    match t.iter_mut().find(|(n, _)| *n == name) {
-        Some((_, c)) => *c += 1,
-        None => t.push((name, 1)),
-    }
+/// Counts a completed handshake.
+pub fn handshake_done<D>(stats: &TlsStats, c: &ConnectionCommon<D>) {
+    stats.handshake_done(Handshake {
+        resumed: c.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        client_certificate: c.peer_certificates().is_some_and(|p| !p.is_empty()),
+        version: c.protocol_version().map(version_name),
+        cipher: c.negotiated_cipher_suite().map(|s| cipher_name(s.suite())),
+        curve: c
+            .negotiated_key_exchange_group()
+            .map(|g| curve_name(g.name())),
+    });
 }
 
 /// Envoy's (BoringSSL's) version names.
@@ -97,94 +62,5 @@ fn curve_name(g: NamedGroup) -> &'static str {
         NamedGroup::secp521r1 => "P-521",
         NamedGroup::X25519MLKEM768 => "X25519MLKEM768",
         _ => "unknown",
-    }
-}
-
-impl TlsStats {
-    /// A completed handshake.
-    pub fn handshake_done<D>(&self, c: &rustls::ConnectionCommon<D>) {
-        self.handshake.inc();
-        if c.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
-            self.session_reused.inc();
-        }
-        if c.peer_certificates().is_none_or(|p| p.is_empty()) {
-            self.no_certificate.inc();
-        }
-        if let Some(v) = c.protocol_version() {
-            bump(&self.versions, version_name(v));
-        }
-        if let Some(s) = c.negotiated_cipher_suite() {
-            bump(&self.ciphers, cipher_name(s.suite()));
-        }
-        if let Some(g) = c.negotiated_key_exchange_group() {
-            bump(&self.curves, curve_name(g.name()));
-        }
-    }
-
-    pub fn failed(&self, f: Failure) {
-        match f {
-            Failure::NoCert => &self.fail_verify_no_cert,
-            Failure::San => &self.fail_verify_san,
-            Failure::Verify => &self.fail_verify_error,
-            Failure::Other => &self.connection_error,
-        }
-        .inc();
-    }
-
-    pub fn report(&self) -> TlsReport {
-        let table = |t: &RefCell<Vec<(&'static str, u64)>>| {
-            t.borrow()
-                .iter()
-                .map(|(n, c)| (n.to_string(), *c))
-                .collect()
-        };
-        TlsReport {
-            handshake: self.handshake.get(),
-            connection_error: self.connection_error.get(),
-            fail_verify_error: self.fail_verify_error.get(),
-            fail_verify_san: self.fail_verify_san.get(),
-            fail_verify_no_cert: self.fail_verify_no_cert.get(),
-            no_certificate: self.no_certificate.get(),
-            session_reused: self.session_reused.get(),
-            versions: table(&self.versions),
-            ciphers: table(&self.ciphers),
-            curves: table(&self.curves),
-        }
-    }
-}
-
-/// A listener's `ssl.*` counters (`/stats`: `listeners[].ssl`).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TlsReport {
-    pub handshake: u64,
-    pub connection_error: u64,
-    pub fail_verify_error: u64,
-    pub fail_verify_san: u64,
-    pub fail_verify_no_cert: u64,
-    pub no_certificate: u64,
-    pub session_reused: u64,
-    pub versions: BTreeMap<String, u64>,
-    pub ciphers: BTreeMap<String, u64>,
-    pub curves: BTreeMap<String, u64>,
-}
-
-impl TlsReport {
-    pub fn merge(&mut self, o: TlsReport) {
-        self.handshake += o.handshake;
-        self.connection_error += o.connection_error;
-        self.fail_verify_error += o.fail_verify_error;
-        self.fail_verify_san += o.fail_verify_san;
-        self.fail_verify_no_cert += o.fail_verify_no_cert;
-        self.no_certificate += o.no_certificate;
-        self.session_reused += o.session_reused;
-        for (mine, theirs) in [
-            (&mut self.versions, o.versions),
-            (&mut self.ciphers, o.ciphers),
-            (&mut self.curves, o.curves),
-        ] {
-            for (k, v) in theirs {
-                *mine.entry(k).or_default() += v;
-            }
-        }
     }
 }

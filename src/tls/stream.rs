@@ -331,6 +331,9 @@ where
         // the next client.
         !self.maybe_unread && !self.eof && self.io.idle_is_clean()
     }
+    fn idle_is_clean_cx(&mut self, cx: &mut Context<'_>) -> bool {
+        !self.maybe_unread && !self.eof && self.io.idle_is_clean_cx(cx)
+    }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         self.io.raw_fd()
     }

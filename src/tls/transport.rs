@@ -90,6 +90,9 @@ where
     fn idle_is_clean(&self) -> bool {
         both!(self, s => s.idle_is_clean())
     }
+    fn idle_is_clean_cx(&mut self, cx: &mut Context<'_>) -> bool {
+        both!(self, s => s.idle_is_clean_cx(cx))
+    }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         both!(self, s => s.raw_fd())
     }
