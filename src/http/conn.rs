@@ -42,6 +42,7 @@ use super::view::{ChainRef, ConnSlot, WorkerView};
 
 mod connect;
 mod exchange;
+mod held;
 mod upload;
 
 /// Initial read-buffer size. It grows up to the header limit for a large head, and to
@@ -417,10 +418,24 @@ impl Conn {
         }
         self.rbuf.consume(plan.head_len);
         self.rec.bytes_received = plan.head_len as u64;
-        let h2_request = match &mut plan.action {
+        let mut h2_request = match &mut plan.action {
             Action::Proxy { h2, .. } => h2.take(),
             _ => None,
         };
+        // A chain with a request-body hook reads the body before anything goes
+        // upstream; the held body then stands in for the read buffer (`held.rs`).
+        let mut held = None;
+        if held::wanted(&plan) {
+            match self
+                .hold_body(down, &mut plan, h2_request.as_deref_mut())
+                .await
+            {
+                Ok(body) => held = Some(std::mem::replace(&mut self.rbuf, body)),
+                Err(o) => {
+                    return self.finish_request(view, at, &plan, start, o);
+                }
+            }
+        }
         let outcome = match plan.action {
             Action::NoRoute => self.fail_locally(down, view, &plan, Failure::NoRoute).await,
             Action::Direct(d) => {
@@ -460,6 +475,23 @@ impl Conn {
                 .await
             }
         };
+        if let Some(own) = held {
+            // The connection's own buffer, with whatever followed the body, comes back.
+            self.rbuf = own;
+        }
+        self.finish_request(view, at, &plan, start, outcome)
+    }
+
+    /// Records how a request ended (stats, access log, the chain's completion hook).
+    /// Returns true to keep the connection for the next one.
+    fn finish_request<C: Connector>(
+        &mut self,
+        view: &WorkerView<C>,
+        at: ChainRef,
+        plan: &Plan<'_>,
+        start: Instant,
+        outcome: Outcome,
+    ) -> bool {
         self.rec.status = outcome.status;
         self.rec.flag = Some(outcome.flag);
         self.rec.duration = start.elapsed();

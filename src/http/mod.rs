@@ -19,6 +19,7 @@ pub(crate) mod forwarding;
 pub mod h1;
 mod h1_to_h2;
 pub mod h2;
+pub(crate) mod hold;
 pub mod hop;
 pub(crate) mod io;
 pub mod router;

@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
 use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
     stdout_access_log, StdoutAccessLog,
 };
+use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer as PbBuffer;
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
     HeaderMutation as PbHeaderMutation, Mutations,
 };
@@ -28,11 +29,13 @@ use super::bootstrap::{
     duration, header_add, native_duration, payload, timeout_or_never, Translation, R,
 };
 use super::{err, route, walk};
+use crate::http::filter::buffer::RawBuffer;
 use crate::http::filter::header_mutation::RawHeaderMutation;
 use crate::http::filter::RawHttpFilter;
 
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 const HEADER_MUTATION: &str = "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation";
+const BUFFER: &str = "envoy.extensions.filters.http.buffer.v3.Buffer";
 const FILE_LOG: &str = "envoy.extensions.access_loggers.file.v3.FileAccessLog";
 const STDOUT_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
 
@@ -222,8 +225,24 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                 let raw = RawHttpFilter {
                     name: f.name.clone(),
                     header_mutation: Some(mutations(&m.mutations, &format!("{tp}.mutations"))?),
+                    buffer: None,
                 };
-                out.push((raw, (f.name.clone(), m.mutations)));
+                out.push((
+                    raw,
+                    (f.name.clone(), route::ChainOwn::Mutations(m.mutations)),
+                ));
+            }
+            BUFFER => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let b: PbBuffer = payload(any, BUFFER, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: Some(buffer(&b, &tp)?),
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::Buffer)));
             }
             other => {
                 return Err(err(
@@ -241,6 +260,16 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
         ));
     }
     Ok(out)
+}
+
+/// The buffer filter's config: `max_request_bytes` is required (Envoy's validation).
+pub(super) fn buffer(b: &PbBuffer, p: &str) -> R<RawBuffer> {
+    match b.max_request_bytes {
+        Some(v) => Ok(RawBuffer {
+            max_request_bytes: Some(u64::from(v.value)),
+        }),
+        None => Err(err(format!("{p}.max_request_bytes"), "is required")),
+    }
 }
 
 /// The header-mutation filter's edit lists, in the native filter's shape.

@@ -125,6 +125,14 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         &["mutations"],
     ),
     (
+        "envoy.extensions.filters.http.buffer.v3.Buffer",
+        &["max_request_bytes"],
+    ),
+    (
+        "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+        &["disabled", "buffer"],
+    ),
+    (
         "envoy.extensions.filters.http.header_mutation.v3.Mutations",
         &["request_mutations", "response_mutations"],
     ),
@@ -288,6 +296,8 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
+    "envoy.extensions.filters.http.buffer.v3.Buffer",
+    "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
     "envoy.config.route.v3.FilterConfig",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
@@ -300,6 +310,7 @@ pub(super) const EXTENSIONS: &[&str] = &[
 pub(super) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+    "envoy.extensions.filters.http.buffer.v3.Buffer",
 ];
 
 fn supported(message: &str, field: &str) -> bool {

@@ -12,10 +12,18 @@
 //! hooks: the response head (`Chain::on_response_head`, called where the upstream's
 //! response head is about to go to the client on each of the four protocol paths) and
 //! completion (`Chain::on_complete`, called by both connection managers). Which hooks a
-//! filter kind has is a constant ([`FilterKind::hooks`]): no filter has them yet, and a
-//! chain without them pays one branch per hook point. Body hooks are not there yet:
-//! bodies still pass through a pump per protocol pair (the HTTP/1 one forwards raw
-//! bytes, chunk framing included, without decoding them).
+//! filter kind has is a constant ([`FilterKind::hooks`]), and a chain without them pays
+//! one branch per hook point.
+//!
+//! The body hooks: `Chain::on_request_data` sees the request body chunk by chunk (the
+//! decoded payload of an HTTP/1 body, each HTTP/2 DATA frame), then an end-of-stream
+//! call; it may continue, hold the chunk (`StopAndBuffer`) or answer locally. A chain
+//! with the hook reads the request body through it before the upstream request starts
+//! (`http/hold.rs`, called by both connection managers): nothing goes upstream until
+//! the chain has seen the end, and the held body goes with a Content-Length. (Envoy's
+//! filters may also let chunks through while the upstream request runs; no filter here
+//! needs that yet.) There is no response-body hook yet: response bodies stream from
+//! the upstream's buffer to the client untouched.
 //!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
 //! by name or give it its own configuration for requests on that route.
@@ -24,11 +32,13 @@
 //! hooks; a variant in [`FilterKind`] (and in [`FilterOverride`] if it has per-route
 //! config); the raw variant in `RawHttpFilter`. The connection managers do not change.
 
+pub mod buffer;
 pub mod header_mutation;
 pub mod headers;
 
 use serde::Deserialize;
 
+use self::buffer::{BufferFilter, RawBuffer};
 use self::header_mutation::{HeaderMutationFilter, RawHeaderMutation};
 use self::headers::{Edits, HeaderPlan};
 use super::flags::ResponseFlag;
@@ -43,6 +53,8 @@ pub(crate) struct RawHttpFilter {
     pub name: String,
     #[serde(default)]
     pub header_mutation: Option<RawHeaderMutation>,
+    #[serde(default)]
+    pub buffer: Option<RawBuffer>,
 }
 
 /// A route's override for one filter, as written in the YAML (`per_filter_config`).
@@ -53,6 +65,8 @@ pub(crate) struct RawFilterOverride {
     pub disabled: bool,
     #[serde(default)]
     pub header_mutation: Option<RawHeaderMutation>,
+    #[serde(default)]
+    pub buffer: Option<RawBuffer>,
 }
 
 /// A configured filter.
@@ -65,12 +79,14 @@ pub struct HttpFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FilterKind {
     HeaderMutation(HeaderMutationFilter),
+    Buffer(BufferFilter),
 }
 
 impl FilterKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             FilterKind::HeaderMutation(_) => "header_mutation",
+            FilterKind::Buffer(_) => "buffer",
         }
     }
 
@@ -79,6 +95,10 @@ impl FilterKind {
         match self {
             // Its response edits are applied by the encoders (`StreamEdits`).
             FilterKind::HeaderMutation(_) => Hooks::NONE,
+            FilterKind::Buffer(_) => Hooks {
+                request_data: true,
+                ..Hooks::NONE
+            },
         }
     }
 }
@@ -93,18 +113,22 @@ pub struct Hooks {
     pub response_head: bool,
     /// `on_complete`: sees how the stream ended.
     pub complete: bool,
+    /// `on_request_data`: sees the request body before anything goes upstream.
+    pub request_data: bool,
 }
 
 impl Hooks {
     pub const NONE: Hooks = Hooks {
         response_head: false,
         complete: false,
+        request_data: false,
     };
 
     const fn or(self, o: Hooks) -> Hooks {
         Hooks {
             response_head: self.response_head || o.response_head,
             complete: self.complete || o.complete,
+            request_data: self.request_data || o.request_data,
         }
     }
 }
@@ -144,6 +168,45 @@ impl<'c> Chain<'c> {
         })
     }
 
+    /// The route's override of the filter named `name`, if any.
+    fn override_for(&self, name: &str) -> Option<&'c FilterOverride> {
+        self.overrides
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| o)
+    }
+
+    /// One chunk of the request body (`end_stream`: the last call, possibly with an
+    /// empty chunk). `buffered`: the body bytes held so far, this chunk not included.
+    /// Filters see it in order; the first to answer ends the request, and a chunk any
+    /// filter holds is held. Callers check `hooks().request_data` first.
+    pub async fn on_request_data(
+        &self,
+        chunk: &[u8],
+        end_stream: bool,
+        buffered: u64,
+    ) -> DataStatus {
+        let mut out = DataStatus::Continue;
+        for f in self.active() {
+            let status = match &f.kind {
+                FilterKind::HeaderMutation(_) => DataStatus::Continue,
+                FilterKind::Buffer(own) => {
+                    let b = match self.override_for(&f.name) {
+                        Some(FilterOverride::Buffer(b)) => b,
+                        _ => own,
+                    };
+                    b.on_request_data(chunk, end_stream, buffered)
+                }
+            };
+            match status {
+                DataStatus::Continue => {}
+                DataStatus::StopAndBuffer => out = DataStatus::StopAndBuffer,
+                DataStatus::Respond(r) => return DataStatus::Respond(r),
+            }
+        }
+        out
+    }
+
     /// The upstream's response head with `status` is about to go to the client. Filters
     /// see it in reverse order (Envoy's encoder filters); one may answer instead (the
     /// upstream's response is then dropped). Callers check `hooks().response_head`
@@ -151,7 +214,7 @@ impl<'c> Chain<'c> {
     pub async fn on_response_head(&self, status: u16) -> Status {
         for f in self.active().rev() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) => {}
+                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
             }
         }
         let _ = status;
@@ -166,7 +229,7 @@ impl<'c> Chain<'c> {
         }
         for f in self.active() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) => {}
+                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
             }
         }
         let _ = end;
@@ -180,6 +243,8 @@ pub enum FilterOverride {
     Disabled,
     /// The header-mutation filter uses these edits instead of its own on this route.
     HeaderMutation(HeaderMutationFilter),
+    /// The buffer filter uses this limit on this route (Envoy's `BufferPerRoute`).
+    Buffer(BufferFilter),
 }
 
 /// A filter's answer to a hook.
@@ -187,6 +252,17 @@ pub enum FilterOverride {
 pub enum Status {
     Continue,
     /// Stop the chain and answer with this local reply.
+    Respond(LocalReply),
+}
+
+/// A filter's answer to a body hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataStatus {
+    /// Pass the chunk on.
+    Continue,
+    /// Hold the chunk (Envoy's `StopIterationAndBuffer`).
+    StopAndBuffer,
+    /// Stop and answer with this local reply.
     Respond(LocalReply),
 }
 
@@ -255,6 +331,8 @@ pub async fn on_request_head<'c>(
                     n += 1;
                 }
             }
+            // Its decisions are on the body (`Chain::on_request_data`).
+            FilterKind::Buffer(_) => {}
         }
     }
     // The router: the route's own edits apply after the filters' on the request, and

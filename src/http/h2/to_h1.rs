@@ -32,6 +32,9 @@ use crate::upstream::Connector;
 pub(crate) struct Request<'a> {
     pub parts: &'a http::request::Parts,
     pub body: RecvStream,
+    /// The request body, read whole through the filter chain (`http/hold.rs`): it goes
+    /// instead of `body` (which has ended), with the Content-Length set in `parts`.
+    pub held: Option<Bytes>,
     pub authority: &'a str,
     pub path: &'a str,
     /// What the forwarding policy decided for this request.
@@ -132,6 +135,12 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
         }
         self.progress.touch();
         let mut received = 0;
+        if let Some(held) = &self.r.held {
+            if up.write_all(held).await.is_err() {
+                return Err(lost(false));
+            }
+            received = held.len() as u64;
+        }
         if !self.r.body.is_end_stream() {
             match http1::send_body(up, &mut self.r.body, self.chunked, self.progress).await {
                 Ok(n) => received = n,

@@ -62,6 +62,22 @@ async fn pump(
     Ok(total)
 }
 
+/// Sends a request body held whole by the filter chain (`http/hold.rs`), as flow
+/// control allows, and ends the stream.
+async fn send_held(mut body: Bytes, to: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
+    let total = body.len() as u64;
+    while !body.is_empty() {
+        let cap = super::io::send_capacity(to, body.len())
+            .await
+            .ok_or(PumpError::Write)?;
+        let part = body.split_to(cap.min(body.len()));
+        to.send_data(part, false).map_err(|_| PumpError::Write)?;
+    }
+    to.send_data(Bytes::new(), true)
+        .map_err(|_| PumpError::Write)?;
+    Ok(total)
+}
+
 pub(crate) async fn proxy<C: Connector>(
     r: Request<'_>,
     respond: &mut SendResponse<Bytes>,
@@ -125,7 +141,8 @@ where
             HeadError::BadRequest("invalid request target"),
         );
     };
-    let end = r.body.is_end_stream();
+    let held = r.held.take();
+    let end = r.body.is_end_stream() && held.is_none();
     let mut open = request::H2Open {
         req: Some(req),
         end,
@@ -149,7 +166,10 @@ where
         if end {
             return Ok(0);
         }
-        let result = pump(&mut r.body, &mut up_send, |n| progress.received(n)).await;
+        let result = match held {
+            Some(b) => send_held(b, &mut up_send).await,
+            None => pump(&mut r.body, &mut up_send, |n| progress.received(n)).await,
+        };
         match result {
             Ok(_) => progress.request_done(),
             Err(_) => up_send.send_reset(h2::Reason::CANCEL),
