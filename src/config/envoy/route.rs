@@ -348,12 +348,14 @@ fn per_filter_config(
                         header_mutation: None,
                         buffer: Some(b.clone()),
                     },
-                    Some((_, PerFilter::Mutations(_))) => return Err(err(
-                        "typed_per_filter_config",
-                        format!(
+                    Some((_, PerFilter::Mutations(_))) => {
+                        return Err(err(
+                            "typed_per_filter_config",
+                            format!(
                             "`{name}` is a buffer filter; its per-route config is a BufferPerRoute"
                         ),
-                    )),
+                        ))
+                    }
                 };
                 out.insert(name.clone(), o);
                 continue;
