@@ -386,6 +386,8 @@ async fn exchange_inner<D: Io, C: Connector>(
     }
     let chunked = framing == DownFraming::Chunked;
     let mut line = Vec::with_capacity(32);
+    // The response-body hook has seen the end of the stream.
+    let mut ended = false;
     while let Some(chunk) = up_body.data().await {
         let Ok(chunk) = chunk else {
             request::count_late(stats, Failure::ConnectionTermination);
@@ -394,6 +396,15 @@ async fn exchange_inner<D: Io, C: Connector>(
             return res;
         };
         let n = chunk.len();
+        ended = up_body.is_end_stream();
+        if r.chain.hooks().response_data
+            && r.chain.on_response_data(&chunk, ended).await != Status::Continue
+        {
+            // A filter answered after the head went out: close the connection (Envoy);
+            // dropping `up_body` resets the upstream stream.
+            res.keep_alive = false;
+            return res;
+        }
         let mut ok = true;
         if chunked && n > 0 {
             line.clear();
@@ -412,6 +423,13 @@ async fn exchange_inner<D: Io, C: Connector>(
         let _ = up_body.flow_control().release_capacity(n);
         res.bytes_sent += n as u64;
         progress.sent(n as u64);
+    }
+    if !ended
+        && r.chain.hooks().response_data
+        && r.chain.on_response_data(&[], true).await != Status::Continue
+    {
+        res.keep_alive = false;
+        return res;
     }
     if chunked {
         line.clear();

@@ -10,6 +10,7 @@
 mod alloc_tests;
 pub(crate) mod authority;
 pub(crate) mod body;
+pub(crate) mod body_hooks;
 pub(crate) mod buf;
 pub(crate) mod conn;
 pub(crate) mod failure;

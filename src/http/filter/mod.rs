@@ -22,8 +22,11 @@
 //! (`http/hold.rs`, called by both connection managers): nothing goes upstream until
 //! the chain has seen the end, and the held body goes with a Content-Length. (Envoy's
 //! filters may also let chunks through while the upstream request runs; no filter here
-//! needs that yet.) There is no response-body hook yet: response bodies stream from
-//! the upstream's buffer to the client untouched.
+//! needs that yet.) `Chain::on_response_data` sees each response body chunk (the
+//! payload of an HTTP/1 upstream's body, each DATA frame of an HTTP/2 one) before it
+//! goes to the client, on all four paths (`http/body_hooks.rs` for HTTP/1 upstreams);
+//! answering there, after the head went out, resets the stream (HTTP/2 client) or
+//! closes the connection (HTTP/1 client), as Envoy does. No filter has it yet.
 //!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
 //! by name or give it its own configuration for requests on that route.
@@ -115,6 +118,8 @@ pub struct Hooks {
     pub complete: bool,
     /// `on_request_data`: sees the request body before anything goes upstream.
     pub request_data: bool,
+    /// `on_response_data`: sees each response body chunk before it goes to the client.
+    pub response_data: bool,
 }
 
 impl Hooks {
@@ -122,6 +127,7 @@ impl Hooks {
         response_head: false,
         complete: false,
         request_data: false,
+        response_data: false,
     };
 
     const fn or(self, o: Hooks) -> Hooks {
@@ -129,6 +135,7 @@ impl Hooks {
             response_head: self.response_head || o.response_head,
             complete: self.complete || o.complete,
             request_data: self.request_data || o.request_data,
+            response_data: self.response_data || o.response_data,
         }
     }
 }
@@ -205,6 +212,20 @@ impl<'c> Chain<'c> {
             }
         }
         out
+    }
+
+    /// One chunk of the response body, before it goes to the client (`end_stream`: the
+    /// last). Filters see it in reverse order. The response head has gone out, so
+    /// `Respond` cannot be sent: the caller resets the stream (HTTP/2) or closes the
+    /// connection (HTTP/1), as Envoy does. Callers check `hooks().response_data` first.
+    pub async fn on_response_data(&self, chunk: &[u8], end_stream: bool) -> Status {
+        for f in self.active().rev() {
+            match &f.kind {
+                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
+            }
+        }
+        let _ = (chunk, end_stream);
+        Status::Continue
     }
 
     /// The upstream's response head with `status` is about to go to the client. Filters
@@ -411,6 +432,45 @@ mod tests {
         futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e));
         assert_eq!(collect(e.response), vec![("x-resp".into(), "route".into())]);
         assert_eq!(e.chain.active().count(), 0, "disabled on this route");
+    }
+
+    #[test]
+    fn the_buffer_filter_declares_the_request_body_hook_and_routes_override_it() {
+        let chain = vec![HttpFilter {
+            name: "buf".into(),
+            kind: FilterKind::Buffer(BufferFilter {
+                max_request_bytes: 4,
+            }),
+        }];
+        let plan = HeaderPlan::default();
+        let route = |overrides| RouteFilters {
+            request_headers: &plan,
+            response_headers: &plan,
+            overrides,
+        };
+        let run = |overrides| {
+            let mut e = StreamEdits::default();
+            futures_lite::future::block_on(on_request_head(&chain, Some(route(overrides)), &mut e));
+            e.chain
+        };
+        let own = run(&[]);
+        assert!(own.hooks().request_data && !own.hooks().response_data);
+        let data = |c: &Chain<'_>, n: usize, held| {
+            futures_lite::future::block_on(c.on_request_data(&vec![b'x'; n], false, held))
+        };
+        assert_eq!(data(&own, 4, 0), DataStatus::StopAndBuffer);
+        assert_eq!(data(&own, 1, 4), DataStatus::Respond(buffer::TOO_LARGE));
+        // Disabled on the route: the stream has no body hook (one branch, no hold).
+        let off = [("buf".to_string(), FilterOverride::Disabled)];
+        assert_eq!(run(&off).hooks(), Hooks::NONE);
+        // The route's own limit.
+        let big = [(
+            "buf".to_string(),
+            FilterOverride::Buffer(BufferFilter {
+                max_request_bytes: 8,
+            }),
+        )];
+        assert_eq!(data(&run(&big), 1, 4), DataStatus::StopAndBuffer);
     }
 
     #[test]

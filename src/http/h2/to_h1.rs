@@ -16,6 +16,7 @@ use super::clock::{Expiry, Progress};
 use super::io::{Counted, DataSink};
 use super::reply::{expired, fail, filter_reply, Done};
 use crate::http::body::{self, BodyError};
+use crate::http::body_hooks::{self, Stopped};
 use crate::http::buf::ReadBuf;
 use crate::http::failure::Failure;
 use crate::http::filter::{Status, StreamEdits};
@@ -310,17 +311,41 @@ async fn respond_with<U: Io, K>(
             inner: DataSink { stream: &mut send },
             progress,
         };
-        let result = body::forward_with_trailers(
-            up,
-            ubuf,
-            sink,
-            h.body,
-            true,
-            None,
-            None,
-            Some(&mut raw_trailers),
-        )
-        .await;
+        let result = if edits.chain.hooks().response_data {
+            let mut chain = edits.chain;
+            let hooked = body_hooks::forward(
+                &mut chain,
+                up,
+                ubuf,
+                sink,
+                h.body,
+                true,
+                None,
+                Some(&mut raw_trailers),
+            )
+            .await;
+            match hooked {
+                Ok(n) => Ok(n),
+                Err(Stopped::Body(e)) => Err(e),
+                Err(Stopped::Reply(_)) => {
+                    // A filter answered after the head went out: reset (Envoy).
+                    send.send_reset(h2::Reason::INTERNAL_ERROR);
+                    return (done, false);
+                }
+            }
+        } else {
+            body::forward_with_trailers(
+                up,
+                ubuf,
+                sink,
+                h.body,
+                true,
+                None,
+                None,
+                Some(&mut raw_trailers),
+            )
+            .await
+        };
         match result {
             Ok(n) => {
                 done.bytes_sent = n;
