@@ -50,7 +50,7 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl ConfigErrors {
-    fn one(path: &str, message: impl Into<String>) -> Self {
+    pub(super) fn one(path: &str, message: impl Into<String>) -> Self {
         ConfigErrors(vec![ConfigError {
             path: path.to_string(),
             line: None,
@@ -59,21 +59,8 @@ impl ConfigErrors {
     }
 }
 
-/// Reads and checks a config file.
-pub fn load_file(path: &str) -> Result<Snapshot, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::one("(file)", format!("cannot read {path}: {e}")))?;
-    parse_str(&text)
-}
-
-/// Parses and checks config text: the native YAML format, or an Envoy v3 bootstrap in
-/// YAML or JSON (told apart by its top-level keys, see `envoy::is_bootstrap`).
-pub fn parse_str(text: &str) -> Result<Snapshot, ConfigErrors> {
-    if let Ok(value) = serde_yaml::from_str::<serde_json::Value>(text) {
-        if super::envoy::is_bootstrap(&value) {
-            return super::envoy::load(text, value);
-        }
-    }
+/// Parses and checks config text in the native YAML format.
+pub(super) fn parse_native(text: &str) -> Result<Snapshot, ConfigErrors> {
     let de = serde_yaml::Deserializer::from_str(text);
     let raw: RawConfig = match serde_path_to_error::deserialize(de) {
         Ok(raw) => raw,
@@ -395,7 +382,7 @@ clusters:
 
     #[test]
     fn good_config_builds() {
-        let s = parse_str(GOOD).unwrap();
+        let s = parse_native(GOOD).unwrap();
         assert_eq!(s.listeners.len(), 1);
         assert_eq!(s.route_tables[0].virtual_hosts[0].domains.len(), 3);
         assert_eq!(s.clusters[0].connect_timeout, Duration::from_secs(5));
@@ -406,7 +393,7 @@ clusters:
         let bad = GOOD
             .replace("cluster: backend", "cluster: nope")
             .replace("port: 9000", "port: 9000, weight: 0");
-        let errs = parse_str(&bad).unwrap_err().0;
+        let errs = parse_native(&bad).unwrap_err().0;
         assert_eq!(errs.len(), 2, "{errs:?}");
         let route = errs.iter().find(|e| e.path.ends_with(".cluster")).unwrap();
         assert_eq!(
@@ -425,7 +412,7 @@ clusters:
             "    route_table: main",
             "    route_table: main\n    colour: red",
         );
-        let errs = parse_str(&bad).unwrap_err().0;
+        let errs = parse_native(&bad).unwrap_err().0;
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].path, "listeners[0].colour");
         assert!(errs[0].message.contains("colour"), "{}", errs[0].message);

@@ -4,13 +4,15 @@ pub mod access_log_format;
 mod build;
 pub mod duration;
 mod envoy;
+mod load;
 mod locate;
 pub mod model;
 pub mod oneline;
 mod raw;
 
 pub(crate) use build::is_tchar;
-pub use build::{load_file, parse_str, ConfigError, ConfigErrors};
+pub use build::{ConfigError, ConfigErrors};
+pub use load::{load_file, parse_str};
 pub use model::*;
 
 #[cfg(test)]

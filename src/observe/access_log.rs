@@ -7,7 +7,7 @@
 //! line: the first line of a batch asks the worker's housekeeping alarm to flush then,
 //! so a worker that logs nothing arms no timer.
 
-use super::stream_info::StreamInfo;
+use super::stream_info::{StreamInfo, StreamLog};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -119,21 +119,6 @@ impl LogSink {
         self.path.as_deref() == cfg.path.as_deref() && self.format == cfg.format
     }
 
-    pub fn log(&self, rec: &StreamInfo, peer: SocketAddr) {
-        {
-            let mut b = self.buf.borrow_mut();
-            if b.is_empty() {
-                // A new batch: have the worker's housekeeping hand it over soon.
-                self.alarm.ring_at(Instant::now() + FLUSH_DELAY);
-            }
-            format_line(&mut b, &self.format, rec, peer, &self.listener_name);
-            self.lines.set(self.lines.get() + 1);
-        }
-        if self.buf.borrow().len() >= BATCH_BYTES {
-            self.flush();
-        }
-    }
-
     /// Hands the current batch to the flush thread, or drops and counts it.
     pub fn flush(&self) {
         let bytes = {
@@ -151,6 +136,23 @@ impl LogSink {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(batch)
         {
             self.stats.access_log_dropped.add(lines);
+        }
+    }
+}
+
+impl StreamLog for LogSink {
+    fn log(&self, rec: &StreamInfo, peer: SocketAddr) {
+        {
+            let mut b = self.buf.borrow_mut();
+            if b.is_empty() {
+                // A new batch: have the worker's housekeeping hand it over soon.
+                self.alarm.ring_at(Instant::now() + FLUSH_DELAY);
+            }
+            format_line(&mut b, &self.format, rec, peer, &self.listener_name);
+            self.lines.set(self.lines.get() + 1);
+        }
+        if self.buf.borrow().len() >= BATCH_BYTES {
+            self.flush();
         }
     }
 }

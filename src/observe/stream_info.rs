@@ -1,7 +1,9 @@
 //! One record of what happened to a stream (an HTTP request, or a TCP-proxied
 //! connection): timings, bytes, status, response flag, upstream host, protocol. Every
 //! protocol path fills one and hands it to [`complete`], the single place that feeds the
-//! listener's stats and its access log.
+//! listener's stats and its access log. The log is reached through [`StreamLog`], which
+//! `access_log::LogSink` implements, so that this record does not depend on the log
+//! that formats it.
 //!
 //! The numbers are always kept; the strings (method, path, authority, user agent) are
 //! filled only when the listener has an access log, so a path without one copies none.
@@ -10,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::access_log::LogSink;
 use super::stats::ListenerStats;
 use crate::http::flags::ResponseFlag;
 
@@ -57,6 +58,11 @@ impl StreamInfo {
     }
 }
 
+/// Where a finished stream's record goes when its listener has an access log.
+pub trait StreamLog {
+    fn log(&self, info: &StreamInfo, peer: SocketAddr);
+}
+
 /// What kind of stream finished: an HTTP request counts as a request; a TCP-proxied
 /// connection counts only its bytes and flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +73,9 @@ pub enum Kind {
 
 /// Records a finished stream: the listener's counters always, its access log line when
 /// the listener has one.
-pub fn complete(
+pub fn complete<L: StreamLog>(
     stats: &ListenerStats,
-    log: Option<&LogSink>,
+    log: Option<&L>,
     info: &StreamInfo,
     peer: SocketAddr,
     kind: Kind,

@@ -1,32 +1,14 @@
 //! Envoy `Bootstrap` -> native raw config: admin, node, overload manager and the static
-//! resources; plus the helpers every area shares (durations, addresses, header edits).
-//! Control plane only.
-
-use std::net::IpAddr;
-use std::time::Duration;
+//! resources (the helpers every area shares are in `convert`). Control plane only.
 
 use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
-use envoy_types::pb::envoy::config::core::v3::{
-    address, header_value_option::HeaderAppendAction, socket_address, Address, HeaderValueOption,
-};
 use envoy_types::pb::envoy::config::overload::v3::{resource_monitor, OverloadManager};
 use envoy_types::pb::envoy::extensions::resource_monitors::downstream_connections::v3::DownstreamConnectionsConfig;
-use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration};
-use prost::Message;
 use serde_json::{json, Value};
 
-use super::super::build::ConfigError;
 use super::super::raw::{RawAdmin, RawConfig, RawRuntime};
-use super::{cluster, err, listener, walk, PathMap};
-use crate::http::filter::header_mutation::RawHeaderAdd;
-
-/// The native raw config a bootstrap translates to, and where its fields came from.
-pub(in crate::config) struct Translation {
-    pub raw: RawConfig,
-    pub paths: PathMap,
-}
-
-pub(super) type R<T> = Result<T, ConfigError>;
+use super::convert::{payload, socket_address, Translation, R};
+use super::{cluster, err, listener, PathMap};
 
 pub(super) fn translate(b: &Bootstrap) -> R<Translation> {
     let mut tx = Translation {
@@ -85,99 +67,6 @@ fn overload_manager(om: &OverloadManager) -> R<Option<u64>> {
         max = Some(c.max_active_downstream_connections as u64);
     }
     Ok(max)
-}
-
-/// Decodes an `Any` payload that must be of type `want`.
-pub(super) fn payload<M: Message + Default>(any: &Any, want: &str, path: &str) -> R<M> {
-    let name = walk::type_name(&any.type_url);
-    if name != want {
-        return Err(err(
-            path,
-            format!("extension type `{name}` is not valid here (expected `{want}`)"),
-        ));
-    }
-    M::decode(any.value.as_slice()).map_err(|e| err(path, format!("cannot decode `{name}`: {e}")))
-}
-
-/// A duration field; negative values are invalid.
-pub(super) fn duration(d: &Option<PbDuration>, path: &str) -> R<Option<Duration>> {
-    let Some(d) = d else { return Ok(None) };
-    if d.seconds < 0 || d.nanos < 0 {
-        return Err(err(path, "must not be negative"));
-    }
-    Ok(Some(
-        Duration::from_secs(d.seconds as u64) + Duration::from_nanos(d.nanos as u64),
-    ))
-}
-
-/// A duration in the native syntax.
-pub(super) fn native_duration(d: Duration) -> String {
-    let us = d.as_micros();
-    if us.is_multiple_of(1000) {
-        format!("{}ms", us / 1000)
-    } else {
-        format!("{us}us")
-    }
-}
-
-/// A timeout where Envoy's zero means "disabled" but the native field must be positive:
-/// the longest duration the native format takes (a year) stands for "never".
-pub(super) fn timeout_or_never(d: Duration) -> String {
-    if d.is_zero() {
-        "8760h".into()
-    } else {
-        native_duration(d)
-    }
-}
-
-/// A `socket_address` with an IP address (Envoy resolves no names for listeners, the
-/// admin address or STATIC endpoints) and a `port_value`.
-pub(super) fn socket_address(a: &Option<Address>, path: &str) -> R<(String, u16)> {
-    let sa = match a.as_ref().and_then(|a| a.address.as_ref()) {
-        Some(address::Address::SocketAddress(sa)) => sa,
-        _ => return Err(err(path, "a `socket_address` is required")),
-    };
-    let p = format!("{path}.socket_address");
-    let port = match sa.port_specifier {
-        Some(socket_address::PortSpecifier::PortValue(v)) => v,
-        _ => 0,
-    };
-    let port =
-        u16::try_from(port).map_err(|_| err(format!("{p}.port_value"), "must be at most 65535"))?;
-    Ok((sa.address.clone(), port))
-}
-
-/// Like [`socket_address`], and the address must be an IP literal.
-pub(super) fn ip_socket_address(a: &Option<Address>, path: &str) -> R<(String, u16)> {
-    let (host, port) = socket_address(a, path)?;
-    if host.parse::<IpAddr>().is_err() {
-        return Err(err(
-            format!("{path}.socket_address.address"),
-            format!("`{host}` is not an IP address"),
-        ));
-    }
-    Ok((host, port))
-}
-
-/// `*_headers_to_add` entries.
-pub(super) fn header_adds(list: &[HeaderValueOption], path: &str) -> R<Vec<RawHeaderAdd>> {
-    list.iter()
-        .enumerate()
-        .map(|(i, h)| header_add(h, &format!("{path}[{i}]")))
-        .collect()
-}
-
-pub(super) fn header_add(h: &HeaderValueOption, path: &str) -> R<RawHeaderAdd> {
-    let Some(hv) = &h.header else {
-        return Err(err(format!("{path}.header"), "is required"));
-    };
-    let action = HeaderAppendAction::try_from(h.append_action)
-        .map_err(|_| err(format!("{path}.append_action"), "unknown value"))?;
-    Ok(RawHeaderAdd {
-        name: hv.key.clone(),
-        value: hv.value.clone(),
-        append_action: Some(action.as_str_name().to_string()),
-    })
 }
 
 /// `/config_dump` for a bootstrap: Envoy's `ConfigDump` shape for static resources (the

@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions as UpstreamHttp;
 
 use super::super::raw::{RawCluster, RawEndpoint, RawPool};
-use super::bootstrap::{
+use super::convert::{
     duration, ip_socket_address, native_duration, payload, socket_address, timeout_or_never, R,
 };
 use super::{err, PathMap};

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog as PbAccessLog};
-use envoy_types::pb::envoy::config::common::mutation_rules::v3::header_mutation::Action;
 use envoy_types::pb::envoy::config::core::v3::{
     data_source, substitution_format_string, DataSource, SubstitutionFormatString,
 };
@@ -16,21 +15,18 @@ use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
     stdout_access_log, StdoutAccessLog,
 };
 use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer as PbBuffer;
-use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
-    HeaderMutation as PbHeaderMutation, Mutations,
-};
+use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::HeaderMutation as PbHeaderMutation;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::{CodecType, RouteSpecifier},
     http_filter, HttpConnectionManager,
 };
 
 use super::super::raw::{RawAccessLog, RawFilterChain, RawForwarding, RawHttp2, RawLimits};
-use super::bootstrap::{
-    duration, header_add, native_duration, payload, timeout_or_never, Translation, R,
+use super::convert::{
+    duration, mutations, native_duration, payload, timeout_or_never, Translation, R,
 };
 use super::{err, route, walk};
 use crate::http::filter::buffer::RawBuffer;
-use crate::http::filter::header_mutation::RawHeaderMutation;
 use crate::http::filter::RawHttpFilter;
 
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
@@ -270,36 +266,6 @@ pub(super) fn buffer(b: &PbBuffer, p: &str) -> R<RawBuffer> {
         }),
         None => Err(err(format!("{p}.max_request_bytes"), "is required")),
     }
-}
-
-/// The header-mutation filter's edit lists, in the native filter's shape.
-pub(super) fn mutations(m: &Option<Mutations>, p: &str) -> R<RawHeaderMutation> {
-    let mut out = RawHeaderMutation::default();
-    let Some(m) = m else { return Ok(out) };
-    for (list, field, add, remove) in [
-        (
-            &m.request_mutations,
-            "request_mutations",
-            &mut out.request_headers_to_add,
-            &mut out.request_headers_to_remove,
-        ),
-        (
-            &m.response_mutations,
-            "response_mutations",
-            &mut out.response_headers_to_add,
-            &mut out.response_headers_to_remove,
-        ),
-    ] {
-        for (k, hm) in list.iter().enumerate() {
-            let mp = format!("{p}.{field}[{k}]");
-            match &hm.action {
-                Some(Action::Append(h)) => add.push(header_add(h, &format!("{mp}.append"))?),
-                Some(Action::Remove(name)) => remove.push(name.clone()),
-                _ => return Err(err(mp, "set `append` or `remove`")),
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// One access log (file or stdout) with a text format. Without `log_format`, Outrigger's

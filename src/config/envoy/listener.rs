@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 use super::super::raw::{
     RawFilterChain, RawFilterChainMatch, RawListener, RawTcpProxy, RawWeightedCluster,
 };
-use super::bootstrap::{
+use super::convert::{
     duration, ip_socket_address, native_duration, payload, timeout_or_never, Translation, R,
 };
 use super::{err, hcm, walk};

@@ -12,6 +12,7 @@
 
 mod bootstrap;
 mod cluster;
+mod convert;
 mod hcm;
 mod listener;
 mod route;

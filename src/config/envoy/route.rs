@@ -22,7 +22,7 @@ use envoy_types::pb::google::protobuf::Any;
 use super::super::raw::{
     RawDirectResponse, RawHeaderMatch, RawRoute, RawRouteMatch, RawRouteTable, RawVirtualHost,
 };
-use super::bootstrap::{duration, header_adds, native_duration, payload, Translation, R};
+use super::convert::{duration, header_adds, mutations, native_duration, payload, Translation, R};
 use super::{err, hcm, walk};
 use crate::http::filter::buffer::RawBuffer;
 use crate::http::filter::header_mutation::RawHeaderAdd;
@@ -404,7 +404,7 @@ fn per_filter_config(
                 name.clone(),
                 RawFilterOverride {
                     disabled: false,
-                    header_mutation: Some(hcm::mutations(&Some(merged), "(merged)")?),
+                    header_mutation: Some(mutations(&Some(merged), "(merged)")?),
                     buffer: None,
                 },
             );
@@ -436,7 +436,7 @@ fn buffer_override(b: &BufferPerRoute, ep: &str) -> R<PerFilter> {
 /// or a `FilterConfig` that disables a filter or wraps that config.
 fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
     let checked = |m: HeaderMutationPerRoute, p: String| {
-        hcm::mutations(&m.mutations, &p)?;
+        mutations(&m.mutations, &p)?;
         Ok(PerFilter::Mutations(m.mutations.unwrap_or_default()))
     };
     match walk::type_name(&any.type_url) {
