@@ -6,12 +6,12 @@
 //! path: HTTP/1 and HTTP/2 clients, HTTP/1 and HTTP/2 upstreams.
 
 mod common;
+mod h2client;
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::bodies::*;
 use common::*;
 
 const LIMIT: usize = 1024;
@@ -65,27 +65,6 @@ clusters:
     )
 }
 
-fn body(n: usize) -> String {
-    (0..n).map(|i| (b'a' + (i % 26) as u8) as char).collect()
-}
-
-/// A chunked request of `body`, in two chunks.
-fn chunked(path: &str, body: &str) -> String {
-    let (a, b) = body.split_at(body.len() / 2);
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
-        a.len(),
-        b.len()
-    )
-}
-
-fn with_length(path: &str, body: &str) -> String {
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
 /// The upstream got `body` whole, framed by its length.
 fn check_buffered(req: &Recorded, body: &str) {
     assert!(!req.chunked, "{}", req.describe());
@@ -111,32 +90,38 @@ fn h1_client(up: &Upstream, target: SocketAddr, protocol: &str) {
     let proxy = Proxy::start(&config(target, protocol, true));
     let mut c = Conn::connect(proxy.listen);
     // At the limit, chunked: buffered, then sent with a Content-Length.
-    let at_limit = body(LIMIT);
-    c.send(chunked("/c", &at_limit));
+    let at_limit = letters(LIMIT);
+    c.send(chunked_post("/c", &at_limit));
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
     check_buffered(&up.last_request(), &at_limit);
     // At the limit, with a Content-Length, on the same connection.
-    c.send(with_length("/l", &at_limit));
+    c.send(length_post("/l", &at_limit));
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
     check_buffered(&up.last_request(), &at_limit);
     // A route with a larger limit.
-    let big = body(3000);
-    c.send(chunked("/big", &big));
+    let big = letters(3000);
+    c.send(chunked_post("/big", &big));
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
     check_buffered(&up.last_request(), &big);
+    // `Expect: 100-continue`: the proxy answers it itself, then reads the body.
+    c.send("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n");
+    c.send("0123456789");
+    let (interim, r) = c.read_final().unwrap();
+    assert_eq!((interim, r.status), (vec![100], 200), "{}", r.body_str());
+    check_buffered(&up.last_request(), "0123456789");
     let seen = up.request_count();
 
     // One byte over: 413, nothing upstream, and the connection closes (as Envoy's).
-    c.send(with_length("/l", &body(LIMIT + 1)));
+    c.send(length_post("/l", &letters(LIMIT + 1)));
     let r = c.read_response().unwrap();
     check_413(&r);
     assert!(r.says_close(), "{:?}", r.headers);
     assert!(c.closed_within(Duration::from_secs(5)));
     let mut c = Conn::connect(proxy.listen);
-    c.send(chunked("/c", &body(LIMIT + 2)));
+    c.send(chunked_post("/c", &letters(LIMIT + 2)));
     check_413(&c.read_response().unwrap());
     assert_eq!(up.request_count(), seen, "a refused body went upstream");
 }
@@ -149,8 +134,8 @@ fn http1_client_to_http1_upstream() {
     // Disabled on the route: the body streams as it came (chunked), whatever its size.
     let proxy = Proxy::start(&config(up.addr, "http1", true));
     let mut c = Conn::connect(proxy.listen);
-    let long = body(5000);
-    c.send(chunked("/off", &long));
+    let long = letters(5000);
+    c.send(chunked_post("/off", &long));
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
     let req = up.last_request();
@@ -167,60 +152,31 @@ fn http1_client_to_http2_upstream() {
     h1_client(&up, b.listen, "http2");
 }
 
-/// `curl` over h2c with the body streamed from stdin (`-T -`): it sends no
-/// `content-length` and ends the stream with an empty DATA frame. Returns (status, body).
-fn h2_post(url: &str, data: &str) -> (u16, String) {
-    let mut child = Command::new("curl")
-        .args([
-            "-s",
-            "--http2-prior-knowledge",
-            "--max-time",
-            "10",
-            "-w",
-            "\n%{http_code}",
-            "-X",
-            "POST",
-            "-T",
-            "-",
-            url,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("these tests need curl with HTTP/2");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(data.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
 fn h2_client(protocol: &str) {
     let up = Upstream::echo();
     let b = (protocol == "http2").then(|| Proxy::start(&proxy_config(up.addr)));
     let target = b.as_ref().map_or(up.addr, |b| b.listen);
     let proxy = Proxy::start(&config(target, protocol, true));
-    let at_limit = body(LIMIT);
-    let (status, text) = h2_post(&proxy.url("/c"), &at_limit);
+    let at_limit = letters(LIMIT);
+    let (status, text) = h2_stream_post(&proxy.url("/c"), &at_limit);
     assert_eq!(status, 200, "{text}");
     check_buffered(&up.last_request(), &at_limit);
-    let big = body(3000);
-    let (status, _) = h2_post(&proxy.url("/big"), &big);
+    let big = letters(3000);
+    let (status, _) = h2_stream_post(&proxy.url("/big"), &big);
     assert_eq!(status, 200);
     check_buffered(&up.last_request(), &big);
     let seen = up.request_count();
-    // Over the limit in several DATA frames: 413, nothing upstream.
-    let (status, text) = h2_post(&proxy.url("/c"), &body(40_000));
-    assert_eq!((status, text.as_str()), (413, "Payload Too Large"));
+    // Over the limit before the end of the stream: 413, nothing upstream.
+    let r = h2client::post_unfinished(proxy.listen, "/c", 4000);
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (413, "Payload Too Large")
+    );
+    assert_eq!(r.header("content-type"), Some("text/plain"));
     assert_eq!(up.request_count(), seen, "a refused body went upstream");
     // Disabled on the route: streamed, unbuffered (an HTTP/1 upstream gets it chunked).
-    let long = body(40_000);
-    let (status, _) = h2_post(&proxy.url("/off"), &long);
+    let long = letters(40_000);
+    let (status, _) = h2_stream_post(&proxy.url("/off"), &long);
     assert_eq!(status, 200);
     let req = up.last_request();
     assert_eq!(req.body, long.as_bytes());
@@ -245,14 +201,14 @@ fn no_body_filter_streams_as_before() {
     let up = Upstream::echo();
     let proxy = Proxy::start(&config(up.addr, "http1", false));
     let mut c = Conn::connect(proxy.listen);
-    let long = body(5000);
-    c.send(chunked("/c", &long));
+    let long = letters(5000);
+    c.send(chunked_post("/c", &long));
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
     let req = up.last_request();
     assert!(req.chunked, "{}", req.describe());
     assert_eq!(req.body, long.as_bytes());
-    let (status, _) = h2_post(&proxy.url("/c"), &long);
+    let (status, _) = h2_stream_post(&proxy.url("/c"), &long);
     assert_eq!(status, 200);
     assert!(up.last_request().chunked);
 }

@@ -9,12 +9,14 @@
 //! a Content-Length). Skips, saying why, when Envoy is not installed.
 
 mod common;
+mod h2client;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
+use common::bodies::*;
 use common::envoy::*;
 use common::*;
 
@@ -724,37 +726,6 @@ static_resources:
     )
 }
 
-fn letters(n: usize) -> String {
-    (0..n).map(|i| (b'a' + (i % 26) as u8) as char).collect()
-}
-
-/// A chunked HTTP/1 POST of `body` in two chunks.
-fn chunked_post(path: &str, body: &str) -> String {
-    let (a, b) = body.split_at(body.len() / 2);
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
-        a.len(),
-        b.len()
-    )
-}
-
-/// An h2c POST with the body streamed from stdin (no content-length); (status, body).
-fn h2_stream_post(url: &str, data: &str) -> (String, String) {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("curl")
-        .args(["-s", "--http2-prior-knowledge", "--max-time", "10"])
-        .args(["-w", "\n%{http_code}", "-X", "POST", "-T", "-", url])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("curl with HTTP/2");
-    let _ = child.stdin.take().unwrap().write_all(data.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
-    (code.to_string(), body.to_string())
-}
-
 /// What the client and the upstream see for each buffer-filter case.
 fn observe_buffer(listen: SocketAddr, up: &Upstream) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -785,10 +756,7 @@ fn observe_buffer(listen: SocketAddr, up: &Upstream) -> Vec<(String, String)> {
     for (label, req) in [
         (
             "content-length over the limit",
-            format!(
-                "POST /l HTTP/1.1\r\nHost: a\r\nContent-Length: 1025\r\n\r\n{}",
-                letters(1025)
-            ),
+            length_post("/l", &letters(1025)),
         ),
         ("chunked over the limit", chunked_post("/c", &letters(2000))),
     ] {
@@ -808,14 +776,17 @@ fn observe_buffer(listen: SocketAddr, up: &Upstream) -> Vec<(String, String)> {
         ));
     }
     let url = |p: &str| format!("http://{listen}{p}");
-    let (status, body) = h2_stream_post(&url("/c"), &letters(40_000));
-    out.push(("h2 over the limit".into(), format!("{status} {body:?}")));
+    let r = h2client::post_unfinished(listen, "/c", 4000);
+    out.push((
+        "h2 over the limit".into(),
+        format!("{} {:?} reset={:?}", r.status, r.body_str(), r.reset),
+    ));
     out.push((
         "refused bodies went upstream".into(),
         (up.request_count() - seen).to_string(),
     ));
     let (status, _) = h2_stream_post(&url("/c"), &letters(1000));
-    out.push(("h2 under the limit: status".into(), status));
+    out.push(("h2 under the limit: status".into(), status.to_string()));
     upstream(&mut out, "h2 under the limit");
     out
 }

@@ -17,6 +17,7 @@
 
 #![allow(dead_code)]
 
+pub mod bodies;
 pub mod envoy;
 
 use std::fs::File;

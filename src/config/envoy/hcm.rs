@@ -26,7 +26,6 @@ use super::convert::{
     duration, mutations, native_duration, payload, timeout_or_never, Translation, R,
 };
 use super::{err, route, walk};
-use crate::http::filter::buffer::RawBuffer;
 use crate::http::filter::RawHttpFilter;
 
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
@@ -236,7 +235,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                 let raw = RawHttpFilter {
                     name: f.name.clone(),
                     header_mutation: None,
-                    buffer: Some(buffer(&b, &tp)?),
+                    buffer: Some(route::buffer(&b, &tp)?),
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Buffer)));
             }
@@ -256,16 +255,6 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
         ));
     }
     Ok(out)
-}
-
-/// The buffer filter's config: `max_request_bytes` is required (Envoy's validation).
-pub(super) fn buffer(b: &PbBuffer, p: &str) -> R<RawBuffer> {
-    match b.max_request_bytes {
-        Some(v) => Ok(RawBuffer {
-            max_request_bytes: Some(u64::from(v.value)),
-        }),
-        None => Err(err(format!("{p}.max_request_bytes"), "is required")),
-    }
 }
 
 /// One access log (file or stdout) with a text format. Without `log_format`, Outrigger's

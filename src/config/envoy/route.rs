@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     route_match::PathSpecifier, FilterConfig, HeaderMatcher, Route, RouteConfiguration,
 };
 use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::{
-    buffer_per_route::Override as BufferOverride, BufferPerRoute,
+    buffer_per_route::Override as BufferOverride, Buffer as PbBuffer, BufferPerRoute,
 };
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
     HeaderMutationPerRoute, Mutations,
@@ -23,7 +23,7 @@ use super::super::raw::{
     RawDirectResponse, RawHeaderMatch, RawRoute, RawRouteMatch, RawRouteTable, RawVirtualHost,
 };
 use super::convert::{duration, header_adds, mutations, native_duration, payload, Translation, R};
-use super::{err, hcm, walk};
+use super::{err, walk};
 use crate::http::filter::buffer::RawBuffer;
 use crate::http::filter::header_mutation::RawHeaderAdd;
 use crate::http::filter::RawFilterOverride;
@@ -413,6 +413,16 @@ fn per_filter_config(
     Ok(out)
 }
 
+/// The buffer filter's config (its own, or a route's `BufferPerRoute.buffer`): `max_request_bytes` is required (Envoy's validation).
+pub(super) fn buffer(b: &PbBuffer, p: &str) -> R<RawBuffer> {
+    match b.max_request_bytes {
+        Some(v) => Ok(RawBuffer {
+            max_request_bytes: Some(u64::from(v.value)),
+        }),
+        None => Err(err(format!("{p}.max_request_bytes"), "is required")),
+    }
+}
+
 enum PerFilter {
     Disabled,
     Mutations(Mutations),
@@ -423,10 +433,9 @@ enum PerFilter {
 fn buffer_override(b: &BufferPerRoute, ep: &str) -> R<PerFilter> {
     match &b.r#override {
         Some(BufferOverride::Disabled(true)) => Ok(PerFilter::Disabled),
-        Some(BufferOverride::Buffer(buf)) => Ok(PerFilter::Buffer(hcm::buffer(
-            buf,
-            &format!("{ep}.buffer"),
-        )?)),
+        Some(BufferOverride::Buffer(buf)) => {
+            Ok(PerFilter::Buffer(buffer(buf, &format!("{ep}.buffer"))?))
+        }
         // Envoy: `disabled` must be true, and the oneof is required.
         _ => Err(err(ep, "set `disabled: true` or `buffer`")),
     }

@@ -19,7 +19,7 @@
 
 use serde::Deserialize;
 
-use super::{DataStatus, LocalReply};
+use super::status::{DataStatus, LocalReply};
 use crate::http::flags::ResponseFlag;
 
 /// Envoy's local reply for a request body over the decoder buffer limit

@@ -38,12 +38,14 @@
 pub mod buffer;
 pub mod header_mutation;
 pub mod headers;
+pub mod status;
 
 use serde::Deserialize;
 
 use self::buffer::{BufferFilter, RawBuffer};
 use self::header_mutation::{HeaderMutationFilter, RawHeaderMutation};
 use self::headers::{Edits, HeaderPlan};
+pub use self::status::{DataStatus, LocalReply, Status};
 use super::flags::ResponseFlag;
 
 /// Plans one message can carry: up to three header-mutation filters and the route's.
@@ -266,33 +268,6 @@ pub enum FilterOverride {
     HeaderMutation(HeaderMutationFilter),
     /// The buffer filter uses this limit on this route (Envoy's `BufferPerRoute`).
     Buffer(BufferFilter),
-}
-
-/// A filter's answer to a hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    Continue,
-    /// Stop the chain and answer with this local reply.
-    Respond(LocalReply),
-}
-
-/// A filter's answer to a body hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DataStatus {
-    /// Pass the chunk on.
-    Continue,
-    /// Hold the chunk (Envoy's `StopIterationAndBuffer`).
-    StopAndBuffer,
-    /// Stop and answer with this local reply.
-    Respond(LocalReply),
-}
-
-/// A locally generated response a filter asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalReply {
-    pub status: u16,
-    pub body: &'static str,
-    pub flag: ResponseFlag,
 }
 
 /// What the chain decided for one request: the header edits the encoders apply, and
