@@ -106,6 +106,17 @@ fn h1_client(up: &Upstream, target: SocketAddr, protocol: &str) {
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
     check_buffered(&up.last_request(), &big);
+    // A request pipelined behind a held body is read after it, from the connection's
+    // own buffer.
+    let small = letters(10);
+    c.send(format!(
+        "{}GET /after HTTP/1.1\r\nHost: a\r\n\r\n",
+        chunked_post("/p", &small)
+    ));
+    assert_eq!(c.read_response().unwrap().status, 200);
+    check_buffered(&up.last_request(), &small);
+    assert_eq!(c.read_response().unwrap().status, 200);
+    assert_eq!(up.last_request().target, "/after");
     // `Expect: 100-continue`: the proxy answers it itself, then reads the body.
     c.send("POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n");
     c.send("0123456789");

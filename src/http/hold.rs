@@ -53,12 +53,13 @@ async fn feed(chain: &Chain<'_>, chunk: &[u8], out: &mut Vec<u8>) -> Option<Loca
 
 /// Reads an HTTP/1 request body of `kind` from `src` (starting with what is in `buf`)
 /// through the chain. Reads are bounded by `src`'s read timeout (the listener's idle
-/// timeout).
+/// timeout). `read` counts the bytes taken from `buf`, framing included.
 pub(crate) async fn h1<R: Io>(
     chain: &Chain<'_>,
     src: &mut R,
     buf: &mut ReadBuf,
     kind: BodyKind,
+    read: &mut u64,
 ) -> Held<Vec<u8>> {
     let mut out = Vec::new();
     match kind {
@@ -81,6 +82,7 @@ pub(crate) async fn h1<R: Io>(
                 }
                 let n = run.len();
                 buf.consume(n);
+                *read += n as u64;
                 left -= n as u64;
             }
         }
@@ -115,6 +117,7 @@ pub(crate) async fn h1<R: Io>(
                         }
                     }
                     buf.consume(n);
+                    *read += n as u64;
                 }
             }
         }

@@ -45,10 +45,23 @@ impl Conn {
             }
             plan.framing.expect_continue = false;
         }
-        match hold::h1(&plan.chain, down, &mut self.rbuf, plan.framing.body).await {
+        let mut read = 0;
+        let held = hold::h1(
+            &plan.chain,
+            down,
+            &mut self.rbuf,
+            plan.framing.body,
+            &mut read,
+        )
+        .await;
+        if !matches!(held, Held::Body(_)) {
+            // A held body is counted as the exchange sends it; one that never goes
+            // upstream, as it was read.
+            self.rec.bytes_received += read;
+        }
+        match held {
             Held::Body(body) => {
                 let n = body.len() as u64;
-                self.rec.bytes_received += n;
                 match h2 {
                     Some(req) => {
                         req.headers_mut()
