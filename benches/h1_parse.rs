@@ -52,6 +52,8 @@ fn parse_and_encode(buf: &[u8], out: &mut Vec<u8>) -> usize {
             forward: Forward::append(b"10.0.0.1"),
             edits: Edits::none(),
             upgrade: None,
+            original_path: None,
+            original_host: None,
         },
     );
     out.len()

@@ -367,6 +367,8 @@ fn check_request(data: &[u8], limits: &Limits, cut: usize) -> &'static str {
             forward: Forward::append(b"10.1.2.3"),
             edits: Edits::none(),
             upgrade: None,
+            original_path: None,
+            original_host: None,
         },
     );
     let mut s3 = request::header_slots();

@@ -12,6 +12,8 @@ use super::model::*;
 use super::raw::*;
 
 mod listener;
+mod route_action;
+mod route_match;
 mod routes;
 
 /// One problem in a config, located by field path and (when known) line.
@@ -325,7 +327,19 @@ impl Builder {
                     self.err(format!("{ep}.port"), "must not be 0");
                 }
                 let addr = self.resolve(format!("{ep}.address"), &e.address, e.port)?;
-                Some(Endpoint { addr, weight })
+                // Envoy's DNS clusters give an endpoint its DNS name as hostname; a plain
+                // IP has none unless `hostname` is set.
+                let hostname = e.hostname.clone().filter(|h| !h.is_empty()).or_else(|| {
+                    e.address
+                        .parse::<std::net::IpAddr>()
+                        .is_err()
+                        .then(|| e.address.clone())
+                });
+                Some(Endpoint {
+                    addr,
+                    weight,
+                    hostname,
+                })
             })
             .collect();
         let d = PoolLimits::default();

@@ -9,6 +9,8 @@ mod locate;
 pub mod model;
 pub mod oneline;
 mod raw;
+mod raw_route;
+mod route_model;
 
 pub(crate) use build::is_tchar;
 pub use build::{ConfigError, ConfigErrors};

@@ -5,13 +5,10 @@
 //! cluster) are resolved to indices at build time, so the request path never looks up a
 //! name and never meets a dangling reference.
 
-use crate::http::filter::headers::HeaderPlan;
-use crate::http::filter::{FilterOverride, HttpFilter, RouteFilters};
+use crate::http::filter::HttpFilter;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-
-use bytes::Bytes;
 
 use super::access_log_format::LogFormat;
 
@@ -210,8 +207,24 @@ pub struct HttpConnectionManager {
     /// A stream that moves no byte either way for this long is ended (zero: never).
     pub stream_idle_timeout: Duration,
     pub forwarding: Forwarding,
+    /// Whether the Host loses its port before routing (and on its way upstream).
+    pub strip_port: StripPort,
     /// The HTTP filter chain, in order; the router runs after it.
     pub http_filters: Vec<HttpFilter>,
+}
+
+/// Envoy's `strip_any_host_port` / `strip_matching_host_port`: the connection manager
+/// removes the port from the Host (`:authority`) before the request is routed, so
+/// domains match without it and the upstream and redirects get the Host without it.
+/// CONNECT targets keep theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StripPort {
+    /// Envoy's default.
+    #[default]
+    Keep,
+    Any,
+    /// Only this port: the listener's.
+    Matching(u16),
 }
 
 /// Who the client is and what the proxy adds to `x-forwarded-for`, as Envoy's
@@ -300,97 +313,7 @@ pub struct AccessLog {
     pub format: LogFormat,
 }
 
-#[derive(Debug, PartialEq)]
-pub struct RouteTable {
-    pub name: String,
-    pub virtual_hosts: Vec<VirtualHost>,
-}
-
-#[derive(Debug, PartialEq)]
-pub struct VirtualHost {
-    pub name: String,
-    pub domains: Vec<DomainMatch>,
-    pub routes: Vec<Route>,
-}
-
-/// How a virtual host claims a Host header. Names are stored lower-case.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DomainMatch {
-    /// `example.com`
-    Exact(String),
-    /// `*.example.com`, stored as `.example.com` (the `*` matches one or more characters).
-    Suffix(String),
-    /// `example.*`, stored as `example.`.
-    Prefix(String),
-    /// `*`
-    Any,
-}
-
-#[derive(Debug, PartialEq)]
-pub struct Route {
-    pub path: PathMatch,
-    pub headers: Vec<HeaderMatch>,
-    pub action: RouteAction,
-    pub filters: RouteFilterConfig,
-}
-
-/// What a route contributes to the filter chain: its header edits (compiled with its
-/// virtual host's and route table's) and its per-filter overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RouteFilterConfig {
-    pub request_headers: HeaderPlan,
-    pub response_headers: HeaderPlan,
-    pub overrides: Vec<(String, FilterOverride)>,
-}
-
-impl RouteFilterConfig {
-    pub fn view(&self) -> RouteFilters<'_> {
-        RouteFilters {
-            request_headers: &self.request_headers,
-            response_headers: &self.response_headers,
-            overrides: &self.overrides,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
-    Exact(String),
-    Prefix(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderMatch {
-    /// Lower-case header name.
-    pub name: String,
-    pub kind: HeaderMatchKind,
-    pub invert: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeaderMatchKind {
-    Exact(Vec<u8>),
-    Prefix(Vec<u8>),
-    Present(bool),
-}
-
-#[derive(Debug, PartialEq)]
-pub enum RouteAction {
-    Cluster {
-        cluster: usize,
-        timeout: Duration,
-        /// Upgrade protocols (lower-case, e.g. `websocket`) this route passes through.
-        upgrades: Vec<String>,
-    },
-    Direct(DirectResponse),
-}
-
-#[derive(Debug, PartialEq)]
-pub struct DirectResponse {
-    pub status: u16,
-    pub body: Bytes,
-    pub content_type: Option<String>,
-}
+pub use super::route_model::*;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
@@ -423,6 +346,9 @@ pub enum LbPolicy {
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub weight: u32,
+    /// What `auto_host_rewrite` sends as Host: the configured `hostname`, else the
+    /// address when it is a DNS name (as Envoy's DNS clusters); `None` for a plain IP.
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

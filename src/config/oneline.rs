@@ -104,7 +104,7 @@ mod tests {
         let route = &s.route_tables[0].virtual_hosts[0].routes[0];
         assert!(matches!(
             &route.action,
-            crate::config::RouteAction::Cluster { upgrades, .. } if upgrades == &["websocket"]
+            crate::config::RouteAction::Cluster(f) if f.upgrades == ["websocket"]
         ));
         assert_eq!(s.clusters[0].endpoints[0].addr.port(), 9000);
         assert_eq!(s.admin.unwrap().port(), 9901);

@@ -6,7 +6,9 @@
 use serde::Deserialize;
 
 use crate::http::filter::header_mutation::{RawHeaderAdd, RawHeaderMutationRef};
-use crate::http::filter::{RawFilterOverride, RawHttpFilter};
+use crate::http::filter::RawHttpFilter;
+
+pub(crate) use super::raw_route::*;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +71,12 @@ pub(crate) struct RawListener {
     pub stream_idle_timeout: Option<String>,
     #[serde(default)]
     pub max_connections: Option<u64>,
+    /// Envoy's `strip_any_host_port`: the Host loses its port before routing.
+    #[serde(default)]
+    pub strip_any_host_port: Option<bool>,
+    /// Envoy's `strip_matching_host_port`: only a port equal to the listener's.
+    #[serde(default)]
+    pub strip_matching_host_port: Option<bool>,
     #[serde(default)]
     pub forwarding: Option<RawForwarding>,
     #[serde(default)]
@@ -114,6 +122,12 @@ pub(crate) struct RawFilterChain {
     pub request_headers_timeout: Option<String>,
     #[serde(default)]
     pub stream_idle_timeout: Option<String>,
+    /// Envoy's `strip_any_host_port`: the Host loses its port before routing.
+    #[serde(default)]
+    pub strip_any_host_port: Option<bool>,
+    /// Envoy's `strip_matching_host_port`: only a port equal to the listener's.
+    #[serde(default)]
+    pub strip_matching_host_port: Option<bool>,
     #[serde(default)]
     pub forwarding: Option<RawForwarding>,
     #[serde(default)]
@@ -206,6 +220,9 @@ pub(crate) struct RawAccessLog {
 pub(crate) struct RawRouteTable {
     pub name: String,
     pub virtual_hosts: Vec<RawVirtualHost>,
+    /// Envoy's `ignore_port_in_host_matching`: match domains on the Host without its port.
+    #[serde(default)]
+    pub ignore_port_in_host_matching: bool,
     #[serde(default)]
     pub request_headers_to_add: Vec<RawHeaderAdd>,
     #[serde(default)]
@@ -234,67 +251,6 @@ pub(crate) struct RawVirtualHost {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawRoute {
-    #[serde(rename = "match")]
-    pub matcher: RawRouteMatch,
-    #[serde(default)]
-    pub cluster: Option<String>,
-    #[serde(default)]
-    pub timeout: Option<String>,
-    #[serde(default)]
-    pub direct_response: Option<RawDirectResponse>,
-    #[serde(default)]
-    pub upgrades: Vec<String>,
-    /// Per-route filter overrides, by filter name (Envoy's `typed_per_filter_config`).
-    #[serde(default)]
-    pub per_filter_config: std::collections::BTreeMap<String, RawFilterOverride>,
-    #[serde(default)]
-    pub request_headers_to_add: Vec<RawHeaderAdd>,
-    #[serde(default)]
-    pub request_headers_to_remove: Vec<String>,
-    #[serde(default)]
-    pub response_headers_to_add: Vec<RawHeaderAdd>,
-    #[serde(default)]
-    pub response_headers_to_remove: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRouteMatch {
-    #[serde(default)]
-    pub path: Option<String>,
-    #[serde(default)]
-    pub prefix: Option<String>,
-    #[serde(default)]
-    pub headers: Vec<RawHeaderMatch>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawHeaderMatch {
-    pub name: String,
-    #[serde(default)]
-    pub exact: Option<String>,
-    #[serde(default)]
-    pub prefix: Option<String>,
-    #[serde(default)]
-    pub present: Option<bool>,
-    #[serde(default)]
-    pub invert: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawDirectResponse {
-    pub status: u16,
-    #[serde(default)]
-    pub body: Option<String>,
-    #[serde(default)]
-    pub content_type: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawCluster {
     pub name: String,
     #[serde(default)]
@@ -312,6 +268,9 @@ pub(crate) struct RawCluster {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawEndpoint {
     pub address: String,
+    /// Envoy's `endpoint.hostname`: what `auto_host_rewrite` sends as Host.
+    #[serde(default)]
+    pub hostname: Option<String>,
     pub port: u16,
     #[serde(default)]
     pub weight: Option<u32>,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::config::{DirectResponse, HttpConnectionManager, RouteAction, UpstreamProtocol};
+use crate::config::{DirectResponse, HttpConnectionManager, UpstreamProtocol};
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::upstream::Connector;
 
@@ -37,7 +37,7 @@ use super::h1::encode::{self, Forward, UpstreamRequest};
 use super::h1::head::{self, BodyKind, Framing, HeadError};
 use super::h1::request;
 use super::io::Io;
-use super::router;
+use super::router::{self, Decision};
 use super::view::{ChainRef, ConnSlot, WorkerView};
 
 mod connect;
@@ -59,7 +59,15 @@ const LINGER_BYTES: usize = 4 << 20;
 /// What to do with a parsed request.
 enum Action<'v> {
     NoRoute,
-    Direct(&'v DirectResponse),
+    /// A direct response; with a `location` for a 201 or 3xx (as Envoy).
+    Direct(&'v DirectResponse, Option<String>),
+    /// A route's `redirect`.
+    Redirect {
+        status: u16,
+        location: String,
+    },
+    /// `cluster_header` named no cluster: `NC` with this status (503 by default).
+    ClusterNotFound(u16),
     Proxy {
         cluster: usize,
         timeout: Duration,
@@ -69,6 +77,9 @@ enum Action<'v> {
         /// HTTP/1 cluster `None`, and the upstream head is in `wbuf`. Boxed: only that
         /// path (which allocates its header map anyway) pays for its size.
         h2: Option<Box<http::Request<()>>>,
+        /// `auto_host_rewrite`: the upstream request's Host becomes the picked endpoint's
+        /// hostname (`encode::set_host`, or the HTTP/2 request's authority), if it has one.
+        auto_host: bool,
     },
     /// CONNECT on a route that allows it: a TCP tunnel to the cluster.
     Connect {
@@ -78,6 +89,14 @@ enum Action<'v> {
     UpgradeRefused,
     /// A filter answered the request itself.
     Filtered(LocalReply),
+}
+
+/// What a local reply carries besides its status.
+pub(super) struct LocalBody<'a> {
+    content_type: Option<&'a str>,
+    /// A `location` header (redirects, and 201/3xx direct responses).
+    location: Option<&'a str>,
+    body: &'a [u8],
 }
 
 /// The outcome of parsing a complete request head.
@@ -225,32 +244,47 @@ async fn prepare<'v, C: Connector>(
     let Some(table) = view.snapshot.route_tables.get(l.route_table) else {
         return Err(HeadError::NotImplemented("no route table"));
     };
-    let route = if req.is_connect() {
-        router::select_connect(table, req.authority, headers)
+    // The connection manager may strip the Host's port before routing (Envoy's
+    // strip_any_host_port / strip_matching_host_port); the upstream then gets it so.
+    let authority = if req.is_connect() {
+        req.authority
     } else {
-        router::select(table, req.authority, req.path, headers)
+        router::strip_port(req.authority, l.strip_port)
+    };
+    let stripped = (authority.len() != req.authority.len())
+        .then(|| std::str::from_utf8(authority).ok())
+        .flatten();
+    let view_req = router::Request {
+        method: req.method,
+        authority,
+        path: req.path,
+        scheme: "http",
+        headers,
+    };
+    let route = if req.is_connect() {
+        router::select_connect(table, &view_req)
+    } else {
+        router::select(table, &view_req)
     };
     // The filter chain runs on every routed or unrouted request; the router is last.
     let mut edits = StreamEdits::default();
     let status =
         filter::on_request_head(&l.http_filters, route.map(|r| r.filters.view()), &mut edits).await;
-    let action = match (status, route.map(|r| &r.action)) {
-        (filter::Status::Respond(reply), _) => Action::Filtered(reply),
-        (_, None) => Action::NoRoute,
-        // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
-        (_, Some(RouteAction::Cluster { cluster, .. })) if req.is_connect() => {
-            Action::Connect { cluster: *cluster }
+    let decision = match status {
+        filter::Status::Respond(reply) => {
+            return Ok(Some(plan(&req, l, Action::Filtered(reply), edits)));
         }
-        (_, Some(_)) if req.is_connect() => Action::NoRoute,
-        (_, Some(RouteAction::Direct(d))) => Action::Direct(d),
-        (
-            _,
-            Some(RouteAction::Cluster {
-                cluster,
-                timeout,
-                upgrades,
-            }),
-        ) => 'route: {
+        filter::Status::Continue => route.map(|r| router::resolve(table, r, &view_req)),
+    };
+    let action = match decision {
+        None => Action::NoRoute,
+        // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
+        Some(Decision::Forward(t)) if req.is_connect() => Action::Connect { cluster: t.cluster },
+        Some(_) if req.is_connect() => Action::NoRoute,
+        Some(Decision::Direct(d, location)) => Action::Direct(d, location),
+        Some(Decision::Redirect { status, location }) => Action::Redirect { status, location },
+        Some(Decision::ClusterNotFound { status }) => Action::ClusterNotFound(status),
+        Some(Decision::Forward(t)) => 'route: {
             let framing = req.framing;
             // An upgrade passes only when the route allows its protocol and the
             // handshake carries no body. Any other upgrade request is refused (Envoy:
@@ -259,7 +293,7 @@ async fn prepare<'v, C: Connector>(
             if upgrade.is_some_and(|v| {
                 framing.body != BodyKind::Empty
                     || !head::tokens(v).next().is_some_and(|p| {
-                        upgrades
+                        t.upgrades
                             .iter()
                             .any(|u| p.eq_ignore_ascii_case(u.as_bytes()))
                     })
@@ -276,11 +310,24 @@ async fn prepare<'v, C: Connector>(
             );
             let to_h2 = view
                 .clusters
-                .get(*cluster)
+                .get(t.cluster)
                 .is_some_and(|c| c.cfg.protocol == UpstreamProtocol::Http2);
+            let path = t.path.as_deref().unwrap_or(req.path);
+            let host = t.host.or(stripped);
             let h2 = if to_h2 {
                 // Built from the parsed head: never encoded as HTTP/1.1 and parsed again.
-                match crate::upstream::request::http2::request_from_h1(&req, fwd, edits.request) {
+                let rewrite = crate::upstream::request::http2::Rewrite {
+                    path,
+                    authority: host.map_or(req.authority, str::as_bytes),
+                    original_path: t.path.is_some().then_some(req.path),
+                    original_host: t.host.map(|_| authority),
+                };
+                match crate::upstream::request::http2::request_from_h1(
+                    &req,
+                    &rewrite,
+                    fwd,
+                    edits.request,
+                ) {
                     Some(r) => Some(Box::new(r)),
                     None => {
                         return Err(HeadError::BadRequest(
@@ -294,8 +341,8 @@ async fn prepare<'v, C: Connector>(
                     wbuf,
                     &UpstreamRequest {
                         method: req.method,
-                        path: req.path,
-                        authority: req.target_authority,
+                        path,
+                        authority: host.or(req.target_authority),
                         headers,
                         has_connection_header: framing.has_connection_header,
                         forward: Forward {
@@ -304,19 +351,32 @@ async fn prepare<'v, C: Connector>(
                         },
                         upgrade,
                         edits: edits.request,
+                        original_path: t.path.is_some().then_some(req.path),
+                        original_host: t.host.map(|_| authority),
                     },
                 );
                 None
             };
             Action::Proxy {
-                cluster: *cluster,
-                timeout: *timeout,
+                cluster: t.cluster,
+                timeout: t.timeout,
                 upgrade: upgrade.is_some(),
                 h2,
+                auto_host: t.auto_host,
             }
         }
     };
-    Ok(Some(Plan {
+    Ok(Some(plan(&req, l, action, edits)))
+}
+
+/// The plan for a parsed request.
+fn plan<'v>(
+    req: &request::RequestHead<'_, '_>,
+    l: &'v HttpConnectionManager,
+    action: Action<'v>,
+    edits: StreamEdits<'v>,
+) -> Plan<'v> {
+    Plan {
         head_len: req.head_len,
         minor: req.minor,
         is_head: req.is_head(),
@@ -327,7 +387,7 @@ async fn prepare<'v, C: Connector>(
         stream_idle_timeout: l.stream_idle_timeout,
         response_edits: edits.response,
         chain: edits.chain,
-    }))
+    }
 }
 
 impl Conn {
@@ -438,17 +498,30 @@ impl Conn {
         }
         let outcome = match plan.action {
             Action::NoRoute => self.fail_locally(down, view, &plan, Failure::NoRoute).await,
-            Action::Direct(d) => {
-                self.local(
-                    down,
-                    view,
-                    &plan,
-                    d.status,
-                    d.content_type.as_deref(),
-                    &d.body,
-                    ResponseFlag::None,
-                )
-                .await
+            Action::Direct(d, ref location) => {
+                let reply = LocalBody {
+                    content_type: d.content_type.as_deref(),
+                    location: location.as_deref(),
+                    body: &d.body,
+                };
+                self.local_with(down, view, &plan, d.status, reply, ResponseFlag::None)
+                    .await
+            }
+            Action::Redirect {
+                status,
+                ref location,
+            } => {
+                let reply = LocalBody {
+                    content_type: None,
+                    location: Some(location),
+                    body: b"",
+                };
+                self.local_with(down, view, &plan, status, reply, ResponseFlag::None)
+                    .await
+            }
+            Action::ClusterNotFound(status) => {
+                let f = Failure::ClusterNotFound { status };
+                self.fail_locally(down, view, &plan, f).await
             }
             Action::Proxy {
                 cluster, timeout, ..
@@ -573,8 +646,7 @@ impl Conn {
         }
     }
 
-    /// Sends a locally generated response, first reading and discarding a small request
-    /// body so the connection stays in step; anything else closes the connection.
+    /// Sends a locally generated response (see `local_with`).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn local<D: Io, C: Connector>(
         &mut self,
@@ -586,6 +658,30 @@ impl Conn {
         body: &[u8],
         flag: ResponseFlag,
     ) -> Outcome {
+        let reply = LocalBody {
+            content_type,
+            location: None,
+            body,
+        };
+        self.local_with(down, view, plan, status, reply, flag).await
+    }
+
+    /// Sends a locally generated response, first reading and discarding a small request
+    /// body so the connection stays in step; anything else closes the connection.
+    pub(super) async fn local_with<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        plan: &Plan<'_>,
+        status: u16,
+        reply: LocalBody<'_>,
+        flag: ResponseFlag,
+    ) -> Outcome {
+        let LocalBody {
+            content_type,
+            location,
+            body,
+        } = reply;
         let mut close = !plan.framing.keep_alive || view.draining.get();
         if plan.framing.body != BodyKind::Empty {
             if plan.framing.expect_continue {
@@ -611,10 +707,11 @@ impl Conn {
             self.linger |= close;
         }
         self.wbuf.clear();
-        encode::write_local_reply(
+        encode::write_local_reply_at(
             &mut self.wbuf,
             status,
             content_type,
+            location,
             body,
             close,
             plan.is_head,

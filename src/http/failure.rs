@@ -31,6 +31,9 @@ pub enum Failure {
     RequestHeadersTimeout,
     /// An upgrade (WebSocket, ...) the route does not allow: 403.
     UpgradeRejected,
+    /// The route's `cluster_header` named no cluster: NC, no body (Envoy's
+    /// `cluster_not_found`), with the route's `cluster_not_found_response_code` (503).
+    ClusterNotFound { status: u16 },
 }
 
 impl Failure {
@@ -38,6 +41,7 @@ impl Failure {
         match self {
             Failure::NoRoute => 404,
             Failure::NoHealthyUpstream | Failure::ConnectFailure => 503,
+            Failure::ClusterNotFound { status } => status,
             Failure::ConnectionTermination => 503,
             Failure::RouteTimeout => 504,
             Failure::ProtocolError => 502,
@@ -61,6 +65,7 @@ impl Failure {
             Failure::ConnectionTermination => ResponseFlag::UpstreamConnectionTermination,
             Failure::ProtocolError => ResponseFlag::UpstreamProtocolError,
             Failure::StreamIdle { .. } => ResponseFlag::StreamIdleTimeout,
+            Failure::ClusterNotFound { .. } => ResponseFlag::NoClusterFound,
             // Envoy sets no flag for these two; they are counted by status.
             Failure::RequestHeadersTimeout | Failure::UpgradeRejected => ResponseFlag::None,
         }
@@ -69,7 +74,7 @@ impl Failure {
     /// The response body (`text/plain`), Envoy's wording.
     pub fn body(self) -> &'static str {
         match self {
-            Failure::NoRoute | Failure::UpgradeRejected => "",
+            Failure::NoRoute | Failure::UpgradeRejected | Failure::ClusterNotFound { .. } => "",
             Failure::NoHealthyUpstream => "no healthy upstream",
             Failure::ConnectFailure => {
                 "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"

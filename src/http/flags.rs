@@ -27,9 +27,11 @@ pub enum ResponseFlag {
     DownstreamIdleTimeout,
     /// SI: a stream moved no byte in either direction for `stream_idle_timeout`.
     StreamIdleTimeout,
+    /// NC: the route's `cluster_header` named no configured cluster.
+    NoClusterFound,
 }
 
-pub const FLAG_COUNT: usize = 11;
+pub const FLAG_COUNT: usize = 12;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -45,6 +47,7 @@ impl ResponseFlag {
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::DownstreamIdleTimeout => "DRT",
             ResponseFlag::StreamIdleTimeout => "SI",
+            ResponseFlag::NoClusterFound => "NC",
         }
     }
 
@@ -62,6 +65,7 @@ impl ResponseFlag {
             DownstreamConnectionTermination,
             DownstreamIdleTimeout,
             StreamIdleTimeout,
+            NoClusterFound,
         ]
     }
 }

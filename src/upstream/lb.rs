@@ -103,6 +103,7 @@ mod tests {
             .map(|(i, w)| Endpoint {
                 addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
                 weight: *w,
+                hostname: None,
             })
             .collect()
     }

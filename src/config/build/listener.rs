@@ -28,6 +28,8 @@ pub(super) struct RawTerminal<'a> {
     pub request_headers_timeout: &'a Option<String>,
     pub stream_idle_timeout: &'a Option<String>,
     pub forwarding: &'a Option<RawForwarding>,
+    pub strip_any_host_port: Option<bool>,
+    pub strip_matching_host_port: Option<bool>,
     pub http_filters: &'a [RawHttpFilter],
 }
 
@@ -45,6 +47,8 @@ impl<'a> RawTerminal<'a> {
             request_headers_timeout: &l.request_headers_timeout,
             stream_idle_timeout: &l.stream_idle_timeout,
             forwarding: &l.forwarding,
+            strip_any_host_port: l.strip_any_host_port,
+            strip_matching_host_port: l.strip_matching_host_port,
             http_filters: &l.http_filters,
         }
     }
@@ -64,6 +68,8 @@ impl<'a> RawTerminal<'a> {
             request_headers_timeout: &c.request_headers_timeout,
             stream_idle_timeout: &c.stream_idle_timeout,
             forwarding: &c.forwarding,
+            strip_any_host_port: c.strip_any_host_port,
+            strip_matching_host_port: c.strip_matching_host_port,
             http_filters: &c.http_filters,
         }
     }
@@ -83,6 +89,11 @@ impl<'a> RawTerminal<'a> {
             ),
             ("stream_idle_timeout", self.stream_idle_timeout.is_some()),
             ("forwarding", self.forwarding.is_some()),
+            ("strip_any_host_port", self.strip_any_host_port.is_some()),
+            (
+                "strip_matching_host_port",
+                self.strip_matching_host_port.is_some(),
+            ),
             ("http_filters", !self.http_filters.is_empty()),
         ]
         .into_iter()
@@ -179,7 +190,7 @@ impl Builder {
                 }
                 (chains, default)
             };
-        let listener = Listener {
+        let mut listener = Listener {
             name: l.name.clone(),
             addr: addr?,
             backlog,
@@ -188,6 +199,18 @@ impl Builder {
             filter_chains,
             default_filter_chain,
         };
+        // strip_matching_host_port compares with the port this listener is on.
+        for c in listener
+            .filter_chains
+            .iter_mut()
+            .chain(listener.default_filter_chain.as_mut())
+        {
+            if let NetworkTerminal::Http(h) = &mut c.terminal {
+                if h.strip_port == StripPort::Matching(0) {
+                    h.strip_port = StripPort::Matching(l.port);
+                }
+            }
+        }
         // Envoy refuses chains it could not tell apart.
         if let Err(e) = crate::listener::select::ChainSelector::build(&listener) {
             self.err(format!("{p}.filter_chains"), e);
@@ -382,6 +405,11 @@ impl Builder {
                     ),
                     (t.stream_idle_timeout.is_some(), "stream_idle_timeout"),
                     (t.forwarding.is_some(), "forwarding"),
+                    (t.strip_any_host_port.is_some(), "strip_any_host_port"),
+                    (
+                        t.strip_matching_host_port.is_some(),
+                        "strip_matching_host_port",
+                    ),
                     (!t.http_filters.is_empty(), "http_filters"),
                 ] {
                     if set {
@@ -518,8 +546,22 @@ impl Builder {
             Some(s) => s.clone(),
             None => listener.to_string(),
         };
+        let strip_port = match (t.strip_any_host_port, t.strip_matching_host_port) {
+            (Some(true), Some(true)) => {
+                self.err(
+                    format!("{p}.strip_any_host_port"),
+                    "set at most one of `strip_any_host_port` and `strip_matching_host_port`",
+                );
+                StripPort::Keep
+            }
+            (Some(true), _) => StripPort::Any,
+            // The listener's port is filled in when the listener is built.
+            (_, Some(true)) => StripPort::Matching(0),
+            _ => StripPort::Keep,
+        };
         HttpConnectionManager {
             stat_prefix,
+            strip_port,
             codec,
             route_table,
             limits,

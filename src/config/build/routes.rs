@@ -4,14 +4,11 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::Bytes;
 
 use super::super::model::*;
 use super::super::raw::*;
 use super::listener::{raw_terminals, RawTerminal};
-use super::{is_tchar, Builder};
+use super::Builder;
 use crate::http::filter::buffer::{BufferFilter, RawBuffer};
 use crate::http::filter::header_mutation::{
     HeaderMutation, HeaderMutationFilter, RawHeaderMutationRef,
@@ -20,6 +17,7 @@ use crate::http::filter::headers::HeaderPlan;
 use crate::http::filter::{
     FilterKind, FilterOverride, HttpFilter, RawHttpFilter, MAX_HEADER_MUTATION_FILTERS,
 };
+use crate::http::router::{DomainIndex, MAX_DOMAIN_LEN};
 
 impl Builder {
     pub(super) fn http_filters(&mut self, p: &str, raw: &[RawHttpFilter]) -> Vec<HttpFilter> {
@@ -150,9 +148,26 @@ impl Builder {
                 }
             })
             .collect();
+        let virtual_hosts: Vec<VirtualHost> = virtual_hosts;
+        let domains = DomainIndex::build(
+            virtual_hosts
+                .iter()
+                .enumerate()
+                .flat_map(|(i, v)| v.domains.iter().map(move |d| (i, d))),
+        );
+        let header_routes = virtual_hosts.iter().flat_map(|v| &v.routes).any(|r| {
+            matches!(&r.action, RouteAction::Cluster(f) if matches!(f.target, ClusterTarget::Header(_)))
+        });
         RouteTable {
             name: t.name.clone(),
             virtual_hosts,
+            domains,
+            ignore_port_in_host_matching: t.ignore_port_in_host_matching,
+            clusters_by_name: if header_routes {
+                super::route_action::clusters_by_name(clusters)
+            } else {
+                Default::default()
+            },
         }
     }
 
@@ -162,6 +177,10 @@ impl Builder {
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-.:_[]".contains(&b))
         };
+        if d.len() > MAX_DOMAIN_LEN {
+            self.err(path, format!("longer than {MAX_DOMAIN_LEN} bytes"));
+            return None;
+        }
         let m = if d == "*" {
             DomainMatch::Any
         } else if let Some(rest) = d.strip_prefix('*') {
@@ -260,109 +279,15 @@ impl Builder {
         outer: [&HeaderMutation; 2],
     ) -> Option<Route> {
         let filters = self.route_filters(&p, r, outer);
-        let m = &r.matcher;
-        let path = match (&m.path, &m.prefix) {
-            (Some(x), None) => PathMatch::Exact(x.clone()),
-            (None, Some(x)) => PathMatch::Prefix(x.clone()),
-            _ => {
-                self.err(
-                    format!("{p}.match"),
-                    "set exactly one of `path` and `prefix`",
-                );
-                return None;
-            }
-        };
-        match &path {
-            PathMatch::Exact(x) | PathMatch::Prefix(x) if !x.starts_with('/') => {
-                self.err(format!("{p}.match"), format!("`{x}` must start with `/`"));
-            }
-            _ => {}
-        }
-        let headers = m
-            .headers
-            .iter()
-            .enumerate()
-            .filter_map(|(k, h)| {
-                let hp = format!("{p}.match.headers[{k}]");
-                let kind = match (&h.exact, &h.prefix, h.present) {
-                    (Some(v), None, None) => HeaderMatchKind::Exact(v.as_bytes().to_vec()),
-                    (None, Some(v), None) => HeaderMatchKind::Prefix(v.as_bytes().to_vec()),
-                    (None, None, Some(b)) => HeaderMatchKind::Present(b),
-                    _ => {
-                        self.err(hp, "set exactly one of `exact`, `prefix` and `present`");
-                        return None;
-                    }
-                };
-                if h.name.is_empty() || !h.name.bytes().all(is_tchar) {
-                    self.err(
-                        format!("{hp}.name"),
-                        format!("`{}` is not a valid header name", h.name),
-                    );
-                    return None;
-                }
-                Some(HeaderMatch {
-                    name: h.name.to_ascii_lowercase(),
-                    kind,
-                    invert: h.invert,
-                })
-            })
-            .collect();
-        for (k, u) in r.upgrades.iter().enumerate() {
-            if u.is_empty() || !u.bytes().all(is_tchar) {
-                self.err(
-                    format!("{p}.upgrades[{k}]"),
-                    format!("`{u}` is not an upgrade protocol token"),
-                );
-            }
-        }
-        let action = match (&r.cluster, &r.direct_response) {
-            (Some(name), None) => {
-                let timeout =
-                    self.duration(format!("{p}.timeout"), &r.timeout, Duration::from_secs(15));
-                match clusters.iter().position(|c| &c.name == name) {
-                    Some(cluster) => RouteAction::Cluster {
-                        cluster,
-                        timeout,
-                        upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
-                    },
-                    None => {
-                        self.err(format!("{p}.cluster"), format!("no cluster named `{name}`"));
-                        return None;
-                    }
-                }
-            }
-            (None, Some(d)) => {
-                if !r.upgrades.is_empty() {
-                    self.err(format!("{p}.upgrades"), "upgrades need a `cluster` route");
-                }
-                if !(200..=599).contains(&d.status) {
-                    self.err(
-                        format!("{p}.direct_response.status"),
-                        "must be between 200 and 599",
-                    );
-                }
-                if let Some(ct) = &d.content_type {
-                    if ct.bytes().any(|b| b < 0x20 || b == 0x7f) {
-                        self.err(
-                            format!("{p}.direct_response.content_type"),
-                            "must not contain control characters",
-                        );
-                    }
-                }
-                RouteAction::Direct(DirectResponse {
-                    status: d.status,
-                    body: Bytes::from(d.body.clone().unwrap_or_default()),
-                    content_type: d.content_type.clone(),
-                })
-            }
-            _ => {
-                self.err(p, "set exactly one of `cluster` and `direct_response`");
-                return None;
-            }
-        };
+        let m = self.route_match(&p, &r.matcher);
+        let action = self.route_action(&p, r, clusters)?;
+        let m = m?;
         Some(Route {
-            path,
-            headers,
+            path: m.path,
+            headers: m.headers,
+            query_parameters: m.query_parameters,
+            grpc: m.grpc,
+            runtime_fraction: m.runtime_fraction,
             action,
             filters,
         })

@@ -85,6 +85,8 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
                     address,
                     port,
                     weight: Some(lb.load_balancing_weight.as_ref().map_or(1, |w| w.value)),
+                    // What auto_host_rewrite sends as Host (Envoy: the endpoint's hostname).
+                    hostname: (!e.hostname.is_empty()).then(|| e.hostname.clone()),
                 });
             }
         }

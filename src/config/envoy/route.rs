@@ -20,7 +20,8 @@ use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::google::protobuf::Any;
 
 use super::super::raw::{
-    RawDirectResponse, RawHeaderMatch, RawRoute, RawRouteMatch, RawRouteTable, RawVirtualHost,
+    RawDataSource, RawDirectResponse, RawHeaderMatch, RawRoute, RawRouteMatch, RawRouteTable,
+    RawVirtualHost,
 };
 use super::convert::{duration, header_adds, mutations, native_duration, payload, Translation, R};
 use super::{err, walk};
@@ -141,6 +142,7 @@ pub(super) fn translate(
     tx.raw.route_tables.push(RawRouteTable {
         name: name.clone(),
         virtual_hosts,
+        ignore_port_in_host_matching: rc.ignore_port_in_host_matching,
         request_headers_to_add: e.req_add,
         request_headers_to_remove: e.req_remove,
         response_headers_to_add: e.resp_add,
@@ -196,9 +198,18 @@ fn route(
             path,
             prefix,
             headers,
+            ..Default::default()
         },
         cluster: None,
+        cluster_header: None,
+        weighted_clusters: None,
+        redirect: None,
         timeout: None,
+        prefix_rewrite: None,
+        regex_rewrite: None,
+        host_rewrite_literal: None,
+        auto_host_rewrite: false,
+        cluster_not_found_response_code: None,
         direct_response: None,
         upgrades: Vec::new(),
         per_filter_config: per_filter,
@@ -254,7 +265,7 @@ fn route(
             };
             out.direct_response = Some(RawDirectResponse {
                 status,
-                body,
+                body: body.map(RawDataSource::Inline),
                 content_type: None,
             });
         }
@@ -282,20 +293,18 @@ fn data_string(d: &DataSource, p: &str) -> R<String> {
 fn header_match(h: &HeaderMatcher, p: &str) -> R<RawHeaderMatch> {
     let mut out = RawHeaderMatch {
         name: h.name.clone(),
-        exact: None,
-        prefix: None,
-        present: None,
-        invert: h.invert_match,
+        invert_match: h.invert_match,
+        ..Default::default()
     };
     match &h.header_match_specifier {
         // Envoy: no specifier matches when the header is present.
-        None => out.present = Some(true),
-        Some(HeaderMatchSpecifier::ExactMatch(v)) => out.exact = Some(v.clone()),
-        Some(HeaderMatchSpecifier::PrefixMatch(v)) => out.prefix = Some(v.clone()),
-        Some(HeaderMatchSpecifier::PresentMatch(b)) => out.present = Some(*b),
+        None => out.present_match = Some(true),
+        Some(HeaderMatchSpecifier::ExactMatch(v)) => out.exact_match = Some(v.clone()),
+        Some(HeaderMatchSpecifier::PrefixMatch(v)) => out.prefix_match = Some(v.clone()),
+        Some(HeaderMatchSpecifier::PresentMatch(b)) => out.present_match = Some(*b),
         Some(HeaderMatchSpecifier::StringMatch(s)) => match &s.match_pattern {
-            Some(MatchPattern::Exact(v)) => out.exact = Some(v.clone()),
-            Some(MatchPattern::Prefix(v)) => out.prefix = Some(v.clone()),
+            Some(MatchPattern::Exact(v)) => out.exact_match = Some(v.clone()),
+            Some(MatchPattern::Prefix(v)) => out.prefix_match = Some(v.clone()),
             _ => return Err(err(format!("{p}.string_match"), "set `exact` or `prefix`")),
         },
         Some(_) => {

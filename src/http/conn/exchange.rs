@@ -361,6 +361,20 @@ impl Conn {
         if self.logging {
             self.rec.upstream = Some(picked.endpoint.addr);
         }
+        let mut h2_request = h2_request;
+        if let (
+            Action::Proxy {
+                auto_host: true, ..
+            },
+            Some(host),
+        ) = (&plan.action, &picked.endpoint.hostname)
+        {
+            // auto_host_rewrite: the Host becomes the picked endpoint's hostname.
+            match h2_request.as_deref_mut() {
+                Some(r) => request::http2::set_authority(r, host),
+                None => encode::set_host(&mut self.wbuf, host),
+            }
+        }
         let progress = Progress::new(timeout, plan.stream_idle_timeout);
         if plan.framing.body == BodyKind::Empty {
             // The head was the whole request: the route clock starts now.

@@ -74,6 +74,16 @@ pub struct UpstreamRequest<'a, 'h> {
     pub upgrade: Option<&'a [u8]>,
     /// Header edits of the filter chain and the route.
     pub edits: Edits<'a>,
+    /// The route rewrote the path: the client's path, for `x-envoy-original-path`.
+    pub original_path: Option<&'a str>,
+    /// The route rewrote the Host: the client's, for `x-envoy-original-host`.
+    pub original_host: Option<&'a [u8]>,
+}
+
+/// Envoy sets these when it rewrites; a client's own copy is replaced, not passed on.
+fn replaced_by_rewrite(r: &UpstreamRequest<'_, '_>, name: &str) -> bool {
+    (r.original_path.is_some() && name.eq_ignore_ascii_case("x-envoy-original-path"))
+        || (r.original_host.is_some() && name.eq_ignore_ascii_case("x-envoy-original-host"))
 }
 
 /// Writes an HTTP/1.1 request head for the upstream.
@@ -87,6 +97,7 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
     }
     let edited = !r.edits.is_empty();
     let keeps = |name: &str| !edited || r.edits.keeps(name);
+    let rewritten = r.original_path.is_some() || r.original_host.is_some();
     let mut content_length_written = false;
     let mut xff_seen = false;
     let mut xfp_seen = false;
@@ -120,6 +131,7 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
                 }
             }
             _ => match hop::fate(special, h.name, h.value, Message::Request, named) {
+                Fate::Forward if rewritten && replaced_by_rewrite(r, h.name) => {}
                 Fate::Forward if keeps(h.name) => header(out, h.name.as_bytes(), h.value),
                 Fate::TeTrailers => header(out, b"te", b"trailers"),
                 Fate::Forward | Fate::Drop => {}
@@ -156,11 +168,61 @@ pub fn write_request(out: &mut Vec<u8>, r: &UpstreamRequest<'_, '_>) {
             |n, v| header(out, n.as_bytes(), v.as_bytes()),
         );
     }
+    if let Some(p) = r.original_path {
+        header(out, b"x-envoy-original-path", p.as_bytes());
+    }
+    if let Some(h) = r.original_host {
+        header(out, b"x-envoy-original-host", h);
+    }
     if let Some(u) = r.upgrade {
         header(out, b"upgrade", u);
         header(out, b"connection", b"upgrade");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Sets the Host of the request head in `head` (written by `write_request`) to `host`,
+/// keeping the old one in `x-envoy-original-host`: Envoy's `auto_host_rewrite`, applied
+/// once the endpoint is picked. Allocates a new head; only that route option uses it.
+pub fn set_host(head: &mut Vec<u8>, host: &str) {
+    let Some(line_end) = head.windows(2).position(|w| w == b"\r\n") else {
+        return;
+    };
+    let mut out = Vec::with_capacity(head.len() + 2 * host.len() + 32);
+    let mut old = None;
+    let mut pos = line_end + 2;
+    out.extend_from_slice(head.get(..pos).unwrap_or_default());
+    while let Some(n) = head
+        .get(pos..)
+        .and_then(|rest| rest.windows(2).position(|w| w == b"\r\n"))
+    {
+        let line = head.get(pos..pos + n).unwrap_or_default();
+        pos += n + 2;
+        if line.is_empty() {
+            break;
+        }
+        match line.split_at_checked(5) {
+            Some((name, value)) if name.eq_ignore_ascii_case(b"host:") && old.is_none() => {
+                old = Some(value.trim_ascii().to_vec());
+            }
+            _ => {
+                out.extend_from_slice(line);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    out.extend_from_slice(b"host: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(old) = old {
+        out.extend_from_slice(b"x-envoy-original-host: ");
+        out.extend_from_slice(&old);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    // Anything after the head (none today) stays.
+    out.extend_from_slice(head.get(pos..).unwrap_or_default());
+    *head = out;
 }
 
 /// How the response body is framed towards the downstream.
@@ -275,7 +337,10 @@ pub fn reason(status: u16) -> &'static str {
         204 => "No Content",
         301 => "Moved Permanently",
         302 => "Found",
+        303 => "See Other",
         304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
@@ -304,11 +369,40 @@ pub fn write_local_reply(
     head_only: bool,
     edits: Edits<'_>,
 ) {
+    write_local_reply_at(
+        out,
+        status,
+        content_type,
+        None,
+        body,
+        close,
+        head_only,
+        edits,
+    );
+}
+
+/// Writes a complete local reply (head and body), with a `location` header if given
+/// (redirects; 201 and 3xx direct responses, as Envoy).
+#[allow(clippy::too_many_arguments)]
+pub fn write_local_reply_at(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: Option<&str>,
+    location: Option<&str>,
+    body: &[u8],
+    close: bool,
+    head_only: bool,
+    edits: Edits<'_>,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason(status).as_bytes());
-    out.extend_from_slice(b"\r\ncontent-length: ");
+    out.extend_from_slice(b"\r\n");
+    if let Some(l) = location {
+        header(out, b"location", l.as_bytes());
+    }
+    out.extend_from_slice(b"content-length: ");
     push_u64(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");
     let has_type = !body.is_empty();
@@ -386,6 +480,8 @@ mod tests {
                 forward: Forward::append(b"127.0.0.1"),
                 edits: Edits::none(),
                 upgrade: None,
+                original_path: None,
+                original_host: None,
             },
         );
         assert_eq!(
@@ -393,6 +489,20 @@ mod tests {
             "GET /p?q HTTP/1.1\r\nHost: a.example\r\nte: trailers\r\nAccept: */*\r\n\
              x-forwarded-for: 10.0.0.1,127.0.0.1\r\nx-forwarded-proto: http\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn set_host_replaces_host_and_keeps_the_original() {
+        let mut head = b"GET / HTTP/1.1\r\nHost: a.example\r\nx-y: 1\r\n\r\n".to_vec();
+        set_host(&mut head, "svc.internal");
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "GET / HTTP/1.1\r\nx-y: 1\r\nhost: svc.internal\r\n\
+             x-envoy-original-host: a.example\r\n\r\n"
+        );
+        let mut bad = b"no line end".to_vec();
+        set_host(&mut bad, "h");
+        assert_eq!(bad, b"no line end");
     }
 
     #[test]

@@ -179,6 +179,21 @@ pub(crate) fn local(
     flag: ResponseFlag,
     edits: Edits<'_>,
 ) -> Done {
+    local_at(respond, grpc, status, content_type, None, body, flag, edits)
+}
+
+/// A local reply with a `location` header (redirects; 201 and 3xx direct responses).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn local_at(
+    respond: &mut SendResponse<Bytes>,
+    grpc: bool,
+    status: u16,
+    content_type: Option<&str>,
+    location: Option<&str>,
+    body: &Bytes,
+    flag: ResponseFlag,
+    edits: Edits<'_>,
+) -> Done {
     let mut done = Done {
         status,
         flag,
@@ -212,6 +227,9 @@ pub(crate) fn local(
         return done;
     }
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(v) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
+        resp.headers_mut().insert(http::header::LOCATION, v);
+    }
     if !body.is_empty() {
         let ct = HeaderValue::from_str(content_type.unwrap_or("text/plain"))
             .unwrap_or(HeaderValue::from_static("text/plain"));

@@ -11,17 +11,17 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 
 use super::clock::Progress;
-use crate::config::{RouteAction, UpstreamProtocol};
+use crate::config::UpstreamProtocol;
 use crate::http::failure::Failure;
 use crate::http::filter::{self, Status, StreamEdits};
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding;
-use crate::http::router;
+use crate::http::router::{self, Decision, Target};
 use crate::http::view::{ChainRef, WorkerView};
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::upstream::Connector;
 
-use super::reply::{self, expired, fail, grpc_timeout, is_grpc, local, reject, Done};
+use super::reply::{self, expired, fail, grpc_timeout, is_grpc, local, local_at, reject, Done};
 use crate::http::hold::{self, Held};
 
 pub(crate) async fn serve<C: Connector>(
@@ -56,6 +56,15 @@ pub(crate) async fn serve<C: Connector>(
             Some(e),
         ),
     };
+    // The connection manager may strip the port before routing (Envoy's
+    // strip_any_host_port / strip_matching_host_port); the upstream then gets it so.
+    let stripped = !is_connect
+        && router::strip_port(authority.as_bytes(), l.strip_port).len() != authority.len();
+    let authority = if stripped {
+        String::from_utf8_lossy(router::strip_port(authority.as_bytes(), l.strip_port)).into_owned()
+    } else {
+        authority
+    };
     view.hooks.on_request(parts.uri.path());
     let lookup: Vec<httparse::Header<'_>> = parts
         .headers
@@ -66,16 +75,20 @@ pub(crate) async fn serve<C: Connector>(
         })
         .collect();
     let table = view.snapshot.route_tables.get(route_table);
-    let route = if refused.is_some() {
-        None
-    } else if is_connect {
-        // CONNECT carries only :authority (host:port); the route must allow `connect`.
-        table.and_then(|t| router::select_connect(t, authority.as_bytes(), &lookup))
-    } else {
-        table.and_then(|t| router::select(t, authority.as_bytes(), &path, &lookup))
+    let view_req = router::Request {
+        method: parts.method.as_str(),
+        authority: authority.as_bytes(),
+        path: &path,
+        scheme: "http",
+        headers: &lookup,
     };
-    drop(lookup);
-    let action = route.map(|r| &r.action);
+    let route = match table {
+        _ if refused.is_some() => None,
+        // CONNECT carries only :authority (host:port); the route must allow `connect`.
+        Some(t) if is_connect => router::select_connect(t, &view_req),
+        Some(t) => router::select(t, &view_req),
+        None => None,
+    };
     // The filter chain runs on every well-formed head, routed or not (a malformed one
     // was refused by the codec's rules before any filter sees it).
     let mut edits = StreamEdits::default();
@@ -91,8 +104,13 @@ pub(crate) async fn serve<C: Connector>(
     };
     // Copied out for the completion hook: the edits move into the proxied request.
     let chain = edits.chain;
+    let decision = match (table, route) {
+        (Some(t), Some(r)) if filter_reply.is_none() => Some(router::resolve(t, r, &view_req)),
+        _ => None,
+    };
+    drop(lookup);
     let mut cluster_name = None;
-    let done = match (refused, filter_reply, action) {
+    let done = match (refused, filter_reply, decision) {
         (Some(e), _, _) => reject(&mut respond, grpc, e),
         (None, Some(reply), _) => local(
             &mut respond,
@@ -104,8 +122,8 @@ pub(crate) async fn serve<C: Connector>(
             edits.response,
         ),
         (None, None, None) => fail(&mut respond, grpc, Failure::NoRoute, edits.response),
-        (None, None, Some(RouteAction::Cluster { cluster, .. })) if is_connect => 'tunnel: {
-            let Some(cs) = view.clusters.get(*cluster) else {
+        (None, None, Some(Decision::Forward(t))) if is_connect => 'tunnel: {
+            let Some(cs) = view.clusters.get(t.cluster) else {
                 break 'tunnel fail(
                     &mut respond,
                     grpc,
@@ -119,24 +137,33 @@ pub(crate) async fn serve<C: Connector>(
             let _clock = conn.clocks.register(&progress);
             super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response).await
         }
-        (None, None, Some(RouteAction::Direct(d))) => local(
+        (None, None, Some(Decision::Direct(d, location))) => local_at(
             &mut respond,
             grpc,
             d.status,
             d.content_type.as_deref(),
+            location.as_deref(),
             &d.body,
             ResponseFlag::None,
             edits.response,
         ),
-        (
+        (None, None, Some(Decision::Redirect { status, location })) => local_at(
+            &mut respond,
+            grpc,
+            status,
             None,
-            None,
-            Some(RouteAction::Cluster {
-                cluster, timeout, ..
-            }),
-        ) => 'proxy: {
+            Some(&location),
+            &Bytes::new(),
+            ResponseFlag::None,
+            edits.response,
+        ),
+        (None, None, Some(Decision::ClusterNotFound { status })) => {
+            let f = Failure::ClusterNotFound { status };
+            fail(&mut respond, grpc, f, edits.response)
+        }
+        (None, None, Some(Decision::Forward(t))) => 'proxy: {
             // Route indices are resolved against the same snapshot the view was built from.
-            let Some(cs) = view.clusters.get(*cluster) else {
+            let Some(cs) = view.clusters.get(t.cluster) else {
                 break 'proxy fail(
                     &mut respond,
                     grpc,
@@ -145,7 +172,7 @@ pub(crate) async fn serve<C: Connector>(
                 );
             };
             cluster_name = Some(cs.name.clone());
-            let mut timeout = *timeout;
+            let mut timeout = t.timeout;
             if let Some(g) = grpc.then(|| grpc_timeout(&parts.headers)).flatten() {
                 if timeout.is_zero() || g < timeout {
                     timeout = g;
@@ -160,6 +187,27 @@ pub(crate) async fn serve<C: Connector>(
                 .map(|v| v.as_bytes())
                 .collect();
             let fwd = forwarding::decide(&l.forwarding, peer.ip(), xff.iter().copied());
+            drop(xff);
+            // The route's rewrites: the upstream gets the new path and Host, and the
+            // client's in x-envoy-original-path / -host, as Envoy sends them.
+            // auto_host_rewrite: the endpoint is picked later, by the upstream side, so
+            // here the Host is the hostname every endpoint of the cluster shares (the
+            // HTTP/1 path uses the picked endpoint's own; see docs/configuration.md).
+            let auto = t
+                .auto_host
+                .then(|| shared_hostname(&cs.cfg.endpoints))
+                .flatten();
+            let host = t.host.or(auto);
+            let mut up_parts = None;
+            if t.path.is_some() || host.is_some() || stripped {
+                let mut p = parts.clone();
+                rewrite_headers(&mut p.headers, &t, host.is_some(), &path, &authority);
+                if stripped {
+                    // The authority travels without its port; a Host field would not.
+                    p.headers.remove(http::header::HOST);
+                }
+                up_parts = Some(p);
+            }
             let progress = Rc::new(Progress::new(timeout, l.stream_idle_timeout));
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
@@ -173,7 +221,9 @@ pub(crate) async fn serve<C: Connector>(
             if chain.hooks().request_data && !body.is_end_stream() {
                 match progress.run(hold::h2(&chain, &mut body, &progress)).await {
                     Ok(Held::Body(b)) => {
-                        parts.headers.insert(
+                        // On the head that goes upstream (the route's rewrite, if any).
+                        let up = up_parts.as_mut().unwrap_or(&mut parts);
+                        up.headers.insert(
                             http::header::CONTENT_LENGTH,
                             http::HeaderValue::from(b.len()),
                         );
@@ -201,11 +251,11 @@ pub(crate) async fn serve<C: Connector>(
                 }
             }
             let req = super::to_h1::Request {
-                parts: &parts,
+                parts: up_parts.as_ref().unwrap_or(&parts),
                 body,
                 held,
-                authority: &authority,
-                path: &path,
+                authority: host.unwrap_or(&authority),
+                path: t.path.as_deref().unwrap_or(&path),
                 forwarding: fwd,
                 grpc,
                 max_headers: l.limits.max_headers,
@@ -252,4 +302,36 @@ pub(crate) async fn serve<C: Connector>(
         info.cluster = cluster_name;
     }
     stream_info::complete(stats, log, &info, peer, stream_info::Kind::Request);
+}
+
+/// The upstream request's headers after the route's rewrites: the client's path and
+/// Host go in `x-envoy-original-path` / `x-envoy-original-host` (replacing any the
+/// client sent), and a Host field gives way to the new authority.
+fn rewrite_headers(
+    h: &mut http::HeaderMap,
+    t: &Target<'_>,
+    new_host: bool,
+    path: &str,
+    authority: &str,
+) {
+    if t.path.is_some() {
+        if let Ok(v) = http::HeaderValue::from_str(path) {
+            h.insert("x-envoy-original-path", v);
+        }
+    }
+    if new_host {
+        h.remove(http::header::HOST);
+        if let Ok(v) = http::HeaderValue::from_str(authority) {
+            h.insert("x-envoy-original-host", v);
+        }
+    }
+}
+
+/// The hostname every endpoint has, if they all have the same one.
+fn shared_hostname(endpoints: &[crate::config::Endpoint]) -> Option<&str> {
+    let first = endpoints.first()?.hostname.as_deref()?;
+    endpoints
+        .iter()
+        .all(|e| e.hostname.as_deref() == Some(first))
+        .then_some(first)
 }

@@ -85,16 +85,17 @@ impl Exchange<SendRequest<Bytes>> for H2Open {
 /// or a field HTTP/2 refuses).
 pub(crate) fn request_from_h1(
     head: &RequestHead<'_, '_>,
+    rw: &Rewrite<'_>,
     fwd: Decision,
     edits: Edits<'_>,
 ) -> Option<http::Request<()>> {
-    let authority = std::str::from_utf8(head.authority)
+    let authority = std::str::from_utf8(rw.authority)
         .ok()
         .filter(|a| !a.is_empty())?;
     let uri = Uri::builder()
         .scheme("http")
         .authority(authority)
-        .path_and_query(head.path)
+        .path_and_query(rw.path)
         .build()
         .ok()?;
     let mut out = http::Request::new(());
@@ -104,6 +105,12 @@ pub(crate) fn request_from_h1(
     let named = Nominated::of(head.headers, head.framing.has_connection_header);
     let mut content_length = false;
     for h in head.headers.iter() {
+        // A rewrite's own record of the client's path or Host replaces the client's.
+        if (rw.original_path.is_some() && h.name.eq_ignore_ascii_case("x-envoy-original-path"))
+            || (rw.original_host.is_some() && h.name.eq_ignore_ascii_case("x-envoy-original-host"))
+        {
+            continue;
+        }
         let special = hop::classify(h.name);
         let value = match special {
             // The authority travels as `:authority`.
@@ -147,8 +154,39 @@ pub(crate) fn request_from_h1(
     if fwd.overwrite_proto || !map.contains_key("x-forwarded-proto") {
         map.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
+    if let Some(p) = rw.original_path {
+        map.insert("x-envoy-original-path", HeaderValue::from_str(p).ok()?);
+    }
+    if let Some(h) = rw.original_host {
+        map.insert("x-envoy-original-host", HeaderValue::from_bytes(h).ok()?);
+    }
     edits.apply_to_map(map);
     Some(out)
+}
+
+/// `auto_host_rewrite` on a request already built: the authority becomes `host`, and
+/// the client's goes in `x-envoy-original-host` (as `h1::encode::set_host` does).
+pub(crate) fn set_authority(req: &mut http::Request<()>, host: &str) {
+    let Ok(authority) = http::uri::Authority::try_from(host) else {
+        return;
+    };
+    let mut parts = req.uri().clone().into_parts();
+    let old = parts.authority.replace(authority);
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+        if let Some(v) = old.and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+            req.headers_mut().insert("x-envoy-original-host", v);
+        }
+    }
+}
+
+/// The route's rewrites of an HTTP/1 request going to an HTTP/2 upstream: the path and
+/// authority it goes with, and the client's originals when they were rewritten.
+pub(crate) struct Rewrite<'a> {
+    pub path: &'a str,
+    pub authority: &'a [u8],
+    pub original_path: Option<&'a str>,
+    pub original_host: Option<&'a [u8]>,
 }
 
 /// The HTTP/2 request for an HTTP/2 client's request (`parts`, with the `authority` and
@@ -285,7 +323,13 @@ mod tests {
             overwrite_proto: true,
             client: None,
         };
-        let req = request_from_h1(&head, fwd, Edits::none()).unwrap();
+        let rw = Rewrite {
+            path: head.path,
+            authority: head.authority,
+            original_path: None,
+            original_host: None,
+        };
+        let req = request_from_h1(&head, &rw, fwd, Edits::none()).unwrap();
         assert_eq!(req.method(), http::Method::POST);
         assert_eq!(req.uri().to_string(), "http://a.example/p?q=1");
         let h = req.headers();

@@ -1,0 +1,328 @@
+//! Building a route's action from the raw YAML: cluster, weighted clusters, cluster
+//! header, rewrites, redirect, direct response. Part of `config::build` (the matchers
+//! are in `route_match`); every error names its field path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::super::model::*;
+use super::super::raw::*;
+use super::{is_tchar, Builder};
+
+impl Builder {
+    fn cluster_index(
+        &mut self,
+        path: String,
+        name: &str,
+        clusters: &[Arc<Cluster>],
+    ) -> Option<usize> {
+        let i = clusters.iter().position(|c| c.name == name);
+        if i.is_none() {
+            self.err(path, format!("no cluster named `{name}`"));
+        }
+        i
+    }
+
+    /// The route's action: exactly one of `cluster`, `cluster_header`,
+    /// `weighted_clusters`, `redirect`, `direct_response`.
+    pub(super) fn route_action(
+        &mut self,
+        p: &str,
+        r: &RawRoute,
+        clusters: &[Arc<Cluster>],
+    ) -> Option<RouteAction> {
+        let forwards = [
+            r.cluster.is_some(),
+            r.cluster_header.is_some(),
+            r.weighted_clusters.is_some(),
+        ];
+        let n = forwards.iter().filter(|b| **b).count()
+            + usize::from(r.redirect.is_some())
+            + usize::from(r.direct_response.is_some());
+        if n != 1 {
+            self.err(
+                p.to_string(),
+                "set exactly one of `cluster`, `cluster_header`, `weighted_clusters`, `redirect` and `direct_response`",
+            );
+            return None;
+        }
+        let forwarding = forwards.iter().any(|b| *b);
+        let rewrites = r.prefix_rewrite.is_some()
+            || r.regex_rewrite.is_some()
+            || r.host_rewrite_literal.is_some()
+            || r.auto_host_rewrite
+            || r.cluster_not_found_response_code.is_some()
+            || r.timeout.is_some()
+            || !r.upgrades.is_empty();
+        if !forwarding && rewrites {
+            self.err(
+                p.to_string(),
+                "`timeout`, `upgrades`, `prefix_rewrite`, `regex_rewrite`, `host_rewrite_literal`, `auto_host_rewrite` and `cluster_not_found_response_code` need a `cluster`, `cluster_header` or `weighted_clusters` route",
+            );
+        }
+        if let Some(d) = &r.direct_response {
+            return self.direct_response(&format!("{p}.direct_response"), d);
+        }
+        if let Some(rd) = &r.redirect {
+            return self
+                .redirect(&format!("{p}.redirect"), rd)
+                .map(RouteAction::Redirect);
+        }
+        for (k, u) in r.upgrades.iter().enumerate() {
+            if u.is_empty() || !u.bytes().all(is_tchar) {
+                self.err(
+                    format!("{p}.upgrades[{k}]"),
+                    format!("`{u}` is not an upgrade protocol token"),
+                );
+            }
+        }
+        let target = if let Some(name) = &r.cluster {
+            ClusterTarget::Named(self.cluster_index(format!("{p}.cluster"), name, clusters)?)
+        } else if let Some(h) = &r.cluster_header {
+            if h.is_empty() || !h.bytes().all(is_tchar) {
+                self.err(
+                    format!("{p}.cluster_header"),
+                    format!("`{h}` is not a valid header name"),
+                );
+                return None;
+            }
+            ClusterTarget::Header(h.to_ascii_lowercase())
+        } else {
+            let w = r.weighted_clusters.as_ref()?;
+            let wp = format!("{p}.weighted_clusters");
+            if w.clusters.is_empty() {
+                self.err(format!("{wp}.clusters"), "must list at least one cluster");
+                return None;
+            }
+            let mut list = Vec::new();
+            for (k, c) in w.clusters.iter().enumerate() {
+                let cp = format!("{wp}.clusters[{k}]");
+                let cluster = self.cluster_index(format!("{cp}.name"), &c.name, clusters)?;
+                list.push(WeightedCluster {
+                    cluster,
+                    weight: c.weight,
+                    host_rewrite: c.host_rewrite_literal.clone(),
+                });
+            }
+            let total: u64 = list.iter().map(|c| u64::from(c.weight)).sum();
+            if total == 0 || total > u64::from(u32::MAX) {
+                self.err(
+                    format!("{wp}.clusters"),
+                    "the sum of the weights must be between 1 and 4294967295",
+                );
+                return None;
+            }
+            ClusterTarget::Weighted {
+                clusters: list,
+                total,
+            }
+        };
+        let path_rewrite = match (&r.prefix_rewrite, &r.regex_rewrite) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    p.to_string(),
+                    "set at most one of `prefix_rewrite` and `regex_rewrite`",
+                );
+                None
+            }
+            // Envoy: an empty prefix_rewrite is no rewrite.
+            (Some(x), None) if x.is_empty() => None,
+            (Some(x), None) => {
+                if !fits_a_path(x) {
+                    self.err(format!("{p}.prefix_rewrite"), NOT_A_PATH);
+                }
+                Some(PathRewrite::Prefix(x.clone()))
+            }
+            (None, Some(rx)) => self
+                .regex_rewrite(&format!("{p}.regex_rewrite"), rx)
+                .map(PathRewrite::Regex),
+            (None, None) => None,
+        };
+        let host_rewrite = match (&r.host_rewrite_literal, r.auto_host_rewrite) {
+            (Some(_), true) => {
+                self.err(
+                    p.to_string(),
+                    "set at most one of `host_rewrite_literal` and `auto_host_rewrite`",
+                );
+                HostRewrite::None
+            }
+            (Some(h), false) => {
+                if h.is_empty() || h.bytes().any(|b| b <= 0x20 || b == 0x7f) {
+                    self.err(
+                        format!("{p}.host_rewrite_literal"),
+                        "must be a non-empty host",
+                    );
+                }
+                HostRewrite::Literal(h.clone())
+            }
+            (None, true) => HostRewrite::Auto,
+            (None, false) => HostRewrite::None,
+        };
+        let cluster_not_found_status = match r.cluster_not_found_response_code.as_deref() {
+            None | Some("SERVICE_UNAVAILABLE") => 503,
+            Some("NOT_FOUND") => 404,
+            Some("INTERNAL_SERVER_ERROR") => 500,
+            Some(other) => {
+                self.err(
+                    format!("{p}.cluster_not_found_response_code"),
+                    format!("unknown code `{other}` (SERVICE_UNAVAILABLE, NOT_FOUND, INTERNAL_SERVER_ERROR)"),
+                );
+                503
+            }
+        };
+        Some(RouteAction::Cluster(Forward {
+            cluster_not_found_status,
+            target,
+            timeout: self.duration(format!("{p}.timeout"), &r.timeout, Duration::from_secs(15)),
+            upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
+            path_rewrite,
+            host_rewrite,
+        }))
+    }
+
+    fn redirect(&mut self, p: &str, r: &RawRedirect) -> Option<Redirect> {
+        let status = match r.response_code.as_deref() {
+            None | Some("MOVED_PERMANENTLY") => 301,
+            Some("FOUND") => 302,
+            Some("SEE_OTHER") => 303,
+            Some("TEMPORARY_REDIRECT") => 307,
+            Some("PERMANENT_REDIRECT") => 308,
+            Some(other) => {
+                self.err(
+                    format!("{p}.response_code"),
+                    format!("unknown response code `{other}` (MOVED_PERMANENTLY, FOUND, SEE_OTHER, TEMPORARY_REDIRECT, PERMANENT_REDIRECT)"),
+                );
+                return None;
+            }
+        };
+        if r.https_redirect && r.scheme_redirect.is_some() {
+            self.err(
+                p.to_string(),
+                "set at most one of `https_redirect` and `scheme_redirect`",
+            );
+        }
+        let paths = usize::from(r.path_redirect.is_some())
+            + usize::from(r.prefix_rewrite.is_some())
+            + usize::from(r.regex_rewrite.is_some());
+        if paths > 1 {
+            self.err(
+                p.to_string(),
+                "set at most one of `path_redirect`, `prefix_rewrite` and `regex_rewrite`",
+            );
+            return None;
+        }
+        let clean = |s: &str| !s.bytes().any(|b| b <= 0x20 || b == 0x7f);
+        for (field, v) in [
+            ("scheme_redirect", &r.scheme_redirect),
+            ("host_redirect", &r.host_redirect),
+            ("path_redirect", &r.path_redirect),
+            ("prefix_rewrite", &r.prefix_rewrite),
+        ] {
+            if v.as_deref().is_some_and(|s| s.is_empty() || !clean(s)) {
+                self.err(
+                    format!("{p}.{field}"),
+                    "must be non-empty, without spaces or control characters",
+                );
+            }
+        }
+        let path = if let Some(x) = &r.path_redirect {
+            RedirectPath::Path(x.clone())
+        } else if let Some(x) = &r.prefix_rewrite {
+            RedirectPath::Prefix(x.clone())
+        } else if let Some(rx) = &r.regex_rewrite {
+            RedirectPath::Regex(self.regex_rewrite(&format!("{p}.regex_rewrite"), rx)?)
+        } else {
+            RedirectPath::Keep
+        };
+        Some(Redirect {
+            scheme: r
+                .scheme_redirect
+                .as_ref()
+                .map(|s| s.to_ascii_lowercase())
+                .or_else(|| r.https_redirect.then(|| "https".to_string())),
+            host: r.host_redirect.clone(),
+            port: r.port_redirect.filter(|p| *p != 0),
+            path,
+            status,
+            strip_query: r.strip_query,
+        })
+    }
+
+    fn direct_response(&mut self, p: &str, d: &RawDirectResponse) -> Option<RouteAction> {
+        if !(200..=599).contains(&d.status) {
+            self.err(format!("{p}.status"), "must be between 200 and 599");
+        }
+        if let Some(ct) = &d.content_type {
+            if ct.bytes().any(|b| b < 0x20 || b == 0x7f) {
+                self.err(
+                    format!("{p}.content_type"),
+                    "must not contain control characters",
+                );
+            }
+        }
+        let body = match &d.body {
+            None => Bytes::new(),
+            Some(RawDataSource::Inline(s)) => Bytes::from(s.clone()),
+            Some(RawDataSource::Source(src)) => match (&src.inline_string, &src.filename) {
+                (Some(s), None) => Bytes::from(s.clone()),
+                // Read once, when the config loads (on the control thread, never by a
+                // worker), as Envoy reads a DataSource file.
+                (None, Some(f)) => match std::fs::read(f) {
+                    Ok(b) if b.len() <= MAX_DIRECT_RESPONSE_BODY => Bytes::from(b),
+                    Ok(b) => {
+                        self.err(
+                            format!("{p}.body.filename"),
+                            format!(
+                                "`{f}` is {} bytes; the limit is {MAX_DIRECT_RESPONSE_BODY}",
+                                b.len()
+                            ),
+                        );
+                        return None;
+                    }
+                    Err(e) => {
+                        self.err(
+                            format!("{p}.body.filename"),
+                            format!("cannot read `{f}`: {e}"),
+                        );
+                        return None;
+                    }
+                },
+                _ => {
+                    self.err(
+                        format!("{p}.body"),
+                        "set exactly one of `inline_string` and `filename`",
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(RouteAction::Direct(DirectResponse {
+            status: d.status,
+            body,
+            content_type: d.content_type.clone(),
+        }))
+    }
+}
+
+/// A rewritten path goes into the upstream request line as it is.
+pub(super) const NOT_A_PATH: &str = "must not contain spaces, control characters or `#`";
+
+pub(super) fn fits_a_path(s: &str) -> bool {
+    !s.bytes().any(|b| b <= 0x20 || b == 0x7f || b == b'#')
+}
+
+/// Envoy's default `max_direct_response_body_size_bytes` (4096) is raised here: the
+/// body is served from memory, and a file is the point of `filename`.
+pub const MAX_DIRECT_RESPONSE_BODY: usize = 1 << 20;
+
+/// Cluster name -> index, for tables with a `cluster_header` route.
+pub(super) fn clusters_by_name(clusters: &[Arc<Cluster>]) -> HashMap<String, usize> {
+    clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.clone(), i))
+        .collect()
+}

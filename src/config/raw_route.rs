@@ -1,0 +1,287 @@
+//! Raw serde types for routes in the native YAML format: the match and the action.
+//!
+//! Field names and shapes are Envoy v3's (`RouteMatch`, `HeaderMatcher`,
+//! `QueryParameterMatcher`, `StringMatcher`, `RouteAction`, `RedirectAction`,
+//! `DirectResponseAction`), except that the `RouteAction` fields sit on the route itself
+//! (`cluster`, `prefix_rewrite`, ... instead of `route: {cluster, prefix_rewrite}`), so a
+//! translator from Envoy maps each field 1:1. `config::build::route_match` checks them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::http::filter::header_mutation::RawHeaderAdd;
+use crate::http::filter::RawFilterOverride;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    #[serde(rename = "match")]
+    pub matcher: RawRouteMatch,
+    // --- The action: exactly one of cluster, cluster_header, weighted_clusters,
+    // redirect, direct_response. ---
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Envoy's `cluster_header`: the cluster named by this request header.
+    #[serde(default)]
+    pub cluster_header: Option<String>,
+    #[serde(default)]
+    pub weighted_clusters: Option<RawWeightedClusters>,
+    #[serde(default)]
+    pub redirect: Option<RawRedirect>,
+    #[serde(default)]
+    pub direct_response: Option<RawDirectResponse>,
+    // --- What a cluster route does to the request. ---
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub prefix_rewrite: Option<String>,
+    #[serde(default)]
+    pub regex_rewrite: Option<RawRegexRewrite>,
+    #[serde(default)]
+    pub host_rewrite_literal: Option<String>,
+    #[serde(default)]
+    pub auto_host_rewrite: bool,
+    /// `SERVICE_UNAVAILABLE` (503, default), `NOT_FOUND` (404), `INTERNAL_SERVER_ERROR`.
+    #[serde(default)]
+    pub cluster_not_found_response_code: Option<String>,
+    #[serde(default)]
+    pub upgrades: Vec<String>,
+    /// Per-route filter overrides, by filter name (Envoy's `typed_per_filter_config`).
+    #[serde(default)]
+    pub per_filter_config: BTreeMap<String, RawFilterOverride>,
+    #[serde(default)]
+    pub request_headers_to_add: Vec<RawHeaderAdd>,
+    #[serde(default)]
+    pub request_headers_to_remove: Vec<String>,
+    #[serde(default)]
+    pub response_headers_to_add: Vec<RawHeaderAdd>,
+    #[serde(default)]
+    pub response_headers_to_remove: Vec<String>,
+}
+
+/// Envoy's `RouteMatch`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteMatch {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub path_separated_prefix: Option<String>,
+    #[serde(default)]
+    pub safe_regex: Option<RawRegex>,
+    /// Applies to `path`, `prefix` and `path_separated_prefix` (Envoy: default true).
+    #[serde(default)]
+    pub case_sensitive: Option<bool>,
+    #[serde(default)]
+    pub headers: Vec<RawHeaderMatch>,
+    #[serde(default)]
+    pub query_parameters: Vec<RawQueryParameterMatch>,
+    /// `grpc: {}`: only gRPC requests (`content-type: application/grpc*`).
+    #[serde(default)]
+    pub grpc: Option<RawEmpty>,
+    #[serde(default)]
+    pub runtime_fraction: Option<RawRuntimeFraction>,
+}
+
+/// An empty object (`grpc: {}`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEmpty {}
+
+/// Envoy's `RegexMatcher`: `{regex: "..."}`; a bare string is accepted too.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawRegex {
+    Bare(String),
+    Matcher(RawRegexMatcher),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegexMatcher {
+    pub regex: String,
+}
+
+impl RawRegex {
+    pub(crate) fn pattern(&self) -> &str {
+        match self {
+            RawRegex::Bare(s) => s,
+            RawRegex::Matcher(m) => &m.regex,
+        }
+    }
+}
+
+/// Envoy's `HeaderMatcher`: the older direct fields (`exact_match`, ...) or
+/// `string_match`, or `present_match` or `range_match`. `exact`, `prefix`, `present` and
+/// `invert` are this project's earlier short names, still accepted.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaderMatch {
+    pub name: String,
+    #[serde(default, alias = "exact")]
+    pub exact_match: Option<String>,
+    #[serde(default, alias = "prefix")]
+    pub prefix_match: Option<String>,
+    #[serde(default)]
+    pub suffix_match: Option<String>,
+    #[serde(default)]
+    pub contains_match: Option<String>,
+    #[serde(default)]
+    pub safe_regex_match: Option<RawRegex>,
+    #[serde(default, alias = "present")]
+    pub present_match: Option<bool>,
+    #[serde(default)]
+    pub range_match: Option<RawRange>,
+    #[serde(default)]
+    pub string_match: Option<RawStringMatch>,
+    #[serde(default, alias = "invert")]
+    pub invert_match: bool,
+    #[serde(default)]
+    pub treat_missing_header_as_empty: bool,
+}
+
+/// Envoy's `Int64Range`: `[start, end)`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRange {
+    pub start: i64,
+    pub end: i64,
+}
+
+/// Envoy's `StringMatcher`: one of the forms, and `ignore_case` (not for `safe_regex`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStringMatch {
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub suffix: Option<String>,
+    #[serde(default)]
+    pub contains: Option<String>,
+    #[serde(default)]
+    pub safe_regex: Option<RawRegex>,
+    #[serde(default)]
+    pub ignore_case: bool,
+}
+
+/// Envoy's `QueryParameterMatcher`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueryParameterMatch {
+    pub name: String,
+    #[serde(default)]
+    pub string_match: Option<RawStringMatch>,
+    #[serde(default)]
+    pub present_match: Option<bool>,
+}
+
+/// Envoy's `RuntimeFractionalPercent`; there is no runtime layer, so `default_value` is
+/// the fraction and `runtime_key` is accepted and ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRuntimeFraction {
+    pub default_value: RawFractionalPercent,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub runtime_key: Option<String>,
+}
+
+/// Envoy's `FractionalPercent`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFractionalPercent {
+    #[serde(default)]
+    pub numerator: u32,
+    /// `HUNDRED` (default), `TEN_THOUSAND` or `MILLION`.
+    #[serde(default)]
+    pub denominator: Option<String>,
+}
+
+/// Envoy's `WeightedCluster`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWeightedClusters {
+    pub clusters: Vec<RawClusterWeight>,
+    /// Deprecated in Envoy and ignored by it since 1.30: the sum of the weights is the
+    /// total. Accepted so that translated configs load.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub total_weight: Option<u32>,
+}
+
+/// Envoy's `WeightedCluster.ClusterWeight`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClusterWeight {
+    pub name: String,
+    pub weight: u32,
+    #[serde(default)]
+    pub host_rewrite_literal: Option<String>,
+}
+
+/// Envoy's `RegexMatchAndSubstitute`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegexRewrite {
+    pub pattern: RawRegex,
+    pub substitution: String,
+}
+
+/// Envoy's `RedirectAction`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRedirect {
+    #[serde(default)]
+    pub https_redirect: bool,
+    #[serde(default)]
+    pub scheme_redirect: Option<String>,
+    #[serde(default)]
+    pub host_redirect: Option<String>,
+    #[serde(default)]
+    pub port_redirect: Option<u16>,
+    #[serde(default)]
+    pub path_redirect: Option<String>,
+    #[serde(default)]
+    pub prefix_rewrite: Option<String>,
+    #[serde(default)]
+    pub regex_rewrite: Option<RawRegexRewrite>,
+    /// `MOVED_PERMANENTLY` (301, default), `FOUND` (302), `SEE_OTHER` (303),
+    /// `TEMPORARY_REDIRECT` (307), `PERMANENT_REDIRECT` (308).
+    #[serde(default)]
+    pub response_code: Option<String>,
+    #[serde(default)]
+    pub strip_query: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDirectResponse {
+    pub status: u16,
+    #[serde(default)]
+    pub body: Option<RawDataSource>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+/// Envoy's `DataSource`: `{inline_string}` or `{filename}` (read when the config loads);
+/// a bare string is the inline form.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawDataSource {
+    Inline(String),
+    Source(RawDataSourceFields),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDataSourceFields {
+    #[serde(default)]
+    pub inline_string: Option<String>,
+    #[serde(default)]
+    pub filename: Option<String>,
+}

@@ -1,0 +1,307 @@
+//! The checked route model: route tables, virtual hosts, routes, their matchers and
+//! actions (Envoy's `RouteConfiguration`, `VirtualHost`, `Route`). Built by
+//! `config::build::routes`; read by `http::router` on every request.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::http::filter::headers::HeaderPlan;
+use crate::http::filter::{FilterOverride, RouteFilters};
+use crate::http::router::DomainIndex;
+
+#[derive(Debug, PartialEq)]
+pub struct RouteTable {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// The domains of every virtual host, indexed for lookup (`http::router::domains`).
+    pub domains: DomainIndex,
+    /// Envoy's `ignore_port_in_host_matching`: domains are matched against the Host
+    /// without its port. Off (Envoy's default): `a.example:8080` matches only a domain
+    /// `a.example:8080`, a wildcard or `*`.
+    pub ignore_port_in_host_matching: bool,
+    /// Cluster name -> index, for `cluster_header` routes (empty when there are none).
+    pub clusters_by_name: HashMap<String, usize>,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct VirtualHost {
+    pub name: String,
+    pub domains: Vec<DomainMatch>,
+    pub routes: Vec<Route>,
+}
+
+/// How a virtual host claims a Host header. Names are stored lower-case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainMatch {
+    /// `example.com`
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com` (the `*` matches one or more characters).
+    Suffix(String),
+    /// `example.*`, stored as `example.`.
+    Prefix(String),
+    /// `*`
+    Any,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Route {
+    pub path: PathMatch,
+    /// Every one must match.
+    pub headers: Vec<HeaderMatch>,
+    /// Every one must match.
+    pub query_parameters: Vec<QueryParameterMatch>,
+    /// Only gRPC requests (`content-type: application/grpc*`) match.
+    pub grpc: bool,
+    /// Envoy's `runtime_fraction`: the route matches this fraction of requests. There is
+    /// no runtime layer: the default value is the fraction.
+    pub runtime_fraction: Option<Fraction>,
+    pub action: RouteAction,
+    pub filters: RouteFilterConfig,
+}
+
+/// What a route contributes to the filter chain: its header edits (compiled with its
+/// virtual host's and route table's) and its per-filter overrides.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteFilterConfig {
+    pub request_headers: HeaderPlan,
+    pub response_headers: HeaderPlan,
+    pub overrides: Vec<(String, FilterOverride)>,
+}
+impl RouteFilterConfig {
+    pub fn view(&self) -> RouteFilters<'_> {
+        RouteFilters {
+            request_headers: &self.request_headers,
+            response_headers: &self.response_headers,
+            overrides: &self.overrides,
+        }
+    }
+}
+
+/// A compiled RE2-syntax pattern for matching (Envoy's `safe_regex`): a dense DFA of
+/// `^(?:pattern)$`, anchored, since Envoy matches the whole value. A dense DFA needs no
+/// mutable cache, so workers share it without a lock; its size is bounded when it is
+/// built (`config::build::route_match::REGEX_SIZE_LIMIT`, the counterpart of Envoy's
+/// `max_program_size`).
+#[derive(Clone)]
+pub struct Pattern {
+    pub source: String,
+    pub dfa: Box<regex_automata::dfa::dense::DFA<Vec<u32>>>,
+}
+
+impl Pattern {
+    pub fn is_match(&self, s: &str) -> bool {
+        use regex_automata::dfa::Automaton;
+        let input = regex_automata::Input::new(s).anchored(regex_automata::Anchored::Yes);
+        // An error (a quit byte, which this DFA does not configure) counts as no match.
+        matches!(self.dfa.try_search_fwd(&input), Ok(Some(_)))
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pattern({:?})", self.source)
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, o: &Pattern) -> bool {
+        self.source == o.source
+    }
+}
+
+/// A compiled pattern for rewrites (the meta engine: captures, leftmost-first).
+#[derive(Clone)]
+pub struct RewritePattern {
+    pub source: String,
+    pub regex: regex_automata::meta::Regex,
+}
+
+impl fmt::Debug for RewritePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RewritePattern({:?})", self.source)
+    }
+}
+
+impl PartialEq for RewritePattern {
+    fn eq(&self, o: &RewritePattern) -> bool {
+        self.source == o.source
+    }
+}
+
+/// The path matcher; the query string is never part of what it sees.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PathMatch {
+    Exact {
+        path: String,
+        ignore_case: bool,
+    },
+    Prefix {
+        prefix: String,
+        ignore_case: bool,
+    },
+    /// The prefix, then the end of the path or a `/` (Envoy's `path_separated_prefix`).
+    SeparatedPrefix {
+        prefix: String,
+        ignore_case: bool,
+    },
+    Regex(Pattern),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderMatch {
+    /// Lower-case; `:method`, `:authority` (or `host`), `:path` and `:scheme` name the
+    /// request's pseudo-headers on HTTP/1 as on HTTP/2.
+    pub name: String,
+    pub kind: HeaderMatchKind,
+    pub invert: bool,
+    /// A missing header is tested as an empty value instead of failing the match.
+    pub treat_missing_as_empty: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeaderMatchKind {
+    /// `present_match`: the header is there (`true`) or is not (`false`).
+    Present(bool),
+    /// `range_match`: the value is an integer in `[start, end)`.
+    Range {
+        start: i64,
+        end: i64,
+    },
+    String(StringMatch),
+}
+
+/// Envoy's `StringMatcher`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StringMatch {
+    pub kind: StringMatchKind,
+    /// Compare ASCII case-insensitively (values stored lower-case); not for regexes.
+    pub ignore_case: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StringMatchKind {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Regex(Pattern),
+}
+
+/// Envoy's `QueryParameterMatcher`: the first parameter with the name (not
+/// percent-decoded, as Envoy compares it); `None`: present with any value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryParameterMatch {
+    pub name: String,
+    pub value: Option<StringMatch>,
+}
+
+/// `numerator / denominator`; the denominator is 100, 10 000 or 1 000 000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fraction {
+    pub numerator: u32,
+    pub denominator: u32,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum RouteAction {
+    /// Proxy to a cluster.
+    Cluster(Forward),
+    /// Answer with a redirect (Envoy's `redirect`).
+    Redirect(Redirect),
+    Direct(DirectResponse),
+}
+
+/// Envoy's `RouteAction`.
+#[derive(Debug, PartialEq)]
+pub struct Forward {
+    pub target: ClusterTarget,
+    pub timeout: Duration,
+    /// Upgrade protocols (lower-case, e.g. `websocket`) this route passes through.
+    pub upgrades: Vec<String>,
+    pub path_rewrite: Option<PathRewrite>,
+    pub host_rewrite: HostRewrite,
+    /// Envoy's `cluster_not_found_response_code`: 503 (default), 404 or 500.
+    pub cluster_not_found_status: u16,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum ClusterTarget {
+    /// `cluster`.
+    Named(usize),
+    /// `cluster_header`: the cluster the (lower-case) header names; missing or unknown:
+    /// `503` with flag `NC`, as Envoy.
+    Header(String),
+    /// `weighted_clusters`: picked at random in proportion to the weights (the total is
+    /// their sum, as Envoy 1.40).
+    Weighted {
+        clusters: Vec<WeightedCluster>,
+        total: u64,
+    },
+}
+
+#[derive(Debug, PartialEq)]
+pub struct WeightedCluster {
+    pub cluster: usize,
+    pub weight: u32,
+    /// Envoy's per-cluster `host_rewrite_literal`.
+    pub host_rewrite: Option<String>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum PathRewrite {
+    /// `prefix_rewrite`: the matched prefix (or exact path) is replaced.
+    Prefix(String),
+    /// `regex_rewrite`: every match in the path (query kept) is replaced.
+    Regex(RegexRewrite),
+}
+
+/// A pattern and its substitution, converted from RE2's syntax (`\1`) to the regex
+/// engine's (`${1}`).
+#[derive(Debug, PartialEq)]
+pub struct RegexRewrite {
+    pub pattern: RewritePattern,
+    pub substitution: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum HostRewrite {
+    None,
+    /// `host_rewrite_literal`.
+    Literal(String),
+    /// `auto_host_rewrite`: the picked endpoint's hostname; an endpoint without one
+    /// (a plain IP address) leaves Host unchanged, as Envoy's STATIC clusters do.
+    Auto,
+}
+
+/// Envoy's `RedirectAction`: the `Location` is the request's URL with these parts
+/// replaced.
+#[derive(Debug, PartialEq)]
+pub struct Redirect {
+    /// `scheme_redirect`, or `https` for `https_redirect`.
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: RedirectPath,
+    /// 301, 302, 303, 307 or 308.
+    pub status: u16,
+    pub strip_query: bool,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum RedirectPath {
+    Keep,
+    /// `path_redirect` (with its own query, if it has one, which replaces the request's).
+    Path(String),
+    Prefix(String),
+    Regex(RegexRewrite),
+}
+
+#[derive(Debug, PartialEq)]
+pub struct DirectResponse {
+    pub status: u16,
+    pub body: Bytes,
+    pub content_type: Option<String>,
+}

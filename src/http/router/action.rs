@@ -1,0 +1,294 @@
+//! What a matched route does with the request (Envoy's `RouteEntry` finalisation):
+//! which cluster (`cluster`, `weighted_clusters`, `cluster_header`), the path and Host
+//! the upstream gets (`prefix_rewrite`, `regex_rewrite`, `host_rewrite_literal`,
+//! `auto_host_rewrite`), or the redirect or direct response to answer with. Both codecs
+//! call `resolve` once per request, after the route was selected; the upstream encoders
+//! only read the result. Without a rewrite or redirect nothing here allocates.
+
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+use std::time::Duration;
+
+use crate::config::{
+    ClusterTarget, DirectResponse, HostRewrite, PathMatch, PathRewrite, Redirect, RedirectPath,
+    RegexRewrite, Route, RouteAction, RouteTable,
+};
+
+use super::matchers::{random, Request};
+
+/// The outcome of a matched route.
+#[derive(Debug, PartialEq)]
+pub enum Decision<'t> {
+    Forward(Target<'t>),
+    /// `cluster_header` named no cluster (or the header was missing): `NC` with the
+    /// route's `cluster_not_found_response_code` (503 by default).
+    ClusterNotFound {
+        status: u16,
+    },
+    Redirect {
+        status: u16,
+        location: String,
+    },
+    /// `location`: for a 201 or 3xx direct response, Envoy sends the request's URL.
+    Direct(&'t DirectResponse, Option<String>),
+}
+
+/// Where a forwarded request goes and how it changes on the way.
+#[derive(Debug, PartialEq)]
+pub struct Target<'t> {
+    pub cluster: usize,
+    pub timeout: Duration,
+    pub upgrades: &'t [String],
+    /// The path (and query) to send instead of the client's; the client's then goes in
+    /// `x-envoy-original-path`, as Envoy does.
+    pub path: Option<String>,
+    /// The Host to send instead of the client's (which goes in
+    /// `x-envoy-original-host`).
+    pub host: Option<&'t str>,
+    /// `auto_host_rewrite`: the Host becomes the picked endpoint's hostname, if it has
+    /// one.
+    pub auto_host: bool,
+}
+
+/// Converts an RE2 substitution (`\1` for a group, `\\` for a backslash) to the regex
+/// crate's (`${1}`, with `$` escaped as `$$`).
+pub fn convert_substitution(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            '\\' => match it.peek().copied() {
+                Some(d) if d.is_ascii_digit() => {
+                    it.next();
+                    out.push_str("${");
+                    out.push(d);
+                    out.push('}');
+                }
+                Some('\\') => {
+                    it.next();
+                    out.push('\\');
+                }
+                _ => out.push('\\'),
+            },
+            '$' => out.push_str("$$"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Every match of the pattern in `path` replaced by the substitution. The cache is made
+/// for this call (a rewrite allocates its new path anyway), so workers share the
+/// compiled pattern without a pool, lock or atomic.
+fn regex_rewrite(r: &RegexRewrite, path: &str) -> String {
+    use regex_automata::util::iter::Searcher;
+    let re = &r.pattern.regex;
+    let mut cache = re.create_cache();
+    let mut caps = re.create_captures();
+    let mut out = String::with_capacity(path.len() + r.substitution.len());
+    let mut last = 0;
+    let mut it = Searcher::new(regex_automata::Input::new(path));
+    loop {
+        let found = it.advance(|input| {
+            re.search_captures_with(&mut cache, input, &mut caps);
+            Ok(caps.get_match())
+        });
+        let Some(m) = found else { break };
+        out.push_str(path.get(last..m.start()).unwrap_or_default());
+        caps.interpolate_string_into(path, &r.substitution, &mut out);
+        last = m.end();
+    }
+    out.push_str(path.get(last..).unwrap_or_default());
+    out
+}
+
+/// The matched part a `prefix_rewrite` replaces: the configured prefix or path (Envoy
+/// replaces `matcher().size()` bytes); for a regex route, the whole path.
+fn matched_len(m: &PathMatch, path_only: &str) -> usize {
+    match m {
+        PathMatch::Exact { path: p, .. } => p.len(),
+        PathMatch::Prefix { prefix: p, .. } | PathMatch::SeparatedPrefix { prefix: p, .. } => {
+            p.len()
+        }
+        PathMatch::Regex(_) => path_only.len(),
+    }
+}
+
+/// `path` (with query) with the first `len` bytes replaced by `with`; never empty (an
+/// upstream request line needs a path).
+fn replace_head(path: &str, len: usize, with: &str) -> String {
+    let rest = path.get(len..).unwrap_or_default();
+    let mut s = String::with_capacity(with.len() + rest.len() + 1);
+    s.push_str(with);
+    s.push_str(rest);
+    if s.is_empty() || s.starts_with('?') {
+        s.insert(0, '/');
+    }
+    s
+}
+
+/// What a path rewrite makes of the request's path; `None`: no rewrite.
+fn rewritten_path(route: &Route, rw: &PathRewrite, req: &Request<'_>) -> String {
+    let path_only = req.path_only();
+    match rw {
+        PathRewrite::Prefix(p) => replace_head(req.path, matched_len(&route.path, path_only), p),
+        PathRewrite::Regex(r) => {
+            replace_head(req.path, path_only.len(), &regex_rewrite(r, path_only))
+        }
+    }
+}
+
+/// Resolves the action of `route` (selected from `table`) for `req`.
+pub fn resolve<'t>(table: &'t RouteTable, route: &'t Route, req: &Request<'_>) -> Decision<'t> {
+    let f = match &route.action {
+        RouteAction::Direct(d) => {
+            let location = (d.status == 201 || (300..400).contains(&d.status))
+                .then(|| request_url(req, None, None, None, req.path));
+            return Decision::Direct(d, location);
+        }
+        RouteAction::Redirect(r) => return redirect(route, r, req),
+        RouteAction::Cluster(f) => f,
+    };
+    let mut host = match &f.host_rewrite {
+        HostRewrite::Literal(h) => Some(h.as_str()),
+        HostRewrite::None | HostRewrite::Auto => None,
+    };
+    let cluster = match &f.target {
+        ClusterTarget::Named(c) => *c,
+        ClusterTarget::Header(name) => {
+            let named = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .and_then(|h| std::str::from_utf8(h.value).ok())
+                .and_then(|n| table.clusters_by_name.get(n));
+            match named {
+                Some(c) => *c,
+                None => {
+                    return Decision::ClusterNotFound {
+                        status: f.cluster_not_found_status,
+                    }
+                }
+            }
+        }
+        ClusterTarget::Weighted { clusters, total } => {
+            // Envoy: a value in [0, total), and the cluster whose interval holds it.
+            let mut pick = random() % (*total).max(1);
+            let mut chosen = clusters.last();
+            for c in clusters {
+                if pick < u64::from(c.weight) {
+                    chosen = Some(c);
+                    break;
+                }
+                pick -= u64::from(c.weight);
+            }
+            let Some(c) = chosen else {
+                return Decision::ClusterNotFound {
+                    status: f.cluster_not_found_status,
+                };
+            };
+            if let Some(h) = &c.host_rewrite {
+                host = Some(h);
+            }
+            c.cluster
+        }
+    };
+    Decision::Forward(Target {
+        cluster,
+        timeout: f.timeout,
+        upgrades: &f.upgrades,
+        path: f
+            .path_rewrite
+            .as_ref()
+            .map(|rw| rewritten_path(route, rw, req)),
+        host,
+        auto_host: f.host_rewrite == HostRewrite::Auto,
+    })
+}
+
+/// The default port of a scheme, which a redirect drops from the Host when it changes
+/// the scheme (as Envoy does).
+fn default_port(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        "http" => Some("80"),
+        "https" => Some("443"),
+        _ => None,
+    }
+}
+
+/// Splits `host:port` (a bracketed IPv6 literal keeps its brackets).
+fn split_port(authority: &str) -> (&str, Option<&str>) {
+    if authority.starts_with('[') {
+        return match authority.rfind("]:") {
+            Some(i) => (
+                authority.get(..=i).unwrap_or(authority),
+                authority.get(i + 2..),
+            ),
+            None => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    }
+}
+
+/// `scheme://host[:port]path`: the request's URL with the given parts replaced.
+fn request_url(
+    req: &Request<'_>,
+    scheme: Option<&str>,
+    host: Option<&str>,
+    port: Option<u16>,
+    path: &str,
+) -> String {
+    let authority = std::str::from_utf8(req.authority).unwrap_or("");
+    let (orig_host, orig_port) = split_port(authority);
+    let new_scheme = scheme.unwrap_or(req.scheme);
+    let mut url = String::with_capacity(authority.len() + path.len() + 16);
+    url.push_str(new_scheme);
+    url.push_str("://");
+    match (host, port) {
+        (Some(h), Some(p)) => {
+            url.push_str(split_port(h).0);
+            url.push(':');
+            url.push_str(&p.to_string());
+        }
+        (Some(h), None) => url.push_str(h),
+        (None, Some(p)) => {
+            url.push_str(orig_host);
+            url.push(':');
+            url.push_str(&p.to_string());
+        }
+        (None, None) => {
+            // A scheme change drops the old scheme's default port.
+            let drop =
+                scheme.is_some() && orig_port.is_some() && orig_port == default_port(req.scheme);
+            url.push_str(if drop { orig_host } else { authority });
+        }
+    }
+    url.push_str(path);
+    url
+}
+
+/// Envoy's `RedirectAction`: the `Location` for this request.
+fn redirect<'t>(route: &Route, r: &Redirect, req: &Request<'_>) -> Decision<'t> {
+    let path_only = req.path_only();
+    let query = req.path.get(path_only.len()..).unwrap_or_default();
+    let mut path = match &r.path {
+        RedirectPath::Keep => req.path.to_string(),
+        // A `path_redirect` with its own query replaces the request's query.
+        RedirectPath::Path(p) if p.contains('?') => p.clone(),
+        RedirectPath::Path(p) => format!("{p}{query}"),
+        RedirectPath::Prefix(p) => replace_head(req.path, matched_len(&route.path, path_only), p),
+        RedirectPath::Regex(rx) => format!("{}{query}", regex_rewrite(rx, path_only)),
+    };
+    if r.strip_query && !matches!(&r.path, RedirectPath::Path(p) if p.contains('?')) {
+        if let Some(i) = path.find('?') {
+            path.truncate(i);
+        }
+    }
+    Decision::Redirect {
+        status: r.status,
+        location: request_url(req, r.scheme.as_deref(), r.host.as_deref(), r.port, &path),
+    }
+}
