@@ -785,6 +785,14 @@ fn observe_buffer(listen: SocketAddr, up: &Upstream) -> Vec<(String, String)> {
         "refused bodies went upstream".into(),
         (up.request_count() - seen).to_string(),
     ));
+    // The chunk that ends the body is not held against the limit (Envoy's filter
+    // continues on end_stream): 2000 bytes in one final DATA frame pass.
+    let (status, _) = h2_whole_post(&url("/c"), &letters(2000));
+    out.push((
+        "h2 one final frame over the limit: status".into(),
+        status.to_string(),
+    ));
+    upstream(&mut out, "h2 one final frame over the limit");
     let (status, _) = h2_stream_post(&url("/c"), &letters(1000));
     out.push(("h2 under the limit: status".into(), status.to_string()));
     upstream(&mut out, "h2 under the limit");
@@ -800,11 +808,11 @@ fn the_buffer_filter_behaves_alike() {
     let text = buffer_bootstrap(up.addr);
     let envoy = Envoy::start(&bin, &text);
     let from_envoy = observe_buffer(envoy.listen, &up);
-    let envoy_log = access_log(&envoy.dir.join("buffered.log"), 7);
+    let envoy_log = access_log(&envoy.dir.join("buffered.log"), 8);
     drop(envoy);
     let proxy = Proxy::start(&text);
     let from_ours = observe_buffer(proxy.listen, &up);
-    let our_log = access_log(&proxy.dir.join("buffered.log"), 7);
+    let our_log = access_log(&proxy.dir.join("buffered.log"), 8);
     compare(&from_ours, &from_envoy);
     assert_eq!(
         our_log, envoy_log,

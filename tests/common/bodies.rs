@@ -32,9 +32,21 @@ pub fn length_post(path: &str, body: &str) -> String {
 /// DATA frames of up to 16 KiB, and an empty DATA frame with END_STREAM at the end.
 /// Returns (status, body); status 0 if curl got none.
 pub fn h2_stream_post(url: &str, data: &str) -> (u16, String) {
+    curl_h2_post(url, data, &["-X", "POST", "-T", "-"])
+}
+
+/// `curl` over h2c with the body read whole first (`--data-binary @-`): a
+/// `content-length`, and a body this small in one DATA frame with END_STREAM.
+pub fn h2_whole_post(url: &str, data: &str) -> (u16, String) {
+    curl_h2_post(url, data, &["--data-binary", "@-"])
+}
+
+fn curl_h2_post(url: &str, data: &str, how: &[&str]) -> (u16, String) {
     let mut child = Command::new("curl")
         .args(["-s", "--http2-prior-knowledge", "--max-time", "10"])
-        .args(["-w", "\n%{http_code}", "-X", "POST", "-T", "-", url])
+        .args(["-w", "\n%{http_code}"])
+        .args(how)
+        .arg(url)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
