@@ -454,7 +454,13 @@ fn check_response(data: &[u8], asked: Asked, cut: usize) -> &'static str {
             assert!(asked.upgrade && head.status == 101);
             // What goes to the client: a 101 with no body framing.
             let mut out = Vec::new();
-            encode::write_switching_protocols(&mut out, head.reason, head.headers, upgrade);
+            encode::write_switching_protocols(
+                &mut out,
+                head.reason,
+                head.headers,
+                upgrade,
+                Edits::none(),
+            );
             let mut s3 = response::header_slots();
             let again = response::parse(&out, asked, &mut s3)
                 .unwrap_or_else(|e| panic!("re-encoded 101 refused: {e:?}"))

@@ -12,6 +12,7 @@ use super::model::*;
 use super::raw::*;
 
 mod listener;
+mod proxy_headers;
 mod route_action;
 mod route_match;
 mod routes;

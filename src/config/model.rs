@@ -5,6 +5,7 @@
 //! cluster) are resolved to indices at build time, so the request path never looks up a
 //! name and never meets a dangling reference.
 
+use crate::http::filter::headers::HeaderPlan;
 use crate::http::filter::HttpFilter;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -211,6 +212,74 @@ pub struct HttpConnectionManager {
     pub strip_port: StripPort,
     /// The HTTP filter chain, in order; the router runs after it.
     pub http_filters: Vec<HttpFilter>,
+    /// What the connection manager and the router add or answer by themselves (boxed:
+    /// read once per request, and it would make every terminal as large).
+    pub own: Box<OwnHeaders>,
+}
+
+/// Envoy's `server_header_transformation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerHeader {
+    /// Replace the upstream's `server` with `server_name` (Envoy's default).
+    Overwrite,
+    /// Add `server_name` only when the response has no `server`.
+    AppendIfAbsent,
+    /// Leave `server` as the response has it, or absent.
+    PassThrough,
+}
+
+/// The headers the connection manager and the router write or answer with themselves
+/// (`http::own_headers`), and HTTP/1.0 handling. A bootstrap gets Envoy's defaults (all
+/// on, HTTP/1.0 refused); the native format's defaults keep a sidecar lean (all off,
+/// HTTP/1.0 served).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnHeaders {
+    /// Serve HTTP/1.0 requests; otherwise `426 Upgrade Required` (Envoy's
+    /// `http_protocol_options.accept_http_10`).
+    pub accept_http_10: bool,
+    /// The authority of an HTTP/1.0 request without Host (`default_host_for_http_10`).
+    pub default_host_for_http_10: Option<String>,
+    /// `date` on every response sent downstream that lacks one.
+    pub date: bool,
+    pub server_name: String,
+    pub server_header_transformation: ServerHeader,
+    /// The router's own headers (Envoy's router without `suppress_envoy_headers`):
+    /// `x-envoy-upstream-service-time` on proxied responses,
+    /// `x-envoy-expected-rq-timeout-ms` on upstream requests with a route timeout.
+    pub envoy_headers: bool,
+    /// Remove the `x-envoy-*` control headers (and `x-forwarded-client-cert`) from
+    /// requests, which Envoy does for every request it does not consider internal, and
+    /// set `x-envoy-external-address` on edge requests (`use_remote_address`).
+    pub sanitize_envoy_headers: bool,
+    /// `x-request-id` (UUID v4) on upstream requests that lack one, and on every edge
+    /// request unless `preserve_external_request_id`.
+    pub generate_request_id: bool,
+    pub preserve_external_request_id: bool,
+    /// Compiled from the above: the `server` edit, applied to responses after every
+    /// other edit.
+    pub response_plan: HeaderPlan,
+    /// Compiled from the above: the sanitizing removals, applied to requests before
+    /// every other edit.
+    pub request_plan: HeaderPlan,
+}
+
+impl OwnHeaders {
+    /// The native format's defaults: nothing added, HTTP/1.0 served.
+    pub fn native() -> OwnHeaders {
+        OwnHeaders {
+            accept_http_10: true,
+            default_host_for_http_10: None,
+            date: false,
+            server_name: "outrigger".into(),
+            server_header_transformation: ServerHeader::PassThrough,
+            envoy_headers: false,
+            sanitize_envoy_headers: false,
+            generate_request_id: false,
+            preserve_external_request_id: false,
+            response_plan: HeaderPlan::default(),
+            request_plan: HeaderPlan::default(),
+        }
+    }
 }
 
 /// Envoy's `strip_any_host_port` / `strip_matching_host_port`: the connection manager

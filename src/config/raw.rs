@@ -80,6 +80,8 @@ pub(crate) struct RawListener {
     #[serde(default)]
     pub forwarding: Option<RawForwarding>,
     #[serde(default)]
+    pub proxy_headers: Option<RawProxyHeaders>,
+    #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
     /// By name: `http_inspector`.
     #[serde(default)]
@@ -131,6 +133,8 @@ pub(crate) struct RawFilterChain {
     #[serde(default)]
     pub forwarding: Option<RawForwarding>,
     #[serde(default)]
+    pub proxy_headers: Option<RawProxyHeaders>,
+    #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
 }
 
@@ -163,6 +167,32 @@ pub(crate) struct RawForwarding {
     pub xff_num_trusted_hops: Option<u32>,
     #[serde(default)]
     pub skip_xff_append: Option<bool>,
+}
+
+/// `proxy_headers`: what the connection manager and router add by themselves
+/// (`config::OwnHeaders`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxyHeaders {
+    #[serde(default)]
+    pub accept_http_10: Option<bool>,
+    #[serde(default)]
+    pub default_host_for_http_10: Option<String>,
+    #[serde(default)]
+    pub date: Option<bool>,
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// `overwrite`, `append_if_absent` or `pass_through`.
+    #[serde(default)]
+    pub server_header_transformation: Option<String>,
+    #[serde(default)]
+    pub envoy_headers: Option<bool>,
+    #[serde(default)]
+    pub sanitize_envoy_headers: Option<bool>,
+    #[serde(default)]
+    pub generate_request_id: Option<bool>,
+    #[serde(default)]
+    pub preserve_external_request_id: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

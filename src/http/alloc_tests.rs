@@ -200,10 +200,25 @@ clusters:
     endpoints: [{ address: 127.0.0.1, port: 2 }]
 ";
 
+/// `CONFIG` with every header the proxy can add itself (`proxy_headers`), as a
+/// bootstrap has them by Envoy's defaults.
+fn config_with_own_headers() -> String {
+    CONFIG.replace(
+        "route_table: t }",
+        "route_table: t,
+      proxy_headers: { date: true, server_header_transformation: overwrite,
+        envoy_headers: true, sanitize_envoy_headers: true, generate_request_id: true } }",
+    )
+}
+
 /// Serves `requests` keep-alive requests on one connection; returns (allocations, bytes
 /// the client received, upstream connects).
 fn serve(requests: usize) -> (u64, usize, usize) {
-    let snapshot = Arc::new(parse_str(CONFIG).unwrap());
+    serve_with(CONFIG, requests)
+}
+
+fn serve_with(config: &str, requests: usize) -> (u64, usize, usize) {
+    let snapshot = Arc::new(parse_str(config).unwrap());
     let connector = Rc::new(MemConnector {
         connects: Cell::new(0),
     });
@@ -265,6 +280,30 @@ fn conn_manager_allocates_nothing_per_keep_alive_get_on_in_memory_streams() {
         small_bytes * 101,
         "every request got its response"
     );
+    assert_eq!(
+        large,
+        small,
+        "1000 extra requests allocated {} times",
+        large as i64 - small as i64
+    );
+}
+
+/// The same with `date`, `server`, the router's `x-envoy-*` headers, the sanitizing and
+/// `x-request-id` on: still nothing per request.
+#[test]
+fn own_headers_allocate_nothing_per_keep_alive_get() {
+    let config = config_with_own_headers();
+    serve_with(&config, 2);
+    let (small, small_bytes, _) = serve_with(&config, 10);
+    let (large, large_bytes, large_connects) = serve_with(&config, 1010);
+    assert_eq!(large_connects, 1);
+    // The headers are there (x-envoy-upstream-service-time varies in length).
+    let (_, plain_bytes, _) = serve(10);
+    assert!(
+        small_bytes > plain_bytes + 10 * 60,
+        "{small_bytes} {plain_bytes}"
+    );
+    assert!(large_bytes >= small_bytes * 101);
     assert_eq!(
         large,
         small,

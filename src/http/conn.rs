@@ -37,6 +37,7 @@ use super::h1::encode::{self, Forward, UpstreamRequest};
 use super::h1::head::{self, BodyKind, Framing, HeadError};
 use super::h1::request;
 use super::io::Io;
+use super::own_headers;
 use super::router::{self, Decision};
 use super::view::{ChainRef, ConnSlot, WorkerView};
 
@@ -116,6 +117,9 @@ struct Plan<'v> {
     response_edits: Edits<'v>,
     /// The stream's filter chain, for the hooks after the request head.
     chain: filter::Chain<'v>,
+    /// Edits for a reply to a request that went wrong in the codec (the connection
+    /// manager's own `server` and `date`, no route's).
+    codec_edits: Edits<'v>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -219,9 +223,20 @@ async fn prepare<'v, C: Connector>(
     rec: Option<&mut StreamInfo>,
 ) -> Result<Option<Plan<'v>>, HeadError> {
     let mut slots = request::header_slots();
-    let Some(req) = request::parse(data, &l.limits, &mut slots)? else {
+    let Some(mut req) = request::parse(data, &l.limits, &mut slots)? else {
         return Ok(None);
     };
+    if req.minor == 0 {
+        // Envoy's codec: HTTP/1.0 only if accepted, and a Host-less one gets the
+        // configured default authority (for routing and upstream).
+        if !l.own.accept_http_10 {
+            return Err(HeadError::UpgradeRequired);
+        }
+        if let (true, Some(h)) = (req.authority.is_empty(), &l.own.default_host_for_http_10) {
+            req.authority = h.as_bytes();
+            req.target_authority = Some(h);
+        }
+    }
     let headers = req.headers;
     view.hooks
         .on_request(req.path.split('?').next().unwrap_or_default());
@@ -267,9 +282,10 @@ async fn prepare<'v, C: Connector>(
         router::select(table, &view_req)
     };
     // The filter chain runs on every routed or unrouted request; the router is last.
-    let mut edits = StreamEdits::default();
+    let mut edits = own_headers::stream_edits(&l.own);
     let status =
         filter::on_request_head(&l.http_filters, route.map(|r| r.filters.view()), &mut edits).await;
+    own_headers::finish_response_edits(&l.own, &mut edits);
     let decision = match status {
         filter::Status::Respond(reply) => {
             return Ok(Some(plan(&req, l, Action::Filtered(reply), edits)));
@@ -308,6 +324,7 @@ async fn prepare<'v, C: Connector>(
                     .filter(|h| head::classify(h.name) == head::Special::XForwardedFor)
                     .map(|h| h.value),
             );
+            own_headers::proxied(&l.own, &l.forwarding, t.timeout, fwd.client, &mut edits);
             let to_h2 = view
                 .clusters
                 .get(t.cluster)
@@ -387,6 +404,7 @@ fn plan<'v>(
         stream_idle_timeout: l.stream_idle_timeout,
         response_edits: edits.response,
         chain: edits.chain,
+        codec_edits: own_headers::codec_reply_edits(&l.own),
     }
 }
 
@@ -600,11 +618,11 @@ impl Conn {
         view: &WorkerView<C>,
         at: ChainRef,
     ) {
-        tracing::debug!(peer = %self.peer, reason = e.reason(), "refusing request");
+        tracing::debug!(peer = %self.peer, detail = e.detail(), "refusing request");
         // The refused request may have a body on its way.
         self.linger = true;
         let flag = ResponseFlag::DownstreamProtocolError;
-        self.refuse(down, view, at, e.status(), flag, e.reason())
+        self.refuse(down, view, at, e.status(), flag, e.body())
             .await;
     }
 
@@ -619,6 +637,9 @@ impl Conn {
         body: &str,
     ) {
         self.wbuf.clear();
+        let edits = view
+            .hcm(at)
+            .map_or(Edits::none(), |l| own_headers::codec_reply_edits(&l.own));
         encode::write_local_reply(
             &mut self.wbuf,
             status,
@@ -626,7 +647,7 @@ impl Conn {
             body.as_bytes(),
             true,
             false,
-            Edits::none(),
+            edits,
         );
         let _ = down.write_all(&self.wbuf).await;
         self.rec.status = status;
@@ -634,6 +655,9 @@ impl Conn {
         self.rec.bytes_sent = self.wbuf.len() as u64;
         if self.logging {
             self.rec.start = Some(SystemTime::now());
+            // Envoy logs its codec's protocol for a request the codec refused (an
+            // HTTP/1.0 one refused with 426 included).
+            self.rec.protocol = "HTTP/1.1";
         }
         self.complete(view, at);
     }

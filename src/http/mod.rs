@@ -23,5 +23,6 @@ pub mod h2;
 pub(crate) mod hold;
 pub mod hop;
 pub(crate) mod io;
+pub mod own_headers;
 pub mod router;
 pub mod view;

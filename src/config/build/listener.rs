@@ -30,6 +30,7 @@ pub(super) struct RawTerminal<'a> {
     pub forwarding: &'a Option<RawForwarding>,
     pub strip_any_host_port: Option<bool>,
     pub strip_matching_host_port: Option<bool>,
+    pub proxy_headers: &'a Option<RawProxyHeaders>,
     pub http_filters: &'a [RawHttpFilter],
 }
 
@@ -49,6 +50,7 @@ impl<'a> RawTerminal<'a> {
             forwarding: &l.forwarding,
             strip_any_host_port: l.strip_any_host_port,
             strip_matching_host_port: l.strip_matching_host_port,
+            proxy_headers: &l.proxy_headers,
             http_filters: &l.http_filters,
         }
     }
@@ -70,6 +72,7 @@ impl<'a> RawTerminal<'a> {
             forwarding: &c.forwarding,
             strip_any_host_port: c.strip_any_host_port,
             strip_matching_host_port: c.strip_matching_host_port,
+            proxy_headers: &c.proxy_headers,
             http_filters: &c.http_filters,
         }
     }
@@ -94,6 +97,7 @@ impl<'a> RawTerminal<'a> {
                 "strip_matching_host_port",
                 self.strip_matching_host_port.is_some(),
             ),
+            ("proxy_headers", self.proxy_headers.is_some()),
             ("http_filters", !self.http_filters.is_empty()),
         ]
         .into_iter()
@@ -410,6 +414,7 @@ impl Builder {
                         t.strip_matching_host_port.is_some(),
                         "strip_matching_host_port",
                     ),
+                    (t.proxy_headers.is_some(), "proxy_headers"),
                     (!t.http_filters.is_empty(), "http_filters"),
                 ] {
                     if set {
@@ -559,7 +564,9 @@ impl Builder {
             (_, Some(true)) => StripPort::Matching(0),
             _ => StripPort::Keep,
         };
+        let own = Box::new(self.proxy_headers(p, t.proxy_headers, &forwarding));
         HttpConnectionManager {
+            own,
             stat_prefix,
             strip_port,
             codec,

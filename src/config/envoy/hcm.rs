@@ -21,10 +21,15 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     http_filter, HttpConnectionManager,
 };
 
-use super::super::raw::{RawAccessLog, RawFilterChain, RawForwarding, RawHttp2, RawLimits};
-use super::convert::{
-    duration, mutations, native_duration, payload, timeout_or_never, Translation, R,
+use super::super::raw::{
+    RawAccessLog, RawFilterChain, RawForwarding, RawHttp2, RawLimits, RawProxyHeaders,
 };
+use super::convert::{
+    duration, mutations, native_duration, payload, timeout_or_never, Translation,
+    R,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router as PbRouter;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::ServerHeaderTransformation;
 use super::{err, route, walk};
 use crate::http::filter::RawHttpFilter;
 
@@ -108,6 +113,10 @@ pub(super) fn translate(
         xff_num_trusted_hops: Some(h.xff_num_trusted_hops),
         skip_xff_append: Some(h.skip_xff_append),
     });
+
+    chain.proxy_headers = Some(proxy_headers(h, p)?);
+    tx.paths
+        .add(format!("{native}.proxy_headers"), p.to_string());
 
     // Envoy's HTTP/2 defaults: 2^31-1 concurrent streams, 256 MiB windows.
     let h2 = h.http2_protocol_options.clone().unwrap_or_default();
@@ -343,4 +352,47 @@ fn text_format(s: &SubstitutionFormatString, p: &str) -> R<String> {
         }
     };
     Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
+}
+
+/// What the connection manager and the router add by themselves, with Envoy's defaults
+/// written out: HTTP/1.0 refused, `date`, `server: envoy` (overwritten), the router's
+/// `x-envoy-*` headers unless `suppress_envoy_headers`, the sanitizing of incoming
+/// `x-envoy-*` headers (every client is external without an `internal_address_config`),
+/// and `x-request-id`.
+fn proxy_headers(h: &HttpConnectionManager, p: &str) -> R<RawProxyHeaders> {
+    let h1 = h.http_protocol_options.clone().unwrap_or_default();
+    let transformation = ServerHeaderTransformation::try_from(h.server_header_transformation)
+        .map_err(|_| err(format!("{p}.server_header_transformation"), "unknown value"))?;
+    let mut suppress = false;
+    for (k, f) in h.http_filters.iter().enumerate() {
+        if let Some(http_filter::ConfigType::TypedConfig(any)) = &f.config_type {
+            if walk::type_name(&any.type_url) == ROUTER {
+                let tp = format!("{p}.http_filters[{k}].typed_config");
+                let r: PbRouter = payload(any, ROUTER, &tp)?;
+                suppress = r.suppress_envoy_headers;
+            }
+        }
+    }
+    Ok(RawProxyHeaders {
+        accept_http_10: Some(h1.accept_http_10),
+        default_host_for_http_10: Some(h1.default_host_for_http_10).filter(|d| !d.is_empty()),
+        date: Some(true),
+        server_name: Some(if h.server_name.is_empty() {
+            "envoy".into()
+        } else {
+            h.server_name.clone()
+        }),
+        server_header_transformation: Some(
+            match transformation {
+                ServerHeaderTransformation::Overwrite => "overwrite",
+                ServerHeaderTransformation::AppendIfAbsent => "append_if_absent",
+                ServerHeaderTransformation::PassThrough => "pass_through",
+            }
+            .into(),
+        ),
+        envoy_headers: Some(!suppress),
+        sanitize_envoy_headers: Some(true),
+        generate_request_id: Some(h.generate_request_id.as_ref().is_none_or(|b| b.value)),
+        preserve_external_request_id: Some(h.preserve_external_request_id),
+    })
 }

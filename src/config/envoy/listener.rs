@@ -87,6 +87,7 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
         stream_idle_timeout: None,
         max_connections: None,
         forwarding: None,
+        proxy_headers: None,
         http_filters: Vec::new(),
         listener_filters,
         listener_filters_timeout: Some(native_duration(listener_filters_timeout)),
@@ -144,6 +145,7 @@ fn chain(
         request_headers_timeout: None,
         stream_idle_timeout: None,
         forwarding: None,
+        proxy_headers: None,
         http_filters: Vec::new(),
     };
     match walk::type_name(&any.type_url) {

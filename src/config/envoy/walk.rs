@@ -92,7 +92,20 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "http2_protocol_options",
             "upgrade_configs",
             "access_log",
+            "http_protocol_options",
+            "server_name",
+            "server_header_transformation",
+            "generate_request_id",
+            "preserve_external_request_id",
         ],
+    ),
+    (
+        "envoy.config.core.v3.Http1ProtocolOptions",
+        &["accept_http_10", "default_host_for_http_10"],
+    ),
+    (
+        "envoy.extensions.filters.http.router.v3.Router",
+        &["suppress_envoy_headers"],
     ),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig",

@@ -9,6 +9,7 @@ use crate::upstream::Connector;
 
 use super::super::failure::Failure;
 use super::super::flags::ResponseFlag;
+use super::super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::super::io::Io;
 use super::super::view::WorkerView;
 use super::exchange::Active;
@@ -52,8 +53,22 @@ impl Conn {
         es.rq_active.inc();
         let _active = Active(&es.rq_active);
         self.wbuf.clear();
-        self.wbuf
-            .extend_from_slice(b"HTTP/1.1 200 Connection Established\r\n\r\n");
+        // With the response edits (route, filters, the connection manager's own
+        // `date` and `server`), as Envoy answers a CONNECT.
+        encode::write_response(
+            &mut self.wbuf,
+            &DownstreamResponse {
+                status: 200,
+                reason: "Connection Established",
+                headers: &[],
+                has_connection_header: false,
+                framing: DownFraming::None,
+                close: false,
+                http10_keep_alive: false,
+                upgrade: None,
+                edits: plan.response_edits,
+            },
+        );
         self.tunnel(down, up, 0, plan.idle_timeout, 200).await
     }
 

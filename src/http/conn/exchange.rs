@@ -25,7 +25,7 @@ use super::super::body::{self, BodyError};
 use super::super::body_hooks::{self, Stopped};
 use super::super::buf::ReadBuf;
 use super::super::failure::Failure;
-use super::super::filter::{self, headers::Edits};
+use super::super::filter;
 use super::super::flags::ResponseFlag;
 use super::super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::super::h1::head::{BodyKind, HeadError};
@@ -78,7 +78,14 @@ fn prepare_response(
         Kind::Interim => return Ok(Some(Response::Interim(resp.head_len))),
         Kind::Upgraded { upgrade } => {
             wbuf.clear();
-            encode::write_switching_protocols(wbuf, resp.reason, resp.headers, upgrade);
+            encode::write_switching_protocols(
+                wbuf,
+                resp.reason,
+                resp.headers,
+                upgrade,
+                // Envoy sends no x-envoy-upstream-service-time on a 101.
+                plan.response_edits.local_reply(),
+            );
             return Ok(Some(Response::Upgraded(resp.head_len)));
         }
         Kind::Final { body, framing } => (body, framing),
@@ -235,10 +242,10 @@ impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
                         &mut conn.wbuf,
                         400,
                         None,
-                        e.reason().as_bytes(),
+                        e.body().as_bytes(),
                         true,
                         false,
-                        Edits::none(),
+                        plan.codec_edits,
                     );
                     let _ = self.down.write_all(&conn.wbuf).await;
                     let dpe = ResponseFlag::DownstreamProtocolError;

@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use crate::http::own_headers::Stamp;
+
 /// Envoy's `HeaderValueOption.append_action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppendAction {
@@ -135,13 +137,18 @@ fn simulate<'a>(
     out
 }
 
-/// Most plans one message carries: the header-mutation filters' and the route's.
-const MAX_PLANS: usize = 4;
+/// Most plans one message carries: the header-mutation filters' and the route's, and
+/// the connection manager's own (`server`, or the sanitizing of `x-envoy-*` headers).
+const MAX_PLANS: usize = 5;
+const _: () = assert!(MAX_PLANS >= super::MAX_HEADER_MUTATION_FILTERS + 2);
 
-/// The plans that apply to one message, in order. Copyable; borrows the config.
+/// The plans that apply to one message, in order, and the proxy's own per-message
+/// headers (`http::own_headers`). Copyable; borrows the config.
 #[derive(Clone, Copy, Default)]
 pub struct Edits<'c> {
     plans: [Option<&'c HeaderPlan>; MAX_PLANS],
+    /// Written after the plans' additions; replaces incoming headers of its names.
+    pub stamp: Stamp,
 }
 
 impl<'c> Edits<'c> {
@@ -163,7 +170,13 @@ impl<'c> Edits<'c> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.plans.iter().all(Option::is_none)
+        self.plans.iter().all(Option::is_none) && self.stamp.is_empty()
+    }
+
+    /// The edits for a reply the proxy makes itself (no upstream service time).
+    pub fn local_reply(mut self) -> Edits<'c> {
+        self.stamp = self.stamp.local_reply();
+        self
     }
 
     fn plans(&self) -> impl Iterator<Item = &'c HeaderPlan> + '_ {
@@ -192,12 +205,19 @@ impl<'c> Edits<'c> {
     /// True if incoming headers called `name` are written on (none of the plans dropped
     /// them). `present` says whether the message carries the header at all.
     pub fn keeps(&self, name: &str) -> bool {
-        self.is_empty() || self.branches(name, true).all(|b| !b.discard)
+        self.is_empty()
+            || (self.branches(name, true).all(|b| !b.discard) && !self.stamp.replaces(name))
     }
 
     /// Calls `emit` for every header the plans add, after the message's own headers.
     /// `has` tells whether the message arrived with a header of that name.
     pub fn for_each_added(&self, has: impl Fn(&str) -> bool, mut emit: impl FnMut(&str, &str)) {
+        self.for_each_planned(&has, &mut emit);
+        self.stamp.for_each(has, emit);
+    }
+
+    /// `for_each_added` for the plans only.
+    fn for_each_planned(&self, has: impl Fn(&str) -> bool, mut emit: impl FnMut(&str, &str)) {
         for (i, plan) in self.plans().enumerate() {
             for ops in &plan.names {
                 // A name is emitted once, where it first appears in the plans.
@@ -257,7 +277,7 @@ impl Edits<'_> {
                 map.remove(&*ops.name);
             }
         }
-        self.for_each_added(was_present, |name, value| {
+        self.for_each_planned(was_present, |name, value| {
             if let (Ok(n), Ok(v)) = (
                 http::HeaderName::from_bytes(name.as_bytes()),
                 http::HeaderValue::from_str(value),
@@ -265,6 +285,7 @@ impl Edits<'_> {
                 map.append(n, v);
             }
         });
+        self.stamp.apply_to_map(map);
     }
 }
 

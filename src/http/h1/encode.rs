@@ -305,12 +305,14 @@ pub fn write_response(out: &mut Vec<u8>, r: &DownstreamResponse<'_, '_>) {
 
 /// Writes the `101 Switching Protocols` head for an upgrade the route allowed: the
 /// upstream's end-to-end headers, `Upgrade: <protocol>` and `Connection: upgrade`, and
-/// no Content-Length or Transfer-Encoding.
+/// no Content-Length or Transfer-Encoding; with the response `edits` (as Envoy, which
+/// treats the 101 as any upstream response head).
 pub fn write_switching_protocols(
     out: &mut Vec<u8>,
     reason: &str,
     headers: &[httparse::Header<'_>],
     protocol: &[u8],
+    edits: Edits<'_>,
 ) {
     write_response(
         out,
@@ -323,7 +325,7 @@ pub fn write_switching_protocols(
             close: false,
             http10_keep_alive: false,
             upgrade: Some(protocol),
-            edits: Edits::none(),
+            edits,
         },
     );
 }
@@ -347,6 +349,7 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Payload Too Large",
+        426 => "Upgrade Required",
         414 => "URI Too Long",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
@@ -394,6 +397,8 @@ pub fn write_local_reply_at(
     head_only: bool,
     edits: Edits<'_>,
 ) {
+    // The proxy's own reply: no upstream service time.
+    let edits = edits.local_reply();
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, u64::from(status));
     out.push(b' ');
@@ -555,7 +560,13 @@ mod tests {
                 value: b"k",
             },
         ];
-        write_switching_protocols(&mut up, "Switching Protocols", &hs101, b"websocket");
+        write_switching_protocols(
+            &mut up,
+            "Switching Protocols",
+            &hs101,
+            b"websocket",
+            Edits::none(),
+        );
         assert_eq!(
             String::from_utf8(up).unwrap(),
             "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: k\r\n\

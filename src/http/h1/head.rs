@@ -37,6 +37,9 @@ pub enum HeadError {
     HeadersTooLarge,
     /// A transfer coding we do not implement: 501.
     NotImplemented(&'static str),
+    /// HTTP/1.0 on a connection manager that does not accept it: 426 (Envoy's
+    /// `accept_http_10: false`).
+    UpgradeRequired,
 }
 
 impl HeadError {
@@ -46,15 +49,24 @@ impl HeadError {
             HeadError::UriTooLong => 414,
             HeadError::HeadersTooLarge => 431,
             HeadError::NotImplemented(_) => 501,
+            HeadError::UpgradeRequired => 426,
         }
     }
 
-    pub fn reason(self) -> &'static str {
+    /// What exactly was wrong, for the debug log and `%RESPONSE_CODE_DETAILS%`.
+    pub fn detail(self) -> &'static str {
         match self {
             HeadError::BadRequest(r) | HeadError::NotImplemented(r) => r,
             HeadError::UriTooLong => "request line too long",
             HeadError::HeadersTooLarge => "request headers too large",
+            HeadError::UpgradeRequired => "HTTP/1.0 not allowed",
         }
+    }
+
+    /// The body of the HTTP/1 local reply: the status's reason phrase, as Envoy's
+    /// HTTP/1 codec errors answer ("Bad Request", not the detail).
+    pub fn body(self) -> &'static str {
+        super::encode::reason(self.status())
     }
 }
 

@@ -161,7 +161,7 @@ pub(crate) fn reject(respond: &mut SendResponse<Bytes>, grpc: bool, e: HeadError
         grpc,
         e.status(),
         None,
-        &Bytes::from_static(e.reason().as_bytes()),
+        &Bytes::from_static(e.detail().as_bytes()),
         ResponseFlag::DownstreamProtocolError,
         Edits::none(),
     )
@@ -201,6 +201,8 @@ pub(crate) fn local_at(
         bytes_sent: 0,
         upstream: None,
     };
+    // The proxy's own reply: no upstream service time.
+    let edits = edits.local_reply();
     let mut resp = Response::new(());
     if grpc && status >= 400 {
         *resp.status_mut() = StatusCode::OK;

@@ -13,9 +13,10 @@ use h2::RecvStream;
 use super::clock::Progress;
 use crate::config::UpstreamProtocol;
 use crate::http::failure::Failure;
-use crate::http::filter::{self, Status, StreamEdits};
+use crate::http::filter::{self, Status};
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding;
+use crate::http::own_headers;
 use crate::http::router::{self, Decision, Target};
 use crate::http::view::{ChainRef, WorkerView};
 use crate::observe::stream_info::{self, StreamInfo};
@@ -91,7 +92,7 @@ pub(crate) async fn serve<C: Connector>(
     };
     // The filter chain runs on every well-formed head, routed or not (a malformed one
     // was refused by the codec's rules before any filter sees it).
-    let mut edits = StreamEdits::default();
+    let mut edits = own_headers::stream_edits(&l.own);
     // `Some`: a filter answered the request itself.
     let filter_reply = if refused.is_some() {
         None
@@ -102,6 +103,7 @@ pub(crate) async fn serve<C: Connector>(
             Status::Respond(reply) => Some(reply),
         }
     };
+    own_headers::finish_response_edits(&l.own, &mut edits);
     // Copied out for the completion hook: the edits move into the proxied request.
     let chain = edits.chain;
     let decision = match (table, route) {
@@ -208,6 +210,7 @@ pub(crate) async fn serve<C: Connector>(
                 }
                 up_parts = Some(p);
             }
+            own_headers::proxied(&l.own, &l.forwarding, timeout, fwd.client, &mut edits);
             let progress = Rc::new(Progress::new(timeout, l.stream_idle_timeout));
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.

@@ -1,0 +1,139 @@
+//! Building a connection manager's `proxy_headers` (`config::OwnHeaders`): the native
+//! defaults, checks of the values, and the two header plans compiled from them (the
+//! `server` edit and the `x-envoy-*` sanitizing). Part of `config::build`.
+
+use super::super::model::*;
+use super::super::raw::RawProxyHeaders;
+use super::Builder;
+use crate::http::filter::headers::{AppendAction, HeaderAdd, HeaderOps, HeaderPlan};
+
+/// Request headers Envoy removes from every request it does not consider internal
+/// (`ConnectionManagerUtility::cleanInternalHeaders`, plus `x-envoy-internal`, which it
+/// sets itself for internal ones, and `x-forwarded-client-cert`, which its default
+/// `forward_client_cert_details: SANITIZE` removes). With no `internal_address_config`
+/// Envoy 1.40 treats no client address as internal, so this is every request.
+const SANITIZED: &[&str] = &[
+    "x-envoy-internal",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-force-trace",
+    "x-envoy-ip-tags",
+    "x-envoy-original-url",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-forwarded-client-cert",
+];
+
+/// Removed as well from edge requests (`use_remote_address`).
+const SANITIZED_AT_EDGE: &[&str] = &[
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+];
+
+impl Builder {
+    pub(super) fn proxy_headers(
+        &mut self,
+        p: &str,
+        raw: &Option<RawProxyHeaders>,
+        forwarding: &Forwarding,
+    ) -> OwnHeaders {
+        let d = OwnHeaders::native();
+        let Some(r) = raw else { return d };
+        let p = format!("{p}.proxy_headers");
+        let server_header_transformation = match r.server_header_transformation.as_deref() {
+            None => d.server_header_transformation,
+            Some("overwrite") => ServerHeader::Overwrite,
+            Some("append_if_absent") => ServerHeader::AppendIfAbsent,
+            Some("pass_through") => ServerHeader::PassThrough,
+            Some(other) => {
+                self.err(
+                    format!("{p}.server_header_transformation"),
+                    format!(
+                        "unknown value `{other}` (use overwrite, append_if_absent or pass_through)"
+                    ),
+                );
+                d.server_header_transformation
+            }
+        };
+        let server_name = r.server_name.clone().unwrap_or(d.server_name);
+        if server_name.is_empty()
+            || http::HeaderValue::from_str(&server_name).is_err()
+            || server_name.trim() != server_name
+        {
+            self.err(
+                format!("{p}.server_name"),
+                "must be a non-empty header value",
+            );
+        }
+        if let Some(h) = &r.default_host_for_http_10 {
+            if !crate::http::authority::valid_host(h.as_bytes()) {
+                self.err(format!("{p}.default_host_for_http_10"), "not a valid host");
+            }
+        }
+        let sanitize_envoy_headers = r.sanitize_envoy_headers.unwrap_or(d.sanitize_envoy_headers);
+        let server_ops = HeaderOps {
+            add: match server_header_transformation {
+                ServerHeader::PassThrough => Vec::new(),
+                t => vec![HeaderAdd {
+                    name: "server".into(),
+                    value: server_name.clone(),
+                    action: if t == ServerHeader::Overwrite {
+                        AppendAction::OverwriteIfExistsOrAdd
+                    } else {
+                        AppendAction::AddIfAbsent
+                    },
+                }],
+            },
+            remove: Vec::new(),
+        };
+        let sanitize_ops = HeaderOps {
+            add: Vec::new(),
+            remove: if sanitize_envoy_headers {
+                let edge = forwarding.use_remote_address.then_some(SANITIZED_AT_EDGE);
+                SANITIZED
+                    .iter()
+                    .chain(edge.into_iter().flatten())
+                    .map(|n| n.to_string())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        };
+        OwnHeaders {
+            accept_http_10: r.accept_http_10.unwrap_or(d.accept_http_10),
+            default_host_for_http_10: r.default_host_for_http_10.clone(),
+            date: r.date.unwrap_or(d.date),
+            server_name,
+            server_header_transformation,
+            envoy_headers: r.envoy_headers.unwrap_or(d.envoy_headers),
+            sanitize_envoy_headers,
+            generate_request_id: r.generate_request_id.unwrap_or(d.generate_request_id),
+            preserve_external_request_id: r
+                .preserve_external_request_id
+                .unwrap_or(d.preserve_external_request_id),
+            response_plan: HeaderPlan::compile([&server_ops]),
+            request_plan: HeaderPlan::compile([&sanitize_ops]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitized_names_are_lower_case_and_include_the_expected_timeout() {
+        for n in SANITIZED.iter().chain(SANITIZED_AT_EDGE) {
+            assert_eq!(*n, n.to_ascii_lowercase());
+        }
+        assert!(SANITIZED.contains(&crate::http::own_headers::EXPECTED_TIMEOUT));
+    }
+}
