@@ -254,6 +254,33 @@ fn chunked_request_body_stays_chunked_with_the_same_bytes() {
 }
 
 #[test]
+fn a_whole_chunked_body_pipelined_with_the_next_request_keeps_both_in_step() {
+    // The body, its trailers and the next request arrive in one read: the body goes
+    // upstream with the head in one write, byte for byte, and only up to its end.
+    let up = Upstream::echo();
+    let proxy = Proxy::start(&proxy_config(up.addr));
+    let wire = "5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n";
+    let mut c = Conn::connect(proxy.listen);
+    c.send(format!(
+        "POST /chunked HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n{wire}\
+         POST /length HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\n\r\nabc\
+         GET /after HTTP/1.1\r\nHost: test\r\n\r\n"
+    ));
+    for (path, len) in [("/chunked", 5), ("/length", 3), ("/after", 0)] {
+        let r = c.read_response().unwrap();
+        assert_eq!(r.status, 200);
+        let e = Echoed::parse(&r.body);
+        assert_eq!(e.field("target").as_deref(), Some(path));
+        assert_eq!(e.field("body-length"), Some(len.to_string()));
+    }
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(String::from_utf8_lossy(&reqs[0].wire_body), wire);
+    assert_eq!(reqs[1].body, b"abc");
+    assert_eq!(up.connections(), 1);
+}
+
+#[test]
 fn chunked_response_to_http11_client_keeps_chunks_and_trailers() {
     let up = Upstream::start(chunked_response(
         &["hello ", "chunked ", "world"],

@@ -83,6 +83,50 @@ fn request_bodies_stream_to_the_upstream() {
 }
 
 #[test]
+fn small_request_bodies_reach_an_http1_upstream_whole_and_in_step() {
+    // A body that arrives in the DATA frame ending the stream goes upstream with the
+    // head: framed by its Content-Length, or chunked with the last chunk right after it.
+    let up = Upstream::echo();
+    let p = Proxy::start(&proxy_config(up.addr));
+    let addr = p.listen;
+    let replies = h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let mut replies = Vec::new();
+        for (path, length) in [
+            ("/sized", true),
+            ("/chunked", false),
+            ("/sized-again", true),
+        ] {
+            let mut req = request("POST", &format!("http://{addr}{path}"));
+            if length {
+                req = req.header("content-length", "5");
+            }
+            replies.push(h2client::send(&mut client, req.body(()).unwrap(), b"hello").await);
+        }
+        replies
+    });
+    for r in &replies {
+        assert_eq!(r.status, 200, "{}", r.body_str());
+    }
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 3);
+    assert!(!reqs[0].chunked);
+    assert_eq!(reqs[0].header("content-length"), Some("5"));
+    assert_eq!(reqs[0].body, b"hello");
+    assert!(reqs[1].chunked);
+    assert_eq!(
+        String::from_utf8_lossy(&reqs[1].wire_body),
+        "5\r\nhello\r\n0\r\n\r\n"
+    );
+    assert_eq!(reqs[2].body, b"hello");
+    assert_eq!(
+        up.connections(),
+        1,
+        "the upstream connection stayed in step"
+    );
+}
+
+#[test]
 fn h2load_many_streams_all_succeed() {
     let up = Upstream::echo();
     let p = Proxy::start(&proxy_config(up.addr));

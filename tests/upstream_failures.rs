@@ -420,3 +420,37 @@ fn idempotent_request_is_retried_once_on_a_fresh_connection() {
     assert_eq!(r.status, 200);
     assert_eq!(up.connections(), 2);
 }
+
+#[test]
+fn a_pooled_connection_the_upstream_closed_while_idle_is_not_used() {
+    // The upstream answers as if keeping the connection alive, then closes it. A POST
+    // is never retried, so each one succeeds only if the proxy saw the close while the
+    // connection sat in its pool and opened a new one, instead of sending the request
+    // into a dead connection (which would be a 503 UC).
+    let up = Upstream::start(Arc::new(|_, req, s| {
+        use std::io::Write;
+        let body = req.describe();
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        Ok(false)
+    }));
+    let proxy = Proxy::start(&proxy_config(up.addr));
+    let mut c = Conn::connect(proxy.listen);
+    for i in 0..5 {
+        c.send(format!(
+            "POST /idle-closed/{i} HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello"
+        ));
+        let r = c.read_response().unwrap();
+        assert_eq!(r.status, 200, "request {i}: {}", r.body_str());
+        let upstream_closed = wait_until(Duration::from_secs(2), || {
+            (up.open_connections() == 0).then_some(())
+        });
+        assert!(upstream_closed.is_some());
+    }
+    assert_eq!(up.request_count(), 5);
+    assert_eq!(up.connections(), 5);
+    assert_eq!(flag_count(&proxy.listener_stats("main"), "UC"), 0);
+}

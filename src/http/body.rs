@@ -37,6 +37,70 @@ pub enum BodyError {
     TooLarge,
 }
 
+/// Bodies up to this size go out in the same write as their head, copied behind it in
+/// the connection's out buffer: one send per message instead of two. Larger ones are
+/// streamed from the read buffer (a copy would cost more than the send it saves, and
+/// would grow the out buffer of every connection that carried one).
+pub const INLINE_BODY_BYTES: usize = 4 * 1024;
+
+/// The length of the whole body of `kind` at the front of `data`, when all of it is
+/// there, it is at most `max` bytes, and it is forwarded as it came (nothing to strip);
+/// `None` otherwise, and the caller streams it with `forward` (which also reports a
+/// chunked framing error: none is decided here).
+pub fn whole_body(kind: BodyKind, strip: bool, data: &[u8], max: usize) -> Option<usize> {
+    match kind {
+        BodyKind::Empty => Some(0),
+        BodyKind::Length(n) => usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= max && n <= data.len()),
+        BodyKind::Chunked if !strip => {
+            let mut dec = ChunkedDecoder::new(MAX_TRAILER_BYTES);
+            let window = data.get(..max.min(data.len())).unwrap_or_default();
+            let mut rest = window;
+            while !dec.is_done() {
+                let (Piece::Framing(n) | Piece::Data(n)) = dec.next(rest).ok()?;
+                if n == 0 {
+                    // Out of input before the last chunk: not all of it is here.
+                    return None;
+                }
+                rest = rest.get(n..)?;
+            }
+            Some(window.len() - rest.len())
+        }
+        BodyKind::Chunked | BodyKind::UntilClose => None,
+    }
+}
+
+/// Writes one chunk of a chunked body to `dst` (never an empty one: that is the last
+/// chunk): its size line, its data and the CRLF after it, in one write when the data is
+/// at most `INLINE_BODY_BYTES` (assembled in `scratch`), else in three. `last`: the body
+/// ends with this chunk and has no trailers, so the last chunk (`0`) and the final CRLF
+/// go in the same write.
+pub async fn write_chunk<W: AsyncWrite + Unpin>(
+    dst: &mut W,
+    scratch: &mut Vec<u8>,
+    data: &[u8],
+    last: bool,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    scratch.clear();
+    if !data.is_empty() {
+        let _ = write!(scratch, "{:x}\r\n", data.len());
+        if data.len() <= INLINE_BODY_BYTES {
+            scratch.extend_from_slice(data);
+        } else {
+            dst.write_all(scratch).await?;
+            dst.write_all(data).await?;
+            scratch.clear();
+        }
+        scratch.extend_from_slice(b"\r\n");
+    }
+    if last {
+        scratch.extend_from_slice(b"0\r\n\r\n");
+    }
+    dst.write_all(scratch).await
+}
+
 /// Reads once into `buf`. With a `clock` (the request's route and stream idle clocks),
 /// the read is bounded by the time left on it, and bytes read push the idle clock back.
 pub async fn fill_from<R: Io>(
@@ -176,4 +240,71 @@ pub async fn forward_with_trailers<R: Io, W: AsyncWrite + Unpin>(
         },
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_body_is_found_only_when_all_of_it_is_there() {
+        let max = INLINE_BODY_BYTES;
+        assert_eq!(whole_body(BodyKind::Empty, false, b"next", max), Some(0));
+        assert_eq!(
+            whole_body(BodyKind::Length(3), false, b"abcGET", max),
+            Some(3)
+        );
+        assert_eq!(whole_body(BodyKind::Length(7), false, b"abc", max), None);
+        assert_eq!(whole_body(BodyKind::Length(3), false, b"abc", 2), None);
+        assert_eq!(
+            whole_body(BodyKind::Length(u64::MAX), false, b"abc", max),
+            None
+        );
+        let body: &[u8] = b"3\r\nabc\r\n0\r\nx-t: 1\r\n\r\n";
+        let chunked = [body, b"GET / HTTP/1.1\r\n"].concat();
+        let len = body.len();
+        assert_eq!(
+            whole_body(BodyKind::Chunked, false, &chunked, max),
+            Some(len)
+        );
+        assert_eq!(
+            whole_body(BodyKind::Chunked, true, &chunked, max),
+            None,
+            "stripped"
+        );
+        assert_eq!(
+            whole_body(BodyKind::Chunked, false, &chunked, len - 1),
+            None
+        );
+        for cut in 0..len {
+            let part = body.get(..cut).unwrap();
+            assert_eq!(
+                whole_body(BodyKind::Chunked, false, part, max),
+                None,
+                "{cut}"
+            );
+        }
+        assert_eq!(whole_body(BodyKind::Chunked, false, b"zz\r\n", max), None);
+        assert_eq!(whole_body(BodyKind::UntilClose, false, b"abc", max), None);
+    }
+
+    #[test]
+    fn chunks_are_framed_in_one_write_when_small() {
+        let write = |data: &[u8], last: bool| {
+            let mut out = Vec::new();
+            let mut scratch = Vec::new();
+            futures_lite::future::block_on(write_chunk(&mut out, &mut scratch, data, last))
+                .unwrap();
+            out
+        };
+        assert_eq!(write(b"hello", false), b"5\r\nhello\r\n");
+        assert_eq!(write(b"hello", true), b"5\r\nhello\r\n0\r\n\r\n");
+        assert_eq!(write(b"", true), b"0\r\n\r\n");
+        assert_eq!(write(b"", false), b"");
+        let big = vec![b'x'; INLINE_BODY_BYTES + 1];
+        let framed = write(&big, true);
+        assert!(framed.starts_with(b"1001\r\nxx"));
+        assert!(framed.ends_with(b"xx\r\n0\r\n\r\n"));
+        assert_eq!(framed.len(), 6 + big.len() + 2 + 5);
+    }
 }

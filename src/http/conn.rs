@@ -90,6 +90,8 @@ enum Action<'v> {
     UpgradeRefused,
     /// A filter answered the request itself.
     Filtered(LocalReply),
+    /// Answered, or the client went, while the body went through the chain (held.rs).
+    Held(Outcome),
 }
 
 /// What a local reply carries besides its status.
@@ -123,6 +125,7 @@ struct Plan<'v> {
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
+#[derive(Clone, Copy)]
 struct Outcome {
     status: u16,
     flag: ResponseFlag,
@@ -500,20 +503,8 @@ impl Conn {
             Action::Proxy { h2, .. } => h2.take(),
             _ => None,
         };
-        // A chain with a request-body hook reads the body before anything goes
-        // upstream; the held body then stands in for the read buffer (`held.rs`).
-        let mut held = None;
-        if held::wanted(&plan) {
-            match self
-                .hold_body(down, &mut plan, h2_request.as_deref_mut())
-                .await
-            {
-                Ok(body) => held = Some(std::mem::replace(&mut self.rbuf, body)),
-                Err(o) => {
-                    return self.finish_request(view, at, &plan, start, o);
-                }
-            }
-        }
+        // A request-body hook reads the body first; it stands in for `rbuf` (held.rs).
+        let own_rbuf = self.hold(down, &mut plan, h2_request.as_deref_mut()).await;
         let outcome = match plan.action {
             Action::NoRoute => self.fail_locally(down, view, &plan, Failure::NoRoute).await,
             Action::Direct(d, ref location) => {
@@ -553,6 +544,7 @@ impl Conn {
                 self.fail_locally(down, view, &plan, Failure::UpgradeRejected)
                     .await
             }
+            Action::Held(o) => o,
             Action::Filtered(ref reply) => {
                 self.local(
                     down,
@@ -566,23 +558,9 @@ impl Conn {
                 .await
             }
         };
-        if let Some(own) = held {
-            // The connection's own buffer, with whatever followed the body, comes back.
+        if let Some(own) = own_rbuf {
             self.rbuf = own;
         }
-        self.finish_request(view, at, &plan, start, outcome)
-    }
-
-    /// Records how a request ended (stats, access log, the chain's completion hook).
-    /// Returns true to keep the connection for the next one.
-    fn finish_request<C: Connector>(
-        &mut self,
-        view: &WorkerView<C>,
-        at: ChainRef,
-        plan: &Plan<'_>,
-        start: Instant,
-        outcome: Outcome,
-    ) -> bool {
         self.rec.status = outcome.status;
         self.rec.flag = Some(outcome.flag);
         self.rec.duration = start.elapsed();

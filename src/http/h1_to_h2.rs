@@ -12,6 +12,7 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::io::Write as _;
+use std::task::Poll;
 
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
@@ -366,6 +367,43 @@ async fn exchange_inner<D: Io, C: Connector>(
         out.truncate(out.len().saturating_sub(2));
         out.extend_from_slice(b"content-length: 0\r\n\r\n");
     }
+    let head_len = out.len() as u64;
+    let chunked = framing == DownFraming::Chunked;
+    let mut line = Vec::with_capacity(64);
+    // The last chunk went out with the data before it: no trailers follow.
+    let mut ended = false;
+    // The response-body hook saw the end of the stream.
+    let mut seen_end = false;
+    // A first DATA frame that is already here (never waited for) goes out with the head,
+    // in one write, when it is small; otherwise it is written after the head below.
+    let mut first = match std::future::poll_fn(|cx| Poll::Ready(up_body.poll_data(cx))).await {
+        Poll::Ready(Some(chunk)) => Some(chunk),
+        Poll::Ready(None) | Poll::Pending => None,
+    };
+    let mut inline = 0;
+    if let Some(Ok(chunk)) = first
+        .as_ref()
+        // A chain with the response-body hook sees every frame first (the loop below).
+        .filter(|_| !r.chain.hooks().response_data)
+        .filter(|c| c.as_ref().is_ok_and(|c| c.len() <= body::INLINE_BODY_BYTES))
+    {
+        inline = chunk.len();
+        if chunked {
+            ended = up_body.is_end_stream();
+            if inline > 0 {
+                let _ = write!(out, "{inline:x}\r\n");
+                out.extend_from_slice(chunk);
+                out.extend_from_slice(b"\r\n");
+            }
+            if ended {
+                out.extend_from_slice(b"0\r\n\r\n");
+            }
+        } else {
+            out.extend_from_slice(chunk);
+        }
+        let _ = up_body.flow_control().release_capacity(inline);
+        first = None;
+    }
     let mut res = Result {
         failed: None,
         reply: None,
@@ -373,22 +411,25 @@ async fn exchange_inner<D: Io, C: Connector>(
         flag: ResponseFlag::None,
         keep_alive: !close,
         bytes_received: received,
-        bytes_sent: out.len() as u64,
+        bytes_sent: head_len + inline as u64,
         body_cut: cut,
     };
     // From here on a clock that runs out can only close the connection.
     progress.head_sent(status);
-    progress.sent(out.len() as u64);
+    progress.sent(head_len + inline as u64);
     if down.write_all(out).await.is_err() {
         res.flag = ResponseFlag::DownstreamConnectionTermination;
         res.keep_alive = false;
         return res;
     }
-    let chunked = framing == DownFraming::Chunked;
-    let mut line = Vec::with_capacity(32);
-    // The response-body hook has seen the end of the stream.
-    let mut ended = false;
-    while let Some(chunk) = up_body.data().await {
+    while !ended {
+        let chunk = match first.take() {
+            Some(chunk) => chunk,
+            None => match up_body.data().await {
+                Some(chunk) => chunk,
+                None => break,
+            },
+        };
         let Ok(chunk) = chunk else {
             request::count_late(stats, Failure::ConnectionTermination);
             res.flag = ResponseFlag::UpstreamConnectionTermination;
@@ -396,25 +437,25 @@ async fn exchange_inner<D: Io, C: Connector>(
             return res;
         };
         let n = chunk.len();
-        ended = up_body.is_end_stream();
-        if r.chain.hooks().response_data
-            && r.chain.on_response_data(&chunk, ended).await != Status::Continue
-        {
-            // A filter answered after the head went out: close the connection (Envoy);
-            // dropping `up_body` resets the upstream stream.
-            res.keep_alive = false;
-            return res;
+        if r.chain.hooks().response_data {
+            seen_end = up_body.is_end_stream();
+            if r.chain.on_response_data(&chunk, seen_end).await != Status::Continue {
+                // A filter answered after the head went out: close the connection
+                // (Envoy); dropping `up_body` resets the upstream stream.
+                res.keep_alive = false;
+                return res;
+            }
         }
-        let mut ok = true;
-        if chunked && n > 0 {
-            line.clear();
-            let _ = write!(line, "{n:x}\r\n");
-            ok &= down.write_all(&line).await.is_ok();
-        }
-        ok = ok && down.write_all(&chunk).await.is_ok();
-        if chunked && n > 0 {
-            ok = ok && down.write_all(b"\r\n").await.is_ok();
-        }
+        let ok = if chunked {
+            // A stream that ended with this DATA frame has no trailers to wait for: the
+            // last chunk goes in the same write.
+            ended = up_body.is_end_stream();
+            body::write_chunk(down, &mut line, &chunk, ended)
+                .await
+                .is_ok()
+        } else {
+            down.write_all(&chunk).await.is_ok()
+        };
         if !ok {
             res.flag = ResponseFlag::DownstreamConnectionTermination;
             res.keep_alive = false;
@@ -424,14 +465,14 @@ async fn exchange_inner<D: Io, C: Connector>(
         res.bytes_sent += n as u64;
         progress.sent(n as u64);
     }
-    if !ended
-        && r.chain.hooks().response_data
+    if r.chain.hooks().response_data
+        && !seen_end
         && r.chain.on_response_data(&[], true).await != Status::Continue
     {
         res.keep_alive = false;
         return res;
     }
-    if chunked {
+    if chunked && !ended {
         line.clear();
         line.extend_from_slice(b"0\r\n");
         if let Ok(Some(trailers)) = up_body.trailers().await {

@@ -3,6 +3,8 @@
 //! In production this is glommio's `TcpStream`; tests drive the same code over memory.
 //! Tunnels move bytes over the two halves of one stream (`split`).
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
@@ -21,6 +23,13 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin {
     fn idle_is_clean(&self) -> bool {
         true
     }
+    /// `idle_is_clean`, asked by the task about to reuse the connection: a stream whose
+    /// runtime keeps watching the socket while it idles answers from that watch, without
+    /// a syscall (glommio: the poll armed after the last read, see below). The default
+    /// asks `idle_is_clean`.
+    fn idle_is_clean_cx(&mut self, _cx: &mut Context<'_>) -> bool {
+        self.idle_is_clean()
+    }
     /// The socket descriptor, if there is one.
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
@@ -38,6 +47,9 @@ impl<T: Io + ?Sized> Io for &mut T {
     }
     fn idle_is_clean(&self) -> bool {
         (**self).idle_is_clean()
+    }
+    fn idle_is_clean_cx(&mut self, cx: &mut Context<'_>) -> bool {
+        (**self).idle_is_clean_cx(cx)
     }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         (**self).raw_fd()
@@ -75,6 +87,31 @@ impl Io for glommio::net::TcpStream {
         };
         n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
     }
+
+    /// A read of nothing, polled once. glommio arms a one-shot poll for readability
+    /// after every read that did not fill its buffer (the read that ended the last
+    /// response did not), and while that poll is pending a read returns `Pending`
+    /// without a syscall: nothing arrived and the peer did not close, as far as the
+    /// executor's last look at its completions goes. A completed poll (bytes, end of
+    /// stream, an error) or no poll at all makes glommio try `recv` of zero bytes,
+    /// which returns 0 when bytes or the end of stream are there and `EAGAIN` (then a
+    /// poll is armed, `Pending`) when not: the same answer as the peek, for one
+    /// syscall. `Ready` in any form is a connection not to reuse.
+    fn idle_is_clean_cx(&mut self, cx: &mut Context<'_>) -> bool {
+        use futures_lite::io::AsyncRead;
+        // No timer for this poll: glommio would arm the read timeout on `Pending`, and
+        // the exchange's own reads set theirs.
+        let timeout = glommio::net::TcpStream::read_timeout(self);
+        let _ = glommio::net::TcpStream::set_read_timeout(self, None);
+        let polled = Pin::new(&mut *self).poll_read(cx, &mut []);
+        let _ = glommio::net::TcpStream::set_read_timeout(self, timeout);
+        polled.is_pending()
+    }
+}
+
+/// `Io::idle_is_clean_cx` as a future, for the task about to reuse `io`.
+pub async fn idle_is_clean<T: Io>(io: &mut T) -> bool {
+    std::future::poll_fn(|cx| Poll::Ready(io.idle_is_clean_cx(cx))).await
 }
 
 /// True if the error is a timeout from `set_read_timeout` / `set_write_timeout`.

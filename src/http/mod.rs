@@ -25,4 +25,5 @@ pub mod hop;
 pub(crate) mod io;
 pub mod own_headers;
 pub mod router;
+pub mod stamp;
 pub mod view;

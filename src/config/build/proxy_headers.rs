@@ -134,6 +134,6 @@ mod tests {
         for n in SANITIZED.iter().chain(SANITIZED_AT_EDGE) {
             assert_eq!(*n, n.to_ascii_lowercase());
         }
-        assert!(SANITIZED.contains(&crate::http::own_headers::EXPECTED_TIMEOUT));
+        assert!(SANITIZED.contains(&crate::http::stamp::EXPECTED_TIMEOUT));
     }
 }

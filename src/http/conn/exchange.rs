@@ -163,6 +163,9 @@ struct Try<'x, 'p, D, C: Connector> {
     replayable: bool,
     /// Forwarding of the request body has begun: it cannot be read again.
     body_touched: bool,
+    /// The whole request body was small and already read: it went into `wbuf` behind
+    /// the head, and a retry sends it again from there.
+    body_inline: bool,
     /// The upstream answered or went away before the whole request body was sent.
     body_cut: bool,
 }
@@ -180,19 +183,40 @@ impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
 
     async fn try_once(&mut self, up: &mut C::Conn, _reused: bool) -> Result<Got, Tried> {
         let (conn, plan, progress) = (&mut *self.conn, self.plan, self.progress);
+        // A small request body that is all here already goes up with the head, in one
+        // write; not while a `100 Continue` is due, which the client waits for.
+        if plan.framing.body != BodyKind::Empty
+            && !plan.framing.expect_continue
+            && !self.body_inline
+        {
+            let data = conn.rbuf.data();
+            if let Some(n) =
+                body::whole_body(plan.framing.body, false, data, body::INLINE_BODY_BYTES)
+            {
+                conn.wbuf
+                    .extend_from_slice(data.get(..n).unwrap_or_default());
+                conn.rbuf.consume(n);
+                self.body_inline = true;
+                self.body_touched = true;
+                conn.rec.bytes_received += n as u64;
+                // The request is complete: the route clock starts (Envoy).
+                progress.request_done();
+            }
+        }
         // Every upstream read and write is bounded by the time left on the clocks.
         let left = progress.time_left();
         up.set_read_timeout(left);
         up.set_write_timeout(left);
         conn.ubuf.consume(conn.ubuf.len());
         if up.write_all(&conn.wbuf).await.is_err() {
-            // Nothing of the body was read yet: the request can go again as it was.
+            // Nothing of the body was read yet, or all of it is in `wbuf`: the request
+            // can go again as it was.
             return Err(Tried {
                 failure: Failure::ConnectionTermination,
                 replayable: true,
             });
         }
-        if plan.framing.body != BodyKind::Empty {
+        if plan.framing.body != BodyKind::Empty && !self.body_inline {
             self.body_touched = true;
             if plan.framing.expect_continue
                 && self
@@ -401,6 +425,7 @@ impl Conn {
             progress: &progress,
             replayable: plan.idempotent && plan.framing.body == BodyKind::Empty,
             body_touched: false,
+            body_inline: false,
             body_cut: false,
         };
         let tried = request::run(
@@ -456,6 +481,18 @@ impl Conn {
             }
         }
         progress.head_sent(status);
+        // A small body that is all here already goes out with the head, in one write
+        // (unless the chain's response-body hook must see it first).
+        let resp_body =
+            match body::whole_body(resp_body, strip, self.ubuf.data(), body::INLINE_BODY_BYTES) {
+                Some(n) if n > 0 && !plan.chain.hooks().response_data => {
+                    let whole = self.ubuf.data().get(..n).unwrap_or_default();
+                    self.wbuf.extend_from_slice(whole);
+                    self.ubuf.consume(n);
+                    BodyKind::Empty
+                }
+                _ => resp_body,
+            };
         if down.write_all(&self.wbuf).await.is_err() {
             return Outcome {
                 status,

@@ -16,18 +16,40 @@ use super::super::io::Io;
 use super::{Action, Conn, Outcome, Plan};
 
 /// Whether this request's body goes through the chain first.
-pub(super) fn wanted(plan: &Plan<'_>) -> bool {
+fn wanted(plan: &Plan<'_>) -> bool {
     plan.chain.hooks().request_data
         && plan.framing.body != BodyKind::Empty
         && matches!(plan.action, Action::Proxy { upgrade: false, .. })
 }
 
 impl Conn {
+    /// For a chain with a request-body hook (one branch for the others): reads the body
+    /// through it. Returns the connection's own read buffer, to be put back after the
+    /// exchange (the held body stands in for it meanwhile). When the request was
+    /// answered, or the client went, `plan.action` becomes `Action::Held` with how.
+    pub(super) async fn hold<D: Io>(
+        &mut self,
+        down: &mut D,
+        plan: &mut Plan<'_>,
+        h2: Option<&mut http::Request<()>>,
+    ) -> Option<ReadBuf> {
+        if !wanted(plan) {
+            return None;
+        }
+        match self.hold_body(down, plan, h2).await {
+            Ok(body) => Some(std::mem::replace(&mut self.rbuf, body)),
+            Err(o) => {
+                plan.action = Action::Held(o);
+                None
+            }
+        }
+    }
+
     /// Reads the body through the chain. `Ok`: the held body as a read buffer, and the
     /// plan (and the upstream request: the head in `wbuf`, or `h2`) reframed by its
     /// length. `Err`: the request is answered (a filter's reply, `connection: close`
     /// as Envoy's) or the client is gone.
-    pub(super) async fn hold_body<D: Io>(
+    async fn hold_body<D: Io>(
         &mut self,
         down: &mut D,
         plan: &mut Plan<'_>,

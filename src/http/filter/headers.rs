@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use crate::http::own_headers::Stamp;
+use crate::http::stamp::Stamp;
 
 /// Envoy's `HeaderValueOption.append_action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,10 +137,13 @@ fn simulate<'a>(
     out
 }
 
+/// Header-mutation filters one chain may hold (each adds a plan to a message's edits).
+pub const MAX_HEADER_MUTATION_FILTERS: usize = 3;
+
 /// Most plans one message carries: the header-mutation filters' and the route's, and
 /// the connection manager's own (`server`, or the sanitizing of `x-envoy-*` headers).
 const MAX_PLANS: usize = 5;
-const _: () = assert!(MAX_PLANS >= super::MAX_HEADER_MUTATION_FILTERS + 2);
+const _: () = assert!(MAX_PLANS >= MAX_HEADER_MUTATION_FILTERS + 2);
 
 /// The plans that apply to one message, in order, and the proxy's own per-message
 /// headers (`http::own_headers`). Copyable; borrows the config.

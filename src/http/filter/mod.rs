@@ -48,8 +48,7 @@ use self::headers::{Edits, HeaderPlan};
 pub use self::status::{DataStatus, LocalReply, Status};
 use super::flags::ResponseFlag;
 
-/// Plans one message can carry: up to three header-mutation filters and the route's.
-pub const MAX_HEADER_MUTATION_FILTERS: usize = 3;
+pub use self::headers::MAX_HEADER_MUTATION_FILTERS;
 
 /// One entry of a listener's `http_filters`, as written in the YAML.
 #[derive(Debug, Deserialize)]

@@ -66,7 +66,7 @@ impl HeadError {
     /// The body of the HTTP/1 local reply: the status's reason phrase, as Envoy's
     /// HTTP/1 codec errors answer ("Bad Request", not the detail).
     pub fn body(self) -> &'static str {
-        super::encode::reason(self.status())
+        reason(self.status())
     }
 }
 
@@ -240,6 +240,38 @@ pub fn target(t: &str) -> Result<Target<'_>, HeadError> {
         authority: Some(authority),
         path,
     })
+}
+
+/// The canonical reason phrase for the statuses the proxy itself produces.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Payload Too Large",
+        426 => "Upgrade Required",
+        414 => "URI Too Long",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
 }
 
 #[cfg(test)]

@@ -100,8 +100,13 @@ pub(super) fn expiry_failure(e: Expiry, progress: &Progress) -> Failure {
 struct ToH1<'x, 'a> {
     r: &'x mut Request<'a>,
     ubuf: &'x mut ReadBuf,
-    head: &'x [u8],
+    /// The request head, and the body's first DATA frame behind it once taken.
+    head: &'x mut Vec<u8>,
     chunked: bool,
+    /// The first DATA frame was looked for (taken into `head` if it was here).
+    first_taken: bool,
+    /// Body bytes that went into `head`, and whether the body ended with them.
+    in_head: (u64, bool),
     is_head: bool,
     /// Idempotent and without a body: may be sent again after a stale connection.
     replayable: bool,
@@ -130,21 +135,35 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
             failure: Failure::ConnectionTermination,
             replayable,
         };
-        // Nothing of the request body was taken yet: the head can go again.
+        // A first DATA frame that is already here goes up with the head, in one write.
+        if !self.first_taken && !self.r.body.is_end_stream() {
+            self.first_taken = true;
+            let (body, chunked) = (&mut self.r.body, self.chunked);
+            match http1::take_ready_data(self.head, body, chunked, self.progress).await {
+                Ok(Some(taken)) => self.in_head = taken,
+                Ok(None) => {}
+                Err(_) => return Ok(Got::ClientGone),
+            }
+        }
+        // Nothing of the request body was taken yet, or what was is in `head`: the
+        // head can go again.
         if up.write_all(self.head).await.is_err() {
             return Err(lost(true));
         }
         self.progress.touch();
-        let mut received = 0;
+        let (mut received, ended) = self.in_head;
         if let Some(held) = &self.r.held {
+            // The body the filter chain held (`http/hold.rs`), after the head.
             if up.write_all(held).await.is_err() {
                 return Err(lost(false));
             }
-            received = held.len() as u64;
+            received += held.len() as u64;
         }
-        if !self.r.body.is_end_stream() {
+        if ended {
+            self.progress.request_done();
+        } else if !self.r.body.is_end_stream() {
             match http1::send_body(up, &mut self.r.body, self.chunked, self.progress).await {
-                Ok(n) => received = n,
+                Ok(n) => received += n,
                 Err(BodyError::Write) => return Err(lost(false)),
                 Err(_) => return Ok(Got::ClientGone),
             }
@@ -206,8 +225,10 @@ async fn exchange<C: Connector>(
     let mut x = ToH1 {
         r,
         ubuf,
-        head: &head,
+        head: &mut head,
         chunked,
+        first_taken: false,
+        in_head: (0, false),
         is_head,
         replayable,
         progress,

@@ -48,9 +48,11 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
     ) -> Result<(K::Conn, bool), Failure> {
         let stats = &cs.stats;
         // An idle connection the upstream closed, or wrote to, is never used.
-        if let Some(c) = std::iter::from_fn(|| cs.pool.take(ep)).find(|c| c.idle_is_clean()) {
-            stats.cx_reused.inc();
-            return Ok((c, true));
+        while let Some(mut c) = cs.pool.take(ep) {
+            if crate::http::io::idle_is_clean(&mut c).await {
+                stats.cx_reused.inc();
+                return Ok((c, true));
+            }
         }
         let (Some(endpoint), Some(es)) = (cs.cfg.endpoints.get(ep), cs.endpoints.get(ep)) else {
             return Err(Failure::NoHealthyUpstream);
@@ -186,6 +188,45 @@ fn write_forwarding(
     }
 }
 
+/// The request body's first DATA frame, if it is already here (never waits): appended
+/// to `out`, the request head, in the body's framing, so that head and body go upstream
+/// in one write. Returns the bytes taken and whether the body ended with them (for a
+/// chunked body the last chunk is then in `out` too); `None` when no frame is here yet
+/// or the stream has no more DATA (`send_body` takes it from there). `Err`: the
+/// client's stream failed.
+pub(crate) async fn take_ready_data(
+    out: &mut Vec<u8>,
+    body: &mut RecvStream,
+    chunked: bool,
+    progress: &Progress,
+) -> Result<Option<(u64, bool)>, BodyError> {
+    let ready = std::future::poll_fn(|cx| std::task::Poll::Ready(body.poll_data(cx))).await;
+    let chunk = match ready {
+        std::task::Poll::Ready(Some(Ok(chunk))) => chunk,
+        std::task::Poll::Ready(Some(Err(_))) => return Err(BodyError::Read),
+        std::task::Poll::Ready(None) | std::task::Poll::Pending => return Ok(None),
+    };
+    let n = chunk.len();
+    // A stream that ended with this frame has no trailers to wait for.
+    let ended = body.is_end_stream();
+    if chunked {
+        if n > 0 {
+            let _ = write!(out, "{n:x}\r\n");
+            out.extend_from_slice(&chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+        if ended {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+    } else {
+        out.extend_from_slice(&chunk);
+    }
+    let _ = body.flow_control().release_capacity(n);
+    progress.touch();
+    progress.received(n as u64);
+    Ok(Some((n as u64, ended)))
+}
+
 /// Streams the request body: DATA frames as they arrive, flow-control capacity released
 /// once each is written upstream.
 pub(crate) async fn send_body<U: Io>(
@@ -195,19 +236,21 @@ pub(crate) async fn send_body<U: Io>(
     progress: &Progress,
 ) -> Result<u64, BodyError> {
     let mut total = 0u64;
-    let mut framing = Vec::with_capacity(32);
+    let mut framing = Vec::with_capacity(64);
+    // The last chunk went out with the data before it: no trailers follow.
+    let mut ended = false;
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(|_| BodyError::Read)?;
         let n = chunk.len();
         progress.touch();
-        if chunked && n > 0 {
-            framing.clear();
-            let _ = write!(framing, "{n:x}\r\n");
-            up.write_all(&framing).await.map_err(|_| BodyError::Write)?;
-        }
-        up.write_all(&chunk).await.map_err(|_| BodyError::Write)?;
-        if chunked && n > 0 {
-            up.write_all(b"\r\n").await.map_err(|_| BodyError::Write)?;
+        if chunked {
+            // A stream that ended with this DATA frame has no trailers to wait for.
+            ended = body.is_end_stream();
+            crate::http::body::write_chunk(up, &mut framing, &chunk, ended)
+                .await
+                .map_err(|_| BodyError::Write)?;
+        } else {
+            up.write_all(&chunk).await.map_err(|_| BodyError::Write)?;
         }
         let _ = body.flow_control().release_capacity(n);
         progress.received(n as u64);
@@ -215,7 +258,7 @@ pub(crate) async fn send_body<U: Io>(
     }
     // No more DATA: the client ended the stream (with trailers, if any, received).
     progress.request_done();
-    if chunked {
+    if chunked && !ended {
         let trailers = body.trailers().await.map_err(|_| BodyError::Read)?;
         progress.touch();
         framing.clear();

@@ -1,0 +1,357 @@
+//! The proxy's own per-message headers (a [`Stamp`]) and their values: `date`,
+//! `x-envoy-upstream-service-time`, `x-request-id`, `x-envoy-expected-rq-timeout-ms` and
+//! `x-envoy-external-address`, as Envoy's connection manager and router write them.
+//! Which ones a message gets is decided in `own_headers`; a stamp rides in the message's
+//! `filter::headers::Edits`, so every encoder that applies header edits writes it. Nothing here allocates on the HTTP/1 path: the date is formatted
+//! into a per-thread buffer once a second (on the first response of that second; no
+//! timer, so an idle worker never wakes for it), numbers, addresses and UUIDs into stack
+//! buffers; the request id comes from the thread's `fastrand` generator (no lock, no
+//! syscall). HTTP/2 responses reuse a per-thread `HeaderValue` of the date (a `Bytes`
+//! clone) for the rest of the second.
+
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use std::net::IpAddr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+pub const DATE: &str = "date";
+pub const SERVICE_TIME: &str = "x-envoy-upstream-service-time";
+pub const REQUEST_ID: &str = "x-request-id";
+pub const EXPECTED_TIMEOUT: &str = "x-envoy-expected-rq-timeout-ms";
+pub const EXTERNAL_ADDRESS: &str = "x-envoy-external-address";
+
+/// When the upstream request gets an `x-request-id` (Envoy's `generate_request_id`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RequestId {
+    #[default]
+    Off,
+    /// Only when the request has none.
+    IfAbsent,
+    /// Always a fresh one (an edge request, unless `preserve_external_request_id`).
+    Always,
+}
+
+/// The proxy's own headers for one message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stamp {
+    /// Response: `date`, when the message has none.
+    pub date: bool,
+    /// Response: `x-envoy-upstream-service-time`, the milliseconds since this instant.
+    /// Only proxied responses get it ([`Stamp::local_reply`] clears it).
+    pub service_since: Option<Instant>,
+    /// Request: `x-request-id`.
+    pub request_id: RequestId,
+    /// Request: `x-envoy-expected-rq-timeout-ms` (the route timeout).
+    pub expected_timeout_ms: Option<u64>,
+    /// Request: `x-envoy-external-address` (an edge request's client).
+    pub external_address: Option<IpAddr>,
+}
+
+impl Stamp {
+    pub fn is_empty(&self) -> bool {
+        *self == Stamp::default()
+    }
+
+    /// The stamp for a reply the proxy makes itself: no upstream service time.
+    pub fn local_reply(mut self) -> Stamp {
+        self.service_since = None;
+        self
+    }
+
+    /// True if an incoming header called `name` is dropped because the stamp writes
+    /// its own value (Envoy sets these, replacing what came).
+    pub fn replaces(&self, name: &str) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        (self.service_since.is_some() && name.eq_ignore_ascii_case(SERVICE_TIME))
+            || (self.request_id == RequestId::Always && name.eq_ignore_ascii_case(REQUEST_ID))
+            || (self.expected_timeout_ms.is_some() && name.eq_ignore_ascii_case(EXPECTED_TIMEOUT))
+            || (self.external_address.is_some() && name.eq_ignore_ascii_case(EXTERNAL_ADDRESS))
+    }
+
+    /// Calls `emit` for every header the stamp adds; `has` tells whether the message
+    /// (as it arrived) carries a header of that name.
+    pub fn for_each(&self, has: impl Fn(&str) -> bool, mut emit: impl FnMut(&str, &str)) {
+        if self.is_empty() {
+            return;
+        }
+        if self.date && !has(DATE) {
+            let d = http_date();
+            emit(DATE, ascii(&d));
+        }
+        let mut num = [0u8; 20];
+        if let Some(since) = self.service_since {
+            let ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+            emit(SERVICE_TIME, decimal(&mut num, ms));
+        }
+        let id = match self.request_id {
+            RequestId::Off => false,
+            RequestId::IfAbsent => !has(REQUEST_ID),
+            RequestId::Always => true,
+        };
+        if id {
+            let u = uuid_v4();
+            emit(REQUEST_ID, ascii(&u));
+        }
+        if let Some(ms) = self.expected_timeout_ms {
+            emit(EXPECTED_TIMEOUT, decimal(&mut num, ms));
+        }
+        if let Some(ip) = self.external_address {
+            let mut buf = [0u8; 48];
+            let len = {
+                let mut cur = std::io::Cursor::new(&mut buf[..]);
+                let _ = write!(cur, "{ip}");
+                cur.position() as usize
+            };
+            emit(EXTERNAL_ADDRESS, ascii(buf.get(..len).unwrap_or_default()));
+        }
+    }
+
+    /// Writes the stamp into an HTTP/2 (or `http`) header map: replaced headers are
+    /// overwritten, `date` is the thread's cached value.
+    pub fn apply_to_map(&self, map: &mut http::HeaderMap) {
+        if self.is_empty() {
+            return;
+        }
+        if self.date && !map.contains_key(http::header::DATE) {
+            map.insert(http::header::DATE, cached_date_value());
+        }
+        let has = |n: &str| map.contains_key(n);
+        let mut add: [Option<(&'static str, http::HeaderValue)>; 4] = Default::default();
+        let mut k = 0;
+        let no_date = Stamp {
+            date: false,
+            ..*self
+        };
+        no_date.for_each(has, |name, value| {
+            let name = [SERVICE_TIME, REQUEST_ID, EXPECTED_TIMEOUT, EXTERNAL_ADDRESS]
+                .into_iter()
+                .find(|n| *n == name);
+            if let (Some(name), Ok(v), Some(slot)) =
+                (name, http::HeaderValue::from_str(value), add.get_mut(k))
+            {
+                *slot = Some((name, v));
+                k += 1;
+            }
+        });
+        for (name, value) in add.into_iter().flatten() {
+            map.insert(name, value);
+        }
+    }
+}
+
+/// Bytes known to be ASCII (the formatters above write nothing else) as `&str`.
+fn ascii(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+/// The decimal form of `n` in `buf`.
+fn decimal(buf: &mut [u8; 20], mut n: u64) -> &str {
+    let mut i = buf.len();
+    for slot in buf.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        i -= 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    ascii(buf.get(i..).unwrap_or_default())
+}
+
+/// A random (version 4) UUID in Envoy's lower-case 8-4-4-4-12 form, from the thread's
+/// generator.
+pub fn uuid_v4() -> [u8; 36] {
+    let mut bits = u128::from(fastrand::u64(..)) << 64 | u128::from(fastrand::u64(..));
+    // Version 4, variant 10xx (RFC 9562 section 5.4).
+    bits = (bits & !(0xf << 76)) | (0x4 << 76);
+    bits = (bits & !(0x3 << 62)) | (0x2 << 62);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 36];
+    let mut nibble = 32;
+    for (i, slot) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        nibble -= 1;
+        let v = ((bits >> (nibble * 4)) & 0xf) as usize;
+        *slot = HEX.get(v).copied().unwrap_or(b'0');
+    }
+    out
+}
+
+thread_local! {
+    /// The second the cached date is for, and its IMF-fixdate form.
+    static DATE_CACHE: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
+    /// The same as an HTTP/2 header value.
+    static DATE_VALUE: RefCell<Option<(u64, http::HeaderValue)>> = const { RefCell::new(None) };
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The current time as an HTTP date (`Tue, 01 Dec 2026 06:38:12 GMT`), formatted at
+/// most once a second per thread.
+pub fn http_date() -> [u8; 29] {
+    let now = unix_now();
+    DATE_CACHE.with(|c| {
+        let (at, text) = c.get();
+        if at == now {
+            return text;
+        }
+        let text = format_http_date(now);
+        c.set((now, text));
+        text
+    })
+}
+
+/// The date as a header value, rebuilt at most once a second per thread.
+fn cached_date_value() -> http::HeaderValue {
+    let now = unix_now();
+    DATE_VALUE.with(|c| {
+        let mut c = c.borrow_mut();
+        match &*c {
+            Some((at, v)) if *at == now => v.clone(),
+            _ => {
+                let v = http::HeaderValue::from_bytes(&http_date())
+                    .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+                *c = Some((now, v.clone()));
+                v
+            }
+        }
+    })
+}
+
+/// IMF-fixdate (RFC 9110 section 5.6.7) of a Unix time in seconds.
+pub fn format_http_date(secs: u64) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (hour, min, sec) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (the proleptic Gregorian calendar, in
+    // 400-year eras starting on March 1st).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    let two = |n: u64| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+    let name = DAYS.get((days % 7) as usize).copied().unwrap_or(b"Thu");
+    let mon = MONTHS
+        .get((month.saturating_sub(1)) as usize)
+        .copied()
+        .unwrap_or(b"Jan");
+    let y = [
+        b'0' + (year / 1000 % 10) as u8,
+        b'0' + (year / 100 % 10) as u8,
+        b'0' + (year / 10 % 10) as u8,
+        b'0' + (year % 10) as u8,
+    ];
+    let parts: [(usize, &[u8]); 8] = [
+        (0, name),
+        (5, &two(day)),
+        (8, mon),
+        (12, &y),
+        (17, &two(hour)),
+        (20, &two(min)),
+        (23, &two(sec)),
+        (26, b"GMT"),
+    ];
+    for (at, bytes) in parts {
+        if let Some(dst) = out.get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::string_slice)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_http_dates() {
+        assert_eq!(&format_http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            &format_http_date(1_796_107_092),
+            b"Tue, 01 Dec 2026 06:38:12 GMT"
+        );
+        assert_eq!(
+            &format_http_date(951_782_400),
+            b"Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+        assert_eq!(
+            &format_http_date(4_102_444_799),
+            b"Thu, 31 Dec 2099 23:59:59 GMT"
+        );
+    }
+
+    #[test]
+    fn uuids_are_version_4() {
+        let a = uuid_v4();
+        let b = uuid_v4();
+        assert_ne!(a, b);
+        let s = std::str::from_utf8(&a).unwrap();
+        let parts: Vec<&str> = s.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'), "{s}");
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{s}");
+        assert!(s
+            .bytes()
+            .all(|c| c == b'-' || c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+    }
+
+    #[test]
+    fn stamp_writes_and_replaces() {
+        let s = Stamp {
+            request_id: RequestId::IfAbsent,
+            expected_timeout_ms: Some(15000),
+            external_address: Some("127.0.0.1".parse().unwrap()),
+            ..Stamp::default()
+        };
+        let mut got = Vec::new();
+        s.for_each(
+            |n| n == REQUEST_ID,
+            |n, v| got.push((n.to_string(), v.to_string())),
+        );
+        assert_eq!(
+            got,
+            [
+                (EXPECTED_TIMEOUT.to_string(), "15000".to_string()),
+                (EXTERNAL_ADDRESS.to_string(), "127.0.0.1".to_string())
+            ]
+        );
+        assert!(!s.replaces("X-Request-Id"));
+        assert!(s.replaces("X-Envoy-Expected-Rq-Timeout-Ms"));
+        let mut map = http::HeaderMap::new();
+        map.insert("x-envoy-external-address", "9.9.9.9".parse().unwrap());
+        Stamp {
+            date: true,
+            request_id: RequestId::Always,
+            ..s
+        }
+        .apply_to_map(&mut map);
+        assert_eq!(map["x-envoy-external-address"], "127.0.0.1");
+        assert_eq!(map["x-request-id"].len(), 36);
+        assert_eq!(map["date"].len(), 29);
+    }
+}
