@@ -11,6 +11,7 @@ mod raw;
 
 pub(crate) use build::is_tchar;
 pub use build::{load_file, parse_str, ConfigError, ConfigErrors};
+pub use envoy::xds;
 pub use model::*;
 
 #[cfg(test)]
