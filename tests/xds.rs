@@ -225,6 +225,31 @@ fn sotw_subscribes_in_order_acks_and_applies_changes() {
 }
 
 #[test]
+fn a_route_change_applies_to_the_next_request_on_a_live_connection() {
+    let a = named_upstream("A");
+    let b = named_upstream("B");
+    let mgmt = Mgmt::start();
+    let port = free_port();
+    base(&mgmt, port, &a);
+    mgmt.set(CLUSTER, &[("c2", eds_cluster("c2"))]);
+    mgmt.set(ENDPOINT, &[("c2", endpoints("c2", &[b.addr.port()]))]);
+    let _p = Proxy::start(&bootstrap(mgmt.addr, "GRPC"));
+    wait_answer(port, "A");
+    let mut keep = Conn::connect(addr(port));
+    let mut ask = || {
+        keep.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+        keep.read_response().unwrap().body_str()
+    };
+    assert_eq!(ask(), "A");
+    mgmt.set(ROUTE, &[("r1", route("r1", "c2"))]);
+    // The same connection, not a new one, sees the new route (Envoy applies RDS to the
+    // next request on existing connections).
+    wait_answer(port, "B");
+    assert_eq!(ask(), "B");
+    assert_eq!(a.connections(), 1, "one upstream connection to A, reused");
+}
+
+#[test]
 fn a_rejected_update_is_nacked_with_the_field_and_the_old_config_serves() {
     let a = named_upstream("A");
     let mgmt = Mgmt::start();

@@ -43,6 +43,8 @@ enum Event {
 struct Worker {
     id: usize,
     current: RefCell<Option<Rc<View>>>,
+    /// The newest view, for connections moving to it between requests.
+    latest: Rc<RefCell<std::rc::Weak<View>>>,
     draining: Rc<Cell<bool>>,
     bufs: Rc<BufPool>,
     connector: Rc<TcpConnector>,
@@ -111,6 +113,7 @@ pub async fn run(
     let w = Rc::new(Worker {
         id,
         current: RefCell::new(None),
+        latest: Rc::default(),
         draining: Rc::new(Cell::new(false)),
         bufs: Rc::new(BufPool::new(UPSTREAM_BUF_BYTES, 1024)),
         connector: Rc::new(TcpConnector),
@@ -302,7 +305,9 @@ impl Worker {
             draining: self.draining.clone(),
             bufs: self.bufs.clone(),
             hooks: self.hooks.clone(),
+            latest: self.latest.clone(),
         });
+        *self.latest.borrow_mut() = Rc::downgrade(&view);
         *self.current.borrow_mut() = Some(view);
 
         // Listeners: stop removed ones, start new or moved ones with the sockets sent.

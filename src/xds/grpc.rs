@@ -38,9 +38,23 @@ impl Stream {
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
-        let (client, conn) = h2::client::Builder::new()
-            .handshake::<_, Bytes>(tcp.compat())
+        // A server that accepts but never answers must not stall the client: the
+        // handshake gets the connect timeout too.
+        let handshake = async {
+            Some(
+                h2::client::Builder::new()
+                    .max_frame_size(1 << 20)
+                    .handshake::<_, Bytes>(tcp.compat())
+                    .await,
+            )
+        };
+        let expire = async {
+            glommio::timer::sleep(CONNECT_TIMEOUT).await;
+            None
+        };
+        let (client, conn) = futures_lite::future::or(handshake, expire)
             .await
+            .ok_or_else(|| format!("HTTP/2 handshake with {addr} timed out"))?
             .map_err(|e| format!("HTTP/2 handshake with {addr}: {e}"))?;
         let driver = spawn_local(async move {
             if let Err(e) = conn.await {

@@ -74,6 +74,9 @@ pub struct Mgmt {
     shared: Arc<Shared>,
     pub addr: SocketAddr,
     rt: Option<tokio::runtime::Runtime>,
+    /// The listening socket, held across a stop so that no other test takes the port
+    /// meanwhile: while stopped, connections wait in the backlog, unanswered.
+    socket: std::net::TcpListener,
 }
 
 impl Mgmt {
@@ -86,23 +89,29 @@ impl Mgmt {
             streams: Mutex::new(0),
             nonces: Mutex::new(0),
         });
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
         let mut m = Mgmt {
             shared,
-            addr: "127.0.0.1:0".parse().unwrap(),
+            addr: socket.local_addr().unwrap(),
             rt: None,
+            socket,
         };
-        m.serve("127.0.0.1:0".parse().unwrap());
+        m.serve();
         m
     }
 
-    fn serve(&mut self, at: SocketAddr) {
+    fn serve(&mut self) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        let listener = rt.block_on(tokio::net::TcpListener::bind(at)).unwrap();
-        self.addr = listener.local_addr().unwrap();
+        let std_listener = self.socket.try_clone().unwrap();
+        let listener = {
+            let _guard = rt.enter();
+            tokio::net::TcpListener::from_std(std_listener).unwrap()
+        };
         let svc = AggregatedDiscoveryServiceServer::new(Ads(self.shared.clone()));
         rt.spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
@@ -119,7 +128,7 @@ impl Mgmt {
         self.rt = Some(rt);
     }
 
-    /// Stops the server: its streams and connections end.
+    /// Stops the server: its streams and connections end; new ones wait unanswered.
     pub fn stop(&mut self) {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_timeout(Duration::from_millis(100));
@@ -129,8 +138,7 @@ impl Mgmt {
     /// Starts it again on the same address, with the same resources.
     pub fn restart(&mut self) {
         self.stop();
-        let at = self.addr;
-        self.serve(at);
+        self.serve();
     }
 
     /// Sets resources (name, protobuf bytes) of a type and pushes them.
