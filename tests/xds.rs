@@ -14,96 +14,10 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
+use xds_server::resources::*;
 use xds_server::*;
 
 const T: Duration = Duration::from_secs(20);
-
-fn encode(type_url: &str, v: Value) -> Vec<u8> {
-    let name = type_url.rsplit('/').next().unwrap();
-    outrigger::config::xds::encode_json(name, &v).unwrap()
-}
-
-fn bootstrap(mgmt: SocketAddr, api: &str) -> String {
-    format!(
-        r#"node: {{id: test-node, cluster: test}}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: @ADMIN_PORT@}}}}
-dynamic_resources:
-  ads_config:
-    api_type: {api}
-    transport_api_version: V3
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]
-  lds_config: {{ads: {{}}, resource_api_version: V3, initial_fetch_timeout: 2s}}
-  cds_config: {{ads: {{}}, resource_api_version: V3, initial_fetch_timeout: 2s}}
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: xds
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
-"#,
-        mgmt.port()
-    )
-}
-
-fn listener(name: &str, port: u16, rds: &str) -> Vec<u8> {
-    encode(
-        LISTENER,
-        json!({
-            "name": name,
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": name,
-                    "rds": {"config_source": {"ads": {}, "resource_api_version": "V3"}, "route_config_name": rds},
-                    "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
-                }
-            }]}]
-        }),
-    )
-}
-
-fn route(name: &str, cluster: &str) -> Vec<u8> {
-    encode(
-        ROUTE,
-        json!({
-            "name": name,
-            "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
-                {"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "5s"}}
-            ]}]
-        }),
-    )
-}
-
-fn eds_cluster(name: &str) -> Vec<u8> {
-    encode(
-        CLUSTER,
-        json!({
-            "name": name,
-            "type": "EDS",
-            "connect_timeout": "1s",
-            "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}}
-        }),
-    )
-}
-
-fn endpoints(cluster: &str, ports: &[u16]) -> Vec<u8> {
-    let eps: Vec<Value> = ports
-        .iter()
-        .map(|p| json!({"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}))
-        .collect();
-    encode(
-        ENDPOINT,
-        json!({"cluster_name": cluster, "endpoints": [{"lb_endpoints": eps}]}),
-    )
-}
 
 /// An upstream that answers 200 with `body`.
 fn named_upstream(body: &str) -> Upstream {
@@ -287,6 +201,48 @@ fn a_rejected_update_is_nacked_with_the_field_and_the_old_config_serves() {
     let text = dump(&p).to_string();
     assert!(text.contains("error_state"), "{text}");
     assert!(text.contains("per_connection_buffer_limit_bytes"), "{text}");
+}
+
+#[test]
+fn garbage_and_oversized_messages_from_the_server_do_not_hurt() {
+    let a = named_upstream("A");
+    let b = named_upstream("B");
+    let mgmt = Mgmt::start();
+    let port = free_port();
+    base(&mgmt, port, &a);
+    let p = Proxy::start(&bootstrap(mgmt.addr, "GRPC"));
+    wait_answer(port, "A");
+    // Bytes that are no protobuf: NACKed, the proxy serves on.
+    mgmt.set(LISTENER, &[("junk", vec![0xff; 7])]);
+    let nack = wait_until(T, || {
+        mgmt.seen()
+            .into_iter()
+            .find(|s| s.type_url == LISTENER && s.error.is_some())
+    })
+    .expect("no NACK for a malformed resource");
+    assert!(nack.error.unwrap().contains("cannot decode"));
+    mgmt.remove(LISTENER, "junk");
+    // A message over the 16 MiB bound ends the stream; the client reconnects.
+    let streams = mgmt.seen().iter().map(|s| s.stream).max().unwrap();
+    let mut huge = json!({"name": "r-huge", "virtual_hosts": []});
+    huge["request_headers_to_remove"] = json!(vec!["x".repeat(1024); 17 * 1024]);
+    mgmt.set(ROUTE, &[("r1", encode(ROUTE, huge))]);
+    assert!(
+        wait_until(T, || mgmt
+            .seen()
+            .iter()
+            .any(|s| s.stream > streams)
+            .then_some(()))
+        .is_some(),
+        "no reconnect after an oversized message:\n{}",
+        p.stderr()
+    );
+    assert!(p.stderr().contains("16777216"), "{}", p.stderr());
+    assert_eq!(answer(port).as_deref(), Some("A"));
+    mgmt.set(CLUSTER, &[("c2", eds_cluster("c2"))]);
+    mgmt.set(ENDPOINT, &[("c2", endpoints("c2", &[b.addr.port()]))]);
+    mgmt.set(ROUTE, &[("r1", route("r1", "c2"))]);
+    wait_answer(port, "B");
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! (or a change of its names) gets the current resources, every change is pushed, and
 //! an ACK or NACK gets nothing back. Every request is recorded for the assertions.
 
+pub mod resources;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::pin::Pin;
