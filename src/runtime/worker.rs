@@ -206,10 +206,10 @@ impl Worker {
             .enumerate()
             .map(|(i, cfg)| {
                 // Keep the pool and LB state of a cluster whose definition did not change.
-                if let Some(old) = prev
+                let old = prev
                     .as_ref()
-                    .and_then(|p| p.clusters.iter().find(|c| c.cfg.name == cfg.name))
-                {
+                    .and_then(|p| p.clusters.iter().find(|c| c.cfg.name == cfg.name));
+                if let Some(old) = old {
                     if *old.cfg == **cfg {
                         return old.clone();
                     }
@@ -225,6 +225,11 @@ impl Worker {
                     ^ snapshot.version;
                 let state = ClusterState::new(cfg.clone(), stats, seed);
                 state.pool.sweep_with(self.alarm.clone());
+                // Only the endpoints changed (an EDS update): the endpoints kept keep
+                // their pooled connections.
+                if let Some(old) = old {
+                    state.adopt(old);
+                }
                 Rc::new(state)
             })
             .collect();
