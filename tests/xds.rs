@@ -179,7 +179,17 @@ fn a_rejected_update_is_nacked_with_the_field_and_the_old_config_serves() {
         "per_connection_buffer_limit_bytes": 1024,
         "filter_chains": []
     });
-    mgmt.set(LISTENER, &[("bad", encode(LISTENER, bad))]);
+    // In the same response, a good listener: it applies (Envoy applies the valid
+    // resources of a response it NACKs).
+    let port3 = free_port();
+    mgmt.set(
+        LISTENER,
+        &[
+            ("bad", encode(LISTENER, bad)),
+            ("good", listener("good", port3, "r1")),
+        ],
+    );
+    wait_answer(port3, "A");
     let nack = wait_until(T, || {
         mgmt.seen()
             .into_iter()

@@ -28,6 +28,7 @@ struct Seen {
     acks_carry_the_nonce: bool,
     nack_keeps_version: bool,
     nack_names_field: bool,
+    good_listener_beside_a_bad_one_serves: bool,
     warming_status: String,
     late_listener_listens_before_routes: bool,
     live_connection_sees_new_route: bool,
@@ -119,7 +120,11 @@ fn scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> (Seen, String) {
             }]}]
         }),
     );
-    mgmt.set(LISTENER, &[("bad", bad)]);
+    let port3 = free_port();
+    mgmt.set(
+        LISTENER,
+        &[("bad", bad), ("good", listener("good", port3, "r1"))],
+    );
     let nack = wait_until(T, || {
         mgmt.seen()
             .into_iter()
@@ -129,6 +134,7 @@ fn scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> (Seen, String) {
     let detail = nack.error.clone().unwrap_or_default();
     let nack_keeps_version = delta || nack.version_info == good;
     let nack_names_field = detail.contains("stat_prefix") || detail.contains("StatPrefix");
+    let good_listener_beside_a_bad_one_serves = wait_answer(port3, "B");
     mgmt.remove(LISTENER, "bad");
 
     // Warming: a new EDS cluster without endpoints, and a route to it.
@@ -182,6 +188,7 @@ fn scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> (Seen, String) {
             acks_carry_the_nonce,
             nack_keeps_version,
             nack_names_field,
+            good_listener_beside_a_bad_one_serves,
             warming_status,
             late_listener_listens_before_routes,
             live_connection_sees_new_route,

@@ -7,10 +7,11 @@
 //!   sends a new request (SotW: the full list; delta: what to add and drop).
 //! - The node goes on every request, or only on the stream's first one with
 //!   `set_node_on_first_message_only`.
-//! - Each response is checked whole: accepted, it becomes a snapshot published to the
-//!   workers and is ACKed (SotW: its `version_info` and nonce; delta: its nonce);
-//!   rejected, the running config stays and it is NACKed (SotW: the previous
-//!   `version_info`) with an `error_detail` naming the resource and the field.
+//! - Each response's resources are checked one by one: what passes becomes a snapshot
+//!   published to the workers; a response with no refused resource is ACKed (SotW: its
+//!   `version_info` and nonce; delta: its nonce), one with any is NACKed (SotW: the
+//!   previous `version_info`) with an `error_detail` naming each refused resource and
+//!   field, the refused ones keeping their previous version (Envoy's behaviour).
 //! - On a new stream, SotW requests carry the last accepted version of each type and
 //!   delta requests the versions held (`initial_resource_versions`).
 
@@ -218,6 +219,7 @@ impl Session<'_> {
             Ok(mut p) => match p.snapshot.take() {
                 Some(snapshot) => match control.apply(snapshot).await {
                     Ok(v) => {
+                        let partial = p.error_detail();
                         let mut s = client.store.borrow_mut();
                         s.commit(p);
                         s.track_pending(Instant::now());
@@ -230,7 +232,12 @@ impl Session<'_> {
                             snapshot = v,
                             "xDS: update accepted"
                         );
-                        Ok(())
+                        // Some resources were refused: the others apply, as in Envoy,
+                        // and the response is NACKed.
+                        match partial {
+                            Some(detail) => Err(detail),
+                            None => Ok(()),
+                        }
                     }
                     Err(e) => Err(client.store.borrow_mut().reject(p, e)),
                 },

@@ -109,6 +109,22 @@ pub struct Prepared {
     pub snapshot: Option<Snapshot>,
     used_listeners: BTreeMap<String, Listener>,
     used_clusters: BTreeMap<String, Cluster>,
+    /// Resources refused one by one (name, detail): the update applies without them
+    /// and is NACKed.
+    errors: Vec<(String, String)>,
+}
+
+impl Prepared {
+    /// The NACK's detail when some resources were refused.
+    pub fn error_detail(&self) -> Option<String> {
+        (!self.errors.is_empty()).then(|| {
+            self.errors
+                .iter()
+                .map(|(_, d)| d.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
 }
 
 /// A snapshot of what is held, and the listeners and clusters it uses.
@@ -224,8 +240,13 @@ impl Store {
     }
 
     /// Checks an update of `k`: `resources` replace or add, `removed` go, and with
-    /// `full_set` (SotW LDS/CDS) every resource of the type not in it goes too. The
-    /// error is the NACK's `error_detail`, naming the resource and the field.
+    /// `full_set` (SotW LDS/CDS) every resource of the type not in it goes too.
+    ///
+    /// As in Envoy, resources are judged one by one: one that fails its checks keeps
+    /// the version held before (or stays absent) while the others apply, and the update
+    /// is then NACKed with every failure (`Prepared::errors`). A response that cannot
+    /// even be decoded (not protobuf, a foreign type, duplicate names) is refused whole:
+    /// the `Err` is the NACK's `error_detail`. Details name the resource and the field.
     pub fn prepare(
         &mut self,
         k: Kind,
@@ -238,51 +259,50 @@ impl Store {
         let now = SystemTime::now();
         let mut metas = Vec::new();
         let mut names = BTreeSet::new();
+        let mut errors: Vec<(String, String)> = Vec::new();
         let url = k.type_url();
         for (i, r) in resources.into_iter().enumerate() {
             let label = |name: &Option<String>| match name {
                 Some(n) => format!("{} `{n}`", k.label()),
                 None => format!("resources[{i}]"),
             };
+            let whole = |s: &mut Store, names: &BTreeSet<String>, detail: String| {
+                Err(s.fail(k, version, names, detail))
+            };
             if r.any.type_url != url {
-                return Err(self.fail(
-                    k,
-                    version,
-                    &names,
-                    format!(
-                        "{}: type `{}` in a response for `{url}`",
-                        label(&r.name),
-                        r.any.type_url
-                    ),
-                ));
+                let detail = format!(
+                    "{}: type `{}` in a response for `{url}`",
+                    label(&r.name),
+                    r.any.type_url
+                );
+                return whole(self, &names, detail);
             }
-            let decoded = decode(k, &r.any.value, &mut d);
-            let (name, json) = match decoded {
+            let (name, json) = match decode(k, &r.any.value, &mut d) {
                 Ok(v) => v,
-                Err((found, path, message)) => {
-                    let mut names = names.clone();
-                    names.extend(found.clone());
-                    let who = label(&found.or(r.name));
-                    return Err(self.fail(k, version, &names, format!("{who}: {path}: {message}")));
+                // Named, but refused by the checks: this resource only.
+                Err((Some(found), path, message)) => {
+                    let detail = format!("{}: {path}: {message}", label(&Some(found.clone())));
+                    if !names.insert(found.clone()) {
+                        let detail = format!("{} `{found}`: duplicate resource", k.label());
+                        return whole(self, &names, detail);
+                    }
+                    errors.push((found, detail));
+                    continue;
+                }
+                Err((None, path, message)) => {
+                    let detail = format!("{}: {path}: {message}", label(&r.name));
+                    return whole(self, &names, detail);
                 }
             };
             if let Some(n) = &r.name {
                 if *n != name {
-                    return Err(self.fail(
-                        k,
-                        version,
-                        &names,
-                        format!("{}: the resource is named `{name}`", label(&r.name)),
-                    ));
+                    let detail = format!("{}: the resource is named `{name}`", label(&r.name));
+                    return whole(self, &names, detail);
                 }
             }
             if !names.insert(name.clone()) {
-                return Err(self.fail(
-                    k,
-                    version,
-                    &names,
-                    format!("{} `{name}`: duplicate resource", k.label()),
-                ));
+                let detail = format!("{} `{name}`: duplicate resource", k.label());
+                return whole(self, &names, detail);
             }
             metas.push((
                 name,
@@ -304,15 +324,31 @@ impl Store {
             );
         }
         for n in &gone {
-            match k {
-                Kind::Listener => drop(d.listeners.remove(n)),
-                Kind::Cluster => drop(d.clusters.remove(n)),
-                Kind::Route => drop(d.routes.remove(n)),
-                Kind::Endpoint => drop(d.endpoints.remove(n)),
-            }
+            revert(k, &mut d, &Dynamic::default(), n);
         }
-        let assembled = xds::assemble(&self.boot, &d, &self.expired, Value::Null)
-            .map_err(|e| self.fail(k, version, &names, e.to_string()))?;
+        // A resource that the assembled config refuses (a route naming no cluster, a
+        // listener on a taken address) is set back like one that failed its checks.
+        let assembled = loop {
+            match xds::assemble(&self.boot, &d, &self.expired, Value::Null) {
+                Ok(a) => break a,
+                Err(e) => {
+                    let culprit = e.0.iter().find_map(|err| {
+                        metas
+                            .iter()
+                            .position(|(n, _)| {
+                                err.path.starts_with(&format!("{} `{n}`", k.label()))
+                            })
+                            .map(|i| (i, err.to_string()))
+                    });
+                    let Some((i, detail)) = culprit else {
+                        return Err(self.fail(k, version, &names, e.to_string()));
+                    };
+                    let (n, _) = metas.remove(i);
+                    revert(k, &mut d, &self.dynamic, &n);
+                    errors.push((n, detail));
+                }
+            }
+        };
         Ok(Prepared {
             kind: k,
             version: version.to_string(),
@@ -322,6 +358,7 @@ impl Store {
             snapshot: Some(assembled.snapshot),
             used_listeners: assembled.used_listeners,
             used_clusters: assembled.used_clusters,
+            errors,
         })
     }
 
@@ -357,10 +394,25 @@ impl Store {
         self.fail(p.kind, &p.version, &names, details)
     }
 
-    /// Puts a prepared update in force (its snapshot has been published).
+    /// Puts a prepared update in force (its snapshot has been published). With refused
+    /// resources, the type keeps its previous version (the NACK carries it) and each of
+    /// them records its failure.
     pub fn commit(&mut self, p: Prepared) {
+        let at = SystemTime::now();
         let t = &mut self.types[p.kind as usize];
-        t.version = p.version;
+        for (n, details) in &p.errors {
+            t.failures.insert(
+                n.clone(),
+                Failure {
+                    details: details.clone(),
+                    version: p.version.clone(),
+                    at,
+                },
+            );
+        }
+        if p.errors.is_empty() {
+            t.version = p.version;
+        }
         for n in &p.removed {
             t.meta.remove(n);
             t.failures.remove(n);
@@ -498,6 +550,22 @@ fn typed(mut v: Value, message: &str) -> Value {
         );
     }
     v
+}
+
+/// Sets resource `n` of type `k` in `d` back to its version in `old` (or removes it).
+fn revert(k: Kind, d: &mut Dynamic, old: &Dynamic, n: &str) {
+    fn set<T: Clone>(m: &mut BTreeMap<String, T>, old: &BTreeMap<String, T>, n: &str) {
+        match old.get(n) {
+            Some(v) => drop(m.insert(n.to_string(), v.clone())),
+            None => drop(m.remove(n)),
+        }
+    }
+    match k {
+        Kind::Listener => set(&mut d.listeners, &old.listeners, n),
+        Kind::Cluster => set(&mut d.clusters, &old.clusters, n),
+        Kind::Route => set(&mut d.routes, &old.routes, n),
+        Kind::Endpoint => set(&mut d.endpoints, &old.endpoints, n),
+    }
 }
 
 /// Decodes one resource into `d`; returns its name and JSON. An error carries the
