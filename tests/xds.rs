@@ -495,3 +495,28 @@ fn last_known_good_serves_at_once_when_the_server_is_down() {
     mgmt.set(ENDPOINT, &[("c1", endpoints("c1", &[b.addr.port()]))]);
     wait_answer(port, "B");
 }
+
+#[test]
+fn a_corrupt_state_file_is_ignored() {
+    let a = named_upstream("A");
+    let state = TempDir::new("xds-state-bad");
+    std::fs::write(
+        state.join("xds-last-known-good.pb"),
+        b"\xff\xff\xff not protobuf",
+    )
+    .unwrap();
+    let mgmt = Mgmt::start();
+    let port = free_port();
+    base(&mgmt, port, &a);
+    let dir = state.path().display().to_string();
+    let p = Proxy::start_extra(&bootstrap(mgmt.addr, "GRPC"), &["--state-dir", &dir]);
+    wait_answer(port, "A");
+    assert!(
+        p.stderr().contains("ignoring the last-known-good config"),
+        "{}",
+        p.stderr()
+    );
+    // The next accepted update replaces the file with a good one.
+    let bytes = std::fs::read(state.join("xds-last-known-good.pb")).unwrap();
+    assert!(!bytes.starts_with(b"\xff\xff\xff"));
+}

@@ -216,7 +216,7 @@ impl Store {
         if t.is_zero() {
             return None;
         }
-        self.pending.values().map(|s| *s + t).min()
+        self.pending.values().filter_map(|s| s.checked_add(t)).min()
     }
 
     /// Moves timed-out resources to `expired`; true if any did.

@@ -139,7 +139,9 @@ fn settings(b: Bootstrap, json: Value) -> Result<XdsBootstrap, ConfigError> {
         .flatten()
         .find_map(|c| c.initial_fetch_timeout)
         .map(|t| Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32))
-        .unwrap_or(INITIAL_FETCH_TIMEOUT);
+        .unwrap_or(INITIAL_FETCH_TIMEOUT)
+        // Timers take no deadline past the end of time: a year is "never" enough.
+        .min(Duration::from_secs(365 * 24 * 3600));
     Ok(XdsBootstrap {
         node: b.node.clone().unwrap_or_default(),
         ads_cluster: eg.cluster_name.clone(),
