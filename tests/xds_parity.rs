@@ -71,9 +71,10 @@ fn short(t: &str) -> String {
     t.rsplit('.').next().unwrap_or(t).to_string()
 }
 
-/// Runs the scenario with `start` launching the proxy on a bootstrap; returns what it saw
-/// and the NACK's detail.
-fn scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> (Seen, String) {
+/// Runs the scenario with `start` launching the proxy on a bootstrap; returns what it saw,
+/// the NACK's detail and how long a route change took to reach a request (printed, not
+/// compared: it depends on the machine's load).
+fn scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> (Seen, String, Duration) {
     let a = upstream("A");
     let b = upstream("B");
     let mut mgmt = Mgmt::start();
@@ -99,8 +100,10 @@ fn scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> (Seen, String) {
     // A live keep-alive connection and a route change.
     let mut live = Conn::connect(addr(port));
     assert_eq!(answer_on(&mut live).as_deref(), Some("A"));
+    let pushed = std::time::Instant::now();
     mgmt.set(ROUTE, &[("r1", route("r1", "c2"))]);
     assert!(wait_answer(port, "B"));
+    let push_to_route = pushed.elapsed();
     let live_connection_sees_new_route = answer_on(&mut live).as_deref() == Some("B");
 
     // A NACK: a connection manager without its required stat_prefix.
@@ -196,6 +199,7 @@ fn scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> (Seen, String) {
             delta_resumes_with_versions,
         },
         detail,
+        push_to_route,
     )
 }
 
@@ -203,9 +207,12 @@ fn compare(delta: bool) {
     let Some(bin) = envoy_or_skip("xds_parity") else {
         return;
     };
-    let (ours, our_detail) = scenario(Proxy::start, delta);
-    let (envoy, envoy_detail) = scenario(|b| Envoy::start(&bin, b), delta);
+    let (ours, our_detail, our_push) = scenario(Proxy::start, delta);
+    let (envoy, envoy_detail, envoy_push) = scenario(|b| Envoy::start(&bin, b), delta);
     eprintln!("outrigger NACK detail: {our_detail}\nenvoy NACK detail: {envoy_detail}");
+    eprintln!(
+        "route push to first request on the new route (delta: {delta}): outrigger {our_push:?}, envoy {envoy_push:?}"
+    );
     eprintln!("outrigger: {ours:#?}\nenvoy: {envoy:#?}");
     assert_eq!(ours, envoy);
 }
