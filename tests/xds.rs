@@ -7,6 +7,7 @@
 //! boot with the server down.
 
 mod common;
+mod h2client;
 mod xds_server;
 
 use std::net::SocketAddr;
@@ -161,6 +162,44 @@ fn a_route_change_applies_to_the_next_request_on_a_live_connection() {
     wait_answer(port, "B");
     assert_eq!(ask(), "B");
     assert_eq!(a.connections(), 1, "one upstream connection to A, reused");
+}
+
+#[test]
+fn a_route_change_applies_to_the_next_stream_on_a_live_http2_connection() {
+    let a = named_upstream("A");
+    let b = named_upstream("B");
+    let mgmt = std::sync::Arc::new(Mgmt::start());
+    let port = free_port();
+    base(&mgmt, port, &a);
+    mgmt.set(CLUSTER, &[("c2", eds_cluster("c2"))]);
+    mgmt.set(ENDPOINT, &[("c2", endpoints("c2", &[b.addr.port()]))]);
+    let _p = Proxy::start(&bootstrap(mgmt.addr, "GRPC"));
+    wait_answer(port, "A");
+    let m = mgmt.clone();
+    let (first, later) = h2client::run(move || async move {
+        let mut client = h2client::connect(addr(port)).await;
+        let uri = format!("http://127.0.0.1:{port}/");
+        let mut ask = async || {
+            let req = h2client::request("GET", &uri).body(()).unwrap();
+            h2client::send(&mut client, req, b"").await.body_str()
+        };
+        let first = ask().await;
+        m.set(ROUTE, &[("r1", route("r1", "c2"))]);
+        let mut later = String::new();
+        for _ in 0..200 {
+            later = ask().await;
+            if later == "B" {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+        (first, later)
+    });
+    assert_eq!(first, "A");
+    assert_eq!(
+        later, "B",
+        "the live HTTP/2 connection never saw the new route"
+    );
 }
 
 #[test]
