@@ -63,7 +63,7 @@ fn base(mgmt: &Mgmt, port: u16, up: &Upstream) {
 }
 
 fn dump(p: &Proxy) -> Value {
-    serde_json::from_str(&p.admin_get("/config_dump").body_str()).unwrap()
+    serde_json::from_str(&p.admin_get("/config_dump?include_eds").body_str()).unwrap()
 }
 
 #[test]

@@ -231,10 +231,21 @@ impl crate::admin::AdminApi for Control {
         self.draining.get()
     }
 
-    fn config_dump(&self) -> serde_json::Value {
+    fn config_dump(&self, include_eds: bool) -> serde_json::Value {
         let s = self.current.borrow().clone();
         match &self.xds {
-            Some(x) => serde_json::json!({ "version": s.version, "config": *x.dump.borrow() }),
+            Some(x) => {
+                let mut dump = x.dump.borrow().clone();
+                // Envoy lists endpoints only when asked (`?include_eds`).
+                if !include_eds {
+                    if let Some(c) = dump.get_mut("configs").and_then(|c| c.as_array_mut()) {
+                        c.retain(|c| {
+                            c["@type"] != "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump"
+                        });
+                    }
+                }
+                serde_json::json!({ "version": s.version, "config": dump })
+            }
             None => serde_json::json!({ "version": s.version, "config": s.dump }),
         }
     }

@@ -315,12 +315,14 @@ impl Store {
         }
         let mut gone = removed;
         if full_set {
+            let t = &self.types[k as usize];
             gone.extend(
-                self.types[k as usize]
-                    .meta
+                t.meta
                     .keys()
+                    .chain(t.failures.keys().filter(|n| !n.is_empty()))
                     .filter(|n| !names.contains(*n))
-                    .cloned(),
+                    .cloned()
+                    .collect::<BTreeSet<String>>(),
             );
         }
         for n in &gone {
@@ -462,7 +464,9 @@ impl Store {
                 .map(|n| {
                     let mut e = serde_json::Map::new();
                     if let Some(m) = t.meta.get(n) {
-                        e.insert("version_info".into(), json!(m.version));
+                        if !m.version.is_empty() {
+                            e.insert("version_info".into(), json!(m.version));
+                        }
                         e.insert(field.into(), typed(m.json.clone(), k.message()));
                         e.insert("last_updated".into(), ts(m.updated));
                     }
@@ -511,27 +515,37 @@ impl Store {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
+                // Proto3 JSON leaves out empty strings and lists, as Envoy's dump does.
+                let mut put = |k: &str, v: Value| {
+                    let empty = v.as_str().is_some_and(str::is_empty)
+                        || v.as_array().is_some_and(Vec::is_empty);
+                    if !empty {
+                        o.insert(k.into(), v);
+                    }
+                };
                 if t.ends_with("ClustersConfigDump") {
-                    o.insert("version_info".into(), json!(self.types[0].version));
-                    o.insert("dynamic_active_clusters".into(), json!(active_clusters));
-                    o.insert("dynamic_warming_clusters".into(), json!(warming_clusters));
+                    put("version_info", json!(self.types[0].version));
+                    put("dynamic_active_clusters", json!(active_clusters));
+                    put("dynamic_warming_clusters", json!(warming_clusters));
                 } else if t.ends_with("ListenersConfigDump") {
-                    o.insert("version_info".into(), json!(self.types[2].version));
-                    o.insert(
-                        "dynamic_listeners".into(),
+                    put("version_info", json!(self.types[2].version));
+                    put(
+                        "dynamic_listeners",
                         json!(entries(Kind::Listener, "listener")),
                     );
                 } else if t.ends_with("RoutesConfigDump") {
-                    o.insert(
-                        "dynamic_route_configs".into(),
+                    put(
+                        "dynamic_route_configs",
                         json!(entries(Kind::Route, "route_config")),
                     );
                 }
             }
-            configs.push(json!({
-                "@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
-                "dynamic_endpoint_configs": entries(Kind::Endpoint, "endpoint_config"),
-            }));
+            let endpoints = entries(Kind::Endpoint, "endpoint_config");
+            let mut e = json!({"@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump"});
+            if !endpoints.is_empty() {
+                e["dynamic_endpoint_configs"] = json!(endpoints);
+            }
+            configs.push(e);
         }
         dump
     }
