@@ -17,3 +17,4 @@ pub mod tcp;
 pub mod test_hooks;
 pub mod tunnel;
 pub mod upstream;
+pub mod xds;

@@ -182,7 +182,23 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         logging: view.access_log(at).is_some(),
         linger: false,
     };
-    while conn.serve_one(&mut down, &view, at, &slot).await {}
+    let (mut view, mut at) = (view, at);
+    let mut moving = Moving {
+        checked: std::ptr::null(),
+        to: None,
+    };
+    while conn
+        .serve_one(&mut down, &view, at, &slot, &mut moving)
+        .await
+    {
+        // A route or cluster update applies from the next request on: serve_one stops
+        // when the first bytes of a request arrive and a newer view keeps this chain.
+        if let Some((v, a)) = moving.to.take() {
+            conn.logging = v.access_log(a).is_some();
+            view = v;
+            at = a;
+        }
+    }
     let _ = down.close().await;
     if conn.linger {
         linger(&mut down, &mut conn.rbuf).await;
@@ -411,14 +427,24 @@ fn plan<'v>(
     }
 }
 
+/// A connection's move to a newer config view between requests.
+struct Moving<C: Connector> {
+    /// The newest view already found not to keep this chain.
+    checked: *const WorkerView<C>,
+    /// Set by `serve_one`: the view (and chain) to serve the request just begun under.
+    to: Option<(Rc<WorkerView<C>>, ChainRef)>,
+}
+
 impl Conn {
-    /// Serves one request. Returns true to keep the connection for the next one.
+    /// Serves one request. Returns true to keep the connection for the next one (or,
+    /// with `moving.to` set, to serve the request just begun under a newer view).
     async fn serve_one<D: Io, C: Connector>(
         &mut self,
         down: &mut D,
         view: &Rc<WorkerView<C>>,
         at: ChainRef,
         slot: &ConnSlot,
+        moving: &mut Moving<C>,
     ) -> bool {
         let Some(l) = view.hcm(at) else {
             return false;
@@ -472,9 +498,16 @@ impl Conn {
                         .min(l.idle_timeout),
                 ));
             }
-            slot.idle.set(self.rbuf.is_empty());
+            let between = self.rbuf.is_empty();
+            slot.idle.set(between);
             let read = self.rbuf.fill(down).await;
             slot.idle.set(false);
+            if between && matches!(read, Ok(n) if n > 0) {
+                if let Some(to) = view.newer(at, &mut moving.checked) {
+                    moving.to = Some(to);
+                    return true;
+                }
+            }
             match read {
                 Err(e)
                     if super::io::is_timeout(&e)

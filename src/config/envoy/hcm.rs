@@ -183,7 +183,7 @@ pub(super) fn translate(
         _ => {
             return Err(err(
                 format!("{p}.route_config"),
-                "is required (rds is not supported by Outrigger)",
+                "is required (`rds` needs `dynamic_resources.ads_config` in the bootstrap)",
             ))
         }
     };

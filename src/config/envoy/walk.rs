@@ -13,8 +13,42 @@ use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
 const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap",
-        &["node", "static_resources", "admin", "overload_manager"],
+        &[
+            "node",
+            "static_resources",
+            "dynamic_resources",
+            "admin",
+            "overload_manager",
+        ],
     ),
+    (
+        "envoy.config.bootstrap.v3.Bootstrap.DynamicResources",
+        &["lds_config", "cds_config", "ads_config"],
+    ),
+    (
+        "envoy.config.core.v3.ApiConfigSource",
+        &[
+            "api_type",
+            "transport_api_version",
+            "grpc_services",
+            "set_node_on_first_message_only",
+        ],
+    ),
+    ("envoy.config.core.v3.GrpcService", &["envoy_grpc"]),
+    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", &["cluster_name"]),
+    (
+        "envoy.config.core.v3.ConfigSource",
+        &["ads", "resource_api_version", "initial_fetch_timeout"],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.Rds",
+        &["config_source", "route_config_name"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.EdsClusterConfig",
+        &["eds_config", "service_name"],
+    ),
+    ("envoy.config.core.v3.Locality", &["region", "zone", "sub_zone"]),
     ("envoy.config.core.v3.Node", &["id", "cluster", "metadata"]),
     (
         "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
@@ -81,6 +115,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "codec_type",
             "stat_prefix",
             "route_config",
+            "rds",
             "http_filters",
             "use_remote_address",
             "xff_num_trusted_hops",
@@ -269,6 +304,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "connect_timeout",
             "lb_policy",
             "load_assignment",
+            "eds_cluster_config",
             "typed_extension_protocol_options",
         ],
     ),
@@ -276,10 +312,13 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
         &["cluster_name", "endpoints"],
     ),
-    ("envoy.config.endpoint.v3.LocalityLbEndpoints", &["lb_endpoints"]),
+    (
+        "envoy.config.endpoint.v3.LocalityLbEndpoints",
+        &["lb_endpoints", "locality"],
+    ),
     (
         "envoy.config.endpoint.v3.LbEndpoint",
-        &["endpoint", "load_balancing_weight"],
+        &["endpoint", "load_balancing_weight", "health_status"],
     ),
     ("envoy.config.endpoint.v3.Endpoint", &["address"]),
     (
