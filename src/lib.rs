@@ -18,3 +18,4 @@ pub mod test_hooks;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
+pub mod xds;

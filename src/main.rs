@@ -9,7 +9,7 @@ const USAGE: &str = "\
 outrigger: a thread-per-core service-mesh sidecar proxy
 
 USAGE:
-  outrigger run -c FILE [--concurrency N]
+  outrigger run -c FILE [--concurrency N] [--state-dir DIR]
   outrigger run --listen HOST:PORT --upstream HOST:PORT [--admin HOST:PORT]
                  [--upstream-protocol http1|http2|downstream] [--tcp] [--concurrency N]
   outrigger validate -c FILE
@@ -18,6 +18,8 @@ USAGE:
 
 FILE is the native YAML format or an Envoy v3 Bootstrap (YAML or JSON), told apart by
 its top-level keys; see docs/envoy-api.md for the supported Envoy fields.
+--state-dir DIR: with an xDS bootstrap, keep the last accepted dynamic config in DIR and
+serve it at start when the management server cannot be reached (default: off).
 Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit.
 Docs: docs/configuration.md, docs/operations.md";
 
@@ -30,6 +32,7 @@ struct Args {
     admin: Option<String>,
     tcp: bool,
     upstream_protocol: Option<String>,
+    state_dir: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -44,6 +47,7 @@ fn parse_args() -> Result<Args, String> {
         admin: None,
         tcp: false,
         upstream_protocol: None,
+        state_dir: None,
     };
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -63,6 +67,7 @@ fn parse_args() -> Result<Args, String> {
             "--upstream" => a.upstream = Some(value("--upstream")?),
             "--admin" => a.admin = Some(value("--admin")?),
             "--tcp" => a.tcp = true,
+            "--state-dir" => a.state_dir = Some(value("--state-dir")?),
             "--upstream-protocol" => a.upstream_protocol = Some(value("--upstream-protocol")?),
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
@@ -152,7 +157,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            exit(runtime::run(source, args.concurrency))
+            let state_dir = args.state_dir.map(std::path::PathBuf::from);
+            exit(runtime::run(source, args.concurrency, state_dir))
         }
         "demo" => {
             init_tracing();
@@ -173,6 +179,7 @@ fn main() -> ExitCode {
             exit(runtime::run(
                 ConfigSource::Inline(outrigger::demo::DEMO_CONFIG.to_string()),
                 args.concurrency,
+                None,
             ))
         }
         other => {

@@ -296,8 +296,8 @@ fn lines_from_connections_accepted_before_a_reload_are_written() {
     assert_eq!(old.read_response().unwrap().status, 200);
     wait_line(&proxy, "/up/before 200");
 
-    // Reload the same file: the connection above keeps the rules it was accepted under,
-    // but its requests must still be logged.
+    // Reload the same file: the connection above moves to the new config (its chain is
+    // unchanged), and its requests must still be logged.
     assert_eq!(proxy.reload().status, 200);
     let ready = wait_until(Duration::from_secs(5), || {
         (proxy.admin_get("/ready").status == 200).then_some(())

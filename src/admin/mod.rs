@@ -5,7 +5,7 @@
 //! | `GET /ready` | 200 once every worker serves the current config, 503 before and while draining |
 //! | `GET /stats` | merged per-core counters as JSON (plus `allocations` in an `alloc-count` build) |
 //! | `GET /stats/prometheus` | the same in Prometheus text exposition format |
-//! | `GET /config_dump` | the active config as JSON, with its version |
+//! | `GET /config_dump` | the active config as JSON, with its version (`?include_eds`: with xDS endpoints, as in Envoy) |
 //! | `GET /clusters` | clusters with their endpoints and per-endpoint counters |
 //! | `POST /reload` | re-read the config source; 200 with the new version or 400 with errors |
 
@@ -32,7 +32,8 @@ pub(crate) trait AdminApi {
     fn is_ready(&self) -> bool;
     fn is_draining(&self) -> bool;
     /// `{"version": N, "config": {...}}`.
-    fn config_dump(&self) -> serde_json::Value;
+    /// `include_eds`: the xDS endpoint configs too (Envoy's `?include_eds`).
+    fn config_dump(&self, include_eds: bool) -> serde_json::Value;
     /// Every worker's counters, merged.
     fn stats(&self) -> impl std::future::Future<Output = StatsReport>;
     /// Re-reads the config source: the new version, or every error.
@@ -107,12 +108,12 @@ async fn handle<A: AdminApi>(control: Rc<A>, mut stream: TcpStream) {
             }
         }
     };
-    let path_only = path.split('?').next().unwrap_or("");
-    let reply = route(&*control, &method, path_only).await;
+    let (path_only, query) = path.split_once('?').unwrap_or((&path, ""));
+    let reply = route(&*control, &method, path_only, query).await;
     let _ = respond(&mut stream, reply).await;
 }
 
-async fn route<A: AdminApi>(control: &A, method: &str, path: &str) -> Reply {
+async fn route<A: AdminApi>(control: &A, method: &str, path: &str, query: &str) -> Reply {
     match (method, path) {
         ("GET" | "HEAD", "/ready") => {
             if control.is_ready() {
@@ -129,7 +130,12 @@ async fn route<A: AdminApi>(control: &A, method: &str, path: &str) -> Reply {
             content_type: "text/plain; version=0.0.4",
             body: prometheus::render(&control.stats().await).into_bytes(),
         },
-        ("GET", "/config_dump") => Reply::json(&control.config_dump()),
+        ("GET", "/config_dump") => {
+            let include_eds = query
+                .split('&')
+                .any(|p| p == "include_eds" || p.starts_with("include_eds="));
+            Reply::json(&control.config_dump(include_eds))
+        }
         ("GET", "/clusters") => {
             Reply::json(&serde_json::json!({ "clusters": control.stats().await.clusters }))
         }

@@ -14,6 +14,7 @@ mod route_model;
 
 pub(crate) use build::is_tchar;
 pub use build::{ConfigError, ConfigErrors};
+pub use envoy::xds;
 pub use load::{load_file, parse_str};
 pub use model::*;
 

@@ -238,6 +238,7 @@ fn serve_with(config: &str, requests: usize) -> (u64, usize, usize) {
         connector: connector.clone(),
         draining: Rc::new(Cell::new(false)),
         bufs: Rc::new(crate::http::buf::BufPool::new(8192, 16)),
+        latest: Rc::default(),
         hooks: Rc::default(),
         snapshot,
     });

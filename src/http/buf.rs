@@ -21,6 +21,16 @@ impl ReadBuf {
         }
     }
 
+    /// A buffer whose window is all of `bytes` (a body read ahead, `http/hold.rs`).
+    pub fn from_vec(bytes: Vec<u8>) -> Self {
+        let end = bytes.len();
+        ReadBuf {
+            buf: bytes,
+            start: 0,
+            end,
+        }
+    }
+
     pub fn data(&self) -> &[u8] {
         // Invariant: start <= end <= buf.len(); an empty window if it were ever broken.
         self.buf.get(self.start..self.end).unwrap_or_default()

@@ -43,6 +43,7 @@ use super::view::{ChainRef, ConnSlot, WorkerView};
 
 mod connect;
 mod exchange;
+mod held;
 mod upload;
 
 /// Initial read-buffer size. It grows up to the header limit for a large head, and to
@@ -89,6 +90,8 @@ enum Action<'v> {
     UpgradeRefused,
     /// A filter answered the request itself.
     Filtered(LocalReply),
+    /// Answered, or the client went, while the body went through the chain (held.rs).
+    Held(Outcome),
 }
 
 /// What a local reply carries besides its status.
@@ -122,6 +125,7 @@ struct Plan<'v> {
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
+#[derive(Clone, Copy)]
 struct Outcome {
     status: u16,
     flag: ResponseFlag,
@@ -181,7 +185,23 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         logging: view.access_log(at).is_some(),
         linger: false,
     };
-    while conn.serve_one(&mut down, &view, at, &slot).await {}
+    let (mut view, mut at) = (view, at);
+    let mut moving = Moving {
+        checked: std::ptr::null(),
+        to: None,
+    };
+    while conn
+        .serve_one(&mut down, &view, at, &slot, &mut moving)
+        .await
+    {
+        // A route or cluster update applies from the next request on: serve_one stops
+        // when the first bytes of a request arrive and a newer view keeps this chain.
+        if let Some((v, a)) = moving.to.take() {
+            conn.logging = v.access_log(a).is_some();
+            view = v;
+            at = a;
+        }
+    }
     let _ = down.close().await;
     if conn.linger {
         linger(&mut down, &mut conn.rbuf).await;
@@ -413,14 +433,24 @@ fn plan<'v>(
     }
 }
 
+/// A connection's move to a newer config view between requests.
+struct Moving<C: Connector> {
+    /// The newest view already found not to keep this chain.
+    checked: *const WorkerView<C>,
+    /// Set by `serve_one`: the view (and chain) to serve the request just begun under.
+    to: Option<(Rc<WorkerView<C>>, ChainRef)>,
+}
+
 impl Conn {
-    /// Serves one request. Returns true to keep the connection for the next one.
+    /// Serves one request. Returns true to keep the connection for the next one (or,
+    /// with `moving.to` set, to serve the request just begun under a newer view).
     async fn serve_one<D: Io, C: Connector>(
         &mut self,
         down: &mut D,
         view: &Rc<WorkerView<C>>,
         at: ChainRef,
         slot: &ConnSlot,
+        moving: &mut Moving<C>,
     ) -> bool {
         let Some(l) = view.hcm(at) else {
             return false;
@@ -477,9 +507,16 @@ impl Conn {
                         .min(l.idle_timeout),
                 ));
             }
-            slot.idle.set(self.rbuf.is_empty());
+            let between = self.rbuf.is_empty();
+            slot.idle.set(between);
             let read = self.rbuf.fill(down).await;
             slot.idle.set(false);
+            if between && matches!(read, Ok(n) if n > 0) {
+                if let Some(to) = view.newer(at, &mut moving.checked) {
+                    moving.to = Some(to);
+                    return true;
+                }
+            }
             match read {
                 Err(e)
                     if super::io::is_timeout(&e)
@@ -504,10 +541,12 @@ impl Conn {
         }
         self.rbuf.consume(plan.head_len);
         self.rec.bytes_received = plan.head_len as u64;
-        let h2_request = match &mut plan.action {
+        let mut h2_request = match &mut plan.action {
             Action::Proxy { h2, .. } => h2.take(),
             _ => None,
         };
+        // A request-body hook reads the body first; it stands in for `rbuf` (held.rs).
+        let own_rbuf = self.hold(down, &mut plan, h2_request.as_deref_mut()).await;
         let outcome = match plan.action {
             Action::NoRoute => self.fail_locally(down, view, &plan, Failure::NoRoute).await,
             Action::Direct(d, ref location) => {
@@ -547,6 +586,7 @@ impl Conn {
                 self.fail_locally(down, view, &plan, Failure::UpgradeRejected)
                     .await
             }
+            Action::Held(o) => o,
             Action::Filtered(ref reply) => {
                 self.local(
                     down,
@@ -560,6 +600,9 @@ impl Conn {
                 .await
             }
         };
+        if let Some(own) = own_rbuf {
+            self.rbuf = own;
+        }
         self.rec.status = outcome.status;
         self.rec.flag = Some(outcome.flag);
         self.rec.duration = start.elapsed();

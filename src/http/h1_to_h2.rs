@@ -372,6 +372,8 @@ async fn exchange_inner<D: Io, C: Connector>(
     let mut line = Vec::with_capacity(64);
     // The last chunk went out with the data before it: no trailers follow.
     let mut ended = false;
+    // The response-body hook saw the end of the stream.
+    let mut seen_end = false;
     // A first DATA frame that is already here (never waited for) goes out with the head,
     // in one write, when it is small; otherwise it is written after the head below.
     let mut first = match std::future::poll_fn(|cx| Poll::Ready(up_body.poll_data(cx))).await {
@@ -381,6 +383,8 @@ async fn exchange_inner<D: Io, C: Connector>(
     let mut inline = 0;
     if let Some(Ok(chunk)) = first
         .as_ref()
+        // A chain with the response-body hook sees every frame first (the loop below).
+        .filter(|_| !r.chain.hooks().response_data)
         .filter(|c| c.as_ref().is_ok_and(|c| c.len() <= body::INLINE_BODY_BYTES))
     {
         inline = chunk.len();
@@ -433,6 +437,15 @@ async fn exchange_inner<D: Io, C: Connector>(
             return res;
         };
         let n = chunk.len();
+        if r.chain.hooks().response_data {
+            seen_end = up_body.is_end_stream();
+            if r.chain.on_response_data(&chunk, seen_end).await != Status::Continue {
+                // A filter answered after the head went out: close the connection
+                // (Envoy); dropping `up_body` resets the upstream stream.
+                res.keep_alive = false;
+                return res;
+            }
+        }
         let ok = if chunked {
             // A stream that ended with this DATA frame has no trailers to wait for: the
             // last chunk goes in the same write.
@@ -451,6 +464,13 @@ async fn exchange_inner<D: Io, C: Connector>(
         let _ = up_body.flow_control().release_capacity(n);
         res.bytes_sent += n as u64;
         progress.sent(n as u64);
+    }
+    if r.chain.hooks().response_data
+        && !seen_end
+        && r.chain.on_response_data(&[], true).await != Status::Continue
+    {
+        res.keep_alive = false;
+        return res;
     }
     if chunked && !ended {
         line.clear();

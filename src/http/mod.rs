@@ -10,6 +10,7 @@
 mod alloc_tests;
 pub(crate) mod authority;
 pub(crate) mod body;
+pub(crate) mod body_hooks;
 pub(crate) mod buf;
 pub(crate) mod conn;
 pub(crate) mod failure;
@@ -19,6 +20,7 @@ pub(crate) mod forwarding;
 pub mod h1;
 mod h1_to_h2;
 pub mod h2;
+pub(crate) mod hold;
 pub mod hop;
 pub(crate) mod io;
 pub mod own_headers;

@@ -1,11 +1,13 @@
 //! What a connection sees of its worker: one config snapshot with the worker's per-core
 //! state for it (cluster pools and load balancers, stats, access-log sinks).
 //!
-//! A connection pins the `WorkerView` it was accepted under, so a config update never
-//! changes the rules under a live connection.
+//! A connection is accepted under the worker's current `WorkerView`. Between requests
+//! (HTTP/1) or streams (HTTP/2) it moves to a newer view when the update left its
+//! listener's address and its filter chain unchanged, so route and cluster updates
+//! apply from the next request on; otherwise it keeps the view it has until it closes.
 
-use std::cell::Cell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::Waker;
 
@@ -34,6 +36,8 @@ pub struct WorkerView<C: Connector> {
     pub(crate) bufs: Rc<BufPool>,
     /// Test-only fault hooks (off unless set in the environment).
     pub hooks: Rc<crate::test_hooks::TestHooks>,
+    /// The worker's newest view, shared by all its views.
+    pub latest: Rc<RefCell<Weak<WorkerView<C>>>>,
 }
 
 /// Where a connection was accepted: its listener and the filter chain chosen for it
@@ -45,6 +49,42 @@ pub struct ChainRef {
 }
 
 impl<C: Connector> WorkerView<C> {
+    /// The worker's newest view and this chain's place in it, when there is a newer view
+    /// that keeps the chain's listener (name and address) and the chain itself
+    /// unchanged. `checked` remembers the newest view already found unsuitable, so a
+    /// connection that cannot move checks once per update, not once per request. Costs
+    /// one borrow and a pointer comparison when nothing changed (no allocation).
+    pub fn newer(
+        &self,
+        at: ChainRef,
+        checked: &mut *const WorkerView<C>,
+    ) -> Option<(Rc<WorkerView<C>>, ChainRef)> {
+        let latest = self.latest.borrow();
+        let ptr = latest.as_ptr();
+        if std::ptr::eq(ptr, self) || std::ptr::eq(ptr, *checked) {
+            return None;
+        }
+        *checked = ptr;
+        let new = latest.upgrade()?;
+        let old = self.snapshot.listeners.get(at.listener)?;
+        let chain = old.chain(at.chain)?;
+        let listener = new
+            .snapshot
+            .listeners
+            .iter()
+            .position(|l| l.name == old.name && l.addr == old.addr)?;
+        if new.snapshot.listeners.get(listener)?.chain(at.chain)? != chain {
+            return None;
+        }
+        Some((
+            new,
+            ChainRef {
+                listener,
+                chain: at.chain,
+            },
+        ))
+    }
+
     /// The HTTP connection manager ending the chain, if it ends in one.
     pub fn hcm(&self, at: ChainRef) -> Option<&HttpConnectionManager> {
         self.snapshot

@@ -38,8 +38,15 @@ impl ConfigSource {
             ConfigSource::File(p) => config::load_file(p),
             ConfigSource::Inline(t) => config::parse_str(t),
         }?;
-        // Whatever the source, a listener whose chains cannot be told apart is refused
-        // here, before any worker builds its selector.
+        check_selectors(&s)?;
+        Ok(s)
+    }
+}
+
+/// Whatever the source, a listener whose chains cannot be told apart is refused before
+/// any worker builds its selector.
+pub fn check_selectors(s: &Snapshot) -> Result<(), ConfigErrors> {
+    {
         let errors: Vec<config::ConfigError> = s
             .listeners
             .iter()
@@ -53,7 +60,7 @@ impl ConfigSource {
             })
             .collect();
         if errors.is_empty() {
-            Ok(s)
+            Ok(())
         } else {
             Err(ConfigErrors(errors))
         }
@@ -82,19 +89,49 @@ pub struct Control {
     senders: Vec<ConnectedSender<ToWorker>>,
     stats_rx: LocalReceiver<Box<StatsReport>>,
     stats_lock: Semaphore,
+    /// With an xDS bootstrap: `/ready` waits for the initial fetch (as Envoy's server
+    /// initialisation does), and `/config_dump` shows the dynamic resources.
+    xds: Option<XdsStatus>,
+}
+
+struct XdsStatus {
+    initialized: Cell<bool>,
+    dump: RefCell<serde_json::Value>,
+}
+
+/// What the control executor starts an xDS client with.
+pub struct XdsStart {
+    pub store: crate::xds::state::Store,
+    pub state_dir: Option<std::path::PathBuf>,
+    /// The last-known-good config was loaded: serve it and count as initialised.
+    pub from_last_known_good: bool,
 }
 
 impl Control {
     pub fn is_ready(&self) -> bool {
         let v = self.current.borrow().version;
-        !self.draining.get()
+        self.xds.as_ref().is_none_or(|x| x.initialized.get())
+            && !self.draining.get()
             && !self.worker_died.get()
             && self.applied.borrow().iter().all(|&a| a == v)
     }
 
     /// Re-reads the source. A bad config is refused whole and the old one keeps serving.
     pub async fn reload(&self) -> Result<u64, String> {
-        let mut snapshot = self.source.load().map_err(|e| e.to_string())?;
+        if self.xds.is_some() {
+            return Err(
+                "a bootstrap with dynamic resources is not reloaded (xDS updates apply as they arrive); restart to change the bootstrap"
+                    .into(),
+            );
+        }
+        let snapshot = self.source.load().map_err(|e| e.to_string())?;
+        self.apply(snapshot).await
+    }
+
+    /// Publishes a new snapshot (reload, xDS): binds new or moved listeners first (a
+    /// failure refuses the config), then waits until every worker serves it.
+    pub async fn apply(&self, mut snapshot: Snapshot) -> Result<u64, String> {
+        check_selectors(&snapshot).map_err(|e| e.to_string())?;
         let old = self.current.borrow().clone();
         if snapshot.admin != old.admin {
             tracing::warn!("admin address changes take effect only on restart");
@@ -195,9 +232,23 @@ impl crate::admin::AdminApi for Control {
         self.draining.get()
     }
 
-    fn config_dump(&self) -> serde_json::Value {
+    fn config_dump(&self, include_eds: bool) -> serde_json::Value {
         let s = self.current.borrow().clone();
-        serde_json::json!({ "version": s.version, "config": s.dump })
+        match &self.xds {
+            Some(x) => {
+                let mut dump = x.dump.borrow().clone();
+                // Envoy lists endpoints only when asked (`?include_eds`).
+                if !include_eds {
+                    if let Some(c) = dump.get_mut("configs").and_then(|c| c.as_array_mut()) {
+                        c.retain(|c| {
+                            c["@type"] != "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump"
+                        });
+                    }
+                }
+                serde_json::json!({ "version": s.version, "config": dump })
+            }
+            None => serde_json::json!({ "version": s.version, "config": s.dump }),
+        }
     }
 
     async fn stats(&self) -> StatsReport {
@@ -209,6 +260,33 @@ impl crate::admin::AdminApi for Control {
     }
 }
 
+impl crate::xds::Publish for Control {
+    async fn apply(&self, s: Snapshot) -> Result<u64, String> {
+        Control::apply(self, s).await
+    }
+
+    fn set_dump(&self, dump: serde_json::Value) {
+        if let Some(x) = &self.xds {
+            *x.dump.borrow_mut() = dump;
+        }
+    }
+
+    fn set_initialized(&self) {
+        if let Some(x) = &self.xds {
+            x.initialized.set(true);
+        }
+    }
+
+    fn cluster_addresses(&self, cluster: &str) -> Vec<SocketAddr> {
+        let s = self.current.borrow();
+        s.clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .map(|c| c.endpoints.iter().map(|e| e.addr).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// Channels for one worker, control side.
 pub struct WorkerLink {
     pub to: SharedSender<ToWorker>,
@@ -216,6 +294,7 @@ pub struct WorkerLink {
 }
 
 /// Runs the control executor until every worker has stopped.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     source: ConfigSource,
     first: Snapshot,
@@ -224,6 +303,7 @@ pub async fn run(
     exits: Vec<Arc<AtomicBool>>,
     admin: Option<Socket>,
     signals: SignalFlags,
+    xds: Option<XdsStart>,
 ) {
     let workers = links.len();
     let mut senders = Vec::with_capacity(workers);
@@ -244,6 +324,10 @@ pub async fn run(
         senders,
         stats_rx,
         stats_lock: Semaphore::new(1),
+        xds: xds.as_ref().map(|x| XdsStatus {
+            initialized: Cell::new(x.from_last_known_good),
+            dump: RefCell::new(serde_json::Value::Null),
+        }),
     });
     let stats_tx = Rc::new(stats_tx);
     let mut listeners = Vec::new();
@@ -267,6 +351,14 @@ pub async fn run(
     control.publish(Arc::new(first), first_sockets).await;
 
     let _admin = admin.map(|s| spawn_local(crate::admin::serve(control.clone(), s)));
+    let _xds = xds.map(|x| {
+        let client = Rc::new(crate::xds::Client {
+            store: RefCell::new(x.store),
+            state_dir: x.state_dir,
+            initialized: Cell::new(x.from_last_known_good),
+        });
+        spawn_local(crate::xds::run(control.clone(), client))
+    });
 
     // Signals arrive as flags set by the main thread's handlers, each followed by a byte
     // on the wake socket; a worker thread that ends writes one too.

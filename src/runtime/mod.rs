@@ -14,14 +14,24 @@ use std::sync::Arc;
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use control::{ConfigSource, SignalFlags, WorkerLink};
+use control::{ConfigSource, SignalFlags, WorkerLink, XdsStart};
 
 /// Locked io memory per executor: we do no direct file IO, so keep glommio's pool small.
 const IO_MEMORY: usize = 128 * 1024;
 
 /// Runs the proxy until SIGTERM/SIGINT has drained it. Errors are one line for the user.
-pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), String> {
-    let snapshot = source.load().map_err(|e| format!("invalid config:\n{e}"))?;
+pub fn run(
+    source: ConfigSource,
+    concurrency: Option<usize>,
+    state_dir: Option<std::path::PathBuf>,
+) -> Result<(), String> {
+    let (snapshot, xds) = match xds_start(&source, state_dir)? {
+        Some((s, x)) => (s, Some(x)),
+        None => (
+            source.load().map_err(|e| format!("invalid config:\n{e}"))?,
+            None,
+        ),
+    };
     preflight::check_io_uring().map_err(|e| e.to_string())?;
     let workers = concurrency
         .or(snapshot.concurrency)
@@ -123,6 +133,7 @@ pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), Strin
                 exits,
                 admin,
                 signals,
+                xds,
             )
         })
         .map_err(|e| format!("cannot start the control executor: {e}"))?;
@@ -148,4 +159,61 @@ pub fn run(source: ConfigSource, concurrency: Option<usize>) -> Result<(), Strin
         ));
     }
     Ok(())
+}
+
+/// For a bootstrap with ADS: the first snapshot (the static resources, or the
+/// last-known-good config from `state_dir` when there is one) and the xDS client's start.
+fn xds_start(
+    source: &ConfigSource,
+    state_dir: Option<std::path::PathBuf>,
+) -> Result<Option<(crate::config::Snapshot, XdsStart)>, String> {
+    use crate::xds::state::{Kind, Store};
+    let ConfigSource::File(path) = source else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let Some(boot) =
+        crate::config::xds::xds_bootstrap(&text).map_err(|e| format!("invalid config:\n{e}"))?
+    else {
+        return Ok(None);
+    };
+    let mut store = Store::new(boot.clone());
+    let mut lkg = false;
+    if let Some(dir) = &state_dir {
+        match crate::xds::persist::load(dir, &mut store) {
+            Ok(found) => lkg = found,
+            Err(e) => {
+                tracing::error!("xDS: ignoring the last-known-good config: {e}");
+                store = Store::new(boot);
+            }
+        }
+    }
+    if lkg {
+        tracing::info!(
+            "xDS: serving the last-known-good config until the management server answers"
+        );
+        for k in Kind::ALL {
+            let t = store.ty(k);
+            // A new process has seen no response: a state-of-the-world server must send
+            // everything again. Every type is subscribed at once, as on a reconnect.
+            t.received = !t.meta.is_empty() || k == Kind::Cluster;
+            if !store.boot.delta {
+                store.ty(k).version.clear();
+            }
+        }
+    }
+    let (snapshot, listeners, clusters) = store
+        .rebuild()
+        .map_err(|e| format!("invalid config:\n{e}"))?;
+    control::check_selectors(&snapshot).map_err(|e| format!("invalid config:\n{e}"))?;
+    store.dynamic.active_listeners = listeners;
+    store.dynamic.active_clusters = clusters;
+    Ok(Some((
+        snapshot,
+        XdsStart {
+            store,
+            state_dir,
+            from_last_known_good: lkg,
+        },
+    )))
 }

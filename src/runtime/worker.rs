@@ -43,6 +43,8 @@ enum Event {
 struct Worker {
     id: usize,
     current: RefCell<Option<Rc<View>>>,
+    /// The newest view, for connections moving to it between requests.
+    latest: Rc<RefCell<std::rc::Weak<View>>>,
     draining: Rc<Cell<bool>>,
     bufs: Rc<BufPool>,
     connector: Rc<TcpConnector>,
@@ -111,6 +113,7 @@ pub async fn run(
     let w = Rc::new(Worker {
         id,
         current: RefCell::new(None),
+        latest: Rc::default(),
         draining: Rc::new(Cell::new(false)),
         bufs: Rc::new(BufPool::new(UPSTREAM_BUF_BYTES, 1024)),
         connector: Rc::new(TcpConnector),
@@ -203,10 +206,10 @@ impl Worker {
             .enumerate()
             .map(|(i, cfg)| {
                 // Keep the pool and LB state of a cluster whose definition did not change.
-                if let Some(old) = prev
+                let old = prev
                     .as_ref()
-                    .and_then(|p| p.clusters.iter().find(|c| c.cfg.name == cfg.name))
-                {
+                    .and_then(|p| p.clusters.iter().find(|c| c.cfg.name == cfg.name));
+                if let Some(old) = old {
                     if *old.cfg == **cfg {
                         return old.clone();
                     }
@@ -222,6 +225,11 @@ impl Worker {
                     ^ snapshot.version;
                 let state = ClusterState::new(cfg.clone(), stats, seed);
                 state.pool.sweep_with(self.alarm.clone());
+                // Only the endpoints changed (an EDS update): the endpoints kept keep
+                // their pooled connections.
+                if let Some(old) = old {
+                    state.adopt(old);
+                }
                 Rc::new(state)
             })
             .collect();
@@ -302,7 +310,9 @@ impl Worker {
             draining: self.draining.clone(),
             bufs: self.bufs.clone(),
             hooks: self.hooks.clone(),
+            latest: self.latest.clone(),
         });
+        *self.latest.borrow_mut() = Rc::downgrade(&view);
         *self.current.borrow_mut() = Some(view);
 
         // Listeners: stop removed ones, start new or moved ones with the sockets sent.

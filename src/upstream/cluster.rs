@@ -42,6 +42,28 @@ impl<C: 'static> ClusterState<C> {
         }
     }
 
+    /// Takes over the idle connections of `old` (the previous version of this cluster on
+    /// this core) to the endpoints both versions have, when nothing but the endpoints
+    /// changed: removing an endpoint closes only that endpoint's pooled connections.
+    pub fn adopt(&self, old: &ClusterState<C>) {
+        let same_but_endpoints = Cluster {
+            endpoints: Vec::new(),
+            ..(*old.cfg).clone()
+        } == Cluster {
+            endpoints: Vec::new(),
+            ..(*self.cfg).clone()
+        };
+        if !same_but_endpoints {
+            return;
+        }
+        for (to, e) in self.cfg.endpoints.iter().enumerate() {
+            if let Some(from) = old.cfg.endpoints.iter().position(|o| o.addr == e.addr) {
+                self.pool.adopt(&old.pool, from, to);
+                self.h2.adopt(&old.h2, from, to);
+            }
+        }
+    }
+
     /// A ready HTTP/2 handle to endpoint `ep` (opening the connection if needed), with
     /// the connection counters kept.
     pub async fn h2_ready<K: super::Connector<Conn = C>>(

@@ -27,6 +27,14 @@ impl H2Conns {
         }
     }
 
+    /// Shares `other`'s connection to its endpoint `from` as this one's `to`.
+    pub fn adopt(&self, other: &H2Conns, from: usize, to: usize) {
+        let c = other.conns.borrow().get(from).cloned().flatten();
+        if let Some(slot) = self.conns.borrow_mut().get_mut(to) {
+            *slot = c;
+        }
+    }
+
     /// A handle ready for a new stream to endpoint `ep`, connecting if there is no live
     /// connection. `Ok((handle, opened))`; `Err` is a connect or handshake failure.
     pub async fn ready<C: Connector>(

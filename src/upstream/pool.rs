@@ -68,6 +68,30 @@ impl<C> Pool<C> {
         }
     }
 
+    /// Moves `other`'s idle connections to its endpoint `from` into this pool's `to`
+    /// (an endpoint both cluster versions have: an EDS update keeps its connections).
+    pub fn adopt(&self, other: &Pool<C>, from: usize, to: usize) {
+        let moved: Vec<(C, Instant)> = match other.idle.borrow_mut().get_mut(from) {
+            Some(stack) => std::mem::take(stack),
+            None => return,
+        };
+        let mut idle = self.idle.borrow_mut();
+        let Some(stack) = idle.get_mut(to) else {
+            return;
+        };
+        for (c, since) in moved {
+            if stack.len() < self.max_idle {
+                stack.push((c, since));
+            }
+        }
+        if let (Some((_, oldest)), false, Some(a)) =
+            (stack.first(), self.swept.get(), self.alarm.get())
+        {
+            a.ring_at(*oldest + self.idle_timeout);
+            self.swept.set(true);
+        }
+    }
+
     pub fn idle_count(&self, endpoint: usize) -> usize {
         self.idle.borrow().get(endpoint).map_or(0, Vec::len)
     }
@@ -108,6 +132,13 @@ mod tests {
         assert_eq!(p.take(0), Some(1));
         assert_eq!(p.take(0), None);
         assert_eq!(p.take(5), None);
+        let q = Pool::new(2, 2, Duration::from_secs(60));
+        p.put(0, 7);
+        q.adopt(&p, 0, 1);
+        assert_eq!(p.idle_count(0), 0);
+        assert_eq!(q.take(1), Some(7));
+        q.adopt(&p, 9, 0);
+        q.adopt(&p, 0, 9);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 #![allow(dead_code)]
 
+pub mod bodies;
 pub mod envoy;
 
 use std::fs::File;
@@ -342,6 +343,23 @@ impl Proxy {
     /// Starts with `--concurrency n`.
     pub fn start_with(template: &str, concurrency: usize) -> Proxy {
         Proxy::start_env(template, concurrency, &[])
+    }
+
+    /// Starts `run -c FILE --concurrency 1` followed by `extra` (placeholders filled).
+    pub fn start_extra(template: &str, extra: &[&str]) -> Proxy {
+        Proxy::launch(|ports, dir| {
+            let config_path = dir.join("config.yaml");
+            write_atomic(&config_path, &render(template, ports, dir));
+            let mut args = vec![
+                "run".to_string(),
+                "-c".into(),
+                config_path.display().to_string(),
+                "--concurrency".into(),
+                "1".into(),
+            ];
+            args.extend(extra.iter().map(|a| render(a, ports, dir)));
+            args
+        })
     }
 
     /// Starts with `--concurrency n` and extra environment variables.

@@ -262,3 +262,26 @@ async fn answer_early(
         futures_lite::future::or(wait, glommio::timer::sleep(Duration::from_secs(10))).await;
     }
 }
+
+/// A POST of `n` bytes that does not end its stream (no `content-length`, no
+/// END_STREAM): the proxy must answer before the request is complete (a request-body
+/// filter's `413`). Unlike curl, which may drop a response whose stream is reset while
+/// it is still uploading, this reads the response head and body whatever follows.
+pub fn post_unfinished(addr: SocketAddr, path: &str, n: usize) -> Reply {
+    let uri = format!("http://{addr}{path}");
+    run(move || async move {
+        let client = connect(addr).await;
+        let mut c = within(STEP, "stream slot", client.ready())
+            .await
+            .expect("h2 connection ready");
+        let req = request("POST", &uri).body(()).expect("request");
+        let (response, mut stream) = c.send_request(req, false).expect("send request headers");
+        stream.reserve_capacity(n);
+        stream
+            .send_data(Bytes::from(vec![b'x'; n]), false)
+            .expect("send request body");
+        let reply = read_reply(response).await;
+        drop(stream);
+        reply
+    })
+}

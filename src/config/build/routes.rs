@@ -9,6 +9,7 @@ use super::super::model::*;
 use super::super::raw::*;
 use super::listener::{raw_terminals, RawTerminal};
 use super::Builder;
+use crate::http::filter::buffer::{BufferFilter, RawBuffer};
 use crate::http::filter::header_mutation::{
     HeaderMutation, HeaderMutationFilter, RawHeaderMutationRef,
 };
@@ -31,13 +32,20 @@ impl Builder {
                     format!("duplicate filter name `{}`", f.name),
                 );
             }
-            let kind = match &f.header_mutation {
-                Some(m) => {
+            let kind = match (&f.header_mutation, &f.buffer) {
+                (Some(m), None) => {
                     let m = self.header_mutation(&format!("{fp}.header_mutation"), m.as_ref());
                     FilterKind::HeaderMutation(HeaderMutationFilter::new(&m))
                 }
-                None => {
-                    self.err(fp, "set the filter's type: `header_mutation`");
+                (None, Some(b)) => match self.buffer(&format!("{fp}.buffer"), b) {
+                    Some(b) => FilterKind::Buffer(b),
+                    None => continue,
+                },
+                _ => {
+                    self.err(
+                        fp,
+                        "set the filter's type: one of `header_mutation`, `buffer`",
+                    );
                     continue;
                 }
             };
@@ -199,6 +207,16 @@ impl Builder {
         Some(m)
     }
 
+    /// Checks a buffer filter's config, recording errors under `prefix`.
+    fn buffer(&mut self, prefix: &str, raw: &RawBuffer) -> Option<BufferFilter> {
+        let mut errors = Vec::new();
+        let b = raw.build(prefix, &mut errors);
+        for (path, message) in errors {
+            self.err(path, message);
+        }
+        b
+    }
+
     /// Checks one level's header edits, recording errors under `prefix`.
     fn header_mutation(&mut self, prefix: &str, raw: RawHeaderMutationRef<'_>) -> HeaderMutation {
         let mut errors = Vec::new();
@@ -222,18 +240,23 @@ impl Builder {
         let mut overrides = Vec::new();
         for (name, o) in &r.per_filter_config {
             let op = format!("{p}.per_filter_config.{name}");
-            match (o.disabled, &o.header_mutation) {
-                (true, None) => overrides.push((name.clone(), FilterOverride::Disabled)),
-                (false, Some(m)) => {
+            match (o.disabled, &o.header_mutation, &o.buffer) {
+                (true, None, None) => overrides.push((name.clone(), FilterOverride::Disabled)),
+                (false, Some(m), None) => {
                     let m = self.header_mutation(&format!("{op}.header_mutation"), m.as_ref());
                     overrides.push((
                         name.clone(),
                         FilterOverride::HeaderMutation(HeaderMutationFilter::new(&m)),
                     ));
                 }
+                (false, None, Some(b)) => {
+                    if let Some(b) = self.buffer(&format!("{op}.buffer"), b) {
+                        overrides.push((name.clone(), FilterOverride::Buffer(b)));
+                    }
+                }
                 _ => self.err(
                     op,
-                    "set either `disabled: true` or the filter's own config (`header_mutation`)",
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`)",
                 ),
             }
         }

@@ -41,6 +41,14 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
         DiscoveryType::Static => false,
         // Resolved once, when the config is loaded (and on reload).
         DiscoveryType::StrictDns | DiscoveryType::LogicalDns => true,
+        // xDS turns an EDS cluster into a STATIC one once its endpoints arrive
+        // (config/envoy/xds.rs); a bootstrap without ADS has nowhere to get them.
+        DiscoveryType::Eds => {
+            return Err(err(
+                format!("{p}.type"),
+                "`EDS` needs `dynamic_resources.ads_config` in the bootstrap",
+            ))
+        }
         other => {
             return Err(err(
                 format!("{p}.type"),

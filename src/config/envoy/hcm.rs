@@ -14,6 +14,7 @@ use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
 use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
     stdout_access_log, StdoutAccessLog,
 };
+use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer as PbBuffer;
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::HeaderMutation as PbHeaderMutation;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::{CodecType, RouteSpecifier},
@@ -34,6 +35,7 @@ use crate::http::filter::RawHttpFilter;
 
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 const HEADER_MUTATION: &str = "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation";
+const BUFFER: &str = "envoy.extensions.filters.http.buffer.v3.Buffer";
 const FILE_LOG: &str = "envoy.extensions.access_loggers.file.v3.FileAccessLog";
 const STDOUT_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
 
@@ -181,7 +183,7 @@ pub(super) fn translate(
         _ => {
             return Err(err(
                 format!("{p}.route_config"),
-                "is required (rds is not supported by Outrigger)",
+                "is required (`rds` needs `dynamic_resources.ads_config` in the bootstrap)",
             ))
         }
     };
@@ -227,8 +229,24 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                 let raw = RawHttpFilter {
                     name: f.name.clone(),
                     header_mutation: Some(mutations(&m.mutations, &format!("{tp}.mutations"))?),
+                    buffer: None,
                 };
-                out.push((raw, (f.name.clone(), m.mutations)));
+                out.push((
+                    raw,
+                    (f.name.clone(), route::ChainOwn::Mutations(m.mutations)),
+                ));
+            }
+            BUFFER => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let b: PbBuffer = payload(any, BUFFER, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: Some(route::buffer(&b, &tp)?),
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::Buffer)));
             }
             other => {
                 return Err(err(

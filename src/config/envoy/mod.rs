@@ -18,6 +18,7 @@ mod listener;
 mod route;
 mod tls;
 mod walk;
+pub mod xds;
 
 use std::sync::OnceLock;
 
@@ -30,7 +31,7 @@ use super::model::Snapshot;
 
 static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_types.bin"));
 
-fn pool() -> Result<&'static DescriptorPool, String> {
+pub(super) fn pool() -> Result<&'static DescriptorPool, String> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     POOL.get_or_init(|| {
         DescriptorPool::decode(DESCRIPTORS).map_err(|e| format!("Envoy descriptors: {e}"))
@@ -84,6 +85,15 @@ pub(super) fn err(path: impl Into<String>, message: impl Into<String>) -> Config
 
 /// Loads a bootstrap already parsed into JSON (`text` is the source, for line numbers).
 pub(crate) fn load(text: &str, mut value: Value) -> Result<Snapshot, ConfigErrors> {
+    // With dynamic resources, the snapshot is what xDS would start from: the static
+    // resources, with listeners awaiting RDS and clusters awaiting EDS still warming.
+    if value.get("dynamic_resources").is_some() {
+        if let Some(x) = xds::xds_bootstrap(text)? {
+            let dump = xds::static_dump(&x);
+            let none = Default::default();
+            return xds::assemble(&x, &xds::Dynamic::default(), &none, dump).map(|a| a.snapshot);
+        }
+    }
     let lines = locate::line_map(text);
     let fail = |mut e: ConfigError| {
         e.line = locate::line_of(&lines, &e.path);
@@ -117,7 +127,7 @@ pub(crate) fn load(text: &str, mut value: Value) -> Result<Snapshot, ConfigError
 }
 
 /// Decodes the JSON into a `Bootstrap` message, with the failing field's path.
-fn msg_from(
+pub(super) fn msg_from(
     desc: prost_reflect::MessageDescriptor,
     value: &Value,
 ) -> Result<DynamicMessage, ConfigError> {
@@ -138,7 +148,7 @@ fn msg_from(
 /// Envoy's rule for HTTP filters marked `is_optional`: one whose type the proxy does not
 /// implement is skipped (with a warning) instead of failing the config. A type that is
 /// not in Envoy's API at all is still refused (Envoy cannot even parse it).
-fn skip_optional_filters(v: &mut Value, path: &str, pool: &DescriptorPool) {
+pub(super) fn skip_optional_filters(v: &mut Value, path: &str, pool: &DescriptorPool) {
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
@@ -195,7 +205,11 @@ fn optional_unsupported(f: &Value, pool: &DescriptorPool) -> bool {
 
 /// Every `@type` must name a message of Envoy's API (else the JSON mapping cannot even
 /// decode it); whether Outrigger implements it is the walker's question.
-fn check_type_urls(v: &Value, path: &str, pool: &DescriptorPool) -> Result<(), ConfigError> {
+pub(super) fn check_type_urls(
+    v: &Value,
+    path: &str,
+    pool: &DescriptorPool,
+) -> Result<(), ConfigError> {
     match v {
         Value::Object(map) => {
             if let Some(t) = map.get("@type") {

@@ -10,6 +10,9 @@ use envoy_types::pb::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, route, route_action::ClusterSpecifier,
     route_match::PathSpecifier, FilterConfig, HeaderMatcher, Route, RouteConfiguration,
 };
+use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::{
+    buffer_per_route::Override as BufferOverride, Buffer as PbBuffer, BufferPerRoute,
+};
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
     HeaderMutationPerRoute, Mutations,
 };
@@ -22,17 +25,27 @@ use super::super::raw::{
 };
 use super::convert::{duration, header_adds, mutations, native_duration, payload, Translation, R};
 use super::{err, walk};
+use crate::http::filter::buffer::RawBuffer;
 use crate::http::filter::header_mutation::RawHeaderAdd;
 use crate::http::filter::RawFilterOverride;
 
 const PER_ROUTE: &str = "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute";
+const BUFFER_PER_ROUTE: &str = "envoy.extensions.filters.http.buffer.v3.BufferPerRoute";
 const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
 
 /// A level's `typed_per_filter_config` and its field path.
 type Level<'a> = (&'a HashMap<String, Any>, String);
 
-/// A header-mutation filter of the chain: its name and its own mutations.
-pub(super) type ChainFilter = (String, Option<Mutations>);
+/// A filter of the chain (other than the router): its name and kind.
+pub(super) type ChainFilter = (String, ChainOwn);
+
+/// What the per-route translation needs of a chain filter.
+pub(super) enum ChainOwn {
+    /// A header-mutation filter, with its own mutations.
+    Mutations(Option<Mutations>),
+    /// A buffer filter.
+    Buffer,
+}
 
 /// The four header-edit lists of any level, translated.
 struct Edits {
@@ -324,6 +337,39 @@ fn per_filter_config(
     }
     let mut out = BTreeMap::new();
     for (name, own) in filters {
+        let own = match own {
+            ChainOwn::Mutations(m) => m,
+            ChainOwn::Buffer => {
+                // Envoy's buffer filter takes the most specific per-route config.
+                let first = decoded
+                    .iter()
+                    .flat_map(|e| e.iter())
+                    .find(|(n, _)| n == name);
+                let o = match first {
+                    None => continue,
+                    Some((_, PerFilter::Disabled)) => RawFilterOverride {
+                        disabled: true,
+                        header_mutation: None,
+                        buffer: None,
+                    },
+                    Some((_, PerFilter::Buffer(b))) => RawFilterOverride {
+                        disabled: false,
+                        header_mutation: None,
+                        buffer: Some(b.clone()),
+                    },
+                    Some((_, PerFilter::Mutations(_))) => {
+                        return Err(err(
+                            "typed_per_filter_config",
+                            format!(
+                            "`{name}` is a buffer filter; its per-route config is a BufferPerRoute"
+                        ),
+                        ))
+                    }
+                };
+                out.insert(name.clone(), o);
+                continue;
+            }
+        };
         let mut disabled = None;
         let mut merged = own.clone().unwrap_or_default();
         let mut any = false;
@@ -335,6 +381,12 @@ fn per_filter_config(
                 match o {
                     PerFilter::Disabled => {
                         disabled.get_or_insert(true);
+                    }
+                    PerFilter::Buffer(_) => {
+                        return Err(err(
+                            "typed_per_filter_config",
+                            format!("`{name}` is a header-mutation filter; a BufferPerRoute does not configure it"),
+                        ))
                     }
                     PerFilter::Mutations(m) => {
                         disabled.get_or_insert(false);
@@ -353,6 +405,7 @@ fn per_filter_config(
                 RawFilterOverride {
                     disabled: true,
                     header_mutation: None,
+                    buffer: None,
                 },
             );
         } else if any {
@@ -361,6 +414,7 @@ fn per_filter_config(
                 RawFilterOverride {
                     disabled: false,
                     header_mutation: Some(mutations(&Some(merged), "(merged)")?),
+                    buffer: None,
                 },
             );
         }
@@ -368,9 +422,32 @@ fn per_filter_config(
     Ok(out)
 }
 
+/// The buffer filter's config (its own, or a route's `BufferPerRoute.buffer`): `max_request_bytes` is required (Envoy's validation).
+pub(super) fn buffer(b: &PbBuffer, p: &str) -> R<RawBuffer> {
+    match b.max_request_bytes {
+        Some(v) => Ok(RawBuffer {
+            max_request_bytes: Some(u64::from(v.value)),
+        }),
+        None => Err(err(format!("{p}.max_request_bytes"), "is required")),
+    }
+}
+
 enum PerFilter {
     Disabled,
     Mutations(Mutations),
+    Buffer(RawBuffer),
+}
+
+/// A `BufferPerRoute`: disabled, or its own limit.
+fn buffer_override(b: &BufferPerRoute, ep: &str) -> R<PerFilter> {
+    match &b.r#override {
+        Some(BufferOverride::Disabled(true)) => Ok(PerFilter::Disabled),
+        Some(BufferOverride::Buffer(buf)) => {
+            Ok(PerFilter::Buffer(buffer(buf, &format!("{ep}.buffer"))?))
+        }
+        // Envoy: `disabled` must be true, and the oneof is required.
+        _ => Err(err(ep, "set `disabled: true` or `buffer`")),
+    }
 }
 
 /// One `typed_per_filter_config` entry: the header-mutation filter's per-route config,
@@ -382,10 +459,15 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
     };
     match walk::type_name(&any.type_url) {
         PER_ROUTE => checked(payload(any, PER_ROUTE, ep)?, format!("{ep}.mutations")),
+        BUFFER_PER_ROUTE => buffer_override(&payload(any, BUFFER_PER_ROUTE, ep)?, ep),
         FILTER_CONFIG => {
             let f: FilterConfig = payload(any, FILTER_CONFIG, ep)?;
             match (&f.config, f.disabled) {
                 (None, true) => Ok(PerFilter::Disabled),
+                (Some(inner), false) if walk::type_name(&inner.type_url) == BUFFER_PER_ROUTE => {
+                    let cp = format!("{ep}.config");
+                    buffer_override(&payload(inner, BUFFER_PER_ROUTE, &cp)?, &cp)
+                }
                 (Some(inner), false) => checked(
                     payload(inner, PER_ROUTE, &format!("{ep}.config"))?,
                     format!("{ep}.config.mutations"),

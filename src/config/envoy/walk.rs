@@ -13,8 +13,42 @@ use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
 const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap",
-        &["node", "static_resources", "admin", "overload_manager"],
+        &[
+            "node",
+            "static_resources",
+            "dynamic_resources",
+            "admin",
+            "overload_manager",
+        ],
     ),
+    (
+        "envoy.config.bootstrap.v3.Bootstrap.DynamicResources",
+        &["lds_config", "cds_config", "ads_config"],
+    ),
+    (
+        "envoy.config.core.v3.ApiConfigSource",
+        &[
+            "api_type",
+            "transport_api_version",
+            "grpc_services",
+            "set_node_on_first_message_only",
+        ],
+    ),
+    ("envoy.config.core.v3.GrpcService", &["envoy_grpc"]),
+    ("envoy.config.core.v3.GrpcService.EnvoyGrpc", &["cluster_name"]),
+    (
+        "envoy.config.core.v3.ConfigSource",
+        &["ads", "resource_api_version", "initial_fetch_timeout"],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.Rds",
+        &["config_source", "route_config_name"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.EdsClusterConfig",
+        &["eds_config", "service_name"],
+    ),
+    ("envoy.config.core.v3.Locality", &["region", "zone", "sub_zone"]),
     ("envoy.config.core.v3.Node", &["id", "cluster", "metadata"]),
     (
         "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
@@ -110,6 +144,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "codec_type",
             "stat_prefix",
             "route_config",
+            "rds",
             "http_filters",
             "use_remote_address",
             "xff_num_trusted_hops",
@@ -165,6 +200,14 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
         &["mutations"],
+    ),
+    (
+        "envoy.extensions.filters.http.buffer.v3.Buffer",
+        &["max_request_bytes"],
+    ),
+    (
+        "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+        &["disabled", "buffer"],
     ),
     (
         "envoy.extensions.filters.http.header_mutation.v3.Mutations",
@@ -291,6 +334,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "connect_timeout",
             "lb_policy",
             "load_assignment",
+            "eds_cluster_config",
             "typed_extension_protocol_options",
             "transport_socket",
         ],
@@ -299,10 +343,13 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
         &["cluster_name", "endpoints"],
     ),
-    ("envoy.config.endpoint.v3.LocalityLbEndpoints", &["lb_endpoints"]),
+    (
+        "envoy.config.endpoint.v3.LocalityLbEndpoints",
+        &["lb_endpoints", "locality"],
+    ),
     (
         "envoy.config.endpoint.v3.LbEndpoint",
-        &["endpoint", "load_balancing_weight"],
+        &["endpoint", "load_balancing_weight", "health_status"],
     ),
     ("envoy.config.endpoint.v3.Endpoint", &["address"]),
     (
@@ -335,6 +382,8 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
+    "envoy.extensions.filters.http.buffer.v3.Buffer",
+    "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
     "envoy.config.route.v3.FilterConfig",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
@@ -347,6 +396,7 @@ pub(super) const EXTENSIONS: &[&str] = &[
 pub(super) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+    "envoy.extensions.filters.http.buffer.v3.Buffer",
 ];
 
 fn supported(message: &str, field: &str) -> bool {

@@ -22,6 +22,7 @@ use crate::upstream::request::{self, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
 use super::super::body::{self, BodyError};
+use super::super::body_hooks::{self, Stopped};
 use super::super::buf::ReadBuf;
 use super::super::failure::Failure;
 use super::super::filter;
@@ -480,10 +481,11 @@ impl Conn {
             }
         }
         progress.head_sent(status);
-        // A small body that is all here already goes out with the head, in one write.
+        // A small body that is all here already goes out with the head, in one write
+        // (unless the chain's response-body hook must see it first).
         let resp_body =
             match body::whole_body(resp_body, strip, self.ubuf.data(), body::INLINE_BODY_BYTES) {
-                Some(n) if n > 0 => {
+                Some(n) if n > 0 && !plan.chain.hooks().response_data => {
                     let whole = self.ubuf.data().get(..n).unwrap_or_default();
                     self.wbuf.extend_from_slice(whole);
                     self.ubuf.consume(n);
@@ -505,16 +507,45 @@ impl Conn {
         if let Some(left) = left {
             down.set_write_timeout(Some(left.min(plan.idle_timeout)));
         }
-        let result = body::forward(
-            &mut up,
-            &mut self.ubuf,
-            down,
-            resp_body,
-            strip,
-            Some(&progress),
-            None,
-        )
-        .await;
+        let result = if plan.chain.hooks().response_data {
+            // Each chunk through the chain first; a filter that answers now, after the
+            // head, closes the connection (Envoy).
+            let mut chain = plan.chain;
+            let hooked = body_hooks::forward(
+                &mut chain,
+                &mut up,
+                &mut self.ubuf,
+                down,
+                resp_body,
+                strip,
+                Some(&progress),
+                None,
+            )
+            .await;
+            match hooked {
+                Ok(n) => Ok(n),
+                Err(Stopped::Body(e)) => Err(e),
+                Err(Stopped::Reply(_)) => {
+                    self.rec.bytes_sent = sent;
+                    return Outcome {
+                        status,
+                        flag: ResponseFlag::None,
+                        keep_alive: false,
+                    };
+                }
+            }
+        } else {
+            body::forward(
+                &mut up,
+                &mut self.ubuf,
+                down,
+                resp_body,
+                strip,
+                Some(&progress),
+                None,
+            )
+            .await
+        };
         if left.is_some() {
             down.set_write_timeout(Some(plan.idle_timeout));
         }

@@ -12,10 +12,21 @@
 //! hooks: the response head (`Chain::on_response_head`, called where the upstream's
 //! response head is about to go to the client on each of the four protocol paths) and
 //! completion (`Chain::on_complete`, called by both connection managers). Which hooks a
-//! filter kind has is a constant ([`FilterKind::hooks`]): no filter has them yet, and a
-//! chain without them pays one branch per hook point. Body hooks are not there yet:
-//! bodies still pass through a pump per protocol pair (the HTTP/1 one forwards raw
-//! bytes, chunk framing included, without decoding them).
+//! filter kind has is a constant ([`FilterKind::hooks`]), and a chain without them pays
+//! one branch per hook point.
+//!
+//! The body hooks: `Chain::on_request_data` sees the request body chunk by chunk (the
+//! decoded payload of an HTTP/1 body, each HTTP/2 DATA frame), then an end-of-stream
+//! call; it may continue, hold the chunk (`StopAndBuffer`) or answer locally. A chain
+//! with the hook reads the request body through it before the upstream request starts
+//! (`http/hold.rs`, called by both connection managers): nothing goes upstream until
+//! the chain has seen the end, and the held body goes with a Content-Length. (Envoy's
+//! filters may also let chunks through while the upstream request runs; no filter here
+//! needs that yet.) `Chain::on_response_data` sees each response body chunk (the
+//! payload of an HTTP/1 upstream's body, each DATA frame of an HTTP/2 one) before it
+//! goes to the client, on all four paths (`http/body_hooks.rs` for HTTP/1 upstreams);
+//! answering there, after the head went out, resets the stream (HTTP/2 client) or
+//! closes the connection (HTTP/1 client), as Envoy does. No filter has it yet.
 //!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
 //! by name or give it its own configuration for requests on that route.
@@ -24,13 +35,17 @@
 //! hooks; a variant in [`FilterKind`] (and in [`FilterOverride`] if it has per-route
 //! config); the raw variant in `RawHttpFilter`. The connection managers do not change.
 
+pub mod buffer;
 pub mod header_mutation;
 pub mod headers;
+pub mod status;
 
 use serde::Deserialize;
 
+use self::buffer::{BufferFilter, RawBuffer};
 use self::header_mutation::{HeaderMutationFilter, RawHeaderMutation};
 use self::headers::{Edits, HeaderPlan};
+pub use self::status::{DataStatus, LocalReply, Status};
 use super::flags::ResponseFlag;
 
 pub use self::headers::MAX_HEADER_MUTATION_FILTERS;
@@ -42,6 +57,8 @@ pub(crate) struct RawHttpFilter {
     pub name: String,
     #[serde(default)]
     pub header_mutation: Option<RawHeaderMutation>,
+    #[serde(default)]
+    pub buffer: Option<RawBuffer>,
 }
 
 /// A route's override for one filter, as written in the YAML (`per_filter_config`).
@@ -52,6 +69,8 @@ pub(crate) struct RawFilterOverride {
     pub disabled: bool,
     #[serde(default)]
     pub header_mutation: Option<RawHeaderMutation>,
+    #[serde(default)]
+    pub buffer: Option<RawBuffer>,
 }
 
 /// A configured filter.
@@ -64,12 +83,14 @@ pub struct HttpFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FilterKind {
     HeaderMutation(HeaderMutationFilter),
+    Buffer(BufferFilter),
 }
 
 impl FilterKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             FilterKind::HeaderMutation(_) => "header_mutation",
+            FilterKind::Buffer(_) => "buffer",
         }
     }
 
@@ -78,6 +99,10 @@ impl FilterKind {
         match self {
             // Its response edits are applied by the encoders (`StreamEdits`).
             FilterKind::HeaderMutation(_) => Hooks::NONE,
+            FilterKind::Buffer(_) => Hooks {
+                request_data: true,
+                ..Hooks::NONE
+            },
         }
     }
 }
@@ -92,18 +117,26 @@ pub struct Hooks {
     pub response_head: bool,
     /// `on_complete`: sees how the stream ended.
     pub complete: bool,
+    /// `on_request_data`: sees the request body before anything goes upstream.
+    pub request_data: bool,
+    /// `on_response_data`: sees each response body chunk before it goes to the client.
+    pub response_data: bool,
 }
 
 impl Hooks {
     pub const NONE: Hooks = Hooks {
         response_head: false,
         complete: false,
+        request_data: false,
+        response_data: false,
     };
 
     const fn or(self, o: Hooks) -> Hooks {
         Hooks {
             response_head: self.response_head || o.response_head,
             complete: self.complete || o.complete,
+            request_data: self.request_data || o.request_data,
+            response_data: self.response_data || o.response_data,
         }
     }
 }
@@ -143,6 +176,59 @@ impl<'c> Chain<'c> {
         })
     }
 
+    /// The route's override of the filter named `name`, if any.
+    fn override_for(&self, name: &str) -> Option<&'c FilterOverride> {
+        self.overrides
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, o)| o)
+    }
+
+    /// One chunk of the request body (`end_stream`: the last call, possibly with an
+    /// empty chunk). `buffered`: the body bytes held so far, this chunk not included.
+    /// Filters see it in order; the first to answer ends the request, and a chunk any
+    /// filter holds is held. Callers check `hooks().request_data` first.
+    pub async fn on_request_data(
+        &self,
+        chunk: &[u8],
+        end_stream: bool,
+        buffered: u64,
+    ) -> DataStatus {
+        let mut out = DataStatus::Continue;
+        for f in self.active() {
+            let status = match &f.kind {
+                FilterKind::HeaderMutation(_) => DataStatus::Continue,
+                FilterKind::Buffer(own) => {
+                    let b = match self.override_for(&f.name) {
+                        Some(FilterOverride::Buffer(b)) => b,
+                        _ => own,
+                    };
+                    b.on_request_data(chunk, end_stream, buffered)
+                }
+            };
+            match status {
+                DataStatus::Continue => {}
+                DataStatus::StopAndBuffer => out = DataStatus::StopAndBuffer,
+                DataStatus::Respond(r) => return DataStatus::Respond(r),
+            }
+        }
+        out
+    }
+
+    /// One chunk of the response body, before it goes to the client (`end_stream`: the
+    /// last). Filters see it in reverse order. The response head has gone out, so
+    /// `Respond` cannot be sent: the caller resets the stream (HTTP/2) or closes the
+    /// connection (HTTP/1), as Envoy does. Callers check `hooks().response_data` first.
+    pub async fn on_response_data(&self, chunk: &[u8], end_stream: bool) -> Status {
+        for f in self.active().rev() {
+            match &f.kind {
+                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
+            }
+        }
+        let _ = (chunk, end_stream);
+        Status::Continue
+    }
+
     /// The upstream's response head with `status` is about to go to the client. Filters
     /// see it in reverse order (Envoy's encoder filters); one may answer instead (the
     /// upstream's response is then dropped). Callers check `hooks().response_head`
@@ -150,7 +236,7 @@ impl<'c> Chain<'c> {
     pub async fn on_response_head(&self, status: u16) -> Status {
         for f in self.active().rev() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) => {}
+                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
             }
         }
         let _ = status;
@@ -165,7 +251,7 @@ impl<'c> Chain<'c> {
         }
         for f in self.active() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) => {}
+                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
             }
         }
         let _ = end;
@@ -179,22 +265,8 @@ pub enum FilterOverride {
     Disabled,
     /// The header-mutation filter uses these edits instead of its own on this route.
     HeaderMutation(HeaderMutationFilter),
-}
-
-/// A filter's answer to a hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    Continue,
-    /// Stop the chain and answer with this local reply.
-    Respond(LocalReply),
-}
-
-/// A locally generated response a filter asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalReply {
-    pub status: u16,
-    pub body: &'static str,
-    pub flag: ResponseFlag,
+    /// The buffer filter uses this limit on this route (Envoy's `BufferPerRoute`).
+    Buffer(BufferFilter),
 }
 
 /// What the chain decided for one request: the header edits the encoders apply, and
@@ -254,6 +326,8 @@ pub async fn on_request_head<'c>(
                     n += 1;
                 }
             }
+            // Its decisions are on the body (`Chain::on_request_data`).
+            FilterKind::Buffer(_) => {}
         }
     }
     // The router: the route's own edits apply after the filters' on the request, and
@@ -332,6 +406,45 @@ mod tests {
         futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e));
         assert_eq!(collect(e.response), vec![("x-resp".into(), "route".into())]);
         assert_eq!(e.chain.active().count(), 0, "disabled on this route");
+    }
+
+    #[test]
+    fn the_buffer_filter_declares_the_request_body_hook_and_routes_override_it() {
+        let chain = vec![HttpFilter {
+            name: "buf".into(),
+            kind: FilterKind::Buffer(BufferFilter {
+                max_request_bytes: 4,
+            }),
+        }];
+        let plan = HeaderPlan::default();
+        let route = |overrides| RouteFilters {
+            request_headers: &plan,
+            response_headers: &plan,
+            overrides,
+        };
+        let run = |overrides| {
+            let mut e = StreamEdits::default();
+            futures_lite::future::block_on(on_request_head(&chain, Some(route(overrides)), &mut e));
+            e.chain
+        };
+        let own = run(&[]);
+        assert!(own.hooks().request_data && !own.hooks().response_data);
+        let data = |c: &Chain<'_>, n: usize, held| {
+            futures_lite::future::block_on(c.on_request_data(&vec![b'x'; n], false, held))
+        };
+        assert_eq!(data(&own, 4, 0), DataStatus::StopAndBuffer);
+        assert_eq!(data(&own, 1, 4), DataStatus::Respond(buffer::TOO_LARGE));
+        // Disabled on the route: the stream has no body hook (one branch, no hold).
+        let off = [("buf".to_string(), FilterOverride::Disabled)];
+        assert_eq!(run(&off).hooks(), Hooks::NONE);
+        // The route's own limit.
+        let big = [(
+            "buf".to_string(),
+            FilterOverride::Buffer(BufferFilter {
+                max_request_bytes: 8,
+            }),
+        )];
+        assert_eq!(data(&run(&big), 1, 4), DataStatus::StopAndBuffer);
     }
 
     #[test]

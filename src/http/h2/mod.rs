@@ -132,6 +132,11 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     let mut draining = false;
     // After an idle GOAWAY, a client that never answers the shutdown PING is cut off.
     let mut close_by: Option<Instant> = None;
+    // New streams use the worker's newest view while the chain is unchanged (route and
+    // cluster updates apply from the next stream on); the connection's own settings
+    // stay those it was accepted under.
+    let (mut stream_view, mut stream_at) = (view.clone(), at);
+    let mut checked = std::ptr::null();
     loop {
         let accept = async {
             match conn.accept().await {
@@ -192,7 +197,12 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         match futures_lite::future::or(accept, clocks).await {
             Event::Stream(Ok((req, respond))) => {
                 let open = OpenStream::new(activity.clone());
-                let v = view.clone();
+                if let Some((v, a)) = stream_view.newer(stream_at, &mut checked) {
+                    stream_view = v;
+                    stream_at = a;
+                }
+                let v = stream_view.clone();
+                let at = stream_at;
                 // Boxed here, once: the stream's future is several KiB, and the executor
                 // would otherwise copy it by value a few times on the way into its task.
                 glommio::spawn_local(Box::pin(async move {

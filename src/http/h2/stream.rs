@@ -22,7 +22,8 @@ use crate::http::view::{ChainRef, WorkerView};
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::upstream::Connector;
 
-use super::reply::{fail, grpc_timeout, is_grpc, local, local_at, reject};
+use super::reply::{self, expired, fail, grpc_timeout, is_grpc, local, local_at, reject, Done};
+use crate::http::hold::{self, Held};
 
 pub(crate) async fn serve<C: Connector>(
     req: http::Request<RecvStream>,
@@ -40,7 +41,7 @@ pub(crate) async fn serve<C: Connector>(
         return;
     };
     let route_table = l.route_table;
-    let (parts, body) = req.into_parts();
+    let (mut parts, mut body) = req.into_parts();
     let grpc = is_grpc(&parts.headers);
     // A refused head is still logged, with what it carried.
     let (authority, path, is_connect, refused) = match super::request::check(&parts, &l.limits) {
@@ -217,9 +218,46 @@ pub(crate) async fn serve<C: Connector>(
                 progress.request_done();
             }
             let _clock = conn.clocks.register(&progress);
+            // A chain with a request-body hook reads the body before anything goes
+            // upstream (`http/hold.rs`), under the stream's clocks; the held body goes
+            // with a Content-Length.
+            let mut held = None;
+            if chain.hooks().request_data && !body.is_end_stream() {
+                match progress.run(hold::h2(&chain, &mut body, &progress)).await {
+                    Ok(Held::Body(b)) => {
+                        // On the head that goes upstream (the route's rewrite, if any).
+                        let up = up_parts.as_mut().unwrap_or(&mut parts);
+                        up.headers.insert(
+                            http::header::CONTENT_LENGTH,
+                            http::HeaderValue::from(b.len()),
+                        );
+                        progress.request_done();
+                        held = Some(b);
+                    }
+                    Ok(Held::Reply(reply)) => {
+                        let mut d = reply::filter_reply(&mut respond, grpc, &reply, edits.response);
+                        d.bytes_received = progress.bytes_received();
+                        break 'proxy d;
+                    }
+                    Ok(Held::Failed(_)) => {
+                        respond.send_reset(h2::Reason::CANCEL);
+                        break 'proxy Done {
+                            status: 0,
+                            flag: ResponseFlag::DownstreamConnectionTermination,
+                            bytes_received: progress.bytes_received(),
+                            bytes_sent: 0,
+                            upstream: None,
+                        };
+                    }
+                    Err(e) => {
+                        break 'proxy expired(&mut respond, grpc, &progress, e, edits.response)
+                    }
+                }
+            }
             let req = super::to_h1::Request {
                 parts: up_parts.as_ref().unwrap_or(&parts),
                 body,
+                held,
                 authority: host.unwrap_or(&authority),
                 path: t.path.as_deref().unwrap_or(&path),
                 forwarding: fwd,

@@ -16,6 +16,7 @@ use super::clock::{Expiry, Progress};
 use super::io::{Counted, DataSink};
 use super::reply::{expired, fail, filter_reply, Done};
 use crate::http::body::{self, BodyError};
+use crate::http::body_hooks::{self, Stopped};
 use crate::http::buf::ReadBuf;
 use crate::http::failure::Failure;
 use crate::http::filter::{Status, StreamEdits};
@@ -32,6 +33,9 @@ use crate::upstream::Connector;
 pub(crate) struct Request<'a> {
     pub parts: &'a http::request::Parts,
     pub body: RecvStream,
+    /// The request body, read whole through the filter chain (`http/hold.rs`): it goes
+    /// instead of `body` (which has ended), with the Content-Length set in `parts`.
+    pub held: Option<Bytes>,
     pub authority: &'a str,
     pub path: &'a str,
     /// What the forwarding policy decided for this request.
@@ -148,6 +152,13 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
         }
         self.progress.touch();
         let (mut received, ended) = self.in_head;
+        if let Some(held) = &self.r.held {
+            // The body the filter chain held (`http/hold.rs`), after the head.
+            if up.write_all(held).await.is_err() {
+                return Err(lost(false));
+            }
+            received += held.len() as u64;
+        }
         if ended {
             self.progress.request_done();
         } else if !self.r.body.is_end_stream() {
@@ -321,17 +332,41 @@ async fn respond_with<U: Io, K>(
             inner: DataSink { stream: &mut send },
             progress,
         };
-        let result = body::forward_with_trailers(
-            up,
-            ubuf,
-            sink,
-            h.body,
-            true,
-            None,
-            None,
-            Some(&mut raw_trailers),
-        )
-        .await;
+        let result = if edits.chain.hooks().response_data {
+            let mut chain = edits.chain;
+            let hooked = body_hooks::forward(
+                &mut chain,
+                up,
+                ubuf,
+                sink,
+                h.body,
+                true,
+                None,
+                Some(&mut raw_trailers),
+            )
+            .await;
+            match hooked {
+                Ok(n) => Ok(n),
+                Err(Stopped::Body(e)) => Err(e),
+                Err(Stopped::Reply(_)) => {
+                    // A filter answered after the head went out: reset (Envoy).
+                    send.send_reset(h2::Reason::INTERNAL_ERROR);
+                    return (done, false);
+                }
+            }
+        } else {
+            body::forward_with_trailers(
+                up,
+                ubuf,
+                sink,
+                h.body,
+                true,
+                None,
+                None,
+                Some(&mut raw_trailers),
+            )
+            .await
+        };
         match result {
             Ok(n) => {
                 done.bytes_sent = n;

@@ -14,7 +14,7 @@ use super::clock::Progress;
 use super::reply::{expired, fail, filter_reply, reject, Done};
 use super::to_h1::{expiry_failure, Request};
 use crate::http::failure::Failure;
-use crate::http::filter::Status;
+use crate::http::filter::{Chain, Status};
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::HeadError;
 use crate::http::h1::response;
@@ -28,19 +28,31 @@ use crate::upstream::Connector;
 enum PumpError {
     Read,
     Write,
+    /// The response-body hook answered (after the head went out).
+    Filtered,
 }
 
 /// Moves DATA and trailers from one stream to another; the sender's window reopens only
-/// as the receiver accepts the bytes. `moved` hears of every byte passed on.
+/// as the receiver accepts the bytes. `moved` hears of every byte passed on. `hook`:
+/// the chain whose response-body hook sees each frame first (`None` for request bodies
+/// and for chains without the hook).
 async fn pump(
     from: &mut RecvStream,
     to: &mut SendStream<Bytes>,
     moved: impl Fn(u64),
+    hook: Option<&Chain<'_>>,
 ) -> Result<u64, PumpError> {
     let mut total = 0u64;
+    let mut ended = false;
     while let Some(chunk) = from.data().await {
         let mut chunk = chunk.map_err(|_| PumpError::Read)?;
         let n = chunk.len();
+        if let Some(chain) = hook {
+            ended = from.is_end_stream();
+            if chain.on_response_data(&chunk, ended).await != Status::Continue {
+                return Err(PumpError::Filtered);
+            }
+        }
         while !chunk.is_empty() {
             let cap = super::io::send_capacity(to, chunk.len())
                 .await
@@ -53,12 +65,34 @@ async fn pump(
         let _ = from.flow_control().release_capacity(n);
         total += n as u64;
     }
-    match from.trailers().await.map_err(|_| PumpError::Read)? {
+    let trailers = from.trailers().await.map_err(|_| PumpError::Read)?;
+    if let Some(chain) = hook.filter(|_| !ended) {
+        if chain.on_response_data(&[], true).await != Status::Continue {
+            return Err(PumpError::Filtered);
+        }
+    }
+    match trailers {
         Some(t) => to.send_trailers(t).map_err(|_| PumpError::Write)?,
         None => to
             .send_data(Bytes::new(), true)
             .map_err(|_| PumpError::Write)?,
     }
+    Ok(total)
+}
+
+/// Sends a request body held whole by the filter chain (`http/hold.rs`), as flow
+/// control allows, and ends the stream.
+async fn send_held(mut body: Bytes, to: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
+    let total = body.len() as u64;
+    while !body.is_empty() {
+        let cap = super::io::send_capacity(to, body.len())
+            .await
+            .ok_or(PumpError::Write)?;
+        let part = body.split_to(cap.min(body.len()));
+        to.send_data(part, false).map_err(|_| PumpError::Write)?;
+    }
+    to.send_data(Bytes::new(), true)
+        .map_err(|_| PumpError::Write)?;
     Ok(total)
 }
 
@@ -125,7 +159,8 @@ where
             HeadError::BadRequest("invalid request target"),
         );
     };
-    let end = r.body.is_end_stream();
+    let held = r.held.take();
+    let end = r.body.is_end_stream() && held.is_none();
     let mut open = request::H2Open {
         req: Some(req),
         end,
@@ -149,7 +184,10 @@ where
         if end {
             return Ok(0);
         }
-        let result = pump(&mut r.body, &mut up_send, |n| progress.received(n)).await;
+        let result = match held {
+            Some(b) => send_held(b, &mut up_send).await,
+            None => pump(&mut r.body, &mut up_send, |n| progress.received(n), None).await,
+        };
         match result {
             Ok(_) => progress.request_done(),
             Err(_) => up_send.send_reset(h2::Reason::CANCEL),
@@ -196,7 +234,9 @@ where
         };
         progress.head_sent(status);
         if !end {
-            match pump(&mut body, &mut down_send, |n| progress.sent(n)).await {
+            let chain = &r.edits.chain;
+            let hook = chain.hooks().response_data.then_some(chain);
+            match pump(&mut body, &mut down_send, |n| progress.sent(n), hook).await {
                 Ok(n) => done.bytes_sent = n,
                 Err(PumpError::Read) => {
                     request::count_late(stats, Failure::ConnectionTermination);
@@ -204,6 +244,8 @@ where
                     done.flag = ResponseFlag::UpstreamConnectionTermination;
                 }
                 Err(PumpError::Write) => done.flag = ResponseFlag::DownstreamConnectionTermination,
+                // A filter answered after the head went out: reset (Envoy).
+                Err(PumpError::Filtered) => down_send.send_reset(h2::Reason::INTERNAL_ERROR),
             }
         }
         done

@@ -1,0 +1,157 @@
+//! HTTP/1: a request body read through the filter chain before the upstream request
+//! starts (`http/hold.rs`), for chains with a request-body hook (the buffer filter).
+//!
+//! The held body then stands in for the connection's read buffer while the request is
+//! proxied: the upstream request is framed by its length, and the exchange, its early
+//! answers and its local replies read the body from there as they would from the
+//! client. The connection's own buffer (with any pipelined request) comes back after.
+
+use futures_lite::io::AsyncWriteExt;
+
+use super::super::buf::ReadBuf;
+use super::super::flags::ResponseFlag;
+use super::super::h1::head::BodyKind;
+use super::super::hold::{self, Held};
+use super::super::io::Io;
+use super::{Action, Conn, Outcome, Plan};
+
+/// Whether this request's body goes through the chain first.
+fn wanted(plan: &Plan<'_>) -> bool {
+    plan.chain.hooks().request_data
+        && plan.framing.body != BodyKind::Empty
+        && matches!(plan.action, Action::Proxy { upgrade: false, .. })
+}
+
+impl Conn {
+    /// For a chain with a request-body hook (one branch for the others): reads the body
+    /// through it. Returns the connection's own read buffer, to be put back after the
+    /// exchange (the held body stands in for it meanwhile). When the request was
+    /// answered, or the client went, `plan.action` becomes `Action::Held` with how.
+    pub(super) async fn hold<D: Io>(
+        &mut self,
+        down: &mut D,
+        plan: &mut Plan<'_>,
+        h2: Option<&mut http::Request<()>>,
+    ) -> Option<ReadBuf> {
+        if !wanted(plan) {
+            return None;
+        }
+        match self.hold_body(down, plan, h2).await {
+            Ok(body) => Some(std::mem::replace(&mut self.rbuf, body)),
+            Err(o) => {
+                plan.action = Action::Held(o);
+                None
+            }
+        }
+    }
+
+    /// Reads the body through the chain. `Ok`: the held body as a read buffer, and the
+    /// plan (and the upstream request: the head in `wbuf`, or `h2`) reframed by its
+    /// length. `Err`: the request is answered (a filter's reply, `connection: close`
+    /// as Envoy's) or the client is gone.
+    async fn hold_body<D: Io>(
+        &mut self,
+        down: &mut D,
+        plan: &mut Plan<'_>,
+        h2: Option<&mut http::Request<()>>,
+    ) -> Result<ReadBuf, Outcome> {
+        if plan.framing.expect_continue {
+            // The proxy answers `100-continue` itself (Envoy's default), here before
+            // the body it asks for.
+            if down
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return Err(closed(ResponseFlag::DownstreamConnectionTermination));
+            }
+            plan.framing.expect_continue = false;
+        }
+        let mut read = 0;
+        let held = hold::h1(
+            &plan.chain,
+            down,
+            &mut self.rbuf,
+            plan.framing.body,
+            &mut read,
+        )
+        .await;
+        if !matches!(held, Held::Body(_)) {
+            // A held body is counted as the exchange sends it; one that never goes
+            // upstream, as it was read.
+            self.rec.bytes_received += read;
+        }
+        match held {
+            Held::Body(body) => {
+                let n = body.len() as u64;
+                match h2 {
+                    Some(req) => {
+                        req.headers_mut()
+                            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+                    }
+                    None => reframe(&mut self.wbuf, n),
+                }
+                plan.framing.body = BodyKind::Length(n);
+                Ok(ReadBuf::from_vec(body))
+            }
+            Held::Reply(r) => {
+                // What is left of the body is never read: close (Envoy closes after a
+                // local reply to a request it has not read whole, and after its 413).
+                let o = self
+                    .reply_and_close(down, plan, r.status, r.body.as_bytes(), r.flag)
+                    .await;
+                Err(o)
+            }
+            Held::Failed(e) => {
+                self.linger = true;
+                let flag = match e {
+                    super::super::body::BodyError::Timeout => ResponseFlag::DownstreamIdleTimeout,
+                    super::super::body::BodyError::Framing => ResponseFlag::DownstreamProtocolError,
+                    _ => ResponseFlag::DownstreamConnectionTermination,
+                };
+                Err(closed(flag))
+            }
+        }
+    }
+}
+
+fn closed(flag: ResponseFlag) -> Outcome {
+    Outcome {
+        status: 0,
+        flag,
+        keep_alive: false,
+    }
+}
+
+/// The upstream head in `wbuf` was written for the client's framing; the body is now
+/// held whole: frame it by its length. `h1::encode::write_request` writes a chunked
+/// request's framing as exactly `transfer-encoding: chunked`, which becomes a
+/// Content-Length; a Content-Length request already has the right one.
+fn reframe(wbuf: &mut Vec<u8>, len: u64) {
+    const TE: &[u8] = b"\r\ntransfer-encoding: chunked\r\n";
+    let Some(at) = wbuf.windows(TE.len()).position(|w| w == TE) else {
+        return;
+    };
+    let cl = format!("\r\ncontent-length: {len}\r\n");
+    wbuf.splice(at..at + TE.len(), cl.into_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reframes_a_chunked_head() {
+        let mut head =
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\nx: y\r\n\r\n".to_vec();
+        super::reframe(&mut head, 12);
+        assert_eq!(
+            head,
+            b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 12\r\nx: y\r\n\r\n".to_vec()
+        );
+        let mut head = b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n".to_vec();
+        super::reframe(&mut head, 3);
+        assert_eq!(
+            head,
+            b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n".to_vec()
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! One bidirectional gRPC stream over HTTP/2 (the h2 crate on the control executor's
+//! glommio socket, as `upstream/h2conn.rs` does for upstreams): length-prefixed prost
+//! messages, with the management server's messages bounded in size. Control plane only.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use glommio::{spawn_local, Task};
+use h2::client::SendRequest;
+use h2::{RecvStream, SendStream};
+use prost::Message;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+/// The largest message accepted from the management server (gRPC's default receive
+/// limit is 4 MiB; Envoy's xDS client sets none, so a control plane may send more).
+pub const MAX_MESSAGE: usize = 16 << 20;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An open stream: requests go out on `send`, responses come in on `recv`.
+pub struct Stream {
+    send: SendStream<Bytes>,
+    recv: Option<RecvStream>,
+    response: Option<h2::client::ResponseFuture>,
+    buf: BytesMut,
+    _client: SendRequest<Bytes>,
+    _driver: Task<()>,
+}
+
+/// Why a stream ended.
+pub type Error = String;
+
+impl Stream {
+    /// Connects to `addr` and opens `path` (a gRPC method) with `authority`.
+    pub async fn open(addr: SocketAddr, authority: &str, path: &str) -> Result<Stream, Error> {
+        let tcp = glommio::net::TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        // A server that accepts but never answers must not stall the client: the
+        // handshake gets the connect timeout too.
+        let handshake = async {
+            Some(
+                h2::client::Builder::new()
+                    .max_frame_size(1 << 20)
+                    .handshake::<_, Bytes>(tcp.compat())
+                    .await,
+            )
+        };
+        let expire = async {
+            glommio::timer::sleep(CONNECT_TIMEOUT).await;
+            None
+        };
+        let (client, conn) = futures_lite::future::or(handshake, expire)
+            .await
+            .ok_or_else(|| format!("HTTP/2 handshake with {addr} timed out"))?
+            .map_err(|e| format!("HTTP/2 handshake with {addr}: {e}"))?;
+        let driver = spawn_local(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("xDS connection ended: {e}");
+            }
+        });
+        let mut client = client
+            .ready()
+            .await
+            .map_err(|e| format!("HTTP/2 with {addr}: {e}"))?;
+        let req = http::Request::post(format!("http://{authority}{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .map_err(|e| format!("request: {e}"))?;
+        let (response, send) = client
+            .send_request(req, false)
+            .map_err(|e| format!("open stream: {e}"))?;
+        Ok(Stream {
+            send,
+            recv: None,
+            response: Some(response),
+            buf: BytesMut::new(),
+            _client: client,
+            _driver: driver,
+        })
+    }
+
+    /// Queues one message (h2 buffers it until the window allows).
+    pub fn send<M: Message>(&mut self, m: &M) -> Result<(), Error> {
+        let len = m.encoded_len();
+        let mut out = BytesMut::with_capacity(5 + len);
+        out.extend_from_slice(&[0]);
+        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        m.encode(&mut out).map_err(|e| format!("encode: {e}"))?;
+        self.send
+            .send_data(out.freeze(), false)
+            .map_err(|e| format!("send: {e}"))
+    }
+
+    /// The next message; `Ok(None)` when the server ended the stream.
+    pub async fn recv<M: Message + Default>(&mut self) -> Result<Option<M>, Error> {
+        loop {
+            if let Some(frame) = next_frame(&mut self.buf)? {
+                return M::decode(frame)
+                    .map(Some)
+                    .map_err(|e| format!("malformed message from the management server: {e}"));
+            }
+            if self.recv.is_none() {
+                let Some(response) = self.response.take() else {
+                    return Ok(None);
+                };
+                let r = response.await.map_err(|e| format!("response: {e}"))?;
+                if r.status() != http::StatusCode::OK {
+                    return Err(format!("management server answered {}", r.status()));
+                }
+                if let Some(s) = grpc_status(r.headers()) {
+                    return Err(s);
+                }
+                self.recv = Some(r.into_body());
+            }
+            let Some(body) = self.recv.as_mut() else {
+                return Ok(None);
+            };
+            match body.data().await {
+                Some(Ok(chunk)) => {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                    if self.buf.len().saturating_add(chunk.len()) > MAX_MESSAGE + 5 {
+                        return Err(format!(
+                            "message from the management server over {MAX_MESSAGE} bytes"
+                        ));
+                    }
+                    self.buf.extend_from_slice(&chunk);
+                }
+                Some(Err(e)) => return Err(format!("stream: {e}")),
+                None => {
+                    let trailers = body.trailers().await.ok().flatten();
+                    return match trailers.as_ref().and_then(grpc_status) {
+                        Some(s) => Err(s),
+                        None => Ok(None),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// A non-OK `grpc-status` in headers or trailers, as text.
+fn grpc_status(h: &http::HeaderMap) -> Option<String> {
+    let status = h.get("grpc-status")?.to_str().ok()?;
+    if status == "0" {
+        return None;
+    }
+    let message = h
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .unwrap_or("");
+    Some(format!("grpc-status {status}: {message}"))
+}
+
+/// Takes one complete length-prefixed message off the front of `buf`. A compressed
+/// message (none was asked for) or one over [`MAX_MESSAGE`] is an error.
+fn next_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, Error> {
+    let Some([flag, a, b, c, d]) = buf.get(..5).and_then(|h| <[u8; 5]>::try_from(h).ok()) else {
+        return Ok(None);
+    };
+    if flag != 0 {
+        return Err("compressed message from the management server (none was offered)".into());
+    }
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    if len > MAX_MESSAGE {
+        return Err(format!(
+            "message of {len} bytes from the management server (limit {MAX_MESSAGE})"
+        ));
+    }
+    if buf.len() < 5 + len {
+        return Ok(None);
+    }
+    buf.advance(5);
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_taken_whole_and_bounded() {
+        let mut b = BytesMut::from(&[0u8, 0, 0, 0, 2, 7][..]);
+        assert_eq!(next_frame(&mut b).unwrap(), None);
+        b.extend_from_slice(&[8, 0]);
+        assert_eq!(next_frame(&mut b).unwrap().unwrap().as_ref(), &[7, 8]);
+        assert_eq!(b.as_ref(), &[0]);
+        let mut big = BytesMut::from(&[0u8, 0xff, 0xff, 0xff, 0xff][..]);
+        assert!(next_frame(&mut big).is_err());
+        let mut compressed = BytesMut::from(&[1u8, 0, 0, 0, 0][..]);
+        assert!(next_frame(&mut compressed).is_err());
+    }
+}

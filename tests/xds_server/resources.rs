@@ -1,0 +1,95 @@
+//! Resources and bootstraps for the xDS tests, written in proto3 JSON and encoded with
+//! the descriptors Outrigger itself uses.
+
+use std::net::SocketAddr;
+
+use serde_json::{json, Value};
+
+use super::*;
+
+pub fn encode(type_url: &str, v: Value) -> Vec<u8> {
+    let name = type_url.rsplit('/').next().unwrap();
+    outrigger::config::xds::encode_json(name, &v).unwrap()
+}
+
+pub fn bootstrap(mgmt: SocketAddr, api: &str) -> String {
+    format!(
+        r#"node: {{id: test-node, cluster: test}}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: @ADMIN_PORT@}}}}
+dynamic_resources:
+  ads_config:
+    api_type: {api}
+    transport_api_version: V3
+    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]
+  lds_config: {{ads: {{}}, resource_api_version: V3, initial_fetch_timeout: 2s}}
+  cds_config: {{ads: {{}}, resource_api_version: V3, initial_fetch_timeout: 2s}}
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
+"#,
+        mgmt.port()
+    )
+}
+
+pub fn listener(name: &str, port: u16, rds: &str) -> Vec<u8> {
+    encode(
+        LISTENER,
+        json!({
+            "name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": name,
+                    "rds": {"config_source": {"ads": {}, "resource_api_version": "V3"}, "route_config_name": rds},
+                    "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+                }
+            }]}]
+        }),
+    )
+}
+
+pub fn route(name: &str, cluster: &str) -> Vec<u8> {
+    encode(
+        ROUTE,
+        json!({
+            "name": name,
+            "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                {"match": {"prefix": "/"}, "route": {"cluster": cluster, "timeout": "5s"}}
+            ]}]
+        }),
+    )
+}
+
+pub fn eds_cluster(name: &str) -> Vec<u8> {
+    encode(
+        CLUSTER,
+        json!({
+            "name": name,
+            "type": "EDS",
+            "connect_timeout": "1s",
+            "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}}
+        }),
+    )
+}
+
+pub fn endpoints(cluster: &str, ports: &[u16]) -> Vec<u8> {
+    let eps: Vec<Value> = ports
+        .iter()
+        .map(|p| json!({"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}))
+        .collect();
+    encode(
+        ENDPOINT,
+        json!({"cluster_name": cluster, "endpoints": [{"lb_endpoints": eps}]}),
+    )
+}
