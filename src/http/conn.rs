@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::config::{DirectResponse, HttpConnectionManager, UpstreamProtocol};
+use crate::config::DirectResponse;
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::upstream::Connector;
 
@@ -31,19 +31,18 @@ use super::body;
 use super::buf::ReadBuf;
 use super::failure::Failure;
 use super::filter::headers::Edits;
-use super::filter::{self, LocalReply, StreamEdits};
+use super::filter::{self, LocalReply};
 use super::flags::ResponseFlag;
-use super::h1::encode::{self, Forward, UpstreamRequest};
-use super::h1::head::{self, BodyKind, Framing, HeadError};
-use super::h1::request;
+use super::h1::encode;
+use super::h1::head::{BodyKind, Framing, HeadError};
 use super::io::Io;
 use super::own_headers;
-use super::router::{self, Decision};
 use super::view::{ChainRef, ConnSlot, WorkerView};
 
 mod connect;
 mod exchange;
 mod held;
+mod prepare;
 mod upload;
 
 /// Initial read-buffer size. It grows up to the header limit for a large head, and to
@@ -230,209 +229,6 @@ async fn linger<D: Io>(down: &mut D, rbuf: &mut ReadBuf) {
     }
 }
 
-/// Parses the request head in `data` (`h1::request`), routes it, runs the listener's
-/// filter chain and decides what to do. `Ok(None)` means the head is not complete yet.
-/// For a proxied request the upstream head, with the chain's edits, is written into
-/// `wbuf`.
-#[allow(clippy::too_many_arguments)]
-async fn prepare<'v, C: Connector>(
-    data: &[u8],
-    l: &'v HttpConnectionManager,
-    view: &'v WorkerView<C>,
-    wbuf: &mut Vec<u8>,
-    peer: std::net::IpAddr,
-    ip: &[u8],
-    tls: bool,
-    rec: Option<&mut StreamInfo>,
-) -> Result<Option<Plan<'v>>, HeadError> {
-    let mut slots = request::header_slots();
-    let Some(mut req) = request::parse(data, &l.limits, &mut slots)? else {
-        return Ok(None);
-    };
-    if req.minor == 0 {
-        // Envoy's codec: HTTP/1.0 only if accepted, and a Host-less one gets the
-        // configured default authority (for routing and upstream).
-        if !l.own.accept_http_10 {
-            return Err(HeadError::UpgradeRequired);
-        }
-        if let (true, Some(h)) = (req.authority.is_empty(), &l.own.default_host_for_http_10) {
-            req.authority = h.as_bytes();
-            req.target_authority = Some(h);
-        }
-    }
-    let headers = req.headers;
-    view.hooks
-        .on_request(req.path.split('?').next().unwrap_or_default());
-    if let Some(rec) = rec {
-        rec.method.push_str(req.method);
-        rec.path.push_str(req.path);
-        rec.authority
-            .push_str(std::str::from_utf8(req.authority).unwrap_or(""));
-        if !req.is_connect() {
-            if let Some(ua) = headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("user-agent"))
-            {
-                rec.user_agent
-                    .push_str(std::str::from_utf8(ua.value).unwrap_or(""));
-            }
-        }
-        rec.protocol = req.protocol();
-    }
-    let Some(table) = view.snapshot.route_tables.get(l.route_table) else {
-        return Err(HeadError::NotImplemented("no route table"));
-    };
-    // The connection manager may strip the Host's port before routing (Envoy's
-    // strip_any_host_port / strip_matching_host_port); the upstream then gets it so.
-    let authority = if req.is_connect() {
-        req.authority
-    } else {
-        router::strip_port(req.authority, l.strip_port)
-    };
-    let stripped = (authority.len() != req.authority.len())
-        .then(|| std::str::from_utf8(authority).ok())
-        .flatten();
-    let view_req = router::Request {
-        method: req.method,
-        authority,
-        path: req.path,
-        scheme: "http",
-        headers,
-    };
-    let route = if req.is_connect() {
-        router::select_connect(table, &view_req)
-    } else {
-        router::select(table, &view_req)
-    };
-    // The filter chain runs on every routed or unrouted request; the router is last.
-    let mut edits = own_headers::stream_edits(&l.own);
-    let status =
-        filter::on_request_head(&l.http_filters, route.map(|r| r.filters.view()), &mut edits).await;
-    own_headers::finish_response_edits(&l.own, &mut edits);
-    let decision = match status {
-        filter::Status::Respond(reply) => {
-            return Ok(Some(plan(&req, l, Action::Filtered(reply), edits)));
-        }
-        filter::Status::Continue => route.map(|r| router::resolve(table, r, &view_req)),
-    };
-    let action = match decision {
-        None => Action::NoRoute,
-        // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
-        Some(Decision::Forward(t)) if req.is_connect() => Action::Connect { cluster: t.cluster },
-        Some(_) if req.is_connect() => Action::NoRoute,
-        Some(Decision::Direct(d, location)) => Action::Direct(d, location),
-        Some(Decision::Redirect { status, location }) => Action::Redirect { status, location },
-        Some(Decision::ClusterNotFound { status }) => Action::ClusterNotFound(status),
-        Some(Decision::Forward(t)) => 'route: {
-            let framing = req.framing;
-            // An upgrade passes only when the route allows its protocol and the
-            // handshake carries no body. Any other upgrade request is refused (Envoy:
-            // 403, upgrade_failed), never forwarded with the upgrade silently stripped.
-            let upgrade = req.upgrade();
-            if upgrade.is_some_and(|v| {
-                framing.body != BodyKind::Empty
-                    || !head::tokens(v).next().is_some_and(|p| {
-                        t.upgrades
-                            .iter()
-                            .any(|u| p.eq_ignore_ascii_case(u.as_bytes()))
-                    })
-            }) {
-                break 'route Action::UpgradeRefused;
-            }
-            let mut fwd = super::forwarding::decide(
-                &l.forwarding,
-                peer,
-                headers
-                    .iter()
-                    .filter(|h| head::classify(h.name) == head::Special::XForwardedFor)
-                    .map(|h| h.value),
-            );
-            fwd.tls = tls;
-            own_headers::proxied(&l.own, &l.forwarding, t.timeout, fwd.client, &mut edits);
-            let to_h2 = view
-                .clusters
-                .get(t.cluster)
-                .is_some_and(|c| c.cfg.protocol == UpstreamProtocol::Http2);
-            let path = t.path.as_deref().unwrap_or(req.path);
-            let host = t.host.or(stripped);
-            let h2 = if to_h2 {
-                // Built from the parsed head: never encoded as HTTP/1.1 and parsed again.
-                let rewrite = crate::upstream::request::http2::Rewrite {
-                    path,
-                    authority: host.map_or(req.authority, str::as_bytes),
-                    original_path: t.path.is_some().then_some(req.path),
-                    original_host: t.host.map(|_| authority),
-                };
-                match crate::upstream::request::http2::request_from_h1(
-                    &req,
-                    &rewrite,
-                    fwd,
-                    edits.request,
-                ) {
-                    Some(r) => Some(Box::new(r)),
-                    None => {
-                        return Err(HeadError::BadRequest(
-                            "request not valid for an HTTP/2 upstream",
-                        ))
-                    }
-                }
-            } else {
-                wbuf.clear();
-                encode::write_request(
-                    wbuf,
-                    &UpstreamRequest {
-                        method: req.method,
-                        path,
-                        authority: host.or(req.target_authority),
-                        headers,
-                        has_connection_header: framing.has_connection_header,
-                        forward: Forward {
-                            append: fwd.append.map(|_| ip),
-                            overwrite_proto: fwd.overwrite_proto,
-                            scheme: fwd.scheme(),
-                        },
-                        upgrade,
-                        edits: edits.request,
-                        original_path: t.path.is_some().then_some(req.path),
-                        original_host: t.host.map(|_| authority),
-                    },
-                );
-                None
-            };
-            Action::Proxy {
-                cluster: t.cluster,
-                timeout: t.timeout,
-                upgrade: upgrade.is_some(),
-                h2,
-                auto_host: t.auto_host,
-            }
-        }
-    };
-    Ok(Some(plan(&req, l, action, edits)))
-}
-
-/// The plan for a parsed request.
-fn plan<'v>(
-    req: &request::RequestHead<'_, '_>,
-    l: &'v HttpConnectionManager,
-    action: Action<'v>,
-    edits: StreamEdits<'v>,
-) -> Plan<'v> {
-    Plan {
-        head_len: req.head_len,
-        minor: req.minor,
-        is_head: req.is_head(),
-        idempotent: req.idempotent(),
-        framing: req.framing,
-        action,
-        idle_timeout: l.idle_timeout,
-        stream_idle_timeout: l.stream_idle_timeout,
-        response_edits: edits.response,
-        chain: edits.chain,
-        codec_edits: own_headers::codec_reply_edits(&l.own),
-    }
-}
-
 /// A connection's move to a newer config view between requests.
 struct Moving<C: Connector> {
     /// The newest view already found not to keep this chain.
@@ -476,7 +272,7 @@ impl Conn {
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
                 let peer = self.peer.ip();
                 let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
-                match prepare(data, l, view, wbuf, peer, ip, tls, rec).await {
+                match prepare::prepare(data, l, view, wbuf, peer, ip, tls, rec).await {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {
