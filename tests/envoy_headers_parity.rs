@@ -116,7 +116,9 @@ static_resources:
 }
 
 /// An upstream that answers with `server: upstream-srv`, a fixed `date` unless the
-/// path has `nodate`, and closes.
+/// path has `nodate`, and closes, saying so (`connection: close`): a proxy must not pool
+/// a connection the upstream is about to close, or the next request races the close
+/// (Envoy then answers 503 `UC`, which made this test flaky).
 fn upstream() -> Upstream {
     Upstream::start(Arc::new(|_, req, s| {
         let date = if req.target.contains("nodate") {
@@ -125,7 +127,7 @@ fn upstream() -> Upstream {
             format!("date: {UP_DATE}\r\n")
         };
         let head =
-            format!("HTTP/1.1 200 OK\r\nserver: upstream-srv\r\n{date}content-length: 2\r\n\r\nok");
+            format!("HTTP/1.1 200 OK\r\nserver: upstream-srv\r\n{date}connection: close\r\ncontent-length: 2\r\n\r\nok");
         s.write_all(head.as_bytes())?;
         Ok(false)
     }))
