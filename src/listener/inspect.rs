@@ -7,6 +7,8 @@
 //! `http/1.0` (any other version), and the first byte that cannot belong to either gives
 //! up at once with no protocol, so a non-HTTP client is not held back.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use crate::http::h2::PREFACE;
 
 /// Envoy gives up (and closes the connection) if the request line is not complete

@@ -11,6 +11,8 @@
 //! connection goes on as `raw_buffer`, as Envoy's does. Every length is checked; a
 //! malformed hello never panics.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 /// Envoy closes a connection whose ClientHello is larger than this.
 pub const MAX_CLIENT_HELLO: usize = 64 * 1024;
 

@@ -6,6 +6,8 @@
 //! no reason to trust its encoding): every length is checked, nothing is indexed, and
 //! anything malformed yields no names.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 /// One DER element: its tag and contents; `rest` is what follows it.
 struct Tlv<'a> {
     tag: u8,

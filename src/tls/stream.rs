@@ -12,6 +12,8 @@
 //! `close_notify` first; a peer that closes without one is a truncated stream (an
 //! error from `poll_read`, never a clean end).
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use std::io::{self, Read, Write};
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;

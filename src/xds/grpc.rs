@@ -2,6 +2,8 @@
 //! glommio socket, as `upstream/h2conn.rs` does for upstreams): length-prefixed prost
 //! messages, with the management server's messages bounded in size. Control plane only.
 
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
