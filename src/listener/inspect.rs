@@ -97,6 +97,7 @@ fn request_line(data: &[u8]) -> Detected {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

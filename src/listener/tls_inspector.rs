@@ -174,6 +174,7 @@ fn client_hello(body: &[u8]) -> Option<Hello> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
