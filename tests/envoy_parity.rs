@@ -9,26 +9,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
+use common::envoy::{envoy_or_skip, Envoy};
 use common::*;
-
-fn envoy_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("OUTRIGGER_TEST_ENVOY") {
-        return PathBuf::from(p);
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/loadtest/.venv/lib");
-    std::fs::read_dir(venv)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
-        .find(|p| p.exists())
-        .expect("Envoy 1.40 is needed: run tests/run, which installs it into loadtest/.venv")
-}
 
 /// The route configuration, once in each dialect.
 const ROUTES_ENVOY: &str = r#"
@@ -81,14 +63,15 @@ route_tables:
             request_headers_to_remove: [x-secret]
 ";
 
-fn envoy_bootstrap(port: u16, admin: u16, upstream: u16) -> String {
+/// The bootstrap, as a template for `Envoy::start` (`@PORT@`, `@ADMIN_PORT@`).
+fn envoy_bootstrap(upstream: u16) -> String {
     format!(
         r#"admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+  address: {{socket_address: {{address: 127.0.0.1, port_value: @ADMIN_PORT@}}}}
 static_resources:
   listeners:
   - name: l
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: @PORT@}}}}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -110,41 +93,6 @@ static_resources:
 "#,
         routes = ROUTES_ENVOY.trim_start()
     )
-}
-
-struct Envoy(Child);
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_envoy(dir: &TempDir, port: u16, admin: u16, upstream: u16) -> Envoy {
-    let path = dir.join("envoy.yaml");
-    write_atomic(&path, &envoy_bootstrap(port, admin, upstream));
-    let child = Command::new(envoy_binary())
-        .args(["-c", &path.display().to_string(), "--concurrency", "1"])
-        .args(["--disable-hot-restart", "--log-level", "error"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("envoy.log")).unwrap())
-        .spawn()
-        .expect("start envoy");
-    let envoy = Envoy(child);
-    let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
-    let up = wait_until(Duration::from_secs(30), || {
-        let mut c = Conn::try_connect(admin_addr).ok()?;
-        c.try_send("GET /ready HTTP/1.1\r\nHost: a\r\n\r\n").ok()?;
-        (c.read_response().ok()?.status == 200).then_some(())
-    });
-    assert!(
-        up.is_some(),
-        "envoy did not become ready:\n{}",
-        read_lossy(&dir.join("envoy.log"))
-    );
-    envoy
 }
 
 const REQUEST: &str = "GET /parity HTTP/1.1\r\nHost: svc\r\nX-Secret: s\r\nX-Vhost: client\r\nX-Over: client\r\nX-Forwarded-For: 192.0.2.10\r\nX-Forwarded-For: 203.0.113.1\r\nX-Forwarded-Proto: https\r\n\r\n";
@@ -188,10 +136,11 @@ fn exchange(addr: std::net::SocketAddr, up: &Upstream) -> (Vec<Vec<String>>, Vec
 
 #[test]
 fn envoy_and_outrigger_apply_the_same_route_config_alike() {
+    let Some(bin) = envoy_or_skip("envoy_and_outrigger_apply_the_same_route_config_alike") else {
+        return;
+    };
     let up = Upstream::echo();
-    let dir = TempDir::new("parity");
-    let (port, admin) = (free_port(), free_port());
-    let envoy = start_envoy(&dir, port, admin, up.addr.port());
+    let envoy = Envoy::start(&bin, &envoy_bootstrap(up.addr.port()));
     let native = format!(
         "{HEADER}listeners:
   - name: main
@@ -207,7 +156,7 @@ fn envoy_and_outrigger_apply_the_same_route_config_alike() {
     );
     let proxy = Proxy::start(&native);
 
-    let (envoy_sent, envoy_got) = exchange(std::net::SocketAddr::from(([127, 0, 0, 1], port)), &up);
+    let (envoy_sent, envoy_got) = exchange(envoy.listen, &up);
     let (ours_sent, ours_got) = exchange(proxy.listen, &up);
     drop(envoy);
     for (i, name) in COMPARED.iter().enumerate() {
