@@ -354,6 +354,7 @@ mod tests {
         let r = StatsReport {
             listeners: vec![l.report("in")],
             clusters: vec![],
+            counters: Default::default(),
         };
         let text = render(&r);
         assert!(

@@ -272,6 +272,9 @@ pub(crate) struct RawVirtualHost {
     pub name: String,
     pub domains: Vec<String>,
     pub routes: Vec<RawRoute>,
+    /// Envoy's `VirtualHost.rate_limits`.
+    #[serde(default)]
+    pub rate_limits: Vec<crate::http::filter::local_ratelimit::descriptors::RawRateLimit>,
     #[serde(default)]
     pub request_headers_to_add: Vec<RawHeaderAdd>,
     #[serde(default)]

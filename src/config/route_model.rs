@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::http::filter::headers::HeaderPlan;
+use crate::http::filter::local_ratelimit::RouteRateLimits;
 use crate::http::filter::{FilterOverride, RouteFilters};
 use crate::http::router::DomainIndex;
 
@@ -69,6 +70,9 @@ pub struct RouteFilterConfig {
     pub request_headers: HeaderPlan,
     pub response_headers: HeaderPlan,
     pub overrides: Vec<(String, FilterOverride)>,
+    /// The route's and its virtual host's `rate_limits` (the local rate limit's
+    /// descriptors).
+    pub rate_limits: RouteRateLimits,
 }
 impl RouteFilterConfig {
     pub fn view(&self) -> RouteFilters<'_> {
@@ -76,6 +80,7 @@ impl RouteFilterConfig {
             request_headers: &self.request_headers,
             response_headers: &self.response_headers,
             overrides: &self.overrides,
+            rate_limits: &self.rate_limits,
         }
     }
 }

@@ -29,9 +29,11 @@ pub enum ResponseFlag {
     StreamIdleTimeout,
     /// NC: the route's `cluster_header` named no configured cluster.
     NoClusterFound,
+    /// RL: the local rate-limit filter refused the request.
+    RateLimited,
 }
 
-pub const FLAG_COUNT: usize = 12;
+pub const FLAG_COUNT: usize = 13;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -48,6 +50,7 @@ impl ResponseFlag {
             ResponseFlag::DownstreamIdleTimeout => "DRT",
             ResponseFlag::StreamIdleTimeout => "SI",
             ResponseFlag::NoClusterFound => "NC",
+            ResponseFlag::RateLimited => "RL",
         }
     }
 
@@ -66,6 +69,7 @@ impl ResponseFlag {
             DownstreamIdleTimeout,
             StreamIdleTimeout,
             NoClusterFound,
+            RateLimited,
         ]
     }
 }

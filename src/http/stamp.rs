@@ -21,6 +21,18 @@ pub const SERVICE_TIME: &str = "x-envoy-upstream-service-time";
 pub const REQUEST_ID: &str = "x-request-id";
 pub const EXPECTED_TIMEOUT: &str = "x-envoy-expected-rq-timeout-ms";
 pub const EXTERNAL_ADDRESS: &str = "x-envoy-external-address";
+pub const RATELIMIT_LIMIT: &str = "x-ratelimit-limit";
+pub const RATELIMIT_REMAINING: &str = "x-ratelimit-remaining";
+pub const RATELIMIT_RESET: &str = "x-ratelimit-reset";
+
+/// The local rate limit's `x-ratelimit-*` response headers (draft 03), appended as
+/// Envoy's filter adds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset: u64,
+}
 
 /// When the upstream request gets an `x-request-id` (Envoy's `generate_request_id`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,6 +59,8 @@ pub struct Stamp {
     pub expected_timeout_ms: Option<u64>,
     /// Request: `x-envoy-external-address` (an edge request's client).
     pub external_address: Option<IpAddr>,
+    /// Response: `x-ratelimit-limit`, `-remaining` and `-reset`.
+    pub ratelimit: Option<RateLimitHeaders>,
 }
 
 impl Stamp {
@@ -108,6 +122,11 @@ impl Stamp {
             };
             emit(EXTERNAL_ADDRESS, ascii(buf.get(..len).unwrap_or_default()));
         }
+        if let Some(r) = self.ratelimit {
+            emit(RATELIMIT_LIMIT, decimal(&mut num, r.limit));
+            emit(RATELIMIT_REMAINING, decimal(&mut num, r.remaining));
+            emit(RATELIMIT_RESET, decimal(&mut num, r.reset));
+        }
     }
 
     /// Writes the stamp into an HTTP/2 (or `http`) header map: replaced headers are
@@ -120,16 +139,24 @@ impl Stamp {
             map.insert(http::header::DATE, cached_date_value());
         }
         let has = |n: &str| map.contains_key(n);
-        let mut add: [Option<(&'static str, http::HeaderValue)>; 4] = Default::default();
+        let mut add: [Option<(&'static str, http::HeaderValue)>; 7] = Default::default();
         let mut k = 0;
         let no_date = Stamp {
             date: false,
             ..*self
         };
         no_date.for_each(has, |name, value| {
-            let name = [SERVICE_TIME, REQUEST_ID, EXPECTED_TIMEOUT, EXTERNAL_ADDRESS]
-                .into_iter()
-                .find(|n| *n == name);
+            let name = [
+                SERVICE_TIME,
+                REQUEST_ID,
+                EXPECTED_TIMEOUT,
+                EXTERNAL_ADDRESS,
+                RATELIMIT_LIMIT,
+                RATELIMIT_REMAINING,
+                RATELIMIT_RESET,
+            ]
+            .into_iter()
+            .find(|n| *n == name);
             if let (Some(name), Ok(v), Some(slot)) =
                 (name, http::HeaderValue::from_str(value), add.get_mut(k))
             {
@@ -138,7 +165,12 @@ impl Stamp {
             }
         });
         for (name, value) in add.into_iter().flatten() {
-            map.insert(name, value);
+            if name.starts_with("x-ratelimit-") {
+                // Added, as Envoy's filter does (`addReferenceKey`).
+                map.append(name, value);
+            } else {
+                map.insert(name, value);
+            }
         }
     }
 }

@@ -341,6 +341,9 @@ impl Worker {
                 .unwrap_or_default();
             r.clusters.push(s.report(name, endpoints));
         }
+        let mut counters = Vec::new();
+        crate::http::filter::local_ratelimit::stats::report(&mut counters);
+        r.counters.extend(counters);
         r
     }
 

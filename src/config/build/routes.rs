@@ -14,6 +14,10 @@ use crate::http::filter::header_mutation::{
     HeaderMutation, HeaderMutationFilter, RawHeaderMutationRef,
 };
 use crate::http::filter::headers::HeaderPlan;
+use crate::http::filter::local_ratelimit::descriptors::{self, Policy, RawRateLimit};
+use crate::http::filter::local_ratelimit::{
+    LocalRateLimitFilter, RawLocalRateLimit, RouteRateLimits,
+};
 use crate::http::filter::{
     FilterKind, FilterOverride, HttpFilter, RawHttpFilter, MAX_HEADER_MUTATION_FILTERS,
 };
@@ -32,19 +36,25 @@ impl Builder {
                     format!("duplicate filter name `{}`", f.name),
                 );
             }
-            let kind = match (&f.header_mutation, &f.buffer) {
-                (Some(m), None) => {
+            let kind = match (&f.header_mutation, &f.buffer, &f.local_ratelimit) {
+                (Some(m), None, None) => {
                     let m = self.header_mutation(&format!("{fp}.header_mutation"), m.as_ref());
                     FilterKind::HeaderMutation(HeaderMutationFilter::new(&m))
                 }
-                (None, Some(b)) => match self.buffer(&format!("{fp}.buffer"), b) {
+                (None, Some(b), None) => match self.buffer(&format!("{fp}.buffer"), b) {
                     Some(b) => FilterKind::Buffer(b),
                     None => continue,
                 },
+                (None, None, Some(l)) => {
+                    match self.local_ratelimit(&format!("{fp}.local_ratelimit"), l, false) {
+                        Some(l) => FilterKind::LocalRateLimit(l),
+                        None => continue,
+                    }
+                }
                 _ => {
                     self.err(
                         fp,
-                        "set the filter's type: one of `header_mutation`, `buffer`",
+                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`",
                     );
                     continue;
                 }
@@ -133,12 +143,19 @@ impl Builder {
                     .collect();
                 let vhost_edits = self.header_mutation(&vp, v.header_mutation());
                 let levels = [&vhost_edits, &table_edits];
+                let vhost_limits = self.rate_limits(&format!("{vp}.rate_limits"), &v.rate_limits);
                 let routes = v
                     .routes
                     .iter()
                     .enumerate()
                     .filter_map(|(k, r)| {
-                        self.route(format!("{vp}.routes[{k}]"), r, clusters, levels)
+                        self.route(
+                            format!("{vp}.routes[{k}]"),
+                            r,
+                            clusters,
+                            levels,
+                            &vhost_limits,
+                        )
                     })
                     .collect();
                 VirtualHost {
@@ -217,6 +234,31 @@ impl Builder {
         b
     }
 
+    /// Checks a local rate-limit config (a filter's, or a route's with `per_route`).
+    fn local_ratelimit(
+        &mut self,
+        prefix: &str,
+        raw: &RawLocalRateLimit,
+        per_route: bool,
+    ) -> Option<LocalRateLimitFilter> {
+        let mut errors = Vec::new();
+        let l = raw.build(prefix, per_route, &mut errors);
+        for (path, message) in errors {
+            self.err(path, message);
+        }
+        l.map(|l| LocalRateLimitFilter(Arc::new(l)))
+    }
+
+    /// Checks a level's `rate_limits`, recording errors under `prefix`.
+    fn rate_limits(&mut self, prefix: &str, raw: &[RawRateLimit]) -> Vec<Policy> {
+        let mut errors = Vec::new();
+        let p = descriptors::build(raw, prefix, &mut errors);
+        for (path, message) in errors {
+            self.err(path, message);
+        }
+        p
+    }
+
     /// Checks one level's header edits, recording errors under `prefix`.
     fn header_mutation(&mut self, prefix: &str, raw: RawHeaderMutationRef<'_>) -> HeaderMutation {
         let mut errors = Vec::new();
@@ -234,29 +276,38 @@ impl Builder {
         p: &str,
         r: &RawRoute,
         outer: [&HeaderMutation; 2],
+        vhost_limits: &[Policy],
     ) -> RouteFilterConfig {
         let own = self.header_mutation(p, r.header_mutation());
         let [vhost, table] = outer;
         let mut overrides = Vec::new();
         for (name, o) in &r.per_filter_config {
             let op = format!("{p}.per_filter_config.{name}");
-            match (o.disabled, &o.header_mutation, &o.buffer) {
-                (true, None, None) => overrides.push((name.clone(), FilterOverride::Disabled)),
-                (false, Some(m), None) => {
+            match (o.disabled, &o.header_mutation, &o.buffer, &o.local_ratelimit) {
+                (true, None, None, None) => {
+                    overrides.push((name.clone(), FilterOverride::Disabled))
+                }
+                (false, None, None, Some(l)) => {
+                    if let Some(l) = self.local_ratelimit(&format!("{op}.local_ratelimit"), l, true)
+                    {
+                        overrides.push((name.clone(), FilterOverride::LocalRateLimit(l)));
+                    }
+                }
+                (false, Some(m), None, None) => {
                     let m = self.header_mutation(&format!("{op}.header_mutation"), m.as_ref());
                     overrides.push((
                         name.clone(),
                         FilterOverride::HeaderMutation(HeaderMutationFilter::new(&m)),
                     ));
                 }
-                (false, None, Some(b)) => {
+                (false, None, Some(b), None) => {
                     if let Some(b) = self.buffer(&format!("{op}.buffer"), b) {
                         overrides.push((name.clone(), FilterOverride::Buffer(b)));
                     }
                 }
                 _ => self.err(
                     op,
-                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`)",
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`)",
                 ),
             }
         }
@@ -268,6 +319,10 @@ impl Builder {
                 &table.response,
             ]),
             overrides,
+            rate_limits: RouteRateLimits {
+                route: self.rate_limits(&format!("{p}.rate_limits"), &r.rate_limits),
+                vhost: vhost_limits.to_vec(),
+            },
         }
     }
 
@@ -277,8 +332,9 @@ impl Builder {
         r: &RawRoute,
         clusters: &[Arc<Cluster>],
         outer: [&HeaderMutation; 2],
+        vhost_limits: &[Policy],
     ) -> Option<Route> {
-        let filters = self.route_filters(&p, r, outer);
+        let filters = self.route_filters(&p, r, outer, vhost_limits);
         let m = self.route_match(&p, &r.matcher);
         let action = self.route_action(&p, r, clusters)?;
         let m = m?;

@@ -240,6 +240,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: Some(mutations(&m.mutations, &format!("{tp}.mutations"))?),
                     buffer: None,
+                    local_ratelimit: None,
                 };
                 out.push((
                     raw,
@@ -255,8 +256,22 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: None,
                     buffer: Some(route::buffer(&b, &tp)?),
+                    local_ratelimit: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Buffer)));
+            }
+            super::local_ratelimit::LOCAL_RATELIMIT => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let l = payload(any, super::local_ratelimit::LOCAL_RATELIMIT, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    local_ratelimit: Some(super::local_ratelimit::translate(&l, &tp, false)?),
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::LocalRateLimit)));
             }
             other => {
                 return Err(err(

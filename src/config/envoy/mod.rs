@@ -15,6 +15,7 @@ mod cluster;
 mod convert;
 mod hcm;
 mod listener;
+mod local_ratelimit;
 mod route;
 mod tls;
 mod walk;

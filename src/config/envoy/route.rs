@@ -32,12 +32,14 @@ use super::convert::{duration, header_adds, mutations, native_duration, payload,
 use super::{err, walk, PathMap};
 use crate::http::filter::buffer::RawBuffer;
 use crate::http::filter::header_mutation::RawHeaderAdd;
+use crate::http::filter::local_ratelimit::RawLocalRateLimit;
 use crate::http::filter::RawFilterOverride;
 use matching::At;
 
 const PER_ROUTE: &str = "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute";
 const BUFFER_PER_ROUTE: &str = "envoy.extensions.filters.http.buffer.v3.BufferPerRoute";
 const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
+use super::local_ratelimit::LOCAL_RATELIMIT;
 
 /// A level's `typed_per_filter_config` and its field path.
 type Level<'a> = (&'a HashMap<String, Any>, String);
@@ -51,6 +53,8 @@ pub(super) enum ChainOwn {
     Mutations(Option<Mutations>),
     /// A buffer filter.
     Buffer,
+    /// A local rate-limit filter.
+    LocalRateLimit,
 }
 
 /// The four header-edit lists of any level, translated.
@@ -114,6 +118,8 @@ pub(super) fn translate(
             format!("{vp}.typed_per_filter_config"),
         );
         let mut routes = Vec::new();
+        let vhost_limits =
+            super::local_ratelimit::rate_limits(&v.rate_limits, &format!("{vp}.rate_limits"))?;
         for (k, r) in v.routes.iter().enumerate() {
             let rp = format!("{vp}.routes[{k}]");
             let nrp = format!("{np}.virtual_hosts[{j}].routes[{k}]");
@@ -140,6 +146,7 @@ pub(super) fn translate(
             name: v.name.clone(),
             domains: v.domains.clone(),
             routes,
+            rate_limits: vhost_limits,
             request_headers_to_add: ve.req_add,
             request_headers_to_remove: ve.req_remove,
             response_headers_to_add: ve.resp_add,
@@ -204,6 +211,7 @@ fn route(
         direct_response: None,
         upgrades: Vec::new(),
         per_filter_config: per_filter,
+        rate_limits: Vec::new(),
         request_headers_to_add: e.req_add,
         request_headers_to_remove: e.req_remove,
         response_headers_to_add: e.resp_add,
@@ -212,6 +220,8 @@ fn route(
     match &r.action {
         Some(route::Action::Route(a)) => {
             let ap = format!("{p}.route");
+            out.rate_limits =
+                super::local_ratelimit::rate_limits(&a.rate_limits, &format!("{ap}.rate_limits"))?;
             route_action(a, &ap, np, connect, upgrades, &mut out, paths)?;
         }
         Some(route::Action::Redirect(rd)) => {
@@ -449,6 +459,36 @@ fn per_filter_config(
     for (name, own) in filters {
         let own = match own {
             ChainOwn::Mutations(m) => m,
+            ChainOwn::LocalRateLimit => {
+                // Envoy's filter takes the most specific per-route config.
+                let first = decoded
+                    .iter()
+                    .flat_map(|e| e.iter())
+                    .find(|(n, _)| n == name);
+                let o = match first {
+                    None => continue,
+                    Some((_, PerFilter::Disabled)) => RawFilterOverride {
+                        disabled: true,
+                        header_mutation: None,
+                        buffer: None,
+                        local_ratelimit: None,
+                    },
+                    Some((_, PerFilter::LocalRateLimit(l))) => RawFilterOverride {
+                        disabled: false,
+                        header_mutation: None,
+                        buffer: None,
+                        local_ratelimit: Some((**l).clone()),
+                    },
+                    Some(_) => {
+                        return Err(err(
+                            "typed_per_filter_config",
+                            format!("`{name}` is a local rate-limit filter; its per-route config is a LocalRateLimit"),
+                        ))
+                    }
+                };
+                out.insert(name.clone(), o);
+                continue;
+            }
             ChainOwn::Buffer => {
                 // Envoy's buffer filter takes the most specific per-route config.
                 let first = decoded
@@ -461,13 +501,15 @@ fn per_filter_config(
                         disabled: true,
                         header_mutation: None,
                         buffer: None,
+                        local_ratelimit: None,
                     },
                     Some((_, PerFilter::Buffer(b))) => RawFilterOverride {
                         disabled: false,
                         header_mutation: None,
                         buffer: Some(b.clone()),
+                        local_ratelimit: None,
                     },
-                    Some((_, PerFilter::Mutations(_))) => {
+                    Some((_, PerFilter::Mutations(_) | PerFilter::LocalRateLimit(_))) => {
                         return Err(err(
                             "typed_per_filter_config",
                             format!(
@@ -492,10 +534,10 @@ fn per_filter_config(
                     PerFilter::Disabled => {
                         disabled.get_or_insert(true);
                     }
-                    PerFilter::Buffer(_) => {
+                    PerFilter::Buffer(_) | PerFilter::LocalRateLimit(_) => {
                         return Err(err(
                             "typed_per_filter_config",
-                            format!("`{name}` is a header-mutation filter; a BufferPerRoute does not configure it"),
+                            format!("`{name}` is a header-mutation filter; a BufferPerRoute or LocalRateLimit does not configure it"),
                         ))
                     }
                     PerFilter::Mutations(m) => {
@@ -516,6 +558,7 @@ fn per_filter_config(
                     disabled: true,
                     header_mutation: None,
                     buffer: None,
+                    local_ratelimit: None,
                 },
             );
         } else if any {
@@ -525,6 +568,7 @@ fn per_filter_config(
                     disabled: false,
                     header_mutation: Some(mutations(&Some(merged), "(merged)")?),
                     buffer: None,
+                    local_ratelimit: None,
                 },
             );
         }
@@ -546,6 +590,7 @@ enum PerFilter {
     Disabled,
     Mutations(Mutations),
     Buffer(RawBuffer),
+    LocalRateLimit(Box<RawLocalRateLimit>),
 }
 
 /// A `BufferPerRoute`: disabled, or its own limit.
@@ -570,10 +615,20 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
     match walk::type_name(&any.type_url) {
         PER_ROUTE => checked(payload(any, PER_ROUTE, ep)?, format!("{ep}.mutations")),
         BUFFER_PER_ROUTE => buffer_override(&payload(any, BUFFER_PER_ROUTE, ep)?, ep),
+        LOCAL_RATELIMIT => Ok(PerFilter::LocalRateLimit(Box::new(
+            super::local_ratelimit::translate(&payload(any, LOCAL_RATELIMIT, ep)?, ep, true)?,
+        ))),
         FILTER_CONFIG => {
             let f: FilterConfig = payload(any, FILTER_CONFIG, ep)?;
             match (&f.config, f.disabled) {
                 (None, true) => Ok(PerFilter::Disabled),
+                (Some(inner), false) if walk::type_name(&inner.type_url) == LOCAL_RATELIMIT => {
+                    let cp = format!("{ep}.config");
+                    let l = payload(inner, LOCAL_RATELIMIT, &cp)?;
+                    Ok(PerFilter::LocalRateLimit(Box::new(
+                        super::local_ratelimit::translate(&l, &cp, true)?,
+                    )))
+                }
                 (Some(inner), false) if walk::type_name(&inner.type_url) == BUFFER_PER_ROUTE => {
                     let cp = format!("{ep}.config");
                     buffer_override(&payload(inner, BUFFER_PER_ROUTE, &cp)?, &cp)

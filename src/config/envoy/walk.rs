@@ -212,6 +212,54 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         &["disabled", "buffer"],
     ),
     (
+        "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        &[
+            "stat_prefix",
+            "status",
+            "token_bucket",
+            "filter_enabled",
+            "filter_enforced",
+            "request_headers_to_add_when_not_enforced",
+            "response_headers_to_add",
+            "descriptors",
+            "stage",
+            "local_rate_limit_per_downstream_connection",
+            "enable_x_ratelimit_headers",
+            "vh_rate_limits",
+            "always_consume_default_token_bucket",
+            "rate_limits",
+        ],
+    ),
+    ("envoy.type.v3.HttpStatus", &["code"]),
+    (
+        "envoy.type.v3.TokenBucket",
+        &["max_tokens", "tokens_per_fill", "fill_interval"],
+    ),
+    (
+        "envoy.extensions.common.ratelimit.v3.LocalRateLimitDescriptor",
+        &["entries", "token_bucket"],
+    ),
+    (
+        "envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry",
+        &["key", "value"],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit",
+        &["stage", "disable_key", "actions"],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit.Action",
+        &["request_headers", "generic_key", "remote_address"],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit.Action.RequestHeaders",
+        &["header_name", "descriptor_key", "skip_if_absent"],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit.Action.GenericKey",
+        &["descriptor_value", "descriptor_key"],
+    ),
+    (
         "envoy.extensions.filters.http.header_mutation.v3.Mutations",
         &["request_mutations", "response_mutations"],
     ),
@@ -266,6 +314,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "response_headers_to_add",
             "response_headers_to_remove",
             "typed_per_filter_config",
+            "rate_limits",
         ],
     ),
     (
@@ -357,6 +406,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "auto_host_rewrite",
             "timeout",
             "upgrade_configs",
+            "rate_limits",
         ],
     ),
     (
@@ -466,6 +516,7 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
     "envoy.extensions.filters.http.buffer.v3.Buffer",
     "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+    "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
     "envoy.config.route.v3.FilterConfig",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
@@ -479,6 +530,7 @@ pub(super) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
     "envoy.extensions.filters.http.buffer.v3.Buffer",
+    "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
 ];
 
 fn supported(message: &str, field: &str) -> bool {

@@ -25,10 +25,10 @@ pub(super) async fn prepare<'v, C: Connector>(
     l: &'v HttpConnectionManager,
     view: &'v WorkerView<C>,
     wbuf: &mut Vec<u8>,
-    peer: std::net::IpAddr,
-    ip: &[u8],
+    (peer, ip): (std::net::IpAddr, &[u8]),
     tls: bool,
     rec: Option<&mut StreamInfo>,
+    filter_state: &filter::ConnState,
 ) -> Result<Option<Plan<'v>>, HeadError> {
     let mut slots = request::header_slots();
     let Some(mut req) = request::parse(data, &l.limits, &mut slots)? else {
@@ -91,8 +91,13 @@ pub(super) async fn prepare<'v, C: Connector>(
     };
     // The filter chain runs on every routed or unrouted request; the router is last.
     let mut edits = own_headers::stream_edits(&l.own);
-    let status =
-        filter::on_request_head(&l.http_filters, route.map(|r| r.filters.view()), &mut edits).await;
+    let info = filter::RequestInfo {
+        headers,
+        remote: peer,
+        conn: filter_state,
+    };
+    let route_filters = route.map(|r| r.filters.view());
+    let status = filter::on_request_head(&l.http_filters, route_filters, &info, &mut edits).await;
     own_headers::finish_response_edits(&l.own, &mut edits);
     let decision = match status {
         filter::Status::Respond(reply) => {

@@ -38,13 +38,17 @@
 pub mod buffer;
 pub mod header_mutation;
 pub mod headers;
+pub mod local_ratelimit;
 pub mod status;
+
+use std::net::IpAddr;
 
 use serde::Deserialize;
 
 use self::buffer::{BufferFilter, RawBuffer};
 use self::header_mutation::{HeaderMutationFilter, RawHeaderMutation};
 use self::headers::{Edits, HeaderPlan};
+use self::local_ratelimit::{LocalRateLimitFilter, RawLocalRateLimit, RouteRateLimits};
 pub use self::status::{DataStatus, LocalReply, Status};
 use super::flags::ResponseFlag;
 
@@ -59,6 +63,8 @@ pub(crate) struct RawHttpFilter {
     pub header_mutation: Option<RawHeaderMutation>,
     #[serde(default)]
     pub buffer: Option<RawBuffer>,
+    #[serde(default)]
+    pub local_ratelimit: Option<RawLocalRateLimit>,
 }
 
 /// A route's override for one filter, as written in the YAML (`per_filter_config`).
@@ -71,6 +77,8 @@ pub(crate) struct RawFilterOverride {
     pub header_mutation: Option<RawHeaderMutation>,
     #[serde(default)]
     pub buffer: Option<RawBuffer>,
+    #[serde(default)]
+    pub local_ratelimit: Option<RawLocalRateLimit>,
 }
 
 /// A configured filter.
@@ -84,6 +92,7 @@ pub struct HttpFilter {
 pub enum FilterKind {
     HeaderMutation(HeaderMutationFilter),
     Buffer(BufferFilter),
+    LocalRateLimit(LocalRateLimitFilter),
 }
 
 impl FilterKind {
@@ -91,6 +100,7 @@ impl FilterKind {
         match self {
             FilterKind::HeaderMutation(_) => "header_mutation",
             FilterKind::Buffer(_) => "buffer",
+            FilterKind::LocalRateLimit(_) => "local_ratelimit",
         }
     }
 
@@ -99,6 +109,8 @@ impl FilterKind {
         match self {
             // Its response edits are applied by the encoders (`StreamEdits`).
             FilterKind::HeaderMutation(_) => Hooks::NONE,
+            // Decides on the request head; its response headers ride in the edits.
+            FilterKind::LocalRateLimit(_) => Hooks::NONE,
             FilterKind::Buffer(_) => Hooks {
                 request_data: true,
                 ..Hooks::NONE
@@ -197,7 +209,9 @@ impl<'c> Chain<'c> {
         let mut out = DataStatus::Continue;
         for f in self.active() {
             let status = match &f.kind {
-                FilterKind::HeaderMutation(_) => DataStatus::Continue,
+                FilterKind::HeaderMutation(_) | FilterKind::LocalRateLimit(_) => {
+                    DataStatus::Continue
+                }
                 FilterKind::Buffer(own) => {
                     let b = match self.override_for(&f.name) {
                         Some(FilterOverride::Buffer(b)) => b,
@@ -222,7 +236,9 @@ impl<'c> Chain<'c> {
     pub async fn on_response_data(&self, chunk: &[u8], end_stream: bool) -> Status {
         for f in self.active().rev() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Buffer(_)
+                | FilterKind::LocalRateLimit(_) => {}
             }
         }
         let _ = (chunk, end_stream);
@@ -236,7 +252,9 @@ impl<'c> Chain<'c> {
     pub async fn on_response_head(&self, status: u16) -> Status {
         for f in self.active().rev() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Buffer(_)
+                | FilterKind::LocalRateLimit(_) => {}
             }
         }
         let _ = status;
@@ -251,7 +269,9 @@ impl<'c> Chain<'c> {
         }
         for f in self.active() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Buffer(_)
+                | FilterKind::LocalRateLimit(_) => {}
             }
         }
         let _ = end;
@@ -267,6 +287,28 @@ pub enum FilterOverride {
     HeaderMutation(HeaderMutationFilter),
     /// The buffer filter uses this limit on this route (Envoy's `BufferPerRoute`).
     Buffer(BufferFilter),
+    /// The local rate-limit filter uses this config, with its own buckets, on this
+    /// route (Envoy's per-route `LocalRateLimit`).
+    LocalRateLimit(LocalRateLimitFilter),
+}
+
+/// What the filters see of a request besides its route; both connection managers
+/// make one per request.
+#[derive(Clone, Copy)]
+pub struct RequestInfo<'a> {
+    /// The request's header fields (pseudo-headers excluded).
+    pub headers: &'a [httparse::Header<'a>],
+    /// The downstream peer's address.
+    pub remote: IpAddr,
+    /// The connection's filter state.
+    pub conn: &'a ConnState,
+}
+
+/// What the chain's filters keep per downstream connection (made empty with the
+/// connection; a filter allocates in it only when it needs to).
+#[derive(Default)]
+pub struct ConnState {
+    pub local_ratelimit: local_ratelimit::PerConnection,
 }
 
 /// What the chain decided for one request: the header edits the encoders apply, and
@@ -286,6 +328,8 @@ pub struct RouteFilters<'c> {
     pub response_headers: &'c HeaderPlan,
     /// `per_filter_config`, by filter name.
     pub overrides: &'c [(String, FilterOverride)],
+    /// The route's and its virtual host's `rate_limits`.
+    pub rate_limits: &'c RouteRateLimits,
 }
 
 impl<'c> RouteFilters<'c> {
@@ -302,8 +346,10 @@ impl<'c> RouteFilters<'c> {
 pub async fn on_request_head<'c>(
     chain: &'c [HttpFilter],
     route: Option<RouteFilters<'c>>,
+    req: &RequestInfo<'_>,
     edits: &mut StreamEdits<'c>,
 ) -> Status {
+    let mut status = Status::Continue;
     let mut response_filters: [Option<&'c HeaderPlan>; MAX_HEADER_MUTATION_FILTERS] =
         [None; MAX_HEADER_MUTATION_FILTERS];
     let mut n = 0;
@@ -328,6 +374,25 @@ pub async fn on_request_head<'c>(
             }
             // Its decisions are on the body (`Chain::on_request_data`).
             FilterKind::Buffer(_) => {}
+            FilterKind::LocalRateLimit(own) => {
+                let l = match ov {
+                    Some(FilterOverride::LocalRateLimit(l)) => l,
+                    _ => own,
+                };
+                let input = local_ratelimit::Input {
+                    headers: req.headers,
+                    remote: req.remote,
+                    conn: &req.conn.local_ratelimit,
+                };
+                let limits = route.map(|r| r.rate_limits);
+                let s =
+                    l.0.on_request_head(&input, limits, &mut edits.request, &mut edits.response);
+                if let Status::Respond(_) = s {
+                    // Later filters do not run; the edits gathered so far still apply.
+                    status = s;
+                    break;
+                }
+            }
         }
     }
     // The router: the route's own edits apply after the filters' on the request, and
@@ -344,7 +409,7 @@ pub async fn on_request_head<'c>(
         overrides: route.map_or(&[], |r| r.overrides),
         hooks,
     };
-    Status::Continue
+    status
 }
 
 #[cfg(test)]
@@ -361,6 +426,14 @@ mod tests {
                 action: AppendAction::OverwriteIfExistsOrAdd,
             }],
             remove: vec![],
+        }
+    }
+
+    fn info() -> RequestInfo<'static> {
+        RequestInfo {
+            headers: &[],
+            remote: IpAddr::from([127, 0, 0, 1]),
+            conn: Box::leak(Box::default()),
         }
     }
 
@@ -386,9 +459,11 @@ mod tests {
             request_headers: &route_req,
             response_headers: &route_resp,
             overrides: &[],
+            rate_limits: &local_ratelimit::NO_RATE_LIMITS,
         };
         let mut e = StreamEdits::default();
-        let s = futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e));
+        let s =
+            futures_lite::future::block_on(on_request_head(&chain, Some(route), &info(), &mut e));
         assert_eq!(s, Status::Continue);
         // Request: the route's overwrite runs last; response: the filter's runs last.
         assert_eq!(collect(e.request), vec![("x-who".into(), "route".into())]);
@@ -403,7 +478,7 @@ mod tests {
             ..route
         };
         let mut e = StreamEdits::default();
-        futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e));
+        futures_lite::future::block_on(on_request_head(&chain, Some(route), &info(), &mut e));
         assert_eq!(collect(e.response), vec![("x-resp".into(), "route".into())]);
         assert_eq!(e.chain.active().count(), 0, "disabled on this route");
     }
@@ -421,10 +496,16 @@ mod tests {
             request_headers: &plan,
             response_headers: &plan,
             overrides,
+            rate_limits: &local_ratelimit::NO_RATE_LIMITS,
         };
         let run = |overrides| {
             let mut e = StreamEdits::default();
-            futures_lite::future::block_on(on_request_head(&chain, Some(route(overrides)), &mut e));
+            futures_lite::future::block_on(on_request_head(
+                &chain,
+                Some(route(overrides)),
+                &info(),
+                &mut e,
+            ));
             e.chain
         };
         let own = run(&[]);
@@ -458,7 +539,7 @@ mod tests {
             kind: FilterKind::HeaderMutation(HeaderMutationFilter::new(&m)),
         }];
         let mut e = StreamEdits::default();
-        futures_lite::future::block_on(on_request_head(&chain, None, &mut e));
+        futures_lite::future::block_on(on_request_head(&chain, None, &info(), &mut e));
         assert_eq!(e.chain.active().count(), 1);
         // Nothing past the request head runs for this chain.
         assert_eq!(e.chain.hooks(), Hooks::NONE);

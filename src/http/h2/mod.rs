@@ -50,6 +50,8 @@ pub(crate) struct Activity {
     /// The connection's TLS facts (`None`: plain), for the streams' logs and
     /// `x-forwarded-proto`.
     pub tls: Option<Rc<crate::tls::TlsInfo>>,
+    /// What the HTTP filters keep per connection.
+    pub filters: crate::http::filter::ConnState,
 }
 
 /// Counts a stream as open for as long as it lives.

@@ -98,7 +98,12 @@ pub(crate) async fn serve<C: Connector>(
         None
     } else {
         let route_filters = route.map(|r| r.filters.view());
-        match filter::on_request_head(&l.http_filters, route_filters, &mut edits).await {
+        let info = filter::RequestInfo {
+            headers: &lookup,
+            remote: peer.ip(),
+            conn: &conn.filters,
+        };
+        match filter::on_request_head(&l.http_filters, route_filters, &info, &mut edits).await {
             Status::Continue => None,
             Status::Respond(reply) => Some(reply),
         }
