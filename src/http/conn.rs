@@ -111,6 +111,8 @@ struct Plan<'v> {
     is_head: bool,
     /// Safe to send again if the first try never reached the upstream's application.
     idempotent: bool,
+    /// A gRPC request: local replies take the gRPC form (`http::grpc_local`).
+    grpc: bool,
     framing: Framing,
     action: Action<'v>,
     /// The listener's idle timeout (tunnels after an upgrade use it).
@@ -550,16 +552,30 @@ impl Conn {
             self.linger |= close;
         }
         self.wbuf.clear();
-        encode::write_local_reply_at(
-            &mut self.wbuf,
-            status,
-            content_type,
-            location,
-            body,
-            close,
-            plan.is_head,
-            plan.response_edits,
-        );
+        let status = if plan.grpc {
+            encode::write_grpc_local_reply(
+                &mut self.wbuf,
+                (status, flag),
+                location,
+                body,
+                close,
+                plan.is_head,
+                plan.response_edits,
+            );
+            200
+        } else {
+            encode::write_local_reply_at(
+                &mut self.wbuf,
+                status,
+                content_type,
+                location,
+                body,
+                close,
+                plan.is_head,
+                plan.response_edits,
+            );
+            status
+        };
         let keep_alive = down.write_all(&self.wbuf).await.is_ok() && !close;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {
@@ -602,15 +618,31 @@ impl Conn {
     ) -> Outcome {
         self.linger = true;
         self.wbuf.clear();
-        encode::write_local_reply(
-            &mut self.wbuf,
-            status,
-            None,
-            msg,
-            true,
-            plan.is_head,
-            plan.response_edits,
-        );
+        let status = if plan.grpc {
+            let edits = plan.response_edits;
+            let reply = (status, flag);
+            encode::write_grpc_local_reply(
+                &mut self.wbuf,
+                reply,
+                None,
+                msg,
+                true,
+                plan.is_head,
+                edits,
+            );
+            200
+        } else {
+            encode::write_local_reply(
+                &mut self.wbuf,
+                status,
+                None,
+                msg,
+                true,
+                plan.is_head,
+                plan.response_edits,
+            );
+            status
+        };
         let _ = down.write_all(&self.wbuf).await;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {

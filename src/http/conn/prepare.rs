@@ -157,7 +157,7 @@ pub(super) async fn prepare<'v, C: Connector>(
                     path,
                     authority: host.map_or(req.authority, str::as_bytes),
                     original_path: t.path.is_some().then_some(req.path),
-                    original_host: t.host.map(|_| authority),
+                    original_host: t.host.filter(|_| t.record_host).map(|_| authority),
                 };
                 match crate::upstream::request::http2::request_from_h1(
                     &req,
@@ -190,7 +190,7 @@ pub(super) async fn prepare<'v, C: Connector>(
                         upgrade,
                         edits: edits.request,
                         original_path: t.path.is_some().then_some(req.path),
-                        original_host: t.host.map(|_| authority),
+                        original_host: t.host.filter(|_| t.record_host).map(|_| authority),
                     },
                 );
                 None
@@ -220,6 +220,10 @@ fn plan<'v>(
         minor: req.minor,
         is_head: req.is_head(),
         idempotent: req.idempotent(),
+        grpc: req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("content-type")
+                && crate::http::grpc_local::is_grpc_content_type(h.value)
+        }),
         framing: req.framing,
         action,
         idle_timeout: l.idle_timeout,

@@ -205,7 +205,15 @@ pub(crate) async fn serve<C: Connector>(
             let mut up_parts = None;
             if t.path.is_some() || host.is_some() || stripped {
                 let mut p = parts.clone();
-                rewrite_headers(&mut p.headers, &t, host.is_some(), &path, &authority);
+                let record = t.record_host || (t.host.is_none() && auto.is_some());
+                rewrite_headers(
+                    &mut p.headers,
+                    &t,
+                    host.is_some(),
+                    record,
+                    &path,
+                    &authority,
+                );
                 if stripped {
                     // The authority travels without its port; a Host field would not.
                     p.headers.remove(http::header::HOST);
@@ -327,11 +335,13 @@ pub(crate) async fn serve<C: Connector>(
 
 /// The upstream request's headers after the route's rewrites: the client's path and
 /// Host go in `x-envoy-original-path` / `x-envoy-original-host` (replacing any the
-/// client sent), and a Host field gives way to the new authority.
+/// client sent; the Host only when `record_host`), and a Host field gives way to the
+/// new authority.
 fn rewrite_headers(
     h: &mut http::HeaderMap,
     t: &Target<'_>,
     new_host: bool,
+    record_host: bool,
     path: &str,
     authority: &str,
 ) {
@@ -342,6 +352,8 @@ fn rewrite_headers(
     }
     if new_host {
         h.remove(http::header::HOST);
+    }
+    if record_host {
         if let Ok(v) = http::HeaderValue::from_str(authority) {
             h.insert("x-envoy-original-host", v);
         }

@@ -42,7 +42,8 @@ impl<'a> Request<'a> {
     /// Whether the request is gRPC (Envoy's `isGrpcRequestHeaders`).
     pub fn is_grpc(&self) -> bool {
         self.headers.iter().any(|h| {
-            h.name.eq_ignore_ascii_case("content-type") && h.value.starts_with(b"application/grpc")
+            h.name.eq_ignore_ascii_case("content-type")
+                && crate::http::grpc_local::is_grpc_content_type(h.value)
         })
     }
 }
