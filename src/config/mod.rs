@@ -9,7 +9,9 @@ mod locate;
 pub mod model;
 pub mod oneline;
 mod raw;
+mod raw_retry;
 mod raw_route;
+pub mod retry_model;
 mod route_model;
 
 pub(crate) use build::is_tchar;
