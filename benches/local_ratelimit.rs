@@ -42,7 +42,9 @@ fn chain(filter: &str) -> Vec<HttpFilter> {
 "
     );
     let snap = parse_str(&text).expect("bench config");
-    let hcm = snap.listeners[0].filter_chains[0].hcm().expect("an HTTP chain");
+    let hcm = snap.listeners[0].filter_chains[0]
+        .hcm()
+        .expect("an HTTP chain");
     hcm.http_filters.clone()
 }
 
@@ -102,9 +104,10 @@ fn main() {
         })
     };
     let mut lease = Lease::default();
-    support::bench("lease acquire, another core taking from the same bucket", || {
-        lease.acquire(&bucket, now_ns())
-    });
+    support::bench(
+        "lease acquire, another core taking from the same bucket",
+        || lease.acquire(&bucket, now_ns()),
+    );
     stop.store(true, Ordering::Relaxed);
     other.join().unwrap();
     let mut lease = Lease::default();

@@ -107,10 +107,15 @@ fn observe(addr: SocketAddr) -> Vec<(String, Seen)> {
         };
         c.send(format!("GET {path} HTTP/1.1\r\nHost: a\r\n{h}\r\n"));
         let r = c.read_response().unwrap();
-        let headers = ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "x-limited"]
-            .iter()
-            .filter_map(|n| r.header(n).map(|v| (n.to_string(), v.to_string())))
-            .collect();
+        let headers = [
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+            "x-limited",
+        ]
+        .iter()
+        .filter_map(|n| r.header(n).map(|v| (n.to_string(), v.to_string())))
+        .collect();
         // The echo upstream's body names the connection and request id: not compared.
         let body = r.body_str();
         let body = if body.starts_with("method:") {
@@ -143,9 +148,14 @@ fn the_local_rate_limit_behaves_alike() {
     let text = BOOTSTRAP.replace("@UP@", &up.addr.port().to_string());
     let envoy = Envoy::start(&bin, &text);
     let from_envoy = observe(envoy.listen);
-    let stats = http_request(envoy.admin, "GET", "/stats", std::time::Duration::from_secs(5))
-        .unwrap()
-        .body_str();
+    let stats = http_request(
+        envoy.admin,
+        "GET",
+        "/stats",
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap()
+    .body_str();
     let envoy_counters: Vec<u64> = COUNTERS
         .iter()
         .map(|c| {

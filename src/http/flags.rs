@@ -29,11 +29,13 @@ pub enum ResponseFlag {
     StreamIdleTimeout,
     /// NC: the route's `cluster_header` named no configured cluster.
     NoClusterFound,
+    /// URX: a retriable response went to the client because the retries ran out.
+    UpstreamRetryLimitExceeded,
     /// RL: the local rate-limit filter refused the request.
     RateLimited,
 }
 
-pub const FLAG_COUNT: usize = 13;
+pub const FLAG_COUNT: usize = 14;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -50,6 +52,7 @@ impl ResponseFlag {
             ResponseFlag::DownstreamIdleTimeout => "DRT",
             ResponseFlag::StreamIdleTimeout => "SI",
             ResponseFlag::NoClusterFound => "NC",
+            ResponseFlag::UpstreamRetryLimitExceeded => "URX",
             ResponseFlag::RateLimited => "RL",
         }
     }
@@ -69,6 +72,7 @@ impl ResponseFlag {
             DownstreamIdleTimeout,
             StreamIdleTimeout,
             NoClusterFound,
+            UpstreamRetryLimitExceeded,
             RateLimited,
         ]
     }
