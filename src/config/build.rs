@@ -13,6 +13,8 @@ use super::raw::*;
 
 mod listener;
 mod proxy_headers;
+mod raw_terminal;
+mod rbac;
 mod route_action;
 mod route_match;
 mod routes;
@@ -85,7 +87,7 @@ pub(super) fn parse_native(text: &str) -> Result<Snapshot, ConfigErrors> {
         }
     };
     let dump = serde_yaml::from_str::<serde_json::Value>(text).unwrap_or(serde_json::Value::Null);
-    let mut b = Builder { errors: Vec::new() };
+    let mut b = Builder::default();
     let snapshot = b.config(&raw, dump);
     if b.errors.is_empty() {
         if let Some(s) = snapshot {
@@ -114,7 +116,7 @@ pub(crate) fn build_raw(
     raw: &RawConfig,
     dump: serde_json::Value,
 ) -> Result<Snapshot, Vec<ConfigError>> {
-    let mut b = Builder { errors: Vec::new() };
+    let mut b = Builder::default();
     match b.config(raw, dump) {
         Some(s) if b.errors.is_empty() => Ok(s),
         _ if b.errors.is_empty() => Err(vec![ConfigError {
@@ -126,8 +128,11 @@ pub(crate) fn build_raw(
     }
 }
 
+#[derive(Default)]
 struct Builder {
     errors: Vec<ConfigError>,
+    /// The config's named counters (`Snapshot::counters`), each once.
+    counters: Vec<String>,
 }
 
 impl Builder {
@@ -280,6 +285,7 @@ impl Builder {
             listeners,
             route_tables,
             clusters,
+            counters: std::mem::take(&mut self.counters),
             dump,
         })
     }

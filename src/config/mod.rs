@@ -9,6 +9,8 @@ mod locate;
 pub mod model;
 pub mod oneline;
 mod raw;
+mod raw_match;
+pub(crate) mod raw_rbac;
 mod raw_route;
 mod route_model;
 

@@ -234,6 +234,7 @@ fn serve_with(config: &str, requests: usize) -> (u64, usize, usize) {
             .map(|l| crate::listener::select::ChainSelector::build(l).unwrap())
             .collect(),
         listener_stats: vec![Rc::new(ListenerStats::default())],
+        counters: Vec::new(),
         access_logs: vec![vec![None]],
         connector: connector.clone(),
         draining: Rc::new(Cell::new(false)),
