@@ -15,6 +15,7 @@ mod listener;
 mod proxy_headers;
 mod raw_terminal;
 mod rbac;
+mod retry;
 mod route_action;
 mod route_match;
 mod routes;

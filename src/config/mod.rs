@@ -11,7 +11,9 @@ pub mod oneline;
 mod raw;
 mod raw_match;
 pub(crate) mod raw_rbac;
+mod raw_retry;
 mod raw_route;
+pub mod retry_model;
 mod route_model;
 
 pub(crate) use build::is_tchar;

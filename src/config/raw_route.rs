@@ -48,6 +48,9 @@ pub(crate) struct RawRoute {
     pub cluster_not_found_response_code: Option<String>,
     #[serde(default)]
     pub upgrades: Vec<String>,
+    /// Envoy's `retry_policy`; replaces the virtual host's whole (no merge).
+    #[serde(default)]
+    pub retry_policy: Option<super::raw_retry::RawRetryPolicy>,
     /// Per-route filter overrides, by filter name (Envoy's `typed_per_filter_config`).
     #[serde(default)]
     pub per_filter_config: BTreeMap<String, RawFilterOverride>,

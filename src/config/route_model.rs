@@ -225,6 +225,8 @@ pub struct Forward {
     pub host_rewrite: HostRewrite,
     /// Envoy's `cluster_not_found_response_code`: 503 (default), 404 or 500.
     pub cluster_not_found_status: u16,
+    /// The route's retry policy (or its virtual host's) and attempt-count headers.
+    pub retries: super::retry_model::Retries,
 }
 
 #[derive(Debug, PartialEq)]

@@ -80,6 +80,9 @@ enum Action<'v> {
         /// `auto_host_rewrite`: the upstream request's Host becomes the picked endpoint's
         /// hostname (`encode::set_host`, or the HTTP/2 request's authority), if it has one.
         auto_host: bool,
+        /// The request's retry state, when its route has a retry policy or its headers
+        /// ask for retries (`upstream::request::retry`).
+        retry: Option<crate::upstream::request::retry::RetryState<'v>>,
     },
     /// CONNECT on a route that allows it: a TCP tunnel to the cluster.
     Connect {
@@ -108,6 +111,8 @@ struct Plan<'v> {
     is_head: bool,
     /// Safe to send again if the first try never reached the upstream's application.
     idempotent: bool,
+    /// A gRPC request: local replies take the gRPC form (`http::grpc_local`).
+    grpc: bool,
     framing: Framing,
     action: Action<'v>,
     /// The listener's idle timeout (tunnels after an upgrade use it).
@@ -555,16 +560,30 @@ impl Conn {
             self.linger |= close;
         }
         self.wbuf.clear();
-        encode::write_local_reply_at(
-            &mut self.wbuf,
-            status,
-            content_type,
-            location,
-            body,
-            close,
-            plan.is_head,
-            plan.response_edits,
-        );
+        let status = if plan.grpc {
+            encode::write_grpc_local_reply(
+                &mut self.wbuf,
+                (status, flag),
+                location,
+                body,
+                close,
+                plan.is_head,
+                plan.response_edits,
+            );
+            200
+        } else {
+            encode::write_local_reply_at(
+                &mut self.wbuf,
+                status,
+                content_type,
+                location,
+                body,
+                close,
+                plan.is_head,
+                plan.response_edits,
+            );
+            status
+        };
         let keep_alive = down.write_all(&self.wbuf).await.is_ok() && !close;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {
@@ -607,15 +626,31 @@ impl Conn {
     ) -> Outcome {
         self.linger = true;
         self.wbuf.clear();
-        encode::write_local_reply(
-            &mut self.wbuf,
-            status,
-            None,
-            msg,
-            true,
-            plan.is_head,
-            plan.response_edits,
-        );
+        let status = if plan.grpc {
+            let edits = plan.response_edits;
+            let reply = (status, flag);
+            encode::write_grpc_local_reply(
+                &mut self.wbuf,
+                reply,
+                None,
+                msg,
+                true,
+                plan.is_head,
+                edits,
+            );
+            200
+        } else {
+            encode::write_local_reply(
+                &mut self.wbuf,
+                status,
+                None,
+                msg,
+                true,
+                plan.is_head,
+                plan.response_edits,
+            );
+            status
+        };
         let _ = down.write_all(&self.wbuf).await;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {

@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer as PbB
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::HeaderMutation as PbHeaderMutation;
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as PbRbac;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager::{CodecType, RouteSpecifier},
+    http_connection_manager::{CodecType, RouteSpecifier, StripPortMode},
     http_filter, HttpConnectionManager,
 };
 
@@ -179,6 +179,16 @@ pub(super) fn translate(
             ));
         }
     }
+    // Envoy strips the Host's port before routing only when asked (the two are
+    // exclusive; the native builder says so, under these paths).
+    for f in ["strip_any_host_port", "strip_matching_host_port"] {
+        tx.paths.add(format!("{native}.{f}"), format!("{p}.{f}"));
+    }
+    chain.strip_any_host_port = Some(matches!(
+        h.strip_port_mode,
+        Some(StripPortMode::StripAnyHostPort(true))
+    ));
+    chain.strip_matching_host_port = Some(h.strip_matching_host_port);
     let rc = match &h.route_specifier {
         Some(RouteSpecifier::RouteConfig(rc)) => rc,
         _ => {

@@ -161,6 +161,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "server_header_transformation",
             "generate_request_id",
             "preserve_external_request_id",
+            "strip_any_host_port",
+            "strip_matching_host_port",
         ],
     ),
     (
@@ -237,7 +239,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.core.v3.DataSource",
-        // `filename`: TLS certificates and CAs only (the translation checks where).
+        // `filename`: TLS certificates and CAs, and a direct response body (the
+        // translation checks where).
         &["inline_string", "inline_bytes", "filename"],
     ),
     (
@@ -271,6 +274,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "name",
             "match",
             "route",
+            "redirect",
             "direct_response",
             "request_headers_to_add",
             "request_headers_to_remove",
@@ -281,7 +285,18 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.route.v3.RouteMatch",
-        &["prefix", "path", "connect_matcher", "headers"],
+        &[
+            "prefix",
+            "path",
+            "path_separated_prefix",
+            "safe_regex",
+            "connect_matcher",
+            "case_sensitive",
+            "headers",
+            "query_parameters",
+            "grpc",
+            "runtime_fraction",
+        ],
     ),
     (
         "envoy.config.route.v3.HeaderMatcher",
@@ -312,9 +327,61 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "ignore_case",
         ],
     ),
+    // `google_re2` only as the (deprecated) empty engine choice.
+    ("envoy.type.matcher.v3.RegexMatcher", &["regex", "google_re2"]),
+    (
+        "envoy.type.matcher.v3.RegexMatchAndSubstitute",
+        &["pattern", "substitution"],
+    ),
+    ("envoy.type.v3.Int64Range", &["start", "end"]),
+    (
+        "envoy.config.route.v3.QueryParameterMatcher",
+        &["name", "string_match", "present_match"],
+    ),
+    (
+        "envoy.config.core.v3.RuntimeFractionalPercent",
+        &["default_value", "runtime_key"],
+    ),
+    (
+        "envoy.type.v3.FractionalPercent",
+        &["numerator", "denominator"],
+    ),
     (
         "envoy.config.route.v3.RouteAction",
-        &["cluster", "timeout", "upgrade_configs"],
+        &[
+            "cluster",
+            "cluster_header",
+            "weighted_clusters",
+            "cluster_not_found_response_code",
+            "prefix_rewrite",
+            "regex_rewrite",
+            "host_rewrite_literal",
+            "auto_host_rewrite",
+            "timeout",
+            "upgrade_configs",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.WeightedCluster",
+        &["clusters", "total_weight"],
+    ),
+    (
+        "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        &["name", "weight", "host_rewrite_literal"],
+    ),
+    (
+        "envoy.config.route.v3.RedirectAction",
+        &[
+            "https_redirect",
+            "scheme_redirect",
+            "host_redirect",
+            "port_redirect",
+            "path_redirect",
+            "prefix_rewrite",
+            "regex_rewrite",
+            "response_code",
+            "strip_query",
+        ],
     ),
     (
         "envoy.config.route.v3.RouteAction.UpgradeConfig",
@@ -368,7 +435,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.config.endpoint.v3.LbEndpoint",
         &["endpoint", "load_balancing_weight", "health_status"],
     ),
-    ("envoy.config.endpoint.v3.Endpoint", &["address"]),
+    ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname"]),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
         &[
@@ -443,9 +510,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.config.rbac.v3.Principal.Set", &["ids"]),
     ("envoy.config.rbac.v3.Principal.Authenticated", &["principal_name"]),
     ("envoy.type.matcher.v3.PathMatcher", &["path"]),
-    ("envoy.type.matcher.v3.RegexMatcher", &["regex", "google_re2"]),
     ("envoy.type.v3.Int32Range", &["start", "end"]),
-    ("envoy.type.v3.Int64Range", &["start", "end"]),
 ];
 
 /// Extension types (`typed_config` and other `Any` payloads) Outrigger implements.

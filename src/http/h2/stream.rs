@@ -24,6 +24,7 @@ use crate::upstream::Connector;
 
 use super::reply::{self, expired, fail, grpc_timeout, is_grpc, local, local_at, reject, Done};
 use crate::http::hold::{self, Held};
+use crate::upstream::request::retry::{Headers, RetryState};
 
 pub(crate) async fn serve<C: Connector>(
     req: http::Request<RecvStream>,
@@ -214,7 +215,15 @@ pub(crate) async fn serve<C: Connector>(
             let mut up_parts = None;
             if t.path.is_some() || host.is_some() || stripped {
                 let mut p = parts.clone();
-                rewrite_headers(&mut p.headers, &t, host.is_some(), &path, &authority);
+                let record = t.record_host || (t.host.is_none() && auto.is_some());
+                rewrite_headers(
+                    &mut p.headers,
+                    &t,
+                    host.is_some(),
+                    record,
+                    &path,
+                    &authority,
+                );
                 if stripped {
                     // The authority travels without its port; a Host field would not.
                     p.headers.remove(http::header::HOST);
@@ -222,6 +231,19 @@ pub(crate) async fn serve<C: Connector>(
                 up_parts = Some(p);
             }
             own_headers::proxied(&l.own, &l.forwarding, timeout, fwd.client, &mut edits);
+            // Only an HTTP/1 cluster retries yet (the HTTP/2 upstream paths do not).
+            let retry = (cs.cfg.protocol == UpstreamProtocol::Http1)
+                .then(|| {
+                    let honoured = Honoured {
+                        headers: &parts.headers,
+                        edits: &edits.request,
+                    };
+                    RetryState::new(t.retries, &honoured)
+                })
+                .flatten();
+            if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
+                edits.request.stamp.attempt_count = Some(1);
+            }
             let progress = Rc::new(Progress::new(timeout, l.stream_idle_timeout));
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
@@ -274,6 +296,8 @@ pub(crate) async fn serve<C: Connector>(
                 grpc,
                 max_headers: l.limits.max_headers,
                 edits,
+                retry,
+                route_timeout: timeout,
             };
             match cs.cfg.protocol {
                 UpstreamProtocol::Http1 => {
@@ -321,11 +345,13 @@ pub(crate) async fn serve<C: Connector>(
 
 /// The upstream request's headers after the route's rewrites: the client's path and
 /// Host go in `x-envoy-original-path` / `x-envoy-original-host` (replacing any the
-/// client sent), and a Host field gives way to the new authority.
+/// client sent; the Host only when `record_host`), and a Host field gives way to the
+/// new authority.
 fn rewrite_headers(
     h: &mut http::HeaderMap,
     t: &Target<'_>,
     new_host: bool,
+    record_host: bool,
     path: &str,
     authority: &str,
 ) {
@@ -336,6 +362,8 @@ fn rewrite_headers(
     }
     if new_host {
         h.remove(http::header::HOST);
+    }
+    if record_host {
         if let Ok(v) = http::HeaderValue::from_str(authority) {
             h.insert("x-envoy-original-host", v);
         }
@@ -349,4 +377,22 @@ fn shared_hostname(endpoints: &[crate::config::Endpoint]) -> Option<&str> {
         .iter()
         .all(|e| e.hostname.as_deref() == Some(first))
         .then_some(first)
+}
+
+/// The request headers the router honours: those the connection manager's sanitizing
+/// (`sanitize_envoy_headers`) leaves in place.
+struct Honoured<'a> {
+    headers: &'a http::HeaderMap,
+    edits: &'a crate::http::filter::headers::Edits<'a>,
+}
+
+impl Headers for Honoured<'_> {
+    fn values<'v>(&'v self, name: &'v str) -> impl Iterator<Item = &'v [u8]> + 'v {
+        let kept = self.edits.keeps(name);
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter(move |_| kept)
+            .map(|v| v.as_bytes())
+    }
 }

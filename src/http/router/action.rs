@@ -42,12 +42,17 @@ pub struct Target<'t> {
     /// The path (and query) to send instead of the client's; the client's then goes in
     /// `x-envoy-original-path`, as Envoy does.
     pub path: Option<String>,
-    /// The Host to send instead of the client's (which goes in
-    /// `x-envoy-original-host`).
+    /// The Host to send instead of the client's.
     pub host: Option<&'t str>,
+    /// Whether the client's Host goes in `x-envoy-original-host`: a route's own
+    /// `host_rewrite_literal` records it; a weighted cluster's only replaces the Host,
+    /// as Envoy's weighted cluster entry does.
+    pub record_host: bool,
     /// `auto_host_rewrite`: the Host becomes the picked endpoint's hostname, if it has
     /// one.
     pub auto_host: bool,
+    /// The route's retry policy and attempt-count headers.
+    pub retries: &'t crate::config::Retries,
 }
 
 /// Converts an RE2 substitution (`\1` for a group, `\\` for a backslash) to the regex
@@ -195,7 +200,9 @@ pub fn resolve<'t>(table: &'t RouteTable, route: &'t Route, req: &Request<'_>) -
     };
     Decision::Forward(Target {
         cluster,
+        record_host: matches!(f.host_rewrite, HostRewrite::Literal(_)),
         timeout: f.timeout,
+        retries: &f.retries,
         upgrades: &f.upgrades,
         path: f
             .path_rewrite
