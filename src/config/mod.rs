@@ -6,6 +6,7 @@ pub mod duration;
 mod envoy;
 mod load;
 mod locate;
+mod match_model;
 pub mod model;
 pub mod oneline;
 mod raw;

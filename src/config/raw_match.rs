@@ -1,7 +1,6 @@
-//! Raw serde types of Envoy's matchers in the native YAML format (`RegexMatcher`,
-//! `HeaderMatcher`, `Int64Range`, `StringMatcher`), shared by routes (`raw_route`) and
-//! the RBAC filters (`raw_rbac`). A leaf: it depends on no filter, so a filter's raw
-//! config can hold these. `config::build::route_match` checks them.
+//! Raw serde types of the matchers shared by routes, retry policies and policy
+//! filters in the native YAML (Envoy's `HeaderMatcher`, `StringMatcher`,
+//! `RegexMatcher` field names); checked by `config::build::route_match`.
 
 use serde::Deserialize;
 

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::raw_route::RawHeaderMatch;
+use super::raw_match::RawHeaderMatch;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-pub(crate) use super::raw_match::*;
+pub(crate) use super::raw_match::{
+    RawHeaderMatch, RawRange, RawRegex, RawRegexMatcher, RawStringMatch,
+};
+
 use crate::http::filter::header_mutation::RawHeaderAdd;
 use crate::http::filter::RawFilterOverride;
 

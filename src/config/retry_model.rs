@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::route_model::HeaderMatch;
+use super::match_model::HeaderMatch;
 
 /// `retry_on` conditions as bits (Envoy's `RetryPolicy::RETRY_ON_*`).
 pub mod on {
