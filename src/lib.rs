@@ -12,6 +12,7 @@ pub mod demo;
 pub mod http;
 pub mod listener;
 pub mod observe;
+pub mod rbac;
 pub mod runtime;
 pub mod tcp;
 pub mod test_hooks;

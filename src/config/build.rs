@@ -13,6 +13,8 @@ use super::raw::*;
 
 mod listener;
 mod proxy_headers;
+mod raw_terminal;
+mod rbac;
 mod retry;
 mod route_action;
 mod route_match;
@@ -86,7 +88,7 @@ pub(super) fn parse_native(text: &str) -> Result<Snapshot, ConfigErrors> {
         }
     };
     let dump = serde_yaml::from_str::<serde_json::Value>(text).unwrap_or(serde_json::Value::Null);
-    let mut b = Builder { errors: Vec::new() };
+    let mut b = Builder::default();
     let snapshot = b.config(&raw, dump);
     if b.errors.is_empty() {
         if let Some(s) = snapshot {
@@ -115,7 +117,7 @@ pub(crate) fn build_raw(
     raw: &RawConfig,
     dump: serde_json::Value,
 ) -> Result<Snapshot, Vec<ConfigError>> {
-    let mut b = Builder { errors: Vec::new() };
+    let mut b = Builder::default();
     match b.config(raw, dump) {
         Some(s) if b.errors.is_empty() => Ok(s),
         _ if b.errors.is_empty() => Err(vec![ConfigError {
@@ -127,8 +129,11 @@ pub(crate) fn build_raw(
     }
 }
 
+#[derive(Default)]
 struct Builder {
     errors: Vec<ConfigError>,
+    /// The config's named counters (`Snapshot::counters`), each once.
+    counters: Vec<String>,
 }
 
 impl Builder {
@@ -281,6 +286,7 @@ impl Builder {
             listeners,
             route_tables,
             clusters,
+            counters: std::mem::take(&mut self.counters),
             dump,
         })
     }

@@ -28,6 +28,10 @@ pub struct Snapshot {
     pub listeners: Vec<Listener>,
     pub route_tables: Vec<RouteTable>,
     pub clusters: Vec<Arc<Cluster>>,
+    /// Named counters of the filters (Envoy's stat names, e.g.
+    /// `http.ingress.rbac.allowed`); a filter holds indices into this list, and each
+    /// worker keeps one counter per name (`WorkerView::counters`), across reloads.
+    pub counters: Vec<String>,
     /// The config as JSON, for `/config_dump`.
     pub dump: serde_json::Value,
 }
@@ -105,6 +109,8 @@ impl Default for ListenerFilters {
 pub struct FilterChain {
     pub name: String,
     pub matcher: FilterChainMatch,
+    /// Network filters run on a new connection before the terminal (network RBAC).
+    pub network_filters: Vec<crate::listener::rbac::NetworkFilter>,
     /// The chain's last network filter.
     pub terminal: NetworkTerminal,
     /// Its transport socket: TLS terminated with these settings (`None`: plain bytes).

@@ -83,6 +83,9 @@ pub(crate) struct RawListener {
     pub proxy_headers: Option<RawProxyHeaders>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
+    /// Network filters before the terminal (the network `rbac` filter).
+    #[serde(default)]
+    pub network_filters: Vec<super::raw_rbac::RawNetworkFilter>,
     /// By name: `http_inspector`.
     #[serde(default)]
     pub listener_filters: Vec<String>,
@@ -136,6 +139,9 @@ pub(crate) struct RawFilterChain {
     pub proxy_headers: Option<RawProxyHeaders>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
+    /// Network filters before the terminal (the network `rbac` filter).
+    #[serde(default)]
+    pub network_filters: Vec<super::raw_rbac::RawNetworkFilter>,
     /// The chain's transport socket: TLS termination (Envoy's DownstreamTlsContext).
     #[serde(default)]
     pub tls: Option<crate::tls::config::RawDownstreamTls>,

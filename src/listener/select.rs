@@ -230,6 +230,7 @@ mod tests {
         FilterChain {
             name: name.into(),
             matcher: m,
+            network_filters: vec![],
             terminal: NetworkTerminal::Tcp(TcpProxy {
                 clusters: vec![(0, 1)],
                 idle_timeout: Duration::from_secs(1),

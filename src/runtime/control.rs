@@ -449,6 +449,7 @@ fn first_placeholder() -> Snapshot {
         listeners: Vec::new(),
         route_tables: Vec::new(),
         clusters: Vec::new(),
+        counters: Vec::new(),
         dump: serde_json::Value::Null,
     }
 }

@@ -23,7 +23,7 @@ use crate::http::buf::BufPool;
 use crate::http::view::{ConnSlot, WorkerView};
 use crate::listener::select::ChainSelector;
 use crate::observe::access_log::{Batch, LogSink};
-use crate::observe::stats::{ClusterStats, ListenerStats, StatsReport};
+use crate::observe::stats::{ClusterStats, Counter, ListenerStats, StatsReport};
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::TcpConnector;
 
@@ -52,6 +52,8 @@ struct Worker {
     /// Stats live by name so they carry across config versions.
     listener_stats: RefCell<HashMap<String, Rc<ListenerStats>>>,
     cluster_stats: RefCell<HashMap<String, Rc<ClusterStats>>>,
+    /// The filters' named counters (`Snapshot::counters`), kept by name.
+    counters: RefCell<HashMap<String, Rc<Counter>>>,
     sinks: RefCell<HashMap<String, Rc<LogSink>>>,
     /// Sinks replaced by a reload but still used by connections accepted before it.
     retired_sinks: RefCell<Vec<Rc<LogSink>>>,
@@ -120,6 +122,7 @@ pub async fn run(
         log_tx,
         listener_stats: RefCell::default(),
         cluster_stats: RefCell::default(),
+        counters: RefCell::default(),
         sinks: RefCell::default(),
         retired_sinks: RefCell::default(),
         acceptors: RefCell::default(),
@@ -244,6 +247,17 @@ impl Worker {
                     .clone()
             })
             .collect();
+        let counters = snapshot
+            .counters
+            .iter()
+            .map(|name| {
+                self.counters
+                    .borrow_mut()
+                    .entry(name.clone())
+                    .or_default()
+                    .clone()
+            })
+            .collect();
         let mut sinks = self.sinks.borrow_mut();
         let mut retired = self.retired_sinks.borrow_mut();
         // One sink per chain that logs, kept by "listener\0chain" across reloads.
@@ -305,6 +319,7 @@ impl Worker {
             selectors,
             clusters,
             listener_stats,
+            counters,
             access_logs,
             connector: self.connector.clone(),
             draining: self.draining.clone(),
@@ -340,6 +355,9 @@ impl Worker {
                 .map(|c| c.endpoint_reports())
                 .unwrap_or_default();
             r.clusters.push(s.report(name, endpoints));
+        }
+        for (name, c) in self.counters.borrow().iter() {
+            r.counters.insert(name.clone(), c.get());
         }
         r
     }

@@ -15,6 +15,7 @@ mod cluster;
 mod convert;
 mod hcm;
 mod listener;
+mod rbac;
 mod route;
 mod tls;
 mod walk;

@@ -52,6 +52,8 @@ pub(super) enum ChainOwn {
     Mutations(Option<Mutations>),
     /// A buffer filter.
     Buffer,
+    /// An RBAC filter.
+    Rbac,
 }
 
 /// The four header-edit lists of any level, translated.
@@ -471,6 +473,34 @@ fn per_filter_config(
     for (name, own) in filters {
         let own = match own {
             ChainOwn::Mutations(m) => m,
+            ChainOwn::Rbac => {
+                // Envoy's RBAC filter takes the most specific per-route config.
+                let first = decoded
+                    .iter_mut()
+                    .flat_map(|e| e.iter_mut())
+                    .find(|(n, _)| n == name);
+                let (disabled, rbac) = match first {
+                    None => continue,
+                    Some((_, PerFilter::Disabled)) => (true, None),
+                    Some((_, PerFilter::Rbac(r))) => (false, Some(std::mem::take(r))),
+                    Some(_) => {
+                        return Err(err(
+                            "typed_per_filter_config",
+                            format!(
+                            "`{name}` is an RBAC filter; its per-route config is an RBACPerRoute"
+                        ),
+                        ))
+                    }
+                };
+                let o = RawFilterOverride {
+                    disabled,
+                    header_mutation: None,
+                    buffer: None,
+                    rbac,
+                };
+                out.insert(name.clone(), o);
+                continue;
+            }
             ChainOwn::Buffer => {
                 // Envoy's buffer filter takes the most specific per-route config.
                 let first = decoded
@@ -483,13 +513,15 @@ fn per_filter_config(
                         disabled: true,
                         header_mutation: None,
                         buffer: None,
+                        rbac: None,
                     },
                     Some((_, PerFilter::Buffer(b))) => RawFilterOverride {
                         disabled: false,
                         header_mutation: None,
                         buffer: Some(b.clone()),
+                        rbac: None,
                     },
-                    Some((_, PerFilter::Mutations(_))) => {
+                    Some((_, PerFilter::Mutations(_) | PerFilter::Rbac(_))) => {
                         return Err(err(
                             "typed_per_filter_config",
                             format!(
@@ -514,7 +546,7 @@ fn per_filter_config(
                     PerFilter::Disabled => {
                         disabled.get_or_insert(true);
                     }
-                    PerFilter::Buffer(_) => {
+                    PerFilter::Buffer(_) | PerFilter::Rbac(_) => {
                         return Err(err(
                             "typed_per_filter_config",
                             format!("`{name}` is a header-mutation filter; a BufferPerRoute does not configure it"),
@@ -538,6 +570,7 @@ fn per_filter_config(
                     disabled: true,
                     header_mutation: None,
                     buffer: None,
+                    rbac: None,
                 },
             );
         } else if any {
@@ -547,6 +580,7 @@ fn per_filter_config(
                     disabled: false,
                     header_mutation: Some(mutations(&Some(merged), "(merged)")?),
                     buffer: None,
+                    rbac: None,
                 },
             );
         }
@@ -568,6 +602,7 @@ enum PerFilter {
     Disabled,
     Mutations(Mutations),
     Buffer(RawBuffer),
+    Rbac(crate::config::raw_rbac::RawRbacFilter),
 }
 
 /// A `BufferPerRoute`: disabled, or its own limit.
@@ -592,6 +627,7 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
     match walk::type_name(&any.type_url) {
         PER_ROUTE => checked(payload(any, PER_ROUTE, ep)?, format!("{ep}.mutations")),
         BUFFER_PER_ROUTE => buffer_override(&payload(any, BUFFER_PER_ROUTE, ep)?, ep),
+        super::rbac::PER_ROUTE => Ok(PerFilter::Rbac(super::rbac::per_route_any(any, ep)?)),
         FILTER_CONFIG => {
             let f: FilterConfig = payload(any, FILTER_CONFIG, ep)?;
             match (&f.config, f.disabled) {
@@ -599,6 +635,12 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
                 (Some(inner), false) if walk::type_name(&inner.type_url) == BUFFER_PER_ROUTE => {
                     let cp = format!("{ep}.config");
                     buffer_override(&payload(inner, BUFFER_PER_ROUTE, &cp)?, &cp)
+                }
+                (Some(inner), false)
+                    if walk::type_name(&inner.type_url) == super::rbac::PER_ROUTE =>
+                {
+                    let cp = format!("{ep}.config");
+                    Ok(PerFilter::Rbac(super::rbac::per_route_any(inner, &cp)?))
                 }
                 (Some(inner), false) => checked(
                     payload(inner, PER_ROUTE, &format!("{ep}.config"))?,

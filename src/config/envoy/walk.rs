@@ -303,6 +303,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.route.v3.HeaderMatcher",
+        // Route matches translate exact, prefix and present (`route.rs` refuses the
+        // others); RBAC header rules take every form.
         &[
             "name",
             "exact_match",
@@ -476,6 +478,65 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
         &["http_protocol_options", "http2_protocol_options"],
     ),
+    // --- RBAC (HTTP and network filters; `config/envoy/rbac.rs`) ---
+    (
+        "envoy.extensions.filters.http.rbac.v3.RBAC",
+        &[
+            "rules",
+            "shadow_rules",
+            "rules_stat_prefix",
+            "shadow_rules_stat_prefix",
+            "track_per_rule_stats",
+        ],
+    ),
+    ("envoy.extensions.filters.http.rbac.v3.RBACPerRoute", &["rbac"]),
+    (
+        "envoy.extensions.filters.network.rbac.v3.RBAC",
+        &[
+            "rules",
+            "shadow_rules",
+            "stat_prefix",
+            "shadow_rules_stat_prefix",
+            "enforcement_type",
+        ],
+    ),
+    ("envoy.config.rbac.v3.RBAC", &["action", "policies"]),
+    ("envoy.config.rbac.v3.Policy", &["permissions", "principals"]),
+    (
+        "envoy.config.rbac.v3.Permission",
+        &[
+            "and_rules",
+            "or_rules",
+            "not_rule",
+            "any",
+            "header",
+            "url_path",
+            "destination_ip",
+            "destination_port",
+            "destination_port_range",
+            "requested_server_name",
+        ],
+    ),
+    ("envoy.config.rbac.v3.Permission.Set", &["rules"]),
+    (
+        "envoy.config.rbac.v3.Principal",
+        &[
+            "and_ids",
+            "or_ids",
+            "not_id",
+            "any",
+            "authenticated",
+            "source_ip",
+            "direct_remote_ip",
+            "remote_ip",
+            "header",
+            "url_path",
+        ],
+    ),
+    ("envoy.config.rbac.v3.Principal.Set", &["ids"]),
+    ("envoy.config.rbac.v3.Principal.Authenticated", &["principal_name"]),
+    ("envoy.type.matcher.v3.PathMatcher", &["path"]),
+    ("envoy.type.v3.Int32Range", &["start", "end"]),
 ];
 
 /// Extension types (`typed_config` and other `Any` payloads) Outrigger implements.
@@ -494,6 +555,9 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
     "envoy.config.route.v3.FilterConfig",
     "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+    "envoy.extensions.filters.http.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
+    "envoy.extensions.filters.network.rbac.v3.RBAC",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -506,6 +570,7 @@ pub(super) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
     "envoy.extensions.filters.http.buffer.v3.Buffer",
+    "envoy.extensions.filters.http.rbac.v3.RBAC",
 ];
 
 fn supported(message: &str, field: &str) -> bool {
