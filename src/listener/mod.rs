@@ -16,6 +16,7 @@
 //! filter goes between the chosen chain and its terminal in `terminal`.
 
 pub mod inspect;
+pub mod original_dst;
 pub mod select;
 pub mod tls_inspector;
 
@@ -127,6 +128,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             Transport::<D, rustls::ServerConnection>::Plain(down),
             rbuf,
             None,
+            local,
             peer,
             view.clone(),
             at,
@@ -169,7 +171,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     let h2 = s.session().alpn_protocol().map(|p| p == b"h2");
     rbuf.consume(rbuf.len());
     let down = Transport::Tls(Box::new(s));
-    terminal(down, rbuf, h2, peer, view.clone(), at, slot).await;
+    terminal(down, rbuf, h2, local, peer, view.clone(), at, slot).await;
 }
 
 /// Takes a connection out of `cx_active` however it ends (a panic included: the
@@ -258,6 +260,7 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
     mut rbuf: ReadBuf,
     alpn_h2: Option<bool>,
+    local: SocketAddr,
     peer: SocketAddr,
     view: Rc<WorkerView<C>>,
     at: ChainRef,
@@ -275,7 +278,7 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
         NetworkTerminal::Tcp(_) => {
             // A TCP proxy connection is never idle between requests: drain lets it run
             // until it ends or the drain timeout.
-            tcp::serve(down, rbuf.data(), peer, view.clone(), at).await;
+            tcp::serve(down, rbuf.data(), local, peer, view.clone(), at).await;
             return;
         }
         NetworkTerminal::Http(hcm) => hcm,

@@ -203,7 +203,13 @@ impl Builder {
             listener_filters,
             filter_chains,
             default_filter_chain,
+            use_original_dst: l.use_original_dst.unwrap_or(false),
+            bind_to_port: l.bind_to_port.unwrap_or(true),
         };
+        // Envoy: use_original_dst adds the original_dst listener filter.
+        if listener.use_original_dst {
+            listener.listener_filters.original_dst = true;
+        }
         // strip_matching_host_port compares with the port this listener is on.
         for c in listener
             .filter_chains
@@ -240,14 +246,15 @@ impl Builder {
             match name.as_str() {
                 "http_inspector" if !f.http_inspector => f.http_inspector = true,
                 "tls_inspector" if !f.tls_inspector => f.tls_inspector = true,
-                "http_inspector" | "tls_inspector" => self.err(
+                "original_dst" if !f.original_dst => f.original_dst = true,
+                "http_inspector" | "tls_inspector" | "original_dst" => self.err(
                     format!("{p}.listener_filters[{k}]"),
                     format!("`{name}` is listed twice"),
                 ),
                 other => self.err(
                     format!("{p}.listener_filters[{k}]"),
                     format!(
-                        "unknown listener filter `{other}` (use http_inspector or tls_inspector)"
+                        "unknown listener filter `{other}` (use http_inspector, tls_inspector or original_dst)"
                     ),
                 ),
             }
