@@ -425,10 +425,11 @@ impl Builder {
         for (i, t) in raw.route_tables.iter().enumerate() {
             for (j, vh) in t.virtual_hosts.iter().enumerate() {
                 for (k, r) in vh.routes.iter().enumerate() {
-                    let named = r
-                        .cluster
-                        .iter()
-                        .chain(r.weighted_clusters.iter().flat_map(|w| w.clusters.iter().map(|c| &c.name)));
+                    let named = r.cluster.iter().chain(
+                        r.weighted_clusters
+                            .iter()
+                            .flat_map(|w| w.clusters.iter().map(|c| &c.name)),
+                    );
                     for name in named {
                         if odst(name) {
                             self.err(

@@ -185,7 +185,15 @@ fn parse(args: &[String]) -> Result<Args, String> {
         cleanup: false,
     };
     let mut gids: Option<Vec<u32>> = None;
-    let mut it = args.iter();
+    // `--flag=value` (how Kubernetes manifests tend to write them) is `--flag value`.
+    let split: Vec<String> = args
+        .iter()
+        .flat_map(|a| match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => vec![f.to_string(), v.to_string()],
+            _ => vec![a.clone()],
+        })
+        .collect();
+    let mut it = split.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
             it.next()
@@ -318,6 +326,9 @@ mod tests {
         assert!(args("--exclude-outbound-cidrs 10.0.0.0/33").is_err());
         assert!(args("--proxy-port 15006").is_err());
         let none = parse(&["--include-inbound-ports".into(), String::new()]).unwrap();
+        assert_eq!(none.options.include_inbound_ports, Set::Only(vec![]));
+        let none = parse(&["--include-inbound-ports=".into(), "--proxy-uid=7".into()]).unwrap();
+        assert_eq!(none.options.proxy_gids, [7]);
         assert_eq!(none.options.include_inbound_ports, Set::Only(vec![]));
     }
 }

@@ -128,8 +128,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             Transport::<D, rustls::ServerConnection>::Plain(down),
             rbuf,
             None,
-            local,
-            peer,
+            (local, peer),
             view.clone(),
             at,
             slot,
@@ -171,7 +170,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     let h2 = s.session().alpn_protocol().map(|p| p == b"h2");
     rbuf.consume(rbuf.len());
     let down = Transport::Tls(Box::new(s));
-    terminal(down, rbuf, h2, local, peer, view.clone(), at, slot).await;
+    terminal(down, rbuf, h2, (local, peer), view.clone(), at, slot).await;
 }
 
 /// Takes a connection out of `cx_active` however it ends (a panic included: the
@@ -256,12 +255,12 @@ async fn listener_filters<D: Io>(
 }
 
 /// Hands the connection to the chain's terminal filter, with the bytes read so far.
+/// `(local, peer)`: the connection's (original) destination and its client.
 async fn terminal<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
     mut rbuf: ReadBuf,
     alpn_h2: Option<bool>,
-    local: SocketAddr,
-    peer: SocketAddr,
+    (local, peer): (SocketAddr, SocketAddr),
     view: Rc<WorkerView<C>>,
     at: ChainRef,
     slot: Rc<ConnSlot>,

@@ -131,11 +131,45 @@ clusters:
         )
         .unwrap();
         let l = &s.listeners;
-        assert!(l[0].listener_filters.original_dst, "use_original_dst implies the filter");
+        assert!(
+            l[0].listener_filters.original_dst,
+            "use_original_dst implies the filter"
+        );
         let to = |a: &str| handoff(l, 0, a.parse().unwrap());
         assert_eq!(to("10.0.0.1:80"), 2);
         assert_eq!(to("10.0.0.2:80"), 1);
         assert_eq!(to("[fd00::1]:80"), 3);
         assert_eq!(to("10.0.0.1:81"), 0);
+    }
+
+    #[test]
+    fn envoy_fields_translate() {
+        let s = crate::config::parse_str(
+            r#"{"static_resources": {
+  "listeners": [{"name": "virtualOutbound", "use_original_dst": true,
+    "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15001}},
+    "listener_filters": [{"name": "envoy.filters.listener.original_dst",
+      "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"}}],
+    "filter_chains": [{"filters": [{"name": "t", "typed_config": {
+      "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+      "stat_prefix": "p", "cluster": "PassthroughCluster"}}]}]},
+   {"name": "0.0.0.0_80", "bind_to_port": false,
+    "address": {"socket_address": {"address": "0.0.0.0", "port_value": 80}},
+    "filter_chains": [{"filters": [{"name": "t", "typed_config": {
+      "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+      "stat_prefix": "p", "cluster": "InboundPassthroughCluster"}}]}]}],
+  "clusters": [{"name": "PassthroughCluster", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED"},
+    {"name": "InboundPassthroughCluster", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED",
+     "upstream_bind_config": {"source_address": {"address": "127.0.0.6", "port_value": 0}}}]}}"#,
+        )
+        .unwrap();
+        let l = &s.listeners;
+        assert!(l[0].use_original_dst && l[0].listener_filters.original_dst);
+        assert!(!l[1].bind_to_port);
+        assert_eq!(s.clusters[0].kind, crate::config::ClusterKind::OriginalDst);
+        assert_eq!(s.clusters[1].source_address, Some([127, 0, 0, 6].into()));
+        let bad = r#"{"static_resources": {"clusters": [{"name": "c", "type": "ORIGINAL_DST"}]}}"#;
+        let e = crate::config::parse_str(bad).unwrap_err().to_string();
+        assert!(e.contains("CLUSTER_PROVIDED"), "{e}");
     }
 }

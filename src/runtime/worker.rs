@@ -429,7 +429,11 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
         let stats = view.listener_stats[index].clone();
         let l = &view.snapshot.listeners[index];
         let handed = (l.name != name).then(|| w.count_of(&l.name));
-        let Some(permit) = handed.as_ref().unwrap_or(&count).admit(l.max_connections, view.snapshot.max_connections) else {
+        let Some(permit) = handed
+            .as_ref()
+            .unwrap_or(&count)
+            .admit(l.max_connections, view.snapshot.max_connections)
+        else {
             // Over a connection limit: close at once (dropping the stream), count it.
             stats.cx_overflow.inc();
             continue;

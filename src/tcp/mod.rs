@@ -112,11 +112,12 @@ async fn proxy<D: Io, C: Connector>(
         }
     };
     rec.upstream = Some(addr);
-    let count = |f: fn(&crate::observe::stats::EndpointStats) -> &crate::observe::stats::Counter| {
-        if let Some(es) = es {
-            f(es).inc();
-        }
-    };
+    let count =
+        |f: fn(&crate::observe::stats::EndpointStats) -> &crate::observe::stats::Counter| {
+            if let Some(es) = es {
+                f(es).inc();
+            }
+        };
     count(|e| &e.rq_total);
     let mut up = match view
         .connector
