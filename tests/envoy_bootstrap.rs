@@ -245,7 +245,11 @@ fn a_bootstrap_reloads_on_sighup() {
     p.signal(libc::SIGHUP);
     let v = wait_until(T, || Some(p.config_version()).filter(|v| *v > before));
     assert!(v.is_some(), "no reload:\n{}", p.stderr());
-    assert_eq!(get_body(p.listen, "/direct"), (200, "two".into()));
+    // The control publishes the version before every worker has switched to it.
+    let two = wait_until(T, || {
+        Some(get_body(p.listen, "/direct")).filter(|b| *b == (200, "two".into()))
+    });
+    assert!(two.is_some(), "the reloaded bootstrap never served");
     // A bad bootstrap is refused on reload; the running config stays.
     p.write_config(&bootstrap(
         up.addr.port(),

@@ -225,6 +225,48 @@ pub fn render(r: &StatsReport) -> String {
         "Malformed upstream responses.",
         rq_protocol_error
     );
+    per_cluster!(
+        "outrigger_upstream_rq_retry_total",
+        "counter",
+        "Retries made (Envoy's upstream_rq_retry).",
+        rq_retry
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_retry_success_total",
+        "counter",
+        "Requests that succeeded after a retry.",
+        rq_retry_success
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_retry_overflow_total",
+        "counter",
+        "Retries refused by a retry budget or circuit breaker (none are built yet).",
+        rq_retry_overflow
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_retry_limit_exceeded_total",
+        "counter",
+        "Retriable requests whose retries ran out.",
+        rq_retry_limit_exceeded
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_retry_backoff_exponential_total",
+        "counter",
+        "Retries that waited the exponential back-off.",
+        rq_retry_backoff_exponential
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_per_try_timeout_total",
+        "counter",
+        "Tries that hit the per-try timeout.",
+        rq_per_try_timeout
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_per_try_idle_timeout_total",
+        "counter",
+        "Tries that hit the per-try idle timeout.",
+        rq_per_try_idle_timeout
+    );
     family(
         &mut out,
         "outrigger_upstream_rq_xx_total",

@@ -13,6 +13,7 @@ use super::raw::*;
 
 mod listener;
 mod proxy_headers;
+mod retry;
 mod route_action;
 mod route_match;
 mod routes;

@@ -6,10 +6,14 @@ pub mod duration;
 mod envoy;
 mod load;
 mod locate;
+mod match_model;
 pub mod model;
 pub mod oneline;
 mod raw;
+mod raw_match;
+mod raw_retry;
 mod raw_route;
+pub mod retry_model;
 mod route_model;
 
 pub(crate) use build::is_tchar;

@@ -400,6 +400,7 @@ pub struct AccessLog {
     pub format: LogFormat,
 }
 
+pub use super::retry_model::{Retries, RetryPolicy};
 pub use super::route_model::*;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -279,6 +279,15 @@ pub(crate) struct RawVirtualHost {
     pub name: String,
     pub domains: Vec<String>,
     pub routes: Vec<RawRoute>,
+    /// Envoy's `retry_policy`, for routes without their own.
+    #[serde(default)]
+    pub retry_policy: Option<super::raw_retry::RawRetryPolicy>,
+    /// Envoy's `include_request_attempt_count`: `x-envoy-attempt-count` upstream.
+    #[serde(default)]
+    pub include_request_attempt_count: bool,
+    /// Envoy's `include_attempt_count_in_response`: `x-envoy-attempt-count` downstream.
+    #[serde(default)]
+    pub include_attempt_count_in_response: bool,
     #[serde(default)]
     pub request_headers_to_add: Vec<RawHeaderAdd>,
     #[serde(default)]

@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub(crate) use super::raw_match::{
+    RawHeaderMatch, RawRange, RawRegex, RawRegexMatcher, RawStringMatch,
+};
+
 use crate::http::filter::header_mutation::RawHeaderAdd;
 use crate::http::filter::RawFilterOverride;
 
@@ -47,6 +51,9 @@ pub(crate) struct RawRoute {
     pub cluster_not_found_response_code: Option<String>,
     #[serde(default)]
     pub upgrades: Vec<String>,
+    /// Envoy's `retry_policy`; replaces the virtual host's whole (no merge).
+    #[serde(default)]
+    pub retry_policy: Option<super::raw_retry::RawRetryPolicy>,
     /// Per-route filter overrides, by filter name (Envoy's `typed_per_filter_config`).
     #[serde(default)]
     pub per_filter_config: BTreeMap<String, RawFilterOverride>,
@@ -90,84 +97,6 @@ pub(crate) struct RawRouteMatch {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawEmpty {}
-
-/// Envoy's `RegexMatcher`: `{regex: "..."}`; a bare string is accepted too.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum RawRegex {
-    Bare(String),
-    Matcher(RawRegexMatcher),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRegexMatcher {
-    pub regex: String,
-}
-
-impl RawRegex {
-    pub(crate) fn pattern(&self) -> &str {
-        match self {
-            RawRegex::Bare(s) => s,
-            RawRegex::Matcher(m) => &m.regex,
-        }
-    }
-}
-
-/// Envoy's `HeaderMatcher`: the older direct fields (`exact_match`, ...) or
-/// `string_match`, or `present_match` or `range_match`. `exact`, `prefix`, `present` and
-/// `invert` are this project's earlier short names, still accepted.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawHeaderMatch {
-    pub name: String,
-    #[serde(default, alias = "exact")]
-    pub exact_match: Option<String>,
-    #[serde(default, alias = "prefix")]
-    pub prefix_match: Option<String>,
-    #[serde(default)]
-    pub suffix_match: Option<String>,
-    #[serde(default)]
-    pub contains_match: Option<String>,
-    #[serde(default)]
-    pub safe_regex_match: Option<RawRegex>,
-    #[serde(default, alias = "present")]
-    pub present_match: Option<bool>,
-    #[serde(default)]
-    pub range_match: Option<RawRange>,
-    #[serde(default)]
-    pub string_match: Option<RawStringMatch>,
-    #[serde(default, alias = "invert")]
-    pub invert_match: bool,
-    #[serde(default)]
-    pub treat_missing_header_as_empty: bool,
-}
-
-/// Envoy's `Int64Range`: `[start, end)`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRange {
-    pub start: i64,
-    pub end: i64,
-}
-
-/// Envoy's `StringMatcher`: one of the forms, and `ignore_case` (not for `safe_regex`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawStringMatch {
-    #[serde(default)]
-    pub exact: Option<String>,
-    #[serde(default)]
-    pub prefix: Option<String>,
-    #[serde(default)]
-    pub suffix: Option<String>,
-    #[serde(default)]
-    pub contains: Option<String>,
-    #[serde(default)]
-    pub safe_regex: Option<RawRegex>,
-    #[serde(default)]
-    pub ignore_case: bool,
-}
 
 /// Envoy's `QueryParameterMatcher`.
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,8 @@ use crate::http::filter::headers::HeaderPlan;
 use crate::http::filter::{FilterOverride, RouteFilters};
 use crate::http::router::DomainIndex;
 
+pub use super::match_model::{HeaderMatch, HeaderMatchKind, Pattern, StringMatch, StringMatchKind};
+
 #[derive(Debug, PartialEq)]
 pub struct RouteTable {
     pub name: String,
@@ -80,38 +82,6 @@ impl RouteFilterConfig {
     }
 }
 
-/// A compiled RE2-syntax pattern for matching (Envoy's `safe_regex`): a dense DFA of
-/// `^(?:pattern)$`, anchored, since Envoy matches the whole value. A dense DFA needs no
-/// mutable cache, so workers share it without a lock; its size is bounded when it is
-/// built (`config::build::route_match::REGEX_SIZE_LIMIT`, the counterpart of Envoy's
-/// `max_program_size`).
-#[derive(Clone)]
-pub struct Pattern {
-    pub source: String,
-    pub dfa: Box<regex_automata::dfa::dense::DFA<Vec<u32>>>,
-}
-
-impl Pattern {
-    pub fn is_match(&self, s: &str) -> bool {
-        use regex_automata::dfa::Automaton;
-        let input = regex_automata::Input::new(s).anchored(regex_automata::Anchored::Yes);
-        // An error (a quit byte, which this DFA does not configure) counts as no match.
-        matches!(self.dfa.try_search_fwd(&input), Ok(Some(_)))
-    }
-}
-
-impl fmt::Debug for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Pattern({:?})", self.source)
-    }
-}
-
-impl PartialEq for Pattern {
-    fn eq(&self, o: &Pattern) -> bool {
-        self.source == o.source
-    }
-}
-
 /// A compiled pattern for rewrites (the meta engine: captures, leftmost-first).
 #[derive(Clone)]
 pub struct RewritePattern {
@@ -150,46 +120,6 @@ pub enum PathMatch {
     Regex(Pattern),
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct HeaderMatch {
-    /// Lower-case; `:method`, `:authority` (or `host`), `:path` and `:scheme` name the
-    /// request's pseudo-headers on HTTP/1 as on HTTP/2.
-    pub name: String,
-    pub kind: HeaderMatchKind,
-    pub invert: bool,
-    /// A missing header is tested as an empty value instead of failing the match.
-    pub treat_missing_as_empty: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum HeaderMatchKind {
-    /// `present_match`: the header is there (`true`) or is not (`false`).
-    Present(bool),
-    /// `range_match`: the value is an integer in `[start, end)`.
-    Range {
-        start: i64,
-        end: i64,
-    },
-    String(StringMatch),
-}
-
-/// Envoy's `StringMatcher`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StringMatch {
-    pub kind: StringMatchKind,
-    /// Compare ASCII case-insensitively (values stored lower-case); not for regexes.
-    pub ignore_case: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum StringMatchKind {
-    Exact(String),
-    Prefix(String),
-    Suffix(String),
-    Contains(String),
-    Regex(Pattern),
-}
-
 /// Envoy's `QueryParameterMatcher`: the first parameter with the name (not
 /// percent-decoded, as Envoy compares it); `None`: present with any value.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,6 +155,8 @@ pub struct Forward {
     pub host_rewrite: HostRewrite,
     /// Envoy's `cluster_not_found_response_code`: 503 (default), 404 or 500.
     pub cluster_not_found_status: u16,
+    /// The route's retry policy (or its virtual host's) and attempt-count headers.
+    pub retries: super::retry_model::Retries,
 }
 
 #[derive(Debug, PartialEq)]

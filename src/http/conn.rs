@@ -80,6 +80,9 @@ enum Action<'v> {
         /// `auto_host_rewrite`: the upstream request's Host becomes the picked endpoint's
         /// hostname (`encode::set_host`, or the HTTP/2 request's authority), if it has one.
         auto_host: bool,
+        /// The request's retry state, when its route has a retry policy or its headers
+        /// ask for retries (`upstream::request::retry`).
+        retry: Option<crate::upstream::request::retry::RetryState<'v>>,
     },
     /// CONNECT on a route that allows it: a TCP tunnel to the cluster.
     Connect {

@@ -29,9 +29,11 @@ pub enum ResponseFlag {
     StreamIdleTimeout,
     /// NC: the route's `cluster_header` named no configured cluster.
     NoClusterFound,
+    /// URX: a retriable response went to the client because the retries ran out.
+    UpstreamRetryLimitExceeded,
 }
 
-pub const FLAG_COUNT: usize = 12;
+pub const FLAG_COUNT: usize = 13;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -48,6 +50,7 @@ impl ResponseFlag {
             ResponseFlag::DownstreamIdleTimeout => "DRT",
             ResponseFlag::StreamIdleTimeout => "SI",
             ResponseFlag::NoClusterFound => "NC",
+            ResponseFlag::UpstreamRetryLimitExceeded => "URX",
         }
     }
 
@@ -66,6 +69,7 @@ impl ResponseFlag {
             DownstreamIdleTimeout,
             StreamIdleTimeout,
             NoClusterFound,
+            UpstreamRetryLimitExceeded,
         ]
     }
 }

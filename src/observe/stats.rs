@@ -139,6 +139,15 @@ pub struct ClusterStats {
     pub rq_no_healthy: Counter,
     pub rq_reset: Counter,
     pub rq_protocol_error: Counter,
+    /// Envoy's `upstream_rq_retry*` and `upstream_rq_per_try_timeout`.
+    pub rq_retry: Counter,
+    pub rq_retry_success: Counter,
+    /// Never counted yet: retry budgets and `max_retries` circuit breaking are not built.
+    pub rq_retry_overflow: Counter,
+    pub rq_retry_limit_exceeded: Counter,
+    pub rq_retry_backoff_exponential: Counter,
+    pub rq_per_try_timeout: Counter,
+    pub rq_per_try_idle_timeout: Counter,
 }
 
 /// Per-endpoint counters, part of the per-core cluster state.
@@ -163,6 +172,13 @@ impl ClusterStats {
             rq_no_healthy: self.rq_no_healthy.get(),
             rq_reset: self.rq_reset.get(),
             rq_protocol_error: self.rq_protocol_error.get(),
+            rq_retry: self.rq_retry.get(),
+            rq_retry_success: self.rq_retry_success.get(),
+            rq_retry_overflow: self.rq_retry_overflow.get(),
+            rq_retry_limit_exceeded: self.rq_retry_limit_exceeded.get(),
+            rq_retry_backoff_exponential: self.rq_retry_backoff_exponential.get(),
+            rq_per_try_timeout: self.rq_per_try_timeout.get(),
+            rq_per_try_idle_timeout: self.rq_per_try_idle_timeout.get(),
             endpoints,
         }
     }
@@ -218,6 +234,13 @@ pub struct ClusterReport {
     pub rq_no_healthy: u64,
     pub rq_reset: u64,
     pub rq_protocol_error: u64,
+    pub rq_retry: u64,
+    pub rq_retry_success: u64,
+    pub rq_retry_overflow: u64,
+    pub rq_retry_limit_exceeded: u64,
+    pub rq_retry_backoff_exponential: u64,
+    pub rq_per_try_timeout: u64,
+    pub rq_per_try_idle_timeout: u64,
     pub endpoints: Vec<EndpointReport>,
 }
 
@@ -280,6 +303,13 @@ impl StatsReport {
                     x.rq_no_healthy += c.rq_no_healthy;
                     x.rq_reset += c.rq_reset;
                     x.rq_protocol_error += c.rq_protocol_error;
+                    x.rq_retry += c.rq_retry;
+                    x.rq_retry_success += c.rq_retry_success;
+                    x.rq_retry_overflow += c.rq_retry_overflow;
+                    x.rq_retry_limit_exceeded += c.rq_retry_limit_exceeded;
+                    x.rq_retry_backoff_exponential += c.rq_retry_backoff_exponential;
+                    x.rq_per_try_timeout += c.rq_per_try_timeout;
+                    x.rq_per_try_idle_timeout += c.rq_per_try_idle_timeout;
                     for e in c.endpoints {
                         match x.endpoints.iter_mut().find(|y| y.address == e.address) {
                             None => x.endpoints.push(e),

@@ -180,6 +180,8 @@ impl Builder {
             upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
             path_rewrite,
             host_rewrite,
+            // Set by `routes.rs`, which knows the virtual host.
+            retries: Default::default(),
         }))
     }
 

@@ -119,7 +119,7 @@ impl Builder {
         })
     }
 
-    fn header_match(&mut self, hp: &str, h: &RawHeaderMatch) -> Option<HeaderMatch> {
+    pub(super) fn header_match(&mut self, hp: &str, h: &RawHeaderMatch) -> Option<HeaderMatch> {
         let name = h.name.to_ascii_lowercase();
         let pseudo = matches!(
             name.as_str(),

@@ -133,12 +133,39 @@ impl Builder {
                     .collect();
                 let vhost_edits = self.header_mutation(&vp, v.header_mutation());
                 let levels = [&vhost_edits, &table_edits];
+                let vhost_retries = Retries {
+                    policy: v
+                        .retry_policy
+                        .as_ref()
+                        .map(|r| Box::new(self.retry_policy(&format!("{vp}.retry_policy"), r))),
+                    attempt_count_request: v.include_request_attempt_count,
+                    attempt_count_response: v.include_attempt_count_in_response,
+                };
                 let routes = v
                     .routes
                     .iter()
                     .enumerate()
                     .filter_map(|(k, r)| {
-                        self.route(format!("{vp}.routes[{k}]"), r, clusters, levels)
+                        let rp = format!("{vp}.routes[{k}]");
+                        let mut route = self.route(rp.clone(), r, clusters, levels)?;
+                        if let RouteAction::Cluster(f) = &mut route.action {
+                            // The route's policy replaces the virtual host's whole (Envoy).
+                            f.retries = Retries {
+                                policy: match &r.retry_policy {
+                                    Some(raw) => Some(Box::new(
+                                        self.retry_policy(&format!("{rp}.retry_policy"), raw),
+                                    )),
+                                    None => vhost_retries.policy.clone(),
+                                },
+                                ..vhost_retries.clone()
+                            };
+                        } else if r.retry_policy.is_some() {
+                            self.err(
+                                format!("{rp}.retry_policy"),
+                                "needs a `cluster`, `cluster_header` or `weighted_clusters` route",
+                            );
+                        }
+                        Some(route)
                     })
                     .collect();
                 VirtualHost {

@@ -4,6 +4,7 @@
 //! `typed_per_filter_config`. Control plane only.
 
 mod matching;
+mod retry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -136,10 +137,23 @@ pub(super) fn translate(
             &v.response_headers_to_remove,
             &vp,
         )?;
+        let retry_policy = match &v.retry_policy {
+            None => None,
+            Some(rp) => {
+                let at = At {
+                    envoy: &format!("{vp}.retry_policy"),
+                    native: &format!("{np}.virtual_hosts[{j}].retry_policy"),
+                };
+                Some(retry::retry_policy(rp, &at, &mut tx.paths)?)
+            }
+        };
         virtual_hosts.push(RawVirtualHost {
             name: v.name.clone(),
             domains: v.domains.clone(),
             routes,
+            retry_policy,
+            include_request_attempt_count: v.include_request_attempt_count,
+            include_attempt_count_in_response: v.include_attempt_count_in_response,
             request_headers_to_add: ve.req_add,
             request_headers_to_remove: ve.req_remove,
             response_headers_to_add: ve.resp_add,
@@ -200,6 +214,7 @@ fn route(
         regex_rewrite: None,
         host_rewrite_literal: None,
         auto_host_rewrite: false,
+        retry_policy: None,
         cluster_not_found_response_code: None,
         direct_response: None,
         upgrades: Vec::new(),
@@ -289,6 +304,13 @@ fn route_action(
             )
         })?;
     out.cluster_not_found_response_code = Some(code.as_str_name().to_string());
+    if let Some(rp) = &a.retry_policy {
+        let at = At {
+            envoy: &format!("{ap}.retry_policy"),
+            native: &format!("{np}.retry_policy"),
+        };
+        out.retry_policy = Some(retry::retry_policy(rp, &at, paths)?);
+    }
     // Envoy: an empty prefix_rewrite is no rewrite.
     out.prefix_rewrite = Some(a.prefix_rewrite.clone()).filter(|x| !x.is_empty());
     if let Some(rx) = &a.regex_rewrite {

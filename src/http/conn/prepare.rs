@@ -4,6 +4,7 @@
 
 use crate::config::{HttpConnectionManager, UpstreamProtocol};
 use crate::observe::stream_info::StreamInfo;
+use crate::upstream::request::retry::{Headers, RetryState};
 use crate::upstream::Connector;
 
 use super::super::filter::{self, StreamEdits};
@@ -134,6 +135,16 @@ pub(super) async fn prepare<'v, C: Connector>(
             );
             fwd.tls = tls;
             own_headers::proxied(&l.own, &l.forwarding, t.timeout, fwd.client, &mut edits);
+            let retry = RetryState::new(
+                t.retries,
+                &Honoured {
+                    headers,
+                    edits: &edits.request,
+                },
+            );
+            if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
+                edits.request.stamp.attempt_count = Some(1);
+            }
             let to_h2 = view
                 .clusters
                 .get(t.cluster)
@@ -190,6 +201,7 @@ pub(super) async fn prepare<'v, C: Connector>(
                 upgrade: upgrade.is_some(),
                 h2,
                 auto_host: t.auto_host,
+                retry,
             }
         }
     };
@@ -219,5 +231,22 @@ fn plan<'v>(
         response_edits: edits.response,
         chain: edits.chain,
         codec_edits: own_headers::codec_reply_edits(&l.own),
+    }
+}
+
+/// The request headers the router honours: those the connection manager's sanitizing
+/// (`sanitize_envoy_headers`) leaves in place.
+struct Honoured<'h, 'b, 'e> {
+    headers: &'h [httparse::Header<'b>],
+    edits: &'e crate::http::filter::headers::Edits<'e>,
+}
+
+impl Headers for Honoured<'_, '_, '_> {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let kept = self.edits.keeps(name);
+        self.headers
+            .iter()
+            .filter(move |h| kept && h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
     }
 }

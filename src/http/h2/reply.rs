@@ -79,12 +79,24 @@ pub(crate) fn fail(
     f: Failure,
     edits: Edits<'_>,
 ) -> Done {
+    fail_retried(respond, grpc, f, edits, false)
+}
+
+/// `fail`, with Envoy's text for a failure after retries when `retried`.
+pub(crate) fn fail_retried(
+    respond: &mut SendResponse<Bytes>,
+    grpc: bool,
+    f: Failure,
+    edits: Edits<'_>,
+    retried: bool,
+) -> Done {
+    let text = if retried { f.retried_body() } else { f.body() };
     local(
         respond,
         grpc,
         f.status(),
         None,
-        &Bytes::from_static(f.body().as_bytes()),
+        &Bytes::from_static(text.as_bytes()),
         f.flag(),
         edits,
     )

@@ -24,6 +24,7 @@ use crate::upstream::Connector;
 
 use super::reply::{self, expired, fail, grpc_timeout, is_grpc, local, local_at, reject, Done};
 use crate::http::hold::{self, Held};
+use crate::upstream::request::retry::{Headers, RetryState};
 
 pub(crate) async fn serve<C: Connector>(
     req: http::Request<RecvStream>,
@@ -220,6 +221,19 @@ pub(crate) async fn serve<C: Connector>(
                 up_parts = Some(p);
             }
             own_headers::proxied(&l.own, &l.forwarding, timeout, fwd.client, &mut edits);
+            // Only an HTTP/1 cluster retries yet (the HTTP/2 upstream paths do not).
+            let retry = (cs.cfg.protocol == UpstreamProtocol::Http1)
+                .then(|| {
+                    let honoured = Honoured {
+                        headers: &parts.headers,
+                        edits: &edits.request,
+                    };
+                    RetryState::new(t.retries, &honoured)
+                })
+                .flatten();
+            if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
+                edits.request.stamp.attempt_count = Some(1);
+            }
             let progress = Rc::new(Progress::new(timeout, l.stream_idle_timeout));
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
@@ -272,6 +286,8 @@ pub(crate) async fn serve<C: Connector>(
                 grpc,
                 max_headers: l.limits.max_headers,
                 edits,
+                retry,
+                route_timeout: timeout,
             };
             match cs.cfg.protocol {
                 UpstreamProtocol::Http1 => {
@@ -351,4 +367,22 @@ fn shared_hostname(endpoints: &[crate::config::Endpoint]) -> Option<&str> {
         .iter()
         .all(|e| e.hostname.as_deref() == Some(first))
         .then_some(first)
+}
+
+/// The request headers the router honours: those the connection manager's sanitizing
+/// (`sanitize_envoy_headers`) leaves in place.
+struct Honoured<'a> {
+    headers: &'a http::HeaderMap,
+    edits: &'a crate::http::filter::headers::Edits<'a>,
+}
+
+impl Headers for Honoured<'_> {
+    fn values<'v>(&'v self, name: &'v str) -> impl Iterator<Item = &'v [u8]> + 'v {
+        let kept = self.edits.keeps(name);
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter(move |_| kept)
+            .map(|v| v.as_bytes())
+    }
 }

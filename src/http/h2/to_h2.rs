@@ -165,13 +165,17 @@ where
         req: Some(req),
         end,
     };
+    let (mut ep, mut again) = (ep, None);
     let (response, mut up_send) = match request::run(
         &request::Http2,
         RetryPolicy::NONE,
+        None,
         cs,
-        ep,
+        &mut ep,
+        &mut again,
         &*view.connector,
-        || progress.deadline(),
+        progress,
+        std::time::Duration::ZERO,
         &mut open,
     )
     .await

@@ -51,6 +51,8 @@ pub struct Target<'t> {
     /// `auto_host_rewrite`: the Host becomes the picked endpoint's hostname, if it has
     /// one.
     pub auto_host: bool,
+    /// The route's retry policy and attempt-count headers.
+    pub retries: &'t crate::config::Retries,
 }
 
 /// Converts an RE2 substitution (`\1` for a group, `\\` for a backslash) to the regex
@@ -200,6 +202,7 @@ pub fn resolve<'t>(table: &'t RouteTable, route: &'t Route, req: &Request<'_>) -
         cluster,
         record_host: matches!(f.host_rewrite, HostRewrite::Literal(_)),
         timeout: f.timeout,
+        retries: &f.retries,
         upgrades: &f.upgrades,
         path: f
             .path_rewrite

@@ -126,7 +126,11 @@ pub(super) fn route_match(
 
 // `exact_match`, `prefix_match`, ... are deprecated in Envoy's API but still accepted.
 #[allow(deprecated)]
-fn header_match(h: &HeaderMatcher, at: &At<'_>, paths: &mut PathMap) -> R<RawHeaderMatch> {
+pub(super) fn header_match(
+    h: &HeaderMatcher,
+    at: &At<'_>,
+    paths: &mut PathMap,
+) -> R<RawHeaderMatch> {
     let mut out = RawHeaderMatch {
         name: h.name.clone(),
         invert_match: h.invert_match,
