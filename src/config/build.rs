@@ -12,6 +12,7 @@ use super::model::*;
 use super::raw::*;
 
 mod listener;
+mod listener_filters;
 mod proxy_headers;
 mod retry;
 mod route_action;
