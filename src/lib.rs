@@ -10,6 +10,7 @@ pub mod config;
 pub(crate) mod contain;
 pub mod demo;
 pub mod http;
+pub mod iptables;
 pub mod listener;
 pub mod observe;
 pub mod rbac;
