@@ -7,19 +7,23 @@
 
 mod support;
 
-use std::net::IpAddr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outrigger::config::parse_str;
+use outrigger::config::{parse_str, Forwarding};
 use outrigger::http::filter::local_ratelimit::bucket::{now_ns, Lease, SharedBucket, Spec};
-use outrigger::http::filter::{self, ConnState, HttpFilter, RequestInfo, StreamEdits};
+use outrigger::http::filter::{self, ConnState, HttpFilter, RequestCtx, StreamEdits};
+use outrigger::http::router::Request;
+use outrigger::observe::stats::Counter;
 
 const ON: &str = "filter_enabled: { default_value: { numerator: 100 } }
           filter_enforced: { default_value: { numerator: 100 } }";
 
-fn chain(filter: &str) -> Vec<HttpFilter> {
+/// The chain of a listener with `filter`, and the config's named counters (one per
+/// name, as a worker keeps them).
+fn chain(filter: &str) -> (Vec<HttpFilter>, Vec<Rc<Counter>>) {
     let filters = if filter.is_empty() {
         String::new()
     } else {
@@ -45,7 +49,8 @@ fn chain(filter: &str) -> Vec<HttpFilter> {
     let hcm = snap.listeners[0].filter_chains[0]
         .hcm()
         .expect("an HTTP chain");
-    hcm.http_filters.clone()
+    let counters = snap.counters.iter().map(|_| Rc::default()).collect();
+    (hcm.http_filters.clone(), counters)
 }
 
 fn main() {
@@ -53,11 +58,18 @@ fn main() {
         name: "x-user",
         value: b"alice",
     }];
-    let conn = ConnState::default();
-    let info = RequestInfo {
+    let state = ConnState::default();
+    let req = Request {
+        method: "GET",
+        authority: b"bench",
+        path: "/",
+        scheme: "http",
         headers: &headers,
-        remote: IpAddr::from([10, 0, 0, 1]),
-        conn: &conn,
+    };
+    let forwarding = Forwarding {
+        use_remote_address: true,
+        xff_num_trusted_hops: 0,
+        skip_xff_append: false,
     };
     let cases = [
         ("no filter (the chain alone)", String::new()),
@@ -79,10 +91,21 @@ fn main() {
         ),
     ];
     for (name, f) in &cases {
-        let c = chain(f);
+        let (c, counters) = chain(f);
+        let ctx = RequestCtx {
+            req: &req,
+            conn: outrigger::rbac::Conn {
+                peer: [10, 0, 0, 1].into(),
+                local: ([127, 0, 0, 1], 80).into(),
+                tls: None,
+            },
+            forwarding: &forwarding,
+            counters: &counters,
+            state: &state,
+        };
         support::bench(&format!("on_request_head: {name}"), || {
             let mut e = StreamEdits::default();
-            futures_lite::future::block_on(filter::on_request_head(&c, None, &info, &mut e))
+            futures_lite::future::block_on(filter::on_request_head(&c, None, &mut e, &ctx))
         });
     }
 

@@ -3,8 +3,9 @@
 //! buckets refill, descriptors from the route's `rate_limits` take their own buckets,
 //! routes override or disable the filter, per-connection buckets, the `x-ratelimit-*`
 //! headers, `filter_enabled` / `filter_enforced` at 0 and 100%, HTTP/1 and HTTP/2
-//! clients, and bad configs refused with the field. Nothing here measures time: a
-//! refill is waited for with a bounded poll.
+//! clients, bad configs refused with the field, and the counters beside RBAC's on both
+//! stats pages and across a reload. Nothing here measures time: a refill is waited for
+//! with a bounded poll.
 
 mod common;
 mod h2client;
@@ -368,4 +369,66 @@ fn bad_configs_are_refused_with_the_field() {
     ] {
         assert!(err.contains(field), "missing {field} in:\n{err}");
     }
+}
+
+/// The rate limit's counters are the config's named counters, as RBAC's: both filters
+/// of one chain count under Envoy's names on `/stats` and `/stats/prometheus`, and the
+/// counts (and the spent bucket) survive a reload.
+#[test]
+fn counters_are_named_like_rbacs_on_both_stats_pages_and_kept_across_a_reload() {
+    let up = Upstream::echo();
+    let text = config(
+        &filter("token_bucket: { max_tokens: 2, fill_interval: 3600s }"),
+        up.addr,
+    )
+    .replace(
+        "    http_filters:\n",
+        "    http_filters:
+      - name: authz
+        rbac:
+          rules:
+            action: DENY
+            policies:
+              no-bob:
+                permissions: [{ any: true }]
+                principals: [{ header: { name: x-user, string_match: { exact: bob } } }]
+",
+    );
+    let proxy = Proxy::start_with(&text, 2);
+    let get = |user: &str| {
+        let mut c = Conn::connect(proxy.listen);
+        c.send(format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nx-user: {user}\r\n\r\n"
+        ));
+        c.read_response().unwrap().status
+    };
+    // RBAC runs first: bob's request never reaches the rate limiter.
+    assert_eq!(get("bob"), 403);
+    let alice: Vec<u16> = (0..3).map(|_| get("alice")).collect();
+    assert_eq!(alice, vec![200, 200, 429]);
+    // `extra`: alice's limited requests after the first three.
+    let check = |extra: u64| {
+        let want = [
+            ("http.main.rbac.allowed", 3 + extra),
+            ("http.main.rbac.denied", 1),
+            ("lim.http_local_rate_limit.enabled", 3 + extra),
+            ("lim.http_local_rate_limit.ok", 2),
+            ("lim.http_local_rate_limit.rate_limited", 1 + extra),
+            ("lim.http_local_rate_limit.enforced", 1 + extra),
+            ("lim.http_local_rate_limit.shadow_mode", 0),
+        ];
+        let text = proxy.prometheus();
+        for (name, n) in want {
+            assert_eq!(counter(&proxy, name), n, "{name} on /stats");
+            let line = format!("outrigger_filter_counter_total{{name=\"{name}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} not in\n{text}");
+        }
+    };
+    check(0);
+    let r = proxy.reload();
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    check(0);
+    // The same bucket, still spent, and the same counters.
+    assert_eq!(get("alice"), 429);
+    check(1);
 }

@@ -98,6 +98,19 @@ pub fn render(r: &StatsReport) -> String {
         pre_cx_timeout
     );
     tls(&mut out, ls);
+    family(
+        &mut out,
+        "outrigger_filter_counter_total",
+        "counter",
+        "Filter counters by Envoy's stat name (http.<stat_prefix>.rbac.allowed, <stat_prefix>.http_local_rate_limit.rate_limited, ...).",
+    );
+    for (name, n) in &r.counters {
+        let _ = writeln!(
+            out,
+            "outrigger_filter_counter_total{{name=\"{}\"}} {n}",
+            esc(name)
+        );
+    }
 
     family(
         &mut out,
@@ -396,7 +409,7 @@ mod tests {
         let r = StatsReport {
             listeners: vec![l.report("in")],
             clusters: vec![],
-            counters: Default::default(),
+            ..Default::default()
         };
         let text = render(&r);
         assert!(

@@ -11,6 +11,7 @@ pub mod model;
 pub mod oneline;
 mod raw;
 mod raw_match;
+pub(crate) mod raw_rbac;
 mod raw_retry;
 mod raw_route;
 pub mod retry_model;

@@ -249,7 +249,8 @@ pub struct ClusterReport {
 pub struct StatsReport {
     pub listeners: Vec<ListenerReport>,
     pub clusters: Vec<ClusterReport>,
-    /// Counters kept under their Envoy names (the HTTP filters'), summed over cores.
+    /// The filters' counters by Envoy's stat name (`http.ingress.rbac.allowed`,
+    /// `<stat_prefix>.http_local_rate_limit.ok`), summed over cores.
     pub counters: std::collections::BTreeMap<String, u64>,
 }
 
@@ -266,7 +267,7 @@ impl StatsReport {
     /// Adds another worker's report into this one, matching by name.
     pub fn merge(&mut self, other: StatsReport) {
         for (name, n) in other.counters {
-            *self.counters.entry(name).or_insert(0) += n;
+            *self.counters.entry(name).or_default() += n;
         }
         for l in other.listeners {
             match self.listeners.iter_mut().find(|x| x.name == l.name) {
@@ -345,12 +346,12 @@ mod tests {
         let mut a = StatsReport {
             listeners: vec![l.report("x")],
             clusters: vec![],
-            counters: Default::default(),
+            ..Default::default()
         };
         let b = StatsReport {
             listeners: vec![l.report("x")],
             clusters: vec![],
-            counters: Default::default(),
+            ..Default::default()
         };
         a.merge(b);
         let r = &a.listeners[0];

@@ -21,9 +21,10 @@ use crate::config::{NetworkTerminal, Snapshot};
 use crate::contain::contain;
 use crate::http::buf::BufPool;
 use crate::http::view::{ConnSlot, WorkerView};
+use crate::listener::original_dst;
 use crate::listener::select::ChainSelector;
 use crate::observe::access_log::{Batch, LogSink};
-use crate::observe::stats::{ClusterStats, ListenerStats, StatsReport};
+use crate::observe::stats::{ClusterStats, Counter, ListenerStats, StatsReport};
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::TcpConnector;
 
@@ -52,6 +53,8 @@ struct Worker {
     /// Stats live by name so they carry across config versions.
     listener_stats: RefCell<HashMap<String, Rc<ListenerStats>>>,
     cluster_stats: RefCell<HashMap<String, Rc<ClusterStats>>>,
+    /// The filters' named counters (`Snapshot::counters`), kept by name.
+    counters: RefCell<HashMap<String, Rc<Counter>>>,
     sinks: RefCell<HashMap<String, Rc<LogSink>>>,
     /// Sinks replaced by a reload but still used by connections accepted before it.
     retired_sinks: RefCell<Vec<Rc<LogSink>>>,
@@ -62,6 +65,8 @@ struct Worker {
     next_conn: Cell<u64>,
     /// Open-connection counts shared with the other workers, for connection limits.
     counts: Arc<ConnCounts>,
+    /// Counts of the listeners connections are handed to (`use_original_dst`).
+    handoff_counts: RefCell<HashMap<String, ListenerCount>>,
     hooks: Rc<crate::test_hooks::TestHooks>,
     /// Rings when housekeeping is due (a log batch to hand over, pooled connections to
     /// age out); nothing else wakes the worker on a timer.
@@ -120,12 +125,14 @@ pub async fn run(
         log_tx,
         listener_stats: RefCell::default(),
         cluster_stats: RefCell::default(),
+        counters: RefCell::default(),
         sinks: RefCell::default(),
         retired_sinks: RefCell::default(),
         acceptors: RefCell::default(),
         conns: RefCell::default(),
         next_conn: Cell::new(0),
         counts,
+        handoff_counts: RefCell::default(),
         hooks: Rc::new(crate::test_hooks::TestHooks::from_env().with_alarm(alarm.clone())),
         alarm,
     });
@@ -244,6 +251,17 @@ impl Worker {
                     .clone()
             })
             .collect();
+        let counters = snapshot
+            .counters
+            .iter()
+            .map(|name| {
+                self.counters
+                    .borrow_mut()
+                    .entry(name.clone())
+                    .or_default()
+                    .clone()
+            })
+            .collect();
         let mut sinks = self.sinks.borrow_mut();
         let mut retired = self.retired_sinks.borrow_mut();
         // One sink per chain that logs, kept by "listener\0chain" across reloads.
@@ -305,6 +323,7 @@ impl Worker {
             selectors,
             clusters,
             listener_stats,
+            counters,
             access_logs,
             connector: self.connector.clone(),
             draining: self.draining.clone(),
@@ -317,7 +336,12 @@ impl Worker {
 
         // Listeners: stop removed ones, start new or moved ones with the sockets sent.
         let mut acceptors = self.acceptors.borrow_mut();
-        acceptors.retain(|name, _| snapshot.listeners.iter().any(|l| &l.name == name));
+        acceptors.retain(|name, _| {
+            snapshot
+                .listeners
+                .iter()
+                .any(|l| &l.name == name && l.bind_to_port)
+        });
         for (name, socket) in sockets {
             // SAFETY: the socket is bound and listening, and ownership moves to glommio.
             let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
@@ -325,6 +349,16 @@ impl Worker {
             let task = spawn_local(accept_loop(self.clone(), name.clone(), listener, count));
             acceptors.insert(name, task);
         }
+    }
+
+    /// The connection count of a listener that takes handed-off connections (it has no
+    /// accept loop of its own here), kept per worker so a hand-off takes no lock.
+    fn count_of(&self, listener: &str) -> ListenerCount {
+        self.handoff_counts
+            .borrow_mut()
+            .entry(listener.to_string())
+            .or_insert_with(|| self.counts.listener(listener))
+            .clone()
     }
 
     fn report(&self) -> StatsReport {
@@ -341,9 +375,9 @@ impl Worker {
                 .unwrap_or_default();
             r.clusters.push(s.report(name, endpoints));
         }
-        let mut counters = Vec::new();
-        crate::http::filter::local_ratelimit::stats::report(&mut counters);
-        r.counters.extend(counters);
+        for (name, c) in self.counters.borrow().iter() {
+            r.counters.insert(name.clone(), c.get());
+        }
         r
     }
 
@@ -393,17 +427,33 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
         let Some(view) = w.current.borrow().clone() else {
             continue;
         };
-        let Some(index) = view.snapshot.listeners.iter().position(|l| l.name == name) else {
+        let Some(mut index) = view.snapshot.listeners.iter().position(|l| l.name == name) else {
             continue;
         };
+        let (Ok(peer), Ok(mut local)) = (stream.peer_addr(), stream.local_addr()) else {
+            continue;
+        };
+        // The original_dst listener filter, and use_original_dst's hand-off to the
+        // listener of the original destination (which then counts and admits it).
+        let l = &view.snapshot.listeners[index];
+        if l.listener_filters.original_dst {
+            if let Some(dst) = original_dst::read(stream.as_raw_fd(), local.is_ipv6()) {
+                local = dst;
+                if l.use_original_dst {
+                    index = original_dst::handoff(&view.snapshot.listeners, index, dst);
+                }
+            }
+        }
         let stats = view.listener_stats[index].clone();
         let l = &view.snapshot.listeners[index];
-        let Some(permit) = count.admit(l.max_connections, view.snapshot.max_connections) else {
+        let handed = (l.name != name).then(|| w.count_of(&l.name));
+        let Some(permit) = handed
+            .as_ref()
+            .unwrap_or(&count)
+            .admit(l.max_connections, view.snapshot.max_connections)
+        else {
             // Over a connection limit: close at once (dropping the stream), count it.
             stats.cx_overflow.inc();
-            continue;
-        };
-        let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -15,6 +15,7 @@ use crate::http::filter::header_mutation::{
 };
 use crate::http::filter::headers::HeaderPlan;
 use crate::http::filter::local_ratelimit::descriptors::{self, Policy, RawRateLimit};
+use crate::http::filter::local_ratelimit::stats;
 use crate::http::filter::local_ratelimit::{
     LocalRateLimitFilter, RawLocalRateLimit, RouteRateLimits,
 };
@@ -24,7 +25,13 @@ use crate::http::filter::{
 use crate::http::router::{DomainIndex, MAX_DOMAIN_LEN};
 
 impl Builder {
-    pub(super) fn http_filters(&mut self, p: &str, raw: &[RawHttpFilter]) -> Vec<HttpFilter> {
+    /// A connection manager's HTTP filters; its counters are under `http.<stat_prefix>.`.
+    pub(super) fn http_filters(
+        &mut self,
+        p: &str,
+        raw: &[RawHttpFilter],
+        stat_prefix: &str,
+    ) -> Vec<HttpFilter> {
         let mut out: Vec<HttpFilter> = Vec::new();
         for (k, f) in raw.iter().enumerate() {
             let fp = format!("{p}.http_filters[{k}]");
@@ -36,25 +43,30 @@ impl Builder {
                     format!("duplicate filter name `{}`", f.name),
                 );
             }
-            let kind = match (&f.header_mutation, &f.buffer, &f.local_ratelimit) {
-                (Some(m), None, None) => {
+            let kind = match (&f.header_mutation, &f.buffer, &f.local_ratelimit, &f.rbac) {
+                (Some(m), None, None, None) => {
                     let m = self.header_mutation(&format!("{fp}.header_mutation"), m.as_ref());
                     FilterKind::HeaderMutation(HeaderMutationFilter::new(&m))
                 }
-                (None, Some(b), None) => match self.buffer(&format!("{fp}.buffer"), b) {
+                (None, Some(b), None, None) => match self.buffer(&format!("{fp}.buffer"), b) {
                     Some(b) => FilterKind::Buffer(b),
                     None => continue,
                 },
-                (None, None, Some(l)) => {
+                (None, None, Some(l), None) => {
                     match self.local_ratelimit(&format!("{fp}.local_ratelimit"), l, false) {
                         Some(l) => FilterKind::LocalRateLimit(l),
                         None => continue,
                     }
                 }
+                (None, None, None, Some(r)) => FilterKind::Rbac(Box::new(self.rbac_filter(
+                    &format!("{fp}.rbac"),
+                    r,
+                    stat_prefix,
+                ))),
                 _ => {
                     self.err(
                         fp,
-                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`",
+                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`, `rbac`",
                     );
                     continue;
                 }
@@ -263,8 +275,10 @@ impl Builder {
         raw: &RawLocalRateLimit,
         per_route: bool,
     ) -> Option<LocalRateLimitFilter> {
+        let names = stats::names(&raw.stat_prefix);
+        let counters = stats::Counters::from_indices(names.map(|n| self.counter(n)));
         let mut errors = Vec::new();
-        let l = raw.build(prefix, per_route, &mut errors);
+        let l = raw.build(prefix, per_route, counters, &mut errors);
         for (path, message) in errors {
             self.err(path, message);
         }
@@ -305,31 +319,36 @@ impl Builder {
         let mut overrides = Vec::new();
         for (name, o) in &r.per_filter_config {
             let op = format!("{p}.per_filter_config.{name}");
-            match (o.disabled, &o.header_mutation, &o.buffer, &o.local_ratelimit) {
-                (true, None, None, None) => {
+            let own = (&o.header_mutation, &o.buffer, &o.local_ratelimit, &o.rbac);
+            match (o.disabled, own) {
+                (true, (None, None, None, None)) => {
                     overrides.push((name.clone(), FilterOverride::Disabled))
                 }
-                (false, None, None, Some(l)) => {
+                (false, (None, None, Some(l), None)) => {
                     if let Some(l) = self.local_ratelimit(&format!("{op}.local_ratelimit"), l, true)
                     {
                         overrides.push((name.clone(), FilterOverride::LocalRateLimit(l)));
                     }
                 }
-                (false, Some(m), None, None) => {
+                (false, (None, None, None, Some(r))) => {
+                    let r = self.rbac_rules(&format!("{op}.rbac"), r);
+                    overrides.push((name.clone(), FilterOverride::Rbac(Box::new(r))));
+                }
+                (false, (Some(m), None, None, None)) => {
                     let m = self.header_mutation(&format!("{op}.header_mutation"), m.as_ref());
                     overrides.push((
                         name.clone(),
                         FilterOverride::HeaderMutation(HeaderMutationFilter::new(&m)),
                     ));
                 }
-                (false, None, Some(b), None) => {
+                (false, (None, Some(b), None, None)) => {
                     if let Some(b) = self.buffer(&format!("{op}.buffer"), b) {
                         overrides.push((name.clone(), FilterOverride::Buffer(b)));
                     }
                 }
                 _ => self.err(
                     op,
-                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`)",
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`)",
                 ),
             }
         }

@@ -16,6 +16,7 @@ mod convert;
 mod hcm;
 mod listener;
 mod local_ratelimit;
+mod rbac;
 mod route;
 mod tls;
 mod walk;

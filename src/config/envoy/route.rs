@@ -3,7 +3,7 @@
 //! their rewrites, timeout and upgrades, redirect, direct response), header edits and
 //! `typed_per_filter_config`. Control plane only.
 
-mod matching;
+pub(super) mod matching;
 mod retry;
 
 use std::collections::{BTreeMap, HashMap};
@@ -56,6 +56,8 @@ pub(super) enum ChainOwn {
     Buffer,
     /// A local rate-limit filter.
     LocalRateLimit,
+    /// An RBAC filter.
+    Rbac,
 }
 
 /// The four header-edit lists of any level, translated.
@@ -491,15 +493,11 @@ fn per_filter_config(
                     None => continue,
                     Some((_, PerFilter::Disabled)) => RawFilterOverride {
                         disabled: true,
-                        header_mutation: None,
-                        buffer: None,
-                        local_ratelimit: None,
+                        ..RawFilterOverride::default()
                     },
                     Some((_, PerFilter::LocalRateLimit(l))) => RawFilterOverride {
-                        disabled: false,
-                        header_mutation: None,
-                        buffer: None,
                         local_ratelimit: Some((**l).clone()),
+                        ..RawFilterOverride::default()
                     },
                     Some(_) => {
                         return Err(err(
@@ -507,6 +505,33 @@ fn per_filter_config(
                             format!("`{name}` is a local rate-limit filter; its per-route config is a LocalRateLimit"),
                         ))
                     }
+                };
+                out.insert(name.clone(), o);
+                continue;
+            }
+            ChainOwn::Rbac => {
+                // Envoy's RBAC filter takes the most specific per-route config.
+                let first = decoded
+                    .iter_mut()
+                    .flat_map(|e| e.iter_mut())
+                    .find(|(n, _)| n == name);
+                let (disabled, rbac) = match first {
+                    None => continue,
+                    Some((_, PerFilter::Disabled)) => (true, None),
+                    Some((_, PerFilter::Rbac(r))) => (false, Some(std::mem::take(r))),
+                    Some(_) => {
+                        return Err(err(
+                            "typed_per_filter_config",
+                            format!(
+                            "`{name}` is an RBAC filter; its per-route config is an RBACPerRoute"
+                        ),
+                        ))
+                    }
+                };
+                let o = RawFilterOverride {
+                    disabled,
+                    rbac,
+                    ..RawFilterOverride::default()
                 };
                 out.insert(name.clone(), o);
                 continue;
@@ -524,14 +549,19 @@ fn per_filter_config(
                         header_mutation: None,
                         buffer: None,
                         local_ratelimit: None,
+                        rbac: None,
                     },
                     Some((_, PerFilter::Buffer(b))) => RawFilterOverride {
                         disabled: false,
                         header_mutation: None,
                         buffer: Some(b.clone()),
                         local_ratelimit: None,
+                        rbac: None,
                     },
-                    Some((_, PerFilter::Mutations(_) | PerFilter::LocalRateLimit(_))) => {
+                    Some((
+                        _,
+                        PerFilter::Mutations(_) | PerFilter::LocalRateLimit(_) | PerFilter::Rbac(_),
+                    )) => {
                         return Err(err(
                             "typed_per_filter_config",
                             format!(
@@ -556,10 +586,10 @@ fn per_filter_config(
                     PerFilter::Disabled => {
                         disabled.get_or_insert(true);
                     }
-                    PerFilter::Buffer(_) | PerFilter::LocalRateLimit(_) => {
+                    PerFilter::Buffer(_) | PerFilter::LocalRateLimit(_) | PerFilter::Rbac(_) => {
                         return Err(err(
                             "typed_per_filter_config",
-                            format!("`{name}` is a header-mutation filter; a BufferPerRoute or LocalRateLimit does not configure it"),
+                            format!("`{name}` is a header-mutation filter; a BufferPerRoute, LocalRateLimit or RBACPerRoute does not configure it"),
                         ))
                     }
                     PerFilter::Mutations(m) => {
@@ -581,6 +611,7 @@ fn per_filter_config(
                     header_mutation: None,
                     buffer: None,
                     local_ratelimit: None,
+                    rbac: None,
                 },
             );
         } else if any {
@@ -591,6 +622,7 @@ fn per_filter_config(
                     header_mutation: Some(mutations(&Some(merged), "(merged)")?),
                     buffer: None,
                     local_ratelimit: None,
+                    rbac: None,
                 },
             );
         }
@@ -613,6 +645,7 @@ enum PerFilter {
     Mutations(Mutations),
     Buffer(RawBuffer),
     LocalRateLimit(Box<RawLocalRateLimit>),
+    Rbac(crate::config::raw_rbac::RawRbacFilter),
 }
 
 /// A `BufferPerRoute`: disabled, or its own limit.
@@ -640,6 +673,7 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
         LOCAL_RATELIMIT => Ok(PerFilter::LocalRateLimit(Box::new(
             super::local_ratelimit::translate(&payload(any, LOCAL_RATELIMIT, ep)?, ep, true)?,
         ))),
+        super::rbac::PER_ROUTE => Ok(PerFilter::Rbac(super::rbac::per_route_any(any, ep)?)),
         FILTER_CONFIG => {
             let f: FilterConfig = payload(any, FILTER_CONFIG, ep)?;
             match (&f.config, f.disabled) {
@@ -654,6 +688,12 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
                 (Some(inner), false) if walk::type_name(&inner.type_url) == BUFFER_PER_ROUTE => {
                     let cp = format!("{ep}.config");
                     buffer_override(&payload(inner, BUFFER_PER_ROUTE, &cp)?, &cp)
+                }
+                (Some(inner), false)
+                    if walk::type_name(&inner.type_url) == super::rbac::PER_ROUTE =>
+                {
+                    let cp = format!("{ep}.config");
+                    Ok(PerFilter::Rbac(super::rbac::per_route_any(inner, &cp)?))
                 }
                 (Some(inner), false) => checked(
                     payload(inner, PER_ROUTE, &format!("{ep}.config"))?,

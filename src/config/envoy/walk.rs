@@ -82,6 +82,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "listener_filters",
             "listener_filters_timeout",
             "continue_on_listener_filters_timeout",
+            "use_original_dst",
+            "bind_to_port",
         ],
     ),
     (
@@ -352,6 +354,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.route.v3.HeaderMatcher",
+        // Route matches translate exact, prefix and present (`route.rs` refuses the
+        // others); RBAC header rules take every form.
         &[
             "name",
             "exact_match",
@@ -495,8 +499,10 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "eds_cluster_config",
             "typed_extension_protocol_options",
             "transport_socket",
+            "upstream_bind_config",
         ],
     ),
+    ("envoy.config.core.v3.BindConfig", &["source_address"]),
     (
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
         &["cluster_name", "endpoints"],
@@ -526,6 +532,65 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
         &["http_protocol_options", "http2_protocol_options"],
     ),
+    // --- RBAC (HTTP and network filters; `config/envoy/rbac.rs`) ---
+    (
+        "envoy.extensions.filters.http.rbac.v3.RBAC",
+        &[
+            "rules",
+            "shadow_rules",
+            "rules_stat_prefix",
+            "shadow_rules_stat_prefix",
+            "track_per_rule_stats",
+        ],
+    ),
+    ("envoy.extensions.filters.http.rbac.v3.RBACPerRoute", &["rbac"]),
+    (
+        "envoy.extensions.filters.network.rbac.v3.RBAC",
+        &[
+            "rules",
+            "shadow_rules",
+            "stat_prefix",
+            "shadow_rules_stat_prefix",
+            "enforcement_type",
+        ],
+    ),
+    ("envoy.config.rbac.v3.RBAC", &["action", "policies"]),
+    ("envoy.config.rbac.v3.Policy", &["permissions", "principals"]),
+    (
+        "envoy.config.rbac.v3.Permission",
+        &[
+            "and_rules",
+            "or_rules",
+            "not_rule",
+            "any",
+            "header",
+            "url_path",
+            "destination_ip",
+            "destination_port",
+            "destination_port_range",
+            "requested_server_name",
+        ],
+    ),
+    ("envoy.config.rbac.v3.Permission.Set", &["rules"]),
+    (
+        "envoy.config.rbac.v3.Principal",
+        &[
+            "and_ids",
+            "or_ids",
+            "not_id",
+            "any",
+            "authenticated",
+            "source_ip",
+            "direct_remote_ip",
+            "remote_ip",
+            "header",
+            "url_path",
+        ],
+    ),
+    ("envoy.config.rbac.v3.Principal.Set", &["ids"]),
+    ("envoy.config.rbac.v3.Principal.Authenticated", &["principal_name"]),
+    ("envoy.type.matcher.v3.PathMatcher", &["path"]),
+    ("envoy.type.v3.Int32Range", &["start", "end"]),
 ];
 
 /// Extension types (`typed_config` and other `Any` payloads) Outrigger implements.
@@ -535,6 +600,7 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
     "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
     "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+    "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
     "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
     "envoy.extensions.filters.http.router.v3.Router",
@@ -545,6 +611,9 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
     "envoy.config.route.v3.FilterConfig",
     "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+    "envoy.extensions.filters.http.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
+    "envoy.extensions.filters.network.rbac.v3.RBAC",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -558,6 +627,7 @@ pub(super) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
     "envoy.extensions.filters.http.buffer.v3.Buffer",
     "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+    "envoy.extensions.filters.http.rbac.v3.RBAC",
 ];
 
 fn supported(message: &str, field: &str) -> bool {

@@ -26,10 +26,9 @@ pub(super) async fn prepare<'v, C: Connector>(
     l: &'v HttpConnectionManager,
     view: &'v WorkerView<C>,
     wbuf: &mut Vec<u8>,
-    (peer, ip): (std::net::IpAddr, &[u8]),
-    tls: bool,
+    (facts, state): (crate::rbac::Conn<'_>, &filter::ConnState),
+    ip: &[u8],
     rec: Option<&mut StreamInfo>,
-    filter_state: &filter::ConnState,
 ) -> Result<Option<Plan<'v>>, HeadError> {
     let mut slots = request::header_slots();
     let Some(mut req) = request::parse(data, &l.limits, &mut slots)? else {
@@ -92,13 +91,16 @@ pub(super) async fn prepare<'v, C: Connector>(
     };
     // The filter chain runs on every routed or unrouted request; the router is last.
     let mut edits = own_headers::stream_edits(&l.own);
-    let info = filter::RequestInfo {
-        headers,
-        remote: peer,
-        conn: filter_state,
+    let ctx = filter::RequestCtx {
+        req: &view_req,
+        conn: facts,
+        forwarding: &l.forwarding,
+        counters: &view.counters,
+        state,
     };
     let route_filters = route.map(|r| r.filters.view());
-    let status = filter::on_request_head(&l.http_filters, route_filters, &info, &mut edits).await;
+    let status = filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await;
+    let (peer, tls) = (facts.peer, facts.tls.is_some());
     own_headers::finish_response_edits(&l.own, &mut edits);
     let decision = match status {
         filter::Status::Respond(reply) => {

@@ -36,21 +36,24 @@
 //! config); the raw variant in `RawHttpFilter`. The connection managers do not change.
 
 pub mod buffer;
+pub mod ctx;
 pub mod header_mutation;
 pub mod headers;
 pub mod local_ratelimit;
+pub mod rbac;
 pub mod status;
-
-use std::net::IpAddr;
 
 use serde::Deserialize;
 
 use self::buffer::{BufferFilter, RawBuffer};
+pub use self::ctx::{ConnState, RequestCtx};
 use self::header_mutation::{HeaderMutationFilter, RawHeaderMutation};
 use self::headers::{Edits, HeaderPlan};
 use self::local_ratelimit::{LocalRateLimitFilter, RawLocalRateLimit, RouteRateLimits};
+use self::rbac::RbacFilter;
 pub use self::status::{DataStatus, LocalReply, Status};
 use super::flags::ResponseFlag;
+use crate::config::raw_rbac::RawRbacFilter;
 
 pub use self::headers::MAX_HEADER_MUTATION_FILTERS;
 
@@ -65,10 +68,12 @@ pub(crate) struct RawHttpFilter {
     pub buffer: Option<RawBuffer>,
     #[serde(default)]
     pub local_ratelimit: Option<RawLocalRateLimit>,
+    #[serde(default)]
+    pub rbac: Option<RawRbacFilter>,
 }
 
 /// A route's override for one filter, as written in the YAML (`per_filter_config`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawFilterOverride {
     #[serde(default)]
@@ -79,20 +84,23 @@ pub(crate) struct RawFilterOverride {
     pub buffer: Option<RawBuffer>,
     #[serde(default)]
     pub local_ratelimit: Option<RawLocalRateLimit>,
+    #[serde(default)]
+    pub rbac: Option<RawRbacFilter>,
 }
 
 /// A configured filter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpFilter {
     pub name: String,
     pub kind: FilterKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FilterKind {
     HeaderMutation(HeaderMutationFilter),
     Buffer(BufferFilter),
     LocalRateLimit(LocalRateLimitFilter),
+    Rbac(Box<RbacFilter>),
 }
 
 impl FilterKind {
@@ -101,16 +109,19 @@ impl FilterKind {
             FilterKind::HeaderMutation(_) => "header_mutation",
             FilterKind::Buffer(_) => "buffer",
             FilterKind::LocalRateLimit(_) => "local_ratelimit",
+            FilterKind::Rbac(_) => "rbac",
         }
     }
 
     /// The hooks this kind has after the request head.
     pub const fn hooks(&self) -> Hooks {
         match self {
-            // Its response edits are applied by the encoders (`StreamEdits`).
-            FilterKind::HeaderMutation(_) => Hooks::NONE,
-            // Decides on the request head; its response headers ride in the edits.
-            FilterKind::LocalRateLimit(_) => Hooks::NONE,
+            // Its response edits are applied by the encoders (`StreamEdits`); RBAC
+            // decides on the request head alone, and so does the local rate limit (its
+            // response headers ride in the edits).
+            FilterKind::HeaderMutation(_) | FilterKind::Rbac(_) | FilterKind::LocalRateLimit(_) => {
+                Hooks::NONE
+            }
             FilterKind::Buffer(_) => Hooks {
                 request_data: true,
                 ..Hooks::NONE
@@ -209,9 +220,9 @@ impl<'c> Chain<'c> {
         let mut out = DataStatus::Continue;
         for f in self.active() {
             let status = match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::LocalRateLimit(_) => {
-                    DataStatus::Continue
-                }
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_) => DataStatus::Continue,
                 FilterKind::Buffer(own) => {
                     let b = match self.override_for(&f.name) {
                         Some(FilterOverride::Buffer(b)) => b,
@@ -238,6 +249,7 @@ impl<'c> Chain<'c> {
             match &f.kind {
                 FilterKind::HeaderMutation(_)
                 | FilterKind::Buffer(_)
+                | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_) => {}
             }
         }
@@ -254,6 +266,7 @@ impl<'c> Chain<'c> {
             match &f.kind {
                 FilterKind::HeaderMutation(_)
                 | FilterKind::Buffer(_)
+                | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_) => {}
             }
         }
@@ -271,6 +284,7 @@ impl<'c> Chain<'c> {
             match &f.kind {
                 FilterKind::HeaderMutation(_)
                 | FilterKind::Buffer(_)
+                | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_) => {}
             }
         }
@@ -279,7 +293,7 @@ impl<'c> Chain<'c> {
 }
 
 /// A route's override of one filter, by filter name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FilterOverride {
     /// The filter does not run for requests on this route.
     Disabled,
@@ -287,28 +301,12 @@ pub enum FilterOverride {
     HeaderMutation(HeaderMutationFilter),
     /// The buffer filter uses this limit on this route (Envoy's `BufferPerRoute`).
     Buffer(BufferFilter),
+    /// The RBAC filter uses these rules instead of its own on this route (Envoy's
+    /// `RBACPerRoute`; both absent: every request passes).
+    Rbac(Box<crate::rbac::Rules>),
     /// The local rate-limit filter uses this config, with its own buckets, on this
     /// route (Envoy's per-route `LocalRateLimit`).
     LocalRateLimit(LocalRateLimitFilter),
-}
-
-/// What the filters see of a request besides its route; both connection managers
-/// make one per request.
-#[derive(Clone, Copy)]
-pub struct RequestInfo<'a> {
-    /// The request's header fields (pseudo-headers excluded).
-    pub headers: &'a [httparse::Header<'a>],
-    /// The downstream peer's address.
-    pub remote: IpAddr,
-    /// The connection's filter state.
-    pub conn: &'a ConnState,
-}
-
-/// What the chain's filters keep per downstream connection (made empty with the
-/// connection; a filter allocates in it only when it needs to).
-#[derive(Default)]
-pub struct ConnState {
-    pub local_ratelimit: local_ratelimit::PerConnection,
 }
 
 /// What the chain decided for one request: the header edits the encoders apply, and
@@ -343,11 +341,12 @@ impl<'c> RouteFilters<'c> {
 
 /// Runs the chain's request-head hooks, then the router's header edits. `route` is the
 /// matched route (`None`: no route; filters still run, the router then answers 404).
+/// A filter that answers ends the chain: the filters after it do not run.
 pub async fn on_request_head<'c>(
     chain: &'c [HttpFilter],
     route: Option<RouteFilters<'c>>,
-    req: &RequestInfo<'_>,
     edits: &mut StreamEdits<'c>,
+    ctx: &RequestCtx<'_>,
 ) -> Status {
     let mut status = Status::Continue;
     let mut response_filters: [Option<&'c HeaderPlan>; MAX_HEADER_MUTATION_FILTERS] =
@@ -374,19 +373,24 @@ pub async fn on_request_head<'c>(
             }
             // Its decisions are on the body (`Chain::on_request_data`).
             FilterKind::Buffer(_) => {}
+            FilterKind::Rbac(own) => {
+                let rules = match ov {
+                    Some(FilterOverride::Rbac(r)) => r,
+                    _ => &own.rules,
+                };
+                if let Status::Respond(r) = own.on_request_head(rules, ctx) {
+                    status = Status::Respond(r);
+                    break;
+                }
+            }
             FilterKind::LocalRateLimit(own) => {
                 let l = match ov {
                     Some(FilterOverride::LocalRateLimit(l)) => l,
                     _ => own,
                 };
-                let input = local_ratelimit::Input {
-                    headers: req.headers,
-                    remote: req.remote,
-                    conn: &req.conn.local_ratelimit,
-                };
                 let limits = route.map(|r| r.rate_limits);
                 let s =
-                    l.0.on_request_head(&input, limits, &mut edits.request, &mut edits.response);
+                    l.0.on_request_head(ctx, limits, &mut edits.request, &mut edits.response);
                 if let Status::Respond(_) = s {
                     // Later filters do not run; the edits gathered so far still apply.
                     status = s;
@@ -418,6 +422,33 @@ mod tests {
     use super::headers::{AppendAction, HeaderAdd, HeaderOps};
     use super::*;
 
+    static REQ: crate::http::router::Request<'static> = crate::http::router::Request {
+        method: "GET",
+        authority: b"h",
+        path: "/",
+        scheme: "http",
+        headers: &[],
+    };
+    static FWD: crate::config::Forwarding = crate::config::Forwarding {
+        use_remote_address: true,
+        xff_num_trusted_hops: 0,
+        skip_xff_append: false,
+    };
+
+    fn ctx() -> RequestCtx<'static> {
+        RequestCtx {
+            req: &REQ,
+            conn: crate::rbac::Conn {
+                peer: std::net::Ipv4Addr::LOCALHOST.into(),
+                local: ([127, 0, 0, 1], 80).into(),
+                tls: None,
+            },
+            forwarding: &FWD,
+            counters: &[],
+            state: Box::leak(Box::default()),
+        }
+    }
+
     fn setter(name: &str, value: &str) -> HeaderOps {
         HeaderOps {
             add: vec![HeaderAdd {
@@ -426,14 +457,6 @@ mod tests {
                 action: AppendAction::OverwriteIfExistsOrAdd,
             }],
             remove: vec![],
-        }
-    }
-
-    fn info() -> RequestInfo<'static> {
-        RequestInfo {
-            headers: &[],
-            remote: IpAddr::from([127, 0, 0, 1]),
-            conn: Box::leak(Box::default()),
         }
     }
 
@@ -463,7 +486,7 @@ mod tests {
         };
         let mut e = StreamEdits::default();
         let s =
-            futures_lite::future::block_on(on_request_head(&chain, Some(route), &info(), &mut e));
+            futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e, &ctx()));
         assert_eq!(s, Status::Continue);
         // Request: the route's overwrite runs last; response: the filter's runs last.
         assert_eq!(collect(e.request), vec![("x-who".into(), "route".into())]);
@@ -478,7 +501,7 @@ mod tests {
             ..route
         };
         let mut e = StreamEdits::default();
-        futures_lite::future::block_on(on_request_head(&chain, Some(route), &info(), &mut e));
+        futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e, &ctx()));
         assert_eq!(collect(e.response), vec![("x-resp".into(), "route".into())]);
         assert_eq!(e.chain.active().count(), 0, "disabled on this route");
     }
@@ -503,8 +526,8 @@ mod tests {
             futures_lite::future::block_on(on_request_head(
                 &chain,
                 Some(route(overrides)),
-                &info(),
                 &mut e,
+                &ctx(),
             ));
             e.chain
         };
@@ -539,7 +562,7 @@ mod tests {
             kind: FilterKind::HeaderMutation(HeaderMutationFilter::new(&m)),
         }];
         let mut e = StreamEdits::default();
-        futures_lite::future::block_on(on_request_head(&chain, None, &info(), &mut e));
+        futures_lite::future::block_on(on_request_head(&chain, None, &mut e, &ctx()));
         assert_eq!(e.chain.active().count(), 1);
         // Nothing past the request head runs for this chain.
         assert_eq!(e.chain.hooks(), Hooks::NONE);

@@ -99,12 +99,18 @@ pub(crate) async fn serve<C: Connector>(
         None
     } else {
         let route_filters = route.map(|r| r.filters.view());
-        let info = filter::RequestInfo {
-            headers: &lookup,
-            remote: peer.ip(),
-            conn: &conn.filters,
+        let ctx = filter::RequestCtx {
+            req: &view_req,
+            conn: crate::rbac::Conn {
+                peer: peer.ip(),
+                local: conn.local.unwrap_or(peer),
+                tls: conn.tls.as_deref(),
+            },
+            forwarding: &l.forwarding,
+            counters: &view.counters,
+            state: &conn.filters,
         };
-        match filter::on_request_head(&l.http_filters, route_filters, &info, &mut edits).await {
+        match filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await {
             Status::Continue => None,
             Status::Respond(reply) => Some(reply),
         }

@@ -17,7 +17,7 @@
 //! one connection (`local_rate_limit_per_downstream_connection`): it never leaves its
 //! worker, so it is a `Cell`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -251,6 +251,34 @@ impl LocalBucket {
             self.t0.set(t);
         }
         took
+    }
+}
+
+/// One connection's buckets (kept in the connection's filter state,
+/// `filter::ConnState`), made when a per-connection limiter first sees the connection:
+/// one allocation per connection and bucket, as Envoy's filter state.
+#[derive(Default)]
+pub struct PerConnection(RefCell<Vec<(u64, LocalBucket)>>);
+
+impl PerConnection {
+    /// One token from this connection's bucket `id` (made with `spec` when first used);
+    /// whether it was got, and the tokens left.
+    pub fn acquire(&self, id: u64, spec: Spec, now: i64) -> (bool, u64) {
+        let mut c = self.0.borrow_mut();
+        let i = match c.iter().position(|(k, _)| *k == id) {
+            Some(i) => i,
+            None => {
+                c.push((id, LocalBucket::new(spec, now)));
+                c.len() - 1
+            }
+        };
+        match c.get(i) {
+            Some((_, b)) => {
+                let t = b.acquire(now);
+                (t.got == 1, t.left)
+            }
+            None => (false, 0),
+        }
     }
 }
 

@@ -184,8 +184,15 @@ fn bucket(path: &str, spec: Spec, per_connection: bool) -> Bucket {
 
 impl RawLocalRateLimit {
     /// Checks the config found at `p` (a listener's filter, or a route's override when
-    /// `per_route`: Envoy requires the token bucket there).
-    pub(crate) fn build(&self, p: &str, per_route: bool, errors: &mut Errors) -> Option<Limiter> {
+    /// `per_route`: Envoy requires the token bucket there). `counters`: the indices of
+    /// the counters `stats::names(&self.stat_prefix)` in the snapshot's.
+    pub(crate) fn build(
+        &self,
+        p: &str,
+        per_route: bool,
+        counters: stats::Counters,
+        errors: &mut Errors,
+    ) -> Option<Limiter> {
         let before = errors.len();
         if self.stat_prefix.is_empty() {
             errors.push((format!("{p}.stat_prefix"), "is required".into()));
@@ -287,7 +294,7 @@ impl RawLocalRateLimit {
             errors,
         );
         let limiter = Limiter {
-            stat: stats::register(&self.stat_prefix),
+            counters,
             status,
             enabled: fraction(&self.filter_enabled, &format!("{p}.filter_enabled"), errors),
             enforced: fraction(

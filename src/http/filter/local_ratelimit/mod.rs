@@ -15,8 +15,11 @@
 //! each bucket is one atomic shared by all workers (`bucket::SharedBucket`), which a
 //! worker touches once per lease of several tokens, never per request; the lease is
 //! per core (a thread-local table here, since a worker is one thread). The design and
-//! its error bounds are in docs/rate-limit.md. Counters are per core too, merged on
-//! `/stats` under Envoy's names (`<stat_prefix>.http_local_rate_limit.*`).
+//! its error bounds are in docs/rate-limit.md. Its counters are the config's named
+//! counters, per core like RBAC's, shown on `/stats` and `/stats/prometheus` under
+//! Envoy's names (`<stat_prefix>.http_local_rate_limit.*`, `stats.rs`). What it reads of
+//! a request is the chain's `RequestCtx`: the headers, the peer, and the connection's
+//! buckets in its filter state (`ConnState`).
 
 pub mod bucket;
 pub mod config;
@@ -25,13 +28,13 @@ mod model;
 pub mod stats;
 
 use std::cell::RefCell;
-use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 
-use self::bucket::{now_ns, Lease, LocalBucket, SharedBucket};
+use self::bucket::{now_ns, Lease, PerConnection, SharedBucket};
 use self::descriptors::{format_addr, Policy, Source};
 use self::model::Bucket;
 pub use self::model::{Fraction, Limiter, LocalRateLimitFilter, VhRateLimits};
+use super::ctx::RequestCtx;
 use super::headers::Edits;
 use super::status::{LocalReply, Status};
 use crate::http::flags::ResponseFlag;
@@ -56,18 +59,6 @@ pub static NO_RATE_LIMITS: RouteRateLimits = RouteRateLimits {
     vhost: Vec::new(),
 };
 
-/// Per-connection buckets, made when a per-connection limiter first sees the
-/// connection (one allocation per connection and bucket, as Envoy's filter state).
-#[derive(Default)]
-pub struct PerConnection(RefCell<Vec<(u64, LocalBucket)>>);
-
-/// What the filter reads of a request.
-pub struct Input<'a> {
-    pub headers: &'a [httparse::Header<'a>],
-    pub remote: IpAddr,
-    pub conn: &'a PerConnection,
-}
-
 thread_local! {
     /// This core's leases, one per shared bucket it has used.
     static LEASES: RefCell<Vec<(Weak<SharedBucket>, Lease)>> = const { RefCell::new(Vec::new()) };
@@ -75,7 +66,7 @@ thread_local! {
 
 /// One token from `b` for a request at `now`; with `count_left`, also the tokens left
 /// (this core's lease and the bucket's; for `x-ratelimit-remaining`).
-fn take(b: &Bucket, input: &Input<'_>, now: i64, count_left: bool) -> (bool, u64) {
+fn take(b: &Bucket, conn: &PerConnection, now: i64, count_left: bool) -> (bool, u64) {
     match b {
         Bucket::Shared(shared) => LEASES.with(|l| {
             let mut l = l.borrow_mut();
@@ -101,23 +92,7 @@ fn take(b: &Bucket, input: &Input<'_>, now: i64, count_left: bool) -> (bool, u64
             };
             (ok, left)
         }),
-        Bucket::PerConnection(spec, id) => {
-            let mut c = input.conn.0.borrow_mut();
-            let i = match c.iter().position(|(k, _)| k == id) {
-                Some(i) => i,
-                None => {
-                    c.push((*id, LocalBucket::new(*spec, now)));
-                    c.len() - 1
-                }
-            };
-            match c.get(i) {
-                Some((_, b)) => {
-                    let t = b.acquire(now);
-                    (t.got == 1, t.left)
-                }
-                None => (false, 0),
-            }
-        }
+        Bucket::PerConnection(spec, id) => conn.acquire(*id, *spec, now),
     }
 }
 
@@ -157,7 +132,7 @@ impl Limiter {
     /// headers) and answers `Respond` for a limited, enforced request.
     pub fn on_request_head<'c>(
         &'c self,
-        input: &Input<'_>,
+        ctx: &RequestCtx<'_>,
         route: Option<&'c RouteRateLimits>,
         request: &mut Edits<'c>,
         response: &mut Edits<'c>,
@@ -165,16 +140,21 @@ impl Limiter {
         if !self.enabled.hit() {
             return Status::Continue;
         }
-        let counters = stats::Counters(self.stat);
-        counters.inc(stats::ENABLED);
+        let inc = |i: usize| {
+            if let Some(c) = ctx.counters.get(i) {
+                c.inc();
+            }
+        };
+        inc(self.counters.enabled);
+        let remote = ctx.conn.peer;
         let now = now_ns();
         let mut matched: u64 = 0;
         if !self.descriptors.is_empty() {
             let mut buf = [0u8; 48];
-            let addr = format_addr(input.remote, &mut buf);
+            let addr = format_addr(remote, &mut buf);
             let src = Source {
-                headers: input.headers,
-                remote: input.remote,
+                headers: ctx.req.headers,
+                remote,
             };
             for p in self.policies(route) {
                 let Some(g) = p.generate(&src, addr) else {
@@ -187,33 +167,33 @@ impl Limiter {
         }
         let is_matched = |i: usize| matched & (1 << i) != 0;
         // Which bucket the headers describe, and whether the request passed.
-        let mut ctx: Option<(&Bucket, u64)> = None;
+        let mut shown: Option<(&Bucket, u64)> = None;
         let mut allowed = true;
         for (i, d) in self.descriptors.iter().enumerate() {
             if !is_matched(i) {
                 continue;
             }
-            let (ok, left) = take(&d.bucket, input, now, self.x_headers);
+            let (ok, left) = take(&d.bucket, &ctx.state.local_ratelimit, now, self.x_headers);
             if !ok {
                 allowed = false;
-                ctx = Some((&d.bucket, left));
+                shown = Some((&d.bucket, left));
                 break;
             }
-            ctx.get_or_insert((&d.bucket, left));
+            shown.get_or_insert((&d.bucket, left));
         }
         if allowed && (matched == 0 || self.always_consume_default) {
             if let Some(b) = &self.default {
-                let (ok, left) = take(b, input, now, self.x_headers);
+                let (ok, left) = take(b, &ctx.state.local_ratelimit, now, self.x_headers);
                 if !ok {
                     allowed = false;
-                    ctx = Some((b, left));
+                    shown = Some((b, left));
                 } else if matched == 0 {
-                    ctx = Some((b, left));
+                    shown = Some((b, left));
                 }
             }
         }
         if self.x_headers {
-            if let Some((b, left)) = ctx {
+            if let Some((b, left)) = shown {
                 let spec = b.spec();
                 response.stamp.ratelimit = Some(RateLimitHeaders {
                     limit: spec.max_tokens,
@@ -223,15 +203,15 @@ impl Limiter {
             }
         }
         if allowed {
-            counters.inc(stats::OK);
+            inc(self.counters.ok);
             return Status::Continue;
         }
-        counters.inc(stats::RATE_LIMITED);
+        inc(self.counters.rate_limited);
         if !self.enforced.hit() {
             *request = request.then(&self.request_headers);
             return Status::Continue;
         }
-        counters.inc(stats::ENFORCED);
+        inc(self.counters.enforced);
         *response = response.then(&self.response_headers);
         Status::Respond(LocalReply {
             status: self.status,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::super::headers::HeaderPlan;
 use super::bucket::{SharedBucket, Spec};
 use super::descriptors::Policy;
+use super::stats::Counters;
 
 /// The filter's configuration, shared by every worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,7 +16,8 @@ pub struct LocalRateLimitFilter(pub Arc<Limiter>);
 /// A checked config.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Limiter {
-    pub(super) stat: usize,
+    /// Its counters' indices in `Snapshot::counters`.
+    pub(super) counters: Counters,
     pub(super) status: u16,
     pub(super) enabled: Fraction,
     pub(super) enforced: Fraction,

@@ -1,12 +1,24 @@
 //! The filter's decisions, config by config (the black-box tests are in
 //! `tests/local_ratelimit.rs`).
 
+use std::rc::Rc;
+
 use super::*;
+use crate::http::filter::ConnState;
+use crate::observe::stats::Counter;
+
+/// Counter indices for every limiter here: `stats::NAMES`' order.
+const COUNTERS: [usize; 5] = [0, 1, 2, 3, 4];
 
 fn limiter(yaml: &str, p: &str) -> Limiter {
     let raw: RawLocalRateLimit = serde_yaml::from_str(yaml).unwrap();
     let mut errors = Vec::new();
-    let l = raw.build(p, false, &mut errors);
+    let l = raw.build(
+        p,
+        false,
+        stats::Counters::from_indices(COUNTERS),
+        &mut errors,
+    );
     assert!(errors.is_empty(), "{errors:?}");
     l.unwrap()
 }
@@ -14,7 +26,8 @@ fn limiter(yaml: &str, p: &str) -> Limiter {
 fn errors_of(yaml: &str, per_route: bool) -> Vec<String> {
     let raw: RawLocalRateLimit = serde_yaml::from_str(yaml).unwrap();
     let mut errors = Vec::new();
-    assert!(raw.build("f", per_route, &mut errors).is_none());
+    let counters = stats::Counters::from_indices(COUNTERS);
+    assert!(raw.build("f", per_route, counters, &mut errors).is_none());
     errors.into_iter().map(|(f, _)| f).collect()
 }
 
@@ -29,15 +42,45 @@ fn run(
     l: &Limiter,
     headers: &[httparse::Header<'_>],
     route: Option<&RouteRateLimits>,
-    conn: &PerConnection,
+    conn: &ConnState,
 ) -> Run {
-    let input = Input {
+    let counters: Vec<Rc<Counter>> = COUNTERS.iter().map(|_| Rc::default()).collect();
+    run_counted(l, headers, route, conn, &counters)
+}
+
+/// `run`, counting in `counters` (indexed by `COUNTERS`).
+fn run_counted(
+    l: &Limiter,
+    headers: &[httparse::Header<'_>],
+    route: Option<&RouteRateLimits>,
+    conn: &ConnState,
+    counters: &[Rc<Counter>],
+) -> Run {
+    let req = crate::http::router::Request {
+        method: "GET",
+        authority: b"h",
+        path: "/",
+        scheme: "http",
         headers,
-        remote: IpAddr::from([10, 0, 0, 1]),
-        conn,
+    };
+    let forwarding = crate::config::Forwarding {
+        use_remote_address: true,
+        xff_num_trusted_hops: 0,
+        skip_xff_append: false,
+    };
+    let ctx = RequestCtx {
+        req: &req,
+        conn: crate::rbac::Conn {
+            peer: [10, 0, 0, 1].into(),
+            local: ([127, 0, 0, 1], 80).into(),
+            tls: None,
+        },
+        forwarding: &forwarding,
+        counters,
+        state: conn,
     };
     let (mut req, mut resp) = (Edits::none(), Edits::none());
-    let status = l.on_request_head(&input, route, &mut req, &mut resp);
+    let status = l.on_request_head(&ctx, route, &mut req, &mut resp);
     Run {
         status,
         stamp: resp.stamp.ratelimit,
@@ -58,7 +101,7 @@ fn the_default_bucket_limits_and_answers_as_envoy() {
         &format!("stat_prefix: t1\ntoken_bucket: {{max_tokens: 3, tokens_per_fill: 3, fill_interval: 60s}}\nenable_x_ratelimit_headers: true\nresponse_headers_to_add: [{{name: x-rl, value: 'yes'}}]\n{ENFORCED}"),
         "t1",
     );
-    let conn = PerConnection::default();
+    let conn = ConnState::default();
     let runs: Vec<Run> = (0..5).map(|_| run(&l, &[], None, &conn)).collect();
     let remaining: Vec<u64> = runs.iter().map(|r| r.stamp.unwrap().remaining).collect();
     assert_eq!(remaining, vec![2, 1, 0, 0, 0]);
@@ -88,7 +131,7 @@ fn unset_fractions_disable_or_only_count() {
         "stat_prefix: t2\ntoken_bucket: {max_tokens: 1, fill_interval: 60s}\nenable_x_ratelimit_headers: true\n",
         "t2",
     );
-    let conn = PerConnection::default();
+    let conn = ConnState::default();
     for _ in 0..3 {
         let r = run(&off, &[], None, &conn);
         assert_eq!(r.status, Status::Continue);
@@ -99,11 +142,15 @@ fn unset_fractions_disable_or_only_count() {
         "stat_prefix: t3\ntoken_bucket: {max_tokens: 1, fill_interval: 60s}\nfilter_enabled: {default_value: {numerator: 100}}\nrequest_headers_to_add_when_not_enforced: [{name: x-limited, value: '1'}]\n",
         "t3",
     );
-    let first = run(&shadow, &[], None, &conn);
+    let counters: Vec<Rc<Counter>> = COUNTERS.iter().map(|_| Rc::default()).collect();
+    let first = run_counted(&shadow, &[], None, &conn, &counters);
     assert!(!first.request_edited);
-    let second = run(&shadow, &[], None, &conn);
+    let second = run_counted(&shadow, &[], None, &conn, &counters);
     assert_eq!(second.status, Status::Continue);
     assert!(second.request_edited);
+    // Counted in the request's counters at the config's indices (`stats::NAMES`' order).
+    let counts: Vec<u64> = counters.iter().map(|c| c.get()).collect();
+    assert_eq!(counts, vec![2, 0, 1, 1, 0], "{:?}", stats::NAMES);
 }
 
 #[test]
@@ -124,7 +171,7 @@ fn descriptors_take_their_own_bucket_and_the_default_one() {
         route: descriptors::build(&raw, "r", &mut errors),
         vhost: vec![],
     };
-    let conn = PerConnection::default();
+    let conn = ConnState::default();
     let alice = [httparse::Header {
         name: "X-User",
         value: b"alice",
@@ -154,7 +201,7 @@ fn per_connection_buckets_belong_to_their_connection() {
         &format!("stat_prefix: t5\ntoken_bucket: {{max_tokens: 1, fill_interval: 60s}}\nlocal_rate_limit_per_downstream_connection: true\n{ENFORCED}"),
         "t5",
     );
-    let (a, b) = (PerConnection::default(), PerConnection::default());
+    let (a, b) = (ConnState::default(), ConnState::default());
     assert_eq!(run(&l, &[], None, &a).status, Status::Continue);
     assert_ne!(run(&l, &[], None, &a).status, Status::Continue);
     assert_eq!(run(&l, &[], None, &b).status, Status::Continue);
