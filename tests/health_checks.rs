@@ -410,6 +410,21 @@ fn a_bad_health_check_is_refused_with_its_path() {
         err.contains("clusters[0].health_checks[0].http_health_check.expected_statuses[0]"),
         "{err}"
     );
+    // gRPC checks are not run yet: refused by path, never silently ignored.
+    let grpc = text.replace(
+        "http_health_check: {path: /healthz, expected_statuses: [{start: 200, end: 700}]}",
+        "grpc_health_check: {service_name: s}",
+    );
+    write_atomic(
+        &path,
+        &grpc.replace("@ADMIN_PORT@", "1").replace("@PORT@", "2"),
+    );
+    let out = run_cli(&["validate", "-c", path.to_str().unwrap()], WAIT);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("clusters[0].health_checks[0].grpc_health_check"),
+        "{err}"
+    );
 }
 
 /// The same bootstrap for Envoy and Outrigger.

@@ -361,7 +361,7 @@ impl Builder {
         let tls = c.tls.as_ref().and_then(|t| {
             self.upstream_tls(&format!("{p}.tls"), t, protocol == UpstreamProtocol::Http2)
         });
-        let health_checks = self.health_checks(&p, &c.health_checks, protocol);
+        let health_checks = self.health_checks(&p, &c.health_checks);
         let healthy_panic_threshold = match c.healthy_panic_threshold {
             None => 50,
             Some(t) if (0.0..=100.0).contains(&t) => t.round() as u32,

@@ -33,7 +33,6 @@ pub struct HealthCheck {
 pub enum CheckKind {
     Http(HttpCheck),
     Tcp(TcpCheck),
-    Grpc(GrpcCheck),
 }
 
 /// Envoy's `HttpHealthCheck` (HTTP/1.1).
@@ -55,12 +54,4 @@ pub struct HttpCheck {
 pub struct TcpCheck {
     pub send: Vec<u8>,
     pub receive: Vec<Vec<u8>>,
-}
-
-/// Envoy's `GrpcHealthCheck`: `grpc.health.v1.Health/Check` over HTTP/2 (h2c).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct GrpcCheck {
-    pub service_name: String,
-    /// The `:authority`; `None`: the cluster's name.
-    pub authority: Option<String>,
 }

@@ -39,8 +39,9 @@ pub(crate) struct RawHealthCheck {
     pub http_health_check: Option<RawHttpHealthCheck>,
     #[serde(default)]
     pub tcp_health_check: Option<RawTcpHealthCheck>,
+    /// Refused with its path (not run yet).
     #[serde(default)]
-    pub grpc_health_check: Option<RawGrpcHealthCheck>,
+    pub grpc_health_check: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -73,13 +74,4 @@ pub(crate) struct RawTcpHealthCheck {
     pub send: Option<RawPayload>,
     #[serde(default)]
     pub receive: Vec<RawPayload>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawGrpcHealthCheck {
-    #[serde(default)]
-    pub service_name: Option<String>,
-    #[serde(default)]
-    pub authority: Option<String>,
 }

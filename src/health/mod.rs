@@ -1,7 +1,7 @@
 //! Active health checking, once per process, on the control executor (issue 11).
 //!
 //! Off the request path. For every endpoint of every cluster with `health_checks`, one
-//! task runs that endpoint's checks (`http.rs`, `tcp.rs`, `grpc.rs`) through its state
+//! task runs that endpoint's checks (`http.rs`, `tcp.rs`) through its state
 //! machine (`session.rs`, Envoy's `ActiveHealthCheckSession`). A change of an endpoint's
 //! flags becomes an [`Update`], which the control executor sends to every worker over
 //! the existing channels; a worker keeps the latest flags by cluster name and address
@@ -230,7 +230,7 @@ async fn run(checker: Checker, key: Key, cluster: Arc<Cluster>, flags: HealthFla
     let mut session = Session::new(flags);
     let mut probe = match &hc.kind {
         CheckKind::Http(_) => Probe::Http(http::HttpProbe::default()),
-        CheckKind::Tcp(_) | CheckKind::Grpc(_) => Probe::Tcp(tcp::TcpProbe::default()),
+        CheckKind::Tcp(_) => Probe::Tcp(tcp::TcpProbe::default()),
     };
     let delay = session::initial_delay(hc, fastrand::u64(..));
     if !delay.is_zero() {

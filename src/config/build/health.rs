@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::super::raw_health::{RawHealthCheck, RawPayload};
 use super::super::raw_match::RawRange;
 use super::Builder;
-use crate::config::{CheckKind, GrpcCheck, HealthCheck, HttpCheck, TcpCheck, UpstreamProtocol};
+use crate::config::{CheckKind, HealthCheck, HttpCheck, TcpCheck};
 
 /// Envoy's default `no_traffic_interval`.
 const NO_TRAFFIC_INTERVAL: Duration = Duration::from_secs(60);
@@ -17,12 +17,7 @@ const METHODS: &[&str] = &[
 ];
 
 impl Builder {
-    pub(super) fn health_checks(
-        &mut self,
-        p: &str,
-        list: &[RawHealthCheck],
-        protocol: UpstreamProtocol,
-    ) -> Vec<HealthCheck> {
+    pub(super) fn health_checks(&mut self, p: &str, list: &[RawHealthCheck]) -> Vec<HealthCheck> {
         if list.len() > 1 {
             self.err(
                 format!("{p}.health_checks[1]"),
@@ -31,16 +26,11 @@ impl Builder {
         }
         list.iter()
             .enumerate()
-            .filter_map(|(i, h)| self.health_check(&format!("{p}.health_checks[{i}]"), h, protocol))
+            .filter_map(|(i, h)| self.health_check(&format!("{p}.health_checks[{i}]"), h))
             .collect()
     }
 
-    fn health_check(
-        &mut self,
-        p: &str,
-        h: &RawHealthCheck,
-        protocol: UpstreamProtocol,
-    ) -> Option<HealthCheck> {
+    fn health_check(&mut self, p: &str, h: &RawHealthCheck) -> Option<HealthCheck> {
         let required = |b: &mut Builder, field: &str, v: &Option<String>| -> Option<Duration> {
             if v.is_none() {
                 b.err(format!("{p}.{field}"), "is required");
@@ -100,7 +90,7 @@ impl Builder {
             0 => {
                 self.err(
                     p.to_string(),
-                    "set one of `http_health_check`, `tcp_health_check`, `grpc_health_check`",
+                    "set one of `http_health_check`, `tcp_health_check`",
                 );
                 return None;
             }
@@ -157,17 +147,11 @@ impl Builder {
                 .collect();
             CheckKind::Tcp(TcpCheck { send, receive })
         } else {
-            let x = h.grpc_health_check.as_ref()?;
-            if protocol != UpstreamProtocol::Http2 {
-                self.err(
-                    format!("{p}.grpc_health_check"),
-                    "the cluster must speak HTTP/2 (`protocol: http2`) for gRPC health checks",
-                );
-            }
-            CheckKind::Grpc(GrpcCheck {
-                service_name: x.service_name.clone().unwrap_or_default(),
-                authority: x.authority.clone().filter(|a| !a.is_empty()),
-            })
+            self.err(
+                format!("{p}.grpc_health_check"),
+                "gRPC health checks are not supported by Outrigger yet (use an HTTP or TCP check)",
+            );
+            return None;
         };
         Some(HealthCheck {
             timeout: timeout?,

@@ -6,9 +6,7 @@
 use envoy_types::pb::envoy::config::core::v3::health_check::{payload, HealthChecker, Payload};
 use envoy_types::pb::envoy::config::core::v3::{HealthCheck, RequestMethod};
 
-use super::super::raw_health::{
-    RawGrpcHealthCheck, RawHealthCheck, RawHttpHealthCheck, RawPayload, RawTcpHealthCheck,
-};
+use super::super::raw_health::{RawHealthCheck, RawHttpHealthCheck, RawPayload, RawTcpHealthCheck};
 use super::super::raw_match::RawRange;
 use super::convert::{duration, native_duration, R};
 use super::err;
@@ -76,11 +74,12 @@ pub(super) fn translate(h: &HealthCheck, p: &str) -> R<RawHealthCheck> {
                     .collect::<R<_>>()?,
             });
         }
-        Some(HealthChecker::GrpcHealthCheck(x)) => {
-            raw.grpc_health_check = Some(RawGrpcHealthCheck {
-                service_name: Some(x.service_name.clone()),
-                authority: Some(x.authority.clone()),
-            });
+        // The walker refused the others by path already.
+        Some(HealthChecker::GrpcHealthCheck(_)) => {
+            return Err(err(
+                format!("{p}.grpc_health_check"),
+                "not supported by Outrigger",
+            ))
         }
         Some(HealthChecker::CustomHealthCheck(_)) => {
             return Err(err(

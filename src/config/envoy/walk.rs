@@ -446,7 +446,6 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "healthy_edge_interval",
             "http_health_check",
             "tcp_health_check",
-            "grpc_health_check",
         ],
     ),
     (
@@ -464,10 +463,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         &["send", "receive"],
     ),
     ("envoy.config.core.v3.HealthCheck.Payload", &["text", "binary"]),
-    (
-        "envoy.config.core.v3.HealthCheck.GrpcHealthCheck",
-        &["service_name", "authority"],
-    ),
+
     (
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
         &["cluster_name", "endpoints"],
