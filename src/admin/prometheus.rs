@@ -98,6 +98,19 @@ pub fn render(r: &StatsReport) -> String {
         pre_cx_timeout
     );
     tls(&mut out, ls);
+    family(
+        &mut out,
+        "outrigger_filter_counter_total",
+        "counter",
+        "Filter counters by Envoy's stat name (RBAC: http.<stat_prefix>.rbac.allowed, ...).",
+    );
+    for (name, n) in &r.counters {
+        let _ = writeln!(
+            out,
+            "outrigger_filter_counter_total{{name=\"{}\"}} {n}",
+            esc(name)
+        );
+    }
 
     family(
         &mut out,
@@ -451,6 +464,7 @@ mod tests {
         let r = StatsReport {
             listeners: vec![l.report("in")],
             clusters: vec![],
+            ..Default::default()
         };
         let text = render(&r);
         assert!(

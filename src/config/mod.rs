@@ -13,6 +13,7 @@ pub mod oneline;
 mod raw;
 mod raw_health;
 mod raw_match;
+pub(crate) mod raw_rbac;
 mod raw_retry;
 mod raw_route;
 pub mod retry_model;

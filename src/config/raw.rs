@@ -83,6 +83,9 @@ pub(crate) struct RawListener {
     pub proxy_headers: Option<RawProxyHeaders>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
+    /// Network filters before the terminal (the network `rbac` filter).
+    #[serde(default)]
+    pub network_filters: Vec<super::raw_rbac::RawNetworkFilter>,
     /// By name: `http_inspector`.
     #[serde(default)]
     pub listener_filters: Vec<String>,
@@ -94,6 +97,13 @@ pub(crate) struct RawListener {
     pub filter_chains: Vec<RawFilterChain>,
     #[serde(default)]
     pub default_filter_chain: Option<RawFilterChain>,
+    /// Envoy's `use_original_dst`: hand a redirected connection to the listener of its
+    /// original destination.
+    #[serde(default)]
+    pub use_original_dst: Option<bool>,
+    /// Envoy's `bind_to_port` (default true).
+    #[serde(default)]
+    pub bind_to_port: Option<bool>,
 }
 
 /// One filter chain: its match and its terminal filter's settings (the same fields a
@@ -136,6 +146,9 @@ pub(crate) struct RawFilterChain {
     pub proxy_headers: Option<RawProxyHeaders>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
+    /// Network filters before the terminal (the network `rbac` filter).
+    #[serde(default)]
+    pub network_filters: Vec<super::raw_rbac::RawNetworkFilter>,
     /// The chain's transport socket: TLS termination (Envoy's DownstreamTlsContext).
     #[serde(default)]
     pub tls: Option<crate::tls::config::RawDownstreamTls>,
@@ -299,7 +312,15 @@ pub(crate) struct RawCluster {
     pub connect_timeout: Option<String>,
     #[serde(default)]
     pub lb_policy: Option<String>,
-    pub endpoints: Vec<RawEndpoint>,
+    /// `static` (default) or `original_dst`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Required for `static` (may be empty); absent for `original_dst`.
+    #[serde(default)]
+    pub endpoints: Option<Vec<RawEndpoint>>,
+    /// Envoy's `upstream_bind_config.source_address`: an IP address.
+    #[serde(default)]
+    pub source_address: Option<String>,
     #[serde(default)]
     pub pool: Option<RawPool>,
     #[serde(default)]

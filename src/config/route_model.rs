@@ -66,7 +66,7 @@ pub struct Route {
 
 /// What a route contributes to the filter chain: its header edits (compiled with its
 /// virtual host's and route table's) and its per-filter overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RouteFilterConfig {
     pub request_headers: HeaderPlan,
     pub response_headers: HeaderPlan,

@@ -211,6 +211,28 @@ fn config_with_own_headers() -> String {
     )
 }
 
+/// `CONFIG` with an RBAC filter whose rules allow the request after trying a header,
+/// a path, a source CIDR and the remote address from `x-forwarded-for`, and shadow
+/// rules that deny it.
+fn config_with_rbac() -> String {
+    CONFIG.replace(
+        "route_table: t }",
+        "route_table: t,
+      http_filters: [{ name: authz, rbac: {
+        rules: { action: ALLOW, policies: {
+          a-header: { permissions: [{ header: { name: x-admin, present_match: true } }],
+                      principals: [{ any: true }] },
+          b-path: { permissions: [{ and_rules: { rules: [
+                      { url_path: { path: { prefix: /api/ } } },
+                      { header: { name: ':method', string_match: { exact: GET } } } ] } }],
+                    principals: [{ or_ids: { ids: [
+                      { remote_ip: { address_prefix: 192.0.2.0, prefix_len: 24 } },
+                      { source_ip: { address_prefix: 10.0.0.0, prefix_len: 8 } } ] } }] } } },
+        shadow_rules: { action: DENY, policies: {
+          all: { permissions: [{ any: true }], principals: [{ any: true }] } } } } }] }",
+    )
+}
+
 /// Serves `requests` keep-alive requests on one connection; returns (allocations, bytes
 /// the client received, upstream connects).
 fn serve(requests: usize) -> (u64, usize, usize) {
@@ -234,6 +256,7 @@ fn serve_with(config: &str, requests: usize) -> (u64, usize, usize) {
             .map(|l| crate::listener::select::ChainSelector::build(l).unwrap())
             .collect(),
         listener_stats: vec![Rc::new(ListenerStats::default())],
+        counters: snapshot.counters.iter().map(|_| Rc::default()).collect(),
         access_logs: vec![vec![None]],
         connector: connector.clone(),
         draining: Rc::new(Cell::new(false)),
@@ -305,6 +328,24 @@ fn own_headers_allocate_nothing_per_keep_alive_get() {
         "{small_bytes} {plain_bytes}"
     );
     assert!(large_bytes >= small_bytes * 101);
+    assert_eq!(
+        large,
+        small,
+        "1000 extra requests allocated {} times",
+        large as i64 - small as i64
+    );
+}
+
+/// A request that passes an RBAC filter (policies tried, shadow rules counted) costs no
+/// allocation either.
+#[test]
+fn rbac_allocates_nothing_per_keep_alive_get() {
+    let config = config_with_rbac();
+    serve_with(&config, 2);
+    let (small, small_bytes, _) = serve_with(&config, 10);
+    let (large, large_bytes, large_connects) = serve_with(&config, 1010);
+    assert_eq!(large_connects, 1);
+    assert_eq!(large_bytes, small_bytes * 101, "every request was allowed");
     assert_eq!(
         large,
         small,

@@ -139,6 +139,10 @@ struct Outcome {
 /// State kept for the life of one downstream connection and reused by every request.
 struct Conn {
     peer: SocketAddr,
+    /// The connection's local address, and its TLS facts (what filters read of the
+    /// connection).
+    local: SocketAddr,
+    tls: Option<Rc<crate::tls::TlsInfo>>,
     rbuf: ReadBuf,
     ubuf: ReadBuf,
     wbuf: Vec<u8>,
@@ -156,7 +160,7 @@ struct Conn {
 pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
     rbuf: ReadBuf,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
     view: Rc<WorkerView<C>>,
     at: ChainRef,
     slot: Rc<ConnSlot>,
@@ -177,6 +181,8 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     };
     let mut conn = Conn {
         peer,
+        local,
+        tls: down.tls_info(),
         rbuf,
         ubuf: ReadBuf::new(0),
         wbuf: Vec::with_capacity(1024),
@@ -267,17 +273,19 @@ impl Conn {
         let mut head_deadline: Option<Instant> = None;
         let mut plan = loop {
             if !self.rbuf.is_empty() {
-                // Kept on the record across requests, logged or not.
-                let tls = self.rec.tls.is_some();
+                let facts = crate::rbac::Conn {
+                    peer: self.peer.ip(),
+                    local: self.local,
+                    tls: self.tls.as_deref(),
+                };
                 let rec = if self.logging {
                     Some(&mut self.rec)
                 } else {
                     None
                 };
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
-                let peer = self.peer.ip();
                 let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
-                match prepare::prepare(data, l, view, wbuf, peer, ip, tls, rec).await {
+                match prepare::prepare(data, l, view, wbuf, facts, ip, rec).await {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {

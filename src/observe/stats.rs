@@ -277,6 +277,8 @@ pub struct ClusterReport {
 pub struct StatsReport {
     pub listeners: Vec<ListenerReport>,
     pub clusters: Vec<ClusterReport>,
+    /// The filters' counters by Envoy's stat name (`http.ingress.rbac.allowed`).
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
 
 fn add_vec(a: &mut Vec<u64>, b: &[u64]) {
@@ -291,6 +293,9 @@ fn add_vec(a: &mut Vec<u64>, b: &[u64]) {
 impl StatsReport {
     /// Adds another worker's report into this one, matching by name.
     pub fn merge(&mut self, other: StatsReport) {
+        for (name, n) in other.counters {
+            *self.counters.entry(name).or_default() += n;
+        }
         for l in other.listeners {
             match self.listeners.iter_mut().find(|x| x.name == l.name) {
                 None => self.listeners.push(l),
@@ -369,10 +374,12 @@ mod tests {
         let mut a = StatsReport {
             listeners: vec![l.report("x")],
             clusters: vec![],
+            ..Default::default()
         };
         let b = StatsReport {
             listeners: vec![l.report("x")],
             clusters: vec![],
+            ..Default::default()
         };
         a.merge(b);
         let r = &a.listeners[0];

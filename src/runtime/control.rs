@@ -167,7 +167,8 @@ impl Control {
         let mut per_worker: Vec<Vec<(String, Socket)>> =
             (0..self.workers).map(|_| Vec::new()).collect();
         for l in &snapshot.listeners {
-            if bound.get(&l.name) == Some(&l.addr) {
+            // A virtual listener (bind_to_port: false) has no socket.
+            if bound.get(&l.name) == Some(&l.addr) || !l.bind_to_port {
                 continue;
             }
             let group = sockets::bind_group(&l.name, l.addr, l.backlog, self.workers)?;
@@ -182,7 +183,7 @@ impl Control {
         {
             let mut bound = self.bound.borrow_mut();
             bound.clear();
-            for l in &snapshot.listeners {
+            for l in snapshot.listeners.iter().filter(|l| l.bind_to_port) {
                 bound.insert(l.name.clone(), l.addr);
             }
         }
@@ -470,6 +471,7 @@ fn first_placeholder() -> Snapshot {
         listeners: Vec::new(),
         route_tables: Vec::new(),
         clusters: Vec::new(),
+        counters: Vec::new(),
         dump: serde_json::Value::Null,
     }
 }

@@ -23,9 +23,10 @@ use crate::contain::contain;
 use crate::health::HealthFlags;
 use crate::http::buf::BufPool;
 use crate::http::view::{ConnSlot, WorkerView};
+use crate::listener::original_dst;
 use crate::listener::select::ChainSelector;
 use crate::observe::access_log::{Batch, LogSink};
-use crate::observe::stats::{ClusterStats, ListenerStats, StatsReport};
+use crate::observe::stats::{ClusterStats, Counter, ListenerStats, StatsReport};
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::TcpConnector;
 
@@ -57,6 +58,8 @@ struct Worker {
     /// The latest active health-check flags by cluster name and endpoint address, from
     /// the control executor's checker; a new snapshot's clusters start from them.
     health: RefCell<HashMap<(String, SocketAddr), HealthFlags>>,
+    /// The filters' named counters (`Snapshot::counters`), kept by name.
+    counters: RefCell<HashMap<String, Rc<Counter>>>,
     sinks: RefCell<HashMap<String, Rc<LogSink>>>,
     /// Sinks replaced by a reload but still used by connections accepted before it.
     retired_sinks: RefCell<Vec<Rc<LogSink>>>,
@@ -67,6 +70,8 @@ struct Worker {
     next_conn: Cell<u64>,
     /// Open-connection counts shared with the other workers, for connection limits.
     counts: Arc<ConnCounts>,
+    /// Counts of the listeners connections are handed to (`use_original_dst`).
+    handoff_counts: RefCell<HashMap<String, ListenerCount>>,
     hooks: Rc<crate::test_hooks::TestHooks>,
     /// Rings when housekeeping is due (a log batch to hand over, pooled connections to
     /// age out); nothing else wakes the worker on a timer.
@@ -126,12 +131,14 @@ pub async fn run(
         listener_stats: RefCell::default(),
         cluster_stats: RefCell::default(),
         health: RefCell::default(),
+        counters: RefCell::default(),
         sinks: RefCell::default(),
         retired_sinks: RefCell::default(),
         acceptors: RefCell::default(),
         conns: RefCell::default(),
         next_conn: Cell::new(0),
         counts,
+        handoff_counts: RefCell::default(),
         hooks: Rc::new(crate::test_hooks::TestHooks::from_env().with_alarm(alarm.clone())),
         alarm,
     });
@@ -271,6 +278,17 @@ impl Worker {
                     .clone()
             })
             .collect();
+        let counters = snapshot
+            .counters
+            .iter()
+            .map(|name| {
+                self.counters
+                    .borrow_mut()
+                    .entry(name.clone())
+                    .or_default()
+                    .clone()
+            })
+            .collect();
         let mut sinks = self.sinks.borrow_mut();
         let mut retired = self.retired_sinks.borrow_mut();
         // One sink per chain that logs, kept by "listener\0chain" across reloads.
@@ -332,6 +350,7 @@ impl Worker {
             selectors,
             clusters,
             listener_stats,
+            counters,
             access_logs,
             connector: self.connector.clone(),
             draining: self.draining.clone(),
@@ -344,7 +363,12 @@ impl Worker {
 
         // Listeners: stop removed ones, start new or moved ones with the sockets sent.
         let mut acceptors = self.acceptors.borrow_mut();
-        acceptors.retain(|name, _| snapshot.listeners.iter().any(|l| &l.name == name));
+        acceptors.retain(|name, _| {
+            snapshot
+                .listeners
+                .iter()
+                .any(|l| &l.name == name && l.bind_to_port)
+        });
         for (name, socket) in sockets {
             // SAFETY: the socket is bound and listening, and ownership moves to glommio.
             let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
@@ -370,6 +394,16 @@ impl Worker {
         self.health.borrow_mut().insert(key, flags);
     }
 
+    /// The connection count of a listener that takes handed-off connections (it has no
+    /// accept loop of its own here), kept per worker so a hand-off takes no lock.
+    fn count_of(&self, listener: &str) -> ListenerCount {
+        self.handoff_counts
+            .borrow_mut()
+            .entry(listener.to_string())
+            .or_insert_with(|| self.counts.listener(listener))
+            .clone()
+    }
+
     fn report(&self) -> StatsReport {
         let mut r = StatsReport::default();
         for (name, s) in self.listener_stats.borrow().iter() {
@@ -383,6 +417,9 @@ impl Worker {
                 .map(|c| c.endpoint_reports())
                 .unwrap_or_default();
             r.clusters.push(s.report(name, endpoints));
+        }
+        for (name, c) in self.counters.borrow().iter() {
+            r.counters.insert(name.clone(), c.get());
         }
         r
     }
@@ -433,17 +470,33 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
         let Some(view) = w.current.borrow().clone() else {
             continue;
         };
-        let Some(index) = view.snapshot.listeners.iter().position(|l| l.name == name) else {
+        let Some(mut index) = view.snapshot.listeners.iter().position(|l| l.name == name) else {
             continue;
         };
+        let (Ok(peer), Ok(mut local)) = (stream.peer_addr(), stream.local_addr()) else {
+            continue;
+        };
+        // The original_dst listener filter, and use_original_dst's hand-off to the
+        // listener of the original destination (which then counts and admits it).
+        let l = &view.snapshot.listeners[index];
+        if l.listener_filters.original_dst {
+            if let Some(dst) = original_dst::read(stream.as_raw_fd(), local.is_ipv6()) {
+                local = dst;
+                if l.use_original_dst {
+                    index = original_dst::handoff(&view.snapshot.listeners, index, dst);
+                }
+            }
+        }
         let stats = view.listener_stats[index].clone();
         let l = &view.snapshot.listeners[index];
-        let Some(permit) = count.admit(l.max_connections, view.snapshot.max_connections) else {
+        let handed = (l.name != name).then(|| w.count_of(&l.name));
+        let Some(permit) = handed
+            .as_ref()
+            .unwrap_or(&count)
+            .admit(l.max_connections, view.snapshot.max_connections)
+        else {
             // Over a connection limit: close at once (dropping the stream), count it.
             stats.cx_overflow.inc();
-            continue;
-        };
-        let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -79,7 +79,7 @@ impl Builder {
     }
 
     /// Envoy's `StringMatcher`: exactly one form.
-    fn string_match(&mut self, p: &str, m: &RawStringMatch) -> Option<StringMatch> {
+    pub(super) fn string_match(&mut self, p: &str, m: &RawStringMatch) -> Option<StringMatch> {
         let lower = |s: &String| {
             if m.ignore_case {
                 s.to_ascii_lowercase()

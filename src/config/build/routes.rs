@@ -20,7 +20,13 @@ use crate::http::filter::{
 use crate::http::router::{DomainIndex, MAX_DOMAIN_LEN};
 
 impl Builder {
-    pub(super) fn http_filters(&mut self, p: &str, raw: &[RawHttpFilter]) -> Vec<HttpFilter> {
+    /// A connection manager's HTTP filters; its counters are under `http.<stat_prefix>.`.
+    pub(super) fn http_filters(
+        &mut self,
+        p: &str,
+        raw: &[RawHttpFilter],
+        stat_prefix: &str,
+    ) -> Vec<HttpFilter> {
         let mut out: Vec<HttpFilter> = Vec::new();
         for (k, f) in raw.iter().enumerate() {
             let fp = format!("{p}.http_filters[{k}]");
@@ -32,19 +38,24 @@ impl Builder {
                     format!("duplicate filter name `{}`", f.name),
                 );
             }
-            let kind = match (&f.header_mutation, &f.buffer) {
-                (Some(m), None) => {
+            let kind = match (&f.header_mutation, &f.buffer, &f.rbac) {
+                (Some(m), None, None) => {
                     let m = self.header_mutation(&format!("{fp}.header_mutation"), m.as_ref());
                     FilterKind::HeaderMutation(HeaderMutationFilter::new(&m))
                 }
-                (None, Some(b)) => match self.buffer(&format!("{fp}.buffer"), b) {
+                (None, Some(b), None) => match self.buffer(&format!("{fp}.buffer"), b) {
                     Some(b) => FilterKind::Buffer(b),
                     None => continue,
                 },
+                (None, None, Some(r)) => FilterKind::Rbac(Box::new(self.rbac_filter(
+                    &format!("{fp}.rbac"),
+                    r,
+                    stat_prefix,
+                ))),
                 _ => {
                     self.err(
                         fp,
-                        "set the filter's type: one of `header_mutation`, `buffer`",
+                        "set the filter's type: one of `header_mutation`, `buffer`, `rbac`",
                     );
                     continue;
                 }
@@ -268,22 +279,28 @@ impl Builder {
         for (name, o) in &r.per_filter_config {
             let op = format!("{p}.per_filter_config.{name}");
             match (o.disabled, &o.header_mutation, &o.buffer) {
-                (true, None, None) => overrides.push((name.clone(), FilterOverride::Disabled)),
-                (false, Some(m), None) => {
+                (false, None, None) if o.rbac.is_some() => {
+                    let r = o.rbac.as_ref().map(|r| self.rbac_rules(&format!("{op}.rbac"), r));
+                    overrides.push((name.clone(), FilterOverride::Rbac(Box::new(r.unwrap_or_default()))));
+                }
+                (true, None, None) if o.rbac.is_none() => {
+                    overrides.push((name.clone(), FilterOverride::Disabled))
+                }
+                (false, Some(m), None) if o.rbac.is_none() => {
                     let m = self.header_mutation(&format!("{op}.header_mutation"), m.as_ref());
                     overrides.push((
                         name.clone(),
                         FilterOverride::HeaderMutation(HeaderMutationFilter::new(&m)),
                     ));
                 }
-                (false, None, Some(b)) => {
+                (false, None, Some(b)) if o.rbac.is_none() => {
                     if let Some(b) = self.buffer(&format!("{op}.buffer"), b) {
                         overrides.push((name.clone(), FilterOverride::Buffer(b)));
                     }
                 }
                 _ => self.err(
                     op,
-                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`)",
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `rbac`)",
                 ),
             }
         }

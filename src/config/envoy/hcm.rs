@@ -16,6 +16,7 @@ use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer as PbBuffer;
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::HeaderMutation as PbHeaderMutation;
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as PbRbac;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::{CodecType, RouteSpecifier, StripPortMode},
     http_filter, HttpConnectionManager,
@@ -30,7 +31,7 @@ use super::convert::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router as PbRouter;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::ServerHeaderTransformation;
-use super::{err, route, walk};
+use super::{err, rbac, route, walk};
 use crate::http::filter::RawHttpFilter;
 
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
@@ -240,6 +241,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: Some(mutations(&m.mutations, &format!("{tp}.mutations"))?),
                     buffer: None,
+                    rbac: None,
                 };
                 out.push((
                     raw,
@@ -255,8 +257,22 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: None,
                     buffer: Some(route::buffer(&b, &tp)?),
+                    rbac: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Buffer)));
+            }
+            rbac::HTTP => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let r: PbRbac = payload(any, rbac::HTTP, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    rbac: Some(rbac::http(&r, &tp)?),
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::Rbac)));
             }
             other => {
                 return Err(err(

@@ -16,6 +16,7 @@ mod convert;
 mod hcm;
 mod health;
 mod listener;
+mod rbac;
 mod route;
 mod tls;
 mod walk;

@@ -3,7 +3,8 @@
 //! their rewrites, timeout and upgrades, redirect, direct response), header edits and
 //! `typed_per_filter_config`. Control plane only.
 
-mod matching;
+pub(super) mod matching;
+mod retry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -51,6 +52,8 @@ pub(super) enum ChainOwn {
     Mutations(Option<Mutations>),
     /// A buffer filter.
     Buffer,
+    /// An RBAC filter.
+    Rbac,
 }
 
 /// The four header-edit lists of any level, translated.
@@ -136,13 +139,23 @@ pub(super) fn translate(
             &v.response_headers_to_remove,
             &vp,
         )?;
+        let retry_policy = match &v.retry_policy {
+            None => None,
+            Some(rp) => {
+                let at = At {
+                    envoy: &format!("{vp}.retry_policy"),
+                    native: &format!("{np}.virtual_hosts[{j}].retry_policy"),
+                };
+                Some(retry::retry_policy(rp, &at, &mut tx.paths)?)
+            }
+        };
         virtual_hosts.push(RawVirtualHost {
             name: v.name.clone(),
             domains: v.domains.clone(),
             routes,
-            retry_policy: None,
-            include_request_attempt_count: false,
-            include_attempt_count_in_response: false,
+            retry_policy,
+            include_request_attempt_count: v.include_request_attempt_count,
+            include_attempt_count_in_response: v.include_attempt_count_in_response,
             request_headers_to_add: ve.req_add,
             request_headers_to_remove: ve.req_remove,
             response_headers_to_add: ve.resp_add,
@@ -293,6 +306,13 @@ fn route_action(
             )
         })?;
     out.cluster_not_found_response_code = Some(code.as_str_name().to_string());
+    if let Some(rp) = &a.retry_policy {
+        let at = At {
+            envoy: &format!("{ap}.retry_policy"),
+            native: &format!("{np}.retry_policy"),
+        };
+        out.retry_policy = Some(retry::retry_policy(rp, &at, paths)?);
+    }
     // Envoy: an empty prefix_rewrite is no rewrite.
     out.prefix_rewrite = Some(a.prefix_rewrite.clone()).filter(|x| !x.is_empty());
     if let Some(rx) = &a.regex_rewrite {
@@ -453,6 +473,34 @@ fn per_filter_config(
     for (name, own) in filters {
         let own = match own {
             ChainOwn::Mutations(m) => m,
+            ChainOwn::Rbac => {
+                // Envoy's RBAC filter takes the most specific per-route config.
+                let first = decoded
+                    .iter_mut()
+                    .flat_map(|e| e.iter_mut())
+                    .find(|(n, _)| n == name);
+                let (disabled, rbac) = match first {
+                    None => continue,
+                    Some((_, PerFilter::Disabled)) => (true, None),
+                    Some((_, PerFilter::Rbac(r))) => (false, Some(std::mem::take(r))),
+                    Some(_) => {
+                        return Err(err(
+                            "typed_per_filter_config",
+                            format!(
+                            "`{name}` is an RBAC filter; its per-route config is an RBACPerRoute"
+                        ),
+                        ))
+                    }
+                };
+                let o = RawFilterOverride {
+                    disabled,
+                    header_mutation: None,
+                    buffer: None,
+                    rbac,
+                };
+                out.insert(name.clone(), o);
+                continue;
+            }
             ChainOwn::Buffer => {
                 // Envoy's buffer filter takes the most specific per-route config.
                 let first = decoded
@@ -465,13 +513,15 @@ fn per_filter_config(
                         disabled: true,
                         header_mutation: None,
                         buffer: None,
+                        rbac: None,
                     },
                     Some((_, PerFilter::Buffer(b))) => RawFilterOverride {
                         disabled: false,
                         header_mutation: None,
                         buffer: Some(b.clone()),
+                        rbac: None,
                     },
-                    Some((_, PerFilter::Mutations(_))) => {
+                    Some((_, PerFilter::Mutations(_) | PerFilter::Rbac(_))) => {
                         return Err(err(
                             "typed_per_filter_config",
                             format!(
@@ -496,7 +546,7 @@ fn per_filter_config(
                     PerFilter::Disabled => {
                         disabled.get_or_insert(true);
                     }
-                    PerFilter::Buffer(_) => {
+                    PerFilter::Buffer(_) | PerFilter::Rbac(_) => {
                         return Err(err(
                             "typed_per_filter_config",
                             format!("`{name}` is a header-mutation filter; a BufferPerRoute does not configure it"),
@@ -520,6 +570,7 @@ fn per_filter_config(
                     disabled: true,
                     header_mutation: None,
                     buffer: None,
+                    rbac: None,
                 },
             );
         } else if any {
@@ -529,6 +580,7 @@ fn per_filter_config(
                     disabled: false,
                     header_mutation: Some(mutations(&Some(merged), "(merged)")?),
                     buffer: None,
+                    rbac: None,
                 },
             );
         }
@@ -550,6 +602,7 @@ enum PerFilter {
     Disabled,
     Mutations(Mutations),
     Buffer(RawBuffer),
+    Rbac(crate::config::raw_rbac::RawRbacFilter),
 }
 
 /// A `BufferPerRoute`: disabled, or its own limit.
@@ -574,6 +627,7 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
     match walk::type_name(&any.type_url) {
         PER_ROUTE => checked(payload(any, PER_ROUTE, ep)?, format!("{ep}.mutations")),
         BUFFER_PER_ROUTE => buffer_override(&payload(any, BUFFER_PER_ROUTE, ep)?, ep),
+        super::rbac::PER_ROUTE => Ok(PerFilter::Rbac(super::rbac::per_route_any(any, ep)?)),
         FILTER_CONFIG => {
             let f: FilterConfig = payload(any, FILTER_CONFIG, ep)?;
             match (&f.config, f.disabled) {
@@ -581,6 +635,12 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
                 (Some(inner), false) if walk::type_name(&inner.type_url) == BUFFER_PER_ROUTE => {
                     let cp = format!("{ep}.config");
                     buffer_override(&payload(inner, BUFFER_PER_ROUTE, &cp)?, &cp)
+                }
+                (Some(inner), false)
+                    if walk::type_name(&inner.type_url) == super::rbac::PER_ROUTE =>
+                {
+                    let cp = format!("{ep}.config");
+                    Ok(PerFilter::Rbac(super::rbac::per_route_any(inner, &cp)?))
                 }
                 (Some(inner), false) => checked(
                     payload(inner, PER_ROUTE, &format!("{ep}.config"))?,

@@ -82,6 +82,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "listener_filters",
             "listener_filters_timeout",
             "continue_on_listener_filters_timeout",
+            "use_original_dst",
+            "bind_to_port",
         ],
     ),
     (
@@ -261,6 +263,9 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "name",
             "domains",
             "routes",
+            "retry_policy",
+            "include_request_attempt_count",
+            "include_attempt_count_in_response",
             "request_headers_to_add",
             "request_headers_to_remove",
             "response_headers_to_add",
@@ -300,6 +305,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.route.v3.HeaderMatcher",
+        // Route matches translate exact, prefix and present (`route.rs` refuses the
+        // others); RBAC header rules take every form.
         &[
             "name",
             "exact_match",
@@ -357,7 +364,30 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "auto_host_rewrite",
             "timeout",
             "upgrade_configs",
+            "retry_policy",
         ],
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy",
+        &[
+            "retry_on",
+            "num_retries",
+            "per_try_timeout",
+            "per_try_idle_timeout",
+            "retry_host_predicate",
+            "host_selection_retry_max_attempts",
+            "retriable_status_codes",
+            "retry_back_off",
+            "retriable_headers",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy.RetryHostPredicate",
+        &["name", "typed_config"],
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy.RetryBackOff",
+        &["base_interval", "max_interval"],
     ),
     (
         "envoy.config.route.v3.WeightedCluster",
@@ -421,8 +451,10 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "transport_socket",
             "health_checks",
             "common_lb_config",
+            "upstream_bind_config",
         ],
     ),
+    ("envoy.config.core.v3.BindConfig", &["source_address"]),
     (
         "envoy.config.cluster.v3.Cluster.CommonLbConfig",
         &["healthy_panic_threshold"],
@@ -493,6 +525,65 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
         &["http_protocol_options", "http2_protocol_options"],
     ),
+    // --- RBAC (HTTP and network filters; `config/envoy/rbac.rs`) ---
+    (
+        "envoy.extensions.filters.http.rbac.v3.RBAC",
+        &[
+            "rules",
+            "shadow_rules",
+            "rules_stat_prefix",
+            "shadow_rules_stat_prefix",
+            "track_per_rule_stats",
+        ],
+    ),
+    ("envoy.extensions.filters.http.rbac.v3.RBACPerRoute", &["rbac"]),
+    (
+        "envoy.extensions.filters.network.rbac.v3.RBAC",
+        &[
+            "rules",
+            "shadow_rules",
+            "stat_prefix",
+            "shadow_rules_stat_prefix",
+            "enforcement_type",
+        ],
+    ),
+    ("envoy.config.rbac.v3.RBAC", &["action", "policies"]),
+    ("envoy.config.rbac.v3.Policy", &["permissions", "principals"]),
+    (
+        "envoy.config.rbac.v3.Permission",
+        &[
+            "and_rules",
+            "or_rules",
+            "not_rule",
+            "any",
+            "header",
+            "url_path",
+            "destination_ip",
+            "destination_port",
+            "destination_port_range",
+            "requested_server_name",
+        ],
+    ),
+    ("envoy.config.rbac.v3.Permission.Set", &["rules"]),
+    (
+        "envoy.config.rbac.v3.Principal",
+        &[
+            "and_ids",
+            "or_ids",
+            "not_id",
+            "any",
+            "authenticated",
+            "source_ip",
+            "direct_remote_ip",
+            "remote_ip",
+            "header",
+            "url_path",
+        ],
+    ),
+    ("envoy.config.rbac.v3.Principal.Set", &["ids"]),
+    ("envoy.config.rbac.v3.Principal.Authenticated", &["principal_name"]),
+    ("envoy.type.matcher.v3.PathMatcher", &["path"]),
+    ("envoy.type.v3.Int32Range", &["start", "end"]),
 ];
 
 /// Extension types (`typed_config` and other `Any` payloads) Outrigger implements.
@@ -502,6 +593,7 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
     "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
     "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+    "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
     "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
     "envoy.extensions.filters.http.router.v3.Router",
@@ -510,6 +602,10 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.http.buffer.v3.Buffer",
     "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
     "envoy.config.route.v3.FilterConfig",
+    "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+    "envoy.extensions.filters.http.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
+    "envoy.extensions.filters.network.rbac.v3.RBAC",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -522,6 +618,7 @@ pub(super) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
     "envoy.extensions.filters.http.buffer.v3.Buffer",
+    "envoy.extensions.filters.http.rbac.v3.RBAC",
 ];
 
 fn supported(message: &str, field: &str) -> bool {

@@ -26,9 +26,8 @@ pub(super) async fn prepare<'v, C: Connector>(
     l: &'v HttpConnectionManager,
     view: &'v WorkerView<C>,
     wbuf: &mut Vec<u8>,
-    peer: std::net::IpAddr,
+    facts: crate::rbac::Conn<'_>,
     ip: &[u8],
-    tls: bool,
     rec: Option<&mut StreamInfo>,
 ) -> Result<Option<Plan<'v>>, HeadError> {
     let mut slots = request::header_slots();
@@ -92,8 +91,15 @@ pub(super) async fn prepare<'v, C: Connector>(
     };
     // The filter chain runs on every routed or unrouted request; the router is last.
     let mut edits = own_headers::stream_edits(&l.own);
-    let status =
-        filter::on_request_head(&l.http_filters, route.map(|r| r.filters.view()), &mut edits).await;
+    let ctx = filter::RequestCtx {
+        req: &view_req,
+        conn: facts,
+        forwarding: &l.forwarding,
+        counters: &view.counters,
+    };
+    let route_filters = route.map(|r| r.filters.view());
+    let status = filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await;
+    let (peer, tls) = (facts.peer, facts.tls.is_some());
     own_headers::finish_response_edits(&l.own, &mut edits);
     let decision = match status {
         filter::Status::Respond(reply) => {

@@ -36,17 +36,22 @@
 //! config); the raw variant in `RawHttpFilter`. The connection managers do not change.
 
 pub mod buffer;
+pub mod ctx;
 pub mod header_mutation;
 pub mod headers;
+pub mod rbac;
 pub mod status;
 
 use serde::Deserialize;
 
 use self::buffer::{BufferFilter, RawBuffer};
+pub use self::ctx::RequestCtx;
 use self::header_mutation::{HeaderMutationFilter, RawHeaderMutation};
 use self::headers::{Edits, HeaderPlan};
+use self::rbac::RbacFilter;
 pub use self::status::{DataStatus, LocalReply, Status};
 use super::flags::ResponseFlag;
+use crate::config::raw_rbac::RawRbacFilter;
 
 pub use self::headers::MAX_HEADER_MUTATION_FILTERS;
 
@@ -59,6 +64,8 @@ pub(crate) struct RawHttpFilter {
     pub header_mutation: Option<RawHeaderMutation>,
     #[serde(default)]
     pub buffer: Option<RawBuffer>,
+    #[serde(default)]
+    pub rbac: Option<RawRbacFilter>,
 }
 
 /// A route's override for one filter, as written in the YAML (`per_filter_config`).
@@ -71,19 +78,22 @@ pub(crate) struct RawFilterOverride {
     pub header_mutation: Option<RawHeaderMutation>,
     #[serde(default)]
     pub buffer: Option<RawBuffer>,
+    #[serde(default)]
+    pub rbac: Option<RawRbacFilter>,
 }
 
 /// A configured filter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpFilter {
     pub name: String,
     pub kind: FilterKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FilterKind {
     HeaderMutation(HeaderMutationFilter),
     Buffer(BufferFilter),
+    Rbac(Box<RbacFilter>),
 }
 
 impl FilterKind {
@@ -91,14 +101,16 @@ impl FilterKind {
         match self {
             FilterKind::HeaderMutation(_) => "header_mutation",
             FilterKind::Buffer(_) => "buffer",
+            FilterKind::Rbac(_) => "rbac",
         }
     }
 
     /// The hooks this kind has after the request head.
     pub const fn hooks(&self) -> Hooks {
         match self {
-            // Its response edits are applied by the encoders (`StreamEdits`).
-            FilterKind::HeaderMutation(_) => Hooks::NONE,
+            // Its response edits are applied by the encoders (`StreamEdits`); RBAC
+            // decides on the request head alone.
+            FilterKind::HeaderMutation(_) | FilterKind::Rbac(_) => Hooks::NONE,
             FilterKind::Buffer(_) => Hooks {
                 request_data: true,
                 ..Hooks::NONE
@@ -197,7 +209,7 @@ impl<'c> Chain<'c> {
         let mut out = DataStatus::Continue;
         for f in self.active() {
             let status = match &f.kind {
-                FilterKind::HeaderMutation(_) => DataStatus::Continue,
+                FilterKind::HeaderMutation(_) | FilterKind::Rbac(_) => DataStatus::Continue,
                 FilterKind::Buffer(own) => {
                     let b = match self.override_for(&f.name) {
                         Some(FilterOverride::Buffer(b)) => b,
@@ -222,7 +234,7 @@ impl<'c> Chain<'c> {
     pub async fn on_response_data(&self, chunk: &[u8], end_stream: bool) -> Status {
         for f in self.active().rev() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
+                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) | FilterKind::Rbac(_) => {}
             }
         }
         let _ = (chunk, end_stream);
@@ -236,7 +248,7 @@ impl<'c> Chain<'c> {
     pub async fn on_response_head(&self, status: u16) -> Status {
         for f in self.active().rev() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
+                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) | FilterKind::Rbac(_) => {}
             }
         }
         let _ = status;
@@ -251,7 +263,7 @@ impl<'c> Chain<'c> {
         }
         for f in self.active() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
+                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) | FilterKind::Rbac(_) => {}
             }
         }
         let _ = end;
@@ -259,7 +271,7 @@ impl<'c> Chain<'c> {
 }
 
 /// A route's override of one filter, by filter name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FilterOverride {
     /// The filter does not run for requests on this route.
     Disabled,
@@ -267,6 +279,9 @@ pub enum FilterOverride {
     HeaderMutation(HeaderMutationFilter),
     /// The buffer filter uses this limit on this route (Envoy's `BufferPerRoute`).
     Buffer(BufferFilter),
+    /// The RBAC filter uses these rules instead of its own on this route (Envoy's
+    /// `RBACPerRoute`; both absent: every request passes).
+    Rbac(Box<crate::rbac::Rules>),
 }
 
 /// What the chain decided for one request: the header edits the encoders apply, and
@@ -299,11 +314,14 @@ impl<'c> RouteFilters<'c> {
 
 /// Runs the chain's request-head hooks, then the router's header edits. `route` is the
 /// matched route (`None`: no route; filters still run, the router then answers 404).
+/// A filter that answers ends the chain: the filters after it do not run.
 pub async fn on_request_head<'c>(
     chain: &'c [HttpFilter],
     route: Option<RouteFilters<'c>>,
     edits: &mut StreamEdits<'c>,
+    ctx: &RequestCtx<'_>,
 ) -> Status {
+    let mut status = Status::Continue;
     let mut response_filters: [Option<&'c HeaderPlan>; MAX_HEADER_MUTATION_FILTERS] =
         [None; MAX_HEADER_MUTATION_FILTERS];
     let mut n = 0;
@@ -328,6 +346,16 @@ pub async fn on_request_head<'c>(
             }
             // Its decisions are on the body (`Chain::on_request_data`).
             FilterKind::Buffer(_) => {}
+            FilterKind::Rbac(own) => {
+                let rules = match ov {
+                    Some(FilterOverride::Rbac(r)) => r,
+                    _ => &own.rules,
+                };
+                if let Status::Respond(r) = own.on_request_head(rules, ctx) {
+                    status = Status::Respond(r);
+                    break;
+                }
+            }
         }
     }
     // The router: the route's own edits apply after the filters' on the request, and
@@ -344,7 +372,7 @@ pub async fn on_request_head<'c>(
         overrides: route.map_or(&[], |r| r.overrides),
         hooks,
     };
-    Status::Continue
+    status
 }
 
 #[cfg(test)]
@@ -352,6 +380,32 @@ mod tests {
     use super::header_mutation::HeaderMutation;
     use super::headers::{AppendAction, HeaderAdd, HeaderOps};
     use super::*;
+
+    static REQ: crate::http::router::Request<'static> = crate::http::router::Request {
+        method: "GET",
+        authority: b"h",
+        path: "/",
+        scheme: "http",
+        headers: &[],
+    };
+    static FWD: crate::config::Forwarding = crate::config::Forwarding {
+        use_remote_address: true,
+        xff_num_trusted_hops: 0,
+        skip_xff_append: false,
+    };
+
+    fn ctx() -> RequestCtx<'static> {
+        RequestCtx {
+            req: &REQ,
+            conn: crate::rbac::Conn {
+                peer: std::net::Ipv4Addr::LOCALHOST.into(),
+                local: ([127, 0, 0, 1], 80).into(),
+                tls: None,
+            },
+            forwarding: &FWD,
+            counters: &[],
+        }
+    }
 
     fn setter(name: &str, value: &str) -> HeaderOps {
         HeaderOps {
@@ -388,7 +442,8 @@ mod tests {
             overrides: &[],
         };
         let mut e = StreamEdits::default();
-        let s = futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e));
+        let s =
+            futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e, &ctx()));
         assert_eq!(s, Status::Continue);
         // Request: the route's overwrite runs last; response: the filter's runs last.
         assert_eq!(collect(e.request), vec![("x-who".into(), "route".into())]);
@@ -403,7 +458,7 @@ mod tests {
             ..route
         };
         let mut e = StreamEdits::default();
-        futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e));
+        futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e, &ctx()));
         assert_eq!(collect(e.response), vec![("x-resp".into(), "route".into())]);
         assert_eq!(e.chain.active().count(), 0, "disabled on this route");
     }
@@ -424,7 +479,12 @@ mod tests {
         };
         let run = |overrides| {
             let mut e = StreamEdits::default();
-            futures_lite::future::block_on(on_request_head(&chain, Some(route(overrides)), &mut e));
+            futures_lite::future::block_on(on_request_head(
+                &chain,
+                Some(route(overrides)),
+                &mut e,
+                &ctx(),
+            ));
             e.chain
         };
         let own = run(&[]);
@@ -458,7 +518,7 @@ mod tests {
             kind: FilterKind::HeaderMutation(HeaderMutationFilter::new(&m)),
         }];
         let mut e = StreamEdits::default();
-        futures_lite::future::block_on(on_request_head(&chain, None, &mut e));
+        futures_lite::future::block_on(on_request_head(&chain, None, &mut e, &ctx()));
         assert_eq!(e.chain.active().count(), 1);
         // Nothing past the request head runs for this chain.
         assert_eq!(e.chain.hooks(), Hooks::NONE);

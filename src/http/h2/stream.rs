@@ -99,7 +99,17 @@ pub(crate) async fn serve<C: Connector>(
         None
     } else {
         let route_filters = route.map(|r| r.filters.view());
-        match filter::on_request_head(&l.http_filters, route_filters, &mut edits).await {
+        let ctx = filter::RequestCtx {
+            req: &view_req,
+            conn: crate::rbac::Conn {
+                peer: peer.ip(),
+                local: conn.local.unwrap_or(peer),
+                tls: conn.tls.as_deref(),
+            },
+            forwarding: &l.forwarding,
+            counters: &view.counters,
+        };
+        match filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await {
             Status::Continue => None,
             Status::Respond(reply) => Some(reply),
         }
