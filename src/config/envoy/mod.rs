@@ -14,6 +14,7 @@ mod bootstrap;
 mod cluster;
 mod convert;
 mod hcm;
+mod health;
 mod listener;
 mod local_ratelimit;
 mod rbac;
