@@ -10,6 +10,7 @@ mod match_model;
 pub mod model;
 pub mod oneline;
 mod raw;
+pub(crate) mod raw_fault_cors;
 mod raw_match;
 pub(crate) mod raw_rbac;
 mod raw_retry;
