@@ -10,7 +10,8 @@
 //! and counted `origin_valid` / `origin_invalid`. A shadowed, not enabled, policy stops
 //! there. A preflight (`OPTIONS` with a non-empty `access-control-request-method`) is
 //! answered here, `200` without a body, with the policy's `access-control-*` headers
-//! (an `allow_methods` / `allow_headers` of `*` echoes the request's), unless the origin
+//! (an `allow_methods` / `allow_headers` of `*` echoes the request's; the exposed
+//! headers too, as Envoy 1.40's answer passes its own response hook), unless the origin
 //! is not allowed and `forward_not_matching_preflights` (default true) sends it on.
 //! Any other request from an allowed origin gets `access-control-allow-origin` (the
 //! request's origin), `-allow-credentials: true` when allowed and `-expose-headers` on
@@ -138,6 +139,11 @@ impl CorsFilter {
         if allowed {
             store.set(ALLOW_ORIGIN, origin);
         }
+        // The answer passes the filter's own response hook too, which adds the exposed
+        // headers for an allowed origin (Envoy 1.40 sends them on preflights).
+        if allowed && !p.expose_headers.is_empty() {
+            store.set(EXPOSE_HEADERS, &p.expose_headers);
+        }
         if p.allow_credentials {
             store.set(ALLOW_CREDENTIALS, "true");
         }
@@ -252,6 +258,7 @@ mod tests {
             set,
             [
                 "access-control-allow-origin: https://a.example.com",
+                "access-control-expose-headers: x-total",
                 "access-control-allow-credentials: true",
                 "access-control-allow-methods: GET, PUT",
                 "access-control-allow-headers: x-a, x-b",
