@@ -483,24 +483,25 @@ fn per_filter_config(
                     .iter_mut()
                     .flat_map(|e| e.iter_mut())
                     .find(|(n, _)| n == name);
-                let o =
-                    match first {
-                        None => continue,
-                        Some((_, PerFilter::Disabled)) => RawFilterOverride {
-                            disabled: true,
-                            ..RawFilterOverride::default()
-                        },
-                        Some((_, PerFilter::Fault(f))) => RawFilterOverride {
-                            fault: Some(std::mem::take(f)),
-                            ..RawFilterOverride::default()
-                        },
-                        Some(_) => return Err(err(
+                let o = match first {
+                    None => continue,
+                    Some((_, PerFilter::Disabled)) => RawFilterOverride {
+                        disabled: true,
+                        ..RawFilterOverride::default()
+                    },
+                    Some((_, PerFilter::Fault(f))) => RawFilterOverride {
+                        fault: Some(std::mem::take(f)),
+                        ..RawFilterOverride::default()
+                    },
+                    Some(_) => {
+                        return Err(err(
                             "typed_per_filter_config",
                             format!(
                                 "`{name}` is a fault filter; its per-route config is an HTTPFault"
                             ),
-                        )),
-                    };
+                        ))
+                    }
+                };
                 out.insert(name.clone(), o);
                 continue;
             }
@@ -522,12 +523,14 @@ fn per_filter_config(
                             disabled.get_or_insert(false);
                             policies.push((c, p.clone()));
                         }
-                        _ => return Err(err(
-                            "typed_per_filter_config",
-                            format!(
+                        _ => {
+                            return Err(err(
+                                "typed_per_filter_config",
+                                format!(
                                 "`{name}` is a CORS filter; its per-route config is a CorsPolicy"
                             ),
-                        )),
+                            ))
+                        }
                     }
                 }
                 let o = match disabled {
