@@ -12,7 +12,9 @@ use super::model::*;
 use super::raw::*;
 
 mod fault_cors;
+mod health;
 mod listener;
+mod listener_filters;
 mod proxy_headers;
 mod raw_terminal;
 mod rbac;
@@ -274,6 +276,7 @@ impl Builder {
             }
         }
         self.check_filter_overrides(raw);
+        self.check_original_dst_users(raw, &clusters);
         if !self.errors.is_empty() {
             return None;
         }
@@ -323,8 +326,47 @@ impl Builder {
                 UpstreamProtocol::Http1
             }
         };
-        let endpoints = c
-            .endpoints
+        let kind = match c.kind.as_deref() {
+            None | Some("static") => ClusterKind::Static,
+            Some("original_dst") => ClusterKind::OriginalDst,
+            Some(other) => {
+                self.err(
+                    format!("{p}.type"),
+                    format!("unknown cluster type `{other}` (use static or original_dst)"),
+                );
+                ClusterKind::Static
+            }
+        };
+        let raw_endpoints = match (&c.endpoints, kind) {
+            (Some(e), ClusterKind::Static) => e.as_slice(),
+            (None, ClusterKind::Static) => {
+                self.err(
+                    format!("{p}.endpoints"),
+                    "is required (it may be empty) for a static cluster",
+                );
+                &[]
+            }
+            (Some(e), ClusterKind::OriginalDst) if !e.is_empty() => {
+                self.err(
+                    format!("{p}.endpoints"),
+                    "an original_dst cluster has no endpoints: it connects to each \
+                     connection's original destination",
+                );
+                &[]
+            }
+            (_, ClusterKind::OriginalDst) => &[],
+        };
+        let source_address = c.source_address.as_ref().and_then(|a| {
+            a.parse::<std::net::IpAddr>()
+                .map_err(|_| {
+                    self.err(
+                        format!("{p}.source_address"),
+                        format!("`{a}` is not an IP address"),
+                    )
+                })
+                .ok()
+        });
+        let endpoints = raw_endpoints
             .iter()
             .enumerate()
             .filter_map(|(j, e)| {
@@ -367,6 +409,18 @@ impl Builder {
         let tls = c.tls.as_ref().and_then(|t| {
             self.upstream_tls(&format!("{p}.tls"), t, protocol == UpstreamProtocol::Http2)
         });
+        let health_checks = self.health_checks(&p, &c.health_checks);
+        let healthy_panic_threshold = match c.healthy_panic_threshold {
+            None => 50,
+            Some(t) if (0.0..=100.0).contains(&t) => t.round() as u32,
+            Some(_) => {
+                self.err(
+                    format!("{p}.healthy_panic_threshold"),
+                    "must be a percentage between 0 and 100",
+                );
+                50
+            }
+        };
         Cluster {
             name: c.name.clone(),
             connect_timeout,
@@ -375,6 +429,44 @@ impl Builder {
             pool,
             protocol,
             tls,
+            health_checks,
+            healthy_panic_threshold,
+            kind,
+            source_address,
+        }
+    }
+}
+
+impl Builder {
+    /// An original_dst cluster serves TCP proxies only, today: the HTTP upstream path
+    /// picks endpoints from a fixed list (its pools are per endpoint).
+    fn check_original_dst_users(&mut self, raw: &RawConfig, clusters: &[Arc<Cluster>]) {
+        let odst = |name: &str| {
+            clusters
+                .iter()
+                .any(|c| c.name == name && c.kind == ClusterKind::OriginalDst)
+        };
+        for (i, t) in raw.route_tables.iter().enumerate() {
+            for (j, vh) in t.virtual_hosts.iter().enumerate() {
+                for (k, r) in vh.routes.iter().enumerate() {
+                    let named = r.cluster.iter().chain(
+                        r.weighted_clusters
+                            .iter()
+                            .flat_map(|w| w.clusters.iter().map(|c| &c.name)),
+                    );
+                    for name in named {
+                        if odst(name) {
+                            self.err(
+                                format!("route_tables[{i}].virtual_hosts[{j}].routes[{k}]"),
+                                format!(
+                                    "cluster `{name}` is an original_dst cluster, which only a \
+                                     tcp_proxy can use in Outrigger today"
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -51,6 +51,13 @@ pub struct Listener {
     pub filter_chains: Vec<FilterChain>,
     /// Takes the connections no chain in `filter_chains` matches (`None`: close them).
     pub default_filter_chain: Option<FilterChain>,
+    /// Envoy's `use_original_dst`: a connection whose original destination (read with
+    /// SO_ORIGINAL_DST) is another listener's address is handed to that listener
+    /// (`listener/original_dst.rs`). Implies `listener_filters.original_dst`, as in Envoy.
+    pub use_original_dst: bool,
+    /// Envoy's `bind_to_port`: `false` makes a virtual listener that only takes
+    /// connections handed off by a `use_original_dst` listener (no socket is bound).
+    pub bind_to_port: bool,
 }
 
 impl Listener {
@@ -84,7 +91,10 @@ pub struct ListenerFilters {
     /// first bytes and set the transport protocol (`tls`), the server name (SNI) and
     /// the application protocols (ALPN) (`listener/tls_inspector.rs`).
     pub tls_inspector: bool,
-    // original_dst: a later issue (interception).
+    /// Envoy's `envoy.filters.listener.original_dst`: the connection's local address
+    /// becomes its original destination (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST), which
+    /// an iptables REDIRECT rewrote; chain matching and ORIGINAL_DST clusters see it.
+    pub original_dst: bool,
     /// How long the listener filters may wait for the client's first bytes (Envoy's
     /// `listener_filters_timeout`, 15s; zero: no limit).
     pub timeout: Duration,
@@ -98,6 +108,7 @@ impl Default for ListenerFilters {
         ListenerFilters {
             http_inspector: false,
             tls_inspector: false,
+            original_dst: false,
             timeout: Duration::from_secs(15),
             continue_on_timeout: false,
         }
@@ -408,6 +419,30 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     /// Its transport socket: TLS to its endpoints (`None`: plain TCP).
     pub tls: Option<Arc<crate::tls::client::ClientTls>>,
+    /// Active health checks (at most one), run once per process by `src/health/`.
+    pub health_checks: Vec<super::HealthCheck>,
+    /// Envoy's `common_lb_config.healthy_panic_threshold`, in percent (default 50): with
+    /// fewer healthy endpoints than this the load balancer uses all of them.
+    pub healthy_panic_threshold: u32,
+    /// How the upstream address is found: the endpoints, or the connection's original
+    /// destination.
+    pub kind: ClusterKind,
+    /// Envoy's `upstream_bind_config.source_address`: upstream connections are bound to
+    /// this source address (Istio's inbound passthrough binds 127.0.0.6, which the
+    /// capture rules let through).
+    pub source_address: Option<IpAddr>,
+}
+
+/// Envoy's cluster discovery types that Outrigger has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterKind {
+    /// The endpoints listed (STATIC, and DNS names resolved at load).
+    Static,
+    /// Envoy's `ORIGINAL_DST` with `lb_policy: CLUSTER_PROVIDED`: no endpoints; each
+    /// connection goes to its own original destination (the downstream connection's
+    /// local address after the original_dst listener filter). Istio's
+    /// PassthroughCluster and InboundPassthroughCluster are such clusters.
+    OriginalDst,
 }
 
 /// The protocol spoken to a cluster's endpoints.

@@ -97,6 +97,13 @@ pub(crate) struct RawListener {
     pub filter_chains: Vec<RawFilterChain>,
     #[serde(default)]
     pub default_filter_chain: Option<RawFilterChain>,
+    /// Envoy's `use_original_dst`: hand a redirected connection to the listener of its
+    /// original destination.
+    #[serde(default)]
+    pub use_original_dst: Option<bool>,
+    /// Envoy's `bind_to_port` (default true).
+    #[serde(default)]
+    pub bind_to_port: Option<bool>,
 }
 
 /// One filter chain: its match and its terminal filter's settings (the same fields a
@@ -305,7 +312,15 @@ pub(crate) struct RawCluster {
     pub connect_timeout: Option<String>,
     #[serde(default)]
     pub lb_policy: Option<String>,
-    pub endpoints: Vec<RawEndpoint>,
+    /// `static` (default) or `original_dst`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Required for `static` (may be empty); absent for `original_dst`.
+    #[serde(default)]
+    pub endpoints: Option<Vec<RawEndpoint>>,
+    /// Envoy's `upstream_bind_config.source_address`: an IP address.
+    #[serde(default)]
+    pub source_address: Option<String>,
     #[serde(default)]
     pub pool: Option<RawPool>,
     #[serde(default)]
@@ -313,6 +328,12 @@ pub(crate) struct RawCluster {
     /// TLS to the endpoints (Envoy's UpstreamTlsContext).
     #[serde(default)]
     pub tls: Option<crate::tls::client::RawUpstreamTls>,
+    /// Envoy's `health_checks` (field names and shapes as Envoy's, durations as strings).
+    #[serde(default)]
+    pub health_checks: Vec<super::raw_health::RawHealthCheck>,
+    /// Envoy's `common_lb_config.healthy_panic_threshold` (percent).
+    #[serde(default)]
+    pub healthy_panic_threshold: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,6 +16,7 @@
 //! filter goes between the chosen chain and its terminal in `terminal`.
 
 pub mod inspect;
+pub mod original_dst;
 pub mod rbac;
 pub mod select;
 pub mod tls_inspector;
@@ -255,7 +256,7 @@ async fn listener_filters<D: Io>(
 }
 
 /// Runs the chain's network filters, then hands the connection to its terminal filter,
-/// with the bytes read so far. `addrs`: the peer and local addresses.
+/// with the bytes read so far. `(peer, local)`: the client and the connection's (original) destination.
 async fn terminal<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
     mut rbuf: ReadBuf,
@@ -288,7 +289,7 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
         NetworkTerminal::Tcp(_) => {
             // A TCP proxy connection is never idle between requests: drain lets it run
             // until it ends or the drain timeout.
-            tcp::serve(down, rbuf.data(), peer, view.clone(), at).await;
+            tcp::serve(down, rbuf.data(), local, peer, view.clone(), at).await;
             return;
         }
         NetworkTerminal::Http(hcm) => hcm,

@@ -249,6 +249,8 @@ mod tests {
             listener_filters: Default::default(),
             filter_chains: chains,
             default_filter_chain: default.then(|| chain("default", FilterChainMatch::default())),
+            use_original_dst: false,
+            bind_to_port: true,
         }
     }
 

@@ -148,6 +148,13 @@ pub struct ClusterStats {
     pub rq_retry_backoff_exponential: Counter,
     pub rq_per_try_timeout: Counter,
     pub rq_per_try_idle_timeout: Counter,
+    /// Envoy's `lb_healthy_panic`: picks made among all endpoints because too few were
+    /// healthy.
+    pub lb_healthy_panic: Counter,
+    /// Set once, by the cluster's first pick on this core (Envoy's no-traffic check
+    /// interval ends with it); `used_reported` once the control executor was told.
+    pub used: std::cell::Cell<bool>,
+    pub used_reported: std::cell::Cell<bool>,
 }
 
 /// Per-endpoint counters, part of the per-core cluster state.
@@ -179,6 +186,8 @@ impl ClusterStats {
             rq_retry_backoff_exponential: self.rq_retry_backoff_exponential.get(),
             rq_per_try_timeout: self.rq_per_try_timeout.get(),
             rq_per_try_idle_timeout: self.rq_per_try_idle_timeout.get(),
+            lb_healthy_panic: self.lb_healthy_panic.get(),
+            health_check: None,
             endpoints,
         }
     }
@@ -220,6 +229,21 @@ pub struct EndpointReport {
     pub cx_total: u64,
     pub cx_connect_fail: u64,
     pub cx_idle: u64,
+    /// Envoy's `health_flags`: `healthy`, or flags such as `/failed_active_hc`.
+    pub health_flags: String,
+}
+
+/// Envoy's `cluster.<name>.health_check.*`: counted once per process by the control
+/// executor's checker (not per core).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HealthCheckReport {
+    pub attempt: u64,
+    pub success: u64,
+    pub failure: u64,
+    pub network_failure: u64,
+    pub verify_cluster: u64,
+    /// A gauge: endpoints passing their checks.
+    pub healthy: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -241,6 +265,10 @@ pub struct ClusterReport {
     pub rq_retry_backoff_exponential: u64,
     pub rq_per_try_timeout: u64,
     pub rq_per_try_idle_timeout: u64,
+    pub lb_healthy_panic: u64,
+    /// Only for a cluster with health checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckReport>,
     pub endpoints: Vec<EndpointReport>,
 }
 
@@ -315,6 +343,7 @@ impl StatsReport {
                     x.rq_retry_backoff_exponential += c.rq_retry_backoff_exponential;
                     x.rq_per_try_timeout += c.rq_per_try_timeout;
                     x.rq_per_try_idle_timeout += c.rq_per_try_idle_timeout;
+                    x.lb_healthy_panic += c.lb_healthy_panic;
                     for e in c.endpoints {
                         match x.endpoints.iter_mut().find(|y| y.address == e.address) {
                             None => x.endpoints.push(e),

@@ -100,7 +100,13 @@ impl Builder {
             listener_filters,
             filter_chains,
             default_filter_chain,
+            use_original_dst: l.use_original_dst.unwrap_or(false),
+            bind_to_port: l.bind_to_port.unwrap_or(true),
         };
+        // Envoy: use_original_dst adds the original_dst listener filter.
+        if listener.use_original_dst {
+            listener.listener_filters.original_dst = true;
+        }
         // strip_matching_host_port compares with the port this listener is on.
         for c in listener
             .filter_chains
@@ -118,38 +124,6 @@ impl Builder {
             self.err(format!("{p}.filter_chains"), e);
         }
         Some(listener)
-    }
-
-    fn listener_filters(&mut self, p: &str, l: &RawListener) -> ListenerFilters {
-        let d = ListenerFilters::default();
-        let mut f = ListenerFilters {
-            timeout: self.duration(
-                format!("{p}.listener_filters_timeout"),
-                &l.listener_filters_timeout,
-                d.timeout,
-            ),
-            continue_on_timeout: l
-                .continue_on_listener_filters_timeout
-                .unwrap_or(d.continue_on_timeout),
-            ..d
-        };
-        for (k, name) in l.listener_filters.iter().enumerate() {
-            match name.as_str() {
-                "http_inspector" if !f.http_inspector => f.http_inspector = true,
-                "tls_inspector" if !f.tls_inspector => f.tls_inspector = true,
-                "http_inspector" | "tls_inspector" => self.err(
-                    format!("{p}.listener_filters[{k}]"),
-                    format!("`{name}` is listed twice"),
-                ),
-                other => self.err(
-                    format!("{p}.listener_filters[{k}]"),
-                    format!(
-                        "unknown listener filter `{other}` (use http_inspector or tls_inspector)"
-                    ),
-                ),
-            }
-        }
-        f
     }
 
     fn chain(

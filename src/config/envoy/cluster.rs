@@ -1,5 +1,6 @@
 //! Envoy `Cluster` -> native raw cluster: discovery type, connect timeout, load balancing
-//! policy, endpoints and the upstream HTTP protocol options. Control plane only.
+//! policy (and its panic threshold), endpoints, health checks (`health.rs`) and the
+//! upstream HTTP protocol options. Control plane only.
 
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
         }
     };
     let dns = match kind {
-        DiscoveryType::Static => false,
+        DiscoveryType::Static | DiscoveryType::OriginalDst => false,
         // Resolved once, when the config is loaded (and on reload).
         DiscoveryType::StrictDns | DiscoveryType::LogicalDns => true,
         // xDS turns an EDS cluster into a STATIC one once its endpoints arrive
@@ -49,19 +50,22 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
                 "`EDS` needs `dynamic_resources.ads_config` in the bootstrap",
             ))
         }
-        other => {
-            return Err(err(
-                format!("{p}.type"),
-                format!("`{}` is not supported by Outrigger", other.as_str_name()),
-            ))
-        }
     };
     // Envoy's default connect timeout is 5s; it must be positive.
     let connect_timeout = duration(&c.connect_timeout, &format!("{p}.connect_timeout"))?
         .unwrap_or(Duration::from_secs(5));
     let lb = LbPolicy::try_from(c.lb_policy)
         .map_err(|_| err(format!("{p}.lb_policy"), "unknown value"))?;
+    let original_dst = kind == DiscoveryType::OriginalDst;
+    // Envoy: an ORIGINAL_DST cluster must say CLUSTER_PROVIDED, and only it may.
+    if original_dst != (lb == LbPolicy::ClusterProvided) {
+        return Err(err(
+            format!("{p}.lb_policy"),
+            "`CLUSTER_PROVIDED` goes with `type: ORIGINAL_DST`, and only with it",
+        ));
+    }
     let lb_policy = match lb {
+        LbPolicy::ClusterProvided => "round_robin",
         LbPolicy::RoundRobin => "round_robin",
         LbPolicy::LeastRequest => "least_request",
         LbPolicy::Random => "random",
@@ -162,14 +166,42 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
         name: c.name.clone(),
         connect_timeout: Some(native_duration(connect_timeout)),
         lb_policy: Some(lb_policy.into()),
-        endpoints,
+        // An ORIGINAL_DST cluster with endpoints is refused by the native builder.
+        endpoints: (!original_dst || !endpoints.is_empty()).then_some(endpoints),
+        kind: original_dst.then(|| "original_dst".to_string()),
+        source_address: match &c.upstream_bind_config {
+            Some(b) => {
+                let at = format!("{p}.upstream_bind_config.source_address");
+                let Some(sa) = &b.source_address else {
+                    return Err(err(at, "is required"));
+                };
+                paths.add(format!("{native}.source_address"), at);
+                Some(sa.address.clone())
+            }
+            None => None,
+        },
         pool: Some(RawPool {
             max_idle_per_endpoint: None,
             idle_timeout: Some(timeout_or_never(idle_timeout)),
         }),
         protocol: Some(protocol.into()),
         tls: None,
+        health_checks: c
+            .health_checks
+            .iter()
+            .enumerate()
+            .map(|(i, h)| super::health::translate(h, &format!("{p}.health_checks[{i}]")))
+            .collect::<R<_>>()?,
+        healthy_panic_threshold: c
+            .common_lb_config
+            .as_ref()
+            .and_then(|l| l.healthy_panic_threshold.as_ref())
+            .map(|t| t.value),
     };
+    paths.add(
+        format!("{native}.healthy_panic_threshold"),
+        format!("{p}.common_lb_config.healthy_panic_threshold"),
+    );
     super::tls::upstream(&c.transport_socket, p, &mut raw)?;
     paths.add(
         format!("clusters[{index}].tls"),

@@ -7,6 +7,7 @@ use envoy_types::pb::envoy::config::listener::v3::{
     filter, listener_filter, FilterChain as PbChain, FilterChainMatch as PbMatch, Listener,
 };
 use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
+use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     tcp_proxy::ClusterSpecifier, TcpProxy,
@@ -25,6 +26,7 @@ const HCM: &str =
 const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 const HTTP_INSPECTOR: &str = "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
 const TLS_INSPECTOR: &str = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
+const ORIGINAL_DST: &str = "envoy.extensions.filters.listener.original_dst.v3.OriginalDst";
 
 pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
     let p = format!("static_resources.listeners[{i}]");
@@ -50,6 +52,9 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
         let name = if walk::type_name(&any.type_url) == TLS_INSPECTOR {
             let _: TlsInspector = payload(any, TLS_INSPECTOR, &format!("{fp}.typed_config"))?;
             "tls_inspector"
+        } else if walk::type_name(&any.type_url) == ORIGINAL_DST {
+            let _: OriginalDst = payload(any, ORIGINAL_DST, &format!("{fp}.typed_config"))?;
+            "original_dst"
         } else {
             let _: HttpInspector = payload(any, HTTP_INSPECTOR, &format!("{fp}.typed_config"))?;
             "http_inspector"
@@ -103,6 +108,8 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
         continue_on_listener_filters_timeout: Some(l.continue_on_listener_filters_timeout),
         filter_chains,
         default_filter_chain,
+        use_original_dst: l.use_original_dst.as_ref().map(|v| v.value),
+        bind_to_port: l.bind_to_port.as_ref().map(|v| v.value),
     });
     Ok(())
 }

@@ -15,6 +15,7 @@ mod cluster;
 mod convert;
 mod fault_cors;
 mod hcm;
+mod health;
 mod listener;
 mod rbac;
 mod route;

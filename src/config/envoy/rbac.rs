@@ -10,25 +10,22 @@ use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::rbac::v3::{
     permission, principal, rbac::Action, Permission, Principal, Rbac,
 };
-use envoy_types::pb::envoy::config::route::v3::{
-    header_matcher::HeaderMatchSpecifier, HeaderMatcher,
-};
+use envoy_types::pb::envoy::config::route::v3::HeaderMatcher;
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::{
     Rbac as PbHttpRbac, RbacPerRoute,
 };
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::{
     rbac::EnforcementType, Rbac as PbNetworkRbac,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{
-    path_matcher, string_matcher::MatchPattern, PathMatcher, StringMatcher,
-};
+use envoy_types::pb::envoy::r#type::matcher::v3::{path_matcher, PathMatcher, StringMatcher};
 
 use envoy_types::pb::google::protobuf::Any;
 
-use super::super::raw::{RawHeaderMatch, RawRange, RawRegex, RawStringMatch};
+use super::super::raw::{RawHeaderMatch, RawStringMatch};
 use super::super::raw_rbac::*;
 use super::convert::{payload, R};
-use super::err;
+use super::route::matching::{self, At};
+use super::{err, PathMap};
 
 pub(super) const HTTP: &str = "envoy.extensions.filters.http.rbac.v3.RBAC";
 pub(super) const PER_ROUTE: &str = "envoy.extensions.filters.http.rbac.v3.RBACPerRoute";
@@ -236,63 +233,24 @@ fn path(m: &PathMatcher, p: &str) -> R<RawPathMatcher> {
     }
 }
 
-/// Envoy's `StringMatcher`, every form but `custom`.
+/// Envoy's `StringMatcher`, through the route translation's (one translation for every
+/// matcher). RBAC's errors are reported at the Envoy path, so the native paths it
+/// records are not needed.
 pub(super) fn string(s: &StringMatcher, p: &str) -> R<RawStringMatch> {
-    let mut out = RawStringMatch {
-        exact: None,
-        prefix: None,
-        suffix: None,
-        contains: None,
-        safe_regex: None,
-        ignore_case: s.ignore_case,
+    let at = At {
+        envoy: p,
+        native: p,
     };
-    match &s.match_pattern {
-        Some(MatchPattern::Exact(v)) => out.exact = Some(v.clone()),
-        Some(MatchPattern::Prefix(v)) => out.prefix = Some(v.clone()),
-        Some(MatchPattern::Suffix(v)) => out.suffix = Some(v.clone()),
-        Some(MatchPattern::Contains(v)) => out.contains = Some(v.clone()),
-        Some(MatchPattern::SafeRegex(r)) => out.safe_regex = Some(RawRegex::Bare(r.regex.clone())),
-        Some(MatchPattern::Custom(_)) | None => {
-            return Err(err(
-                p,
-                "set one of `exact`, `prefix`, `suffix`, `contains` and `safe_regex`",
-            ))
-        }
-    }
-    Ok(out)
+    matching::string_match(s, &at, &mut PathMap::default())
 }
 
-/// Envoy's `HeaderMatcher`, every form.
-#[allow(deprecated)]
+/// Envoy's `HeaderMatcher`, through the route translation's.
 pub(super) fn header(h: &HeaderMatcher, p: &str) -> R<RawHeaderMatch> {
-    let mut out = RawHeaderMatch {
-        name: h.name.clone(),
-        invert_match: h.invert_match,
-        treat_missing_header_as_empty: h.treat_missing_header_as_empty,
-        ..RawHeaderMatch::default()
+    let at = At {
+        envoy: p,
+        native: p,
     };
-    match &h.header_match_specifier {
-        // Envoy: no specifier matches when the header is present.
-        None => out.present_match = Some(true),
-        Some(HeaderMatchSpecifier::ExactMatch(v)) => out.exact_match = Some(v.clone()),
-        Some(HeaderMatchSpecifier::PrefixMatch(v)) => out.prefix_match = Some(v.clone()),
-        Some(HeaderMatchSpecifier::SuffixMatch(v)) => out.suffix_match = Some(v.clone()),
-        Some(HeaderMatchSpecifier::ContainsMatch(v)) => out.contains_match = Some(v.clone()),
-        Some(HeaderMatchSpecifier::SafeRegexMatch(r)) => {
-            out.safe_regex_match = Some(RawRegex::Bare(r.regex.clone()))
-        }
-        Some(HeaderMatchSpecifier::PresentMatch(b)) => out.present_match = Some(*b),
-        Some(HeaderMatchSpecifier::RangeMatch(r)) => {
-            out.range_match = Some(RawRange {
-                start: r.start,
-                end: r.end,
-            })
-        }
-        Some(HeaderMatchSpecifier::StringMatch(s)) => {
-            out.string_match = Some(string(s, &format!("{p}.string_match"))?)
-        }
-    }
-    Ok(out)
+    matching::header_match(h, &at, &mut PathMap::default())
 }
 
 /// A `typed_per_filter_config` entry that is an `RBACPerRoute`.

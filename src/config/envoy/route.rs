@@ -3,7 +3,7 @@
 //! their rewrites, timeout and upgrades, redirect, direct response), header edits and
 //! `typed_per_filter_config`. Control plane only.
 
-mod matching;
+pub(super) mod matching;
 mod retry;
 
 use std::collections::{BTreeMap, HashMap};

@@ -22,7 +22,7 @@ use super::super::convert::R;
 use super::super::{err, PathMap};
 
 /// Where a route's fields are: the Envoy path and the native path of the same field.
-pub(super) struct At<'a> {
+pub(in super::super) struct At<'a> {
     pub envoy: &'a str,
     pub native: &'a str,
 }
@@ -126,7 +126,7 @@ pub(super) fn route_match(
 
 // `exact_match`, `prefix_match`, ... are deprecated in Envoy's API but still accepted.
 #[allow(deprecated)]
-pub(super) fn header_match(
+pub(in super::super) fn header_match(
     h: &HeaderMatcher,
     at: &At<'_>,
     paths: &mut PathMap,
@@ -195,7 +195,7 @@ fn query_parameter(
 }
 
 /// A `StringMatcher`; `custom` is refused by the walker.
-pub(super) fn string_match(
+pub(in super::super) fn string_match(
     s: &StringMatcher,
     at: &At<'_>,
     paths: &mut PathMap,
