@@ -11,6 +11,7 @@ use super::locate;
 use super::model::*;
 use super::raw::*;
 
+mod fault_cors;
 mod health;
 mod listener;
 mod listener_filters;

@@ -11,6 +11,7 @@ mod match_model;
 pub mod model;
 pub mod oneline;
 mod raw;
+pub(crate) mod raw_fault_cors;
 mod raw_health;
 mod raw_match;
 pub(crate) mod raw_rbac;

@@ -1,6 +1,9 @@
 //! Raw serde types of the matchers shared by routes, retry policies and policy
 //! filters in the native YAML (Envoy's `HeaderMatcher`, `StringMatcher`,
-//! `RegexMatcher` field names); checked by `config::build::route_match`.
+//! `RegexMatcher` field names), and the fractions routes and the fault filter share
+//! (`RuntimeFractionalPercent`, `FractionalPercent`); checked by
+//! `config::build::route_match`. Below `raw_route` and the filters' raw types, so that
+//! both can name them.
 
 use serde::Deserialize;
 
@@ -80,4 +83,26 @@ pub(crate) struct RawStringMatch {
     pub safe_regex: Option<RawRegex>,
     #[serde(default)]
     pub ignore_case: bool,
+}
+
+/// Envoy's `RuntimeFractionalPercent`; there is no runtime layer, so `default_value` is
+/// the fraction and `runtime_key` is accepted and ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRuntimeFraction {
+    pub default_value: RawFractionalPercent,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub runtime_key: Option<String>,
+}
+
+/// Envoy's `FractionalPercent`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFractionalPercent {
+    #[serde(default)]
+    pub numerator: u32,
+    /// `HUNDRED` (default), `TEN_THOUSAND` or `MILLION`.
+    #[serde(default)]
+    pub denominator: Option<String>,
 }

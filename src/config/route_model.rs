@@ -75,6 +75,10 @@ pub struct RouteFilterConfig {
     /// The route's and its virtual host's `rate_limits` (the local rate limit's
     /// descriptors).
     pub rate_limits: RouteRateLimits,
+    /// The route forwards to a cluster (not a direct response or a redirect).
+    pub forwards: bool,
+    /// The one cluster it forwards to, when that is fixed (`cluster`).
+    pub cluster: Option<String>,
 }
 impl RouteFilterConfig {
     pub fn view(&self) -> RouteFilters<'_> {
@@ -83,6 +87,8 @@ impl RouteFilterConfig {
             response_headers: &self.response_headers,
             overrides: &self.overrides,
             rate_limits: &self.rate_limits,
+            forwards: self.forwards,
+            cluster: self.cluster.as_deref(),
         }
     }
 }

@@ -33,9 +33,13 @@ pub enum ResponseFlag {
     UpstreamRetryLimitExceeded,
     /// RL: the local rate-limit filter refused the request.
     RateLimited,
+    /// DI: the fault filter delayed the request.
+    DelayInjected,
+    /// FI: the fault filter aborted the request.
+    FaultInjected,
 }
 
-pub const FLAG_COUNT: usize = 14;
+pub const FLAG_COUNT: usize = 16;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -54,7 +58,23 @@ impl ResponseFlag {
             ResponseFlag::NoClusterFound => "NC",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
             ResponseFlag::RateLimited => "RL",
+            ResponseFlag::DelayInjected => "DI",
+            ResponseFlag::FaultInjected => "FI",
         }
+    }
+
+    /// Whether Envoy lists this flag before `DI` when a stream has both (its flags are
+    /// written in one fixed order, joined by `,`).
+    pub fn before_delay_injected(self) -> bool {
+        use ResponseFlag::*;
+        matches!(
+            self,
+            NoHealthyUpstream
+                | UpstreamTimeout
+                | UpstreamConnectFailure
+                | UpstreamConnectionTermination
+                | NoRoute
+        )
     }
 
     pub fn all() -> [ResponseFlag; FLAG_COUNT] {
@@ -74,6 +94,8 @@ impl ResponseFlag {
             NoClusterFound,
             UpstreamRetryLimitExceeded,
             RateLimited,
+            DelayInjected,
+            FaultInjected,
         ]
     }
 }

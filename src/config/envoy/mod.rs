@@ -13,6 +13,7 @@
 mod bootstrap;
 mod cluster;
 mod convert;
+mod fault_cors;
 mod hcm;
 mod health;
 mod listener;

@@ -4,9 +4,10 @@
 //! `typed_per_filter_config`. Control plane only.
 
 pub(super) mod matching;
+mod per_filter;
 mod retry;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource, HeaderValueOption};
@@ -15,32 +16,21 @@ use envoy_types::pb::envoy::config::route::v3::{
     route,
     route_action::{ClusterNotFoundResponseCode, ClusterSpecifier, HostRewriteSpecifier},
     weighted_cluster::cluster_weight::HostRewriteSpecifier as WeightHostRewrite,
-    FilterConfig, RedirectAction, Route, RouteAction, RouteConfiguration, WeightedCluster,
+    RedirectAction, Route, RouteAction, RouteConfiguration, WeightedCluster,
 };
-use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::{
-    buffer_per_route::Override as BufferOverride, Buffer as PbBuffer, BufferPerRoute,
-};
-use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
-    HeaderMutationPerRoute, Mutations,
-};
+use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer as PbBuffer;
+use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::Mutations;
 use envoy_types::pb::google::protobuf::Any;
 
 use super::super::raw::{
     RawClusterWeight, RawDataSource, RawDataSourceFields, RawDirectResponse, RawRedirect, RawRoute,
     RawRouteTable, RawVirtualHost, RawWeightedClusters,
 };
-use super::convert::{duration, header_adds, mutations, native_duration, payload, Translation, R};
-use super::{err, walk, PathMap};
+use super::convert::{duration, header_adds, native_duration, Translation, R};
+use super::{err, PathMap};
 use crate::http::filter::buffer::RawBuffer;
 use crate::http::filter::header_mutation::RawHeaderAdd;
-use crate::http::filter::local_ratelimit::RawLocalRateLimit;
-use crate::http::filter::RawFilterOverride;
 use matching::At;
-
-const PER_ROUTE: &str = "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute";
-const BUFFER_PER_ROUTE: &str = "envoy.extensions.filters.http.buffer.v3.BufferPerRoute";
-const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
-use super::local_ratelimit::LOCAL_RATELIMIT;
 
 /// A level's `typed_per_filter_config` and its field path.
 type Level<'a> = (&'a HashMap<String, Any>, String);
@@ -58,6 +48,10 @@ pub(super) enum ChainOwn {
     LocalRateLimit,
     /// An RBAC filter.
     Rbac,
+    /// A fault-injection filter.
+    Fault,
+    /// A CORS filter.
+    Cors,
 }
 
 /// The four header-edit lists of any level, translated.
@@ -204,7 +198,7 @@ fn route(
         &r.typed_per_filter_config,
         format!("{p}.typed_per_filter_config"),
     );
-    let per_filter = per_filter_config([own, vhost, table], filters)?;
+    let per_filter = per_filter::per_filter_config([own, vhost, table], filters)?;
     let e = edits(
         &r.request_headers_to_add,
         &r.request_headers_to_remove,
@@ -461,175 +455,6 @@ fn data_source(d: &DataSource, p: &str) -> R<RawDataSource> {
     }
 }
 
-/// Envoy's header-mutation filter runs its own mutations, then those of every level's
-/// per-route config (route, virtual host, route configuration: the less specific runs
-/// last); the most specific `FilterConfig` decides whether the filter is disabled. Native
-/// overrides replace a filter's edits, so the override carries all of them in that order.
-/// Entries for filters the chain lacks are checked and then ignored, as Envoy does.
-fn per_filter_config(
-    levels: [Level<'_>; 3],
-    filters: &[ChainFilter],
-) -> R<BTreeMap<String, RawFilterOverride>> {
-    let mut decoded: Vec<Vec<(String, PerFilter)>> = Vec::new();
-    for (map, lp) in &levels {
-        let mut entries = Vec::new();
-        for (name, any) in map.iter() {
-            let ep = format!("{lp}[\"{name}\"]");
-            entries.push((name.clone(), filter_override(any, &ep)?));
-        }
-        decoded.push(entries);
-    }
-    let mut out = BTreeMap::new();
-    for (name, own) in filters {
-        let own = match own {
-            ChainOwn::Mutations(m) => m,
-            ChainOwn::LocalRateLimit => {
-                // Envoy's filter takes the most specific per-route config.
-                let first = decoded
-                    .iter()
-                    .flat_map(|e| e.iter())
-                    .find(|(n, _)| n == name);
-                let o = match first {
-                    None => continue,
-                    Some((_, PerFilter::Disabled)) => RawFilterOverride {
-                        disabled: true,
-                        ..RawFilterOverride::default()
-                    },
-                    Some((_, PerFilter::LocalRateLimit(l))) => RawFilterOverride {
-                        local_ratelimit: Some((**l).clone()),
-                        ..RawFilterOverride::default()
-                    },
-                    Some(_) => {
-                        return Err(err(
-                            "typed_per_filter_config",
-                            format!("`{name}` is a local rate-limit filter; its per-route config is a LocalRateLimit"),
-                        ))
-                    }
-                };
-                out.insert(name.clone(), o);
-                continue;
-            }
-            ChainOwn::Rbac => {
-                // Envoy's RBAC filter takes the most specific per-route config.
-                let first = decoded
-                    .iter_mut()
-                    .flat_map(|e| e.iter_mut())
-                    .find(|(n, _)| n == name);
-                let (disabled, rbac) = match first {
-                    None => continue,
-                    Some((_, PerFilter::Disabled)) => (true, None),
-                    Some((_, PerFilter::Rbac(r))) => (false, Some(std::mem::take(r))),
-                    Some(_) => {
-                        return Err(err(
-                            "typed_per_filter_config",
-                            format!(
-                            "`{name}` is an RBAC filter; its per-route config is an RBACPerRoute"
-                        ),
-                        ))
-                    }
-                };
-                let o = RawFilterOverride {
-                    disabled,
-                    rbac,
-                    ..RawFilterOverride::default()
-                };
-                out.insert(name.clone(), o);
-                continue;
-            }
-            ChainOwn::Buffer => {
-                // Envoy's buffer filter takes the most specific per-route config.
-                let first = decoded
-                    .iter()
-                    .flat_map(|e| e.iter())
-                    .find(|(n, _)| n == name);
-                let o = match first {
-                    None => continue,
-                    Some((_, PerFilter::Disabled)) => RawFilterOverride {
-                        disabled: true,
-                        header_mutation: None,
-                        buffer: None,
-                        local_ratelimit: None,
-                        rbac: None,
-                    },
-                    Some((_, PerFilter::Buffer(b))) => RawFilterOverride {
-                        disabled: false,
-                        header_mutation: None,
-                        buffer: Some(b.clone()),
-                        local_ratelimit: None,
-                        rbac: None,
-                    },
-                    Some((
-                        _,
-                        PerFilter::Mutations(_) | PerFilter::LocalRateLimit(_) | PerFilter::Rbac(_),
-                    )) => {
-                        return Err(err(
-                            "typed_per_filter_config",
-                            format!(
-                            "`{name}` is a buffer filter; its per-route config is a BufferPerRoute"
-                        ),
-                        ))
-                    }
-                };
-                out.insert(name.clone(), o);
-                continue;
-            }
-        };
-        let mut disabled = None;
-        let mut merged = own.clone().unwrap_or_default();
-        let mut any = false;
-        for entries in &decoded {
-            for (n, o) in entries {
-                if n != name {
-                    continue;
-                }
-                match o {
-                    PerFilter::Disabled => {
-                        disabled.get_or_insert(true);
-                    }
-                    PerFilter::Buffer(_) | PerFilter::LocalRateLimit(_) | PerFilter::Rbac(_) => {
-                        return Err(err(
-                            "typed_per_filter_config",
-                            format!("`{name}` is a header-mutation filter; a BufferPerRoute, LocalRateLimit or RBACPerRoute does not configure it"),
-                        ))
-                    }
-                    PerFilter::Mutations(m) => {
-                        disabled.get_or_insert(false);
-                        merged.request_mutations.extend(m.request_mutations.clone());
-                        merged
-                            .response_mutations
-                            .extend(m.response_mutations.clone());
-                        any = true;
-                    }
-                }
-            }
-        }
-        if disabled == Some(true) {
-            out.insert(
-                name.clone(),
-                RawFilterOverride {
-                    disabled: true,
-                    header_mutation: None,
-                    buffer: None,
-                    local_ratelimit: None,
-                    rbac: None,
-                },
-            );
-        } else if any {
-            out.insert(
-                name.clone(),
-                RawFilterOverride {
-                    disabled: false,
-                    header_mutation: Some(mutations(&Some(merged), "(merged)")?),
-                    buffer: None,
-                    local_ratelimit: None,
-                    rbac: None,
-                },
-            );
-        }
-    }
-    Ok(out)
-}
-
 /// The buffer filter's config (its own, or a route's `BufferPerRoute.buffer`): `max_request_bytes` is required (Envoy's validation).
 pub(super) fn buffer(b: &PbBuffer, p: &str) -> R<RawBuffer> {
     match b.max_request_bytes {
@@ -637,74 +462,5 @@ pub(super) fn buffer(b: &PbBuffer, p: &str) -> R<RawBuffer> {
             max_request_bytes: Some(u64::from(v.value)),
         }),
         None => Err(err(format!("{p}.max_request_bytes"), "is required")),
-    }
-}
-
-enum PerFilter {
-    Disabled,
-    Mutations(Mutations),
-    Buffer(RawBuffer),
-    LocalRateLimit(Box<RawLocalRateLimit>),
-    Rbac(crate::config::raw_rbac::RawRbacFilter),
-}
-
-/// A `BufferPerRoute`: disabled, or its own limit.
-fn buffer_override(b: &BufferPerRoute, ep: &str) -> R<PerFilter> {
-    match &b.r#override {
-        Some(BufferOverride::Disabled(true)) => Ok(PerFilter::Disabled),
-        Some(BufferOverride::Buffer(buf)) => {
-            Ok(PerFilter::Buffer(buffer(buf, &format!("{ep}.buffer"))?))
-        }
-        // Envoy: `disabled` must be true, and the oneof is required.
-        _ => Err(err(ep, "set `disabled: true` or `buffer`")),
-    }
-}
-
-/// One `typed_per_filter_config` entry: the header-mutation filter's per-route config,
-/// or a `FilterConfig` that disables a filter or wraps that config.
-fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
-    let checked = |m: HeaderMutationPerRoute, p: String| {
-        mutations(&m.mutations, &p)?;
-        Ok(PerFilter::Mutations(m.mutations.unwrap_or_default()))
-    };
-    match walk::type_name(&any.type_url) {
-        PER_ROUTE => checked(payload(any, PER_ROUTE, ep)?, format!("{ep}.mutations")),
-        BUFFER_PER_ROUTE => buffer_override(&payload(any, BUFFER_PER_ROUTE, ep)?, ep),
-        LOCAL_RATELIMIT => Ok(PerFilter::LocalRateLimit(Box::new(
-            super::local_ratelimit::translate(&payload(any, LOCAL_RATELIMIT, ep)?, ep, true)?,
-        ))),
-        super::rbac::PER_ROUTE => Ok(PerFilter::Rbac(super::rbac::per_route_any(any, ep)?)),
-        FILTER_CONFIG => {
-            let f: FilterConfig = payload(any, FILTER_CONFIG, ep)?;
-            match (&f.config, f.disabled) {
-                (None, true) => Ok(PerFilter::Disabled),
-                (Some(inner), false) if walk::type_name(&inner.type_url) == LOCAL_RATELIMIT => {
-                    let cp = format!("{ep}.config");
-                    let l = payload(inner, LOCAL_RATELIMIT, &cp)?;
-                    Ok(PerFilter::LocalRateLimit(Box::new(
-                        super::local_ratelimit::translate(&l, &cp, true)?,
-                    )))
-                }
-                (Some(inner), false) if walk::type_name(&inner.type_url) == BUFFER_PER_ROUTE => {
-                    let cp = format!("{ep}.config");
-                    buffer_override(&payload(inner, BUFFER_PER_ROUTE, &cp)?, &cp)
-                }
-                (Some(inner), false)
-                    if walk::type_name(&inner.type_url) == super::rbac::PER_ROUTE =>
-                {
-                    let cp = format!("{ep}.config");
-                    Ok(PerFilter::Rbac(super::rbac::per_route_any(inner, &cp)?))
-                }
-                (Some(inner), false) => checked(
-                    payload(inner, PER_ROUTE, &format!("{ep}.config"))?,
-                    format!("{ep}.config.mutations"),
-                ),
-                _ => Err(err(ep, "set `disabled: true` or `config`")),
-            }
-        }
-        other => Err(err(
-            ep,
-            format!("per-filter config type `{other}` is not supported by Outrigger"),
-        )),
     }
 }

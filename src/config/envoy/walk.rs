@@ -8,8 +8,11 @@
 
 use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
 
-/// Supported fields, per message full name. A message that is not listed supports no
-/// field (it may still appear empty, e.g. the router's config).
+mod filters;
+
+/// Supported fields, per message full name (the filters' RBAC, local rate limit, fault
+/// and CORS messages are in `filters.rs`). A message that is not listed in either
+/// supports no field (it may still appear empty, e.g. the router's config).
 const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap",
@@ -212,54 +215,6 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
         &["disabled", "buffer"],
-    ),
-    (
-        "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-        &[
-            "stat_prefix",
-            "status",
-            "token_bucket",
-            "filter_enabled",
-            "filter_enforced",
-            "request_headers_to_add_when_not_enforced",
-            "response_headers_to_add",
-            "descriptors",
-            "stage",
-            "local_rate_limit_per_downstream_connection",
-            "enable_x_ratelimit_headers",
-            "vh_rate_limits",
-            "always_consume_default_token_bucket",
-            "rate_limits",
-        ],
-    ),
-    ("envoy.type.v3.HttpStatus", &["code"]),
-    (
-        "envoy.type.v3.TokenBucket",
-        &["max_tokens", "tokens_per_fill", "fill_interval"],
-    ),
-    (
-        "envoy.extensions.common.ratelimit.v3.LocalRateLimitDescriptor",
-        &["entries", "token_bucket"],
-    ),
-    (
-        "envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry",
-        &["key", "value"],
-    ),
-    (
-        "envoy.config.route.v3.RateLimit",
-        &["stage", "disable_key", "actions"],
-    ),
-    (
-        "envoy.config.route.v3.RateLimit.Action",
-        &["request_headers", "generic_key", "remote_address"],
-    ),
-    (
-        "envoy.config.route.v3.RateLimit.Action.RequestHeaders",
-        &["header_name", "descriptor_key", "skip_if_absent"],
-    ),
-    (
-        "envoy.config.route.v3.RateLimit.Action.GenericKey",
-        &["descriptor_value", "descriptor_key"],
     ),
     (
         "envoy.extensions.filters.http.header_mutation.v3.Mutations",
@@ -575,65 +530,6 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
         &["http_protocol_options", "http2_protocol_options"],
     ),
-    // --- RBAC (HTTP and network filters; `config/envoy/rbac.rs`) ---
-    (
-        "envoy.extensions.filters.http.rbac.v3.RBAC",
-        &[
-            "rules",
-            "shadow_rules",
-            "rules_stat_prefix",
-            "shadow_rules_stat_prefix",
-            "track_per_rule_stats",
-        ],
-    ),
-    ("envoy.extensions.filters.http.rbac.v3.RBACPerRoute", &["rbac"]),
-    (
-        "envoy.extensions.filters.network.rbac.v3.RBAC",
-        &[
-            "rules",
-            "shadow_rules",
-            "stat_prefix",
-            "shadow_rules_stat_prefix",
-            "enforcement_type",
-        ],
-    ),
-    ("envoy.config.rbac.v3.RBAC", &["action", "policies"]),
-    ("envoy.config.rbac.v3.Policy", &["permissions", "principals"]),
-    (
-        "envoy.config.rbac.v3.Permission",
-        &[
-            "and_rules",
-            "or_rules",
-            "not_rule",
-            "any",
-            "header",
-            "url_path",
-            "destination_ip",
-            "destination_port",
-            "destination_port_range",
-            "requested_server_name",
-        ],
-    ),
-    ("envoy.config.rbac.v3.Permission.Set", &["rules"]),
-    (
-        "envoy.config.rbac.v3.Principal",
-        &[
-            "and_ids",
-            "or_ids",
-            "not_id",
-            "any",
-            "authenticated",
-            "source_ip",
-            "direct_remote_ip",
-            "remote_ip",
-            "header",
-            "url_path",
-        ],
-    ),
-    ("envoy.config.rbac.v3.Principal.Set", &["ids"]),
-    ("envoy.config.rbac.v3.Principal.Authenticated", &["principal_name"]),
-    ("envoy.type.matcher.v3.PathMatcher", &["path"]),
-    ("envoy.type.v3.Int32Range", &["start", "end"]),
 ];
 
 /// Extension types (`typed_config` and other `Any` payloads) Outrigger implements.
@@ -657,6 +553,9 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.http.rbac.v3.RBAC",
     "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
     "envoy.extensions.filters.network.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.fault.v3.HTTPFault",
+    "envoy.extensions.filters.http.cors.v3.Cors",
+    "envoy.extensions.filters.http.cors.v3.CorsPolicy",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -671,11 +570,14 @@ pub(super) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.buffer.v3.Buffer",
     "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
     "envoy.extensions.filters.http.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.fault.v3.HTTPFault",
+    "envoy.extensions.filters.http.cors.v3.Cors",
 ];
 
 fn supported(message: &str, field: &str) -> bool {
     SUPPORTED
         .iter()
+        .chain(filters::SUPPORTED)
         .find(|(m, _)| *m == message)
         .is_some_and(|(_, fields)| fields.contains(&field))
 }
