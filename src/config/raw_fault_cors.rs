@@ -4,8 +4,7 @@
 
 use serde::Deserialize;
 
-use super::raw_match::{RawHeaderMatch, RawStringMatch};
-use super::raw_route::{RawFractionalPercent, RawRuntimeFraction};
+use super::raw_match::{RawFractionalPercent, RawHeaderMatch, RawRuntimeFraction, RawStringMatch};
 
 /// The filter's config as written in the YAML (Envoy's `HTTPFault` field names).
 #[derive(Debug, Default, Deserialize)]

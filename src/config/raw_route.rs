@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 pub(crate) use super::raw_match::{
-    RawHeaderMatch, RawRange, RawRegex, RawRegexMatcher, RawStringMatch,
+    RawFractionalPercent, RawHeaderMatch, RawRange, RawRegex, RawRegexMatcher, RawRuntimeFraction,
+    RawStringMatch,
 };
 
 use crate::http::filter::header_mutation::RawHeaderAdd;
@@ -107,28 +108,6 @@ pub(crate) struct RawQueryParameterMatch {
     pub string_match: Option<RawStringMatch>,
     #[serde(default)]
     pub present_match: Option<bool>,
-}
-
-/// Envoy's `RuntimeFractionalPercent`; there is no runtime layer, so `default_value` is
-/// the fraction and `runtime_key` is accepted and ignored.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRuntimeFraction {
-    pub default_value: RawFractionalPercent,
-    #[serde(default)]
-    #[allow(dead_code)]
-    pub runtime_key: Option<String>,
-}
-
-/// Envoy's `FractionalPercent`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawFractionalPercent {
-    #[serde(default)]
-    pub numerator: u32,
-    /// `HUNDRED` (default), `TEN_THOUSAND` or `MILLION`.
-    #[serde(default)]
-    pub denominator: Option<String>,
 }
 
 /// Envoy's `WeightedCluster`.
