@@ -16,8 +16,8 @@
 //! filter goes between the chosen chain and its terminal in `terminal`.
 
 pub mod inspect;
-pub mod rbac;
 pub mod original_dst;
+pub mod rbac;
 pub mod select;
 pub mod tls_inspector;
 

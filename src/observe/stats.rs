@@ -148,6 +148,13 @@ pub struct ClusterStats {
     pub rq_retry_backoff_exponential: Counter,
     pub rq_per_try_timeout: Counter,
     pub rq_per_try_idle_timeout: Counter,
+    /// Request mirroring (`upstream::request::shadow`), on the mirror cluster: shadows
+    /// sent, those that got no response, and those not sent (too many in flight on the
+    /// core, or a request body that was not held). Envoy has no names for these; it
+    /// counts shadows only in the mirror cluster's `upstream_rq_*`, as these are too.
+    pub rq_shadow: Counter,
+    pub rq_shadow_failed: Counter,
+    pub rq_shadow_dropped: Counter,
 }
 
 /// Per-endpoint counters, part of the per-core cluster state.
@@ -179,6 +186,9 @@ impl ClusterStats {
             rq_retry_backoff_exponential: self.rq_retry_backoff_exponential.get(),
             rq_per_try_timeout: self.rq_per_try_timeout.get(),
             rq_per_try_idle_timeout: self.rq_per_try_idle_timeout.get(),
+            rq_shadow: self.rq_shadow.get(),
+            rq_shadow_failed: self.rq_shadow_failed.get(),
+            rq_shadow_dropped: self.rq_shadow_dropped.get(),
             endpoints,
         }
     }
@@ -241,6 +251,9 @@ pub struct ClusterReport {
     pub rq_retry_backoff_exponential: u64,
     pub rq_per_try_timeout: u64,
     pub rq_per_try_idle_timeout: u64,
+    pub rq_shadow: u64,
+    pub rq_shadow_failed: u64,
+    pub rq_shadow_dropped: u64,
     pub endpoints: Vec<EndpointReport>,
 }
 
@@ -315,6 +328,9 @@ impl StatsReport {
                     x.rq_retry_backoff_exponential += c.rq_retry_backoff_exponential;
                     x.rq_per_try_timeout += c.rq_per_try_timeout;
                     x.rq_per_try_idle_timeout += c.rq_per_try_idle_timeout;
+                    x.rq_shadow += c.rq_shadow;
+                    x.rq_shadow_failed += c.rq_shadow_failed;
+                    x.rq_shadow_dropped += c.rq_shadow_dropped;
                     for e in c.endpoints {
                         match x.endpoints.iter_mut().find(|y| y.address == e.address) {
                             None => x.endpoints.push(e),

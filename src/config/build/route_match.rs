@@ -195,7 +195,7 @@ impl Builder {
         })
     }
 
-    fn fraction(&mut self, p: &str, f: &RawRuntimeFraction) -> Option<Fraction> {
+    pub(super) fn fraction(&mut self, p: &str, f: &RawRuntimeFraction) -> Option<Fraction> {
         let d = &f.default_value;
         let denominator = match d.denominator.as_deref() {
             None | Some("HUNDRED") => 100,

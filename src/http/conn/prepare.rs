@@ -107,6 +107,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         }
         filter::Status::Continue => route.map(|r| router::resolve(table, r, &view_req)),
     };
+    let mut mirror = None;
     let action = match decision {
         None => Action::NoRoute,
         // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
@@ -157,6 +158,30 @@ pub(super) async fn prepare<'v, C: Connector>(
                 .is_some_and(|c| c.cfg.protocol == UpstreamProtocol::Http2);
             let path = t.path.as_deref().unwrap_or(req.path);
             let host = t.host.or(stripped);
+            if !t.shadows.is_empty() && upgrade.is_none() {
+                // The shadow is the request as it goes upstream, in HTTP/2's form
+                // (`http::mirror`); a head that has no such form is not mirrored.
+                let rewrite = crate::upstream::request::http2::Rewrite {
+                    path,
+                    authority: host.map_or(req.authority, str::as_bytes),
+                    original_path: t.path.is_some().then_some(req.path),
+                    original_host: t.host.filter(|_| t.record_host).map(|_| authority),
+                };
+                mirror = crate::upstream::request::http2::request_from_h1(
+                    &req,
+                    &rewrite,
+                    fwd,
+                    edits.request,
+                )
+                .map(|r| {
+                    Box::new(crate::http::mirror::Mirror {
+                        req: r,
+                        to: t.shadows,
+                        timeout: t.timeout,
+                        client_h2: false,
+                    })
+                });
+            }
             let h2 = if to_h2 {
                 // Built from the parsed head: never encoded as HTTP/1.1 and parsed again.
                 let rewrite = crate::upstream::request::http2::Rewrite {
@@ -211,7 +236,9 @@ pub(super) async fn prepare<'v, C: Connector>(
             }
         }
     };
-    Ok(Some(plan(&req, l, action, edits)))
+    let mut p = plan(&req, l, action, edits);
+    p.mirror = mirror;
+    Ok(Some(p))
 }
 
 /// The plan for a parsed request.
@@ -237,6 +264,7 @@ fn plan<'v>(
         response_edits: edits.response,
         chain: edits.chain,
         codec_edits: own_headers::codec_reply_edits(&l.own),
+        mirror: None,
     }
 }
 
