@@ -226,6 +226,16 @@ pub(super) async fn prepare<'v, C: Connector>(
                 );
                 None
             };
+            if let Some(m) = mirror.as_deref_mut() {
+                // A request id the proxy made for the primary is the shadow's too.
+                let id = match &h2 {
+                    Some(r) => r.headers().get(REQUEST_ID).map(|v| v.as_bytes()),
+                    None => written_request_id(wbuf),
+                };
+                if let Some(v) = id.and_then(|v| http::HeaderValue::from_bytes(v).ok()) {
+                    m.req.headers_mut().insert(REQUEST_ID, v);
+                }
+            }
             Action::Proxy {
                 cluster: t.cluster,
                 timeout: t.timeout,
@@ -239,6 +249,18 @@ pub(super) async fn prepare<'v, C: Connector>(
     let mut p = plan(&req, l, action, edits);
     p.mirror = mirror;
     Ok(Some(p))
+}
+
+const REQUEST_ID: &str = crate::http::stamp::REQUEST_ID;
+
+/// The last `x-request-id` value of an upstream head the HTTP/1 encoder wrote (the one
+/// the proxy's stamp adds comes after the client's fields).
+fn written_request_id(head: &[u8]) -> Option<&[u8]> {
+    const FIELD: &[u8] = b"\r\nx-request-id: ";
+    let at = head.windows(FIELD.len()).rposition(|w| w == FIELD)? + FIELD.len();
+    let rest = head.get(at..)?;
+    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+    rest.get(..end)
 }
 
 /// The plan for a parsed request.

@@ -294,6 +294,8 @@ pub(crate) async fn serve<C: Connector>(
             }
             if mirrored {
                 let up = up_parts.as_ref().unwrap_or(&parts);
+                // `up` is read here only: the shadow is built before the primary's
+                // request, which then takes the shadow's request id.
                 let upstream_path = t.path.as_deref().unwrap_or(&path);
                 let shadow = crate::upstream::request::http2::request_from_h2(
                     up,
@@ -303,6 +305,14 @@ pub(crate) async fn serve<C: Connector>(
                     edits.request,
                 );
                 if let Some(r) = shadow {
+                    // The primary carries the request id the shadow got (Envoy's shadow
+                    // is a copy of the primary's headers).
+                    if let Some(id) = r.headers().get(crate::http::stamp::REQUEST_ID) {
+                        let up = up_parts.as_mut().unwrap_or(&mut parts);
+                        up.headers
+                            .insert(crate::http::stamp::REQUEST_ID, id.clone());
+                        edits.request.stamp.request_id = crate::http::stamp::RequestId::Off;
+                    }
                     let m = mirror::Mirror {
                         req: r,
                         to: t.shadows,

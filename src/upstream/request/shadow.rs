@@ -133,6 +133,10 @@ pub(crate) fn send<K: Connector + 'static>(
     if let Some(h) = new_host {
         set_authority(&mut s.req, &h);
     }
+    // Envoy sends shadows through its async client, which marks them internal.
+    s.req
+        .headers_mut()
+        .insert("x-envoy-internal", http::HeaderValue::from_static("true"));
     cs.stats.rq_shadow.inc();
     glommio::spawn_local(async move {
         let _slot = slot;
