@@ -9,6 +9,7 @@ pub mod alarm;
 pub mod config;
 pub(crate) mod contain;
 pub mod demo;
+pub mod health;
 pub mod http;
 pub mod iptables;
 pub mod listener;

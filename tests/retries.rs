@@ -8,31 +8,10 @@ mod common;
 mod h2client;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use h2client::{connect, request};
-
-/// The first `n` requests get `first`, the rest an echo.
-fn fail_first(n: usize, first: Handler) -> Handler {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let ok = echo();
-    Arc::new(move |ctx, req, s| {
-        if seen.fetch_add(1, Ordering::SeqCst) < n {
-            first(ctx, req, s)
-        } else {
-            ok(ctx, req, s)
-        }
-    })
-}
-
-fn status(code: u16) -> Handler {
-    fixed(format!(
-        "HTTP/1.1 {code} Oops\r\ncontent-length: 4\r\n\r\noops"
-    ))
-}
 
 /// One listener, one route to `backend` (the endpoints given) with `route_extra` under
 /// the route and `vhost_extra` under the virtual host (both indented to their level).
@@ -90,7 +69,7 @@ fn stat(p: &Proxy, name: &str) -> u64 {
 
 #[test]
 fn a_503_is_retried_until_it_succeeds_and_each_try_reaches_the_upstream() {
-    let up = Upstream::start(fail_first(2, status(503)));
+    let up = Upstream::start(fail_first(2, status_oops(503)));
     let p = Proxy::start(&config(
         &[up.addr],
         "round_robin",
@@ -109,7 +88,7 @@ fn a_503_is_retried_until_it_succeeds_and_each_try_reaches_the_upstream() {
 
 #[test]
 fn exhausted_retries_forward_the_last_response_with_urx() {
-    let up = Upstream::start(status(503));
+    let up = Upstream::start(status_oops(503));
     let p = Proxy::start(&config(
         &[up.addr],
         "round_robin",
@@ -127,7 +106,7 @@ fn exhausted_retries_forward_the_last_response_with_urx() {
 
 #[test]
 fn num_retries_defaults_to_one_and_other_statuses_are_not_retried() {
-    let up = Upstream::start(status(503));
+    let up = Upstream::start(status_oops(503));
     let p = Proxy::start(&config(
         &[up.addr],
         "round_robin",
@@ -142,7 +121,7 @@ fn num_retries_defaults_to_one_and_other_statuses_are_not_retried() {
         "one try and Envoy's one default retry"
     );
 
-    let up = Upstream::start(status(500));
+    let up = Upstream::start(status_oops(500));
     let p = Proxy::start(&config(
         &[up.addr],
         "round_robin",
@@ -251,7 +230,7 @@ fn a_try_that_hangs_past_the_per_try_timeout_is_retried() {
 
 #[test]
 fn previous_hosts_sends_the_retry_to_the_other_endpoint() {
-    let bad = Upstream::start(status(503));
+    let bad = Upstream::start(status_oops(503));
     let good = Upstream::echo();
     let p = Proxy::start(&config(
         &[bad.addr, good.addr],
@@ -272,19 +251,19 @@ fn previous_hosts_sends_the_retry_to_the_other_endpoint() {
 
 #[test]
 fn request_headers_ask_for_retries_unless_sanitized() {
-    let up = Upstream::start(fail_first(2, status(503)));
+    let up = Upstream::start(fail_first(2, status_oops(503)));
     let p = Proxy::start(&config(&[up.addr], "round_robin", "", "", ""));
     let asked = "GET /x HTTP/1.1\r\nHost: a\r\nx-envoy-retry-on: 5xx\r\nx-envoy-max-retries: 2\r\nConnection: close\r\n\r\n";
     let r = exchange(p.listen, asked);
     assert_eq!(r.status, 200);
     assert_eq!(up.request_count(), 3);
     // Without the headers: no retry.
-    let up = Upstream::start(status(503));
+    let up = Upstream::start(status_oops(503));
     let p = Proxy::start(&config(&[up.addr], "round_robin", "", "", ""));
     assert_eq!(get(p.listen, "a", "/x").status, 503);
     assert_eq!(up.request_count(), 1);
     // A connection manager that sanitizes x-envoy-* (Envoy's default) ignores them.
-    let up = Upstream::start(status(503));
+    let up = Upstream::start(status_oops(503));
     let sanitize = "    proxy_headers:\n      sanitize_envoy_headers: true\n";
     let p = Proxy::start(&config(&[up.addr], "round_robin", "", "", sanitize));
     assert_eq!(exchange(p.listen, asked).status, 503);
@@ -293,7 +272,7 @@ fn request_headers_ask_for_retries_unless_sanitized() {
 
 #[test]
 fn the_virtual_host_policy_applies_and_attempt_counts_are_sent() {
-    let up = Upstream::start(fail_first(1, status(503)));
+    let up = Upstream::start(fail_first(1, status_oops(503)));
     let vhost = "        retry_policy:\n          retry_on: 5xx\n        include_request_attempt_count: true\n        include_attempt_count_in_response: true\n";
     let p = Proxy::start(&config(&[up.addr], "round_robin", "", vhost, ""));
     let r = get(p.listen, "a", "/x");
@@ -309,7 +288,7 @@ fn the_virtual_host_policy_applies_and_attempt_counts_are_sent() {
 
 #[test]
 fn a_small_body_is_sent_again_and_a_large_one_is_not_retried() {
-    let up = Upstream::start(fail_first(1, status(503)));
+    let up = Upstream::start(fail_first(1, status_oops(503)));
     let p = Proxy::start(&config(
         &[up.addr],
         "round_robin",
@@ -330,7 +309,7 @@ fn a_small_body_is_sent_again_and_a_large_one_is_not_retried() {
     );
 
     // Beyond what is held for a retry, the body streams and the 503 goes to the client.
-    let up = Upstream::start(fail_first(1, status(503)));
+    let up = Upstream::start(fail_first(1, status_oops(503)));
     let p = Proxy::start(&config(
         &[up.addr],
         "round_robin",
@@ -352,7 +331,7 @@ fn a_small_body_is_sent_again_and_a_large_one_is_not_retried() {
 
 #[test]
 fn an_http2_client_gets_the_same_retries() {
-    let up = Upstream::start(fail_first(2, status(503)));
+    let up = Upstream::start(fail_first(2, status_oops(503)));
     let p = Proxy::start(&config(
         &[up.addr],
         "round_robin",
@@ -372,7 +351,7 @@ fn an_http2_client_gets_the_same_retries() {
     assert_eq!(up.request_count(), 3);
 
     // A POST whose body arrives with its head is sent again whole.
-    let up = Upstream::start(fail_first(1, status(503)));
+    let up = Upstream::start(fail_first(1, status_oops(503)));
     let p = Proxy::start(&config(
         &[up.addr],
         "round_robin",

@@ -6,30 +6,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use common::envoy::{envoy_or_skip, Envoy};
 use common::*;
-
-/// The first `n` requests get `first`, the rest an echo.
-fn fail_first(n: usize, first: Handler) -> Handler {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let ok = echo();
-    Arc::new(move |ctx, req, s| {
-        if seen.fetch_add(1, Ordering::SeqCst) < n {
-            first(ctx, req, s)
-        } else {
-            ok(ctx, req, s)
-        }
-    })
-}
-
-fn status(code: u16) -> Handler {
-    fixed(format!(
-        "HTTP/1.1 {code} Oops\r\ncontent-length: 4\r\n\r\noops"
-    ))
-}
 
 /// A bootstrap with one route to the upstream; `route_policy` goes under the route's
 /// `route:` (indented to its fields), `vhost_extra` under the virtual host.
@@ -122,42 +101,42 @@ fn envoy_and_outrigger_retry_alike() {
     let cases = [
         Case {
             name: "5xx retried until it succeeds",
-            upstream: || fail_first(2, status(503)),
+            upstream: || fail_first(2, status_oops(503)),
             route: "retry_on: 5xx\nnum_retries: 2\nretry_back_off: { base_interval: 0.001s }",
             vhost: "",
             request_headers: "",
         },
         Case {
             name: "retries exhausted: the last 503 goes to the client",
-            upstream: || status(503),
+            upstream: || status_oops(503),
             route: "retry_on: 5xx\nnum_retries: 1\nretry_back_off: { base_interval: 0.001s }",
             vhost: "",
             request_headers: "",
         },
         Case {
             name: "gateway-error does not retry a 500",
-            upstream: || fail_first(1, status(500)),
+            upstream: || fail_first(1, status_oops(500)),
             route: "retry_on: gateway-error",
             vhost: "",
             request_headers: "",
         },
         Case {
             name: "gateway-error retries a 502",
-            upstream: || fail_first(1, status(502)),
+            upstream: || fail_first(1, status_oops(502)),
             route: "retry_on: gateway-error\nretry_back_off: { base_interval: 0.001s }",
             vhost: "",
             request_headers: "",
         },
         Case {
             name: "retriable-status-codes",
-            upstream: || fail_first(1, status(409)),
+            upstream: || fail_first(1, status_oops(409)),
             route: "retry_on: retriable-status-codes\nretriable_status_codes: [409]\nretry_back_off: { base_interval: 0.001s }",
             vhost: "",
             request_headers: "",
         },
         Case {
             name: "retriable-4xx retries only a 409",
-            upstream: || fail_first(1, status(404)),
+            upstream: || fail_first(1, status_oops(404)),
             route: "retry_on: retriable-4xx",
             vhost: "",
             request_headers: "",
@@ -171,21 +150,21 @@ fn envoy_and_outrigger_retry_alike() {
         },
         Case {
             name: "the virtual host's policy, with the attempt count in the response",
-            upstream: || fail_first(1, status(503)),
+            upstream: || fail_first(1, status_oops(503)),
             route: "",
             vhost: "              retry_policy: { retry_on: 5xx, retry_back_off: { base_interval: 0.001s } }\n              include_attempt_count_in_response: true\n",
             request_headers: "",
         },
         Case {
             name: "x-envoy-retry-on from an untrusted client is ignored",
-            upstream: || fail_first(1, status(503)),
+            upstream: || fail_first(1, status_oops(503)),
             route: "",
             vhost: "",
             request_headers: "x-envoy-retry-on: 5xx\r\n",
         },
         Case {
             name: "x-envoy-max-retries from an untrusted client is ignored",
-            upstream: || fail_first(2, status(503)),
+            upstream: || fail_first(2, status_oops(503)),
             route: "retry_on: 5xx\nretry_back_off: { base_interval: 0.001s }",
             vhost: "",
             request_headers: "x-envoy-max-retries: 3\r\n",

@@ -298,6 +298,13 @@ pub fn render(r: &StatsReport) -> String {
         "Shadow requests not sent (too many in flight on a core, or a body not held).",
         rq_shadow_dropped
     );
+    per_cluster!(
+        "outrigger_upstream_lb_healthy_panic_total",
+        "counter",
+        "Picks among all endpoints because too few passed their health checks.",
+        lb_healthy_panic
+    );
+    health_checks(&mut out, cs);
     family(
         &mut out,
         "outrigger_upstream_rq_xx_total",
@@ -324,6 +331,54 @@ pub fn render(r: &StatsReport) -> String {
         let _ = writeln!(out, "outrigger_process_allocations_total {n}");
     }
     out
+}
+
+/// Envoy's `cluster.<name>.health_check.*`, for clusters with health checks.
+fn health_checks(out: &mut String, cs: &[crate::observe::stats::ClusterReport]) {
+    type Field = fn(&crate::observe::stats::HealthCheckReport) -> u64;
+    let families: [(&str, &str, &str, Field); 6] = [
+        ("attempt", "counter", "Health checks started.", |h| {
+            h.attempt
+        }),
+        ("success", "counter", "Health checks passed.", |h| h.success),
+        (
+            "failure",
+            "counter",
+            "Health checks failed (any reason).",
+            |h| h.failure,
+        ),
+        (
+            "network_failure",
+            "counter",
+            "Health checks failed by a network error or timeout.",
+            |h| h.network_failure,
+        ),
+        (
+            "verify_cluster",
+            "counter",
+            "Health checks that verified the service name.",
+            |h| h.verify_cluster,
+        ),
+        (
+            "healthy",
+            "gauge",
+            "Endpoints passing their health checks.",
+            |h| h.healthy,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        let series = if kind == "counter" {
+            format!("outrigger_health_check_{name}_total")
+        } else {
+            format!("outrigger_health_check_{name}")
+        };
+        family(out, &series, kind, help);
+        for c in cs {
+            if let Some(h) = &c.health_check {
+                let _ = writeln!(out, "{series}{{cluster=\"{}\"}} {}", esc(&c.name), get(h));
+            }
+        }
+    }
 }
 
 /// Envoy's `ssl.*` listener counters, as `outrigger_ssl_*_total{listener}`; versions,

@@ -11,6 +11,8 @@ use super::locate;
 use super::model::*;
 use super::raw::*;
 
+mod fault_cors;
+mod health;
 mod listener;
 mod listener_filters;
 mod proxy_headers;
@@ -407,6 +409,18 @@ impl Builder {
         let tls = c.tls.as_ref().and_then(|t| {
             self.upstream_tls(&format!("{p}.tls"), t, protocol == UpstreamProtocol::Http2)
         });
+        let health_checks = self.health_checks(&p, &c.health_checks);
+        let healthy_panic_threshold = match c.healthy_panic_threshold {
+            None => 50,
+            Some(t) if (0.0..=100.0).contains(&t) => t.round() as u32,
+            Some(_) => {
+                self.err(
+                    format!("{p}.healthy_panic_threshold"),
+                    "must be a percentage between 0 and 100",
+                );
+                50
+            }
+        };
         Cluster {
             name: c.name.clone(),
             connect_timeout,
@@ -415,6 +429,8 @@ impl Builder {
             pool,
             protocol,
             tls,
+            health_checks,
+            healthy_panic_threshold,
             kind,
             source_address,
         }

@@ -419,6 +419,11 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     /// Its transport socket: TLS to its endpoints (`None`: plain TCP).
     pub tls: Option<Arc<crate::tls::client::ClientTls>>,
+    /// Active health checks (at most one), run once per process by `src/health/`.
+    pub health_checks: Vec<super::HealthCheck>,
+    /// Envoy's `common_lb_config.healthy_panic_threshold`, in percent (default 50): with
+    /// fewer healthy endpoints than this the load balancer uses all of them.
+    pub healthy_panic_threshold: u32,
     /// How the upstream address is found: the endpoints, or the connection's original
     /// destination.
     pub kind: ClusterKind,

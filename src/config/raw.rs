@@ -328,6 +328,12 @@ pub(crate) struct RawCluster {
     /// TLS to the endpoints (Envoy's UpstreamTlsContext).
     #[serde(default)]
     pub tls: Option<crate::tls::client::RawUpstreamTls>,
+    /// Envoy's `health_checks` (field names and shapes as Envoy's, durations as strings).
+    #[serde(default)]
+    pub health_checks: Vec<super::raw_health::RawHealthCheck>,
+    /// Envoy's `common_lb_config.healthy_panic_threshold` (percent).
+    #[serde(default)]
+    pub healthy_panic_threshold: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

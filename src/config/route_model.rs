@@ -71,6 +71,10 @@ pub struct RouteFilterConfig {
     pub request_headers: HeaderPlan,
     pub response_headers: HeaderPlan,
     pub overrides: Vec<(String, FilterOverride)>,
+    /// The route forwards to a cluster (not a direct response or a redirect).
+    pub forwards: bool,
+    /// The one cluster it forwards to, when that is fixed (`cluster`).
+    pub cluster: Option<String>,
 }
 impl RouteFilterConfig {
     pub fn view(&self) -> RouteFilters<'_> {
@@ -78,6 +82,8 @@ impl RouteFilterConfig {
             request_headers: &self.request_headers,
             response_headers: &self.response_headers,
             overrides: &self.overrides,
+            forwards: self.forwards,
+            cluster: self.cluster.as_deref(),
         }
     }
 }

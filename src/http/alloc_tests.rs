@@ -353,3 +353,37 @@ fn rbac_allocates_nothing_per_keep_alive_get() {
         large as i64 - small as i64
     );
 }
+
+/// A request that passes the fault filter untouched (its draws miss) and the CORS
+/// filter (the route has a policy, the request no `Origin`) costs no allocation.
+#[test]
+fn fault_and_cors_allocate_nothing_when_they_do_not_act() {
+    let config = CONFIG
+        .replace(
+            "route_table: t }",
+            "route_table: t,
+      http_filters: [
+        { name: faults, fault: {
+            delay: { fixed_delay: 1s, percentage: { numerator: 0 } },
+            abort: { http_status: 503, percentage: { numerator: 0 } },
+            headers: [{ name: ':method', exact_match: GET }] } },
+        { name: cors, cors: {} } ] }",
+        )
+        .replace(
+            "cluster: c\n",
+            "cluster: c
+            per_filter_config:
+              cors: { cors: { allow_origin_string_match: [{ exact: 'https://a.test' }],
+                              allow_credentials: true } }\n",
+        );
+    serve_with(&config, 2);
+    let (small, small_bytes, _) = serve_with(&config, 10);
+    let (large, large_bytes, _) = serve_with(&config, 1010);
+    assert_eq!(large_bytes, small_bytes * 101, "every request was proxied");
+    assert_eq!(
+        large,
+        small,
+        "1000 extra requests allocated {} times",
+        large as i64 - small as i64
+    );
+}

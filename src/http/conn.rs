@@ -271,6 +271,8 @@ impl Conn {
             self.rec.reset_counts();
         }
         let limit = l.limits.max_request_line_bytes + l.limits.max_header_bytes + 4;
+        // Response headers the filters set for this request (empty: no allocation).
+        let store = filter::set_headers::SetHeaders::default();
         // request_headers_timeout: the head must be complete this long after its first
         // byte. Reads are bounded by whichever comes first, it or the idle timeout.
         let mut head_deadline: Option<Instant> = None;
@@ -288,7 +290,7 @@ impl Conn {
                 };
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
                 let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
-                match prepare::prepare(data, l, view, wbuf, facts, ip, rec).await {
+                match prepare::prepare(data, l, view, wbuf, (facts, ip), rec, &store).await {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {
@@ -420,6 +422,7 @@ impl Conn {
         }
         self.rec.status = outcome.status;
         self.rec.flag = Some(outcome.flag);
+        self.rec.filter_flag = plan.chain.flag();
         self.rec.duration = start.elapsed();
         plan.chain.on_complete(&filter::StreamEnd {
             status: outcome.status,

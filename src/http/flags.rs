@@ -31,9 +31,13 @@ pub enum ResponseFlag {
     NoClusterFound,
     /// URX: a retriable response went to the client because the retries ran out.
     UpstreamRetryLimitExceeded,
+    /// DI: the fault filter delayed the request.
+    DelayInjected,
+    /// FI: the fault filter aborted the request.
+    FaultInjected,
 }
 
-pub const FLAG_COUNT: usize = 13;
+pub const FLAG_COUNT: usize = 15;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -51,7 +55,23 @@ impl ResponseFlag {
             ResponseFlag::StreamIdleTimeout => "SI",
             ResponseFlag::NoClusterFound => "NC",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
+            ResponseFlag::DelayInjected => "DI",
+            ResponseFlag::FaultInjected => "FI",
         }
+    }
+
+    /// Whether Envoy lists this flag before `DI` when a stream has both (its flags are
+    /// written in one fixed order, joined by `,`).
+    pub fn before_delay_injected(self) -> bool {
+        use ResponseFlag::*;
+        matches!(
+            self,
+            NoHealthyUpstream
+                | UpstreamTimeout
+                | UpstreamConnectFailure
+                | UpstreamConnectionTermination
+                | NoRoute
+        )
     }
 
     pub fn all() -> [ResponseFlag; FLAG_COUNT] {
@@ -70,6 +90,8 @@ impl ResponseFlag {
             StreamIdleTimeout,
             NoClusterFound,
             UpstreamRetryLimitExceeded,
+            DelayInjected,
+            FaultInjected,
         ]
     }
 }

@@ -155,6 +155,13 @@ pub struct ClusterStats {
     pub rq_shadow: Counter,
     pub rq_shadow_failed: Counter,
     pub rq_shadow_dropped: Counter,
+    /// Envoy's `lb_healthy_panic`: picks made among all endpoints because too few were
+    /// healthy.
+    pub lb_healthy_panic: Counter,
+    /// Set once, by the cluster's first pick on this core (Envoy's no-traffic check
+    /// interval ends with it); `used_reported` once the control executor was told.
+    pub used: std::cell::Cell<bool>,
+    pub used_reported: std::cell::Cell<bool>,
 }
 
 /// Per-endpoint counters, part of the per-core cluster state.
@@ -189,6 +196,8 @@ impl ClusterStats {
             rq_shadow: self.rq_shadow.get(),
             rq_shadow_failed: self.rq_shadow_failed.get(),
             rq_shadow_dropped: self.rq_shadow_dropped.get(),
+            lb_healthy_panic: self.lb_healthy_panic.get(),
+            health_check: None,
             endpoints,
         }
     }
@@ -230,6 +239,21 @@ pub struct EndpointReport {
     pub cx_total: u64,
     pub cx_connect_fail: u64,
     pub cx_idle: u64,
+    /// Envoy's `health_flags`: `healthy`, or flags such as `/failed_active_hc`.
+    pub health_flags: String,
+}
+
+/// Envoy's `cluster.<name>.health_check.*`: counted once per process by the control
+/// executor's checker (not per core).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HealthCheckReport {
+    pub attempt: u64,
+    pub success: u64,
+    pub failure: u64,
+    pub network_failure: u64,
+    pub verify_cluster: u64,
+    /// A gauge: endpoints passing their checks.
+    pub healthy: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -254,6 +278,10 @@ pub struct ClusterReport {
     pub rq_shadow: u64,
     pub rq_shadow_failed: u64,
     pub rq_shadow_dropped: u64,
+    pub lb_healthy_panic: u64,
+    /// Only for a cluster with health checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckReport>,
     pub endpoints: Vec<EndpointReport>,
 }
 
@@ -331,6 +359,7 @@ impl StatsReport {
                     x.rq_shadow += c.rq_shadow;
                     x.rq_shadow_failed += c.rq_shadow_failed;
                     x.rq_shadow_dropped += c.rq_shadow_dropped;
+                    x.lb_healthy_panic += c.lb_healthy_panic;
                     for e in c.endpoints {
                         match x.endpoints.iter_mut().find(|y| y.address == e.address) {
                             None => x.endpoints.push(e),

@@ -92,6 +92,8 @@ pub struct Control {
     /// With an xDS bootstrap: `/ready` waits for the initial fetch (as Envoy's server
     /// initialisation does), and `/config_dump` shows the dynamic resources.
     xds: Option<XdsStatus>,
+    /// Active health checks, once per process; its updates go to every worker.
+    health: crate::health::Checker,
 }
 
 struct XdsStatus {
@@ -114,6 +116,9 @@ impl Control {
             && !self.draining.get()
             && !self.worker_died.get()
             && self.applied.borrow().iter().all(|&a| a == v)
+            // Envoy initialises a health-checked cluster with the first round of checks
+            // before it serves; each check ends within its timeout.
+            && self.health.first_round_done()
     }
 
     /// Re-reads the source. A bad config is refused whole and the old one keeps serving.
@@ -183,6 +188,7 @@ impl Control {
             }
         }
         *self.current.borrow_mut() = snapshot.clone();
+        self.health.apply(&snapshot);
         for (tx, sockets) in self.senders.iter().zip(per_worker) {
             let _ = tx
                 .send(ToWorker::Config {
@@ -212,6 +218,9 @@ impl Control {
         }
         merged.listeners.sort_by(|a, b| a.name.cmp(&b.name));
         merged.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        for c in &mut merged.clusters {
+            c.health_check = self.health.report(&c.name);
+        }
         merged
     }
 
@@ -314,6 +323,7 @@ pub async fn run(
         receivers.push(link.from);
     }
     let (stats_tx, stats_rx) = local_channel::new_bounded(workers.max(1));
+    let (health_tx, health_rx) = local_channel::new_unbounded();
     let control = Rc::new(Control {
         source,
         workers,
@@ -329,6 +339,16 @@ pub async fn run(
             initialized: Cell::new(x.from_last_known_good),
             dump: RefCell::new(serde_json::Value::Null),
         }),
+        health: crate::health::Checker::new(health_tx),
+    });
+    // Health-check results to every worker, in order.
+    let forward = control.clone();
+    let _health = spawn_local(async move {
+        while let Some(u) = health_rx.recv().await {
+            for tx in &forward.senders {
+                let _ = tx.send(ToWorker::Health(u.clone())).await;
+            }
+        }
     });
     let stats_tx = Rc::new(stats_tx);
     let mut listeners = Vec::new();
@@ -343,6 +363,7 @@ pub async fn run(
                     FromWorker::Stats(r) => {
                         let _ = stats_tx.send(r).await;
                     }
+                    FromWorker::ClusterUsed(name) => c.health.mark_used(name),
                 }
             }
         }));

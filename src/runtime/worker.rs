@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -19,6 +20,7 @@ use std::os::fd::FromRawFd;
 use crate::alarm::Alarm;
 use crate::config::{NetworkTerminal, Snapshot};
 use crate::contain::contain;
+use crate::health::HealthFlags;
 use crate::http::buf::BufPool;
 use crate::http::view::{ConnSlot, WorkerView};
 use crate::listener::original_dst;
@@ -53,6 +55,9 @@ struct Worker {
     /// Stats live by name so they carry across config versions.
     listener_stats: RefCell<HashMap<String, Rc<ListenerStats>>>,
     cluster_stats: RefCell<HashMap<String, Rc<ClusterStats>>>,
+    /// The latest active health-check flags by cluster name and endpoint address, from
+    /// the control executor's checker; a new snapshot's clusters start from them.
+    health: RefCell<HashMap<(String, SocketAddr), HealthFlags>>,
     /// The filters' named counters (`Snapshot::counters`), kept by name.
     counters: RefCell<HashMap<String, Rc<Counter>>>,
     sinks: RefCell<HashMap<String, Rc<LogSink>>>,
@@ -113,7 +118,7 @@ pub async fn run(
     counts: Arc<ConnCounts>,
 ) {
     let rx = rx.connect().await;
-    let tx = tx.connect().await;
+    let tx = Rc::new(tx.connect().await);
     let alarm = Rc::new(Alarm::default());
     let w = Rc::new(Worker {
         id,
@@ -125,6 +130,7 @@ pub async fn run(
         log_tx,
         listener_stats: RefCell::default(),
         cluster_stats: RefCell::default(),
+        health: RefCell::default(),
         counters: RefCell::default(),
         sinks: RefCell::default(),
         retired_sinks: RefCell::default(),
@@ -136,7 +142,7 @@ pub async fn run(
         hooks: Rc::new(crate::test_hooks::TestHooks::from_env().with_alarm(alarm.clone())),
         alarm,
     });
-    let housekeeping = spawn_local(housekeeping(w.clone()));
+    let housekeeping = spawn_local(housekeeping(w.clone(), tx.clone()));
     // While draining, the worker keeps answering control messages (stats scrapes).
     let mut draining: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
     loop {
@@ -164,6 +170,7 @@ pub async fn run(
             ToWorker::StatsRequest => {
                 let _ = tx.send(FromWorker::Stats(Box::new(w.report()))).await;
             }
+            ToWorker::Health(u) => w.health_update(u),
             ToWorker::Drain { timeout } => {
                 if draining.is_none() {
                     let w = w.clone();
@@ -183,10 +190,25 @@ pub async fn run(
 /// flush thread, close pooled upstream connections that aged out. Each piece of work
 /// asks the alarm for its own time (a batch's first line, a pool's first idle
 /// connection), so an idle worker has no timer armed and sleeps.
-async fn housekeeping(w: Rc<Worker>) {
+async fn housekeeping(
+    w: Rc<Worker>,
+    tx: Rc<glommio::channels::shared_channel::ConnectedSender<FromWorker>>,
+) {
     loop {
         w.alarm.rung().await;
         w.hooks.on_worker_tick();
+        // Clusters that had their first request: the health checker leaves their
+        // no-traffic interval (once per cluster name).
+        let used: Vec<String> = w
+            .cluster_stats
+            .borrow()
+            .iter()
+            .filter(|(_, s)| s.used.get() && !s.used_reported.replace(true))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in used {
+            let _ = tx.send(FromWorker::ClusterUsed(name)).await;
+        }
         for sink in w.sinks.borrow().values() {
             sink.flush();
         }
@@ -232,6 +254,11 @@ impl Worker {
                     ^ snapshot.version;
                 let state = ClusterState::new(cfg.clone(), stats, seed);
                 state.pool.sweep_with(self.alarm.clone());
+                state.report_use_to(self.alarm.clone());
+                {
+                    let health = self.health.borrow();
+                    state.init_health(|addr| health.get(&(cfg.name.clone(), addr)).copied());
+                }
                 // Only the endpoints changed (an EDS update): the endpoints kept keep
                 // their pooled connections.
                 if let Some(old) = old {
@@ -349,6 +376,22 @@ impl Worker {
             let task = spawn_local(accept_loop(self.clone(), name.clone(), listener, count));
             acceptors.insert(name, task);
         }
+    }
+
+    /// An endpoint's new health flags: kept by name and address for later snapshots,
+    /// and applied to the current view's cluster.
+    fn health_update(&self, u: crate::health::Update) {
+        let key = (u.cluster, u.addr);
+        let Some(flags) = u.flags else {
+            self.health.borrow_mut().remove(&key);
+            return;
+        };
+        if let Some(view) = self.current.borrow().as_ref() {
+            if let Some(c) = view.clusters.iter().find(|c| c.cfg.name == key.0) {
+                c.set_health(key.1, flags);
+            }
+        }
+        self.health.borrow_mut().insert(key, flags);
     }
 
     /// The connection count of a listener that takes handed-off connections (it has no

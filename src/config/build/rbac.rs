@@ -22,7 +22,7 @@ fn join(prefix: &str, token: &str) -> String {
 
 impl Builder {
     /// The index of the counter `name` in `Snapshot::counters`.
-    fn counter(&mut self, name: String) -> usize {
+    pub(super) fn counter(&mut self, name: String) -> usize {
         match self.counters.iter().position(|c| *c == name) {
             Some(i) => i,
             None => {

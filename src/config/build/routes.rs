@@ -38,7 +38,33 @@ impl Builder {
                     format!("duplicate filter name `{}`", f.name),
                 );
             }
+            let types = [
+                f.header_mutation.is_some(),
+                f.buffer.is_some(),
+                f.rbac.is_some(),
+                f.fault.is_some(),
+                f.cors.is_some(),
+            ];
+            let one = types.iter().filter(|t| **t).count() == 1;
             let kind = match (&f.header_mutation, &f.buffer, &f.rbac) {
+                _ if !one => {
+                    self.err(
+                        fp,
+                        "set the filter's type: one of `header_mutation`, `buffer`, `rbac`, `fault`, `cors`",
+                    );
+                    continue;
+                }
+                _ if f.cors.is_some() => FilterKind::Cors(self.cors_filter(stat_prefix)),
+                _ if f.fault.is_some() => {
+                    let raw = f
+                        .fault
+                        .as_ref()
+                        .map(|r| self.fault_filter(&format!("{fp}.fault"), r, stat_prefix));
+                    match raw.flatten() {
+                        Some(x) => FilterKind::Fault(Box::new(x)),
+                        None => continue,
+                    }
+                }
                 (Some(m), None, None) => {
                     let m = self.header_mutation(&format!("{fp}.header_mutation"), m.as_ref());
                     FilterKind::HeaderMutation(HeaderMutationFilter::new(&m))
@@ -52,13 +78,7 @@ impl Builder {
                     r,
                     stat_prefix,
                 ))),
-                _ => {
-                    self.err(
-                        fp,
-                        "set the filter's type: one of `header_mutation`, `buffer`, `rbac`",
-                    );
-                    continue;
-                }
+                _ => continue,
             };
             out.push(HttpFilter {
                 name: f.name.clone(),
@@ -279,6 +299,33 @@ impl Builder {
         let mut overrides = Vec::new();
         for (name, o) in &r.per_filter_config {
             let op = format!("{p}.per_filter_config.{name}");
+            let own = [
+                o.header_mutation.is_some(),
+                o.buffer.is_some(),
+                o.rbac.is_some(),
+                o.fault.is_some(),
+                o.cors.is_some(),
+            ];
+            let policy = o.fault.is_some() || o.cors.is_some();
+            if policy && (o.disabled || own.iter().filter(|t| **t).count() != 1) {
+                self.err(
+                    op,
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `rbac`, `fault`, `cors`)",
+                );
+                continue;
+            }
+            if let Some(f) = &o.fault {
+                if let Some(s) = self.fault_settings(&format!("{op}.fault"), f) {
+                    overrides.push((name.clone(), FilterOverride::Fault(Box::new(s))));
+                }
+                continue;
+            }
+            if let Some(c) = &o.cors {
+                if let Some(c) = self.cors_policy(&format!("{op}.cors"), c) {
+                    overrides.push((name.clone(), FilterOverride::Cors(Box::new(c))));
+                }
+                continue;
+            }
             match (o.disabled, &o.header_mutation, &o.buffer) {
                 (false, None, None) if o.rbac.is_some() => {
                     let r = o.rbac.as_ref().map(|r| self.rbac_rules(&format!("{op}.rbac"), r));
@@ -313,6 +360,8 @@ impl Builder {
                 &table.response,
             ]),
             overrides,
+            forwards: false,
+            cluster: None,
         }
     }
 
@@ -323,9 +372,16 @@ impl Builder {
         clusters: &[Arc<Cluster>],
         outer: [&HeaderMutation; 2],
     ) -> Option<Route> {
-        let filters = self.route_filters(&p, r, outer);
+        let mut filters = self.route_filters(&p, r, outer);
         let m = self.route_match(&p, &r.matcher);
         let action = self.route_action(&p, r, clusters)?;
+        // What the fault and CORS filters read of the route (Envoy's route entry).
+        if let RouteAction::Cluster(f) = &action {
+            filters.forwards = true;
+            if let ClusterTarget::Named(i) = f.target {
+                filters.cluster = clusters.get(i).map(|c| c.name.clone());
+            }
+        }
         let m = m?;
         Some(Route {
             path: m.path,

@@ -1,5 +1,6 @@
 //! Envoy `Cluster` -> native raw cluster: discovery type, connect timeout, load balancing
-//! policy, endpoints and the upstream HTTP protocol options. Control plane only.
+//! policy (and its panic threshold), endpoints, health checks (`health.rs`) and the
+//! upstream HTTP protocol options. Control plane only.
 
 use std::time::Duration;
 
@@ -185,7 +186,22 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
         }),
         protocol: Some(protocol.into()),
         tls: None,
+        health_checks: c
+            .health_checks
+            .iter()
+            .enumerate()
+            .map(|(i, h)| super::health::translate(h, &format!("{p}.health_checks[{i}]")))
+            .collect::<R<_>>()?,
+        healthy_panic_threshold: c
+            .common_lb_config
+            .as_ref()
+            .and_then(|l| l.healthy_panic_threshold.as_ref())
+            .map(|t| t.value),
     };
+    paths.add(
+        format!("{native}.healthy_panic_threshold"),
+        format!("{p}.common_lb_config.healthy_panic_threshold"),
+    );
     super::tls::upstream(&c.transport_socket, p, &mut raw)?;
     paths.add(
         format!("clusters[{index}].tls"),

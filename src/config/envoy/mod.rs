@@ -13,7 +13,9 @@
 mod bootstrap;
 mod cluster;
 mod convert;
+mod fault_cors;
 mod hcm;
+mod health;
 mod listener;
 mod rbac;
 mod route;

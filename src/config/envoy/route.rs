@@ -54,6 +54,10 @@ pub(super) enum ChainOwn {
     Buffer,
     /// An RBAC filter.
     Rbac,
+    /// A fault-injection filter.
+    Fault,
+    /// A CORS filter.
+    Cors,
 }
 
 /// The four header-edit lists of any level, translated.
@@ -489,6 +493,76 @@ fn per_filter_config(
     for (name, own) in filters {
         let own = match own {
             ChainOwn::Mutations(m) => m,
+            ChainOwn::Fault => {
+                // Envoy's fault filter takes the most specific per-route config.
+                let first = decoded
+                    .iter_mut()
+                    .flat_map(|e| e.iter_mut())
+                    .find(|(n, _)| n == name);
+                let o = match first {
+                    None => continue,
+                    Some((_, PerFilter::Disabled)) => RawFilterOverride {
+                        disabled: true,
+                        ..RawFilterOverride::default()
+                    },
+                    Some((_, PerFilter::Fault(f))) => RawFilterOverride {
+                        fault: Some(std::mem::take(f)),
+                        ..RawFilterOverride::default()
+                    },
+                    Some(_) => {
+                        return Err(err(
+                            "typed_per_filter_config",
+                            format!(
+                                "`{name}` is a fault filter; its per-route config is an HTTPFault"
+                            ),
+                        ))
+                    }
+                };
+                out.insert(name.clone(), o);
+                continue;
+            }
+            ChainOwn::Cors => {
+                // Envoy's CORS filter reads every level's policy, the most specific
+                // first; a FilterConfig that disables it at the most specific level
+                // turns it off.
+                let mut policies = Vec::new();
+                let mut disabled = None;
+                for (n, o) in decoded.iter().flat_map(|e| e.iter()) {
+                    if n != name {
+                        continue;
+                    }
+                    match o {
+                        PerFilter::Disabled => {
+                            disabled.get_or_insert(true);
+                        }
+                        PerFilter::Cors(c, p) => {
+                            disabled.get_or_insert(false);
+                            policies.push((c, p.clone()));
+                        }
+                        _ => {
+                            return Err(err(
+                                "typed_per_filter_config",
+                                format!(
+                                "`{name}` is a CORS filter; its per-route config is a CorsPolicy"
+                            ),
+                            ))
+                        }
+                    }
+                }
+                let o = match disabled {
+                    None => continue,
+                    Some(true) => RawFilterOverride {
+                        disabled: true,
+                        ..RawFilterOverride::default()
+                    },
+                    Some(false) => RawFilterOverride {
+                        cors: Some(super::fault_cors::cors_policy(&policies)?),
+                        ..RawFilterOverride::default()
+                    },
+                };
+                out.insert(name.clone(), o);
+                continue;
+            }
             ChainOwn::Rbac => {
                 // Envoy's RBAC filter takes the most specific per-route config.
                 let first = decoded
@@ -513,6 +587,8 @@ fn per_filter_config(
                     header_mutation: None,
                     buffer: None,
                     rbac,
+                    fault: None,
+                    cors: None,
                 };
                 out.insert(name.clone(), o);
                 continue;
@@ -530,14 +606,19 @@ fn per_filter_config(
                         header_mutation: None,
                         buffer: None,
                         rbac: None,
+                        fault: None,
+                        cors: None,
                     },
                     Some((_, PerFilter::Buffer(b))) => RawFilterOverride {
                         disabled: false,
                         header_mutation: None,
                         buffer: Some(b.clone()),
                         rbac: None,
+                        fault: None,
+                        cors: None,
                     },
-                    Some((_, PerFilter::Mutations(_) | PerFilter::Rbac(_))) => {
+                    Some((_, PerFilter::Mutations(_) | PerFilter::Rbac(_)))
+                    | Some((_, PerFilter::Fault(_) | PerFilter::Cors(..))) => {
                         return Err(err(
                             "typed_per_filter_config",
                             format!(
@@ -562,7 +643,10 @@ fn per_filter_config(
                     PerFilter::Disabled => {
                         disabled.get_or_insert(true);
                     }
-                    PerFilter::Buffer(_) | PerFilter::Rbac(_) => {
+                    PerFilter::Buffer(_)
+                    | PerFilter::Rbac(_)
+                    | PerFilter::Fault(_)
+                    | PerFilter::Cors(..) => {
                         return Err(err(
                             "typed_per_filter_config",
                             format!("`{name}` is a header-mutation filter; a BufferPerRoute does not configure it"),
@@ -587,6 +671,8 @@ fn per_filter_config(
                     header_mutation: None,
                     buffer: None,
                     rbac: None,
+                    fault: None,
+                    cors: None,
                 },
             );
         } else if any {
@@ -597,6 +683,8 @@ fn per_filter_config(
                     header_mutation: Some(mutations(&Some(merged), "(merged)")?),
                     buffer: None,
                     rbac: None,
+                    fault: None,
+                    cors: None,
                 },
             );
         }
@@ -619,6 +707,12 @@ enum PerFilter {
     Mutations(Mutations),
     Buffer(RawBuffer),
     Rbac(crate::config::raw_rbac::RawRbacFilter),
+    Fault(crate::config::raw_fault_cors::RawFault),
+    /// A `CorsPolicy` and its field path.
+    Cors(
+        envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy,
+        String,
+    ),
 }
 
 /// A `BufferPerRoute`: disabled, or its own limit.
@@ -644,6 +738,14 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
         PER_ROUTE => checked(payload(any, PER_ROUTE, ep)?, format!("{ep}.mutations")),
         BUFFER_PER_ROUTE => buffer_override(&payload(any, BUFFER_PER_ROUTE, ep)?, ep),
         super::rbac::PER_ROUTE => Ok(PerFilter::Rbac(super::rbac::per_route_any(any, ep)?)),
+        super::fault_cors::FAULT => Ok(PerFilter::Fault(super::fault_cors::fault(
+            &payload(any, super::fault_cors::FAULT, ep)?,
+            ep,
+        )?)),
+        super::fault_cors::CORS_POLICY => Ok(PerFilter::Cors(
+            payload(any, super::fault_cors::CORS_POLICY, ep)?,
+            ep.to_string(),
+        )),
         FILTER_CONFIG => {
             let f: FilterConfig = payload(any, FILTER_CONFIG, ep)?;
             match (&f.config, f.disabled) {
@@ -657,6 +759,20 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
                 {
                     let cp = format!("{ep}.config");
                     Ok(PerFilter::Rbac(super::rbac::per_route_any(inner, &cp)?))
+                }
+                (Some(inner), false)
+                    if walk::type_name(&inner.type_url) == super::fault_cors::FAULT =>
+                {
+                    let cp = format!("{ep}.config");
+                    let h = payload(inner, super::fault_cors::FAULT, &cp)?;
+                    Ok(PerFilter::Fault(super::fault_cors::fault(&h, &cp)?))
+                }
+                (Some(inner), false)
+                    if walk::type_name(&inner.type_url) == super::fault_cors::CORS_POLICY =>
+                {
+                    let cp = format!("{ep}.config");
+                    let c = payload(inner, super::fault_cors::CORS_POLICY, &cp)?;
+                    Ok(PerFilter::Cors(c, cp))
                 }
                 (Some(inner), false) => checked(
                     payload(inner, PER_ROUTE, &format!("{ep}.config"))?,

@@ -463,10 +463,53 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "eds_cluster_config",
             "typed_extension_protocol_options",
             "transport_socket",
+            "health_checks",
+            "common_lb_config",
             "upstream_bind_config",
         ],
     ),
     ("envoy.config.core.v3.BindConfig", &["source_address"]),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig",
+        &["healthy_panic_threshold"],
+    ),
+    ("envoy.type.v3.Percent", &["value"]),
+    (
+        "envoy.config.core.v3.HealthCheck",
+        &[
+            "timeout",
+            "interval",
+            "initial_jitter",
+            "interval_jitter",
+            "interval_jitter_percent",
+            "unhealthy_threshold",
+            "healthy_threshold",
+            "reuse_connection",
+            "no_traffic_interval",
+            "no_traffic_healthy_interval",
+            "unhealthy_interval",
+            "unhealthy_edge_interval",
+            "healthy_edge_interval",
+            "http_health_check",
+            "tcp_health_check",
+        ],
+    ),
+    (
+        "envoy.config.core.v3.HealthCheck.HttpHealthCheck",
+        &[
+            "host",
+            "path",
+            "method",
+            "expected_statuses",
+            "retriable_statuses",
+        ],
+    ),
+    (
+        "envoy.config.core.v3.HealthCheck.TcpHealthCheck",
+        &["send", "receive"],
+    ),
+    ("envoy.config.core.v3.HealthCheck.Payload", &["text", "binary"]),
+
     (
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
         &["cluster_name", "endpoints"],
@@ -555,6 +598,43 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.config.rbac.v3.Principal.Authenticated", &["principal_name"]),
     ("envoy.type.matcher.v3.PathMatcher", &["path"]),
     ("envoy.type.v3.Int32Range", &["start", "end"]),
+    // --- Fault injection and CORS (`config/envoy/fault_cors.rs`); `response_rate_limit`,
+    // `response_body`, the runtime keys and the downstream-cluster stats switch are
+    // refused here by path ---
+    (
+        "envoy.extensions.filters.http.fault.v3.HTTPFault",
+        &[
+            "delay",
+            "abort",
+            "upstream_cluster",
+            "headers",
+            "downstream_nodes",
+            "max_active_faults",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.common.fault.v3.FaultDelay",
+        &["fixed_delay", "header_delay", "percentage"],
+    ),
+    (
+        "envoy.extensions.filters.http.fault.v3.FaultAbort",
+        &["http_status", "grpc_status", "header_abort", "percentage"],
+    ),
+    (
+        "envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        &[
+            "allow_origin_string_match",
+            "allow_methods",
+            "allow_headers",
+            "expose_headers",
+            "max_age",
+            "allow_credentials",
+            "filter_enabled",
+            "shadow_enabled",
+            "allow_private_network_access",
+            "forward_not_matching_preflights",
+        ],
+    ),
 ];
 
 /// Extension types (`typed_config` and other `Any` payloads) Outrigger implements.
@@ -577,6 +657,9 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.http.rbac.v3.RBAC",
     "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
     "envoy.extensions.filters.network.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.fault.v3.HTTPFault",
+    "envoy.extensions.filters.http.cors.v3.Cors",
+    "envoy.extensions.filters.http.cors.v3.CorsPolicy",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -590,6 +673,8 @@ pub(super) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
     "envoy.extensions.filters.http.buffer.v3.Buffer",
     "envoy.extensions.filters.http.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.fault.v3.HTTPFault",
+    "envoy.extensions.filters.http.cors.v3.Cors",
 ];
 
 fn supported(message: &str, field: &str) -> bool {

@@ -26,9 +26,9 @@ pub(super) async fn prepare<'v, C: Connector>(
     l: &'v HttpConnectionManager,
     view: &'v WorkerView<C>,
     wbuf: &mut Vec<u8>,
-    facts: crate::rbac::Conn<'_>,
-    ip: &[u8],
+    (facts, ip): (crate::rbac::Conn<'_>, &[u8]),
     rec: Option<&mut StreamInfo>,
+    store: &'v filter::set_headers::SetHeaders,
 ) -> Result<Option<Plan<'v>>, HeadError> {
     let mut slots = request::header_slots();
     let Some(mut req) = request::parse(data, &l.limits, &mut slots)? else {
@@ -91,6 +91,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     };
     // The filter chain runs on every routed or unrouted request; the router is last.
     let mut edits = own_headers::stream_edits(&l.own);
+    edits.store = Some(store);
     let ctx = filter::RequestCtx {
         req: &view_req,
         conn: facts,

@@ -94,7 +94,10 @@ pub(crate) async fn serve<C: Connector>(
     };
     // The filter chain runs on every well-formed head, routed or not (a malformed one
     // was refused by the codec's rules before any filter sees it).
+    // Response headers the filters set for this request (empty: no allocation).
+    let store = filter::set_headers::SetHeaders::default();
     let mut edits = own_headers::stream_edits(&l.own);
+    edits.store = Some(&store);
     // `Some`: a filter answered the request itself.
     let filter_reply = if refused.is_some() {
         None
@@ -362,6 +365,7 @@ pub(crate) async fn serve<C: Connector>(
         protocol: "HTTP/2",
         status: done.status,
         flag: Some(done.flag),
+        filter_flag: chain.flag(),
         bytes_received: done.bytes_received,
         bytes_sent: done.bytes_sent,
         duration: start.elapsed(),
