@@ -431,9 +431,11 @@ fn routing_fields_are_checked_with_their_paths() {
         (
             "",
             "",
-            "route: {cluster: up, request_mirror_policies: [{cluster: up}]}",
-            "routes[1].route.request_mirror_policies: not supported by Outrigger",
-            false,
+            // Envoy refuses a mirror cluster that does not exist ("unknown shadow
+            // cluster"), and so does Outrigger.
+            "route: {cluster: up, request_mirror_policies: [{cluster: nope}]}",
+            "routes[1].route.request_mirror_policies[0].cluster: no cluster named `nope`",
+            true,
         ),
         (
             "",
