@@ -73,7 +73,7 @@ fn validate(dir: &TempDir, name: &str, text: &str) -> (bool, String, std::path::
     (o.status.success(), out, path)
 }
 
-/// An HTTP filter Outrigger does not implement (gRPC-Web).
+/// An HTTP filter Outrigger does not implement.
 const GRPC_WEB: &str = "          - name: envoy.filters.http.grpc_web
             typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb}
 ";
@@ -110,7 +110,7 @@ fn validate_names_the_path_of_an_unsupported_field() {
 #[test]
 fn validate_names_an_unsupported_http_filter_by_type() {
     let dir = TempDir::new("eb-filter");
-    let (ok, out, _) = validate(&dir, "grpc_web.yaml", &bootstrap(9, GRPC_WEB, "", "hi"));
+    let (ok, out, _) = validate(&dir, "grpc-web.yaml", &bootstrap(9, GRPC_WEB, "", "hi"));
     assert!(!ok, "{out}");
     assert!(
         out.contains(
@@ -145,7 +145,7 @@ fn an_optional_http_filter_outrigger_lacks_is_skipped_with_a_warning() {
         "typed_config:",
         "is_optional: true\n            typed_config:",
     );
-    let (ok, out, path) = validate(&dir, "grpc_web.yaml", &bootstrap(9, &grpc_web, "", "hi"));
+    let (ok, out, path) = validate(&dir, "grpc-web.yaml", &bootstrap(9, &grpc_web, "", "hi"));
     assert!(ok, "{out}");
     assert!(
         out.contains("skipping optional HTTP filter `envoy.filters.http.grpc_web`"),
@@ -431,9 +431,11 @@ fn routing_fields_are_checked_with_their_paths() {
         (
             "",
             "",
-            "route: {cluster: up, request_mirror_policies: [{cluster: up}]}",
-            "routes[1].route.request_mirror_policies: not supported by Outrigger",
-            false,
+            // Envoy refuses a mirror cluster that does not exist ("unknown shadow
+            // cluster"), and so does Outrigger.
+            "route: {cluster: up, request_mirror_policies: [{cluster: nope}]}",
+            "routes[1].route.request_mirror_policies[0].cluster: no cluster named `nope`",
+            true,
         ),
         (
             "",

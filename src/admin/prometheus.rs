@@ -281,6 +281,24 @@ pub fn render(r: &StatsReport) -> String {
         rq_per_try_idle_timeout
     );
     per_cluster!(
+        "outrigger_upstream_rq_shadow_total",
+        "counter",
+        "Shadow requests sent to this cluster by request mirroring.",
+        rq_shadow
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_shadow_failed_total",
+        "counter",
+        "Shadow requests that got no response (connect failure, reset, timeout).",
+        rq_shadow_failed
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_shadow_dropped_total",
+        "counter",
+        "Shadow requests not sent (too many in flight on a core, or a body not held).",
+        rq_shadow_dropped
+    );
+    per_cluster!(
         "outrigger_upstream_lb_healthy_panic_total",
         "counter",
         "Picks among all endpoints because too few passed their health checks.",

@@ -1,9 +1,6 @@
 //! Raw serde types of the matchers shared by routes, retry policies and policy
 //! filters in the native YAML (Envoy's `HeaderMatcher`, `StringMatcher`,
-//! `RegexMatcher` field names), and the fractions routes and the fault filter share
-//! (`RuntimeFractionalPercent`, `FractionalPercent`); checked by
-//! `config::build::route_match`. Below `raw_route` and the filters' raw types, so that
-//! both can name them.
+//! `RegexMatcher` field names); checked by `config::build::route_match`.
 
 use serde::Deserialize;
 

@@ -56,6 +56,10 @@ pub(crate) struct RawRoute {
     /// Envoy's `retry_policy`; replaces the virtual host's whole (no merge).
     #[serde(default)]
     pub retry_policy: Option<super::raw_retry::RawRetryPolicy>,
+    /// Envoy's `request_mirror_policies`: shadow copies of the request to other
+    /// clusters, their responses discarded.
+    #[serde(default)]
+    pub request_mirror_policies: Vec<RawMirrorPolicy>,
     /// Per-route filter overrides, by filter name (Envoy's `typed_per_filter_config`).
     #[serde(default)]
     pub per_filter_config: BTreeMap<String, RawFilterOverride>,
@@ -112,6 +116,33 @@ pub(crate) struct RawQueryParameterMatch {
     pub string_match: Option<RawStringMatch>,
     #[serde(default)]
     pub present_match: Option<bool>,
+}
+
+/// Envoy's `RouteAction.RequestMirrorPolicy`: exactly one of `cluster` and
+/// `cluster_header`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMirrorPolicy {
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// The cluster named by this request header; a request without it, or naming no
+    /// cluster, is not mirrored by this policy.
+    #[serde(default)]
+    pub cluster_header: Option<String>,
+    /// Default: every request.
+    #[serde(default)]
+    pub runtime_fraction: Option<RawRuntimeFraction>,
+    /// Keep the Host / `:authority` as it is instead of suffixing `-shadow`.
+    #[serde(default)]
+    pub disable_shadow_host_suffix_append: bool,
+    /// The shadow's Host / `:authority` becomes this (no `-shadow` suffix then).
+    #[serde(default)]
+    pub host_rewrite_literal: Option<String>,
+    /// Envoy's span sampling for the shadow. Outrigger has no tracing, so there is no
+    /// span to sample: accepted and ignored.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub trace_sampled: Option<bool>,
 }
 
 /// Envoy's `WeightedCluster`.

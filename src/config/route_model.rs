@@ -168,6 +168,31 @@ pub struct Forward {
     pub cluster_not_found_status: u16,
     /// The route's retry policy (or its virtual host's) and attempt-count headers.
     pub retries: super::retry_model::Retries,
+    /// Envoy's `request_mirror_policies`, in order (empty: no mirroring).
+    pub mirrors: Vec<MirrorPolicy>,
+}
+
+/// Envoy's `RequestMirrorPolicy`: a shadow copy of the request to another cluster,
+/// fire and forget (`upstream::request::shadow`).
+#[derive(Debug, PartialEq)]
+pub struct MirrorPolicy {
+    pub target: MirrorTarget,
+    /// Envoy's `runtime_fraction`; `None`: every request.
+    pub fraction: Option<Fraction>,
+    /// Suffix the Host / `:authority` with `-shadow` (before any port); off with
+    /// `disable_shadow_host_suffix_append`.
+    pub host_suffix: bool,
+    /// Envoy's `host_rewrite_literal`: the shadow's Host, unsuffixed.
+    pub host: Option<String>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum MirrorTarget {
+    /// `cluster` (checked to exist when the config is built, as Envoy does).
+    Named(usize),
+    /// `cluster_header`: the cluster the (lower-case) header names; a request without
+    /// the header, or naming no cluster, is not mirrored by this policy.
+    Header(String),
 }
 
 #[derive(Debug, PartialEq)]

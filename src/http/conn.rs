@@ -126,6 +126,9 @@ struct Plan<'v> {
     /// Edits for a reply to a request that went wrong in the codec (the connection
     /// manager's own `server` and `date`, no route's).
     codec_edits: Edits<'v>,
+    /// The request's shadows (`http::mirror`), sent once its body is known; `None` for
+    /// a route without mirror policies that fire.
+    mirror: Option<Box<super::mirror::Mirror<'v>>>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -362,6 +365,9 @@ impl Conn {
         };
         // A request-body hook reads the body first; it stands in for `rbuf` (held.rs).
         let own_rbuf = self.hold(down, &mut plan, h2_request.as_deref_mut()).await;
+        if let Some(m) = plan.mirror.take() {
+            self.mirror(view, &plan, *m, own_rbuf.is_some());
+        }
         let outcome = match plan.action {
             Action::NoRoute => self.fail_locally(down, view, &plan, Failure::NoRoute).await,
             Action::Direct(d, ref location) => {

@@ -228,7 +228,8 @@ impl Builder {
                 .flat_map(|(i, v)| v.domains.iter().map(move |d| (i, d))),
         );
         let header_routes = virtual_hosts.iter().flat_map(|v| &v.routes).any(|r| {
-            matches!(&r.action, RouteAction::Cluster(f) if matches!(f.target, ClusterTarget::Header(_)))
+            matches!(&r.action, RouteAction::Cluster(f) if matches!(f.target, ClusterTarget::Header(_))
+                || f.mirrors.iter().any(|m| matches!(m.target, MirrorTarget::Header(_))))
         });
         RouteTable {
             name: t.name.clone(),

@@ -23,8 +23,8 @@ use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::Muta
 use envoy_types::pb::google::protobuf::Any;
 
 use super::super::raw::{
-    RawClusterWeight, RawDataSource, RawDataSourceFields, RawDirectResponse, RawRedirect, RawRoute,
-    RawRouteTable, RawVirtualHost, RawWeightedClusters,
+    RawClusterWeight, RawDataSource, RawDataSourceFields, RawDirectResponse, RawMirrorPolicy,
+    RawRedirect, RawRoute, RawRouteTable, RawVirtualHost, RawWeightedClusters,
 };
 use super::convert::{duration, header_adds, native_duration, Translation, R};
 use super::{err, PathMap};
@@ -218,6 +218,7 @@ fn route(
         host_rewrite_literal: None,
         auto_host_rewrite: false,
         retry_policy: None,
+        request_mirror_policies: Vec::new(),
         cluster_not_found_response_code: None,
         direct_response: None,
         upgrades: Vec::new(),
@@ -316,6 +317,21 @@ fn route_action(
             native: &format!("{np}.retry_policy"),
         };
         out.retry_policy = Some(retry::retry_policy(rp, &at, paths)?);
+    }
+    for (k, m) in a.request_mirror_policies.iter().enumerate() {
+        let mp = format!("{ap}.request_mirror_policies[{k}]");
+        paths.add(format!("{np}.request_mirror_policies[{k}]"), mp.clone());
+        out.request_mirror_policies.push(RawMirrorPolicy {
+            cluster: Some(m.cluster.clone()).filter(|c| !c.is_empty()),
+            cluster_header: Some(m.cluster_header.clone()).filter(|c| !c.is_empty()),
+            runtime_fraction: match &m.runtime_fraction {
+                Some(f) => Some(matching::fraction(f, &format!("{mp}.runtime_fraction"))?),
+                None => None,
+            },
+            disable_shadow_host_suffix_append: m.disable_shadow_host_suffix_append,
+            host_rewrite_literal: Some(m.host_rewrite_literal.clone()).filter(|h| !h.is_empty()),
+            trace_sampled: m.trace_sampled.as_ref().map(|b| b.value),
+        });
     }
     // Envoy: an empty prefix_rewrite is no rewrite.
     out.prefix_rewrite = Some(a.prefix_rewrite.clone()).filter(|x| !x.is_empty());

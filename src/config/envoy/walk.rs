@@ -370,6 +370,20 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "upgrade_configs",
             "retry_policy",
             "rate_limits",
+            "request_mirror_policies",
+        ],
+    ),
+    (
+        // `request_headers_mutations` is refused; `trace_sampled` is accepted and has
+        // no effect (there is no tracing to sample).
+        "envoy.config.route.v3.RouteAction.RequestMirrorPolicy",
+        &[
+            "cluster",
+            "cluster_header",
+            "runtime_fraction",
+            "trace_sampled",
+            "disable_shadow_host_suffix_append",
+            "host_rewrite_literal",
         ],
     ),
     (
