@@ -102,7 +102,7 @@ pub fn render(r: &StatsReport) -> String {
         &mut out,
         "outrigger_filter_counter_total",
         "counter",
-        "Filter counters by Envoy's stat name (RBAC: http.<stat_prefix>.rbac.allowed, ...).",
+        "Filter counters by Envoy's stat name (http.<stat_prefix>.rbac.allowed, <stat_prefix>.http_local_rate_limit.rate_limited, ...).",
     );
     for (name, n) in &r.counters {
         let _ = writeln!(

@@ -16,6 +16,7 @@ pub(crate) use super::raw_match::{
 };
 
 use crate::http::filter::header_mutation::RawHeaderAdd;
+use crate::http::filter::local_ratelimit::descriptors::RawRateLimit;
 use crate::http::filter::RawFilterOverride;
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +63,9 @@ pub(crate) struct RawRoute {
     /// Per-route filter overrides, by filter name (Envoy's `typed_per_filter_config`).
     #[serde(default)]
     pub per_filter_config: BTreeMap<String, RawFilterOverride>,
+    /// Envoy's `RouteAction.rate_limits` (descriptors for the local rate limit).
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
     #[serde(default)]
     pub request_headers_to_add: Vec<RawHeaderAdd>,
     #[serde(default)]

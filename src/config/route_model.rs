@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::http::filter::headers::HeaderPlan;
+use crate::http::filter::local_ratelimit::RouteRateLimits;
 use crate::http::filter::{FilterOverride, RouteFilters};
 use crate::http::router::DomainIndex;
 
@@ -71,6 +72,9 @@ pub struct RouteFilterConfig {
     pub request_headers: HeaderPlan,
     pub response_headers: HeaderPlan,
     pub overrides: Vec<(String, FilterOverride)>,
+    /// The route's and its virtual host's `rate_limits` (the local rate limit's
+    /// descriptors).
+    pub rate_limits: RouteRateLimits,
     /// The route forwards to a cluster (not a direct response or a redirect).
     pub forwards: bool,
     /// The one cluster it forwards to, when that is fixed (`cluster`).
@@ -82,6 +86,7 @@ impl RouteFilterConfig {
             request_headers: &self.request_headers,
             response_headers: &self.response_headers,
             overrides: &self.overrides,
+            rate_limits: &self.rate_limits,
             forwards: self.forwards,
             cluster: self.cluster.as_deref(),
         }

@@ -233,6 +233,26 @@ fn config_with_rbac() -> String {
     )
 }
 
+/// `CONFIG` with a local rate limit that admits everything: the shared bucket, a
+/// descriptor from the filter's own `rate_limits` (a header and a generic key) with its
+/// own bucket, and the `x-ratelimit-*` headers.
+fn config_with_local_ratelimit() -> String {
+    CONFIG.replace(
+        "route_table: t }",
+        "route_table: t,
+      http_filters: [{ name: rl, local_ratelimit: {
+        stat_prefix: rl, enable_x_ratelimit_headers: true,
+        token_bucket: { max_tokens: 4000000000, tokens_per_fill: 4000000000, fill_interval: 1s },
+        filter_enabled: { default_value: { numerator: 100 } },
+        filter_enforced: { default_value: { numerator: 100 } },
+        rate_limits: [{ actions: [
+          { request_headers: { header_name: user-agent, descriptor_key: ua } },
+          { generic_key: { descriptor_value: api } } ] }],
+        descriptors: [{ entries: [{ key: ua, value: bench }, { key: generic_key, value: api }],
+          token_bucket: { max_tokens: 4000000000, tokens_per_fill: 4000000000, fill_interval: 1s } }] } }] }",
+    )
+}
+
 /// Serves `requests` keep-alive requests on one connection; returns (allocations, bytes
 /// the client received, upstream connects).
 fn serve(requests: usize) -> (u64, usize, usize) {
@@ -341,6 +361,24 @@ fn own_headers_allocate_nothing_per_keep_alive_get() {
 #[test]
 fn rbac_allocates_nothing_per_keep_alive_get() {
     let config = config_with_rbac();
+    serve_with(&config, 2);
+    let (small, small_bytes, _) = serve_with(&config, 10);
+    let (large, large_bytes, large_connects) = serve_with(&config, 1010);
+    assert_eq!(large_connects, 1);
+    assert_eq!(large_bytes, small_bytes * 101, "every request was allowed");
+    assert_eq!(
+        large,
+        small,
+        "1000 extra requests allocated {} times",
+        large as i64 - small as i64
+    );
+}
+
+/// A request the local rate limit admits (descriptors generated, a token from a lease
+/// of each shared bucket, counted, `x-ratelimit-*` stamped) costs no allocation either.
+#[test]
+fn local_ratelimit_allocates_nothing_per_keep_alive_get() {
+    let config = config_with_local_ratelimit();
     serve_with(&config, 2);
     let (small, small_bytes, _) = serve_with(&config, 10);
     let (large, large_bytes, large_connects) = serve_with(&config, 1010);

@@ -156,6 +156,8 @@ struct Conn {
     /// The connection is closing while the client may still be sending the request
     /// (a body that was cut or not read): close gently, see `linger`.
     linger: bool,
+    /// What the HTTP filters keep per connection.
+    filters: filter::ConnState,
 }
 
 /// Serves one HTTP/1 downstream connection until it closes. `rbuf` holds what the
@@ -197,6 +199,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         },
         logging: view.access_log(at).is_some(),
         linger: false,
+        filters: filter::ConnState::default(),
     };
     let (mut view, mut at) = (view, at);
     let mut moving = Moving {
@@ -290,7 +293,8 @@ impl Conn {
                 };
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
                 let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
-                match prepare::prepare(data, l, view, wbuf, (facts, ip), rec, &store).await {
+                let conn = (facts, ip, &self.filters);
+                match prepare::prepare(data, l, view, wbuf, conn, rec, &store).await {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {

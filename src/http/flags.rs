@@ -31,13 +31,15 @@ pub enum ResponseFlag {
     NoClusterFound,
     /// URX: a retriable response went to the client because the retries ran out.
     UpstreamRetryLimitExceeded,
+    /// RL: the local rate-limit filter refused the request.
+    RateLimited,
     /// DI: the fault filter delayed the request.
     DelayInjected,
     /// FI: the fault filter aborted the request.
     FaultInjected,
 }
 
-pub const FLAG_COUNT: usize = 15;
+pub const FLAG_COUNT: usize = 16;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -55,6 +57,7 @@ impl ResponseFlag {
             ResponseFlag::StreamIdleTimeout => "SI",
             ResponseFlag::NoClusterFound => "NC",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
+            ResponseFlag::RateLimited => "RL",
             ResponseFlag::DelayInjected => "DI",
             ResponseFlag::FaultInjected => "FI",
         }
@@ -90,6 +93,7 @@ impl ResponseFlag {
             StreamIdleTimeout,
             NoClusterFound,
             UpstreamRetryLimitExceeded,
+            RateLimited,
             DelayInjected,
             FaultInjected,
         ]

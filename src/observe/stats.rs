@@ -290,7 +290,8 @@ pub struct ClusterReport {
 pub struct StatsReport {
     pub listeners: Vec<ListenerReport>,
     pub clusters: Vec<ClusterReport>,
-    /// The filters' counters by Envoy's stat name (`http.ingress.rbac.allowed`).
+    /// The filters' counters by Envoy's stat name (`http.ingress.rbac.allowed`,
+    /// `<stat_prefix>.http_local_rate_limit.ok`), summed over cores.
     pub counters: std::collections::BTreeMap<String, u64>,
 }
 

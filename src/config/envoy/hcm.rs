@@ -241,6 +241,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: Some(mutations(&m.mutations, &format!("{tp}.mutations"))?),
                     buffer: None,
+                    local_ratelimit: None,
                     rbac: None,
                     fault: None,
                     cors: None,
@@ -259,11 +260,28 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: None,
                     buffer: Some(route::buffer(&b, &tp)?),
+                    local_ratelimit: None,
                     rbac: None,
                     fault: None,
                     cors: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Buffer)));
+            }
+            super::local_ratelimit::LOCAL_RATELIMIT => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let l = payload(any, super::local_ratelimit::LOCAL_RATELIMIT, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    local_ratelimit: Some(super::local_ratelimit::translate(&l, &tp, false)?),
+                    rbac: None,
+                    fault: None,
+                    cors: None,
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::LocalRateLimit)));
             }
             rbac::HTTP => {
                 if k + 1 == n {
@@ -274,6 +292,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: None,
                     buffer: None,
+                    local_ratelimit: None,
                     rbac: Some(rbac::http(&r, &tp)?),
                     fault: None,
                     cors: None,
@@ -290,6 +309,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: None,
                     buffer: None,
+                    local_ratelimit: None,
                     rbac: None,
                     fault: Some(fault_cors::fault(&h, &tp)?),
                     cors: None,
@@ -304,6 +324,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: None,
                     buffer: None,
+                    local_ratelimit: None,
                     rbac: None,
                     fault: None,
                     cors: Some(Default::default()),

@@ -17,6 +17,7 @@ mod fault_cors;
 mod hcm;
 mod health;
 mod listener;
+mod local_ratelimit;
 mod rbac;
 mod route;
 mod tls;

@@ -4,9 +4,10 @@
 //! `typed_per_filter_config`. Control plane only.
 
 pub(super) mod matching;
+mod per_filter;
 mod retry;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource, HeaderValueOption};
@@ -15,30 +16,21 @@ use envoy_types::pb::envoy::config::route::v3::{
     route,
     route_action::{ClusterNotFoundResponseCode, ClusterSpecifier, HostRewriteSpecifier},
     weighted_cluster::cluster_weight::HostRewriteSpecifier as WeightHostRewrite,
-    FilterConfig, RedirectAction, Route, RouteAction, RouteConfiguration, WeightedCluster,
+    RedirectAction, Route, RouteAction, RouteConfiguration, WeightedCluster,
 };
-use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::{
-    buffer_per_route::Override as BufferOverride, Buffer as PbBuffer, BufferPerRoute,
-};
-use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
-    HeaderMutationPerRoute, Mutations,
-};
+use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer as PbBuffer;
+use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::Mutations;
 use envoy_types::pb::google::protobuf::Any;
 
 use super::super::raw::{
     RawClusterWeight, RawDataSource, RawDataSourceFields, RawDirectResponse, RawMirrorPolicy,
     RawRedirect, RawRoute, RawRouteTable, RawVirtualHost, RawWeightedClusters,
 };
-use super::convert::{duration, header_adds, mutations, native_duration, payload, Translation, R};
-use super::{err, walk, PathMap};
+use super::convert::{duration, header_adds, native_duration, Translation, R};
+use super::{err, PathMap};
 use crate::http::filter::buffer::RawBuffer;
 use crate::http::filter::header_mutation::RawHeaderAdd;
-use crate::http::filter::RawFilterOverride;
 use matching::At;
-
-const PER_ROUTE: &str = "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute";
-const BUFFER_PER_ROUTE: &str = "envoy.extensions.filters.http.buffer.v3.BufferPerRoute";
-const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
 
 /// A level's `typed_per_filter_config` and its field path.
 type Level<'a> = (&'a HashMap<String, Any>, String);
@@ -52,6 +44,8 @@ pub(super) enum ChainOwn {
     Mutations(Option<Mutations>),
     /// A buffer filter.
     Buffer,
+    /// A local rate-limit filter.
+    LocalRateLimit,
     /// An RBAC filter.
     Rbac,
     /// A fault-injection filter.
@@ -121,6 +115,8 @@ pub(super) fn translate(
             format!("{vp}.typed_per_filter_config"),
         );
         let mut routes = Vec::new();
+        let vhost_limits =
+            super::local_ratelimit::rate_limits(&v.rate_limits, &format!("{vp}.rate_limits"))?;
         for (k, r) in v.routes.iter().enumerate() {
             let rp = format!("{vp}.routes[{k}]");
             let nrp = format!("{np}.virtual_hosts[{j}].routes[{k}]");
@@ -157,6 +153,7 @@ pub(super) fn translate(
             name: v.name.clone(),
             domains: v.domains.clone(),
             routes,
+            rate_limits: vhost_limits,
             retry_policy,
             include_request_attempt_count: v.include_request_attempt_count,
             include_attempt_count_in_response: v.include_attempt_count_in_response,
@@ -201,7 +198,7 @@ fn route(
         &r.typed_per_filter_config,
         format!("{p}.typed_per_filter_config"),
     );
-    let per_filter = per_filter_config([own, vhost, table], filters)?;
+    let per_filter = per_filter::per_filter_config([own, vhost, table], filters)?;
     let e = edits(
         &r.request_headers_to_add,
         &r.request_headers_to_remove,
@@ -226,6 +223,7 @@ fn route(
         direct_response: None,
         upgrades: Vec::new(),
         per_filter_config: per_filter,
+        rate_limits: Vec::new(),
         request_headers_to_add: e.req_add,
         request_headers_to_remove: e.req_remove,
         response_headers_to_add: e.resp_add,
@@ -234,6 +232,8 @@ fn route(
     match &r.action {
         Some(route::Action::Route(a)) => {
             let ap = format!("{p}.route");
+            out.rate_limits =
+                super::local_ratelimit::rate_limits(&a.rate_limits, &format!("{ap}.rate_limits"))?;
             route_action(a, &ap, np, connect, upgrades, &mut out, paths)?;
         }
         Some(route::Action::Redirect(rd)) => {
@@ -471,227 +471,6 @@ fn data_source(d: &DataSource, p: &str) -> R<RawDataSource> {
     }
 }
 
-/// Envoy's header-mutation filter runs its own mutations, then those of every level's
-/// per-route config (route, virtual host, route configuration: the less specific runs
-/// last); the most specific `FilterConfig` decides whether the filter is disabled. Native
-/// overrides replace a filter's edits, so the override carries all of them in that order.
-/// Entries for filters the chain lacks are checked and then ignored, as Envoy does.
-fn per_filter_config(
-    levels: [Level<'_>; 3],
-    filters: &[ChainFilter],
-) -> R<BTreeMap<String, RawFilterOverride>> {
-    let mut decoded: Vec<Vec<(String, PerFilter)>> = Vec::new();
-    for (map, lp) in &levels {
-        let mut entries = Vec::new();
-        for (name, any) in map.iter() {
-            let ep = format!("{lp}[\"{name}\"]");
-            entries.push((name.clone(), filter_override(any, &ep)?));
-        }
-        decoded.push(entries);
-    }
-    let mut out = BTreeMap::new();
-    for (name, own) in filters {
-        let own = match own {
-            ChainOwn::Mutations(m) => m,
-            ChainOwn::Fault => {
-                // Envoy's fault filter takes the most specific per-route config.
-                let first = decoded
-                    .iter_mut()
-                    .flat_map(|e| e.iter_mut())
-                    .find(|(n, _)| n == name);
-                let o = match first {
-                    None => continue,
-                    Some((_, PerFilter::Disabled)) => RawFilterOverride {
-                        disabled: true,
-                        ..RawFilterOverride::default()
-                    },
-                    Some((_, PerFilter::Fault(f))) => RawFilterOverride {
-                        fault: Some(std::mem::take(f)),
-                        ..RawFilterOverride::default()
-                    },
-                    Some(_) => {
-                        return Err(err(
-                            "typed_per_filter_config",
-                            format!(
-                                "`{name}` is a fault filter; its per-route config is an HTTPFault"
-                            ),
-                        ))
-                    }
-                };
-                out.insert(name.clone(), o);
-                continue;
-            }
-            ChainOwn::Cors => {
-                // Envoy's CORS filter reads every level's policy, the most specific
-                // first; a FilterConfig that disables it at the most specific level
-                // turns it off.
-                let mut policies = Vec::new();
-                let mut disabled = None;
-                for (n, o) in decoded.iter().flat_map(|e| e.iter()) {
-                    if n != name {
-                        continue;
-                    }
-                    match o {
-                        PerFilter::Disabled => {
-                            disabled.get_or_insert(true);
-                        }
-                        PerFilter::Cors(c, p) => {
-                            disabled.get_or_insert(false);
-                            policies.push((c, p.clone()));
-                        }
-                        _ => {
-                            return Err(err(
-                                "typed_per_filter_config",
-                                format!(
-                                "`{name}` is a CORS filter; its per-route config is a CorsPolicy"
-                            ),
-                            ))
-                        }
-                    }
-                }
-                let o = match disabled {
-                    None => continue,
-                    Some(true) => RawFilterOverride {
-                        disabled: true,
-                        ..RawFilterOverride::default()
-                    },
-                    Some(false) => RawFilterOverride {
-                        cors: Some(super::fault_cors::cors_policy(&policies)?),
-                        ..RawFilterOverride::default()
-                    },
-                };
-                out.insert(name.clone(), o);
-                continue;
-            }
-            ChainOwn::Rbac => {
-                // Envoy's RBAC filter takes the most specific per-route config.
-                let first = decoded
-                    .iter_mut()
-                    .flat_map(|e| e.iter_mut())
-                    .find(|(n, _)| n == name);
-                let (disabled, rbac) = match first {
-                    None => continue,
-                    Some((_, PerFilter::Disabled)) => (true, None),
-                    Some((_, PerFilter::Rbac(r))) => (false, Some(std::mem::take(r))),
-                    Some(_) => {
-                        return Err(err(
-                            "typed_per_filter_config",
-                            format!(
-                            "`{name}` is an RBAC filter; its per-route config is an RBACPerRoute"
-                        ),
-                        ))
-                    }
-                };
-                let o = RawFilterOverride {
-                    disabled,
-                    header_mutation: None,
-                    buffer: None,
-                    rbac,
-                    fault: None,
-                    cors: None,
-                };
-                out.insert(name.clone(), o);
-                continue;
-            }
-            ChainOwn::Buffer => {
-                // Envoy's buffer filter takes the most specific per-route config.
-                let first = decoded
-                    .iter()
-                    .flat_map(|e| e.iter())
-                    .find(|(n, _)| n == name);
-                let o = match first {
-                    None => continue,
-                    Some((_, PerFilter::Disabled)) => RawFilterOverride {
-                        disabled: true,
-                        header_mutation: None,
-                        buffer: None,
-                        rbac: None,
-                        fault: None,
-                        cors: None,
-                    },
-                    Some((_, PerFilter::Buffer(b))) => RawFilterOverride {
-                        disabled: false,
-                        header_mutation: None,
-                        buffer: Some(b.clone()),
-                        rbac: None,
-                        fault: None,
-                        cors: None,
-                    },
-                    Some((_, PerFilter::Mutations(_) | PerFilter::Rbac(_)))
-                    | Some((_, PerFilter::Fault(_) | PerFilter::Cors(..))) => {
-                        return Err(err(
-                            "typed_per_filter_config",
-                            format!(
-                            "`{name}` is a buffer filter; its per-route config is a BufferPerRoute"
-                        ),
-                        ))
-                    }
-                };
-                out.insert(name.clone(), o);
-                continue;
-            }
-        };
-        let mut disabled = None;
-        let mut merged = own.clone().unwrap_or_default();
-        let mut any = false;
-        for entries in &decoded {
-            for (n, o) in entries {
-                if n != name {
-                    continue;
-                }
-                match o {
-                    PerFilter::Disabled => {
-                        disabled.get_or_insert(true);
-                    }
-                    PerFilter::Buffer(_)
-                    | PerFilter::Rbac(_)
-                    | PerFilter::Fault(_)
-                    | PerFilter::Cors(..) => {
-                        return Err(err(
-                            "typed_per_filter_config",
-                            format!("`{name}` is a header-mutation filter; a BufferPerRoute does not configure it"),
-                        ))
-                    }
-                    PerFilter::Mutations(m) => {
-                        disabled.get_or_insert(false);
-                        merged.request_mutations.extend(m.request_mutations.clone());
-                        merged
-                            .response_mutations
-                            .extend(m.response_mutations.clone());
-                        any = true;
-                    }
-                }
-            }
-        }
-        if disabled == Some(true) {
-            out.insert(
-                name.clone(),
-                RawFilterOverride {
-                    disabled: true,
-                    header_mutation: None,
-                    buffer: None,
-                    rbac: None,
-                    fault: None,
-                    cors: None,
-                },
-            );
-        } else if any {
-            out.insert(
-                name.clone(),
-                RawFilterOverride {
-                    disabled: false,
-                    header_mutation: Some(mutations(&Some(merged), "(merged)")?),
-                    buffer: None,
-                    rbac: None,
-                    fault: None,
-                    cors: None,
-                },
-            );
-        }
-    }
-    Ok(out)
-}
-
 /// The buffer filter's config (its own, or a route's `BufferPerRoute.buffer`): `max_request_bytes` is required (Envoy's validation).
 pub(super) fn buffer(b: &PbBuffer, p: &str) -> R<RawBuffer> {
     match b.max_request_bytes {
@@ -699,91 +478,5 @@ pub(super) fn buffer(b: &PbBuffer, p: &str) -> R<RawBuffer> {
             max_request_bytes: Some(u64::from(v.value)),
         }),
         None => Err(err(format!("{p}.max_request_bytes"), "is required")),
-    }
-}
-
-enum PerFilter {
-    Disabled,
-    Mutations(Mutations),
-    Buffer(RawBuffer),
-    Rbac(crate::config::raw_rbac::RawRbacFilter),
-    Fault(crate::config::raw_fault_cors::RawFault),
-    /// A `CorsPolicy` and its field path.
-    Cors(
-        envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy,
-        String,
-    ),
-}
-
-/// A `BufferPerRoute`: disabled, or its own limit.
-fn buffer_override(b: &BufferPerRoute, ep: &str) -> R<PerFilter> {
-    match &b.r#override {
-        Some(BufferOverride::Disabled(true)) => Ok(PerFilter::Disabled),
-        Some(BufferOverride::Buffer(buf)) => {
-            Ok(PerFilter::Buffer(buffer(buf, &format!("{ep}.buffer"))?))
-        }
-        // Envoy: `disabled` must be true, and the oneof is required.
-        _ => Err(err(ep, "set `disabled: true` or `buffer`")),
-    }
-}
-
-/// One `typed_per_filter_config` entry: the header-mutation filter's per-route config,
-/// or a `FilterConfig` that disables a filter or wraps that config.
-fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
-    let checked = |m: HeaderMutationPerRoute, p: String| {
-        mutations(&m.mutations, &p)?;
-        Ok(PerFilter::Mutations(m.mutations.unwrap_or_default()))
-    };
-    match walk::type_name(&any.type_url) {
-        PER_ROUTE => checked(payload(any, PER_ROUTE, ep)?, format!("{ep}.mutations")),
-        BUFFER_PER_ROUTE => buffer_override(&payload(any, BUFFER_PER_ROUTE, ep)?, ep),
-        super::rbac::PER_ROUTE => Ok(PerFilter::Rbac(super::rbac::per_route_any(any, ep)?)),
-        super::fault_cors::FAULT => Ok(PerFilter::Fault(super::fault_cors::fault(
-            &payload(any, super::fault_cors::FAULT, ep)?,
-            ep,
-        )?)),
-        super::fault_cors::CORS_POLICY => Ok(PerFilter::Cors(
-            payload(any, super::fault_cors::CORS_POLICY, ep)?,
-            ep.to_string(),
-        )),
-        FILTER_CONFIG => {
-            let f: FilterConfig = payload(any, FILTER_CONFIG, ep)?;
-            match (&f.config, f.disabled) {
-                (None, true) => Ok(PerFilter::Disabled),
-                (Some(inner), false) if walk::type_name(&inner.type_url) == BUFFER_PER_ROUTE => {
-                    let cp = format!("{ep}.config");
-                    buffer_override(&payload(inner, BUFFER_PER_ROUTE, &cp)?, &cp)
-                }
-                (Some(inner), false)
-                    if walk::type_name(&inner.type_url) == super::rbac::PER_ROUTE =>
-                {
-                    let cp = format!("{ep}.config");
-                    Ok(PerFilter::Rbac(super::rbac::per_route_any(inner, &cp)?))
-                }
-                (Some(inner), false)
-                    if walk::type_name(&inner.type_url) == super::fault_cors::FAULT =>
-                {
-                    let cp = format!("{ep}.config");
-                    let h = payload(inner, super::fault_cors::FAULT, &cp)?;
-                    Ok(PerFilter::Fault(super::fault_cors::fault(&h, &cp)?))
-                }
-                (Some(inner), false)
-                    if walk::type_name(&inner.type_url) == super::fault_cors::CORS_POLICY =>
-                {
-                    let cp = format!("{ep}.config");
-                    let c = payload(inner, super::fault_cors::CORS_POLICY, &cp)?;
-                    Ok(PerFilter::Cors(c, cp))
-                }
-                (Some(inner), false) => checked(
-                    payload(inner, PER_ROUTE, &format!("{ep}.config"))?,
-                    format!("{ep}.config.mutations"),
-                ),
-                _ => Err(err(ep, "set `disabled: true` or `config`")),
-            }
-        }
-        other => Err(err(
-            ep,
-            format!("per-filter config type `{other}` is not supported by Outrigger"),
-        )),
     }
 }

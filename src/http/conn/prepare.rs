@@ -26,7 +26,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     l: &'v HttpConnectionManager,
     view: &'v WorkerView<C>,
     wbuf: &mut Vec<u8>,
-    (facts, ip): (crate::rbac::Conn<'_>, &[u8]),
+    (facts, ip, state): (crate::rbac::Conn<'_>, &[u8], &filter::ConnState),
     rec: Option<&mut StreamInfo>,
     store: &'v filter::set_headers::SetHeaders,
 ) -> Result<Option<Plan<'v>>, HeadError> {
@@ -97,6 +97,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         conn: facts,
         forwarding: &l.forwarding,
         counters: &view.counters,
+        state,
     };
     let route_filters = route.map(|r| r.filters.view());
     let status = filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await;

@@ -231,6 +231,7 @@ mod tests {
             },
             forwarding: &FWD,
             counters: &counters,
+            state: &crate::http::filter::ConnState::default(),
         };
         let f = CorsFilter {
             origin_valid: 0,

@@ -379,6 +379,7 @@ mod tests {
             },
             forwarding: &FWD,
             counters: &counters,
+            state: &crate::http::filter::ConnState::default(),
         };
         f(&ctx)
     }

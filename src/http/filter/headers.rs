@@ -141,10 +141,11 @@ fn simulate<'a>(
 /// Header-mutation filters one chain may hold (each adds a plan to a message's edits).
 pub const MAX_HEADER_MUTATION_FILTERS: usize = 3;
 
-/// Most plans one message carries: the header-mutation filters' and the route's, and
-/// the connection manager's own (`server`, or the sanitizing of `x-envoy-*` headers).
-const MAX_PLANS: usize = 5;
-const _: () = assert!(MAX_PLANS >= MAX_HEADER_MUTATION_FILTERS + 2);
+/// Most plans one message carries: the header-mutation filters' and the route's, the
+/// local rate limit's (its limited reply's or not-enforced request's headers), and the
+/// connection manager's own (`server`, or the sanitizing of `x-envoy-*` headers).
+const MAX_PLANS: usize = 6;
+const _: () = assert!(MAX_PLANS >= MAX_HEADER_MUTATION_FILTERS + 3);
 
 /// The plans that apply to one message, in order, and the proxy's own per-message
 /// headers (`http::own_headers`). Copyable; borrows the config.

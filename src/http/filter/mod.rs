@@ -41,6 +41,7 @@ pub mod ctx;
 pub mod fault;
 pub mod header_mutation;
 pub mod headers;
+pub mod local_ratelimit;
 pub mod rbac;
 pub mod set_headers;
 pub mod status;
@@ -49,10 +50,11 @@ use serde::Deserialize;
 
 use self::buffer::{BufferFilter, RawBuffer};
 use self::cors::{CorsFilter, CorsPolicy};
-pub use self::ctx::RequestCtx;
+pub use self::ctx::{ConnState, RequestCtx};
 use self::fault::{FaultFilter, FaultSettings, RouteCluster};
 use self::header_mutation::{HeaderMutationFilter, RawHeaderMutation};
 use self::headers::{Edits, HeaderPlan};
+use self::local_ratelimit::{LocalRateLimitFilter, RawLocalRateLimit, RouteRateLimits};
 use self::rbac::RbacFilter;
 use self::set_headers::SetHeaders;
 pub use self::status::{DataStatus, LocalReply, Status};
@@ -72,6 +74,8 @@ pub(crate) struct RawHttpFilter {
     #[serde(default)]
     pub buffer: Option<RawBuffer>,
     #[serde(default)]
+    pub local_ratelimit: Option<RawLocalRateLimit>,
+    #[serde(default)]
     pub rbac: Option<RawRbacFilter>,
     #[serde(default)]
     pub fault: Option<RawFault>,
@@ -89,6 +93,8 @@ pub(crate) struct RawFilterOverride {
     pub header_mutation: Option<RawHeaderMutation>,
     #[serde(default)]
     pub buffer: Option<RawBuffer>,
+    #[serde(default)]
+    pub local_ratelimit: Option<RawLocalRateLimit>,
     #[serde(default)]
     pub rbac: Option<RawRbacFilter>,
     #[serde(default)]
@@ -109,6 +115,7 @@ pub struct HttpFilter {
 pub enum FilterKind {
     HeaderMutation(HeaderMutationFilter),
     Buffer(BufferFilter),
+    LocalRateLimit(LocalRateLimitFilter),
     Rbac(Box<RbacFilter>),
     Fault(Box<FaultFilter>),
     Cors(CorsFilter),
@@ -119,6 +126,7 @@ impl FilterKind {
         match self {
             FilterKind::HeaderMutation(_) => "header_mutation",
             FilterKind::Buffer(_) => "buffer",
+            FilterKind::LocalRateLimit(_) => "local_ratelimit",
             FilterKind::Rbac(_) => "rbac",
             FilterKind::Fault(_) => "fault",
             FilterKind::Cors(_) => "cors",
@@ -128,11 +136,12 @@ impl FilterKind {
     /// The hooks this kind has after the request head.
     pub const fn hooks(&self) -> Hooks {
         match self {
-            // Its response edits are applied by the encoders (`StreamEdits`); RBAC and
-            // fault injection decide on the request head alone; CORS's response headers
-            // ride in the edits too.
+            // Its response edits are applied by the encoders (`StreamEdits`); RBAC, fault
+            // injection and the local rate limit decide on the request head alone; CORS's
+            // and the rate limit's response headers ride in the edits too.
             FilterKind::HeaderMutation(_)
             | FilterKind::Rbac(_)
+            | FilterKind::LocalRateLimit(_)
             | FilterKind::Fault(_)
             | FilterKind::Cors(_) => Hooks::NONE,
             FilterKind::Buffer(_) => Hooks {
@@ -243,6 +252,7 @@ impl<'c> Chain<'c> {
             let status = match &f.kind {
                 FilterKind::HeaderMutation(_)
                 | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_) => DataStatus::Continue,
                 FilterKind::Buffer(own) => {
@@ -272,6 +282,7 @@ impl<'c> Chain<'c> {
                 FilterKind::HeaderMutation(_)
                 | FilterKind::Buffer(_)
                 | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_) => {}
             }
@@ -290,6 +301,7 @@ impl<'c> Chain<'c> {
                 FilterKind::HeaderMutation(_)
                 | FilterKind::Buffer(_)
                 | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_) => {}
             }
@@ -309,6 +321,7 @@ impl<'c> Chain<'c> {
                 FilterKind::HeaderMutation(_)
                 | FilterKind::Buffer(_)
                 | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_) => {}
             }
@@ -329,6 +342,9 @@ pub enum FilterOverride {
     /// The RBAC filter uses these rules instead of its own on this route (Envoy's
     /// `RBACPerRoute`; both absent: every request passes).
     Rbac(Box<crate::rbac::Rules>),
+    /// The local rate-limit filter uses this config, with its own buckets, on this
+    /// route (Envoy's per-route `LocalRateLimit`).
+    LocalRateLimit(LocalRateLimitFilter),
     /// The fault filter uses these settings instead of its own on this route (Envoy's
     /// most specific `HTTPFault`).
     Fault(Box<FaultSettings>),
@@ -357,6 +373,8 @@ pub struct RouteFilters<'c> {
     pub response_headers: &'c HeaderPlan,
     /// `per_filter_config`, by filter name.
     pub overrides: &'c [(String, FilterOverride)],
+    /// The route's and its virtual host's `rate_limits`.
+    pub rate_limits: &'c RouteRateLimits,
     /// The route forwards to a cluster (Envoy's route entry; not a direct response or
     /// a redirect).
     pub forwards: bool,
@@ -416,6 +434,20 @@ pub async fn on_request_head<'c>(
                 };
                 if let Status::Respond(r) = own.on_request_head(rules, ctx) {
                     status = Status::Respond(r);
+                    break;
+                }
+            }
+            FilterKind::LocalRateLimit(own) => {
+                let l = match ov {
+                    Some(FilterOverride::LocalRateLimit(l)) => l,
+                    _ => own,
+                };
+                let limits = route.map(|r| r.rate_limits);
+                let s =
+                    l.0.on_request_head(ctx, limits, &mut edits.request, &mut edits.response);
+                if let Status::Respond(_) = s {
+                    // Later filters do not run; the edits gathered so far still apply.
+                    status = s;
                     break;
                 }
             }
@@ -502,6 +534,7 @@ mod tests {
             },
             forwarding: &FWD,
             counters: &[],
+            state: Box::leak(Box::default()),
         }
     }
 
@@ -538,6 +571,7 @@ mod tests {
             request_headers: &route_req,
             response_headers: &route_resp,
             overrides: &[],
+            rate_limits: &local_ratelimit::NO_RATE_LIMITS,
             forwards: true,
             cluster: None,
         };
@@ -576,6 +610,7 @@ mod tests {
             request_headers: &plan,
             response_headers: &plan,
             overrides,
+            rate_limits: &local_ratelimit::NO_RATE_LIMITS,
             forwards: true,
             cluster: None,
         };

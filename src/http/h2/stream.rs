@@ -112,6 +112,7 @@ pub(crate) async fn serve<C: Connector>(
             },
             forwarding: &l.forwarding,
             counters: &view.counters,
+            state: &conn.filters,
         };
         match filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await {
             Status::Continue => None,
