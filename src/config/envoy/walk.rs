@@ -176,7 +176,9 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.extensions.filters.http.router.v3.Router",
-        &["suppress_envoy_headers"],
+        // `dynamic_stats`: accepted; Outrigger's per-cluster counters are fixed and
+        // always kept, so there are no per-request dynamic stats to turn off.
+        &["suppress_envoy_headers", "dynamic_stats"],
     ),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig",
