@@ -574,7 +574,7 @@ impl Conn {
         } else {
             encode::write_local_reply_at(
                 &mut self.wbuf,
-                status,
+                (status, flag),
                 content_type,
                 location,
                 body,

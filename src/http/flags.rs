@@ -31,9 +31,11 @@ pub enum ResponseFlag {
     NoClusterFound,
     /// URX: a retriable response went to the client because the retries ran out.
     UpstreamRetryLimitExceeded,
+    /// UO: a circuit breaker of the cluster was open (the request, or its retry).
+    UpstreamOverflow,
 }
 
-pub const FLAG_COUNT: usize = 13;
+pub const FLAG_COUNT: usize = 14;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -51,6 +53,7 @@ impl ResponseFlag {
             ResponseFlag::StreamIdleTimeout => "SI",
             ResponseFlag::NoClusterFound => "NC",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
+            ResponseFlag::UpstreamOverflow => "UO",
         }
     }
 
@@ -70,6 +73,7 @@ impl ResponseFlag {
             StreamIdleTimeout,
             NoClusterFound,
             UpstreamRetryLimitExceeded,
+            UpstreamOverflow,
         ]
     }
 }

@@ -425,10 +425,9 @@ impl Conn {
         if self.logging {
             self.rec.cluster = Some(cs.name.clone());
         }
-        let Some(picked) = request::pick(cs) else {
-            return self
-                .fail_locally(down, view, plan, Failure::NoHealthyUpstream)
-                .await;
+        let picked = match request::pick(cs) {
+            Ok(p) => p,
+            Err(f) => return self.fail_locally(down, view, plan, f).await,
         };
         if self.logging {
             self.rec.upstream = Some(picked.endpoint.addr);
@@ -508,7 +507,7 @@ impl Conn {
             }
         };
         // A retriable response that goes to the client because the retries ran out.
-        let exhausted = retry.is_some_and(|r| r.limit_exceeded());
+        let retry_flag = retry.map_or(ResponseFlag::None, |r| r.response_flag());
         let stats = &cs.stats;
         let (head_len, status, resp_body, strip, close_down, reuse_up) = match response {
             Response::Final {
@@ -622,11 +621,7 @@ impl Conn {
                 if reuse_up && !body_cut && self.ubuf.is_empty() {
                     cs.pool.put(ep, up);
                 }
-                if exhausted {
-                    ResponseFlag::UpstreamRetryLimitExceeded
-                } else {
-                    ResponseFlag::None
-                }
+                retry_flag
             }
             // A client that stopped reading until a clock ran out.
             Err(BodyError::Write) if progress.expired().is_some() => {

@@ -63,7 +63,15 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                 .min(cs.cfg.connect_timeout),
             None => cs.cfg.connect_timeout,
         };
-        match connector.connect_to(&cs.cfg, endpoint.addr, timeout).await {
+        // No idle connection: the request is pending while a new one connects, within
+        // the circuit breakers' `max_pending_requests` (Envoy's pool, which queues it).
+        let Some(pending) = cs.cfg.breakers.try_pending() else {
+            stats.rq_pending_overflow.inc();
+            return Err(Failure::Overflow);
+        };
+        let connected = connector.connect_to(&cs.cfg, endpoint.addr, timeout).await;
+        drop(pending);
+        match connected {
             Ok(c) => {
                 stats.cx_total.inc();
                 es.cx_total.inc();
