@@ -133,7 +133,8 @@ fn max_requests_holds_for_the_whole_process_over_http1_and_http2() {
     assert_eq!(reply.header("x-envoy-overloaded"), Some("true"));
     assert_eq!(reply.body_str(), OVERFLOW_BODY);
     assert_eq!(up.heads(), N, "no overflowed request reached the upstream");
-    assert_eq!(stat(&p, "rq_pending_overflow"), (K + 1) as u64);
+    assert_eq!(stat(&p, "rq_active_overflow"), (K + 1) as u64);
+    assert_eq!(stat(&p, "rq_pending_overflow"), 0);
 
     release.store(true, Ordering::SeqCst);
     for c in &mut open {
@@ -288,4 +289,41 @@ fn unsupported_threshold_fields_are_refused_by_path() {
         assert!(!out.status.success(), "case {i} accepted");
         assert!(text.contains(want), "case {i}: want `{want}` in:\n{text}");
     }
+}
+
+#[test]
+fn at_max_connections_requests_wait_for_a_connection_instead_of_failing() {
+    const R: usize = 4;
+    let release = Arc::new(AtomicBool::new(false));
+    let up = Upstream::start(held(release.clone()));
+    let p = Proxy::start_with(
+        &config(up.addr, "{ max_connections: 1, track_remaining: true }", ""),
+        2,
+    );
+    let mut conns: Vec<Conn> = (0..R)
+        .map(|i| send_get(p.listen, &format!("/c{i}")))
+        .collect();
+    // Every request but the first finds the limit reached: it is counted, and waits for
+    // a connection of its worker's pool (a worker with none opens one anyway, so at
+    // most one connection per worker).
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            (stat(&p, "cx_overflow") >= (R - 1) as u64).then_some(())
+        })
+        .is_some(),
+        "cx_overflow: {}",
+        stat(&p, "cx_overflow")
+    );
+    assert!(up.connections() <= 2, "{} connections", up.connections());
+    let cb = breakers(&p);
+    assert_eq!(cb["cx_open"], 1, "{cb}");
+    assert_eq!(cb["remaining_cx"], 0, "{cb}");
+    release.store(true, Ordering::SeqCst);
+    for c in &mut conns {
+        let r = c.read_response().expect("a response");
+        assert_eq!(r.status, 200, "{}", r.body_str());
+    }
+    assert_eq!(up.request_count(), R);
+    assert!(up.connections() <= 2, "{} connections", up.connections());
+    assert_eq!(stat(&p, "rq_pending_overflow"), 0);
 }

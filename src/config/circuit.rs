@@ -6,9 +6,11 @@
 //! next snapshot while the cluster's definition, endpoints aside, stays the same:
 //! `runtime::control`). On the request path a request takes one slot of `max_requests`
 //! when its endpoint is picked and gives it back when it ends (one atomic add and one
-//! subtract, no lock); a new upstream connection holds a `max_pending_requests` slot
-//! while it connects; a retry holds a `max_retries` slot (or the retry budget's) from
-//! the moment it is scheduled until its outcome is decided.
+//! subtract, no lock); a request that needs a new upstream connection holds a
+//! `max_pending_requests` slot while it waits for it; an upstream connection holds a
+//! `max_connections` slot while it is open (`upstream::counted`); a retry holds a
+//! `max_retries` slot (or the retry budget's) from the moment it is scheduled until its
+//! outcome is decided.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,7 +28,6 @@ pub struct RetryBudget {
 /// Envoy's defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
-    /// Accepted, not enforced yet (see docs/configuration.md).
     pub max_connections: u64,
     pub max_pending_requests: u64,
     pub max_requests: u64,
@@ -55,6 +56,7 @@ impl Default for Thresholds {
 #[derive(Default)]
 pub struct Breakers {
     pub limits: Thresholds,
+    connections: AtomicU64,
     pending: AtomicU64,
     requests: AtomicU64,
     retries: AtomicU64,
@@ -99,6 +101,22 @@ impl Breakers {
         }
     }
 
+    /// A new upstream connection within `max_connections`, given back by `close_cx`;
+    /// `false` (nothing taken) at the limit.
+    pub fn open_cx(&self) -> bool {
+        take(&self.connections, self.limits.max_connections)
+    }
+
+    /// A new upstream connection over `max_connections`: Envoy opens one anyway when
+    /// the pool has none (its pending requests would wait forever), and counts it.
+    pub fn force_cx(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn close_cx(&self) {
+        give(&self.connections);
+    }
+
     /// A slot of `max_requests`, given back by `end_request`.
     pub fn try_request(&self) -> bool {
         take(&self.requests, self.limits.max_requests)
@@ -140,7 +158,8 @@ impl Breakers {
     /// Envoy's `circuit_breakers.default.*` gauges.
     pub fn report(&self) -> BreakerReport {
         let l = &self.limits;
-        let (pending, rq, retries) = (
+        let (cx, pending, rq, retries) = (
+            self.connections.load(Ordering::Relaxed),
             self.pending.load(Ordering::Relaxed),
             self.requests.load(Ordering::Relaxed),
             self.retries.load(Ordering::Relaxed),
@@ -148,9 +167,11 @@ impl Breakers {
         let max_retries = self.max_retries();
         let remaining = |max: u64, n: u64| l.track_remaining.then(|| max.saturating_sub(n));
         BreakerReport {
+            cx_open: u64::from(cx >= l.max_connections),
             rq_pending_open: u64::from(pending >= l.max_pending_requests),
             rq_open: u64::from(rq >= l.max_requests),
             rq_retry_open: u64::from(retries >= max_retries),
+            remaining_cx: remaining(l.max_connections, cx),
             remaining_pending: remaining(l.max_pending_requests, pending),
             remaining_rq: remaining(l.max_requests, rq),
             // Envoy publishes no remaining_retries under a retry budget.
@@ -172,9 +193,12 @@ impl Drop for Pending<'_> {
 /// `track_remaining`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BreakerReport {
+    pub cx_open: u64,
     pub rq_pending_open: u64,
     pub rq_open: u64,
     pub rq_retry_open: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining_cx: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining_pending: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -36,27 +36,36 @@ impl H2Conns {
     }
 
     /// A handle ready for a new stream to endpoint `ep`, connecting if there is no live
-    /// connection. `Ok((handle, opened))`; `Err` is a connect or handshake failure.
+    /// connection. `Ok((handle, opened, over))`, `over`: the new connection went past the
+    /// cluster's `max_connections` (opened anyway: as in Envoy, a pool with no
+    /// connection always gets one); `Err` is a connect or handshake failure.
     pub async fn ready<C: Connector>(
         &self,
         ep: usize,
         connector: &C,
         cluster: &crate::config::Cluster,
         addr: SocketAddr,
-    ) -> std::io::Result<(SendRequest<Bytes>, bool)>
+    ) -> std::io::Result<(SendRequest<Bytes>, bool, bool)>
     where
         C::Conn: 'static,
     {
         let existing = self.conns.borrow().get(ep).cloned().flatten();
         if let Some(s) = existing {
             if let Ok(s) = s.ready().await {
-                return Ok((s, false));
+                return Ok((s, false, false));
             }
             // The connection is gone (GOAWAY, reset): forget it and open another.
             if let Some(slot) = self.conns.borrow_mut().get_mut(ep) {
                 *slot = None;
             }
         }
+        // The connection's `max_connections` slot, held by its driver task below.
+        let breakers = cluster.breakers.clone();
+        let over = !breakers.open_cx();
+        if over {
+            breakers.force_cx();
+        }
+        let slot = OpenCx(breakers);
         let io = connector
             .connect_to(cluster, addr, cluster.connect_timeout)
             .await?;
@@ -69,6 +78,7 @@ impl H2Conns {
             .await
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
         glommio::spawn_local(async move {
+            let _slot = slot;
             // The driver reads the upstream's bytes: a panic in it must end this
             // connection only (its streams then fail as resets), never the worker.
             let driven = crate::contain::contain(async {
@@ -89,6 +99,16 @@ impl H2Conns {
             .ready()
             .await
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
-        Ok((send, true))
+        Ok((send, true, over))
+    }
+}
+
+/// The `max_connections` slot of an HTTP/2 connection, given back when its driver task
+/// ends (or the connect fails).
+struct OpenCx(std::sync::Arc<crate::config::circuit::Breakers>);
+
+impl Drop for OpenCx {
+    fn drop(&mut self) {
+        self.0.close_cx();
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use futures_lite::io::AsyncWriteExt;
 
+use crate::upstream::counted::Counted;
 use crate::upstream::request::clock::{Expiry, Progress};
 use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
@@ -217,10 +218,14 @@ enum Got {
     Ended(Outcome),
 }
 
-impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
+impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
     type Head = Got;
 
-    async fn try_once(&mut self, up: &mut C::Conn, at: Attempt<'_, '_>) -> Result<Got, Tried> {
+    async fn try_once(
+        &mut self,
+        up: &mut Counted<C::Conn>,
+        at: Attempt<'_, '_>,
+    ) -> Result<Got, Tried> {
         self.inline_body();
         let (conn, plan, progress) = (&mut *self.conn, self.plan, self.progress);
         let resend = plan.framing.body == BodyKind::Empty || self.body_inline;

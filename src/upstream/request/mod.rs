@@ -62,12 +62,12 @@ impl Drop for Picked<'_> {
 
 /// Takes the request's `max_requests` slot, counts the request for the cluster and
 /// picks its endpoint with the cluster's load balancer. `Err` is the local reply,
-/// already counted: `Overflow` (503 UO, Envoy's `upstream_rq_pending_overflow`, which
-/// Envoy counts for `max_requests` too) or `NoHealthyUpstream` (503 UH).
+/// already counted: `Overflow` (503 UO, Envoy's `upstream_rq_active_overflow`) or
+/// `NoHealthyUpstream` (503 UH).
 pub(crate) fn pick<C: 'static>(cs: &ClusterState<C>) -> Result<Picked<'_>, Failure> {
     let breakers: &Breakers = &cs.cfg.breakers;
     if !breakers.try_request() {
-        cs.stats.rq_pending_overflow.inc();
+        cs.stats.rq_active_overflow.inc();
         count_status(&cs.stats, Failure::Overflow.status());
         return Err(Failure::Overflow);
     }
