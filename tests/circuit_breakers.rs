@@ -113,6 +113,22 @@ fn max_requests_holds_for_the_whole_process_over_http1_and_http2() {
     let cb = breakers(&p);
     assert_eq!(cb["rq_open"], 1, "{cb}");
     assert_eq!(cb["remaining_rq"], 0, "{cb}");
+    let prom = p.prometheus();
+    let labels = "{cluster=\"backend\",priority=\"default\"}";
+    assert_eq!(
+        metric(
+            &prom,
+            &format!("outrigger_circuit_breakers_rq_open{labels}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &prom,
+            &format!("outrigger_circuit_breakers_remaining_rq{labels}")
+        ),
+        Some(0.0)
+    );
     // K more on their own connections, whichever worker takes them: each overflows.
     let mut over: Vec<Conn> = (0..K)
         .map(|i| send_get(p.listen, &format!("/over{i}")))
@@ -326,4 +342,47 @@ fn at_max_connections_requests_wait_for_a_connection_instead_of_failing() {
     assert_eq!(up.request_count(), R);
     assert!(up.connections() <= 2, "{} connections", up.connections());
     assert_eq!(stat(&p, "rq_pending_overflow"), 0);
+}
+
+#[test]
+fn a_reload_keeps_the_counts_of_a_cluster_changed_only_in_its_endpoints() {
+    let release = Arc::new(AtomicBool::new(false));
+    let up = Upstream::start(held(release.clone()));
+    let other = Upstream::start(held(release.clone()));
+    let p = Proxy::start_with(&config(up.addr, "{ max_requests: 2 }", ""), 2);
+    let mut open: Vec<Conn> = (0..2)
+        .map(|i| send_get(p.listen, &format!("/h{i}")))
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || (up.heads() == 2).then_some(())).is_some(),
+        "the upstream saw {} of 2",
+        up.heads()
+    );
+    // Another endpoint (an EDS-like update): the two held requests still hold their
+    // slots, so the next one overflows.
+    let with_other = config(up.addr, "{ max_requests: 2 }", "").replace(
+        "    circuit_breakers:",
+        &format!(
+            "      - address: 127.0.0.1\n        port: {}\n    circuit_breakers:",
+            other.addr.port()
+        ),
+    );
+    p.write_config(&with_other);
+    assert_eq!(p.reload().status, 200);
+    assert_overflow(&get(p.listen, "svc", "/over"));
+    // New thresholds: a changed cluster starts from zero.
+    p.write_config(&with_other.replace("max_requests: 2", "max_requests: 3"));
+    assert_eq!(p.reload().status, 200);
+    let mut third = send_get(p.listen, "/third");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            (up.heads() + other.heads() == 3).then_some(())
+        })
+        .is_some(),
+        "the third request did not reach an upstream"
+    );
+    release.store(true, Ordering::SeqCst);
+    for c in open.iter_mut().chain([&mut third]) {
+        assert_eq!(c.read_response().expect("a response").status, 200);
+    }
 }

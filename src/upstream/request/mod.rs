@@ -4,11 +4,13 @@
 //!  downstream adapter (http/conn/exchange.rs, http/h1_to_h2.rs, http/h2/to_h1.rs,
 //!  http/h2/to_h2.rs): builds the request in the upstream's protocol
 //!     │
-//!     ▼  pick            endpoint by the cluster's load balancer (503 UH); in flight
-//!     │                  until the `Picked` is dropped
+//!     ▼  pick            the request's `max_requests` slot (503 UO), the endpoint by
+//!     │                  the cluster's load balancer (503 UH); in flight until the
+//!     │                  `Picked` is dropped
 //!     ▼  run             loop {
 //!     │     obtain         UpstreamCodec: Http1 = pooled (checked clean) or new
-//!     │                    connection (UF; UT when the route clock cut the connect),
+//!     │                    connection (UF; UT when the route clock cut the connect;
+//!     │                    max_pending_requests: UO; max_connections: wait),
 //!     │                    Http2 = a stream slot on the per-core multiplexed connection
 //!     │     try_once       the adapter's Exchange: send the request on that connection
 //!     │                    and read until the response head
