@@ -386,3 +386,22 @@ fn a_reload_keeps_the_counts_of_a_cluster_changed_only_in_its_endpoints() {
         assert_eq!(c.read_response().expect("a response").status, 200);
     }
 }
+
+#[test]
+fn an_http2_cluster_is_refused_by_max_pending_requests_while_it_connects() {
+    let up = h2client::h2_upstream(200);
+    let cfg = config(up, "{ max_pending_requests: 0 }", "").replace(
+        "    connect_timeout: 1s\n",
+        "    connect_timeout: 1s\n    protocol: http2\n",
+    );
+    let p = Proxy::start_with(&cfg, 2);
+    assert_overflow(&get(p.listen, "svc", "/x"));
+    assert_eq!(stat(&p, "rq_pending_overflow"), 1);
+    assert_eq!(stat(&p, "cx_total"), 0, "no connection was made");
+    // With room for it, the same cluster answers.
+    let p = Proxy::start_with(
+        &cfg.replace("max_pending_requests: 0", "max_pending_requests: 1"),
+        2,
+    );
+    assert_eq!(get(p.listen, "svc", "/x").status, 200);
+}

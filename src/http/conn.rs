@@ -640,9 +640,10 @@ impl Conn {
             );
             200
         } else {
-            encode::write_local_reply(
+            encode::write_local_reply_at(
                 &mut self.wbuf,
-                status,
+                (status, flag),
+                None,
                 None,
                 msg,
                 true,

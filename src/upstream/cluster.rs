@@ -144,6 +144,10 @@ impl<C: 'static> ClusterState<C> {
                 }
                 Ok(s)
             }
+            Err(e) if super::h2conn::PendingOverflow::is(&e) => {
+                self.stats.rq_pending_overflow.inc();
+                Err(e)
+            }
             Err(e) => {
                 tracing::debug!(upstream = %addr, error = %e, "upstream h2 connect failed");
                 self.stats.cx_connect_fail.inc();

@@ -59,6 +59,11 @@ impl H2Conns {
                 *slot = None;
             }
         }
+        // The request is pending while the connection is made (for HTTP/2 the only time
+        // `max_pending_requests` comes into play, as in Envoy).
+        let Some(_pending) = cluster.breakers.try_pending() else {
+            return Err(std::io::Error::other(PendingOverflow));
+        };
         // The connection's `max_connections` slot, held by its driver task below.
         let breakers = cluster.breakers.clone();
         let over = !breakers.open_cx();
@@ -100,6 +105,24 @@ impl H2Conns {
             .await
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
         Ok((send, true, over))
+    }
+}
+
+/// `ready`'s error when `max_pending_requests` refused the request (503 UO).
+#[derive(Debug)]
+pub(crate) struct PendingOverflow;
+
+impl std::fmt::Display for PendingOverflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("max_pending_requests reached")
+    }
+}
+
+impl std::error::Error for PendingOverflow {}
+
+impl PendingOverflow {
+    pub fn is(e: &std::io::Error) -> bool {
+        e.get_ref().is_some_and(|i| i.is::<PendingOverflow>())
     }
 }
 
