@@ -73,8 +73,9 @@ fn validate(dir: &TempDir, name: &str, text: &str) -> (bool, String, std::path::
     (o.status.success(), out, path)
 }
 
-const CORS: &str = "          - name: envoy.filters.http.cors
-            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors}
+/// An HTTP filter Outrigger does not implement.
+const GRPC_WEB: &str = "          - name: envoy.filters.http.grpc_web
+            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb}
 ";
 
 #[test]
@@ -109,12 +110,12 @@ fn validate_names_the_path_of_an_unsupported_field() {
 #[test]
 fn validate_names_an_unsupported_http_filter_by_type() {
     let dir = TempDir::new("eb-filter");
-    let (ok, out, _) = validate(&dir, "cors.yaml", &bootstrap(9, CORS, "", "hi"));
+    let (ok, out, _) = validate(&dir, "grpc-web.yaml", &bootstrap(9, GRPC_WEB, "", "hi"));
     assert!(!ok, "{out}");
     assert!(
         out.contains(
             "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config: \
-             extension type `envoy.extensions.filters.http.cors.v3.Cors` is not supported by Outrigger"
+             extension type `envoy.extensions.filters.http.grpc_web.v3.GrpcWeb` is not supported by Outrigger"
         ),
         "{out}"
     );
@@ -140,14 +141,14 @@ fn validate_refuses_an_unknown_type_url() {
 #[test]
 fn an_optional_http_filter_outrigger_lacks_is_skipped_with_a_warning() {
     let dir = TempDir::new("eb-optional");
-    let cors = CORS.replace(
+    let grpc_web = GRPC_WEB.replace(
         "typed_config:",
         "is_optional: true\n            typed_config:",
     );
-    let (ok, out, path) = validate(&dir, "cors.yaml", &bootstrap(9, &cors, "", "hi"));
+    let (ok, out, path) = validate(&dir, "grpc-web.yaml", &bootstrap(9, &grpc_web, "", "hi"));
     assert!(ok, "{out}");
     assert!(
-        out.contains("skipping optional HTTP filter `envoy.filters.http.cors`"),
+        out.contains("skipping optional HTTP filter `envoy.filters.http.grpc_web`"),
         "{out}"
     );
     if let Some(envoy) = envoy_or_skip("an_optional_http_filter_is_skipped (Envoy side)") {
@@ -430,9 +431,11 @@ fn routing_fields_are_checked_with_their_paths() {
         (
             "",
             "",
-            "route: {cluster: up, request_mirror_policies: [{cluster: up}]}",
-            "routes[1].route.request_mirror_policies: not supported by Outrigger",
-            false,
+            // Envoy refuses a mirror cluster that does not exist ("unknown shadow
+            // cluster"), and so does Outrigger.
+            "route: {cluster: up, request_mirror_policies: [{cluster: nope}]}",
+            "routes[1].route.request_mirror_policies[0].cluster: no cluster named `nope`",
+            true,
         ),
         (
             "",

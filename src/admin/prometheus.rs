@@ -102,7 +102,7 @@ pub fn render(r: &StatsReport) -> String {
         &mut out,
         "outrigger_filter_counter_total",
         "counter",
-        "Filter counters by Envoy's stat name (RBAC: http.<stat_prefix>.rbac.allowed, ...).",
+        "Filter counters by Envoy's stat name (http.<stat_prefix>.rbac.allowed, <stat_prefix>.http_local_rate_limit.rate_limited, ...).",
     );
     for (name, n) in &r.counters {
         let _ = writeln!(
@@ -297,6 +297,24 @@ pub fn render(r: &StatsReport) -> String {
         "counter",
         "Tries that hit the per-try idle timeout.",
         rq_per_try_idle_timeout
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_shadow_total",
+        "counter",
+        "Shadow requests sent to this cluster by request mirroring.",
+        rq_shadow
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_shadow_failed_total",
+        "counter",
+        "Shadow requests that got no response (connect failure, reset, timeout).",
+        rq_shadow_failed
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_shadow_dropped_total",
+        "counter",
+        "Shadow requests not sent (too many in flight on a core, or a body not held).",
+        rq_shadow_dropped
     );
     per_cluster!(
         "outrigger_upstream_lb_healthy_panic_total",

@@ -12,6 +12,7 @@ use super::model::*;
 use super::raw::*;
 
 mod circuit;
+mod fault_cors;
 mod health;
 mod listener;
 mod listener_filters;
@@ -140,6 +141,18 @@ struct Builder {
 }
 
 impl Builder {
+    /// The index of the counter `name` in `Snapshot::counters` (the filters' named
+    /// counters: RBAC's, the local rate limit's), added on first use.
+    fn counter(&mut self, name: String) -> usize {
+        match self.counters.iter().position(|c| *c == name) {
+            Some(i) => i,
+            None => {
+                self.counters.push(name);
+                self.counters.len() - 1
+            }
+        }
+    }
+
     fn err(&mut self, path: String, message: impl Into<String>) {
         self.errors.push(ConfigError {
             path,

@@ -13,6 +13,7 @@ pub mod model;
 pub mod oneline;
 mod raw;
 mod raw_circuit;
+pub(crate) mod raw_fault_cors;
 mod raw_health;
 mod raw_match;
 pub(crate) mod raw_rbac;

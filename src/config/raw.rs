@@ -294,6 +294,9 @@ pub(crate) struct RawVirtualHost {
     /// Envoy's `include_attempt_count_in_response`: `x-envoy-attempt-count` downstream.
     #[serde(default)]
     pub include_attempt_count_in_response: bool,
+    /// Envoy's `VirtualHost.rate_limits`.
+    #[serde(default)]
+    pub rate_limits: Vec<crate::http::filter::local_ratelimit::descriptors::RawRateLimit>,
     #[serde(default)]
     pub request_headers_to_add: Vec<RawHeaderAdd>,
     #[serde(default)]

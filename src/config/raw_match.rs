@@ -81,3 +81,25 @@ pub(crate) struct RawStringMatch {
     #[serde(default)]
     pub ignore_case: bool,
 }
+
+/// Envoy's `RuntimeFractionalPercent`; there is no runtime layer, so `default_value` is
+/// the fraction and `runtime_key` is accepted and ignored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRuntimeFraction {
+    pub default_value: RawFractionalPercent,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub runtime_key: Option<String>,
+}
+
+/// Envoy's `FractionalPercent`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFractionalPercent {
+    #[serde(default)]
+    pub numerator: u32,
+    /// `HUNDRED` (default), `TEN_THOUSAND` or `MILLION`.
+    #[serde(default)]
+    pub denominator: Option<String>,
+}

@@ -11,10 +11,12 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 pub(crate) use super::raw_match::{
-    RawHeaderMatch, RawRange, RawRegex, RawRegexMatcher, RawStringMatch,
+    RawFractionalPercent, RawHeaderMatch, RawRange, RawRegex, RawRegexMatcher, RawRuntimeFraction,
+    RawStringMatch,
 };
 
 use crate::http::filter::header_mutation::RawHeaderAdd;
+use crate::http::filter::local_ratelimit::descriptors::RawRateLimit;
 use crate::http::filter::RawFilterOverride;
 
 #[derive(Debug, Deserialize)]
@@ -54,9 +56,16 @@ pub(crate) struct RawRoute {
     /// Envoy's `retry_policy`; replaces the virtual host's whole (no merge).
     #[serde(default)]
     pub retry_policy: Option<super::raw_retry::RawRetryPolicy>,
+    /// Envoy's `request_mirror_policies`: shadow copies of the request to other
+    /// clusters, their responses discarded.
+    #[serde(default)]
+    pub request_mirror_policies: Vec<RawMirrorPolicy>,
     /// Per-route filter overrides, by filter name (Envoy's `typed_per_filter_config`).
     #[serde(default)]
     pub per_filter_config: BTreeMap<String, RawFilterOverride>,
+    /// Envoy's `RouteAction.rate_limits` (descriptors for the local rate limit).
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
     #[serde(default)]
     pub request_headers_to_add: Vec<RawHeaderAdd>,
     #[serde(default)]
@@ -109,26 +118,31 @@ pub(crate) struct RawQueryParameterMatch {
     pub present_match: Option<bool>,
 }
 
-/// Envoy's `RuntimeFractionalPercent`; there is no runtime layer, so `default_value` is
-/// the fraction and `runtime_key` is accepted and ignored.
+/// Envoy's `RouteAction.RequestMirrorPolicy`: exactly one of `cluster` and
+/// `cluster_header`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawRuntimeFraction {
-    pub default_value: RawFractionalPercent,
+pub(crate) struct RawMirrorPolicy {
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// The cluster named by this request header; a request without it, or naming no
+    /// cluster, is not mirrored by this policy.
+    #[serde(default)]
+    pub cluster_header: Option<String>,
+    /// Default: every request.
+    #[serde(default)]
+    pub runtime_fraction: Option<RawRuntimeFraction>,
+    /// Keep the Host / `:authority` as it is instead of suffixing `-shadow`.
+    #[serde(default)]
+    pub disable_shadow_host_suffix_append: bool,
+    /// The shadow's Host / `:authority` becomes this (no `-shadow` suffix then).
+    #[serde(default)]
+    pub host_rewrite_literal: Option<String>,
+    /// Envoy's span sampling for the shadow. Outrigger has no tracing, so there is no
+    /// span to sample: accepted and ignored.
     #[serde(default)]
     #[allow(dead_code)]
-    pub runtime_key: Option<String>,
-}
-
-/// Envoy's `FractionalPercent`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawFractionalPercent {
-    #[serde(default)]
-    pub numerator: u32,
-    /// `HUNDRED` (default), `TEN_THOUSAND` or `MILLION`.
-    #[serde(default)]
-    pub denominator: Option<String>,
+    pub trace_sampled: Option<bool>,
 }
 
 /// Envoy's `WeightedCluster`.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::http::filter::headers::HeaderPlan;
+use crate::http::filter::local_ratelimit::RouteRateLimits;
 use crate::http::filter::{FilterOverride, RouteFilters};
 use crate::http::router::DomainIndex;
 
@@ -71,6 +72,13 @@ pub struct RouteFilterConfig {
     pub request_headers: HeaderPlan,
     pub response_headers: HeaderPlan,
     pub overrides: Vec<(String, FilterOverride)>,
+    /// The route's and its virtual host's `rate_limits` (the local rate limit's
+    /// descriptors).
+    pub rate_limits: RouteRateLimits,
+    /// The route forwards to a cluster (not a direct response or a redirect).
+    pub forwards: bool,
+    /// The one cluster it forwards to, when that is fixed (`cluster`).
+    pub cluster: Option<String>,
 }
 impl RouteFilterConfig {
     pub fn view(&self) -> RouteFilters<'_> {
@@ -78,6 +86,9 @@ impl RouteFilterConfig {
             request_headers: &self.request_headers,
             response_headers: &self.response_headers,
             overrides: &self.overrides,
+            rate_limits: &self.rate_limits,
+            forwards: self.forwards,
+            cluster: self.cluster.as_deref(),
         }
     }
 }
@@ -157,6 +168,31 @@ pub struct Forward {
     pub cluster_not_found_status: u16,
     /// The route's retry policy (or its virtual host's) and attempt-count headers.
     pub retries: super::retry_model::Retries,
+    /// Envoy's `request_mirror_policies`, in order (empty: no mirroring).
+    pub mirrors: Vec<MirrorPolicy>,
+}
+
+/// Envoy's `RequestMirrorPolicy`: a shadow copy of the request to another cluster,
+/// fire and forget (`upstream::request::shadow`).
+#[derive(Debug, PartialEq)]
+pub struct MirrorPolicy {
+    pub target: MirrorTarget,
+    /// Envoy's `runtime_fraction`; `None`: every request.
+    pub fraction: Option<Fraction>,
+    /// Suffix the Host / `:authority` with `-shadow` (before any port); off with
+    /// `disable_shadow_host_suffix_append`.
+    pub host_suffix: bool,
+    /// Envoy's `host_rewrite_literal`: the shadow's Host, unsuffixed.
+    pub host: Option<String>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum MirrorTarget {
+    /// `cluster` (checked to exist when the config is built, as Envoy does).
+    Named(usize),
+    /// `cluster_header`: the cluster the (lower-case) header names; a request without
+    /// the header, or naming no cluster, is not mirrored by this policy.
+    Header(String),
 }
 
 #[derive(Debug, PartialEq)]

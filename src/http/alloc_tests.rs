@@ -233,6 +233,26 @@ fn config_with_rbac() -> String {
     )
 }
 
+/// `CONFIG` with a local rate limit that admits everything: the shared bucket, a
+/// descriptor from the filter's own `rate_limits` (a header and a generic key) with its
+/// own bucket, and the `x-ratelimit-*` headers.
+fn config_with_local_ratelimit() -> String {
+    CONFIG.replace(
+        "route_table: t }",
+        "route_table: t,
+      http_filters: [{ name: rl, local_ratelimit: {
+        stat_prefix: rl, enable_x_ratelimit_headers: true,
+        token_bucket: { max_tokens: 4000000000, tokens_per_fill: 4000000000, fill_interval: 1s },
+        filter_enabled: { default_value: { numerator: 100 } },
+        filter_enforced: { default_value: { numerator: 100 } },
+        rate_limits: [{ actions: [
+          { request_headers: { header_name: user-agent, descriptor_key: ua } },
+          { generic_key: { descriptor_value: api } } ] }],
+        descriptors: [{ entries: [{ key: ua, value: bench }, { key: generic_key, value: api }],
+          token_bucket: { max_tokens: 4000000000, tokens_per_fill: 4000000000, fill_interval: 1s } }] } }] }",
+    )
+}
+
 /// Serves `requests` keep-alive requests on one connection; returns (allocations, bytes
 /// the client received, upstream connects).
 fn serve(requests: usize) -> (u64, usize, usize) {
@@ -346,6 +366,58 @@ fn rbac_allocates_nothing_per_keep_alive_get() {
     let (large, large_bytes, large_connects) = serve_with(&config, 1010);
     assert_eq!(large_connects, 1);
     assert_eq!(large_bytes, small_bytes * 101, "every request was allowed");
+    assert_eq!(
+        large,
+        small,
+        "1000 extra requests allocated {} times",
+        large as i64 - small as i64
+    );
+}
+
+/// A request the local rate limit admits (descriptors generated, a token from a lease
+/// of each shared bucket, counted, `x-ratelimit-*` stamped) costs no allocation either.
+#[test]
+fn local_ratelimit_allocates_nothing_per_keep_alive_get() {
+    let config = config_with_local_ratelimit();
+    serve_with(&config, 2);
+    let (small, small_bytes, _) = serve_with(&config, 10);
+    let (large, large_bytes, large_connects) = serve_with(&config, 1010);
+    assert_eq!(large_connects, 1);
+    assert_eq!(large_bytes, small_bytes * 101, "every request was allowed");
+    assert_eq!(
+        large,
+        small,
+        "1000 extra requests allocated {} times",
+        large as i64 - small as i64
+    );
+}
+
+/// A request that passes the fault filter untouched (its draws miss) and the CORS
+/// filter (the route has a policy, the request no `Origin`) costs no allocation.
+#[test]
+fn fault_and_cors_allocate_nothing_when_they_do_not_act() {
+    let config = CONFIG
+        .replace(
+            "route_table: t }",
+            "route_table: t,
+      http_filters: [
+        { name: faults, fault: {
+            delay: { fixed_delay: 1s, percentage: { numerator: 0 } },
+            abort: { http_status: 503, percentage: { numerator: 0 } },
+            headers: [{ name: ':method', exact_match: GET }] } },
+        { name: cors, cors: {} } ] }",
+        )
+        .replace(
+            "cluster: c\n",
+            "cluster: c
+            per_filter_config:
+              cors: { cors: { allow_origin_string_match: [{ exact: 'https://a.test' }],
+                              allow_credentials: true } }\n",
+        );
+    serve_with(&config, 2);
+    let (small, small_bytes, _) = serve_with(&config, 10);
+    let (large, large_bytes, _) = serve_with(&config, 1010);
+    assert_eq!(large_bytes, small_bytes * 101, "every request was proxied");
     assert_eq!(
         large,
         small,

@@ -126,6 +126,9 @@ struct Plan<'v> {
     /// Edits for a reply to a request that went wrong in the codec (the connection
     /// manager's own `server` and `date`, no route's).
     codec_edits: Edits<'v>,
+    /// The request's shadows (`http::mirror`), sent once its body is known; `None` for
+    /// a route without mirror policies that fire.
+    mirror: Option<Box<super::mirror::Mirror<'v>>>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -153,6 +156,8 @@ struct Conn {
     /// The connection is closing while the client may still be sending the request
     /// (a body that was cut or not read): close gently, see `linger`.
     linger: bool,
+    /// What the HTTP filters keep per connection.
+    filters: filter::ConnState,
 }
 
 /// Serves one HTTP/1 downstream connection until it closes. `rbuf` holds what the
@@ -194,6 +199,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         },
         logging: view.access_log(at).is_some(),
         linger: false,
+        filters: filter::ConnState::default(),
     };
     let (mut view, mut at) = (view, at);
     let mut moving = Moving {
@@ -268,6 +274,8 @@ impl Conn {
             self.rec.reset_counts();
         }
         let limit = l.limits.max_request_line_bytes + l.limits.max_header_bytes + 4;
+        // Response headers the filters set for this request (empty: no allocation).
+        let store = filter::set_headers::SetHeaders::default();
         // request_headers_timeout: the head must be complete this long after its first
         // byte. Reads are bounded by whichever comes first, it or the idle timeout.
         let mut head_deadline: Option<Instant> = None;
@@ -285,7 +293,8 @@ impl Conn {
                 };
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
                 let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
-                match prepare::prepare(data, l, view, wbuf, facts, ip, rec).await {
+                let conn = (facts, ip, &self.filters);
+                match prepare::prepare(data, l, view, wbuf, conn, rec, &store).await {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {
@@ -356,6 +365,9 @@ impl Conn {
         };
         // A request-body hook reads the body first; it stands in for `rbuf` (held.rs).
         let own_rbuf = self.hold(down, &mut plan, h2_request.as_deref_mut()).await;
+        if let Some(m) = plan.mirror.take() {
+            self.mirror(view, &plan, *m, own_rbuf.is_some());
+        }
         let outcome = match plan.action {
             Action::NoRoute => self.fail_locally(down, view, &plan, Failure::NoRoute).await,
             Action::Direct(d, ref location) => {
@@ -414,6 +426,7 @@ impl Conn {
         }
         self.rec.status = outcome.status;
         self.rec.flag = Some(outcome.flag);
+        self.rec.filter_flag = plan.chain.flag();
         self.rec.duration = start.elapsed();
         plan.chain.on_complete(&filter::StreamEnd {
             status: outcome.status,

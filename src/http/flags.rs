@@ -31,11 +31,17 @@ pub enum ResponseFlag {
     NoClusterFound,
     /// URX: a retriable response went to the client because the retries ran out.
     UpstreamRetryLimitExceeded,
+    /// RL: the local rate-limit filter refused the request.
+    RateLimited,
+    /// DI: the fault filter delayed the request.
+    DelayInjected,
+    /// FI: the fault filter aborted the request.
+    FaultInjected,
     /// UO: a circuit breaker of the cluster was open (the request, or its retry).
     UpstreamOverflow,
 }
 
-pub const FLAG_COUNT: usize = 14;
+pub const FLAG_COUNT: usize = 17;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -53,8 +59,25 @@ impl ResponseFlag {
             ResponseFlag::StreamIdleTimeout => "SI",
             ResponseFlag::NoClusterFound => "NC",
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
+            ResponseFlag::RateLimited => "RL",
+            ResponseFlag::DelayInjected => "DI",
+            ResponseFlag::FaultInjected => "FI",
             ResponseFlag::UpstreamOverflow => "UO",
         }
+    }
+
+    /// Whether Envoy lists this flag before `DI` when a stream has both (its flags are
+    /// written in one fixed order, joined by `,`).
+    pub fn before_delay_injected(self) -> bool {
+        use ResponseFlag::*;
+        matches!(
+            self,
+            NoHealthyUpstream
+                | UpstreamTimeout
+                | UpstreamConnectFailure
+                | UpstreamConnectionTermination
+                | NoRoute
+        )
     }
 
     pub fn all() -> [ResponseFlag; FLAG_COUNT] {
@@ -73,6 +96,9 @@ impl ResponseFlag {
             StreamIdleTimeout,
             NoClusterFound,
             UpstreamRetryLimitExceeded,
+            RateLimited,
+            DelayInjected,
+            FaultInjected,
             UpstreamOverflow,
         ]
     }

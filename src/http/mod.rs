@@ -24,6 +24,7 @@ pub mod h2;
 pub(crate) mod hold;
 pub mod hop;
 pub(crate) mod io;
+pub(crate) mod mirror;
 pub mod own_headers;
 pub mod router;
 pub mod stamp;

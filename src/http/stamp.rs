@@ -22,6 +22,18 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub const EXPECTED_TIMEOUT: &str = "x-envoy-expected-rq-timeout-ms";
 pub const EXTERNAL_ADDRESS: &str = "x-envoy-external-address";
 pub const ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
+pub const RATELIMIT_LIMIT: &str = "x-ratelimit-limit";
+pub const RATELIMIT_REMAINING: &str = "x-ratelimit-remaining";
+pub const RATELIMIT_RESET: &str = "x-ratelimit-reset";
+
+/// The local rate limit's `x-ratelimit-*` response headers (draft 03), appended as
+/// Envoy's filter adds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset: u64,
+}
 
 /// When the upstream request gets an `x-request-id` (Envoy's `generate_request_id`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,6 +63,8 @@ pub struct Stamp {
     /// Request and response: `x-envoy-attempt-count`, the number of the try (the
     /// virtual host's `include_request_attempt_count` / `include_attempt_count_in_response`).
     pub attempt_count: Option<u32>,
+    /// Response: `x-ratelimit-limit`, `-remaining` and `-reset`.
+    pub ratelimit: Option<RateLimitHeaders>,
 }
 
 impl Stamp {
@@ -116,6 +130,11 @@ impl Stamp {
         if let Some(n) = self.attempt_count {
             emit(ATTEMPT_COUNT, decimal(&mut num, u64::from(n)));
         }
+        if let Some(r) = self.ratelimit {
+            emit(RATELIMIT_LIMIT, decimal(&mut num, r.limit));
+            emit(RATELIMIT_REMAINING, decimal(&mut num, r.remaining));
+            emit(RATELIMIT_RESET, decimal(&mut num, r.reset));
+        }
     }
 
     /// Writes the stamp into an HTTP/2 (or `http`) header map: replaced headers are
@@ -128,7 +147,7 @@ impl Stamp {
             map.insert(http::header::DATE, cached_date_value());
         }
         let has = |n: &str| map.contains_key(n);
-        let mut add: [Option<(&'static str, http::HeaderValue)>; 5] = Default::default();
+        let mut add: [Option<(&'static str, http::HeaderValue)>; 8] = Default::default();
         let mut k = 0;
         let no_date = Stamp {
             date: false,
@@ -141,6 +160,9 @@ impl Stamp {
                 EXPECTED_TIMEOUT,
                 EXTERNAL_ADDRESS,
                 ATTEMPT_COUNT,
+                RATELIMIT_LIMIT,
+                RATELIMIT_REMAINING,
+                RATELIMIT_RESET,
             ]
             .into_iter()
             .find(|n| *n == name);
@@ -152,7 +174,12 @@ impl Stamp {
             }
         });
         for (name, value) in add.into_iter().flatten() {
-            map.insert(name, value);
+            if name.starts_with("x-ratelimit-") {
+                // Added, as Envoy's filter does (`addReferenceKey`).
+                map.append(name, value);
+            } else {
+                map.insert(name, value);
+            }
         }
     }
 }

@@ -155,6 +155,13 @@ pub struct ClusterStats {
     pub rq_retry_backoff_exponential: Counter,
     pub rq_per_try_timeout: Counter,
     pub rq_per_try_idle_timeout: Counter,
+    /// Request mirroring (`upstream::request::shadow`), on the mirror cluster: shadows
+    /// sent, those that got no response, and those not sent (too many in flight on the
+    /// core, or a request body that was not held). Envoy has no names for these; it
+    /// counts shadows only in the mirror cluster's `upstream_rq_*`, as these are too.
+    pub rq_shadow: Counter,
+    pub rq_shadow_failed: Counter,
+    pub rq_shadow_dropped: Counter,
     /// Envoy's `lb_healthy_panic`: picks made among all endpoints because too few were
     /// healthy.
     pub lb_healthy_panic: Counter,
@@ -197,6 +204,9 @@ impl ClusterStats {
             rq_retry_backoff_exponential: self.rq_retry_backoff_exponential.get(),
             rq_per_try_timeout: self.rq_per_try_timeout.get(),
             rq_per_try_idle_timeout: self.rq_per_try_idle_timeout.get(),
+            rq_shadow: self.rq_shadow.get(),
+            rq_shadow_failed: self.rq_shadow_failed.get(),
+            rq_shadow_dropped: self.rq_shadow_dropped.get(),
             lb_healthy_panic: self.lb_healthy_panic.get(),
             health_check: None,
             endpoints,
@@ -283,6 +293,9 @@ pub struct ClusterReport {
     pub rq_retry_backoff_exponential: u64,
     pub rq_per_try_timeout: u64,
     pub rq_per_try_idle_timeout: u64,
+    pub rq_shadow: u64,
+    pub rq_shadow_failed: u64,
+    pub rq_shadow_dropped: u64,
     pub lb_healthy_panic: u64,
     /// Only for a cluster with health checks.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -295,7 +308,8 @@ pub struct ClusterReport {
 pub struct StatsReport {
     pub listeners: Vec<ListenerReport>,
     pub clusters: Vec<ClusterReport>,
-    /// The filters' counters by Envoy's stat name (`http.ingress.rbac.allowed`).
+    /// The filters' counters by Envoy's stat name (`http.ingress.rbac.allowed`,
+    /// `<stat_prefix>.http_local_rate_limit.ok`), summed over cores.
     pub counters: std::collections::BTreeMap<String, u64>,
 }
 
@@ -364,6 +378,9 @@ impl StatsReport {
                     x.rq_retry_backoff_exponential += c.rq_retry_backoff_exponential;
                     x.rq_per_try_timeout += c.rq_per_try_timeout;
                     x.rq_per_try_idle_timeout += c.rq_per_try_idle_timeout;
+                    x.rq_shadow += c.rq_shadow;
+                    x.rq_shadow_failed += c.rq_shadow_failed;
+                    x.rq_shadow_dropped += c.rq_shadow_dropped;
                     x.lb_healthy_panic += c.lb_healthy_panic;
                     for e in c.endpoints {
                         match x.endpoints.iter_mut().find(|y| y.address == e.address) {

@@ -18,7 +18,7 @@ use crate::http::io::Io;
 use crate::tls::{TlsStream, Transport};
 
 /// Opens upstream connections. Production uses glommio TCP; tests use memory pipes.
-pub trait Connector {
+pub trait Connector: 'static {
     type Conn: Io + 'static;
     #[allow(async_fn_in_trait)]
     async fn connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<Self::Conn>;

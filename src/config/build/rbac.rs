@@ -21,17 +21,6 @@ fn join(prefix: &str, token: &str) -> String {
 }
 
 impl Builder {
-    /// The index of the counter `name` in `Snapshot::counters`.
-    fn counter(&mut self, name: String) -> usize {
-        match self.counters.iter().position(|c| *c == name) {
-            Some(i) => i,
-            None => {
-                self.counters.push(name);
-                self.counters.len() - 1
-            }
-        }
-    }
-
     /// Envoy's `generateStats`: `<prefix>.rbac.<rules_prefix>allowed`, `denied`, and
     /// the shadow counters under `<shadow_prefix>` after that, each part joined with a
     /// `.` unless it ends with one (`tcp` and `tcp.` both give `tcp.rbac.denied`, as

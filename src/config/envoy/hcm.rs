@@ -31,7 +31,7 @@ use super::convert::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router as PbRouter;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::ServerHeaderTransformation;
-use super::{err, rbac, route, walk};
+use super::{err, fault_cors, rbac, route, walk};
 use crate::http::filter::RawHttpFilter;
 
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
@@ -241,7 +241,10 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: Some(mutations(&m.mutations, &format!("{tp}.mutations"))?),
                     buffer: None,
+                    local_ratelimit: None,
                     rbac: None,
+                    fault: None,
+                    cors: None,
                 };
                 out.push((
                     raw,
@@ -257,9 +260,28 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: None,
                     buffer: Some(route::buffer(&b, &tp)?),
+                    local_ratelimit: None,
                     rbac: None,
+                    fault: None,
+                    cors: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Buffer)));
+            }
+            super::local_ratelimit::LOCAL_RATELIMIT => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let l = payload(any, super::local_ratelimit::LOCAL_RATELIMIT, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    local_ratelimit: Some(super::local_ratelimit::translate(&l, &tp, false)?),
+                    rbac: None,
+                    fault: None,
+                    cors: None,
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::LocalRateLimit)));
             }
             rbac::HTTP => {
                 if k + 1 == n {
@@ -270,9 +292,44 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: None,
                     buffer: None,
+                    local_ratelimit: None,
                     rbac: Some(rbac::http(&r, &tp)?),
+                    fault: None,
+                    cors: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Rbac)));
+            }
+            fault_cors::FAULT => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let h: envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault =
+                    payload(any, fault_cors::FAULT, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    local_ratelimit: None,
+                    rbac: None,
+                    fault: Some(fault_cors::fault(&h, &tp)?),
+                    cors: None,
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::Fault)));
+            }
+            fault_cors::CORS => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    local_ratelimit: None,
+                    rbac: None,
+                    fault: None,
+                    cors: Some(Default::default()),
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::Cors)));
             }
             other => {
                 return Err(err(

@@ -236,7 +236,7 @@ fn path(m: &PathMatcher, p: &str) -> R<RawPathMatcher> {
 /// Envoy's `StringMatcher`, through the route translation's (one translation for every
 /// matcher). RBAC's errors are reported at the Envoy path, so the native paths it
 /// records are not needed.
-fn string(s: &StringMatcher, p: &str) -> R<RawStringMatch> {
+pub(super) fn string(s: &StringMatcher, p: &str) -> R<RawStringMatch> {
     let at = At {
         envoy: p,
         native: p,
@@ -245,7 +245,7 @@ fn string(s: &StringMatcher, p: &str) -> R<RawStringMatch> {
 }
 
 /// Envoy's `HeaderMatcher`, through the route translation's.
-fn header(h: &HeaderMatcher, p: &str) -> R<RawHeaderMatch> {
+pub(super) fn header(h: &HeaderMatcher, p: &str) -> R<RawHeaderMatch> {
     let at = At {
         envoy: p,
         native: p,

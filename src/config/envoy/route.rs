@@ -4,9 +4,10 @@
 //! `typed_per_filter_config`. Control plane only.
 
 pub(super) mod matching;
+mod per_filter;
 mod retry;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource, HeaderValueOption};
@@ -15,30 +16,21 @@ use envoy_types::pb::envoy::config::route::v3::{
     route,
     route_action::{ClusterNotFoundResponseCode, ClusterSpecifier, HostRewriteSpecifier},
     weighted_cluster::cluster_weight::HostRewriteSpecifier as WeightHostRewrite,
-    FilterConfig, RedirectAction, Route, RouteAction, RouteConfiguration, WeightedCluster,
+    RedirectAction, Route, RouteAction, RouteConfiguration, WeightedCluster,
 };
-use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::{
-    buffer_per_route::Override as BufferOverride, Buffer as PbBuffer, BufferPerRoute,
-};
-use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
-    HeaderMutationPerRoute, Mutations,
-};
+use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer as PbBuffer;
+use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::Mutations;
 use envoy_types::pb::google::protobuf::Any;
 
 use super::super::raw::{
-    RawClusterWeight, RawDataSource, RawDataSourceFields, RawDirectResponse, RawRedirect, RawRoute,
-    RawRouteTable, RawVirtualHost, RawWeightedClusters,
+    RawClusterWeight, RawDataSource, RawDataSourceFields, RawDirectResponse, RawMirrorPolicy,
+    RawRedirect, RawRoute, RawRouteTable, RawVirtualHost, RawWeightedClusters,
 };
-use super::convert::{duration, header_adds, mutations, native_duration, payload, Translation, R};
-use super::{err, walk, PathMap};
+use super::convert::{duration, header_adds, native_duration, Translation, R};
+use super::{err, PathMap};
 use crate::http::filter::buffer::RawBuffer;
 use crate::http::filter::header_mutation::RawHeaderAdd;
-use crate::http::filter::RawFilterOverride;
 use matching::At;
-
-const PER_ROUTE: &str = "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute";
-const BUFFER_PER_ROUTE: &str = "envoy.extensions.filters.http.buffer.v3.BufferPerRoute";
-const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
 
 /// A level's `typed_per_filter_config` and its field path.
 type Level<'a> = (&'a HashMap<String, Any>, String);
@@ -52,8 +44,14 @@ pub(super) enum ChainOwn {
     Mutations(Option<Mutations>),
     /// A buffer filter.
     Buffer,
+    /// A local rate-limit filter.
+    LocalRateLimit,
     /// An RBAC filter.
     Rbac,
+    /// A fault-injection filter.
+    Fault,
+    /// A CORS filter.
+    Cors,
 }
 
 /// The four header-edit lists of any level, translated.
@@ -117,6 +115,8 @@ pub(super) fn translate(
             format!("{vp}.typed_per_filter_config"),
         );
         let mut routes = Vec::new();
+        let vhost_limits =
+            super::local_ratelimit::rate_limits(&v.rate_limits, &format!("{vp}.rate_limits"))?;
         for (k, r) in v.routes.iter().enumerate() {
             let rp = format!("{vp}.routes[{k}]");
             let nrp = format!("{np}.virtual_hosts[{j}].routes[{k}]");
@@ -153,6 +153,7 @@ pub(super) fn translate(
             name: v.name.clone(),
             domains: v.domains.clone(),
             routes,
+            rate_limits: vhost_limits,
             retry_policy,
             include_request_attempt_count: v.include_request_attempt_count,
             include_attempt_count_in_response: v.include_attempt_count_in_response,
@@ -197,7 +198,7 @@ fn route(
         &r.typed_per_filter_config,
         format!("{p}.typed_per_filter_config"),
     );
-    let per_filter = per_filter_config([own, vhost, table], filters)?;
+    let per_filter = per_filter::per_filter_config([own, vhost, table], filters)?;
     let e = edits(
         &r.request_headers_to_add,
         &r.request_headers_to_remove,
@@ -217,10 +218,12 @@ fn route(
         host_rewrite_literal: None,
         auto_host_rewrite: false,
         retry_policy: None,
+        request_mirror_policies: Vec::new(),
         cluster_not_found_response_code: None,
         direct_response: None,
         upgrades: Vec::new(),
         per_filter_config: per_filter,
+        rate_limits: Vec::new(),
         request_headers_to_add: e.req_add,
         request_headers_to_remove: e.req_remove,
         response_headers_to_add: e.resp_add,
@@ -229,6 +232,8 @@ fn route(
     match &r.action {
         Some(route::Action::Route(a)) => {
             let ap = format!("{p}.route");
+            out.rate_limits =
+                super::local_ratelimit::rate_limits(&a.rate_limits, &format!("{ap}.rate_limits"))?;
             route_action(a, &ap, np, connect, upgrades, &mut out, paths)?;
         }
         Some(route::Action::Redirect(rd)) => {
@@ -312,6 +317,21 @@ fn route_action(
             native: &format!("{np}.retry_policy"),
         };
         out.retry_policy = Some(retry::retry_policy(rp, &at, paths)?);
+    }
+    for (k, m) in a.request_mirror_policies.iter().enumerate() {
+        let mp = format!("{ap}.request_mirror_policies[{k}]");
+        paths.add(format!("{np}.request_mirror_policies[{k}]"), mp.clone());
+        out.request_mirror_policies.push(RawMirrorPolicy {
+            cluster: Some(m.cluster.clone()).filter(|c| !c.is_empty()),
+            cluster_header: Some(m.cluster_header.clone()).filter(|c| !c.is_empty()),
+            runtime_fraction: match &m.runtime_fraction {
+                Some(f) => Some(matching::fraction(f, &format!("{mp}.runtime_fraction"))?),
+                None => None,
+            },
+            disable_shadow_host_suffix_append: m.disable_shadow_host_suffix_append,
+            host_rewrite_literal: Some(m.host_rewrite_literal.clone()).filter(|h| !h.is_empty()),
+            trace_sampled: m.trace_sampled.as_ref().map(|b| b.value),
+        });
     }
     // Envoy: an empty prefix_rewrite is no rewrite.
     out.prefix_rewrite = Some(a.prefix_rewrite.clone()).filter(|x| !x.is_empty());
@@ -451,143 +471,6 @@ fn data_source(d: &DataSource, p: &str) -> R<RawDataSource> {
     }
 }
 
-/// Envoy's header-mutation filter runs its own mutations, then those of every level's
-/// per-route config (route, virtual host, route configuration: the less specific runs
-/// last); the most specific `FilterConfig` decides whether the filter is disabled. Native
-/// overrides replace a filter's edits, so the override carries all of them in that order.
-/// Entries for filters the chain lacks are checked and then ignored, as Envoy does.
-fn per_filter_config(
-    levels: [Level<'_>; 3],
-    filters: &[ChainFilter],
-) -> R<BTreeMap<String, RawFilterOverride>> {
-    let mut decoded: Vec<Vec<(String, PerFilter)>> = Vec::new();
-    for (map, lp) in &levels {
-        let mut entries = Vec::new();
-        for (name, any) in map.iter() {
-            let ep = format!("{lp}[\"{name}\"]");
-            entries.push((name.clone(), filter_override(any, &ep)?));
-        }
-        decoded.push(entries);
-    }
-    let mut out = BTreeMap::new();
-    for (name, own) in filters {
-        let own = match own {
-            ChainOwn::Mutations(m) => m,
-            ChainOwn::Rbac => {
-                // Envoy's RBAC filter takes the most specific per-route config.
-                let first = decoded
-                    .iter_mut()
-                    .flat_map(|e| e.iter_mut())
-                    .find(|(n, _)| n == name);
-                let (disabled, rbac) = match first {
-                    None => continue,
-                    Some((_, PerFilter::Disabled)) => (true, None),
-                    Some((_, PerFilter::Rbac(r))) => (false, Some(std::mem::take(r))),
-                    Some(_) => {
-                        return Err(err(
-                            "typed_per_filter_config",
-                            format!(
-                            "`{name}` is an RBAC filter; its per-route config is an RBACPerRoute"
-                        ),
-                        ))
-                    }
-                };
-                let o = RawFilterOverride {
-                    disabled,
-                    header_mutation: None,
-                    buffer: None,
-                    rbac,
-                };
-                out.insert(name.clone(), o);
-                continue;
-            }
-            ChainOwn::Buffer => {
-                // Envoy's buffer filter takes the most specific per-route config.
-                let first = decoded
-                    .iter()
-                    .flat_map(|e| e.iter())
-                    .find(|(n, _)| n == name);
-                let o = match first {
-                    None => continue,
-                    Some((_, PerFilter::Disabled)) => RawFilterOverride {
-                        disabled: true,
-                        header_mutation: None,
-                        buffer: None,
-                        rbac: None,
-                    },
-                    Some((_, PerFilter::Buffer(b))) => RawFilterOverride {
-                        disabled: false,
-                        header_mutation: None,
-                        buffer: Some(b.clone()),
-                        rbac: None,
-                    },
-                    Some((_, PerFilter::Mutations(_) | PerFilter::Rbac(_))) => {
-                        return Err(err(
-                            "typed_per_filter_config",
-                            format!(
-                            "`{name}` is a buffer filter; its per-route config is a BufferPerRoute"
-                        ),
-                        ))
-                    }
-                };
-                out.insert(name.clone(), o);
-                continue;
-            }
-        };
-        let mut disabled = None;
-        let mut merged = own.clone().unwrap_or_default();
-        let mut any = false;
-        for entries in &decoded {
-            for (n, o) in entries {
-                if n != name {
-                    continue;
-                }
-                match o {
-                    PerFilter::Disabled => {
-                        disabled.get_or_insert(true);
-                    }
-                    PerFilter::Buffer(_) | PerFilter::Rbac(_) => {
-                        return Err(err(
-                            "typed_per_filter_config",
-                            format!("`{name}` is a header-mutation filter; a BufferPerRoute does not configure it"),
-                        ))
-                    }
-                    PerFilter::Mutations(m) => {
-                        disabled.get_or_insert(false);
-                        merged.request_mutations.extend(m.request_mutations.clone());
-                        merged
-                            .response_mutations
-                            .extend(m.response_mutations.clone());
-                        any = true;
-                    }
-                }
-            }
-        }
-        if disabled == Some(true) {
-            out.insert(
-                name.clone(),
-                RawFilterOverride {
-                    disabled: true,
-                    header_mutation: None,
-                    buffer: None,
-                    rbac: None,
-                },
-            );
-        } else if any {
-            out.insert(
-                name.clone(),
-                RawFilterOverride {
-                    disabled: false,
-                    header_mutation: Some(mutations(&Some(merged), "(merged)")?),
-                    buffer: None,
-                    rbac: None,
-                },
-            );
-        }
-    }
-    Ok(out)
-}
-
 /// The buffer filter's config (its own, or a route's `BufferPerRoute.buffer`): `max_request_bytes` is required (Envoy's validation).
 pub(super) fn buffer(b: &PbBuffer, p: &str) -> R<RawBuffer> {
     match b.max_request_bytes {
@@ -595,63 +478,5 @@ pub(super) fn buffer(b: &PbBuffer, p: &str) -> R<RawBuffer> {
             max_request_bytes: Some(u64::from(v.value)),
         }),
         None => Err(err(format!("{p}.max_request_bytes"), "is required")),
-    }
-}
-
-enum PerFilter {
-    Disabled,
-    Mutations(Mutations),
-    Buffer(RawBuffer),
-    Rbac(crate::config::raw_rbac::RawRbacFilter),
-}
-
-/// A `BufferPerRoute`: disabled, or its own limit.
-fn buffer_override(b: &BufferPerRoute, ep: &str) -> R<PerFilter> {
-    match &b.r#override {
-        Some(BufferOverride::Disabled(true)) => Ok(PerFilter::Disabled),
-        Some(BufferOverride::Buffer(buf)) => {
-            Ok(PerFilter::Buffer(buffer(buf, &format!("{ep}.buffer"))?))
-        }
-        // Envoy: `disabled` must be true, and the oneof is required.
-        _ => Err(err(ep, "set `disabled: true` or `buffer`")),
-    }
-}
-
-/// One `typed_per_filter_config` entry: the header-mutation filter's per-route config,
-/// or a `FilterConfig` that disables a filter or wraps that config.
-fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
-    let checked = |m: HeaderMutationPerRoute, p: String| {
-        mutations(&m.mutations, &p)?;
-        Ok(PerFilter::Mutations(m.mutations.unwrap_or_default()))
-    };
-    match walk::type_name(&any.type_url) {
-        PER_ROUTE => checked(payload(any, PER_ROUTE, ep)?, format!("{ep}.mutations")),
-        BUFFER_PER_ROUTE => buffer_override(&payload(any, BUFFER_PER_ROUTE, ep)?, ep),
-        super::rbac::PER_ROUTE => Ok(PerFilter::Rbac(super::rbac::per_route_any(any, ep)?)),
-        FILTER_CONFIG => {
-            let f: FilterConfig = payload(any, FILTER_CONFIG, ep)?;
-            match (&f.config, f.disabled) {
-                (None, true) => Ok(PerFilter::Disabled),
-                (Some(inner), false) if walk::type_name(&inner.type_url) == BUFFER_PER_ROUTE => {
-                    let cp = format!("{ep}.config");
-                    buffer_override(&payload(inner, BUFFER_PER_ROUTE, &cp)?, &cp)
-                }
-                (Some(inner), false)
-                    if walk::type_name(&inner.type_url) == super::rbac::PER_ROUTE =>
-                {
-                    let cp = format!("{ep}.config");
-                    Ok(PerFilter::Rbac(super::rbac::per_route_any(inner, &cp)?))
-                }
-                (Some(inner), false) => checked(
-                    payload(inner, PER_ROUTE, &format!("{ep}.config"))?,
-                    format!("{ep}.config.mutations"),
-                ),
-                _ => Err(err(ep, "set `disabled: true` or `config`")),
-            }
-        }
-        other => Err(err(
-            ep,
-            format!("per-filter config type `{other}` is not supported by Outrigger"),
-        )),
     }
 }

@@ -8,8 +8,11 @@
 
 use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
 
-/// Supported fields, per message full name. A message that is not listed supports no
-/// field (it may still appear empty, e.g. the router's config).
+mod filters;
+
+/// Supported fields, per message full name (the filters' RBAC, local rate limit, fault
+/// and CORS messages are in `filters.rs`). A message that is not listed in either
+/// supports no field (it may still appear empty, e.g. the router's config).
 const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap",
@@ -271,6 +274,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "response_headers_to_add",
             "response_headers_to_remove",
             "typed_per_filter_config",
+            "rate_limits",
         ],
     ),
     (
@@ -365,6 +369,21 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "timeout",
             "upgrade_configs",
             "retry_policy",
+            "rate_limits",
+            "request_mirror_policies",
+        ],
+    ),
+    (
+        // `request_headers_mutations` is refused; `trace_sampled` is accepted and has
+        // no effect (there is no tracing to sample).
+        "envoy.config.route.v3.RouteAction.RequestMirrorPolicy",
+        &[
+            "cluster",
+            "cluster_header",
+            "runtime_fraction",
+            "trace_sampled",
+            "disable_shadow_host_suffix_append",
+            "host_rewrite_literal",
         ],
     ),
     (
@@ -543,65 +562,6 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
         &["http_protocol_options", "http2_protocol_options"],
     ),
-    // --- RBAC (HTTP and network filters; `config/envoy/rbac.rs`) ---
-    (
-        "envoy.extensions.filters.http.rbac.v3.RBAC",
-        &[
-            "rules",
-            "shadow_rules",
-            "rules_stat_prefix",
-            "shadow_rules_stat_prefix",
-            "track_per_rule_stats",
-        ],
-    ),
-    ("envoy.extensions.filters.http.rbac.v3.RBACPerRoute", &["rbac"]),
-    (
-        "envoy.extensions.filters.network.rbac.v3.RBAC",
-        &[
-            "rules",
-            "shadow_rules",
-            "stat_prefix",
-            "shadow_rules_stat_prefix",
-            "enforcement_type",
-        ],
-    ),
-    ("envoy.config.rbac.v3.RBAC", &["action", "policies"]),
-    ("envoy.config.rbac.v3.Policy", &["permissions", "principals"]),
-    (
-        "envoy.config.rbac.v3.Permission",
-        &[
-            "and_rules",
-            "or_rules",
-            "not_rule",
-            "any",
-            "header",
-            "url_path",
-            "destination_ip",
-            "destination_port",
-            "destination_port_range",
-            "requested_server_name",
-        ],
-    ),
-    ("envoy.config.rbac.v3.Permission.Set", &["rules"]),
-    (
-        "envoy.config.rbac.v3.Principal",
-        &[
-            "and_ids",
-            "or_ids",
-            "not_id",
-            "any",
-            "authenticated",
-            "source_ip",
-            "direct_remote_ip",
-            "remote_ip",
-            "header",
-            "url_path",
-        ],
-    ),
-    ("envoy.config.rbac.v3.Principal.Set", &["ids"]),
-    ("envoy.config.rbac.v3.Principal.Authenticated", &["principal_name"]),
-    ("envoy.type.matcher.v3.PathMatcher", &["path"]),
-    ("envoy.type.v3.Int32Range", &["start", "end"]),
 ];
 
 /// Extension types (`typed_config` and other `Any` payloads) Outrigger implements.
@@ -619,11 +579,15 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
     "envoy.extensions.filters.http.buffer.v3.Buffer",
     "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+    "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
     "envoy.config.route.v3.FilterConfig",
     "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
     "envoy.extensions.filters.http.rbac.v3.RBAC",
     "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
     "envoy.extensions.filters.network.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.fault.v3.HTTPFault",
+    "envoy.extensions.filters.http.cors.v3.Cors",
+    "envoy.extensions.filters.http.cors.v3.CorsPolicy",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -636,12 +600,16 @@ pub(super) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
     "envoy.extensions.filters.http.buffer.v3.Buffer",
+    "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
     "envoy.extensions.filters.http.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.fault.v3.HTTPFault",
+    "envoy.extensions.filters.http.cors.v3.Cors",
 ];
 
 fn supported(message: &str, field: &str) -> bool {
     SUPPORTED
         .iter()
+        .chain(filters::SUPPORTED)
         .find(|(m, _)| *m == message)
         .is_some_and(|(_, fields)| fields.contains(&field))
 }

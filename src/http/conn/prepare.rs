@@ -26,9 +26,9 @@ pub(super) async fn prepare<'v, C: Connector>(
     l: &'v HttpConnectionManager,
     view: &'v WorkerView<C>,
     wbuf: &mut Vec<u8>,
-    facts: crate::rbac::Conn<'_>,
-    ip: &[u8],
+    (facts, ip, state): (crate::rbac::Conn<'_>, &[u8], &filter::ConnState),
     rec: Option<&mut StreamInfo>,
+    store: &'v filter::set_headers::SetHeaders,
 ) -> Result<Option<Plan<'v>>, HeadError> {
     let mut slots = request::header_slots();
     let Some(mut req) = request::parse(data, &l.limits, &mut slots)? else {
@@ -91,11 +91,13 @@ pub(super) async fn prepare<'v, C: Connector>(
     };
     // The filter chain runs on every routed or unrouted request; the router is last.
     let mut edits = own_headers::stream_edits(&l.own);
+    edits.store = Some(store);
     let ctx = filter::RequestCtx {
         req: &view_req,
         conn: facts,
         forwarding: &l.forwarding,
         counters: &view.counters,
+        state,
     };
     let route_filters = route.map(|r| r.filters.view());
     let status = filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await;
@@ -107,6 +109,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         }
         filter::Status::Continue => route.map(|r| router::resolve(table, r, &view_req)),
     };
+    let mut mirror = None;
     let action = match decision {
         None => Action::NoRoute,
         // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
@@ -157,6 +160,30 @@ pub(super) async fn prepare<'v, C: Connector>(
                 .is_some_and(|c| c.cfg.protocol == UpstreamProtocol::Http2);
             let path = t.path.as_deref().unwrap_or(req.path);
             let host = t.host.or(stripped);
+            if !t.shadows.is_empty() && upgrade.is_none() {
+                // The shadow is the request as it goes upstream, in HTTP/2's form
+                // (`http::mirror`); a head that has no such form is not mirrored.
+                let rewrite = crate::upstream::request::http2::Rewrite {
+                    path,
+                    authority: host.map_or(req.authority, str::as_bytes),
+                    original_path: t.path.is_some().then_some(req.path),
+                    original_host: t.host.filter(|_| t.record_host).map(|_| authority),
+                };
+                mirror = crate::upstream::request::http2::request_from_h1(
+                    &req,
+                    &rewrite,
+                    fwd,
+                    edits.request,
+                )
+                .map(|r| {
+                    Box::new(crate::http::mirror::Mirror {
+                        req: r,
+                        to: t.shadows,
+                        timeout: t.timeout,
+                        client_h2: false,
+                    })
+                });
+            }
             let h2 = if to_h2 {
                 // Built from the parsed head: never encoded as HTTP/1.1 and parsed again.
                 let rewrite = crate::upstream::request::http2::Rewrite {
@@ -201,6 +228,16 @@ pub(super) async fn prepare<'v, C: Connector>(
                 );
                 None
             };
+            if let Some(m) = mirror.as_deref_mut() {
+                // A request id the proxy made for the primary is the shadow's too.
+                let id = match &h2 {
+                    Some(r) => r.headers().get(REQUEST_ID).map(|v| v.as_bytes()),
+                    None => written_request_id(wbuf),
+                };
+                if let Some(v) = id.and_then(|v| http::HeaderValue::from_bytes(v).ok()) {
+                    m.req.headers_mut().insert(REQUEST_ID, v);
+                }
+            }
             Action::Proxy {
                 cluster: t.cluster,
                 timeout: t.timeout,
@@ -211,7 +248,21 @@ pub(super) async fn prepare<'v, C: Connector>(
             }
         }
     };
-    Ok(Some(plan(&req, l, action, edits)))
+    let mut p = plan(&req, l, action, edits);
+    p.mirror = mirror;
+    Ok(Some(p))
+}
+
+const REQUEST_ID: &str = crate::http::stamp::REQUEST_ID;
+
+/// The last `x-request-id` value of an upstream head the HTTP/1 encoder wrote (the one
+/// the proxy's stamp adds comes after the client's fields).
+fn written_request_id(head: &[u8]) -> Option<&[u8]> {
+    const FIELD: &[u8] = b"\r\nx-request-id: ";
+    let at = head.windows(FIELD.len()).rposition(|w| w == FIELD)? + FIELD.len();
+    let rest = head.get(at..)?;
+    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+    rest.get(..end)
 }
 
 /// The plan for a parsed request.
@@ -237,6 +288,7 @@ fn plan<'v>(
         response_edits: edits.response,
         chain: edits.chain,
         codec_edits: own_headers::codec_reply_edits(&l.own),
+        mirror: None,
     }
 }
 

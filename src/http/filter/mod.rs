@@ -36,21 +36,30 @@
 //! config); the raw variant in `RawHttpFilter`. The connection managers do not change.
 
 pub mod buffer;
+pub mod cors;
 pub mod ctx;
+pub mod fault;
 pub mod header_mutation;
 pub mod headers;
+pub mod local_ratelimit;
 pub mod rbac;
+pub mod set_headers;
 pub mod status;
 
 use serde::Deserialize;
 
 use self::buffer::{BufferFilter, RawBuffer};
-pub use self::ctx::RequestCtx;
+use self::cors::{CorsFilter, CorsPolicy};
+pub use self::ctx::{ConnState, RequestCtx};
+use self::fault::{FaultFilter, FaultSettings, RouteCluster};
 use self::header_mutation::{HeaderMutationFilter, RawHeaderMutation};
 use self::headers::{Edits, HeaderPlan};
+use self::local_ratelimit::{LocalRateLimitFilter, RawLocalRateLimit, RouteRateLimits};
 use self::rbac::RbacFilter;
+use self::set_headers::SetHeaders;
 pub use self::status::{DataStatus, LocalReply, Status};
 use super::flags::ResponseFlag;
+use crate::config::raw_fault_cors::{RawCorsFilter, RawCorsPolicy, RawFault};
 use crate::config::raw_rbac::RawRbacFilter;
 
 pub use self::headers::MAX_HEADER_MUTATION_FILTERS;
@@ -65,11 +74,17 @@ pub(crate) struct RawHttpFilter {
     #[serde(default)]
     pub buffer: Option<RawBuffer>,
     #[serde(default)]
+    pub local_ratelimit: Option<RawLocalRateLimit>,
+    #[serde(default)]
     pub rbac: Option<RawRbacFilter>,
+    #[serde(default)]
+    pub fault: Option<RawFault>,
+    #[serde(default)]
+    pub cors: Option<RawCorsFilter>,
 }
 
 /// A route's override for one filter, as written in the YAML (`per_filter_config`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawFilterOverride {
     #[serde(default)]
@@ -79,7 +94,14 @@ pub(crate) struct RawFilterOverride {
     #[serde(default)]
     pub buffer: Option<RawBuffer>,
     #[serde(default)]
+    pub local_ratelimit: Option<RawLocalRateLimit>,
+    #[serde(default)]
     pub rbac: Option<RawRbacFilter>,
+    #[serde(default)]
+    pub fault: Option<RawFault>,
+    /// The route's CORS policy (Envoy's `CorsPolicy`).
+    #[serde(default)]
+    pub cors: Option<RawCorsPolicy>,
 }
 
 /// A configured filter.
@@ -93,7 +115,10 @@ pub struct HttpFilter {
 pub enum FilterKind {
     HeaderMutation(HeaderMutationFilter),
     Buffer(BufferFilter),
+    LocalRateLimit(LocalRateLimitFilter),
     Rbac(Box<RbacFilter>),
+    Fault(Box<FaultFilter>),
+    Cors(CorsFilter),
 }
 
 impl FilterKind {
@@ -101,16 +126,24 @@ impl FilterKind {
         match self {
             FilterKind::HeaderMutation(_) => "header_mutation",
             FilterKind::Buffer(_) => "buffer",
+            FilterKind::LocalRateLimit(_) => "local_ratelimit",
             FilterKind::Rbac(_) => "rbac",
+            FilterKind::Fault(_) => "fault",
+            FilterKind::Cors(_) => "cors",
         }
     }
 
     /// The hooks this kind has after the request head.
     pub const fn hooks(&self) -> Hooks {
         match self {
-            // Its response edits are applied by the encoders (`StreamEdits`); RBAC
-            // decides on the request head alone.
-            FilterKind::HeaderMutation(_) | FilterKind::Rbac(_) => Hooks::NONE,
+            // Its response edits are applied by the encoders (`StreamEdits`); RBAC, fault
+            // injection and the local rate limit decide on the request head alone; CORS's
+            // and the rate limit's response headers ride in the edits too.
+            FilterKind::HeaderMutation(_)
+            | FilterKind::Rbac(_)
+            | FilterKind::LocalRateLimit(_)
+            | FilterKind::Fault(_)
+            | FilterKind::Cors(_) => Hooks::NONE,
             FilterKind::Buffer(_) => Hooks {
                 request_data: true,
                 ..Hooks::NONE
@@ -170,12 +203,20 @@ pub struct Chain<'c> {
     filters: &'c [HttpFilter],
     overrides: &'c [(String, FilterOverride)],
     hooks: Hooks,
+    /// A response flag a filter recorded without answering (the fault filter's `DI`),
+    /// for the stream's access log and stats beside the flag of how it ended.
+    flag: Option<ResponseFlag>,
 }
 
 impl<'c> Chain<'c> {
     /// The later hooks some filter of this stream has.
     pub fn hooks(&self) -> Hooks {
         self.hooks
+    }
+
+    /// The flag a filter recorded on the request head without answering (`DI`).
+    pub fn flag(&self) -> Option<ResponseFlag> {
+        self.flag
     }
 
     /// The filters of the chain the route does not disable, in order.
@@ -209,7 +250,11 @@ impl<'c> Chain<'c> {
         let mut out = DataStatus::Continue;
         for f in self.active() {
             let status = match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Rbac(_) => DataStatus::Continue,
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
+                | FilterKind::Fault(_)
+                | FilterKind::Cors(_) => DataStatus::Continue,
                 FilterKind::Buffer(own) => {
                     let b = match self.override_for(&f.name) {
                         Some(FilterOverride::Buffer(b)) => b,
@@ -234,7 +279,12 @@ impl<'c> Chain<'c> {
     pub async fn on_response_data(&self, chunk: &[u8], end_stream: bool) -> Status {
         for f in self.active().rev() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) | FilterKind::Rbac(_) => {}
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Buffer(_)
+                | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
+                | FilterKind::Fault(_)
+                | FilterKind::Cors(_) => {}
             }
         }
         let _ = (chunk, end_stream);
@@ -248,7 +298,12 @@ impl<'c> Chain<'c> {
     pub async fn on_response_head(&self, status: u16) -> Status {
         for f in self.active().rev() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) | FilterKind::Rbac(_) => {}
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Buffer(_)
+                | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
+                | FilterKind::Fault(_)
+                | FilterKind::Cors(_) => {}
             }
         }
         let _ = status;
@@ -263,7 +318,12 @@ impl<'c> Chain<'c> {
         }
         for f in self.active() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) | FilterKind::Rbac(_) => {}
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Buffer(_)
+                | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
+                | FilterKind::Fault(_)
+                | FilterKind::Cors(_) => {}
             }
         }
         let _ = end;
@@ -282,6 +342,15 @@ pub enum FilterOverride {
     /// The RBAC filter uses these rules instead of its own on this route (Envoy's
     /// `RBACPerRoute`; both absent: every request passes).
     Rbac(Box<crate::rbac::Rules>),
+    /// The local rate-limit filter uses this config, with its own buckets, on this
+    /// route (Envoy's per-route `LocalRateLimit`).
+    LocalRateLimit(LocalRateLimitFilter),
+    /// The fault filter uses these settings instead of its own on this route (Envoy's
+    /// most specific `HTTPFault`).
+    Fault(Box<FaultSettings>),
+    /// The CORS filter's policy on this route (Envoy's `CorsPolicy`; without one the
+    /// filter does nothing).
+    Cors(Box<CorsPolicy>),
 }
 
 /// What the chain decided for one request: the header edits the encoders apply, and
@@ -291,6 +360,9 @@ pub struct StreamEdits<'c> {
     pub request: Edits<'c>,
     pub response: Edits<'c>,
     pub chain: Chain<'c>,
+    /// The stream's storage for response headers filters set per request, lent by the
+    /// connection manager (`None`: filters that need it do nothing).
+    pub store: Option<&'c SetHeaders>,
 }
 
 /// The route-level inputs of the chain.
@@ -301,6 +373,14 @@ pub struct RouteFilters<'c> {
     pub response_headers: &'c HeaderPlan,
     /// `per_filter_config`, by filter name.
     pub overrides: &'c [(String, FilterOverride)],
+    /// The route's and its virtual host's `rate_limits`.
+    pub rate_limits: &'c RouteRateLimits,
+    /// The route forwards to a cluster (Envoy's route entry; not a direct response or
+    /// a redirect).
+    pub forwards: bool,
+    /// The one cluster it forwards to (`None` when picked per request: weighted
+    /// clusters, `cluster_header`).
+    pub cluster: Option<&'c str>,
 }
 
 impl<'c> RouteFilters<'c> {
@@ -326,6 +406,7 @@ pub async fn on_request_head<'c>(
         [None; MAX_HEADER_MUTATION_FILTERS];
     let mut n = 0;
     let mut hooks = Hooks::NONE;
+    let mut flag = None;
     for f in chain {
         let ov = route.and_then(|r| r.override_for(&f.name));
         if matches!(ov, Some(FilterOverride::Disabled)) {
@@ -356,6 +437,54 @@ pub async fn on_request_head<'c>(
                     break;
                 }
             }
+            FilterKind::LocalRateLimit(own) => {
+                let l = match ov {
+                    Some(FilterOverride::LocalRateLimit(l)) => l,
+                    _ => own,
+                };
+                let limits = route.map(|r| r.rate_limits);
+                let s =
+                    l.0.on_request_head(ctx, limits, &mut edits.request, &mut edits.response);
+                if let Status::Respond(_) = s {
+                    // Later filters do not run; the edits gathered so far still apply.
+                    status = s;
+                    break;
+                }
+            }
+            FilterKind::Fault(own) => {
+                let s = match ov {
+                    Some(FilterOverride::Fault(s)) => s,
+                    _ => &own.settings,
+                };
+                let cluster = RouteCluster(route.and_then(|r| r.cluster));
+                let o = own.on_request_head(s, ctx, cluster, edits.store).await;
+                if o.delayed {
+                    flag = Some(ResponseFlag::DelayInjected);
+                }
+                if let Status::Respond(r) = o.status {
+                    if edits.store.is_some_and(|s| !s.is_empty()) {
+                        edits.response.set = edits.store;
+                    }
+                    status = Status::Respond(r);
+                    break;
+                }
+            }
+            FilterKind::Cors(own) => {
+                // Envoy's filter acts only with a policy, on a route that forwards.
+                let (Some(FilterOverride::Cors(p)), Some(store), true) =
+                    (ov, edits.store, route.is_some_and(|r| r.forwards))
+                else {
+                    continue;
+                };
+                let (s, set) = own.on_request_head(p, ctx, store);
+                if set {
+                    edits.response.set = Some(store);
+                }
+                if let Status::Respond(r) = s {
+                    status = Status::Respond(r);
+                    break;
+                }
+            }
         }
     }
     // The router: the route's own edits apply after the filters' on the request, and
@@ -371,6 +500,7 @@ pub async fn on_request_head<'c>(
         filters: chain,
         overrides: route.map_or(&[], |r| r.overrides),
         hooks,
+        flag,
     };
     status
 }
@@ -404,6 +534,7 @@ mod tests {
             },
             forwarding: &FWD,
             counters: &[],
+            state: Box::leak(Box::default()),
         }
     }
 
@@ -440,6 +571,9 @@ mod tests {
             request_headers: &route_req,
             response_headers: &route_resp,
             overrides: &[],
+            rate_limits: &local_ratelimit::NO_RATE_LIMITS,
+            forwards: true,
+            cluster: None,
         };
         let mut e = StreamEdits::default();
         let s =
@@ -476,6 +610,9 @@ mod tests {
             request_headers: &plan,
             response_headers: &plan,
             overrides,
+            rate_limits: &local_ratelimit::NO_RATE_LIMITS,
+            forwards: true,
+            cluster: None,
         };
         let run = |overrides| {
             let mut e = StreamEdits::default();

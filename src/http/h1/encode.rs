@@ -437,9 +437,12 @@ pub fn write_grpc_local_reply(
     if edits.is_empty() || edits.keeps("content-type") {
         header(out, b"content-type", b"application/grpc");
     }
-    out.extend_from_slice(b"grpc-status: ");
-    push_u64(out, u64::from(grpc_local::status(status, flag)));
-    out.extend_from_slice(b"\r\n");
+    // A filter may set the status itself (the fault filter's `grpc_status` abort).
+    if edits.keeps("grpc-status") {
+        out.extend_from_slice(b"grpc-status: ");
+        push_u64(out, u64::from(grpc_local::status(status, flag)));
+        out.extend_from_slice(b"\r\n");
+    }
     let message = grpc_local::message(body).filter(|_| !head_only);
     if let Some(m) = &message {
         header(out, b"grpc-message", m.as_bytes());

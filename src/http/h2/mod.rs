@@ -52,6 +52,8 @@ pub(crate) struct Activity {
     pub tls: Option<Rc<crate::tls::TlsInfo>>,
     /// The connection's local address (`None` only in a default value).
     pub local: Option<SocketAddr>,
+    /// What the HTTP filters keep per connection.
+    pub filters: crate::http::filter::ConnState,
 }
 
 /// Counts a stream as open for as long as it lives.

@@ -24,6 +24,7 @@ use crate::upstream::Connector;
 
 use super::reply::{self, expired, fail, grpc_timeout, is_grpc, local, local_at, reject, Done};
 use crate::http::hold::{self, Held};
+use crate::http::mirror;
 use crate::upstream::request::retry::{Headers, RetryState};
 
 pub(crate) async fn serve<C: Connector>(
@@ -93,7 +94,10 @@ pub(crate) async fn serve<C: Connector>(
     };
     // The filter chain runs on every well-formed head, routed or not (a malformed one
     // was refused by the codec's rules before any filter sees it).
+    // Response headers the filters set for this request (empty: no allocation).
+    let store = filter::set_headers::SetHeaders::default();
     let mut edits = own_headers::stream_edits(&l.own);
+    edits.store = Some(&store);
     // `Some`: a filter answered the request itself.
     let filter_reply = if refused.is_some() {
         None
@@ -108,6 +112,7 @@ pub(crate) async fn serve<C: Connector>(
             },
             forwarding: &l.forwarding,
             counters: &view.counters,
+            state: &conn.filters,
         };
         match filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await {
             Status::Continue => None,
@@ -254,7 +259,12 @@ pub(crate) async fn serve<C: Connector>(
             // upstream (`http/hold.rs`), under the stream's clocks; the held body goes
             // with a Content-Length.
             let mut held = None;
-            if chain.hooks().request_data && !body.is_end_stream() {
+            let ended = body.is_end_stream();
+            // A mirrored request's body is held too when it declares a length up to the
+            // shadow's bound (`http::mirror`), so the same bytes go to both clusters.
+            let mirrored = !t.shadows.is_empty();
+            let hold_for_mirror = mirrored && mirror::holds(declared_length(&parts.headers));
+            if (chain.hooks().request_data || hold_for_mirror) && !ended {
                 match progress.run(hold::h2(&chain, &mut body, &progress)).await {
                     Ok(Held::Body(b)) => {
                         // On the head that goes upstream (the route's rewrite, if any).
@@ -284,6 +294,41 @@ pub(crate) async fn serve<C: Connector>(
                     Err(e) => {
                         break 'proxy expired(&mut respond, grpc, &progress, e, edits.response)
                     }
+                }
+            }
+            if mirrored {
+                let up = up_parts.as_ref().unwrap_or(&parts);
+                // `up` is read here only: the shadow is built before the primary's
+                // request, which then takes the shadow's request id.
+                let upstream_path = t.path.as_deref().unwrap_or(&path);
+                let shadow = crate::upstream::request::http2::request_from_h2(
+                    up,
+                    host.unwrap_or(&authority),
+                    upstream_path,
+                    fwd,
+                    edits.request,
+                );
+                if let Some(r) = shadow {
+                    // The primary carries the request id the shadow got (Envoy's shadow
+                    // is a copy of the primary's headers).
+                    if let Some(id) = r.headers().get(crate::http::stamp::REQUEST_ID) {
+                        let up = up_parts.as_mut().unwrap_or(&mut parts);
+                        up.headers
+                            .insert(crate::http::stamp::REQUEST_ID, id.clone());
+                        edits.request.stamp.request_id = crate::http::stamp::RequestId::Off;
+                    }
+                    let m = mirror::Mirror {
+                        req: r,
+                        to: t.shadows,
+                        timeout,
+                        client_h2: true,
+                    };
+                    let body = match &held {
+                        Some(b) => Some(b.clone()),
+                        None if ended => Some(Bytes::new()),
+                        None => None,
+                    };
+                    mirror::launch(&view, m, body);
                 }
             }
             let req = super::to_h1::Request {
@@ -321,6 +366,7 @@ pub(crate) async fn serve<C: Connector>(
         protocol: "HTTP/2",
         status: done.status,
         flag: Some(done.flag),
+        filter_flag: chain.flag(),
         bytes_received: done.bytes_received,
         bytes_sent: done.bytes_sent,
         duration: start.elapsed(),
@@ -368,6 +414,16 @@ fn rewrite_headers(
             h.insert("x-envoy-original-host", v);
         }
     }
+}
+
+/// The request's Content-Length, if it has one that parses.
+fn declared_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The hostname every endpoint has, if they all have the same one.

@@ -232,7 +232,7 @@ pub(in super::super) fn string_match(
 
 /// `runtime_fraction`: there is no runtime layer, so the default value is the fraction
 /// (as under Envoy when the runtime key is not set).
-fn fraction(f: &RuntimeFractionalPercent, p: &str) -> R<RawRuntimeFraction> {
+pub(super) fn fraction(f: &RuntimeFractionalPercent, p: &str) -> R<RawRuntimeFraction> {
     let d = f
         .default_value
         .as_ref()
