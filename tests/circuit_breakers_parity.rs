@@ -275,3 +275,79 @@ fn unsupported_circuit_breaker_fields_are_refused_by_path() {
         );
     }
 }
+
+/// What one proxy did with two requests at `max_connections: 1`.
+#[derive(Debug, PartialEq)]
+struct Waited {
+    statuses: Vec<u16>,
+    upstream_connections: usize,
+    cx_overflow_counted: bool,
+}
+
+/// At `max_connections: 1` a second request waits for the one connection instead of
+/// failing, and goes on it once the first is answered (one worker each, so both
+/// requests meet the same pool).
+#[test]
+fn envoy_and_outrigger_wait_for_a_connection_alike() {
+    let Some(bin) = envoy_or_skip("envoy_and_outrigger_wait_for_a_connection_alike") else {
+        return;
+    };
+    let keep_alive_held = |release: Arc<AtomicBool>| -> Handler {
+        Arc::new(move |ctx, _, s| {
+            while !release.load(Ordering::SeqCst) && !ctx.stop.load(Ordering::Relaxed) {
+                ctx.sleep(Duration::from_millis(5));
+            }
+            std::io::Write::write_all(s, b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nheld")?;
+            Ok(true)
+        })
+    };
+    let run =
+        |addr: SocketAddr, up: &Upstream, release: &AtomicBool, overflow: &dyn Fn() -> u64| {
+            let send = |path: &str| {
+                let mut c = Conn::connect(addr);
+                c.set_timeout(Duration::from_secs(20));
+                c.send(format!(
+                    "GET {path} HTTP/1.1\r\nHost: svc\r\nconnection: close\r\n\r\n"
+                ));
+                c
+            };
+            let mut first = send("/first");
+            assert!(
+                wait_until(Duration::from_secs(10), || (up.heads() == 1).then_some(())).is_some(),
+                "the first request did not reach the upstream"
+            );
+            let mut second = send("/second");
+            let counted =
+                wait_until(Duration::from_secs(10), || (overflow() > 0).then_some(())).is_some();
+            release.store(true, Ordering::SeqCst);
+            let statuses = [&mut first, &mut second]
+                .iter_mut()
+                .map(|c| c.read_response().map_or(0, |r| r.status))
+                .collect();
+            Waited {
+                statuses,
+                upstream_connections: up.connections(),
+                cx_overflow_counted: counted,
+            }
+        };
+    let t = "{ max_connections: 1 }";
+    let release = Arc::new(AtomicBool::new(false));
+    let envoy_up = Upstream::start(keep_alive_held(release.clone()));
+    let envoy = Envoy::start(&bin, &bootstrap(envoy_up.addr, t, ""));
+    let admin = envoy.admin;
+    let from_envoy = run(envoy.listen, &envoy_up, &release, &|| {
+        envoy_stat(admin, "upstream_cx_overflow")
+    });
+    drop(envoy);
+    let release = Arc::new(AtomicBool::new(false));
+    let ours_up = Upstream::start(keep_alive_held(release.clone()));
+    let proxy = Proxy::start(&bootstrap(ours_up.addr, t, ""));
+    let from_outrigger = run(proxy.listen, &ours_up, &release, &|| {
+        proxy.cluster_stats("up")["cx_overflow"]
+            .as_u64()
+            .unwrap_or(0)
+    });
+    assert_eq!(from_envoy, from_outrigger, "Envoy, then Outrigger");
+    assert_eq!(from_outrigger.statuses, vec![200, 200]);
+    assert_eq!(from_outrigger.upstream_connections, 1);
+}
