@@ -253,8 +253,26 @@ pub fn render(r: &StatsReport) -> String {
     per_cluster!(
         "outrigger_upstream_rq_retry_overflow_total",
         "counter",
-        "Retries refused by a retry budget or circuit breaker (none are built yet).",
+        "Retries refused by the circuit breakers (max_retries or the retry budget).",
         rq_retry_overflow
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_pending_overflow_total",
+        "counter",
+        "Requests refused by max_pending_requests (503 UO).",
+        rq_pending_overflow
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_active_overflow_total",
+        "counter",
+        "Requests refused by max_requests (503 UO).",
+        rq_active_overflow
+    );
+    per_cluster!(
+        "outrigger_upstream_cx_overflow_total",
+        "counter",
+        "New connections max_connections refused (the request waited, or one was opened anyway).",
+        cx_overflow
     );
     per_cluster!(
         "outrigger_upstream_rq_retry_limit_exceeded_total",
@@ -305,6 +323,7 @@ pub fn render(r: &StatsReport) -> String {
         lb_healthy_panic
     );
     health_checks(&mut out, cs);
+    circuit_breakers(&mut out, cs);
     family(
         &mut out,
         "outrigger_upstream_rq_xx_total",
@@ -331,6 +350,61 @@ pub fn render(r: &StatsReport) -> String {
         let _ = writeln!(out, "outrigger_process_allocations_total {n}");
     }
     out
+}
+
+/// Envoy's `cluster.<name>.circuit_breakers.default.*` gauges (`remaining_*` only with
+/// `track_remaining`).
+fn circuit_breakers(out: &mut String, cs: &[crate::observe::stats::ClusterReport]) {
+    type Field = fn(&crate::config::circuit::BreakerReport) -> Option<u64>;
+    let gauges: [(&str, &str, Field); 8] = [
+        ("cx_open", "1 while max_connections is reached.", |b| {
+            Some(b.cx_open)
+        }),
+        (
+            "rq_pending_open",
+            "1 while max_pending_requests is reached.",
+            |b| Some(b.rq_pending_open),
+        ),
+        ("rq_open", "1 while max_requests is reached.", |b| {
+            Some(b.rq_open)
+        }),
+        (
+            "rq_retry_open",
+            "1 while max_retries (or the retry budget) is reached.",
+            |b| Some(b.rq_retry_open),
+        ),
+        (
+            "remaining_cx",
+            "Connections left before max_connections.",
+            |b| b.remaining_cx,
+        ),
+        (
+            "remaining_pending",
+            "Pending requests left before max_pending_requests.",
+            |b| b.remaining_pending,
+        ),
+        ("remaining_rq", "Requests left before max_requests.", |b| {
+            b.remaining_rq
+        }),
+        (
+            "remaining_retries",
+            "Retries left before max_retries.",
+            |b| b.remaining_retries,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let series = format!("outrigger_circuit_breakers_{name}");
+        family(out, &series, "gauge", help);
+        for c in cs {
+            if let Some(v) = c.circuit_breakers.as_ref().and_then(get) {
+                let _ = writeln!(
+                    out,
+                    "{series}{{cluster=\"{}\",priority=\"default\"}} {v}",
+                    esc(&c.name)
+                );
+            }
+        }
+    }
 }
 
 /// Envoy's `cluster.<name>.health_check.*`, for clusters with health checks.

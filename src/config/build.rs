@@ -11,6 +11,7 @@ use super::locate;
 use super::model::*;
 use super::raw::*;
 
+mod circuit;
 mod fault_cors;
 mod health;
 mod listener;
@@ -433,6 +434,7 @@ impl Builder {
                 50
             }
         };
+        let breakers = Arc::new(self.circuit_breakers(&p, c.circuit_breakers.as_ref()));
         Cluster {
             name: c.name.clone(),
             connect_timeout,
@@ -445,6 +447,7 @@ impl Builder {
             healthy_panic_threshold,
             kind,
             source_address,
+            breakers,
         }
     }
 }

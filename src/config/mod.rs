@@ -2,6 +2,7 @@
 
 pub mod access_log_format;
 mod build;
+pub mod circuit;
 pub mod duration;
 mod envoy;
 mod health_model;
@@ -11,6 +12,7 @@ mod match_model;
 pub mod model;
 pub mod oneline;
 mod raw;
+mod raw_circuit;
 pub(crate) mod raw_fault_cors;
 mod raw_health;
 mod raw_match;

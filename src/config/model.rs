@@ -431,6 +431,9 @@ pub struct Cluster {
     /// this source address (Istio's inbound passthrough binds 127.0.0.6, which the
     /// capture rules let through).
     pub source_address: Option<IpAddr>,
+    /// Circuit breakers: thresholds and the process-wide counts (`config::circuit`),
+    /// compared by thresholds only.
+    pub breakers: Arc<super::circuit::Breakers>,
 }
 
 /// Envoy's cluster discovery types that Outrigger has.

@@ -337,6 +337,9 @@ pub(crate) struct RawCluster {
     /// Envoy's `common_lb_config.healthy_panic_threshold` (percent).
     #[serde(default)]
     pub healthy_panic_threshold: Option<f64>,
+    /// Envoy's `circuit_breakers` (field names as Envoy's).
+    #[serde(default)]
+    pub circuit_breakers: Option<super::raw_circuit::RawCircuitBreakers>,
 }
 
 #[derive(Debug, Deserialize)]

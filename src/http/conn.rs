@@ -587,7 +587,7 @@ impl Conn {
         } else {
             encode::write_local_reply_at(
                 &mut self.wbuf,
-                status,
+                (status, flag),
                 content_type,
                 location,
                 body,
@@ -653,9 +653,10 @@ impl Conn {
             );
             200
         } else {
-            encode::write_local_reply(
+            encode::write_local_reply_at(
                 &mut self.wbuf,
-                status,
+                (status, flag),
+                None,
                 None,
                 msg,
                 true,

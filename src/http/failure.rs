@@ -34,6 +34,9 @@ pub enum Failure {
     RequestHeadersTimeout,
     /// An upgrade (WebSocket, ...) the route does not allow: 403.
     UpgradeRejected,
+    /// A circuit breaker of the cluster is open (`max_requests`,
+    /// `max_pending_requests`): 503 UO with `x-envoy-overloaded: true`.
+    Overflow,
     /// The route's `cluster_header` named no cluster: NC, no body (Envoy's
     /// `cluster_not_found`), with the route's `cluster_not_found_response_code` (503).
     ClusterNotFound { status: u16 },
@@ -43,7 +46,7 @@ impl Failure {
     pub fn status(self) -> u16 {
         match self {
             Failure::NoRoute => 404,
-            Failure::NoHealthyUpstream | Failure::ConnectFailure => 503,
+            Failure::NoHealthyUpstream | Failure::ConnectFailure | Failure::Overflow => 503,
             Failure::ClusterNotFound { status } => status,
             Failure::ConnectionTermination => 503,
             Failure::RouteTimeout | Failure::PerTryTimeout => 504,
@@ -69,6 +72,7 @@ impl Failure {
             Failure::ProtocolError => ResponseFlag::UpstreamProtocolError,
             Failure::StreamIdle { .. } => ResponseFlag::StreamIdleTimeout,
             Failure::ClusterNotFound { .. } => ResponseFlag::NoClusterFound,
+            Failure::Overflow => ResponseFlag::UpstreamOverflow,
             // Envoy sets no flag for these two; they are counted by status.
             Failure::RequestHeadersTimeout | Failure::UpgradeRejected => ResponseFlag::None,
         }
@@ -89,6 +93,9 @@ impl Failure {
             Failure::ProtocolError => {
                 "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
             }
+            Failure::Overflow => {
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+            }
             Failure::StreamIdle { .. } => "stream timeout",
             Failure::RequestHeadersTimeout => "request header timeout",
         }
@@ -105,6 +112,9 @@ impl Failure {
             }
             Failure::ProtocolError => {
                 "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: protocol error"
+            }
+            Failure::Overflow => {
+                "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: overflow"
             }
             f => f.body(),
         }

@@ -37,9 +37,11 @@ pub enum ResponseFlag {
     DelayInjected,
     /// FI: the fault filter aborted the request.
     FaultInjected,
+    /// UO: a circuit breaker of the cluster was open (the request, or its retry).
+    UpstreamOverflow,
 }
 
-pub const FLAG_COUNT: usize = 16;
+pub const FLAG_COUNT: usize = 17;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -60,6 +62,7 @@ impl ResponseFlag {
             ResponseFlag::RateLimited => "RL",
             ResponseFlag::DelayInjected => "DI",
             ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::UpstreamOverflow => "UO",
         }
     }
 
@@ -96,6 +99,7 @@ impl ResponseFlag {
             RateLimited,
             DelayInjected,
             FaultInjected,
+            UpstreamOverflow,
         ]
     }
 }

@@ -144,6 +144,13 @@ pub struct ClusterStats {
     pub rq_retry_success: Counter,
     /// Never counted yet: retry budgets and `max_retries` circuit breaking are not built.
     pub rq_retry_overflow: Counter,
+    /// Envoy's `upstream_rq_pending_overflow`: requests refused by
+    /// `max_pending_requests` (503 UO).
+    pub rq_pending_overflow: Counter,
+    /// Envoy's `upstream_rq_active_overflow`: requests refused by `max_requests`.
+    pub rq_active_overflow: Counter,
+    /// Envoy's `upstream_cx_overflow`: new connections `max_connections` refused.
+    pub cx_overflow: Counter,
     pub rq_retry_limit_exceeded: Counter,
     pub rq_retry_backoff_exponential: Counter,
     pub rq_per_try_timeout: Counter,
@@ -189,6 +196,10 @@ impl ClusterStats {
             rq_retry: self.rq_retry.get(),
             rq_retry_success: self.rq_retry_success.get(),
             rq_retry_overflow: self.rq_retry_overflow.get(),
+            rq_pending_overflow: self.rq_pending_overflow.get(),
+            rq_active_overflow: self.rq_active_overflow.get(),
+            cx_overflow: self.cx_overflow.get(),
+            circuit_breakers: None,
             rq_retry_limit_exceeded: self.rq_retry_limit_exceeded.get(),
             rq_retry_backoff_exponential: self.rq_retry_backoff_exponential.get(),
             rq_per_try_timeout: self.rq_per_try_timeout.get(),
@@ -271,6 +282,13 @@ pub struct ClusterReport {
     pub rq_retry: u64,
     pub rq_retry_success: u64,
     pub rq_retry_overflow: u64,
+    pub rq_pending_overflow: u64,
+    pub rq_active_overflow: u64,
+    pub cx_overflow: u64,
+    /// Envoy's `circuit_breakers.default.*` gauges, process-wide (filled in by the
+    /// control side from the snapshot, not summed over workers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breakers: Option<crate::config::circuit::BreakerReport>,
     pub rq_retry_limit_exceeded: u64,
     pub rq_retry_backoff_exponential: u64,
     pub rq_per_try_timeout: u64,
@@ -353,6 +371,9 @@ impl StatsReport {
                     x.rq_retry += c.rq_retry;
                     x.rq_retry_success += c.rq_retry_success;
                     x.rq_retry_overflow += c.rq_retry_overflow;
+                    x.rq_pending_overflow += c.rq_pending_overflow;
+                    x.rq_active_overflow += c.rq_active_overflow;
+                    x.cx_overflow += c.cx_overflow;
                     x.rq_retry_limit_exceeded += c.rq_retry_limit_exceeded;
                     x.rq_retry_backoff_exponential += c.rq_retry_backoff_exponential;
                     x.rq_per_try_timeout += c.rq_per_try_timeout;

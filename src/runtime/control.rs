@@ -145,6 +145,7 @@ impl Control {
             tracing::warn!("runtime.concurrency changes take effect only on restart");
         }
         snapshot.version = old.version + 1;
+        keep_breakers(&old, &mut snapshot);
         let per_worker = self.bind_new(&snapshot)?;
         let version = snapshot.version;
         self.publish(Arc::new(snapshot), per_worker).await;
@@ -218,8 +219,14 @@ impl Control {
         }
         merged.listeners.sort_by(|a, b| a.name.cmp(&b.name));
         merged.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        let snapshot = self.current.borrow().clone();
         for c in &mut merged.clusters {
             c.health_check = self.health.report(&c.name);
+            c.circuit_breakers = snapshot
+                .clusters
+                .iter()
+                .find(|s| s.name == c.name)
+                .map(|s| s.breakers.report());
         }
         merged
     }
@@ -473,5 +480,30 @@ fn first_placeholder() -> Snapshot {
         clusters: Vec::new(),
         counters: Vec::new(),
         dump: serde_json::Value::Null,
+    }
+}
+
+/// A cluster whose definition is unchanged but for its endpoints (an EDS update, a
+/// reload that left it alone) keeps its circuit breakers' counts: the requests in
+/// flight still hold their slots, as in Envoy, where such an update keeps the
+/// cluster's resource manager. A changed cluster starts with fresh counts.
+fn keep_breakers(old: &Snapshot, new: &mut Snapshot) {
+    for c in &mut new.clusters {
+        let Some(prev) = old.clusters.iter().find(|o| o.name == c.name) else {
+            continue;
+        };
+        if Arc::ptr_eq(&prev.breakers, &c.breakers) {
+            continue;
+        }
+        let same = crate::config::Cluster {
+            endpoints: Vec::new(),
+            ..(**prev).clone()
+        } == crate::config::Cluster {
+            endpoints: Vec::new(),
+            ..(**c).clone()
+        };
+        if same {
+            Arc::make_mut(c).breakers = prev.breakers.clone();
+        }
     }
 }

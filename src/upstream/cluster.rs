@@ -9,6 +9,7 @@ use crate::config::Cluster;
 use crate::health::HealthFlags;
 use crate::observe::stats::{ClusterStats, EndpointReport, EndpointStats};
 
+use super::counted::Counted;
 use super::lb::Lb;
 use super::pool::Pool;
 
@@ -16,7 +17,8 @@ pub(crate) struct ClusterState<C> {
     pub cfg: Arc<Cluster>,
     pub name: Arc<str>,
     pub lb: RefCell<Lb>,
-    pub pool: Pool<C>,
+    /// Idle HTTP/1.1 connections, counted for `max_connections` (`counted.rs`).
+    pub pool: Pool<Counted<C>>,
     /// HTTP/2 connections, for `protocol: http2` (and `downstream` with HTTP/2 clients).
     pub h2: super::h2conn::H2Conns,
     pub stats: Rc<ClusterStats>,
@@ -115,7 +117,7 @@ impl<C: 'static> ClusterState<C> {
         }
         for (to, e) in self.cfg.endpoints.iter().enumerate() {
             if let Some(from) = old.cfg.endpoints.iter().position(|o| o.addr == e.addr) {
-                self.pool.adopt(&old.pool, from, to);
+                self.pool.adopt(&old.pool, from, to, Counted::rehome);
                 self.h2.adopt(&old.h2, from, to);
             }
         }
@@ -130,7 +132,10 @@ impl<C: 'static> ClusterState<C> {
     ) -> std::io::Result<h2::client::SendRequest<bytes::Bytes>> {
         let addr = self.cfg.endpoints[ep].addr;
         match self.h2.ready(ep, connector, &self.cfg, addr).await {
-            Ok((s, opened)) => {
+            Ok((s, opened, over)) => {
+                if over {
+                    self.stats.cx_overflow.inc();
+                }
                 if opened {
                     self.stats.cx_total.inc();
                     self.endpoints[ep].cx_total.inc();
@@ -138,6 +143,10 @@ impl<C: 'static> ClusterState<C> {
                     self.stats.cx_reused.inc();
                 }
                 Ok(s)
+            }
+            Err(e) if super::h2conn::PendingOverflow::is(&e) => {
+                self.stats.rq_pending_overflow.inc();
+                Err(e)
             }
             Err(e) => {
                 tracing::debug!(upstream = %addr, error = %e, "upstream h2 connect failed");

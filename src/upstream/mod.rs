@@ -2,6 +2,7 @@
 //! and the connector that opens upstream connections.
 
 pub(crate) mod cluster;
+pub(crate) mod counted;
 pub(crate) mod h2conn;
 pub(crate) mod lb;
 pub(crate) mod pool;

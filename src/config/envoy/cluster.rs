@@ -1,14 +1,15 @@
 //! Envoy `Cluster` -> native raw cluster: discovery type, connect timeout, load balancing
-//! policy (and its panic threshold), endpoints, health checks (`health.rs`) and the
-//! upstream HTTP protocol options. Control plane only.
+//! policy (and its panic threshold), endpoints, health checks (`health.rs`), circuit
+//! breakers and the upstream HTTP protocol options. Control plane only.
 
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, LbPolicy,
 };
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster};
 use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
+use envoy_types::pb::envoy::config::core::v3::RoutingPriority;
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     explicit_http_config::ProtocolConfig, UpstreamProtocolOptions,
@@ -16,6 +17,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions as UpstreamHttp;
 
 use super::super::raw::{RawCluster, RawEndpoint, RawPool};
+use super::super::raw_circuit::{RawCircuitBreakers, RawPercent, RawRetryBudget, RawThresholds};
 use super::convert::{
     duration, ip_socket_address, native_duration, payload, socket_address, timeout_or_never, R,
 };
@@ -197,7 +199,12 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
             .as_ref()
             .and_then(|l| l.healthy_panic_threshold.as_ref())
             .map(|t| t.value),
+        circuit_breakers: c.circuit_breakers.as_ref().map(circuit_breakers),
     };
+    paths.add(
+        format!("{native}.circuit_breakers"),
+        format!("{p}.circuit_breakers"),
+    );
     paths.add(
         format!("{native}.healthy_panic_threshold"),
         format!("{p}.common_lb_config.healthy_panic_threshold"),
@@ -208,6 +215,37 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
         format!("{p}.transport_socket"),
     );
     Ok(raw)
+}
+
+/// Envoy's `circuit_breakers` as the native block, field for field (the walker refused
+/// `per_host_thresholds` and `max_connection_pools`).
+fn circuit_breakers(cb: &CircuitBreakers) -> RawCircuitBreakers {
+    RawCircuitBreakers {
+        thresholds: cb
+            .thresholds
+            .iter()
+            .map(|t| RawThresholds {
+                priority: Some(
+                    if t.priority == RoutingPriority::High as i32 {
+                        "HIGH"
+                    } else {
+                        "DEFAULT"
+                    }
+                    .into(),
+                ),
+                max_connections: t.max_connections.map(|v| v.value),
+                max_pending_requests: t.max_pending_requests.map(|v| v.value),
+                max_requests: t.max_requests.map(|v| v.value),
+                max_retries: t.max_retries.map(|v| v.value),
+                retry_budget: t.retry_budget.map(|b| RawRetryBudget {
+                    budget_percent: b.budget_percent.map(|p| RawPercent { value: p.value }),
+                    min_retry_concurrency: b.min_retry_concurrency.map(|v| v.value),
+                }),
+                track_remaining: t.track_remaining,
+                max_connection_pools: t.max_connection_pools.map(|v| v.value),
+            })
+            .collect(),
+    }
 }
 
 /// Outrigger has no HTTP/2 settings for upstream connections yet: the message may be

@@ -473,7 +473,25 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "health_checks",
             "common_lb_config",
             "upstream_bind_config",
+            "circuit_breakers",
         ],
+    ),
+    ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
+    (
+        "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
+        &[
+            "priority",
+            "max_connections",
+            "max_pending_requests",
+            "max_requests",
+            "max_retries",
+            "retry_budget",
+            "track_remaining",
+        ],
+    ),
+    (
+        "envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget",
+        &["budget_percent", "min_retry_concurrency"],
     ),
     ("envoy.config.core.v3.BindConfig", &["source_address"]),
     (

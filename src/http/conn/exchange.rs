@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use futures_lite::io::AsyncWriteExt;
 
+use crate::upstream::counted::Counted;
 use crate::upstream::request::clock::{Expiry, Progress};
 use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
@@ -217,10 +218,14 @@ enum Got {
     Ended(Outcome),
 }
 
-impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
+impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
     type Head = Got;
 
-    async fn try_once(&mut self, up: &mut C::Conn, at: Attempt<'_, '_>) -> Result<Got, Tried> {
+    async fn try_once(
+        &mut self,
+        up: &mut Counted<C::Conn>,
+        at: Attempt<'_, '_>,
+    ) -> Result<Got, Tried> {
         self.inline_body();
         let (conn, plan, progress) = (&mut *self.conn, self.plan, self.progress);
         let resend = plan.framing.body == BodyKind::Empty || self.body_inline;
@@ -425,10 +430,9 @@ impl Conn {
         if self.logging {
             self.rec.cluster = Some(cs.name.clone());
         }
-        let Some(picked) = request::pick(cs) else {
-            return self
-                .fail_locally(down, view, plan, Failure::NoHealthyUpstream)
-                .await;
+        let picked = match request::pick(cs) {
+            Ok(p) => p,
+            Err(f) => return self.fail_locally(down, view, plan, f).await,
         };
         if self.logging {
             self.rec.upstream = Some(picked.endpoint.addr);
@@ -508,7 +512,7 @@ impl Conn {
             }
         };
         // A retriable response that goes to the client because the retries ran out.
-        let exhausted = retry.is_some_and(|r| r.limit_exceeded());
+        let retry_flag = retry.map_or(ResponseFlag::None, |r| r.response_flag());
         let stats = &cs.stats;
         let (head_len, status, resp_body, strip, close_down, reuse_up) = match response {
             Response::Final {
@@ -622,11 +626,7 @@ impl Conn {
                 if reuse_up && !body_cut && self.ubuf.is_empty() {
                     cs.pool.put(ep, up);
                 }
-                if exhausted {
-                    ResponseFlag::UpstreamRetryLimitExceeded
-                } else {
-                    ResponseFlag::None
-                }
+                retry_flag
             }
             // A client that stopped reading until a clock ran out.
             Err(BodyError::Write) if progress.expired().is_some() => {

@@ -351,7 +351,7 @@ pub fn write_local_reply(
 ) {
     write_local_reply_at(
         out,
-        status,
+        (status, ResponseFlag::None),
         content_type,
         None,
         body,
@@ -366,7 +366,7 @@ pub fn write_local_reply(
 #[allow(clippy::too_many_arguments)]
 pub fn write_local_reply_at(
     out: &mut Vec<u8>,
-    status: u16,
+    reply: (u16, ResponseFlag),
     content_type: Option<&str>,
     location: Option<&str>,
     body: &[u8],
@@ -374,6 +374,7 @@ pub fn write_local_reply_at(
     head_only: bool,
     edits: Edits<'_>,
 ) {
+    let (status, flag) = reply;
     // The proxy's own reply: no upstream service time.
     let edits = edits.local_reply();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -384,6 +385,7 @@ pub fn write_local_reply_at(
     if let Some(l) = location {
         header(out, b"location", l.as_bytes());
     }
+    overloaded(out, flag);
     out.extend_from_slice(b"content-length: ");
     push_u64(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");
@@ -413,6 +415,13 @@ pub fn write_local_reply_at(
 /// Writes a local reply to a gRPC request in Envoy's form (`http::grpc_local`): 200,
 /// `application/grpc`, the status in `grpc-status`, the body in `grpc-message` (not
 /// for HEAD, as Envoy), and no body.
+/// Envoy's router marks a reply to a request a circuit breaker refused.
+fn overloaded(out: &mut Vec<u8>, flag: ResponseFlag) {
+    if flag == ResponseFlag::UpstreamOverflow {
+        header(out, b"x-envoy-overloaded", b"true");
+    }
+}
+
 pub fn write_grpc_local_reply(
     out: &mut Vec<u8>,
     reply: (u16, ResponseFlag),
@@ -441,6 +450,7 @@ pub fn write_grpc_local_reply(
     if let Some(l) = location {
         header(out, b"location", l.as_bytes());
     }
+    overloaded(out, flag);
     out.extend_from_slice(b"content-length: 0\r\n");
     if !edits.is_empty() {
         let has = |n: &str| {

@@ -203,6 +203,11 @@ pub(crate) fn local_at(
     // The proxy's own reply: no upstream service time.
     let edits = edits.local_reply();
     let mut resp = Response::new(());
+    if flag == ResponseFlag::UpstreamOverflow {
+        // Envoy's router marks a reply to a request a circuit breaker refused.
+        resp.headers_mut()
+            .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+    }
     if grpc {
         // Envoy's gRPC form, for every status (`http::grpc_local`).
         *resp.status_mut() = StatusCode::OK;

@@ -61,13 +61,9 @@ pub(crate) async fn proxy<C: Connector>(
     cs: &ClusterState<C::Conn>,
     progress: &Progress,
 ) -> Done {
-    let Some(picked) = request::pick(cs) else {
-        return fail(
-            respond,
-            r.grpc,
-            Failure::NoHealthyUpstream,
-            r.edits.response,
-        );
+    let picked = match request::pick(cs) {
+        Ok(p) => p,
+        Err(f) => return fail(respond, r.grpc, f, r.edits.response),
     };
     // The buffer is lent for this exchange and comes back however the exchange ends.
     let mut ubuf = view.bufs.take();
@@ -337,7 +333,7 @@ async fn exchange<C: Connector>(
     if let Some(r) = retry.filter(|r| r.attempt_count_response) {
         edits.response.stamp.attempt_count = Some(r.attempt());
     }
-    let exhausted = retry.is_some_and(|r| r.limit_exceeded());
+    let retry_flag = retry.map_or(ResponseFlag::None, |r| r.response_flag());
     let (done, reuse) = respond_with(
         h,
         received,
@@ -354,8 +350,8 @@ async fn exchange<C: Connector>(
         cs.pool.put(*ep, up);
     }
     let mut done = done;
-    if exhausted && done.flag == ResponseFlag::None {
-        done.flag = ResponseFlag::UpstreamRetryLimitExceeded;
+    if done.flag == ResponseFlag::None {
+        done.flag = retry_flag;
     }
     done
 }

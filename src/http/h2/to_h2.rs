@@ -108,8 +108,9 @@ where
 {
     let grpc = r.grpc;
     let response_edits = r.edits.response;
-    let Some(picked) = request::pick(cs) else {
-        return fail(respond, grpc, Failure::NoHealthyUpstream, response_edits);
+    let picked = match request::pick(cs) {
+        Ok(p) => p,
+        Err(f) => return fail(respond, grpc, f, response_edits),
     };
     // Dropping the exchange on expiry resets the upstream stream.
     let mut done = match progress

@@ -47,6 +47,7 @@ where
         // connection counts as a reused connection.
         match cs.h2_ready(ep, connector).await {
             Ok(s) => Ok((s, false)),
+            Err(e) if crate::upstream::h2conn::PendingOverflow::is(&e) => Err(Failure::Overflow),
             Err(_) => Err(Failure::ConnectFailure),
         }
     }

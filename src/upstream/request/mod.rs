@@ -4,11 +4,13 @@
 //!  downstream adapter (http/conn/exchange.rs, http/h1_to_h2.rs, http/h2/to_h1.rs,
 //!  http/h2/to_h2.rs): builds the request in the upstream's protocol
 //!     │
-//!     ▼  pick            endpoint by the cluster's load balancer (503 UH); in flight
-//!     │                  until the `Picked` is dropped
+//!     ▼  pick            the request's `max_requests` slot (503 UO), the endpoint by
+//!     │                  the cluster's load balancer (503 UH); in flight until the
+//!     │                  `Picked` is dropped
 //!     ▼  run             loop {
 //!     │     obtain         UpstreamCodec: Http1 = pooled (checked clean) or new
-//!     │                    connection (UF; UT when the route clock cut the connect),
+//!     │                    connection (UF; UT when the route clock cut the connect;
+//!     │                    max_pending_requests: UO; max_connections: wait),
 //!     │                    Http2 = a stream slot on the per-core multiplexed connection
 //!     │     try_once       the adapter's Exchange: send the request on that connection
 //!     │                    and read until the response head
@@ -37,33 +39,54 @@ use retry::RetryState;
 
 use super::cluster::ClusterState;
 use super::Connector;
+use crate::config::circuit::Breakers;
 use crate::config::Endpoint;
 use crate::http::failure::Failure;
 use crate::observe::stats::{class_index, ClusterStats, EndpointStats};
 
-/// An endpoint picked for one request, counted in flight until this is dropped.
+/// An endpoint picked for one request, counted in flight until this is dropped; the
+/// first pick also holds the request's `max_requests` slot of the cluster's circuit
+/// breakers (a retry's pick does not take another: the request keeps its one slot).
 pub(crate) struct Picked<'a> {
     pub ep: usize,
     pub endpoint: &'a Endpoint,
     pub stats: &'a EndpointStats,
+    slot: Option<&'a Breakers>,
 }
 
 impl Drop for Picked<'_> {
     fn drop(&mut self) {
         self.stats.rq_active.dec();
+        if let Some(b) = self.slot {
+            b.end_request();
+        }
     }
 }
 
-/// Counts a request for the cluster and picks its endpoint with the cluster's load
-/// balancer; `None` is `503 UH` (already counted).
-pub(crate) fn pick<C: 'static>(cs: &ClusterState<C>) -> Option<Picked<'_>> {
-    let ep = cs.start_request()?;
-    let (endpoint, stats) = (cs.cfg.endpoints.get(ep)?, cs.endpoints.get(ep)?);
+/// Takes the request's `max_requests` slot, counts the request for the cluster and
+/// picks its endpoint with the cluster's load balancer. `Err` is the local reply,
+/// already counted: `Overflow` (503 UO, Envoy's `upstream_rq_active_overflow`) or
+/// `NoHealthyUpstream` (503 UH).
+pub(crate) fn pick<C: 'static>(cs: &ClusterState<C>) -> Result<Picked<'_>, Failure> {
+    let breakers: &Breakers = &cs.cfg.breakers;
+    if !breakers.try_request() {
+        cs.stats.rq_active_overflow.inc();
+        count_status(&cs.stats, Failure::Overflow.status());
+        return Err(Failure::Overflow);
+    }
+    let found = cs
+        .start_request()
+        .and_then(|ep| Some((ep, cs.cfg.endpoints.get(ep)?, cs.endpoints.get(ep)?)));
+    let Some((ep, endpoint, stats)) = found else {
+        breakers.end_request();
+        return Err(Failure::NoHealthyUpstream);
+    };
     stats.rq_active.inc();
-    Some(Picked {
+    Ok(Picked {
         ep,
         endpoint,
         stats,
+        slot: Some(breakers),
     })
 }
 
@@ -163,6 +186,8 @@ impl Tried {
 #[derive(Clone, Copy)]
 pub(crate) struct Attempt<'r, 'p> {
     pub retry: Option<&'r RetryState<'p>>,
+    /// The cluster's circuit breakers, which a retry must get a slot of.
+    pub breakers: &'r std::sync::Arc<Breakers>,
 }
 
 impl Attempt<'_, '_> {
@@ -175,7 +200,7 @@ impl Attempt<'_, '_> {
         stats: &ClusterStats,
     ) -> bool {
         self.retry
-            .is_some_and(|r| r.on_response(status, headers, resendable, stats))
+            .is_some_and(|r| r.on_response(status, headers, resendable, stats, self.breakers))
     }
 }
 
@@ -223,6 +248,7 @@ fn repick<'c, C: 'static>(cs: &'c ClusterState<C>, ep: usize) -> Option<Picked<'
         ep,
         endpoint,
         stats,
+        slot: None,
     })
 }
 
@@ -288,7 +314,10 @@ where
         }
         let t = match codec.obtain(cs, *ep, connector, progress.deadline()).await {
             Ok((mut conn, reused)) => {
-                let at = Attempt { retry };
+                let at = Attempt {
+                    retry,
+                    breakers: &cs.cfg.breakers,
+                };
                 let clocks = retry.map(|r| r.per_try(route_timeout));
                 let tried = match clocks {
                     // Per Envoy, a try's clocks start once the request is complete and
@@ -328,7 +357,7 @@ where
         };
         let retrying = match retry {
             Some(r) if t.judged => Some(r),
-            Some(r) if r.on_failure(t.failure, t.resend, &cs.stats) => Some(r),
+            Some(r) if r.on_failure(t.failure, t.resend, &cs.stats, &cs.cfg.breakers) => Some(r),
             _ => None,
         };
         let Some(r) = retrying else {

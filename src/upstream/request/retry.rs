@@ -11,11 +11,14 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::cell::Cell;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::circuit::Breakers;
 use crate::config::retry_model::{on, parse_retry_grpc_on, parse_retry_on, HEADER_ONLY};
 use crate::config::{HeaderMatch, Retries, RetryPolicy};
 use crate::http::failure::Failure;
+use crate::http::flags::ResponseFlag;
 use crate::observe::stats::ClusterStats;
 
 /// Request and response header lookup for the retry decisions, over both header
@@ -73,11 +76,26 @@ pub(crate) struct RetryState<'p> {
     /// A retry was scheduled: the next try that is not retried counts as a success.
     armed: Cell<bool>,
     limit_exceeded: Cell<bool>,
+    /// A retry was refused by the circuit breakers (flag `UO`).
+    overflowed: Cell<bool>,
     tried: Cell<u64>,
     /// Tries started so far (1 for the first).
     attempts: Cell<u32>,
     pub attempt_count_request: bool,
     pub attempt_count_response: bool,
+    /// The circuit breakers' retry slot this request holds, from the moment a retry is
+    /// scheduled until the next decision (or the end of the request): Envoy's
+    /// `resetRetry`. An `Arc` so that the slot is given back whatever ends the request;
+    /// cloned only when a retry is made.
+    held: Cell<Option<Arc<Breakers>>>,
+}
+
+impl Drop for RetryState<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.held.take() {
+            b.end_retry();
+        }
+    }
 }
 
 impl<'p> RetryState<'p> {
@@ -128,10 +146,12 @@ impl<'p> RetryState<'p> {
             ),
             armed: Cell::new(false),
             limit_exceeded: Cell::new(false),
+            overflowed: Cell::new(false),
             tried: Cell::new(0),
             attempts: Cell::new(1),
             attempt_count_request: retries.attempt_count_request,
             attempt_count_response: retries.attempt_count_response,
+            held: Cell::new(None),
         })
     }
 
@@ -153,8 +173,28 @@ impl<'p> RetryState<'p> {
 
     /// The last response went to the client although it was retriable: the retries ran
     /// out (flag `URX`).
+    #[cfg(test)]
     pub fn limit_exceeded(&self) -> bool {
         self.limit_exceeded.get()
+    }
+
+    /// The last try was not retried because the circuit breakers refused the retry
+    /// (flag `UO`).
+    #[cfg(test)]
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.get()
+    }
+
+    /// The flag of a response that went to the client although it was retriable: `URX`
+    /// when the retries ran out, `UO` when the circuit breakers refused the retry.
+    pub fn response_flag(&self) -> ResponseFlag {
+        if self.limit_exceeded.get() {
+            ResponseFlag::UpstreamRetryLimitExceeded
+        } else if self.overflowed.get() {
+            ResponseFlag::UpstreamOverflow
+        } else {
+            ResponseFlag::None
+        }
     }
 
     /// Whether a retry was made (the local reply's text says so, as Envoy's does).
@@ -170,13 +210,20 @@ impl<'p> RetryState<'p> {
         headers: &H,
         resendable: bool,
         stats: &ClusterStats,
+        breakers: &Arc<Breakers>,
     ) -> bool {
         let would = resendable && self.would_retry_response(status, headers);
-        self.decide(would, stats)
+        self.decide(would, stats, breakers)
     }
 
     /// Whether a try that failed with `f` is retried; counts the decision.
-    pub fn on_failure(&self, f: Failure, resendable: bool, stats: &ClusterStats) -> bool {
+    pub fn on_failure(
+        &self,
+        f: Failure,
+        resendable: bool,
+        stats: &ClusterStats,
+        breakers: &Arc<Breakers>,
+    ) -> bool {
         let reset = match f {
             Failure::ConnectFailure => Some(Cause::ConnectFailure),
             Failure::ConnectionTermination | Failure::ProtocolError | Failure::PerTryTimeout => {
@@ -186,13 +233,18 @@ impl<'p> RetryState<'p> {
             _ => None,
         };
         let would = resendable && reset.is_some_and(|r| self.would_retry_reset(r));
-        self.decide(would, stats)
+        self.decide(would, stats, breakers)
     }
 
-    /// Envoy's `shouldRetry`: a success is a try after a retry that is not retried.
-    fn decide(&self, would: bool, stats: &ClusterStats) -> bool {
+    /// Envoy's `shouldRetry`: a success is a try after a retry that is not retried; a
+    /// retry needs a slot of the circuit breakers' `max_retries` (or retry budget),
+    /// else it is not made (`upstream_rq_retry_overflow`, flag UO).
+    fn decide(&self, would: bool, stats: &ClusterStats, breakers: &Arc<Breakers>) -> bool {
         if self.armed.replace(false) && !would {
             stats.rq_retry_success.inc();
+        }
+        if let Some(b) = self.held.take() {
+            b.end_retry();
         }
         if !would {
             return false;
@@ -204,6 +256,12 @@ impl<'p> RetryState<'p> {
             return false;
         }
         self.remaining.set(left - 1);
+        if !breakers.try_retry() {
+            stats.rq_retry_overflow.inc();
+            self.overflowed.set(true);
+            return false;
+        }
+        self.held.set(Some(breakers.clone()));
         stats.rq_retry.inc();
         self.armed.set(true);
         self.attempts.set(self.attempts.get() + 1);
@@ -314,6 +372,7 @@ fn matches_response<H: Headers + ?Sized>(m: &HeaderMatch, headers: &H) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::circuit::Breakers;
     use crate::config::retry_model::on;
 
     fn policy(retry_on: u32, n: u32) -> Retries {
@@ -327,6 +386,42 @@ mod tests {
         }
     }
 
+    fn many() -> Arc<Breakers> {
+        Arc::new(Breakers::new(crate::config::circuit::Thresholds {
+            max_retries: 100,
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn a_retry_needs_a_breaker_slot_held_until_the_next_decision() {
+        let stats = ClusterStats::default();
+        let b = Arc::new(Breakers::new(crate::config::circuit::Thresholds {
+            max_retries: 1,
+            ..Default::default()
+        }));
+        let p = policy(on::FIVE_XX, 5);
+        let first = RetryState::new(&p, &map(&[])).unwrap();
+        let second = RetryState::new(&p, &map(&[])).unwrap();
+        assert!(first.on_response(503, &map(&[]), true, &stats, &b));
+        assert!(
+            !second.on_response(503, &map(&[]), true, &stats, &b),
+            "the only slot is held by the first request's retry"
+        );
+        assert!(second.overflowed());
+        assert_eq!(stats.rq_retry_overflow.get(), 1);
+        assert!(!first.on_response(200, &map(&[]), true, &stats, &b));
+        assert!(
+            second.on_response(503, &map(&[]), true, &stats, &b),
+            "given back"
+        );
+        drop(second);
+        assert!(
+            first.on_response(503, &map(&[]), true, &stats, &b),
+            "and on drop"
+        );
+    }
+
     fn map(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
         let mut m = http::HeaderMap::new();
         for (n, v) in pairs {
@@ -337,13 +432,14 @@ mod tests {
 
     #[test]
     fn no_policy_and_no_header_is_no_state() {
+        let b = many();
         let r = Retries::default();
         assert!(RetryState::new(&r, &map(&[])).is_none());
         let s = RetryState::new(&r, &map(&[("x-envoy-retry-on", "5xx")])).expect("headers ask");
         let stats = ClusterStats::default();
-        assert!(s.on_response(503, &map(&[]), true, &stats));
+        assert!(s.on_response(503, &map(&[]), true, &stats, &b));
         assert!(
-            !s.on_response(503, &map(&[]), true, &stats),
+            !s.on_response(503, &map(&[]), true, &stats, &b),
             "one retry by default"
         );
         assert!(s.limit_exceeded());
@@ -354,49 +450,57 @@ mod tests {
 
     #[test]
     fn conditions_follow_envoy() {
+        let b = many();
         let stats = ClusterStats::default();
         let gw = policy(on::GATEWAY_ERROR, 5);
         let s = RetryState::new(&gw, &map(&[])).unwrap();
-        assert!(!s.on_response(500, &map(&[]), true, &stats));
-        assert!(s.on_response(502, &map(&[]), true, &stats));
-        assert!(!s.on_response(200, &map(&[]), true, &stats));
+        assert!(!s.on_response(500, &map(&[]), true, &stats, &b));
+        assert!(s.on_response(502, &map(&[]), true, &stats, &b));
+        assert!(!s.on_response(200, &map(&[]), true, &stats, &b));
         assert_eq!(stats.rq_retry_success.get(), 1, "200 after a retry");
         assert!(
-            s.on_failure(Failure::ConnectionTermination, true, &stats),
+            s.on_failure(Failure::ConnectionTermination, true, &stats, &b),
             "a reset is a gateway error"
         );
-        assert!(!s.on_failure(Failure::RouteTimeout, true, &stats));
+        assert!(!s.on_failure(Failure::RouteTimeout, true, &stats, &b));
         assert!(
-            !s.on_response(503, &map(&[]), false, &stats),
+            !s.on_response(503, &map(&[]), false, &stats, &b),
             "not resendable"
         );
 
         let cf = policy(on::CONNECT_FAILURE, 5);
         let s = RetryState::new(&cf, &map(&[])).unwrap();
-        assert!(s.on_failure(Failure::ConnectFailure, true, &stats));
-        assert!(!s.on_failure(Failure::ConnectionTermination, true, &stats));
-        assert!(!s.on_response(503, &map(&[]), true, &stats));
+        assert!(s.on_failure(Failure::ConnectFailure, true, &stats, &b));
+        assert!(!s.on_failure(Failure::ConnectionTermination, true, &stats, &b));
+        assert!(!s.on_response(503, &map(&[]), true, &stats, &b));
 
         let grpc = policy(on::GRPC_UNAVAILABLE, 5);
         let s = RetryState::new(&grpc, &map(&[])).unwrap();
-        assert!(s.on_response(200, &map(&[("grpc-status", "14")]), true, &stats));
-        assert!(!s.on_response(200, &map(&[("grpc-status", "13")]), true, &stats));
+        assert!(s.on_response(200, &map(&[("grpc-status", "14")]), true, &stats, &b));
+        assert!(!s.on_response(200, &map(&[("grpc-status", "13")]), true, &stats, &b));
 
         let five = policy(on::FIVE_XX, 5);
         let s = RetryState::new(&five, &map(&[])).unwrap();
-        assert!(!s.on_response(503, &map(&[("x-envoy-ratelimited", "true")]), true, &stats));
+        assert!(!s.on_response(
+            503,
+            &map(&[("x-envoy-ratelimited", "true")]),
+            true,
+            &stats,
+            &b
+        ));
 
         let mut codes = policy(on::RETRIABLE_STATUS_CODES, 5);
         codes.policy.as_mut().unwrap().retriable_status_codes = vec![418];
         let s =
             RetryState::new(&codes, &map(&[("x-envoy-retriable-status-codes", "429")])).unwrap();
-        assert!(s.on_response(418, &map(&[]), true, &stats));
-        assert!(s.on_response(429, &map(&[]), true, &stats));
-        assert!(!s.on_response(500, &map(&[]), true, &stats));
+        assert!(s.on_response(418, &map(&[]), true, &stats, &b));
+        assert!(s.on_response(429, &map(&[]), true, &stats, &b));
+        assert!(!s.on_response(500, &map(&[]), true, &stats, &b));
     }
 
     #[test]
     fn max_retries_header_wins_only_with_a_condition() {
+        let b = many();
         let one = policy(on::FIVE_XX, 1);
         let s = RetryState::new(&one, &map(&[("x-envoy-max-retries", "3")])).unwrap();
         assert_eq!(s.remaining.get(), 3);
@@ -406,7 +510,7 @@ mod tests {
         };
         let s = RetryState::new(&none, &map(&[("x-envoy-max-retries", "3")])).unwrap();
         assert_eq!(s.remaining.get(), 1);
-        assert!(!s.on_response(503, &map(&[]), true, &ClusterStats::default()));
+        assert!(!s.on_response(503, &map(&[]), true, &ClusterStats::default(), &b));
     }
 
     #[test]

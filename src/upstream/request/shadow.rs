@@ -291,9 +291,9 @@ async fn via_h1<K: Connector>(
     connector: &K,
     s: Shadow,
 ) -> Result<(), Failure> {
-    let Some(picked) = pick(cs) else {
-        return Err(Failure::NoHealthyUpstream);
-    };
+    // A mirrored request counts against the mirror cluster's circuit breakers, as
+    // Envoy's shadow goes through its router and pool.
+    let picked = pick(cs)?;
     let progress = Progress::new(s.timeout, Duration::ZERO);
     progress.request_done();
     let bytes = encode_h1(&s);
@@ -389,9 +389,9 @@ async fn via_h2<K: Connector>(
     connector: &K,
     s: Shadow,
 ) -> Result<(), Failure> {
-    let Some(picked) = pick(cs) else {
-        return Err(Failure::NoHealthyUpstream);
-    };
+    // A mirrored request counts against the mirror cluster's circuit breakers, as
+    // Envoy's shadow goes through its router and pool.
+    let picked = pick(cs)?;
     let progress = Progress::new(s.timeout, Duration::ZERO);
     progress.request_done();
     let mut req = s.req;
