@@ -13,6 +13,7 @@ USAGE:
   outrigger run --listen HOST:PORT --upstream HOST:PORT [--admin HOST:PORT]
                  [--upstream-protocol http1|http2|downstream] [--tcp] [--concurrency N]
   outrigger validate -c FILE
+  outrigger iptables [OPTIONS]   (capture the pod's traffic; `outrigger iptables --help`)
   outrigger demo
   outrigger --version
 
@@ -107,6 +108,15 @@ fn source_for_run(a: &Args) -> Result<ConfigSource, String> {
 }
 
 fn main() -> ExitCode {
+    // `iptables` has flags of its own (the init container's step, not the proxy's).
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(("iptables", rest)) = all.split_first().map(|(c, r)| (c.as_str(), r)) {
+        if rest.iter().any(|a| a == "-h" || a == "--help") {
+            println!("{}", outrigger::iptables::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        return ExitCode::from(outrigger::iptables::main(rest));
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(msg) => {

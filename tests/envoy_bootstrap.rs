@@ -73,8 +73,9 @@ fn validate(dir: &TempDir, name: &str, text: &str) -> (bool, String, std::path::
     (o.status.success(), out, path)
 }
 
-const CORS: &str = "          - name: envoy.filters.http.cors
-            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors}
+/// An HTTP filter Outrigger does not implement.
+const GRPC_WEB: &str = "          - name: envoy.filters.http.grpc_web
+            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb}
 ";
 
 #[test]
@@ -109,12 +110,12 @@ fn validate_names_the_path_of_an_unsupported_field() {
 #[test]
 fn validate_names_an_unsupported_http_filter_by_type() {
     let dir = TempDir::new("eb-filter");
-    let (ok, out, _) = validate(&dir, "cors.yaml", &bootstrap(9, CORS, "", "hi"));
+    let (ok, out, _) = validate(&dir, "grpc-web.yaml", &bootstrap(9, GRPC_WEB, "", "hi"));
     assert!(!ok, "{out}");
     assert!(
         out.contains(
             "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config: \
-             extension type `envoy.extensions.filters.http.cors.v3.Cors` is not supported by Outrigger"
+             extension type `envoy.extensions.filters.http.grpc_web.v3.GrpcWeb` is not supported by Outrigger"
         ),
         "{out}"
     );
@@ -140,14 +141,14 @@ fn validate_refuses_an_unknown_type_url() {
 #[test]
 fn an_optional_http_filter_outrigger_lacks_is_skipped_with_a_warning() {
     let dir = TempDir::new("eb-optional");
-    let cors = CORS.replace(
+    let grpc_web = GRPC_WEB.replace(
         "typed_config:",
         "is_optional: true\n            typed_config:",
     );
-    let (ok, out, path) = validate(&dir, "cors.yaml", &bootstrap(9, &cors, "", "hi"));
+    let (ok, out, path) = validate(&dir, "grpc-web.yaml", &bootstrap(9, &grpc_web, "", "hi"));
     assert!(ok, "{out}");
     assert!(
-        out.contains("skipping optional HTTP filter `envoy.filters.http.cors`"),
+        out.contains("skipping optional HTTP filter `envoy.filters.http.grpc_web`"),
         "{out}"
     );
     if let Some(envoy) = envoy_or_skip("an_optional_http_filter_is_skipped (Envoy side)") {
@@ -245,7 +246,11 @@ fn a_bootstrap_reloads_on_sighup() {
     p.signal(libc::SIGHUP);
     let v = wait_until(T, || Some(p.config_version()).filter(|v| *v > before));
     assert!(v.is_some(), "no reload:\n{}", p.stderr());
-    assert_eq!(get_body(p.listen, "/direct"), (200, "two".into()));
+    // The control publishes the version before every worker has switched to it.
+    let two = wait_until(T, || {
+        Some(get_body(p.listen, "/direct")).filter(|b| *b == (200, "two".into()))
+    });
+    assert!(two.is_some(), "the reloaded bootstrap never served");
     // A bad bootstrap is refused on reload; the running config stays.
     p.write_config(&bootstrap(
         up.addr.port(),
@@ -319,4 +324,176 @@ fn a_connect_route_without_connect_config_is_refused() {
     );
     let (ok, out, _) = validate(&dir, "terminate.yaml", &terminate);
     assert!(ok, "{out}");
+}
+
+/// The routing fields (issue 10) are translated, and a bad value is refused with its
+/// Envoy field path; fields the native router lacks stay refused by name. Each entry:
+/// what replaces the `/direct` route's match, the `/direct` route's action and the
+/// catch-all route's action (empty: unchanged), the error expected after
+/// `...route_config.`, and whether Envoy 1.40 refuses the file too.
+#[test]
+fn routing_fields_are_checked_with_their_paths() {
+    const DIRECT: &str = "direct_response: {status: 200, body: {inline_string: \"hi\"}}";
+    let cases: &[(&str, &str, &str, &str, bool)] = &[
+        (
+            "{safe_regex: {regex: '('}}",
+            "",
+            "",
+            "virtual_hosts[0].routes[0].match.safe_regex.regex: invalid or too large regex `(`",
+            true,
+        ),
+        (
+            "{prefix: /d, headers: [{name: x, string_match: {safe_regex: {regex: '['}}}]}",
+            "",
+            "",
+            "routes[0].match.headers[0].string_match.safe_regex.regex: invalid",
+            true,
+        ),
+        (
+            "{prefix: /d, headers: [{name: x, safe_regex_match: {regex: 'a)'}}]}",
+            "",
+            "",
+            "routes[0].match.headers[0].safe_regex_match.regex: invalid",
+            true,
+        ),
+        (
+            "{prefix: /d, query_parameters: [{name: q, string_match: {safe_regex: {regex: '('}}}]}",
+            "",
+            "",
+            "routes[0].match.query_parameters[0].string_match.safe_regex.regex: invalid",
+            true,
+        ),
+        (
+            "{prefix: /d, headers: [{name: x, string_match: {safe_regex: {regex: a}, ignore_case: true}}]}",
+            "",
+            "",
+            "routes[0].match.headers[0].string_match.ignore_case: does not apply to `safe_regex`",
+            true,
+        ),
+        (
+            "{prefix: /d, runtime_fraction: {runtime_key: k}}",
+            "",
+            "",
+            "routes[0].match.runtime_fraction.default_value: is required",
+            true,
+        ),
+        (
+            "",
+            "",
+            "route: {cluster: up, regex_rewrite: {pattern: {regex: '('}, substitution: x}}",
+            "routes[1].route.regex_rewrite.pattern.regex: invalid",
+            true,
+        ),
+        (
+            "",
+            "redirect: {regex_rewrite: {pattern: {regex: '('}, substitution: /x}}",
+            "",
+            "routes[0].redirect.regex_rewrite.pattern.regex: invalid",
+            true,
+        ),
+        (
+            "",
+            "",
+            "route: {weighted_clusters: {clusters: [{name: up, weight: 1}, {name: nope, weight: 1}]}}",
+            "routes[1].route.weighted_clusters.clusters[1].name: no cluster named `nope`",
+            true,
+        ),
+        (
+            "",
+            "",
+            "route: {weighted_clusters: {clusters: [{name: up, weight: 0}]}}",
+            "routes[1].route.weighted_clusters.clusters: the sum of the weights",
+            true,
+        ),
+        (
+            "",
+            "",
+            "route: {cluster_header: 'a b'}",
+            // Envoy's validation lets it through (a lax header-name rule); it could
+            // never match a request, so Outrigger refuses it.
+            "routes[1].route.cluster_header: `a b` is not a valid header name",
+            false,
+        ),
+        (
+            "",
+            "redirect: {port_redirect: 70000}",
+            "",
+            "routes[0].redirect.port_redirect: must be at most 65535",
+            false,
+        ),
+        (
+            "",
+            "direct_response: {status: 200, body: {filename: /nonexistent/outrigger-body}}",
+            "",
+            "routes[0].direct_response.body.filename: cannot read `/nonexistent/outrigger-body`",
+            true,
+        ),
+        (
+            "",
+            "",
+            // Envoy refuses a mirror cluster that does not exist ("unknown shadow
+            // cluster"), and so does Outrigger.
+            "route: {cluster: up, request_mirror_policies: [{cluster: nope}]}",
+            "routes[1].route.request_mirror_policies[0].cluster: no cluster named `nope`",
+            true,
+        ),
+        (
+            "",
+            "",
+            "route: {cluster: up, host_rewrite_header: x-host}",
+            "routes[1].route.host_rewrite_header: not supported by Outrigger",
+            false,
+        ),
+        (
+            "",
+            "",
+            "route: {weighted_clusters: {clusters: [{name: up, weight: 1, request_headers_to_remove: [x]}]}}",
+            "routes[1].route.weighted_clusters.clusters[0].request_headers_to_remove: not supported by Outrigger",
+            false,
+        ),
+    ];
+    let dir = TempDir::new("eb-routing");
+    let envoy = envoy_or_skip("routing_fields_are_checked_with_their_paths (Envoy side)");
+    for (i, (m, direct, catch_all, want, envoy_refuses)) in cases.iter().enumerate() {
+        let mut text = bootstrap(9, "", "", "hi");
+        if !m.is_empty() {
+            text = text.replace("match: {prefix: /direct}", &format!("match: {m}"));
+        }
+        if !direct.is_empty() {
+            text = text.replace(DIRECT, direct);
+        }
+        if !catch_all.is_empty() {
+            text = text.replace("route: {cluster: up, timeout: 5s}", catch_all);
+        }
+        let (ok, out, path) = validate(&dir, &format!("r{i}.yaml"), &text);
+        assert!(!ok, "case {i}: accepted:\n{text}");
+        let want = if want.starts_with("virtual_hosts") {
+            format!("route_config.{want}")
+        } else {
+            format!("route_config.virtual_hosts[0].{want}")
+        };
+        assert!(out.contains(&want), "case {i}: want `{want}` in:\n{out}");
+        if let Some(envoy) = envoy.as_ref().filter(|_| *envoy_refuses) {
+            let (ok, out) = envoy_validate(envoy, &path);
+            assert!(!ok, "case {i}: Envoy accepts it:\n{out}");
+        }
+    }
+}
+
+#[test]
+fn strip_any_and_strip_matching_host_port_exclude_each_other() {
+    let dir = TempDir::new("eb-strip");
+    let text = bootstrap(9, "", "", "hi").replace(
+        "stat_prefix: main\n",
+        "stat_prefix: main\n          strip_any_host_port: true\n          strip_matching_host_port: true\n",
+    );
+    let (ok, out, path) = validate(&dir, "strip.yaml", &text);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("filters[0].typed_config.strip_any_host_port: set at most one of"),
+        "{out}"
+    );
+    if let Some(envoy) = envoy_or_skip("strip_host_port (Envoy side)") {
+        assert!(!envoy_validate(&envoy, &path).0, "Envoy refuses it too");
+    }
 }

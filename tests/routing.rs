@@ -243,10 +243,20 @@ fn header_query_grpc_and_fraction_matchers() {
     assert!(body(a, "/q?v=3&debug", "")
         .1
         .contains("target: /q?v=3&debug"));
-    assert_eq!(
-        body(a, "/g", "content-type: application/grpc\r\n").1,
-        "grpc"
+    // A gRPC request gets the direct response in Envoy's gRPC form: 200, grpc-status
+    // UNKNOWN (2) for a 200, the body in grpc-message, no body.
+    let g = h1(
+        a,
+        "GET",
+        "x.test",
+        "/g",
+        "content-type: application/grpc\r\n",
     );
+    assert_eq!(g.status, 200);
+    assert_eq!(g.header("content-type"), Some("application/grpc"));
+    assert_eq!(g.header("grpc-status"), Some("2"));
+    assert_eq!(g.header("grpc-message"), Some("grpc"));
+    assert_eq!(g.body_str(), "");
     assert!(body(a, "/g", "").1.contains("target: /g"));
     assert_eq!(body(a, "/rf", "").1, "always");
 }
@@ -676,7 +686,12 @@ fn matchers_over_http2() {
                 b = b.header(*n, *v);
             }
             let r = send(&mut c, b.body(()).unwrap(), b"").await;
-            out.push((uri.to_string(), r.body_str()));
+            // A gRPC request's direct response comes in grpc-message (Envoy's form).
+            let got = match r.header("grpc-message") {
+                Some(m) => m.to_string(),
+                None => r.body_str(),
+            };
+            out.push((uri.to_string(), got));
         }
         (
             out,

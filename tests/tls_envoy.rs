@@ -9,36 +9,12 @@
 mod common;
 mod pki;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
+
+use common::envoy::{envoy_or_skip, free_ports, Envoy};
 
 use common::*;
 use pki::{Ca, Leaf, LeafSpec};
-
-fn envoy_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("OUTRIGGER_TEST_ENVOY") {
-        return PathBuf::from(p);
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/loadtest/.venv/lib");
-    std::fs::read_dir(venv)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
-        .find(|p| p.exists())
-        .expect("Envoy 1.40 is needed: run tests/run, which installs it into loadtest/.venv")
-}
-
-struct Envoy(Child);
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn p(path: &Path) -> String {
     path.display().to_string()
@@ -151,34 +127,11 @@ static_resources:
     )
 }
 
-fn start_envoy(dir: &TempDir, config: &str, admin: u16) -> Envoy {
-    let path = dir.join("envoy.yaml");
-    write_atomic(&path, config);
-    let child = Command::new(envoy_binary())
-        .args(["-c", &p(&path), "--concurrency", "1"])
-        .args(["--disable-hot-restart", "--log-level", "error"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("envoy.log")).unwrap())
-        .spawn()
-        .expect("start envoy");
-    let envoy = Envoy(child);
-    let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], admin));
-    let up = wait_until(Duration::from_secs(30), || {
-        let mut c = Conn::try_connect(admin_addr).ok()?;
-        c.try_send("GET /ready HTTP/1.1\r\nHost: a\r\n\r\n").ok()?;
-        (c.read_response().ok()?.status == 200).then_some(())
-    });
-    assert!(
-        up.is_some(),
-        "envoy did not become ready:\n{}",
-        read_lossy(&dir.join("envoy.log"))
-    );
-    envoy
-}
-
 #[test]
 fn mutual_tls_with_envoy_as_client_and_as_server() {
+    let Some(bin) = envoy_or_skip("mutual_tls_with_envoy_as_client_and_as_server") else {
+        return;
+    };
     let dir = TempDir::new("tls-envoy");
     let ca = Ca::new("mesh CA");
     let ca_pem = ca.write(dir.path(), "ca.pem");
@@ -201,7 +154,7 @@ fn mutual_tls_with_envoy_as_client_and_as_server() {
     let o_client = spiffe("o-client", "outrigger", &[], true);
     let e_server = spiffe("e-server", "envoy", &["envoy.test.local"], false);
     let e_client = spiffe("e-client", "envoy", &[], true);
-    let (admin, client_port, server_port) = (free_port(), free_port(), free_port());
+    let [client_port, server_port, admin] = free_ports();
     let up = Upstream::echo();
     let envoy_cluster = |name: &str, protocol: &str| {
         format!(
@@ -270,8 +223,8 @@ clusters:
         envoy_cluster("envoy_h1", "http1"),
     );
     let proxy = Proxy::start(&config);
-    let _envoy = start_envoy(
-        &dir,
+    let _envoy = Envoy::start_on(
+        &bin,
         &bootstrap(
             admin,
             client_port,
@@ -281,7 +234,7 @@ clusters:
             &e_client,
             &e_server,
         ),
-        admin,
+        [client_port, server_port, admin],
     );
 
     // Envoy as the mTLS client: plain HTTP into Envoy, HTTP/2 over mTLS into Outrigger.

@@ -36,6 +36,16 @@ def _snippet(name: str, values: dict) -> str:
     return text
 
 
+def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path,
+                    route_source: str, config: str = "") -> Path:
+    """envoy.yaml rendered into `out`: the Envoy peer's config, and with
+    config "policy" the bootstrap both Envoy and Outrigger run for h1-policy."""
+    filters = _snippet("envoy-policy-filters.yaml", {}) if config == "policy" else ""
+    return render(CONFIGS / "envoy.yaml", out,
+                  {"admin_port": admin_port, "port": port, "upstream_port": upstream.port,
+                   "route_source": route_source.rstrip("\n"), "http_filters": filters})
+
+
 class Upstream:
     """nginx with `return 200` and static blobs, pinned to the client CPUs.
     The proxies talk HTTP/1.1 to `port`; `h2_port` (same server block) speaks
@@ -110,9 +120,9 @@ class Peer:
     def log_path(self) -> Path:
         return self.s.work / f"{self.name}.log"
 
-    def start(self, churn: bool = False) -> None:
+    def start(self, churn: bool = False, config: str = "") -> None:
         self.log_path.write_text("")
-        self.start_cmd = ["taskset", "-c", self.s.proxy_cpus] + self.command(churn)
+        self.start_cmd = ["taskset", "-c", self.s.proxy_cpus] + self.command(churn, config)
         self.proc = spawn(self.start_cmd, self.log_path)
         wait_until(self.ready, 30, f"{self.name} start", self.proc, self.log_path)
         # End to end: a request through the proxy reaches the upstream.
@@ -128,7 +138,7 @@ class Peer:
         kill(self.proc, grace=5)
         self.proc = None
 
-    def command(self, churn: bool) -> list:
+    def command(self, churn: bool, config: str = "") -> list:
         raise NotImplementedError
 
     # Config churn: swap(i) replaces the config with variant i % 2 and asks the
@@ -146,7 +156,7 @@ class Direct(Peer):
     name = "direct"
     is_proxy = False
 
-    def start(self, churn: bool = False) -> None:
+    def start(self, churn: bool = False, config: str = "") -> None:
         self.port = self.upstream.port
 
     @property
@@ -179,7 +189,14 @@ class Outrigger(Peer):
         return {"admin_port": self.admin_port, "port": self.port,
                 "upstream_port": self.upstream.port, "extra_routes": extra}
 
-    def command(self, churn: bool) -> list:
+    def command(self, churn: bool, config: str = "") -> list:
+        if config == "policy":
+            # The same Envoy bootstrap as the Envoy peer's, on this peer's ports.
+            routes = _snippet("envoy-routes.yaml", Envoy.route_values(0, 24))
+            conf = envoy_bootstrap(self.s, self.upstream, self.port, self.admin_port,
+                                   self.s.work / f"{self.name}-policy.yaml", routes, config)
+            return [self.s.tools[self.binary], "run", "-c", conf,
+                    "--concurrency", self.s.workers]
         self.conf = render(CONFIGS / "outrigger.yaml", self.s.work / f"{self.name}.yaml",
                            self.config_values(0))
         return [self.s.tools[self.binary], "run", "-c", self.conf,
@@ -203,13 +220,14 @@ class Outrigger(Peer):
 class Envoy(Peer):
     name = "envoy"
 
-    def route_values(self, variant: int, indent: int) -> dict:
+    @staticmethod
+    def route_values(variant: int, indent: int) -> dict:
         pad = " " * indent
         extra = (f'{pad}- match: {{ prefix: "/churn-b" }}\n'
                  f'{pad}  route: {{ cluster: backend }}\n') if variant else ""
         return {"extra_routes": extra, "version": variant}
 
-    def command(self, churn: bool) -> list:
+    def command(self, churn: bool, config: str = "") -> list:
         work = self.s.work
         if churn:
             self.rds_dir = work / "envoy-rds"
@@ -218,10 +236,8 @@ class Envoy(Peer):
             source = _snippet("envoy-rds.yaml", {"rds_dir": self.rds_dir})
         else:
             source = _snippet("envoy-routes.yaml", self.route_values(0, 24))
-        conf = render(CONFIGS / "envoy.yaml", work / "envoy.yaml",
-                      {"admin_port": self.admin_port, "port": self.port,
-                       "upstream_port": self.upstream.port,
-                       "route_source": source.rstrip("\n")})
+        conf = envoy_bootstrap(self.s, self.upstream, self.port, self.admin_port,
+                               work / "envoy.yaml", source, config)
         return [self.s.tools["envoy"], "-c", conf, "--concurrency", self.s.workers,
                 "--disable-hot-restart", "--log-level", "warn"]
 
@@ -256,7 +272,9 @@ class HAProxy(Peer):
                {"workers": self.s.workers, "port": self.port,
                 "upstream_port": self.upstream.port, "extra_rules": extra})
 
-    def command(self, churn: bool) -> list:
+    def command(self, churn: bool, config: str = "") -> list:
+        if config:
+            raise HarnessError(f"haproxy has no `{config}` config")
         self.config(0)
         cmd = [self.s.tools["haproxy"], "-db", "-f", self.s.work / "haproxy.cfg"]
         self.master_sock = None

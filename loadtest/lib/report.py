@@ -218,6 +218,37 @@ def baseline_section(data: Data, ctx: dict) -> list[str]:
             table(heads + ["allocs/req (outrigger / base)"], rows), ""]
 
 
+def policy_section(data: Data) -> list[str]:
+    """What h1-policy's filters add to each proxy's CPU per request over the
+    plain route of h1-closed-32 in the same run (issue bar: at most 1 µs for
+    Outrigger)."""
+    policy, plain = "h1-policy", "h1-closed-32"
+    peers = [p for p in data.peers(policy) if data.of(plain, p)]
+    if not peers:
+        return []
+    cpu = get("cpu_us_per_req")
+    rows = []
+    for p in peers:
+        # Rounds of the two scenarios are separate starts of the proxy; pair
+        # them by round number, as everything else here is.
+        b = {r.round: cpu(r.data) for r in data.of(plain, p)}
+        xs = [cpu(r.data) - b[r.round] for r in data.of(policy, p)
+              if b.get(r.round) is not None and cpu(r.data) is not None]
+        added = med(xs)
+        rows.append([p, f_num(data.median(plain, p, cpu), 1),
+                     f_num(data.median(policy, p, cpu), 1), f_num(added, 2),
+                     f_num(data.median(policy, p, get("rps"))),
+                     f_ms(data.median(policy, p, lat("p99")))])
+    return ["## Policy filters (h1-policy against h1-closed-32)", "",
+            "The same proxy, the same load, with RBAC, a local rate limit that never "
+            "limits and header mutation in front of the router "
+            "(loadtest/configs/envoy-policy-filters.yaml; Outrigger runs the same Envoy "
+            "bootstrap as Envoy). *Added* is the median over rounds of the per-round "
+            "difference in CPU per request.", "",
+            table(["peer", "plain CPU µs/req", "policy CPU µs/req", "added µs/req",
+                   "policy req/s", "policy p99 ms"], rows), ""]
+
+
 def headline(data: Data, idle_rss: dict) -> str:
     name = "h1-closed-32"
     rows = []
@@ -344,6 +375,7 @@ def write(path: Path, runs, ctx: dict, charts_dir: Path, prefix: str = "") -> Pa
           "(same round, A B A B order). Idle RSS is measured right after start-up.", "",
           headline(data, ctx["idle_rss"]), ""]
     L += baseline_section(data, ctx)
+    L += policy_section(data)
     L += extras_notes(data, ctx)
     L += ["## Scenarios", ""]
     for sc in SCENARIOS:

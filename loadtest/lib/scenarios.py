@@ -30,6 +30,11 @@ class Scenario:
     skip: str = ""
     proxies_only: bool = False   # no direct baseline (nothing to measure)
     tools: tuple = ("wrk",)
+    # The proxies' config for this scenario: "" is the plain one-route config;
+    # "policy" adds the HTTP filters of h1-policy (peers.POLICY). Proxies restart
+    # for each scenario, so a scenario's config never leaks into the next.
+    config: str = ""
+    only: tuple = ()     # the peers that run it (empty: all that are selected)
 
 
 SCENARIOS = [
@@ -64,6 +69,10 @@ SCENARIOS = [
     Scenario("config-churn", "churn", "Config replaced every second under load, 32 connections",
              "requests/s and errors while the config is swapped and reloaded",
              conns=32, duration=8, proxies_only=True),
+    Scenario("h1-policy", "closed", "HTTP/1.1 closed loop, 32 connections, with RBAC, "
+             "local rate limit (not limiting) and header mutation",
+             "CPU per request that the three policy filters add over h1-closed-32",
+             conns=32, config="policy", proxies_only=True, only=("outrigger", "envoy")),
     Scenario("h2-streams", "h2", "HTTP/2 (h2c), 4 connections x 100 streams",
              "requests/s, latency, proxy CPU per request (HTTP/2 downstream, "
              "HTTP/1.1 keep-alive upstream)", conns=4, streams=100, tools=("h2load",)),
@@ -116,7 +125,7 @@ class Runner:
             self.start_errors[peer.name] = self.unavailable[peer.name]
             return False
         try:
-            peer.start(churn=churn)
+            peer.start(churn=churn, config=sc.config if sc else "")
             if peer.pid:   # idle RSS: right after start-up, before any load
                 self.idle_rss.setdefault(peer.name, []).append(util.rss_bytes(peer.pid))
             if not self.quick:   # warm-up: pools, caches, page faults
@@ -133,7 +142,8 @@ class Runner:
         return True
 
     def run(self, sc: Scenario) -> list[Run]:
-        peers = [p for p in self.peers.values() if p.is_proxy or not sc.proxies_only]
+        peers = [p for p in self.peers.values() if (p.is_proxy or not sc.proxies_only)
+                 and (not sc.only or p.name in sc.only)]
         fresh = sc.kind in ("idle", "churn")   # a new process for every run
         runs, up = [], set()
         try:
@@ -149,7 +159,7 @@ class Runner:
                     run = Run(sc.name, p.name, r)
                     runs.append(run)
                     if fresh:
-                        if self.start(p, churn=sc.kind == "churn"):
+                        if self.start(p, churn=sc.kind == "churn", sc=sc):
                             up.add(p.name)
                         else:
                             up.discard(p.name)

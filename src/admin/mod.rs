@@ -2,7 +2,7 @@
 //!
 //! | path | |
 //! |---|---|
-//! | `GET /ready` | 200 once every worker serves the current config, 503 before and while draining |
+//! | `GET /ready` | 200 once every worker serves the current config (and the first round of health checks is done), 503 before and while draining |
 //! | `GET /stats` | merged per-core counters as JSON (plus `allocations` in an `alloc-count` build) |
 //! | `GET /stats/prometheus` | the same in Prometheus text exposition format |
 //! | `GET /config_dump` | the active config as JSON, with its version (`?include_eds`: with xDS endpoints, as in Envoy) |

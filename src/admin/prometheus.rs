@@ -98,6 +98,19 @@ pub fn render(r: &StatsReport) -> String {
         pre_cx_timeout
     );
     tls(&mut out, ls);
+    family(
+        &mut out,
+        "outrigger_filter_counter_total",
+        "counter",
+        "Filter counters by Envoy's stat name (http.<stat_prefix>.rbac.allowed, <stat_prefix>.http_local_rate_limit.rate_limited, ...).",
+    );
+    for (name, n) in &r.counters {
+        let _ = writeln!(
+            out,
+            "outrigger_filter_counter_total{{name=\"{}\"}} {n}",
+            esc(name)
+        );
+    }
 
     family(
         &mut out,
@@ -225,6 +238,92 @@ pub fn render(r: &StatsReport) -> String {
         "Malformed upstream responses.",
         rq_protocol_error
     );
+    per_cluster!(
+        "outrigger_upstream_rq_retry_total",
+        "counter",
+        "Retries made (Envoy's upstream_rq_retry).",
+        rq_retry
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_retry_success_total",
+        "counter",
+        "Requests that succeeded after a retry.",
+        rq_retry_success
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_retry_overflow_total",
+        "counter",
+        "Retries refused by the circuit breakers (max_retries or the retry budget).",
+        rq_retry_overflow
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_pending_overflow_total",
+        "counter",
+        "Requests refused by max_pending_requests (503 UO).",
+        rq_pending_overflow
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_active_overflow_total",
+        "counter",
+        "Requests refused by max_requests (503 UO).",
+        rq_active_overflow
+    );
+    per_cluster!(
+        "outrigger_upstream_cx_overflow_total",
+        "counter",
+        "New connections max_connections refused (the request waited, or one was opened anyway).",
+        cx_overflow
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_retry_limit_exceeded_total",
+        "counter",
+        "Retriable requests whose retries ran out.",
+        rq_retry_limit_exceeded
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_retry_backoff_exponential_total",
+        "counter",
+        "Retries that waited the exponential back-off.",
+        rq_retry_backoff_exponential
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_per_try_timeout_total",
+        "counter",
+        "Tries that hit the per-try timeout.",
+        rq_per_try_timeout
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_per_try_idle_timeout_total",
+        "counter",
+        "Tries that hit the per-try idle timeout.",
+        rq_per_try_idle_timeout
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_shadow_total",
+        "counter",
+        "Shadow requests sent to this cluster by request mirroring.",
+        rq_shadow
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_shadow_failed_total",
+        "counter",
+        "Shadow requests that got no response (connect failure, reset, timeout).",
+        rq_shadow_failed
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_shadow_dropped_total",
+        "counter",
+        "Shadow requests not sent (too many in flight on a core, or a body not held).",
+        rq_shadow_dropped
+    );
+    per_cluster!(
+        "outrigger_upstream_lb_healthy_panic_total",
+        "counter",
+        "Picks among all endpoints because too few passed their health checks.",
+        lb_healthy_panic
+    );
+    health_checks(&mut out, cs);
+    circuit_breakers(&mut out, cs);
     family(
         &mut out,
         "outrigger_upstream_rq_xx_total",
@@ -251,6 +350,109 @@ pub fn render(r: &StatsReport) -> String {
         let _ = writeln!(out, "outrigger_process_allocations_total {n}");
     }
     out
+}
+
+/// Envoy's `cluster.<name>.circuit_breakers.default.*` gauges (`remaining_*` only with
+/// `track_remaining`).
+fn circuit_breakers(out: &mut String, cs: &[crate::observe::stats::ClusterReport]) {
+    type Field = fn(&crate::config::circuit::BreakerReport) -> Option<u64>;
+    let gauges: [(&str, &str, Field); 8] = [
+        ("cx_open", "1 while max_connections is reached.", |b| {
+            Some(b.cx_open)
+        }),
+        (
+            "rq_pending_open",
+            "1 while max_pending_requests is reached.",
+            |b| Some(b.rq_pending_open),
+        ),
+        ("rq_open", "1 while max_requests is reached.", |b| {
+            Some(b.rq_open)
+        }),
+        (
+            "rq_retry_open",
+            "1 while max_retries (or the retry budget) is reached.",
+            |b| Some(b.rq_retry_open),
+        ),
+        (
+            "remaining_cx",
+            "Connections left before max_connections.",
+            |b| b.remaining_cx,
+        ),
+        (
+            "remaining_pending",
+            "Pending requests left before max_pending_requests.",
+            |b| b.remaining_pending,
+        ),
+        ("remaining_rq", "Requests left before max_requests.", |b| {
+            b.remaining_rq
+        }),
+        (
+            "remaining_retries",
+            "Retries left before max_retries.",
+            |b| b.remaining_retries,
+        ),
+    ];
+    for (name, help, get) in gauges {
+        let series = format!("outrigger_circuit_breakers_{name}");
+        family(out, &series, "gauge", help);
+        for c in cs {
+            if let Some(v) = c.circuit_breakers.as_ref().and_then(get) {
+                let _ = writeln!(
+                    out,
+                    "{series}{{cluster=\"{}\",priority=\"default\"}} {v}",
+                    esc(&c.name)
+                );
+            }
+        }
+    }
+}
+
+/// Envoy's `cluster.<name>.health_check.*`, for clusters with health checks.
+fn health_checks(out: &mut String, cs: &[crate::observe::stats::ClusterReport]) {
+    type Field = fn(&crate::observe::stats::HealthCheckReport) -> u64;
+    let families: [(&str, &str, &str, Field); 6] = [
+        ("attempt", "counter", "Health checks started.", |h| {
+            h.attempt
+        }),
+        ("success", "counter", "Health checks passed.", |h| h.success),
+        (
+            "failure",
+            "counter",
+            "Health checks failed (any reason).",
+            |h| h.failure,
+        ),
+        (
+            "network_failure",
+            "counter",
+            "Health checks failed by a network error or timeout.",
+            |h| h.network_failure,
+        ),
+        (
+            "verify_cluster",
+            "counter",
+            "Health checks that verified the service name.",
+            |h| h.verify_cluster,
+        ),
+        (
+            "healthy",
+            "gauge",
+            "Endpoints passing their health checks.",
+            |h| h.healthy,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        let series = if kind == "counter" {
+            format!("outrigger_health_check_{name}_total")
+        } else {
+            format!("outrigger_health_check_{name}")
+        };
+        family(out, &series, kind, help);
+        for c in cs {
+            if let Some(h) = &c.health_check {
+                let _ = writeln!(out, "{series}{{cluster=\"{}\"}} {}", esc(&c.name), get(h));
+            }
+        }
+    }
 }
 
 /// Envoy's `ssl.*` listener counters, as `outrigger_ssl_*_total{listener}`; versions,
@@ -354,6 +556,7 @@ mod tests {
         let r = StatsReport {
             listeners: vec![l.report("in")],
             clusters: vec![],
+            ..Default::default()
         };
         let text = render(&r);
         assert!(

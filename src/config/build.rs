@@ -11,8 +11,15 @@ use super::locate;
 use super::model::*;
 use super::raw::*;
 
+mod circuit;
+mod fault_cors;
+mod health;
 mod listener;
+mod listener_filters;
 mod proxy_headers;
+mod raw_terminal;
+mod rbac;
+mod retry;
 mod route_action;
 mod route_match;
 mod routes;
@@ -85,7 +92,7 @@ pub(super) fn parse_native(text: &str) -> Result<Snapshot, ConfigErrors> {
         }
     };
     let dump = serde_yaml::from_str::<serde_json::Value>(text).unwrap_or(serde_json::Value::Null);
-    let mut b = Builder { errors: Vec::new() };
+    let mut b = Builder::default();
     let snapshot = b.config(&raw, dump);
     if b.errors.is_empty() {
         if let Some(s) = snapshot {
@@ -114,7 +121,7 @@ pub(crate) fn build_raw(
     raw: &RawConfig,
     dump: serde_json::Value,
 ) -> Result<Snapshot, Vec<ConfigError>> {
-    let mut b = Builder { errors: Vec::new() };
+    let mut b = Builder::default();
     match b.config(raw, dump) {
         Some(s) if b.errors.is_empty() => Ok(s),
         _ if b.errors.is_empty() => Err(vec![ConfigError {
@@ -126,11 +133,26 @@ pub(crate) fn build_raw(
     }
 }
 
+#[derive(Default)]
 struct Builder {
     errors: Vec<ConfigError>,
+    /// The config's named counters (`Snapshot::counters`), each once.
+    counters: Vec<String>,
 }
 
 impl Builder {
+    /// The index of the counter `name` in `Snapshot::counters` (the filters' named
+    /// counters: RBAC's, the local rate limit's), added on first use.
+    fn counter(&mut self, name: String) -> usize {
+        match self.counters.iter().position(|c| *c == name) {
+            Some(i) => i,
+            None => {
+                self.counters.push(name);
+                self.counters.len() - 1
+            }
+        }
+    }
+
     fn err(&mut self, path: String, message: impl Into<String>) {
         self.errors.push(ConfigError {
             path,
@@ -267,6 +289,7 @@ impl Builder {
             }
         }
         self.check_filter_overrides(raw);
+        self.check_original_dst_users(raw, &clusters);
         if !self.errors.is_empty() {
             return None;
         }
@@ -280,6 +303,7 @@ impl Builder {
             listeners,
             route_tables,
             clusters,
+            counters: std::mem::take(&mut self.counters),
             dump,
         })
     }
@@ -315,8 +339,47 @@ impl Builder {
                 UpstreamProtocol::Http1
             }
         };
-        let endpoints = c
-            .endpoints
+        let kind = match c.kind.as_deref() {
+            None | Some("static") => ClusterKind::Static,
+            Some("original_dst") => ClusterKind::OriginalDst,
+            Some(other) => {
+                self.err(
+                    format!("{p}.type"),
+                    format!("unknown cluster type `{other}` (use static or original_dst)"),
+                );
+                ClusterKind::Static
+            }
+        };
+        let raw_endpoints = match (&c.endpoints, kind) {
+            (Some(e), ClusterKind::Static) => e.as_slice(),
+            (None, ClusterKind::Static) => {
+                self.err(
+                    format!("{p}.endpoints"),
+                    "is required (it may be empty) for a static cluster",
+                );
+                &[]
+            }
+            (Some(e), ClusterKind::OriginalDst) if !e.is_empty() => {
+                self.err(
+                    format!("{p}.endpoints"),
+                    "an original_dst cluster has no endpoints: it connects to each \
+                     connection's original destination",
+                );
+                &[]
+            }
+            (_, ClusterKind::OriginalDst) => &[],
+        };
+        let source_address = c.source_address.as_ref().and_then(|a| {
+            a.parse::<std::net::IpAddr>()
+                .map_err(|_| {
+                    self.err(
+                        format!("{p}.source_address"),
+                        format!("`{a}` is not an IP address"),
+                    )
+                })
+                .ok()
+        });
+        let endpoints = raw_endpoints
             .iter()
             .enumerate()
             .filter_map(|(j, e)| {
@@ -359,6 +422,19 @@ impl Builder {
         let tls = c.tls.as_ref().and_then(|t| {
             self.upstream_tls(&format!("{p}.tls"), t, protocol == UpstreamProtocol::Http2)
         });
+        let health_checks = self.health_checks(&p, &c.health_checks);
+        let healthy_panic_threshold = match c.healthy_panic_threshold {
+            None => 50,
+            Some(t) if (0.0..=100.0).contains(&t) => t.round() as u32,
+            Some(_) => {
+                self.err(
+                    format!("{p}.healthy_panic_threshold"),
+                    "must be a percentage between 0 and 100",
+                );
+                50
+            }
+        };
+        let breakers = Arc::new(self.circuit_breakers(&p, c.circuit_breakers.as_ref()));
         Cluster {
             name: c.name.clone(),
             connect_timeout,
@@ -367,6 +443,45 @@ impl Builder {
             pool,
             protocol,
             tls,
+            health_checks,
+            healthy_panic_threshold,
+            kind,
+            source_address,
+            breakers,
+        }
+    }
+}
+
+impl Builder {
+    /// An original_dst cluster serves TCP proxies only, today: the HTTP upstream path
+    /// picks endpoints from a fixed list (its pools are per endpoint).
+    fn check_original_dst_users(&mut self, raw: &RawConfig, clusters: &[Arc<Cluster>]) {
+        let odst = |name: &str| {
+            clusters
+                .iter()
+                .any(|c| c.name == name && c.kind == ClusterKind::OriginalDst)
+        };
+        for (i, t) in raw.route_tables.iter().enumerate() {
+            for (j, vh) in t.virtual_hosts.iter().enumerate() {
+                for (k, r) in vh.routes.iter().enumerate() {
+                    let named = r.cluster.iter().chain(
+                        r.weighted_clusters
+                            .iter()
+                            .flat_map(|w| w.clusters.iter().map(|c| &c.name)),
+                    );
+                    for name in named {
+                        if odst(name) {
+                            self.err(
+                                format!("route_tables[{i}].virtual_hosts[{j}].routes[{k}]"),
+                                format!(
+                                    "cluster `{name}` is an original_dst cluster, which only a \
+                                     tcp_proxy can use in Outrigger today"
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -2,19 +2,30 @@
 
 pub mod access_log_format;
 mod build;
+pub mod circuit;
 pub mod duration;
 mod envoy;
+mod health_model;
 mod load;
 mod locate;
+mod match_model;
 pub mod model;
 pub mod oneline;
 mod raw;
+mod raw_circuit;
+pub(crate) mod raw_fault_cors;
+mod raw_health;
+mod raw_match;
+pub(crate) mod raw_rbac;
+mod raw_retry;
 mod raw_route;
+pub mod retry_model;
 mod route_model;
 
 pub(crate) use build::is_tchar;
 pub use build::{ConfigError, ConfigErrors};
 pub use envoy::xds;
+pub use health_model::*;
 pub use load::{load_file, parse_str};
 pub use model::*;
 

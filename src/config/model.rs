@@ -28,6 +28,10 @@ pub struct Snapshot {
     pub listeners: Vec<Listener>,
     pub route_tables: Vec<RouteTable>,
     pub clusters: Vec<Arc<Cluster>>,
+    /// Named counters of the filters (Envoy's stat names, e.g.
+    /// `http.ingress.rbac.allowed`); a filter holds indices into this list, and each
+    /// worker keeps one counter per name (`WorkerView::counters`), across reloads.
+    pub counters: Vec<String>,
     /// The config as JSON, for `/config_dump`.
     pub dump: serde_json::Value,
 }
@@ -47,6 +51,13 @@ pub struct Listener {
     pub filter_chains: Vec<FilterChain>,
     /// Takes the connections no chain in `filter_chains` matches (`None`: close them).
     pub default_filter_chain: Option<FilterChain>,
+    /// Envoy's `use_original_dst`: a connection whose original destination (read with
+    /// SO_ORIGINAL_DST) is another listener's address is handed to that listener
+    /// (`listener/original_dst.rs`). Implies `listener_filters.original_dst`, as in Envoy.
+    pub use_original_dst: bool,
+    /// Envoy's `bind_to_port`: `false` makes a virtual listener that only takes
+    /// connections handed off by a `use_original_dst` listener (no socket is bound).
+    pub bind_to_port: bool,
 }
 
 impl Listener {
@@ -80,7 +91,10 @@ pub struct ListenerFilters {
     /// first bytes and set the transport protocol (`tls`), the server name (SNI) and
     /// the application protocols (ALPN) (`listener/tls_inspector.rs`).
     pub tls_inspector: bool,
-    // original_dst: a later issue (interception).
+    /// Envoy's `envoy.filters.listener.original_dst`: the connection's local address
+    /// becomes its original destination (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST), which
+    /// an iptables REDIRECT rewrote; chain matching and ORIGINAL_DST clusters see it.
+    pub original_dst: bool,
     /// How long the listener filters may wait for the client's first bytes (Envoy's
     /// `listener_filters_timeout`, 15s; zero: no limit).
     pub timeout: Duration,
@@ -94,6 +108,7 @@ impl Default for ListenerFilters {
         ListenerFilters {
             http_inspector: false,
             tls_inspector: false,
+            original_dst: false,
             timeout: Duration::from_secs(15),
             continue_on_timeout: false,
         }
@@ -105,6 +120,8 @@ impl Default for ListenerFilters {
 pub struct FilterChain {
     pub name: String,
     pub matcher: FilterChainMatch,
+    /// Network filters run on a new connection before the terminal (network RBAC).
+    pub network_filters: Vec<crate::listener::rbac::NetworkFilter>,
     /// The chain's last network filter.
     pub terminal: NetworkTerminal,
     /// Its transport socket: TLS terminated with these settings (`None`: plain bytes).
@@ -389,6 +406,7 @@ pub struct AccessLog {
     pub format: LogFormat,
 }
 
+pub use super::retry_model::{Retries, RetryPolicy};
 pub use super::route_model::*;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -401,6 +419,33 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     /// Its transport socket: TLS to its endpoints (`None`: plain TCP).
     pub tls: Option<Arc<crate::tls::client::ClientTls>>,
+    /// Active health checks (at most one), run once per process by `src/health/`.
+    pub health_checks: Vec<super::HealthCheck>,
+    /// Envoy's `common_lb_config.healthy_panic_threshold`, in percent (default 50): with
+    /// fewer healthy endpoints than this the load balancer uses all of them.
+    pub healthy_panic_threshold: u32,
+    /// How the upstream address is found: the endpoints, or the connection's original
+    /// destination.
+    pub kind: ClusterKind,
+    /// Envoy's `upstream_bind_config.source_address`: upstream connections are bound to
+    /// this source address (Istio's inbound passthrough binds 127.0.0.6, which the
+    /// capture rules let through).
+    pub source_address: Option<IpAddr>,
+    /// Circuit breakers: thresholds and the process-wide counts (`config::circuit`),
+    /// compared by thresholds only.
+    pub breakers: Arc<super::circuit::Breakers>,
+}
+
+/// Envoy's cluster discovery types that Outrigger has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterKind {
+    /// The endpoints listed (STATIC, and DNS names resolved at load).
+    Static,
+    /// Envoy's `ORIGINAL_DST` with `lb_policy: CLUSTER_PROVIDED`: no endpoints; each
+    /// connection goes to its own original destination (the downstream connection's
+    /// local address after the original_dst listener filter). Istio's
+    /// PassthroughCluster and InboundPassthroughCluster are such clusters.
+    OriginalDst,
 }
 
 /// The protocol spoken to a cluster's endpoints.

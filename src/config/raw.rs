@@ -83,6 +83,9 @@ pub(crate) struct RawListener {
     pub proxy_headers: Option<RawProxyHeaders>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
+    /// Network filters before the terminal (the network `rbac` filter).
+    #[serde(default)]
+    pub network_filters: Vec<super::raw_rbac::RawNetworkFilter>,
     /// By name: `http_inspector`.
     #[serde(default)]
     pub listener_filters: Vec<String>,
@@ -94,6 +97,13 @@ pub(crate) struct RawListener {
     pub filter_chains: Vec<RawFilterChain>,
     #[serde(default)]
     pub default_filter_chain: Option<RawFilterChain>,
+    /// Envoy's `use_original_dst`: hand a redirected connection to the listener of its
+    /// original destination.
+    #[serde(default)]
+    pub use_original_dst: Option<bool>,
+    /// Envoy's `bind_to_port` (default true).
+    #[serde(default)]
+    pub bind_to_port: Option<bool>,
 }
 
 /// One filter chain: its match and its terminal filter's settings (the same fields a
@@ -136,6 +146,9 @@ pub(crate) struct RawFilterChain {
     pub proxy_headers: Option<RawProxyHeaders>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
+    /// Network filters before the terminal (the network `rbac` filter).
+    #[serde(default)]
+    pub network_filters: Vec<super::raw_rbac::RawNetworkFilter>,
     /// The chain's transport socket: TLS termination (Envoy's DownstreamTlsContext).
     #[serde(default)]
     pub tls: Option<crate::tls::config::RawDownstreamTls>,
@@ -272,6 +285,18 @@ pub(crate) struct RawVirtualHost {
     pub name: String,
     pub domains: Vec<String>,
     pub routes: Vec<RawRoute>,
+    /// Envoy's `retry_policy`, for routes without their own.
+    #[serde(default)]
+    pub retry_policy: Option<super::raw_retry::RawRetryPolicy>,
+    /// Envoy's `include_request_attempt_count`: `x-envoy-attempt-count` upstream.
+    #[serde(default)]
+    pub include_request_attempt_count: bool,
+    /// Envoy's `include_attempt_count_in_response`: `x-envoy-attempt-count` downstream.
+    #[serde(default)]
+    pub include_attempt_count_in_response: bool,
+    /// Envoy's `VirtualHost.rate_limits`.
+    #[serde(default)]
+    pub rate_limits: Vec<crate::http::filter::local_ratelimit::descriptors::RawRateLimit>,
     #[serde(default)]
     pub request_headers_to_add: Vec<RawHeaderAdd>,
     #[serde(default)]
@@ -290,7 +315,15 @@ pub(crate) struct RawCluster {
     pub connect_timeout: Option<String>,
     #[serde(default)]
     pub lb_policy: Option<String>,
-    pub endpoints: Vec<RawEndpoint>,
+    /// `static` (default) or `original_dst`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// Required for `static` (may be empty); absent for `original_dst`.
+    #[serde(default)]
+    pub endpoints: Option<Vec<RawEndpoint>>,
+    /// Envoy's `upstream_bind_config.source_address`: an IP address.
+    #[serde(default)]
+    pub source_address: Option<String>,
     #[serde(default)]
     pub pool: Option<RawPool>,
     #[serde(default)]
@@ -298,6 +331,15 @@ pub(crate) struct RawCluster {
     /// TLS to the endpoints (Envoy's UpstreamTlsContext).
     #[serde(default)]
     pub tls: Option<crate::tls::client::RawUpstreamTls>,
+    /// Envoy's `health_checks` (field names and shapes as Envoy's, durations as strings).
+    #[serde(default)]
+    pub health_checks: Vec<super::raw_health::RawHealthCheck>,
+    /// Envoy's `common_lb_config.healthy_panic_threshold` (percent).
+    #[serde(default)]
+    pub healthy_panic_threshold: Option<f64>,
+    /// Envoy's `circuit_breakers` (field names as Envoy's).
+    #[serde(default)]
+    pub circuit_breakers: Option<super::raw_circuit::RawCircuitBreakers>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,7 +10,13 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+pub(crate) use super::raw_match::{
+    RawFractionalPercent, RawHeaderMatch, RawRange, RawRegex, RawRegexMatcher, RawRuntimeFraction,
+    RawStringMatch,
+};
+
 use crate::http::filter::header_mutation::RawHeaderAdd;
+use crate::http::filter::local_ratelimit::descriptors::RawRateLimit;
 use crate::http::filter::RawFilterOverride;
 
 #[derive(Debug, Deserialize)]
@@ -47,9 +53,19 @@ pub(crate) struct RawRoute {
     pub cluster_not_found_response_code: Option<String>,
     #[serde(default)]
     pub upgrades: Vec<String>,
+    /// Envoy's `retry_policy`; replaces the virtual host's whole (no merge).
+    #[serde(default)]
+    pub retry_policy: Option<super::raw_retry::RawRetryPolicy>,
+    /// Envoy's `request_mirror_policies`: shadow copies of the request to other
+    /// clusters, their responses discarded.
+    #[serde(default)]
+    pub request_mirror_policies: Vec<RawMirrorPolicy>,
     /// Per-route filter overrides, by filter name (Envoy's `typed_per_filter_config`).
     #[serde(default)]
     pub per_filter_config: BTreeMap<String, RawFilterOverride>,
+    /// Envoy's `RouteAction.rate_limits` (descriptors for the local rate limit).
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
     #[serde(default)]
     pub request_headers_to_add: Vec<RawHeaderAdd>,
     #[serde(default)]
@@ -91,84 +107,6 @@ pub(crate) struct RawRouteMatch {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawEmpty {}
 
-/// Envoy's `RegexMatcher`: `{regex: "..."}`; a bare string is accepted too.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum RawRegex {
-    Bare(String),
-    Matcher(RawRegexMatcher),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRegexMatcher {
-    pub regex: String,
-}
-
-impl RawRegex {
-    pub(crate) fn pattern(&self) -> &str {
-        match self {
-            RawRegex::Bare(s) => s,
-            RawRegex::Matcher(m) => &m.regex,
-        }
-    }
-}
-
-/// Envoy's `HeaderMatcher`: the older direct fields (`exact_match`, ...) or
-/// `string_match`, or `present_match` or `range_match`. `exact`, `prefix`, `present` and
-/// `invert` are this project's earlier short names, still accepted.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawHeaderMatch {
-    pub name: String,
-    #[serde(default, alias = "exact")]
-    pub exact_match: Option<String>,
-    #[serde(default, alias = "prefix")]
-    pub prefix_match: Option<String>,
-    #[serde(default)]
-    pub suffix_match: Option<String>,
-    #[serde(default)]
-    pub contains_match: Option<String>,
-    #[serde(default)]
-    pub safe_regex_match: Option<RawRegex>,
-    #[serde(default, alias = "present")]
-    pub present_match: Option<bool>,
-    #[serde(default)]
-    pub range_match: Option<RawRange>,
-    #[serde(default)]
-    pub string_match: Option<RawStringMatch>,
-    #[serde(default, alias = "invert")]
-    pub invert_match: bool,
-    #[serde(default)]
-    pub treat_missing_header_as_empty: bool,
-}
-
-/// Envoy's `Int64Range`: `[start, end)`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawRange {
-    pub start: i64,
-    pub end: i64,
-}
-
-/// Envoy's `StringMatcher`: one of the forms, and `ignore_case` (not for `safe_regex`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawStringMatch {
-    #[serde(default)]
-    pub exact: Option<String>,
-    #[serde(default)]
-    pub prefix: Option<String>,
-    #[serde(default)]
-    pub suffix: Option<String>,
-    #[serde(default)]
-    pub contains: Option<String>,
-    #[serde(default)]
-    pub safe_regex: Option<RawRegex>,
-    #[serde(default)]
-    pub ignore_case: bool,
-}
-
 /// Envoy's `QueryParameterMatcher`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,26 +118,31 @@ pub(crate) struct RawQueryParameterMatch {
     pub present_match: Option<bool>,
 }
 
-/// Envoy's `RuntimeFractionalPercent`; there is no runtime layer, so `default_value` is
-/// the fraction and `runtime_key` is accepted and ignored.
+/// Envoy's `RouteAction.RequestMirrorPolicy`: exactly one of `cluster` and
+/// `cluster_header`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawRuntimeFraction {
-    pub default_value: RawFractionalPercent,
+pub(crate) struct RawMirrorPolicy {
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// The cluster named by this request header; a request without it, or naming no
+    /// cluster, is not mirrored by this policy.
+    #[serde(default)]
+    pub cluster_header: Option<String>,
+    /// Default: every request.
+    #[serde(default)]
+    pub runtime_fraction: Option<RawRuntimeFraction>,
+    /// Keep the Host / `:authority` as it is instead of suffixing `-shadow`.
+    #[serde(default)]
+    pub disable_shadow_host_suffix_append: bool,
+    /// The shadow's Host / `:authority` becomes this (no `-shadow` suffix then).
+    #[serde(default)]
+    pub host_rewrite_literal: Option<String>,
+    /// Envoy's span sampling for the shadow. Outrigger has no tracing, so there is no
+    /// span to sample: accepted and ignored.
     #[serde(default)]
     #[allow(dead_code)]
-    pub runtime_key: Option<String>,
-}
-
-/// Envoy's `FractionalPercent`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawFractionalPercent {
-    #[serde(default)]
-    pub numerator: u32,
-    /// `HUNDRED` (default), `TEN_THOUSAND` or `MILLION`.
-    #[serde(default)]
-    pub denominator: Option<String>,
+    pub trace_sampled: Option<bool>,
 }
 
 /// Envoy's `WeightedCluster`.

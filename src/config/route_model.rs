@@ -9,8 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::http::filter::headers::HeaderPlan;
+use crate::http::filter::local_ratelimit::RouteRateLimits;
 use crate::http::filter::{FilterOverride, RouteFilters};
 use crate::http::router::DomainIndex;
+
+pub use super::match_model::{HeaderMatch, HeaderMatchKind, Pattern, StringMatch, StringMatchKind};
 
 #[derive(Debug, PartialEq)]
 pub struct RouteTable {
@@ -64,11 +67,18 @@ pub struct Route {
 
 /// What a route contributes to the filter chain: its header edits (compiled with its
 /// virtual host's and route table's) and its per-filter overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RouteFilterConfig {
     pub request_headers: HeaderPlan,
     pub response_headers: HeaderPlan,
     pub overrides: Vec<(String, FilterOverride)>,
+    /// The route's and its virtual host's `rate_limits` (the local rate limit's
+    /// descriptors).
+    pub rate_limits: RouteRateLimits,
+    /// The route forwards to a cluster (not a direct response or a redirect).
+    pub forwards: bool,
+    /// The one cluster it forwards to, when that is fixed (`cluster`).
+    pub cluster: Option<String>,
 }
 impl RouteFilterConfig {
     pub fn view(&self) -> RouteFilters<'_> {
@@ -76,39 +86,10 @@ impl RouteFilterConfig {
             request_headers: &self.request_headers,
             response_headers: &self.response_headers,
             overrides: &self.overrides,
+            rate_limits: &self.rate_limits,
+            forwards: self.forwards,
+            cluster: self.cluster.as_deref(),
         }
-    }
-}
-
-/// A compiled RE2-syntax pattern for matching (Envoy's `safe_regex`): a dense DFA of
-/// `^(?:pattern)$`, anchored, since Envoy matches the whole value. A dense DFA needs no
-/// mutable cache, so workers share it without a lock; its size is bounded when it is
-/// built (`config::build::route_match::REGEX_SIZE_LIMIT`, the counterpart of Envoy's
-/// `max_program_size`).
-#[derive(Clone)]
-pub struct Pattern {
-    pub source: String,
-    pub dfa: Box<regex_automata::dfa::dense::DFA<Vec<u32>>>,
-}
-
-impl Pattern {
-    pub fn is_match(&self, s: &str) -> bool {
-        use regex_automata::dfa::Automaton;
-        let input = regex_automata::Input::new(s).anchored(regex_automata::Anchored::Yes);
-        // An error (a quit byte, which this DFA does not configure) counts as no match.
-        matches!(self.dfa.try_search_fwd(&input), Ok(Some(_)))
-    }
-}
-
-impl fmt::Debug for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Pattern({:?})", self.source)
-    }
-}
-
-impl PartialEq for Pattern {
-    fn eq(&self, o: &Pattern) -> bool {
-        self.source == o.source
     }
 }
 
@@ -150,46 +131,6 @@ pub enum PathMatch {
     Regex(Pattern),
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct HeaderMatch {
-    /// Lower-case; `:method`, `:authority` (or `host`), `:path` and `:scheme` name the
-    /// request's pseudo-headers on HTTP/1 as on HTTP/2.
-    pub name: String,
-    pub kind: HeaderMatchKind,
-    pub invert: bool,
-    /// A missing header is tested as an empty value instead of failing the match.
-    pub treat_missing_as_empty: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum HeaderMatchKind {
-    /// `present_match`: the header is there (`true`) or is not (`false`).
-    Present(bool),
-    /// `range_match`: the value is an integer in `[start, end)`.
-    Range {
-        start: i64,
-        end: i64,
-    },
-    String(StringMatch),
-}
-
-/// Envoy's `StringMatcher`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StringMatch {
-    pub kind: StringMatchKind,
-    /// Compare ASCII case-insensitively (values stored lower-case); not for regexes.
-    pub ignore_case: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum StringMatchKind {
-    Exact(String),
-    Prefix(String),
-    Suffix(String),
-    Contains(String),
-    Regex(Pattern),
-}
-
 /// Envoy's `QueryParameterMatcher`: the first parameter with the name (not
 /// percent-decoded, as Envoy compares it); `None`: present with any value.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,6 +166,33 @@ pub struct Forward {
     pub host_rewrite: HostRewrite,
     /// Envoy's `cluster_not_found_response_code`: 503 (default), 404 or 500.
     pub cluster_not_found_status: u16,
+    /// The route's retry policy (or its virtual host's) and attempt-count headers.
+    pub retries: super::retry_model::Retries,
+    /// Envoy's `request_mirror_policies`, in order (empty: no mirroring).
+    pub mirrors: Vec<MirrorPolicy>,
+}
+
+/// Envoy's `RequestMirrorPolicy`: a shadow copy of the request to another cluster,
+/// fire and forget (`upstream::request::shadow`).
+#[derive(Debug, PartialEq)]
+pub struct MirrorPolicy {
+    pub target: MirrorTarget,
+    /// Envoy's `runtime_fraction`; `None`: every request.
+    pub fraction: Option<Fraction>,
+    /// Suffix the Host / `:authority` with `-shadow` (before any port); off with
+    /// `disable_shadow_host_suffix_append`.
+    pub host_suffix: bool,
+    /// Envoy's `host_rewrite_literal`: the shadow's Host, unsuffixed.
+    pub host: Option<String>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum MirrorTarget {
+    /// `cluster` (checked to exist when the config is built, as Envoy does).
+    Named(usize),
+    /// `cluster_header`: the cluster the (lower-case) header names; a request without
+    /// the header, or naming no cluster, is not mirrored by this policy.
+    Header(String),
 }
 
 #[derive(Debug, PartialEq)]

@@ -211,6 +211,48 @@ fn config_with_own_headers() -> String {
     )
 }
 
+/// `CONFIG` with an RBAC filter whose rules allow the request after trying a header,
+/// a path, a source CIDR and the remote address from `x-forwarded-for`, and shadow
+/// rules that deny it.
+fn config_with_rbac() -> String {
+    CONFIG.replace(
+        "route_table: t }",
+        "route_table: t,
+      http_filters: [{ name: authz, rbac: {
+        rules: { action: ALLOW, policies: {
+          a-header: { permissions: [{ header: { name: x-admin, present_match: true } }],
+                      principals: [{ any: true }] },
+          b-path: { permissions: [{ and_rules: { rules: [
+                      { url_path: { path: { prefix: /api/ } } },
+                      { header: { name: ':method', string_match: { exact: GET } } } ] } }],
+                    principals: [{ or_ids: { ids: [
+                      { remote_ip: { address_prefix: 192.0.2.0, prefix_len: 24 } },
+                      { source_ip: { address_prefix: 10.0.0.0, prefix_len: 8 } } ] } }] } } },
+        shadow_rules: { action: DENY, policies: {
+          all: { permissions: [{ any: true }], principals: [{ any: true }] } } } } }] }",
+    )
+}
+
+/// `CONFIG` with a local rate limit that admits everything: the shared bucket, a
+/// descriptor from the filter's own `rate_limits` (a header and a generic key) with its
+/// own bucket, and the `x-ratelimit-*` headers.
+fn config_with_local_ratelimit() -> String {
+    CONFIG.replace(
+        "route_table: t }",
+        "route_table: t,
+      http_filters: [{ name: rl, local_ratelimit: {
+        stat_prefix: rl, enable_x_ratelimit_headers: true,
+        token_bucket: { max_tokens: 4000000000, tokens_per_fill: 4000000000, fill_interval: 1s },
+        filter_enabled: { default_value: { numerator: 100 } },
+        filter_enforced: { default_value: { numerator: 100 } },
+        rate_limits: [{ actions: [
+          { request_headers: { header_name: user-agent, descriptor_key: ua } },
+          { generic_key: { descriptor_value: api } } ] }],
+        descriptors: [{ entries: [{ key: ua, value: bench }, { key: generic_key, value: api }],
+          token_bucket: { max_tokens: 4000000000, tokens_per_fill: 4000000000, fill_interval: 1s } }] } }] }",
+    )
+}
+
 /// Serves `requests` keep-alive requests on one connection; returns (allocations, bytes
 /// the client received, upstream connects).
 fn serve(requests: usize) -> (u64, usize, usize) {
@@ -234,6 +276,7 @@ fn serve_with(config: &str, requests: usize) -> (u64, usize, usize) {
             .map(|l| crate::listener::select::ChainSelector::build(l).unwrap())
             .collect(),
         listener_stats: vec![Rc::new(ListenerStats::default())],
+        counters: snapshot.counters.iter().map(|_| Rc::default()).collect(),
         access_logs: vec![vec![None]],
         connector: connector.clone(),
         draining: Rc::new(Cell::new(false)),
@@ -305,6 +348,76 @@ fn own_headers_allocate_nothing_per_keep_alive_get() {
         "{small_bytes} {plain_bytes}"
     );
     assert!(large_bytes >= small_bytes * 101);
+    assert_eq!(
+        large,
+        small,
+        "1000 extra requests allocated {} times",
+        large as i64 - small as i64
+    );
+}
+
+/// A request that passes an RBAC filter (policies tried, shadow rules counted) costs no
+/// allocation either.
+#[test]
+fn rbac_allocates_nothing_per_keep_alive_get() {
+    let config = config_with_rbac();
+    serve_with(&config, 2);
+    let (small, small_bytes, _) = serve_with(&config, 10);
+    let (large, large_bytes, large_connects) = serve_with(&config, 1010);
+    assert_eq!(large_connects, 1);
+    assert_eq!(large_bytes, small_bytes * 101, "every request was allowed");
+    assert_eq!(
+        large,
+        small,
+        "1000 extra requests allocated {} times",
+        large as i64 - small as i64
+    );
+}
+
+/// A request the local rate limit admits (descriptors generated, a token from a lease
+/// of each shared bucket, counted, `x-ratelimit-*` stamped) costs no allocation either.
+#[test]
+fn local_ratelimit_allocates_nothing_per_keep_alive_get() {
+    let config = config_with_local_ratelimit();
+    serve_with(&config, 2);
+    let (small, small_bytes, _) = serve_with(&config, 10);
+    let (large, large_bytes, large_connects) = serve_with(&config, 1010);
+    assert_eq!(large_connects, 1);
+    assert_eq!(large_bytes, small_bytes * 101, "every request was allowed");
+    assert_eq!(
+        large,
+        small,
+        "1000 extra requests allocated {} times",
+        large as i64 - small as i64
+    );
+}
+
+/// A request that passes the fault filter untouched (its draws miss) and the CORS
+/// filter (the route has a policy, the request no `Origin`) costs no allocation.
+#[test]
+fn fault_and_cors_allocate_nothing_when_they_do_not_act() {
+    let config = CONFIG
+        .replace(
+            "route_table: t }",
+            "route_table: t,
+      http_filters: [
+        { name: faults, fault: {
+            delay: { fixed_delay: 1s, percentage: { numerator: 0 } },
+            abort: { http_status: 503, percentage: { numerator: 0 } },
+            headers: [{ name: ':method', exact_match: GET }] } },
+        { name: cors, cors: {} } ] }",
+        )
+        .replace(
+            "cluster: c\n",
+            "cluster: c
+            per_filter_config:
+              cors: { cors: { allow_origin_string_match: [{ exact: 'https://a.test' }],
+                              allow_credentials: true } }\n",
+        );
+    serve_with(&config, 2);
+    let (small, small_bytes, _) = serve_with(&config, 10);
+    let (large, large_bytes, _) = serve_with(&config, 1010);
+    assert_eq!(large_bytes, small_bytes * 101, "every request was proxied");
     assert_eq!(
         large,
         small,

@@ -80,6 +80,9 @@ enum Action<'v> {
         /// `auto_host_rewrite`: the upstream request's Host becomes the picked endpoint's
         /// hostname (`encode::set_host`, or the HTTP/2 request's authority), if it has one.
         auto_host: bool,
+        /// The request's retry state, when its route has a retry policy or its headers
+        /// ask for retries (`upstream::request::retry`).
+        retry: Option<crate::upstream::request::retry::RetryState<'v>>,
     },
     /// CONNECT on a route that allows it: a TCP tunnel to the cluster.
     Connect {
@@ -108,6 +111,8 @@ struct Plan<'v> {
     is_head: bool,
     /// Safe to send again if the first try never reached the upstream's application.
     idempotent: bool,
+    /// A gRPC request: local replies take the gRPC form (`http::grpc_local`).
+    grpc: bool,
     framing: Framing,
     action: Action<'v>,
     /// The listener's idle timeout (tunnels after an upgrade use it).
@@ -121,6 +126,9 @@ struct Plan<'v> {
     /// Edits for a reply to a request that went wrong in the codec (the connection
     /// manager's own `server` and `date`, no route's).
     codec_edits: Edits<'v>,
+    /// The request's shadows (`http::mirror`), sent once its body is known; `None` for
+    /// a route without mirror policies that fire.
+    mirror: Option<Box<super::mirror::Mirror<'v>>>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -134,6 +142,10 @@ struct Outcome {
 /// State kept for the life of one downstream connection and reused by every request.
 struct Conn {
     peer: SocketAddr,
+    /// The connection's local address, and its TLS facts (what filters read of the
+    /// connection).
+    local: SocketAddr,
+    tls: Option<Rc<crate::tls::TlsInfo>>,
     rbuf: ReadBuf,
     ubuf: ReadBuf,
     wbuf: Vec<u8>,
@@ -144,6 +156,8 @@ struct Conn {
     /// The connection is closing while the client may still be sending the request
     /// (a body that was cut or not read): close gently, see `linger`.
     linger: bool,
+    /// What the HTTP filters keep per connection.
+    filters: filter::ConnState,
 }
 
 /// Serves one HTTP/1 downstream connection until it closes. `rbuf` holds what the
@@ -151,7 +165,7 @@ struct Conn {
 pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
     rbuf: ReadBuf,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
     view: Rc<WorkerView<C>>,
     at: ChainRef,
     slot: Rc<ConnSlot>,
@@ -172,6 +186,8 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     };
     let mut conn = Conn {
         peer,
+        local,
+        tls: down.tls_info(),
         rbuf,
         ubuf: ReadBuf::new(0),
         wbuf: Vec::with_capacity(1024),
@@ -183,6 +199,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         },
         logging: view.access_log(at).is_some(),
         linger: false,
+        filters: filter::ConnState::default(),
     };
     let (mut view, mut at) = (view, at);
     let mut moving = Moving {
@@ -257,22 +274,27 @@ impl Conn {
             self.rec.reset_counts();
         }
         let limit = l.limits.max_request_line_bytes + l.limits.max_header_bytes + 4;
+        // Response headers the filters set for this request (empty: no allocation).
+        let store = filter::set_headers::SetHeaders::default();
         // request_headers_timeout: the head must be complete this long after its first
         // byte. Reads are bounded by whichever comes first, it or the idle timeout.
         let mut head_deadline: Option<Instant> = None;
         let mut plan = loop {
             if !self.rbuf.is_empty() {
-                // Kept on the record across requests, logged or not.
-                let tls = self.rec.tls.is_some();
+                let facts = crate::rbac::Conn {
+                    peer: self.peer.ip(),
+                    local: self.local,
+                    tls: self.tls.as_deref(),
+                };
                 let rec = if self.logging {
                     Some(&mut self.rec)
                 } else {
                     None
                 };
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
-                let peer = self.peer.ip();
                 let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
-                match prepare::prepare(data, l, view, wbuf, peer, ip, tls, rec).await {
+                let conn = (facts, ip, &self.filters);
+                match prepare::prepare(data, l, view, wbuf, conn, rec, &store).await {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {
@@ -343,6 +365,9 @@ impl Conn {
         };
         // A request-body hook reads the body first; it stands in for `rbuf` (held.rs).
         let own_rbuf = self.hold(down, &mut plan, h2_request.as_deref_mut()).await;
+        if let Some(m) = plan.mirror.take() {
+            self.mirror(view, &plan, *m, own_rbuf.is_some());
+        }
         let outcome = match plan.action {
             Action::NoRoute => self.fail_locally(down, view, &plan, Failure::NoRoute).await,
             Action::Direct(d, ref location) => {
@@ -401,6 +426,7 @@ impl Conn {
         }
         self.rec.status = outcome.status;
         self.rec.flag = Some(outcome.flag);
+        self.rec.filter_flag = plan.chain.flag();
         self.rec.duration = start.elapsed();
         plan.chain.on_complete(&filter::StreamEnd {
             status: outcome.status,
@@ -547,16 +573,30 @@ impl Conn {
             self.linger |= close;
         }
         self.wbuf.clear();
-        encode::write_local_reply_at(
-            &mut self.wbuf,
-            status,
-            content_type,
-            location,
-            body,
-            close,
-            plan.is_head,
-            plan.response_edits,
-        );
+        let status = if plan.grpc {
+            encode::write_grpc_local_reply(
+                &mut self.wbuf,
+                (status, flag),
+                location,
+                body,
+                close,
+                plan.is_head,
+                plan.response_edits,
+            );
+            200
+        } else {
+            encode::write_local_reply_at(
+                &mut self.wbuf,
+                (status, flag),
+                content_type,
+                location,
+                body,
+                close,
+                plan.is_head,
+                plan.response_edits,
+            );
+            status
+        };
         let keep_alive = down.write_all(&self.wbuf).await.is_ok() && !close;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {
@@ -599,15 +639,32 @@ impl Conn {
     ) -> Outcome {
         self.linger = true;
         self.wbuf.clear();
-        encode::write_local_reply(
-            &mut self.wbuf,
-            status,
-            None,
-            msg,
-            true,
-            plan.is_head,
-            plan.response_edits,
-        );
+        let status = if plan.grpc {
+            let edits = plan.response_edits;
+            let reply = (status, flag);
+            encode::write_grpc_local_reply(
+                &mut self.wbuf,
+                reply,
+                None,
+                msg,
+                true,
+                plan.is_head,
+                edits,
+            );
+            200
+        } else {
+            encode::write_local_reply_at(
+                &mut self.wbuf,
+                (status, flag),
+                None,
+                None,
+                msg,
+                true,
+                plan.is_head,
+                plan.response_edits,
+            );
+            status
+        };
         let _ = down.write_all(&self.wbuf).await;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {

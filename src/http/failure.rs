@@ -20,6 +20,9 @@ pub enum Failure {
     ConnectFailure,
     /// The route timeout expired before a response head: 504 UT.
     RouteTimeout,
+    /// A try's `per_try_timeout` (or `per_try_idle_timeout`) expired before its response
+    /// head and it was not retried: 504 UT, as the route timeout.
+    PerTryTimeout,
     /// The upstream closed or reset before a response head: 503 UC.
     ConnectionTermination,
     /// The upstream sent something that is not a valid response: 502 UPE.
@@ -31,6 +34,9 @@ pub enum Failure {
     RequestHeadersTimeout,
     /// An upgrade (WebSocket, ...) the route does not allow: 403.
     UpgradeRejected,
+    /// A circuit breaker of the cluster is open (`max_requests`,
+    /// `max_pending_requests`): 503 UO with `x-envoy-overloaded: true`.
+    Overflow,
     /// The route's `cluster_header` named no cluster: NC, no body (Envoy's
     /// `cluster_not_found`), with the route's `cluster_not_found_response_code` (503).
     ClusterNotFound { status: u16 },
@@ -40,10 +46,10 @@ impl Failure {
     pub fn status(self) -> u16 {
         match self {
             Failure::NoRoute => 404,
-            Failure::NoHealthyUpstream | Failure::ConnectFailure => 503,
+            Failure::NoHealthyUpstream | Failure::ConnectFailure | Failure::Overflow => 503,
             Failure::ClusterNotFound { status } => status,
             Failure::ConnectionTermination => 503,
-            Failure::RouteTimeout => 504,
+            Failure::RouteTimeout | Failure::PerTryTimeout => 504,
             Failure::ProtocolError => 502,
             Failure::StreamIdle {
                 request_complete: true,
@@ -61,11 +67,12 @@ impl Failure {
             Failure::NoRoute => ResponseFlag::NoRoute,
             Failure::NoHealthyUpstream => ResponseFlag::NoHealthyUpstream,
             Failure::ConnectFailure => ResponseFlag::UpstreamConnectFailure,
-            Failure::RouteTimeout => ResponseFlag::UpstreamTimeout,
+            Failure::RouteTimeout | Failure::PerTryTimeout => ResponseFlag::UpstreamTimeout,
             Failure::ConnectionTermination => ResponseFlag::UpstreamConnectionTermination,
             Failure::ProtocolError => ResponseFlag::UpstreamProtocolError,
             Failure::StreamIdle { .. } => ResponseFlag::StreamIdleTimeout,
             Failure::ClusterNotFound { .. } => ResponseFlag::NoClusterFound,
+            Failure::Overflow => ResponseFlag::UpstreamOverflow,
             // Envoy sets no flag for these two; they are counted by status.
             Failure::RequestHeadersTimeout | Failure::UpgradeRejected => ResponseFlag::None,
         }
@@ -79,15 +86,37 @@ impl Failure {
             Failure::ConnectFailure => {
                 "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"
             }
-            Failure::RouteTimeout => "upstream request timeout",
+            Failure::RouteTimeout | Failure::PerTryTimeout => "upstream request timeout",
             Failure::ConnectionTermination => {
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
             }
             Failure::ProtocolError => {
                 "upstream connect error or disconnect/reset before headers. reset reason: protocol error"
             }
+            Failure::Overflow => {
+                "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+            }
             Failure::StreamIdle { .. } => "stream timeout",
             Failure::RequestHeadersTimeout => "request header timeout",
+        }
+    }
+
+    /// The body after retries were made: Envoy says the reset reason is the latest one.
+    pub fn retried_body(self) -> &'static str {
+        match self {
+            Failure::ConnectFailure => {
+                "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure"
+            }
+            Failure::ConnectionTermination => {
+                "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection termination"
+            }
+            Failure::ProtocolError => {
+                "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: protocol error"
+            }
+            Failure::Overflow => {
+                "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: overflow"
+            }
+            f => f.body(),
         }
     }
 }

@@ -29,9 +29,19 @@ pub enum ResponseFlag {
     StreamIdleTimeout,
     /// NC: the route's `cluster_header` named no configured cluster.
     NoClusterFound,
+    /// URX: a retriable response went to the client because the retries ran out.
+    UpstreamRetryLimitExceeded,
+    /// RL: the local rate-limit filter refused the request.
+    RateLimited,
+    /// DI: the fault filter delayed the request.
+    DelayInjected,
+    /// FI: the fault filter aborted the request.
+    FaultInjected,
+    /// UO: a circuit breaker of the cluster was open (the request, or its retry).
+    UpstreamOverflow,
 }
 
-pub const FLAG_COUNT: usize = 12;
+pub const FLAG_COUNT: usize = 17;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -48,7 +58,26 @@ impl ResponseFlag {
             ResponseFlag::DownstreamIdleTimeout => "DRT",
             ResponseFlag::StreamIdleTimeout => "SI",
             ResponseFlag::NoClusterFound => "NC",
+            ResponseFlag::UpstreamRetryLimitExceeded => "URX",
+            ResponseFlag::RateLimited => "RL",
+            ResponseFlag::DelayInjected => "DI",
+            ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::UpstreamOverflow => "UO",
         }
+    }
+
+    /// Whether Envoy lists this flag before `DI` when a stream has both (its flags are
+    /// written in one fixed order, joined by `,`).
+    pub fn before_delay_injected(self) -> bool {
+        use ResponseFlag::*;
+        matches!(
+            self,
+            NoHealthyUpstream
+                | UpstreamTimeout
+                | UpstreamConnectFailure
+                | UpstreamConnectionTermination
+                | NoRoute
+        )
     }
 
     pub fn all() -> [ResponseFlag; FLAG_COUNT] {
@@ -66,6 +95,11 @@ impl ResponseFlag {
             DownstreamIdleTimeout,
             StreamIdleTimeout,
             NoClusterFound,
+            UpstreamRetryLimitExceeded,
+            RateLimited,
+            DelayInjected,
+            FaultInjected,
+            UpstreamOverflow,
         ]
     }
 }

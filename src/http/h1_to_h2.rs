@@ -13,6 +13,7 @@
 
 use std::io::Write as _;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
@@ -30,7 +31,7 @@ use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::clock::{Expiry, Progress};
-use crate::upstream::request::{self, Exchange, RetryPolicy, Tried};
+use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
 /// The request facts this needs from the HTTP/1 connection manager.
@@ -127,7 +128,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
     async fn try_once(
         &mut self,
         send: &mut h2::client::SendRequest<Bytes>,
-        _reused: bool,
+        _at: Attempt<'_, '_>,
     ) -> std::result::Result<Got, Tried> {
         let (r, progress) = (self.r, self.progress);
         let lost = Tried::fatal(Failure::ConnectionTermination);
@@ -297,13 +298,17 @@ async fn exchange_inner<D: Io, C: Connector>(
         r: &r,
         progress,
     };
+    let (mut ep, mut again) = (ep, None);
     let tried = request::run(
         &request::Http2,
         RetryPolicy::NONE,
+        None,
         cs,
-        ep,
+        &mut ep,
+        &mut again,
         &*view.connector,
-        || progress.deadline(),
+        progress,
+        Duration::ZERO,
         &mut x,
     )
     .await;

@@ -21,6 +21,19 @@ pub const SERVICE_TIME: &str = "x-envoy-upstream-service-time";
 pub const REQUEST_ID: &str = "x-request-id";
 pub const EXPECTED_TIMEOUT: &str = "x-envoy-expected-rq-timeout-ms";
 pub const EXTERNAL_ADDRESS: &str = "x-envoy-external-address";
+pub const ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
+pub const RATELIMIT_LIMIT: &str = "x-ratelimit-limit";
+pub const RATELIMIT_REMAINING: &str = "x-ratelimit-remaining";
+pub const RATELIMIT_RESET: &str = "x-ratelimit-reset";
+
+/// The local rate limit's `x-ratelimit-*` response headers (draft 03), appended as
+/// Envoy's filter adds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset: u64,
+}
 
 /// When the upstream request gets an `x-request-id` (Envoy's `generate_request_id`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,6 +60,11 @@ pub struct Stamp {
     pub expected_timeout_ms: Option<u64>,
     /// Request: `x-envoy-external-address` (an edge request's client).
     pub external_address: Option<IpAddr>,
+    /// Request and response: `x-envoy-attempt-count`, the number of the try (the
+    /// virtual host's `include_request_attempt_count` / `include_attempt_count_in_response`).
+    pub attempt_count: Option<u32>,
+    /// Response: `x-ratelimit-limit`, `-remaining` and `-reset`.
+    pub ratelimit: Option<RateLimitHeaders>,
 }
 
 impl Stamp {
@@ -70,6 +88,7 @@ impl Stamp {
             || (self.request_id == RequestId::Always && name.eq_ignore_ascii_case(REQUEST_ID))
             || (self.expected_timeout_ms.is_some() && name.eq_ignore_ascii_case(EXPECTED_TIMEOUT))
             || (self.external_address.is_some() && name.eq_ignore_ascii_case(EXTERNAL_ADDRESS))
+            || (self.attempt_count.is_some() && name.eq_ignore_ascii_case(ATTEMPT_COUNT))
     }
 
     /// Calls `emit` for every header the stamp adds; `has` tells whether the message
@@ -108,6 +127,14 @@ impl Stamp {
             };
             emit(EXTERNAL_ADDRESS, ascii(buf.get(..len).unwrap_or_default()));
         }
+        if let Some(n) = self.attempt_count {
+            emit(ATTEMPT_COUNT, decimal(&mut num, u64::from(n)));
+        }
+        if let Some(r) = self.ratelimit {
+            emit(RATELIMIT_LIMIT, decimal(&mut num, r.limit));
+            emit(RATELIMIT_REMAINING, decimal(&mut num, r.remaining));
+            emit(RATELIMIT_RESET, decimal(&mut num, r.reset));
+        }
     }
 
     /// Writes the stamp into an HTTP/2 (or `http`) header map: replaced headers are
@@ -120,16 +147,25 @@ impl Stamp {
             map.insert(http::header::DATE, cached_date_value());
         }
         let has = |n: &str| map.contains_key(n);
-        let mut add: [Option<(&'static str, http::HeaderValue)>; 4] = Default::default();
+        let mut add: [Option<(&'static str, http::HeaderValue)>; 8] = Default::default();
         let mut k = 0;
         let no_date = Stamp {
             date: false,
             ..*self
         };
         no_date.for_each(has, |name, value| {
-            let name = [SERVICE_TIME, REQUEST_ID, EXPECTED_TIMEOUT, EXTERNAL_ADDRESS]
-                .into_iter()
-                .find(|n| *n == name);
+            let name = [
+                SERVICE_TIME,
+                REQUEST_ID,
+                EXPECTED_TIMEOUT,
+                EXTERNAL_ADDRESS,
+                ATTEMPT_COUNT,
+                RATELIMIT_LIMIT,
+                RATELIMIT_REMAINING,
+                RATELIMIT_RESET,
+            ]
+            .into_iter()
+            .find(|n| *n == name);
             if let (Some(name), Ok(v), Some(slot)) =
                 (name, http::HeaderValue::from_str(value), add.get_mut(k))
             {
@@ -138,9 +174,34 @@ impl Stamp {
             }
         });
         for (name, value) in add.into_iter().flatten() {
-            map.insert(name, value);
+            if name.starts_with("x-ratelimit-") {
+                // Added, as Envoy's filter does (`addReferenceKey`).
+                map.append(name, value);
+            } else {
+                map.insert(name, value);
+            }
         }
     }
+}
+
+/// On a retry, rewrites the `x-envoy-attempt-count` value an HTTP/1 request head in
+/// `buf` was written with to `n` (only when the stamp wrote one). The head comes first
+/// in `buf`, so the first occurrence is the stamp's.
+pub fn set_attempt_count(buf: &mut Vec<u8>, n: u32) {
+    const NAME: &[u8] = b"\r\nx-envoy-attempt-count: ";
+    let Some(at) = buf.windows(NAME.len()).position(|w| w == NAME) else {
+        return;
+    };
+    let start = at + NAME.len();
+    let Some(len) = buf
+        .get(start..)
+        .and_then(|rest| rest.iter().position(|b| *b == b'\r'))
+    else {
+        return;
+    };
+    let mut num = [0u8; 20];
+    let value = decimal(&mut num, u64::from(n)).as_bytes().to_vec();
+    buf.splice(start..start + len, value);
 }
 
 /// Bytes known to be ASCII (the formatters above write nothing else) as `&str`.

@@ -14,7 +14,7 @@ use std::task::Waker;
 use super::buf::BufPool;
 use crate::config::{HttpConnectionManager, Snapshot, TcpProxy};
 use crate::observe::access_log::LogSink;
-use crate::observe::stats::ListenerStats;
+use crate::observe::stats::{Counter, ListenerStats};
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
 
@@ -26,6 +26,9 @@ pub struct WorkerView<C: Connector> {
     pub selectors: Vec<crate::listener::select::ChainSelector>,
     /// Indexed like `snapshot.listeners`.
     pub listener_stats: Vec<Rc<ListenerStats>>,
+    /// The filters' named counters, indexed like `snapshot.counters` (kept by name
+    /// across reloads, like the listeners' stats).
+    pub counters: Vec<Rc<Counter>>,
     /// Indexed like `snapshot.listeners`, then by chain index (`Listener::chain`): each
     /// chain's terminal filter has its own access log.
     pub access_logs: Vec<Vec<Option<Rc<LogSink>>>>,

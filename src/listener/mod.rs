@@ -16,6 +16,8 @@
 //! filter goes between the chosen chain and its terminal in `terminal`.
 
 pub mod inspect;
+pub mod original_dst;
+pub mod rbac;
 pub mod select;
 pub mod tls_inspector;
 
@@ -127,7 +129,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             Transport::<D, rustls::ServerConnection>::Plain(down),
             rbuf,
             None,
-            peer,
+            (peer, local),
             view.clone(),
             at,
             slot,
@@ -169,7 +171,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     let h2 = s.session().alpn_protocol().map(|p| p == b"h2");
     rbuf.consume(rbuf.len());
     let down = Transport::Tls(Box::new(s));
-    terminal(down, rbuf, h2, peer, view.clone(), at, slot).await;
+    terminal(down, rbuf, h2, (peer, local), view.clone(), at, slot).await;
 }
 
 /// Takes a connection out of `cx_active` however it ends (a panic included: the
@@ -253,12 +255,13 @@ async fn listener_filters<D: Io>(
     }
 }
 
-/// Hands the connection to the chain's terminal filter, with the bytes read so far.
+/// Runs the chain's network filters, then hands the connection to its terminal filter,
+/// with the bytes read so far. `(peer, local)`: the client and the connection's (original) destination.
 async fn terminal<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
     mut rbuf: ReadBuf,
     alpn_h2: Option<bool>,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
     view: Rc<WorkerView<C>>,
     at: ChainRef,
     slot: Rc<ConnSlot>,
@@ -271,11 +274,22 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
     else {
         return;
     };
+    if !chain.network_filters.is_empty() {
+        let tls = down.tls_info();
+        let conn = crate::rbac::Conn {
+            peer: peer.ip(),
+            local,
+            tls: tls.as_deref(),
+        };
+        if !rbac::allowed(&chain.network_filters, conn, &view.counters) {
+            return;
+        }
+    }
     let hcm = match &chain.terminal {
         NetworkTerminal::Tcp(_) => {
             // A TCP proxy connection is never idle between requests: drain lets it run
             // until it ends or the drain timeout.
-            tcp::serve(down, rbuf.data(), peer, view.clone(), at).await;
+            tcp::serve(down, rbuf.data(), local, peer, view.clone(), at).await;
             return;
         }
         NetworkTerminal::Http(hcm) => hcm,
@@ -310,9 +324,9 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
         // An HTTP/2 connection may rightly read nothing for long (a server-streaming
         // call): the h2 side keeps its own idle clock, counting only streamless time.
         down.set_read_timeout(None);
-        crate::http::h2::serve(down, prefix, peer, view.clone(), at, &slot).await;
+        crate::http::h2::serve(down, prefix, (peer, local), view.clone(), at, &slot).await;
     } else {
-        conn::serve(down, rbuf, peer, view.clone(), at, slot).await;
+        conn::serve(down, rbuf, (peer, local), view.clone(), at, slot).await;
     }
 }
 

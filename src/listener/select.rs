@@ -230,6 +230,7 @@ mod tests {
         FilterChain {
             name: name.into(),
             matcher: m,
+            network_filters: vec![],
             terminal: NetworkTerminal::Tcp(TcpProxy {
                 clusters: vec![(0, 1)],
                 idle_timeout: Duration::from_secs(1),
@@ -248,6 +249,8 @@ mod tests {
             listener_filters: Default::default(),
             filter_chains: chains,
             default_filter_chain: default.then(|| chain("default", FilterChainMatch::default())),
+            use_original_dst: false,
+            bind_to_port: true,
         }
     }
 

@@ -207,7 +207,24 @@ pub fn format_line(
             LogField::Protocol => push_str_or_dash(out, r.protocol),
             LogField::ResponseCode => push_u64(out, u64::from(r.status)),
             LogField::ResponseFlags => {
-                out.extend_from_slice(r.flag.unwrap_or(ResponseFlag::None).as_str().as_bytes())
+                let main = r.flag.unwrap_or(ResponseFlag::None);
+                match r.filter_flag.filter(|f| *f != main) {
+                    None => out.extend_from_slice(main.as_str().as_bytes()),
+                    Some(f) if main == ResponseFlag::None => {
+                        out.extend_from_slice(f.as_str().as_bytes())
+                    }
+                    // Both, in Envoy's order (`DI` is the only filter flag).
+                    Some(f) => {
+                        let (a, b) = if main.before_delay_injected() {
+                            (main, f)
+                        } else {
+                            (f, main)
+                        };
+                        out.extend_from_slice(a.as_str().as_bytes());
+                        out.push(b',');
+                        out.extend_from_slice(b.as_str().as_bytes());
+                    }
+                }
             }
             LogField::BytesReceived => push_u64(out, r.bytes_received),
             LogField::BytesSent => push_u64(out, r.bytes_sent),

@@ -139,6 +139,36 @@ pub struct ClusterStats {
     pub rq_no_healthy: Counter,
     pub rq_reset: Counter,
     pub rq_protocol_error: Counter,
+    /// Envoy's `upstream_rq_retry*` and `upstream_rq_per_try_timeout`.
+    pub rq_retry: Counter,
+    pub rq_retry_success: Counter,
+    /// Never counted yet: retry budgets and `max_retries` circuit breaking are not built.
+    pub rq_retry_overflow: Counter,
+    /// Envoy's `upstream_rq_pending_overflow`: requests refused by
+    /// `max_pending_requests` (503 UO).
+    pub rq_pending_overflow: Counter,
+    /// Envoy's `upstream_rq_active_overflow`: requests refused by `max_requests`.
+    pub rq_active_overflow: Counter,
+    /// Envoy's `upstream_cx_overflow`: new connections `max_connections` refused.
+    pub cx_overflow: Counter,
+    pub rq_retry_limit_exceeded: Counter,
+    pub rq_retry_backoff_exponential: Counter,
+    pub rq_per_try_timeout: Counter,
+    pub rq_per_try_idle_timeout: Counter,
+    /// Request mirroring (`upstream::request::shadow`), on the mirror cluster: shadows
+    /// sent, those that got no response, and those not sent (too many in flight on the
+    /// core, or a request body that was not held). Envoy has no names for these; it
+    /// counts shadows only in the mirror cluster's `upstream_rq_*`, as these are too.
+    pub rq_shadow: Counter,
+    pub rq_shadow_failed: Counter,
+    pub rq_shadow_dropped: Counter,
+    /// Envoy's `lb_healthy_panic`: picks made among all endpoints because too few were
+    /// healthy.
+    pub lb_healthy_panic: Counter,
+    /// Set once, by the cluster's first pick on this core (Envoy's no-traffic check
+    /// interval ends with it); `used_reported` once the control executor was told.
+    pub used: std::cell::Cell<bool>,
+    pub used_reported: std::cell::Cell<bool>,
 }
 
 /// Per-endpoint counters, part of the per-core cluster state.
@@ -163,6 +193,22 @@ impl ClusterStats {
             rq_no_healthy: self.rq_no_healthy.get(),
             rq_reset: self.rq_reset.get(),
             rq_protocol_error: self.rq_protocol_error.get(),
+            rq_retry: self.rq_retry.get(),
+            rq_retry_success: self.rq_retry_success.get(),
+            rq_retry_overflow: self.rq_retry_overflow.get(),
+            rq_pending_overflow: self.rq_pending_overflow.get(),
+            rq_active_overflow: self.rq_active_overflow.get(),
+            cx_overflow: self.cx_overflow.get(),
+            circuit_breakers: None,
+            rq_retry_limit_exceeded: self.rq_retry_limit_exceeded.get(),
+            rq_retry_backoff_exponential: self.rq_retry_backoff_exponential.get(),
+            rq_per_try_timeout: self.rq_per_try_timeout.get(),
+            rq_per_try_idle_timeout: self.rq_per_try_idle_timeout.get(),
+            rq_shadow: self.rq_shadow.get(),
+            rq_shadow_failed: self.rq_shadow_failed.get(),
+            rq_shadow_dropped: self.rq_shadow_dropped.get(),
+            lb_healthy_panic: self.lb_healthy_panic.get(),
+            health_check: None,
             endpoints,
         }
     }
@@ -204,6 +250,21 @@ pub struct EndpointReport {
     pub cx_total: u64,
     pub cx_connect_fail: u64,
     pub cx_idle: u64,
+    /// Envoy's `health_flags`: `healthy`, or flags such as `/failed_active_hc`.
+    pub health_flags: String,
+}
+
+/// Envoy's `cluster.<name>.health_check.*`: counted once per process by the control
+/// executor's checker (not per core).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HealthCheckReport {
+    pub attempt: u64,
+    pub success: u64,
+    pub failure: u64,
+    pub network_failure: u64,
+    pub verify_cluster: u64,
+    /// A gauge: endpoints passing their checks.
+    pub healthy: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -218,6 +279,27 @@ pub struct ClusterReport {
     pub rq_no_healthy: u64,
     pub rq_reset: u64,
     pub rq_protocol_error: u64,
+    pub rq_retry: u64,
+    pub rq_retry_success: u64,
+    pub rq_retry_overflow: u64,
+    pub rq_pending_overflow: u64,
+    pub rq_active_overflow: u64,
+    pub cx_overflow: u64,
+    /// Envoy's `circuit_breakers.default.*` gauges, process-wide (filled in by the
+    /// control side from the snapshot, not summed over workers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breakers: Option<crate::config::circuit::BreakerReport>,
+    pub rq_retry_limit_exceeded: u64,
+    pub rq_retry_backoff_exponential: u64,
+    pub rq_per_try_timeout: u64,
+    pub rq_per_try_idle_timeout: u64,
+    pub rq_shadow: u64,
+    pub rq_shadow_failed: u64,
+    pub rq_shadow_dropped: u64,
+    pub lb_healthy_panic: u64,
+    /// Only for a cluster with health checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckReport>,
     pub endpoints: Vec<EndpointReport>,
 }
 
@@ -226,6 +308,9 @@ pub struct ClusterReport {
 pub struct StatsReport {
     pub listeners: Vec<ListenerReport>,
     pub clusters: Vec<ClusterReport>,
+    /// The filters' counters by Envoy's stat name (`http.ingress.rbac.allowed`,
+    /// `<stat_prefix>.http_local_rate_limit.ok`), summed over cores.
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
 
 fn add_vec(a: &mut Vec<u64>, b: &[u64]) {
@@ -240,6 +325,9 @@ fn add_vec(a: &mut Vec<u64>, b: &[u64]) {
 impl StatsReport {
     /// Adds another worker's report into this one, matching by name.
     pub fn merge(&mut self, other: StatsReport) {
+        for (name, n) in other.counters {
+            *self.counters.entry(name).or_default() += n;
+        }
         for l in other.listeners {
             match self.listeners.iter_mut().find(|x| x.name == l.name) {
                 None => self.listeners.push(l),
@@ -280,6 +368,20 @@ impl StatsReport {
                     x.rq_no_healthy += c.rq_no_healthy;
                     x.rq_reset += c.rq_reset;
                     x.rq_protocol_error += c.rq_protocol_error;
+                    x.rq_retry += c.rq_retry;
+                    x.rq_retry_success += c.rq_retry_success;
+                    x.rq_retry_overflow += c.rq_retry_overflow;
+                    x.rq_pending_overflow += c.rq_pending_overflow;
+                    x.rq_active_overflow += c.rq_active_overflow;
+                    x.cx_overflow += c.cx_overflow;
+                    x.rq_retry_limit_exceeded += c.rq_retry_limit_exceeded;
+                    x.rq_retry_backoff_exponential += c.rq_retry_backoff_exponential;
+                    x.rq_per_try_timeout += c.rq_per_try_timeout;
+                    x.rq_per_try_idle_timeout += c.rq_per_try_idle_timeout;
+                    x.rq_shadow += c.rq_shadow;
+                    x.rq_shadow_failed += c.rq_shadow_failed;
+                    x.rq_shadow_dropped += c.rq_shadow_dropped;
+                    x.lb_healthy_panic += c.lb_healthy_panic;
                     for e in c.endpoints {
                         match x.endpoints.iter_mut().find(|y| y.address == e.address) {
                             None => x.endpoints.push(e),
@@ -310,10 +412,12 @@ mod tests {
         let mut a = StatsReport {
             listeners: vec![l.report("x")],
             clusters: vec![],
+            ..Default::default()
         };
         let b = StatsReport {
             listeners: vec![l.report("x")],
             clusters: vec![],
+            ..Default::default()
         };
         a.merge(b);
         let r = &a.listeners[0];

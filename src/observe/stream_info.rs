@@ -27,6 +27,9 @@ pub struct StreamInfo {
     /// Status sent to the client (0: none was).
     pub status: u16,
     pub flag: Option<ResponseFlag>,
+    /// A flag a filter recorded without ending the stream (the fault filter's `DI`),
+    /// logged and counted beside `flag`.
+    pub filter_flag: Option<ResponseFlag>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub duration: Duration,
@@ -54,6 +57,7 @@ impl StreamInfo {
     pub fn reset_counts(&mut self) {
         self.status = 0;
         self.flag = None;
+        self.filter_flag = None;
         self.bytes_received = 0;
         self.bytes_sent = 0;
         self.duration = Duration::ZERO;
@@ -85,6 +89,11 @@ pub fn complete<L: StreamLog>(
     stats.bytes_received.add(info.bytes_received);
     stats.bytes_sent.add(info.bytes_sent);
     let flag = info.flag.unwrap_or(ResponseFlag::None);
+    if let Some(f) = info.filter_flag.filter(|f| *f != flag) {
+        if let Some(c) = stats.rq_flags.get(f as usize) {
+            c.inc();
+        }
+    }
     match kind {
         Kind::Request => stats.request_done(info.status, flag, info.duration.as_micros() as u64),
         Kind::Connection => {

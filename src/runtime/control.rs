@@ -92,6 +92,8 @@ pub struct Control {
     /// With an xDS bootstrap: `/ready` waits for the initial fetch (as Envoy's server
     /// initialisation does), and `/config_dump` shows the dynamic resources.
     xds: Option<XdsStatus>,
+    /// Active health checks, once per process; its updates go to every worker.
+    health: crate::health::Checker,
 }
 
 struct XdsStatus {
@@ -114,6 +116,9 @@ impl Control {
             && !self.draining.get()
             && !self.worker_died.get()
             && self.applied.borrow().iter().all(|&a| a == v)
+            // Envoy initialises a health-checked cluster with the first round of checks
+            // before it serves; each check ends within its timeout.
+            && self.health.first_round_done()
     }
 
     /// Re-reads the source. A bad config is refused whole and the old one keeps serving.
@@ -140,6 +145,7 @@ impl Control {
             tracing::warn!("runtime.concurrency changes take effect only on restart");
         }
         snapshot.version = old.version + 1;
+        keep_breakers(&old, &mut snapshot);
         let per_worker = self.bind_new(&snapshot)?;
         let version = snapshot.version;
         self.publish(Arc::new(snapshot), per_worker).await;
@@ -162,7 +168,8 @@ impl Control {
         let mut per_worker: Vec<Vec<(String, Socket)>> =
             (0..self.workers).map(|_| Vec::new()).collect();
         for l in &snapshot.listeners {
-            if bound.get(&l.name) == Some(&l.addr) {
+            // A virtual listener (bind_to_port: false) has no socket.
+            if bound.get(&l.name) == Some(&l.addr) || !l.bind_to_port {
                 continue;
             }
             let group = sockets::bind_group(&l.name, l.addr, l.backlog, self.workers)?;
@@ -177,11 +184,12 @@ impl Control {
         {
             let mut bound = self.bound.borrow_mut();
             bound.clear();
-            for l in &snapshot.listeners {
+            for l in snapshot.listeners.iter().filter(|l| l.bind_to_port) {
                 bound.insert(l.name.clone(), l.addr);
             }
         }
         *self.current.borrow_mut() = snapshot.clone();
+        self.health.apply(&snapshot);
         for (tx, sockets) in self.senders.iter().zip(per_worker) {
             let _ = tx
                 .send(ToWorker::Config {
@@ -211,6 +219,15 @@ impl Control {
         }
         merged.listeners.sort_by(|a, b| a.name.cmp(&b.name));
         merged.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        let snapshot = self.current.borrow().clone();
+        for c in &mut merged.clusters {
+            c.health_check = self.health.report(&c.name);
+            c.circuit_breakers = snapshot
+                .clusters
+                .iter()
+                .find(|s| s.name == c.name)
+                .map(|s| s.breakers.report());
+        }
         merged
     }
 
@@ -313,6 +330,7 @@ pub async fn run(
         receivers.push(link.from);
     }
     let (stats_tx, stats_rx) = local_channel::new_bounded(workers.max(1));
+    let (health_tx, health_rx) = local_channel::new_unbounded();
     let control = Rc::new(Control {
         source,
         workers,
@@ -328,6 +346,16 @@ pub async fn run(
             initialized: Cell::new(x.from_last_known_good),
             dump: RefCell::new(serde_json::Value::Null),
         }),
+        health: crate::health::Checker::new(health_tx),
+    });
+    // Health-check results to every worker, in order.
+    let forward = control.clone();
+    let _health = spawn_local(async move {
+        while let Some(u) = health_rx.recv().await {
+            for tx in &forward.senders {
+                let _ = tx.send(ToWorker::Health(u.clone())).await;
+            }
+        }
     });
     let stats_tx = Rc::new(stats_tx);
     let mut listeners = Vec::new();
@@ -342,6 +370,7 @@ pub async fn run(
                     FromWorker::Stats(r) => {
                         let _ = stats_tx.send(r).await;
                     }
+                    FromWorker::ClusterUsed(name) => c.health.mark_used(name),
                 }
             }
         }));
@@ -449,6 +478,32 @@ fn first_placeholder() -> Snapshot {
         listeners: Vec::new(),
         route_tables: Vec::new(),
         clusters: Vec::new(),
+        counters: Vec::new(),
         dump: serde_json::Value::Null,
+    }
+}
+
+/// A cluster whose definition is unchanged but for its endpoints (an EDS update, a
+/// reload that left it alone) keeps its circuit breakers' counts: the requests in
+/// flight still hold their slots, as in Envoy, where such an update keeps the
+/// cluster's resource manager. A changed cluster starts with fresh counts.
+fn keep_breakers(old: &Snapshot, new: &mut Snapshot) {
+    for c in &mut new.clusters {
+        let Some(prev) = old.clusters.iter().find(|o| o.name == c.name) else {
+            continue;
+        };
+        if Arc::ptr_eq(&prev.breakers, &c.breakers) {
+            continue;
+        }
+        let same = crate::config::Cluster {
+            endpoints: Vec::new(),
+            ..(**prev).clone()
+        } == crate::config::Cluster {
+            endpoints: Vec::new(),
+            ..(**c).clone()
+        };
+        if same {
+            Arc::make_mut(c).breakers = prev.breakers.clone();
+        }
     }
 }

@@ -18,6 +18,9 @@ pub enum ToWorker {
     },
     /// Send a `FromWorker::Stats`.
     StatsRequest,
+    /// An endpoint's new active health-check flags (the checker runs on the control
+    /// executor, once per process).
+    Health(crate::health::Update),
     /// Stop accepting, finish in-flight requests, exit within `timeout`.
     Drain { timeout: Duration },
 }
@@ -27,4 +30,6 @@ pub enum FromWorker {
     /// The worker now serves this config version.
     Applied(u64),
     Stats(Box<StatsReport>),
+    /// This cluster had its first request on this worker (sent once per cluster name).
+    ClusterUsed(String),
 }

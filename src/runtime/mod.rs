@@ -42,7 +42,8 @@ pub fn run(
 
     let mut first_sockets: Vec<Vec<(String, socket2::Socket)>> =
         (0..workers).map(|_| Vec::new()).collect();
-    for l in &snapshot.listeners {
+    // A virtual listener (bind_to_port: false) has no socket.
+    for l in snapshot.listeners.iter().filter(|l| l.bind_to_port) {
         for (w, s) in sockets::bind_group(&l.name, l.addr, l.backlog, workers)?
             .into_iter()
             .enumerate()

@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -19,11 +20,13 @@ use std::os::fd::FromRawFd;
 use crate::alarm::Alarm;
 use crate::config::{NetworkTerminal, Snapshot};
 use crate::contain::contain;
+use crate::health::HealthFlags;
 use crate::http::buf::BufPool;
 use crate::http::view::{ConnSlot, WorkerView};
+use crate::listener::original_dst;
 use crate::listener::select::ChainSelector;
 use crate::observe::access_log::{Batch, LogSink};
-use crate::observe::stats::{ClusterStats, ListenerStats, StatsReport};
+use crate::observe::stats::{ClusterStats, Counter, ListenerStats, StatsReport};
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::TcpConnector;
 
@@ -52,6 +55,11 @@ struct Worker {
     /// Stats live by name so they carry across config versions.
     listener_stats: RefCell<HashMap<String, Rc<ListenerStats>>>,
     cluster_stats: RefCell<HashMap<String, Rc<ClusterStats>>>,
+    /// The latest active health-check flags by cluster name and endpoint address, from
+    /// the control executor's checker; a new snapshot's clusters start from them.
+    health: RefCell<HashMap<(String, SocketAddr), HealthFlags>>,
+    /// The filters' named counters (`Snapshot::counters`), kept by name.
+    counters: RefCell<HashMap<String, Rc<Counter>>>,
     sinks: RefCell<HashMap<String, Rc<LogSink>>>,
     /// Sinks replaced by a reload but still used by connections accepted before it.
     retired_sinks: RefCell<Vec<Rc<LogSink>>>,
@@ -62,6 +70,8 @@ struct Worker {
     next_conn: Cell<u64>,
     /// Open-connection counts shared with the other workers, for connection limits.
     counts: Arc<ConnCounts>,
+    /// Counts of the listeners connections are handed to (`use_original_dst`).
+    handoff_counts: RefCell<HashMap<String, ListenerCount>>,
     hooks: Rc<crate::test_hooks::TestHooks>,
     /// Rings when housekeeping is due (a log batch to hand over, pooled connections to
     /// age out); nothing else wakes the worker on a timer.
@@ -108,7 +118,7 @@ pub async fn run(
     counts: Arc<ConnCounts>,
 ) {
     let rx = rx.connect().await;
-    let tx = tx.connect().await;
+    let tx = Rc::new(tx.connect().await);
     let alarm = Rc::new(Alarm::default());
     let w = Rc::new(Worker {
         id,
@@ -120,16 +130,19 @@ pub async fn run(
         log_tx,
         listener_stats: RefCell::default(),
         cluster_stats: RefCell::default(),
+        health: RefCell::default(),
+        counters: RefCell::default(),
         sinks: RefCell::default(),
         retired_sinks: RefCell::default(),
         acceptors: RefCell::default(),
         conns: RefCell::default(),
         next_conn: Cell::new(0),
         counts,
+        handoff_counts: RefCell::default(),
         hooks: Rc::new(crate::test_hooks::TestHooks::from_env().with_alarm(alarm.clone())),
         alarm,
     });
-    let housekeeping = spawn_local(housekeeping(w.clone()));
+    let housekeeping = spawn_local(housekeeping(w.clone(), tx.clone()));
     // While draining, the worker keeps answering control messages (stats scrapes).
     let mut draining: Option<Pin<Box<dyn Future<Output = ()>>>> = None;
     loop {
@@ -157,6 +170,7 @@ pub async fn run(
             ToWorker::StatsRequest => {
                 let _ = tx.send(FromWorker::Stats(Box::new(w.report()))).await;
             }
+            ToWorker::Health(u) => w.health_update(u),
             ToWorker::Drain { timeout } => {
                 if draining.is_none() {
                     let w = w.clone();
@@ -176,10 +190,25 @@ pub async fn run(
 /// flush thread, close pooled upstream connections that aged out. Each piece of work
 /// asks the alarm for its own time (a batch's first line, a pool's first idle
 /// connection), so an idle worker has no timer armed and sleeps.
-async fn housekeeping(w: Rc<Worker>) {
+async fn housekeeping(
+    w: Rc<Worker>,
+    tx: Rc<glommio::channels::shared_channel::ConnectedSender<FromWorker>>,
+) {
     loop {
         w.alarm.rung().await;
         w.hooks.on_worker_tick();
+        // Clusters that had their first request: the health checker leaves their
+        // no-traffic interval (once per cluster name).
+        let used: Vec<String> = w
+            .cluster_stats
+            .borrow()
+            .iter()
+            .filter(|(_, s)| s.used.get() && !s.used_reported.replace(true))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in used {
+            let _ = tx.send(FromWorker::ClusterUsed(name)).await;
+        }
         for sink in w.sinks.borrow().values() {
             sink.flush();
         }
@@ -225,6 +254,11 @@ impl Worker {
                     ^ snapshot.version;
                 let state = ClusterState::new(cfg.clone(), stats, seed);
                 state.pool.sweep_with(self.alarm.clone());
+                state.report_use_to(self.alarm.clone());
+                {
+                    let health = self.health.borrow();
+                    state.init_health(|addr| health.get(&(cfg.name.clone(), addr)).copied());
+                }
                 // Only the endpoints changed (an EDS update): the endpoints kept keep
                 // their pooled connections.
                 if let Some(old) = old {
@@ -240,6 +274,17 @@ impl Worker {
                 self.listener_stats
                     .borrow_mut()
                     .entry(l.name.clone())
+                    .or_default()
+                    .clone()
+            })
+            .collect();
+        let counters = snapshot
+            .counters
+            .iter()
+            .map(|name| {
+                self.counters
+                    .borrow_mut()
+                    .entry(name.clone())
                     .or_default()
                     .clone()
             })
@@ -305,6 +350,7 @@ impl Worker {
             selectors,
             clusters,
             listener_stats,
+            counters,
             access_logs,
             connector: self.connector.clone(),
             draining: self.draining.clone(),
@@ -317,7 +363,12 @@ impl Worker {
 
         // Listeners: stop removed ones, start new or moved ones with the sockets sent.
         let mut acceptors = self.acceptors.borrow_mut();
-        acceptors.retain(|name, _| snapshot.listeners.iter().any(|l| &l.name == name));
+        acceptors.retain(|name, _| {
+            snapshot
+                .listeners
+                .iter()
+                .any(|l| &l.name == name && l.bind_to_port)
+        });
         for (name, socket) in sockets {
             // SAFETY: the socket is bound and listening, and ownership moves to glommio.
             let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
@@ -325,6 +376,32 @@ impl Worker {
             let task = spawn_local(accept_loop(self.clone(), name.clone(), listener, count));
             acceptors.insert(name, task);
         }
+    }
+
+    /// An endpoint's new health flags: kept by name and address for later snapshots,
+    /// and applied to the current view's cluster.
+    fn health_update(&self, u: crate::health::Update) {
+        let key = (u.cluster, u.addr);
+        let Some(flags) = u.flags else {
+            self.health.borrow_mut().remove(&key);
+            return;
+        };
+        if let Some(view) = self.current.borrow().as_ref() {
+            if let Some(c) = view.clusters.iter().find(|c| c.cfg.name == key.0) {
+                c.set_health(key.1, flags);
+            }
+        }
+        self.health.borrow_mut().insert(key, flags);
+    }
+
+    /// The connection count of a listener that takes handed-off connections (it has no
+    /// accept loop of its own here), kept per worker so a hand-off takes no lock.
+    fn count_of(&self, listener: &str) -> ListenerCount {
+        self.handoff_counts
+            .borrow_mut()
+            .entry(listener.to_string())
+            .or_insert_with(|| self.counts.listener(listener))
+            .clone()
     }
 
     fn report(&self) -> StatsReport {
@@ -340,6 +417,9 @@ impl Worker {
                 .map(|c| c.endpoint_reports())
                 .unwrap_or_default();
             r.clusters.push(s.report(name, endpoints));
+        }
+        for (name, c) in self.counters.borrow().iter() {
+            r.counters.insert(name.clone(), c.get());
         }
         r
     }
@@ -390,17 +470,33 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
         let Some(view) = w.current.borrow().clone() else {
             continue;
         };
-        let Some(index) = view.snapshot.listeners.iter().position(|l| l.name == name) else {
+        let Some(mut index) = view.snapshot.listeners.iter().position(|l| l.name == name) else {
             continue;
         };
+        let (Ok(peer), Ok(mut local)) = (stream.peer_addr(), stream.local_addr()) else {
+            continue;
+        };
+        // The original_dst listener filter, and use_original_dst's hand-off to the
+        // listener of the original destination (which then counts and admits it).
+        let l = &view.snapshot.listeners[index];
+        if l.listener_filters.original_dst {
+            if let Some(dst) = original_dst::read(stream.as_raw_fd(), local.is_ipv6()) {
+                local = dst;
+                if l.use_original_dst {
+                    index = original_dst::handoff(&view.snapshot.listeners, index, dst);
+                }
+            }
+        }
         let stats = view.listener_stats[index].clone();
         let l = &view.snapshot.listeners[index];
-        let Some(permit) = count.admit(l.max_connections, view.snapshot.max_connections) else {
+        let handed = (l.name != name).then(|| w.count_of(&l.name));
+        let Some(permit) = handed
+            .as_ref()
+            .unwrap_or(&count)
+            .admit(l.max_connections, view.snapshot.max_connections)
+        else {
             // Over a connection limit: close at once (dropping the stream), count it.
             stats.cx_overflow.inc();
-            continue;
-        };
-        let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
             continue;
         };
         let _ = stream.set_nodelay(true);

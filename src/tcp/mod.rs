@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::config::TcpProxy;
+use crate::config::{ClusterKind, TcpProxy};
 use crate::http::flags::ResponseFlag;
 use crate::http::io::Io;
 use crate::http::view::{ChainRef, WorkerView};
@@ -38,10 +38,13 @@ fn pick_cluster(t: &TcpProxy, seed: u64) -> Option<usize> {
 }
 
 /// Serves one TCP-proxied connection until both directions finish. `prefix` is what
-/// the listener filters already read from the client; it goes upstream first.
+/// the listener filters already read from the client; it goes upstream first. `local`
+/// is the connection's destination (its original one, after the original_dst listener
+/// filter), where an ORIGINAL_DST cluster connects.
 pub async fn serve<D: Io, C: Connector>(
     down: D,
     prefix: &[u8],
+    local: SocketAddr,
     peer: SocketAddr,
     view: Rc<WorkerView<C>>,
     at: ChainRef,
@@ -57,7 +60,7 @@ pub async fn serve<D: Io, C: Connector>(
         tls: down.tls_info(),
         ..StreamInfo::default()
     };
-    let flag = proxy(down, prefix, &view, tcp, &mut rec).await;
+    let flag = proxy(down, prefix, local, &view, tcp, &mut rec).await;
     rec.flag = Some(flag);
     rec.duration = start.elapsed();
     let log = view.access_log(at);
@@ -67,6 +70,7 @@ pub async fn serve<D: Io, C: Connector>(
 async fn proxy<D: Io, C: Connector>(
     down: D,
     prefix: &[u8],
+    local: SocketAddr,
     view: &WorkerView<C>,
     tcp: &TcpProxy,
     rec: &mut StreamInfo,
@@ -86,42 +90,79 @@ async fn proxy<D: Io, C: Connector>(
     let cs = &view.clusters[cluster];
     rec.cluster = Some(cs.name.clone());
     cs.stats.rq_total.inc();
-    let Some(ep) = cs.pick() else {
-        cs.stats.rq_no_healthy.inc();
-        return ResponseFlag::NoHealthyUpstream;
+    // Where to connect, and the endpoint's counters (an ORIGINAL_DST cluster has no
+    // endpoints: each connection goes to its own destination).
+    let (addr, es) = match cs.cfg.kind {
+        ClusterKind::OriginalDst => {
+            if is_own_listener(view, local) {
+                // Not redirected (a client connected to the capture port itself):
+                // connecting there would loop back into this proxy.
+                tracing::debug!(dst = %local, "original_dst cluster: the destination is this proxy");
+                cs.stats.rq_no_healthy.inc();
+                return ResponseFlag::NoHealthyUpstream;
+            }
+            (local, None)
+        }
+        ClusterKind::Static => {
+            let Some(ep) = cs.pick() else {
+                cs.stats.rq_no_healthy.inc();
+                return ResponseFlag::NoHealthyUpstream;
+            };
+            (cs.cfg.endpoints[ep].addr, Some(&cs.endpoints[ep]))
+        }
     };
-    let endpoint = &cs.cfg.endpoints[ep];
-    let es = &cs.endpoints[ep];
-    rec.upstream = Some(endpoint.addr);
-    es.rq_total.inc();
+    rec.upstream = Some(addr);
+    let count =
+        |f: fn(&crate::observe::stats::EndpointStats) -> &crate::observe::stats::Counter| {
+            if let Some(es) = es {
+                f(es).inc();
+            }
+        };
+    count(|e| &e.rq_total);
     let mut up = match view
         .connector
-        .connect_to(&cs.cfg, endpoint.addr, cs.cfg.connect_timeout)
+        .connect_to(&cs.cfg, addr, cs.cfg.connect_timeout)
         .await
     {
         Ok(u) => u,
         Err(e) => {
-            tracing::debug!(upstream = %endpoint.addr, error = %e, "tcp proxy: upstream connect failed");
+            tracing::debug!(upstream = %addr, error = %e, "tcp proxy: upstream connect failed");
             cs.stats.cx_connect_fail.inc();
-            es.cx_connect_fail.inc();
+            count(|e| &e.cx_connect_fail);
             return ResponseFlag::UpstreamConnectFailure;
         }
     };
     cs.stats.cx_total.inc();
-    es.cx_total.inc();
-    es.rq_active.inc();
+    count(|e| &e.cx_total);
+    count(|e| &e.rq_active);
+    let done = || {
+        if let Some(es) = es {
+            es.rq_active.dec();
+        }
+    };
     if !prefix.is_empty() {
         up.set_write_timeout(Some(idle));
         if up.write_all(prefix).await.is_err() {
-            es.rq_active.dec();
+            done();
             return ResponseFlag::UpstreamConnectionTermination;
         }
     }
     let t = tunnel::run(down, up, idle).await;
-    es.rq_active.dec();
+    done();
     rec.bytes_received = prefix.len() as u64 + t.bytes_a_to_b;
     rec.bytes_sent = t.bytes_b_to_a;
     tunnel::flag_for(t)
+}
+
+/// Whether `dst` is where one of this proxy's listeners accepts connections.
+fn is_own_listener<C: Connector>(view: &WorkerView<C>, dst: SocketAddr) -> bool {
+    view.snapshot.listeners.iter().any(|l| {
+        l.bind_to_port
+            && (l.addr == dst
+                || (l.addr.port() == dst.port()
+                    && l.addr.ip().is_unspecified()
+                    && l.addr.is_ipv4() == dst.is_ipv4()))
+    })
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
 //! The per-core state of one cluster: its config, load balancer, pool and counters.
 
-use std::cell::RefCell;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::alarm::Alarm;
 use crate::config::Cluster;
+use crate::health::HealthFlags;
 use crate::observe::stats::{ClusterStats, EndpointReport, EndpointStats};
 
+use super::counted::Counted;
 use super::lb::Lb;
 use super::pool::Pool;
 
@@ -14,11 +17,18 @@ pub(crate) struct ClusterState<C> {
     pub cfg: Arc<Cluster>,
     pub name: Arc<str>,
     pub lb: RefCell<Lb>,
-    pub pool: Pool<C>,
+    /// Idle HTTP/1.1 connections, counted for `max_connections` (`counted.rs`).
+    pub pool: Pool<Counted<C>>,
     /// HTTP/2 connections, for `protocol: http2` (and `downstream` with HTTP/2 clients).
     pub h2: super::h2conn::H2Conns,
     pub stats: Rc<ClusterStats>,
     pub endpoints: Vec<EndpointStats>,
+    /// Each endpoint's active health-check flags (all healthy without health checks);
+    /// the load balancer is rebuilt when they change.
+    health: Vec<Cell<HealthFlags>>,
+    /// Rung once, by the first pick on this core, so the worker tells the control
+    /// executor the cluster has traffic (health checks leave `no_traffic_interval`).
+    used_alarm: OnceCell<Rc<Alarm>>,
 }
 
 impl<C: 'static> ClusterState<C> {
@@ -37,9 +47,58 @@ impl<C: 'static> ClusterState<C> {
                 .collect(),
             h2: super::h2conn::H2Conns::new(cfg.endpoints.len()),
             name: Arc::from(cfg.name.as_str()),
+            health: cfg
+                .endpoints
+                .iter()
+                .map(|_| Cell::new(HealthFlags::HEALTHY))
+                .collect(),
+            used_alarm: OnceCell::new(),
             cfg,
             stats,
         }
+    }
+
+    /// Sets every endpoint's health flags (`flags(addr)`, for a cluster with health
+    /// checks; `None` for an endpoint the checker has not reported: it starts failed,
+    /// as Envoy's hosts of a health-checked cluster) and rebuilds the load balancer.
+    pub fn init_health(&self, flags: impl Fn(std::net::SocketAddr) -> Option<HealthFlags>) {
+        if self.cfg.health_checks.is_empty() {
+            return;
+        }
+        for (e, h) in self.cfg.endpoints.iter().zip(&self.health) {
+            h.set(flags(e.addr).unwrap_or(HealthFlags::INITIAL));
+        }
+        self.rebuild_lb();
+    }
+
+    /// One endpoint's new flags from the checker; `false` if this cluster has no such
+    /// endpoint (or no health checks).
+    pub fn set_health(&self, addr: std::net::SocketAddr, flags: HealthFlags) -> bool {
+        if self.cfg.health_checks.is_empty() {
+            return false;
+        }
+        let Some(i) = self.cfg.endpoints.iter().position(|e| e.addr == addr) else {
+            return false;
+        };
+        let Some(h) = self.health.get(i) else {
+            return false;
+        };
+        if h.replace(flags).failed() != flags.failed() {
+            self.rebuild_lb();
+        }
+        true
+    }
+
+    fn rebuild_lb(&self) {
+        let failed: Vec<bool> = self.health.iter().map(|h| h.get().failed()).collect();
+        self.lb
+            .borrow_mut()
+            .set_health(&failed, self.cfg.healthy_panic_threshold);
+    }
+
+    /// Where the first pick reports the cluster's first traffic.
+    pub fn report_use_to(&self, alarm: Rc<Alarm>) {
+        let _ = self.used_alarm.set(alarm);
     }
 
     /// Takes over the idle connections of `old` (the previous version of this cluster on
@@ -58,7 +117,7 @@ impl<C: 'static> ClusterState<C> {
         }
         for (to, e) in self.cfg.endpoints.iter().enumerate() {
             if let Some(from) = old.cfg.endpoints.iter().position(|o| o.addr == e.addr) {
-                self.pool.adopt(&old.pool, from, to);
+                self.pool.adopt(&old.pool, from, to, Counted::rehome);
                 self.h2.adopt(&old.h2, from, to);
             }
         }
@@ -73,7 +132,10 @@ impl<C: 'static> ClusterState<C> {
     ) -> std::io::Result<h2::client::SendRequest<bytes::Bytes>> {
         let addr = self.cfg.endpoints[ep].addr;
         match self.h2.ready(ep, connector, &self.cfg, addr).await {
-            Ok((s, opened)) => {
+            Ok((s, opened, over)) => {
+                if over {
+                    self.stats.cx_overflow.inc();
+                }
                 if opened {
                     self.stats.cx_total.inc();
                     self.endpoints[ep].cx_total.inc();
@@ -81,6 +143,10 @@ impl<C: 'static> ClusterState<C> {
                     self.stats.cx_reused.inc();
                 }
                 Ok(s)
+            }
+            Err(e) if super::h2conn::PendingOverflow::is(&e) => {
+                self.stats.rq_pending_overflow.inc();
+                Err(e)
             }
             Err(e) => {
                 tracing::debug!(upstream = %addr, error = %e, "upstream h2 connect failed");
@@ -104,11 +170,27 @@ impl<C: 'static> ClusterState<C> {
         Some(ep)
     }
 
-    /// Picks an endpoint with the cluster's load-balancing policy.
+    /// Picks an endpoint with the cluster's load-balancing policy, among the healthy
+    /// ones (all of them in panic mode, which is counted).
     pub fn pick(&self) -> Option<usize> {
-        self.lb
-            .borrow_mut()
-            .pick(|i| self.endpoints.get(i).map_or(0, |e| e.rq_active.get()))
+        if !self.stats.used.get() {
+            self.first_use();
+        }
+        let mut lb = self.lb.borrow_mut();
+        if lb.panic() {
+            self.stats.lb_healthy_panic.inc();
+        }
+        lb.pick(|i| self.endpoints.get(i).map_or(0, |e| e.rq_active.get()))
+    }
+
+    /// Once per cluster and core: the flag, and the alarm that gets the news to the
+    /// control executor off the request path.
+    #[cold]
+    fn first_use(&self) {
+        self.stats.used.set(true);
+        if let Some(a) = self.used_alarm.get() {
+            a.ring_at(std::time::Instant::now());
+        }
     }
 
     pub fn endpoint_reports(&self) -> Vec<EndpointReport> {
@@ -125,6 +207,11 @@ impl<C: 'static> ClusterState<C> {
                 cx_total: s.cx_total.get(),
                 cx_connect_fail: s.cx_connect_fail.get(),
                 cx_idle: self.pool.idle_count(i) as u64,
+                health_flags: self
+                    .health
+                    .get(i)
+                    .map_or(HealthFlags::HEALTHY, Cell::get)
+                    .envoy_text(),
             })
             .collect()
     }

@@ -36,27 +36,41 @@ impl H2Conns {
     }
 
     /// A handle ready for a new stream to endpoint `ep`, connecting if there is no live
-    /// connection. `Ok((handle, opened))`; `Err` is a connect or handshake failure.
+    /// connection. `Ok((handle, opened, over))`, `over`: the new connection went past the
+    /// cluster's `max_connections` (opened anyway: as in Envoy, a pool with no
+    /// connection always gets one); `Err` is a connect or handshake failure.
     pub async fn ready<C: Connector>(
         &self,
         ep: usize,
         connector: &C,
         cluster: &crate::config::Cluster,
         addr: SocketAddr,
-    ) -> std::io::Result<(SendRequest<Bytes>, bool)>
+    ) -> std::io::Result<(SendRequest<Bytes>, bool, bool)>
     where
         C::Conn: 'static,
     {
         let existing = self.conns.borrow().get(ep).cloned().flatten();
         if let Some(s) = existing {
             if let Ok(s) = s.ready().await {
-                return Ok((s, false));
+                return Ok((s, false, false));
             }
             // The connection is gone (GOAWAY, reset): forget it and open another.
             if let Some(slot) = self.conns.borrow_mut().get_mut(ep) {
                 *slot = None;
             }
         }
+        // The request is pending while the connection is made (for HTTP/2 the only time
+        // `max_pending_requests` comes into play, as in Envoy).
+        let Some(_pending) = cluster.breakers.try_pending() else {
+            return Err(std::io::Error::other(PendingOverflow));
+        };
+        // The connection's `max_connections` slot, held by its driver task below.
+        let breakers = cluster.breakers.clone();
+        let over = !breakers.open_cx();
+        if over {
+            breakers.force_cx();
+        }
+        let slot = OpenCx(breakers);
         let io = connector
             .connect_to(cluster, addr, cluster.connect_timeout)
             .await?;
@@ -69,6 +83,7 @@ impl H2Conns {
             .await
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
         glommio::spawn_local(async move {
+            let _slot = slot;
             // The driver reads the upstream's bytes: a panic in it must end this
             // connection only (its streams then fail as resets), never the worker.
             let driven = crate::contain::contain(async {
@@ -89,6 +104,34 @@ impl H2Conns {
             .ready()
             .await
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
-        Ok((send, true))
+        Ok((send, true, over))
+    }
+}
+
+/// `ready`'s error when `max_pending_requests` refused the request (503 UO).
+#[derive(Debug)]
+pub(crate) struct PendingOverflow;
+
+impl std::fmt::Display for PendingOverflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("max_pending_requests reached")
+    }
+}
+
+impl std::error::Error for PendingOverflow {}
+
+impl PendingOverflow {
+    pub fn is(e: &std::io::Error) -> bool {
+        e.get_ref().is_some_and(|i| i.is::<PendingOverflow>())
+    }
+}
+
+/// The `max_connections` slot of an HTTP/2 connection, given back when its driver task
+/// ends (or the connect fails).
+struct OpenCx(std::sync::Arc<crate::config::circuit::Breakers>);
+
+impl Drop for OpenCx {
+    fn drop(&mut self) {
+        self.0.close_cx();
     }
 }

@@ -1,10 +1,18 @@
 //! Load-balancer state for one cluster on one core: round robin (smooth weighted),
-//! least request (power of two choices, weighted) and random (weighted).
+//! least request (power of two choices, weighted) and random (weighted), over the
+//! endpoints that pass their health checks, or over all of them in Envoy's panic mode.
+//! The eligible set is rebuilt when health changes (a control message), never per pick.
 
 use crate::config::{Endpoint, LbPolicy};
 
 pub(crate) struct Lb {
     policy: LbPolicy,
+    /// Every endpoint's weight, by endpoint index.
+    all_weights: Vec<u32>,
+    /// The endpoints picks are made from (indices), and their weights.
+    eligible: Vec<usize>,
+    /// Envoy's panic mode: too few healthy endpoints, so all are used.
+    panic: bool,
     weights: Vec<u32>,
     /// Smooth weighted round robin: running "current weight" per endpoint.
     current: Vec<i64>,
@@ -16,23 +24,73 @@ pub(crate) struct Lb {
 
 impl Lb {
     pub fn new(policy: LbPolicy, endpoints: &[Endpoint], seed: u64) -> Self {
-        let weights: Vec<u32> = endpoints.iter().map(|e| e.weight.max(1)).collect();
+        let all_weights: Vec<u32> = endpoints.iter().map(|e| e.weight.max(1)).collect();
+        let mut lb = Lb {
+            policy,
+            eligible: Vec::new(),
+            panic: false,
+            all_weights,
+            weights: Vec::new(),
+            current: Vec::new(),
+            total: 0,
+            cumulative: Vec::new(),
+            rng: seed | 1,
+        };
+        lb.use_endpoints((0..lb.all_weights.len()).collect(), false);
+        lb
+    }
+
+    /// Applies the endpoints' health (`failed[i]`): Envoy's panic rule with
+    /// `panic_threshold` percent (`LoadBalancerBase`): a priority's availability is
+    /// `min(100, 140 * healthy / total)`; below 100, if fewer than `panic_threshold`
+    /// percent of the endpoints are healthy, all of them are used (a threshold of 0
+    /// never panics, and then no healthy endpoint means no endpoint).
+    pub fn set_health(&mut self, failed: &[bool], panic_threshold: u32) {
+        let total = failed.len();
+        let healthy: Vec<usize> = (0..total)
+            .filter(|&i| !failed.get(i).copied().unwrap_or(false))
+            .collect();
+        let availability = (140 * healthy.len())
+            .checked_div(total)
+            .map_or(0, |a| a.min(100));
+        let healthy_percent = if total == 0 {
+            0.0
+        } else {
+            100.0 * healthy.len() as f64 / total as f64
+        };
+        let panic = availability < 100
+            && panic_threshold > 0
+            && healthy_percent < f64::from(panic_threshold);
+        if panic {
+            self.use_endpoints((0..total).collect(), true);
+        } else {
+            self.use_endpoints(healthy, false);
+        }
+    }
+
+    /// In panic mode: the last rebuild used every endpoint because too few were healthy.
+    pub fn panic(&self) -> bool {
+        self.panic
+    }
+
+    fn use_endpoints(&mut self, eligible: Vec<usize>, panic: bool) {
+        let weights: Vec<u32> = eligible
+            .iter()
+            .map(|&i| self.all_weights.get(i).copied().unwrap_or(1))
+            .collect();
         let mut acc = 0u64;
-        let cumulative = weights
+        self.cumulative = weights
             .iter()
             .map(|w| {
                 acc += u64::from(*w);
                 acc
             })
             .collect();
-        Lb {
-            policy,
-            current: vec![0; weights.len()],
-            total: weights.iter().map(|w| i64::from(*w)).sum(),
-            weights,
-            cumulative,
-            rng: seed | 1,
-        }
+        self.current = vec![0; weights.len()];
+        self.total = weights.iter().map(|w| i64::from(*w)).sum();
+        self.weights = weights;
+        self.eligible = eligible;
+        self.panic = panic;
     }
 
     fn next_random(&mut self) -> u64 {
@@ -53,6 +111,15 @@ impl Lb {
 
     /// Picks an endpoint index; `active(i)` is the endpoint's in-flight request count.
     pub fn pick(&mut self, active: impl Fn(usize) -> u64) -> Option<usize> {
+        // Taken out for the call and put back: moving a Vec does not allocate.
+        let eligible = std::mem::take(&mut self.eligible);
+        let slot = self.pick_slot(|s| eligible.get(s).map_or(0, |&i| active(i)));
+        self.eligible = eligible;
+        self.eligible.get(slot?).copied()
+    }
+
+    /// Picks a position in `eligible`.
+    fn pick_slot(&mut self, active: impl Fn(usize) -> u64) -> Option<usize> {
         let n = self.weights.len();
         if n == 0 {
             return None;
@@ -133,5 +200,39 @@ mod tests {
         }
         assert!(seen.iter().all(|&s| s > 50), "{seen:?}");
         assert_eq!(Lb::new(LbPolicy::Random, &[], 1).pick(|_| 0), None);
+    }
+
+    #[test]
+    fn failed_endpoints_are_skipped_until_panic() {
+        let mut lb = Lb::new(LbPolicy::RoundRobin, &eps(&[1, 1, 1, 1]), 7);
+        // 3 of 4 healthy: availability 100%, no panic.
+        lb.set_health(&[false, true, false, false], 50);
+        assert!(!lb.panic());
+        assert!((0..30).all(|_| lb.pick(|_| 0) != Some(1)));
+        // 2 of 4: availability 70% but 50% healthy is not below 50: no panic.
+        lb.set_health(&[true, false, true, false], 50);
+        assert!(!lb.panic());
+        assert!((0..30).all(|_| matches!(lb.pick(|_| 0), Some(1 | 3))));
+        // 1 of 4: 25% < 50%: every endpoint is used.
+        lb.set_health(&[true, true, true, false], 50);
+        assert!(lb.panic());
+        let mut seen = [0; 4];
+        for _ in 0..40 {
+            seen[lb.pick(|_| 0).unwrap()] += 1;
+        }
+        assert!(seen.iter().all(|&s| s == 10), "{seen:?}");
+        // A threshold of 0 never panics: no healthy endpoint, no endpoint.
+        lb.set_health(&[true, true, true, true], 0);
+        assert!(!lb.panic());
+        assert_eq!(lb.pick(|_| 0), None);
+    }
+
+    #[test]
+    fn least_request_reads_the_endpoints_own_counts() {
+        let mut lb = Lb::new(LbPolicy::LeastRequest, &eps(&[1, 1, 1]), 7);
+        lb.set_health(&[true, false, false], 50);
+        for _ in 0..30 {
+            assert_eq!(lb.pick(|i| if i == 1 { 10 } else { 0 }), Some(2));
+        }
     }
 }

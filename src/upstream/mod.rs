@@ -2,12 +2,13 @@
 //! and the connector that opens upstream connections.
 
 pub(crate) mod cluster;
+pub(crate) mod counted;
 pub(crate) mod h2conn;
 pub(crate) mod lb;
 pub(crate) mod pool;
 pub(crate) mod request;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rustls::ClientConnection;
@@ -17,7 +18,7 @@ use crate::http::io::Io;
 use crate::tls::{TlsStream, Transport};
 
 /// Opens upstream connections. Production uses glommio TCP; tests use memory pipes.
-pub trait Connector {
+pub trait Connector: 'static {
     type Conn: Io + 'static;
     #[allow(async_fn_in_trait)]
     async fn connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<Self::Conn>;
@@ -42,7 +43,7 @@ impl Connector for TcpConnector {
     type Conn = Transport<glommio::net::TcpStream, ClientConnection>;
 
     async fn connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<Self::Conn> {
-        tcp(addr, timeout).await.map(Transport::Plain)
+        tcp(addr, None, timeout).await.map(Transport::Plain)
     }
 
     async fn connect_to(
@@ -52,7 +53,7 @@ impl Connector for TcpConnector {
         timeout: Duration,
     ) -> std::io::Result<Self::Conn> {
         let started = std::time::Instant::now();
-        let s = tcp(addr, timeout).await?;
+        let s = tcp(addr, cluster.source_address, timeout).await?;
         let Some(tls) = &cluster.tls else {
             return Ok(Transport::Plain(s));
         };
@@ -71,10 +72,51 @@ impl Connector for TcpConnector {
     }
 }
 
-async fn tcp(addr: SocketAddr, timeout: Duration) -> std::io::Result<glommio::net::TcpStream> {
-    let s = glommio::net::TcpStream::connect_timeout(addr, timeout)
-        .await
-        .map_err(std::io::Error::from)?;
+async fn tcp(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> std::io::Result<glommio::net::TcpStream> {
+    let s = match source {
+        None => glommio::net::TcpStream::connect_timeout(addr, timeout)
+            .await
+            .map_err(std::io::Error::from)?,
+        Some(ip) => bound(addr, ip, timeout).await?,
+    };
     let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// Connects from a chosen source address (the cluster's `source_address`). glommio's
+/// connect creates its own socket, so this one is bound and connected without blocking
+/// by hand, then handed to glommio, whose zero-byte write completes once the connect
+/// has (the kernel answers EAGAIN while it is in progress, the connect's error if it
+/// failed).
+async fn bound(
+    addr: SocketAddr,
+    source: IpAddr,
+    timeout: Duration,
+) -> std::io::Result<glommio::net::TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&SocketAddr::new(source, 0).into())?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    // SAFETY: the descriptor is a TCP socket we own; ownership moves to glommio.
+    let mut s = unsafe {
+        <glommio::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(
+            std::os::fd::IntoRawFd::into_raw_fd(sock),
+        )
+    };
+    s.set_write_timeout(Some(timeout))
+        .map_err(std::io::Error::from)?;
+    futures_lite::AsyncWriteExt::write(&mut s, &[]).await?;
+    // A connect that failed after the write completed leaves no peer.
+    s.peer_addr().map_err(std::io::Error::from)?;
+    s.set_write_timeout(None).map_err(std::io::Error::from)?;
     Ok(s)
 }

@@ -9,10 +9,14 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::counted::Live;
 use crate::alarm::Alarm;
 
 pub(crate) struct Pool<C> {
     idle: RefCell<Vec<Vec<(C, Instant)>>>,
+    /// Open connections per endpoint on this core and the requests waiting for one
+    /// (`max_connections`); a pooled connection wakes them.
+    live: Rc<Live>,
     max_idle: usize,
     idle_timeout: Duration,
     /// The worker's housekeeping alarm (unset outside a worker: nothing is swept).
@@ -26,11 +30,17 @@ impl<C> Pool<C> {
     pub fn new(endpoints: usize, max_idle: usize, idle_timeout: Duration) -> Self {
         Pool {
             idle: RefCell::new((0..endpoints).map(|_| Vec::new()).collect()),
+            live: Live::new(endpoints),
             max_idle,
             idle_timeout,
             alarm: OnceCell::new(),
             swept: Cell::new(false),
         }
+    }
+
+    /// The pool's per-endpoint connection counts (`upstream::counted`).
+    pub fn live(&self) -> &Rc<Live> {
+        &self.live
     }
 
     /// Has the worker's housekeeping close this pool's aged-out connections.
@@ -52,29 +62,43 @@ impl<C> Pool<C> {
     }
 
     /// Returns a connection for reuse; drops it if the pool for that endpoint is full.
+    /// Either way a request waiting for a connection to the endpoint is woken.
     pub fn put(&self, endpoint: usize, c: C) {
-        let mut idle = self.idle.borrow_mut();
-        if let Some(stack) = idle.get_mut(endpoint) {
-            if stack.len() < self.max_idle {
-                let now = Instant::now();
-                stack.push((c, now));
-                if !self.swept.get() {
-                    if let Some(a) = self.alarm.get() {
-                        a.ring_at(now + self.idle_timeout);
-                        self.swept.set(true);
+        {
+            let mut idle = self.idle.borrow_mut();
+            if let Some(stack) = idle.get_mut(endpoint) {
+                if stack.len() < self.max_idle {
+                    let now = Instant::now();
+                    stack.push((c, now));
+                    if !self.swept.get() {
+                        if let Some(a) = self.alarm.get() {
+                            a.ring_at(now + self.idle_timeout);
+                            self.swept.set(true);
+                        }
                     }
                 }
             }
         }
+        self.live.wake(endpoint);
     }
 
     /// Moves `other`'s idle connections to its endpoint `from` into this pool's `to`
-    /// (an endpoint both cluster versions have: an EDS update keeps its connections).
-    pub fn adopt(&self, other: &Pool<C>, from: usize, to: usize) {
-        let moved: Vec<(C, Instant)> = match other.idle.borrow_mut().get_mut(from) {
+    /// (an endpoint both cluster versions have: an EDS update keeps its connections);
+    /// `rehome` moves each one's per-endpoint count to this pool.
+    pub fn adopt(
+        &self,
+        other: &Pool<C>,
+        from: usize,
+        to: usize,
+        rehome: impl Fn(&mut C, &Rc<Live>, usize),
+    ) {
+        let mut moved: Vec<(C, Instant)> = match other.idle.borrow_mut().get_mut(from) {
             Some(stack) => std::mem::take(stack),
             None => return,
         };
+        for (c, _) in &mut moved {
+            rehome(c, &self.live, to);
+        }
         let mut idle = self.idle.borrow_mut();
         let Some(stack) = idle.get_mut(to) else {
             return;
@@ -134,11 +158,11 @@ mod tests {
         assert_eq!(p.take(5), None);
         let q = Pool::new(2, 2, Duration::from_secs(60));
         p.put(0, 7);
-        q.adopt(&p, 0, 1);
+        q.adopt(&p, 0, 1, |_, _, _| {});
         assert_eq!(p.idle_count(0), 0);
         assert_eq!(q.take(1), Some(7));
-        q.adopt(&p, 9, 0);
-        q.adopt(&p, 0, 9);
+        q.adopt(&p, 9, 0, |_, _, _| {});
+        q.adopt(&p, 0, 9, |_, _, _| {});
     }
 
     #[test]

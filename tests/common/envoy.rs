@@ -53,7 +53,7 @@ impl Drop for Envoy {
 }
 
 /// Three distinct free loopback ports (the probes stay open together).
-fn ports() -> [u16; 3] {
+pub fn free_ports() -> [u16; 3] {
     let probes: Vec<std::net::TcpListener> = (0..3)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -68,8 +68,14 @@ impl Envoy {
     /// Starts Envoy (one worker) on a template with the same placeholders as `Proxy`
     /// (`@PORT@`, `@PORT2@`, `@ADMIN_PORT@`, `@DIR@`) and waits for its `/ready`.
     pub fn start(bin: &PathBuf, template: &str) -> Envoy {
+        Envoy::start_on(bin, template, free_ports())
+    }
+
+    /// `start` on ports the caller chose (`[listen, listen2, admin]`, from
+    /// [`free_ports`]), for a test that must name them before Envoy starts.
+    pub fn start_on(bin: &PathBuf, template: &str, ports: [u16; 3]) -> Envoy {
         let dir = TempDir::new("envoy");
-        let [listen, listen2, admin] = ports();
+        let [listen, listen2, admin] = ports;
         let text = template
             .replace("@ADMIN_PORT@", &admin.to_string())
             .replace("@PORT2@", &listen2.to_string())

@@ -1158,6 +1158,26 @@ pub fn fixed(raw: impl Into<Vec<u8>>) -> Handler {
     })
 }
 
+/// A response with `code` and the body `oops`, on every request.
+pub fn status_oops(code: u16) -> Handler {
+    fixed(format!(
+        "HTTP/1.1 {code} Oops\r\ncontent-length: 4\r\n\r\noops"
+    ))
+}
+
+/// The first `n` requests get `first`, the rest an echo.
+pub fn fail_first(n: usize, first: Handler) -> Handler {
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ok = echo();
+    Arc::new(move |ctx, req, s| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < n {
+            first(ctx, req, s)
+        } else {
+            ok(ctx, req, s)
+        }
+    })
+}
+
 /// Writes `raw` verbatim and closes the connection.
 pub fn fixed_then_close(raw: impl Into<Vec<u8>>) -> Handler {
     let raw = raw.into();

@@ -12,112 +12,8 @@ use std::time::Duration;
 use super::super::access_log_format::{LogFormat, DEFAULT_FORMAT};
 use super::super::model::*;
 use super::super::raw::*;
+pub(super) use super::raw_terminal::{raw_terminals, RawTerminal};
 use super::Builder;
-use crate::http::filter::RawHttpFilter;
-
-/// The settings of one chain's terminal filter, borrowed from either shape.
-pub(super) struct RawTerminal<'a> {
-    pub route_table: &'a Option<String>,
-    pub tcp_proxy: &'a Option<RawTcpProxy>,
-    pub codec: &'a Option<String>,
-    pub stat_prefix: &'a Option<String>,
-    pub limits: &'a Option<RawLimits>,
-    pub idle_timeout: &'a Option<String>,
-    pub access_log: &'a Option<RawAccessLog>,
-    pub http2: &'a Option<RawHttp2>,
-    pub request_headers_timeout: &'a Option<String>,
-    pub stream_idle_timeout: &'a Option<String>,
-    pub forwarding: &'a Option<RawForwarding>,
-    pub strip_any_host_port: Option<bool>,
-    pub strip_matching_host_port: Option<bool>,
-    pub proxy_headers: &'a Option<RawProxyHeaders>,
-    pub http_filters: &'a [RawHttpFilter],
-}
-
-impl<'a> RawTerminal<'a> {
-    pub(super) fn of_listener(l: &'a RawListener) -> Self {
-        RawTerminal {
-            route_table: &l.route_table,
-            tcp_proxy: &l.tcp_proxy,
-            codec: &None,
-            stat_prefix: &None,
-            limits: &l.limits,
-            idle_timeout: &l.idle_timeout,
-            access_log: &l.access_log,
-            http2: &l.http2,
-            request_headers_timeout: &l.request_headers_timeout,
-            stream_idle_timeout: &l.stream_idle_timeout,
-            forwarding: &l.forwarding,
-            strip_any_host_port: l.strip_any_host_port,
-            strip_matching_host_port: l.strip_matching_host_port,
-            proxy_headers: &l.proxy_headers,
-            http_filters: &l.http_filters,
-        }
-    }
-}
-
-impl<'a> RawTerminal<'a> {
-    pub(super) fn of_chain(c: &'a RawFilterChain) -> Self {
-        RawTerminal {
-            route_table: &c.route_table,
-            tcp_proxy: &c.tcp_proxy,
-            codec: &c.codec,
-            stat_prefix: &c.stat_prefix,
-            limits: &c.limits,
-            idle_timeout: &c.idle_timeout,
-            access_log: &c.access_log,
-            http2: &c.http2,
-            request_headers_timeout: &c.request_headers_timeout,
-            stream_idle_timeout: &c.stream_idle_timeout,
-            forwarding: &c.forwarding,
-            strip_any_host_port: c.strip_any_host_port,
-            strip_matching_host_port: c.strip_matching_host_port,
-            proxy_headers: &c.proxy_headers,
-            http_filters: &c.http_filters,
-        }
-    }
-
-    /// The single-chain fields that are set, by name.
-    fn set_fields(&self) -> impl Iterator<Item = &'static str> + '_ {
-        [
-            ("route_table", self.route_table.is_some()),
-            ("tcp_proxy", self.tcp_proxy.is_some()),
-            ("limits", self.limits.is_some()),
-            ("idle_timeout", self.idle_timeout.is_some()),
-            ("access_log", self.access_log.is_some()),
-            ("http2", self.http2.is_some()),
-            (
-                "request_headers_timeout",
-                self.request_headers_timeout.is_some(),
-            ),
-            ("stream_idle_timeout", self.stream_idle_timeout.is_some()),
-            ("forwarding", self.forwarding.is_some()),
-            ("strip_any_host_port", self.strip_any_host_port.is_some()),
-            (
-                "strip_matching_host_port",
-                self.strip_matching_host_port.is_some(),
-            ),
-            ("proxy_headers", self.proxy_headers.is_some()),
-            ("http_filters", !self.http_filters.is_empty()),
-        ]
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| name)
-    }
-}
-
-/// Every terminal a raw listener describes (its own fields, or its chains), for checks
-/// that look across listeners.
-pub(super) fn raw_terminals(l: &RawListener) -> Vec<RawTerminal<'_>> {
-    if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
-        return vec![RawTerminal::of_listener(l)];
-    }
-    l.filter_chains
-        .iter()
-        .chain(&l.default_filter_chain)
-        .map(RawTerminal::of_chain)
-        .collect()
-}
 
 impl Builder {
     pub(super) fn listener(
@@ -148,6 +44,7 @@ impl Builder {
                 let chain = FilterChain {
                     name: l.name.clone(),
                     matcher: FilterChainMatch::default(),
+                    network_filters: self.network_filters(&p, own.network_filters),
                     terminal,
                     tls: None,
                 };
@@ -203,7 +100,13 @@ impl Builder {
             listener_filters,
             filter_chains,
             default_filter_chain,
+            use_original_dst: l.use_original_dst.unwrap_or(false),
+            bind_to_port: l.bind_to_port.unwrap_or(true),
         };
+        // Envoy: use_original_dst adds the original_dst listener filter.
+        if listener.use_original_dst {
+            listener.listener_filters.original_dst = true;
+        }
         // strip_matching_host_port compares with the port this listener is on.
         for c in listener
             .filter_chains
@@ -221,38 +124,6 @@ impl Builder {
             self.err(format!("{p}.filter_chains"), e);
         }
         Some(listener)
-    }
-
-    fn listener_filters(&mut self, p: &str, l: &RawListener) -> ListenerFilters {
-        let d = ListenerFilters::default();
-        let mut f = ListenerFilters {
-            timeout: self.duration(
-                format!("{p}.listener_filters_timeout"),
-                &l.listener_filters_timeout,
-                d.timeout,
-            ),
-            continue_on_timeout: l
-                .continue_on_listener_filters_timeout
-                .unwrap_or(d.continue_on_timeout),
-            ..d
-        };
-        for (k, name) in l.listener_filters.iter().enumerate() {
-            match name.as_str() {
-                "http_inspector" if !f.http_inspector => f.http_inspector = true,
-                "tls_inspector" if !f.tls_inspector => f.tls_inspector = true,
-                "http_inspector" | "tls_inspector" => self.err(
-                    format!("{p}.listener_filters[{k}]"),
-                    format!("`{name}` is listed twice"),
-                ),
-                other => self.err(
-                    format!("{p}.listener_filters[{k}]"),
-                    format!(
-                        "unknown listener filter `{other}` (use http_inspector or tls_inspector)"
-                    ),
-                ),
-            }
-        }
-        f
     }
 
     fn chain(
@@ -275,6 +146,7 @@ impl Builder {
         Some(FilterChain {
             name: c.name.clone(),
             matcher,
+            network_filters: self.network_filters(p, &c.network_filters),
             terminal,
             tls,
         })
@@ -541,7 +413,11 @@ impl Builder {
         }
         let access_log = self.access_log(p, t.access_log);
         let http2 = self.http2(p, t.http2);
-        let http_filters = self.http_filters(p, t.http_filters);
+        let http_filters = self.http_filters(
+            p,
+            t.http_filters,
+            t.stat_prefix.as_deref().unwrap_or(listener),
+        );
         // Envoy's defaults: no request-head deadline, a 5-minute stream idle timeout.
         let request_headers_timeout = self.duration(
             format!("{p}.request_headers_timeout"),

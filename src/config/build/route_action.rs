@@ -56,11 +56,12 @@ impl Builder {
             || r.auto_host_rewrite
             || r.cluster_not_found_response_code.is_some()
             || r.timeout.is_some()
-            || !r.upgrades.is_empty();
+            || !r.upgrades.is_empty()
+            || !r.request_mirror_policies.is_empty();
         if !forwarding && rewrites {
             self.err(
                 p.to_string(),
-                "`timeout`, `upgrades`, `prefix_rewrite`, `regex_rewrite`, `host_rewrite_literal`, `auto_host_rewrite` and `cluster_not_found_response_code` need a `cluster`, `cluster_header` or `weighted_clusters` route",
+                "`timeout`, `upgrades`, `prefix_rewrite`, `regex_rewrite`, `host_rewrite_literal`, `auto_host_rewrite`, `cluster_not_found_response_code` and `request_mirror_policies` need a `cluster`, `cluster_header` or `weighted_clusters` route",
             );
         }
         if let Some(d) = &r.direct_response {
@@ -173,14 +174,81 @@ impl Builder {
                 503
             }
         };
+        let mirrors = self.mirror_policies(p, &r.request_mirror_policies, clusters);
         Some(RouteAction::Cluster(Forward {
+            mirrors,
             cluster_not_found_status,
             target,
             timeout: self.duration(format!("{p}.timeout"), &r.timeout, Duration::from_secs(15)),
             upgrades: r.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
             path_rewrite,
             host_rewrite,
+            // Set by `routes.rs`, which knows the virtual host.
+            retries: Default::default(),
         }))
+    }
+
+    /// Envoy's `request_mirror_policies`: each names its cluster or the header that
+    /// does. A named cluster must exist (Envoy refuses a static route table whose shadow
+    /// cluster is unknown: `unknown shadow cluster`).
+    fn mirror_policies(
+        &mut self,
+        p: &str,
+        raw: &[RawMirrorPolicy],
+        clusters: &[Arc<Cluster>],
+    ) -> Vec<MirrorPolicy> {
+        let mut out = Vec::with_capacity(raw.len());
+        for (k, m) in raw.iter().enumerate() {
+            let mp = format!("{p}.request_mirror_policies[{k}]");
+            let target = match (&m.cluster, &m.cluster_header) {
+                (Some(name), None) => {
+                    match self.cluster_index(format!("{mp}.cluster"), name, clusters) {
+                        Some(i) => MirrorTarget::Named(i),
+                        None => continue,
+                    }
+                }
+                (None, Some(h)) => {
+                    if h.is_empty() || !h.bytes().all(is_tchar) {
+                        self.err(
+                            format!("{mp}.cluster_header"),
+                            format!("`{h}` is not a valid header name"),
+                        );
+                        continue;
+                    }
+                    MirrorTarget::Header(h.to_ascii_lowercase())
+                }
+                _ => {
+                    self.err(mp, "set exactly one of `cluster` and `cluster_header`");
+                    continue;
+                }
+            };
+            let fraction = match &m.runtime_fraction {
+                Some(f) => match self.fraction(&format!("{mp}.runtime_fraction"), f) {
+                    Some(f) => Some(f),
+                    None => continue,
+                },
+                None => None,
+            };
+            let host = m.host_rewrite_literal.clone().filter(|h| !h.is_empty());
+            if host
+                .as_deref()
+                .is_some_and(|h| h.bytes().any(|b| b <= 0x20 || b == 0x7f))
+            {
+                self.err(
+                    format!("{mp}.host_rewrite_literal"),
+                    "must be a host, without spaces or control characters",
+                );
+                continue;
+            }
+            out.push(MirrorPolicy {
+                target,
+                fraction,
+                // Envoy: a literal Host implies no suffix.
+                host_suffix: !m.disable_shadow_host_suffix_append && host.is_none(),
+                host,
+            });
+        }
+        out
     }
 
     fn redirect(&mut self, p: &str, r: &RawRedirect) -> Option<Redirect> {

@@ -79,7 +79,7 @@ impl Builder {
     }
 
     /// Envoy's `StringMatcher`: exactly one form.
-    fn string_match(&mut self, p: &str, m: &RawStringMatch) -> Option<StringMatch> {
+    pub(super) fn string_match(&mut self, p: &str, m: &RawStringMatch) -> Option<StringMatch> {
         let lower = |s: &String| {
             if m.ignore_case {
                 s.to_ascii_lowercase()
@@ -119,7 +119,7 @@ impl Builder {
         })
     }
 
-    fn header_match(&mut self, hp: &str, h: &RawHeaderMatch) -> Option<HeaderMatch> {
+    pub(super) fn header_match(&mut self, hp: &str, h: &RawHeaderMatch) -> Option<HeaderMatch> {
         let name = h.name.to_ascii_lowercase();
         let pseudo = matches!(
             name.as_str(),
@@ -195,15 +195,20 @@ impl Builder {
         })
     }
 
-    fn fraction(&mut self, p: &str, f: &RawRuntimeFraction) -> Option<Fraction> {
-        let d = &f.default_value;
+    pub(super) fn fraction(&mut self, p: &str, f: &RawRuntimeFraction) -> Option<Fraction> {
+        self.percent(&format!("{p}.default_value"), &f.default_value)
+    }
+
+    /// Envoy's `FractionalPercent` (the fault filter's percentages, the CORS policy's
+    /// `filter_enabled`).
+    pub(super) fn percent(&mut self, p: &str, d: &RawFractionalPercent) -> Option<Fraction> {
         let denominator = match d.denominator.as_deref() {
             None | Some("HUNDRED") => 100,
             Some("TEN_THOUSAND") => 10_000,
             Some("MILLION") => 1_000_000,
             Some(other) => {
                 self.err(
-                    format!("{p}.default_value.denominator"),
+                    format!("{p}.denominator"),
                     format!("unknown denominator `{other}` (HUNDRED, TEN_THOUSAND, MILLION)"),
                 );
                 return None;

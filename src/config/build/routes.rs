@@ -14,13 +14,24 @@ use crate::http::filter::header_mutation::{
     HeaderMutation, HeaderMutationFilter, RawHeaderMutationRef,
 };
 use crate::http::filter::headers::HeaderPlan;
+use crate::http::filter::local_ratelimit::descriptors::{self, Policy, RawRateLimit};
+use crate::http::filter::local_ratelimit::stats;
+use crate::http::filter::local_ratelimit::{
+    LocalRateLimitFilter, RawLocalRateLimit, RouteRateLimits,
+};
 use crate::http::filter::{
     FilterKind, FilterOverride, HttpFilter, RawHttpFilter, MAX_HEADER_MUTATION_FILTERS,
 };
 use crate::http::router::{DomainIndex, MAX_DOMAIN_LEN};
 
 impl Builder {
-    pub(super) fn http_filters(&mut self, p: &str, raw: &[RawHttpFilter]) -> Vec<HttpFilter> {
+    /// A connection manager's HTTP filters; its counters are under `http.<stat_prefix>.`.
+    pub(super) fn http_filters(
+        &mut self,
+        p: &str,
+        raw: &[RawHttpFilter],
+        stat_prefix: &str,
+    ) -> Vec<HttpFilter> {
         let mut out: Vec<HttpFilter> = Vec::new();
         for (k, f) in raw.iter().enumerate() {
             let fp = format!("{p}.http_filters[{k}]");
@@ -32,22 +43,54 @@ impl Builder {
                     format!("duplicate filter name `{}`", f.name),
                 );
             }
-            let kind = match (&f.header_mutation, &f.buffer) {
-                (Some(m), None) => {
-                    let m = self.header_mutation(&format!("{fp}.header_mutation"), m.as_ref());
-                    FilterKind::HeaderMutation(HeaderMutationFilter::new(&m))
-                }
-                (None, Some(b)) => match self.buffer(&format!("{fp}.buffer"), b) {
-                    Some(b) => FilterKind::Buffer(b),
-                    None => continue,
-                },
-                _ => {
+            let types = [
+                f.header_mutation.is_some(),
+                f.buffer.is_some(),
+                f.local_ratelimit.is_some(),
+                f.rbac.is_some(),
+                f.fault.is_some(),
+                f.cors.is_some(),
+            ];
+            let one = types.iter().filter(|t| **t).count() == 1;
+            let kind = match (&f.header_mutation, &f.buffer, &f.local_ratelimit, &f.rbac) {
+                _ if !one => {
                     self.err(
                         fp,
-                        "set the filter's type: one of `header_mutation`, `buffer`",
+                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`",
                     );
                     continue;
                 }
+                _ if f.cors.is_some() => FilterKind::Cors(self.cors_filter(stat_prefix)),
+                _ if f.fault.is_some() => {
+                    let raw = f
+                        .fault
+                        .as_ref()
+                        .map(|r| self.fault_filter(&format!("{fp}.fault"), r, stat_prefix));
+                    match raw.flatten() {
+                        Some(x) => FilterKind::Fault(Box::new(x)),
+                        None => continue,
+                    }
+                }
+                (Some(m), None, None, None) => {
+                    let m = self.header_mutation(&format!("{fp}.header_mutation"), m.as_ref());
+                    FilterKind::HeaderMutation(HeaderMutationFilter::new(&m))
+                }
+                (None, Some(b), None, None) => match self.buffer(&format!("{fp}.buffer"), b) {
+                    Some(b) => FilterKind::Buffer(b),
+                    None => continue,
+                },
+                (None, None, Some(l), None) => {
+                    match self.local_ratelimit(&format!("{fp}.local_ratelimit"), l, false) {
+                        Some(l) => FilterKind::LocalRateLimit(l),
+                        None => continue,
+                    }
+                }
+                (None, None, None, Some(r)) => FilterKind::Rbac(Box::new(self.rbac_filter(
+                    &format!("{fp}.rbac"),
+                    r,
+                    stat_prefix,
+                ))),
+                _ => continue,
             };
             out.push(HttpFilter {
                 name: f.name.clone(),
@@ -133,12 +176,41 @@ impl Builder {
                     .collect();
                 let vhost_edits = self.header_mutation(&vp, v.header_mutation());
                 let levels = [&vhost_edits, &table_edits];
+                let vhost_limits = self.rate_limits(&format!("{vp}.rate_limits"), &v.rate_limits);
+                let vhost_retries = Retries {
+                    policy: v
+                        .retry_policy
+                        .as_ref()
+                        .map(|r| Box::new(self.retry_policy(&format!("{vp}.retry_policy"), r))),
+                    attempt_count_request: v.include_request_attempt_count,
+                    attempt_count_response: v.include_attempt_count_in_response,
+                };
                 let routes = v
                     .routes
                     .iter()
                     .enumerate()
                     .filter_map(|(k, r)| {
-                        self.route(format!("{vp}.routes[{k}]"), r, clusters, levels)
+                        let rp = format!("{vp}.routes[{k}]");
+                        let mut route =
+                            self.route(rp.clone(), r, clusters, levels, &vhost_limits)?;
+                        if let RouteAction::Cluster(f) = &mut route.action {
+                            // The route's policy replaces the virtual host's whole (Envoy).
+                            f.retries = Retries {
+                                policy: match &r.retry_policy {
+                                    Some(raw) => Some(Box::new(
+                                        self.retry_policy(&format!("{rp}.retry_policy"), raw),
+                                    )),
+                                    None => vhost_retries.policy.clone(),
+                                },
+                                ..vhost_retries.clone()
+                            };
+                        } else if r.retry_policy.is_some() {
+                            self.err(
+                                format!("{rp}.retry_policy"),
+                                "needs a `cluster`, `cluster_header` or `weighted_clusters` route",
+                            );
+                        }
+                        Some(route)
                     })
                     .collect();
                 VirtualHost {
@@ -156,7 +228,8 @@ impl Builder {
                 .flat_map(|(i, v)| v.domains.iter().map(move |d| (i, d))),
         );
         let header_routes = virtual_hosts.iter().flat_map(|v| &v.routes).any(|r| {
-            matches!(&r.action, RouteAction::Cluster(f) if matches!(f.target, ClusterTarget::Header(_)))
+            matches!(&r.action, RouteAction::Cluster(f) if matches!(f.target, ClusterTarget::Header(_))
+                || f.mirrors.iter().any(|m| matches!(m.target, MirrorTarget::Header(_))))
         });
         RouteTable {
             name: t.name.clone(),
@@ -217,6 +290,33 @@ impl Builder {
         b
     }
 
+    /// Checks a local rate-limit config (a filter's, or a route's with `per_route`).
+    fn local_ratelimit(
+        &mut self,
+        prefix: &str,
+        raw: &RawLocalRateLimit,
+        per_route: bool,
+    ) -> Option<LocalRateLimitFilter> {
+        let names = stats::names(&raw.stat_prefix);
+        let counters = stats::Counters::from_indices(names.map(|n| self.counter(n)));
+        let mut errors = Vec::new();
+        let l = raw.build(prefix, per_route, counters, &mut errors);
+        for (path, message) in errors {
+            self.err(path, message);
+        }
+        l.map(|l| LocalRateLimitFilter(Arc::new(l)))
+    }
+
+    /// Checks a level's `rate_limits`, recording errors under `prefix`.
+    fn rate_limits(&mut self, prefix: &str, raw: &[RawRateLimit]) -> Vec<Policy> {
+        let mut errors = Vec::new();
+        let p = descriptors::build(raw, prefix, &mut errors);
+        for (path, message) in errors {
+            self.err(path, message);
+        }
+        p
+    }
+
     /// Checks one level's header edits, recording errors under `prefix`.
     fn header_mutation(&mut self, prefix: &str, raw: RawHeaderMutationRef<'_>) -> HeaderMutation {
         let mut errors = Vec::new();
@@ -234,29 +334,71 @@ impl Builder {
         p: &str,
         r: &RawRoute,
         outer: [&HeaderMutation; 2],
+        vhost_limits: &[Policy],
     ) -> RouteFilterConfig {
         let own = self.header_mutation(p, r.header_mutation());
         let [vhost, table] = outer;
         let mut overrides = Vec::new();
         for (name, o) in &r.per_filter_config {
             let op = format!("{p}.per_filter_config.{name}");
-            match (o.disabled, &o.header_mutation, &o.buffer) {
-                (true, None, None) => overrides.push((name.clone(), FilterOverride::Disabled)),
-                (false, Some(m), None) => {
+            let types = [
+                o.header_mutation.is_some(),
+                o.buffer.is_some(),
+                o.local_ratelimit.is_some(),
+                o.rbac.is_some(),
+                o.fault.is_some(),
+                o.cors.is_some(),
+            ];
+            let policy = o.fault.is_some() || o.cors.is_some();
+            if policy && (o.disabled || types.iter().filter(|t| **t).count() != 1) {
+                self.err(
+                    op,
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`)",
+                );
+                continue;
+            }
+            if let Some(f) = &o.fault {
+                if let Some(s) = self.fault_settings(&format!("{op}.fault"), f) {
+                    overrides.push((name.clone(), FilterOverride::Fault(Box::new(s))));
+                }
+                continue;
+            }
+            if let Some(c) = &o.cors {
+                if let Some(c) = self.cors_policy(&format!("{op}.cors"), c) {
+                    overrides.push((name.clone(), FilterOverride::Cors(Box::new(c))));
+                }
+                continue;
+            }
+            let own = (&o.header_mutation, &o.buffer, &o.local_ratelimit, &o.rbac);
+            match (o.disabled, own) {
+                (true, (None, None, None, None)) => {
+                    overrides.push((name.clone(), FilterOverride::Disabled))
+                }
+                (false, (None, None, Some(l), None)) => {
+                    if let Some(l) = self.local_ratelimit(&format!("{op}.local_ratelimit"), l, true)
+                    {
+                        overrides.push((name.clone(), FilterOverride::LocalRateLimit(l)));
+                    }
+                }
+                (false, (None, None, None, Some(r))) => {
+                    let r = self.rbac_rules(&format!("{op}.rbac"), r);
+                    overrides.push((name.clone(), FilterOverride::Rbac(Box::new(r))));
+                }
+                (false, (Some(m), None, None, None)) => {
                     let m = self.header_mutation(&format!("{op}.header_mutation"), m.as_ref());
                     overrides.push((
                         name.clone(),
                         FilterOverride::HeaderMutation(HeaderMutationFilter::new(&m)),
                     ));
                 }
-                (false, None, Some(b)) => {
+                (false, (None, Some(b), None, None)) => {
                     if let Some(b) = self.buffer(&format!("{op}.buffer"), b) {
                         overrides.push((name.clone(), FilterOverride::Buffer(b)));
                     }
                 }
                 _ => self.err(
                     op,
-                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`)",
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`)",
                 ),
             }
         }
@@ -268,6 +410,12 @@ impl Builder {
                 &table.response,
             ]),
             overrides,
+            rate_limits: RouteRateLimits {
+                route: self.rate_limits(&format!("{p}.rate_limits"), &r.rate_limits),
+                vhost: vhost_limits.to_vec(),
+            },
+            forwards: false,
+            cluster: None,
         }
     }
 
@@ -277,10 +425,18 @@ impl Builder {
         r: &RawRoute,
         clusters: &[Arc<Cluster>],
         outer: [&HeaderMutation; 2],
+        vhost_limits: &[Policy],
     ) -> Option<Route> {
-        let filters = self.route_filters(&p, r, outer);
+        let mut filters = self.route_filters(&p, r, outer, vhost_limits);
         let m = self.route_match(&p, &r.matcher);
         let action = self.route_action(&p, r, clusters)?;
+        // What the fault and CORS filters read of the route (Envoy's route entry).
+        if let RouteAction::Cluster(f) = &action {
+            filters.forwards = true;
+            if let ClusterTarget::Named(i) = f.target {
+                filters.cluster = clusters.get(i).map(|c| c.name.clone());
+            }
+        }
         let m = m?;
         Some(Route {
             path: m.path,

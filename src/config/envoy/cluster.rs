@@ -1,13 +1,15 @@
 //! Envoy `Cluster` -> native raw cluster: discovery type, connect timeout, load balancing
-//! policy, endpoints and the upstream HTTP protocol options. Control plane only.
+//! policy (and its panic threshold), endpoints, health checks (`health.rs`), circuit
+//! breakers and the upstream HTTP protocol options. Control plane only.
 
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, LbPolicy,
 };
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster};
 use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
+use envoy_types::pb::envoy::config::core::v3::RoutingPriority;
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     explicit_http_config::ProtocolConfig, UpstreamProtocolOptions,
@@ -15,6 +17,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions as UpstreamHttp;
 
 use super::super::raw::{RawCluster, RawEndpoint, RawPool};
+use super::super::raw_circuit::{RawCircuitBreakers, RawPercent, RawRetryBudget, RawThresholds};
 use super::convert::{
     duration, ip_socket_address, native_duration, payload, socket_address, timeout_or_never, R,
 };
@@ -38,7 +41,7 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
         }
     };
     let dns = match kind {
-        DiscoveryType::Static => false,
+        DiscoveryType::Static | DiscoveryType::OriginalDst => false,
         // Resolved once, when the config is loaded (and on reload).
         DiscoveryType::StrictDns | DiscoveryType::LogicalDns => true,
         // xDS turns an EDS cluster into a STATIC one once its endpoints arrive
@@ -49,19 +52,22 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
                 "`EDS` needs `dynamic_resources.ads_config` in the bootstrap",
             ))
         }
-        other => {
-            return Err(err(
-                format!("{p}.type"),
-                format!("`{}` is not supported by Outrigger", other.as_str_name()),
-            ))
-        }
     };
     // Envoy's default connect timeout is 5s; it must be positive.
     let connect_timeout = duration(&c.connect_timeout, &format!("{p}.connect_timeout"))?
         .unwrap_or(Duration::from_secs(5));
     let lb = LbPolicy::try_from(c.lb_policy)
         .map_err(|_| err(format!("{p}.lb_policy"), "unknown value"))?;
+    let original_dst = kind == DiscoveryType::OriginalDst;
+    // Envoy: an ORIGINAL_DST cluster must say CLUSTER_PROVIDED, and only it may.
+    if original_dst != (lb == LbPolicy::ClusterProvided) {
+        return Err(err(
+            format!("{p}.lb_policy"),
+            "`CLUSTER_PROVIDED` goes with `type: ORIGINAL_DST`, and only with it",
+        ));
+    }
     let lb_policy = match lb {
+        LbPolicy::ClusterProvided => "round_robin",
         LbPolicy::RoundRobin => "round_robin",
         LbPolicy::LeastRequest => "least_request",
         LbPolicy::Random => "random",
@@ -162,20 +168,84 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
         name: c.name.clone(),
         connect_timeout: Some(native_duration(connect_timeout)),
         lb_policy: Some(lb_policy.into()),
-        endpoints,
+        // An ORIGINAL_DST cluster with endpoints is refused by the native builder.
+        endpoints: (!original_dst || !endpoints.is_empty()).then_some(endpoints),
+        kind: original_dst.then(|| "original_dst".to_string()),
+        source_address: match &c.upstream_bind_config {
+            Some(b) => {
+                let at = format!("{p}.upstream_bind_config.source_address");
+                let Some(sa) = &b.source_address else {
+                    return Err(err(at, "is required"));
+                };
+                paths.add(format!("{native}.source_address"), at);
+                Some(sa.address.clone())
+            }
+            None => None,
+        },
         pool: Some(RawPool {
             max_idle_per_endpoint: None,
             idle_timeout: Some(timeout_or_never(idle_timeout)),
         }),
         protocol: Some(protocol.into()),
         tls: None,
+        health_checks: c
+            .health_checks
+            .iter()
+            .enumerate()
+            .map(|(i, h)| super::health::translate(h, &format!("{p}.health_checks[{i}]")))
+            .collect::<R<_>>()?,
+        healthy_panic_threshold: c
+            .common_lb_config
+            .as_ref()
+            .and_then(|l| l.healthy_panic_threshold.as_ref())
+            .map(|t| t.value),
+        circuit_breakers: c.circuit_breakers.as_ref().map(circuit_breakers),
     };
+    paths.add(
+        format!("{native}.circuit_breakers"),
+        format!("{p}.circuit_breakers"),
+    );
+    paths.add(
+        format!("{native}.healthy_panic_threshold"),
+        format!("{p}.common_lb_config.healthy_panic_threshold"),
+    );
     super::tls::upstream(&c.transport_socket, p, &mut raw)?;
     paths.add(
         format!("clusters[{index}].tls"),
         format!("{p}.transport_socket"),
     );
     Ok(raw)
+}
+
+/// Envoy's `circuit_breakers` as the native block, field for field (the walker refused
+/// `per_host_thresholds` and `max_connection_pools`).
+fn circuit_breakers(cb: &CircuitBreakers) -> RawCircuitBreakers {
+    RawCircuitBreakers {
+        thresholds: cb
+            .thresholds
+            .iter()
+            .map(|t| RawThresholds {
+                priority: Some(
+                    if t.priority == RoutingPriority::High as i32 {
+                        "HIGH"
+                    } else {
+                        "DEFAULT"
+                    }
+                    .into(),
+                ),
+                max_connections: t.max_connections.map(|v| v.value),
+                max_pending_requests: t.max_pending_requests.map(|v| v.value),
+                max_requests: t.max_requests.map(|v| v.value),
+                max_retries: t.max_retries.map(|v| v.value),
+                retry_budget: t.retry_budget.map(|b| RawRetryBudget {
+                    budget_percent: b.budget_percent.map(|p| RawPercent { value: p.value }),
+                    min_retry_concurrency: b.min_retry_concurrency.map(|v| v.value),
+                }),
+                track_remaining: t.track_remaining,
+                max_connection_pools: t.max_connection_pools.map(|v| v.value),
+            })
+            .collect(),
+    }
 }
 
 /// Outrigger has no HTTP/2 settings for upstream connections yet: the message may be

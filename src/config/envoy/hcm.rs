@@ -16,8 +16,9 @@ use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer as PbBuffer;
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::HeaderMutation as PbHeaderMutation;
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as PbRbac;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager::{CodecType, RouteSpecifier},
+    http_connection_manager::{CodecType, RouteSpecifier, StripPortMode},
     http_filter, HttpConnectionManager,
 };
 
@@ -30,7 +31,7 @@ use super::convert::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router as PbRouter;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::ServerHeaderTransformation;
-use super::{err, route, walk};
+use super::{err, fault_cors, rbac, route, walk};
 use crate::http::filter::RawHttpFilter;
 
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
@@ -178,6 +179,16 @@ pub(super) fn translate(
             ));
         }
     }
+    // Envoy strips the Host's port before routing only when asked (the two are
+    // exclusive; the native builder says so, under these paths).
+    for f in ["strip_any_host_port", "strip_matching_host_port"] {
+        tx.paths.add(format!("{native}.{f}"), format!("{p}.{f}"));
+    }
+    chain.strip_any_host_port = Some(matches!(
+        h.strip_port_mode,
+        Some(StripPortMode::StripAnyHostPort(true))
+    ));
+    chain.strip_matching_host_port = Some(h.strip_matching_host_port);
     let rc = match &h.route_specifier {
         Some(RouteSpecifier::RouteConfig(rc)) => rc,
         _ => {
@@ -230,6 +241,10 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: Some(mutations(&m.mutations, &format!("{tp}.mutations"))?),
                     buffer: None,
+                    local_ratelimit: None,
+                    rbac: None,
+                    fault: None,
+                    cors: None,
                 };
                 out.push((
                     raw,
@@ -245,8 +260,76 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     name: f.name.clone(),
                     header_mutation: None,
                     buffer: Some(route::buffer(&b, &tp)?),
+                    local_ratelimit: None,
+                    rbac: None,
+                    fault: None,
+                    cors: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Buffer)));
+            }
+            super::local_ratelimit::LOCAL_RATELIMIT => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let l = payload(any, super::local_ratelimit::LOCAL_RATELIMIT, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    local_ratelimit: Some(super::local_ratelimit::translate(&l, &tp, false)?),
+                    rbac: None,
+                    fault: None,
+                    cors: None,
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::LocalRateLimit)));
+            }
+            rbac::HTTP => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let r: PbRbac = payload(any, rbac::HTTP, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    local_ratelimit: None,
+                    rbac: Some(rbac::http(&r, &tp)?),
+                    fault: None,
+                    cors: None,
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::Rbac)));
+            }
+            fault_cors::FAULT => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let h: envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault =
+                    payload(any, fault_cors::FAULT, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    local_ratelimit: None,
+                    rbac: None,
+                    fault: Some(fault_cors::fault(&h, &tp)?),
+                    cors: None,
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::Fault)));
+            }
+            fault_cors::CORS => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    local_ratelimit: None,
+                    rbac: None,
+                    fault: None,
+                    cors: Some(Default::default()),
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::Cors)));
             }
             other => {
                 return Err(err(

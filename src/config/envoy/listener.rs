@@ -7,6 +7,7 @@ use envoy_types::pb::envoy::config::listener::v3::{
     filter, listener_filter, FilterChain as PbChain, FilterChainMatch as PbMatch, Listener,
 };
 use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
+use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     tcp_proxy::ClusterSpecifier, TcpProxy,
@@ -25,6 +26,7 @@ const HCM: &str =
 const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 const HTTP_INSPECTOR: &str = "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
 const TLS_INSPECTOR: &str = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
+const ORIGINAL_DST: &str = "envoy.extensions.filters.listener.original_dst.v3.OriginalDst";
 
 pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
     let p = format!("static_resources.listeners[{i}]");
@@ -50,6 +52,9 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
         let name = if walk::type_name(&any.type_url) == TLS_INSPECTOR {
             let _: TlsInspector = payload(any, TLS_INSPECTOR, &format!("{fp}.typed_config"))?;
             "tls_inspector"
+        } else if walk::type_name(&any.type_url) == ORIGINAL_DST {
+            let _: OriginalDst = payload(any, ORIGINAL_DST, &format!("{fp}.typed_config"))?;
+            "original_dst"
         } else {
             let _: HttpInspector = payload(any, HTTP_INSPECTOR, &format!("{fp}.typed_config"))?;
             "http_inspector"
@@ -97,11 +102,14 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
         forwarding: None,
         proxy_headers: None,
         http_filters: Vec::new(),
+        network_filters: Vec::new(),
         listener_filters,
         listener_filters_timeout: Some(native_duration(listener_filters_timeout)),
         continue_on_listener_filters_timeout: Some(l.continue_on_listener_filters_timeout),
         filter_chains,
         default_filter_chain,
+        use_original_dst: l.use_original_dst.as_ref().map(|v| v.value),
+        bind_to_port: l.bind_to_port.as_ref().map(|v| v.value),
     });
     Ok(())
 }
@@ -114,21 +122,43 @@ fn chain(
     index: usize,
     tx: &mut Translation,
 ) -> R<RawFilterChain> {
-    tx.paths
-        .add(native.to_string(), format!("{p}.filters[0].typed_config"));
+    // The last filter is the terminal; network RBAC filters may come before it.
+    let last = fc.filters.len().saturating_sub(1);
+    tx.paths.add(
+        native.to_string(),
+        format!("{p}.filters[{last}].typed_config"),
+    );
     tx.paths.add(format!("{native}.name"), format!("{p}.name"));
     tx.paths.add(
         format!("{native}.filter_chain_match"),
         format!("{p}.filter_chain_match"),
     );
     let filter_chain_match = fc.filter_chain_match.as_ref().map(chain_match);
-    let [f] = fc.filters.as_slice() else {
+    let Some((f, before)) = fc.filters.split_last() else {
         return Err(err(
             format!("{p}.filters"),
-            "Outrigger supports exactly one network filter per chain: an http_connection_manager or a tcp_proxy",
+            "needs a terminal network filter: an http_connection_manager or a tcp_proxy",
         ));
     };
-    let fp = format!("{p}.filters[0].typed_config");
+    let mut network_filters = Vec::new();
+    for (k, nf) in before.iter().enumerate() {
+        let np = format!("{p}.filters[{k}].typed_config");
+        match &nf.config_type {
+            Some(filter::ConfigType::TypedConfig(any))
+                if walk::type_name(&any.type_url) == super::rbac::NETWORK =>
+            {
+                let r = payload(any, super::rbac::NETWORK, &np)?;
+                network_filters.push(super::rbac::network(&r, &nf.name, &np)?);
+            }
+            _ => {
+                return Err(err(
+                    np,
+                    "Outrigger supports network RBAC filters before the chain's last filter (an http_connection_manager or a tcp_proxy), and no other",
+                ))
+            }
+        }
+    }
+    let fp = format!("{p}.filters[{last}].typed_config");
     let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
         return Err(err(fp, "is required"));
     };
@@ -155,6 +185,7 @@ fn chain(
         forwarding: None,
         proxy_headers: None,
         http_filters: Vec::new(),
+        network_filters,
         tls: super::tls::downstream(&fc.transport_socket, p)?,
     };
     tx.paths

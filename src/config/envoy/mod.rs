@@ -13,8 +13,12 @@
 mod bootstrap;
 mod cluster;
 mod convert;
+mod fault_cors;
 mod hcm;
+mod health;
 mod listener;
+mod local_ratelimit;
+mod rbac;
 mod route;
 mod tls;
 mod walk;

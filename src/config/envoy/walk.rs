@@ -8,8 +8,11 @@
 
 use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
 
-/// Supported fields, per message full name. A message that is not listed supports no
-/// field (it may still appear empty, e.g. the router's config).
+mod filters;
+
+/// Supported fields, per message full name (the filters' RBAC, local rate limit, fault
+/// and CORS messages are in `filters.rs`). A message that is not listed in either
+/// supports no field (it may still appear empty, e.g. the router's config).
 const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap",
@@ -82,6 +85,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "listener_filters",
             "listener_filters_timeout",
             "continue_on_listener_filters_timeout",
+            "use_original_dst",
+            "bind_to_port",
         ],
     ),
     (
@@ -161,6 +166,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "server_header_transformation",
             "generate_request_id",
             "preserve_external_request_id",
+            "strip_any_host_port",
+            "strip_matching_host_port",
         ],
     ),
     (
@@ -169,7 +176,9 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.extensions.filters.http.router.v3.Router",
-        &["suppress_envoy_headers"],
+        // `dynamic_stats`: accepted; Outrigger's per-cluster counters are fixed and
+        // always kept, so there are no per-request dynamic stats to turn off.
+        &["suppress_envoy_headers", "dynamic_stats"],
     ),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig",
@@ -237,7 +246,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.core.v3.DataSource",
-        // `filename`: TLS certificates and CAs only (the translation checks where).
+        // `filename`: TLS certificates and CAs, and a direct response body (the
+        // translation checks where).
         &["inline_string", "inline_bytes", "filename"],
     ),
     (
@@ -258,11 +268,15 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "name",
             "domains",
             "routes",
+            "retry_policy",
+            "include_request_attempt_count",
+            "include_attempt_count_in_response",
             "request_headers_to_add",
             "request_headers_to_remove",
             "response_headers_to_add",
             "response_headers_to_remove",
             "typed_per_filter_config",
+            "rate_limits",
         ],
     ),
     (
@@ -271,6 +285,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "name",
             "match",
             "route",
+            "redirect",
             "direct_response",
             "request_headers_to_add",
             "request_headers_to_remove",
@@ -281,23 +296,141 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.route.v3.RouteMatch",
-        &["prefix", "path", "connect_matcher", "headers"],
+        &[
+            "prefix",
+            "path",
+            "path_separated_prefix",
+            "safe_regex",
+            "connect_matcher",
+            "case_sensitive",
+            "headers",
+            "query_parameters",
+            "grpc",
+            "runtime_fraction",
+        ],
     ),
     (
         "envoy.config.route.v3.HeaderMatcher",
+        // Route matches translate exact, prefix and present (`route.rs` refuses the
+        // others); RBAC header rules take every form.
         &[
             "name",
             "exact_match",
             "prefix_match",
+            "suffix_match",
+            "contains_match",
+            "safe_regex_match",
+            "range_match",
             "present_match",
             "string_match",
             "invert_match",
+            "treat_missing_header_as_empty",
         ],
     ),
-    ("envoy.type.matcher.v3.StringMatcher", &["exact", "prefix"]),
+    (
+        "envoy.type.matcher.v3.StringMatcher",
+        &[
+            "exact",
+            "prefix",
+            "suffix",
+            "contains",
+            "safe_regex",
+            "ignore_case",
+        ],
+    ),
+    // `google_re2` only as the (deprecated) empty engine choice.
+    ("envoy.type.matcher.v3.RegexMatcher", &["regex", "google_re2"]),
+    (
+        "envoy.type.matcher.v3.RegexMatchAndSubstitute",
+        &["pattern", "substitution"],
+    ),
+    ("envoy.type.v3.Int64Range", &["start", "end"]),
+    (
+        "envoy.config.route.v3.QueryParameterMatcher",
+        &["name", "string_match", "present_match"],
+    ),
+    (
+        "envoy.config.core.v3.RuntimeFractionalPercent",
+        &["default_value", "runtime_key"],
+    ),
+    (
+        "envoy.type.v3.FractionalPercent",
+        &["numerator", "denominator"],
+    ),
     (
         "envoy.config.route.v3.RouteAction",
-        &["cluster", "timeout", "upgrade_configs"],
+        &[
+            "cluster",
+            "cluster_header",
+            "weighted_clusters",
+            "cluster_not_found_response_code",
+            "prefix_rewrite",
+            "regex_rewrite",
+            "host_rewrite_literal",
+            "auto_host_rewrite",
+            "timeout",
+            "upgrade_configs",
+            "retry_policy",
+            "rate_limits",
+            "request_mirror_policies",
+        ],
+    ),
+    (
+        // `request_headers_mutations` is refused; `trace_sampled` is accepted and has
+        // no effect (there is no tracing to sample).
+        "envoy.config.route.v3.RouteAction.RequestMirrorPolicy",
+        &[
+            "cluster",
+            "cluster_header",
+            "runtime_fraction",
+            "trace_sampled",
+            "disable_shadow_host_suffix_append",
+            "host_rewrite_literal",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy",
+        &[
+            "retry_on",
+            "num_retries",
+            "per_try_timeout",
+            "per_try_idle_timeout",
+            "retry_host_predicate",
+            "host_selection_retry_max_attempts",
+            "retriable_status_codes",
+            "retry_back_off",
+            "retriable_headers",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy.RetryHostPredicate",
+        &["name", "typed_config"],
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy.RetryBackOff",
+        &["base_interval", "max_interval"],
+    ),
+    (
+        "envoy.config.route.v3.WeightedCluster",
+        &["clusters", "total_weight"],
+    ),
+    (
+        "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        &["name", "weight", "host_rewrite_literal"],
+    ),
+    (
+        "envoy.config.route.v3.RedirectAction",
+        &[
+            "https_redirect",
+            "scheme_redirect",
+            "host_redirect",
+            "port_redirect",
+            "path_redirect",
+            "prefix_rewrite",
+            "regex_rewrite",
+            "response_code",
+            "strip_query",
+        ],
     ),
     (
         "envoy.config.route.v3.RouteAction.UpgradeConfig",
@@ -337,8 +470,71 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "eds_cluster_config",
             "typed_extension_protocol_options",
             "transport_socket",
+            "health_checks",
+            "common_lb_config",
+            "upstream_bind_config",
+            "circuit_breakers",
         ],
     ),
+    ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
+    (
+        "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
+        &[
+            "priority",
+            "max_connections",
+            "max_pending_requests",
+            "max_requests",
+            "max_retries",
+            "retry_budget",
+            "track_remaining",
+        ],
+    ),
+    (
+        "envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget",
+        &["budget_percent", "min_retry_concurrency"],
+    ),
+    ("envoy.config.core.v3.BindConfig", &["source_address"]),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig",
+        &["healthy_panic_threshold"],
+    ),
+    ("envoy.type.v3.Percent", &["value"]),
+    (
+        "envoy.config.core.v3.HealthCheck",
+        &[
+            "timeout",
+            "interval",
+            "initial_jitter",
+            "interval_jitter",
+            "interval_jitter_percent",
+            "unhealthy_threshold",
+            "healthy_threshold",
+            "reuse_connection",
+            "no_traffic_interval",
+            "no_traffic_healthy_interval",
+            "unhealthy_interval",
+            "unhealthy_edge_interval",
+            "healthy_edge_interval",
+            "http_health_check",
+            "tcp_health_check",
+        ],
+    ),
+    (
+        "envoy.config.core.v3.HealthCheck.HttpHealthCheck",
+        &[
+            "host",
+            "path",
+            "method",
+            "expected_statuses",
+            "retriable_statuses",
+        ],
+    ),
+    (
+        "envoy.config.core.v3.HealthCheck.TcpHealthCheck",
+        &["send", "receive"],
+    ),
+    ("envoy.config.core.v3.HealthCheck.Payload", &["text", "binary"]),
+
     (
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
         &["cluster_name", "endpoints"],
@@ -351,7 +547,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.config.endpoint.v3.LbEndpoint",
         &["endpoint", "load_balancing_weight", "health_status"],
     ),
-    ("envoy.config.endpoint.v3.Endpoint", &["address"]),
+    ("envoy.config.endpoint.v3.Endpoint", &["address", "hostname"]),
     (
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
         &[
@@ -377,6 +573,7 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
     "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
     "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+    "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
     "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
     "envoy.extensions.filters.http.router.v3.Router",
@@ -384,7 +581,15 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
     "envoy.extensions.filters.http.buffer.v3.Buffer",
     "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+    "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
     "envoy.config.route.v3.FilterConfig",
+    "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+    "envoy.extensions.filters.http.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
+    "envoy.extensions.filters.network.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.fault.v3.HTTPFault",
+    "envoy.extensions.filters.http.cors.v3.Cors",
+    "envoy.extensions.filters.http.cors.v3.CorsPolicy",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -397,11 +602,16 @@ pub(super) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
     "envoy.extensions.filters.http.buffer.v3.Buffer",
+    "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+    "envoy.extensions.filters.http.rbac.v3.RBAC",
+    "envoy.extensions.filters.http.fault.v3.HTTPFault",
+    "envoy.extensions.filters.http.cors.v3.Cors",
 ];
 
 fn supported(message: &str, field: &str) -> bool {
     SUPPORTED
         .iter()
+        .chain(filters::SUPPORTED)
         .find(|(m, _)| *m == message)
         .is_some_and(|(_, fields)| fields.contains(&field))
 }

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use futures_lite::io::AsyncWriteExt;
 
+use crate::upstream::counted::Counted;
 use crate::upstream::request::clock::{Expiry, Progress};
-use crate::upstream::request::{self, Exchange, RetryPolicy, Tried};
+use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
 use super::super::body::{self, BodyError};
@@ -26,6 +27,7 @@ use super::super::body_hooks::{self, Stopped};
 use super::super::buf::ReadBuf;
 use super::super::failure::Failure;
 use super::super::filter;
+use super::super::filter::headers::Edits;
 use super::super::flags::ResponseFlag;
 use super::super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::super::h1::head::{BodyKind, HeadError};
@@ -42,6 +44,8 @@ enum Response {
     /// `101 Switching Protocols` to an upgrade we asked for: the head is this long, and
     /// the connection becomes a tunnel.
     Upgraded(usize),
+    /// A final response the retry policy retries: nothing was written.
+    Retry,
     Final {
         head_len: usize,
         status: u16,
@@ -69,6 +73,8 @@ fn prepare_response(
     plan: &Plan<'_>,
     must_close: bool,
     wbuf: &mut Vec<u8>,
+    edits: Edits<'_>,
+    retry: impl FnOnce(u16, &[httparse::Header<'_>]) -> bool,
 ) -> Result<Option<Response>, BadResponse> {
     let mut slots = response::header_slots();
     let Some(resp) = response::parse(data, asked(plan), &mut slots)? else {
@@ -90,6 +96,9 @@ fn prepare_response(
         }
         Kind::Final { body, framing } => (body, framing),
     };
+    if retry(resp.status, resp.headers) {
+        return Ok(Some(Response::Retry));
+    }
     let (framing, strip) = response::down_framing(body, plan.minor);
     let close_down = !plan.framing.keep_alive || must_close || framing == DownFraming::Close;
     wbuf.clear();
@@ -104,7 +113,7 @@ fn prepare_response(
             close: close_down,
             http10_keep_alive: plan.minor == 0 && !close_down,
             upgrade: None,
-            edits: plan.response_edits,
+            edits,
         },
     );
     Ok(Some(Response::Final {
@@ -168,20 +177,15 @@ struct Try<'x, 'p, D, C: Connector> {
     body_inline: bool,
     /// The upstream answered or went away before the whole request body was sent.
     body_cut: bool,
+    /// The response head's edits (with `x-envoy-attempt-count` when asked for).
+    response_edits: Edits<'p>,
 }
 
-/// What a try ended with.
-enum Got {
-    Response(Response),
-    /// The exchange ended without an upstream failure (the client went away or sent a
-    /// malformed body), already answered as far as it can be.
-    Ended(Outcome),
-}
-
-impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
-    type Head = Got;
-
-    async fn try_once(&mut self, up: &mut C::Conn, _reused: bool) -> Result<Got, Tried> {
+impl<D: Io, C: Connector> Try<'_, '_, D, C> {
+    /// A small request body that is all here already goes up with the head, in one
+    /// write (and a retry sends it again from there); not while a `100 Continue` is due,
+    /// which the client waits for.
+    fn inline_body(&mut self) {
         let (conn, plan, progress) = (&mut *self.conn, self.plan, self.progress);
         // A small request body that is all here already goes up with the head, in one
         // write; not while a `100 Continue` is due, which the client waits for.
@@ -203,6 +207,36 @@ impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
                 progress.request_done();
             }
         }
+    }
+}
+
+/// What a try ended with.
+enum Got {
+    Response(Response),
+    /// The exchange ended without an upstream failure (the client went away or sent a
+    /// malformed body), already answered as far as it can be.
+    Ended(Outcome),
+}
+
+impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
+    type Head = Got;
+
+    async fn try_once(
+        &mut self,
+        up: &mut Counted<C::Conn>,
+        at: Attempt<'_, '_>,
+    ) -> Result<Got, Tried> {
+        self.inline_body();
+        let (conn, plan, progress) = (&mut *self.conn, self.plan, self.progress);
+        let resend = plan.framing.body == BodyKind::Empty || self.body_inline;
+        if let Some(r) = at.retry.filter(|r| r.attempt() > 1) {
+            if r.attempt_count_request {
+                crate::http::stamp::set_attempt_count(&mut conn.wbuf, r.attempt());
+            }
+        }
+        if at.retry.is_some_and(|r| r.attempt_count_response) {
+            self.response_edits.stamp.attempt_count = at.retry.map(|r| r.attempt());
+        }
         // Every upstream read and write is bounded by the time left on the clocks.
         let left = progress.time_left();
         up.set_read_timeout(left);
@@ -211,10 +245,7 @@ impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
         if up.write_all(&conn.wbuf).await.is_err() {
             // Nothing of the body was read yet, or all of it is in `wbuf`: the request
             // can go again as it was.
-            return Err(Tried {
-                failure: Failure::ConnectionTermination,
-                replayable: true,
-            });
+            return Err(Tried::failed(Failure::ConnectionTermination, true, resend));
         }
         if plan.framing.body != BodyKind::Empty && !self.body_inline {
             self.body_touched = true;
@@ -315,7 +346,20 @@ impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
         loop {
             if !conn.ubuf.is_empty() {
                 let must_close = self.view.draining.get() || self.body_cut;
-                match prepare_response(conn.ubuf.data(), plan, must_close, &mut conn.wbuf) {
+                let stats = &self.view.clusters[self.cluster].stats;
+                let judge = |status, headers: &[httparse::Header<'_>]| {
+                    at.retry_response(status, headers, resend && !self.body_cut, stats)
+                };
+                let edits = self.response_edits;
+                match prepare_response(
+                    conn.ubuf.data(),
+                    plan,
+                    must_close,
+                    &mut conn.wbuf,
+                    edits,
+                    judge,
+                ) {
+                    Ok(Some(Response::Retry)) => return Err(Tried::retry_response()),
                     Ok(Some(Response::Interim(n))) => {
                         conn.ubuf.consume(n);
                         continue;
@@ -330,7 +374,7 @@ impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
                     }
                     Err(BadResponse(why)) => {
                         tracing::debug!(reason = why, "invalid upstream response");
-                        return Err(Tried::fatal(Failure::ProtocolError));
+                        return Err(Tried::failed(Failure::ProtocolError, false, resend));
                     }
                 }
             }
@@ -340,10 +384,12 @@ impl<D: Io, C: Connector> Exchange<C::Conn> for Try<'_, '_, D, C> {
                 // `wbuf` still holds the upstream request head for a retry: it is only
                 // overwritten once a response head has been parsed.
                 _ => {
-                    return Err(Tried {
-                        failure: Failure::ConnectionTermination,
-                        replayable: self.replayable && conn.ubuf.is_empty(),
-                    })
+                    let replayable = self.replayable && conn.ubuf.is_empty();
+                    return Err(Tried::failed(
+                        Failure::ConnectionTermination,
+                        replayable,
+                        resend,
+                    ));
                 }
             }
         }
@@ -384,10 +430,9 @@ impl Conn {
         if self.logging {
             self.rec.cluster = Some(cs.name.clone());
         }
-        let Some(picked) = request::pick(cs) else {
-            return self
-                .fail_locally(down, view, plan, Failure::NoHealthyUpstream)
-                .await;
+        let picked = match request::pick(cs) {
+            Ok(p) => p,
+            Err(f) => return self.fail_locally(down, view, plan, f).await,
         };
         if self.logging {
             self.rec.upstream = Some(picked.endpoint.addr);
@@ -416,6 +461,10 @@ impl Conn {
                 .via_http2(down, view, plan, cluster, picked.ep, *req, &progress)
                 .await;
         }
+        let retry = match &plan.action {
+            Action::Proxy { retry, .. } => retry.as_ref(),
+            _ => None,
+        };
         let mut x = Try {
             conn: self,
             down: &mut *down,
@@ -427,27 +476,43 @@ impl Conn {
             body_touched: false,
             body_inline: false,
             body_cut: false,
+            response_edits: plan.response_edits,
         };
+        if retry.is_some() {
+            // A body that is whole at hand can be sent again; its request is complete,
+            // so the per-try clocks apply from the first try (Envoy).
+            x.inline_body();
+        }
+        let (mut ep, mut again) = (picked.ep, None);
         let tried = request::run(
             &request::Http1,
             RetryPolicy::STALE_CONNECTION,
+            retry,
             cs,
-            picked.ep,
+            &mut ep,
+            &mut again,
             &*view.connector,
-            || progress.deadline(),
+            &progress,
+            timeout,
             &mut x,
         )
         .await;
         let (body_touched, body_cut) = (x.body_touched, x.body_cut);
+        if let (true, Some(p)) = (self.logging, &again) {
+            self.rec.upstream = Some(p.endpoint.addr);
+        }
         let (mut up, response) = match tried {
             Ok((up, Got::Response(r))) => (up, r),
             Ok((_, Got::Ended(o))) => return o,
             Err(f) => {
+                let retried = retry.is_some_and(|r| r.retried());
                 return self
-                    .upstream_failed(down, view, plan, f, body_touched)
-                    .await
+                    .upstream_failed(down, view, plan, f, body_touched, retried)
+                    .await;
             }
         };
+        // A retriable response that goes to the client because the retries ran out.
+        let retry_flag = retry.map_or(ResponseFlag::None, |r| r.response_flag());
         let stats = &cs.stats;
         let (head_len, status, resp_body, strip, close_down, reuse_up) = match response {
             Response::Final {
@@ -464,8 +529,9 @@ impl Conn {
                     .tunnel(down, up, head_len, plan.idle_timeout, 101)
                     .await;
             }
-            // Interim responses are consumed while reading the head; none reaches here.
-            Response::Interim(_) => {
+            // Interim responses are consumed while reading the head, and retried ones
+            // never come back; none reaches here.
+            Response::Interim(_) | Response::Retry => {
                 return self.finish_error(view, cluster, 0, ResponseFlag::UpstreamProtocolError)
             }
         };
@@ -558,9 +624,9 @@ impl Conn {
                 sent += n;
                 // After a cut request body the upstream connection is out of step.
                 if reuse_up && !body_cut && self.ubuf.is_empty() {
-                    cs.pool.put(picked.ep, up);
+                    cs.pool.put(ep, up);
                 }
-                ResponseFlag::None
+                retry_flag
             }
             // A client that stopped reading until a clock ran out.
             Err(BodyError::Write) if progress.expired().is_some() => {
@@ -571,10 +637,14 @@ impl Conn {
             Err(_) => late(Failure::ConnectionTermination),
         };
         self.rec.bytes_sent = sent;
+        let clean = matches!(
+            flag,
+            ResponseFlag::None | ResponseFlag::UpstreamRetryLimitExceeded
+        );
         Outcome {
             status,
             flag,
-            keep_alive: flag == ResponseFlag::None && !close_down,
+            keep_alive: clean && !close_down,
         }
     }
 
@@ -684,8 +754,10 @@ impl Conn {
         plan: &Plan<'_>,
         f: Failure,
         body_touched: bool,
+        retried: bool,
     ) -> Outcome {
-        let (status, msg, flag) = (f.status(), f.body().as_bytes(), f.flag());
+        let text = if retried { f.retried_body() } else { f.body() };
+        let (status, msg, flag) = (f.status(), text.as_bytes(), f.flag());
         if body_touched || matches!(f, Failure::StreamIdle { .. }) {
             return self.reply_and_close(down, plan, status, msg, flag).await;
         }

@@ -15,11 +15,21 @@ use super::super::hold::{self, Held};
 use super::super::io::Io;
 use super::{Action, Conn, Outcome, Plan};
 
-/// Whether this request's body goes through the chain first.
+/// Whether this request's body goes through the chain first: for a chain with a
+/// request-body hook, or for a shadow (`http::mirror`: a body up to its bound is held
+/// so that the same bytes go to the primary and the mirror clusters).
 fn wanted(plan: &Plan<'_>) -> bool {
-    plan.chain.hooks().request_data
+    (plan.chain.hooks().request_data || (plan.mirror.is_some() && mirror_holds(plan)))
         && plan.framing.body != BodyKind::Empty
         && matches!(plan.action, Action::Proxy { upgrade: false, .. })
+}
+
+fn mirror_holds(plan: &Plan<'_>) -> bool {
+    let declared = match plan.framing.body {
+        BodyKind::Length(n) => Some(n),
+        _ => None,
+    };
+    super::super::mirror::holds(declared)
 }
 
 impl Conn {
@@ -112,6 +122,29 @@ impl Conn {
                 Err(closed(flag))
             }
         }
+    }
+}
+
+impl Conn {
+    /// Sends the request's shadows (`http::mirror`) once its body is known: none, or
+    /// held (`held`: the held body is in `rbuf`). A body that streams is not mirrored.
+    /// Nothing is sent for a request a filter answered while its body was read.
+    pub(super) fn mirror<C: crate::upstream::Connector>(
+        &self,
+        view: &crate::http::view::WorkerView<C>,
+        plan: &Plan<'_>,
+        m: crate::http::mirror::Mirror<'_>,
+        held: bool,
+    ) {
+        if !matches!(plan.action, Action::Proxy { .. }) {
+            return;
+        }
+        let body = match plan.framing.body {
+            BodyKind::Empty => Some(bytes::Bytes::new()),
+            _ if held => Some(bytes::Bytes::copy_from_slice(self.rbuf.data())),
+            _ => None,
+        };
+        crate::http::mirror::launch(view, m, body);
     }
 }
 

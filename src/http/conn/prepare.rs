@@ -4,6 +4,7 @@
 
 use crate::config::{HttpConnectionManager, UpstreamProtocol};
 use crate::observe::stream_info::StreamInfo;
+use crate::upstream::request::retry::{Headers, RetryState};
 use crate::upstream::Connector;
 
 use super::super::filter::{self, StreamEdits};
@@ -25,10 +26,9 @@ pub(super) async fn prepare<'v, C: Connector>(
     l: &'v HttpConnectionManager,
     view: &'v WorkerView<C>,
     wbuf: &mut Vec<u8>,
-    peer: std::net::IpAddr,
-    ip: &[u8],
-    tls: bool,
+    (facts, ip, state): (crate::rbac::Conn<'_>, &[u8], &filter::ConnState),
     rec: Option<&mut StreamInfo>,
+    store: &'v filter::set_headers::SetHeaders,
 ) -> Result<Option<Plan<'v>>, HeadError> {
     let mut slots = request::header_slots();
     let Some(mut req) = request::parse(data, &l.limits, &mut slots)? else {
@@ -91,8 +91,17 @@ pub(super) async fn prepare<'v, C: Connector>(
     };
     // The filter chain runs on every routed or unrouted request; the router is last.
     let mut edits = own_headers::stream_edits(&l.own);
-    let status =
-        filter::on_request_head(&l.http_filters, route.map(|r| r.filters.view()), &mut edits).await;
+    edits.store = Some(store);
+    let ctx = filter::RequestCtx {
+        req: &view_req,
+        conn: facts,
+        forwarding: &l.forwarding,
+        counters: &view.counters,
+        state,
+    };
+    let route_filters = route.map(|r| r.filters.view());
+    let status = filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await;
+    let (peer, tls) = (facts.peer, facts.tls.is_some());
     own_headers::finish_response_edits(&l.own, &mut edits);
     let decision = match status {
         filter::Status::Respond(reply) => {
@@ -100,6 +109,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         }
         filter::Status::Continue => route.map(|r| router::resolve(table, r, &view_req)),
     };
+    let mut mirror = None;
     let action = match decision {
         None => Action::NoRoute,
         // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
@@ -134,19 +144,53 @@ pub(super) async fn prepare<'v, C: Connector>(
             );
             fwd.tls = tls;
             own_headers::proxied(&l.own, &l.forwarding, t.timeout, fwd.client, &mut edits);
+            let retry = RetryState::new(
+                t.retries,
+                &Honoured {
+                    headers,
+                    edits: &edits.request,
+                },
+            );
+            if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
+                edits.request.stamp.attempt_count = Some(1);
+            }
             let to_h2 = view
                 .clusters
                 .get(t.cluster)
                 .is_some_and(|c| c.cfg.protocol == UpstreamProtocol::Http2);
             let path = t.path.as_deref().unwrap_or(req.path);
             let host = t.host.or(stripped);
+            if !t.shadows.is_empty() && upgrade.is_none() {
+                // The shadow is the request as it goes upstream, in HTTP/2's form
+                // (`http::mirror`); a head that has no such form is not mirrored.
+                let rewrite = crate::upstream::request::http2::Rewrite {
+                    path,
+                    authority: host.map_or(req.authority, str::as_bytes),
+                    original_path: t.path.is_some().then_some(req.path),
+                    original_host: t.host.filter(|_| t.record_host).map(|_| authority),
+                };
+                mirror = crate::upstream::request::http2::request_from_h1(
+                    &req,
+                    &rewrite,
+                    fwd,
+                    edits.request,
+                )
+                .map(|r| {
+                    Box::new(crate::http::mirror::Mirror {
+                        req: r,
+                        to: t.shadows,
+                        timeout: t.timeout,
+                        client_h2: false,
+                    })
+                });
+            }
             let h2 = if to_h2 {
                 // Built from the parsed head: never encoded as HTTP/1.1 and parsed again.
                 let rewrite = crate::upstream::request::http2::Rewrite {
                     path,
                     authority: host.map_or(req.authority, str::as_bytes),
                     original_path: t.path.is_some().then_some(req.path),
-                    original_host: t.host.map(|_| authority),
+                    original_host: t.host.filter(|_| t.record_host).map(|_| authority),
                 };
                 match crate::upstream::request::http2::request_from_h1(
                     &req,
@@ -179,21 +223,46 @@ pub(super) async fn prepare<'v, C: Connector>(
                         upgrade,
                         edits: edits.request,
                         original_path: t.path.is_some().then_some(req.path),
-                        original_host: t.host.map(|_| authority),
+                        original_host: t.host.filter(|_| t.record_host).map(|_| authority),
                     },
                 );
                 None
             };
+            if let Some(m) = mirror.as_deref_mut() {
+                // A request id the proxy made for the primary is the shadow's too.
+                let id = match &h2 {
+                    Some(r) => r.headers().get(REQUEST_ID).map(|v| v.as_bytes()),
+                    None => written_request_id(wbuf),
+                };
+                if let Some(v) = id.and_then(|v| http::HeaderValue::from_bytes(v).ok()) {
+                    m.req.headers_mut().insert(REQUEST_ID, v);
+                }
+            }
             Action::Proxy {
                 cluster: t.cluster,
                 timeout: t.timeout,
                 upgrade: upgrade.is_some(),
                 h2,
                 auto_host: t.auto_host,
+                retry,
             }
         }
     };
-    Ok(Some(plan(&req, l, action, edits)))
+    let mut p = plan(&req, l, action, edits);
+    p.mirror = mirror;
+    Ok(Some(p))
+}
+
+const REQUEST_ID: &str = crate::http::stamp::REQUEST_ID;
+
+/// The last `x-request-id` value of an upstream head the HTTP/1 encoder wrote (the one
+/// the proxy's stamp adds comes after the client's fields).
+fn written_request_id(head: &[u8]) -> Option<&[u8]> {
+    const FIELD: &[u8] = b"\r\nx-request-id: ";
+    let at = head.windows(FIELD.len()).rposition(|w| w == FIELD)? + FIELD.len();
+    let rest = head.get(at..)?;
+    let end = rest.windows(2).position(|w| w == b"\r\n")?;
+    rest.get(..end)
 }
 
 /// The plan for a parsed request.
@@ -208,6 +277,10 @@ fn plan<'v>(
         minor: req.minor,
         is_head: req.is_head(),
         idempotent: req.idempotent(),
+        grpc: req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("content-type")
+                && crate::http::grpc_local::is_grpc_content_type(h.value)
+        }),
         framing: req.framing,
         action,
         idle_timeout: l.idle_timeout,
@@ -215,5 +288,23 @@ fn plan<'v>(
         response_edits: edits.response,
         chain: edits.chain,
         codec_edits: own_headers::codec_reply_edits(&l.own),
+        mirror: None,
+    }
+}
+
+/// The request headers the router honours: those the connection manager's sanitizing
+/// (`sanitize_envoy_headers`) leaves in place.
+struct Honoured<'h, 'b, 'e> {
+    headers: &'h [httparse::Header<'b>],
+    edits: &'e crate::http::filter::headers::Edits<'e>,
+}
+
+impl Headers for Honoured<'_, '_, '_> {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let kept = self.edits.keeps(name);
+        self.headers
+            .iter()
+            .filter(move |h| kept && h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
     }
 }

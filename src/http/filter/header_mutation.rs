@@ -48,7 +48,7 @@ impl RawHeaderMutation {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHeaderAdd {
     pub name: String,
@@ -135,7 +135,7 @@ fn action(s: Option<&str>) -> Result<AppendAction, String> {
     })
 }
 
-fn ops(
+pub(crate) fn ops(
     add: &[RawHeaderAdd],
     remove: &[String],
     add_field: &str,

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use super::set_headers::SetHeaders;
 use crate::http::stamp::Stamp;
 
 /// Envoy's `HeaderValueOption.append_action`.
@@ -140,10 +141,11 @@ fn simulate<'a>(
 /// Header-mutation filters one chain may hold (each adds a plan to a message's edits).
 pub const MAX_HEADER_MUTATION_FILTERS: usize = 3;
 
-/// Most plans one message carries: the header-mutation filters' and the route's, and
-/// the connection manager's own (`server`, or the sanitizing of `x-envoy-*` headers).
-const MAX_PLANS: usize = 5;
-const _: () = assert!(MAX_PLANS >= MAX_HEADER_MUTATION_FILTERS + 2);
+/// Most plans one message carries: the header-mutation filters' and the route's, the
+/// local rate limit's (its limited reply's or not-enforced request's headers), and the
+/// connection manager's own (`server`, or the sanitizing of `x-envoy-*` headers).
+const MAX_PLANS: usize = 6;
+const _: () = assert!(MAX_PLANS >= MAX_HEADER_MUTATION_FILTERS + 3);
 
 /// The plans that apply to one message, in order, and the proxy's own per-message
 /// headers (`http::own_headers`). Copyable; borrows the config.
@@ -152,6 +154,9 @@ pub struct Edits<'c> {
     plans: [Option<&'c HeaderPlan>; MAX_PLANS],
     /// Written after the plans' additions; replaces incoming headers of its names.
     pub stamp: Stamp,
+    /// Headers a filter set for this stream (`set_headers`): written last, replacing
+    /// incoming and planned values of their names. `None` unless a filter set one.
+    pub set: Option<&'c SetHeaders>,
 }
 
 impl<'c> Edits<'c> {
@@ -173,7 +178,9 @@ impl<'c> Edits<'c> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.plans.iter().all(Option::is_none) && self.stamp.is_empty()
+        self.plans.iter().all(Option::is_none)
+            && self.stamp.is_empty()
+            && self.set.is_none_or(SetHeaders::is_empty)
     }
 
     /// The edits for a reply the proxy makes itself (no upstream service time).
@@ -209,14 +216,27 @@ impl<'c> Edits<'c> {
     /// them). `present` says whether the message carries the header at all.
     pub fn keeps(&self, name: &str) -> bool {
         self.is_empty()
-            || (self.branches(name, true).all(|b| !b.discard) && !self.stamp.replaces(name))
+            || (self.branches(name, true).all(|b| !b.discard)
+                && !self.stamp.replaces(name)
+                && !self.set.is_some_and(|s| s.has(name)))
     }
 
     /// Calls `emit` for every header the plans add, after the message's own headers.
     /// `has` tells whether the message arrived with a header of that name.
     pub fn for_each_added(&self, has: impl Fn(&str) -> bool, mut emit: impl FnMut(&str, &str)) {
-        self.for_each_planned(&has, &mut emit);
-        self.stamp.for_each(has, emit);
+        match self.set {
+            None => self.for_each_planned(&has, &mut emit),
+            // A set header replaces what the plans add under its name.
+            Some(set) => self.for_each_planned(&has, |n, v| {
+                if !set.has(n) {
+                    emit(n, v)
+                }
+            }),
+        }
+        self.stamp.for_each(has, &mut emit);
+        if let Some(set) = self.set {
+            set.for_each(emit);
+        }
     }
 
     /// `for_each_added` for the plans only.
@@ -289,6 +309,9 @@ impl Edits<'_> {
             }
         });
         self.stamp.apply_to_map(map);
+        if let Some(set) = self.set {
+            set.apply_to_map(map);
+        }
     }
 }
 

@@ -36,17 +36,31 @@
 //! config); the raw variant in `RawHttpFilter`. The connection managers do not change.
 
 pub mod buffer;
+pub mod cors;
+pub mod ctx;
+pub mod fault;
 pub mod header_mutation;
 pub mod headers;
+pub mod local_ratelimit;
+pub mod rbac;
+pub mod set_headers;
 pub mod status;
 
 use serde::Deserialize;
 
 use self::buffer::{BufferFilter, RawBuffer};
+use self::cors::{CorsFilter, CorsPolicy};
+pub use self::ctx::{ConnState, RequestCtx};
+use self::fault::{FaultFilter, FaultSettings, RouteCluster};
 use self::header_mutation::{HeaderMutationFilter, RawHeaderMutation};
 use self::headers::{Edits, HeaderPlan};
+use self::local_ratelimit::{LocalRateLimitFilter, RawLocalRateLimit, RouteRateLimits};
+use self::rbac::RbacFilter;
+use self::set_headers::SetHeaders;
 pub use self::status::{DataStatus, LocalReply, Status};
 use super::flags::ResponseFlag;
+use crate::config::raw_fault_cors::{RawCorsFilter, RawCorsPolicy, RawFault};
+use crate::config::raw_rbac::RawRbacFilter;
 
 pub use self::headers::MAX_HEADER_MUTATION_FILTERS;
 
@@ -59,10 +73,18 @@ pub(crate) struct RawHttpFilter {
     pub header_mutation: Option<RawHeaderMutation>,
     #[serde(default)]
     pub buffer: Option<RawBuffer>,
+    #[serde(default)]
+    pub local_ratelimit: Option<RawLocalRateLimit>,
+    #[serde(default)]
+    pub rbac: Option<RawRbacFilter>,
+    #[serde(default)]
+    pub fault: Option<RawFault>,
+    #[serde(default)]
+    pub cors: Option<RawCorsFilter>,
 }
 
 /// A route's override for one filter, as written in the YAML (`per_filter_config`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawFilterOverride {
     #[serde(default)]
@@ -71,19 +93,32 @@ pub(crate) struct RawFilterOverride {
     pub header_mutation: Option<RawHeaderMutation>,
     #[serde(default)]
     pub buffer: Option<RawBuffer>,
+    #[serde(default)]
+    pub local_ratelimit: Option<RawLocalRateLimit>,
+    #[serde(default)]
+    pub rbac: Option<RawRbacFilter>,
+    #[serde(default)]
+    pub fault: Option<RawFault>,
+    /// The route's CORS policy (Envoy's `CorsPolicy`).
+    #[serde(default)]
+    pub cors: Option<RawCorsPolicy>,
 }
 
 /// A configured filter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpFilter {
     pub name: String,
     pub kind: FilterKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FilterKind {
     HeaderMutation(HeaderMutationFilter),
     Buffer(BufferFilter),
+    LocalRateLimit(LocalRateLimitFilter),
+    Rbac(Box<RbacFilter>),
+    Fault(Box<FaultFilter>),
+    Cors(CorsFilter),
 }
 
 impl FilterKind {
@@ -91,14 +126,24 @@ impl FilterKind {
         match self {
             FilterKind::HeaderMutation(_) => "header_mutation",
             FilterKind::Buffer(_) => "buffer",
+            FilterKind::LocalRateLimit(_) => "local_ratelimit",
+            FilterKind::Rbac(_) => "rbac",
+            FilterKind::Fault(_) => "fault",
+            FilterKind::Cors(_) => "cors",
         }
     }
 
     /// The hooks this kind has after the request head.
     pub const fn hooks(&self) -> Hooks {
         match self {
-            // Its response edits are applied by the encoders (`StreamEdits`).
-            FilterKind::HeaderMutation(_) => Hooks::NONE,
+            // Its response edits are applied by the encoders (`StreamEdits`); RBAC, fault
+            // injection and the local rate limit decide on the request head alone; CORS's
+            // and the rate limit's response headers ride in the edits too.
+            FilterKind::HeaderMutation(_)
+            | FilterKind::Rbac(_)
+            | FilterKind::LocalRateLimit(_)
+            | FilterKind::Fault(_)
+            | FilterKind::Cors(_) => Hooks::NONE,
             FilterKind::Buffer(_) => Hooks {
                 request_data: true,
                 ..Hooks::NONE
@@ -158,12 +203,20 @@ pub struct Chain<'c> {
     filters: &'c [HttpFilter],
     overrides: &'c [(String, FilterOverride)],
     hooks: Hooks,
+    /// A response flag a filter recorded without answering (the fault filter's `DI`),
+    /// for the stream's access log and stats beside the flag of how it ended.
+    flag: Option<ResponseFlag>,
 }
 
 impl<'c> Chain<'c> {
     /// The later hooks some filter of this stream has.
     pub fn hooks(&self) -> Hooks {
         self.hooks
+    }
+
+    /// The flag a filter recorded on the request head without answering (`DI`).
+    pub fn flag(&self) -> Option<ResponseFlag> {
+        self.flag
     }
 
     /// The filters of the chain the route does not disable, in order.
@@ -197,7 +250,11 @@ impl<'c> Chain<'c> {
         let mut out = DataStatus::Continue;
         for f in self.active() {
             let status = match &f.kind {
-                FilterKind::HeaderMutation(_) => DataStatus::Continue,
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
+                | FilterKind::Fault(_)
+                | FilterKind::Cors(_) => DataStatus::Continue,
                 FilterKind::Buffer(own) => {
                     let b = match self.override_for(&f.name) {
                         Some(FilterOverride::Buffer(b)) => b,
@@ -222,7 +279,12 @@ impl<'c> Chain<'c> {
     pub async fn on_response_data(&self, chunk: &[u8], end_stream: bool) -> Status {
         for f in self.active().rev() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Buffer(_)
+                | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
+                | FilterKind::Fault(_)
+                | FilterKind::Cors(_) => {}
             }
         }
         let _ = (chunk, end_stream);
@@ -236,7 +298,12 @@ impl<'c> Chain<'c> {
     pub async fn on_response_head(&self, status: u16) -> Status {
         for f in self.active().rev() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Buffer(_)
+                | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
+                | FilterKind::Fault(_)
+                | FilterKind::Cors(_) => {}
             }
         }
         let _ = status;
@@ -251,7 +318,12 @@ impl<'c> Chain<'c> {
         }
         for f in self.active() {
             match &f.kind {
-                FilterKind::HeaderMutation(_) | FilterKind::Buffer(_) => {}
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Buffer(_)
+                | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
+                | FilterKind::Fault(_)
+                | FilterKind::Cors(_) => {}
             }
         }
         let _ = end;
@@ -259,7 +331,7 @@ impl<'c> Chain<'c> {
 }
 
 /// A route's override of one filter, by filter name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FilterOverride {
     /// The filter does not run for requests on this route.
     Disabled,
@@ -267,6 +339,18 @@ pub enum FilterOverride {
     HeaderMutation(HeaderMutationFilter),
     /// The buffer filter uses this limit on this route (Envoy's `BufferPerRoute`).
     Buffer(BufferFilter),
+    /// The RBAC filter uses these rules instead of its own on this route (Envoy's
+    /// `RBACPerRoute`; both absent: every request passes).
+    Rbac(Box<crate::rbac::Rules>),
+    /// The local rate-limit filter uses this config, with its own buckets, on this
+    /// route (Envoy's per-route `LocalRateLimit`).
+    LocalRateLimit(LocalRateLimitFilter),
+    /// The fault filter uses these settings instead of its own on this route (Envoy's
+    /// most specific `HTTPFault`).
+    Fault(Box<FaultSettings>),
+    /// The CORS filter's policy on this route (Envoy's `CorsPolicy`; without one the
+    /// filter does nothing).
+    Cors(Box<CorsPolicy>),
 }
 
 /// What the chain decided for one request: the header edits the encoders apply, and
@@ -276,6 +360,9 @@ pub struct StreamEdits<'c> {
     pub request: Edits<'c>,
     pub response: Edits<'c>,
     pub chain: Chain<'c>,
+    /// The stream's storage for response headers filters set per request, lent by the
+    /// connection manager (`None`: filters that need it do nothing).
+    pub store: Option<&'c SetHeaders>,
 }
 
 /// The route-level inputs of the chain.
@@ -286,6 +373,14 @@ pub struct RouteFilters<'c> {
     pub response_headers: &'c HeaderPlan,
     /// `per_filter_config`, by filter name.
     pub overrides: &'c [(String, FilterOverride)],
+    /// The route's and its virtual host's `rate_limits`.
+    pub rate_limits: &'c RouteRateLimits,
+    /// The route forwards to a cluster (Envoy's route entry; not a direct response or
+    /// a redirect).
+    pub forwards: bool,
+    /// The one cluster it forwards to (`None` when picked per request: weighted
+    /// clusters, `cluster_header`).
+    pub cluster: Option<&'c str>,
 }
 
 impl<'c> RouteFilters<'c> {
@@ -299,15 +394,19 @@ impl<'c> RouteFilters<'c> {
 
 /// Runs the chain's request-head hooks, then the router's header edits. `route` is the
 /// matched route (`None`: no route; filters still run, the router then answers 404).
+/// A filter that answers ends the chain: the filters after it do not run.
 pub async fn on_request_head<'c>(
     chain: &'c [HttpFilter],
     route: Option<RouteFilters<'c>>,
     edits: &mut StreamEdits<'c>,
+    ctx: &RequestCtx<'_>,
 ) -> Status {
+    let mut status = Status::Continue;
     let mut response_filters: [Option<&'c HeaderPlan>; MAX_HEADER_MUTATION_FILTERS] =
         [None; MAX_HEADER_MUTATION_FILTERS];
     let mut n = 0;
     let mut hooks = Hooks::NONE;
+    let mut flag = None;
     for f in chain {
         let ov = route.and_then(|r| r.override_for(&f.name));
         if matches!(ov, Some(FilterOverride::Disabled)) {
@@ -328,6 +427,64 @@ pub async fn on_request_head<'c>(
             }
             // Its decisions are on the body (`Chain::on_request_data`).
             FilterKind::Buffer(_) => {}
+            FilterKind::Rbac(own) => {
+                let rules = match ov {
+                    Some(FilterOverride::Rbac(r)) => r,
+                    _ => &own.rules,
+                };
+                if let Status::Respond(r) = own.on_request_head(rules, ctx) {
+                    status = Status::Respond(r);
+                    break;
+                }
+            }
+            FilterKind::LocalRateLimit(own) => {
+                let l = match ov {
+                    Some(FilterOverride::LocalRateLimit(l)) => l,
+                    _ => own,
+                };
+                let limits = route.map(|r| r.rate_limits);
+                let s =
+                    l.0.on_request_head(ctx, limits, &mut edits.request, &mut edits.response);
+                if let Status::Respond(_) = s {
+                    // Later filters do not run; the edits gathered so far still apply.
+                    status = s;
+                    break;
+                }
+            }
+            FilterKind::Fault(own) => {
+                let s = match ov {
+                    Some(FilterOverride::Fault(s)) => s,
+                    _ => &own.settings,
+                };
+                let cluster = RouteCluster(route.and_then(|r| r.cluster));
+                let o = own.on_request_head(s, ctx, cluster, edits.store).await;
+                if o.delayed {
+                    flag = Some(ResponseFlag::DelayInjected);
+                }
+                if let Status::Respond(r) = o.status {
+                    if edits.store.is_some_and(|s| !s.is_empty()) {
+                        edits.response.set = edits.store;
+                    }
+                    status = Status::Respond(r);
+                    break;
+                }
+            }
+            FilterKind::Cors(own) => {
+                // Envoy's filter acts only with a policy, on a route that forwards.
+                let (Some(FilterOverride::Cors(p)), Some(store), true) =
+                    (ov, edits.store, route.is_some_and(|r| r.forwards))
+                else {
+                    continue;
+                };
+                let (s, set) = own.on_request_head(p, ctx, store);
+                if set {
+                    edits.response.set = Some(store);
+                }
+                if let Status::Respond(r) = s {
+                    status = Status::Respond(r);
+                    break;
+                }
+            }
         }
     }
     // The router: the route's own edits apply after the filters' on the request, and
@@ -343,8 +500,9 @@ pub async fn on_request_head<'c>(
         filters: chain,
         overrides: route.map_or(&[], |r| r.overrides),
         hooks,
+        flag,
     };
-    Status::Continue
+    status
 }
 
 #[cfg(test)]
@@ -352,6 +510,33 @@ mod tests {
     use super::header_mutation::HeaderMutation;
     use super::headers::{AppendAction, HeaderAdd, HeaderOps};
     use super::*;
+
+    static REQ: crate::http::router::Request<'static> = crate::http::router::Request {
+        method: "GET",
+        authority: b"h",
+        path: "/",
+        scheme: "http",
+        headers: &[],
+    };
+    static FWD: crate::config::Forwarding = crate::config::Forwarding {
+        use_remote_address: true,
+        xff_num_trusted_hops: 0,
+        skip_xff_append: false,
+    };
+
+    fn ctx() -> RequestCtx<'static> {
+        RequestCtx {
+            req: &REQ,
+            conn: crate::rbac::Conn {
+                peer: std::net::Ipv4Addr::LOCALHOST.into(),
+                local: ([127, 0, 0, 1], 80).into(),
+                tls: None,
+            },
+            forwarding: &FWD,
+            counters: &[],
+            state: Box::leak(Box::default()),
+        }
+    }
 
     fn setter(name: &str, value: &str) -> HeaderOps {
         HeaderOps {
@@ -386,9 +571,13 @@ mod tests {
             request_headers: &route_req,
             response_headers: &route_resp,
             overrides: &[],
+            rate_limits: &local_ratelimit::NO_RATE_LIMITS,
+            forwards: true,
+            cluster: None,
         };
         let mut e = StreamEdits::default();
-        let s = futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e));
+        let s =
+            futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e, &ctx()));
         assert_eq!(s, Status::Continue);
         // Request: the route's overwrite runs last; response: the filter's runs last.
         assert_eq!(collect(e.request), vec![("x-who".into(), "route".into())]);
@@ -403,7 +592,7 @@ mod tests {
             ..route
         };
         let mut e = StreamEdits::default();
-        futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e));
+        futures_lite::future::block_on(on_request_head(&chain, Some(route), &mut e, &ctx()));
         assert_eq!(collect(e.response), vec![("x-resp".into(), "route".into())]);
         assert_eq!(e.chain.active().count(), 0, "disabled on this route");
     }
@@ -421,10 +610,18 @@ mod tests {
             request_headers: &plan,
             response_headers: &plan,
             overrides,
+            rate_limits: &local_ratelimit::NO_RATE_LIMITS,
+            forwards: true,
+            cluster: None,
         };
         let run = |overrides| {
             let mut e = StreamEdits::default();
-            futures_lite::future::block_on(on_request_head(&chain, Some(route(overrides)), &mut e));
+            futures_lite::future::block_on(on_request_head(
+                &chain,
+                Some(route(overrides)),
+                &mut e,
+                &ctx(),
+            ));
             e.chain
         };
         let own = run(&[]);
@@ -458,7 +655,7 @@ mod tests {
             kind: FilterKind::HeaderMutation(HeaderMutationFilter::new(&m)),
         }];
         let mut e = StreamEdits::default();
-        futures_lite::future::block_on(on_request_head(&chain, None, &mut e));
+        futures_lite::future::block_on(on_request_head(&chain, None, &mut e, &ctx()));
         assert_eq!(e.chain.active().count(), 1);
         // Nothing past the request head runs for this chain.
         assert_eq!(e.chain.hooks(), Hooks::NONE);

@@ -7,6 +7,8 @@
 
 use super::head::{classify, Special};
 use crate::http::filter::headers::Edits;
+use crate::http::flags::ResponseFlag;
+use crate::http::grpc_local;
 use crate::http::hop::{self, Fate, Message, Nominated};
 
 /// What the forwarding policy (`http::forwarding`) decided for `x-forwarded-*`.
@@ -349,7 +351,7 @@ pub fn write_local_reply(
 ) {
     write_local_reply_at(
         out,
-        status,
+        (status, ResponseFlag::None),
         content_type,
         None,
         body,
@@ -364,7 +366,7 @@ pub fn write_local_reply(
 #[allow(clippy::too_many_arguments)]
 pub fn write_local_reply_at(
     out: &mut Vec<u8>,
-    status: u16,
+    reply: (u16, ResponseFlag),
     content_type: Option<&str>,
     location: Option<&str>,
     body: &[u8],
@@ -372,6 +374,7 @@ pub fn write_local_reply_at(
     head_only: bool,
     edits: Edits<'_>,
 ) {
+    let (status, flag) = reply;
     // The proxy's own reply: no upstream service time.
     let edits = edits.local_reply();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -382,6 +385,7 @@ pub fn write_local_reply_at(
     if let Some(l) = location {
         header(out, b"location", l.as_bytes());
     }
+    overloaded(out, flag);
     out.extend_from_slice(b"content-length: ");
     push_u64(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");
@@ -406,6 +410,61 @@ pub fn write_local_reply_at(
     if !head_only {
         out.extend_from_slice(body);
     }
+}
+
+/// Writes a local reply to a gRPC request in Envoy's form (`http::grpc_local`): 200,
+/// `application/grpc`, the status in `grpc-status`, the body in `grpc-message` (not
+/// for HEAD, as Envoy), and no body.
+/// Envoy's router marks a reply to a request a circuit breaker refused.
+fn overloaded(out: &mut Vec<u8>, flag: ResponseFlag) {
+    if flag == ResponseFlag::UpstreamOverflow {
+        header(out, b"x-envoy-overloaded", b"true");
+    }
+}
+
+pub fn write_grpc_local_reply(
+    out: &mut Vec<u8>,
+    reply: (u16, ResponseFlag),
+    location: Option<&str>,
+    body: &[u8],
+    close: bool,
+    head_only: bool,
+    edits: Edits<'_>,
+) {
+    let (status, flag) = reply;
+    let edits = edits.local_reply();
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    if edits.is_empty() || edits.keeps("content-type") {
+        header(out, b"content-type", b"application/grpc");
+    }
+    // A filter may set the status itself (the fault filter's `grpc_status` abort).
+    if edits.keeps("grpc-status") {
+        out.extend_from_slice(b"grpc-status: ");
+        push_u64(out, u64::from(grpc_local::status(status, flag)));
+        out.extend_from_slice(b"\r\n");
+    }
+    let message = grpc_local::message(body).filter(|_| !head_only);
+    if let Some(m) = &message {
+        header(out, b"grpc-message", m.as_bytes());
+    }
+    if let Some(l) = location {
+        header(out, b"location", l.as_bytes());
+    }
+    overloaded(out, flag);
+    out.extend_from_slice(b"content-length: 0\r\n");
+    if !edits.is_empty() {
+        let has = |n: &str| {
+            n.eq_ignore_ascii_case("content-type")
+                || n.eq_ignore_ascii_case("grpc-status")
+                || (message.is_some() && n.eq_ignore_ascii_case("grpc-message"))
+                || (location.is_some() && n.eq_ignore_ascii_case("location"))
+        };
+        edits.for_each_added(has, |n, v| header(out, n.as_bytes(), v.as_bytes()));
+    }
+    if close {
+        header(out, b"connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

@@ -50,6 +50,10 @@ pub(crate) struct Activity {
     /// The connection's TLS facts (`None`: plain), for the streams' logs and
     /// `x-forwarded-proto`.
     pub tls: Option<Rc<crate::tls::TlsInfo>>,
+    /// The connection's local address (`None` only in a default value).
+    pub local: Option<SocketAddr>,
+    /// What the HTTP filters keep per connection.
+    pub filters: crate::http::filter::ConnState,
 }
 
 /// Counts a stream as open for as long as it lives.
@@ -86,7 +90,7 @@ impl Drop for OpenStream {
 pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     down: D,
     prefix: Vec<u8>,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
     view: Rc<WorkerView<C>>,
     at: ChainRef,
     slot: &ConnSlot,
@@ -122,6 +126,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     };
     let activity = Rc::new(Activity {
         tls: tls_info,
+        local: Some(local),
         ..Activity::default()
     });
     activity.last.set(Some(Instant::now()));

@@ -9,6 +9,7 @@ use super::clock::{Expiry, Progress};
 use crate::http::failure::Failure;
 use crate::http::filter::headers::Edits;
 use crate::http::flags::ResponseFlag;
+use crate::http::grpc_local;
 use crate::http::h1::head::HeadError;
 use crate::observe::stats::{class_index, ClusterStats, EndpointStats};
 use crate::upstream::cluster::ClusterState;
@@ -29,21 +30,7 @@ pub(crate) struct Done {
 
 pub(crate) fn is_grpc(h: &HeaderMap) -> bool {
     h.get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
-/// The gRPC status for a local reply with this HTTP status (gRPC's HTTP mapping, with a
-/// route timeout reported as DEADLINE_EXCEEDED).
-fn grpc_status(status: u16, flag: ResponseFlag) -> u8 {
-    match (status, flag) {
-        (_, ResponseFlag::UpstreamTimeout) => 4,
-        (400, _) => 13,
-        (401, _) => 16,
-        (403, _) => 7,
-        (404, _) => 12,
-        (429 | 502 | 503 | 504, _) => 14,
-        _ => 2,
-    }
+        .is_some_and(|v| grpc_local::is_grpc_content_type(v.as_bytes()))
 }
 
 /// `grpc-timeout` (RFC: 1-8 digits and a unit H M S m u n) as a duration.
@@ -92,12 +79,24 @@ pub(crate) fn fail(
     f: Failure,
     edits: Edits<'_>,
 ) -> Done {
+    fail_retried(respond, grpc, f, edits, false)
+}
+
+/// `fail`, with Envoy's text for a failure after retries when `retried`.
+pub(crate) fn fail_retried(
+    respond: &mut SendResponse<Bytes>,
+    grpc: bool,
+    f: Failure,
+    edits: Edits<'_>,
+    retried: bool,
+) -> Done {
+    let text = if retried { f.retried_body() } else { f.body() };
     local(
         respond,
         grpc,
         f.status(),
         None,
-        &Bytes::from_static(f.body().as_bytes()),
+        &Bytes::from_static(text.as_bytes()),
         f.flag(),
         edits,
     )
@@ -204,7 +203,13 @@ pub(crate) fn local_at(
     // The proxy's own reply: no upstream service time.
     let edits = edits.local_reply();
     let mut resp = Response::new(());
-    if grpc && status >= 400 {
+    if flag == ResponseFlag::UpstreamOverflow {
+        // Envoy's router marks a reply to a request a circuit breaker refused.
+        resp.headers_mut()
+            .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+    }
+    if grpc {
+        // Envoy's gRPC form, for every status (`http::grpc_local`).
         *resp.status_mut() = StatusCode::OK;
         let h = resp.headers_mut();
         h.insert(
@@ -213,13 +218,13 @@ pub(crate) fn local_at(
         );
         h.insert(
             "grpc-status",
-            HeaderValue::from(u16::from(grpc_status(status, flag))),
+            HeaderValue::from(u16::from(grpc_local::status(status, flag))),
         );
-        let msg = String::from_utf8_lossy(body)
-            .trim()
-            .replace(['\r', '\n'], " ");
-        if let Ok(v) = HeaderValue::from_str(&msg) {
+        if let Some(v) = grpc_local::message(body).and_then(|m| HeaderValue::from_str(&m).ok()) {
             h.insert("grpc-message", v);
+        }
+        if let Some(v) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
+            h.insert(http::header::LOCATION, v);
         }
         done.status = 200;
         edits.apply_to_map(resp.headers_mut());

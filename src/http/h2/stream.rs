@@ -24,6 +24,8 @@ use crate::upstream::Connector;
 
 use super::reply::{self, expired, fail, grpc_timeout, is_grpc, local, local_at, reject, Done};
 use crate::http::hold::{self, Held};
+use crate::http::mirror;
+use crate::upstream::request::retry::{Headers, RetryState};
 
 pub(crate) async fn serve<C: Connector>(
     req: http::Request<RecvStream>,
@@ -92,13 +94,27 @@ pub(crate) async fn serve<C: Connector>(
     };
     // The filter chain runs on every well-formed head, routed or not (a malformed one
     // was refused by the codec's rules before any filter sees it).
+    // Response headers the filters set for this request (empty: no allocation).
+    let store = filter::set_headers::SetHeaders::default();
     let mut edits = own_headers::stream_edits(&l.own);
+    edits.store = Some(&store);
     // `Some`: a filter answered the request itself.
     let filter_reply = if refused.is_some() {
         None
     } else {
         let route_filters = route.map(|r| r.filters.view());
-        match filter::on_request_head(&l.http_filters, route_filters, &mut edits).await {
+        let ctx = filter::RequestCtx {
+            req: &view_req,
+            conn: crate::rbac::Conn {
+                peer: peer.ip(),
+                local: conn.local.unwrap_or(peer),
+                tls: conn.tls.as_deref(),
+            },
+            forwarding: &l.forwarding,
+            counters: &view.counters,
+            state: &conn.filters,
+        };
+        match filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await {
             Status::Continue => None,
             Status::Respond(reply) => Some(reply),
         }
@@ -204,7 +220,15 @@ pub(crate) async fn serve<C: Connector>(
             let mut up_parts = None;
             if t.path.is_some() || host.is_some() || stripped {
                 let mut p = parts.clone();
-                rewrite_headers(&mut p.headers, &t, host.is_some(), &path, &authority);
+                let record = t.record_host || (t.host.is_none() && auto.is_some());
+                rewrite_headers(
+                    &mut p.headers,
+                    &t,
+                    host.is_some(),
+                    record,
+                    &path,
+                    &authority,
+                );
                 if stripped {
                     // The authority travels without its port; a Host field would not.
                     p.headers.remove(http::header::HOST);
@@ -212,6 +236,19 @@ pub(crate) async fn serve<C: Connector>(
                 up_parts = Some(p);
             }
             own_headers::proxied(&l.own, &l.forwarding, timeout, fwd.client, &mut edits);
+            // Only an HTTP/1 cluster retries yet (the HTTP/2 upstream paths do not).
+            let retry = (cs.cfg.protocol == UpstreamProtocol::Http1)
+                .then(|| {
+                    let honoured = Honoured {
+                        headers: &parts.headers,
+                        edits: &edits.request,
+                    };
+                    RetryState::new(t.retries, &honoured)
+                })
+                .flatten();
+            if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
+                edits.request.stamp.attempt_count = Some(1);
+            }
             let progress = Rc::new(Progress::new(timeout, l.stream_idle_timeout));
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
@@ -222,7 +259,12 @@ pub(crate) async fn serve<C: Connector>(
             // upstream (`http/hold.rs`), under the stream's clocks; the held body goes
             // with a Content-Length.
             let mut held = None;
-            if chain.hooks().request_data && !body.is_end_stream() {
+            let ended = body.is_end_stream();
+            // A mirrored request's body is held too when it declares a length up to the
+            // shadow's bound (`http::mirror`), so the same bytes go to both clusters.
+            let mirrored = !t.shadows.is_empty();
+            let hold_for_mirror = mirrored && mirror::holds(declared_length(&parts.headers));
+            if (chain.hooks().request_data || hold_for_mirror) && !ended {
                 match progress.run(hold::h2(&chain, &mut body, &progress)).await {
                     Ok(Held::Body(b)) => {
                         // On the head that goes upstream (the route's rewrite, if any).
@@ -254,6 +296,41 @@ pub(crate) async fn serve<C: Connector>(
                     }
                 }
             }
+            if mirrored {
+                let up = up_parts.as_ref().unwrap_or(&parts);
+                // `up` is read here only: the shadow is built before the primary's
+                // request, which then takes the shadow's request id.
+                let upstream_path = t.path.as_deref().unwrap_or(&path);
+                let shadow = crate::upstream::request::http2::request_from_h2(
+                    up,
+                    host.unwrap_or(&authority),
+                    upstream_path,
+                    fwd,
+                    edits.request,
+                );
+                if let Some(r) = shadow {
+                    // The primary carries the request id the shadow got (Envoy's shadow
+                    // is a copy of the primary's headers).
+                    if let Some(id) = r.headers().get(crate::http::stamp::REQUEST_ID) {
+                        let up = up_parts.as_mut().unwrap_or(&mut parts);
+                        up.headers
+                            .insert(crate::http::stamp::REQUEST_ID, id.clone());
+                        edits.request.stamp.request_id = crate::http::stamp::RequestId::Off;
+                    }
+                    let m = mirror::Mirror {
+                        req: r,
+                        to: t.shadows,
+                        timeout,
+                        client_h2: true,
+                    };
+                    let body = match &held {
+                        Some(b) => Some(b.clone()),
+                        None if ended => Some(Bytes::new()),
+                        None => None,
+                    };
+                    mirror::launch(&view, m, body);
+                }
+            }
             let req = super::to_h1::Request {
                 parts: up_parts.as_ref().unwrap_or(&parts),
                 body,
@@ -264,6 +341,8 @@ pub(crate) async fn serve<C: Connector>(
                 grpc,
                 max_headers: l.limits.max_headers,
                 edits,
+                retry,
+                route_timeout: timeout,
             };
             match cs.cfg.protocol {
                 UpstreamProtocol::Http1 => {
@@ -287,6 +366,7 @@ pub(crate) async fn serve<C: Connector>(
         protocol: "HTTP/2",
         status: done.status,
         flag: Some(done.flag),
+        filter_flag: chain.flag(),
         bytes_received: done.bytes_received,
         bytes_sent: done.bytes_sent,
         duration: start.elapsed(),
@@ -311,11 +391,13 @@ pub(crate) async fn serve<C: Connector>(
 
 /// The upstream request's headers after the route's rewrites: the client's path and
 /// Host go in `x-envoy-original-path` / `x-envoy-original-host` (replacing any the
-/// client sent), and a Host field gives way to the new authority.
+/// client sent; the Host only when `record_host`), and a Host field gives way to the
+/// new authority.
 fn rewrite_headers(
     h: &mut http::HeaderMap,
     t: &Target<'_>,
     new_host: bool,
+    record_host: bool,
     path: &str,
     authority: &str,
 ) {
@@ -326,10 +408,22 @@ fn rewrite_headers(
     }
     if new_host {
         h.remove(http::header::HOST);
+    }
+    if record_host {
         if let Ok(v) = http::HeaderValue::from_str(authority) {
             h.insert("x-envoy-original-host", v);
         }
     }
+}
+
+/// The request's Content-Length, if it has one that parses.
+fn declared_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The hostname every endpoint has, if they all have the same one.
@@ -339,4 +433,22 @@ fn shared_hostname(endpoints: &[crate::config::Endpoint]) -> Option<&str> {
         .iter()
         .all(|e| e.hostname.as_deref() == Some(first))
         .then_some(first)
+}
+
+/// The request headers the router honours: those the connection manager's sanitizing
+/// (`sanitize_envoy_headers`) leaves in place.
+struct Honoured<'a> {
+    headers: &'a http::HeaderMap,
+    edits: &'a crate::http::filter::headers::Edits<'a>,
+}
+
+impl Headers for Honoured<'_> {
+    fn values<'v>(&'v self, name: &'v str) -> impl Iterator<Item = &'v [u8]> + 'v {
+        let kept = self.edits.keeps(name);
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter(move |_| kept)
+            .map(|v| v.as_bytes())
+    }
 }

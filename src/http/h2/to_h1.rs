@@ -27,7 +27,8 @@ use crate::http::h1::response::{BadResponse, MAX_RESPONSE_HEAD_BYTES};
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
-use crate::upstream::request::{self, http1, Exchange, RetryPolicy, Tried};
+use crate::upstream::request::retry::RetryState;
+use crate::upstream::request::{self, http1, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
 pub(crate) struct Request<'a> {
@@ -46,6 +47,11 @@ pub(crate) struct Request<'a> {
     /// Header edits of the filter chain and the route, for the request sent upstream and
     /// the response sent back.
     pub edits: StreamEdits<'a>,
+    /// The retry state, when the route has a retry policy or the request asks for
+    /// retries (HTTP/1 clusters only).
+    pub retry: Option<RetryState<'a>>,
+    /// The route clock's length (zero: none).
+    pub route_timeout: std::time::Duration,
 }
 
 pub(crate) async fn proxy<C: Connector>(
@@ -55,21 +61,23 @@ pub(crate) async fn proxy<C: Connector>(
     cs: &ClusterState<C::Conn>,
     progress: &Progress,
 ) -> Done {
-    let Some(picked) = request::pick(cs) else {
-        return fail(
-            respond,
-            r.grpc,
-            Failure::NoHealthyUpstream,
-            r.edits.response,
-        );
+    let picked = match request::pick(cs) {
+        Ok(p) => p,
+        Err(f) => return fail(respond, r.grpc, f, r.edits.response),
     };
     // The buffer is lent for this exchange and comes back however the exchange ends.
     let mut ubuf = view.bufs.take();
     // Dropping the exchange on expiry closes its upstream connection: a stuck stream
     // never keeps one.
-    let work = exchange(&mut r, respond, view, cs, picked.ep, &mut ubuf, progress);
+    let mut ep = picked.ep;
+    let work = exchange(&mut r, respond, view, cs, &mut ep, &mut ubuf, progress);
     let result = progress.run(work).await;
     view.bufs.put(ubuf);
+    let upstream = cs
+        .cfg
+        .endpoints
+        .get(ep)
+        .map_or(picked.endpoint.addr, |e| e.addr);
     let mut done = match result {
         Ok(d) => d,
         Err(e) => {
@@ -82,7 +90,7 @@ pub(crate) async fn proxy<C: Connector>(
             expired(respond, r.grpc, progress, e, r.edits.response)
         }
     };
-    done.upstream = Some(picked.endpoint.addr);
+    done.upstream = Some(upstream);
     done
 }
 
@@ -111,6 +119,41 @@ struct ToH1<'x, 'a> {
     /// Idempotent and without a body: may be sent again after a stale connection.
     replayable: bool,
     progress: &'x Progress,
+    stats: &'x crate::observe::stats::ClusterStats,
+}
+
+impl ToH1<'_, '_> {
+    /// A first DATA frame that is already here goes up with the head, in one write.
+    async fn take_first(&mut self) -> Result<(), ()> {
+        if !self.first_taken && !self.r.body.is_end_stream() {
+            self.first_taken = true;
+            let (body, chunked) = (&mut self.r.body, self.chunked);
+            match http1::take_ready_data(self.head, body, chunked, self.progress).await {
+                Ok(Some(taken)) => {
+                    self.in_head = taken;
+                    if taken.1 {
+                        self.progress.request_done();
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => return Err(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The request can go again as it was: no body, the body the chain held, or a body
+    /// that went whole into the head.
+    fn resendable(&self) -> bool {
+        !self.first_taken_partial()
+            && (self.r.held.is_some()
+                || self.in_head.1
+                || self.r.body.is_end_stream() && self.in_head.0 == 0)
+    }
+
+    fn first_taken_partial(&self) -> bool {
+        self.first_taken && !self.in_head.1 && self.in_head.0 > 0
+    }
 }
 
 /// What a try on an HTTP/1.1 connection ended with.
@@ -124,26 +167,23 @@ enum Got {
 impl<U: Io> Exchange<U> for ToH1<'_, '_> {
     type Head = Got;
 
-    async fn try_once(&mut self, up: &mut U, _reused: bool) -> Result<Got, Tried> {
+    async fn try_once(&mut self, up: &mut U, at: Attempt<'_, '_>) -> Result<Got, Tried> {
         // The stream's clocks bound the whole exchange (the connection's sweep drops
         // it when one runs out); no socket timeout of a pooled connection's past use.
         up.set_read_timeout(None);
         up.set_write_timeout(None);
         self.progress.touch();
         self.ubuf.consume(self.ubuf.len());
-        let lost = |replayable| Tried {
-            failure: Failure::ConnectionTermination,
-            replayable,
-        };
-        // A first DATA frame that is already here goes up with the head, in one write.
-        if !self.first_taken && !self.r.body.is_end_stream() {
-            self.first_taken = true;
-            let (body, chunked) = (&mut self.r.body, self.chunked);
-            match http1::take_ready_data(self.head, body, chunked, self.progress).await {
-                Ok(Some(taken)) => self.in_head = taken,
-                Ok(None) => {}
-                Err(_) => return Ok(Got::ClientGone),
-            }
+        if self.take_first().await.is_err() {
+            return Ok(Got::ClientGone);
+        }
+        let resend = self.resendable();
+        let lost = |replayable| Tried::failed(Failure::ConnectionTermination, replayable, resend);
+        if let Some(r) = at
+            .retry
+            .filter(|r| r.attempt() > 1 && r.attempt_count_request)
+        {
+            crate::http::stamp::set_attempt_count(self.head, r.attempt());
         }
         // Nothing of the request body was taken yet, or what was is in `head`: the
         // head can go again.
@@ -175,7 +215,13 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
                         self.ubuf.consume(n);
                         continue;
                     }
-                    Ok(Some(http1::Parsed::Final(h))) => return Ok(Got::Head(h, received)),
+                    Ok(Some(http1::Parsed::Final(h))) => {
+                        let status = h.response.status().as_u16();
+                        if at.retry_response(status, h.response.headers(), resend, self.stats) {
+                            return Err(Tried::retry_response());
+                        }
+                        return Ok(Got::Head(h, received));
+                    }
                     Ok(None) => {
                         // `parse` refuses a head past the limit, so a buffer that grows
                         // to one byte beyond it always finds out.
@@ -185,7 +231,7 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
                     }
                     Err(BadResponse(why)) => {
                         tracing::debug!(reason = why, "invalid upstream response");
-                        return Err(Tried::fatal(Failure::ProtocolError));
+                        return Err(Tried::failed(Failure::ProtocolError, false, resend));
                     }
                 }
             }
@@ -205,7 +251,7 @@ async fn exchange<C: Connector>(
     respond: &mut SendResponse<Bytes>,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
-    ep: usize,
+    ep: &mut usize,
     ubuf: &mut ReadBuf,
     progress: &Progress,
 ) -> Done {
@@ -222,6 +268,9 @@ async fn exchange<C: Connector>(
     let is_head = r.parts.method == http::Method::HEAD;
     let replayable = r.parts.method.is_idempotent() && r.body.is_end_stream();
     let (grpc, response_edits, max_headers) = (r.grpc, r.edits.response, r.max_headers);
+    let route_timeout = r.route_timeout;
+    let retry = r.retry.take();
+    let retry = retry.as_ref();
     let mut x = ToH1 {
         r,
         ubuf,
@@ -232,14 +281,32 @@ async fn exchange<C: Connector>(
         is_head,
         replayable,
         progress,
+        stats: &cs.stats,
     };
+    if retry.is_some() {
+        // A first frame that ends the body makes the request whole and resendable;
+        // the per-try clocks then apply from the first try (Envoy).
+        if x.take_first().await.is_err() {
+            return Done {
+                status: 0,
+                flag: ResponseFlag::DownstreamConnectionTermination,
+                bytes_received: 0,
+                bytes_sent: 0,
+                upstream: None,
+            };
+        }
+    }
+    let mut again = None;
     let tried = request::run(
         &request::Http1,
         RetryPolicy::STALE_CONNECTION,
+        retry,
         cs,
         ep,
+        &mut again,
         &*view.connector,
-        || progress.deadline(),
+        progress,
+        route_timeout,
         &mut x,
     )
     .await;
@@ -256,12 +323,17 @@ async fn exchange<C: Connector>(
             }
         }
         Err(f) => {
-            let mut d = fail(respond, grpc, f, response_edits);
+            let retried = retry.is_some_and(|r| r.retried());
+            let mut d = super::reply::fail_retried(respond, grpc, f, response_edits, retried);
             d.bytes_received = progress.bytes_received();
             return d;
         }
     };
-    let edits = x.r.edits;
+    let mut edits = x.r.edits;
+    if let Some(r) = retry.filter(|r| r.attempt_count_response) {
+        edits.response.stamp.attempt_count = Some(r.attempt());
+    }
+    let retry_flag = retry.map_or(ResponseFlag::None, |r| r.response_flag());
     let (done, reuse) = respond_with(
         h,
         received,
@@ -275,7 +347,11 @@ async fn exchange<C: Connector>(
     )
     .await;
     if reuse {
-        cs.pool.put(ep, up);
+        cs.pool.put(*ep, up);
+    }
+    let mut done = done;
+    if done.flag == ResponseFlag::None {
+        done.flag = retry_flag;
     }
     done
 }

@@ -108,8 +108,9 @@ where
 {
     let grpc = r.grpc;
     let response_edits = r.edits.response;
-    let Some(picked) = request::pick(cs) else {
-        return fail(respond, grpc, Failure::NoHealthyUpstream, response_edits);
+    let picked = match request::pick(cs) {
+        Ok(p) => p,
+        Err(f) => return fail(respond, grpc, f, response_edits),
     };
     // Dropping the exchange on expiry resets the upstream stream.
     let mut done = match progress
@@ -165,13 +166,17 @@ where
         req: Some(req),
         end,
     };
+    let (mut ep, mut again) = (ep, None);
     let (response, mut up_send) = match request::run(
         &request::Http2,
         RetryPolicy::NONE,
+        None,
         cs,
-        ep,
+        &mut ep,
+        &mut again,
         &*view.connector,
-        || progress.deadline(),
+        progress,
+        std::time::Duration::ZERO,
         &mut open,
     )
     .await

@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use crate::config::{
-    ClusterTarget, DirectResponse, HostRewrite, PathMatch, PathRewrite, Redirect, RedirectPath,
-    RegexRewrite, Route, RouteAction, RouteTable,
+    ClusterTarget, DirectResponse, Fraction, HostRewrite, MirrorPolicy, MirrorTarget, PathMatch,
+    PathRewrite, Redirect, RedirectPath, RegexRewrite, Route, RouteAction, RouteTable,
 };
 
 use super::matchers::{random, Request};
@@ -42,12 +42,20 @@ pub struct Target<'t> {
     /// The path (and query) to send instead of the client's; the client's then goes in
     /// `x-envoy-original-path`, as Envoy does.
     pub path: Option<String>,
-    /// The Host to send instead of the client's (which goes in
-    /// `x-envoy-original-host`).
+    /// The Host to send instead of the client's.
     pub host: Option<&'t str>,
+    /// Whether the client's Host goes in `x-envoy-original-host`: a route's own
+    /// `host_rewrite_literal` records it; a weighted cluster's only replaces the Host,
+    /// as Envoy's weighted cluster entry does.
+    pub record_host: bool,
     /// `auto_host_rewrite`: the Host becomes the picked endpoint's hostname, if it has
     /// one.
     pub auto_host: bool,
+    /// The route's retry policy and attempt-count headers.
+    pub retries: &'t crate::config::Retries,
+    /// The mirror policies that fire for this request, with their clusters (empty, and
+    /// not allocated, for a route without `request_mirror_policies`).
+    pub shadows: Vec<(usize, &'t MirrorPolicy)>,
 }
 
 /// Converts an RE2 substitution (`\1` for a group, `\\` for a backslash) to the regex
@@ -193,9 +201,17 @@ pub fn resolve<'t>(table: &'t RouteTable, route: &'t Route, req: &Request<'_>) -
             c.cluster
         }
     };
+    let shadows = if f.mirrors.is_empty() {
+        Vec::new()
+    } else {
+        shadows(table, &f.mirrors, req)
+    };
     Decision::Forward(Target {
+        shadows,
         cluster,
+        record_host: matches!(f.host_rewrite, HostRewrite::Literal(_)),
         timeout: f.timeout,
+        retries: &f.retries,
         upgrades: &f.upgrades,
         path: f
             .path_rewrite
@@ -204,6 +220,33 @@ pub fn resolve<'t>(table: &'t RouteTable, route: &'t Route, req: &Request<'_>) -
         host,
         auto_host: f.host_rewrite == HostRewrite::Auto,
     })
+}
+
+/// Envoy's `shouldShadow` and `getShadowCluster`, per policy in order: its fraction
+/// drawn on its own (none: every request), then its cluster; a `cluster_header` policy
+/// whose header (the first value) is missing or names no cluster is skipped.
+fn shadows<'t>(
+    table: &'t RouteTable,
+    mirrors: &'t [MirrorPolicy],
+    req: &Request<'_>,
+) -> Vec<(usize, &'t MirrorPolicy)> {
+    let hit = |f: Fraction| random() % u64::from(f.denominator.max(1)) < u64::from(f.numerator);
+    mirrors
+        .iter()
+        .filter(|m| m.fraction.is_none_or(hit))
+        .filter_map(|m| {
+            let cluster = match &m.target {
+                MirrorTarget::Named(c) => *c,
+                MirrorTarget::Header(name) => *req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .and_then(|n| table.clusters_by_name.get(n))?,
+            };
+            Some((cluster, m))
+        })
+        .collect()
 }
 
 /// The default port of a scheme, which a redirect drops from the Host when it changes

@@ -42,7 +42,8 @@ impl<'a> Request<'a> {
     /// Whether the request is gRPC (Envoy's `isGrpcRequestHeaders`).
     pub fn is_grpc(&self) -> bool {
         self.headers.iter().any(|h| {
-            h.name.eq_ignore_ascii_case("content-type") && h.value.starts_with(b"application/grpc")
+            h.name.eq_ignore_ascii_case("content-type")
+                && crate::http::grpc_local::is_grpc_content_type(h.value)
         })
     }
 }
@@ -136,6 +137,12 @@ fn header_values<'r>(req: &'r Request<'r>, name: &'r str) -> impl Iterator<Item 
 /// matches if one of them does; a missing header fails every matcher but
 /// `present_match`, inverted or not, unless `treat_missing_header_as_empty`.
 pub fn header_matches(m: &HeaderMatch, req: &Request<'_>) -> bool {
+    header_matches_values(m, header_values(req, &m.name))
+}
+
+/// A header matcher over the values of its header in any message (the request's, or a
+/// response's for `retriable_headers`).
+pub fn header_matches_values<'v>(m: &HeaderMatch, values: impl Iterator<Item = &'v [u8]>) -> bool {
     let specific = |value: &[u8]| match &m.kind {
         HeaderMatchKind::Present(_) => true,
         HeaderMatchKind::Range { start, end } => std::str::from_utf8(value)
@@ -144,7 +151,7 @@ pub fn header_matches(m: &HeaderMatch, req: &Request<'_>) -> bool {
             .is_some_and(|n| *start <= n && n < *end),
         HeaderMatchKind::String(s) => string_matches(s, value),
     };
-    let mut values = header_values(req, &m.name).peekable();
+    let mut values = values.peekable();
     let present = values.peek().is_some();
     if let HeaderMatchKind::Present(want) = m.kind {
         return (present == want) != m.invert;

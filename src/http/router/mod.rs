@@ -11,7 +11,9 @@ mod matchers;
 
 pub use action::{convert_substitution, resolve, Decision, Target};
 pub use domains::{DomainIndex, MAX_DOMAIN_LEN};
-pub use matchers::{header_matches, path_matches, random, Request};
+pub use matchers::{
+    header_matches, header_matches_values, path_matches, random, string_matches, Request,
+};
 
 use crate::config::{Route, RouteAction, RouteTable, StripPort, VirtualHost};
 

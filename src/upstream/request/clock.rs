@@ -92,6 +92,11 @@ impl Progress {
         self.last.set(Instant::now());
     }
 
+    /// When a byte last moved (or the request started).
+    pub fn last_activity(&self) -> Instant {
+        self.last.get()
+    }
+
     /// `n` request body bytes were passed on.
     pub fn received(&self, n: u64) {
         self.received.set(self.received.get() + n);

@@ -31,13 +31,14 @@ use crate::http::h1::response::{self, Asked, BadResponse, Kind};
 use crate::http::hop::{self, Fate, Message, Nominated, Special};
 use crate::http::io::Io;
 use crate::upstream::cluster::ClusterState;
+use crate::upstream::counted::{Connecting, Counted};
 use crate::upstream::Connector;
 
 /// HTTP/1.1 upstreams: a keep-alive connection from the per-core pool, or a new one.
 pub(crate) struct Http1;
 
 impl<K: Connector> UpstreamCodec<K> for Http1 {
-    type Conn = K::Conn;
+    type Conn = Counted<K::Conn>;
 
     async fn obtain(
         &self,
@@ -45,15 +46,68 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
         ep: usize,
         connector: &K,
         deadline: Option<Instant>,
-    ) -> Result<(K::Conn, bool), Failure> {
+    ) -> Result<(Counted<K::Conn>, bool), Failure> {
         let stats = &cs.stats;
-        // An idle connection the upstream closed, or wrote to, is never used.
-        while let Some(mut c) = cs.pool.take(ep) {
-            if crate::http::io::idle_is_clean(&mut c).await {
-                stats.cx_reused.inc();
-                return Ok((c, true));
+        let breakers = &cs.cfg.breakers;
+        let live = cs.pool.live();
+        // Held from the moment no idle connection is at hand until one is.
+        let mut pending = None;
+        let forced = loop {
+            // An idle connection the upstream closed, or wrote to, is never used.
+            while let Some(mut c) = cs.pool.take(ep) {
+                if crate::http::io::idle_is_clean(&mut c).await {
+                    stats.cx_reused.inc();
+                    return Ok((c, true));
+                }
             }
-        }
+            // No idle connection: the request is pending, within the circuit breakers'
+            // `max_pending_requests` (Envoy's pool queues it), until one is at hand.
+            if pending.is_none() {
+                let Some(p) = breakers.try_pending() else {
+                    stats.rq_pending_overflow.inc();
+                    return Err(Failure::Overflow);
+                };
+                pending = Some(p);
+            }
+            if breakers.open_cx() {
+                break false;
+            }
+            // At `max_connections` the request waits for a connection of this core's
+            // pool to the endpoint to come back or close (Envoy's pool); a pool with
+            // none opens one anyway, or its requests would wait for nothing.
+            stats.cx_overflow.inc();
+            if live.open(ep) == 0 {
+                breakers.force_cx();
+                break true;
+            }
+            let waited = match deadline {
+                None => {
+                    live.wait(ep).await;
+                    true
+                }
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    futures_lite::future::or(
+                        async {
+                            live.wait(ep).await;
+                            true
+                        },
+                        async {
+                            glommio::timer::sleep(left).await;
+                            false
+                        },
+                    )
+                    .await
+                }
+            };
+            if !waited {
+                return Err(Failure::RouteTimeout);
+            }
+        };
+        tracing::trace!(forced, "opening an upstream connection");
+        // The slot taken above is the new connection's from here; `Counted` gives it
+        // back when the connection closes.
+        let slot = Connecting::new(breakers, live, ep);
         let (Some(endpoint), Some(es)) = (cs.cfg.endpoints.get(ep), cs.endpoints.get(ep)) else {
             return Err(Failure::NoHealthyUpstream);
         };
@@ -63,11 +117,13 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                 .min(cs.cfg.connect_timeout),
             None => cs.cfg.connect_timeout,
         };
-        match connector.connect_to(&cs.cfg, endpoint.addr, timeout).await {
+        let connected = connector.connect_to(&cs.cfg, endpoint.addr, timeout).await;
+        drop(pending);
+        match connected {
             Ok(c) => {
                 stats.cx_total.inc();
                 es.cx_total.inc();
-                Ok((c, false))
+                Ok((slot.connected(c), false))
             }
             Err(e) => {
                 tracing::debug!(upstream = %endpoint.addr, error = %e, "upstream connect failed");

@@ -17,7 +17,7 @@ use h2::client::{ResponseFuture, SendRequest};
 use h2::SendStream;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
-use super::{Exchange, Tried, UpstreamCodec};
+use super::{Attempt, Exchange, Tried, UpstreamCodec};
 use crate::http::failure::Failure;
 use crate::http::filter::headers::Edits;
 use crate::http::forwarding::Decision;
@@ -47,6 +47,7 @@ where
         // connection counts as a reused connection.
         match cs.h2_ready(ep, connector).await {
             Ok(s) => Ok((s, false)),
+            Err(e) if crate::upstream::h2conn::PendingOverflow::is(&e) => Err(Failure::Overflow),
             Err(_) => Err(Failure::ConnectFailure),
         }
     }
@@ -67,7 +68,7 @@ impl Exchange<SendRequest<Bytes>> for H2Open {
     async fn try_once(
         &mut self,
         send: &mut SendRequest<Bytes>,
-        _reused: bool,
+        _at: Attempt<'_, '_>,
     ) -> Result<Self::Head, Tried> {
         let lost = Tried::fatal(Failure::ConnectionTermination);
         let req = self.req.take().ok_or(lost)?;

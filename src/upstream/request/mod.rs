@@ -4,11 +4,13 @@
 //!  downstream adapter (http/conn/exchange.rs, http/h1_to_h2.rs, http/h2/to_h1.rs,
 //!  http/h2/to_h2.rs): builds the request in the upstream's protocol
 //!     │
-//!     ▼  pick            endpoint by the cluster's load balancer (503 UH); in flight
-//!     │                  until the `Picked` is dropped
+//!     ▼  pick            the request's `max_requests` slot (503 UO), the endpoint by
+//!     │                  the cluster's load balancer (503 UH); in flight until the
+//!     │                  `Picked` is dropped
 //!     ▼  run             loop {
 //!     │     obtain         UpstreamCodec: Http1 = pooled (checked clean) or new
-//!     │                    connection (UF; UT when the route clock cut the connect),
+//!     │                    connection (UF; UT when the route clock cut the connect;
+//!     │                    max_pending_requests: UO; max_connections: wait),
 //!     │                    Http2 = a stream slot on the per-core multiplexed connection
 //!     │     try_once       the adapter's Exchange: send the request on that connection
 //!     │                    and read until the response head
@@ -24,41 +26,67 @@
 pub(crate) mod clock;
 pub(crate) mod http1;
 pub(crate) mod http2;
+pub(crate) mod retry;
+pub(crate) mod shadow;
 
 pub(crate) use http1::Http1;
 pub(crate) use http2::{H2Open, Http2};
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use clock::Progress;
+use retry::RetryState;
 
 use super::cluster::ClusterState;
 use super::Connector;
+use crate::config::circuit::Breakers;
 use crate::config::Endpoint;
 use crate::http::failure::Failure;
 use crate::observe::stats::{class_index, ClusterStats, EndpointStats};
 
-/// An endpoint picked for one request, counted in flight until this is dropped.
+/// An endpoint picked for one request, counted in flight until this is dropped; the
+/// first pick also holds the request's `max_requests` slot of the cluster's circuit
+/// breakers (a retry's pick does not take another: the request keeps its one slot).
 pub(crate) struct Picked<'a> {
     pub ep: usize,
     pub endpoint: &'a Endpoint,
     pub stats: &'a EndpointStats,
+    slot: Option<&'a Breakers>,
 }
 
 impl Drop for Picked<'_> {
     fn drop(&mut self) {
         self.stats.rq_active.dec();
+        if let Some(b) = self.slot {
+            b.end_request();
+        }
     }
 }
 
-/// Counts a request for the cluster and picks its endpoint with the cluster's load
-/// balancer; `None` is `503 UH` (already counted).
-pub(crate) fn pick<C: 'static>(cs: &ClusterState<C>) -> Option<Picked<'_>> {
-    let ep = cs.start_request()?;
-    let (endpoint, stats) = (cs.cfg.endpoints.get(ep)?, cs.endpoints.get(ep)?);
+/// Takes the request's `max_requests` slot, counts the request for the cluster and
+/// picks its endpoint with the cluster's load balancer. `Err` is the local reply,
+/// already counted: `Overflow` (503 UO, Envoy's `upstream_rq_active_overflow`) or
+/// `NoHealthyUpstream` (503 UH).
+pub(crate) fn pick<C: 'static>(cs: &ClusterState<C>) -> Result<Picked<'_>, Failure> {
+    let breakers: &Breakers = &cs.cfg.breakers;
+    if !breakers.try_request() {
+        cs.stats.rq_active_overflow.inc();
+        count_status(&cs.stats, Failure::Overflow.status());
+        return Err(Failure::Overflow);
+    }
+    let found = cs
+        .start_request()
+        .and_then(|ep| Some((ep, cs.cfg.endpoints.get(ep)?, cs.endpoints.get(ep)?)));
+    let Some((ep, endpoint, stats)) = found else {
+        breakers.end_request();
+        return Err(Failure::NoHealthyUpstream);
+    };
     stats.rq_active.inc();
-    Some(Picked {
+    Ok(Picked {
         ep,
         endpoint,
         stats,
+        slot: Some(breakers),
     })
 }
 
@@ -115,6 +143,11 @@ pub(crate) struct Tried {
     /// Nothing of a response arrived and the request can be sent again as it was (no
     /// request body was taken from the client, and the method allows it).
     pub replayable: bool,
+    /// The request can be sent again as it was (its body, if any, is whole at hand),
+    /// whatever the method: what a retry policy needs.
+    pub resend: bool,
+    /// The try got a response head the retry policy already chose to retry.
+    pub judged: bool,
 }
 
 impl Tried {
@@ -122,7 +155,52 @@ impl Tried {
         Tried {
             failure,
             replayable: false,
+            resend: false,
+            judged: false,
         }
+    }
+
+    /// A failure after which the request could go again (`resend`).
+    pub fn failed(failure: Failure, replayable: bool, resend: bool) -> Tried {
+        Tried {
+            failure,
+            replayable,
+            resend,
+            judged: false,
+        }
+    }
+
+    /// A response head the retry policy retries.
+    pub fn retry_response() -> Tried {
+        Tried {
+            failure: Failure::ConnectionTermination,
+            replayable: false,
+            resend: true,
+            judged: true,
+        }
+    }
+}
+
+/// What a try knows of the attempt loop: the request's retry state (`None`: the route
+/// has no retry policy, and the request asked for none).
+#[derive(Clone, Copy)]
+pub(crate) struct Attempt<'r, 'p> {
+    pub retry: Option<&'r RetryState<'p>>,
+    /// The cluster's circuit breakers, which a retry must get a slot of.
+    pub breakers: &'r std::sync::Arc<Breakers>,
+}
+
+impl Attempt<'_, '_> {
+    /// Whether a response head is retried (counted); `false` without a retry state.
+    pub fn retry_response<H: retry::Headers + ?Sized>(
+        &self,
+        status: u16,
+        headers: &H,
+        resendable: bool,
+        stats: &ClusterStats,
+    ) -> bool {
+        self.retry
+            .is_some_and(|r| r.on_response(status, headers, resendable, stats, self.breakers))
     }
 }
 
@@ -153,20 +231,75 @@ pub(crate) trait Exchange<C> {
     /// What the adapter goes on with: the response head, or an end of the exchange
     /// that is no upstream failure (the client went away, sent a malformed body).
     type Head;
-    /// Sends the request on `conn` and reads until the response head.
+    /// Sends the request on `conn` and reads until the response head; a head the retry
+    /// policy retries (`Attempt::retry_response`) is `Err(Tried::retry_response())`.
     #[allow(async_fn_in_trait)]
-    async fn try_once(&mut self, conn: &mut C, reused: bool) -> Result<Self::Head, Tried>;
+    async fn try_once(&mut self, conn: &mut C, at: Attempt<'_, '_>) -> Result<Self::Head, Tried>;
+}
+
+/// An endpoint picked again for a retry, counted as a new upstream request (Envoy
+/// counts every try in `upstream_rq_total`).
+fn repick<'c, C: 'static>(cs: &'c ClusterState<C>, ep: usize) -> Option<Picked<'c>> {
+    let (endpoint, stats) = (cs.cfg.endpoints.get(ep)?, cs.endpoints.get(ep)?);
+    cs.stats.rq_total.inc();
+    stats.rq_total.inc();
+    stats.rq_active.inc();
+    Some(Picked {
+        ep,
+        endpoint,
+        stats,
+        slot: None,
+    })
+}
+
+/// How a try ran out of its own time.
+enum PerTry {
+    Timeout,
+    Idle,
+}
+
+/// Resolves when the try started at `start` has run for `timeout`, or moved no byte
+/// for `idle` (zero: that clock is off). One timer at a time, re-armed only when bytes
+/// moved the idle clock on.
+async fn per_try_clock(
+    start: Instant,
+    timeout: Duration,
+    idle: Duration,
+    progress: &Progress,
+) -> PerTry {
+    loop {
+        let now = Instant::now();
+        let hard = (!timeout.is_zero()).then(|| start + timeout);
+        let soft = (!idle.is_zero()).then(|| progress.last_activity().max(start) + idle);
+        match (hard, soft) {
+            (Some(h), _) if now >= h => return PerTry::Timeout,
+            (_, Some(s)) if now >= s => return PerTry::Idle,
+            (h, s) => {
+                let at = h.into_iter().chain(s).min().unwrap_or(now);
+                glommio::timer::sleep(at.saturating_duration_since(now)).await;
+            }
+        }
+    }
 }
 
 /// The attempt loop: obtain a connection, try, decide. A final failure is counted for
-/// the cluster (`count_failure`) and returned for the adapter to answer.
-pub(crate) async fn run<K, U, X>(
+/// the cluster (`count_failure`) and returned for the adapter to answer. `stale`: the
+/// rule for a reused connection that failed before any response byte; `retry`: the
+/// route's retry policy, if any (then a retry re-picks the endpoint in `picked`, after
+/// the back-off). `ep`: the endpoint picked, and after a retry the last one tried,
+/// held in flight by `again`. `route_timeout`: the route clock's length, which bounds
+/// every try.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run<'c, K, U, X>(
     codec: &U,
-    policy: RetryPolicy,
-    cs: &ClusterState<K::Conn>,
-    ep: usize,
+    stale: RetryPolicy,
+    retry: Option<&RetryState<'_>>,
+    cs: &'c ClusterState<K::Conn>,
+    ep: &mut usize,
+    again: &mut Option<Picked<'c>>,
     connector: &K,
-    deadline: impl Fn() -> Option<Instant>,
+    progress: &Progress,
+    route_timeout: Duration,
     x: &mut X,
 ) -> Result<(U::Conn, X::Head), Failure>
 where
@@ -174,25 +307,77 @@ where
     U: UpstreamCodec<K>,
     X: Exchange<U::Conn>,
 {
-    let mut retries = 0;
+    let mut stale_retries = 0;
     loop {
-        let (mut conn, reused) = match codec.obtain(cs, ep, connector, deadline()).await {
-            Ok(c) => c,
-            Err(f) => {
-                count_failure(&cs.stats, f);
-                return Err(f);
+        if let Some(r) = retry {
+            r.tried(*ep);
+        }
+        let t = match codec.obtain(cs, *ep, connector, progress.deadline()).await {
+            Ok((mut conn, reused)) => {
+                let at = Attempt {
+                    retry,
+                    breakers: &cs.cfg.breakers,
+                };
+                let clocks = retry.map(|r| r.per_try(route_timeout));
+                let tried = match clocks {
+                    // Per Envoy, a try's clocks start once the request is complete and
+                    // a connection is at hand.
+                    Some((timeout, idle))
+                        if (!timeout.is_zero() || !idle.is_zero())
+                            && progress.request_complete() =>
+                    {
+                        let start = Instant::now();
+                        futures_lite::future::or(
+                            async { Some(x.try_once(&mut conn, at).await) },
+                            async {
+                                match per_try_clock(start, timeout, idle, progress).await {
+                                    PerTry::Timeout => cs.stats.rq_per_try_timeout.inc(),
+                                    PerTry::Idle => cs.stats.rq_per_try_idle_timeout.inc(),
+                                }
+                                None
+                            },
+                        )
+                        .await
+                    }
+                    _ => Some(x.try_once(&mut conn, at).await),
+                };
+                match tried {
+                    Some(Ok(head)) => return Ok((conn, head)),
+                    Some(Err(t)) if stale.retry(stale_retries, reused, &t) => {
+                        stale_retries += 1;
+                        tracing::debug!(failure = ?t.failure, "reused upstream connection failed: retrying");
+                        continue;
+                    }
+                    Some(Err(t)) => t,
+                    // The try's connection is dropped with the try: never pooled.
+                    None => Tried::failed(Failure::PerTryTimeout, false, true),
+                }
             }
+            Err(f) => Tried::failed(f, false, true),
         };
-        match x.try_once(&mut conn, reused).await {
-            Ok(head) => return Ok((conn, head)),
-            Err(t) if policy.retry(retries, reused, &t) => {
-                retries += 1;
-                tracing::debug!(failure = ?t.failure, "reused upstream connection failed: retrying");
+        let retrying = match retry {
+            Some(r) if t.judged => Some(r),
+            Some(r) if r.on_failure(t.failure, t.resend, &cs.stats, &cs.cfg.breakers) => Some(r),
+            _ => None,
+        };
+        let Some(r) = retrying else {
+            count_failure(&cs.stats, t.failure);
+            return Err(t.failure);
+        };
+        tracing::debug!(failure = ?t.failure, judged = t.judged, "retrying upstream request");
+        let wait = r.backoff(&cs.stats);
+        // The route clock bounds the back-off too.
+        match progress.deadline() {
+            Some(d) if Instant::now() + wait >= d => {
+                glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await;
+                count_failure(&cs.stats, Failure::RouteTimeout);
+                return Err(Failure::RouteTimeout);
             }
-            Err(t) => {
-                count_failure(&cs.stats, t.failure);
-                return Err(t.failure);
-            }
+            _ => glommio::timer::sleep(wait).await,
+        }
+        if let Some(p) = r.select(|| cs.pick()).and_then(|e| repick(cs, e)) {
+            *ep = p.ep;
+            *again = Some(p);
         }
     }
 }
@@ -204,10 +389,7 @@ mod tests {
     #[test]
     fn only_a_replayable_failure_on_a_reused_connection_is_retried_once() {
         let p = RetryPolicy::STALE_CONNECTION;
-        let t = Tried {
-            failure: Failure::ConnectionTermination,
-            replayable: true,
-        };
+        let t = Tried::failed(Failure::ConnectionTermination, true, false);
         assert!(p.retry(0, true, &t));
         assert!(!p.retry(1, true, &t), "once");
         assert!(!p.retry(0, false, &t), "a fresh connection is not stale");

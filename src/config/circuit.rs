@@ -1,0 +1,251 @@
+//! Circuit breakers of a cluster (Envoy's `circuit_breakers`, `ResourceManagerImpl`):
+//! the thresholds, and the live counts they are checked against.
+//!
+//! The counts hold for the whole process, as Envoy's do: one `Breakers` per cluster,
+//! shared by every worker through the snapshot's `Arc<Cluster>` (and carried to the
+//! next snapshot while the cluster's definition, endpoints aside, stays the same:
+//! `runtime::control`). On the request path a request takes one slot of `max_requests`
+//! when its endpoint is picked and gives it back when it ends (one atomic add and one
+//! subtract, no lock); a request that needs a new upstream connection holds a
+//! `max_pending_requests` slot while it waits for it; an upstream connection holds a
+//! `max_connections` slot while it is open (`upstream::counted`); a retry holds a
+//! `max_retries` slot (or the retry budget's) from the moment it is scheduled until its
+//! outcome is decided.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// Envoy's `RetryBudget`: retries may be `budget_percent` of the active and pending
+/// requests, but at least `min_retry_concurrency`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryBudget {
+    pub budget_percent: f64,
+    pub min_retry_concurrency: u64,
+}
+
+/// The thresholds of one priority (Envoy's `CircuitBreakers.Thresholds`), with
+/// Envoy's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub max_connections: u64,
+    pub max_pending_requests: u64,
+    pub max_requests: u64,
+    pub max_retries: u64,
+    /// Replaces `max_retries` when set.
+    pub retry_budget: Option<RetryBudget>,
+    /// Publish the `remaining_*` gauges.
+    pub track_remaining: bool,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+            retry_budget: None,
+            track_remaining: false,
+        }
+    }
+}
+
+/// A cluster's breakers: the DEFAULT priority's thresholds (routes have no priority
+/// here, so HIGH is accepted and never applies) and the process-wide counts.
+#[derive(Default)]
+pub struct Breakers {
+    pub limits: Thresholds,
+    connections: AtomicU64,
+    pending: AtomicU64,
+    requests: AtomicU64,
+    retries: AtomicU64,
+}
+
+impl std::fmt::Debug for Breakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Breakers")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Two clusters' breakers are alike when their thresholds are: the counts are state,
+/// not config.
+impl PartialEq for Breakers {
+    fn eq(&self, other: &Self) -> bool {
+        self.limits == other.limits
+    }
+}
+
+/// Takes one slot of `count` if it stays within `max` (exact across workers: the add
+/// comes first, an overflow gives the slot back).
+fn take(count: &AtomicU64, max: u64) -> bool {
+    let before = count.fetch_add(1, Ordering::Relaxed);
+    if before >= max {
+        count.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
+    true
+}
+
+fn give(count: &AtomicU64) {
+    count.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Breakers {
+    pub fn new(limits: Thresholds) -> Self {
+        Breakers {
+            limits,
+            ..Default::default()
+        }
+    }
+
+    /// A new upstream connection within `max_connections`, given back by `close_cx`;
+    /// `false` (nothing taken) at the limit.
+    pub fn open_cx(&self) -> bool {
+        take(&self.connections, self.limits.max_connections)
+    }
+
+    /// A new upstream connection over `max_connections`: Envoy opens one anyway when
+    /// the pool has none (its pending requests would wait forever), and counts it.
+    pub fn force_cx(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn close_cx(&self) {
+        give(&self.connections);
+    }
+
+    /// A slot of `max_requests`, given back by `end_request`.
+    pub fn try_request(&self) -> bool {
+        take(&self.requests, self.limits.max_requests)
+    }
+
+    pub fn end_request(&self) {
+        give(&self.requests);
+    }
+
+    /// A slot of `max_pending_requests` (a request waiting for a new connection), given
+    /// back when the guard is dropped (the connect may be cut short by a clock).
+    pub fn try_pending(&self) -> Option<Pending<'_>> {
+        take(&self.pending, self.limits.max_pending_requests).then_some(Pending(self))
+    }
+
+    /// How many retries may be in flight: `max_retries`, or the budget's share of the
+    /// active and pending requests (Envoy's `RetryBudgetImpl::max`).
+    fn max_retries(&self) -> u64 {
+        match self.limits.retry_budget {
+            None => self.limits.max_retries,
+            Some(b) => {
+                let active =
+                    self.requests.load(Ordering::Relaxed) + self.pending.load(Ordering::Relaxed);
+                let share = (b.budget_percent / 100.0 * active as f64) as u64;
+                share.max(b.min_retry_concurrency)
+            }
+        }
+    }
+
+    /// A retry slot, given back by `end_retry`.
+    pub fn try_retry(&self) -> bool {
+        take(&self.retries, self.max_retries())
+    }
+
+    pub fn end_retry(&self) {
+        give(&self.retries);
+    }
+
+    /// Envoy's `circuit_breakers.default.*` gauges.
+    pub fn report(&self) -> BreakerReport {
+        let l = &self.limits;
+        let (cx, pending, rq, retries) = (
+            self.connections.load(Ordering::Relaxed),
+            self.pending.load(Ordering::Relaxed),
+            self.requests.load(Ordering::Relaxed),
+            self.retries.load(Ordering::Relaxed),
+        );
+        let max_retries = self.max_retries();
+        let remaining = |max: u64, n: u64| l.track_remaining.then(|| max.saturating_sub(n));
+        BreakerReport {
+            cx_open: u64::from(cx >= l.max_connections),
+            rq_pending_open: u64::from(pending >= l.max_pending_requests),
+            rq_open: u64::from(rq >= l.max_requests),
+            rq_retry_open: u64::from(retries >= max_retries),
+            remaining_cx: remaining(l.max_connections, cx),
+            remaining_pending: remaining(l.max_pending_requests, pending),
+            remaining_rq: remaining(l.max_requests, rq),
+            // Envoy publishes no remaining_retries under a retry budget.
+            remaining_retries: remaining(max_retries, retries).filter(|_| l.retry_budget.is_none()),
+        }
+    }
+}
+
+/// A request's `max_pending_requests` slot.
+pub struct Pending<'a>(&'a Breakers);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        give(&self.0.pending);
+    }
+}
+
+/// The DEFAULT priority's gauges, as `/stats` shows them (`remaining_*` only with
+/// `track_remaining`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BreakerReport {
+    pub cx_open: u64,
+    pub rq_pending_open: u64,
+    pub rq_open: u64,
+    pub rq_retry_open: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining_cx: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining_pending: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining_rq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining_retries: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_hold_the_limit_and_come_back() {
+        let b = Breakers::new(Thresholds {
+            max_requests: 2,
+            track_remaining: true,
+            ..Default::default()
+        });
+        assert!(b.try_request() && b.try_request());
+        assert!(!b.try_request(), "the third is over the limit");
+        assert_eq!(b.report().rq_open, 1);
+        assert_eq!(b.report().remaining_rq, Some(0));
+        b.end_request();
+        assert!(b.try_request());
+        b.end_request();
+        b.end_request();
+        assert_eq!(b.report().remaining_rq, Some(2));
+        assert_eq!(b.report().rq_open, 0);
+    }
+
+    #[test]
+    fn a_budget_scales_with_the_active_requests() {
+        let b = Breakers::new(Thresholds {
+            retry_budget: Some(RetryBudget {
+                budget_percent: 50.0,
+                min_retry_concurrency: 1,
+            }),
+            ..Default::default()
+        });
+        assert!(b.try_retry(), "the minimum concurrency");
+        assert!(!b.try_retry());
+        for _ in 0..4 {
+            assert!(b.try_request());
+        }
+        assert!(b.try_retry(), "50% of 4 active is 2");
+        assert!(!b.try_retry());
+        assert_eq!(b.report().remaining_retries, None);
+    }
+}

@@ -1,0 +1,162 @@
+//! The supported-fields table (`walk.rs`'s `SUPPORTED`) for the HTTP and network filters
+//! with large configs: the local rate limit, RBAC, fault injection and CORS. Split out
+//! of `walk.rs` only for size; the walker reads both tables alike. Control plane only.
+
+/// Supported fields, per message full name, as in `walk::SUPPORTED`.
+pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
+    // --- Local rate limit (`config/envoy/local_ratelimit.rs`) and the routes'
+    // `rate_limits` ---
+    (
+        "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        &[
+            "stat_prefix",
+            "status",
+            "token_bucket",
+            "filter_enabled",
+            "filter_enforced",
+            "request_headers_to_add_when_not_enforced",
+            "response_headers_to_add",
+            "descriptors",
+            "stage",
+            "local_rate_limit_per_downstream_connection",
+            "enable_x_ratelimit_headers",
+            "vh_rate_limits",
+            "always_consume_default_token_bucket",
+            "rate_limits",
+        ],
+    ),
+    ("envoy.type.v3.HttpStatus", &["code"]),
+    (
+        "envoy.type.v3.TokenBucket",
+        &["max_tokens", "tokens_per_fill", "fill_interval"],
+    ),
+    (
+        "envoy.extensions.common.ratelimit.v3.LocalRateLimitDescriptor",
+        &["entries", "token_bucket"],
+    ),
+    (
+        "envoy.extensions.common.ratelimit.v3.RateLimitDescriptor.Entry",
+        &["key", "value"],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit",
+        &["stage", "disable_key", "actions"],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit.Action",
+        &["request_headers", "generic_key", "remote_address"],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit.Action.RequestHeaders",
+        &["header_name", "descriptor_key", "skip_if_absent"],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit.Action.GenericKey",
+        &["descriptor_value", "descriptor_key"],
+    ),
+    // --- RBAC (HTTP and network filters; `config/envoy/rbac.rs`) ---
+    (
+        "envoy.extensions.filters.http.rbac.v3.RBAC",
+        &[
+            "rules",
+            "shadow_rules",
+            "rules_stat_prefix",
+            "shadow_rules_stat_prefix",
+            "track_per_rule_stats",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
+        &["rbac"],
+    ),
+    (
+        "envoy.extensions.filters.network.rbac.v3.RBAC",
+        &[
+            "rules",
+            "shadow_rules",
+            "stat_prefix",
+            "shadow_rules_stat_prefix",
+            "enforcement_type",
+        ],
+    ),
+    ("envoy.config.rbac.v3.RBAC", &["action", "policies"]),
+    (
+        "envoy.config.rbac.v3.Policy",
+        &["permissions", "principals"],
+    ),
+    (
+        "envoy.config.rbac.v3.Permission",
+        &[
+            "and_rules",
+            "or_rules",
+            "not_rule",
+            "any",
+            "header",
+            "url_path",
+            "destination_ip",
+            "destination_port",
+            "destination_port_range",
+            "requested_server_name",
+        ],
+    ),
+    ("envoy.config.rbac.v3.Permission.Set", &["rules"]),
+    (
+        "envoy.config.rbac.v3.Principal",
+        &[
+            "and_ids",
+            "or_ids",
+            "not_id",
+            "any",
+            "authenticated",
+            "source_ip",
+            "direct_remote_ip",
+            "remote_ip",
+            "header",
+            "url_path",
+        ],
+    ),
+    ("envoy.config.rbac.v3.Principal.Set", &["ids"]),
+    (
+        "envoy.config.rbac.v3.Principal.Authenticated",
+        &["principal_name"],
+    ),
+    ("envoy.type.matcher.v3.PathMatcher", &["path"]),
+    ("envoy.type.v3.Int32Range", &["start", "end"]),
+    // --- Fault injection and CORS (`config/envoy/fault_cors.rs`); `response_rate_limit`,
+    // `response_body`, the runtime keys and the downstream-cluster stats switch are
+    // refused here by path ---
+    (
+        "envoy.extensions.filters.http.fault.v3.HTTPFault",
+        &[
+            "delay",
+            "abort",
+            "upstream_cluster",
+            "headers",
+            "downstream_nodes",
+            "max_active_faults",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.common.fault.v3.FaultDelay",
+        &["fixed_delay", "header_delay", "percentage"],
+    ),
+    (
+        "envoy.extensions.filters.http.fault.v3.FaultAbort",
+        &["http_status", "grpc_status", "header_abort", "percentage"],
+    ),
+    (
+        "envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        &[
+            "allow_origin_string_match",
+            "allow_methods",
+            "allow_headers",
+            "expose_headers",
+            "max_age",
+            "allow_credentials",
+            "filter_enabled",
+            "shadow_enabled",
+            "allow_private_network_access",
+            "forward_not_matching_preflights",
+        ],
+    ),
+];

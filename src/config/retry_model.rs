@@ -1,0 +1,169 @@
+//! The checked retry policy of a route (Envoy's `RetryPolicy`), and the `retry_on`
+//! condition names shared by the config and the `x-envoy-retry-on` /
+//! `x-envoy-retry-grpc-on` request headers. Built by `config::build::retry`; read by
+//! `upstream::request::retry` when a try fails or answers.
+
+use std::time::Duration;
+
+use super::match_model::HeaderMatch;
+
+/// `retry_on` conditions as bits (Envoy's `RetryPolicy::RETRY_ON_*`).
+pub mod on {
+    pub const FIVE_XX: u32 = 1 << 0;
+    pub const GATEWAY_ERROR: u32 = 1 << 1;
+    pub const CONNECT_FAILURE: u32 = 1 << 2;
+    pub const RETRIABLE_4XX: u32 = 1 << 3;
+    pub const REFUSED_STREAM: u32 = 1 << 4;
+    pub const RETRIABLE_STATUS_CODES: u32 = 1 << 5;
+    pub const RETRIABLE_HEADERS: u32 = 1 << 6;
+    pub const RESET: u32 = 1 << 7;
+    pub const GRPC_CANCELLED: u32 = 1 << 8;
+    pub const GRPC_DEADLINE_EXCEEDED: u32 = 1 << 9;
+    pub const GRPC_RESOURCE_EXHAUSTED: u32 = 1 << 10;
+    pub const GRPC_UNAVAILABLE: u32 = 1 << 11;
+    pub const GRPC_INTERNAL: u32 = 1 << 12;
+    /// Every gRPC condition: a response is only looked at for `grpc-status` with one.
+    pub const GRPC: u32 = GRPC_CANCELLED
+        | GRPC_DEADLINE_EXCEEDED
+        | GRPC_RESOURCE_EXHAUSTED
+        | GRPC_UNAVAILABLE
+        | GRPC_INTERNAL;
+}
+
+/// The HTTP conditions by name (`x-envoy-retry-on`, and `retry_on` in the config).
+const HTTP_NAMES: &[(&str, u32)] = &[
+    ("5xx", on::FIVE_XX),
+    ("gateway-error", on::GATEWAY_ERROR),
+    ("connect-failure", on::CONNECT_FAILURE),
+    ("retriable-4xx", on::RETRIABLE_4XX),
+    ("refused-stream", on::REFUSED_STREAM),
+    ("retriable-status-codes", on::RETRIABLE_STATUS_CODES),
+    ("retriable-headers", on::RETRIABLE_HEADERS),
+    ("reset", on::RESET),
+];
+
+/// The gRPC conditions by name (`x-envoy-retry-grpc-on`, and `retry_on` in the config).
+const GRPC_NAMES: &[(&str, u32)] = &[
+    ("cancelled", on::GRPC_CANCELLED),
+    ("deadline-exceeded", on::GRPC_DEADLINE_EXCEEDED),
+    ("resource-exhausted", on::GRPC_RESOURCE_EXHAUSTED),
+    ("unavailable", on::GRPC_UNAVAILABLE),
+    ("internal", on::GRPC_INTERNAL),
+];
+
+/// Parses a comma-separated list of condition names against `names`: the bits, and
+/// the first name that is not one (Envoy ignores unknown names in the headers and
+/// refuses them in the config).
+fn parse<'a>(list: &'a str, names: &[(&str, u32)]) -> (u32, Option<&'a str>) {
+    let mut bits = 0;
+    let mut unknown = None;
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        match names.iter().find(|(n, _)| *n == name) {
+            Some((_, b)) => bits |= b,
+            None => unknown = unknown.or(Some(name)),
+        }
+    }
+    (bits, unknown)
+}
+
+/// `x-envoy-retry-on`: HTTP conditions only.
+pub fn parse_retry_on(list: &str) -> (u32, Option<&str>) {
+    parse(list, HTTP_NAMES)
+}
+
+/// `x-envoy-retry-grpc-on`: gRPC conditions only.
+pub fn parse_retry_grpc_on(list: &str) -> (u32, Option<&str>) {
+    parse(list, GRPC_NAMES)
+}
+
+/// A route's `retry_on`, where both kinds of names are allowed.
+pub fn parse_config_retry_on(list: &str) -> (u32, Option<&str>) {
+    let mut bits = 0;
+    let mut unknown = None;
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let (b, u) = parse(name, HTTP_NAMES);
+        let (g, v) = parse(name, GRPC_NAMES);
+        bits |= b | g;
+        if u.is_some() && v.is_some() {
+            unknown = unknown.or(Some(name));
+        }
+    }
+    (bits, unknown)
+}
+
+/// Envoy's `RetryPolicy` on a route or virtual host (the route's wins, no merge).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// `on::*` bits.
+    pub retry_on: u32,
+    /// Envoy's default is 1 when a policy exists.
+    pub num_retries: u32,
+    /// Zero: none. Bounds each try until its response head.
+    pub per_try_timeout: Duration,
+    /// Zero: none. Bounds the time without a byte from the upstream, per try, until
+    /// the response head.
+    pub per_try_idle_timeout: Duration,
+    /// Back-off: 25 ms by default.
+    pub base_interval: Duration,
+    /// 10 times `base_interval` by default.
+    pub max_interval: Duration,
+    pub retriable_status_codes: Vec<u16>,
+    /// Response headers that make a response retriable (`retriable-headers`).
+    pub retriable_headers: Vec<HeaderMatch>,
+    /// `envoy.retry_host_predicates.previous_hosts`: a retry avoids endpoints tried before.
+    pub previous_hosts: bool,
+    /// How many times host selection is redone to satisfy the predicate (Envoy's
+    /// `host_selection_retry_max_attempts`, default 1); the last pick is used anyway.
+    pub host_selection_max_attempts: u32,
+}
+
+/// The policy a request gets when only its `x-envoy-retry-on` / `x-envoy-retry-grpc-on`
+/// headers ask for retries (the route has none): Envoy's defaults.
+pub static HEADER_ONLY: RetryPolicy = RetryPolicy {
+    retry_on: 0,
+    num_retries: 1,
+    per_try_timeout: Duration::ZERO,
+    per_try_idle_timeout: Duration::ZERO,
+    base_interval: Duration::from_millis(25),
+    max_interval: Duration::from_millis(250),
+    retriable_status_codes: Vec::new(),
+    retriable_headers: Vec::new(),
+    previous_hosts: false,
+    host_selection_max_attempts: 1,
+};
+
+/// How a forwarded request may be retried: the route's (or virtual host's) policy and
+/// the virtual host's attempt-count settings. Cheap to hold when empty.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Retries {
+    pub policy: Option<Box<RetryPolicy>>,
+    /// Envoy's `include_request_attempt_count`: `x-envoy-attempt-count` on upstream requests.
+    pub attempt_count_request: bool,
+    /// Envoy's `include_attempt_count_in_response`.
+    pub attempt_count_response: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condition_names_parse_as_envoy_does() {
+        assert_eq!(parse_retry_on("5xx,reset"), (on::FIVE_XX | on::RESET, None));
+        assert_eq!(parse_retry_on(" 5xx , bogus"), (on::FIVE_XX, Some("bogus")));
+        assert_eq!(
+            parse_retry_on("unavailable").0,
+            0,
+            "gRPC names are not HTTP ones"
+        );
+        assert_eq!(
+            parse_retry_grpc_on("unavailable,cancelled").0,
+            on::GRPC_UNAVAILABLE | on::GRPC_CANCELLED
+        );
+        assert_eq!(
+            parse_config_retry_on("gateway-error,deadline-exceeded"),
+            (on::GATEWAY_ERROR | on::GRPC_DEADLINE_EXCEEDED, None)
+        );
+        assert_eq!(parse_config_retry_on("5xx,nope").1, Some("nope"));
+    }
+}

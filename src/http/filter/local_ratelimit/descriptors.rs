@@ -1,0 +1,304 @@
+//! Rate-limit descriptors (Envoy's `RateLimit` actions on a route, a virtual host or the
+//! filter itself): each policy turns a request into one descriptor, a list of
+//! (key, value) entries, and a descriptor the filter configures (`descriptors`) with
+//! exactly those entries, in order, takes its own token bucket.
+//!
+//! Actions supported: `request_headers`, `generic_key` and `remote_address`. Nothing is
+//! allocated per request: entries borrow the request's header values, and an address
+//! is formatted into a stack buffer.
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+/// Most actions in one policy, and most policies that apply to one request.
+pub const MAX_ACTIONS: usize = 8;
+pub const MAX_POLICIES: usize = 8;
+
+/// One `rate_limits` entry, as written in the YAML (Envoy's `RateLimit`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    #[serde(default)]
+    pub stage: u32,
+    #[serde(default)]
+    pub disable_key: String,
+    pub actions: Vec<RawAction>,
+}
+
+/// One action (Envoy's `RateLimit.Action`): exactly one field is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAction {
+    #[serde(default)]
+    pub request_headers: Option<RawRequestHeaders>,
+    #[serde(default)]
+    pub generic_key: Option<RawGenericKey>,
+    #[serde(default)]
+    pub remote_address: Option<RawEmpty>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRequestHeaders {
+    pub header_name: String,
+    pub descriptor_key: String,
+    #[serde(default)]
+    pub skip_if_absent: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGenericKey {
+    pub descriptor_value: String,
+    #[serde(default)]
+    pub descriptor_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEmpty {}
+
+/// A checked policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub stage: u32,
+    /// Envoy skips a policy with a `disable_key` in the local rate limit.
+    pub disabled: bool,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// The header's first value under `key`; a missing header drops the descriptor
+    /// (or only this entry, with `skip_if_absent`).
+    RequestHeaders {
+        header: String,
+        key: String,
+        skip_if_absent: bool,
+    },
+    GenericKey {
+        key: String,
+        value: String,
+    },
+    /// `remote_address`: the downstream address.
+    RemoteAddress,
+}
+
+/// Checks `rate_limits` (errors are (field path, message)).
+pub(crate) fn build(
+    raw: &[RawRateLimit],
+    p: &str,
+    errors: &mut Vec<(String, String)>,
+) -> Vec<Policy> {
+    if raw.len() > MAX_POLICIES {
+        errors.push((
+            p.to_string(),
+            format!("at most {MAX_POLICIES} rate limits per level"),
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let rp = format!("{p}[{i}]");
+        if r.actions.is_empty() {
+            errors.push((
+                format!("{rp}.actions"),
+                "must list at least one action".into(),
+            ));
+        }
+        if r.actions.len() > MAX_ACTIONS {
+            errors.push((
+                format!("{rp}.actions"),
+                format!("at most {MAX_ACTIONS} actions"),
+            ));
+        }
+        if r.stage > 10 {
+            errors.push((format!("{rp}.stage"), "must be between 0 and 10".into()));
+        }
+        let mut actions = Vec::new();
+        for (j, a) in r.actions.iter().enumerate() {
+            let ap = format!("{rp}.actions[{j}]");
+            match (&a.request_headers, &a.generic_key, &a.remote_address) {
+                (Some(h), None, None) => {
+                    if h.header_name.is_empty() {
+                        errors.push((format!("{ap}.request_headers.header_name"), "must not be empty".into()));
+                    }
+                    if h.descriptor_key.is_empty() {
+                        errors.push((format!("{ap}.request_headers.descriptor_key"), "must not be empty".into()));
+                    }
+                    actions.push(Action::RequestHeaders {
+                        header: h.header_name.to_ascii_lowercase(),
+                        key: h.descriptor_key.clone(),
+                        skip_if_absent: h.skip_if_absent,
+                    });
+                }
+                (None, Some(g), None) => {
+                    if g.descriptor_value.is_empty() {
+                        errors.push((format!("{ap}.generic_key.descriptor_value"), "must not be empty".into()));
+                    }
+                    actions.push(Action::GenericKey {
+                        key: g
+                            .descriptor_key
+                            .clone()
+                            .filter(|k| !k.is_empty())
+                            .unwrap_or_else(|| "generic_key".into()),
+                        value: g.descriptor_value.clone(),
+                    });
+                }
+                (None, None, Some(_)) => actions.push(Action::RemoteAddress),
+                _ => errors.push((
+                    ap,
+                    "set exactly one of `request_headers`, `generic_key`, `remote_address` (the actions Outrigger supports)".into(),
+                )),
+            }
+        }
+        out.push(Policy {
+            stage: r.stage,
+            disabled: !r.disable_key.is_empty(),
+            actions,
+        });
+    }
+    out
+}
+
+/// What a policy's descriptor entries are read from.
+pub struct Source<'a> {
+    pub headers: &'a [httparse::Header<'a>],
+    pub remote: IpAddr,
+}
+
+/// One request descriptor entry's value.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Bytes(&'a [u8]),
+}
+
+/// A request descriptor: up to `MAX_ACTIONS` entries, borrowed.
+pub struct Generated<'a> {
+    entries: [(&'a str, Value<'a>); MAX_ACTIONS],
+    len: usize,
+}
+
+impl Policy {
+    /// Envoy's `populateDescriptors` for one policy: `None` when an action could not
+    /// produce its entry (a missing header without `skip_if_absent`). `addr` is the
+    /// formatted remote address, shared by every policy of the request.
+    pub fn generate<'a>(&'a self, src: &Source<'a>, addr: &'a str) -> Option<Generated<'a>> {
+        let mut g = Generated {
+            entries: [("", Value::Bytes(b"")); MAX_ACTIONS],
+            len: 0,
+        };
+        for a in &self.actions {
+            let entry = match a {
+                Action::RequestHeaders {
+                    header,
+                    key,
+                    skip_if_absent,
+                } => match src
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(header))
+                {
+                    Some(h) => (key.as_str(), Value::Bytes(h.value)),
+                    None if *skip_if_absent => continue,
+                    None => return None,
+                },
+                Action::GenericKey { key, value } => (key.as_str(), Value::Bytes(value.as_bytes())),
+                Action::RemoteAddress => ("remote_address", Value::Bytes(addr.as_bytes())),
+            };
+            let slot = g.entries.get_mut(g.len)?;
+            *slot = entry;
+            g.len += 1;
+        }
+        Some(g)
+    }
+}
+
+impl Generated<'_> {
+    /// True if the configured descriptor `entries` are exactly these, in order.
+    pub fn equals(&self, entries: &[(String, String)]) -> bool {
+        let mine = self.entries.get(..self.len).unwrap_or_default();
+        mine.len() == entries.len()
+            && mine.iter().zip(entries).all(|((k, v), (ck, cv))| {
+                *k == ck.as_str()
+                    && match v {
+                        Value::Bytes(b) => *b == cv.as_bytes(),
+                    }
+            })
+    }
+}
+
+/// The remote address as Envoy writes it (`addressAsString`), into `buf`.
+pub fn format_addr(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
+    use std::io::Write;
+    let len = {
+        let mut cur = std::io::Cursor::new(&mut buf[..]);
+        let _ = write!(cur, "{ip}");
+        cur.position() as usize
+    };
+    std::str::from_utf8(buf.get(..len).unwrap_or_default()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policies(yaml: &str) -> (Vec<Policy>, Vec<(String, String)>) {
+        let raw: Vec<RawRateLimit> = serde_yaml::from_str(yaml).unwrap();
+        let mut errors = Vec::new();
+        (build(&raw, "rl", &mut errors), errors)
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn descriptors_are_generated_as_envoy_does() {
+        let (p, errors) = policies(
+            "- actions: [{generic_key: {descriptor_value: api}}, {request_headers: {header_name: X-User, descriptor_key: user}}]\n\
+             - actions: [{request_headers: {header_name: x-opt, descriptor_key: o, skip_if_absent: true}}, {remote_address: {}}]\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let headers = [httparse::Header {
+            name: "x-user",
+            value: b"alice",
+        }];
+        let src = Source {
+            headers: &headers,
+            remote: "10.0.0.1".parse().unwrap(),
+        };
+        let mut buf = [0; 48];
+        let addr = format_addr(src.remote, &mut buf);
+        let g = p[0].generate(&src, addr).unwrap();
+        assert!(g.equals(&pairs(&[("generic_key", "api"), ("user", "alice")])));
+        assert!(!g.equals(&pairs(&[("generic_key", "api")])));
+        let g = p[1].generate(&src, addr).unwrap();
+        assert!(g.equals(&pairs(&[("remote_address", "10.0.0.1")])));
+        // A missing header without skip_if_absent: no descriptor at all.
+        let none = Source {
+            headers: &[],
+            remote: src.remote,
+        };
+        assert!(p[0].generate(&none, addr).is_none());
+    }
+
+    #[test]
+    fn bad_policies_name_the_field() {
+        let (_, errors) = policies(
+            "- actions: [{generic_key: {descriptor_value: ''}}, {}]\n- stage: 11\n  actions: []\n",
+        );
+        let fields: Vec<&str> = errors.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "rl[0].actions[0].generic_key.descriptor_value",
+                "rl[0].actions[1]",
+                "rl[1].actions",
+                "rl[1].stage",
+            ]
+        );
+    }
+}

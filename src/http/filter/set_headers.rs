@@ -1,0 +1,97 @@
+//! Response headers a filter sets for one stream with values it computed from that
+//! request (the CORS filter's `access-control-allow-origin`, which echoes the request's
+//! `Origin`; the fault filter's `grpc-status` for a gRPC abort). Compiled header plans
+//! (`headers::HeaderPlan`) hold only configured values; these are per request.
+//!
+//! The connection manager owns one [`SetHeaders`] per stream, empty (no allocation)
+//! until a filter sets something, and lends it to the chain in `StreamEdits::store`; a
+//! filter that sets a header attaches it to the response `Edits`, so every encoder
+//! (the four proxy paths and every local reply) writes it. Each header replaces any
+//! value of its name, incoming or added by a plan (Envoy's filters `setInline` them).
+
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+use std::cell::RefCell;
+
+/// Headers set for one stream's response: `(lower-case name, value)`, each name once.
+#[derive(Debug, Default)]
+pub struct SetHeaders {
+    // Filters write while the chain runs on the request head; encoders read later. The
+    // two never overlap, and every access uses `try_borrow*`, so nothing can panic.
+    list: RefCell<Vec<(&'static str, String)>>,
+}
+
+impl SetHeaders {
+    /// Sets `name` (lower-case) to `value`, replacing an earlier value of the name.
+    pub fn set(&self, name: &'static str, value: &str) {
+        let Ok(mut l) = self.list.try_borrow_mut() else {
+            return;
+        };
+        match l.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => {
+                v.clear();
+                v.push_str(value);
+            }
+            None => l.push((name, value.to_string())),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.try_borrow().map_or(true, |l| l.is_empty())
+    }
+
+    /// Whether a header called `name` is set (any case).
+    pub fn has(&self, name: &str) -> bool {
+        self.list
+            .try_borrow()
+            .is_ok_and(|l| l.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
+    }
+
+    /// Calls `emit` for each header, in the order they were first set.
+    pub fn for_each(&self, mut emit: impl FnMut(&str, &str)) {
+        if let Ok(l) = self.list.try_borrow() {
+            for (n, v) in l.iter() {
+                emit(n, v);
+            }
+        }
+    }
+
+    /// Writes the headers into an HTTP/2 (or `http`) header map, replacing values.
+    pub fn apply_to_map(&self, map: &mut http::HeaderMap) {
+        self.for_each(|n, v| {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(n.as_bytes()),
+                http::HeaderValue::from_str(v),
+            ) {
+                map.insert(n, v);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_replaces_by_name_and_maps_overwrite() {
+        let s = SetHeaders::default();
+        assert!(s.is_empty());
+        s.set("access-control-allow-origin", "https://a");
+        s.set("grpc-status", "14");
+        s.set("access-control-allow-origin", "https://b");
+        let mut seen = Vec::new();
+        s.for_each(|n, v| seen.push(format!("{n}={v}")));
+        assert_eq!(
+            seen,
+            ["access-control-allow-origin=https://b", "grpc-status=14"]
+        );
+        assert!(s.has("Grpc-Status"));
+        let mut map = http::HeaderMap::new();
+        map.append("grpc-status", "2".parse().unwrap());
+        map.append("grpc-status", "3".parse().unwrap());
+        s.apply_to_map(&mut map);
+        assert_eq!(map.get_all("grpc-status").iter().count(), 1);
+        assert_eq!(map.get("grpc-status").unwrap(), "14");
+    }
+}

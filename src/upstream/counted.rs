@@ -1,0 +1,200 @@
+//! HTTP/1.1 upstream connections counted for the cluster's `max_connections` circuit
+//! breaker (Envoy's `connections` resource), and per endpoint on this core.
+//!
+//! `Counted` wraps the connection the connector made; its drop, wherever the
+//! connection ends (pool eviction, a closed exchange, a failed try), gives the
+//! process-wide slot back and wakes the requests of this core waiting for a connection
+//! to that endpoint. Counting costs nothing per request: a pooled connection is reused
+//! as it is; only opening and closing one touch the atomic.
+
+use std::cell::{Cell, RefCell};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures_lite::io::{AsyncRead, AsyncWrite};
+
+use crate::config::circuit::Breakers;
+use crate::http::io::Io;
+
+/// Open connections per endpoint on this core, and the requests waiting for one to be
+/// pooled or closed (Envoy's pending requests of a pool at `max_connections`).
+#[derive(Default)]
+pub(crate) struct Live {
+    open: Vec<Cell<u32>>,
+    waiters: RefCell<Vec<Vec<Waker>>>,
+}
+
+impl Live {
+    pub fn new(endpoints: usize) -> Rc<Live> {
+        Rc::new(Live {
+            open: (0..endpoints).map(|_| Cell::new(0)).collect(),
+            waiters: RefCell::new((0..endpoints).map(|_| Vec::new()).collect()),
+        })
+    }
+
+    /// Connections open to endpoint `ep` on this core, idle or busy.
+    pub fn open(&self, ep: usize) -> u32 {
+        self.open.get(ep).map_or(0, Cell::get)
+    }
+
+    /// Wakes the requests waiting for a connection to `ep` (one was pooled or closed).
+    pub fn wake(&self, ep: usize) {
+        let woken = match self.waiters.borrow_mut().get_mut(ep) {
+            Some(w) if !w.is_empty() => std::mem::take(w),
+            _ => return,
+        };
+        for w in woken {
+            w.wake();
+        }
+    }
+
+    /// Resolves at the next `wake(ep)`.
+    pub async fn wait(&self, ep: usize) {
+        let mut registered = false;
+        std::future::poll_fn(|cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            registered = true;
+            if let Some(w) = self.waiters.borrow_mut().get_mut(ep) {
+                w.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// A counted connection to endpoint `ep`.
+pub(crate) struct Counted<C> {
+    conn: C,
+    breakers: Arc<Breakers>,
+    live: Rc<Live>,
+    ep: usize,
+}
+
+/// A connection being opened to endpoint `ep`: it holds a `max_connections` slot the
+/// caller took (`Breakers::open_cx`, `force_cx`) and counts on this core as open, so
+/// that the next request waits for it rather than opening another (Envoy counts its
+/// connecting clients). Dropped, when the connect fails or is cut short, it gives both
+/// back; `connected` turns it into the connection's `Counted`.
+pub(crate) struct Connecting<'a> {
+    breakers: &'a Arc<Breakers>,
+    live: &'a Rc<Live>,
+    ep: usize,
+}
+
+impl<'a> Connecting<'a> {
+    pub fn new(breakers: &'a Arc<Breakers>, live: &'a Rc<Live>, ep: usize) -> Self {
+        if let Some(n) = live.open.get(ep) {
+            n.set(n.get() + 1);
+        }
+        Connecting { breakers, live, ep }
+    }
+
+    pub fn connected<C>(self, conn: C) -> Counted<C> {
+        let c = Counted {
+            conn,
+            breakers: self.breakers.clone(),
+            live: self.live.clone(),
+            ep: self.ep,
+        };
+        std::mem::forget(self);
+        c
+    }
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.breakers.close_cx();
+        if let Some(n) = self.live.open.get(self.ep) {
+            n.set(n.get().saturating_sub(1));
+        }
+        self.live.wake(self.ep);
+    }
+}
+
+impl<C> Counted<C> {
+    /// Moves the per-core count to another pool's `live` and endpoint (a reload kept the
+    /// connection's endpoint under another index).
+    pub fn rehome(&mut self, live: &Rc<Live>, ep: usize) {
+        if let Some(n) = self.live.open.get(self.ep) {
+            n.set(n.get().saturating_sub(1));
+        }
+        if let Some(n) = live.open.get(ep) {
+            n.set(n.get() + 1);
+        }
+        self.live = live.clone();
+        self.ep = ep;
+    }
+}
+
+impl<C> Drop for Counted<C> {
+    fn drop(&mut self) {
+        self.breakers.close_cx();
+        if let Some(n) = self.live.open.get(self.ep) {
+            n.set(n.get().saturating_sub(1));
+        }
+        self.live.wake(self.ep);
+    }
+}
+
+impl<C: AsyncRead + Unpin> AsyncRead for Counted<C> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.conn).poll_read(cx, buf)
+    }
+}
+
+impl<C: AsyncWrite + Unpin> AsyncWrite for Counted<C> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.conn).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.conn).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.conn).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.conn).poll_close(cx)
+    }
+}
+
+impl<C: Io> Io for Counted<C> {
+    fn set_read_timeout(&self, d: Option<Duration>) {
+        self.conn.set_read_timeout(d)
+    }
+    fn set_write_timeout(&self, d: Option<Duration>) {
+        self.conn.set_write_timeout(d)
+    }
+    fn idle_is_clean(&self) -> bool {
+        self.conn.idle_is_clean()
+    }
+    fn idle_is_clean_cx(&mut self, cx: &mut Context<'_>) -> bool {
+        self.conn.idle_is_clean_cx(cx)
+    }
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.conn.raw_fd()
+    }
+    fn tls_info(&self) -> Option<Rc<crate::tls::TlsInfo>> {
+        self.conn.tls_info()
+    }
+}

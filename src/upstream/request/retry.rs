@@ -1,0 +1,551 @@
+//! The retry state of one request (Envoy's `RetryStateImpl`): which failures and
+//! responses are retried (`retry_on`, merged with the `x-envoy-retry-on`,
+//! `x-envoy-retry-grpc-on` and `x-envoy-max-retries` request headers), how many retries
+//! are left, the jittered exponential back-off, the per-try clocks and the endpoints
+//! tried (`previous_hosts`). Lives on the stack of the adapter, created only when the
+//! route has a policy or the request asks for retries in its headers: a route without
+//! one pays one `Option` check per try. Counted per cluster as Envoy counts them
+//! (`rq_retry`, `rq_retry_success`, `rq_retry_limit_exceeded`,
+//! `rq_retry_backoff_exponential`).
+
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::circuit::Breakers;
+use crate::config::retry_model::{on, parse_retry_grpc_on, parse_retry_on, HEADER_ONLY};
+use crate::config::{HeaderMatch, Retries, RetryPolicy};
+use crate::http::failure::Failure;
+use crate::http::flags::ResponseFlag;
+use crate::observe::stats::ClusterStats;
+
+/// Request and response header lookup for the retry decisions, over both header
+/// representations (HTTP/1 field slices and `http::HeaderMap`).
+pub(crate) trait Headers {
+    /// Every value of the (lower-case) field `name`.
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a;
+}
+
+impl Headers for [httparse::Header<'_>] {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+}
+
+impl Headers for http::HeaderMap {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.get_all(name).iter().map(|v| v.as_bytes())
+    }
+}
+
+fn first<'a, H: Headers + ?Sized>(h: &'a H, name: &'a str) -> Option<&'a str> {
+    h.values(name)
+        .next()
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Why a try failed, as the retry conditions see it (Envoy's reset reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    ConnectFailure,
+    /// The connection closed or reset, a malformed response, a per-try timeout.
+    Termination,
+    /// An HTTP/2 stream refused by the upstream (no HTTP/2 upstream path retries yet).
+    #[allow(dead_code)]
+    RefusedStream,
+}
+
+/// How many endpoint indices the `previous_hosts` set tracks (a bit each); endpoints
+/// past it are never avoided.
+const TRACKED_HOSTS: usize = 64;
+
+/// The retry state of one request.
+pub(crate) struct RetryState<'p> {
+    policy: &'p RetryPolicy,
+    retry_on: u32,
+    remaining: Cell<u32>,
+    /// Extra retriable status codes from `x-envoy-retriable-status-codes`.
+    header_codes: [u16; 4],
+    per_try_timeout: Duration,
+    /// The back-off ceiling for the next retry, in milliseconds.
+    next_interval: Cell<u64>,
+    /// A retry was scheduled: the next try that is not retried counts as a success.
+    armed: Cell<bool>,
+    limit_exceeded: Cell<bool>,
+    /// A retry was refused by the circuit breakers (flag `UO`).
+    overflowed: Cell<bool>,
+    tried: Cell<u64>,
+    /// Tries started so far (1 for the first).
+    attempts: Cell<u32>,
+    pub attempt_count_request: bool,
+    pub attempt_count_response: bool,
+    /// The circuit breakers' retry slot this request holds, from the moment a retry is
+    /// scheduled until the next decision (or the end of the request): Envoy's
+    /// `resetRetry`. An `Arc` so that the slot is given back whatever ends the request;
+    /// cloned only when a retry is made.
+    held: Cell<Option<Arc<Breakers>>>,
+}
+
+impl Drop for RetryState<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.held.take() {
+            b.end_retry();
+        }
+    }
+}
+
+impl<'p> RetryState<'p> {
+    /// The state for a request to a route with `retries`; `None` when nothing can be
+    /// retried (no policy, no retry headers) and no attempt count is asked for.
+    /// `request` gives the request headers the proxy honours (sanitized ones hidden).
+    pub fn new<H: Headers + ?Sized>(retries: &'p Retries, request: &H) -> Option<RetryState<'p>> {
+        let header_on = first(request, "x-envoy-retry-on").map_or(0, |v| parse_retry_on(v).0)
+            | first(request, "x-envoy-retry-grpc-on").map_or(0, |v| parse_retry_grpc_on(v).0);
+        let policy: &'p RetryPolicy = match &retries.policy {
+            Some(p) => p,
+            None if header_on != 0 => &HEADER_ONLY,
+            None if retries.attempt_count_request || retries.attempt_count_response => &HEADER_ONLY,
+            None => return None,
+        };
+        let retry_on = policy.retry_on | header_on;
+        let mut remaining = policy.num_retries;
+        if retry_on != 0 {
+            // The max retries header takes precedence when it parses.
+            if let Some(n) =
+                first(request, "x-envoy-max-retries").and_then(|v| v.trim().parse().ok())
+            {
+                remaining = n;
+            }
+        }
+        let mut header_codes = [0u16; 4];
+        if let Some(list) = first(request, "x-envoy-retriable-status-codes") {
+            for (slot, code) in header_codes
+                .iter_mut()
+                .zip(list.split(',').filter_map(|c| c.trim().parse::<u16>().ok()))
+            {
+                *slot = code;
+            }
+        }
+        let per_try_timeout = first(request, "x-envoy-upstream-rq-per-try-timeout-ms")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(policy.per_try_timeout, Duration::from_millis);
+        Some(RetryState {
+            policy,
+            retry_on,
+            remaining: Cell::new(remaining),
+            header_codes,
+            per_try_timeout,
+            next_interval: Cell::new(
+                u64::try_from(policy.base_interval.as_millis())
+                    .unwrap_or(25)
+                    .max(1),
+            ),
+            armed: Cell::new(false),
+            limit_exceeded: Cell::new(false),
+            overflowed: Cell::new(false),
+            tried: Cell::new(0),
+            attempts: Cell::new(1),
+            attempt_count_request: retries.attempt_count_request,
+            attempt_count_response: retries.attempt_count_response,
+            held: Cell::new(None),
+        })
+    }
+
+    /// The per-try timeout (zero: none), bounded by nothing here: the route clock stays
+    /// the overall bound. A value not below the route timeout is ignored (Envoy).
+    pub fn per_try(&self, route_timeout: Duration) -> (Duration, Duration) {
+        let t = if !route_timeout.is_zero() && self.per_try_timeout >= route_timeout {
+            Duration::ZERO
+        } else {
+            self.per_try_timeout
+        };
+        (t, self.policy.per_try_idle_timeout)
+    }
+
+    /// The number of the try under way (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.attempts.get()
+    }
+
+    /// The last response went to the client although it was retriable: the retries ran
+    /// out (flag `URX`).
+    #[cfg(test)]
+    pub fn limit_exceeded(&self) -> bool {
+        self.limit_exceeded.get()
+    }
+
+    /// The last try was not retried because the circuit breakers refused the retry
+    /// (flag `UO`).
+    #[cfg(test)]
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.get()
+    }
+
+    /// The flag of a response that went to the client although it was retriable: `URX`
+    /// when the retries ran out, `UO` when the circuit breakers refused the retry.
+    pub fn response_flag(&self) -> ResponseFlag {
+        if self.limit_exceeded.get() {
+            ResponseFlag::UpstreamRetryLimitExceeded
+        } else if self.overflowed.get() {
+            ResponseFlag::UpstreamOverflow
+        } else {
+            ResponseFlag::None
+        }
+    }
+
+    /// Whether a retry was made (the local reply's text says so, as Envoy's does).
+    pub fn retried(&self) -> bool {
+        self.attempts.get() > 1
+    }
+
+    /// Whether a response head with `status` and `headers` is retried; counts the
+    /// decision. `resendable`: the request can go again as it was.
+    pub fn on_response<H: Headers + ?Sized>(
+        &self,
+        status: u16,
+        headers: &H,
+        resendable: bool,
+        stats: &ClusterStats,
+        breakers: &Arc<Breakers>,
+    ) -> bool {
+        let would = resendable && self.would_retry_response(status, headers);
+        self.decide(would, stats, breakers)
+    }
+
+    /// Whether a try that failed with `f` is retried; counts the decision.
+    pub fn on_failure(
+        &self,
+        f: Failure,
+        resendable: bool,
+        stats: &ClusterStats,
+        breakers: &Arc<Breakers>,
+    ) -> bool {
+        let reset = match f {
+            Failure::ConnectFailure => Some(Cause::ConnectFailure),
+            Failure::ConnectionTermination | Failure::ProtocolError | Failure::PerTryTimeout => {
+                Some(Cause::Termination)
+            }
+            // The route clock bounds every try; the rest never reached an upstream.
+            _ => None,
+        };
+        let would = resendable && reset.is_some_and(|r| self.would_retry_reset(r));
+        self.decide(would, stats, breakers)
+    }
+
+    /// Envoy's `shouldRetry`: a success is a try after a retry that is not retried; a
+    /// retry needs a slot of the circuit breakers' `max_retries` (or retry budget),
+    /// else it is not made (`upstream_rq_retry_overflow`, flag UO).
+    fn decide(&self, would: bool, stats: &ClusterStats, breakers: &Arc<Breakers>) -> bool {
+        if self.armed.replace(false) && !would {
+            stats.rq_retry_success.inc();
+        }
+        if let Some(b) = self.held.take() {
+            b.end_retry();
+        }
+        if !would {
+            return false;
+        }
+        let left = self.remaining.get();
+        if left == 0 {
+            stats.rq_retry_limit_exceeded.inc();
+            self.limit_exceeded.set(true);
+            return false;
+        }
+        self.remaining.set(left - 1);
+        if !breakers.try_retry() {
+            stats.rq_retry_overflow.inc();
+            self.overflowed.set(true);
+            return false;
+        }
+        self.held.set(Some(breakers.clone()));
+        stats.rq_retry.inc();
+        self.armed.set(true);
+        self.attempts.set(self.attempts.get() + 1);
+        true
+    }
+
+    fn would_retry_response<H: Headers + ?Sized>(&self, status: u16, headers: &H) -> bool {
+        let on = self.retry_on;
+        // A rate-limited answer from an upstream Envoy is never retried here.
+        if headers.values("x-envoy-ratelimited").next().is_some() {
+            return false;
+        }
+        if on & on::FIVE_XX != 0 && (500..600).contains(&status) {
+            return true;
+        }
+        if on & on::GATEWAY_ERROR != 0 && matches!(status, 502..=504) {
+            return true;
+        }
+        if on & on::RETRIABLE_4XX != 0 && status == 409 {
+            return true;
+        }
+        if on & on::RETRIABLE_STATUS_CODES != 0
+            && (self.policy.retriable_status_codes.contains(&status)
+                || self.header_codes.iter().any(|c| *c != 0 && *c == status))
+        {
+            return true;
+        }
+        if on & on::RETRIABLE_HEADERS != 0
+            && self
+                .policy
+                .retriable_headers
+                .iter()
+                .any(|m| matches_response(m, headers))
+        {
+            return true;
+        }
+        if on & on::GRPC != 0 {
+            let bit = match first(headers, "grpc-status").and_then(|v| v.trim().parse::<u32>().ok())
+            {
+                Some(1) => on::GRPC_CANCELLED,
+                Some(4) => on::GRPC_DEADLINE_EXCEEDED,
+                Some(8) => on::GRPC_RESOURCE_EXHAUSTED,
+                Some(13) => on::GRPC_INTERNAL,
+                Some(14) => on::GRPC_UNAVAILABLE,
+                _ => 0,
+            };
+            if on & bit != 0 {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn would_retry_reset(&self, r: Cause) -> bool {
+        let on = self.retry_on;
+        on & (on::RESET | on::FIVE_XX | on::GATEWAY_ERROR) != 0
+            || (on & on::REFUSED_STREAM != 0 && r == Cause::RefusedStream)
+            || (on & on::CONNECT_FAILURE != 0 && r == Cause::ConnectFailure)
+    }
+
+    /// The back-off before the retry just decided (Envoy's fully jittered exponential
+    /// back-off: uniform in `[0, ceiling)`, the ceiling doubling from the base up to the
+    /// maximum); counted as `rq_retry_backoff_exponential`.
+    pub fn backoff(&self, stats: &ClusterStats) -> Duration {
+        let max = u64::try_from(self.policy.max_interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let ceiling = self.next_interval.get();
+        self.next_interval
+            .set(if ceiling > max / 2 { max } else { ceiling * 2 });
+        stats.rq_retry_backoff_exponential.inc();
+        Duration::from_millis(jitter(ceiling, fastrand::u64(..)).min(max))
+    }
+
+    /// Notes that endpoint `ep` was tried.
+    pub fn tried(&self, ep: usize) {
+        if ep < TRACKED_HOSTS {
+            self.tried.set(self.tried.get() | 1 << ep);
+        }
+    }
+
+    /// The endpoint for a retry: `pick` (the cluster's load balancer) again, up to
+    /// `host_selection_retry_max_attempts` more times while it gives an endpoint tried
+    /// before (`previous_hosts`); the last pick goes anyway.
+    pub fn select(&self, mut pick: impl FnMut() -> Option<usize>) -> Option<usize> {
+        let mut ep = pick()?;
+        if self.policy.previous_hosts {
+            for _ in 0..self.policy.host_selection_max_attempts {
+                if ep >= TRACKED_HOSTS || self.tried.get() & (1 << ep) == 0 {
+                    break;
+                }
+                ep = pick()?;
+            }
+        }
+        Some(ep)
+    }
+}
+
+/// A uniform draw in `[0, ceiling)` from `random`.
+fn jitter(ceiling: u64, random: u64) -> u64 {
+    random % ceiling.max(1)
+}
+
+fn matches_response<H: Headers + ?Sized>(m: &HeaderMatch, headers: &H) -> bool {
+    crate::http::router::header_matches_values(m, headers.values(&m.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::circuit::Breakers;
+    use crate::config::retry_model::on;
+
+    fn policy(retry_on: u32, n: u32) -> Retries {
+        Retries {
+            policy: Some(Box::new(RetryPolicy {
+                retry_on,
+                num_retries: n,
+                ..HEADER_ONLY.clone()
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn many() -> Arc<Breakers> {
+        Arc::new(Breakers::new(crate::config::circuit::Thresholds {
+            max_retries: 100,
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn a_retry_needs_a_breaker_slot_held_until_the_next_decision() {
+        let stats = ClusterStats::default();
+        let b = Arc::new(Breakers::new(crate::config::circuit::Thresholds {
+            max_retries: 1,
+            ..Default::default()
+        }));
+        let p = policy(on::FIVE_XX, 5);
+        let first = RetryState::new(&p, &map(&[])).unwrap();
+        let second = RetryState::new(&p, &map(&[])).unwrap();
+        assert!(first.on_response(503, &map(&[]), true, &stats, &b));
+        assert!(
+            !second.on_response(503, &map(&[]), true, &stats, &b),
+            "the only slot is held by the first request's retry"
+        );
+        assert!(second.overflowed());
+        assert_eq!(stats.rq_retry_overflow.get(), 1);
+        assert!(!first.on_response(200, &map(&[]), true, &stats, &b));
+        assert!(
+            second.on_response(503, &map(&[]), true, &stats, &b),
+            "given back"
+        );
+        drop(second);
+        assert!(
+            first.on_response(503, &map(&[]), true, &stats, &b),
+            "and on drop"
+        );
+    }
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        let mut m = http::HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(*n, http::HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn no_policy_and_no_header_is_no_state() {
+        let b = many();
+        let r = Retries::default();
+        assert!(RetryState::new(&r, &map(&[])).is_none());
+        let s = RetryState::new(&r, &map(&[("x-envoy-retry-on", "5xx")])).expect("headers ask");
+        let stats = ClusterStats::default();
+        assert!(s.on_response(503, &map(&[]), true, &stats, &b));
+        assert!(
+            !s.on_response(503, &map(&[]), true, &stats, &b),
+            "one retry by default"
+        );
+        assert!(s.limit_exceeded());
+        assert_eq!(stats.rq_retry.get(), 1);
+        assert_eq!(stats.rq_retry_limit_exceeded.get(), 1);
+        assert_eq!(stats.rq_retry_success.get(), 0);
+    }
+
+    #[test]
+    fn conditions_follow_envoy() {
+        let b = many();
+        let stats = ClusterStats::default();
+        let gw = policy(on::GATEWAY_ERROR, 5);
+        let s = RetryState::new(&gw, &map(&[])).unwrap();
+        assert!(!s.on_response(500, &map(&[]), true, &stats, &b));
+        assert!(s.on_response(502, &map(&[]), true, &stats, &b));
+        assert!(!s.on_response(200, &map(&[]), true, &stats, &b));
+        assert_eq!(stats.rq_retry_success.get(), 1, "200 after a retry");
+        assert!(
+            s.on_failure(Failure::ConnectionTermination, true, &stats, &b),
+            "a reset is a gateway error"
+        );
+        assert!(!s.on_failure(Failure::RouteTimeout, true, &stats, &b));
+        assert!(
+            !s.on_response(503, &map(&[]), false, &stats, &b),
+            "not resendable"
+        );
+
+        let cf = policy(on::CONNECT_FAILURE, 5);
+        let s = RetryState::new(&cf, &map(&[])).unwrap();
+        assert!(s.on_failure(Failure::ConnectFailure, true, &stats, &b));
+        assert!(!s.on_failure(Failure::ConnectionTermination, true, &stats, &b));
+        assert!(!s.on_response(503, &map(&[]), true, &stats, &b));
+
+        let grpc = policy(on::GRPC_UNAVAILABLE, 5);
+        let s = RetryState::new(&grpc, &map(&[])).unwrap();
+        assert!(s.on_response(200, &map(&[("grpc-status", "14")]), true, &stats, &b));
+        assert!(!s.on_response(200, &map(&[("grpc-status", "13")]), true, &stats, &b));
+
+        let five = policy(on::FIVE_XX, 5);
+        let s = RetryState::new(&five, &map(&[])).unwrap();
+        assert!(!s.on_response(
+            503,
+            &map(&[("x-envoy-ratelimited", "true")]),
+            true,
+            &stats,
+            &b
+        ));
+
+        let mut codes = policy(on::RETRIABLE_STATUS_CODES, 5);
+        codes.policy.as_mut().unwrap().retriable_status_codes = vec![418];
+        let s =
+            RetryState::new(&codes, &map(&[("x-envoy-retriable-status-codes", "429")])).unwrap();
+        assert!(s.on_response(418, &map(&[]), true, &stats, &b));
+        assert!(s.on_response(429, &map(&[]), true, &stats, &b));
+        assert!(!s.on_response(500, &map(&[]), true, &stats, &b));
+    }
+
+    #[test]
+    fn max_retries_header_wins_only_with_a_condition() {
+        let b = many();
+        let one = policy(on::FIVE_XX, 1);
+        let s = RetryState::new(&one, &map(&[("x-envoy-max-retries", "3")])).unwrap();
+        assert_eq!(s.remaining.get(), 3);
+        let none = Retries {
+            attempt_count_response: true,
+            ..Default::default()
+        };
+        let s = RetryState::new(&none, &map(&[("x-envoy-max-retries", "3")])).unwrap();
+        assert_eq!(s.remaining.get(), 1);
+        assert!(!s.on_response(503, &map(&[]), true, &ClusterStats::default(), &b));
+    }
+
+    #[test]
+    fn backoff_is_jittered_below_a_doubling_ceiling() {
+        let stats = ClusterStats::default();
+        let p = policy(on::FIVE_XX, 10);
+        let s = RetryState::new(&p, &map(&[])).unwrap();
+        let ceilings: Vec<u64> = (0..6)
+            .map(|_| {
+                let c = s.next_interval.get();
+                assert!(s.backoff(&stats) < Duration::from_millis(c));
+                c
+            })
+            .collect();
+        assert_eq!(ceilings, [25, 50, 100, 200, 250, 250]);
+        assert_eq!(jitter(25, 24), 24);
+        assert_eq!(jitter(25, 25), 0);
+        assert_eq!(stats.rq_retry_backoff_exponential.get(), 6);
+    }
+
+    #[test]
+    fn previous_hosts_avoids_tried_endpoints_up_to_the_attempts() {
+        let mut p = policy(on::FIVE_XX, 3);
+        let pol = p.policy.as_mut().unwrap();
+        pol.previous_hosts = true;
+        pol.host_selection_max_attempts = 3;
+        let s = RetryState::new(&p, &map(&[])).unwrap();
+        s.tried(0);
+        let mut seq = [0, 0, 1].into_iter();
+        assert_eq!(s.select(|| seq.next()), Some(1));
+        let mut same = std::iter::repeat(0);
+        assert_eq!(
+            s.select(|| same.next()),
+            Some(0),
+            "the last pick goes anyway"
+        );
+    }
+}

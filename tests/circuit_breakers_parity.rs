@@ -1,0 +1,353 @@
+//! The same Envoy bootstrap with `circuit_breakers` on its cluster, handed to Envoy 1.40
+//! and to Outrigger: case by case, what the client got (status, `x-envoy-overloaded`,
+//! body), how many requests the upstream saw, and the overflow counters and gauges
+//! must be the same. Each case gets its own upstream for each proxy.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::envoy::{envoy_or_skip, Envoy};
+use common::*;
+
+/// One route to the upstream; `thresholds` is the cluster's one threshold entry,
+/// `route_policy` goes under the route's `route:`.
+fn bootstrap(up: SocketAddr, thresholds: &str, route_policy: &str) -> String {
+    format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
+static_resources:
+  listeners:
+  - name: main
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: main
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                route:
+                  cluster: up
+                  timeout: 20s
+{route_policy}          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+    circuit_breakers:
+      thresholds:
+      - {thresholds}
+    load_assignment:
+      cluster_name: up
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+"#,
+        port = up.port()
+    )
+}
+
+/// Holds every request until `release` is set, then answers 200.
+fn held(release: Arc<AtomicBool>) -> Handler {
+    Arc::new(move |ctx, _, s| {
+        while !release.load(Ordering::SeqCst) && !ctx.stop.load(Ordering::Relaxed) {
+            ctx.sleep(Duration::from_millis(5));
+        }
+        std::io::Write::write_all(s, b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nheld")?;
+        Ok(false)
+    })
+}
+
+/// What the client got for the request that mattered.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    status: u16,
+    overloaded: Option<String>,
+    body: String,
+    tries: usize,
+    /// Envoy's counters and gauges by their names under `cluster.up.`.
+    stats: Vec<(&'static str, u64)>,
+}
+
+const STATS: [&str; 4] = [
+    "upstream_rq_active_overflow",
+    "upstream_rq_pending_overflow",
+    "upstream_rq_retry_overflow",
+    "circuit_breakers.default.rq_open",
+];
+
+/// Envoy's `cluster.up.<name>` from its admin `/stats`.
+fn envoy_stat(admin: SocketAddr, name: &str) -> u64 {
+    let r = exchange(
+        admin,
+        "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
+    );
+    let want = format!("cluster.up.{name}: ");
+    r.body_str()
+        .lines()
+        .find_map(|l| l.strip_prefix(want.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The same from Outrigger's `/stats`.
+fn our_stat(p: &Proxy, name: &str) -> u64 {
+    let c = p.cluster_stats("up");
+    let v = match name {
+        "upstream_rq_active_overflow" => &c["rq_active_overflow"],
+        "upstream_rq_pending_overflow" => &c["rq_pending_overflow"],
+        "upstream_rq_retry_overflow" => &c["rq_retry_overflow"],
+        _ => &c["circuit_breakers"][name.trim_start_matches("circuit_breakers.default.")],
+    };
+    v.as_u64().unwrap_or(0)
+}
+
+fn get_once(addr: SocketAddr) -> Response {
+    let mut c = Conn::connect(addr);
+    c.set_timeout(Duration::from_secs(20));
+    c.send("GET /x HTTP/1.1\r\nHost: svc\r\nconnection: close\r\n\r\n");
+    c.read_response().expect("a response")
+}
+
+/// Holds `hold` requests at the upstream, then sends one more and reads its answer;
+/// the stats are read while the others are still held.
+fn run(addr: SocketAddr, up: &Upstream, hold: usize, stat: impl Fn(&str) -> u64) -> Seen {
+    let mut held: Vec<Conn> = (0..hold)
+        .map(|_| {
+            let mut c = Conn::connect(addr);
+            c.set_timeout(Duration::from_secs(20));
+            c.send("GET /held HTTP/1.1\r\nHost: svc\r\nconnection: close\r\n\r\n");
+            c
+        })
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || (up.heads() == hold)
+            .then_some(()))
+        .is_some(),
+        "the upstream saw {} of {hold} held requests",
+        up.heads()
+    );
+    let r = get_once(addr);
+    let seen = Seen {
+        status: r.status,
+        overloaded: r.header("x-envoy-overloaded").map(str::to_string),
+        body: r.body_str(),
+        tries: up.heads(),
+        stats: STATS.iter().map(|n| (*n, stat(n))).collect(),
+    };
+    drop(held.drain(..));
+    seen
+}
+
+struct Case {
+    name: &'static str,
+    thresholds: &'static str,
+    route: &'static str,
+    /// Requests held at the upstream before the one that matters.
+    hold: usize,
+    /// The upstream for the request that matters (after the held ones).
+    answer: fn() -> Handler,
+}
+
+#[test]
+fn envoy_and_outrigger_break_circuits_alike() {
+    let Some(bin) = envoy_or_skip("envoy_and_outrigger_break_circuits_alike") else {
+        return;
+    };
+    let retry = "                  retry_policy: { retry_on: 5xx, num_retries: 3, retry_back_off: { base_interval: 0.001s } }\n";
+    let cases = [
+        Case {
+            name: "max_requests: the request over it overflows",
+            thresholds: "{ max_requests: 2 }",
+            route: "",
+            hold: 2,
+            answer: echo,
+        },
+        Case {
+            name: "max_pending_requests: 0 refuses a request that needs a connection",
+            thresholds: "{ max_pending_requests: 0 }",
+            route: "",
+            hold: 0,
+            answer: echo,
+        },
+        Case {
+            name: "max_retries: 0 stops the retry; the upstream's 503 goes to the client",
+            thresholds: "{ max_retries: 0 }",
+            route: retry,
+            hold: 0,
+            answer: || status_oops(503),
+        },
+        Case {
+            name: "a retry budget of nothing stops the retry",
+            thresholds:
+                "{ retry_budget: { budget_percent: { value: 0 }, min_retry_concurrency: 0 } }",
+            route: retry,
+            hold: 0,
+            answer: || status_oops(503),
+        },
+    ];
+    let mut diffs = Vec::new();
+    for c in &cases {
+        let upstream = |release: &Arc<AtomicBool>| {
+            let hold = held(release.clone());
+            let answer = (c.answer)();
+            let n = c.hold;
+            let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let h: Handler = Arc::new(move |ctx, req, s| {
+                if seen.fetch_add(1, Ordering::SeqCst) < n {
+                    hold(ctx, req, s)
+                } else {
+                    answer(ctx, req, s)
+                }
+            });
+            Upstream::start(h)
+        };
+        let release = Arc::new(AtomicBool::new(false));
+        let envoy_up = upstream(&release);
+        let envoy = Envoy::start(&bin, &bootstrap(envoy_up.addr, c.thresholds, c.route));
+        let admin = envoy.admin;
+        let from_envoy = run(envoy.listen, &envoy_up, c.hold, |n| envoy_stat(admin, n));
+        release.store(true, Ordering::SeqCst);
+        drop(envoy);
+        let release = Arc::new(AtomicBool::new(false));
+        let ours_up = upstream(&release);
+        let proxy = Proxy::start_with(&bootstrap(ours_up.addr, c.thresholds, c.route), 2);
+        let from_outrigger = run(proxy.listen, &ours_up, c.hold, |n| our_stat(&proxy, n));
+        release.store(true, Ordering::SeqCst);
+        if from_envoy != from_outrigger {
+            diffs.push(format!(
+                "{}:\n  Envoy:     {from_envoy:?}\n  Outrigger: {from_outrigger:?}",
+                c.name
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// Threshold fields Outrigger does not implement are refused with their Envoy path.
+#[test]
+fn unsupported_circuit_breaker_fields_are_refused_by_path() {
+    let dir = TempDir::new("cb-envoy-refused");
+    let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let at = "static_resources.clusters[0].circuit_breakers";
+    for (i, (t, want)) in [
+        (
+            "{ max_connection_pools: 2 }".to_string(),
+            format!("{at}.thresholds[0].max_connection_pools: not supported by Outrigger"),
+        ),
+        (
+            "{ max_requests: 2 }\n      per_host_thresholds: [{ max_connections: 1 }]".to_string(),
+            format!("{at}.per_host_thresholds: not supported by Outrigger"),
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = dir.join(&format!("b{i}.yaml"));
+        let text = bootstrap(up, t, "")
+            .replace("@ADMIN_PORT@", "9901")
+            .replace("@PORT@", "10000");
+        write_atomic(&path, &text);
+        let out = run_cli(
+            &["validate", "-c", &path.display().to_string()],
+            Duration::from_secs(20),
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "case {i} accepted");
+        assert!(
+            text.contains(want.as_str()),
+            "case {i}: want `{want}` in:\n{text}"
+        );
+    }
+}
+
+/// What one proxy did with two requests at `max_connections: 1`.
+#[derive(Debug, PartialEq)]
+struct Waited {
+    statuses: Vec<u16>,
+    upstream_connections: usize,
+    cx_overflow_counted: bool,
+}
+
+/// At `max_connections: 1` a second request waits for the one connection instead of
+/// failing, and goes on it once the first is answered (one worker each, so both
+/// requests meet the same pool).
+#[test]
+fn envoy_and_outrigger_wait_for_a_connection_alike() {
+    let Some(bin) = envoy_or_skip("envoy_and_outrigger_wait_for_a_connection_alike") else {
+        return;
+    };
+    let keep_alive_held = |release: Arc<AtomicBool>| -> Handler {
+        Arc::new(move |ctx, _, s| {
+            while !release.load(Ordering::SeqCst) && !ctx.stop.load(Ordering::Relaxed) {
+                ctx.sleep(Duration::from_millis(5));
+            }
+            std::io::Write::write_all(s, b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nheld")?;
+            Ok(true)
+        })
+    };
+    let run =
+        |addr: SocketAddr, up: &Upstream, release: &AtomicBool, overflow: &dyn Fn() -> u64| {
+            let send = |path: &str| {
+                let mut c = Conn::connect(addr);
+                c.set_timeout(Duration::from_secs(20));
+                c.send(format!(
+                    "GET {path} HTTP/1.1\r\nHost: svc\r\nconnection: close\r\n\r\n"
+                ));
+                c
+            };
+            let mut first = send("/first");
+            assert!(
+                wait_until(Duration::from_secs(10), || (up.heads() == 1).then_some(())).is_some(),
+                "the first request did not reach the upstream"
+            );
+            let mut second = send("/second");
+            let counted =
+                wait_until(Duration::from_secs(10), || (overflow() > 0).then_some(())).is_some();
+            release.store(true, Ordering::SeqCst);
+            let statuses = [&mut first, &mut second]
+                .iter_mut()
+                .map(|c| c.read_response().map_or(0, |r| r.status))
+                .collect();
+            Waited {
+                statuses,
+                upstream_connections: up.connections(),
+                cx_overflow_counted: counted,
+            }
+        };
+    let t = "{ max_connections: 1 }";
+    let release = Arc::new(AtomicBool::new(false));
+    let envoy_up = Upstream::start(keep_alive_held(release.clone()));
+    let envoy = Envoy::start(&bin, &bootstrap(envoy_up.addr, t, ""));
+    let admin = envoy.admin;
+    let from_envoy = run(envoy.listen, &envoy_up, &release, &|| {
+        envoy_stat(admin, "upstream_cx_overflow")
+    });
+    drop(envoy);
+    let release = Arc::new(AtomicBool::new(false));
+    let ours_up = Upstream::start(keep_alive_held(release.clone()));
+    let proxy = Proxy::start(&bootstrap(ours_up.addr, t, ""));
+    let from_outrigger = run(proxy.listen, &ours_up, &release, &|| {
+        proxy.cluster_stats("up")["cx_overflow"]
+            .as_u64()
+            .unwrap_or(0)
+    });
+    assert_eq!(from_envoy, from_outrigger, "Envoy, then Outrigger");
+    assert_eq!(from_outrigger.statuses, vec![200, 200]);
+    assert_eq!(from_outrigger.upstream_connections, 1);
+}

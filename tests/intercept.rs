@@ -1,0 +1,656 @@
+//! Transparent interception (issue 14), black-box: each test builds its own network
+//! namespaces (a "pod" with the sidecar, a "server" elsewhere, joined by a veth pair),
+//! installs the capture rules with `outrigger iptables` in the pod, runs the sidecar
+//! there as the proxy user (UID 1337), and has clients in the pod call the server by
+//! its real address with no proxy configured. Everything is removed by Drop guards, on
+//! failure too.
+//!
+//! These tests need root, `ip` (iproute2), `iptables` and `setpriv`; without them they
+//! FAIL (they never pass silently). `.ci/run` installs iptables and iproute2.
+
+mod pki;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_outrigger");
+const PROXY_UID: &str = "1337";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Panics (fails the test) unless this machine can run these tests.
+fn require_root_and_tools() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "tests/intercept.rs needs root (network namespaces and iptables); run as root"
+    );
+    for tool in ["ip", "iptables-save", "ip6tables-save", "setpriv", "curl"] {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "tests/intercept.rs needs `{tool}` (apt-get install -y iptables iproute2 curl util-linux)");
+    }
+}
+
+fn sh(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A network namespace, deleted on drop (with everything in it: veths, rules).
+struct Netns(String);
+
+impl Netns {
+    fn new(name: String) -> Netns {
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Netns(name);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn exec(&self, args: &[&str]) -> Output {
+        let mut all = vec!["ip", "netns", "exec", &self.0];
+        all.extend_from_slice(args);
+        sh(&all)
+    }
+
+    /// Runs `f` on a thread inside this namespace. Sockets made there stay in it, so a
+    /// listener or connection can be made here and used from any thread.
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.0);
+        thread::scope(|s| {
+            s.spawn(|| {
+                let file = fs::File::open(&path).expect("open netns");
+                // SAFETY: setns on this thread only, with a namespace file we hold open.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .expect("thread in netns")
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A directory everyone may write (the sidecar runs as UID 1337), removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!(
+            "outrigger-intercept-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&p).unwrap();
+        sh(&["chmod", "0777", p.to_str().unwrap()]);
+        Dir(p)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A pod namespace and a server namespace joined by a veth pair, with the capture
+/// rules installed in the pod.
+struct Net {
+    pod: Netns,
+    srv: Netns,
+    pod_ip: String,
+    srv_ip: String,
+}
+
+fn net(tag: &str) -> Net {
+    require_root_and_tools();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{}{n}", std::process::id() % 100_000);
+    let pod = Netns::new(format!("orpod{id}{tag}"));
+    let srv = Netns::new(format!("orsrv{id}{tag}"));
+    let (a, b) = (format!("orp{id}"), format!("ors{id}"));
+    sh(&[
+        "ip", "link", "add", &a, "netns", &pod.0, "type", "veth", "peer", "name", &b, "netns",
+        &srv.0,
+    ]);
+    // Addresses only inside the test's namespaces; one /24 per test.
+    let subnet = 10 + (n % 200);
+    let pod_ip = format!("10.251.{subnet}.1");
+    let srv_ip = format!("10.251.{subnet}.2");
+    pod.exec(&["ip", "addr", "add", &format!("{pod_ip}/24"), "dev", &a]);
+    srv.exec(&["ip", "addr", "add", &format!("{srv_ip}/24"), "dev", &b]);
+    pod.exec(&["ip", "link", "set", &a, "up"]);
+    srv.exec(&["ip", "link", "set", &b, "up"]);
+    Net {
+        pod,
+        srv,
+        pod_ip,
+        srv_ip,
+    }
+}
+
+const SIDECAR: &str = "admin: { address: 127.0.0.1, port: 15000 }
+runtime: { concurrency: 1, drain_timeout: 1s }
+listeners:
+  - name: virtualOutbound
+    address: 0.0.0.0
+    port: 15001
+    use_original_dst: true
+    tcp_proxy: { cluster: PassthroughCluster }
+    access_log: { path: @LOG@, format: \"outbound %UPSTREAM_HOST% %RESPONSE_FLAGS%\\n\" }
+  - name: outbound_8080
+    address: 0.0.0.0
+    port: 8080
+    bind_to_port: false
+    listener_filters: [http_inspector, tls_inspector]
+    listener_filters_timeout: @PEEK@
+    continue_on_listener_filters_timeout: true
+    filter_chains:
+      - name: http
+        filter_chain_match: { application_protocols: [http/1.1, h2c] }
+        route_table: outbound_8080
+        access_log: { path: @LOG@, format: \"http %PROTOCOL% %RESPONSE_CODE% %UPSTREAM_HOST%\\n\" }
+    default_filter_chain:
+      name: tcp
+      tcp_proxy: { cluster: PassthroughCluster }
+      access_log: { path: @LOG@, format: \"sniffed-tcp %UPSTREAM_HOST%\\n\" }
+  - name: virtualInbound
+    address: 0.0.0.0
+    port: 15006
+    listener_filters: [original_dst]
+    tcp_proxy: { cluster: InboundPassthroughCluster }
+    access_log: { path: @LOG@, format: \"inbound %UPSTREAM_HOST%\\n\" }
+route_tables:
+  - name: outbound_8080
+    virtual_hosts:
+      - name: all
+        domains: ['*']
+        routes: [{ match: { prefix: / }, cluster: srv_8080 }]
+clusters:
+  - { name: PassthroughCluster, type: original_dst }
+  - { name: InboundPassthroughCluster, type: original_dst, source_address: 127.0.0.6 }
+  - name: srv_8080
+    protocol: downstream
+    endpoints: [{ address: @SRV@, port: 8080 }]
+";
+
+/// The sidecar in the pod, as the proxy user, after `outrigger iptables`.
+struct Sidecar {
+    _proc: Proc,
+    log: PathBuf,
+    dir: Dir,
+}
+
+fn sidecar(net: &Net, peek: &str) -> Sidecar {
+    net.pod.exec(&[
+        BIN,
+        "iptables",
+        "--proxy-uid",
+        PROXY_UID,
+        "--admin-port",
+        "15000",
+    ]);
+    let dir = Dir::new("pod");
+    let log = dir.0.join("access.log");
+    let cfg = SIDECAR
+        .replace("@LOG@", log.to_str().unwrap())
+        .replace("@PEEK@", peek)
+        .replace("@SRV@", &net.srv_ip);
+    let cfg_path = dir.0.join("sidecar.yaml");
+    fs::write(&cfg_path, cfg).unwrap();
+    let stderr = dir.0.join("stderr");
+    let child = Command::new("ip")
+        .args([
+            "netns", "exec", &net.pod.0, "setpriv", "--reuid", PROXY_UID, "--regid",
+        ])
+        .args([PROXY_UID, "--clear-groups", "--", BIN, "run", "-c"])
+        .arg(&cfg_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("start the sidecar");
+    let p = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if admin(net, "/ready").starts_with("200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sidecar not ready; stderr:\n{}",
+            fs::read_to_string(&stderr).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    Sidecar { _proc: p, log, dir }
+}
+
+/// GET on the sidecar's admin port, from inside the pod: "STATUS BODY".
+fn admin(net: &Net, path: &str) -> String {
+    let path = path.to_string();
+    net.pod.run(move || {
+        let Ok(mut s) = TcpStream::connect("127.0.0.1:15000") else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = write!(
+            s,
+            "GET {path} HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let status = out.split(' ').nth(1).unwrap_or("").to_string();
+        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        format!("{status} {body}")
+    })
+}
+
+/// A counter from the sidecar's `/stats` JSON: `kind` is `listeners` or `clusters`.
+fn stat(net: &Net, kind: &str, name: &str, field: &str) -> u64 {
+    let all = admin(net, "/stats");
+    let body = all.split_once(' ').map_or("", |(_, b)| b);
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    v[kind]
+        .as_array()
+        .and_then(|a| a.iter().find(|o| o["name"] == name))
+        .and_then(|o| o[field].as_u64())
+        .unwrap_or_else(|| panic!("no {kind} `{name}` `{field}` in\n{all}"))
+}
+
+/// Waits (bounded) until the access log has a line containing `what`.
+fn logged(s: &Sidecar, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = fs::read_to_string(&s.log).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains(what)) {
+            return l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{what}` in the access log:\n{text}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP server in `ns` on `addr`, answering each connection with `serve` on a thread.
+fn serve(ns: &Netns, addr: String, serve: fn(TcpStream)) {
+    let l = ns.run(move || TcpListener::bind(&addr).expect("bind in netns"));
+    thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            thread::spawn(move || serve(c));
+        }
+    });
+}
+
+fn echo(mut c: TcpStream) {
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = c.read(&mut buf) {
+        if n == 0 || c.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+}
+
+/// A server-first protocol: the server greets before the client says anything.
+fn banner(mut c: TcpStream) {
+    let _ = c.write_all(b"220 banner ready\r\n");
+    echo(c);
+}
+
+/// The server namespace runs an Outrigger of its own as the HTTP/1, h2c and TLS
+/// server (direct responses), so the client side is plain curl.
+fn http_server(net: &Net) -> (Proc, Dir) {
+    let dir = Dir::new("srv");
+    let ca = pki::Ca::new("intercept-ca");
+    let leaf = ca.leaf(&dir.0, "srv", pki::server(&["srv.test"]));
+    let cfg = format!(
+        "admin: {{ address: 127.0.0.1, port: 15900 }}
+runtime: {{ concurrency: 1 }}
+listeners:
+  - {{ name: plain, address: {ip}, port: 8080, route_table: t }}
+  - name: tls
+    address: {ip}
+    port: 8443
+    listener_filters: [tls_inspector]
+    filter_chains:
+      - name: tls
+        route_table: t
+        tls:
+          certificates: [{{ cert_chain_file: {cert}, private_key_file: {key} }}]
+          alpn_protocols: [h2, http/1.1]
+route_tables:
+  - name: t
+    virtual_hosts:
+      - name: all
+        domains: ['*']
+        routes: [{{ match: {{ prefix: / }}, direct_response: {{ status: 200, body: \"from-server\\n\" }} }}]
+",
+        ip = net.srv_ip,
+        cert = leaf.cert.display(),
+        key = leaf.key.display()
+    );
+    let path = dir.0.join("srv.yaml");
+    fs::write(&path, cfg).unwrap();
+    let stderr = dir.0.join("stderr");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &net.srv.0, BIN, "run", "-c"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let p = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !net
+        .srv
+        .run(|| TcpStream::connect("127.0.0.1:15900").is_ok())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "server not up: {}",
+            fs::read_to_string(&stderr).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    (p, dir)
+}
+
+/// curl in the pod, as root (not the proxy user, so it is captured).
+fn curl(net: &Net, args: &[&str]) -> String {
+    let out = net
+        .pod
+        .exec(&[&["curl", "-sS", "--max-time", "10"], args].concat());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn http1_h2c_tls_and_raw_tcp_from_the_pod_pass_through_the_sidecar() {
+    let net = net("a");
+    let (_srv, _srv_dir) = http_server(&net);
+    serve(&net.srv, format!("{}:9000", net.srv_ip), echo);
+    let s = sidecar(&net, "300ms");
+
+    // HTTP/1 to the server's real address: the pod's client has no proxy configured.
+    let url = format!("http://{}:8080/x", net.srv_ip);
+    assert_eq!(curl(&net, &[&url]), "from-server\n");
+    logged(&s, &format!("http HTTP/1.1 200 {}:8080", net.srv_ip));
+    // HTTP/2 with prior knowledge (h2c).
+    assert_eq!(
+        curl(&net, &["--http2-prior-knowledge", &url]),
+        "from-server\n"
+    );
+    logged(&s, &format!("http HTTP/2 200 {}:8080", net.srv_ip));
+    assert_eq!(stat(&net, "listeners", "outbound_8080", "cx_total"), 2);
+    // TLS passes through untouched (no listener for 8443: the capture listener's
+    // passthrough chain, to the original destination).
+    let tls = format!("https://{}:8443/y", net.srv_ip);
+    assert_eq!(curl(&net, &["-k", "--http2", &tls]), "from-server\n");
+    logged(&s, &format!("outbound {}:8443 -", net.srv_ip));
+    // Raw TCP.
+    let srv = format!("{}:9000", net.srv_ip);
+    let mut c = net.pod.run(|| TcpStream::connect(&srv).unwrap());
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"ping").unwrap();
+    let mut got = [0u8; 4];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    drop(c);
+    logged(&s, &format!("outbound {}:9000", net.srv_ip));
+    assert!(stat(&net, "listeners", "virtualOutbound", "cx_total") >= 2);
+    assert_eq!(stat(&net, "clusters", "PassthroughCluster", "cx_total"), 2);
+    drop(s.dir);
+}
+
+#[test]
+fn a_server_first_protocol_is_not_held_for_the_detection_timeout() {
+    let net = net("b");
+    // Port 8080 has HTTP detection (the http_inspector, a 200ms peek); the banner
+    // server speaks first, so the client sends nothing until it has the banner.
+    serve(&net.srv, format!("{}:8080", net.srv_ip), banner);
+    let s = sidecar(&net, "200ms");
+    let srv = format!("{}:8080", net.srv_ip);
+    let started = Instant::now();
+    let mut c = net.pod.run(|| TcpStream::connect(&srv).unwrap());
+    // Envoy's default listener_filters_timeout is 15s, linkerd waits 10s: the banner
+    // must arrive long before either (the peek is 200ms).
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = [0u8; 18];
+    c.read_exact(&mut got)
+        .expect("the banner arrives within the peek, not 15s");
+    assert_eq!(&got, b"220 banner ready\r\n");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    c.write_all(b"hello").unwrap();
+    let mut back = [0u8; 5];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hello");
+    // A TCP connection is logged when it ends.
+    drop(c);
+    logged(&s, &format!("sniffed-tcp {srv}"));
+    assert_eq!(
+        stat(&net, "listeners", "outbound_8080", "pre_cx_timeout"),
+        1
+    );
+}
+
+#[test]
+fn inbound_connections_are_captured_and_delivered_to_the_workload() {
+    let net = net("c");
+    // The workload in the pod listens on its pod IP; a client in the other namespace
+    // calls it, and the sidecar's inbound capture port takes the connection.
+    serve(&net.pod, format!("{}:7000", net.pod_ip), echo);
+    let s = sidecar(&net, "300ms");
+    let to = format!("{}:7000", net.pod_ip);
+    let mut c = net.srv.run(|| TcpStream::connect(&to).unwrap());
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"inbound").unwrap();
+    let mut got = [0u8; 7];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"inbound");
+    drop(c);
+    logged(&s, &format!("inbound {to}"));
+    assert_eq!(stat(&net, "listeners", "virtualInbound", "cx_total"), 1);
+    assert_eq!(
+        stat(&net, "clusters", "InboundPassthroughCluster", "cx_total"),
+        1
+    );
+}
+
+/// The rules of the `nat` table that are not the built-in chains' declarations.
+fn nat_rules(ns: &Netns, save: &str) -> Vec<String> {
+    let out = ns.exec(&[save, "-t", "nat"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("-A") || (l.starts_with(':') && l.contains("OUTRIGGER")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn iptables_is_idempotent_and_cleanup_leaves_no_rules() {
+    require_root_and_tools();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let ns = Netns::new(format!("oript{}{n}", std::process::id() % 100_000));
+    // A rule of someone else's, which must survive.
+    ns.exec(&[
+        "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "--dport", "1", "-j", "RETURN",
+    ]);
+    let before = (
+        nat_rules(&ns, "iptables-save"),
+        nat_rules(&ns, "ip6tables-save"),
+    );
+    ns.exec(&[BIN, "iptables", "--admin-port", "15000"]);
+    let once = (
+        nat_rules(&ns, "iptables-save"),
+        nat_rules(&ns, "ip6tables-save"),
+    );
+    assert!(
+        once.0
+            .iter()
+            .any(|l| l == "-A OUTPUT -p tcp -j OUTRIGGER_OUTPUT"),
+        "{once:?}"
+    );
+    assert!(
+        once.1.iter().any(|l| l.contains("--to-ports 15006")),
+        "{once:?}"
+    );
+    ns.exec(&[BIN, "iptables", "--admin-port", "15000"]);
+    let twice = (
+        nat_rules(&ns, "iptables-save"),
+        nat_rules(&ns, "ip6tables-save"),
+    );
+    assert_eq!(once, twice, "a second run changes nothing");
+    ns.exec(&[BIN, "iptables", "--cleanup"]);
+    let after = (
+        nat_rules(&ns, "iptables-save"),
+        nat_rules(&ns, "ip6tables-save"),
+    );
+    assert_eq!(before, after, "cleanup removes exactly what was added");
+    // Cleaning up a clean namespace is fine too.
+    ns.exec(&[BIN, "iptables", "--cleanup"]);
+}
+
+#[test]
+fn dry_run_prints_the_rules_and_changes_nothing() {
+    let out = Command::new(BIN)
+        .args([
+            "iptables",
+            "--dry-run",
+            "--proxy-uid",
+            "1000",
+            "--exclude-inbound-ports",
+            "22",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "# ipv4: iptables-restore --noflush",
+        "-A OUTRIGGER_OUTPUT -m owner --uid-owner 1000 -j RETURN",
+        "-A OUTRIGGER_INBOUND -p tcp --dport 22 -j RETURN",
+        "-A OUTRIGGER_REDIRECT -p tcp -j REDIRECT --to-ports 15001",
+        "# ipv6: iptables-restore --noflush",
+        "-A OUTRIGGER_OUTPUT -d ::1/128 -j RETURN",
+    ] {
+        assert!(text.contains(want), "no `{want}` in:\n{text}");
+    }
+}
+
+/// docs/kubernetes: the manifests parse, the pod has what a pod spec requires and the
+/// init container and the proxy agree on the proxy UID, and the sidecar's config loads.
+/// (The schema check with kubernetes-validate is in docs/kubernetes/README.md.)
+#[test]
+fn the_kubernetes_manifest_parses_and_its_config_loads() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/kubernetes/sidecar-pod.yaml"
+    );
+    let text = fs::read_to_string(path).unwrap();
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k}"))
+    };
+    let pod = kind("Pod");
+    assert_eq!(pod["apiVersion"], "v1");
+    assert!(pod["metadata"]["name"].is_string());
+    let spec = &pod["spec"];
+    let containers = spec["containers"].as_sequence().unwrap();
+    for c in containers
+        .iter()
+        .chain(spec["initContainers"].as_sequence().unwrap())
+    {
+        assert!(c["name"].is_string() && c["image"].is_string(), "{c:?}");
+    }
+    let init = &spec["initContainers"][0];
+    let args: Vec<&str> = init["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(args.first(), Some(&"iptables"));
+    let caps = &init["securityContext"]["capabilities"]["add"];
+    assert!(caps.as_sequence().unwrap().iter().any(|c| c == "NET_ADMIN"));
+    let proxy = containers
+        .iter()
+        .find(|c| c["name"] == "outrigger-proxy")
+        .unwrap();
+    let uid = proxy["securityContext"]["runAsUser"].as_u64().unwrap();
+    assert!(
+        args.contains(&format!("--proxy-uid={uid}").as_str()),
+        "{args:?}"
+    );
+    // The dry run accepts the init container's flags.
+    let out = Command::new(BIN)
+        .args(&args)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The proxy's config, from the ConfigMap.
+    let cfg = kind("ConfigMap")["data"]["outrigger.yaml"]
+        .as_str()
+        .unwrap();
+    let dir = Dir::new("k8s");
+    let p = dir.0.join("outrigger.yaml");
+    fs::write(&p, cfg).unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

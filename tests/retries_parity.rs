@@ -1,0 +1,242 @@
+//! The same Envoy bootstrap with a retry policy, handed to Envoy 1.40 and to Outrigger:
+//! case by case, the client's status, the `x-envoy-attempt-count` it got back, and how
+//! many tries the scripted upstream saw must be the same. Each case gets its own
+//! upstream for each proxy, so the counts are each proxy's own.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::envoy::{envoy_or_skip, Envoy};
+use common::*;
+
+/// A bootstrap with one route to the upstream; `route_policy` goes under the route's
+/// `route:` (indented to its fields), `vhost_extra` under the virtual host.
+fn bootstrap(up: SocketAddr, route_policy: &str, vhost_extra: &str) -> String {
+    format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
+static_resources:
+  listeners:
+  - name: main
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: main
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+{vhost_extra}              routes:
+              - match: {{ prefix: / }}
+                route:
+                  cluster: up
+                  timeout: 5s
+{route_policy}          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: up
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+"#,
+        port = up.port()
+    )
+}
+
+fn route_policy(lines: &str) -> String {
+    let mut out = String::from("                  retry_policy:\n");
+    for l in lines.lines() {
+        out.push_str("                    ");
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+struct Case {
+    name: &'static str,
+    upstream: fn() -> Handler,
+    route: &'static str,
+    vhost: &'static str,
+    request_headers: &'static str,
+}
+
+/// What one proxy did with one case.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    status: u16,
+    attempt_count: Option<String>,
+    tries: usize,
+}
+
+fn run(addr: SocketAddr, up: &Upstream, c: &Case) -> Seen {
+    let req = format!(
+        "GET /x HTTP/1.1\r\nHost: svc\r\n{}connection: close\r\n\r\n",
+        c.request_headers
+    );
+    let mut conn = Conn::connect(addr);
+    conn.send(&req);
+    let r = conn.read_response().expect("a response");
+    Seen {
+        status: r.status,
+        attempt_count: r.header("x-envoy-attempt-count").map(str::to_string),
+        tries: up.request_count(),
+    }
+}
+
+#[test]
+fn envoy_and_outrigger_retry_alike() {
+    let Some(bin) = envoy_or_skip("envoy_and_outrigger_retry_alike") else {
+        return;
+    };
+    let cases = [
+        Case {
+            name: "5xx retried until it succeeds",
+            upstream: || fail_first(2, status_oops(503)),
+            route: "retry_on: 5xx\nnum_retries: 2\nretry_back_off: { base_interval: 0.001s }",
+            vhost: "",
+            request_headers: "",
+        },
+        Case {
+            name: "retries exhausted: the last 503 goes to the client",
+            upstream: || status_oops(503),
+            route: "retry_on: 5xx\nnum_retries: 1\nretry_back_off: { base_interval: 0.001s }",
+            vhost: "",
+            request_headers: "",
+        },
+        Case {
+            name: "gateway-error does not retry a 500",
+            upstream: || fail_first(1, status_oops(500)),
+            route: "retry_on: gateway-error",
+            vhost: "",
+            request_headers: "",
+        },
+        Case {
+            name: "gateway-error retries a 502",
+            upstream: || fail_first(1, status_oops(502)),
+            route: "retry_on: gateway-error\nretry_back_off: { base_interval: 0.001s }",
+            vhost: "",
+            request_headers: "",
+        },
+        Case {
+            name: "retriable-status-codes",
+            upstream: || fail_first(1, status_oops(409)),
+            route: "retry_on: retriable-status-codes\nretriable_status_codes: [409]\nretry_back_off: { base_interval: 0.001s }",
+            vhost: "",
+            request_headers: "",
+        },
+        Case {
+            name: "retriable-4xx retries only a 409",
+            upstream: || fail_first(1, status_oops(404)),
+            route: "retry_on: retriable-4xx",
+            vhost: "",
+            request_headers: "",
+        },
+        Case {
+            name: "reset: a connection closed before the response",
+            upstream: || fail_first(1, close_without_response()),
+            route: "retry_on: reset\nretry_back_off: { base_interval: 0.001s }",
+            vhost: "",
+            request_headers: "",
+        },
+        Case {
+            name: "the virtual host's policy, with the attempt count in the response",
+            upstream: || fail_first(1, status_oops(503)),
+            route: "",
+            vhost: "              retry_policy: { retry_on: 5xx, retry_back_off: { base_interval: 0.001s } }\n              include_attempt_count_in_response: true\n",
+            request_headers: "",
+        },
+        Case {
+            name: "x-envoy-retry-on from an untrusted client is ignored",
+            upstream: || fail_first(1, status_oops(503)),
+            route: "",
+            vhost: "",
+            request_headers: "x-envoy-retry-on: 5xx\r\n",
+        },
+        Case {
+            name: "x-envoy-max-retries from an untrusted client is ignored",
+            upstream: || fail_first(2, status_oops(503)),
+            route: "retry_on: 5xx\nretry_back_off: { base_interval: 0.001s }",
+            vhost: "",
+            request_headers: "x-envoy-max-retries: 3\r\n",
+        },
+    ];
+    let mut diffs = Vec::new();
+    for c in &cases {
+        let route = if c.route.is_empty() {
+            String::new()
+        } else {
+            route_policy(c.route)
+        };
+        let envoy_up = Upstream::start((c.upstream)());
+        let envoy = Envoy::start(&bin, &bootstrap(envoy_up.addr, &route, c.vhost));
+        let from_envoy = run(envoy.listen, &envoy_up, c);
+        drop(envoy);
+        let ours_up = Upstream::start((c.upstream)());
+        let proxy = Proxy::start(&bootstrap(ours_up.addr, &route, c.vhost));
+        let from_outrigger = run(proxy.listen, &ours_up, c);
+        if from_envoy != from_outrigger {
+            diffs.push(format!(
+                "{}:\n  Envoy:     {from_envoy:?}\n  Outrigger: {from_outrigger:?}",
+                c.name
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// Retry fields Outrigger does not implement are refused with their path, and a bad
+/// value with the Envoy field that holds it.
+#[test]
+fn unsupported_retry_fields_are_refused_by_path() {
+    let dir = TempDir::new("retry-refused");
+    let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let at = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0]";
+    for (i, (policy, want)) in [
+        (
+            "retry_on: 5xx\nretry_priority: { name: x }",
+            format!("{at}.routes[0].route.retry_policy.retry_priority: not supported by Outrigger"),
+        ),
+        (
+            "retry_on: 5xx\nretriable_request_headers: [{ name: x }]",
+            format!("{at}.routes[0].route.retry_policy.retriable_request_headers: not supported by Outrigger"),
+        ),
+        (
+            "retry_on: 5xx,bogus",
+            format!("{at}.routes[0].route.retry_policy.retry_on: unknown retry condition `bogus`"),
+        ),
+        (
+            "retry_on: 5xx\nretry_back_off: { base_interval: 0.1s, max_interval: 0.01s }",
+            format!("{at}.routes[0].route.retry_policy.retry_back_off.max_interval: must not be less than base_interval"),
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = dir.join(&format!("b{i}.yaml"));
+        let text = bootstrap(up, &route_policy(policy), "")
+            .replace("@ADMIN_PORT@", "9901")
+            .replace("@PORT@", "10000");
+        write_atomic(&path, &text);
+        let out = run_cli(
+            &["validate", "-c", &path.display().to_string()],
+            std::time::Duration::from_secs(20),
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "case {i} accepted");
+        assert!(text.contains(want.as_str()), "case {i}: want `{want}` in:\n{text}");
+    }
+}
