@@ -15,18 +15,42 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
+use futures_lite::future::CatchUnwind;
 use futures_lite::FutureExt;
 
 /// Runs `fut`; a panic inside it is caught and returned as its message.
-pub(crate) async fn contain<F: Future<Output = ()>>(fut: F) -> Result<(), String> {
+pub(crate) fn contain<F: Future<Output = ()>>(fut: F) -> Contained<F> {
     // Unwind safety: the future owns the connection's state, which is dropped on unwind.
     // Shared per-core state it touched (pools, counters) is kept consistent by drop guards
     // or holds plain values; at worst a counter is off by one, never unsound.
-    AssertUnwindSafe(fut)
-        .catch_unwind()
-        .await
-        .map_err(|p| panic_message(p.as_ref()).to_string())
+    Contained {
+        inner: AssertUnwindSafe(fut).catch_unwind(),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`contain`]. A named future, not an `async fn`: a generator that
+    /// takes `fut` by value and awaits it holds it twice (the argument and the awaited
+    /// value), and the futures contained here (a connection, an HTTP/2 stream) are
+    /// kilobytes, copied whenever the task's future moves.
+    pub(crate) struct Contained<F> {
+        #[pin]
+        inner: CatchUnwind<AssertUnwindSafe<F>>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Contained<F> {
+    type Output = Result<(), String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project()
+            .inner
+            .poll(cx)
+            .map(|r| r.map_err(|p| panic_message(p.as_ref()).to_string()))
+    }
 }
 
 /// The message of a panic payload (`panic!` with a literal or a formatted string).
@@ -50,5 +74,24 @@ mod tests {
         assert_eq!(r, Err("boom 7".to_string()));
         let r = futures_lite::future::block_on(contain(async {}));
         assert_eq!(r, Ok(()));
+    }
+
+    /// The contained future is stored once: an HTTP/2 stream's task is copied into its
+    /// box whole, so a second copy of the stream's state would double that copy.
+    #[test]
+    fn the_contained_future_is_stored_once() {
+        let big = [7u8; 4096];
+        let fut = async move {
+            std::future::ready(()).await;
+            assert_eq!(big.iter().map(|&b| usize::from(b)).sum::<usize>(), 7 * 4096);
+        };
+        let inner = std::mem::size_of_val(&fut);
+        let contained = contain(fut);
+        assert!(
+            std::mem::size_of_val(&contained) <= inner + 64,
+            "contain({inner} bytes) is {} bytes",
+            std::mem::size_of_val(&contained)
+        );
+        assert_eq!(futures_lite::future::block_on(contained), Ok(()));
     }
 }

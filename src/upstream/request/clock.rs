@@ -227,14 +227,17 @@ impl Progress {
 
     /// Runs `work` until it finishes or a sweep finds a clock run out (then `work` is
     /// dropped). For streams whose connection sweeps their clocks.
-    pub async fn run<F: Future>(&self, work: F) -> Result<F::Output, Expiry> {
-        futures_lite::future::or(async { Ok(work.await) }, async { Err(self.fired().await) }).await
+    pub fn run<F: Future>(&self, work: F) -> Race<F, impl Future<Output = Expiry> + '_> {
+        Race {
+            work,
+            watch: self.fired(),
+        }
     }
 
     /// Like `run`, with one timer of its own instead of a sweep: it sleeps until the
     /// next clock could run out, and sleeps again if bytes moved the idle clock on.
-    pub async fn run_timed<F: Future>(&self, work: F) -> Result<F::Output, Expiry> {
-        let watch = async {
+    pub fn run_timed<F: Future>(&self, work: F) -> Race<F, impl Future<Output = Expiry> + '_> {
+        let watch = async move {
             loop {
                 let now = Instant::now();
                 match self.check(now) {
@@ -245,13 +248,66 @@ impl Progress {
                 }
             }
         };
-        futures_lite::future::or(async { Ok(work.await) }, async { Err(watch.await) }).await
+        Race { work, watch }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// `work` raced against a clock (`watch`), `work` polled first. A named future
+    /// rather than an `async` block around `work`: a generator that takes a future by
+    /// value and awaits it keeps two copies of it (the argument and the awaited value),
+    /// `futures_lite::future::or` of such blocks a third, and the proxying futures it
+    /// wraps are kilobytes, copied whenever the stream's future moves.
+    pub(crate) struct Race<W, E> {
+        #[pin]
+        work: W,
+        #[pin]
+        watch: E,
+    }
+}
+
+impl<W: Future, E: Future<Output = Expiry>> Future for Race<W, E> {
+    type Output = Result<W::Output, Expiry>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.work.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        this.watch.poll(cx).map(Err)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `run` and `run_timed` store the work once (plus the clock's own few bytes): the
+    /// proxying futures they wrap are kilobytes, and an HTTP/2 stream's whole future is
+    /// copied when its task is spawned.
+    #[test]
+    fn the_raced_work_is_stored_once() {
+        let p = Progress::new(Duration::ZERO, Duration::ZERO);
+        let work = || {
+            let big = [1u8; 4096];
+            async move {
+                std::future::ready(()).await;
+                big.iter().map(|&b| u64::from(b)).sum::<u64>()
+            }
+        };
+        let inner = std::mem::size_of_val(&work());
+        let run = p.run(work());
+        assert!(
+            std::mem::size_of_val(&run) <= inner + 64,
+            "run: {}",
+            std::mem::size_of_val(&run)
+        );
+        assert_eq!(futures_lite::future::block_on(run), Ok(4096));
+        let timed = p.run_timed(work());
+        let size = std::mem::size_of_val(&timed);
+        // The timer's sleep future is part of run_timed's own state.
+        assert!(size <= inner + 512, "run_timed: {size}");
+    }
 
     #[test]
     fn the_route_clock_starts_when_the_request_is_complete() {
