@@ -190,7 +190,7 @@ class Outrigger(Peer):
                 "upstream_port": self.upstream.port, "extra_routes": extra}
 
     def command(self, churn: bool, config: str = "") -> list:
-        if config == "policy":
+        if config in ("policy", "bootstrap"):
             # The same Envoy bootstrap as the Envoy peer's, on this peer's ports.
             routes = _snippet("envoy-routes.yaml", Envoy.route_values(0, 24))
             conf = envoy_bootstrap(self.s, self.upstream, self.port, self.admin_port,

@@ -69,9 +69,13 @@ SCENARIOS = [
     Scenario("config-churn", "churn", "Config replaced every second under load, 32 connections",
              "requests/s and errors while the config is swapped and reloaded",
              conns=32, duration=8, proxies_only=True),
+    Scenario("h1-bootstrap", "closed", "HTTP/1.1 closed loop, 32 connections, the Envoy "
+             "bootstrap without policy filters (Outrigger runs Envoy's config)",
+             "the plain route as Envoy's bootstrap configures it: the base of h1-policy",
+             conns=32, config="bootstrap", proxies_only=True, only=("outrigger", "envoy")),
     Scenario("h1-policy", "closed", "HTTP/1.1 closed loop, 32 connections, with RBAC, "
              "local rate limit (not limiting) and header mutation",
-             "CPU per request that the three policy filters add over h1-closed-32",
+             "CPU per request that the three policy filters add over h1-bootstrap",
              conns=32, config="policy", proxies_only=True, only=("outrigger", "envoy")),
     Scenario("h2-streams", "h2", "HTTP/2 (h2c), 4 connections x 100 streams",
              "requests/s, latency, proxy CPU per request (HTTP/2 downstream, "
