@@ -1,7 +1,8 @@
 //! The byte-stream abstraction the connection manager runs on.
 //!
 //! In production this is glommio's `TcpStream`; tests drive the same code over memory.
-//! Tunnels move bytes over the two halves of one stream (`split`).
+//! Tunnels move bytes over the two halves of one stream (`split`); the h2 crate reads
+//! and writes it through tokio's traits (`TokioIo`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,7 +11,9 @@ use std::time::Duration;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 mod split;
+mod tokio_io;
 pub use split::{split, ReadHalf, WriteHalf};
+pub use tokio_io::TokioIo;
 
 /// A full-duplex byte stream with per-operation timeouts.
 pub trait Io: AsyncRead + AsyncWrite + Unpin {

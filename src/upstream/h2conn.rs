@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::Connector;
 
@@ -79,7 +78,7 @@ impl H2Conns {
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW);
         let (send, conn) = builder
-            .handshake::<_, Bytes>(io.compat())
+            .handshake::<_, Bytes>(crate::http::io::TokioIo::new(io))
             .await
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
         glommio::spawn_local(async move {

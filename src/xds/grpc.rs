@@ -12,7 +12,6 @@ use glommio::{spawn_local, Task};
 use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
 use prost::Message;
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 /// The largest message accepted from the management server (gRPC's default receive
 /// limit is 4 MiB; Envoy's xDS client sets none, so a control plane may send more).
@@ -46,7 +45,7 @@ impl Stream {
             Some(
                 h2::client::Builder::new()
                     .max_frame_size(1 << 20)
-                    .handshake::<_, Bytes>(tcp.compat())
+                    .handshake::<_, Bytes>(crate::http::io::TokioIo::new(tcp))
                     .await,
             )
         };

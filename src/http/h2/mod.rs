@@ -3,8 +3,8 @@
 //! router and proxied in the cluster's protocol: to HTTP/1.1 upstreams (`to_h1`) or over
 //! a multiplexed HTTP/2 upstream connection (`to_h2`), with end-to-end flow control.
 //!
-//! The h2 crate runs on glommio through tokio-util's futures-io compat adapter; no tokio
-//! runtime exists. Each stream runs as its own task on the worker that accepted the
+//! The h2 crate runs on glommio through `http::io::TokioIo` (tokio's IO traits over the
+//! futures-io stream); no tokio runtime exists. Each stream runs as its own task on the worker that accepted the
 //! connection; the connection task drives the socket.
 
 mod clock;
@@ -21,12 +21,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use tokio_util::compat::FuturesAsyncReadCompatExt;
-
-use super::io::Io;
+use super::io::{Io, TokioIo};
 use super::view::{ChainRef, ConnSlot, WorkerView};
 use crate::upstream::Connector;
+use bytes::Bytes;
 
 /// The client connection preface (RFC 9113 section 3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -101,7 +99,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     let s = l.http2;
     let idle = l.idle_timeout;
     let tls_info = down.tls_info();
-    let io = io::Rewind::new(prefix, down).compat();
+    let io = TokioIo::new(io::Rewind::new(prefix, down));
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(s.max_concurrent_streams)
