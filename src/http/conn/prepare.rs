@@ -301,10 +301,12 @@ struct Honoured<'h, 'b, 'e> {
 
 impl Headers for Honoured<'_, '_, '_> {
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        // A sanitized name is not searched for at all.
         let kept = self.edits.keeps(name);
-        self.headers
+        let headers = if kept { self.headers } else { &[] };
+        headers
             .iter()
-            .filter(move |h| kept && h.name.eq_ignore_ascii_case(name))
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     }
 }
