@@ -156,14 +156,25 @@ pub(crate) fn request_head(
     ends: bool,
 ) -> bool {
     let edited = !edits.is_empty();
-    let _ = write!(
-        out,
-        "{} {} HTTP/1.1\r\nhost: {}\r\n",
-        p.method, path, authority
-    );
+    // Plain copies, no formatting machinery: this runs once per proxied HTTP/2 request.
+    out.extend_from_slice(p.method.as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(authority.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    // What the fields below are asked about afterwards, noted on the one walk over the
+    // map instead of a hashed lookup each.
+    let (mut has_length, mut has_xff, mut has_xfp) = (false, false, false);
     for (name, value) in &p.headers {
         let n = name.as_str();
         let special = hop::classify(n);
+        match special {
+            Special::ContentLength => has_length = true,
+            Special::XForwardedFor => has_xff = true,
+            Special::XForwardedProto => has_xfp = true,
+            _ => {}
+        }
         match special {
             _ if edited && !edits.keeps(n) => {}
             // Rewritten below; otherwise they pass as they came.
@@ -190,13 +201,14 @@ pub(crate) fn request_head(
             },
         }
     }
-    let chunked = !ends && !p.headers.contains_key(http::header::CONTENT_LENGTH);
+    let chunked = !ends && !has_length;
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
-    let has_xff = p.headers.contains_key(X_FORWARDED_FOR);
-    let has_xfp = p.headers.contains_key(X_FORWARDED_PROTO);
-    write_forwarding(out, &p.headers, fwd, has_xfp, |n| !edited || edits.keeps(n));
+    let incoming_xff = if has_xff { Some(&p.headers) } else { None };
+    write_forwarding(out, incoming_xff, fwd, has_xfp, |n| {
+        !edited || edits.keeps(n)
+    });
     if edited {
         // Presence as the edits see it: after the forwarding headers were set.
         let has = |n: &str| match n {
@@ -223,26 +235,52 @@ const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 /// value in order, joined by "," (as Envoy joins them), then the address, on one line; `x-forwarded-proto:
 /// http` when it is overwritten or the client sent none. Incoming values the policy
 /// keeps were written with the other headers. `keep` says whether the request's edits
-/// leave a header in place.
+/// leave a header in place. `incoming`: the request's headers when it has an
+/// `x-forwarded-for` (`None` spares the lookup).
 fn write_forwarding(
     out: &mut Vec<u8>,
-    headers: &http::HeaderMap,
+    incoming: Option<&http::HeaderMap>,
     fwd: Decision,
     has_xfp: bool,
     keep: impl Fn(&str) -> bool,
 ) {
     if let Some(ip) = fwd.append.filter(|_| keep(X_FORWARDED_FOR)) {
         out.extend_from_slice(b"x-forwarded-for: ");
-        for v in headers.get_all(X_FORWARDED_FOR) {
+        for v in incoming
+            .into_iter()
+            .flat_map(|h| h.get_all(X_FORWARDED_FOR))
+        {
             out.extend_from_slice(v.as_bytes());
             out.extend_from_slice(b",");
         }
-        let _ = write!(out, "{ip}\r\n");
+        push_ip(out, ip);
+        out.extend_from_slice(b"\r\n");
     }
     if (fwd.overwrite_proto || !has_xfp) && keep(X_FORWARDED_PROTO) {
         out.extend_from_slice(b"x-forwarded-proto: ");
         out.extend_from_slice(fwd.scheme().as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends the text form of `ip` (as `Display` writes it); IPv4, the common case, without
+/// the formatting machinery.
+fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    let std::net::IpAddr::V4(v4) = ip else {
+        let _ = write!(out, "{ip}");
+        return;
+    };
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        if octet >= 100 {
+            out.push(b'0' + octet / 100);
+        }
+        if octet >= 10 {
+            out.push(b'0' + octet / 10 % 10);
+        }
+        out.push(b'0' + octet % 10);
     }
 }
 
@@ -437,6 +475,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn push_ip_writes_what_display_writes() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.0.100.9",
+            "192.168.10.99",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::17",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().as_bytes());
+        }
+    }
+
+    #[test]
     fn statuses_outside_1xx_to_5xx_are_invalid() {
         let head = |code: &str| format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\n\r\n");
         for bad in ["000", "099", "600", "999"] {
@@ -549,7 +606,7 @@ mod tests {
                 tls: false,
             };
             let mut out = Vec::new();
-            write_forwarding(&mut out, &parts.headers, fwd, has_xfp, |_| true);
+            write_forwarding(&mut out, Some(&parts.headers), fwd, has_xfp, |_| true);
             String::from_utf8(out).unwrap()
         };
         // Incoming values the policy keeps are written with the other headers.
