@@ -453,4 +453,12 @@ impl Headers for Honoured<'_> {
             .flatten()
             .map(|v| v.as_bytes())
     }
+    fn known<'v>(&'v self, name: &'static http::HeaderName) -> impl Iterator<Item = &'v [u8]> + 'v {
+        self.edits
+            .keeps(name.as_str())
+            .then(|| self.headers.get_all(name).iter())
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_bytes())
+    }
 }

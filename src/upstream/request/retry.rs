@@ -14,6 +14,8 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderName;
+
 use crate::config::circuit::Breakers;
 use crate::config::retry_model::{on, parse_retry_grpc_on, parse_retry_on, HEADER_ONLY};
 use crate::config::{HeaderMatch, Retries, RetryPolicy};
@@ -26,6 +28,13 @@ use crate::observe::stats::ClusterStats;
 pub(crate) trait Headers {
     /// Every value of the (lower-case) field `name`.
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a;
+
+    /// `values` of a field whose name is known in advance: a header map looks it up by
+    /// hash alone, without parsing and lower-casing a `&str` first (every forwarded
+    /// request asks for the retry headers).
+    fn known<'a>(&'a self, name: &'static HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.values(name.as_str())
+    }
 }
 
 impl Headers for [httparse::Header<'_>] {
@@ -40,10 +49,23 @@ impl Headers for http::HeaderMap {
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.get_all(name).iter().map(|v| v.as_bytes())
     }
+    fn known<'a>(&'a self, name: &'static HeaderName) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.get_all(name).iter().map(|v| v.as_bytes())
+    }
 }
 
-fn first<'a, H: Headers + ?Sized>(h: &'a H, name: &'a str) -> Option<&'a str> {
-    h.values(name)
+/// The fields the retry decisions read.
+static RETRY_ON: HeaderName = HeaderName::from_static("x-envoy-retry-on");
+static RETRY_GRPC_ON: HeaderName = HeaderName::from_static("x-envoy-retry-grpc-on");
+static MAX_RETRIES: HeaderName = HeaderName::from_static("x-envoy-max-retries");
+static RETRIABLE_STATUS_CODES: HeaderName =
+    HeaderName::from_static("x-envoy-retriable-status-codes");
+static PER_TRY_TIMEOUT: HeaderName =
+    HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms");
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+fn first<'a, H: Headers + ?Sized>(h: &'a H, name: &'static HeaderName) -> Option<&'a str> {
+    h.known(name)
         .next()
         .and_then(|v| std::str::from_utf8(v).ok())
 }
@@ -103,8 +125,8 @@ impl<'p> RetryState<'p> {
     /// retried (no policy, no retry headers) and no attempt count is asked for.
     /// `request` gives the request headers the proxy honours (sanitized ones hidden).
     pub fn new<H: Headers + ?Sized>(retries: &'p Retries, request: &H) -> Option<RetryState<'p>> {
-        let header_on = first(request, "x-envoy-retry-on").map_or(0, |v| parse_retry_on(v).0)
-            | first(request, "x-envoy-retry-grpc-on").map_or(0, |v| parse_retry_grpc_on(v).0);
+        let header_on = first(request, &RETRY_ON).map_or(0, |v| parse_retry_on(v).0)
+            | first(request, &RETRY_GRPC_ON).map_or(0, |v| parse_retry_grpc_on(v).0);
         let policy: &'p RetryPolicy = match &retries.policy {
             Some(p) => p,
             None if header_on != 0 => &HEADER_ONLY,
@@ -115,14 +137,12 @@ impl<'p> RetryState<'p> {
         let mut remaining = policy.num_retries;
         if retry_on != 0 {
             // The max retries header takes precedence when it parses.
-            if let Some(n) =
-                first(request, "x-envoy-max-retries").and_then(|v| v.trim().parse().ok())
-            {
+            if let Some(n) = first(request, &MAX_RETRIES).and_then(|v| v.trim().parse().ok()) {
                 remaining = n;
             }
         }
         let mut header_codes = [0u16; 4];
-        if let Some(list) = first(request, "x-envoy-retriable-status-codes") {
+        if let Some(list) = first(request, &RETRIABLE_STATUS_CODES) {
             for (slot, code) in header_codes
                 .iter_mut()
                 .zip(list.split(',').filter_map(|c| c.trim().parse::<u16>().ok()))
@@ -130,7 +150,7 @@ impl<'p> RetryState<'p> {
                 *slot = code;
             }
         }
-        let per_try_timeout = first(request, "x-envoy-upstream-rq-per-try-timeout-ms")
+        let per_try_timeout = first(request, &PER_TRY_TIMEOUT)
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map_or(policy.per_try_timeout, Duration::from_millis);
         Some(RetryState {
@@ -299,7 +319,7 @@ impl<'p> RetryState<'p> {
             return true;
         }
         if on & on::GRPC != 0 {
-            let bit = match first(headers, "grpc-status").and_then(|v| v.trim().parse::<u32>().ok())
+            let bit = match first(headers, &GRPC_STATUS).and_then(|v| v.trim().parse::<u32>().ok())
             {
                 Some(1) => on::GRPC_CANCELLED,
                 Some(4) => on::GRPC_DEADLINE_EXCEEDED,
