@@ -20,6 +20,9 @@ use crate::http::filter::set_headers::SetHeaders;
 use crate::tls::TlsInfo;
 
 pub const XFCC: &str = "x-forwarded-client-cert";
+/// `XFCC` as a header name: an HTTP/2 request's map looks it up by hash alone, without
+/// parsing a `&str` first (once per stream).
+pub static XFCC_NAME: http::HeaderName = http::HeaderName::from_static(XFCC);
 
 /// The sanitizing plan a request starts from: whether its incoming XFCC header may go
 /// on.

@@ -104,7 +104,7 @@ pub(crate) async fn serve<C: Connector>(
         conn.tls.as_deref(),
         parts
             .headers
-            .get_all(crate::http::xfcc::XFCC)
+            .get_all(&crate::http::xfcc::XFCC_NAME)
             .iter()
             .map(|v| v.as_bytes()),
         &req_store,
