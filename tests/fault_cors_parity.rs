@@ -3,7 +3,8 @@
 //! the virtual host and on routes) runs under Envoy and under Outrigger; the same
 //! requests go to both over HTTP/1 and HTTP/2, and the statuses, local bodies, the
 //! `access-control-*` and `grpc-*` headers, the access log's response flags and the
-//! `fault.` / `cors.` counters are compared case by case. Skips, saying why, when Envoy
+//! `fault.` / `cors.` counters (with `response_rl_injected` and the `active_faults`
+//! gauge) are compared case by case. Skips, saying why, when Envoy
 //! is not installed.
 
 mod common;
@@ -117,6 +118,12 @@ static_resources:
                   faults:
                     "@type": {FAULT}
                     delay: {{ fixed_delay: 0.01s, percentage: {{ numerator: 100 }} }}
+              - match: {{ prefix: /throttled }}
+                route: {{ cluster: backend }}
+                typed_per_filter_config:
+                  faults:
+                    "@type": {FAULT}
+                    response_rate_limit: {{ fixed_limit: {{ limit_kbps: 64 }}, percentage: {{ numerator: 100 }} }}
               - match: {{ prefix: /no-faults }}
                 route: {{ cluster: backend }}
                 typed_per_filter_config:
@@ -156,6 +163,7 @@ static_resources:
               "@type": {FAULT}
               delay: {{ header_delay: {{}}, percentage: {{ numerator: 100 }} }}
               abort: {{ header_abort: {{}}, percentage: {{ numerator: 100 }} }}
+              response_rate_limit: {{ header_limit: {{}}, percentage: {{ numerator: 100 }} }}
           - name: cors
             typed_config:
               "@type": {CORS}
@@ -222,6 +230,21 @@ const CASES: &[(&str, &str, &str)] = &[
     ("GET", "/delay", ""),
     ("GET", "/delay-abort", ""),
     ("GET", "/no-faults", "x-envoy-fault-abort-request: 500\r\n"),
+    // Response rate limits: the route's fixed one, the filter's from the header (0 and
+    // a percentage of 0 are none).
+    ("GET", "/throttled", ""),
+    ("GET", "/x", "x-envoy-fault-throughput-response: 64\r\n"),
+    ("GET", "/x", "x-envoy-fault-throughput-response: 0\r\n"),
+    (
+        "GET",
+        "/x",
+        "x-envoy-fault-throughput-response: 64\r\nx-envoy-fault-throughput-response-percentage: 0\r\n",
+    ),
+    (
+        "GET",
+        "/x",
+        "x-envoy-fault-throughput-response: 64\r\nx-envoy-fault-abort-request: 503\r\n",
+    ),
     // CORS: the virtual host's policy.
     ("OPTIONS", "/x", PREFLIGHT_A),
     (

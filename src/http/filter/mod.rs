@@ -26,7 +26,9 @@
 //! payload of an HTTP/1 upstream's body, each DATA frame of an HTTP/2 one) before it
 //! goes to the client, on all four paths (`http/body_hooks.rs` for HTTP/1 upstreams);
 //! answering there, after the head went out, resets the stream (HTTP/2 client) or
-//! closes the connection (HTTP/1 client), as Envoy does. No filter has it yet.
+//! closes the connection (HTTP/1 client), as Envoy does. The fault filter uses it, on
+//! the streams it rate-limits (a kind's hooks are constant, but a stream gets this one
+//! only when the filter injected a response rate limit on its request head).
 //!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
 //! by name or give it its own configuration for requests on that route.
@@ -45,6 +47,7 @@ pub mod local_ratelimit;
 pub mod rbac;
 pub mod set_headers;
 pub mod status;
+pub mod throttle;
 
 use serde::Deserialize;
 
@@ -206,6 +209,8 @@ pub struct Chain<'c> {
     /// A response flag a filter recorded without answering (the fault filter's `DI`),
     /// for the stream's access log and stats beside the flag of how it ended.
     flag: Option<ResponseFlag>,
+    /// The stream's per-request store (the fault filter's rate limit lives there).
+    store: Option<&'c SetHeaders>,
 }
 
 impl<'c> Chain<'c> {
@@ -277,17 +282,25 @@ impl<'c> Chain<'c> {
     /// `Respond` cannot be sent: the caller resets the stream (HTTP/2) or closes the
     /// connection (HTTP/1), as Envoy does. Callers check `hooks().response_data` first.
     pub async fn on_response_data(&self, chunk: &[u8], end_stream: bool) -> Status {
+        let mut paced = false;
         for f in self.active().rev() {
             match &f.kind {
                 FilterKind::HeaderMutation(_)
                 | FilterKind::Buffer(_)
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
-                | FilterKind::Fault(_)
                 | FilterKind::Cors(_) => {}
+                // The stream's rate limit, if its request drew one: the chunk waits for
+                // its tokens (one limit per stream, whichever fault filter set it).
+                FilterKind::Fault(_) => {
+                    if let (Some(store), false) = (self.store, paced) {
+                        fault::on_response_data(store, chunk.len()).await;
+                        paced = true;
+                    }
+                }
             }
         }
-        let _ = (chunk, end_stream);
+        let _ = end_stream;
         Status::Continue
     }
 
@@ -461,6 +474,9 @@ pub async fn on_request_head<'c>(
                 if o.delayed {
                     flag = Some(ResponseFlag::DelayInjected);
                 }
+                if o.throttled {
+                    hooks.response_data = true;
+                }
                 if let Status::Respond(r) = o.status {
                     if edits.store.is_some_and(|s| !s.is_empty()) {
                         edits.response.set = edits.store;
@@ -501,6 +517,7 @@ pub async fn on_request_head<'c>(
         overrides: route.map_or(&[], |r| r.overrides),
         hooks,
         flag,
+        store: edits.store,
     };
     status
 }

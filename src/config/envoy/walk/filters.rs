@@ -122,9 +122,8 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     ("envoy.type.matcher.v3.PathMatcher", &["path"]),
     ("envoy.type.v3.Int32Range", &["start", "end"]),
-    // --- Fault injection and CORS (`config/envoy/fault_cors.rs`); `response_rate_limit`,
-    // `response_body`, the runtime keys and the downstream-cluster stats switch are
-    // refused here by path ---
+    // --- Fault injection and CORS (`config/envoy/fault_cors.rs`); `response_body`, the
+    // runtime keys and the downstream-cluster stats switch are refused here by path ---
     (
         "envoy.extensions.filters.http.fault.v3.HTTPFault",
         &[
@@ -134,7 +133,16 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
             "headers",
             "downstream_nodes",
             "max_active_faults",
+            "response_rate_limit",
         ],
+    ),
+    (
+        "envoy.extensions.filters.common.fault.v3.FaultRateLimit",
+        &["fixed_limit", "header_limit", "percentage"],
+    ),
+    (
+        "envoy.extensions.filters.common.fault.v3.FaultRateLimit.FixedLimit",
+        &["limit_kbps"],
     ),
     (
         "envoy.extensions.filters.common.fault.v3.FaultDelay",
