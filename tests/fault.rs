@@ -62,6 +62,12 @@ fn config(up: SocketAddr, filter_extra: &str) -> String {
             per_filter_config:
               faults: {{ fault: {{ response_rate_limit: {{ fixed_limit: {{ limit_kbps: 1 }},
                                                        percentage: {{ numerator: 100 }} }} }} }}
+          - match: {{ prefix: /to-backend }}
+            weighted_clusters: {{ clusters: [{{ name: other, weight: 0 }}, {{ name: backend, weight: 3 }}] }}
+          - match: {{ prefix: /to-other }}
+            weighted_clusters: {{ clusters: [{{ name: other, weight: 3 }}, {{ name: backend, weight: 0 }}] }}
+          - match: {{ prefix: /by-header }}
+            cluster_header: x-cluster
           - match: {{ prefix: /off }}
             cluster: backend
             per_filter_config:
@@ -179,6 +185,14 @@ fn upstream_cluster_scopes_the_fault() {
     );
     let abort = "x-envoy-fault-abort-request: 500\r\n";
     assert_eq!(h1(&proxy, "/x", abort).status, 500, "route goes to backend");
+    // Weighted clusters: the cluster picked for the request (Envoy's route entry).
+    assert_eq!(h1(&proxy, "/to-backend", abort).status, 500);
+    assert_eq!(h1(&proxy, "/to-other", abort).status, 200);
+    // `cluster_header`: the header's value, whether or not that cluster exists.
+    let to = |c: &str| format!("{abort}x-cluster: {c}\r\n");
+    assert_eq!(h1(&proxy, "/by-header", &to("backend")).status, 500);
+    assert_eq!(h1(&proxy, "/by-header", &to("other")).status, 200);
+    assert_eq!(h1(&proxy, "/by-header", abort).status, 503, "no header: NC");
 }
 
 #[test]

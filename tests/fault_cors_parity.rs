@@ -97,6 +97,34 @@ static_resources:
                     "@type": {FAULT}
                     abort: {{ http_status: 500, percentage: {{ numerator: 100 }} }}
                     upstream_cluster: backend
+              - match: {{ prefix: /w-backend }}
+                route: {{ weighted_clusters: {{ clusters: [{{ name: spare, weight: 0 }}, {{ name: backend, weight: 1 }}] }} }}
+                typed_per_filter_config:
+                  faults:
+                    "@type": {FAULT}
+                    abort: {{ http_status: 500, percentage: {{ numerator: 100 }} }}
+                    upstream_cluster: backend
+              - match: {{ prefix: /w-spare }}
+                route: {{ weighted_clusters: {{ clusters: [{{ name: spare, weight: 1 }}, {{ name: backend, weight: 0 }}] }} }}
+                typed_per_filter_config:
+                  faults:
+                    "@type": {FAULT}
+                    abort: {{ http_status: 500, percentage: {{ numerator: 100 }} }}
+                    upstream_cluster: backend
+              - match: {{ prefix: /by-header }}
+                route: {{ cluster_header: x-cluster }}
+                typed_per_filter_config:
+                  faults:
+                    "@type": {FAULT}
+                    abort: {{ http_status: 500, percentage: {{ numerator: 100 }} }}
+                    upstream_cluster: backend
+              - match: {{ prefix: /any-header }}
+                route: {{ cluster_header: x-cluster }}
+                typed_per_filter_config:
+                  faults:
+                    "@type": {FAULT}
+                    abort: {{ http_status: 500, percentage: {{ numerator: 100 }} }}
+                    upstream_cluster: nosuch
               - match: {{ prefix: /gated }}
                 route: {{ cluster: backend }}
                 typed_per_filter_config:
@@ -178,9 +206,17 @@ static_resources:
       cluster_name: backend
       endpoints:
       - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+  - name: spare
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: spare
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
 "#,
-        upstream.port()
+        port = upstream.port()
     )
 }
 
@@ -216,6 +252,14 @@ const CASES: &[(&str, &str, &str)] = &[
     ("GET", "/x", "x-envoy-fault-delay-request: 0\r\n"),
     ("GET", "/other-cluster", ""),
     ("GET", "/this-cluster", ""),
+    // `upstream_cluster` against the route entry's cluster: the weighted pick, the
+    // `cluster_header` value (missing: none; a cluster that does not exist still names).
+    ("GET", "/w-backend", ""),
+    ("GET", "/w-spare", ""),
+    ("GET", "/by-header", "x-cluster: backend\r\n"),
+    ("GET", "/by-header", "x-cluster: spare\r\n"),
+    ("GET", "/by-header", ""),
+    ("GET", "/any-header", "x-cluster: nosuch\r\n"),
     ("GET", "/gated", "x-fault: yes\r\n"),
     (
         "GET",

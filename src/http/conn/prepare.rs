@@ -99,7 +99,13 @@ pub(super) async fn prepare<'v, C: Connector>(
         counters: &view.counters,
         state,
     };
-    let route_filters = route.map(|r| r.filters.view());
+    // The request's random value (Envoy's): the weighted cluster the filters see is the
+    // one the router takes.
+    let draw = router::random();
+    let route_filters = route.map(|r| filter::RouteFilters {
+        cluster: router::entry_cluster(r, draw),
+        ..r.filters.view()
+    });
     let status = filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await;
     let (peer, tls) = (facts.peer, facts.tls.is_some());
     own_headers::finish_response_edits(&l.own, &mut edits);
@@ -107,7 +113,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         filter::Status::Respond(reply) => {
             return Ok(Some(plan(&req, l, Action::Filtered(reply), edits)));
         }
-        filter::Status::Continue => route.map(|r| router::resolve(table, r, &view_req)),
+        filter::Status::Continue => route.map(|r| router::resolve(table, r, &view_req, draw)),
     };
     let mut mirror = None;
     let action = match decision {

@@ -44,7 +44,7 @@ use super::status::{LocalReply, Status};
 use super::throttle::{ActiveFault, Bucket};
 use crate::config::{Fraction, HeaderMatch};
 use crate::http::flags::ResponseFlag;
-use crate::http::router::{header_matches, random};
+use crate::http::router::{header_matches, random, EntryCluster};
 
 /// Envoy's reply for an injected abort (the status is the fault's).
 pub const ABORT_BODY: &str = "fault filter abort";
@@ -152,11 +152,6 @@ pub struct Outcome {
     pub throttled: bool,
 }
 
-/// The route facts the filter needs: the cluster its route goes to (`None`: no route,
-/// or one whose cluster is chosen per request).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RouteCluster<'a>(pub Option<&'a str>);
-
 impl FaultFilter {
     fn count(&self, ctx: &RequestCtx<'_>, i: usize) {
         if let Some(c) = ctx.counters.get(i) {
@@ -190,7 +185,7 @@ impl FaultFilter {
         &self,
         s: &FaultSettings,
         ctx: &RequestCtx<'_>,
-        route: RouteCluster<'_>,
+        route: EntryCluster<'_>,
         store: Option<&SetHeaders>,
     ) -> Outcome {
         let pass = Outcome {
@@ -287,9 +282,16 @@ pub async fn on_response_data(store: &SetHeaders, n: usize) {
 }
 
 /// Envoy's gates before any fault: upstream cluster, downstream node, headers.
-fn applies(s: &FaultSettings, ctx: &RequestCtx<'_>, route: RouteCluster<'_>) -> bool {
+fn applies(s: &FaultSettings, ctx: &RequestCtx<'_>, route: EntryCluster<'_>) -> bool {
+    // Envoy compares its route entry's `clusterName()`: the weighted cluster picked for
+    // this request, or the `cluster_header` value (empty when missing).
     if let Some(want) = &s.upstream_cluster {
-        if route.0 != Some(want.as_str()) {
+        let named = match route {
+            EntryCluster::None => false,
+            EntryCluster::Name(c) => c == want,
+            EntryCluster::Header(h) => first(ctx, h).unwrap_or_default() == want.as_bytes(),
+        };
+        if !named {
             return false;
         }
     }
@@ -503,7 +505,7 @@ mod tests {
             let o = futures_lite::future::block_on(f.on_request_head(
                 &f.settings,
                 ctx,
-                RouteCluster(route),
+                route.map_or(EntryCluster::None, EntryCluster::Name),
                 None,
             ));
             (o, ctx.counters.iter().map(|c| c.get()).collect())
@@ -563,6 +565,25 @@ mod tests {
         assert_eq!(status(&run(&f, &node, None).0), None);
         assert_eq!(status(&run(&f, &[], Some("a")).0), None);
         assert_eq!(status(&run(&f, &[(NODE_HEADER, "db")], Some("a")).0), None);
+        // A `cluster_header` route: the header's first value is the route's cluster.
+        let by_header = |h: &[(&str, &str)]| {
+            with_headers(h, |ctx| {
+                let o = futures_lite::future::block_on(f.on_request_head(
+                    &f.settings,
+                    ctx,
+                    EntryCluster::Header("x-cluster"),
+                    None,
+                ));
+                status(&o)
+            })
+        };
+        assert_eq!(
+            by_header(&[(NODE_HEADER, "web"), ("x-cluster", "a")]),
+            Some(500)
+        );
+        let two = [(NODE_HEADER, "web"), ("x-cluster", "b"), ("x-cluster", "a")];
+        assert_eq!(by_header(&two), None, "the first value only");
+        assert_eq!(by_header(&[(NODE_HEADER, "web")]), None);
     }
 
     #[test]
@@ -591,7 +612,7 @@ mod tests {
                 let o = futures_lite::future::block_on(f.on_request_head(
                     &f.settings,
                     ctx,
-                    RouteCluster(None),
+                    EntryCluster::None,
                     Some(&store),
                 ));
                 (o, ctx.counters.iter().map(|c| c.get()).collect::<Vec<_>>())

@@ -54,7 +54,7 @@ use serde::Deserialize;
 use self::buffer::{BufferFilter, RawBuffer};
 use self::cors::{CorsFilter, CorsPolicy};
 pub use self::ctx::{ConnState, RequestCtx};
-use self::fault::{FaultFilter, FaultSettings, RouteCluster};
+use self::fault::{FaultFilter, FaultSettings};
 use self::header_mutation::{HeaderMutationFilter, RawHeaderMutation};
 use self::headers::{Edits, HeaderPlan};
 use self::local_ratelimit::{LocalRateLimitFilter, RawLocalRateLimit, RouteRateLimits};
@@ -62,6 +62,7 @@ use self::rbac::RbacFilter;
 use self::set_headers::SetHeaders;
 pub use self::status::{DataStatus, LocalReply, Status};
 use super::flags::ResponseFlag;
+use super::router::EntryCluster;
 use crate::config::raw_fault_cors::{RawCorsFilter, RawCorsPolicy, RawFault};
 use crate::config::raw_rbac::RawRbacFilter;
 
@@ -391,9 +392,9 @@ pub struct RouteFilters<'c> {
     /// The route forwards to a cluster (Envoy's route entry; not a direct response or
     /// a redirect).
     pub forwards: bool,
-    /// The one cluster it forwards to (`None` when picked per request: weighted
-    /// clusters, `cluster_header`).
-    pub cluster: Option<&'c str>,
+    /// The cluster the route entry names for this request (Envoy's `clusterName()`:
+    /// the weighted cluster picked for it, or the `cluster_header` value).
+    pub cluster: EntryCluster<'c>,
 }
 
 impl<'c> RouteFilters<'c> {
@@ -469,7 +470,7 @@ pub async fn on_request_head<'c>(
                     Some(FilterOverride::Fault(s)) => s,
                     _ => &own.settings,
                 };
-                let cluster = RouteCluster(route.and_then(|r| r.cluster));
+                let cluster = route.map_or(EntryCluster::None, |r| r.cluster);
                 let o = own.on_request_head(s, ctx, cluster, edits.store).await;
                 if o.delayed {
                     flag = Some(ResponseFlag::DelayInjected);
@@ -590,7 +591,7 @@ mod tests {
             overrides: &[],
             rate_limits: &local_ratelimit::NO_RATE_LIMITS,
             forwards: true,
-            cluster: None,
+            cluster: EntryCluster::None,
         };
         let mut e = StreamEdits::default();
         let s =
@@ -629,7 +630,7 @@ mod tests {
             overrides,
             rate_limits: &local_ratelimit::NO_RATE_LIMITS,
             forwards: true,
-            cluster: None,
+            cluster: EntryCluster::None,
         };
         let run = |overrides| {
             let mut e = StreamEdits::default();

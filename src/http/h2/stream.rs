@@ -98,11 +98,17 @@ pub(crate) async fn serve<C: Connector>(
     let store = filter::set_headers::SetHeaders::default();
     let mut edits = own_headers::stream_edits(&l.own);
     edits.store = Some(&store);
+    // The request's random value (Envoy's): the weighted cluster the filters see is the
+    // one the router takes.
+    let draw = router::random();
     // `Some`: a filter answered the request itself.
     let filter_reply = if refused.is_some() {
         None
     } else {
-        let route_filters = route.map(|r| r.filters.view());
+        let route_filters = route.map(|r| filter::RouteFilters {
+            cluster: router::entry_cluster(r, draw),
+            ..r.filters.view()
+        });
         let ctx = filter::RequestCtx {
             req: &view_req,
             conn: crate::rbac::Conn {
@@ -123,7 +129,9 @@ pub(crate) async fn serve<C: Connector>(
     // Copied out for the completion hook: the edits move into the proxied request.
     let chain = edits.chain;
     let decision = match (table, route) {
-        (Some(t), Some(r)) if filter_reply.is_none() => Some(router::resolve(t, r, &view_req)),
+        (Some(t), Some(r)) if filter_reply.is_none() => {
+            Some(router::resolve(t, r, &view_req, draw))
+        }
         _ => None,
     };
     drop(lookup);
