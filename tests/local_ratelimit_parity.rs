@@ -1,7 +1,8 @@
 //! One Envoy bootstrap with the local rate-limit filter, run through Envoy 1.40 and
 //! through Outrigger (two workers): the same requests get the same statuses, bodies and
 //! `x-ratelimit-*` and configured headers, the same numbers are admitted, and the
-//! counters under Envoy's names agree. Skips, saying why, without the Envoy binary.
+//! counters under Envoy's names agree; the descriptors read Envoy's downstream remote
+//! address (after `x-forwarded-for`), masked or not, and the route's cluster. Skips, saying why, without the Envoy binary.
 
 mod common;
 
@@ -34,6 +35,39 @@ static_resources:
                   - actions:
                     - generic_key: { descriptor_value: api }
                     - request_headers: { header_name: x-user, descriptor_key: user }
+              - match: { prefix: /addr }
+                route:
+                  cluster: backend
+                  rate_limits:
+                  - actions: [{ remote_address: {} }]
+                  - actions: [{ masked_remote_address: { v4_prefix_mask_len: 24 } }]
+                typed_per_filter_config:
+                  rl:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: addr_rl
+                    token_bucket: { max_tokens: 100, tokens_per_fill: 1, fill_interval: 60s }
+                    filter_enabled: { default_value: { numerator: 100 } }
+                    filter_enforced: { default_value: { numerator: 100 } }
+                    descriptors:
+                    - entries: [{ key: remote_address, value: 10.0.0.9 }]
+                      token_bucket: { max_tokens: 1, tokens_per_fill: 1, fill_interval: 60s }
+                    - entries: [{ key: masked_remote_address, value: 10.0.1.0/24 }]
+                      token_bucket: { max_tokens: 1, tokens_per_fill: 1, fill_interval: 60s }
+              - match: { prefix: /dest }
+                route:
+                  weighted_clusters: { clusters: [{ name: backend, weight: 1 }] }
+                  rate_limits:
+                  - actions: [{ destination_cluster: {} }]
+                typed_per_filter_config:
+                  rl:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: dest_rl
+                    token_bucket: { max_tokens: 100, tokens_per_fill: 1, fill_interval: 60s }
+                    filter_enabled: { default_value: { numerator: 100 } }
+                    filter_enforced: { default_value: { numerator: 100 } }
+                    descriptors:
+                    - entries: [{ key: destination_cluster, value: backend }]
+                      token_bucket: { max_tokens: 2, tokens_per_fill: 1, fill_interval: 60s }
               - match: { prefix: /route }
                 direct_response: { status: 200, body: { inline_string: ok } }
                 typed_per_filter_config:
@@ -96,12 +130,25 @@ fn observe(addr: SocketAddr) -> Vec<(String, Seen)> {
         ("/", ""),
         ("/", ""),
         ("/off", ""),
+        // Envoy's downstream remote address (no `use_remote_address`: the last
+        // `x-forwarded-for` entry), whole and masked to /24; the route's cluster.
+        ("/addr", "x-forwarded-for: 1.1.1.1, 10.0.0.9"),
+        ("/addr", "x-forwarded-for: 10.0.0.9"),
+        ("/addr", "x-forwarded-for: 10.0.0.8"),
+        ("/addr", "x-forwarded-for: 10.0.1.5"),
+        ("/addr", "x-forwarded-for: 10.0.1.6"),
+        ("/addr", ""),
+        ("/dest", ""),
+        ("/dest", ""),
+        ("/dest", ""),
     ];
     let mut c = Conn::connect(addr);
     let mut out = Vec::new();
     for (path, user) in cases {
         let h = if user.is_empty() {
             String::new()
+        } else if user.contains(':') {
+            format!("{user}\r\n")
         } else {
             format!("x-user: {user}\r\n")
         };

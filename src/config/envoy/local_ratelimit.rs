@@ -17,7 +17,7 @@ use crate::http::filter::local_ratelimit::config::{
     RawDescriptor, RawEntry, RawFraction, RawPercent, RawTokenBucket,
 };
 use crate::http::filter::local_ratelimit::descriptors::{
-    RawAction, RawEmpty, RawGenericKey, RawRateLimit, RawRequestHeaders,
+    RawAction, RawEmpty, RawGenericKey, RawMasked, RawRateLimit, RawRequestHeaders,
 };
 use crate::http::filter::local_ratelimit::RawLocalRateLimit;
 
@@ -164,10 +164,19 @@ pub(super) fn rate_limits(list: &[RateLimit], p: &str) -> R<Vec<RawRateLimit>> {
                     })
                 }
                 Some(ActionSpecifier::RemoteAddress(_)) => raw.remote_address = Some(RawEmpty {}),
+                Some(ActionSpecifier::MaskedRemoteAddress(m)) => {
+                    raw.masked_remote_address = Some(RawMasked {
+                        v4_prefix_mask_len: m.v4_prefix_mask_len.map(|v| v.value),
+                        v6_prefix_mask_len: m.v6_prefix_mask_len.map(|v| v.value),
+                    })
+                }
+                Some(ActionSpecifier::DestinationCluster(_)) => {
+                    raw.destination_cluster = Some(RawEmpty {})
+                }
                 _ => {
                     return Err(err(
                         ap,
-                        "only the request_headers, generic_key and remote_address actions are supported by Outrigger",
+                        "only the request_headers, generic_key, remote_address, masked_remote_address and destination_cluster actions are supported by Outrigger",
                     ))
                 }
             }

@@ -457,8 +457,14 @@ pub async fn on_request_head<'c>(
                     _ => own,
                 };
                 let limits = route.map(|r| r.rate_limits);
-                let s =
-                    l.0.on_request_head(ctx, limits, &mut edits.request, &mut edits.response);
+                let cluster = route.map_or(EntryCluster::None, |r| r.cluster);
+                let s = l.0.on_request_head(
+                    ctx,
+                    limits,
+                    cluster,
+                    &mut edits.request,
+                    &mut edits.response,
+                );
                 if let Status::Respond(_) = s {
                     // Later filters do not run; the edits gathered so far still apply.
                     status = s;

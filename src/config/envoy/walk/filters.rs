@@ -44,7 +44,17 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.route.v3.RateLimit.Action",
-        &["request_headers", "generic_key", "remote_address"],
+        &[
+            "request_headers",
+            "generic_key",
+            "remote_address",
+            "masked_remote_address",
+            "destination_cluster",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit.Action.MaskedRemoteAddress",
+        &["v4_prefix_mask_len", "v6_prefix_mask_len"],
     ),
     (
         "envoy.config.route.v3.RateLimit.Action.RequestHeaders",

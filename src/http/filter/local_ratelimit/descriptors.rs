@@ -3,9 +3,11 @@
 //! (key, value) entries, and a descriptor the filter configures (`descriptors`) with
 //! exactly those entries, in order, takes its own token bucket.
 //!
-//! Actions supported: `request_headers`, `generic_key` and `remote_address`. Nothing is
-//! allocated per request: entries borrow the request's header values, and an address
-//! is formatted into a stack buffer.
+//! Actions supported: `request_headers`, `generic_key`, `remote_address` and
+//! `masked_remote_address` (Envoy's downstream remote address: the client trusted after
+//! `x-forwarded-for`, not the socket's peer), `destination_cluster` (the route entry's
+//! cluster for this request). Nothing is allocated per request: entries borrow the
+//! request's header values, and an address is formatted into a stack buffer.
 
 use std::net::IpAddr;
 
@@ -36,6 +38,20 @@ pub(crate) struct RawAction {
     pub generic_key: Option<RawGenericKey>,
     #[serde(default)]
     pub remote_address: Option<RawEmpty>,
+    #[serde(default)]
+    pub masked_remote_address: Option<RawMasked>,
+    #[serde(default)]
+    pub destination_cluster: Option<RawEmpty>,
+}
+
+/// Envoy's `MaskedRemoteAddress` (unset: 32 and 128, the whole address).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMasked {
+    #[serde(default)]
+    pub v4_prefix_mask_len: Option<u32>,
+    #[serde(default)]
+    pub v6_prefix_mask_len: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +99,13 @@ pub enum Action {
     },
     /// `remote_address`: the downstream address.
     RemoteAddress,
+    /// `masked_remote_address`: the downstream address's network, `addr/len`.
+    MaskedRemoteAddress {
+        v4: u8,
+        v6: u8,
+    },
+    /// `destination_cluster`: the route entry's cluster (no entry: no descriptor).
+    DestinationCluster,
 }
 
 /// Checks `rate_limits` (errors are (field path, message)).
@@ -118,13 +141,61 @@ pub(crate) fn build(
         let mut actions = Vec::new();
         for (j, a) in r.actions.iter().enumerate() {
             let ap = format!("{rp}.actions[{j}]");
+            let set = [
+                a.request_headers.is_some(),
+                a.generic_key.is_some(),
+                a.remote_address.is_some(),
+                a.masked_remote_address.is_some(),
+                a.destination_cluster.is_some(),
+            ]
+            .iter()
+            .filter(|s| **s)
+            .count();
+            if set != 1 {
+                errors.push((
+                    ap,
+                    "set exactly one of `request_headers`, `generic_key`, `remote_address`, `masked_remote_address`, `destination_cluster` (the actions Outrigger supports)".into(),
+                ));
+                continue;
+            }
+            if let Some(m) = &a.masked_remote_address {
+                let v4 = m.v4_prefix_mask_len.unwrap_or(32);
+                let v6 = m.v6_prefix_mask_len.unwrap_or(128);
+                if v4 > 32 {
+                    errors.push((
+                        format!("{ap}.masked_remote_address.v4_prefix_mask_len"),
+                        "must be at most 32".into(),
+                    ));
+                }
+                if v6 > 128 {
+                    errors.push((
+                        format!("{ap}.masked_remote_address.v6_prefix_mask_len"),
+                        "must be at most 128".into(),
+                    ));
+                }
+                actions.push(Action::MaskedRemoteAddress {
+                    v4: v4.min(32) as u8,
+                    v6: v6.min(128) as u8,
+                });
+                continue;
+            }
+            if a.destination_cluster.is_some() {
+                actions.push(Action::DestinationCluster);
+                continue;
+            }
             match (&a.request_headers, &a.generic_key, &a.remote_address) {
                 (Some(h), None, None) => {
                     if h.header_name.is_empty() {
-                        errors.push((format!("{ap}.request_headers.header_name"), "must not be empty".into()));
+                        errors.push((
+                            format!("{ap}.request_headers.header_name"),
+                            "must not be empty".into(),
+                        ));
                     }
                     if h.descriptor_key.is_empty() {
-                        errors.push((format!("{ap}.request_headers.descriptor_key"), "must not be empty".into()));
+                        errors.push((
+                            format!("{ap}.request_headers.descriptor_key"),
+                            "must not be empty".into(),
+                        ));
                     }
                     actions.push(Action::RequestHeaders {
                         header: h.header_name.to_ascii_lowercase(),
@@ -134,7 +205,10 @@ pub(crate) fn build(
                 }
                 (None, Some(g), None) => {
                     if g.descriptor_value.is_empty() {
-                        errors.push((format!("{ap}.generic_key.descriptor_value"), "must not be empty".into()));
+                        errors.push((
+                            format!("{ap}.generic_key.descriptor_value"),
+                            "must not be empty".into(),
+                        ));
                     }
                     actions.push(Action::GenericKey {
                         key: g
@@ -145,11 +219,7 @@ pub(crate) fn build(
                         value: g.descriptor_value.clone(),
                     });
                 }
-                (None, None, Some(_)) => actions.push(Action::RemoteAddress),
-                _ => errors.push((
-                    ap,
-                    "set exactly one of `request_headers`, `generic_key`, `remote_address` (the actions Outrigger supports)".into(),
-                )),
+                _ => actions.push(Action::RemoteAddress),
             }
         }
         out.push(Policy {
@@ -164,13 +234,18 @@ pub(crate) fn build(
 /// What a policy's descriptor entries are read from.
 pub struct Source<'a> {
     pub headers: &'a [httparse::Header<'a>],
+    /// Envoy's downstream remote address (after `x-forwarded-for`).
     pub remote: IpAddr,
+    /// The route entry's cluster name for this request (`None`: no route entry).
+    pub cluster: Option<&'a [u8]>,
 }
 
 /// One request descriptor entry's value.
 #[derive(Clone, Copy)]
 enum Value<'a> {
     Bytes(&'a [u8]),
+    /// An address masked to its first `len` bits, written `addr/len` when compared.
+    Masked(IpAddr, u8),
 }
 
 /// A request descriptor: up to `MAX_ACTIONS` entries, borrowed.
@@ -205,6 +280,11 @@ impl Policy {
                 },
                 Action::GenericKey { key, value } => (key.as_str(), Value::Bytes(value.as_bytes())),
                 Action::RemoteAddress => ("remote_address", Value::Bytes(addr.as_bytes())),
+                Action::MaskedRemoteAddress { v4, v6 } => {
+                    let len = if src.remote.is_ipv4() { *v4 } else { *v6 };
+                    ("masked_remote_address", Value::Masked(src.remote, len))
+                }
+                Action::DestinationCluster => ("destination_cluster", Value::Bytes(src.cluster?)),
             };
             let slot = g.entries.get_mut(g.len)?;
             *slot = entry;
@@ -223,6 +303,10 @@ impl Generated<'_> {
                 *k == ck.as_str()
                     && match v {
                         Value::Bytes(b) => *b == cv.as_bytes(),
+                        Value::Masked(ip, len) => {
+                            let mut buf = [0u8; 56];
+                            format_masked(*ip, *len, &mut buf) == cv.as_str()
+                        }
                     }
             })
     }
@@ -237,6 +321,33 @@ pub fn format_addr(ip: IpAddr, buf: &mut [u8; 48]) -> &str {
         cur.position() as usize
     };
     std::str::from_utf8(buf.get(..len).unwrap_or_default()).unwrap_or_default()
+}
+
+/// Envoy's `CidrRange::asString` of the address masked to `len` bits: `addr/len`.
+pub fn format_masked(ip: IpAddr, len: u8, buf: &mut [u8; 56]) -> &str {
+    use std::io::Write;
+    let masked: IpAddr = match ip {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4((bits & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((bits & mask).into())
+        }
+    };
+    let n = {
+        let mut cur = std::io::Cursor::new(&mut buf[..]);
+        let _ = write!(cur, "{masked}/{len}");
+        cur.position() as usize
+    };
+    std::str::from_utf8(buf.get(..n).unwrap_or_default()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -269,6 +380,7 @@ mod tests {
         let src = Source {
             headers: &headers,
             remote: "10.0.0.1".parse().unwrap(),
+            cluster: None,
         };
         let mut buf = [0; 48];
         let addr = format_addr(src.remote, &mut buf);
@@ -281,8 +393,47 @@ mod tests {
         let none = Source {
             headers: &[],
             remote: src.remote,
+            cluster: None,
         };
         assert!(p[0].generate(&none, addr).is_none());
+    }
+
+    #[test]
+    fn masked_addresses_and_the_destination_cluster() {
+        let (p, errors) = policies(
+            "- actions: [{masked_remote_address: {v4_prefix_mask_len: 24, v6_prefix_mask_len: 64}}]\n\
+             - actions: [{masked_remote_address: {}}, {destination_cluster: {}}]\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let src = |ip: &str, cluster: Option<&'static [u8]>| Source {
+            headers: &[],
+            remote: ip.parse().unwrap(),
+            cluster,
+        };
+        let s = src("10.1.2.3", Some(b"backend"));
+        let g = p[0].generate(&s, "").unwrap();
+        assert!(g.equals(&pairs(&[("masked_remote_address", "10.1.2.0/24")])));
+        let g = p[1].generate(&s, "").unwrap();
+        assert!(g.equals(&pairs(&[
+            ("masked_remote_address", "10.1.2.3/32"),
+            ("destination_cluster", "backend")
+        ])));
+        let s6 = src("2001:db8::1:2", None);
+        let g = p[0].generate(&s6, "").unwrap();
+        assert!(g.equals(&pairs(&[("masked_remote_address", "2001:db8::/64")])));
+        // No route entry: no destination cluster, no descriptor.
+        assert!(p[1].generate(&s6, "").is_none());
+        let mut buf = [0; 56];
+        assert_eq!(
+            format_masked("10.1.2.3".parse().unwrap(), 0, &mut buf),
+            "0.0.0.0/0"
+        );
+        let (_, errors) =
+            policies("- actions: [{masked_remote_address: {v4_prefix_mask_len: 33}}]\n");
+        assert_eq!(
+            errors[0].0,
+            "rl[0].actions[0].masked_remote_address.v4_prefix_mask_len"
+        );
     }
 
     #[test]

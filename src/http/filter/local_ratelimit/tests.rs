@@ -80,7 +80,13 @@ fn run_counted(
         state: conn,
     };
     let (mut req, mut resp) = (Edits::none(), Edits::none());
-    let status = l.on_request_head(&ctx, route, &mut req, &mut resp);
+    let status = l.on_request_head(
+        &ctx,
+        route,
+        crate::http::router::EntryCluster::None,
+        &mut req,
+        &mut resp,
+    );
     Run {
         status,
         stamp: resp.stamp.ratelimit,
