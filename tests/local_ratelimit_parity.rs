@@ -68,6 +68,38 @@ static_resources:
                     descriptors:
                     - entries: [{ key: destination_cluster, value: backend }]
                       token_bucket: { max_tokens: 2, tokens_per_fill: 1, fill_interval: 60s }
+              - match: { prefix: /hv }
+                route:
+                  cluster: backend
+                  rate_limits:
+                  - actions:
+                    - header_value_match:
+                        descriptor_value: vip
+                        headers: [{ name: x-vip, string_match: { exact: "1" } }]
+                  - actions:
+                    - header_value_match:
+                        descriptor_key: nonvip
+                        descriptor_value: "yes"
+                        expect_match: false
+                        headers: [{ name: x-vip, present_match: true }]
+                  - actions:
+                    - query_parameter_value_match:
+                        descriptor_value: dbg
+                        query_parameters: [{ name: debug, string_match: { exact: "1" } }]
+                typed_per_filter_config:
+                  rl:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: match_rl
+                    token_bucket: { max_tokens: 100, tokens_per_fill: 1, fill_interval: 60s }
+                    filter_enabled: { default_value: { numerator: 100 } }
+                    filter_enforced: { default_value: { numerator: 100 } }
+                    descriptors:
+                    - entries: [{ key: header_match, value: vip }]
+                      token_bucket: { max_tokens: 1, tokens_per_fill: 1, fill_interval: 60s }
+                    - entries: [{ key: nonvip, value: "yes" }]
+                      token_bucket: { max_tokens: 2, tokens_per_fill: 1, fill_interval: 60s }
+                    - entries: [{ key: query_match, value: dbg }]
+                      token_bucket: { max_tokens: 1, tokens_per_fill: 1, fill_interval: 60s }
               - match: { prefix: /route }
                 direct_response: { status: 200, body: { inline_string: ok } }
                 typed_per_filter_config:
@@ -141,6 +173,14 @@ fn observe(addr: SocketAddr) -> Vec<(String, Seen)> {
         ("/dest", ""),
         ("/dest", ""),
         ("/dest", ""),
+        // header_value_match (and with expect_match: false), query_parameter_value_match.
+        ("/hv", "x-vip: 1"),
+        ("/hv", "x-vip: 1"),
+        ("/hv?debug=1", "x-vip: 2"),
+        ("/hv?debug=1", "x-vip: 2"),
+        ("/hv", ""),
+        ("/hv", ""),
+        ("/hv", ""),
     ];
     let mut c = Conn::connect(addr);
     let mut out = Vec::new();

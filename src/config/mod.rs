@@ -15,7 +15,7 @@ mod raw;
 mod raw_circuit;
 pub(crate) mod raw_fault_cors;
 mod raw_health;
-mod raw_match;
+pub(crate) mod raw_match;
 pub(crate) mod raw_rbac;
 mod raw_retry;
 mod raw_route;

@@ -50,6 +50,26 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
             "remote_address",
             "masked_remote_address",
             "destination_cluster",
+            "header_value_match",
+            "query_parameter_value_match",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit.Action.HeaderValueMatch",
+        &[
+            "descriptor_value",
+            "descriptor_key",
+            "expect_match",
+            "headers",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit.Action.QueryParameterValueMatch",
+        &[
+            "descriptor_value",
+            "descriptor_key",
+            "expect_match",
+            "query_parameters",
         ],
     ),
     (

@@ -6,12 +6,26 @@
 //! Actions supported: `request_headers`, `generic_key`, `remote_address` and
 //! `masked_remote_address` (Envoy's downstream remote address: the client trusted after
 //! `x-forwarded-for`, not the socket's peer), `destination_cluster` (the route entry's
-//! cluster for this request). Nothing is allocated per request: entries borrow the
+//! cluster for this request), `header_value_match` and `query_parameter_value_match`
+//! (a fixed entry when the request's headers / query parameters match, or with
+//! `expect_match: false` when they do not; otherwise no descriptor). Nothing is allocated per request: entries borrow the
 //! request's header values, and an address is formatted into a stack buffer.
 
 use std::net::IpAddr;
 
 use serde::Deserialize;
+
+use crate::config::raw_match::RawHeaderMatch;
+use crate::config::raw_match::RawQueryParameterMatch;
+use crate::config::{HeaderMatch, QueryParameterMatch};
+use crate::http::router::{header_matches_values, query_matches};
+
+/// Checks the matchers of `header_value_match` / `query_parameter_value_match` (the
+/// config builder's, which records its own errors under the path given).
+pub(crate) trait Matchers {
+    fn header(&mut self, p: &str, raw: &RawHeaderMatch) -> Option<HeaderMatch>;
+    fn query(&mut self, p: &str, raw: &RawQueryParameterMatch) -> Option<QueryParameterMatch>;
+}
 
 /// Most actions in one policy, and most policies that apply to one request.
 pub const MAX_ACTIONS: usize = 8;
@@ -42,6 +56,36 @@ pub(crate) struct RawAction {
     pub masked_remote_address: Option<RawMasked>,
     #[serde(default)]
     pub destination_cluster: Option<RawEmpty>,
+    #[serde(default)]
+    pub header_value_match: Option<RawHeaderValueMatch>,
+    #[serde(default)]
+    pub query_parameter_value_match: Option<RawQueryValueMatch>,
+}
+
+/// Envoy's `HeaderValueMatch`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaderValueMatch {
+    pub descriptor_value: String,
+    #[serde(default)]
+    pub descriptor_key: Option<String>,
+    #[serde(default)]
+    pub expect_match: Option<bool>,
+    #[serde(default)]
+    pub headers: Vec<RawHeaderMatch>,
+}
+
+/// Envoy's `QueryParameterValueMatch`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueryValueMatch {
+    pub descriptor_value: String,
+    #[serde(default)]
+    pub descriptor_key: Option<String>,
+    #[serde(default)]
+    pub expect_match: Option<bool>,
+    #[serde(default)]
+    pub query_parameters: Vec<RawQueryParameterMatch>,
 }
 
 /// Envoy's `MaskedRemoteAddress` (unset: 32 and 128, the whole address).
@@ -84,7 +128,7 @@ pub struct Policy {
     pub actions: Vec<Action>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// The header's first value under `key`; a missing header drops the descriptor
     /// (or only this entry, with `skip_if_absent`).
@@ -106,13 +150,31 @@ pub enum Action {
     },
     /// `destination_cluster`: the route entry's cluster (no entry: no descriptor).
     DestinationCluster,
+    /// `header_value_match`: `(key, value)` when every matcher matches (is `expect`).
+    HeaderValueMatch {
+        key: String,
+        value: String,
+        expect: bool,
+        headers: Vec<HeaderMatch>,
+    },
+    /// `query_parameter_value_match`, likewise over the query parameters.
+    QueryValueMatch {
+        key: String,
+        value: String,
+        expect: bool,
+        params: Vec<QueryParameterMatch>,
+    },
 }
+
+// Matchers compare by their configured form; a checked config equals itself.
+impl Eq for Action {}
 
 /// Checks `rate_limits` (errors are (field path, message)).
 pub(crate) fn build(
     raw: &[RawRateLimit],
     p: &str,
     errors: &mut Vec<(String, String)>,
+    matchers: &mut dyn Matchers,
 ) -> Vec<Policy> {
     if raw.len() > MAX_POLICIES {
         errors.push((
@@ -147,6 +209,8 @@ pub(crate) fn build(
                 a.remote_address.is_some(),
                 a.masked_remote_address.is_some(),
                 a.destination_cluster.is_some(),
+                a.header_value_match.is_some(),
+                a.query_parameter_value_match.is_some(),
             ]
             .iter()
             .filter(|s| **s)
@@ -154,7 +218,7 @@ pub(crate) fn build(
             if set != 1 {
                 errors.push((
                     ap,
-                    "set exactly one of `request_headers`, `generic_key`, `remote_address`, `masked_remote_address`, `destination_cluster` (the actions Outrigger supports)".into(),
+                    "set exactly one of `request_headers`, `generic_key`, `remote_address`, `masked_remote_address`, `destination_cluster`, `header_value_match`, `query_parameter_value_match` (the actions Outrigger supports)".into(),
                 ));
                 continue;
             }
@@ -181,6 +245,44 @@ pub(crate) fn build(
             }
             if a.destination_cluster.is_some() {
                 actions.push(Action::DestinationCluster);
+                continue;
+            }
+            if let Some(m) = &a.header_value_match {
+                let mp = format!("{ap}.header_value_match");
+                if m.descriptor_value.is_empty() {
+                    errors.push((format!("{mp}.descriptor_value"), "must not be empty".into()));
+                }
+                let headers = m
+                    .headers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, h)| matchers.header(&format!("{mp}.headers[{k}]"), h))
+                    .collect();
+                actions.push(Action::HeaderValueMatch {
+                    key: key_or(&m.descriptor_key, "header_match"),
+                    value: m.descriptor_value.clone(),
+                    expect: m.expect_match.unwrap_or(true),
+                    headers,
+                });
+                continue;
+            }
+            if let Some(m) = &a.query_parameter_value_match {
+                let mp = format!("{ap}.query_parameter_value_match");
+                if m.descriptor_value.is_empty() {
+                    errors.push((format!("{mp}.descriptor_value"), "must not be empty".into()));
+                }
+                let params = m
+                    .query_parameters
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, q)| matchers.query(&format!("{mp}.query_parameters[{k}]"), q))
+                    .collect();
+                actions.push(Action::QueryValueMatch {
+                    key: key_or(&m.descriptor_key, "query_match"),
+                    value: m.descriptor_value.clone(),
+                    expect: m.expect_match.unwrap_or(true),
+                    params,
+                });
                 continue;
             }
             match (&a.request_headers, &a.generic_key, &a.remote_address) {
@@ -231,9 +333,18 @@ pub(crate) fn build(
     out
 }
 
+/// A descriptor key, or Envoy's default for the action.
+fn key_or(k: &Option<String>, default: &str) -> String {
+    k.clone()
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
 /// What a policy's descriptor entries are read from.
 pub struct Source<'a> {
     pub headers: &'a [httparse::Header<'a>],
+    /// The request's query (after `?`, empty without one).
+    pub query: &'a str,
     /// Envoy's downstream remote address (after `x-forwarded-for`).
     pub remote: IpAddr,
     /// The route entry's cluster name for this request (`None`: no route entry).
@@ -285,6 +396,36 @@ impl Policy {
                     ("masked_remote_address", Value::Masked(src.remote, len))
                 }
                 Action::DestinationCluster => ("destination_cluster", Value::Bytes(src.cluster?)),
+                Action::HeaderValueMatch {
+                    key,
+                    value,
+                    expect,
+                    headers,
+                } => {
+                    let all = headers.iter().all(|m| {
+                        let values = src
+                            .headers
+                            .iter()
+                            .filter(|h| h.name.eq_ignore_ascii_case(&m.name))
+                            .map(|h| h.value);
+                        header_matches_values(m, values)
+                    });
+                    if all != *expect {
+                        return None;
+                    }
+                    (key.as_str(), Value::Bytes(value.as_bytes()))
+                }
+                Action::QueryValueMatch {
+                    key,
+                    value,
+                    expect,
+                    params,
+                } => {
+                    if params.iter().all(|m| query_matches(m, src.query)) != *expect {
+                        return None;
+                    }
+                    (key.as_str(), Value::Bytes(value.as_bytes()))
+                }
             };
             let slot = g.entries.get_mut(g.len)?;
             *slot = entry;
@@ -350,6 +491,20 @@ pub fn format_masked(ip: IpAddr, len: u8, buf: &mut [u8; 56]) -> &str {
     std::str::from_utf8(buf.get(..n).unwrap_or_default()).unwrap_or_default()
 }
 
+/// For configs checked without the config builder (unit tests): no matcher is built.
+#[cfg(test)]
+pub(crate) struct NoMatchers;
+
+#[cfg(test)]
+impl Matchers for NoMatchers {
+    fn header(&mut self, _: &str, _: &RawHeaderMatch) -> Option<HeaderMatch> {
+        None
+    }
+    fn query(&mut self, _: &str, _: &RawQueryParameterMatch) -> Option<QueryParameterMatch> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,7 +512,7 @@ mod tests {
     fn policies(yaml: &str) -> (Vec<Policy>, Vec<(String, String)>) {
         let raw: Vec<RawRateLimit> = serde_yaml::from_str(yaml).unwrap();
         let mut errors = Vec::new();
-        (build(&raw, "rl", &mut errors), errors)
+        (build(&raw, "rl", &mut errors, &mut NoMatchers), errors)
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -379,6 +534,7 @@ mod tests {
         }];
         let src = Source {
             headers: &headers,
+            query: "",
             remote: "10.0.0.1".parse().unwrap(),
             cluster: None,
         };
@@ -392,6 +548,7 @@ mod tests {
         // A missing header without skip_if_absent: no descriptor at all.
         let none = Source {
             headers: &[],
+            query: "",
             remote: src.remote,
             cluster: None,
         };
@@ -407,6 +564,7 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         let src = |ip: &str, cluster: Option<&'static [u8]>| Source {
             headers: &[],
+            query: "",
             remote: ip.parse().unwrap(),
             cluster,
         };

@@ -170,6 +170,7 @@ impl Limiter {
             };
             let src = Source {
                 headers: ctx.req.headers,
+                query: ctx.req.query(),
                 remote,
                 cluster,
             };
