@@ -9,15 +9,15 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 /// One DER element: its tag and contents; `rest` is what follows it.
-struct Tlv<'a> {
-    tag: u8,
-    body: &'a [u8],
-    rest: &'a [u8],
+pub(super) struct Tlv<'a> {
+    pub(super) tag: u8,
+    pub(super) body: &'a [u8],
+    pub(super) rest: &'a [u8],
 }
 
 /// Splits the first element off `d`. Only single-byte tags and definite lengths up to
 /// four length bytes (DER allows nothing else in a certificate).
-fn tlv(d: &[u8]) -> Option<Tlv<'_>> {
+pub(super) fn tlv(d: &[u8]) -> Option<Tlv<'_>> {
     let (&tag, d) = d.split_first()?;
     let (&first, mut d) = d.split_first()?;
     let len = if first < 0x80 {
@@ -35,7 +35,7 @@ fn tlv(d: &[u8]) -> Option<Tlv<'_>> {
     Some(Tlv { tag, body, rest })
 }
 
-const SEQUENCE: u8 = 0x30;
+pub(super) const SEQUENCE: u8 = 0x30;
 const OID: u8 = 0x06;
 const BOOLEAN: u8 = 0x01;
 const OCTET_STRING: u8 = 0x04;
@@ -47,11 +47,13 @@ const SAN_OID: &[u8] = &[0x55, 0x1d, 0x11];
 const DNS_NAME: u8 = 0x82;
 const URI: u8 = 0x86;
 
-/// A certificate's subject alternative names of the two kinds the proxy matches.
+/// A certificate's subject alternative names of the two kinds the proxy matches, and
+/// its subject (RFC 2253, `tls::dn`; filled by `info::TlsInfo::of`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Sans {
     pub dns: Vec<String>,
     pub uri: Vec<String>,
+    pub subject: String,
 }
 
 impl Sans {

@@ -32,7 +32,10 @@ impl TlsInfo {
             peer: c
                 .peer_certificates()
                 .and_then(|p| p.first())
-                .map(|c| der::sans(c))
+                .map(|c| der::Sans {
+                    subject: super::dn::subject(c),
+                    ..der::sans(c)
+                })
                 .unwrap_or_default(),
         }
     }
