@@ -3,7 +3,8 @@
 //! which falls back to it after the URI and DNS SANs. Read when a TLS connection is
 //! set up (`info::TlsInfo::of`), once per connection.
 //!
-//! The form: the RDNs last first, `,` between them and `+` inside one; each attribute
+//! The form: the attributes last first (inside a multi-valued RDN too), `,` between
+//! RDNs and `+` inside one; each attribute
 //! by its short name (`CN`, `O`, ... below; an attribute without one by its dotted OID
 //! and its DER encoding in hex, `1.2.3=#0c0161`); string values converted to UTF-8
 //! with `,+"\<>;` escaped by a backslash, a leading `#` or space and a trailing space
@@ -77,11 +78,12 @@ fn subject_name(cert: &[u8]) -> Option<&[u8]> {
 }
 
 fn format_name(mut rdns: &[u8]) -> Option<String> {
-    let mut parts: Vec<String> = Vec::new();
+    // Every attribute with the index of its RDN, in DER order.
+    let mut entries: Vec<(usize, String)> = Vec::new();
+    let mut set_index = 0;
     while !rdns.is_empty() {
         let set = tlv(rdns).filter(|t| t.tag == SET)?;
         rdns = set.rest;
-        let mut rdn = String::new();
         let mut d = set.body;
         while !d.is_empty() {
             let atv = tlv(d).filter(|t| t.tag == SEQUENCE)?;
@@ -91,35 +93,46 @@ fn format_name(mut rdns: &[u8]) -> Option<String> {
             let whole = oid
                 .rest
                 .get(..oid.rest.len().checked_sub(value.rest.len())?)?;
-            if !rdn.is_empty() {
-                rdn.push('+');
-            }
+            let mut e = String::new();
             match SHORT_NAMES.iter().find(|(o, _)| *o == oid.body) {
                 Some((_, name)) => {
-                    rdn.push_str(name);
-                    rdn.push('=');
+                    e.push_str(name);
+                    e.push('=');
                     match text(value.tag, value.body) {
-                        Some(chars) => escape(&chars, &mut rdn),
-                        None => hex(whole, &mut rdn),
+                        Some(chars) => escape(&chars, &mut e),
+                        None => hex(whole, &mut e),
                     }
                 }
                 None => {
-                    dotted(oid.body, &mut rdn)?;
-                    rdn.push('=');
-                    hex(whole, &mut rdn);
+                    dotted(oid.body, &mut e)?;
+                    e.push('=');
+                    hex(whole, &mut e);
                 }
             }
+            entries.push((set_index, e));
         }
-        parts.push(rdn);
+        set_index += 1;
     }
-    parts.reverse();
-    Some(parts.join(","))
+    // BoringSSL's `XN_FLAG_DN_REV` reverses the whole list of attributes (inside a
+    // multi-valued RDN too); `+` joins those of one RDN, `,` the RDNs.
+    let mut out = String::new();
+    let mut prev = None;
+    for (set, e) in entries.iter().rev() {
+        match prev {
+            Some(p) if p == *set => out.push('+'),
+            Some(_) => out.push(','),
+            None => {}
+        }
+        out.push_str(e);
+        prev = Some(*set);
+    }
+    Some(out)
 }
 
 /// The characters of a string value, by its ASN.1 type (`None`: not a string type).
 fn text(tag: u8, b: &[u8]) -> Option<Vec<char>> {
     let chunks = |n: usize| -> Option<Vec<char>> {
-        if b.len() % n != 0 {
+        if !b.len().is_multiple_of(n) {
             return None;
         }
         b.chunks(n)
@@ -147,7 +160,7 @@ fn escape(chars: &[char], out: &mut String) {
         for &b in c.encode_utf8(&mut utf8).as_bytes() {
             let first_esc = i == 0 && (b == b'#' || b == b' ');
             let last_esc = i == last && b == b' ';
-            if b > 0x7f || b < 0x20 || b == 0x7f {
+            if !(0x20..0x7f).contains(&b) {
                 let _ = write!(out, "\\{b:02X}");
             } else if first_esc || last_esc || b",+\"\\<>;".contains(&b) {
                 out.push('\\');
@@ -222,6 +235,38 @@ mod tests {
             subject(&cert_with_subject(dn)),
             "1.2.3.4=#0c0178,CN=caf\\C3\\A9"
         );
+    }
+
+    /// A self-signed certificate made by `openssl req -utf8 -subj` with a multi-valued
+    /// RDN and characters to escape; `openssl x509 -nameopt RFC2253` prints `WANT`.
+    const OPENSSL_DER: &str = concat!(
+        "308202653082020ba00302010202146d0718839f8b01be82f35d6d0a9dacc30874db7e300a06082a",
+        "8648ce3d040302308187310b3009060355040613025553311f300a060355040b0c03523b44301106",
+        "0355040a0c0a41636d652c20496e632e3111300f06035504030c0820737061636564233114301206",
+        "092a864886f70d01090116056140622e6331173015060a0992268993f22c64011916076578616d70",
+        "6c653115301306035504030c0c636166c3a9203c783e227122301e170d3236313230313133323331",
+        "385a170d3236313230323133323331385a308187310b3009060355040613025553311f300a060355",
+        "040b0c03523b443011060355040a0c0a41636d652c20496e632e3111300f06035504030c08207370",
+        "61636564233114301206092a864886f70d01090116056140622e6331173015060a0992268993f22c",
+        "64011916076578616d706c653115301306035504030c0c636166c3a9203c783e2271223059301306",
+        "072a8648ce3d020106082a8648ce3d030107034200047b1e565099475fbca42b0d898347c3eb3250",
+        "e48eb359f06d0862d5aa13446ff7032a0a20f3ccfc54c6ddc73aeaccb84342c4391feb2dd9a78fe1",
+        "9a56dbefda90a3533051301d0603551d0e041604146ddc006d808f57d3288e18f0e605d6e8ed9f90",
+        "22301f0603551d230418301680146ddc006d808f57d3288e18f0e605d6e8ed9f9022300f0603551d",
+        "130101ff040530030101ff300a06082a8648ce3d0403020348003045022036cee3eb877a43eb7855",
+        "ad5477edc80cb4842d57ff40cf869f7d009414f3cc3b022100f0f518985ca61e2cc7634ec24f8903",
+        "d9f95d2ded1c02d047acff2d183b7b372f",
+    );
+    const WANT: &str = r#"CN=caf\C3\A9 \<x\>\"q\",DC=example,emailAddress=a@b.c,CN=\ spaced#,O=Acme\, Inc.+OU=R\;D,C=US"#;
+
+    #[test]
+    fn as_openssl_prints_it() {
+        let der: Vec<u8> = OPENSSL_DER
+            .as_bytes()
+            .chunks(2)
+            .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap())
+            .collect();
+        assert_eq!(subject(&der), WANT);
     }
 
     #[test]
