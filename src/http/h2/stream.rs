@@ -264,9 +264,11 @@ pub(crate) async fn serve<C: Connector>(
             // shadow's bound (`http::mirror`), so the same bytes go to both clusters.
             let mirrored = !t.shadows.is_empty();
             let hold_for_mirror = mirrored && mirror::holds(declared_length(&parts.headers));
-            if (chain.hooks().request_data || hold_for_mirror) && !ended {
+            let mut held_trailers = None;
+            if (chain.holds_request_body() || hold_for_mirror) && !ended {
                 match progress.run(hold::h2(&chain, &mut body, &progress)).await {
-                    Ok(Held::Body(b)) => {
+                    Ok(Held::Body((b, trailers))) => {
+                        held_trailers = trailers;
                         // On the head that goes upstream (the route's rewrite, if any).
                         let up = up_parts.as_mut().unwrap_or(&mut parts);
                         up.headers.insert(
@@ -335,6 +337,7 @@ pub(crate) async fn serve<C: Connector>(
                 parts: up_parts.as_ref().unwrap_or(&parts),
                 body,
                 held,
+                held_trailers,
                 authority: host.unwrap_or(&authority),
                 path: t.path.as_deref().unwrap_or(&path),
                 forwarding: fwd,

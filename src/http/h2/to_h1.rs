@@ -37,6 +37,9 @@ pub(crate) struct Request<'a> {
     /// The request body, read whole through the filter chain (`http/hold.rs`): it goes
     /// instead of `body` (which has ended), with the Content-Length set in `parts`.
     pub held: Option<Bytes>,
+    /// The held body's trailers: an HTTP/2 upstream gets them after it; an HTTP/1 one
+    /// does not (a Content-Length body carries none; Envoy's HTTP/1 encoder drops them).
+    pub held_trailers: Option<http::HeaderMap>,
     pub authority: &'a str,
     pub path: &'a str,
     /// What the forwarding policy decided for this request.

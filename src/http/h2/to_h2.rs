@@ -81,8 +81,13 @@ async fn pump(
 }
 
 /// Sends a request body held whole by the filter chain (`http/hold.rs`), as flow
-/// control allows, and ends the stream.
-async fn send_held(mut body: Bytes, to: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
+/// control allows, and ends the stream: with its trailers (trailing HEADERS), if it had
+/// any.
+async fn send_held(
+    mut body: Bytes,
+    trailers: Option<http::HeaderMap>,
+    to: &mut SendStream<Bytes>,
+) -> Result<u64, PumpError> {
     let total = body.len() as u64;
     while !body.is_empty() {
         let cap = super::io::send_capacity(to, body.len())
@@ -91,8 +96,12 @@ async fn send_held(mut body: Bytes, to: &mut SendStream<Bytes>) -> Result<u64, P
         let part = body.split_to(cap.min(body.len()));
         to.send_data(part, false).map_err(|_| PumpError::Write)?;
     }
-    to.send_data(Bytes::new(), true)
-        .map_err(|_| PumpError::Write)?;
+    match trailers {
+        Some(t) => to.send_trailers(t).map_err(|_| PumpError::Write)?,
+        None => to
+            .send_data(Bytes::new(), true)
+            .map_err(|_| PumpError::Write)?,
+    }
     Ok(total)
 }
 
@@ -161,6 +170,7 @@ where
         );
     };
     let held = r.held.take();
+    let held_trailers = r.held_trailers.take();
     let end = r.body.is_end_stream() && held.is_none();
     let mut open = request::H2Open {
         req: Some(req),
@@ -190,7 +200,7 @@ where
             return Ok(0);
         }
         let result = match held {
-            Some(b) => send_held(b, &mut up_send).await,
+            Some(b) => send_held(b, held_trailers, &mut up_send).await,
             None => pump(&mut r.body, &mut up_send, |n| progress.received(n), None).await,
         };
         match result {
