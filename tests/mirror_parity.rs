@@ -95,6 +95,13 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "content-type: text/plain\r\n",
         "hello",
     ),
+    // A body that streams: teed to the shadow as it goes to the primary.
+    (
+        "a.test",
+        "POST /m/chunked",
+        "transfer-encoding: chunked\r\n",
+        "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    ),
     ("a.test:8080", "GET /ns", "", ""),
     ("a.test", "GET /hdr/1", "x-mirror: mir\r\n", ""),
     (
@@ -163,7 +170,7 @@ fn run(
     let (host, line, extra, body) = CASES[case];
     let before = side.mir.request_count();
     let mut c = Conn::connect(listen);
-    let length = if body.is_empty() && line.starts_with("GET") {
+    let length = if body.is_empty() && line.starts_with("GET") || extra.contains("chunked") {
         String::new()
     } else {
         format!("content-length: {}\r\n", body.len())

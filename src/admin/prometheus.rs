@@ -313,8 +313,14 @@ pub fn render(r: &StatsReport) -> String {
     per_cluster!(
         "outrigger_upstream_rq_shadow_dropped_total",
         "counter",
-        "Shadow requests not sent (too many in flight on a core, or a body not held).",
+        "Shadow requests not sent (too many in flight on a core).",
         rq_shadow_dropped
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_shadow_abandoned_total",
+        "counter",
+        "Shadow requests reset because they fell behind the request body past the bound.",
+        rq_shadow_abandoned
     );
     per_cluster!(
         "outrigger_upstream_lb_healthy_panic_total",

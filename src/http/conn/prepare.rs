@@ -289,6 +289,7 @@ fn plan<'v>(
         chain: edits.chain,
         codec_edits: own_headers::codec_reply_edits(&l.own),
         mirror: None,
+        tee: None,
     }
 }
 

@@ -260,12 +260,9 @@ pub(crate) async fn serve<C: Connector>(
             // with a Content-Length.
             let mut held = None;
             let ended = body.is_end_stream();
-            // A mirrored request's body is held too when it declares a length up to the
-            // shadow's bound (`http::mirror`), so the same bytes go to both clusters.
             let mirrored = !t.shadows.is_empty();
-            let hold_for_mirror = mirrored && mirror::holds(declared_length(&parts.headers));
             let mut held_trailers = None;
-            if (chain.holds_request_body() || hold_for_mirror) && !ended {
+            if chain.holds_request_body() && !ended {
                 match progress.run(hold::h2(&chain, &mut body, &progress)).await {
                     Ok(Held::Body((b, trailers))) => {
                         held_trailers = trailers;
@@ -298,6 +295,7 @@ pub(crate) async fn serve<C: Connector>(
                     }
                 }
             }
+            let mut tee = None;
             if mirrored {
                 let up = up_parts.as_ref().unwrap_or(&parts);
                 // `up` is read here only: the shadow is built before the primary's
@@ -325,12 +323,14 @@ pub(crate) async fn serve<C: Connector>(
                         timeout,
                         client_h2: true,
                     };
+                    // A body at hand goes whole; one that streams is teed as it goes
+                    // to the primary (`http::mirror`).
                     let body = match &held {
-                        Some(b) => Some(b.clone()),
-                        None if ended => Some(Bytes::new()),
-                        None => None,
+                        Some(b) => mirror::MirrorBody::Whole(b.clone(), held_trailers.clone()),
+                        None if ended => mirror::MirrorBody::Whole(Bytes::new(), None),
+                        None => mirror::MirrorBody::Teed,
                     };
-                    mirror::launch(&view, m, body);
+                    tee = mirror::launch(&view, m, body);
                 }
             }
             let req = super::to_h1::Request {
@@ -338,6 +338,7 @@ pub(crate) async fn serve<C: Connector>(
                 body,
                 held,
                 held_trailers,
+                tee,
                 authority: host.unwrap_or(&authority),
                 path: t.path.as_deref().unwrap_or(&path),
                 forwarding: fwd,
@@ -417,16 +418,6 @@ fn rewrite_headers(
             h.insert("x-envoy-original-host", v);
         }
     }
-}
-
-/// The request's Content-Length, if it has one that parses.
-fn declared_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// The hostname every endpoint has, if they all have the same one.

@@ -40,6 +40,9 @@ pub(crate) struct Request<'a> {
     /// The held body's trailers: an HTTP/2 upstream gets them after it; an HTTP/1 one
     /// does not (a Content-Length body carries none; Envoy's HTTP/1 encoder drops them).
     pub held_trailers: Option<http::HeaderMap>,
+    /// The shadows' tee (`http::mirror`) for a mirrored body that streams: each chunk
+    /// goes to it as it goes upstream.
+    pub tee: Option<crate::upstream::request::tee::TeeTx>,
     pub authority: &'a str,
     pub path: &'a str,
     /// What the forwarding policy decided for this request.
@@ -131,7 +134,8 @@ impl ToH1<'_, '_> {
         if !self.first_taken && !self.r.body.is_end_stream() {
             self.first_taken = true;
             let (body, chunked) = (&mut self.r.body, self.chunked);
-            match http1::take_ready_data(self.head, body, chunked, self.progress).await {
+            let tee = self.r.tee.as_ref();
+            match http1::take_ready_data(self.head, body, chunked, self.progress, tee).await {
                 Ok(Some(taken)) => {
                     self.in_head = taken;
                     if taken.1 {
@@ -205,7 +209,8 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
         if ended {
             self.progress.request_done();
         } else if !self.r.body.is_end_stream() {
-            match http1::send_body(up, &mut self.r.body, self.chunked, self.progress).await {
+            let (body, tee) = (&mut self.r.body, self.r.tee.as_ref());
+            match http1::send_body(up, body, self.chunked, self.progress, tee).await {
                 Ok(n) => received += n,
                 Err(BodyError::Write) => return Err(lost(false)),
                 Err(_) => return Ok(Got::ClientGone),

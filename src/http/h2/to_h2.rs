@@ -21,6 +21,7 @@ use crate::http::h1::response;
 use crate::http::hop::Message;
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
+use crate::upstream::request::tee::TeeTx;
 use crate::upstream::request::{self, http2, RetryPolicy};
 use crate::upstream::Connector;
 
@@ -35,18 +36,23 @@ enum PumpError {
 /// Moves DATA and trailers from one stream to another; the sender's window reopens only
 /// as the receiver accepts the bytes. `moved` hears of every byte passed on. `hook`:
 /// the chain whose response-body hook sees each frame first (`None` for request bodies
-/// and for chains without the hook).
+/// and for chains without the hook). `tee`: a mirrored request body's shadows, which
+/// get each frame (and the trailers) as it goes on.
 async fn pump(
     from: &mut RecvStream,
     to: &mut SendStream<Bytes>,
     moved: impl Fn(u64),
     hook: Option<&Chain<'_>>,
+    tee: Option<&TeeTx>,
 ) -> Result<u64, PumpError> {
     let mut total = 0u64;
     let mut ended = false;
     while let Some(chunk) = from.data().await {
         let mut chunk = chunk.map_err(|_| PumpError::Read)?;
         let n = chunk.len();
+        if let Some(t) = tee {
+            t.push_bytes(chunk.clone());
+        }
         if let Some(chain) = hook {
             ended = from.is_end_stream();
             if chain.on_response_data(&chunk, ended).await != Status::Continue {
@@ -66,6 +72,9 @@ async fn pump(
         total += n as u64;
     }
     let trailers = from.trailers().await.map_err(|_| PumpError::Read)?;
+    if let Some(t) = tee {
+        t.finish(trailers.as_ref());
+    }
     if let Some(chain) = hook.filter(|_| !ended) {
         if chain.on_response_data(&[], true).await != Status::Continue {
             return Err(PumpError::Filtered);
@@ -171,6 +180,7 @@ where
     };
     let held = r.held.take();
     let held_trailers = r.held_trailers.take();
+    let tee = r.tee.take();
     let end = r.body.is_end_stream() && held.is_none();
     let mut open = request::H2Open {
         req: Some(req),
@@ -201,7 +211,10 @@ where
         }
         let result = match held {
             Some(b) => send_held(b, held_trailers, &mut up_send).await,
-            None => pump(&mut r.body, &mut up_send, |n| progress.received(n), None).await,
+            None => {
+                let moved = |n| progress.received(n);
+                pump(&mut r.body, &mut up_send, moved, None, tee.as_ref()).await
+            }
         };
         match result {
             Ok(_) => progress.request_done(),
@@ -251,7 +264,7 @@ where
         if !end {
             let chain = &r.edits.chain;
             let hook = chain.hooks().response_data.then_some(chain);
-            match pump(&mut body, &mut down_send, |n| progress.sent(n), hook).await {
+            match pump(&mut body, &mut down_send, |n| progress.sent(n), hook, None).await {
                 Ok(n) => done.bytes_sent = n,
                 Err(PumpError::Read) => {
                     request::count_late(stats, Failure::ConnectionTermination);

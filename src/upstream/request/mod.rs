@@ -28,6 +28,7 @@ pub(crate) mod http1;
 pub(crate) mod http2;
 pub(crate) mod retry;
 pub(crate) mod shadow;
+pub(crate) mod tee;
 
 pub(crate) use http1::Http1;
 pub(crate) use http2::{H2Open, Http2};

@@ -5,7 +5,8 @@
 //!  connection manager (http/conn/prepare.rs, http/h2/stream.rs): the route resolved
 //!  to a cluster with mirror policies that fire (router/action.rs `Target::shadows`)
 //!     │  the request as it goes upstream (`request_from_h1` / `request_from_h2`: the
-//!     │  filter chain's and the route's edits applied) and its body, held whole
+//!     │  filter chain's and the route's edits applied) and its body: whole when it is
+//!     │  at hand, else teed from the primary's as it streams (`tee.rs`)
 //!     ▼
 //!  send: Host / :authority suffixed `-shadow` (before any port), then a local task on
 //!        this worker's executor, fire and forget (bounded per core: MAX_IN_FLIGHT)
@@ -21,8 +22,13 @@
 //! them (`upstream_rq_total`, `upstream_rq_<class>`, `upstream_rq_timeout`,
 //! `upstream_cx_connect_fail`), plus `rq_shadow` (sent), `rq_shadow_failed` (no
 //! response: connect failure, reset, timeout, malformed response) and
-//! `rq_shadow_dropped` (not sent: too many in flight on this core, or a request body
-//! that was not held).
+//! `rq_shadow_dropped` (not sent: too many in flight on this core) and
+//! `rq_shadow_abandoned` (reset: it fell behind the teed body past the tee's bound).
+//!
+//! A teed body goes to an HTTP/1 shadow with the request's declared Content-Length, or
+//! chunked (no trailers: Envoy's HTTP/1 encoder drops them by default), and to an
+//! HTTP/2 shadow as DATA as flow control allows, then its trailers. A teed shadow is not
+//! tried again once it has taken from the tee.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -35,6 +41,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::clock::Progress;
 use super::http1::{parse_head, Head, Parsed};
+use super::tee::{Next, TeeRx};
 use super::{count_failure, count_status, pick, run, Attempt, Exchange, Http1, Http2, RetryPolicy};
 use super::{H2Open, Tried};
 use crate::config::UpstreamProtocol;
@@ -44,12 +51,6 @@ use crate::http::h1::head::BodyKind;
 use crate::http::io::Io;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
-
-/// A request body is mirrored only when it is held whole before the request goes
-/// upstream: a mirrored request whose body declares a length up to this is read whole
-/// first (as the buffer filter does); a larger or unframed one goes upstream streaming
-/// and is not mirrored (`rq_shadow_dropped`). Envoy's default buffer limit.
-pub(crate) const MAX_BODY: u64 = 1 << 20;
 
 /// Shadows in flight per core; more are dropped (`rq_shadow_dropped`).
 pub(crate) const MAX_IN_FLIGHT: usize = 1024;
@@ -100,16 +101,16 @@ pub(crate) fn shadow_host(authority: &str) -> String {
 /// One shadow to send: the request as it went upstream, with its body.
 pub(crate) struct Shadow {
     pub req: http::Request<()>,
+    /// The body when it was at hand whole (none, or held by the filter chain).
     pub body: Bytes,
+    /// The trailers of a held HTTP/2 body.
+    pub trailers: Option<http::HeaderMap>,
+    /// The body teed from the primary's as it streams (`tee.rs`), instead of `body`.
+    pub stream: Option<TeeRx>,
     /// The route timeout (zero: none).
     pub timeout: Duration,
     /// The client spoke HTTP/2 (for a cluster with `protocol: downstream`).
     pub client_h2: bool,
-}
-
-/// Counts a shadow the connection manager could not send (its body was not held).
-pub(crate) fn dropped<C>(cs: &ClusterState<C>) {
-    cs.stats.rq_shadow_dropped.inc();
 }
 
 /// Sends `s` to the mirror cluster `cs` from a task of its own: returns at once.
@@ -138,11 +139,20 @@ pub(crate) fn send<K: Connector + 'static>(
         .headers_mut()
         .insert("x-envoy-internal", http::HeaderValue::from_static("true"));
     cs.stats.rq_shadow.inc();
+    // A teed shadow that falls behind is abandoned by the tee (and counted there):
+    // dropping its exchange resets its upstream request.
+    let watch = s.stream.as_ref().map(TeeRx::watch);
     glommio::spawn_local(async move {
         let _slot = slot;
         let work = async {
-            if exchange(&cs, &*connector, s).await.is_err() {
-                cs.stats.rq_shadow_failed.inc();
+            let run = async {
+                if exchange(&cs, &*connector, s).await.is_err() {
+                    cs.stats.rq_shadow_failed.inc();
+                }
+            };
+            match &watch {
+                Some(w) => futures_lite::future::or(run, w.aborted()).await,
+                None => run.await,
             }
         };
         if let Err(p) = crate::contain::contain(work).await {
@@ -219,8 +229,18 @@ fn encode_h1(s: &Shadow) -> Vec<u8> {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let declared = req.headers().contains_key(http::header::CONTENT_LENGTH);
-    if !s.body.is_empty() || declared {
+    let declared = req.headers().get(http::header::CONTENT_LENGTH);
+    if s.stream.is_some() {
+        // The body streams: with the length the request declared, else chunked.
+        match declared {
+            Some(n) => {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(n.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        }
+    } else if !s.body.is_empty() || declared.is_some() {
         out.extend_from_slice(format!("content-length: {}\r\n", s.body.len()).as_bytes());
     }
     out.extend_from_slice(b"\r\n");
@@ -228,12 +248,46 @@ fn encode_h1(s: &Shadow) -> Vec<u8> {
     out
 }
 
-/// One try of an HTTP/1.1 shadow: write it whole, read until the final response head.
+/// One try of an HTTP/1.1 shadow: write it whole (a teed body as it comes), read until
+/// the final response head.
 struct H1Try<'a> {
     bytes: &'a [u8],
+    /// The teed body, chunked or not, and whether a try has taken from it (it cannot go
+    /// again then).
+    stream: Option<(&'a TeeRx, bool)>,
+    streamed: bool,
     is_head: bool,
     deadline: Option<Instant>,
     buf: Vec<u8>,
+}
+
+/// Writes the teed body to an HTTP/1.1 shadow: its chunks as they come (`chunked`: in
+/// chunk framing, then the last chunk; trailers are not sent on HTTP/1, as Envoy's
+/// encoder by default). `Err`: the write failed or the shadow was abandoned.
+async fn write_stream<C: Io>(conn: &mut C, rx: &TeeRx, chunked: bool) -> Result<(), ()> {
+    let mut framing = Vec::with_capacity(16);
+    loop {
+        match rx.next().await {
+            Next::Chunk(c) => {
+                if chunked {
+                    framing.clear();
+                    framing.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                    conn.write_all(&framing).await.map_err(|_| ())?;
+                    conn.write_all(&c).await.map_err(|_| ())?;
+                    conn.write_all(b"\r\n").await.map_err(|_| ())?;
+                } else {
+                    conn.write_all(&c).await.map_err(|_| ())?;
+                }
+            }
+            Next::End(_) => {
+                if chunked {
+                    conn.write_all(b"0\r\n\r\n").await.map_err(|_| ())?;
+                }
+                return Ok(());
+            }
+            Next::Aborted => return Err(()),
+        }
+    }
 }
 
 impl<C: Io> Exchange<C> for H1Try<'_> {
@@ -247,8 +301,18 @@ impl<C: Io> Exchange<C> for H1Try<'_> {
         conn.set_read_timeout(left);
         conn.set_write_timeout(left);
         self.buf.clear();
+        if self.streamed {
+            // The teed body was taken by a try that failed: it cannot go again.
+            return Err(Tried::fatal(Failure::ConnectionTermination));
+        }
         if conn.write_all(self.bytes).await.is_err() {
             return Err(Tried::failed(Failure::ConnectionTermination, true, true));
+        }
+        if let Some((rx, chunked)) = self.stream {
+            self.streamed = true;
+            if write_stream(conn, rx, chunked).await.is_err() {
+                return Err(Tried::fatal(Failure::ConnectionTermination));
+            }
         }
         let mut chunk = [0u8; 4096];
         loop {
@@ -297,8 +361,11 @@ async fn via_h1<K: Connector>(
     let progress = Progress::new(s.timeout, Duration::ZERO);
     progress.request_done();
     let bytes = encode_h1(&s);
+    let chunked = !s.req.headers().contains_key(http::header::CONTENT_LENGTH);
     let mut x = H1Try {
         bytes: &bytes,
+        stream: s.stream.as_ref().map(|rx| (rx, chunked)),
+        streamed: false,
         is_head: s.req.method() == http::Method::HEAD,
         deadline: progress.deadline(),
         buf: Vec::new(),
@@ -395,13 +462,14 @@ async fn via_h2<K: Connector>(
     let progress = Progress::new(s.timeout, Duration::ZERO);
     progress.request_done();
     let mut req = s.req;
+    let streams = s.stream.is_some();
     if !s.body.is_empty() {
         req.headers_mut()
             .insert(http::header::CONTENT_LENGTH, s.body.len().into());
     }
     let mut x = H2Open {
         req: Some(req),
-        end: s.body.is_empty(),
+        end: s.body.is_empty() && s.trailers.is_none() && !streams,
     };
     let mut ep = picked.ep;
     let mut again = None;
@@ -414,10 +482,21 @@ async fn via_h2<K: Connector>(
         count_failure(&cs.stats, f);
         f
     };
-    if !s.body.is_empty() {
+    if let Some(rx) = &s.stream {
+        if h2_stream(rx, &mut stream).await.is_err() {
+            stream.send_reset(h2::Reason::CANCEL);
+            return Err(lost(Failure::ConnectionTermination));
+        }
+    } else if !s.body.is_empty() || s.trailers.is_some() {
+        let end = s.trailers.is_none();
         stream
-            .send_data(s.body, true)
+            .send_data(s.body, end)
             .map_err(|_| lost(Failure::ConnectionTermination))?;
+        if let Some(t) = s.trailers {
+            stream
+                .send_trailers(t)
+                .map_err(|_| lost(Failure::ConnectionTermination))?;
+        }
     }
     let response = response
         .await
@@ -430,6 +509,27 @@ async fn via_h2<K: Connector>(
     drop(again);
     drop(picked);
     Ok(())
+}
+
+/// Sends the teed body on an HTTP/2 shadow stream as flow control allows, then its
+/// trailers or END_STREAM. `Err`: the stream failed or the shadow was abandoned.
+async fn h2_stream(rx: &TeeRx, to: &mut h2::SendStream<Bytes>) -> Result<(), ()> {
+    loop {
+        match rx.next().await {
+            Next::Chunk(mut c) => {
+                while !c.is_empty() {
+                    let cap = crate::http::h2::io::send_capacity(to, c.len())
+                        .await
+                        .ok_or(())?;
+                    let part = c.split_to(cap.min(c.len()));
+                    to.send_data(part, false).map_err(|_| ())?;
+                }
+            }
+            Next::End(Some(t)) => return to.send_trailers(t).map_err(|_| ()),
+            Next::End(None) => return to.send_data(Bytes::new(), true).map_err(|_| ()),
+            Next::Aborted => return Err(()),
+        }
+    }
 }
 
 #[cfg(test)]
