@@ -16,6 +16,9 @@
 //!  its body read and dropped ─► the connection back to the pool
 //! ```
 //!
+//! As Envoy's async client, `send` marks the shadow `x-envoy-internal: true` and
+//! appends the node's address to its `x-forwarded-for` (`node_address`).
+//!
 //! The shadow is bounded by the route timeout (Envoy sets the async request's timeout to
 //! the route's); its response, failure or timeout never reaches the client, whose
 //! request goes on at once. Shadows are counted on the mirror cluster as Envoy counts
@@ -33,6 +36,7 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -134,10 +138,12 @@ pub(crate) fn send<K: Connector + 'static>(
     if let Some(h) = new_host {
         set_authority(&mut s.req, &h);
     }
-    // Envoy sends shadows through its async client, which marks them internal.
+    // Envoy sends shadows through its async client, which marks them internal and
+    // appends the node's address to x-forwarded-for.
     s.req
         .headers_mut()
         .insert("x-envoy-internal", http::HeaderValue::from_static("true"));
+    append_node_address(s.req.headers_mut());
     cs.stats.rq_shadow.inc();
     // A teed shadow that falls behind is abandoned by the tee (and counted there):
     // dropping its exchange resets its upstream request.
@@ -160,6 +166,72 @@ pub(crate) fn send<K: Connector + 'static>(
         }
     })
     .detach();
+}
+
+thread_local! {
+    /// The node's address (`node_address`), found once per worker.
+    static NODE_ADDRESS: Cell<Option<IpAddr>> = const { Cell::new(None) };
+}
+
+/// The address Envoy's async client appends to a shadow's `x-forwarded-for` (its
+/// `local_info` address, `Network::Utility::getLocalAddress(v4)`): the first IPv4
+/// address of the host's interfaces that is not a loopback one, in `getifaddrs` order,
+/// else `127.0.0.1`.
+fn node_address() -> IpAddr {
+    NODE_ADDRESS.with(|c| {
+        if let Some(a) = c.get() {
+            return a;
+        }
+        let a = first_non_loopback_v4().map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4);
+        c.set(Some(a));
+        a
+    })
+}
+
+fn first_non_loopback_v4() -> Option<Ipv4Addr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we own into `list`, freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut at = list;
+    while !at.is_null() {
+        // SAFETY: `at` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*at };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: a non-null ifa_addr points to a sockaddr of its family.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if !ip.is_loopback() {
+                    found = Some(ip);
+                    break;
+                }
+            }
+        }
+        at = ifa.ifa_next;
+    }
+    // SAFETY: the list from getifaddrs above, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found
+}
+
+/// Appends the node's address to the request's `x-forwarded-for` (one field, its
+/// values joined by `,`, as Envoy's `appendXff`).
+fn append_node_address(h: &mut http::HeaderMap) {
+    let node = node_address().to_string();
+    let mut joined = Vec::new();
+    for v in h.get_all("x-forwarded-for") {
+        joined.extend_from_slice(v.as_bytes());
+        joined.push(b',');
+    }
+    joined.extend_from_slice(node.as_bytes());
+    if let Ok(v) = http::HeaderValue::from_bytes(&joined) {
+        h.insert("x-forwarded-for", v);
+    }
 }
 
 fn set_authority(req: &mut http::Request<()>, host: &str) {
@@ -535,6 +607,20 @@ async fn h2_stream(rx: &TeeRx, to: &mut h2::SendStream<Bytes>) -> Result<(), ()>
 #[cfg(test)]
 mod tests {
     use super::shadow_host;
+
+    #[test]
+    fn the_node_address_goes_last_in_x_forwarded_for() {
+        let node = super::node_address().to_string();
+        assert!(!node.is_empty());
+        let mut h = http::HeaderMap::new();
+        super::append_node_address(&mut h);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), node.as_str());
+        let mut h = http::HeaderMap::new();
+        h.append("x-forwarded-for", "10.0.0.1,10.0.0.2".parse().unwrap());
+        super::append_node_address(&mut h);
+        let want = format!("10.0.0.1,10.0.0.2,{node}");
+        assert_eq!(h.get("x-forwarded-for").unwrap(), want.as_str());
+    }
 
     #[test]
     fn the_suffix_goes_before_the_port() {
