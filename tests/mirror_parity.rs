@@ -227,6 +227,31 @@ fn the_mirror_gets_what_envoys_mirror_gets() {
             }
         }
     }
+    // An HTTP/2 body without a content-length (curl -T -): teed to the shadow.
+    let h2_mirror = |listen: std::net::SocketAddr, side: &Side| {
+        let before = side.mir.request_count();
+        let url = format!("http://{listen}/m/h2stream");
+        let (status, _) = common::bodies::h2_stream_post(&url, "streamed over h2");
+        let m = side
+            .mir
+            .wait_requests(before + 1, WAIT)
+            .then(|| side.mir.requests().pop())
+            .flatten();
+        // The authority carries each proxy's own port.
+        let port = listen.port().to_string();
+        let same = |f: String| f.replace(&port, "PORT");
+        (
+            status,
+            m.map(|m| facts(&m).into_iter().map(same).collect::<Vec<_>>()),
+        )
+    };
+    let (e, o) = (
+        h2_mirror(envoy.listen, &e_side),
+        h2_mirror(proxy.listen, &o_side),
+    );
+    if e != o {
+        diffs.push(format!("h2 streamed body: envoy {e:?} / outrigger {o:?}"));
+    }
     assert!(diffs.is_empty(), "differences:\n{}", diffs.join("\n"));
     // Fraction 0: neither mirrors. A mirrored request sent after it on the same
     // connection arrives alone.
