@@ -10,7 +10,8 @@
 //! ```
 //!
 //! The primary never waits for a shadow: a push only queues. A shadow whose queue would
-//! pass `BOUND` bytes (its upstream is slower than the client, or stalled) is abandoned:
+//! pass `BOUND` bytes (its upstream is slower than the client, or stalled), or the
+//! core's queues together `CORE_BOUND`, is abandoned:
 //! its queue is dropped, its task sees `Next::Aborted` and resets its upstream request,
 //! and it is counted (`rq_shadow_abandoned` on its cluster). A primary that stops
 //! before the end of the body (the client went away, a local reply) drops the sender
@@ -33,6 +34,29 @@ use crate::observe::stats::ClusterStats;
 /// Bytes a shadow may fall behind the primary before it is abandoned: Envoy's default
 /// per-request buffer limit (1 MiB).
 pub(crate) const BOUND: usize = 1 << 20;
+
+/// Bytes all the shadows of one core may hold queued together: with up to
+/// `shadow::MAX_IN_FLIGHT` shadows, `BOUND` each would allow a gigabyte per core. A
+/// push that would pass it abandons that shadow, as its own bound does.
+pub(crate) const CORE_BOUND: usize = 64 << 20;
+
+thread_local! {
+    /// Bytes queued in this core's tees (every worker is one thread; a tee never
+    /// leaves its worker).
+    static QUEUED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn queued_on_core() -> usize {
+    QUEUED.with(|q| q.get())
+}
+
+fn add_queued(n: usize) {
+    QUEUED.with(|q| q.set(q.get().saturating_add(n)));
+}
+
+fn sub_queued(n: usize) {
+    QUEUED.with(|q| q.set(q.get().saturating_sub(n)));
+}
 
 #[derive(Default)]
 enum State {
@@ -61,9 +85,16 @@ impl Queue {
 
     fn abort(&mut self) {
         self.chunks.clear();
+        sub_queued(self.queued);
         self.queued = 0;
         self.state = State::Aborted;
         self.wake();
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        sub_queued(self.queued);
     }
 }
 
@@ -144,12 +175,14 @@ impl TeeTx {
                 q.abort();
                 continue;
             }
-            if q.queued.saturating_add(chunk.len()) > self.bound {
+            let over_core = queued_on_core().saturating_add(chunk.len()) > CORE_BOUND;
+            if q.queued.saturating_add(chunk.len()) > self.bound || over_core {
                 q.abort();
                 s.stats.rq_shadow_abandoned.inc();
                 continue;
             }
             q.queued += chunk.len();
+            add_queued(chunk.len());
             q.chunks.push_back(chunk.clone());
             q.wake();
         }
@@ -185,6 +218,7 @@ impl TeeRx {
             let mut q = self.0.borrow_mut();
             if let Some(c) = q.chunks.pop_front() {
                 q.queued = q.queued.saturating_sub(c.len());
+                sub_queued(c.len());
                 return Poll::Ready(Next::Chunk(c));
             }
             match &mut q.state {
@@ -269,6 +303,29 @@ mod tests {
         drop(tx);
         assert!(matches!(block(rx.next()), Next::Aborted));
         block(rx.aborted());
+    }
+
+    #[test]
+    fn the_core_bound_caps_all_queues_together() {
+        let before = queued_on_core();
+        // No bound of its own: only the core's applies.
+        let mut tx = TeeTx::new(usize::MAX);
+        let stats: Rc<ClusterStats> = Rc::default();
+        let rx = tx.shadow(stats.clone());
+        let big = vec![0u8; CORE_BOUND / 2];
+        tx.push(&big);
+        assert_eq!(queued_on_core(), before + big.len());
+        assert!(matches!(block(rx.next()), Next::Chunk(_)));
+        assert_eq!(queued_on_core(), before);
+        tx.push(&big);
+        tx.push(&big);
+        // A third half would pass the core's bound: the shadow is abandoned, and its
+        // queue no longer counts.
+        tx.push(&big);
+        assert_eq!(stats.rq_shadow_abandoned.get(), 1);
+        assert_eq!(queued_on_core(), before);
+        drop((tx, rx));
+        assert_eq!(queued_on_core(), before);
     }
 
     #[test]
