@@ -129,6 +129,9 @@ struct Plan<'v> {
     /// The request's shadows (`http::mirror`), sent once its body is known; `None` for
     /// a route without mirror policies that fire.
     mirror: Option<Box<super::mirror::Mirror<'v>>>,
+    /// The request's span when tracing sampled it (`observe::trace`), finished with
+    /// the stream.
+    span: Option<Box<crate::observe::trace::ActiveSpan>>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -434,6 +437,16 @@ impl Conn {
             bytes_received: self.rec.bytes_received,
             bytes_sent: self.rec.bytes_sent,
         });
+        if let Some(span) = plan.span.take() {
+            let end = crate::observe::trace::End {
+                status: outcome.status,
+                flag: Some(outcome.flag),
+                bytes_received: self.rec.bytes_received,
+                bytes_sent: self.rec.bytes_sent,
+                upstream: self.rec.upstream,
+            };
+            crate::observe::trace::finish(*span, &end);
+        }
         self.complete(view, at);
         outcome.keep_alive && !view.draining.get()
     }

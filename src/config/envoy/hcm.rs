@@ -115,6 +115,16 @@ pub(super) fn translate(
         skip_xff_append: Some(h.skip_xff_append),
     });
 
+    if let Some(t) = &h.tracing {
+        let tp = format!("{p}.tracing");
+        let local = super::tracer::Local {
+            node_id: &tx.node_id,
+            zone: &tx.zone,
+            direction: tx.direction,
+        };
+        chain.tracing = Some(super::tracer::translate(t, &tp, &local)?);
+        tx.paths.add(format!("{native}.tracing"), tp);
+    }
     chain.proxy_headers = Some(proxy_headers(h, p)?);
     tx.paths
         .add(format!("{native}.proxy_headers"), p.to_string());
