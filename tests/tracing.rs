@@ -144,7 +144,11 @@ fn a_sampled_parent_gives_a_child_span_and_the_upstream_a_child_context() {
     assert_eq!(rid.len(), 36);
     assert_eq!(&rid[14..15], "9", "{rid}");
     assert_eq!(attr(span, "guid:x-request-id").as_deref(), Some(rid));
-    assert_eq!(proxy.stats()["tracing.opentelemetry.spans_sent"], 1);
+    let sent = wait_until(Duration::from_secs(10), || {
+        let n = proxy.stats()["tracing.opentelemetry.spans_sent"].as_u64()?;
+        (n == 1).then_some(n)
+    });
+    assert_eq!(sent, Some(1), "spans_sent");
 }
 
 #[test]
@@ -294,4 +298,108 @@ fn tracing_needs_a_known_collector_cluster() {
         err.contains("listeners[0].tracing.random_sampling"),
         "{err}"
     );
+}
+
+/// An OTLP/gRPC collector (opentelemetry-proto's tonic service on hyper's HTTP/2 server,
+/// on a tokio runtime of its own), recording each export request.
+struct GrpcCollector {
+    addr: SocketAddr,
+    got: Arc<std::sync::Mutex<Vec<ExportTraceServiceRequest>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+#[derive(Clone)]
+struct Traces(Arc<std::sync::Mutex<Vec<ExportTraceServiceRequest>>>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for Traces
+{
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        self.0.lock().unwrap().push(req.into_inner());
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+impl GrpcCollector {
+    fn start() -> GrpcCollector {
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let listener = {
+            let _guard = rt.enter();
+            tokio::net::TcpListener::from_std(std_listener).unwrap()
+        };
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let svc = TraceServiceServer::new(Traces(got.clone()));
+        rt.spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+                });
+            }
+        });
+        GrpcCollector { addr, got, _rt: rt }
+    }
+
+    fn spans(&self) -> Vec<Span> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| &r.resource_spans)
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| ss.spans.clone())
+            .collect()
+    }
+}
+
+#[test]
+fn spans_go_over_otlp_grpc_when_configured() {
+    let up = Upstream::echo();
+    let otel = GrpcCollector::start();
+    let proxy = Proxy::start(&config(up.addr, otel.addr, "      protocol: grpc\n"));
+    for _ in 0..3 {
+        let r = exchange(
+            proxy.listen,
+            &format!("GET /g HTTP/1.1\r\nHost: svc\r\ntraceparent: 00-{TRACE_ID}-{PARENT_ID}-01\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(r.status, 200);
+    }
+    let got = wait_until(Duration::from_secs(10), || {
+        let s = otel.spans();
+        (s.len() >= 3).then_some(s)
+    })
+    .expect("3 spans over gRPC");
+    assert_eq!(got.len(), 3);
+    for s in &got {
+        assert_eq!(hex(&s.trace_id), TRACE_ID);
+        assert_eq!(hex(&s.parent_span_id), PARENT_ID);
+    }
+    // Counted once the collector has answered.
+    let sent = wait_until(Duration::from_secs(10), || {
+        let n = proxy.stats()["tracing.opentelemetry.spans_sent"].as_u64()?;
+        (n == 3).then_some(n)
+    });
+    assert_eq!(sent, Some(3));
+    assert_eq!(proxy.stats()["tracing.opentelemetry.export_failures"], 0);
 }

@@ -9,6 +9,9 @@ use serde::Deserialize;
 pub(crate) struct RawTracing {
     /// The cluster whose first endpoint is the OTLP collector.
     pub collector_cluster: String,
+    /// `http` (OTLP/HTTP with protobuf; the default) or `grpc` (OTLP/gRPC).
+    #[serde(default)]
+    pub protocol: Option<String>,
     /// OTLP/HTTP's path (default `/v1/traces`).
     #[serde(default)]
     pub path: Option<String>,

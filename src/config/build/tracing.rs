@@ -97,6 +97,17 @@ impl Builder {
         if queue_spans == 0 {
             self.err(format!("{p}.queue_spans"), "must be greater than zero");
         }
+        let grpc = match r.protocol.as_deref() {
+            None | Some("http") => false,
+            Some("grpc") => true,
+            Some(o) => {
+                self.err(
+                    format!("{p}.protocol"),
+                    format!("unknown value `{o}` (use http or grpc)"),
+                );
+                false
+            }
+        };
         let path = r.path.clone().unwrap_or_else(|| "/v1/traces".into());
         if !path.starts_with('/') || http::HeaderValue::from_str(&path).is_err() {
             self.err(format!("{p}.path"), "must be an absolute path");
@@ -122,6 +133,7 @@ impl Builder {
                 addr: addr?,
                 authority,
                 path,
+                grpc,
                 service_name: r.service_name.clone().unwrap_or_else(|| "outrigger".into()),
                 batch_spans: batch_spans.max(1),
                 flush_interval,

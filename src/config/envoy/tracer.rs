@@ -4,7 +4,7 @@
 //! `traffic_direction` for the span kind, the bootstrap node's id and zone as tags, and
 //! its OpenTelemetry tracer's export cadence (5 spans or 5 seconds).
 
-use envoy_types::pb::envoy::config::core::v3::{http_uri, TrafficDirection};
+use envoy_types::pb::envoy::config::core::v3::{grpc_service, http_uri, TrafficDirection};
 use envoy_types::pb::envoy::config::trace::v3::{tracing::http, OpenTelemetryConfig};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
 use envoy_types::pb::envoy::r#type::tracing::v3::custom_tag;
@@ -35,30 +35,50 @@ pub(super) fn translate(t: &Tracing, p: &str, local: &Local<'_>) -> R<RawTracing
     };
     let o: OpenTelemetryConfig = payload(any, OTEL, &format!("{pp}.typed_config"))?;
     let op = format!("{pp}.typed_config");
-    if o.grpc_service.is_some() {
-        return Err(err(
-            format!("{op}.grpc_service"),
-            "OTLP over gRPC is not supported by Outrigger yet; use `http_service`",
-        ));
-    }
-    let Some(svc) = &o.http_service else {
-        return Err(err(format!("{op}.http_service"), "is required"));
-    };
-    let up = format!("{op}.http_service.http_uri");
-    let Some(uri) = &svc.http_uri else {
-        return Err(err(up, "is required"));
-    };
-    let Some(http_uri::HttpUpstreamType::Cluster(cluster)) = &uri.http_upstream_type else {
-        return Err(err(format!("{up}.cluster"), "is required"));
-    };
-    // `http://host[:port]/path`: the Host and the path of the export requests.
-    let rest = uri
-        .uri
-        .strip_prefix("http://")
-        .ok_or_else(|| err(format!("{up}.uri"), "must be an http:// URI"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, "/"),
+    // Export over gRPC (an `envoy_grpc` cluster) or over HTTP (`http_service`).
+    let (cluster, authority, path, protocol) = match (&o.grpc_service, &o.http_service) {
+        (Some(g), None) => {
+            let gp = format!("{op}.grpc_service");
+            let Some(grpc_service::TargetSpecifier::EnvoyGrpc(e)) = &g.target_specifier else {
+                return Err(err(
+                    format!("{gp}.envoy_grpc"),
+                    "is required (google_grpc is not supported by Outrigger)",
+                ));
+            };
+            // Envoy's `:authority` for an `envoy_grpc` target is the cluster's name.
+            let c = e.cluster_name.clone();
+            (c.clone(), c, "/v1/traces".to_string(), "grpc")
+        }
+        (None, Some(svc)) => {
+            let up = format!("{op}.http_service.http_uri");
+            let Some(uri) = &svc.http_uri else {
+                return Err(err(up, "is required"));
+            };
+            let Some(http_uri::HttpUpstreamType::Cluster(cluster)) = &uri.http_upstream_type else {
+                return Err(err(format!("{up}.cluster"), "is required"));
+            };
+            // `http://host[:port]/path`: the Host and the path of the export requests.
+            let rest = uri
+                .uri
+                .strip_prefix("http://")
+                .ok_or_else(|| err(format!("{up}.uri"), "must be an http:// URI"))?;
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, "/"),
+            };
+            (
+                cluster.clone(),
+                authority.to_string(),
+                path.to_string(),
+                "http",
+            )
+        }
+        _ => {
+            return Err(err(
+                format!("{op}.http_service"),
+                "set one of `grpc_service` and `http_service`",
+            ))
+        }
     };
     if t.spawn_upstream_span.as_ref().is_some_and(|b| b.value) {
         return Err(err(
@@ -95,9 +115,10 @@ pub(super) fn translate(t: &Tracing, p: &str, local: &Local<'_>) -> R<RawTracing
         _ => "inbound",
     };
     Ok(RawTracing {
-        collector_cluster: cluster.clone(),
-        path: Some(path.to_string()),
-        authority: Some(authority.to_string()),
+        collector_cluster: cluster,
+        protocol: Some(protocol.into()),
+        path: Some(path),
+        authority: Some(authority),
         // Envoy's resource default.
         service_name: Some(if o.service_name.is_empty() {
             "unknown_service:envoy".into()

@@ -1,6 +1,6 @@
 //! The span exporter: a plain thread (`outrigger-trace`) that takes finished spans from
 //! the workers, batches them and sends them to the collector over OTLP/HTTP
-//! (`POST /v1/traces`, protobuf).
+//! (`POST /v1/traces`, protobuf) or OTLP/gRPC (`TraceService/Export` over HTTP/2).
 //!
 //! A worker never waits for it: each worker has its own bounded lock-free queue
 //! (crossbeam's `ArrayQueue`, used single-producer single-consumer), made on its first
@@ -147,7 +147,12 @@ fn run() {
                     let n = spans.len() as u64;
                     let body =
                         super::otlp::encode(&c.service_name, std::mem::replace(&mut spans, rest));
-                    match post(&c, &body) {
+                    let sent = if c.grpc {
+                        post_grpc(&c, &body)
+                    } else {
+                        post(&c, &body)
+                    };
+                    match sent {
                         Ok(()) => s.sent.fetch_add(n, Ordering::Relaxed),
                         Err(e) => {
                             tracing::debug!(collector = %c.addr, error = %e, "span export failed");
@@ -204,5 +209,135 @@ fn post(c: &Collector, body: &[u8]) -> std::io::Result<()> {
             "collector answered {:?}",
             String::from_utf8_lossy(buf.get(..n).unwrap_or_default())
         ))),
+    }
+}
+
+/// The OTLP/gRPC method.
+const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// One OTLP/gRPC export: a unary call on a fresh HTTP/2 connection (h2, driven here on
+/// the exporter's own thread), answered `grpc-status: 0`.
+fn post_grpc(c: &Collector, body: &[u8]) -> std::io::Result<()> {
+    let timeout = Duration::from_secs(5);
+    let sock = TcpStream::connect_timeout(&c.addr, timeout)?;
+    sock.set_nonblocking(true)?;
+    sock.set_nodelay(true)?;
+    let deadline = Instant::now() + timeout;
+    let mut framed = Vec::with_capacity(body.len() + 5);
+    framed.push(0);
+    framed.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+    framed.extend_from_slice(body);
+    let uri = format!("http://{}{GRPC_PATH}", c.authority);
+    let call = async move {
+        let (client, conn) = h2::client::handshake(Polled { sock, deadline })
+            .await
+            .map_err(std::io::Error::other)?;
+        let conn = async move {
+            // The connection ends when the call is done and the client dropped.
+            let _ = conn.await;
+            Err::<(), std::io::Error>(std::io::Error::other("connection closed"))
+        };
+        let unary = async move {
+            let mut client = client.ready().await.map_err(std::io::Error::other)?;
+            let req = http::Request::post(uri)
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .map_err(std::io::Error::other)?;
+            let (resp, mut send) = client
+                .send_request(req, false)
+                .map_err(std::io::Error::other)?;
+            send.send_data(bytes::Bytes::from(framed), true)
+                .map_err(std::io::Error::other)?;
+            let resp = resp.await.map_err(std::io::Error::other)?;
+            let head_status = resp.headers().get("grpc-status").cloned();
+            let mut body = resp.into_body();
+            while let Some(d) = body.data().await {
+                let d = d.map_err(std::io::Error::other)?;
+                let _ = body.flow_control().release_capacity(d.len());
+            }
+            let trailers = body.trailers().await.map_err(std::io::Error::other)?;
+            let status = trailers
+                .as_ref()
+                .and_then(|t| t.get("grpc-status").cloned())
+                .or(head_status);
+            match status.as_ref().map(|v| v.as_bytes()) {
+                Some(b"0") => Ok(()),
+                other => Err(std::io::Error::other(format!(
+                    "collector answered grpc-status {:?}",
+                    other.map(String::from_utf8_lossy)
+                ))),
+            }
+        };
+        futures_lite::future::or(unary, conn).await
+    };
+    futures_lite::future::block_on(call)
+}
+
+/// A non-blocking socket for h2 on a thread without a reactor: a read or write that
+/// would block sleeps a millisecond and asks to be polled again, until the deadline.
+struct Polled {
+    sock: TcpStream,
+    deadline: Instant,
+}
+
+impl Polled {
+    fn would_block<T>(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        if Instant::now() >= self.deadline {
+            return std::task::Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+impl tokio::io::AsyncRead for Polled {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match (&this.sock).read(buf.initialize_unfilled()) {
+            Ok(n) => {
+                buf.advance(n);
+                std::task::Poll::Ready(Ok(()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => this.would_block(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Polled {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match (&this.sock).write(data) {
+            Ok(n) => std::task::Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => this.would_block(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }

@@ -62,8 +62,10 @@ pub struct Collector {
     pub addr: SocketAddr,
     /// The `Host` of the export requests.
     pub authority: String,
-    /// OTLP/HTTP's path (`/v1/traces`).
+    /// OTLP/HTTP's path (`/v1/traces`); unused over gRPC.
     pub path: String,
+    /// OTLP over HTTP/1.1 (protobuf) or over gRPC (HTTP/2).
+    pub grpc: bool,
     /// The resource's `service.name`.
     pub service_name: String,
     /// A batch is sent when it holds this many spans...
@@ -413,6 +415,7 @@ mod tests {
                 addr: ([127, 0, 0, 1], 1).into(),
                 authority: "c".into(),
                 path: "/v1/traces".into(),
+                grpc: false,
                 service_name: "s".into(),
                 batch_spans: 1,
                 flush_interval: Duration::from_secs(1),
