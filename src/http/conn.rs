@@ -279,6 +279,8 @@ impl Conn {
         let limit = l.limits.max_request_line_bytes + l.limits.max_header_bytes + 4;
         // Response headers the filters set for this request (empty: no allocation).
         let store = filter::set_headers::SetHeaders::default();
+        // Request headers the connection manager sets per request (XFCC).
+        let req_store = filter::set_headers::SetHeaders::default();
         // request_headers_timeout: the head must be complete this long after its first
         // byte. Reads are bounded by whichever comes first, it or the idle timeout.
         let mut head_deadline: Option<Instant> = None;
@@ -297,7 +299,8 @@ impl Conn {
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
                 let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
                 let conn = (facts, ip, &self.filters);
-                match prepare::prepare(data, l, view, wbuf, conn, rec, &store).await {
+                let stores = (&store, &req_store);
+                match prepare::prepare(data, l, view, wbuf, conn, rec, stores).await {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {
@@ -586,30 +589,20 @@ impl Conn {
             self.linger |= close;
         }
         self.wbuf.clear();
-        let status = if plan.grpc {
-            encode::write_grpc_local_reply(
-                &mut self.wbuf,
-                (status, flag),
-                location,
-                body,
-                close,
-                plan.is_head,
-                plan.response_edits,
-            );
-            200
-        } else {
-            encode::write_local_reply_at(
-                &mut self.wbuf,
-                (status, flag),
-                content_type,
-                location,
-                body,
-                close,
-                plan.is_head,
-                plan.response_edits,
-            );
-            status
+        let form = encode::ReplyForm {
+            grpc: plan.grpc,
+            head_only: plan.is_head,
+            close,
         };
+        let status = encode::write_reply(
+            &mut self.wbuf,
+            form,
+            (status, flag),
+            content_type,
+            location,
+            body,
+            plan.response_edits,
+        );
         let keep_alive = down.write_all(&self.wbuf).await.is_ok() && !close;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {
@@ -652,32 +645,20 @@ impl Conn {
     ) -> Outcome {
         self.linger = true;
         self.wbuf.clear();
-        let status = if plan.grpc {
-            let edits = plan.response_edits;
-            let reply = (status, flag);
-            encode::write_grpc_local_reply(
-                &mut self.wbuf,
-                reply,
-                None,
-                msg,
-                true,
-                plan.is_head,
-                edits,
-            );
-            200
-        } else {
-            encode::write_local_reply_at(
-                &mut self.wbuf,
-                (status, flag),
-                None,
-                None,
-                msg,
-                true,
-                plan.is_head,
-                plan.response_edits,
-            );
-            status
+        let form = encode::ReplyForm {
+            grpc: plan.grpc,
+            head_only: plan.is_head,
+            close: true,
         };
+        let status = encode::write_reply(
+            &mut self.wbuf,
+            form,
+            (status, flag),
+            None,
+            None,
+            msg,
+            plan.response_edits,
+        );
         let _ = down.write_all(&self.wbuf).await;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {

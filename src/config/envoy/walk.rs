@@ -170,7 +170,13 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "strip_any_host_port",
             "strip_matching_host_port",
             "tracing",
+            "forward_client_cert_details",
+            "set_current_client_cert_details",
         ],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails",
+        &["subject", "cert", "chain", "dns", "uri"],
     ),
     (
         // `verbose` and the other custom tag kinds are refused; `spawn_upstream_span`
