@@ -346,6 +346,29 @@ pub fn render(r: &StatsReport) -> String {
             );
         }
     }
+    if let Some(t) = crate::observe::trace::export::report() {
+        for (name, help, n) in [
+            (
+                "spans_sent",
+                "Spans the exporter sent to the collector.",
+                t.spans_sent,
+            ),
+            (
+                "spans_dropped",
+                "Spans dropped because a worker's queue to the exporter was full.",
+                t.spans_dropped,
+            ),
+            (
+                "export_failures",
+                "Export requests that failed (not answered 2xx).",
+                t.export_failures,
+            ),
+        ] {
+            let full = format!("outrigger_tracing_opentelemetry_{name}_total");
+            family(&mut out, &full, "counter", help);
+            let _ = writeln!(out, "{full} {n}");
+        }
+    }
     if let Some(n) = crate::observe::alloc_count::allocations() {
         family(
             &mut out,

@@ -24,6 +24,7 @@ mod route_action;
 mod route_match;
 mod routes;
 mod tls;
+mod tracing;
 
 /// One problem in a config, located by field path and (when known) line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,7 @@ mod raw_match;
 pub(crate) mod raw_rbac;
 mod raw_retry;
 mod raw_route;
+mod raw_tracing;
 pub mod retry_model;
 mod route_model;
 

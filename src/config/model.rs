@@ -240,6 +240,8 @@ pub struct HttpConnectionManager {
     /// What the connection manager and the router add or answer by themselves (boxed:
     /// read once per request, and it would make every terminal as large).
     pub own: Box<OwnHeaders>,
+    /// Distributed tracing (`observe::trace`; `None`: no spans, no propagation).
+    pub tracing: Option<Arc<crate::observe::trace::Tracing>>,
 }
 
 /// Envoy's `server_header_transformation`.

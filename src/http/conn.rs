@@ -132,6 +132,9 @@ struct Plan<'v> {
     /// The shadows' tee (`upstream::request::tee`) of a mirrored body that streams: the
     /// body's paths upstream push each chunk to it.
     tee: Option<crate::upstream::request::tee::TeeTx>,
+    /// The request's span when tracing sampled it (`observe::trace`), finished with
+    /// the stream.
+    span: Option<Box<crate::observe::trace::ActiveSpan>>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -440,6 +443,16 @@ impl Conn {
             bytes_received: self.rec.bytes_received,
             bytes_sent: self.rec.bytes_sent,
         });
+        if let Some(span) = plan.span.take() {
+            let end = crate::observe::trace::End {
+                status: outcome.status,
+                flag: Some(outcome.flag),
+                bytes_received: self.rec.bytes_received,
+                bytes_sent: self.rec.bytes_sent,
+                upstream: self.rec.upstream,
+            };
+            crate::observe::trace::finish(*span, &end);
+        }
         self.complete(view, at);
         outcome.keep_alive && !view.draining.get()
     }

@@ -21,6 +21,7 @@ mod local_ratelimit;
 mod rbac;
 mod route;
 mod tls;
+mod tracer;
 mod walk;
 pub mod xds;
 

@@ -20,6 +20,7 @@ use crate::http::own_headers;
 use crate::http::router::{self, Decision, Target};
 use crate::http::view::{ChainRef, WorkerView};
 use crate::observe::stream_info::{self, StreamInfo};
+use crate::observe::trace;
 use crate::upstream::Connector;
 
 use super::reply::{self, expired, fail, grpc_timeout, is_grpc, local, local_at, reject, Done};
@@ -99,6 +100,28 @@ pub(crate) async fn serve<C: Connector>(
     let req_store = filter::set_headers::SetHeaders::default();
     let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, conn.tls.as_deref());
     edits.store = Some(&store);
+    // Tracing: the span starts with the request head; its context goes upstream in
+    // the request's stamp (`observe::trace`).
+    let mut span = None;
+    if let (Some(t), None) = (&l.tracing, &refused) {
+        let r = trace::Request {
+            method: parts.method.as_str(),
+            scheme: if conn.tls.is_some() { "https" } else { "http" },
+            authority: authority.as_bytes(),
+            path: &path,
+            protocol: "HTTP/2",
+            peer: peer.ip(),
+            trusted: !l.own.sanitize_envoy_headers,
+            generates_request_id: own_headers::generates_request_id(
+                &l.own,
+                &l.forwarding,
+                parts.headers.contains_key(crate::http::stamp::REQUEST_ID),
+            ),
+        };
+        let (out, s) = trace::start(t, &r, |n| parts.headers.get(n).map(|v| v.as_bytes()));
+        edits.request.stamp.trace = Some(out);
+        span = s;
+    }
     crate::http::xfcc::set(
         &l.forwarding,
         conn.tls.as_deref(),
@@ -202,6 +225,9 @@ pub(crate) async fn serve<C: Connector>(
                 );
             };
             cluster_name = Some(cs.name.clone());
+            if let Some(s) = span.as_deref_mut() {
+                s.set_cluster(&cs.cfg.name);
+            }
             let mut timeout = t.timeout;
             if let Some(g) = grpc.then(|| grpc_timeout(&parts.headers)).flatten() {
                 if timeout.is_zero() || g < timeout {
@@ -376,6 +402,16 @@ pub(crate) async fn serve<C: Connector>(
         bytes_received: done.bytes_received,
         bytes_sent: done.bytes_sent,
     });
+    if let Some(span) = span {
+        let end = trace::End {
+            status: done.status,
+            flag: Some(done.flag),
+            bytes_received: done.bytes_received,
+            bytes_sent: done.bytes_sent,
+            upstream: done.upstream,
+        };
+        trace::finish(*span, &end);
+    }
     let log = view.access_log(at);
     let mut info = StreamInfo {
         start: Some(started),
