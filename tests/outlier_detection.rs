@@ -1,0 +1,305 @@
+//! Outlier detection through the real binary (issue 11): upstreams that answer 200 or
+//! 503 (or refuse connections) behind one round-robin cluster; which endpoint gets the
+//! traffic is counted at the upstreams, the ejections in `/stats`, `/clusters` and
+//! Prometheus. Times are short; every wait polls, none asserts a duration.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn config(endpoints: &[SocketAddr], outlier: &str) -> String {
+    let eps: String = endpoints
+        .iter()
+        .map(|a| format!("      - {{address: 127.0.0.1, port: {}}}\n", a.port()))
+        .collect();
+    format!(
+        "{HEADER}listeners:
+  - name: main
+    address: 127.0.0.1
+    port: @PORT@
+    route_table: main
+route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: / }}
+            cluster: backend
+clusters:
+  - name: backend
+    connect_timeout: 1s
+    endpoints:
+{eps}    outlier_detection:
+{outlier}"
+    )
+}
+
+fn ok_upstream() -> Upstream {
+    Upstream::start(fixed("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"))
+}
+
+fn failing_upstream() -> Upstream {
+    Upstream::start(status_oops(503))
+}
+
+fn od(p: &Proxy) -> serde_json::Value {
+    p.cluster_stats("backend")["outlier_detection"].clone()
+}
+
+fn od_stat(p: &Proxy, name: &str) -> u64 {
+    od(p)[name].as_u64().unwrap_or(0)
+}
+
+/// `health_flags` of the endpoint at `addr` in `/clusters`.
+fn flag_of(p: &Proxy, addr: SocketAddr) -> String {
+    let v: serde_json::Value = serde_json::from_str(&p.admin_get("/clusters").body_str()).unwrap();
+    v["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "backend")
+        .flat_map(|c| c["endpoints"].as_array().unwrap().clone())
+        .find(|e| e["address"] == addr.to_string())
+        .and_then(|e| e["health_flags"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn wait_flag(p: &Proxy, addr: SocketAddr, want: &str) {
+    let got = wait_until(WAIT, || (flag_of(p, addr) == want).then_some(()));
+    assert!(
+        got.is_some(),
+        "{addr} never showed {want}: {}",
+        flag_of(p, addr)
+    );
+}
+
+fn send(p: &Proxy, n: usize) -> Vec<u16> {
+    (0..n).map(|_| get(p.listen, "x", "/work").status).collect()
+}
+
+/// Sends requests (bounded) until `done` holds.
+fn send_until(p: &Proxy, mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..400 {
+        if done() {
+            return true;
+        }
+        get(p.listen, "x", "/work");
+    }
+    done()
+}
+
+#[test]
+fn consecutive_5xx_ejects_the_endpoint_until_its_ejection_time_has_passed() {
+    let good = ok_upstream();
+    let bad = failing_upstream();
+    let p = Proxy::start_with(
+        &config(
+            &[good.addr, bad.addr],
+            "      consecutive_5xx: 3
+      interval: 50ms
+      base_ejection_time: 500ms
+      max_ejection_percent: 50
+",
+        ),
+        2,
+    );
+    assert_eq!(flag_of(&p, bad.addr), "healthy");
+    // Round robin: the failing endpoint gets its three 503s within a few requests.
+    assert!(send_until(&p, || od_stat(&p, "ejections_active") == 1));
+    assert_eq!(flag_of(&p, bad.addr), "/failed_outlier_check");
+    assert_eq!(flag_of(&p, good.addr), "healthy");
+    let before = bad.request_count();
+    assert!(
+        before >= 3,
+        "three 503s in a row eject it: {before} requests"
+    );
+    // Ejected: every request goes to the other endpoint, and succeeds.
+    assert!(send(&p, 10).iter().all(|&s| s == 200));
+    let s = od(&p);
+    assert_eq!(s["ejections_enforced_total"], 1, "{s}");
+    assert_eq!(s["ejections_enforced_consecutive_5xx"], 1, "{s}");
+    assert_eq!(s["ejections_detected_consecutive_5xx"], 1, "{s}");
+    assert_eq!(s["ejections_overflow"], 0, "{s}");
+    // Still ejected (the ejection time is not over while this runs, or it is and the
+    // endpoint is back): what matters is that no request reached it while ejected.
+    if flag_of(&p, bad.addr) == "/failed_outlier_check" {
+        assert_eq!(bad.request_count(), before);
+    }
+    // It comes back after base_ejection_time, at an interval's check, and gets
+    // traffic again.
+    wait_flag(&p, bad.addr, "healthy");
+    assert_eq!(od_stat(&p, "ejections_active"), 0);
+    let back = bad.request_count();
+    assert!(send_until(&p, || bad.request_count() > back));
+    // Prometheus: the gauge and the counters, by Envoy's names.
+    let text = p.prometheus();
+    assert_eq!(
+        metric(
+            &text,
+            "outrigger_outlier_detection_ejections_enforced_consecutive_5xx_total{cluster=\"backend\"}"
+        ),
+        Some(s["ejections_enforced_consecutive_5xx"].as_u64().unwrap() as f64)
+    );
+    assert!(metric(
+        &text,
+        "outrigger_outlier_detection_ejections_active{cluster=\"backend\"}"
+    )
+    .is_some());
+}
+
+#[test]
+fn max_ejection_percent_caps_the_ejected_endpoints_and_counts_the_overflow() {
+    let ups: Vec<Upstream> = (0..3).map(|_| failing_upstream()).collect();
+    let addrs: Vec<SocketAddr> = ups.iter().map(|u| u.addr).collect();
+    // One of three is 33%: allowed; a second would be 66%.
+    let p = Proxy::start_with(
+        &config(
+            &addrs,
+            "      consecutive_5xx: 2
+      interval: 1s
+      base_ejection_time: 60s
+      max_ejection_percent: 34
+",
+        ),
+        2,
+    );
+    assert!(send_until(&p, || od_stat(&p, "ejections_overflow") >= 1));
+    let s = od(&p);
+    assert_eq!(s["ejections_active"], 1, "{s}");
+    assert_eq!(s["ejections_enforced_total"], 1, "{s}");
+    let ejected = addrs
+        .iter()
+        .filter(|a| flag_of(&p, **a) == "/failed_outlier_check")
+        .count();
+    assert_eq!(ejected, 1);
+}
+
+#[test]
+fn the_default_ten_percent_ejects_nothing_of_two_endpoints() {
+    // Envoy's default max_ejection_percent (10) with two endpoints: one would be 50%,
+    // so the detection overflows (always_eject_one_host is off by default).
+    let good = ok_upstream();
+    let bad = failing_upstream();
+    let p = Proxy::start_with(
+        &config(
+            &[good.addr, bad.addr],
+            "      consecutive_5xx: 2\n      interval: 1s\n",
+        ),
+        1,
+    );
+    assert!(send_until(&p, || od_stat(&p, "ejections_overflow") >= 1));
+    assert_eq!(od_stat(&p, "ejections_active"), 0);
+    assert_eq!(od_stat(&p, "ejections_detected_consecutive_5xx"), 1);
+    assert_eq!(flag_of(&p, bad.addr), "healthy");
+}
+
+#[test]
+fn always_eject_one_host_ejects_the_first_despite_the_percentage() {
+    let good = ok_upstream();
+    let bad = failing_upstream();
+    let p = Proxy::start_with(
+        &config(
+            &[good.addr, bad.addr],
+            "      consecutive_5xx: 2\n      interval: 1s\n      always_eject_one_host: true\n",
+        ),
+        1,
+    );
+    assert!(send_until(&p, || od_stat(&p, "ejections_active") == 1));
+    assert_eq!(flag_of(&p, bad.addr), "/failed_outlier_check");
+}
+
+#[test]
+fn gateway_failures_are_detected_but_not_enforced_by_default() {
+    let good = ok_upstream();
+    let bad = failing_upstream();
+    let p = Proxy::start_with(
+        &config(
+            &[good.addr, bad.addr],
+            "      consecutive_5xx: 1000
+      consecutive_gateway_failure: 2
+      interval: 1s
+      max_ejection_percent: 50
+",
+        ),
+        1,
+    );
+    assert!(send_until(&p, || od_stat(
+        &p,
+        "ejections_detected_consecutive_gateway_failure"
+    ) >= 1));
+    // enforcing_consecutive_gateway_failure defaults to 0.
+    assert_eq!(od_stat(&p, "ejections_enforced_total"), 0);
+    assert_eq!(od_stat(&p, "ejections_active"), 0);
+    assert_eq!(flag_of(&p, bad.addr), "healthy");
+}
+
+#[test]
+fn split_local_origin_failures_eject_an_endpoint_that_refuses_connections() {
+    let good = ok_upstream();
+    let refused = refused_addr();
+    let p = Proxy::start_with(
+        &config(
+            &[good.addr, refused],
+            "      split_external_local_origin_errors: true
+      consecutive_local_origin_failure: 2
+      consecutive_5xx: 1000
+      interval: 1s
+      base_ejection_time: 60s
+      max_ejection_percent: 50
+",
+        ),
+        1,
+    );
+    assert!(send_until(&p, || od_stat(&p, "ejections_active") == 1));
+    let s = od(&p);
+    assert_eq!(
+        s["ejections_enforced_consecutive_local_origin_failure"], 1,
+        "{s}"
+    );
+    assert_eq!(s["ejections_detected_consecutive_5xx"], 0, "{s}");
+    assert_eq!(flag_of(&p, refused), "/failed_outlier_check");
+    assert!(send(&p, 10).iter().all(|&st| st == 200));
+}
+
+#[test]
+fn bad_outlier_settings_are_refused_by_path() {
+    let dir = TempDir::new("outlier-refused");
+    let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for (i, (o, want)) in [
+        (
+            "      max_ejection_percent: 101\n",
+            "clusters[0].outlier_detection.max_ejection_percent",
+        ),
+        (
+            "      base_ejection_time: 10s\n      max_ejection_time: 5s\n",
+            "clusters[0].outlier_detection.max_ejection_time",
+        ),
+        ("      nonsense: 1\n", "nonsense"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = dir.join(&format!("c{i}.yaml"));
+        let text = config(&[up], o)
+            .replace("@ADMIN_PORT@", "9901")
+            .replace("@PORT@", "10000");
+        write_atomic(&path, &text);
+        let out = run_cli(
+            &["validate", "-c", &path.display().to_string()],
+            Duration::from_secs(20),
+        );
+        let err = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{o} was accepted");
+        assert!(err.contains(want), "{o}: {err}");
+    }
+}
