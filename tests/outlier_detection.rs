@@ -303,3 +303,141 @@ fn bad_outlier_settings_are_refused_by_path() {
         assert!(err.contains(want), "{o}: {err}");
     }
 }
+
+/// An upstream that answers its traffic with 503 but passes `/healthz`.
+fn failing_but_checked_healthy() -> Upstream {
+    Upstream::start(std::sync::Arc::new(|_, req, s| {
+        let raw: &[u8] = if req.target == "/healthz" {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhc"
+        } else {
+            b"HTTP/1.1 503 Oops\r\ncontent-length: 4\r\n\r\noops"
+        };
+        std::io::Write::write_all(s, raw)?;
+        Ok(true)
+    }))
+}
+
+fn checked_config(good: &Upstream, bad: &Upstream, uneject: bool) -> String {
+    let health_checks = "    health_checks:
+      - timeout: 1s
+        interval: 100ms
+        no_traffic_interval: 100ms
+        unhealthy_threshold: 2
+        healthy_threshold: 1
+        http_health_check: {path: /healthz}
+";
+    config(
+        &[good.addr, bad.addr],
+        &format!(
+            "      consecutive_5xx: 3
+      interval: 1s
+      base_ejection_time: 60s
+      max_ejection_percent: 50
+      successful_active_health_check_uneject_host: {uneject}
+{health_checks}"
+        ),
+    )
+}
+
+#[test]
+fn a_passing_active_health_check_brings_an_ejected_endpoint_back() {
+    let good = ok_upstream();
+    let bad = failing_but_checked_healthy();
+    let p = Proxy::start_with(&checked_config(&good, &bad, true), 1);
+    // Ejected by its 503s, then back at its next passing check, long before its 60s.
+    let ejected = send_until(&p, || od_stat(&p, "ejections_enforced_total") >= 1);
+    assert!(ejected);
+    wait_flag(&p, bad.addr, "healthy");
+    assert_eq!(od_stat(&p, "ejections_active"), 0);
+}
+
+#[test]
+fn without_uneject_on_check_the_ejection_runs_its_time() {
+    let good = ok_upstream();
+    let bad = failing_but_checked_healthy();
+    let p = Proxy::start_with(&checked_config(&good, &bad, false), 1);
+    assert!(send_until(&p, || od_stat(&p, "ejections_active") == 1));
+    // Several checks pass meanwhile; the endpoint stays out.
+    let checks = |u: &Upstream| {
+        u.requests()
+            .iter()
+            .filter(|r| r.target == "/healthz")
+            .count()
+    };
+    let seen = checks(&bad);
+    assert!(wait_until(WAIT, || (checks(&bad) >= seen + 3).then_some(())).is_some());
+    assert_eq!(flag_of(&p, bad.addr), "/failed_outlier_check");
+    assert_eq!(od_stat(&p, "ejections_active"), 1);
+}
+
+#[test]
+fn ejecting_every_endpoint_puts_the_cluster_in_panic() {
+    let a = failing_upstream();
+    let b = failing_upstream();
+    let p = Proxy::start_with(
+        &config(
+            &[a.addr, b.addr],
+            "      consecutive_5xx: 2
+      interval: 1s
+      base_ejection_time: 60s
+      max_ejection_percent: 100
+",
+        ),
+        1,
+    );
+    assert!(send_until(&p, || od_stat(&p, "ejections_active") == 2));
+    // No endpoint is healthy: below the 50% panic threshold every endpoint is used, so
+    // the requests still reach the upstreams (their 503, not a local 503 UH).
+    let before = a.request_count() + b.request_count();
+    assert!(send(&p, 6).iter().all(|&s| s == 503));
+    assert_eq!(a.request_count() + b.request_count(), before + 6);
+    assert!(
+        p.cluster_stats("backend")["lb_healthy_panic"]
+            .as_u64()
+            .unwrap()
+            >= 6
+    );
+}
+
+#[test]
+fn the_interval_detectors_eject_by_failure_percentage_and_success_rate() {
+    for (fields, stat) in [
+        (
+            "      enforcing_failure_percentage: 100
+      failure_percentage_request_volume: 2
+      enforcing_success_rate: 0
+",
+            "ejections_enforced_failure_percentage",
+        ),
+        (
+            "      success_rate_request_volume: 2
+",
+            "ejections_enforced_success_rate",
+        ),
+    ] {
+        let mut ups: Vec<Upstream> = (0..4).map(|_| ok_upstream()).collect();
+        ups.push(failing_upstream());
+        let addrs: Vec<SocketAddr> = ups.iter().map(|u| u.addr).collect();
+        let p = Proxy::start_with(
+            &config(
+                &addrs,
+                &format!(
+                    "      consecutive_5xx: 1000
+      interval: 300ms
+      base_ejection_time: 60s
+      max_ejection_percent: 20
+{fields}"
+                ),
+            ),
+            2,
+        );
+        assert!(
+            send_until(&p, || od_stat(&p, stat) == 1),
+            "{stat}: {}",
+            od(&p)
+        );
+        assert_eq!(flag_of(&p, addrs[4]), "/failed_outlier_check");
+        assert_eq!(od_stat(&p, "ejections_active"), 1);
+        assert!(send(&p, 10).iter().all(|&s| s == 200));
+    }
+}

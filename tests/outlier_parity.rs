@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::envoy::{envoy_or_skip, Envoy};
 use common::*;
 
-fn bootstrap(good: SocketAddr, bad: SocketAddr, outlier: &str) -> String {
+fn bootstrap(good: &[SocketAddr], bad: SocketAddr, outlier: &str) -> String {
     let ep = |a: SocketAddr| {
         format!(
             "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}\n",
@@ -54,12 +54,12 @@ static_resources:
       endpoints:
       - lb_endpoints:
 {good}{bad}"#,
-        good = ep(good),
+        good = good.iter().map(|a| ep(*a)).collect::<String>(),
         bad = ep(bad),
     )
 }
 
-const STATS: [&str; 10] = [
+const STATS: [&str; 14] = [
     "ejections_active",
     "ejections_enforced_total",
     "ejections_enforced_consecutive_5xx",
@@ -70,6 +70,10 @@ const STATS: [&str; 10] = [
     "ejections_detected_consecutive_local_origin_failure",
     "ejections_overflow",
     "ejections_total",
+    "ejections_enforced_success_rate",
+    "ejections_detected_success_rate",
+    "ejections_enforced_failure_percentage",
+    "ejections_detected_failure_percentage",
 ];
 
 /// Envoy's `cluster.up.outlier_detection.<name>`.
@@ -144,28 +148,32 @@ struct Case {
     refused: bool,
     /// Wait for the endpoint to come back.
     back: bool,
+    /// Endpoints answering 200 (the failing one comes last).
+    goods: usize,
 }
 
 fn run(
     listen: SocketAddr,
-    good: &Upstream,
+    good: &[Upstream],
     bad: SocketAddr,
     case: &Case,
     stat: &dyn Fn(&str) -> u64,
     flags: &dyn Fn(SocketAddr) -> String,
 ) -> Seen {
     let mut acted = false;
-    for _ in 0..200 {
+    // Bounded; enough for several intervals of the interval detectors' cases.
+    for _ in 0..600 {
         if stat(case.until) > 0 {
             acted = true;
             break;
         }
         get(listen, "x", "/work");
     }
-    let before = good.request_count();
+    let count = || good.iter().map(Upstream::request_count).sum::<usize>();
+    let before = count();
     let mut statuses: Vec<u16> = (0..10).map(|_| get(listen, "x", "/work").status).collect();
     statuses.sort_unstable();
-    let to_good = good.request_count() - before;
+    let to_good = count() - before;
     let stats = STATS.iter().map(|n| (*n, stat(n))).collect();
     let flags_now = flags(bad);
     let back = case.back.then(|| {
@@ -196,6 +204,7 @@ fn envoy_and_outrigger_eject_outliers_alike() {
             until: "ejections_active",
             refused: false,
             back: false,
+            goods: 1,
         },
         Case {
             name: "the default max_ejection_percent (10%) of two endpoints overflows",
@@ -203,6 +212,7 @@ fn envoy_and_outrigger_eject_outliers_alike() {
             until: "ejections_overflow",
             refused: false,
             back: false,
+            goods: 1,
         },
         Case {
             name: "always_eject_one_host ejects the first one whatever the percentage",
@@ -210,6 +220,7 @@ fn envoy_and_outrigger_eject_outliers_alike() {
             until: "ejections_active",
             refused: false,
             back: false,
+            goods: 1,
         },
         Case {
             name: "enforcing_consecutive_5xx: 0 detects without ejecting",
@@ -217,6 +228,7 @@ fn envoy_and_outrigger_eject_outliers_alike() {
             until: "ejections_detected_consecutive_5xx",
             refused: false,
             back: false,
+            goods: 1,
         },
         Case {
             name: "gateway failures eject when enforced",
@@ -224,6 +236,7 @@ fn envoy_and_outrigger_eject_outliers_alike() {
             until: "ejections_active",
             refused: false,
             back: false,
+            goods: 1,
         },
         Case {
             name: "a refused endpoint is a 503 for consecutive_5xx without the split",
@@ -231,6 +244,7 @@ fn envoy_and_outrigger_eject_outliers_alike() {
             until: "ejections_active",
             refused: true,
             back: false,
+            goods: 1,
         },
         Case {
             name: "with the split, a refused endpoint is a local-origin failure",
@@ -238,6 +252,7 @@ fn envoy_and_outrigger_eject_outliers_alike() {
             until: "ejections_active",
             refused: true,
             back: false,
+            goods: 1,
         },
         Case {
             name: "the ejected endpoint comes back after base_ejection_time",
@@ -245,15 +260,34 @@ fn envoy_and_outrigger_eject_outliers_alike() {
             until: "ejections_active",
             refused: false,
             back: true,
+            goods: 1,
+        },
+        Case {
+            name: "failure percentage ejects the endpoint failing every request",
+            outlier: "{ consecutive_5xx: 1000, consecutive_gateway_failure: 1000, interval: 0.5s, base_ejection_time: 60s, max_ejection_percent: 20, enforcing_failure_percentage: 100, failure_percentage_request_volume: 2, success_rate_request_volume: 100000 }",
+            until: "ejections_active",
+            refused: false,
+            back: false,
+            goods: 4,
+        },
+        Case {
+            name: "success rate ejects the endpoint far below the others",
+            outlier: "{ consecutive_5xx: 1000, consecutive_gateway_failure: 1000, interval: 0.5s, base_ejection_time: 60s, max_ejection_percent: 20, success_rate_request_volume: 2, failure_percentage_request_volume: 100000 }",
+            until: "ejections_active",
+            refused: false,
+            back: false,
+            goods: 4,
         },
     ];
     let mut diffs = Vec::new();
     for c in &cases {
         let failing = || (!c.refused).then(|| Upstream::start(status_oops(503)));
         let ok = || Upstream::start(fixed("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"));
-        let (good, bad_up) = (ok(), failing());
+        let goods = || (0..c.goods).map(|_| ok()).collect::<Vec<_>>();
+        let addrs = |g: &[Upstream]| g.iter().map(|u| u.addr).collect::<Vec<_>>();
+        let (good, bad_up) = (goods(), failing());
         let bad = bad_up.as_ref().map_or_else(refused_addr, |u| u.addr);
-        let envoy = Envoy::start(&bin, &bootstrap(good.addr, bad, c.outlier));
+        let envoy = Envoy::start(&bin, &bootstrap(&addrs(&good), bad, c.outlier));
         let admin = envoy.admin;
         let from_envoy = run(
             envoy.listen,
@@ -264,11 +298,11 @@ fn envoy_and_outrigger_eject_outliers_alike() {
             &|a| envoy_flags(admin, a),
         );
         drop(envoy);
-        let (good, bad_up) = (ok(), failing());
+        let (good, bad_up) = (goods(), failing());
         let bad = bad_up.as_ref().map_or_else(refused_addr, |u| u.addr);
         // One worker, as Envoy runs here: one round-robin position, so the good endpoint
         // gets every other request while both are in.
-        let proxy = Proxy::start_with(&bootstrap(good.addr, bad, c.outlier), 1);
+        let proxy = Proxy::start_with(&bootstrap(&addrs(&good), bad, c.outlier), 1);
         let from_outrigger = run(
             proxy.listen,
             &good,

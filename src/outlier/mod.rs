@@ -257,7 +257,7 @@ impl Detector {
             self.with_stats(&name, |s| s.ejections_total += 1);
         }
         let enforcing = kind.enforcing(&cfg);
-        if fastrand::u32(0..100) >= enforcing {
+        if fastrand::u32(0..100) >= enforcing || cd.hosts.get(i).is_none_or(|h| h.ejected) {
             return;
         }
         let Some(addr) = cd.cluster.endpoints.get(i).map(|e| e.addr) else {
@@ -353,11 +353,10 @@ impl Detector {
                 }
             }
             let report = counts.and_then(|r| r.clusters.iter().find(|c| c.name == name));
+            // Both detectors may name one endpoint: the second is counted as Envoy
+            // counts it (detected, and an overflow past max_ejection_percent), but an
+            // endpoint is never ejected twice.
             for (i, kind) in rates::detect(cd, &cfg, report) {
-                // Both detectors may name one endpoint; the first ejects it.
-                if cd.hosts.get(i).is_none_or(|h| h.ejected) {
-                    continue;
-                }
                 self.with_stats(&name, |s| {
                     s.detected(kind);
                     if kind == Kind::SuccessRate || kind == Kind::SuccessRateLocalOrigin {
