@@ -573,30 +573,20 @@ impl Conn {
             self.linger |= close;
         }
         self.wbuf.clear();
-        let status = if plan.grpc {
-            encode::write_grpc_local_reply(
-                &mut self.wbuf,
-                (status, flag),
-                location,
-                body,
-                close,
-                plan.is_head,
-                plan.response_edits,
-            );
-            200
-        } else {
-            encode::write_local_reply_at(
-                &mut self.wbuf,
-                (status, flag),
-                content_type,
-                location,
-                body,
-                close,
-                plan.is_head,
-                plan.response_edits,
-            );
-            status
+        let form = encode::ReplyForm {
+            grpc: plan.grpc,
+            head_only: plan.is_head,
+            close,
         };
+        let status = encode::write_reply(
+            &mut self.wbuf,
+            form,
+            (status, flag),
+            content_type,
+            location,
+            body,
+            plan.response_edits,
+        );
         let keep_alive = down.write_all(&self.wbuf).await.is_ok() && !close;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {
@@ -639,32 +629,20 @@ impl Conn {
     ) -> Outcome {
         self.linger = true;
         self.wbuf.clear();
-        let status = if plan.grpc {
-            let edits = plan.response_edits;
-            let reply = (status, flag);
-            encode::write_grpc_local_reply(
-                &mut self.wbuf,
-                reply,
-                None,
-                msg,
-                true,
-                plan.is_head,
-                edits,
-            );
-            200
-        } else {
-            encode::write_local_reply_at(
-                &mut self.wbuf,
-                (status, flag),
-                None,
-                None,
-                msg,
-                true,
-                plan.is_head,
-                plan.response_edits,
-            );
-            status
+        let form = encode::ReplyForm {
+            grpc: plan.grpc,
+            head_only: plan.is_head,
+            close: true,
         };
+        let status = encode::write_reply(
+            &mut self.wbuf,
+            form,
+            (status, flag),
+            None,
+            None,
+            msg,
+            plan.response_edits,
+        );
         let _ = down.write_all(&self.wbuf).await;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {
