@@ -189,6 +189,10 @@ impl Detector {
     /// ejected, or gone, is left alone; otherwise the detection is counted, the
     /// ejection tried, and the run's counter reset so that a new run can be seen.
     pub fn on_event(&self, e: Event) {
+        self.on_event_at(e, Instant::now());
+    }
+
+    fn on_event_at(&self, e: Event, now: Instant) {
         let mut clusters = self.0.clusters.borrow_mut();
         let Some(cd) = clusters.get_mut(&e.cluster) else {
             return;
@@ -206,7 +210,7 @@ impl Detector {
                 s.ejections_consecutive_5xx += 1;
             }
         });
-        self.eject(cd, i, kind, Instant::now());
+        self.eject(cd, i, kind, now);
         if let Some(h) = cd.cluster.outlier.as_deref().and_then(|o| o.hosts.get(i)) {
             h.reset(e.kind);
         }
@@ -385,3 +389,6 @@ impl Detector {
         Some(stats.get(cluster)?.report(cd.active()))
     }
 }
+
+#[cfg(test)]
+mod tests;
