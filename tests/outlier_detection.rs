@@ -4,6 +4,7 @@
 //! Prometheus. Times are short; every wait polls, none asserts a duration.
 
 mod common;
+mod h2client;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -440,4 +441,56 @@ fn the_interval_detectors_eject_by_failure_percentage_and_success_rate() {
         assert_eq!(od_stat(&p, "ejections_active"), 1);
         assert!(send(&p, 10).iter().all(|&s| s == 200));
     }
+}
+
+/// HTTP/2 statuses of `n` requests sent on one HTTP/2 connection to `addr`.
+fn h2_send(addr: SocketAddr, n: usize) -> Vec<u16> {
+    h2client::run(move || async move {
+        let mut c = h2client::connect(addr).await;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let req = h2client::request("GET", &format!("http://{addr}/work"))
+                .body(())
+                .unwrap();
+            out.push(h2client::send(&mut c, req, b"").await.status);
+        }
+        out
+    })
+}
+
+#[test]
+fn an_http2_cluster_ejects_for_http1_and_http2_clients() {
+    let good = h2client::h2_upstream(200);
+    let bad = h2client::h2_upstream(503);
+    let text = config(
+        &[good, bad],
+        "      consecutive_5xx: 3
+      interval: 1s
+      base_ejection_time: 60s
+      max_ejection_percent: 50
+",
+    )
+    .replace(
+        "    connect_timeout: 1s\n",
+        "    connect_timeout: 1s\n    protocol: http2\n",
+    );
+    // HTTP/1 clients (the HTTP/1 to HTTP/2 path).
+    let p = Proxy::start_with(&text, 1);
+    assert!(send_until(&p, || od_stat(&p, "ejections_active") == 1));
+    assert_eq!(flag_of(&p, bad), "/failed_outlier_check");
+    assert!(send(&p, 10).iter().all(|&s| s == 200));
+    drop(p);
+    // HTTP/2 clients (HTTP/2 to HTTP/2).
+    let p = Proxy::start_with(&text, 1);
+    let mut acted = false;
+    for _ in 0..40 {
+        if od_stat(&p, "ejections_active") == 1 {
+            acted = true;
+            break;
+        }
+        h2_send(p.listen, 5);
+    }
+    assert!(acted, "{}", od(&p));
+    assert_eq!(flag_of(&p, bad), "/failed_outlier_check");
+    assert!(h2_send(p.listen, 10).iter().all(|&s| s == 200));
 }
