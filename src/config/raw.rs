@@ -183,6 +183,29 @@ pub(crate) struct RawForwarding {
     pub xff_num_trusted_hops: Option<u32>,
     #[serde(default)]
     pub skip_xff_append: Option<bool>,
+    /// `x-forwarded-client-cert`: sanitize (default), forward_only, append_forward,
+    /// sanitize_set or always_forward_only.
+    #[serde(default)]
+    pub forward_client_cert_details: Option<String>,
+    #[serde(default)]
+    pub set_current_client_cert_details: Option<RawCertDetails>,
+}
+
+/// Which parts of the client certificate the proxy's `x-forwarded-client-cert`
+/// element carries besides `By` and `Hash`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertDetails {
+    #[serde(default)]
+    pub subject: bool,
+    #[serde(default)]
+    pub cert: bool,
+    #[serde(default)]
+    pub chain: bool,
+    #[serde(default)]
+    pub dns: bool,
+    #[serde(default)]
+    pub uri: bool,
 }
 
 /// `proxy_headers`: what the connection manager and router add by themselves

@@ -276,6 +276,8 @@ impl Conn {
         let limit = l.limits.max_request_line_bytes + l.limits.max_header_bytes + 4;
         // Response headers the filters set for this request (empty: no allocation).
         let store = filter::set_headers::SetHeaders::default();
+        // Request headers the connection manager sets per request (XFCC).
+        let req_store = filter::set_headers::SetHeaders::default();
         // request_headers_timeout: the head must be complete this long after its first
         // byte. Reads are bounded by whichever comes first, it or the idle timeout.
         let mut head_deadline: Option<Instant> = None;
@@ -294,7 +296,8 @@ impl Conn {
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
                 let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
                 let conn = (facts, ip, &self.filters);
-                match prepare::prepare(data, l, view, wbuf, conn, rec, &store).await {
+                let stores = (&store, &req_store);
+                match prepare::prepare(data, l, view, wbuf, conn, rec, stores).await {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {

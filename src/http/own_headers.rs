@@ -15,13 +15,21 @@ use crate::config::{Forwarding, OwnHeaders};
 use crate::http::filter::headers::Edits;
 use crate::http::filter::StreamEdits;
 use crate::http::stamp::RequestId;
+use crate::http::xfcc;
+use crate::tls::TlsInfo;
 
 /// A stream's edits before its filter chain runs: the sanitizing removals go first, so
 /// a filter or route may still add what they remove (as in Envoy, where the connection
 /// manager sanitizes before the filters run).
-pub fn stream_edits(own: &OwnHeaders) -> StreamEdits<'_> {
+/// The sanitizing plan keeps or removes `x-forwarded-client-cert` as the connection
+/// manager's `forward_client_cert_details` says for this connection (`http::xfcc`).
+pub fn stream_edits<'c>(
+    own: &'c OwnHeaders,
+    fwd: &Forwarding,
+    tls: Option<&TlsInfo>,
+) -> StreamEdits<'c> {
     let mut e = StreamEdits::default();
-    e.request = e.request.then(&own.request_plan);
+    e.request = e.request.then(xfcc::request_plan(own, fwd, tls));
     e
 }
 

@@ -245,6 +245,34 @@ impl DownstreamTlsSpec {
     }
 }
 
+/// Envoy's `forward_client_cert_details`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardClientCert {
+    /// Remove the header (Envoy's default).
+    #[default]
+    Sanitize,
+    /// Pass it on unchanged on mutual-TLS connections; remove it otherwise.
+    ForwardOnly,
+    /// Append the proxy's element on mutual-TLS connections; remove it otherwise.
+    AppendForward,
+    /// Replace it with the proxy's element on mutual-TLS connections; remove it
+    /// otherwise.
+    SanitizeSet,
+    /// Pass it on unchanged, whatever the connection.
+    AlwaysForwardOnly,
+}
+
+/// Envoy's `set_current_client_cert_details`: which parts the element carries besides
+/// `By` and `Hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CertDetails {
+    pub subject: bool,
+    pub cert: bool,
+    pub chain: bool,
+    pub dns: bool,
+    pub uri: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,15 +9,15 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 /// One DER element: its tag and contents; `rest` is what follows it.
-struct Tlv<'a> {
-    tag: u8,
-    body: &'a [u8],
-    rest: &'a [u8],
+pub(super) struct Tlv<'a> {
+    pub tag: u8,
+    pub body: &'a [u8],
+    pub rest: &'a [u8],
 }
 
 /// Splits the first element off `d`. Only single-byte tags and definite lengths up to
 /// four length bytes (DER allows nothing else in a certificate).
-fn tlv(d: &[u8]) -> Option<Tlv<'_>> {
+pub(super) fn tlv(d: &[u8]) -> Option<Tlv<'_>> {
     let (&tag, d) = d.split_first()?;
     let (&first, mut d) = d.split_first()?;
     let len = if first < 0x80 {
@@ -35,8 +35,8 @@ fn tlv(d: &[u8]) -> Option<Tlv<'_>> {
     Some(Tlv { tag, body, rest })
 }
 
-const SEQUENCE: u8 = 0x30;
-const OID: u8 = 0x06;
+pub(super) const SEQUENCE: u8 = 0x30;
+pub(super) const OID: u8 = 0x06;
 const BOOLEAN: u8 = 0x01;
 const OCTET_STRING: u8 = 0x04;
 /// `[3] EXPLICIT Extensions` in TBSCertificate.

@@ -19,7 +19,9 @@ pub mod info;
 pub mod server;
 pub mod stats;
 pub mod stream;
+pub mod subject;
 pub mod transport;
+pub mod xfcc;
 
 pub use info::TlsInfo;
 pub use server::ServerTls;

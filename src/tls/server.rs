@@ -60,6 +60,8 @@ pub struct ServerTls {
     /// Each file's stamp, taken before it was read: the rotation watch reloads when
     /// one changes (`runtime/tls_watch.rs`).
     pub stamps: Vec<(String, Option<Stamp>)>,
+    /// The first URI SAN of the first certificate: x-forwarded-client-cert's `By`.
+    pub local_uri_san: Option<String>,
 }
 
 /// What tells a file changed without reading it: modification time and size (through
@@ -162,6 +164,10 @@ impl ServerTls {
             }
             None => builder.with_no_client_auth(),
         };
+        let local_uri_san = keys
+            .first()
+            .and_then(|k| k.cert.first())
+            .and_then(|c| super::der::sans(c).uri.into_iter().next());
         let mut config = builder.with_cert_resolver(Arc::new(Certificates(keys)));
         config.alpn_protocols = spec
             .alpn_protocols
@@ -175,6 +181,7 @@ impl ServerTls {
             config: Arc::new(config),
             contents,
             stamps,
+            local_uri_san,
         })
     }
 }

@@ -441,6 +441,29 @@ impl Builder {
             skip_xff_append: rf
                 .and_then(|f| f.skip_xff_append)
                 .unwrap_or(fd.skip_xff_append),
+            xfcc: match rf.and_then(|f| f.forward_client_cert_details.as_deref()) {
+                None | Some("sanitize") => ForwardClientCert::Sanitize,
+                Some("forward_only") => ForwardClientCert::ForwardOnly,
+                Some("append_forward") => ForwardClientCert::AppendForward,
+                Some("sanitize_set") => ForwardClientCert::SanitizeSet,
+                Some("always_forward_only") => ForwardClientCert::AlwaysForwardOnly,
+                Some(other) => {
+                    self.err(
+                        format!("{p}.forwarding.forward_client_cert_details"),
+                        format!("unknown value `{other}` (use sanitize, forward_only, append_forward, sanitize_set or always_forward_only)"),
+                    );
+                    fd.xfcc
+                }
+            },
+            xfcc_details: rf
+                .and_then(|f| f.set_current_client_cert_details.as_ref())
+                .map_or(fd.xfcc_details, |d| CertDetails {
+                    subject: d.subject,
+                    cert: d.cert,
+                    chain: d.chain,
+                    dns: d.dns,
+                    uri: d.uri,
+                }),
         };
         let stat_prefix = match t.stat_prefix {
             Some(s) if s.is_empty() => {

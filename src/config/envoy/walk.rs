@@ -168,7 +168,13 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "preserve_external_request_id",
             "strip_any_host_port",
             "strip_matching_host_port",
+            "forward_client_cert_details",
+            "set_current_client_cert_details",
         ],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails",
+        &["subject", "cert", "chain", "dns", "uri"],
     ),
     (
         "envoy.config.core.v3.Http1ProtocolOptions",

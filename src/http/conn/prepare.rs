@@ -28,7 +28,10 @@ pub(super) async fn prepare<'v, C: Connector>(
     wbuf: &mut Vec<u8>,
     (facts, ip, state): (crate::rbac::Conn<'_>, &[u8], &filter::ConnState),
     rec: Option<&mut StreamInfo>,
-    store: &'v filter::set_headers::SetHeaders,
+    (store, req_store): (
+        &'v filter::set_headers::SetHeaders,
+        &'v filter::set_headers::SetHeaders,
+    ),
 ) -> Result<Option<Plan<'v>>, HeadError> {
     let mut slots = request::header_slots();
     let Some(mut req) = request::parse(data, &l.limits, &mut slots)? else {
@@ -90,8 +93,18 @@ pub(super) async fn prepare<'v, C: Connector>(
         router::select(table, &view_req)
     };
     // The filter chain runs on every routed or unrouted request; the router is last.
-    let mut edits = own_headers::stream_edits(&l.own);
+    let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, facts.tls);
     edits.store = Some(store);
+    crate::http::xfcc::set(
+        &l.forwarding,
+        facts.tls,
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(crate::http::xfcc::XFCC))
+            .map(|h| h.value),
+        req_store,
+        &mut edits.request,
+    );
     let ctx = filter::RequestCtx {
         req: &view_req,
         conn: facts,

@@ -96,8 +96,20 @@ pub(crate) async fn serve<C: Connector>(
     // was refused by the codec's rules before any filter sees it).
     // Response headers the filters set for this request (empty: no allocation).
     let store = filter::set_headers::SetHeaders::default();
-    let mut edits = own_headers::stream_edits(&l.own);
+    let req_store = filter::set_headers::SetHeaders::default();
+    let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, conn.tls.as_deref());
     edits.store = Some(&store);
+    crate::http::xfcc::set(
+        &l.forwarding,
+        conn.tls.as_deref(),
+        parts
+            .headers
+            .get_all(crate::http::xfcc::XFCC)
+            .iter()
+            .map(|v| v.as_bytes()),
+        &req_store,
+        &mut edits.request,
+    );
     // `Some`: a filter answered the request itself.
     let filter_reply = if refused.is_some() {
         None
