@@ -20,7 +20,7 @@ use rustls::{
     SignatureScheme,
 };
 
-use super::config::{DownstreamTlsSpec, StringMatch};
+use super::config::{DownstreamTlsSpec, SanType, StringMatch};
 use super::der;
 
 /// TLS 1.2 and 1.3 only. Every suite rustls implements for these is an (EC)DHE one,
@@ -216,10 +216,18 @@ pub fn san_allowed(cert: &[u8], matchers: &[StringMatch]) -> bool {
         return true;
     }
     let s = der::sans(cert);
-    s.dns
-        .iter()
-        .chain(&s.uri)
-        .any(|n| matchers.iter().any(|m| m.matches(n)))
+    let typed = |want: SanType| move |m: &&StringMatch| m.san_type.is_none_or(|t| t == want);
+    s.dns.iter().any(|n| {
+        matchers
+            .iter()
+            .filter(typed(SanType::Dns))
+            .any(|m| m.matches(n))
+    }) || s.uri.iter().any(|n| {
+        matchers
+            .iter()
+            .filter(typed(SanType::Uri))
+            .any(|m| m.matches(n))
+    })
 }
 
 impl ClientCertVerifier for SanVerifier {
