@@ -329,6 +329,7 @@ pub fn render(r: &StatsReport) -> String {
         lb_healthy_panic
     );
     health_checks(&mut out, cs);
+    outlier_detection(&mut out, cs);
     circuit_breakers(&mut out, cs);
     family(
         &mut out,
@@ -431,6 +432,43 @@ fn circuit_breakers(out: &mut String, cs: &[crate::observe::stats::ClusterReport
                     "{series}{{cluster=\"{}\",priority=\"default\"}} {v}",
                     esc(&c.name)
                 );
+            }
+        }
+    }
+}
+
+/// Envoy's `cluster.<name>.outlier_detection.*`, for clusters with outlier detection:
+/// `ejections_active` a gauge, the rest counters (`_total` appended, so Envoy's
+/// `ejections_enforced_total` is `outrigger_outlier_detection_ejections_enforced_total`).
+fn outlier_detection(out: &mut String, cs: &[crate::observe::stats::ClusterReport]) {
+    let Some(names) = cs
+        .iter()
+        .find_map(|c| c.outlier_detection.as_ref())
+        .map(|o| o.fields().map(|(n, _)| n))
+    else {
+        return;
+    };
+    for (k, name) in names.iter().enumerate() {
+        let gauge = *name == "ejections_active";
+        let series = if gauge || name.ends_with("_total") {
+            format!("outrigger_outlier_detection_{name}")
+        } else {
+            format!("outrigger_outlier_detection_{name}_total")
+        };
+        let kind = if gauge { "gauge" } else { "counter" };
+        family(
+            out,
+            &series,
+            kind,
+            &format!("Envoy's outlier_detection.{name}."),
+        );
+        for c in cs {
+            if let Some((_, v)) = c
+                .outlier_detection
+                .as_ref()
+                .and_then(|o| o.fields().get(k).copied())
+            {
+                let _ = writeln!(out, "{series}{{cluster=\"{}\"}} {v}", esc(&c.name));
             }
         }
     }

@@ -471,6 +471,9 @@ pub struct Cluster {
     /// Circuit breakers: thresholds and the process-wide counts (`config::circuit`),
     /// compared by thresholds only.
     pub breakers: Arc<super::circuit::Breakers>,
+    /// Outlier detection: its settings and each endpoint's process-wide consecutive
+    /// failure counts (`config::outlier`), compared by settings only.
+    pub outlier: Option<Arc<super::outlier::Outlier>>,
 }
 
 /// Envoy's cluster discovery types that Outrigger has.

@@ -369,6 +369,9 @@ pub(crate) struct RawCluster {
     /// Envoy's `circuit_breakers` (field names as Envoy's).
     #[serde(default)]
     pub circuit_breakers: Option<super::raw_circuit::RawCircuitBreakers>,
+    /// Envoy's `outlier_detection` (field names as Envoy's, durations as strings).
+    #[serde(default)]
+    pub outlier_detection: Option<super::raw_outlier::RawOutlierDetection>,
 }
 
 #[derive(Debug, Deserialize)]

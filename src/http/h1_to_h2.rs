@@ -268,6 +268,7 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
             };
             if progress.status() == 0 {
                 request::count_failure(&cs.stats, f);
+                request::outlier_failure(cs, ep, f);
                 let mut res = upstream_failed(f);
                 res.bytes_received = progress.bytes_received();
                 res
@@ -338,7 +339,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         Err(f) => return upstream_failed(f),
     };
     let status = parts.status.as_u16();
-    request::count_status(stats, status);
+    request::count_response(cs, ep, status);
     if r.chain.hooks().response_head {
         if let Status::Respond(reply) = r.chain.on_response_head(status).await {
             let mut res = failed(reply.status, reply.flag);

@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod alloc_count;
+pub mod outlier_stats;
 pub mod stats;
 pub mod stream_info;
 pub mod tls_stats;

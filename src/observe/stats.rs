@@ -213,6 +213,7 @@ impl ClusterStats {
             rq_shadow_abandoned: self.rq_shadow_abandoned.get(),
             lb_healthy_panic: self.lb_healthy_panic.get(),
             health_check: None,
+            outlier_detection: None,
             endpoints,
         }
     }
@@ -256,6 +257,10 @@ pub struct EndpointReport {
     pub cx_idle: u64,
     /// Envoy's `health_flags`: `healthy`, or flags such as `/failed_active_hc`.
     pub health_flags: String,
+    /// Cumulative requests for outlier detection's interval detectors: external total
+    /// and successes, local-origin total and successes (not published).
+    #[serde(skip)]
+    pub outlier_rates: [u64; 4],
 }
 
 /// Envoy's `cluster.<name>.health_check.*`: counted once per process by the control
@@ -305,6 +310,9 @@ pub struct ClusterReport {
     /// Only for a cluster with health checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckReport>,
+    /// Only for a cluster with outlier detection (filled in by the control side).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<super::outlier_stats::OutlierReport>,
     pub endpoints: Vec<EndpointReport>,
 }
 
@@ -397,6 +405,9 @@ impl StatsReport {
                                 y.cx_total += e.cx_total;
                                 y.cx_connect_fail += e.cx_connect_fail;
                                 y.cx_idle += e.cx_idle;
+                                for (a, b) in y.outlier_rates.iter_mut().zip(e.outlier_rates) {
+                                    *a += b;
+                                }
                             }
                         }
                     }

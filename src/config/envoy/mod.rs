@@ -18,6 +18,7 @@ mod hcm;
 mod health;
 mod listener;
 mod local_ratelimit;
+mod outlier;
 mod rbac;
 mod route;
 mod tls;

@@ -528,7 +528,7 @@ impl Conn {
                 reuse_up,
             } => (head_len, status, body, strip, close_down, reuse_up),
             Response::Upgraded(head_len) => {
-                request::count_status(stats, 101);
+                request::count_response(cs, ep, 101);
                 return self
                     .tunnel(down, up, head_len, plan.idle_timeout, 101)
                     .await;
@@ -540,7 +540,7 @@ impl Conn {
             }
         };
         self.ubuf.consume(head_len);
-        request::count_status(stats, status);
+        request::count_response(cs, ep, status);
         if plan.chain.hooks().response_head {
             if let filter::Status::Respond(reply) = plan.chain.on_response_head(status).await {
                 // A filter answers instead; the upstream connection, mid-response, goes.

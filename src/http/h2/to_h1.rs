@@ -90,6 +90,7 @@ pub(crate) async fn proxy<C: Connector>(
             let f = expiry_failure(e, progress);
             if progress.status() == 0 {
                 request::count_failure(&cs.stats, f);
+                request::outlier_failure(cs, ep, f);
             } else {
                 request::count_late(&cs.stats, f);
             }
@@ -342,6 +343,8 @@ async fn exchange<C: Connector>(
         edits.response.stamp.attempt_count = Some(r.attempt());
     }
     let retry_flag = retry.map_or(ResponseFlag::None, |r| r.response_flag());
+    let status = h.response.status().as_u16();
+    cs.outlier(*ep, crate::upstream::outlier::Outcome::Status(status));
     let (done, reuse) = respond_with(
         h,
         received,

@@ -140,6 +140,7 @@ where
             let f = expiry_failure(e, progress);
             if progress.status() == 0 {
                 request::count_failure(&cs.stats, f);
+                request::outlier_failure(cs, picked.ep, f);
             } else {
                 request::count_late(&cs.stats, f);
             }
@@ -225,7 +226,10 @@ where
     let download = async {
         let resp = match response.await {
             Ok(resp) => resp,
-            Err(_) => return failed(respond, Failure::ConnectionTermination),
+            Err(_) => {
+                request::outlier_failure(cs, ep, Failure::ConnectionTermination);
+                return failed(respond, Failure::ConnectionTermination);
+            }
         };
         let (parts, mut body) = resp.into_parts();
         let status = parts.status.as_u16();
@@ -234,7 +238,7 @@ where
         if !response::valid_status(status) {
             return failed(respond, Failure::ProtocolError);
         }
-        request::count_status(stats, status);
+        request::count_response(cs, ep, status);
         if r.edits.chain.hooks().response_head {
             if let Status::Respond(reply) = r.edits.chain.on_response_head(status).await {
                 // A filter answers instead; dropping `body` resets the upstream stream.

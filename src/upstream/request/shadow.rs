@@ -46,7 +46,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use super::clock::Progress;
 use super::http1::{parse_head, Head, Parsed};
 use super::tee::{Next, TeeRx};
-use super::{count_failure, count_status, pick, run, Attempt, Exchange, Http1, Http2, RetryPolicy};
+use super::{count_failure, pick, run, Attempt, Exchange, Http1, Http2, RetryPolicy};
 use super::{H2Open, Tried};
 use crate::config::UpstreamProtocol;
 use crate::http::failure::Failure;
@@ -449,7 +449,7 @@ async fn via_h1<K: Connector>(
         &Http1, stale, None, cs, &mut ep, &mut again, connector, &progress, s.timeout, &mut x,
     )
     .await?;
-    count_status(&cs.stats, head.response.status().as_u16());
+    super::count_response(cs, ep, head.response.status().as_u16());
     let rest = x.buf.get(head.len..).unwrap_or_default().to_vec();
     // The response body is read and dropped; the connection goes back to the pool when
     // it is in step (Envoy's async client discards a shadow's response body too).
@@ -570,10 +570,11 @@ async fn via_h2<K: Connector>(
                 .map_err(|_| lost(Failure::ConnectionTermination))?;
         }
     }
-    let response = response
-        .await
-        .map_err(|_| lost(Failure::ConnectionTermination))?;
-    count_status(&cs.stats, response.status().as_u16());
+    let response = response.await.map_err(|_| {
+        super::outlier_failure(cs, ep, Failure::ConnectionTermination);
+        lost(Failure::ConnectionTermination)
+    })?;
+    super::count_response(cs, ep, response.status().as_u16());
     let mut body = response.into_body();
     while let Some(Ok(chunk)) = body.data().await {
         let _ = body.flow_control().release_capacity(chunk.len());
