@@ -70,6 +70,7 @@ fn main() {
         use_remote_address: true,
         xff_num_trusted_hops: 0,
         skip_xff_append: false,
+        ..Forwarding::SIDECAR
     };
     let cases = [
         ("no filter (the chain alone)", String::new()),

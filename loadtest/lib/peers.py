@@ -41,9 +41,22 @@ def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path
     """envoy.yaml rendered into `out`: the Envoy peer's config, and with
     config "policy" the bootstrap both Envoy and Outrigger run for h1-policy."""
     filters = _snippet("envoy-policy-filters.yaml", {}) if config == "policy" else ""
+    extra_endpoints = ""
+    if config == "flaky":
+        # h1-flaky: a second, bad endpoint (nginx's flaky server: 20% 503) and a
+        # retry policy on 5xx; Envoy's other retry defaults (back-off 25 ms base).
+        route_source = route_source.replace(
+            "route: { cluster: backend }",
+            "route: { cluster: backend, retry_policy: { retry_on: 5xx, num_retries: 2 } }")
+        extra_endpoints = (
+            "              - endpoint:\n"
+            "                  address:\n"
+            "                    socket_address: { address: 127.0.0.1, port_value: "
+            f"{upstream.flaky_port} }}\n")
     return render(CONFIGS / "envoy.yaml", out,
                   {"admin_port": admin_port, "port": port, "upstream_port": upstream.port,
-                   "route_source": route_source.rstrip("\n"), "http_filters": filters})
+                   "route_source": route_source.rstrip("\n"), "http_filters": filters,
+                   "extra_endpoints": extra_endpoints})
 
 
 class Upstream:
@@ -54,6 +67,7 @@ class Upstream:
     def __init__(self, s: Settings) -> None:
         self.s = s
         self.port, self.h2_port = util.free_port(), util.free_port()
+        self.flaky_port = util.free_port()   # h1-flaky's bad endpoint
         self.proc = None
         self.url = f"http://127.0.0.1:{self.port}"
         self.h2_url = f"http://127.0.0.1:{self.h2_port}"
@@ -70,7 +84,8 @@ class Upstream:
             (work / d).mkdir(exist_ok=True)
         conf = render(CONFIGS / "nginx.conf", work / "nginx.conf",
                       {"workers": len(self.s.client_cpus.split(",")), "work": work,
-                       "port": self.port, "h2_port": self.h2_port})
+                       "port": self.port, "h2_port": self.h2_port,
+                       "flaky_port": self.flaky_port})
         logp = work / "nginx.log"
         self.proc = spawn(["taskset", "-c", self.s.client_cpus, self.s.tools["nginx"],
                            "-c", conf, "-e", work / "nginx-error.log"], logp)
@@ -190,7 +205,7 @@ class Outrigger(Peer):
                 "upstream_port": self.upstream.port, "extra_routes": extra}
 
     def command(self, churn: bool, config: str = "") -> list:
-        if config in ("policy", "bootstrap"):
+        if config in ("policy", "bootstrap", "flaky"):
             # The same Envoy bootstrap as the Envoy peer's, on this peer's ports.
             routes = _snippet("envoy-routes.yaml", Envoy.route_values(0, 24))
             conf = envoy_bootstrap(self.s, self.upstream, self.port, self.admin_port,

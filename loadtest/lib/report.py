@@ -134,6 +134,13 @@ def scenario_table(data: Data, name: str, ctx: dict) -> str:
                         + [f_ms(data.added(name, p, lat(k))) if p != "direct" else "—"
                            for k in ("p50", "p99", "p999")]
                         + [f_num(m(get("cpu_us_per_req")), 1), rt(get("cpu_us_per_req"))])
+        elif sc.kind == "flaky":
+            rows.append([p, v, f_num(m(get("rps"))),
+                         f"{m(get('success')) * 100:.3f}%" if m(get("success")) is not None
+                         else "—",
+                         f_num(m(get("tries_per_req")), 3)]
+                        + [f_ms(m(lat(k))) for k, _ in PCTS]
+                        + [f_num(m(get("cpu_us_per_req")), 1), rt(get("cpu_us_per_req"))])
         elif sc.kind == "body":
             rows.append([p, v, f_num(m(get("mb_per_s"))), rt(get("mb_per_s")),
                          f_ms(m(lat("p50"))), f_ms(m(lat("p99"))),
@@ -159,6 +166,8 @@ def scenario_table(data: Data, name: str, ctx: dict) -> str:
         "open": ["peer", "valid", "achieved req/s", "p50 ms", "p90 ms", "p99 ms",
                  "p99.9 ms", "added p50 ms", "added p99 ms", "added p99.9 ms",
                  "CPU µs/req", "CPU vs Envoy"],
+        "flaky": ["peer", "valid", "achieved req/s", "success (2xx)", "upstream tries/req",
+                  "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "CPU µs/req", "CPU vs Envoy"],
         "body": ["peer", "valid", "body MB/s", "MB/s vs Envoy", "p50 ms", "p99 ms",
                  "CPU s/GB", "CPU vs Envoy", "peak RSS MiB", "RSS vs Envoy"],
         "idle": ["peer", "valid", "RSS before MiB", f"RSS with {sc.idle_conns} conns MiB",

@@ -7,6 +7,7 @@
 
 use crate::http::filter::headers::HeaderPlan;
 use crate::http::filter::HttpFilter;
+pub use crate::tls::config::{CertDetails, ForwardClientCert};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -239,6 +240,8 @@ pub struct HttpConnectionManager {
     /// What the connection manager and the router add or answer by themselves (boxed:
     /// read once per request, and it would make every terminal as large).
     pub own: Box<OwnHeaders>,
+    /// Distributed tracing (`observe::trace`; `None`: no spans, no propagation).
+    pub tracing: Option<Arc<crate::observe::trace::Tracing>>,
 }
 
 /// Envoy's `server_header_transformation`.
@@ -271,9 +274,9 @@ pub struct OwnHeaders {
     /// `x-envoy-upstream-service-time` on proxied responses,
     /// `x-envoy-expected-rq-timeout-ms` on upstream requests with a route timeout.
     pub envoy_headers: bool,
-    /// Remove the `x-envoy-*` control headers (and `x-forwarded-client-cert`) from
-    /// requests, which Envoy does for every request it does not consider internal, and
-    /// set `x-envoy-external-address` on edge requests (`use_remote_address`).
+    /// Remove the `x-envoy-*` control headers from requests, which Envoy does for every
+    /// request it does not consider internal, and set `x-envoy-external-address` on edge
+    /// requests (`use_remote_address`).
     pub sanitize_envoy_headers: bool,
     /// `x-request-id` (UUID v4) on upstream requests that lack one, and on every edge
     /// request unless `preserve_external_request_id`.
@@ -285,9 +288,25 @@ pub struct OwnHeaders {
     /// Compiled from the above: the sanitizing removals, applied to requests before
     /// every other edit.
     pub request_plan: HeaderPlan,
+    /// `request_plan` without the removal of `x-forwarded-client-cert`, for requests
+    /// whose XFCC header goes on (`http/xfcc.rs`).
+    pub request_plan_keeping_xfcc: HeaderPlan,
 }
 
 impl OwnHeaders {
+    /// The request plans for the sanitizing removals `remove`: with the removal of
+    /// `x-forwarded-client-cert` (every request whose XFCC header is not forwarded),
+    /// and without it.
+    pub fn request_plans(remove: Vec<String>) -> (HeaderPlan, HeaderPlan) {
+        let keep = crate::http::filter::headers::HeaderOps {
+            add: Vec::new(),
+            remove,
+        };
+        let mut drop = keep.clone();
+        drop.remove.push("x-forwarded-client-cert".into());
+        (HeaderPlan::compile([&drop]), HeaderPlan::compile([&keep]))
+    }
+
     /// The native format's defaults: nothing added, HTTP/1.0 served.
     pub fn native() -> OwnHeaders {
         OwnHeaders {
@@ -301,7 +320,8 @@ impl OwnHeaders {
             generate_request_id: false,
             preserve_external_request_id: false,
             response_plan: HeaderPlan::default(),
-            request_plan: HeaderPlan::default(),
+            request_plan: OwnHeaders::request_plans(Vec::new()).0,
+            request_plan_keeping_xfcc: HeaderPlan::default(),
         }
     }
 }
@@ -331,16 +351,33 @@ pub struct Forwarding {
     pub xff_num_trusted_hops: u32,
     /// Do not append the peer address to `x-forwarded-for`.
     pub skip_xff_append: bool,
+    /// What happens to `x-forwarded-client-cert` (Envoy's `forward_client_cert_details`).
+    pub xfcc: ForwardClientCert,
+    /// The parts of the proxy's own XFCC element (`set_current_client_cert_details`).
+    pub xfcc_details: CertDetails,
+}
+
+impl Forwarding {
+    /// A sidecar sees its clients directly: the peer is the client and is appended;
+    /// `x-forwarded-client-cert` is removed (Envoy's default).
+    pub const SIDECAR: Forwarding = Forwarding {
+        use_remote_address: true,
+        xff_num_trusted_hops: 0,
+        skip_xff_append: false,
+        xfcc: ForwardClientCert::Sanitize,
+        xfcc_details: CertDetails {
+            subject: false,
+            cert: false,
+            chain: false,
+            dns: false,
+            uri: false,
+        },
+    };
 }
 
 impl Default for Forwarding {
-    /// A sidecar sees its clients directly: the peer is the client and is appended.
     fn default() -> Self {
-        Forwarding {
-            use_remote_address: true,
-            xff_num_trusted_hops: 0,
-            skip_xff_append: false,
-        }
+        Forwarding::SIDECAR
     }
 }
 
@@ -434,6 +471,9 @@ pub struct Cluster {
     /// Circuit breakers: thresholds and the process-wide counts (`config::circuit`),
     /// compared by thresholds only.
     pub breakers: Arc<super::circuit::Breakers>,
+    /// Outlier detection: its settings and each endpoint's process-wide consecutive
+    /// failure counts (`config::outlier`), compared by settings only.
+    pub outlier: Option<Arc<super::outlier::Outlier>>,
 }
 
 /// Envoy's cluster discovery types that Outrigger has.

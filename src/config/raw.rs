@@ -81,6 +81,9 @@ pub(crate) struct RawListener {
     pub forwarding: Option<RawForwarding>,
     #[serde(default)]
     pub proxy_headers: Option<RawProxyHeaders>,
+    /// Distributed tracing (`observe::trace`).
+    #[serde(default)]
+    pub tracing: Option<super::raw_tracing::RawTracing>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
     /// Network filters before the terminal (the network `rbac` filter).
@@ -144,6 +147,9 @@ pub(crate) struct RawFilterChain {
     pub forwarding: Option<RawForwarding>,
     #[serde(default)]
     pub proxy_headers: Option<RawProxyHeaders>,
+    /// Distributed tracing (`observe::trace`).
+    #[serde(default)]
+    pub tracing: Option<super::raw_tracing::RawTracing>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
     /// Network filters before the terminal (the network `rbac` filter).
@@ -183,6 +189,29 @@ pub(crate) struct RawForwarding {
     pub xff_num_trusted_hops: Option<u32>,
     #[serde(default)]
     pub skip_xff_append: Option<bool>,
+    /// `x-forwarded-client-cert`: sanitize (default), forward_only, append_forward,
+    /// sanitize_set or always_forward_only.
+    #[serde(default)]
+    pub forward_client_cert_details: Option<String>,
+    #[serde(default)]
+    pub set_current_client_cert_details: Option<RawCertDetails>,
+}
+
+/// Which parts of the client certificate the proxy's `x-forwarded-client-cert`
+/// element carries besides `By` and `Hash`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertDetails {
+    #[serde(default)]
+    pub subject: bool,
+    #[serde(default)]
+    pub cert: bool,
+    #[serde(default)]
+    pub chain: bool,
+    #[serde(default)]
+    pub dns: bool,
+    #[serde(default)]
+    pub uri: bool,
 }
 
 /// `proxy_headers`: what the connection manager and router add by themselves
@@ -340,6 +369,9 @@ pub(crate) struct RawCluster {
     /// Envoy's `circuit_breakers` (field names as Envoy's).
     #[serde(default)]
     pub circuit_breakers: Option<super::raw_circuit::RawCircuitBreakers>,
+    /// Envoy's `outlier_detection` (field names as Envoy's, durations as strings).
+    #[serde(default)]
+    pub outlier_detection: Option<super::raw_outlier::RawOutlierDetection>,
 }
 
 #[derive(Debug, Deserialize)]

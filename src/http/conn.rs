@@ -129,6 +129,12 @@ struct Plan<'v> {
     /// The request's shadows (`http::mirror`), sent once its body is known; `None` for
     /// a route without mirror policies that fire.
     mirror: Option<Box<super::mirror::Mirror<'v>>>,
+    /// The shadows' tee (`upstream::request::tee`) of a mirrored body that streams: the
+    /// body's paths upstream push each chunk to it.
+    tee: Option<crate::upstream::request::tee::TeeTx>,
+    /// The request's span when tracing sampled it (`observe::trace`), finished with
+    /// the stream.
+    span: Option<Box<crate::observe::trace::ActiveSpan>>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -276,6 +282,8 @@ impl Conn {
         let limit = l.limits.max_request_line_bytes + l.limits.max_header_bytes + 4;
         // Response headers the filters set for this request (empty: no allocation).
         let store = filter::set_headers::SetHeaders::default();
+        // Request headers the connection manager sets per request (XFCC).
+        let req_store = filter::set_headers::SetHeaders::default();
         // request_headers_timeout: the head must be complete this long after its first
         // byte. Reads are bounded by whichever comes first, it or the idle timeout.
         let mut head_deadline: Option<Instant> = None;
@@ -294,7 +302,8 @@ impl Conn {
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
                 let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
                 let conn = (facts, ip, &self.filters);
-                match prepare::prepare(data, l, view, wbuf, conn, rec, &store).await {
+                let stores = (&store, &req_store);
+                match prepare::prepare(data, l, view, wbuf, conn, rec, stores).await {
                     Ok(Some(plan)) => break plan,
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {
@@ -366,7 +375,7 @@ impl Conn {
         // A request-body hook reads the body first; it stands in for `rbuf` (held.rs).
         let own_rbuf = self.hold(down, &mut plan, h2_request.as_deref_mut()).await;
         if let Some(m) = plan.mirror.take() {
-            self.mirror(view, &plan, *m, own_rbuf.is_some());
+            plan.tee = self.mirror(view, &plan, *m, own_rbuf.is_some());
         }
         let outcome = match plan.action {
             Action::NoRoute => self.fail_locally(down, view, &plan, Failure::NoRoute).await,
@@ -434,6 +443,16 @@ impl Conn {
             bytes_received: self.rec.bytes_received,
             bytes_sent: self.rec.bytes_sent,
         });
+        if let Some(span) = plan.span.take() {
+            let end = crate::observe::trace::End {
+                status: outcome.status,
+                flag: Some(outcome.flag),
+                bytes_received: self.rec.bytes_received,
+                bytes_sent: self.rec.bytes_sent,
+                upstream: self.rec.upstream,
+            };
+            crate::observe::trace::finish(*span, &end);
+        }
         self.complete(view, at);
         outcome.keep_alive && !view.draining.get()
     }
@@ -573,30 +592,20 @@ impl Conn {
             self.linger |= close;
         }
         self.wbuf.clear();
-        let status = if plan.grpc {
-            encode::write_grpc_local_reply(
-                &mut self.wbuf,
-                (status, flag),
-                location,
-                body,
-                close,
-                plan.is_head,
-                plan.response_edits,
-            );
-            200
-        } else {
-            encode::write_local_reply_at(
-                &mut self.wbuf,
-                (status, flag),
-                content_type,
-                location,
-                body,
-                close,
-                plan.is_head,
-                plan.response_edits,
-            );
-            status
+        let form = encode::ReplyForm {
+            grpc: plan.grpc,
+            head_only: plan.is_head,
+            close,
         };
+        let status = encode::write_reply(
+            &mut self.wbuf,
+            form,
+            (status, flag),
+            content_type,
+            location,
+            body,
+            plan.response_edits,
+        );
         let keep_alive = down.write_all(&self.wbuf).await.is_ok() && !close;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {
@@ -639,32 +648,20 @@ impl Conn {
     ) -> Outcome {
         self.linger = true;
         self.wbuf.clear();
-        let status = if plan.grpc {
-            let edits = plan.response_edits;
-            let reply = (status, flag);
-            encode::write_grpc_local_reply(
-                &mut self.wbuf,
-                reply,
-                None,
-                msg,
-                true,
-                plan.is_head,
-                edits,
-            );
-            200
-        } else {
-            encode::write_local_reply_at(
-                &mut self.wbuf,
-                (status, flag),
-                None,
-                None,
-                msg,
-                true,
-                plan.is_head,
-                plan.response_edits,
-            );
-            status
+        let form = encode::ReplyForm {
+            grpc: plan.grpc,
+            head_only: plan.is_head,
+            close: true,
         };
+        let status = encode::write_reply(
+            &mut self.wbuf,
+            form,
+            (status, flag),
+            None,
+            None,
+            msg,
+            plan.response_edits,
+        );
         let _ = down.write_all(&self.wbuf).await;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {

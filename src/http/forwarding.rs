@@ -109,6 +109,7 @@ mod tests {
             use_remote_address,
             xff_num_trusted_hops: hops,
             skip_xff_append: skip,
+            ..Forwarding::SIDECAR
         }
     }
 

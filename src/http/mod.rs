@@ -29,3 +29,4 @@ pub mod own_headers;
 pub mod router;
 pub mod stamp;
 pub mod view;
+pub(crate) mod xfcc;

@@ -15,13 +15,21 @@ use crate::config::{Forwarding, OwnHeaders};
 use crate::http::filter::headers::Edits;
 use crate::http::filter::StreamEdits;
 use crate::http::stamp::RequestId;
+use crate::http::xfcc;
+use crate::tls::TlsInfo;
 
 /// A stream's edits before its filter chain runs: the sanitizing removals go first, so
 /// a filter or route may still add what they remove (as in Envoy, where the connection
 /// manager sanitizes before the filters run).
-pub fn stream_edits(own: &OwnHeaders) -> StreamEdits<'_> {
+/// The sanitizing plan keeps or removes `x-forwarded-client-cert` as the connection
+/// manager's `forward_client_cert_details` says for this connection (`http::xfcc`).
+pub fn stream_edits<'c>(
+    own: &'c OwnHeaders,
+    fwd: &Forwarding,
+    tls: Option<&TlsInfo>,
+) -> StreamEdits<'c> {
     let mut e = StreamEdits::default();
-    e.request = e.request.then(&own.request_plan);
+    e.request = e.request.then(xfcc::request_plan(own, fwd, tls));
     e
 }
 
@@ -62,6 +70,13 @@ pub fn proxied(
     if own.sanitize_envoy_headers && edge {
         s.external_address = client;
     }
+}
+
+/// Whether a proxied request gets a fresh `x-request-id` (as [`proxied`] decides it),
+/// given whether it came with one: tracing reads its decision from that id.
+pub fn generates_request_id(own: &OwnHeaders, fwd: &Forwarding, has_one: bool) -> bool {
+    let edge = fwd.use_remote_address;
+    own.generate_request_id && (!has_one || (edge && !own.preserve_external_request_id))
 }
 
 /// The edits of a reply the codec makes (a malformed request, HTTP/1.0 refused, a

@@ -166,7 +166,11 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     };
     let mut s = s;
     crate::tls::stats::handshake_done(&stats.ssl, s.session());
-    let info = crate::tls::TlsInfo::of(s.session(), s.session().server_name());
+    let info = crate::tls::TlsInfo::of(
+        s.session(),
+        s.session().server_name(),
+        tls.local_uri_san.as_deref(),
+    );
     s.set_info(info);
     let h2 = s.session().alpn_protocol().map(|p| p == b"h2");
     rbuf.consume(rbuf.len());

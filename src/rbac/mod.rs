@@ -193,7 +193,7 @@ impl Input<'_> {
             return true;
         }
         // Envoy's `AuthenticatedMatcher` last tries the certificate's subject (RFC 2253,
-        // `tls::dn`; empty without a certificate), whatever SANs it has.
+        // `tls::subject`; empty without a certificate), whatever SANs it has.
         string_matches(m, sans.subject.as_bytes())
     }
 }

@@ -37,6 +37,7 @@ const FWD: Forwarding = Forwarding {
     use_remote_address: false,
     xff_num_trusted_hops: 0,
     skip_xff_append: false,
+    ..Forwarding::SIDECAR
 };
 
 fn req<'a>(

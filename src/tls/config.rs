@@ -53,6 +53,10 @@ pub(crate) struct RawStringMatch {
     pub safe_regex: Option<RawRegex>,
     #[serde(default)]
     pub ignore_case: bool,
+    /// Envoy's `match_typed_subject_alt_names[].san_type`: `dns` or `uri` (unset: a
+    /// SAN of either kind).
+    #[serde(default)]
+    pub san_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,17 +83,27 @@ pub enum SanMatch {
     Regex(regex::Regex),
 }
 
-/// One matcher; `ignore_case` applies to all but `Regex`.
+/// The kind of SAN a typed matcher reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SanType {
+    Dns,
+    Uri,
+}
+
+/// One matcher; `ignore_case` applies to all but `Regex`. With a `san_type` only SANs
+/// of that kind are matched (Envoy's `match_typed_subject_alt_names`).
 #[derive(Debug, Clone)]
 pub struct StringMatch {
     pub kind: SanMatch,
     pub ignore_case: bool,
+    pub san_type: Option<SanType>,
 }
 
 impl PartialEq for StringMatch {
     fn eq(&self, o: &Self) -> bool {
         use SanMatch::*;
         self.ignore_case == o.ignore_case
+            && self.san_type == o.san_type
             && match (&self.kind, &o.kind) {
                 (Exact(a), Exact(b))
                 | (Prefix(a), Prefix(b))
@@ -144,9 +158,16 @@ impl StringMatch {
                 "needs exactly one of exact, prefix, suffix, contains, safe_regex".to_string(),
             );
         }
+        let san_type = match r.san_type.as_deref() {
+            None => None,
+            Some("dns") => Some(SanType::Dns),
+            Some("uri") => Some(SanType::Uri),
+            Some(other) => return Err(format!("san_type `{other}`: use dns or uri")),
+        };
         Ok(StringMatch {
             kind: kinds.remove(0),
             ignore_case: r.ignore_case,
+            san_type,
         })
     }
 }
@@ -243,6 +264,34 @@ impl DownstreamTlsSpec {
             match_subject_alt_names: sans,
         })
     }
+}
+
+/// Envoy's `forward_client_cert_details`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardClientCert {
+    /// Remove the header (Envoy's default).
+    #[default]
+    Sanitize,
+    /// Pass it on unchanged on mutual-TLS connections; remove it otherwise.
+    ForwardOnly,
+    /// Append the proxy's element on mutual-TLS connections; remove it otherwise.
+    AppendForward,
+    /// Replace it with the proxy's element on mutual-TLS connections; remove it
+    /// otherwise.
+    SanitizeSet,
+    /// Pass it on unchanged, whatever the connection.
+    AlwaysForwardOnly,
+}
+
+/// Envoy's `set_current_client_cert_details`: which parts the element carries besides
+/// `By` and `Hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CertDetails {
+    pub subject: bool,
+    pub cert: bool,
+    pub chain: bool,
+    pub dns: bool,
+    pub uri: bool,
 }
 
 #[cfg(test)]

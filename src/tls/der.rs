@@ -10,9 +10,9 @@
 
 /// One DER element: its tag and contents; `rest` is what follows it.
 pub(super) struct Tlv<'a> {
-    pub(super) tag: u8,
-    pub(super) body: &'a [u8],
-    pub(super) rest: &'a [u8],
+    pub tag: u8,
+    pub body: &'a [u8],
+    pub rest: &'a [u8],
 }
 
 /// Splits the first element off `d`. Only single-byte tags and definite lengths up to
@@ -36,7 +36,7 @@ pub(super) fn tlv(d: &[u8]) -> Option<Tlv<'_>> {
 }
 
 pub(super) const SEQUENCE: u8 = 0x30;
-const OID: u8 = 0x06;
+pub(super) const OID: u8 = 0x06;
 const BOOLEAN: u8 = 0x01;
 const OCTET_STRING: u8 = 0x04;
 /// `[3] EXPLICIT Extensions` in TBSCertificate.
@@ -48,7 +48,7 @@ const DNS_NAME: u8 = 0x82;
 const URI: u8 = 0x86;
 
 /// A certificate's subject alternative names of the two kinds the proxy matches, and
-/// its subject (RFC 2253, `tls::dn`; filled by `info::TlsInfo::of`).
+/// its subject (RFC 2253, `tls::subject`; filled by `info::TlsInfo::of`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Sans {
     pub dns: Vec<String>,

@@ -4,8 +4,12 @@
 //! (RBAC principals, x-forwarded-client-cert). Made once per TLS connection, after the
 //! handshake; a plain connection has none.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use rustls::ConnectionCommon;
 
+use super::config::CertDetails;
 use super::der;
 use super::stats::{cipher_name, version_name};
 
@@ -19,29 +23,53 @@ pub struct TlsInfo {
     pub sni: String,
     /// The client certificate's SANs (empty without a certificate).
     pub peer: der::Sans,
+    /// The certificates the client presented, DER, its own first (empty: none).
+    pub peer_chain: Vec<Vec<u8>>,
+    /// The first URI SAN of the certificate this side presented (XFCC's `By`).
+    pub local_uri_san: Option<String>,
+    /// This connection's `x-forwarded-client-cert` element, made on first use for the
+    /// details it was made with (`http::xfcc`).
+    pub xfcc: RefCell<Option<(CertDetails, Rc<str>)>>,
 }
 
 impl TlsInfo {
-    pub fn of<D>(c: &ConnectionCommon<D>, sni: Option<&str>) -> TlsInfo {
+    /// The facts of handshake `c`; `local_uri_san` is the first URI SAN of the
+    /// certificate the chain presents.
+    pub fn of<D>(
+        c: &ConnectionCommon<D>,
+        sni: Option<&str>,
+        local_uri_san: Option<&str>,
+    ) -> TlsInfo {
+        let peer_chain: Vec<Vec<u8>> = c
+            .peer_certificates()
+            .map(|p| p.iter().map(|c| c.as_ref().to_vec()).collect())
+            .unwrap_or_default();
         TlsInfo {
             version: c.protocol_version().map_or("", version_name),
             cipher: c
                 .negotiated_cipher_suite()
                 .map_or("", |s| cipher_name(s.suite())),
             sni: sni.unwrap_or_default().to_string(),
-            peer: c
-                .peer_certificates()
-                .and_then(|p| p.first())
+            peer: peer_chain
+                .first()
                 .map(|c| der::Sans {
-                    subject: super::dn::subject(c),
+                    subject: super::subject::subject(c).unwrap_or_default(),
                     ..der::sans(c)
                 })
                 .unwrap_or_default(),
+            peer_chain,
+            local_uri_san: local_uri_san.map(str::to_string),
+            xfcc: RefCell::default(),
         }
     }
 
     /// The peer's SPIFFE ID, if its certificate has one.
     pub fn spiffe_id(&self) -> Option<&str> {
         self.peer.spiffe_id()
+    }
+
+    /// The client presented a certificate (a mutual-TLS connection).
+    pub fn peer_presented(&self) -> bool {
+        !self.peer_chain.is_empty()
     }
 }

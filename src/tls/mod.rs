@@ -15,12 +15,13 @@
 pub mod client;
 pub mod config;
 pub mod der;
-pub mod dn;
 pub mod info;
 pub mod server;
 pub mod stats;
 pub mod stream;
+pub mod subject;
 pub mod transport;
+pub mod xfcc;
 
 pub use info::TlsInfo;
 pub use server::ServerTls;

@@ -20,7 +20,7 @@ use rustls::{
     SignatureScheme,
 };
 
-use super::config::{DownstreamTlsSpec, StringMatch};
+use super::config::{DownstreamTlsSpec, SanType, StringMatch};
 use super::der;
 
 /// TLS 1.2 and 1.3 only. Every suite rustls implements for these is an (EC)DHE one,
@@ -60,6 +60,8 @@ pub struct ServerTls {
     /// Each file's stamp, taken before it was read: the rotation watch reloads when
     /// one changes (`runtime/tls_watch.rs`).
     pub stamps: Vec<(String, Option<Stamp>)>,
+    /// The first URI SAN of the first certificate: x-forwarded-client-cert's `By`.
+    pub local_uri_san: Option<String>,
 }
 
 /// What tells a file changed without reading it: modification time and size (through
@@ -162,6 +164,10 @@ impl ServerTls {
             }
             None => builder.with_no_client_auth(),
         };
+        let local_uri_san = keys
+            .first()
+            .and_then(|k| k.cert.first())
+            .and_then(|c| super::der::sans(c).uri.into_iter().next());
         let mut config = builder.with_cert_resolver(Arc::new(Certificates(keys)));
         config.alpn_protocols = spec
             .alpn_protocols
@@ -175,6 +181,7 @@ impl ServerTls {
             config: Arc::new(config),
             contents,
             stamps,
+            local_uri_san,
         })
     }
 }
@@ -209,10 +216,18 @@ pub fn san_allowed(cert: &[u8], matchers: &[StringMatch]) -> bool {
         return true;
     }
     let s = der::sans(cert);
-    s.dns
-        .iter()
-        .chain(&s.uri)
-        .any(|n| matchers.iter().any(|m| m.matches(n)))
+    let typed = |want: SanType| move |m: &&StringMatch| m.san_type.is_none_or(|t| t == want);
+    s.dns.iter().any(|n| {
+        matchers
+            .iter()
+            .filter(typed(SanType::Dns))
+            .any(|m| m.matches(n))
+    }) || s.uri.iter().any(|n| {
+        matchers
+            .iter()
+            .filter(typed(SanType::Uri))
+            .any(|m| m.matches(n))
+    })
 }
 
 impl ClientCertVerifier for SanVerifier {

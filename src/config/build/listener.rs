@@ -288,7 +288,14 @@ impl Builder {
                         None
                     }
                 };
-                let hcm = self.hcm(p, t, listener, idle_timeout, route_table.unwrap_or(0));
+                let hcm = self.hcm(
+                    p,
+                    t,
+                    listener,
+                    idle_timeout,
+                    route_table.unwrap_or(0),
+                    clusters,
+                );
                 Some(NetworkTerminal::Http(hcm)).filter(|_| route_table.is_some())
             }
             (None, Some(tcp)) => {
@@ -310,6 +317,7 @@ impl Builder {
                         "strip_matching_host_port",
                     ),
                     (t.proxy_headers.is_some(), "proxy_headers"),
+                    (t.tracing.is_some(), "tracing"),
                     (!t.http_filters.is_empty(), "http_filters"),
                 ] {
                     if set {
@@ -369,6 +377,7 @@ impl Builder {
         listener: &str,
         idle_timeout: Duration,
         route_table: usize,
+        clusters: &[Arc<Cluster>],
     ) -> HttpConnectionManager {
         let codec = match t.codec.as_deref() {
             None | Some("auto") => CodecType::Auto,
@@ -441,6 +450,29 @@ impl Builder {
             skip_xff_append: rf
                 .and_then(|f| f.skip_xff_append)
                 .unwrap_or(fd.skip_xff_append),
+            xfcc: match rf.and_then(|f| f.forward_client_cert_details.as_deref()) {
+                None | Some("sanitize") => ForwardClientCert::Sanitize,
+                Some("forward_only") => ForwardClientCert::ForwardOnly,
+                Some("append_forward") => ForwardClientCert::AppendForward,
+                Some("sanitize_set") => ForwardClientCert::SanitizeSet,
+                Some("always_forward_only") => ForwardClientCert::AlwaysForwardOnly,
+                Some(other) => {
+                    self.err(
+                        format!("{p}.forwarding.forward_client_cert_details"),
+                        format!("unknown value `{other}` (use sanitize, forward_only, append_forward, sanitize_set or always_forward_only)"),
+                    );
+                    fd.xfcc
+                }
+            },
+            xfcc_details: rf
+                .and_then(|f| f.set_current_client_cert_details.as_ref())
+                .map_or(fd.xfcc_details, |d| CertDetails {
+                    subject: d.subject,
+                    cert: d.cert,
+                    chain: d.chain,
+                    dns: d.dns,
+                    uri: d.uri,
+                }),
         };
         let stat_prefix = match t.stat_prefix {
             Some(s) if s.is_empty() => {
@@ -464,8 +496,10 @@ impl Builder {
             _ => StripPort::Keep,
         };
         let own = Box::new(self.proxy_headers(p, t.proxy_headers, &forwarding));
+        let tracing = self.tracing(p, t.tracing, clusters);
         HttpConnectionManager {
             own,
+            tracing,
             stat_prefix,
             strip_port,
             codec,

@@ -9,9 +9,9 @@ use crate::http::filter::headers::{AppendAction, HeaderAdd, HeaderOps, HeaderPla
 
 /// Request headers Envoy removes from every request it does not consider internal
 /// (`ConnectionManagerUtility::cleanInternalHeaders`, plus `x-envoy-internal`, which it
-/// sets itself for internal ones, and `x-forwarded-client-cert`, which its default
-/// `forward_client_cert_details: SANITIZE` removes). With no `internal_address_config`
-/// Envoy 1.40 treats no client address as internal, so this is every request.
+/// sets itself for internal ones). With no `internal_address_config` Envoy 1.40 treats
+/// no client address as internal, so this is every request. (`x-forwarded-client-cert`
+/// follows `forward_client_cert_details` instead: `http/xfcc.rs`.)
 const SANITIZED: &[&str] = &[
     "x-envoy-internal",
     "x-envoy-retriable-status-codes",
@@ -28,7 +28,6 @@ const SANITIZED: &[&str] = &[
     "x-envoy-ip-tags",
     "x-envoy-original-url",
     "x-envoy-hedge-on-per-try-timeout",
-    "x-forwarded-client-cert",
 ];
 
 /// Removed as well from edge requests (`use_remote_address`).
@@ -94,19 +93,17 @@ impl Builder {
             },
             remove: Vec::new(),
         };
-        let sanitize_ops = HeaderOps {
-            add: Vec::new(),
-            remove: if sanitize_envoy_headers {
-                let edge = forwarding.use_remote_address.then_some(SANITIZED_AT_EDGE);
-                SANITIZED
-                    .iter()
-                    .chain(edge.into_iter().flatten())
-                    .map(|n| n.to_string())
-                    .collect()
-            } else {
-                Vec::new()
-            },
+        let sanitized = if sanitize_envoy_headers {
+            let edge = forwarding.use_remote_address.then_some(SANITIZED_AT_EDGE);
+            SANITIZED
+                .iter()
+                .chain(edge.into_iter().flatten())
+                .map(|n| n.to_string())
+                .collect()
+        } else {
+            Vec::new()
         };
+        let (request_plan, request_plan_keeping_xfcc) = OwnHeaders::request_plans(sanitized);
         OwnHeaders {
             accept_http_10: r.accept_http_10.unwrap_or(d.accept_http_10),
             default_host_for_http_10: r.default_host_for_http_10.clone(),
@@ -120,7 +117,8 @@ impl Builder {
                 .preserve_external_request_id
                 .unwrap_or(d.preserve_external_request_id),
             response_plan: HeaderPlan::compile([&server_ops]),
-            request_plan: HeaderPlan::compile([&sanitize_ops]),
+            request_plan,
+            request_plan_keeping_xfcc,
         }
     }
 }

@@ -83,7 +83,7 @@ impl Builder {
         let target = if let Some(name) = &r.cluster {
             ClusterTarget::Named(self.cluster_index(format!("{p}.cluster"), name, clusters)?)
         } else if let Some(h) = &r.cluster_header {
-            if h.is_empty() || !h.bytes().all(is_tchar) {
+            if !lax_header_name(h) {
                 self.err(
                     format!("{p}.cluster_header"),
                     format!("`{h}` is not a valid header name"),
@@ -209,7 +209,7 @@ impl Builder {
                     }
                 }
                 (None, Some(h)) => {
-                    if h.is_empty() || !h.bytes().all(is_tchar) {
+                    if !lax_header_name(h) {
                         self.err(
                             format!("{mp}.cluster_header"),
                             format!("`{h}` is not a valid header name"),
@@ -394,4 +394,12 @@ pub(super) fn clusters_by_name(clusters: &[Arc<Cluster>]) -> HashMap<String, usi
         .enumerate()
         .map(|(i, c)| (c.name.clone(), i))
         .collect()
+}
+
+/// Envoy's lax header-name rule for `cluster_header` (`HTTP_HEADER_NAME` with
+/// `strict: false`): not empty, no NUL, CR or LF. A name that is not a token (`a b`)
+/// passes, as in Envoy; no request can carry it, so such a route always finds no
+/// cluster.
+fn lax_header_name(h: &str) -> bool {
+    !h.is_empty() && !h.bytes().any(|b| matches!(b, 0 | b'\r' | b'\n'))
 }

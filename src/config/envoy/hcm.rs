@@ -18,12 +18,12 @@ use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer as PbB
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::HeaderMutation as PbHeaderMutation;
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as PbRbac;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager::{CodecType, RouteSpecifier, StripPortMode},
+    http_connection_manager::{CodecType, ForwardClientCertDetails, RouteSpecifier, StripPortMode},
     http_filter, HttpConnectionManager,
 };
 
 use super::super::raw::{
-    RawAccessLog, RawFilterChain, RawForwarding, RawHttp2, RawLimits, RawProxyHeaders,
+    RawAccessLog, RawCertDetails, RawFilterChain, RawForwarding, RawHttp2, RawLimits, RawProxyHeaders,
 };
 use super::convert::{
     duration, mutations, native_duration, payload, timeout_or_never, Translation,
@@ -113,8 +113,28 @@ pub(super) fn translate(
         use_remote_address: Some(h.use_remote_address.as_ref().is_some_and(|b| b.value)),
         xff_num_trusted_hops: Some(h.xff_num_trusted_hops),
         skip_xff_append: Some(h.skip_xff_append),
+        forward_client_cert_details: Some(xfcc_mode(h, p)?.into()),
+        set_current_client_cert_details: h.set_current_client_cert_details.map(|d| {
+            RawCertDetails {
+                subject: d.subject.is_some_and(|b| b.value),
+                cert: d.cert,
+                chain: d.chain,
+                dns: d.dns,
+                uri: d.uri,
+            }
+        }),
     });
 
+    if let Some(t) = &h.tracing {
+        let tp = format!("{p}.tracing");
+        let local = super::tracer::Local {
+            node_id: &tx.node_id,
+            zone: &tx.zone,
+            direction: tx.direction,
+        };
+        chain.tracing = Some(super::tracer::translate(t, &tp, &local)?);
+        tx.paths.add(format!("{native}.tracing"), tp);
+    }
     chain.proxy_headers = Some(proxy_headers(h, p)?);
     tx.paths
         .add(format!("{native}.proxy_headers"), p.to_string());
@@ -442,6 +462,21 @@ fn text_format(s: &SubstitutionFormatString, p: &str) -> R<String> {
 /// `x-envoy-*` headers unless `suppress_envoy_headers`, the sanitizing of incoming
 /// `x-envoy-*` headers (every client is external without an `internal_address_config`),
 /// and `x-request-id`.
+/// `forward_client_cert_details` as the native value.
+fn xfcc_mode(h: &HttpConnectionManager, p: &str) -> R<&'static str> {
+    Ok(
+        match ForwardClientCertDetails::try_from(h.forward_client_cert_details)
+            .map_err(|_| err(format!("{p}.forward_client_cert_details"), "unknown value"))?
+        {
+            ForwardClientCertDetails::Sanitize => "sanitize",
+            ForwardClientCertDetails::ForwardOnly => "forward_only",
+            ForwardClientCertDetails::AppendForward => "append_forward",
+            ForwardClientCertDetails::SanitizeSet => "sanitize_set",
+            ForwardClientCertDetails::AlwaysForwardOnly => "always_forward_only",
+        },
+    )
+}
+
 fn proxy_headers(h: &HttpConnectionManager, p: &str) -> R<RawProxyHeaders> {
     let h1 = h.http_protocol_options.clone().unwrap_or_default();
     let transformation = ServerHeaderTransformation::try_from(h.server_header_transformation)

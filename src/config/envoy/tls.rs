@@ -21,7 +21,9 @@ use super::super::raw::RawCluster;
 use super::convert::{payload, R};
 use super::err;
 use crate::tls::client::RawUpstreamTls;
-use crate::tls::config::{RawCertificate, RawDownstreamTls, RawStringMatch, RawValidationContext};
+use crate::tls::config::{
+    RawCertificate, RawDownstreamTls, RawRegex, RawStringMatch, RawValidationContext,
+};
 
 const DOWNSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 const UPSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -41,11 +43,26 @@ fn file(d: &Option<DataSource>, p: &str) -> R<String> {
 }
 
 fn matcher(m: &Option<StringMatcher>, p: &str) -> R<RawStringMatch> {
-    let mut out = RawStringMatch::default();
+    let mut out = RawStringMatch {
+        ignore_case: m.as_ref().is_some_and(|m| m.ignore_case),
+        ..RawStringMatch::default()
+    };
     match m.as_ref().and_then(|m| m.match_pattern.as_ref()) {
         Some(MatchPattern::Exact(v)) => out.exact = Some(v.clone()),
         Some(MatchPattern::Prefix(v)) => out.prefix = Some(v.clone()),
-        _ => return Err(err(p, "needs `exact` or `prefix`")),
+        Some(MatchPattern::Suffix(v)) => out.suffix = Some(v.clone()),
+        Some(MatchPattern::Contains(v)) => out.contains = Some(v.clone()),
+        Some(MatchPattern::SafeRegex(r)) => {
+            out.safe_regex = Some(RawRegex {
+                regex: r.regex.clone(),
+            })
+        }
+        _ => {
+            return Err(err(
+                p,
+                "needs `exact`, `prefix`, `suffix`, `contains` or `safe_regex`",
+            ))
+        }
     }
     Ok(out)
 }
@@ -78,16 +95,19 @@ fn common(
             let mut sans = Vec::new();
             for (i, m) in v.match_typed_subject_alt_names.iter().enumerate() {
                 let mp = format!("{vp}.match_typed_subject_alt_names[{i}]");
-                match SanType::try_from(m.san_type) {
-                    Ok(SanType::Dns | SanType::Uri) => {}
+                let kind = match SanType::try_from(m.san_type) {
+                    Ok(SanType::Dns) => "dns",
+                    Ok(SanType::Uri) => "uri",
                     _ => {
                         return Err(err(
                             format!("{mp}.san_type"),
                             "only DNS and URI are supported",
                         ))
                     }
-                }
-                sans.push(matcher(&m.matcher, &format!("{mp}.matcher"))?);
+                };
+                let mut one = matcher(&m.matcher, &format!("{mp}.matcher"))?;
+                one.san_type = Some(kind.to_string());
+                sans.push(one);
             }
             // Deprecated in Envoy, still honoured by it.
             #[allow(deprecated)]

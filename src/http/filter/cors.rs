@@ -185,6 +185,7 @@ mod tests {
         use_remote_address: true,
         xff_num_trusted_hops: 0,
         skip_xff_append: false,
+        ..crate::config::Forwarding::SIDECAR
     };
 
     fn policy() -> CorsPolicy {

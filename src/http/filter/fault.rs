@@ -432,6 +432,7 @@ mod tests {
         use_remote_address: true,
         xff_num_trusted_hops: 0,
         skip_xff_append: false,
+        ..crate::config::Forwarding::SIDECAR
     };
 
     fn with_headers<R>(headers: &[(&str, &str)], f: impl FnOnce(&RequestCtx<'_>) -> R) -> R {

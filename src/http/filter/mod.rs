@@ -17,10 +17,13 @@
 //!
 //! The body hooks: `Chain::on_request_data` sees the request body chunk by chunk (the
 //! decoded payload of an HTTP/1 body, each HTTP/2 DATA frame), then an end-of-stream
-//! call; it may continue, hold the chunk (`StopAndBuffer`) or answer locally. A chain
-//! with the hook reads the request body through it before the upstream request starts
-//! (`http/hold.rs`, called by both connection managers): nothing goes upstream until
-//! the chain has seen the end, and the held body goes with a Content-Length. (Envoy's
+//! call; it may continue, hold the chunk (`StopAndBuffer`) or answer locally.
+//! `Chain::on_request_trailers` (Envoy's `decodeTrailers`) sees an HTTP/2 request's
+//! trailers, which end its body instead of the end-of-stream data call; it may continue
+//! or answer locally. A chain with either hook reads the request body through it before
+//! the upstream request starts (`http/hold.rs`, called by both connection managers):
+//! nothing goes upstream until the chain has seen the end, and the held body goes with
+//! a Content-Length (and its trailers, where the upstream protocol can carry them). (Envoy's
 //! filters may also let chunks through while the upstream request runs; no filter here
 //! needs that yet.) `Chain::on_response_data` sees each response body chunk (the
 //! payload of an HTTP/1 upstream's body, each DATA frame of an HTTP/2 one) before it
@@ -168,6 +171,9 @@ pub struct Hooks {
     pub complete: bool,
     /// `on_request_data`: sees the request body before anything goes upstream.
     pub request_data: bool,
+    /// `on_request_trailers`: sees the request's trailers (HTTP/2 trailing HEADERS)
+    /// before anything goes upstream.
+    pub request_trailers: bool,
     /// `on_response_data`: sees each response body chunk before it goes to the client.
     pub response_data: bool,
 }
@@ -177,6 +183,7 @@ impl Hooks {
         response_head: false,
         complete: false,
         request_data: false,
+        request_trailers: false,
         response_data: false,
     };
 
@@ -185,6 +192,7 @@ impl Hooks {
             response_head: self.response_head || o.response_head,
             complete: self.complete || o.complete,
             request_data: self.request_data || o.request_data,
+            request_trailers: self.request_trailers || o.request_trailers,
             response_data: self.response_data || o.response_data,
         }
     }
@@ -223,6 +231,12 @@ impl<'c> Chain<'c> {
     /// The flag a filter recorded on the request head without answering (`DI`).
     pub fn flag(&self) -> Option<ResponseFlag> {
         self.flag
+    }
+
+    /// Whether the request body goes through the chain before the upstream request
+    /// starts (`http/hold.rs`): some filter has a request-body or request-trailers hook.
+    pub fn holds_request_body(&self) -> bool {
+        self.hooks.request_data || self.hooks.request_trailers
     }
 
     /// The filters of the chain the route does not disable, in order.
@@ -276,6 +290,27 @@ impl<'c> Chain<'c> {
             }
         }
         out
+    }
+
+    /// The request's trailers (Envoy's `decodeTrailers`), after its last body chunk,
+    /// before anything goes upstream; there is then no end-of-stream call of
+    /// `on_request_data` (the trailers end the stream). Filters see them in order; the
+    /// first to answer ends the request. Callers check `hooks().request_trailers` first.
+    pub async fn on_request_trailers(&self, trailers: &http::HeaderMap) -> Status {
+        for f in self.active() {
+            match &f.kind {
+                // The buffer filter's trailers hook only sets the Content-Length, which
+                // the hold sets for every held body.
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Buffer(_)
+                | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
+                | FilterKind::Fault(_)
+                | FilterKind::Cors(_) => {}
+            }
+        }
+        let _ = trailers;
+        Status::Continue
     }
 
     /// One chunk of the response body, before it goes to the client (`end_stream`: the
@@ -546,6 +581,7 @@ mod tests {
         use_remote_address: true,
         xff_num_trusted_hops: 0,
         skip_xff_append: false,
+        ..crate::config::Forwarding::SIDECAR
     };
 
     fn ctx() -> RequestCtx<'static> {
@@ -650,6 +686,11 @@ mod tests {
         };
         let own = run(&[]);
         assert!(own.hooks().request_data && !own.hooks().response_data);
+        // Its trailers hook would only set the Content-Length the hold sets anyway.
+        assert!(own.holds_request_body() && !own.hooks().request_trailers);
+        let t = http::HeaderMap::new();
+        let st = futures_lite::future::block_on(own.on_request_trailers(&t));
+        assert_eq!(st, Status::Continue);
         let data = |c: &Chain<'_>, n: usize, held| {
             futures_lite::future::block_on(c.on_request_data(&vec![b'x'; n], false, held))
         };

@@ -412,9 +412,6 @@ pub fn write_local_reply_at(
     }
 }
 
-/// Writes a local reply to a gRPC request in Envoy's form (`http::grpc_local`): 200,
-/// `application/grpc`, the status in `grpc-status`, the body in `grpc-message` (not
-/// for HEAD, as Envoy), and no body.
 /// Envoy's router marks a reply to a request a circuit breaker refused.
 fn overloaded(out: &mut Vec<u8>, flag: ResponseFlag) {
     if flag == ResponseFlag::UpstreamOverflow {
@@ -422,7 +419,55 @@ fn overloaded(out: &mut Vec<u8>, flag: ResponseFlag) {
     }
 }
 
-pub fn write_grpc_local_reply(
+/// How a local reply is framed: for a gRPC request (Envoy's gRPC form, whatever the
+/// status), for a HEAD request (no body), and whether the connection closes after it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyForm {
+    pub grpc: bool,
+    pub head_only: bool,
+    pub close: bool,
+}
+
+/// Writes a complete local reply in the request's form, the one writer of the HTTP/1
+/// connection manager's replies: for a gRPC request Envoy's gRPC form
+/// ([`write_grpc_local_reply`]), otherwise [`write_local_reply_at`]. Returns the
+/// status that went on the wire (200 for the gRPC form).
+pub fn write_reply(
+    out: &mut Vec<u8>,
+    form: ReplyForm,
+    reply: (u16, ResponseFlag),
+    content_type: Option<&str>,
+    location: Option<&str>,
+    body: &[u8],
+    edits: Edits<'_>,
+) -> u16 {
+    let ReplyForm {
+        grpc,
+        head_only,
+        close,
+    } = form;
+    if grpc {
+        write_grpc_local_reply(out, reply, location, body, close, head_only, edits);
+        200
+    } else {
+        write_local_reply_at(
+            out,
+            reply,
+            content_type,
+            location,
+            body,
+            close,
+            head_only,
+            edits,
+        );
+        reply.0
+    }
+}
+
+/// Writes a local reply to a gRPC request in Envoy's form (`http::grpc_local`): 200,
+/// `application/grpc`, the status in `grpc-status`, the body in `grpc-message` (not
+/// for HEAD, as Envoy), and no body.
+fn write_grpc_local_reply(
     out: &mut Vec<u8>,
     reply: (u16, ResponseFlag),
     location: Option<&str>,

@@ -76,6 +76,7 @@ fn run_counted(
         use_remote_address: true,
         xff_num_trusted_hops: 0,
         skip_xff_append: false,
+        ..crate::config::Forwarding::SIDECAR
     };
     let ctx = RequestCtx {
         req: &req,

@@ -1,0 +1,205 @@
+//! x-forwarded-client-cert parity with Envoy 1.40: one bootstrap per
+//! `forward_client_cert_details` mode (with every `set_current_client_cert_details`
+//! part) runs under Envoy and under Outrigger; curl sends a request carrying an XFCC
+//! header over HTTP/1.1 and HTTP/2, once with a client certificate and once without,
+//! and the XFCC value the upstream receives must be the same byte for byte: `By`,
+//! `Hash`, the URL-encoded PEM of `Cert` and `Chain`, the RFC 2253 `Subject`, `URI`
+//! and `DNS`. Outrigger's values are also checked on their own, so the test means
+//! something without Envoy (it then skips only the comparison).
+
+mod common;
+mod pki;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::envoy::{envoy_or_skip, Envoy};
+use common::*;
+use pki::{Ca, Leaf, LeafSpec};
+
+const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const INCOMING: &str = "By=spiffe://other/sa/x;URI=spiffe://other/sa/y";
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn bootstrap(mode: &str, ca: &Path, server: &Leaf, upstream: u16) -> String {
+    format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
+static_resources:
+  listeners:
+  - name: mtls
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: false
+          common_tls_context:
+            alpn_protocols: [h2, http/1.1]
+            tls_certificates: [{{ certificate_chain: {{ filename: "{cert}" }}, private_key: {{ filename: "{key}" }} }}]
+            validation_context:
+              trusted_ca: {{ filename: "{ca}" }}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM}
+          stat_prefix: mtls
+          forward_client_cert_details: {mode}
+          set_current_client_cert_details: {{ subject: true, cert: true, chain: true, dns: true, uri: true }}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                route: {{ cluster: backend }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
+"#,
+        cert = p(&server.cert),
+        key = p(&server.key),
+        ca = p(ca),
+    )
+}
+
+/// The XFCC values the echo upstream reports for one curl request through `port`
+/// (joined by `|` when there are several fields; empty: none).
+fn xfcc_seen(port: u16, ca: &Path, client: Option<&Leaf>, h2: bool) -> String {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "--cacert", &p(ca)])
+        .args(["--resolve", &format!("proxy.test:{port}:127.0.0.1")])
+        .args(["-H", &format!("x-forwarded-client-cert: {INCOMING}")])
+        .arg(if h2 { "--http2" } else { "--http1.1" });
+    if let Some(c) = client {
+        cmd.args(["--cert", &p(&c.cert), "--key", &p(&c.key)]);
+    }
+    let out = cmd
+        .arg(format!("https://proxy.test:{port}/"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl must be installed");
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && body.contains("method: GET"),
+        "curl: {body}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    body.lines()
+        .filter_map(|l| {
+            let (n, v) = l.strip_prefix("header: ")?.split_once(": ")?;
+            n.eq_ignore_ascii_case("x-forwarded-client-cert")
+                .then(|| v.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// What Outrigger must send on its own: checked without Envoy.
+fn check_outrigger(mode: &str, mtls: bool, got: &str) {
+    match (mode, mtls) {
+        ("ALWAYS_FORWARD_ONLY", _) | ("FORWARD_ONLY", true) => assert_eq!(got, INCOMING),
+        ("SANITIZE", _) | (_, false) => assert_eq!(got, "", "{mode}"),
+        ("APPEND_FORWARD" | "SANITIZE_SET", true) => {
+            let own = match mode {
+                "APPEND_FORWARD" => got
+                    .strip_prefix(&format!("{INCOMING},"))
+                    .unwrap_or_else(|| panic!("{got}")),
+                _ => got,
+            };
+            let parts: Vec<&str> = own.split(';').collect();
+            assert_eq!(
+                parts[0], "By=spiffe://mesh.test/ns/default/sa/proxy",
+                "{own}"
+            );
+            let hash = parts[1].strip_prefix("Hash=").unwrap();
+            assert!(
+                hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{own}"
+            );
+            assert!(
+                parts[2].starts_with("Cert=\"-----BEGIN%20CERTIFICATE-----%0A"),
+                "{own}"
+            );
+            assert!(
+                parts[3].starts_with("Chain=\"-----BEGIN%20CERTIFICATE-----%0A"),
+                "{own}"
+            );
+            assert_eq!(
+                &parts[4..],
+                [
+                    "Subject=\"CN=client\"",
+                    "URI=spiffe://mesh.test/ns/default/sa/client",
+                    "DNS=client.test"
+                ],
+                "{own}"
+            );
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn every_forward_client_cert_mode_sends_what_envoy_sends() {
+    let dir = TempDir::new("xfcc");
+    let ca = Ca::new("mesh CA");
+    let ca_pem = ca.write(dir.path(), "ca.pem");
+    let server = ca.leaf(
+        dir.path(),
+        "server",
+        LeafSpec {
+            dns: &["proxy.test"],
+            uris: &["spiffe://mesh.test/ns/default/sa/proxy"],
+            client: false,
+            expired: false,
+        },
+    );
+    let client = ca.leaf(
+        dir.path(),
+        "client",
+        LeafSpec {
+            dns: &["client.test"],
+            uris: &["spiffe://mesh.test/ns/default/sa/client"],
+            client: true,
+            expired: false,
+        },
+    );
+    let up = Upstream::echo();
+    let envoy_bin = envoy_or_skip("xfcc parity (Envoy side)");
+    for mode in [
+        "SANITIZE",
+        "FORWARD_ONLY",
+        "APPEND_FORWARD",
+        "SANITIZE_SET",
+        "ALWAYS_FORWARD_ONLY",
+    ] {
+        let text = bootstrap(mode, &ca_pem, &server, up.addr.port());
+        let proxy = Proxy::start(&text);
+        let envoy = envoy_bin.as_ref().map(|b| Envoy::start(b, &text));
+        for (mtls, h2) in [(true, false), (true, true), (false, false), (false, true)] {
+            let who = if mtls { Some(&client) } else { None };
+            let ours = xfcc_seen(proxy.listen.port(), &ca_pem, who, h2);
+            check_outrigger(mode, mtls, &ours);
+            if let Some(e) = &envoy {
+                let theirs = xfcc_seen(e.listen.port(), &ca_pem, who, h2);
+                assert_eq!(
+                    ours, theirs,
+                    "{mode}, client certificate {mtls}, h2 {h2}: Outrigger, then Envoy"
+                );
+            }
+        }
+    }
+}
