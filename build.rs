@@ -12,17 +12,22 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    let output = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--manifest-path",
-        ])
-        .arg(PathBuf::from(&manifest).join("Cargo.toml"))
-        .output()
-        .expect("run cargo metadata");
+    // Offline first (everything the build needs is already downloaded); `cargo
+    // metadata` also wants the manifests of crates for other platforms, which a fresh
+    // machine may not have fetched yet, so fall back to fetching them.
+    let metadata = |offline: bool| {
+        let mut c = Command::new(&cargo);
+        c.args(["metadata", "--format-version", "1", "--manifest-path"])
+            .arg(PathBuf::from(&manifest).join("Cargo.toml"));
+        if offline {
+            c.arg("--offline");
+        }
+        c.output().expect("run cargo metadata")
+    };
+    let mut output = metadata(true);
+    if !output.status.success() {
+        output = metadata(false);
+    }
     if !output.status.success() {
         panic!(
             "cargo metadata failed: {}",

@@ -134,7 +134,11 @@ fn main() {
         );
         support::bench(
             &format!("select + resolve, last route ({hosts}x{routes})"),
-            || select(t, &r).map(|route| resolve(t, route, &r)).is_some(),
+            || {
+                select(t, &r)
+                    .map(|route| resolve(t, route, &r, 1))
+                    .is_some()
+            },
         );
     }
 }

@@ -14,6 +14,7 @@ pub mod http;
 pub mod iptables;
 pub mod listener;
 pub mod observe;
+pub mod outlier;
 pub mod rbac;
 pub mod runtime;
 pub mod tcp;

@@ -93,11 +93,18 @@ fn validate_accepts_a_supported_bootstrap() {
 #[test]
 fn validate_names_the_path_of_an_unsupported_field() {
     let dir = TempDir::new("eb-field");
-    let text = bootstrap(9, "", "    outlier_detection: {consecutive_5xx: 3}\n", "hi");
+    let text = bootstrap(
+        9,
+        "",
+        "    per_connection_buffer_limit_bytes: 32768\n",
+        "hi",
+    );
     let (ok, out, path) = validate(&dir, "od.yaml", &text);
     assert!(!ok, "{out}");
     assert!(
-        out.contains("static_resources.clusters[0].outlier_detection: not supported by Outrigger"),
+        out.contains(
+            "static_resources.clusters[0].per_connection_buffer_limit_bytes: not supported by Outrigger"
+        ),
         "{out}"
     );
     // The line of the field is reported too.
@@ -255,13 +262,13 @@ fn a_bootstrap_reloads_on_sighup() {
     p.write_config(&bootstrap(
         up.addr.port(),
         "",
-        "    outlier_detection: {}\n",
+        "    per_connection_buffer_limit_bytes: 32768\n",
         "three",
     ));
     let r = p.reload();
     assert_ne!(r.status, 200, "{}", r.body_str());
     assert!(
-        r.body_str().contains("outlier_detection"),
+        r.body_str().contains("per_connection_buffer_limit_bytes"),
         "{}",
         r.body_str()
     );

@@ -2,7 +2,8 @@
 //! 100% and 0%, delays (seen as the `DI` flag in the access log and the counter, never
 //! timed), header-driven faults and their capped percentages, the gRPC form of an abort,
 //! `upstream_cluster` scoping, per-route settings and `max_active_faults`, over HTTP/1
-//! and HTTP/2 clients.
+//! and HTTP/2 clients; the response rate limit (a body that arrives whole, and not
+//! sooner than the limit lets it: a lower bound only).
 
 mod common;
 mod h2client;
@@ -56,6 +57,17 @@ fn config(up: SocketAddr, filter_extra: &str) -> String {
             cluster: backend
             per_filter_config:
               faults: {{ fault: {{ delay: {{ fixed_delay: 20ms, percentage: {{ numerator: 100 }} }} }} }}
+          - match: {{ prefix: /slow }}
+            cluster: backend
+            per_filter_config:
+              faults: {{ fault: {{ response_rate_limit: {{ fixed_limit: {{ limit_kbps: 1 }},
+                                                       percentage: {{ numerator: 100 }} }} }} }}
+          - match: {{ prefix: /to-backend }}
+            weighted_clusters: {{ clusters: [{{ name: other, weight: 0 }}, {{ name: backend, weight: 3 }}] }}
+          - match: {{ prefix: /to-other }}
+            weighted_clusters: {{ clusters: [{{ name: other, weight: 3 }}, {{ name: backend, weight: 0 }}] }}
+          - match: {{ prefix: /by-header }}
+            cluster_header: x-cluster
           - match: {{ prefix: /off }}
             cluster: backend
             per_filter_config:
@@ -173,6 +185,14 @@ fn upstream_cluster_scopes_the_fault() {
     );
     let abort = "x-envoy-fault-abort-request: 500\r\n";
     assert_eq!(h1(&proxy, "/x", abort).status, 500, "route goes to backend");
+    // Weighted clusters: the cluster picked for the request (Envoy's route entry).
+    assert_eq!(h1(&proxy, "/to-backend", abort).status, 500);
+    assert_eq!(h1(&proxy, "/to-other", abort).status, 200);
+    // `cluster_header`: the header's value, whether or not that cluster exists.
+    let to = |c: &str| format!("{abort}x-cluster: {c}\r\n");
+    assert_eq!(h1(&proxy, "/by-header", &to("backend")).status, 500);
+    assert_eq!(h1(&proxy, "/by-header", &to("other")).status, 200);
+    assert_eq!(h1(&proxy, "/by-header", abort).status, 503, "no header: NC");
 }
 
 #[test]
@@ -256,4 +276,60 @@ fn max_active_faults_overflow_lets_requests_through() {
         h1(&proxy, "/x", "x-envoy-fault-abort-request: 503\r\n").status,
         503
     );
+}
+
+/// 2 KiB at 1 KiB/s: the bucket holds at most one second's worth, so the second KiB
+/// waits a second at least, whatever else happens.
+const SLOW_BODY: usize = 2048;
+
+fn big_upstream() -> Upstream {
+    let mut raw = format!("HTTP/1.1 200 OK\r\ncontent-length: {SLOW_BODY}\r\n\r\n").into_bytes();
+    raw.extend_from_slice(pattern(0, SLOW_BODY));
+    Upstream::start(fixed(raw))
+}
+
+#[test]
+fn the_response_rate_limit_paces_the_body_and_holds_a_fault() {
+    let up = big_upstream();
+    let extra =
+        "          response_rate_limit: { header_limit: {}, percentage: { numerator: 100 } }\n";
+    let proxy = Proxy::start(&config(up.addr, extra));
+    // The route's fixed limit, over HTTP/1.
+    let t = std::time::Instant::now();
+    let r = h1(&proxy, "/slow", "");
+    let took = t.elapsed();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), SLOW_BODY);
+    assert!(matches_pattern(&r.body, 0), "the body arrives whole");
+    assert!(
+        took >= Duration::from_secs(1),
+        "2 KiB at 1 KiB/s took {took:?}"
+    );
+    // The filter's header limit: no header (or 0), no limit; `1` over HTTP/2.
+    assert_eq!(h1(&proxy, "/x", "").body.len(), SLOW_BODY);
+    let zero = h1(&proxy, "/x", "x-envoy-fault-throughput-response: 0\r\n");
+    assert_eq!(zero.body.len(), SLOW_BODY);
+    assert_eq!(counter(&proxy, "response_rl_injected"), 1);
+    let listen = proxy.listen;
+    let t = std::time::Instant::now();
+    let (status, body) = h2client::run(move || async move {
+        let mut c = h2client::connect(listen).await;
+        let b = h2client::request("GET", "http://svc/x")
+            .header("x-envoy-fault-throughput-response", "1");
+        let r = h2client::send(&mut c, b.body(()).unwrap(), b"").await;
+        (r.status, r.body)
+    });
+    let took = t.elapsed();
+    assert_eq!((status, body.len()), (200, SLOW_BODY));
+    assert!(matches_pattern(&body, 0));
+    assert!(
+        took >= Duration::from_secs(1),
+        "over HTTP/2 it took {took:?}"
+    );
+    assert_eq!(counter(&proxy, "response_rl_injected"), 2);
+    // Each stream held its one active fault to its end.
+    let idle = wait_until(Duration::from_secs(10), || {
+        (counter(&proxy, "active_faults") == 0).then_some(())
+    });
+    assert!(idle.is_some(), "active faults released");
 }

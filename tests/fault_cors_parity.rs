@@ -3,7 +3,8 @@
 //! the virtual host and on routes) runs under Envoy and under Outrigger; the same
 //! requests go to both over HTTP/1 and HTTP/2, and the statuses, local bodies, the
 //! `access-control-*` and `grpc-*` headers, the access log's response flags and the
-//! `fault.` / `cors.` counters are compared case by case. Skips, saying why, when Envoy
+//! `fault.` / `cors.` counters (with `response_rl_injected` and the `active_faults`
+//! gauge) are compared case by case. Skips, saying why, when Envoy
 //! is not installed.
 
 mod common;
@@ -96,6 +97,34 @@ static_resources:
                     "@type": {FAULT}
                     abort: {{ http_status: 500, percentage: {{ numerator: 100 }} }}
                     upstream_cluster: backend
+              - match: {{ prefix: /w-backend }}
+                route: {{ weighted_clusters: {{ clusters: [{{ name: spare, weight: 0 }}, {{ name: backend, weight: 1 }}] }} }}
+                typed_per_filter_config:
+                  faults:
+                    "@type": {FAULT}
+                    abort: {{ http_status: 500, percentage: {{ numerator: 100 }} }}
+                    upstream_cluster: backend
+              - match: {{ prefix: /w-spare }}
+                route: {{ weighted_clusters: {{ clusters: [{{ name: spare, weight: 1 }}, {{ name: backend, weight: 0 }}] }} }}
+                typed_per_filter_config:
+                  faults:
+                    "@type": {FAULT}
+                    abort: {{ http_status: 500, percentage: {{ numerator: 100 }} }}
+                    upstream_cluster: backend
+              - match: {{ prefix: /by-header }}
+                route: {{ cluster_header: x-cluster }}
+                typed_per_filter_config:
+                  faults:
+                    "@type": {FAULT}
+                    abort: {{ http_status: 500, percentage: {{ numerator: 100 }} }}
+                    upstream_cluster: backend
+              - match: {{ prefix: /any-header }}
+                route: {{ cluster_header: x-cluster }}
+                typed_per_filter_config:
+                  faults:
+                    "@type": {FAULT}
+                    abort: {{ http_status: 500, percentage: {{ numerator: 100 }} }}
+                    upstream_cluster: nosuch
               - match: {{ prefix: /gated }}
                 route: {{ cluster: backend }}
                 typed_per_filter_config:
@@ -117,6 +146,12 @@ static_resources:
                   faults:
                     "@type": {FAULT}
                     delay: {{ fixed_delay: 0.01s, percentage: {{ numerator: 100 }} }}
+              - match: {{ prefix: /throttled }}
+                route: {{ cluster: backend }}
+                typed_per_filter_config:
+                  faults:
+                    "@type": {FAULT}
+                    response_rate_limit: {{ fixed_limit: {{ limit_kbps: 64 }}, percentage: {{ numerator: 100 }} }}
               - match: {{ prefix: /no-faults }}
                 route: {{ cluster: backend }}
                 typed_per_filter_config:
@@ -156,6 +191,7 @@ static_resources:
               "@type": {FAULT}
               delay: {{ header_delay: {{}}, percentage: {{ numerator: 100 }} }}
               abort: {{ header_abort: {{}}, percentage: {{ numerator: 100 }} }}
+              response_rate_limit: {{ header_limit: {{}}, percentage: {{ numerator: 100 }} }}
           - name: cors
             typed_config:
               "@type": {CORS}
@@ -170,9 +206,17 @@ static_resources:
       cluster_name: backend
       endpoints:
       - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+  - name: spare
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: spare
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
 "#,
-        upstream.port()
+        port = upstream.port()
     )
 }
 
@@ -208,6 +252,14 @@ const CASES: &[(&str, &str, &str)] = &[
     ("GET", "/x", "x-envoy-fault-delay-request: 0\r\n"),
     ("GET", "/other-cluster", ""),
     ("GET", "/this-cluster", ""),
+    // `upstream_cluster` against the route entry's cluster: the weighted pick, the
+    // `cluster_header` value (missing: none; a cluster that does not exist still names).
+    ("GET", "/w-backend", ""),
+    ("GET", "/w-spare", ""),
+    ("GET", "/by-header", "x-cluster: backend\r\n"),
+    ("GET", "/by-header", "x-cluster: spare\r\n"),
+    ("GET", "/by-header", ""),
+    ("GET", "/any-header", "x-cluster: nosuch\r\n"),
     ("GET", "/gated", "x-fault: yes\r\n"),
     (
         "GET",
@@ -222,6 +274,21 @@ const CASES: &[(&str, &str, &str)] = &[
     ("GET", "/delay", ""),
     ("GET", "/delay-abort", ""),
     ("GET", "/no-faults", "x-envoy-fault-abort-request: 500\r\n"),
+    // Response rate limits: the route's fixed one, the filter's from the header (0 and
+    // a percentage of 0 are none).
+    ("GET", "/throttled", ""),
+    ("GET", "/x", "x-envoy-fault-throughput-response: 64\r\n"),
+    ("GET", "/x", "x-envoy-fault-throughput-response: 0\r\n"),
+    (
+        "GET",
+        "/x",
+        "x-envoy-fault-throughput-response: 64\r\nx-envoy-fault-throughput-response-percentage: 0\r\n",
+    ),
+    (
+        "GET",
+        "/x",
+        "x-envoy-fault-throughput-response: 64\r\nx-envoy-fault-abort-request: 503\r\n",
+    ),
     // CORS: the virtual host's policy.
     ("OPTIONS", "/x", PREFLIGHT_A),
     (

@@ -1,7 +1,8 @@
 //! One Envoy bootstrap with the local rate-limit filter, run through Envoy 1.40 and
 //! through Outrigger (two workers): the same requests get the same statuses, bodies and
 //! `x-ratelimit-*` and configured headers, the same numbers are admitted, and the
-//! counters under Envoy's names agree. Skips, saying why, without the Envoy binary.
+//! counters under Envoy's names agree; the descriptors read Envoy's downstream remote
+//! address (after `x-forwarded-for`), masked or not, and the route's cluster. Skips, saying why, without the Envoy binary.
 
 mod common;
 
@@ -34,6 +35,71 @@ static_resources:
                   - actions:
                     - generic_key: { descriptor_value: api }
                     - request_headers: { header_name: x-user, descriptor_key: user }
+              - match: { prefix: /addr }
+                route:
+                  cluster: backend
+                  rate_limits:
+                  - actions: [{ remote_address: {} }]
+                  - actions: [{ masked_remote_address: { v4_prefix_mask_len: 24 } }]
+                typed_per_filter_config:
+                  rl:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: addr_rl
+                    token_bucket: { max_tokens: 100, tokens_per_fill: 1, fill_interval: 60s }
+                    filter_enabled: { default_value: { numerator: 100 } }
+                    filter_enforced: { default_value: { numerator: 100 } }
+                    descriptors:
+                    - entries: [{ key: remote_address, value: 10.0.0.9 }]
+                      token_bucket: { max_tokens: 1, tokens_per_fill: 1, fill_interval: 60s }
+                    - entries: [{ key: masked_remote_address, value: 10.0.1.0/24 }]
+                      token_bucket: { max_tokens: 1, tokens_per_fill: 1, fill_interval: 60s }
+              - match: { prefix: /dest }
+                route:
+                  weighted_clusters: { clusters: [{ name: backend, weight: 1 }] }
+                  rate_limits:
+                  - actions: [{ destination_cluster: {} }]
+                typed_per_filter_config:
+                  rl:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: dest_rl
+                    token_bucket: { max_tokens: 100, tokens_per_fill: 1, fill_interval: 60s }
+                    filter_enabled: { default_value: { numerator: 100 } }
+                    filter_enforced: { default_value: { numerator: 100 } }
+                    descriptors:
+                    - entries: [{ key: destination_cluster, value: backend }]
+                      token_bucket: { max_tokens: 2, tokens_per_fill: 1, fill_interval: 60s }
+              - match: { prefix: /hv }
+                route:
+                  cluster: backend
+                  rate_limits:
+                  - actions:
+                    - header_value_match:
+                        descriptor_value: vip
+                        headers: [{ name: x-vip, string_match: { exact: "1" } }]
+                  - actions:
+                    - header_value_match:
+                        descriptor_key: nonvip
+                        descriptor_value: "yes"
+                        expect_match: false
+                        headers: [{ name: x-vip, present_match: true }]
+                  - actions:
+                    - query_parameter_value_match:
+                        descriptor_value: dbg
+                        query_parameters: [{ name: debug, string_match: { exact: "1" } }]
+                typed_per_filter_config:
+                  rl:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: match_rl
+                    token_bucket: { max_tokens: 100, tokens_per_fill: 1, fill_interval: 60s }
+                    filter_enabled: { default_value: { numerator: 100 } }
+                    filter_enforced: { default_value: { numerator: 100 } }
+                    descriptors:
+                    - entries: [{ key: header_match, value: vip }]
+                      token_bucket: { max_tokens: 1, tokens_per_fill: 1, fill_interval: 60s }
+                    - entries: [{ key: nonvip, value: "yes" }]
+                      token_bucket: { max_tokens: 2, tokens_per_fill: 1, fill_interval: 60s }
+                    - entries: [{ key: query_match, value: dbg }]
+                      token_bucket: { max_tokens: 1, tokens_per_fill: 1, fill_interval: 60s }
               - match: { prefix: /route }
                 direct_response: { status: 200, body: { inline_string: ok } }
                 typed_per_filter_config:
@@ -96,12 +162,33 @@ fn observe(addr: SocketAddr) -> Vec<(String, Seen)> {
         ("/", ""),
         ("/", ""),
         ("/off", ""),
+        // Envoy's downstream remote address (no `use_remote_address`: the last
+        // `x-forwarded-for` entry), whole and masked to /24; the route's cluster.
+        ("/addr", "x-forwarded-for: 1.1.1.1, 10.0.0.9"),
+        ("/addr", "x-forwarded-for: 10.0.0.9"),
+        ("/addr", "x-forwarded-for: 10.0.0.8"),
+        ("/addr", "x-forwarded-for: 10.0.1.5"),
+        ("/addr", "x-forwarded-for: 10.0.1.6"),
+        ("/addr", ""),
+        ("/dest", ""),
+        ("/dest", ""),
+        ("/dest", ""),
+        // header_value_match (and with expect_match: false), query_parameter_value_match.
+        ("/hv", "x-vip: 1"),
+        ("/hv", "x-vip: 1"),
+        ("/hv?debug=1", "x-vip: 2"),
+        ("/hv?debug=1", "x-vip: 2"),
+        ("/hv", ""),
+        ("/hv", ""),
+        ("/hv", ""),
     ];
     let mut c = Conn::connect(addr);
     let mut out = Vec::new();
     for (path, user) in cases {
         let h = if user.is_empty() {
             String::new()
+        } else if user.contains(':') {
+            format!("{user}\r\n")
         } else {
             format!("x-user: {user}\r\n")
         };

@@ -3,8 +3,9 @@
 //! upstream (method, path, headers with the route's edits, body) with its Host
 //! suffixed `-shadow` before the port; a slow, silent or refused mirror never changes
 //! the client's answer; fractions 0 and 100; the suffix switched off; a
-//! `cluster_header` mirror naming no cluster is skipped; a streamed body is not
-//! mirrored; and the counters. No test asserts a timing.
+//! `cluster_header` mirror naming no cluster is skipped; and the counters. Bodies that
+//! stream (teed to the shadow) are in `tests/mirror_streaming.rs`. No test asserts a
+//! timing.
 
 mod common;
 mod h2client;
@@ -122,7 +123,6 @@ fn h2(s: &Setup, method: &str, authority: &str, path: &str, body: &'static [u8])
         let mut c = connect(addr).await;
         let mut req = request(&method, &uri).header("x-client", "h2");
         if !body.is_empty() {
-            // A body is mirrored when it declares its length (it is then held whole).
             req = req.header("content-length", body.len().to_string());
         }
         let req = req.body(()).unwrap();
@@ -262,18 +262,4 @@ fn a_cluster_header_naming_no_cluster_is_skipped() {
     assert!(s.mirror.wait_requests(1, WAIT));
     assert_eq!(last(&s.mirror).target, "/header/named");
     assert_eq!(s.mirror.request_count(), 1);
-}
-
-#[test]
-fn a_streamed_body_goes_to_the_primary_and_its_shadow_is_dropped() {
-    let s = setup();
-    let r = h1(
-        &s,
-        "POST /basic HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-    );
-    assert_eq!(r.status, 200);
-    assert_eq!(last(&s.primary).body, b"hello");
-    assert_eq!(cluster(&s, "mirror", "rq_shadow_dropped"), 1);
-    assert_eq!(cluster(&s, "mirror", "rq_shadow"), 0);
-    assert_eq!(s.mirror.request_count(), 0);
 }

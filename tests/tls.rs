@@ -1,7 +1,8 @@
 //! TLS through the real binary: curl over TLS with HTTP/1.1 and HTTP/2 (ALPN picks the
 //! codec), mutual TLS with SPIFFE client certificates and every refusal counted and
 //! kept from the upstream, SNI choosing between chains, plain and TLS chains on one
-//! listener, and malformed ClientHellos. The PKI is made in the test (tests/pki).
+//! listener, and malformed ClientHellos; RBAC's `authenticated` principal falling back
+//! to the client certificate's subject (RFC 2253). The PKI is made in the test (tests/pki).
 
 mod common;
 mod pki;
@@ -291,6 +292,58 @@ fn mutual_tls_accepts_a_spiffe_client_and_refuses_the_rest_before_the_upstream()
         2,
         "refused clients never reach the upstream"
     );
+}
+
+#[test]
+fn rbac_authenticated_matches_the_client_certificate_subject_after_its_sans() {
+    let dir = TempDir::new("tls-pki");
+    let ca = Ca::new("test CA");
+    let ca_pem = ca.write(dir.path(), "ca.pem");
+    let server = ca.leaf(dir.path(), "server", pki::server(&["localhost"]));
+    // Both have a SPIFFE URI SAN the policy does not name; their subjects differ.
+    let web = ca.leaf(dir.path(), "web", pki::client(SPIFFE_WEB));
+    let db = ca.leaf(dir.path(), "db", pki::client(SPIFFE_WEB));
+    let up = Upstream::echo();
+    let validation = format!(
+        "          require_client_certificate: true
+          validation_context:
+            trusted_ca_file: \"{}\"
+",
+        p(&ca_pem)
+    );
+    let chains = format!(
+        "      - name: mtls
+        route_table: main
+        http_filters:
+          - name: authz
+            rbac:
+              rules:
+                action: ALLOW
+                policies:
+                  by-subject:
+                    permissions: [{{ any: true }}]
+                    principals: [{{ authenticated: {{ principal_name: {{ exact: \"CN=web\" }} }} }}]
+{}",
+        tls_block(&server, "[http/1.1]", &validation)
+    );
+    let proxy = Proxy::start(&config(&chains, &up));
+    let cacert = p(&ca_pem);
+    let with = |leaf: &Leaf| {
+        let args = [
+            "--cacert",
+            &cacert,
+            "--cert",
+            &p(&leaf.cert),
+            "--key",
+            &p(&leaf.key),
+        ];
+        curl(&proxy, "localhost", &args)
+    };
+    let ok = with(&web);
+    assert!(ok.ok && ok.out.ends_with("\n200 1.1"), "{}", ok.out);
+    let denied = with(&db);
+    assert!(denied.out.ends_with("\n403 1.1"), "{}", denied.out);
+    assert_eq!(up.request_count(), 1);
 }
 
 #[test]

@@ -158,19 +158,30 @@ async fn route<A: AdminApi>(control: &A, method: &str, path: &str, query: &str) 
 }
 
 /// The merged stats; in an `alloc-count` build also the process's allocation total as
-/// a top-level `allocations` field (the load test's allocations per request).
+/// a top-level `allocations` field (the load test's allocations per request); once a
+/// span was sampled, the span exporter's counters (`tracing.opentelemetry.*`).
 async fn stats_json<A: AdminApi>(control: &A) -> Reply {
     let report = control.stats().await;
-    match alloc_count::allocations() {
-        None => Reply::json(&report),
-        Some(n) => {
-            let mut v = serde_json::to_value(&report).unwrap_or_default();
-            if let serde_json::Value::Object(m) = &mut v {
-                m.insert("allocations".to_string(), n.into());
+    let tracing = crate::observe::trace::export::report();
+    if alloc_count::allocations().is_none() && tracing.is_none() {
+        return Reply::json(&report);
+    }
+    let mut v = serde_json::to_value(&report).unwrap_or_default();
+    if let serde_json::Value::Object(m) = &mut v {
+        if let Some(n) = alloc_count::allocations() {
+            m.insert("allocations".to_string(), n.into());
+        }
+        if let Some(t) = tracing {
+            for (k, n) in [
+                ("spans_sent", t.spans_sent),
+                ("spans_dropped", t.spans_dropped),
+                ("export_failures", t.export_failures),
+            ] {
+                m.insert(format!("tracing.opentelemetry.{k}"), n.into());
             }
-            Reply::json(&v)
         }
     }
+    Reply::json(&v)
 }
 
 async fn respond(stream: &mut TcpStream, r: Reply) -> std::io::Result<()> {

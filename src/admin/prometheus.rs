@@ -313,8 +313,14 @@ pub fn render(r: &StatsReport) -> String {
     per_cluster!(
         "outrigger_upstream_rq_shadow_dropped_total",
         "counter",
-        "Shadow requests not sent (too many in flight on a core, or a body not held).",
+        "Shadow requests not sent (too many in flight on a core).",
         rq_shadow_dropped
+    );
+    per_cluster!(
+        "outrigger_upstream_rq_shadow_abandoned_total",
+        "counter",
+        "Shadow requests reset because they fell behind the request body past the bound.",
+        rq_shadow_abandoned
     );
     per_cluster!(
         "outrigger_upstream_lb_healthy_panic_total",
@@ -323,6 +329,7 @@ pub fn render(r: &StatsReport) -> String {
         lb_healthy_panic
     );
     health_checks(&mut out, cs);
+    outlier_detection(&mut out, cs);
     circuit_breakers(&mut out, cs);
     family(
         &mut out,
@@ -338,6 +345,29 @@ pub fn render(r: &StatsReport) -> String {
                 esc(&c.name),
                 CLASSES[i]
             );
+        }
+    }
+    if let Some(t) = crate::observe::trace::export::report() {
+        for (name, help, n) in [
+            (
+                "spans_sent",
+                "Spans the exporter sent to the collector.",
+                t.spans_sent,
+            ),
+            (
+                "spans_dropped",
+                "Spans dropped because a worker's queue to the exporter was full.",
+                t.spans_dropped,
+            ),
+            (
+                "export_failures",
+                "Export requests that failed (not answered 2xx).",
+                t.export_failures,
+            ),
+        ] {
+            let full = format!("outrigger_tracing_opentelemetry_{name}_total");
+            family(&mut out, &full, "counter", help);
+            let _ = writeln!(out, "{full} {n}");
         }
     }
     if let Some(n) = crate::observe::alloc_count::allocations() {
@@ -402,6 +432,43 @@ fn circuit_breakers(out: &mut String, cs: &[crate::observe::stats::ClusterReport
                     "{series}{{cluster=\"{}\",priority=\"default\"}} {v}",
                     esc(&c.name)
                 );
+            }
+        }
+    }
+}
+
+/// Envoy's `cluster.<name>.outlier_detection.*`, for clusters with outlier detection:
+/// `ejections_active` a gauge, the rest counters (`_total` appended, so Envoy's
+/// `ejections_enforced_total` is `outrigger_outlier_detection_ejections_enforced_total`).
+fn outlier_detection(out: &mut String, cs: &[crate::observe::stats::ClusterReport]) {
+    let Some(names) = cs
+        .iter()
+        .find_map(|c| c.outlier_detection.as_ref())
+        .map(|o| o.fields().map(|(n, _)| n))
+    else {
+        return;
+    };
+    for (k, name) in names.iter().enumerate() {
+        let gauge = *name == "ejections_active";
+        let series = if gauge || name.ends_with("_total") {
+            format!("outrigger_outlier_detection_{name}")
+        } else {
+            format!("outrigger_outlier_detection_{name}_total")
+        };
+        let kind = if gauge { "gauge" } else { "counter" };
+        family(
+            out,
+            &series,
+            kind,
+            &format!("Envoy's outlier_detection.{name}."),
+        );
+        for c in cs {
+            if let Some((_, v)) = c
+                .outlier_detection
+                .as_ref()
+                .and_then(|o| o.fields().get(k).copied())
+            {
+                let _ = writeln!(out, "{series}{{cluster=\"{}\"}} {v}", esc(&c.name));
             }
         }
     }

@@ -16,6 +16,7 @@ mod fault_cors;
 mod health;
 mod listener;
 mod listener_filters;
+mod outlier;
 mod proxy_headers;
 mod raw_terminal;
 mod rbac;
@@ -24,6 +25,7 @@ mod route_action;
 mod route_match;
 mod routes;
 mod tls;
+mod tracing;
 
 /// One problem in a config, located by field path and (when known) line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,7 +381,7 @@ impl Builder {
                 })
                 .ok()
         });
-        let endpoints = raw_endpoints
+        let endpoints: Vec<Endpoint> = raw_endpoints
             .iter()
             .enumerate()
             .filter_map(|(j, e)| {
@@ -435,6 +437,12 @@ impl Builder {
             }
         };
         let breakers = Arc::new(self.circuit_breakers(&p, c.circuit_breakers.as_ref()));
+        let outlier = c.outlier_detection.as_ref().map(|o| {
+            Arc::new(crate::config::outlier::Outlier::new(
+                self.outlier_detection(&p, o),
+                endpoints.len(),
+            ))
+        });
         Cluster {
             name: c.name.clone(),
             connect_timeout,
@@ -448,6 +456,7 @@ impl Builder {
             kind,
             source_address,
             breakers,
+            outlier,
         }
     }
 }

@@ -11,14 +11,17 @@ mod locate;
 mod match_model;
 pub mod model;
 pub mod oneline;
+pub mod outlier;
 mod raw;
 mod raw_circuit;
 pub(crate) mod raw_fault_cors;
 mod raw_health;
-mod raw_match;
+pub(crate) mod raw_match;
+mod raw_outlier;
 pub(crate) mod raw_rbac;
 mod raw_retry;
 mod raw_route;
+mod raw_tracing;
 pub mod retry_model;
 mod route_model;
 

@@ -240,6 +240,8 @@ pub struct HttpConnectionManager {
     /// What the connection manager and the router add or answer by themselves (boxed:
     /// read once per request, and it would make every terminal as large).
     pub own: Box<OwnHeaders>,
+    /// Distributed tracing (`observe::trace`; `None`: no spans, no propagation).
+    pub tracing: Option<Arc<crate::observe::trace::Tracing>>,
 }
 
 /// Envoy's `server_header_transformation`.
@@ -469,6 +471,9 @@ pub struct Cluster {
     /// Circuit breakers: thresholds and the process-wide counts (`config::circuit`),
     /// compared by thresholds only.
     pub breakers: Arc<super::circuit::Breakers>,
+    /// Outlier detection: its settings and each endpoint's process-wide consecutive
+    /// failure counts (`config::outlier`), compared by settings only.
+    pub outlier: Option<Arc<super::outlier::Outlier>>,
 }
 
 /// Envoy's cluster discovery types that Outrigger has.

@@ -81,6 +81,9 @@ pub(crate) struct RawListener {
     pub forwarding: Option<RawForwarding>,
     #[serde(default)]
     pub proxy_headers: Option<RawProxyHeaders>,
+    /// Distributed tracing (`observe::trace`).
+    #[serde(default)]
+    pub tracing: Option<super::raw_tracing::RawTracing>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
     /// Network filters before the terminal (the network `rbac` filter).
@@ -144,6 +147,9 @@ pub(crate) struct RawFilterChain {
     pub forwarding: Option<RawForwarding>,
     #[serde(default)]
     pub proxy_headers: Option<RawProxyHeaders>,
+    /// Distributed tracing (`observe::trace`).
+    #[serde(default)]
+    pub tracing: Option<super::raw_tracing::RawTracing>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
     /// Network filters before the terminal (the network `rbac` filter).
@@ -363,6 +369,9 @@ pub(crate) struct RawCluster {
     /// Envoy's `circuit_breakers` (field names as Envoy's).
     #[serde(default)]
     pub circuit_breakers: Option<super::raw_circuit::RawCircuitBreakers>,
+    /// Envoy's `outlier_detection` (field names as Envoy's, durations as strings).
+    #[serde(default)]
+    pub outlier_detection: Option<super::raw_outlier::RawOutlierDetection>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -22,6 +22,28 @@ pub(crate) struct RawFault {
     pub downstream_nodes: Vec<String>,
     #[serde(default)]
     pub max_active_faults: Option<u64>,
+    #[serde(default)]
+    pub response_rate_limit: Option<RawRateLimit>,
+}
+
+/// Envoy's `FaultRateLimit`: `fixed_limit: {limit_kbps}` or `header_limit: {}`, and
+/// `percentage`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    #[serde(default)]
+    pub fixed_limit: Option<RawFixedLimit>,
+    #[serde(default)]
+    pub header_limit: Option<RawEmptyObject>,
+    #[serde(default)]
+    pub percentage: Option<RawFractionalPercent>,
+}
+
+/// Envoy's `FaultRateLimit.FixedLimit`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFixedLimit {
+    pub limit_kbps: u64,
 }
 
 /// Envoy's `FaultDelay`: `fixed_delay` or `header_delay: {}`, and `percentage`.

@@ -5,14 +5,14 @@
 use serde::Deserialize;
 
 /// Envoy's `RegexMatcher`: `{regex: "..."}`; a bare string is accepted too.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum RawRegex {
     Bare(String),
     Matcher(RawRegexMatcher),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRegexMatcher {
     pub regex: String,
@@ -30,7 +30,7 @@ impl RawRegex {
 /// Envoy's `HeaderMatcher`: the older direct fields (`exact_match`, ...) or
 /// `string_match`, or `present_match` or `range_match`. `exact`, `prefix`, `present` and
 /// `invert` are this project's earlier short names, still accepted.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHeaderMatch {
     pub name: String,
@@ -57,7 +57,7 @@ pub(crate) struct RawHeaderMatch {
 }
 
 /// Envoy's `Int64Range`: `[start, end)`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRange {
     pub start: i64,
@@ -65,7 +65,7 @@ pub(crate) struct RawRange {
 }
 
 /// Envoy's `StringMatcher`: one of the forms, and `ignore_case` (not for `safe_regex`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStringMatch {
     #[serde(default)]
@@ -84,7 +84,7 @@ pub(crate) struct RawStringMatch {
 
 /// Envoy's `RuntimeFractionalPercent`; there is no runtime layer, so `default_value` is
 /// the fraction and `runtime_key` is accepted and ignored.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRuntimeFraction {
     pub default_value: RawFractionalPercent,
@@ -94,7 +94,7 @@ pub(crate) struct RawRuntimeFraction {
 }
 
 /// Envoy's `FractionalPercent`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawFractionalPercent {
     #[serde(default)]
@@ -102,4 +102,15 @@ pub(crate) struct RawFractionalPercent {
     /// `HUNDRED` (default), `TEN_THOUSAND` or `MILLION`.
     #[serde(default)]
     pub denominator: Option<String>,
+}
+
+/// Envoy's `QueryParameterMatcher`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueryParameterMatch {
+    pub name: String,
+    #[serde(default)]
+    pub string_match: Option<RawStringMatch>,
+    #[serde(default)]
+    pub present_match: Option<bool>,
 }

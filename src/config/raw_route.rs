@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 pub(crate) use super::raw_match::{
-    RawFractionalPercent, RawHeaderMatch, RawRange, RawRegex, RawRegexMatcher, RawRuntimeFraction,
-    RawStringMatch,
+    RawFractionalPercent, RawHeaderMatch, RawQueryParameterMatch, RawRange, RawRegex,
+    RawRegexMatcher, RawRuntimeFraction, RawStringMatch,
 };
 
 use crate::http::filter::header_mutation::RawHeaderAdd;
@@ -106,17 +106,6 @@ pub(crate) struct RawRouteMatch {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawEmpty {}
-
-/// Envoy's `QueryParameterMatcher`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawQueryParameterMatch {
-    pub name: String,
-    #[serde(default)]
-    pub string_match: Option<RawStringMatch>,
-    #[serde(default)]
-    pub present_match: Option<bool>,
-}
 
 /// Envoy's `RouteAction.RequestMirrorPolicy`: exactly one of `cluster` and
 /// `cluster_header`.

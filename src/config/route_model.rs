@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::http::filter::headers::HeaderPlan;
 use crate::http::filter::local_ratelimit::RouteRateLimits;
 use crate::http::filter::{FilterOverride, RouteFilters};
-use crate::http::router::DomainIndex;
+use crate::http::router::{DomainIndex, EntryCluster};
 
 pub use super::match_model::{HeaderMatch, HeaderMatchKind, Pattern, StringMatch, StringMatchKind};
 
@@ -77,7 +77,8 @@ pub struct RouteFilterConfig {
     pub rate_limits: RouteRateLimits,
     /// The route forwards to a cluster (not a direct response or a redirect).
     pub forwards: bool,
-    /// The one cluster it forwards to, when that is fixed (`cluster`).
+    /// The one cluster it forwards to, when that is fixed (`cluster`); the others are
+    /// named per request (`router::entry_cluster`).
     pub cluster: Option<String>,
 }
 impl RouteFilterConfig {
@@ -88,7 +89,10 @@ impl RouteFilterConfig {
             overrides: &self.overrides,
             rate_limits: &self.rate_limits,
             forwards: self.forwards,
-            cluster: self.cluster.as_deref(),
+            cluster: match &self.cluster {
+                Some(c) => EntryCluster::Name(c),
+                None => EntryCluster::None,
+            },
         }
     }
 }
@@ -213,6 +217,8 @@ pub enum ClusterTarget {
 #[derive(Debug, PartialEq)]
 pub struct WeightedCluster {
     pub cluster: usize,
+    /// The cluster's name (what the fault filter's `upstream_cluster` compares).
+    pub name: String,
     pub weight: u32,
     /// Envoy's per-cluster `host_rewrite_literal`.
     pub host_rewrite: Option<String>,

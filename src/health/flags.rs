@@ -14,6 +14,9 @@ impl HealthFlags {
     pub const PENDING_ACTIVE_HC: u8 = 2;
     /// Envoy's `ACTIVE_HC_TIMEOUT`: failed, and the last check timed out.
     pub const ACTIVE_HC_TIMEOUT: u8 = 4;
+    /// Envoy's `FAILED_OUTLIER_CHECK`: ejected by outlier detection (`src/outlier/`); set
+    /// on the workers only, never by the checker.
+    pub const FAILED_OUTLIER_CHECK: u8 = 8;
 
     pub const HEALTHY: HealthFlags = HealthFlags(0);
     /// Where an endpoint of a cluster with health checks starts (Envoy: a host of a
@@ -21,7 +24,7 @@ impl HealthFlags {
     pub const INITIAL: HealthFlags = HealthFlags(Self::FAILED_ACTIVE_HC);
 
     pub const fn from_bits(b: u8) -> Self {
-        HealthFlags(b & 7)
+        HealthFlags(b & 15)
     }
 
     pub const fn bits(self) -> u8 {
@@ -40,8 +43,14 @@ impl HealthFlags {
         }
     }
 
-    /// The load balancer leaves this endpoint out (unless in panic).
+    /// The load balancer leaves this endpoint out (unless in panic): Envoy's coarse
+    /// health is unhealthy for a failed active check or an outlier ejection.
     pub const fn failed(self) -> bool {
+        self.has(Self::FAILED_ACTIVE_HC | Self::FAILED_OUTLIER_CHECK)
+    }
+
+    /// The active health check's verdict alone (what the checker counts as healthy).
+    pub const fn failed_active_hc(self) -> bool {
         self.has(Self::FAILED_ACTIVE_HC)
     }
 
@@ -54,6 +63,7 @@ impl HealthFlags {
         let mut s = String::new();
         for (flag, name) in [
             (Self::FAILED_ACTIVE_HC, "/failed_active_hc"),
+            (Self::FAILED_OUTLIER_CHECK, "/failed_outlier_check"),
             (Self::PENDING_ACTIVE_HC, "/pending_active_hc"),
             (Self::ACTIVE_HC_TIMEOUT, "/active_hc_timeout"),
         ] {
@@ -76,6 +86,10 @@ mod tests {
         assert_eq!(
             HealthFlags::from_bits(7).envoy_text(),
             "/failed_active_hc/pending_active_hc/active_hc_timeout"
+        );
+        assert_eq!(
+            HealthFlags::from_bits(9).envoy_text(),
+            "/failed_active_hc/failed_outlier_check"
         );
     }
 }

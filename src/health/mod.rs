@@ -72,7 +72,13 @@ struct Inner {
     /// waits for them (Envoy initialises its clusters before it serves).
     first_round: RefCell<HashSet<Key>>,
     started: Cell<bool>,
+    /// Told of every passed check of an endpoint that is not failing its checks (outlier
+    /// detection brings an ejected endpoint back then).
+    on_passed: RefCell<Option<PassedHook>>,
 }
+
+/// What the checker calls after a passed check: `(cluster, endpoint)`.
+pub type PassedHook = Box<dyn Fn(&str, SocketAddr)>;
 
 /// The process's health checker. Cheap to clone.
 #[derive(Clone)]
@@ -88,7 +94,13 @@ impl Checker {
             used: RefCell::default(),
             first_round: RefCell::default(),
             started: Cell::new(false),
+            on_passed: RefCell::new(None),
         }))
+    }
+
+    /// Sets what is called after each passed check of a healthy endpoint.
+    pub fn on_passed(&self, hook: PassedHook) {
+        *self.0.on_passed.borrow_mut() = Some(hook);
     }
 
     /// Follows a new snapshot: starts sessions for new endpoints (and for changed
@@ -271,6 +283,11 @@ async fn run(checker: Checker, key: Key, cluster: Arc<Cluster>, flags: HealthFla
                 addr: key.1,
                 flags: Some(session.flags),
             });
+        }
+        if outcome == Outcome::Success && !session.flags.failed_active_hc() {
+            if let Some(hook) = checker.0.on_passed.borrow().as_ref() {
+                hook(&key.0, key.1);
+            }
         }
         checker.0.first_round.borrow_mut().remove(&key);
         let used = checker.0.used.borrow().contains(&key.0);

@@ -425,3 +425,28 @@ fn fault_and_cors_allocate_nothing_when_they_do_not_act() {
         large as i64 - small as i64
     );
 }
+
+/// Tracing configured but the requests not sampled (0%): the context is still read,
+/// decided and written upstream (`traceparent`, B3, a marked request id), and nothing
+/// is allocated per request.
+#[test]
+fn unsampled_tracing_allocates_nothing_per_keep_alive_get() {
+    let config = CONFIG.replace(
+        "route_table: t }",
+        "route_table: t,
+      proxy_headers: { generate_request_id: true },
+      tracing: { collector_cluster: c, random_sampling: 0,
+        propagation: [w3c, b3, b3_single] } }",
+    );
+    serve_with(&config, 2);
+    let (small, small_bytes, _) = serve_with(&config, 10);
+    let (large, large_bytes, large_connects) = serve_with(&config, 1010);
+    assert_eq!(large_connects, 1);
+    assert!(large_bytes >= small_bytes * 101);
+    assert_eq!(
+        large,
+        small,
+        "1000 extra requests allocated {} times",
+        large as i64 - small as i64
+    );
+}

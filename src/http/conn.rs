@@ -129,6 +129,12 @@ struct Plan<'v> {
     /// The request's shadows (`http::mirror`), sent once its body is known; `None` for
     /// a route without mirror policies that fire.
     mirror: Option<Box<super::mirror::Mirror<'v>>>,
+    /// The shadows' tee (`upstream::request::tee`) of a mirrored body that streams: the
+    /// body's paths upstream push each chunk to it.
+    tee: Option<crate::upstream::request::tee::TeeTx>,
+    /// The request's span when tracing sampled it (`observe::trace`), finished with
+    /// the stream.
+    span: Option<Box<crate::observe::trace::ActiveSpan>>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -369,7 +375,7 @@ impl Conn {
         // A request-body hook reads the body first; it stands in for `rbuf` (held.rs).
         let own_rbuf = self.hold(down, &mut plan, h2_request.as_deref_mut()).await;
         if let Some(m) = plan.mirror.take() {
-            self.mirror(view, &plan, *m, own_rbuf.is_some());
+            plan.tee = self.mirror(view, &plan, *m, own_rbuf.is_some());
         }
         let outcome = match plan.action {
             Action::NoRoute => self.fail_locally(down, view, &plan, Failure::NoRoute).await,
@@ -437,6 +443,16 @@ impl Conn {
             bytes_received: self.rec.bytes_received,
             bytes_sent: self.rec.bytes_sent,
         });
+        if let Some(span) = plan.span.take() {
+            let end = crate::observe::trace::End {
+                status: outcome.status,
+                flag: Some(outcome.flag),
+                bytes_received: self.rec.bytes_received,
+                bytes_sent: self.rec.bytes_sent,
+                upstream: self.rec.upstream,
+            };
+            crate::observe::trace::finish(*span, &end);
+        }
         self.complete(view, at);
         outcome.keep_alive && !view.draining.get()
     }

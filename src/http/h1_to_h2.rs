@@ -47,6 +47,9 @@ pub(crate) struct H1Request<'a> {
     pub response_edits: crate::http::filter::headers::Edits<'a>,
     /// The stream's filter chain, for the response-head hook.
     pub chain: Chain<'a>,
+    /// The shadows' tee (`http::mirror`) of a mirrored body: each chunk goes to it as
+    /// it goes upstream.
+    pub tee: Option<&'a crate::upstream::request::tee::TeeTx>,
 }
 
 pub(crate) struct Result {
@@ -159,15 +162,26 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                     stream: &mut up_send,
                 };
                 // Client reads are bounded by the clocks and push the idle clock back.
-                let upload = body::forward(
-                    &mut *self.down,
-                    self.rbuf,
-                    sink,
-                    r.body,
-                    true,
-                    Some(progress),
-                    None,
-                );
+                let (down, rbuf) = (&mut *self.down, &mut *self.rbuf);
+                // A mirrored body goes to the shadows' tee chunk by chunk as it goes.
+                let upload = async {
+                    match r.tee {
+                        None => {
+                            let p = Some(progress);
+                            body::forward(down, rbuf, sink, r.body, true, p, None).await
+                        }
+                        Some(t) => {
+                            let obs = &mut crate::http::mirror::TeeObserver(t);
+                            let p = Some(progress);
+                            super::body_hooks::forward(obs, down, rbuf, sink, r.body, true, p, None)
+                                .await
+                                .map_err(|e| match e {
+                                    super::body_hooks::Stopped::Body(e) => e,
+                                    super::body_hooks::Stopped::Reply(_) => BodyError::Write,
+                                })
+                        }
+                    }
+                };
                 // The body is polled first: a body that completes with this poll counts
                 // as sent.
                 futures_lite::future::or(async { First::Body(upload.await) }, async {
@@ -254,6 +268,7 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
             };
             if progress.status() == 0 {
                 request::count_failure(&cs.stats, f);
+                request::outlier_failure(cs, ep, f);
                 let mut res = upstream_failed(f);
                 res.bytes_received = progress.bytes_received();
                 res
@@ -324,7 +339,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         Err(f) => return upstream_failed(f),
     };
     let status = parts.status.as_u16();
-    request::count_status(stats, status);
+    request::count_response(cs, ep, status);
     if r.chain.hooks().response_head {
         if let Status::Respond(reply) = r.chain.on_response_head(status).await {
             let mut res = failed(reply.status, reply.flag);

@@ -12,7 +12,14 @@
 //! with a Content-Length. Chains without the hook never come here: their bodies stream
 //! from the read buffer as before, without a copy.
 //!
-//! HTTP/1 chunked trailers and HTTP/2 request trailers of a held body are dropped.
+//! Trailers. An HTTP/2 request's trailers (trailing HEADERS) end its body: the chain
+//! sees them (`Chain::on_request_trailers`, Envoy's `decodeTrailers`) instead of an
+//! end-of-stream data call, and they are held with the body and go upstream after it:
+//! to an HTTP/2 upstream as trailing HEADERS; to an HTTP/1 upstream not at all, since
+//! the held body goes with a Content-Length, and HTTP/1 carries trailers only after a
+//! chunked body (as Envoy's HTTP/1 encoder, which drops trailers on a Content-Length
+//! body). HTTP/1 chunked trailers of a held body are dropped, as Envoy's HTTP/1 codec
+//! ignores request trailers by default (`enable_trailers` off): the chain never sees them.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -21,7 +28,7 @@ use h2::RecvStream;
 
 use super::body::{fill_from, BodyError};
 use super::buf::ReadBuf;
-use super::filter::{Chain, DataStatus, LocalReply};
+use super::filter::{Chain, DataStatus, LocalReply, Status};
 use super::h1::chunked::{ChunkedDecoder, Piece};
 use super::h1::head::BodyKind;
 use super::io::Io;
@@ -128,13 +135,16 @@ pub(crate) async fn h1<R: Io>(
     }
 }
 
+/// A held HTTP/2 request body and its trailers, if it had any.
+pub(crate) type HeldH2 = (Bytes, Option<http::HeaderMap>);
+
 /// Reads an HTTP/2 request body (its DATA frames, releasing flow-control capacity as
-/// each is held, so the client keeps sending) through the chain.
+/// each is held, so the client keeps sending) and its trailers through the chain.
 pub(crate) async fn h2(
     chain: &Chain<'_>,
     body: &mut RecvStream,
     progress: &Progress,
-) -> Held<Bytes> {
+) -> Held<HeldH2> {
     let mut out = BytesMut::new();
     let mut ended = false;
     while let Some(chunk) = body.data().await {
@@ -150,14 +160,30 @@ pub(crate) async fn h2(
         }
         let _ = body.flow_control().release_capacity(chunk.len());
     }
+    let mut trailers = None;
     if !ended {
-        // Trailers (dropped) or an empty END_STREAM frame ended the body.
-        if body.trailers().await.is_err() {
-            return Held::Failed(BodyError::Read);
-        }
-        if let DataStatus::Respond(r) = chain.on_request_data(&[], true, out.len() as u64).await {
-            return Held::Reply(r);
+        // Trailers or an empty END_STREAM frame ended the body.
+        trailers = match body.trailers().await {
+            Ok(t) => t,
+            Err(_) => return Held::Failed(BodyError::Read),
+        };
+        match &trailers {
+            // The trailers end the stream: the chain sees them, not an end-of-stream
+            // data call (Envoy's filter manager calls `decodeTrailers` alone).
+            Some(t) => {
+                if chain.hooks().request_trailers {
+                    if let Status::Respond(r) = chain.on_request_trailers(t).await {
+                        return Held::Reply(r);
+                    }
+                }
+            }
+            None => {
+                let held = out.len() as u64;
+                if let DataStatus::Respond(r) = chain.on_request_data(&[], true, held).await {
+                    return Held::Reply(r);
+                }
+            }
         }
     }
-    Held::Body(out.freeze())
+    Held::Body((out.freeze(), trailers))
 }

@@ -1,24 +1,28 @@
 //! The connection managers' side of request mirroring (Envoy's
 //! `request_mirror_policies`): both keep the request as it goes upstream when its route
-//! has mirror policies that fire (`router::Target::shadows`), have its body held whole
-//! when it declares a length up to `shadow::MAX_BODY` (`wants_body`), and hand the
-//! shadows to `upstream::request::shadow` once the body is at hand (`launch`). Routes
+//! has mirror policies that fire (`router::Target::shadows`) and hand the shadows to
+//! `upstream::request::shadow` before the primary's request starts (`launch`). Routes
 //! without mirror policies pay one branch: `Target::shadows` is an empty `Vec`.
 //!
 //! What is mirrored: the method, path and fields the upstream request carries (the
 //! filter chain's and the route's edits, the forwarding headers, a rewritten path or
-//! Host), with the Host suffixed `-shadow`; a body that was held (no body, a body up to
-//! `MAX_BODY` with a Content-Length, or one the buffer filter held). A body that streams
-//! (chunked or HTTP/2 DATA without a Content-Length, or larger than `MAX_BODY`) goes to
-//! the primary cluster as usual and its shadow is not sent (`rq_shadow_dropped`).
+//! Host), with the Host suffixed `-shadow`, and the body. A body at hand whole (none,
+//! or one the buffer filter held, with an HTTP/2 request's trailers) goes to each shadow
+//! as is. Any other body is teed (`upstream::request::tee`): `launch` returns the
+//! sender, and the primary's body path pushes each chunk to it as the chunk goes
+//! upstream, then the end (with an HTTP/2 request's trailers). The primary never waits
+//! for a shadow; one that falls behind past the tee's bound is reset and counted.
 //! Upgrades and CONNECT are never mirrored (as Envoy).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::h1::chunked::{ChunkedDecoder, Piece};
+use super::h1::head::BodyKind;
 use crate::config::MirrorPolicy;
-use crate::upstream::request::shadow::{self, Shadow, MAX_BODY};
+use crate::upstream::request::shadow::{self, Shadow};
+use crate::upstream::request::tee::{TeeTx, BOUND};
 use crate::upstream::Connector;
 
 use super::view::WorkerView;
@@ -33,14 +37,21 @@ pub(crate) struct Mirror<'v> {
     pub client_h2: bool,
 }
 
-/// Whether a body of this declared length is held whole for the shadow.
-pub(crate) fn holds(declared: Option<u64>) -> bool {
-    declared.is_some_and(|n| n <= MAX_BODY)
+/// The body the shadows get.
+pub(crate) enum MirrorBody {
+    /// At hand whole (empty: no body), with the trailers of a held HTTP/2 body.
+    Whole(Bytes, Option<http::HeaderMap>),
+    /// It streams to the primary: teed to the shadows as it goes.
+    Teed,
 }
 
-/// Sends the shadows of `m` with `body` (`None`: the body streamed and was not held:
-/// each shadow is counted dropped on its cluster).
-pub(crate) fn launch<C: Connector>(view: &WorkerView<C>, m: Mirror<'_>, body: Option<Bytes>) {
+/// Sends the shadows of `m`. For a teed body, returns the tee the primary's body path
+/// feeds (`None` when no shadow was sent).
+pub(crate) fn launch<C: Connector>(
+    view: &WorkerView<C>,
+    m: Mirror<'_>,
+    body: MirrorBody,
+) -> Option<TeeTx> {
     let Mirror {
         req,
         to,
@@ -49,12 +60,12 @@ pub(crate) fn launch<C: Connector>(view: &WorkerView<C>, m: Mirror<'_>, body: Op
     } = m;
     let last = to.len().saturating_sub(1);
     let mut req = Some(req);
+    let mut tee = match body {
+        MirrorBody::Teed => Some(TeeTx::new(BOUND)),
+        MirrorBody::Whole(..) => None,
+    };
     for (i, (cluster, policy)) in to.into_iter().enumerate() {
         let Some(cs) = view.clusters.get(cluster) else {
-            continue;
-        };
-        let Some(body) = &body else {
-            shadow::dropped(cs);
             continue;
         };
         // The last shadow takes the request; the others a copy.
@@ -64,9 +75,15 @@ pub(crate) fn launch<C: Connector>(view: &WorkerView<C>, m: Mirror<'_>, body: Op
             req.as_ref().map(copy)
         };
         let Some(r) = r else { continue };
+        let (whole, trailers) = match &body {
+            MirrorBody::Whole(b, t) => (b.clone(), t.clone()),
+            MirrorBody::Teed => (Bytes::new(), None),
+        };
         let s = Shadow {
             req: r,
-            body: body.clone(),
+            body: whole,
+            trailers,
+            stream: tee.as_mut().map(|t| t.shadow(cs.stats.clone())),
             timeout,
             client_h2,
         };
@@ -78,6 +95,7 @@ pub(crate) fn launch<C: Connector>(view: &WorkerView<C>, m: Mirror<'_>, body: Op
             policy.host.as_deref(),
         );
     }
+    tee.filter(TeeTx::is_live)
 }
 
 /// `http::Request` is not `Clone`; its head is.
@@ -88,4 +106,49 @@ fn copy(r: &http::Request<()>) -> http::Request<()> {
     *out.version_mut() = r.version();
     *out.headers_mut() = r.headers().clone();
     out
+}
+
+/// The tee as a body observer (`http::body_hooks`): an HTTP/1 client's body, decoded,
+/// chunk by chunk as it goes upstream, then its end.
+pub(crate) struct TeeObserver<'t>(pub &'t TeeTx);
+
+impl super::body_hooks::Observer for TeeObserver<'_> {
+    async fn data(&mut self, chunk: &[u8], end_stream: bool) -> super::filter::Status {
+        self.0.push(chunk);
+        if end_stream {
+            self.0.finish(None);
+        }
+        super::filter::Status::Continue
+    }
+}
+
+/// Tees an HTTP/1 body of `kind` that is all in `raw` (framing included: a chunked
+/// body's is decoded here; its trailers are not sent, as Envoy ignores HTTP/1 request
+/// trailers by default).
+pub(crate) fn tee_whole(tee: &TeeTx, kind: BodyKind, raw: &[u8]) {
+    match kind {
+        BodyKind::Chunked => {
+            let mut dec = ChunkedDecoder::new(usize::MAX);
+            let mut rest = raw;
+            while !dec.is_done() && !rest.is_empty() {
+                let Ok(piece) = dec.next(rest) else {
+                    // Not a whole chunked body: the shadows get no end and reset.
+                    return;
+                };
+                let (Piece::Framing(n) | Piece::Data(n)) = piece;
+                let Some((run, tail)) = rest.split_at_checked(n) else {
+                    return;
+                };
+                if let Piece::Data(_) = piece {
+                    tee.push(run);
+                }
+                rest = tail;
+            }
+            if !dec.is_done() {
+                return;
+            }
+        }
+        _ => tee.push(raw),
+    }
+    tee.finish(None);
 }

@@ -72,6 +72,13 @@ pub fn proxied(
     }
 }
 
+/// Whether a proxied request gets a fresh `x-request-id` (as [`proxied`] decides it),
+/// given whether it came with one: tracing reads its decision from that id.
+pub fn generates_request_id(own: &OwnHeaders, fwd: &Forwarding, has_one: bool) -> bool {
+    let edge = fwd.use_remote_address;
+    own.generate_request_id && (!has_one || (edge && !own.preserve_external_request_id))
+}
+
 /// The edits of a reply the codec makes (a malformed request, HTTP/1.0 refused, a
 /// request head timeout): `server` and `date` only.
 pub fn codec_reply_edits(own: &OwnHeaders) -> Edits<'_> {

@@ -16,6 +16,8 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::observe::trace::context::{self, Outgoing};
+
 pub const DATE: &str = "date";
 pub const SERVICE_TIME: &str = "x-envoy-upstream-service-time";
 pub const REQUEST_ID: &str = "x-request-id";
@@ -65,6 +67,9 @@ pub struct Stamp {
     pub attempt_count: Option<u32>,
     /// Response: `x-ratelimit-limit`, `-remaining` and `-reset`.
     pub ratelimit: Option<RateLimitHeaders>,
+    /// Request: the proxy's span as the upstream's parent (`traceparent`, B3), when the
+    /// connection manager traces (`observe::trace`).
+    pub trace: Option<Outgoing>,
 }
 
 impl Stamp {
@@ -89,6 +94,7 @@ impl Stamp {
             || (self.expected_timeout_ms.is_some() && name.eq_ignore_ascii_case(EXPECTED_TIMEOUT))
             || (self.external_address.is_some() && name.eq_ignore_ascii_case(EXTERNAL_ADDRESS))
             || (self.attempt_count.is_some() && name.eq_ignore_ascii_case(ATTEMPT_COUNT))
+            || self.trace.is_some_and(|t| t.replaces(name))
     }
 
     /// Calls `emit` for every header the stamp adds; `has` tells whether the message
@@ -112,7 +118,11 @@ impl Stamp {
             RequestId::Always => true,
         };
         if id {
-            let u = uuid_v4();
+            let mut u = uuid_v4();
+            // Envoy keeps a request's trace decision in its UUID (`observe::trace`).
+            if let (Some(t), Some(c)) = (self.trace, u.get_mut(14)) {
+                *c = t.request_id_status;
+            }
             emit(REQUEST_ID, ascii(&u));
         }
         if let Some(ms) = self.expected_timeout_ms {
@@ -135,6 +145,9 @@ impl Stamp {
             emit(RATELIMIT_REMAINING, decimal(&mut num, r.remaining));
             emit(RATELIMIT_RESET, decimal(&mut num, r.reset));
         }
+        if let Some(t) = self.trace {
+            t.for_each(&mut emit);
+        }
     }
 
     /// Writes the stamp into an HTTP/2 (or `http`) header map: replaced headers are
@@ -146,8 +159,13 @@ impl Stamp {
         if self.date && !map.contains_key(http::header::DATE) {
             map.insert(http::header::DATE, cached_date_value());
         }
+        if self.trace.is_some_and(|t| t.propagation.b3) {
+            // Stale parts of an incoming B3 context the new one does not write.
+            map.remove(context::B3_PARENT_SPAN_ID);
+            map.remove(context::B3_FLAGS);
+        }
         let has = |n: &str| map.contains_key(n);
-        let mut add: [Option<(&'static str, http::HeaderValue)>; 8] = Default::default();
+        let mut add: [Option<(&'static str, http::HeaderValue)>; 13] = Default::default();
         let mut k = 0;
         let no_date = Stamp {
             date: false,
@@ -163,6 +181,11 @@ impl Stamp {
                 RATELIMIT_LIMIT,
                 RATELIMIT_REMAINING,
                 RATELIMIT_RESET,
+                context::TRACEPARENT,
+                context::B3,
+                context::B3_TRACE_ID,
+                context::B3_SPAN_ID,
+                context::B3_SAMPLED,
             ]
             .into_iter()
             .find(|n| *n == name);

@@ -1,8 +1,10 @@
-//! Observability: per-core stats, the access log, and the per-stream record that feeds
-//! both.
+//! Observability: per-core stats, the access log, the per-stream record that feeds
+//! both, and distributed tracing (`trace`).
 
 pub mod access_log;
 pub mod alloc_count;
+pub mod outlier_stats;
 pub mod stats;
 pub mod stream_info;
 pub mod tls_stats;
+pub mod trace;

@@ -162,6 +162,9 @@ pub struct ClusterStats {
     pub rq_shadow: Counter,
     pub rq_shadow_failed: Counter,
     pub rq_shadow_dropped: Counter,
+    /// Shadows reset because they fell behind the primary's body past the tee's bound
+    /// (`upstream::request::tee`).
+    pub rq_shadow_abandoned: Counter,
     /// Envoy's `lb_healthy_panic`: picks made among all endpoints because too few were
     /// healthy.
     pub lb_healthy_panic: Counter,
@@ -207,8 +210,10 @@ impl ClusterStats {
             rq_shadow: self.rq_shadow.get(),
             rq_shadow_failed: self.rq_shadow_failed.get(),
             rq_shadow_dropped: self.rq_shadow_dropped.get(),
+            rq_shadow_abandoned: self.rq_shadow_abandoned.get(),
             lb_healthy_panic: self.lb_healthy_panic.get(),
             health_check: None,
+            outlier_detection: None,
             endpoints,
         }
     }
@@ -252,6 +257,10 @@ pub struct EndpointReport {
     pub cx_idle: u64,
     /// Envoy's `health_flags`: `healthy`, or flags such as `/failed_active_hc`.
     pub health_flags: String,
+    /// Cumulative requests for outlier detection's interval detectors: external total
+    /// and successes, local-origin total and successes (not published).
+    #[serde(skip)]
+    pub outlier_rates: [u64; 4],
 }
 
 /// Envoy's `cluster.<name>.health_check.*`: counted once per process by the control
@@ -296,10 +305,14 @@ pub struct ClusterReport {
     pub rq_shadow: u64,
     pub rq_shadow_failed: u64,
     pub rq_shadow_dropped: u64,
+    pub rq_shadow_abandoned: u64,
     pub lb_healthy_panic: u64,
     /// Only for a cluster with health checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckReport>,
+    /// Only for a cluster with outlier detection (filled in by the control side).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<super::outlier_stats::OutlierReport>,
     pub endpoints: Vec<EndpointReport>,
 }
 
@@ -381,6 +394,7 @@ impl StatsReport {
                     x.rq_shadow += c.rq_shadow;
                     x.rq_shadow_failed += c.rq_shadow_failed;
                     x.rq_shadow_dropped += c.rq_shadow_dropped;
+                    x.rq_shadow_abandoned += c.rq_shadow_abandoned;
                     x.lb_healthy_panic += c.lb_healthy_panic;
                     for e in c.endpoints {
                         match x.endpoints.iter_mut().find(|y| y.address == e.address) {
@@ -391,6 +405,9 @@ impl StatsReport {
                                 y.cx_total += e.cx_total;
                                 y.cx_connect_fail += e.cx_connect_fail;
                                 y.cx_idle += e.cx_idle;
+                                for (a, b) in y.outlier_rates.iter_mut().zip(e.outlier_rates) {
+                                    *a += b;
+                                }
                             }
                         }
                     }

@@ -72,8 +72,8 @@ pub enum Principal {
     And(Vec<Principal>),
     Or(Vec<Principal>),
     Not(Box<Principal>),
-    /// A TLS peer; with a matcher, one whose URI SAN, DNS SAN (or, with no certificate,
-    /// empty subject) matches it.
+    /// A TLS peer; with a matcher, one whose URI SAN, DNS SAN or subject (RFC 2253;
+    /// empty without a certificate) matches it, as Envoy's `AuthenticatedMatcher`.
     Authenticated(Option<StringMatch>),
     /// The connection's peer address.
     SourceIp(Cidr),
@@ -192,10 +192,9 @@ impl Input<'_> {
         {
             return true;
         }
-        // Envoy last tries the certificate's subject (RFC 2253); Outrigger does not read
-        // the subject, so only a connection without a client certificate (an empty
-        // subject) gets that last try.
-        sans.uri.is_empty() && sans.dns.is_empty() && string_matches(m, b"")
+        // Envoy's `AuthenticatedMatcher` last tries the certificate's subject (RFC 2253,
+        // `tls::subject`; empty without a certificate), whatever SANs it has.
+        string_matches(m, sans.subject.as_bytes())
     }
 }
 

@@ -175,6 +175,7 @@ fn authenticated_reads_uri_then_dns_sans_and_needs_tls() {
         peer: Sans {
             dns: vec!["client.example".into()],
             uri: vec!["spiffe://td/ns/a/sa/b".into()],
+            subject: "CN=client,O=Acme".into(),
         },
         ..TlsInfo::default()
     };
@@ -193,6 +194,9 @@ fn authenticated_reads_uri_then_dns_sans_and_needs_tls() {
     assert!(Principal::Authenticated(Some(exact("spiffe://td/ns/a/sa/b"))).matches(&i));
     assert!(Principal::Authenticated(Some(exact("client.example"))).matches(&i));
     assert!(!Principal::Authenticated(Some(exact("spiffe://td/ns/a/sa/c"))).matches(&i));
+    // Then the subject (RFC 2253), even with SANs, as Envoy's matcher.
+    assert!(Principal::Authenticated(Some(exact("CN=client,O=Acme"))).matches(&i));
+    assert!(!Principal::Authenticated(Some(exact("CN=client"))).matches(&i));
     assert!(Permission::RequestedServerName(exact("api.example")).matches(&i));
 }
 

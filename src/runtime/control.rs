@@ -94,6 +94,8 @@ pub struct Control {
     xds: Option<XdsStatus>,
     /// Active health checks, once per process; its updates go to every worker.
     health: crate::health::Checker,
+    /// Outlier detection, once per process; its ejections go to every worker.
+    outlier: crate::outlier::Detector,
 }
 
 struct XdsStatus {
@@ -190,6 +192,7 @@ impl Control {
         }
         *self.current.borrow_mut() = snapshot.clone();
         self.health.apply(&snapshot);
+        self.outlier.apply(&snapshot);
         for (tx, sockets) in self.senders.iter().zip(per_worker) {
             let _ = tx
                 .send(ToWorker::Config {
@@ -222,6 +225,7 @@ impl Control {
         let snapshot = self.current.borrow().clone();
         for c in &mut merged.clusters {
             c.health_check = self.health.report(&c.name);
+            c.outlier_detection = self.outlier.report(&c.name);
             c.circuit_breakers = snapshot
                 .clusters
                 .iter()
@@ -331,6 +335,15 @@ pub async fn run(
     }
     let (stats_tx, stats_rx) = local_channel::new_bounded(workers.max(1));
     let (health_tx, health_rx) = local_channel::new_unbounded();
+    let (outlier_tx, outlier_rx) = local_channel::new_unbounded();
+    let outlier = crate::outlier::Detector::new(outlier_tx);
+    let health = crate::health::Checker::new(health_tx);
+    // An active health check that passes brings an ejected endpoint back (Envoy's
+    // successful_active_health_check_uneject_host).
+    let detector = outlier.clone();
+    health.on_passed(Box::new(move |cluster, addr| {
+        detector.on_check_passed(cluster, addr)
+    }));
     let control = Rc::new(Control {
         source,
         workers,
@@ -346,7 +359,8 @@ pub async fn run(
             initialized: Cell::new(x.from_last_known_good),
             dump: RefCell::new(serde_json::Value::Null),
         }),
-        health: crate::health::Checker::new(health_tx),
+        health,
+        outlier,
     });
     // Health-check results to every worker, in order.
     let forward = control.clone();
@@ -354,6 +368,33 @@ pub async fn run(
         while let Some(u) = health_rx.recv().await {
             for tx in &forward.senders {
                 let _ = tx.send(ToWorker::Health(u.clone())).await;
+            }
+        }
+    });
+    // Ejections to every worker, in order.
+    let forward = control.clone();
+    let _outlier = spawn_local(async move {
+        while let Some(u) = outlier_rx.recv().await {
+            for tx in &forward.senders {
+                let _ = tx.send(ToWorker::Outlier(u.clone())).await;
+            }
+        }
+    });
+    // Outlier detection's intervals: only while some cluster has it (no timer without
+    // work); the interval detectors read the workers' counts through the stats path.
+    let ticking = control.clone();
+    let _outlier_ticks = spawn_local(async move {
+        let d = ticking.outlier.clone();
+        loop {
+            d.alarm().rung().await;
+            let counts = if d.wants_counts(std::time::Instant::now()) {
+                Some(ticking.stats().await)
+            } else {
+                None
+            };
+            d.tick(std::time::Instant::now(), counts.as_ref());
+            if let Some(at) = d.next_due() {
+                d.alarm().ring_at(at);
             }
         }
     });
@@ -371,6 +412,7 @@ pub async fn run(
                         let _ = stats_tx.send(r).await;
                     }
                     FromWorker::ClusterUsed(name) => c.health.mark_used(name),
+                    FromWorker::Outlier(e) => c.outlier.on_event(e),
                 }
             }
         }));
@@ -504,6 +546,11 @@ fn keep_breakers(old: &Snapshot, new: &mut Snapshot) {
         };
         if same {
             Arc::make_mut(c).breakers = prev.breakers.clone();
+        }
+        // The outlier counters are by endpoint index: kept when the endpoints are too,
+        // so that workers that keep the old cluster and the detector share them.
+        if same && prev.endpoints == c.endpoints {
+            Arc::make_mut(c).outlier = prev.outlier.clone();
         }
     }
 }

@@ -21,6 +21,9 @@ pub enum ToWorker {
     /// An endpoint's new active health-check flags (the checker runs on the control
     /// executor, once per process).
     Health(crate::health::Update),
+    /// An endpoint ejected or brought back by outlier detection (decided on the
+    /// control executor, once per process).
+    Outlier(crate::outlier::Update),
     /// Stop accepting, finish in-flight requests, exit within `timeout`.
     Drain { timeout: Duration },
 }
@@ -32,4 +35,7 @@ pub enum FromWorker {
     Stats(Box<StatsReport>),
     /// This cluster had its first request on this worker (sent once per cluster name).
     ClusterUsed(String),
+    /// A consecutive-failure run of an endpoint reached its threshold on this worker
+    /// (sent once per event, never per request).
+    Outlier(crate::outlier::Event),
 }

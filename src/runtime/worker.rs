@@ -58,6 +58,9 @@ struct Worker {
     /// The latest active health-check flags by cluster name and endpoint address, from
     /// the control executor's checker; a new snapshot's clusters start from them.
     health: RefCell<HashMap<(String, SocketAddr), HealthFlags>>,
+    /// The endpoints outlier detection has ejected, by cluster name and address, from
+    /// the control executor's detector; a new snapshot's clusters start from them.
+    ejected: RefCell<std::collections::HashSet<(String, SocketAddr)>>,
     /// The filters' named counters (`Snapshot::counters`), kept by name.
     counters: RefCell<HashMap<String, Rc<Counter>>>,
     sinks: RefCell<HashMap<String, Rc<LogSink>>>,
@@ -131,6 +134,7 @@ pub async fn run(
         listener_stats: RefCell::default(),
         cluster_stats: RefCell::default(),
         health: RefCell::default(),
+        ejected: RefCell::default(),
         counters: RefCell::default(),
         sinks: RefCell::default(),
         retired_sinks: RefCell::default(),
@@ -171,6 +175,7 @@ pub async fn run(
                 let _ = tx.send(FromWorker::Stats(Box::new(w.report()))).await;
             }
             ToWorker::Health(u) => w.health_update(u),
+            ToWorker::Outlier(u) => w.outlier_update(u),
             ToWorker::Drain { timeout } => {
                 if draining.is_none() {
                     let w = w.clone();
@@ -208,6 +213,26 @@ async fn housekeeping(
             .collect();
         for name in used {
             let _ = tx.send(FromWorker::ClusterUsed(name)).await;
+        }
+        // Outlier detection events: a consecutive run reached its threshold here.
+        let events: Vec<crate::outlier::Event> = match w.current.borrow().as_ref() {
+            Some(view) => view
+                .clusters
+                .iter()
+                .flat_map(|c| {
+                    c.take_outlier_events()
+                        .into_iter()
+                        .map(|(addr, kind)| crate::outlier::Event {
+                            cluster: c.cfg.name.clone(),
+                            addr,
+                            kind,
+                        })
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        for e in events {
+            let _ = tx.send(FromWorker::Outlier(e)).await;
         }
         for sink in w.sinks.borrow().values() {
             sink.flush();
@@ -257,7 +282,11 @@ impl Worker {
                 state.report_use_to(self.alarm.clone());
                 {
                     let health = self.health.borrow();
-                    state.init_health(|addr| health.get(&(cfg.name.clone(), addr)).copied());
+                    let ejected = self.ejected.borrow();
+                    state.init_health(
+                        |addr| health.get(&(cfg.name.clone(), addr)).copied(),
+                        |addr| ejected.contains(&(cfg.name.clone(), addr)),
+                    );
                 }
                 // Only the endpoints changed (an EDS update): the endpoints kept keep
                 // their pooled connections.
@@ -392,6 +421,22 @@ impl Worker {
             }
         }
         self.health.borrow_mut().insert(key, flags);
+    }
+
+    /// An endpoint ejected or brought back by outlier detection: kept by name and
+    /// address for later snapshots, and applied to the current view's cluster.
+    fn outlier_update(&self, u: crate::outlier::Update) {
+        if let Some(view) = self.current.borrow().as_ref() {
+            if let Some(c) = view.clusters.iter().find(|c| c.cfg.name == u.cluster) {
+                c.set_ejected(u.addr, u.ejected);
+            }
+        }
+        let key = (u.cluster, u.addr);
+        if u.ejected {
+            self.ejected.borrow_mut().insert(key);
+        } else {
+            self.ejected.borrow_mut().remove(&key);
+        }
     }
 
     /// The connection count of a listener that takes handed-off connections (it has no

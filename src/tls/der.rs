@@ -47,11 +47,13 @@ const SAN_OID: &[u8] = &[0x55, 0x1d, 0x11];
 const DNS_NAME: u8 = 0x82;
 const URI: u8 = 0x86;
 
-/// A certificate's subject alternative names of the two kinds the proxy matches.
+/// A certificate's subject alternative names of the two kinds the proxy matches, and
+/// its subject (RFC 2253, `tls::subject`; filled by `info::TlsInfo::of`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Sans {
     pub dns: Vec<String>,
     pub uri: Vec<String>,
+    pub subject: String,
 }
 
 impl Sans {

@@ -50,7 +50,13 @@ impl TlsInfo {
                 .negotiated_cipher_suite()
                 .map_or("", |s| cipher_name(s.suite())),
             sni: sni.unwrap_or_default().to_string(),
-            peer: peer_chain.first().map(|c| der::sans(c)).unwrap_or_default(),
+            peer: peer_chain
+                .first()
+                .map(|c| der::Sans {
+                    subject: super::subject::subject(c).unwrap_or_default(),
+                    ..der::sans(c)
+                })
+                .unwrap_or_default(),
             peer_chain,
             local_uri_san: local_uri_san.map(str::to_string),
             xfcc: RefCell::default(),

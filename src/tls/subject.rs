@@ -1,7 +1,7 @@
 //! A certificate's subject as OpenSSL prints it with `XN_FLAG_RFC2253`, which is what
 //! Envoy (BoringSSL) puts in `x-forwarded-client-cert`'s `Subject="..."` and matches
 //! RBAC's `principal_name` against: the RDNs last first, joined by `,` (`+` inside a
-//! multi-valued RDN), attribute types by their short names (`CN`, `O`, ...; dotted OID
+//! multi-valued RDN, whose attributes come last first too), attribute types by their short names (`CN`, `O`, ...; dotted OID
 //! otherwise), string values with RFC 2253 escapes and bytes above 0x7F as `\XX`, and
 //! values of other types (or of an unknown attribute) as `#` and the hex of their DER.
 //!
@@ -41,43 +41,46 @@ pub fn subject(cert: &[u8]) -> Option<String> {
 
 /// Formats the body of a `Name` (a SEQUENCE OF RelativeDistinguishedName).
 fn format_name(mut d: &[u8]) -> Option<String> {
-    let mut rdns = Vec::new();
+    // Every attribute with the index of its RDN, in DER order: OpenSSL's
+    // `XN_FLAG_DN_REV` reverses this whole list (inside a multi-valued RDN too).
+    let mut atvs = Vec::new();
+    let mut set = 0usize;
     while !d.is_empty() {
         let rdn = tlv(d).filter(|t| t.tag == SET)?;
         d = rdn.rest;
-        rdns.push(rdn.body);
-    }
-    let mut out = String::new();
-    for (i, rdn) in rdns.iter().rev().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let mut a = *rdn;
-        let mut first = true;
+        let mut a = rdn.body;
         while !a.is_empty() {
             let atv = tlv(a).filter(|t| t.tag == SEQUENCE)?;
             a = atv.rest;
-            if !first {
-                out.push('+');
-            }
-            first = false;
-            let oid = tlv(atv.body).filter(|t| t.tag == OID)?;
-            let value = tlv(oid.rest)?;
-            let whole = oid
-                .rest
-                .get(..oid.rest.len().checked_sub(value.rest.len())?)?;
-            match short_name(oid.body) {
-                Some(n) => out.push_str(n),
-                None => out.push_str(&dotted(oid.body)?),
-            }
-            out.push('=');
-            match text(value.tag, value.body).filter(|_| short_name(oid.body).is_some()) {
-                Some(chars) => escape(&mut out, &chars),
-                None => {
-                    out.push('#');
-                    for b in whole {
-                        let _ = write!(out, "{b:02X}");
-                    }
+            atvs.push((set, atv.body));
+        }
+        set += 1;
+    }
+    let mut out = String::new();
+    let mut prev = None;
+    for (set, body) in atvs.iter().rev() {
+        match prev {
+            Some(p) if p == *set => out.push('+'),
+            Some(_) => out.push(','),
+            None => {}
+        }
+        prev = Some(*set);
+        let oid = tlv(body).filter(|t| t.tag == OID)?;
+        let value = tlv(oid.rest)?;
+        let whole = oid
+            .rest
+            .get(..oid.rest.len().checked_sub(value.rest.len())?)?;
+        match short_name(oid.body) {
+            Some(n) => out.push_str(n),
+            None => out.push_str(&dotted(oid.body)?),
+        }
+        out.push('=');
+        match text(value.tag, value.body).filter(|_| short_name(oid.body).is_some()) {
+            Some(chars) => escape(&mut out, &chars),
+            None => {
+                out.push('#');
+                for b in whole {
+                    let _ = write!(out, "{b:02X}");
                 }
             }
         }
@@ -234,8 +237,40 @@ mod tests {
         .concat();
         assert_eq!(
             subject(&cert_with(&name)).unwrap(),
-            "1.2.3.4=#0C0178,OU=a\\+b+CN=\\ caf\\C3\\A9\\ ,O=Acme\\, Inc,C=US"
+            "1.2.3.4=#0C0178,CN=\\ caf\\C3\\A9\\ +OU=a\\+b,O=Acme\\, Inc,C=US"
         );
+    }
+
+    /// A self-signed certificate made by `openssl req -utf8 -subj` with a multi-valued
+    /// RDN and characters to escape; `openssl x509 -nameopt RFC2253` prints `WANT`.
+    const OPENSSL_DER: &str = concat!(
+        "308202653082020ba00302010202146d0718839f8b01be82f35d6d0a9dacc30874db7e300a06082a",
+        "8648ce3d040302308187310b3009060355040613025553311f300a060355040b0c03523b44301106",
+        "0355040a0c0a41636d652c20496e632e3111300f06035504030c0820737061636564233114301206",
+        "092a864886f70d01090116056140622e6331173015060a0992268993f22c64011916076578616d70",
+        "6c653115301306035504030c0c636166c3a9203c783e227122301e170d3236313230313133323331",
+        "385a170d3236313230323133323331385a308187310b3009060355040613025553311f300a060355",
+        "040b0c03523b443011060355040a0c0a41636d652c20496e632e3111300f06035504030c08207370",
+        "61636564233114301206092a864886f70d01090116056140622e6331173015060a0992268993f22c",
+        "64011916076578616d706c653115301306035504030c0c636166c3a9203c783e2271223059301306",
+        "072a8648ce3d020106082a8648ce3d030107034200047b1e565099475fbca42b0d898347c3eb3250",
+        "e48eb359f06d0862d5aa13446ff7032a0a20f3ccfc54c6ddc73aeaccb84342c4391feb2dd9a78fe1",
+        "9a56dbefda90a3533051301d0603551d0e041604146ddc006d808f57d3288e18f0e605d6e8ed9f90",
+        "22301f0603551d230418301680146ddc006d808f57d3288e18f0e605d6e8ed9f9022300f0603551d",
+        "130101ff040530030101ff300a06082a8648ce3d0403020348003045022036cee3eb877a43eb7855",
+        "ad5477edc80cb4842d57ff40cf869f7d009414f3cc3b022100f0f518985ca61e2cc7634ec24f8903",
+        "d9f95d2ded1c02d047acff2d183b7b372f",
+    );
+    const WANT: &str = r#"CN=caf\C3\A9 \<x\>\"q\",DC=example,emailAddress=a@b.c,CN=\ spaced#,O=Acme\, Inc.+OU=R\;D,C=US"#;
+
+    #[test]
+    fn as_openssl_prints_it() {
+        let der: Vec<u8> = OPENSSL_DER
+            .as_bytes()
+            .chunks(2)
+            .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap())
+            .collect();
+        assert_eq!(subject(&der).unwrap(), WANT);
     }
 
     #[test]

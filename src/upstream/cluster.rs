@@ -13,6 +13,16 @@ use super::counted::Counted;
 use super::lb::Lb;
 use super::pool::Pool;
 
+/// One endpoint's requests on this core, for the success-rate and failure-percentage
+/// detectors: cumulative, the control executor takes differences per interval.
+#[derive(Debug, Default)]
+pub(crate) struct RateCounts {
+    pub external_total: Cell<u64>,
+    pub external_success: Cell<u64>,
+    pub local_total: Cell<u64>,
+    pub local_success: Cell<u64>,
+}
+
 pub(crate) struct ClusterState<C> {
     pub cfg: Arc<Cluster>,
     pub name: Arc<str>,
@@ -26,9 +36,15 @@ pub(crate) struct ClusterState<C> {
     /// Each endpoint's active health-check flags (all healthy without health checks);
     /// the load balancer is rebuilt when they change.
     health: Vec<Cell<HealthFlags>>,
-    /// Rung once, by the first pick on this core, so the worker tells the control
-    /// executor the cluster has traffic (health checks leave `no_traffic_interval`).
-    used_alarm: OnceCell<Rc<Alarm>>,
+    /// The worker's alarm: rung by the first pick on this core, so the worker tells the
+    /// control executor the cluster has traffic (health checks leave
+    /// `no_traffic_interval`), and by an outlier event, so it sends the event.
+    pub(super) alarm: OnceCell<Rc<Alarm>>,
+    /// Outlier detection events (a consecutive run reached its threshold) waiting for
+    /// the worker's housekeeping: `(endpoint, kind)`.
+    pub(super) outlier_events: RefCell<Vec<(usize, crate::config::outlier::Consecutive)>>,
+    /// This core's request counts per endpoint for the interval detectors.
+    pub(super) rates: Vec<RateCounts>,
 }
 
 impl<C: 'static> ClusterState<C> {
@@ -52,7 +68,13 @@ impl<C: 'static> ClusterState<C> {
                 .iter()
                 .map(|_| Cell::new(HealthFlags::HEALTHY))
                 .collect(),
-            used_alarm: OnceCell::new(),
+            alarm: OnceCell::new(),
+            outlier_events: RefCell::default(),
+            rates: cfg
+                .endpoints
+                .iter()
+                .map(|_| RateCounts::default())
+                .collect(),
             cfg,
             stats,
         }
@@ -60,15 +82,53 @@ impl<C: 'static> ClusterState<C> {
 
     /// Sets every endpoint's health flags (`flags(addr)`, for a cluster with health
     /// checks; `None` for an endpoint the checker has not reported: it starts failed,
-    /// as Envoy's hosts of a health-checked cluster) and rebuilds the load balancer.
-    pub fn init_health(&self, flags: impl Fn(std::net::SocketAddr) -> Option<HealthFlags>) {
-        if self.cfg.health_checks.is_empty() {
+    /// as Envoy's hosts of a health-checked cluster), and the outlier ejections
+    /// (`ejected(addr)`, for a cluster with outlier detection), and rebuilds the load
+    /// balancer.
+    pub fn init_health(
+        &self,
+        flags: impl Fn(std::net::SocketAddr) -> Option<HealthFlags>,
+        ejected: impl Fn(std::net::SocketAddr) -> bool,
+    ) {
+        let checked = !self.cfg.health_checks.is_empty();
+        let detected = self.cfg.outlier.is_some();
+        if !checked && !detected {
             return;
         }
         for (e, h) in self.cfg.endpoints.iter().zip(&self.health) {
-            h.set(flags(e.addr).unwrap_or(HealthFlags::INITIAL));
+            let mut f = if checked {
+                flags(e.addr).unwrap_or(HealthFlags::INITIAL)
+            } else {
+                HealthFlags::HEALTHY
+            };
+            f.set(
+                HealthFlags::FAILED_OUTLIER_CHECK,
+                detected && ejected(e.addr),
+            );
+            h.set(f);
         }
         self.rebuild_lb();
+    }
+
+    /// An endpoint's ejection by outlier detection (Envoy's `FAILED_OUTLIER_CHECK`) set
+    /// or cleared by the control executor; `false` if this cluster has no such endpoint
+    /// (or no outlier detection).
+    pub fn set_ejected(&self, addr: std::net::SocketAddr, ejected: bool) -> bool {
+        if self.cfg.outlier.is_none() {
+            return false;
+        }
+        let Some(i) = self.cfg.endpoints.iter().position(|e| e.addr == addr) else {
+            return false;
+        };
+        let Some(h) = self.health.get(i) else {
+            return false;
+        };
+        let mut f = h.get();
+        f.set(HealthFlags::FAILED_OUTLIER_CHECK, ejected);
+        if h.replace(f).failed() != f.failed() {
+            self.rebuild_lb();
+        }
+        true
     }
 
     /// One endpoint's new flags from the checker; `false` if this cluster has no such
@@ -83,6 +143,12 @@ impl<C: 'static> ClusterState<C> {
         let Some(h) = self.health.get(i) else {
             return false;
         };
+        // The checker's flags never carry the outlier ejection: it stays as it was.
+        let mut flags = flags;
+        flags.set(
+            HealthFlags::FAILED_OUTLIER_CHECK,
+            h.get().has(HealthFlags::FAILED_OUTLIER_CHECK),
+        );
         if h.replace(flags).failed() != flags.failed() {
             self.rebuild_lb();
         }
@@ -98,7 +164,7 @@ impl<C: 'static> ClusterState<C> {
 
     /// Where the first pick reports the cluster's first traffic.
     pub fn report_use_to(&self, alarm: Rc<Alarm>) {
-        let _ = self.used_alarm.set(alarm);
+        let _ = self.alarm.set(alarm);
     }
 
     /// Takes over the idle connections of `old` (the previous version of this cluster on
@@ -188,7 +254,7 @@ impl<C: 'static> ClusterState<C> {
     #[cold]
     fn first_use(&self) {
         self.stats.used.set(true);
-        if let Some(a) = self.used_alarm.get() {
+        if let Some(a) = self.alarm.get() {
             a.ring_at(std::time::Instant::now());
         }
     }
@@ -212,6 +278,14 @@ impl<C: 'static> ClusterState<C> {
                     .get(i)
                     .map_or(HealthFlags::HEALTHY, Cell::get)
                     .envoy_text(),
+                outlier_rates: self.rates.get(i).map_or([0; 4], |r| {
+                    [
+                        r.external_total.get(),
+                        r.external_success.get(),
+                        r.local_total.get(),
+                        r.local_success.get(),
+                    ]
+                }),
             })
             .collect()
     }

@@ -10,7 +10,8 @@ use super::Builder;
 use crate::config::Fraction;
 use crate::http::filter::cors::{CorsFilter, CorsPolicy};
 use crate::http::filter::fault::{
-    Abort, AbortKind, Delay, DelayKind, FaultCounters, FaultFilter, FaultSettings,
+    Abort, AbortKind, Delay, DelayKind, FaultCounters, FaultFilter, FaultSettings, LimitKind,
+    RateLimit,
 };
 
 impl Builder {
@@ -29,9 +30,8 @@ impl Builder {
             aborts_injected: self.counter(name("aborts_injected")),
             faults_overflow: self.counter(name("faults_overflow")),
             active_faults: self.counter(name("active_faults")),
+            response_rl_injected: self.counter(name("response_rl_injected")),
         };
-        // Envoy has it too; no response rate limit is ever injected here.
-        self.counter(name("response_rl_injected"));
         Some(FaultFilter {
             settings,
             counters,
@@ -118,6 +118,35 @@ impl Builder {
                 }
             }
         };
+        let response_rate_limit = match &raw.response_rate_limit {
+            None => None,
+            Some(r) => {
+                let rp = format!("{p}.response_rate_limit");
+                let kind = match (&r.fixed_limit, &r.header_limit) {
+                    (Some(f), None) if f.limit_kbps >= 1 => Some(LimitKind::Fixed(f.limit_kbps)),
+                    (Some(_), None) => {
+                        self.err(format!("{rp}.fixed_limit.limit_kbps"), "must be at least 1");
+                        None
+                    }
+                    (None, Some(_)) => Some(LimitKind::Header),
+                    _ => {
+                        self.err(
+                            rp.clone(),
+                            "set exactly one of `fixed_limit`, `header_limit`",
+                        );
+                        None
+                    }
+                };
+                let percentage = pct(self, format!("{rp}.percentage"), &r.percentage);
+                match (kind, percentage) {
+                    (Some(kind), Some(percentage)) => Some(RateLimit { kind, percentage }),
+                    _ => {
+                        ok = false;
+                        None
+                    }
+                }
+            }
+        };
         let mut headers = Vec::new();
         for (k, h) in raw.headers.iter().enumerate() {
             match self.header_match(&format!("{p}.headers[{k}]"), h) {
@@ -137,6 +166,7 @@ impl Builder {
         ok.then(|| FaultSettings {
             delay,
             abort,
+            response_rate_limit,
             upstream_cluster: raw.upstream_cluster.clone().filter(|c| !c.is_empty()),
             headers,
             downstream_nodes: raw.downstream_nodes.clone(),

@@ -288,7 +288,14 @@ impl Builder {
                         None
                     }
                 };
-                let hcm = self.hcm(p, t, listener, idle_timeout, route_table.unwrap_or(0));
+                let hcm = self.hcm(
+                    p,
+                    t,
+                    listener,
+                    idle_timeout,
+                    route_table.unwrap_or(0),
+                    clusters,
+                );
                 Some(NetworkTerminal::Http(hcm)).filter(|_| route_table.is_some())
             }
             (None, Some(tcp)) => {
@@ -310,6 +317,7 @@ impl Builder {
                         "strip_matching_host_port",
                     ),
                     (t.proxy_headers.is_some(), "proxy_headers"),
+                    (t.tracing.is_some(), "tracing"),
                     (!t.http_filters.is_empty(), "http_filters"),
                 ] {
                     if set {
@@ -369,6 +377,7 @@ impl Builder {
         listener: &str,
         idle_timeout: Duration,
         route_table: usize,
+        clusters: &[Arc<Cluster>],
     ) -> HttpConnectionManager {
         let codec = match t.codec.as_deref() {
             None | Some("auto") => CodecType::Auto,
@@ -487,8 +496,10 @@ impl Builder {
             _ => StripPort::Keep,
         };
         let own = Box::new(self.proxy_headers(p, t.proxy_headers, &forwarding));
+        let tracing = self.tracing(p, t.tracing, clusters);
         HttpConnectionManager {
             own,
+            tracing,
             stat_prefix,
             strip_port,
             codec,

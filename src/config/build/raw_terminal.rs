@@ -22,6 +22,7 @@ pub(super) struct RawTerminal<'a> {
     pub strip_any_host_port: Option<bool>,
     pub strip_matching_host_port: Option<bool>,
     pub proxy_headers: &'a Option<RawProxyHeaders>,
+    pub tracing: &'a Option<super::super::raw_tracing::RawTracing>,
     pub http_filters: &'a [RawHttpFilter],
     pub network_filters: &'a [RawNetworkFilter],
 }
@@ -43,6 +44,7 @@ impl<'a> RawTerminal<'a> {
             strip_any_host_port: l.strip_any_host_port,
             strip_matching_host_port: l.strip_matching_host_port,
             proxy_headers: &l.proxy_headers,
+            tracing: &l.tracing,
             http_filters: &l.http_filters,
             network_filters: &l.network_filters,
         }
@@ -66,6 +68,7 @@ impl<'a> RawTerminal<'a> {
             strip_any_host_port: c.strip_any_host_port,
             strip_matching_host_port: c.strip_matching_host_port,
             proxy_headers: &c.proxy_headers,
+            tracing: &c.tracing,
             http_filters: &c.http_filters,
             network_filters: &c.network_filters,
         }
@@ -92,6 +95,7 @@ impl<'a> RawTerminal<'a> {
                 self.strip_matching_host_port.is_some(),
             ),
             ("proxy_headers", self.proxy_headers.is_some()),
+            ("tracing", self.tracing.is_some()),
             ("http_filters", !self.http_filters.is_empty()),
             ("network_filters", !self.network_filters.is_empty()),
         ]

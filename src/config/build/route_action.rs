@@ -104,6 +104,7 @@ impl Builder {
                 let cluster = self.cluster_index(format!("{cp}.name"), &c.name, clusters)?;
                 list.push(WeightedCluster {
                     cluster,
+                    name: c.name.clone(),
                     weight: c.weight,
                     host_rewrite: c.host_rewrite_literal.clone(),
                 });

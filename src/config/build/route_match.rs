@@ -119,6 +119,33 @@ impl Builder {
         })
     }
 
+    /// Envoy's `QueryParameterMatcher` (a route's, or a rate-limit action's).
+    pub(super) fn query_match(
+        &mut self,
+        qp: &str,
+        q: &RawQueryParameterMatch,
+    ) -> Option<QueryParameterMatch> {
+        if q.name.is_empty() {
+            self.err(format!("{qp}.name"), "must not be empty");
+            return None;
+        }
+        let value = match (&q.string_match, q.present_match) {
+            (Some(s), None) => Some(self.string_match(&format!("{qp}.string_match"), s)?),
+            (None, _) => None,
+            (Some(_), Some(_)) => {
+                self.err(
+                    qp.to_string(),
+                    "set at most one of `string_match` and `present_match`",
+                );
+                return None;
+            }
+        };
+        Some(QueryParameterMatch {
+            name: q.name.clone(),
+            value,
+        })
+    }
+
     pub(super) fn header_match(&mut self, hp: &str, h: &RawHeaderMatch) -> Option<HeaderMatch> {
         let name = h.name.to_ascii_lowercase();
         let pseudo = matches!(
@@ -293,31 +320,10 @@ impl Builder {
         }
         let mut query_parameters = Vec::new();
         for (k, q) in m.query_parameters.iter().enumerate() {
-            let qp = format!("{mp}.query_parameters[{k}]");
-            if q.name.is_empty() {
-                self.err(format!("{qp}.name"), "must not be empty");
-                ok = false;
-                continue;
+            match self.query_match(&format!("{mp}.query_parameters[{k}]"), q) {
+                Some(q) => query_parameters.push(q),
+                None => ok = false,
             }
-            let value = match (&q.string_match, q.present_match) {
-                (Some(s), None) => match self.string_match(&format!("{qp}.string_match"), s) {
-                    Some(s) => Some(s),
-                    None => {
-                        ok = false;
-                        continue;
-                    }
-                },
-                (None, _) => None,
-                (Some(_), Some(_)) => {
-                    self.err(qp, "set at most one of `string_match` and `present_match`");
-                    ok = false;
-                    continue;
-                }
-            };
-            query_parameters.push(QueryParameterMatch {
-                name: q.name.clone(),
-                value,
-            });
         }
         let runtime_fraction = match &m.runtime_fraction {
             Some(f) => Some(self.fraction(&format!("{mp}.runtime_fraction"), f)?),

@@ -300,7 +300,7 @@ impl Builder {
         let names = stats::names(&raw.stat_prefix);
         let counters = stats::Counters::from_indices(names.map(|n| self.counter(n)));
         let mut errors = Vec::new();
-        let l = raw.build(prefix, per_route, counters, &mut errors);
+        let l = raw.build(prefix, per_route, counters, &mut errors, self);
         for (path, message) in errors {
             self.err(path, message);
         }
@@ -310,7 +310,7 @@ impl Builder {
     /// Checks a level's `rate_limits`, recording errors under `prefix`.
     fn rate_limits(&mut self, prefix: &str, raw: &[RawRateLimit]) -> Vec<Policy> {
         let mut errors = Vec::new();
-        let p = descriptors::build(raw, prefix, &mut errors);
+        let p = descriptors::build(raw, prefix, &mut errors, self);
         for (path, message) in errors {
             self.err(path, message);
         }
@@ -447,5 +447,24 @@ impl Builder {
             action,
             filters,
         })
+    }
+}
+
+/// The rate-limit actions' matchers, checked as a route's are.
+impl descriptors::Matchers for Builder {
+    fn header(
+        &mut self,
+        p: &str,
+        raw: &crate::config::raw_match::RawHeaderMatch,
+    ) -> Option<crate::config::HeaderMatch> {
+        self.header_match(p, raw)
+    }
+
+    fn query(
+        &mut self,
+        p: &str,
+        raw: &crate::config::raw_match::RawQueryParameterMatch,
+    ) -> Option<crate::config::QueryParameterMatch> {
+        self.query_match(p, raw)
     }
 }

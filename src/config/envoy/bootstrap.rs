@@ -11,9 +11,13 @@ use super::convert::{payload, socket_address, Translation, R};
 use super::{cluster, err, listener, PathMap};
 
 pub(super) fn translate(b: &Bootstrap) -> R<Translation> {
+    let node = b.node.clone().unwrap_or_default();
     let mut tx = Translation {
         raw: RawConfig::default(),
         paths: PathMap::default(),
+        zone: node.locality.map(|l| l.zone).unwrap_or_default(),
+        node_id: node.id,
+        direction: 0,
     };
     if let Some(a) = &b.admin {
         let (host, port) = socket_address(&a.address, "admin.address")?;

@@ -200,7 +200,16 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
             .and_then(|l| l.healthy_panic_threshold.as_ref())
             .map(|t| t.value),
         circuit_breakers: c.circuit_breakers.as_ref().map(circuit_breakers),
+        outlier_detection: c
+            .outlier_detection
+            .as_ref()
+            .map(|o| super::outlier::translate(o, &format!("{p}.outlier_detection")))
+            .transpose()?,
     };
+    paths.add(
+        format!("{native}.outlier_detection"),
+        format!("{p}.outlier_detection"),
+    );
     paths.add(
         format!("{native}.circuit_breakers"),
         format!("{p}.circuit_breakers"),

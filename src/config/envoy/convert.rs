@@ -23,6 +23,12 @@ use crate::http::filter::header_mutation::{RawHeaderAdd, RawHeaderMutation};
 pub(in crate::config) struct Translation {
     pub raw: RawConfig,
     pub paths: PathMap,
+    /// The bootstrap node's id and zone (tracing tags them on every span).
+    pub node_id: String,
+    pub zone: String,
+    /// The `traffic_direction` of the listener being translated (the span kind of its
+    /// connection managers' tracing).
+    pub direction: i32,
 }
 
 pub(super) type R<T> = Result<T, ConfigError>;

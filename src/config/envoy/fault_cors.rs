@@ -5,6 +5,7 @@
 
 use envoy_types::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
+use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_rate_limit::LimitType;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy as PbCorsPolicy;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
     fault_abort::ErrorType, HttpFault,
@@ -33,7 +34,7 @@ fn percent(f: &Option<FractionalPercent>, p: &str) -> R<Option<RawFractionalPerc
 }
 
 /// An `HTTPFault` (the filter's config, or a route's). The walker refuses the fields
-/// Outrigger does not implement (`response_rate_limit`, the runtime keys, ...).
+/// Outrigger does not implement (`response_body`, the runtime keys, ...).
 pub(super) fn fault(h: &HttpFault, p: &str) -> R<RawFault> {
     let delay = match &h.delay {
         None => None,
@@ -77,6 +78,26 @@ pub(super) fn fault(h: &HttpFault, p: &str) -> R<RawFault> {
             Some(out)
         }
     };
+    let response_rate_limit = match &h.response_rate_limit {
+        None => None,
+        Some(r) => {
+            let rp = format!("{p}.response_rate_limit");
+            let mut out = RawRateLimit {
+                percentage: percent(&r.percentage, &format!("{rp}.percentage"))?,
+                ..RawRateLimit::default()
+            };
+            match &r.limit_type {
+                Some(LimitType::FixedLimit(f)) => {
+                    out.fixed_limit = Some(RawFixedLimit {
+                        limit_kbps: f.limit_kbps,
+                    })
+                }
+                Some(LimitType::HeaderLimit(_)) => out.header_limit = Some(RawEmptyObject {}),
+                None => return Err(err(rp, "set `fixed_limit` or `header_limit`")),
+            }
+            Some(out)
+        }
+    };
     let headers = h
         .headers
         .iter()
@@ -90,6 +111,7 @@ pub(super) fn fault(h: &HttpFault, p: &str) -> R<RawFault> {
         headers,
         downstream_nodes: h.downstream_nodes.clone(),
         max_active_faults: h.max_active_faults.map(|v| u64::from(v.value)),
+        response_rate_limit,
     })
 }
 

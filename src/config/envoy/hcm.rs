@@ -125,6 +125,16 @@ pub(super) fn translate(
         }),
     });
 
+    if let Some(t) = &h.tracing {
+        let tp = format!("{p}.tracing");
+        let local = super::tracer::Local {
+            node_id: &tx.node_id,
+            zone: &tx.zone,
+            direction: tx.direction,
+        };
+        chain.tracing = Some(super::tracer::translate(t, &tp, &local)?);
+        tx.paths.add(format!("{native}.tracing"), tp);
+    }
     chain.proxy_headers = Some(proxy_headers(h, p)?);
     tx.paths
         .add(format!("{native}.proxy_headers"), p.to_string());

@@ -68,6 +68,7 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
         &format!("{p}.listener_filters_timeout"),
     )?
     .unwrap_or(std::time::Duration::from_secs(15));
+    tx.direction = l.traffic_direction;
     let mut filter_chains = Vec::new();
     for (j, fc) in l.filter_chains.iter().enumerate() {
         let cp = format!("{p}.filter_chains[{j}]");
@@ -101,6 +102,7 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
         max_connections: None,
         forwarding: None,
         proxy_headers: None,
+        tracing: None,
         http_filters: Vec::new(),
         network_filters: Vec::new(),
         listener_filters,
@@ -184,6 +186,7 @@ fn chain(
         stream_idle_timeout: None,
         forwarding: None,
         proxy_headers: None,
+        tracing: None,
         http_filters: Vec::new(),
         network_filters,
         tls: super::tls::downstream(&fc.transport_socket, p)?,

@@ -13,13 +13,16 @@ use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, TokenBucket};
 
 use super::convert::{duration, header_adds, native_duration, R};
 use super::err;
+use crate::config::raw_match::RawQueryParameterMatch;
 use crate::http::filter::local_ratelimit::config::{
     RawDescriptor, RawEntry, RawFraction, RawPercent, RawTokenBucket,
 };
 use crate::http::filter::local_ratelimit::descriptors::{
-    RawAction, RawEmpty, RawGenericKey, RawRateLimit, RawRequestHeaders,
+    RawAction, RawEmpty, RawGenericKey, RawHeaderValueMatch, RawMasked, RawQueryValueMatch,
+    RawRateLimit, RawRequestHeaders,
 };
 use crate::http::filter::local_ratelimit::RawLocalRateLimit;
+use envoy_types::pb::envoy::config::route::v3::query_parameter_matcher::QueryParameterMatchSpecifier;
 
 pub(super) const LOCAL_RATELIMIT: &str =
     "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
@@ -164,10 +167,61 @@ pub(super) fn rate_limits(list: &[RateLimit], p: &str) -> R<Vec<RawRateLimit>> {
                     })
                 }
                 Some(ActionSpecifier::RemoteAddress(_)) => raw.remote_address = Some(RawEmpty {}),
+                Some(ActionSpecifier::MaskedRemoteAddress(m)) => {
+                    raw.masked_remote_address = Some(RawMasked {
+                        v4_prefix_mask_len: m.v4_prefix_mask_len.map(|v| v.value),
+                        v6_prefix_mask_len: m.v6_prefix_mask_len.map(|v| v.value),
+                    })
+                }
+                Some(ActionSpecifier::DestinationCluster(_)) => {
+                    raw.destination_cluster = Some(RawEmpty {})
+                }
+                Some(ActionSpecifier::HeaderValueMatch(h)) => {
+                    let mp = format!("{ap}.header_value_match");
+                    raw.header_value_match = Some(RawHeaderValueMatch {
+                        descriptor_value: h.descriptor_value.clone(),
+                        descriptor_key: Some(h.descriptor_key.clone()).filter(|k| !k.is_empty()),
+                        expect_match: h.expect_match.map(|b| b.value),
+                        headers: h
+                            .headers
+                            .iter()
+                            .enumerate()
+                            .map(|(k, m)| super::rbac::header(m, &format!("{mp}.headers[{k}]")))
+                            .collect::<R<Vec<_>>>()?,
+                    })
+                }
+                Some(ActionSpecifier::QueryParameterValueMatch(q)) => {
+                    let mp = format!("{ap}.query_parameter_value_match");
+                    let mut params = Vec::new();
+                    for (k, m) in q.query_parameters.iter().enumerate() {
+                        let string_match = match &m.query_parameter_match_specifier {
+                            Some(QueryParameterMatchSpecifier::StringMatch(s)) => Some(
+                                super::rbac::string(
+                                    s,
+                                    &format!("{mp}.query_parameters[{k}].string_match"),
+                                )?,
+                            ),
+                            // Envoy: `present_match` and no specifier both match a
+                            // present parameter.
+                            Some(QueryParameterMatchSpecifier::PresentMatch(_)) | None => None,
+                        };
+                        params.push(RawQueryParameterMatch {
+                            name: m.name.clone(),
+                            string_match,
+                            present_match: None,
+                        });
+                    }
+                    raw.query_parameter_value_match = Some(RawQueryValueMatch {
+                        descriptor_value: q.descriptor_value.clone(),
+                        descriptor_key: Some(q.descriptor_key.clone()).filter(|k| !k.is_empty()),
+                        expect_match: q.expect_match.map(|b| b.value),
+                        query_parameters: params,
+                    })
+                }
                 _ => {
                     return Err(err(
                         ap,
-                        "only the request_headers, generic_key and remote_address actions are supported by Outrigger",
+                        "only the request_headers, generic_key, remote_address, masked_remote_address, destination_cluster, header_value_match and query_parameter_value_match actions are supported by Outrigger",
                     ))
                 }
             }

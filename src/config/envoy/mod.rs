@@ -18,9 +18,11 @@ mod hcm;
 mod health;
 mod listener;
 mod local_ratelimit;
+mod outlier;
 mod rbac;
 mod route;
 mod tls;
+mod tracer;
 mod walk;
 pub mod xds;
 

@@ -52,7 +52,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         &["eds_config", "service_name"],
     ),
     ("envoy.config.core.v3.Locality", &["region", "zone", "sub_zone"]),
-    ("envoy.config.core.v3.Node", &["id", "cluster", "metadata"]),
+    ("envoy.config.core.v3.Node", &["id", "cluster", "metadata", "locality"]),
     (
         "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
         &["listeners", "clusters"],
@@ -87,6 +87,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "continue_on_listener_filters_timeout",
             "use_original_dst",
             "bind_to_port",
+            "traffic_direction",
         ],
     ),
     (
@@ -168,6 +169,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "preserve_external_request_id",
             "strip_any_host_port",
             "strip_matching_host_port",
+            "tracing",
             "forward_client_cert_details",
             "set_current_client_cert_details",
         ],
@@ -175,6 +177,36 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails",
         &["subject", "cert", "chain", "dns", "uri"],
+    ),
+    (
+        // `verbose` and the other custom tag kinds are refused; `spawn_upstream_span`
+        // only as false (docs/tracing.md).
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing",
+        &[
+            "provider",
+            "random_sampling",
+            "client_sampling",
+            "overall_sampling",
+            "max_path_tag_length",
+            "custom_tags",
+            "spawn_upstream_span",
+        ],
+    ),
+    ("envoy.config.trace.v3.Tracing.Http", &["name", "typed_config"]),
+    (
+        "envoy.config.trace.v3.OpenTelemetryConfig",
+        &["http_service", "grpc_service", "service_name", "max_cache_size"],
+    ),
+    ("envoy.config.core.v3.HttpService", &["http_uri"]),
+    ("envoy.config.core.v3.HttpUri", &["uri", "cluster", "timeout"]),
+    (
+        "envoy.type.tracing.v3.CustomTag",
+        &["tag", "literal", "request_header"],
+    ),
+    ("envoy.type.tracing.v3.CustomTag.Literal", &["value"]),
+    (
+        "envoy.type.tracing.v3.CustomTag.Header",
+        &["name", "default_value"],
     ),
     (
         "envoy.config.core.v3.Http1ProtocolOptions",
@@ -480,6 +512,36 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "common_lb_config",
             "upstream_bind_config",
             "circuit_breakers",
+            "outlier_detection",
+        ],
+    ),
+    (
+        "envoy.config.cluster.v3.OutlierDetection",
+        &[
+            "consecutive_5xx",
+            "interval",
+            "base_ejection_time",
+            "max_ejection_percent",
+            "enforcing_consecutive_5xx",
+            "enforcing_success_rate",
+            "success_rate_minimum_hosts",
+            "success_rate_request_volume",
+            "success_rate_stdev_factor",
+            "consecutive_gateway_failure",
+            "enforcing_consecutive_gateway_failure",
+            "split_external_local_origin_errors",
+            "consecutive_local_origin_failure",
+            "enforcing_consecutive_local_origin_failure",
+            "enforcing_local_origin_success_rate",
+            "failure_percentage_threshold",
+            "enforcing_failure_percentage",
+            "enforcing_failure_percentage_local_origin",
+            "failure_percentage_minimum_hosts",
+            "failure_percentage_request_volume",
+            "max_ejection_time",
+            "max_ejection_time_jitter",
+            "successful_active_health_check_uneject_host",
+            "always_eject_one_host",
         ],
     ),
     ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
@@ -600,6 +662,7 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
     "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+    "envoy.config.trace.v3.OpenTelemetryConfig",
 ];
 
 /// HTTP filter types Outrigger implements (the others are refused, or skipped when the

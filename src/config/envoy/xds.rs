@@ -667,11 +667,11 @@ static_resources:
         );
         let bytes = encode_json(
             CLUSTER,
-            &json!({"name": "c", "type": "EDS", "outlier_detection": {}}),
+            &json!({"name": "c", "type": "EDS", "lb_subset_config": {}}),
         )
         .unwrap();
         let (path, _) = decode_resource::<Cluster>(CLUSTER, &bytes).unwrap_err();
-        assert_eq!(path, "outlier_detection");
+        assert_eq!(path, "lb_subset_config");
         assert!(decode_resource::<Cluster>(CLUSTER, &[0xff, 0xff]).is_err());
     }
 

@@ -197,8 +197,11 @@ impl<D: Io, C: Connector> Try<'_, '_, D, C> {
             if let Some(n) =
                 body::whole_body(plan.framing.body, false, data, body::INLINE_BODY_BYTES)
             {
-                conn.wbuf
-                    .extend_from_slice(data.get(..n).unwrap_or_default());
+                let whole = data.get(..n).unwrap_or_default();
+                conn.wbuf.extend_from_slice(whole);
+                if let Some(tee) = &plan.tee {
+                    crate::http::mirror::tee_whole(tee, plan.framing.body, whole);
+                }
                 conn.rbuf.consume(n);
                 self.body_inline = true;
                 self.body_touched = true;
@@ -273,6 +276,7 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
                 &mut conn.ubuf,
                 plan.framing.body,
                 asked(plan),
+                plan.tee.as_ref(),
             )
             .await;
             self.down.set_read_timeout(Some(plan.idle_timeout));
@@ -524,7 +528,7 @@ impl Conn {
                 reuse_up,
             } => (head_len, status, body, strip, close_down, reuse_up),
             Response::Upgraded(head_len) => {
-                request::count_status(stats, 101);
+                request::count_response(cs, ep, 101);
                 return self
                     .tunnel(down, up, head_len, plan.idle_timeout, 101)
                     .await;
@@ -536,7 +540,7 @@ impl Conn {
             }
         };
         self.ubuf.consume(head_len);
-        request::count_status(stats, status);
+        request::count_response(cs, ep, status);
         if plan.chain.hooks().response_head {
             if let filter::Status::Respond(reply) = plan.chain.on_response_head(status).await {
                 // A filter answers instead; the upstream connection, mid-response, goes.
@@ -671,6 +675,7 @@ impl Conn {
             idle_timeout: plan.idle_timeout,
             response_edits: plan.response_edits,
             chain: plan.chain,
+            tee: plan.tee.as_ref(),
         };
         // The response head is written into `wbuf`, which holds no upstream head here.
         let res = super::super::h1_to_h2::exchange(

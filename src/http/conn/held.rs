@@ -16,20 +16,12 @@ use super::super::io::Io;
 use super::{Action, Conn, Outcome, Plan};
 
 /// Whether this request's body goes through the chain first: for a chain with a
-/// request-body hook, or for a shadow (`http::mirror`: a body up to its bound is held
-/// so that the same bytes go to the primary and the mirror clusters).
+/// request-body hook. (HTTP/1 request trailers never reach a chain, as Envoy's HTTP/1
+/// codec ignores them by default: the trailers hook alone does not hold the body.)
 fn wanted(plan: &Plan<'_>) -> bool {
-    (plan.chain.hooks().request_data || (plan.mirror.is_some() && mirror_holds(plan)))
+    plan.chain.hooks().request_data
         && plan.framing.body != BodyKind::Empty
         && matches!(plan.action, Action::Proxy { upgrade: false, .. })
-}
-
-fn mirror_holds(plan: &Plan<'_>) -> bool {
-    let declared = match plan.framing.body {
-        BodyKind::Length(n) => Some(n),
-        _ => None,
-    };
-    super::super::mirror::holds(declared)
 }
 
 impl Conn {
@@ -126,25 +118,27 @@ impl Conn {
 }
 
 impl Conn {
-    /// Sends the request's shadows (`http::mirror`) once its body is known: none, or
-    /// held (`held`: the held body is in `rbuf`). A body that streams is not mirrored.
-    /// Nothing is sent for a request a filter answered while its body was read.
+    /// Sends the request's shadows (`http::mirror`) before the upstream request: with
+    /// the body when it is at hand (none, or held: in `rbuf`), else with a tee the
+    /// body's path upstream feeds, which this returns. Nothing is sent for a request a
+    /// filter answered while its body was read.
     pub(super) fn mirror<C: crate::upstream::Connector>(
         &self,
         view: &crate::http::view::WorkerView<C>,
         plan: &Plan<'_>,
         m: crate::http::mirror::Mirror<'_>,
         held: bool,
-    ) {
+    ) -> Option<crate::upstream::request::tee::TeeTx> {
+        use crate::http::mirror::MirrorBody;
         if !matches!(plan.action, Action::Proxy { .. }) {
-            return;
+            return None;
         }
         let body = match plan.framing.body {
-            BodyKind::Empty => Some(bytes::Bytes::new()),
-            _ if held => Some(bytes::Bytes::copy_from_slice(self.rbuf.data())),
-            _ => None,
+            BodyKind::Empty => MirrorBody::Whole(bytes::Bytes::new(), None),
+            _ if held => MirrorBody::Whole(bytes::Bytes::copy_from_slice(self.rbuf.data()), None),
+            _ => MirrorBody::Teed,
         };
-        crate::http::mirror::launch(view, m, body);
+        crate::http::mirror::launch(view, m, body)
     }
 }
 

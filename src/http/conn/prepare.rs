@@ -4,6 +4,7 @@
 
 use crate::config::{HttpConnectionManager, UpstreamProtocol};
 use crate::observe::stream_info::StreamInfo;
+use crate::observe::trace;
 use crate::upstream::request::retry::{Headers, RetryState};
 use crate::upstream::Connector;
 
@@ -95,6 +96,38 @@ pub(super) async fn prepare<'v, C: Connector>(
     // The filter chain runs on every routed or unrouted request; the router is last.
     let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, facts.tls);
     edits.store = Some(store);
+    // Tracing: the span starts with the request head; its context goes upstream in
+    // the request's stamp (`observe::trace`).
+    let mut span = None;
+    if let Some(t) = &l.tracing {
+        let r = trace::Request {
+            method: req.method,
+            scheme: if facts.tls.is_some() { "https" } else { "http" },
+            authority: req.authority,
+            path: req.path,
+            protocol: req.protocol(),
+            peer: facts.peer,
+            trusted: !l.own.sanitize_envoy_headers,
+            generates_request_id: false,
+        };
+        let header = |n: &str| {
+            headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(n))
+                .map(|h| h.value)
+        };
+        let r = trace::Request {
+            generates_request_id: own_headers::generates_request_id(
+                &l.own,
+                &l.forwarding,
+                header(crate::http::stamp::REQUEST_ID).is_some(),
+            ),
+            ..r
+        };
+        let (out, s) = trace::start(t, &r, header);
+        edits.request.stamp.trace = Some(out);
+        span = s;
+    }
     crate::http::xfcc::set(
         &l.forwarding,
         facts.tls,
@@ -112,15 +145,23 @@ pub(super) async fn prepare<'v, C: Connector>(
         counters: &view.counters,
         state,
     };
-    let route_filters = route.map(|r| r.filters.view());
+    // The request's random value (Envoy's): the weighted cluster the filters see is the
+    // one the router takes.
+    let draw = router::random();
+    let route_filters = route.map(|r| filter::RouteFilters {
+        cluster: router::entry_cluster(r, draw),
+        ..r.filters.view()
+    });
     let status = filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await;
     let (peer, tls) = (facts.peer, facts.tls.is_some());
     own_headers::finish_response_edits(&l.own, &mut edits);
     let decision = match status {
         filter::Status::Respond(reply) => {
-            return Ok(Some(plan(&req, l, Action::Filtered(reply), edits)));
+            let mut p = plan(&req, l, Action::Filtered(reply), edits);
+            p.span = span;
+            return Ok(Some(p));
         }
-        filter::Status::Continue => route.map(|r| router::resolve(table, r, &view_req)),
+        filter::Status::Continue => route.map(|r| router::resolve(table, r, &view_req, draw)),
     };
     let mut mirror = None;
     let action = match decision {
@@ -156,6 +197,9 @@ pub(super) async fn prepare<'v, C: Connector>(
                     .map(|h| h.value),
             );
             fwd.tls = tls;
+            if let (Some(s), Some(c)) = (span.as_deref_mut(), view.clusters.get(t.cluster)) {
+                s.set_cluster(&c.cfg.name);
+            }
             own_headers::proxied(&l.own, &l.forwarding, t.timeout, fwd.client, &mut edits);
             let retry = RetryState::new(
                 t.retries,
@@ -241,6 +285,16 @@ pub(super) async fn prepare<'v, C: Connector>(
                 );
                 None
             };
+            if let Some(s) = span.as_deref_mut() {
+                // The id the upstream got (the client's, or the one the proxy made).
+                let id = match &h2 {
+                    Some(r) => r.headers().get(REQUEST_ID).map(|v| v.as_bytes()),
+                    None => written_request_id(wbuf),
+                };
+                if let Some(id) = id {
+                    s.set_request_id(id);
+                }
+            }
             if let Some(m) = mirror.as_deref_mut() {
                 // A request id the proxy made for the primary is the shadow's too.
                 let id = match &h2 {
@@ -263,6 +317,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     };
     let mut p = plan(&req, l, action, edits);
     p.mirror = mirror;
+    p.span = span;
     Ok(Some(p))
 }
 
@@ -299,9 +354,11 @@ fn plan<'v>(
         idle_timeout: l.idle_timeout,
         stream_idle_timeout: l.stream_idle_timeout,
         response_edits: edits.response,
+        span: None,
         chain: edits.chain,
         codec_edits: own_headers::codec_reply_edits(&l.own),
         mirror: None,
+        tee: None,
     }
 }
 

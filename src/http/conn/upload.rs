@@ -18,10 +18,13 @@ use std::task::{Context, Poll};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::super::body::{self, BodyError};
+use super::super::body_hooks::{self, Stopped};
 use super::super::buf::ReadBuf;
 use super::super::h1::head::BodyKind;
 use super::super::h1::response::{self, Asked, Kind, MAX_RESPONSE_HEAD_BYTES};
 use super::super::io::Io;
+use super::super::mirror::TeeObserver;
+use crate::upstream::request::tee::TeeTx;
 
 /// How an upload ended.
 pub(super) enum Upload {
@@ -103,6 +106,7 @@ pub(super) async fn upload<D: Io, U: Io>(
     ubuf: &mut ReadBuf,
     kind: BodyKind,
     asked: Asked,
+    tee: Option<&TeeTx>,
 ) -> Upload {
     // The route deadline applies to the wait for the response, after the body; while
     // the client still sends, the upstream may rightly be silent.
@@ -110,7 +114,21 @@ pub(super) async fn upload<D: Io, U: Io>(
     let cell = RefCell::new(up);
     let mut writer = Shared(&cell);
     let mut reader = Shared(&cell);
-    let forward = body::forward(down, rbuf, &mut writer, kind, false, None, None);
+    // A mirrored body goes to the shadows' tee chunk by chunk as it goes upstream.
+    let forward = async {
+        match tee {
+            None => body::forward(down, rbuf, &mut writer, kind, false, None, None).await,
+            Some(t) => {
+                let obs = &mut TeeObserver(t);
+                body_hooks::forward(obs, down, rbuf, &mut writer, kind, false, None, None)
+                    .await
+                    .map_err(|e| match e {
+                        Stopped::Body(e) => e,
+                        Stopped::Reply(_) => BodyError::Write,
+                    })
+            }
+        }
+    };
     futures_lite::pin!(forward);
     loop {
         // The body is polled first: a body that completes with this poll counts as sent.

@@ -4,6 +4,7 @@
 //! connection managers make one `RequestCtx` per request; the `ConnState` lives with the
 //! downstream connection (`http/conn.rs`, `http/h2`).
 
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use super::local_ratelimit::bucket::PerConnection;
@@ -23,6 +24,24 @@ pub struct RequestCtx<'a> {
     pub counters: &'a [Rc<Counter>],
     /// What the filters keep for this request's downstream connection.
     pub state: &'a ConnState,
+}
+
+impl RequestCtx<'_> {
+    /// Envoy's downstream remote address: the client the connection manager trusts
+    /// after `x-forwarded-for` (`use_remote_address`, `xff_num_trusted_hops`), else the
+    /// peer. Computed on demand (it scans the request's `x-forwarded-for`).
+    pub fn remote(&self) -> IpAddr {
+        let peer = self.conn.peer;
+        let xff = self
+            .req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+            .map(|h| h.value);
+        crate::http::forwarding::decide(self.forwarding, peer, xff)
+            .client
+            .unwrap_or(peer)
+    }
 }
 
 /// What the chain's filters keep per downstream connection (Envoy's connection filter

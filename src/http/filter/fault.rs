@@ -8,18 +8,25 @@
 //! Envoy's decisions, in its order: the fault applies only to requests whose route goes
 //! to `upstream_cluster` (when set), whose `x-envoy-downstream-service-node` is one of
 //! `downstream_nodes` (when set) and whose headers match every `headers` matcher. The
-//! delay, then the abort, each fire with their `percentage` (a random draw per request;
-//! for `header_delay` / `header_abort` the request's `x-envoy-fault-*-percentage` header
-//! may lower the numerator, never raise it). A fault is only injected while fewer than
-//! `max_active_faults` are active in the whole process (else `faults_overflow` counts
-//! it and the request goes on untouched); a request holds one active fault from its
-//! delay's start, or its abort, until the filter lets it go or answers.
+//! response rate limit, the delay, then the abort, each fire with their `percentage` (a
+//! random draw per request; for `header_limit` / `header_delay` / `header_abort` the
+//! request's `x-envoy-fault-*-percentage` header may lower the numerator, never raise
+//! it). A fault is only injected while fewer than `max_active_faults` are active in the
+//! whole process (else `faults_overflow` counts it and the request goes on untouched);
+//! a request holds one active fault from its first injected fault: a delay alone
+//! releases it when the delay ends, an abort when it answers, and with a response rate
+//! limit configured the stream keeps it until it ends (as Envoy's filter does).
+//!
+//! The response rate limit (`fixed_limit.limit_kbps`, or `header_limit: {}` reading
+//! the KiB/s from `x-envoy-fault-throughput-response`, 0 or unparsable: none) paces the
+//! response body on the chain's response-body hook, Envoy's `StreamRateLimiter`
+//! bucket (`filter::throttle`); the stream's state rides in its `SetHeaders` store.
 //!
 //! Configured natively as a listener's `http_filters` entry `fault: {...}` with
 //! Envoy's field names, and per route (`per_filter_config`) with `disabled: true` or
 //! `fault: {...}` replacing the filter's settings for that route (Envoy's most
-//! specific `HTTPFault`). Not here: runtime overrides, the per-downstream-cluster stats,
-//! `response_rate_limit` (refused when configured) and `response_body`.
+//! specific `HTTPFault`). Not here: runtime overrides, the per-downstream-cluster stats
+//! and `response_body`.
 //!
 //! Counters, per Envoy: `http.<stat_prefix>.fault.delays_injected`, `.aborts_injected`,
 //! `.faults_overflow`, `.response_rl_injected` and the gauge `.active_faults` (summed
@@ -27,18 +34,17 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::ctx::RequestCtx;
 use super::set_headers::SetHeaders;
 use super::status::{LocalReply, Status};
+use super::throttle::{ActiveFault, Bucket};
 use crate::config::{Fraction, HeaderMatch};
 use crate::http::flags::ResponseFlag;
-use crate::http::router::{header_matches, random};
-use crate::observe::stats::Counter;
+use crate::http::router::{header_matches, random, EntryCluster};
 
 /// Envoy's reply for an injected abort (the status is the fault's).
 pub const ABORT_BODY: &str = "fault filter abort";
@@ -48,6 +54,8 @@ pub const ABORT_HEADER: &str = "x-envoy-fault-abort-request";
 pub const ABORT_GRPC_HEADER: &str = "x-envoy-fault-abort-grpc-request";
 pub const ABORT_PERCENTAGE_HEADER: &str = "x-envoy-fault-abort-request-percentage";
 pub const NODE_HEADER: &str = "x-envoy-downstream-service-node";
+pub const THROUGHPUT_HEADER: &str = "x-envoy-fault-throughput-response";
+pub const THROUGHPUT_PERCENTAGE_HEADER: &str = "x-envoy-fault-throughput-response-percentage";
 
 /// Where a delay's length comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +75,21 @@ pub enum AbortKind {
     Header,
 }
 
+/// Where a response rate limit's KiB per second come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Fixed(u64),
+    /// `x-envoy-fault-throughput-response`.
+    Header,
+}
+
+/// Envoy's `FaultRateLimit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub kind: LimitKind,
+    pub percentage: Fraction,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delay {
     pub kind: DelayKind,
@@ -84,6 +107,7 @@ pub struct Abort {
 pub struct FaultSettings {
     pub delay: Option<Delay>,
     pub abort: Option<Abort>,
+    pub response_rate_limit: Option<RateLimit>,
     pub upstream_cluster: Option<String>,
     pub headers: Vec<HeaderMatch>,
     pub downstream_nodes: Vec<String>,
@@ -97,6 +121,7 @@ pub struct FaultCounters {
     pub aborts_injected: usize,
     pub faults_overflow: usize,
     pub active_faults: usize,
+    pub response_rl_injected: usize,
 }
 
 /// The filter as configured on a listener.
@@ -122,26 +147,9 @@ pub struct Outcome {
     pub status: Status,
     /// The request was delayed (flag `DI`).
     pub delayed: bool,
-}
-
-/// The route facts the filter needs: the cluster its route goes to (`None`: no route,
-/// or one whose cluster is chosen per request).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RouteCluster<'a>(pub Option<&'a str>);
-
-/// One active fault, released when dropped (whatever ends the stream's wait).
-struct ActiveFault<'a> {
-    process: &'a AtomicU64,
-    worker: Option<&'a Rc<Counter>>,
-}
-
-impl Drop for ActiveFault<'_> {
-    fn drop(&mut self) {
-        self.process.fetch_sub(1, Ordering::Relaxed);
-        if let Some(c) = self.worker {
-            c.dec();
-        }
-    }
+    /// A response rate limit was injected: the stream's response body goes through
+    /// the response-body hook ([`on_response_data`]).
+    pub throttled: bool,
 }
 
 impl FaultFilter {
@@ -152,47 +160,68 @@ impl FaultFilter {
     }
 
     /// Envoy's `tryIncActiveFaults`: a fuzzy limit (load, then add), as Envoy's is.
-    fn try_activate<'a>(
-        &'a self,
-        s: &FaultSettings,
-        ctx: &RequestCtx<'a>,
-    ) -> Option<ActiveFault<'a>> {
+    fn try_activate(&self, s: &FaultSettings, ctx: &RequestCtx<'_>) -> Option<ActiveFault> {
         let max = s.max_active_faults.unwrap_or(u64::MAX);
         if self.active.load(Ordering::Relaxed) >= max {
             self.count(ctx, self.counters.faults_overflow);
             return None;
         }
         self.active.fetch_add(1, Ordering::Relaxed);
-        let worker = ctx.counters.get(self.counters.active_faults);
-        if let Some(c) = worker {
+        let worker = ctx.counters.get(self.counters.active_faults).cloned();
+        if let Some(c) = &worker {
             c.inc();
         }
         Some(ActiveFault {
-            process: &self.active,
+            process: Arc::clone(&self.active),
             worker,
         })
     }
 
     /// Decides one request with `s` (the filter's settings or its route's). A gRPC
-    /// abort with a `grpc_status` sets `grpc-status` in `store` (the reply's gRPC form).
+    /// abort with a `grpc_status` sets `grpc-status` in `store` (the reply's gRPC form);
+    /// a response rate limit, and the active fault the stream keeps, go in `store` too
+    /// (without a store there is no rate limit).
     pub async fn on_request_head(
         &self,
         s: &FaultSettings,
         ctx: &RequestCtx<'_>,
-        route: RouteCluster<'_>,
+        route: EntryCluster<'_>,
         store: Option<&SetHeaders>,
     ) -> Outcome {
         let pass = Outcome {
             status: Status::Continue,
             delayed: false,
+            throttled: false,
         };
         if !applies(s, ctx, route) {
             return pass;
         }
         let mut active = None;
         let mut delayed = false;
-        if let Some(d) = delay_for(s, ctx) {
+        let mut throttled = false;
+        if let (Some(kbps), Some(store)) = (rate_limit_for(s, ctx), store) {
             active = self.try_activate(s, ctx);
+            if active.is_some() {
+                self.count(ctx, self.counters.response_rl_injected);
+                if let Ok(mut f) = store.fault.try_borrow_mut() {
+                    f.bucket = Some(Bucket::new(kbps, Instant::now()));
+                    throttled = true;
+                }
+            }
+        }
+        // A stream with a rate limit configured keeps its active fault to the end, as
+        // Envoy's does (even when this request drew no rate limit).
+        let keep = |active: Option<ActiveFault>| {
+            if let (Some(a), Some(store), true) = (active, store, s.response_rate_limit.is_some()) {
+                if let Ok(mut f) = store.fault.try_borrow_mut() {
+                    f.active.get_or_insert(a);
+                }
+            }
+        };
+        if let Some(d) = delay_for(s, ctx) {
+            if active.is_none() {
+                active = self.try_activate(s, ctx);
+            }
             if active.is_some() {
                 self.count(ctx, self.counters.delays_injected);
                 tracing::debug!(ms = d.as_millis() as u64, "fault: delaying request");
@@ -201,14 +230,19 @@ impl FaultFilter {
             }
         }
         let Some((http, grpc)) = abort_status(s, ctx) else {
-            return Outcome { delayed, ..pass };
+            keep(active);
+            return Outcome {
+                delayed,
+                throttled,
+                ..pass
+            };
         };
         // After a delay the request already holds its active fault (Envoy counts one
         // per request and does not check the limit again).
         if active.is_none() && !delayed {
             active = self.try_activate(s, ctx);
             if active.is_none() {
-                return pass;
+                return Outcome { throttled, ..pass };
             }
         }
         self.count(ctx, self.counters.aborts_injected);
@@ -216,7 +250,7 @@ impl FaultFilter {
             let mut buf = [0u8; 20];
             store.set("grpc-status", decimal(&mut buf, u64::from(g)));
         }
-        drop(active);
+        keep(active);
         Outcome {
             status: Status::Respond(LocalReply {
                 status: http,
@@ -224,14 +258,40 @@ impl FaultFilter {
                 flag: ResponseFlag::FaultInjected,
             }),
             delayed,
+            throttled,
         }
     }
 }
 
+/// One chunk (`n` bytes) of a rate-limited stream's response body: waits until the
+/// stream's bucket has let it through (a worker timer). A stream without a rate limit
+/// goes on at once.
+pub async fn on_response_data(store: &SetHeaders, n: usize) {
+    let wait = {
+        let Ok(mut f) = store.fault.try_borrow_mut() else {
+            return;
+        };
+        match f.bucket.as_mut() {
+            Some(b) => b.take(n, Instant::now()),
+            None => return,
+        }
+    };
+    if !wait.is_zero() {
+        glommio::timer::sleep(wait).await;
+    }
+}
+
 /// Envoy's gates before any fault: upstream cluster, downstream node, headers.
-fn applies(s: &FaultSettings, ctx: &RequestCtx<'_>, route: RouteCluster<'_>) -> bool {
+fn applies(s: &FaultSettings, ctx: &RequestCtx<'_>, route: EntryCluster<'_>) -> bool {
+    // Envoy compares its route entry's `clusterName()`: the weighted cluster picked for
+    // this request, or the `cluster_header` value (empty when missing).
     if let Some(want) = &s.upstream_cluster {
-        if route.0 != Some(want.as_str()) {
+        let named = match route {
+            EntryCluster::None => false,
+            EntryCluster::Name(c) => c == want,
+            EntryCluster::Header(h) => first(ctx, h).unwrap_or_default() == want.as_bytes(),
+        };
+        if !named {
             return false;
         }
     }
@@ -277,6 +337,23 @@ fn header_percentage(ctx: &RequestCtx<'_>, name: &str, configured: Fraction) -> 
 
 fn hit(f: Fraction) -> bool {
     f.denominator != 0 && random() % u64::from(f.denominator) < u64::from(f.numerator)
+}
+
+/// Envoy's `maybeSetupResponseRateLimit` draw: the KiB/s of the response rate limit to
+/// inject, if this request gets one.
+fn rate_limit_for(s: &FaultSettings, ctx: &RequestCtx<'_>) -> Option<u64> {
+    let r = s.response_rate_limit?;
+    let pct = match r.kind {
+        LimitKind::Fixed(_) => r.percentage,
+        LimitKind::Header => header_percentage(ctx, THROUGHPUT_PERCENTAGE_HEADER, r.percentage),
+    };
+    if !hit(pct) {
+        return None;
+    }
+    match r.kind {
+        LimitKind::Fixed(kbps) => Some(kbps),
+        LimitKind::Header => number(ctx, THROUGHPUT_HEADER).filter(|k| *k > 0),
+    }
 }
 
 /// The delay to inject, if this request gets one (a draw, then a length over zero).
@@ -345,8 +422,11 @@ fn decimal(buf: &mut [u8; 20], mut n: u64) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use std::rc::Rc;
+
     use super::*;
     use crate::http::router::Request;
+    use crate::observe::stats::Counter;
 
     static FWD: crate::config::Forwarding = crate::config::Forwarding {
         use_remote_address: true,
@@ -370,7 +450,7 @@ mod tests {
             scheme: "http",
             headers: &hs,
         };
-        let counters: Vec<Rc<Counter>> = (0..4).map(|_| Rc::default()).collect();
+        let counters: Vec<Rc<Counter>> = (0..5).map(|_| Rc::default()).collect();
         let ctx = RequestCtx {
             req: &req,
             conn: crate::rbac::Conn {
@@ -399,6 +479,7 @@ mod tests {
                 kind: abort,
                 percentage: all(),
             }),
+            response_rate_limit: None,
             upstream_cluster: None,
             headers: vec![],
             downstream_nodes: vec![],
@@ -414,6 +495,7 @@ mod tests {
                 aborts_injected: 1,
                 faults_overflow: 2,
                 active_faults: 3,
+                response_rl_injected: 4,
             },
             active: Arc::default(),
         }
@@ -424,7 +506,7 @@ mod tests {
             let o = futures_lite::future::block_on(f.on_request_head(
                 &f.settings,
                 ctx,
-                RouteCluster(route),
+                route.map_or(EntryCluster::None, EntryCluster::Name),
                 None,
             ));
             (o, ctx.counters.iter().map(|c| c.get()).collect())
@@ -443,7 +525,7 @@ mod tests {
         let f = filter(settings(AbortKind::Http(503)));
         let (o, counts) = run(&f, &[], None);
         assert_eq!(status(&o), Some(503));
-        assert_eq!(counts, [0, 1, 0, 0], "aborted; no fault left active");
+        assert_eq!(counts, [0, 1, 0, 0, 0], "aborted; no fault left active");
         assert_eq!(f.active.load(Ordering::Relaxed), 0);
     }
 
@@ -484,6 +566,25 @@ mod tests {
         assert_eq!(status(&run(&f, &node, None).0), None);
         assert_eq!(status(&run(&f, &[], Some("a")).0), None);
         assert_eq!(status(&run(&f, &[(NODE_HEADER, "db")], Some("a")).0), None);
+        // A `cluster_header` route: the header's first value is the route's cluster.
+        let by_header = |h: &[(&str, &str)]| {
+            with_headers(h, |ctx| {
+                let o = futures_lite::future::block_on(f.on_request_head(
+                    &f.settings,
+                    ctx,
+                    EntryCluster::Header("x-cluster"),
+                    None,
+                ));
+                status(&o)
+            })
+        };
+        assert_eq!(
+            by_header(&[(NODE_HEADER, "web"), ("x-cluster", "a")]),
+            Some(500)
+        );
+        let two = [(NODE_HEADER, "web"), ("x-cluster", "b"), ("x-cluster", "a")];
+        assert_eq!(by_header(&two), None, "the first value only");
+        assert_eq!(by_header(&[(NODE_HEADER, "web")]), None);
     }
 
     #[test]
@@ -494,7 +595,53 @@ mod tests {
         f.active.store(1, Ordering::Relaxed);
         let (o, counts) = run(&f, &[], None);
         assert_eq!(status(&o), None);
-        assert_eq!(counts, [0, 0, 1, 0]);
+        assert_eq!(counts, [0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn a_response_rate_limit_holds_its_active_fault_until_the_stream_ends() {
+        let mut s = settings(AbortKind::Http(503));
+        s.abort = None;
+        s.response_rate_limit = Some(RateLimit {
+            kind: LimitKind::Header,
+            percentage: all(),
+        });
+        let f = filter(s);
+        let go = |h: &[(&str, &str)]| {
+            let store = SetHeaders::default();
+            let (o, counts) = with_headers(h, |ctx| {
+                let o = futures_lite::future::block_on(f.on_request_head(
+                    &f.settings,
+                    ctx,
+                    EntryCluster::None,
+                    Some(&store),
+                ));
+                (o, ctx.counters.iter().map(|c| c.get()).collect::<Vec<_>>())
+            });
+            let held = f.active.load(Ordering::Relaxed);
+            let bucket = store.fault.borrow().bucket.is_some();
+            drop(store);
+            (o.throttled, bucket, counts, held)
+        };
+        // No header, or a zero one: no limit, no active fault.
+        assert_eq!(go(&[]), (false, false, vec![0, 0, 0, 0, 0], 0));
+        assert!(!go(&[(THROUGHPUT_HEADER, "0")]).0);
+        // The header's percentage lowers the configured 100% to 0%.
+        let h = [
+            (THROUGHPUT_HEADER, "1"),
+            (THROUGHPUT_PERCENTAGE_HEADER, "0"),
+        ];
+        assert!(!go(&h).0);
+        // Injected: counted, one active fault held by the stream's store.
+        let (throttled, bucket, counts, held) = go(&[(THROUGHPUT_HEADER, "1")]);
+        assert!(throttled && bucket);
+        assert_eq!(counts, [0, 0, 0, 1, 1]);
+        assert_eq!(held, 1);
+        assert_eq!(
+            f.active.load(Ordering::Relaxed),
+            0,
+            "released with the store"
+        );
     }
 
     #[test]

@@ -17,16 +17,21 @@
 //!
 //! The body hooks: `Chain::on_request_data` sees the request body chunk by chunk (the
 //! decoded payload of an HTTP/1 body, each HTTP/2 DATA frame), then an end-of-stream
-//! call; it may continue, hold the chunk (`StopAndBuffer`) or answer locally. A chain
-//! with the hook reads the request body through it before the upstream request starts
-//! (`http/hold.rs`, called by both connection managers): nothing goes upstream until
-//! the chain has seen the end, and the held body goes with a Content-Length. (Envoy's
+//! call; it may continue, hold the chunk (`StopAndBuffer`) or answer locally.
+//! `Chain::on_request_trailers` (Envoy's `decodeTrailers`) sees an HTTP/2 request's
+//! trailers, which end its body instead of the end-of-stream data call; it may continue
+//! or answer locally. A chain with either hook reads the request body through it before
+//! the upstream request starts (`http/hold.rs`, called by both connection managers):
+//! nothing goes upstream until the chain has seen the end, and the held body goes with
+//! a Content-Length (and its trailers, where the upstream protocol can carry them). (Envoy's
 //! filters may also let chunks through while the upstream request runs; no filter here
 //! needs that yet.) `Chain::on_response_data` sees each response body chunk (the
 //! payload of an HTTP/1 upstream's body, each DATA frame of an HTTP/2 one) before it
 //! goes to the client, on all four paths (`http/body_hooks.rs` for HTTP/1 upstreams);
 //! answering there, after the head went out, resets the stream (HTTP/2 client) or
-//! closes the connection (HTTP/1 client), as Envoy does. No filter has it yet.
+//! closes the connection (HTTP/1 client), as Envoy does. The fault filter uses it, on
+//! the streams it rate-limits (a kind's hooks are constant, but a stream gets this one
+//! only when the filter injected a response rate limit on its request head).
 //!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
 //! by name or give it its own configuration for requests on that route.
@@ -45,13 +50,14 @@ pub mod local_ratelimit;
 pub mod rbac;
 pub mod set_headers;
 pub mod status;
+pub mod throttle;
 
 use serde::Deserialize;
 
 use self::buffer::{BufferFilter, RawBuffer};
 use self::cors::{CorsFilter, CorsPolicy};
 pub use self::ctx::{ConnState, RequestCtx};
-use self::fault::{FaultFilter, FaultSettings, RouteCluster};
+use self::fault::{FaultFilter, FaultSettings};
 use self::header_mutation::{HeaderMutationFilter, RawHeaderMutation};
 use self::headers::{Edits, HeaderPlan};
 use self::local_ratelimit::{LocalRateLimitFilter, RawLocalRateLimit, RouteRateLimits};
@@ -59,6 +65,7 @@ use self::rbac::RbacFilter;
 use self::set_headers::SetHeaders;
 pub use self::status::{DataStatus, LocalReply, Status};
 use super::flags::ResponseFlag;
+use super::router::EntryCluster;
 use crate::config::raw_fault_cors::{RawCorsFilter, RawCorsPolicy, RawFault};
 use crate::config::raw_rbac::RawRbacFilter;
 
@@ -164,6 +171,9 @@ pub struct Hooks {
     pub complete: bool,
     /// `on_request_data`: sees the request body before anything goes upstream.
     pub request_data: bool,
+    /// `on_request_trailers`: sees the request's trailers (HTTP/2 trailing HEADERS)
+    /// before anything goes upstream.
+    pub request_trailers: bool,
     /// `on_response_data`: sees each response body chunk before it goes to the client.
     pub response_data: bool,
 }
@@ -173,6 +183,7 @@ impl Hooks {
         response_head: false,
         complete: false,
         request_data: false,
+        request_trailers: false,
         response_data: false,
     };
 
@@ -181,6 +192,7 @@ impl Hooks {
             response_head: self.response_head || o.response_head,
             complete: self.complete || o.complete,
             request_data: self.request_data || o.request_data,
+            request_trailers: self.request_trailers || o.request_trailers,
             response_data: self.response_data || o.response_data,
         }
     }
@@ -206,6 +218,8 @@ pub struct Chain<'c> {
     /// A response flag a filter recorded without answering (the fault filter's `DI`),
     /// for the stream's access log and stats beside the flag of how it ended.
     flag: Option<ResponseFlag>,
+    /// The stream's per-request store (the fault filter's rate limit lives there).
+    store: Option<&'c SetHeaders>,
 }
 
 impl<'c> Chain<'c> {
@@ -217,6 +231,12 @@ impl<'c> Chain<'c> {
     /// The flag a filter recorded on the request head without answering (`DI`).
     pub fn flag(&self) -> Option<ResponseFlag> {
         self.flag
+    }
+
+    /// Whether the request body goes through the chain before the upstream request
+    /// starts (`http/hold.rs`): some filter has a request-body or request-trailers hook.
+    pub fn holds_request_body(&self) -> bool {
+        self.hooks.request_data || self.hooks.request_trailers
     }
 
     /// The filters of the chain the route does not disable, in order.
@@ -272,13 +292,15 @@ impl<'c> Chain<'c> {
         out
     }
 
-    /// One chunk of the response body, before it goes to the client (`end_stream`: the
-    /// last). Filters see it in reverse order. The response head has gone out, so
-    /// `Respond` cannot be sent: the caller resets the stream (HTTP/2) or closes the
-    /// connection (HTTP/1), as Envoy does. Callers check `hooks().response_data` first.
-    pub async fn on_response_data(&self, chunk: &[u8], end_stream: bool) -> Status {
-        for f in self.active().rev() {
+    /// The request's trailers (Envoy's `decodeTrailers`), after its last body chunk,
+    /// before anything goes upstream; there is then no end-of-stream call of
+    /// `on_request_data` (the trailers end the stream). Filters see them in order; the
+    /// first to answer ends the request. Callers check `hooks().request_trailers` first.
+    pub async fn on_request_trailers(&self, trailers: &http::HeaderMap) -> Status {
+        for f in self.active() {
             match &f.kind {
+                // The buffer filter's trailers hook only sets the Content-Length, which
+                // the hold sets for every held body.
                 FilterKind::HeaderMutation(_)
                 | FilterKind::Buffer(_)
                 | FilterKind::Rbac(_)
@@ -287,7 +309,34 @@ impl<'c> Chain<'c> {
                 | FilterKind::Cors(_) => {}
             }
         }
-        let _ = (chunk, end_stream);
+        let _ = trailers;
+        Status::Continue
+    }
+
+    /// One chunk of the response body, before it goes to the client (`end_stream`: the
+    /// last). Filters see it in reverse order. The response head has gone out, so
+    /// `Respond` cannot be sent: the caller resets the stream (HTTP/2) or closes the
+    /// connection (HTTP/1), as Envoy does. Callers check `hooks().response_data` first.
+    pub async fn on_response_data(&self, chunk: &[u8], end_stream: bool) -> Status {
+        let mut paced = false;
+        for f in self.active().rev() {
+            match &f.kind {
+                FilterKind::HeaderMutation(_)
+                | FilterKind::Buffer(_)
+                | FilterKind::Rbac(_)
+                | FilterKind::LocalRateLimit(_)
+                | FilterKind::Cors(_) => {}
+                // The stream's rate limit, if its request drew one: the chunk waits for
+                // its tokens (one limit per stream, whichever fault filter set it).
+                FilterKind::Fault(_) => {
+                    if let (Some(store), false) = (self.store, paced) {
+                        fault::on_response_data(store, chunk.len()).await;
+                        paced = true;
+                    }
+                }
+            }
+        }
+        let _ = end_stream;
         Status::Continue
     }
 
@@ -378,9 +427,9 @@ pub struct RouteFilters<'c> {
     /// The route forwards to a cluster (Envoy's route entry; not a direct response or
     /// a redirect).
     pub forwards: bool,
-    /// The one cluster it forwards to (`None` when picked per request: weighted
-    /// clusters, `cluster_header`).
-    pub cluster: Option<&'c str>,
+    /// The cluster the route entry names for this request (Envoy's `clusterName()`:
+    /// the weighted cluster picked for it, or the `cluster_header` value).
+    pub cluster: EntryCluster<'c>,
 }
 
 impl<'c> RouteFilters<'c> {
@@ -443,8 +492,14 @@ pub async fn on_request_head<'c>(
                     _ => own,
                 };
                 let limits = route.map(|r| r.rate_limits);
-                let s =
-                    l.0.on_request_head(ctx, limits, &mut edits.request, &mut edits.response);
+                let cluster = route.map_or(EntryCluster::None, |r| r.cluster);
+                let s = l.0.on_request_head(
+                    ctx,
+                    limits,
+                    cluster,
+                    &mut edits.request,
+                    &mut edits.response,
+                );
                 if let Status::Respond(_) = s {
                     // Later filters do not run; the edits gathered so far still apply.
                     status = s;
@@ -456,10 +511,13 @@ pub async fn on_request_head<'c>(
                     Some(FilterOverride::Fault(s)) => s,
                     _ => &own.settings,
                 };
-                let cluster = RouteCluster(route.and_then(|r| r.cluster));
+                let cluster = route.map_or(EntryCluster::None, |r| r.cluster);
                 let o = own.on_request_head(s, ctx, cluster, edits.store).await;
                 if o.delayed {
                     flag = Some(ResponseFlag::DelayInjected);
+                }
+                if o.throttled {
+                    hooks.response_data = true;
                 }
                 if let Status::Respond(r) = o.status {
                     if edits.store.is_some_and(|s| !s.is_empty()) {
@@ -501,6 +559,7 @@ pub async fn on_request_head<'c>(
         overrides: route.map_or(&[], |r| r.overrides),
         hooks,
         flag,
+        store: edits.store,
     };
     status
 }
@@ -574,7 +633,7 @@ mod tests {
             overrides: &[],
             rate_limits: &local_ratelimit::NO_RATE_LIMITS,
             forwards: true,
-            cluster: None,
+            cluster: EntryCluster::None,
         };
         let mut e = StreamEdits::default();
         let s =
@@ -613,7 +672,7 @@ mod tests {
             overrides,
             rate_limits: &local_ratelimit::NO_RATE_LIMITS,
             forwards: true,
-            cluster: None,
+            cluster: EntryCluster::None,
         };
         let run = |overrides| {
             let mut e = StreamEdits::default();
@@ -627,6 +686,11 @@ mod tests {
         };
         let own = run(&[]);
         assert!(own.hooks().request_data && !own.hooks().response_data);
+        // Its trailers hook would only set the Content-Length the hold sets anyway.
+        assert!(own.holds_request_body() && !own.hooks().request_trailers);
+        let t = http::HeaderMap::new();
+        let st = futures_lite::future::block_on(own.on_request_trailers(&t));
+        assert_eq!(st, Status::Continue);
         let data = |c: &Chain<'_>, n: usize, held| {
             futures_lite::future::block_on(c.on_request_data(&vec![b'x'; n], false, held))
         };

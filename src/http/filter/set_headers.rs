@@ -8,10 +8,17 @@
 //! filter that sets a header attaches it to the response `Edits`, so every encoder
 //! (the four proxy paths and every local reply) writes it. Each header replaces any
 //! value of its name, incoming or added by a plan (Envoy's filters `setInline` them).
+//!
+//! The same store carries the fault filter's state for the rest of the stream (its
+//! response rate limit and the active fault it holds, `filter::throttle`): it is the one
+//! per-stream storage the chain is lent, and dropping it with the stream releases that
+//! fault whatever ended the stream.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::cell::RefCell;
+
+use super::throttle::FaultStream;
 
 /// Headers set for one stream's response: `(lower-case name, value)`, each name once.
 #[derive(Debug, Default)]
@@ -19,6 +26,9 @@ pub struct SetHeaders {
     // Filters write while the chain runs on the request head; encoders read later. The
     // two never overlap, and every access uses `try_borrow*`, so nothing can panic.
     list: RefCell<Vec<(&'static str, String)>>,
+    /// The fault filter's state for this stream (empty: no fault injected, no
+    /// allocation). Borrowed briefly by the filter, never across an await.
+    pub(crate) fault: RefCell<FaultStream>,
 }
 
 impl SetHeaders {

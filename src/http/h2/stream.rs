@@ -20,6 +20,7 @@ use crate::http::own_headers;
 use crate::http::router::{self, Decision, Target};
 use crate::http::view::{ChainRef, WorkerView};
 use crate::observe::stream_info::{self, StreamInfo};
+use crate::observe::trace;
 use crate::upstream::Connector;
 
 use super::reply::{self, expired, fail, grpc_timeout, is_grpc, local, local_at, reject, Done};
@@ -99,6 +100,31 @@ pub(crate) async fn serve<C: Connector>(
     let req_store = filter::set_headers::SetHeaders::default();
     let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, conn.tls.as_deref());
     edits.store = Some(&store);
+    // The request's random value (Envoy's): the weighted cluster the filters see is the
+    // one the router takes.
+    let draw = router::random();
+    // Tracing: the span starts with the request head; its context goes upstream in
+    // the request's stamp (`observe::trace`).
+    let mut span = None;
+    if let (Some(t), None) = (&l.tracing, &refused) {
+        let r = trace::Request {
+            method: parts.method.as_str(),
+            scheme: if conn.tls.is_some() { "https" } else { "http" },
+            authority: authority.as_bytes(),
+            path: &path,
+            protocol: "HTTP/2",
+            peer: peer.ip(),
+            trusted: !l.own.sanitize_envoy_headers,
+            generates_request_id: own_headers::generates_request_id(
+                &l.own,
+                &l.forwarding,
+                parts.headers.contains_key(crate::http::stamp::REQUEST_ID),
+            ),
+        };
+        let (out, s) = trace::start(t, &r, |n| parts.headers.get(n).map(|v| v.as_bytes()));
+        edits.request.stamp.trace = Some(out);
+        span = s;
+    }
     crate::http::xfcc::set(
         &l.forwarding,
         conn.tls.as_deref(),
@@ -114,7 +140,10 @@ pub(crate) async fn serve<C: Connector>(
     let filter_reply = if refused.is_some() {
         None
     } else {
-        let route_filters = route.map(|r| r.filters.view());
+        let route_filters = route.map(|r| filter::RouteFilters {
+            cluster: router::entry_cluster(r, draw),
+            ..r.filters.view()
+        });
         let ctx = filter::RequestCtx {
             req: &view_req,
             conn: crate::rbac::Conn {
@@ -135,7 +164,9 @@ pub(crate) async fn serve<C: Connector>(
     // Copied out for the completion hook: the edits move into the proxied request.
     let chain = edits.chain;
     let decision = match (table, route) {
-        (Some(t), Some(r)) if filter_reply.is_none() => Some(router::resolve(t, r, &view_req)),
+        (Some(t), Some(r)) if filter_reply.is_none() => {
+            Some(router::resolve(t, r, &view_req, draw))
+        }
         _ => None,
     };
     drop(lookup);
@@ -202,6 +233,9 @@ pub(crate) async fn serve<C: Connector>(
                 );
             };
             cluster_name = Some(cs.name.clone());
+            if let Some(s) = span.as_deref_mut() {
+                s.set_cluster(&cs.cfg.name);
+            }
             let mut timeout = t.timeout;
             if let Some(g) = grpc.then(|| grpc_timeout(&parts.headers)).flatten() {
                 if timeout.is_zero() || g < timeout {
@@ -272,13 +306,12 @@ pub(crate) async fn serve<C: Connector>(
             // with a Content-Length.
             let mut held = None;
             let ended = body.is_end_stream();
-            // A mirrored request's body is held too when it declares a length up to the
-            // shadow's bound (`http::mirror`), so the same bytes go to both clusters.
             let mirrored = !t.shadows.is_empty();
-            let hold_for_mirror = mirrored && mirror::holds(declared_length(&parts.headers));
-            if (chain.hooks().request_data || hold_for_mirror) && !ended {
+            let mut held_trailers = None;
+            if chain.holds_request_body() && !ended {
                 match progress.run(hold::h2(&chain, &mut body, &progress)).await {
-                    Ok(Held::Body(b)) => {
+                    Ok(Held::Body((b, trailers))) => {
+                        held_trailers = trailers;
                         // On the head that goes upstream (the route's rewrite, if any).
                         let up = up_parts.as_mut().unwrap_or(&mut parts);
                         up.headers.insert(
@@ -308,6 +341,7 @@ pub(crate) async fn serve<C: Connector>(
                     }
                 }
             }
+            let mut tee = None;
             if mirrored {
                 let up = up_parts.as_ref().unwrap_or(&parts);
                 // `up` is read here only: the shadow is built before the primary's
@@ -335,18 +369,22 @@ pub(crate) async fn serve<C: Connector>(
                         timeout,
                         client_h2: true,
                     };
+                    // A body at hand goes whole; one that streams is teed as it goes
+                    // to the primary (`http::mirror`).
                     let body = match &held {
-                        Some(b) => Some(b.clone()),
-                        None if ended => Some(Bytes::new()),
-                        None => None,
+                        Some(b) => mirror::MirrorBody::Whole(b.clone(), held_trailers.clone()),
+                        None if ended => mirror::MirrorBody::Whole(Bytes::new(), None),
+                        None => mirror::MirrorBody::Teed,
                     };
-                    mirror::launch(&view, m, body);
+                    tee = mirror::launch(&view, m, body);
                 }
             }
             let req = super::to_h1::Request {
                 parts: up_parts.as_ref().unwrap_or(&parts),
                 body,
                 held,
+                held_trailers,
+                tee,
                 authority: host.unwrap_or(&authority),
                 path: t.path.as_deref().unwrap_or(&path),
                 forwarding: fwd,
@@ -372,6 +410,16 @@ pub(crate) async fn serve<C: Connector>(
         bytes_received: done.bytes_received,
         bytes_sent: done.bytes_sent,
     });
+    if let Some(span) = span {
+        let end = trace::End {
+            status: done.status,
+            flag: Some(done.flag),
+            bytes_received: done.bytes_received,
+            bytes_sent: done.bytes_sent,
+            upstream: done.upstream,
+        };
+        trace::finish(*span, &end);
+    }
     let log = view.access_log(at);
     let mut info = StreamInfo {
         start: Some(started),
@@ -426,16 +474,6 @@ fn rewrite_headers(
             h.insert("x-envoy-original-host", v);
         }
     }
-}
-
-/// The request's Content-Length, if it has one that parses.
-fn declared_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// The hostname every endpoint has, if they all have the same one.

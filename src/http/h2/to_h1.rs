@@ -37,6 +37,12 @@ pub(crate) struct Request<'a> {
     /// The request body, read whole through the filter chain (`http/hold.rs`): it goes
     /// instead of `body` (which has ended), with the Content-Length set in `parts`.
     pub held: Option<Bytes>,
+    /// The held body's trailers: an HTTP/2 upstream gets them after it; an HTTP/1 one
+    /// does not (a Content-Length body carries none; Envoy's HTTP/1 encoder drops them).
+    pub held_trailers: Option<http::HeaderMap>,
+    /// The shadows' tee (`http::mirror`) for a mirrored body that streams: each chunk
+    /// goes to it as it goes upstream.
+    pub tee: Option<crate::upstream::request::tee::TeeTx>,
     pub authority: &'a str,
     pub path: &'a str,
     /// What the forwarding policy decided for this request.
@@ -84,6 +90,7 @@ pub(crate) async fn proxy<C: Connector>(
             let f = expiry_failure(e, progress);
             if progress.status() == 0 {
                 request::count_failure(&cs.stats, f);
+                request::outlier_failure(cs, ep, f);
             } else {
                 request::count_late(&cs.stats, f);
             }
@@ -128,7 +135,8 @@ impl ToH1<'_, '_> {
         if !self.first_taken && !self.r.body.is_end_stream() {
             self.first_taken = true;
             let (body, chunked) = (&mut self.r.body, self.chunked);
-            match http1::take_ready_data(self.head, body, chunked, self.progress).await {
+            let tee = self.r.tee.as_ref();
+            match http1::take_ready_data(self.head, body, chunked, self.progress, tee).await {
                 Ok(Some(taken)) => {
                     self.in_head = taken;
                     if taken.1 {
@@ -202,7 +210,8 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
         if ended {
             self.progress.request_done();
         } else if !self.r.body.is_end_stream() {
-            match http1::send_body(up, &mut self.r.body, self.chunked, self.progress).await {
+            let (body, tee) = (&mut self.r.body, self.r.tee.as_ref());
+            match http1::send_body(up, body, self.chunked, self.progress, tee).await {
                 Ok(n) => received += n,
                 Err(BodyError::Write) => return Err(lost(false)),
                 Err(_) => return Ok(Got::ClientGone),
@@ -334,6 +343,8 @@ async fn exchange<C: Connector>(
         edits.response.stamp.attempt_count = Some(r.attempt());
     }
     let retry_flag = retry.map_or(ResponseFlag::None, |r| r.response_flag());
+    let status = h.response.status().as_u16();
+    cs.outlier(*ep, crate::upstream::outlier::Outcome::Status(status));
     let (done, reuse) = respond_with(
         h,
         received,

@@ -21,6 +21,7 @@ use crate::http::h1::response;
 use crate::http::hop::Message;
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
+use crate::upstream::request::tee::TeeTx;
 use crate::upstream::request::{self, http2, RetryPolicy};
 use crate::upstream::Connector;
 
@@ -35,18 +36,23 @@ enum PumpError {
 /// Moves DATA and trailers from one stream to another; the sender's window reopens only
 /// as the receiver accepts the bytes. `moved` hears of every byte passed on. `hook`:
 /// the chain whose response-body hook sees each frame first (`None` for request bodies
-/// and for chains without the hook).
+/// and for chains without the hook). `tee`: a mirrored request body's shadows, which
+/// get each frame (and the trailers) as it goes on.
 async fn pump(
     from: &mut RecvStream,
     to: &mut SendStream<Bytes>,
     moved: impl Fn(u64),
     hook: Option<&Chain<'_>>,
+    tee: Option<&TeeTx>,
 ) -> Result<u64, PumpError> {
     let mut total = 0u64;
     let mut ended = false;
     while let Some(chunk) = from.data().await {
         let mut chunk = chunk.map_err(|_| PumpError::Read)?;
         let n = chunk.len();
+        if let Some(t) = tee {
+            t.push_bytes(chunk.clone());
+        }
         if let Some(chain) = hook {
             ended = from.is_end_stream();
             if chain.on_response_data(&chunk, ended).await != Status::Continue {
@@ -66,6 +72,9 @@ async fn pump(
         total += n as u64;
     }
     let trailers = from.trailers().await.map_err(|_| PumpError::Read)?;
+    if let Some(t) = tee {
+        t.finish(trailers.as_ref());
+    }
     if let Some(chain) = hook.filter(|_| !ended) {
         if chain.on_response_data(&[], true).await != Status::Continue {
             return Err(PumpError::Filtered);
@@ -81,8 +90,13 @@ async fn pump(
 }
 
 /// Sends a request body held whole by the filter chain (`http/hold.rs`), as flow
-/// control allows, and ends the stream.
-async fn send_held(mut body: Bytes, to: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
+/// control allows, and ends the stream: with its trailers (trailing HEADERS), if it had
+/// any.
+async fn send_held(
+    mut body: Bytes,
+    trailers: Option<http::HeaderMap>,
+    to: &mut SendStream<Bytes>,
+) -> Result<u64, PumpError> {
     let total = body.len() as u64;
     while !body.is_empty() {
         let cap = super::io::send_capacity(to, body.len())
@@ -91,8 +105,12 @@ async fn send_held(mut body: Bytes, to: &mut SendStream<Bytes>) -> Result<u64, P
         let part = body.split_to(cap.min(body.len()));
         to.send_data(part, false).map_err(|_| PumpError::Write)?;
     }
-    to.send_data(Bytes::new(), true)
-        .map_err(|_| PumpError::Write)?;
+    match trailers {
+        Some(t) => to.send_trailers(t).map_err(|_| PumpError::Write)?,
+        None => to
+            .send_data(Bytes::new(), true)
+            .map_err(|_| PumpError::Write)?,
+    }
     Ok(total)
 }
 
@@ -122,6 +140,7 @@ where
             let f = expiry_failure(e, progress);
             if progress.status() == 0 {
                 request::count_failure(&cs.stats, f);
+                request::outlier_failure(cs, picked.ep, f);
             } else {
                 request::count_late(&cs.stats, f);
             }
@@ -161,6 +180,8 @@ where
         );
     };
     let held = r.held.take();
+    let held_trailers = r.held_trailers.take();
+    let tee = r.tee.take();
     let end = r.body.is_end_stream() && held.is_none();
     let mut open = request::H2Open {
         req: Some(req),
@@ -190,8 +211,11 @@ where
             return Ok(0);
         }
         let result = match held {
-            Some(b) => send_held(b, &mut up_send).await,
-            None => pump(&mut r.body, &mut up_send, |n| progress.received(n), None).await,
+            Some(b) => send_held(b, held_trailers, &mut up_send).await,
+            None => {
+                let moved = |n| progress.received(n);
+                pump(&mut r.body, &mut up_send, moved, None, tee.as_ref()).await
+            }
         };
         match result {
             Ok(_) => progress.request_done(),
@@ -202,7 +226,10 @@ where
     let download = async {
         let resp = match response.await {
             Ok(resp) => resp,
-            Err(_) => return failed(respond, Failure::ConnectionTermination),
+            Err(_) => {
+                request::outlier_failure(cs, ep, Failure::ConnectionTermination);
+                return failed(respond, Failure::ConnectionTermination);
+            }
         };
         let (parts, mut body) = resp.into_parts();
         let status = parts.status.as_u16();
@@ -211,7 +238,7 @@ where
         if !response::valid_status(status) {
             return failed(respond, Failure::ProtocolError);
         }
-        request::count_status(stats, status);
+        request::count_response(cs, ep, status);
         if r.edits.chain.hooks().response_head {
             if let Status::Respond(reply) = r.edits.chain.on_response_head(status).await {
                 // A filter answers instead; dropping `body` resets the upstream stream.
@@ -241,7 +268,7 @@ where
         if !end {
             let chain = &r.edits.chain;
             let hook = chain.hooks().response_data.then_some(chain);
-            match pump(&mut body, &mut down_send, |n| progress.sent(n), hook).await {
+            match pump(&mut body, &mut down_send, |n| progress.sent(n), hook, None).await {
                 Ok(n) => done.bytes_sent = n,
                 Err(PumpError::Read) => {
                     request::count_late(stats, Failure::ConnectionTermination);

@@ -4,6 +4,11 @@
 //! `auto_host_rewrite`), or the redirect or direct response to answer with. Both codecs
 //! call `resolve` once per request, after the route was selected; the upstream encoders
 //! only read the result. Without a rewrite or redirect nothing here allocates.
+//!
+//! A weighted cluster is picked with a random value the connection manager draws once
+//! per request before the filters run (Envoy's stream random value): `entry_cluster`
+//! names the pick for the filters (Envoy's route entry `clusterName()`, which the fault
+//! filter's `upstream_cluster` compares), and `resolve` takes the same cluster.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -12,6 +17,7 @@ use std::time::Duration;
 use crate::config::{
     ClusterTarget, DirectResponse, Fraction, HostRewrite, MirrorPolicy, MirrorTarget, PathMatch,
     PathRewrite, Redirect, RedirectPath, RegexRewrite, Route, RouteAction, RouteTable,
+    WeightedCluster,
 };
 
 use super::matchers::{random, Request};
@@ -31,6 +37,50 @@ pub enum Decision<'t> {
     },
     /// `location`: for a 201 or 3xx direct response, Envoy sends the request's URL.
     Direct(&'t DirectResponse, Option<String>),
+}
+
+/// The cluster a route entry names for one request, as Envoy's `clusterName()`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EntryCluster<'t> {
+    /// Not a route that forwards (or no route).
+    #[default]
+    None,
+    /// `cluster`, or the weighted cluster picked for this request.
+    Name(&'t str),
+    /// `cluster_header`: the first value of this (lower-case) request header, empty when
+    /// it is missing (Envoy's `DynamicRouteEntry`), whether or not such a cluster exists.
+    Header(&'t str),
+}
+
+/// The cluster `route` names for a request whose random value is `draw` (the same
+/// value `resolve` gets).
+pub fn entry_cluster(route: &Route, draw: u64) -> EntryCluster<'_> {
+    let RouteAction::Cluster(f) = &route.action else {
+        return EntryCluster::None;
+    };
+    match &f.target {
+        ClusterTarget::Named(_) => route
+            .filters
+            .cluster
+            .as_deref()
+            .map_or(EntryCluster::None, EntryCluster::Name),
+        ClusterTarget::Header(h) => EntryCluster::Header(h),
+        ClusterTarget::Weighted { clusters, total } => weighted(clusters, *total, draw)
+            .map_or(EntryCluster::None, |c| EntryCluster::Name(&c.name)),
+    }
+}
+
+/// Envoy's weighted pick: the value in [0, total), and the cluster whose interval holds
+/// it.
+fn weighted(clusters: &[WeightedCluster], total: u64, draw: u64) -> Option<&WeightedCluster> {
+    let mut pick = draw % total.max(1);
+    for c in clusters {
+        if pick < u64::from(c.weight) {
+            return Some(c);
+        }
+        pick -= u64::from(c.weight);
+    }
+    clusters.last()
 }
 
 /// Where a forwarded request goes and how it changes on the way.
@@ -147,7 +197,12 @@ fn rewritten_path(route: &Route, rw: &PathRewrite, req: &Request<'_>) -> String 
 }
 
 /// Resolves the action of `route` (selected from `table`) for `req`.
-pub fn resolve<'t>(table: &'t RouteTable, route: &'t Route, req: &Request<'_>) -> Decision<'t> {
+pub fn resolve<'t>(
+    table: &'t RouteTable,
+    route: &'t Route,
+    req: &Request<'_>,
+    draw: u64,
+) -> Decision<'t> {
     let f = match &route.action {
         RouteAction::Direct(d) => {
             let location = (d.status == 201 || (300..400).contains(&d.status))
@@ -180,17 +235,7 @@ pub fn resolve<'t>(table: &'t RouteTable, route: &'t Route, req: &Request<'_>) -
             }
         }
         ClusterTarget::Weighted { clusters, total } => {
-            // Envoy: a value in [0, total), and the cluster whose interval holds it.
-            let mut pick = random() % (*total).max(1);
-            let mut chosen = clusters.last();
-            for c in clusters {
-                if pick < u64::from(c.weight) {
-                    chosen = Some(c);
-                    break;
-                }
-                pick -= u64::from(c.weight);
-            }
-            let Some(c) = chosen else {
+            let Some(c) = weighted(clusters, *total, draw) else {
                 return Decision::ClusterNotFound {
                     status: f.cluster_not_found_status,
                 };

@@ -9,10 +9,11 @@ mod action;
 mod domains;
 mod matchers;
 
-pub use action::{convert_substitution, resolve, Decision, Target};
+pub use action::{convert_substitution, entry_cluster, resolve, Decision, EntryCluster, Target};
 pub use domains::{DomainIndex, MAX_DOMAIN_LEN};
 pub use matchers::{
-    header_matches, header_matches_values, path_matches, random, string_matches, Request,
+    header_matches, header_matches_values, path_matches, query_matches, random, string_matches,
+    Request,
 };
 
 use crate::config::{Route, RouteAction, RouteTable, StripPort, VirtualHost};

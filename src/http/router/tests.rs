@@ -112,7 +112,7 @@ fn req<'a>(host: &'a str, path: &'a str, headers: &'a [httparse::Header<'a>]) ->
 
 fn status_of(s: &Snapshot, r: &Request<'_>) -> Option<u16> {
     let t = &s.route_tables[0];
-    select(t, r).map(|route| match resolve(t, route, r) {
+    select(t, r).map(|route| match resolve(t, route, r, random()) {
         Decision::Direct(d, _) => d.status,
         Decision::Redirect { status, .. } => status,
         Decision::Forward(_) => 0,
@@ -207,7 +207,7 @@ fn decide(path: &str, headers: &[httparse::Header<'_>]) -> String {
     let t = &s.route_tables[0];
     let r = req("act:81", path, headers);
     let route = select(t, &req("act", path, headers)).unwrap();
-    format!("{:?}", resolve(t, route, &r))
+    format!("{:?}", resolve(t, route, &r, random()))
 }
 
 #[test]
@@ -255,7 +255,7 @@ fn https_redirect_drops_the_default_port() {
     let r = req("act:80", "/https/x", &[]);
     let route = select(t, &req("act", "/https/x", &[])).unwrap();
     assert_eq!(
-        resolve(t, route, &r),
+        resolve(t, route, &r, random()),
         Decision::Redirect {
             status: 301,
             location: "https://act/https/x".into()

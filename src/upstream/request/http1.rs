@@ -20,6 +20,7 @@ use h2::RecvStream;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use super::clock::Progress;
+use super::tee::TeeTx;
 use super::UpstreamCodec;
 use crate::config::MAX_HEADERS_CAP;
 use crate::http::body::BodyError;
@@ -295,6 +296,7 @@ pub(crate) async fn take_ready_data(
     body: &mut RecvStream,
     chunked: bool,
     progress: &Progress,
+    tee: Option<&TeeTx>,
 ) -> Result<Option<(u64, bool)>, BodyError> {
     let ready = std::future::poll_fn(|cx| std::task::Poll::Ready(body.poll_data(cx))).await;
     let chunk = match ready {
@@ -305,6 +307,12 @@ pub(crate) async fn take_ready_data(
     let n = chunk.len();
     // A stream that ended with this frame has no trailers to wait for.
     let ended = body.is_end_stream();
+    if let Some(t) = tee {
+        t.push_bytes(chunk.clone());
+        if ended {
+            t.finish(None);
+        }
+    }
     if chunked {
         if n > 0 {
             let _ = write!(out, "{n:x}\r\n");
@@ -330,6 +338,7 @@ pub(crate) async fn send_body<U: Io>(
     body: &mut RecvStream,
     chunked: bool,
     progress: &Progress,
+    tee: Option<&TeeTx>,
 ) -> Result<u64, BodyError> {
     let mut total = 0u64;
     let mut framing = Vec::with_capacity(64);
@@ -339,6 +348,9 @@ pub(crate) async fn send_body<U: Io>(
         let chunk = chunk.map_err(|_| BodyError::Read)?;
         let n = chunk.len();
         progress.touch();
+        if let Some(t) = tee {
+            t.push_bytes(chunk.clone());
+        }
         if chunked {
             // A stream that ended with this DATA frame has no trailers to wait for.
             ended = body.is_end_stream();
@@ -354,8 +366,19 @@ pub(crate) async fn send_body<U: Io>(
     }
     // No more DATA: the client ended the stream (with trailers, if any, received).
     progress.request_done();
+    if tee.is_some() && !chunked {
+        // The shadows get the trailers too (an HTTP/1 upstream of a Content-Length body
+        // does not); a chunked body reads them below.
+        let trailers = body.trailers().await.map_err(|_| BodyError::Read)?;
+        if let Some(t) = tee {
+            t.finish(trailers.as_ref());
+        }
+    }
     if chunked && !ended {
         let trailers = body.trailers().await.map_err(|_| BodyError::Read)?;
+        if let Some(t) = tee {
+            t.finish(trailers.as_ref());
+        }
         progress.touch();
         framing.clear();
         framing.extend_from_slice(b"0\r\n");
@@ -367,6 +390,10 @@ pub(crate) async fn send_body<U: Io>(
         }
         framing.extend_from_slice(b"\r\n");
         up.write_all(&framing).await.map_err(|_| BodyError::Write)?;
+    }
+    if let Some(t) = tee {
+        // A body that ended with a DATA frame (END_STREAM): no trailers.
+        t.finish(None);
     }
     Ok(total)
 }

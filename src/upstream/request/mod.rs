@@ -28,6 +28,7 @@ pub(crate) mod http1;
 pub(crate) mod http2;
 pub(crate) mod retry;
 pub(crate) mod shadow;
+pub(crate) mod tee;
 
 pub(crate) use http1::Http1;
 pub(crate) use http2::{H2Open, Http2};
@@ -38,6 +39,7 @@ use clock::Progress;
 use retry::RetryState;
 
 use super::cluster::ClusterState;
+use super::outlier::Outcome;
 use super::Connector;
 use crate::config::circuit::Breakers;
 use crate::config::Endpoint;
@@ -100,6 +102,33 @@ pub(crate) fn count_failure(stats: &ClusterStats, f: Failure) {
         _ => {}
     }
     count_status(stats, f.status());
+}
+
+/// A final response head from endpoint `ep`: counted in its class for the cluster, and
+/// reported to outlier detection.
+pub(crate) fn count_response<C: 'static>(cs: &ClusterState<C>, ep: usize, status: u16) {
+    count_status(&cs.stats, status);
+    cs.outlier(ep, Outcome::Status(status));
+}
+
+/// What a failed try tells outlier detection about its endpoint (Envoy's router: a
+/// reset or connect failure is `LOCAL_ORIGIN_CONNECT_FAILED`, a timeout
+/// `LOCAL_ORIGIN_TIMEOUT`; a circuit breaker's overflow says nothing about the host).
+pub(crate) fn outlier_outcome(f: Failure) -> Option<Outcome> {
+    match f {
+        Failure::ConnectFailure | Failure::ConnectionTermination | Failure::ProtocolError => {
+            Some(Outcome::ConnectFailed)
+        }
+        Failure::RouteTimeout | Failure::PerTryTimeout => Some(Outcome::Timeout),
+        _ => None,
+    }
+}
+
+/// Reports a failure of a try to endpoint `ep` to outlier detection.
+pub(crate) fn outlier_failure<C: 'static>(cs: &ClusterState<C>, ep: usize, f: Failure) {
+    if let Some(o) = outlier_outcome(f) {
+        cs.outlier(ep, o);
+    }
 }
 
 /// Counts a response status in its class for the cluster.
@@ -188,6 +217,9 @@ pub(crate) struct Attempt<'r, 'p> {
     pub retry: Option<&'r RetryState<'p>>,
     /// The cluster's circuit breakers, which a retry must get a slot of.
     pub breakers: &'r std::sync::Arc<Breakers>,
+    /// Reports a response head that is retried to outlier detection (Envoy counts
+    /// every upstream response, retried or not).
+    pub judged: &'r dyn Fn(u16),
 }
 
 impl Attempt<'_, '_> {
@@ -199,8 +231,13 @@ impl Attempt<'_, '_> {
         resendable: bool,
         stats: &ClusterStats,
     ) -> bool {
-        self.retry
-            .is_some_and(|r| r.on_response(status, headers, resendable, stats, self.breakers))
+        let retried = self
+            .retry
+            .is_some_and(|r| r.on_response(status, headers, resendable, stats, self.breakers));
+        if retried {
+            (self.judged)(status);
+        }
+        retried
     }
 }
 
@@ -312,11 +349,15 @@ where
         if let Some(r) = retry {
             r.tried(*ep);
         }
+        let tried_ep = *ep;
+        let judged = |status| cs.outlier(tried_ep, Outcome::Status(status));
         let t = match codec.obtain(cs, *ep, connector, progress.deadline()).await {
             Ok((mut conn, reused)) => {
+                cs.outlier(tried_ep, Outcome::Connected);
                 let at = Attempt {
                     retry,
                     breakers: &cs.cfg.breakers,
+                    judged: &judged,
                 };
                 let clocks = retry.map(|r| r.per_try(route_timeout));
                 let tried = match clocks {
@@ -355,6 +396,11 @@ where
             }
             Err(f) => Tried::failed(f, false, true),
         };
+        // A retried response head was reported when it was judged; a stale pooled
+        // connection (above) is not the endpoint's failure.
+        if !t.judged {
+            outlier_failure(cs, tried_ep, t.failure);
+        }
         let retrying = match retry {
             Some(r) if t.judged => Some(r),
             Some(r) if r.on_failure(t.failure, t.resend, &cs.stats, &cs.cfg.breakers) => Some(r),

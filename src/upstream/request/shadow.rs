@@ -5,7 +5,8 @@
 //!  connection manager (http/conn/prepare.rs, http/h2/stream.rs): the route resolved
 //!  to a cluster with mirror policies that fire (router/action.rs `Target::shadows`)
 //!     │  the request as it goes upstream (`request_from_h1` / `request_from_h2`: the
-//!     │  filter chain's and the route's edits applied) and its body, held whole
+//!     │  filter chain's and the route's edits applied) and its body: whole when it is
+//!     │  at hand, else teed from the primary's as it streams (`tee.rs`)
 //!     ▼
 //!  send: Host / :authority suffixed `-shadow` (before any port), then a local task on
 //!        this worker's executor, fire and forget (bounded per core: MAX_IN_FLIGHT)
@@ -15,18 +16,27 @@
 //!  its body read and dropped ─► the connection back to the pool
 //! ```
 //!
+//! As Envoy's async client, `send` marks the shadow `x-envoy-internal: true` and
+//! appends the node's address to its `x-forwarded-for` (`node_address`).
+//!
 //! The shadow is bounded by the route timeout (Envoy sets the async request's timeout to
 //! the route's); its response, failure or timeout never reaches the client, whose
 //! request goes on at once. Shadows are counted on the mirror cluster as Envoy counts
 //! them (`upstream_rq_total`, `upstream_rq_<class>`, `upstream_rq_timeout`,
 //! `upstream_cx_connect_fail`), plus `rq_shadow` (sent), `rq_shadow_failed` (no
 //! response: connect failure, reset, timeout, malformed response) and
-//! `rq_shadow_dropped` (not sent: too many in flight on this core, or a request body
-//! that was not held).
+//! `rq_shadow_dropped` (not sent: too many in flight on this core) and
+//! `rq_shadow_abandoned` (reset: it fell behind the teed body past the tee's bound).
+//!
+//! A teed body goes to an HTTP/1 shadow with the request's declared Content-Length, or
+//! chunked (no trailers: Envoy's HTTP/1 encoder drops them by default), and to an
+//! HTTP/2 shadow as DATA as flow control allows, then its trailers. A teed shadow is not
+//! tried again once it has taken from the tee.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -35,7 +45,8 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::clock::Progress;
 use super::http1::{parse_head, Head, Parsed};
-use super::{count_failure, count_status, pick, run, Attempt, Exchange, Http1, Http2, RetryPolicy};
+use super::tee::{Next, TeeRx};
+use super::{count_failure, pick, run, Attempt, Exchange, Http1, Http2, RetryPolicy};
 use super::{H2Open, Tried};
 use crate::config::UpstreamProtocol;
 use crate::http::failure::Failure;
@@ -44,12 +55,6 @@ use crate::http::h1::head::BodyKind;
 use crate::http::io::Io;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
-
-/// A request body is mirrored only when it is held whole before the request goes
-/// upstream: a mirrored request whose body declares a length up to this is read whole
-/// first (as the buffer filter does); a larger or unframed one goes upstream streaming
-/// and is not mirrored (`rq_shadow_dropped`). Envoy's default buffer limit.
-pub(crate) const MAX_BODY: u64 = 1 << 20;
 
 /// Shadows in flight per core; more are dropped (`rq_shadow_dropped`).
 pub(crate) const MAX_IN_FLIGHT: usize = 1024;
@@ -100,16 +105,16 @@ pub(crate) fn shadow_host(authority: &str) -> String {
 /// One shadow to send: the request as it went upstream, with its body.
 pub(crate) struct Shadow {
     pub req: http::Request<()>,
+    /// The body when it was at hand whole (none, or held by the filter chain).
     pub body: Bytes,
+    /// The trailers of a held HTTP/2 body.
+    pub trailers: Option<http::HeaderMap>,
+    /// The body teed from the primary's as it streams (`tee.rs`), instead of `body`.
+    pub stream: Option<TeeRx>,
     /// The route timeout (zero: none).
     pub timeout: Duration,
     /// The client spoke HTTP/2 (for a cluster with `protocol: downstream`).
     pub client_h2: bool,
-}
-
-/// Counts a shadow the connection manager could not send (its body was not held).
-pub(crate) fn dropped<C>(cs: &ClusterState<C>) {
-    cs.stats.rq_shadow_dropped.inc();
 }
 
 /// Sends `s` to the mirror cluster `cs` from a task of its own: returns at once.
@@ -133,16 +138,27 @@ pub(crate) fn send<K: Connector + 'static>(
     if let Some(h) = new_host {
         set_authority(&mut s.req, &h);
     }
-    // Envoy sends shadows through its async client, which marks them internal.
+    // Envoy sends shadows through its async client, which marks them internal and
+    // appends the node's address to x-forwarded-for.
     s.req
         .headers_mut()
         .insert("x-envoy-internal", http::HeaderValue::from_static("true"));
+    append_node_address(s.req.headers_mut());
     cs.stats.rq_shadow.inc();
+    // A teed shadow that falls behind is abandoned by the tee (and counted there):
+    // dropping its exchange resets its upstream request.
+    let watch = s.stream.as_ref().map(TeeRx::watch);
     glommio::spawn_local(async move {
         let _slot = slot;
         let work = async {
-            if exchange(&cs, &*connector, s).await.is_err() {
-                cs.stats.rq_shadow_failed.inc();
+            let run = async {
+                if exchange(&cs, &*connector, s).await.is_err() {
+                    cs.stats.rq_shadow_failed.inc();
+                }
+            };
+            match &watch {
+                Some(w) => futures_lite::future::or(run, w.aborted()).await,
+                None => run.await,
             }
         };
         if let Err(p) = crate::contain::contain(work).await {
@@ -150,6 +166,72 @@ pub(crate) fn send<K: Connector + 'static>(
         }
     })
     .detach();
+}
+
+thread_local! {
+    /// The node's address (`node_address`), found once per worker.
+    static NODE_ADDRESS: Cell<Option<IpAddr>> = const { Cell::new(None) };
+}
+
+/// The address Envoy's async client appends to a shadow's `x-forwarded-for` (its
+/// `local_info` address, `Network::Utility::getLocalAddress(v4)`): the first IPv4
+/// address of the host's interfaces that is not a loopback one, in `getifaddrs` order,
+/// else `127.0.0.1`.
+fn node_address() -> IpAddr {
+    NODE_ADDRESS.with(|c| {
+        if let Some(a) = c.get() {
+            return a;
+        }
+        let a = first_non_loopback_v4().map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4);
+        c.set(Some(a));
+        a
+    })
+}
+
+fn first_non_loopback_v4() -> Option<Ipv4Addr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we own into `list`, freed below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut at = list;
+    while !at.is_null() {
+        // SAFETY: `at` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*at };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: a non-null ifa_addr points to a sockaddr of its family.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                if !ip.is_loopback() {
+                    found = Some(ip);
+                    break;
+                }
+            }
+        }
+        at = ifa.ifa_next;
+    }
+    // SAFETY: the list from getifaddrs above, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found
+}
+
+/// Appends the node's address to the request's `x-forwarded-for` (one field, its
+/// values joined by `,`, as Envoy's `appendXff`).
+fn append_node_address(h: &mut http::HeaderMap) {
+    let node = node_address().to_string();
+    let mut joined = Vec::new();
+    for v in h.get_all("x-forwarded-for") {
+        joined.extend_from_slice(v.as_bytes());
+        joined.push(b',');
+    }
+    joined.extend_from_slice(node.as_bytes());
+    if let Ok(v) = http::HeaderValue::from_bytes(&joined) {
+        h.insert("x-forwarded-for", v);
+    }
 }
 
 fn set_authority(req: &mut http::Request<()>, host: &str) {
@@ -219,8 +301,18 @@ fn encode_h1(s: &Shadow) -> Vec<u8> {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    let declared = req.headers().contains_key(http::header::CONTENT_LENGTH);
-    if !s.body.is_empty() || declared {
+    let declared = req.headers().get(http::header::CONTENT_LENGTH);
+    if s.stream.is_some() {
+        // The body streams: with the length the request declared, else chunked.
+        match declared {
+            Some(n) => {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(n.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        }
+    } else if !s.body.is_empty() || declared.is_some() {
         out.extend_from_slice(format!("content-length: {}\r\n", s.body.len()).as_bytes());
     }
     out.extend_from_slice(b"\r\n");
@@ -228,12 +320,46 @@ fn encode_h1(s: &Shadow) -> Vec<u8> {
     out
 }
 
-/// One try of an HTTP/1.1 shadow: write it whole, read until the final response head.
+/// One try of an HTTP/1.1 shadow: write it whole (a teed body as it comes), read until
+/// the final response head.
 struct H1Try<'a> {
     bytes: &'a [u8],
+    /// The teed body, chunked or not, and whether a try has taken from it (it cannot go
+    /// again then).
+    stream: Option<(&'a TeeRx, bool)>,
+    streamed: bool,
     is_head: bool,
     deadline: Option<Instant>,
     buf: Vec<u8>,
+}
+
+/// Writes the teed body to an HTTP/1.1 shadow: its chunks as they come (`chunked`: in
+/// chunk framing, then the last chunk; trailers are not sent on HTTP/1, as Envoy's
+/// encoder by default). `Err`: the write failed or the shadow was abandoned.
+async fn write_stream<C: Io>(conn: &mut C, rx: &TeeRx, chunked: bool) -> Result<(), ()> {
+    let mut framing = Vec::with_capacity(16);
+    loop {
+        match rx.next().await {
+            Next::Chunk(c) => {
+                if chunked {
+                    framing.clear();
+                    framing.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                    conn.write_all(&framing).await.map_err(|_| ())?;
+                    conn.write_all(&c).await.map_err(|_| ())?;
+                    conn.write_all(b"\r\n").await.map_err(|_| ())?;
+                } else {
+                    conn.write_all(&c).await.map_err(|_| ())?;
+                }
+            }
+            Next::End(_) => {
+                if chunked {
+                    conn.write_all(b"0\r\n\r\n").await.map_err(|_| ())?;
+                }
+                return Ok(());
+            }
+            Next::Aborted => return Err(()),
+        }
+    }
 }
 
 impl<C: Io> Exchange<C> for H1Try<'_> {
@@ -247,8 +373,18 @@ impl<C: Io> Exchange<C> for H1Try<'_> {
         conn.set_read_timeout(left);
         conn.set_write_timeout(left);
         self.buf.clear();
+        if self.streamed {
+            // The teed body was taken by a try that failed: it cannot go again.
+            return Err(Tried::fatal(Failure::ConnectionTermination));
+        }
         if conn.write_all(self.bytes).await.is_err() {
             return Err(Tried::failed(Failure::ConnectionTermination, true, true));
+        }
+        if let Some((rx, chunked)) = self.stream {
+            self.streamed = true;
+            if write_stream(conn, rx, chunked).await.is_err() {
+                return Err(Tried::fatal(Failure::ConnectionTermination));
+            }
         }
         let mut chunk = [0u8; 4096];
         loop {
@@ -297,8 +433,11 @@ async fn via_h1<K: Connector>(
     let progress = Progress::new(s.timeout, Duration::ZERO);
     progress.request_done();
     let bytes = encode_h1(&s);
+    let chunked = !s.req.headers().contains_key(http::header::CONTENT_LENGTH);
     let mut x = H1Try {
         bytes: &bytes,
+        stream: s.stream.as_ref().map(|rx| (rx, chunked)),
+        streamed: false,
         is_head: s.req.method() == http::Method::HEAD,
         deadline: progress.deadline(),
         buf: Vec::new(),
@@ -310,7 +449,7 @@ async fn via_h1<K: Connector>(
         &Http1, stale, None, cs, &mut ep, &mut again, connector, &progress, s.timeout, &mut x,
     )
     .await?;
-    count_status(&cs.stats, head.response.status().as_u16());
+    super::count_response(cs, ep, head.response.status().as_u16());
     let rest = x.buf.get(head.len..).unwrap_or_default().to_vec();
     // The response body is read and dropped; the connection goes back to the pool when
     // it is in step (Envoy's async client discards a shadow's response body too).
@@ -395,13 +534,14 @@ async fn via_h2<K: Connector>(
     let progress = Progress::new(s.timeout, Duration::ZERO);
     progress.request_done();
     let mut req = s.req;
+    let streams = s.stream.is_some();
     if !s.body.is_empty() {
         req.headers_mut()
             .insert(http::header::CONTENT_LENGTH, s.body.len().into());
     }
     let mut x = H2Open {
         req: Some(req),
-        end: s.body.is_empty(),
+        end: s.body.is_empty() && s.trailers.is_none() && !streams,
     };
     let mut ep = picked.ep;
     let mut again = None;
@@ -414,15 +554,27 @@ async fn via_h2<K: Connector>(
         count_failure(&cs.stats, f);
         f
     };
-    if !s.body.is_empty() {
+    if let Some(rx) = &s.stream {
+        if h2_stream(rx, &mut stream).await.is_err() {
+            stream.send_reset(h2::Reason::CANCEL);
+            return Err(lost(Failure::ConnectionTermination));
+        }
+    } else if !s.body.is_empty() || s.trailers.is_some() {
+        let end = s.trailers.is_none();
         stream
-            .send_data(s.body, true)
+            .send_data(s.body, end)
             .map_err(|_| lost(Failure::ConnectionTermination))?;
+        if let Some(t) = s.trailers {
+            stream
+                .send_trailers(t)
+                .map_err(|_| lost(Failure::ConnectionTermination))?;
+        }
     }
-    let response = response
-        .await
-        .map_err(|_| lost(Failure::ConnectionTermination))?;
-    count_status(&cs.stats, response.status().as_u16());
+    let response = response.await.map_err(|_| {
+        super::outlier_failure(cs, ep, Failure::ConnectionTermination);
+        lost(Failure::ConnectionTermination)
+    })?;
+    super::count_response(cs, ep, response.status().as_u16());
     let mut body = response.into_body();
     while let Some(Ok(chunk)) = body.data().await {
         let _ = body.flow_control().release_capacity(chunk.len());
@@ -432,9 +584,44 @@ async fn via_h2<K: Connector>(
     Ok(())
 }
 
+/// Sends the teed body on an HTTP/2 shadow stream as flow control allows, then its
+/// trailers or END_STREAM. `Err`: the stream failed or the shadow was abandoned.
+async fn h2_stream(rx: &TeeRx, to: &mut h2::SendStream<Bytes>) -> Result<(), ()> {
+    loop {
+        match rx.next().await {
+            Next::Chunk(mut c) => {
+                while !c.is_empty() {
+                    let cap = crate::http::h2::io::send_capacity(to, c.len())
+                        .await
+                        .ok_or(())?;
+                    let part = c.split_to(cap.min(c.len()));
+                    to.send_data(part, false).map_err(|_| ())?;
+                }
+            }
+            Next::End(Some(t)) => return to.send_trailers(t).map_err(|_| ()),
+            Next::End(None) => return to.send_data(Bytes::new(), true).map_err(|_| ()),
+            Next::Aborted => return Err(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::shadow_host;
+
+    #[test]
+    fn the_node_address_goes_last_in_x_forwarded_for() {
+        let node = super::node_address().to_string();
+        assert!(!node.is_empty());
+        let mut h = http::HeaderMap::new();
+        super::append_node_address(&mut h);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), node.as_str());
+        let mut h = http::HeaderMap::new();
+        h.append("x-forwarded-for", "10.0.0.1,10.0.0.2".parse().unwrap());
+        super::append_node_address(&mut h);
+        let want = format!("10.0.0.1,10.0.0.2,{node}");
+        assert_eq!(h.get("x-forwarded-for").unwrap(), want.as_str());
+    }
 
     #[test]
     fn the_suffix_goes_before_the_port() {

@@ -44,7 +44,37 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.route.v3.RateLimit.Action",
-        &["request_headers", "generic_key", "remote_address"],
+        &[
+            "request_headers",
+            "generic_key",
+            "remote_address",
+            "masked_remote_address",
+            "destination_cluster",
+            "header_value_match",
+            "query_parameter_value_match",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit.Action.HeaderValueMatch",
+        &[
+            "descriptor_value",
+            "descriptor_key",
+            "expect_match",
+            "headers",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit.Action.QueryParameterValueMatch",
+        &[
+            "descriptor_value",
+            "descriptor_key",
+            "expect_match",
+            "query_parameters",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RateLimit.Action.MaskedRemoteAddress",
+        &["v4_prefix_mask_len", "v6_prefix_mask_len"],
     ),
     (
         "envoy.config.route.v3.RateLimit.Action.RequestHeaders",
@@ -122,9 +152,8 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     ("envoy.type.matcher.v3.PathMatcher", &["path"]),
     ("envoy.type.v3.Int32Range", &["start", "end"]),
-    // --- Fault injection and CORS (`config/envoy/fault_cors.rs`); `response_rate_limit`,
-    // `response_body`, the runtime keys and the downstream-cluster stats switch are
-    // refused here by path ---
+    // --- Fault injection and CORS (`config/envoy/fault_cors.rs`); `response_body`, the
+    // runtime keys and the downstream-cluster stats switch are refused here by path ---
     (
         "envoy.extensions.filters.http.fault.v3.HTTPFault",
         &[
@@ -134,7 +163,16 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
             "headers",
             "downstream_nodes",
             "max_active_faults",
+            "response_rate_limit",
         ],
+    ),
+    (
+        "envoy.extensions.filters.common.fault.v3.FaultRateLimit",
+        &["fixed_limit", "header_limit", "percentage"],
+    ),
+    (
+        "envoy.extensions.filters.common.fault.v3.FaultRateLimit.FixedLimit",
+        &["limit_kbps"],
     ),
     (
         "envoy.extensions.filters.common.fault.v3.FaultDelay",

@@ -192,6 +192,7 @@ impl RawLocalRateLimit {
         per_route: bool,
         counters: stats::Counters,
         errors: &mut Errors,
+        matchers: &mut dyn descriptors::Matchers,
     ) -> Option<Limiter> {
         let before = errors.len();
         if self.stat_prefix.is_empty() {
@@ -277,8 +278,12 @@ impl RawLocalRateLimit {
         if self.stage > 10 {
             errors.push((format!("{p}.stage"), "must be between 0 and 10".into()));
         }
-        let rate_limits =
-            descriptors::build(&self.rate_limits, &format!("{p}.rate_limits"), errors);
+        let rate_limits = descriptors::build(
+            &self.rate_limits,
+            &format!("{p}.rate_limits"),
+            errors,
+            matchers,
+        );
         let req = ops(
             &self.request_headers_to_add_when_not_enforced,
             &[],

@@ -38,6 +38,7 @@ use super::ctx::RequestCtx;
 use super::headers::Edits;
 use super::status::{LocalReply, Status};
 use crate::http::flags::ResponseFlag;
+use crate::http::router::EntryCluster;
 use crate::http::stamp::RateLimitHeaders;
 
 pub(crate) use self::config::RawLocalRateLimit;
@@ -134,6 +135,7 @@ impl Limiter {
         &'c self,
         ctx: &RequestCtx<'_>,
         route: Option<&'c RouteRateLimits>,
+        cluster: EntryCluster<'_>,
         request: &mut Edits<'c>,
         response: &mut Edits<'c>,
     ) -> Status {
@@ -146,15 +148,31 @@ impl Limiter {
             }
         };
         inc(self.counters.enabled);
-        let remote = ctx.conn.peer;
         let now = now_ns();
         let mut matched: u64 = 0;
         if !self.descriptors.is_empty() {
+            // Envoy's downstream remote address: after `x-forwarded-for`, not the peer.
+            let remote = ctx.remote();
             let mut buf = [0u8; 48];
             let addr = format_addr(remote, &mut buf);
+            // The route entry's cluster, for `destination_cluster` (Envoy's
+            // `clusterName()`: a `cluster_header` route's is the header's value).
+            let cluster = match cluster {
+                EntryCluster::None => None,
+                EntryCluster::Name(n) => Some(n.as_bytes()),
+                EntryCluster::Header(h) => Some(
+                    ctx.req
+                        .headers
+                        .iter()
+                        .find(|x| x.name.eq_ignore_ascii_case(h))
+                        .map_or(&b""[..], |x| x.value),
+                ),
+            };
             let src = Source {
                 headers: ctx.req.headers,
+                query: ctx.req.query(),
                 remote,
+                cluster,
             };
             for p in self.policies(route) {
                 let Some(g) = p.generate(&src, addr) else {

@@ -18,6 +18,7 @@ fn limiter(yaml: &str, p: &str) -> Limiter {
         false,
         stats::Counters::from_indices(COUNTERS),
         &mut errors,
+        &mut descriptors::NoMatchers,
     );
     assert!(errors.is_empty(), "{errors:?}");
     l.unwrap()
@@ -27,7 +28,15 @@ fn errors_of(yaml: &str, per_route: bool) -> Vec<String> {
     let raw: RawLocalRateLimit = serde_yaml::from_str(yaml).unwrap();
     let mut errors = Vec::new();
     let counters = stats::Counters::from_indices(COUNTERS);
-    assert!(raw.build("f", per_route, counters, &mut errors).is_none());
+    assert!(raw
+        .build(
+            "f",
+            per_route,
+            counters,
+            &mut errors,
+            &mut descriptors::NoMatchers
+        )
+        .is_none());
     errors.into_iter().map(|(f, _)| f).collect()
 }
 
@@ -81,7 +90,13 @@ fn run_counted(
         state: conn,
     };
     let (mut req, mut resp) = (Edits::none(), Edits::none());
-    let status = l.on_request_head(&ctx, route, &mut req, &mut resp);
+    let status = l.on_request_head(
+        &ctx,
+        route,
+        crate::http::router::EntryCluster::None,
+        &mut req,
+        &mut resp,
+    );
     Run {
         status,
         stamp: resp.stamp.ratelimit,
@@ -169,7 +184,7 @@ fn descriptors_take_their_own_bucket_and_the_default_one() {
     .unwrap();
     let mut errors = Vec::new();
     let route = RouteRateLimits {
-        route: descriptors::build(&raw, "r", &mut errors),
+        route: descriptors::build(&raw, "r", &mut errors, &mut descriptors::NoMatchers),
         vhost: vec![],
     };
     let conn = ConnState::default();

@@ -1,0 +1,343 @@
+//! The span exporter: a plain thread (`outrigger-trace`) that takes finished spans from
+//! the workers, batches them and sends them to the collector over OTLP/HTTP
+//! (`POST /v1/traces`, protobuf) or OTLP/gRPC (`TraceService/Export` over HTTP/2).
+//!
+//! A worker never waits for it: each worker has its own bounded lock-free queue
+//! (crossbeam's `ArrayQueue`, used single-producer single-consumer), made on its first
+//! sampled span. A span that finds the queue full is dropped and counted
+//! (`tracing.opentelemetry.spans_dropped`). The worker wakes the thread only when its
+//! queue was empty (the first span of a batch) or reaches a batch, so a busy worker
+//! does not pay a wake-up per span; an idle exporter sleeps without a timer.
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+
+use super::{Collector, Finished};
+
+type Queue = ArrayQueue<Box<Finished>>;
+
+/// The exporter's counters, as Envoy's `tracing.opentelemetry.*` stats.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    pub spans_sent: u64,
+    pub spans_dropped: u64,
+    pub export_failures: u64,
+}
+
+struct Shared {
+    queues: Mutex<Vec<Arc<Queue>>>,
+    thread: Thread,
+    sent: AtomicU64,
+    dropped: AtomicU64,
+    failures: AtomicU64,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+thread_local! {
+    static QUEUE: OnceCell<Option<Arc<Queue>>> = const { OnceCell::new() };
+}
+
+/// The exporter's counters (`None`: no span was ever sampled, the thread never ran).
+pub fn report() -> Option<Report> {
+    SHARED.get().map(|s| Report {
+        spans_sent: s.sent.load(Ordering::Relaxed),
+        spans_dropped: s.dropped.load(Ordering::Relaxed),
+        export_failures: s.failures.load(Ordering::Relaxed),
+    })
+}
+
+fn shared() -> Option<&'static Shared> {
+    if let Some(s) = SHARED.get() {
+        return Some(s);
+    }
+    let handle = std::thread::Builder::new()
+        .name("outrigger-trace".into())
+        .spawn(run)
+        .ok()?;
+    let s = SHARED.get_or_init(|| Shared {
+        queues: Mutex::new(Vec::new()),
+        thread: handle.thread().clone(),
+        sent: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+        failures: AtomicU64::new(0),
+    });
+    // Two threads racing here start two exporters; the loser's finds `SHARED` set to
+    // the winner and reads the same queues, which is harmless (both drain and send).
+    s.thread.unpark();
+    Some(s)
+}
+
+/// Hands a finished span to the exporter; never blocks.
+pub fn submit(span: Box<Finished>) {
+    let cap = span.collector.queue_spans.max(1);
+    let batch = span.collector.batch_spans.max(1);
+    QUEUE.with(|q| {
+        let q = q.get_or_init(|| {
+            let s = shared()?;
+            let q = Arc::new(ArrayQueue::new(cap));
+            if let Ok(mut all) = s.queues.lock() {
+                all.push(q.clone());
+            }
+            Some(q)
+        });
+        let (Some(q), Some(s)) = (q, SHARED.get()) else {
+            return;
+        };
+        let was_empty = q.is_empty();
+        if q.push(span).is_err() {
+            s.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if was_empty || q.len() == batch {
+            s.thread.unpark();
+        }
+    });
+}
+
+/// The exporter thread: drain every queue into per-collector batches; send a batch
+/// when it is full or its flush interval has passed since its first span.
+fn run() {
+    let s = loop {
+        match SHARED.get() {
+            Some(s) => break s,
+            None => std::thread::park(),
+        }
+    };
+    let mut pending: HashMap<Arc<Collector>, (Instant, Vec<Finished>)> = HashMap::new();
+    let mut queues: Vec<Arc<Queue>> = Vec::new();
+    loop {
+        if let Ok(all) = s.queues.lock() {
+            if all.len() != queues.len() {
+                queues.clone_from(&all);
+            }
+        }
+        for q in &queues {
+            // Take at most one queue's worth per pass, so a busy worker cannot keep the
+            // thread from sending.
+            for _ in 0..q.capacity() {
+                let Some(f) = q.pop() else { break };
+                let entry = pending
+                    .entry(f.collector.clone())
+                    .or_insert_with(|| (Instant::now(), Vec::new()));
+                entry.1.push(*f);
+            }
+        }
+        let now = Instant::now();
+        let due: Vec<Arc<Collector>> = pending
+            .iter()
+            .filter(|(c, (first, spans))| {
+                spans.len() >= c.batch_spans.max(1)
+                    || now.duration_since(*first) >= c.flush_interval
+            })
+            .map(|(c, _)| c.clone())
+            .collect();
+        for c in due {
+            if let Some((_, mut spans)) = pending.remove(&c) {
+                while !spans.is_empty() {
+                    let rest = spans.split_off(spans.len().min(c.batch_spans.max(1)));
+                    let n = spans.len() as u64;
+                    let body =
+                        super::otlp::encode(&c.service_name, std::mem::replace(&mut spans, rest));
+                    let sent = if c.grpc {
+                        post_grpc(&c, &body)
+                    } else {
+                        post(&c, &body)
+                    };
+                    match sent {
+                        Ok(()) => s.sent.fetch_add(n, Ordering::Relaxed),
+                        Err(e) => {
+                            tracing::debug!(collector = %c.addr, error = %e, "span export failed");
+                            s.failures.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            }
+        }
+        if queues.iter().any(|q| !q.is_empty()) {
+            continue;
+        }
+        // Sleep until a worker wakes us, or the oldest batch is due.
+        let next = pending
+            .iter()
+            .map(|(c, (first, _))| {
+                (*first + c.flush_interval).saturating_duration_since(Instant::now())
+            })
+            .min();
+        match next {
+            Some(d) => std::thread::park_timeout(d.max(Duration::from_millis(1))),
+            None => std::thread::park(),
+        }
+    }
+}
+
+/// One OTLP/HTTP export: a request on a fresh connection, answered 2xx.
+fn post(c: &Collector, body: &[u8]) -> std::io::Result<()> {
+    let timeout = Duration::from_secs(5);
+    let mut sock = TcpStream::connect_timeout(&c.addr, timeout)?;
+    sock.set_read_timeout(Some(timeout))?;
+    sock.set_write_timeout(Some(timeout))?;
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        c.path,
+        c.authority,
+        body.len()
+    );
+    sock.write_all(head.as_bytes())?;
+    sock.write_all(body)?;
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        let Some(rest) = buf.get_mut(n..) else { break };
+        match sock.read(rest)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    // `HTTP/1.1 2xx`
+    match buf.get(9) {
+        Some(b'2') => Ok(()),
+        _ => Err(std::io::Error::other(format!(
+            "collector answered {:?}",
+            String::from_utf8_lossy(buf.get(..n).unwrap_or_default())
+        ))),
+    }
+}
+
+/// The OTLP/gRPC method.
+const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// One OTLP/gRPC export: a unary call on a fresh HTTP/2 connection (h2, driven here on
+/// the exporter's own thread), answered `grpc-status: 0`.
+fn post_grpc(c: &Collector, body: &[u8]) -> std::io::Result<()> {
+    let timeout = Duration::from_secs(5);
+    let sock = TcpStream::connect_timeout(&c.addr, timeout)?;
+    sock.set_nonblocking(true)?;
+    sock.set_nodelay(true)?;
+    let deadline = Instant::now() + timeout;
+    let mut framed = Vec::with_capacity(body.len() + 5);
+    framed.push(0);
+    framed.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+    framed.extend_from_slice(body);
+    let uri = format!("http://{}{GRPC_PATH}", c.authority);
+    let call = async move {
+        let (client, conn) = h2::client::handshake(Polled { sock, deadline })
+            .await
+            .map_err(std::io::Error::other)?;
+        let conn = async move {
+            // The connection ends when the call is done and the client dropped.
+            let _ = conn.await;
+            Err::<(), std::io::Error>(std::io::Error::other("connection closed"))
+        };
+        let unary = async move {
+            let mut client = client.ready().await.map_err(std::io::Error::other)?;
+            let req = http::Request::post(uri)
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .map_err(std::io::Error::other)?;
+            let (resp, mut send) = client
+                .send_request(req, false)
+                .map_err(std::io::Error::other)?;
+            send.send_data(bytes::Bytes::from(framed), true)
+                .map_err(std::io::Error::other)?;
+            let resp = resp.await.map_err(std::io::Error::other)?;
+            let head_status = resp.headers().get("grpc-status").cloned();
+            let mut body = resp.into_body();
+            while let Some(d) = body.data().await {
+                let d = d.map_err(std::io::Error::other)?;
+                let _ = body.flow_control().release_capacity(d.len());
+            }
+            let trailers = body.trailers().await.map_err(std::io::Error::other)?;
+            let status = trailers
+                .as_ref()
+                .and_then(|t| t.get("grpc-status").cloned())
+                .or(head_status);
+            match status.as_ref().map(|v| v.as_bytes()) {
+                Some(b"0") => Ok(()),
+                other => Err(std::io::Error::other(format!(
+                    "collector answered grpc-status {:?}",
+                    other.map(String::from_utf8_lossy)
+                ))),
+            }
+        };
+        futures_lite::future::or(unary, conn).await
+    };
+    futures_lite::future::block_on(call)
+}
+
+/// A non-blocking socket for h2 on a thread without a reactor: a read or write that
+/// would block sleeps a millisecond and asks to be polled again, until the deadline.
+struct Polled {
+    sock: TcpStream,
+    deadline: Instant,
+}
+
+impl Polled {
+    fn would_block<T>(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        if Instant::now() >= self.deadline {
+            return std::task::Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+impl tokio::io::AsyncRead for Polled {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match (&this.sock).read(buf.initialize_unfilled()) {
+            Ok(n) => {
+                buf.advance(n);
+                std::task::Poll::Ready(Ok(()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => this.would_block(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Polled {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match (&this.sock).write(data) {
+            Ok(n) => std::task::Poll::Ready(Ok(n)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => this.would_block(cx),
+            Err(e) => std::task::Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}

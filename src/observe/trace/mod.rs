@@ -1,0 +1,483 @@
+//! Distributed tracing, as Envoy's HTTP connection manager does it with the
+//! OpenTelemetry tracer: a span per request, its context propagated to the upstream,
+//! finished spans exported over OTLP from a thread of their own.
+//!
+//! Where it sits on the request path: after the request head is parsed and before the
+//! filter chain runs, a connection manager with tracing calls [`start`], which reads the
+//! parent context (`context.rs`), decides sampling and returns the [`Outgoing`] context
+//! that the upstream request's `http::stamp::Stamp` writes (`traceparent`, B3). A
+//! sampled request also gets an [`ActiveSpan`] (one allocation, only when sampled), which
+//! the connection manager finishes when the stream ends ([`finish`]); the finished span
+//! goes to the exporter thread through the worker's lock-free queue (`export.rs`), which
+//! builds and sends the OTLP messages (`otlp.rs`). An unsampled request costs the
+//! header look-ups and a random number; a connection manager without tracing, one
+//! branch.
+
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+pub mod context;
+pub mod export;
+mod otlp;
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use self::context::{Outgoing, Propagation, SpanContext};
+use crate::http::flags::ResponseFlag;
+
+/// Envoy's `x-client-trace-id`: a client asks for its request to be traced.
+pub const CLIENT_TRACE_ID: &str = "x-client-trace-id";
+/// Envoy's `x-envoy-force-trace`: trace this request (honoured from trusted peers).
+pub const FORCE_TRACE: &str = "x-envoy-force-trace";
+
+/// A connection manager's tracing (Envoy's HCM `tracing` with the OpenTelemetry
+/// provider).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracing {
+    /// Server spans for inbound traffic, client spans for outbound (Envoy: the
+    /// listener's `traffic_direction`).
+    pub kind: SpanKind,
+    /// Sampling, in hundredths of a percent (0..=10000), as Envoy's fractional
+    /// percents: `random_sampling`, `client_sampling`, `overall_sampling`.
+    pub random_sampling: u32,
+    pub client_sampling: u32,
+    pub overall_sampling: u32,
+    pub propagation: Propagation,
+    /// Tags added to every span (Envoy's `custom_tags`).
+    pub custom_tags: Vec<CustomTag>,
+    /// `http.url`'s path is cut to this many bytes (Envoy's `max_path_tag_length`).
+    pub max_path_tag_length: usize,
+    /// The node's id and zone, tagged on every span (Envoy's `node_id`, `zone`).
+    pub node_id: String,
+    pub zone: String,
+    pub collector: Arc<Collector>,
+}
+
+/// Where and how finished spans are exported.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Collector {
+    /// The collector's address (resolved when the config is built).
+    pub addr: SocketAddr,
+    /// The `Host` of the export requests.
+    pub authority: String,
+    /// OTLP/HTTP's path (`/v1/traces`); unused over gRPC.
+    pub path: String,
+    /// OTLP over HTTP/1.1 (protobuf) or over gRPC (HTTP/2).
+    pub grpc: bool,
+    /// The resource's `service.name`.
+    pub service_name: String,
+    /// A batch is sent when it holds this many spans...
+    pub batch_spans: usize,
+    /// ... or this long after its first span.
+    pub flush_interval: Duration,
+    /// Each worker's queue to the exporter holds this many spans; a span that finds it
+    /// full is dropped and counted.
+    pub queue_spans: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    Server,
+    Client,
+}
+
+impl SpanKind {
+    /// Envoy's operation name, the span's name without a route decorator.
+    pub fn operation(self) -> &'static str {
+        match self {
+            SpanKind::Server => "ingress",
+            SpanKind::Client => "egress",
+        }
+    }
+}
+
+/// Envoy's `custom_tags`: a literal, or a request header's value (with a default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustomTag {
+    Literal {
+        tag: String,
+        value: String,
+    },
+    RequestHeader {
+        tag: String,
+        name: String,
+        default: Option<String>,
+    },
+}
+
+/// The request facts a span is started from.
+pub struct Request<'r> {
+    pub method: &'r str,
+    pub scheme: &'r str,
+    pub authority: &'r [u8],
+    pub path: &'r str,
+    pub protocol: &'static str,
+    pub peer: IpAddr,
+    /// `x-envoy-*` control headers from this peer are honoured (`x-envoy-force-trace`):
+    /// the proxy does not strip them.
+    pub trusted: bool,
+    /// The proxy writes a fresh `x-request-id` upstream (Envoy's `generate_request_id`
+    /// for a request without one, or an edge request's); otherwise the request keeps
+    /// the one it came with, if any.
+    pub generates_request_id: bool,
+}
+
+/// How Envoy's connection manager marks a request for tracing. Envoy keeps it in the
+/// request's UUID `x-request-id` (the character at offset 14), so that the next hop
+/// keeps the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TraceStatus {
+    NoTrace,
+    Sampled,
+    Client,
+    Forced,
+}
+
+impl TraceStatus {
+    /// Envoy's UUID request-id extension's marks.
+    fn mark(self) -> u8 {
+        match self {
+            TraceStatus::NoTrace => b'4',
+            TraceStatus::Sampled => b'9',
+            TraceStatus::Forced => b'a',
+            TraceStatus::Client => b'b',
+        }
+    }
+
+    fn of_mark(c: u8) -> TraceStatus {
+        match c {
+            b'9' => TraceStatus::Sampled,
+            b'a' => TraceStatus::Forced,
+            b'b' => TraceStatus::Client,
+            _ => TraceStatus::NoTrace,
+        }
+    }
+}
+
+/// The length of a UUID request id; another id carries no trace decision.
+const UUID_LEN: usize = 36;
+
+/// Starts a request's span: the context the upstream request carries, and the span to
+/// finish when the stream ends (`None`: not sampled, nothing to export).
+pub fn start<'h>(
+    t: &Arc<Tracing>,
+    r: &Request<'_>,
+    header: impl Fn(&str) -> Option<&'h [u8]>,
+) -> (Outgoing, Option<Box<ActiveSpan>>) {
+    let parent = context::extract(t.propagation, &header);
+    let status = decide(t, r, &header);
+    // Envoy 1.40's OpenTelemetry tracer: the connection manager's decision, and the
+    // parent's sampled flag when there is a parent (either one off: not sampled).
+    let sampled = status != TraceStatus::NoTrace && parent.and_then(|p| p.sampled).unwrap_or(true);
+    let trace_id = parent.map_or_else(|| fastrand::u128(1..).to_be_bytes(), |p| p.trace_id);
+    let span_id = fastrand::u64(1..).to_be_bytes();
+    let out = Outgoing {
+        trace_id,
+        span_id,
+        sampled,
+        propagation: t.propagation,
+        request_id_status: status.mark(),
+    };
+    if !sampled {
+        return (out, None);
+    }
+    let text = |v: &'h [u8]| String::from_utf8_lossy(v).into_owned();
+    let mut span = Box::new(ActiveSpan {
+        tracing: t.clone(),
+        trace_id,
+        span_id,
+        parent: parent.map(|p| p.span_id),
+        start: SystemTime::now(),
+        name: Cow::Borrowed(t.kind.operation()),
+        tags: Vec::with_capacity(24),
+        cluster: None,
+    });
+    if t.kind == SpanKind::Client {
+        // Envoy names an egress span after the host too.
+        span.name = Cow::Owned(format!("egress {}", String::from_utf8_lossy(r.authority)));
+    }
+    if r.generates_request_id {
+        // Envoy's connection manager makes the id before routing, so a local reply's
+        // span has one too; a proxied request's is replaced by the one sent upstream
+        // (`ActiveSpan::set_request_id`).
+        let mut id = crate::http::stamp::uuid_v4();
+        if let Some(c) = id.get_mut(14) {
+            *c = out.request_id_status;
+        }
+        span.tag(
+            "guid:x-request-id",
+            String::from_utf8_lossy(&id).into_owned(),
+        );
+    } else if let Some(id) = header(crate::http::stamp::REQUEST_ID) {
+        span.tag("guid:x-request-id", text(id));
+    }
+    let path = header("x-envoy-original-path")
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .unwrap_or(r.path);
+    let path = path
+        .char_indices()
+        .take_while(|(i, c)| i + c.len_utf8() <= t.max_path_tag_length)
+        .map(|(_, c)| c)
+        .collect::<String>();
+    let url = format!(
+        "{}://{}{}",
+        r.scheme,
+        String::from_utf8_lossy(r.authority),
+        path
+    );
+    span.tag("http.url", url);
+    span.tag("http.method", r.method.to_string());
+    let or_dash = |v: Option<&'h [u8]>| v.map_or_else(|| "-".to_string(), text);
+    span.tag(
+        "downstream_cluster",
+        or_dash(header("x-envoy-downstream-service-cluster")),
+    );
+    span.tag("user_agent", or_dash(header("user-agent")));
+    span.tag("http.protocol", r.protocol.to_string());
+    span.tag("peer.address", r.peer.to_string());
+    if let Some(id) = header(CLIENT_TRACE_ID) {
+        span.tag("guid:x-client-trace-id", text(id));
+    }
+    span.tag("node_id", t.node_id.clone());
+    span.tag("zone", t.zone.clone());
+    for c in &t.custom_tags {
+        match c {
+            CustomTag::Literal { tag, value } => span.tag_owned(tag, value.clone()),
+            CustomTag::RequestHeader { tag, name, default } => {
+                if let Some(v) = header(name).map(text).or_else(|| default.clone()) {
+                    span.tag_owned(tag, v);
+                }
+            }
+        }
+    }
+    (out, Some(span))
+}
+
+/// Envoy's connection manager's decision (`mutateTracingRequestHeader`). It needs a
+/// UUID request id: a fresh one the proxy writes, or the request's own, whose mark an
+/// earlier hop may have set (kept then). Otherwise: a client's `x-client-trace-id`
+/// under `client_sampling`, a trusted `x-envoy-force-trace`, else `random_sampling`;
+/// `overall_sampling` then caps all but a forced trace. A request whose id is not a
+/// UUID (or that has none) is not traced, as in Envoy.
+fn decide<'h>(
+    t: &Tracing,
+    r: &Request<'_>,
+    header: impl Fn(&str) -> Option<&'h [u8]>,
+) -> TraceStatus {
+    let earlier = if r.generates_request_id {
+        TraceStatus::NoTrace
+    } else {
+        match header(crate::http::stamp::REQUEST_ID) {
+            Some(id) if id.len() == UUID_LEN => {
+                TraceStatus::of_mark(id.get(14).copied().unwrap_or(b'4'))
+            }
+            _ => return TraceStatus::NoTrace,
+        }
+    };
+    // Envoy rolls on the request id's first bits; a fresh roll has the same odds.
+    let roll = fastrand::u32(..10_000);
+    let status = if earlier != TraceStatus::NoTrace {
+        earlier
+    } else if header(CLIENT_TRACE_ID).is_some() && fastrand::u32(..10_000) < t.client_sampling {
+        TraceStatus::Client
+    } else if r.trusted && header(FORCE_TRACE).is_some() {
+        TraceStatus::Forced
+    } else if roll < t.random_sampling {
+        TraceStatus::Sampled
+    } else {
+        TraceStatus::NoTrace
+    };
+    if status != TraceStatus::Forced && roll >= t.overall_sampling {
+        return TraceStatus::NoTrace;
+    }
+    status
+}
+
+/// A sampled request's span while the request runs.
+pub struct ActiveSpan {
+    tracing: Arc<Tracing>,
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    parent: Option<[u8; 8]>,
+    start: SystemTime,
+    name: Cow<'static, str>,
+    tags: Vec<(Cow<'static, str>, String)>,
+    cluster: Option<String>,
+}
+
+impl ActiveSpan {
+    fn tag(&mut self, k: &'static str, v: String) {
+        self.set(Cow::Borrowed(k), v);
+    }
+
+    fn tag_owned(&mut self, k: &str, v: String) {
+        self.set(Cow::Owned(k.to_string()), v);
+    }
+
+    /// Envoy's `setTag`: a key is set once, a later value replaces it.
+    fn set(&mut self, k: Cow<'static, str>, v: String) {
+        match self.tags.iter_mut().find(|(n, _)| *n == k) {
+            Some(slot) => slot.1 = v,
+            None => self.tags.push((k, v)),
+        }
+    }
+
+    /// The upstream cluster the route chose.
+    pub fn set_cluster(&mut self, name: &str) {
+        self.cluster = Some(name.to_string());
+    }
+
+    /// The request id the proxy wrote upstream (when it made one).
+    pub fn set_request_id(&mut self, id: &[u8]) {
+        self.tag(
+            "guid:x-request-id",
+            String::from_utf8_lossy(id).into_owned(),
+        );
+    }
+}
+
+/// A finished span on its way to the exporter.
+pub struct Finished {
+    pub collector: Arc<Collector>,
+    pub kind: SpanKind,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent: Option<[u8; 8]>,
+    pub name: Cow<'static, str>,
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub tags: Vec<(Cow<'static, str>, String)>,
+}
+
+/// How the stream ended, for the span's last tags.
+pub struct End {
+    pub status: u16,
+    pub flag: Option<ResponseFlag>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub upstream: Option<SocketAddr>,
+}
+
+/// Finishes a sampled span (Envoy's `finalizeDownstreamSpan`) and hands it to the
+/// exporter thread; a full queue drops it and counts it.
+pub fn finish(mut span: ActiveSpan, end: &End) {
+    let flag = end.flag.unwrap_or(ResponseFlag::None);
+    span.tag("request_size", end.bytes_received.to_string());
+    span.tag("response_size", end.bytes_sent.to_string());
+    span.tag("component", "proxy".to_string());
+    if let Some(c) = span.cluster.take() {
+        span.tag("upstream_cluster", c.clone());
+        span.tag("upstream_cluster.name", c);
+    }
+    span.tag("http.status_code", end.status.to_string());
+    span.tag("response_flags", flag.as_str().to_string());
+    if end.status == 0 || end.status >= 500 {
+        span.tag("error", "true".to_string());
+    }
+    if let Some(a) = end.upstream {
+        span.tag("upstream_address", a.to_string());
+    }
+    let done = Finished {
+        collector: span.tracing.collector.clone(),
+        kind: span.tracing.kind,
+        trace_id: span.trace_id,
+        span_id: span.span_id,
+        parent: span.parent,
+        name: std::mem::take(&mut span.name),
+        start: span.start,
+        end: SystemTime::now(),
+        tags: std::mem::take(&mut span.tags),
+    };
+    export::submit(Box::new(done));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracing(random: u32, overall: u32) -> Arc<Tracing> {
+        Arc::new(Tracing {
+            kind: SpanKind::Server,
+            random_sampling: random,
+            client_sampling: 10_000,
+            overall_sampling: overall,
+            propagation: Propagation {
+                w3c: true,
+                ..Propagation::default()
+            },
+            custom_tags: vec![],
+            max_path_tag_length: 256,
+            node_id: "n".into(),
+            zone: String::new(),
+            collector: Arc::new(Collector {
+                addr: ([127, 0, 0, 1], 1).into(),
+                authority: "c".into(),
+                path: "/v1/traces".into(),
+                grpc: false,
+                service_name: "s".into(),
+                batch_spans: 1,
+                flush_interval: Duration::from_secs(1),
+                queue_spans: 1,
+            }),
+        })
+    }
+
+    const REQ: Request<'static> = Request {
+        method: "GET",
+        scheme: "http",
+        authority: b"h",
+        path: "/p",
+        protocol: "HTTP/1.1",
+        peer: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        trusted: true,
+        generates_request_id: true,
+    };
+
+    #[test]
+    fn sampling_follows_envoy() {
+        let none = |_: &str| None;
+        assert!(start(&tracing(0, 10_000), &REQ, none).1.is_none());
+        assert!(start(&tracing(10_000, 10_000), &REQ, none).1.is_some());
+        assert!(start(&tracing(10_000, 0), &REQ, none).1.is_none());
+        let force = |n: &str| (n == FORCE_TRACE).then_some(&b"1"[..]);
+        assert!(start(&tracing(0, 0), &REQ, force).1.is_some());
+        let untrusted = Request {
+            trusted: false,
+            ..REQ
+        };
+        assert!(start(&tracing(0, 10_000), &untrusted, force).1.is_none());
+        let client = |n: &str| (n == CLIENT_TRACE_ID).then_some(&b"c"[..]);
+        assert!(start(&tracing(0, 10_000), &REQ, client).1.is_some());
+        // A parent's flag and the decision must both say yes (Envoy 1.40).
+        let parent = |v: &'static [u8]| move |n: &str| (n == "traceparent").then_some(v);
+        let off = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let on = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (out, span) = start(&tracing(10_000, 10_000), &REQ, parent(off));
+        assert!(span.is_none() && !out.sampled);
+        assert_eq!(out.trace_id[0], 0x4b);
+        assert!(start(&tracing(0, 10_000), &REQ, parent(on)).1.is_none());
+        // A kept request id: its mark decides; a non-UUID id is never traced.
+        let kept = Request {
+            generates_request_id: false,
+            ..REQ
+        };
+        let rid = |v: &'static [u8]| move |n: &str| (n == "x-request-id").then_some(v);
+        let marked = b"6e48c46f-55bb-9fc5-95b1-9799ce99f1bb";
+        let (out, span) = start(&tracing(0, 10_000), &kept, rid(marked));
+        assert!(span.is_some() && out.request_id_status == b'9');
+        assert!(start(&tracing(10_000, 10_000), &kept, rid(b"rid"))
+            .1
+            .is_none());
+        assert!(start(&tracing(10_000, 10_000), &kept, |_: &str| None)
+            .1
+            .is_none());
+        let (out, span) = start(&tracing(10_000, 10_000), &REQ, parent(on));
+        assert!(out.sampled);
+        assert_eq!(
+            span.unwrap().parent,
+            Some([0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+        );
+    }
+}
