@@ -78,12 +78,14 @@ static_resources:
 
 /// The XFCC values the echo upstream reports for one curl request through `port`
 /// (joined by `|` when there are several fields; empty: none).
-fn xfcc_seen(port: u16, ca: &Path, client: Option<&Leaf>, h2: bool) -> String {
+fn xfcc_seen(port: u16, ca: &Path, client: Option<&Leaf>, h2: bool, incoming: bool) -> String {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--max-time", "20", "--cacert", &p(ca)])
         .args(["--resolve", &format!("proxy.test:{port}:127.0.0.1")])
-        .args(["-H", &format!("x-forwarded-client-cert: {INCOMING}")])
         .arg(if h2 { "--http2" } else { "--http1.1" });
+    if incoming {
+        cmd.args(["-H", &format!("x-forwarded-client-cert: {INCOMING}")]);
+    }
     if let Some(c) = client {
         cmd.args(["--cert", &p(&c.cert), "--key", &p(&c.key)]);
     }
@@ -191,14 +193,29 @@ fn every_forward_client_cert_mode_sends_what_envoy_sends() {
         let envoy = envoy_bin.as_ref().map(|b| Envoy::start(b, &text));
         for (mtls, h2) in [(true, false), (true, true), (false, false), (false, true)] {
             let who = if mtls { Some(&client) } else { None };
-            let ours = xfcc_seen(proxy.listen.port(), &ca_pem, who, h2);
+            let ours = xfcc_seen(proxy.listen.port(), &ca_pem, who, h2, true);
             check_outrigger(mode, mtls, &ours);
             if let Some(e) = &envoy {
-                let theirs = xfcc_seen(e.listen.port(), &ca_pem, who, h2);
+                let theirs = xfcc_seen(e.listen.port(), &ca_pem, who, h2, true);
                 assert_eq!(
                     ours, theirs,
                     "{mode}, client certificate {mtls}, h2 {h2}: Outrigger, then Envoy"
                 );
+            }
+            // Without an incoming header: only the proxy's own element, if any.
+            let ours = xfcc_seen(proxy.listen.port(), &ca_pem, who, h2, false);
+            let own_only = matches!(mode, "APPEND_FORWARD" | "SANITIZE_SET") && mtls;
+            assert_eq!(
+                ours.starts_with("By="),
+                own_only,
+                "{mode} {mtls} {h2}: {ours}"
+            );
+            if !own_only {
+                assert_eq!(ours, "", "{mode} {mtls} {h2}");
+            }
+            if let Some(e) = &envoy {
+                let theirs = xfcc_seen(e.listen.port(), &ca_pem, who, h2, false);
+                assert_eq!(ours, theirs, "{mode} {mtls} {h2}, no incoming header");
             }
         }
     }

@@ -22,14 +22,23 @@ use crate::tls::TlsInfo;
 /// a filter or route may still add what they remove (as in Envoy, where the connection
 /// manager sanitizes before the filters run).
 /// The sanitizing plan keeps or removes `x-forwarded-client-cert` as the connection
-/// manager's `forward_client_cert_details` says for this connection (`http::xfcc`).
+/// manager's `forward_client_cert_details` says for this connection (`http::xfcc`),
+/// for a request that carries one (`has_xfcc`); one that does not gets the plan
+/// without the removal, so that on a listener that sanitizes nothing else its edits
+/// stay empty and the encoders keep their fast path.
 pub fn stream_edits<'c>(
     own: &'c OwnHeaders,
     fwd: &Forwarding,
     tls: Option<&TlsInfo>,
+    has_xfcc: bool,
 ) -> StreamEdits<'c> {
     let mut e = StreamEdits::default();
-    e.request = e.request.then(xfcc::request_plan(own, fwd, tls));
+    let plan = if has_xfcc {
+        xfcc::request_plan(own, fwd, tls)
+    } else {
+        &own.request_plan_keeping_xfcc
+    };
+    e.request = e.request.then(plan);
     e
 }
 

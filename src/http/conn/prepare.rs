@@ -94,7 +94,10 @@ pub(super) async fn prepare<'v, C: Connector>(
         router::select(table, &view_req)
     };
     // The filter chain runs on every routed or unrouted request; the router is last.
-    let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, facts.tls);
+    let has_xfcc = headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case(crate::http::xfcc::XFCC));
+    let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, facts.tls, has_xfcc);
     edits.store = Some(store);
     // Tracing: the span starts with the request head; its context goes upstream in
     // the request's stamp (`observe::trace`).

@@ -98,7 +98,8 @@ pub(crate) async fn serve<C: Connector>(
     // Response headers the filters set for this request (empty: no allocation).
     let store = filter::set_headers::SetHeaders::default();
     let req_store = filter::set_headers::SetHeaders::default();
-    let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, conn.tls.as_deref());
+    let has_xfcc = parts.headers.contains_key(&crate::http::xfcc::XFCC_NAME);
+    let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, conn.tls.as_deref(), has_xfcc);
     edits.store = Some(&store);
     // The request's random value (Envoy's): the weighted cluster the filters see is the
     // one the router takes.
