@@ -8,69 +8,27 @@ mod common;
 mod pki;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use common::envoy::{envoy_or_skip, Envoy};
 use common::*;
-use pki::{Ca, Leaf, LeafSpec};
-
-const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-
-fn p(path: &Path) -> String {
-    path.display().to_string()
-}
+use pki::{curl_mtls, Ca, Leaf, LeafSpec, MtlsBootstrap};
 
 fn bootstrap(san: &str, ca: &Path, server: &Leaf) -> String {
-    format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
-static_resources:
-  listeners:
-  - name: mtls
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
-    filter_chains:
-    - transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:
-            tls_certificates: [{{ certificate_chain: {{ filename: "{cert}" }}, private_key: {{ filename: "{key}" }} }}]
-            validation_context:
-              trusted_ca: {{ filename: "{ca}" }}
-              match_typed_subject_alt_names: [{san}]
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": {HCM}
-          stat_prefix: mtls
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: / }}
-                direct_response: {{ status: 200, body: {{ inline_string: "in" }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-"#,
-        cert = p(&server.cert),
-        key = p(&server.key),
-        ca = p(ca),
-    )
+    MtlsBootstrap {
+        server,
+        ca,
+        tls: "          require_client_certificate: true\n",
+        validation: &format!("              match_typed_subject_alt_names: [{san}]\n"),
+        hcm: "",
+        route: "direct_response: { status: 200, body: { inline_string: \"in\" } }",
+        clusters: "",
+    }
+    .render()
 }
 
 /// Whether curl with `client`'s certificate gets the direct response through `port`.
 fn admitted(port: u16, ca: &Path, client: &Leaf) -> bool {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "--cacert", &p(ca)])
-        .args(["--resolve", &format!("proxy.test:{port}:127.0.0.1")])
-        .args(["--cert", &p(&client.cert), "--key", &p(&client.key)])
-        .arg(format!("https://proxy.test:{port}/"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl must be installed");
+    let out = curl_mtls(port, ca, Some(client), &[]);
     out.status.success() && out.stdout == b"in"
 }
 

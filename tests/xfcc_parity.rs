@@ -11,56 +11,25 @@ mod common;
 mod pki;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use common::envoy::{envoy_or_skip, Envoy};
 use common::*;
-use pki::{Ca, Leaf, LeafSpec};
+use pki::{curl_mtls, Ca, Leaf, LeafSpec, MtlsBootstrap};
 
-const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const INCOMING: &str = "By=spiffe://other/sa/x;URI=spiffe://other/sa/y";
 
-fn p(path: &Path) -> String {
-    path.display().to_string()
-}
-
 fn bootstrap(mode: &str, ca: &Path, server: &Leaf, upstream: u16) -> String {
-    format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
-static_resources:
-  listeners:
-  - name: mtls
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
-    filter_chains:
-    - transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: false
-          common_tls_context:
-            alpn_protocols: [h2, http/1.1]
-            tls_certificates: [{{ certificate_chain: {{ filename: "{cert}" }}, private_key: {{ filename: "{key}" }} }}]
-            validation_context:
-              trusted_ca: {{ filename: "{ca}" }}
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": {HCM}
-          stat_prefix: mtls
-          forward_client_cert_details: {mode}
-          set_current_client_cert_details: {{ subject: true, cert: true, chain: true, dns: true, uri: true }}
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: / }}
-                route: {{ cluster: backend }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
+    MtlsBootstrap {
+        server,
+        ca,
+        tls: "          require_client_certificate: false\n",
+        validation: "",
+        hcm: &format!(
+            "          forward_client_cert_details: {mode}\n          set_current_client_cert_details: {{ subject: true, cert: true, chain: true, dns: true, uri: true }}\n"
+        ),
+        route: "route: { cluster: backend }",
+        clusters: &format!(
+            r#"  clusters:
   - name: backend
     type: STATIC
     connect_timeout: 1s
@@ -69,31 +38,21 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
-"#,
-        cert = p(&server.cert),
-        key = p(&server.key),
-        ca = p(ca),
-    )
+"#
+        ),
+    }
+    .render()
 }
 
 /// The XFCC values the echo upstream reports for one curl request through `port`
 /// (joined by `|` when there are several fields; empty: none).
 fn xfcc_seen(port: u16, ca: &Path, client: Option<&Leaf>, h2: bool, incoming: bool) -> String {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "20", "--cacert", &p(ca)])
-        .args(["--resolve", &format!("proxy.test:{port}:127.0.0.1")])
-        .arg(if h2 { "--http2" } else { "--http1.1" });
+    let header = format!("x-forwarded-client-cert: {INCOMING}");
+    let mut extra = vec![if h2 { "--http2" } else { "--http1.1" }];
     if incoming {
-        cmd.args(["-H", &format!("x-forwarded-client-cert: {INCOMING}")]);
+        extra.extend(["-H", &header]);
     }
-    if let Some(c) = client {
-        cmd.args(["--cert", &p(&c.cert), "--key", &p(&c.key)]);
-    }
-    let out = cmd
-        .arg(format!("https://proxy.test:{port}/"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl must be installed");
+    let out = curl_mtls(port, ca, client, &extra);
     let body = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success() && body.contains("method: GET"),

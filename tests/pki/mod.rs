@@ -106,3 +106,92 @@ pub fn client(uri: &str) -> LeafSpec<'_> {
         expired: false,
     }
 }
+
+/// A path as text, for configs and command lines.
+pub fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// An Envoy bootstrap (admin on `@ADMIN_PORT@`) with one listener `mtls` on `@PORT@`
+/// that terminates TLS with `server`'s certificate and checks client certificates
+/// against `ca`, then runs an HTTP connection manager with the router. `tls` is added
+/// to the `DownstreamTlsContext`, `validation` to its `validation_context`, `hcm` to the
+/// connection manager; `route` is the one route's action and `clusters` the cluster
+/// list (may be empty). Lines are indented as their place needs.
+pub struct MtlsBootstrap<'a> {
+    pub server: &'a Leaf,
+    pub ca: &'a Path,
+    pub tls: &'a str,
+    pub validation: &'a str,
+    pub hcm: &'a str,
+    pub route: &'a str,
+    pub clusters: &'a str,
+}
+
+impl MtlsBootstrap<'_> {
+    pub fn render(&self) -> String {
+        format!(
+            r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
+static_resources:
+  listeners:
+  - name: mtls
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+{tls}          common_tls_context:
+            alpn_protocols: [h2, http/1.1]
+            tls_certificates: [{{ certificate_chain: {{ filename: "{cert}" }}, private_key: {{ filename: "{key}" }} }}]
+            validation_context:
+              trusted_ca: {{ filename: "{ca}" }}
+{validation}      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: mtls
+{hcm}          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                {route}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+{clusters}"#,
+            tls = self.tls,
+            validation = self.validation,
+            hcm = self.hcm,
+            route = self.route,
+            clusters = self.clusters,
+            cert = path(&self.server.cert),
+            key = path(&self.server.key),
+            ca = path(self.ca),
+        )
+    }
+}
+
+/// `curl -sS https://proxy.test:PORT/` resolved to 127.0.0.1, trusting `ca`, with
+/// `client`'s certificate if given and `extra` flags.
+pub fn curl_mtls(
+    port: u16,
+    ca: &Path,
+    client: Option<&Leaf>,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "--max-time", "20", "--cacert", &path(ca)])
+        .args(["--resolve", &format!("proxy.test:{port}:127.0.0.1")])
+        .args(extra);
+    if let Some(c) = client {
+        cmd.args(["--cert", &path(&c.cert), "--key", &path(&c.key)]);
+    }
+    cmd.arg(format!("https://proxy.test:{port}/"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("curl must be installed")
+}
