@@ -13,7 +13,7 @@ use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -38,6 +38,9 @@ struct Shared {
     sent: AtomicU64,
     dropped: AtomicU64,
     failures: AtomicU64,
+    /// The exporter sleeps with no batch pending (no timer): the next span must wake
+    /// it. While a batch is pending its flush timer wakes it, and spans wait for that.
+    idle: AtomicBool,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
@@ -69,6 +72,7 @@ fn shared() -> Option<&'static Shared> {
         sent: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
         failures: AtomicU64::new(0),
+        idle: AtomicBool::new(false),
     });
     // Two threads racing here start two exporters; the loser's finds `SHARED` set to
     // the winner and reads the same queues, which is harmless (both drain and send).
@@ -92,12 +96,16 @@ pub fn submit(span: Box<Finished>) {
         let (Some(q), Some(s)) = (q, SHARED.get()) else {
             return;
         };
-        let was_empty = q.is_empty();
         if q.push(span).is_err() {
             s.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if was_empty || q.len() == batch {
+        // Wake the exporter only when a batch is full, or when it sleeps without a
+        // timer; otherwise the pending batch's flush timer collects this span, so a
+        // sampled request costs no futex wake (and no context switch) of its own.
+        let wake = q.len() >= batch
+            || (s.idle.load(Ordering::Relaxed) && s.idle.swap(false, Ordering::AcqRel));
+        if wake {
             s.thread.unpark();
         }
     });
@@ -174,7 +182,17 @@ fn run() {
             .min();
         match next {
             Some(d) => std::thread::park_timeout(d.max(Duration::from_millis(1))),
-            None => std::thread::park(),
+            None => {
+                // Say so before the last look at the queues: a span pushed after the
+                // look sees `idle` and unparks (an unpark before `park` is not lost).
+                s.idle.store(true, Ordering::Release);
+                if queues.iter().any(|q| !q.is_empty()) {
+                    s.idle.store(false, Ordering::Relaxed);
+                    continue;
+                }
+                std::thread::park();
+                s.idle.store(false, Ordering::Relaxed);
+            }
         }
     }
 }
