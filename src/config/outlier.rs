@@ -82,8 +82,11 @@ pub enum Consecutive {
     LocalOriginFailure,
 }
 
-/// One endpoint's consecutive-failure counts, for the whole process.
+/// One endpoint's consecutive-failure counts, for the whole process. On a cache line
+/// of its own: a failing endpoint's increments must not invalidate the line every
+/// core's success path reads for its neighbours.
 #[derive(Debug, Default)]
+#[repr(align(64))]
 pub struct HostCounters {
     five_xx: AtomicU32,
     gateway: AtomicU32,

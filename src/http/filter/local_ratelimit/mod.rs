@@ -150,7 +150,9 @@ impl Limiter {
         inc(self.counters.enabled);
         let now = now_ns();
         let mut matched: u64 = 0;
-        if !self.descriptors.is_empty() {
+        // Only a route (or virtual host) with rate_limits makes descriptors: without
+        // one, nothing below (the trusted address, the query) is worth computing.
+        if !self.descriptors.is_empty() && self.policies(route).next().is_some() {
             // Envoy's downstream remote address: after `x-forwarded-for`, not the peer.
             let remote = ctx.remote();
             let mut buf = [0u8; 48];
