@@ -217,6 +217,13 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
                 Err(_) => return Ok(Got::ClientGone),
             }
         }
+        // A body that ended without a frame going through the paths above (an empty
+        // END_STREAM that came after routing, during the connect): the shadows' copies
+        // end here too, or the unfinished tee would abort them. (A tee that is already
+        // finished ignores this.)
+        if let Some(t) = self.r.tee.as_ref().filter(|_| self.r.body.is_end_stream()) {
+            t.finish(None);
+        }
         loop {
             if !self.ubuf.is_empty() {
                 match http1::parse_head(self.ubuf.data(), self.is_head) {

@@ -156,8 +156,12 @@ pub(crate) fn send<K: Connector + 'static>(
                     cs.stats.rq_shadow_failed.inc();
                 }
             };
+            // The abort is polled first: a shadow the primary cancelled (client gone,
+            // local reply, early answer) or the tee abandoned ends here, not as a
+            // failed try that would count against the mirror endpoint (its 5xx and
+            // reset counters, `rq_shadow_failed`, outlier detection).
             match &watch {
-                Some(w) => futures_lite::future::or(run, w.aborted()).await,
+                Some(w) => futures_lite::future::or(w.aborted(), run).await,
                 None => run.await,
             }
         };

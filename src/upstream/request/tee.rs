@@ -46,6 +46,17 @@ thread_local! {
     static QUEUED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
+/// What a queued chunk costs besides its bytes: its queue slot, and on HTTP/1 its own
+/// allocation. Counted against the core's bound (which caps memory; a shadow's own
+/// bound counts body bytes, as Envoy's buffer limit does), so a body of tiny chunks
+/// (1-byte chunked pieces or DATA frames) cannot hold many times that bound.
+const CHUNK_OVERHEAD: usize = 64;
+
+/// A chunk's charge against the bounds.
+fn cost(chunk: &Bytes) -> usize {
+    chunk.len().saturating_add(CHUNK_OVERHEAD)
+}
+
 fn queued_on_core() -> usize {
     QUEUED.with(|q| q.get())
 }
@@ -71,7 +82,10 @@ enum State {
 #[derive(Default)]
 struct Queue {
     chunks: VecDeque<Bytes>,
+    /// Body bytes queued (against the shadow's bound).
     queued: usize,
+    /// What the queue charges the core's bound: bytes plus `CHUNK_OVERHEAD` a chunk.
+    charged: usize,
     state: State,
     waker: Option<Waker>,
 }
@@ -85,8 +99,9 @@ impl Queue {
 
     fn abort(&mut self) {
         self.chunks.clear();
-        sub_queued(self.queued);
+        sub_queued(self.charged);
         self.queued = 0;
+        self.charged = 0;
         self.state = State::Aborted;
         self.wake();
     }
@@ -94,7 +109,7 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        sub_queued(self.queued);
+        sub_queued(self.charged);
     }
 }
 
@@ -175,14 +190,16 @@ impl TeeTx {
                 q.abort();
                 continue;
             }
-            let over_core = queued_on_core().saturating_add(chunk.len()) > CORE_BOUND;
+            let c = cost(&chunk);
+            let over_core = queued_on_core().saturating_add(c) > CORE_BOUND;
             if q.queued.saturating_add(chunk.len()) > self.bound || over_core {
                 q.abort();
                 s.stats.rq_shadow_abandoned.inc();
                 continue;
             }
             q.queued += chunk.len();
-            add_queued(chunk.len());
+            q.charged += c;
+            add_queued(c);
             q.chunks.push_back(chunk.clone());
             q.wake();
         }
@@ -218,7 +235,8 @@ impl TeeRx {
             let mut q = self.0.borrow_mut();
             if let Some(c) = q.chunks.pop_front() {
                 q.queued = q.queued.saturating_sub(c.len());
-                sub_queued(c.len());
+                q.charged = q.charged.saturating_sub(cost(&c));
+                sub_queued(cost(&c));
                 return Poll::Ready(Next::Chunk(c));
             }
             match &mut q.state {
@@ -314,7 +332,7 @@ mod tests {
         let rx = tx.shadow(stats.clone());
         let big = vec![0u8; CORE_BOUND / 2];
         tx.push(&big);
-        assert_eq!(queued_on_core(), before + big.len());
+        assert_eq!(queued_on_core(), before + big.len() + CHUNK_OVERHEAD);
         assert!(matches!(block(rx.next()), Next::Chunk(_)));
         assert_eq!(queued_on_core(), before);
         tx.push(&big);
@@ -326,6 +344,22 @@ mod tests {
         assert_eq!(queued_on_core(), before);
         drop((tx, rx));
         assert_eq!(queued_on_core(), before);
+    }
+
+    #[test]
+    fn tiny_chunks_are_charged_their_overhead_against_the_core_bound() {
+        // A body of 1-byte chunks to a shadow that reads nothing: each chunk costs its
+        // queue slot too, so the core's bound abandons the shadow after about
+        // CORE_BOUND / CHUNK_OVERHEAD chunks, not after CORE_BOUND of them.
+        let mut tx = TeeTx::new(usize::MAX);
+        let stats: Rc<ClusterStats> = Rc::default();
+        let rx = tx.shadow(stats.clone());
+        let one = Bytes::from_static(b"x");
+        for _ in 0..CORE_BOUND / CHUNK_OVERHEAD + 1 {
+            tx.push_bytes(one.clone());
+        }
+        assert_eq!(stats.rq_shadow_abandoned.get(), 1);
+        drop((tx, rx));
     }
 
     #[test]
