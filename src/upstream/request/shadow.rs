@@ -341,23 +341,21 @@ struct H1Try<'a> {
 /// chunk framing, then the last chunk; trailers are not sent on HTTP/1, as Envoy's
 /// encoder by default). `Err`: the write failed or the shadow was abandoned.
 async fn write_stream<C: Io>(conn: &mut C, rx: &TeeRx, chunked: bool) -> Result<(), ()> {
-    let mut framing = Vec::with_capacity(16);
+    // The chunk framing, written with `body::write_chunk` (one write for a small chunk).
+    let mut framing = Vec::with_capacity(64);
     loop {
         match rx.next().await {
-            Next::Chunk(c) => {
-                if chunked {
-                    framing.clear();
-                    framing.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
-                    conn.write_all(&framing).await.map_err(|_| ())?;
-                    conn.write_all(&c).await.map_err(|_| ())?;
-                    conn.write_all(b"\r\n").await.map_err(|_| ())?;
-                } else {
-                    conn.write_all(&c).await.map_err(|_| ())?;
-                }
+            Next::Chunk(c) if chunked => {
+                crate::http::body::write_chunk(conn, &mut framing, &c, false)
+                    .await
+                    .map_err(|_| ())?;
             }
+            Next::Chunk(c) => conn.write_all(&c).await.map_err(|_| ())?,
             Next::End(_) => {
                 if chunked {
-                    conn.write_all(b"0\r\n\r\n").await.map_err(|_| ())?;
+                    crate::http::body::write_chunk(conn, &mut framing, &[], true)
+                        .await
+                        .map_err(|_| ())?;
                 }
                 return Ok(());
             }
