@@ -20,7 +20,8 @@
 //! call; it may continue, hold the chunk (`StopAndBuffer`) or answer locally.
 //! `Chain::on_request_trailers` (Envoy's `decodeTrailers`) sees an HTTP/2 request's
 //! trailers, which end its body instead of the end-of-stream data call; it may continue
-//! or answer locally. A chain with either hook reads the request body through it before
+//! or answer locally. A chain with either hook (on HTTP/1, the body hook only: its
+//! trailers never reach the chain) reads the request body through it before
 //! the upstream request starts (`http/hold.rs`, called by both connection managers):
 //! nothing goes upstream until the chain has seen the end, and the held body goes with
 //! a Content-Length (and its trailers, where the upstream protocol can carry them). (Envoy's
