@@ -1,6 +1,8 @@
 //! Configuration: the native YAML format and the domain model every source builds.
 
+pub mod access_log_filter;
 pub mod access_log_format;
+pub mod access_log_json;
 mod build;
 pub mod circuit;
 pub mod duration;

@@ -438,9 +438,11 @@ impl Default for Limits {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessLog {
-    /// `None` is stdout.
+    /// `None` is stdout; `/dev/stdout` and `/dev/stderr` are the process's streams.
     pub path: Option<String>,
     pub format: LogFormat,
+    /// Which streams get a line (`None`: all).
+    pub filter: Option<super::access_log_filter::LogFilter>,
 }
 
 pub use super::retry_model::{Retries, RetryPolicy};

@@ -286,8 +286,14 @@ pub(crate) struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAccessLog {
     pub path: String,
+    /// A text format (Envoy command operators).
     #[serde(default)]
     pub format: Option<String>,
+    /// A JSON format: an object of format strings (Envoy's `json_format`).
+    #[serde(default)]
+    pub json_format: Option<serde_json::Value>,
+    #[serde(default)]
+    pub filter: Option<super::access_log_filter::RawLogFilter>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_lite::io::AsyncWriteExt;
 
 use crate::config::DirectResponse;
-use crate::observe::stream_info::{self, StreamInfo};
+use crate::http::stamp::{uuid_v4, REQUEST_ID};
+use crate::observe::stream_info::{self, LogFacts, StreamInfo};
 use crate::upstream::Connector;
 
 use super::body;
@@ -159,6 +160,8 @@ struct Conn {
     ip_len: usize,
     rec: StreamInfo,
     logging: bool,
+    /// The connection's `%CONNECTION_ID%`.
+    id: u64,
     /// The connection is closing while the client may still be sending the request
     /// (a body that was cut or not read): close gently, see `linger`.
     linger: bool,
@@ -204,6 +207,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             ..StreamInfo::default()
         },
         logging: view.access_log(at).is_some(),
+        id: stream_info::next_connection_id(),
         linger: false,
         filters: filter::ConnState::default(),
     };
@@ -365,6 +369,7 @@ impl Conn {
         let start = Instant::now();
         if self.logging {
             self.rec.start = Some(SystemTime::now());
+            self.keep_request_head(&plan, l);
         }
         self.rbuf.consume(plan.head_len);
         self.rec.bytes_received = plan.head_len as u64;
@@ -437,6 +442,10 @@ impl Conn {
         self.rec.flag = Some(outcome.flag);
         self.rec.filter_flag = plan.chain.flag();
         self.rec.duration = start.elapsed();
+        if self.logging && self.rec.log.request_done.is_none() {
+            // A request body was read (or cut) by now.
+            self.rec.log.request_done = Some(self.rec.duration);
+        }
         plan.chain.on_complete(&filter::StreamEnd {
             status: outcome.status,
             flag: outcome.flag,
@@ -515,12 +524,49 @@ impl Conn {
         self.rec.flag = Some(flag);
         self.rec.bytes_sent = self.wbuf.len() as u64;
         if self.logging {
+            self.rec.log.head_out =
+                LogFacts::keep_head(&mut self.rec.log.response_head, &self.wbuf);
             self.rec.start = Some(SystemTime::now());
             // Envoy logs its codec's protocol for a request the codec refused (an
             // HTTP/1.0 one refused with 426 included).
             self.rec.protocol = "HTTP/1.1";
         }
         self.complete(view, at);
+    }
+
+    /// Keeps the request head for the access log: as it goes upstream (after the filter
+    /// chain's edits), or as it came when it does not go upstream (Envoy logs the
+    /// headers the router saw, and only the router adds its route's headers).
+    fn keep_request_head(&mut self, plan: &Plan<'_>, l: &crate::config::HttpConnectionManager) {
+        let log = &mut self.rec.log;
+        match &plan.action {
+            Action::Proxy { h2: Some(r), .. } => {
+                stream_info::keep_header_map(&mut log.request_head, r.headers())
+            }
+            Action::Proxy { h2: None, .. } => {
+                LogFacts::keep_head(&mut log.request_head, &self.wbuf);
+            }
+            _ => {
+                LogFacts::keep_head(&mut log.request_head, self.rbuf.data());
+            }
+        }
+        match plan.action {
+            Action::Direct(..) | Action::Redirect { .. } => log.details = "direct_response",
+            _ => {}
+        }
+        if !matches!(plan.action, Action::Proxy { .. }) {
+            // The connection manager made an x-request-id for the request even though
+            // it goes nowhere (Envoy logs it).
+            let has = stream_info::find_header(&log.request_head, REQUEST_ID).is_some();
+            if own_headers::generates_request_id(&l.own, &l.forwarding, has) && !has {
+                LogFacts::add_header(&mut log.request_head, REQUEST_ID, &uuid_v4());
+            }
+        }
+        log.head_in = plan.head_len as u64;
+        log.local = Some(self.local);
+        log.connection_id = self.id;
+        // The request head is in; a body, if any, is still to come.
+        log.request_done = (plan.framing.body == BodyKind::Empty).then_some(Duration::ZERO);
     }
 
     /// Feeds the finished request's record to the listener's stats and access log.
@@ -606,6 +652,11 @@ impl Conn {
             body,
             plan.response_edits,
         );
+        if self.logging {
+            self.rec.log.head_out =
+                LogFacts::keep_head(&mut self.rec.log.response_head, &self.wbuf);
+            self.rec.log.empty_local_reply = body.is_empty();
+        }
         let keep_alive = down.write_all(&self.wbuf).await.is_ok() && !close;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {

@@ -2,6 +2,8 @@
 //! both, and distributed tracing (`trace`).
 
 pub mod access_log;
+pub mod access_log_filter;
+pub mod access_log_fmt;
 pub mod alloc_count;
 pub mod outlier_stats;
 pub mod stats;

@@ -37,6 +37,132 @@ pub struct StreamInfo {
     pub cluster: Option<Arc<str>>,
     /// The downstream connection's TLS facts (kept across its requests).
     pub tls: Option<std::rc::Rc<crate::tls::TlsInfo>>,
+    /// What only the access log reads (filled only when the listener logs).
+    pub log: LogFacts,
+}
+
+/// The facts only the access log reads. The head buffers keep their capacity across a
+/// connection's requests, so a keep-alive connection copies heads without allocating.
+#[derive(Default)]
+pub struct LogFacts {
+    /// The request head as it went upstream (after the filter chain's edits), or as it
+    /// came in when it did not go upstream: a start line, then `name: value` lines.
+    pub request_head: Vec<u8>,
+    /// The response head as sent downstream, in the same form.
+    pub response_head: Vec<u8>,
+    /// The response trailers, as `name: value` lines after an empty start line.
+    pub trailers: Vec<u8>,
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` when the path knows it (empty: derived from
+    /// the flag at format time).
+    pub details: &'static str,
+    /// The client address the connection manager trusts (from `x-forwarded-for` when
+    /// so configured), when the request was routed to a cluster.
+    pub client: Option<std::net::IpAddr>,
+    /// The response is a local reply without a body: its `content-length: 0` is the
+    /// codec's, which Envoy does not log as a response header.
+    pub empty_local_reply: bool,
+    /// The downstream connection's local address and its id (`%CONNECTION_ID%`).
+    pub local: Option<SocketAddr>,
+    pub connection_id: u64,
+    /// Upstream attempts made (`%UPSTREAM_REQUEST_ATTEMPT_COUNT%`).
+    pub attempts: u32,
+    /// Since the start: the request was complete / the response began.
+    pub request_done: Option<Duration>,
+    pub response_began: Option<Duration>,
+    /// The HTTP/1 head bytes within `bytes_received` / `bytes_sent`: Envoy's
+    /// `%BYTES_RECEIVED%`/`%BYTES_SENT%` of an HTTP stream count body bytes only.
+    pub head_in: u64,
+    pub head_out: u64,
+}
+
+impl LogFacts {
+    /// Resets for the next request; the buffers keep their capacity.
+    pub fn clear(&mut self) {
+        self.request_head.clear();
+        self.response_head.clear();
+        self.trailers.clear();
+        self.details = "";
+        self.attempts = 0;
+        self.request_done = None;
+        self.response_began = None;
+        self.head_in = 0;
+        self.head_out = 0;
+        self.client = None;
+        self.empty_local_reply = false;
+    }
+
+    /// Adds a header line to a kept head (before its blank line).
+    pub fn add_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+        if head.ends_with(b"\r\n\r\n") {
+            head.truncate(head.len() - 2);
+        }
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value);
+        head.extend_from_slice(b"\r\n\r\n");
+    }
+
+    /// Keeps a copy of a message head (start line and header lines, up to the blank
+    /// line; body bytes after it are not copied). Returns the head's length.
+    pub fn keep_head(into: &mut Vec<u8>, data: &[u8]) -> u64 {
+        into.clear();
+        let end = data
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(data.len(), |i| i + 4);
+        into.extend_from_slice(data.get(..end).unwrap_or(data));
+        into.len() as u64
+    }
+}
+
+/// A new connection's id for `%CONNECTION_ID%`: a per-worker count (no atomic is
+/// shared between workers) from a random base in the high bits, so that ids of
+/// different workers are unlikely to meet.
+pub fn next_connection_id() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static NEXT: Cell<u64> = Cell::new(u64::from(fastrand::u16(..)) << 40);
+    }
+    NEXT.with(|n| {
+        let id = n.get();
+        n.set(id + 1);
+        id
+    })
+}
+
+/// Keeps an HTTP/2 header map in the head form [`find_header`] reads.
+pub fn keep_header_map(into: &mut Vec<u8>, h: &http::HeaderMap) {
+    into.clear();
+    into.extend_from_slice(b"-\r\n");
+    for (name, value) in h {
+        into.extend_from_slice(name.as_str().as_bytes());
+        into.extend_from_slice(b": ");
+        into.extend_from_slice(value.as_bytes());
+        into.extend_from_slice(b"\r\n");
+    }
+    into.extend_from_slice(b"\r\n");
+}
+
+/// The first value of header `name` (lower-case) in a head kept by [`LogFacts`]: its
+/// first line is skipped, the blank line ends it. Never panics on any bytes.
+pub fn find_header<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let mut lines = head.split(|b| *b == b'\n');
+    lines.next();
+    for line in lines {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (n, v) = line.split_at(colon);
+        if n.eq_ignore_ascii_case(name.as_bytes()) {
+            let v = v.get(1..).unwrap_or_default();
+            return Some(v.trim_ascii());
+        }
+    }
+    None
 }
 
 impl StreamInfo {
@@ -51,6 +177,7 @@ impl StreamInfo {
         self.reset_counts();
         self.upstream = None;
         self.cluster = None;
+        self.log.clear();
     }
 
     /// Resets only what every stream sets (cheap; for connections without a log).

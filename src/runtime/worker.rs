@@ -339,8 +339,7 @@ impl Worker {
                             return Some(same.clone());
                         }
                         let sink = Rc::new(LogSink::new(
-                            a.path.as_deref(),
-                            a.format.clone(),
+                            a,
                             &l.name,
                             self.log_tx.clone(),
                             stats.clone(),

@@ -60,6 +60,8 @@ pub async fn serve<D: Io, C: Connector>(
         tls: down.tls_info(),
         ..StreamInfo::default()
     };
+    rec.log.local = Some(local);
+    rec.log.connection_id = stream_info::next_connection_id();
     let flag = proxy(down, prefix, local, &view, tcp, &mut rec).await;
     rec.flag = Some(flag);
     rec.duration = start.elapsed();

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::super::access_log_format::{LogFormat, DEFAULT_FORMAT};
+use super::super::access_log_format::{JsonTemplate, LogFormat, DEFAULT_FORMAT};
 use super::super::model::*;
 use super::super::raw::*;
 pub(super) use super::raw_terminal::{raw_terminals, RawTerminal};
@@ -348,10 +348,36 @@ impl Builder {
 
     fn access_log(&mut self, p: &str, a: &Option<RawAccessLog>) -> Option<AccessLog> {
         let a = a.as_ref()?;
-        let format = match LogFormat::parse(a.format.as_deref().unwrap_or(DEFAULT_FORMAT)) {
+        let format = match (&a.format, &a.json_format) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    format!("{p}.access_log"),
+                    "set at most one of `format` and `json_format`",
+                );
+                return None;
+            }
+            (_, Some(j)) => JsonTemplate::from_value(j)
+                .map(LogFormat::Json)
+                .map_err(|m| (format!("{p}.access_log.json_format"), m)),
+            (f, None) => LogFormat::parse(f.as_deref().unwrap_or(DEFAULT_FORMAT))
+                .map_err(|m| (format!("{p}.access_log.format"), m)),
+        };
+        let format = match format {
             Ok(f) => f,
-            Err(m) => {
-                self.err(format!("{p}.access_log.format"), m);
+            Err((at, m)) => {
+                self.err(at, m);
+                return None;
+            }
+        };
+        let filter = match a
+            .filter
+            .as_ref()
+            .map(|f| f.build(&format!("{p}.access_log.filter")))
+        {
+            None => None,
+            Some(Ok(f)) => Some(f),
+            Some(Err((at, m))) => {
+                self.err(at, m);
                 return None;
             }
         };
@@ -367,7 +393,11 @@ impl Builder {
         } else {
             Some(a.path.clone())
         };
-        Some(AccessLog { path, format })
+        Some(AccessLog {
+            path,
+            format,
+            filter,
+        })
     }
 
     fn hcm(

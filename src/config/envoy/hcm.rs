@@ -4,16 +4,6 @@
 
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::accesslog::v3::{access_log, AccessLog as PbAccessLog};
-use envoy_types::pb::envoy::config::core::v3::{
-    data_source, substitution_format_string, DataSource, SubstitutionFormatString,
-};
-use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
-    file_access_log, FileAccessLog,
-};
-use envoy_types::pb::envoy::extensions::access_loggers::stream::v3::{
-    stdout_access_log, StdoutAccessLog,
-};
 use envoy_types::pb::envoy::extensions::filters::http::buffer::v3::Buffer as PbBuffer;
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::HeaderMutation as PbHeaderMutation;
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as PbRbac;
@@ -23,7 +13,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 
 use super::super::raw::{
-    RawAccessLog, RawCertDetails, RawFilterChain, RawForwarding, RawHttp2, RawLimits, RawProxyHeaders,
+    RawCertDetails, RawFilterChain, RawForwarding, RawHttp2, RawLimits, RawProxyHeaders,
 };
 use super::convert::{
     duration, mutations, native_duration, payload, timeout_or_never, Translation,
@@ -37,8 +27,6 @@ use crate::http::filter::RawHttpFilter;
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 const HEADER_MUTATION: &str = "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation";
 const BUFFER: &str = "envoy.extensions.filters.http.buffer.v3.Buffer";
-const FILE_LOG: &str = "envoy.extensions.access_loggers.file.v3.FileAccessLog";
-const STDOUT_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
 
 pub(super) fn translate(
     h: &HttpConnectionManager,
@@ -167,11 +155,17 @@ pub(super) fn translate(
         keepalive_timeout: timeout.map(native_duration),
     });
 
-    chain.access_log = access_log(&h.access_log, &format!("{p}.access_log"))?;
-    tx.paths.add(
-        format!("{native}.access_log.format"),
-        format!("{p}.access_log[0].typed_config.log_format"),
-    );
+    chain.access_log = super::access_log::access_log(&h.access_log, &format!("{p}.access_log"))?;
+    for (n, e) in [
+        ("format", "typed_config.log_format"),
+        ("json_format", "typed_config.log_format.json_format"),
+        ("filter", "filter"),
+    ] {
+        tx.paths.add(
+            format!("{native}.access_log.{n}"),
+            format!("{p}.access_log[0].{e}"),
+        );
+    }
 
     let filters = http_filters(h, p)?;
     tx.paths.add(
@@ -367,94 +361,6 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
         ));
     }
     Ok(out)
-}
-
-/// One access log (file or stdout) with a text format. Without `log_format`, Outrigger's
-/// default format applies (see docs/envoy-api.md: it is a subset of Envoy's).
-pub(super) fn access_log(list: &[PbAccessLog], p: &str) -> R<Option<RawAccessLog>> {
-    let Some(a) = list.first() else {
-        return Ok(None);
-    };
-    if list.len() > 1 {
-        return Err(err(
-            format!("{p}[1]"),
-            "Outrigger supports one access log per filter chain",
-        ));
-    }
-    let ap = format!("{p}[0].typed_config");
-    let Some(access_log::ConfigType::TypedConfig(any)) = &a.config_type else {
-        return Err(err(ap, "is required"));
-    };
-    let (path, format) = match walk::type_name(&any.type_url) {
-        FILE_LOG => {
-            let f: FileAccessLog = payload(any, FILE_LOG, &ap)?;
-            if f.path.is_empty() {
-                return Err(err(format!("{ap}.path"), "is required"));
-            }
-            let format = match &f.access_log_format {
-                Some(file_access_log::AccessLogFormat::LogFormat(s)) => Some(s),
-                None => None,
-                Some(_) => {
-                    return Err(err(
-                        format!("{ap}.log_format"),
-                        "only `log_format` is supported",
-                    ))
-                }
-            };
-            // Native `stdout` names the stream; Envoy's /dev/stdout is a file path.
-            let path = if f.path == "/dev/stdout" {
-                "stdout".to_string()
-            } else {
-                f.path.clone()
-            };
-            (
-                path,
-                format
-                    .map(|s| text_format(s, &format!("{ap}.log_format")))
-                    .transpose()?,
-            )
-        }
-        STDOUT_LOG => {
-            let s: StdoutAccessLog = payload(any, STDOUT_LOG, &ap)?;
-            let format = match &s.access_log_format {
-                Some(stdout_access_log::AccessLogFormat::LogFormat(s)) => {
-                    Some(text_format(s, &format!("{ap}.log_format"))?)
-                }
-                None => None,
-            };
-            ("stdout".to_string(), format)
-        }
-        other => {
-            return Err(err(
-                ap,
-                format!("access logger type `{other}` is not supported by Outrigger"),
-            ))
-        }
-    };
-    Ok(Some(RawAccessLog { path, format }))
-}
-
-/// A `text_format_source` with an inline string. Outrigger ends every entry with a
-/// newline, so the format's own final newline is dropped.
-fn text_format(s: &SubstitutionFormatString, p: &str) -> R<String> {
-    let text = match &s.format {
-        Some(substitution_format_string::Format::TextFormatSource(DataSource {
-            specifier: Some(data_source::Specifier::InlineString(t)),
-            ..
-        })) => t.clone(),
-        Some(substitution_format_string::Format::TextFormatSource(DataSource {
-            specifier: Some(data_source::Specifier::InlineBytes(b)),
-            ..
-        })) => String::from_utf8(b.clone())
-            .map_err(|_| err(format!("{p}.text_format_source.inline_bytes"), "must be UTF-8"))?,
-        _ => {
-            return Err(err(
-                p,
-                "set `text_format_source` with `inline_string` (JSON formats are not supported by Outrigger)",
-            ))
-        }
-    };
-    Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
 }
 
 /// What the connection manager and the router add by themselves, with Envoy's defaults

@@ -252,7 +252,7 @@ fn tcp_proxy(
     let idle = duration(&t.idle_timeout, &format!("{p}.idle_timeout"))?
         .unwrap_or(std::time::Duration::from_secs(3600));
     chain.idle_timeout = Some(timeout_or_never(idle));
-    chain.access_log = hcm::access_log(&t.access_log, &format!("{p}.access_log"))?;
+    chain.access_log = super::access_log::access_log(&t.access_log, &format!("{p}.access_log"))?;
     chain.tcp_proxy = Some(raw);
     Ok(())
 }

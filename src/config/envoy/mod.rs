@@ -10,6 +10,7 @@
 //! an Envoy default, the translation writes that default explicitly, so a bootstrap
 //! behaves as under Envoy, not as the native YAML's defaults would.
 
+mod access_log;
 mod bootstrap;
 mod cluster;
 mod convert;

@@ -269,7 +269,36 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         &["header", "append_action"],
     ),
     ("envoy.config.core.v3.HeaderValue", &["key", "value"]),
-    ("envoy.config.accesslog.v3.AccessLog", &["name", "typed_config"]),
+    (
+        "envoy.config.accesslog.v3.AccessLog",
+        &["name", "typed_config", "filter"],
+    ),
+    (
+        "envoy.config.accesslog.v3.AccessLogFilter",
+        &[
+            "status_code_filter",
+            "duration_filter",
+            "not_health_check_filter",
+            "runtime_filter",
+            "and_filter",
+            "or_filter",
+            "response_flag_filter",
+        ],
+    ),
+    ("envoy.config.accesslog.v3.StatusCodeFilter", &["comparison"]),
+    ("envoy.config.accesslog.v3.DurationFilter", &["comparison"]),
+    ("envoy.config.accesslog.v3.ComparisonFilter", &["op", "value"]),
+    (
+        "envoy.config.core.v3.RuntimeUInt32",
+        &["default_value", "runtime_key"],
+    ),
+    (
+        "envoy.config.accesslog.v3.RuntimeFilter",
+        &["runtime_key", "percent_sampled", "use_independent_randomness"],
+    ),
+    ("envoy.config.accesslog.v3.AndFilter", &["filters"]),
+    ("envoy.config.accesslog.v3.OrFilter", &["filters"]),
+    ("envoy.config.accesslog.v3.ResponseFlagFilter", &["flags"]),
     (
         "envoy.extensions.access_loggers.file.v3.FileAccessLog",
         &["path", "log_format"],
@@ -279,8 +308,12 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         &["log_format"],
     ),
     (
+        "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
+        &["log_format"],
+    ),
+    (
         "envoy.config.core.v3.SubstitutionFormatString",
-        &["text_format_source"],
+        &["text_format", "text_format_source", "json_format"],
     ),
     (
         "envoy.config.core.v3.DataSource",

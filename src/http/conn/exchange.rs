@@ -13,10 +13,11 @@
 //!
 //! A failure before a response head was sent becomes a local reply (`upstream_failed`).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
 
+use crate::observe::stream_info::LogFacts;
 use crate::upstream::counted::Counted;
 use crate::upstream::request::clock::{Expiry, Progress};
 use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
@@ -540,6 +541,15 @@ impl Conn {
             }
         };
         self.ubuf.consume(head_len);
+        if self.logging {
+            let log = &mut self.rec.log;
+            log.head_out = LogFacts::keep_head(&mut log.response_head, &self.wbuf);
+            log.details = "via_upstream";
+            log.response_began = self
+                .rec
+                .start
+                .and_then(|t| SystemTime::now().duration_since(t).ok());
+        }
         request::count_response(cs, ep, status);
         if plan.chain.hooks().response_head {
             if let filter::Status::Respond(reply) = plan.chain.on_response_head(status).await {

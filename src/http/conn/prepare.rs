@@ -52,7 +52,8 @@ pub(super) async fn prepare<'v, C: Connector>(
     let headers = req.headers;
     view.hooks
         .on_request(req.path.split('?').next().unwrap_or_default());
-    if let Some(rec) = rec {
+    let mut rec = rec;
+    if let Some(rec) = rec.as_deref_mut() {
         rec.method.push_str(req.method);
         rec.path.push_str(req.path);
         rec.authority
@@ -200,6 +201,10 @@ pub(super) async fn prepare<'v, C: Connector>(
                     .map(|h| h.value),
             );
             fwd.tls = tls;
+            if let Some(r) = rec.as_deref_mut() {
+                // The client address the log reports (Envoy's downstream remote address).
+                r.log.client = fwd.client;
+            }
             if let (Some(s), Some(c)) = (span.as_deref_mut(), view.clusters.get(t.cluster)) {
                 s.set_cluster(&c.cfg.name);
             }

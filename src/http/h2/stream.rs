@@ -446,6 +446,8 @@ pub(crate) async fn serve<C: Connector>(
             .unwrap_or("")
             .to_string();
         info.cluster = cluster_name;
+        info.log.local = conn.local;
+        stream_info::keep_header_map(&mut info.log.request_head, &parts.headers);
     }
     stream_info::complete(stats, log, &info, peer, stream_info::Kind::Request);
 }
