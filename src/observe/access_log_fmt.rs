@@ -207,18 +207,8 @@ fn value(out: &mut Vec<u8>, op: &Op, cx: &Ctx<'_>) -> Kind {
         | Op::UpstreamTransportFailureReason
         | Op::RouteName
         | Op::TraceId => Kind::Missing,
-        // The trusted client address (from x-forwarded-for, without a port: Envoy's
-        // `:0`), else the connection's peer.
-        Op::DownstreamRemoteAddress => addr(
-            out,
-            Some(r.log.client.map_or(cx.peer, |ip| (ip, 0).into())),
-            true,
-        ),
-        Op::DownstreamRemoteAddressWithoutPort => addr(
-            out,
-            Some(r.log.client.map_or(cx.peer, |ip| (ip, 0).into())),
-            false,
-        ),
+        Op::DownstreamRemoteAddress => addr(out, Some(remote(r, cx.peer)), true),
+        Op::DownstreamRemoteAddressWithoutPort => addr(out, Some(remote(r, cx.peer)), false),
         Op::DownstreamDirectRemoteAddress => addr(out, Some(cx.peer), true),
         Op::DownstreamDirectRemoteAddressWithoutPort => addr(out, Some(cx.peer), false),
         Op::DownstreamLocalAddress => addr(out, r.log.local, true),
@@ -242,6 +232,15 @@ fn value(out: &mut Vec<u8>, op: &Op, cx: &Ctx<'_>) -> Kind {
                 None => Kind::Missing,
             }
         }
+    }
+}
+
+/// The trusted client address (from x-forwarded-for, without a port: Envoy's `:0`),
+/// else the connection's peer.
+fn remote(r: &StreamInfo, peer: SocketAddr) -> SocketAddr {
+    match r.log.client {
+        Some(ip) if ip != peer.ip() => (ip, 0).into(),
+        _ => peer,
     }
 }
 

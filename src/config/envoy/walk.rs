@@ -693,6 +693,7 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.http.cors.v3.CorsPolicy",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+    "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
     "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
     "envoy.config.trace.v3.OpenTelemetryConfig",
