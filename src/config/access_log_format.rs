@@ -6,9 +6,8 @@
 //! `%REQ(X?Y):N%` reads request header X, or Y when X is absent; `%RESP(..)%` and
 //! `%TRAILER(..)%` do the same for the response headers and trailers. `%%` is a literal
 //! percent sign. An unknown operator is refused, as Envoy refuses it. A JSON format
-//! (`json_format`) is a tree of such strings (`access_log_json`).
-
-pub use super::access_log_json::{JsonNode, JsonTemplate};
+//! (`json_format`) is a tree of such strings (`access_log_json`, which also holds
+//! [`LogFormat`](super::access_log_json::LogFormat), either of the two).
 
 /// Which header block a `%REQ%`/`%RESP%`/`%TRAILER%` operator reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,13 +76,6 @@ pub enum LogField {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextFormat {
     pub fields: Vec<LogField>,
-}
-
-/// A listener's access-log format.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogFormat {
-    Text(TextFormat),
-    Json(JsonTemplate),
 }
 
 /// Envoy 1.40's default format (its trailing newline is the writer's).
@@ -277,13 +269,6 @@ fn parse_operator(after: &str) -> Result<(LogField, &str), String> {
     };
     let op = operator(name, arg)?;
     Ok((LogField::Op { op, max }, rest))
-}
-
-impl LogFormat {
-    /// A text format (what native `format` and Envoy's `text_format_source` give).
-    pub fn parse(s: &str) -> Result<LogFormat, String> {
-        TextFormat::parse(s).map(LogFormat::Text)
-    }
 }
 
 #[cfg(test)]

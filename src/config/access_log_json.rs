@@ -9,6 +9,20 @@
 
 use super::access_log_format::TextFormat;
 
+/// A listener's access-log format: text or JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFormat {
+    Text(TextFormat),
+    Json(JsonTemplate),
+}
+
+impl LogFormat {
+    /// A text format (what native `format` and Envoy's `text_format_source` give).
+    pub fn parse(s: &str) -> Result<LogFormat, String> {
+        TextFormat::parse(s).map(LogFormat::Text)
+    }
+}
+
 /// One value of the template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JsonNode {

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::access_log_format::LogFormat;
+use super::access_log_json::LogFormat;
 
 /// One complete, valid configuration.
 #[derive(Debug)]

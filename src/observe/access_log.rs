@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use crate::alarm::Alarm;
 
 use crate::config::access_log_filter::LogFilter;
-use crate::config::access_log_format::LogFormat;
+use crate::config::access_log_json::LogFormat;
 
 use super::access_log_fmt::{format_line, Ctx};
 use super::stats::ListenerStats;

@@ -11,7 +11,8 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::access_log_format::{HeaderSource, JsonNode, LogField, LogFormat, Op};
+use crate::config::access_log_format::{HeaderSource, LogField, Op};
+use crate::config::access_log_json::{JsonNode, LogFormat};
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::encode::push_u64;
 

@@ -1,5 +1,6 @@
 use super::*;
-use crate::config::access_log_format::{JsonTemplate, TextFormat, DEFAULT_FORMAT};
+use crate::config::access_log_format::{TextFormat, DEFAULT_FORMAT};
+use crate::config::access_log_json::JsonTemplate;
 use std::time::Duration;
 
 fn line(f: &LogFormat, rec: &StreamInfo) -> String {

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::super::access_log_format::{JsonTemplate, LogFormat, DEFAULT_FORMAT};
+use super::super::access_log_format::DEFAULT_FORMAT;
+use super::super::access_log_json::{JsonTemplate, LogFormat};
 use super::super::model::*;
 use super::super::raw::*;
 pub(super) use super::raw_terminal::{raw_terminals, RawTerminal};

@@ -201,7 +201,7 @@ pub(super) async fn prepare<'v, C: Connector>(
                     .map(|h| h.value),
             );
             fwd.tls = tls;
-            if let Some(r) = rec.as_deref_mut() {
+            if let Some(r) = rec {
                 // The client address the log reports (Envoy's downstream remote address).
                 r.log.client = fwd.client;
             }
