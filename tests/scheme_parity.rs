@@ -8,6 +8,7 @@
 //! checked against those expectations alone.
 
 mod common;
+mod h2client;
 mod pki;
 
 use std::net::SocketAddr;
@@ -211,6 +212,20 @@ fn seen(port: u16, tls: bool, ca: &Path, h2: bool, xfp: Option<&str>) -> String 
     body
 }
 
+/// What the upstream reported for an HTTP/2 (h2c) request to `addr` whose `:scheme`
+/// is `scheme`, which curl cannot choose.
+fn seen_h2c(addr: SocketAddr, scheme: &'static str) -> String {
+    h2client::run(move || async move {
+        let mut c = h2client::connect(addr).await;
+        let req = h2client::request("GET", &format!("{scheme}://proxy.test/s"))
+            .body(())
+            .unwrap();
+        let r = h2client::send(&mut c, req, b"").await;
+        assert_eq!(r.status, 200, "{r:?}");
+        r.body_str()
+    })
+}
+
 #[test]
 fn an_http2_upstream_gets_the_downstream_scheme_as_envoy_sends_it() {
     let dir = TempDir::new("scheme");
@@ -246,6 +261,19 @@ fn an_http2_upstream_gets_the_downstream_scheme_as_envoy_sends_it() {
                     let theirs = seen(e.listen.port(), down_tls, &ca_pem, h2, xfp);
                     assert_eq!(ours, theirs, "{case}: Outrigger, then Envoy");
                 }
+            }
+        }
+        // An HTTP/2 client's own `:scheme` is trusted and passed on, even `https` over
+        // plaintext.
+        if !down_tls {
+            let ours = seen_h2c(proxy.listen, "https");
+            assert_eq!(ours, "scheme=https xfp=http", "h2c with :scheme https");
+            if let Some(e) = &envoy {
+                assert_eq!(
+                    ours,
+                    seen_h2c(e.listen, "https"),
+                    "h2c: Outrigger, then Envoy"
+                );
             }
         }
     }
