@@ -271,8 +271,10 @@ class Runner:
                 return
             churn = Churner(p) if sc.kind == "churn" else None
             pids = [pid, self.upstream.proc.pid]
-            perf, perf_note = self.perf_start(sc, pid)
+            # The servers' TLS counters are read through their admin ports, outside
+            # the window of the CPU and syscall readings.
             tls0 = p.tls_stats(sc.tls) if sc.tls else None
+            perf, perf_note = self.perf_start(sc, pid)
             snap0 = util.cpu_snapshot(pids)
             (acc0, up0), cpu0 = self.upstream.counters(), util.cpu_times(pid) if pid else (0, 0)
             if churn:
@@ -285,8 +287,8 @@ class Runner:
             cpu1 = util.cpu_times(pid) if pid else (0, 0)
             acc1, up1 = self.upstream.counters()
             snap1 = util.cpu_snapshot(pids)
-            tls1 = p.tls_stats(sc.tls) if sc.tls else None
             nsys, perf_note = self.perf_stop(perf, perf_note)
+            tls1 = p.tls_stats(sc.tls) if sc.tls else None
         except HarnessError as exc:
             if perf:
                 perf.close()
