@@ -390,7 +390,7 @@ class Runner:
             run.invalid(f"{res['non2xx']} non-2xx responses")
         if res["socket_errors"]:
             run.invalid(f"socket errors {res['errors']}")
-        if "h2" in res:   # h2load: HTTP/2, or HTTP/1.1 in the TLS handshake scenarios
+        if sc.kind == "h2":
             self.verify_h2(sc, run, res["h2"])
         if sc.tls:
             self.verify_tls(sc, run)
@@ -406,8 +406,8 @@ class Runner:
     @staticmethod
     def tls_figures(sc: Scenario, run: Run, res: dict, tls0, tls1) -> None:
         """Handshakes and resumptions during the run, as the client (the shim in
-        h2load and wrk) and the server (its own stats) counted them; handshakes/s
-        and CPU per handshake."""
+        wrk) and the server (its own stats) counted them; handshakes/s and CPU
+        per handshake."""
         d = run.data
         t = {"client": res.get("tls_client")}
         if tls0 and tls1:

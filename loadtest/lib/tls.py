@@ -21,7 +21,7 @@ from pathlib import Path
 from .util import HarnessError, run
 
 SHIM_SRC = Path(__file__).resolve().parent / "tls_shim.c"
-# The one TLS 1.3 suite and group the OpenSSL clients (h2load, wrk) offer, so every
+# The one TLS 1.3 suite and group the OpenSSL client (wrk) offers, so every
 # server negotiates the same ones whatever its own preference.
 SUITE = "TLS_AES_128_GCM_SHA256"
 GROUP = "X25519"
@@ -37,10 +37,10 @@ class TlsFiles:
     client_cert: Path
     client_key: Path
     shim: Path          # tls_shim.so
-    openssl_conf: Path  # OPENSSL_CONF of the OpenSSL clients
+    openssl_conf: Path  # OPENSSL_CONF of the OpenSSL client (wrk)
 
     def client_env(self, resume: bool = True) -> dict:
-        """Environment of an OpenSSL client (h2load, wrk): the shim preloaded
+        """Environment of the OpenSSL client (wrk): the shim preloaded
         (counts handshakes; with resume=False every handshake is a full one) and
         TLS 1.3 only, one suite, one group."""
         return dict(os.environ, LD_PRELOAD=str(self.shim),
@@ -75,7 +75,7 @@ def prepare(tools, work: Path) -> TlsFiles:
     (d / "server-bundle.pem").write_bytes((d / "server.pem").read_bytes()
                                           + (d / "server.key").read_bytes())
     (d / "openssl-client.cnf").write_text(
-        "# OpenSSL settings of h2load and wrk in the TLS scenarios (OPENSSL_CONF).\n"
+        "# OpenSSL settings of wrk in the TLS scenarios (OPENSSL_CONF).\n"
         "openssl_conf = openssl_init\n[openssl_init]\nssl_conf = ssl_sect\n"
         "[ssl_sect]\nsystem_default = system_default_sect\n[system_default_sect]\n"
         f"MinProtocol = TLSv1.3\nCiphersuites = {SUITE}\nGroups = {GROUP}\n")
