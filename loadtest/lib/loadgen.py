@@ -11,11 +11,12 @@ import selectors
 import socket
 import time
 
+from . import tls
 from .util import CONFIGS, WORK, HarnessError, run
 
 
 def _assert_loopback(url: str) -> None:
-    if not url.startswith("http://127.0.0.1:"):
+    if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         raise HarnessError(f"refusing to send load to {url}: loopback only")
 
 
@@ -30,16 +31,21 @@ def _result(tool, requests, duration_s, nbytes, errors, lat_us, non2xx, raw_tail
 
 
 def wrk(tools, url: str, conns: int, duration: int, cpus: str,
-        body_bytes: int = 0, path: str = "/") -> dict:
-    """Closed loop: `conns` keep-alive connections as fast as they go."""
+        body_bytes: int = 0, path: str = "/", env: dict | None = None,
+        headers: tuple = ()) -> dict:
+    """Closed loop: `conns` keep-alive connections as fast as they go. `env`: the
+    TLS client environment (tls.TlsFiles.client_env) for an https:// URL: the
+    result then has the shim's handshake counts. `headers`: extra request headers
+    ("Connection: close": wrk reconnects after every response)."""
     _assert_loopback(url)
     threads = max(1, min(len(cpus.split(",")), conns))
+    hdrs = [a for h in headers for a in ("-H", h)]
     cmd = ["taskset", "-c", cpus, tools["wrk"], "-t", str(threads), "-c", str(conns),
-           "-d", f"{duration}s", "--timeout", "5s", "-s", str(CONFIGS / "wrk-report.lua"),
-           url + path]
+           "-d", f"{duration}s", "--timeout", "5s", *hdrs,
+           "-s", str(CONFIGS / "wrk-report.lua"), url + path]
     if body_bytes:
         cmd += ["--", str(body_bytes)]
-    res = run(cmd, timeout=duration + 30, check=False)
+    res = run(cmd, timeout=duration + 30, check=False, env=env)
     line = next((l for l in res.stdout.splitlines() if l.startswith("WRK_JSON ")), None)
     if res.returncode != 0 or line is None:
         raise HarnessError(f"wrk failed ({res.returncode}): "
@@ -48,17 +54,23 @@ def wrk(tools, url: str, conns: int, duration: int, cpus: str,
     errors = {k: int(d[k]) for k in ("connect", "read", "write", "timeout", "status")}
     lat = {k: d[k] for k in ("p50", "p90", "p99", "p999", "max", "mean")}
     # wrk counts 4xx/5xx as "status" errors; the upstream never answers 3xx.
-    return _result("wrk", d["requests"], d["duration_us"] / 1e6, d["bytes"], errors,
-                   lat, errors["status"], res.stdout.strip()[-400:])
+    out = _result("wrk", d["requests"], d["duration_us"] / 1e6, d["bytes"], errors,
+                  lat, errors["status"], res.stdout.strip()[-400:])
+    if env:
+        out["tls_client"] = tls.client_counts(res.stderr or "")
+    return out
 
 
-def oha(tools, url: str, rate: int, conns: int, duration: int, cpus: str) -> dict:
+def oha(tools, url: str, rate: int, conns: int, duration: int, cpus: str,
+        tls_args: tuple = ()) -> dict:
     """Open loop: `rate` requests/s on `conns` connections, latency measured
-    from each request's scheduled start (--latency-correction)."""
+    from each request's scheduled start (--latency-correction). rate 0: closed
+    loop, as fast as the connections go. `tls_args`: --cacert/--cert/--key."""
     _assert_loopback(url)
+    pace = ["-q", str(rate), "--latency-correction"] if rate else []
     cmd = ["taskset", "-c", cpus, tools["oha"], "--no-tui", "--output-format", "json",
-           "-z", f"{duration}s", "-c", str(conns), "-q", str(rate),
-           "--latency-correction", "--wait-ongoing-requests-after-deadline", url + "/"]
+           "-z", f"{duration}s", "-c", str(conns), *pace, *map(str, tls_args),
+           "--wait-ongoing-requests-after-deadline", url + "/"]
     res = run(cmd, timeout=duration + 60, check=False)
     try:
         d = json.loads(res.stdout)

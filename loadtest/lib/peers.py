@@ -7,6 +7,7 @@ count, from a template in loadtest/configs/ rendered into loadtest/.work/.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -17,13 +18,25 @@ from .util import CONFIGS, HarnessError, http, kill, log, render, spawn, wait_un
 
 BODY = b"hello world\n"
 BLOBS = {"64k": 64 * 1024, "1m": 1024 * 1024}
+TLS_KINDS = ("tls", "mtls")   # the TLS listeners of config "tls": server-only, mutual
+# What the handshakes negotiated, in Envoy's stat names (Outrigger's /stats uses them too).
+NEGOTIATED = ("versions", "ciphers", "curves")
 
 
 class Settings:
     def __init__(self, tools, work: Path, workers: int, proxy_cpus: str,
-                 client_cpus: str) -> None:
+                 client_cpus: str, tls=None) -> None:
         self.tools, self.work, self.workers = tools, work, workers
         self.proxy_cpus, self.client_cpus = proxy_cpus, client_cpus
+        self.tls = tls   # tls.TlsFiles when a TLS scenario is selected, else None
+
+
+def _tls_snippets(s: Settings, name: str, ports: dict, one) -> str:
+    """One TLS listener per kind (tls, mtls) from a template: `one(kind, port)`
+    returns its filled text."""
+    if s.tls is None:
+        raise HarnessError("TLS config asked for, but the TLS files were not prepared")
+    return "".join(one(kind, ports[kind]) for kind in TLS_KINDS)
 
 
 def _snippet(name: str, values: dict) -> str:
@@ -37,7 +50,7 @@ def _snippet(name: str, values: dict) -> str:
 
 
 def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path,
-                    route_source: str, config: str = "") -> Path:
+                    route_source: str, config: str = "", tls_ports: dict | None = None) -> Path:
     """envoy.yaml rendered into `out`: the Envoy peer's config, and with
     config "policy" the bootstrap both Envoy and Outrigger run for h1-policy."""
     filters = _snippet("envoy-policy-filters.yaml", {}) if config == "policy" else ""
@@ -53,10 +66,20 @@ def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path
             "                  address:\n"
             "                    socket_address: { address: 127.0.0.1, port_value: "
             f"{upstream.flaky_port} }}\n")
+    listeners = ""
+    if config == "tls":
+        listeners = _tls_snippets(s, "envoy", tls_ports, lambda kind, p: _snippet(
+            "envoy-tls-listener.yaml",
+            {"name": kind, "port": p, "cert": s.tls.cert, "key": s.tls.key,
+             "require_client": "              require_client_certificate: true\n"
+             if kind == "mtls" else "",
+             "validation": "                validation_context:\n"
+             f"                  trusted_ca: {{ filename: {s.tls.ca} }}\n"
+             if kind == "mtls" else ""}))
     return render(CONFIGS / "envoy.yaml", out,
                   {"admin_port": admin_port, "port": port, "upstream_port": upstream.port,
                    "route_source": route_source.rstrip("\n"), "http_filters": filters,
-                   "extra_endpoints": extra_endpoints})
+                   "extra_endpoints": extra_endpoints, "extra_listeners": listeners})
 
 
 class Upstream:
@@ -68,6 +91,8 @@ class Upstream:
         self.s = s
         self.port, self.h2_port = util.free_port(), util.free_port()
         self.flaky_port = util.free_port()   # h1-flaky's bad endpoint
+        # TLS scenarios' no-proxy baseline: nginx itself over TLS and mTLS.
+        self.tls_ports = {k: util.free_port() for k in TLS_KINDS} if s.tls else {}
         self.proc = None
         self.url = f"http://127.0.0.1:{self.port}"
         self.h2_url = f"http://127.0.0.1:{self.h2_port}"
@@ -82,10 +107,18 @@ class Upstream:
                 path.write_bytes(bytes(i % 251 for i in range(size)))
         for d in ("nginx-body", "nginx-proxy", "nginx-fastcgi", "nginx-uwsgi", "nginx-scgi"):
             (work / d).mkdir(exist_ok=True)
+        tls_servers = ""
+        if self.s.tls:
+            t = self.s.tls
+            tls_servers = _tls_snippets(self.s, "nginx", self.tls_ports, lambda kind, p: _snippet(
+                "nginx-tls.conf",
+                {"port": p, "cert": t.cert, "key": t.key,
+                 "verify": f"        ssl_client_certificate {t.ca};\n"
+                           "        ssl_verify_client on;\n" if kind == "mtls" else ""}))
         conf = render(CONFIGS / "nginx.conf", work / "nginx.conf",
                       {"workers": len(self.s.client_cpus.split(",")), "work": work,
                        "port": self.port, "h2_port": self.h2_port,
-                       "flaky_port": self.flaky_port})
+                       "flaky_port": self.flaky_port, "tls_servers": tls_servers})
         logp = work / "nginx.log"
         self.proc = spawn(["taskset", "-c", self.s.client_cpus, self.s.tools["nginx"],
                            "-c", conf, "-e", work / "nginx-error.log"], logp)
@@ -115,6 +148,7 @@ class Peer:
         self.proc = None
         # Fixed for the whole suite run, so every restart uses the same command.
         self.port, self.admin_port = util.free_port(), util.free_port()
+        self.tls_ports = {k: util.free_port() for k in TLS_KINDS} if s.tls else {}
         self.start_cmd: list = []
 
     @property
@@ -126,6 +160,15 @@ class Peer:
         """Where h2-streams sends h2c with prior knowledge: every proxy takes it
         on its one listener (detected by the connection preface)."""
         return self.url
+
+    def tls_url(self, kind: str) -> str:
+        """The TLS (`tls`) or mutual TLS (`mtls`) listener of config "tls"."""
+        return f"https://127.0.0.1:{self.tls_ports[kind]}"
+
+    def tls_stats(self, kind: str) -> dict | None:
+        """The server's own count of TLS handshakes on listener `kind` and how many
+        resumed a session: {'handshakes', 'resumed'}; None where not available."""
+        return None
 
     @property
     def pid(self) -> int | None:
@@ -178,6 +221,9 @@ class Direct(Peer):
     def h2_url(self) -> str:
         return self.upstream.h2_url
 
+    def tls_url(self, kind: str) -> str:
+        return f"https://127.0.0.1:{self.upstream.tls_ports[kind]}"
+
     @property
     def pid(self):
         return None
@@ -198,11 +244,22 @@ class Outrigger(Peer):
         super().__init__(s, upstream)
         self.name, self.binary = name, binary or name
 
-    def config_values(self, variant: int) -> dict:
+    def config_values(self, variant: int, config: str = "") -> dict:
         extra = ('          - match: { prefix: "/churn-b" }\n'
                  '            cluster: backend\n') if variant else ""
+        listeners = ""
+        if config == "tls":
+            t = self.s.tls
+            listeners = _tls_snippets(self.s, "outrigger", self.tls_ports,
+                                      lambda kind, p: _snippet("outrigger-tls.yaml", {
+                                          "name": kind, "port": p, "cert": t.cert,
+                                          "key": t.key,
+                                          "client_auth": _snippet("outrigger-mtls-auth.yaml",
+                                                                  {"ca": t.ca})
+                                          if kind == "mtls" else ""}))
         return {"admin_port": self.admin_port, "port": self.port,
-                "upstream_port": self.upstream.port, "extra_routes": extra}
+                "upstream_port": self.upstream.port, "extra_routes": extra,
+                "extra_listeners": listeners}
 
     def command(self, churn: bool, config: str = "") -> list:
         if config in ("policy", "bootstrap", "flaky"):
@@ -213,13 +270,25 @@ class Outrigger(Peer):
             return [self.s.tools[self.binary], "run", "-c", conf,
                     "--concurrency", self.s.workers]
         self.conf = render(CONFIGS / "outrigger.yaml", self.s.work / f"{self.name}.yaml",
-                           self.config_values(0))
+                           self.config_values(0, config))
         return [self.s.tools[self.binary], "run", "-c", self.conf,
                 "--concurrency", self.s.workers]
 
     def ready(self) -> bool:
         admin = f"http://127.0.0.1:{self.admin_port}"
         return http("GET", admin + "/ready", timeout=1)[0] == 200
+
+    def tls_stats(self, kind: str) -> dict | None:
+        status, body = http("GET", f"http://127.0.0.1:{self.admin_port}/stats", timeout=5)
+        try:
+            listeners = json.loads(body)["listeners"] if status == 200 else []
+            ssl = next(l for l in listeners if l.get("name") == kind)["ssl"]
+            tables = {t: {k: int(v) for k, v in (ssl.get(t) or {}).items()}
+                      for t in NEGOTIATED}
+            return {"handshakes": int(ssl["handshake"]), "resumed": int(ssl["session_reused"]),
+                    **tables}
+        except (ValueError, KeyError, TypeError, StopIteration):
+            return None
 
     def swap(self, i: int) -> tuple[bool, str]:
         render(CONFIGS / "outrigger.yaml", self.conf, self.config_values(i % 2))
@@ -252,13 +321,25 @@ class Envoy(Peer):
         else:
             source = _snippet("envoy-routes.yaml", self.route_values(0, 24))
         conf = envoy_bootstrap(self.s, self.upstream, self.port, self.admin_port,
-                               work / "envoy.yaml", source, config)
+                               work / "envoy.yaml", source, config, self.tls_ports)
         return [self.s.tools["envoy"], "-c", conf, "--concurrency", self.s.workers,
                 "--disable-hot-restart", "--log-level", "warn"]
 
     def ready(self) -> bool:
         status, _ = http("GET", f"http://127.0.0.1:{self.admin_port}/ready", timeout=1)
         return status == 200
+
+    def tls_stats(self, kind: str) -> dict | None:
+        status, body = http("GET", f"http://127.0.0.1:{self.admin_port}/stats"
+                                   f"?filter=^listener\\.{kind}\\.ssl\\.", timeout=5)
+        text = (body or b"").decode(errors="replace") if status == 200 else ""
+        hs = re.search(rf"^listener\.{kind}\.ssl\.handshake: (\d+)", text, re.M)
+        rs = re.search(rf"^listener\.{kind}\.ssl\.session_reused: (\d+)", text, re.M)
+        if not (hs and rs):
+            return None
+        tables = {t: {m.group(1): int(m.group(2)) for m in re.finditer(
+            rf"^listener\.{kind}\.ssl\.{t}\.(\S+): (\d+)", text, re.M)} for t in NEGOTIATED}
+        return {"handshakes": int(hs.group(1)), "resumed": int(rs.group(1)), **tables}
 
     def swap_file(self, i: int) -> None:
         vals = self.route_values(i % 2, 10)
@@ -281,16 +362,51 @@ class Envoy(Peer):
 class HAProxy(Peer):
     name = "haproxy"
 
-    def config(self, variant: int) -> None:
+    def config(self, variant: int, tls: bool = False) -> None:
         extra = "    use_backend backend if { path_beg /churn-b }\n" if variant else ""
+        frontends = global_extra = ""
+        if tls:
+            t = self.s.tls
+            frontends = _tls_snippets(self.s, "haproxy", self.tls_ports, lambda kind, p: _snippet(
+                "haproxy-tls.cfg",
+                {"name": kind, "port": p, "bundle": t.bundle,
+                 "verify": f" ca-file {t.ca} verify required" if kind == "mtls" else ""}))
+            # `show stat` on this socket: each TLS frontend's ssl_sess (full
+            # handshakes) and ssl_reused_sess (resumed ones).
+            global_extra = f"    stats socket {self.stats_sock} mode 600 level user\n"
         render(CONFIGS / "haproxy.cfg", self.s.work / "haproxy.cfg",
                {"workers": self.s.workers, "port": self.port,
-                "upstream_port": self.upstream.port, "extra_rules": extra})
+                "upstream_port": self.upstream.port, "extra_rules": extra,
+                "global_extra": global_extra, "tls_frontends": frontends})
+
+    @property
+    def stats_sock(self) -> Path:
+        return self.s.work / "haproxy-stats.sock"
+
+    def tls_stats(self, kind: str) -> dict | None:
+        try:
+            out = self._ask(self.stats_sock, "show stat")
+        except OSError:
+            return None
+        lines = out.splitlines()
+        if not lines or not lines[0].startswith("# "):
+            return None
+        cols = lines[0][2:].split(",")
+        for line in lines[1:]:
+            row = dict(zip(cols, line.split(",")))
+            if row.get("pxname") == kind and row.get("svname") == "FRONTEND":
+                try:
+                    full, reused = int(row["ssl_sess"]), int(row["ssl_reused_sess"])
+                except (KeyError, ValueError):
+                    return None
+                return {"handshakes": full + reused, "resumed": reused}
+        return None
 
     def command(self, churn: bool, config: str = "") -> list:
-        if config:
+        if config not in ("", "tls"):
             raise HarnessError(f"haproxy has no `{config}` config")
-        self.config(0)
+        self.config(0, config == "tls")
+        self.tls_config = config == "tls"
         cmd = [self.s.tools["haproxy"], "-db", "-f", self.s.work / "haproxy.cfg"]
         self.master_sock = None
         if churn:   # master-worker mode, reloaded through the master CLI socket
@@ -305,11 +421,15 @@ class HAProxy(Peer):
         return super().ready()
 
     def _master(self, command: str) -> str:
-        """One command on the master CLI; the answer ends with an empty line
+        return self._ask(self.master_sock, command)
+
+    @staticmethod
+    def _ask(sock_path: Path, command: str) -> str:
+        """One command on a CLI socket; the answer ends with an empty line
         (the master may keep the connection open after it)."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(2)
-            s.connect(str(self.master_sock))
+            s.connect(str(sock_path))
             s.sendall(command.encode() + b"\n")
             buf = b""
             while not buf.endswith(b"\n\n"):
@@ -336,7 +456,7 @@ class HAProxy(Peer):
             before = self._worker_pids()
         if before is None:
             return False, "master CLI not answering"
-        self.config(i % 2)
+        self.config(i % 2, getattr(self, "tls_config", False))
         self._master("reload")
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:

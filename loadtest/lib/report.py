@@ -93,6 +93,24 @@ def f_pct(v):
     return "—" if v is None else f"{v * 100:.0f}%"
 
 
+def f_resumed(data, sc, peer, side):
+    """Resumed / all handshakes over the peer's valid runs, as `side` (client:
+    the shim in wrk; server: the proxy's own stats) counted them."""
+    hs = rs = 0
+    for r in data.of(sc, peer, valid=False):
+        c = (r.data.get("tls") or {}).get(side)
+        if c:
+            hs, rs = hs + c["handshakes"], rs + c["resumed"]
+    return f"{rs / hs * 100:.1f}% of {hs:,}" if hs else "—"
+
+
+def f_negotiated(data, sc, peer):
+    """Version, suite and group the server's stats saw (Outrigger, Envoy)."""
+    seen = sorted({r.data["tls_negotiated"] for r in data.of(sc, peer, valid=False)
+                   if r.data.get("tls_negotiated")})
+    return "; ".join(seen) or "—"
+
+
 def extra_columns(data: Data, name: str, ctx: dict):
     """Columns shown only where measured (so older raw data re-renders as it
     was): kernel share and syscalls per request of each run, and the untimed
@@ -124,7 +142,21 @@ def scenario_table(data: Data, name: str, ctx: dict) -> str:
         v = valid_cell(data, name, p)
         m = lambda key: data.median(name, p, key)   # noqa: E731
         rt = lambda key: f_ratio(data.ratio(name, p, key)) if p != "envoy" else "1.00×"  # noqa
-        if sc.kind in ("closed", "h2"):
+        if sc.kind == "tls-hs":
+            rows.append([p, v, f_num(m(get("handshakes_per_s"))), rt(get("handshakes_per_s")),
+                         f_ms(m(lat("p50"))), f_ms(m(lat("p99"))),
+                         f_num(m(get("cpu_us_per_handshake")), 1),
+                         rt(get("cpu_us_per_handshake")),
+                         f_resumed(data, name, p, "client"), f_resumed(data, name, p, "server"),
+                         f_mib(m(get("peak_rss"))), f_negotiated(data, name, p)])
+        elif sc.kind == "tls-ka":
+            rows.append([p, v, f_num(m(get("rps"))), rt(get("rps"))]
+                        + [f_ms(m(lat(k))) for k, _ in PCTS]
+                        + [f_num(m(get("cpu_us_per_req")), 1), rt(get("cpu_us_per_req")),
+                           f_mib(m(get("peak_rss"))), rt(get("peak_rss")),
+                           f_num(m(lambda d: ((d.get("tls") or {}).get("server") or {})
+                                   .get("handshakes"))), f_negotiated(data, name, p)])
+        elif sc.kind in ("closed", "h2"):
             rows.append([p, v, f_num(m(get("rps"))), rt(get("rps"))]
                         + [f_ms(m(lat(k))) for k, _ in PCTS]
                         + [f_num(m(get("cpu_us_per_req")), 1), rt(get("cpu_us_per_req")),
@@ -177,6 +209,10 @@ def scenario_table(data: Data, name: str, ctx: dict) -> str:
                   "CPU µs/req"],
     }
     heads["h2"] = heads["closed"]   # h2load is a closed loop too
+    heads["tls-hs"] = ["peer", "valid", "handshakes/s", "vs Envoy", "p50 ms", "p99 ms",
+                       "CPU µs/handshake", "CPU vs Envoy", "resumed (client)",
+                       "resumed (server)", "peak RSS MiB", "negotiated (server stats)"]
+    heads["tls-ka"] = heads["closed"] + ["handshakes (server)", "negotiated (server stats)"]
     if extra_heads:
         rows = [row + extra(row[0]) for row in rows]
     return table(heads[sc.kind] + extra_heads, rows)
@@ -261,6 +297,45 @@ def policy_section(data: Data) -> list[str]:
                    "policy req/s", "policy p99 ms"], rows), ""]
 
 
+TLS_FIGURES = [   # (scenario, figure, key, higher is better)
+    ("tls-handshakes", "full handshakes/s", get("handshakes_per_s"), True),
+    ("tls-handshakes", "CPU µs per full handshake", get("cpu_us_per_handshake"), False),
+    ("tls-resume", "resumed handshakes/s", get("handshakes_per_s"), True),
+    ("tls-resume", "CPU µs per resumed handshake", get("cpu_us_per_handshake"), False),
+    ("tls-keepalive", "TLS keep-alive req/s", get("rps"), True),
+    ("tls-keepalive", "CPU µs per request over TLS", get("cpu_us_per_req"), False),
+    ("mtls-keepalive", "mTLS keep-alive req/s", get("rps"), True),
+    ("mtls-keepalive", "CPU µs per request over mTLS", get("cpu_us_per_req"), False),
+]
+
+
+def tls_section(data: Data) -> list[str]:
+    """Issue 9's TLS figures in one table: each proxy's medians, and Outrigger's
+    per-round ratios to Envoy and to HAProxy (the bar: ahead of Envoy on every
+    figure, within 10% of HAProxy)."""
+    figs = [f for f in TLS_FIGURES if any(r.scenario == f[0] for r in data.runs)]
+    if not figs:
+        return []
+    proxies = [p for p in ("outrigger", "envoy", "haproxy", "direct")
+               if any(data.of(sc, p, valid=False) for sc, *_ in figs)]
+    rows = []
+    for sc, label, key, up in figs:
+        row = [label] + [f_num(data.median(sc, p, key), 1 if "CPU" in label else 0)
+                         for p in proxies]
+        for base in ("envoy", "haproxy"):
+            r = data.ratio(sc, "outrigger", key, base=base)
+            worse = r is not None and (r < 1 if up else r > 1) if base == "envoy" else \
+                r is not None and (r < 0.9 if up else r > 1.1)
+            row.append(f"**{f_ratio(r)}**" if worse else f_ratio(r))
+        rows.append(row)
+    return ["## TLS (issue 9)", "",
+            "Medians over rounds; the ratios are Outrigger's, medians of per-round "
+            "ratios; **bold**: behind Envoy, or more than 10% behind HAProxy. Method: "
+            "\"TLS scenarios\" in docs/benchmarks/README.md.", "",
+            table(["figure"] + proxies + ["Outrigger vs Envoy", "Outrigger vs HAProxy"],
+                  rows), ""]
+
+
 def headline(data: Data, idle_rss: dict) -> str:
     name = "h1-closed-32"
     rows = []
@@ -337,9 +412,13 @@ def charts(data: Data, outdir: Path, prefix: str, rel: str) -> list[str]:
         lines.append(f"![{title}]({rel}/{fname})")
 
     bars(f"{prefix}throughput.svg", "Requests/s (closed loop)", "requests/s",
-         names(("closed", "h2", "churn")), get("rps"))
+         names(("closed", "h2", "churn", "tls-ka")), get("rps"))
     bars(f"{prefix}cpu-per-request.svg", "Proxy CPU per request", "CPU µs / request",
-         names(("closed", "h2", "open", "churn")), get("cpu_us_per_req"))
+         names(("closed", "h2", "open", "churn", "tls-ka")), get("cpu_us_per_req"))
+    bars(f"{prefix}tls-handshakes.svg", "TLS handshakes/s (new connection per request)",
+         "handshakes/s", names(("tls-hs",)), get("handshakes_per_s"))
+    bars(f"{prefix}cpu-per-handshake.svg", "Proxy CPU per TLS handshake (and its request)",
+         "CPU µs / handshake", names(("tls-hs",)), get("cpu_us_per_handshake"))
     bars(f"{prefix}body-throughput.svg", "Body throughput", "MB/s of body",
          names(("body",)), get("mb_per_s"))
     bars(f"{prefix}peak-rss.svg", "Peak RSS of the proxy", "MiB",
@@ -388,6 +467,7 @@ def write(path: Path, runs, ctx: dict, charts_dir: Path, prefix: str = "") -> Pa
           headline(data, ctx["idle_rss"]), ""]
     L += baseline_section(data, ctx)
     L += policy_section(data)
+    L += tls_section(data)
     L += extras_notes(data, ctx)
     L += ["## Scenarios", ""]
     for sc in SCENARIOS:

