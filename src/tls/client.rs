@@ -23,6 +23,7 @@ use rustls::{
 use serde::Deserialize;
 
 use super::config::{CertificateFiles, RawCertificate, RawValidationContext, StringMatch};
+use super::files::{stamp, Watched};
 use super::server::{certified_key, pem_certs, provider, roots, san_allowed, VERSIONS};
 
 /// `tls:` on a cluster.
@@ -38,6 +39,10 @@ pub(crate) struct RawUpstreamTls {
     pub certificates: Vec<RawCertificate>,
     #[serde(default)]
     pub validation_context: Option<RawValidationContext>,
+    /// The SDS files these settings came from (Envoy bootstraps only), stamped before
+    /// they were read: the rotation watch reloads when one changes.
+    #[serde(skip)]
+    pub sds_files: Watched,
 }
 
 /// A cluster's upstream TLS, checked.
@@ -109,12 +114,26 @@ impl UpstreamTlsSpec {
     }
 }
 
+impl UpstreamTlsSpec {
+    /// Every file the spec reads, for the rotation watch.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        self.trusted_ca_file.as_deref().into_iter().chain(
+            self.certificate
+                .iter()
+                .flat_map(|c| [c.cert_chain_file.as_str(), c.private_key_file.as_str()]),
+        )
+    }
+}
+
 /// A cluster's TLS: the spec and the rustls config. Equal when the spec and the file
 /// contents are (a cluster whose certificates changed gets new pools).
 pub struct ClientTls {
     pub spec: UpstreamTlsSpec,
     pub config: Arc<ClientConfig>,
     contents: Vec<Vec<u8>>,
+    /// Each file's stamp, taken before it was read (the SDS files first), for the
+    /// rotation watch: new connections to the cluster use the new files.
+    pub stamps: Watched,
 }
 
 impl fmt::Debug for ClientTls {
@@ -136,8 +155,11 @@ fn read(path: &str) -> Result<Vec<u8>, String> {
 }
 
 impl ClientTls {
-    /// Reads the files and builds the rustls config (control side only).
-    pub fn load(spec: &UpstreamTlsSpec) -> Result<ClientTls, String> {
+    /// Reads the files and builds the rustls config (control side only). `sds`: the
+    /// SDS files the spec came from, stamped when they were read.
+    pub fn load(spec: &UpstreamTlsSpec, sds: &Watched) -> Result<ClientTls, String> {
+        let mut stamps = sds.clone();
+        stamps.extend(spec.files().map(|f| (f.to_string(), stamp(f))));
         let mut contents = Vec::new();
         let roots = match &spec.trusted_ca_file {
             Some(path) => {
@@ -183,6 +205,7 @@ impl ClientTls {
             spec: spec.clone(),
             config: Arc::new(config),
             contents,
+            stamps,
         })
     }
 

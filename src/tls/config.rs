@@ -5,6 +5,8 @@
 
 use serde::Deserialize;
 
+use super::files::Watched;
+
 /// `tls:` on a filter chain.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +19,10 @@ pub(crate) struct RawDownstreamTls {
     pub require_client_certificate: Option<bool>,
     #[serde(default)]
     pub validation_context: Option<RawValidationContext>,
+    /// The SDS files these settings came from (Envoy bootstraps only), stamped before
+    /// they were read: the rotation watch reloads when one changes.
+    #[serde(skip)]
+    pub sds_files: Watched,
 }
 
 /// Envoy's `TlsCertificate` with file data sources.

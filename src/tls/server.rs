@@ -22,6 +22,7 @@ use rustls::{
 
 use super::config::{DownstreamTlsSpec, SanType, StringMatch};
 use super::der;
+use super::files::{stamp, Watched};
 
 /// TLS 1.2 and 1.3 only. Every suite rustls implements for these is an (EC)DHE one,
 /// so forward secrecy needs no suite list of our own.
@@ -57,21 +58,11 @@ pub struct ServerTls {
     pub config: Arc<ServerConfig>,
     /// The contents of `spec.files()`, in that order.
     contents: Vec<Vec<u8>>,
-    /// Each file's stamp, taken before it was read: the rotation watch reloads when
-    /// one changes (`runtime/tls_watch.rs`).
-    pub stamps: Vec<(String, Option<Stamp>)>,
+    /// Each file's stamp, taken before it was read (the SDS files the spec came from
+    /// first): the rotation watch reloads when one changes (`runtime/tls_watch.rs`).
+    pub stamps: Watched,
     /// The first URI SAN of the first certificate: x-forwarded-client-cert's `By`.
     pub local_uri_san: Option<String>,
-}
-
-/// What tells a file changed without reading it: modification time and size (through
-/// symlinks, so a Kubernetes-style `..data` swap counts).
-pub type Stamp = (std::time::SystemTime, u64);
-
-/// The stamp of `path` now (`None`: it cannot be read).
-pub fn stamp(path: &str) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 impl fmt::Debug for ServerTls {
@@ -130,9 +121,11 @@ pub fn roots(path: &str, pem: &[u8]) -> Result<Arc<RootCertStore>, String> {
 }
 
 impl ServerTls {
-    /// Reads the files and builds the rustls config.
-    pub fn load(spec: &DownstreamTlsSpec) -> Result<ServerTls, String> {
-        let stamps: Vec<_> = spec.files().map(|f| (f.to_string(), stamp(f))).collect();
+    /// Reads the files and builds the rustls config. `sds`: the SDS files the spec's
+    /// certificates came from (Envoy bootstraps), stamped when they were read.
+    pub fn load(spec: &DownstreamTlsSpec, sds: &Watched) -> Result<ServerTls, String> {
+        let mut stamps = sds.clone();
+        stamps.extend(spec.files().map(|f| (f.to_string(), stamp(f))));
         let contents = spec.files().map(read).collect::<Result<Vec<_>, _>>()?;
         let mut files = contents.iter();
         let mut next = || files.next().map(Vec::as_slice).unwrap_or_default();

@@ -21,6 +21,7 @@ mod local_ratelimit;
 mod outlier;
 mod rbac;
 mod route;
+mod sds;
 mod tls;
 mod tracer;
 mod walk;
