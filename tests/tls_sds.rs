@@ -185,47 +185,6 @@ fn an_sds_validation_context_checks_the_upstream_and_rotates() {
 }
 
 #[test]
-fn a_combined_validation_context_merges_the_sds_ca_with_the_default_matchers() {
-    let dir = TempDir::new("sds");
-    let ca = Ca::new("mesh CA");
-    let ca_pem = ca.write(dir.path(), "ca.pem");
-    let server = ca.leaf(dir.path(), "server", pki::server(&["proxy.test"]));
-    let web = ca.leaf(dir.path(), "web", pki::client("spiffe://mesh.test/sa/web"));
-    let db = ca.leaf(dir.path(), "db", pki::client("spiffe://mesh.test/sa/db"));
-    std::fs::write(
-        dir.join("server.yaml"),
-        tls_secret("server", &server.cert, &server.key),
-    )
-    .unwrap();
-    std::fs::write(dir.join("ca.json"), {
-        // JSON, as Envoy reads a file not named .yaml.
-        let v: serde_json::Value = serde_yaml::from_str(&ca_secret("ca", &ca_pem, "")).unwrap();
-        v.to_string()
-    })
-    .unwrap();
-    let combined = format!(
-        "            combined_validation_context:
-              default_validation_context:
-                match_typed_subject_alt_names: [{{ san_type: URI, matcher: {{ exact: 'spiffe://mesh.test/sa/web' }} }}]
-              validation_context_sds_secret_config: {{ name: ca, sds_config: {{ path: \"{}\" }} }}
-          require_client_certificate: true
-",
-        path(&dir.join("ca.json"))
-    );
-    let bootstrap = downstream_bootstrap(
-        &format!("{{ path: \"{}\" }}", path(&dir.join("server.yaml"))),
-        &combined,
-    );
-    let proxy = Proxy::start(&bootstrap);
-    let admitted = |leaf: &pki::Leaf| {
-        let out = pki::curl_mtls(proxy.listen.port(), &ca_pem, Some(leaf), &[]);
-        out.status.success() && out.stdout == b"from sds"
-    };
-    assert!(admitted(&web), "{}", proxy.stderr());
-    assert!(!admitted(&db));
-}
-
-#[test]
 fn sds_errors_follow_envoy_and_name_the_field() {
     let dir = TempDir::new("sds");
     let ca = Ca::new("mesh CA");

@@ -3,7 +3,8 @@
 //! both proxies, both reading the same volume. Each step rotates the volume and waits
 //! until both serve what Envoy serves: the files the secret names replaced, then the
 //! SDS file naming other files, then a file with another secret's name (rejected by
-//! both: the previous certificate keeps serving).
+//! both: the previous certificate keeps serving). And a `combined_validation_context`
+//! (default SAN matchers, the CA from an SDS file in JSON) admits the same clients.
 
 mod common;
 mod pki;
@@ -87,5 +88,54 @@ fn both_serve_the_sds_certificate_before_and_after_rotation() {
     both(&c.cert, "another secret's name is rejected");
     for s in &mut live {
         assert_eq!(tls_get(s).unwrap(), (200, "from sds".into()), "live");
+    }
+}
+
+#[test]
+fn a_combined_validation_context_admits_as_envoy_does() {
+    let dir = TempDir::new("sds-parity");
+    let ca = Ca::new("mesh CA");
+    let ca_pem = ca.write(dir.path(), "ca.pem");
+    let server = ca.leaf(dir.path(), "server", pki::server(&["proxy.test"]));
+    let web = ca.leaf(dir.path(), "web", pki::client("spiffe://mesh.test/sa/web"));
+    let db = ca.leaf(dir.path(), "db", pki::client("spiffe://mesh.test/sa/db"));
+    std::fs::write(
+        dir.join("server.yaml"),
+        tls_secret("server", &server.cert, &server.key),
+    )
+    .unwrap();
+    // JSON in a file not named .yaml: both parse it as JSON.
+    let v: serde_json::Value = serde_yaml::from_str(&ca_secret("ca", &ca_pem, "")).unwrap();
+    std::fs::write(dir.join("ca.json"), v.to_string()).unwrap();
+    let combined = format!(
+        "            combined_validation_context:
+              default_validation_context:
+                match_typed_subject_alt_names: [{{ san_type: URI, matcher: {{ exact: 'spiffe://mesh.test/sa/web' }} }}]
+              validation_context_sds_secret_config: {{ name: ca, sds_config: {{ path: \"{}\" }} }}
+          require_client_certificate: true
+",
+        pki::path(&dir.join("ca.json"))
+    );
+    let bootstrap = downstream_bootstrap(
+        &format!("{{ path: \"{}\" }}", pki::path(&dir.join("server.yaml"))),
+        &combined,
+    );
+    // Outrigger always; Envoy when it is installed.
+    let proxy = Proxy::start(&bootstrap);
+    let envoy = envoy_or_skip("a_combined_validation_context_admits_as_envoy_does")
+        .map(|bin| Envoy::start(&bin, &bootstrap));
+    let mut targets = vec![("outrigger", proxy.listen.port())];
+    targets.extend(envoy.as_ref().map(|e| ("envoy", e.listen.port())));
+    for (who, port) in targets {
+        let admitted = |leaf: &pki::Leaf| {
+            let out = pki::curl_mtls(port, &ca_pem, Some(leaf), &[]);
+            out.status.success() && out.stdout == b"from sds"
+        };
+        assert!(admitted(&web), "{who}: web refused");
+        assert!(!admitted(&db), "{who}: db admitted");
+        assert!(
+            !pki::curl_mtls(port, &ca_pem, None, &[]).status.success(),
+            "{who}: no client certificate admitted"
+        );
     }
 }

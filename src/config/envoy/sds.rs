@@ -185,3 +185,54 @@ pub(super) fn merged(
         .extend(dynamic.match_subject_alt_names);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::{data_source::Specifier, DataSource};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::SubjectAltNameMatcher;
+
+    fn ca(f: &str) -> Option<DataSource> {
+        Some(DataSource {
+            specifier: Some(Specifier::Filename(f.into())),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn the_secret_replaces_the_ca_and_appends_matchers() {
+        let san = |t: i32| SubjectAltNameMatcher {
+            san_type: t,
+            ..Default::default()
+        };
+        let default = CertificateValidationContext {
+            trusted_ca: ca("default.pem"),
+            match_typed_subject_alt_names: vec![san(1)],
+            ..Default::default()
+        };
+        let dynamic = CertificateValidationContext {
+            trusted_ca: ca("sds.pem"),
+            match_typed_subject_alt_names: vec![san(2)],
+            ..Default::default()
+        };
+        let m = merged(&default, dynamic);
+        assert_eq!(m.trusted_ca, ca("sds.pem"));
+        assert_eq!(m.match_typed_subject_alt_names, vec![san(1), san(2)]);
+        // A secret without a CA keeps the default's.
+        let m = merged(&default, CertificateValidationContext::default());
+        assert_eq!(m.trusted_ca, ca("default.pem"));
+    }
+
+    #[test]
+    fn yaml_by_name_json_otherwise() {
+        let yaml = "resources: []\nversion_info: '1'\n";
+        assert!(parse("/s/sds.yaml", yaml).is_ok());
+        assert!(parse("/s/sds.YML", yaml).is_ok());
+        // Envoy parses any other name as JSON.
+        assert!(parse("/s/sds", yaml).unwrap_err().contains("not JSON"));
+        assert!(parse("/s/sds.json", r#"{"version_info": "1"}"#).is_ok());
+        assert!(parse("/s/sds.pb", "").is_err());
+        let unknown = "resources: []\nfoo: 1\n";
+        assert!(parse("/s/sds.yaml", unknown).is_err());
+    }
+}
