@@ -177,7 +177,16 @@ fn an_sds_validation_context_checks_the_upstream_and_rotates() {
     // A SAN matcher the upstream does not satisfy, then the right one again.
     vol.publish(&[("ca.yaml", secret(&ca_pem, "other.test").as_bytes())]);
     until(503);
-    vol.publish(&[("ca.yaml", secret(&ca_pem, "upstream.test").as_bytes())]);
+    // The CA inline this time.
+    let inline = secret(&ca_pem, "upstream.test").replace(
+        &format!("{{ filename: \"{}\" }}", path(&ca_pem)),
+        &format!(
+            "{{ inline_string: {} }}",
+            serde_json::to_string(&ca.pem).unwrap()
+        ),
+    );
+    assert!(inline.contains("inline_string"));
+    vol.publish(&[("ca.yaml", inline.as_bytes())]);
     until(200);
     // A CA that did not sign the upstream's certificate.
     vol.publish(&[("ca.yaml", secret(&other_pem, "upstream.test").as_bytes())]);
@@ -219,11 +228,11 @@ fn sds_errors_follow_envoy_and_name_the_field() {
         &[field, "Missing SDS resources"],
     );
     check(
-        Some(
-            &tls_secret("server", &a.cert, &a.key)
-                .replace("private_key: { filename:", "private_key: { inline_string:"),
-        ),
-        &[field, "private_key", "filename"],
+        Some(&tls_secret("server", &a.cert, &a.key).replace(
+            "private_key: { filename:",
+            "private_key: { environment_variable:",
+        )),
+        &[field, "private_key.environment_variable", "not supported"],
     );
     check(
         Some(&tls_secret("server", &a.cert, &a.key).replace(
@@ -251,4 +260,40 @@ fn sds_errors_follow_envoy_and_name_the_field() {
         &downstream_bootstrap(&format!("{{ path: \"{}\" }}", path(&file)), ""),
     );
     assert!(ok, "{out}");
+}
+
+/// An SDS file with one `tls_certificate` secret `server` given as inline PEM.
+fn inline_secret(leaf: &pki::Leaf) -> String {
+    let pem =
+        |p: &std::path::Path| serde_json::to_string(&std::fs::read_to_string(p).unwrap()).unwrap();
+    format!(
+        r#"resources:
+- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+  name: server
+  tls_certificate:
+    certificate_chain: {{ inline_string: {} }}
+    private_key: {{ inline_string: {} }}
+"#,
+        pem(&leaf.cert),
+        pem(&leaf.key)
+    )
+}
+
+#[test]
+fn an_inline_secret_serves_and_rotates_with_its_sds_file() {
+    let dir = TempDir::new("sds");
+    let ca = Ca::new("mesh CA");
+    let a = ca.leaf(dir.path(), "a", pki::server(&["proxy.test"]));
+    let b = ca.leaf(dir.path(), "b", pki::server(&["proxy.test"]));
+    let file = dir.join("sds.yaml");
+    write_atomic(&file, &inline_secret(&a));
+    let proxy = Proxy::start(&downstream_bootstrap(
+        &format!("{{ path: \"{}\" }}", path(&file)),
+        "",
+    ));
+    assert_eq!(served(proxy.listen), Some(der(&a.cert)));
+    write_atomic(&file, &inline_secret(&b));
+    let want = Some(der(&b.cert));
+    let rotated = wait_until(IO_TIMEOUT, || (served(proxy.listen) == want).then_some(()));
+    assert!(rotated.is_some(), "{}", proxy.stderr());
 }

@@ -23,7 +23,7 @@ use rustls::{
 use serde::Deserialize;
 
 use super::config::{CertificateFiles, RawCertificate, RawValidationContext, StringMatch};
-use super::files::{stamp, Watched};
+use super::files::{pem, stamp, InlinePem, Watched};
 use super::server::{certified_key, pem_certs, provider, roots, san_allowed, VERSIONS};
 
 /// `tls:` on a cluster.
@@ -52,6 +52,8 @@ pub struct UpstreamTlsSpec {
     pub alpn_protocols: Vec<String>,
     pub certificate: Option<CertificateFiles>,
     pub trusted_ca_file: Option<String>,
+    /// The CA bundle inline, read instead of `trusted_ca_file`.
+    pub trusted_ca_inline: Option<InlinePem>,
     pub match_subject_alt_names: Vec<StringMatch>,
 }
 
@@ -104,11 +106,9 @@ impl UpstreamTlsSpec {
         Ok(UpstreamTlsSpec {
             sni: r.sni.clone(),
             alpn_protocols: alpn,
-            certificate: r.certificates.first().map(|c| CertificateFiles {
-                cert_chain_file: c.cert_chain_file.clone(),
-                private_key_file: c.private_key_file.clone(),
-            }),
+            certificate: r.certificates.first().map(CertificateFiles::of),
             trusted_ca_file,
+            trusted_ca_inline: v.and_then(|v| v.trusted_ca_inline.clone()),
             match_subject_alt_names: sans,
         })
     }
@@ -117,11 +117,12 @@ impl UpstreamTlsSpec {
 impl UpstreamTlsSpec {
     /// Every file the spec reads, for the rotation watch.
     pub fn files(&self) -> impl Iterator<Item = &str> {
-        self.trusted_ca_file.as_deref().into_iter().chain(
-            self.certificate
-                .iter()
-                .flat_map(|c| [c.cert_chain_file.as_str(), c.private_key_file.as_str()]),
-        )
+        let ca = match self.trusted_ca_inline {
+            None => self.trusted_ca_file.as_deref(),
+            Some(_) => None,
+        };
+        ca.into_iter()
+            .chain(self.certificate.iter().flat_map(CertificateFiles::files))
     }
 }
 
@@ -150,10 +151,6 @@ impl PartialEq for ClientTls {
     }
 }
 
-fn read(path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))
-}
-
 impl ClientTls {
     /// Reads the files and builds the rustls config (control side only). `sds`: the
     /// SDS files the spec came from, stamped when they were read.
@@ -163,7 +160,7 @@ impl ClientTls {
         let mut contents = Vec::new();
         let roots = match &spec.trusted_ca_file {
             Some(path) => {
-                let pem = read(path)?;
+                let pem = pem(path, &spec.trusted_ca_inline)?;
                 let r = roots(path, &pem)?;
                 contents.push(pem);
                 Some(r)
@@ -182,7 +179,8 @@ impl ClientTls {
             .with_custom_certificate_verifier(verifier);
         let mut config = match &spec.certificate {
             Some(c) => {
-                let (chain, key) = (read(&c.cert_chain_file)?, read(&c.private_key_file)?);
+                let chain = pem(&c.cert_chain_file, &c.cert_chain_inline)?;
+                let key = pem(&c.private_key_file, &c.private_key_inline)?;
                 // Checks that the key belongs to the certificate.
                 certified_key(&c.cert_chain_file, &chain, &c.private_key_file, &key)?;
                 let certs = pem_certs(&c.cert_chain_file, &chain)?;

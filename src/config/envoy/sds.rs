@@ -11,8 +11,8 @@
 //! does not parse, or holds another secret) and refuse TLS handshakes until a good file
 //! arrives, Outrigger refuses the config instead: at start-up the proxy does not start,
 //! and on rotation the running config (with the previous secret) keeps serving, which
-//! is what Envoy does with a rejected update. Secrets over ADS, static secrets
-//! (`static_resources.secrets`) and inline key material are refused with their path.
+//! is what Envoy does with a rejected update. Secrets over ADS and static secrets
+//! (`static_resources.secrets`) are refused with their path.
 
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{

@@ -1,11 +1,11 @@
 //! Envoy's TLS transport sockets -> the native `tls:` blocks: a filter chain's
 //! `DownstreamTlsContext` and a cluster's `UpstreamTlsContext`, with certificates and
-//! CA bundles from files (`filename` data sources), given inline or as secrets in SDS
-//! files (`sds.rs`). Control plane only.
+//! CA bundles as files or inline PEM (`filename`, `inline_string`, `inline_bytes`),
+//! given in the context or as secrets in SDS files (`sds.rs`). Control plane only.
 //!
 //! Typed SAN matchers of type DNS and URI map to the native matchers, which check both
 //! kinds of SAN (a `spiffe://` URI matcher cannot match a DNS name, and the reverse);
-//! other SAN types, SDS over ADS, inline PEM and the other TLS knobs are refused by the
+//! other SAN types, SDS over ADS and the other TLS knobs are refused by the
 //! walker or here, with their path.
 
 use envoy_types::pb::envoy::config::core::v3::{
@@ -26,7 +26,7 @@ use crate::tls::client::RawUpstreamTls;
 use crate::tls::config::{
     RawCertificate, RawDownstreamTls, RawRegex, RawStringMatch, RawValidationContext,
 };
-use crate::tls::files::Watched;
+use crate::tls::files::{InlinePem, Watched};
 
 const DOWNSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 const UPSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -38,12 +38,16 @@ fn typed_config<'a>(ts: &'a TransportSocket, p: &str) -> R<&'a Any> {
     }
 }
 
-fn file(d: &Option<DataSource>, p: &str) -> R<String> {
+/// A PEM data source: a file, or inline (then named `<inline>`, as Envoy names it).
+fn file(d: &Option<DataSource>, p: &str) -> R<(String, Option<InlinePem>)> {
+    let inline = |b: &[u8]| Ok(("<inline>".to_string(), Some(InlinePem(b.into()))));
     match d.as_ref().and_then(|d| d.specifier.as_ref()) {
-        Some(data_source::Specifier::Filename(f)) => Ok(f.clone()),
+        Some(data_source::Specifier::Filename(f)) => Ok((f.clone(), None)),
+        Some(data_source::Specifier::InlineString(s)) => inline(s.as_bytes()),
+        Some(data_source::Specifier::InlineBytes(b)) => inline(b),
         _ => Err(err(
             p,
-            "must be a `filename` data source (inline key material is not supported)",
+            "must be a `filename`, `inline_string` or `inline_bytes` data source",
         )),
     }
 }
@@ -84,9 +88,15 @@ struct Common {
 
 /// A `TlsCertificate` (inline or from an SDS secret) as file paths.
 fn certificate(t: &TlsCertificate, tp: &str) -> R<RawCertificate> {
+    let (cert_chain_file, cert_chain_inline) =
+        file(&t.certificate_chain, &format!("{tp}.certificate_chain"))?;
+    let (private_key_file, private_key_inline) =
+        file(&t.private_key, &format!("{tp}.private_key"))?;
     Ok(RawCertificate {
-        cert_chain_file: file(&t.certificate_chain, &format!("{tp}.certificate_chain"))?,
-        private_key_file: file(&t.private_key, &format!("{tp}.private_key"))?,
+        cert_chain_file,
+        private_key_file,
+        cert_chain_inline,
+        private_key_inline,
     })
 }
 
@@ -115,12 +125,16 @@ fn validation(v: &CertificateValidationContext, vp: &str) -> R<RawValidationCont
         let mp = format!("{vp}.match_subject_alt_names[{i}]");
         sans.push(matcher(&Some(m.clone()), &mp)?);
     }
-    let trusted_ca_file = match &v.trusted_ca {
-        Some(_) => Some(file(&v.trusted_ca, &format!("{vp}.trusted_ca"))?),
-        None => None,
+    let (trusted_ca_file, trusted_ca_inline) = match &v.trusted_ca {
+        Some(_) => {
+            let (f, inline) = file(&v.trusted_ca, &format!("{vp}.trusted_ca"))?;
+            (Some(f), inline)
+        }
+        None => (None, None),
     };
     Ok(RawValidationContext {
         trusted_ca_file,
+        trusted_ca_inline,
         match_subject_alt_names: sans,
     })
 }
