@@ -12,8 +12,9 @@ mod filters;
 mod tls;
 
 /// Supported fields, per message full name (the filters' RBAC, local rate limit, fault
-/// and CORS messages are in `filters.rs`, TLS and SDS in `tls.rs`). A message that is not listed in either
-/// supports no field (it may still appear empty, e.g. the router's config).
+/// and CORS messages are in `filters.rs`, TLS and SDS in `tls.rs`). A message listed in
+/// none of the tables supports no field (it may still appear empty, e.g. the router's
+/// config).
 const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap",
