@@ -1,6 +1,9 @@
 //! Certificate rotation: the control executor notices that a TLS file of the running
 //! config changed and reloads the config, so new handshakes use the new certificate
-//! while live connections keep the session (and config) they started with.
+//! while live connections keep the session (and config) they started with. The files
+//! are those of listeners' and clusters' TLS: certificates, keys, CA bundles, and the
+//! SDS files of an Envoy bootstrap (a new secret in the file, or a file it names
+//! changing, is the same reload: the bootstrap is translated again, SDS files and all).
 //!
 //! It polls file stamps (mtime and size) every [`POLL`] on the control executor, and only
 //! while the running config has TLS files: no inotify thread, nothing on the workers,
@@ -11,18 +14,25 @@
 use std::time::Duration;
 
 use crate::config::Snapshot;
-use crate::tls::server::{stamp, Stamp};
+use crate::tls::files::{stamp, Stamp};
 
 /// How often the files are checked while TLS is configured.
 pub const POLL: Duration = Duration::from_secs(1);
 
 /// The stamps of every TLS file the snapshot read, as recorded when it was built.
 fn recorded(s: &Snapshot) -> impl Iterator<Item = &(String, Option<Stamp>)> {
-    s.listeners
+    let downstream = s
+        .listeners
         .iter()
         .flat_map(|l| l.chains())
         .filter_map(|(_, c)| c.tls.as_ref())
-        .flat_map(|t| t.stamps.iter())
+        .flat_map(|t| t.stamps.iter());
+    let upstream = s
+        .clusters
+        .iter()
+        .filter_map(|c| c.tls.as_ref())
+        .flat_map(|t| t.stamps.iter());
+    downstream.chain(upstream)
 }
 
 /// True if the snapshot has TLS files to watch.

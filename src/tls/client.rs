@@ -23,6 +23,7 @@ use rustls::{
 use serde::Deserialize;
 
 use super::config::{CertificateFiles, RawCertificate, RawValidationContext, StringMatch};
+use super::files::{pem, stamp, InlinePem, Watched};
 use super::server::{certified_key, pem_certs, provider, roots, san_allowed, VERSIONS};
 
 /// `tls:` on a cluster.
@@ -38,6 +39,10 @@ pub(crate) struct RawUpstreamTls {
     pub certificates: Vec<RawCertificate>,
     #[serde(default)]
     pub validation_context: Option<RawValidationContext>,
+    /// The SDS files these settings came from (Envoy bootstraps only), stamped before
+    /// they were read: the rotation watch reloads when one changes.
+    #[serde(skip)]
+    pub sds_files: Watched,
 }
 
 /// A cluster's upstream TLS, checked.
@@ -47,6 +52,8 @@ pub struct UpstreamTlsSpec {
     pub alpn_protocols: Vec<String>,
     pub certificate: Option<CertificateFiles>,
     pub trusted_ca_file: Option<String>,
+    /// The CA bundle inline, read instead of `trusted_ca_file`.
+    pub trusted_ca_inline: Option<InlinePem>,
     pub match_subject_alt_names: Vec<StringMatch>,
 }
 
@@ -99,13 +106,23 @@ impl UpstreamTlsSpec {
         Ok(UpstreamTlsSpec {
             sni: r.sni.clone(),
             alpn_protocols: alpn,
-            certificate: r.certificates.first().map(|c| CertificateFiles {
-                cert_chain_file: c.cert_chain_file.clone(),
-                private_key_file: c.private_key_file.clone(),
-            }),
+            certificate: r.certificates.first().map(CertificateFiles::of),
             trusted_ca_file,
+            trusted_ca_inline: v.and_then(|v| v.trusted_ca_inline.clone()),
             match_subject_alt_names: sans,
         })
+    }
+}
+
+impl UpstreamTlsSpec {
+    /// Every file the spec reads, for the rotation watch.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        let ca = match self.trusted_ca_inline {
+            None => self.trusted_ca_file.as_deref(),
+            Some(_) => None,
+        };
+        ca.into_iter()
+            .chain(self.certificate.iter().flat_map(CertificateFiles::files))
     }
 }
 
@@ -115,6 +132,9 @@ pub struct ClientTls {
     pub spec: UpstreamTlsSpec,
     pub config: Arc<ClientConfig>,
     contents: Vec<Vec<u8>>,
+    /// Each file's stamp, taken before it was read (the SDS files first), for the
+    /// rotation watch: new connections to the cluster use the new files.
+    pub stamps: Watched,
 }
 
 impl fmt::Debug for ClientTls {
@@ -131,17 +151,16 @@ impl PartialEq for ClientTls {
     }
 }
 
-fn read(path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))
-}
-
 impl ClientTls {
-    /// Reads the files and builds the rustls config (control side only).
-    pub fn load(spec: &UpstreamTlsSpec) -> Result<ClientTls, String> {
+    /// Reads the files and builds the rustls config (control side only). `sds`: the
+    /// SDS files the spec came from, stamped when they were read.
+    pub fn load(spec: &UpstreamTlsSpec, sds: &Watched) -> Result<ClientTls, String> {
+        let mut stamps = sds.clone();
+        stamps.extend(spec.files().map(|f| (f.to_string(), stamp(f))));
         let mut contents = Vec::new();
         let roots = match &spec.trusted_ca_file {
             Some(path) => {
-                let pem = read(path)?;
+                let pem = pem(path, &spec.trusted_ca_inline)?;
                 let r = roots(path, &pem)?;
                 contents.push(pem);
                 Some(r)
@@ -160,7 +179,8 @@ impl ClientTls {
             .with_custom_certificate_verifier(verifier);
         let mut config = match &spec.certificate {
             Some(c) => {
-                let (chain, key) = (read(&c.cert_chain_file)?, read(&c.private_key_file)?);
+                let chain = pem(&c.cert_chain_file, &c.cert_chain_inline)?;
+                let key = pem(&c.private_key_file, &c.private_key_inline)?;
                 // Checks that the key belongs to the certificate.
                 certified_key(&c.cert_chain_file, &chain, &c.private_key_file, &key)?;
                 let certs = pem_certs(&c.cert_chain_file, &chain)?;
@@ -183,6 +203,7 @@ impl ClientTls {
             spec: spec.clone(),
             config: Arc::new(config),
             contents,
+            stamps,
         })
     }
 

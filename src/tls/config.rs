@@ -5,6 +5,8 @@
 
 use serde::Deserialize;
 
+use super::files::{InlinePem, Watched};
+
 /// `tls:` on a filter chain.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +19,10 @@ pub(crate) struct RawDownstreamTls {
     pub require_client_certificate: Option<bool>,
     #[serde(default)]
     pub validation_context: Option<RawValidationContext>,
+    /// The SDS files these settings came from (Envoy bootstraps only), stamped before
+    /// they were read: the rotation watch reloads when one changes.
+    #[serde(skip)]
+    pub sds_files: Watched,
 }
 
 /// Envoy's `TlsCertificate` with file data sources.
@@ -25,6 +31,12 @@ pub(crate) struct RawDownstreamTls {
 pub(crate) struct RawCertificate {
     pub cert_chain_file: String,
     pub private_key_file: String,
+    /// Inline PEM (Envoy bootstraps only), read instead of the file, which is then
+    /// `<inline>`, as Envoy names it.
+    #[serde(skip)]
+    pub cert_chain_inline: Option<InlinePem>,
+    #[serde(skip)]
+    pub private_key_inline: Option<InlinePem>,
 }
 
 /// Envoy's `CertificateValidationContext` subset.
@@ -33,6 +45,9 @@ pub(crate) struct RawCertificate {
 pub(crate) struct RawValidationContext {
     #[serde(default)]
     pub trusted_ca_file: Option<String>,
+    /// Inline PEM (Envoy bootstraps only), read instead of `trusted_ca_file`.
+    #[serde(skip)]
+    pub trusted_ca_inline: Option<InlinePem>,
     #[serde(default)]
     pub match_subject_alt_names: Vec<RawStringMatch>,
 }
@@ -65,11 +80,37 @@ pub(crate) struct RawRegex {
     pub regex: String,
 }
 
-/// A certificate and its key, as file paths.
+/// A certificate and its key, as file paths (or inline PEM, read instead).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateFiles {
     pub cert_chain_file: String,
     pub private_key_file: String,
+    pub cert_chain_inline: Option<InlinePem>,
+    pub private_key_inline: Option<InlinePem>,
+}
+
+impl CertificateFiles {
+    pub(crate) fn of(c: &RawCertificate) -> CertificateFiles {
+        CertificateFiles {
+            cert_chain_file: c.cert_chain_file.clone(),
+            private_key_file: c.private_key_file.clone(),
+            cert_chain_inline: c.cert_chain_inline.clone(),
+            private_key_inline: c.private_key_inline.clone(),
+        }
+    }
+
+    /// The files it reads (not the inline parts), for the rotation watch.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        let chain = self
+            .cert_chain_inline
+            .is_none()
+            .then_some(self.cert_chain_file.as_str());
+        let key = self
+            .private_key_inline
+            .is_none()
+            .then_some(self.private_key_file.as_str());
+        chain.into_iter().chain(key)
+    }
 }
 
 /// How a SAN is matched (Envoy's `StringMatcher`).
@@ -183,18 +224,24 @@ pub struct DownstreamTlsSpec {
     pub require_client_certificate: bool,
     /// CA bundle for client certificates; without it none is asked for.
     pub trusted_ca_file: Option<String>,
+    /// The CA bundle inline, read instead of `trusted_ca_file`.
+    pub trusted_ca_inline: Option<InlinePem>,
     /// A client certificate must have a DNS or URI SAN matching one of these (empty:
     /// any SAN).
     pub match_subject_alt_names: Vec<StringMatch>,
 }
 
 impl DownstreamTlsSpec {
-    /// Every file the spec reads, for the rotation watch.
+    /// Every file the spec reads (not the inline PEM), for the rotation watch.
     pub fn files(&self) -> impl Iterator<Item = &str> {
+        let ca = match self.trusted_ca_inline {
+            None => self.trusted_ca_file.as_deref(),
+            Some(_) => None,
+        };
         self.certificates
             .iter()
-            .flat_map(|c| [c.cert_chain_file.as_str(), c.private_key_file.as_str()])
-            .chain(self.trusted_ca_file.as_deref())
+            .flat_map(CertificateFiles::files)
+            .chain(ca)
     }
 
     /// Checks the raw settings; errors are `(field, message)` relative to `tls`.
@@ -206,14 +253,7 @@ impl DownstreamTlsSpec {
                 "a TLS filter chain needs at least one certificate".to_string(),
             ));
         }
-        let certificates = r
-            .certificates
-            .iter()
-            .map(|c| CertificateFiles {
-                cert_chain_file: c.cert_chain_file.clone(),
-                private_key_file: c.private_key_file.clone(),
-            })
-            .collect();
+        let certificates = r.certificates.iter().map(CertificateFiles::of).collect();
         for (i, p) in r.alpn_protocols.iter().enumerate() {
             if p.is_empty() || p.len() > 255 {
                 errs.push((
@@ -261,6 +301,7 @@ impl DownstreamTlsSpec {
             alpn_protocols: r.alpn_protocols.clone(),
             require_client_certificate: require,
             trusted_ca_file,
+            trusted_ca_inline: v.and_then(|v| v.trusted_ca_inline.clone()),
             match_subject_alt_names: sans,
         })
     }

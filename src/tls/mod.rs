@@ -15,6 +15,7 @@
 pub mod client;
 pub mod config;
 pub mod der;
+pub mod files;
 pub mod info;
 pub mod server;
 pub mod stats;

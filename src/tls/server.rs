@@ -22,6 +22,7 @@ use rustls::{
 
 use super::config::{DownstreamTlsSpec, SanType, StringMatch};
 use super::der;
+use super::files::{pem, stamp, Watched};
 
 /// TLS 1.2 and 1.3 only. Every suite rustls implements for these is an (EC)DHE one,
 /// so forward secrecy needs no suite list of our own.
@@ -55,23 +56,13 @@ fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
 pub struct ServerTls {
     pub spec: DownstreamTlsSpec,
     pub config: Arc<ServerConfig>,
-    /// The contents of `spec.files()`, in that order.
+    /// The PEM read for it: each certificate's chain and key, then the CA bundle.
     contents: Vec<Vec<u8>>,
-    /// Each file's stamp, taken before it was read: the rotation watch reloads when
-    /// one changes (`runtime/tls_watch.rs`).
-    pub stamps: Vec<(String, Option<Stamp>)>,
+    /// Each file's stamp, taken before it was read (the SDS files the spec came from
+    /// first): the rotation watch reloads when one changes (`runtime/tls_watch.rs`).
+    pub stamps: Watched,
     /// The first URI SAN of the first certificate: x-forwarded-client-cert's `By`.
     pub local_uri_san: Option<String>,
-}
-
-/// What tells a file changed without reading it: modification time and size (through
-/// symlinks, so a Kubernetes-style `..data` swap counts).
-pub type Stamp = (std::time::SystemTime, u64);
-
-/// The stamp of `path` now (`None`: it cannot be read).
-pub fn stamp(path: &str) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 impl fmt::Debug for ServerTls {
@@ -86,11 +77,6 @@ impl PartialEq for ServerTls {
     fn eq(&self, o: &Self) -> bool {
         self.spec == o.spec && self.contents == o.contents
     }
-}
-
-/// Reads a file for the TLS config (control side only).
-fn read(path: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))
 }
 
 /// The certificates in a PEM file.
@@ -130,28 +116,32 @@ pub fn roots(path: &str, pem: &[u8]) -> Result<Arc<RootCertStore>, String> {
 }
 
 impl ServerTls {
-    /// Reads the files and builds the rustls config.
-    pub fn load(spec: &DownstreamTlsSpec) -> Result<ServerTls, String> {
-        let stamps: Vec<_> = spec.files().map(|f| (f.to_string(), stamp(f))).collect();
-        let contents = spec.files().map(read).collect::<Result<Vec<_>, _>>()?;
-        let mut files = contents.iter();
-        let mut next = || files.next().map(Vec::as_slice).unwrap_or_default();
+    /// Reads the files and builds the rustls config. `sds`: the SDS files the spec's
+    /// certificates came from (Envoy bootstraps), stamped when they were read.
+    pub fn load(spec: &DownstreamTlsSpec, sds: &Watched) -> Result<ServerTls, String> {
+        let mut stamps = sds.clone();
+        stamps.extend(spec.files().map(|f| (f.to_string(), stamp(f))));
+        let mut contents = Vec::new();
         let mut keys = Vec::new();
         for c in &spec.certificates {
-            let (chain, key) = (next(), next());
+            let chain = pem(&c.cert_chain_file, &c.cert_chain_inline)?;
+            let key = pem(&c.private_key_file, &c.private_key_inline)?;
             keys.push(certified_key(
                 &c.cert_chain_file,
-                chain,
+                &chain,
                 &c.private_key_file,
-                key,
+                &key,
             )?);
+            contents.extend([chain, key]);
         }
         let builder = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(VERSIONS)
             .map_err(|e| e.to_string())?;
         let builder = match &spec.trusted_ca_file {
             Some(path) => {
-                let roots = roots(path, next())?;
+                let ca = pem(path, &spec.trusted_ca_inline)?;
+                let roots = roots(path, &ca)?;
+                contents.push(ca);
                 let mut v = WebPkiClientVerifier::builder_with_provider(roots, provider());
                 if !spec.require_client_certificate {
                     v = v.allow_unauthenticated();

@@ -25,7 +25,7 @@ impl Builder {
                 return None;
             }
         };
-        match ServerTls::load(&spec) {
+        match ServerTls::load(&spec, &raw.sds_files) {
             Ok(t) => Some(Arc::new(t)),
             Err(e) => {
                 self.err(p.to_string(), e);
@@ -49,7 +49,7 @@ impl Builder {
                 return None;
             }
         };
-        match ClientTls::load(&spec) {
+        match ClientTls::load(&spec, &raw.sds_files) {
             Ok(t) => Some(Arc::new(t)),
             Err(e) => {
                 self.err(p.to_string(), e);

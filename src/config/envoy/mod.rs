@@ -22,6 +22,7 @@ mod local_ratelimit;
 mod outlier;
 mod rbac;
 mod route;
+mod sds;
 mod tls;
 mod tracer;
 mod walk;

@@ -1,29 +1,32 @@
 //! Envoy's TLS transport sockets -> the native `tls:` blocks: a filter chain's
 //! `DownstreamTlsContext` and a cluster's `UpstreamTlsContext`, with certificates and
-//! CA bundles from files (`filename` data sources). Control plane only.
+//! CA bundles as files or inline PEM (`filename`, `inline_string`, `inline_bytes`),
+//! given in the context or as secrets in SDS files (`sds.rs`). Control plane only.
 //!
 //! Typed SAN matchers of type DNS and URI map to the native matchers, which check both
 //! kinds of SAN (a `spiffe://` URI matcher cannot match a DNS name, and the reverse);
-//! other SAN types, SDS, inline PEM and the other TLS knobs are refused by the walker or
-//! here, with their path.
+//! other SAN types, SDS over ADS and the other TLS knobs are refused by the
+//! walker or here, with their path.
 
 use envoy_types::pb::envoy::config::core::v3::{
     data_source, transport_socket, DataSource, TransportSocket,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType, CommonTlsContext,
-    DownstreamTlsContext, UpstreamTlsContext,
+    common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, TlsCertificate,
+    UpstreamTlsContext,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use envoy_types::pb::google::protobuf::Any;
 
 use super::super::raw::RawCluster;
 use super::convert::{payload, R};
-use super::err;
+use super::{err, sds};
 use crate::tls::client::RawUpstreamTls;
 use crate::tls::config::{
     RawCertificate, RawDownstreamTls, RawRegex, RawStringMatch, RawValidationContext,
 };
+use crate::tls::files::{InlinePem, Watched};
 
 const DOWNSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 const UPSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -35,10 +38,17 @@ fn typed_config<'a>(ts: &'a TransportSocket, p: &str) -> R<&'a Any> {
     }
 }
 
-fn file(d: &Option<DataSource>, p: &str) -> R<String> {
+/// A PEM data source: a file, or inline (then named `<inline>`, as Envoy names it).
+fn file(d: &Option<DataSource>, p: &str) -> R<(String, Option<InlinePem>)> {
+    let inline = |b: &[u8]| Ok(("<inline>".to_string(), Some(InlinePem(b.into()))));
     match d.as_ref().and_then(|d| d.specifier.as_ref()) {
-        Some(data_source::Specifier::Filename(f)) => Ok(f.clone()),
-        _ => Err(err(p, "must be a `filename` data source")),
+        Some(data_source::Specifier::Filename(f)) => Ok((f.clone(), None)),
+        Some(data_source::Specifier::InlineString(s)) => inline(s.as_bytes()),
+        Some(data_source::Specifier::InlineBytes(b)) => inline(b),
+        _ => Err(err(
+            p,
+            "must be a `filename`, `inline_string` or `inline_bytes` data source",
+        )),
     }
 }
 
@@ -67,71 +77,128 @@ fn matcher(m: &Option<StringMatcher>, p: &str) -> R<RawStringMatch> {
     Ok(out)
 }
 
-/// Certificates, ALPN and validation of a `CommonTlsContext`.
-fn common(
-    c: &Option<CommonTlsContext>,
-    p: &str,
-) -> R<(
-    Vec<RawCertificate>,
-    Vec<String>,
-    Option<RawValidationContext>,
-)> {
-    let p = format!("{p}.common_tls_context");
-    let Some(c) = c else {
-        return Ok((Vec::new(), Vec::new(), None));
-    };
-    let mut certs = Vec::new();
-    for (i, t) in c.tls_certificates.iter().enumerate() {
-        let tp = format!("{p}.tls_certificates[{i}]");
-        certs.push(RawCertificate {
-            cert_chain_file: file(&t.certificate_chain, &format!("{tp}.certificate_chain"))?,
-            private_key_file: file(&t.private_key, &format!("{tp}.private_key"))?,
-        });
+/// What a `CommonTlsContext` configures, in the native shape.
+struct Common {
+    certificates: Vec<RawCertificate>,
+    alpn: Vec<String>,
+    validation: Option<RawValidationContext>,
+    /// The SDS files read for it, stamped before the read.
+    sds_files: Watched,
+}
+
+/// A `TlsCertificate` (inline or from an SDS secret) as file paths.
+fn certificate(t: &TlsCertificate, tp: &str) -> R<RawCertificate> {
+    let (cert_chain_file, cert_chain_inline) =
+        file(&t.certificate_chain, &format!("{tp}.certificate_chain"))?;
+    let (private_key_file, private_key_inline) =
+        file(&t.private_key, &format!("{tp}.private_key"))?;
+    Ok(RawCertificate {
+        cert_chain_file,
+        private_key_file,
+        cert_chain_inline,
+        private_key_inline,
+    })
+}
+
+/// A `CertificateValidationContext` (inline, from an SDS secret, or combined).
+fn validation(v: &CertificateValidationContext, vp: &str) -> R<RawValidationContext> {
+    let mut sans = Vec::new();
+    for (i, m) in v.match_typed_subject_alt_names.iter().enumerate() {
+        let mp = format!("{vp}.match_typed_subject_alt_names[{i}]");
+        let kind = match SanType::try_from(m.san_type) {
+            Ok(SanType::Dns) => "dns",
+            Ok(SanType::Uri) => "uri",
+            _ => {
+                return Err(err(
+                    format!("{mp}.san_type"),
+                    "only DNS and URI are supported",
+                ))
+            }
+        };
+        let mut one = matcher(&m.matcher, &format!("{mp}.matcher"))?;
+        one.san_type = Some(kind.to_string());
+        sans.push(one);
     }
-    let validation = match &c.validation_context_type {
+    // Deprecated in Envoy, still honoured by it.
+    #[allow(deprecated)]
+    for (i, m) in v.match_subject_alt_names.iter().enumerate() {
+        let mp = format!("{vp}.match_subject_alt_names[{i}]");
+        sans.push(matcher(&Some(m.clone()), &mp)?);
+    }
+    let (trusted_ca_file, trusted_ca_inline) = match &v.trusted_ca {
+        Some(_) => {
+            let (f, inline) = file(&v.trusted_ca, &format!("{vp}.trusted_ca"))?;
+            (Some(f), inline)
+        }
+        None => (None, None),
+    };
+    Ok(RawValidationContext {
+        trusted_ca_file,
+        trusted_ca_inline,
+        match_subject_alt_names: sans,
+    })
+}
+
+/// Certificates, ALPN and validation of a `CommonTlsContext`; secrets from SDS files
+/// are read here (`sds.rs`).
+fn common(c: &Option<CommonTlsContext>, p: &str) -> R<Common> {
+    let p = format!("{p}.common_tls_context");
+    let mut out = Common {
+        certificates: Vec::new(),
+        alpn: Vec::new(),
+        validation: None,
+        sds_files: Vec::new(),
+    };
+    let Some(c) = c else { return Ok(out) };
+    out.alpn = c.alpn_protocols.clone();
+    for (i, t) in c.tls_certificates.iter().enumerate() {
+        out.certificates
+            .push(certificate(t, &format!("{p}.tls_certificates[{i}]"))?);
+    }
+    // As in Envoy, inline certificates win: the SDS configs are then not read at all.
+    if c.tls_certificates.is_empty() {
+        for (i, s) in c.tls_certificate_sds_secret_configs.iter().enumerate() {
+            let sp = format!("{p}.tls_certificate_sds_secret_configs[{i}]");
+            let t = sds::tls_certificate(s, &sp, &mut out.sds_files)?;
+            let in_secret = format!("{sp} (secret `{}`: tls_certificate)", s.name);
+            out.certificates.push(certificate(&t, &in_secret)?);
+        }
+    }
+    out.validation = match &c.validation_context_type {
         None => None,
         Some(ValidationContextType::ValidationContext(v)) => {
-            let vp = format!("{p}.validation_context");
-            let mut sans = Vec::new();
-            for (i, m) in v.match_typed_subject_alt_names.iter().enumerate() {
-                let mp = format!("{vp}.match_typed_subject_alt_names[{i}]");
-                let kind = match SanType::try_from(m.san_type) {
-                    Ok(SanType::Dns) => "dns",
-                    Ok(SanType::Uri) => "uri",
-                    _ => {
-                        return Err(err(
-                            format!("{mp}.san_type"),
-                            "only DNS and URI are supported",
-                        ))
-                    }
-                };
-                let mut one = matcher(&m.matcher, &format!("{mp}.matcher"))?;
-                one.san_type = Some(kind.to_string());
-                sans.push(one);
-            }
-            // Deprecated in Envoy, still honoured by it.
-            #[allow(deprecated)]
-            for (i, m) in v.match_subject_alt_names.iter().enumerate() {
-                let mp = format!("{vp}.match_subject_alt_names[{i}]");
-                sans.push(matcher(&Some(m.clone()), &mp)?);
-            }
-            let trusted_ca_file = match &v.trusted_ca {
-                Some(_) => Some(file(&v.trusted_ca, &format!("{vp}.trusted_ca"))?),
-                None => None,
-            };
-            Some(RawValidationContext {
-                trusted_ca_file,
-                match_subject_alt_names: sans,
-            })
+            Some(validation(v, &format!("{p}.validation_context"))?)
+        }
+        Some(ValidationContextType::ValidationContextSdsSecretConfig(s)) => {
+            let sp = format!("{p}.validation_context_sds_secret_config");
+            let v = sds::validation_context(s, &sp, &mut out.sds_files)?;
+            let in_secret = format!("{sp} (secret `{}`: validation_context)", s.name);
+            Some(validation(&v, &in_secret)?)
+        }
+        Some(ValidationContextType::CombinedValidationContext(cv)) => {
+            let cp = format!("{p}.combined_validation_context");
+            let default = cv.default_validation_context.as_ref().ok_or_else(|| {
+                err(format!("{cp}.default_validation_context"), "is required")
+            })?;
+            let s = cv.validation_context_sds_secret_config.as_ref().ok_or_else(|| {
+                err(
+                    format!("{cp}.validation_context_sds_secret_config"),
+                    "is required",
+                )
+            })?;
+            let sp = format!("{cp}.validation_context_sds_secret_config");
+            let dynamic = sds::validation_context(s, &sp, &mut out.sds_files)?;
+            let in_secret = format!("{cp} (merged with secret `{}`)", s.name);
+            Some(validation(&sds::merged(default, dynamic), &in_secret)?)
         }
         Some(_) => {
             return Err(err(
                 format!("{p}.validation_context"),
-                "only an inline `validation_context` is supported",
+                "only `validation_context`, `validation_context_sds_secret_config` and `combined_validation_context` are supported",
             ))
         }
     };
-    Ok((certs, c.alpn_protocols.clone(), validation))
+    Ok(out)
 }
 
 /// A filter chain's `transport_socket`.
@@ -141,12 +208,13 @@ pub(super) fn downstream(ts: &Option<TransportSocket>, p: &str) -> R<Option<RawD
     let any = typed_config(ts, &p)?;
     let tp = format!("{p}.typed_config");
     let d: DownstreamTlsContext = payload(any, DOWNSTREAM, &tp)?;
-    let (certificates, alpn_protocols, validation_context) = common(&d.common_tls_context, &tp)?;
+    let c = common(&d.common_tls_context, &tp)?;
     Ok(Some(RawDownstreamTls {
-        certificates,
-        alpn_protocols,
+        certificates: c.certificates,
+        alpn_protocols: c.alpn,
         require_client_certificate: d.require_client_certificate.map(|b| b.value),
-        validation_context,
+        validation_context: c.validation,
+        sds_files: c.sds_files,
     }))
 }
 
@@ -157,13 +225,14 @@ pub(super) fn upstream(ts: &Option<TransportSocket>, p: &str, c: &mut RawCluster
     let any = typed_config(ts, &p)?;
     let tp = format!("{p}.typed_config");
     let u: UpstreamTlsContext = payload(any, UPSTREAM, &tp)?;
-    let (certificates, alpn, validation_context) = common(&u.common_tls_context, &tp)?;
+    let common = common(&u.common_tls_context, &tp)?;
     c.tls = Some(RawUpstreamTls {
         sni: (!u.sni.is_empty()).then(|| u.sni.clone()),
         // Envoy offers exactly the configured ALPN list (none if empty).
-        alpn_protocols: Some(alpn),
-        certificates,
-        validation_context,
+        alpn_protocols: Some(common.alpn),
+        certificates: common.certificates,
+        validation_context: common.validation,
+        sds_files: common.sds_files,
     });
     Ok(())
 }

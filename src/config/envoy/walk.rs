@@ -9,10 +9,12 @@
 use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
 
 mod filters;
+mod tls;
 
 /// Supported fields, per message full name (the filters' RBAC, local rate limit, fault
-/// and CORS messages are in `filters.rs`). A message that is not listed in either
-/// supports no field (it may still appear empty, e.g. the router's config).
+/// and CORS messages are in `filters.rs`, TLS and SDS in `tls.rs`). A message listed in
+/// none of the tables supports no field (it may still appear empty, e.g. the router's
+/// config).
 const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap",
@@ -95,34 +97,6 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         &["filters", "name", "filter_chain_match", "transport_socket"],
     ),
     ("envoy.config.core.v3.TransportSocket", &["name", "typed_config"]),
-    (
-        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-        &["common_tls_context", "require_client_certificate"],
-    ),
-    (
-        "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-        &["common_tls_context", "sni"],
-    ),
-    (
-        "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext",
-        &["tls_certificates", "alpn_protocols", "validation_context"],
-    ),
-    (
-        "envoy.extensions.transport_sockets.tls.v3.TlsCertificate",
-        &["certificate_chain", "private_key"],
-    ),
-    (
-        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
-        &[
-            "trusted_ca",
-            "match_typed_subject_alt_names",
-            "match_subject_alt_names",
-        ],
-    ),
-    (
-        "envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher",
-        &["san_type", "matcher"],
-    ),
     (
         "envoy.config.listener.v3.FilterChainMatch",
         &[
@@ -677,6 +651,8 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
     "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+    // Only as a resource of an SDS file (`sds.rs`).
+    "envoy.extensions.transport_sockets.tls.v3.Secret",
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
@@ -711,10 +687,28 @@ pub(super) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.cors.v3.Cors",
 ];
 
+/// A `ConfigSource` under `sds_config` may also name a file (SDS from files); the
+/// other config sources are ADS only (`xds.rs`).
+const SDS_CONFIG_SOURCE: &[&str] = &[
+    "path",
+    "path_config_source",
+    "ads",
+    "resource_api_version",
+    "initial_fetch_timeout",
+];
+
+fn supported_at(message: &str, field: &str, path: &str) -> bool {
+    if message == "envoy.config.core.v3.ConfigSource" && path.ends_with("sds_config") {
+        return SDS_CONFIG_SOURCE.contains(&field);
+    }
+    supported(message, field)
+}
+
 fn supported(message: &str, field: &str) -> bool {
     SUPPORTED
         .iter()
         .chain(filters::SUPPORTED)
+        .chain(tls::SUPPORTED)
         .find(|(m, _)| *m == message)
         .is_some_and(|(_, fields)| fields.contains(&field))
 }
@@ -745,7 +739,7 @@ pub(super) fn check(msg: &DynamicMessage, path: &str) -> Result<(), (String, Str
     }
     for (field, value) in msg.fields() {
         let fp = join(path, field.name());
-        if !supported(name, field.name()) {
+        if !supported_at(name, field.name(), path) {
             return Err((fp, "not supported by Outrigger".into()));
         }
         check_value(value, &fp)?;
