@@ -9,6 +9,7 @@
 use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
 
 mod filters;
+mod hashing;
 
 /// Supported fields, per message full name (the filters' RBAC, local rate limit, fault
 /// and CORS messages are in `filters.rs`). A message that is not listed in either
@@ -411,6 +412,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "retry_policy",
             "rate_limits",
             "request_mirror_policies",
+            "hash_policy",
         ],
     ),
     (
@@ -504,6 +506,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "type",
             "connect_timeout",
             "lb_policy",
+            "ring_hash_lb_config",
+            "maglev_lb_config",
             "load_assignment",
             "eds_cluster_config",
             "typed_extension_protocol_options",
@@ -681,6 +685,7 @@ fn supported(message: &str, field: &str) -> bool {
     SUPPORTED
         .iter()
         .chain(filters::SUPPORTED)
+        .chain(hashing::SUPPORTED)
         .find(|(m, _)| *m == message)
         .is_some_and(|(_, fields)| fields.contains(&field))
 }

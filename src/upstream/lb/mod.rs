@@ -1,9 +1,22 @@
 //! Load-balancer state for one cluster on one core: round robin (smooth weighted),
-//! least request (power of two choices, weighted) and random (weighted), over the
+//! least request (power of two choices, weighted), random (weighted), and the
+//! consistent hashes, ring hash (`ring.rs`) and Maglev (`maglev.rs`), over the
 //! endpoints that pass their health checks, or over all of them in Envoy's panic mode.
-//! The eligible set is rebuilt when health changes (a control message), never per pick.
+//! The eligible set (and a hash's ring or table) is rebuilt when health changes (a
+//! control message), never per pick. A pick is called by `upstream::request::pick`
+//! (and a retry's re-pick) with the request's hash, made by `http::router::hash`.
+
+mod maglev;
+mod ring;
 
 use crate::config::{Endpoint, LbPolicy};
+
+/// A consistent hash's lookup structure over the eligible endpoints.
+enum Hashed {
+    None,
+    Ring(ring::Ring),
+    Maglev(maglev::Maglev),
+}
 
 pub(crate) struct Lb {
     policy: LbPolicy,
@@ -20,6 +33,10 @@ pub(crate) struct Lb {
     /// Cumulative weights for weighted random picks.
     cumulative: Vec<u64>,
     rng: u64,
+    /// Every endpoint's address as text (`ip:port`, `[ip6]:port`): what the ring and
+    /// the Maglev table hash, as Envoy does (kept only for the hashing policies).
+    keys: Vec<String>,
+    hashed: Hashed,
 }
 
 impl Lb {
@@ -35,6 +52,12 @@ impl Lb {
             total: 0,
             cumulative: Vec::new(),
             rng: seed | 1,
+            keys: if policy.hashing() {
+                endpoints.iter().map(|e| e.addr.to_string()).collect()
+            } else {
+                Vec::new()
+            },
+            hashed: Hashed::None,
         };
         lb.use_endpoints((0..lb.all_weights.len()).collect(), false);
         lb
@@ -88,9 +111,30 @@ impl Lb {
             .collect();
         self.current = vec![0; weights.len()];
         self.total = weights.iter().map(|w| i64::from(*w)).sum();
+        self.hashed = self.build_hashed(&eligible, &weights);
         self.weights = weights;
         self.eligible = eligible;
         self.panic = panic;
+    }
+
+    /// The ring or table over `eligible`: built from the endpoints alone (no per-core
+    /// state), so every core, and Envoy, maps a hash to the same endpoint.
+    fn build_hashed(&self, eligible: &[usize], weights: &[u32]) -> Hashed {
+        let hosts: Vec<(usize, &str, u32)> = eligible
+            .iter()
+            .zip(weights)
+            .filter_map(|(&i, &w)| Some((i, self.keys.get(i)?.as_str(), w)))
+            .collect();
+        match self.policy {
+            LbPolicy::RingHash {
+                min_ring_size,
+                max_ring_size,
+            } => Hashed::Ring(ring::Ring::build(&hosts, min_ring_size, max_ring_size)),
+            LbPolicy::Maglev { table_size } => {
+                Hashed::Maglev(maglev::Maglev::build(&hosts, table_size))
+            }
+            _ => Hashed::None,
+        }
     }
 
     fn next_random(&mut self) -> u64 {
@@ -107,6 +151,31 @@ impl Lb {
         let total = *self.cumulative.last().unwrap_or(&1);
         let r = self.next_random() % total;
         self.cumulative.partition_point(|&c| c <= r)
+    }
+
+    /// Picks an endpoint index for a request whose hash is `hash` (from the route's
+    /// `hash_policy`; `None`: no policy gave one, and a hashing policy then picks at a
+    /// random point, as Envoy does). `attempt` counts a retry's re-picks that found an
+    /// endpoint already tried (Envoy's host selection attempts): a hashing policy moves
+    /// on from the hash's endpoint; the others ignore both.
+    pub fn pick_hashed(
+        &mut self,
+        hash: Option<u64>,
+        attempt: u32,
+        active: impl Fn(usize) -> u64,
+    ) -> Option<usize> {
+        if matches!(self.hashed, Hashed::None) {
+            return self.pick(active);
+        }
+        let h = match hash {
+            Some(h) => h,
+            None => self.next_random(),
+        };
+        match &self.hashed {
+            Hashed::Ring(r) => r.pick(h, attempt),
+            Hashed::Maglev(m) => m.pick(h, attempt),
+            Hashed::None => None,
+        }
     }
 
     /// Picks an endpoint index; `active(i)` is the endpoint's in-flight request count.
@@ -128,6 +197,10 @@ impl Lb {
             return Some(0);
         }
         Some(match self.policy {
+            // (A hashing policy picks in `pick_hashed`; without its table, at random.)
+            LbPolicy::Random | LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. } => {
+                self.weighted_random()
+            }
             LbPolicy::RoundRobin => {
                 let mut best = 0;
                 for i in 0..n {
@@ -139,7 +212,6 @@ impl Lb {
                 self.current[best] -= self.total;
                 best
             }
-            LbPolicy::Random => self.weighted_random(),
             LbPolicy::LeastRequest => {
                 let a = self.weighted_random();
                 let mut b = self.weighted_random();
