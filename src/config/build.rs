@@ -575,7 +575,10 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 /// Trial division: table sizes are below 5000011, so at most ~1100 divisions, once per
 /// config load.
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 #[cfg(test)]

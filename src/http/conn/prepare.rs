@@ -220,7 +220,12 @@ pub(super) async fn prepare<'v, C: Connector>(
                         ),
                         local: facts.local,
                     };
-                    router::hash::compute(t.hash_policy, &view_req, conn, Some(store))
+                    let h = router::hash::compute(t.hash_policy, &view_req, conn, Some(store));
+                    // A generated cookie's Set-Cookie rides in the response's edits.
+                    if !store.is_empty() {
+                        edits.response.set = Some(store);
+                    }
+                    h
                 }
                 _ => None,
             };

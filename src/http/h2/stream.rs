@@ -191,6 +191,10 @@ pub(crate) async fn serve<C: Connector>(
         }),
         _ => None,
     };
+    // A generated cookie's Set-Cookie rides in the response's edits.
+    if !store.is_empty() {
+        edits.response.set = Some(&store);
+    }
     drop(lookup);
     let mut cluster_name = None;
     let done = match (refused, filter_reply, decision) {
