@@ -307,4 +307,47 @@ mod tests {
             assert_eq!(lb.pick(|i| if i == 1 { 10 } else { 0 }), Some(2));
         }
     }
+
+    #[test]
+    fn hashing_skips_failed_endpoints_until_panic() {
+        for policy in [LbPolicy::RING_HASH_DEFAULT, LbPolicy::MAGLEV_DEFAULT] {
+            let mut lb = Lb::new(policy, &eps(&[1, 1, 1, 1]), 7);
+            let keys: Vec<u64> = (0..200u64)
+                .map(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .collect();
+            let before: Vec<usize> = keys
+                .iter()
+                .map(|&k| lb.pick_hashed(Some(k), 0, |_| 0).unwrap())
+                .collect();
+            assert!(before.contains(&1));
+            // Endpoint 1 fails: its keys move, the others' mostly stay.
+            lb.set_health(&[false, true, false, false], 50);
+            let after: Vec<usize> = keys
+                .iter()
+                .map(|&k| lb.pick_hashed(Some(k), 0, |_| 0).unwrap())
+                .collect();
+            assert!(!after.contains(&1), "{policy:?}");
+            let kept = before
+                .iter()
+                .zip(&after)
+                .filter(|(b, a)| **b != 1 && b == a)
+                .count();
+            let others = before.iter().filter(|&&b| b != 1).count();
+            assert!(
+                kept * 10 >= others * 8,
+                "{policy:?}: {kept} of {others} kept"
+            );
+            // Panic (1 of 4 healthy < 50%): every endpoint again, the first table back.
+            lb.set_health(&[true, true, false, true], 50);
+            assert!(lb.panic());
+            let panic: Vec<usize> = keys
+                .iter()
+                .map(|&k| lb.pick_hashed(Some(k), 0, |_| 0).unwrap())
+                .collect();
+            assert_eq!(panic, before, "{policy:?}");
+            // No healthy endpoint and no panic: no endpoint.
+            lb.set_health(&[true, true, true, true], 0);
+            assert_eq!(lb.pick_hashed(Some(1), 0, |_| 0), None);
+        }
+    }
 }
