@@ -78,14 +78,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTRIGGER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    outrigger::observe::log_levels::init();
 }
 
 fn source_for_run(a: &Args) -> Result<ConfigSource, String> {

@@ -397,3 +397,73 @@ fn stats_stay_available_while_draining() {
     let done = busy.read_response().unwrap();
     assert_eq!(done.status, 200);
 }
+
+#[test]
+fn logging_changes_log_levels_at_run_time_as_envoy_does() {
+    // An upstream that answers garbage: the proxy logs that at debug level (in `http`).
+    let up = Upstream::start(std::sync::Arc::new(|_ctx, _req, s| {
+        use std::io::Write;
+        s.write_all(b"garbage\r\n\r\n")?;
+        Ok(false)
+    }));
+    let proxy = Proxy::start(&config(up.addr));
+    const LINE: &str = "invalid upstream response";
+    let listing = proxy.admin_post("/logging");
+    assert_eq!(listing.status, 200);
+    let text = listing.body_str();
+    assert!(text.starts_with("active loggers:\n"), "{text}");
+    assert!(text.contains("  http: info\n"), "{text}");
+    assert_eq!(get(proxy.listen, "t", "/ok/a").status, 502);
+    assert_eq!(
+        proxy.admin_get("/logging").status,
+        405,
+        "POST only, as Envoy"
+    );
+    // One logger to debug: its debug lines appear; the listing says so.
+    let r = proxy.admin_post("/logging?http=debug");
+    assert_eq!(r.status, 200);
+    assert!(r.body_str().contains("  http: debug\n"));
+    assert!(r.body_str().contains("  tls: info\n"));
+    assert!(!proxy.stderr().contains(LINE), "logged before the change");
+    assert_eq!(get(proxy.listen, "t", "/ok/b").status, 502);
+    let seen = wait_until(Duration::from_secs(5), || {
+        proxy.stderr().contains(LINE).then_some(())
+    });
+    assert!(seen.is_some(), "no debug line: {}", proxy.stderr());
+    // Several at once (percent-encoded, as a browser sends it), then all of them.
+    let r = proxy.admin_post("/logging?paths=tls%3Adebug%2Cupstream:error");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(
+        r.body_str().contains("  tls: debug\n") && r.body_str().contains("  upstream: error\n")
+    );
+    let r = proxy.admin_post("/logging?level=warning");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body_str()
+            .lines()
+            .skip(1)
+            .all(|l| l.ends_with(": warning")),
+        "{}",
+        r.body_str()
+    );
+    // Refusals change nothing and say why, with Envoy's usage text.
+    for (q, why) in [
+        ("/logging?http=loud", "error: unknown logger level"),
+        ("/logging?nope=debug", "error: unknown logger name"),
+        (
+            "/logging?http=debug&tls=debug",
+            "error: invalid number of parameters",
+        ),
+        (
+            "/logging?paths=http:",
+            "error: empty logger name or empty logger level",
+        ),
+    ] {
+        let r = proxy.admin_post(q);
+        assert_eq!(r.status, 400, "{q}");
+        let body = r.body_str();
+        assert!(body.starts_with(why), "{q}: {body}");
+        assert!(body.contains("usage: /logging?level=<level> (change all levels)"));
+        assert!(body.contains("  http: warning\n"), "{q}: {body}");
+    }
+}

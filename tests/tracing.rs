@@ -403,3 +403,29 @@ fn spans_go_over_otlp_grpc_when_configured() {
     assert_eq!(sent, Some(3));
     assert_eq!(proxy.stats()["tracing.opentelemetry.export_failures"], 0);
 }
+
+#[test]
+fn an_http2_request_goes_upstream_with_the_request_id_its_span_names() {
+    let up = Upstream::echo();
+    let otel = collector(false);
+    let proxy = Proxy::start(&config(up.addr, otel.addr, ""));
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["--http2-prior-knowledge", "--max-time", "10"])
+        .args(["-H", "Host: svc"])
+        .args(["-H", &format!("traceparent: 00-{TRACE_ID}-{PARENT_ID}-01")])
+        .arg(format!("http://{}/h2", proxy.listen))
+        .output()
+        .expect("these tests need curl with HTTP/2");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let got = wait_spans(&otel, 1);
+    assert_eq!(got.len(), 1);
+    let span = &got[0].1;
+    assert_eq!(attr(span, "http.protocol").as_deref(), Some("HTTP/2"));
+    assert_eq!(attr(span, "http.url").as_deref(), Some("http://svc/h2"));
+    // The proxy made the id (the client sent none): the one upstream is the span's.
+    let seen = up.last_request();
+    let rid = seen.header("x-request-id").expect("x-request-id upstream");
+    assert_eq!(&rid[14..15], "9", "{rid}");
+    assert_eq!(attr(span, "guid:x-request-id").as_deref(), Some(rid));
+}

@@ -21,8 +21,8 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::spawn_local;
 
 use crate::http::h1::encode;
-use crate::observe::alloc_count;
 use crate::observe::stats::StatsReport;
+use crate::observe::{alloc_count, log_levels};
 
 /// What the admin server asks of the process. The control executor implements it
 /// (`runtime::control`); the admin server knows nothing else of the runtime, so the
@@ -146,13 +146,26 @@ async fn route<A: AdminApi>(control: &A, method: &str, path: &str, query: &str) 
                 Reply::text(400, format!("{e}\n"))
             }
         },
+        // Envoy's `/logging`: it changes the server's state, so POST only (as Envoy).
+        ("POST", "/logging") => match log_levels::change(&query_pairs(query)) {
+            Ok(()) => Reply::text(200, log_levels::listing()),
+            Err(e) => Reply::text(
+                400,
+                format!(
+                    "error: {e}\n\n{}{}",
+                    log_levels::usage(),
+                    log_levels::listing()
+                ),
+            ),
+        },
         (
             _,
-            "/ready" | "/stats" | "/stats/prometheus" | "/config_dump" | "/clusters" | "/reload",
+            "/ready" | "/stats" | "/stats/prometheus" | "/config_dump" | "/clusters" | "/reload"
+            | "/logging",
         ) => Reply::text(405, "method not allowed\n"),
         _ => Reply::text(
             404,
-            "not found; try /ready /stats /stats/prometheus /config_dump /clusters, POST /reload\n",
+            "not found; try /ready /stats /stats/prometheus /config_dump /clusters, POST /reload /logging\n",
         ),
     }
 }
@@ -198,4 +211,42 @@ async fn respond(stream: &mut TcpStream, r: Reply) -> std::io::Result<()> {
     out.extend_from_slice(&r.body);
     stream.write_all(&out).await?;
     stream.close().await
+}
+
+/// A query string's `key=value` pairs, percent-decoded (`+` is a space), in order.
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while let Some(&c) = b.get(i) {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (c, hex) {
+                (b'%', Some(v)) => {
+                    out.push(v);
+                    i += 3;
+                }
+                (b'+', _) => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                _ => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
 }

@@ -118,11 +118,18 @@ impl Stamp {
             RequestId::Always => true,
         };
         if id {
-            let mut u = uuid_v4();
+            // The id tracing made for the request (its span's guid), else a fresh one;
             // Envoy keeps a request's trace decision in its UUID (`observe::trace`).
-            if let (Some(t), Some(c)) = (self.trace, u.get_mut(14)) {
-                *c = t.request_id_status;
-            }
+            let u = match self.trace {
+                Some(t) => t.request_id.unwrap_or_else(|| {
+                    let mut u = uuid_v4();
+                    if let Some(c) = u.get_mut(14) {
+                        *c = t.request_id_status;
+                    }
+                    u
+                }),
+                None => uuid_v4(),
+            };
             emit(REQUEST_ID, ascii(&u));
         }
         if let Some(ms) = self.expected_timeout_ms {

@@ -309,16 +309,6 @@ pub(super) async fn prepare<'v, C: Connector>(
                 );
                 None
             };
-            if let Some(s) = span.as_deref_mut() {
-                // The id the upstream got (the client's, or the one the proxy made).
-                let id = match &h2 {
-                    Some(r) => r.headers().get(REQUEST_ID).map(|v| v.as_bytes()),
-                    None => written_request_id(wbuf),
-                };
-                if let Some(id) = id {
-                    s.set_request_id(id);
-                }
-            }
             if let Some(m) = mirror.as_deref_mut() {
                 // A request id the proxy made for the primary is the shadow's too.
                 let id = match &h2 {

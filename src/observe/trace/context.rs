@@ -45,6 +45,10 @@ pub struct Outgoing {
     /// The character an `x-request-id` the proxy generates carries at offset 14: the
     /// trace decision, as Envoy's UUID request ids keep it.
     pub request_id_status: u8,
+    /// The `x-request-id` the proxy made for this request when it makes one (Envoy's
+    /// connection manager makes it before routing): the span's guid and the id every
+    /// upstream try and shadow carries are this one value.
+    pub request_id: Option<[u8; 36]>,
 }
 
 impl Outgoing {
@@ -264,6 +268,7 @@ mod tests {
                 b3_single: true,
             },
             request_id_status: b'9',
+            request_id: None,
         };
         let mut seen = Vec::new();
         out.for_each(|n, v| seen.push((n.to_string(), v.to_string())));

@@ -173,12 +173,22 @@ pub fn start<'h>(
     let sampled = status != TraceStatus::NoTrace && parent.and_then(|p| p.sampled).unwrap_or(true);
     let trace_id = parent.map_or_else(|| fastrand::u128(1..).to_be_bytes(), |p| p.trace_id);
     let span_id = fastrand::u64(1..).to_be_bytes();
+    // Envoy's connection manager makes the request id before routing: a local reply's
+    // span has it, and every upstream try and shadow carries the same one.
+    let request_id = r.generates_request_id.then(|| {
+        let mut id = crate::http::stamp::uuid_v4();
+        if let Some(c) = id.get_mut(14) {
+            *c = status.mark();
+        }
+        id
+    });
     let out = Outgoing {
         trace_id,
         span_id,
         sampled,
         propagation: t.propagation,
         request_id_status: status.mark(),
+        request_id,
     };
     if !sampled {
         return (out, None);
@@ -198,17 +208,10 @@ pub fn start<'h>(
         // Envoy names an egress span after the host too.
         span.name = Cow::Owned(format!("egress {}", String::from_utf8_lossy(r.authority)));
     }
-    if r.generates_request_id {
-        // Envoy's connection manager makes the id before routing, so a local reply's
-        // span has one too; a proxied request's is replaced by the one sent upstream
-        // (`ActiveSpan::set_request_id`).
-        let mut id = crate::http::stamp::uuid_v4();
-        if let Some(c) = id.get_mut(14) {
-            *c = out.request_id_status;
-        }
+    if let Some(id) = &request_id {
         span.tag(
             "guid:x-request-id",
-            String::from_utf8_lossy(&id).into_owned(),
+            String::from_utf8_lossy(id).into_owned(),
         );
     } else if let Some(id) = header(crate::http::stamp::REQUEST_ID) {
         span.tag("guid:x-request-id", text(id));
@@ -327,14 +330,6 @@ impl ActiveSpan {
     /// The upstream cluster the route chose.
     pub fn set_cluster(&mut self, name: &str) {
         self.cluster = Some(name.to_string());
-    }
-
-    /// The request id the proxy wrote upstream (when it made one).
-    pub fn set_request_id(&mut self, id: &[u8]) {
-        self.tag(
-            "guid:x-request-id",
-            String::from_utf8_lossy(id).into_owned(),
-        );
     }
 }
 
