@@ -119,7 +119,32 @@ const RING_SMALL: &str =
 const MAGLEV: &str = "    lb_policy: MAGLEV\n";
 const MAGLEV_SMALL: &str = "    lb_policy: MAGLEV\n    maglev_lb_config: { table_size: 251 }\n";
 
+const TYPED_RING: &str = r#"    load_balancing_policy:
+      policies:
+      - typed_extension_config:
+          name: envoy.load_balancing_policies.ring_hash
+          typed_config: {"@type": type.googleapis.com/envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash, minimum_ring_size: 128}
+"#;
+const TYPED_MAGLEV: &str = r#"    load_balancing_policy:
+      policies:
+      - typed_extension_config:
+          name: envoy.load_balancing_policies.maglev
+          typed_config: {"@type": type.googleapis.com/envoy.extensions.load_balancing_policies.maglev.v3.Maglev, table_size: 1021}
+"#;
+
 const CASES: &[Case] = &[
+    Case {
+        name: "typed ring hash policy, header",
+        lb: TYPED_RING,
+        hash_policy: "[{header: {header_name: x-user}}]",
+        requests: users,
+    },
+    Case {
+        name: "typed maglev policy, header",
+        lb: TYPED_MAGLEV,
+        hash_policy: "[{header: {header_name: x-user}}]",
+        requests: users,
+    },
     Case {
         name: "ring hash, header",
         lb: RING,

@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::cluster::v3::cluster::ring_hash_lb_config::HashFunction;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, LbConfig, LbPolicy,
+    ClusterDiscoveryType, DiscoveryType, LbPolicy,
 };
 use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster};
 use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
@@ -17,7 +16,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions as UpstreamHttp;
 
-use super::super::raw::{RawCluster, RawEndpoint, RawMaglev, RawPool, RawRingHash};
+use super::super::raw::{RawCluster, RawEndpoint, RawPool};
 use super::super::raw_circuit::{RawCircuitBreakers, RawPercent, RawRetryBudget, RawThresholds};
 use super::convert::{
     duration, ip_socket_address, native_duration, payload, socket_address, timeout_or_never, R,
@@ -67,21 +66,28 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
             "`CLUSTER_PROVIDED` goes with `type: ORIGINAL_DST`, and only with it",
         ));
     }
-    let lb_policy = match lb {
-        LbPolicy::ClusterProvided => "round_robin",
-        LbPolicy::RoundRobin => "round_robin",
-        LbPolicy::LeastRequest => "least_request",
-        LbPolicy::Random => "random",
-        LbPolicy::RingHash => "ring_hash",
-        LbPolicy::Maglev => "maglev",
-        other => {
-            return Err(err(
-                format!("{p}.lb_policy"),
-                format!("`{}` is not supported by Outrigger", other.as_str_name()),
-            ))
+    let (lb_policy, ring_hash_lb_config, maglev_lb_config) = match &c.load_balancing_policy {
+        // The typed form replaces the enum, as in Envoy.
+        Some(lbp) if !original_dst => super::lb::typed(lbp, &format!("{p}.load_balancing_policy"))?,
+        _ => {
+            let lb_policy = match lb {
+                LbPolicy::ClusterProvided => "round_robin",
+                LbPolicy::RoundRobin => "round_robin",
+                LbPolicy::LeastRequest => "least_request",
+                LbPolicy::Random => "random",
+                LbPolicy::RingHash => "ring_hash",
+                LbPolicy::Maglev => "maglev",
+                other => {
+                    return Err(err(
+                        format!("{p}.lb_policy"),
+                        format!("`{}` is not supported by Outrigger", other.as_str_name()),
+                    ))
+                }
+            };
+            let (r, m) = super::lb::lb_config(c, p, lb_policy, &native, paths)?;
+            (lb_policy, r, m)
         }
     };
-    let (ring_hash_lb_config, maglev_lb_config) = lb_config(c, p, lb_policy, &native, paths)?;
     let mut endpoints = Vec::new();
     if let Some(la) = &c.load_assignment {
         for (j, locality) in la.endpoints.iter().enumerate() {
@@ -230,49 +236,6 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
         format!("{p}.transport_socket"),
     );
     Ok(raw)
-}
-
-/// The cluster's `ring_hash_lb_config` or `maglev_lb_config` (Envoy's `lb_config`
-/// oneof), each only with its own `lb_policy`, as the native blocks.
-fn lb_config(
-    c: &Cluster,
-    p: &str,
-    policy: &str,
-    native: &str,
-    paths: &mut PathMap,
-) -> R<(Option<RawRingHash>, Option<RawMaglev>)> {
-    let mut ring = (policy == "ring_hash").then(RawRingHash::default);
-    let mut maglev = (policy == "maglev").then(RawMaglev::default);
-    match &c.lb_config {
-        None => {}
-        Some(LbConfig::RingHashLbConfig(r)) => {
-            let at = format!("{p}.ring_hash_lb_config");
-            let Some(out) = ring.as_mut() else {
-                return Err(err(at, "goes with `lb_policy: RING_HASH`"));
-            };
-            paths.add(format!("{native}.ring_hash_lb_config"), at);
-            out.minimum_ring_size = r.minimum_ring_size.map(|v| v.value);
-            out.maximum_ring_size = r.maximum_ring_size.map(|v| v.value);
-            if r.hash_function == HashFunction::MurmurHash2 as i32 {
-                out.hash_function = Some("MURMUR_HASH_2".into());
-            }
-        }
-        Some(LbConfig::MaglevLbConfig(m)) => {
-            let at = format!("{p}.maglev_lb_config");
-            let Some(out) = maglev.as_mut() else {
-                return Err(err(at, "goes with `lb_policy: MAGLEV`"));
-            };
-            paths.add(format!("{native}.maglev_lb_config"), at);
-            out.table_size = m.table_size.map(|v| v.value);
-        }
-        Some(_) => {
-            return Err(err(
-                format!("{p}.lb_config"),
-                "only `ring_hash_lb_config` and `maglev_lb_config` are supported by Outrigger",
-            ))
-        }
-    }
-    Ok((ring, maglev))
 }
 
 /// Envoy's `circuit_breakers` as the native block, field for field (the walker refused

@@ -508,6 +508,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "lb_policy",
             "ring_hash_lb_config",
             "maglev_lb_config",
+            "load_balancing_policy",
             "load_assignment",
             "eds_cluster_config",
             "typed_extension_protocol_options",
@@ -667,6 +668,11 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
     "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
     "envoy.config.trace.v3.OpenTelemetryConfig",
+    "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
+    "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+    "envoy.extensions.load_balancing_policies.random.v3.Random",
+    "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash",
+    "envoy.extensions.load_balancing_policies.maglev.v3.Maglev",
 ];
 
 /// HTTP filter types Outrigger implements (the others are refused, or skipped when the

@@ -16,6 +16,24 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.config.cluster.v3.Cluster.MaglevLbConfig",
         &["table_size"],
     ),
+    // The typed `load_balancing_policy` (`config/envoy/lb.rs`): its first policy.
+    ("envoy.config.cluster.v3.LoadBalancingPolicy", &["policies"]),
+    (
+        "envoy.config.cluster.v3.LoadBalancingPolicy.Policy",
+        &["typed_extension_config"],
+    ),
+    (
+        "envoy.config.core.v3.TypedExtensionConfig",
+        &["name", "typed_config"],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash",
+        &["minimum_ring_size", "maximum_ring_size", "hash_function"],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.maglev.v3.Maglev",
+        &["table_size"],
+    ),
     (
         // `filter_state` is refused (Outrigger has no filter state).
         "envoy.config.route.v3.RouteAction.HashPolicy",
