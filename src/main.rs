@@ -12,6 +12,9 @@ USAGE:
   outrigger run -c FILE [--concurrency N] [--state-dir DIR]
   outrigger run --listen HOST:PORT --upstream HOST:PORT [--admin HOST:PORT]
                  [--upstream-protocol http1|http2|downstream] [--tcp] [--concurrency N]
+                 [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+                 [--upstream-tls-ca FILE [--upstream-tls-cert FILE --upstream-tls-key FILE]
+                  [--upstream-sni NAME]]
   outrigger validate -c FILE
   outrigger iptables [OPTIONS]   (capture the pod's traffic; `outrigger iptables --help`)
   outrigger demo
@@ -19,6 +22,11 @@ USAGE:
 
 FILE is the native YAML format or an Envoy v3 Bootstrap (YAML or JSON), told apart by
 its top-level keys; see docs/envoy-api.md for the supported Envoy fields.
+One-line TLS: --tls-cert/--tls-key terminate TLS on the listener (ALPN h2, http/1.1);
+--tls-client-ca requires a client certificate from that CA (mutual TLS).
+--upstream-tls-ca originates TLS to the upstream, verified against that CA;
+--upstream-tls-cert/--upstream-tls-key are the proxy's client certificate;
+--upstream-sni is sent as SNI and must be a DNS name in the upstream's certificate.
 --state-dir DIR: with an xDS bootstrap, keep the last accepted dynamic config in DIR and
 serve it at start when the management server cannot be reached (default: off).
 Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit.
@@ -34,7 +42,20 @@ struct Args {
     tcp: bool,
     upstream_protocol: Option<String>,
     state_dir: Option<String>,
+    /// The one-line TLS flags, by flag name (`--tls-cert` ...).
+    tls: Vec<(&'static str, String)>,
 }
+
+/// The one-line mode's TLS flags, each taking a file or a name.
+const TLS_FLAGS: [&str; 7] = [
+    "--tls-cert",
+    "--tls-key",
+    "--tls-client-ca",
+    "--upstream-tls-ca",
+    "--upstream-tls-cert",
+    "--upstream-tls-key",
+    "--upstream-sni",
+];
 
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
@@ -49,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
         tcp: false,
         upstream_protocol: None,
         state_dir: None,
+        tls: Vec::new(),
     };
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -71,7 +93,16 @@ fn parse_args() -> Result<Args, String> {
             "--state-dir" => a.state_dir = Some(value("--state-dir")?),
             "--upstream-protocol" => a.upstream_protocol = Some(value("--upstream-protocol")?),
             "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown argument `{other}`\n\n{USAGE}")),
+            f => match TLS_FLAGS.iter().find(|t| **t == f) {
+                Some(name) => {
+                    if a.tls.iter().any(|(n, _)| n == name) {
+                        return Err(format!("{name} given twice"));
+                    }
+                    let v = value(name)?;
+                    a.tls.push((name, v));
+                }
+                None => return Err(format!("unknown argument `{f}`\n\n{USAGE}")),
+            },
         }
     }
     Ok(a)
@@ -81,15 +112,38 @@ fn init_tracing() {
     outrigger::observe::log_levels::init();
 }
 
+impl Args {
+    fn tls(&self, name: &str) -> Option<&str> {
+        self.tls
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 fn source_for_run(a: &Args) -> Result<ConfigSource, String> {
+    if let (Some(_), Some((name, _))) = (&a.config, a.tls.first()) {
+        return Err(format!(
+            "{name} is a one-line flag: put TLS in the config file (tls: on a filter chain or cluster)"
+        ));
+    }
     match (&a.config, &a.listen, &a.upstream) {
         (Some(path), None, None) => Ok(ConfigSource::File(path.clone())),
         (None, Some(l), Some(u)) => Ok(ConfigSource::Inline(config::oneline::config_text(
-            l,
-            u,
-            a.admin.as_deref(),
-            a.tcp,
-            a.upstream_protocol.as_deref(),
+            &config::oneline::Flags {
+                listen: l,
+                upstream: u,
+                admin: a.admin.as_deref(),
+                tcp: a.tcp,
+                upstream_protocol: a.upstream_protocol.as_deref(),
+                tls_cert: a.tls("--tls-cert"),
+                tls_key: a.tls("--tls-key"),
+                tls_client_ca: a.tls("--tls-client-ca"),
+                upstream_tls_ca: a.tls("--upstream-tls-ca"),
+                upstream_tls_cert: a.tls("--upstream-tls-cert"),
+                upstream_tls_key: a.tls("--upstream-tls-key"),
+                upstream_sni: a.tls("--upstream-sni"),
+            },
         )?)),
         (None, Some(_), None) => Err("--listen needs --upstream".into()),
         (None, None, Some(_)) => Err("--upstream needs --listen".into()),

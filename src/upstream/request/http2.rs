@@ -94,7 +94,7 @@ pub(crate) fn request_from_h1(
         .ok()
         .filter(|a| !a.is_empty())?;
     let uri = Uri::builder()
-        .scheme("http")
+        .scheme(h1_scheme(head, fwd))
         .authority(authority)
         .path_and_query(rw.path)
         .build()
@@ -165,6 +165,44 @@ pub(crate) fn request_from_h1(
     Some(out)
 }
 
+/// `http` or `https` when `v` is one of them (any case), as Envoy's `schemeIsValid`.
+fn valid_scheme(v: &[u8]) -> Option<&'static str> {
+    if v.eq_ignore_ascii_case(b"https") {
+        Some("https")
+    } else if v.eq_ignore_ascii_case(b"http") {
+        Some("http")
+    } else {
+        None
+    }
+}
+
+/// The `:scheme` an HTTP/1 request goes upstream with, as Envoy's connection manager
+/// sets it: the `x-forwarded-proto` the request keeps (a trusted hop's, not
+/// overwritten) when it is `http` or `https`, else the connection's own scheme. The
+/// upstream's transport plays no part (Envoy's default, no
+/// `scheme_header_transformation`).
+fn h1_scheme(head: &RequestHead<'_, '_>, fwd: Decision) -> &'static str {
+    let kept = (!fwd.overwrite_proto)
+        .then(|| {
+            head.headers
+                .iter()
+                .find(|h| hop::classify(h.name) == Special::XForwardedProto)
+        })
+        .flatten();
+    kept.and_then(|h| valid_scheme(h.value))
+        .unwrap_or(fwd.scheme())
+}
+
+/// The `:scheme` an HTTP/2 request goes upstream with: the client's own, which Envoy
+/// trusts and passes on, when it is `http` or `https`; else the connection's.
+fn h2_scheme(parts: &http::request::Parts, fwd: Decision) -> &'static str {
+    parts
+        .uri
+        .scheme_str()
+        .and_then(|s| valid_scheme(s.as_bytes()))
+        .unwrap_or(fwd.scheme())
+}
+
 /// `auto_host_rewrite` on a request already built: the authority becomes `host`, and
 /// the client's goes in `x-envoy-original-host` (as `h1::encode::set_host` does).
 pub(crate) fn set_authority(req: &mut http::Request<()>, host: &str) {
@@ -202,7 +240,7 @@ pub(crate) fn request_from_h2(
     edits: Edits<'_>,
 ) -> Option<http::Request<()>> {
     let uri = Uri::builder()
-        .scheme("http")
+        .scheme(h2_scheme(parts, fwd))
         .authority(authority)
         .path_and_query(path)
         .build()
@@ -351,5 +389,40 @@ mod tests {
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1,127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
+        // `:scheme` is Envoy's: the connection's when the incoming proto is overwritten,
+        // a kept incoming `https` otherwise.
+        let kept = Decision {
+            overwrite_proto: false,
+            ..fwd
+        };
+        let req = request_from_h1(&head, &rw, kept, Edits::none()).unwrap();
+        assert_eq!(req.uri().scheme_str(), Some("https"));
+        let tls = Decision { tls: true, ..fwd };
+        let req = request_from_h1(&head, &rw, tls, Edits::none()).unwrap();
+        assert_eq!(req.uri().scheme_str(), Some("https"));
+    }
+
+    #[test]
+    fn an_http2_clients_scheme_goes_upstream() {
+        let parts = |uri: &str| {
+            http::Request::builder()
+                .uri(uri)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        let plain = decision(None, true);
+        let https = parts("https://a.example/p");
+        let req = request_from_h2(&https, "a.example", "/p", plain, Edits::none()).unwrap();
+        assert_eq!(req.uri().scheme_str(), Some("https"));
+        let http = parts("http://a.example/p");
+        let tls = Decision { tls: true, ..plain };
+        let req = request_from_h2(&http, "a.example", "/p", tls, Edits::none()).unwrap();
+        assert_eq!(req.uri().scheme_str(), Some("http"));
+        // No scheme (CONNECT-like): the connection's.
+        let none = parts("/p");
+        let req = request_from_h2(&none, "a.example", "/p", tls, Edits::none()).unwrap();
+        assert_eq!(req.uri().scheme_str(), Some("https"));
     }
 }
