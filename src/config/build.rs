@@ -13,6 +13,7 @@ use super::raw::*;
 
 mod circuit;
 mod fault_cors;
+mod hash_policy;
 mod health;
 mod listener;
 mod listener_filters;
@@ -310,6 +311,88 @@ impl Builder {
         })
     }
 
+    /// `lb_policy`, with its ring hash or Maglev settings (Envoy's checks: ring sizes
+    /// at most 8M and minimum <= maximum; a prime Maglev table under 5000011).
+    fn lb_policy(&mut self, p: &str, c: &RawCluster) -> LbPolicy {
+        let policy = match c.lb_policy.as_deref() {
+            None | Some("round_robin") => LbPolicy::RoundRobin,
+            Some("least_request") => LbPolicy::LeastRequest,
+            Some("random") => LbPolicy::Random,
+            Some("ring_hash") => LbPolicy::RING_HASH_DEFAULT,
+            Some("maglev") => LbPolicy::MAGLEV_DEFAULT,
+            Some(other) => {
+                self.err(
+                    format!("{p}.lb_policy"),
+                    format!("unknown policy `{other}` (use round_robin, least_request, random, ring_hash or maglev)"),
+                );
+                LbPolicy::RoundRobin
+            }
+        };
+        if c.ring_hash_lb_config.is_some() && !matches!(policy, LbPolicy::RingHash { .. }) {
+            self.err(
+                format!("{p}.ring_hash_lb_config"),
+                "goes with `lb_policy: ring_hash`",
+            );
+        }
+        if c.maglev_lb_config.is_some() && !matches!(policy, LbPolicy::Maglev { .. }) {
+            self.err(
+                format!("{p}.maglev_lb_config"),
+                "goes with `lb_policy: maglev`",
+            );
+        }
+        match policy {
+            LbPolicy::RingHash {
+                min_ring_size,
+                max_ring_size,
+            } => {
+                let r = c.ring_hash_lb_config.as_ref();
+                let min = r.and_then(|r| r.minimum_ring_size).unwrap_or(min_ring_size);
+                let max = r.and_then(|r| r.maximum_ring_size).unwrap_or(max_ring_size);
+                let rp = format!("{p}.ring_hash_lb_config");
+                // Envoy's proto bounds: both at most 8M (8388608), the minimum positive.
+                if min == 0 || min > 8 * 1024 * 1024 {
+                    self.err(format!("{rp}.minimum_ring_size"), "must be 1 to 8388608");
+                }
+                if max == 0 || max > 8 * 1024 * 1024 {
+                    self.err(format!("{rp}.maximum_ring_size"), "must be 1 to 8388608");
+                }
+                if min > max {
+                    self.err(
+                        rp.clone(),
+                        format!("minimum_ring_size ({min}) > maximum_ring_size ({max})"),
+                    );
+                }
+                match r.and_then(|r| r.hash_function.as_deref()) {
+                    None | Some("XX_HASH") => {}
+                    Some(other) => self.err(
+                        format!("{rp}.hash_function"),
+                        format!("`{other}` is not supported by Outrigger (XX_HASH)"),
+                    ),
+                }
+                LbPolicy::RingHash {
+                    min_ring_size: min,
+                    max_ring_size: max,
+                }
+            }
+            LbPolicy::Maglev { table_size } => {
+                let t = c
+                    .maglev_lb_config
+                    .as_ref()
+                    .and_then(|m| m.table_size)
+                    .unwrap_or(table_size);
+                // Envoy: the size must be prime, and its proto caps it below 5000011.
+                if t >= 5_000_011 || !is_prime(t) {
+                    self.err(
+                        format!("{p}.maglev_lb_config.table_size"),
+                        "must be a prime number below 5000011",
+                    );
+                }
+                LbPolicy::Maglev { table_size: t }
+            }
+            other => other,
+        }
+    }
+
     fn cluster(&mut self, i: usize, c: &RawCluster) -> Cluster {
         let p = format!("clusters[{i}]");
         let connect_timeout = self.positive_duration(
@@ -317,18 +400,7 @@ impl Builder {
             &c.connect_timeout,
             Duration::from_secs(5),
         );
-        let lb_policy = match c.lb_policy.as_deref() {
-            None | Some("round_robin") => LbPolicy::RoundRobin,
-            Some("least_request") => LbPolicy::LeastRequest,
-            Some("random") => LbPolicy::Random,
-            Some(other) => {
-                self.err(
-                    format!("{p}.lb_policy"),
-                    format!("unknown policy `{other}` (use round_robin, least_request or random)"),
-                );
-                LbPolicy::RoundRobin
-            }
-        };
+        let lb_policy = self.lb_policy(&p, c);
         let protocol = match c.protocol.as_deref() {
             None | Some("http1") => UpstreamProtocol::Http1,
             Some("http2") => UpstreamProtocol::Http2,
@@ -498,6 +570,15 @@ impl Builder {
 /// RFC 9110 token characters.
 pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Trial division: table sizes are below 5000011, so at most ~1100 divisions, once per
+/// config load.
+fn is_prime(n: u64) -> bool {
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 #[cfg(test)]

@@ -505,6 +505,33 @@ pub enum LbPolicy {
     RoundRobin,
     LeastRequest,
     Random,
+    /// Envoy's `RING_HASH` (ketama): each endpoint hashed onto a ring between
+    /// `min_ring_size` (default 1024) and `max_ring_size` (default 8M) times in all, in
+    /// proportion to its weight; a request's hash takes the next entry clockwise.
+    RingHash {
+        min_ring_size: u64,
+        max_ring_size: u64,
+    },
+    /// Envoy's `MAGLEV`: a lookup table of `table_size` entries (a prime, default 65537)
+    /// filled by the endpoints' permutations, in proportion to their weights.
+    Maglev {
+        table_size: u64,
+    },
+}
+
+impl LbPolicy {
+    /// Envoy's ring hash defaults (`RingHashLoadBalancer`).
+    pub const RING_HASH_DEFAULT: LbPolicy = LbPolicy::RingHash {
+        min_ring_size: 1024,
+        max_ring_size: 8 * 1024 * 1024,
+    };
+    /// Envoy's Maglev default (`MaglevTable::DefaultTableSize`).
+    pub const MAGLEV_DEFAULT: LbPolicy = LbPolicy::Maglev { table_size: 65537 };
+
+    /// A consistent-hash policy: picks follow the request's hash (route `hash_policy`).
+    pub fn hashing(&self) -> bool {
+        matches!(self, LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -342,6 +342,27 @@ pub(crate) struct RawVirtualHost {
     pub response_headers_to_remove: Vec<String>,
 }
 
+/// Envoy's `RingHashLbConfig`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRingHash {
+    #[serde(default)]
+    pub minimum_ring_size: Option<u64>,
+    #[serde(default)]
+    pub maximum_ring_size: Option<u64>,
+    /// `XX_HASH` (default); `MURMUR_HASH_2` is refused.
+    #[serde(default)]
+    pub hash_function: Option<String>,
+}
+
+/// Envoy's `MaglevLbConfig`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMaglev {
+    #[serde(default)]
+    pub table_size: Option<u64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawCluster {
@@ -350,6 +371,12 @@ pub(crate) struct RawCluster {
     pub connect_timeout: Option<String>,
     #[serde(default)]
     pub lb_policy: Option<String>,
+    /// For `lb_policy: ring_hash` (Envoy's `ring_hash_lb_config`).
+    #[serde(default)]
+    pub ring_hash_lb_config: Option<RawRingHash>,
+    /// For `lb_policy: maglev` (Envoy's `maglev_lb_config`).
+    #[serde(default)]
+    pub maglev_lb_config: Option<RawMaglev>,
     /// `static` (default) or `original_dst`.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,

@@ -60,6 +60,9 @@ pub(crate) struct RawRoute {
     /// clusters, their responses discarded.
     #[serde(default)]
     pub request_mirror_policies: Vec<RawMirrorPolicy>,
+    /// Envoy's `hash_policy`: the request's hash for a ring hash or Maglev cluster.
+    #[serde(default)]
+    pub hash_policy: Vec<RawHashPolicy>,
     /// Per-route filter overrides, by filter name (Envoy's `typed_per_filter_config`).
     #[serde(default)]
     pub per_filter_config: BTreeMap<String, RawFilterOverride>,
@@ -106,6 +109,53 @@ pub(crate) struct RawRouteMatch {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawEmpty {}
+
+/// Envoy's `RouteAction.HashPolicy`: exactly one of `header`, `cookie`,
+/// `connection_properties` and `query_parameter`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHashPolicy {
+    #[serde(default)]
+    pub header: Option<RawHashHeader>,
+    #[serde(default)]
+    pub cookie: Option<RawHashCookie>,
+    #[serde(default)]
+    pub connection_properties: Option<RawHashConnection>,
+    #[serde(default)]
+    pub query_parameter: Option<RawHashQuery>,
+    #[serde(default)]
+    pub terminal: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHashHeader {
+    pub header_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHashCookie {
+    pub name: String,
+    /// A duration (`3600s`); set: a missing cookie is generated (`Set-Cookie`).
+    #[serde(default)]
+    pub ttl: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHashConnection {
+    #[serde(default)]
+    pub source_ip: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHashQuery {
+    pub name: String,
+}
 
 /// Envoy's `RouteAction.RequestMirrorPolicy`: exactly one of `cluster` and
 /// `cluster_header`.

@@ -174,6 +174,34 @@ pub struct Forward {
     pub retries: super::retry_model::Retries,
     /// Envoy's `request_mirror_policies`, in order (empty: no mirroring).
     pub mirrors: Vec<MirrorPolicy>,
+    /// Envoy's `hash_policy`, in order (empty: a hashing cluster picks at random).
+    pub hash_policy: Vec<HashPolicy>,
+}
+
+/// One of Envoy's `RouteAction.HashPolicy` entries: what the request's hash for a
+/// ring hash or Maglev cluster is made of (`http::router::hash`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashPolicy {
+    pub kind: HashKind,
+    /// Envoy's `terminal`: when this policy gave a hash, the later ones are skipped.
+    pub terminal: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HashKind {
+    /// Every value of the (lower-case) header, sorted.
+    Header(String),
+    /// The cookie's value; with `ttl` a missing cookie is generated and set in the
+    /// response (`Set-Cookie`, with `path`), as Envoy does.
+    Cookie {
+        name: String,
+        ttl: Option<Duration>,
+        path: String,
+    },
+    /// `connection_properties.source_ip`: the downstream remote address.
+    SourceIp,
+    /// The first value of the query parameter.
+    QueryParameter(String),
 }
 
 /// Envoy's `RequestMirrorPolicy`: a shadow copy of the request to another cluster,

@@ -84,6 +84,8 @@ enum Action<'v> {
         /// The request's retry state, when its route has a retry policy or its headers
         /// ask for retries (`upstream::request::retry`).
         retry: Option<crate::upstream::request::retry::RetryState<'v>>,
+        /// The request's hash for a ring hash or Maglev cluster (`router::hash`).
+        hash: Option<u64>,
     },
     /// CONNECT on a route that allows it: a TCP tunnel to the cluster.
     Connect {
@@ -305,7 +307,7 @@ impl Conn {
                 };
                 let ip = self.ip.get(..self.ip_len).unwrap_or_default();
                 let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
-                let conn = (facts, ip, &self.filters);
+                let conn = (facts, ip, &self.filters, self.peer.port());
                 let stores = (&store, &req_store);
                 match prepare::prepare(data, l, view, wbuf, conn, rec, stores).await {
                     Ok(Some(plan)) => break plan,

@@ -106,7 +106,7 @@ async fn proxy<D: Io, C: Connector>(
             (local, None)
         }
         ClusterKind::Static => {
-            let Some(ep) = cs.pick() else {
+            let Some(ep) = cs.pick(None, 0) else {
                 cs.stats.rq_no_healthy.inc();
                 return ResponseFlag::NoHealthyUpstream;
             };

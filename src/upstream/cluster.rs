@@ -225,9 +225,10 @@ impl<C: 'static> ClusterState<C> {
 
     /// Counts a request for this cluster and picks its endpoint. `None` means the cluster
     /// has no endpoint; that is counted as a no-healthy-upstream 5xx.
-    pub fn start_request(&self) -> Option<usize> {
+    /// `hash` is the request's hash for a ring hash or Maglev cluster (`None`: none).
+    pub fn start_request(&self, hash: Option<u64>) -> Option<usize> {
         self.stats.rq_total.inc();
-        let Some(ep) = self.pick() else {
+        let Some(ep) = self.pick(hash, 0) else {
             self.stats.rq_no_healthy.inc();
             self.stats.rq_class[4].inc();
             return None;
@@ -237,8 +238,9 @@ impl<C: 'static> ClusterState<C> {
     }
 
     /// Picks an endpoint with the cluster's load-balancing policy, among the healthy
-    /// ones (all of them in panic mode, which is counted).
-    pub fn pick(&self) -> Option<usize> {
+    /// ones (all of them in panic mode, which is counted). `hash` and `attempt` are for
+    /// the hashing policies (`Lb::pick_hashed`).
+    pub fn pick(&self, hash: Option<u64>, attempt: u32) -> Option<usize> {
         if !self.stats.used.get() {
             self.first_use();
         }
@@ -246,7 +248,9 @@ impl<C: 'static> ClusterState<C> {
         if lb.panic() {
             self.stats.lb_healthy_panic.inc();
         }
-        lb.pick(|i| self.endpoints.get(i).map_or(0, |e| e.rq_active.get()))
+        lb.pick_hashed(hash, attempt, |i| {
+            self.endpoints.get(i).map_or(0, |e| e.rq_active.get())
+        })
     }
 
     /// Once per cluster and core: the flag, and the alarm that gets the news to the

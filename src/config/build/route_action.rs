@@ -57,11 +57,12 @@ impl Builder {
             || r.cluster_not_found_response_code.is_some()
             || r.timeout.is_some()
             || !r.upgrades.is_empty()
-            || !r.request_mirror_policies.is_empty();
+            || !r.request_mirror_policies.is_empty()
+            || !r.hash_policy.is_empty();
         if !forwarding && rewrites {
             self.err(
                 p.to_string(),
-                "`timeout`, `upgrades`, `prefix_rewrite`, `regex_rewrite`, `host_rewrite_literal`, `auto_host_rewrite`, `cluster_not_found_response_code` and `request_mirror_policies` need a `cluster`, `cluster_header` or `weighted_clusters` route",
+                "`timeout`, `upgrades`, `prefix_rewrite`, `regex_rewrite`, `host_rewrite_literal`, `auto_host_rewrite`, `cluster_not_found_response_code`, `request_mirror_policies` and `hash_policy` need a `cluster`, `cluster_header` or `weighted_clusters` route",
             );
         }
         if let Some(d) = &r.direct_response {
@@ -176,8 +177,10 @@ impl Builder {
             }
         };
         let mirrors = self.mirror_policies(p, &r.request_mirror_policies, clusters);
+        let hash_policy = self.hash_policies(p, &r.hash_policy);
         Some(RouteAction::Cluster(Forward {
             mirrors,
+            hash_policy,
             cluster_not_found_status,
             target,
             timeout: self.duration(format!("{p}.timeout"), &r.timeout, Duration::from_secs(15)),

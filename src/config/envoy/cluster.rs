@@ -66,16 +66,26 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
             "`CLUSTER_PROVIDED` goes with `type: ORIGINAL_DST`, and only with it",
         ));
     }
-    let lb_policy = match lb {
-        LbPolicy::ClusterProvided => "round_robin",
-        LbPolicy::RoundRobin => "round_robin",
-        LbPolicy::LeastRequest => "least_request",
-        LbPolicy::Random => "random",
-        other => {
-            return Err(err(
-                format!("{p}.lb_policy"),
-                format!("`{}` is not supported by Outrigger", other.as_str_name()),
-            ))
+    let (lb_policy, ring_hash_lb_config, maglev_lb_config) = match &c.load_balancing_policy {
+        // The typed form replaces the enum, as in Envoy.
+        Some(lbp) if !original_dst => super::lb::typed(lbp, &format!("{p}.load_balancing_policy"))?,
+        _ => {
+            let lb_policy = match lb {
+                LbPolicy::ClusterProvided => "round_robin",
+                LbPolicy::RoundRobin => "round_robin",
+                LbPolicy::LeastRequest => "least_request",
+                LbPolicy::Random => "random",
+                LbPolicy::RingHash => "ring_hash",
+                LbPolicy::Maglev => "maglev",
+                other => {
+                    return Err(err(
+                        format!("{p}.lb_policy"),
+                        format!("`{}` is not supported by Outrigger", other.as_str_name()),
+                    ))
+                }
+            };
+            let (r, m) = super::lb::lb_config(c, p, lb_policy, &native, paths)?;
+            (lb_policy, r, m)
         }
     };
     let mut endpoints = Vec::new();
@@ -168,6 +178,8 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
         name: c.name.clone(),
         connect_timeout: Some(native_duration(connect_timeout)),
         lb_policy: Some(lb_policy.into()),
+        ring_hash_lb_config,
+        maglev_lb_config,
         // An ORIGINAL_DST cluster with endpoints is refused by the native builder.
         endpoints: (!original_dst || !endpoints.is_empty()).then_some(endpoints),
         kind: original_dst.then(|| "original_dst".to_string()),

@@ -17,6 +17,7 @@ mod convert;
 mod fault_cors;
 mod hcm;
 mod health;
+mod lb;
 mod listener;
 mod local_ratelimit;
 mod outlier;

@@ -3,6 +3,7 @@
 //! their rewrites, timeout and upgrades, redirect, direct response), header edits and
 //! `typed_per_filter_config`. Control plane only.
 
+mod hash;
 pub(super) mod matching;
 mod per_filter;
 mod retry;
@@ -219,6 +220,7 @@ fn route(
         auto_host_rewrite: false,
         retry_policy: None,
         request_mirror_policies: Vec::new(),
+        hash_policy: Vec::new(),
         cluster_not_found_response_code: None,
         direct_response: None,
         upgrades: Vec::new(),
@@ -333,6 +335,7 @@ fn route_action(
             trace_sampled: m.trace_sampled.as_ref().map(|b| b.value),
         });
     }
+    out.hash_policy = hash::hash_policies(&a.hash_policy, ap, np, paths)?;
     // Envoy: an empty prefix_rewrite is no rewrite.
     out.prefix_rewrite = Some(a.prefix_rewrite.clone()).filter(|x| !x.is_empty());
     if let Some(rx) = &a.regex_rewrite {

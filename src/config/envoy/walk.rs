@@ -8,13 +8,15 @@
 
 use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
 
+mod access_log;
 mod filters;
+mod hashing;
 mod tls;
 
 /// Supported fields, per message full name (the filters' RBAC, local rate limit, fault
-/// and CORS messages are in `filters.rs`, TLS and SDS in `tls.rs`). A message listed in
-/// none of the tables supports no field (it may still appear empty, e.g. the router's
-/// config).
+/// and CORS messages are in `filters.rs`, TLS and SDS in `tls.rs`, hashing in
+/// `hashing.rs`, access logs in `access_log.rs`). A message listed in none of the tables
+/// supports no field (it may still appear empty, e.g. the router's config).
 const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap",
@@ -244,48 +246,6 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     ("envoy.config.core.v3.HeaderValue", &["key", "value"]),
     (
-        "envoy.config.accesslog.v3.AccessLog",
-        &["name", "typed_config", "filter"],
-    ),
-    (
-        "envoy.config.accesslog.v3.AccessLogFilter",
-        &[
-            "status_code_filter",
-            "duration_filter",
-            "not_health_check_filter",
-            "runtime_filter",
-            "and_filter",
-            "or_filter",
-            "response_flag_filter",
-        ],
-    ),
-    ("envoy.config.accesslog.v3.StatusCodeFilter", &["comparison"]),
-    ("envoy.config.accesslog.v3.DurationFilter", &["comparison"]),
-    ("envoy.config.accesslog.v3.ComparisonFilter", &["op", "value"]),
-    (
-        "envoy.config.core.v3.RuntimeUInt32",
-        &["default_value", "runtime_key"],
-    ),
-    (
-        "envoy.config.accesslog.v3.RuntimeFilter",
-        &["runtime_key", "percent_sampled", "use_independent_randomness"],
-    ),
-    ("envoy.config.accesslog.v3.AndFilter", &["filters"]),
-    ("envoy.config.accesslog.v3.OrFilter", &["filters"]),
-    ("envoy.config.accesslog.v3.ResponseFlagFilter", &["flags"]),
-    (
-        "envoy.extensions.access_loggers.file.v3.FileAccessLog",
-        &["path", "log_format"],
-    ),
-    (
-        "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-        &["log_format"],
-    ),
-    (
-        "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
-        &["log_format"],
-    ),
-    (
         "envoy.config.core.v3.SubstitutionFormatString",
         &["text_format", "text_format_source", "json_format"],
     ),
@@ -418,6 +378,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "retry_policy",
             "rate_limits",
             "request_mirror_policies",
+            "hash_policy",
         ],
     ),
     (
@@ -511,6 +472,9 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "type",
             "connect_timeout",
             "lb_policy",
+            "ring_hash_lb_config",
+            "maglev_lb_config",
+            "load_balancing_policy",
             "load_assignment",
             "eds_cluster_config",
             "typed_extension_protocol_options",
@@ -673,6 +637,11 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
     "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
     "envoy.config.trace.v3.OpenTelemetryConfig",
+    "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
+    "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+    "envoy.extensions.load_balancing_policies.random.v3.Random",
+    "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash",
+    "envoy.extensions.load_balancing_policies.maglev.v3.Maglev",
 ];
 
 /// HTTP filter types Outrigger implements (the others are refused, or skipped when the
@@ -709,6 +678,8 @@ fn supported(message: &str, field: &str) -> bool {
         .iter()
         .chain(filters::SUPPORTED)
         .chain(tls::SUPPORTED)
+        .chain(hashing::SUPPORTED)
+        .chain(access_log::SUPPORTED)
         .find(|(m, _)| *m == message)
         .is_some_and(|(_, fields)| fields.contains(&field))
 }

@@ -435,7 +435,11 @@ impl Conn {
         if self.logging {
             self.rec.cluster = Some(cs.name.clone());
         }
-        let picked = match request::pick(cs) {
+        let hash = match &plan.action {
+            Action::Proxy { hash, .. } => *hash,
+            _ => None,
+        };
+        let picked = match request::pick(cs, hash) {
             Ok(p) => p,
             Err(f) => return self.fail_locally(down, view, plan, f).await,
         };
@@ -745,7 +749,7 @@ impl Conn {
         if self.logging {
             self.rec.cluster = Some(cs.name.clone());
         }
-        match cs.start_request() {
+        match cs.start_request(None) {
             Some(ep) => {
                 if self.logging {
                     self.rec.upstream = Some(cs.cfg.endpoints[ep].addr);

@@ -27,7 +27,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     l: &'v HttpConnectionManager,
     view: &'v WorkerView<C>,
     wbuf: &mut Vec<u8>,
-    (facts, ip, state): (crate::rbac::Conn<'_>, &[u8], &filter::ConnState),
+    (facts, ip, state, peer_port): (crate::rbac::Conn<'_>, &[u8], &filter::ConnState, u16),
     rec: Option<&mut StreamInfo>,
     (store, req_store): (
         &'v filter::set_headers::SetHeaders,
@@ -209,13 +209,34 @@ pub(super) async fn prepare<'v, C: Connector>(
                 s.set_cluster(&c.cfg.name);
             }
             own_headers::proxied(&l.own, &l.forwarding, t.timeout, fwd.client, &mut edits);
-            let retry = RetryState::new(
+            let mut retry = RetryState::new(
                 t.retries,
                 &Honoured {
                     headers,
                     edits: &edits.request,
                 },
             );
+            let hash = match view.clusters.get(t.cluster) {
+                Some(c) if c.cfg.lb_policy.hashing() && !t.hash_policy.is_empty() => {
+                    let conn = router::hash::Conn {
+                        remote: router::hash::remote(
+                            fwd.client,
+                            std::net::SocketAddr::new(peer, peer_port),
+                        ),
+                        local: facts.local,
+                    };
+                    let h = router::hash::compute(t.hash_policy, &view_req, conn, Some(store));
+                    // A generated cookie's Set-Cookie rides in the response's edits.
+                    if !store.is_empty() {
+                        edits.response.set = Some(store);
+                    }
+                    h
+                }
+                _ => None,
+            };
+            if let Some(r) = retry.as_mut() {
+                r.hash = hash;
+            }
             if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
                 edits.request.stamp.attempt_count = Some(1);
             }
@@ -310,6 +331,7 @@ pub(super) async fn prepare<'v, C: Connector>(
                 h2,
                 auto_host: t.auto_host,
                 retry,
+                hash,
             }
         }
     };

@@ -25,7 +25,8 @@ use super::throttle::FaultStream;
 pub struct SetHeaders {
     // Filters write while the chain runs on the request head; encoders read later. The
     // two never overlap, and every access uses `try_borrow*`, so nothing can panic.
-    list: RefCell<Vec<(&'static str, String)>>,
+    // The flag marks an added value (`add`): it replaces nothing.
+    list: RefCell<Vec<(&'static str, String, bool)>>,
     /// The fault filter's state for this stream (empty: no fault injected, no
     /// allocation). Borrowed briefly by the filter, never across an await.
     pub(crate) fault: RefCell<FaultStream>,
@@ -37,12 +38,20 @@ impl SetHeaders {
         let Ok(mut l) = self.list.try_borrow_mut() else {
             return;
         };
-        match l.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, v)) => {
+        match l.iter_mut().find(|(n, _, add)| *n == name && !add) {
+            Some((_, v, _)) => {
                 v.clear();
                 v.push_str(value);
             }
-            None => l.push((name, value.to_string())),
+            None => l.push((name, value.to_string(), false)),
+        }
+    }
+
+    /// Adds a value of `name` (lower-case) beside any others, incoming or planned (a
+    /// consistent-hash cookie's `set-cookie`, which Envoy adds rather than sets).
+    pub fn add(&self, name: &'static str, value: String) {
+        if let Ok(mut l) = self.list.try_borrow_mut() {
+            l.push((name, value, true));
         }
     }
 
@@ -50,17 +59,18 @@ impl SetHeaders {
         self.list.try_borrow().map_or(true, |l| l.is_empty())
     }
 
-    /// Whether a header called `name` is set (any case).
+    /// Whether a header called `name` is set (any case), replacing other values.
     pub fn has(&self, name: &str) -> bool {
-        self.list
-            .try_borrow()
-            .is_ok_and(|l| l.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
+        self.list.try_borrow().is_ok_and(|l| {
+            l.iter()
+                .any(|(n, _, add)| !add && n.eq_ignore_ascii_case(name))
+        })
     }
 
     /// Calls `emit` for each header, in the order they were first set.
     pub fn for_each(&self, mut emit: impl FnMut(&str, &str)) {
         if let Ok(l) = self.list.try_borrow() {
-            for (n, v) in l.iter() {
+            for (n, v, _) in l.iter() {
                 emit(n, v);
             }
         }
@@ -68,14 +78,21 @@ impl SetHeaders {
 
     /// Writes the headers into an HTTP/2 (or `http`) header map, replacing values.
     pub fn apply_to_map(&self, map: &mut http::HeaderMap) {
-        self.for_each(|n, v| {
+        let Ok(l) = self.list.try_borrow() else {
+            return;
+        };
+        for (n, v, add) in l.iter() {
             if let (Ok(n), Ok(v)) = (
                 http::HeaderName::from_bytes(n.as_bytes()),
                 http::HeaderValue::from_str(v),
             ) {
-                map.insert(n, v);
+                if *add {
+                    map.append(n, v);
+                } else {
+                    map.insert(n, v);
+                }
             }
-        });
+        }
     }
 }
 

@@ -50,7 +50,7 @@ pub(crate) async fn tunnel<C: Connector>(
     progress: &Progress,
     edits: Edits<'_>,
 ) -> Done {
-    let Some(ep) = cs.start_request() else {
+    let Some(ep) = cs.start_request(None) else {
         return fail(respond, false, Failure::NoHealthyUpstream, edits);
     };
     let Some((endpoint, es)) = endpoint(cs, ep) else {

@@ -170,6 +170,31 @@ pub(crate) async fn serve<C: Connector>(
         }
         _ => None,
     };
+    // The request's hash for a hashing cluster, while the router's view of the head
+    // is at hand.
+    let hash = match &decision {
+        Some(Decision::Forward(t)) if !is_connect => view.clusters.get(t.cluster).and_then(|c| {
+            if !c.cfg.lb_policy.hashing() || t.hash_policy.is_empty() {
+                return None;
+            }
+            let xff = view_req
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|h| h.value);
+            let client = forwarding::decide(&l.forwarding, peer.ip(), xff).client;
+            let conn = router::hash::Conn {
+                remote: router::hash::remote(client, peer),
+                local: conn.local.unwrap_or(peer),
+            };
+            router::hash::compute(t.hash_policy, &view_req, conn, Some(&store))
+        }),
+        _ => None,
+    };
+    // A generated cookie's Set-Cookie rides in the response's edits.
+    if !store.is_empty() {
+        edits.response.set = Some(&store);
+    }
     drop(lookup);
     let mut cluster_name = None;
     let done = match (refused, filter_reply, decision) {
@@ -292,7 +317,11 @@ pub(crate) async fn serve<C: Connector>(
                     };
                     RetryState::new(t.retries, &honoured)
                 })
-                .flatten();
+                .flatten()
+                .map(|mut r| {
+                    r.hash = hash;
+                    r
+                });
             if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
                 edits.request.stamp.attempt_count = Some(1);
             }
@@ -394,6 +423,7 @@ pub(crate) async fn serve<C: Connector>(
                 edits,
                 retry,
                 route_timeout: timeout,
+                hash,
             };
             match cs.cfg.protocol {
                 UpstreamProtocol::Http1 => {

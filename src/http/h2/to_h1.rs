@@ -58,6 +58,8 @@ pub(crate) struct Request<'a> {
     pub retry: Option<RetryState<'a>>,
     /// The route clock's length (zero: none).
     pub route_timeout: std::time::Duration,
+    /// The request's hash for a ring hash or Maglev cluster (`router::hash`).
+    pub hash: Option<u64>,
 }
 
 pub(crate) async fn proxy<C: Connector>(
@@ -67,7 +69,7 @@ pub(crate) async fn proxy<C: Connector>(
     cs: &ClusterState<C::Conn>,
     progress: &Progress,
 ) -> Done {
-    let picked = match request::pick(cs) {
+    let picked = match request::pick(cs, r.hash) {
         Ok(p) => p,
         Err(f) => return fail(respond, r.grpc, f, r.edits.response),
     };

@@ -126,7 +126,7 @@ where
 {
     let grpc = r.grpc;
     let response_edits = r.edits.response;
-    let picked = match request::pick(cs) {
+    let picked = match request::pick(cs, r.hash) {
         Ok(p) => p,
         Err(f) => return fail(respond, grpc, f, response_edits),
     };

@@ -106,6 +106,8 @@ pub struct Target<'t> {
     /// The mirror policies that fire for this request, with their clusters (empty, and
     /// not allocated, for a route without `request_mirror_policies`).
     pub shadows: Vec<(usize, &'t MirrorPolicy)>,
+    /// The route's `hash_policy` (`router::hash`), for a hashing cluster.
+    pub hash_policy: &'t [crate::config::HashPolicy],
 }
 
 /// Converts an RE2 substitution (`\1` for a group, `\\` for a backslash) to the regex
@@ -253,6 +255,7 @@ pub fn resolve<'t>(
     };
     Decision::Forward(Target {
         shadows,
+        hash_policy: &f.hash_policy,
         cluster,
         record_host: matches!(f.host_rewrite, HostRewrite::Literal(_)),
         timeout: f.timeout,

@@ -7,6 +7,7 @@
 
 mod action;
 mod domains;
+pub mod hash;
 mod matchers;
 
 pub use action::{convert_substitution, entry_cluster, resolve, Decision, EntryCluster, Target};

@@ -69,7 +69,11 @@ impl Drop for Picked<'_> {
 /// picks its endpoint with the cluster's load balancer. `Err` is the local reply,
 /// already counted: `Overflow` (503 UO, Envoy's `upstream_rq_active_overflow`) or
 /// `NoHealthyUpstream` (503 UH).
-pub(crate) fn pick<C: 'static>(cs: &ClusterState<C>) -> Result<Picked<'_>, Failure> {
+/// `hash`: the request's hash for a ring hash or Maglev cluster (`http::router::hash`).
+pub(crate) fn pick<C: 'static>(
+    cs: &ClusterState<C>,
+    hash: Option<u64>,
+) -> Result<Picked<'_>, Failure> {
     let breakers: &Breakers = &cs.cfg.breakers;
     if !breakers.try_request() {
         cs.stats.rq_active_overflow.inc();
@@ -77,7 +81,7 @@ pub(crate) fn pick<C: 'static>(cs: &ClusterState<C>) -> Result<Picked<'_>, Failu
         return Err(Failure::Overflow);
     }
     let found = cs
-        .start_request()
+        .start_request(hash)
         .and_then(|ep| Some((ep, cs.cfg.endpoints.get(ep)?, cs.endpoints.get(ep)?)));
     let Some((ep, endpoint, stats)) = found else {
         breakers.end_request();
@@ -421,7 +425,10 @@ where
             }
             _ => glommio::timer::sleep(wait).await,
         }
-        if let Some(p) = r.select(|| cs.pick()).and_then(|e| repick(cs, e)) {
+        if let Some(p) = r
+            .select(|attempt| cs.pick(r.hash, attempt))
+            .and_then(|e| repick(cs, e))
+        {
             *ep = p.ep;
             *again = Some(p);
         }

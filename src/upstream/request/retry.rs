@@ -105,6 +105,9 @@ pub(crate) struct RetryState<'p> {
     attempts: Cell<u32>,
     pub attempt_count_request: bool,
     pub attempt_count_response: bool,
+    /// The request's hash for a ring hash or Maglev cluster: a retry's pick uses it
+    /// again, as Envoy's router does (set by the connection manager with the first).
+    pub hash: Option<u64>,
     /// The circuit breakers' retry slot this request holds, from the moment a retry is
     /// scheduled until the next decision (or the end of the request): Envoy's
     /// `resetRetry`. An `Arc` so that the slot is given back whatever ends the request;
@@ -171,6 +174,7 @@ impl<'p> RetryState<'p> {
             attempts: Cell::new(1),
             attempt_count_request: retries.attempt_count_request,
             attempt_count_response: retries.attempt_count_response,
+            hash: None,
             held: Cell::new(None),
         })
     }
@@ -365,15 +369,17 @@ impl<'p> RetryState<'p> {
 
     /// The endpoint for a retry: `pick` (the cluster's load balancer) again, up to
     /// `host_selection_retry_max_attempts` more times while it gives an endpoint tried
-    /// before (`previous_hosts`); the last pick goes anyway.
-    pub fn select(&self, mut pick: impl FnMut() -> Option<usize>) -> Option<usize> {
-        let mut ep = pick()?;
+    /// before (`previous_hosts`); the last pick goes anyway. `pick` is given the
+    /// attempt number (0 first), which moves a consistent hash on, as Envoy's
+    /// `chooseHost` attempts do.
+    pub fn select(&self, mut pick: impl FnMut(u32) -> Option<usize>) -> Option<usize> {
+        let mut ep = pick(0)?;
         if self.policy.previous_hosts {
-            for _ in 0..self.policy.host_selection_max_attempts {
+            for attempt in 1..=self.policy.host_selection_max_attempts {
                 if ep >= TRACKED_HOSTS || self.tried.get() & (1 << ep) == 0 {
                     break;
                 }
-                ep = pick()?;
+                ep = pick(attempt)?;
             }
         }
         Some(ep)
@@ -560,10 +566,10 @@ mod tests {
         let s = RetryState::new(&p, &map(&[])).unwrap();
         s.tried(0);
         let mut seq = [0, 0, 1].into_iter();
-        assert_eq!(s.select(|| seq.next()), Some(1));
+        assert_eq!(s.select(|_| seq.next()), Some(1));
         let mut same = std::iter::repeat(0);
         assert_eq!(
-            s.select(|| same.next()),
+            s.select(|_| same.next()),
             Some(0),
             "the last pick goes anyway"
         );

@@ -431,7 +431,7 @@ async fn via_h1<K: Connector>(
 ) -> Result<(), Failure> {
     // A mirrored request counts against the mirror cluster's circuit breakers, as
     // Envoy's shadow goes through its router and pool.
-    let picked = pick(cs)?;
+    let picked = pick(cs, None)?;
     let progress = Progress::new(s.timeout, Duration::ZERO);
     progress.request_done();
     let bytes = encode_h1(&s);
@@ -532,7 +532,7 @@ async fn via_h2<K: Connector>(
 ) -> Result<(), Failure> {
     // A mirrored request counts against the mirror cluster's circuit breakers, as
     // Envoy's shadow goes through its router and pool.
-    let picked = pick(cs)?;
+    let picked = pick(cs, None)?;
     let progress = Progress::new(s.timeout, Duration::ZERO);
     progress.request_done();
     let mut req = s.req;

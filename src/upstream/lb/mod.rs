@@ -1,9 +1,22 @@
 //! Load-balancer state for one cluster on one core: round robin (smooth weighted),
-//! least request (power of two choices, weighted) and random (weighted), over the
+//! least request (power of two choices, weighted), random (weighted), and the
+//! consistent hashes, ring hash (`ring.rs`) and Maglev (`maglev.rs`), over the
 //! endpoints that pass their health checks, or over all of them in Envoy's panic mode.
-//! The eligible set is rebuilt when health changes (a control message), never per pick.
+//! The eligible set (and a hash's ring or table) is rebuilt when health changes (a
+//! control message), never per pick. A pick is called by `upstream::request::pick`
+//! (and a retry's re-pick) with the request's hash, made by `http::router::hash`.
+
+mod maglev;
+mod ring;
 
 use crate::config::{Endpoint, LbPolicy};
+
+/// A consistent hash's lookup structure over the eligible endpoints.
+enum Hashed {
+    None,
+    Ring(ring::Ring),
+    Maglev(maglev::Maglev),
+}
 
 pub(crate) struct Lb {
     policy: LbPolicy,
@@ -20,6 +33,10 @@ pub(crate) struct Lb {
     /// Cumulative weights for weighted random picks.
     cumulative: Vec<u64>,
     rng: u64,
+    /// Every endpoint's address as text (`ip:port`, `[ip6]:port`): what the ring and
+    /// the Maglev table hash, as Envoy does (kept only for the hashing policies).
+    keys: Vec<String>,
+    hashed: Hashed,
 }
 
 impl Lb {
@@ -35,6 +52,12 @@ impl Lb {
             total: 0,
             cumulative: Vec::new(),
             rng: seed | 1,
+            keys: if policy.hashing() {
+                endpoints.iter().map(|e| e.addr.to_string()).collect()
+            } else {
+                Vec::new()
+            },
+            hashed: Hashed::None,
         };
         lb.use_endpoints((0..lb.all_weights.len()).collect(), false);
         lb
@@ -88,9 +111,30 @@ impl Lb {
             .collect();
         self.current = vec![0; weights.len()];
         self.total = weights.iter().map(|w| i64::from(*w)).sum();
+        self.hashed = self.build_hashed(&eligible, &weights);
         self.weights = weights;
         self.eligible = eligible;
         self.panic = panic;
+    }
+
+    /// The ring or table over `eligible`: built from the endpoints alone (no per-core
+    /// state), so every core, and Envoy, maps a hash to the same endpoint.
+    fn build_hashed(&self, eligible: &[usize], weights: &[u32]) -> Hashed {
+        let hosts: Vec<(usize, &str, u32)> = eligible
+            .iter()
+            .zip(weights)
+            .filter_map(|(&i, &w)| Some((i, self.keys.get(i)?.as_str(), w)))
+            .collect();
+        match self.policy {
+            LbPolicy::RingHash {
+                min_ring_size,
+                max_ring_size,
+            } => Hashed::Ring(ring::Ring::build(&hosts, min_ring_size, max_ring_size)),
+            LbPolicy::Maglev { table_size } => {
+                Hashed::Maglev(maglev::Maglev::build(&hosts, table_size))
+            }
+            _ => Hashed::None,
+        }
     }
 
     fn next_random(&mut self) -> u64 {
@@ -107,6 +151,31 @@ impl Lb {
         let total = *self.cumulative.last().unwrap_or(&1);
         let r = self.next_random() % total;
         self.cumulative.partition_point(|&c| c <= r)
+    }
+
+    /// Picks an endpoint index for a request whose hash is `hash` (from the route's
+    /// `hash_policy`; `None`: no policy gave one, and a hashing policy then picks at a
+    /// random point, as Envoy does). `attempt` counts a retry's re-picks that found an
+    /// endpoint already tried (Envoy's host selection attempts): a hashing policy moves
+    /// on from the hash's endpoint; the others ignore both.
+    pub fn pick_hashed(
+        &mut self,
+        hash: Option<u64>,
+        attempt: u32,
+        active: impl Fn(usize) -> u64,
+    ) -> Option<usize> {
+        if matches!(self.hashed, Hashed::None) {
+            return self.pick(active);
+        }
+        let h = match hash {
+            Some(h) => h,
+            None => self.next_random(),
+        };
+        match &self.hashed {
+            Hashed::Ring(r) => r.pick(h, attempt),
+            Hashed::Maglev(m) => m.pick(h, attempt),
+            Hashed::None => None,
+        }
     }
 
     /// Picks an endpoint index; `active(i)` is the endpoint's in-flight request count.
@@ -128,6 +197,10 @@ impl Lb {
             return Some(0);
         }
         Some(match self.policy {
+            // (A hashing policy picks in `pick_hashed`; without its table, at random.)
+            LbPolicy::Random | LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. } => {
+                self.weighted_random()
+            }
             LbPolicy::RoundRobin => {
                 let mut best = 0;
                 for i in 0..n {
@@ -139,7 +212,6 @@ impl Lb {
                 self.current[best] -= self.total;
                 best
             }
-            LbPolicy::Random => self.weighted_random(),
             LbPolicy::LeastRequest => {
                 let a = self.weighted_random();
                 let mut b = self.weighted_random();
@@ -233,6 +305,49 @@ mod tests {
         lb.set_health(&[true, false, false], 50);
         for _ in 0..30 {
             assert_eq!(lb.pick(|i| if i == 1 { 10 } else { 0 }), Some(2));
+        }
+    }
+
+    #[test]
+    fn hashing_skips_failed_endpoints_until_panic() {
+        for policy in [LbPolicy::RING_HASH_DEFAULT, LbPolicy::MAGLEV_DEFAULT] {
+            let mut lb = Lb::new(policy, &eps(&[1, 1, 1, 1]), 7);
+            let keys: Vec<u64> = (0..200u64)
+                .map(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .collect();
+            let before: Vec<usize> = keys
+                .iter()
+                .map(|&k| lb.pick_hashed(Some(k), 0, |_| 0).unwrap())
+                .collect();
+            assert!(before.contains(&1));
+            // Endpoint 1 fails: its keys move, the others' mostly stay.
+            lb.set_health(&[false, true, false, false], 50);
+            let after: Vec<usize> = keys
+                .iter()
+                .map(|&k| lb.pick_hashed(Some(k), 0, |_| 0).unwrap())
+                .collect();
+            assert!(!after.contains(&1), "{policy:?}");
+            let kept = before
+                .iter()
+                .zip(&after)
+                .filter(|(b, a)| **b != 1 && b == a)
+                .count();
+            let others = before.iter().filter(|&&b| b != 1).count();
+            assert!(
+                kept * 10 >= others * 8,
+                "{policy:?}: {kept} of {others} kept"
+            );
+            // Panic (1 of 4 healthy < 50%): every endpoint again, the first table back.
+            lb.set_health(&[true, true, false, true], 50);
+            assert!(lb.panic());
+            let panic: Vec<usize> = keys
+                .iter()
+                .map(|&k| lb.pick_hashed(Some(k), 0, |_| 0).unwrap())
+                .collect();
+            assert_eq!(panic, before, "{policy:?}");
+            // No healthy endpoint and no panic: no endpoint.
+            lb.set_health(&[true, true, true, true], 0);
+            assert_eq!(lb.pick_hashed(Some(1), 0, |_| 0), None);
         }
     }
 }

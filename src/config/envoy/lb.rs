@@ -1,0 +1,114 @@
+//! A cluster's load-balancing settings beyond the `lb_policy` enum: the `lb_config`
+//! oneof (`ring_hash_lb_config`, `maglev_lb_config`) and the typed
+//! `load_balancing_policy` extensions (round robin, least request, random, ring hash,
+//! Maglev), as the native `lb_policy` and its blocks. Control plane only.
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::ring_hash_lb_config::HashFunction;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::LbConfig;
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, LoadBalancingPolicy};
+use envoy_types::pb::envoy::extensions::load_balancing_policies::maglev::v3::Maglev;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::ring_hash::v3::{
+    ring_hash::HashFunction as TypedHashFunction, RingHash,
+};
+
+use super::super::raw::{RawMaglev, RawRingHash};
+use super::convert::{payload, R};
+use super::{err, walk, PathMap};
+
+const ROUND_ROBIN: &str = "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
+const LEAST_REQUEST: &str =
+    "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
+const RANDOM: &str = "envoy.extensions.load_balancing_policies.random.v3.Random";
+const RING_HASH: &str = "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash";
+const MAGLEV: &str = "envoy.extensions.load_balancing_policies.maglev.v3.Maglev";
+
+type Lb = (&'static str, Option<RawRingHash>, Option<RawMaglev>);
+
+/// The cluster's `ring_hash_lb_config` or `maglev_lb_config` (Envoy's `lb_config`
+/// oneof), each only with its own `lb_policy`, as the native blocks.
+pub(super) fn lb_config(
+    c: &Cluster,
+    p: &str,
+    policy: &str,
+    native: &str,
+    paths: &mut PathMap,
+) -> R<(Option<RawRingHash>, Option<RawMaglev>)> {
+    let mut ring = (policy == "ring_hash").then(RawRingHash::default);
+    let mut maglev = (policy == "maglev").then(RawMaglev::default);
+    match &c.lb_config {
+        None => {}
+        Some(LbConfig::RingHashLbConfig(r)) => {
+            let at = format!("{p}.ring_hash_lb_config");
+            let Some(out) = ring.as_mut() else {
+                return Err(err(at, "goes with `lb_policy: RING_HASH`"));
+            };
+            paths.add(format!("{native}.ring_hash_lb_config"), at);
+            out.minimum_ring_size = r.minimum_ring_size.map(|v| v.value);
+            out.maximum_ring_size = r.maximum_ring_size.map(|v| v.value);
+            if r.hash_function == HashFunction::MurmurHash2 as i32 {
+                out.hash_function = Some("MURMUR_HASH_2".into());
+            }
+        }
+        Some(LbConfig::MaglevLbConfig(m)) => {
+            let at = format!("{p}.maglev_lb_config");
+            let Some(out) = maglev.as_mut() else {
+                return Err(err(at, "goes with `lb_policy: MAGLEV`"));
+            };
+            paths.add(format!("{native}.maglev_lb_config"), at);
+            out.table_size = m.table_size.map(|v| v.value);
+        }
+        Some(_) => {
+            return Err(err(
+                format!("{p}.lb_config"),
+                "only `ring_hash_lb_config` and `maglev_lb_config` are supported by Outrigger",
+            ))
+        }
+    }
+    Ok((ring, maglev))
+}
+
+/// Envoy's `load_balancing_policy`: the first policy of the list (Envoy takes the first
+/// it has a factory for, and it has one for each of these; another type is refused).
+/// The walker has checked each payload's fields.
+pub(super) fn typed(lbp: &LoadBalancingPolicy, p: &str) -> R<Lb> {
+    let at = format!("{p}.policies[0].typed_extension_config");
+    let Some(cfg) = lbp
+        .policies
+        .first()
+        .and_then(|x| x.typed_extension_config.as_ref())
+    else {
+        return Err(err(format!("{p}.policies"), "needs a policy"));
+    };
+    let Some(any) = &cfg.typed_config else {
+        return Err(err(format!("{at}.typed_config"), "is required"));
+    };
+    let tc = format!("{at}.typed_config");
+    Ok(match walk::type_name(&any.type_url) {
+        ROUND_ROBIN => ("round_robin", None, None),
+        LEAST_REQUEST => ("least_request", None, None),
+        RANDOM => ("random", None, None),
+        RING_HASH => {
+            let r: RingHash = payload(any, RING_HASH, &tc)?;
+            let murmur = r.hash_function == TypedHashFunction::MurmurHash2 as i32;
+            let ring = RawRingHash {
+                minimum_ring_size: r.minimum_ring_size.map(|v| v.value),
+                maximum_ring_size: r.maximum_ring_size.map(|v| v.value),
+                hash_function: murmur.then(|| "MURMUR_HASH_2".into()),
+            };
+            ("ring_hash", Some(ring), None)
+        }
+        MAGLEV => {
+            let m: Maglev = payload(any, MAGLEV, &tc)?;
+            let maglev = RawMaglev {
+                table_size: m.table_size.map(|v| v.value),
+            };
+            ("maglev", None, Some(maglev))
+        }
+        other => {
+            return Err(err(
+                tc,
+                format!("load balancing policy `{other}` is not supported by Outrigger"),
+            ))
+        }
+    })
+}
