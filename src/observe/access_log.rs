@@ -45,15 +45,21 @@ const BATCH_BYTES: usize = 32 * 1024;
 pub const FLUSH_DELAY: Duration = Duration::from_millis(100);
 
 /// Starts the flush thread and its SIGUSR1 handler; the returned sender is cloned into
-/// every worker.
-pub fn start_flush_thread() -> std::io::Result<SyncSender<Batch>> {
+/// every worker. The receiver hears once the thread has written everything it was sent
+/// and every sender is gone: the process waits for it before exiting, so the lines of
+/// the last requests are not lost with it.
+pub fn start_flush_thread() -> std::io::Result<(SyncSender<Batch>, Receiver<()>)> {
     let (tx, rx) = sync_channel(QUEUE_BATCHES);
+    let (done_tx, done_rx) = sync_channel(1);
     let reopen = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, reopen.clone())?;
     std::thread::Builder::new()
         .name("outrigger-log".into())
-        .spawn(move || flush_loop(rx, &reopen))?;
-    Ok(tx)
+        .spawn(move || {
+            flush_loop(rx, &reopen);
+            let _ = done_tx.send(());
+        })?;
+    Ok((tx, done_rx))
 }
 
 fn flush_loop(rx: Receiver<Batch>, reopen: &AtomicBool) {

@@ -57,7 +57,7 @@ pub fn run(
         }
         None => None,
     };
-    let log_tx = crate::observe::access_log::start_flush_thread()
+    let (log_tx, log_done) = crate::observe::access_log::start_flush_thread()
         .map_err(|e| format!("cannot start log thread: {e}"))?;
 
     // Signal handlers set a flag, then write a byte to the control executor's wake
@@ -150,9 +150,15 @@ pub fn run(
             died.push(id);
         }
     }
-    control
+    let control = control
         .join()
-        .map_err(|e| format!("control executor failed: {e}"))?;
+        .map_err(|e| format!("control executor failed: {e}"));
+    // Every worker has handed its last batch over (their senders went with them): wait
+    // for the log thread to write it, a bounded while (a sender still held somewhere
+    // must not hang the exit).
+    drop(log_tx);
+    let _ = log_done.recv_timeout(std::time::Duration::from_secs(2));
+    control?;
     if !died.is_empty() {
         // The others were drained; exit non-zero so that a supervisor restarts us.
         return Err(format!(
