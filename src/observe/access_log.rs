@@ -44,10 +44,12 @@ const BATCH_BYTES: usize = 32 * 1024;
 /// ... or this long after the batch's first line.
 pub const FLUSH_DELAY: Duration = Duration::from_millis(100);
 
+/// The path of the batch [`finish`] sends: no file can have it (a NUL byte).
+const SYNC: &str = "\0sync";
+
 /// Starts the flush thread and its SIGUSR1 handler; the returned sender is cloned into
-/// every worker. The receiver hears once the thread has written everything it was sent
-/// and every sender is gone: the process waits for it before exiting, so the lines of
-/// the last requests are not lost with it.
+/// every worker. The receiver hears when the thread reaches a [`finish`] marker, that
+/// is, once it has written every batch sent before it.
 pub fn start_flush_thread() -> std::io::Result<(SyncSender<Batch>, Receiver<()>)> {
     let (tx, rx) = sync_channel(QUEUE_BATCHES);
     let (done_tx, done_rx) = sync_channel(1);
@@ -55,16 +57,31 @@ pub fn start_flush_thread() -> std::io::Result<(SyncSender<Batch>, Receiver<()>)
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, reopen.clone())?;
     std::thread::Builder::new()
         .name("outrigger-log".into())
-        .spawn(move || {
-            flush_loop(rx, &reopen);
-            let _ = done_tx.send(());
-        })?;
+        .spawn(move || flush_loop(rx, &reopen, &done_tx))?;
     Ok((tx, done_rx))
 }
 
-fn flush_loop(rx: Receiver<Batch>, reopen: &AtomicBool) {
+/// At exit, after the workers have handed over their last batches: waits (at most
+/// `limit`) until the flush thread has written them, so the last requests' lines are
+/// not lost with the process. A marker batch goes behind them on the one queue, and
+/// the thread answers when it reaches it.
+pub fn finish(tx: &SyncSender<Batch>, done: &Receiver<()>, limit: Duration) {
+    let marker = Batch {
+        path: Some(Arc::from(SYNC)),
+        bytes: Vec::new(),
+    };
+    if tx.try_send(marker).is_ok() {
+        let _ = done.recv_timeout(limit);
+    }
+}
+
+fn flush_loop(rx: Receiver<Batch>, reopen: &AtomicBool, done: &SyncSender<()>) {
     let mut files: HashMap<Arc<str>, File> = HashMap::new();
     while let Ok(batch) = rx.recv() {
+        if batch.path.as_deref() == Some(SYNC) {
+            let _ = done.try_send(());
+            continue;
+        }
         if reopen.swap(false, Ordering::Relaxed) {
             // Closed here; each opens again (by name: a renamed file is left behind)
             // on its next batch.

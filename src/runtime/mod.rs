@@ -153,11 +153,9 @@ pub fn run(
     let control = control
         .join()
         .map_err(|e| format!("control executor failed: {e}"));
-    // Every worker has handed its last batch over (their senders went with them): wait
-    // for the log thread to write it, a bounded while (a sender still held somewhere
-    // must not hang the exit).
-    drop(log_tx);
-    let _ = log_done.recv_timeout(std::time::Duration::from_secs(2));
+    // Every worker has handed its last batch over: wait, a bounded while, for the log
+    // thread to write them.
+    crate::observe::access_log::finish(&log_tx, &log_done, std::time::Duration::from_secs(1));
     control?;
     if !died.is_empty() {
         // The others were drained; exit non-zero so that a supervisor restarts us.
