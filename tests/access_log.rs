@@ -354,3 +354,22 @@ fn lines_are_written_before_exit() {
         "{text}"
     );
 }
+
+#[test]
+fn the_attempt_count_counts_the_retries() {
+    // Two 503s, then a 200: the request took three tries.
+    let up = Upstream::start(fail_first(2, status_oops(503)));
+    let cfg = config(
+        up.addr,
+        &file_log(Some("%REQ(:PATH)% %RESPONSE_CODE% %UPSTREAM_REQUEST_ATTEMPT_COUNT%")),
+    )
+    .replace(
+        "            cluster: backend\n",
+        "            cluster: backend\n            retry_policy:\n              retry_on: 5xx\n              num_retries: 2\n",
+    );
+    let proxy = Proxy::start(&cfg);
+    assert_eq!(get(proxy.listen, "t", "/up/retried").status, 200);
+    assert_eq!(wait_line(&proxy, "/up/retried"), "/up/retried 200 3");
+    assert_eq!(get(proxy.listen, "t", "/up/once").status, 200);
+    assert_eq!(wait_line(&proxy, "/up/once"), "/up/once 200 1");
+}

@@ -209,7 +209,12 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             ..StreamInfo::default()
         },
         logging: view.access_log(at).is_some(),
-        id: stream_info::next_connection_id(),
+        // Only a logged connection needs its `%CONNECTION_ID%`.
+        id: if view.access_log(at).is_some() {
+            stream_info::next_connection_id()
+        } else {
+            0
+        },
         linger: false,
         filters: filter::ConnState::default(),
     };

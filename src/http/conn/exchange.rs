@@ -510,6 +510,10 @@ impl Conn {
         if let (true, Some(p)) = (self.logging, &again) {
             self.rec.upstream = Some(p.endpoint.addr);
         }
+        if self.logging {
+            // `%UPSTREAM_REQUEST_ATTEMPT_COUNT%`: the tries the retry policy made.
+            self.rec.log.attempts = retry.map_or(0, |r| r.attempt());
+        }
         let (mut up, response) = match tried {
             Ok((up, Got::Response(r))) => (up, r),
             Ok((_, Got::Ended(o))) => return o,
