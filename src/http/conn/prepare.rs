@@ -216,8 +216,14 @@ pub(super) async fn prepare<'v, C: Connector>(
                     edits: &edits.request,
                 },
             );
-            let hash = match view.clusters.get(t.cluster) {
-                Some(c) if c.cfg.lb_policy.hashing() && !t.hash_policy.is_empty() => {
+            // A route without hash policies (nearly all) skips the cluster lookup.
+            let hashing = !t.hash_policy.is_empty()
+                && view
+                    .clusters
+                    .get(t.cluster)
+                    .is_some_and(|c| c.cfg.lb_policy.hashing());
+            let hash = match hashing {
+                true => {
                     let conn = router::hash::Conn {
                         remote: router::hash::remote(
                             fwd.client,

@@ -114,7 +114,9 @@ fn cookie<'a>(req: &Request<'a>, name: &str) -> Option<&'a [u8]> {
             let Some(eq) = part.iter().position(|&b| b == b'=') else {
                 continue;
             };
-            let (k, v) = part.split_at_checked(eq)?;
+            let Some((k, v)) = part.split_at_checked(eq) else {
+                continue;
+            };
             if k != name.as_bytes() {
                 continue;
             }
@@ -167,16 +169,17 @@ fn query<'a>(req: &Request<'a>, name: &str) -> Option<&'a [u8]> {
     })
 }
 
-/// Text formatted on the stack: two socket addresses at most (IPv6 with ports).
+/// Text formatted on the stack: two socket addresses at most (IPv6 with scope ids and
+/// ports, 58 bytes each).
 struct Text {
-    buf: [u8; 112],
+    buf: [u8; 128],
     len: usize,
 }
 
 impl Default for Text {
     fn default() -> Self {
         Text {
-            buf: [0; 112],
+            buf: [0; 128],
             len: 0,
         }
     }
