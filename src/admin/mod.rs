@@ -222,6 +222,7 @@ fn query_pairs(query: &str) -> Vec<(String, String)> {
         while let Some(&c) = b.get(i) {
             let hex = b
                 .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok());
             match (c, hex) {

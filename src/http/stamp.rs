@@ -94,7 +94,7 @@ impl Stamp {
             || (self.expected_timeout_ms.is_some() && name.eq_ignore_ascii_case(EXPECTED_TIMEOUT))
             || (self.external_address.is_some() && name.eq_ignore_ascii_case(EXTERNAL_ADDRESS))
             || (self.attempt_count.is_some() && name.eq_ignore_ascii_case(ATTEMPT_COUNT))
-            || self.trace.is_some_and(|t| t.replaces(name))
+            || self.trace.as_ref().is_some_and(|t| t.replaces(name))
     }
 
     /// Calls `emit` for every header the stamp adds; `has` tells whether the message

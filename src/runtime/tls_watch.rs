@@ -5,7 +5,7 @@
 //! SDS files of an Envoy bootstrap (a new secret in the file, or a file it names
 //! changing, is the same reload: the bootstrap is translated again, SDS files and all).
 //!
-//! It polls file stamps (mtime and size) every [`POLL`] on the control executor, and only
+//! It polls file stamps (mtime, size and inode) every [`POLL`] on the control executor, and only
 //! while the running config has TLS files: no inotify thread, nothing on the workers,
 //! and an idle proxy without TLS still arms no timer. A reload that is refused (a
 //! half-written pair: the new certificate with the old key) is not retried until a file
