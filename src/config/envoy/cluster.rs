@@ -25,7 +25,13 @@ use super::{err, PathMap};
 
 const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap) -> R<RawCluster> {
+pub(super) fn translate(
+    c: &Cluster,
+    p: &str,
+    index: usize,
+    paths: &mut PathMap,
+    ads: &super::convert::AdsSecrets,
+) -> R<RawCluster> {
     let native = format!("clusters[{index}]");
     paths.add(native.clone(), p.to_string());
     let kind = match &c.cluster_discovery_type {
@@ -230,7 +236,7 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
         format!("{native}.healthy_panic_threshold"),
         format!("{p}.common_lb_config.healthy_panic_threshold"),
     );
-    super::tls::upstream(&c.transport_socket, p, &mut raw)?;
+    super::tls::upstream(&c.transport_socket, p, &mut raw, ads)?;
     paths.add(
         format!("clusters[{index}].tls"),
         format!("{p}.transport_socket"),

@@ -615,7 +615,7 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
     "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-    // Only as a resource of an SDS file (`sds.rs`).
+    // Only as a resource of an SDS file or of SDS over ADS (`sds.rs`).
     "envoy.extensions.transport_sockets.tls.v3.Secret",
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
