@@ -17,6 +17,7 @@ mod hash_policy;
 mod health;
 mod listener;
 mod listener_filters;
+mod locality;
 mod outlier;
 mod proxy_headers;
 mod raw_terminal;
@@ -453,6 +454,7 @@ impl Builder {
                 })
                 .ok()
         });
+        let localities = self.localities(&p, c, raw_endpoints);
         let endpoints: Vec<Endpoint> = raw_endpoints
             .iter()
             .enumerate()
@@ -478,6 +480,9 @@ impl Builder {
                     addr,
                     weight,
                     hostname,
+                    priority: e.priority.unwrap_or(0),
+                    locality: locality::index(&localities, e.locality.as_deref()),
+                    health: self.endpoint_health(&ep, e.health_status.as_deref()),
                 })
             })
             .collect();
@@ -525,6 +530,7 @@ impl Builder {
             tls,
             health_checks,
             healthy_panic_threshold,
+            localities,
             kind,
             source_address,
             breakers,

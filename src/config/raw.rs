@@ -399,6 +399,15 @@ pub(crate) struct RawCluster {
     /// Envoy's `common_lb_config.healthy_panic_threshold` (percent).
     #[serde(default)]
     pub healthy_panic_threshold: Option<f64>,
+    /// Envoy's `policy.overprovisioning_factor` (percent, default 140).
+    #[serde(default)]
+    pub overprovisioning_factor: Option<u32>,
+    /// Envoy's `common_lb_config.locality_weighted_lb_config`.
+    #[serde(default)]
+    pub locality_weighted_lb: Option<bool>,
+    /// Each locality's weight, by name (Envoy's `LocalityLbEndpoints.load_balancing_weight`).
+    #[serde(default)]
+    pub locality_weights: Option<std::collections::BTreeMap<String, u32>>,
     /// Envoy's `circuit_breakers` (field names as Envoy's).
     #[serde(default)]
     pub circuit_breakers: Option<super::raw_circuit::RawCircuitBreakers>,
@@ -417,6 +426,17 @@ pub(crate) struct RawEndpoint {
     pub port: u16,
     #[serde(default)]
     pub weight: Option<u32>,
+    /// Envoy's priority level (0, the default, is the highest).
+    #[serde(default)]
+    pub priority: Option<u32>,
+    /// The locality's name (Envoy: `region/zone/sub_zone`); weights in the cluster's
+    /// `locality_weights`.
+    #[serde(default)]
+    pub locality: Option<String>,
+    /// Envoy's `health_status`: `healthy`, `unknown`, `degraded`, `unhealthy`,
+    /// `draining` or `timeout`.
+    #[serde(default)]
+    pub health_status: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

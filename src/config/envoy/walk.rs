@@ -535,7 +535,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.config.core.v3.BindConfig", &["source_address"]),
     (
         "envoy.config.cluster.v3.Cluster.CommonLbConfig",
-        &["healthy_panic_threshold"],
+        &["healthy_panic_threshold", "locality_weighted_lb_config"],
     ),
     ("envoy.type.v3.Percent", &["value"]),
     (
@@ -576,11 +576,15 @@ const SUPPORTED: &[(&str, &[&str])] = &[
 
     (
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
-        &["cluster_name", "endpoints"],
+        &["cluster_name", "endpoints", "policy"],
+    ),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
+        &["overprovisioning_factor"],
     ),
     (
         "envoy.config.endpoint.v3.LocalityLbEndpoints",
-        &["lb_endpoints", "locality"],
+        &["lb_endpoints", "locality", "load_balancing_weight", "priority"],
     ),
     (
         "envoy.config.endpoint.v3.LbEndpoint",
