@@ -467,6 +467,12 @@ impl Builder {
                 if e.port == 0 {
                     self.err(format!("{ep}.port"), "must not be 0");
                 }
+                let health = self.endpoint_health(&ep, e.health_status.as_deref());
+                // Envoy excludes a draining endpoint: no load, and not counted in the
+                // priority and locality arithmetic.
+                if e.health_status.as_deref() == Some("draining") {
+                    return None;
+                }
                 let addr = self.resolve(format!("{ep}.address"), &e.address, e.port)?;
                 // Envoy's DNS clusters give an endpoint its DNS name as hostname; a plain
                 // IP has none unless `hostname` is set.
@@ -482,7 +488,7 @@ impl Builder {
                     hostname,
                     priority: e.priority.unwrap_or(0),
                     locality: locality::index(&localities, e.locality.as_deref()),
-                    health: self.endpoint_health(&ep, e.health_status.as_deref()),
+                    health,
                 })
             })
             .collect();

@@ -67,7 +67,8 @@ impl Builder {
     }
 
     /// Envoy's `health_status` in lower case: `unknown` and `healthy` are healthy;
-    /// `unhealthy`, `draining` and `timeout` take no load (except in panic).
+    /// `unhealthy` and `timeout` take no load (except in panic) but count; `draining`
+    /// endpoints are left out altogether by the caller (Envoy excludes them).
     pub(super) fn endpoint_health(&mut self, ep: &str, s: Option<&str>) -> EndpointHealth {
         match s {
             None | Some("unknown" | "healthy") => EndpointHealth::Healthy,

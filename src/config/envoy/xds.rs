@@ -509,8 +509,9 @@ fn warm_cluster(c: &Cluster, d: &Dynamic, expired: &BTreeSet<String>) -> Option<
     let mut c = without_endpoints(c.clone());
     let mut cla = cla;
     cla.cluster_name = c.name.clone();
-    // Each endpoint keeps its health_status: an unhealthy, draining or timed-out one
-    // takes no load but counts for the priority and panic arithmetic, as in Envoy.
+    // Each endpoint keeps its health_status: an unhealthy or timed-out one takes no
+    // load but counts for the priority and panic arithmetic; a draining one is left
+    // out (config::build), as in Envoy.
     c.load_assignment = Some(cla);
     Some(c)
 }
@@ -681,7 +682,7 @@ static_resources:
             "c".into(),
             resource(
                 ENDPOINT,
-                json!({"cluster_name": "c", "endpoints": [{"lb_endpoints": [ep(5, "HEALTHY"), ep(6, "DRAINING")]}]}),
+                json!({"cluster_name": "c", "endpoints": [{"lb_endpoints": [ep(5, "HEALTHY"), ep(6, "UNHEALTHY"), ep(7, "DRAINING")]}]}),
             ),
         );
         let a = assemble(&x, &d, &none, Value::Null).unwrap();
