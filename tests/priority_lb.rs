@@ -243,6 +243,11 @@ fn bad_priority_and_locality_settings_are_refused() {
         ),
         ("    locality_weights: {zz: 2}\n", "", "locality_weights.zz"),
         ("", ", health_status: sick", "health_status"),
+        (
+            "    lb_policy: ring_hash\n    locality_weighted_lb: true\n",
+            "",
+            "locality_weighted_lb",
+        ),
     ] {
         let cfg = config(&[], extra, false).replace(
             "    endpoints:\n",

@@ -59,9 +59,18 @@ impl Builder {
                 );
             }
         }
+        let weighted = c.locality_weighted_lb.unwrap_or(false);
+        if weighted && matches!(c.lb_policy.as_deref(), Some("ring_hash" | "maglev")) {
+            // Envoy folds locality weights into the ring's or table's weights; not done
+            // here, so refused rather than silently different.
+            self.err(
+                format!("{p}.locality_weighted_lb"),
+                "not supported with `ring_hash` or `maglev`",
+            );
+        }
         Localities {
             overprovisioning_factor: overprovisioning_factor.max(1),
-            weighted: c.locality_weighted_lb.unwrap_or(false),
+            weighted,
             list,
         }
     }
