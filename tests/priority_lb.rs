@@ -248,6 +248,17 @@ fn bad_priority_and_locality_settings_are_refused() {
             "",
             "locality_weighted_lb",
         ),
+        (
+            "    lb_policy: maglev\n    slow_start: {slow_start_window: 10s}\n",
+            "",
+            "slow_start",
+        ),
+        ("    slow_start: {aggression: 2}\n", "", "slow_start_window"),
+        (
+            "    slow_start: {slow_start_window: 10s, aggression: 0}\n",
+            "",
+            "aggression",
+        ),
     ] {
         let cfg = config(&[], extra, false).replace(
             "    endpoints:\n",
@@ -268,5 +279,33 @@ fn bad_priority_and_locality_settings_are_refused() {
         );
         assert!(!out.status.success(), "{extra}{ep}: {text}");
         assert!(text.contains(want), "{extra}{ep}: {text}");
+    }
+}
+
+#[test]
+fn slow_start_accepts_envoys_settings_and_serves_every_endpoint() {
+    // The ramp itself is time-based (unit tests in src/upstream/lb check it with a
+    // given clock); here: the config loads and every endpoint, all ramping together
+    // from the start, keeps an even share.
+    let ups: Vec<Scripted> = (0..2).map(|_| Scripted::new()).collect();
+    let eps: Vec<(SocketAddr, u32, &str)> = ups.iter().map(|u| (u.up.addr, 0, "")).collect();
+    for policy in ["round_robin", "least_request"] {
+        let before = counts(&ups);
+        let p = Proxy::start_with(
+            &config(
+                &eps,
+                &format!(
+                    "    lb_policy: {policy}\n    slow_start: {{slow_start_window: 60s, aggression: 1.5, min_weight_percent: 20}}\n"
+                ),
+                false,
+            ),
+            2,
+        );
+        send(&p, 200);
+        let d = delta(&counts(&ups), &before);
+        assert!(
+            d.iter().all(|&n| (60..=140).contains(&n)),
+            "{policy}: {d:?}"
+        );
     }
 }

@@ -211,3 +211,50 @@ fn per_endpoint_split_matches_envoy() {
     }
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+/// Slow start in both of Envoy's spellings (the typed policy's and the cluster's legacy
+/// `least_request_lb_config`): both proxies accept it, and as every endpoint starts its
+/// ramp together, the split stays even.
+#[test]
+fn slow_start_config_is_accepted_and_ramps_every_endpoint_alike() {
+    let Some(bin) = envoy_or_skip("slow_start_config_is_accepted_and_ramps_every_endpoint_alike")
+    else {
+        return;
+    };
+    let ups: Vec<Upstream> = (0..4).map(named).collect();
+    let addrs: Vec<SocketAddr> = ups.iter().map(|u| u.addr).collect();
+    let all: &[(&str, &[(usize, &str)])] = &[(
+        "priority: 0",
+        &[
+            (0, "HEALTHY"),
+            (1, "HEALTHY"),
+            (2, "HEALTHY"),
+            (3, "HEALTHY"),
+        ],
+    )];
+    let typed = r#"    load_balancing_policy:
+      policies:
+      - typed_extension_config:
+          name: envoy.load_balancing_policies.round_robin
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin
+            slow_start_config: { slow_start_window: 60s, aggression: { default_value: 2.0, runtime_key: a }, min_weight_percent: { value: 20 } }
+"#;
+    let legacy = "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: { slow_start_config: { slow_start_window: 60s } }\n";
+    let mut diffs = Vec::new();
+    for extra in [typed, legacy] {
+        let b = bootstrap(&addrs, extra, "", all);
+        let envoy = Envoy::start(&bin, &b);
+        let from_envoy = shares(envoy.listen);
+        drop(envoy);
+        let proxy = Proxy::start_with(&b, 2);
+        let from_outrigger = shares(proxy.listen);
+        let even = [0.25; 4];
+        if !close(&from_envoy, &even) || !close(&from_outrigger, &even) {
+            diffs.push(format!(
+                "{extra}: Envoy {from_envoy:?}, Outrigger {from_outrigger:?}"
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

@@ -455,6 +455,7 @@ impl Builder {
                 .ok()
         });
         let localities = self.localities(&p, c, raw_endpoints);
+        let slow_start = self.slow_start(&p, c, lb_policy);
         let endpoints: Vec<Endpoint> = raw_endpoints
             .iter()
             .enumerate()
@@ -537,6 +538,7 @@ impl Builder {
             health_checks,
             healthy_panic_threshold,
             localities,
+            slow_start,
             kind,
             source_address,
             breakers,

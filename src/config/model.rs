@@ -466,6 +466,8 @@ pub struct Cluster {
     /// Priorities' overprovisioning and locality weights (the endpoints say their
     /// priority and locality).
     pub localities: Localities,
+    /// Envoy's `slow_start_config` (round robin and least request only).
+    pub slow_start: Option<SlowStart>,
     /// How the upstream address is found: the endpoints, or the connection's original
     /// destination.
     pub kind: ClusterKind,
@@ -588,6 +590,18 @@ impl Default for Localities {
             list: Vec::new(),
         }
     }
+}
+
+/// Envoy's `SlowStartConfig`: an endpoint that has just become healthy (or was just
+/// added) ramps its weight up over `window`: `weight * max(min_weight_percent / 100,
+/// (elapsed / window) ^ (1 / aggression))`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlowStart {
+    pub window: Duration,
+    /// Default 1.0 (linear).
+    pub aggression: f64,
+    /// Default 10.
+    pub min_weight_percent: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

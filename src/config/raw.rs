@@ -408,6 +408,9 @@ pub(crate) struct RawCluster {
     /// Each locality's weight, by name (Envoy's `LocalityLbEndpoints.load_balancing_weight`).
     #[serde(default)]
     pub locality_weights: Option<std::collections::BTreeMap<String, u32>>,
+    /// Envoy's `slow_start_config` (round robin and least request).
+    #[serde(default)]
+    pub slow_start: Option<RawSlowStart>,
     /// Envoy's `circuit_breakers` (field names as Envoy's).
     #[serde(default)]
     pub circuit_breakers: Option<super::raw_circuit::RawCircuitBreakers>,
@@ -437,6 +440,17 @@ pub(crate) struct RawEndpoint {
     /// `draining` or `timeout`.
     #[serde(default)]
     pub health_status: Option<String>,
+}
+
+/// Envoy's `SlowStartConfig` (`aggression` is its runtime default value).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlowStart {
+    pub slow_start_window: Option<String>,
+    #[serde(default)]
+    pub aggression: Option<f64>,
+    #[serde(default)]
+    pub min_weight_percent: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -37,6 +37,7 @@ fn snapshot(cfg: OutlierDetection) -> Snapshot {
         health_checks: Vec::new(),
         healthy_panic_threshold: 50,
         localities: crate::config::Localities::default(),
+        slow_start: None,
         kind: crate::config::ClusterKind::Static,
         source_address: None,
         breakers: Arc::default(),

@@ -3,7 +3,7 @@
 //! `overprovisioning_factor` (Envoy's `ClusterLoadAssignment` fields, flattened), checked
 //! as Envoy checks them. Control plane only.
 
-use super::super::model::{EndpointHealth, Localities, Locality};
+use super::super::model::{EndpointHealth, LbPolicy, Localities, Locality, SlowStart};
 use super::super::raw::{RawCluster, RawEndpoint};
 use super::Builder;
 
@@ -73,6 +73,47 @@ impl Builder {
             weighted,
             list,
         }
+    }
+
+    /// Envoy's `slow_start_config`: a positive window, a positive aggression (1.0),
+    /// a minimum weight percentage (10); round robin and least request only.
+    pub(super) fn slow_start(
+        &mut self,
+        p: &str,
+        c: &RawCluster,
+        policy: LbPolicy,
+    ) -> Option<SlowStart> {
+        let s = c.slow_start.as_ref()?;
+        let p = format!("{p}.slow_start");
+        if !matches!(policy, LbPolicy::RoundRobin | LbPolicy::LeastRequest) {
+            self.err(p.clone(), "goes with `round_robin` or `least_request` only");
+        }
+        let window = if s.slow_start_window.is_none() {
+            self.err(format!("{p}.slow_start_window"), "is required");
+            std::time::Duration::ZERO
+        } else {
+            self.positive_duration(
+                format!("{p}.slow_start_window"),
+                &s.slow_start_window,
+                std::time::Duration::ZERO,
+            )
+        };
+        let aggression = s.aggression.unwrap_or(1.0);
+        if !(aggression > 0.0 && aggression.is_finite()) {
+            self.err(format!("{p}.aggression"), "must be greater than 0");
+        }
+        let min_weight_percent = s.min_weight_percent.unwrap_or(10.0);
+        if !(0.0..=100.0).contains(&min_weight_percent) {
+            self.err(
+                format!("{p}.min_weight_percent"),
+                "must be a percentage between 0 and 100",
+            );
+        }
+        Some(SlowStart {
+            window,
+            aggression,
+            min_weight_percent,
+        })
     }
 
     /// Envoy's `health_status` in lower case: `unknown` and `healthy` are healthy;

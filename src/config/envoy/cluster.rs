@@ -68,7 +68,9 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
             "`CLUSTER_PROVIDED` goes with `type: ORIGINAL_DST`, and only with it",
         ));
     }
-    let (lb_policy, ring_hash_lb_config, maglev_lb_config) = match &c.load_balancing_policy {
+    let (lb_policy, ring_hash_lb_config, maglev_lb_config, slow_start) = match &c
+        .load_balancing_policy
+    {
         // The typed form replaces the enum, as in Envoy.
         Some(lbp) if !original_dst => super::lb::typed(lbp, &format!("{p}.load_balancing_policy"))?,
         _ => {
@@ -86,8 +88,8 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
                     ))
                 }
             };
-            let (r, m) = super::lb::lb_config(c, p, lb_policy, &native, paths)?;
-            (lb_policy, r, m)
+            let (r, m, s) = super::lb::lb_config(c, p, lb_policy, &native, paths)?;
+            (lb_policy, r, m, s)
         }
     };
     let mut endpoints = Vec::new();
@@ -253,6 +255,7 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
             .and_then(|l| l.locality_config_specifier.as_ref())
             .map(|s| matches!(s, LocalityConfigSpecifier::LocalityWeightedLbConfig(_))),
         locality_weights: (!locality_weights.is_empty()).then_some(locality_weights),
+        slow_start,
         circuit_breakers: c.circuit_breakers.as_ref().map(circuit_breakers),
         outlier_detection: c
             .outlier_detection

@@ -25,6 +25,8 @@ pub(super) struct Group {
     /// Cumulative weights for weighted random picks.
     cumulative: Vec<u64>,
     hashed: Option<Hashed>,
+    /// Slow start's smooth round robin counters over scaled weights.
+    slow_current: Vec<f64>,
 }
 
 /// xorshift64*: plenty for spreading load, no shared state.
@@ -74,6 +76,7 @@ impl Group {
         };
         Group {
             current: vec![0; weights.len()],
+            slow_current: vec![0.0; weights.len()],
             total: weights.iter().map(|w| i64::from(*w)).sum(),
             cumulative,
             weights,
@@ -115,6 +118,66 @@ impl Group {
         let slot = self.pick_slot(policy, rng, |s| eligible.get(s).map_or(0, |&i| active(i)));
         self.eligible = eligible;
         self.eligible.get(slot?).copied()
+    }
+
+    /// `pick` while some endpoint is in slow start: each weight scaled by `factor(i)`
+    /// (Envoy's `applySlowStartFactor`, in `(0, 1]`), computed per pick.
+    pub fn pick_slow(
+        &mut self,
+        policy: LbPolicy,
+        rng: &mut u64,
+        active: impl Fn(usize) -> u64,
+        factor: impl Fn(usize) -> f64,
+    ) -> Option<usize> {
+        let n = self.eligible.len();
+        if n <= 1 {
+            return self.eligible.first().copied();
+        }
+        let w = |k: usize| -> f64 {
+            let i = self.eligible.get(k).copied().unwrap_or(0);
+            f64::from(self.weights.get(k).copied().unwrap_or(1)) * factor(i)
+        };
+        let total: f64 = (0..n).map(w).sum();
+        let draw = |rng: &mut u64| -> usize {
+            // A uniform point in [0, total): 53 random bits.
+            let mut r = (next_random(rng) >> 11) as f64 / (1u64 << 53) as f64 * total;
+            for k in 0..n {
+                r -= w(k);
+                if r < 0.0 {
+                    return k;
+                }
+            }
+            n - 1
+        };
+        let slot = match policy {
+            LbPolicy::RoundRobin => {
+                let mut best = 0;
+                for k in 0..n {
+                    self.slow_current[k] += w(k);
+                    if self.slow_current[k] > self.slow_current[best] {
+                        best = k;
+                    }
+                }
+                self.slow_current[best] -= total;
+                best
+            }
+            LbPolicy::LeastRequest => {
+                let a = draw(rng);
+                let mut b = draw(rng);
+                if a == b {
+                    b = (a + 1 + (next_random(rng) as usize % (n - 1))) % n;
+                }
+                let act = |k: usize| self.eligible.get(k).map_or(0, |&i| active(i)) as f64;
+                // Fewer active requests per (scaled) weight wins.
+                if act(b) * w(a) < act(a) * w(b) {
+                    b
+                } else {
+                    a
+                }
+            }
+            _ => draw(rng),
+        };
+        self.eligible.get(slot).copied()
     }
 
     /// Picks a position in `eligible`.

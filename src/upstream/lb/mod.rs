@@ -14,7 +14,9 @@ mod maglev;
 mod priority;
 mod ring;
 
-use crate::config::{Endpoint, EndpointHealth, LbPolicy, Localities};
+use std::time::{Duration, Instant};
+
+use crate::config::{Endpoint, EndpointHealth, LbPolicy, Localities, SlowStart};
 use group::{next_random, Group};
 
 /// One priority level's sets.
@@ -46,6 +48,11 @@ pub(crate) struct Lb {
     degraded_load: Vec<u32>,
     /// The last pick came from a priority in panic (counted by the caller).
     last_panic: bool,
+    /// Slow start: its settings, when each endpoint last became healthy (on this
+    /// core; `None`: not healthy), and until when some endpoint is still ramping.
+    slow: Option<SlowStart>,
+    healthy_since: Vec<Option<Instant>>,
+    slow_until: Option<Instant>,
     rng: u64,
     /// Every endpoint's address as text (`ip:port`, `[ip6]:port`): what the ring and
     /// the Maglev table hash, as Envoy does (kept only for the hashing policies).
@@ -71,6 +78,9 @@ impl Lb {
             healthy_load: Vec::new(),
             degraded_load: Vec::new(),
             last_panic: false,
+            slow: None,
+            healthy_since: vec![None; endpoints.len()],
+            slow_until: None,
             rng: seed | 1,
             keys: if policy.hashing() {
                 endpoints.iter().map(|e| e.addr.to_string()).collect()
@@ -80,6 +90,29 @@ impl Lb {
         };
         lb.set_health(&vec![false; endpoints.len()], panic_threshold);
         lb
+    }
+
+    /// Turns on slow start (Envoy's `slow_start_config`): the endpoints healthy now
+    /// start their ramp now, as Envoy's do when its load balancer is created.
+    pub fn with_slow_start(mut self, slow: Option<SlowStart>) -> Self {
+        self.slow = slow;
+        self.slow_until = slow.map(|s| Instant::now() + s.window);
+        self
+    }
+
+    /// Keeps the ramp of the endpoints `old` also has (`map(i)`: endpoint `i`'s index in
+    /// `old`), for a reload that changed only the endpoints.
+    pub fn adopt_slow_start(&mut self, old: &Lb, map: impl Fn(usize) -> Option<usize>) {
+        if self.slow.is_none() {
+            return;
+        }
+        for (i, since) in self.healthy_since.iter_mut().enumerate() {
+            if since.is_some() {
+                if let Some(o) = map(i).and_then(|o| old.healthy_since.get(o)) {
+                    *since = *o;
+                }
+            }
+        }
     }
 
     /// Applies the endpoints' health (`failed[i]`: a failed active health check or an
@@ -108,6 +141,19 @@ impl Lb {
                 Some(EndpointHealth::Healthy) => c.healthy += 1,
                 Some(EndpointHealth::Degraded) => c.degraded += 1,
                 _ => {}
+            }
+        }
+        let now = Instant::now();
+        for (since, h) in self.healthy_since.iter_mut().zip(&health) {
+            match (h, *since) {
+                (EndpointHealth::Healthy, None) => {
+                    *since = Some(now);
+                    if let Some(s) = &self.slow {
+                        self.slow_until = Some(now + s.window);
+                    }
+                }
+                (EndpointHealth::Healthy, Some(_)) => {}
+                _ => *since = None,
             }
         }
         let factor = self.locality_cfg.overprovisioning_factor;
@@ -287,8 +333,37 @@ impl Lb {
         if g.is_empty() {
             return None;
         }
+        if let (Some(slow), Some(until)) = (self.slow, self.slow_until) {
+            let now = Instant::now();
+            if now < until {
+                let since = &self.healthy_since;
+                return g.pick_slow(policy, rng, active, |i| {
+                    slow_factor(&slow, since.get(i).copied().flatten(), now)
+                });
+            }
+            self.slow_until = None;
+        }
         g.pick(policy, rng, active)
     }
+}
+
+/// Envoy's `applySlowStartFactor` as a multiplier: within the window since the endpoint
+/// became healthy, `max((elapsed / window) ^ (1 / aggression), min_weight_percent)`.
+fn slow_factor(s: &SlowStart, since: Option<Instant>, now: Instant) -> f64 {
+    let Some(since) = since else {
+        return 1.0;
+    };
+    let elapsed = now.saturating_duration_since(since);
+    if elapsed >= s.window {
+        return 1.0;
+    }
+    let t = elapsed.max(Duration::from_millis(1)).as_secs_f64() / s.window.as_secs_f64();
+    let ramp = if s.aggression == 1.0 {
+        t
+    } else {
+        t.powf(1.0 / s.aggression)
+    };
+    ramp.max(s.min_weight_percent / 100.0)
 }
 
 #[cfg(test)]
@@ -522,5 +597,48 @@ mod tests {
         lb.set_health(&[false, false, true, true], 50);
         let s = spread(&mut lb, 4, 100);
         assert_eq!(s, vec![0, 100, 0, 0]);
+    }
+
+    #[test]
+    fn slow_start_ramps_a_new_endpoint_up() {
+        let s = SlowStart {
+            window: Duration::from_secs(100),
+            aggression: 1.0,
+            min_weight_percent: 10.0,
+        };
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        assert_eq!(slow_factor(&s, None, at(5)), 1.0);
+        assert!((slow_factor(&s, Some(t0), at(50)) - 0.5).abs() < 1e-9);
+        assert!((slow_factor(&s, Some(t0), at(1)) - 0.1).abs() < 1e-9);
+        assert_eq!(slow_factor(&s, Some(t0), at(100)), 1.0);
+        let s2 = SlowStart {
+            aggression: 2.0,
+            ..s
+        };
+        assert!((slow_factor(&s2, Some(t0), at(25)) - 0.5).abs() < 1e-9);
+        // Through a group: an endpoint at a quarter of its weight gets a fifth of the
+        // picks next to one at full weight.
+        let e = eps(&[1, 1]);
+        let mut lb = mk(LbPolicy::RoundRobin, &e, 7);
+        let g = &mut lb.levels[0].healthy;
+        let mut rng = 7u64;
+        let mut seen = [0; 2];
+        for _ in 0..500 {
+            let f = |i: usize| if i == 1 { 0.25 } else { 1.0 };
+            seen[g
+                .pick_slow(LbPolicy::RoundRobin, &mut rng, |_| 0, f)
+                .unwrap()] += 1;
+        }
+        assert_eq!(seen, [400, 100]);
+        for policy in [LbPolicy::Random, LbPolicy::LeastRequest] {
+            let mut seen = [0; 2];
+            for _ in 0..2000 {
+                let f = |i: usize| if i == 1 { 0.25 } else { 1.0 };
+                seen[g.pick_slow(policy, &mut rng, |_| 0, f).unwrap()] += 1;
+            }
+            // Random: 20%; least request (two draws, ties to the first): under 40%.
+            assert!(seen[1] > 200 && seen[1] < 800, "{policy:?}: {seen:?}");
+        }
     }
 }
