@@ -474,6 +474,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "lb_policy",
             "ring_hash_lb_config",
             "maglev_lb_config",
+            "round_robin_lb_config",
+            "least_request_lb_config",
             "load_balancing_policy",
             "load_assignment",
             "eds_cluster_config",
@@ -535,9 +537,38 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.config.core.v3.BindConfig", &["source_address"]),
     (
         "envoy.config.cluster.v3.Cluster.CommonLbConfig",
-        &["healthy_panic_threshold"],
+        &["healthy_panic_threshold", "locality_weighted_lb_config"],
     ),
     ("envoy.type.v3.Percent", &["value"]),
+    (
+        "envoy.config.cluster.v3.Cluster.RoundRobinLbConfig",
+        &["slow_start_config"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.LeastRequestLbConfig",
+        &["slow_start_config"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.SlowStartConfig",
+        &["slow_start_window", "aggression", "min_weight_percent"],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
+        &["slow_start_config"],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+        &["slow_start_config"],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.common.v3.SlowStartConfig",
+        &["slow_start_window", "aggression", "min_weight_percent"],
+    ),
+    // Envoy requires the key; Outrigger has no runtime layer, so the default applies.
+    (
+        "envoy.config.core.v3.RuntimeDouble",
+        &["default_value", "runtime_key"],
+    ),
     (
         "envoy.config.core.v3.HealthCheck",
         &[
@@ -576,11 +607,15 @@ const SUPPORTED: &[(&str, &[&str])] = &[
 
     (
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
-        &["cluster_name", "endpoints"],
+        &["cluster_name", "endpoints", "policy"],
+    ),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
+        &["overprovisioning_factor"],
     ),
     (
         "envoy.config.endpoint.v3.LocalityLbEndpoints",
-        &["lb_endpoints", "locality"],
+        &["lb_endpoints", "locality", "load_balancing_weight", "priority"],
     ),
     (
         "envoy.config.endpoint.v3.LbEndpoint",

@@ -22,7 +22,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType,
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
     api_config_source::ApiType, config_source::ConfigSourceSpecifier, grpc_service, ConfigSource,
-    HealthStatus, Node,
+    Node,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::{filter, FilterChain, Listener};
@@ -546,18 +546,9 @@ fn warm_cluster(c: &Cluster, d: &Dynamic, expired: &BTreeSet<String>) -> Option<
     let mut c = without_endpoints(c.clone());
     let mut cla = cla;
     cla.cluster_name = c.name.clone();
-    // Envoy sends no traffic to hosts marked unhealthy, draining or timed out.
-    for loc in &mut cla.endpoints {
-        loc.lb_endpoints.retain(|e| {
-            !matches!(
-                HealthStatus::try_from(e.health_status),
-                Ok(HealthStatus::Unhealthy | HealthStatus::Draining | HealthStatus::Timeout)
-            )
-        });
-        for e in &mut loc.lb_endpoints {
-            e.health_status = 0;
-        }
-    }
+    // Each endpoint keeps its health_status: an unhealthy or timed-out one takes no
+    // load but counts for the priority and panic arithmetic; a draining one is left
+    // out (config::build), as in Envoy.
     c.load_assignment = Some(cla);
     Some(c)
 }
@@ -728,12 +719,20 @@ static_resources:
             "c".into(),
             resource(
                 ENDPOINT,
-                json!({"cluster_name": "c", "endpoints": [{"lb_endpoints": [ep(5, "HEALTHY"), ep(6, "DRAINING")]}]}),
+                json!({"cluster_name": "c", "endpoints": [{"lb_endpoints": [ep(5, "HEALTHY"), ep(6, "UNHEALTHY"), ep(7, "DRAINING")]}]}),
             ),
         );
         let a = assemble(&x, &d, &none, Value::Null).unwrap();
         let c = a.snapshot.clusters.iter().find(|c| c.name == "c").unwrap();
-        assert_eq!(c.endpoints.len(), 1);
+        assert_eq!(c.endpoints.len(), 2);
         assert_eq!(c.endpoints[0].addr.port(), 5);
+        assert_eq!(
+            c.endpoints[0].health,
+            crate::config::EndpointHealth::Healthy
+        );
+        assert_eq!(
+            c.endpoints[1].health,
+            crate::config::EndpointHealth::Unhealthy
+        );
     }
 }
