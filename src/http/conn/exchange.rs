@@ -467,7 +467,15 @@ impl Conn {
         }
         if let Some(req) = h2_request {
             return self
-                .via_http2(down, view, plan, cluster, picked.ep, *req, &progress)
+                .via_http2(
+                    down,
+                    view,
+                    plan,
+                    (cluster, picked.ep),
+                    *req,
+                    &progress,
+                    timeout,
+                )
                 .await;
         }
         let retry = match &plan.action {
@@ -678,10 +686,10 @@ impl Conn {
         down: &mut D,
         view: &WorkerView<C>,
         plan: &Plan<'_>,
-        cluster: usize,
-        ep: usize,
+        (cluster, ep): (usize, usize),
         req: http::Request<()>,
         progress: &Progress,
+        route_timeout: std::time::Duration,
     ) -> Outcome {
         let cs = &view.clusters[cluster];
         let r = super::super::h1_to_h2::H1Request {
@@ -694,6 +702,11 @@ impl Conn {
             response_edits: plan.response_edits,
             chain: plan.chain,
             tee: plan.tee.as_ref(),
+            retry: match &plan.action {
+                Action::Proxy { retry, .. } => retry.as_ref(),
+                _ => None,
+            },
+            route_timeout,
         };
         // The response head is written into `wbuf`, which holds no upstream head here.
         let res = super::super::h1_to_h2::exchange(
@@ -723,7 +736,12 @@ impl Conn {
             // Nothing was sent yet: answer locally like the HTTP/1 path does. The
             // request body may be half read: answer and close, without trying to read
             // the rest of it.
-            let (status, msg) = (f.status(), f.body().as_bytes());
+            let text = if res.retried {
+                f.retried_body()
+            } else {
+                f.body()
+            };
+            let (status, msg) = (f.status(), text.as_bytes());
             return self
                 .reply_and_close(down, plan, status, msg, f.flag())
                 .await;

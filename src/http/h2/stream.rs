@@ -308,20 +308,14 @@ pub(crate) async fn serve<C: Connector>(
                 up_parts = Some(p);
             }
             own_headers::proxied(&l.own, &l.forwarding, timeout, fwd.client, &mut edits);
-            // Only an HTTP/1 cluster retries yet (the HTTP/2 upstream paths do not).
-            let retry = (cs.cfg.protocol == UpstreamProtocol::Http1)
-                .then(|| {
-                    let honoured = Honoured {
-                        headers: &parts.headers,
-                        edits: &edits.request,
-                    };
-                    RetryState::new(t.retries, &honoured)
-                })
-                .flatten()
-                .map(|mut r| {
-                    r.hash = hash;
-                    r
-                });
+            let honoured = Honoured {
+                headers: &parts.headers,
+                edits: &edits.request,
+            };
+            let retry = RetryState::new(t.retries, &honoured).map(|mut r| {
+                r.hash = hash;
+                r
+            });
             if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
                 edits.request.stamp.attempt_count = Some(1);
             }

@@ -76,8 +76,8 @@ enum Cause {
     ConnectFailure,
     /// The connection closed or reset, a malformed response, a per-try timeout.
     Termination,
-    /// An HTTP/2 stream refused by the upstream (no HTTP/2 upstream path retries yet).
-    #[allow(dead_code)]
+    /// An HTTP/2 stream refused by the upstream (REFUSED_STREAM, or left unprocessed
+    /// by a GOAWAY).
     RefusedStream,
 }
 
@@ -240,15 +240,18 @@ impl<'p> RetryState<'p> {
         self.decide(would, stats, breakers)
     }
 
-    /// Whether a try that failed with `f` is retried; counts the decision.
+    /// Whether a try that failed with `f` is retried; counts the decision. `refused`:
+    /// an HTTP/2 upstream refused the stream (a reset all the same).
     pub fn on_failure(
         &self,
         f: Failure,
+        refused: bool,
         resendable: bool,
         stats: &ClusterStats,
         breakers: &Arc<Breakers>,
     ) -> bool {
         let reset = match f {
+            Failure::ConnectionTermination if refused => Some(Cause::RefusedStream),
             Failure::ConnectFailure => Some(Cause::ConnectFailure),
             Failure::ConnectionTermination | Failure::ProtocolError | Failure::PerTryTimeout => {
                 Some(Cause::Termination)
@@ -485,10 +488,10 @@ mod tests {
         assert!(!s.on_response(200, &map(&[]), true, &stats, &b));
         assert_eq!(stats.rq_retry_success.get(), 1, "200 after a retry");
         assert!(
-            s.on_failure(Failure::ConnectionTermination, true, &stats, &b),
+            s.on_failure(Failure::ConnectionTermination, false, true, &stats, &b),
             "a reset is a gateway error"
         );
-        assert!(!s.on_failure(Failure::RouteTimeout, true, &stats, &b));
+        assert!(!s.on_failure(Failure::RouteTimeout, false, true, &stats, &b));
         assert!(
             !s.on_response(503, &map(&[]), false, &stats, &b),
             "not resendable"
@@ -496,9 +499,18 @@ mod tests {
 
         let cf = policy(on::CONNECT_FAILURE, 5);
         let s = RetryState::new(&cf, &map(&[])).unwrap();
-        assert!(s.on_failure(Failure::ConnectFailure, true, &stats, &b));
-        assert!(!s.on_failure(Failure::ConnectionTermination, true, &stats, &b));
+        assert!(s.on_failure(Failure::ConnectFailure, false, true, &stats, &b));
+        assert!(!s.on_failure(Failure::ConnectionTermination, false, true, &stats, &b));
         assert!(!s.on_response(503, &map(&[]), true, &stats, &b));
+
+        let refused = policy(on::REFUSED_STREAM, 5);
+        let s = RetryState::new(&refused, &map(&[])).unwrap();
+        assert!(s.on_failure(Failure::ConnectionTermination, true, true, &stats, &b));
+        assert!(
+            !s.on_failure(Failure::ConnectionTermination, false, true, &stats, &b),
+            "an ordinary reset is not a refused stream"
+        );
+        assert!(!s.on_failure(Failure::ConnectionTermination, true, false, &stats, &b));
 
         let grpc = policy(on::GRPC_UNAVAILABLE, 5);
         let s = RetryState::new(&grpc, &map(&[])).unwrap();
