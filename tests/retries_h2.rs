@@ -403,3 +403,56 @@ fn a_streamed_body_is_not_retried() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].body, b"hello");
 }
+
+#[test]
+fn the_retry_headers_do_not_reach_an_http2_upstream() {
+    let names = [
+        "x-envoy-retry-on",
+        "x-envoy-retry-grpc-on",
+        "x-envoy-max-retries",
+        "x-envoy-hedge-on-per-try-timeout",
+        "x-envoy-retriable-header-names",
+        "x-envoy-retriable-status-codes",
+        "x-envoy-upstream-rq-per-try-timeout-ms",
+    ];
+    let up = h2_scripted(fail_first(1));
+    let p = Proxy::start(&config(&[up.addr], "", ""));
+    let r = exchange(
+        p.listen,
+        "GET /x HTTP/1.1\r\nHost: a\r\nx-envoy-retry-on: 5xx\r\nx-envoy-retry-grpc-on: unavailable\r\nx-envoy-max-retries: 1\r\nx-envoy-hedge-on-per-try-timeout: true\r\nx-envoy-retriable-header-names: x-a\r\nx-envoy-retriable-status-codes: 418\r\nx-envoy-upstream-rq-per-try-timeout-ms: 2000\r\nx-envoy-other: kept\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "the headers were honoured");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        for n in names {
+            assert!(!s.headers.contains_key(n), "{n} went upstream");
+        }
+        assert_eq!(s.headers.get("x-envoy-other").unwrap(), "kept");
+    }
+
+    let up = h2_scripted(fail_first(1));
+    let p = Proxy::start(&config(&[up.addr], "", ""));
+    let addr = p.listen;
+    let r = h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let mut req = request("GET", &format!("http://{addr}/x"));
+        for n in names {
+            req = req.header(
+                n,
+                if n == "x-envoy-retry-on" {
+                    "5xx"
+                } else {
+                    "2000"
+                },
+            );
+        }
+        h2client::send(&mut client, req.body(()).unwrap(), b"").await
+    });
+    assert_eq!(r.status, 200, "{r:?}");
+    for s in &up.seen() {
+        for n in names {
+            assert!(!s.headers.contains_key(n), "{n} went upstream");
+        }
+    }
+}

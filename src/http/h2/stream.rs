@@ -316,6 +316,11 @@ pub(crate) async fn serve<C: Connector>(
                 r.hash = hash;
                 r
             });
+            if crate::upstream::request::retry::map_carries_consumed(&parts.headers) {
+                // The router consumes the retry headers (read above): they do not go
+                // upstream, as in Envoy.
+                edits.request = edits.request.then(&l.own.consumed_plan);
+            }
             if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
                 edits.request.stamp.attempt_count = Some(1);
             }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use http::HeaderName;
 
 use crate::config::circuit::Breakers;
-use crate::config::retry_model::{on, parse_retry_grpc_on, parse_retry_on, HEADER_ONLY};
+use crate::config::retry_model::{on, parse_retry_grpc_on, parse_retry_on, CONSUMED, HEADER_ONLY};
 use crate::config::{HeaderMatch, Retries, RetryPolicy};
 use crate::http::failure::Failure;
 use crate::http::flags::ResponseFlag;
@@ -63,6 +63,22 @@ static RETRIABLE_STATUS_CODES: HeaderName =
 static PER_TRY_TIMEOUT: HeaderName =
     HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms");
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
+/// Whether an HTTP/1 request carries one of the `CONSUMED` headers (one pass; most
+/// requests have no `x-envoy-` header at all).
+pub(crate) fn carries_consumed(headers: &[httparse::Header<'_>]) -> bool {
+    headers.iter().any(|h| {
+        h.name
+            .get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("x-envoy-"))
+            && CONSUMED.iter().any(|c| c.eq_ignore_ascii_case(h.name))
+    })
+}
+
+/// `carries_consumed` for an HTTP/2 request's header map.
+pub(crate) fn map_carries_consumed(headers: &http::HeaderMap) -> bool {
+    CONSUMED.iter().any(|c| headers.contains_key(*c))
+}
 
 fn first<'a, H: Headers + ?Sized>(h: &'a H, name: &'static HeaderName) -> Option<&'a str> {
     h.known(name)
@@ -457,6 +473,19 @@ mod tests {
             m.append(*n, http::HeaderValue::from_static(v));
         }
         m
+    }
+
+    #[test]
+    fn consumed_headers_are_found_in_either_form() {
+        let h = |n: &'static str| httparse::Header {
+            name: n,
+            value: b"5xx",
+        };
+        assert!(carries_consumed(&[h("Host"), h("X-Envoy-Retry-On")]));
+        assert!(!carries_consumed(&[h("x-envoy-attempt-count"), h("x")]));
+        assert!(!carries_consumed(&[]));
+        assert!(map_carries_consumed(&map(&[("x-envoy-max-retries", "2")])));
+        assert!(!map_carries_consumed(&map(&[("x-envoy-foo", "2")])));
     }
 
     #[test]
