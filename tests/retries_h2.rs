@@ -456,3 +456,174 @@ fn the_retry_headers_do_not_reach_an_http2_upstream() {
         }
     }
 }
+
+/// An Envoy v3 bootstrap: one route to an HTTP/2 cluster on `up` with `route_policy`
+/// (a flow mapping of the route's `retry_policy`, or empty) and `vhost_extra` fields.
+fn bootstrap(up: SocketAddr, route_policy: &str, vhost_extra: &str) -> String {
+    let policy = if route_policy.is_empty() {
+        String::new()
+    } else {
+        format!("                  retry_policy: {route_policy}\n")
+    };
+    format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
+static_resources:
+  listeners:
+  - name: main
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: main
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+{vhost_extra}              routes:
+              - match: {{ prefix: / }}
+                route:
+                  cluster: up
+                  timeout: 5s
+{policy}          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: up
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+"#,
+        port = up.port()
+    )
+}
+
+/// What one proxy did with one case: the client's status, the attempt count it got
+/// back, and how many streams the upstream saw.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    status: u16,
+    attempt_count: Option<String>,
+    tries: usize,
+    grpc_status: Option<String>,
+}
+
+#[test]
+fn envoy_and_outrigger_retry_an_http2_cluster_alike() {
+    let Some(bin) =
+        common::envoy::envoy_or_skip("envoy_and_outrigger_retry_an_http2_cluster_alike")
+    else {
+        return;
+    };
+    let fast = "retry_back_off: { base_interval: 0.001s }";
+    let counted = "              include_attempt_count_in_response: true\n";
+    #[allow(clippy::type_complexity)]
+    let cases: [(&str, fn(usize) -> Act, String, &str); 8] = [
+        (
+            "5xx until it succeeds",
+            fail_first(2),
+            format!("{{ retry_on: 5xx, num_retries: 2, {fast} }}"),
+            counted,
+        ),
+        (
+            "5xx exhausted",
+            |_| Act::Status(503),
+            format!("{{ retry_on: 5xx, {fast} }}"),
+            counted,
+        ),
+        (
+            "gateway-error leaves a 500",
+            |i| {
+                if i == 0 {
+                    Act::Status(500)
+                } else {
+                    Act::Status(200)
+                }
+            },
+            format!("{{ retry_on: gateway-error, {fast} }}"),
+            "",
+        ),
+        (
+            "refused stream",
+            |i| {
+                if i == 0 {
+                    Act::Refuse
+                } else {
+                    Act::Status(200)
+                }
+            },
+            format!("{{ retry_on: refused-stream, {fast} }}"),
+            counted,
+        ),
+        (
+            "a reset is no refused stream",
+            |i| if i == 0 { Act::Reset } else { Act::Status(200) },
+            format!("{{ retry_on: refused-stream, {fast} }}"),
+            "",
+        ),
+        (
+            "reset",
+            |i| if i == 0 { Act::Reset } else { Act::Status(200) },
+            format!("{{ retry_on: reset, {fast} }}"),
+            counted,
+        ),
+        (
+            "grpc unavailable",
+            |i| if i == 0 { Act::Grpc(14) } else { Act::Grpc(0) },
+            format!("{{ retry_on: unavailable, {fast} }}"),
+            "",
+        ),
+        (
+            "retriable status codes",
+            |i| {
+                if i == 0 {
+                    Act::Status(418)
+                } else {
+                    Act::Status(200)
+                }
+            },
+            format!(
+                "{{ retry_on: retriable-status-codes, retriable_status_codes: [418], {fast} }}"
+            ),
+            "",
+        ),
+    ];
+    let run = |listen: SocketAddr, up: &H2Up| {
+        let r = exchange(
+            listen,
+            "GET /x HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n",
+        );
+        Outcome {
+            status: r.status,
+            attempt_count: r.header("x-envoy-attempt-count").map(str::to_string),
+            tries: up.count(),
+            grpc_status: r.header("grpc-status").map(str::to_string),
+        }
+    };
+    let mut diffs = Vec::new();
+    for (name, script, policy, vhost) in &cases {
+        let envoy_up = h2_scripted(*script);
+        let envoy = common::envoy::Envoy::start(&bin, &bootstrap(envoy_up.addr, policy, vhost));
+        let from_envoy = run(envoy.listen, &envoy_up);
+        drop(envoy);
+        let ours_up = h2_scripted(*script);
+        let proxy = Proxy::start(&bootstrap(ours_up.addr, policy, vhost));
+        let from_outrigger = run(proxy.listen, &ours_up);
+        if from_envoy != from_outrigger {
+            diffs.push(format!(
+                "{name}:\n  Envoy:     {from_envoy:?}\n  Outrigger: {from_outrigger:?}"
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
