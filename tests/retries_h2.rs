@@ -254,6 +254,15 @@ fn an_http2_upstreams_503_is_retried_for_an_http2_client() {
     assert_eq!(up.count(), 2);
     assert_eq!(stat(&p, "rq_retry_limit_exceeded"), 1);
     assert_eq!(flag_count(&p.listener_stats("main"), "URX"), 1);
+
+    // A POST whose body arrives whole with its head is sent again whole.
+    let up = h2_scripted(fail_first(1));
+    let p = Proxy::start(&config(&[up.addr], &policy("retry_on: 5xx"), ""));
+    let r = h2_get(p.listen, "POST", b"hello");
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|s| s.body == b"hello"), "{seen:?}");
 }
 
 #[test]

@@ -101,18 +101,11 @@ async fn pump(
 /// control allows, and ends the stream: with its trailers (trailing HEADERS), if it had
 /// any.
 async fn send_held(
-    mut body: Bytes,
+    body: Bytes,
     trailers: Option<http::HeaderMap>,
     to: &mut SendStream<Bytes>,
 ) -> Result<u64, PumpError> {
-    let total = body.len() as u64;
-    while !body.is_empty() {
-        let cap = super::io::send_capacity(to, body.len())
-            .await
-            .ok_or(PumpError::Write)?;
-        let part = body.split_to(cap.min(body.len()));
-        to.send_data(part, false).map_err(|_| PumpError::Write)?;
-    }
+    let total = send_bytes(body, to).await?;
     match trailers {
         Some(t) => to.send_trailers(t).map_err(|_| PumpError::Write)?,
         None => to
@@ -182,6 +175,49 @@ impl Exchange<SendRequest<Bytes>> for Whole<'_> {
         }
         Ok((resp, up_send))
     }
+}
+
+/// Sends `body` as flow control allows, without ending the stream.
+async fn send_bytes(mut body: Bytes, to: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
+    let total = body.len() as u64;
+    while !body.is_empty() {
+        let cap = super::io::send_capacity(to, body.len())
+            .await
+            .ok_or(PumpError::Write)?;
+        let part = body.split_to(cap.min(body.len()));
+        to.send_data(part, false).map_err(|_| PumpError::Write)?;
+    }
+    Ok(total)
+}
+
+/// The client's first DATA frame, when it is already here (never waited for): the
+/// frame, and whether it ended the stream. It goes to the shadows' tee as it is taken.
+async fn take_first(
+    body: &mut RecvStream,
+    progress: &Progress,
+    tee: Option<&TeeTx>,
+) -> Result<Option<(Bytes, bool)>, ()> {
+    let ready = std::future::poll_fn(|cx| std::task::Poll::Ready(body.poll_data(cx))).await;
+    let chunk = match ready {
+        std::task::Poll::Ready(Some(Ok(chunk))) => chunk,
+        std::task::Poll::Ready(Some(Err(_))) => return Err(()),
+        std::task::Poll::Ready(None) | std::task::Poll::Pending => return Ok(None),
+    };
+    let n = chunk.len();
+    let ended = body.is_end_stream();
+    if let Some(t) = tee {
+        t.push_bytes(chunk.clone());
+        if ended {
+            t.finish(None);
+        }
+    }
+    let _ = body.flow_control().release_capacity(n);
+    progress.touch();
+    progress.received(n as u64);
+    if ended {
+        progress.request_done();
+    }
+    Ok(Some((chunk, ended)))
 }
 
 pub(crate) async fn proxy<C: Connector>(
@@ -255,6 +291,26 @@ where
     let end = r.body.is_end_stream() && held.is_none();
     let retry = r.retry.take();
     let retry = retry.as_ref();
+    // A body whose first DATA frame is here and ends the stream is whole at hand too;
+    // a first frame that does not end it goes first, ahead of the rest.
+    let mut first = None;
+    if retry.is_some() && !end && held.is_none() {
+        match take_first(&mut r.body, progress, tee.as_ref()).await {
+            Ok(Some((chunk, true))) => held = Some(chunk),
+            Ok(Some((chunk, false))) => first = Some(chunk),
+            Ok(None) => {}
+            Err(()) => {
+                respond.send_reset(h2::Reason::CANCEL);
+                return Done {
+                    status: 0,
+                    flag: ResponseFlag::DownstreamConnectionTermination,
+                    bytes_received: progress.bytes_received(),
+                    bytes_sent: 0,
+                    upstream: None,
+                };
+            }
+        }
+    }
     let (mut ep, mut again) = (ep, None);
     // A request whole at hand (no body, or the body the chain held) under a retry
     // policy is sent whole by each try, which waits for the response head: a retried
@@ -327,7 +383,16 @@ where
             Some(b) => send_held(b, held_trailers, &mut up_send).await,
             None => {
                 let moved = |n| progress.received(n);
-                pump(&mut r.body, &mut up_send, moved, None, tee.as_ref()).await
+                let ahead = match first {
+                    Some(chunk) => send_bytes(chunk, &mut up_send).await,
+                    None => Ok(0),
+                };
+                match ahead {
+                    Ok(n) => pump(&mut r.body, &mut up_send, moved, None, tee.as_ref())
+                        .await
+                        .map(|m| m + n),
+                    Err(e) => Err(e),
+                }
             }
         };
         match result {
