@@ -399,18 +399,35 @@ fn grpc_unavailable_is_retried_and_other_codes_are_not() {
 }
 
 #[test]
-fn a_streamed_body_is_not_retried() {
-    // An HTTP/1 body is read from the client as it goes up: the 503 goes to the client.
+fn a_small_http1_body_is_sent_again_and_a_streamed_one_is_not_retried() {
+    // Small and whole in the read buffer: taken, and each try sends it.
     let up = h2_scripted(fail_first(1));
     let p = Proxy::start(&config(&[up.addr], &policy("retry_on: 5xx"), ""));
     let r = exchange(
         p.listen,
         "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
     );
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|s| s.body == b"hello"), "{seen:?}");
+
+    // A body past what is taken is read from the client as it goes up: the 503 goes
+    // to the client.
+    let up = h2_scripted(fail_first(1));
+    let p = Proxy::start(&config(&[up.addr], &policy("retry_on: 5xx"), ""));
+    let big = "b".repeat(64 * 1024);
+    let r = exchange(
+        p.listen,
+        &format!(
+            "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
+            big.len()
+        ),
+    );
     assert_eq!(r.status, 503);
     let seen = up.seen();
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].body, b"hello");
+    assert_eq!(seen[0].body.len(), big.len());
 }
 
 #[test]

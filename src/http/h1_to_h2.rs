@@ -138,6 +138,9 @@ struct ToH2<'x, D> {
     r: &'x H1Request<'x>,
     progress: &'x Progress,
     stats: &'x crate::observe::stats::ClusterStats,
+    /// A small Content-Length body that was whole in the read buffer, taken under a
+    /// retry policy: each try sends it again.
+    inline: Option<Bytes>,
 }
 
 impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
@@ -150,9 +153,10 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
     ) -> std::result::Result<Got, Tried> {
         let (r, progress) = (self.r, self.progress);
         let end = r.body == BodyKind::Empty;
-        // Without a body the request can go again as it was; a body read from the
-        // client as it goes up cannot be read again.
-        let resend = end;
+        // Without a body, or with the small body taken whole (`inline`), the request
+        // can go again as it was; a body read from the client as it goes up cannot be
+        // read again.
+        let resend = end || self.inline.is_some();
         let lost = Tried::fatal(Failure::ConnectionTermination);
         // Under a retry policy each try sends a copy (a retry needs the request again).
         let mut req = match at.retry {
@@ -173,7 +177,12 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
         let mut cut = false;
         futures_lite::pin!(response);
         let mut answer = None;
-        if !end {
+        if let Some(b) = &self.inline {
+            // Within the stream's initial window (4 KiB at most): queued at once. A
+            // stream the upstream already ended: what it answered decides.
+            received = b.len() as u64;
+            cut = up_send.send_data(b.clone(), true).is_err();
+        } else if !end {
             if r.expect_continue
                 && self
                     .down
@@ -270,6 +279,26 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
     }
 }
 
+/// Under a retry policy, a Content-Length body of at most `body::INLINE_BODY_BYTES` that
+/// is whole in the read buffer (and no `100 Continue` is due): taken, so that every try
+/// can send it (as the HTTP/1.1 cluster path keeps it behind the head). The request is
+/// then complete.
+fn take_inline(rbuf: &mut ReadBuf, r: &H1Request<'_>, progress: &Progress) -> Option<Bytes> {
+    if r.retry.is_none() || r.expect_continue || !matches!(r.body, BodyKind::Length(_)) {
+        return None;
+    }
+    let data = rbuf.data();
+    let n = body::whole_body(r.body, false, data, body::INLINE_BODY_BYTES)?;
+    let whole = Bytes::copy_from_slice(data.get(..n)?);
+    if let Some(tee) = r.tee {
+        crate::http::mirror::tee_whole(tee, r.body, &whole);
+    }
+    rbuf.consume(n);
+    progress.received(n as u64);
+    progress.request_done();
+    Some(whole)
+}
+
 /// Sends the request to endpoint `ep` of cluster `cs` over HTTP/2 and streams the
 /// response back to the HTTP/1.1 client, under the request's clocks (`progress`; the
 /// client connection has no sweeping task, so the exchange keeps one timer).
@@ -337,6 +366,7 @@ async fn exchange_inner<D: Io, C: Connector>(
     progress: &Progress,
 ) -> Result {
     let stats = &cs.stats;
+    let inline = take_inline(rbuf, &r, progress);
     let mut x = ToH2 {
         down: &mut *down,
         rbuf,
@@ -344,6 +374,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         r: &r,
         progress,
         stats,
+        inline,
     };
     let (mut ep, mut again) = (ep, None);
     let retry = r.retry;
