@@ -465,23 +465,16 @@ impl Conn {
             // The head was the whole request: the route clock starts now.
             progress.request_done();
         }
-        if let Some(req) = h2_request {
-            return self
-                .via_http2(
-                    down,
-                    view,
-                    plan,
-                    (cluster, picked.ep),
-                    *req,
-                    &progress,
-                    timeout,
-                )
-                .await;
-        }
         let retry = match &plan.action {
             Action::Proxy { retry, .. } => retry.as_ref(),
             _ => None,
         };
+        if let Some(req) = h2_request {
+            let (to, clocks) = ((cluster, picked.ep), (timeout, retry));
+            return self
+                .via_http2(down, view, plan, to, *req, &progress, clocks)
+                .await;
+        }
         let mut x = Try {
             conn: self,
             down: &mut *down,
@@ -689,7 +682,7 @@ impl Conn {
         (cluster, ep): (usize, usize),
         req: http::Request<()>,
         progress: &Progress,
-        route_timeout: std::time::Duration,
+        (route_timeout, retry): (Duration, Option<&request::retry::RetryState<'_>>),
     ) -> Outcome {
         let cs = &view.clusters[cluster];
         let r = super::super::h1_to_h2::H1Request {
@@ -702,10 +695,7 @@ impl Conn {
             response_edits: plan.response_edits,
             chain: plan.chain,
             tee: plan.tee.as_ref(),
-            retry: match &plan.action {
-                Action::Proxy { retry, .. } => retry.as_ref(),
-                _ => None,
-            },
+            retry,
             route_timeout,
         };
         // The response head is written into `wbuf`, which holds no upstream head here.
@@ -736,12 +726,7 @@ impl Conn {
             // Nothing was sent yet: answer locally like the HTTP/1 path does. The
             // request body may be half read: answer and close, without trying to read
             // the rest of it.
-            let text = if res.retried {
-                f.retried_body()
-            } else {
-                f.body()
-            };
-            let (status, msg) = (f.status(), text.as_bytes());
+            let (status, msg) = (f.status(), f.reply_body(res.retried).as_bytes());
             return self
                 .reply_and_close(down, plan, status, msg, f.flag())
                 .await;
