@@ -372,3 +372,63 @@ fn an_http2_client_gets_the_same_retries() {
     assert_eq!(reqs.len(), 2);
     assert!(reqs.iter().all(|q| q.body == b"hello"));
 }
+
+/// Every retry header the router reads; with a request id and an unrelated `x-envoy-`
+/// header that must pass.
+pub const RETRY_HEADERS: &str = "x-envoy-retry-on: 5xx\r\nx-envoy-retry-grpc-on: unavailable\r\nx-envoy-max-retries: 1\r\nx-envoy-hedge-on-per-try-timeout: true\r\nx-envoy-retriable-header-names: x-a\r\nx-envoy-retriable-status-codes: 418\r\nx-envoy-upstream-rq-per-try-timeout-ms: 2000\r\nx-envoy-other: kept\r\n";
+
+const CONSUMED: [&str; 7] = [
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+];
+
+#[test]
+fn the_router_consumes_the_retry_headers_it_honours() {
+    // A listener that does not sanitize: the headers are honoured (the 503 is retried)
+    // and none of them reaches the upstream, with a route policy or without.
+    for route in [String::new(), policy("retry_on: reset")] {
+        let up = Upstream::start(fail_first(1, status_oops(503)));
+        let p = Proxy::start(&config(&[up.addr], "round_robin", &route, "", ""));
+        let r = exchange(
+            p.listen,
+            &format!("GET /x HTTP/1.1\r\nHost: a\r\n{RETRY_HEADERS}Connection: close\r\n\r\n"),
+        );
+        assert_eq!(r.status, 200);
+        let reqs = up.requests();
+        assert_eq!(reqs.len(), 2, "honoured");
+        for q in &reqs {
+            for name in CONSUMED {
+                assert_eq!(q.header(name), None, "{name} went upstream");
+            }
+            assert_eq!(q.header("x-envoy-other"), Some("kept"));
+        }
+    }
+
+    // The same from an HTTP/2 client.
+    let up = Upstream::start(fail_first(1, status_oops(503)));
+    let p = Proxy::start(&config(&[up.addr], "round_robin", "", "", ""));
+    let addr = p.listen;
+    let reply = h2client::run(move || async move {
+        let mut client = connect(addr).await;
+        let mut req = request("GET", &format!("http://{addr}/x"));
+        for line in RETRY_HEADERS.split("\r\n").filter(|l| !l.is_empty()) {
+            let (n, v) = line.split_once(": ").unwrap();
+            req = req.header(n, v);
+        }
+        h2client::send(&mut client, req.body(()).unwrap(), b"").await
+    });
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 2, "honoured");
+    for q in &reqs {
+        for name in CONSUMED {
+            assert_eq!(q.header(name), None, "{name} went upstream");
+        }
+        assert_eq!(q.header("x-envoy-other"), Some("kept"));
+    }
+}

@@ -294,6 +294,9 @@ pub struct OwnHeaders {
     /// `request_plan` without the removal of `x-forwarded-client-cert`, for requests
     /// whose XFCC header goes on (`http/xfcc.rs`).
     pub request_plan_keeping_xfcc: HeaderPlan,
+    /// The router's removal of the retry headers it consumed
+    /// (`retry_model::CONSUMED`), added to a request that carries one.
+    pub consumed_plan: HeaderPlan,
 }
 
 impl OwnHeaders {
@@ -308,6 +311,18 @@ impl OwnHeaders {
         let mut drop = keep.clone();
         drop.remove.push("x-forwarded-client-cert".into());
         (HeaderPlan::compile([&drop]), HeaderPlan::compile([&keep]))
+    }
+
+    /// The plan that removes the retry headers the router consumes.
+    pub fn consumed_plan() -> HeaderPlan {
+        let ops = crate::http::filter::headers::HeaderOps {
+            add: Vec::new(),
+            remove: super::retry_model::CONSUMED
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+        };
+        HeaderPlan::compile([&ops])
     }
 
     /// The native format's defaults: nothing added, HTTP/1.0 served.
@@ -326,6 +341,7 @@ impl OwnHeaders {
             response_plan: HeaderPlan::default(),
             request_plan: OwnHeaders::request_plans(Vec::new()).0,
             request_plan_keeping_xfcc: HeaderPlan::default(),
+            consumed_plan: OwnHeaders::consumed_plan(),
         }
     }
 }

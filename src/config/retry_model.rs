@@ -30,6 +30,19 @@ pub mod on {
         | GRPC_INTERNAL;
 }
 
+/// The request headers the router consumes: Envoy's `RetryStateImpl::create` removes
+/// them from every request it forwards, whether or not a retry state results, so the
+/// upstream never sees them.
+pub const CONSUMED: [&str; 7] = [
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+];
+
 /// The HTTP conditions by name (`x-envoy-retry-on`, and `retry_on` in the config).
 const HTTP_NAMES: &[(&str, u32)] = &[
     ("5xx", on::FIVE_XX),

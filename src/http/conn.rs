@@ -277,6 +277,16 @@ struct Moving<C: Connector> {
     to: Option<(Rc<WorkerView<C>>, ChainRef)>,
 }
 
+impl<'v> Plan<'v> {
+    /// The request's retry state, when it is proxied and has one.
+    fn retry(&self) -> Option<&crate::upstream::request::retry::RetryState<'v>> {
+        match &self.action {
+            Action::Proxy { retry, .. } => retry.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 impl Conn {
     /// Serves one request. Returns true to keep the connection for the next one (or,
     /// with `moving.to` set, to serve the request just begun under a newer view).

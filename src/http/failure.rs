@@ -101,6 +101,15 @@ impl Failure {
         }
     }
 
+    /// `body`, or `retried_body` when retries were made.
+    pub fn reply_body(self, retried: bool) -> &'static str {
+        if retried {
+            self.retried_body()
+        } else {
+            self.body()
+        }
+    }
+
     /// The body after retries were made: Envoy says the reset reason is the latest one.
     pub fn retried_body(self) -> &'static str {
         match self {

@@ -7,7 +7,9 @@
 //! back as an HTTP/1.1 head with a Content-Length or chunked body (trailers included).
 //! The response is watched while the body goes up: a response that comes first is
 //! forwarded at once and cuts the request body (as `conn/upload.rs` does for HTTP/1
-//! upstreams), and the client's connection then closes.
+//! upstreams), and the client's connection then closes. Under a retry policy a request
+//! without a body is sent again by a retried try; one with a body is retried only
+//! after a connect failure (its body is read from the client as it goes up).
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -31,8 +33,13 @@ use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::clock::{Expiry, Progress};
+use crate::upstream::request::retry::RetryState;
 use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
+
+/// The attempt number a retried request tells the upstream (Envoy's
+/// `include_request_attempt_count`).
+static ATTEMPT_COUNT: http::HeaderName = http::HeaderName::from_static("x-envoy-attempt-count");
 
 /// The request facts this needs from the HTTP/1 connection manager.
 pub(crate) struct H1Request<'a> {
@@ -50,6 +57,10 @@ pub(crate) struct H1Request<'a> {
     /// The shadows' tee (`http::mirror`) of a mirrored body: each chunk goes to it as
     /// it goes upstream.
     pub tee: Option<&'a crate::upstream::request::tee::TeeTx>,
+    /// The request's retry state (`upstream::request::retry`), if any.
+    pub retry: Option<&'a RetryState<'a>>,
+    /// The route clock's length (zero: none), which bounds the per-try timeout.
+    pub route_timeout: Duration,
 }
 
 pub(crate) struct Result {
@@ -65,6 +76,8 @@ pub(crate) struct Result {
     /// The response was forwarded before the whole request body was sent: the client
     /// may still be sending it, so the connection manager closes gently (`conn::linger`).
     pub body_cut: bool,
+    /// `failed` came after retries (Envoy's local reply then says so).
+    pub retried: bool,
 }
 
 /// The upstream failed before a response head went to the client.
@@ -84,6 +97,7 @@ fn failed(status: u16, flag: ResponseFlag) -> Result {
         bytes_received: 0,
         bytes_sent: 0,
         body_cut: false,
+        retried: false,
     }
 }
 
@@ -123,6 +137,10 @@ struct ToH2<'x, D> {
     req: Option<http::Request<()>>,
     r: &'x H1Request<'x>,
     progress: &'x Progress,
+    stats: &'x crate::observe::stats::ClusterStats,
+    /// A small Content-Length body that was whole in the read buffer, taken under a
+    /// retry policy: each try sends it again.
+    inline: Option<Bytes>,
 }
 
 impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
@@ -131,18 +149,40 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
     async fn try_once(
         &mut self,
         send: &mut h2::client::SendRequest<Bytes>,
-        _at: Attempt<'_, '_>,
+        at: Attempt<'_, '_>,
     ) -> std::result::Result<Got, Tried> {
         let (r, progress) = (self.r, self.progress);
-        let lost = Tried::fatal(Failure::ConnectionTermination);
         let end = r.body == BodyKind::Empty;
-        let req = self.req.take().ok_or(lost)?;
-        let (response, mut up_send) = send.send_request(req, end).map_err(|_| lost)?;
+        // Without a body, or with the small body taken whole (`inline`), the request
+        // can go again as it was; a body read from the client as it goes up cannot be
+        // read again.
+        let resend = end || self.inline.is_some();
+        let lost = Tried::fatal(Failure::ConnectionTermination);
+        // Under a retry policy each try sends a copy (a retry needs the request again).
+        let mut req = match at.retry {
+            Some(_) => self.req.clone().ok_or(lost)?,
+            None => self.req.take().ok_or(lost)?,
+        };
+        if let Some(a) = at
+            .retry
+            .filter(|a| a.attempt() > 1 && a.attempt_count_request)
+        {
+            req.headers_mut()
+                .insert(&ATTEMPT_COUNT, http::HeaderValue::from(a.attempt()));
+        }
+        let (response, mut up_send) = send
+            .send_request(req, end)
+            .map_err(|_| Tried::failed(Failure::ConnectionTermination, false, resend))?;
         let mut received = 0;
         let mut cut = false;
         futures_lite::pin!(response);
         let mut answer = None;
-        if !end {
+        if let Some(b) = &self.inline {
+            // Within the stream's initial window (4 KiB at most): queued at once. A
+            // stream the upstream already ended: what it answered decides.
+            received = b.len() as u64;
+            cut = up_send.send_data(b.clone(), true).is_err();
+        } else if !end {
             if r.expect_continue
                 && self
                     .down
@@ -218,18 +258,17 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             Some(a) => a,
             None => response.await,
         };
-        let response = match answer {
-            Ok(resp) => resp,
-            // h2 itself refused what the upstream sent (a malformed head, such as a
-            // :status that is not three digits from 100): the upstream's protocol error.
-            Err(e) if e.is_library() && e.reason() == Some(h2::Reason::PROTOCOL_ERROR) => {
-                return Err(Tried::fatal(Failure::ProtocolError))
-            }
-            Err(_) => return Err(lost),
-        };
+        // h2 itself refusing what the upstream sent (a malformed head, such as a
+        // :status that is not three digits from 100) is the upstream's protocol error;
+        // a refused stream or a reset is retried as the policy says.
+        let response = answer.map_err(|e| request::http2::stream_failure(&e, resend))?;
         // `http::StatusCode` admits 100..=999 (the h2 crate has consumed any 1xx itself).
-        if !response::valid_status(response.status().as_u16()) {
-            return Err(Tried::fatal(Failure::ProtocolError));
+        let status = response.status().as_u16();
+        if !response::valid_status(status) {
+            return Err(Tried::failed(Failure::ProtocolError, false, resend));
+        }
+        if at.retry_response(status, response.headers(), resend && !cut, self.stats) {
+            return Err(Tried::retry_response());
         }
         Ok(Got::Head(Answered {
             response,
@@ -238,6 +277,26 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             cut,
         }))
     }
+}
+
+/// Under a retry policy, a Content-Length body of at most `body::INLINE_BODY_BYTES` that
+/// is whole in the read buffer (and no `100 Continue` is due): taken, so that every try
+/// can send it (as the HTTP/1.1 cluster path keeps it behind the head). The request is
+/// then complete.
+fn take_inline(rbuf: &mut ReadBuf, r: &H1Request<'_>, progress: &Progress) -> Option<Bytes> {
+    if r.retry.is_none() || r.expect_continue || !matches!(r.body, BodyKind::Length(_)) {
+        return None;
+    }
+    let data = rbuf.data();
+    let n = body::whole_body(r.body, false, data, body::INLINE_BODY_BYTES)?;
+    let whole = Bytes::copy_from_slice(data.get(..n)?);
+    if let Some(tee) = r.tee {
+        crate::http::mirror::tee_whole(tee, r.body, &whole);
+    }
+    rbuf.consume(n);
+    progress.received(n as u64);
+    progress.request_done();
+    Some(whole)
 }
 
 /// Sends the request to endpoint `ep` of cluster `cs` over HTTP/2 and streams the
@@ -284,6 +343,7 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
                     bytes_received: progress.bytes_received(),
                     bytes_sent: progress.bytes_sent(),
                     body_cut: false,
+                    retried: false,
                 }
             }
         }
@@ -306,24 +366,28 @@ async fn exchange_inner<D: Io, C: Connector>(
     progress: &Progress,
 ) -> Result {
     let stats = &cs.stats;
+    let inline = take_inline(rbuf, &r, progress);
     let mut x = ToH2 {
         down: &mut *down,
         rbuf,
         req: Some(req),
         r: &r,
         progress,
+        stats,
+        inline,
     };
     let (mut ep, mut again) = (ep, None);
+    let retry = r.retry;
     let tried = request::run(
         &request::Http2,
         RetryPolicy::NONE,
-        None,
+        retry,
         cs,
         &mut ep,
         &mut again,
         &*view.connector,
         progress,
-        Duration::ZERO,
+        r.route_timeout,
         &mut x,
     )
     .await;
@@ -336,8 +400,16 @@ async fn exchange_inner<D: Io, C: Connector>(
             (parts, body, h.up_send, h.received, h.cut)
         }
         Ok((_, Got::Ended(res))) => return res,
-        Err(f) => return upstream_failed(f),
+        Err(f) => {
+            let mut res = upstream_failed(f);
+            res.retried = retry.is_some_and(|a| a.retried());
+            return res;
+        }
     };
+    let mut response_edits = r.response_edits;
+    if let Some(a) = retry.filter(|a| a.attempt_count_response) {
+        response_edits.stamp.attempt_count = Some(a.attempt());
+    }
     let status = parts.status.as_u16();
     request::count_response(cs, ep, status);
     if r.chain.hooks().response_head {
@@ -367,7 +439,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         })
         .collect();
     out.clear();
-    let mut edits = r.response_edits;
+    let mut edits = response_edits;
     if let Some(m) = edits.stamp.phases.as_mut() {
         m.set_upstream(progress.phase_marks());
     }
@@ -432,11 +504,13 @@ async fn exchange_inner<D: Io, C: Connector>(
         failed: None,
         reply: None,
         status,
-        flag: ResponseFlag::None,
+        // A retriable response that goes to the client because the retries ran out.
+        flag: retry.map_or(ResponseFlag::None, |a| a.response_flag()),
         keep_alive: !close,
         bytes_received: received,
         bytes_sent: head_len + inline as u64,
         body_cut: cut,
+        retried: false,
     };
     // From here on a clock that runs out can only close the connection.
     progress.head_sent(status);

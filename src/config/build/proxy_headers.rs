@@ -120,6 +120,7 @@ impl Builder {
             response_plan: HeaderPlan::compile([&server_ops]),
             request_plan,
             request_plan_keeping_xfcc,
+            consumed_plan: OwnHeaders::consumed_plan(),
         }
     }
 }

@@ -469,15 +469,11 @@ impl Conn {
             // The head was the whole request: the route clock starts now.
             progress.request_done();
         }
+        let retry = plan.retry();
         if let Some(req) = h2_request {
-            return self
-                .via_http2(down, view, plan, cluster, picked.ep, *req, progress)
-                .await;
+            let (to, clock, p) = ((cluster, picked.ep), (timeout, retry), progress);
+            return self.via_http2(down, view, plan, to, *req, p, clock).await;
         }
-        let retry = match &plan.action {
-            Action::Proxy { retry, .. } => retry.as_ref(),
-            _ => None,
-        };
         let mut x = Try {
             conn: self,
             down: &mut *down,
@@ -680,10 +676,10 @@ impl Conn {
         down: &mut D,
         view: &WorkerView<C>,
         plan: &Plan<'_>,
-        cluster: usize,
-        ep: usize,
+        (cluster, ep): (usize, usize),
         req: http::Request<()>,
         progress: &Progress,
+        (route_timeout, retry): (Duration, Option<&request::retry::RetryState<'_>>),
     ) -> Outcome {
         let cs = &view.clusters[cluster];
         // The debug header's marks; the upstream side adds its own at the response head.
@@ -699,6 +695,8 @@ impl Conn {
             response_edits,
             chain: plan.chain,
             tee: plan.tee.as_ref(),
+            retry,
+            route_timeout,
         };
         // The response head is written into `wbuf`, which holds no upstream head here.
         let res = super::super::h1_to_h2::exchange(
@@ -728,7 +726,7 @@ impl Conn {
             // Nothing was sent yet: answer locally like the HTTP/1 path does. The
             // request body may be half read: answer and close, without trying to read
             // the rest of it.
-            let (status, msg) = (f.status(), f.body().as_bytes());
+            let (status, msg) = (f.status(), f.reply_body(res.retried).as_bytes());
             return self
                 .reply_and_close(down, plan, status, msg, f.flag())
                 .await;

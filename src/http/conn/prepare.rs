@@ -219,6 +219,11 @@ pub(super) async fn prepare<'v, C: Connector>(
                     edits: &edits.request,
                 },
             );
+            if crate::upstream::request::retry::carries_consumed(headers) {
+                // The router consumes the retry headers (read above): they do not go
+                // upstream, as in Envoy.
+                edits.request = edits.request.then(&l.own.consumed_plan);
+            }
             // A route without hash policies (nearly all) skips the cluster lookup.
             let hashing = !t.hash_policy.is_empty()
                 && view

@@ -322,20 +322,19 @@ pub(crate) async fn serve<C: Connector>(
             if let Some(m) = edits.response.stamp.phases.as_mut() {
                 *m = marks;
             }
-            // Only an HTTP/1 cluster retries yet (the HTTP/2 upstream paths do not).
-            let retry = (cs.cfg.protocol == UpstreamProtocol::Http1)
-                .then(|| {
-                    let honoured = Honoured {
-                        headers: &parts.headers,
-                        edits: &edits.request,
-                    };
-                    RetryState::new(t.retries, &honoured)
-                })
-                .flatten()
-                .map(|mut r| {
-                    r.hash = hash;
-                    r
-                });
+            let honoured = Honoured {
+                headers: &parts.headers,
+                edits: &edits.request,
+            };
+            let retry = RetryState::new(t.retries, &honoured).map(|mut r| {
+                r.hash = hash;
+                r
+            });
+            if crate::upstream::request::retry::map_carries_consumed(&parts.headers) {
+                // The router consumes the retry headers (read above): they do not go
+                // upstream, as in Envoy.
+                edits.request = edits.request.then(&l.own.consumed_plan);
+            }
             if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
                 edits.request.stamp.attempt_count = Some(1);
             }

@@ -54,7 +54,7 @@ pub(crate) struct Request<'a> {
     /// the response sent back.
     pub edits: StreamEdits<'a>,
     /// The retry state, when the route has a retry policy or the request asks for
-    /// retries (HTTP/1 clusters only).
+    /// retries.
     pub retry: Option<RetryState<'a>>,
     /// The route clock's length (zero: none).
     pub route_timeout: std::time::Duration,

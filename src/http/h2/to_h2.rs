@@ -1,11 +1,14 @@
 //! An HTTP/2 stream proxied to an HTTP/2 upstream over the per-core multiplexed
 //! connection: headers, DATA and trailers pass through, in both directions at once (so
 //! gRPC streaming calls work), with flow-control capacity released to the sender only
-//! as the receiver takes the data.
+//! as the receiver takes the data. Under a retry policy a request whole at hand (no
+//! body, or one the filter chain held) is sent whole by each try and its response head
+//! judged before it goes on (`Whole`), so a retried try sends it again.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use bytes::Bytes;
+use h2::client::{ResponseFuture, SendRequest};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::Response;
@@ -20,10 +23,15 @@ use crate::http::h1::head::HeadError;
 use crate::http::h1::response;
 use crate::http::hop::Message;
 use crate::http::view::WorkerView;
+use crate::observe::stats::ClusterStats;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::tee::TeeTx;
-use crate::upstream::request::{self, http2, RetryPolicy};
+use crate::upstream::request::{self, http2, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
+
+/// The attempt number a retried request tells the upstream (Envoy's
+/// `include_request_attempt_count`).
+static ATTEMPT_COUNT: http::HeaderName = http::HeaderName::from_static("x-envoy-attempt-count");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PumpError {
@@ -93,10 +101,84 @@ async fn pump(
 /// control allows, and ends the stream: with its trailers (trailing HEADERS), if it had
 /// any.
 async fn send_held(
-    mut body: Bytes,
+    body: Bytes,
     trailers: Option<http::HeaderMap>,
     to: &mut SendStream<Bytes>,
 ) -> Result<u64, PumpError> {
+    let total = send_bytes(body, to).await?;
+    match trailers {
+        Some(t) => to.send_trailers(t).map_err(|_| PumpError::Write)?,
+        None => to
+            .send_data(Bytes::new(), true)
+            .map_err(|_| PumpError::Write)?,
+    }
+    Ok(total)
+}
+
+/// The response head of the try that answered: still to come (the body streams while
+/// it is awaited), or already here (a request sent whole, `Whole`).
+enum Head {
+    Waiting(ResponseFuture),
+    Got(Response<RecvStream>),
+}
+
+/// One try of a request whole at hand (`request::run`): open the stream, send the held
+/// body (if any) while watching for an early answer, and wait for the response head,
+/// which the retry policy judges. Each try sends a copy of `req`, with its attempt
+/// number when the upstream is told it.
+struct Whole<'x> {
+    req: &'x http::Request<()>,
+    body: Option<(Bytes, Option<http::HeaderMap>)>,
+    stats: &'x ClusterStats,
+}
+
+impl Exchange<SendRequest<Bytes>> for Whole<'_> {
+    type Head = (Response<RecvStream>, SendStream<Bytes>);
+
+    async fn try_once(
+        &mut self,
+        send: &mut SendRequest<Bytes>,
+        at: Attempt<'_, '_>,
+    ) -> Result<Self::Head, Tried> {
+        let mut req = self.req.clone();
+        if let Some(a) = at.retry.filter(|a| a.attempt_count_request) {
+            req.headers_mut()
+                .insert(&ATTEMPT_COUNT, http::HeaderValue::from(a.attempt()));
+        }
+        // Nothing went out: the request can go again as it was.
+        let (response, mut up_send) = send
+            .send_request(req, self.body.is_none())
+            .map_err(|_| Tried::failed(Failure::ConnectionTermination, false, true))?;
+        futures_lite::pin!(response);
+        let answer = match &self.body {
+            None => response.await,
+            Some((b, t)) => {
+                // An upstream may answer before it takes the whole body.
+                let upload = async {
+                    let _ = send_held(b.clone(), t.clone(), &mut up_send).await;
+                    None
+                };
+                let early = async { Some(response.as_mut().await) };
+                match futures_lite::future::or(upload, early).await {
+                    Some(a) => a,
+                    None => response.await,
+                }
+            }
+        };
+        let resp = answer.map_err(|e| http2::stream_failure(&e, true))?;
+        let status = resp.status().as_u16();
+        if !response::valid_status(status) {
+            return Err(Tried::failed(Failure::ProtocolError, false, true));
+        }
+        if at.retry_response(status, resp.headers(), true, self.stats) {
+            return Err(Tried::retry_response());
+        }
+        Ok((resp, up_send))
+    }
+}
+
+/// Sends `body` as flow control allows, without ending the stream.
+async fn send_bytes(mut body: Bytes, to: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
     let total = body.len() as u64;
     while !body.is_empty() {
         let cap = super::io::send_capacity(to, body.len())
@@ -105,13 +187,37 @@ async fn send_held(
         let part = body.split_to(cap.min(body.len()));
         to.send_data(part, false).map_err(|_| PumpError::Write)?;
     }
-    match trailers {
-        Some(t) => to.send_trailers(t).map_err(|_| PumpError::Write)?,
-        None => to
-            .send_data(Bytes::new(), true)
-            .map_err(|_| PumpError::Write)?,
-    }
     Ok(total)
+}
+
+/// The client's first DATA frame, when it is already here (never waited for): the
+/// frame, and whether it ended the stream. It goes to the shadows' tee as it is taken.
+async fn take_first(
+    body: &mut RecvStream,
+    progress: &Progress,
+    tee: Option<&TeeTx>,
+) -> Result<Option<(Bytes, bool)>, ()> {
+    let ready = std::future::poll_fn(|cx| std::task::Poll::Ready(body.poll_data(cx))).await;
+    let chunk = match ready {
+        std::task::Poll::Ready(Some(Ok(chunk))) => chunk,
+        std::task::Poll::Ready(Some(Err(_))) => return Err(()),
+        std::task::Poll::Ready(None) | std::task::Poll::Pending => return Ok(None),
+    };
+    let n = chunk.len();
+    let ended = body.is_end_stream();
+    if let Some(t) = tee {
+        t.push_bytes(chunk.clone());
+        if ended {
+            t.finish(None);
+        }
+    }
+    let _ = body.flow_control().release_capacity(n);
+    progress.touch();
+    progress.received(n as u64);
+    if ended {
+        progress.request_done();
+    }
+    Ok(Some((chunk, ended)))
 }
 
 pub(crate) async fn proxy<C: Connector>(
@@ -179,34 +285,97 @@ where
             HeadError::BadRequest("invalid request target"),
         );
     };
-    let held = r.held.take();
-    let held_trailers = r.held_trailers.take();
+    let mut held = r.held.take();
+    let mut held_trailers = r.held_trailers.take();
     let tee = r.tee.take();
     let end = r.body.is_end_stream() && held.is_none();
-    let mut open = request::H2Open {
-        req: Some(req),
-        end,
-    };
+    let retry = r.retry.take();
+    let retry = retry.as_ref();
+    // A body whose first DATA frame is here and ends the stream is whole at hand too;
+    // a first frame that does not end it goes first, ahead of the rest.
+    let mut first = None;
+    if retry.is_some() && !end && held.is_none() {
+        match take_first(&mut r.body, progress, tee.as_ref()).await {
+            Ok(Some((chunk, true))) => held = Some(chunk),
+            Ok(Some((chunk, false))) => first = Some(chunk),
+            Ok(None) => {}
+            Err(()) => {
+                respond.send_reset(h2::Reason::CANCEL);
+                return Done {
+                    status: 0,
+                    flag: ResponseFlag::DownstreamConnectionTermination,
+                    bytes_received: progress.bytes_received(),
+                    bytes_sent: 0,
+                    upstream: None,
+                };
+            }
+        }
+    }
     let (mut ep, mut again) = (ep, None);
-    let (response, mut up_send) = match request::run(
-        &request::Http2,
-        RetryPolicy::NONE,
-        None,
-        cs,
-        &mut ep,
-        &mut again,
-        &*view.connector,
-        progress,
-        std::time::Duration::ZERO,
-        &mut open,
-    )
-    .await
-    {
-        Ok((_, stream)) => stream,
-        Err(f) => return fail(respond, grpc, f, response_edits),
+    // A request whole at hand (no body, or the body the chain held) under a retry
+    // policy is sent whole by each try, which waits for the response head: a retried
+    // try sends it again. A body that streams goes once (a retry can only follow a
+    // connect failure, before anything of it was read).
+    let whole = retry.is_some() && (end || held.is_some());
+    let whole_len = held.as_ref().map_or(0, |b| b.len() as u64);
+    let tried = if whole {
+        let mut x = Whole {
+            req: &req,
+            body: held.take().map(|b| (b, held_trailers.take())),
+            stats,
+        };
+        request::run(
+            &request::Http2,
+            RetryPolicy::NONE,
+            retry,
+            cs,
+            &mut ep,
+            &mut again,
+            &*view.connector,
+            progress,
+            r.route_timeout,
+            &mut x,
+        )
+        .await
+        .map(|(_, (resp, send))| (Head::Got(resp), send))
+    } else {
+        let mut open = request::H2Open {
+            req: Some(req),
+            end,
+        };
+        request::run(
+            &request::Http2,
+            RetryPolicy::NONE,
+            retry,
+            cs,
+            &mut ep,
+            &mut again,
+            &*view.connector,
+            progress,
+            r.route_timeout,
+            &mut open,
+        )
+        .await
+        .map(|(_, (resp, send))| (Head::Waiting(resp), send))
     };
+    let (response, mut up_send) = match tried {
+        Ok(stream) => stream,
+        Err(f) => {
+            let retried = retry.is_some_and(|r| r.retried());
+            return super::reply::fail_retried(respond, grpc, f, response_edits, retried);
+        }
+    };
+    if let Some(a) = retry.filter(|a| a.attempt_count_response) {
+        r.edits.response.stamp.attempt_count = Some(a.attempt());
+    }
+    // A retriable response that goes to the client because the retries ran out.
+    let retry_flag = retry.map_or(ResponseFlag::None, |a| a.response_flag());
     // Request body upstream and response downstream run together (streaming calls).
     let upload = async {
+        if whole {
+            // Sent whole by the try that answered.
+            return Ok(whole_len);
+        }
         if end {
             return Ok(0);
         }
@@ -214,7 +383,16 @@ where
             Some(b) => send_held(b, held_trailers, &mut up_send).await,
             None => {
                 let moved = |n| progress.received(n);
-                pump(&mut r.body, &mut up_send, moved, None, tee.as_ref()).await
+                let ahead = match first {
+                    Some(chunk) => send_bytes(chunk, &mut up_send).await,
+                    None => Ok(0),
+                };
+                match ahead {
+                    Ok(n) => pump(&mut r.body, &mut up_send, moved, None, tee.as_ref())
+                        .await
+                        .map(|m| m + n),
+                    Err(e) => Err(e),
+                }
             }
         };
         match result {
@@ -224,12 +402,15 @@ where
         result
     };
     let download = async {
-        let resp = match response.await {
-            Ok(resp) => resp,
-            Err(_) => {
-                request::outlier_failure(cs, ep, Failure::ConnectionTermination);
-                return failed(respond, Failure::ConnectionTermination);
-            }
+        let resp = match response {
+            Head::Got(resp) => resp,
+            Head::Waiting(f) => match f.await {
+                Ok(resp) => resp,
+                Err(_) => {
+                    request::outlier_failure(cs, ep, Failure::ConnectionTermination);
+                    return failed(respond, Failure::ConnectionTermination);
+                }
+            },
         };
         let (parts, mut body) = resp.into_parts();
         let status = parts.status.as_u16();
@@ -237,6 +418,13 @@ where
         // (Dropping the body resets the upstream stream.)
         if !response::valid_status(status) {
             return failed(respond, Failure::ProtocolError);
+        }
+        if !whole {
+            // The response after a retry (one that followed a connect failure) ends
+            // the retries: counted as their success, as Envoy counts it.
+            if let Some(a) = retry {
+                a.on_response(status, &parts.headers, false, stats, &cs.cfg.breakers);
+            }
         }
         request::count_response(cs, ep, status);
         if r.edits.chain.hooks().response_head {
@@ -255,7 +443,7 @@ where
         let end = body.is_end_stream();
         let mut done = Done {
             status,
-            flag: ResponseFlag::None,
+            flag: retry_flag,
             bytes_received: 0,
             bytes_sent: 0,
             upstream: None,

@@ -75,6 +75,23 @@ impl Exchange<SendRequest<Bytes>> for H2Open {
     }
 }
 
+/// How a try failed when the HTTP/2 upstream's response head did not come: h2 refused
+/// what the upstream sent (a malformed head: the upstream's protocol error); the
+/// upstream refused the stream (RST_STREAM REFUSED_STREAM, or a GOAWAY that left it
+/// unprocessed, which Envoy's codec also reports as a refused stream); or any other
+/// reset or loss of the connection. `resend`: the request can go again as it was.
+pub(crate) fn stream_failure(e: &h2::Error, resend: bool) -> Tried {
+    if e.is_library() && e.reason() == Some(h2::Reason::PROTOCOL_ERROR) {
+        return Tried::failed(Failure::ProtocolError, false, resend);
+    }
+    let refused = e.is_remote()
+        && (e.is_go_away() || (e.is_reset() && e.reason() == Some(h2::Reason::REFUSED_STREAM)));
+    if refused {
+        return Tried::refused(resend);
+    }
+    Tried::failed(Failure::ConnectionTermination, false, resend)
+}
+
 /// The HTTP/2 request for a parsed HTTP/1.1 request head (`h1::request`), built by the
 /// connection manager in place of the HTTP/1.1 upstream head: `:authority` from the
 /// absolute-form target or Host, the end-to-end headers as the HTTP/1 encoder would pass

@@ -13,7 +13,8 @@
 //!     │                    max_pending_requests: UO; max_connections: wait),
 //!     │                    Http2 = a stream slot on the per-core multiplexed connection
 //!     │     try_once       the adapter's Exchange: send the request on that connection
-//!     │                    and read until the response head
+//!     │                    and read until the response head (an HTTP/2 request whose
+//!     │                    body is whole at hand is sent whole, so a retry can resend it)
 //!     │     decide         RetryPolicy: send again on a fresh connection, or fail
 //!     │                  }   a final failure is counted here, once (`count_failure`)
 //!     ▼
@@ -182,6 +183,10 @@ pub(crate) struct Tried {
     pub resend: bool,
     /// The try got a response head the retry policy already chose to retry.
     pub judged: bool,
+    /// An HTTP/2 upstream refused the stream (RST_STREAM REFUSED_STREAM, or a GOAWAY
+    /// that left it unprocessed): Envoy's `RemoteRefusedStreamReset`, which
+    /// `refused-stream` retries.
+    pub refused: bool,
 }
 
 impl Tried {
@@ -191,6 +196,7 @@ impl Tried {
             replayable: false,
             resend: false,
             judged: false,
+            refused: false,
         }
     }
 
@@ -201,6 +207,16 @@ impl Tried {
             replayable,
             resend,
             judged: false,
+            refused: false,
+        }
+    }
+
+    /// An HTTP/2 stream the upstream refused before processing it (`resend`: the
+    /// request can go again as it was).
+    pub fn refused(resend: bool) -> Tried {
+        Tried {
+            refused: true,
+            ..Tried::failed(Failure::ConnectionTermination, false, resend)
         }
     }
 
@@ -211,6 +227,7 @@ impl Tried {
             replayable: false,
             resend: true,
             judged: true,
+            refused: false,
         }
     }
 }
@@ -258,8 +275,8 @@ impl RetryPolicy {
     /// before any response byte and the request can be sent again: the upstream may
     /// have closed the idle connection just as it was taken from the pool.
     pub const STALE_CONNECTION: RetryPolicy = RetryPolicy { max_retries: 1 };
-    /// Never again (HTTP/2 upstreams today: a multiplexed connection is not stale in
-    /// that way, and a stream that failed is not replayed).
+    /// Never again for staleness (HTTP/2 upstreams: a multiplexed connection is not
+    /// stale in that way; the route's retry policy still applies).
     pub const NONE: RetryPolicy = RetryPolicy { max_retries: 0 };
 
     /// Whether to try again after `retries` retries, on a connection that was `reused`.
@@ -408,7 +425,11 @@ where
         }
         let retrying = match retry {
             Some(r) if t.judged => Some(r),
-            Some(r) if r.on_failure(t.failure, t.resend, &cs.stats, &cs.cfg.breakers) => Some(r),
+            Some(r)
+                if r.on_failure(t.failure, t.refused, t.resend, &cs.stats, &cs.cfg.breakers) =>
+            {
+                Some(r)
+            }
             _ => None,
         };
         let Some(r) = retrying else {

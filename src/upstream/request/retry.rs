@@ -17,7 +17,7 @@ use std::time::Duration;
 use http::HeaderName;
 
 use crate::config::circuit::Breakers;
-use crate::config::retry_model::{on, parse_retry_grpc_on, parse_retry_on, HEADER_ONLY};
+use crate::config::retry_model::{on, parse_retry_grpc_on, parse_retry_on, CONSUMED, HEADER_ONLY};
 use crate::config::{HeaderMatch, Retries, RetryPolicy};
 use crate::http::failure::Failure;
 use crate::http::flags::ResponseFlag;
@@ -64,6 +64,22 @@ static PER_TRY_TIMEOUT: HeaderName =
     HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms");
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
+/// Whether an HTTP/1 request carries one of the `CONSUMED` headers (one pass; most
+/// requests have no `x-envoy-` header at all).
+pub(crate) fn carries_consumed(headers: &[httparse::Header<'_>]) -> bool {
+    headers.iter().any(|h| {
+        h.name
+            .get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("x-envoy-"))
+            && CONSUMED.iter().any(|c| c.eq_ignore_ascii_case(h.name))
+    })
+}
+
+/// `carries_consumed` for an HTTP/2 request's header map.
+pub(crate) fn map_carries_consumed(headers: &http::HeaderMap) -> bool {
+    CONSUMED.iter().any(|c| headers.contains_key(*c))
+}
+
 fn first<'a, H: Headers + ?Sized>(h: &'a H, name: &'static HeaderName) -> Option<&'a str> {
     h.known(name)
         .next()
@@ -76,8 +92,8 @@ enum Cause {
     ConnectFailure,
     /// The connection closed or reset, a malformed response, a per-try timeout.
     Termination,
-    /// An HTTP/2 stream refused by the upstream (no HTTP/2 upstream path retries yet).
-    #[allow(dead_code)]
+    /// An HTTP/2 stream refused by the upstream (REFUSED_STREAM, or left unprocessed
+    /// by a GOAWAY).
     RefusedStream,
 }
 
@@ -240,15 +256,18 @@ impl<'p> RetryState<'p> {
         self.decide(would, stats, breakers)
     }
 
-    /// Whether a try that failed with `f` is retried; counts the decision.
+    /// Whether a try that failed with `f` is retried; counts the decision. `refused`:
+    /// an HTTP/2 upstream refused the stream (a reset all the same).
     pub fn on_failure(
         &self,
         f: Failure,
+        refused: bool,
         resendable: bool,
         stats: &ClusterStats,
         breakers: &Arc<Breakers>,
     ) -> bool {
         let reset = match f {
+            Failure::ConnectionTermination if refused => Some(Cause::RefusedStream),
             Failure::ConnectFailure => Some(Cause::ConnectFailure),
             Failure::ConnectionTermination | Failure::ProtocolError | Failure::PerTryTimeout => {
                 Some(Cause::Termination)
@@ -457,6 +476,19 @@ mod tests {
     }
 
     #[test]
+    fn consumed_headers_are_found_in_either_form() {
+        let h = |n: &'static str| httparse::Header {
+            name: n,
+            value: b"5xx",
+        };
+        assert!(carries_consumed(&[h("Host"), h("X-Envoy-Retry-On")]));
+        assert!(!carries_consumed(&[h("x-envoy-attempt-count"), h("x")]));
+        assert!(!carries_consumed(&[]));
+        assert!(map_carries_consumed(&map(&[("x-envoy-max-retries", "2")])));
+        assert!(!map_carries_consumed(&map(&[("x-envoy-foo", "2")])));
+    }
+
+    #[test]
     fn no_policy_and_no_header_is_no_state() {
         let b = many();
         let r = Retries::default();
@@ -485,10 +517,10 @@ mod tests {
         assert!(!s.on_response(200, &map(&[]), true, &stats, &b));
         assert_eq!(stats.rq_retry_success.get(), 1, "200 after a retry");
         assert!(
-            s.on_failure(Failure::ConnectionTermination, true, &stats, &b),
+            s.on_failure(Failure::ConnectionTermination, false, true, &stats, &b),
             "a reset is a gateway error"
         );
-        assert!(!s.on_failure(Failure::RouteTimeout, true, &stats, &b));
+        assert!(!s.on_failure(Failure::RouteTimeout, false, true, &stats, &b));
         assert!(
             !s.on_response(503, &map(&[]), false, &stats, &b),
             "not resendable"
@@ -496,9 +528,18 @@ mod tests {
 
         let cf = policy(on::CONNECT_FAILURE, 5);
         let s = RetryState::new(&cf, &map(&[])).unwrap();
-        assert!(s.on_failure(Failure::ConnectFailure, true, &stats, &b));
-        assert!(!s.on_failure(Failure::ConnectionTermination, true, &stats, &b));
+        assert!(s.on_failure(Failure::ConnectFailure, false, true, &stats, &b));
+        assert!(!s.on_failure(Failure::ConnectionTermination, false, true, &stats, &b));
         assert!(!s.on_response(503, &map(&[]), true, &stats, &b));
+
+        let refused = policy(on::REFUSED_STREAM, 5);
+        let s = RetryState::new(&refused, &map(&[])).unwrap();
+        assert!(s.on_failure(Failure::ConnectionTermination, true, true, &stats, &b));
+        assert!(
+            !s.on_failure(Failure::ConnectionTermination, false, true, &stats, &b),
+            "an ordinary reset is not a refused stream"
+        );
+        assert!(!s.on_failure(Failure::ConnectionTermination, true, false, &stats, &b));
 
         let grpc = policy(on::GRPC_UNAVAILABLE, 5);
         let s = RetryState::new(&grpc, &map(&[])).unwrap();
