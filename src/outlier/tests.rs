@@ -35,6 +35,7 @@ fn snapshot(cfg: OutlierDetection) -> Snapshot {
         healthy_panic_threshold: 50,
         kind: crate::config::ClusterKind::Static,
         source_address: None,
+        original_dst_header: None,
         breakers: Arc::default(),
         outlier: Some(Arc::new(Outlier::new(cfg, endpoints.len()))),
         endpoints,

@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::extensions::load_balancing_policies::ring_hash::v3::
     ring_hash::HashFunction as TypedHashFunction, RingHash,
 };
 
-use super::super::raw::{RawMaglev, RawRingHash};
+use super::super::raw::{RawMaglev, RawOriginalDstLb, RawRingHash};
 use super::convert::{payload, R};
 use super::{err, walk, PathMap};
 
@@ -57,14 +57,38 @@ pub(super) fn lb_config(
             paths.add(format!("{native}.maglev_lb_config"), at);
             out.table_size = m.table_size.map(|v| v.value);
         }
+        // Translated with the cluster type (`original_dst_lb`).
+        Some(LbConfig::OriginalDstLbConfig(_)) => {}
         Some(_) => {
             return Err(err(
                 format!("{p}.lb_config"),
-                "only `ring_hash_lb_config` and `maglev_lb_config` are supported by Outrigger",
+                "only `ring_hash_lb_config`, `maglev_lb_config` and `original_dst_lb_config` \
+                 are supported by Outrigger",
             ))
         }
     }
     Ok((ring, maglev))
+}
+
+/// The cluster's `original_dst_lb_config` as the native block (the native builder
+/// checks it: an original_dst cluster only, a header name only with `use_http_header`).
+pub(super) fn original_dst_lb(
+    c: &Cluster,
+    p: &str,
+    native: &str,
+    paths: &mut PathMap,
+) -> Option<RawOriginalDstLb> {
+    let Some(LbConfig::OriginalDstLbConfig(o)) = &c.lb_config else {
+        return None;
+    };
+    paths.add(
+        format!("{native}.original_dst_lb_config"),
+        format!("{p}.original_dst_lb_config"),
+    );
+    Some(RawOriginalDstLb {
+        use_http_header: o.use_http_header,
+        http_header_name: (!o.http_header_name.is_empty()).then(|| o.http_header_name.clone()),
+    })
 }
 
 /// Envoy's `load_balancing_policy`: the first policy of the list (Envoy takes the first

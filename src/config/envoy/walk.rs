@@ -474,6 +474,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "lb_policy",
             "ring_hash_lb_config",
             "maglev_lb_config",
+            "original_dst_lb_config",
             "load_balancing_policy",
             "load_assignment",
             "eds_cluster_config",
@@ -485,6 +486,10 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "circuit_breakers",
             "outlier_detection",
         ],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.OriginalDstLbConfig",
+        &["use_http_header", "http_header_name"],
     ),
     (
         "envoy.config.cluster.v3.OutlierDetection",

@@ -13,6 +13,7 @@
 //!
 //! A failure before a response head was sent becomes a local reply (`upstream_failed`).
 
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
@@ -408,7 +409,7 @@ impl Conn {
         down: &mut D,
         view: &WorkerView<C>,
         plan: &Plan<'_>,
-        cluster: usize,
+        cluster: (usize, Option<SocketAddr>),
         timeout: Duration,
         h2_request: Option<Box<http::Request<()>>>,
     ) -> Outcome {
@@ -427,11 +428,17 @@ impl Conn {
         down: &mut D,
         view: &WorkerView<C>,
         plan: &Plan<'_>,
-        cluster: usize,
+        (cluster, dst): (usize, Option<SocketAddr>),
         timeout: Duration,
         h2_request: Option<Box<http::Request<()>>>,
     ) -> Outcome {
-        let cs = &view.clusters[cluster];
+        // An original_dst cluster: the state for this request's destination.
+        let Some(cs) = view.clusters[cluster].for_request(dst) else {
+            return self
+                .fail_locally(down, view, plan, Failure::NoHealthyUpstream)
+                .await;
+        };
+        let cs = &cs;
         if self.logging {
             self.rec.cluster = Some(cs.name.clone());
         }
@@ -467,7 +474,7 @@ impl Conn {
         }
         if let Some(req) = h2_request {
             return self
-                .via_http2(down, view, plan, cluster, picked.ep, *req, &progress)
+                .via_http2(down, view, plan, cs, picked.ep, *req, &progress)
                 .await;
         }
         let retry = match &plan.action {
@@ -678,12 +685,11 @@ impl Conn {
         down: &mut D,
         view: &WorkerView<C>,
         plan: &Plan<'_>,
-        cluster: usize,
+        cs: &crate::upstream::cluster::ClusterState<C::Conn>,
         ep: usize,
         req: http::Request<()>,
         progress: &Progress,
     ) -> Outcome {
-        let cs = &view.clusters[cluster];
         let r = super::super::h1_to_h2::H1Request {
             body: plan.framing.body,
             minor: plan.minor,
