@@ -13,7 +13,6 @@
 //!
 //! A failure before a response head was sent becomes a local reply (`upstream_failed`).
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use futures_lite::io::AsyncWriteExt;
@@ -409,7 +408,7 @@ impl Conn {
         down: &mut D,
         view: &WorkerView<C>,
         plan: &Plan<'_>,
-        cluster: (usize, Option<SocketAddr>),
+        cluster: (usize, Option<std::net::SocketAddr>),
         timeout: Duration,
         h2_request: Option<Box<http::Request<()>>>,
     ) -> Outcome {
@@ -428,11 +427,11 @@ impl Conn {
         down: &mut D,
         view: &WorkerView<C>,
         plan: &Plan<'_>,
-        (cluster, dst): (usize, Option<SocketAddr>),
+        (cluster, dst): (usize, Option<std::net::SocketAddr>),
         timeout: Duration,
         h2_request: Option<Box<http::Request<()>>>,
     ) -> Outcome {
-        // An original_dst cluster: the state for this request's destination.
+        // An original_dst cluster's state for `dst` (`upstream::original_dst`).
         let Some(cs) = view.clusters[cluster].for_request(dst) else {
             return self
                 .fail_locally(down, view, plan, Failure::NoHealthyUpstream)
