@@ -1,5 +1,5 @@
 //! Observability: per-core stats, the access log, the per-stream record that feeds
-//! both, distributed tracing (`trace`), and the process's log levels (`log_levels`).
+//! both, distributed tracing (`trace`), the requests' self-time breakdown (`phases`), and the process's log levels (`log_levels`).
 
 pub mod access_log;
 pub mod access_log_filter;
@@ -7,6 +7,7 @@ pub mod access_log_fmt;
 pub mod alloc_count;
 pub mod log_levels;
 pub mod outlier_stats;
+pub mod phases;
 pub mod stats;
 pub mod stream_info;
 pub mod tls_stats;

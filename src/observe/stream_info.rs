@@ -37,6 +37,8 @@ pub struct StreamInfo {
     pub cluster: Option<Arc<str>>,
     /// The downstream connection's TLS facts (kept across its requests).
     pub tls: Option<std::rc::Rc<crate::tls::TlsInfo>>,
+    /// How long the request spent in each phase (`observe::phases`).
+    pub phases: super::phases::Times,
     /// What only the access log reads (filled only when the listener logs).
     pub log: LogFacts,
 }
@@ -188,6 +190,7 @@ impl StreamInfo {
         self.bytes_received = 0;
         self.bytes_sent = 0;
         self.duration = Duration::ZERO;
+        self.phases = super::phases::Times::default();
     }
 }
 
@@ -222,7 +225,10 @@ pub fn complete<L: StreamLog>(
         }
     }
     match kind {
-        Kind::Request => stats.request_done(info.status, flag, info.duration.as_micros() as u64),
+        Kind::Request => {
+            stats.request_done(info.status, flag, info.duration.as_micros() as u64);
+            stats.phases.record(&info.phases);
+        }
         Kind::Connection => {
             if flag != ResponseFlag::None {
                 if let Some(c) = stats.rq_flags.get(flag as usize) {

@@ -57,23 +57,16 @@ fn parse_host(v: &[u8]) -> Option<SocketAddr> {
 
 impl<C: 'static> ClusterState<C> {
     /// The state a request to `dst` is sent with: this cluster itself, or for an
-    /// original_dst cluster this core's state for `dst` (`None` without one: the
-    /// caller answers `503 UH`, counted here as the cluster's no-host request).
-    pub(crate) fn for_request(self: &Rc<Self>, dst: Option<SocketAddr>) -> Option<Rc<Self>> {
-        if self.cfg.kind != ClusterKind::OriginalDst {
-            return Some(self.clone());
-        }
-        let Some(dst) = dst else {
-            self.stats.rq_total.inc();
-            self.stats.rq_no_healthy.inc();
-            if let Some(c) = self.stats.rq_class.get(4) {
-                c.inc();
-            }
-            return None;
+    /// original_dst cluster this core's state for `dst`. Without a destination it is
+    /// the original_dst cluster itself, which has no endpoint: the pick counts the
+    /// request as no-host and answers `503 UH`.
+    pub(crate) fn for_request(self: &Rc<Self>, dst: Option<SocketAddr>) -> Rc<Self> {
+        let (ClusterKind::OriginalDst, Some(dst)) = (self.cfg.kind, dst) else {
+            return self.clone();
         };
         let mut dests = self.dests.borrow_mut();
         if let Some(s) = dests.get(&dst) {
-            return Some(s.clone());
+            return s.clone();
         }
         if dests.len() >= KEPT {
             // Only the map holds these: no request is using them.
@@ -96,7 +89,7 @@ impl<C: 'static> ClusterState<C> {
             s.report_use_to(a.clone());
         }
         dests.insert(dst, s.clone());
-        Some(s)
+        s
     }
 
     /// Closes the idle connections that aged out, this cluster's and its
