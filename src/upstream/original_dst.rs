@@ -184,21 +184,20 @@ mod tests {
     fn each_destination_has_its_own_state_sharing_the_cluster_stats() {
         let c = Arc::new(cluster(None));
         let cs: Rc<ClusterState<()>> = Rc::new(ClusterState::new(c, Rc::default(), 0));
-        assert!(cs.for_request(None).is_none());
+        let none = cs.for_request(None);
+        assert!(
+            Rc::ptr_eq(&none, &cs),
+            "no destination: the endpointless cluster"
+        );
+        assert_eq!(none.start_request(None), None);
         assert_eq!(cs.stats.rq_no_healthy.get(), 1);
-        let a = cs
-            .for_request(Some("10.0.0.1:80".parse().unwrap()))
-            .unwrap();
-        let b = cs
-            .for_request(Some("10.0.0.1:80".parse().unwrap()))
-            .unwrap();
+        let a = cs.for_request(Some("10.0.0.1:80".parse().unwrap()));
+        let b = cs.for_request(Some("10.0.0.1:80".parse().unwrap()));
         assert!(Rc::ptr_eq(&a, &b));
         assert!(Rc::ptr_eq(&a.stats, &cs.stats));
         assert_eq!(a.cfg.endpoints[0].addr, "10.0.0.1:80".parse().unwrap());
         assert_eq!(a.start_request(None), Some(0));
-        let other = cs
-            .for_request(Some("10.0.0.2:80".parse().unwrap()))
-            .unwrap();
+        let other = cs.for_request(Some("10.0.0.2:80".parse().unwrap()));
         assert!(!Rc::ptr_eq(&a, &other));
     }
 }
