@@ -180,7 +180,7 @@ listeners:
     listener_filters: [http_inspector, tls_inspector]
     listener_filters_timeout: @PEEK@
     continue_on_listener_filters_timeout: true
-    filter_chains:
+@PROBE@    filter_chains:
       - name: http
         filter_chain_match: { application_protocols: [http/1.1, h2c] }
         route_table: outbound_8080
@@ -189,6 +189,12 @@ listeners:
       name: tcp
       tcp_proxy: { cluster: PassthroughCluster }
       access_log: { path: @LOG@, format: \"sniffed-tcp %UPSTREAM_HOST%\\n\" }
+  - name: outbound_8081
+    address: 0.0.0.0
+    port: 8081
+    bind_to_port: false
+    route_table: allow_any
+    access_log: { path: @LOG@, format: \"passthrough %PROTOCOL% %RESPONSE_CODE% %UPSTREAM_HOST%\\n\" }
   - name: virtualInbound
     address: 0.0.0.0
     port: 15006
@@ -201,6 +207,11 @@ route_tables:
       - name: all
         domains: ['*']
         routes: [{ match: { prefix: / }, cluster: srv_8080 }]
+  - name: allow_any
+    virtual_hosts:
+      - name: allow_any
+        domains: ['*']
+        routes: [{ match: { prefix: / }, cluster: PassthroughCluster }]
 clusters:
   - { name: PassthroughCluster, type: original_dst }
   - { name: InboundPassthroughCluster, type: original_dst, source_address: 127.0.0.6 }
@@ -216,7 +227,8 @@ struct Sidecar {
     dir: Dir,
 }
 
-fn sidecar(net: &Net, peek: &str) -> Sidecar {
+/// `probe`: the 8080 listener's `server_first_probe`, if any.
+fn sidecar(net: &Net, peek: &str, probe: Option<&str>) -> Sidecar {
     net.pod.exec(&[
         BIN,
         "iptables",
@@ -230,6 +242,10 @@ fn sidecar(net: &Net, peek: &str) -> Sidecar {
     let cfg = SIDECAR
         .replace("@LOG@", log.to_str().unwrap())
         .replace("@PEEK@", peek)
+        .replace(
+            "@PROBE@",
+            &probe.map_or(String::new(), |p| format!("    server_first_probe: {p}\n")),
+        )
         .replace("@SRV@", &net.srv_ip);
     let cfg_path = dir.0.join("sidecar.yaml");
     fs::write(&cfg_path, cfg).unwrap();
@@ -345,6 +361,7 @@ fn http_server(net: &Net) -> (Proc, Dir) {
 runtime: {{ concurrency: 1 }}
 listeners:
   - {{ name: plain, address: {ip}, port: 8080, route_table: t }}
+  - {{ name: plain2, address: {ip}, port: 8081, route_table: t }}
   - name: tls
     address: {ip}
     port: 8443
@@ -405,7 +422,7 @@ fn http1_h2c_tls_and_raw_tcp_from_the_pod_pass_through_the_sidecar() {
     let net = net("a");
     let (_srv, _srv_dir) = http_server(&net);
     serve(&net.srv, format!("{}:9000", net.srv_ip), echo);
-    let s = sidecar(&net, "300ms");
+    let s = sidecar(&net, "300ms", None);
 
     // HTTP/1 to the server's real address: the pod's client has no proxy configured.
     let url = format!("http://{}:8080/x", net.srv_ip);
@@ -444,7 +461,7 @@ fn a_server_first_protocol_is_not_held_for_the_detection_timeout() {
     // Port 8080 has HTTP detection (the http_inspector, a 200ms peek); the banner
     // server speaks first, so the client sends nothing until it has the banner.
     serve(&net.srv, format!("{}:8080", net.srv_ip), banner);
-    let s = sidecar(&net, "200ms");
+    let s = sidecar(&net, "200ms", None);
     let srv = format!("{}:8080", net.srv_ip);
     let started = Instant::now();
     let mut c = net.pod.run(|| TcpStream::connect(&srv).unwrap());
@@ -470,12 +487,81 @@ fn a_server_first_protocol_is_not_held_for_the_detection_timeout() {
 }
 
 #[test]
+fn http_routed_to_the_passthrough_cluster_goes_to_the_original_destination() {
+    let net = net("d");
+    let (_srv, _srv_dir) = http_server(&net);
+    let s = sidecar(&net, "300ms", None);
+    // Port 8081's listener is an HTTP connection manager whose route goes to the
+    // ORIGINAL_DST cluster (Istio's allow_any virtual host): the request goes where
+    // the client was connecting.
+    let url = format!("http://{}:8081/p", net.srv_ip);
+    assert_eq!(curl(&net, &[&url]), "from-server\n");
+    logged(&s, &format!("passthrough HTTP/1.1 200 {}:8081", net.srv_ip));
+    assert_eq!(
+        curl(&net, &["--http2-prior-knowledge", &url]),
+        "from-server\n"
+    );
+    logged(&s, &format!("passthrough HTTP/2 200 {}:8081", net.srv_ip));
+    // Two requests on one client connection.
+    assert_eq!(curl(&net, &[&url, &url]), "from-server\nfrom-server\n");
+    let (rq, cx) = (
+        stat(&net, "clusters", "PassthroughCluster", "rq_total"),
+        stat(&net, "clusters", "PassthroughCluster", "cx_total"),
+    );
+    assert_eq!(rq, 4);
+    // The destination's pooled connection is reused (one core: one pool).
+    assert_eq!(cx, 1, "one upstream connection for the destination");
+}
+
+#[test]
+fn a_server_that_speaks_first_ends_the_detection_wait_at_once() {
+    let net = net("e");
+    let (_srv, _srv_dir) = http_server(&net);
+    // The HTTP server owns srv:8080; the banner server listens on port 8080 of a second
+    // server address, so both go through the pod's 8080 listener.
+    let banner_ip = format!("{}.3", net.srv_ip.rsplit_once('.').unwrap().0);
+    net.srv
+        .exec(&["ip", "addr", "add", &format!("{banner_ip}/32"), "dev", "lo"]);
+    serve(&net.srv, format!("{banner_ip}:8080"), banner);
+    // The peek waits 10s for the client; the probe connects upstream after 5ms of
+    // silence and the server's banner ends the wait.
+    let s = sidecar(&net, "10s", Some("5ms"));
+    let srv = format!("{banner_ip}:8080");
+    let mut c = net.pod.run(|| TcpStream::connect(&srv).unwrap());
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = [0u8; 18];
+    c.read_exact(&mut got).unwrap_or_else(|e| {
+        let stderr = fs::read_to_string(s.dir.0.join("stderr")).unwrap_or_default();
+        panic!("the banner arrives at once, not after the 10s peek: {e}; sidecar:\n{stderr}")
+    });
+    assert_eq!(&got, b"220 banner ready\r\n");
+    c.write_all(b"hello").unwrap();
+    let mut back = [0u8; 5];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hello");
+    drop(c);
+    logged(&s, &format!("sniffed-tcp {srv}"));
+    assert_eq!(
+        stat(&net, "listeners", "outbound_8080", "pre_cx_timeout"),
+        0
+    );
+    // An HTTP client on the same listener is detected as before.
+    let url = format!("http://{}:8080/x", net.srv_ip);
+    assert_eq!(curl(&net, &[&url]), "from-server\n");
+    logged(&s, &format!("http HTTP/1.1 200 {}:8080", net.srv_ip));
+    assert_eq!(
+        stat(&net, "listeners", "outbound_8080", "pre_cx_timeout"),
+        0
+    );
+}
+
+#[test]
 fn inbound_connections_are_captured_and_delivered_to_the_workload() {
     let net = net("c");
     // The workload in the pod listens on its pod IP; a client in the other namespace
     // calls it, and the sidecar's inbound capture port takes the connection.
     serve(&net.pod, format!("{}:7000", net.pod_ip), echo);
-    let s = sidecar(&net, "300ms");
+    let s = sidecar(&net, "300ms", None);
     let to = format!("{}:7000", net.pod_ip);
     let mut c = net.srv.run(|| TcpStream::connect(&to).unwrap());
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

@@ -11,11 +11,15 @@ import selectors
 import socket
 import time
 
-from . import tls
+from . import capture, tls
 from .util import CONFIGS, WORK, HarnessError, run
 
 
-def _assert_loopback(url: str) -> None:
+def _assert_loopback(url: str, netns: list | None = None) -> None:
+    # h1-captured's client runs in its own network namespace, where nginx's veth
+    # address is the captured destination (lib/capture.py).
+    if netns and url.startswith(f"http://{capture.HOST_IP}:"):
+        return
     if not url.startswith(("http://127.0.0.1:", "https://127.0.0.1:")):
         raise HarnessError(f"refusing to send load to {url}: loopback only")
 
@@ -32,15 +36,16 @@ def _result(tool, requests, duration_s, nbytes, errors, lat_us, non2xx, raw_tail
 
 def wrk(tools, url: str, conns: int, duration: int, cpus: str,
         body_bytes: int = 0, path: str = "/", env: dict | None = None,
-        headers: tuple = ()) -> dict:
+        headers: tuple = (), netns: list | None = None) -> dict:
     """Closed loop: `conns` keep-alive connections as fast as they go. `env`: the
     TLS client environment (tls.TlsFiles.client_env) for an https:// URL: the
     result then has the shim's handshake counts. `headers`: extra request headers
-    ("Connection: close": wrk reconnects after every response)."""
-    _assert_loopback(url)
+    ("Connection: close": wrk reconnects after every response). `netns`: the
+    command prefix that runs wrk in h1-captured's network namespace."""
+    _assert_loopback(url, netns)
     threads = max(1, min(len(cpus.split(",")), conns))
     hdrs = [a for h in headers for a in ("-H", h)]
-    cmd = ["taskset", "-c", cpus, tools["wrk"], "-t", str(threads), "-c", str(conns),
+    cmd = [*(netns or []), "taskset", "-c", cpus, tools["wrk"], "-t", str(threads), "-c", str(conns),
            "-d", f"{duration}s", "--timeout", "5s", *hdrs,
            "-s", str(CONFIGS / "wrk-report.lua"), url + path]
     if body_bytes:

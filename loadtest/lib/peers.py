@@ -30,6 +30,7 @@ class Settings:
         self.tools, self.work, self.workers = tools, work, workers
         self.proxy_cpus, self.client_cpus = proxy_cpus, client_cpus
         self.tls = tls   # tls.TlsFiles when a TLS scenario is selected, else None
+        self.capture = None   # capture.Netns when h1-captured is selected
 
 
 def _tls_snippets(s: Settings, name: str, ports: dict, one) -> str:
@@ -164,7 +165,11 @@ class Upstream:
         conf = render(CONFIGS / "nginx.conf", work / "nginx.conf",
                       {"workers": len(self.s.client_cpus.split(",")), "work": work,
                        "port": self.port, "h2_port": self.h2_port,
-                       "flaky_port": self.flaky_port, "tls_servers": tls_servers})
+                       "flaky_port": self.flaky_port, "tls_servers": tls_servers,
+                       # h1-captured: the proxy in the namespace reaches nginx here.
+                       "capture_listen": f"        listen {self.s.capture.host_ip}:"
+                                         f"{self.port} backlog=4096;\n"
+                                         if self.s.capture else ""})
         logp = work / "nginx.log"
         self.proc = spawn(["taskset", "-c", self.s.client_cpus, self.s.tools["nginx"],
                            "-c", conf, "-e", work / "nginx-error.log"], logp)
@@ -525,6 +530,83 @@ class OutriggerBase(Outrigger):
 
     def __init__(self, s: Settings, upstream: Upstream) -> None:
         super().__init__(s, upstream, "outrigger-base")
+
+
+class OutriggerNs(Outrigger):
+    """h1-captured: Outrigger in the scenario's network namespace as a sidecar
+    (lib/capture.py), measured on its direct port; `OutriggerCaptured` measures the
+    same process through the capture. Runs only in scenarios that name it."""
+
+    only_named = True
+
+    def __init__(self, s: Settings, upstream: Upstream) -> None:
+        super().__init__(s, upstream, "outrigger-ns", "outrigger")
+        self.netns = s.capture
+        self.capture_port, self.svc_port = util.free_port(), util.free_port()
+
+    @property
+    def netns_prefix(self) -> list:
+        return self.netns.exec_prefix()
+
+    def command(self, churn: bool, config: str = "") -> list:
+        self.conf = render(CONFIGS / "outrigger-captured.yaml",
+                           self.s.work / f"{self.name}.yaml",
+                           {"admin_port": self.admin_port, "port": self.port,
+                            "capture_port": self.capture_port, "svc_port": self.svc_port,
+                            "host_ip": self.netns.host_ip,
+                            "upstream_port": self.upstream.port})
+        uid = self.netns.proxy_uid
+        return self.netns_prefix + ["setpriv", "--reuid", uid, "--regid", uid,
+                                    "--clear-groups", self.s.tools[self.binary], "run",
+                                    "-c", self.conf, "--concurrency", self.s.workers]
+
+    def start(self, churn: bool = False, config: str = "") -> None:
+        self.netns.install_rules(self.s.tools[self.binary], self.capture_port)
+        self.log_path.write_text("")
+        self.start_cmd = ["taskset", "-c", self.s.proxy_cpus] + self.command(churn, config)
+        self.proc = spawn(self.start_cmd, self.log_path)
+        wait_until(self.ready, 30, f"{self.name} start", self.proc, self.log_path)
+        self.netns.check(self.name, self.url + "/", BODY)
+
+    def ready(self) -> bool:
+        return self.netns.curl(f"http://127.0.0.1:{self.admin_port}/ready", 1)[0] == 200
+
+
+class OutriggerCaptured(Peer):
+    """h1-captured: the `outrigger-ns` process again, reached through the capture
+    (a connection to nginx's veth address on the virtual port, which iptables
+    redirects to the capture port). Starts and stops nothing itself."""
+
+    name = "outrigger-captured"
+    only_named = True
+
+    def __init__(self, s: Settings, upstream: Upstream, ns: OutriggerNs) -> None:
+        super().__init__(s, upstream)
+        self.ns = ns
+
+    @property
+    def netns_prefix(self) -> list:
+        return self.ns.netns_prefix
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.ns.netns.host_ip}:{self.ns.svc_port}"
+
+    @property
+    def proc(self):
+        return self.ns.proc
+
+    @proc.setter
+    def proc(self, _value) -> None:   # Peer.__init__; the process is outrigger-ns's
+        pass
+
+    def start(self, churn: bool = False, config: str = "") -> None:
+        if self.ns.proc is None:
+            raise HarnessError("outrigger-ns (the process measured here) is not running")
+        self.ns.netns.check(self.name, self.url + "/", BODY)
+
+    def stop(self) -> None:
+        pass
 
 
 PEERS = {"direct": Direct, "outrigger": Outrigger, "outrigger-base": OutriggerBase,

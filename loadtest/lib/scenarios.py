@@ -90,6 +90,12 @@ SCENARIOS = [
              "client-visible success rate and latency with retries (Envoy bootstrap for both)",
              conns=16, rate=2000, tools=("oha",), config="flaky", proxies_only=True,
              only=("outrigger", "envoy")),
+    Scenario("h1-captured", "closed", "HTTP/1.1 closed loop, 32 connections, through "
+             "transparent interception (iptables REDIRECT + original destination, in a "
+             "network namespace) against the same proxy's direct port",
+             "what the capture costs: requests/s, latency, CPU per request "
+             "(outrigger-captured vs outrigger-ns, one process)",
+             conns=32, proxies_only=True, only=("outrigger-ns", "outrigger-captured")),
     Scenario("h2-streams", "h2", "HTTP/2 (h2c), 4 connections x 100 streams",
              "requests/s, latency, proxy CPU per request (HTTP/2 downstream, "
              "HTTP/1.1 keep-alive upstream)", conns=4, streams=100, tools=("h2load",)),
@@ -163,7 +169,8 @@ class Runner:
                 elif sc is not None and sc.kind in TLS_KINDS:   # the TLS listener
                     self.load(sc, peer, 1)
                 else:
-                    loadgen.wrk(self.s.tools, peer.url, 16, 1, self.s.client_cpus)
+                    loadgen.wrk(self.s.tools, peer.url, 16, 1, self.s.client_cpus,
+                                netns=getattr(peer, "netns_prefix", None))
         except HarnessError as exc:
             peer.stop()
             self.start_errors[peer.name] = str(exc).splitlines()[0][:300]
@@ -172,8 +179,10 @@ class Runner:
         return True
 
     def run(self, sc: Scenario) -> list[Run]:
+        # A peer marked only_named (h1-captured's) runs only where a scenario names it.
         peers = [p for p in self.peers.values() if (p.is_proxy or not sc.proxies_only)
-                 and (not sc.only or p.name in sc.only)]
+                 and (p.name in sc.only if getattr(p, "only_named", False)
+                      else not sc.only or p.name in sc.only)]
         fresh = sc.kind in ("idle", "churn")   # a new process for every run
         runs, up = [], set()
         try:
@@ -262,7 +271,7 @@ class Runner:
             return loadgen.wrk(self.s.tools, p.tls_url(sc.tls), sc.conns, secs,
                                self.s.client_cpus, env=self.s.tls.client_env())
         return loadgen.wrk(self.s.tools, p.url, sc.conns, secs, self.s.client_cpus,
-                           sc.body_req, sc.path)
+                           sc.body_req, sc.path, netns=getattr(p, "netns_prefix", None))
 
     # -- one measured run ----------------------------------------------------
     def measure(self, sc: Scenario, p, run: Run) -> None:

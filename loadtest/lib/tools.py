@@ -23,6 +23,10 @@ APT_PACKAGES = {
     "perf": "linux-perf",
     "strace": "strace",
     "openssl": "openssl",
+    # h1-captured: the network namespace and its capture rules.
+    "ip": "iproute2",
+    "iptables": "iptables",
+    "setpriv": "util-linux",
     # The TLS client shim is C: the compiler and the C library's headers (only
     # recommended by gcc, and recommends are not installed here).
     "gcc": ("gcc", "libc6-dev"),

@@ -293,7 +293,6 @@ impl Builder {
             }
         }
         self.check_filter_overrides(raw);
-        self.check_original_dst_users(raw, &clusters);
         if !self.errors.is_empty() {
             return None;
         }
@@ -456,6 +455,7 @@ impl Builder {
         });
         let localities = self.localities(&p, c, raw_endpoints);
         let slow_start = self.slow_start(&p, c, lb_policy);
+        let original_dst_header = self.original_dst_header(&p, c, kind);
         let endpoints: Vec<Endpoint> = raw_endpoints
             .iter()
             .enumerate()
@@ -541,43 +541,43 @@ impl Builder {
             slow_start,
             kind,
             source_address,
+            original_dst_header,
             breakers,
             outlier,
         }
     }
-}
 
-impl Builder {
-    /// An original_dst cluster serves TCP proxies only, today: the HTTP upstream path
-    /// picks endpoints from a fixed list (its pools are per endpoint).
-    fn check_original_dst_users(&mut self, raw: &RawConfig, clusters: &[Arc<Cluster>]) {
-        let odst = |name: &str| {
-            clusters
-                .iter()
-                .any(|c| c.name == name && c.kind == ClusterKind::OriginalDst)
-        };
-        for (i, t) in raw.route_tables.iter().enumerate() {
-            for (j, vh) in t.virtual_hosts.iter().enumerate() {
-                for (k, r) in vh.routes.iter().enumerate() {
-                    let named = r.cluster.iter().chain(
-                        r.weighted_clusters
-                            .iter()
-                            .flat_map(|w| w.clusters.iter().map(|c| &c.name)),
-                    );
-                    for name in named {
-                        if odst(name) {
-                            self.err(
-                                format!("route_tables[{i}].virtual_hosts[{j}].routes[{k}]"),
-                                format!(
-                                    "cluster `{name}` is an original_dst cluster, which only a \
-                                     tcp_proxy can use in Outrigger today"
-                                ),
-                            );
-                        }
-                    }
-                }
-            }
+    /// `original_dst_lb_config`: the header an HTTP request names its upstream with
+    /// (`use_http_header`), for an original_dst cluster. Envoy refuses a header name
+    /// without `use_http_header`.
+    fn original_dst_header(
+        &mut self,
+        p: &str,
+        c: &RawCluster,
+        kind: ClusterKind,
+    ) -> Option<String> {
+        let o = c.original_dst_lb_config.as_ref()?;
+        let at = format!("{p}.original_dst_lb_config");
+        if kind != ClusterKind::OriginalDst {
+            self.err(at, "is for an original_dst cluster only");
+            return None;
         }
+        let name = o.http_header_name.as_deref().filter(|n| !n.is_empty());
+        if !o.use_http_header {
+            if name.is_some() {
+                self.err(
+                    format!("{at}.http_header_name"),
+                    "needs `use_http_header: true`",
+                );
+            }
+            return None;
+        }
+        let name = name.unwrap_or("x-envoy-original-dst-host");
+        if !name.bytes().all(is_tchar) {
+            self.err(format!("{at}.http_header_name"), "is not a header name");
+            return None;
+        }
+        Some(name.to_ascii_lowercase())
     }
 }
 

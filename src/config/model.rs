@@ -102,6 +102,11 @@ pub struct ListenerFilters {
     /// When the timeout passes, carry on with what was detected (nothing) instead of
     /// closing the connection (Envoy's `continue_on_listener_filters_timeout`, false).
     pub continue_on_timeout: bool,
+    /// Server-first detection (Outrigger's own; `listener/server_first.rs`): when the
+    /// client has sent nothing this long and its connection would fall back to a TCP
+    /// proxy to an ORIGINAL_DST cluster, connect to the original destination while
+    /// the listener filters wait; a server that speaks first ends the wait. `None`: off.
+    pub server_first_probe: Option<Duration>,
 }
 
 impl Default for ListenerFilters {
@@ -112,6 +117,7 @@ impl Default for ListenerFilters {
             original_dst: false,
             timeout: Duration::from_secs(15),
             continue_on_timeout: false,
+            server_first_probe: None,
         }
     }
 }
@@ -495,6 +501,11 @@ pub struct Cluster {
     /// this source address (Istio's inbound passthrough binds 127.0.0.6, which the
     /// capture rules let through).
     pub source_address: Option<IpAddr>,
+    /// An original_dst cluster's `original_dst_lb_config.use_http_header`: the request
+    /// header (lowercase; Envoy's default `x-envoy-original-dst-host`) whose
+    /// `IP:port` an HTTP request goes to instead of the connection's original
+    /// destination. `None`: no header is read.
+    pub original_dst_header: Option<String>,
     /// Circuit breakers: thresholds and the process-wide counts (`config::circuit`),
     /// compared by thresholds only.
     pub breakers: Arc<super::circuit::Breakers>,

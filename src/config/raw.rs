@@ -96,6 +96,9 @@ pub(crate) struct RawListener {
     pub listener_filters_timeout: Option<String>,
     #[serde(default)]
     pub continue_on_listener_filters_timeout: Option<bool>,
+    /// Server-first detection (no Envoy equivalent): a duration.
+    #[serde(default)]
+    pub server_first_probe: Option<String>,
     #[serde(default)]
     pub filter_chains: Vec<RawFilterChain>,
     #[serde(default)]
@@ -388,6 +391,9 @@ pub(crate) struct RawCluster {
     /// Envoy's `upstream_bind_config.source_address`: an IP address.
     #[serde(default)]
     pub source_address: Option<String>,
+    /// Envoy's `original_dst_lb_config` (an original_dst cluster only).
+    #[serde(default)]
+    pub original_dst_lb_config: Option<RawOriginalDstLb>,
     #[serde(default)]
     pub pool: Option<RawPool>,
     #[serde(default)]
@@ -419,6 +425,17 @@ pub(crate) struct RawCluster {
     /// Envoy's `outlier_detection` (field names as Envoy's, durations as strings).
     #[serde(default)]
     pub outlier_detection: Option<super::raw_outlier::RawOutlierDetection>,
+}
+
+/// Envoy's `Cluster.OriginalDstLbConfig`: where an HTTP request may name its upstream.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOriginalDstLb {
+    #[serde(default)]
+    pub use_http_header: bool,
+    /// Default `x-envoy-original-dst-host`.
+    #[serde(default)]
+    pub http_header_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -72,6 +72,8 @@ enum Action<'v> {
     ClusterNotFound(u16),
     Proxy {
         cluster: usize,
+        /// For an original_dst cluster, where the request goes (`upstream::original_dst`).
+        dst: Option<SocketAddr>,
         timeout: Duration,
         /// The request asks for an upgrade the route allows.
         upgrade: bool,
@@ -440,9 +442,12 @@ impl Conn {
                 self.fail_locally(down, view, &plan, f).await
             }
             Action::Proxy {
-                cluster, timeout, ..
+                cluster,
+                dst,
+                timeout,
+                ..
             } => {
-                self.proxy(down, view, &plan, cluster, timeout, h2_request)
+                self.proxy(down, view, &plan, (cluster, dst), timeout, h2_request)
                     .await
             }
             Action::Connect { cluster } => self.connect(down, view, &plan, cluster).await,

@@ -52,6 +52,18 @@ pub struct ChainRef {
 }
 
 impl<C: Connector> WorkerView<C> {
+    /// `dst` is one of this proxy's own listening sockets: a connection there that an
+    /// original_dst cluster sent on would loop back into the proxy.
+    pub fn is_own_listener(&self, dst: std::net::SocketAddr) -> bool {
+        self.snapshot.listeners.iter().any(|l| {
+            l.bind_to_port
+                && (l.addr == dst
+                    || (l.addr.port() == dst.port()
+                        && l.addr.ip().is_unspecified()
+                        && l.addr.is_ipv4() == dst.is_ipv4()))
+        })
+    }
+
     /// The worker's newest view and this chain's place in it, when there is a newer view
     /// that keeps the chain's listener (name and address) and the chain itself
     /// unchanged. `checked` remembers the newest view already found unsuitable, so a

@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod original_dst;
 pub mod rbac;
 pub mod select;
+mod server_first;
 pub mod tls_inspector;
 
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ use crate::upstream::Connector;
 use crate::tls::Transport;
 use inspect::Detected;
 use select::{ConnInfo, RAW_BUFFER};
+use server_first::Race;
 
 /// What the listener filters found.
 #[derive(Default)]
@@ -72,7 +74,37 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     // The http_inspector reads only when its answer can change the choice.
     let http = f.http_inspector && selector.uses_application_protocols();
     let found = if http || f.tls_inspector {
-        match listener_filters(&mut down, &mut rbuf, f, http, &slot).await {
+        let deadline = (!f.timeout.is_zero()).then(|| Instant::now() + f.timeout);
+        // Server-first detection, on the passthrough fallback only (`server_first.rs`).
+        let probe = f.server_first_probe.and_then(|p| {
+            server_first::passthrough(&view, l, selector, (local, peer)).map(|x| (p, x))
+        });
+        let raced = match probe {
+            None => Race::ClientFirst,
+            Some((p, (chain, cluster))) => {
+                let dst = (cluster, local);
+                match server_first::race(&mut down, &mut rbuf, &view, dst, p, deadline, &slot).await
+                {
+                    Race::ServerFirst(early) => {
+                        stats.cx_total.inc();
+                        stats.cx_active.inc();
+                        let _active = Active(&stats.cx_active);
+                        let at = ChainRef { listener, chain };
+                        tcp::serve(down, &[], local, peer, view.clone(), at, Some(early)).await;
+                        return;
+                    }
+                    other => other,
+                }
+            }
+        };
+        let detected = match raced {
+            Race::ClientFirst => {
+                listener_filters(&mut down, &mut rbuf, f, http, deadline, &slot).await
+            }
+            Race::TimedOut => Err(TimedOut),
+            Race::Ended | Race::ServerFirst(_) => return,
+        };
+        match detected {
             Ok(Some(found)) => found,
             Ok(None) => return,
             Err(TimedOut) => {
@@ -191,17 +223,17 @@ impl Drop for Active<'_> {
 /// The listener filter timeout passed.
 struct TimedOut;
 
-/// Runs the listener filters over the first bytes, within the listener filters
-/// timeout: the tls_inspector, then (on a connection that is not TLS) the
+/// Runs the listener filters over the first bytes, until `deadline` (the listener
+/// filters timeout): the tls_inspector, then (on a connection that is not TLS) the
 /// http_inspector if `http`. `None`: close the connection.
 async fn listener_filters<D: Io>(
     down: &mut D,
     rbuf: &mut ReadBuf,
     f: &ListenerFilters,
     http: bool,
+    deadline: Option<Instant>,
     slot: &ConnSlot,
 ) -> Result<Option<Found>, TimedOut> {
-    let deadline = (!f.timeout.is_zero()).then(|| Instant::now() + f.timeout);
     loop {
         let tls = if f.tls_inspector {
             tls_inspector::inspect(rbuf.data())
@@ -293,7 +325,7 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
         NetworkTerminal::Tcp(_) => {
             // A TCP proxy connection is never idle between requests: drain lets it run
             // until it ends or the drain timeout.
-            tcp::serve(down, rbuf.data(), local, peer, view.clone(), at).await;
+            tcp::serve(down, rbuf.data(), local, peer, view.clone(), at, None).await;
             return;
         }
         NetworkTerminal::Http(hcm) => hcm,

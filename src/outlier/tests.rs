@@ -40,6 +40,7 @@ fn snapshot(cfg: OutlierDetection) -> Snapshot {
         slow_start: None,
         kind: crate::config::ClusterKind::Static,
         source_address: None,
+        original_dst_header: None,
         breakers: Arc::default(),
         outlier: Some(Arc::new(Outlier::new(cfg, endpoints.len()))),
         endpoints,

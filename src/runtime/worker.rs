@@ -245,7 +245,7 @@ async fn housekeeping(
         if let Some(view) = w.current.borrow().as_ref() {
             for c in &view.clusters {
                 // Asks the alarm again for the next connection to age out, if any.
-                c.pool.evict_expired();
+                c.evict_expired();
             }
         }
     }

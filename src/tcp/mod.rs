@@ -37,10 +37,21 @@ fn pick_cluster(t: &TcpProxy, seed: u64) -> Option<usize> {
     None
 }
 
+/// An upstream connection the listener opened while it waited for the client's first
+/// bytes, to the connection's original destination, and what that server said first
+/// (server-first detection, `listener/server_first.rs`).
+pub struct Early<U> {
+    /// The chain's ORIGINAL_DST cluster.
+    pub cluster: usize,
+    pub up: U,
+    pub greeting: Vec<u8>,
+}
+
 /// Serves one TCP-proxied connection until both directions finish. `prefix` is what
 /// the listener filters already read from the client; it goes upstream first. `local`
 /// is the connection's destination (its original one, after the original_dst listener
-/// filter), where an ORIGINAL_DST cluster connects.
+/// filter), where an ORIGINAL_DST cluster connects. `early`: the upstream connection
+/// is already open, and its greeting goes to the client first.
 pub async fn serve<D: Io, C: Connector>(
     down: D,
     prefix: &[u8],
@@ -48,6 +59,7 @@ pub async fn serve<D: Io, C: Connector>(
     peer: SocketAddr,
     view: Rc<WorkerView<C>>,
     at: ChainRef,
+    early: Option<Early<C::Conn>>,
 ) {
     let (Some(tcp), Some(stats)) = (view.tcp_proxy(at), view.listener_stats.get(at.listener))
     else {
@@ -62,7 +74,7 @@ pub async fn serve<D: Io, C: Connector>(
     };
     rec.log.local = Some(local);
     rec.log.connection_id = stream_info::next_connection_id();
-    let flag = proxy(down, prefix, local, &view, tcp, &mut rec).await;
+    let flag = proxy(down, prefix, local, &view, tcp, &mut rec, early).await;
     rec.flag = Some(flag);
     rec.duration = start.elapsed();
     let log = view.access_log(at);
@@ -70,12 +82,13 @@ pub async fn serve<D: Io, C: Connector>(
 }
 
 async fn proxy<D: Io, C: Connector>(
-    down: D,
+    mut down: D,
     prefix: &[u8],
     local: SocketAddr,
     view: &WorkerView<C>,
     tcp: &TcpProxy,
     rec: &mut StreamInfo,
+    early: Option<Early<C::Conn>>,
 ) -> ResponseFlag {
     let idle = tcp.idle_timeout;
     thread_local! {
@@ -86,8 +99,12 @@ async fn proxy<D: Io, C: Connector>(
         c.set(c.get() + 1);
         c.get()
     });
-    let Some(cluster) = pick_cluster(tcp, seed) else {
-        return ResponseFlag::NoHealthyUpstream;
+    let (cluster, early) = match early {
+        Some(e) => (e.cluster, Some((e.up, e.greeting))),
+        None => match pick_cluster(tcp, seed) {
+            Some(c) => (c, None),
+            None => return ResponseFlag::NoHealthyUpstream,
+        },
     };
     let cs = &view.clusters[cluster];
     rec.cluster = Some(cs.name.clone());
@@ -96,7 +113,7 @@ async fn proxy<D: Io, C: Connector>(
     // endpoints: each connection goes to its own destination).
     let (addr, es) = match cs.cfg.kind {
         ClusterKind::OriginalDst => {
-            if is_own_listener(view, local) {
+            if view.is_own_listener(local) {
                 // Not redirected (a client connected to the capture port itself):
                 // connecting there would loop back into this proxy.
                 tracing::debug!(dst = %local, "original_dst cluster: the destination is this proxy");
@@ -121,11 +138,14 @@ async fn proxy<D: Io, C: Connector>(
             }
         };
     count(|e| &e.rq_total);
-    let mut up = match view
-        .connector
-        .connect_to(&cs.cfg, addr, cs.cfg.connect_timeout)
-        .await
-    {
+    let connected = match early {
+        Some((up, greeting)) => Ok((up, greeting)),
+        None => (view.connector)
+            .connect_to(&cs.cfg, addr, cs.cfg.connect_timeout)
+            .await
+            .map(|u| (u, Vec::new())),
+    };
+    let (mut up, greeting) = match connected {
         Ok(u) => u,
         Err(e) => {
             tracing::debug!(upstream = %addr, error = %e, "tcp proxy: upstream connect failed");
@@ -149,22 +169,19 @@ async fn proxy<D: Io, C: Connector>(
             return ResponseFlag::UpstreamConnectionTermination;
         }
     }
+    if !greeting.is_empty() {
+        // The server spoke first: its words reach the client before anything else.
+        down.set_write_timeout(Some(idle));
+        if down.write_all(&greeting).await.is_err() {
+            done();
+            return ResponseFlag::DownstreamConnectionTermination;
+        }
+    }
     let t = tunnel::run(down, up, idle).await;
     done();
     rec.bytes_received = prefix.len() as u64 + t.bytes_a_to_b;
-    rec.bytes_sent = t.bytes_b_to_a;
+    rec.bytes_sent = greeting.len() as u64 + t.bytes_b_to_a;
     tunnel::flag_for(t)
-}
-
-/// Whether `dst` is where one of this proxy's listeners accepts connections.
-fn is_own_listener<C: Connector>(view: &WorkerView<C>, dst: SocketAddr) -> bool {
-    view.snapshot.listeners.iter().any(|l| {
-        l.bind_to_port
-            && (l.addr == dst
-                || (l.addr.port() == dst.port()
-                    && l.addr.ip().is_unspecified()
-                    && l.addr.is_ipv4() == dst.is_ipv4()))
-    })
 }
 
 #[cfg(test)]

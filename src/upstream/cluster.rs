@@ -45,6 +45,9 @@ pub(crate) struct ClusterState<C> {
     pub(super) outlier_events: RefCell<Vec<(usize, crate::config::outlier::Consecutive)>>,
     /// This core's request counts per endpoint for the interval detectors.
     pub(super) rates: Vec<RateCounts>,
+    /// An original_dst cluster's per-destination states on this core, for HTTP
+    /// requests (`upstream/original_dst.rs`).
+    pub(super) dests: RefCell<std::collections::HashMap<std::net::SocketAddr, Rc<ClusterState<C>>>>,
 }
 
 impl<C: 'static> ClusterState<C> {
@@ -79,6 +82,7 @@ impl<C: 'static> ClusterState<C> {
                 .collect(),
             alarm: OnceCell::new(),
             outlier_events: RefCell::default(),
+            dests: RefCell::default(),
             rates: cfg
                 .endpoints
                 .iter()

@@ -5,6 +5,7 @@ pub(crate) mod cluster;
 pub(crate) mod counted;
 pub(crate) mod h2conn;
 pub(crate) mod lb;
+pub(crate) mod original_dst;
 pub(crate) mod outlier;
 pub(crate) mod pool;
 pub(crate) mod request;

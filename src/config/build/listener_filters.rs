@@ -1,6 +1,8 @@
 //! Building a listener's listener filters (`listener_filters` by name, their timeout)
 //! from the native YAML. Part of `config::build`.
 
+use std::time::Duration;
+
 use super::super::model::ListenerFilters;
 use super::super::raw::RawListener;
 use super::Builder;
@@ -17,6 +19,10 @@ impl Builder {
             continue_on_timeout: l
                 .continue_on_listener_filters_timeout
                 .unwrap_or(d.continue_on_timeout),
+            server_first_probe: l.server_first_probe.as_ref().map(|_| {
+                let at = format!("{p}.server_first_probe");
+                self.duration(at, &l.server_first_probe, Duration::ZERO)
+            }),
             ..d
         };
         for (k, name) in l.listener_filters.iter().enumerate() {
@@ -35,6 +41,12 @@ impl Builder {
                     ),
                 ),
             }
+        }
+        if f.server_first_probe.is_some() && !f.http_inspector && !f.tls_inspector {
+            self.err(
+                format!("{p}.server_first_probe"),
+                "needs a listener filter that waits for the client (http_inspector or tls_inspector)",
+            );
         }
         f
     }

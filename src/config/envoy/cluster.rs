@@ -237,6 +237,7 @@ pub(super) fn translate(
             }
             None => None,
         },
+        original_dst_lb_config: super::lb::original_dst_lb(c, p, &native, paths),
         pool: Some(RawPool {
             max_idle_per_endpoint: None,
             idle_timeout: Some(timeout_or_never(idle_timeout)),

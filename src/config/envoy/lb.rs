@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::Slo
 use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
 
-use super::super::raw::{RawMaglev, RawRingHash, RawSlowStart};
+use super::super::raw::{RawMaglev, RawOriginalDstLb, RawRingHash, RawSlowStart};
 use super::convert::{duration, native_duration, payload, R};
 use super::{err, walk, PathMap};
 
@@ -132,14 +132,31 @@ pub(super) fn lb_config(
                 })
                 .transpose()?;
         }
-        Some(_) => {
-            return Err(err(
-                format!("{p}.lb_config"),
-                "this `lb_config` is not supported by Outrigger",
-            ))
-        }
+        // Translated with the cluster type (`original_dst_lb`).
+        Some(LbConfig::OriginalDstLbConfig(_)) => {}
     }
     Ok((ring, maglev, slow))
+}
+
+/// The cluster's `original_dst_lb_config` as the native block (the native builder
+/// checks it: an original_dst cluster only, a header name only with `use_http_header`).
+pub(super) fn original_dst_lb(
+    c: &Cluster,
+    p: &str,
+    native: &str,
+    paths: &mut PathMap,
+) -> Option<RawOriginalDstLb> {
+    let Some(LbConfig::OriginalDstLbConfig(o)) = &c.lb_config else {
+        return None;
+    };
+    paths.add(
+        format!("{native}.original_dst_lb_config"),
+        format!("{p}.original_dst_lb_config"),
+    );
+    Some(RawOriginalDstLb {
+        use_http_header: o.use_http_header,
+        http_header_name: (!o.http_header_name.is_empty()).then(|| o.http_header_name.clone()),
+    })
 }
 
 /// Envoy's `load_balancing_policy`: the first policy of the list (Envoy takes the first

@@ -108,6 +108,8 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
         listener_filters,
         listener_filters_timeout: Some(native_duration(listener_filters_timeout)),
         continue_on_listener_filters_timeout: Some(l.continue_on_listener_filters_timeout),
+        // Envoy has no server-first detection.
+        server_first_probe: None,
         filter_chains,
         default_filter_chain,
         use_original_dst: l.use_original_dst.as_ref().map(|v| v.value),

@@ -476,6 +476,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "maglev_lb_config",
             "round_robin_lb_config",
             "least_request_lb_config",
+            "original_dst_lb_config",
             "load_balancing_policy",
             "load_assignment",
             "eds_cluster_config",
@@ -487,6 +488,10 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "circuit_breakers",
             "outlier_detection",
         ],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.OriginalDstLbConfig",
+        &["use_http_header", "http_header_name"],
     ),
     (
         "envoy.config.cluster.v3.OutlierDetection",

@@ -411,7 +411,7 @@ impl Conn {
         down: &mut D,
         view: &WorkerView<C>,
         plan: &Plan<'_>,
-        cluster: usize,
+        cluster: (usize, Option<std::net::SocketAddr>),
         timeout: Duration,
         h2_request: Option<Box<http::Request<()>>>,
     ) -> Outcome {
@@ -432,11 +432,12 @@ impl Conn {
         down: &mut D,
         view: &WorkerView<C>,
         plan: &Plan<'_>,
-        (cluster, timeout): (usize, Duration),
+        ((cluster, dst), timeout): ((usize, Option<std::net::SocketAddr>), Duration),
         h2_request: Option<Box<http::Request<()>>>,
         progress: &Progress,
     ) -> Outcome {
-        let cs = &view.clusters[cluster];
+        // An original_dst cluster's state for `dst` (`upstream::original_dst`).
+        let cs = &view.clusters[cluster].for_request(dst);
         if self.logging {
             self.rec.cluster = Some(cs.name.clone());
         }
@@ -471,7 +472,7 @@ impl Conn {
         }
         let retry = plan.retry();
         if let Some(req) = h2_request {
-            let (to, clock, p) = ((cluster, picked.ep), (timeout, retry), progress);
+            let (to, clock, p) = ((&**cs, picked.ep), (timeout, retry), progress);
             return self.via_http2(down, view, plan, to, *req, p, clock).await;
         }
         let mut x = Try {
@@ -676,12 +677,11 @@ impl Conn {
         down: &mut D,
         view: &WorkerView<C>,
         plan: &Plan<'_>,
-        (cluster, ep): (usize, usize),
+        (cs, ep): (&crate::upstream::cluster::ClusterState<C::Conn>, usize),
         req: http::Request<()>,
         progress: &Progress,
         (route_timeout, retry): (Duration, Option<&request::retry::RetryState<'_>>),
     ) -> Outcome {
-        let cs = &view.clusters[cluster];
         // The debug header's marks; the upstream side adds its own at the response head.
         let mut response_edits = plan.response_edits;
         response_edits.stamp.phases = response_edits.stamp.phases.map(|_| self.marks);

@@ -6,7 +6,7 @@ use crate::config::{HttpConnectionManager, UpstreamProtocol};
 use crate::observe::stream_info::StreamInfo;
 use crate::observe::trace;
 use crate::upstream::request::retry::{Headers, RetryState};
-use crate::upstream::Connector;
+use crate::upstream::{original_dst, Connector};
 
 use super::super::filter::{self, StreamEdits};
 use super::super::h1::encode::{self, Forward, UpstreamRequest};
@@ -338,8 +338,17 @@ pub(super) async fn prepare<'v, C: Connector>(
                     m.req.headers_mut().insert(REQUEST_ID, v);
                 }
             }
+            // An original_dst cluster's destination (`None` for other clusters).
+            let dst = view.clusters.get(t.cluster).and_then(|c| {
+                let header = |n: &str| {
+                    let mut named = headers.iter().filter(|h| h.name.eq_ignore_ascii_case(n));
+                    named.next().map(|h| h.value)
+                };
+                original_dst::destination(&c.cfg, header, facts.local, |a| view.is_own_listener(a))
+            });
             Action::Proxy {
                 cluster: t.cluster,
+                dst,
                 timeout: t.timeout,
                 upgrade: upgrade.is_some(),
                 h2,

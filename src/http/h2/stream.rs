@@ -22,7 +22,7 @@ use crate::http::view::{ChainRef, WorkerView};
 use crate::observe::phases::Marks;
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::observe::trace;
-use crate::upstream::Connector;
+use crate::upstream::{original_dst, Connector};
 
 use super::reply::{self, expired, fail, grpc_timeout, is_grpc, local, local_at, reject, Done};
 use crate::http::hold::{self, Held};
@@ -260,8 +260,15 @@ pub(crate) async fn serve<C: Connector>(
             fail(&mut respond, grpc, f, edits.response)
         }
         (None, None, Some(Decision::Forward(t))) => 'proxy: {
-            // Route indices are resolved against the same snapshot the view was built from.
-            let Some(cs) = view.clusters.get(t.cluster) else {
+            // Route indices are resolved against the same snapshot the view was built
+            // from; an original_dst cluster then gives the state for this request's
+            // destination (`upstream::original_dst`).
+            let routed = view.clusters.get(t.cluster);
+            let dst = routed.zip(conn.local).and_then(|(c, local)| {
+                let header = |n: &str| parts.headers.get(n).map(|v| v.as_bytes());
+                original_dst::destination(&c.cfg, header, local, |a| view.is_own_listener(a))
+            });
+            let Some(cs) = routed.map(|c| c.for_request(dst)) else {
                 break 'proxy fail(
                     &mut respond,
                     grpc,
@@ -269,6 +276,7 @@ pub(crate) async fn serve<C: Connector>(
                     edits.response,
                 );
             };
+            let cs = &cs;
             cluster_name = Some(cs.name.clone());
             if let Some(s) = span.as_deref_mut() {
                 s.set_cluster(&cs.cfg.name);
