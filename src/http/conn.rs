@@ -208,7 +208,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             tls: down.tls_info(),
             ..StreamInfo::default()
         },
-        logging: view.access_log(at).is_some(),
+        logging: keeps_record(&view, at),
         // Only a logged connection needs its `%CONNECTION_ID%`.
         id: if view.access_log(at).is_some() {
             stream_info::next_connection_id()
@@ -230,7 +230,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         // A route or cluster update applies from the next request on: serve_one stops
         // when the first bytes of a request arrive and a newer view keeps this chain.
         if let Some((v, a)) = moving.to.take() {
-            conn.logging = v.access_log(a).is_some();
+            conn.logging = keeps_record(&v, a);
             view = v;
             at = a;
         }
@@ -580,7 +580,9 @@ impl Conn {
     fn complete<C: Connector>(&self, view: &WorkerView<C>, at: ChainRef) {
         let log = view.access_log(at);
         if let Some(stats) = view.listener_stats.get(at.listener) {
-            stream_info::complete(stats, log, &self.rec, self.peer, stream_info::Kind::Request);
+            let istio = view.istio(at);
+            let kind = stream_info::Kind::Request;
+            stream_info::complete(stats, log, istio, &self.rec, self.peer, kind);
         }
     }
 
@@ -746,4 +748,12 @@ impl Conn {
             keep_alive: false,
         }
     }
+}
+
+/// Whether a connection keeps each request's record (method, path, Host, cluster,
+/// heads): for its chain's access log, or for Istio's metrics (`destination_service`
+/// from the Host, the cluster's name). The strings reuse their capacity across a
+/// connection's requests.
+fn keeps_record<C: Connector>(view: &WorkerView<C>, at: ChainRef) -> bool {
+    view.access_log(at).is_some() || view.istio(at).is_some()
 }

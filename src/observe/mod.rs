@@ -1,10 +1,11 @@
 //! Observability: per-core stats, the access log, the per-stream record that feeds
-//! both, distributed tracing (`trace`), and the process's log levels (`log_levels`).
+//! both, distributed tracing (`trace`), Istio's standard metrics (`istio`), and the process's log levels (`log_levels`).
 
 pub mod access_log;
 pub mod access_log_filter;
 pub mod access_log_fmt;
 pub mod alloc_count;
+pub mod istio;
 pub mod log_levels;
 pub mod outlier_stats;
 pub mod stats;

@@ -66,7 +66,8 @@ pub async fn serve<D: Io, C: Connector>(
     rec.flag = Some(flag);
     rec.duration = start.elapsed();
     let log = view.access_log(at);
-    stream_info::complete(stats, log, &rec, peer, stream_info::Kind::Connection);
+    let istio = view.istio(at);
+    stream_info::complete(stats, log, istio, &rec, peer, stream_info::Kind::Connection);
 }
 
 async fn proxy<D: Io, C: Connector>(
@@ -178,6 +179,7 @@ mod tests {
             clusters,
             idle_timeout: Duration::from_secs(1),
             access_log: None,
+            istio_stats: None,
         };
         let t = tcp(vec![(0, 3), (1, 1)]);
         let mut counts = [0; 2];

@@ -642,6 +642,8 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.load_balancing_policies.random.v3.Random",
     "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash",
     "envoy.extensions.load_balancing_policies.maglev.v3.Maglev",
+    // Istio's stats filter (HTTP and network); not part of Envoy's API.
+    "stats.PluginConfig",
 ];
 
 /// HTTP filter types Outrigger implements (the others are refused, or skipped when the
@@ -654,6 +656,7 @@ pub(super) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.rbac.v3.RBAC",
     "envoy.extensions.filters.http.fault.v3.HTTPFault",
     "envoy.extensions.filters.http.cors.v3.Cors",
+    "stats.PluginConfig",
 ];
 
 /// A `ConfigSource` under `sds_config` may also name a file (SDS from files); the

@@ -463,8 +463,10 @@ pub(crate) async fn serve<C: Connector>(
         duration: start.elapsed(),
         upstream: done.upstream,
         tls: conn.tls.clone(),
+        grpc,
         ..StreamInfo::default()
     };
+    let istio = view.istio(at);
     if log.is_some() {
         info.method = parts.method.as_str().to_string();
         info.path = path;
@@ -478,8 +480,12 @@ pub(crate) async fn serve<C: Connector>(
         info.cluster = cluster_name;
         info.log.local = conn.local;
         stream_info::keep_header_map(&mut info.log.request_head, &parts.headers);
+    } else if istio.is_some() {
+        // Istio's labels read the Host and the cluster.
+        info.authority = authority;
+        info.cluster = cluster_name;
     }
-    stream_info::complete(stats, log, &info, peer, stream_info::Kind::Request);
+    stream_info::complete(stats, log, istio, &info, peer, stream_info::Kind::Request);
 }
 
 /// The upstream request's headers after the route's rewrites: the client's path and
