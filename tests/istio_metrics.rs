@@ -303,6 +303,37 @@ fn istio_bootstrap_reports_the_standard_metrics_with_the_peer_identity() {
     assert!(sent[0].2 > 0.0 && received[0].2 > 0.0, "{text}");
 
     prometheus_client_parses(&text);
+    dashboard_queries_only_emitted_families(&text);
+}
+
+/// Every `istio_*` metric the shipped Grafana dashboard queries is on the page.
+fn dashboard_queries_only_emitted_families(text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana/outrigger-mesh.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let emitted: std::collections::BTreeSet<String> =
+        samples(text).into_iter().map(|(n, _, _)| n).collect();
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(i) = rest.find("istio_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                emitted.contains(&name),
+                "the dashboard queries `{name}`: {e}"
+            );
+            rest = &rest[i + name.len()..];
+        }
+    }
 }
 
 #[test]
