@@ -4,9 +4,16 @@
 //! its ring (default: monoio's own setup). One task per downstream connection, one
 //! upstream keep-alive connection per downstream connection; the HTTP logic is
 //! `common/relay.rs`, shared with the other prototypes.
+//!
+//! `--io poll` moves the bytes through monoio's poll-io streams instead (readiness from
+//! an epoll instance watched by the ring, then plain recv/send into borrowed buffers):
+//! the shape a poll-based `AsyncRead`/`AsyncWrite` trait such as the proxy's `Io`
+//! would run on, without owned-buffer operations (`pollio.rs`).
 
 #[path = "../../common/relay.rs"]
 mod relay;
+
+mod pollio;
 
 #[global_allocator]
 static ALLOC: relay::allocs::Counting = relay::allocs::Counting;
@@ -52,6 +59,14 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let poll_io = match args.get("io").unwrap_or("owned") {
+        "owned" => false,
+        "poll" => true,
+        other => {
+            eprintln!("proto-monoio: --io {other}: expected owned or poll");
+            std::process::exit(2);
+        }
+    };
     let (listen, upstream) = (args.listen, args.upstream);
     rt.block_on(async move {
         let opts = ListenerOpts::new().reuse_port(true).backlog(1024);
@@ -68,7 +83,11 @@ fn main() {
                 continue;
             };
             monoio::spawn(async move {
-                let _ = serve(down, upstream).await;
+                let _ = if poll_io {
+                    pollio::serve(down, upstream).await
+                } else {
+                    serve(down, upstream).await
+                };
             });
         }
     });
@@ -149,6 +168,6 @@ async fn relay_message(
     Ok(true)
 }
 
-fn bad(b: Bad) -> io::Error {
+pub(crate) fn bad(b: Bad) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("{b:?}"))
 }
