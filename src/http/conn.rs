@@ -162,6 +162,9 @@ struct Conn {
     ip_len: usize,
     rec: StreamInfo,
     logging: bool,
+    /// The chain counts Istio's metrics: the record keeps the Host (and the cluster's
+    /// index, not its name: no shared `Arc` is touched per request).
+    istio: bool,
     /// The connection's `%CONNECTION_ID%`.
     id: u64,
     /// The connection is closing while the client may still be sending the request
@@ -208,7 +211,8 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             tls: down.tls_info(),
             ..StreamInfo::default()
         },
-        logging: keeps_record(&view, at),
+        logging: view.access_log(at).is_some(),
+        istio: view.istio(at).is_some(),
         // Only a logged connection needs its `%CONNECTION_ID%`.
         id: if view.access_log(at).is_some() {
             stream_info::next_connection_id()
@@ -230,7 +234,8 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         // A route or cluster update applies from the next request on: serve_one stops
         // when the first bytes of a request arrive and a newer view keeps this chain.
         if let Some((v, a)) = moving.to.take() {
-            conn.logging = keeps_record(&v, a);
+            conn.logging = v.access_log(a).is_some();
+            conn.istio = v.istio(a).is_some();
             view = v;
             at = a;
         }
@@ -285,7 +290,7 @@ impl Conn {
         let Some(l) = view.hcm(at) else {
             return false;
         };
-        if self.logging {
+        if self.logging || self.istio {
             self.rec.clear();
         } else {
             self.rec.reset_counts();
@@ -305,7 +310,7 @@ impl Conn {
                     local: self.local,
                     tls: self.tls.as_deref(),
                 };
-                let rec = if self.logging {
+                let rec = if self.logging || self.istio {
                     Some(&mut self.rec)
                 } else {
                     None
@@ -580,7 +585,11 @@ impl Conn {
     fn complete<C: Connector>(&self, view: &WorkerView<C>, at: ChainRef) {
         let log = view.access_log(at);
         if let Some(stats) = view.listener_stats.get(at.listener) {
-            let istio = view.istio(at);
+            // The cluster's name by index: the record holds its `Arc` only when logging.
+            let cluster = (self.rec.cluster_index)
+                .and_then(|c| view.clusters.get(c))
+                .map_or("", |c| c.cfg.name.as_str());
+            let istio = view.istio(at).map(|i| (i, cluster));
             let kind = stream_info::Kind::Request;
             stream_info::complete(stats, log, istio, &self.rec, self.peer, kind);
         }
@@ -748,12 +757,4 @@ impl Conn {
             keep_alive: false,
         }
     }
-}
-
-/// Whether a connection keeps each request's record (method, path, Host, cluster,
-/// heads): for its chain's access log, or for Istio's metrics (`destination_service`
-/// from the Host, the cluster's name). The strings reuse their capacity across a
-/// connection's requests.
-fn keeps_record<C: Connector>(view: &WorkerView<C>, at: ChainRef) -> bool {
-    view.access_log(at).is_some() || view.istio(at).is_some()
 }

@@ -37,6 +37,9 @@ pub struct StreamInfo {
     pub duration: Duration,
     pub upstream: Option<SocketAddr>,
     pub cluster: Option<Arc<str>>,
+    /// The cluster's index in the snapshot (HTTP/1 sets it for every proxied request;
+    /// the name above only when logging).
+    pub cluster_index: Option<usize>,
     /// The downstream connection's TLS facts (kept across its requests).
     pub tls: Option<std::rc::Rc<crate::tls::TlsInfo>>,
     /// A gRPC request (`content-type: application/grpc*`), and the `grpc-status` its
@@ -197,6 +200,7 @@ impl StreamInfo {
         self.duration = Duration::ZERO;
         self.grpc = false;
         self.grpc_status = None;
+        self.cluster_index = None;
     }
 }
 
@@ -214,11 +218,12 @@ pub enum Kind {
 }
 
 /// Records a finished stream: the listener's counters always, Istio's metrics when the
-/// chain has an `istio_stats` filter, its access log line when the listener has one.
+/// chain has an `istio_stats` filter (with the name of the stream's cluster, empty for
+/// none), its access log line when the listener has one.
 pub fn complete<L: StreamLog>(
     stats: &ListenerStats,
     log: Option<&L>,
-    istio: Option<&IstioStats>,
+    istio: Option<(&IstioStats, &str)>,
     info: &StreamInfo,
     peer: SocketAddr,
     kind: Kind,
@@ -241,8 +246,8 @@ pub fn complete<L: StreamLog>(
             }
         }
     }
-    if let Some(cfg) = istio {
-        istio_record(stats, cfg, info, kind);
+    if let Some((cfg, cluster)) = istio {
+        istio_record(stats, cfg, cluster, info, kind);
     }
     if let Some(sink) = log {
         sink.log(info, peer);
@@ -287,7 +292,13 @@ fn short_flags<'b>(info: &StreamInfo, buf: &'b mut [u8; 16]) -> &'b str {
 
 /// Counts the stream into the listener's Istio series (allocates only for a label
 /// combination this core has not seen).
-fn istio_record(stats: &ListenerStats, cfg: &IstioStats, info: &StreamInfo, kind: Kind) {
+fn istio_record(
+    stats: &ListenerStats,
+    cfg: &IstioStats,
+    cluster: &str,
+    info: &StreamInfo,
+    kind: Kind,
+) {
     let mut buf = [0u8; 16];
     let flags = short_flags(info, &mut buf);
     let tls = info.tls.as_deref();
@@ -301,7 +312,7 @@ fn istio_record(stats: &ListenerStats, cfg: &IstioStats, info: &StreamInfo, kind
         ),
     };
     let facts = IstioFacts {
-        cluster: info.cluster.as_deref().unwrap_or(""),
+        cluster,
         host: &info.authority,
         peer_san,
         local_san,

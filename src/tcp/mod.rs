@@ -66,7 +66,9 @@ pub async fn serve<D: Io, C: Connector>(
     rec.flag = Some(flag);
     rec.duration = start.elapsed();
     let log = view.access_log(at);
-    let istio = view.istio(at);
+    let istio = view
+        .istio(at)
+        .map(|i| (i, rec.cluster.as_deref().unwrap_or("")));
     stream_info::complete(stats, log, istio, &rec, peer, stream_info::Kind::Connection);
 }
 

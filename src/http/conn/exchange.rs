@@ -432,6 +432,7 @@ impl Conn {
         h2_request: Option<Box<http::Request<()>>>,
     ) -> Outcome {
         let cs = &view.clusters[cluster];
+        self.rec.cluster_index = Some(cluster);
         if self.logging {
             self.rec.cluster = Some(cs.name.clone());
         }
@@ -750,6 +751,7 @@ impl Conn {
         cluster: usize,
     ) -> Result<usize, Outcome> {
         let cs = &view.clusters[cluster];
+        self.rec.cluster_index = Some(cluster);
         if self.logging {
             self.rec.cluster = Some(cs.name.clone());
         }

@@ -485,6 +485,7 @@ pub(crate) async fn serve<C: Connector>(
         info.authority = authority;
         info.cluster = cluster_name;
     }
+    let istio = istio.map(|i| (i, info.cluster.as_deref().unwrap_or("")));
     stream_info::complete(stats, log, istio, &info, peer, stream_info::Kind::Request);
 }
 
