@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -66,6 +67,19 @@ def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path
             "                  address:\n"
             "                    socket_address: { address: 127.0.0.1, port_value: "
             f"{upstream.flaky_port} }}\n")
+    template = CONFIGS / "envoy.yaml"
+    if config == "traced":
+        # h1-traced: the connection manager traces every request (100% random
+        # sampling, a request id generated for it: Envoy traces only requests with
+        # a UUID id) and exports over OTLP/HTTP to the suite's collector.
+        upstream.ensure_collector()
+        extra_endpoints += _snippet("envoy-tracing-cluster.yaml",
+                                    {"otel_port": upstream.otel_port})
+        text = template.read_text().replace(
+            "                generate_request_id: false\n",
+            _snippet("envoy-tracing.yaml", {"otel_port": upstream.otel_port}))
+        template = out.with_name(out.name + ".template")
+        template.write_text(text)
     listeners = ""
     if config == "tls":
         listeners = _tls_snippets(s, "envoy", tls_ports, lambda kind, p: _snippet(
@@ -76,7 +90,7 @@ def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path
              "validation": "                validation_context:\n"
              f"                  trusted_ca: {{ filename: {s.tls.ca} }}\n"
              if kind == "mtls" else ""}))
-    return render(CONFIGS / "envoy.yaml", out,
+    return render(template, out,
                   {"admin_port": admin_port, "port": port, "upstream_port": upstream.port,
                    "route_source": route_source.rstrip("\n"), "http_filters": filters,
                    "extra_endpoints": extra_endpoints, "extra_listeners": listeners})
@@ -96,6 +110,38 @@ class Upstream:
         self.proc = None
         self.url = f"http://127.0.0.1:{self.port}"
         self.h2_url = f"http://127.0.0.1:{self.h2_port}"
+        # h1-traced's OTLP/HTTP collector (lib/collector.py), started on first use.
+        self.otel_port, self.collector = util.free_port(), None
+
+    def ensure_collector(self) -> None:
+        """The OTLP sink, pinned to the client CPUs like the rest of the load side."""
+        if self.collector is not None and self.collector.poll() is None:
+            return
+        logp = self.s.work / "collector.log"
+        self.collector = spawn(["taskset", "-c", self.s.client_cpus, sys.executable,
+                                Path(__file__).with_name("collector.py"), self.otel_port],
+                               logp)
+        wait_until(lambda: self.spans() is not None, 10, "OTLP collector",
+                   self.collector, logp)
+
+    def spans(self) -> int | None:
+        """Spans the collector received so far (None: not answering)."""
+        status, body = http("GET", f"http://127.0.0.1:{self.otel_port}/count", timeout=2)
+        try:
+            return int(json.loads(body)["spans"]) if status == 200 else None
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def settled_spans(self, limit: float = 8.0) -> int | None:
+        """The span count once it stops moving (batches still on their way from
+        the proxy's exporter arrive first), within `limit` seconds."""
+        deadline, last, same = time.monotonic() + limit, self.spans(), 0
+        while time.monotonic() < deadline and same < 3:
+            time.sleep(0.25)
+            now = self.spans()
+            same = same + 1 if now == last else 0
+            last = now
+        return last
 
     def start(self) -> None:
         work = self.s.work
@@ -135,6 +181,8 @@ class Upstream:
     def stop(self) -> None:
         kill(self.proc)
         self.proc = None
+        kill(self.collector)
+        self.collector = None
 
 
 class Peer:
@@ -262,7 +310,7 @@ class Outrigger(Peer):
                 "extra_listeners": listeners}
 
     def command(self, churn: bool, config: str = "") -> list:
-        if config in ("policy", "bootstrap", "flaky"):
+        if config in ("policy", "bootstrap", "flaky", "traced"):
             # The same Envoy bootstrap as the Envoy peer's, on this peer's ports.
             routes = _snippet("envoy-routes.yaml", Envoy.route_values(0, 24))
             conf = envoy_bootstrap(self.s, self.upstream, self.port, self.admin_port,

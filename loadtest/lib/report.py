@@ -297,6 +297,48 @@ def policy_section(data: Data) -> list[str]:
                    "policy req/s", "policy p99 ms"], rows), ""]
 
 
+def tracing_section(data: Data) -> list[str]:
+    """What tracing every request costs each proxy in CPU per request (issue bar:
+    at most 2 µs for Outrigger), h1-traced against the same load without tracing
+    in the same run: h1-closed-32, and h1-bootstrap (the same Envoy bootstrap
+    without the tracing block: the exact difference) when it ran."""
+    traced = "h1-traced"
+    bases = [b for b in ("h1-closed-32", "h1-bootstrap")
+             if any(r.scenario == b for r in data.runs)]
+    peers = [p for p in data.peers(traced) if any(data.of(b, p) for b in bases)]
+    if not peers:
+        return []
+    cpu = get("cpu_us_per_req")
+    rows = []
+    for p in peers:
+        cells = [p, f_num(data.median(traced, p, cpu), 1)]
+        for b in bases:
+            # Pair the two scenarios' runs by round, as everywhere else here.
+            base = {r.round: cpu(r.data) for r in data.of(b, p)}
+            xs = [cpu(r.data) - base[r.round] for r in data.of(traced, p)
+                  if base.get(r.round) is not None and cpu(r.data) is not None]
+            cells += [f_num(data.median(b, p, cpu), 1), f_num(med(xs), 2)]
+        cells += [f_num(data.median(traced, p, get("spans_per_req")), 3),
+                  f_num(data.median(traced, p, get("rps"))),
+                  f_ms(data.median(traced, p, lat("p99")))]
+        rows.append(cells)
+    heads = ["peer", "traced CPU µs/req"]
+    for b in bases:
+        heads += [f"{b} CPU µs/req", f"added over {b} µs/req"]
+    heads += ["spans/req", "traced req/s", "traced p99 ms"]
+    return ["## Tracing (h1-traced)", "",
+            "Every request traced (100% sampling) and exported over OTLP/HTTP to the "
+            "suite's collector, the same Envoy bootstrap for both proxies "
+            "(loadtest/configs/envoy-tracing.yaml: HCM `tracing` with "
+            "`envoy.tracers.opentelemetry`, a generated request id). The proxy's CPU "
+            "includes its exporter. *Added* is the median over rounds of the per-round "
+            "difference in CPU per request; over h1-closed-32 it includes, for "
+            "Outrigger, the bootstrap's defaults its native config leaves off (date, "
+            "server, x-envoy-* headers, sanitizing); over h1-bootstrap it is tracing "
+            "and the request id alone. *spans/req*: spans the collector counted.", "",
+            table(heads, rows), ""]
+
+
 TLS_FIGURES = [   # (scenario, figure, key, higher is better)
     ("tls-handshakes", "full handshakes/s", get("handshakes_per_s"), True),
     ("tls-handshakes", "CPU µs per full handshake", get("cpu_us_per_handshake"), False),
@@ -467,6 +509,7 @@ def write(path: Path, runs, ctx: dict, charts_dir: Path, prefix: str = "") -> Pa
           headline(data, ctx["idle_rss"]), ""]
     L += baseline_section(data, ctx)
     L += policy_section(data)
+    L += tracing_section(data)
     L += tls_section(data)
     L += extras_notes(data, ctx)
     L += ["## Scenarios", ""]

@@ -80,6 +80,11 @@ SCENARIOS = [
              "local rate limit (not limiting) and header mutation",
              "CPU per request that the three policy filters add over h1-bootstrap",
              conns=32, config="policy", proxies_only=True, only=("outrigger", "envoy")),
+    Scenario("h1-traced", "closed", "HTTP/1.1 closed loop, 32 connections, every request "
+             "traced (100% sampling), spans exported over OTLP/HTTP to a collector",
+             "CPU per request that tracing adds over h1-closed-32 (and h1-bootstrap), "
+             "exporter thread included", conns=32, config="traced", proxies_only=True,
+             only=("outrigger", "envoy")),
     Scenario("h1-flaky", "flaky", "HTTP/1.1 open loop, 2k rps, 16 connections, two "
              "endpoints, one answering 503 to one request in five, retry_on 5xx",
              "client-visible success rate and latency with retries (Envoy bootstrap for both)",
@@ -274,6 +279,8 @@ class Runner:
             # The servers' TLS counters are read through their admin ports, outside
             # the window of the CPU and syscall readings.
             tls0 = p.tls_stats(sc.tls) if sc.tls else None
+            # Spans exported so far (the warm-up's), once the collector has them.
+            spans0 = self.upstream.settled_spans() if sc.config == "traced" else None
             perf, perf_note = self.perf_start(sc, pid)
             snap0 = util.cpu_snapshot(pids)
             (acc0, up0), cpu0 = self.upstream.counters(), util.cpu_times(pid) if pid else (0, 0)
@@ -289,6 +296,7 @@ class Runner:
             snap1 = util.cpu_snapshot(pids)
             nsys, perf_note = self.perf_stop(perf, perf_note)
             tls1 = p.tls_stats(sc.tls) if sc.tls else None
+            spans1 = self.upstream.settled_spans() if sc.config == "traced" else None
         except HarnessError as exc:
             if perf:
                 perf.close()
@@ -322,6 +330,11 @@ class Runner:
                 d["cpu_s_per_gb"] = d["cpu_s"] / (res["requests"] * size / 1e9)
         if sc.tls:
             self.tls_figures(sc, run, res, tls0, tls1)
+        if sc.config == "traced":
+            d["spans"] = spans1 - spans0 if spans0 is not None and spans1 is not None \
+                else None
+            d["spans_per_req"] = d["spans"] / res["requests"] \
+                if d["spans"] is not None and res["requests"] else None
         if churn:
             d["swaps"], d["swaps_ok"] = churn.count, churn.ok
             d["applied"] = p.applied()
@@ -394,6 +407,8 @@ class Runner:
             self.verify_h2(sc, run, res["h2"])
         if sc.tls:
             self.verify_tls(sc, run)
+        if sc.config == "traced":
+            self.verify_spans(sc, run)
         # Requests in flight when the client stops may or may not have reached
         # the upstream: at most one per connection (HTTP/1.1) or per stream (h2).
         lo, hi = res["requests"], res["requests"] + sc.conns * max(1, sc.streams) + 2
@@ -459,6 +474,19 @@ class Runner:
             elif hs > 2 * sc.conns:   # keep-alive: about one handshake per connection
                 run.invalid(f"{side} counted {hs} handshakes on {sc.conns} keep-alive "
                             "connections")
+
+    def verify_spans(self, sc: Scenario, run: Run) -> None:
+        """One span per request reached the collector: requests in flight when the
+        client stopped add up to one per connection, and each exporter may still
+        hold a partial batch (Envoy's 5 spans, flushed after 5 s) per worker, as may
+        the warm-up's before the run."""
+        d, n = run.data, run.data["requests"]
+        if d.get("spans") is None:
+            run.invalid("the OTLP collector did not answer")
+            return
+        slack = 5 * int(self.s.workers) + 5
+        if not n - slack <= d["spans"] <= n + sc.conns + slack:
+            run.invalid(f"the collector got {d['spans']} spans for {n} requests")
 
     @staticmethod
     def verify_h2(sc: Scenario, run: Run, h: dict) -> None:
@@ -538,6 +566,8 @@ def summary(run: Run) -> str:
         parts.append(f"{d['cpu_us_per_req']:.1f} us CPU/req")
     if d.get("kernel_share") is not None:
         parts.append(f"{d['kernel_share'] * 100:.0f}% kernel")
+    if d.get("spans") is not None:
+        parts.append(f"{d['spans']} spans")
     if d.get("syscalls_per_req") is not None:
         parts.append(f"{d['syscalls_per_req']:.2f} syscalls/req")
     if "mb_per_s" in d:

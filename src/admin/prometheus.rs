@@ -176,6 +176,8 @@ pub fn render(r: &StatsReport) -> String {
         );
     }
 
+    phase_histograms(&mut out, ls);
+
     macro_rules! per_cluster {
         ($name:literal, $kind:literal, $help:literal, $field:ident) => {
             family(&mut out, $name, $kind, $help);
@@ -606,6 +608,44 @@ fn tls(out: &mut String, ls: &[crate::observe::stats::ListenerReport]) {
                     esc(k)
                 );
             }
+        }
+    }
+}
+
+/// The self-time breakdown (`observe::phases`): one histogram per listener and phase.
+fn phase_histograms(out: &mut String, ls: &[crate::observe::stats::ListenerReport]) {
+    use crate::observe::phases::{PHASE_BUCKETS_US, PHASE_NAMES};
+    const NAME: &str = "outrigger_downstream_rq_phase_seconds";
+    family(
+        out,
+        NAME,
+        "histogram",
+        "Time requests spent in each phase of the proxy's path (accept_queue, parse, filters, upstream_connect, upstream_wait, response_write).",
+    );
+    for l in ls {
+        let name = esc(&l.name);
+        for (phase, h) in PHASE_NAMES.iter().zip(&l.phases) {
+            let mut cum = 0;
+            for (i, n) in h.buckets.iter().enumerate() {
+                cum += n;
+                let le = match PHASE_BUCKETS_US.get(i) {
+                    Some(us) => format!("{}", *us as f64 / 1e6),
+                    None => "+Inf".to_string(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{NAME}_bucket{{listener=\"{name}\",phase=\"{phase}\",le=\"{le}\"}} {cum}"
+                );
+            }
+            let sum = h.sum_us as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "{NAME}_sum{{listener=\"{name}\",phase=\"{phase}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "{NAME}_count{{listener=\"{name}\",phase=\"{phase}\"}} {cum}"
+            );
         }
     }
 }

@@ -284,6 +284,9 @@ pub struct OwnHeaders {
     /// request unless `preserve_external_request_id`.
     pub generate_request_id: bool,
     pub preserve_external_request_id: bool,
+    /// The debug header `x-outrigger-phases` on proxied responses: the request's
+    /// phases up to its response head (`observe::phases`). Outrigger's own; off.
+    pub phases_header: bool,
     /// Compiled from the above: the `server` edit, applied to responses after every
     /// other edit.
     pub response_plan: HeaderPlan,
@@ -321,6 +324,7 @@ impl OwnHeaders {
             sanitize_envoy_headers: false,
             generate_request_id: false,
             preserve_external_request_id: false,
+            phases_header: false,
             response_plan: HeaderPlan::default(),
             request_plan: OwnHeaders::request_plans(Vec::new()).0,
             request_plan_keeping_xfcc: HeaderPlan::default(),

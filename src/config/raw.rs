@@ -244,6 +244,8 @@ pub(crate) struct RawProxyHeaders {
     pub generate_request_id: Option<bool>,
     #[serde(default)]
     pub preserve_external_request_id: Option<bool>,
+    #[serde(default)]
+    pub phases_header: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -25,6 +25,7 @@ use futures_lite::io::AsyncWriteExt;
 
 use crate::config::DirectResponse;
 use crate::http::stamp::{uuid_v4, REQUEST_ID};
+use crate::observe::phases::Marks;
 use crate::observe::stream_info::{self, LogFacts, StreamInfo};
 use crate::upstream::Connector;
 
@@ -138,6 +139,8 @@ struct Plan<'v> {
     /// The request's span when tracing sampled it (`observe::trace`), finished with
     /// the stream.
     span: Option<Box<crate::observe::trace::ActiveSpan>>,
+    /// When the head was parsed (the `parse` phase ends, `filters` begins).
+    parsed_at: Option<Instant>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -172,6 +175,8 @@ struct Conn {
     linger: bool,
     /// What the HTTP filters keep per connection.
     filters: filter::ConnState,
+    /// The current request's self-time marks (`observe::phases`).
+    marks: Marks,
 }
 
 /// Serves one HTTP/1 downstream connection until it closes. `rbuf` holds what the
@@ -221,6 +226,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         },
         linger: false,
         filters: filter::ConnState::default(),
+        marks: Marks::default(),
     };
     let (mut view, mut at) = (view, at);
     let mut moving = Moving {
@@ -295,6 +301,10 @@ impl Conn {
         } else {
             self.rec.reset_counts();
         }
+        self.marks = Marks {
+            accepted: slot.accepted.take(),
+            ..Marks::default()
+        };
         let limit = l.limits.max_request_line_bytes + l.limits.max_header_bytes + 4;
         // Response headers the filters set for this request (empty: no allocation).
         let store = filter::set_headers::SetHeaders::default();
@@ -305,6 +315,7 @@ impl Conn {
         let mut head_deadline: Option<Instant> = None;
         let mut plan = loop {
             if !self.rbuf.is_empty() {
+                self.marks.parse_start = Some(Instant::now());
                 let facts = crate::rbac::Conn {
                     peer: self.peer.ip(),
                     local: self.local,
@@ -379,6 +390,8 @@ impl Conn {
             down.set_read_timeout(Some(l.idle_timeout));
         }
         let start = Instant::now();
+        self.marks.parsed = plan.parsed_at;
+        self.marks.decided = Some(start);
         if self.logging {
             self.rec.start = Some(SystemTime::now());
             self.keep_request_head(&plan, l);
@@ -424,6 +437,7 @@ impl Conn {
             Action::Proxy {
                 cluster, timeout, ..
             } => {
+                self.rec.cluster_index = Some(cluster);
                 self.proxy(down, view, &plan, cluster, timeout, h2_request)
                     .await
             }
@@ -453,7 +467,9 @@ impl Conn {
         self.rec.status = outcome.status;
         self.rec.flag = Some(outcome.flag);
         self.rec.filter_flag = plan.chain.flag();
-        self.rec.duration = start.elapsed();
+        let end = Instant::now();
+        self.rec.duration = end.saturating_duration_since(start);
+        self.rec.phases = self.marks.times(Some(end));
         if self.logging && self.rec.log.request_done.is_none() {
             // A request body was read (or cut) by now.
             self.rec.log.request_done = Some(self.rec.duration);

@@ -367,6 +367,10 @@ async fn exchange_inner<D: Io, C: Connector>(
         })
         .collect();
     out.clear();
+    let mut edits = r.response_edits;
+    if let Some(m) = edits.stamp.phases.as_mut() {
+        m.set_upstream(progress.phase_marks());
+    }
     encode::write_response(
         out,
         &DownstreamResponse {
@@ -378,7 +382,7 @@ async fn exchange_inner<D: Io, C: Connector>(
             close,
             http10_keep_alive: r.minor == 0 && !close,
             upgrade: None,
-            edits: r.response_edits,
+            edits,
         },
     );
     if no_body && status != 204 && status != 304 && framing == DownFraming::AsIs {

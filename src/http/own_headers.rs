@@ -76,6 +76,10 @@ pub fn proxied(
             (!timeout.is_zero()).then(|| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
         e.response.stamp.service_since = Some(Instant::now());
     }
+    if own.phases_header {
+        // Filled in by the upstream side when the response head goes.
+        e.response.stamp.phases = Some(crate::observe::phases::Marks::default());
+    }
     if own.sanitize_envoy_headers && edge {
         s.external_address = client;
     }

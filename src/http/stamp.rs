@@ -16,6 +16,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::observe::phases;
 use crate::observe::trace::context::{self, Outgoing};
 
 pub const DATE: &str = "date";
@@ -70,6 +71,9 @@ pub struct Stamp {
     /// Request: the proxy's span as the upstream's parent (`traceparent`, B3), when the
     /// connection manager traces (`observe::trace`).
     pub trace: Option<Outgoing>,
+    /// Response: the debug header `x-outrigger-phases` (`proxy_headers.phases_header`),
+    /// from these marks; written only once the upstream side filled them in.
+    pub phases: Option<crate::observe::phases::Marks>,
 }
 
 impl Stamp {
@@ -80,6 +84,7 @@ impl Stamp {
     /// The stamp for a reply the proxy makes itself: no upstream service time.
     pub fn local_reply(mut self) -> Stamp {
         self.service_since = None;
+        self.phases = None;
         self
     }
 
@@ -95,6 +100,7 @@ impl Stamp {
             || (self.external_address.is_some() && name.eq_ignore_ascii_case(EXTERNAL_ADDRESS))
             || (self.attempt_count.is_some() && name.eq_ignore_ascii_case(ATTEMPT_COUNT))
             || self.trace.as_ref().is_some_and(|t| t.replaces(name))
+            || (self.phases.is_some() && name.eq_ignore_ascii_case(phases::HEADER))
     }
 
     /// Calls `emit` for every header the stamp adds; `has` tells whether the message
@@ -155,6 +161,13 @@ impl Stamp {
         if let Some(t) = self.trace {
             t.for_each(&mut emit);
         }
+        if let Some(mut m) = self.phases.filter(|m| m.wait_from.is_some()) {
+            // The response head goes now: the upstream wait ends here at the latest.
+            m.head_at = m.head_at.or_else(|| Some(Instant::now()));
+            let mut buf = [0u8; 160];
+            let n = m.header_value(&mut buf);
+            emit(phases::HEADER, ascii(buf.get(..n).unwrap_or_default()));
+        }
     }
 
     /// Writes the stamp into an HTTP/2 (or `http`) header map: replaced headers are
@@ -172,7 +185,7 @@ impl Stamp {
             map.remove(context::B3_FLAGS);
         }
         let has = |n: &str| map.contains_key(n);
-        let mut add: [Option<(&'static str, http::HeaderValue)>; 13] = Default::default();
+        let mut add: [Option<(&'static str, http::HeaderValue)>; 14] = Default::default();
         let mut k = 0;
         let no_date = Stamp {
             date: false,
@@ -193,6 +206,7 @@ impl Stamp {
                 context::B3_TRACE_ID,
                 context::B3_SPAN_ID,
                 context::B3_SAMPLED,
+                phases::HEADER,
             ]
             .into_iter()
             .find(|n| *n == name);

@@ -143,6 +143,9 @@ impl<C: Connector> WorkerView<C> {
 pub struct ConnSlot {
     /// True while the connection waits for the first byte of its next request.
     pub idle: Cell<bool>,
+    /// When the connection was accepted, until its first request takes it (the
+    /// `accept_queue` phase, `observe::phases`).
+    pub accepted: Cell<Option<std::time::Instant>>,
     /// A connection task that sleeps on more than its socket (HTTP/2: its clocks),
     /// woken when the worker drains so that it sees `WorkerView::draining`.
     drain: Cell<Option<Waker>>,

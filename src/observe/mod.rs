@@ -1,5 +1,6 @@
 //! Observability: per-core stats, the access log, the per-stream record that feeds
-//! both, distributed tracing (`trace`), Istio's standard metrics (`istio`), and the process's log levels (`log_levels`).
+//! both, distributed tracing (`trace`), Istio's standard metrics (`istio`), the requests'
+//! self-time breakdown (`phases`), and the process's log levels (`log_levels`).
 
 pub mod access_log;
 pub mod access_log_filter;
@@ -8,6 +9,7 @@ pub mod alloc_count;
 pub mod istio;
 pub mod log_levels;
 pub mod outlier_stats;
+pub mod phases;
 pub mod stats;
 pub mod stream_info;
 pub mod tls_stats;

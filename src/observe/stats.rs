@@ -58,6 +58,91 @@ impl Histogram {
     }
 }
 
+// ---- The self-time breakdown's histograms (`observe::phases`). ----
+
+/// Durations that can only be whole microseconds: a histogram of them.
+#[derive(Default)]
+pub struct PhaseHistogram {
+    buckets: [Counter; super::phases::PHASE_BUCKETS_US.len() + 1],
+    sum_us: Counter,
+}
+
+impl PhaseHistogram {
+    fn record(&self, us: u64) {
+        let i = super::phases::PHASE_BUCKETS_US.partition_point(|&b| b < us);
+        if let Some(b) = self.buckets.get(i) {
+            b.inc();
+        }
+        self.sum_us.add(us);
+    }
+
+    fn report(&self) -> HistogramReport {
+        HistogramReport {
+            buckets: self.buckets.iter().map(Counter::get).collect(),
+            sum_us: self.sum_us.get(),
+        }
+    }
+}
+
+/// One listener's phase histograms on one core.
+#[derive(Default)]
+pub struct PhaseStats {
+    hist: [PhaseHistogram; super::phases::PHASE_COUNT],
+    /// Set when a request of this listener recorded phases (a listener without HTTP
+    /// traffic reports none).
+    used: Cell<bool>,
+}
+
+impl PhaseStats {
+    pub fn record(&self, t: &super::phases::Times) {
+        self.used.set(true);
+        for (h, d) in self.hist.iter().zip(t.0) {
+            if let Some(d) = d {
+                h.record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+            }
+        }
+    }
+
+    /// The histograms in `phases::PHASE_NAMES` order; empty if no request recorded any.
+    pub fn report(&self) -> Vec<HistogramReport> {
+        if !self.used.get() {
+            return Vec::new();
+        }
+        self.hist.iter().map(PhaseHistogram::report).collect()
+    }
+}
+
+/// `/stats`: the histograms as an object keyed by phase name (bucket bounds in
+/// `super::phases::PHASE_BUCKETS_US`, the last bucket above them).
+pub fn serialize_named<S: serde::Serializer>(
+    v: &[HistogramReport],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(v.len()))?;
+    for (name, h) in super::phases::PHASE_NAMES.iter().zip(v) {
+        m.serialize_entry(name, h)?;
+    }
+    m.end()
+}
+
+/// Adds one core's phase histograms into the merged ones.
+pub fn merge_phases(into: &mut Vec<HistogramReport>, from: Vec<HistogramReport>) {
+    if into.is_empty() {
+        *into = from;
+        return;
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        if a.buckets.len() < b.buckets.len() {
+            a.buckets.resize(b.buckets.len(), 0);
+        }
+        for (x, y) in a.buckets.iter_mut().zip(&b.buckets) {
+            *x += y;
+        }
+        a.sum_us += b.sum_us;
+    }
+}
+
 /// Index of a status code's class (1xx..5xx) in the `*_class` arrays.
 pub fn class_index(status: u16) -> usize {
     usize::from((status / 100).clamp(1, 5) - 1)
@@ -89,6 +174,8 @@ pub struct ListenerStats {
     pub ssl: super::tls_stats::TlsStats,
     /// Istio's standard metrics of the listener's chains with an `istio_stats` filter.
     pub istio: super::istio::cells::IstioCells,
+    /// The requests' self-time breakdown (`observe::phases`).
+    pub phases: PhaseStats,
 }
 
 impl ListenerStats {
@@ -125,6 +212,7 @@ impl ListenerStats {
             no_filter_chain_match: self.no_filter_chain_match.get(),
             pre_cx_timeout: self.pre_cx_timeout.get(),
             ssl: self.ssl.report(),
+            phases: self.phases.report(),
         }
     }
 }
@@ -246,6 +334,10 @@ pub struct ListenerReport {
     pub no_filter_chain_match: u64,
     pub pre_cx_timeout: u64,
     pub ssl: super::tls_stats::TlsReport,
+    /// Per-phase histograms in `phases::PHASE_NAMES` order (empty: no request yet);
+    /// `/stats` shows them by phase name.
+    #[serde(serialize_with = "serialize_named")]
+    pub phases: Vec<HistogramReport>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -371,6 +463,7 @@ impl StatsReport {
                     x.no_filter_chain_match += l.no_filter_chain_match;
                     x.pre_cx_timeout += l.pre_cx_timeout;
                     x.ssl.merge(l.ssl);
+                    merge_phases(&mut x.phases, l.phases);
                 }
             }
         }
@@ -449,5 +542,22 @@ mod tests {
         assert_eq!(r.rq_time.buckets[0], 2);
         assert_eq!(r.rq_time.buckets[12], 2);
         assert!(r.rq_flags.contains(&("UH".to_string(), 2)));
+    }
+
+    #[test]
+    fn phase_histograms_count_entered_phases_and_merge() {
+        use super::super::phases::{Times, PARSE, QUEUE, WAIT};
+        use std::time::Duration;
+        let s = PhaseStats::default();
+        assert!(s.report().is_empty());
+        let mut t = Times::default();
+        t.0[PARSE] = Some(Duration::from_micros(12));
+        t.0[WAIT] = Some(Duration::from_micros(1000));
+        s.record(&t);
+        let mut merged = s.report();
+        merge_phases(&mut merged, s.report());
+        assert_eq!(merged[PARSE].buckets[2], 2); // 12us: in the 25us bucket
+        assert_eq!(merged[WAIT].sum_us, 2000);
+        assert_eq!(merged[QUEUE].buckets.iter().sum::<u64>(), 0);
     }
 }

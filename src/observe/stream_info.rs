@@ -47,6 +47,8 @@ pub struct StreamInfo {
     /// `grpc_response_status`).
     pub grpc: bool,
     pub grpc_status: Option<u16>,
+    /// How long the request spent in each phase (`observe::phases`).
+    pub phases: super::phases::Times,
     /// What only the access log reads (filled only when the listener logs).
     pub log: LogFacts,
 }
@@ -201,6 +203,7 @@ impl StreamInfo {
         self.grpc = false;
         self.grpc_status = None;
         self.cluster_index = None;
+        self.phases = super::phases::Times::default();
     }
 }
 
@@ -237,7 +240,10 @@ pub fn complete<L: StreamLog>(
         }
     }
     match kind {
-        Kind::Request => stats.request_done(info.status, flag, info.duration.as_micros() as u64),
+        Kind::Request => {
+            stats.request_done(info.status, flag, info.duration.as_micros() as u64);
+            stats.phases.record(&info.phases);
+        }
         Kind::Connection => {
             if flag != ResponseFlag::None {
                 if let Some(c) = stats.rq_flags.get(flag as usize) {

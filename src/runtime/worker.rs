@@ -514,6 +514,9 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
                 continue;
             }
         };
+        // The `accept_queue` phase starts here (`observe::phases`): one clock read per
+        // connection.
+        let accepted = std::time::Instant::now();
         let Some(view) = w.current.borrow().clone() else {
             continue;
         };
@@ -550,6 +553,7 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
         let id = w.next_conn.get();
         w.next_conn.set(id + 1);
         let slot = Rc::new(ConnSlot::default());
+        slot.accepted.set(Some(accepted));
         w.conns
             .borrow_mut()
             .insert(id, (stream.as_raw_fd(), slot.clone()));

@@ -116,6 +116,7 @@ impl Builder {
             preserve_external_request_id: r
                 .preserve_external_request_id
                 .unwrap_or(d.preserve_external_request_id),
+            phases_header: r.phases_header.unwrap_or(d.phases_header),
             response_plan: HeaderPlan::compile([&server_ops]),
             request_plan,
             request_plan_keeping_xfcc,

@@ -433,5 +433,6 @@ fn proxy_headers(h: &HttpConnectionManager, p: &str) -> R<RawProxyHeaders> {
         sanitize_envoy_headers: Some(true),
         generate_request_id: Some(h.generate_request_id.as_ref().is_none_or(|b| b.value)),
         preserve_external_request_id: Some(h.preserve_external_request_id),
+        phases_header: None,
     })
 }

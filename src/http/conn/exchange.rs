@@ -355,7 +355,10 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
                 let judge = |status, headers: &[httparse::Header<'_>]| {
                     at.retry_response(status, headers, resend && !self.body_cut, stats)
                 };
-                let edits = self.response_edits;
+                let mut edits = self.response_edits;
+                // The debug header: the phases up to now.
+                let up = progress.phase_marks();
+                edits.stamp.phases = edits.stamp.phases.map(|_| conn.marks.with_upstream(up));
                 match prepare_response(
                     conn.ubuf.data(),
                     plan,
@@ -414,11 +417,13 @@ impl Conn {
     ) -> Outcome {
         // The upstream buffer is borrowed from the worker only for this exchange.
         self.ubuf = view.bufs.take();
+        let progress = Progress::new(timeout, plan.stream_idle_timeout);
         let outcome = self
-            .exchange(down, view, plan, cluster, timeout, h2_request)
+            .exchange(down, view, plan, (cluster, timeout), h2_request, &progress)
             .await;
         view.bufs
             .put(std::mem::replace(&mut self.ubuf, ReadBuf::new(0)));
+        self.marks.set_upstream(progress.phase_marks());
         outcome
     }
 
@@ -427,12 +432,11 @@ impl Conn {
         down: &mut D,
         view: &WorkerView<C>,
         plan: &Plan<'_>,
-        cluster: usize,
-        timeout: Duration,
+        (cluster, timeout): (usize, Duration),
         h2_request: Option<Box<http::Request<()>>>,
+        progress: &Progress,
     ) -> Outcome {
         let cs = &view.clusters[cluster];
-        self.rec.cluster_index = Some(cluster);
         if self.logging {
             self.rec.cluster = Some(cs.name.clone());
         }
@@ -461,14 +465,13 @@ impl Conn {
                 None => encode::set_host(&mut self.wbuf, host),
             }
         }
-        let progress = Progress::new(timeout, plan.stream_idle_timeout);
         if plan.framing.body == BodyKind::Empty {
             // The head was the whole request: the route clock starts now.
             progress.request_done();
         }
         if let Some(req) = h2_request {
             return self
-                .via_http2(down, view, plan, cluster, picked.ep, *req, &progress)
+                .via_http2(down, view, plan, cluster, picked.ep, *req, progress)
                 .await;
         }
         let retry = match &plan.action {
@@ -481,7 +484,7 @@ impl Conn {
             view,
             plan,
             cluster,
-            progress: &progress,
+            progress,
             replayable: plan.idempotent && plan.framing.body == BodyKind::Empty,
             body_touched: false,
             body_inline: false,
@@ -502,7 +505,7 @@ impl Conn {
             &mut ep,
             &mut again,
             &*view.connector,
-            &progress,
+            progress,
             timeout,
             &mut x,
         )
@@ -607,7 +610,7 @@ impl Conn {
                 down,
                 resp_body,
                 strip,
-                Some(&progress),
+                Some(progress),
                 None,
             )
             .await;
@@ -630,7 +633,7 @@ impl Conn {
                 down,
                 resp_body,
                 strip,
-                Some(&progress),
+                Some(progress),
                 None,
             )
             .await
@@ -652,11 +655,9 @@ impl Conn {
                 retry_flag
             }
             // A client that stopped reading until a clock ran out.
-            Err(BodyError::Write) if progress.expired().is_some() => {
-                late(expiry_failure(&progress))
-            }
+            Err(BodyError::Write) if progress.expired().is_some() => late(expiry_failure(progress)),
             Err(BodyError::Write) => ResponseFlag::DownstreamConnectionTermination,
-            Err(BodyError::Timeout) => late(expiry_failure(&progress)),
+            Err(BodyError::Timeout) => late(expiry_failure(progress)),
             Err(_) => late(Failure::ConnectionTermination),
         };
         self.rec.bytes_sent = sent;
@@ -685,6 +686,9 @@ impl Conn {
         progress: &Progress,
     ) -> Outcome {
         let cs = &view.clusters[cluster];
+        // The debug header's marks; the upstream side adds its own at the response head.
+        let mut response_edits = plan.response_edits;
+        response_edits.stamp.phases = response_edits.stamp.phases.map(|_| self.marks);
         let r = super::super::h1_to_h2::H1Request {
             body: plan.framing.body,
             minor: plan.minor,
@@ -692,7 +696,7 @@ impl Conn {
             expect_continue: plan.framing.expect_continue,
             draining: view.draining.get(),
             idle_timeout: plan.idle_timeout,
-            response_edits: plan.response_edits,
+            response_edits,
             chain: plan.chain,
             tee: plan.tee.as_ref(),
         };
@@ -751,7 +755,6 @@ impl Conn {
         cluster: usize,
     ) -> Result<usize, Outcome> {
         let cs = &view.clusters[cluster];
-        self.rec.cluster_index = Some(cluster);
         if self.logging {
             self.rec.cluster = Some(cs.name.clone());
         }

@@ -38,6 +38,8 @@ pub(super) async fn prepare<'v, C: Connector>(
     let Some(mut req) = request::parse(data, &l.limits, &mut slots)? else {
         return Ok(None);
     };
+    // The `parse` phase ends here (`observe::phases`).
+    let parsed_at = Some(std::time::Instant::now());
     if req.minor == 0 {
         // Envoy's codec: HTTP/1.0 only if accepted, and a Host-less one gets the
         // configured default authority (for routing and upstream).
@@ -162,6 +164,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     let decision = match status {
         filter::Status::Respond(reply) => {
             let mut p = plan(&req, l, Action::Filtered(reply), edits);
+            p.parsed_at = parsed_at;
             p.span = span;
             return Ok(Some(p));
         }
@@ -342,6 +345,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         }
     };
     let mut p = plan(&req, l, action, edits);
+    p.parsed_at = parsed_at;
     p.mirror = mirror;
     p.span = span;
     Ok(Some(p))
@@ -381,6 +385,7 @@ fn plan<'v>(
         stream_idle_timeout: l.stream_idle_timeout,
         response_edits: edits.response,
         span: None,
+        parsed_at: None,
         chain: edits.chain,
         codec_edits: own_headers::codec_reply_edits(&l.own),
         mirror: None,

@@ -52,6 +52,8 @@ pub(crate) struct Activity {
     pub local: Option<SocketAddr>,
     /// What the HTTP filters keep per connection.
     pub filters: crate::http::filter::ConnState,
+    /// The connection's accept, until its first stream takes it (`observe::phases`).
+    pub accepted: Cell<Option<Instant>>,
 }
 
 /// Counts a stream as open for as long as it lives.
@@ -125,6 +127,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     let activity = Rc::new(Activity {
         tls: tls_info,
         local: Some(local),
+        accepted: Cell::new(slot.accepted.take()),
         ..Activity::default()
     });
     activity.last.set(Some(Instant::now()));

@@ -19,6 +19,7 @@ use crate::http::forwarding;
 use crate::http::own_headers;
 use crate::http::router::{self, Decision, Target};
 use crate::http::view::{ChainRef, WorkerView};
+use crate::observe::phases::Marks;
 use crate::observe::stream_info::{self, StreamInfo};
 use crate::observe::trace;
 use crate::upstream::Connector;
@@ -59,6 +60,14 @@ pub(crate) async fn serve<C: Connector>(
             false,
             Some(e),
         ),
+    };
+    // The self-time marks (`observe::phases`): the h2 codec decoded the head; its
+    // checks are this stream's `parse` phase.
+    let mut marks = Marks {
+        accepted: conn.accepted.take(),
+        parse_start: Some(start),
+        parsed: Some(Instant::now()),
+        ..Marks::default()
     };
     // The connection manager may strip the port before routing (Envoy's
     // strip_any_host_port / strip_matching_host_port); the upstream then gets it so.
@@ -196,6 +205,8 @@ pub(crate) async fn serve<C: Connector>(
         edits.response.set = Some(&store);
     }
     drop(lookup);
+    marks.decided = Some(Instant::now());
+    let mut upstream_marks = None;
     let mut cluster_name = None;
     let done = match (refused, filter_reply, decision) {
         (Some(e), _, _) => reject(&mut respond, grpc, e),
@@ -308,6 +319,9 @@ pub(crate) async fn serve<C: Connector>(
                 up_parts = Some(p);
             }
             own_headers::proxied(&l.own, &l.forwarding, timeout, fwd.client, &mut edits);
+            if let Some(m) = edits.response.stamp.phases.as_mut() {
+                *m = marks;
+            }
             // Only an HTTP/1 cluster retries yet (the HTTP/2 upstream paths do not).
             let retry = (cs.cfg.protocol == UpstreamProtocol::Http1)
                 .then(|| {
@@ -425,16 +439,21 @@ pub(crate) async fn serve<C: Connector>(
                 route_timeout: timeout,
                 hash,
             };
-            match cs.cfg.protocol {
+            let done = match cs.cfg.protocol {
                 UpstreamProtocol::Http1 => {
                     super::to_h1::proxy(req, &mut respond, &view, cs, &progress).await
                 }
                 UpstreamProtocol::Http2 | UpstreamProtocol::Downstream => {
                     super::to_h2::proxy(req, &mut respond, &view, cs, &progress).await
                 }
-            }
+            };
+            upstream_marks = Some(progress.phase_marks());
+            done
         }
     };
+    if let Some(u) = upstream_marks {
+        marks.set_upstream(u);
+    }
     chain.on_complete(&filter::StreamEnd {
         status: done.status,
         flag: done.flag,
@@ -452,6 +471,7 @@ pub(crate) async fn serve<C: Connector>(
         trace::finish(*span, &end);
     }
     let log = view.access_log(at);
+    let end = Instant::now();
     let mut info = StreamInfo {
         start: Some(started),
         protocol: "HTTP/2",
@@ -460,10 +480,11 @@ pub(crate) async fn serve<C: Connector>(
         filter_flag: chain.flag(),
         bytes_received: done.bytes_received,
         bytes_sent: done.bytes_sent,
-        duration: start.elapsed(),
+        duration: end.saturating_duration_since(start),
         upstream: done.upstream,
         tls: conn.tls.clone(),
         grpc,
+        phases: marks.times(Some(end)),
         ..StreamInfo::default()
     };
     let istio = view.istio(at);

@@ -385,12 +385,15 @@ async fn respond_with<U: Io, K>(
     respond: &mut SendResponse<Bytes>,
     up: &mut U,
     ubuf: &mut ReadBuf,
-    (grpc, edits): (bool, StreamEdits<'_>),
+    (grpc, mut edits): (bool, StreamEdits<'_>),
     max_headers: usize,
     cs: &ClusterState<K>,
     progress: &Progress,
 ) -> (Done, bool) {
     ubuf.consume(h.len);
+    if let Some(m) = edits.response.stamp.phases.as_mut() {
+        m.set_upstream(progress.phase_marks());
+    }
     edits.response.apply_to_map(h.response.headers_mut());
     let status = h.response.status().as_u16();
     request::count_status(&cs.stats, status);

@@ -248,6 +248,9 @@ where
         let mut out = Response::new(());
         *out.status_mut() = parts.status;
         http2::copy_end_to_end(&parts.headers, out.headers_mut(), Message::Response);
+        if let Some(m) = r.edits.response.stamp.phases.as_mut() {
+            m.set_upstream(progress.phase_marks());
+        }
         r.edits.response.apply_to_map(out.headers_mut());
         let end = body.is_end_stream();
         let mut done = Done {

@@ -58,6 +58,12 @@ pub(crate) struct Progress {
     fired: Cell<Option<Expiry>>,
     /// The task waiting in `run`, woken when a clock fires.
     waker: Cell<Option<Waker>>,
+    /// The self-time marks (`observe::phases`), from instants the clocks read anyway:
+    /// time spent opening upstream connections, when the upstream's turn began (the
+    /// request whole and a connection up), when the response head was ready.
+    connect: Cell<Duration>,
+    wait_from: Cell<Option<Instant>>,
+    head_at: Cell<Option<Instant>>,
 }
 
 impl Progress {
@@ -74,6 +80,9 @@ impl Progress {
             sent: Cell::new(0),
             fired: Cell::new(None),
             waker: Cell::new(None),
+            connect: Cell::new(Duration::ZERO),
+            wait_from: Cell::new(None),
+            head_at: Cell::new(None),
         }
     }
 
@@ -112,10 +121,32 @@ impl Progress {
     /// The client's request arrived whole: the route timer starts (once).
     pub fn request_done(&self) {
         let now = Instant::now();
-        if !self.request_complete.replace(true) && !self.route_timeout.is_zero() {
-            self.route.set(Some(now + self.route_timeout));
+        if !self.request_complete.replace(true) {
+            if !self.route_timeout.is_zero() {
+                self.route.set(Some(now + self.route_timeout));
+            }
+            self.wait_from_at(now);
         }
         self.last.set(now);
+    }
+
+    /// The upstream's turn begins no earlier than `at`.
+    fn wait_from_at(&self, at: Instant) {
+        let w = self.wait_from.get().map_or(at, |w| w.max(at));
+        self.wait_from.set(Some(w));
+    }
+
+    /// A new upstream connection, asked for at `started`, is up (TCP and TLS).
+    pub fn connected(&self, started: Instant) {
+        let now = Instant::now();
+        self.connect
+            .set(self.connect.get() + now.saturating_duration_since(started));
+        self.wait_from_at(now);
+    }
+
+    /// The self-time marks: connect time, the upstream's turn, the response head.
+    pub fn phase_marks(&self) -> (Duration, Option<Instant>, Option<Instant>) {
+        (self.connect.get(), self.wait_from.get(), self.head_at.get())
     }
 
     /// Whether the client's request arrived whole.
@@ -126,7 +157,11 @@ impl Progress {
     /// A response head with `status` went to the client.
     pub fn head_sent(&self, status: u16) {
         self.status.set(status);
-        self.touch();
+        let now = Instant::now();
+        self.last.set(now);
+        if self.head_at.get().is_none() {
+            self.head_at.set(Some(now));
+        }
     }
 
     /// The status of the response head sent, 0 if none was.

@@ -46,8 +46,9 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
         cs: &ClusterState<K::Conn>,
         ep: usize,
         connector: &K,
-        deadline: Option<Instant>,
+        progress: &super::clock::Progress,
     ) -> Result<(Counted<K::Conn>, bool), Failure> {
+        let deadline = progress.deadline();
         let stats = &cs.stats;
         let breakers = &cs.cfg.breakers;
         let live = cs.pool.live();
@@ -118,10 +119,12 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                 .min(cs.cfg.connect_timeout),
             None => cs.cfg.connect_timeout,
         };
+        let started = Instant::now();
         let connected = connector.connect_to(&cs.cfg, endpoint.addr, timeout).await;
         drop(pending);
         match connected {
             Ok(c) => {
+                progress.connected(started);
                 stats.cx_total.inc();
                 es.cx_total.inc();
                 Ok((slot.connected(c), false))

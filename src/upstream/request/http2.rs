@@ -10,7 +10,6 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::io::Write as _;
-use std::time::Instant;
 
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
@@ -41,7 +40,7 @@ where
         cs: &ClusterState<K::Conn>,
         ep: usize,
         connector: &K,
-        _deadline: Option<Instant>,
+        _progress: &super::clock::Progress,
     ) -> Result<(SendRequest<Bytes>, bool), Failure> {
         // `h2_ready` keeps the connection counters; a stream slot on a live
         // connection counts as a reused connection.

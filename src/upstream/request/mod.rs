@@ -157,15 +157,16 @@ pub(crate) fn count_late(stats: &ClusterStats, f: Failure) {
 pub(crate) trait UpstreamCodec<K: Connector> {
     /// What a request is sent on: a connection, or a handle to a multiplexed one.
     type Conn;
-    /// A connection for one try to endpoint `ep`: `(conn, reused)`. `deadline`: the
-    /// route clock, which bounds a new connection's connect too.
+    /// A connection for one try to endpoint `ep`: `(conn, reused)`. The request's
+    /// `progress`: its route clock bounds a new connection's connect too, and a new
+    /// connection's connect time is its `upstream_connect` phase.
     #[allow(async_fn_in_trait)]
     async fn obtain(
         &self,
         cs: &ClusterState<K::Conn>,
         ep: usize,
         connector: &K,
-        deadline: Option<Instant>,
+        progress: &Progress,
     ) -> Result<(Self::Conn, bool), Failure>;
 }
 
@@ -355,7 +356,7 @@ where
         }
         let tried_ep = *ep;
         let judged = |status| cs.outlier(tried_ep, Outcome::Status(status));
-        let t = match codec.obtain(cs, *ep, connector, progress.deadline()).await {
+        let t = match codec.obtain(cs, *ep, connector, progress).await {
             Ok((mut conn, reused)) => {
                 cs.outlier(tried_ep, Outcome::Connected);
                 let at = Attempt {
