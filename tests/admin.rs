@@ -318,7 +318,7 @@ fn clusters_lists_endpoints() {
         ),
     );
     let proxy = Proxy::start(&yaml);
-    let r = proxy.admin_get("/clusters");
+    let r = proxy.admin_get("/clusters?format=json");
     assert_eq!(r.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let clusters = v["clusters"].as_array().unwrap_or_else(|| panic!("{v}"));

@@ -123,7 +123,8 @@ fn http_check(timeout: &str, interval: &str, unhealthy: u32, healthy: u32) -> St
 
 /// `health_flags` of each endpoint, by address.
 fn flags(p: &Proxy) -> Vec<(String, String)> {
-    let v: serde_json::Value = serde_json::from_str(&p.admin_get("/clusters").body_str()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&p.admin_get("/clusters?format=json").body_str()).unwrap();
     v["clusters"]
         .as_array()
         .unwrap()

@@ -111,7 +111,8 @@ fn our_stat(p: &Proxy, name: &str) -> u64 {
 }
 
 fn our_flags(p: &Proxy, addr: SocketAddr) -> String {
-    let v: serde_json::Value = serde_json::from_str(&p.admin_get("/clusters").body_str()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&p.admin_get("/clusters?format=json").body_str()).unwrap();
     v["clusters"]
         .as_array()
         .unwrap()

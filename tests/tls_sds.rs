@@ -245,7 +245,7 @@ fn sds_errors_follow_envoy_and_name_the_field() {
         Some(&ca_secret("server", &a.cert, "")),
         &[field, "is not a `tls_certificate`"],
     );
-    // Secrets over ADS are not supported.
+    // A bootstrap without ADS has no stream to take `{ ads: {} }` secrets from.
     std::fs::write(&file, tls_secret("server", &a.cert, &a.key)).unwrap();
     let (ok, out) = validate(&dir, &downstream_bootstrap("{ ads: {} }", ""));
     assert!(

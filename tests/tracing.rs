@@ -151,6 +151,27 @@ fn a_sampled_parent_gives_a_child_span_and_the_upstream_a_child_context() {
     assert_eq!(sent, Some(1), "spans_sent");
 }
 
+/// Batches go over one kept-alive connection to an OTLP/HTTP collector (a connection
+/// per batch could not keep up with a busy worker at 100% sampling).
+#[test]
+fn batches_share_one_collector_connection() {
+    let up = Upstream::echo();
+    let otel = collector(false);
+    let proxy = Proxy::start(&config(up.addr, otel.addr, ""));
+    for i in 1..=4 {
+        let r = get(proxy.listen, "svc", &format!("/b{i}"));
+        assert_eq!(r.status, 200);
+        // One span per batch: each export is its own request.
+        assert_eq!(wait_spans(&otel, i).len(), i);
+    }
+    assert_eq!(otel.requests().len(), 4, "one export request per batch");
+    assert_eq!(
+        otel.connections(),
+        1,
+        "exports share the kept-alive connection"
+    );
+}
+
 #[test]
 fn unsampled_requests_send_no_span_and_force_trace_does() {
     let up = Upstream::echo();

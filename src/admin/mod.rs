@@ -6,9 +6,10 @@
 //! | `GET /stats` | merged per-core counters as JSON (plus `allocations` in an `alloc-count` build) |
 //! | `GET /stats/prometheus` | the same in Prometheus text exposition format |
 //! | `GET /config_dump` | the active config as JSON, with its version (`?include_eds`: with xDS endpoints, as in Envoy) |
-//! | `GET /clusters` | clusters with their endpoints and per-endpoint counters |
+//! | `GET /clusters` | Envoy's text format: per cluster its limits and per endpoint its counters and flags (`?format=json`: Envoy's `ClusterStatuses`, and Outrigger's report under `clusters`) |
 //! | `POST /reload` | re-read the config source; 200 with the new version or 400 with errors |
 
+mod clusters;
 mod prometheus;
 
 use std::mem::MaybeUninit;
@@ -137,7 +138,15 @@ async fn route<A: AdminApi>(control: &A, method: &str, path: &str, query: &str) 
             Reply::json(&control.config_dump(include_eds))
         }
         ("GET", "/clusters") => {
-            Reply::json(&serde_json::json!({ "clusters": control.stats().await.clusters }))
+            let clusters = control.stats().await.clusters;
+            if query_pairs(query)
+                .iter()
+                .any(|(k, v)| k == "format" && v == "json")
+            {
+                Reply::json(&clusters::json(&clusters))
+            } else {
+                Reply::text(200, clusters::text(&clusters))
+            }
         }
         ("POST", "/reload") => match control.reload().await {
             Ok(v) => Reply::text(200, format!("reloaded: version {v}\n")),

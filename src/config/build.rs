@@ -18,6 +18,7 @@ mod health;
 mod istio;
 mod listener;
 mod listener_filters;
+mod locality;
 mod outlier;
 mod proxy_headers;
 mod raw_terminal;
@@ -454,6 +455,8 @@ impl Builder {
                 })
                 .ok()
         });
+        let localities = self.localities(&p, c, raw_endpoints);
+        let slow_start = self.slow_start(&p, c, lb_policy);
         let endpoints: Vec<Endpoint> = raw_endpoints
             .iter()
             .enumerate()
@@ -465,6 +468,12 @@ impl Builder {
                 }
                 if e.port == 0 {
                     self.err(format!("{ep}.port"), "must not be 0");
+                }
+                let health = self.endpoint_health(&ep, e.health_status.as_deref());
+                // Envoy excludes a draining endpoint: no load, and not counted in the
+                // priority and locality arithmetic.
+                if e.health_status.as_deref() == Some("draining") {
+                    return None;
                 }
                 let addr = self.resolve(format!("{ep}.address"), &e.address, e.port)?;
                 // Envoy's DNS clusters give an endpoint its DNS name as hostname; a plain
@@ -479,6 +488,9 @@ impl Builder {
                     addr,
                     weight,
                     hostname,
+                    priority: e.priority.unwrap_or(0),
+                    locality: locality::index(&localities, e.locality.as_deref()),
+                    health,
                 })
             })
             .collect();
@@ -526,6 +538,8 @@ impl Builder {
             tls,
             health_checks,
             healthy_panic_threshold,
+            localities,
+            slow_start,
             kind,
             source_address,
             breakers,

@@ -471,6 +471,11 @@ pub struct Cluster {
     /// Envoy's `common_lb_config.healthy_panic_threshold`, in percent (default 50): with
     /// fewer healthy endpoints than this the load balancer uses all of them.
     pub healthy_panic_threshold: u32,
+    /// Priorities' overprovisioning and locality weights (the endpoints say their
+    /// priority and locality).
+    pub localities: Localities,
+    /// Envoy's `slow_start_config` (round robin and least request only).
+    pub slow_start: Option<SlowStart>,
     /// How the upstream address is found: the endpoints, or the connection's original
     /// destination.
     pub kind: ClusterKind,
@@ -549,6 +554,68 @@ pub struct Endpoint {
     /// What `auto_host_rewrite` sends as Host: the configured `hostname`, else the
     /// address when it is a DNS name (as Envoy's DNS clusters); `None` for a plain IP.
     pub hostname: Option<String>,
+    /// Envoy's priority level (`LocalityLbEndpoints.priority`; 0 is the highest): a
+    /// lower level gets load only as the ones above lose healthy endpoints.
+    pub priority: u32,
+    /// Index into the cluster's `localities.list`.
+    pub locality: usize,
+    /// The health the config (or EDS) gives it, before health checks and outlier
+    /// detection have their say.
+    pub health: EndpointHealth,
+}
+
+/// Envoy's `LbEndpoint.health_status`, reduced to what the load balancer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndpointHealth {
+    /// `HEALTHY` or `UNKNOWN` (unset).
+    #[default]
+    Healthy,
+    /// `DEGRADED`: used only when the healthy endpoints cannot carry the load.
+    Degraded,
+    /// `UNHEALTHY`, `DRAINING` or `TIMEOUT`: counted, never picked (except in panic).
+    Unhealthy,
+}
+
+/// Localities and the priority arithmetic's knobs of a cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Localities {
+    /// Envoy's `ClusterLoadAssignment.policy.overprovisioning_factor` (percent,
+    /// default 140): a priority (or locality) with this share of healthy endpoints
+    /// counts as fully available.
+    pub overprovisioning_factor: u32,
+    /// Envoy's `common_lb_config.locality_weighted_lb_config`: within a priority, a
+    /// locality is picked first, by its weight times its availability.
+    pub weighted: bool,
+    /// Each locality's name and weight (0: none given, so no load when weighted).
+    pub list: Vec<Locality>,
+}
+
+impl Default for Localities {
+    fn default() -> Self {
+        Localities {
+            overprovisioning_factor: 140,
+            weighted: false,
+            list: Vec::new(),
+        }
+    }
+}
+
+/// Envoy's `SlowStartConfig`: an endpoint that has just become healthy (or was just
+/// added) ramps its weight up over `window`: `weight * max(min_weight_percent / 100,
+/// (elapsed / window) ^ (1 / aggression))`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlowStart {
+    pub window: Duration,
+    /// Default 1.0 (linear).
+    pub aggression: f64,
+    /// Default 10.
+    pub min_weight_percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locality {
+    pub name: String,
+    pub weight: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

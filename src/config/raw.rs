@@ -407,6 +407,18 @@ pub(crate) struct RawCluster {
     /// Envoy's `common_lb_config.healthy_panic_threshold` (percent).
     #[serde(default)]
     pub healthy_panic_threshold: Option<f64>,
+    /// Envoy's `policy.overprovisioning_factor` (percent, default 140).
+    #[serde(default)]
+    pub overprovisioning_factor: Option<u32>,
+    /// Envoy's `common_lb_config.locality_weighted_lb_config`.
+    #[serde(default)]
+    pub locality_weighted_lb: Option<bool>,
+    /// Each locality's weight, by name (Envoy's `LocalityLbEndpoints.load_balancing_weight`).
+    #[serde(default)]
+    pub locality_weights: Option<std::collections::BTreeMap<String, u32>>,
+    /// Envoy's `slow_start_config` (round robin and least request).
+    #[serde(default)]
+    pub slow_start: Option<RawSlowStart>,
     /// Envoy's `circuit_breakers` (field names as Envoy's).
     #[serde(default)]
     pub circuit_breakers: Option<super::raw_circuit::RawCircuitBreakers>,
@@ -425,6 +437,28 @@ pub(crate) struct RawEndpoint {
     pub port: u16,
     #[serde(default)]
     pub weight: Option<u32>,
+    /// Envoy's priority level (0, the default, is the highest).
+    #[serde(default)]
+    pub priority: Option<u32>,
+    /// The locality's name (Envoy: `region/zone/sub_zone`); weights in the cluster's
+    /// `locality_weights`.
+    #[serde(default)]
+    pub locality: Option<String>,
+    /// Envoy's `health_status`: `healthy`, `unknown`, `degraded`, `unhealthy`,
+    /// `draining` or `timeout`.
+    #[serde(default)]
+    pub health_status: Option<String>,
+}
+
+/// Envoy's `SlowStartConfig` (`aggression` is its runtime default value).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlowStart {
+    pub slow_start_window: Option<String>,
+    #[serde(default)]
+    pub aggression: Option<f64>,
+    #[serde(default)]
+    pub min_weight_percent: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -304,6 +304,8 @@ impl ClusterStats {
             lb_healthy_panic: self.lb_healthy_panic.get(),
             health_check: None,
             outlier_detection: None,
+            thresholds: None,
+            added_via_api: false,
             endpoints,
         }
     }
@@ -407,6 +409,12 @@ pub struct ClusterReport {
     /// Only for a cluster with outlier detection (filled in by the control side).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<super::outlier_stats::OutlierReport>,
+    /// The circuit breaker limits (connections, pending, requests, retries) and whether
+    /// the cluster came over xDS, for `/clusters` (filled in by the control side).
+    #[serde(skip)]
+    pub thresholds: Option<[u64; 4]>,
+    #[serde(skip)]
+    pub added_via_api: bool,
     pub endpoints: Vec<EndpointReport>,
 }
 

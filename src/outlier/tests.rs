@@ -22,6 +22,9 @@ fn snapshot(cfg: OutlierDetection) -> Snapshot {
             addr: addr(p),
             weight: 1,
             hostname: None,
+            priority: 0,
+            locality: 0,
+            health: crate::config::EndpointHealth::Healthy,
         })
         .collect();
     let cluster = Cluster {
@@ -33,6 +36,8 @@ fn snapshot(cfg: OutlierDetection) -> Snapshot {
         tls: None,
         health_checks: Vec::new(),
         healthy_panic_threshold: 50,
+        localities: crate::config::Localities::default(),
+        slow_start: None,
         kind: crate::config::ClusterKind::Static,
         source_address: None,
         breakers: Arc::default(),

@@ -223,16 +223,40 @@ impl Control {
         merged.listeners.sort_by(|a, b| a.name.cmp(&b.name));
         merged.clusters.sort_by(|a, b| a.name.cmp(&b.name));
         let snapshot = self.current.borrow().clone();
+        let dynamic = self.dynamic_clusters();
         for c in &mut merged.clusters {
             c.health_check = self.health.report(&c.name);
             c.outlier_detection = self.outlier.report(&c.name);
-            c.circuit_breakers = snapshot
-                .clusters
-                .iter()
-                .find(|s| s.name == c.name)
-                .map(|s| s.breakers.report());
+            let configured = snapshot.clusters.iter().find(|s| s.name == c.name);
+            c.circuit_breakers = configured.map(|s| s.breakers.report());
+            c.thresholds = configured.map(|s| {
+                let l = &s.breakers.limits;
+                [
+                    l.max_connections,
+                    l.max_pending_requests,
+                    l.max_requests,
+                    l.max_retries,
+                ]
+            });
+            c.added_via_api = dynamic.contains(&c.name);
         }
         merged
+    }
+
+    /// The clusters that came over xDS (Envoy's `added_via_api`), read from the dump.
+    fn dynamic_clusters(&self) -> Vec<String> {
+        let Some(x) = &self.xds else {
+            return Vec::new();
+        };
+        let dump = x.dump.borrow();
+        let configs = dump.get("configs").and_then(|c| c.as_array());
+        configs
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("dynamic_active_clusters")?.as_array())
+            .flatten()
+            .filter_map(|c| Some(c.get("cluster")?.get("name")?.as_str()?.to_string()))
+            .collect()
     }
 
     async fn drain(&self, timeout: Duration) {

@@ -50,7 +50,16 @@ pub(crate) struct ClusterState<C> {
 impl<C: 'static> ClusterState<C> {
     pub fn new(cfg: Arc<Cluster>, stats: Rc<ClusterStats>, seed: u64) -> Self {
         ClusterState {
-            lb: RefCell::new(Lb::new(cfg.lb_policy, &cfg.endpoints, seed)),
+            lb: RefCell::new(
+                Lb::new(
+                    cfg.lb_policy,
+                    &cfg.endpoints,
+                    &cfg.localities,
+                    cfg.healthy_panic_threshold,
+                    seed,
+                )
+                .with_slow_start(cfg.slow_start),
+            ),
             pool: Pool::new(
                 cfg.endpoints.len(),
                 cfg.pool.max_idle_per_endpoint,
@@ -181,6 +190,13 @@ impl<C: 'static> ClusterState<C> {
         if !same_but_endpoints {
             return;
         }
+        // Endpoints both versions have keep their slow start ramp.
+        self.lb
+            .borrow_mut()
+            .adopt_slow_start(&old.lb.borrow(), |i| {
+                let addr = self.cfg.endpoints.get(i)?.addr;
+                old.cfg.endpoints.iter().position(|o| o.addr == addr)
+            });
         for (to, e) in self.cfg.endpoints.iter().enumerate() {
             if let Some(from) = old.cfg.endpoints.iter().position(|o| o.addr == e.addr) {
                 self.pool.adopt(&old.pool, from, to, Counted::rehome);
@@ -245,12 +261,13 @@ impl<C: 'static> ClusterState<C> {
             self.first_use();
         }
         let mut lb = self.lb.borrow_mut();
-        if lb.panic() {
+        let picked = lb.pick_hashed(hash, attempt, |i| {
+            self.endpoints.get(i).map_or(0, |e| e.rq_active.get())
+        });
+        if lb.last_pick_panicked() {
             self.stats.lb_healthy_panic.inc();
         }
-        lb.pick_hashed(hash, attempt, |i| {
-            self.endpoints.get(i).map_or(0, |e| e.rq_active.get())
-        })
+        picked
     }
 
     /// Once per cluster and core: the flag, and the alarm that gets the news to the

@@ -9,6 +9,7 @@
 //! same checks as a response from the server.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, Resource};
@@ -72,6 +73,7 @@ fn encode(store: &Store, k: Kind, name: &str) -> Option<Vec<u8>> {
         Kind::Cluster => d.clusters.get(name)?.encode_to_vec(),
         Kind::Route => d.routes.get(name)?.encode_to_vec(),
         Kind::Endpoint => d.endpoints.get(name)?.encode_to_vec(),
+        Kind::Secret => d.secrets.get(name)?.encode_to_vec(),
     })
 }
 
@@ -79,7 +81,13 @@ fn write_atomic(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!("{FILE}.tmp"));
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Owner only: the file holds the secrets (private keys) delivered over SDS.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }

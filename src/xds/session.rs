@@ -311,6 +311,9 @@ impl Session<'_> {
                     Kind::Endpoint => received(Kind::Cluster),
                     Kind::Listener => received(Kind::Cluster) && s.clusters_warm(),
                     Kind::Route => received(Kind::Listener),
+                    // Envoy asks for a secret when a cluster or listener that needs it
+                    // is created.
+                    Kind::Secret => received(Kind::Cluster),
                 };
                 (due, s.wanted(k), s.types[k as usize].sent.clone())
             };

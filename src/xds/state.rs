@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::Any;
 use serde_json::{json, Value};
 
@@ -22,10 +23,17 @@ pub enum Kind {
     Endpoint = 1,
     Listener = 2,
     Route = 3,
+    Secret = 4,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Cluster, Kind::Endpoint, Kind::Listener, Kind::Route];
+    pub const ALL: [Kind; 5] = [
+        Kind::Cluster,
+        Kind::Endpoint,
+        Kind::Listener,
+        Kind::Route,
+        Kind::Secret,
+    ];
 
     pub fn message(self) -> &'static str {
         match self {
@@ -33,6 +41,7 @@ impl Kind {
             Kind::Endpoint => xds::ENDPOINT,
             Kind::Listener => xds::LISTENER,
             Kind::Route => xds::ROUTE,
+            Kind::Secret => xds::SECRET,
         }
     }
 
@@ -45,7 +54,7 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.message() == name)
     }
 
-    /// LDS and CDS subscribe to everything; RDS and EDS to the names they need.
+    /// LDS and CDS subscribe to everything; RDS, EDS and SDS to the names they need.
     pub fn wildcard(self) -> bool {
         matches!(self, Kind::Cluster | Kind::Listener)
     }
@@ -57,6 +66,7 @@ impl Kind {
             Kind::Endpoint => "cluster_load_assignment",
             Kind::Listener => "listener",
             Kind::Route => "route_configuration",
+            Kind::Secret => "secret",
         }
     }
 }
@@ -137,10 +147,10 @@ pub type Rebuilt = (
 pub struct Store {
     pub boot: XdsBootstrap,
     pub dynamic: Dynamic,
-    pub types: [TypeState; 4],
-    /// `eds:NAME` / `rds:NAME` whose initial fetch timed out.
+    pub types: [TypeState; 5],
+    /// `eds:NAME` / `rds:NAME` / `sds:NAME` whose initial fetch timed out.
     pub expired: BTreeSet<String>,
-    /// `eds:NAME` / `rds:NAME` awaited, and since when.
+    /// `eds:NAME` / `rds:NAME` / `sds:NAME` awaited, and since when.
     pending: BTreeMap<String, Instant>,
 }
 
@@ -178,6 +188,22 @@ impl Store {
                 .chain(self.dynamic.listeners.values())
                 .flat_map(xds::rds_names)
                 .collect(),
+            Kind::Secret => {
+                let listeners = statics
+                    .map(|s| &s.listeners[..])
+                    .unwrap_or_default()
+                    .iter()
+                    .chain(self.dynamic.listeners.values())
+                    .flat_map(xds::sds_names_listener);
+                statics
+                    .map(|s| &s.clusters[..])
+                    .unwrap_or_default()
+                    .iter()
+                    .chain(self.dynamic.clusters.values())
+                    .flat_map(xds::sds_names_cluster)
+                    .chain(listeners)
+                    .collect()
+            }
         }
     }
 
@@ -192,6 +218,11 @@ impl Store {
         for n in self.wanted(Kind::Route) {
             if !self.dynamic.routes.contains_key(&n) {
                 awaited.insert(format!("rds:{n}"));
+            }
+        }
+        for n in self.wanted(Kind::Secret) {
+            if !self.dynamic.secrets.contains_key(&n) {
+                awaited.insert(format!("sds:{n}"));
             }
         }
         awaited.retain(|k| !self.expired.contains(k));
@@ -314,6 +345,12 @@ impl Store {
             ));
         }
         let mut gone = removed;
+        if k == Kind::Secret && !gone.is_empty() {
+            // Envoy ignores it ("Server sent a delta SDS update attempting to remove a
+            // resource"): the secret stays until nothing references it.
+            tracing::warn!("xDS: ignoring the removal of secrets {gone:?}, as Envoy does");
+            gone.clear();
+        }
         if full_set {
             let t = &self.types[k as usize];
             gone.extend(
@@ -335,12 +372,12 @@ impl Store {
                 Ok(a) => break a,
                 Err(e) => {
                     let culprit = e.0.iter().find_map(|err| {
+                        let own = |n: &str| err.path.starts_with(&format!("{} `{n}`", k.label()));
                         metas
                             .iter()
-                            .position(|(n, _)| {
-                                err.path.starts_with(&format!("{} `{n}`", k.label()))
-                            })
+                            .position(|(n, _)| own(n))
                             .map(|i| (i, err.to_string()))
+                            .or_else(|| secret_culprit(k, &d, &metas, err))
                     });
                     let Some((i, detail)) = culprit else {
                         return Err(self.fail(k, version, &names, e.to_string()));
@@ -473,6 +510,9 @@ impl Store {
                     if let Some(err) = error(k, n) {
                         e.insert("error_state".into(), err);
                     }
+                    if k == Kind::Secret {
+                        e.insert("name".into(), json!(n));
+                    }
                     if k == Kind::Listener {
                         let mut l = serde_json::Map::new();
                         l.insert("name".into(), json!(n));
@@ -546,6 +586,13 @@ impl Store {
                 e["dynamic_endpoint_configs"] = json!(endpoints);
             }
             configs.push(e);
+            // Envoy's SecretsConfigDump: each secret with its name.
+            let secrets = entries(Kind::Secret, "secret");
+            let mut sd = json!({"@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump"});
+            if !secrets.is_empty() {
+                sd["dynamic_active_secrets"] = json!(secrets);
+            }
+            configs.push(sd);
         }
         dump
     }
@@ -566,6 +613,35 @@ fn typed(mut v: Value, message: &str) -> Value {
     v
 }
 
+/// A secret's error shows where a listener or cluster reads it (`listener `l`: ...`):
+/// the first secret of the update that this listener or cluster takes is the culprit,
+/// and the detail names it.
+fn secret_culprit(
+    k: Kind,
+    d: &Dynamic,
+    metas: &[(String, Meta)],
+    err: &crate::config::ConfigError,
+) -> Option<(usize, String)> {
+    if k != Kind::Secret {
+        return None;
+    }
+    let taken: Vec<String> = d
+        .listeners
+        .iter()
+        .filter(|(n, _)| err.path.starts_with(&format!("listener `{n}`")))
+        .flat_map(|(_, l)| xds::sds_names_listener(l))
+        .chain(
+            d.clusters
+                .iter()
+                .filter(|(n, _)| err.path.starts_with(&format!("cluster `{n}`")))
+                .flat_map(|(_, c)| xds::sds_names_cluster(c)),
+        )
+        .collect();
+    let i = metas.iter().position(|(n, _)| taken.contains(n))?;
+    let name = &metas.get(i)?.0;
+    Some((i, format!("secret `{name}`: {err}")))
+}
+
 /// Sets resource `n` of type `k` in `d` back to its version in `old` (or removes it).
 fn revert(k: Kind, d: &mut Dynamic, old: &Dynamic, n: &str) {
     fn set<T: Clone>(m: &mut BTreeMap<String, T>, old: &BTreeMap<String, T>, n: &str) {
@@ -579,6 +655,7 @@ fn revert(k: Kind, d: &mut Dynamic, old: &Dynamic, n: &str) {
         Kind::Cluster => set(&mut d.clusters, &old.clusters, n),
         Kind::Route => set(&mut d.routes, &old.routes, n),
         Kind::Endpoint => set(&mut d.endpoints, &old.endpoints, n),
+        Kind::Secret => set(&mut d.secrets, &old.secrets, n),
     }
 }
 
@@ -630,6 +707,28 @@ fn decode(k: Kind, bytes: &[u8], d: &mut Dynamic) -> Result<(String, Value), Dec
             d.endpoints.insert(n.clone(), m);
             (n, j)
         }
+        Kind::Secret => {
+            let (n, m, j) = one::<Secret>(k, bytes, |m| &m.name)?;
+            d.secrets.insert(n.clone(), m);
+            (n, redact(j))
+        }
     };
     Ok((n, j))
+}
+
+/// A secret's JSON for `/config_dump`: inline private keys read `[redacted]`, as in
+/// Envoy's dump.
+fn redact(mut j: Value) -> Value {
+    if let Some(key) = j
+        .get_mut("tls_certificate")
+        .and_then(|t| t.get_mut("private_key"))
+        .and_then(Value::as_object_mut)
+    {
+        for field in ["inline_string", "inline_bytes"] {
+            if let Some(v) = key.get_mut(field) {
+                *v = json!("[redacted]");
+            }
+        }
+    }
+    j
 }

@@ -7,10 +7,12 @@ use envoy_types::pb::envoy::extensions::resource_monitors::downstream_connection
 use serde_json::{json, Value};
 
 use super::super::raw::{RawAdmin, RawConfig, RawRuntime};
-use super::convert::{payload, socket_address, Translation, R};
+use super::convert::{payload, socket_address, AdsSecrets, Translation, R};
 use super::{cluster, err, listener, PathMap};
 
-pub(super) fn translate(b: &Bootstrap) -> R<Translation> {
+/// Translates a bootstrap; `ads_secrets` are the secrets the xDS client holds (the
+/// `sds_config: {ads: {}}` configs read them).
+pub(super) fn translate(b: &Bootstrap, ads_secrets: &AdsSecrets) -> R<Translation> {
     let node = b.node.clone().unwrap_or_default();
     let mut tx = Translation {
         istio_workload: super::istio_stats::workload(&node),
@@ -19,6 +21,7 @@ pub(super) fn translate(b: &Bootstrap) -> R<Translation> {
         zone: node.locality.map(|l| l.zone).unwrap_or_default(),
         node_id: node.id,
         direction: 0,
+        ads_secrets: ads_secrets.clone(),
     };
     if let Some(a) = &b.admin {
         let (host, port) = socket_address(&a.address, "admin.address")?;
@@ -39,7 +42,7 @@ pub(super) fn translate(b: &Bootstrap) -> R<Translation> {
     if let Some(sr) = &b.static_resources {
         for (i, c) in sr.clusters.iter().enumerate() {
             let p = format!("static_resources.clusters[{i}]");
-            let raw = cluster::translate(c, &p, i, &mut tx.paths)?;
+            let raw = cluster::translate(c, &p, i, &mut tx.paths, &tx.ads_secrets)?;
             tx.raw.clusters.push(raw);
         }
         for (i, l) in sr.listeners.iter().enumerate() {

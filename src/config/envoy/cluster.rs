@@ -4,12 +4,14 @@
 
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::cluster::v3::cluster::common_lb_config::LocalityConfigSpecifier;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, LbPolicy,
 };
 use envoy_types::pb::envoy::config::cluster::v3::{CircuitBreakers, Cluster};
 use envoy_types::pb::envoy::config::core::v3::Http2ProtocolOptions;
 use envoy_types::pb::envoy::config::core::v3::RoutingPriority;
+use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Locality};
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     explicit_http_config::ProtocolConfig, UpstreamProtocolOptions,
@@ -25,7 +27,13 @@ use super::{err, PathMap};
 
 const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
-pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap) -> R<RawCluster> {
+pub(super) fn translate(
+    c: &Cluster,
+    p: &str,
+    index: usize,
+    paths: &mut PathMap,
+    ads: &super::convert::AdsSecrets,
+) -> R<RawCluster> {
     let native = format!("clusters[{index}]");
     paths.add(native.clone(), p.to_string());
     let kind = match &c.cluster_discovery_type {
@@ -66,7 +74,9 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
             "`CLUSTER_PROVIDED` goes with `type: ORIGINAL_DST`, and only with it",
         ));
     }
-    let (lb_policy, ring_hash_lb_config, maglev_lb_config) = match &c.load_balancing_policy {
+    let (lb_policy, ring_hash_lb_config, maglev_lb_config, slow_start) = match &c
+        .load_balancing_policy
+    {
         // The typed form replaces the enum, as in Envoy.
         Some(lbp) if !original_dst => super::lb::typed(lbp, &format!("{p}.load_balancing_policy"))?,
         _ => {
@@ -84,13 +94,40 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
                     ))
                 }
             };
-            let (r, m) = super::lb::lb_config(c, p, lb_policy, &native, paths)?;
-            (lb_policy, r, m)
+            let (r, m, s) = super::lb::lb_config(c, p, lb_policy, &native, paths)?;
+            (lb_policy, r, m, s)
         }
     };
     let mut endpoints = Vec::new();
+    let mut locality_weights = std::collections::BTreeMap::new();
+    let mut overprovisioning_factor = None;
     if let Some(la) = &c.load_assignment {
+        overprovisioning_factor = la
+            .policy
+            .as_ref()
+            .and_then(|p| p.overprovisioning_factor.as_ref())
+            .map(|f| f.value);
         for (j, locality) in la.endpoints.iter().enumerate() {
+            let lp = format!("{p}.load_assignment.endpoints[{j}]");
+            let name = locality_name(locality.locality.as_ref());
+            if let Some(w) = &locality.load_balancing_weight {
+                // Envoy keys locality weights by locality; one weight per locality here.
+                if locality_weights
+                    .insert(name.clone(), w.value)
+                    .is_some_and(|o| o != w.value)
+                {
+                    return Err(err(
+                        format!("{lp}.load_balancing_weight"),
+                        "the same locality with another weight is not supported by Outrigger",
+                    ));
+                }
+                if w.value == 0 {
+                    return Err(err(
+                        format!("{lp}.load_balancing_weight"),
+                        "must be at least 1",
+                    ));
+                }
+            }
             for (k, lb) in locality.lb_endpoints.iter().enumerate() {
                 let ep = format!("{p}.load_assignment.endpoints[{j}].lb_endpoints[{k}]");
                 let Some(HostIdentifier::Endpoint(e)) = &lb.host_identifier else {
@@ -111,6 +148,12 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
                     weight: Some(lb.load_balancing_weight.as_ref().map_or(1, |w| w.value)),
                     // What auto_host_rewrite sends as Host (Envoy: the endpoint's hostname).
                     hostname: (!e.hostname.is_empty()).then(|| e.hostname.clone()),
+                    priority: (locality.priority > 0).then_some(locality.priority),
+                    locality: (!name.is_empty()).then(|| name.clone()),
+                    health_status: match HealthStatus::try_from(lb.health_status) {
+                        Ok(HealthStatus::Unknown) | Err(_) => None,
+                        Ok(h) => Some(h.as_str_name().to_ascii_lowercase()),
+                    },
                 });
             }
         }
@@ -211,6 +254,14 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
             .as_ref()
             .and_then(|l| l.healthy_panic_threshold.as_ref())
             .map(|t| t.value),
+        overprovisioning_factor,
+        locality_weighted_lb: c
+            .common_lb_config
+            .as_ref()
+            .and_then(|l| l.locality_config_specifier.as_ref())
+            .map(|s| matches!(s, LocalityConfigSpecifier::LocalityWeightedLbConfig(_))),
+        locality_weights: (!locality_weights.is_empty()).then_some(locality_weights),
+        slow_start,
         circuit_breakers: c.circuit_breakers.as_ref().map(circuit_breakers),
         outlier_detection: c
             .outlier_detection
@@ -230,7 +281,7 @@ pub(super) fn translate(c: &Cluster, p: &str, index: usize, paths: &mut PathMap)
         format!("{native}.healthy_panic_threshold"),
         format!("{p}.common_lb_config.healthy_panic_threshold"),
     );
-    super::tls::upstream(&c.transport_socket, p, &mut raw)?;
+    super::tls::upstream(&c.transport_socket, p, &mut raw, ads)?;
     paths.add(
         format!("clusters[{index}].tls"),
         format!("{p}.transport_socket"),
@@ -279,4 +330,14 @@ fn no_h2_settings(h2: &Http2ProtocolOptions, path: &str) -> R<()> {
         ));
     }
     Ok(())
+}
+
+/// A locality's name: `region/zone/sub_zone` (`""` for none).
+fn locality_name(l: Option<&Locality>) -> String {
+    match l {
+        Some(l) if !(l.region.is_empty() && l.zone.is_empty() && l.sub_zone.is_empty()) => {
+            format!("{}/{}/{}", l.region, l.zone, l.sub_zone)
+        }
+        _ => String::new(),
+    }
 }

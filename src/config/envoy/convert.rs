@@ -11,6 +11,7 @@ use envoy_types::pb::envoy::config::core::v3::{
     address, header_value_option::HeaderAppendAction, socket_address, Address, HeaderValueOption,
 };
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::Mutations;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration};
 use prost::Message;
 
@@ -31,9 +32,14 @@ pub(in crate::config) struct Translation {
     pub direction: i32,
     /// This proxy's workload from the node metadata (Istio's stats labels).
     pub istio_workload: super::super::raw_istio::RawWorkload,
+    /// The secrets delivered over ADS (empty for a bootstrap file).
+    pub ads_secrets: AdsSecrets,
 }
 
 pub(super) type R<T> = Result<T, ConfigError>;
+
+/// The secrets delivered over ADS, by name (`sds.rs` reads them).
+pub type AdsSecrets = std::collections::BTreeMap<String, Secret>;
 
 /// Decodes an `Any` payload that must be of type `want`.
 pub(super) fn payload<M: Message + Default>(any: &Any, want: &str, path: &str) -> R<M> {

@@ -11,8 +11,12 @@ use envoy_types::pb::envoy::extensions::load_balancing_policies::ring_hash::v3::
     ring_hash::HashFunction as TypedHashFunction, RingHash,
 };
 
-use super::super::raw::{RawMaglev, RawRingHash};
-use super::convert::{payload, R};
+use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::SlowStartConfig;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
+
+use super::super::raw::{RawMaglev, RawRingHash, RawSlowStart};
+use super::convert::{duration, native_duration, payload, R};
 use super::{err, walk, PathMap};
 
 const ROUND_ROBIN: &str = "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
@@ -22,7 +26,41 @@ const RANDOM: &str = "envoy.extensions.load_balancing_policies.random.v3.Random"
 const RING_HASH: &str = "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash";
 const MAGLEV: &str = "envoy.extensions.load_balancing_policies.maglev.v3.Maglev";
 
-type Lb = (&'static str, Option<RawRingHash>, Option<RawMaglev>);
+type Lb = (
+    &'static str,
+    Option<RawRingHash>,
+    Option<RawMaglev>,
+    Option<RawSlowStart>,
+);
+
+/// Envoy's `slow_start_config` (either message: the cluster's legacy one or the typed
+/// policies' common one have the same three fields) as the native block.
+fn slow_start(
+    window: &Option<envoy_types::pb::google::protobuf::Duration>,
+    aggression: Option<f64>,
+    min_weight_percent: Option<f64>,
+    at: &str,
+) -> R<RawSlowStart> {
+    let window = duration(window, &format!("{at}.slow_start_window"))?;
+    Ok(RawSlowStart {
+        slow_start_window: window.map(native_duration),
+        aggression,
+        min_weight_percent,
+    })
+}
+
+fn typed_slow_start(s: &Option<SlowStartConfig>, at: &str) -> R<Option<RawSlowStart>> {
+    s.as_ref()
+        .map(|s| {
+            slow_start(
+                &s.slow_start_window,
+                s.aggression.as_ref().map(|a| a.default_value),
+                s.min_weight_percent.as_ref().map(|p| p.value),
+                &format!("{at}.slow_start_config"),
+            )
+        })
+        .transpose()
+}
 
 /// The cluster's `ring_hash_lb_config` or `maglev_lb_config` (Envoy's `lb_config`
 /// oneof), each only with its own `lb_policy`, as the native blocks.
@@ -32,7 +70,8 @@ pub(super) fn lb_config(
     policy: &str,
     native: &str,
     paths: &mut PathMap,
-) -> R<(Option<RawRingHash>, Option<RawMaglev>)> {
+) -> R<(Option<RawRingHash>, Option<RawMaglev>, Option<RawSlowStart>)> {
+    let mut slow = None;
     let mut ring = (policy == "ring_hash").then(RawRingHash::default);
     let mut maglev = (policy == "maglev").then(RawMaglev::default);
     match &c.lb_config {
@@ -57,14 +96,50 @@ pub(super) fn lb_config(
             paths.add(format!("{native}.maglev_lb_config"), at);
             out.table_size = m.table_size.map(|v| v.value);
         }
+        Some(LbConfig::RoundRobinLbConfig(r)) => {
+            let at = format!("{p}.round_robin_lb_config");
+            if policy != "round_robin" {
+                return Err(err(at, "goes with `lb_policy: ROUND_ROBIN`"));
+            }
+            slow = r
+                .slow_start_config
+                .as_ref()
+                .map(|s| {
+                    slow_start(
+                        &s.slow_start_window,
+                        s.aggression.as_ref().map(|a| a.default_value),
+                        s.min_weight_percent.as_ref().map(|p| p.value),
+                        &format!("{at}.slow_start_config"),
+                    )
+                })
+                .transpose()?;
+        }
+        Some(LbConfig::LeastRequestLbConfig(l)) => {
+            let at = format!("{p}.least_request_lb_config");
+            if policy != "least_request" {
+                return Err(err(at, "goes with `lb_policy: LEAST_REQUEST`"));
+            }
+            slow = l
+                .slow_start_config
+                .as_ref()
+                .map(|s| {
+                    slow_start(
+                        &s.slow_start_window,
+                        s.aggression.as_ref().map(|a| a.default_value),
+                        s.min_weight_percent.as_ref().map(|p| p.value),
+                        &format!("{at}.slow_start_config"),
+                    )
+                })
+                .transpose()?;
+        }
         Some(_) => {
             return Err(err(
                 format!("{p}.lb_config"),
-                "only `ring_hash_lb_config` and `maglev_lb_config` are supported by Outrigger",
+                "this `lb_config` is not supported by Outrigger",
             ))
         }
     }
-    Ok((ring, maglev))
+    Ok((ring, maglev, slow))
 }
 
 /// Envoy's `load_balancing_policy`: the first policy of the list (Envoy takes the first
@@ -84,9 +159,21 @@ pub(super) fn typed(lbp: &LoadBalancingPolicy, p: &str) -> R<Lb> {
     };
     let tc = format!("{at}.typed_config");
     Ok(match walk::type_name(&any.type_url) {
-        ROUND_ROBIN => ("round_robin", None, None),
-        LEAST_REQUEST => ("least_request", None, None),
-        RANDOM => ("random", None, None),
+        ROUND_ROBIN => {
+            let r: RoundRobin = payload(any, ROUND_ROBIN, &tc)?;
+            (
+                "round_robin",
+                None,
+                None,
+                typed_slow_start(&r.slow_start_config, &tc)?,
+            )
+        }
+        LEAST_REQUEST => {
+            let l: LeastRequest = payload(any, LEAST_REQUEST, &tc)?;
+            let slow = typed_slow_start(&l.slow_start_config, &tc)?;
+            ("least_request", None, None, slow)
+        }
+        RANDOM => ("random", None, None, None),
         RING_HASH => {
             let r: RingHash = payload(any, RING_HASH, &tc)?;
             let murmur = r.hash_function == TypedHashFunction::MurmurHash2 as i32;
@@ -95,14 +182,14 @@ pub(super) fn typed(lbp: &LoadBalancingPolicy, p: &str) -> R<Lb> {
                 maximum_ring_size: r.maximum_ring_size.map(|v| v.value),
                 hash_function: murmur.then(|| "MURMUR_HASH_2".into()),
             };
-            ("ring_hash", Some(ring), None)
+            ("ring_hash", Some(ring), None, None)
         }
         MAGLEV => {
             let m: Maglev = payload(any, MAGLEV, &tc)?;
             let maglev = RawMaglev {
                 table_size: m.table_size.map(|v| v.value),
             };
-            ("maglev", None, Some(maglev))
+            ("maglev", None, Some(maglev), None)
         }
         other => {
             return Err(err(

@@ -199,7 +199,7 @@ fn chain(
         istio_stats,
         http_filters: Vec::new(),
         network_filters,
-        tls: super::tls::downstream(&fc.transport_socket, p)?,
+        tls: super::tls::downstream(&fc.transport_socket, p, &tx.ads_secrets)?,
     };
     tx.paths
         .add(format!("{native}.tls"), format!("{p}.transport_socket"));

@@ -125,7 +125,7 @@ pub(crate) fn load(text: &str, mut value: Value) -> Result<Snapshot, ConfigError
     let typed = msg
         .transcode_to::<envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap>()
         .map_err(|e| fail(err("(root)", format!("cannot transcode: {e}"))))?;
-    let tr = bootstrap::translate(&typed).map_err(fail)?;
+    let tr = bootstrap::translate(&typed, &convert::AdsSecrets::new()).map_err(fail)?;
     let dump = bootstrap::config_dump(&value);
     super::build::build_raw(&tr.raw, dump).map_err(|errors| {
         let mut errors: Vec<ConfigError> = errors

@@ -11,8 +11,14 @@
 //! does not parse, or holds another secret) and refuse TLS handshakes until a good file
 //! arrives, Outrigger refuses the config instead: at start-up the proxy does not start,
 //! and on rotation the running config (with the previous secret) keeps serving, which
-//! is what Envoy does with a rejected update. Secrets over ADS and static secrets
-//! (`static_resources.secrets`) are refused with their path.
+//! is what Envoy does with a rejected update. Static secrets (`static_resources.secrets`)
+//! are refused with their path.
+//!
+//! Envoy's SDS over ADS (`sds_config: {ads: {}}`): the secret comes from the xDS client
+//! (`src/xds/`), which hands the secrets it holds to the translation as [`AdsSecrets`];
+//! from there a secret goes through the same checks as one read from a file. The xDS
+//! client keeps a listener or cluster warming until its secrets have arrived, so a
+//! missing one here is an error only for a bootstrap translated outside xDS.
 
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -22,15 +28,29 @@ use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use prost_reflect::DynamicMessage;
 use serde_json::Value;
 
-use super::convert::{payload, R};
+use super::convert::{payload, AdsSecrets, R};
 use super::{check_type_urls, err, msg_from, pool, walk};
 use crate::tls::files::{stamp, Watched};
 
-const SECRET: &str = "envoy.extensions.transport_sockets.tls.v3.Secret";
+pub const SECRET: &str = "envoy.extensions.transport_sockets.tls.v3.Secret";
+
+/// Where a secret comes from.
+enum Source {
+    File(String),
+    Ads,
+}
 const RESPONSE: &str = "envoy.service.discovery.v3.DiscoveryResponse";
 
-/// The file an SDS config reads, or why it cannot be served.
-fn sds_path(c: &SdsSecretConfig, p: &str) -> R<String> {
+/// Whether an SDS config names a secret delivered over ADS.
+pub fn is_ads(c: &SdsSecretConfig) -> bool {
+    matches!(
+        c.sds_config.as_ref().map(|s| &s.config_source_specifier),
+        Some(Some(ConfigSourceSpecifier::Ads(_)))
+    )
+}
+
+/// The file an SDS config reads (or ADS), or why it cannot be served.
+fn sds_source(c: &SdsSecretConfig, p: &str) -> R<Source> {
     let sp = format!("{p}.sds_config");
     let path = match c.sds_config.as_ref().map(|s| &s.config_source_specifier) {
         None => {
@@ -46,15 +66,15 @@ fn sds_path(c: &SdsSecretConfig, p: &str) -> R<String> {
         Some(Some(ConfigSourceSpecifier::Path(path))) => path.clone(),
         Some(Some(ConfigSourceSpecifier::PathConfigSource(pcs))) => pcs.path.clone(),
         Some(Some(ConfigSourceSpecifier::Ads(_))) => {
-            return Err(err(
-                format!("{sp}.ads"),
-                "secrets over ADS are not supported: deliver them from a file with `path_config_source`",
-            ))
+            if c.name.is_empty() {
+                return Err(err(format!("{p}.name"), "is required"));
+            }
+            return Ok(Source::Ads);
         }
         Some(_) => {
             return Err(err(
                 sp,
-                "needs `path_config_source` (or `path`): Outrigger reads secrets from files only",
+                "needs `path_config_source` (or `path`) or `ads`: Outrigger reads secrets from files or over ADS",
             ))
         }
     };
@@ -64,13 +84,23 @@ fn sds_path(c: &SdsSecretConfig, p: &str) -> R<String> {
     if c.name.is_empty() {
         return Err(err(format!("{p}.name"), "is required"));
     }
-    Ok(path)
+    Ok(Source::File(path))
 }
 
-/// Reads the secret an SDS config names; records the file and its stamp (taken before
-/// the read) in `watched`.
-fn load(c: &SdsSecretConfig, p: &str, watched: &mut Watched) -> R<Secret> {
-    let path = sds_path(c, p)?;
+/// Reads the secret an SDS config names, from its file (recording the file and its
+/// stamp, taken before the read, in `watched`) or from what ADS delivered.
+fn load(c: &SdsSecretConfig, p: &str, watched: &mut Watched, ads: &AdsSecrets) -> R<Secret> {
+    let path = match sds_source(c, p)? {
+        Source::File(path) => path,
+        Source::Ads => {
+            return ads.get(&c.name).cloned().ok_or_else(|| {
+                err(
+                    format!("{p}.sds_config.ads"),
+                    format!("secret `{}` has not arrived over ADS", c.name),
+                )
+            })
+        }
+    };
     let stamp = stamp(&path);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         let why = if e.kind() == std::io::ErrorKind::NotFound {
@@ -139,8 +169,9 @@ pub(super) fn tls_certificate(
     c: &SdsSecretConfig,
     p: &str,
     watched: &mut Watched,
+    ads: &AdsSecrets,
 ) -> R<TlsCertificate> {
-    match load(c, p, watched)?.r#type {
+    match load(c, p, watched, ads)?.r#type {
         Some(secret::Type::TlsCertificate(t)) => Ok(t),
         _ => Err(err(
             p,
@@ -154,8 +185,9 @@ pub(super) fn validation_context(
     c: &SdsSecretConfig,
     p: &str,
     watched: &mut Watched,
+    ads: &AdsSecrets,
 ) -> R<CertificateValidationContext> {
-    match load(c, p, watched)?.r#type {
+    match load(c, p, watched, ads)?.r#type {
         Some(secret::Type::ValidationContext(v)) => Ok(v),
         _ => Err(err(
             p,

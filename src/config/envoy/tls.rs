@@ -5,7 +5,7 @@
 //!
 //! Typed SAN matchers of type DNS and URI map to the native matchers, which check both
 //! kinds of SAN (a `spiffe://` URI matcher cannot match a DNS name, and the reverse);
-//! other SAN types, SDS over ADS and the other TLS knobs are refused by the
+//! other SAN types and the other TLS knobs are refused by the
 //! walker or here, with their path.
 
 use envoy_types::pb::envoy::config::core::v3::{
@@ -13,15 +13,17 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, TlsCertificate,
-    UpstreamTlsContext,
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig,
+    TlsCertificate, UpstreamTlsContext,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
 
 use super::super::raw::RawCluster;
-use super::convert::{payload, R};
-use super::{err, sds};
+use super::convert::{payload, AdsSecrets, R};
+use super::err;
+use super::sds;
 use crate::tls::client::RawUpstreamTls;
 use crate::tls::config::{
     RawCertificate, RawDownstreamTls, RawRegex, RawStringMatch, RawValidationContext,
@@ -141,7 +143,7 @@ fn validation(v: &CertificateValidationContext, vp: &str) -> R<RawValidationCont
 
 /// Certificates, ALPN and validation of a `CommonTlsContext`; secrets from SDS files
 /// are read here (`sds.rs`).
-fn common(c: &Option<CommonTlsContext>, p: &str) -> R<Common> {
+fn common(c: &Option<CommonTlsContext>, p: &str, ads: &AdsSecrets) -> R<Common> {
     let p = format!("{p}.common_tls_context");
     let mut out = Common {
         certificates: Vec::new(),
@@ -159,7 +161,7 @@ fn common(c: &Option<CommonTlsContext>, p: &str) -> R<Common> {
     if c.tls_certificates.is_empty() {
         for (i, s) in c.tls_certificate_sds_secret_configs.iter().enumerate() {
             let sp = format!("{p}.tls_certificate_sds_secret_configs[{i}]");
-            let t = sds::tls_certificate(s, &sp, &mut out.sds_files)?;
+            let t = sds::tls_certificate(s, &sp, &mut out.sds_files, ads)?;
             let in_secret = format!("{sp} (secret `{}`: tls_certificate)", s.name);
             out.certificates.push(certificate(&t, &in_secret)?);
         }
@@ -171,7 +173,7 @@ fn common(c: &Option<CommonTlsContext>, p: &str) -> R<Common> {
         }
         Some(ValidationContextType::ValidationContextSdsSecretConfig(s)) => {
             let sp = format!("{p}.validation_context_sds_secret_config");
-            let v = sds::validation_context(s, &sp, &mut out.sds_files)?;
+            let v = sds::validation_context(s, &sp, &mut out.sds_files, ads)?;
             let in_secret = format!("{sp} (secret `{}`: validation_context)", s.name);
             Some(validation(&v, &in_secret)?)
         }
@@ -187,7 +189,7 @@ fn common(c: &Option<CommonTlsContext>, p: &str) -> R<Common> {
                 )
             })?;
             let sp = format!("{cp}.validation_context_sds_secret_config");
-            let dynamic = sds::validation_context(s, &sp, &mut out.sds_files)?;
+            let dynamic = sds::validation_context(s, &sp, &mut out.sds_files, ads)?;
             let in_secret = format!("{cp} (merged with secret `{}`)", s.name);
             Some(validation(&sds::merged(default, dynamic), &in_secret)?)
         }
@@ -202,13 +204,17 @@ fn common(c: &Option<CommonTlsContext>, p: &str) -> R<Common> {
 }
 
 /// A filter chain's `transport_socket`.
-pub(super) fn downstream(ts: &Option<TransportSocket>, p: &str) -> R<Option<RawDownstreamTls>> {
+pub(super) fn downstream(
+    ts: &Option<TransportSocket>,
+    p: &str,
+    ads: &AdsSecrets,
+) -> R<Option<RawDownstreamTls>> {
     let Some(ts) = ts else { return Ok(None) };
     let p = format!("{p}.transport_socket");
     let any = typed_config(ts, &p)?;
     let tp = format!("{p}.typed_config");
     let d: DownstreamTlsContext = payload(any, DOWNSTREAM, &tp)?;
-    let c = common(&d.common_tls_context, &tp)?;
+    let c = common(&d.common_tls_context, &tp, ads)?;
     Ok(Some(RawDownstreamTls {
         certificates: c.certificates,
         alpn_protocols: c.alpn,
@@ -219,13 +225,18 @@ pub(super) fn downstream(ts: &Option<TransportSocket>, p: &str) -> R<Option<RawD
 }
 
 /// A cluster's `transport_socket`.
-pub(super) fn upstream(ts: &Option<TransportSocket>, p: &str, c: &mut RawCluster) -> R<()> {
+pub(super) fn upstream(
+    ts: &Option<TransportSocket>,
+    p: &str,
+    c: &mut RawCluster,
+    ads: &AdsSecrets,
+) -> R<()> {
     let Some(ts) = ts else { return Ok(()) };
     let p = format!("{p}.transport_socket");
     let any = typed_config(ts, &p)?;
     let tp = format!("{p}.typed_config");
     let u: UpstreamTlsContext = payload(any, UPSTREAM, &tp)?;
-    let common = common(&u.common_tls_context, &tp)?;
+    let common = common(&u.common_tls_context, &tp, ads)?;
     c.tls = Some(RawUpstreamTls {
         sni: (!u.sni.is_empty()).then(|| u.sni.clone()),
         // Envoy offers exactly the configured ALPN list (none if empty).
@@ -235,4 +246,42 @@ pub(super) fn upstream(ts: &Option<TransportSocket>, p: &str, c: &mut RawCluster
         sds_files: common.sds_files,
     });
     Ok(())
+}
+
+/// The names of the secrets a transport socket takes over ADS: the ones its translation
+/// reads (SDS certificate configs only when no certificate is inline, as in Envoy).
+pub(super) fn ads_secret_names(ts: &Option<TransportSocket>) -> Vec<String> {
+    let Some(transport_socket::ConfigType::TypedConfig(any)) =
+        ts.as_ref().and_then(|t| t.config_type.as_ref())
+    else {
+        return Vec::new();
+    };
+    let common = match super::walk::type_name(&any.type_url) {
+        DOWNSTREAM => DownstreamTlsContext::decode(any.value.as_slice())
+            .ok()
+            .and_then(|d| d.common_tls_context),
+        UPSTREAM => UpstreamTlsContext::decode(any.value.as_slice())
+            .ok()
+            .and_then(|u| u.common_tls_context),
+        _ => None,
+    };
+    let Some(c) = common else {
+        return Vec::new();
+    };
+    let mut configs: Vec<&SdsSecretConfig> = Vec::new();
+    if c.tls_certificates.is_empty() {
+        configs.extend(&c.tls_certificate_sds_secret_configs);
+    }
+    match &c.validation_context_type {
+        Some(ValidationContextType::ValidationContextSdsSecretConfig(s)) => configs.push(s),
+        Some(ValidationContextType::CombinedValidationContext(cv)) => {
+            configs.extend(&cv.validation_context_sds_secret_config)
+        }
+        _ => {}
+    }
+    configs
+        .into_iter()
+        .filter(|s| sds::is_ads(s))
+        .map(|s| s.name.clone())
+        .collect()
 }

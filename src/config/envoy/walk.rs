@@ -474,6 +474,8 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "lb_policy",
             "ring_hash_lb_config",
             "maglev_lb_config",
+            "round_robin_lb_config",
+            "least_request_lb_config",
             "load_balancing_policy",
             "load_assignment",
             "eds_cluster_config",
@@ -535,9 +537,38 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ("envoy.config.core.v3.BindConfig", &["source_address"]),
     (
         "envoy.config.cluster.v3.Cluster.CommonLbConfig",
-        &["healthy_panic_threshold"],
+        &["healthy_panic_threshold", "locality_weighted_lb_config"],
     ),
     ("envoy.type.v3.Percent", &["value"]),
+    (
+        "envoy.config.cluster.v3.Cluster.RoundRobinLbConfig",
+        &["slow_start_config"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.LeastRequestLbConfig",
+        &["slow_start_config"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.SlowStartConfig",
+        &["slow_start_window", "aggression", "min_weight_percent"],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
+        &["slow_start_config"],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+        &["slow_start_config"],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.common.v3.SlowStartConfig",
+        &["slow_start_window", "aggression", "min_weight_percent"],
+    ),
+    // Envoy requires the key; Outrigger has no runtime layer, so the default applies.
+    (
+        "envoy.config.core.v3.RuntimeDouble",
+        &["default_value", "runtime_key"],
+    ),
     (
         "envoy.config.core.v3.HealthCheck",
         &[
@@ -576,11 +607,15 @@ const SUPPORTED: &[(&str, &[&str])] = &[
 
     (
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
-        &["cluster_name", "endpoints"],
+        &["cluster_name", "endpoints", "policy"],
+    ),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
+        &["overprovisioning_factor"],
     ),
     (
         "envoy.config.endpoint.v3.LocalityLbEndpoints",
-        &["lb_endpoints", "locality"],
+        &["lb_endpoints", "locality", "load_balancing_weight", "priority"],
     ),
     (
         "envoy.config.endpoint.v3.LbEndpoint",
@@ -615,7 +650,7 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
     "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
     "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-    // Only as a resource of an SDS file (`sds.rs`).
+    // Only as a resource of an SDS file or of SDS over ADS (`sds.rs`).
     "envoy.extensions.transport_sockets.tls.v3.Secret",
     "envoy.extensions.filters.http.router.v3.Router",
     "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
@@ -642,8 +677,7 @@ pub(super) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.load_balancing_policies.random.v3.Random",
     "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash",
     "envoy.extensions.load_balancing_policies.maglev.v3.Maglev",
-    // Istio's stats filter (HTTP and network); not part of Envoy's API.
-    "stats.PluginConfig",
+    "stats.PluginConfig", // Istio's stats filter: not Envoy's API (istio_stats.rs)
 ];
 
 /// HTTP filter types Outrigger implements (the others are refused, or skipped when the

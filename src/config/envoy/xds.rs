@@ -22,7 +22,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType,
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{
     api_config_source::ApiType, config_source::ConfigSourceSpecifier, grpc_service, ConfigSource,
-    HealthStatus, Node,
+    Node,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::{filter, FilterChain, Listener};
@@ -45,6 +45,7 @@ pub const LISTENER: &str = "envoy.config.listener.v3.Listener";
 pub const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
 pub const ROUTE: &str = "envoy.config.route.v3.RouteConfiguration";
 pub const ENDPOINT: &str = "envoy.config.endpoint.v3.ClusterLoadAssignment";
+pub use super::sds::SECRET;
 const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
@@ -212,6 +213,8 @@ pub struct Dynamic {
     pub clusters: BTreeMap<String, Cluster>,
     pub routes: BTreeMap<String, RouteConfiguration>,
     pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
+    /// Secrets (`sds_config: {ads: {}}`); a listener or cluster warms until its arrive.
+    pub secrets: super::convert::AdsSecrets,
     /// The version of each listener and cluster last used in a snapshot: a warming
     /// update keeps serving it (Envoy keeps the active listener or cluster until its
     /// replacement has warmed).
@@ -236,6 +239,29 @@ pub fn rds_names(l: &Listener) -> Vec<String> {
             Some(RouteSpecifier::Rds(r)) => Some(r.route_config_name),
             _ => None,
         })
+        .collect()
+}
+
+/// The secrets a listener's filter chains take over ADS.
+pub fn sds_names_listener(l: &Listener) -> Vec<String> {
+    chains(l)
+        .flat_map(|fc| super::tls::ads_secret_names(&fc.transport_socket))
+        .collect()
+}
+
+/// The secrets a cluster's transport socket takes over ADS.
+pub fn sds_names_cluster(c: &Cluster) -> Vec<String> {
+    super::tls::ads_secret_names(&c.transport_socket)
+}
+
+/// The secrets among `names` that have not arrived; Envoy keeps their listener or
+/// cluster warming (after the initial fetch timeout too: Outrigger then leaves it out
+/// rather than serve handshakes that can only fail).
+fn missing_secrets(names: Vec<String>, d: &Dynamic) -> Vec<(&'static str, String)> {
+    names
+        .into_iter()
+        .filter(|n| !d.secrets.contains_key(n))
+        .map(|n| (SECRET, n))
         .collect()
 }
 
@@ -292,6 +318,11 @@ pub fn assemble(
     let mut used_clusters = BTreeMap::new();
     let mut clusters = Vec::new();
     for c in std::mem::take(&mut sr.clusters) {
+        let secrets = missing_secrets(sds_names_cluster(&c), d);
+        if !secrets.is_empty() {
+            warming.extend(secrets);
+            continue;
+        }
         match warm_cluster(&c, d, expired) {
             Some(c) => clusters.push(c),
             None => {
@@ -337,14 +368,14 @@ pub fn assemble(
             Ok((l, rl)) => {
                 push_listener(&mut listeners, &mut labels, l, None, rl);
             }
-            Err(missing) => warming.extend(missing.into_iter().map(|m| (ROUTE, m))),
+            Err(missing) => warming.extend(missing),
         }
     }
     for (name, l) in &d.listeners {
         let chosen = match inline_routes(l, d, &known, expired) {
             Ok(done) => Some((done, l.clone())),
             Err(missing) => {
-                warming.extend(missing.into_iter().map(|m| (ROUTE, m)));
+                warming.extend(missing);
                 d.active_listeners.get(name).and_then(|a| {
                     inline_routes(a, d, &known, expired)
                         .ok()
@@ -380,7 +411,7 @@ pub fn assemble(
         }
         e
     };
-    let tr = bootstrap::translate(&b).map_err(|e| ConfigErrors(vec![relabel(e)]))?;
+    let tr = bootstrap::translate(&b, &d.secrets).map_err(|e| ConfigErrors(vec![relabel(e)]))?;
     let snapshot = super::super::build::build_raw(&tr.raw, dump).map_err(|errors| {
         ConfigErrors(
             errors
@@ -424,18 +455,21 @@ fn push_listener(
 
 /// The listener with each `rds` replaced by its route configuration (routes to clusters
 /// that are not active answer 503, as Envoy's cluster-not-found does), and where each
-/// went (`filter_chains[j].filters[k].typed_config`, rds name); or the names still missing.
+/// went (`filter_chains[j].filters[k].typed_config`, rds name); or the route
+/// configurations and secrets still missing.
 #[allow(clippy::type_complexity)]
 fn inline_routes(
     l: &Listener,
     d: &Dynamic,
     known: &BTreeSet<String>,
     expired: &BTreeSet<String>,
-) -> Result<(Listener, Vec<(String, String)>), Vec<String>> {
-    let missing: Vec<String> = rds_names(l)
+) -> Result<(Listener, Vec<(String, String)>), Vec<(&'static str, String)>> {
+    let mut missing: Vec<(&'static str, String)> = rds_names(l)
         .into_iter()
         .filter(|n| !d.routes.contains_key(n) && !expired.contains(&format!("rds:{n}")))
+        .map(|n| (ROUTE, n))
         .collect();
+    missing.extend(missing_secrets(sds_names_listener(l), d));
     if !missing.is_empty() {
         return Err(missing);
     }
@@ -498,6 +532,9 @@ fn no_cluster_is_503(rc: &mut RouteConfiguration, known: &BTreeSet<String>) {
 /// An EDS cluster as the STATIC cluster its endpoints make, once they have arrived (or
 /// its initial fetch timed out); other clusters as they are.
 fn warm_cluster(c: &Cluster, d: &Dynamic, expired: &BTreeSet<String>) -> Option<Cluster> {
+    if !missing_secrets(sds_names_cluster(c), d).is_empty() {
+        return None;
+    }
     let Some(svc) = eds_name(c) else {
         return Some(c.clone());
     };
@@ -509,18 +546,9 @@ fn warm_cluster(c: &Cluster, d: &Dynamic, expired: &BTreeSet<String>) -> Option<
     let mut c = without_endpoints(c.clone());
     let mut cla = cla;
     cla.cluster_name = c.name.clone();
-    // Envoy sends no traffic to hosts marked unhealthy, draining or timed out.
-    for loc in &mut cla.endpoints {
-        loc.lb_endpoints.retain(|e| {
-            !matches!(
-                HealthStatus::try_from(e.health_status),
-                Ok(HealthStatus::Unhealthy | HealthStatus::Draining | HealthStatus::Timeout)
-            )
-        });
-        for e in &mut loc.lb_endpoints {
-            e.health_status = 0;
-        }
-    }
+    // Each endpoint keeps its health_status: an unhealthy or timed-out one takes no
+    // load but counts for the priority and panic arithmetic; a draining one is left
+    // out (config::build), as in Envoy.
     c.load_assignment = Some(cla);
     Some(c)
 }
@@ -691,12 +719,20 @@ static_resources:
             "c".into(),
             resource(
                 ENDPOINT,
-                json!({"cluster_name": "c", "endpoints": [{"lb_endpoints": [ep(5, "HEALTHY"), ep(6, "DRAINING")]}]}),
+                json!({"cluster_name": "c", "endpoints": [{"lb_endpoints": [ep(5, "HEALTHY"), ep(6, "UNHEALTHY"), ep(7, "DRAINING")]}]}),
             ),
         );
         let a = assemble(&x, &d, &none, Value::Null).unwrap();
         let c = a.snapshot.clusters.iter().find(|c| c.name == "c").unwrap();
-        assert_eq!(c.endpoints.len(), 1);
+        assert_eq!(c.endpoints.len(), 2);
         assert_eq!(c.endpoints[0].addr.port(), 5);
+        assert_eq!(
+            c.endpoints[0].health,
+            crate::config::EndpointHealth::Healthy
+        );
+        assert_eq!(
+            c.endpoints[1].health,
+            crate::config::EndpointHealth::Unhealthy
+        );
     }
 }

@@ -121,6 +121,8 @@ fn run() {
         }
     };
     let mut pending: HashMap<Arc<Collector>, (Instant, Vec<Finished>)> = HashMap::new();
+    // OTLP/HTTP: each collector's kept-alive connection.
+    let mut kept: HashMap<std::net::SocketAddr, TcpStream> = HashMap::new();
     let mut queues: Vec<Arc<Queue>> = Vec::new();
     loop {
         if let Ok(all) = s.queues.lock() {
@@ -158,7 +160,12 @@ fn run() {
                     let sent = if c.grpc {
                         post_grpc(&c, &body)
                     } else {
-                        post(&c, &body)
+                        let mut conn = kept.remove(&c.addr);
+                        let sent = post(&c, &body, &mut conn);
+                        if let Some(conn) = conn {
+                            kept.insert(c.addr, conn);
+                        }
+                        sent
                     };
                     match sent {
                         Ok(()) => s.sent.fetch_add(n, Ordering::Relaxed),
@@ -197,37 +204,104 @@ fn run() {
     }
 }
 
-/// One OTLP/HTTP export: a request on a fresh connection, answered 2xx.
-fn post(c: &Collector, body: &[u8]) -> std::io::Result<()> {
+/// One OTLP/HTTP export, answered 2xx, on the collector's kept-alive connection in
+/// `kept` when there is one (at 100% sampling a busy worker fills a batch every few
+/// hundred microseconds: a connection per batch cannot keep up). A kept connection
+/// that fails (the collector closed it while idle) is replaced once by a new one.
+fn post(c: &Collector, body: &[u8], kept: &mut Option<TcpStream>) -> std::io::Result<()> {
+    if let Some(sock) = kept.take() {
+        if let Ok((answer, sock)) = exchange(c, body, sock) {
+            *kept = sock;
+            return answer;
+        }
+    }
     let timeout = Duration::from_secs(5);
-    let mut sock = TcpStream::connect_timeout(&c.addr, timeout)?;
+    let sock = TcpStream::connect_timeout(&c.addr, timeout)?;
     sock.set_read_timeout(Some(timeout))?;
     sock.set_write_timeout(Some(timeout))?;
-    let head = format!(
-        "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+    sock.set_nodelay(true)?;
+    let (answer, sock) = exchange(c, body, sock)?;
+    *kept = sock;
+    answer
+}
+
+/// The largest response head and body an export reads before giving up the connection.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// Sends one export request on `sock` and reads its answer. `Err`: the connection
+/// failed. `Ok((answer, sock))`: the collector's verdict, and the connection if it can
+/// carry the next export (its answer had a length, read in full, and no close).
+#[allow(clippy::type_complexity)]
+fn exchange(
+    c: &Collector,
+    body: &[u8],
+    mut sock: TcpStream,
+) -> std::io::Result<(std::io::Result<()>, Option<TcpStream>)> {
+    let mut req = format!(
+        "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
         c.path,
         c.authority,
         body.len()
-    );
-    sock.write_all(head.as_bytes())?;
-    sock.write_all(body)?;
-    let mut buf = [0u8; 64];
-    let mut n = 0;
-    while n < 12 {
-        let Some(rest) = buf.get_mut(n..) else { break };
-        match sock.read(rest)? {
-            0 => break,
-            k => n += k,
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    sock.write_all(&req)?;
+    let mut buf = vec![0u8; 4096];
+    let mut have = 0;
+    let (code, head_len, length, close) = loop {
+        let Some(room) = buf.get_mut(have..) else {
+            return Err(std::io::Error::other("collector answer head too large"));
+        };
+        match sock.read(room)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => have += n,
         }
-    }
-    // `HTTP/1.1 2xx`
-    match buf.get(9) {
-        Some(b'2') => Ok(()),
-        _ => Err(std::io::Error::other(format!(
-            "collector answered {:?}",
-            String::from_utf8_lossy(buf.get(..n).unwrap_or_default())
-        ))),
-    }
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(buf.get(..have).unwrap_or_default()) {
+            Ok(httparse::Status::Complete(head_len)) => {
+                let mut length = None;
+                let mut close = resp.version == Some(0);
+                for h in resp.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        length = std::str::from_utf8(h.value)
+                            .ok()
+                            .and_then(|v| v.trim().parse::<usize>().ok());
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        close = true;
+                    } else if h.name.eq_ignore_ascii_case("connection") {
+                        close |= h.value.eq_ignore_ascii_case(b"close");
+                    }
+                }
+                break (resp.code.unwrap_or(0), head_len, length, close);
+            }
+            Ok(httparse::Status::Partial) if have < buf.len() => {}
+            Ok(httparse::Status::Partial) if buf.len() < MAX_ANSWER => buf.resize(buf.len() * 2, 0),
+            _ => return Err(std::io::Error::other("collector answer unreadable")),
+        }
+    };
+    let answer = if (200..300).contains(&code) {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("collector answered {code}")))
+    };
+    // Read the rest of the body, so the next answer starts where it should.
+    let keep = match length {
+        Some(len) if !close && len <= MAX_ANSWER => {
+            let mut left = len.saturating_sub(have.saturating_sub(head_len));
+            let mut sink = [0u8; 1024];
+            while left > 0 {
+                let want = left.min(sink.len());
+                match sock.read(sink.get_mut(..want).unwrap_or_default())? {
+                    0 => return Ok((answer, None)),
+                    n => left -= n,
+                }
+            }
+            true
+        }
+        _ => false,
+    };
+    Ok((answer, keep.then_some(sock)))
 }
 
 /// The OTLP/gRPC method.

@@ -1,156 +1,265 @@
 //! Load-balancer state for one cluster on one core: round robin (smooth weighted),
 //! least request (power of two choices, weighted), random (weighted), and the
-//! consistent hashes, ring hash (`ring.rs`) and Maglev (`maglev.rs`), over the
-//! endpoints that pass their health checks, or over all of them in Envoy's panic mode.
-//! The eligible set (and a hash's ring or table) is rebuilt when health changes (a
-//! control message), never per pick. A pick is called by `upstream::request::pick`
-//! (and a retry's re-pick) with the request's hash, made by `http::router::hash`.
+//! consistent hashes, ring hash (`ring.rs`) and Maglev (`maglev.rs`), over Envoy's
+//! priority levels and localities (`priority.rs`): a pick first chooses a priority by
+//! the priorities' loads (healthy, then degraded), then, with locality weighting, a
+//! locality by its effective weight, then an endpoint in that set (`group.rs`) with the
+//! policy; a priority in Envoy's panic mode picks among all its endpoints. The loads
+//! and sets (and a hash's ring or table) are rebuilt when health changes (a control
+//! message), never per pick. A pick is called by `upstream::request::pick` (and a
+//! retry's re-pick) with the request's hash, made by `http::router::hash`.
 
+mod group;
 mod maglev;
+mod priority;
 mod ring;
 
-use crate::config::{Endpoint, LbPolicy};
+use std::time::{Duration, Instant};
 
-/// A consistent hash's lookup structure over the eligible endpoints.
-enum Hashed {
-    None,
-    Ring(ring::Ring),
-    Maglev(maglev::Maglev),
+use crate::config::{Endpoint, EndpointHealth, LbPolicy, Localities, SlowStart};
+use group::{next_random, Group};
+
+/// One priority level's sets.
+#[derive(Default)]
+struct Level {
+    panic: bool,
+    healthy: Group,
+    degraded: Group,
+    /// Every endpoint of the level (built in panic only).
+    all: Group,
+    /// With locality weighting: each locality's healthy and degraded endpoints, and
+    /// the schedulers that pick a locality (indices into these lists).
+    healthy_localities: Vec<Group>,
+    degraded_localities: Vec<Group>,
+    healthy_sched: priority::Sched,
+    degraded_sched: priority::Sched,
 }
 
 pub(crate) struct Lb {
     policy: LbPolicy,
-    /// Every endpoint's weight, by endpoint index.
-    all_weights: Vec<u32>,
-    /// The endpoints picks are made from (indices), and their weights.
-    eligible: Vec<usize>,
-    /// Envoy's panic mode: too few healthy endpoints, so all are used.
-    panic: bool,
+    /// Every endpoint's weight, priority, locality and configured health.
     weights: Vec<u32>,
-    /// Smooth weighted round robin: running "current weight" per endpoint.
-    current: Vec<i64>,
-    total: i64,
-    /// Cumulative weights for weighted random picks.
-    cumulative: Vec<u64>,
+    priorities: Vec<u32>,
+    localities: Vec<usize>,
+    configured: Vec<EndpointHealth>,
+    locality_cfg: Localities,
+    levels: Vec<Level>,
+    healthy_load: Vec<u32>,
+    degraded_load: Vec<u32>,
+    /// The last pick came from a priority in panic (counted by the caller).
+    last_panic: bool,
+    /// Slow start: its settings, when each endpoint last became healthy (on this
+    /// core; `None`: not healthy), and until when some endpoint is still ramping.
+    slow: Option<SlowStart>,
+    healthy_since: Vec<Option<Instant>>,
+    slow_until: Option<Instant>,
     rng: u64,
     /// Every endpoint's address as text (`ip:port`, `[ip6]:port`): what the ring and
     /// the Maglev table hash, as Envoy does (kept only for the hashing policies).
     keys: Vec<String>,
-    hashed: Hashed,
 }
 
 impl Lb {
-    pub fn new(policy: LbPolicy, endpoints: &[Endpoint], seed: u64) -> Self {
-        let all_weights: Vec<u32> = endpoints.iter().map(|e| e.weight.max(1)).collect();
+    pub fn new(
+        policy: LbPolicy,
+        endpoints: &[Endpoint],
+        localities: &Localities,
+        panic_threshold: u32,
+        seed: u64,
+    ) -> Self {
         let mut lb = Lb {
             policy,
-            eligible: Vec::new(),
-            panic: false,
-            all_weights,
-            weights: Vec::new(),
-            current: Vec::new(),
-            total: 0,
-            cumulative: Vec::new(),
+            weights: endpoints.iter().map(|e| e.weight.max(1)).collect(),
+            priorities: endpoints.iter().map(|e| e.priority).collect(),
+            localities: endpoints.iter().map(|e| e.locality).collect(),
+            configured: endpoints.iter().map(|e| e.health).collect(),
+            locality_cfg: localities.clone(),
+            levels: Vec::new(),
+            healthy_load: Vec::new(),
+            degraded_load: Vec::new(),
+            last_panic: false,
+            slow: None,
+            healthy_since: vec![None; endpoints.len()],
+            slow_until: None,
             rng: seed | 1,
             keys: if policy.hashing() {
                 endpoints.iter().map(|e| e.addr.to_string()).collect()
             } else {
                 Vec::new()
             },
-            hashed: Hashed::None,
         };
-        lb.use_endpoints((0..lb.all_weights.len()).collect(), false);
+        lb.set_health(&vec![false; endpoints.len()], panic_threshold);
         lb
     }
 
-    /// Applies the endpoints' health (`failed[i]`): Envoy's panic rule with
-    /// `panic_threshold` percent (`LoadBalancerBase`): a priority's availability is
-    /// `min(100, 140 * healthy / total)`; below 100, if fewer than `panic_threshold`
-    /// percent of the endpoints are healthy, all of them are used (a threshold of 0
-    /// never panics, and then no healthy endpoint means no endpoint).
-    pub fn set_health(&mut self, failed: &[bool], panic_threshold: u32) {
-        let total = failed.len();
-        let healthy: Vec<usize> = (0..total)
-            .filter(|&i| !failed.get(i).copied().unwrap_or(false))
-            .collect();
-        let availability = (140 * healthy.len())
-            .checked_div(total)
-            .map_or(0, |a| a.min(100));
-        let healthy_percent = if total == 0 {
-            0.0
-        } else {
-            100.0 * healthy.len() as f64 / total as f64
-        };
-        let panic = availability < 100
-            && panic_threshold > 0
-            && healthy_percent < f64::from(panic_threshold);
-        if panic {
-            self.use_endpoints((0..total).collect(), true);
-        } else {
-            self.use_endpoints(healthy, false);
+    /// Turns on slow start (Envoy's `slow_start_config`): the endpoints healthy now
+    /// start their ramp now, as Envoy's do when its load balancer is created.
+    pub fn with_slow_start(mut self, slow: Option<SlowStart>) -> Self {
+        self.slow = slow;
+        self.slow_until = slow.map(|s| Instant::now() + s.window);
+        self
+    }
+
+    /// Keeps the ramp of the endpoints `old` also has (`map(i)`: endpoint `i`'s index in
+    /// `old`), for a reload that changed only the endpoints.
+    pub fn adopt_slow_start(&mut self, old: &Lb, map: impl Fn(usize) -> Option<usize>) {
+        if self.slow.is_none() {
+            return;
+        }
+        for (i, since) in self.healthy_since.iter_mut().enumerate() {
+            if since.is_some() {
+                if let Some(o) = map(i).and_then(|o| old.healthy_since.get(o)) {
+                    *since = *o;
+                }
+            }
         }
     }
 
-    /// In panic mode: the last rebuild used every endpoint because too few were healthy.
-    pub fn panic(&self) -> bool {
-        self.panic
-    }
-
-    fn use_endpoints(&mut self, eligible: Vec<usize>, panic: bool) {
-        let weights: Vec<u32> = eligible
-            .iter()
-            .map(|&i| self.all_weights.get(i).copied().unwrap_or(1))
-            .collect();
-        let mut acc = 0u64;
-        self.cumulative = weights
-            .iter()
-            .map(|w| {
-                acc += u64::from(*w);
-                acc
+    /// Applies the endpoints' health (`failed[i]`: a failed active health check or an
+    /// outlier ejection; the configured health adds EDS's unhealthy and degraded) with
+    /// Envoy's priority loads, panic rule (`panic_threshold` percent, 0: never) and
+    /// locality weights.
+    pub fn set_health(&mut self, failed: &[bool], panic_threshold: u32) {
+        let n = self.weights.len();
+        let health: Vec<EndpointHealth> = (0..n)
+            .map(|i| {
+                if failed.get(i).copied().unwrap_or(false) {
+                    EndpointHealth::Unhealthy
+                } else {
+                    self.configured.get(i).copied().unwrap_or_default()
+                }
             })
             .collect();
-        self.current = vec![0; weights.len()];
-        self.total = weights.iter().map(|w| i64::from(*w)).sum();
-        self.hashed = self.build_hashed(&eligible, &weights);
-        self.weights = weights;
-        self.eligible = eligible;
-        self.panic = panic;
-    }
-
-    /// The ring or table over `eligible`: built from the endpoints alone (no per-core
-    /// state), so every core, and Envoy, maps a hash to the same endpoint.
-    fn build_hashed(&self, eligible: &[usize], weights: &[u32]) -> Hashed {
-        let hosts: Vec<(usize, &str, u32)> = eligible
-            .iter()
-            .zip(weights)
-            .filter_map(|(&i, &w)| Some((i, self.keys.get(i)?.as_str(), w)))
-            .collect();
-        match self.policy {
-            LbPolicy::RingHash {
-                min_ring_size,
-                max_ring_size,
-            } => Hashed::Ring(ring::Ring::build(&hosts, min_ring_size, max_ring_size)),
-            LbPolicy::Maglev { table_size } => {
-                Hashed::Maglev(maglev::Maglev::build(&hosts, table_size))
+        let levels = self.priorities.iter().max().map_or(0, |&m| m as usize + 1);
+        let mut counts = vec![priority::Counts::default(); levels];
+        for (i, &p) in self.priorities.iter().enumerate() {
+            let Some(c) = counts.get_mut(p as usize) else {
+                continue;
+            };
+            c.total += 1;
+            match health.get(i) {
+                Some(EndpointHealth::Healthy) => c.healthy += 1,
+                Some(EndpointHealth::Degraded) => c.degraded += 1,
+                _ => {}
             }
-            _ => Hashed::None,
         }
+        let now = Instant::now();
+        for (since, h) in self.healthy_since.iter_mut().zip(&health) {
+            match (h, *since) {
+                (EndpointHealth::Healthy, None) => {
+                    *since = Some(now);
+                    if let Some(s) = &self.slow {
+                        self.slow_until = Some(now + s.window);
+                    }
+                }
+                (EndpointHealth::Healthy, Some(_)) => {}
+                _ => *since = None,
+            }
+        }
+        let factor = self.locality_cfg.overprovisioning_factor;
+        let loads = priority::loads(&counts, factor, panic_threshold);
+        self.levels = (0..levels)
+            .map(|p| self.build_level(p as u32, &health, loads.panic.get(p) == Some(&true)))
+            .collect();
+        self.healthy_load = loads.healthy;
+        self.degraded_load = loads.degraded;
     }
 
-    fn next_random(&mut self) -> u64 {
-        // xorshift64*: plenty for spreading load, no shared state.
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    fn build_level(&self, p: u32, health: &[EndpointHealth], panic: bool) -> Level {
+        let members: Vec<usize> = (0..self.weights.len())
+            .filter(|&i| self.priorities.get(i) == Some(&p))
+            .collect();
+        let with = |h: EndpointHealth| -> Vec<usize> {
+            members
+                .iter()
+                .copied()
+                .filter(|&i| health.get(i) == Some(&h))
+                .collect()
+        };
+        let group = |eligible: Vec<usize>| {
+            Group::build(
+                self.policy,
+                eligible,
+                |i| self.weights.get(i).copied().unwrap_or(1),
+                &self.keys,
+            )
+        };
+        let mut level = Level {
+            panic,
+            ..Level::default()
+        };
+        if panic {
+            level.all = group(members);
+            return level;
+        }
+        level.healthy = group(with(EndpointHealth::Healthy));
+        // The hashing policies keep one table per priority, over its healthy endpoints
+        // (Envoy's thread-aware balancers).
+        if self.policy.hashing() {
+            return level;
+        }
+        level.degraded = group(with(EndpointHealth::Degraded));
+        if self.locality_cfg.weighted {
+            let factor = self.locality_cfg.overprovisioning_factor;
+            let nloc = members
+                .iter()
+                .filter_map(|&i| self.localities.get(i))
+                .max()
+                .map_or(0, |&m| m + 1);
+            for (want, groups, sched) in [
+                (
+                    EndpointHealth::Healthy,
+                    &mut level.healthy_localities,
+                    &mut level.healthy_sched,
+                ),
+                (
+                    EndpointHealth::Degraded,
+                    &mut level.degraded_localities,
+                    &mut level.degraded_sched,
+                ),
+            ] {
+                let mut weights = Vec::with_capacity(nloc);
+                for l in 0..nloc {
+                    let in_loc: Vec<usize> = members
+                        .iter()
+                        .copied()
+                        .filter(|&i| self.localities.get(i) == Some(&l))
+                        .collect();
+                    let eligible: Vec<usize> = in_loc
+                        .iter()
+                        .copied()
+                        .filter(|&i| health.get(i) == Some(&want))
+                        .collect();
+                    let w = self.locality_cfg.list.get(l).map_or(0, |l| l.weight);
+                    weights.push(priority::locality_weight(
+                        w,
+                        factor,
+                        eligible.len(),
+                        in_loc.len(),
+                    ));
+                    groups.push(group(eligible));
+                }
+                *sched = priority::Sched::new(&weights);
+            }
+        }
+        level
     }
 
-    fn weighted_random(&mut self) -> usize {
-        let total = *self.cumulative.last().unwrap_or(&1);
-        let r = self.next_random() % total;
-        self.cumulative.partition_point(|&c| c <= r)
+    /// Some priority is in panic mode (its picks use all of its endpoints).
+    #[cfg(test)]
+    pub fn panic(&self) -> bool {
+        self.levels.iter().any(|l| l.panic)
+    }
+
+    /// The last pick was made in a priority in panic mode (Envoy counts
+    /// `lb_healthy_panic` per such pick).
+    pub fn last_pick_panicked(&self) -> bool {
+        self.last_panic
+    }
+
+    /// Envoy's `choosePriority` with `h`; a single priority needs no draw.
+    fn choose_priority(&self, h: u64) -> (usize, bool) {
+        priority::choose(&self.healthy_load, &self.degraded_load, h)
     }
 
     /// Picks an endpoint index for a request whose hash is `hash` (from the route's
@@ -164,76 +273,106 @@ impl Lb {
         attempt: u32,
         active: impl Fn(usize) -> u64,
     ) -> Option<usize> {
-        if matches!(self.hashed, Hashed::None) {
+        if !self.policy.hashing() {
             return self.pick(active);
         }
         let h = match hash {
             Some(h) => h,
-            None => self.next_random(),
+            None => next_random(&mut self.rng),
         };
-        match &self.hashed {
-            Hashed::Ring(r) => r.pick(h, attempt),
-            Hashed::Maglev(m) => m.pick(h, attempt),
-            Hashed::None => None,
-        }
+        // Envoy's thread-aware balancers choose the priority with the request's hash.
+        let (p, _) = self.choose_priority(h);
+        let level = self.levels.get(p)?;
+        self.last_panic = level.panic;
+        let g = if level.panic {
+            &level.all
+        } else {
+            &level.healthy
+        };
+        g.pick_hashed(h, attempt).flatten()
     }
 
     /// Picks an endpoint index; `active(i)` is the endpoint's in-flight request count.
     pub fn pick(&mut self, active: impl Fn(usize) -> u64) -> Option<usize> {
-        // Taken out for the call and put back: moving a Vec does not allocate.
-        let eligible = std::mem::take(&mut self.eligible);
-        let slot = self.pick_slot(|s| eligible.get(s).map_or(0, |&i| active(i)));
-        self.eligible = eligible;
-        self.eligible.get(slot?).copied()
-    }
-
-    /// Picks a position in `eligible`.
-    fn pick_slot(&mut self, active: impl Fn(usize) -> u64) -> Option<usize> {
-        let n = self.weights.len();
-        if n == 0 {
+        let h = if self.levels.len() > 1 {
+            next_random(&mut self.rng)
+        } else {
+            0
+        };
+        let (p, degraded) = self.choose_priority(h);
+        let policy = self.policy;
+        let weighted = self.locality_cfg.weighted;
+        let level = self.levels.get_mut(p)?;
+        self.last_panic = level.panic;
+        let rng = &mut self.rng;
+        let g = if level.panic {
+            &mut level.all
+        } else {
+            let (sched, groups, plain) = if degraded {
+                (
+                    &mut level.degraded_sched,
+                    &mut level.degraded_localities,
+                    &mut level.degraded,
+                )
+            } else {
+                (
+                    &mut level.healthy_sched,
+                    &mut level.healthy_localities,
+                    &mut level.healthy,
+                )
+            };
+            // Locality weighting: a locality first; none with weight: the whole set.
+            match weighted.then(|| sched.next()).flatten() {
+                Some(l) => match groups.get_mut(l) {
+                    Some(g) => g,
+                    None => plain,
+                },
+                None => plain,
+            }
+        };
+        if g.is_empty() {
             return None;
         }
-        if n == 1 {
-            return Some(0);
+        if let (Some(slow), Some(until)) = (self.slow, self.slow_until) {
+            let now = Instant::now();
+            if now < until {
+                let since = &self.healthy_since;
+                return g.pick_slow(policy, rng, active, |i| {
+                    slow_factor(&slow, since.get(i).copied().flatten(), now)
+                });
+            }
+            self.slow_until = None;
         }
-        Some(match self.policy {
-            // (A hashing policy picks in `pick_hashed`; without its table, at random.)
-            LbPolicy::Random | LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. } => {
-                self.weighted_random()
-            }
-            LbPolicy::RoundRobin => {
-                let mut best = 0;
-                for i in 0..n {
-                    self.current[i] += i64::from(self.weights[i]);
-                    if self.current[i] > self.current[best] {
-                        best = i;
-                    }
-                }
-                self.current[best] -= self.total;
-                best
-            }
-            LbPolicy::LeastRequest => {
-                let a = self.weighted_random();
-                let mut b = self.weighted_random();
-                if a == b {
-                    b = (a + 1 + (self.next_random() as usize % (n - 1))) % n;
-                }
-                // Compare active/weight without division.
-                let la = active(a) * u64::from(self.weights[b]);
-                let lb = active(b) * u64::from(self.weights[a]);
-                if lb < la {
-                    b
-                } else {
-                    a
-                }
-            }
-        })
+        g.pick(policy, rng, active)
     }
+}
+
+/// Envoy's `applySlowStartFactor` as a multiplier: within the window since the endpoint
+/// became healthy, `max((elapsed / window) ^ (1 / aggression), min_weight_percent)`.
+fn slow_factor(s: &SlowStart, since: Option<Instant>, now: Instant) -> f64 {
+    let Some(since) = since else {
+        return 1.0;
+    };
+    let elapsed = now.saturating_duration_since(since);
+    if elapsed >= s.window {
+        return 1.0;
+    }
+    let t = elapsed.max(Duration::from_millis(1)).as_secs_f64() / s.window.as_secs_f64();
+    let ramp = if s.aggression == 1.0 {
+        t
+    } else {
+        t.powf(1.0 / s.aggression)
+    };
+    ramp.max(s.min_weight_percent / 100.0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mk(policy: LbPolicy, eps: &[Endpoint], seed: u64) -> Lb {
+        Lb::new(policy, eps, &Localities::default(), 50, seed)
+    }
 
     fn eps(weights: &[u32]) -> Vec<Endpoint> {
         weights
@@ -243,13 +382,16 @@ mod tests {
                 addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
                 weight: *w,
                 hostname: None,
+                priority: 0,
+                locality: 0,
+                health: EndpointHealth::Healthy,
             })
             .collect()
     }
 
     #[test]
     fn round_robin_follows_weights() {
-        let mut lb = Lb::new(LbPolicy::RoundRobin, &eps(&[3, 1]), 7);
+        let mut lb = mk(LbPolicy::RoundRobin, &eps(&[3, 1]), 7);
         let picks: Vec<usize> = (0..8).map(|_| lb.pick(|_| 0).unwrap()).collect();
         assert_eq!(picks.iter().filter(|&&p| p == 0).count(), 6);
         assert_eq!(picks[..4].iter().filter(|&&p| p == 1).count(), 1);
@@ -257,7 +399,7 @@ mod tests {
 
     #[test]
     fn least_request_prefers_idle() {
-        let mut lb = Lb::new(LbPolicy::LeastRequest, &eps(&[1, 1]), 7);
+        let mut lb = mk(LbPolicy::LeastRequest, &eps(&[1, 1]), 7);
         for _ in 0..50 {
             assert_eq!(lb.pick(|i| if i == 0 { 10 } else { 0 }), Some(1));
         }
@@ -265,18 +407,18 @@ mod tests {
 
     #[test]
     fn random_covers_all() {
-        let mut lb = Lb::new(LbPolicy::Random, &eps(&[1, 1, 1]), 7);
+        let mut lb = mk(LbPolicy::Random, &eps(&[1, 1, 1]), 7);
         let mut seen = [0; 3];
         for _ in 0..300 {
             seen[lb.pick(|_| 0).unwrap()] += 1;
         }
         assert!(seen.iter().all(|&s| s > 50), "{seen:?}");
-        assert_eq!(Lb::new(LbPolicy::Random, &[], 1).pick(|_| 0), None);
+        assert_eq!(mk(LbPolicy::Random, &[], 1).pick(|_| 0), None);
     }
 
     #[test]
     fn failed_endpoints_are_skipped_until_panic() {
-        let mut lb = Lb::new(LbPolicy::RoundRobin, &eps(&[1, 1, 1, 1]), 7);
+        let mut lb = mk(LbPolicy::RoundRobin, &eps(&[1, 1, 1, 1]), 7);
         // 3 of 4 healthy: availability 100%, no panic.
         lb.set_health(&[false, true, false, false], 50);
         assert!(!lb.panic());
@@ -301,7 +443,7 @@ mod tests {
 
     #[test]
     fn least_request_reads_the_endpoints_own_counts() {
-        let mut lb = Lb::new(LbPolicy::LeastRequest, &eps(&[1, 1, 1]), 7);
+        let mut lb = mk(LbPolicy::LeastRequest, &eps(&[1, 1, 1]), 7);
         lb.set_health(&[true, false, false], 50);
         for _ in 0..30 {
             assert_eq!(lb.pick(|i| if i == 1 { 10 } else { 0 }), Some(2));
@@ -311,7 +453,7 @@ mod tests {
     #[test]
     fn hashing_skips_failed_endpoints_until_panic() {
         for policy in [LbPolicy::RING_HASH_DEFAULT, LbPolicy::MAGLEV_DEFAULT] {
-            let mut lb = Lb::new(policy, &eps(&[1, 1, 1, 1]), 7);
+            let mut lb = mk(policy, &eps(&[1, 1, 1, 1]), 7);
             let keys: Vec<u64> = (0..200u64)
                 .map(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15))
                 .collect();
@@ -348,6 +490,155 @@ mod tests {
             // No healthy endpoint and no panic: no endpoint.
             lb.set_health(&[true, true, true, true], 0);
             assert_eq!(lb.pick_hashed(Some(1), 0, |_| 0), None);
+        }
+    }
+
+    fn topo(
+        prio_loc: &[(u32, usize)],
+        weights: &[u32],
+        weighted: bool,
+    ) -> (Vec<Endpoint>, Localities) {
+        let mut e = eps(&vec![1; prio_loc.len()]);
+        for (x, &(p, l)) in e.iter_mut().zip(prio_loc) {
+            x.priority = p;
+            x.locality = l;
+        }
+        let loc = Localities {
+            weighted,
+            list: weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| crate::config::Locality {
+                    name: format!("l{i}"),
+                    weight: w,
+                })
+                .collect(),
+            ..Localities::default()
+        };
+        (e, loc)
+    }
+
+    fn spread(lb: &mut Lb, n: usize, picks: usize) -> Vec<usize> {
+        let mut seen = vec![0; n];
+        for _ in 0..picks {
+            seen[lb.pick(|_| 0).unwrap()] += 1;
+        }
+        seen
+    }
+
+    #[test]
+    fn failover_spills_to_the_next_priority_in_envoys_proportions() {
+        let (e, loc) = topo(&[(0, 0), (0, 0), (1, 0), (1, 0)], &[], false);
+        for policy in [
+            LbPolicy::RoundRobin,
+            LbPolicy::LeastRequest,
+            LbPolicy::Random,
+        ] {
+            let mut lb = Lb::new(policy, &e, &loc, 50, 7);
+            let s = spread(&mut lb, 4, 1000);
+            assert_eq!(s[2] + s[3], 0, "{policy:?}: {s:?}");
+            // One of two P0 endpoints fails: 140 * 1/2 = 70% stays, 30% spills.
+            lb.set_health(&[true, false, false, false], 50);
+            let s = spread(&mut lb, 4, 2000);
+            assert_eq!(s[0], 0);
+            assert!((1250..=1550).contains(&s[1]), "{policy:?}: {s:?}");
+            // Both fail: all load on P1, no panic (P1 carries 100%).
+            lb.set_health(&[true, true, false, false], 50);
+            let s = spread(&mut lb, 4, 100);
+            assert_eq!(s[0] + s[1], 0, "{policy:?}: {s:?}");
+            assert!(!lb.panic());
+        }
+    }
+
+    #[test]
+    fn hashing_chooses_the_priority_with_the_hash() {
+        let (e, loc) = topo(&[(0, 0), (0, 0), (1, 0), (1, 0)], &[], false);
+        for policy in [LbPolicy::RING_HASH_DEFAULT, LbPolicy::MAGLEV_DEFAULT] {
+            let mut lb = Lb::new(policy, &e, &loc, 50, 7);
+            assert!((0..200u64).all(|k| lb.pick_hashed(Some(k), 0, |_| 0).unwrap() < 2));
+            lb.set_health(&[true, false, false, false], 50);
+            // hash % 100 below 70 stays on P0's healthy endpoint, the rest go to P1.
+            for k in 0..200u64 {
+                let p = lb.pick_hashed(Some(k), 0, |_| 0).unwrap();
+                assert_eq!(p == 1, k % 100 < 70, "{policy:?} key {k}: {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn locality_weights_share_a_priority() {
+        // l0 (weight 3) has endpoints 0, 1; l1 (weight 1) has 2, 3.
+        let (e, loc) = topo(&[(0, 0), (0, 0), (0, 1), (0, 1)], &[3, 1], true);
+        let mut lb = Lb::new(LbPolicy::RoundRobin, &e, &loc, 50, 7);
+        let s = spread(&mut lb, 4, 400);
+        assert_eq!(s, vec![150, 150, 50, 50]);
+        // Half of l0 fails: its weight becomes 3 * min(1, 1.4 * 1/2) = 2.1 to l1's 1.
+        lb.set_health(&[true, false, false, false], 50);
+        let s = spread(&mut lb, 4, 310);
+        assert_eq!(s, vec![0, 210, 50, 50]);
+        // Without weighting: the endpoints alone.
+        let (e, loc) = topo(&[(0, 0), (0, 0), (0, 1), (0, 1)], &[3, 1], false);
+        let mut lb = Lb::new(LbPolicy::RoundRobin, &e, &loc, 50, 7);
+        assert_eq!(spread(&mut lb, 4, 400), vec![100; 4]);
+    }
+
+    #[test]
+    fn configured_health_counts_like_envoys_eds_status() {
+        let (mut e, loc) = topo(&[(0, 0), (0, 0), (1, 0), (1, 0)], &[], false);
+        e[0].health = EndpointHealth::Unhealthy;
+        e[1].health = EndpointHealth::Degraded;
+        let mut lb = Lb::new(LbPolicy::RoundRobin, &e, &loc, 50, 7);
+        // P0: healthy 0, degraded 70; P1 healthy 100: normalized 100, healthy load goes
+        // first: 0 / 100 healthy, and the degraded endpoint gets nothing.
+        let s = spread(&mut lb, 4, 400);
+        assert_eq!(s[0] + s[1], 0, "{s:?}");
+        // With P1 all failed: P0's degraded endpoint takes the load (70% availability,
+        // normalized 70: all of it).
+        lb.set_health(&[false, false, true, true], 50);
+        let s = spread(&mut lb, 4, 100);
+        assert_eq!(s, vec![0, 100, 0, 0]);
+    }
+
+    #[test]
+    fn slow_start_ramps_a_new_endpoint_up() {
+        let s = SlowStart {
+            window: Duration::from_secs(100),
+            aggression: 1.0,
+            min_weight_percent: 10.0,
+        };
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        assert_eq!(slow_factor(&s, None, at(5)), 1.0);
+        assert!((slow_factor(&s, Some(t0), at(50)) - 0.5).abs() < 1e-9);
+        assert!((slow_factor(&s, Some(t0), at(1)) - 0.1).abs() < 1e-9);
+        assert_eq!(slow_factor(&s, Some(t0), at(100)), 1.0);
+        let s2 = SlowStart {
+            aggression: 2.0,
+            ..s
+        };
+        assert!((slow_factor(&s2, Some(t0), at(25)) - 0.5).abs() < 1e-9);
+        // Through a group: an endpoint at a quarter of its weight gets a fifth of the
+        // picks next to one at full weight.
+        let e = eps(&[1, 1]);
+        let mut lb = mk(LbPolicy::RoundRobin, &e, 7);
+        let g = &mut lb.levels[0].healthy;
+        let mut rng = 7u64;
+        let mut seen = [0; 2];
+        for _ in 0..500 {
+            let f = |i: usize| if i == 1 { 0.25 } else { 1.0 };
+            seen[g
+                .pick_slow(LbPolicy::RoundRobin, &mut rng, |_| 0, f)
+                .unwrap()] += 1;
+        }
+        assert_eq!(seen, [400, 100]);
+        for policy in [LbPolicy::Random, LbPolicy::LeastRequest] {
+            let mut seen = [0; 2];
+            for _ in 0..2000 {
+                let f = |i: usize| if i == 1 { 0.25 } else { 1.0 };
+                seen[g.pick_slow(policy, &mut rng, |_| 0, f).unwrap()] += 1;
+            }
+            // Random: 20%; least request (two draws, ties to the first): under 40%.
+            assert!(seen[1] > 200 && seen[1] < 800, "{policy:?}: {seen:?}");
         }
     }
 }
