@@ -99,7 +99,8 @@ clusters:
 }
 
 fn flag_of(p: &Proxy, addr: SocketAddr) -> String {
-    let v: serde_json::Value = serde_json::from_str(&p.admin_get("/clusters").body_str()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&p.admin_get("/clusters?format=json").body_str()).unwrap();
     v["clusters"]
         .as_array()
         .unwrap()

@@ -381,6 +381,7 @@ pub fn render(r: &StatsReport) -> String {
         );
         let _ = writeln!(out, "outrigger_process_allocations_total {n}");
     }
+    crate::observe::istio::render::render(&mut out, &r.istio);
     out
 }
 

@@ -15,6 +15,7 @@ mod circuit;
 mod fault_cors;
 mod hash_policy;
 mod health;
+mod istio;
 mod listener;
 mod listener_filters;
 mod locality;

@@ -18,6 +18,7 @@ mod raw;
 mod raw_circuit;
 pub(crate) mod raw_fault_cors;
 mod raw_health;
+mod raw_istio;
 pub(crate) mod raw_match;
 mod raw_outlier;
 pub(crate) mod raw_rbac;

@@ -248,6 +248,8 @@ pub struct HttpConnectionManager {
     pub own: Box<OwnHeaders>,
     /// Distributed tracing (`observe::trace`; `None`: no spans, no propagation).
     pub tracing: Option<Arc<crate::observe::trace::Tracing>>,
+    /// Istio's standard metrics (`observe::istio`; the `istio.stats` filter).
+    pub istio_stats: Option<Arc<crate::observe::istio::IstioStats>>,
 }
 
 /// Envoy's `server_header_transformation`.
@@ -439,6 +441,8 @@ pub struct TcpProxy {
     /// A connection that moves no byte either way for this long is closed.
     pub idle_timeout: Duration,
     pub access_log: Option<AccessLog>,
+    /// Istio's TCP metrics (`observe::istio`; the `istio.stats` network filter).
+    pub istio_stats: Option<Arc<crate::observe::istio::IstioStats>>,
 }
 
 /// Per-listener limits on the request head.

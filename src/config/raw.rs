@@ -84,6 +84,9 @@ pub(crate) struct RawListener {
     /// Distributed tracing (`observe::trace`).
     #[serde(default)]
     pub tracing: Option<super::raw_tracing::RawTracing>,
+    /// Istio's standard metrics (`observe::istio`).
+    #[serde(default)]
+    pub istio_stats: Option<super::raw_istio::RawIstioStats>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
     /// Network filters before the terminal (the network `rbac` filter).
@@ -153,6 +156,9 @@ pub(crate) struct RawFilterChain {
     /// Distributed tracing (`observe::trace`).
     #[serde(default)]
     pub tracing: Option<super::raw_tracing::RawTracing>,
+    /// Istio's standard metrics (`observe::istio`).
+    #[serde(default)]
+    pub istio_stats: Option<super::raw_istio::RawIstioStats>,
     #[serde(default)]
     pub http_filters: Vec<RawHttpFilter>,
     /// Network filters before the terminal (the network `rbac` filter).

@@ -450,3 +450,25 @@ fn unsampled_tracing_allocates_nothing_per_keep_alive_get() {
         large as i64 - small as i64
     );
 }
+
+/// Istio's metrics on (the record keeps the Host and the cluster, the stream is counted
+/// into its series): the first request makes the series, the rest allocate nothing.
+#[test]
+fn istio_stats_allocate_nothing_per_keep_alive_get() {
+    let config = CONFIG.replace(
+        "route_table: t }",
+        "route_table: t,
+      istio_stats: { reporter: destination, workload: { name: w, namespace: ns } } }",
+    );
+    serve_with(&config, 2);
+    let (small, small_bytes, _) = serve_with(&config, 10);
+    let (large, large_bytes, large_connects) = serve_with(&config, 1010);
+    assert_eq!(large_connects, 1);
+    assert_eq!(large_bytes, small_bytes * 101, "every request was proxied");
+    assert_eq!(
+        large,
+        small,
+        "1000 extra requests allocated {} times",
+        large as i64 - small as i64
+    );
+}

@@ -167,6 +167,9 @@ struct Conn {
     ip_len: usize,
     rec: StreamInfo,
     logging: bool,
+    /// The chain counts Istio's metrics: the record keeps the Host (and the cluster's
+    /// index, not its name: no shared `Arc` is touched per request).
+    istio: bool,
     /// The connection's `%CONNECTION_ID%`.
     id: u64,
     /// The connection is closing while the client may still be sending the request
@@ -216,6 +219,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             ..StreamInfo::default()
         },
         logging: view.access_log(at).is_some(),
+        istio: view.istio(at).is_some(),
         // Only a logged connection needs its `%CONNECTION_ID%`.
         id: if view.access_log(at).is_some() {
             stream_info::next_connection_id()
@@ -239,6 +243,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         // when the first bytes of a request arrive and a newer view keeps this chain.
         if let Some((v, a)) = moving.to.take() {
             conn.logging = v.access_log(a).is_some();
+            conn.istio = v.istio(a).is_some();
             view = v;
             at = a;
         }
@@ -303,7 +308,7 @@ impl Conn {
         let Some(l) = view.hcm(at) else {
             return false;
         };
-        if self.logging {
+        if self.logging || self.istio {
             self.rec.clear();
         } else {
             self.rec.reset_counts();
@@ -328,7 +333,7 @@ impl Conn {
                     local: self.local,
                     tls: self.tls.as_deref(),
                 };
-                let rec = if self.logging {
+                let rec = if self.logging || self.istio {
                     Some(&mut self.rec)
                 } else {
                     None
@@ -447,6 +452,7 @@ impl Conn {
                 timeout,
                 ..
             } => {
+                self.rec.cluster_index = Some(cluster);
                 self.proxy(down, view, &plan, (cluster, dst), timeout, h2_request)
                     .await
             }
@@ -610,7 +616,13 @@ impl Conn {
     fn complete<C: Connector>(&self, view: &WorkerView<C>, at: ChainRef) {
         let log = view.access_log(at);
         if let Some(stats) = view.listener_stats.get(at.listener) {
-            stream_info::complete(stats, log, &self.rec, self.peer, stream_info::Kind::Request);
+            // The cluster's name by index: the record holds its `Arc` only when logging.
+            let cluster = (self.rec.cluster_index)
+                .and_then(|c| view.clusters.get(c))
+                .map_or("", |c| c.cfg.name.as_str());
+            let istio = view.istio(at).map(|i| (i, cluster));
+            let kind = stream_info::Kind::Request;
+            stream_info::complete(stats, log, istio, &self.rec, self.peer, kind);
         }
     }
 

@@ -123,6 +123,20 @@ impl<C: Connector> WorkerView<C> {
         }
     }
 
+    /// The chain's `istio_stats` filter (HTTP or TCP), if it has one.
+    pub fn istio(&self, at: ChainRef) -> Option<&crate::observe::istio::IstioStats> {
+        match &self
+            .snapshot
+            .listeners
+            .get(at.listener)?
+            .chain(at.chain)?
+            .terminal
+        {
+            crate::config::NetworkTerminal::Tcp(t) => t.istio_stats.as_deref(),
+            crate::config::NetworkTerminal::Http(h) => h.istio_stats.as_deref(),
+        }
+    }
+
     /// The access log of the chain's terminal filter.
     pub fn access_log(&self, at: ChainRef) -> Option<&LogSink> {
         self.access_logs.get(at.listener)?.get(at.chain)?.as_deref()

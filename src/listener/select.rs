@@ -235,6 +235,7 @@ mod tests {
                 clusters: vec![(0, 1)],
                 idle_timeout: Duration::from_secs(1),
                 access_log: None,
+                istio_stats: None,
             }),
             tls: None,
         }

@@ -1,10 +1,12 @@
 //! Observability: per-core stats, the access log, the per-stream record that feeds
-//! both, distributed tracing (`trace`), the requests' self-time breakdown (`phases`), and the process's log levels (`log_levels`).
+//! both, distributed tracing (`trace`), Istio's standard metrics (`istio`), the requests'
+//! self-time breakdown (`phases`), and the process's log levels (`log_levels`).
 
 pub mod access_log;
 pub mod access_log_filter;
 pub mod access_log_fmt;
 pub mod alloc_count;
+pub mod istio;
 pub mod log_levels;
 pub mod outlier_stats;
 pub mod phases;

@@ -172,6 +172,8 @@ pub struct ListenerStats {
     pub pre_cx_timeout: Counter,
     /// TLS handshakes of the listener's TLS filter chains (Envoy's `ssl.*`).
     pub ssl: super::tls_stats::TlsStats,
+    /// Istio's standard metrics of the listener's chains with an `istio_stats` filter.
+    pub istio: super::istio::cells::IstioCells,
     /// The requests' self-time breakdown (`observe::phases`).
     pub phases: PhaseStats,
 }
@@ -424,6 +426,9 @@ pub struct StatsReport {
     /// The filters' counters by Envoy's stat name (`http.ingress.rbac.allowed`,
     /// `<stat_prefix>.http_local_rate_limit.ok`), summed over cores.
     pub counters: std::collections::BTreeMap<String, u64>,
+    /// Istio's metrics, one entry per label combination (merged by label text).
+    #[serde(skip)]
+    pub istio: Vec<super::istio::cells::IstioSeriesReport>,
 }
 
 fn add_vec(a: &mut Vec<u64>, b: &[u64]) {
@@ -438,6 +443,7 @@ fn add_vec(a: &mut Vec<u64>, b: &[u64]) {
 impl StatsReport {
     /// Adds another worker's report into this one, matching by name.
     pub fn merge(&mut self, other: StatsReport) {
+        super::istio::cells::merge_into(&mut self.istio, other.istio);
         for (name, n) in other.counters {
             *self.counters.entry(name).or_default() += n;
         }

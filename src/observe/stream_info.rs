@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::istio::cells::Amounts;
+use super::istio::{IstioStats, Reporter, StreamFacts as IstioFacts};
 use super::stats::ListenerStats;
 use crate::http::flags::ResponseFlag;
 
@@ -35,8 +37,16 @@ pub struct StreamInfo {
     pub duration: Duration,
     pub upstream: Option<SocketAddr>,
     pub cluster: Option<Arc<str>>,
+    /// The cluster's index in the snapshot (HTTP/1 sets it for every proxied request;
+    /// the name above only when logging).
+    pub cluster_index: Option<usize>,
     /// The downstream connection's TLS facts (kept across its requests).
     pub tls: Option<std::rc::Rc<crate::tls::TlsInfo>>,
+    /// A gRPC request (`content-type: application/grpc*`), and the `grpc-status` its
+    /// response carried when the path knows it (Istio's `request_protocol` and
+    /// `grpc_response_status`).
+    pub grpc: bool,
+    pub grpc_status: Option<u16>,
     /// How long the request spent in each phase (`observe::phases`).
     pub phases: super::phases::Times,
     /// What only the access log reads (filled only when the listener logs).
@@ -190,6 +200,9 @@ impl StreamInfo {
         self.bytes_received = 0;
         self.bytes_sent = 0;
         self.duration = Duration::ZERO;
+        self.grpc = false;
+        self.grpc_status = None;
+        self.cluster_index = None;
         self.phases = super::phases::Times::default();
     }
 }
@@ -207,11 +220,13 @@ pub enum Kind {
     Connection,
 }
 
-/// Records a finished stream: the listener's counters always, its access log line when
-/// the listener has one.
+/// Records a finished stream: the listener's counters always, Istio's metrics when the
+/// chain has an `istio_stats` filter (with the name of the stream's cluster, empty for
+/// none), its access log line when the listener has one.
 pub fn complete<L: StreamLog>(
     stats: &ListenerStats,
     log: Option<&L>,
+    istio: Option<(&IstioStats, &str)>,
     info: &StreamInfo,
     peer: SocketAddr,
     kind: Kind,
@@ -237,7 +252,85 @@ pub fn complete<L: StreamLog>(
             }
         }
     }
+    if let Some((cfg, cluster)) = istio {
+        istio_record(stats, cfg, cluster, info, kind);
+    }
     if let Some(sink) = log {
         sink.log(info, peer);
     }
+}
+
+/// Envoy's order of response flags in its short string (`DI,UF` is written `UF,DI`).
+const FLAG_ORDER: &[&str] = &[
+    "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC",
+    "URX", "SI", "IH", "DPE", "UPE", "UMSDR", "RFCF", "NFCF", "DT", "UDO", "OM", "DF", "DO", "DR",
+];
+
+/// Envoy's `ResponseFlagUtils::toShortString` of the stream's flags, in `buf`.
+fn short_flags<'b>(info: &StreamInfo, buf: &'b mut [u8; 16]) -> &'b str {
+    let main = info.flag.filter(|f| *f != ResponseFlag::None);
+    let extra = info
+        .filter_flag
+        .filter(|f| *f != ResponseFlag::None && Some(*f) != main);
+    let (a, b) = match (main, extra) {
+        (None, None) => return "-",
+        (Some(f), None) | (None, Some(f)) => return f.as_str(),
+        (Some(a), Some(b)) => (a.as_str(), b.as_str()),
+    };
+    let rank = |s: &str| {
+        FLAG_ORDER
+            .iter()
+            .position(|f| *f == s)
+            .unwrap_or(usize::MAX)
+    };
+    let (a, b) = if rank(b) < rank(a) { (b, a) } else { (a, b) };
+    let n = a.len() + 1 + b.len();
+    let Some(out) = buf.get_mut(..n) else {
+        return a;
+    };
+    let (x, rest) = out.split_at_mut(a.len());
+    x.copy_from_slice(a.as_bytes());
+    let (comma, y) = rest.split_at_mut(1);
+    comma.copy_from_slice(b",");
+    y.copy_from_slice(b.as_bytes());
+    std::str::from_utf8(out).unwrap_or("-")
+}
+
+/// Counts the stream into the listener's Istio series (allocates only for a label
+/// combination this core has not seen).
+fn istio_record(
+    stats: &ListenerStats,
+    cfg: &IstioStats,
+    cluster: &str,
+    info: &StreamInfo,
+    kind: Kind,
+) {
+    let mut buf = [0u8; 16];
+    let flags = short_flags(info, &mut buf);
+    let tls = info.tls.as_deref();
+    // The client side's peer is the upstream's certificate, which the stream record
+    // does not keep: Istio's "unknown" there.
+    let (peer_san, local_san) = match (cfg.reporter, tls) {
+        (Reporter::Source, _) | (_, None) => ("", ""),
+        (_, Some(t)) => (
+            t.peer.uri.first().map_or("", String::as_str),
+            t.local_uri_san.as_deref().unwrap_or(""),
+        ),
+    };
+    let facts = IstioFacts {
+        cluster,
+        host: &info.authority,
+        peer_san,
+        local_san,
+        http: (kind == Kind::Request).then_some(info.grpc),
+        status: info.status,
+        grpc_status: info.grpc_status,
+        flags,
+    };
+    let amounts = Amounts {
+        duration_ms: info.duration.as_millis() as u64,
+        bytes_received: info.bytes_received,
+        bytes_sent: info.bytes_sent,
+    };
+    stats.istio.record(cfg, &facts, amounts);
 }

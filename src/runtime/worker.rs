@@ -452,6 +452,9 @@ impl Worker {
         let mut r = StatsReport::default();
         for (name, s) in self.listener_stats.borrow().iter() {
             r.listeners.push(s.report(name));
+            let mut istio = Vec::new();
+            s.istio.report(&mut istio);
+            crate::observe::istio::cells::merge_into(&mut r.istio, istio);
         }
         let current = self.current.borrow();
         for (name, s) in self.cluster_stats.borrow().iter() {

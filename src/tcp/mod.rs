@@ -78,7 +78,10 @@ pub async fn serve<D: Io, C: Connector>(
     rec.flag = Some(flag);
     rec.duration = start.elapsed();
     let log = view.access_log(at);
-    stream_info::complete(stats, log, &rec, peer, stream_info::Kind::Connection);
+    let istio = view
+        .istio(at)
+        .map(|i| (i, rec.cluster.as_deref().unwrap_or("")));
+    stream_info::complete(stats, log, istio, &rec, peer, stream_info::Kind::Connection);
 }
 
 async fn proxy<D: Io, C: Connector>(
@@ -195,6 +198,7 @@ mod tests {
             clusters,
             idle_timeout: Duration::from_secs(1),
             access_log: None,
+            istio_stats: None,
         };
         let t = tcp(vec![(0, 3), (1, 1)]);
         let mut counts = [0; 2];

@@ -331,9 +331,11 @@ impl Builder {
                     }
                 }
                 let access_log = self.access_log(p, t.access_log);
+                let istio_stats = self.istio_stats(p, t.istio_stats);
                 self.tcp_proxy(format!("{p}.tcp_proxy"), tcp, clusters, idle_timeout)
                     .map(|mut tcp| {
                         tcp.access_log = access_log;
+                        tcp.istio_stats = istio_stats;
                         NetworkTerminal::Tcp(tcp)
                     })
             }
@@ -528,9 +530,11 @@ impl Builder {
         };
         let own = Box::new(self.proxy_headers(p, t.proxy_headers, &forwarding));
         let tracing = self.tracing(p, t.tracing, clusters);
+        let istio_stats = self.istio_stats(p, t.istio_stats);
         HttpConnectionManager {
             own,
             tracing,
+            istio_stats,
             stat_prefix,
             strip_port,
             codec,
@@ -639,6 +643,7 @@ impl Builder {
             clusters: picks,
             idle_timeout,
             access_log: None,
+            istio_stats: None,
         })
     }
 }

@@ -23,6 +23,7 @@ pub(super) struct RawTerminal<'a> {
     pub strip_matching_host_port: Option<bool>,
     pub proxy_headers: &'a Option<RawProxyHeaders>,
     pub tracing: &'a Option<super::super::raw_tracing::RawTracing>,
+    pub istio_stats: &'a Option<super::super::raw_istio::RawIstioStats>,
     pub http_filters: &'a [RawHttpFilter],
     pub network_filters: &'a [RawNetworkFilter],
 }
@@ -45,6 +46,7 @@ impl<'a> RawTerminal<'a> {
             strip_matching_host_port: l.strip_matching_host_port,
             proxy_headers: &l.proxy_headers,
             tracing: &l.tracing,
+            istio_stats: &l.istio_stats,
             http_filters: &l.http_filters,
             network_filters: &l.network_filters,
         }
@@ -69,6 +71,7 @@ impl<'a> RawTerminal<'a> {
             strip_matching_host_port: c.strip_matching_host_port,
             proxy_headers: &c.proxy_headers,
             tracing: &c.tracing,
+            istio_stats: &c.istio_stats,
             http_filters: &c.http_filters,
             network_filters: &c.network_filters,
         }
@@ -96,6 +99,7 @@ impl<'a> RawTerminal<'a> {
             ),
             ("proxy_headers", self.proxy_headers.is_some()),
             ("tracing", self.tracing.is_some()),
+            ("istio_stats", self.istio_stats.is_some()),
             ("http_filters", !self.http_filters.is_empty()),
             ("network_filters", !self.network_filters.is_empty()),
         ]

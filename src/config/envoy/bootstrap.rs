@@ -15,6 +15,7 @@ use super::{cluster, err, listener, PathMap};
 pub(super) fn translate(b: &Bootstrap, ads_secrets: &AdsSecrets) -> R<Translation> {
     let node = b.node.clone().unwrap_or_default();
     let mut tx = Translation {
+        istio_workload: super::istio_stats::workload(&node),
         raw: RawConfig::default(),
         paths: PathMap::default(),
         zone: node.locality.map(|l| l.zone).unwrap_or_default(),

@@ -30,6 +30,8 @@ pub(in crate::config) struct Translation {
     /// The `traffic_direction` of the listener being translated (the span kind of its
     /// connection managers' tracing).
     pub direction: i32,
+    /// This proxy's workload from the node metadata (Istio's stats labels).
+    pub istio_workload: super::super::raw_istio::RawWorkload,
     /// The secrets delivered over ADS (empty for a bootstrap file).
     pub ads_secrets: AdsSecrets,
 }

@@ -168,6 +168,15 @@ pub(super) fn translate(
     }
 
     let filters = http_filters(h, p)?;
+    for (k, f) in h.http_filters.iter().enumerate() {
+        if let Some(http_filter::ConfigType::TypedConfig(any)) = &f.config_type {
+            if walk::type_name(&any.type_url) == super::istio_stats::PLUGIN_CONFIG {
+                let tp = format!("{p}.http_filters[{k}].typed_config");
+                chain.istio_stats = Some(super::istio_stats::translate(any, &tp, tx)?);
+                tx.paths.add(format!("{native}.istio_stats"), tp);
+            }
+        }
+    }
     tx.paths.add(
         format!("{native}.http_filters"),
         format!("{p}.http_filters"),
@@ -235,6 +244,12 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
         };
         let tp = format!("{fp}.typed_config");
         match walk::type_name(&any.type_url) {
+            // Istio's stats filter is the chain's `istio_stats`, not a filter of its own.
+            super::istio_stats::PLUGIN_CONFIG => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+            }
             ROUTER => {
                 if k + 1 != n {
                     return Err(err(

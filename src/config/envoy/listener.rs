@@ -103,6 +103,7 @@ pub(super) fn translate(l: &Listener, i: usize, tx: &mut Translation) -> R<()> {
         forwarding: None,
         proxy_headers: None,
         tracing: None,
+        istio_stats: None,
         http_filters: Vec::new(),
         network_filters: Vec::new(),
         listener_filters,
@@ -145,9 +146,17 @@ fn chain(
         ));
     };
     let mut network_filters = Vec::new();
+    let mut istio_stats = None;
     for (k, nf) in before.iter().enumerate() {
         let np = format!("{p}.filters[{k}].typed_config");
         match &nf.config_type {
+            // Istio's stats network filter (before a tcp_proxy): the chain's `istio_stats`.
+            Some(filter::ConfigType::TypedConfig(any))
+                if walk::type_name(&any.type_url) == super::istio_stats::PLUGIN_CONFIG =>
+            {
+                istio_stats = Some(super::istio_stats::translate(any, &np, tx)?);
+                tx.paths.add(format!("{native}.istio_stats"), np);
+            }
             Some(filter::ConfigType::TypedConfig(any))
                 if walk::type_name(&any.type_url) == super::rbac::NETWORK =>
             {
@@ -157,7 +166,7 @@ fn chain(
             _ => {
                 return Err(err(
                     np,
-                    "Outrigger supports network RBAC filters before the chain's last filter (an http_connection_manager or a tcp_proxy), and no other",
+                    "Outrigger supports network RBAC and Istio stats filters before the chain's last filter (an http_connection_manager or a tcp_proxy), and no other",
                 ))
             }
         }
@@ -189,6 +198,7 @@ fn chain(
         forwarding: None,
         proxy_headers: None,
         tracing: None,
+        istio_stats,
         http_filters: Vec::new(),
         network_filters,
         tls: super::tls::downstream(&fc.transport_socket, p, &tx.ads_secrets)?,

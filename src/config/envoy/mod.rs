@@ -17,6 +17,7 @@ mod convert;
 mod fault_cors;
 mod hcm;
 mod health;
+mod istio_stats;
 mod lb;
 mod listener;
 mod local_ratelimit;
@@ -43,7 +44,12 @@ static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_type
 pub(super) fn pool() -> Result<&'static DescriptorPool, String> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     POOL.get_or_init(|| {
-        DescriptorPool::decode(DESCRIPTORS).map_err(|e| format!("Envoy descriptors: {e}"))
+        let mut pool =
+            DescriptorPool::decode(DESCRIPTORS).map_err(|e| format!("Envoy descriptors: {e}"))?;
+        // Istio's stats filter config, which Envoy's API does not have.
+        pool.add_file_descriptor_proto(istio_stats::descriptor())
+            .map_err(|e| format!("Istio stats descriptor: {e}"))?;
+        Ok(pool)
     })
     .as_ref()
     .map_err(Clone::clone)

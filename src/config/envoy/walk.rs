@@ -9,9 +9,12 @@
 use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
 
 mod access_log;
+mod extensions;
 mod filters;
 mod hashing;
 mod tls;
+
+pub(super) use extensions::{EXTENSIONS, HTTP_FILTERS};
 
 /// Supported fields, per message full name (the filters' RBAC, local rate limit, fault
 /// and CORS messages are in `filters.rs`, TLS and SDS in `tls.rs`, hashing in
@@ -643,57 +646,6 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
         &["http_protocol_options", "http2_protocol_options"],
     ),
-];
-
-/// Extension types (`typed_config` and other `Any` payloads) Outrigger implements.
-/// Where each may appear is checked by the translation.
-pub(super) const EXTENSIONS: &[&str] = &[
-    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-    "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-    "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
-    "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
-    "envoy.extensions.filters.listener.original_dst.v3.OriginalDst",
-    "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-    "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-    // Only as a resource of an SDS file or of SDS over ADS (`sds.rs`).
-    "envoy.extensions.transport_sockets.tls.v3.Secret",
-    "envoy.extensions.filters.http.router.v3.Router",
-    "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-    "envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
-    "envoy.extensions.filters.http.buffer.v3.Buffer",
-    "envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
-    "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-    "envoy.config.route.v3.FilterConfig",
-    "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
-    "envoy.extensions.filters.http.rbac.v3.RBAC",
-    "envoy.extensions.filters.http.rbac.v3.RBACPerRoute",
-    "envoy.extensions.filters.network.rbac.v3.RBAC",
-    "envoy.extensions.filters.http.fault.v3.HTTPFault",
-    "envoy.extensions.filters.http.cors.v3.Cors",
-    "envoy.extensions.filters.http.cors.v3.CorsPolicy",
-    "envoy.extensions.access_loggers.file.v3.FileAccessLog",
-    "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-    "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
-    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-    "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
-    "envoy.config.trace.v3.OpenTelemetryConfig",
-    "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
-    "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
-    "envoy.extensions.load_balancing_policies.random.v3.Random",
-    "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash",
-    "envoy.extensions.load_balancing_policies.maglev.v3.Maglev",
-];
-
-/// HTTP filter types Outrigger implements (the others are refused, or skipped when the
-/// filter is marked `is_optional`).
-pub(super) const HTTP_FILTERS: &[&str] = &[
-    "envoy.extensions.filters.http.router.v3.Router",
-    "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-    "envoy.extensions.filters.http.buffer.v3.Buffer",
-    "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-    "envoy.extensions.filters.http.rbac.v3.RBAC",
-    "envoy.extensions.filters.http.fault.v3.HTTPFault",
-    "envoy.extensions.filters.http.cors.v3.Cors",
 ];
 
 /// A `ConfigSource` under `sds_config` may also name a file (SDS from files); the

@@ -26,6 +26,7 @@ impl Conn {
         cluster: usize,
     ) -> Outcome {
         let cs = &view.clusters[cluster];
+        self.rec.cluster_index = Some(cluster);
         let ep = match self.begin_upstream(down, view, plan, cluster).await {
             Ok(ep) => ep,
             Err(uh) => return uh,

@@ -490,9 +490,11 @@ pub(crate) async fn serve<C: Connector>(
         duration: end.saturating_duration_since(start),
         upstream: done.upstream,
         tls: conn.tls.clone(),
+        grpc,
         phases: marks.times(Some(end)),
         ..StreamInfo::default()
     };
+    let istio = view.istio(at);
     if log.is_some() {
         info.method = parts.method.as_str().to_string();
         info.path = path;
@@ -506,8 +508,13 @@ pub(crate) async fn serve<C: Connector>(
         info.cluster = cluster_name;
         info.log.local = conn.local;
         stream_info::keep_header_map(&mut info.log.request_head, &parts.headers);
+    } else if istio.is_some() {
+        // Istio's labels read the Host and the cluster.
+        info.authority = authority;
+        info.cluster = cluster_name;
     }
-    stream_info::complete(stats, log, &info, peer, stream_info::Kind::Request);
+    let istio = istio.map(|i| (i, info.cluster.as_deref().unwrap_or("")));
+    stream_info::complete(stats, log, istio, &info, peer, stream_info::Kind::Request);
 }
 
 /// The upstream request's headers after the route's rewrites: the client's path and

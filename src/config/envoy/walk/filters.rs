@@ -4,6 +4,19 @@
 
 /// Supported fields, per message full name, as in `walk::SUPPORTED`.
 pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
+    // Istio's stats filter: the fields Istio's control plane sets by default. The
+    // durations are accepted without effect (TCP is reported once, at close; the
+    // series are not rotated); `metrics` and `definitions` are refused.
+    (
+        "stats.PluginConfig",
+        &[
+            "disable_host_header_fallback",
+            "tcp_reporting_duration",
+            "reporter",
+            "rescoping_duration",
+            "scope_grace_period_duration",
+        ],
+    ),
     // --- Local rate limit (`config/envoy/local_ratelimit.rs`) and the routes'
     // `rate_limits` ---
     (
