@@ -16,9 +16,9 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::rt::net::{TcpListener, TcpStream};
+use crate::rt::spawn_local;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
-use glommio::spawn_local;
 
 use crate::http::h1::encode;
 use crate::observe::stats::StatsReport;
@@ -51,7 +51,7 @@ pub(crate) async fn serve<A: AdminApi + 'static>(control: Rc<A>, socket: socket2
             }
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                crate::rt::sleep(Duration::from_millis(50)).await;
             }
         }
     }

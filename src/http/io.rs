@@ -67,16 +67,16 @@ impl<T: Io + ?Sized> Io for &mut T {
     }
 }
 
-impl Io for glommio::net::TcpStream {
+impl Io for crate::rt::net::TcpStream {
     fn set_read_timeout(&self, d: Option<Duration>) {
         // glommio refuses a zero timeout; the smallest real one expires just as well.
         let d = d.map(|d| d.max(Duration::from_micros(1)));
-        let _ = glommio::net::TcpStream::set_read_timeout(self, d);
+        let _ = crate::rt::net::TcpStream::set_read_timeout(self, d);
     }
 
     fn set_write_timeout(&self, d: Option<Duration>) {
         let d = d.map(|d| d.max(Duration::from_micros(1)));
-        let _ = glommio::net::TcpStream::set_write_timeout(self, d);
+        let _ = crate::rt::net::TcpStream::set_write_timeout(self, d);
     }
 
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
@@ -112,10 +112,10 @@ impl Io for glommio::net::TcpStream {
         use futures_lite::io::AsyncRead;
         // No timer for this poll: glommio would arm the read timeout on `Pending`, and
         // the exchange's own reads set theirs.
-        let timeout = glommio::net::TcpStream::read_timeout(self);
-        let _ = glommio::net::TcpStream::set_read_timeout(self, None);
+        let timeout = crate::rt::net::TcpStream::read_timeout(self);
+        let _ = crate::rt::net::TcpStream::set_read_timeout(self, None);
         let polled = Pin::new(&mut *self).poll_read(cx, &mut []);
-        let _ = glommio::net::TcpStream::set_read_timeout(self, timeout);
+        let _ = crate::rt::net::TcpStream::set_read_timeout(self, timeout);
         polled.is_pending()
     }
 }

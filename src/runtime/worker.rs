@@ -12,9 +12,9 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
-use glommio::net::TcpListener;
-use glommio::{spawn_local, Task};
+use crate::rt::channel::shared::{SharedReceiver, SharedSender};
+use crate::rt::net::TcpListener;
+use crate::rt::{spawn_local, Task};
 use std::os::fd::FromRawFd;
 
 use crate::alarm::Alarm;
@@ -197,7 +197,7 @@ pub async fn run(
 /// connection), so an idle worker has no timer armed and sleeps.
 async fn housekeeping(
     w: Rc<Worker>,
-    tx: Rc<glommio::channels::shared_channel::ConnectedSender<FromWorker>>,
+    tx: Rc<crate::rt::channel::shared::ConnectedSender<FromWorker>>,
 ) {
     loop {
         w.alarm.rung().await;
@@ -488,7 +488,7 @@ impl Worker {
             if self.conns.borrow().is_empty() || Instant::now() >= deadline {
                 break;
             }
-            glommio::timer::sleep(Duration::from_millis(20)).await;
+            crate::rt::sleep(Duration::from_millis(20)).await;
         }
         let left = self.conns.borrow().len();
         if left > 0 {
@@ -507,7 +507,7 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(listener = %name, error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                crate::rt::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };

@@ -41,7 +41,7 @@ pub trait Connector: 'static {
 pub struct TcpConnector;
 
 impl Connector for TcpConnector {
-    type Conn = Transport<glommio::net::TcpStream, ClientConnection>;
+    type Conn = Transport<crate::rt::net::TcpStream, ClientConnection>;
 
     async fn connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<Self::Conn> {
         tcp(addr, None, timeout).await.map(Transport::Plain)
@@ -77,9 +77,9 @@ async fn tcp(
     addr: SocketAddr,
     source: Option<IpAddr>,
     timeout: Duration,
-) -> std::io::Result<glommio::net::TcpStream> {
+) -> std::io::Result<crate::rt::net::TcpStream> {
     let s = match source {
-        None => glommio::net::TcpStream::connect_timeout(addr, timeout)
+        None => crate::rt::net::TcpStream::connect_timeout(addr, timeout)
             .await
             .map_err(std::io::Error::from)?,
         Some(ip) => bound(addr, ip, timeout).await?,
@@ -97,7 +97,7 @@ async fn bound(
     addr: SocketAddr,
     source: IpAddr,
     timeout: Duration,
-) -> std::io::Result<glommio::net::TcpStream> {
+) -> std::io::Result<crate::rt::net::TcpStream> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_nonblocking(true)?;
@@ -109,7 +109,7 @@ async fn bound(
     }
     // SAFETY: the descriptor is a TCP socket we own; ownership moves to glommio.
     let mut s = unsafe {
-        <glommio::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(
+        <crate::rt::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(
             std::os::fd::IntoRawFd::into_raw_fd(sock),
         )
     };
