@@ -87,11 +87,7 @@ mod tests {
     use std::time::Duration;
 
     fn on_executor<T: 'static>(f: impl std::future::Future<Output = T> + 'static) -> T {
-        crate::rt::executor::LocalExecutorBuilder::new(crate::rt::executor::Placement::Unbound)
-            .io_memory(128 * 1024)
-            .make()
-            .expect("a glommio executor (io_uring, RLIMIT_MEMLOCK)")
-            .run(f)
+        crate::rt::executor::block_on(f)
     }
 
     #[test]

@@ -12,11 +12,10 @@
 mod prometheus;
 
 use std::mem::MaybeUninit;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::rt::net::{TcpListener, TcpStream};
+use crate::rt::net::TcpStream;
 use crate::rt::spawn_local;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -42,8 +41,13 @@ pub(crate) trait AdminApi {
 
 /// Accepts admin connections until the control executor stops.
 pub(crate) async fn serve<A: AdminApi + 'static>(control: Rc<A>, socket: socket2::Socket) {
-    // SAFETY: the socket is bound and listening; ownership moves to glommio.
-    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    let listener = match crate::rt::net::listener_from(socket) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "admin listener: the runtime refused the socket");
+            return;
+        }
+    };
     loop {
         match listener.accept().await {
             Ok(stream) => {

@@ -75,7 +75,7 @@ fn drain(rx: &LocalReceiver<Update>) -> Vec<bool> {
 
 #[test]
 fn ejections_last_longer_each_time_up_to_the_maximum_and_the_backoff_decays() {
-    crate::rt::executor::LocalExecutor::default().run(async {
+    crate::rt::executor::block_on(async {
         let (tx, rx) = local::new_unbounded();
         let d = Detector::new(tx);
         d.apply(&snapshot(OutlierDetection {
@@ -137,7 +137,7 @@ fn ejections_last_longer_each_time_up_to_the_maximum_and_the_backoff_decays() {
 
 #[test]
 fn a_changed_setting_brings_ejected_endpoints_back_and_a_same_one_keeps_them() {
-    crate::rt::executor::LocalExecutor::default().run(async {
+    crate::rt::executor::block_on(async {
         let (tx, rx) = local::new_unbounded();
         let d = Detector::new(tx);
         let cfg = OutlierDetection {

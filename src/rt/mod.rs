@@ -16,43 +16,28 @@
 //!   `AsyncWrite`, per-operation read and write timeouts (`set_read_timeout`,
 //!   `set_write_timeout`, `read_timeout`; a timeout fails the operation with
 //!   `TimedOut`), `connect_timeout`, `set_nodelay`, `peer_addr`, `local_addr`, and
-//!   `FromRawFd`/`AsRawFd`. A poll of a zero-byte read answers from the readiness watch
-//!   armed after the last short read, which the pool's reuse check reads
-//!   (`http::io::Io::idle_is_clean_cx`). [`net::TcpListener`]: `FromRawFd` on a bound,
-//!   listening socket, and `accept`. [`net::UnixStream`]: `FromRawFd`, `AsyncRead`.
+//!   `AsRawFd`; [`net::stream_from`] adopts a socket connected (or connecting) by hand.
+//!   [`net::idle_is_clean`] answers, without a syscall where the backend can, whether
+//!   a pooled connection stayed silent and open (`http::io::Io::idle_is_clean_cx`).
+//!   [`net::TcpListener`]: [`net::listener_from`] adopts a bound, listening socket;
+//!   `accept`. [`net::UnixStream`]: [`net::unix_from`], `AsyncRead`.
 //! - [`channel::shared`] crosses executors (config to the workers, stats back): bounded,
 //!   each end `connect`ed on the executor that uses it. [`channel::local`] stays on one
 //!   executor. [`Semaphore`] orders tasks on one executor.
 //! - [`executor`] starts executor threads: pinned to a CPU (workers) or unbound (the
-//!   control executor), with a name, and runs a future to its end on the thread.
+//!   control executor), with a name, and runs a future to its end on the thread;
+//!   [`executor::block_on`] runs one on the calling thread (unit tests).
+//!
+//! Two backends: glommio (the default) and, behind the `rt-monoio` cargo feature while
+//! the port is measured, monoio on an io_uring set up with `COOP_TASKRUN |
+//! SINGLE_ISSUER` (the flags the prototypes found decisive).
 
-pub use glommio::spawn_local;
-pub use glommio::sync::Semaphore;
-pub use glommio::timer::sleep;
-pub use glommio::Task;
+#[cfg(not(feature = "rt-monoio"))]
+mod glommio_rt;
+#[cfg(not(feature = "rt-monoio"))]
+pub use glommio_rt::*;
 
-/// Sockets.
-pub mod net {
-    pub use glommio::net::{TcpListener, TcpStream, UnixStream};
-}
-
-/// Channels between tasks.
-pub mod channel {
-    /// Between executors (threads).
-    pub mod shared {
-        pub use glommio::channels::shared_channel::{
-            new_bounded, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
-        };
-    }
-    /// Between tasks of one executor.
-    pub mod local {
-        pub use glommio::channels::local_channel::{
-            new_bounded, new_unbounded, LocalReceiver, LocalSender,
-        };
-    }
-}
-
-/// Executor threads.
-pub mod executor {
-    pub use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
-}
+#[cfg(feature = "rt-monoio")]
+mod monoio_rt;
+#[cfg(feature = "rt-monoio")]
+pub use monoio_rt::*;

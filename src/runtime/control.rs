@@ -4,7 +4,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -433,8 +432,10 @@ pub async fn run(
 
     // Signals arrive as flags set by the main thread's handlers, each followed by a byte
     // on the wake socket; a worker thread that ends writes one too.
-    // SAFETY: the socket is open and ours; ownership moves to glommio.
-    let mut wake = unsafe { crate::rt::net::UnixStream::from_raw_fd(signals.wake.into_raw_fd()) };
+    // Should the runtime refuse the socket, the flags are polled instead.
+    let mut wake = crate::rt::net::unix_from(signals.wake)
+        .map_err(|e| tracing::error!(error = %e, "control wake socket refused: polling the flags"))
+        .ok();
     // Certificate rotation: the stamps a refused reload saw, so it is not retried
     // until a file changes again.
     let mut refused_stamps = None;
@@ -495,8 +496,12 @@ pub async fn run(
 
 /// Sleeps until a signal handler or an ending worker thread writes to the wake socket,
 /// and consumes what they wrote (the flags say what happened).
-async fn wait_for_wake(wake: &mut crate::rt::net::UnixStream) {
+async fn wait_for_wake(wake: &mut Option<crate::rt::net::UnixStream>) {
     let mut buf = [0u8; 64];
+    let Some(wake) = wake else {
+        crate::rt::sleep(Duration::from_millis(50)).await;
+        return;
+    };
     match wake.read(&mut buf).await {
         Ok(n) if n > 0 => {}
         // Cannot happen while the process holds the other end; if it does, fall back to

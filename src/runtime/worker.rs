@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::mpsc::SyncSender;
@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use crate::rt::channel::shared::{SharedReceiver, SharedSender};
 use crate::rt::net::TcpListener;
 use crate::rt::{spawn_local, Task};
-use std::os::fd::FromRawFd;
 
 use crate::alarm::Alarm;
 use crate::config::{NetworkTerminal, Snapshot};
@@ -398,8 +397,13 @@ impl Worker {
                 .any(|l| &l.name == name && l.bind_to_port)
         });
         for (name, socket) in sockets {
-            // SAFETY: the socket is bound and listening, and ownership moves to glommio.
-            let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+            let listener = match crate::rt::net::listener_from(socket) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(listener = %name, error = %e, "the runtime refused the listening socket");
+                    continue;
+                }
+            };
             let count = self.counts.listener(&name);
             let task = spawn_local(accept_loop(self.clone(), name.clone(), listener, count));
             acceptors.insert(name, task);

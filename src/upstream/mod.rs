@@ -73,6 +73,8 @@ impl Connector for TcpConnector {
     }
 }
 
+// The glommio backend's errors convert into io::Error; the monoio backend's already are.
+#[allow(clippy::useless_conversion)]
 async fn tcp(
     addr: SocketAddr,
     source: Option<IpAddr>,
@@ -88,11 +90,12 @@ async fn tcp(
     Ok(s)
 }
 
-/// Connects from a chosen source address (the cluster's `source_address`). glommio's
-/// connect creates its own socket, so this one is bound and connected without blocking
-/// by hand, then handed to glommio, whose zero-byte write completes once the connect
-/// has (the kernel answers EAGAIN while it is in progress, the connect's error if it
-/// failed).
+/// Connects from a chosen source address (the cluster's `source_address`). The
+/// runtime's connect creates its own socket, so this one is bound and connected without
+/// blocking by hand, then handed to the runtime, whose zero-byte write completes once
+/// the connect has (the kernel answers EAGAIN while it is in progress, the connect's
+/// error if it failed).
+#[allow(clippy::useless_conversion)]
 async fn bound(
     addr: SocketAddr,
     source: IpAddr,
@@ -107,12 +110,7 @@ async fn bound(
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
-    // SAFETY: the descriptor is a TCP socket we own; ownership moves to glommio.
-    let mut s = unsafe {
-        <crate::rt::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(
-            std::os::fd::IntoRawFd::into_raw_fd(sock),
-        )
-    };
+    let mut s = crate::rt::net::stream_from(sock)?;
     s.set_write_timeout(Some(timeout))
         .map_err(std::io::Error::from)?;
     futures_lite::AsyncWriteExt::write(&mut s, &[]).await?;
