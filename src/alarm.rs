@@ -51,7 +51,7 @@ impl Alarm {
                 return;
             }
             // Sleep until `at`, unless an earlier ring is asked for meanwhile.
-            futures_lite::future::or(glommio::timer::sleep(at - now), self.changed(seen)).await;
+            futures_lite::future::or(crate::rt::sleep(at - now), self.changed(seen)).await;
         }
     }
 
@@ -87,11 +87,7 @@ mod tests {
     use std::time::Duration;
 
     fn on_executor<T: 'static>(f: impl std::future::Future<Output = T> + 'static) -> T {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(128 * 1024)
-            .make()
-            .expect("a glommio executor (io_uring, RLIMIT_MEMLOCK)")
-            .run(f)
+        crate::rt::executor::block_on(f)
     }
 
     #[test]
@@ -102,8 +98,8 @@ mod tests {
             alarm.ring_at(start + Duration::from_secs(30));
             let a = alarm.clone();
             // Asked for an earlier ring while the waiter sleeps towards the later one.
-            glommio::spawn_local(async move {
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+            crate::rt::spawn_local(async move {
+                crate::rt::sleep(Duration::from_millis(10)).await;
                 a.ring_at(Instant::now() + Duration::from_millis(10));
             })
             .detach();

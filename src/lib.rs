@@ -16,6 +16,7 @@ pub mod listener;
 pub mod observe;
 pub mod outlier;
 pub mod rbac;
+pub mod rt;
 pub mod runtime;
 pub mod tcp;
 pub mod test_hooks;

@@ -550,6 +550,23 @@ fn no_source_file_over_800_lines() {
     );
 }
 
+/// The runtime is named in one module (`src/rt/`), so that a runtime port changes one
+/// place: any other file that names `glommio` in code (comments aside) fails here.
+#[test]
+fn only_the_rt_module_names_the_runtime() {
+    let named: Vec<String> = sources()
+        .iter()
+        .filter(|(p, _)| !p.starts_with("rt"))
+        .filter(|(_, text)| strip(text).contains("glommio"))
+        .map(|(p, _)| format!("src/{}", p.display()))
+        .collect();
+    assert!(
+        named.is_empty(),
+        "these files use glommio directly; go through crate::rt instead:\n{}",
+        named.join("\n")
+    );
+}
+
 /// The reader itself: what counts as a dependency and what does not.
 #[test]
 fn the_graph_reader_sees_paths_not_comments() {

@@ -13,13 +13,12 @@ mod clusters;
 mod prometheus;
 
 use std::mem::MaybeUninit;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::rt::net::TcpStream;
+use crate::rt::spawn_local;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
-use glommio::spawn_local;
 
 use crate::http::h1::encode;
 use crate::observe::stats::StatsReport;
@@ -43,8 +42,13 @@ pub(crate) trait AdminApi {
 
 /// Accepts admin connections until the control executor stops.
 pub(crate) async fn serve<A: AdminApi + 'static>(control: Rc<A>, socket: socket2::Socket) {
-    // SAFETY: the socket is bound and listening; ownership moves to glommio.
-    let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+    let listener = match crate::rt::net::listener_from(socket) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "admin listener: the runtime refused the socket");
+            return;
+        }
+    };
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -52,7 +56,7 @@ pub(crate) async fn serve<A: AdminApi + 'static>(control: Rc<A>, socket: socket2
             }
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                crate::rt::sleep(Duration::from_millis(50)).await;
             }
         }
     }

@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use glommio::channels::local_channel::LocalSender;
-use glommio::{spawn_local, Task};
+use crate::rt::channel::local::LocalSender;
+use crate::rt::{spawn_local, Task};
 use rustls::ClientConnection;
 
 pub use flags::HealthFlags;
@@ -31,7 +31,7 @@ use crate::config::{CheckKind, Cluster, HealthCheck, Snapshot};
 use crate::observe::stats::HealthCheckReport;
 
 /// A health-check connection: plain TCP or TLS, as the cluster's.
-type Conn = crate::tls::Transport<glommio::net::TcpStream, ClientConnection>;
+type Conn = crate::tls::Transport<crate::rt::net::TcpStream, ClientConnection>;
 
 /// An endpoint's new flags, for every worker. `flags: None`: forget the endpoint (it
 /// left the cluster, or the cluster lost its health checks).
@@ -246,7 +246,7 @@ async fn run(checker: Checker, key: Key, cluster: Arc<Cluster>, flags: HealthFla
     };
     let delay = session::initial_delay(hc, fastrand::u64(..));
     if !delay.is_zero() {
-        glommio::timer::sleep(delay).await;
+        crate::rt::sleep(delay).await;
     }
     loop {
         counters.attempt.set(counters.attempt.get() + 1);
@@ -292,7 +292,7 @@ async fn run(checker: Checker, key: Key, cluster: Arc<Cluster>, flags: HealthFla
         checker.0.first_round.borrow_mut().remove(&key);
         let used = checker.0.used.borrow().contains(&key.0);
         let wait = session.next_interval(hc, t, used, fastrand::u64(..));
-        glommio::timer::sleep(wait).await;
+        crate::rt::sleep(wait).await;
     }
 }
 
@@ -304,7 +304,7 @@ async fn check_once(
     hc: &HealthCheck,
 ) -> Outcome {
     let timed_out = async {
-        glommio::timer::sleep(hc.timeout).await;
+        crate::rt::sleep(hc.timeout).await;
         Outcome::Timeout
     };
     let outcome = match (&mut *probe, &hc.kind) {

@@ -4,7 +4,6 @@
 //! Tunnels move bytes over the two halves of one stream (`split`); the h2 crate reads
 //! and writes it through tokio's traits (`TokioIo`).
 
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -67,16 +66,16 @@ impl<T: Io + ?Sized> Io for &mut T {
     }
 }
 
-impl Io for glommio::net::TcpStream {
+impl Io for crate::rt::net::TcpStream {
     fn set_read_timeout(&self, d: Option<Duration>) {
         // glommio refuses a zero timeout; the smallest real one expires just as well.
         let d = d.map(|d| d.max(Duration::from_micros(1)));
-        let _ = glommio::net::TcpStream::set_read_timeout(self, d);
+        let _ = crate::rt::net::TcpStream::set_read_timeout(self, d);
     }
 
     fn set_write_timeout(&self, d: Option<Duration>) {
         let d = d.map(|d| d.max(Duration::from_micros(1)));
-        let _ = glommio::net::TcpStream::set_write_timeout(self, d);
+        let _ = crate::rt::net::TcpStream::set_write_timeout(self, d);
     }
 
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
@@ -99,24 +98,10 @@ impl Io for glommio::net::TcpStream {
         n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
     }
 
-    /// A read of nothing, polled once. glommio arms a one-shot poll for readability
-    /// after every read that did not fill its buffer (the read that ended the last
-    /// response did not), and while that poll is pending a read returns `Pending`
-    /// without a syscall: nothing arrived and the peer did not close, as far as the
-    /// executor's last look at its completions goes. A completed poll (bytes, end of
-    /// stream, an error) or no poll at all makes glommio try `recv` of zero bytes,
-    /// which returns 0 when bytes or the end of stream are there and `EAGAIN` (then a
-    /// poll is armed, `Pending`) when not: the same answer as the peek, for one
-    /// syscall. `Ready` in any form is a connection not to reuse.
+    /// Answered from the runtime's own readiness watch where it keeps one
+    /// (`rt::net::idle_is_clean`).
     fn idle_is_clean_cx(&mut self, cx: &mut Context<'_>) -> bool {
-        use futures_lite::io::AsyncRead;
-        // No timer for this poll: glommio would arm the read timeout on `Pending`, and
-        // the exchange's own reads set theirs.
-        let timeout = glommio::net::TcpStream::read_timeout(self);
-        let _ = glommio::net::TcpStream::set_read_timeout(self, None);
-        let polled = Pin::new(&mut *self).poll_read(cx, &mut []);
-        let _ = glommio::net::TcpStream::set_read_timeout(self, timeout);
-        polled.is_pending()
+        crate::rt::net::idle_is_clean(self, cx)
     }
 }
 

@@ -22,7 +22,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use glommio::channels::local_channel::LocalSender;
+use crate::rt::channel::local::LocalSender;
 
 pub use stats::OutlierReport;
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use glommio::channels::local_channel::{self, LocalReceiver};
+use crate::rt::channel::local::{self, LocalReceiver};
 
 use super::{Detector, Event, Update};
 use crate::config::outlier::{Consecutive, Outlier, OutlierDetection};
@@ -81,8 +81,8 @@ fn drain(rx: &LocalReceiver<Update>) -> Vec<bool> {
 
 #[test]
 fn ejections_last_longer_each_time_up_to_the_maximum_and_the_backoff_decays() {
-    glommio::LocalExecutor::default().run(async {
-        let (tx, rx) = local_channel::new_unbounded();
+    crate::rt::executor::block_on(async {
+        let (tx, rx) = local::new_unbounded();
         let d = Detector::new(tx);
         d.apply(&snapshot(OutlierDetection {
             base_ejection_time: Duration::from_secs(10),
@@ -143,8 +143,8 @@ fn ejections_last_longer_each_time_up_to_the_maximum_and_the_backoff_decays() {
 
 #[test]
 fn a_changed_setting_brings_ejected_endpoints_back_and_a_same_one_keeps_them() {
-    glommio::LocalExecutor::default().run(async {
-        let (tx, rx) = local_channel::new_unbounded();
+    crate::rt::executor::block_on(async {
+        let (tx, rx) = local::new_unbounded();
         let d = Detector::new(tx);
         let cfg = OutlierDetection {
             max_ejection_percent: 50,

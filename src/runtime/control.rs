@@ -4,17 +4,16 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::rt::channel::local::{self, LocalReceiver, LocalSender};
+use crate::rt::channel::shared::{ConnectedSender, SharedReceiver, SharedSender};
+use crate::rt::spawn_local;
+use crate::rt::Semaphore;
 use futures_lite::io::AsyncReadExt;
-use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
-use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
-use glommio::spawn_local;
-use glommio::sync::Semaphore;
 use socket2::Socket;
 
 use crate::config::{self, ConfigErrors, Snapshot};
@@ -159,7 +158,7 @@ impl Control {
                 tracing::warn!(version, "workers are slow to apply the new config");
                 break;
             }
-            glommio::timer::sleep(Duration::from_millis(1)).await;
+            crate::rt::sleep(Duration::from_millis(1)).await;
         }
         Ok(version)
     }
@@ -357,9 +356,9 @@ pub async fn run(
         senders.push(link.to.connect().await);
         receivers.push(link.from);
     }
-    let (stats_tx, stats_rx) = local_channel::new_bounded(workers.max(1));
-    let (health_tx, health_rx) = local_channel::new_unbounded();
-    let (outlier_tx, outlier_rx) = local_channel::new_unbounded();
+    let (stats_tx, stats_rx) = local::new_bounded(workers.max(1));
+    let (health_tx, health_rx) = local::new_unbounded();
+    let (outlier_tx, outlier_rx) = local::new_unbounded();
     let outlier = crate::outlier::Detector::new(outlier_tx);
     let health = crate::health::Checker::new(health_tx);
     // An active health check that passes brings an ejected endpoint back (Envoy's
@@ -457,8 +456,10 @@ pub async fn run(
 
     // Signals arrive as flags set by the main thread's handlers, each followed by a byte
     // on the wake socket; a worker thread that ends writes one too.
-    // SAFETY: the socket is open and ours; ownership moves to glommio.
-    let mut wake = unsafe { glommio::net::UnixStream::from_raw_fd(signals.wake.into_raw_fd()) };
+    // Should the runtime refuse the socket, the flags are polled instead.
+    let mut wake = crate::rt::net::unix_from(signals.wake)
+        .map_err(|e| tracing::error!(error = %e, "control wake socket refused: polling the flags"))
+        .ok();
     // Certificate rotation: the stamps a refused reload saw, so it is not retried
     // until a file changes again.
     let mut refused_stamps = None;
@@ -501,11 +502,8 @@ pub async fn run(
             }
         }
         if tls_watch::watches(&control.current.borrow()) {
-            futures_lite::future::or(
-                wait_for_wake(&mut wake),
-                glommio::timer::sleep(tls_watch::POLL),
-            )
-            .await;
+            futures_lite::future::or(wait_for_wake(&mut wake), crate::rt::sleep(tls_watch::POLL))
+                .await;
         } else {
             wait_for_wake(&mut wake).await;
         }
@@ -522,13 +520,17 @@ pub async fn run(
 
 /// Sleeps until a signal handler or an ending worker thread writes to the wake socket,
 /// and consumes what they wrote (the flags say what happened).
-async fn wait_for_wake(wake: &mut glommio::net::UnixStream) {
+async fn wait_for_wake(wake: &mut Option<crate::rt::net::UnixStream>) {
     let mut buf = [0u8; 64];
+    let Some(wake) = wake else {
+        crate::rt::sleep(Duration::from_millis(50)).await;
+        return;
+    };
     match wake.read(&mut buf).await {
         Ok(n) if n > 0 => {}
         // Cannot happen while the process holds the other end; if it does, fall back to
         // polling the flags rather than spinning.
-        _ => glommio::timer::sleep(Duration::from_millis(50)).await,
+        _ => crate::rt::sleep(Duration::from_millis(50)).await,
     }
 }
 

@@ -11,8 +11,8 @@ pub mod worker;
 
 use std::sync::Arc;
 
-use glommio::channels::shared_channel;
-use glommio::{LocalExecutorBuilder, Placement};
+use crate::rt::channel::shared;
+use crate::rt::executor::{LocalExecutorBuilder, Placement};
 
 use control::{ConfigSource, SignalFlags, WorkerLink, XdsStart};
 
@@ -94,8 +94,8 @@ pub fn run(
     let mut links = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
     for id in 0..workers {
-        let (to_tx, to_rx) = shared_channel::new_bounded(64);
-        let (from_tx, from_rx) = shared_channel::new_bounded(64);
+        let (to_tx, to_rx) = shared::new_bounded(64);
+        let (from_tx, from_rx) = shared::new_bounded(64);
         links.push(WorkerLink {
             to: to_tx,
             from: from_rx,

@@ -5,17 +5,16 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
-use glommio::net::TcpListener;
-use glommio::{spawn_local, Task};
-use std::os::fd::FromRawFd;
+use crate::rt::channel::shared::{SharedReceiver, SharedSender};
+use crate::rt::net::TcpListener;
+use crate::rt::{spawn_local, Task};
 
 use crate::alarm::Alarm;
 use crate::config::{NetworkTerminal, Snapshot};
@@ -197,7 +196,7 @@ pub async fn run(
 /// connection), so an idle worker has no timer armed and sleeps.
 async fn housekeeping(
     w: Rc<Worker>,
-    tx: Rc<glommio::channels::shared_channel::ConnectedSender<FromWorker>>,
+    tx: Rc<crate::rt::channel::shared::ConnectedSender<FromWorker>>,
 ) {
     loop {
         w.alarm.rung().await;
@@ -398,8 +397,13 @@ impl Worker {
                 .any(|l| &l.name == name && l.bind_to_port)
         });
         for (name, socket) in sockets {
-            // SAFETY: the socket is bound and listening, and ownership moves to glommio.
-            let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+            let listener = match crate::rt::net::listener_from(socket) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(listener = %name, error = %e, "the runtime refused the listening socket");
+                    continue;
+                }
+            };
             let count = self.counts.listener(&name);
             let task = spawn_local(accept_loop(self.clone(), name.clone(), listener, count));
             acceptors.insert(name, task);
@@ -491,7 +495,7 @@ impl Worker {
             if self.conns.borrow().is_empty() || Instant::now() >= deadline {
                 break;
             }
-            glommio::timer::sleep(Duration::from_millis(20)).await;
+            crate::rt::sleep(Duration::from_millis(20)).await;
         }
         let left = self.conns.borrow().len();
         if left > 0 {
@@ -510,7 +514,7 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(listener = %name, error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(50)).await;
+                crate::rt::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };

@@ -81,7 +81,7 @@ impl H2Conns {
             .handshake::<_, Bytes>(crate::http::io::TokioIo::new(io))
             .await
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
-        glommio::spawn_local(async move {
+        crate::rt::spawn_local(async move {
             let _slot = slot;
             // The driver reads the upstream's bytes: a panic in it must end this
             // connection only (its streams then fail as resets), never the worker.

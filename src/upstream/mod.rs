@@ -42,7 +42,7 @@ pub trait Connector: 'static {
 pub struct TcpConnector;
 
 impl Connector for TcpConnector {
-    type Conn = Transport<glommio::net::TcpStream, ClientConnection>;
+    type Conn = Transport<crate::rt::net::TcpStream, ClientConnection>;
 
     async fn connect(&self, addr: SocketAddr, timeout: Duration) -> std::io::Result<Self::Conn> {
         tcp(addr, None, timeout).await.map(Transport::Plain)
@@ -74,13 +74,15 @@ impl Connector for TcpConnector {
     }
 }
 
+// The glommio backend's errors convert into io::Error; the monoio backend's already are.
+#[allow(clippy::useless_conversion)]
 async fn tcp(
     addr: SocketAddr,
     source: Option<IpAddr>,
     timeout: Duration,
-) -> std::io::Result<glommio::net::TcpStream> {
+) -> std::io::Result<crate::rt::net::TcpStream> {
     let s = match source {
-        None => glommio::net::TcpStream::connect_timeout(addr, timeout)
+        None => crate::rt::net::TcpStream::connect_timeout(addr, timeout)
             .await
             .map_err(std::io::Error::from)?,
         Some(ip) => bound(addr, ip, timeout).await?,
@@ -89,16 +91,17 @@ async fn tcp(
     Ok(s)
 }
 
-/// Connects from a chosen source address (the cluster's `source_address`). glommio's
-/// connect creates its own socket, so this one is bound and connected without blocking
-/// by hand, then handed to glommio, whose zero-byte write completes once the connect
-/// has (the kernel answers EAGAIN while it is in progress, the connect's error if it
-/// failed).
+/// Connects from a chosen source address (the cluster's `source_address`). The
+/// runtime's connect creates its own socket, so this one is bound and connected without
+/// blocking by hand, then handed to the runtime, whose zero-byte write completes once
+/// the connect has (the kernel answers EAGAIN while it is in progress, the connect's
+/// error if it failed).
+#[allow(clippy::useless_conversion)]
 async fn bound(
     addr: SocketAddr,
     source: IpAddr,
     timeout: Duration,
-) -> std::io::Result<glommio::net::TcpStream> {
+) -> std::io::Result<crate::rt::net::TcpStream> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_nonblocking(true)?;
@@ -108,12 +111,7 @@ async fn bound(
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
-    // SAFETY: the descriptor is a TCP socket we own; ownership moves to glommio.
-    let mut s = unsafe {
-        <glommio::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(
-            std::os::fd::IntoRawFd::into_raw_fd(sock),
-        )
-    };
+    let mut s = crate::rt::net::stream_from(sock)?;
     s.set_write_timeout(Some(timeout))
         .map_err(std::io::Error::from)?;
     futures_lite::AsyncWriteExt::write(&mut s, &[]).await?;

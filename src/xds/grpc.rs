@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::rt::{spawn_local, Task};
 use bytes::{Buf, Bytes, BytesMut};
-use glommio::{spawn_local, Task};
 use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
 use prost::Message;
@@ -35,7 +35,7 @@ pub type Error = String;
 impl Stream {
     /// Connects to `addr` and opens `path` (a gRPC method) with `authority`.
     pub async fn open(addr: SocketAddr, authority: &str, path: &str) -> Result<Stream, Error> {
-        let tcp = glommio::net::TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)
+        let tcp = crate::rt::net::TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
@@ -50,7 +50,7 @@ impl Stream {
             )
         };
         let expire = async {
-            glommio::timer::sleep(CONNECT_TIMEOUT).await;
+            crate::rt::sleep(CONNECT_TIMEOUT).await;
             None
         };
         let (client, conn) = futures_lite::future::or(handshake, expire)

@@ -55,8 +55,8 @@ pub async fn run<P: Publish + 'static>(control: Rc<P>, client: Rc<Client>) {
         let t = client.store.borrow().initial_fetch_timeout();
         // Envoy's server initialisation gives up waiting for the first xDS responses
         // after the initial fetch timeout and serves what it has.
-        glommio::spawn_local(async move {
-            glommio::timer::sleep(if t.is_zero() {
+        crate::rt::spawn_local(async move {
+            crate::rt::sleep(if t.is_zero() {
                 Duration::from_secs(15)
             } else {
                 t
@@ -91,7 +91,7 @@ pub async fn run<P: Publish + 'static>(control: Rc<P>, client: Rc<Client>) {
             ),
             Err(e) => tracing::warn!("xDS: {e}; reconnecting in {wait:?}"),
         }
-        glommio::timer::sleep(wait).await;
+        crate::rt::sleep(wait).await;
     }
 }
 

@@ -91,7 +91,7 @@ pub async fn run<P: Publish>(
             Some(d) => {
                 let msg = async { Event::Message(sess.recv().await) };
                 let timer = async {
-                    glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await;
+                    crate::rt::sleep(d.saturating_duration_since(Instant::now())).await;
                     Event::Timer
                 };
                 futures_lite::future::or(msg, timer).await

@@ -225,7 +225,7 @@ impl FaultFilter {
             if active.is_some() {
                 self.count(ctx, self.counters.delays_injected);
                 tracing::debug!(ms = d.as_millis() as u64, "fault: delaying request");
-                glommio::timer::sleep(d).await;
+                crate::rt::sleep(d).await;
                 delayed = true;
             }
         }
@@ -277,7 +277,7 @@ pub async fn on_response_data(store: &SetHeaders, n: usize) {
         }
     };
     if !wait.is_zero() {
-        glommio::timer::sleep(wait).await;
+        crate::rt::sleep(wait).await;
     }
 }
 

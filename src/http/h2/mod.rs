@@ -110,7 +110,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         .max_header_list_size(l.limits.max_header_bytes as u32);
     let handshake = async { Some(builder.handshake::<_, Bytes>(io).await) };
     let expire = async {
-        glommio::timer::sleep(idle).await;
+        crate::rt::sleep(idle).await;
         None
     };
     let mut conn = match futures_lite::future::or(handshake, expire).await {
@@ -193,9 +193,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                     std::task::Poll::Pending
                 });
                 match wake {
-                    Some(at) => {
-                        futures_lite::future::or(glommio::timer::sleep(at - now), poked).await
-                    }
+                    Some(at) => futures_lite::future::or(crate::rt::sleep(at - now), poked).await,
                     None => poked.await,
                 }
             }
@@ -211,7 +209,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 let at = stream_at;
                 // Boxed here, once: the stream's future is several KiB, and the executor
                 // would otherwise copy it by value a few times on the way into its task.
-                glommio::spawn_local(Box::pin(async move {
+                crate::rt::spawn_local(Box::pin(async move {
                     // A panic in one stream resets that stream only (its SendResponse is
                     // dropped); the connection and the worker carry on.
                     let served = crate::contain::contain(stream::serve(
@@ -271,10 +269,10 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                         let back = pings.clone();
                         let activity = activity.clone();
                         let timeout = s.keepalive_timeout;
-                        glommio::spawn_local(async move {
+                        crate::rt::spawn_local(async move {
                             let ping = async { Some(pp.ping(h2::Ping::opaque()).await.is_ok()) };
                             let expire = async {
-                                glommio::timer::sleep(timeout).await;
+                                crate::rt::sleep(timeout).await;
                                 None
                             };
                             if futures_lite::future::or(ping, expire).await == Some(true) {

@@ -277,7 +277,7 @@ impl Progress {
                 let now = Instant::now();
                 match self.check(now) {
                     Err(e) => return e,
-                    Ok(Some(at)) => glommio::timer::sleep(at.saturating_duration_since(now)).await,
+                    Ok(Some(at)) => crate::rt::sleep(at.saturating_duration_since(now)).await,
                     // No clock runs: nothing can expire.
                     Ok(None) => std::future::pending::<()>().await,
                 }

@@ -95,7 +95,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                             true
                         },
                         async {
-                            glommio::timer::sleep(left).await;
+                            crate::rt::sleep(left).await;
                             false
                         },
                     )

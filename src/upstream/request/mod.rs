@@ -335,7 +335,7 @@ async fn per_try_clock(
             (_, Some(s)) if now >= s => return PerTry::Idle,
             (h, s) => {
                 let at = h.into_iter().chain(s).min().unwrap_or(now);
-                glommio::timer::sleep(at.saturating_duration_since(now)).await;
+                crate::rt::sleep(at.saturating_duration_since(now)).await;
             }
         }
     }
@@ -441,11 +441,11 @@ where
         // The route clock bounds the back-off too.
         match progress.deadline() {
             Some(d) if Instant::now() + wait >= d => {
-                glommio::timer::sleep(d.saturating_duration_since(Instant::now())).await;
+                crate::rt::sleep(d.saturating_duration_since(Instant::now())).await;
                 count_failure(&cs.stats, Failure::RouteTimeout);
                 return Err(Failure::RouteTimeout);
             }
-            _ => glommio::timer::sleep(wait).await,
+            _ => crate::rt::sleep(wait).await,
         }
         if let Some(p) = r
             .select(|attempt| cs.pick(r.hash, attempt))

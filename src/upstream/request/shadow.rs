@@ -148,7 +148,7 @@ pub(crate) fn send<K: Connector + 'static>(
     // A teed shadow that falls behind is abandoned by the tee (and counted there):
     // dropping its exchange resets its upstream request.
     let watch = s.stream.as_ref().map(TeeRx::watch);
-    glommio::spawn_local(async move {
+    crate::rt::spawn_local(async move {
         let _slot = slot;
         let work = async {
             let run = async {
@@ -276,7 +276,7 @@ async fn exchange<K: Connector>(
         return work.await;
     }
     futures_lite::future::or(work, async {
-        glommio::timer::sleep(timeout).await;
+        crate::rt::sleep(timeout).await;
         count_failure(&cs.stats, Failure::RouteTimeout);
         Err(Failure::RouteTimeout)
     })

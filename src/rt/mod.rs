@@ -1,0 +1,43 @@
+//! The runtime surface Outrigger runs on: executors pinned to cores, tasks, timers,
+//! sockets and the channels between executors.
+//!
+//! Everything above this module reaches the runtime only through it, so the runtime
+//! behind it can change in one place (issue 12: glommio's reactor is where most of the
+//! proxy's kernel time goes; `docs/benchmarks/runtime-prototypes.md` measured what a
+//! runtime whose completions run in the worker's own context saves). Today every item
+//! is glommio 0.9's own, re-exported at no cost. The contract each keeps, which is what
+//! another backend has to keep, is:
+//!
+//! - [`spawn_local`] runs a future on the current executor; dropping its [`Task`] cancels it
+//!   at its next await point, [`Task::detach`] lets it run to its end, awaiting it
+//!   gives its output.
+//! - [`sleep`] completes once a duration has passed.
+//! - [`net::TcpStream`]: a nonblocking TCP socket with futures-io `AsyncRead` and
+//!   `AsyncWrite`, per-operation read and write timeouts (`set_read_timeout`,
+//!   `set_write_timeout`, `read_timeout`; a timeout fails the operation with
+//!   `TimedOut`), `connect_timeout`, `set_nodelay`, `peer_addr`, `local_addr`, and
+//!   `AsRawFd`; [`net::stream_from`] adopts a socket connected (or connecting) by hand.
+//!   [`net::idle_is_clean`] answers, without a syscall where the backend can, whether
+//!   a pooled connection stayed silent and open (`http::io::Io::idle_is_clean_cx`).
+//!   [`net::TcpListener`]: [`net::listener_from`] adopts a bound, listening socket;
+//!   `accept`. [`net::UnixStream`]: [`net::unix_from`], `AsyncRead`.
+//! - [`channel::shared`] crosses executors (config to the workers, stats back): bounded,
+//!   each end `connect`ed on the executor that uses it. [`channel::local`] stays on one
+//!   executor. [`Semaphore`] orders tasks on one executor.
+//! - [`executor`] starts executor threads: pinned to a CPU (workers) or unbound (the
+//!   control executor), with a name, and runs a future to its end on the thread;
+//!   [`executor::block_on`] runs one on the calling thread (unit tests).
+//!
+//! Two backends: glommio (the default) and, behind the `rt-monoio` cargo feature while
+//! the port is measured, monoio on an io_uring set up with `COOP_TASKRUN |
+//! SINGLE_ISSUER` (the flags the prototypes found decisive).
+
+#[cfg(not(feature = "rt-monoio"))]
+mod glommio_rt;
+#[cfg(not(feature = "rt-monoio"))]
+pub use glommio_rt::*;
+
+#[cfg(feature = "rt-monoio")]
+mod monoio_rt;
+#[cfg(feature = "rt-monoio")]
+pub use monoio_rt::*;

@@ -1,0 +1,257 @@
+//! Sockets on monoio's poll-io streams, with glommio's per-operation timeouts.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use monoio::io::IntoPollIo;
+use monoio::net::tcp::stream_poll::TcpStreamPoll;
+use monoio::net::unix::stream_poll::UnixStreamPoll;
+use monoio::time::{Instant, Sleep};
+use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
+
+/// One direction's timeout. The deadline is a number kept per operation; the timer
+/// behind it is moved only when it fires early (an earlier operation armed it), so an
+/// operation that completes costs no timer work and none is allocated after the first.
+#[derive(Default)]
+struct Deadline {
+    timer: Option<Pin<Box<Sleep>>>,
+    at: Option<Instant>,
+}
+
+impl Deadline {
+    /// `Ready` once the pending operation has waited `timeout`.
+    fn poll_expired(&mut self, cx: &mut Context<'_>, timeout: Option<Duration>) -> Poll<()> {
+        let Some(t) = timeout else {
+            return Poll::Pending;
+        };
+        let at = *self.at.get_or_insert_with(|| Instant::now() + t);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(monoio::time::sleep_until(at)));
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= at {
+                self.at = None;
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(at);
+        }
+    }
+
+    /// The operation ended: the next one starts its own clock.
+    fn done(&mut self) {
+        self.at = None;
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "operation timed out")
+}
+
+/// A nonblocking TCP stream with per-operation read and write timeouts.
+pub struct TcpStream {
+    io: TcpStreamPoll,
+    read_timeout: Cell<Option<Duration>>,
+    write_timeout: Cell<Option<Duration>>,
+    read_deadline: Deadline,
+    write_deadline: Deadline,
+}
+
+impl TcpStream {
+    fn new(s: monoio::net::TcpStream) -> io::Result<Self> {
+        Ok(TcpStream {
+            io: s.into_poll_io()?,
+            read_timeout: Cell::new(None),
+            write_timeout: Cell::new(None),
+            read_deadline: Deadline::default(),
+            write_deadline: Deadline::default(),
+        })
+    }
+
+    /// Connects, failing with `TimedOut` after `timeout`.
+    pub async fn connect_timeout(addr: SocketAddr, timeout: Duration) -> io::Result<Self> {
+        match monoio::time::timeout(timeout, monoio::net::TcpStream::connect_addr(addr)).await {
+            Ok(s) => TcpStream::new(s?),
+            Err(_) => Err(timed_out()),
+        }
+    }
+
+    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.read_timeout.set(d);
+        Ok(())
+    }
+
+    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.write_timeout.set(d);
+        Ok(())
+    }
+
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout.get()
+    }
+
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.io.set_nodelay(on)
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io.peer_addr()
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.io.as_raw_fd()
+    }
+}
+
+impl AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let mut rb = ReadBuf::new(buf);
+        match Pin::new(&mut this.io).poll_read(cx, &mut rb) {
+            Poll::Ready(r) => {
+                this.read_deadline.done();
+                Poll::Ready(r.map(|()| rb.filled().len()))
+            }
+            Poll::Pending => match this.read_deadline.poll_expired(cx, this.read_timeout.get()) {
+                Poll::Ready(()) => Poll::Ready(Err(timed_out())),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                this.write_deadline.done();
+                Poll::Ready(r)
+            }
+            Poll::Pending => match this
+                .write_deadline
+                .poll_expired(cx, this.write_timeout.get())
+            {
+                Poll::Ready(()) => Poll::Ready(Err(timed_out())),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                this.write_deadline.done();
+                Poll::Ready(r)
+            }
+            Poll::Pending => match this
+                .write_deadline
+                .poll_expired(cx, this.write_timeout.get())
+            {
+                Poll::Ready(()) => Poll::Ready(Err(timed_out())),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// A listening TCP socket.
+pub struct TcpListener(monoio::net::TcpListener);
+
+impl TcpListener {
+    pub async fn accept(&self) -> io::Result<TcpStream> {
+        let (s, _) = self.0.accept().await?;
+        TcpStream::new(s)
+    }
+}
+
+/// One end of a Unix stream socket.
+pub struct UnixStream(UnixStreamPoll);
+
+impl AsyncRead for UnixStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut rb = ReadBuf::new(buf);
+        match Pin::new(&mut self.get_mut().0).poll_read(cx, &mut rb) {
+            Poll::Ready(r) => Poll::Ready(r.map(|()| rb.filled().len())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Adopts a bound, listening socket.
+pub fn listener_from(socket: socket2::Socket) -> io::Result<TcpListener> {
+    let std: std::net::TcpListener = socket.into();
+    std.set_nonblocking(true)?;
+    Ok(TcpListener(monoio::net::TcpListener::from_std(std)?))
+}
+
+/// Adopts a nonblocking TCP socket, connected or with a connect in progress.
+pub fn stream_from(socket: socket2::Socket) -> io::Result<TcpStream> {
+    let std: std::net::TcpStream = socket.into();
+    TcpStream::new(monoio::net::TcpStream::from_std(std)?)
+}
+
+/// Adopts one end of a Unix socket pair.
+pub fn unix_from(s: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
+    s.set_nonblocking(true)?;
+    Ok(UnixStream(
+        monoio::net::UnixStream::from_std(s)?.into_poll_io()?,
+    ))
+}
+
+/// For a connection that sat idle in a pool: true if the peer has neither closed it
+/// nor sent anything since. monoio's readiness registration is not reachable from
+/// here, so this asks the kernel: a one-byte nonblocking peek.
+pub fn idle_is_clean(s: &mut TcpStream, _cx: &mut Context<'_>) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a valid buffer on a socket we own; it never blocks.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+}
