@@ -90,7 +90,7 @@ pub(super) async fn race<D: Io, C: Connector>(
     down.set_read_timeout(left);
     let client = async { Ok(rbuf.fill(down).await) };
     let server = async {
-        glommio::timer::sleep(probe).await;
+        crate::rt::sleep(probe).await;
         match speculate(view, cluster, dst).await {
             Some(early) => Err(early),
             // No connection, or a server that closed in silence: the client decides.
