@@ -49,6 +49,24 @@ fn slow_start(
     })
 }
 
+/// The cluster's own `SlowStartConfig` (in `round_robin_lb_config` and
+/// `least_request_lb_config`): the typed policies' fields in another message.
+fn legacy_slow_start(
+    s: &Option<envoy_types::pb::envoy::config::cluster::v3::cluster::SlowStartConfig>,
+    at: &str,
+) -> R<Option<RawSlowStart>> {
+    s.as_ref()
+        .map(|s| {
+            slow_start(
+                &s.slow_start_window,
+                s.aggression.as_ref().map(|a| a.default_value),
+                s.min_weight_percent.as_ref().map(|p| p.value),
+                &format!("{at}.slow_start_config"),
+            )
+        })
+        .transpose()
+}
+
 fn typed_slow_start(s: &Option<SlowStartConfig>, at: &str) -> R<Option<RawSlowStart>> {
     s.as_ref()
         .map(|s| {
@@ -101,36 +119,14 @@ pub(super) fn lb_config(
             if policy != "round_robin" {
                 return Err(err(at, "goes with `lb_policy: ROUND_ROBIN`"));
             }
-            slow = r
-                .slow_start_config
-                .as_ref()
-                .map(|s| {
-                    slow_start(
-                        &s.slow_start_window,
-                        s.aggression.as_ref().map(|a| a.default_value),
-                        s.min_weight_percent.as_ref().map(|p| p.value),
-                        &format!("{at}.slow_start_config"),
-                    )
-                })
-                .transpose()?;
+            slow = legacy_slow_start(&r.slow_start_config, &at)?;
         }
         Some(LbConfig::LeastRequestLbConfig(l)) => {
             let at = format!("{p}.least_request_lb_config");
             if policy != "least_request" {
                 return Err(err(at, "goes with `lb_policy: LEAST_REQUEST`"));
             }
-            slow = l
-                .slow_start_config
-                .as_ref()
-                .map(|s| {
-                    slow_start(
-                        &s.slow_start_window,
-                        s.aggression.as_ref().map(|a| a.default_value),
-                        s.min_weight_percent.as_ref().map(|p| p.value),
-                        &format!("{at}.slow_start_config"),
-                    )
-                })
-                .transpose()?;
+            slow = legacy_slow_start(&l.slow_start_config, &at)?;
         }
         // Translated with the cluster type (`original_dst_lb`).
         Some(LbConfig::OriginalDstLbConfig(_)) => {}

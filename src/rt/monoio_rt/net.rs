@@ -112,6 +112,30 @@ impl TcpStream {
     }
 }
 
+impl TcpStream {
+    /// A write's outcome under the write timeout: a pending write fails with
+    /// `TimedOut` once it has waited that long.
+    fn timed_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        done: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match done {
+            Poll::Ready(r) => {
+                self.write_deadline.done();
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self
+                .write_deadline
+                .poll_expired(cx, self.write_timeout.get())
+            {
+                Poll::Ready(()) => Poll::Ready(Err(timed_out())),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.io.as_raw_fd()
@@ -146,19 +170,8 @@ impl AsyncWrite for TcpStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                this.write_deadline.done();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match this
-                .write_deadline
-                .poll_expired(cx, this.write_timeout.get())
-            {
-                Poll::Ready(()) => Poll::Ready(Err(timed_out())),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let done = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.timed_write(cx, done)
     }
 
     fn poll_write_vectored(
@@ -167,19 +180,8 @@ impl AsyncWrite for TcpStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                this.write_deadline.done();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match this
-                .write_deadline
-                .poll_expired(cx, this.write_timeout.get())
-            {
-                Poll::Ready(()) => Poll::Ready(Err(timed_out())),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let done = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.timed_write(cx, done)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
