@@ -347,7 +347,12 @@ fn own_headers_allocate_nothing_per_keep_alive_get() {
         small_bytes > plain_bytes + 10 * 60,
         "{small_bytes} {plain_bytes}"
     );
-    assert!(large_bytes >= small_bytes * 101);
+    // Every request carried them: the same bytes per request, give or take the
+    // service time's digits (a loaded machine makes the 10-request run's slower).
+    assert!(
+        large_bytes + 1010 * 4 >= small_bytes * 101,
+        "{large_bytes} {small_bytes}"
+    );
     assert_eq!(
         large,
         small,
