@@ -45,6 +45,10 @@ struct Shared {
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
+/// The most spans one export request carries (OpenTelemetry SDKs' default
+/// `max_export_batch_size`), unless `batch_spans` asks for more.
+const MAX_EXPORT_SPANS: usize = 512;
+
 thread_local! {
     static QUEUE: OnceCell<Option<Arc<Queue>>> = const { OnceCell::new() };
 }
@@ -152,8 +156,13 @@ fn run() {
             .collect();
         for c in due {
             if let Some((_, mut spans)) = pending.remove(&c) {
+                // Everything pending goes in one request, as Envoy's flush does (its
+                // `min_flush_spans` starts a flush, it does not size it), up to
+                // `MAX_EXPORT_SPANS`: behind a slow collector, a backlog cut into
+                // 5-span requests would fall further behind.
+                let per_request = c.batch_spans.max(MAX_EXPORT_SPANS);
                 while !spans.is_empty() {
-                    let rest = spans.split_off(spans.len().min(c.batch_spans.max(1)));
+                    let rest = spans.split_off(spans.len().min(per_request));
                     let n = spans.len() as u64;
                     let body =
                         super::otlp::encode(&c.service_name, std::mem::replace(&mut spans, rest));
