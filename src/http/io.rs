@@ -85,17 +85,7 @@ impl Io for crate::rt::net::TcpStream {
 
     fn idle_is_clean(&self) -> bool {
         use std::os::fd::AsRawFd;
-        let mut byte = 0u8;
-        // SAFETY: a one-byte peek into a valid buffer on a socket we own; it never blocks.
-        let n = unsafe {
-            libc::recv(
-                self.as_raw_fd(),
-                (&mut byte as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+        crate::rt::net::peek_is_clean(self.as_raw_fd())
     }
 
     /// Answered from the runtime's own readiness watch where it keeps one

@@ -12,6 +12,7 @@ pub mod net {
     use std::pin::Pin;
     use std::task::Context;
 
+    pub use super::super::peek::peek_is_clean;
     pub use glommio::net::{TcpListener, TcpStream, UnixStream};
 
     /// Adopts a bound, listening socket.

@@ -41,3 +41,23 @@ pub use glommio_rt::*;
 mod monoio_rt;
 #[cfg(feature = "rt-monoio")]
 pub use monoio_rt::*;
+
+/// Socket checks that do not depend on the backend.
+mod peek {
+    /// True if the socket has neither bytes waiting nor a close from its peer: a
+    /// one-byte nonblocking `MSG_PEEK`.
+    pub fn peek_is_clean(fd: std::os::fd::RawFd) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: a one-byte peek into a valid buffer on the caller's socket; it never
+        // blocks.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    }
+}

@@ -10,6 +10,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
+
+pub use super::super::peek::peek_is_clean;
 use monoio::io::IntoPollIo;
 use monoio::net::tcp::stream_poll::TcpStreamPoll;
 use monoio::net::unix::stream_poll::UnixStreamPoll;
@@ -245,15 +247,5 @@ pub fn unix_from(s: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
 /// nor sent anything since. monoio's readiness registration is not reachable from
 /// here, so this asks the kernel: a one-byte nonblocking peek.
 pub fn idle_is_clean(s: &mut TcpStream, _cx: &mut Context<'_>) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: a one-byte peek into a valid buffer on a socket we own; it never blocks.
-    let n = unsafe {
-        libc::recv(
-            s.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+    peek_is_clean(s.as_raw_fd())
 }
