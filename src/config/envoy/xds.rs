@@ -26,9 +26,7 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::{filter, FilterChain, Listener};
-use envoy_types::pb::envoy::config::route::v3::{
-    route, route_action::ClusterSpecifier, DirectResponseAction, RouteConfiguration,
-};
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, HttpConnectionManager,
 };
@@ -358,13 +356,12 @@ pub fn assemble(
             used_clusters.insert(name.clone(), original);
         }
     }
-    let known: BTreeSet<String> = clusters.iter().map(|c| c.name.clone()).collect();
 
     // Listeners: each with its route configurations inlined, once they have all arrived.
     let mut used_listeners = BTreeMap::new();
     let mut listeners = Vec::new();
     for l in std::mem::take(&mut sr.listeners) {
-        match inline_routes(&l, d, &known, expired) {
+        match inline_routes(&l, d, expired) {
             Ok((l, rl)) => {
                 push_listener(&mut listeners, &mut labels, l, None, rl);
             }
@@ -372,15 +369,13 @@ pub fn assemble(
         }
     }
     for (name, l) in &d.listeners {
-        let chosen = match inline_routes(l, d, &known, expired) {
+        let chosen = match inline_routes(l, d, expired) {
             Ok(done) => Some((done, l.clone())),
             Err(missing) => {
                 warming.extend(missing);
-                d.active_listeners.get(name).and_then(|a| {
-                    inline_routes(a, d, &known, expired)
-                        .ok()
-                        .map(|r| (r, a.clone()))
-                })
+                d.active_listeners
+                    .get(name)
+                    .and_then(|a| inline_routes(a, d, expired).ok().map(|r| (r, a.clone())))
             }
         };
         if let Some(((inlined, rl), original)) = chosen {
@@ -461,7 +456,6 @@ fn push_listener(
 fn inline_routes(
     l: &Listener,
     d: &Dynamic,
-    known: &BTreeSet<String>,
     expired: &BTreeSet<String>,
 ) -> Result<(Listener, Vec<(String, String)>), Vec<(&'static str, String)>> {
     let mut missing: Vec<(&'static str, String)> = rds_names(l)
@@ -499,7 +493,7 @@ fn inline_routes(
             name: name.clone(),
             ..Default::default()
         });
-        no_cluster_is_503(&mut rc, known);
+        rds_validation_default(&mut rc);
         h.route_specifier = Some(RouteSpecifier::RouteConfig(rc));
         if let Some(f) = fc.filters.get_mut(k) {
             f.config_type = Some(filter::ConfigType::TypedConfig(Any {
@@ -512,20 +506,12 @@ fn inline_routes(
     Ok((l, placed))
 }
 
-/// Envoy answers a route whose cluster does not exist (or is still warming) with a 503
-/// and an empty body (`cluster_not_found_response_code`); a direct response says the same.
-fn no_cluster_is_503(rc: &mut RouteConfiguration, known: &BTreeSet<String>) {
-    for vh in &mut rc.virtual_hosts {
-        for r in &mut vh.routes {
-            let missing = matches!(&r.action, Some(route::Action::Route(a))
-                if matches!(&a.cluster_specifier, Some(ClusterSpecifier::Cluster(c)) if !known.contains(c)));
-            if missing {
-                r.action = Some(route::Action::DirectResponse(DirectResponseAction {
-                    status: 503,
-                    ..Default::default()
-                }));
-            }
-        }
+/// An RDS route configuration does not validate its clusters unless it says so
+/// (Envoy's default for RDS): a route to a cluster that does not exist, or is still
+/// warming, answers `503` with flag `NC` and its `cluster_not_found_response_code`.
+fn rds_validation_default(rc: &mut RouteConfiguration) {
+    if rc.validate_clusters.is_none() {
+        rc.validate_clusters = Some(envoy_types::pb::google::protobuf::BoolValue { value: false });
     }
 }
 
