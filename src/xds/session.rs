@@ -217,11 +217,37 @@ impl Session<'_> {
         let client = self.client;
         client.store.borrow_mut().ty(k).nonce = r.nonce.clone();
         let full_set = !self.delta && k.wildcard();
-        let prepared =
-            client
-                .store
-                .borrow_mut()
-                .prepare(k, &r.version, r.resources, r.removed, full_set);
+        // SotW RDS, EDS and SDS take only the names asked for: a server reads an empty
+        // `resource_names` as the wildcard, which only CDS and LDS mean by it.
+        let asked = (!self.delta && !k.wildcard()).then(|| {
+            client.store.borrow().types[k as usize]
+                .sent
+                .clone()
+                .unwrap_or_default()
+        });
+        if asked.as_ref().is_some_and(BTreeSet::is_empty) {
+            let mut s = client.store.borrow_mut();
+            s.ty(k).received = true;
+            if r.resources.is_empty() {
+                // Envoy takes the version of an empty answer to an empty list and
+                // sends nothing back: nothing is watched.
+                s.ty(k).version = r.version;
+                return Ok(());
+            }
+            // Envoy: "Ignoring unwatched type URL"; the request that follows keeps the
+            // version held (no ACK of what was not asked for).
+            tracing::warn!(type_url = %r.type_url, "xDS: ignoring resources nobody asked for");
+            drop(s);
+            return self.answer(k, &r.nonce, None);
+        }
+        let prepared = client.store.borrow_mut().prepare(
+            k,
+            &r.version,
+            r.resources,
+            r.removed,
+            full_set,
+            asked.as_ref(),
+        );
         let outcome = match prepared {
             Ok(mut p) => match p.snapshot.take() {
                 Some(snapshot) => match control.apply(snapshot).await {

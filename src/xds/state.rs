@@ -327,7 +327,8 @@ impl Store {
     }
 
     /// Checks an update of `k`: `resources` replace or add, `removed` go, and with
-    /// `full_set` (SotW LDS/CDS) every resource of the type not in it goes too.
+    /// `full_set` (SotW LDS/CDS) every resource of the type not in it goes too. With
+    /// `asked`, resources of other names are ignored.
     ///
     /// As in Envoy, resources are judged one by one: one that fails its checks keeps
     /// the version held before (or stays absent) while the others apply, and the update
@@ -341,6 +342,7 @@ impl Store {
         resources: Vec<Incoming>,
         removed: Vec<String>,
         full_set: bool,
+        asked: Option<&BTreeSet<String>>,
     ) -> Result<Prepared, String> {
         let mut d = self.dynamic.clone();
         let now = SystemTime::now();
@@ -366,6 +368,9 @@ impl Store {
             }
             let (name, json) = match decode(k, &r.any.value, &mut d) {
                 Ok(v) => v,
+                // Not asked for (SotW RDS, EDS, SDS): ignored, as Envoy delivers a
+                // response's resources only to the watches that name them.
+                Err((Some(found), _, _)) if asked.is_some_and(|a| !a.contains(&found)) => continue,
                 // Named, but refused by the checks: this resource only.
                 Err((Some(found), path, message)) => {
                     let detail = format!("{}: {path}: {message}", label(&Some(found.clone())));
@@ -386,6 +391,10 @@ impl Store {
                     let detail = format!("{}: the resource is named `{name}`", label(&r.name));
                     return whole(self, &names, detail);
                 }
+            }
+            if asked.is_some_and(|a| !a.contains(&name)) {
+                revert(k, &mut d, &self.dynamic, &name);
+                continue;
             }
             if !names.insert(name.clone()) {
                 let detail = format!("{} `{name}`: duplicate resource", k.label());
