@@ -168,6 +168,9 @@ pub(super) fn translate(
         name: name.clone(),
         virtual_hosts,
         ignore_port_in_host_matching: rc.ignore_port_in_host_matching,
+        // Envoy's default for a route table written inline; RDS ones come here with
+        // `false` set (`config::envoy::xds`), Envoy's default for them.
+        validate_clusters: rc.validate_clusters.as_ref().is_none_or(|v| v.value),
         request_headers_to_add: e.req_add,
         request_headers_to_remove: e.req_remove,
         response_headers_to_add: e.resp_add,

@@ -263,6 +263,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         &[
             "name",
             "virtual_hosts",
+            "validate_clusters",
             "request_headers_to_add",
             "request_headers_to_remove",
             "response_headers_to_add",
