@@ -13,8 +13,10 @@
 //!     │                    max_pending_requests: UO; max_connections: wait),
 //!     │                    Http2 = a stream slot on the per-core multiplexed connection
 //!     │     try_once       the adapter's Exchange: send the request on that connection
-//!     │                    and read until the response head (an HTTP/2 request whose
-//!     │                    body is whole at hand is sent whole, so a retry can resend it)
+//!     │                    and read until the response head (to HTTP/1.1, a streamed
+//!     │                    body's copy is kept up to the limit, `replay`, and a retry
+//!     │                    sends the copy; to HTTP/2, a request whose body is whole at
+//!     │                    hand is sent whole, so a retry can resend it)
 //!     │     decide         RetryPolicy: send again on a fresh connection, or fail
 //!     │                  }   a final failure is counted here, once (`count_failure`)
 //!     ▼
@@ -27,6 +29,7 @@
 pub(crate) mod clock;
 pub(crate) mod http1;
 pub(crate) mod http2;
+pub(crate) mod replay;
 pub(crate) mod retry;
 pub(crate) mod shadow;
 pub(crate) mod tee;
@@ -178,8 +181,8 @@ pub(crate) struct Tried {
     /// Nothing of a response arrived and the request can be sent again as it was (no
     /// request body was taken from the client, and the method allows it).
     pub replayable: bool,
-    /// The request can be sent again as it was (its body, if any, is whole at hand),
-    /// whatever the method: what a retry policy needs.
+    /// The request can be sent again as it was (its body, if any, is whole at hand or
+    /// kept whole for a retry), whatever the method: what a retry policy needs.
     pub resend: bool,
     /// The try got a response head the retry policy already chose to retry.
     pub judged: bool,
