@@ -70,6 +70,7 @@ fn expiry_failure(progress: &Progress) -> Failure {
         // A socket timeout is only ever set from the clocks; the route's is the one
         // that cannot move.
         Some(Expiry::Route) | None => Failure::RouteTimeout,
+        Some(Expiry::PerTryIdle) => Failure::PerTryTimeout,
     }
 }
 
@@ -139,6 +140,11 @@ enum Got {
 
 impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
     type Head = Got;
+
+    fn resendable(&self) -> Option<bool> {
+        let empty = self.plan.framing.body == BodyKind::Empty;
+        Some(empty || self.body_inline || self.kept.whole().is_some())
+    }
 
     async fn try_once(
         &mut self,

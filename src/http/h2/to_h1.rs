@@ -108,6 +108,7 @@ pub(crate) async fn proxy<C: Connector>(
 pub(super) fn expiry_failure(e: Expiry, progress: &Progress) -> Failure {
     match e {
         Expiry::Route => Failure::RouteTimeout,
+        Expiry::PerTryIdle => Failure::PerTryTimeout,
         Expiry::Idle => Failure::StreamIdle {
             request_complete: progress.request_complete(),
         },
@@ -182,6 +183,10 @@ enum Got {
 
 impl<U: Io> Exchange<U> for ToH1<'_, '_> {
     type Head = Got;
+
+    fn resendable(&self) -> Option<bool> {
+        Some(ToH1::resendable(self))
+    }
 
     async fn try_once(&mut self, up: &mut U, at: Attempt<'_, '_>) -> Result<Got, Tried> {
         // The stream's clocks bound the whole exchange (the connection's sweep drops
