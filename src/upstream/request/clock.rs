@@ -472,6 +472,36 @@ mod tests {
     }
 
     #[test]
+    fn the_per_try_idle_clock_runs_once_armed_and_the_request_complete() {
+        let p = Progress::new(Duration::ZERO, Duration::from_secs(300));
+        let d = Duration::from_millis(50);
+        p.arm_per_try_idle(d);
+        let now = Instant::now();
+        assert_eq!(
+            p.check(now + d * 2).ok().flatten(),
+            Some(p.last_activity() + Duration::from_secs(300)),
+            "not before the request is complete: only the stream idle clock"
+        );
+        p.request_done();
+        let from = p.last_activity();
+        assert_eq!(
+            p.next_expiry(),
+            Some(from + d),
+            "the shorter idle clock first"
+        );
+        assert_eq!(p.check(from + d), Err(Expiry::PerTryIdle));
+        assert_eq!(p.fired_clock(), Some(Expiry::PerTryIdle));
+        let q = Progress::new(Duration::ZERO, Duration::from_millis(20));
+        q.request_done();
+        q.arm_per_try_idle(d);
+        assert_eq!(
+            q.next_expiry(),
+            Some(q.last_activity() + Duration::from_millis(20))
+        );
+        assert_eq!(q.check(q.last_activity() + d), Err(Expiry::Idle));
+    }
+
+    #[test]
     fn the_route_clock_starts_when_the_request_is_complete() {
         let p = Progress::new(Duration::from_millis(50), Duration::ZERO);
         assert_eq!(p.deadline(), None);
