@@ -349,6 +349,10 @@ pub(crate) struct RawVirtualHost {
     /// Envoy's `include_attempt_count_in_response`: `x-envoy-attempt-count` downstream.
     #[serde(default)]
     pub include_attempt_count_in_response: bool,
+    /// Envoy's `per_request_buffer_limit_bytes`: the most of a request body kept for a
+    /// retry (for routes without their own), within the listener's 1 MiB.
+    #[serde(default)]
+    pub per_request_buffer_limit_bytes: Option<u32>,
     /// Envoy's `VirtualHost.rate_limits`.
     #[serde(default)]
     pub rate_limits: Vec<crate::http::filter::local_ratelimit::descriptors::RawRateLimit>,

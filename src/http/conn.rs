@@ -45,6 +45,7 @@ mod connect;
 mod exchange;
 mod held;
 mod prepare;
+mod response_head;
 mod upload;
 
 /// Initial read-buffer size. It grows up to the header limit for a large head, and to

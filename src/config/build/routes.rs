@@ -185,6 +185,7 @@ impl Builder {
                         .map(|r| Box::new(self.retry_policy(&format!("{vp}.retry_policy"), r))),
                     attempt_count_request: v.include_request_attempt_count,
                     attempt_count_response: v.include_attempt_count_in_response,
+                    per_request_buffer_limit: v.per_request_buffer_limit_bytes,
                 };
                 let routes = v
                     .routes
@@ -203,6 +204,9 @@ impl Builder {
                                     )),
                                     None => vhost_retries.policy.clone(),
                                 },
+                                per_request_buffer_limit: r
+                                    .per_request_buffer_limit_bytes
+                                    .or(vhost_retries.per_request_buffer_limit),
                                 ..vhost_retries.clone()
                             };
                         } else if r.retry_policy.is_some() {
