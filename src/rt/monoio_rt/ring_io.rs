@@ -199,7 +199,7 @@ impl Reader {
             return false;
         }
         if !self.side.busy {
-            if !super::net::peek_is_clean(fd) {
+            if !super::super::peek::peek_is_clean(fd) {
                 return false;
             }
             self.arm(cx, MIN_BUF);
