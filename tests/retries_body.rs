@@ -282,6 +282,37 @@ fn an_http2_clients_streamed_body_is_kept_too() {
     assert_eq!(up.request_count(), 2);
 }
 
+/// An HTTP/2 body whose first bytes come after the head went up (none was ready to go
+/// with it) and that outgrows the limit: the 503 is the answer. It was retried once
+/// with the body ended and nothing of it kept, and the upstream waited for the body
+/// that never came.
+#[test]
+fn a_late_http2_body_past_the_limit_is_not_retried() {
+    let limit = "                per_request_buffer_limit_bytes: 40000\n";
+    let up = Upstream::start(fail_first(1, status_oops(503)));
+    let p = Proxy::start(&bootstrap(up.addr, RETRY_5XX, "", limit));
+    let (_, body) = post(40_001);
+    let addr = p.listen;
+    let status = h2client::run(move || async move {
+        let client = h2client::connect(addr).await;
+        let req = h2client::request("POST", &format!("http://{addr}/x"))
+            .body(())
+            .unwrap();
+        let mut c = client.ready().await.expect("h2 connection ready");
+        let (response, mut stream) = c.send_request(req, false).expect("request head");
+        // The proxy routes and sends the head upstream before any DATA arrives.
+        glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+        stream.reserve_capacity(body.len());
+        stream
+            .send_data(bytes::Bytes::from(body), true)
+            .expect("request body");
+        h2client::read_reply(response).await.status
+    });
+    assert_eq!(status, 503);
+    assert_eq!(up.request_count(), 1);
+    assert_eq!(abandoned(&p), 1);
+}
+
 /// Envoy 1.40 and Outrigger given the same bootstrap: which bodies are retried, and
 /// what each try carried.
 #[test]

@@ -159,13 +159,15 @@ impl ToH1<'_, '_> {
     }
 
     /// The request can go again as it was: no body, the body the chain held, a body
-    /// that went whole into the head, or one whose copy was kept whole.
+    /// that went whole into the head, or one whose copy was kept whole. (A body that
+    /// streamed up has ended too once it is sent: without a whole copy it cannot go
+    /// again, whether or not its first bytes were ready when the head went.)
     fn resendable(&self) -> bool {
         self.kept.whole().is_some()
             || !self.first_taken_partial()
                 && (self.r.held.is_some()
                     || self.in_head.1
-                    || self.r.body.is_end_stream() && self.in_head.0 == 0)
+                    || self.r.body.is_end_stream() && self.in_head.0 == 0 && self.streamed == 0)
     }
 
     fn first_taken_partial(&self) -> bool {
