@@ -217,18 +217,20 @@ impl AsyncWrite for TcpStream {
         this.timed_write(cx, done)
     }
 
-    /// Every write is in the kernel's hands once it returned.
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    /// Waits until the kernel has sent every byte written (`ring_io::Writer`), under
+    /// the write timeout.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let done = this.writer.poll_flush(cx).map(|r| r.map(|()| 0));
+        this.timed_write(cx, done).map(|r| r.map(|_| ()))
     }
 
-    /// Shuts the write side down once a write its caller gave up on has finished.
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.writer.poll_idle(cx).is_pending() {
-            return Poll::Pending;
+    /// Shuts the write side down once every byte written was sent.
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Err(e) = std::task::ready!(self.as_mut().poll_flush(cx)) {
+            return Poll::Ready(Err(e));
         }
-        Poll::Ready(this.sock(|s| s.shutdown(std::net::Shutdown::Write)))
+        Poll::Ready(self.sock(|s| s.shutdown(std::net::Shutdown::Write)))
     }
 }
 

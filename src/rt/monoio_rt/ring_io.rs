@@ -19,11 +19,12 @@
 //! per connection) that owns that direction's half of the socket and loops: take a
 //! buffer from its slot, run the operation, put the result back. `poll_read` and
 //! `poll_write` hand the driver a buffer and poll it with their own context, so the
-//! operation's completion wakes the task that waits for it. An operation outlives a
-//! caller that gives up on it (a timeout, a dropped future): its result waits in the
-//! slot for the next call, so no byte read is ever lost. Dropping the stream drops the
-//! drivers, which cancels their operations; monoio keeps the buffers until the kernel
-//! lets go of them.
+//! operation's completion wakes the task that waits for it. A read outlives a caller
+//! that gives up on it (a timeout, a dropped future): its bytes wait in the buffer for
+//! the next call, so no byte read is ever lost. A write is a buffered one: it returns
+//! once its bytes are handed over, and the next write, a flush or the close waits for
+//! the kernel (`Writer`). Dropping the stream cancels its read; a write in flight is
+//! finished by a task of its own.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -32,6 +33,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use monoio::buf::IoBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf};
 use monoio::BufResult;
 
@@ -214,9 +216,15 @@ impl Reader {
     }
 }
 
-/// The write direction.
+/// The write direction: a buffered writer whose buffer the kernel sends from. A write
+/// returns as soon as its bytes are copied into the buffer and handed to the ring; the
+/// next write (or a flush, or the close) waits until the kernel has sent all of them,
+/// and reports the error if it could not. A caller that gives up on a write therefore
+/// never leaves a result behind for the next one to mistake for its own.
 pub struct Writer {
     side: Side,
+    /// An empty write is in flight and its caller waits for it (`poll_write`).
+    empty: bool,
 }
 
 impl Writer {
@@ -224,62 +232,94 @@ impl Writer {
         let slot = Rc::new(Slot::default());
         let s = slot.clone();
         let driver = Box::pin(async move {
-            while let Some(b) = s.next().await {
-                let r = half.write(b).await;
-                s.done.set(Some(r));
+            while let Some(mut b) = s.next().await {
+                // The whole buffer goes out: the kernel may take it in parts.
+                let (len, mut sent) = (b.len(), 0);
+                let res = loop {
+                    let (r, part) = half.write(b.slice(sent..len)).await;
+                    b = part.into_inner();
+                    match r {
+                        Ok(n) if len == 0 => break Ok(n),
+                        Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => {
+                            sent += n;
+                            if sent >= len {
+                                break Ok(len);
+                            }
+                        }
+                        Err(e) => break Err(e),
+                    }
+                };
+                s.done.set(Some((res, b)));
             }
         });
         Writer {
             side: Side::new(slot, driver),
+            empty: false,
         }
     }
 
-    /// A write of the bytes of `bufs` (as many as fit the buffer): they are copied once,
-    /// when the operation starts. A caller that gets `Pending` calls again with the same
-    /// bytes, as `AsyncWrite` callers do, and gets the count the kernel took.
+    /// Waits until the kernel has sent everything handed to it; its error, if any.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.side.busy {
+            return Poll::Ready(Ok(()));
+        }
+        match self.side.poll_done(cx) {
+            None => Poll::Pending,
+            Some(r) => Poll::Ready(r.map(|_| ())),
+        }
+    }
+
+    /// Copies as many bytes of `bufs` as fit the buffer, once the previous write is
+    /// out, and hands them to the kernel: `Ready` with that count. An empty write waits
+    /// for the kernel's answer instead: on a socket still connecting it comes once the
+    /// connect has (`upstream::bound`).
     pub fn poll_write(
         &mut self,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if !self.side.busy {
-            let total: usize = bufs.iter().map(|b| b.len()).sum();
-            let mut b = self.side.take_buf(total);
-            let room = b.capacity();
-            for s in bufs {
-                let n = s.len().min(room - b.len());
-                b.extend_from_slice(s.get(..n).unwrap_or_default());
-                if b.len() == room {
-                    break;
-                }
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let waited_empty = std::mem::take(&mut self.empty);
+        match self.poll_flush(cx) {
+            Poll::Pending => {
+                self.empty = waited_empty;
+                return Poll::Pending;
             }
-            // An empty write still goes to the kernel: on a socket still connecting it
-            // completes once the connect has (`upstream::bound`).
-            self.side.start(b);
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) if waited_empty && total == 0 => return Poll::Ready(Ok(0)),
+            Poll::Ready(Ok(())) => {}
         }
-        match self.side.poll_done(cx) {
-            Some(r) => Poll::Ready(r),
-            None => Poll::Pending,
+        let mut b = self.side.take_buf(total);
+        let room = b.capacity();
+        for s in bufs {
+            let n = s.len().min(room - b.len());
+            b.extend_from_slice(s.get(..n).unwrap_or_default());
+            if b.len() == room {
+                break;
+            }
         }
-    }
-
-    /// Waits for a write still in flight (one whose caller gave up on it).
-    /// (See `Drop` for a stream dropped meanwhile.)
-    pub fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.side.busy {
-            return Poll::Ready(());
+        let copied = b.len();
+        self.side.start(b);
+        if total == 0 {
+            self.empty = true;
+            return match self.poll_flush(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(r) => {
+                    self.empty = false;
+                    Poll::Ready(r.map(|()| 0))
+                }
+            };
         }
-        match self.side.poll_done(cx) {
-            Some(_) => Poll::Ready(()),
-            None => Poll::Pending,
-        }
+        // The driver takes the buffer and queues the send for the next ring submission.
+        let _ = self.side.driver.as_mut().poll(cx);
+        Poll::Ready(Ok(copied))
     }
 }
 
 impl Drop for Writer {
-    /// A write in flight is finished, not cancelled: its caller may have given up on it
-    /// (a best-effort write, such as the TLS alert sent before a failed handshake's
-    /// connection closes), but its bytes were handed over. Its driver runs on as a task
+    /// A write in flight is finished, not cancelled: its bytes were handed over (the
+    /// response before a close, the TLS alert before a failed handshake's close). Its driver runs on as a task
     /// of its own until the kernel is done, which also keeps the socket open until then.
     fn drop(&mut self) {
         self.side.slot.closed.set(true);
