@@ -43,6 +43,7 @@ use super::view::{ChainRef, ConnSlot, WorkerView};
 
 mod connect;
 mod exchange;
+mod failed;
 mod held;
 mod prepare;
 mod upload;
@@ -143,6 +144,8 @@ struct Plan<'v> {
     span: Option<Box<crate::observe::trace::ActiveSpan>>,
     /// When the head was parsed (the `parse` phase ends, `filters` begins).
     parsed_at: Option<Instant>,
+    /// The matched route's name, for the access log.
+    route_name: Option<&'v std::sync::Arc<str>>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -495,6 +498,10 @@ impl Conn {
             bytes_received: self.rec.bytes_received,
             bytes_sent: self.rec.bytes_sent,
         });
+        if self.logging {
+            let trace = plan.span.as_deref().map(|s| s.trace_id());
+            self.rec.log.note_route(plan.route_name, trace);
+        }
         if let Some(span) = plan.span.take() {
             let end = crate::observe::trace::End {
                 status: outcome.status,

@@ -207,6 +207,7 @@ pub(crate) async fn serve<C: Connector>(
     drop(lookup);
     marks.decided = Some(Instant::now());
     let mut upstream_marks = None;
+    let mut upstream_facts = (None, None);
     let mut cluster_name = None;
     let done = match (refused, filter_reply, decision) {
         (Some(e), _, _) => reject(&mut respond, grpc, e),
@@ -455,6 +456,7 @@ pub(crate) async fn serve<C: Connector>(
                 }
             };
             upstream_marks = Some(progress.phase_marks());
+            upstream_facts = (progress.upstream_local(), progress.transport_failure());
             done
         }
     };
@@ -467,6 +469,7 @@ pub(crate) async fn serve<C: Connector>(
         bytes_received: done.bytes_received,
         bytes_sent: done.bytes_sent,
     });
+    let trace_id = span.as_deref().map(|s| s.trace_id());
     if let Some(span) = span {
         let end = trace::End {
             status: done.status,
@@ -507,6 +510,9 @@ pub(crate) async fn serve<C: Connector>(
             .to_string();
         info.cluster = cluster_name;
         info.log.local = conn.local;
+        info.log
+            .note_route(route.and_then(|r| r.name.as_ref()), trace_id);
+        (info.log.upstream_local, info.log.transport_failure) = upstream_facts;
         stream_info::keep_header_map(&mut info.log.request_head, &parts.headers);
     } else if istio.is_some() {
         // Istio's labels read the Host and the cluster.
