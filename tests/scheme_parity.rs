@@ -26,7 +26,7 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 /// An HTTP/2 server (h2 over TLS with ALPN `h2` when `tls` has a certificate, else
 /// h2c) that answers every request with `scheme=<:scheme> xfp=<x-forwarded-proto>`.
-/// It runs on a glommio executor of its own thread for the rest of the test.
+/// It runs on an executor of its own thread for the rest of the test.
 fn h2_upstream(tls: Option<&Leaf>) -> SocketAddr {
     let config = tls.map(|leaf| {
         let certs: Vec<_> = CertificateDer::pem_file_iter(&leaf.cert)
@@ -47,37 +47,30 @@ fn h2_upstream(tls: Option<&Leaf>) -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(128 * 1024)
-            .make()
-            .expect("a glommio executor for the upstream")
-            .run(async move {
-                use std::os::fd::IntoRawFd;
-                // SAFETY: the fd comes from a listener this thread owns and gives up.
-                let l = unsafe {
-                    <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(
-                        l.into_raw_fd(),
-                    )
-                };
-                let config = Rc::new(config);
-                loop {
-                    let Ok(sock) = l.accept().await else { return };
-                    let config = config.clone();
-                    glommio::spawn_local(async move {
-                        match config.as_ref() {
-                            Some(c) => {
-                                let conn = rustls::ServerConnection::new(c.clone()).unwrap();
-                                let mut t = outrigger::tls::TlsStream::new(sock, conn, &[]);
-                                if t.handshake().await.is_ok() {
-                                    serve(t.compat()).await;
-                                }
+        // On the proxy's own runtime (`outrigger::rt`), so the TLS stream is the one the
+        // proxy's upstream side meets elsewhere.
+        outrigger::rt::executor::block_on(async move {
+            let l = outrigger::rt::net::listener_from(socket2::Socket::from(l))
+                .expect("the upstream's listener");
+            let config = Rc::new(config);
+            loop {
+                let Ok(sock) = l.accept().await else { return };
+                let config = config.clone();
+                outrigger::rt::spawn_local(async move {
+                    match config.as_ref() {
+                        Some(c) => {
+                            let conn = rustls::ServerConnection::new(c.clone()).unwrap();
+                            let mut t = outrigger::tls::TlsStream::new(sock, conn, &[]);
+                            if t.handshake().await.is_ok() {
+                                serve(t.compat()).await;
                             }
-                            None => serve(sock.compat()).await,
                         }
-                    })
-                    .detach();
-                }
-            })
+                        None => serve(sock.compat()).await,
+                    }
+                })
+                .detach();
+            }
+        })
     });
     addr
 }

@@ -7,6 +7,7 @@
 pub mod channel;
 pub mod executor;
 pub mod net;
+mod ring_io;
 mod sync;
 mod task;
 

@@ -1,10 +1,11 @@
-//! Sockets on monoio's poll-io streams, with glommio's per-operation timeouts.
+//! Sockets: TCP streams on io_uring operations (`ring_io`), Unix streams on monoio's
+//! poll-io, both with glommio's per-operation timeouts.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -12,18 +13,23 @@ use std::time::Duration;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 pub use super::super::peek::peek_is_clean;
-use monoio::io::IntoPollIo;
-use monoio::net::tcp::stream_poll::TcpStreamPoll;
+use monoio::io::{IntoPollIo, Splitable};
 use monoio::net::unix::stream_poll::UnixStreamPoll;
 use monoio::time::{Instant, Sleep};
-use tokio::io::{AsyncRead as TokioRead, AsyncWrite as TokioWrite, ReadBuf};
+use tokio::io::{AsyncRead as TokioRead, ReadBuf};
+
+use super::ring_io::{Reader, Writer};
 
 /// One direction's timeout. The deadline is a number kept per operation; the timer
-/// behind it is moved only when it fires early (an earlier operation armed it), so an
-/// operation that completes costs no timer work and none is allocated after the first.
+/// behind it is moved only when it would fire too late (an earlier operation armed it
+/// for a later time) or when it fires early (for a later operation), so an operation
+/// that completes costs no timer work and none is allocated after the first.
 #[derive(Default)]
 struct Deadline {
     timer: Option<Pin<Box<Sleep>>>,
+    /// When the timer fires.
+    armed: Option<Instant>,
+    /// When the pending operation times out.
     at: Option<Instant>,
 }
 
@@ -37,6 +43,11 @@ impl Deadline {
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(monoio::time::sleep_until(at)));
+        let armed = self.armed.get_or_insert(at);
+        if *armed > at {
+            timer.as_mut().reset(at);
+            *armed = at;
+        }
         loop {
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
@@ -46,6 +57,7 @@ impl Deadline {
                 return Poll::Ready(());
             }
             timer.as_mut().reset(at);
+            *armed = at;
         }
     }
 
@@ -59,9 +71,14 @@ fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "operation timed out")
 }
 
-/// A nonblocking TCP stream with per-operation read and write timeouts.
+/// A TCP stream whose reads and writes are io_uring operations (`ring_io`), with
+/// per-operation read and write timeouts.
 pub struct TcpStream {
-    io: TcpStreamPoll,
+    reader: Reader,
+    writer: Writer,
+    /// The socket, for the calls that are not reads or writes. The halves inside the
+    /// reader's and writer's drivers keep it open as long as this stream lives.
+    fd: RawFd,
     read_timeout: Cell<Option<Duration>>,
     write_timeout: Cell<Option<Duration>>,
     read_deadline: Deadline,
@@ -70,8 +87,12 @@ pub struct TcpStream {
 
 impl TcpStream {
     fn new(s: monoio::net::TcpStream) -> io::Result<Self> {
+        let fd = s.as_raw_fd();
+        let (r, w) = s.into_split();
         Ok(TcpStream {
-            io: s.into_poll_io()?,
+            reader: Reader::new(r),
+            writer: Writer::new(w),
+            fd,
             read_timeout: Cell::new(None),
             write_timeout: Cell::new(None),
             read_deadline: Deadline::default(),
@@ -101,20 +122,26 @@ impl TcpStream {
         self.read_timeout.get()
     }
 
+    /// The socket, borrowed for a call that is not a read or a write.
+    fn sock<R>(&self, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> R {
+        // SAFETY: `fd` is this stream's socket, which the halves owned by `reader` and
+        // `writer` keep open for as long as `self` lives; the borrow ends with `f`.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        f(socket2::SockRef::from(&fd))
+    }
+
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
-        self.io.set_nodelay(on)
+        self.sock(|s| s.set_nodelay(on))
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.io.peer_addr()
+        sock_addr(self.sock(|s| s.peer_addr())?)
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.io.local_addr()
+        sock_addr(self.sock(|s| s.local_addr())?)
     }
-}
 
-impl TcpStream {
     /// A write's outcome under the write timeout: a pending write fails with
     /// `TimedOut` once it has waited that long.
     fn timed_write(
@@ -138,9 +165,14 @@ impl TcpStream {
     }
 }
 
+fn sock_addr(a: socket2::SockAddr) -> io::Result<SocketAddr> {
+    a.as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
+}
+
 impl AsRawFd for TcpStream {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.io.as_raw_fd()
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd
     }
 }
 
@@ -151,11 +183,10 @@ impl AsyncRead for TcpStream {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let mut rb = ReadBuf::new(buf);
-        match Pin::new(&mut this.io).poll_read(cx, &mut rb) {
+        match this.reader.poll_read(cx, buf) {
             Poll::Ready(r) => {
                 this.read_deadline.done();
-                Poll::Ready(r.map(|()| rb.filled().len()))
+                Poll::Ready(r)
             }
             Poll::Pending => match this.read_deadline.poll_expired(cx, this.read_timeout.get()) {
                 Poll::Ready(()) => Poll::Ready(Err(timed_out())),
@@ -172,7 +203,7 @@ impl AsyncWrite for TcpStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let done = Pin::new(&mut this.io).poll_write(cx, buf);
+        let done = this.writer.poll_write(cx, &[io::IoSlice::new(buf)]);
         this.timed_write(cx, done)
     }
 
@@ -182,16 +213,22 @@ impl AsyncWrite for TcpStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let done = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        let done = this.writer.poll_write(cx, bufs);
         this.timed_write(cx, done)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    /// Every write is in the kernel's hands once it returned.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
+    /// Shuts the write side down once a write its caller gave up on has finished.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.writer.poll_idle(cx).is_pending() {
+            return Poll::Pending;
+        }
+        Poll::Ready(this.sock(|s| s.shutdown(std::net::Shutdown::Write)))
     }
 }
 
@@ -244,8 +281,8 @@ pub fn unix_from(s: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
 }
 
 /// For a connection that sat idle in a pool: true if the peer has neither closed it
-/// nor sent anything since. monoio's readiness registration is not reachable from
-/// here, so this asks the kernel: a one-byte nonblocking peek.
-pub fn idle_is_clean(s: &mut TcpStream, _cx: &mut Context<'_>) -> bool {
-    peek_is_clean(s.as_raw_fd())
+/// nor sent anything since, answered from the read the stream keeps in flight
+/// (`ring_io::Reader::idle_is_clean`), without a syscall.
+pub fn idle_is_clean(s: &mut TcpStream, cx: &mut Context<'_>) -> bool {
+    s.reader.idle_is_clean(cx)
 }
