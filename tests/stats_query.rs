@@ -29,6 +29,7 @@ static_resources:
         typed_config:
           "@type": {HCM}
           stat_prefix: web
+          codec_type: AUTO
           route_config:
             name: main
             virtual_hosts:
@@ -87,6 +88,10 @@ fn json(admin: SocketAddr, path: &str) -> Value {
 const COUNTERS: &str =
     "/stats?format=json&filter=%5Ecluster%5C.backend%5C.upstream_rq_(2xx%7Ctotal)%24";
 
+/// Envoy's per-cluster upstream request time histograms that saw a request.
+const RQ_TIME: &str =
+    "/stats?format=json&usedonly&filter=%5Ecluster%5C.%5Ba-z%5D%2B%5C.upstream_rq_time%24";
+
 #[test]
 fn envoy_query_parameters_filter_and_shape_the_stats() {
     let up = Upstream::echo();
@@ -141,6 +146,28 @@ fn envoy_query_parameters_filter_and_shape_the_stats() {
     let (status, body) = get(a, "/stats?format=xml");
     assert_eq!(status, 400);
     assert!(body.starts_with("usage: /stats?format=(html|active-html|json|prometheus|text)"));
+    // The per-cluster upstream request time: three samples on `backend` and one from
+    // an HTTP/2 client, none on `idle` (left out with usedonly).
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--http2-prior-knowledge"])
+        .arg(proxy.url("/h2"))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "{out:?}");
+    let v = json(a, "/stats?format=json&usedonly&filter=upstream_rq_time");
+    let q = &v["stats"][0]["histograms"]["computed_quantiles"];
+    assert_eq!(q.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(q[0]["name"], "cluster.backend.upstream_rq_time");
+    assert!(q[0]["values"][5]["cumulative"].as_f64().unwrap() >= 0.0);
+    let p = proxy.prometheus();
+    assert!(
+        p.contains("outrigger_upstream_rq_time_seconds_count{cluster=\"backend\"} 4\n"),
+        "{p}"
+    );
+    assert!(p.contains("outrigger_upstream_rq_time_seconds_count{cluster=\"idle\"} 0\n"));
+    assert!(p.contains(
+        "outrigger_upstream_rq_time_seconds_bucket{cluster=\"backend\",le=\"+Inf\"} 4\n"
+    ));
     // No Envoy parameter: Outrigger's own report, as before.
     assert!(proxy.stats()["clusters"].is_array());
 }
@@ -157,11 +184,25 @@ fn json_shape_and_cluster_counters_match_envoy() {
     let theirs = json(envoy.admin, COUNTERS);
     // Envoy's histogram element (its own names): the same keys and value shape.
     let their_hist = json(envoy.admin, "/stats?format=json&filter=downstream_rq_time");
+    // Envoy creates a cluster's histogram with its first sample (and marks it used only
+    // at its next stats flush): its list without `usedonly` is ours with it.
+    let their_rq_time = json(envoy.admin, &RQ_TIME.replace("&usedonly", ""));
     drop(envoy);
     let proxy = Proxy::start(&text);
     requests(proxy.listen, 2);
     assert_eq!(json(proxy.admin, COUNTERS), theirs);
     let our_hist = json(proxy.admin, "/stats?format=json&filter=downstream_rq_time");
+    // The same histogram names for the per-cluster upstream request time.
+    let names = |v: &Value| -> Vec<Value> {
+        let h = &v["stats"].as_array().unwrap().last().unwrap()["histograms"];
+        h["computed_quantiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["name"].clone())
+            .collect()
+    };
+    assert_eq!(names(&json(proxy.admin, RQ_TIME)), names(&their_rq_time));
     let shape = |v: &Value| {
         let h = &v["stats"].as_array().unwrap().last().unwrap()["histograms"];
         let keys: Vec<String> = h.as_object().unwrap().keys().cloned().collect();

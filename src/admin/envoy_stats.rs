@@ -17,7 +17,9 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use crate::observe::stats::{HistogramReport, StatsReport, DURATION_BUCKETS_US};
+use crate::observe::stats::{
+    HistogramReport, StatsReport, DURATION_BUCKETS_US, UPSTREAM_RQ_TIME_BUCKETS_US,
+};
 
 /// Envoy's `supported_quantiles`, in percent.
 const QUANTILES: [f64; 10] = [0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 100.0];
@@ -417,6 +419,13 @@ fn scalars(r: &StatsReport) -> Vec<Scalar> {
 
 fn hists(r: &StatsReport) -> Vec<Hist<'_>> {
     let mut out = Vec::new();
+    for c in &r.clusters {
+        out.push(Hist {
+            name: format!("cluster.{}.upstream_rq_time", c.name),
+            bounds: &UPSTREAM_RQ_TIME_BUCKETS_US,
+            report: &c.rq_time,
+        });
+    }
     for l in &r.listeners {
         out.push(Hist {
             name: format!("listener.{}.downstream_rq_time", l.name),
@@ -496,7 +505,16 @@ mod tests {
         let h = &stats[0]["histograms"];
         assert_eq!(h["supported_quantiles"][9], 100);
         assert_eq!(h["supported_quantiles"][7], 99.5);
-        let c = &h["computed_quantiles"][0];
+        // Sorted by name: the cluster's upstream_rq_time (no sample), then the listener's.
+        assert_eq!(
+            h["computed_quantiles"][0]["name"],
+            "cluster.backend.upstream_rq_time"
+        );
+        assert_eq!(
+            h["computed_quantiles"][0]["values"][2]["cumulative"],
+            Value::Null
+        );
+        let c = &h["computed_quantiles"][1];
         assert_eq!(c["name"], "listener.in.downstream_rq_time");
         // Four samples between 0.5 and 1 ms: the median halfway.
         assert_eq!(c["values"][2]["cumulative"], 0.75);

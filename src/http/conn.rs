@@ -624,9 +624,11 @@ impl Conn {
         let log = view.access_log(at);
         if let Some(stats) = view.listener_stats.get(at.listener) {
             // The cluster's name by index: the record holds its `Arc` only when logging.
-            let cluster = (self.rec.cluster_index)
-                .and_then(|c| view.clusters.get(c))
-                .map_or("", |c| c.cfg.name.as_str());
+            let cs = self.rec.cluster_index.and_then(|c| view.clusters.get(c));
+            if let Some(c) = cs {
+                c.stats.rq_time.record(self.rec.duration, &self.rec.phases);
+            }
+            let cluster = cs.map_or("", |c| c.cfg.name.as_str());
             let istio = view.istio(at).map(|i| (i, cluster));
             let kind = stream_info::Kind::Request;
             stream_info::complete(stats, log, istio, &self.rec, self.peer, kind);

@@ -208,6 +208,7 @@ pub(crate) async fn serve<C: Connector>(
     marks.decided = Some(Instant::now());
     let mut upstream_marks = None;
     let mut upstream_facts = (None, None);
+    let mut upstream_cluster = None;
     let mut cluster_name = None;
     let done = match (refused, filter_reply, decision) {
         (Some(e), _, _) => reject(&mut respond, grpc, e),
@@ -279,6 +280,7 @@ pub(crate) async fn serve<C: Connector>(
             };
             let cs = &cs;
             cluster_name = Some(cs.name.clone());
+            upstream_cluster = Some(t.cluster);
             if let Some(s) = span.as_deref_mut() {
                 s.set_cluster(&cs.cfg.name);
             }
@@ -497,6 +499,9 @@ pub(crate) async fn serve<C: Connector>(
         phases: marks.times(Some(end)),
         ..StreamInfo::default()
     };
+    if let Some(c) = upstream_cluster.and_then(|i| view.clusters.get(i)) {
+        c.stats.rq_time.record(info.duration, &info.phases);
+    }
     let istio = view.istio(at);
     if log.is_some() {
         info.method = parts.method.as_str().to_string();
