@@ -287,7 +287,7 @@ fn the_virtual_host_policy_applies_and_attempt_counts_are_sent() {
 }
 
 #[test]
-fn a_small_body_is_sent_again_and_a_large_one_is_not_retried() {
+fn a_small_body_is_sent_again_and_one_past_the_limit_is_not_retried() {
     let up = Upstream::start(fail_first(1, status_oops(503)));
     let p = Proxy::start(&config(
         &[up.addr],
@@ -308,12 +308,16 @@ fn a_small_body_is_sent_again_and_a_large_one_is_not_retried() {
         "both tries carried the body"
     );
 
-    // Beyond what is held for a retry, the body streams and the 503 goes to the client.
+    // Beyond what is kept for a retry (`per_request_buffer_limit_bytes`), the body
+    // streams and the 503 goes to the client.
     let up = Upstream::start(fail_first(1, status_oops(503)));
     let p = Proxy::start(&config(
         &[up.addr],
         "round_robin",
-        &policy("retry_on: 5xx"),
+        &format!(
+            "{}            per_request_buffer_limit_bytes: 32768\n",
+            policy("retry_on: 5xx")
+        ),
         "",
         "",
     ));
@@ -327,6 +331,7 @@ fn a_small_body_is_sent_again_and_a_large_one_is_not_retried() {
     );
     assert_eq!(r.status, 503);
     assert_eq!(up.request_count(), 1);
+    assert_eq!(stat(&p, "retry_or_shadow_abandoned"), 1);
 }
 
 #[test]

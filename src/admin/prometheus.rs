@@ -326,6 +326,12 @@ pub fn render(r: &StatsReport) -> String {
         rq_shadow_abandoned
     );
     per_cluster!(
+        "outrigger_retry_or_shadow_abandoned_total",
+        "counter",
+        "Requests not retried because their body outgrew the retry buffer limit.",
+        retry_or_shadow_abandoned
+    );
+    per_cluster!(
         "outrigger_upstream_lb_healthy_panic_total",
         "counter",
         "Picks among all endpoints because too few passed their health checks.",

@@ -143,6 +143,9 @@ struct Builder {
     errors: Vec<ConfigError>,
     /// The config's named counters (`Snapshot::counters`), each once.
     counters: Vec<String>,
+    /// The route table being built has `validate_clusters: false`: a route to a
+    /// cluster that does not exist loads (and answers `NC`).
+    lax_clusters: bool,
 }
 
 impl Builder {

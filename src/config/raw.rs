@@ -307,6 +307,10 @@ pub(crate) struct RawAccessLog {
     pub filter: Option<super::access_log_filter::RawLogFilter>,
 }
 
+fn validate_clusters_default() -> bool {
+    true
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRouteTable {
@@ -315,6 +319,11 @@ pub(crate) struct RawRouteTable {
     /// Envoy's `ignore_port_in_host_matching`: match domains on the Host without its port.
     #[serde(default)]
     pub ignore_port_in_host_matching: bool,
+    /// Envoy's `validate_clusters`: `true` (the default) refuses a route to a cluster
+    /// that does not exist; `false` loads it, and such a route answers `503` with flag
+    /// `NC` (its `cluster_not_found_response_code`) until the cluster exists.
+    #[serde(default = "validate_clusters_default")]
+    pub validate_clusters: bool,
     #[serde(default)]
     pub request_headers_to_add: Vec<RawHeaderAdd>,
     #[serde(default)]
@@ -340,6 +349,10 @@ pub(crate) struct RawVirtualHost {
     /// Envoy's `include_attempt_count_in_response`: `x-envoy-attempt-count` downstream.
     #[serde(default)]
     pub include_attempt_count_in_response: bool,
+    /// Envoy's `per_request_buffer_limit_bytes`: the most of a request body kept for a
+    /// retry (for routes without their own), within the listener's 1 MiB.
+    #[serde(default)]
+    pub per_request_buffer_limit_bytes: Option<u32>,
     /// Envoy's `VirtualHost.rate_limits`.
     #[serde(default)]
     pub rate_limits: Vec<crate::http::filter::local_ratelimit::descriptors::RawRateLimit>,

@@ -59,6 +59,9 @@ pub(crate) struct RawRoute {
     /// Envoy's `retry_policy`; replaces the virtual host's whole (no merge).
     #[serde(default)]
     pub retry_policy: Option<super::raw_retry::RawRetryPolicy>,
+    /// Envoy's `per_request_buffer_limit_bytes`; replaces the virtual host's.
+    #[serde(default)]
+    pub per_request_buffer_limit_bytes: Option<u32>,
     /// Envoy's `request_mirror_policies`: shadow copies of the request to other
     /// clusters, their responses discarded.
     #[serde(default)]

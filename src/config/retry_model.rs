@@ -154,6 +154,27 @@ pub struct Retries {
     pub attempt_count_request: bool,
     /// Envoy's `include_attempt_count_in_response`.
     pub attempt_count_response: bool,
+    /// Envoy's `per_request_buffer_limit_bytes` (the route's, else its virtual host's):
+    /// how much of a request body is kept for a retry, within the listener's limit.
+    pub per_request_buffer_limit: Option<u32>,
+}
+
+/// Envoy's default `per_connection_buffer_limit_bytes` (1 MiB), which Outrigger does not
+/// make configurable: the most of a request body a retry can replay.
+pub const LISTENER_BUFFER_LIMIT: usize = 1 << 20;
+
+impl Retries {
+    /// How many bytes of a request body are kept for a retry: Envoy's
+    /// `retry_shadow_buffer_limit_`, the smaller of the route's limit and the
+    /// listener's. A body that outgrows it is not retried.
+    pub fn buffer_limit(&self) -> usize {
+        self.per_request_buffer_limit
+            .map_or(LISTENER_BUFFER_LIMIT, |l| {
+                usize::try_from(l)
+                    .unwrap_or(usize::MAX)
+                    .min(LISTENER_BUFFER_LIMIT)
+            })
+    }
 }
 
 #[cfg(test)]

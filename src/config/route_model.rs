@@ -233,6 +233,11 @@ pub enum MirrorTarget {
 pub enum ClusterTarget {
     /// `cluster`.
     Named(usize),
+    /// `cluster` naming a cluster that does not exist, in a route table that does not
+    /// validate clusters (an RDS one, or `validate_clusters: false`): `NC` with the
+    /// route's `cluster_not_found_response_code`, as Envoy. The name is in the route's
+    /// `filters.cluster`.
+    Missing,
     /// `cluster_header`: the cluster the (lower-case) header names; missing or unknown:
     /// `503` with flag `NC`, as Envoy.
     Header(String),
@@ -246,7 +251,9 @@ pub enum ClusterTarget {
 
 #[derive(Debug, PartialEq)]
 pub struct WeightedCluster {
-    pub cluster: usize,
+    /// `None`: no such cluster (a table that does not validate clusters); picking it
+    /// answers `NC`.
+    pub cluster: Option<usize>,
     /// The cluster's name (what the fault filter's `upstream_cluster` compares).
     pub name: String,
     pub weight: u32,

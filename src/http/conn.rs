@@ -46,6 +46,7 @@ mod exchange;
 mod failed;
 mod held;
 mod prepare;
+mod response_head;
 mod upload;
 
 /// Initial read-buffer size. It grows up to the header limit for a large head, and to

@@ -27,7 +27,8 @@ pub enum ResponseFlag {
     DownstreamIdleTimeout,
     /// SI: a stream moved no byte in either direction for `stream_idle_timeout`.
     StreamIdleTimeout,
-    /// NC: the route's `cluster_header` named no configured cluster.
+    /// NC: the route's cluster does not exist (`cluster_header` named none, or an
+    /// unvalidated route table names one that is not configured).
     NoClusterFound,
     /// URX: a retriable response went to the client because the retries ran out.
     UpstreamRetryLimitExceeded,

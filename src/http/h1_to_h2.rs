@@ -321,11 +321,15 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
         Err(e) => {
             let f = match e {
                 Expiry::Route => Failure::RouteTimeout,
+                Expiry::PerTryIdle => Failure::PerTryTimeout,
                 Expiry::Idle => Failure::StreamIdle {
                     request_complete: progress.request_complete(),
                 },
             };
             if progress.status() == 0 {
+                if e == Expiry::PerTryIdle {
+                    cs.stats.rq_per_try_idle_timeout.inc();
+                }
                 request::count_failure(&cs.stats, f);
                 request::outlier_failure(cs, ep, f);
                 let mut res = upstream_failed(f);

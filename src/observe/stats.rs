@@ -306,6 +306,9 @@ pub struct ClusterStats {
     /// Shadows reset because they fell behind the primary's body past the tee's bound
     /// (`upstream::request::tee`).
     pub rq_shadow_abandoned: Counter,
+    /// Envoy's `retry_or_shadow_abandoned`: requests whose body outgrew the retry
+    /// buffer limit, so that no retry could replay it.
+    pub retry_or_shadow_abandoned: Counter,
     /// Envoy's `lb_healthy_panic`: picks made among all endpoints because too few were
     /// healthy.
     pub lb_healthy_panic: Counter,
@@ -354,6 +357,7 @@ impl ClusterStats {
             rq_shadow_failed: self.rq_shadow_failed.get(),
             rq_shadow_dropped: self.rq_shadow_dropped.get(),
             rq_shadow_abandoned: self.rq_shadow_abandoned.get(),
+            retry_or_shadow_abandoned: self.retry_or_shadow_abandoned.get(),
             lb_healthy_panic: self.lb_healthy_panic.get(),
             rq_time: self.rq_time.report(),
             health_check: None,
@@ -456,6 +460,7 @@ pub struct ClusterReport {
     pub rq_shadow_failed: u64,
     pub rq_shadow_dropped: u64,
     pub rq_shadow_abandoned: u64,
+    pub retry_or_shadow_abandoned: u64,
     pub lb_healthy_panic: u64,
     /// `upstream_rq_time`: bounds in `UPSTREAM_RQ_TIME_BUCKETS_US`, the last bucket above.
     pub rq_time: HistogramReport,
@@ -558,6 +563,7 @@ impl StatsReport {
                     x.rq_shadow_failed += c.rq_shadow_failed;
                     x.rq_shadow_dropped += c.rq_shadow_dropped;
                     x.rq_shadow_abandoned += c.rq_shadow_abandoned;
+                    x.retry_or_shadow_abandoned += c.retry_or_shadow_abandoned;
                     x.lb_healthy_panic += c.lb_healthy_panic;
                     add_vec(&mut x.rq_time.buckets, &c.rq_time.buckets);
                     x.rq_time.sum_us += c.rq_time.sum_us;

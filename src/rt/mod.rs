@@ -30,7 +30,8 @@
 //!
 //! Two backends: glommio (the default) and, behind the `rt-monoio` cargo feature while
 //! the port is measured, monoio on an io_uring set up with `COOP_TASKRUN |
-//! SINGLE_ISSUER` (the flags the prototypes found decisive).
+//! SINGLE_ISSUER` (the flags the prototypes found decisive), whose TCP streams read and
+//! write with io_uring operations on buffers of their own (`monoio_rt/ring_io.rs`).
 
 #[cfg(not(feature = "rt-monoio"))]
 mod glommio_rt;

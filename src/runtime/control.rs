@@ -450,6 +450,7 @@ pub async fn run(
             store: RefCell::new(x.store),
             state_dir: x.state_dir,
             initialized: Cell::new(x.from_last_known_good),
+            streaming: Cell::new(false),
         });
         spawn_local(crate::xds::run(control.clone(), client))
     });

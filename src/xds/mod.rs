@@ -19,7 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Snapshot;
 use state::Store;
@@ -43,29 +43,40 @@ pub struct Client {
     pub state_dir: Option<PathBuf>,
     /// The first CDS and LDS responses have been handled and nothing warms any more.
     pub initialized: Cell<bool>,
+    /// A stream is open (or opening): its loop ends the initial fetches that time out.
+    pub streaming: Cell<bool>,
 }
+
+/// How often the initial-fetch clock looks again while nothing is pending (a
+/// subscription made later starts its own clock).
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// Runs the client for the life of the process: connect, stream, and on any failure
 /// reconnect after a jittered exponential backoff (Envoy's: 500 ms doubling to 30 s,
 /// each wait drawn at random below the current bound), resubscribing to everything.
 pub async fn run<P: Publish + 'static>(control: Rc<P>, client: Rc<Client>) {
+    client.store.borrow_mut().track_pending(Instant::now());
     {
+        // The initial fetch clocks run whether or not a stream is up (Envoy's start
+        // with the subscription): while none is, this task ends the fetches that time
+        // out; while one is, the stream's loop does (one publisher at a time).
         let c = control.clone();
         let cl = client.clone();
-        let t = client.store.borrow().initial_fetch_timeout();
-        // Envoy's server initialisation gives up waiting for the first xDS responses
-        // after the initial fetch timeout and serves what it has.
         crate::rt::spawn_local(async move {
-            crate::rt::sleep(if t.is_zero() {
-                Duration::from_secs(15)
-            } else {
-                t
-            })
-            .await;
-            if !cl.initialized.get() {
-                tracing::warn!("xDS: initial fetch not complete after {t:?}; serving what is held");
-                cl.initialized.set(true);
-                c.set_initialized();
+            loop {
+                if cl.streaming.get() {
+                    crate::rt::sleep(IDLE_TICK).await;
+                    continue;
+                }
+                let next = cl.store.borrow().next_deadline();
+                let wait = next.map_or(IDLE_TICK, |d| {
+                    d.saturating_duration_since(Instant::now()).min(IDLE_TICK)
+                });
+                crate::rt::sleep(wait).await;
+                // A stream may have opened meanwhile; then its loop does this.
+                if !cl.streaming.get() {
+                    session::tick(&*c, &cl).await;
+                }
             }
         })
         .detach();
@@ -81,7 +92,12 @@ pub async fn run<P: Publish + 'static>(control: Rc<P>, client: Rc<Client>) {
         let addrs = control.cluster_addresses(&cluster);
         let result = match addrs.get(attempt % addrs.len().max(1)) {
             None => Err(format!("the ADS cluster `{cluster}` has no endpoints")),
-            Some(addr) => session::run(&*control, &client, *addr, delta, &mut backoff).await,
+            Some(addr) => {
+                client.streaming.set(true);
+                let r = session::run(&*control, &client, *addr, delta, &mut backoff).await;
+                client.streaming.set(false);
+                r
+            }
         };
         attempt = attempt.wrapping_add(1);
         let wait = backoff.next();

@@ -136,7 +136,14 @@ pub fn load(dir: &Path, store: &mut Store) -> Result<bool, String> {
             })
             .collect();
         let prepared = store
-            .prepare(k, &m.system_version_info, resources, Vec::new(), false)
+            .prepare(
+                k,
+                &m.system_version_info,
+                resources,
+                Vec::new(),
+                false,
+                None,
+            )
             .map_err(|e| format!("{}: {e}", p.display()))?;
         store.commit(prepared);
     }

@@ -1,8 +1,8 @@
 //! One ADS stream, state of the world or delta, as Envoy runs it. Control plane only.
 //!
 //! - Subscriptions go out in Envoy's order: CDS first; EDS (the EDS clusters' service
-//!   names) once clusters are known; LDS once every new cluster has its endpoints or
-//!   its initial fetch timed out; RDS (the route configuration names the listeners'
+//!   names) once clusters are known; LDS once CDS has answered or its initial fetch
+//!   timed out, and every new cluster has its endpoints or its initial fetch timed out; RDS (the route configuration names the listeners'
 //!   connection managers need) once listeners are known. A change in the names needed
 //!   sends a new request (SotW: the full list; delta: what to add and drop).
 //! - The node goes on every request, or only on the stream's first one with
@@ -104,16 +104,23 @@ pub async fn run<P: Publish>(
             }
             Event::Message(Ok(None)) => return Ok(()),
             Event::Message(Err(e)) => return Err(e),
-            Event::Timer => {
-                let expired = client.store.borrow_mut().expire(Instant::now());
-                if expired {
-                    rebuild(control, client).await;
-                }
-            }
+            Event::Timer => {}
         }
-        check_initialized(control, client);
+        tick(control, client).await;
         sess.subscribe()?;
     }
+}
+
+/// Ends the initial fetches whose timeout has passed (publishing what is held then),
+/// starts the clocks of the subscriptions now due, and turns `/ready` when the initial
+/// fetch is over.
+pub async fn tick<P: Publish>(control: &P, client: &Client) {
+    let expired = client.store.borrow_mut().expire(Instant::now());
+    if expired {
+        rebuild(control, client).await;
+    }
+    client.store.borrow_mut().track_pending(Instant::now());
+    check_initialized(control, client);
 }
 
 /// Publishes what is held after a warming timeout (a cluster without endpoints, an
@@ -140,10 +147,10 @@ fn check_initialized<P: Publish>(control: &P, client: &Client) {
         return;
     }
     let s = client.store.borrow();
-    if s.types[Kind::Cluster as usize].received
-        && s.types[Kind::Listener as usize].received
-        && s.nothing_pending()
-    {
+    // Envoy's server initialisation: the cluster manager (CDS, then the new clusters'
+    // EDS), then LDS and the listeners' RDS and SDS, each done at its first response or
+    // when its own initial fetch timeout passes (a zero one waits for ever).
+    if s.fetched(Kind::Cluster) && s.fetched(Kind::Listener) && s.nothing_pending() {
         drop(s);
         client.initialized.set(true);
         control.set_initialized();
@@ -210,11 +217,37 @@ impl Session<'_> {
         let client = self.client;
         client.store.borrow_mut().ty(k).nonce = r.nonce.clone();
         let full_set = !self.delta && k.wildcard();
-        let prepared =
-            client
-                .store
-                .borrow_mut()
-                .prepare(k, &r.version, r.resources, r.removed, full_set);
+        // SotW RDS, EDS and SDS take only the names asked for: a server reads an empty
+        // `resource_names` as the wildcard, which only CDS and LDS mean by it.
+        let asked = (!self.delta && !k.wildcard()).then(|| {
+            client.store.borrow().types[k as usize]
+                .sent
+                .clone()
+                .unwrap_or_default()
+        });
+        if asked.as_ref().is_some_and(BTreeSet::is_empty) {
+            let mut s = client.store.borrow_mut();
+            s.ty(k).received = true;
+            if r.resources.is_empty() {
+                // Envoy takes the version of an empty answer to an empty list and
+                // sends nothing back: nothing is watched.
+                s.ty(k).version = r.version;
+                return Ok(());
+            }
+            // Envoy: "Ignoring unwatched type URL"; the request that follows keeps the
+            // version held (no ACK of what was not asked for).
+            tracing::warn!(type_url = %r.type_url, "xDS: ignoring resources nobody asked for");
+            drop(s);
+            return self.answer(k, &r.nonce, None);
+        }
+        let prepared = client.store.borrow_mut().prepare(
+            k,
+            &r.version,
+            r.resources,
+            r.removed,
+            full_set,
+            asked.as_ref(),
+        );
         let outcome = match prepared {
             Ok(mut p) => match p.snapshot.take() {
                 Some(snapshot) => match control.apply(snapshot).await {
@@ -305,15 +338,18 @@ impl Session<'_> {
         for k in Kind::ALL {
             let (due, wanted, sent) = {
                 let s = self.client.store.borrow();
-                let received = |k: Kind| s.types[k as usize].received;
+                // CDS "fetched" includes its initial fetch timing out: Envoy's cluster
+                // manager then finishes initialising and LDS starts even though the
+                // server never answered CDS.
+                let fetched = |k: Kind| s.fetched(k);
                 let due = match k {
                     Kind::Cluster => true,
-                    Kind::Endpoint => received(Kind::Cluster),
-                    Kind::Listener => received(Kind::Cluster) && s.clusters_warm(),
-                    Kind::Route => received(Kind::Listener),
+                    Kind::Endpoint => fetched(Kind::Cluster),
+                    Kind::Listener => fetched(Kind::Cluster) && s.clusters_warm(),
+                    Kind::Route => fetched(Kind::Listener),
                     // Envoy asks for a secret when a cluster or listener that needs it
                     // is created.
-                    Kind::Secret => received(Kind::Cluster),
+                    Kind::Secret => fetched(Kind::Cluster),
                 };
                 (due, s.wanted(k), s.types[k as usize].sent.clone())
             };

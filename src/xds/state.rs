@@ -148,10 +148,13 @@ pub struct Store {
     pub boot: XdsBootstrap,
     pub dynamic: Dynamic,
     pub types: [TypeState; 5],
-    /// `eds:NAME` / `rds:NAME` / `sds:NAME` whose initial fetch timed out.
+    /// `cds`, `lds`, `eds:NAME`, `rds:NAME`, `sds:NAME`: subscriptions whose initial
+    /// fetch timed out.
     pub expired: BTreeSet<String>,
-    /// `eds:NAME` / `rds:NAME` / `sds:NAME` awaited, and since when.
-    pending: BTreeMap<String, Instant>,
+    /// The same keys, for the subscriptions still awaiting their first response, each
+    /// with the time its initial fetch times out (`None`: a zero
+    /// `initial_fetch_timeout`, never).
+    pending: BTreeMap<String, Option<Instant>>,
 }
 
 impl Store {
@@ -207,28 +210,88 @@ impl Store {
         }
     }
 
-    /// Starts the initial-fetch clock of every awaited resource, stops satisfied ones.
+    /// The subscription of `k` has its first response, or its initial fetch timed out:
+    /// what depends on it may start (Envoy's init manager moves on either way).
+    pub fn fetched(&self, k: Kind) -> bool {
+        let key = match k {
+            Kind::Cluster => "cds",
+            Kind::Listener => "lds",
+            _ => return self.types[k as usize].received,
+        };
+        self.types[k as usize].received || self.expired.contains(key)
+    }
+
+    /// Starts the initial-fetch clock of every subscription that awaits its first
+    /// response, each with its own `initial_fetch_timeout` (Envoy's: CDS and LDS from
+    /// the bootstrap's `cds_config` and `lds_config`, EDS from the cluster's
+    /// `eds_config`, RDS from the connection manager's `rds.config_source`, SDS from the
+    /// secret's `sds_config`); stops the satisfied ones. A subscription that goes away
+    /// forgets its timeout, so one made again warms again.
     pub fn track_pending(&mut self, now: Instant) {
-        let mut awaited = BTreeSet::new();
-        for n in self.wanted(Kind::Endpoint) {
-            if !self.dynamic.endpoints.contains_key(&n) {
-                awaited.insert(format!("eds:{n}"));
+        let mut awaited: BTreeMap<String, Option<Duration>> = BTreeMap::new();
+        if !self.types[Kind::Cluster as usize].received {
+            awaited.insert("cds".into(), self.boot.cds_fetch_timeout);
+        }
+        let statics = self.boot.bootstrap.static_resources.as_ref();
+        let clusters: Vec<&Cluster> = statics
+            .map(|s| &s.clusters[..])
+            .unwrap_or_default()
+            .iter()
+            .chain(self.dynamic.clusters.values())
+            .collect();
+        let listeners: Vec<&Listener> = statics
+            .map(|s| &s.listeners[..])
+            .unwrap_or_default()
+            .iter()
+            .chain(self.dynamic.listeners.values())
+            .collect();
+        let mut wanted = BTreeSet::new();
+        if self.fetched(Kind::Cluster) {
+            for c in &clusters {
+                if let Some(n) = xds::eds_name(c) {
+                    let key = format!("eds:{n}");
+                    wanted.insert(key.clone());
+                    if !self.dynamic.endpoints.contains_key(&n) {
+                        awaited.entry(key).or_insert(xds::eds_fetch_timeout(c));
+                    }
+                }
+            }
+            let secrets = clusters
+                .iter()
+                .flat_map(|c| xds::sds_sources(&c.transport_socket))
+                .chain(listeners.iter().flat_map(|l| xds::sds_sources_listener(l)));
+            for (n, t) in secrets {
+                let key = format!("sds:{n}");
+                wanted.insert(key.clone());
+                if !self.dynamic.secrets.contains_key(&n) {
+                    awaited.entry(key).or_insert(t);
+                }
             }
         }
-        for n in self.wanted(Kind::Route) {
-            if !self.dynamic.routes.contains_key(&n) {
-                awaited.insert(format!("rds:{n}"));
+        let eds_warm = !awaited
+            .keys()
+            .any(|k| k.starts_with("eds:") && !self.expired.contains(k));
+        if self.fetched(Kind::Cluster) && eds_warm && !self.types[Kind::Listener as usize].received
+        {
+            awaited.insert("lds".into(), self.boot.lds_fetch_timeout);
+        }
+        if self.fetched(Kind::Listener) {
+            for (n, t) in listeners.iter().flat_map(|l| xds::rds_sources(l)) {
+                let key = format!("rds:{n}");
+                wanted.insert(key.clone());
+                if !self.dynamic.routes.contains_key(&n) {
+                    awaited.entry(key).or_insert(t);
+                }
             }
         }
-        for n in self.wanted(Kind::Secret) {
-            if !self.dynamic.secrets.contains_key(&n) {
-                awaited.insert(format!("sds:{n}"));
-            }
-        }
-        awaited.retain(|k| !self.expired.contains(k));
-        self.pending.retain(|k, _| awaited.contains(k));
-        for k in awaited {
-            self.pending.entry(k).or_insert(now);
+        self.expired
+            .retain(|k| k == "cds" || k == "lds" || wanted.contains(k));
+        awaited.retain(|k, _| !self.expired.contains(k));
+        self.pending.retain(|k, _| awaited.contains_key(k));
+        for (k, t) in awaited {
+            self.pending
+                .entry(k)
+                .or_insert_with(|| t.and_then(|t| now.checked_add(t)));
         }
     }
 
@@ -237,33 +300,26 @@ impl Store {
         !self.pending.keys().any(|k| k.starts_with("eds:"))
     }
 
+    /// Nothing awaits its first response (or all that do have timed out).
     pub fn nothing_pending(&self) -> bool {
         self.pending.is_empty()
     }
 
     /// When the next initial fetch times out.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let t = self.boot.initial_fetch_timeout;
-        if t.is_zero() {
-            return None;
-        }
-        self.pending.values().filter_map(|s| s.checked_add(t)).min()
+        self.pending.values().flatten().min().copied()
     }
 
-    /// Moves timed-out resources to `expired`; true if any did.
+    /// Moves timed-out subscriptions to `expired`; true if any did.
     pub fn expire(&mut self, now: Instant) -> bool {
-        let t = self.boot.initial_fetch_timeout;
-        if t.is_zero() {
-            return false;
-        }
         let gone: Vec<String> = self
             .pending
             .iter()
-            .filter(|(_, s)| now.duration_since(**s) >= t)
+            .filter(|(_, d)| d.is_some_and(|d| now >= d))
             .map(|(k, _)| k.clone())
             .collect();
         for k in &gone {
-            tracing::warn!("xDS: initial fetch of {k} timed out after {t:?}");
+            tracing::warn!("xDS: initial fetch of {k} timed out");
             self.pending.remove(k);
             self.expired.insert(k.clone());
         }
@@ -271,7 +327,8 @@ impl Store {
     }
 
     /// Checks an update of `k`: `resources` replace or add, `removed` go, and with
-    /// `full_set` (SotW LDS/CDS) every resource of the type not in it goes too.
+    /// `full_set` (SotW LDS/CDS) every resource of the type not in it goes too. With
+    /// `asked`, resources of other names are ignored.
     ///
     /// As in Envoy, resources are judged one by one: one that fails its checks keeps
     /// the version held before (or stays absent) while the others apply, and the update
@@ -285,6 +342,7 @@ impl Store {
         resources: Vec<Incoming>,
         removed: Vec<String>,
         full_set: bool,
+        asked: Option<&BTreeSet<String>>,
     ) -> Result<Prepared, String> {
         let mut d = self.dynamic.clone();
         let now = SystemTime::now();
@@ -310,6 +368,9 @@ impl Store {
             }
             let (name, json) = match decode(k, &r.any.value, &mut d) {
                 Ok(v) => v,
+                // Not asked for (SotW RDS, EDS, SDS): ignored, as Envoy delivers a
+                // response's resources only to the watches that name them.
+                Err((Some(found), _, _)) if asked.is_some_and(|a| !a.contains(&found)) => continue,
                 // Named, but refused by the checks: this resource only.
                 Err((Some(found), path, message)) => {
                     let detail = format!("{}: {path}: {message}", label(&Some(found.clone())));
@@ -330,6 +391,10 @@ impl Store {
                     let detail = format!("{}: the resource is named `{name}`", label(&r.name));
                     return whole(self, &names, detail);
                 }
+            }
+            if asked.is_some_and(|a| !a.contains(&name)) {
+                revert(k, &mut d, &self.dynamic, &name);
+                continue;
             }
             if !names.insert(name.clone()) {
                 let detail = format!("{} `{name}`: duplicate resource", k.label());
@@ -595,11 +660,6 @@ impl Store {
             configs.push(sd);
         }
         dump
-    }
-
-    /// The initial-fetch timeout, for the control executor's readiness clock.
-    pub fn initial_fetch_timeout(&self) -> Duration {
-        self.boot.initial_fetch_timeout
     }
 }
 

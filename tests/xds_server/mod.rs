@@ -59,6 +59,8 @@ struct Shared {
     seen: Mutex<Vec<Seen>>,
     streams: Mutex<u64>,
     nonces: Mutex<u64>,
+    /// Types the server never answers (a server without CDS, say).
+    silent: Mutex<BTreeSet<String>>,
 }
 
 impl Shared {
@@ -66,6 +68,10 @@ impl Shared {
         let mut n = self.nonces.lock().unwrap();
         *n += 1;
         format!("n{n}")
+    }
+
+    fn is_silent(&self, type_url: &str) -> bool {
+        self.silent.lock().unwrap().contains(type_url)
     }
 
     fn record(&self, s: Seen) {
@@ -92,6 +98,7 @@ impl Mgmt {
             seen: Mutex::default(),
             streams: Mutex::new(0),
             nonces: Mutex::new(0),
+            silent: Mutex::default(),
         });
         let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
@@ -177,6 +184,16 @@ impl Mgmt {
         self.shared.changed.send_replace(n);
     }
 
+    /// From now on the server answers no request of this type.
+    #[allow(dead_code)] // tests/xds_initial_fetch.rs only
+    pub fn silence(&self, type_url: &str) {
+        self.shared
+            .silent
+            .lock()
+            .unwrap()
+            .insert(type_url.to_string());
+    }
+
     /// The version the server gives the current set of a type.
     pub fn version(&self, type_url: &str) -> String {
         let r = self.shared.resources.lock().unwrap();
@@ -240,6 +257,9 @@ impl AggregatedDiscoveryService for Ads {
                     c = changed.changed() => { if c.is_err() { return } }
                 }
                 for (t, (names, sent)) in subs.iter_mut() {
+                    if shared.is_silent(t) {
+                        continue;
+                    }
                     let (version, resources) = {
                         let res = shared.resources.lock().unwrap();
                         let v = res.type_version.get(t).cloned().unwrap_or_default();
@@ -317,6 +337,9 @@ impl AggregatedDiscoveryService for Ads {
                     c = changed.changed() => { if c.is_err() { return } }
                 }
                 for (t, (wildcard, names, has)) in subs.iter_mut() {
+                    if shared.is_silent(t) {
+                        continue;
+                    }
                     let all = {
                         let res = shared.resources.lock().unwrap();
                         res.by_type.get(t).cloned().unwrap_or_default()

@@ -97,9 +97,12 @@ pub fn endpoints(cluster: &str, ports: &[u16]) -> Vec<u8> {
     )
 }
 
-/// An `SdsSecretConfig` naming a secret delivered over ADS.
+/// An `SdsSecretConfig` naming a secret delivered over ADS. Its initial fetch times
+/// out after 1 s, so that a proxy whose secret the test withholds is ready (the
+/// helpers wait for `/ready`, which, as in Envoy, waits for each secret's initial
+/// fetch) while its listener or cluster still waits for the secret.
 fn ads_secret(name: &str) -> Value {
-    json!({"name": name, "sds_config": {"ads": {}, "resource_api_version": "V3"}})
+    json!({"name": name, "sds_config": {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "1s"}})
 }
 
 /// A TLS listener whose certificate is the ADS secret `secret`, answering every request

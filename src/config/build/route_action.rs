@@ -13,17 +13,23 @@ use super::super::raw::*;
 use super::{is_tchar, Builder};
 
 impl Builder {
-    fn cluster_index(
+    /// A route's cluster: `Ok(None)` when it does not exist and the table does not
+    /// validate clusters (Envoy's `validate_clusters: false`, the default for RDS),
+    /// `Err` (recorded) when it does not exist and the table does.
+    fn route_cluster(
         &mut self,
         path: String,
         name: &str,
         clusters: &[Arc<Cluster>],
-    ) -> Option<usize> {
-        let i = clusters.iter().position(|c| c.name == name);
-        if i.is_none() {
-            self.err(path, format!("no cluster named `{name}`"));
+    ) -> Result<Option<usize>, ()> {
+        match clusters.iter().position(|c| c.name == name) {
+            Some(i) => Ok(Some(i)),
+            None if self.lax_clusters => Ok(None),
+            None => {
+                self.err(path, format!("no cluster named `{name}`"));
+                Err(())
+            }
         }
-        i
     }
 
     /// The route's action: exactly one of `cluster`, `cluster_header`,
@@ -82,7 +88,13 @@ impl Builder {
             }
         }
         let target = if let Some(name) = &r.cluster {
-            ClusterTarget::Named(self.cluster_index(format!("{p}.cluster"), name, clusters)?)
+            match self
+                .route_cluster(format!("{p}.cluster"), name, clusters)
+                .ok()?
+            {
+                Some(i) => ClusterTarget::Named(i),
+                None => ClusterTarget::Missing,
+            }
         } else if let Some(h) = &r.cluster_header {
             if !lax_header_name(h) {
                 self.err(
@@ -102,7 +114,9 @@ impl Builder {
             let mut list = Vec::new();
             for (k, c) in w.clusters.iter().enumerate() {
                 let cp = format!("{wp}.clusters[{k}]");
-                let cluster = self.cluster_index(format!("{cp}.name"), &c.name, clusters)?;
+                let cluster = self
+                    .route_cluster(format!("{cp}.name"), &c.name, clusters)
+                    .ok()?;
                 list.push(WeightedCluster {
                     cluster,
                     name: c.name.clone(),
@@ -206,9 +220,11 @@ impl Builder {
             let mp = format!("{p}.request_mirror_policies[{k}]");
             let target = match (&m.cluster, &m.cluster_header) {
                 (Some(name), None) => {
-                    match self.cluster_index(format!("{mp}.cluster"), name, clusters) {
-                        Some(i) => MirrorTarget::Named(i),
-                        None => continue,
+                    // Without validation, a mirror to a cluster that does not exist
+                    // sends no copy (Envoy skips a shadow whose cluster it cannot find).
+                    match self.route_cluster(format!("{mp}.cluster"), name, clusters) {
+                        Ok(Some(i)) => MirrorTarget::Named(i),
+                        Ok(None) | Err(()) => continue,
                     }
                 }
                 (None, Some(h)) => {

@@ -147,6 +147,7 @@ impl Builder {
         clusters: &[Arc<Cluster>],
     ) -> RouteTable {
         let p = format!("route_tables[{i}]");
+        self.lax_clusters = !t.validate_clusters;
         let table_edits = self.header_mutation(&p, t.header_mutation());
         let mut seen_domains = HashSet::new();
         let virtual_hosts = t
@@ -184,6 +185,7 @@ impl Builder {
                         .map(|r| Box::new(self.retry_policy(&format!("{vp}.retry_policy"), r))),
                     attempt_count_request: v.include_request_attempt_count,
                     attempt_count_response: v.include_attempt_count_in_response,
+                    per_request_buffer_limit: v.per_request_buffer_limit_bytes,
                 };
                 let routes = v
                     .routes
@@ -202,6 +204,9 @@ impl Builder {
                                     )),
                                     None => vhost_retries.policy.clone(),
                                 },
+                                per_request_buffer_limit: r
+                                    .per_request_buffer_limit_bytes
+                                    .or(vhost_retries.per_request_buffer_limit),
                                 ..vhost_retries.clone()
                             };
                         } else if r.retry_policy.is_some() {
@@ -227,6 +232,7 @@ impl Builder {
                 .enumerate()
                 .flat_map(|(i, v)| v.domains.iter().map(move |d| (i, d))),
         );
+        self.lax_clusters = false;
         let header_routes = virtual_hosts.iter().flat_map(|v| &v.routes).any(|r| {
             matches!(&r.action, RouteAction::Cluster(f) if matches!(f.target, ClusterTarget::Header(_))
                 || f.mirrors.iter().any(|m| matches!(m.target, MirrorTarget::Header(_))))
@@ -433,8 +439,12 @@ impl Builder {
         // What the fault and CORS filters read of the route (Envoy's route entry).
         if let RouteAction::Cluster(f) = &action {
             filters.forwards = true;
-            if let ClusterTarget::Named(i) = f.target {
-                filters.cluster = clusters.get(i).map(|c| c.name.clone());
+            match f.target {
+                ClusterTarget::Named(i) => {
+                    filters.cluster = clusters.get(i).map(|c| c.name.clone())
+                }
+                ClusterTarget::Missing => filters.cluster = r.cluster.clone(),
+                _ => {}
             }
         }
         let m = m?;

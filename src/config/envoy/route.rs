@@ -158,6 +158,7 @@ pub(super) fn translate(
             retry_policy,
             include_request_attempt_count: v.include_request_attempt_count,
             include_attempt_count_in_response: v.include_attempt_count_in_response,
+            per_request_buffer_limit_bytes: vhost_buffer_limit(v),
             request_headers_to_add: ve.req_add,
             request_headers_to_remove: ve.req_remove,
             response_headers_to_add: ve.resp_add,
@@ -168,12 +169,28 @@ pub(super) fn translate(
         name: name.clone(),
         virtual_hosts,
         ignore_port_in_host_matching: rc.ignore_port_in_host_matching,
+        // Envoy's default for a route table written inline; RDS ones come here with
+        // `false` set (`config::envoy::xds`), Envoy's default for them.
+        validate_clusters: rc.validate_clusters.as_ref().is_none_or(|v| v.value),
         request_headers_to_add: e.req_add,
         request_headers_to_remove: e.req_remove,
         response_headers_to_add: e.resp_add,
         response_headers_to_remove: e.resp_remove,
     });
     Ok(name)
+}
+
+/// `per_request_buffer_limit_bytes` (deprecated in Envoy 1.40 for
+/// `request_body_buffer_limit`, which is not taken: it lifts the listener's limit).
+#[allow(deprecated)]
+fn route_buffer_limit(r: &Route) -> Option<u32> {
+    r.per_request_buffer_limit_bytes.as_ref().map(|w| w.value)
+}
+
+/// The virtual host's `per_request_buffer_limit_bytes`.
+#[allow(deprecated)]
+fn vhost_buffer_limit(v: &envoy_types::pb::envoy::config::route::v3::VirtualHost) -> Option<u32> {
+    v.per_request_buffer_limit_bytes.as_ref().map(|w| w.value)
 }
 
 fn route(
@@ -220,6 +237,7 @@ fn route(
         host_rewrite_literal: None,
         auto_host_rewrite: false,
         retry_policy: None,
+        per_request_buffer_limit_bytes: route_buffer_limit(r),
         request_mirror_policies: Vec::new(),
         hash_policy: Vec::new(),
         cluster_not_found_response_code: None,

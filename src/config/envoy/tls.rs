@@ -251,6 +251,11 @@ pub(super) fn upstream(
 /// The names of the secrets a transport socket takes over ADS: the ones its translation
 /// reads (SDS certificate configs only when no certificate is inline, as in Envoy).
 pub(super) fn ads_secret_names(ts: &Option<TransportSocket>) -> Vec<String> {
+    ads_secret_configs(ts).into_iter().map(|s| s.name).collect()
+}
+
+/// The `SdsSecretConfig`s of a transport socket whose secret comes over ADS.
+pub(super) fn ads_secret_configs(ts: &Option<TransportSocket>) -> Vec<SdsSecretConfig> {
     let Some(transport_socket::ConfigType::TypedConfig(any)) =
         ts.as_ref().and_then(|t| t.config_type.as_ref())
     else {
@@ -282,6 +287,6 @@ pub(super) fn ads_secret_names(ts: &Option<TransportSocket>) -> Vec<String> {
     configs
         .into_iter()
         .filter(|s| sds::is_ads(s))
-        .map(|s| s.name.clone())
+        .cloned()
         .collect()
 }

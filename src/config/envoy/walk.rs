@@ -263,6 +263,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         &[
             "name",
             "virtual_hosts",
+            "validate_clusters",
             "request_headers_to_add",
             "request_headers_to_remove",
             "response_headers_to_add",
@@ -279,6 +280,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "retry_policy",
             "include_request_attempt_count",
             "include_attempt_count_in_response",
+            "per_request_buffer_limit_bytes",
             "request_headers_to_add",
             "request_headers_to_remove",
             "response_headers_to_add",
@@ -300,6 +302,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "response_headers_to_add",
             "response_headers_to_remove",
             "typed_per_filter_config",
+            "per_request_buffer_limit_bytes",
         ],
     ),
     (

@@ -26,9 +26,7 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::{filter, FilterChain, Listener};
-use envoy_types::pb::envoy::config::route::v3::{
-    route, route_action::ClusterSpecifier, DirectResponseAction, RouteConfiguration,
-};
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, HttpConnectionManager,
 };
@@ -64,8 +62,10 @@ pub struct XdsBootstrap {
     /// `DELTA_GRPC` (incremental) rather than `GRPC` (state of the world).
     pub delta: bool,
     pub set_node_on_first_message_only: bool,
-    /// How long a new EDS cluster or RDS listener waits for its resource.
-    pub initial_fetch_timeout: Duration,
+    /// `cds_config.initial_fetch_timeout` (15 s; `None`: zero, wait for ever).
+    pub cds_fetch_timeout: Option<Duration>,
+    /// `lds_config.initial_fetch_timeout`.
+    pub lds_fetch_timeout: Option<Duration>,
 }
 
 /// Reads an Envoy bootstrap; `Ok(None)` when it has no ADS (a plain static bootstrap).
@@ -134,24 +134,28 @@ fn settings(b: Bootstrap, json: Value) -> Result<XdsBootstrap, ConfigError> {
             format!("no static cluster named `{}`", eg.cluster_name),
         ));
     }
-    // Zero disables it, as in Envoy.
-    let initial_fetch_timeout = [&d.cds_config, &d.lds_config]
-        .into_iter()
-        .flatten()
-        .find_map(|c| c.initial_fetch_timeout)
-        .map(|t| Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32))
-        .unwrap_or(INITIAL_FETCH_TIMEOUT)
-        // Timers take no deadline past the end of time: a year is "never" enough.
-        .min(Duration::from_secs(365 * 24 * 3600));
     Ok(XdsBootstrap {
         node: b.node.clone().unwrap_or_default(),
         ads_cluster: eg.cluster_name.clone(),
         delta,
         set_node_on_first_message_only: ads.set_node_on_first_message_only,
-        initial_fetch_timeout,
+        cds_fetch_timeout: fetch_timeout(d.cds_config.as_ref()),
+        lds_fetch_timeout: fetch_timeout(d.lds_config.as_ref()),
         bootstrap: b,
         json,
     })
+}
+
+/// A subscription's `initial_fetch_timeout` (Envoy's `ConfigSource`): 15 s when the
+/// source or the field is absent; `None` when it is zero, which disables it (the
+/// subscription waits for ever, as in Envoy).
+pub fn fetch_timeout(cs: Option<&ConfigSource>) -> Option<Duration> {
+    let t = cs
+        .and_then(|c| c.initial_fetch_timeout)
+        .map(|t| Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32))
+        .unwrap_or(INITIAL_FETCH_TIMEOUT);
+    // Timers take no deadline past the end of time: a year is "never" enough.
+    (!t.is_zero()).then(|| t.min(Duration::from_secs(365 * 24 * 3600)))
 }
 
 /// A `ConfigSource` must be `{ads: {}}`.
@@ -233,13 +237,51 @@ pub struct Assembled {
 
 /// The route configuration names a listener's HCMs need over RDS.
 pub fn rds_names(l: &Listener) -> Vec<String> {
+    rds_sources(l).into_iter().map(|(n, _)| n).collect()
+}
+
+/// Each route configuration a listener's HCMs need over RDS, with its subscription's
+/// initial fetch timeout (`rds.config_source`).
+pub fn rds_sources(l: &Listener) -> Vec<(String, Option<Duration>)> {
     chains(l)
         .filter_map(|fc| hcm_of(fc).map(|(_, h)| h))
         .filter_map(|h| match h.route_specifier {
-            Some(RouteSpecifier::Rds(r)) => Some(r.route_config_name),
+            Some(RouteSpecifier::Rds(r)) => {
+                Some((r.route_config_name, fetch_timeout(r.config_source.as_ref())))
+            }
             _ => None,
         })
         .collect()
+}
+
+/// Each secret a listener or cluster takes over ADS, with its subscription's initial
+/// fetch timeout (`sds_config`).
+pub fn sds_sources(
+    ts: &Option<envoy_types::pb::envoy::config::core::v3::TransportSocket>,
+) -> Vec<(String, Option<Duration>)> {
+    super::tls::ads_secret_configs(ts)
+        .into_iter()
+        .map(|s| {
+            let t = fetch_timeout(s.sds_config.as_ref());
+            (s.name, t)
+        })
+        .collect()
+}
+
+/// `sds_sources` of each of a listener's filter chains.
+pub fn sds_sources_listener(l: &Listener) -> Vec<(String, Option<Duration>)> {
+    chains(l)
+        .flat_map(|fc| sds_sources(&fc.transport_socket))
+        .collect()
+}
+
+/// An EDS cluster's subscription's initial fetch timeout (`eds_config`).
+pub fn eds_fetch_timeout(c: &Cluster) -> Option<Duration> {
+    fetch_timeout(
+        c.eds_cluster_config
+            .as_ref()
+            .and_then(|e| e.eds_config.as_ref()),
+    )
 }
 
 /// The secrets a listener's filter chains take over ADS.
@@ -358,13 +400,12 @@ pub fn assemble(
             used_clusters.insert(name.clone(), original);
         }
     }
-    let known: BTreeSet<String> = clusters.iter().map(|c| c.name.clone()).collect();
 
     // Listeners: each with its route configurations inlined, once they have all arrived.
     let mut used_listeners = BTreeMap::new();
     let mut listeners = Vec::new();
     for l in std::mem::take(&mut sr.listeners) {
-        match inline_routes(&l, d, &known, expired) {
+        match inline_routes(&l, d, expired) {
             Ok((l, rl)) => {
                 push_listener(&mut listeners, &mut labels, l, None, rl);
             }
@@ -372,15 +413,13 @@ pub fn assemble(
         }
     }
     for (name, l) in &d.listeners {
-        let chosen = match inline_routes(l, d, &known, expired) {
+        let chosen = match inline_routes(l, d, expired) {
             Ok(done) => Some((done, l.clone())),
             Err(missing) => {
                 warming.extend(missing);
-                d.active_listeners.get(name).and_then(|a| {
-                    inline_routes(a, d, &known, expired)
-                        .ok()
-                        .map(|r| (r, a.clone()))
-                })
+                d.active_listeners
+                    .get(name)
+                    .and_then(|a| inline_routes(a, d, expired).ok().map(|r| (r, a.clone())))
             }
         };
         if let Some(((inlined, rl), original)) = chosen {
@@ -461,7 +500,6 @@ fn push_listener(
 fn inline_routes(
     l: &Listener,
     d: &Dynamic,
-    known: &BTreeSet<String>,
     expired: &BTreeSet<String>,
 ) -> Result<(Listener, Vec<(String, String)>), Vec<(&'static str, String)>> {
     let mut missing: Vec<(&'static str, String)> = rds_names(l)
@@ -499,7 +537,7 @@ fn inline_routes(
             name: name.clone(),
             ..Default::default()
         });
-        no_cluster_is_503(&mut rc, known);
+        rds_validation_default(&mut rc);
         h.route_specifier = Some(RouteSpecifier::RouteConfig(rc));
         if let Some(f) = fc.filters.get_mut(k) {
             f.config_type = Some(filter::ConfigType::TypedConfig(Any {
@@ -512,20 +550,12 @@ fn inline_routes(
     Ok((l, placed))
 }
 
-/// Envoy answers a route whose cluster does not exist (or is still warming) with a 503
-/// and an empty body (`cluster_not_found_response_code`); a direct response says the same.
-fn no_cluster_is_503(rc: &mut RouteConfiguration, known: &BTreeSet<String>) {
-    for vh in &mut rc.virtual_hosts {
-        for r in &mut vh.routes {
-            let missing = matches!(&r.action, Some(route::Action::Route(a))
-                if matches!(&a.cluster_specifier, Some(ClusterSpecifier::Cluster(c)) if !known.contains(c)));
-            if missing {
-                r.action = Some(route::Action::DirectResponse(DirectResponseAction {
-                    status: 503,
-                    ..Default::default()
-                }));
-            }
-        }
+/// An RDS route configuration does not validate its clusters unless it says so
+/// (Envoy's default for RDS): a route to a cluster that does not exist, or is still
+/// warming, answers `503` with flag `NC` and its `cluster_not_found_response_code`.
+fn rds_validation_default(rc: &mut RouteConfiguration) {
+    if rc.validate_clusters.is_none() {
+        rc.validate_clusters = Some(envoy_types::pb::google::protobuf::BoolValue { value: false });
     }
 }
 
@@ -651,7 +681,14 @@ static_resources:
         assert!(x.delta);
         assert_eq!(x.ads_cluster, "xds");
         assert_eq!(x.node.id, "n");
-        assert_eq!(x.initial_fetch_timeout, Duration::from_secs(3));
+        assert_eq!(x.cds_fetch_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(x.lds_fetch_timeout, Some(Duration::from_secs(15)));
+        // Zero disables a subscription's timeout, as in Envoy.
+        let zero = ConfigSource {
+            initial_fetch_timeout: Some(Default::default()),
+            ..Default::default()
+        };
+        assert_eq!(fetch_timeout(Some(&zero)), None);
         assert!(xds_bootstrap("static_resources: {}").unwrap().is_none());
         let e = xds_bootstrap(&BOOT.replace("cluster_name: xds}", "cluster_name: nope}"))
             .unwrap_err()

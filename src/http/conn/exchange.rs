@@ -21,6 +21,7 @@ use futures_lite::io::AsyncWriteExt;
 use crate::observe::stream_info::LogFacts;
 use crate::upstream::counted::Counted;
 use crate::upstream::request::clock::{Expiry, Progress};
+use crate::upstream::request::replay::Kept;
 use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
@@ -31,102 +32,14 @@ use super::super::failure::Failure;
 use super::super::filter;
 use super::super::filter::headers::Edits;
 use super::super::flags::ResponseFlag;
-use super::super::h1::encode::{self, DownFraming, DownstreamResponse};
+use super::super::h1::encode;
 use super::super::h1::head::{BodyKind, HeadError};
-use super::super::h1::response::{self, Asked, BadResponse, Kind, MAX_RESPONSE_HEAD_BYTES};
+use super::super::h1::response::{BadResponse, MAX_RESPONSE_HEAD_BYTES};
 use super::super::io::Io;
 use super::super::view::WorkerView;
+use super::response_head::{asked, prepare_response, Response};
 use super::upload::{upload, Upload};
 use super::{Action, Conn, Outcome, Plan};
-
-/// A parsed upstream response head.
-enum Response {
-    /// A 1xx interim response of this many bytes, to skip.
-    Interim(usize),
-    /// `101 Switching Protocols` to an upgrade we asked for: the head is this long, and
-    /// the connection becomes a tunnel.
-    Upgraded(usize),
-    /// A final response the retry policy retries: nothing was written.
-    Retry,
-    Final {
-        head_len: usize,
-        status: u16,
-        body: BodyKind,
-        strip: bool,
-        close_down: bool,
-        reuse_up: bool,
-    },
-}
-
-/// What the request asked for that changes how its response is read.
-fn asked(plan: &Plan<'_>) -> Asked {
-    Asked {
-        head: plan.is_head,
-        upgrade: matches!(plan.action, Action::Proxy { upgrade: true, .. }),
-    }
-}
-
-/// Parses the upstream response head in `data` (`h1::response`); on success the
-/// downstream head is in `wbuf`. `Err` is a malformed response. `must_close`: the
-/// downstream connection closes after this response whatever the headers say
-/// (draining, or a request body that was cut).
-fn prepare_response(
-    data: &[u8],
-    plan: &Plan<'_>,
-    must_close: bool,
-    wbuf: &mut Vec<u8>,
-    edits: Edits<'_>,
-    retry: impl FnOnce(u16, &[httparse::Header<'_>]) -> bool,
-) -> Result<Option<Response>, BadResponse> {
-    let mut slots = response::header_slots();
-    let Some(resp) = response::parse(data, asked(plan), &mut slots)? else {
-        return Ok(None);
-    };
-    let (body, f) = match resp.kind {
-        Kind::Interim => return Ok(Some(Response::Interim(resp.head_len))),
-        Kind::Upgraded { upgrade } => {
-            wbuf.clear();
-            encode::write_switching_protocols(
-                wbuf,
-                resp.reason,
-                resp.headers,
-                upgrade,
-                // Envoy sends no x-envoy-upstream-service-time on a 101.
-                plan.response_edits.local_reply(),
-            );
-            return Ok(Some(Response::Upgraded(resp.head_len)));
-        }
-        Kind::Final { body, framing } => (body, framing),
-    };
-    if retry(resp.status, resp.headers) {
-        return Ok(Some(Response::Retry));
-    }
-    let (framing, strip) = response::down_framing(body, plan.minor);
-    let close_down = !plan.framing.keep_alive || must_close || framing == DownFraming::Close;
-    wbuf.clear();
-    encode::write_response(
-        wbuf,
-        &DownstreamResponse {
-            status: resp.status,
-            reason: resp.reason,
-            headers: resp.headers,
-            has_connection_header: f.has_connection_header,
-            framing,
-            close: close_down,
-            http10_keep_alive: plan.minor == 0 && !close_down,
-            upgrade: None,
-            edits,
-        },
-    );
-    Ok(Some(Response::Final {
-        head_len: resp.head_len,
-        status: resp.status,
-        body,
-        strip,
-        close_down,
-        reuse_up: f.keep_alive && body != BodyKind::UntilClose,
-    }))
-}
 
 /// Decrements an endpoint's in-flight count however a tunnel ends (`connect`).
 pub(super) struct Active<'a>(pub(super) &'a crate::observe::stats::Counter);
@@ -158,6 +71,7 @@ fn expiry_failure(progress: &Progress) -> Failure {
         // A socket timeout is only ever set from the clocks; the route's is the one
         // that cannot move.
         Some(Expiry::Route) | None => Failure::RouteTimeout,
+        Some(Expiry::PerTryIdle) => Failure::PerTryTimeout,
     }
 }
 
@@ -179,6 +93,8 @@ struct Try<'x, 'p, D, C: Connector> {
     body_inline: bool,
     /// The upstream answered or went away before the whole request body was sent.
     body_cut: bool,
+    /// The streamed request body's copy for a retry (`conn/replay.rs`).
+    kept: Kept,
     /// The response head's edits (with `x-envoy-attempt-count` when asked for).
     response_edits: Edits<'p>,
 }
@@ -226,6 +142,11 @@ enum Got {
 impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
     type Head = Got;
 
+    fn resendable(&self) -> Option<bool> {
+        let empty = self.plan.framing.body == BodyKind::Empty;
+        Some(empty || self.body_inline || self.kept.whole().is_some())
+    }
+
     async fn try_once(
         &mut self,
         up: &mut Counted<C::Conn>,
@@ -233,7 +154,8 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
     ) -> Result<Got, Tried> {
         self.inline_body();
         let (conn, plan, progress) = (&mut *self.conn, self.plan, self.progress);
-        let resend = plan.framing.body == BodyKind::Empty || self.body_inline;
+        let mut resend =
+            plan.framing.body == BodyKind::Empty || self.body_inline || self.kept.whole().is_some();
         if let Some(r) = at.retry.filter(|r| r.attempt() > 1) {
             if r.attempt_count_request {
                 crate::http::stamp::set_attempt_count(&mut conn.wbuf, r.attempt());
@@ -252,7 +174,13 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
             // can go again as it was.
             return Err(Tried::failed(Failure::ConnectionTermination, true, resend));
         }
-        if plan.framing.body != BodyKind::Empty && !self.body_inline {
+        if let Some(body) = self.kept.whole() {
+            // A retry: the body the first try streamed goes again from its copy.
+            if up.write_all(body).await.is_err() {
+                return Err(Tried::failed(Failure::ConnectionTermination, true, resend));
+            }
+            progress.touch();
+        } else if plan.framing.body != BodyKind::Empty && !self.body_inline {
             self.body_touched = true;
             if plan.framing.expect_continue
                 && self
@@ -279,6 +207,10 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
                 plan.framing.body,
                 asked(plan),
                 plan.tee.as_ref(),
+                &mut self.kept,
+                &self.view.clusters[self.cluster]
+                    .stats
+                    .retry_or_shadow_abandoned,
             )
             .await;
             self.down.set_read_timeout(Some(plan.idle_timeout));
@@ -286,6 +218,9 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
             match sent {
                 Upload::Done(n) => {
                     conn.rec.bytes_received += n;
+                    // Within the limit, the body can go again from its copy.
+                    self.kept.finish();
+                    resend = self.kept.whole().is_some();
                     // The request is complete: the route clock starts (Envoy); the
                     // reads below are bounded by it.
                     progress.request_done();
@@ -487,6 +422,7 @@ impl Conn {
             body_touched: false,
             body_inline: false,
             body_cut: false,
+            kept: Kept::new(retry.map(|r| r.buffer_limit())),
             response_edits: plan.response_edits,
         };
         if retry.is_some() {

@@ -24,6 +24,8 @@ use super::super::h1::head::BodyKind;
 use super::super::h1::response::{self, Asked, Kind, MAX_RESPONSE_HEAD_BYTES};
 use super::super::io::Io;
 use super::super::mirror::TeeObserver;
+use crate::observe::stats::Counter;
+use crate::upstream::request::replay::{Kept, Recording};
 use crate::upstream::request::tee::TeeTx;
 
 /// How an upload ended.
@@ -98,7 +100,10 @@ enum Step {
 
 /// Forwards a request body of `kind` from `down` (starting with `rbuf`) to `up`, while
 /// reading whatever `up` sends into `ubuf`. Interim (1xx) responses are skipped; any
-/// other upstream answer, or its close, ends the upload early (`Cut`).
+/// other upstream answer, or its close, ends the upload early (`Cut`). What the
+/// upstream accepts is also kept in `kept` for a retry (`conn/replay.rs`), up to its
+/// limit (past it, `abandoned` counts the request).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn upload<D: Io, U: Io>(
     down: &mut D,
     rbuf: &mut ReadBuf,
@@ -107,12 +112,20 @@ pub(super) async fn upload<D: Io, U: Io>(
     kind: BodyKind,
     asked: Asked,
     tee: Option<&TeeTx>,
+    kept: &mut Kept,
+    abandoned: &Counter,
 ) -> Upload {
     // The route deadline applies to the wait for the response, after the body; while
     // the client still sends, the upstream may rightly be silent.
     up.set_read_timeout(None);
     let cell = RefCell::new(up);
-    let mut writer = Shared(&cell);
+    let mut writer = Recording {
+        inner: Shared(&cell),
+        kept,
+        abandoned,
+        // The body passes as it came: its framing counts too (a few bytes a chunk).
+        by_payload: false,
+    };
     let mut reader = Shared(&cell);
     // A mirrored body goes to the shadows' tee chunk by chunk as it goes upstream.
     let forward = async {

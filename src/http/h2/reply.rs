@@ -114,6 +114,7 @@ pub(crate) fn expired(
 ) -> Done {
     let failure = match e {
         Expiry::Route => Failure::RouteTimeout,
+        Expiry::PerTryIdle => Failure::PerTryTimeout,
         Expiry::Idle => Failure::StreamIdle {
             request_complete: progress.request_complete(),
         },

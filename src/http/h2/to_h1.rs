@@ -27,6 +27,7 @@ use crate::http::h1::response::{BadResponse, MAX_RESPONSE_HEAD_BYTES};
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
+use crate::upstream::request::replay::{Kept, Recording};
 use crate::upstream::request::retry::RetryState;
 use crate::upstream::request::{self, http1, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
@@ -107,6 +108,7 @@ pub(crate) async fn proxy<C: Connector>(
 pub(super) fn expiry_failure(e: Expiry, progress: &Progress) -> Failure {
     match e {
         Expiry::Route => Failure::RouteTimeout,
+        Expiry::PerTryIdle => Failure::PerTryTimeout,
         Expiry::Idle => Failure::StreamIdle {
             request_complete: progress.request_complete(),
         },
@@ -129,6 +131,10 @@ struct ToH1<'x, 'a> {
     replayable: bool,
     progress: &'x Progress,
     stats: &'x crate::observe::stats::ClusterStats,
+    /// The streamed body's copy for a retry (`request::replay`), and how many body
+    /// bytes the first try took from the client.
+    kept: Kept,
+    streamed: u64,
 }
 
 impl ToH1<'_, '_> {
@@ -152,13 +158,14 @@ impl ToH1<'_, '_> {
         Ok(())
     }
 
-    /// The request can go again as it was: no body, the body the chain held, or a body
-    /// that went whole into the head.
+    /// The request can go again as it was: no body, the body the chain held, a body
+    /// that went whole into the head, or one whose copy was kept whole.
     fn resendable(&self) -> bool {
-        !self.first_taken_partial()
-            && (self.r.held.is_some()
-                || self.in_head.1
-                || self.r.body.is_end_stream() && self.in_head.0 == 0)
+        self.kept.whole().is_some()
+            || !self.first_taken_partial()
+                && (self.r.held.is_some()
+                    || self.in_head.1
+                    || self.r.body.is_end_stream() && self.in_head.0 == 0)
     }
 
     fn first_taken_partial(&self) -> bool {
@@ -177,6 +184,10 @@ enum Got {
 impl<U: Io> Exchange<U> for ToH1<'_, '_> {
     type Head = Got;
 
+    fn resendable(&self) -> Option<bool> {
+        Some(ToH1::resendable(self))
+    }
+
     async fn try_once(&mut self, up: &mut U, at: Attempt<'_, '_>) -> Result<Got, Tried> {
         // The stream's clocks bound the whole exchange (the connection's sweep drops
         // it when one runs out); no socket timeout of a pooled connection's past use.
@@ -187,8 +198,9 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
         if self.take_first().await.is_err() {
             return Ok(Got::ClientGone);
         }
-        let resend = self.resendable();
-        let lost = |replayable| Tried::failed(Failure::ConnectionTermination, replayable, resend);
+        let mut resend = self.resendable();
+        let lost =
+            |replayable, resend| Tried::failed(Failure::ConnectionTermination, replayable, resend);
         if let Some(r) = at
             .retry
             .filter(|r| r.attempt() > 1 && r.attempt_count_request)
@@ -198,24 +210,42 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
         // Nothing of the request body was taken yet, or what was is in `head`: the
         // head can go again.
         if up.write_all(self.head).await.is_err() {
-            return Err(lost(true));
+            return Err(lost(true, resend));
         }
         self.progress.touch();
         let (mut received, ended) = self.in_head;
         if let Some(held) = &self.r.held {
             // The body the filter chain held (`http/hold.rs`), after the head.
             if up.write_all(held).await.is_err() {
-                return Err(lost(false));
+                return Err(lost(false, resend));
             }
             received += held.len() as u64;
         }
         if ended {
             self.progress.request_done();
+        } else if let Some(copy) = self.kept.whole() {
+            // A retry: the body the first try streamed goes again from its copy.
+            if up.write_all(copy).await.is_err() {
+                return Err(lost(false, resend));
+            }
+            received += self.streamed;
         } else if !self.r.body.is_end_stream() {
             let (body, tee) = (&mut self.r.body, self.r.tee.as_ref());
-            match http1::send_body(up, body, self.chunked, self.progress, tee).await {
-                Ok(n) => received += n,
-                Err(BodyError::Write) => return Err(lost(false)),
+            let mut rec = Recording {
+                inner: &mut *up,
+                kept: &mut self.kept,
+                abandoned: &self.stats.retry_or_shadow_abandoned,
+                by_payload: true,
+            };
+            match http1::send_body(&mut rec, body, self.chunked, self.progress, tee).await {
+                Ok(n) => {
+                    received += n;
+                    self.streamed = n;
+                    // Within the limit, the body can go again from its copy.
+                    self.kept.finish();
+                    resend = self.resendable();
+                }
+                Err(BodyError::Write) => return Err(lost(false, resend)),
                 Err(_) => return Ok(Got::ClientGone),
             }
         }
@@ -255,7 +285,7 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
             }
             match body::fill_from(up, self.ubuf, None).await {
                 Ok(n) if n > 0 => self.progress.touch(),
-                _ => return Err(lost(self.replayable && self.ubuf.is_empty())),
+                _ => return Err(lost(self.replayable && self.ubuf.is_empty(), resend)),
             }
         }
     }
@@ -300,6 +330,8 @@ async fn exchange<C: Connector>(
         replayable,
         progress,
         stats: &cs.stats,
+        kept: Kept::new(retry.map(|r| r.buffer_limit())),
+        streamed: 0,
     };
     if retry.is_some() {
         // A first frame that ends the body makes the request whole and resendable;
@@ -313,6 +345,10 @@ async fn exchange<C: Connector>(
                 upstream: None,
             };
         }
+        // The copy for a retry holds what follows the first frame, which went into
+        // the head: the limit is the body's as a whole.
+        let first = usize::try_from(x.in_head.0).unwrap_or(usize::MAX);
+        x.kept = Kept::new(retry.map(|r| r.buffer_limit().saturating_sub(first)));
     }
     let mut again = None;
     let tried = request::run(

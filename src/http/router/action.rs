@@ -59,7 +59,7 @@ pub fn entry_cluster(route: &Route, draw: u64) -> EntryCluster<'_> {
         return EntryCluster::None;
     };
     match &f.target {
-        ClusterTarget::Named(_) => route
+        ClusterTarget::Named(_) | ClusterTarget::Missing => route
             .filters
             .cluster
             .as_deref()
@@ -220,6 +220,11 @@ pub fn resolve<'t>(
     };
     let cluster = match &f.target {
         ClusterTarget::Named(c) => *c,
+        ClusterTarget::Missing => {
+            return Decision::ClusterNotFound {
+                status: f.cluster_not_found_status,
+            }
+        }
         ClusterTarget::Header(name) => {
             let named = req
                 .headers
@@ -237,7 +242,9 @@ pub fn resolve<'t>(
             }
         }
         ClusterTarget::Weighted { clusters, total } => {
-            let Some(c) = weighted(clusters, *total, draw) else {
+            let Some((c, i)) =
+                weighted(clusters, *total, draw).and_then(|c| c.cluster.map(|i| (c, i)))
+            else {
                 return Decision::ClusterNotFound {
                     status: f.cluster_not_found_status,
                 };
@@ -245,7 +252,7 @@ pub fn resolve<'t>(
             if let Some(h) = &c.host_rewrite {
                 host = Some(h);
             }
-            c.cluster
+            i
         }
     };
     let shadows = if f.mirrors.is_empty() {

@@ -1,8 +1,9 @@
 //! The monoio backend of `rt` (cargo feature `rt-monoio`): monoio 0.2 on an io_uring
 //! set up with `COOP_TASKRUN | SINGLE_ISSUER`, so completions run in the worker's own
-//! context instead of interrupting it (docs/benchmarks/runtime-prototypes.md). Sockets
-//! use monoio's poll-io streams (readiness from the ring, `recv`/`send` into the
-//! caller's buffers), which keeps the proxy's poll-based `Io` trait as it is.
+//! context instead of interrupting it (docs/benchmarks/runtime-prototypes.md). TCP
+//! reads and writes are io_uring `recv`/`send` operations on buffers each direction
+//! owns, behind the proxy's poll-based `Io` trait (`ring_io`: no syscall per read or
+//! write, one copy); Unix streams use monoio's poll-io.
 
 pub mod channel;
 pub mod executor;

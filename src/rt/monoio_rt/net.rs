@@ -282,7 +282,8 @@ pub fn unix_from(s: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
 
 /// For a connection that sat idle in a pool: true if the peer has neither closed it
 /// nor sent anything since, answered from the read the stream keeps in flight
-/// (`ring_io::Reader::idle_is_clean`), without a syscall.
+/// (`ring_io::Reader::idle_is_clean`), without a syscall where one is in flight.
 pub fn idle_is_clean(s: &mut TcpStream, cx: &mut Context<'_>) -> bool {
-    s.reader.idle_is_clean(cx)
+    let fd = s.fd;
+    s.reader.idle_is_clean(cx, fd)
 }

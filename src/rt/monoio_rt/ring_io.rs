@@ -45,15 +45,18 @@ const MAX_BUF: usize = 64 * 1024;
 struct Slot {
     todo: Cell<Option<Vec<u8>>>,
     done: Cell<Option<BufResult<usize, Vec<u8>>>>,
+    /// The stream is gone: the driver ends after the operation in flight.
+    closed: Cell<bool>,
 }
 
 impl Slot {
-    /// The driver's wait for work. The caller fills `todo` before it polls the driver,
-    /// so no waker is needed: an empty slot is only ever seen right after an operation
-    /// finished, and the next call polls again.
-    fn next(&self) -> impl Future<Output = Vec<u8>> + '_ {
+    /// The driver's wait for work; `None` once the stream is gone. The caller fills
+    /// `todo` before it polls the driver, so no waker is needed: an empty slot is only
+    /// ever seen right after an operation finished, and the next call polls again.
+    fn next(&self) -> impl Future<Output = Option<Vec<u8>>> + '_ {
         std::future::poll_fn(move |_| match self.todo.take() {
-            Some(b) => Poll::Ready(b),
+            Some(b) => Poll::Ready(Some(b)),
+            None if self.closed.get() => Poll::Ready(None),
             None => Poll::Pending,
         })
     }
@@ -100,7 +103,8 @@ impl Side {
 
     /// Drives the operation in flight; its result once it has one.
     fn poll_done(&mut self, cx: &mut Context<'_>) -> Option<io::Result<usize>> {
-        // The driver never ends: it loops back to wait for the next buffer.
+        // The driver ends only once the stream is gone; until then it loops back to wait
+        // for the next buffer.
         let _ = self.driver.as_mut().poll(cx);
         let (res, b) = self.slot.done.take()?;
         self.busy = false;
@@ -121,8 +125,7 @@ impl Reader {
         let slot = Rc::new(Slot::default());
         let s = slot.clone();
         let driver = Box::pin(async move {
-            loop {
-                let b = s.next().await;
+            while let Some(b) = s.next().await {
                 let r = half.read(b).await;
                 s.done.set(Some(r));
             }
@@ -143,6 +146,18 @@ impl Reader {
         Some(n)
     }
 
+    /// Starts the next read into the (drained) buffer and hands it to the kernel.
+    fn arm(&mut self, cx: &mut Context<'_>, want: usize) {
+        let b = self.side.take_buf(want);
+        self.pos = 0;
+        self.side.start(b);
+        let _ = self.side.driver.as_mut().poll(cx);
+    }
+
+    fn drained(&self) -> bool {
+        self.side.buf.as_ref().is_none_or(|b| self.pos >= b.len())
+    }
+
     /// A read into `out`: `Pending` while the operation is in flight (the caller's
     /// timeout, if any, is the caller's business).
     pub fn poll_read(&mut self, cx: &mut Context<'_>, out: &mut [u8]) -> Poll<io::Result<usize>> {
@@ -151,6 +166,13 @@ impl Reader {
         }
         loop {
             if let Some(n) = self.drain(out) {
+                // The next read is in flight as soon as this one is used up, so bytes
+                // the peer sends meanwhile (or its close) are known without a syscall
+                // (`idle_is_clean`), and the next call finds them ready.
+                if self.drained() && !self.side.busy {
+                    let cap = self.side.buf.as_ref().map_or(0, Vec::capacity);
+                    self.arm(cx, cap);
+                }
                 return Poll::Ready(Ok(n));
             }
             if !self.side.busy {
@@ -168,17 +190,19 @@ impl Reader {
     }
 
     /// For a connection that sat idle in a pool: true while nothing arrived and the peer
-    /// did not close. Keeps a read in flight, so the answer comes from the ring's own
-    /// completion, without a syscall; a read armed by this very call has not reached
-    /// the kernel yet, which the pool's retry of a reused connection covers.
-    pub fn idle_is_clean(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.side.buf.as_ref().is_some_and(|b| self.pos < b.len()) {
+    /// did not close. The read armed when the last one was used up (`poll_read`) is
+    /// still in flight, so the answer is the ring's: no syscall. A stream with no read
+    /// in flight (never read from) asks the kernel with a one-byte peek instead, and
+    /// arms one.
+    pub fn idle_is_clean(&mut self, cx: &mut Context<'_>, fd: std::os::fd::RawFd) -> bool {
+        if !self.drained() {
             return false;
         }
         if !self.side.busy {
-            let b = self.side.take_buf(MIN_BUF);
-            self.pos = 0;
-            self.side.start(b);
+            if !super::super::peek::peek_is_clean(fd) {
+                return false;
+            }
+            self.arm(cx, MIN_BUF);
         }
         let _ = self.side.driver.as_mut().poll(cx);
         // A finished read (bytes, a close or an error) stays in the slot for the
@@ -200,8 +224,7 @@ impl Writer {
         let slot = Rc::new(Slot::default());
         let s = slot.clone();
         let driver = Box::pin(async move {
-            loop {
-                let b = s.next().await;
+            while let Some(b) = s.next().await {
                 let r = half.write(b).await;
                 s.done.set(Some(r));
             }
@@ -241,6 +264,7 @@ impl Writer {
     }
 
     /// Waits for a write still in flight (one whose caller gave up on it).
+    /// (See `Drop` for a stream dropped meanwhile.)
     pub fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if !self.side.busy {
             return Poll::Ready(());
@@ -248,6 +272,20 @@ impl Writer {
         match self.side.poll_done(cx) {
             Some(_) => Poll::Ready(()),
             None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Writer {
+    /// A write in flight is finished, not cancelled: its caller may have given up on it
+    /// (a best-effort write, such as the TLS alert sent before a failed handshake's
+    /// connection closes), but its bytes were handed over. Its driver runs on as a task
+    /// of its own until the kernel is done, which also keeps the socket open until then.
+    fn drop(&mut self) {
+        self.side.slot.closed.set(true);
+        if self.side.busy {
+            let driver = std::mem::replace(&mut self.side.driver, Box::pin(std::future::ready(())));
+            super::spawn_local(driver).detach();
         }
     }
 }

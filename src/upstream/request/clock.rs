@@ -14,6 +14,12 @@
 //!   does not read. Before the response head it is a `408` while the request is still
 //!   arriving, a `504` once it was received whole (Envoy's `maybeRequestTimeoutCode`).
 //!
+//! - The per-try idle timeout (a retry policy's `per_try_idle_timeout`), armed by the
+//!   attempt loop once a try's response head is here (before it, `request::run` races
+//!   the try against its per-try clocks): the response body moving no byte for that
+//!   long cuts the response (a reset or a closed connection, flag `UT`), as Envoy's
+//!   per-try idle timer, which runs on after the downstream response started.
+//!
 //! Moving bytes only stores a timestamp. Who enforces the clocks depends on the
 //! downstream side, never on a timer per stream where it can be avoided:
 //! - HTTP/2 clients: the connection task sweeps its streams' clocks (`http/h2/clock.rs`)
@@ -40,7 +46,12 @@ pub(crate) enum Expiry {
     Route,
     /// The stream idle timeout: 408 or 504 `SI` before the response head, a reset after.
     Idle,
+    /// The per-try idle timeout during the response body: a reset, flag `UT`.
+    PerTryIdle,
 }
+
+/// A sleep until `.0`, for the per-try idle clock.
+type PerTryTimer = (Instant, std::pin::Pin<Box<dyn Future<Output = ()>>>);
 
 /// Deadlines and progress of one request, shared by reference with the proxying future.
 pub(crate) struct Progress {
@@ -48,6 +59,15 @@ pub(crate) struct Progress {
     route_timeout: Duration,
     /// Set when the request is complete (`request_done`).
     route: Cell<Option<Instant>>,
+    /// When the request was complete, and the task waiting for it (`completed`).
+    completed_at: Cell<Option<Instant>>,
+    done_waker: Cell<Option<Waker>>,
+    /// The per-try idle timeout of the try whose response is streaming (zero: none).
+    per_try_idle: Cell<Duration>,
+    /// The timer that watches it for a stream raced by `run` or `run_timed` (whose
+    /// sweep or timer was set before it was armed): when it was set for, and the sleep.
+    /// Boxed, and made only when a per-try idle timeout is armed.
+    per_try_timer: std::cell::RefCell<Option<PerTryTimer>>,
     /// Zero: no idle clock.
     idle: Duration,
     last: Cell<Instant>,
@@ -78,6 +98,10 @@ impl Progress {
         Progress {
             route_timeout,
             route: Cell::new(None),
+            completed_at: Cell::new(None),
+            done_waker: Cell::new(None),
+            per_try_idle: Cell::new(Duration::ZERO),
+            per_try_timer: std::cell::RefCell::new(None),
             idle,
             last: Cell::new(Instant::now()),
             request_complete: Cell::new(false),
@@ -123,7 +147,7 @@ impl Progress {
 
     /// Whether any clock is configured (a sweep needs to watch this request).
     pub fn has_clocks(&self) -> bool {
-        !self.route_timeout.is_zero() || !self.idle.is_zero()
+        !self.route_timeout.is_zero() || !self.idle.is_zero() || !self.per_try_idle.get().is_zero()
     }
 
     /// Something moved on the stream (a head, a frame, bytes to or from the upstream).
@@ -155,9 +179,68 @@ impl Progress {
             if !self.route_timeout.is_zero() {
                 self.route.set(Some(now + self.route_timeout));
             }
+            self.completed_at.set(Some(now));
+            if let Some(w) = self.done_waker.take() {
+                w.wake();
+            }
             self.wait_from_at(now);
         }
         self.last.set(now);
+    }
+
+    /// Resolves when the request is complete, with the instant it was: a try's per-try
+    /// clocks start then (Envoy's `create_per_try_timeout_on_request_complete_`).
+    pub async fn completed(&self) -> Instant {
+        std::future::poll_fn(|cx| match self.completed_at.get() {
+            Some(at) => Poll::Ready(at),
+            None => {
+                let w = match self.done_waker.take() {
+                    Some(w) if w.will_wake(cx.waker()) => w,
+                    _ => cx.waker().clone(),
+                };
+                self.done_waker.set(Some(w));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// The try that goes on (its response head is here, or on an HTTP/2 stream that
+    /// streams its request body, its stream is open) runs under the per-try idle
+    /// timeout `d` (zero: none) from now, or from the request's completion if later.
+    pub fn arm_per_try_idle(&self, d: Duration) {
+        self.per_try_idle.set(d);
+        self.touch();
+        // A stream raced by `run` looks at it (and sets its timer) when next polled.
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// When the per-try idle clock runs out, if it runs: armed, and from the request's
+    /// completion on (Envoy sets a try's per-try timers up then).
+    fn per_try_idle_at(&self) -> Option<Instant> {
+        let d = self.per_try_idle.get();
+        if d.is_zero() {
+            return None;
+        }
+        let from = self.completed_at.get()?;
+        Some(self.last.get().max(from) + d)
+    }
+
+    /// When the stream idle clock runs out, if it runs.
+    fn idle_at(&self) -> Option<Instant> {
+        (!self.idle.is_zero()).then(|| self.last.get() + self.idle)
+    }
+
+    /// The idle clock that runs out first (both restart on every byte), and when.
+    fn first_idle(&self) -> Option<(Instant, Expiry)> {
+        match (self.per_try_idle_at(), self.idle_at()) {
+            (Some(p), Some(i)) if p < i => Some((p, Expiry::PerTryIdle)),
+            (_, Some(i)) => Some((i, Expiry::Idle)),
+            (Some(p), None) => Some((p, Expiry::PerTryIdle)),
+            (None, None) => None,
+        }
     }
 
     /// The upstream's turn begins no earlier than `at`.
@@ -209,7 +292,7 @@ impl Progress {
 
     /// The earliest instant a running clock runs out (`None`: none runs).
     pub fn next_expiry(&self) -> Option<Instant> {
-        let idle_at = (!self.idle.is_zero()).then(|| self.last.get() + self.idle);
+        let idle_at = self.first_idle().map(|(at, _)| at);
         match (self.route.get(), idle_at) {
             (Some(r), Some(i)) => Some(r.min(i)),
             (r, i) => r.or(i),
@@ -232,10 +315,10 @@ impl Progress {
         if self.route.get().is_some_and(|r| now >= r) {
             return Some(Expiry::Route);
         }
-        if !self.idle.is_zero() && now >= self.last.get() + self.idle {
-            return Some(Expiry::Idle);
+        match self.first_idle() {
+            Some((at, e)) if now >= at => Some(e),
+            _ => None,
         }
-        None
     }
 
     /// Checks the clocks at `now`: the clock that ran out (and wakes the stream), or
@@ -244,10 +327,11 @@ impl Progress {
         if self.route.get().is_some_and(|r| now >= r) {
             return Err(self.fire(Expiry::Route));
         }
-        let idle_at = (!self.idle.is_zero()).then(|| self.last.get() + self.idle);
-        if idle_at.is_some_and(|i| now >= i) {
-            return Err(self.fire(Expiry::Idle));
+        let first = self.first_idle();
+        if let Some((_, e)) = first.filter(|(at, _)| now >= *at) {
+            return Err(self.fire(e));
         }
+        let idle_at = first.map(|(at, _)| at);
         // A route timer that has not started yet (the request is still arriving) cannot
         // run out before `now + route_timeout`: look again then, not sooner. Nothing
         // tells the sweeper when the request completes, and it need not be told: the
@@ -274,20 +358,54 @@ impl Progress {
         e
     }
 
-    /// Resolves when a sweep finds a clock run out.
+    /// Resolves when a sweep finds a clock run out, or when the per-try idle clock (once
+    /// armed) does: that one has a timer of its own here, as the sweep or the timer of
+    /// `run_timed` was set before it was armed.
     async fn fired(&self) -> Expiry {
-        std::future::poll_fn(|cx| match self.fired.get() {
-            Some(e) => Poll::Ready(e),
-            None => {
-                let w = match self.waker.take() {
-                    Some(w) if w.will_wake(cx.waker()) => w,
-                    _ => cx.waker().clone(),
-                };
-                self.waker.set(Some(w));
-                Poll::Pending
+        std::future::poll_fn(|cx| {
+            if let Some(e) = self.fired.get() {
+                return Poll::Ready(e);
             }
+            if self.per_try_timer_fired(cx) {
+                return Poll::Ready(self.fire(Expiry::PerTryIdle));
+            }
+            let w = match self.waker.take() {
+                Some(w) if w.will_wake(cx.waker()) => w,
+                _ => cx.waker().clone(),
+            };
+            self.waker.set(Some(w));
+            Poll::Pending
         })
         .await
+    }
+
+    /// Whether the per-try idle clock, if armed, has run out; else its timer is set for
+    /// when it could (re-set when bytes moved it on) and registered with `cx`.
+    fn per_try_timer_fired(&self, cx: &mut std::task::Context<'_>) -> bool {
+        let Some(at) = self.per_try_idle_at() else {
+            return false;
+        };
+        let mut timer = self.per_try_timer.borrow_mut();
+        // Bounded: each pass either finds the clock run out or sets a timer for a later
+        // instant, which a fresh sleep does not reach at once.
+        for _ in 0..4 {
+            let now = Instant::now();
+            let at = self.per_try_idle_at().unwrap_or(at);
+            if now >= at {
+                *timer = None;
+                return true;
+            }
+            if timer.as_ref().map(|(t, _)| *t) != Some(at) {
+                let sleep: std::pin::Pin<Box<dyn Future<Output = ()>>> =
+                    Box::pin(crate::rt::sleep(at.saturating_duration_since(now)));
+                *timer = Some((at, sleep));
+            }
+            match timer.as_mut().map(|(_, s)| s.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => *timer = None,
+                _ => return false,
+            }
+        }
+        false
     }
 
     /// Runs `work` until it finishes or a sweep finds a clock run out (then `work` is
@@ -302,7 +420,7 @@ impl Progress {
     /// Like `run`, with one timer of its own instead of a sweep: it sleeps until the
     /// next clock could run out, and sleeps again if bytes moved the idle clock on.
     pub fn run_timed<F: Future>(&self, work: F) -> Race<F, impl Future<Output = Expiry> + '_> {
-        let watch = async move {
+        let timed = async move {
             loop {
                 let now = Instant::now();
                 match self.check(now) {
@@ -313,6 +431,9 @@ impl Progress {
                 }
             }
         };
+        // The per-try idle clock, armed later than this timer was set, is watched by
+        // `fired`.
+        let watch = futures_lite::future::or(timed, self.fired());
         Race { work, watch }
     }
 }
@@ -378,6 +499,36 @@ mod tests {
             size <= inner + sleep + 256,
             "run_timed: {size} (sleep {sleep})"
         );
+    }
+
+    #[test]
+    fn the_per_try_idle_clock_runs_once_armed_and_the_request_complete() {
+        let p = Progress::new(Duration::ZERO, Duration::from_secs(300));
+        let d = Duration::from_millis(50);
+        p.arm_per_try_idle(d);
+        let now = Instant::now();
+        assert_eq!(
+            p.check(now + d * 2).ok().flatten(),
+            Some(p.last_activity() + Duration::from_secs(300)),
+            "not before the request is complete: only the stream idle clock"
+        );
+        p.request_done();
+        let from = p.last_activity();
+        assert_eq!(
+            p.next_expiry(),
+            Some(from + d),
+            "the shorter idle clock first"
+        );
+        assert_eq!(p.check(from + d), Err(Expiry::PerTryIdle));
+        assert_eq!(p.fired_clock(), Some(Expiry::PerTryIdle));
+        let q = Progress::new(Duration::ZERO, Duration::from_millis(20));
+        q.request_done();
+        q.arm_per_try_idle(d);
+        assert_eq!(
+            q.next_expiry(),
+            Some(q.last_activity() + Duration::from_millis(20))
+        );
+        assert_eq!(q.check(q.last_activity() + d), Err(Expiry::Idle));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use h2::RecvStream;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use super::clock::Progress;
+use super::replay::Recording;
 use super::tee::TeeTx;
 use super::UpstreamCodec;
 use crate::config::MAX_HEADERS_CAP;
@@ -30,7 +31,6 @@ use crate::http::forwarding::Decision;
 use crate::http::h1::head::BodyKind;
 use crate::http::h1::response::{self, Asked, BadResponse, Kind};
 use crate::http::hop::{self, Fate, Message, Nominated, Special};
-use crate::http::io::Io;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::counted::{Connecting, Counted};
 use crate::upstream::Connector;
@@ -339,9 +339,10 @@ pub(crate) async fn take_ready_data(
 }
 
 /// Streams the request body: DATA frames as they arrive, flow-control capacity released
-/// once each is written upstream.
-pub(crate) async fn send_body<U: Io>(
-    up: &mut U,
+/// once each is written upstream; `up` keeps a copy for a retry (`replay`), counting
+/// the body bytes without their chunk framing.
+pub(crate) async fn send_body<U: futures_lite::io::AsyncWrite + Unpin>(
+    up: &mut Recording<'_, U>,
     body: &mut RecvStream,
     chunked: bool,
     progress: &Progress,
@@ -358,6 +359,7 @@ pub(crate) async fn send_body<U: Io>(
         if let Some(t) = tee {
             t.push_bytes(chunk.clone());
         }
+        up.payload(n);
         if chunked {
             // A stream that ended with this DATA frame has no trailers to wait for.
             ended = body.is_end_stream();

@@ -13,8 +13,10 @@
 //!     │                    max_pending_requests: UO; max_connections: wait),
 //!     │                    Http2 = a stream slot on the per-core multiplexed connection
 //!     │     try_once       the adapter's Exchange: send the request on that connection
-//!     │                    and read until the response head (an HTTP/2 request whose
-//!     │                    body is whole at hand is sent whole, so a retry can resend it)
+//!     │                    and read until the response head (to HTTP/1.1, a streamed
+//!     │                    body's copy is kept up to the limit, `replay`, and a retry
+//!     │                    sends the copy; to HTTP/2, a request whose body is whole at
+//!     │                    hand is sent whole, so a retry can resend it)
 //!     │     decide         RetryPolicy: send again on a fresh connection, or fail
 //!     │                  }   a final failure is counted here, once (`count_failure`)
 //!     ▼
@@ -27,6 +29,7 @@
 pub(crate) mod clock;
 pub(crate) mod http1;
 pub(crate) mod http2;
+pub(crate) mod replay;
 pub(crate) mod retry;
 pub(crate) mod shadow;
 pub(crate) mod tee;
@@ -148,6 +151,9 @@ pub(crate) fn count_status(stats: &ClusterStats, status: u16) {
 pub(crate) fn count_late(stats: &ClusterStats, f: Failure) {
     match f {
         Failure::RouteTimeout => stats.rq_timeout.inc(),
+        // After the response head only the per-try idle timeout cuts a try (Envoy
+        // ignores the per-try timeout once the response started).
+        Failure::PerTryTimeout => stats.rq_per_try_idle_timeout.inc(),
         Failure::ConnectionTermination => stats.rq_reset.inc(),
         Failure::ProtocolError => stats.rq_protocol_error.inc(),
         _ => {}
@@ -178,8 +184,8 @@ pub(crate) struct Tried {
     /// Nothing of a response arrived and the request can be sent again as it was (no
     /// request body was taken from the client, and the method allows it).
     pub replayable: bool,
-    /// The request can be sent again as it was (its body, if any, is whole at hand),
-    /// whatever the method: what a retry policy needs.
+    /// The request can be sent again as it was (its body, if any, is whole at hand or
+    /// kept whole for a retry), whatever the method: what a retry policy needs.
     pub resend: bool,
     /// The try got a response head the retry policy already chose to retry.
     pub judged: bool,
@@ -294,6 +300,15 @@ pub(crate) trait Exchange<C> {
     /// policy retries (`Attempt::retry_response`) is `Err(Tried::retry_response())`.
     #[allow(async_fn_in_trait)]
     async fn try_once(&mut self, conn: &mut C, at: Attempt<'_, '_>) -> Result<Self::Head, Tried>;
+
+    /// Whether the request can go again as it was after a try its per-try clock cut.
+    /// `None`: the exchange does not track it, and its per-try clocks run only for a
+    /// request complete when the try starts (whole at hand, so it can). `Some`: the
+    /// clocks of a try that starts while the body still streams start when it is
+    /// complete, as Envoy's do.
+    fn resendable(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// An endpoint picked again for a retry, counted as a new upstream request (Envoy
@@ -326,6 +341,9 @@ async fn per_try_clock(
     idle: Duration,
     progress: &Progress,
 ) -> PerTry {
+    // The clocks start once the request is complete (Envoy's
+    // `create_per_try_timeout_on_request_complete_`), or when the try does if later.
+    let start = progress.completed().await.max(start);
     loop {
         let now = Instant::now();
         let hard = (!timeout.is_zero()).then(|| start + timeout);
@@ -382,12 +400,13 @@ where
                     judged: &judged,
                 };
                 let clocks = retry.map(|r| r.per_try(route_timeout));
+                let tracked = x.resendable().is_some();
                 let tried = match clocks {
                     // Per Envoy, a try's clocks start once the request is complete and
                     // a connection is at hand.
                     Some((timeout, idle))
                         if (!timeout.is_zero() || !idle.is_zero())
-                            && progress.request_complete() =>
+                            && (progress.request_complete() || tracked) =>
                     {
                         let start = Instant::now();
                         futures_lite::future::or(
@@ -405,7 +424,13 @@ where
                     _ => Some(x.try_once(&mut conn, at).await),
                 };
                 match tried {
-                    Some(Ok(head)) => return Ok((conn, head)),
+                    Some(Ok(head)) => {
+                        // The response body streams under the per-try idle timeout.
+                        if let Some((_, idle)) = clocks.filter(|(_, i)| !i.is_zero()) {
+                            progress.arm_per_try_idle(idle);
+                        }
+                        return Ok((conn, head));
+                    }
                     Some(Err(t)) if stale.retry(stale_retries, reused, &t) => {
                         stale_retries += 1;
                         tracing::debug!(failure = ?t.failure, "reused upstream connection failed: retrying");
@@ -413,7 +438,10 @@ where
                     }
                     Some(Err(t)) => t,
                     // The try's connection is dropped with the try: never pooled.
-                    None => Tried::failed(Failure::PerTryTimeout, false, true),
+                    None => {
+                        let resend = x.resendable().unwrap_or(true);
+                        Tried::failed(Failure::PerTryTimeout, false, resend)
+                    }
                 }
             }
             Err(f) => Tried::failed(f, false, true),

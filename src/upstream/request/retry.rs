@@ -129,6 +129,8 @@ pub(crate) struct RetryState<'p> {
     /// `resetRetry`. An `Arc` so that the slot is given back whatever ends the request;
     /// cloned only when a retry is made.
     held: Cell<Option<Arc<Breakers>>>,
+    /// How much of a streamed request body is kept for a retry (`Retries::buffer_limit`).
+    buffer_limit: usize,
 }
 
 impl Drop for RetryState<'_> {
@@ -192,6 +194,7 @@ impl<'p> RetryState<'p> {
             attempt_count_response: retries.attempt_count_response,
             hash: None,
             held: Cell::new(None),
+            buffer_limit: retries.buffer_limit(),
         })
     }
 
@@ -204,6 +207,12 @@ impl<'p> RetryState<'p> {
             self.per_try_timeout
         };
         (t, self.policy.per_try_idle_timeout)
+    }
+
+    /// How many bytes of a streamed request body are kept so that a retry can send it
+    /// again (Envoy's `per_request_buffer_limit_bytes`, within the listener's 1 MiB).
+    pub fn buffer_limit(&self) -> usize {
+        self.buffer_limit
     }
 
     /// The number of the try under way (1 for the first).

@@ -1,0 +1,252 @@
+//! A route to a cluster that does not exist (Envoy's `NC`), through the real binary and
+//! beside Envoy 1.40: an RDS route naming a cluster CDS never delivered, one with
+//! `cluster_not_found_response_code: NOT_FOUND`, a cluster CDS removes while RDS still
+//! names it, and a bootstrap whose inline route table sets `validate_clusters: false`.
+//! Each answers `503` (or the route's code) with no body, `NC` in `%RESPONSE_FLAGS%` and
+//! `cluster_not_found` in `%RESPONSE_CODE_DETAILS%`. The same bootstrap and management
+//! server run under Envoy when it is installed, and the answers and log lines compare.
+
+mod common;
+#[allow(dead_code)]
+mod xds_server;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::envoy::*;
+use common::*;
+use serde_json::json;
+use xds_server::resources::*;
+use xds_server::*;
+
+const T: Duration = Duration::from_secs(20);
+const FORMAT: &str = "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\n";
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn access_log(path: &Path) -> serde_json::Value {
+    json!([{
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path.display().to_string(),
+            "log_format": {"text_format_source": {"inline_string": FORMAT}}
+        }
+    }])
+}
+
+/// Listener `main` on `port` -> RDS `r1`, logging to `log`.
+fn logged_listener(port: u16, log: &Path) -> Vec<u8> {
+    encode(
+        LISTENER,
+        json!({
+            "name": "main",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "main",
+                    "access_log": access_log(log),
+                    "rds": {"config_source": {"ads": {}, "resource_api_version": "V3"}, "route_config_name": "r1"},
+                    "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+                }
+            }]}]
+        }),
+    )
+}
+
+/// `/ghost` and `/ghost404` to a cluster that never exists, `/` to `c1`.
+fn routes() -> serde_json::Value {
+    json!([
+        {"match": {"prefix": "/ghost404"}, "route": {"cluster": "ghost", "cluster_not_found_response_code": "NOT_FOUND"}},
+        {"match": {"prefix": "/ghost"}, "route": {"cluster": "ghost"}},
+        {"match": {"prefix": "/"}, "route": {"cluster": "c1"}}
+    ])
+}
+
+/// `status body-length` of a GET on a new connection.
+fn ask(port: u16, path: &str) -> String {
+    let Ok(mut c) = Conn::try_connect(addr(port)) else {
+        return "refused".into();
+    };
+    c.set_timeout(Duration::from_secs(5));
+    if c.try_send(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n"))
+        .is_err()
+    {
+        return "reset".into();
+    }
+    match c.read_response() {
+        Ok(r) => format!("{} {}", r.status, r.body.len()),
+        Err(_) => "reset".into(),
+    }
+}
+
+/// The log's lines once it has `n` of them.
+fn lines(log: &Path, n: usize) -> Vec<String> {
+    wait_until(T, || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let l: Vec<String> = text.lines().map(str::to_string).collect();
+        (l.len() >= n).then_some(l)
+    })
+    .unwrap_or_else(|| panic!("the access log did not get {n} lines"))
+}
+
+/// The xDS scenario; returns the answers and the access log's lines.
+fn xds_scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> (Vec<String>, Vec<String>) {
+    let dir = TempDir::new("xds-nc");
+    let log = dir.join("access.log");
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nup".to_string(),
+    ));
+    let mgmt = Mgmt::start();
+    let port = free_port();
+    mgmt.set(CLUSTER, &[("c1", eds_cluster("c1"))]);
+    mgmt.set(ENDPOINT, &[("c1", endpoints("c1", &[up.addr.port()]))]);
+    let rc = json!({"name": "r1", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes()}]});
+    mgmt.set(ROUTE, &[("r1", encode(ROUTE, rc))]);
+    mgmt.set(LISTENER, &[("main", logged_listener(port, &log))]);
+    let api = if delta { "DELTA_GRPC" } else { "GRPC" };
+    let proxy = start(&bootstrap(mgmt.addr, api));
+    assert!(wait_until(T, || (ask(port, "/") == "200 2").then_some(())).is_some());
+    let mut answers = vec![ask(port, "/ghost"), ask(port, "/ghost404")];
+    // CDS removes `c1` while RDS still names it.
+    mgmt.remove(CLUSTER, "c1");
+    let gone = wait_until(T, || Some(ask(port, "/")).filter(|a| a != "200 2"));
+    answers.push(gone.unwrap_or_default());
+    let log_lines = lines(&log, 4);
+    drop(proxy);
+    (answers, log_lines)
+}
+
+const STATIC: &str = r#"
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: @ADMIN_PORT@}}}
+static_resources:
+  listeners:
+  - name: main
+    address: {socket_address: {address: 127.0.0.1, port_value: @PORT@}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: main
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: @DIR@/access.log
+              log_format: {text_format_source: {inline_string: "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%\n"}}
+          route_config:
+            validate_clusters: false
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: /ghost404}, route: {cluster: ghost, cluster_not_found_response_code: NOT_FOUND}}
+              - {match: {prefix: /ghost}, route: {cluster: ghost}}
+              - match: {prefix: /w}
+                route: {weighted_clusters: {clusters: [{name: ghost, weight: 1}]}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+"#;
+
+fn static_answers(port: u16, dir: &Path) -> (Vec<String>, Vec<String>) {
+    let answers = vec![ask(port, "/ghost"), ask(port, "/ghost404"), ask(port, "/w")];
+    (answers, lines(&dir.join("access.log"), 3))
+}
+
+fn expected_xds() -> (Vec<String>, Vec<String>) {
+    (
+        vec!["503 0".into(), "404 0".into(), "503 0".into()],
+        vec![
+            "/ 200 - via_upstream".into(),
+            "/ghost 503 NC cluster_not_found".into(),
+            "/ghost404 404 NC cluster_not_found".into(),
+            "/ 503 NC cluster_not_found".into(),
+        ],
+    )
+}
+
+/// The log lines after the first (how many `/` polls it took to see 200 varies).
+fn settle(mut seen: (Vec<String>, Vec<String>)) -> (Vec<String>, Vec<String>) {
+    seen.1.retain(|l| !l.starts_with("/ 200"));
+    seen.1.insert(0, "/ 200 - via_upstream".into());
+    seen.1.truncate(4);
+    seen
+}
+
+#[test]
+fn an_rds_route_to_a_missing_or_removed_cluster_is_nc_sotw() {
+    let seen = settle(xds_scenario(Proxy::start, false));
+    assert_eq!(seen, expected_xds());
+}
+
+#[test]
+fn an_rds_route_to_a_missing_or_removed_cluster_is_nc_delta() {
+    let seen = settle(xds_scenario(Proxy::start, true));
+    assert_eq!(seen, expected_xds());
+}
+
+#[test]
+fn validate_clusters_false_loads_a_route_to_a_missing_cluster() {
+    let p = Proxy::start(STATIC);
+    let seen = static_answers(p.listen.port(), p.dir.path());
+    assert_eq!(
+        seen,
+        (
+            vec!["503 0".into(), "404 0".into(), "503 0".into()],
+            vec![
+                "/ghost 503 NC cluster_not_found".into(),
+                "/ghost404 404 NC cluster_not_found".into(),
+                "/w 503 NC cluster_not_found".into(),
+            ]
+        )
+    );
+}
+
+#[test]
+fn an_inline_route_table_validates_its_clusters_by_default() {
+    let dir = TempDir::new("nc-validate");
+    let path = dir.join("b.yaml");
+    let text = STATIC
+        .replace("            validate_clusters: false\n", "")
+        .replace("@ADMIN_PORT@", "0")
+        .replace("@PORT@", "0")
+        .replace("@DIR@", &dir.path().display().to_string());
+    write_atomic(&path, &text);
+    let out = run_cli(
+        &["validate", "-c", &path.display().to_string()],
+        Duration::from_secs(30),
+    );
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("no cluster named `ghost`"), "{text}");
+    if let Some(bin) = envoy_binary() {
+        let (ok, envoy) = envoy_validate(&bin, &path);
+        assert!(!ok, "envoy accepted it: {envoy}");
+        assert!(envoy.contains("unknown cluster 'ghost'"), "{envoy}");
+    }
+}
+
+#[test]
+fn nc_behaves_as_envoy() {
+    let Some(bin) = envoy_or_skip("xds_nc") else {
+        return;
+    };
+    for delta in [false, true] {
+        let envoy = settle(xds_scenario(|b| Envoy::start(&bin, b), delta));
+        let ours = settle(xds_scenario(Proxy::start, delta));
+        assert_eq!(ours, envoy, "delta: {delta}");
+    }
+    let e = Envoy::start(&bin, STATIC);
+    let envoy = static_answers(e.listen.port(), e.dir.path());
+    let p = Proxy::start(STATIC);
+    let ours = static_answers(p.listen.port(), p.dir.path());
+    assert_eq!(ours, envoy);
+}
