@@ -620,18 +620,17 @@ impl Conn {
         log.request_done = (plan.framing.body == BodyKind::Empty).then_some(Duration::ZERO);
     }
 
-    /// Feeds the finished request's record to the listener's stats and access log.
+    /// Feeds the finished request's record to the listener's stats and access log and
+    /// its cluster's `upstream_rq_time` (by index: the record keeps names only to log).
     fn complete<C: Connector>(&self, view: &WorkerView<C>, at: ChainRef) {
-        let log = view.access_log(at);
         if let Some(stats) = view.listener_stats.get(at.listener) {
-            // The cluster's name by index: the record holds its `Arc` only when logging.
             let cs = self.rec.cluster_index.and_then(|c| view.clusters.get(c));
             if let Some(c) = cs {
                 c.stats.rq_time.record(self.rec.duration, &self.rec.phases);
             }
             let cluster = cs.map_or("", |c| c.cfg.name.as_str());
             let istio = view.istio(at).map(|i| (i, cluster));
-            let kind = stream_info::Kind::Request;
+            let (log, kind) = (view.access_log(at), stream_info::Kind::Request);
             stream_info::complete(stats, log, istio, &self.rec, self.peer, kind);
         }
     }
