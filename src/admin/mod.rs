@@ -3,13 +3,14 @@
 //! | path | |
 //! |---|---|
 //! | `GET /ready` | 200 once every worker serves the current config (and the first round of health checks is done), 503 before and while draining |
-//! | `GET /stats` | merged per-core counters as JSON (plus `allocations` in an `alloc-count` build) |
+//! | `GET /stats` | merged per-core counters as JSON (plus `allocations` in an `alloc-count` build); with Envoy's `filter`, `usedonly`, `type` or `format` (`text`, `json`, `prometheus`), Envoy's flat names and shapes (`envoy_stats`) |
 //! | `GET /stats/prometheus` | the same in Prometheus text exposition format |
 //! | `GET /config_dump` | the active config as JSON, with its version (`?include_eds`: with xDS endpoints, as in Envoy) |
 //! | `GET /clusters` | Envoy's text format: per cluster its limits and per endpoint its counters and flags (`?format=json`: Envoy's `ClusterStatuses`, and Outrigger's report under `clusters`) |
 //! | `POST /reload` | re-read the config source; 200 with the new version or 400 with errors |
 
 mod clusters;
+mod envoy_stats;
 mod prometheus;
 
 use std::mem::MaybeUninit;
@@ -129,7 +130,11 @@ async fn route<A: AdminApi>(control: &A, method: &str, path: &str, query: &str) 
                 Reply::text(503, "PRE_INITIALIZING\n")
             }
         }
-        ("GET", "/stats") => stats_json(control).await,
+        ("GET", "/stats") => match envoy_stats::Query::parse(&query_pairs(query)) {
+            None => stats_json(control).await,
+            Some(Err(e)) => Reply::text(400, format!("{e}\n")),
+            Some(Ok(q)) => envoy_shaped(control, &q).await,
+        },
         ("GET", "/stats/prometheus") => Reply {
             status: 200,
             content_type: "text/plain; version=0.0.4",
@@ -208,6 +213,39 @@ async fn stats_json<A: AdminApi>(control: &A) -> Reply {
         }
     }
     Reply::json(&v)
+}
+
+/// `/stats` with Envoy's parameters (`envoy_stats`): text, JSON or Prometheus.
+async fn envoy_shaped<A: AdminApi>(control: &A, q: &envoy_stats::Query) -> Reply {
+    let report = control.stats().await;
+    let extra: Vec<(String, u64)> = crate::observe::trace::export::report()
+        .map(|t| {
+            [
+                ("spans_sent", t.spans_sent),
+                ("spans_dropped", t.spans_dropped),
+                ("export_failures", t.export_failures),
+            ]
+            .map(|(k, n)| (format!("tracing.opentelemetry.{k}"), n))
+            .to_vec()
+        })
+        .unwrap_or_default();
+    match q.format {
+        envoy_stats::Format::Json => {
+            let mut body = serde_json::to_vec(&q.json(&report, &extra)).unwrap_or_default();
+            body.push(b'\n');
+            Reply {
+                status: 200,
+                content_type: "application/json",
+                body,
+            }
+        }
+        envoy_stats::Format::Text => Reply::text(200, q.text(&report, &extra)),
+        envoy_stats::Format::Prometheus => Reply {
+            status: 200,
+            content_type: "text/plain; version=0.0.4",
+            body: q.prometheus(&prometheus::render(&report)).into_bytes(),
+        },
+    }
 }
 
 async fn respond(stream: &mut TcpStream, r: Reply) -> std::io::Result<()> {

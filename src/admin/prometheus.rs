@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::observe::stats::{StatsReport, DURATION_BUCKETS_US};
+use crate::observe::stats::{StatsReport, DURATION_BUCKETS_US, UPSTREAM_RQ_TIME_BUCKETS_US};
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -176,6 +176,7 @@ pub fn render(r: &StatsReport) -> String {
         );
     }
 
+    upstream_rq_time(&mut out, cs);
     phase_histograms(&mut out, ls);
 
     macro_rules! per_cluster {
@@ -393,6 +394,33 @@ pub fn render(r: &StatsReport) -> String {
 
 /// Envoy's `cluster.<name>.circuit_breakers.default.*` gauges (`remaining_*` only with
 /// `track_remaining`).
+/// Envoy's `cluster.<name>.upstream_rq_time`, in seconds as Prometheus prefers (Envoy's
+/// default buckets: 0.5 ms to 1 h).
+fn upstream_rq_time(out: &mut String, cs: &[crate::observe::stats::ClusterReport]) {
+    const NAME: &str = "outrigger_upstream_rq_time_seconds";
+    family(
+        out,
+        NAME,
+        "histogram",
+        "Upstream request time: from the filters' end to the end of the upstream response (Envoy's upstream_rq_time).",
+    );
+    for c in cs {
+        let name = esc(&c.name);
+        let mut cum = 0;
+        for (i, n) in c.rq_time.buckets.iter().enumerate() {
+            cum += n;
+            let le = match UPSTREAM_RQ_TIME_BUCKETS_US.get(i) {
+                Some(us) => format!("{}", *us as f64 / 1e6),
+                None => "+Inf".to_string(),
+            };
+            let _ = writeln!(out, "{NAME}_bucket{{cluster=\"{name}\",le=\"{le}\"}} {cum}");
+        }
+        let sum = c.rq_time.sum_us as f64 / 1e6;
+        let _ = writeln!(out, "{NAME}_sum{{cluster=\"{name}\"}} {sum}");
+        let _ = writeln!(out, "{NAME}_count{{cluster=\"{name}\"}} {cum}");
+    }
+}
+
 fn circuit_breakers(out: &mut String, cs: &[crate::observe::stats::ClusterReport]) {
     type Field = fn(&crate::config::circuit::BreakerReport) -> Option<u64>;
     let gauges: [(&str, &str, Field); 8] = [

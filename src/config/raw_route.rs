@@ -22,6 +22,9 @@ use crate::http::filter::RawFilterOverride;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRoute {
+    /// Envoy's route `name`: what `%ROUTE_NAME%` logs.
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(rename = "match")]
     pub matcher: RawRouteMatch,
     // --- The action: exactly one of cluster, cluster_header, weighted_clusters,

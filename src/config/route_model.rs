@@ -51,6 +51,8 @@ pub enum DomainMatch {
 
 #[derive(Debug, PartialEq)]
 pub struct Route {
+    /// Envoy's route `name` (the access log's `%ROUTE_NAME%`); `None` when unnamed.
+    pub name: Option<std::sync::Arc<str>>,
     pub path: PathMatch,
     /// Every one must match.
     pub headers: Vec<HeaderMatch>,

@@ -43,6 +43,7 @@ use super::view::{ChainRef, ConnSlot, WorkerView};
 
 mod connect;
 mod exchange;
+mod failed;
 mod held;
 mod prepare;
 mod response_head;
@@ -144,6 +145,8 @@ struct Plan<'v> {
     span: Option<Box<crate::observe::trace::ActiveSpan>>,
     /// When the head was parsed (the `parse` phase ends, `filters` begins).
     parsed_at: Option<Instant>,
+    /// The matched route's name, for the access log.
+    route_name: Option<&'v std::sync::Arc<str>>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -496,6 +499,10 @@ impl Conn {
             bytes_received: self.rec.bytes_received,
             bytes_sent: self.rec.bytes_sent,
         });
+        if self.logging {
+            let trace = plan.span.as_deref().map(|s| s.trace_id());
+            self.rec.log.note_route(plan.route_name, trace);
+        }
         if let Some(span) = plan.span.take() {
             let end = crate::observe::trace::End {
                 status: outcome.status,
@@ -613,16 +620,17 @@ impl Conn {
         log.request_done = (plan.framing.body == BodyKind::Empty).then_some(Duration::ZERO);
     }
 
-    /// Feeds the finished request's record to the listener's stats and access log.
+    /// Feeds the finished request's record to the listener's stats and access log and
+    /// its cluster's `upstream_rq_time` (by index: the record keeps names only to log).
     fn complete<C: Connector>(&self, view: &WorkerView<C>, at: ChainRef) {
-        let log = view.access_log(at);
         if let Some(stats) = view.listener_stats.get(at.listener) {
-            // The cluster's name by index: the record holds its `Arc` only when logging.
-            let cluster = (self.rec.cluster_index)
-                .and_then(|c| view.clusters.get(c))
-                .map_or("", |c| c.cfg.name.as_str());
+            let cs = self.rec.cluster_index.and_then(|c| view.clusters.get(c));
+            if let Some(c) = cs {
+                c.stats.rq_time.record(self.rec.duration, &self.rec.phases);
+            }
+            let cluster = cs.map_or("", |c| c.cfg.name.as_str());
             let istio = view.istio(at).map(|i| (i, cluster));
-            let kind = stream_info::Kind::Request;
+            let (log, kind) = (view.access_log(at), stream_info::Kind::Request);
             stream_info::complete(stats, log, istio, &self.rec, self.peer, kind);
         }
     }

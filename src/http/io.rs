@@ -36,6 +36,11 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+    /// The connection's local address, where the stream keeps it (an upstream
+    /// connection does, `upstream::counted`); `None` otherwise.
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
     /// The TLS session's facts (version, suite, SNI, peer SANs) on a downstream
     /// connection that terminated TLS; `None` on a plain one.
     fn tls_info(&self) -> Option<std::rc::Rc<crate::tls::TlsInfo>> {
@@ -61,9 +66,19 @@ impl<T: Io + ?Sized> Io for &mut T {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         (**self).raw_fd()
     }
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        (**self).local_addr()
+    }
     fn tls_info(&self) -> Option<std::rc::Rc<crate::tls::TlsInfo>> {
         (**self).tls_info()
     }
+}
+
+/// The local address of socket `fd` (`getsockname`).
+pub fn local_addr(fd: std::os::fd::RawFd) -> Option<std::net::SocketAddr> {
+    // SAFETY: the caller's stream owns `fd` and outlives this borrow.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    socket2::SockRef::from(&fd).local_addr().ok()?.as_socket()
 }
 
 impl Io for crate::rt::net::TcpStream {

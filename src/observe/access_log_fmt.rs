@@ -202,12 +202,22 @@ fn value(out: &mut Vec<u8>, op: &Op, cx: &Ctx<'_>) -> Kind {
             };
             num(out, u64::from(n))
         }
-        // Outrigger does not expose these yet (documented): absent, as Envoy logs them
-        // when it has no value.
-        Op::UpstreamLocalAddress
-        | Op::UpstreamTransportFailureReason
-        | Op::RouteName
-        | Op::TraceId => Kind::Missing,
+        Op::UpstreamLocalAddress => addr(out, r.log.upstream_local, true),
+        Op::UpstreamTransportFailureReason => match r.log.transport_failure {
+            Some(f) => {
+                f.render(out);
+                Kind::Str
+            }
+            None => Kind::Missing,
+        },
+        Op::RouteName => nonempty(out, r.log.route_name.as_deref().unwrap_or("")),
+        Op::TraceId => match r.log.trace_id {
+            Some(id) => {
+                hex(out, &id);
+                Kind::Str
+            }
+            None => Kind::Missing,
+        },
         Op::DownstreamRemoteAddress => addr(out, Some(remote(r, cx.peer)), true),
         Op::DownstreamRemoteAddressWithoutPort => addr(out, Some(remote(r, cx.peer)), false),
         Op::DownstreamDirectRemoteAddress => addr(out, Some(cx.peer), true),
@@ -233,6 +243,15 @@ fn value(out: &mut Vec<u8>, op: &Op, cx: &Ctx<'_>) -> Kind {
                 None => Kind::Missing,
             }
         }
+    }
+}
+
+/// Lower-case hex, as Envoy prints a trace id.
+fn hex(out: &mut Vec<u8>, b: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for x in b {
+        out.push(DIGITS[usize::from(x >> 4)]);
+        out.push(DIGITS[usize::from(x & 0xf)]);
     }
 }
 

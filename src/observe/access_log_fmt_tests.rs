@@ -139,3 +139,31 @@ fn find_header_tolerates_junk() {
     );
     assert_eq!(find_header(b"a\r\n\r\nk: v\r\n", "k"), None);
 }
+
+#[test]
+fn route_trace_and_upstream_connection_fields() {
+    let f = text(
+        "%ROUTE_NAME% %TRACE_ID% %UPSTREAM_LOCAL_ADDRESS% %UPSTREAM_TRANSPORT_FAILURE_REASON%",
+    );
+    let mut rec = proxied();
+    assert_eq!(line(&f, &rec), "- - - -\n");
+    rec.log.route_name = Some("r1".into());
+    rec.log.trace_id = Some([0xab; 16]);
+    rec.log.upstream_local = Some("127.0.0.1:40000".parse().unwrap());
+    rec.log.transport_failure =
+        Some(crate::observe::transport_failure::TransportFailure::Connect(libc::ECONNREFUSED));
+    assert_eq!(
+        line(&f, &rec),
+        format!(
+            "r1 {} 127.0.0.1:40000 delayed_connect_error:_Connection_refused\n",
+            "ab".repeat(16)
+        )
+    );
+    // Absent in a typed JSON value is null; present, a string.
+    let j = LogFormat::Json(
+        JsonTemplate::from_value(&serde_json::json!({"r": "%ROUTE_NAME%", "t": "%TRACE_ID%"}))
+            .unwrap(),
+    );
+    rec.log.trace_id = None;
+    assert_eq!(line(&j, &rec), "{\"r\":\"r1\",\"t\":null}\n");
+}

@@ -14,3 +14,4 @@ pub mod stats;
 pub mod stream_info;
 pub mod tls_stats;
 pub mod trace;
+pub mod transport_failure;

@@ -74,6 +74,17 @@ pub struct Marks {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Times(pub [Option<Duration>; PHASE_COUNT]);
 
+impl Times {
+    /// Of a request's `total` duration, the part after the filters (upstream connect,
+    /// request body, waiting, response): Envoy's `upstream_rq_time`, for a request that
+    /// got an upstream response head (`None` otherwise).
+    pub fn upstream(&self, total: Duration) -> Option<Duration> {
+        self.0.get(WAIT).copied().flatten()?;
+        let before = |i: usize| self.0.get(i).copied().flatten().unwrap_or_default();
+        Some(total.saturating_sub(before(PARSE) + before(FILTERS)))
+    }
+}
+
 fn between(a: Option<Instant>, b: Option<Instant>) -> Option<Duration> {
     Some(b?.saturating_duration_since(a?))
 }

@@ -15,6 +15,30 @@ pub const DURATION_BUCKETS_US: [u64; 14] = [
     5_000_000, 30_000_000,
 ];
 
+/// Envoy's default histogram buckets (0.5 ms to 1 h), in microseconds: the bounds of
+/// `cluster.<name>.upstream_rq_time`.
+pub const UPSTREAM_RQ_TIME_BUCKETS_US: [u64; 19] = [
+    500,
+    1_000,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+    300_000_000,
+    600_000_000,
+    1_800_000_000,
+    3_600_000_000,
+];
+
 #[derive(Default)]
 pub struct Counter(Cell<u64>);
 
@@ -47,6 +71,33 @@ impl Histogram {
     pub fn record(&self, us: u64) {
         let i = DURATION_BUCKETS_US.partition_point(|&b| b < us);
         self.buckets[i].inc();
+        self.sum_us.add(us);
+    }
+
+    fn report(&self) -> HistogramReport {
+        HistogramReport {
+            buckets: self.buckets.iter().map(Counter::get).collect(),
+            sum_us: self.sum_us.get(),
+        }
+    }
+}
+
+/// A cluster's `upstream_rq_time` on one core (plain `Cell`s, merged at scrape).
+#[derive(Default)]
+pub struct UpstreamTime {
+    buckets: [Counter; UPSTREAM_RQ_TIME_BUCKETS_US.len() + 1],
+    sum_us: Counter,
+}
+
+impl UpstreamTime {
+    /// Counts a finished request that went to this cluster (`Times::upstream`).
+    pub fn record(&self, total: std::time::Duration, t: &super::phases::Times) {
+        let Some(d) = t.upstream(total) else { return };
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = UPSTREAM_RQ_TIME_BUCKETS_US.partition_point(|&b| b < us);
+        if let Some(b) = self.buckets.get(i) {
+            b.inc();
+        }
         self.sum_us.add(us);
     }
 
@@ -261,6 +312,8 @@ pub struct ClusterStats {
     /// Envoy's `lb_healthy_panic`: picks made among all endpoints because too few were
     /// healthy.
     pub lb_healthy_panic: Counter,
+    /// Envoy's `upstream_rq_time`.
+    pub rq_time: UpstreamTime,
     /// Set once, by the cluster's first pick on this core (Envoy's no-traffic check
     /// interval ends with it); `used_reported` once the control executor was told.
     pub used: std::cell::Cell<bool>,
@@ -306,6 +359,7 @@ impl ClusterStats {
             rq_shadow_abandoned: self.rq_shadow_abandoned.get(),
             retry_or_shadow_abandoned: self.retry_or_shadow_abandoned.get(),
             lb_healthy_panic: self.lb_healthy_panic.get(),
+            rq_time: self.rq_time.report(),
             health_check: None,
             outlier_detection: None,
             thresholds: None,
@@ -408,6 +462,8 @@ pub struct ClusterReport {
     pub rq_shadow_abandoned: u64,
     pub retry_or_shadow_abandoned: u64,
     pub lb_healthy_panic: u64,
+    /// `upstream_rq_time`: bounds in `UPSTREAM_RQ_TIME_BUCKETS_US`, the last bucket above.
+    pub rq_time: HistogramReport,
     /// Only for a cluster with health checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckReport>,
@@ -509,6 +565,8 @@ impl StatsReport {
                     x.rq_shadow_abandoned += c.rq_shadow_abandoned;
                     x.retry_or_shadow_abandoned += c.retry_or_shadow_abandoned;
                     x.lb_healthy_panic += c.lb_healthy_panic;
+                    add_vec(&mut x.rq_time.buckets, &c.rq_time.buckets);
+                    x.rq_time.sum_us += c.rq_time.sum_us;
                     for e in c.endpoints {
                         match x.endpoints.iter_mut().find(|y| y.address == e.address) {
                             None => x.endpoints.push(e),
@@ -556,6 +614,22 @@ mod tests {
         assert_eq!(r.rq_time.buckets[0], 2);
         assert_eq!(r.rq_time.buckets[12], 2);
         assert!(r.rq_flags.contains(&("UH".to_string(), 2)));
+    }
+
+    #[test]
+    fn upstream_time_counts_requests_that_got_a_response_head() {
+        use super::super::phases::{Times, PARSE, WAIT};
+        use std::time::Duration;
+        let h = UpstreamTime::default();
+        let mut t = Times::default();
+        h.record(Duration::from_millis(7), &t); // a local reply: no upstream phases
+        assert_eq!(h.report().buckets.iter().sum::<u64>(), 0);
+        t.0[PARSE] = Some(Duration::from_millis(1));
+        t.0[WAIT] = Some(Duration::from_millis(5));
+        h.record(Duration::from_millis(7), &t);
+        let r = h.report();
+        assert_eq!(r.sum_us, 6_000); // 7 ms less the parse
+        assert_eq!(r.buckets[3], 1); // 5..10 ms: Envoy's buckets
     }
 
     #[test]

@@ -85,6 +85,15 @@ pub struct LogFacts {
     /// `%BYTES_RECEIVED%`/`%BYTES_SENT%` of an HTTP stream count body bytes only.
     pub head_in: u64,
     pub head_out: u64,
+    /// The matched route's `name` (`%ROUTE_NAME%`; none: unnamed or no route).
+    pub route_name: Option<Arc<str>>,
+    /// The trace id of the request's span, when tracing sampled it (`%TRACE_ID%`).
+    pub trace_id: Option<[u8; 16]>,
+    /// The local address of the upstream connection the response came on
+    /// (`%UPSTREAM_LOCAL_ADDRESS%`), known per connection, not looked up per request.
+    pub upstream_local: Option<SocketAddr>,
+    /// Why the connection to the upstream failed (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`).
+    pub transport_failure: Option<super::transport_failure::TransportFailure>,
 }
 
 impl LogFacts {
@@ -101,6 +110,16 @@ impl LogFacts {
         self.head_out = 0;
         self.client = None;
         self.empty_local_reply = false;
+        self.route_name = None;
+        self.trace_id = None;
+        self.upstream_local = None;
+        self.transport_failure = None;
+    }
+
+    /// The route's name and the span's trace id, as the stream ends.
+    pub fn note_route(&mut self, route: Option<&Arc<str>>, trace_id: Option<[u8; 16]>) {
+        self.route_name = route.cloned();
+        self.trace_id = trace_id;
     }
 
     /// Adds a header line to a kept head (before its blank line).

@@ -71,6 +71,9 @@ impl Live {
 /// A counted connection to endpoint `ep`.
 pub(crate) struct Counted<C> {
     conn: C,
+    /// The connection's local address, read once when it opened (the access log's
+    /// `%UPSTREAM_LOCAL_ADDRESS%` reads it per request without a syscall).
+    local: Option<std::net::SocketAddr>,
     breakers: Arc<Breakers>,
     live: Rc<Live>,
     ep: usize,
@@ -95,9 +98,11 @@ impl<'a> Connecting<'a> {
         Connecting { breakers, live, ep }
     }
 
-    pub fn connected<C>(self, conn: C) -> Counted<C> {
+    pub fn connected<C: Io>(self, conn: C) -> Counted<C> {
+        let local = conn.raw_fd().and_then(crate::http::io::local_addr);
         let c = Counted {
             conn,
+            local,
             breakers: self.breakers.clone(),
             live: self.live.clone(),
             ep: self.ep,
@@ -193,6 +198,9 @@ impl<C: Io> Io for Counted<C> {
     }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         self.conn.raw_fd()
+    }
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.local
     }
     fn tls_info(&self) -> Option<Rc<crate::tls::TlsInfo>> {
         self.conn.tls_info()

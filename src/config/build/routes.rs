@@ -449,6 +449,7 @@ impl Builder {
         }
         let m = m?;
         Some(Route {
+            name: r.name.as_deref().filter(|n| !n.is_empty()).map(Arc::from),
             path: m.path,
             headers: m.headers,
             query_parameters: m.query_parameters,

@@ -225,6 +225,7 @@ fn route(
         p,
     )?;
     let mut out = RawRoute {
+        name: (!r.name.is_empty()).then(|| r.name.clone()),
         matcher,
         cluster: None,
         cluster_header: None,

@@ -11,7 +11,8 @@
 //!                       ─► send the head ─► stream response body ─► pool the connection
 //! ```
 //!
-//! A failure before a response head was sent becomes a local reply (`upstream_failed`).
+//! A failure before a response head was sent becomes a local reply (`upstream_failed`,
+//! in `failed.rs`).
 
 use std::time::{Duration, SystemTime};
 
@@ -444,12 +445,14 @@ impl Conn {
         )
         .await;
         let (body_touched, body_cut) = (x.body_touched, x.body_cut);
-        if let (true, Some(p)) = (self.logging, &again) {
-            self.rec.upstream = Some(p.endpoint.addr);
-        }
         if self.logging {
+            self.rec.upstream = again
+                .as_ref()
+                .map_or(self.rec.upstream, |p| Some(p.endpoint.addr));
             // `%UPSTREAM_REQUEST_ATTEMPT_COUNT%`: the tries the retry policy made.
             self.rec.log.attempts = retry.map_or(0, |r| r.attempt());
+            self.rec.log.transport_failure = progress.transport_failure();
+            self.rec.log.upstream_local = progress.upstream_local();
         }
         let (mut up, response) = match tried {
             Ok((up, Got::Response(r))) => (up, r),
@@ -659,6 +662,7 @@ impl Conn {
                 .await;
         }
         if let Some(f) = res.failed {
+            self.rec.log.transport_failure = progress.transport_failure();
             // Nothing was sent yet: answer locally like the HTTP/1 path does. The
             // request body may be half read: answer and close, without trying to read
             // the rest of it.
@@ -677,58 +681,5 @@ impl Conn {
             flag: res.flag,
             keep_alive: res.keep_alive,
         }
-    }
-
-    /// Counts the request for `cluster` and picks its endpoint (noting both for the
-    /// access log), or answers `503 UH` when the cluster has none.
-    pub(super) async fn begin_upstream<D: Io, C: Connector>(
-        &mut self,
-        down: &mut D,
-        view: &WorkerView<C>,
-        plan: &Plan<'_>,
-        cluster: usize,
-    ) -> Result<usize, Outcome> {
-        let cs = &view.clusters[cluster];
-        if self.logging {
-            self.rec.cluster = Some(cs.name.clone());
-        }
-        match cs.start_request(None) {
-            Some(ep) => {
-                if self.logging {
-                    self.rec.upstream = Some(cs.cfg.endpoints[ep].addr);
-                }
-                Ok(ep)
-            }
-            None => Err(self
-                .fail_locally(down, view, plan, Failure::NoHealthyUpstream)
-                .await),
-        }
-    }
-
-    /// The upstream failed before a response head was sent downstream: answer locally
-    /// (the attempt loop counted it). `body_touched`: forwarding of the request body has
-    /// begun (it may be half read, or all of it may be gone), so it cannot be read again
-    /// to keep the connection in step. The stream idle timeout closes the connection.
-    pub(super) async fn upstream_failed<D: Io, C: Connector>(
-        &mut self,
-        down: &mut D,
-        view: &WorkerView<C>,
-        plan: &Plan<'_>,
-        f: Failure,
-        body_touched: bool,
-        retried: bool,
-    ) -> Outcome {
-        let text = if retried { f.retried_body() } else { f.body() };
-        let (status, msg, flag) = (f.status(), text.as_bytes(), f.flag());
-        if body_touched || matches!(f, Failure::StreamIdle { .. }) {
-            return self.reply_and_close(down, plan, status, msg, flag).await;
-        }
-        let mut o = self.local(down, view, plan, status, None, msg, flag).await;
-        // Reading the body to discard it may have failed half way; never keep a
-        // connection whose request had a body.
-        if plan.framing.body != BodyKind::Empty {
-            o.keep_alive = false;
-        }
-        o
     }
 }

@@ -165,6 +165,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         filter::Status::Respond(reply) => {
             let mut p = plan(&req, l, Action::Filtered(reply), edits);
             p.parsed_at = parsed_at;
+            p.route_name = route.and_then(|r| r.name.as_ref());
             p.span = span;
             return Ok(Some(p));
         }
@@ -362,6 +363,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     p.parsed_at = parsed_at;
     p.mirror = mirror;
     p.span = span;
+    p.route_name = route.and_then(|r| r.name.as_ref());
     Ok(Some(p))
 }
 
@@ -400,6 +402,7 @@ fn plan<'v>(
         response_edits: edits.response,
         span: None,
         parsed_at: None,
+        route_name: None,
         chain: edits.chain,
         codec_edits: own_headers::codec_reply_edits(&l.own),
         mirror: None,

@@ -207,6 +207,8 @@ pub(crate) async fn serve<C: Connector>(
     drop(lookup);
     marks.decided = Some(Instant::now());
     let mut upstream_marks = None;
+    let mut upstream_facts = (None, None);
+    let mut upstream_cluster = None;
     let mut cluster_name = None;
     let done = match (refused, filter_reply, decision) {
         (Some(e), _, _) => reject(&mut respond, grpc, e),
@@ -278,6 +280,7 @@ pub(crate) async fn serve<C: Connector>(
             };
             let cs = &cs;
             cluster_name = Some(cs.name.clone());
+            upstream_cluster = Some(t.cluster);
             if let Some(s) = span.as_deref_mut() {
                 s.set_cluster(&cs.cfg.name);
             }
@@ -455,6 +458,7 @@ pub(crate) async fn serve<C: Connector>(
                 }
             };
             upstream_marks = Some(progress.phase_marks());
+            upstream_facts = (progress.upstream_local(), progress.transport_failure());
             done
         }
     };
@@ -467,6 +471,7 @@ pub(crate) async fn serve<C: Connector>(
         bytes_received: done.bytes_received,
         bytes_sent: done.bytes_sent,
     });
+    let trace_id = span.as_deref().map(|s| s.trace_id());
     if let Some(span) = span {
         let end = trace::End {
             status: done.status,
@@ -494,6 +499,9 @@ pub(crate) async fn serve<C: Connector>(
         phases: marks.times(Some(end)),
         ..StreamInfo::default()
     };
+    if let Some(c) = upstream_cluster.and_then(|i| view.clusters.get(i)) {
+        c.stats.rq_time.record(info.duration, &info.phases);
+    }
     let istio = view.istio(at);
     if log.is_some() {
         info.method = parts.method.as_str().to_string();
@@ -507,6 +515,9 @@ pub(crate) async fn serve<C: Connector>(
             .to_string();
         info.cluster = cluster_name;
         info.log.local = conn.local;
+        info.log
+            .note_route(route.and_then(|r| r.name.as_ref()), trace_id);
+        (info.log.upstream_local, info.log.transport_failure) = upstream_facts;
         stream_info::keep_header_map(&mut info.log.request_head, &parts.headers);
     } else if istio.is_some() {
         // Istio's labels read the Host and the cluster.

@@ -311,6 +311,11 @@ pub struct ActiveSpan {
 }
 
 impl ActiveSpan {
+    /// The span's trace id (the access log's `%TRACE_ID%`).
+    pub fn trace_id(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
     fn tag(&mut self, k: &'static str, v: String) {
         self.set(Cow::Borrowed(k), v);
     }

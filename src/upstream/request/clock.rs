@@ -37,6 +37,8 @@ use std::future::Future;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::observe::transport_failure::TransportFailure;
+
 /// Which clock ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Expiry {
@@ -84,6 +86,10 @@ pub(crate) struct Progress {
     connect: Cell<Duration>,
     wait_from: Cell<Option<Instant>>,
     head_at: Cell<Option<Instant>>,
+    /// Why the last connect to the upstream failed (`observe::transport_failure`).
+    transport_failure: Cell<Option<TransportFailure>>,
+    /// The local address of the HTTP/1 connection the last try used.
+    upstream_local: Cell<Option<std::net::SocketAddr>>,
 }
 
 impl Progress {
@@ -107,7 +113,31 @@ impl Progress {
             connect: Cell::new(Duration::ZERO),
             wait_from: Cell::new(None),
             head_at: Cell::new(None),
+            transport_failure: Cell::new(None),
+            upstream_local: Cell::new(None),
         }
+    }
+
+    /// A connect to the upstream failed with `e` (the last failure's reason is kept).
+    pub fn connect_failed(&self, e: &std::io::Error) {
+        if let Some(f) = TransportFailure::of(e) {
+            self.transport_failure.set(Some(f));
+        }
+    }
+
+    /// A try got its connection, whose local address is `a`.
+    pub fn set_upstream_local(&self, a: Option<std::net::SocketAddr>) {
+        self.upstream_local.set(a);
+    }
+
+    /// The local address of the connection the last try used (`%UPSTREAM_LOCAL_ADDRESS%`).
+    pub fn upstream_local(&self) -> Option<std::net::SocketAddr> {
+        self.upstream_local.get()
+    }
+
+    /// Why the last connect failed, if one did.
+    pub fn transport_failure(&self) -> Option<TransportFailure> {
+        self.transport_failure.get()
     }
 
     /// The route deadline, once the route timer runs.

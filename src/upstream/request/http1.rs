@@ -59,6 +59,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
             while let Some(mut c) = cs.pool.take(ep) {
                 if crate::http::io::idle_is_clean(&mut c).await {
                     stats.cx_reused.inc();
+                    progress.set_upstream_local(crate::http::io::Io::local_addr(&c));
                     return Ok((c, true));
                 }
             }
@@ -127,10 +128,13 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                 progress.connected(started);
                 stats.cx_total.inc();
                 es.cx_total.inc();
-                Ok((slot.connected(c), false))
+                let c = slot.connected(c);
+                progress.set_upstream_local(crate::http::io::Io::local_addr(&c));
+                Ok((c, false))
             }
             Err(e) => {
                 tracing::debug!(upstream = %endpoint.addr, error = %e, "upstream connect failed");
+                progress.connect_failed(&e);
                 stats.cx_connect_fail.inc();
                 es.cx_connect_fail.inc();
                 // A connect cut short by the route deadline is the route timeout.

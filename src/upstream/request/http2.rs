@@ -40,14 +40,17 @@ where
         cs: &ClusterState<K::Conn>,
         ep: usize,
         connector: &K,
-        _progress: &super::clock::Progress,
+        progress: &super::clock::Progress,
     ) -> Result<(SendRequest<Bytes>, bool), Failure> {
         // `h2_ready` keeps the connection counters; a stream slot on a live
         // connection counts as a reused connection.
         match cs.h2_ready(ep, connector).await {
             Ok(s) => Ok((s, false)),
             Err(e) if crate::upstream::h2conn::PendingOverflow::is(&e) => Err(Failure::Overflow),
-            Err(_) => Err(Failure::ConnectFailure),
+            Err(e) => {
+                progress.connect_failed(&e);
+                Err(Failure::ConnectFailure)
+            }
         }
     }
 }
