@@ -36,8 +36,8 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
-    /// The connection's local address, where the stream keeps it (an upstream
-    /// connection does, `upstream::counted`); `None` otherwise.
+    /// The connection's local address (`getsockname`) where the stream has a socket;
+    /// `None` otherwise. An upstream connection reads it once (`upstream::counted`).
     fn local_addr(&self) -> Option<std::net::SocketAddr> {
         None
     }
@@ -74,13 +74,6 @@ impl<T: Io + ?Sized> Io for &mut T {
     }
 }
 
-/// The local address of socket `fd` (`getsockname`).
-pub fn local_addr(fd: std::os::fd::RawFd) -> Option<std::net::SocketAddr> {
-    // SAFETY: the caller's stream owns `fd` and outlives this borrow.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    socket2::SockRef::from(&fd).local_addr().ok()?.as_socket()
-}
-
 impl Io for crate::rt::net::TcpStream {
     fn set_read_timeout(&self, d: Option<Duration>) {
         // glommio refuses a zero timeout; the smallest real one expires just as well.
@@ -96,6 +89,10 @@ impl Io for crate::rt::net::TcpStream {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
         Some(self.as_raw_fd())
+    }
+
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        crate::rt::net::TcpStream::local_addr(self).ok()
     }
 
     fn idle_is_clean(&self) -> bool {

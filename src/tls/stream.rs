@@ -339,6 +339,9 @@ where
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         self.io.raw_fd()
     }
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.io.local_addr()
+    }
     fn tls_info(&self) -> Option<Rc<TlsInfo>> {
         self.info.clone()
     }

@@ -96,6 +96,9 @@ where
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         both!(self, s => s.raw_fd())
     }
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        both!(self, s => s.local_addr())
+    }
     fn tls_info(&self) -> Option<std::rc::Rc<crate::tls::TlsInfo>> {
         both!(self, s => s.tls_info())
     }

@@ -99,7 +99,7 @@ impl<'a> Connecting<'a> {
     }
 
     pub fn connected<C: Io>(self, conn: C) -> Counted<C> {
-        let local = conn.raw_fd().and_then(crate::http::io::local_addr);
+        let local = conn.local_addr();
         let c = Counted {
             conn,
             local,
