@@ -2,11 +2,10 @@
 //! sockets and the channels between executors.
 //!
 //! Everything above this module reaches the runtime only through it, so the runtime
-//! behind it can change in one place (issue 12: glommio's reactor is where most of the
-//! proxy's kernel time goes; `docs/benchmarks/runtime-prototypes.md` measured what a
-//! runtime whose completions run in the worker's own context saves). Today every item
-//! is glommio 0.9's own, re-exported at no cost. The contract each keeps, which is what
-//! another backend has to keep, is:
+//! behind it changes in one place (issue 12: glommio's reactor was where most of the
+//! proxy's kernel time went; `docs/benchmarks/runtime-prototypes.md` measured what a
+//! runtime whose completions run in the worker's own context saves, and the proxy on
+//! each backend). The contract each item keeps, on either backend, is:
 //!
 //! - [`spawn_local`] runs a future on the current executor; dropping its [`Task`] cancels it
 //!   at its next await point, [`Task::detach`] lets it run to its end, awaiting it
@@ -28,19 +27,19 @@
 //!   control executor), with a name, and runs a future to its end on the thread;
 //!   [`executor::block_on`] runs one on the calling thread (unit tests).
 //!
-//! Two backends: glommio (the default) and, behind the `rt-monoio` cargo feature while
-//! the port is measured, monoio on an io_uring set up with `COOP_TASKRUN |
+//! Two backends. The default is monoio 0.2 on an io_uring set up with `COOP_TASKRUN |
 //! SINGLE_ISSUER` (the flags the prototypes found decisive), whose TCP streams read and
 //! write with io_uring operations on buffers of their own (`monoio_rt/ring_io.rs`).
+//! The `rt-glommio` cargo feature builds on glommio 0.9 instead, to measure against.
 
-#[cfg(not(feature = "rt-monoio"))]
+#[cfg(feature = "rt-glommio")]
 mod glommio_rt;
-#[cfg(not(feature = "rt-monoio"))]
+#[cfg(feature = "rt-glommio")]
 pub use glommio_rt::*;
 
-#[cfg(feature = "rt-monoio")]
+#[cfg(not(feature = "rt-glommio"))]
 mod monoio_rt;
-#[cfg(feature = "rt-monoio")]
+#[cfg(not(feature = "rt-glommio"))]
 pub use monoio_rt::*;
 
 /// Socket checks that do not depend on the backend.

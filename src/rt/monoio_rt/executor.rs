@@ -50,14 +50,30 @@ impl<T> ExecutorJoinHandle<T> {
 
 type Runtime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
 
+/// A runtime on a ring set up with `COOP_TASKRUN | SINGLE_ISSUER` (Linux 6.0); on a
+/// kernel that refuses them, a ring without (slower, docs/benchmarks/
+/// runtime-prototypes.md, but serving).
 fn runtime() -> io::Result<Runtime> {
-    let mut ring = io_uring::IoUring::builder();
-    ring.setup_coop_taskrun().setup_single_issuer();
-    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .with_entries(1024)
-        .uring_builder(ring)
-        .enable_timer()
-        .build()
+    let build = |flags: bool| {
+        let mut ring = io_uring::IoUring::builder();
+        if flags {
+            ring.setup_coop_taskrun().setup_single_issuer();
+        }
+        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(1024)
+            .uring_builder(ring)
+            .enable_timer()
+            .build()
+    };
+    build(true).or_else(|e| match e.raw_os_error() {
+        Some(libc::EINVAL) => {
+            tracing::warn!(
+                "io_uring: the kernel refuses COOP_TASKRUN | SINGLE_ISSUER; running without"
+            );
+            build(false)
+        }
+        _ => Err(e),
+    })
 }
 
 impl LocalExecutorBuilder {

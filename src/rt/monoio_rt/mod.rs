@@ -1,6 +1,7 @@
-//! The monoio backend of `rt` (cargo feature `rt-monoio`): monoio 0.2 on an io_uring
-//! set up with `COOP_TASKRUN | SINGLE_ISSUER`, so completions run in the worker's own
-//! context instead of interrupting it (docs/benchmarks/runtime-prototypes.md). TCP
+//! The monoio backend of `rt` (the default; `rt-glommio` builds on glommio instead):
+//! monoio 0.2 on an io_uring set up with `COOP_TASKRUN | SINGLE_ISSUER`, so completions
+//! run in the worker's own context instead of interrupting it
+//! (docs/benchmarks/runtime-prototypes.md). TCP
 //! reads and writes are io_uring `recv`/`send` operations on buffers each direction
 //! owns, behind the proxy's poll-based `Io` trait (`ring_io`: no syscall per read or
 //! write, one copy); Unix streams use monoio's poll-io.
