@@ -61,40 +61,27 @@ impl Counter {
     }
 }
 
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [Counter; DURATION_BUCKETS_US.len() + 1],
+/// Durations in whole microseconds counted into the buckets whose upper bounds a
+/// histogram kind fixes (`N` is their count plus one, for the overflow), on one core
+/// (plain `Cell`s, merged at scrape).
+pub struct Buckets<const N: usize> {
+    buckets: [Counter; N],
     sum_us: Counter,
 }
 
-impl Histogram {
-    pub fn record(&self, us: u64) {
-        let i = DURATION_BUCKETS_US.partition_point(|&b| b < us);
-        self.buckets[i].inc();
-        self.sum_us.add(us);
-    }
-
-    fn report(&self) -> HistogramReport {
-        HistogramReport {
-            buckets: self.buckets.iter().map(Counter::get).collect(),
-            sum_us: self.sum_us.get(),
+impl<const N: usize> Default for Buckets<N> {
+    fn default() -> Self {
+        Buckets {
+            buckets: std::array::from_fn(|_| Counter::default()),
+            sum_us: Counter::default(),
         }
     }
 }
 
-/// A cluster's `upstream_rq_time` on one core (plain `Cell`s, merged at scrape).
-#[derive(Default)]
-pub struct UpstreamTime {
-    buckets: [Counter; UPSTREAM_RQ_TIME_BUCKETS_US.len() + 1],
-    sum_us: Counter,
-}
-
-impl UpstreamTime {
-    /// Counts a finished request that went to this cluster (`Times::upstream`).
-    pub fn record(&self, total: std::time::Duration, t: &super::phases::Times) {
-        let Some(d) = t.upstream(total) else { return };
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let i = UPSTREAM_RQ_TIME_BUCKETS_US.partition_point(|&b| b < us);
+impl<const N: usize> Buckets<N> {
+    /// Counts `us` into the first bucket whose bound is at least `us`.
+    fn record(&self, bounds: &[u64], us: u64) {
+        let i = bounds.partition_point(|&b| b < us);
         if let Some(b) = self.buckets.get(i) {
             b.inc();
         }
@@ -106,6 +93,37 @@ impl UpstreamTime {
             buckets: self.buckets.iter().map(Counter::get).collect(),
             sum_us: self.sum_us.get(),
         }
+    }
+}
+
+/// Request durations (`DURATION_BUCKETS_US`).
+#[derive(Default)]
+pub struct Histogram(Buckets<{ DURATION_BUCKETS_US.len() + 1 }>);
+
+impl Histogram {
+    pub fn record(&self, us: u64) {
+        self.0.record(&DURATION_BUCKETS_US, us);
+    }
+
+    fn report(&self) -> HistogramReport {
+        self.0.report()
+    }
+}
+
+/// A cluster's `upstream_rq_time` on one core (Envoy's default buckets).
+#[derive(Default)]
+pub struct UpstreamTime(Buckets<{ UPSTREAM_RQ_TIME_BUCKETS_US.len() + 1 }>);
+
+impl UpstreamTime {
+    /// Counts a finished request that went to this cluster (`Times::upstream`).
+    pub fn record(&self, total: std::time::Duration, t: &super::phases::Times) {
+        let Some(d) = t.upstream(total) else { return };
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.0.record(&UPSTREAM_RQ_TIME_BUCKETS_US, us);
+    }
+
+    fn report(&self) -> HistogramReport {
+        self.0.report()
     }
 }
 
@@ -113,25 +131,15 @@ impl UpstreamTime {
 
 /// Durations that can only be whole microseconds: a histogram of them.
 #[derive(Default)]
-pub struct PhaseHistogram {
-    buckets: [Counter; super::phases::PHASE_BUCKETS_US.len() + 1],
-    sum_us: Counter,
-}
+pub struct PhaseHistogram(Buckets<{ super::phases::PHASE_BUCKETS_US.len() + 1 }>);
 
 impl PhaseHistogram {
     fn record(&self, us: u64) {
-        let i = super::phases::PHASE_BUCKETS_US.partition_point(|&b| b < us);
-        if let Some(b) = self.buckets.get(i) {
-            b.inc();
-        }
-        self.sum_us.add(us);
+        self.0.record(&super::phases::PHASE_BUCKETS_US, us);
     }
 
     fn report(&self) -> HistogramReport {
-        HistogramReport {
-            buckets: self.buckets.iter().map(Counter::get).collect(),
-            sum_us: self.sum_us.get(),
-        }
+        self.0.report()
     }
 }
 
