@@ -1,4 +1,4 @@
-"""Allocations per request on real sockets, glommio's reactor included: a
+"""Allocations per request on real sockets, the runtime's own included: a
 separate, untimed measurement with the `alloc-count` build of Outrigger
 (src/observe/alloc_count.rs), whose admin `/stats` carries the process's
 allocation total.
