@@ -20,6 +20,8 @@ pub mod info;
 pub mod server;
 pub mod stats;
 pub mod stream;
+#[cfg(test)]
+mod stream_tests;
 pub mod subject;
 pub mod transport;
 pub mod xfcc;

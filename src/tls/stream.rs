@@ -70,6 +70,14 @@ impl<S: AsyncWrite + Unpin> Write for Bridge<'_, '_, S> {
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
+    /// rustls hands every queued record at once (`write_tls`): they leave in one send,
+    /// a handshake flight or a session ticket with the response that follows it.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write_vectored(self.cx, bufs) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
     fn flush(&mut self) -> io::Result<()> {
         match Pin::new(&mut *self.io).poll_flush(self.cx) {
             Poll::Ready(r) => r,
@@ -146,6 +154,16 @@ where
             return Poll::Ready(Err(e));
         }
         loop {
+            // TLS 1.3 ends with the client's Finished: what a server still owes then is
+            // its session tickets, and a client its Finished. They wait for the first
+            // write (one send with the response or request) or for the first read that
+            // has to wait, as BoringSSL's half-RTT tickets save the client a wake-up.
+            // TLS 1.2's last flight goes out now: the peer waits for it.
+            if !self.conn.is_handshaking()
+                && self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+            {
+                return Poll::Ready(Ok(()));
+            }
             while self.conn.wants_write() {
                 match self.write_io(cx) {
                     Poll::Ready(Ok(_)) => {}
@@ -277,16 +295,25 @@ where
             let n = std::mem::take(&mut this.accepted).min(buf.len());
             return Poll::Ready(Ok(n));
         }
-        if let Err(e) = std::task::ready!(this.poll_drain(cx)) {
-            return Poll::Ready(Err(e));
-        }
         if buf.is_empty() {
-            return Poll::Ready(Ok(0));
+            return this.poll_drain(cx).map_ok(|()| 0);
         }
-        let n = match this.conn.writer().write(buf) {
+        // The plaintext joins the records already queued (a session ticket, the last
+        // write's tail), so one send carries them all. rustls's send buffer is bounded:
+        // when it is full, the socket takes its records first.
+        let mut n = match this.conn.writer().write(buf) {
             Ok(n) => n,
             Err(e) => return Poll::Ready(Err(e)),
         };
+        if n == 0 {
+            if let Err(e) = std::task::ready!(this.poll_drain(cx)) {
+                return Poll::Ready(Err(e));
+            }
+            n = match this.conn.writer().write(buf) {
+                Ok(n) => n,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+        }
         match this.poll_drain(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(n)),
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),

@@ -68,6 +68,13 @@ where
     ) -> Poll<io::Result<usize>> {
         both!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
     }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        both!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         both!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
     }
