@@ -10,13 +10,10 @@ pub mod channel;
 pub mod executor;
 pub mod net;
 mod ring_io;
+mod sleep;
 mod sync;
 mod task;
 
+pub use sleep::{sleep, Sleep};
 pub use sync::Semaphore;
 pub use task::{spawn_local, Task};
-
-/// Completes once `d` has passed.
-pub fn sleep(d: std::time::Duration) -> monoio::time::Sleep {
-    monoio::time::sleep(d)
-}

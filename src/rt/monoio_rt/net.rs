@@ -102,9 +102,14 @@ impl TcpStream {
 
     /// Connects, failing with `TimedOut` after `timeout`.
     pub async fn connect_timeout(addr: SocketAddr, timeout: Duration) -> io::Result<Self> {
-        match monoio::time::timeout(timeout, monoio::net::TcpStream::connect_addr(addr)).await {
-            Ok(s) => TcpStream::new(s?),
-            Err(_) => Err(timed_out()),
+        let connect = async { Some(monoio::net::TcpStream::connect_addr(addr).await) };
+        let expire = async {
+            super::sleep(timeout).await;
+            None
+        };
+        match futures_lite::future::or(connect, expire).await {
+            Some(s) => TcpStream::new(s?),
+            None => Err(timed_out()),
         }
     }
 
