@@ -3,6 +3,12 @@
 use std::process::ExitCode;
 
 use outrigger::config;
+
+/// mimalloc (Cargo.toml says why). A build with `alloc-count` keeps the library's
+/// counting allocator instead: a program has one.
+#[cfg(not(feature = "alloc-count"))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use outrigger::runtime::{self, control::ConfigSource};
 
 const USAGE: &str = "\
