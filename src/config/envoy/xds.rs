@@ -430,6 +430,14 @@ pub fn assemble(
     sr.clusters = clusters;
     sr.listeners = listeners;
     b.static_resources = Some(sr);
+    // CDS clusters left out while they warm: a route that validates its clusters may
+    // name them (Envoy accepts a listener whose inline route does) and answers NC.
+    let warming_clusters: Vec<String> = d
+        .clusters
+        .keys()
+        .filter(|n| !used_clusters.contains_key(*n))
+        .cloned()
+        .collect();
 
     let relabel = |mut e: ConfigError| {
         let best = labels
@@ -451,7 +459,8 @@ pub fn assemble(
         e
     };
     let tr = bootstrap::translate(&b, &d.secrets).map_err(|e| ConfigErrors(vec![relabel(e)]))?;
-    let snapshot = super::super::build::build_raw(&tr.raw, dump).map_err(|errors| {
+    let built = super::super::build::build_raw_warming(&tr.raw, dump, &warming_clusters);
+    let snapshot = built.map_err(|errors| {
         ConfigErrors(
             errors
                 .into_iter()
