@@ -363,3 +363,64 @@ fn an_inline_route_to_a_warming_cluster_behaves_as_envoy() {
         assert_eq!(ours, envoy, "delta: {delta}");
     }
 }
+
+/// What a proxy did when CDS removed the cluster that an accepted listener's inline
+/// route names: the answer on that listener afterwards, whether CDS was NACKed, and
+/// whether a new listener naming the removed cluster is NACKed (its route is checked).
+fn removal_scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> (String, bool, bool) {
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nup".to_string(),
+    ));
+    let mgmt = Mgmt::start();
+    let port = free_port();
+    mgmt.set(CLUSTER, &[("c1", eds_cluster("c1"))]);
+    mgmt.set(ENDPOINT, &[("c1", endpoints("c1", &[up.addr.port()]))]);
+    mgmt.set(LISTENER, &[("main", inline_listener("main", port, "c1"))]);
+    let api = if delta { "DELTA_GRPC" } else { "GRPC" };
+    let proxy = start(&bootstrap(mgmt.addr, api));
+    assert!(wait_until(T, || (ask(port, "/") == "200 2").then_some(())).is_some());
+    mgmt.remove(CLUSTER, "c1");
+    let nacked = || {
+        mgmt.seen()
+            .iter()
+            .any(|s| s.type_url == CLUSTER && s.error.is_some())
+    };
+    let after = wait_until(T, || {
+        Some(ask(port, "/")).filter(|a| a != "200 2" || nacked())
+    })
+    .unwrap_or_default();
+    let cds_nacked = nacked();
+    mgmt.set(
+        LISTENER,
+        &[("late", inline_listener("late", free_port(), "c1"))],
+    );
+    let lds_nacked = wait_until(T, || {
+        mgmt.seen()
+            .iter()
+            .any(|s| s.type_url == LISTENER && s.error.is_some())
+            .then_some(())
+    })
+    .is_some();
+    drop(proxy);
+    (after, cds_nacked, lds_nacked)
+}
+
+#[test]
+fn removing_a_cluster_an_accepted_inline_route_names_is_nc() {
+    for delta in [false, true] {
+        let seen = removal_scenario(Proxy::start, delta);
+        assert_eq!(seen, ("503 0".to_string(), false, true), "delta: {delta}");
+    }
+}
+
+#[test]
+fn removing_a_cluster_an_accepted_inline_route_names_behaves_as_envoy() {
+    let Some(bin) = envoy_or_skip("xds_nc") else {
+        return;
+    };
+    for delta in [false, true] {
+        let envoy = removal_scenario(|b| Envoy::start(&bin, b), delta);
+        let ours = removal_scenario(Proxy::start, delta);
+        assert_eq!(ours, envoy, "delta: {delta}");
+    }
+}
