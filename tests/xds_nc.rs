@@ -5,6 +5,11 @@
 //! Each answers `503` (or the route's code) with no body, `NC` in `%RESPONSE_FLAGS%` and
 //! `cluster_not_found` in `%RESPONSE_CODE_DETAILS%`. The same bootstrap and management
 //! server run under Envoy when it is installed, and the answers and log lines compare.
+//!
+//! Also an LDS listener whose inline route (which validates its clusters) names a CDS
+//! cluster still warming (its endpoints not sent yet): Envoy accepts it, since its
+//! cluster manager counts warming clusters, and the route answers `NC` until the
+//! endpoints arrive.
 
 mod common;
 #[allow(dead_code)]
@@ -249,4 +254,173 @@ fn nc_behaves_as_envoy() {
     let p = Proxy::start(STATIC);
     let ours = static_answers(p.listen.port(), p.dir.path());
     assert_eq!(ours, envoy);
+}
+
+/// Listener `name` on `port` with an inline route table (validating its clusters, the
+/// default for an inline one): `/` to `cluster`.
+fn inline_listener(name: &str, port: u16, cluster: &str) -> Vec<u8> {
+    encode(
+        LISTENER,
+        json!({
+            "name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": name,
+                    "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                        {"match": {"prefix": "/"}, "route": {"cluster": cluster}}
+                    ]}]},
+                    "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+                }
+            }]}]
+        }),
+    )
+}
+
+/// What a proxy did with a listener whose inline route names a warming cluster.
+#[derive(Debug, PartialEq)]
+struct Warming {
+    /// The first answer on the new listener while the cluster warms.
+    while_warming: String,
+    listener_nacked: bool,
+    /// The listener reaches the upstream once the cluster's endpoints arrive.
+    serves_once_warm: bool,
+}
+
+fn warming_scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> Warming {
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nup".to_string(),
+    ));
+    let mgmt = Mgmt::start();
+    let (port, port2) = (free_port(), free_port());
+    mgmt.set(CLUSTER, &[("c1", eds_cluster("c1"))]);
+    mgmt.set(ENDPOINT, &[("c1", endpoints("c1", &[up.addr.port()]))]);
+    mgmt.set(LISTENER, &[("main", inline_listener("main", port, "c1"))]);
+    let api = if delta { "DELTA_GRPC" } else { "GRPC" };
+    let proxy = start(&bootstrap(mgmt.addr, api));
+    assert!(wait_until(T, || (ask(port, "/") == "200 2").then_some(())).is_some());
+    // A new EDS cluster whose endpoints the server withholds; once the proxy asks for
+    // them (it has the cluster), a listener whose inline route names it.
+    mgmt.set(CLUSTER, &[("c2", eds_cluster("c2"))]);
+    let asked = wait_until(T, || {
+        mgmt.seen()
+            .iter()
+            .any(|s| s.type_url == ENDPOINT && s.names.iter().any(|n| n == "c2"))
+            .then_some(())
+    });
+    assert!(asked.is_some(), "no EDS request for c2");
+    mgmt.set(LISTENER, &[("warm", inline_listener("warm", port2, "c2"))]);
+    let while_warming = wait_until(T, || {
+        let nacked = mgmt
+            .seen()
+            .iter()
+            .any(|s| s.type_url == LISTENER && s.error.is_some());
+        Some(ask(port2, "/")).filter(|a| a != "refused" || nacked)
+    })
+    .unwrap_or_default();
+    let listener_nacked = mgmt
+        .seen()
+        .iter()
+        .any(|s| s.type_url == LISTENER && s.error.is_some());
+    mgmt.set(ENDPOINT, &[("c2", endpoints("c2", &[up.addr.port()]))]);
+    let serves_once_warm = wait_until(T, || (ask(port2, "/") == "200 2").then_some(())).is_some();
+    drop(proxy);
+    Warming {
+        while_warming,
+        listener_nacked,
+        serves_once_warm,
+    }
+}
+
+fn expected_warming() -> Warming {
+    Warming {
+        while_warming: "503 0".into(),
+        listener_nacked: false,
+        serves_once_warm: true,
+    }
+}
+
+#[test]
+fn an_inline_route_to_a_warming_cluster_is_accepted_and_nc_until_warm_sotw() {
+    assert_eq!(warming_scenario(Proxy::start, false), expected_warming());
+}
+
+#[test]
+fn an_inline_route_to_a_warming_cluster_is_accepted_and_nc_until_warm_delta() {
+    assert_eq!(warming_scenario(Proxy::start, true), expected_warming());
+}
+
+#[test]
+fn an_inline_route_to_a_warming_cluster_behaves_as_envoy() {
+    let Some(bin) = envoy_or_skip("xds_nc") else {
+        return;
+    };
+    for delta in [false, true] {
+        let envoy = warming_scenario(|b| Envoy::start(&bin, b), delta);
+        let ours = warming_scenario(Proxy::start, delta);
+        assert_eq!(ours, envoy, "delta: {delta}");
+    }
+}
+
+/// What a proxy did when CDS removed the cluster that an accepted listener's inline
+/// route names: the answer on that listener afterwards, whether CDS was NACKed, and
+/// whether a new listener naming the removed cluster is NACKed (its route is checked).
+fn removal_scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> (String, bool, bool) {
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nup".to_string(),
+    ));
+    let mgmt = Mgmt::start();
+    let port = free_port();
+    mgmt.set(CLUSTER, &[("c1", eds_cluster("c1"))]);
+    mgmt.set(ENDPOINT, &[("c1", endpoints("c1", &[up.addr.port()]))]);
+    mgmt.set(LISTENER, &[("main", inline_listener("main", port, "c1"))]);
+    let api = if delta { "DELTA_GRPC" } else { "GRPC" };
+    let proxy = start(&bootstrap(mgmt.addr, api));
+    assert!(wait_until(T, || (ask(port, "/") == "200 2").then_some(())).is_some());
+    mgmt.remove(CLUSTER, "c1");
+    let nacked = || {
+        mgmt.seen()
+            .iter()
+            .any(|s| s.type_url == CLUSTER && s.error.is_some())
+    };
+    let after = wait_until(T, || {
+        Some(ask(port, "/")).filter(|a| a != "200 2" || nacked())
+    })
+    .unwrap_or_default();
+    let cds_nacked = nacked();
+    mgmt.set(
+        LISTENER,
+        &[("late", inline_listener("late", free_port(), "c1"))],
+    );
+    let lds_nacked = wait_until(T, || {
+        mgmt.seen()
+            .iter()
+            .any(|s| s.type_url == LISTENER && s.error.is_some())
+            .then_some(())
+    })
+    .is_some();
+    drop(proxy);
+    (after, cds_nacked, lds_nacked)
+}
+
+#[test]
+fn removing_a_cluster_an_accepted_inline_route_names_is_nc() {
+    for delta in [false, true] {
+        let seen = removal_scenario(Proxy::start, delta);
+        assert_eq!(seen, ("503 0".to_string(), false, true), "delta: {delta}");
+    }
+}
+
+#[test]
+fn removing_a_cluster_an_accepted_inline_route_names_behaves_as_envoy() {
+    let Some(bin) = envoy_or_skip("xds_nc") else {
+        return;
+    };
+    for delta in [false, true] {
+        let envoy = removal_scenario(|b| Envoy::start(&bin, b), delta);
+        let ours = removal_scenario(Proxy::start, delta);
+        assert_eq!(ours, envoy, "delta: {delta}");
+    }
 }

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import util
+from . import util, xds
 from .util import CONFIGS, HarnessError, http, kill, log, render, spawn, wait_until
 
 BODY = b"hello world\n"
@@ -203,6 +203,7 @@ class Peer:
         self.port, self.admin_port = util.free_port(), util.free_port()
         self.tls_ports = {k: util.free_port() for k in TLS_KINDS} if s.tls else {}
         self.start_cmd: list = []
+        self.xds = None   # config "xds": this process's management server (lib/xds.py)
 
     @property
     def url(self) -> str:
@@ -233,6 +234,9 @@ class Peer:
 
     def start(self, churn: bool = False, config: str = "") -> None:
         self.log_path.write_text("")
+        if config == "xds":   # the management server first: the proxy boots from it
+            self.xds = xds.Mgmt(self.s, self.port, self.upstream.port, self.name)
+            self.xds.start()
         self.start_cmd = ["taskset", "-c", self.s.proxy_cpus] + self.command(churn, config)
         self.proc = spawn(self.start_cmd, self.log_path)
         wait_until(self.ready, 30, f"{self.name} start", self.proc, self.log_path)
@@ -248,6 +252,9 @@ class Peer:
     def stop(self) -> None:
         kill(self.proc, grace=5)
         self.proc = None
+        if self.xds:
+            self.xds.stop()
+            self.xds = None
 
     def command(self, churn: bool, config: str = "") -> list:
         raise NotImplementedError
@@ -315,6 +322,10 @@ class Outrigger(Peer):
                 "extra_listeners": listeners}
 
     def command(self, churn: bool, config: str = "") -> list:
+        if config == "xds":   # the same bootstrap as the Envoy peer's
+            conf = self.xds.bootstrap(self.admin_port, self.s.work / f"{self.name}-xds.yaml")
+            return [self.s.tools[self.binary], "run", "-c", conf,
+                    "--concurrency", self.s.workers]
         if config in ("policy", "bootstrap", "flaky", "traced"):
             # The same Envoy bootstrap as the Envoy peer's, on this peer's ports.
             routes = _snippet("envoy-routes.yaml", Envoy.route_values(0, 24))
@@ -366,6 +377,10 @@ class Envoy(Peer):
 
     def command(self, churn: bool, config: str = "") -> list:
         work = self.s.work
+        if config == "xds":
+            conf = self.xds.bootstrap(self.admin_port, work / "envoy-xds.yaml")
+            return [self.s.tools["envoy"], "-c", conf, "--concurrency", self.s.workers,
+                    "--disable-hot-restart", "--log-level", "warn"]
         if churn:
             self.rds_dir = work / "envoy-rds"
             self.rds_dir.mkdir(exist_ok=True)

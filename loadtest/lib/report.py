@@ -191,6 +191,16 @@ def scenario_table(data: Data, name: str, ctx: dict) -> str:
             rows.append([p, v, f_num(m(get("rps"))), rt(get("rps")), f_ms(m(lat("p99"))),
                          ", ".join(reloads) or "—", ", ".join(errors) or "—",
                          f_num(m(get("cpu_us_per_req")), 1)])
+        elif sc.kind == "xds":
+            per_run = lambda f: ", ".join(f(r.data) for r in data.of(name, p, valid=False)  # noqa: E731
+                                          if r.data and "pushes" in r.data) or "—"
+            rows.append([p, v, f_num(m(get("rps"))), f_ms(m(lat("p99"))),
+                         per_run(lambda d: f_num(d.get("errors_total"))),
+                         per_run(lambda d: f"{d['pushes_reached']}/{d['pushes']}"),
+                         f_num(m(get("push_to_route_p50_ms")), 1),
+                         f_num(m(get("push_to_route_max_ms")), 1),
+                         per_run(lambda d: f"{d.get('rds_acked')}/{d['nacks']}"),
+                         f_num(m(get("cpu_us_per_req")), 1)])
     heads = {
         "closed": ["peer", "valid", "req/s", "req/s vs Envoy", "p50 ms", "p90 ms", "p99 ms",
                    "p99.9 ms", "CPU µs/req", "CPU vs Envoy", "peak RSS MiB",
@@ -207,6 +217,11 @@ def scenario_table(data: Data, name: str, ctx: dict) -> str:
         "churn": ["peer", "valid", "req/s", "req/s vs Envoy", "p99 ms",
                   "reloads ok/done per run", "errors per run (non-2xx + socket)",
                   "CPU µs/req"],
+        "xds": ["peer", "valid", "req/s", "p99 ms", "failed requests per run "
+                "(non-2xx + socket)", "pushes reaching a request / done, per run",
+                "push → first request on the new route, p50 ms",
+                "push → first request, max ms", "RDS versions ACKed / NACKs, per run",
+                "CPU µs/req"],
     }
     heads["h2"] = heads["closed"]   # h2load is a closed loop too
     heads["tls-hs"] = ["peer", "valid", "handshakes/s", "vs Envoy", "p50 ms", "p99 ms",

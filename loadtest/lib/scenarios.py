@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from . import allocs, loadgen, syscalls, util
 from .util import HarnessError, log
+from .xds import XdsChurner
 
 NOISY_PCT = 10.0   # other processes above this % of one CPU during a run: flagged
 # syscalls per request measured
@@ -18,7 +19,7 @@ TLS_KINDS = ("tls-hs", "tls-ka")   # handshakes on new connections; keep-alive o
 @dataclass
 class Scenario:
     name: str
-    kind: str            # closed | open | body | idle | churn | h2 | flaky | tls-hs | tls-ka | skip
+    kind: str            # closed | open | body | idle | churn | xds | h2 | flaky | tls-hs | tls-ka | skip
     title: str
     measures: str
     conns: int = 0
@@ -72,6 +73,12 @@ SCENARIOS = [
     Scenario("config-churn", "churn", "Config replaced every second under load, 32 connections",
              "requests/s and errors while the config is swapped and reloaded",
              conns=32, duration=8, proxies_only=True),
+    Scenario("xds-churn", "xds", "A new route and a new cluster pushed over ADS every "
+             "second under load, 32 connections (the same bootstrap and management "
+             "server shape for Outrigger and Envoy)",
+             "failed requests while xDS updates apply, and the time from a push to the "
+             "first request served on its new route", conns=32, duration=8,
+             config="xds", proxies_only=True, only=("outrigger", "envoy")),
     Scenario("h1-bootstrap", "closed", "HTTP/1.1 closed loop, 32 connections, the Envoy "
              "bootstrap without policy filters (Outrigger runs Envoy's config)",
              "the plain route as Envoy's bootstrap configures it: the base of h1-policy",
@@ -149,8 +156,8 @@ class Runner:
         self.extra_errors: list[str] = []
 
     def seconds(self, sc: Scenario) -> int:
-        if self.quick:   # churn needs at least one reload inside the run
-            return 2 if sc.kind == "churn" else 1
+        if self.quick:   # churn needs at least one reload (or push) inside the run
+            return 3 if sc.kind == "xds" else 2 if sc.kind == "churn" else 1
         return self.duration or sc.duration
 
     # -- peer lifetime -------------------------------------------------------
@@ -183,7 +190,7 @@ class Runner:
         peers = [p for p in self.peers.values() if (p.is_proxy or not sc.proxies_only)
                  and (p.name in sc.only if getattr(p, "only_named", False)
                       else not sc.only or p.name in sc.only)]
-        fresh = sc.kind in ("idle", "churn")   # a new process for every run
+        fresh = sc.kind in ("idle", "churn", "xds")   # a new process for every run
         runs, up = [], set()
         try:
             if not fresh:
@@ -283,7 +290,8 @@ class Runner:
             if sc.kind == "idle":
                 self.measure_idle(sc, p, run)
                 return
-            churn = Churner(p) if sc.kind == "churn" else None
+            churn = Churner(p) if sc.kind == "churn" else \
+                XdsChurner(p) if sc.kind == "xds" else None
             pids = [pid, self.upstream.proc.pid]
             # The servers' TLS counters are read through their admin ports, outside
             # the window of the CPU and syscall readings.
@@ -344,7 +352,10 @@ class Runner:
                 else None
             d["spans_per_req"] = d["spans"] / res["requests"] \
                 if d["spans"] is not None and res["requests"] else None
-        if churn:
+        if sc.kind == "xds":
+            d.update(churn.results())
+            d["errors_total"] = res["non2xx"] + res["socket_errors"]
+        elif churn:
             d["swaps"], d["swaps_ok"] = churn.count, churn.ok
             d["applied"] = p.applied()
             d["swap_notes"] = churn.notes[:3]
@@ -396,6 +407,17 @@ class Runner:
                 run.invalid(f"Envoy applied {d['applied']} of {d['swaps']} route updates")
             if d["swaps"] == 0:
                 run.invalid("no reload happened during the run")
+            return
+        if sc.kind == "xds":
+            # Failed requests and push times are the result; the pushes must happen,
+            # be accepted and reach a request.
+            if d["pushes"] == 0:
+                run.invalid("no push happened during the run")
+            if d["nacks"]:
+                run.invalid(f"{d['nacks']} NACKs: {d['nack_notes']}")
+            if d["pushes_reached"] < d["pushes"]:
+                run.invalid(f"{d['pushes'] - d['pushes_reached']} of {d['pushes']} pushes "
+                            f"never reached a request: {d['push_notes']}")
             return
         if sc.kind == "flaky":
             # The 503s that got through are the result, and retries make the
@@ -588,6 +610,12 @@ def summary(run: Run) -> str:
     if any((d.get("tls") or {}).values()):
         parts.append("resumed " + ", ".join(
             f"{side} {c['resumed']}/{c['handshakes']}" for side, c in d["tls"].items() if c))
+    if "pushes" in d:
+        p50, top = d.get("push_to_route_p50_ms"), d.get("push_to_route_max_ms")
+        ms = lambda v: "-" if v is None else f"{v:.1f}"   # noqa: E731
+        parts.append(f"{d['pushes_reached']}/{d['pushes']} pushes reached, "
+                     f"push->route p50 {ms(p50)} ms max {ms(top)} ms, "
+                     f"{d['errors_total']} failed requests")
     if "swaps" in d:
         parts.append(f"{d['swaps_ok']}/{d['swaps']} reloads, {d['errors_total']} errors")
     if d.get("other_cpu_pct", 0) > NOISY_PCT:

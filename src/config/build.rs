@@ -126,7 +126,23 @@ pub(crate) fn build_raw(
     raw: &RawConfig,
     dump: serde_json::Value,
 ) -> Result<Snapshot, Vec<ConfigError>> {
-    let mut b = Builder::default();
+    build_raw_warming(raw, dump, &[])
+}
+
+/// As `build_raw`, where the clusters named in `warming` exist but are not in the config
+/// yet (xDS: CDS sent them, their endpoints or secrets have not arrived). A route table
+/// that validates its clusters takes a route to one of them, as Envoy's does (its
+/// cluster manager counts warming clusters); until the cluster warms, the route answers
+/// `NC` as a route to a missing cluster does.
+pub(crate) fn build_raw_warming(
+    raw: &RawConfig,
+    dump: serde_json::Value,
+    warming: &[String],
+) -> Result<Snapshot, Vec<ConfigError>> {
+    let mut b = Builder {
+        warming_clusters: warming.to_vec(),
+        ..Builder::default()
+    };
     match b.config(raw, dump) {
         Some(s) if b.errors.is_empty() => Ok(s),
         _ if b.errors.is_empty() => Err(vec![ConfigError {
@@ -146,6 +162,9 @@ struct Builder {
     /// The route table being built has `validate_clusters: false`: a route to a
     /// cluster that does not exist loads (and answers `NC`).
     lax_clusters: bool,
+    /// Clusters that exist but are still warming (`build_raw_warming`): a route to one
+    /// loads whatever `lax_clusters` says, and answers `NC` until it warms.
+    warming_clusters: Vec<String>,
 }
 
 impl Builder {

@@ -8,12 +8,14 @@
 //! | `grpc.rs` | one gRPC stream over the h2 crate on a glommio socket (no tokio runtime) |
 //! | `state.rs` | the resources held, versions, warming, rejected updates, `/config_dump` |
 //! | `session.rs` | the protocol: subscriptions in Envoy's order, ACK/NACK, SotW and delta |
+//! | `watched.rs` | the names each subscription asks for; forgetting what nothing watches |
 //! | `persist.rs` | the last-known-good file in the state directory |
 
 pub mod grpc;
 pub mod persist;
 pub mod session;
 pub mod state;
+pub mod watched;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;

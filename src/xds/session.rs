@@ -255,6 +255,8 @@ impl Session<'_> {
                         let partial = p.error_detail();
                         let mut s = client.store.borrow_mut();
                         s.commit(p);
+                        // A listener or cluster gone takes its RDS or EDS resource.
+                        s.forget_unwatched();
                         s.track_pending(Instant::now());
                         if let Some(dir) = &client.state_dir {
                             persist::save(dir, &s);

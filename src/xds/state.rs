@@ -172,44 +172,6 @@ impl Store {
         &mut self.types[k as usize]
     }
 
-    /// The names to subscribe to for `k` (empty for the wildcard types).
-    pub fn wanted(&self, k: Kind) -> BTreeSet<String> {
-        let statics = self.boot.bootstrap.static_resources.as_ref();
-        match k {
-            Kind::Cluster | Kind::Listener => BTreeSet::new(),
-            Kind::Endpoint => statics
-                .map(|s| &s.clusters[..])
-                .unwrap_or_default()
-                .iter()
-                .chain(self.dynamic.clusters.values())
-                .filter_map(xds::eds_name)
-                .collect(),
-            Kind::Route => statics
-                .map(|s| &s.listeners[..])
-                .unwrap_or_default()
-                .iter()
-                .chain(self.dynamic.listeners.values())
-                .flat_map(xds::rds_names)
-                .collect(),
-            Kind::Secret => {
-                let listeners = statics
-                    .map(|s| &s.listeners[..])
-                    .unwrap_or_default()
-                    .iter()
-                    .chain(self.dynamic.listeners.values())
-                    .flat_map(xds::sds_names_listener);
-                statics
-                    .map(|s| &s.clusters[..])
-                    .unwrap_or_default()
-                    .iter()
-                    .chain(self.dynamic.clusters.values())
-                    .flat_map(xds::sds_names_cluster)
-                    .chain(listeners)
-                    .collect()
-            }
-        }
-    }
-
     /// The subscription of `k` has its first response, or its initial fetch timed out:
     /// what depends on it may start (Envoy's init manager moves on either way).
     pub fn fetched(&self, k: Kind) -> bool {

@@ -74,6 +74,11 @@ impl Envoy {
     /// `start` on ports the caller chose (`[listen, listen2, admin]`, from
     /// [`free_ports`]), for a test that must name them before Envoy starts.
     pub fn start_on(bin: &PathBuf, template: &str, ports: [u16; 3]) -> Envoy {
+        Envoy::start_args(bin, template, ports, &[])
+    }
+
+    /// `start_on` with extra command-line arguments (`--drain-time-s 0`, say).
+    pub fn start_args(bin: &PathBuf, template: &str, ports: [u16; 3], extra: &[&str]) -> Envoy {
         let dir = TempDir::new("envoy");
         let [listen, listen2, admin] = ports;
         let text = template
@@ -88,6 +93,7 @@ impl Envoy {
             .args(["--disable-hot-restart", "--log-level", "error"])
             // Access logs reach their files within 50 ms instead of 10 s.
             .args(["--file-flush-interval-msec", "50"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("envoy.log")).unwrap())

@@ -14,8 +14,9 @@ use super::{is_tchar, Builder};
 
 impl Builder {
     /// A route's cluster: `Ok(None)` when it does not exist and the table does not
-    /// validate clusters (Envoy's `validate_clusters: false`, the default for RDS),
-    /// `Err` (recorded) when it does not exist and the table does.
+    /// validate clusters (Envoy's `validate_clusters: false`, the default for RDS) or
+    /// the cluster is still warming, `Err` (recorded) when it does not exist and the
+    /// table does.
     fn route_cluster(
         &mut self,
         path: String,
@@ -24,7 +25,9 @@ impl Builder {
     ) -> Result<Option<usize>, ()> {
         match clusters.iter().position(|c| c.name == name) {
             Some(i) => Ok(Some(i)),
-            None if self.lax_clusters => Ok(None),
+            None if self.lax_clusters || self.warming_clusters.iter().any(|w| w == name) => {
+                Ok(None)
+            }
             None => {
                 self.err(path, format!("no cluster named `{name}`"));
                 Err(())

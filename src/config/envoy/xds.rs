@@ -30,7 +30,7 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, HttpConnectionManager,
 };
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::google::protobuf::{Any, BoolValue};
 use prost::Message;
 use prost_reflect::{DynamicMessage, SerializeOptions};
 use serde_json::Value;
@@ -405,7 +405,7 @@ pub fn assemble(
     let mut used_listeners = BTreeMap::new();
     let mut listeners = Vec::new();
     for l in std::mem::take(&mut sr.listeners) {
-        match inline_routes(&l, d, expired) {
+        match inline_routes(&l, d, expired, false) {
             Ok((l, rl)) => {
                 push_listener(&mut listeners, &mut labels, l, None, rl);
             }
@@ -413,13 +413,16 @@ pub fn assemble(
         }
     }
     for (name, l) in &d.listeners {
-        let chosen = match inline_routes(l, d, expired) {
+        let active = d.active_listeners.get(name);
+        let chosen = match inline_routes(l, d, expired, active == Some(l)) {
             Ok(done) => Some((done, l.clone())),
             Err(missing) => {
                 warming.extend(missing);
-                d.active_listeners
-                    .get(name)
-                    .and_then(|a| inline_routes(a, d, expired).ok().map(|r| (r, a.clone())))
+                active.and_then(|a| {
+                    inline_routes(a, d, expired, true)
+                        .ok()
+                        .map(|r| (r, a.clone()))
+                })
             }
         };
         if let Some(((inlined, rl), original)) = chosen {
@@ -430,6 +433,14 @@ pub fn assemble(
     sr.clusters = clusters;
     sr.listeners = listeners;
     b.static_resources = Some(sr);
+    // CDS clusters left out while they warm: a route that validates its clusters may
+    // name them (Envoy accepts a listener whose inline route does) and answers NC.
+    let warming_clusters: Vec<String> = d
+        .clusters
+        .keys()
+        .filter(|n| !used_clusters.contains_key(*n))
+        .cloned()
+        .collect();
 
     let relabel = |mut e: ConfigError| {
         let best = labels
@@ -451,7 +462,8 @@ pub fn assemble(
         e
     };
     let tr = bootstrap::translate(&b, &d.secrets).map_err(|e| ConfigErrors(vec![relabel(e)]))?;
-    let snapshot = super::super::build::build_raw(&tr.raw, dump).map_err(|errors| {
+    let built = super::super::build::build_raw_warming(&tr.raw, dump, &warming_clusters);
+    let snapshot = built.map_err(|errors| {
         ConfigErrors(
             errors
                 .into_iter()
@@ -501,6 +513,7 @@ fn inline_routes(
     l: &Listener,
     d: &Dynamic,
     expired: &BTreeSet<String>,
+    accepted: bool,
 ) -> Result<(Listener, Vec<(String, String)>), Vec<(&'static str, String)>> {
     let mut missing: Vec<(&'static str, String)> = rds_names(l)
         .into_iter()
@@ -527,25 +540,34 @@ fn inline_routes(
         let Some((k, mut h)) = hcm_of(fc) else {
             continue;
         };
-        let Some(RouteSpecifier::Rds(rds)) = &h.route_specifier else {
-            continue;
+        let rds = match &mut h.route_specifier {
+            Some(RouteSpecifier::Rds(rds)) => rds.route_config_name.clone(),
+            // An inline route table was checked against the clusters when its listener
+            // was accepted, and Envoy does not check it again: a route to a cluster
+            // removed since answers NC rather than refuse the update that removed it.
+            Some(RouteSpecifier::RouteConfig(rc)) if accepted => {
+                rc.validate_clusters = Some(BoolValue { value: false });
+                String::new()
+            }
+            _ => continue,
         };
-        let name = rds.route_config_name.clone();
-        // A route configuration whose initial fetch timed out is empty (Envoy: every
-        // request gets 404 NR until it arrives).
-        let mut rc = d.routes.get(&name).cloned().unwrap_or(RouteConfiguration {
-            name: name.clone(),
-            ..Default::default()
-        });
-        rds_validation_default(&mut rc);
-        h.route_specifier = Some(RouteSpecifier::RouteConfig(rc));
+        if !rds.is_empty() {
+            // A route configuration whose initial fetch timed out is empty (Envoy:
+            // every request gets 404 NR until it arrives).
+            let mut rc = d.routes.get(&rds).cloned().unwrap_or(RouteConfiguration {
+                name: rds.clone(),
+                ..Default::default()
+            });
+            rds_validation_default(&mut rc);
+            h.route_specifier = Some(RouteSpecifier::RouteConfig(rc));
+            placed.push((format!("{cp}.filters[{k}].typed_config"), rds));
+        }
         if let Some(f) = fc.filters.get_mut(k) {
             f.config_type = Some(filter::ConfigType::TypedConfig(Any {
                 type_url: format!("type.googleapis.com/{HCM}"),
                 value: h.encode_to_vec(),
             }));
         }
-        placed.push((format!("{cp}.filters[{k}].typed_config"), name));
     }
     Ok((l, placed))
 }
@@ -555,7 +577,7 @@ fn inline_routes(
 /// warming, answers `503` with flag `NC` and its `cluster_not_found_response_code`.
 fn rds_validation_default(rc: &mut RouteConfiguration) {
     if rc.validate_clusters.is_none() {
-        rc.validate_clusters = Some(envoy_types::pb::google::protobuf::BoolValue { value: false });
+        rc.validate_clusters = Some(BoolValue { value: false });
     }
 }
 
@@ -627,149 +649,5 @@ pub fn encode_json(type_name: &str, json: &Value) -> Result<Vec<u8>, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    const BOOT: &str = r#"
-node: {id: n}
-dynamic_resources:
-  ads_config: {api_type: DELTA_GRPC, grpc_services: [{envoy_grpc: {cluster_name: xds}}]}
-  lds_config: {ads: {}}
-  cds_config: {ads: {}, initial_fetch_timeout: 3s}
-static_resources:
-  clusters:
-  - name: xds
-    load_assignment:
-      cluster_name: xds
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}]}]
-"#;
-
-    fn resource<M: Message + Default>(t: &str, v: serde_json::Value) -> M {
-        let bytes = encode_json(t, &v).unwrap();
-        decode_resource::<M>(t, &bytes).unwrap().0
-    }
-
-    fn listener() -> Listener {
-        resource(
-            LISTENER,
-            json!({
-                "name": "l",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 2}},
-                "filter_chains": [{"filters": [{"name": "hcm", "typed_config": {
-                    "@type": format!("type.googleapis.com/{HCM}"),
-                    "stat_prefix": "l",
-                    "rds": {"config_source": {"ads": {}}, "route_config_name": "r"},
-                    "http_filters": [{"name": "router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
-                }}]}]
-            }),
-        )
-    }
-
-    fn route(status: u32) -> RouteConfiguration {
-        resource(
-            ROUTE,
-            json!({"name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [
-                {"match": {"prefix": "/"}, "direct_response": {"status": status}}
-            ]}]}),
-        )
-    }
-
-    #[test]
-    fn ads_settings_come_from_the_bootstrap() {
-        let x = xds_bootstrap(BOOT).unwrap().unwrap();
-        assert!(x.delta);
-        assert_eq!(x.ads_cluster, "xds");
-        assert_eq!(x.node.id, "n");
-        assert_eq!(x.cds_fetch_timeout, Some(Duration::from_secs(3)));
-        assert_eq!(x.lds_fetch_timeout, Some(Duration::from_secs(15)));
-        // Zero disables a subscription's timeout, as in Envoy.
-        let zero = ConfigSource {
-            initial_fetch_timeout: Some(Default::default()),
-            ..Default::default()
-        };
-        assert_eq!(fetch_timeout(Some(&zero)), None);
-        assert!(xds_bootstrap("static_resources: {}").unwrap().is_none());
-        let e = xds_bootstrap(&BOOT.replace("cluster_name: xds}", "cluster_name: nope}"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("envoy_grpc.cluster_name"), "{e}");
-    }
-
-    #[test]
-    fn a_listener_warms_until_its_route_arrives() {
-        let x = xds_bootstrap(BOOT).unwrap().unwrap();
-        let mut d = Dynamic::default();
-        d.listeners.insert("l".into(), listener());
-        let none = BTreeSet::new();
-        let a = assemble(&x, &d, &none, Value::Null).unwrap();
-        assert!(a.snapshot.listeners.is_empty());
-        assert_eq!(a.warming, vec![(ROUTE, "r".to_string())]);
-        d.routes.insert("r".into(), route(200));
-        let a = assemble(&x, &d, &none, Value::Null).unwrap();
-        assert_eq!(a.snapshot.listeners.len(), 1);
-        assert!(a.used_listeners.contains_key("l"));
-        // Timed out: the listener serves an empty route configuration.
-        d.routes.clear();
-        let expired = BTreeSet::from(["rds:r".to_string()]);
-        let a = assemble(&x, &d, &expired, Value::Null).unwrap();
-        assert_eq!(a.snapshot.listeners.len(), 1);
-    }
-
-    #[test]
-    fn errors_name_the_resource_and_its_field() {
-        let x = xds_bootstrap(BOOT).unwrap().unwrap();
-        let mut d = Dynamic::default();
-        d.listeners.insert("l".into(), listener());
-        d.routes.insert("r".into(), route(700));
-        let e = assemble(&x, &d, &BTreeSet::new(), Value::Null)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            e.starts_with("route_configuration `r`: virtual_hosts[0].routes[0].direct_response"),
-            "{e}"
-        );
-        let bytes = encode_json(
-            CLUSTER,
-            &json!({"name": "c", "type": "EDS", "lb_subset_config": {}}),
-        )
-        .unwrap();
-        let (path, _) = decode_resource::<Cluster>(CLUSTER, &bytes).unwrap_err();
-        assert_eq!(path, "lb_subset_config");
-        assert!(decode_resource::<Cluster>(CLUSTER, &[0xff, 0xff]).is_err());
-    }
-
-    #[test]
-    fn an_eds_cluster_takes_its_endpoints_and_drops_unhealthy_ones() {
-        let x = xds_bootstrap(BOOT).unwrap().unwrap();
-        let mut d = Dynamic::default();
-        d.clusters.insert(
-            "c".into(),
-            resource(CLUSTER, json!({"name": "c", "type": "EDS"})),
-        );
-        let none = BTreeSet::new();
-        let a = assemble(&x, &d, &none, Value::Null).unwrap();
-        assert!(a.snapshot.clusters.iter().all(|c| c.name != "c"));
-        let ep = |port: u16, health: &str| json!({"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}, "health_status": health});
-        d.endpoints.insert(
-            "c".into(),
-            resource(
-                ENDPOINT,
-                json!({"cluster_name": "c", "endpoints": [{"lb_endpoints": [ep(5, "HEALTHY"), ep(6, "UNHEALTHY"), ep(7, "DRAINING")]}]}),
-            ),
-        );
-        let a = assemble(&x, &d, &none, Value::Null).unwrap();
-        let c = a.snapshot.clusters.iter().find(|c| c.name == "c").unwrap();
-        assert_eq!(c.endpoints.len(), 2);
-        assert_eq!(c.endpoints[0].addr.port(), 5);
-        assert_eq!(
-            c.endpoints[0].health,
-            crate::config::EndpointHealth::Healthy
-        );
-        assert_eq!(
-            c.endpoints[1].health,
-            crate::config::EndpointHealth::Unhealthy
-        );
-    }
-}
+#[path = "xds_tests.rs"]
+mod tests;
