@@ -473,6 +473,10 @@ pub struct AccessLog {
     pub format: LogFormat,
     /// Which streams get a line (`None`: all).
     pub filter: Option<super::access_log_filter::LogFilter>,
+    /// The format prints `%UPSTREAM_LOCAL_ADDRESS%`: only then is an upstream
+    /// connection's local address read (a `getsockname` per new HTTP/1 connection) and
+    /// carried to the log (compiled from `format`).
+    pub upstream_local: bool,
 }
 
 pub use super::retry_model::{Retries, RetryPolicy};

@@ -48,6 +48,9 @@ impl Conn {
                     .await;
             }
         };
+        if self.upstream_local {
+            self.rec.log.upstream_local = up.local_addr();
+        }
         cs.stats.cx_total.inc();
         es.cx_total.inc();
         cs.stats.rq_class[1].inc();

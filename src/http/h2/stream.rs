@@ -208,6 +208,8 @@ pub(crate) async fn serve<C: Connector>(
     marks.decided = Some(Instant::now());
     let mut upstream_marks = None;
     let mut upstream_facts = (None, None);
+    // The log prints `%UPSTREAM_LOCAL_ADDRESS%`: only then is the address read.
+    let wants_local = view.access_log(at).is_some_and(|l| l.upstream_local());
     let mut upstream_cluster = None;
     let mut cluster_name = None;
     let done = match (refused, filter_reply, decision) {
@@ -233,9 +235,15 @@ pub(crate) async fn serve<C: Connector>(
             };
             cluster_name = Some(cs.name.clone());
             // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
-            let progress = Rc::new(Progress::new(Duration::ZERO, l.idle_timeout));
+            let progress = Rc::new(
+                Progress::new(Duration::ZERO, l.idle_timeout).recording_upstream_local(wants_local),
+            );
             let _clock = conn.clocks.register(&progress);
-            super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response).await
+            let done =
+                super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response)
+                    .await;
+            upstream_facts = (progress.upstream_local(), progress.transport_failure());
+            done
         }
         (None, None, Some(Decision::Direct(d, location))) => local_at(
             &mut respond,
@@ -349,7 +357,9 @@ pub(crate) async fn serve<C: Connector>(
             if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
                 edits.request.stamp.attempt_count = Some(1);
             }
-            let progress = Rc::new(Progress::new(timeout, l.stream_idle_timeout));
+            let progress = Rc::new(
+                Progress::new(timeout, l.stream_idle_timeout).recording_upstream_local(wants_local),
+            );
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
                 progress.request_done();
