@@ -153,10 +153,7 @@ pub fn render(r: &StatsReport) -> String {
         let mut cum = 0;
         for (i, n) in l.rq_time.buckets.iter().enumerate() {
             cum += n;
-            let le = match DURATION_BUCKETS_US.get(i) {
-                Some(us) => format!("{}", *us as f64 / 1e6),
-                None => "+Inf".to_string(),
-            };
+            let le = le_seconds(&l.rq_time, &DURATION_BUCKETS_US, i);
             let _ = writeln!(
                 out,
                 "outrigger_downstream_rq_time_seconds_bucket{{listener=\"{}\",le=\"{le}\"}} {cum}",
@@ -409,15 +406,26 @@ fn upstream_rq_time(out: &mut String, cs: &[crate::observe::stats::ClusterReport
         let mut cum = 0;
         for (i, n) in c.rq_time.buckets.iter().enumerate() {
             cum += n;
-            let le = match UPSTREAM_RQ_TIME_BUCKETS_US.get(i) {
-                Some(us) => format!("{}", *us as f64 / 1e6),
-                None => "+Inf".to_string(),
-            };
+            let le = le_seconds(&c.rq_time, &UPSTREAM_RQ_TIME_BUCKETS_US, i);
             let _ = writeln!(out, "{NAME}_bucket{{cluster=\"{name}\",le=\"{le}\"}} {cum}");
         }
         let sum = c.rq_time.sum_us as f64 / 1e6;
         let _ = writeln!(out, "{NAME}_sum{{cluster=\"{name}\"}} {sum}");
         let _ = writeln!(out, "{NAME}_count{{cluster=\"{name}\"}} {cum}");
+    }
+}
+
+/// The `le` of bucket `i`, in seconds: the histogram's configured bound
+/// (`histogram_buckets`, given in milliseconds), else `default`'s (microseconds);
+/// `+Inf` past the last.
+fn le_seconds(h: &crate::observe::stats::HistogramReport, default: &[u64], i: usize) -> String {
+    let ms = match h.bounds.as_deref() {
+        Some(b) => b.ms().get(i).copied(),
+        None => default.get(i).map(|&us| us as f64 / 1000.0),
+    };
+    match ms {
+        Some(ms) => format!("{}", ms / 1000.0),
+        None => "+Inf".to_string(),
     }
 }
 

@@ -27,6 +27,7 @@ mod retry;
 mod route_action;
 mod route_match;
 mod routes;
+mod stats;
 mod tls;
 mod tracing;
 
@@ -258,6 +259,7 @@ impl Builder {
             );
         }
 
+        let histogram_buckets = self.histogram_buckets(raw.stats.as_ref());
         self.unique("clusters", raw.clusters.iter().map(|c| c.name.as_str()));
         self.unique(
             "route_tables",
@@ -311,6 +313,7 @@ impl Builder {
             route_tables,
             clusters,
             counters: std::mem::take(&mut self.counters),
+            histogram_buckets,
             dump,
         })
     }

@@ -33,8 +33,19 @@ pub struct Snapshot {
     /// `http.ingress.rbac.allowed`); a filter holds indices into this list, and each
     /// worker keeps one counter per name (`WorkerView::counters`), across reloads.
     pub counters: Vec<String>,
+    /// Bucket bounds for the duration histograms, by stat name: the first rule whose
+    /// matcher takes a histogram's name gives its buckets (Envoy's
+    /// `stats_config.histogram_bucket_settings`; `observe::bucket_rules`).
+    pub histogram_buckets: Vec<HistogramBuckets>,
     /// The config as JSON, for `/config_dump`.
     pub dump: serde_json::Value,
+}
+
+/// One rule of `histogram_buckets`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramBuckets {
+    pub matcher: super::match_model::StringMatch,
+    pub bounds: Arc<crate::observe::buckets::Bounds>,
 }
 
 /// A listening socket and what it does with the connections it accepts: its listener

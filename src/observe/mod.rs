@@ -6,6 +6,8 @@ pub mod access_log;
 pub mod access_log_filter;
 pub mod access_log_fmt;
 pub mod alloc_count;
+pub mod bucket_rules;
+pub mod buckets;
 pub mod istio;
 pub mod log_levels;
 pub mod outlier_stats;

@@ -548,6 +548,7 @@ fn first_placeholder() -> Snapshot {
         route_tables: Vec::new(),
         clusters: Vec::new(),
         counters: Vec::new(),
+        histogram_buckets: Vec::new(),
         dump: serde_json::Value::Null,
     }
 }

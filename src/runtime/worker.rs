@@ -253,7 +253,7 @@ async fn housekeeping(
 impl Worker {
     fn apply(self: &Rc<Self>, snapshot: Arc<Snapshot>, sockets: Vec<(String, socket2::Socket)>) {
         let prev = self.current.borrow().clone();
-        let clusters = snapshot
+        let clusters: Vec<Rc<ClusterState<_>>> = snapshot
             .clusters
             .iter()
             .enumerate()
@@ -306,6 +306,11 @@ impl Worker {
                     .clone()
             })
             .collect();
+        crate::observe::bucket_rules::configure(
+            &snapshot,
+            clusters.iter().map(|c| (&*c.cfg.name, &*c.stats)),
+            &listener_stats,
+        );
         let counters = snapshot
             .counters
             .iter()
