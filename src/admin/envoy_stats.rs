@@ -521,6 +521,13 @@ fn hists(r: &StatsReport) -> Vec<Hist<'_>> {
             &c.rq_time,
         ));
     }
+    // Named histograms (the routes' `upstream_rq_time`), made by their first sample as
+    // Envoy makes them.
+    for (name, h) in &r.histograms {
+        if count(h) > 0 {
+            out.push(Hist::new(name.clone(), &UPSTREAM_RQ_TIME_BUCKETS_US, h));
+        }
+    }
     for l in &r.listeners {
         out.push(Hist::new(
             format!("listener.{}.downstream_rq_time", l.name),

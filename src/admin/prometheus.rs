@@ -174,6 +174,7 @@ pub fn render(r: &StatsReport) -> String {
     }
 
     upstream_rq_time(&mut out, cs);
+    route_rq_time(&mut out, &r.histograms);
     phase_histograms(&mut out, ls);
 
     macro_rules! per_cluster {
@@ -426,6 +427,40 @@ fn le_seconds(h: &crate::observe::stats::HistogramReport, default: &[u64], i: us
     match ms {
         Some(ms) => format!("{}", ms / 1000.0),
         None => "+Inf".to_string(),
+    }
+}
+
+/// A route's `vhost.<vhost>.route.<stat_prefix>.upstream_rq_time` (Envoy's route
+/// `stat_prefix`), once it has a sample; the `route` label is the stat prefix.
+fn route_rq_time(out: &mut String, hs: &[(String, crate::observe::stats::HistogramReport)]) {
+    const NAME: &str = "outrigger_route_upstream_rq_time_seconds";
+    let mut family_written = false;
+    for (name, h) in hs {
+        let Some(prefix) = name.strip_suffix(".upstream_rq_time") else {
+            continue;
+        };
+        if h.buckets.iter().sum::<u64>() == 0 {
+            continue;
+        }
+        if !family_written {
+            family(
+                out,
+                NAME,
+                "histogram",
+                "Upstream request time of a route with a stat_prefix (Envoy's vhost.<vhost>.route.<stat_prefix>.upstream_rq_time).",
+            );
+            family_written = true;
+        }
+        let route = esc(prefix);
+        let mut cum = 0;
+        for (i, n) in h.buckets.iter().enumerate() {
+            cum += n;
+            let le = le_seconds(h, &UPSTREAM_RQ_TIME_BUCKETS_US, i);
+            let _ = writeln!(out, "{NAME}_bucket{{route=\"{route}\",le=\"{le}\"}} {cum}");
+        }
+        let sum = h.sum_us as f64 / 1e6;
+        let _ = writeln!(out, "{NAME}_sum{{route=\"{route}\"}} {sum}");
+        let _ = writeln!(out, "{NAME}_count{{route=\"{route}\"}} {cum}");
     }
 }
 

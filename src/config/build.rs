@@ -144,6 +144,8 @@ struct Builder {
     errors: Vec<ConfigError>,
     /// The config's named counters (`Snapshot::counters`), each once.
     counters: Vec<String>,
+    /// The routes' stat prefixes (`Snapshot::route_stats`), each once.
+    route_stats: Vec<String>,
     /// The route table being built has `validate_clusters: false`: a route to a
     /// cluster that does not exist loads (and answers `NC`).
     lax_clusters: bool,
@@ -313,6 +315,7 @@ impl Builder {
             route_tables,
             clusters,
             counters: std::mem::take(&mut self.counters),
+            route_stats: std::mem::take(&mut self.route_stats),
             histogram_buckets,
             dump,
         })

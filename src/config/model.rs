@@ -37,6 +37,10 @@ pub struct Snapshot {
     /// matcher takes a histogram's name gives its buckets (Envoy's
     /// `stats_config.histogram_bucket_settings`; `observe::bucket_rules`).
     pub histogram_buckets: Vec<HistogramBuckets>,
+    /// The routes' stat prefixes, `vhost.<virtual host>.route.<stat_prefix>` (Envoy's
+    /// route `stat_prefix`), each once; a route holds its index, and each worker keeps
+    /// one `observe::route_stats::RouteStats` per prefix, across reloads.
+    pub route_stats: Vec<String>,
     /// The config as JSON, for `/config_dump`.
     pub dump: serde_json::Value,
 }

@@ -148,6 +148,8 @@ struct Plan<'v> {
     parsed_at: Option<Instant>,
     /// The matched route's name, for the access log.
     route_name: Option<&'v std::sync::Arc<str>>,
+    /// The matched route's stats, when it keeps them (`observe::route_stats`).
+    route_stats: Option<usize>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -460,6 +462,7 @@ impl Conn {
                 ..
             } => {
                 self.rec.cluster_index = Some(cluster);
+                self.rec.route_stats = plan.route_stats;
                 self.proxy(down, view, &plan, (cluster, dst), timeout, h2_request)
                     .await
             }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::buckets::Bounds;
+use super::route_stats::RouteStats;
 use super::stats::{duration_bounds, envoy_default_bounds, ClusterStats, ListenerStats};
 use crate::config::model::{HistogramBuckets, NetworkTerminal, Snapshot};
 use crate::http::router::string_matches;
@@ -22,6 +23,14 @@ pub fn bounds_for(rules: &[HistogramBuckets], names: &[&str]) -> Option<Arc<Boun
                 .any(|n| string_matches(&r.matcher, n.as_bytes()))
         })
         .map(|r| r.bounds.clone())
+}
+
+/// Sets the bounds of a route's `<prefix>.upstream_rq_time` (Envoy's buckets unless a
+/// rule takes its name).
+pub fn configure_route(snapshot: &Snapshot, prefix: &str, stats: &RouteStats) {
+    let name = format!("{prefix}.upstream_rq_time");
+    let b = bounds_for(&snapshot.histogram_buckets, &[&name]).unwrap_or_else(envoy_default_bounds);
+    stats.rq_time.0.configure(&b);
 }
 
 /// Sets the bounds of every cluster's `upstream_rq_time` and every listener's

@@ -12,6 +12,7 @@ pub mod istio;
 pub mod log_levels;
 pub mod outlier_stats;
 pub mod phases;
+pub mod route_stats;
 pub mod stats;
 pub mod stream_info;
 pub mod tls_stats;

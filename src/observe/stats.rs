@@ -620,6 +620,10 @@ pub struct StatsReport {
     /// Istio's metrics, one entry per label combination (merged by label text).
     #[serde(skip)]
     pub istio: Vec<super::istio::cells::IstioSeriesReport>,
+    /// Histograms kept by name (the routes' `upstream_rq_time`: `route_stats`), with
+    /// Envoy's default buckets unless configured.
+    #[serde(skip)]
+    pub histograms: Vec<(String, HistogramReport)>,
 }
 
 fn add_vec(a: &mut Vec<u64>, b: &[u64]) {
@@ -635,6 +639,12 @@ impl StatsReport {
     /// Adds another worker's report into this one, matching by name.
     pub fn merge(&mut self, other: StatsReport) {
         super::istio::cells::merge_into(&mut self.istio, other.istio);
+        for (name, h) in other.histograms {
+            match self.histograms.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, x)) => x.merge(&h),
+                None => self.histograms.push((name, h)),
+            }
+        }
         for (name, n) in other.counters {
             *self.counters.entry(name).or_default() += n;
         }

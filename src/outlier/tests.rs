@@ -57,6 +57,7 @@ fn snapshot(cfg: OutlierDetection) -> Snapshot {
         clusters: vec![Arc::new(cluster)],
         counters: Vec::new(),
         histogram_buckets: Vec::new(),
+        route_stats: Vec::new(),
         dump: serde_json::Value::Null,
     }
 }

@@ -549,6 +549,7 @@ fn first_placeholder() -> Snapshot {
         clusters: Vec::new(),
         counters: Vec::new(),
         histogram_buckets: Vec::new(),
+        route_stats: Vec::new(),
         dump: serde_json::Value::Null,
     }
 }

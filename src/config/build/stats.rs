@@ -1,5 +1,5 @@
-//! Building `stats` (Envoy's `stats_config`): the histograms' bucket rules. Part of
-//! `config::build`.
+//! Building `stats` (Envoy's `stats_config`): the histograms' bucket rules; and the
+//! routes' stat prefixes. Part of `config::build`.
 
 use std::sync::Arc;
 
@@ -34,5 +34,17 @@ impl Builder {
             }
         }
         out
+    }
+
+    /// The index of the route stats `prefix` in `Snapshot::route_stats`, added on
+    /// first use.
+    pub(super) fn route_stats_index(&mut self, prefix: String) -> usize {
+        match self.route_stats.iter().position(|c| *c == prefix) {
+            Some(i) => i,
+            None => {
+                self.route_stats.push(prefix);
+                self.route_stats.len() - 1
+            }
+        }
     }
 }

@@ -305,6 +305,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "response_headers_to_remove",
             "typed_per_filter_config",
             "per_request_buffer_limit_bytes",
+            "stat_prefix",
         ],
     ),
     (

@@ -27,6 +27,7 @@ impl Conn {
     ) -> Outcome {
         let cs = &view.clusters[cluster];
         self.rec.cluster_index = Some(cluster);
+        self.rec.route_stats = plan.route_stats;
         let ep = match self.begin_upstream(down, view, plan, cluster).await {
             Ok(ep) => ep,
             Err(uh) => return uh,

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::http::stamp::{uuid_v4, REQUEST_ID};
+use crate::observe::route_stats;
 use crate::observe::stream_info::{self, LogFacts};
 use crate::upstream::Connector;
 
@@ -61,6 +62,14 @@ impl Conn {
             let cs = self.rec.cluster_index.and_then(|c| view.clusters.get(c));
             if let Some(c) = cs {
                 c.stats.rq_time.record(self.rec.duration, &self.rec.phases);
+            }
+            if let Some(r) = self.rec.route_stats.and_then(|i| view.route_stats.get(i)) {
+                r.charge(&route_stats::Ended {
+                    status: self.rec.status,
+                    flag: self.rec.flag,
+                    duration: self.rec.duration,
+                    phases: &self.rec.phases,
+                });
             }
             let cluster = cs.map_or("", |c| c.cfg.name.as_str());
             let istio = view.istio(at).map(|i| (i, cluster));
