@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
+use crate::observe::buckets::format_g;
 use crate::observe::stats::{
     HistogramReport, StatsReport, DURATION_BUCKETS_US, UPSTREAM_RQ_TIME_BUCKETS_US,
 };
@@ -29,7 +30,19 @@ pub struct Query {
     filter: Option<regex::Regex>,
     used_only: bool,
     kind: Kind,
+    buckets: Buckets,
     pub format: Format,
+}
+
+/// Envoy's `histogram_buckets=`: how histograms are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Buckets {
+    /// Quantiles (Envoy's default, and `summary`, `none`).
+    Summary,
+    /// Each bucket's count of samples at or below its bound.
+    Cumulative,
+    /// Each bucket's count of samples between the previous bound and its own.
+    Disjoint,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,18 +68,56 @@ struct Scalar {
     gauge: bool,
 }
 
-/// A histogram: bucket upper bounds (microseconds; the last count is above them).
+/// A histogram: bucket upper bounds (microseconds; the last count is above them), and
+/// as shown (milliseconds).
 struct Hist<'a> {
     name: String,
     bounds: &'a [u64],
+    shown: std::borrow::Cow<'a, [f64]>,
     report: &'a HistogramReport,
+}
+
+impl<'a> Hist<'a> {
+    /// `report` under `name`, with its configured bounds or else `default` (µs).
+    fn new(name: String, default: &'a [u64], report: &'a HistogramReport) -> Hist<'a> {
+        match report.bounds.as_deref() {
+            Some(b) => Hist {
+                name,
+                bounds: b.us(),
+                shown: std::borrow::Cow::Borrowed(b.ms()),
+                report,
+            },
+            None => Hist {
+                name,
+                bounds: default,
+                shown: default.iter().map(|&u| u as f64 / 1000.0).collect(),
+                report,
+            },
+        }
+    }
+
+    /// Per bound: the samples at or below it (`cumulative`), or since the previous one.
+    fn counts(&self, cumulative: bool) -> Vec<u64> {
+        let mut sum = 0;
+        (0..self.shown.len())
+            .map(|i| {
+                let n = self.report.buckets.get(i).copied().unwrap_or(0);
+                sum += n;
+                if cumulative {
+                    sum
+                } else {
+                    n
+                }
+            })
+            .collect()
+    }
 }
 
 impl Query {
     /// Parses `/stats`'s query pairs; `None` when none of Envoy's parameters is there
     /// (the caller keeps Outrigger's own JSON report). `Err`: a 400 with Envoy's text.
     pub fn parse(pairs: &[(String, String)]) -> Option<Result<Query, String>> {
-        let known = ["filter", "usedonly", "format", "type"];
+        let known = ["filter", "usedonly", "format", "type", "histogram_buckets"];
         if !pairs.iter().any(|(k, _)| known.contains(&k.as_str())) {
             return None;
         }
@@ -78,6 +129,7 @@ impl Query {
             filter: None,
             used_only: false,
             kind: Kind::All,
+            buckets: Buckets::Summary,
             format: Format::Text,
         };
         for (k, v) in pairs {
@@ -92,6 +144,19 @@ impl Query {
                     q.filter = Some(re);
                 }
                 "usedonly" => q.used_only = true,
+                "histogram_buckets" => {
+                    q.buckets = match v.as_str() {
+                        "summary" | "none" => Buckets::Summary,
+                        "cumulative" => Buckets::Cumulative,
+                        "disjoint" => Buckets::Disjoint,
+                        _ => {
+                            return Err(
+                                "usage: /stats?histogram_buckets=(cumulative|disjoint|summary)"
+                                    .into(),
+                            )
+                        }
+                    }
+                }
                 "format" => {
                     q.format = match v.as_str() {
                         "text" => Format::Text,
@@ -140,6 +205,18 @@ impl Query {
                 out.push_str("No recorded values\n");
                 continue;
             }
+            if self.buckets != Buckets::Summary {
+                // Envoy's `B<bound>(<interval>,<total>)`; no interval is kept.
+                let counts = h.counts(self.buckets == Buckets::Cumulative);
+                let values: Vec<String> = h
+                    .shown
+                    .iter()
+                    .zip(counts)
+                    .map(|(b, n)| format!("B{}(nan,{n})", format_g(*b)))
+                    .collect();
+                let _ = writeln!(out, "{}", values.join(" "));
+                continue;
+            }
             let values: Vec<String> = QUANTILES
                 .iter()
                 .map(|q| format!("P{q}(nan,{})", quantile(&h, *q)))
@@ -157,7 +234,25 @@ impl Query {
             .map(|s| json!({"name": s.name, "value": s.value}))
             .collect();
         let hists = self.hists(r);
-        if !hists.is_empty() {
+        if !hists.is_empty() && self.buckets != Buckets::Summary {
+            // Envoy's bucket views: a list of histograms, each with its buckets.
+            let cumulative = self.buckets == Buckets::Cumulative;
+            let list: Vec<Value> = hists
+                .iter()
+                .map(|h| {
+                    let buckets: Vec<Value> = h
+                        .shown
+                        .iter()
+                        .zip(h.counts(cumulative))
+                        .map(|(b, n)| {
+                            json!({"upper_bound": number(*b), "interval": null, "cumulative": n})
+                        })
+                        .collect();
+                    json!({"name": h.name, "buckets": buckets})
+                })
+                .collect();
+            stats.push(json!({ "histograms": list }));
+        } else if !hists.is_empty() {
             let computed: Vec<Value> = hists
                 .iter()
                 .map(|h| {
@@ -420,24 +515,31 @@ fn scalars(r: &StatsReport) -> Vec<Scalar> {
 fn hists(r: &StatsReport) -> Vec<Hist<'_>> {
     let mut out = Vec::new();
     for c in &r.clusters {
-        out.push(Hist {
-            name: format!("cluster.{}.upstream_rq_time", c.name),
-            bounds: &UPSTREAM_RQ_TIME_BUCKETS_US,
-            report: &c.rq_time,
-        });
+        out.push(Hist::new(
+            format!("cluster.{}.upstream_rq_time", c.name),
+            &UPSTREAM_RQ_TIME_BUCKETS_US,
+            &c.rq_time,
+        ));
+    }
+    // Named histograms (the routes' `upstream_rq_time`), made by their first sample as
+    // Envoy makes them.
+    for (name, h) in &r.histograms {
+        if count(h) > 0 {
+            out.push(Hist::new(name.clone(), &UPSTREAM_RQ_TIME_BUCKETS_US, h));
+        }
     }
     for l in &r.listeners {
-        out.push(Hist {
-            name: format!("listener.{}.downstream_rq_time", l.name),
-            bounds: &DURATION_BUCKETS_US,
-            report: &l.rq_time,
-        });
+        out.push(Hist::new(
+            format!("listener.{}.downstream_rq_time", l.name),
+            &DURATION_BUCKETS_US,
+            &l.rq_time,
+        ));
         for (phase, h) in crate::observe::phases::PHASE_NAMES.iter().zip(&l.phases) {
-            out.push(Hist {
-                name: format!("listener.{}.phase.{phase}", l.name),
-                bounds: &crate::observe::phases::PHASE_BUCKETS_US,
-                report: h,
-            });
+            out.push(Hist::new(
+                format!("listener.{}.phase.{phase}", l.name),
+                &crate::observe::phases::PHASE_BUCKETS_US,
+                h,
+            ));
         }
     }
     out
@@ -461,6 +563,7 @@ mod tests {
         let mut rq_time = HistogramReport {
             buckets: vec![0; DURATION_BUCKETS_US.len() + 1],
             sum_us: 0,
+            bounds: None,
         };
         rq_time.buckets[2] = 4; // 500us..1ms
         StatsReport {
@@ -519,6 +622,39 @@ mod tests {
         // Four samples between 0.5 and 1 ms: the median halfway.
         assert_eq!(c["values"][2]["cumulative"], 0.75);
         assert_eq!(c["values"][2]["interval"], Value::Null);
+    }
+
+    #[test]
+    fn bucket_views_show_the_bounds_with_counts() {
+        let mut r = report();
+        let bounds = crate::observe::buckets::Bounds::from_ms(&[0.5, 1.0, 3600000.0]).unwrap();
+        r.clusters[0].rq_time = HistogramReport {
+            buckets: vec![1, 2, 0, 1],
+            sum_us: 0,
+            bounds: Some(std::sync::Arc::new(bounds)),
+        };
+        let q = Query::parse(&pairs("filter=cluster&histogram_buckets=cumulative"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            q.text(&r, &[]).lines().last().unwrap(),
+            "cluster.backend.upstream_rq_time: B0.5(nan,1) B1(nan,3) B3.6e+06(nan,3)"
+        );
+        let q = Query::parse(&pairs(
+            "filter=cluster&histogram_buckets=disjoint&type=Histograms&format=json",
+        ))
+        .unwrap()
+        .unwrap();
+        let v = q.json(&r, &[]);
+        let h = &v["stats"][0]["histograms"][0];
+        assert_eq!(h["name"], "cluster.backend.upstream_rq_time");
+        assert_eq!(h["buckets"][0]["upper_bound"], 0.5);
+        assert_eq!(h["buckets"][1]["cumulative"], 2);
+        assert_eq!(h["buckets"][2]["upper_bound"], 3600000);
+        assert_eq!(h["buckets"].as_array().unwrap().len(), 3);
+        assert!(Query::parse(&pairs("histogram_buckets=x"))
+            .unwrap()
+            .is_err());
     }
 
     #[test]

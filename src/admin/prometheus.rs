@@ -153,10 +153,7 @@ pub fn render(r: &StatsReport) -> String {
         let mut cum = 0;
         for (i, n) in l.rq_time.buckets.iter().enumerate() {
             cum += n;
-            let le = match DURATION_BUCKETS_US.get(i) {
-                Some(us) => format!("{}", *us as f64 / 1e6),
-                None => "+Inf".to_string(),
-            };
+            let le = le_seconds(&l.rq_time, &DURATION_BUCKETS_US, i);
             let _ = writeln!(
                 out,
                 "outrigger_downstream_rq_time_seconds_bucket{{listener=\"{}\",le=\"{le}\"}} {cum}",
@@ -177,6 +174,7 @@ pub fn render(r: &StatsReport) -> String {
     }
 
     upstream_rq_time(&mut out, cs);
+    route_rq_time(&mut out, &r.histograms);
     phase_histograms(&mut out, ls);
 
     macro_rules! per_cluster {
@@ -409,15 +407,60 @@ fn upstream_rq_time(out: &mut String, cs: &[crate::observe::stats::ClusterReport
         let mut cum = 0;
         for (i, n) in c.rq_time.buckets.iter().enumerate() {
             cum += n;
-            let le = match UPSTREAM_RQ_TIME_BUCKETS_US.get(i) {
-                Some(us) => format!("{}", *us as f64 / 1e6),
-                None => "+Inf".to_string(),
-            };
+            let le = le_seconds(&c.rq_time, &UPSTREAM_RQ_TIME_BUCKETS_US, i);
             let _ = writeln!(out, "{NAME}_bucket{{cluster=\"{name}\",le=\"{le}\"}} {cum}");
         }
         let sum = c.rq_time.sum_us as f64 / 1e6;
         let _ = writeln!(out, "{NAME}_sum{{cluster=\"{name}\"}} {sum}");
         let _ = writeln!(out, "{NAME}_count{{cluster=\"{name}\"}} {cum}");
+    }
+}
+
+/// The `le` of bucket `i`, in seconds: the histogram's configured bound
+/// (`histogram_buckets`, given in milliseconds), else `default`'s (microseconds);
+/// `+Inf` past the last.
+fn le_seconds(h: &crate::observe::stats::HistogramReport, default: &[u64], i: usize) -> String {
+    let ms = match h.bounds.as_deref() {
+        Some(b) => b.ms().get(i).copied(),
+        None => default.get(i).map(|&us| us as f64 / 1000.0),
+    };
+    match ms {
+        Some(ms) => format!("{}", ms / 1000.0),
+        None => "+Inf".to_string(),
+    }
+}
+
+/// A route's `vhost.<vhost>.route.<stat_prefix>.upstream_rq_time` (Envoy's route
+/// `stat_prefix`), once it has a sample; the `route` label is the stat prefix.
+fn route_rq_time(out: &mut String, hs: &[(String, crate::observe::stats::HistogramReport)]) {
+    const NAME: &str = "outrigger_route_upstream_rq_time_seconds";
+    let mut family_written = false;
+    for (name, h) in hs {
+        let Some(prefix) = name.strip_suffix(".upstream_rq_time") else {
+            continue;
+        };
+        if h.buckets.iter().sum::<u64>() == 0 {
+            continue;
+        }
+        if !family_written {
+            family(
+                out,
+                NAME,
+                "histogram",
+                "Upstream request time of a route with a stat_prefix (Envoy's vhost.<vhost>.route.<stat_prefix>.upstream_rq_time).",
+            );
+            family_written = true;
+        }
+        let route = esc(prefix);
+        let mut cum = 0;
+        for (i, n) in h.buckets.iter().enumerate() {
+            cum += n;
+            let le = le_seconds(h, &UPSTREAM_RQ_TIME_BUCKETS_US, i);
+            let _ = writeln!(out, "{NAME}_bucket{{route=\"{route}\",le=\"{le}\"}} {cum}");
+        }
+        let sum = h.sum_us as f64 / 1e6;
+        let _ = writeln!(out, "{NAME}_sum{{route=\"{route}\"}} {sum}");
+        let _ = writeln!(out, "{NAME}_count{{route=\"{route}\"}} {cum}");
     }
 }
 

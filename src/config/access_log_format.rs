@@ -193,6 +193,13 @@ fn operator(name: &str, arg: Option<&str>) -> Result<Op, String> {
 }
 
 impl TextFormat {
+    /// Whether any field is the operator `op`.
+    pub fn uses(&self, op: &Op) -> bool {
+        self.fields
+            .iter()
+            .any(|f| matches!(f, LogField::Op { op: o, .. } if o == op))
+    }
+
     /// Parses a format string. Errors name the offending operator; nothing here panics
     /// on any input (only `find`/`split_at`-style cuts at positions found in the text).
     pub fn parse(s: &str) -> Result<TextFormat, String> {

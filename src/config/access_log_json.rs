@@ -7,7 +7,7 @@
 //! `%RESPONSE_CODE%`, `null` when the value is absent); any other string value is a
 //! string, with `-` for absent operators.
 
-use super::access_log_format::TextFormat;
+use super::access_log_format::{Op, TextFormat};
 
 /// A listener's access-log format: text or JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,25 @@ impl LogFormat {
     /// A text format (what native `format` and Envoy's `text_format_source` give).
     pub fn parse(s: &str) -> Result<LogFormat, String> {
         TextFormat::parse(s).map(LogFormat::Text)
+    }
+
+    /// Whether any field of the format is `op` (decided once at config time, so that
+    /// the request path gathers only what a configured format prints).
+    pub fn uses(&self, op: &Op) -> bool {
+        match self {
+            LogFormat::Text(t) => t.uses(op),
+            LogFormat::Json(j) => j.root.uses(op),
+        }
+    }
+}
+
+impl JsonNode {
+    fn uses(&self, op: &Op) -> bool {
+        match self {
+            JsonNode::Object(kv) => kv.iter().any(|(_, n)| n.uses(op)),
+            JsonNode::Constant(_) => false,
+            JsonNode::Format(t) => t.uses(op),
+        }
     }
 }
 
@@ -116,5 +135,16 @@ mod tests {
         assert!(e.starts_with("a.b: "), "{e}");
         assert!(JsonTemplate::from_value(&serde_json::json!("x")).is_err());
         assert!(JsonTemplate::from_value(&serde_json::json!({"l": []})).is_err());
+    }
+
+    #[test]
+    fn uses_finds_an_operator_at_any_depth() {
+        let v = serde_json::json!({"a": {"b": "x=%UPSTREAM_LOCAL_ADDRESS%"}, "c": 1});
+        let json = LogFormat::Json(JsonTemplate::from_value(&v).unwrap());
+        assert!(json.uses(&Op::UpstreamLocalAddress));
+        assert!(!json.uses(&Op::UpstreamHost));
+        let text = LogFormat::parse("%UPSTREAM_HOST% %REQ(:PATH)%").unwrap();
+        assert!(text.uses(&Op::UpstreamHost));
+        assert!(!text.uses(&Op::UpstreamLocalAddress));
     }
 }

@@ -27,6 +27,7 @@ mod retry;
 mod route_action;
 mod route_match;
 mod routes;
+mod stats;
 mod tls;
 mod tracing;
 
@@ -159,6 +160,8 @@ struct Builder {
     errors: Vec<ConfigError>,
     /// The config's named counters (`Snapshot::counters`), each once.
     counters: Vec<String>,
+    /// The routes' stat prefixes (`Snapshot::route_stats`), each once.
+    route_stats: Vec<String>,
     /// The route table being built has `validate_clusters: false`: a route to a
     /// cluster that does not exist loads (and answers `NC`).
     lax_clusters: bool,
@@ -277,6 +280,7 @@ impl Builder {
             );
         }
 
+        let histogram_buckets = self.histogram_buckets(raw.stats.as_ref());
         self.unique("clusters", raw.clusters.iter().map(|c| c.name.as_str()));
         self.unique(
             "route_tables",
@@ -330,6 +334,8 @@ impl Builder {
             route_tables,
             clusters,
             counters: std::mem::take(&mut self.counters),
+            route_stats: std::mem::take(&mut self.route_stats),
+            histogram_buckets,
             dump,
         })
     }

@@ -33,8 +33,23 @@ pub struct Snapshot {
     /// `http.ingress.rbac.allowed`); a filter holds indices into this list, and each
     /// worker keeps one counter per name (`WorkerView::counters`), across reloads.
     pub counters: Vec<String>,
+    /// Bucket bounds for the duration histograms, by stat name: the first rule whose
+    /// matcher takes a histogram's name gives its buckets (Envoy's
+    /// `stats_config.histogram_bucket_settings`; `observe::bucket_rules`).
+    pub histogram_buckets: Vec<HistogramBuckets>,
+    /// The routes' stat prefixes, `vhost.<virtual host>.route.<stat_prefix>` (Envoy's
+    /// route `stat_prefix`), each once; a route holds its index, and each worker keeps
+    /// one `observe::route_stats::RouteStats` per prefix, across reloads.
+    pub route_stats: Vec<String>,
     /// The config as JSON, for `/config_dump`.
     pub dump: serde_json::Value,
+}
+
+/// One rule of `histogram_buckets`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramBuckets {
+    pub matcher: super::match_model::StringMatch,
+    pub bounds: Arc<crate::observe::buckets::Bounds>,
 }
 
 /// A listening socket and what it does with the connections it accepts: its listener
@@ -473,6 +488,10 @@ pub struct AccessLog {
     pub format: LogFormat,
     /// Which streams get a line (`None`: all).
     pub filter: Option<super::access_log_filter::LogFilter>,
+    /// The format prints `%UPSTREAM_LOCAL_ADDRESS%`: only then is an upstream
+    /// connection's local address read (a `getsockname` per new HTTP/1 connection) and
+    /// carried to the log (compiled from `format`).
+    pub upstream_local: bool,
 }
 
 pub use super::retry_model::{Retries, RetryPolicy};

@@ -23,6 +23,27 @@ pub(crate) struct RawConfig {
     pub route_tables: Vec<RawRouteTable>,
     #[serde(default)]
     pub clusters: Vec<RawCluster>,
+    #[serde(default)]
+    pub stats: Option<RawStats>,
+}
+
+/// `stats`: how the stats are kept (Envoy's bootstrap `stats_config`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStats {
+    /// Envoy's `histogram_bucket_settings`: the first rule whose `match` takes a
+    /// histogram's name gives its buckets.
+    #[serde(default)]
+    pub histogram_buckets: Vec<RawHistogramBuckets>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHistogramBuckets {
+    #[serde(rename = "match")]
+    pub matcher: super::raw_match::RawStringMatch,
+    /// Upper bounds in milliseconds, each greater than 0, in any order.
+    pub buckets: Vec<f64>,
 }
 
 #[derive(Debug, Deserialize)]

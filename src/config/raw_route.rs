@@ -62,6 +62,10 @@ pub(crate) struct RawRoute {
     /// Envoy's `per_request_buffer_limit_bytes`; replaces the virtual host's.
     #[serde(default)]
     pub per_request_buffer_limit_bytes: Option<u32>,
+    /// Envoy's `stat_prefix`: the route's stats, under
+    /// `vhost.<virtual host>.route.<stat_prefix>.` (`observe::route_stats`).
+    #[serde(default)]
+    pub stat_prefix: Option<String>,
     /// Envoy's `request_mirror_policies`: shadow copies of the request to other
     /// clusters, their responses discarded.
     #[serde(default)]

@@ -65,6 +65,9 @@ pub struct Route {
     pub runtime_fraction: Option<Fraction>,
     pub action: RouteAction,
     pub filters: RouteFilterConfig,
+    /// Envoy's `stat_prefix`: the index of the route's stats in `Snapshot::route_stats`
+    /// (`None`: the route keeps none).
+    pub stats: Option<usize>,
 }
 
 /// What a route contributes to the filter chain: its header edits (compiled with its

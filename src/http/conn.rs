@@ -15,7 +15,8 @@
 //!
 //! The listener layer (`crate::listener`) chose this connection manager and its HTTP/1
 //! codec; this file reads, routes and answers locally; `exchange` proxies a request to
-//! an upstream, `connect` runs CONNECT and the tunnels after an upgrade.
+//! an upstream, `connect` runs CONNECT and the tunnels after an upgrade, `record` keeps
+//! the finished request's record for the stats and the access log.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -24,7 +25,6 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_lite::io::AsyncWriteExt;
 
 use crate::config::DirectResponse;
-use crate::http::stamp::{uuid_v4, REQUEST_ID};
 use crate::observe::phases::Marks;
 use crate::observe::stream_info::{self, LogFacts, StreamInfo};
 use crate::upstream::Connector;
@@ -46,6 +46,7 @@ mod exchange;
 mod failed;
 mod held;
 mod prepare;
+mod record;
 mod response_head;
 mod upload;
 
@@ -147,6 +148,8 @@ struct Plan<'v> {
     parsed_at: Option<Instant>,
     /// The matched route's name, for the access log.
     route_name: Option<&'v std::sync::Arc<str>>,
+    /// The matched route's stats, when it keeps them (`observe::route_stats`).
+    route_stats: Option<usize>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -171,6 +174,8 @@ struct Conn {
     ip_len: usize,
     rec: StreamInfo,
     logging: bool,
+    /// The log prints `%UPSTREAM_LOCAL_ADDRESS%` (read from the upstream connection).
+    upstream_local: bool,
     /// The chain counts Istio's metrics: the record keeps the Host (and the cluster's
     /// index, not its name: no shared `Arc` is touched per request).
     istio: bool,
@@ -223,13 +228,12 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             ..StreamInfo::default()
         },
         logging: view.access_log(at).is_some(),
+        upstream_local: view.access_log(at).is_some_and(|l| l.upstream_local()),
         istio: view.istio(at).is_some(),
         // Only a logged connection needs its `%CONNECTION_ID%`.
-        id: if view.access_log(at).is_some() {
-            stream_info::next_connection_id()
-        } else {
-            0
-        },
+        id: view
+            .access_log(at)
+            .map_or(0, |_| stream_info::next_connection_id()),
         linger: false,
         filters: filter::ConnState::default(),
         marks: Marks::default(),
@@ -247,6 +251,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         // when the first bytes of a request arrive and a newer view keeps this chain.
         if let Some((v, a)) = moving.to.take() {
             conn.logging = v.access_log(a).is_some();
+            conn.upstream_local = v.access_log(a).is_some_and(|l| l.upstream_local());
             conn.istio = v.istio(a).is_some();
             view = v;
             at = a;
@@ -457,6 +462,7 @@ impl Conn {
                 ..
             } => {
                 self.rec.cluster_index = Some(cluster);
+                self.rec.route_stats = plan.route_stats;
                 self.proxy(down, view, &plan, (cluster, dst), timeout, h2_request)
                     .await
             }
@@ -583,56 +589,6 @@ impl Conn {
             self.rec.protocol = "HTTP/1.1";
         }
         self.complete(view, at);
-    }
-
-    /// Keeps the request head for the access log: as it goes upstream (after the filter
-    /// chain's edits), or as it came when it does not go upstream (Envoy logs the
-    /// headers the router saw, and only the router adds its route's headers).
-    fn keep_request_head(&mut self, plan: &Plan<'_>, l: &crate::config::HttpConnectionManager) {
-        let log = &mut self.rec.log;
-        match &plan.action {
-            Action::Proxy { h2: Some(r), .. } => {
-                stream_info::keep_header_map(&mut log.request_head, r.headers())
-            }
-            Action::Proxy { h2: None, .. } => {
-                LogFacts::keep_head(&mut log.request_head, &self.wbuf);
-            }
-            _ => {
-                LogFacts::keep_head(&mut log.request_head, self.rbuf.data());
-            }
-        }
-        match plan.action {
-            Action::Direct(..) | Action::Redirect { .. } => log.details = "direct_response",
-            _ => {}
-        }
-        if !matches!(plan.action, Action::Proxy { .. }) {
-            // The connection manager made an x-request-id for the request even though
-            // it goes nowhere (Envoy logs it).
-            let has = stream_info::find_header(&log.request_head, REQUEST_ID).is_some();
-            if own_headers::generates_request_id(&l.own, &l.forwarding, has) && !has {
-                LogFacts::add_header(&mut log.request_head, REQUEST_ID, &uuid_v4());
-            }
-        }
-        log.head_in = plan.head_len as u64;
-        log.local = Some(self.local);
-        log.connection_id = self.id;
-        // The request head is in; a body, if any, is still to come.
-        log.request_done = (plan.framing.body == BodyKind::Empty).then_some(Duration::ZERO);
-    }
-
-    /// Feeds the finished request's record to the listener's stats and access log and
-    /// its cluster's `upstream_rq_time` (by index: the record keeps names only to log).
-    fn complete<C: Connector>(&self, view: &WorkerView<C>, at: ChainRef) {
-        if let Some(stats) = view.listener_stats.get(at.listener) {
-            let cs = self.rec.cluster_index.and_then(|c| view.clusters.get(c));
-            if let Some(c) = cs {
-                c.stats.rq_time.record(self.rec.duration, &self.rec.phases);
-            }
-            let cluster = cs.map_or("", |c| c.cfg.name.as_str());
-            let istio = view.istio(at).map(|i| (i, cluster));
-            let (log, kind) = (view.access_log(at), stream_info::Kind::Request);
-            stream_info::complete(stats, log, istio, &self.rec, self.peer, kind);
-        }
     }
 
     /// Sends a locally generated response (see `local_with`).

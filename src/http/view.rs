@@ -29,6 +29,8 @@ pub struct WorkerView<C: Connector> {
     /// The filters' named counters, indexed like `snapshot.counters` (kept by name
     /// across reloads, like the listeners' stats).
     pub counters: Vec<Rc<Counter>>,
+    /// The routes' stats (`observe::route_stats`), indexed like `snapshot.route_stats`.
+    pub route_stats: Vec<Rc<crate::observe::route_stats::RouteStats>>,
     /// Indexed like `snapshot.listeners`, then by chain index (`Listener::chain`): each
     /// chain's terminal filter has its own access log.
     pub access_logs: Vec<Vec<Option<Rc<LogSink>>>>,

@@ -126,6 +126,8 @@ pub struct LogSink {
     path: Option<Arc<str>>,
     format: LogFormat,
     filter: Option<LogFilter>,
+    /// The format prints `%UPSTREAM_LOCAL_ADDRESS%` (`config::AccessLog`).
+    upstream_local: bool,
     listener_name: String,
     buf: RefCell<Vec<u8>>,
     /// The JSON formatter's per-value buffer, reused line after line.
@@ -149,6 +151,7 @@ impl LogSink {
             path: cfg.path.as_deref().map(Arc::from),
             format: cfg.format.clone(),
             filter: cfg.filter.clone(),
+            upstream_local: cfg.upstream_local,
             listener_name: listener_name.to_string(),
             buf: RefCell::new(Vec::with_capacity(BATCH_BYTES)),
             scratch: RefCell::new(Vec::new()),
@@ -157,6 +160,12 @@ impl LogSink {
             stats,
             alarm,
         }
+    }
+
+    /// Whether the format prints `%UPSTREAM_LOCAL_ADDRESS%`: the streams logged here
+    /// read their upstream connection's local address, and only they do.
+    pub fn upstream_local(&self) -> bool {
+        self.upstream_local
     }
 
     /// True if this sink writes where and how `cfg` asks.

@@ -3,9 +3,12 @@
 //! The admin server asks each worker for a `StatsReport` (a plain copy, sent over a
 //! channel) and merges the reports at scrape time.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
+
+use super::buckets::Bounds;
 
 use crate::http::flags::{ResponseFlag, FLAG_COUNT};
 
@@ -92,17 +95,106 @@ impl<const N: usize> Buckets<N> {
         HistogramReport {
             buckets: self.buckets.iter().map(Counter::get).collect(),
             sum_us: self.sum_us.get(),
+            bounds: None,
         }
     }
 }
 
-/// Request durations (`DURATION_BUCKETS_US`).
-#[derive(Default)]
-pub struct Histogram(Buckets<{ DURATION_BUCKETS_US.len() + 1 }>);
+/// Durations in whole microseconds counted into buckets whose bounds a config may set
+/// (`observe::buckets`: Envoy's `histogram_bucket_settings`), on one core. The bounds
+/// are chosen when a config is applied, by the stat's name; a change of bounds starts
+/// the histogram afresh. Recording borrows the cell (a flag check, no lock) and
+/// compares against the bounds: nothing is allocated per request.
+pub struct TimeHistogram(RefCell<TimeBuckets>);
+
+struct TimeBuckets {
+    bounds: Arc<Bounds>,
+    /// One per bound, and the last for durations above them all.
+    counts: Box<[Counter]>,
+    sum_us: Counter,
+}
+
+impl TimeBuckets {
+    fn new(bounds: Arc<Bounds>) -> TimeBuckets {
+        TimeBuckets {
+            counts: (0..=bounds.us().len())
+                .map(|_| Counter::default())
+                .collect(),
+            bounds,
+            sum_us: Counter::default(),
+        }
+    }
+}
+
+impl TimeHistogram {
+    pub fn new(bounds: Arc<Bounds>) -> Self {
+        TimeHistogram(RefCell::new(TimeBuckets::new(bounds)))
+    }
+
+    /// Counts `us` into the first bucket whose bound is at least `us`.
+    #[inline]
+    pub fn record(&self, us: u64) {
+        if let Ok(b) = self.0.try_borrow() {
+            let i = b.bounds.us().partition_point(|&x| x < us);
+            if let Some(c) = b.counts.get(i) {
+                c.inc();
+            }
+            b.sum_us.add(us);
+        }
+    }
+
+    /// Uses `bounds` from now on; the counts start afresh if they differ from the
+    /// current ones (a config changed them).
+    pub fn configure(&self, bounds: &Arc<Bounds>) {
+        let same = self
+            .0
+            .try_borrow()
+            .is_ok_and(|b| Arc::ptr_eq(&b.bounds, bounds) || *b.bounds == **bounds);
+        if !same {
+            if let Ok(mut b) = self.0.try_borrow_mut() {
+                *b = TimeBuckets::new(bounds.clone());
+            }
+        }
+    }
+
+    pub fn report(&self) -> HistogramReport {
+        match self.0.try_borrow() {
+            Ok(b) => HistogramReport {
+                buckets: b.counts.iter().map(Counter::get).collect(),
+                sum_us: b.sum_us.get(),
+                bounds: Some(b.bounds.clone()),
+            },
+            Err(_) => HistogramReport::default(),
+        }
+    }
+}
+
+/// The default bounds of request durations (`DURATION_BUCKETS_US`), made once.
+pub fn duration_bounds() -> Arc<Bounds> {
+    static B: OnceLock<Arc<Bounds>> = OnceLock::new();
+    B.get_or_init(|| Arc::new(Bounds::from_us(&DURATION_BUCKETS_US)))
+        .clone()
+}
+
+/// Envoy's default bounds (`UPSTREAM_RQ_TIME_BUCKETS_US`), made once.
+pub fn envoy_default_bounds() -> Arc<Bounds> {
+    static B: OnceLock<Arc<Bounds>> = OnceLock::new();
+    B.get_or_init(|| Arc::new(Bounds::from_us(&UPSTREAM_RQ_TIME_BUCKETS_US)))
+        .clone()
+}
+
+/// Request durations of a listener (`DURATION_BUCKETS_US` unless configured).
+pub struct Histogram(pub TimeHistogram);
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram(TimeHistogram::new(duration_bounds()))
+    }
+}
 
 impl Histogram {
     pub fn record(&self, us: u64) {
-        self.0.record(&DURATION_BUCKETS_US, us);
+        self.0.record(us);
     }
 
     fn report(&self) -> HistogramReport {
@@ -110,19 +202,25 @@ impl Histogram {
     }
 }
 
-/// A cluster's `upstream_rq_time` on one core (Envoy's default buckets).
-#[derive(Default)]
-pub struct UpstreamTime(Buckets<{ UPSTREAM_RQ_TIME_BUCKETS_US.len() + 1 }>);
+/// An `upstream_rq_time` on one core (Envoy's default buckets unless configured): a
+/// cluster's, or a route's (`route_stats`).
+pub struct UpstreamTime(pub TimeHistogram);
+
+impl Default for UpstreamTime {
+    fn default() -> Self {
+        UpstreamTime(TimeHistogram::new(envoy_default_bounds()))
+    }
+}
 
 impl UpstreamTime {
-    /// Counts a finished request that went to this cluster (`Times::upstream`).
+    /// Counts a finished request that went upstream (`Times::upstream`).
     pub fn record(&self, total: std::time::Duration, t: &super::phases::Times) {
         let Some(d) = t.upstream(total) else { return };
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        self.0.record(&UPSTREAM_RQ_TIME_BUCKETS_US, us);
+        self.0
+            .record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     }
 
-    fn report(&self) -> HistogramReport {
+    pub fn report(&self) -> HistogramReport {
         self.0.report()
     }
 }
@@ -383,6 +481,30 @@ impl ClusterStats {
 pub struct HistogramReport {
     pub buckets: Vec<u64>,
     pub sum_us: u64,
+    /// The bucket bounds, when a config may set them (`None`: the kind's fixed ones).
+    #[serde(skip)]
+    pub bounds: Option<Arc<Bounds>>,
+}
+
+impl HistogramReport {
+    /// Adds another core's counts of the same histogram. Counts under other bounds (a
+    /// core that had not applied a config yet) are left out.
+    pub fn merge(&mut self, other: &HistogramReport) {
+        let same = match (&self.bounds, &other.bounds) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => true,
+            _ => false,
+        };
+        if self.buckets.is_empty() && self.sum_us == 0 && !same {
+            *self = other.clone();
+            return;
+        }
+        if !same {
+            return;
+        }
+        add_vec(&mut self.buckets, &other.buckets);
+        self.sum_us += other.sum_us;
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -498,6 +620,10 @@ pub struct StatsReport {
     /// Istio's metrics, one entry per label combination (merged by label text).
     #[serde(skip)]
     pub istio: Vec<super::istio::cells::IstioSeriesReport>,
+    /// Histograms kept by name (the routes' `upstream_rq_time`: `route_stats`), with
+    /// Envoy's default buckets unless configured.
+    #[serde(skip)]
+    pub histograms: Vec<(String, HistogramReport)>,
 }
 
 fn add_vec(a: &mut Vec<u64>, b: &[u64]) {
@@ -513,6 +639,12 @@ impl StatsReport {
     /// Adds another worker's report into this one, matching by name.
     pub fn merge(&mut self, other: StatsReport) {
         super::istio::cells::merge_into(&mut self.istio, other.istio);
+        for (name, h) in other.histograms {
+            match self.histograms.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, x)) => x.merge(&h),
+                None => self.histograms.push((name, h)),
+            }
+        }
         for (name, n) in other.counters {
             *self.counters.entry(name).or_default() += n;
         }
@@ -530,8 +662,7 @@ impl StatsReport {
                             None => x.rq_flags.push((f, n)),
                         }
                     }
-                    add_vec(&mut x.rq_time.buckets, &l.rq_time.buckets);
-                    x.rq_time.sum_us += l.rq_time.sum_us;
+                    x.rq_time.merge(&l.rq_time);
                     x.bytes_received += l.bytes_received;
                     x.bytes_sent += l.bytes_sent;
                     x.access_log_dropped += l.access_log_dropped;
@@ -573,8 +704,7 @@ impl StatsReport {
                     x.rq_shadow_abandoned += c.rq_shadow_abandoned;
                     x.retry_or_shadow_abandoned += c.retry_or_shadow_abandoned;
                     x.lb_healthy_panic += c.lb_healthy_panic;
-                    add_vec(&mut x.rq_time.buckets, &c.rq_time.buckets);
-                    x.rq_time.sum_us += c.rq_time.sum_us;
+                    x.rq_time.merge(&c.rq_time);
                     for e in c.endpoints {
                         match x.endpoints.iter_mut().find(|y| y.address == e.address) {
                             None => x.endpoints.push(e),
@@ -597,63 +727,5 @@ impl StatsReport {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn histogram_and_merge() {
-        let l = ListenerStats::default();
-        l.request_done(200, ResponseFlag::None, 100);
-        l.request_done(503, ResponseFlag::NoHealthyUpstream, 2_000_000);
-        let mut a = StatsReport {
-            listeners: vec![l.report("x")],
-            clusters: vec![],
-            ..Default::default()
-        };
-        let b = StatsReport {
-            listeners: vec![l.report("x")],
-            clusters: vec![],
-            ..Default::default()
-        };
-        a.merge(b);
-        let r = &a.listeners[0];
-        assert_eq!(r.rq_total, 4);
-        assert_eq!(r.rq_class, vec![0, 2, 0, 0, 2]);
-        assert_eq!(r.rq_time.buckets[0], 2);
-        assert_eq!(r.rq_time.buckets[12], 2);
-        assert!(r.rq_flags.contains(&("UH".to_string(), 2)));
-    }
-
-    #[test]
-    fn upstream_time_counts_requests_that_got_a_response_head() {
-        use super::super::phases::{Times, PARSE, WAIT};
-        use std::time::Duration;
-        let h = UpstreamTime::default();
-        let mut t = Times::default();
-        h.record(Duration::from_millis(7), &t); // a local reply: no upstream phases
-        assert_eq!(h.report().buckets.iter().sum::<u64>(), 0);
-        t.0[PARSE] = Some(Duration::from_millis(1));
-        t.0[WAIT] = Some(Duration::from_millis(5));
-        h.record(Duration::from_millis(7), &t);
-        let r = h.report();
-        assert_eq!(r.sum_us, 6_000); // 7 ms less the parse
-        assert_eq!(r.buckets[3], 1); // 5..10 ms: Envoy's buckets
-    }
-
-    #[test]
-    fn phase_histograms_count_entered_phases_and_merge() {
-        use super::super::phases::{Times, PARSE, QUEUE, WAIT};
-        use std::time::Duration;
-        let s = PhaseStats::default();
-        assert!(s.report().is_empty());
-        let mut t = Times::default();
-        t.0[PARSE] = Some(Duration::from_micros(12));
-        t.0[WAIT] = Some(Duration::from_micros(1000));
-        s.record(&t);
-        let mut merged = s.report();
-        merge_phases(&mut merged, s.report());
-        assert_eq!(merged[PARSE].buckets[2], 2); // 12us: in the 25us bucket
-        assert_eq!(merged[WAIT].sum_us, 2000);
-        assert_eq!(merged[QUEUE].buckets.iter().sum::<u64>(), 0);
-    }
-}
+#[path = "stats_tests.rs"]
+mod tests;

@@ -40,6 +40,10 @@ pub struct StreamInfo {
     /// The cluster's index in the snapshot (HTTP/1 sets it for every proxied request;
     /// the name above only when logging).
     pub cluster_index: Option<usize>,
+    /// The route's stats (`observe::route_stats`, an index into
+    /// `WorkerView::route_stats`) when the router picked a cluster for a route that
+    /// keeps them.
+    pub route_stats: Option<usize>,
     /// The downstream connection's TLS facts (kept across its requests).
     pub tls: Option<std::rc::Rc<crate::tls::TlsInfo>>,
     /// A gRPC request (`content-type: application/grpc*`), and the `grpc-status` its
@@ -222,6 +226,7 @@ impl StreamInfo {
         self.grpc = false;
         self.grpc_status = None;
         self.cluster_index = None;
+        self.route_stats = None;
         self.phases = super::phases::Times::default();
     }
 }

@@ -56,6 +56,8 @@ fn snapshot(cfg: OutlierDetection) -> Snapshot {
         route_tables: Vec::new(),
         clusters: vec![Arc::new(cluster)],
         counters: Vec::new(),
+        histogram_buckets: Vec::new(),
+        route_stats: Vec::new(),
         dump: serde_json::Value::Null,
     }
 }

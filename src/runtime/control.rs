@@ -548,6 +548,8 @@ fn first_placeholder() -> Snapshot {
         route_tables: Vec::new(),
         clusters: Vec::new(),
         counters: Vec::new(),
+        histogram_buckets: Vec::new(),
+        route_stats: Vec::new(),
         dump: serde_json::Value::Null,
     }
 }

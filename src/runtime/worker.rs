@@ -25,6 +25,7 @@ use crate::http::view::{ConnSlot, WorkerView};
 use crate::listener::original_dst;
 use crate::listener::select::ChainSelector;
 use crate::observe::access_log::{Batch, LogSink};
+use crate::observe::route_stats::RouteStats;
 use crate::observe::stats::{ClusterStats, Counter, ListenerStats, StatsReport};
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::TcpConnector;
@@ -54,6 +55,8 @@ struct Worker {
     /// Stats live by name so they carry across config versions.
     listener_stats: RefCell<HashMap<String, Rc<ListenerStats>>>,
     cluster_stats: RefCell<HashMap<String, Rc<ClusterStats>>>,
+    /// Each route stat prefix's stats (`observe::route_stats`), kept across reloads.
+    route_stats: RefCell<HashMap<String, Rc<RouteStats>>>,
     /// The latest active health-check flags by cluster name and endpoint address, from
     /// the control executor's checker; a new snapshot's clusters start from them.
     health: RefCell<HashMap<(String, SocketAddr), HealthFlags>>,
@@ -132,6 +135,7 @@ pub async fn run(
         log_tx,
         listener_stats: RefCell::default(),
         cluster_stats: RefCell::default(),
+        route_stats: RefCell::default(),
         health: RefCell::default(),
         ejected: RefCell::default(),
         counters: RefCell::default(),
@@ -253,7 +257,7 @@ async fn housekeeping(
 impl Worker {
     fn apply(self: &Rc<Self>, snapshot: Arc<Snapshot>, sockets: Vec<(String, socket2::Socket)>) {
         let prev = self.current.borrow().clone();
-        let clusters = snapshot
+        let clusters: Vec<Rc<ClusterState<_>>> = snapshot
             .clusters
             .iter()
             .enumerate()
@@ -306,6 +310,25 @@ impl Worker {
                     .clone()
             })
             .collect();
+        crate::observe::bucket_rules::configure(
+            &snapshot,
+            clusters.iter().map(|c| (&*c.cfg.name, &*c.stats)),
+            &listener_stats,
+        );
+        let route_stats: Vec<Rc<RouteStats>> = snapshot
+            .route_stats
+            .iter()
+            .map(|p| {
+                self.route_stats
+                    .borrow_mut()
+                    .entry(p.clone())
+                    .or_default()
+                    .clone()
+            })
+            .collect();
+        for (p, s) in snapshot.route_stats.iter().zip(&route_stats) {
+            crate::observe::bucket_rules::configure_route(&snapshot, p, s);
+        }
         let counters = snapshot
             .counters
             .iter()
@@ -378,6 +401,7 @@ impl Worker {
             clusters,
             listener_stats,
             counters,
+            route_stats,
             access_logs,
             connector: self.connector.clone(),
             draining: self.draining.clone(),
@@ -471,6 +495,9 @@ impl Worker {
         }
         for (name, c) in self.counters.borrow().iter() {
             r.counters.insert(name.clone(), c.get());
+        }
+        for (prefix, s) in self.route_stats.borrow().iter() {
+            s.report_into(prefix, &mut r.counters, &mut r.histograms);
         }
         r
     }

@@ -74,10 +74,21 @@ pub async fn serve<D: Io, C: Connector>(
     };
     rec.log.local = Some(local);
     rec.log.connection_id = stream_info::next_connection_id();
-    let flag = proxy(down, prefix, local, &view, tcp, &mut rec, early).await;
+    let log = view.access_log(at);
+    // The upstream connection's local address is read only for a log that prints it.
+    let upstream_local = log.is_some_and(|l| l.upstream_local());
+    let flag = proxy(
+        down,
+        prefix,
+        local,
+        &view,
+        (tcp, upstream_local),
+        &mut rec,
+        early,
+    )
+    .await;
     rec.flag = Some(flag);
     rec.duration = start.elapsed();
-    let log = view.access_log(at);
     let istio = view
         .istio(at)
         .map(|i| (i, rec.cluster.as_deref().unwrap_or("")));
@@ -89,7 +100,7 @@ async fn proxy<D: Io, C: Connector>(
     prefix: &[u8],
     local: SocketAddr,
     view: &WorkerView<C>,
-    tcp: &TcpProxy,
+    (tcp, upstream_local): (&TcpProxy, bool),
     rec: &mut StreamInfo,
     early: Option<Early<C::Conn>>,
 ) -> ResponseFlag {
@@ -157,6 +168,9 @@ async fn proxy<D: Io, C: Connector>(
             return ResponseFlag::UpstreamConnectFailure;
         }
     };
+    if upstream_local {
+        rec.log.upstream_local = up.local_addr();
+    }
     cs.stats.cx_total.inc();
     count(|e| &e.cx_total);
     count(|e| &e.rq_active);

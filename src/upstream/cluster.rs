@@ -209,16 +209,24 @@ impl<C: 'static> ClusterState<C> {
         }
     }
 
-    /// A ready HTTP/2 handle to endpoint `ep` (opening the connection if needed), with
-    /// the connection counters kept.
+    /// A ready HTTP/2 handle to endpoint `ep` (opening the connection if needed), and
+    /// the connection's local address, with the connection counters kept.
     pub async fn h2_ready<K: super::Connector<Conn = C>>(
         &self,
         ep: usize,
         connector: &K,
-    ) -> std::io::Result<h2::client::SendRequest<bytes::Bytes>> {
+    ) -> std::io::Result<(
+        h2::client::SendRequest<bytes::Bytes>,
+        Option<std::net::SocketAddr>,
+    )> {
         let addr = self.cfg.endpoints[ep].addr;
         match self.h2.ready(ep, connector, &self.cfg, addr).await {
-            Ok((s, opened, over)) => {
+            Ok(super::h2conn::Ready {
+                send: s,
+                local,
+                opened,
+                over,
+            }) => {
                 if over {
                     self.stats.cx_overflow.inc();
                 }
@@ -228,7 +236,7 @@ impl<C: 'static> ClusterState<C> {
                 } else {
                     self.stats.cx_reused.inc();
                 }
-                Ok(s)
+                Ok((s, local))
             }
             Err(e) if super::h2conn::PendingOverflow::is(&e) => {
                 self.stats.rq_pending_overflow.inc();

@@ -7,7 +7,7 @@
 //! to that endpoint. Counting costs nothing per request: a pooled connection is reused
 //! as it is; only opening and closing one touch the atomic.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -71,9 +71,10 @@ impl Live {
 /// A counted connection to endpoint `ep`.
 pub(crate) struct Counted<C> {
     conn: C,
-    /// The connection's local address, read once when it opened (the access log's
-    /// `%UPSTREAM_LOCAL_ADDRESS%` reads it per request without a syscall).
-    local: Option<std::net::SocketAddr>,
+    /// The connection's local address, read the first time a request asks for it (an
+    /// access log that prints `%UPSTREAM_LOCAL_ADDRESS%`), then kept: one `getsockname`
+    /// per connection at most, and none for connections no such log sees.
+    local: OnceCell<Option<std::net::SocketAddr>>,
     breakers: Arc<Breakers>,
     live: Rc<Live>,
     ep: usize,
@@ -99,10 +100,9 @@ impl<'a> Connecting<'a> {
     }
 
     pub fn connected<C: Io>(self, conn: C) -> Counted<C> {
-        let local = conn.local_addr();
         let c = Counted {
             conn,
-            local,
+            local: OnceCell::new(),
             breakers: self.breakers.clone(),
             live: self.live.clone(),
             ep: self.ep,
@@ -200,7 +200,7 @@ impl<C: Io> Io for Counted<C> {
         self.conn.raw_fd()
     }
     fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        self.local
+        *self.local.get_or_init(|| self.conn.local_addr())
     }
     fn tls_info(&self) -> Option<Rc<crate::tls::TlsInfo>> {
         self.conn.tls_info()

@@ -16,7 +16,27 @@ const STREAM_WINDOW: u32 = 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 
 pub(crate) struct H2Conns {
-    conns: RefCell<Vec<Option<SendRequest<Bytes>>>>,
+    conns: RefCell<Vec<Option<Live>>>,
+}
+
+/// A live connection: the handle streams are opened on, and the connection's local
+/// address (`%UPSTREAM_LOCAL_ADDRESS%`). The socket belongs to the h2 driver once the
+/// handshake starts, so the address is read when the connection opens: one
+/// `getsockname` per HTTP/2 connection, which many requests share, never per request.
+#[derive(Clone)]
+struct Live {
+    send: SendRequest<Bytes>,
+    local: Option<SocketAddr>,
+}
+
+/// `ready`'s answer: a handle ready for a new stream, the connection's local address,
+/// whether the connection was opened for it, and whether that went past the cluster's
+/// `max_connections`.
+pub(crate) struct Ready {
+    pub send: SendRequest<Bytes>,
+    pub local: Option<SocketAddr>,
+    pub opened: bool,
+    pub over: bool,
 }
 
 impl H2Conns {
@@ -35,23 +55,28 @@ impl H2Conns {
     }
 
     /// A handle ready for a new stream to endpoint `ep`, connecting if there is no live
-    /// connection. `Ok((handle, opened, over))`, `over`: the new connection went past the
-    /// cluster's `max_connections` (opened anyway: as in Envoy, a pool with no
-    /// connection always gets one); `Err` is a connect or handshake failure.
+    /// connection. `Ready::over`: the new connection went past the cluster's
+    /// `max_connections` (opened anyway: as in Envoy, a pool with no connection always
+    /// gets one); `Err` is a connect or handshake failure.
     pub async fn ready<C: Connector>(
         &self,
         ep: usize,
         connector: &C,
         cluster: &crate::config::Cluster,
         addr: SocketAddr,
-    ) -> std::io::Result<(SendRequest<Bytes>, bool, bool)>
+    ) -> std::io::Result<Ready>
     where
         C::Conn: 'static,
     {
         let existing = self.conns.borrow().get(ep).cloned().flatten();
-        if let Some(s) = existing {
-            if let Ok(s) = s.ready().await {
-                return Ok((s, false, false));
+        if let Some(Live { send, local }) = existing {
+            if let Ok(send) = send.ready().await {
+                return Ok(Ready {
+                    send,
+                    local,
+                    opened: false,
+                    over: false,
+                });
             }
             // The connection is gone (GOAWAY, reset): forget it and open another.
             if let Some(slot) = self.conns.borrow_mut().get_mut(ep) {
@@ -73,6 +98,7 @@ impl H2Conns {
         let io = connector
             .connect_to(cluster, addr, cluster.connect_timeout)
             .await?;
+        let local = crate::http::io::Io::local_addr(&io);
         let mut builder = h2::client::Builder::new();
         builder
             .initial_window_size(STREAM_WINDOW)
@@ -97,13 +123,21 @@ impl H2Conns {
         })
         .detach();
         if let Some(slot) = self.conns.borrow_mut().get_mut(ep) {
-            *slot = Some(send.clone());
+            *slot = Some(Live {
+                send: send.clone(),
+                local,
+            });
         }
         let send = send
             .ready()
             .await
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
-        Ok((send, true, over))
+        Ok(Ready {
+            send,
+            local,
+            opened: true,
+            over,
+        })
     }
 }
 

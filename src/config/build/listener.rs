@@ -396,10 +396,13 @@ impl Builder {
         } else {
             Some(a.path.clone())
         };
+        let upstream_local =
+            format.uses(&crate::config::access_log_format::Op::UpstreamLocalAddress);
         Some(AccessLog {
             path,
             format,
             filter,
+            upstream_local,
         })
     }
 

@@ -195,6 +195,15 @@ impl Builder {
                         let rp = format!("{vp}.routes[{k}]");
                         let mut route =
                             self.route(rp.clone(), r, clusters, levels, &vhost_limits)?;
+                        // Routes of a virtual host that share a prefix share their stats,
+                        // as Envoy's do (the same stat names).
+                        route.stats =
+                            r.stat_prefix
+                                .as_deref()
+                                .filter(|s| !s.is_empty())
+                                .map(|sp| {
+                                    self.route_stats_index(format!("vhost.{}.route.{sp}", v.name))
+                                });
                         if let RouteAction::Cluster(f) = &mut route.action {
                             // The route's policy replaces the virtual host's whole (Envoy).
                             f.retries = Retries {
@@ -457,6 +466,7 @@ impl Builder {
             runtime_fraction: m.runtime_fraction,
             action,
             filters,
+            stats: None,
         })
     }
 }

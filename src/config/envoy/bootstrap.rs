@@ -6,7 +6,9 @@ use envoy_types::pb::envoy::config::overload::v3::{resource_monitor, OverloadMan
 use envoy_types::pb::envoy::extensions::resource_monitors::downstream_connections::v3::DownstreamConnectionsConfig;
 use serde_json::{json, Value};
 
-use super::super::raw::{RawAdmin, RawConfig, RawRuntime};
+use envoy_types::pb::envoy::config::metrics::v3::StatsConfig;
+
+use super::super::raw::{RawAdmin, RawConfig, RawHistogramBuckets, RawRuntime, RawStats};
 use super::convert::{payload, socket_address, AdsSecrets, Translation, R};
 use super::{cluster, err, listener, PathMap};
 
@@ -39,6 +41,13 @@ pub(super) fn translate(b: &Bootstrap, ads_secrets: &AdsSecrets) -> R<Translatio
         runtime.max_connections = overload_manager(om)?;
     }
     tx.raw.runtime = Some(runtime);
+    if let Some(sc) = &b.stats_config {
+        tx.raw.stats = Some(stats_config(sc)?);
+        tx.paths.add(
+            "stats.histogram_buckets".into(),
+            "stats_config.histogram_bucket_settings".into(),
+        );
+    }
     if let Some(sr) = &b.static_resources {
         for (i, c) in sr.clusters.iter().enumerate() {
             let p = format!("static_resources.clusters[{i}]");
@@ -50,6 +59,25 @@ pub(super) fn translate(b: &Bootstrap, ads_secrets: &AdsSecrets) -> R<Translatio
         }
     }
     Ok(tx)
+}
+
+/// `stats_config.histogram_bucket_settings` -> native `stats.histogram_buckets` (the
+/// builder checks the buckets: greater than 0, distinct). `bins` sizes Envoy's
+/// log-linear histogram; Outrigger counts into the buckets themselves, so it is
+/// accepted and has nothing to size.
+fn stats_config(sc: &StatsConfig) -> R<RawStats> {
+    let mut out = RawStats::default();
+    for (i, h) in sc.histogram_bucket_settings.iter().enumerate() {
+        let p = format!("stats_config.histogram_bucket_settings[{i}]");
+        let Some(m) = &h.r#match else {
+            return Err(err(format!("{p}.match"), "is required"));
+        };
+        out.histogram_buckets.push(RawHistogramBuckets {
+            matcher: super::rbac::string(m, &format!("{p}.match"))?,
+            buckets: h.buckets.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// `envoy.resource_monitors.global_downstream_max_connections`: the process-wide cap on

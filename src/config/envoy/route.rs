@@ -238,6 +238,7 @@ fn route(
         auto_host_rewrite: false,
         retry_policy: None,
         per_request_buffer_limit_bytes: route_buffer_limit(r),
+        stat_prefix: (!r.stat_prefix.is_empty()).then(|| r.stat_prefix.clone()),
         request_mirror_policies: Vec::new(),
         hash_policy: Vec::new(),
         cluster_not_found_response_code: None,

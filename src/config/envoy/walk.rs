@@ -12,6 +12,7 @@ mod access_log;
 mod extensions;
 mod filters;
 mod hashing;
+mod stats;
 mod tls;
 
 pub(super) use extensions::{EXTENSIONS, HTTP_FILTERS};
@@ -29,6 +30,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "dynamic_resources",
             "admin",
             "overload_manager",
+            "stats_config",
         ],
     ),
     (
@@ -303,6 +305,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "response_headers_to_remove",
             "typed_per_filter_config",
             "per_request_buffer_limit_bytes",
+            "stat_prefix",
         ],
     ),
     (
@@ -675,6 +678,7 @@ fn supported(message: &str, field: &str) -> bool {
         .chain(tls::SUPPORTED)
         .chain(hashing::SUPPORTED)
         .chain(access_log::SUPPORTED)
+        .chain(stats::SUPPORTED)
         .find(|(m, _)| *m == message)
         .is_some_and(|(_, fields)| fields.contains(&field))
 }

@@ -27,6 +27,7 @@ impl Conn {
     ) -> Outcome {
         let cs = &view.clusters[cluster];
         self.rec.cluster_index = Some(cluster);
+        self.rec.route_stats = plan.route_stats;
         let ep = match self.begin_upstream(down, view, plan, cluster).await {
             Ok(ep) => ep,
             Err(uh) => return uh,
@@ -48,6 +49,9 @@ impl Conn {
                     .await;
             }
         };
+        if self.upstream_local {
+            self.rec.log.upstream_local = up.local_addr();
+        }
         cs.stats.cx_total.inc();
         es.cx_total.inc();
         cs.stats.rq_class[1].inc();

@@ -353,7 +353,8 @@ impl Conn {
     ) -> Outcome {
         // The upstream buffer is borrowed from the worker only for this exchange.
         self.ubuf = view.bufs.take();
-        let progress = Progress::new(timeout, plan.stream_idle_timeout);
+        let progress = Progress::new(timeout, plan.stream_idle_timeout)
+            .recording_upstream_local(self.upstream_local);
         let outcome = self
             .exchange(down, view, plan, (cluster, timeout), h2_request, &progress)
             .await;
@@ -661,6 +662,7 @@ impl Conn {
                 .reply_and_close(down, plan, reply.status, body, reply.flag)
                 .await;
         }
+        self.rec.log.upstream_local = progress.upstream_local();
         if let Some(f) = res.failed {
             self.rec.log.transport_failure = progress.transport_failure();
             // Nothing was sent yet: answer locally like the HTTP/1 path does. The

@@ -220,6 +220,12 @@ pub(super) async fn prepare<'v, C: Connector>(
                     edits: &edits.request,
                 },
             );
+            if let Some(r) = retry.as_mut() {
+                r.route = route
+                    .and_then(|r| r.stats)
+                    .and_then(|i| view.route_stats.get(i))
+                    .map(|s| &**s);
+            }
             if crate::upstream::request::retry::carries_consumed(headers) {
                 // The router consumes the retry headers (read above): they do not go
                 // upstream, as in Envoy.
@@ -364,6 +370,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     p.mirror = mirror;
     p.span = span;
     p.route_name = route.and_then(|r| r.name.as_ref());
+    p.route_stats = route.and_then(|r| r.stats);
     Ok(Some(p))
 }
 
@@ -403,6 +410,7 @@ fn plan<'v>(
         span: None,
         parsed_at: None,
         route_name: None,
+        route_stats: None,
         chain: edits.chain,
         codec_edits: own_headers::codec_reply_edits(&l.own),
         mirror: None,

@@ -208,7 +208,16 @@ pub(crate) async fn serve<C: Connector>(
     marks.decided = Some(Instant::now());
     let mut upstream_marks = None;
     let mut upstream_facts = (None, None);
+    // The log prints `%UPSTREAM_LOCAL_ADDRESS%`: only then is the address read.
+    let wants_local = view.access_log(at).is_some_and(|l| l.upstream_local());
     let mut upstream_cluster = None;
+    // The route's stats (`observe::route_stats`), charged once the router picked a
+    // cluster for the stream.
+    let route_stats = route
+        .and_then(|r| r.stats)
+        .and_then(|i| view.route_stats.get(i))
+        .map(|s| &**s);
+    let mut charged_route = None;
     let mut cluster_name = None;
     let done = match (refused, filter_reply, decision) {
         (Some(e), _, _) => reject(&mut respond, grpc, e),
@@ -232,10 +241,17 @@ pub(crate) async fn serve<C: Connector>(
                 );
             };
             cluster_name = Some(cs.name.clone());
+            charged_route = route_stats;
             // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
-            let progress = Rc::new(Progress::new(Duration::ZERO, l.idle_timeout));
+            let progress = Rc::new(
+                Progress::new(Duration::ZERO, l.idle_timeout).recording_upstream_local(wants_local),
+            );
             let _clock = conn.clocks.register(&progress);
-            super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response).await
+            let done =
+                super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response)
+                    .await;
+            upstream_facts = (progress.upstream_local(), progress.transport_failure());
+            done
         }
         (None, None, Some(Decision::Direct(d, location))) => local_at(
             &mut respond,
@@ -281,6 +297,7 @@ pub(crate) async fn serve<C: Connector>(
             let cs = &cs;
             cluster_name = Some(cs.name.clone());
             upstream_cluster = Some(t.cluster);
+            charged_route = route_stats;
             if let Some(s) = span.as_deref_mut() {
                 s.set_cluster(&cs.cfg.name);
             }
@@ -339,6 +356,7 @@ pub(crate) async fn serve<C: Connector>(
             };
             let retry = RetryState::new(t.retries, &honoured).map(|mut r| {
                 r.hash = hash;
+                r.route = route_stats;
                 r
             });
             if crate::upstream::request::retry::map_carries_consumed(&parts.headers) {
@@ -349,7 +367,9 @@ pub(crate) async fn serve<C: Connector>(
             if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
                 edits.request.stamp.attempt_count = Some(1);
             }
-            let progress = Rc::new(Progress::new(timeout, l.stream_idle_timeout));
+            let progress = Rc::new(
+                Progress::new(timeout, l.stream_idle_timeout).recording_upstream_local(wants_local),
+            );
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
                 progress.request_done();
@@ -501,6 +521,14 @@ pub(crate) async fn serve<C: Connector>(
     };
     if let Some(c) = upstream_cluster.and_then(|i| view.clusters.get(i)) {
         c.stats.rq_time.record(info.duration, &info.phases);
+    }
+    if let Some(r) = charged_route {
+        r.charge(&crate::observe::route_stats::Ended {
+            status: info.status,
+            flag: info.flag,
+            duration: info.duration,
+            phases: &info.phases,
+        });
     }
     let istio = view.istio(at);
     if log.is_some() {

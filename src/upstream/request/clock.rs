@@ -88,8 +88,10 @@ pub(crate) struct Progress {
     head_at: Cell<Option<Instant>>,
     /// Why the last connect to the upstream failed (`observe::transport_failure`).
     transport_failure: Cell<Option<TransportFailure>>,
-    /// The local address of the HTTP/1 connection the last try used.
+    /// The local address of the connection the last try used, read only when the
+    /// request's access log prints it (`wants_upstream_local`).
     upstream_local: Cell<Option<std::net::SocketAddr>>,
+    wants_upstream_local: bool,
 }
 
 impl Progress {
@@ -115,7 +117,15 @@ impl Progress {
             head_at: Cell::new(None),
             transport_failure: Cell::new(None),
             upstream_local: Cell::new(None),
+            wants_upstream_local: false,
         }
+    }
+
+    /// Has the tries note their connection's local address (`on`: the listener's
+    /// access-log format prints `%UPSTREAM_LOCAL_ADDRESS%`, decided at config time).
+    pub fn recording_upstream_local(mut self, on: bool) -> Self {
+        self.wants_upstream_local = on;
+        self
     }
 
     /// A connect to the upstream failed with `e` (the last failure's reason is kept).
@@ -125,9 +135,12 @@ impl Progress {
         }
     }
 
-    /// A try got its connection, whose local address is `a`.
-    pub fn set_upstream_local(&self, a: Option<std::net::SocketAddr>) {
-        self.upstream_local.set(a);
+    /// A try got its connection, whose local address `a` gives (called only when
+    /// `wants_upstream_local`, so that no other request asks the socket).
+    pub fn set_upstream_local(&self, a: impl FnOnce() -> Option<std::net::SocketAddr>) {
+        if self.wants_upstream_local {
+            self.upstream_local.set(a());
+        }
     }
 
     /// The local address of the connection the last try used (`%UPSTREAM_LOCAL_ADDRESS%`).

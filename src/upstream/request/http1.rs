@@ -59,7 +59,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
             while let Some(mut c) = cs.pool.take(ep) {
                 if crate::http::io::idle_is_clean(&mut c).await {
                     stats.cx_reused.inc();
-                    progress.set_upstream_local(crate::http::io::Io::local_addr(&c));
+                    progress.set_upstream_local(|| crate::http::io::Io::local_addr(&c));
                     return Ok((c, true));
                 }
             }
@@ -129,7 +129,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                 stats.cx_total.inc();
                 es.cx_total.inc();
                 let c = slot.connected(c);
-                progress.set_upstream_local(crate::http::io::Io::local_addr(&c));
+                progress.set_upstream_local(|| crate::http::io::Io::local_addr(&c));
                 Ok((c, false))
             }
             Err(e) => {

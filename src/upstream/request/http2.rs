@@ -45,7 +45,10 @@ where
         // `h2_ready` keeps the connection counters; a stream slot on a live
         // connection counts as a reused connection.
         match cs.h2_ready(ep, connector).await {
-            Ok(s) => Ok((s, false)),
+            Ok((s, local)) => {
+                progress.set_upstream_local(|| local);
+                Ok((s, false))
+            }
             Err(e) if crate::upstream::h2conn::PendingOverflow::is(&e) => Err(Failure::Overflow),
             Err(e) => {
                 progress.connect_failed(&e);

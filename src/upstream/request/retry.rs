@@ -21,7 +21,7 @@ use crate::config::retry_model::{on, parse_retry_grpc_on, parse_retry_on, CONSUM
 use crate::config::{HeaderMatch, Retries, RetryPolicy};
 use crate::http::failure::Failure;
 use crate::http::flags::ResponseFlag;
-use crate::observe::stats::ClusterStats;
+use crate::observe::stats::{ClusterStats, Counter};
 
 /// Request and response header lookup for the retry decisions, over both header
 /// representations (HTTP/1 field slices and `http::HeaderMap`).
@@ -131,6 +131,9 @@ pub(crate) struct RetryState<'p> {
     held: Cell<Option<Arc<Breakers>>>,
     /// How much of a streamed request body is kept for a retry (`Retries::buffer_limit`).
     buffer_limit: usize,
+    /// The route's stats, when it keeps them (Envoy's route `stat_prefix`): its retry
+    /// counters follow the cluster's (set by the connection manager).
+    pub route: Option<&'p crate::observe::route_stats::RouteStats>,
 }
 
 impl Drop for RetryState<'_> {
@@ -195,6 +198,7 @@ impl<'p> RetryState<'p> {
             hash: None,
             held: Cell::new(None),
             buffer_limit: retries.buffer_limit(),
+            route: None,
         })
     }
 
@@ -292,8 +296,14 @@ impl<'p> RetryState<'p> {
     /// retry needs a slot of the circuit breakers' `max_retries` (or retry budget),
     /// else it is not made (`upstream_rq_retry_overflow`, flag UO).
     fn decide(&self, would: bool, stats: &ClusterStats, breakers: &Arc<Breakers>) -> bool {
+        let route = |f: fn(&crate::observe::route_stats::RouteStats) -> &Counter| {
+            if let Some(r) = self.route {
+                f(r).inc();
+            }
+        };
         if self.armed.replace(false) && !would {
             stats.rq_retry_success.inc();
+            route(|r| &r.rq_retry_success);
         }
         if let Some(b) = self.held.take() {
             b.end_retry();
@@ -304,17 +314,23 @@ impl<'p> RetryState<'p> {
         let left = self.remaining.get();
         if left == 0 {
             stats.rq_retry_limit_exceeded.inc();
+            route(|r| &r.rq_retry_limit_exceeded);
             self.limit_exceeded.set(true);
             return false;
         }
         self.remaining.set(left - 1);
         if !breakers.try_retry() {
             stats.rq_retry_overflow.inc();
+            route(|r| &r.rq_retry_overflow);
             self.overflowed.set(true);
             return false;
         }
         self.held.set(Some(breakers.clone()));
         stats.rq_retry.inc();
+        // The retry is another try upstream (Envoy counts the route's
+        // `upstream_rq_total` per try).
+        route(|r| &r.rq_retry);
+        route(|r| &r.rq_total);
         self.armed.set(true);
         self.attempts.set(self.attempts.get() + 1);
         true
