@@ -399,7 +399,7 @@ fn grpc_unavailable_is_retried_and_other_codes_are_not() {
 }
 
 #[test]
-fn a_small_http1_body_is_sent_again_and_a_streamed_one_is_not_retried() {
+fn a_small_http1_body_is_sent_again_and_so_is_a_streamed_one() {
     // Small and whole in the read buffer: taken, and each try sends it.
     let up = h2_scripted(fail_first(1));
     let p = Proxy::start(&config(&[up.addr], &policy("retry_on: 5xx"), ""));
@@ -412,22 +412,80 @@ fn a_small_http1_body_is_sent_again_and_a_streamed_one_is_not_retried() {
     assert_eq!(seen.len(), 2);
     assert!(seen.iter().all(|s| s.body == b"hello"), "{seen:?}");
 
-    // A body past what is taken is read from the client as it goes up: the 503 goes
-    // to the client.
+    // A body past what is taken is read from the client as it goes up, and kept: the
+    // retry sends the copy.
     let up = h2_scripted(fail_first(1));
     let p = Proxy::start(&config(&[up.addr], &policy("retry_on: 5xx"), ""));
-    let big = "b".repeat(64 * 1024);
-    let r = exchange(
-        p.listen,
-        &format!(
-            "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
-            big.len()
-        ),
-    );
-    assert_eq!(r.status, 503);
+    let big: String = (0..64 * 1024)
+        .map(|i| (b'a' + (i % 23) as u8) as char)
+        .collect();
+    let r = exchange(p.listen, &big_post(&big, ""));
+    assert_eq!(r.status, 200, "{}", r.body_str());
     let seen = up.seen();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].body.len(), big.len());
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter().all(|s| s.body == big.as_bytes()),
+        "both tries carried it whole"
+    );
+    assert_eq!(stat(&p, "retry_or_shadow_abandoned"), 0);
+
+    // Past the limit the copy is given up: the 503 goes to the client.
+    let up = h2_scripted(fail_first(1));
+    let limit = "        per_request_buffer_limit_bytes: 16384\n";
+    let p = Proxy::start(&config(&[up.addr], &policy("retry_on: 5xx"), limit));
+    let r = exchange(p.listen, &big_post(&big, ""));
+    assert_eq!(r.status, 503);
+    assert_eq!(up.count(), 1);
+    assert_eq!(stat(&p, "retry_or_shadow_abandoned"), 1);
+}
+
+/// A POST of `body` with a Content-Length (`extra` header lines before the blank line).
+fn big_post(body: &str, extra: &str) -> String {
+    format!(
+        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
+        body.len()
+    )
+}
+
+/// An HTTP/2 client's body in two DATA frames (so it streams), with trailers.
+fn h2_two_frames(addr: SocketAddr, a: Vec<u8>, b: Vec<u8>) -> h2client::Reply {
+    h2client::run(move || async move {
+        let client = connect(addr).await;
+        let req = request("POST", &format!("http://{addr}/x"))
+            .body(())
+            .unwrap();
+        let mut c = client.ready().await.expect("h2 connection ready");
+        let (response, mut stream) = c.send_request(req, false).expect("request head");
+        stream.reserve_capacity(a.len() + b.len());
+        stream
+            .send_data(Bytes::from(a), false)
+            .expect("first frame");
+        stream
+            .send_data(Bytes::from(b), false)
+            .expect("second frame");
+        let mut t = http::HeaderMap::new();
+        t.insert("x-t", http::HeaderValue::from_static("1"));
+        stream.send_trailers(t).expect("trailers");
+        h2client::read_reply(response).await
+    })
+}
+
+#[test]
+fn an_http2_clients_streamed_body_is_sent_again_to_an_http2_upstream() {
+    let up = h2_scripted(fail_first(1));
+    let p = Proxy::start(&config(&[up.addr], &policy("retry_on: 5xx"), ""));
+    let a: Vec<u8> = (0..30_000).map(|i| b'a' + (i % 23) as u8).collect();
+    let b: Vec<u8> = (0..40_000).map(|i| b'k' + (i % 7) as u8).collect();
+    let r = h2_two_frames(p.listen, a.clone(), b.clone());
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let whole = [a, b].concat();
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter().all(|s| s.body == whole),
+        "both tries carried it whole"
+    );
+    assert_eq!(stat(&p, "rq_retry"), 1);
 }
 
 #[test]
@@ -643,6 +701,49 @@ fn envoy_and_outrigger_retry_an_http2_cluster_alike() {
         let from_envoy = run(envoy.listen, &envoy_up);
         drop(envoy);
         let ours_up = h2_scripted(*script);
+        let proxy = Proxy::start(&bootstrap(ours_up.addr, policy, vhost));
+        let from_outrigger = run(proxy.listen, &ours_up);
+        if from_envoy != from_outrigger {
+            diffs.push(format!(
+                "{name}:\n  Envoy:     {from_envoy:?}\n  Outrigger: {from_outrigger:?}"
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// Envoy 1.40 and Outrigger given the same bootstrap: an HTTP/1 client's streamed body
+/// to an HTTP/2 cluster is kept for a retry up to the buffer limit.
+#[test]
+fn envoy_and_outrigger_resend_streamed_bodies_to_an_http2_cluster_alike() {
+    let Some(bin) = common::envoy::envoy_or_skip(
+        "envoy_and_outrigger_resend_streamed_bodies_to_an_http2_cluster_alike",
+    ) else {
+        return;
+    };
+    let policy = "{ retry_on: 5xx, retry_back_off: { base_interval: 0.001s } }";
+    let big: String = (0..64 * 1024)
+        .map(|i| (b'a' + (i % 23) as u8) as char)
+        .collect();
+    let cases = [
+        ("64 KiB streamed and retried", ""),
+        (
+            "past the virtual host's limit: not retried",
+            "              per_request_buffer_limit_bytes: 16384\n",
+        ),
+    ];
+    let run = |listen: SocketAddr, up: &H2Up| {
+        let r = exchange(listen, &big_post(&big, ""));
+        let bodies: Vec<bool> = up.seen().iter().map(|s| s.body == big.as_bytes()).collect();
+        (r.status, bodies)
+    };
+    let mut diffs = Vec::new();
+    for (name, vhost) in cases {
+        let envoy_up = h2_scripted(fail_first(1));
+        let envoy = common::envoy::Envoy::start(&bin, &bootstrap(envoy_up.addr, policy, vhost));
+        let from_envoy = run(envoy.listen, &envoy_up);
+        drop(envoy);
+        let ours_up = h2_scripted(fail_first(1));
         let proxy = Proxy::start(&bootstrap(ours_up.addr, policy, vhost));
         let from_outrigger = run(proxy.listen, &ours_up);
         if from_envoy != from_outrigger {

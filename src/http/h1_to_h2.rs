@@ -8,8 +8,9 @@
 //! The response is watched while the body goes up: a response that comes first is
 //! forwarded at once and cuts the request body (as `conn/upload.rs` does for HTTP/1
 //! upstreams), and the client's connection then closes. Under a retry policy a request
-//! without a body is sent again by a retried try; one with a body is retried only
-//! after a connect failure (its body is read from the client as it goes up).
+//! body that streams up is kept (`upstream::request::replay`, up to
+//! `per_request_buffer_limit_bytes`) and a retried try sends the copy, as the HTTP/1.1
+//! cluster path does.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -33,6 +34,7 @@ use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::clock::{Expiry, Progress};
+use crate::upstream::request::replay::{Kept, Recording};
 use crate::upstream::request::retry::RetryState;
 use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
@@ -141,10 +143,25 @@ struct ToH2<'x, D> {
     /// A small Content-Length body that was whole in the read buffer, taken under a
     /// retry policy: each try sends it again.
     inline: Option<Bytes>,
+    /// A body that streams: its copy for a retry (`request::replay`), whole once the
+    /// first try sent all of it within the limit.
+    kept: Kept,
+}
+
+impl<D> ToH2<'_, D> {
+    /// The request can go again as it was: no body, the small body taken whole, or a
+    /// streamed body kept whole.
+    fn can_resend(&self) -> bool {
+        self.r.body == BodyKind::Empty || self.inline.is_some() || self.kept.whole().is_some()
+    }
 }
 
 impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
     type Head = Got;
+
+    fn resendable(&self) -> Option<bool> {
+        Some(self.can_resend())
+    }
 
     async fn try_once(
         &mut self,
@@ -153,10 +170,10 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
     ) -> std::result::Result<Got, Tried> {
         let (r, progress) = (self.r, self.progress);
         let end = r.body == BodyKind::Empty;
-        // Without a body, or with the small body taken whole (`inline`), the request
-        // can go again as it was; a body read from the client as it goes up cannot be
-        // read again.
-        let resend = end || self.inline.is_some();
+        // Without a body, with the small body taken whole (`inline`), or with a
+        // streamed body's copy kept whole, the request can go again as it was.
+        let mut resend = self.can_resend();
+        let replay = self.kept.whole().is_some();
         let lost = Tried::fatal(Failure::ConnectionTermination);
         // Under a retry policy each try sends a copy (a retry needs the request again).
         let mut req = match at.retry {
@@ -184,6 +201,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             cut = up_send.send_data(b.clone(), true).is_err();
         } else if !end {
             if r.expect_continue
+                && !replay
                 && self
                     .down
                     .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -203,17 +221,35 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                 };
                 // Client reads are bounded by the clocks and push the idle clock back.
                 let (down, rbuf) = (&mut *self.down, &mut *self.rbuf);
-                // A mirrored body goes to the shadows' tee chunk by chunk as it goes.
+                // The payload goes up as it is read, and into the copy for a retry; a
+                // retry sends the copy instead.
+                let (kept, stats) = (&mut self.kept, self.stats);
                 let upload = async {
+                    if let Some(copy) = kept.whole() {
+                        return sink
+                            .write_all(copy)
+                            .await
+                            .map(|()| copy.len() as u64)
+                            .map_err(|_| BodyError::Write);
+                    }
+                    let rec = &mut Recording {
+                        inner: sink,
+                        kept,
+                        abandoned: &stats.retry_or_shadow_abandoned,
+                        // Only the payload is written (the chunk framing is stripped).
+                        by_payload: false,
+                        on_loss: None,
+                    };
+                    // A mirrored body goes to the shadows' tee chunk by chunk as it goes.
                     match r.tee {
                         None => {
                             let p = Some(progress);
-                            body::forward(down, rbuf, sink, r.body, true, p, None).await
+                            body::forward(down, rbuf, rec, r.body, true, p, None).await
                         }
                         Some(t) => {
                             let obs = &mut crate::http::mirror::TeeObserver(t);
                             let p = Some(progress);
-                            super::body_hooks::forward(obs, down, rbuf, sink, r.body, true, p, None)
+                            super::body_hooks::forward(obs, down, rbuf, rec, r.body, true, p, None)
                                 .await
                                 .map_err(|e| match e {
                                     super::body_hooks::Stopped::Body(e) => e,
@@ -232,7 +268,12 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             match first {
                 First::Body(Ok(n)) => {
                     received = n;
-                    progress.received(n);
+                    if !replay {
+                        progress.received(n);
+                        // Within the limit, the body can go again from its copy.
+                        self.kept.finish();
+                        resend = self.can_resend();
+                    }
                     // The request is complete: the route clock starts (Envoy).
                     progress.request_done();
                     // A stream the upstream already ended: what it answered decides.
@@ -379,6 +420,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         progress,
         stats,
         inline,
+        kept: Kept::new(r.retry.map(|a| a.buffer_limit())),
     };
     let (mut ep, mut again) = (ep, None);
     let retry = r.retry;

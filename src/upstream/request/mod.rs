@@ -15,8 +15,7 @@
 //!     │     try_once       the adapter's Exchange: send the request on that connection
 //!     │                    and read until the response head (to HTTP/1.1, a streamed
 //!     │                    body's copy is kept up to the limit, `replay`, and a retry
-//!     │                    sends the copy; to HTTP/2, a request whose body is whole at
-//!     │                    hand is sent whole, so a retry can resend it)
+//!     │                    sends the copy; to HTTP/2 too, the copy of the DATA frames)
 //!     │     decide         RetryPolicy: send again on a fresh connection, or fail
 //!     │                  }   a final failure is counted here, once (`count_failure`)
 //!     ▼

@@ -1,8 +1,11 @@
-//! The copy of a request body kept for a retry to an HTTP/1.1 upstream (Envoy's retry
-//! buffer, bounded by `per_request_buffer_limit_bytes` and the listener's 1 MiB).
+//! The copy of a request body kept for a retry (Envoy's retry buffer, bounded by
+//! `per_request_buffer_limit_bytes` and the listener's 1 MiB).
 //!
-//! Sits between the body forwarding (`http/conn/upload.rs` for HTTP/1 clients,
-//! `http1::send_body` for HTTP/2 ones) and the upstream socket: while the first try streams
+//! To an HTTP/1.1 upstream it sits between the body forwarding (`http/conn/upload.rs`
+//! for HTTP/1 clients, `http1::send_body` for HTTP/2 ones) and the upstream socket; to
+//! an HTTP/2 upstream between the body forwarding and the stream (`http/h1_to_h2.rs`
+//! writes the payload through `Recording`, `http/h2/to_h2_retry.rs` records each DATA
+//! frame with `Kept::record`). While the first try streams
 //! the body upstream, every byte the upstream connection accepts is also appended to the
 //! copy, as it went on the wire (chunk framing included), so a retry writes the head
 //! again and then the copy. A body that outgrows the limit gives the copy up (Envoy's
@@ -95,6 +98,13 @@ impl Kept {
         if let Kept::Recording { copy, .. } = self {
             copy.extend_from_slice(bytes);
         }
+    }
+
+    /// Keeps `bytes` of the body that a frame-based path (an HTTP/2 upstream) sends as
+    /// they are, counted against the limit (past it, `abandoned` counts the request).
+    pub(crate) fn record(&mut self, bytes: &[u8], abandoned: &Counter) {
+        self.take(bytes.len(), abandoned);
+        self.store(bytes);
     }
 
     /// The copy is still being kept (within the limit, not finished).
