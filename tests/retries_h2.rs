@@ -27,6 +27,8 @@ enum Act {
     Refuse,
     /// RST_STREAM(INTERNAL_ERROR) after reading the request.
     Reset,
+    /// RST_STREAM(INTERNAL_ERROR) once this many body bytes were read, mid-body.
+    ResetAfter(usize),
 }
 
 /// One stream the upstream saw.
@@ -34,6 +36,8 @@ enum Act {
 struct Seen {
     headers: http::HeaderMap,
     body: Vec<u8>,
+    /// The upstream reset the stream mid-body (`Act::ResetAfter`).
+    reset: bool,
 }
 
 struct H2Up {
@@ -92,6 +96,7 @@ fn h2_scripted(script: fn(usize) -> Act) -> H2Up {
                                     seen.push(Seen {
                                         headers: req.headers().clone(),
                                         body: Vec::new(),
+                                        reset: false,
                                     });
                                     seen.len() - 1
                                 };
@@ -125,12 +130,20 @@ async fn answer(
     let mut body = req.into_body();
     while let Some(Ok(c)) = body.data().await {
         let _ = body.flow_control().release_capacity(c.len());
-        if let Some(s) = record.lock().unwrap().get_mut(n) {
+        let mut seen = record.lock().unwrap();
+        if let Some(s) = seen.get_mut(n) {
             s.body.extend_from_slice(&c);
+            if let Act::ResetAfter(at) = act {
+                if s.body.len() >= at {
+                    s.reset = true;
+                    respond.send_reset(h2::Reason::INTERNAL_ERROR);
+                    return;
+                }
+            }
         }
     }
     match act {
-        Act::Refuse => {}
+        Act::Refuse | Act::ResetAfter(_) => {}
         Act::Reset => respond.send_reset(h2::Reason::INTERNAL_ERROR),
         Act::Status(status) => {
             let resp = http::Response::builder()
@@ -753,4 +766,96 @@ fn envoy_and_outrigger_resend_streamed_bodies_to_an_http2_cluster_alike() {
         }
     }
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// An HTTP/2 client's body whose first part goes before the upstream resets the stream
+/// mid-body (`Act::ResetAfter`) and the rest after: `(status, what each stream read)`.
+fn h2_reset_mid_body(addr: SocketAddr, up: &H2Up, a: Vec<u8>, b: Vec<u8>) -> (u16, Vec<usize>) {
+    let seen = up.seen.clone();
+    let status = h2client::run(move || async move {
+        let client = connect(addr).await;
+        let req = request("POST", &format!("http://{addr}/x"))
+            .body(())
+            .unwrap();
+        let mut c = client.ready().await.expect("h2 connection ready");
+        let (response, mut stream) = c.send_request(req, false).expect("request head");
+        stream.reserve_capacity(a.len() + b.len());
+        stream.send_data(Bytes::from(a), false).expect("first part");
+        // The rest goes once the upstream reset the first stream (bounded wait).
+        for _ in 0..2000 {
+            if seen.lock().unwrap().first().is_some_and(|s| s.reset) {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = stream.send_data(Bytes::from(b), true);
+        h2client::read_reply(response).await.status
+    });
+    (status, up.seen().iter().map(|s| s.body.len()).collect())
+}
+
+#[test]
+fn an_http2_stream_reset_mid_body_is_retried_with_the_whole_body() {
+    let up = h2_scripted(|i| {
+        if i == 0 {
+            Act::ResetAfter(10_000)
+        } else {
+            Act::Status(200)
+        }
+    });
+    let p = Proxy::start(&config(&[up.addr], &policy("retry_on: reset"), ""));
+    let a: Vec<u8> = (0..20_000).map(|i| b'a' + (i % 23) as u8).collect();
+    let b: Vec<u8> = (0..30_000).map(|i| b'k' + (i % 7) as u8).collect();
+    let (status, reads) = h2_reset_mid_body(p.listen, &up, a.clone(), b.clone());
+    assert_eq!(status, 200, "{reads:?}");
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert!(reads[0] >= 10_000 && reads[0] < 50_000, "{reads:?}");
+    assert_eq!(
+        up.seen()[1].body,
+        [a, b].concat(),
+        "the retry carried it whole"
+    );
+    assert_eq!(stat(&p, "rq_retry"), 1);
+}
+
+/// Envoy 1.40 and Outrigger given the same bootstrap: an HTTP/2 stream reset while the
+/// request body is still being sent is retried with the whole body.
+#[test]
+fn envoy_and_outrigger_retry_a_stream_reset_mid_body_alike() {
+    let Some(bin) =
+        common::envoy::envoy_or_skip("envoy_and_outrigger_retry_a_stream_reset_mid_body_alike")
+    else {
+        return;
+    };
+    let policy = "{ retry_on: reset, retry_back_off: { base_interval: 0.001s } }";
+    let script = |i| {
+        if i == 0 {
+            Act::ResetAfter(10_000)
+        } else {
+            Act::Status(200)
+        }
+    };
+    let a: Vec<u8> = (0..20_000).map(|i| b'a' + (i % 23) as u8).collect();
+    let b: Vec<u8> = (0..30_000).map(|i| b'k' + (i % 7) as u8).collect();
+    let run = |listen: SocketAddr, up: &H2Up| {
+        let (status, reads) = h2_reset_mid_body(listen, up, a.clone(), b.clone());
+        let whole = up
+            .seen()
+            .get(1)
+            .map(|s| s.body == [a.clone(), b.clone()].concat());
+        (
+            status,
+            reads.len(),
+            reads.first().is_some_and(|n| *n >= 10_000),
+            whole,
+        )
+    };
+    let envoy_up = h2_scripted(script);
+    let envoy = common::envoy::Envoy::start(&bin, &bootstrap(envoy_up.addr, policy, ""));
+    let from_envoy = run(envoy.listen, &envoy_up);
+    drop(envoy);
+    let ours_up = h2_scripted(script);
+    let proxy = Proxy::start(&bootstrap(ours_up.addr, policy, ""));
+    let from_outrigger = run(proxy.listen, &ours_up);
+    assert_eq!(from_envoy, from_outrigger, "Envoy, then Outrigger");
 }

@@ -7,7 +7,10 @@
 //! early answer, a streaming call) is judged with the body not whole (so it is not
 //! retried) and goes on: the rest of the body is pumped by `to_h2.rs` after it, from the
 //! frame the try stopped in (`pending`), as Envoy keeps streaming a request body after
-//! the response head.
+//! the response head. A stream the upstream resets while the body is still being sent
+//! asks the retry policy at once (`Attempt::retry_loss`, Envoy's reset); a retry then
+//! waits for the rest of the body, read into the copy alone (`take_rest`), and past the
+//! limit the client gets Envoy's `507`.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -147,6 +150,24 @@ impl Exchange<SendRequest<Bytes>> for Streamed<'_> {
             }
         } else {
             match self.first_try(&mut up, &mut response).await {
+                Ok(Err(e)) if !self.sent && self.kept.live() && at.retry.is_some() => {
+                    let t = http2::stream_failure(&e, false);
+                    if t.refused || t.failure != Failure::ConnectionTermination {
+                        return Err(t);
+                    }
+                    // Reset while the body was still being sent: retried as Envoy
+                    // retries the reset, with the rest of the body read into the copy.
+                    if !at.retry_loss(self.stats) {
+                        return Err(Tried::lost_mid_body(false, false));
+                    }
+                    return match self.take_rest().await {
+                        Ok(()) => {
+                            let overflowed = self.kept.whole().is_none();
+                            Err(Tried::lost_mid_body(true, overflowed))
+                        }
+                        Err(()) => Ok(None),
+                    };
+                }
                 Ok(a) => a,
                 Err(()) => return Ok(None),
             }
@@ -166,6 +187,40 @@ impl Exchange<SendRequest<Bytes>> for Streamed<'_> {
 }
 
 impl Streamed<'_> {
+    /// The upstream stream went away mid-body and a retry waits: the rest of the body
+    /// goes into the copy alone, until it ends (the copy is then whole, and the retry
+    /// sends all of it) or outgrows the limit (`kept` given up: Envoy's 507). `Err`:
+    /// the client's stream failed.
+    async fn take_rest(&mut self) -> Result<(), ()> {
+        // What the try had taken is in the copy already, the unsent rest of a frame too.
+        self.pending = None;
+        let stats = self.stats;
+        while let Some(chunk) = self.body.data().await {
+            let chunk = chunk.map_err(|_| ())?;
+            let n = chunk.len();
+            self.progress.touch();
+            if let Some(t) = self.tee {
+                t.push_bytes(chunk.clone());
+            }
+            self.progress.received(n as u64);
+            self.taken += n as u64;
+            self.kept.record(&chunk, &stats.retry_or_shadow_abandoned);
+            let _ = self.body.flow_control().release_capacity(n);
+            if !self.kept.live() {
+                return Ok(());
+            }
+        }
+        let trailers = self.body.trailers().await.map_err(|_| ())?;
+        if let Some(t) = self.tee {
+            t.finish(trailers.as_ref());
+        }
+        self.progress.request_done();
+        self.kept.finish();
+        self.trailers = trailers;
+        self.sent = true;
+        Ok(())
+    }
+
     /// The first try: the client's DATA frames go up as they arrive, each into the copy,
     /// until the body ends (then the trailers, and the head is awaited) or the head
     /// comes. `Err`: the client's stream failed.
