@@ -10,7 +10,9 @@
 //! upstreams), and the client's connection then closes. Under a retry policy a request
 //! body that streams up is kept (`upstream::request::replay`, up to
 //! `per_request_buffer_limit_bytes`) and a retried try sends the copy, as the HTTP/1.1
-//! cluster path does.
+//! cluster path does; a stream reset while the body is still being sent asks the retry
+//! policy at once, and a retry reads the rest of the body into the copy
+//! (`replay::OnLoss`).
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -34,7 +36,7 @@ use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::clock::{Expiry, Progress};
-use crate::upstream::request::replay::{Kept, Recording};
+use crate::upstream::request::replay::{Kept, Loss, OnLoss, Recording};
 use crate::upstream::request::retry::RetryState;
 use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
@@ -109,6 +111,16 @@ enum First {
     Body(std::result::Result<u64, BodyError>),
     /// The upstream's response head (or its failure) came first.
     Answer(std::result::Result<http::Response<h2::RecvStream>, h2::Error>),
+    /// The stream went away mid-body and the retry policy retries it: the rest of the
+    /// body went into the copy alone (or outgrew it).
+    Lost(std::result::Result<u64, BodyError>),
+}
+
+/// Whether a stream failure is a plain reset (what `OnLoss` retries mid-body), not a
+/// refused stream or a protocol error, which keep their own paths.
+fn plain_reset(e: &h2::Error) -> bool {
+    let t = request::http2::stream_failure(e, false);
+    !t.refused && t.failure == Failure::ConnectionTermination
 }
 
 /// A response head from an HTTP/2 upstream, with what happened to the request body.
@@ -194,6 +206,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
         let mut cut = false;
         futures_lite::pin!(response);
         let mut answer = None;
+        let mut loss_refused = false;
         if let Some(b) = &self.inline {
             // Within the stream's initial window (4 KiB at most): queued at once. A
             // stream the upstream already ended: what it answered decides.
@@ -214,7 +227,12 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             // The response is watched while the body goes up: an upstream may answer
             // early (a 413) and then stop reading, which would leave the body stuck on
             // flow control, or reset the stream (RFC 9113 section 8.1), which fails the
-            // body.
+            // body. A reset while the body is still being sent asks the retry policy at
+            // once (Envoy's reset), while a copy of the body is kept.
+            let stats = self.stats;
+            let decide = || at.retry_loss(stats);
+            let on_loss = OnLoss::new(&decide);
+            let watch_loss = at.retry.is_some() && self.kept.live() && !replay;
             let first = {
                 let sink = &mut DataSink {
                     stream: &mut up_send,
@@ -223,7 +241,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                 let (down, rbuf) = (&mut *self.down, &mut *self.rbuf);
                 // The payload goes up as it is read, and into the copy for a retry; a
                 // retry sends the copy instead.
-                let (kept, stats) = (&mut self.kept, self.stats);
+                let kept = &mut self.kept;
                 let upload = async {
                     if let Some(copy) = kept.whole() {
                         return sink
@@ -238,7 +256,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                         abandoned: &stats.retry_or_shadow_abandoned,
                         // Only the payload is written (the chunk framing is stripped).
                         by_payload: false,
-                        on_loss: None,
+                        on_loss: watch_loss.then_some(&on_loss),
                     };
                     // A mirrored body goes to the shadows' tee chunk by chunk as it goes.
                     match r.tee {
@@ -258,13 +276,28 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                         }
                     }
                 };
+                futures_lite::pin!(upload);
                 // The body is polled first: a body that completes with this poll counts
                 // as sent.
-                futures_lite::future::or(async { First::Body(upload.await) }, async {
-                    First::Answer(response.as_mut().await)
-                })
-                .await
+                let first =
+                    futures_lite::future::or(async { First::Body(upload.as_mut().await) }, async {
+                        First::Answer(response.as_mut().await)
+                    })
+                    .await;
+                if let First::Answer(Err(e)) = &first {
+                    if watch_loss && plain_reset(e) {
+                        on_loss.lost();
+                    }
+                }
+                // Retried mid-body (on the reset, or on a write that failed): the rest of
+                // the body goes into the copy alone; the upstream is not listened to.
+                match first {
+                    First::Body(r) if on_loss.state() == Loss::Detached => First::Lost(r),
+                    _ if on_loss.state() == Loss::Detached => First::Lost(upload.as_mut().await),
+                    f => f,
+                }
             };
+            loss_refused = on_loss.state() == Loss::Refused;
             match first {
                 First::Body(Ok(n)) => {
                     received = n;
@@ -289,6 +322,22 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                     let dc = failed(0, ResponseFlag::DownstreamConnectionTermination);
                     return Ok(Got::Ended(dc));
                 }
+                First::Lost(Ok(n)) => {
+                    progress.received(n);
+                    self.kept.finish();
+                    progress.request_done();
+                    return Err(Tried::lost_mid_body(true, false));
+                }
+                // Past the limit while the retry waited: Envoy's 507.
+                First::Lost(Err(BodyError::Write)) => return Err(Tried::lost_mid_body(true, true)),
+                First::Lost(Err(BodyError::Framing)) => {
+                    let dpe = failed(400, ResponseFlag::DownstreamProtocolError);
+                    return Ok(Got::Ended(dpe));
+                }
+                First::Lost(Err(_)) => {
+                    let dc = failed(0, ResponseFlag::DownstreamConnectionTermination);
+                    return Ok(Got::Ended(dc));
+                }
                 First::Answer(a) => {
                     cut = true;
                     answer = Some(a);
@@ -299,6 +348,13 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             Some(a) => a,
             None => response.await,
         };
+        // Reset mid-body after the retry policy said no (or the copy was given up): it
+        // is not asked again.
+        if let Err(e) = &answer {
+            if loss_refused && plain_reset(e) {
+                return Err(Tried::lost_mid_body(false, false));
+            }
+        }
         // h2 itself refusing what the upstream sent (a malformed head, such as a
         // :status that is not three digits from 100) is the upstream's protocol error;
         // a refused stream or a reset is retried as the policy says.
