@@ -11,6 +11,7 @@
 //! try carried to the upstream, the access log line and the retry counters.
 
 mod common;
+mod h2client;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -486,4 +487,48 @@ fn envoy_and_outrigger_retry_mid_body_resets_alike() {
         }
     }
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// An HTTP/2 client's body to an HTTP/1.1 cluster whose upstream goes mid-body: that
+/// path finds the loss at its next write (or at the response head), and the request is
+/// retried with the whole body either way.
+#[test]
+fn an_http2_clients_body_cut_mid_body_is_retried_whole() {
+    let up = CutUpstream::start(5_000);
+    let p = Proxy::start(&bootstrap(up.addr, QUICK, ""));
+    let a: Vec<u8> = (0..10_000).map(|i| b'a' + (i % 23) as u8).collect();
+    let b: Vec<u8> = (0..30_000).map(|i| b'k' + (i % 7) as u8).collect();
+    let addr = p.listen;
+    let done = up.cut_done.clone();
+    let (a2, b2) = (a.clone(), b.clone());
+    let status = h2client::run(move || async move {
+        let client = h2client::connect(addr).await;
+        let req = h2client::request("POST", &format!("http://{addr}/x"))
+            .body(())
+            .unwrap();
+        let mut c = client.ready().await.expect("h2 connection ready");
+        let (response, mut stream) = c.send_request(req, false).expect("request head");
+        stream.reserve_capacity(a2.len() + b2.len());
+        stream
+            .send_data(bytes::Bytes::from(a2), false)
+            .expect("first part");
+        for _ in 0..2000 {
+            if done.load(Ordering::SeqCst) {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = stream.send_data(bytes::Bytes::from(b2), true);
+        h2client::read_reply(response).await.status
+    });
+    assert_eq!(status, 200);
+    let bodies = up.bodies();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0].len(), 5_000);
+    // An HTTP/2 client's body goes to an HTTP/1.1 upstream chunked.
+    assert_eq!(
+        dechunk(&bodies[1]),
+        [a, b].concat(),
+        "the retry carried it whole"
+    );
 }
