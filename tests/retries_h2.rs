@@ -2,232 +2,19 @@
 //! HTTP/2 clients, against a scripted HTTP/2 upstream: the first tries answer 503,
 //! refuse the stream (RST_STREAM REFUSED_STREAM), reset it, or answer gRPC UNAVAILABLE,
 //! and the test checks what the upstream saw (how many streams, their attempt counts,
-//! their bodies), not only what the client got.
+//! their bodies), not only what the client got. Request bodies kept for a retry are in
+//! `tests/retries_h2_body.rs`.
 
 mod common;
+mod h2_scripted;
 mod h2client;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use h2client::{connect, request, STEP};
-use tokio_util::compat::FuturesAsyncReadCompatExt;
-
-/// What the scripted upstream does with the stream it is on.
-#[derive(Debug, Clone, Copy)]
-enum Act {
-    /// This status, with a body naming it.
-    Status(u16),
-    /// 200 with `grpc-status` in a trailers-only response.
-    Grpc(u32),
-    /// RST_STREAM(REFUSED_STREAM) before reading anything.
-    Refuse,
-    /// RST_STREAM(INTERNAL_ERROR) after reading the request.
-    Reset,
-}
-
-/// One stream the upstream saw.
-#[derive(Debug, Clone)]
-struct Seen {
-    headers: http::HeaderMap,
-    body: Vec<u8>,
-}
-
-struct H2Up {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl H2Up {
-    fn count(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn header_of_each(&self, name: &str) -> Vec<String> {
-        self.seen()
-            .iter()
-            .map(|s| {
-                s.headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-")
-                    .to_string()
-            })
-            .collect()
-    }
-}
-
-/// An h2c upstream whose `n`th stream (0 first, over all connections) gets
-/// `script(n)`. It records every stream (a refused one with no body). On its own
-/// thread; it stops by itself after a minute.
-fn h2_scripted(script: fn(usize) -> Act) -> H2Up {
-    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let record = seen.clone();
-    std::thread::spawn(move || {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(128 * 1024)
-            .make()
-            .expect("a glommio executor for the test upstream")
-            .run(async move {
-                let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-                let _ = tx.send(l.local_addr().expect("local addr"));
-                let serve = async {
-                    while let Ok(s) = l.accept().await {
-                        let record = record.clone();
-                        glommio::spawn_local(async move {
-                            let Ok(mut conn) = h2::server::handshake(s.compat()).await else {
-                                return;
-                            };
-                            while let Some(Ok((req, respond))) = conn.accept().await {
-                                let n = {
-                                    let mut seen = record.lock().unwrap();
-                                    seen.push(Seen {
-                                        headers: req.headers().clone(),
-                                        body: Vec::new(),
-                                    });
-                                    seen.len() - 1
-                                };
-                                let record = record.clone();
-                                glommio::spawn_local(answer(req, respond, script(n), n, record))
-                                    .detach();
-                            }
-                        })
-                        .detach();
-                    }
-                };
-                futures_lite::future::or(serve, glommio::timer::sleep(Duration::from_secs(60)))
-                    .await;
-            })
-    });
-    let addr = rx.recv_timeout(STEP).expect("the h2 upstream started");
-    H2Up { addr, seen }
-}
-
-async fn answer(
-    req: http::Request<h2::RecvStream>,
-    mut respond: h2::server::SendResponse<Bytes>,
-    act: Act,
-    n: usize,
-    record: Arc<Mutex<Vec<Seen>>>,
-) {
-    if let Act::Refuse = act {
-        respond.send_reset(h2::Reason::REFUSED_STREAM);
-        return;
-    }
-    let mut body = req.into_body();
-    while let Some(Ok(c)) = body.data().await {
-        let _ = body.flow_control().release_capacity(c.len());
-        if let Some(s) = record.lock().unwrap().get_mut(n) {
-            s.body.extend_from_slice(&c);
-        }
-    }
-    match act {
-        Act::Refuse => {}
-        Act::Reset => respond.send_reset(h2::Reason::INTERNAL_ERROR),
-        Act::Status(status) => {
-            let resp = http::Response::builder()
-                .status(status)
-                .body(())
-                .expect("a response");
-            if let Ok(mut s) = respond.send_response(resp, false) {
-                let _ = s.send_data(Bytes::from(format!("status {status}")), true);
-            }
-        }
-        Act::Grpc(code) => {
-            let resp = http::Response::builder()
-                .status(200)
-                .header("content-type", "application/grpc")
-                .header("grpc-status", code)
-                .body(())
-                .expect("a response");
-            let _ = respond.send_response(resp, true);
-        }
-    }
-}
-
-fn fail_first(n: usize) -> fn(usize) -> Act {
-    match n {
-        1 => |i| {
-            if i < 1 {
-                Act::Status(503)
-            } else {
-                Act::Status(200)
-            }
-        },
-        _ => |i| {
-            if i < 2 {
-                Act::Status(503)
-            } else {
-                Act::Status(200)
-            }
-        },
-    }
-}
-
-/// One listener, one route to the HTTP/2 cluster `backend` (the endpoints given) with
-/// `route_extra` under the route and `vhost_extra` under the virtual host.
-fn config(endpoints: &[SocketAddr], route_extra: &str, vhost_extra: &str) -> String {
-    let eps: String = endpoints
-        .iter()
-        .map(|a| format!("      - address: 127.0.0.1\n        port: {}\n", a.port()))
-        .collect();
-    format!(
-        "{HEADER}listeners:
-  - name: main
-    address: 127.0.0.1
-    port: @PORT@
-    route_table: main
-route_tables:
-  - name: main
-    virtual_hosts:
-      - name: all
-        domains: [\"*\"]
-{vhost_extra}        routes:
-          - match: {{ prefix: / }}
-            cluster: backend
-            timeout: 5s
-{route_extra}clusters:
-  - name: backend
-    protocol: http2
-    connect_timeout: 1s
-    lb_policy: round_robin
-    endpoints:
-{eps}"
-    )
-}
-
-fn policy(lines: &str) -> String {
-    let mut out = String::from("            retry_policy:\n");
-    for l in lines.lines() {
-        out.push_str("              ");
-        out.push_str(l);
-        out.push('\n');
-    }
-    out
-}
-
-fn stat(p: &Proxy, name: &str) -> u64 {
-    p.cluster_stats("backend")[name].as_u64().unwrap_or(0)
-}
-
-/// A request from an HTTP/2 client: `(status, body)`.
-fn h2_get(addr: SocketAddr, method: &'static str, body: &'static [u8]) -> h2client::Reply {
-    h2client::run(move || async move {
-        let mut client = connect(addr).await;
-        let req = request(method, &format!("http://{addr}/x"))
-            .body(())
-            .unwrap();
-        h2client::send(&mut client, req, body).await
-    })
-}
+use h2_scripted::fail_first;
+use h2_scripted::*;
+use h2client::{connect, request};
 
 #[test]
 fn an_http2_upstreams_503_is_retried_for_an_http2_client() {
@@ -399,38 +186,6 @@ fn grpc_unavailable_is_retried_and_other_codes_are_not() {
 }
 
 #[test]
-fn a_small_http1_body_is_sent_again_and_a_streamed_one_is_not_retried() {
-    // Small and whole in the read buffer: taken, and each try sends it.
-    let up = h2_scripted(fail_first(1));
-    let p = Proxy::start(&config(&[up.addr], &policy("retry_on: 5xx"), ""));
-    let r = exchange(
-        p.listen,
-        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
-    );
-    assert_eq!(r.status, 200, "{}", r.body_str());
-    let seen = up.seen();
-    assert_eq!(seen.len(), 2);
-    assert!(seen.iter().all(|s| s.body == b"hello"), "{seen:?}");
-
-    // A body past what is taken is read from the client as it goes up: the 503 goes
-    // to the client.
-    let up = h2_scripted(fail_first(1));
-    let p = Proxy::start(&config(&[up.addr], &policy("retry_on: 5xx"), ""));
-    let big = "b".repeat(64 * 1024);
-    let r = exchange(
-        p.listen,
-        &format!(
-            "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
-            big.len()
-        ),
-    );
-    assert_eq!(r.status, 503);
-    let seen = up.seen();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].body.len(), big.len());
-}
-
-#[test]
 fn the_retry_headers_do_not_reach_an_http2_upstream() {
     let names = [
         "x-envoy-retry-on",
@@ -481,57 +236,6 @@ fn the_retry_headers_do_not_reach_an_http2_upstream() {
             assert!(!s.headers.contains_key(n), "{n} went upstream");
         }
     }
-}
-
-/// An Envoy v3 bootstrap: one route to an HTTP/2 cluster on `up` with `route_policy`
-/// (a flow mapping of the route's `retry_policy`, or empty) and `vhost_extra` fields.
-fn bootstrap(up: SocketAddr, route_policy: &str, vhost_extra: &str) -> String {
-    let policy = if route_policy.is_empty() {
-        String::new()
-    } else {
-        format!("                  retry_policy: {route_policy}\n")
-    };
-    format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
-static_resources:
-  listeners:
-  - name: main
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: main
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-{vhost_extra}              routes:
-              - match: {{ prefix: / }}
-                route:
-                  cluster: up
-                  timeout: 5s
-{policy}          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-  clusters:
-  - name: up
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: up
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
-"#,
-        port = up.port()
-    )
 }
 
 /// What one proxy did with one case: the client's status, the attempt count it got

@@ -40,6 +40,10 @@ pub enum Failure {
     /// The route's `cluster_header` named no cluster: NC, no body (Envoy's
     /// `cluster_not_found`), with the route's `cluster_not_found_response_code` (503).
     ClusterNotFound { status: u16 },
+    /// The request body outgrew the retry buffer (`per_request_buffer_limit_bytes`)
+    /// while a retry waited, after the upstream went away mid-body: 507, no flag
+    /// (Envoy's router: `exceeded request buffer limit while retrying upstream`).
+    RetryBufferOverflow,
 }
 
 impl Failure {
@@ -59,6 +63,7 @@ impl Failure {
             }
             | Failure::RequestHeadersTimeout => 408,
             Failure::UpgradeRejected => 403,
+            Failure::RetryBufferOverflow => 507,
         }
     }
 
@@ -73,8 +78,10 @@ impl Failure {
             Failure::StreamIdle { .. } => ResponseFlag::StreamIdleTimeout,
             Failure::ClusterNotFound { .. } => ResponseFlag::NoClusterFound,
             Failure::Overflow => ResponseFlag::UpstreamOverflow,
-            // Envoy sets no flag for these two; they are counted by status.
-            Failure::RequestHeadersTimeout | Failure::UpgradeRejected => ResponseFlag::None,
+            // Envoy sets no flag for these; they are counted by status.
+            Failure::RequestHeadersTimeout
+            | Failure::UpgradeRejected
+            | Failure::RetryBufferOverflow => ResponseFlag::None,
         }
     }
 
@@ -98,6 +105,16 @@ impl Failure {
             }
             Failure::StreamIdle { .. } => "stream timeout",
             Failure::RequestHeadersTimeout => "request header timeout",
+            Failure::RetryBufferOverflow => "exceeded request buffer limit while retrying upstream",
+        }
+    }
+
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` where the flag does not say it (`None`: the
+    /// flag's detail).
+    pub fn details(self) -> Option<&'static str> {
+        match self {
+            Failure::RetryBufferOverflow => Some("request_payload_exceeded_retry_buffer_limit"),
+            _ => None,
         }
     }
 

@@ -8,8 +8,11 @@
 //! The response is watched while the body goes up: a response that comes first is
 //! forwarded at once and cuts the request body (as `conn/upload.rs` does for HTTP/1
 //! upstreams), and the client's connection then closes. Under a retry policy a request
-//! without a body is sent again by a retried try; one with a body is retried only
-//! after a connect failure (its body is read from the client as it goes up).
+//! body that streams up is kept (`upstream::request::replay`, up to
+//! `per_request_buffer_limit_bytes`) and a retried try sends the copy, as the HTTP/1.1
+//! cluster path does; a stream reset while the body is still being sent asks the retry
+//! policy at once, and a retry reads the rest of the body into the copy
+//! (`replay::OnLoss`).
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -33,6 +36,7 @@ use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::clock::{Expiry, Progress};
+use crate::upstream::request::replay::{Kept, Loss, OnLoss, Recording};
 use crate::upstream::request::retry::RetryState;
 use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
@@ -107,6 +111,16 @@ enum First {
     Body(std::result::Result<u64, BodyError>),
     /// The upstream's response head (or its failure) came first.
     Answer(std::result::Result<http::Response<h2::RecvStream>, h2::Error>),
+    /// The stream went away mid-body and the retry policy retries it: the rest of the
+    /// body went into the copy alone (or outgrew it).
+    Lost(std::result::Result<u64, BodyError>),
+}
+
+/// Whether a stream failure is a plain reset (what `OnLoss` retries mid-body), not a
+/// refused stream or a protocol error, which keep their own paths.
+fn plain_reset(e: &h2::Error) -> bool {
+    let t = request::http2::stream_failure(e, false);
+    !t.refused && t.failure == Failure::ConnectionTermination
 }
 
 /// A response head from an HTTP/2 upstream, with what happened to the request body.
@@ -141,10 +155,25 @@ struct ToH2<'x, D> {
     /// A small Content-Length body that was whole in the read buffer, taken under a
     /// retry policy: each try sends it again.
     inline: Option<Bytes>,
+    /// A body that streams: its copy for a retry (`request::replay`), whole once the
+    /// first try sent all of it within the limit.
+    kept: Kept,
+}
+
+impl<D> ToH2<'_, D> {
+    /// The request can go again as it was: no body, the small body taken whole, or a
+    /// streamed body kept whole.
+    fn can_resend(&self) -> bool {
+        self.r.body == BodyKind::Empty || self.inline.is_some() || self.kept.whole().is_some()
+    }
 }
 
 impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
     type Head = Got;
+
+    fn resendable(&self) -> Option<bool> {
+        Some(self.can_resend())
+    }
 
     async fn try_once(
         &mut self,
@@ -153,10 +182,10 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
     ) -> std::result::Result<Got, Tried> {
         let (r, progress) = (self.r, self.progress);
         let end = r.body == BodyKind::Empty;
-        // Without a body, or with the small body taken whole (`inline`), the request
-        // can go again as it was; a body read from the client as it goes up cannot be
-        // read again.
-        let resend = end || self.inline.is_some();
+        // Without a body, with the small body taken whole (`inline`), or with a
+        // streamed body's copy kept whole, the request can go again as it was.
+        let mut resend = self.can_resend();
+        let replay = self.kept.whole().is_some();
         let lost = Tried::fatal(Failure::ConnectionTermination);
         // Under a retry policy each try sends a copy (a retry needs the request again).
         let mut req = match at.retry {
@@ -177,6 +206,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
         let mut cut = false;
         futures_lite::pin!(response);
         let mut answer = None;
+        let mut loss_refused = false;
         if let Some(b) = &self.inline {
             // Within the stream's initial window (4 KiB at most): queued at once. A
             // stream the upstream already ended: what it answered decides.
@@ -184,6 +214,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             cut = up_send.send_data(b.clone(), true).is_err();
         } else if !end {
             if r.expect_continue
+                && !replay
                 && self
                     .down
                     .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -196,24 +227,47 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             // The response is watched while the body goes up: an upstream may answer
             // early (a 413) and then stop reading, which would leave the body stuck on
             // flow control, or reset the stream (RFC 9113 section 8.1), which fails the
-            // body.
+            // body. A reset while the body is still being sent asks the retry policy at
+            // once (Envoy's reset), while a copy of the body is kept.
+            let stats = self.stats;
+            let decide = || at.retry_loss(stats);
+            let on_loss = OnLoss::new(&decide);
+            let watch_loss = at.retry.is_some() && self.kept.live() && !replay;
             let first = {
                 let sink = &mut DataSink {
                     stream: &mut up_send,
                 };
                 // Client reads are bounded by the clocks and push the idle clock back.
                 let (down, rbuf) = (&mut *self.down, &mut *self.rbuf);
-                // A mirrored body goes to the shadows' tee chunk by chunk as it goes.
+                // The payload goes up as it is read, and into the copy for a retry; a
+                // retry sends the copy instead.
+                let kept = &mut self.kept;
                 let upload = async {
+                    if let Some(copy) = kept.whole() {
+                        return sink
+                            .write_all(copy)
+                            .await
+                            .map(|()| copy.len() as u64)
+                            .map_err(|_| BodyError::Write);
+                    }
+                    let rec = &mut Recording {
+                        inner: sink,
+                        kept,
+                        abandoned: &stats.retry_or_shadow_abandoned,
+                        // Only the payload is written (the chunk framing is stripped).
+                        by_payload: false,
+                        on_loss: watch_loss.then_some(&on_loss),
+                    };
+                    // A mirrored body goes to the shadows' tee chunk by chunk as it goes.
                     match r.tee {
                         None => {
                             let p = Some(progress);
-                            body::forward(down, rbuf, sink, r.body, true, p, None).await
+                            body::forward(down, rbuf, rec, r.body, true, p, None).await
                         }
                         Some(t) => {
                             let obs = &mut crate::http::mirror::TeeObserver(t);
                             let p = Some(progress);
-                            super::body_hooks::forward(obs, down, rbuf, sink, r.body, true, p, None)
+                            super::body_hooks::forward(obs, down, rbuf, rec, r.body, true, p, None)
                                 .await
                                 .map_err(|e| match e {
                                     super::body_hooks::Stopped::Body(e) => e,
@@ -222,17 +276,37 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                         }
                     }
                 };
+                futures_lite::pin!(upload);
                 // The body is polled first: a body that completes with this poll counts
                 // as sent.
-                futures_lite::future::or(async { First::Body(upload.await) }, async {
-                    First::Answer(response.as_mut().await)
-                })
-                .await
+                let first =
+                    futures_lite::future::or(async { First::Body(upload.as_mut().await) }, async {
+                        First::Answer(response.as_mut().await)
+                    })
+                    .await;
+                if let First::Answer(Err(e)) = &first {
+                    if watch_loss && plain_reset(e) {
+                        on_loss.lost();
+                    }
+                }
+                // Retried mid-body (on the reset, or on a write that failed): the rest of
+                // the body goes into the copy alone; the upstream is not listened to.
+                match first {
+                    First::Body(r) if on_loss.state() == Loss::Detached => First::Lost(r),
+                    _ if on_loss.state() == Loss::Detached => First::Lost(upload.as_mut().await),
+                    f => f,
+                }
             };
+            loss_refused = on_loss.state() == Loss::Refused;
             match first {
                 First::Body(Ok(n)) => {
                     received = n;
-                    progress.received(n);
+                    if !replay {
+                        progress.received(n);
+                        // Within the limit, the body can go again from its copy.
+                        self.kept.finish();
+                        resend = self.can_resend();
+                    }
                     // The request is complete: the route clock starts (Envoy).
                     progress.request_done();
                     // A stream the upstream already ended: what it answered decides.
@@ -248,6 +322,22 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                     let dc = failed(0, ResponseFlag::DownstreamConnectionTermination);
                     return Ok(Got::Ended(dc));
                 }
+                First::Lost(Ok(n)) => {
+                    progress.received(n);
+                    self.kept.finish();
+                    progress.request_done();
+                    return Err(Tried::lost_mid_body(true, false));
+                }
+                // Past the limit while the retry waited: Envoy's 507.
+                First::Lost(Err(BodyError::Write)) => return Err(Tried::lost_mid_body(true, true)),
+                First::Lost(Err(BodyError::Framing)) => {
+                    let dpe = failed(400, ResponseFlag::DownstreamProtocolError);
+                    return Ok(Got::Ended(dpe));
+                }
+                First::Lost(Err(_)) => {
+                    let dc = failed(0, ResponseFlag::DownstreamConnectionTermination);
+                    return Ok(Got::Ended(dc));
+                }
                 First::Answer(a) => {
                     cut = true;
                     answer = Some(a);
@@ -258,6 +348,13 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             Some(a) => a,
             None => response.await,
         };
+        // Reset mid-body after the retry policy said no (or the copy was given up): it
+        // is not asked again.
+        if let Err(e) = &answer {
+            if loss_refused && plain_reset(e) {
+                return Err(Tried::lost_mid_body(false, false));
+            }
+        }
         // h2 itself refusing what the upstream sent (a malformed head, such as a
         // :status that is not three digits from 100) is the upstream's protocol error;
         // a refused stream or a reset is retried as the policy says.
@@ -379,6 +476,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         progress,
         stats,
         inline,
+        kept: Kept::new(r.retry.map(|a| a.buffer_limit())),
     };
     let (mut ep, mut again) = (ep, None);
     let retry = r.retry;

@@ -21,7 +21,7 @@ use futures_lite::io::AsyncWriteExt;
 use crate::observe::stream_info::LogFacts;
 use crate::upstream::counted::Counted;
 use crate::upstream::request::clock::{Expiry, Progress};
-use crate::upstream::request::replay::Kept;
+use crate::upstream::request::replay::{Kept, Loss, OnLoss};
 use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
@@ -164,6 +164,13 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
         if at.retry.is_some_and(|r| r.attempt_count_response) {
             self.response_edits.stamp.attempt_count = at.retry.map(|r| r.attempt());
         }
+        // An upstream that goes away mid-body asks the retry policy at once (Envoy's
+        // reset), while a copy of the body is kept.
+        let view = self.view;
+        let stats = &view.clusters[self.cluster].stats;
+        let decide = || at.retry_loss(stats);
+        let on_loss = OnLoss::new(&decide);
+        let watch_loss = at.retry.is_some() && self.kept.live();
         // Every upstream read and write is bounded by the time left on the clocks.
         let left = progress.time_left();
         up.set_read_timeout(left);
@@ -208,9 +215,8 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
                 asked(plan),
                 plan.tee.as_ref(),
                 &mut self.kept,
-                &self.view.clusters[self.cluster]
-                    .stats
-                    .retry_or_shadow_abandoned,
+                &stats.retry_or_shadow_abandoned,
+                watch_loss.then_some(&on_loss),
             )
             .await;
             self.down.set_read_timeout(Some(plan.idle_timeout));
@@ -224,6 +230,20 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
                     // The request is complete: the route clock starts (Envoy); the
                     // reads below are bounded by it.
                     progress.request_done();
+                }
+                // The upstream went away mid-body and the retry policy retries: the
+                // body was read whole into its copy, which the retry sends.
+                Upload::Lost(n) => {
+                    conn.rec.bytes_received += n;
+                    self.kept.finish();
+                    progress.request_done();
+                    return Err(Tried::lost_mid_body(true, false));
+                }
+                // The body outgrew the copy while the retry waited: Envoy's 507.
+                Upload::Overflow => {
+                    self.body_cut = true;
+                    conn.linger = true;
+                    return Err(Tried::lost_mid_body(true, true));
                 }
                 // Read what the upstream said (or find it gone) below.
                 Upload::Cut => {
@@ -287,7 +307,6 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
         loop {
             if !conn.ubuf.is_empty() {
                 let must_close = self.view.draining.get() || self.body_cut;
-                let stats = &self.view.clusters[self.cluster].stats;
                 let judge = |status, headers: &[httparse::Header<'_>]| {
                     at.retry_response(status, headers, resend && !self.body_cut, stats)
                 };
@@ -325,6 +344,11 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
             match body::fill_from(up, &mut conn.ubuf, Some(progress)).await {
                 Ok(n) if n > 0 => {}
                 Err(BodyError::Timeout) => return Err(Tried::fatal(expiry_failure(progress))),
+                // Gone mid-body after the retry policy said no (or the copy was given
+                // up): it is not asked again.
+                _ if on_loss.state() == Loss::Refused => {
+                    return Err(Tried::lost_mid_body(false, false));
+                }
                 // `wbuf` still holds the upstream request head for a retry: it is only
                 // overwritten once a response head has been parsed.
                 _ => {
@@ -665,6 +689,9 @@ impl Conn {
         self.rec.log.upstream_local = progress.upstream_local();
         if let Some(f) = res.failed {
             self.rec.log.transport_failure = progress.transport_failure();
+            if let Some(d) = f.details().filter(|_| self.logging) {
+                self.rec.log.details = d;
+            }
             // Nothing was sent yet: answer locally like the HTTP/1 path does. The
             // request body may be half read: answer and close, without trying to read
             // the rest of it.

@@ -53,6 +53,9 @@ impl Conn {
     ) -> Outcome {
         let text = if retried { f.retried_body() } else { f.body() };
         let (status, msg, flag) = (f.status(), text.as_bytes(), f.flag());
+        if let Some(d) = f.details().filter(|_| self.logging) {
+            self.rec.log.details = d;
+        }
         if body_touched || matches!(f, Failure::StreamIdle { .. }) {
             return self.reply_and_close(down, plan, status, msg, flag).await;
         }

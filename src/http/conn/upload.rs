@@ -25,7 +25,7 @@ use super::super::h1::response::{self, Asked, Kind, MAX_RESPONSE_HEAD_BYTES};
 use super::super::io::Io;
 use super::super::mirror::TeeObserver;
 use crate::observe::stats::Counter;
-use crate::upstream::request::replay::{Kept, Recording};
+use crate::upstream::request::replay::{Kept, Loss, OnLoss, Recording};
 use crate::upstream::request::tee::TeeTx;
 
 /// How an upload ended.
@@ -42,6 +42,12 @@ pub(super) enum Upload {
     DownTimeout,
     /// The client closed or failed.
     DownClosed,
+    /// The upstream went away before it answered, the retry policy retries, and the
+    /// rest of the body (this many bytes read from the client in all) went into the
+    /// copy for the retry (`replay::OnLoss`).
+    Lost(u64),
+    /// As `Lost`, but the body outgrew the copy's limit first: no retry (Envoy's 507).
+    Overflow,
 }
 
 /// One upstream stream lent to the body writer and the response watcher in turn.
@@ -98,11 +104,25 @@ enum Step {
     Upstream(bool),
 }
 
+/// How a body that went into the copy alone (the upstream gone, a retry decided) ended.
+fn detached_end(r: Result<u64, BodyError>) -> Upload {
+    match r {
+        Ok(n) => Upload::Lost(n),
+        // Only the copy can refuse a write now: it is past its limit.
+        Err(BodyError::Write) => Upload::Overflow,
+        Err(BodyError::Framing) => Upload::Framing,
+        Err(BodyError::Timeout) => Upload::DownTimeout,
+        Err(_) => Upload::DownClosed,
+    }
+}
+
 /// Forwards a request body of `kind` from `down` (starting with `rbuf`) to `up`, while
 /// reading whatever `up` sends into `ubuf`. Interim (1xx) responses are skipped; any
 /// other upstream answer, or its close, ends the upload early (`Cut`). What the
-/// upstream accepts is also kept in `kept` for a retry (`conn/replay.rs`), up to its
-/// limit (past it, `abandoned` counts the request).
+/// upstream accepts is also kept in `kept` for a retry (`request/replay.rs`), up to its
+/// limit (past it, `abandoned` counts the request). With `on_loss` (a request with a
+/// retry state), an upstream that goes away before any response byte asks for a
+/// retry, and the rest of the body is read into the copy (`Lost`, `Overflow`).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn upload<D: Io, U: Io>(
     down: &mut D,
@@ -114,6 +134,7 @@ pub(super) async fn upload<D: Io, U: Io>(
     tee: Option<&TeeTx>,
     kept: &mut Kept,
     abandoned: &Counter,
+    on_loss: Option<&OnLoss<'_>>,
 ) -> Upload {
     // The route deadline applies to the wait for the response, after the body; while
     // the client still sends, the upstream may rightly be silent.
@@ -125,6 +146,7 @@ pub(super) async fn upload<D: Io, U: Io>(
         abandoned,
         // The body passes as it came: its framing counts too (a few bytes a chunk).
         by_payload: false,
+        on_loss,
     };
     let mut reader = Shared(&cell);
     // A mirrored body goes to the shadows' tee chunk by chunk as it goes upstream.
@@ -143,7 +165,13 @@ pub(super) async fn upload<D: Io, U: Io>(
         }
     };
     futures_lite::pin!(forward);
+    let detached = || on_loss.is_some_and(|l| l.state() == Loss::Detached);
     loop {
+        if detached() {
+            // The upstream is gone and a retry waits: the rest of the body goes into
+            // the copy alone; what the upstream may still say is not read.
+            return detached_end(forward.as_mut().await);
+        }
         // The body is polled first: a body that completes with this poll counts as sent.
         let step = futures_lite::future::or(async { Step::Body(forward.as_mut().await) }, async {
             if ubuf.is_full() && !ubuf.grow(MAX_RESPONSE_HEAD_BYTES + 1) {
@@ -154,12 +182,20 @@ pub(super) async fn upload<D: Io, U: Io>(
         })
         .await;
         match step {
+            // A write failed and the retry was decided on it: the body went into the
+            // copy (or outgrew it); the upstream is not listened to any more.
+            Step::Body(r) if detached() => return detached_end(r),
+            Step::Upstream(_) if detached() => continue,
             Step::Body(Ok(n)) => return Upload::Done(n),
             // The upstream stopped taking the body: what it said, if anything, decides.
             Step::Body(Err(BodyError::Write)) => return Upload::Cut,
             Step::Body(Err(BodyError::Framing)) => return Upload::Framing,
             Step::Body(Err(BodyError::Timeout)) => return Upload::DownTimeout,
             Step::Body(Err(_)) => return Upload::DownClosed,
+            // Gone before a byte of response, mid-body: retried if the policy says so.
+            Step::Upstream(false) if ubuf.is_empty() && on_loss.is_some_and(OnLoss::lost) => {
+                continue
+            }
             Step::Upstream(false) => return Upload::Cut,
             Step::Upstream(true) => {
                 // Skip complete interim responses; a final head (or garbage, or one too

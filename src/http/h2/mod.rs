@@ -15,6 +15,7 @@ mod request;
 mod stream;
 mod to_h1;
 mod to_h2;
+mod to_h2_retry;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;

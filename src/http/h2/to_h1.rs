@@ -27,7 +27,7 @@ use crate::http::h1::response::{BadResponse, MAX_RESPONSE_HEAD_BYTES};
 use crate::http::io::Io;
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
-use crate::upstream::request::replay::{Kept, Recording};
+use crate::upstream::request::replay::{Kept, Loss, OnLoss, Recording};
 use crate::upstream::request::retry::RetryState;
 use crate::upstream::request::{self, http1, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
@@ -233,22 +233,43 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
             received += self.streamed;
         } else if !self.r.body.is_end_stream() {
             let (body, tee) = (&mut self.r.body, self.r.tee.as_ref());
+            // An upstream that goes away mid-body (a write fails) asks the retry policy
+            // at once, while a copy of the body is kept (`replay::OnLoss`).
+            let stats = self.stats;
+            let decide = || at.retry_loss(stats);
+            let on_loss = OnLoss::new(&decide);
+            let watch_loss = at.retry.is_some() && self.kept.live();
             let mut rec = Recording {
                 inner: &mut *up,
                 kept: &mut self.kept,
                 abandoned: &self.stats.retry_or_shadow_abandoned,
                 by_payload: true,
+                on_loss: watch_loss.then_some(&on_loss),
             };
-            match http1::send_body(&mut rec, body, self.chunked, self.progress, tee).await {
-                Ok(n) => {
+            let sent = http1::send_body(&mut rec, body, self.chunked, self.progress, tee).await;
+            match (sent, on_loss.state()) {
+                // Retried: the rest of the body went into the copy, which the retry sends.
+                (Ok(n), Loss::Detached) => {
+                    self.streamed = n;
+                    self.kept.finish();
+                    return Err(Tried::lost_mid_body(true, false));
+                }
+                // It outgrew the copy while the retry waited: Envoy's 507.
+                (Err(BodyError::Write), Loss::Detached) => {
+                    return Err(Tried::lost_mid_body(true, true))
+                }
+                (Ok(n), _) => {
                     received += n;
                     self.streamed = n;
                     // Within the limit, the body can go again from its copy.
                     self.kept.finish();
                     resend = self.resendable();
                 }
-                Err(BodyError::Write) => return Err(lost(false, resend)),
-                Err(_) => return Ok(Got::ClientGone),
+                (Err(BodyError::Write), Loss::Refused) => {
+                    return Err(Tried::lost_mid_body(false, false))
+                }
+                (Err(BodyError::Write), _) => return Err(lost(false, resend)),
+                (Err(_), _) => return Ok(Got::ClientGone),
             }
         }
         // A body that ended without a frame going through the paths above (an empty

@@ -3,7 +3,8 @@
 //! gRPC streaming calls work), with flow-control capacity released to the sender only
 //! as the receiver takes the data. Under a retry policy a request whole at hand (no
 //! body, or one the filter chain held) is sent whole by each try and its response head
-//! judged before it goes on (`Whole`), so a retried try sends it again.
+//! judged before it goes on (`Whole`), so a retried try sends it again; a body that
+//! streams is kept for a retry as it goes (`to_h2_retry.rs`).
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -317,10 +318,15 @@ where
     let (mut ep, mut again) = (ep, None);
     // A request whole at hand (no body, or the body the chain held) under a retry
     // policy is sent whole by each try, which waits for the response head: a retried
-    // try sends it again. A body that streams goes once (a retry can only follow a
-    // connect failure, before anything of it was read).
+    // try sends it again. A body that streams under a retry policy is kept as it goes
+    // up, and a retry sends the copy (`Streamed`). Without a policy the body streams
+    // once, after the stream is open.
     let whole = retry.is_some() && (end || held.is_some());
+    let streamed = retry.is_some() && !whole;
     let whole_len = held.as_ref().map_or(0, |b| b.len() as u64);
+    // What a streamed try left for the pump: the bytes it took, whether it sent the
+    // whole body, and the rest of the frame it stopped in.
+    let mut streamed_left = (0u64, false, None);
     let tried = if whole {
         let mut x = Whole {
             req: &req,
@@ -341,6 +347,49 @@ where
         )
         .await
         .map(|(_, (resp, send))| (Head::Got(resp), send))
+    } else if let Some(r_state) = retry.filter(|_| streamed) {
+        let mut x = super::to_h2_retry::Streamed {
+            req: &req,
+            body: &mut r.body,
+            first: first.take(),
+            tee: tee.as_ref(),
+            progress,
+            stats,
+            kept: crate::upstream::request::replay::Kept::new(Some(r_state.buffer_limit())),
+            trailers: None,
+            taken: 0,
+            sent: false,
+            pending: None,
+        };
+        let tried = request::run(
+            &request::Http2,
+            RetryPolicy::NONE,
+            retry,
+            cs,
+            &mut ep,
+            &mut again,
+            &*view.connector,
+            progress,
+            r.route_timeout,
+            &mut x,
+        )
+        .await;
+        streamed_left = (x.taken, x.sent, x.pending.take());
+        match tried {
+            Ok((_, Some((resp, send)))) => Ok((Head::Got(resp), send)),
+            // The client's stream failed while its body was read.
+            Ok((_, None)) => {
+                respond.send_reset(h2::Reason::CANCEL);
+                return Done {
+                    status: 0,
+                    flag: ResponseFlag::DownstreamConnectionTermination,
+                    bytes_received: progress.bytes_received(),
+                    bytes_sent: 0,
+                    upstream: None,
+                };
+            }
+            Err(f) => Err(f),
+        }
     } else {
         let mut open = request::H2Open {
             req: Some(req),
@@ -378,6 +427,30 @@ where
         if whole {
             // Sent whole by the try that answered.
             return Ok(whole_len);
+        }
+        if streamed {
+            // The try that answered took the body as far as the head came; the rest
+            // goes on from there.
+            let (taken, sent, pending) = streamed_left;
+            if sent {
+                return Ok(taken);
+            }
+            let ahead = match pending {
+                Some(rest) => send_bytes(rest, &mut up_send).await,
+                None => Ok(0),
+            };
+            let moved = |n| progress.received(n);
+            let result = match ahead {
+                Ok(_) => pump(&mut r.body, &mut up_send, moved, None, tee.as_ref())
+                    .await
+                    .map(|m| m + taken),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(_) => progress.request_done(),
+                Err(_) => up_send.send_reset(h2::Reason::CANCEL),
+            }
+            return result;
         }
         if end {
             return Ok(0);
@@ -422,7 +495,7 @@ where
         if !response::valid_status(status) {
             return failed(respond, Failure::ProtocolError);
         }
-        if !whole {
+        if !whole && !streamed {
             // The response after a retry (one that followed a connect failure) ends
             // the retries: counted as their success, as Envoy counts it.
             if let Some(a) = retry {

@@ -15,8 +15,7 @@
 //!     │     try_once       the adapter's Exchange: send the request on that connection
 //!     │                    and read until the response head (to HTTP/1.1, a streamed
 //!     │                    body's copy is kept up to the limit, `replay`, and a retry
-//!     │                    sends the copy; to HTTP/2, a request whose body is whole at
-//!     │                    hand is sent whole, so a retry can resend it)
+//!     │                    sends the copy; to HTTP/2 too, the copy of the DATA frames)
 //!     │     decide         RetryPolicy: send again on a fresh connection, or fail
 //!     │                  }   a final failure is counted here, once (`count_failure`)
 //!     ▼
@@ -193,6 +192,12 @@ pub(crate) struct Tried {
     /// that left it unprocessed): Envoy's `RemoteRefusedStreamReset`, which
     /// `refused-stream` retries.
     pub refused: bool,
+    /// The retry policy already decided this failure (`Attempt::retry_loss`): with
+    /// `judged`, a retry; without, none. It is not asked again.
+    pub settled: bool,
+    /// The request body outgrew the retry buffer while the decided retry waited: no
+    /// retry is made, and the client gets Envoy's `507`.
+    pub overflowed: bool,
 }
 
 impl Tried {
@@ -203,6 +208,8 @@ impl Tried {
             resend: false,
             judged: false,
             refused: false,
+            settled: false,
+            overflowed: false,
         }
     }
 
@@ -214,6 +221,8 @@ impl Tried {
             resend,
             judged: false,
             refused: false,
+            settled: false,
+            overflowed: false,
         }
     }
 
@@ -234,6 +243,23 @@ impl Tried {
             resend: true,
             judged: true,
             refused: false,
+            settled: false,
+            overflowed: false,
+        }
+    }
+
+    /// The upstream went away while the body was being sent, and the retry policy
+    /// (asked then, `Attempt::retry_loss`) decided: `retried`, the body was read whole
+    /// into its copy for the retry; `overflowed`, it outgrew the copy's limit first.
+    pub fn lost_mid_body(retried: bool, overflowed: bool) -> Tried {
+        Tried {
+            failure: Failure::ConnectionTermination,
+            replayable: false,
+            resend: retried && !overflowed,
+            judged: retried,
+            refused: false,
+            settled: true,
+            overflowed,
         }
     }
 }
@@ -266,6 +292,21 @@ impl Attempt<'_, '_> {
             (self.judged)(status);
         }
         retried
+    }
+
+    /// Whether a try whose upstream went away while the request body was being sent
+    /// (before any response) is retried (counted), as Envoy's router decides on the
+    /// reset, while the body still streams: the body is then kept whole for the retry.
+    pub fn retry_loss(&self, stats: &ClusterStats) -> bool {
+        self.retry.is_some_and(|r| {
+            r.on_failure(
+                Failure::ConnectionTermination,
+                false,
+                true,
+                stats,
+                self.breakers,
+            )
+        })
     }
 }
 
@@ -448,13 +489,20 @@ where
         };
         // A retried response head was reported when it was judged; a stale pooled
         // connection (above) is not the endpoint's failure.
-        if !t.judged {
+        if !t.judged || t.settled {
             outlier_failure(cs, tried_ep, t.failure);
         }
         let retrying = match retry {
             Some(r) if t.judged => Some(r),
             Some(r)
-                if r.on_failure(t.failure, t.refused, t.resend, &cs.stats, &cs.cfg.breakers) =>
+                if !t.settled
+                    && r.on_failure(
+                        t.failure,
+                        t.refused,
+                        t.resend,
+                        &cs.stats,
+                        &cs.cfg.breakers,
+                    ) =>
             {
                 Some(r)
             }
@@ -464,8 +512,13 @@ where
             count_failure(&cs.stats, t.failure);
             return Err(t.failure);
         };
+        if t.overflowed {
+            // Envoy answers this itself and charges no upstream status for it.
+            r.cancel();
+            return Err(Failure::RetryBufferOverflow);
+        }
         tracing::debug!(failure = ?t.failure, judged = t.judged, "retrying upstream request");
-        let wait = r.backoff(&cs.stats);
+        let wait = r.backoff();
         // The route clock bounds the back-off too.
         match progress.deadline() {
             Some(d) if Instant::now() + wait >= d => {
@@ -475,6 +528,7 @@ where
             }
             _ => crate::rt::sleep(wait).await,
         }
+        r.started(&cs.stats);
         if let Some(p) = r
             .select(|attempt| cs.pick(r.hash, attempt))
             .and_then(|e| repick(cs, e))

@@ -1,16 +1,27 @@
-//! The copy of a request body kept for a retry to an HTTP/1.1 upstream (Envoy's retry
-//! buffer, bounded by `per_request_buffer_limit_bytes` and the listener's 1 MiB).
+//! The copy of a request body kept for a retry (Envoy's retry buffer, bounded by
+//! `per_request_buffer_limit_bytes` and the listener's 1 MiB).
 //!
-//! Sits between the body forwarding (`http/conn/upload.rs` for HTTP/1 clients,
-//! `http1::send_body` for HTTP/2 ones) and the upstream socket: while the first try streams
+//! To an HTTP/1.1 upstream it sits between the body forwarding (`http/conn/upload.rs`
+//! for HTTP/1 clients, `http1::send_body` for HTTP/2 ones) and the upstream socket; to
+//! an HTTP/2 upstream between the body forwarding and the stream (`http/h1_to_h2.rs`
+//! writes the payload through `Recording`, `http/h2/to_h2_retry.rs` records each DATA
+//! frame with `Kept::record`). While the first try streams
 //! the body upstream, every byte the upstream connection accepts is also appended to the
 //! copy, as it went on the wire (chunk framing included), so a retry writes the head
 //! again and then the copy. A body that outgrows the limit gives the copy up (Envoy's
 //! `retry_or_shadow_abandoned`): the try under way goes on, and no retry is made.
 //!
+//! When the upstream goes away while the body is still being sent (it closes or resets
+//! before any response), the try is retried as Envoy's router retries it: the retry is
+//! decided at once (`OnLoss`), and the rest of the body is read from the client into
+//! the copy alone (Envoy buffers it while the retry waits for its back-off); the retry
+//! then sends the whole copy. A body that outgrows the limit while the retry waits is
+//! Envoy's `507` (`Failure::RetryBufferOverflow`).
+//!
 //! Only a request with a retry state keeps anything (`Kept::Off` otherwise: no
 //! allocation); the copy grows with the body, never past the limit.
 
+use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -88,6 +99,72 @@ impl Kept {
             copy.extend_from_slice(bytes);
         }
     }
+
+    /// Keeps `bytes` of the body that a frame-based path (an HTTP/2 upstream) sends as
+    /// they are, counted against the limit (past it, `abandoned` counts the request).
+    pub(crate) fn record(&mut self, bytes: &[u8], abandoned: &Counter) {
+        self.take(bytes.len(), abandoned);
+        self.store(bytes);
+    }
+
+    /// The copy is still being kept (within the limit, not finished).
+    pub(crate) fn live(&self) -> bool {
+        matches!(self, Kept::Recording { .. })
+    }
+}
+
+/// Where a try that lost its upstream mid-body stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loss {
+    /// The upstream is there (as far as is known).
+    Live,
+    /// The upstream went away and a retry was decided: the rest of the body goes into
+    /// the copy only.
+    Detached,
+    /// The upstream went away and the retry policy decided against a retry (counted),
+    /// or the copy outgrew its limit first: no retry can be made.
+    Refused,
+}
+
+/// What a try does when its upstream goes away while the body is still being sent: ask
+/// the retry policy once (`decide`, which counts the decision), and if it retries, take
+/// the rest of the body into the copy (`Loss::Detached`).
+pub(crate) struct OnLoss<'a> {
+    decide: &'a dyn Fn() -> bool,
+    state: Cell<Loss>,
+}
+
+impl<'a> OnLoss<'a> {
+    pub(crate) fn new(decide: &'a dyn Fn() -> bool) -> OnLoss<'a> {
+        OnLoss {
+            decide,
+            state: Cell::new(Loss::Live),
+        }
+    }
+
+    pub(crate) fn state(&self) -> Loss {
+        self.state.get()
+    }
+
+    /// The copy was given up (past its limit) before the upstream went away: a loss
+    /// now is not retried, and nothing is asked (Envoy drops the retry state).
+    fn give_up(&self) {
+        if self.state.get() == Loss::Live {
+            self.state.set(Loss::Refused);
+        }
+    }
+
+    /// The upstream is gone: decides once whether the try is retried (not after the
+    /// copy was given up: a body already past the limit is not retried, as Envoy's).
+    /// `true`: detached, the rest of the body goes into the copy.
+    pub(crate) fn lost(&self) -> bool {
+        if self.state.get() == Loss::Live {
+            let retry = (self.decide)();
+            self.state
+                .set(if retry { Loss::Detached } else { Loss::Refused });
+        }
+        self.state.get() == Loss::Detached
+    }
 }
 
 /// A writer to the upstream that records what it accepts into a `Kept`.
@@ -99,12 +176,39 @@ pub(crate) struct Recording<'k, W> {
     /// (chunk sizes) is not held against the limit; otherwise every byte written counts
     /// (an HTTP/1 body passed on as it came).
     pub(crate) by_payload: bool,
+    /// What a failed write does (`None`: it fails the body, as without a retry state).
+    pub(crate) on_loss: Option<&'k OnLoss<'k>>,
 }
 
 impl<W> Recording<'_, W> {
     /// `n` body bytes are about to be written (with `by_payload`).
     pub(crate) fn payload(&mut self, n: usize) {
         self.kept.take(n, self.abandoned);
+        self.check_live();
+    }
+
+    /// Tells `on_loss` when the copy is given up.
+    fn check_live(&self) {
+        if let Some(l) = self.on_loss.filter(|_| !self.kept.live()) {
+            l.give_up();
+        }
+    }
+
+    fn detached(&self) -> bool {
+        self.on_loss.is_some_and(|l| l.state() == Loss::Detached)
+    }
+
+    /// Takes `buf` into the copy alone (the upstream is gone, a retry waits for it);
+    /// past the limit the body fails: the retry cannot be made (Envoy's 507).
+    fn swallow(&mut self, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if !self.by_payload {
+            self.kept.take(buf.len(), self.abandoned);
+        }
+        if !self.kept.live() {
+            return Poll::Ready(Err(io::Error::other("retry buffer limit exceeded")));
+        }
+        self.kept.store(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 }
 
@@ -115,21 +219,41 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Recording<'_, W> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.detached() {
+            return this.swallow(buf);
+        }
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            if !this.by_payload {
-                this.kept.take(n, this.abandoned);
+        match r {
+            Poll::Ready(Ok(n)) => {
+                if !this.by_payload {
+                    this.kept.take(n, this.abandoned);
+                    this.check_live();
+                }
+                this.kept.store(buf.get(..n).unwrap_or(buf));
             }
-            this.kept.store(buf.get(..n).unwrap_or(buf));
+            // The upstream is gone mid-body: retried, the rest goes into the copy. (A
+            // write that timed out is a clock's, not a reset.)
+            Poll::Ready(Err(ref e))
+                if !crate::http::io::is_timeout(e) && this.on_loss.is_some_and(OnLoss::lost) =>
+            {
+                return this.swallow(buf);
+            }
+            _ => {}
         }
         r
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.detached() {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.detached() {
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_close(cx)
     }
 }
@@ -150,6 +274,7 @@ mod tests {
                 kept: &mut kept,
                 abandoned: &abandoned,
                 by_payload: false,
+                on_loss: None,
             };
             w.write_all(b"abcd").await.unwrap();
             w.write_all(b"efgh").await.unwrap();
@@ -165,6 +290,7 @@ mod tests {
                 kept: &mut kept,
                 abandoned: &abandoned,
                 by_payload: false,
+                on_loss: None,
             };
             w.write_all(b"abcdefgh").await.unwrap();
             w.write_all(b"i").await.unwrap();
@@ -188,11 +314,112 @@ mod tests {
                 kept: &mut kept,
                 abandoned: &abandoned,
                 by_payload: true,
+                on_loss: None,
             };
             w.payload(4);
             w.write_all(b"4\r\nabcd\r\n0\r\n\r\n").await.unwrap();
         });
         kept.finish();
         assert_eq!(kept.whole(), Some(&b"4\r\nabcd\r\n0\r\n\r\n"[..]));
+    }
+
+    /// A writer that takes `room` bytes, then fails as a closed connection does.
+    struct Closing {
+        room: usize,
+        got: Vec<u8>,
+    }
+
+    impl AsyncWrite for Closing {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.room);
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            self.room -= n;
+            self.got.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_retried_loss_takes_the_rest_of_the_body_into_the_copy() {
+        let abandoned = Counter::default();
+        let asked = Cell::new(0);
+        let yes = || {
+            asked.set(asked.get() + 1);
+            true
+        };
+        let loss = OnLoss::new(&yes);
+        let mut kept = Kept::new(Some(16));
+        let mut up = Closing {
+            room: 3,
+            got: Vec::new(),
+        };
+        futures_lite::future::block_on(async {
+            let mut w = Recording {
+                inner: &mut up,
+                kept: &mut kept,
+                abandoned: &abandoned,
+                by_payload: false,
+                on_loss: Some(&loss),
+            };
+            w.write_all(b"abcdef").await.unwrap();
+            w.write_all(b"ghij").await.unwrap();
+        });
+        assert_eq!(up.got, b"abc", "the upstream took three bytes");
+        assert_eq!(loss.state(), Loss::Detached);
+        assert_eq!(asked.get(), 1, "decided once");
+        kept.finish();
+        assert_eq!(kept.whole(), Some(&b"abcdefghij"[..]));
+
+        // Past the limit while the retry waits: the body fails.
+        let loss = OnLoss::new(&yes);
+        let mut kept = Kept::new(Some(8));
+        let failed = futures_lite::future::block_on(async {
+            let mut w = Recording {
+                inner: Closing {
+                    room: 0,
+                    got: Vec::new(),
+                },
+                kept: &mut kept,
+                abandoned: &abandoned,
+                by_payload: false,
+                on_loss: Some(&loss),
+            };
+            w.write_all(b"abcdef").await.unwrap();
+            w.write_all(b"ghi").await.is_err()
+        });
+        assert!(failed);
+        assert_eq!(abandoned.get(), 1);
+
+        // Not retried: the write fails as it would without a retry state.
+        let no = || false;
+        let loss = OnLoss::new(&no);
+        let mut kept = Kept::new(Some(8));
+        let failed = futures_lite::future::block_on(async {
+            let mut w = Recording {
+                inner: Closing {
+                    room: 0,
+                    got: Vec::new(),
+                },
+                kept: &mut kept,
+                abandoned: &abandoned,
+                by_payload: false,
+                on_loss: Some(&loss),
+            };
+            w.write_all(b"a").await.is_err()
+        });
+        assert!(failed);
+        assert_eq!(loss.state(), Loss::Refused);
     }
 }

@@ -224,6 +224,14 @@ impl<'p> RetryState<'p> {
         self.attempts.get()
     }
 
+    /// A retry that was decided is not made after all (the request body outgrew its
+    /// copy while it waited): the try count is what was started (Envoy counts a try
+    /// when it starts, after the back-off).
+    pub fn cancel(&self) {
+        self.attempts
+            .set(self.attempts.get().saturating_sub(1).max(1));
+    }
+
     /// The last response went to the client although it was retriable: the retries ran
     /// out (flag `URX`).
     #[cfg(test)]
@@ -326,11 +334,6 @@ impl<'p> RetryState<'p> {
             return false;
         }
         self.held.set(Some(breakers.clone()));
-        stats.rq_retry.inc();
-        // The retry is another try upstream (Envoy counts the route's
-        // `upstream_rq_total` per try).
-        route(|r| &r.rq_retry);
-        route(|r| &r.rq_total);
         self.armed.set(true);
         self.attempts.set(self.attempts.get() + 1);
         true
@@ -392,16 +395,30 @@ impl<'p> RetryState<'p> {
 
     /// The back-off before the retry just decided (Envoy's fully jittered exponential
     /// back-off: uniform in `[0, ceiling)`, the ceiling doubling from the base up to the
-    /// maximum); counted as `rq_retry_backoff_exponential`.
-    pub fn backoff(&self, stats: &ClusterStats) -> Duration {
+    /// maximum).
+    pub fn backoff(&self) -> Duration {
         let max = u64::try_from(self.policy.max_interval.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
         let ceiling = self.next_interval.get();
         self.next_interval
             .set(if ceiling > max / 2 { max } else { ceiling * 2 });
-        stats.rq_retry_backoff_exponential.inc();
         Duration::from_millis(jitter(ceiling, fastrand::u64(..)).min(max))
+    }
+
+    /// The retry decided starts, its back-off over: counted as Envoy 1.40 counts it,
+    /// `rq_retry` and `rq_retry_backoff_exponential` when the retry is made, not when
+    /// it is decided (a retry that never starts, cut by the route timeout or a request
+    /// body past the retry buffer while it waited, counts neither).
+    pub fn started(&self, stats: &ClusterStats) {
+        stats.rq_retry.inc();
+        stats.rq_retry_backoff_exponential.inc();
+        // The retry is another try upstream (Envoy counts the route's
+        // `upstream_rq_total` per try).
+        if let Some(r) = self.route {
+            r.rq_retry.inc();
+            r.rq_total.inc();
+        }
     }
 
     /// Notes that endpoint `ep` was tried.
@@ -526,7 +543,7 @@ mod tests {
             "one retry by default"
         );
         assert!(s.limit_exceeded());
-        assert_eq!(stats.rq_retry.get(), 1);
+        assert_eq!(stats.rq_retry.get(), 0, "counted when the retry starts");
         assert_eq!(stats.rq_retry_limit_exceeded.get(), 1);
         assert_eq!(stats.rq_retry_success.get(), 0);
     }
@@ -613,7 +630,8 @@ mod tests {
         let ceilings: Vec<u64> = (0..6)
             .map(|_| {
                 let c = s.next_interval.get();
-                assert!(s.backoff(&stats) < Duration::from_millis(c));
+                assert!(s.backoff() < Duration::from_millis(c));
+                s.started(&stats);
                 c
             })
             .collect();
