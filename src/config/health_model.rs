@@ -33,6 +33,7 @@ pub struct HealthCheck {
 pub enum CheckKind {
     Http(HttpCheck),
     Tcp(TcpCheck),
+    Grpc(GrpcCheck),
 }
 
 /// Envoy's `HttpHealthCheck` (HTTP/1.1).
@@ -54,4 +55,15 @@ pub struct HttpCheck {
 pub struct TcpCheck {
     pub send: Vec<u8>,
     pub receive: Vec<Vec<u8>>,
+}
+
+/// Envoy's `GrpcHealthCheck`: `grpc.health.v1.Health/Check` over HTTP/2.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GrpcCheck {
+    /// `HealthCheckRequest.service`; empty asks about the server as a whole.
+    pub service_name: String,
+    /// The `:authority` sent; `None`: the cluster's name, as Envoy.
+    pub authority: Option<String>,
+    /// Extra request headers (Envoy's `initial_metadata`), names lower-cased.
+    pub initial_metadata: Vec<(String, String)>,
 }

@@ -39,9 +39,8 @@ pub(crate) struct RawHealthCheck {
     pub http_health_check: Option<RawHttpHealthCheck>,
     #[serde(default)]
     pub tcp_health_check: Option<RawTcpHealthCheck>,
-    /// Refused with its path (not run yet).
     #[serde(default)]
-    pub grpc_health_check: Option<serde_yaml::Value>,
+    pub grpc_health_check: Option<RawGrpcHealthCheck>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -74,4 +73,24 @@ pub(crate) struct RawTcpHealthCheck {
     pub send: Option<RawPayload>,
     #[serde(default)]
     pub receive: Vec<RawPayload>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGrpcHealthCheck {
+    #[serde(default)]
+    pub service_name: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// Extra request headers, as Envoy's `initial_metadata` (`key` / `value`).
+    #[serde(default)]
+    pub initial_metadata: Vec<RawMetadata>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetadata {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
 }

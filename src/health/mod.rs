@@ -1,7 +1,7 @@
 //! Active health checking, once per process, on the control executor (issue 11).
 //!
 //! Off the request path. For every endpoint of every cluster with `health_checks`, one
-//! task runs that endpoint's checks (`http.rs`, `tcp.rs`) through its state
+//! task runs that endpoint's checks (`http.rs`, `tcp.rs`, `grpc.rs`) through its state
 //! machine (`session.rs`, Envoy's `ActiveHealthCheckSession`). A change of an endpoint's
 //! flags becomes an [`Update`], which the control executor sends to every worker over
 //! the existing channels; a worker keeps the latest flags by cluster name and address
@@ -10,6 +10,7 @@
 //! name and address, restarted only when the check itself changed.
 
 mod flags;
+mod grpc;
 mod http;
 mod session;
 mod tcp;
@@ -225,6 +226,7 @@ fn same_check(a: &Cluster, b: &Cluster) -> bool {
 enum Probe {
     Http(http::HttpProbe),
     Tcp(tcp::TcpProbe),
+    Grpc(grpc::GrpcProbe),
 }
 
 /// One endpoint's checks, until the task is dropped.
@@ -243,6 +245,7 @@ async fn run(checker: Checker, key: Key, cluster: Arc<Cluster>, flags: HealthFla
     let mut probe = match &hc.kind {
         CheckKind::Http(_) => Probe::Http(http::HttpProbe::default()),
         CheckKind::Tcp(_) => Probe::Tcp(tcp::TcpProbe::default()),
+        CheckKind::Grpc(_) => Probe::Grpc(grpc::GrpcProbe::default()),
     };
     let delay = session::initial_delay(hc, fastrand::u64(..));
     if !delay.is_zero() {
@@ -314,12 +317,16 @@ async fn check_once(
         (Probe::Tcp(p), CheckKind::Tcp(c)) => {
             futures_lite::future::or(p.check(cluster, addr, hc, c), timed_out).await
         }
+        (Probe::Grpc(p), CheckKind::Grpc(c)) => {
+            futures_lite::future::or(p.check(cluster, addr, hc, c), timed_out).await
+        }
         _ => Outcome::Network,
     };
     if outcome == Outcome::Timeout {
         match probe {
             Probe::Http(p) => p.reset(),
             Probe::Tcp(p) => p.reset(),
+            Probe::Grpc(p) => p.reset(),
         }
     }
     outcome

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::super::raw_health::{RawHealthCheck, RawPayload};
 use super::super::raw_match::RawRange;
 use super::Builder;
-use crate::config::{CheckKind, HealthCheck, HttpCheck, TcpCheck};
+use crate::config::{CheckKind, GrpcCheck, HealthCheck, HttpCheck, TcpCheck};
 
 /// Envoy's default `no_traffic_interval`.
 const NO_TRAFFIC_INTERVAL: Duration = Duration::from_secs(60);
@@ -90,7 +90,7 @@ impl Builder {
             0 => {
                 self.err(
                     p.to_string(),
-                    "set one of `http_health_check`, `tcp_health_check`",
+                    "set one of `http_health_check`, `tcp_health_check`, `grpc_health_check`",
                 );
                 return None;
             }
@@ -146,11 +146,44 @@ impl Builder {
                 .filter(|r| !r.is_empty())
                 .collect();
             CheckKind::Tcp(TcpCheck { send, receive })
+        } else if let Some(x) = &h.grpc_health_check {
+            let gp = format!("{p}.grpc_health_check");
+            let authority = x.authority.clone().filter(|a| !a.is_empty());
+            if let Some(a) = &authority {
+                if a.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                    self.err(
+                        format!("{gp}.authority"),
+                        "must be a valid :authority value",
+                    );
+                }
+            }
+            let mut initial_metadata = Vec::new();
+            for (i, m) in x.initial_metadata.iter().enumerate() {
+                let key = m.key.to_ascii_lowercase();
+                let reserved =
+                    key.starts_with(':') || matches!(key.as_str(), "host" | "content-type" | "te");
+                if http::HeaderName::from_bytes(key.as_bytes()).is_err() || reserved {
+                    self.err(
+                        format!("{gp}.initial_metadata[{i}].key"),
+                        "must be a header name other than a pseudo-header, host, content-type or te",
+                    );
+                    continue;
+                }
+                if http::HeaderValue::from_str(&m.value).is_err() {
+                    self.err(
+                        format!("{gp}.initial_metadata[{i}].value"),
+                        "must be a valid header value",
+                    );
+                    continue;
+                }
+                initial_metadata.push((key, m.value.clone()));
+            }
+            CheckKind::Grpc(GrpcCheck {
+                service_name: x.service_name.clone().unwrap_or_default(),
+                authority,
+                initial_metadata,
+            })
         } else {
-            self.err(
-                format!("{p}.grpc_health_check"),
-                "gRPC health checks are not supported by Outrigger yet (use an HTTP or TCP check)",
-            );
             return None;
         };
         Some(HealthCheck {

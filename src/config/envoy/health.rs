@@ -6,7 +6,10 @@
 use envoy_types::pb::envoy::config::core::v3::health_check::{payload, HealthChecker, Payload};
 use envoy_types::pb::envoy::config::core::v3::{HealthCheck, RequestMethod};
 
-use super::super::raw_health::{RawHealthCheck, RawHttpHealthCheck, RawPayload, RawTcpHealthCheck};
+use super::super::raw_health::{
+    RawGrpcHealthCheck, RawHealthCheck, RawHttpHealthCheck, RawMetadata, RawPayload,
+    RawTcpHealthCheck,
+};
 use super::super::raw_match::RawRange;
 use super::convert::{duration, native_duration, R};
 use super::err;
@@ -74,13 +77,32 @@ pub(super) fn translate(h: &HealthCheck, p: &str) -> R<RawHealthCheck> {
                     .collect::<R<_>>()?,
             });
         }
-        // The walker refused the others by path already.
-        Some(HealthChecker::GrpcHealthCheck(_)) => {
-            return Err(err(
-                format!("{p}.grpc_health_check"),
-                "not supported by Outrigger",
-            ))
+        Some(HealthChecker::GrpcHealthCheck(x)) => {
+            let gp = format!("{p}.grpc_health_check");
+            let initial_metadata = x
+                .initial_metadata
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let Some(hv) = &h.header else {
+                        return Err(err(
+                            format!("{gp}.initial_metadata[{i}].header"),
+                            "is required",
+                        ));
+                    };
+                    Ok(RawMetadata {
+                        key: hv.key.clone(),
+                        value: hv.value.clone(),
+                    })
+                })
+                .collect::<R<_>>()?;
+            raw.grpc_health_check = Some(RawGrpcHealthCheck {
+                service_name: Some(x.service_name.clone()),
+                authority: Some(x.authority.clone()),
+                initial_metadata,
+            });
         }
+        // The walker refused it by path already.
         Some(HealthChecker::CustomHealthCheck(_)) => {
             return Err(err(
                 format!("{p}.custom_health_check"),

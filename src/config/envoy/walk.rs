@@ -601,6 +601,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "healthy_edge_interval",
             "http_health_check",
             "tcp_health_check",
+            "grpc_health_check",
         ],
     ),
     (
@@ -618,6 +619,10 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         &["send", "receive"],
     ),
     ("envoy.config.core.v3.HealthCheck.Payload", &["text", "binary"]),
+    (
+        "envoy.config.core.v3.HealthCheck.GrpcHealthCheck",
+        &["service_name", "authority", "initial_metadata"],
+    ),
 
     (
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
