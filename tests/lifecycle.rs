@@ -494,3 +494,26 @@ fn idle_proxy_exits_promptly_on_sigterm_and_sigint() {
         );
     }
 }
+
+/// `runtime.spin_before_park` is a glommio setting: a monoio build serves with it and
+/// says once that it is ignored; a glommio build uses it and says nothing.
+#[test]
+fn spin_before_park_is_used_on_glommio_and_named_as_ignored_on_monoio() {
+    let up = Upstream::echo();
+    let config = v("spin", up.addr).replace(
+        "runtime:\n  drain_timeout: 1s\n",
+        "runtime:\n  drain_timeout: 1s\n  spin_before_park: 20us\n",
+    );
+    assert!(config.contains("spin_before_park"));
+    let proxy = Proxy::start_with(&config, 2);
+    assert_eq!(version_body(&proxy), "spin");
+    let said = proxy
+        .stderr()
+        .matches("spin_before_park is ignored")
+        .count();
+    if cfg!(feature = "rt-glommio") {
+        assert_eq!(said, 0, "{}", proxy.stderr());
+    } else {
+        assert_eq!(said, 1, "once, not per worker:\n{}", proxy.stderr());
+    }
+}

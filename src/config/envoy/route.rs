@@ -140,6 +140,9 @@ pub(super) fn translate(
             &v.response_headers_to_remove,
             &vp,
         )?;
+        if let Some(h) = &v.hedge_policy {
+            retry::hedge_policy(h, &format!("{vp}.hedge_policy"))?;
+        }
         let retry_policy = match &v.retry_policy {
             None => None,
             Some(rp) => {
@@ -339,6 +342,9 @@ fn route_action(
             native: &format!("{np}.retry_policy"),
         };
         out.retry_policy = Some(retry::retry_policy(rp, &at, paths)?);
+    }
+    if let Some(h) = &a.hedge_policy {
+        retry::hedge_policy(h, &format!("{ap}.hedge_policy"))?;
     }
     for (k, m) in a.request_mirror_policies.iter().enumerate() {
         let mp = format!("{ap}.request_mirror_policies[{k}]");

@@ -280,6 +280,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "domains",
             "routes",
             "retry_policy",
+            "hedge_policy",
             "include_request_attempt_count",
             "include_attempt_count_in_response",
             "per_request_buffer_limit_bytes",
@@ -385,9 +386,19 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "timeout",
             "upgrade_configs",
             "retry_policy",
+            "hedge_policy",
             "rate_limits",
             "request_mirror_policies",
             "hash_policy",
+        ],
+    ),
+    (
+        // Checked field by field by `route::retry::hedge_policy`.
+        "envoy.config.route.v3.HedgePolicy",
+        &[
+            "initial_requests",
+            "additional_request_chance",
+            "hedge_on_per_try_timeout",
         ],
     ),
     (

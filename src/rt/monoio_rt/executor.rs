@@ -94,8 +94,16 @@ impl LocalExecutorBuilder {
         self
     }
 
-    /// glommio's spin before parking; not offered by monoio.
-    pub fn spin_before_park(self, _d: Duration) -> Self {
+    /// glommio's spin before parking; not offered by monoio. A config that sets it is
+    /// told so once, instead of the setting vanishing without a word.
+    pub fn spin_before_park(self, d: Duration) -> Self {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::warn!(
+                spin_before_park = ?d,
+                "runtime.spin_before_park is ignored: it applies to rt-glommio builds only"
+            );
+        });
         self
     }
 
