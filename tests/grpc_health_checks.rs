@@ -23,6 +23,8 @@ const NOT_SERVING: u8 = 2;
 const UNAVAILABLE: u8 = 100;
 /// HTTP 503, not gRPC at all.
 const HTTP_503: u8 = 101;
+/// No answer (the stream stays open until the upstream stops).
+const HANG: u8 = 102;
 
 /// One `Check` call as the upstream saw it.
 #[derive(Debug, Clone)]
@@ -144,6 +146,10 @@ async fn serve(
         },
     });
     let st = state.load(Ordering::SeqCst);
+    if st == HANG {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        return;
+    }
     if st == HTTP_503 {
         let resp = http::Response::builder().status(503).body(()).unwrap();
         let _ = respond.send_response(resp, true);
@@ -284,12 +290,16 @@ fn an_endpoint_that_stops_serving_leaves_the_set_and_rejoins() {
 }
 
 #[test]
-fn a_refused_connection_is_a_network_failure() {
-    let a = GrpcUp::new("a", SERVING);
+fn refused_connections_and_timeouts_are_network_failures() {
+    let a = GrpcUp::new("a", HANG);
     let refused = refused_addr();
     let p = Proxy::start_with(&config(a.addr, refused), 1);
-    assert_eq!(flag_of(&p, a.addr), "healthy");
+    // /ready waited for both first checks (the hanging one until its 1s timeout).
+    assert_eq!(flag_of(&p, a.addr), "/failed_active_hc/active_hc_timeout");
     assert_eq!(flag_of(&p, refused), "/failed_active_hc");
+    // A new connection after the timeout, and the endpoint passes again.
+    a.set(SERVING);
+    wait_flag(&p, a.addr, "healthy");
     let s = p.cluster_stats("backend")["health_check"].clone();
     assert!(s["network_failure"].as_u64().unwrap() >= 1, "{s}");
 }
