@@ -14,9 +14,6 @@ use common::envoy::*;
 use common::*;
 use serde_json::Value;
 
-const HCM: &str =
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-
 fn bootstrap(up: SocketAddr) -> String {
     let cluster = |name: &str| {
         format!(
@@ -32,28 +29,18 @@ fn bootstrap(up: SocketAddr) -> String {
             up.port()
         )
     };
-    format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
-stats_config:
+    const TOP: &str = r#"stats_config:
   histogram_bucket_settings:
-  - match: {{ prefix: cluster.backend. }}
+  - match: { prefix: cluster.backend. }
     buckets: [3600000, 1, 5]
-  - match: {{ suffix: downstream_rq_time }}
+  - match: { suffix: downstream_rq_time }
     buckets: [0.5, 2, 250]
-  - match: {{ prefix: cluster. }}
+  - match: { prefix: cluster. }
     buckets: [7, 70]
-static_resources:
-  listeners:
-  - name: web
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": {HCM}
-          stat_prefix: web
-          route_config:
+"#;
+    let head = hcm_head(TOP, "web");
+    format!(
+        r#"{head}          route_config:
             virtual_hosts:
             - name: all
               domains: ["*"]

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::envoy::hcm_head;
 use common::envoy::{envoy_or_skip, Envoy};
 use common::*;
 
@@ -31,20 +32,9 @@ const LOG_FORMAT: &str =
 /// route itself (the buffer limit); an access log of the status, flags, details and
 /// attempts.
 fn bootstrap(up: SocketAddr, retry: &str, route_level: &str) -> String {
+    let head = hcm_head("", "main");
     format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
-static_resources:
-  listeners:
-  - name: main
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: main
-          access_log:
+        r#"{head}          access_log:
           - name: log
             typed_config:
               "@type": {FILE_LOG}

@@ -16,9 +16,6 @@ use std::time::Duration;
 use common::envoy::*;
 use common::*;
 
-const HCM: &str =
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-
 fn cluster(name: &str, addr: SocketAddr) -> String {
     format!(
         "  - name: {name}
@@ -33,20 +30,9 @@ fn cluster(name: &str, addr: SocketAddr) -> String {
 }
 
 fn bootstrap(ok: SocketAddr, fail: SocketAddr) -> String {
+    let head = hcm_head("", "web");
     format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
-static_resources:
-  listeners:
-  - name: web
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": {HCM}
-          stat_prefix: web
-          route_config:
+        r#"{head}          route_config:
             virtual_hosts:
             - name: all
               domains: ["*"]

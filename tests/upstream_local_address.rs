@@ -20,11 +20,8 @@ use common::envoy::*;
 use common::*;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
-const HCM: &str =
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const TCP: &str = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 const FILE_LOG: &str = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog";
-const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 
 /// The peers each backend saw, in order.
 type Peers = Arc<Mutex<Vec<String>>>;
@@ -217,20 +214,9 @@ fn bootstrap(b: &Backends) -> String {
         cluster("ws", b.ws.0, false),
     ]
     .concat();
+    let head = hcm_head("", "web");
     format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
-static_resources:
-  listeners:
-  - name: web
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": {HCM}
-          stat_prefix: web
-          upgrade_configs: [{{upgrade_type: websocket}}, {{upgrade_type: CONNECT}}]
+        r#"{head}          upgrade_configs: [{{upgrade_type: websocket}}, {{upgrade_type: CONNECT}}]
           {web_log}
           route_config:
             virtual_hosts:
@@ -251,7 +237,7 @@ static_resources:
                 route: {{ cluster: plain }}
           http_filters:
           - name: envoy.filters.http.router
-            typed_config: {{ "@type": {ROUTER} }}
+            typed_config: {{ "@type": {ROUTER_TYPE} }}
   - name: tcp
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT2@ }} }}
     filter_chains:
@@ -490,28 +476,28 @@ static_resources:
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
-          "@type": {HCM}
+          "@type": {HCM_TYPE}
           stat_prefix: quiet
           {quiet_log}
           route_config:
             virtual_hosts: [{{ name: all, domains: ["*"], routes: [{{ match: {{ prefix: / }}, route: {{ cluster: plain }} }}] }}]
           http_filters:
           - name: envoy.filters.http.router
-            typed_config: {{ "@type": {ROUTER} }}
+            typed_config: {{ "@type": {ROUTER_TYPE} }}
   - name: web
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
-          "@type": {HCM}
+          "@type": {HCM_TYPE}
           stat_prefix: web
           {web_log}
           route_config:
             virtual_hosts: [{{ name: all, domains: ["*"], routes: [{{ match: {{ prefix: / }}, route: {{ cluster: plain }} }}] }}]
           http_filters:
           - name: envoy.filters.http.router
-            typed_config: {{ "@type": {ROUTER} }}
+            typed_config: {{ "@type": {ROUTER_TYPE} }}
   clusters:
 {cluster}"#,
         quiet_log = file_log("quiet", "%REQ(:PATH)% %UPSTREAM_HOST%"),

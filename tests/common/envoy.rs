@@ -135,3 +135,30 @@ pub fn envoy_validate(bin: &PathBuf, path: &std::path::Path) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// The HTTP connection manager's and the router's type URLs.
+pub const HCM_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+pub const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+
+/// The head most parity bootstraps share: the admin on `@ADMIN_PORT@`, `top` (further
+/// top-level sections, such as `stats_config`, each line ending in a newline), then one
+/// listener `name` on `@PORT@` whose HTTP connection manager has `stat_prefix: name`.
+/// The caller goes on with the manager's fields at ten spaces (`route_config:`, ...).
+pub fn hcm_head(top: &str, name: &str) -> String {
+    format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
+{top}static_resources:
+  listeners:
+  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM_TYPE}
+          stat_prefix: {name}
+"#
+    )
+}

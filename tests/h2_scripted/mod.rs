@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
+use crate::common::envoy::hcm_head;
 use crate::common::*;
 use crate::h2client::{self, connect, request, STEP};
 
@@ -249,20 +250,9 @@ pub fn bootstrap(up: SocketAddr, route_policy: &str, vhost_extra: &str) -> Strin
     } else {
         format!("                  retry_policy: {route_policy}\n")
     };
+    let head = hcm_head("", "main");
     format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
-static_resources:
-  listeners:
-  - name: main
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: main
-          route_config:
+        r#"{head}          route_config:
             virtual_hosts:
             - name: all
               domains: ["*"]
