@@ -39,7 +39,7 @@ impl Deadline {
         let Some(t) = timeout else {
             return Poll::Pending;
         };
-        let at = *self.at.get_or_insert_with(|| Instant::now() + t);
+        let at = *self.at.get_or_insert_with(|| super::sleep::after(t));
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(monoio::time::sleep_until(at)));

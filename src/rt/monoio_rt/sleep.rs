@@ -20,13 +20,25 @@ pub struct Sleep {
     timer: Option<Pin<Box<monoio::time::Sleep>>>,
 }
 
-/// Completes once `d` has passed.
+/// Completes once `d` has passed. A duration past what the clock can hold (a peer's
+/// fault delay or grpc-timeout can ask for one) sleeps for thirty years instead.
 pub fn sleep(d: Duration) -> Sleep {
     Sleep {
-        at: Instant::now() + d,
+        at: after(d),
         timer: None,
     }
 }
+
+/// The instant `d` from now, or thirty years from now if the clock cannot hold it.
+pub(super) fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
+}
+
+/// monoio's own "far future".
+const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 impl Future for Sleep {
     type Output = ();
@@ -51,6 +63,12 @@ mod tests {
         let s = sleep(Duration::from_millis(1));
         assert!(std::mem::size_of_val(&s) <= 32);
         assert_eq!(std::mem::align_of_val(&s), 8);
+    }
+
+    #[test]
+    fn a_duration_past_the_clock_does_not_panic() {
+        let s = sleep(Duration::MAX);
+        assert!(s.at > Instant::now() + Duration::from_secs(86_400 * 365));
     }
 
     #[test]
