@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::envoy::hcm_head;
 use common::envoy::{envoy_or_skip, Envoy};
 use common::*;
 
@@ -312,20 +313,9 @@ fn bootstrap(a: SocketAddr, b: SocketAddr, c: SocketAddr) -> String {
             a.port()
         )
     };
+    let head = hcm_head("", "main");
     format!(
-        "admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: @ADMIN_PORT@}}}}
-static_resources:
-  listeners:
-  - name: main
-    address: {{socket_address: {{address: 127.0.0.1, port_value: @PORT@}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: main
-          route_config:
+        "{head}          route_config:
             virtual_hosts:
             - name: all
               domains: [\"*\"]
