@@ -216,28 +216,12 @@ clusters:
     )
 }
 
-/// `health_flags` of an endpoint in `/clusters?format=json`.
 fn flag_of(p: &Proxy, addr: SocketAddr) -> String {
-    let v: serde_json::Value =
-        serde_json::from_str(&p.admin_get("/clusters?format=json").body_str()).unwrap();
-    v["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["name"] == "backend")
-        .flat_map(|c| c["endpoints"].as_array().unwrap().clone())
-        .find(|e| e["address"] == addr.to_string())
-        .and_then(|e| e["health_flags"].as_str().map(str::to_string))
-        .unwrap_or_default()
+    p.health_flag("backend", addr)
 }
 
 fn wait_flag(p: &Proxy, addr: SocketAddr, want: &str) {
-    let got = wait_until(WAIT, || (flag_of(p, addr) == want).then_some(()));
-    assert!(
-        got.is_some(),
-        "{addr} never showed {want}: {}",
-        flag_of(p, addr)
-    );
+    p.wait_health_flag("backend", addr, want, WAIT)
 }
 
 fn send(p: &Proxy, n: usize) -> Vec<u16> {

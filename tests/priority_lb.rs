@@ -98,23 +98,8 @@ clusters:
     )
 }
 
-fn flag_of(p: &Proxy, addr: SocketAddr) -> String {
-    let v: serde_json::Value =
-        serde_json::from_str(&p.admin_get("/clusters?format=json").body_str()).unwrap();
-    v["clusters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["name"] == "backend")
-        .flat_map(|c| c["endpoints"].as_array().unwrap().clone())
-        .find(|e| e["address"] == addr.to_string())
-        .map(|e| e["health_flags"].as_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
 fn wait_flag(p: &Proxy, addr: SocketAddr, want: &str) {
-    let got = wait_until(WAIT, || (flag_of(p, addr) == want).then_some(()));
-    assert!(got.is_some(), "{addr} never showed {want}");
+    p.wait_health_flag("backend", addr, want, WAIT)
 }
 
 /// Sends `n` requests (each on its own connection, so every worker takes some).

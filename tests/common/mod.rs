@@ -1635,3 +1635,33 @@ impl Echoed {
             .map(|(_, v)| v)
     }
 }
+
+impl Proxy {
+    /// The `health_flags` of endpoint `addr` of `cluster` in `/clusters?format=json`
+    /// (empty when it is not listed).
+    pub fn health_flag(&self, cluster: &str, addr: SocketAddr) -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.admin_get("/clusters?format=json").body_str()).unwrap();
+        v["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"] == cluster)
+            .flat_map(|c| c["endpoints"].as_array().unwrap().clone())
+            .find(|e| e["address"] == addr.to_string())
+            .and_then(|e| e["health_flags"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// Waits at most `wait` until endpoint `addr` of `cluster` shows `want`.
+    pub fn wait_health_flag(&self, cluster: &str, addr: SocketAddr, want: &str, wait: Duration) {
+        let got = wait_until(wait, || {
+            (self.health_flag(cluster, addr) == want).then_some(())
+        });
+        assert!(
+            got.is_some(),
+            "{addr} never showed {want}: {}",
+            self.health_flag(cluster, addr)
+        );
+    }
+}
