@@ -121,8 +121,10 @@ impl BufPool {
             .unwrap_or_else(|| ReadBuf::new(self.size))
     }
 
+    /// Takes a buffer back; only one of the pool's size is kept (one grown for a large
+    /// head goes back to the allocator), up to `keep` of them.
     pub fn put(&self, mut b: ReadBuf) {
-        if b.capacity() == 0 {
+        if b.capacity() != self.size {
             return;
         }
         b.consume(b.len());

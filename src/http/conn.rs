@@ -306,6 +306,22 @@ impl<'v> Plan<'v> {
 impl Conn {
     /// Serves one request. Returns true to keep the connection for the next one (or,
     /// with `moving.to` set, to serve the request just begun under a newer view).
+    /// The read that waits for the next request: the read buffer goes back to the
+    /// worker's pool while nothing has arrived (an idle keep-alive connection holds no
+    /// buffer of its own, issue 12), and is taken again once a read would not wait.
+    async fn fill_when_ready<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+    ) -> std::io::Result<usize> {
+        view.bufs
+            .put(std::mem::replace(&mut self.rbuf, ReadBuf::new(0)));
+        let ready = super::io::read_ready(down).await;
+        self.rbuf = view.bufs.take();
+        ready?;
+        self.rbuf.fill(down).await
+    }
+
     async fn serve_one<D: Io, C: Connector>(
         &mut self,
         down: &mut D,
@@ -384,7 +400,11 @@ impl Conn {
             }
             let between = self.rbuf.is_empty();
             slot.idle.set(between);
-            let read = self.rbuf.fill(down).await;
+            let read = if between {
+                self.fill_when_ready(down, view).await
+            } else {
+                self.rbuf.fill(down).await
+            };
             slot.idle.set(false);
             if between && matches!(read, Ok(n) if n > 0) {
                 if let Some(to) = view.newer(at, &mut moving.checked) {

@@ -32,6 +32,14 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin {
     fn idle_is_clean_cx(&mut self, _cx: &mut Context<'_>) -> bool {
         self.idle_is_clean()
     }
+    /// `Ready(Ok(()))` once a read would not wait (bytes, the peer's close or an
+    /// error), under the read timeout, without the caller lending a buffer: a
+    /// connection idle between requests gives its read buffer back to the worker while
+    /// it waits here (`http/conn.rs`). A stream that cannot tell is ready at once (the
+    /// default), and the caller's read then waits with its buffer, as before.
+    fn poll_read_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
     /// The socket descriptor, if there is one.
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
@@ -62,6 +70,9 @@ impl<T: Io + ?Sized> Io for &mut T {
     }
     fn idle_is_clean_cx(&mut self, cx: &mut Context<'_>) -> bool {
         (**self).idle_is_clean_cx(cx)
+    }
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        (**self).poll_read_ready(cx)
     }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         (**self).raw_fd()
@@ -105,6 +116,15 @@ impl Io for crate::rt::net::TcpStream {
     fn idle_is_clean_cx(&mut self, cx: &mut Context<'_>) -> bool {
         crate::rt::net::idle_is_clean(self, cx)
     }
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        crate::rt::net::poll_read_ready(self, cx)
+    }
+}
+
+/// `Io::poll_read_ready` as a future.
+pub async fn read_ready<T: Io>(io: &mut T) -> std::io::Result<()> {
+    std::future::poll_fn(|cx| io.poll_read_ready(cx)).await
 }
 
 /// `Io::idle_is_clean_cx` as a future, for the task about to reuse `io`.

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use crate::config::{CodecType, ListenerFilters, NetworkTerminal};
 use crate::http::buf::ReadBuf;
-use crate::http::conn::{self, READ_BUF_BYTES};
+use crate::http::conn;
 use crate::http::h2::PREFACE;
 use crate::http::io::Io;
 use crate::http::view::{ChainRef, ConnSlot, WorkerView};
@@ -69,7 +69,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     ) else {
         return;
     };
-    let mut rbuf = ReadBuf::new(READ_BUF_BYTES);
+    let mut rbuf = view.bufs.take();
     let f = &l.listener_filters;
     // The http_inspector reads only when its answer can change the choice.
     let http = f.http_inspector && selector.uses_application_protocols();
@@ -356,7 +356,7 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
     };
     if h2 {
         let prefix = rbuf.data().to_vec();
-        drop(rbuf);
+        view.bufs.put(rbuf);
         // An HTTP/2 connection may rightly read nothing for long (a server-streaming
         // call): the h2 side keeps its own idle clock, counting only streamless time.
         down.set_read_timeout(None);

@@ -34,6 +34,15 @@ pub mod net {
         Ok(unsafe { UnixStream::from_raw_fd(s.into_raw_fd()) })
     }
 
+    /// Ready at once: glommio reads into the caller's buffer, so a caller gains
+    /// nothing by waiting without one (`Io::poll_read_ready`'s default).
+    pub fn poll_read_ready(
+        _s: &mut TcpStream,
+        _cx: &mut Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
     /// For a connection that sat idle in a pool: true if the peer has neither closed it
     /// nor sent anything since, answered from the executor's own watch where it has one.
     ///

@@ -35,8 +35,14 @@ use super::messages::{FromWorker, ToWorker};
 
 type View = WorkerView<TcpConnector>;
 
-/// Size of the upstream response buffers a worker lends to requests.
-const UPSTREAM_BUF_BYTES: usize = 8 * 1024;
+/// The read buffers a worker lends: to a downstream connection while it has a request
+/// to read (an idle one gives its buffer back, `http/conn.rs`), and to a request for
+/// its upstream response. One size for both, so either returns to the same pool.
+const BUF_BYTES: usize = crate::http::conn::READ_BUF_BYTES;
+
+/// Buffers kept between uses (`BUF_BYTES` each, 2 MiB): what a burst of requests in
+/// flight takes at once; past it, buffers go back to the allocator.
+const BUFS_KEPT: usize = 256;
 
 enum Event {
     Message(Option<ToWorker>),
@@ -130,7 +136,7 @@ pub async fn run(
         current: RefCell::new(None),
         latest: Rc::default(),
         draining: Rc::new(Cell::new(false)),
-        bufs: Rc::new(BufPool::new(UPSTREAM_BUF_BYTES, 1024)),
+        bufs: Rc::new(BufPool::new(BUF_BYTES, BUFS_KEPT)),
         connector: Rc::new(TcpConnector),
         log_tx,
         listener_stats: RefCell::default(),

@@ -100,6 +100,9 @@ where
     fn idle_is_clean_cx(&mut self, cx: &mut Context<'_>) -> bool {
         both!(self, s => s.idle_is_clean_cx(cx))
     }
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        both!(self, s => s.poll_read_ready(cx))
+    }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         both!(self, s => s.raw_fd())
     }

@@ -196,6 +196,9 @@ impl<C: Io> Io for Counted<C> {
     fn idle_is_clean_cx(&mut self, cx: &mut Context<'_>) -> bool {
         self.conn.idle_is_clean_cx(cx)
     }
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        self.conn.poll_read_ready(cx)
+    }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         self.conn.raw_fd()
     }

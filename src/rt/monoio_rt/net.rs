@@ -287,6 +287,22 @@ pub fn unix_from(s: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
     ))
 }
 
+/// `Ready(Ok(()))` once a read would not wait (`ring_io::Reader::poll_ready`), under the
+/// read timeout: a connection idle between requests waits here without a read buffer of
+/// its caller's (`Io::poll_read_ready`).
+pub fn poll_read_ready(s: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    match s.reader.poll_ready(cx) {
+        Poll::Ready(()) => {
+            s.read_deadline.done();
+            Poll::Ready(Ok(()))
+        }
+        Poll::Pending => match s.read_deadline.poll_expired(cx, s.read_timeout.get()) {
+            Poll::Ready(()) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        },
+    }
+}
+
 /// For a connection that sat idle in a pool: true if the peer has neither closed it
 /// nor sent anything since, answered from the read the stream keeps in flight
 /// (`ring_io::Reader::idle_is_clean`), without a syscall where one is in flight.

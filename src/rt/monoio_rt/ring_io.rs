@@ -10,10 +10,13 @@
 //! request costs no syscall of its own.
 //!
 //! The price is one copy: an operation owns its buffer until the kernel is done with it,
-//! which a `poll_read(&mut [u8])` caller's slice cannot promise, so each direction keeps
-//! one buffer of its own (sized to the caller's requests, 4-64 KiB, allocated once per
-//! connection and reused) and bytes are copied between it and the caller's. At the sizes
-//! the proxy moves, a copy costs far less than the syscalls it replaces.
+//! which a `poll_read(&mut [u8])` caller's slice cannot promise, so each operation gets
+//! a buffer of its own (2-64 KiB: a read's size follows how full the last one came back,
+//! a write's is its bytes') and bytes are copied between it and the caller's. At the
+//! sizes the proxy moves, a copy costs far less than the syscalls it replaces. Buffers
+//! of the smallest size are kept per worker and reused (`spare`): a write's goes back
+//! as soon as the kernel has sent it, and the read an idle connection keeps in flight
+//! is of the smallest size, so an idle connection holds 2 KiB here and nothing else.
 //!
 //! Each direction runs its operations in one long-lived future (the *driver*, boxed once
 //! per connection) that owns that direction's half of the socket and loops: take a
@@ -37,9 +40,52 @@ use monoio::buf::IoBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf};
 use monoio::BufResult;
 
-/// The smallest and largest buffer a direction keeps.
-const MIN_BUF: usize = 4 * 1024;
+/// The smallest and largest buffer an operation gets. The smallest is also the size of
+/// the read a direction keeps in flight while it waits (`Reader::poll_read`'s re-arm):
+/// a connection idle between requests holds this much and no more.
+const MIN_BUF: usize = 2 * 1024;
 const MAX_BUF: usize = 64 * 1024;
+
+/// A worker's spare `MIN_BUF` buffers: a write's buffer comes back here once the kernel
+/// has sent it, so an idle connection holds no write buffer, and the next operation on
+/// any connection of the worker takes it again without an allocation.
+mod spare {
+    use std::cell::RefCell;
+
+    /// The most kept per worker (`MIN_BUF` each): what operations in flight at a burst
+    /// need; past it, buffers go back to the allocator.
+    const KEEP: usize = 256;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer with room for `want` bytes: a spare one when `want` fits the
+    /// spare size.
+    pub(super) fn take(want: usize) -> Vec<u8> {
+        if want <= super::MIN_BUF {
+            if let Some(b) = SPARE.with(|s| s.borrow_mut().pop()) {
+                return b;
+            }
+            return Vec::with_capacity(super::MIN_BUF);
+        }
+        Vec::with_capacity(want)
+    }
+
+    /// Gives a buffer back: kept if it has the spare size and there is room.
+    pub(super) fn put(mut b: Vec<u8>) {
+        if b.capacity() != super::MIN_BUF {
+            return;
+        }
+        b.clear();
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < KEEP {
+                s.push(b);
+            }
+        });
+    }
+}
 
 /// What a caller and its driver pass each other: a buffer to work on, and the
 /// operation's result with the buffer back.
@@ -85,15 +131,22 @@ impl Side {
         }
     }
 
-    /// This direction's buffer, emptied, with room for `want` bytes within the bounds.
+    /// This direction's buffer, emptied, with room for `want` bytes within the bounds:
+    /// its own while that is large enough and less than twice too large (a buffer grown
+    /// for a bulk transfer is given back when smaller reads follow), else a spare or a
+    /// new one.
     fn take_buf(&mut self, want: usize) -> Vec<u8> {
         let want = want.clamp(MIN_BUF, MAX_BUF);
         match self.buf.take() {
-            Some(mut b) if b.capacity() >= want => {
+            Some(mut b) if b.capacity() >= want && b.capacity() < want * 2 => {
                 b.clear();
                 b
             }
-            _ => Vec::with_capacity(want),
+            Some(b) => {
+                spare::put(b);
+                spare::take(want)
+            }
+            None => spare::take(want),
         }
     }
 
@@ -156,6 +209,44 @@ impl Reader {
         let _ = self.side.driver.as_mut().poll(cx);
     }
 
+    /// The size of the read kept in flight after the buffer is used up, from how the
+    /// last read went: a read that filled its buffer means more is coming (a body), so
+    /// the next gets twice as much, up to `MAX_BUF`; one that did not means the peer
+    /// sent what it had (a request head, a response), so the next is sized to that (the
+    /// power of two that holds it): a peer that sends messages of one size gets each
+    /// in one read, and a connection whose last request was small waits with the
+    /// smallest buffer, which is what it then holds while idle.
+    fn next_size(&self) -> usize {
+        match &self.side.buf {
+            Some(b) if b.len() >= b.capacity() => b.capacity().saturating_mul(2),
+            Some(b) => b.len().next_power_of_two(),
+            None => MIN_BUF,
+        }
+    }
+
+    /// `Ready` once a read would not wait: bytes are buffered, or the read in flight
+    /// finished (with bytes, the peer's close or an error, left for `poll_read`). Arms
+    /// a smallest-size read if none is in flight. The caller lends no buffer while it
+    /// waits (`Io::poll_read_ready`).
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.drained() {
+            return Poll::Ready(());
+        }
+        if !self.side.busy {
+            self.arm(cx, MIN_BUF);
+        } else {
+            let _ = self.side.driver.as_mut().poll(cx);
+        }
+        let done = self.side.slot.done.take();
+        let ready = done.is_some();
+        self.side.slot.done.set(done);
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     fn drained(&self) -> bool {
         self.side.buf.as_ref().is_none_or(|b| self.pos >= b.len())
     }
@@ -172,8 +263,7 @@ impl Reader {
                 // the peer sends meanwhile (or its close) are known without a syscall
                 // (`idle_is_clean`), and the next call finds them ready.
                 if self.drained() && !self.side.busy {
-                    let cap = self.side.buf.as_ref().map_or(0, Vec::capacity);
-                    self.arm(cx, cap);
+                    self.arm(cx, self.next_size());
                 }
                 return Poll::Ready(Ok(n));
             }
@@ -216,6 +306,16 @@ impl Reader {
     }
 }
 
+impl Drop for Reader {
+    /// The buffer, unless a read in flight holds it (cancelled with the driver), goes
+    /// back to the worker's spares.
+    fn drop(&mut self) {
+        if let Some(b) = self.side.buf.take() {
+            spare::put(b);
+        }
+    }
+}
+
 /// The write direction: a buffered writer whose buffer the kernel sends from. A write
 /// returns as soon as its bytes are copied into the buffer and handed to the ring; the
 /// next write (or a flush, or the close) waits until the kernel has sent all of them,
@@ -250,7 +350,10 @@ impl Writer {
                         Err(e) => break Err(e),
                     }
                 };
-                s.done.set(Some((res, b)));
+                // The buffer goes back to the worker's spares now, not with the next
+                // write: a connection that then idles holds none.
+                spare::put(b);
+                s.done.set(Some((res, Vec::new())));
             }
         });
         Writer {
@@ -329,3 +432,7 @@ impl Drop for Writer {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "ring_io_tests.rs"]
+mod tests;
