@@ -27,8 +27,41 @@ fn grpc_calls_pass_through_the_buffer_filter() {
     );
 }
 
+/// Istio's standard metrics label gRPC calls as such, with the `grpc-status` each call
+/// ended with: the server's trailers (0), a trailers-only error (NOT_FOUND, 5), and the
+/// proxy's own reply to an unrouted method (UNIMPLEMENTED, 12, from its 404).
+#[test]
+fn istio_metrics_carry_each_calls_grpc_status() {
+    let p = calls_of_every_kind(
+        "    istio_stats:
+      reporter: destination
+      workload: { name: echo-v1, namespace: test }
+",
+    );
+    let text = p.prometheus();
+    let count = |code: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("istio_requests_total{"))
+            .filter(|l| l.contains("request_protocol=\"grpc\""))
+            .filter(|l| l.contains(&format!("grpc_response_status=\"{code}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(count("0"), 4.0, "unary, upload, ticks, bidi: {text}");
+    assert_eq!(count("5"), 1.0, "the trailers-only NOT_FOUND: {text}");
+    assert_eq!(
+        count("12"),
+        1.0,
+        "the local reply to an unrouted method: {text}"
+    );
+    assert!(
+        !text.contains("request_protocol=\"http\""),
+        "every call is gRPC: {text}"
+    );
+}
+
 /// Runs the client's calls through a proxy whose listener has `filters`.
-fn calls_of_every_kind(filters: &str) {
+fn calls_of_every_kind(filters: &str) -> Proxy {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/echo.py");
     let mut py = Command::new("python3")
         .arg(script)
@@ -89,4 +122,5 @@ clusters:
     let c = p.cluster_stats("grpc");
     assert_eq!(c["cx_total"], 1, "one multiplexed upstream connection: {c}");
     assert_eq!(c["rq_total"], 5, "{c}");
+    p
 }

@@ -511,6 +511,9 @@ impl Conn {
         }
         self.rec.status = outcome.status;
         self.rec.flag = Some(outcome.flag);
+        // Istio's `request_protocol` (its `grpc_response_status` is known on HTTP/2
+        // downstreams only).
+        self.rec.grpc = plan.grpc;
         self.rec.filter_flag = plan.chain.flag();
         let end = Instant::now();
         self.rec.duration = end.saturating_duration_since(start);

@@ -105,6 +105,7 @@ async fn carry<U: Io>(
                 bytes_received: 0,
                 bytes_sent: 0,
                 upstream: None,
+                grpc_status: None,
             }
         }
     };
@@ -141,6 +142,7 @@ async fn carry<U: Io>(
         bytes_received: progress.bytes_received(),
         bytes_sent: progress.bytes_sent(),
         upstream: None,
+        grpc_status: None,
     };
     match result {
         Ok(Ok(())) => {}

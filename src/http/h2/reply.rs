@@ -26,6 +26,15 @@ pub(crate) struct Done {
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub upstream: Option<SocketAddr>,
+    /// A gRPC request's `grpc-status`: the response's trailers, or its head for a
+    /// trailers-only response, or the proxy's own reply's (Istio's
+    /// `grpc_response_status`). Only read for gRPC requests.
+    pub grpc_status: Option<u16>,
+}
+
+/// The `grpc-status` a header map carries (a number; anything else is none).
+pub(crate) fn grpc_status(h: &HeaderMap) -> Option<u16> {
+    h.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
 pub(crate) fn is_grpc(h: &HeaderMap) -> bool {
@@ -133,6 +142,7 @@ pub(crate) fn expired(
         bytes_received: progress.bytes_received(),
         bytes_sent: progress.bytes_sent(),
         upstream: None,
+        grpc_status: None,
     }
 }
 
@@ -200,6 +210,7 @@ pub(crate) fn local_at(
         bytes_received: 0,
         bytes_sent: 0,
         upstream: None,
+        grpc_status: None,
     };
     // The proxy's own reply: no upstream service time.
     let edits = edits.local_reply();
@@ -217,10 +228,9 @@ pub(crate) fn local_at(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc"),
         );
-        h.insert(
-            "grpc-status",
-            HeaderValue::from(u16::from(grpc_local::status(status, flag))),
-        );
+        let g = u16::from(grpc_local::status(status, flag));
+        h.insert("grpc-status", HeaderValue::from(g));
+        done.grpc_status = Some(g);
         if let Some(v) = grpc_local::message(body).and_then(|m| HeaderValue::from_str(&m).ok()) {
             h.insert("grpc-message", v);
         }

@@ -408,6 +408,7 @@ pub(crate) async fn serve<C: Connector>(
                             bytes_received: progress.bytes_received(),
                             bytes_sent: 0,
                             upstream: None,
+                            grpc_status: None,
                         };
                     }
                     Err(e) => {
@@ -516,6 +517,7 @@ pub(crate) async fn serve<C: Connector>(
         upstream: done.upstream,
         tls: conn.tls.clone(),
         grpc,
+        grpc_status: done.grpc_status.filter(|_| grpc),
         phases: marks.times(Some(end)),
         ..StreamInfo::default()
     };

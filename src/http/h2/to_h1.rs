@@ -366,6 +366,7 @@ async fn exchange<C: Connector>(
                 bytes_received: 0,
                 bytes_sent: 0,
                 upstream: None,
+                grpc_status: None,
             };
         }
         // The copy for a retry holds what follows the first frame, which went into
@@ -397,6 +398,7 @@ async fn exchange<C: Connector>(
                 bytes_received: 0,
                 bytes_sent: 0,
                 upstream: None,
+                grpc_status: None,
             }
         }
         Err(f) => {
@@ -463,6 +465,12 @@ async fn respond_with<U: Io, K>(
         }
     }
     let end = h.body == BodyKind::Empty;
+    // A gRPC status in the head (trailers-only); chunked trailers may replace it below.
+    let head_grpc = if grpc {
+        super::reply::grpc_status(h.response.headers())
+    } else {
+        None
+    };
     let mut send = match respond.send_response(h.response, end) {
         Ok(s) => s,
         Err(_) => {
@@ -472,6 +480,7 @@ async fn respond_with<U: Io, K>(
                 bytes_received: received,
                 bytes_sent: 0,
                 upstream: None,
+                grpc_status: None,
             };
             return (d, false);
         }
@@ -483,6 +492,7 @@ async fn respond_with<U: Io, K>(
         bytes_received: received,
         bytes_sent: 0,
         upstream: None,
+        grpc_status: head_grpc,
     };
     if !end {
         let mut raw_trailers = Vec::new();
@@ -530,7 +540,12 @@ async fn respond_with<U: Io, K>(
                 done.bytes_sent = n;
                 // Chunked trailers become an HTTP/2 trailers frame.
                 let sent = match http1::trailer_map(&raw_trailers, max_headers) {
-                    Ok(Some(t)) => send.send_trailers(t),
+                    Ok(Some(t)) => {
+                        if grpc {
+                            done.grpc_status = super::reply::grpc_status(&t).or(done.grpc_status);
+                        }
+                        send.send_trailers(t)
+                    }
                     Ok(None) => send.send_data(Bytes::new(), true),
                     Err(()) => {
                         // Never end the stream cleanly with trailers missing.

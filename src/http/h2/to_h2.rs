@@ -46,13 +46,15 @@ enum PumpError {
 /// as the receiver accepts the bytes. `moved` hears of every byte passed on. `hook`:
 /// the chain whose response-body hook sees each frame first (`None` for request bodies
 /// and for chains without the hook). `tee`: a mirrored request body's shadows, which
-/// get each frame (and the trailers) as it goes on.
+/// get each frame (and the trailers) as it goes on. `grpc_status`: where a gRPC
+/// response's trailers leave their `grpc-status`.
 async fn pump(
     from: &mut RecvStream,
     to: &mut SendStream<Bytes>,
     moved: impl Fn(u64),
     hook: Option<&Chain<'_>>,
     tee: Option<&TeeTx>,
+    grpc_status: Option<&mut Option<u16>>,
 ) -> Result<u64, PumpError> {
     let mut total = 0u64;
     let mut ended = false;
@@ -81,6 +83,9 @@ async fn pump(
         total += n as u64;
     }
     let trailers = from.trailers().await.map_err(|_| PumpError::Read)?;
+    if let (Some(out), Some(t)) = (grpc_status, &trailers) {
+        *out = super::reply::grpc_status(t);
+    }
     if let Some(t) = tee {
         t.finish(trailers.as_ref());
     }
@@ -311,6 +316,7 @@ where
                     bytes_received: progress.bytes_received(),
                     bytes_sent: 0,
                     upstream: None,
+                    grpc_status: None,
                 };
             }
         }
@@ -386,6 +392,7 @@ where
                     bytes_received: progress.bytes_received(),
                     bytes_sent: 0,
                     upstream: None,
+                    grpc_status: None,
                 };
             }
             Err(f) => Err(f),
@@ -441,7 +448,7 @@ where
             };
             let moved = |n| progress.received(n);
             let result = match ahead {
-                Ok(_) => pump(&mut r.body, &mut up_send, moved, None, tee.as_ref())
+                Ok(_) => pump(&mut r.body, &mut up_send, moved, None, tee.as_ref(), None)
                     .await
                     .map(|m| m + taken),
                 Err(e) => Err(e),
@@ -464,7 +471,7 @@ where
                     None => Ok(0),
                 };
                 match ahead {
-                    Ok(n) => pump(&mut r.body, &mut up_send, moved, None, tee.as_ref())
+                    Ok(n) => pump(&mut r.body, &mut up_send, moved, None, tee.as_ref(), None)
                         .await
                         .map(|m| m + n),
                     Err(e) => Err(e),
@@ -523,7 +530,12 @@ where
             bytes_received: 0,
             bytes_sent: 0,
             upstream: None,
+            grpc_status: None,
         };
+        if grpc && end {
+            // Trailers-only: the status is in the head.
+            done.grpc_status = super::reply::grpc_status(&parts.headers);
+        }
         let mut down_send = match respond.send_response(out, end) {
             Ok(s) => s,
             Err(_) => {
@@ -535,7 +547,16 @@ where
         if !end {
             let chain = &r.edits.chain;
             let hook = chain.hooks().response_data.then_some(chain);
-            match pump(&mut body, &mut down_send, |n| progress.sent(n), hook, None).await {
+            let status_out = grpc.then_some(&mut done.grpc_status);
+            let pumped = pump(
+                &mut body,
+                &mut down_send,
+                |n| progress.sent(n),
+                hook,
+                None,
+                status_out,
+            );
+            match pumped.await {
                 Ok(n) => done.bytes_sent = n,
                 Err(PumpError::Read) => {
                     request::count_late(stats, Failure::ConnectionTermination);
