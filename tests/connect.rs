@@ -340,3 +340,35 @@ fn a_quiet_h2_connect_tunnel_is_reset_with_drt() {
     assert_eq!(flag_count(&s, "DRT"), 1, "{s}");
     assert_eq!(flag_count(&s, "SI"), 0, "{s}");
 }
+
+/// An HTTP/2 CONNECT whose upstream refuses the connection gets the 503 `UF`, and the
+/// access log's `%UPSTREAM_TRANSPORT_FAILURE_REASON%` says why, as for requests.
+#[test]
+fn a_refused_h2_connect_logs_the_transport_failure_reason() {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = config(closed, "            upgrades: [connect]\n").replacen(
+        "  - { name: main, address: 127.0.0.1, port: @PORT@, route_table: main }\n",
+        "  - name: main
+    address: 127.0.0.1
+    port: @PORT@
+    route_table: main
+    access_log:
+      path: @DIR@/access.log
+      format: '%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_TRANSPORT_FAILURE_REASON%'
+",
+        1,
+    );
+    let p = Proxy::start(&cfg);
+    let (status, _) = h2_connect(p.listen, "db.tunnel.example:5432", Vec::new());
+    assert_eq!(status, 503);
+    let log = p.dir.join("access.log");
+    let line = wait_until(Duration::from_secs(10), || {
+        let text = read_lossy(&log);
+        text.lines().next().map(str::to_string)
+    })
+    .expect("a log line");
+    assert_eq!(line, "503 UF delayed_connect_error:_Connection_refused");
+}

@@ -218,6 +218,7 @@ impl<C: 'static> ClusterState<C> {
     ) -> std::io::Result<(
         h2::client::SendRequest<bytes::Bytes>,
         Option<std::net::SocketAddr>,
+        bool,
     )> {
         let addr = self.cfg.endpoints[ep].addr;
         match self.h2.ready(ep, connector, &self.cfg, addr).await {
@@ -236,7 +237,7 @@ impl<C: 'static> ClusterState<C> {
                 } else {
                     self.stats.cx_reused.inc();
                 }
-                Ok((s, local))
+                Ok((s, local, opened))
             }
             Err(e) if super::h2conn::PendingOverflow::is(&e) => {
                 self.stats.rq_pending_overflow.inc();

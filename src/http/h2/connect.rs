@@ -70,7 +70,9 @@ pub(crate) async fn tunnel<C: Connector>(
             es.rq_active.dec();
             d
         }
-        Err(_) => {
+        Err(e) => {
+            // `%UPSTREAM_TRANSPORT_FAILURE_REASON%`, as on the other paths.
+            progress.connect_failed(&e);
             cs.stats.cx_connect_fail.inc();
             es.cx_connect_fail.inc();
             count_class(&cs.stats, 503);

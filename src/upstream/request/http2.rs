@@ -44,8 +44,14 @@ where
     ) -> Result<(SendRequest<Bytes>, bool), Failure> {
         // `h2_ready` keeps the connection counters; a stream slot on a live
         // connection counts as a reused connection.
+        let started = std::time::Instant::now();
         match cs.h2_ready(ep, connector).await {
-            Ok((s, local)) => {
+            Ok((s, local, opened)) => {
+                // A connection this try opened: its time is the `upstream_connect`
+                // phase, not the upstream's (`observe::phases`), as on HTTP/1.
+                if opened {
+                    progress.connected(started);
+                }
                 progress.set_upstream_local(|| local);
                 Ok((s, false))
             }
