@@ -82,7 +82,7 @@ fn processor_addr(p: &Processor) -> SocketAddr {
 fn check_mutations(proxy: &Proxy, up: &Upstream, p: &Processor) {
     let mut c = Conn::connect(proxy.listen);
     c.send(
-        "GET /mutate HTTP/1.1\r\nHost: svc\r\nx-replaced: old\r\nx-appended: one\r\nx-drop: 1\r\n\r\n",
+        "GET /mutate HTTP/1.1\r\nHost: svc\r\nx-replaced: old\r\nx-appended: one\r\nx-appended-too: one\r\nx-drop: 1\r\n\r\n",
     );
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
@@ -96,7 +96,10 @@ fn check_mutations(proxy: &Proxy, up: &Upstream, p: &Processor) {
         "{}",
         req.describe()
     );
-    assert_eq!(req.headers_named("x-appended"), vec!["one", "two"]);
+    // APPEND_IF_EXISTS_OR_ADD (the proto's default) overwrites, as in Envoy's ext_proc;
+    // `append: true` appends.
+    assert_eq!(req.headers_named("x-appended"), vec!["two"]);
+    assert_eq!(req.headers_named("x-appended-too"), vec!["one", "two"]);
     assert_eq!(req.header("x-drop"), None);
     assert_eq!(req.header("host"), Some("svc"), "host may not be changed");
     assert_eq!(req.header("x-envoy-try"), None, "x-envoy-* may not be set");

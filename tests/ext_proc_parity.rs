@@ -34,6 +34,13 @@ fn bootstrap(upstream: SocketAddr, processor: u16, failure_mode_allow: bool) -> 
                     "@type": {PER_ROUTE}
                     overrides:
                       processing_mode: {{ request_body_mode: BUFFERED }}
+              - match: {{ prefix: /streamed }}
+                route: {{ cluster: backend }}
+                typed_per_filter_config:
+                  proc:
+                    "@type": {PER_ROUTE}
+                    overrides:
+                      processing_mode: {{ request_body_mode: STREAMED }}
               - match: {{ prefix: /skip }}
                 route: {{ cluster: backend }}
                 typed_per_filter_config:
@@ -91,13 +98,16 @@ struct Seen {
     counters: Vec<(String, u64)>,
 }
 
-const COUNTERS: [&str; 6] = [
+const COUNTERS: [&str; 9] = [
     "streams_started",
     "stream_msgs_sent",
     "stream_msgs_received",
+    "spurious_msgs_received",
+    "streams_closed",
     "streams_failed",
     "message_timeouts",
     "failure_mode_allowed",
+    "rejected_header_mutations",
 ];
 
 /// Runs the requests against `listen`; `counter` reads a counter by its short name.
@@ -106,18 +116,19 @@ fn run(listen: SocketAddr, up: &Upstream, p: &Processor, counter: impl Fn(&str) 
     let mut cases = Vec::new();
     let mut c = Conn::connect(listen);
     c.send(
-        "GET /mutate HTTP/1.1\r\nHost: svc\r\nx-replaced: old\r\nx-appended: one\r\nx-drop: 1\r\n\r\n",
+        "GET /mutate HTTP/1.1\r\nHost: svc\r\nx-replaced: old\r\nx-appended: one\r\nx-appended-too: one\r\nx-drop: 1\r\n\r\n",
     );
     let r = c.read_response().unwrap();
     let req = up.last_request();
     cases.push(format!(
-        "mutate: {} resp x-resp-added={:?} x-upstream-conn={} | up x-added={:?} x-replaced={:?} x-appended={:?} x-drop={} host={:?} x-envoy-try={}",
+        "mutate: {} resp x-resp-added={:?} x-upstream-conn={} | up x-added={:?} x-replaced={:?} x-appended={:?} x-appended-too={:?} x-drop={} host={:?} x-envoy-try={}",
         r.status,
         r.header("x-resp-added"),
         r.header("x-upstream-conn").is_some(),
         req.header("x-added"),
         req.headers_named("x-replaced"),
         req.headers_named("x-appended"),
+        req.headers_named("x-appended-too"),
         req.has_header("x-drop"),
         req.header("host"),
         req.has_header("x-envoy-try"),
@@ -130,6 +141,13 @@ fn run(listen: SocketAddr, up: &Upstream, p: &Processor, counter: impl Fn(&str) 
         r.status,
         String::from_utf8_lossy(&req.body),
         req.header("content-length")
+    ));
+    c.send("POST /streamed/upper HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nabcde");
+    let r = c.read_response().unwrap();
+    cases.push(format!(
+        "streamed: {} | up body={:?}",
+        r.status,
+        String::from_utf8_lossy(&up.last_request().body)
     ));
     let r = get(listen, "svc", "/skip");
     cases.push(format!("skip: {}", r.status));

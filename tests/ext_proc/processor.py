@@ -5,7 +5,8 @@ Starts on 127.0.0.1 with an ephemeral port and prints `PORT <n>`. Each stream's
 behaviour is chosen by the request's `:path` (from the request headers message; a
 stream without one, request headers skipped, just continues):
   /mutate       request headers: set x-added (overwrite), x-replaced (overwrite),
-                append x-appended, remove x-drop, and try host, x-envoy-try and :path
+                x-appended with APPEND_IF_EXISTS_OR_ADD (which Envoy's ext_proc reads
+                as overwrite), x-appended-too with `append: true`, remove x-drop, and try host, x-envoy-try and :path
                 (refused by the default mutation rules); response headers: set
                 x-resp-added, remove x-upstream-conn
   /upper        request body chunks: answered with the chunk upper-cased
@@ -27,6 +28,7 @@ import time
 from concurrent import futures
 
 import grpc
+from google.protobuf import wrappers_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
@@ -55,6 +57,13 @@ def headers_of(h):
 def setter(k, v, action=OVERWRITE):
     return base_pb2.HeaderValueOption(
         header=base_pb2.HeaderValue(key=k, raw_value=v.encode()), append_action=action
+    )
+
+
+def appender(k, v):
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=k, raw_value=v.encode()),
+        append=wrappers_pb2.BoolValue(value=True),
     )
 
 
@@ -108,6 +117,7 @@ def answer(path, kind, req, ctx):
                     setter("x-added", "req"),
                     setter("x-replaced", "new"),
                     setter("x-appended", "two", APPEND),
+                    appender("x-appended-too", "two"),
                     setter("host", "evil.example"),
                     setter("x-envoy-try", "1"),
                 ]

@@ -47,7 +47,11 @@ fn allowed(name: &str, immediate: bool) -> bool {
     name != "host" && !name.starts_with("x-envoy-")
 }
 
-/// Envoy's `append` (deprecated, wins when set) or `append_action`.
+/// Envoy's `append` (deprecated, wins when set) or `append_action`. The proto's
+/// default action (`APPEND_IF_EXISTS_OR_ADD`, 0) cannot be told from an unset one, and
+/// Envoy's ext_proc reads it as its old default, `append: false`: the value replaces
+/// the header's (Envoy 1.40 does, `tests/ext_proc_parity.rs`). To append, a processor
+/// sets `append: true`.
 #[allow(deprecated)]
 fn action(o: &HeaderValueOption) -> AppendAction {
     match o.append.as_ref().map(|b| b.value) {
@@ -57,9 +61,8 @@ fn action(o: &HeaderValueOption) -> AppendAction {
     }
     match o.append_action {
         1 => AppendAction::AddIfAbsent,
-        2 => AppendAction::OverwriteIfExistsOrAdd,
         3 => AppendAction::OverwriteIfExists,
-        _ => AppendAction::AppendIfExistsOrAdd,
+        _ => AppendAction::OverwriteIfExistsOrAdd,
     }
 }
 
@@ -133,7 +136,7 @@ mod tests {
             names,
             vec![
                 ("x-a", AppendAction::OverwriteIfExistsOrAdd),
-                ("x-b", AppendAction::AppendIfExistsOrAdd)
+                ("x-b", AppendAction::OverwriteIfExistsOrAdd)
             ]
         );
         let mut rejected = 0;

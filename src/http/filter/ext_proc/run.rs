@@ -53,6 +53,9 @@ pub struct State {
     /// `CONTINUE_AND_REPLACE` on the request headers gave the body: the client's is
     /// read and dropped.
     body_replaced: Cell<bool>,
+    /// Streamed mode: the last chunk, held back until the next call says whether it
+    /// ends the body (Envoy's codec hands the last data over with the end of stream).
+    pending: RefCell<Option<Vec<u8>>>,
     failure_mode_allow: bool,
     message_timeout: Duration,
     /// The filter's counters, in `super::COUNTER_NAMES` order.
@@ -361,6 +364,7 @@ pub async fn on_request_head<'c>(
         body: RefCell::new(Vec::new()),
         body_owned: Cell::new(false),
         body_replaced: Cell::new(false),
+        pending: RefCell::new(None),
         failure_mode_allow: f.failure_mode_allow,
         message_timeout: f.message_timeout,
         counters,
@@ -463,27 +467,64 @@ pub async fn on_request_data(store: Option<&SetHeaders>, chunk: &[u8], end: bool
         s.body.borrow_mut().extend_from_slice(chunk);
         return DataStatus::StopAndBuffer;
     }
-    let (send, eos) = match s.mode.get().request_body {
+    let status = match s.mode.get().request_body {
         BodyMode::None => {
             s.body.borrow_mut().extend_from_slice(chunk);
             return DataStatus::StopAndBuffer;
         }
         BodyMode::Buffered => {
-            let mut b = s.body.borrow_mut();
-            if b.len() + chunk.len() > MAX_BUFFERED_BODY {
-                return DataStatus::Respond(crate::http::filter::buffer::TOO_LARGE);
-            }
-            b.extend_from_slice(chunk);
-            if !end {
-                return DataStatus::StopAndBuffer;
-            }
-            (std::mem::take(&mut *b), true)
+            let whole = {
+                let mut b = s.body.borrow_mut();
+                if b.len() + chunk.len() > MAX_BUFFERED_BODY {
+                    return DataStatus::Respond(crate::http::filter::buffer::TOO_LARGE);
+                }
+                b.extend_from_slice(chunk);
+                if !end {
+                    return DataStatus::StopAndBuffer;
+                }
+                std::mem::take(&mut *b)
+            };
+            send_body(s, whole, true).await
         }
-        BodyMode::Streamed => (chunk.to_vec(), end),
+        BodyMode::Streamed => {
+            let pending = s.pending.try_borrow_mut().ok().and_then(|mut p| p.take());
+            if !end {
+                let mut st = DataStatus::StopAndBuffer;
+                if let Some(p) = pending {
+                    st = send_body(s, p, false).await;
+                }
+                if let Ok(mut p) = s.pending.try_borrow_mut() {
+                    *p = Some(chunk.to_vec());
+                }
+                return st;
+            }
+            match pending {
+                // The last data and the end together, as Envoy sends them.
+                Some(p) if chunk.is_empty() => send_body(s, p, true).await,
+                Some(p) => match send_body(s, p, false).await {
+                    DataStatus::Respond(r) => DataStatus::Respond(r),
+                    _ => send_body(s, chunk.to_vec(), true).await,
+                },
+                None => send_body(s, chunk.to_vec(), true).await,
+            }
+        }
     };
-    let original = send.clone();
+    if end {
+        s.finish_if_done();
+    }
+    status
+}
+
+/// Sends one body message (or, once the stream is gone, keeps the bytes as they are)
+/// and appends what the processor made of it to the body that goes upstream.
+async fn send_body(s: &State, body: Vec<u8>, eos: bool) -> DataStatus {
+    if !s.live() {
+        s.body.borrow_mut().extend_from_slice(&body);
+        return DataStatus::StopAndBuffer;
+    }
+    let original = body.clone();
     let msg = Req::RequestBody(HttpBody {
-        body: send,
+        body,
         end_of_stream: eos,
         ..Default::default()
     });
@@ -506,9 +547,6 @@ pub async fn on_request_data(store: Option<&SetHeaders>, chunk: &[u8], end: bool
         },
     };
     s.body.borrow_mut().extend_from_slice(&out);
-    if end {
-        s.finish_if_done();
-    }
     DataStatus::StopAndBuffer
 }
 
