@@ -235,3 +235,38 @@ fn ext_proc_behaves_like_envoy() {
 fn ext_proc_behaves_like_envoy_with_failure_mode_allow() {
     compare(true);
 }
+
+/// A processor nobody listens for: the same status and counters as Envoy's, with
+/// `failure_mode_allow` off and on.
+#[test]
+fn an_unreachable_processor_behaves_like_envoy() {
+    let Some(bin) = envoy_or_skip("ext_proc parity (unreachable)") else {
+        return;
+    };
+    let up = Upstream::echo();
+    let gone = refused_addr().port();
+    for allow in [false, true] {
+        let text = bootstrap(up.addr, gone, allow);
+        let look = |listen: SocketAddr, counter: &dyn Fn(&str) -> u64| {
+            let statuses: Vec<u16> = (0..2).map(|_| get(listen, "svc", "/x").status).collect();
+            let counters: Vec<(String, u64)> = COUNTERS
+                .iter()
+                .map(|n| (n.to_string(), counter(n)))
+                .collect();
+            (statuses, counters)
+        };
+        let envoy = Envoy::start(&bin, &text);
+        let theirs = look(envoy.listen, &|n| envoy_counter(envoy.admin, n));
+        drop(envoy);
+        let proxy = Proxy::start(&text);
+        let ours = look(proxy.listen, &|n| {
+            proxy.stats()["counters"][format!("http.main.ext_proc.{n}")]
+                .as_u64()
+                .unwrap_or(0)
+        });
+        assert_eq!(
+            ours, theirs,
+            "failure_mode_allow {allow}: Outrigger vs Envoy"
+        );
+    }
+}

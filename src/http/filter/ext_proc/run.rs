@@ -191,6 +191,11 @@ impl State {
             Failure::Spurious => self.inc(C::Spurious),
         }
         if self.failure_mode_allow && why != Failure::Spurious {
+            // Envoy closes the failed stream when it lets the request go on, and
+            // counts that close (it does not when it answers 500).
+            if why == Failure::Grpc {
+                self.inc(C::Closed);
+            }
             self.inc(C::FailureModeAllowed);
             return Status::Continue;
         }
@@ -395,6 +400,11 @@ pub async fn on_request_head<'c>(
             }
         }
         None => {
+            // Envoy's gRPC client takes the first message before the connection
+            // fails, and counts it sent.
+            if mode.request_headers == HeaderMode::Send {
+                state.inc(C::MsgsSent);
+            }
             let s = state.fail(Failure::Grpc);
             return (s, false, false);
         }
