@@ -278,12 +278,11 @@ impl Drop for State {
 /// A processor's `mode_override`, where the filter allows it: the header modes, and
 /// the request body mode where it is one that is built (others are ignored).
 fn overridden(mut m: Mode, o: &ProcessingMode) -> Mode {
-    let header = |v: i32, was: HeaderMode| match v {
-        1 => HeaderMode::Send,
+    // DEFAULT is SEND for headers (Envoy replaces the whole mode).
+    m.response_headers = match o.response_header_mode {
         2 => HeaderMode::Skip,
-        _ => was,
+        _ => HeaderMode::Send,
     };
-    m.response_headers = header(o.response_header_mode, HeaderMode::Send);
     m.request_body = match o.request_body_mode {
         0 => BodyMode::None,
         1 => BodyMode::Streamed,
