@@ -103,6 +103,7 @@ fn main() {
             forwarding: &forwarding,
             counters: &counters,
             state: &state,
+            grpc: None,
         };
         support::bench(&format!("on_request_head: {name}"), || {
             let mut e = StreamEdits::default();

@@ -57,6 +57,13 @@ def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path
     config "policy" the bootstrap both Envoy and Outrigger run for h1-policy."""
     filters = _snippet("envoy-policy-filters.yaml", {}) if config == "policy" else ""
     extra_endpoints = ""
+    if config == "ext-proc":
+        # ext-proc: the ext_proc filter, its processor (lib/ext_proc_server.py) and
+        # the processor's HTTP/2 cluster.
+        upstream.ensure_ext_proc()
+        filters = _snippet("envoy-ext-proc-filter.yaml", {})
+        extra_endpoints = _snippet("envoy-ext-proc-cluster.yaml",
+                                   {"ext_proc_port": upstream.ext_proc_port})
     if config == "flaky":
         # h1-flaky: a second, bad endpoint (nginx's flaky server: 20% 503) and a
         # retry policy on 5xx; Envoy's other retry defaults (back-off 25 ms base).
@@ -113,6 +120,27 @@ class Upstream:
         self.h2_url = f"http://127.0.0.1:{self.h2_port}"
         # h1-traced's OTLP/HTTP collector (lib/collector.py), started on first use.
         self.otel_port, self.collector = util.free_port(), None
+        # ext-proc's external processor (lib/ext_proc_server.py), started on first use.
+        self.ext_proc_port, self.ext_proc = util.free_port(), None
+
+    def ensure_ext_proc(self) -> None:
+        """The ext_proc processor (grpcio, from loadtest/.venv), pinned to the client
+        CPUs like the rest of the load side; ready once its port accepts."""
+        if self.ext_proc is not None and self.ext_proc.poll() is None:
+            return
+        logp = self.s.work / "ext_proc.log"
+        python = util.REPO / "loadtest" / ".venv" / "bin" / "python"
+        self.ext_proc = spawn(["taskset", "-c", self.s.client_cpus, str(python),
+                               Path(__file__).with_name("ext_proc_server.py"),
+                               self.ext_proc_port], logp)
+
+        def accepts() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", self.ext_proc_port), 1).close()
+                return True
+            except OSError:
+                return False
+        wait_until(accepts, 20, "ext_proc processor", self.ext_proc, logp)
 
     def ensure_collector(self) -> None:
         """The OTLP sink, pinned to the client CPUs like the rest of the load side."""
@@ -188,6 +216,8 @@ class Upstream:
         self.proc = None
         kill(self.collector)
         self.collector = None
+        kill(self.ext_proc)
+        self.ext_proc = None
 
 
 class Peer:
@@ -326,7 +356,7 @@ class Outrigger(Peer):
             conf = self.xds.bootstrap(self.admin_port, self.s.work / f"{self.name}-xds.yaml")
             return [self.s.tools[self.binary], "run", "-c", conf,
                     "--concurrency", self.s.workers]
-        if config in ("policy", "bootstrap", "flaky", "traced"):
+        if config in ("policy", "bootstrap", "flaky", "traced", "ext-proc"):
             # The same Envoy bootstrap as the Envoy peer's, on this peer's ports.
             routes = _snippet("envoy-routes.yaml", Envoy.route_values(0, 24))
             conf = envoy_bootstrap(self.s, self.upstream, self.port, self.admin_port,

@@ -87,6 +87,12 @@ SCENARIOS = [
              "local rate limit (not limiting) and header mutation",
              "CPU per request that the three policy filters add over h1-bootstrap",
              conns=32, config="policy", proxies_only=True, only=("outrigger", "envoy")),
+    Scenario("ext-proc", "closed", "HTTP/1.1 closed loop, 32 connections, each request's "
+             "headers sent to an external processor (ext_proc over gRPC) that answers "
+             "CONTINUE",
+             "CPU per request that ext_proc adds over h1-bootstrap (the processor's own CPU, "
+             "on the client CPUs, not counted)", conns=32, config="ext-proc",
+             proxies_only=True, only=("outrigger", "envoy")),
     Scenario("h1-traced", "closed", "HTTP/1.1 closed loop, 32 connections, every request "
              "traced (100% sampling), spans exported over OTLP/HTTP to a collector",
              "CPU per request that tracing adds over h1-closed-32 (and h1-bootstrap), "

@@ -515,7 +515,7 @@ async fn exchange_inner<D: Io, C: Connector>(
     let status = parts.status.as_u16();
     request::count_response(cs, ep, status);
     if r.chain.hooks().response_head {
-        if let Status::Respond(reply) = r.chain.on_response_head(status).await {
+        if let Status::Respond(reply) = r.chain.on_response_head(status, &parts.headers).await {
             let mut res = failed(reply.status, reply.flag);
             res.reply = Some(reply);
             res.body_cut = cut;

@@ -131,7 +131,10 @@ pub(crate) async fn h1<R: Io>(
     }
     match chain.on_request_data(&[], true, out.len() as u64).await {
         DataStatus::Respond(r) => Held::Reply(r),
-        DataStatus::Continue | DataStatus::StopAndBuffer => Held::Body(out),
+        // A filter that rewrote the body (ext_proc) has the one to send.
+        DataStatus::Continue | DataStatus::StopAndBuffer => {
+            Held::Body(chain.request_body_override().unwrap_or(out))
+        }
     }
 }
 
@@ -185,5 +188,9 @@ pub(crate) async fn h2(
             }
         }
     }
-    Held::Body((out.freeze(), trailers))
+    let body = match chain.request_body_override() {
+        Some(b) => Bytes::from(b),
+        None => out.freeze(),
+    };
+    Held::Body((body, trailers))
 }

@@ -182,3 +182,21 @@ impl ConnSlot {
         }
     }
 }
+
+/// ext_proc's gRPC streams go over the same per-core HTTP/2 connections as proxied
+/// requests to the cluster: an endpoint picked by its load balancer (counted as a
+/// request of the cluster, as Envoy's gRPC client counts its streams), its multiplexed
+/// connection opened on first use.
+impl<C: Connector> crate::http::filter::ctx::GrpcChannels for WorkerView<C> {
+    fn ready(
+        &self,
+        cluster: usize,
+    ) -> crate::http::filter::ctx::LocalBoxFuture<'_, Option<h2::client::SendRequest<bytes::Bytes>>>
+    {
+        Box::pin(async move {
+            let cs = self.clusters.get(cluster)?;
+            let ep = cs.start_request(None)?;
+            cs.h2_ready(ep, &*self.connector).await.ok().map(|(s, _)| s)
+        })
+    }
+}

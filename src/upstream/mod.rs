@@ -3,6 +3,7 @@
 
 pub(crate) mod cluster;
 pub(crate) mod counted;
+pub(crate) mod grpc_stream;
 pub(crate) mod h2conn;
 pub(crate) mod lb;
 pub(crate) mod original_dst;

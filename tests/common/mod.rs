@@ -19,6 +19,7 @@
 
 pub mod bodies;
 pub mod envoy;
+pub mod ext_proc;
 
 use std::fs::File;
 use std::io::{self, Read, Write};

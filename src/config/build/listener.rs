@@ -462,6 +462,7 @@ impl Builder {
             p,
             t.http_filters,
             t.stat_prefix.as_deref().unwrap_or(listener),
+            clusters,
         );
         // Envoy's defaults: no request-head deadline, a 5-minute stream idle timeout.
         let request_headers_timeout = self.duration(

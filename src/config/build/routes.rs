@@ -25,12 +25,41 @@ use crate::http::filter::{
 use crate::http::router::{DomainIndex, MAX_DOMAIN_LEN};
 
 impl Builder {
+    /// An `ext_proc` filter (its counters are `http.<stat_prefix>.ext_proc.*`).
+    fn ext_proc_filter(
+        &mut self,
+        p: &str,
+        raw: &crate::http::filter::ext_proc::config::RawExtProc,
+        stat_prefix: &str,
+        clusters: &[Arc<Cluster>],
+    ) -> Option<crate::http::filter::ext_proc::ExtProcFilter> {
+        use crate::http::filter::ext_proc::{Counters, COUNTER_NAMES};
+        let own = raw.stat_prefix.as_deref().unwrap_or("");
+        let counters = Counters::from_indices(
+            COUNTER_NAMES.map(|n| self.counter(format!("http.{stat_prefix}.ext_proc.{own}{n}"))),
+        );
+        let cluster = |n: &str| {
+            clusters
+                .iter()
+                .enumerate()
+                .find(|(_, c)| c.name == n)
+                .map(|(i, c)| (i, c.protocol == UpstreamProtocol::Http2))
+        };
+        let mut errors = Vec::new();
+        let f = raw.build(p, cluster, counters, &mut errors);
+        for (path, m) in errors {
+            self.err(path, m);
+        }
+        f
+    }
+
     /// A connection manager's HTTP filters; its counters are under `http.<stat_prefix>.`.
     pub(super) fn http_filters(
         &mut self,
         p: &str,
         raw: &[RawHttpFilter],
         stat_prefix: &str,
+        clusters: &[Arc<Cluster>],
     ) -> Vec<HttpFilter> {
         let mut out: Vec<HttpFilter> = Vec::new();
         for (k, f) in raw.iter().enumerate() {
@@ -50,15 +79,25 @@ impl Builder {
                 f.rbac.is_some(),
                 f.fault.is_some(),
                 f.cors.is_some(),
+                f.ext_proc.is_some(),
             ];
             let one = types.iter().filter(|t| **t).count() == 1;
             let kind = match (&f.header_mutation, &f.buffer, &f.local_ratelimit, &f.rbac) {
                 _ if !one => {
                     self.err(
                         fp,
-                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`",
+                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_proc`",
                     );
                     continue;
+                }
+                _ if f.ext_proc.is_some() => {
+                    let raw = f.ext_proc.as_ref().and_then(|r| {
+                        self.ext_proc_filter(&format!("{fp}.ext_proc"), r, stat_prefix, clusters)
+                    });
+                    match raw {
+                        Some(x) => FilterKind::ExtProc(Box::new(x)),
+                        None => continue,
+                    }
                 }
                 _ if f.cors.is_some() => FilterKind::Cors(self.cors_filter(stat_prefix)),
                 _ if f.fault.is_some() => {
@@ -101,6 +140,17 @@ impl Builder {
             .iter()
             .filter(|f| matches!(f.kind, FilterKind::HeaderMutation(_)))
             .count();
+        if out
+            .iter()
+            .filter(|f| matches!(f.kind, FilterKind::ExtProc(_)))
+            .count()
+            > 1
+        {
+            self.err(
+                format!("{p}.http_filters"),
+                "at most one ext_proc filter per chain",
+            );
+        }
         if mutations > MAX_HEADER_MUTATION_FILTERS {
             self.err(
                 format!("{p}.http_filters"),
@@ -363,12 +413,13 @@ impl Builder {
                 o.rbac.is_some(),
                 o.fault.is_some(),
                 o.cors.is_some(),
+                o.ext_proc.is_some(),
             ];
-            let policy = o.fault.is_some() || o.cors.is_some();
+            let policy = o.fault.is_some() || o.cors.is_some() || o.ext_proc.is_some();
             if policy && (o.disabled || types.iter().filter(|t| **t).count() != 1) {
                 self.err(
                     op,
-                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`)",
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_proc`)",
                 );
                 continue;
             }
@@ -376,6 +427,15 @@ impl Builder {
                 if let Some(s) = self.fault_settings(&format!("{op}.fault"), f) {
                     overrides.push((name.clone(), FilterOverride::Fault(Box::new(s))));
                 }
+                continue;
+            }
+            if let Some(e) = &o.ext_proc {
+                let mut errors = Vec::new();
+                let ov = e.build(&format!("{op}.ext_proc"), &mut errors);
+                for (path, m) in errors {
+                    self.err(path, m);
+                }
+                overrides.push((name.clone(), FilterOverride::ExtProc(ov)));
                 continue;
             }
             if let Some(c) = &o.cors {
@@ -413,7 +473,7 @@ impl Builder {
                 }
                 _ => self.err(
                     op,
-                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`)",
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_proc`)",
                 ),
             }
         }

@@ -9,6 +9,7 @@
 use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value};
 
 mod access_log;
+mod ext_proc;
 mod extensions;
 mod filters;
 mod hashing;
@@ -691,6 +692,7 @@ fn supported(message: &str, field: &str) -> bool {
     SUPPORTED
         .iter()
         .chain(filters::SUPPORTED)
+        .chain(ext_proc::SUPPORTED)
         .chain(tls::SUPPORTED)
         .chain(hashing::SUPPORTED)
         .chain(access_log::SUPPORTED)

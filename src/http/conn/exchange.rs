@@ -29,7 +29,6 @@ use super::super::body::{self, BodyError};
 use super::super::body_hooks::{self, Stopped};
 use super::super::buf::ReadBuf;
 use super::super::failure::Failure;
-use super::super::filter;
 use super::super::filter::headers::Edits;
 use super::super::flags::ResponseFlag;
 use super::super::h1::encode;
@@ -470,6 +469,7 @@ impl Conn {
         )
         .await;
         let (body_touched, body_cut) = (x.body_touched, x.body_cut);
+        let response_edits = x.response_edits;
         if self.logging {
             self.rec.upstream = again
                 .as_ref()
@@ -513,6 +513,19 @@ impl Conn {
                 return self.finish_error(view, cluster, 0, ResponseFlag::UpstreamProtocolError)
             }
         };
+        request::count_response(cs, ep, status);
+        if plan.chain.hooks().response_head {
+            if let Some(reply) = self
+                .response_head_hook(plan, status, close_down, response_edits)
+                .await
+            {
+                // A filter answers instead; the upstream connection, mid-response, goes.
+                let body = reply.body.as_bytes();
+                return self
+                    .reply_and_close(down, plan, reply.status, body, reply.flag)
+                    .await;
+            }
+        }
         self.ubuf.consume(head_len);
         if self.logging {
             let log = &mut self.rec.log;
@@ -522,16 +535,6 @@ impl Conn {
                 .rec
                 .start
                 .and_then(|t| SystemTime::now().duration_since(t).ok());
-        }
-        request::count_response(cs, ep, status);
-        if plan.chain.hooks().response_head {
-            if let filter::Status::Respond(reply) = plan.chain.on_response_head(status).await {
-                // A filter answers instead; the upstream connection, mid-response, goes.
-                let body = reply.body.as_bytes();
-                return self
-                    .reply_and_close(down, plan, reply.status, body, reply.flag)
-                    .await;
-            }
         }
         progress.head_sent(status);
         // A small body that is all here already goes out with the head, in one write

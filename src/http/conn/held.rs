@@ -153,14 +153,36 @@ fn closed(flag: ResponseFlag) -> Outcome {
 /// The upstream head in `wbuf` was written for the client's framing; the body is now
 /// held whole: frame it by its length. `h1::encode::write_request` writes a chunked
 /// request's framing as exactly `transfer-encoding: chunked`, which becomes a
-/// Content-Length; a Content-Length request already has the right one.
+/// Content-Length; a Content-Length request keeps its field, with the held body's
+/// length (a filter may have rewritten the body: ext_proc).
 fn reframe(wbuf: &mut Vec<u8>, len: u64) {
     const TE: &[u8] = b"\r\ntransfer-encoding: chunked\r\n";
-    let Some(at) = wbuf.windows(TE.len()).position(|w| w == TE) else {
+    let cl = format!("\r\ncontent-length: {len}\r\n");
+    if let Some(at) = wbuf.windows(TE.len()).position(|w| w == TE) {
+        wbuf.splice(at..at + TE.len(), cl.into_bytes());
+        return;
+    }
+    // The head ends at the first empty line; its Content-Length field is replaced.
+    const CL: &[u8] = b"\r\ncontent-length:";
+    let end = wbuf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(wbuf.len());
+    let head = wbuf.get(..end).unwrap_or_default();
+    let Some(at) = head
+        .windows(CL.len())
+        .position(|w| w.eq_ignore_ascii_case(CL))
+    else {
         return;
     };
-    let cl = format!("\r\ncontent-length: {len}\r\n");
-    wbuf.splice(at..at + TE.len(), cl.into_bytes());
+    let value = at + CL.len();
+    let Some(eol) = wbuf
+        .get(value..)
+        .and_then(|rest| rest.windows(2).position(|w| w == b"\r\n"))
+    else {
+        return;
+    };
+    wbuf.splice(at..value + eol + 2, cl.into_bytes());
 }
 
 #[cfg(test)]
@@ -179,6 +201,13 @@ mod tests {
         assert_eq!(
             head,
             b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n".to_vec()
+        );
+        // A body a filter rewrote: the field takes its length, whatever its case.
+        let mut head = b"POST / HTTP/1.1\r\nContent-Length: 6\r\nx: y\r\n\r\n".to_vec();
+        super::reframe(&mut head, 0);
+        assert_eq!(
+            head,
+            b"POST / HTTP/1.1\r\ncontent-length: 0\r\nx: y\r\n\r\n".to_vec()
         );
     }
 }

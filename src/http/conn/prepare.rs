@@ -150,6 +150,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         forwarding: &l.forwarding,
         counters: &view.counters,
         state,
+        grpc: Some(view),
     };
     // The request's random value (Envoy's): the weighted cluster the filters see is the
     // one the router takes.

@@ -2,6 +2,7 @@
 //! parsed by `h1::response`, judged by the retry policy, and re-encoded for the client
 //! into the write buffer.
 
+use super::super::filter::ctx::H1Fields;
 use super::super::filter::headers::Edits;
 use super::super::h1::encode::{self, DownFraming, DownstreamResponse};
 use super::super::h1::head::BodyKind;
@@ -95,4 +96,37 @@ pub(super) fn prepare_response(
         close_down,
         reuse_up: f.keep_alive && body != BodyKind::UntilClose,
     }))
+}
+
+impl super::Conn {
+    /// The chain's response-head hook for an HTTP/1 upstream's head (still at the front
+    /// of the upstream buffer, already encoded for the client in the write buffer):
+    /// the filters see its fields, and when one made a plan for the response (ext_proc's
+    /// header mutations) the head is encoded again with it. `Some`: a filter answers.
+    pub(super) async fn response_head_hook(
+        &mut self,
+        plan: &Plan<'_>,
+        status: u16,
+        close_down: bool,
+        edits: Edits<'_>,
+    ) -> Option<super::super::filter::LocalReply> {
+        {
+            let mut slots = response::header_slots();
+            let Ok(Some(resp)) = response::parse(self.ubuf.data(), asked(plan), &mut slots) else {
+                return None;
+            };
+            if let super::super::filter::Status::Respond(r) = plan
+                .chain
+                .on_response_head(status, &H1Fields(resp.headers))
+                .await
+            {
+                return Some(r);
+            }
+        }
+        if edits.dynamic.is_some_and(|d| d.get().is_some()) {
+            let data = self.ubuf.data();
+            let _ = prepare_response(data, plan, close_down, &mut self.wbuf, edits, |_, _| false);
+        }
+        None
+    }
 }

@@ -5,6 +5,9 @@
 //! downstream connection (`http/conn.rs`, `http/h2`).
 
 use std::net::IpAddr;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
 use std::rc::Rc;
 
 use super::local_ratelimit::bucket::PerConnection;
@@ -24,7 +27,22 @@ pub struct RequestCtx<'a> {
     pub counters: &'a [Rc<Counter>],
     /// What the filters keep for this request's downstream connection.
     pub state: &'a ConnState,
+    /// The worker's HTTP/2 upstream connections, for filters that call a gRPC service
+    /// per request (ext_proc). `None` in unit tests.
+    pub grpc: Option<&'a dyn GrpcChannels>,
 }
+
+/// A ready stream slot on the worker's per-core HTTP/2 connection to a cluster (an
+/// endpoint picked by the cluster's load balancer; `upstream/h2conn.rs`), for filters
+/// that open a gRPC stream per request. Type-erased so that the filters need not be
+/// generic over the connector; the one box per call is the price of that.
+pub trait GrpcChannels {
+    /// `None`: the cluster has no endpoint, or the connection could not be made.
+    fn ready(&self, cluster: usize) -> LocalBoxFuture<'_, Option<SendRequest<Bytes>>>;
+}
+
+/// A boxed future of the worker's own executor (no `Send`).
+pub type LocalBoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
 
 impl RequestCtx<'_> {
     /// Envoy's downstream remote address: the client the connection manager trusts
@@ -52,4 +70,29 @@ pub struct ConnState {
     /// The local rate limit's per-connection buckets
     /// (`local_rate_limit_per_downstream_connection`).
     pub local_ratelimit: PerConnection,
+}
+
+/// A message head's fields as the response-head hook sees them, whichever codec read
+/// it (an `http::HeaderMap`, or the HTTP/1 parser's header slice).
+pub trait HeadFields {
+    fn each(&self, f: &mut dyn FnMut(&[u8], &[u8]));
+}
+
+impl HeadFields for http::HeaderMap {
+    fn each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+        for (n, v) in self {
+            f(n.as_str().as_bytes(), v.as_bytes());
+        }
+    }
+}
+
+/// The HTTP/1 parser's fields as [`HeadFields`].
+pub struct H1Fields<'a, 'b>(pub &'a [httparse::Header<'b>]);
+
+impl HeadFields for H1Fields<'_, '_> {
+    fn each(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+        for h in self.0 {
+            f(h.name.as_bytes(), h.value);
+        }
+    }
 }

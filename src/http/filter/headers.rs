@@ -9,6 +9,7 @@
 //! can depend on (the header present or absent when the plan runs), so evaluating it
 //! per request is a presence check and a few comparisons.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use super::set_headers::SetHeaders;
@@ -157,6 +158,10 @@ pub struct Edits<'c> {
     /// Headers a filter set for this stream (`set_headers`): written last, replacing
     /// incoming and planned values of their names. `None` unless a filter set one.
     pub set: Option<&'c SetHeaders>,
+    /// A plan a filter made for this stream from what a service answered (ext_proc's
+    /// header mutations), applied after the configured plans. Read when the message is
+    /// encoded, so a filter may fill it after the edits were copied (the response side).
+    pub dynamic: Option<&'c OnceCell<HeaderPlan>>,
 }
 
 impl<'c> Edits<'c> {
@@ -179,6 +184,9 @@ impl<'c> Edits<'c> {
 
     pub fn is_empty(&self) -> bool {
         self.plans.iter().all(Option::is_none)
+            && self
+                .dynamic
+                .is_none_or(|d| d.get().is_none_or(HeaderPlan::is_empty))
             && self.stamp.is_empty()
             && self.set.is_none_or(SetHeaders::is_empty)
     }
@@ -190,7 +198,11 @@ impl<'c> Edits<'c> {
     }
 
     fn plans(&self) -> impl Iterator<Item = &'c HeaderPlan> + '_ {
-        self.plans.iter().flatten().copied()
+        self.plans
+            .iter()
+            .flatten()
+            .copied()
+            .chain(self.dynamic.and_then(OnceCell::get))
     }
 
     /// The branch each plan takes for `name`, given whether it was present on arrival.
@@ -252,7 +264,7 @@ impl<'c> Edits<'c> {
                     continue;
                 }
                 // Values added before the last plan that discarded are gone.
-                let mut branches: [Option<&Branch>; MAX_PLANS] = [None; MAX_PLANS];
+                let mut branches: [Option<&Branch>; MAX_PLANS + 1] = [None; MAX_PLANS + 1];
                 for (slot, b) in branches
                     .iter_mut()
                     .zip(self.branches(&ops.name, has(&ops.name)))

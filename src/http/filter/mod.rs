@@ -44,6 +44,7 @@
 pub mod buffer;
 pub mod cors;
 pub mod ctx;
+pub mod ext_proc;
 pub mod fault;
 pub mod header_mutation;
 pub mod headers;
@@ -57,7 +58,9 @@ use serde::Deserialize;
 
 use self::buffer::{BufferFilter, RawBuffer};
 use self::cors::{CorsFilter, CorsPolicy};
-pub use self::ctx::{ConnState, RequestCtx};
+pub use self::ctx::{ConnState, HeadFields, RequestCtx};
+use self::ext_proc::config::{RawExtProc, RawExtProcOverride};
+use self::ext_proc::{ExtProcFilter, ExtProcOverride};
 use self::fault::{FaultFilter, FaultSettings};
 use self::header_mutation::{HeaderMutationFilter, RawHeaderMutation};
 use self::headers::{Edits, HeaderPlan};
@@ -89,6 +92,8 @@ pub(crate) struct RawHttpFilter {
     pub fault: Option<RawFault>,
     #[serde(default)]
     pub cors: Option<RawCorsFilter>,
+    #[serde(default)]
+    pub ext_proc: Option<RawExtProc>,
 }
 
 /// A route's override for one filter, as written in the YAML (`per_filter_config`).
@@ -110,6 +115,9 @@ pub(crate) struct RawFilterOverride {
     /// The route's CORS policy (Envoy's `CorsPolicy`).
     #[serde(default)]
     pub cors: Option<RawCorsPolicy>,
+    /// Envoy's `ExtProcPerRoute.overrides` (its `disabled` is `disabled: true`).
+    #[serde(default)]
+    pub ext_proc: Option<RawExtProcOverride>,
 }
 
 /// A configured filter.
@@ -127,6 +135,7 @@ pub enum FilterKind {
     Rbac(Box<RbacFilter>),
     Fault(Box<FaultFilter>),
     Cors(CorsFilter),
+    ExtProc(Box<ExtProcFilter>),
 }
 
 impl FilterKind {
@@ -138,6 +147,7 @@ impl FilterKind {
             FilterKind::Rbac(_) => "rbac",
             FilterKind::Fault(_) => "fault",
             FilterKind::Cors(_) => "cors",
+            FilterKind::ExtProc(_) => "ext_proc",
         }
     }
 
@@ -152,6 +162,9 @@ impl FilterKind {
             | FilterKind::LocalRateLimit(_)
             | FilterKind::Fault(_)
             | FilterKind::Cors(_) => Hooks::NONE,
+            // Decided per stream on the request head, from its processing mode and
+            // what the processor answered (`ext_proc::run::on_request_head`).
+            FilterKind::ExtProc(_) => Hooks::NONE,
             FilterKind::Buffer(_) => Hooks {
                 request_data: true,
                 ..Hooks::NONE
@@ -276,6 +289,9 @@ impl<'c> Chain<'c> {
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_) => DataStatus::Continue,
+                FilterKind::ExtProc(_) => {
+                    ext_proc::run::on_request_data(self.store, chunk, end_stream).await
+                }
                 FilterKind::Buffer(own) => {
                     let b = match self.override_for(&f.name) {
                         Some(FilterOverride::Buffer(b)) => b,
@@ -308,6 +324,12 @@ impl<'c> Chain<'c> {
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_) => {}
+                FilterKind::ExtProc(_) => {
+                    if let Status::Respond(r) = ext_proc::run::on_request_trailers(self.store).await
+                    {
+                        return Status::Respond(r);
+                    }
+                }
             }
         }
         let _ = trailers;
@@ -326,6 +348,7 @@ impl<'c> Chain<'c> {
                 | FilterKind::Buffer(_)
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
+                | FilterKind::ExtProc(_)
                 | FilterKind::Cors(_) => {}
                 // The stream's rate limit, if its request drew one: the chunk waits for
                 // its tokens (one limit per stream, whichever fault filter set it).
@@ -345,7 +368,7 @@ impl<'c> Chain<'c> {
     /// see it in reverse order (Envoy's encoder filters); one may answer instead (the
     /// upstream's response is then dropped). Callers check `hooks().response_head`
     /// first, so a chain without the hook never builds this future.
-    pub async fn on_response_head(&self, status: u16) -> Status {
+    pub async fn on_response_head(&self, status: u16, fields: &dyn HeadFields) -> Status {
         for f in self.active().rev() {
             match &f.kind {
                 FilterKind::HeaderMutation(_)
@@ -354,10 +377,21 @@ impl<'c> Chain<'c> {
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_) => {}
+                FilterKind::ExtProc(_) => {
+                    let s = ext_proc::run::on_response_head(self.store, status, fields).await;
+                    if let Status::Respond(r) = s {
+                        return Status::Respond(r);
+                    }
+                }
             }
         }
-        let _ = status;
         Status::Continue
+    }
+
+    /// The request body to send upstream in place of the one held, when a filter
+    /// rewrote it (ext_proc's body mutations). Called by `http/hold.rs` at the end.
+    pub fn request_body_override(&self) -> Option<Vec<u8>> {
+        ext_proc::run::request_body(self.store)
     }
 
     /// The stream ended: the last hook, for every stream whose request head the chain
@@ -373,6 +407,7 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
+                | FilterKind::ExtProc(_)
                 | FilterKind::Cors(_) => {}
             }
         }
@@ -401,6 +436,9 @@ pub enum FilterOverride {
     /// The CORS filter's policy on this route (Envoy's `CorsPolicy`; without one the
     /// filter does nothing).
     Cors(Box<CorsPolicy>),
+    /// The ext_proc filter's processing mode on this route (Envoy's
+    /// `ExtProcPerRoute.overrides`).
+    ExtProc(ExtProcOverride),
 }
 
 /// What the chain decided for one request: the header edits the encoders apply, and
@@ -528,6 +566,28 @@ pub async fn on_request_head<'c>(
                     break;
                 }
             }
+            FilterKind::ExtProc(own) => {
+                let mode = match ov {
+                    Some(FilterOverride::ExtProc(ExtProcOverride { mode: Some(m) })) => *m,
+                    _ => own.mode,
+                };
+                let (s, body, head) = ext_proc::run::on_request_head(
+                    own,
+                    mode,
+                    ctx,
+                    edits.store,
+                    &mut edits.request,
+                    &mut edits.response,
+                )
+                .await;
+                hooks.request_data |= body;
+                hooks.request_trailers |= body;
+                hooks.response_head |= head;
+                if let Status::Respond(r) = s {
+                    status = Status::Respond(r);
+                    break;
+                }
+            }
             FilterKind::Cors(own) => {
                 // Envoy's filter acts only with a policy, on a route that forwards.
                 let (Some(FilterOverride::Cors(p)), Some(store), true) =
@@ -596,6 +656,7 @@ mod tests {
             forwarding: &FWD,
             counters: &[],
             state: Box::leak(Box::default()),
+            grpc: None,
         }
     }
 
@@ -725,7 +786,8 @@ mod tests {
         assert_eq!(e.chain.active().count(), 1);
         // Nothing past the request head runs for this chain.
         assert_eq!(e.chain.hooks(), Hooks::NONE);
-        let head = futures_lite::future::block_on(e.chain.on_response_head(200));
+        let head =
+            futures_lite::future::block_on(e.chain.on_response_head(200, &http::HeaderMap::new()));
         assert_eq!(head, Status::Continue);
     }
 }

@@ -30,6 +30,34 @@ pub struct SetHeaders {
     /// The fault filter's state for this stream (empty: no fault injected, no
     /// allocation). Borrowed briefly by the filter, never across an await.
     pub(crate) fault: RefCell<FaultStream>,
+    /// A filter's own state for this stream, set once on the request head (ext_proc's
+    /// gRPC stream and the plans it made; `filter::ext_proc::run::State`). Type-erased
+    /// so that this module need not know the filter; empty (no allocation) without one.
+    pub(crate) ext: StreamExt,
+}
+
+/// `SetHeaders::ext`.
+#[derive(Default)]
+pub(crate) struct StreamExt(std::cell::OnceCell<Box<dyn std::any::Any>>);
+
+impl StreamExt {
+    pub fn set(&self, v: Box<dyn std::any::Any>) -> Result<(), Box<dyn std::any::Any>> {
+        self.0.set(v)
+    }
+
+    pub fn get(&self) -> Option<&dyn std::any::Any> {
+        self.0.get().map(|b| &**b)
+    }
+}
+
+impl std::fmt::Debug for StreamExt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "StreamExt(set)"
+        } else {
+            "StreamExt"
+        })
+    }
 }
 
 impl SetHeaders {

@@ -164,6 +164,7 @@ pub(crate) async fn serve<C: Connector>(
             forwarding: &l.forwarding,
             counters: &view.counters,
             state: &conn.filters,
+            grpc: Some(&*view),
         };
         match filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await {
             Status::Continue => None,
@@ -226,7 +227,7 @@ pub(crate) async fn serve<C: Connector>(
             grpc,
             reply.status,
             None,
-            &Bytes::from_static(reply.body.as_bytes()),
+            &reply.body_bytes(),
             reply.flag,
             edits.response,
         ),

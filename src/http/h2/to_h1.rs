@@ -455,15 +455,20 @@ async fn respond_with<U: Io, K>(
     if let Some(m) = edits.response.stamp.phases.as_mut() {
         m.set_upstream(progress.phase_marks());
     }
-    edits.response.apply_to_map(h.response.headers_mut());
     let status = h.response.status().as_u16();
     request::count_status(&cs.stats, status);
     if edits.chain.hooks().response_head {
-        if let Status::Respond(reply) = edits.chain.on_response_head(status).await {
+        let s = edits
+            .chain
+            .on_response_head(status, h.response.headers())
+            .await;
+        if let Status::Respond(reply) = s {
             // A filter answers instead; the upstream connection, mid-response, goes.
             return (filter_reply(respond, grpc, &reply, edits.response), false);
         }
     }
+    // After the hook: a filter's response plan (ext_proc) is read as they apply.
+    edits.response.apply_to_map(h.response.headers_mut());
     let end = h.body == BodyKind::Empty;
     // A gRPC status in the head (trailers-only); chunked trailers may replace it below.
     let head_grpc = if grpc {

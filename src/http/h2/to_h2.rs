@@ -511,7 +511,9 @@ where
         }
         request::count_response(cs, ep, status);
         if r.edits.chain.hooks().response_head {
-            if let Status::Respond(reply) = r.edits.chain.on_response_head(status).await {
+            if let Status::Respond(reply) =
+                r.edits.chain.on_response_head(status, &parts.headers).await
+            {
                 // A filter answers instead; dropping `body` resets the upstream stream.
                 return filter_reply(respond, grpc, &reply, response_edits);
             }

@@ -23,6 +23,7 @@ use super::super::local_ratelimit::LOCAL_RATELIMIT;
 use super::super::{err, walk};
 use super::{buffer, ChainFilter, ChainOwn, Level};
 use crate::http::filter::buffer::RawBuffer;
+use crate::http::filter::ext_proc::config::RawExtProcOverride;
 use crate::http::filter::local_ratelimit::RawLocalRateLimit;
 use crate::http::filter::RawFilterOverride;
 
@@ -148,6 +149,49 @@ pub(super) fn per_filter_config(
                 out.insert(name.clone(), o);
                 continue;
             }
+            ChainOwn::ExtProc => {
+                // Envoy merges the levels: the most specific decides `disabled`, and
+                // the most specific processing mode wins.
+                let mut disabled = None;
+                let mut mode = None;
+                for (n, o) in decoded.iter().flat_map(|e| e.iter()) {
+                    if n != name {
+                        continue;
+                    }
+                    match o {
+                        PerFilter::Disabled => {
+                            disabled.get_or_insert(true);
+                        }
+                        PerFilter::ExtProc(e) => {
+                            disabled.get_or_insert(false);
+                            if mode.is_none() {
+                                mode = e.processing_mode.clone();
+                            }
+                        }
+                        _ => {
+                            return Err(err(
+                                "typed_per_filter_config",
+                                format!("`{name}` is an ext_proc filter; its per-route config is an ExtProcPerRoute"),
+                            ))
+                        }
+                    }
+                }
+                let o = match disabled {
+                    None => continue,
+                    Some(true) => RawFilterOverride {
+                        disabled: true,
+                        ..RawFilterOverride::default()
+                    },
+                    Some(false) => RawFilterOverride {
+                        ext_proc: Some(RawExtProcOverride {
+                            processing_mode: mode,
+                        }),
+                        ..RawFilterOverride::default()
+                    },
+                };
+                out.insert(name.clone(), o);
+                continue;
+            }
             ChainOwn::Rbac => {
                 // Envoy's RBAC filter takes the most specific per-route config.
                 let first = decoded
@@ -191,6 +235,7 @@ pub(super) fn per_filter_config(
                         rbac: None,
                         fault: None,
                         cors: None,
+                        ext_proc: None,
                     },
                     Some((_, PerFilter::Buffer(b))) => RawFilterOverride {
                         disabled: false,
@@ -200,6 +245,7 @@ pub(super) fn per_filter_config(
                         rbac: None,
                         fault: None,
                         cors: None,
+                        ext_proc: None,
                     },
                     Some((
                         _,
@@ -207,6 +253,7 @@ pub(super) fn per_filter_config(
                         | PerFilter::LocalRateLimit(_)
                         | PerFilter::Rbac(_)
                         | PerFilter::Fault(_)
+                        | PerFilter::ExtProc(_)
                         | PerFilter::Cors(..),
                     )) => {
                         return Err(err(
@@ -237,6 +284,7 @@ pub(super) fn per_filter_config(
                     | PerFilter::LocalRateLimit(_)
                     | PerFilter::Rbac(_)
                     | PerFilter::Fault(_)
+                    | PerFilter::ExtProc(_)
                     | PerFilter::Cors(..) => {
                         return Err(err(
                             "typed_per_filter_config",
@@ -265,6 +313,7 @@ pub(super) fn per_filter_config(
                     rbac: None,
                     fault: None,
                     cors: None,
+                    ext_proc: None,
                 },
             );
         } else if any {
@@ -278,6 +327,7 @@ pub(super) fn per_filter_config(
                     rbac: None,
                     fault: None,
                     cors: None,
+                    ext_proc: None,
                 },
             );
         }
@@ -294,6 +344,17 @@ enum PerFilter {
     Fault(RawFault),
     /// A `CorsPolicy` and its field path.
     Cors(CorsPolicy, String),
+    /// An `ExtProcPerRoute`'s overrides.
+    ExtProc(RawExtProcOverride),
+}
+
+/// An `ExtProcPerRoute`: disabled, or its overrides.
+fn ext_proc_override(any: &Any, ep: &str) -> R<PerFilter> {
+    let r = payload(any, super::super::ext_proc::PER_ROUTE, ep)?;
+    Ok(match super::super::ext_proc::per_route(&r, ep)? {
+        None => PerFilter::Disabled,
+        Some(o) => PerFilter::ExtProc(o),
+    })
 }
 
 /// A `BufferPerRoute`: disabled, or its own limit.
@@ -318,6 +379,7 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
     match walk::type_name(&any.type_url) {
         PER_ROUTE => checked(payload(any, PER_ROUTE, ep)?, format!("{ep}.mutations")),
         BUFFER_PER_ROUTE => buffer_override(&payload(any, BUFFER_PER_ROUTE, ep)?, ep),
+        super::super::ext_proc::PER_ROUTE => ext_proc_override(any, ep),
         LOCAL_RATELIMIT => Ok(PerFilter::LocalRateLimit(Box::new(
             super::super::local_ratelimit::translate(
                 &payload(any, LOCAL_RATELIMIT, ep)?,
@@ -346,6 +408,11 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
                     Ok(PerFilter::LocalRateLimit(Box::new(
                         super::super::local_ratelimit::translate(&l, &cp, true)?,
                     )))
+                }
+                (Some(inner), false)
+                    if walk::type_name(&inner.type_url) == super::super::ext_proc::PER_ROUTE =>
+                {
+                    ext_proc_override(inner, &format!("{ep}.config"))
                 }
                 (Some(inner), false) if walk::type_name(&inner.type_url) == BUFFER_PER_ROUTE => {
                     let cp = format!("{ep}.config");

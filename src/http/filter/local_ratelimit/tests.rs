@@ -88,6 +88,7 @@ fn run_counted(
         forwarding: &forwarding,
         counters,
         state: conn,
+        grpc: None,
     };
     let (mut req, mut resp) = (Edits::none(), Edits::none());
     let status = l.on_request_head(
@@ -130,7 +131,7 @@ fn the_default_bucket_limits_and_answers_as_envoy() {
         limited.status,
         Status::Respond(LocalReply {
             status: 429,
-            body: BODY,
+            body: std::borrow::Cow::Borrowed(BODY),
             flag: ResponseFlag::RateLimited
         })
     );

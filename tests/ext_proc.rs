@@ -1,0 +1,301 @@
+//! External processing (Envoy's `envoy.filters.http.ext_proc`) through the binary, with a
+//! scripted processor (`tests/ext_proc/processor.py`, grpcio): header mutations both
+//! ways (and the default mutation rules), request bodies replaced in buffered and
+//! streamed modes, immediate responses, a processor that hangs (message timeout) and one
+//! that cannot be reached, each with `failure_mode_allow` off and on; what the upstream
+//! got is checked, not only what the client saw.
+
+mod common;
+mod h2client;
+
+use std::net::SocketAddr;
+
+use common::bodies::*;
+use common::ext_proc::Processor;
+use common::*;
+
+/// One listener whose chain has an ext_proc filter `proc` (`filter` holds its fields,
+/// indented for the filter's block), routes that change its mode or disable it, and
+/// the processor's cluster.
+fn config(upstream: SocketAddr, protocol: &str, processor: SocketAddr, filter: &str) -> String {
+    let route = |prefix: &str, o: &str| {
+        format!(
+            "          - match: {{ prefix: {prefix} }}\n            cluster: backend\n            per_filter_config:\n              proc: {o}\n"
+        )
+    };
+    let buffered = "{ ext_proc: { processing_mode: { request_body_mode: BUFFERED } } }";
+    let streamed = "{ ext_proc: { processing_mode: { request_body_mode: STREAMED } } }";
+    format!(
+        "{HEADER}listeners:
+  - name: main
+    address: 127.0.0.1
+    port: @PORT@
+    route_table: main
+    http_filters:
+      - name: proc
+        ext_proc:
+          cluster: processor
+{filter}route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+{}{}{}{}{}{}          - match: {{ prefix: / }}
+            cluster: backend
+clusters:
+  - name: backend
+    protocol: {protocol}
+    connect_timeout: 1s
+    endpoints:
+      - {{ address: 127.0.0.1, port: {} }}
+  - name: processor
+    protocol: http2
+    connect_timeout: 1s
+    endpoints:
+      - {{ address: 127.0.0.1, port: {} }}
+",
+        route("/skip", "{ disabled: true }"),
+        route("/upper-streamed", streamed),
+        route("/upper", buffered),
+        route("/clear", buffered),
+        route("/hang-body", buffered),
+        route("/replace", buffered),
+        upstream.port(),
+        processor.port(),
+    )
+}
+
+fn counter(proxy: &Proxy, name: &str) -> u64 {
+    proxy.stats()["counters"][format!("http.main.ext_proc.{name}")]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn processor_addr(p: &Processor) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], p.port))
+}
+
+/// `/mutate`: the processor's request mutations reach the upstream (the routing and
+/// `x-envoy-*` headers it may not touch are left alone), its response mutations reach
+/// the client, and it saw the request's and the response's headers.
+fn check_mutations(proxy: &Proxy, up: &Upstream, p: &Processor) {
+    let mut c = Conn::connect(proxy.listen);
+    c.send(
+        "GET /mutate HTTP/1.1\r\nHost: svc\r\nx-replaced: old\r\nx-appended: one\r\nx-appended-too: one\r\nx-drop: 1\r\n\r\n",
+    );
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(r.header("x-resp-added"), Some("yes"), "{:?}", r.headers);
+    assert_eq!(r.header("x-upstream-conn"), None, "{:?}", r.headers);
+    let req = up.last_request();
+    assert_eq!(req.header("x-added"), Some("req"), "{}", req.describe());
+    assert_eq!(
+        req.headers_named("x-replaced"),
+        vec!["new"],
+        "{}",
+        req.describe()
+    );
+    // APPEND_IF_EXISTS_OR_ADD (the proto's default) overwrites, as in Envoy's ext_proc;
+    // `append: true` appends.
+    assert_eq!(req.headers_named("x-appended"), vec!["two"]);
+    assert_eq!(req.headers_named("x-appended-too"), vec!["one", "two"]);
+    assert_eq!(req.header("x-drop"), None);
+    assert_eq!(req.header("host"), Some("svc"), "host may not be changed");
+    assert_eq!(req.header("x-envoy-try"), None, "x-envoy-* may not be set");
+    let seen = p.seen("/mutate", "request_headers");
+    let last = seen.last().expect("request headers sent");
+    assert_eq!(last["headers"][":method"], "GET");
+    assert_eq!(last["headers"][":authority"], "svc");
+    assert_eq!(last["headers"]["x-replaced"], "old");
+    assert_eq!(last["end_of_stream"], true);
+    let resp = p.seen("/mutate", "response_headers");
+    assert_eq!(
+        resp.last().expect("response headers sent")["headers"][":status"],
+        "200"
+    );
+}
+
+#[test]
+fn headers_are_mutated_both_ways_on_every_path() {
+    let p = Processor::start();
+    let up = Upstream::echo();
+    // HTTP/1 client, HTTP/1 upstream.
+    let proxy = Proxy::start(&config(up.addr, "http1", processor_addr(&p), ""));
+    check_mutations(&proxy, &up, &p);
+    assert_eq!(counter(&proxy, "streams_started"), 1);
+    assert_eq!(counter(&proxy, "stream_msgs_sent"), 2);
+    assert_eq!(counter(&proxy, "stream_msgs_received"), 2);
+    assert_eq!(counter(&proxy, "rejected_header_mutations"), 2);
+    assert_eq!(counter(&proxy, "streams_closed"), 1);
+    assert_eq!(counter(&proxy, "streams_failed"), 0);
+    // A route that disables the filter: nothing reaches the processor.
+    let before = p.messages().len();
+    assert_eq!(get(proxy.listen, "a", "/skip").status, 200);
+    assert_eq!(p.messages().len(), before);
+    // HTTP/1 client, HTTP/2 upstream (a second outrigger in front of the echo server).
+    let b = Proxy::start(&proxy_config(up.addr));
+    let proxy = Proxy::start(&config(b.listen, "http2", processor_addr(&p), ""));
+    check_mutations(&proxy, &up, &p);
+    // HTTP/2 client, HTTP/1 upstream.
+    let proxy = Proxy::start(&config(up.addr, "http1", processor_addr(&p), ""));
+    let (url, addr) = (proxy.url("/mutate"), proxy.listen);
+    let r = h2client::run(move || async move {
+        let mut c = h2client::connect(addr).await;
+        let req = h2client::request("GET", &url)
+            .header("x-replaced", "old")
+            .header("x-drop", "1")
+            .body(())
+            .unwrap();
+        h2client::send(&mut c, req, b"").await
+    });
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(r.header("x-resp-added"), Some("yes"));
+    assert_eq!(r.header("x-upstream-conn"), None);
+    let req = up.last_request();
+    assert_eq!(req.header("x-added"), Some("req"), "{}", req.describe());
+    assert_eq!(req.headers_named("x-replaced"), vec!["new"]);
+    assert_eq!(req.header("x-drop"), None);
+}
+
+#[test]
+fn request_bodies_are_replaced_buffered_and_streamed() {
+    let p = Processor::start();
+    let up = Upstream::echo();
+    let proxy = Proxy::start(&config(up.addr, "http1", processor_addr(&p), ""));
+    let mut c = Conn::connect(proxy.listen);
+    // Buffered: one message with the whole body; the upstream gets its replacement
+    // with a Content-Length.
+    c.send(chunked_post("/upper", "hello world"));
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let req = up.last_request();
+    assert_eq!(req.body, b"HELLO WORLD", "{}", req.describe());
+    assert_eq!(req.header("content-length"), Some("11"));
+    let bodies = p.seen("/upper", "request_body");
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["body"], "hello world");
+    assert_eq!(bodies[0]["end_of_stream"], true);
+    // Streamed: each chunk in its own message, each answered; the last ends the stream.
+    let long = letters(3000);
+    c.send(chunked_post("/upper-streamed", &long));
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let req = up.last_request();
+    assert_eq!(
+        req.body,
+        long.to_uppercase().as_bytes(),
+        "{}",
+        req.describe()
+    );
+    let bodies = p.seen("/upper-streamed", "request_body");
+    let sent: String = bodies.iter().map(|b| b["body"].as_str().unwrap()).collect();
+    assert_eq!(sent, long);
+    assert_eq!(bodies.last().unwrap()["end_of_stream"], true);
+    // clear_body: the upstream gets an empty body.
+    c.send(length_post("/clear", "secret"));
+    assert_eq!(c.read_response().unwrap().status, 200);
+    let req = up.last_request();
+    assert!(req.body.is_empty(), "{}", req.describe());
+    assert_eq!(req.header("content-length"), Some("0"));
+    // CONTINUE_AND_REPLACE on the headers: its body replaces the client's, which is
+    // not sent to the processor.
+    c.send(length_post("/replace", "original"));
+    assert_eq!(c.read_response().unwrap().status, 200);
+    assert_eq!(up.last_request().body, b"replaced");
+    assert!(p.seen("/replace", "request_body").is_empty());
+    // An HTTP/2 client's body, buffered.
+    let (status, _) = h2_stream_post(&proxy.url("/upper"), "from h2");
+    assert_eq!(status, 200);
+    assert_eq!(up.last_request().body, b"FROM H2");
+}
+
+#[test]
+fn immediate_responses_answer_the_client() {
+    let p = Processor::start();
+    let up = Upstream::echo();
+    let proxy = Proxy::start(&config(up.addr, "http1", processor_addr(&p), ""));
+    let r = get(proxy.listen, "a", "/deny");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body_str(), "denied by processor");
+    assert_eq!(r.header("x-denied"), Some("yes"));
+    assert_eq!(up.request_count(), 0, "a denied request went upstream");
+    // On the response headers: the upstream's response is replaced.
+    let r = get(proxy.listen, "a", "/late-deny");
+    assert_eq!(r.status, 418);
+    assert_eq!(r.body_str(), "late");
+    assert_eq!(up.request_count(), 1);
+    assert_eq!(counter(&proxy, "streams_failed"), 0);
+}
+
+#[test]
+fn a_hanging_processor_times_out() {
+    let p = Processor::start();
+    let up = Upstream::echo();
+    let closed = "          message_timeout: 300ms\n";
+    let proxy = Proxy::start(&config(up.addr, "http1", processor_addr(&p), closed));
+    // Envoy answers a message timeout with 504 (ext_proc_error_per-message_timeout).
+    let r = get(proxy.listen, "a", "/hang");
+    assert_eq!(r.status, 504, "{}", r.body_str());
+    let mut c = Conn::connect(proxy.listen);
+    c.send(length_post("/hang-body", "abc"));
+    assert_eq!(c.read_response().unwrap().status, 504);
+    assert_eq!(up.request_count(), 0);
+    assert_eq!(counter(&proxy, "message_timeouts"), 2);
+    assert_eq!(counter(&proxy, "failure_mode_allowed"), 0);
+
+    let open = "          message_timeout: 300ms\n          failure_mode_allow: true\n";
+    let proxy = Proxy::start(&config(up.addr, "http1", processor_addr(&p), open));
+    let r = get(proxy.listen, "a", "/hang");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let mut c = Conn::connect(proxy.listen);
+    c.send(length_post("/hang-body", "abc"));
+    assert_eq!(c.read_response().unwrap().status, 200);
+    assert_eq!(up.last_request().body, b"abc", "the body goes on unchanged");
+    assert_eq!(up.request_count(), 2);
+    assert_eq!(counter(&proxy, "message_timeouts"), 2);
+    assert_eq!(counter(&proxy, "failure_mode_allowed"), 2);
+}
+
+#[test]
+fn an_unreachable_processor_fails_closed_or_open() {
+    let up = Upstream::echo();
+    let gone = refused_addr();
+    let proxy = Proxy::start(&config(up.addr, "http1", gone, ""));
+    let r = get(proxy.listen, "a", "/x");
+    assert_eq!(r.status, 500, "{}", r.body_str());
+    assert_eq!(up.request_count(), 0);
+    assert_eq!(counter(&proxy, "streams_failed"), 1);
+    let open = "          failure_mode_allow: true\n";
+    let proxy = Proxy::start(&config(up.addr, "http1", gone, open));
+    assert_eq!(get(proxy.listen, "a", "/x").status, 200);
+    assert_eq!(up.request_count(), 1);
+    assert_eq!(counter(&proxy, "streams_failed"), 1);
+    assert_eq!(counter(&proxy, "failure_mode_allowed"), 1);
+}
+
+#[test]
+fn unsupported_modes_are_refused_by_field_path() {
+    let up = Upstream::echo();
+    let bad = "          processing_mode: { response_body_mode: BUFFERED }\n";
+    let dir = TempDir::new("extproc-cfg");
+    let path = dir.join("c.yaml");
+    let text = config(up.addr, "http1", up.addr, bad)
+        .replace("@ADMIN_PORT@", "0")
+        .replace("@PORT@", "0");
+    write_atomic(&path, &text);
+    let out = run_cli(
+        &["validate", "-c", path.to_str().unwrap()],
+        std::time::Duration::from_secs(20),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("http_filters[0].ext_proc.processing_mode.response_body_mode"),
+        "{text}"
+    );
+}

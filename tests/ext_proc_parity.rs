@@ -1,0 +1,272 @@
+//! ext_proc parity with Envoy 1.40: one bootstrap (an `ExternalProcessor` with Envoy's
+//! default processing mode and a 300 ms message timeout, an `ExtProcPerRoute` that
+//! buffers request bodies on one route) runs under Envoy and under Outrigger against
+//! the same scripted processor (`tests/ext_proc/processor.py`); the same requests go to
+//! both, and the statuses, bodies, the headers the processor set or removed (as the
+//! client and as the upstream saw them), what the processor was sent, and the
+//! `ext_proc.` counters are compared. Skips, saying why, when Envoy is not installed.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::envoy::*;
+use common::ext_proc::Processor;
+use common::*;
+
+const EXT_PROC: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor";
+const PER_ROUTE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute";
+
+fn bootstrap(upstream: SocketAddr, processor: u16, failure_mode_allow: bool) -> String {
+    format!(
+        r#"{head}          route_config:
+            name: main
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: /upper }}
+                route: {{ cluster: backend }}
+                typed_per_filter_config:
+                  proc:
+                    "@type": {PER_ROUTE}
+                    overrides:
+                      processing_mode: {{ request_body_mode: BUFFERED }}
+              - match: {{ prefix: /streamed }}
+                route: {{ cluster: backend }}
+                typed_per_filter_config:
+                  proc:
+                    "@type": {PER_ROUTE}
+                    overrides:
+                      processing_mode: {{ request_body_mode: STREAMED }}
+              - match: {{ prefix: /skip }}
+                route: {{ cluster: backend }}
+                typed_per_filter_config:
+                  proc:
+                    "@type": {PER_ROUTE}
+                    disabled: true
+              - match: {{ prefix: / }}
+                route: {{ cluster: backend }}
+          http_filters:
+          - name: proc
+            typed_config:
+              "@type": {EXT_PROC}
+              grpc_service:
+                envoy_grpc: {{ cluster_name: processor }}
+              failure_mode_allow: {failure_mode_allow}
+              message_timeout: 0.3s
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": {ROUTER_TYPE}
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address: {{ socket_address: {{ address: 127.0.0.1, port_value: {up} }} }}
+  - name: processor
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {{}}
+    load_assignment:
+      cluster_name: processor
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address: {{ socket_address: {{ address: 127.0.0.1, port_value: {processor} }} }}
+"#,
+        head = hcm_head("", "main"),
+        up = upstream.port(),
+    )
+}
+
+/// What one proxy did with the requests, in a comparable form.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    cases: Vec<String>,
+    processor: Vec<String>,
+    counters: Vec<(String, u64)>,
+}
+
+const COUNTERS: [&str; 9] = [
+    "streams_started",
+    "stream_msgs_sent",
+    "stream_msgs_received",
+    "spurious_msgs_received",
+    "streams_closed",
+    "streams_failed",
+    "message_timeouts",
+    "failure_mode_allowed",
+    "rejected_header_mutations",
+];
+
+/// Runs the requests against `listen`; `counter` reads a counter by its short name.
+fn run(listen: SocketAddr, up: &Upstream, p: &Processor, counter: impl Fn(&str) -> u64) -> Seen {
+    p.clear();
+    let mut cases = Vec::new();
+    let mut c = Conn::connect(listen);
+    c.send(
+        "GET /mutate HTTP/1.1\r\nHost: svc\r\nx-replaced: old\r\nx-appended: one\r\nx-appended-too: one\r\nx-drop: 1\r\n\r\n",
+    );
+    let r = c.read_response().unwrap();
+    let req = up.last_request();
+    cases.push(format!(
+        "mutate: {} resp x-resp-added={:?} x-upstream-conn={} | up x-added={:?} x-replaced={:?} x-appended={:?} x-appended-too={:?} x-drop={} host={:?} x-envoy-try={}",
+        r.status,
+        r.header("x-resp-added"),
+        r.header("x-upstream-conn").is_some(),
+        req.header("x-added"),
+        req.headers_named("x-replaced"),
+        req.headers_named("x-appended"),
+        req.headers_named("x-appended-too"),
+        req.has_header("x-drop"),
+        req.header("host"),
+        req.has_header("x-envoy-try"),
+    ));
+    c.send("POST /upper HTTP/1.1\r\nHost: svc\r\nContent-Length: 11\r\n\r\nhello world");
+    let r = c.read_response().unwrap();
+    let req = up.last_request();
+    cases.push(format!(
+        "upper: {} | up body={:?} content-length={:?}",
+        r.status,
+        String::from_utf8_lossy(&req.body),
+        req.header("content-length")
+    ));
+    c.send("POST /streamed/upper HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nabcde");
+    let r = c.read_response().unwrap();
+    cases.push(format!(
+        "streamed: {} | up body={:?}",
+        r.status,
+        String::from_utf8_lossy(&up.last_request().body)
+    ));
+    let r = get(listen, "svc", "/skip");
+    cases.push(format!("skip: {}", r.status));
+    let r = get(listen, "svc", "/deny");
+    cases.push(format!(
+        "deny: {} {:?} x-denied={:?}",
+        r.status,
+        r.body_str(),
+        r.header("x-denied")
+    ));
+    let r = get(listen, "svc", "/late-deny");
+    cases.push(format!("late-deny: {} {:?}", r.status, r.body_str()));
+    let r = get(listen, "svc", "/hang");
+    cases.push(format!("hang: {}", r.status));
+    let mut processor: Vec<String> =
+        p.messages()
+            .iter()
+            .map(|m| {
+                let h = &m["headers"];
+                format!(
+                "{} {} eos={} body={} :method={} :path={} :authority={} :status={} x-replaced={}",
+                m["path"], m["kind"], m["end_of_stream"], m["body"], h[":method"], h[":path"],
+                h[":authority"], h[":status"], h["x-replaced"]
+            )
+            })
+            .collect();
+    processor.sort();
+    let counters = COUNTERS
+        .iter()
+        .map(|n| (n.to_string(), counter(n)))
+        .collect();
+    Seen {
+        cases,
+        processor,
+        counters,
+    }
+}
+
+fn envoy_counter(admin: SocketAddr, name: &str) -> u64 {
+    let r = exchange(
+        admin,
+        "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
+    );
+    let want = format!("http.main.ext_proc.{name}: ");
+    r.body_str()
+        .lines()
+        .find_map(|l| l.strip_prefix(want.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn compare(failure_mode_allow: bool) {
+    let Some(bin) = envoy_or_skip("ext_proc parity") else {
+        return;
+    };
+    let p = Processor::start();
+    let up = Upstream::echo();
+    let text = bootstrap(up.addr, p.port, failure_mode_allow);
+    let envoy = Envoy::start(&bin, &text);
+    let theirs = run(envoy.listen, &up, &p, |n| envoy_counter(envoy.admin, n));
+    drop(envoy);
+    let proxy = Proxy::start(&text);
+    let ours = run(proxy.listen, &up, &p, |n| {
+        proxy.stats()["counters"][format!("http.main.ext_proc.{n}")]
+            .as_u64()
+            .unwrap_or(0)
+    });
+    assert_eq!(ours.cases, theirs.cases, "requests: Outrigger vs Envoy");
+    assert_eq!(
+        ours.processor, theirs.processor,
+        "what the processor was sent: Outrigger vs Envoy"
+    );
+    assert_eq!(
+        ours.counters, theirs.counters,
+        "counters: Outrigger vs Envoy"
+    );
+}
+
+#[test]
+fn ext_proc_behaves_like_envoy() {
+    compare(false);
+}
+
+#[test]
+fn ext_proc_behaves_like_envoy_with_failure_mode_allow() {
+    compare(true);
+}
+
+/// A processor nobody listens for: the same status and counters as Envoy's, with
+/// `failure_mode_allow` off and on.
+#[test]
+fn an_unreachable_processor_behaves_like_envoy() {
+    let Some(bin) = envoy_or_skip("ext_proc parity (unreachable)") else {
+        return;
+    };
+    let up = Upstream::echo();
+    let gone = refused_addr().port();
+    for allow in [false, true] {
+        let text = bootstrap(up.addr, gone, allow);
+        let look = |listen: SocketAddr, counter: &dyn Fn(&str) -> u64| {
+            let statuses: Vec<u16> = (0..2).map(|_| get(listen, "svc", "/x").status).collect();
+            let counters: Vec<(String, u64)> = COUNTERS
+                .iter()
+                .map(|n| (n.to_string(), counter(n)))
+                .collect();
+            (statuses, counters)
+        };
+        let envoy = Envoy::start(&bin, &text);
+        let theirs = look(envoy.listen, &|n| envoy_counter(envoy.admin, n));
+        drop(envoy);
+        let proxy = Proxy::start(&text);
+        let ours = look(proxy.listen, &|n| {
+            proxy.stats()["counters"][format!("http.main.ext_proc.{n}")]
+                .as_u64()
+                .unwrap_or(0)
+        });
+        assert_eq!(
+            ours, theirs,
+            "failure_mode_allow {allow}: Outrigger vs Envoy"
+        );
+    }
+}
