@@ -3,6 +3,8 @@
 
 pub(crate) mod cluster;
 pub(crate) mod counted;
+pub mod grpc_call;
+pub mod h1_call;
 pub(crate) mod h2conn;
 pub(crate) mod lb;
 pub(crate) mod original_dst;

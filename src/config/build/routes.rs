@@ -31,6 +31,7 @@ impl Builder {
         p: &str,
         raw: &[RawHttpFilter],
         stat_prefix: &str,
+        clusters: &[Arc<crate::config::Cluster>],
     ) -> Vec<HttpFilter> {
         let mut out: Vec<HttpFilter> = Vec::new();
         for (k, f) in raw.iter().enumerate() {
@@ -50,17 +51,27 @@ impl Builder {
                 f.rbac.is_some(),
                 f.fault.is_some(),
                 f.cors.is_some(),
+                f.ext_authz.is_some(),
             ];
             let one = types.iter().filter(|t| **t).count() == 1;
             let kind = match (&f.header_mutation, &f.buffer, &f.local_ratelimit, &f.rbac) {
                 _ if !one => {
                     self.err(
                         fp,
-                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`",
+                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_authz`",
                     );
                     continue;
                 }
                 _ if f.cors.is_some() => FilterKind::Cors(self.cors_filter(stat_prefix)),
+                _ if f.ext_authz.is_some() => {
+                    let built = f.ext_authz.as_ref().and_then(|r| {
+                        self.ext_authz_filter(&format!("{fp}.ext_authz"), r, stat_prefix, clusters)
+                    });
+                    match built {
+                        Some(x) => FilterKind::ExtAuthz(Box::new(x)),
+                        None => continue,
+                    }
+                }
                 _ if f.fault.is_some() => {
                     let raw = f
                         .fault
@@ -363,12 +374,13 @@ impl Builder {
                 o.rbac.is_some(),
                 o.fault.is_some(),
                 o.cors.is_some(),
+                o.ext_authz.is_some(),
             ];
-            let policy = o.fault.is_some() || o.cors.is_some();
+            let policy = o.fault.is_some() || o.cors.is_some() || o.ext_authz.is_some();
             if policy && (o.disabled || types.iter().filter(|t| **t).count() != 1) {
                 self.err(
                     op,
-                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`)",
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_authz`)",
                 );
                 continue;
             }
@@ -376,6 +388,11 @@ impl Builder {
                 if let Some(s) = self.fault_settings(&format!("{op}.fault"), f) {
                     overrides.push((name.clone(), FilterOverride::Fault(Box::new(s))));
                 }
+                continue;
+            }
+            if let Some(a) = &o.ext_authz {
+                let a = self.ext_authz_per_route(a);
+                overrides.push((name.clone(), FilterOverride::ExtAuthz(Box::new(a))));
                 continue;
             }
             if let Some(c) = &o.cors {
@@ -413,7 +430,7 @@ impl Builder {
                 }
                 _ => self.err(
                     op,
-                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`)",
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_authz`)",
                 ),
             }
         }

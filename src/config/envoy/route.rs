@@ -53,6 +53,8 @@ pub(super) enum ChainOwn {
     Fault,
     /// A CORS filter.
     Cors,
+    /// An ext_authz filter.
+    ExtAuthz,
 }
 
 /// The four header-edit lists of any level, translated.

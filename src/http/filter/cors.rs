@@ -43,7 +43,7 @@ pub const ALLOW_PRIVATE_NETWORK: &str = "access-control-allow-private-network";
 /// The preflight answer: `200`, no body (its headers are in the stream's `SetHeaders`).
 pub const PREFLIGHT: LocalReply = LocalReply {
     status: 200,
-    body: "",
+    body: std::borrow::Cow::Borrowed(""),
     flag: ResponseFlag::None,
 };
 
@@ -233,6 +233,9 @@ mod tests {
             forwarding: &FWD,
             counters: &counters,
             state: &crate::http::filter::ConnState::default(),
+            peer_port: 0,
+            protocol: "HTTP/1.1",
+            upstream: None,
         };
         let f = CorsFilter {
             origin_valid: 0,

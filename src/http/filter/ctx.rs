@@ -24,6 +24,13 @@ pub struct RequestCtx<'a> {
     pub counters: &'a [Rc<Counter>],
     /// What the filters keep for this request's downstream connection.
     pub state: &'a ConnState,
+    /// The downstream peer's port (its address is `conn.peer`).
+    pub peer_port: u16,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+    pub protocol: &'static str,
+    /// The worker's upstream clusters, for filters that call a service (ext_authz);
+    /// `None` in unit tests.
+    pub upstream: Option<&'a dyn crate::upstream::grpc_call::Upstreams>,
 }
 
 impl RequestCtx<'_> {

@@ -254,7 +254,7 @@ impl FaultFilter {
         Outcome {
             status: Status::Respond(LocalReply {
                 status: http,
-                body: ABORT_BODY,
+                body: std::borrow::Cow::Borrowed(ABORT_BODY),
                 flag: ResponseFlag::FaultInjected,
             }),
             delayed,
@@ -461,6 +461,9 @@ mod tests {
             forwarding: &FWD,
             counters: &counters,
             state: &crate::http::filter::ConnState::default(),
+            peer_port: 0,
+            protocol: "HTTP/1.1",
+            upstream: None,
         };
         f(&ctx)
     }

@@ -44,6 +44,7 @@
 pub mod buffer;
 pub mod cors;
 pub mod ctx;
+pub mod ext_authz;
 pub mod fault;
 pub mod header_mutation;
 pub mod headers;
@@ -89,6 +90,8 @@ pub(crate) struct RawHttpFilter {
     pub fault: Option<RawFault>,
     #[serde(default)]
     pub cors: Option<RawCorsFilter>,
+    #[serde(default)]
+    pub ext_authz: Option<crate::config::raw_ext_authz::RawExtAuthz>,
 }
 
 /// A route's override for one filter, as written in the YAML (`per_filter_config`).
@@ -110,6 +113,9 @@ pub(crate) struct RawFilterOverride {
     /// The route's CORS policy (Envoy's `CorsPolicy`).
     #[serde(default)]
     pub cors: Option<RawCorsPolicy>,
+    /// The route's `check_settings` (Envoy's `ExtAuthzPerRoute`).
+    #[serde(default)]
+    pub ext_authz: Option<crate::config::raw_ext_authz::RawExtAuthzPerRoute>,
 }
 
 /// A configured filter.
@@ -127,6 +133,7 @@ pub enum FilterKind {
     Rbac(Box<RbacFilter>),
     Fault(Box<FaultFilter>),
     Cors(CorsFilter),
+    ExtAuthz(Box<ext_authz::ExtAuthzFilter>),
 }
 
 impl FilterKind {
@@ -138,6 +145,7 @@ impl FilterKind {
             FilterKind::Rbac(_) => "rbac",
             FilterKind::Fault(_) => "fault",
             FilterKind::Cors(_) => "cors",
+            FilterKind::ExtAuthz(_) => "ext_authz",
         }
     }
 
@@ -151,7 +159,8 @@ impl FilterKind {
             | FilterKind::Rbac(_)
             | FilterKind::LocalRateLimit(_)
             | FilterKind::Fault(_)
-            | FilterKind::Cors(_) => Hooks::NONE,
+            | FilterKind::Cors(_)
+            | FilterKind::ExtAuthz(_) => Hooks::NONE,
             FilterKind::Buffer(_) => Hooks {
                 request_data: true,
                 ..Hooks::NONE
@@ -275,7 +284,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
-                | FilterKind::Cors(_) => DataStatus::Continue,
+                | FilterKind::Cors(_)
+                | FilterKind::ExtAuthz(_) => DataStatus::Continue,
                 FilterKind::Buffer(own) => {
                     let b = match self.override_for(&f.name) {
                         Some(FilterOverride::Buffer(b)) => b,
@@ -307,7 +317,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
-                | FilterKind::Cors(_) => {}
+                | FilterKind::Cors(_)
+                | FilterKind::ExtAuthz(_) => {}
             }
         }
         let _ = trailers;
@@ -326,7 +337,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Buffer(_)
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
-                | FilterKind::Cors(_) => {}
+                | FilterKind::Cors(_)
+                | FilterKind::ExtAuthz(_) => {}
                 // The stream's rate limit, if its request drew one: the chunk waits for
                 // its tokens (one limit per stream, whichever fault filter set it).
                 FilterKind::Fault(_) => {
@@ -353,7 +365,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
-                | FilterKind::Cors(_) => {}
+                | FilterKind::Cors(_)
+                | FilterKind::ExtAuthz(_) => {}
             }
         }
         let _ = status;
@@ -373,7 +386,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
-                | FilterKind::Cors(_) => {}
+                | FilterKind::Cors(_)
+                | FilterKind::ExtAuthz(_) => {}
             }
         }
         let _ = end;
@@ -401,6 +415,9 @@ pub enum FilterOverride {
     /// The CORS filter's policy on this route (Envoy's `CorsPolicy`; without one the
     /// filter does nothing).
     Cors(Box<CorsPolicy>),
+    /// The ext_authz filter's check settings on this route (Envoy's
+    /// `ExtAuthzPerRoute.check_settings`).
+    ExtAuthz(Box<ext_authz::PerRoute>),
 }
 
 /// What the chain decided for one request: the header edits the encoders apply, and
@@ -413,6 +430,9 @@ pub struct StreamEdits<'c> {
     /// The stream's storage for response headers filters set per request, lent by the
     /// connection manager (`None`: filters that need it do nothing).
     pub store: Option<&'c SetHeaders>,
+    /// The same for the upstream request's headers (ext_authz's mutations; the
+    /// connection manager's `x-forwarded-client-cert` shares it).
+    pub request_store: Option<&'c SetHeaders>,
 }
 
 /// The route-level inputs of the chain.
@@ -528,6 +548,29 @@ pub async fn on_request_head<'c>(
                     break;
                 }
             }
+            FilterKind::ExtAuthz(own) => {
+                // Envoy checks only a routed request.
+                if route.is_none() {
+                    continue;
+                }
+                let per_route = match ov {
+                    Some(FilterOverride::ExtAuthz(p)) => Some(&**p),
+                    _ => None,
+                };
+                let (s, req_set, resp_set) = own
+                    .on_request_head(ctx, per_route, edits.request_store, edits.store)
+                    .await;
+                if req_set {
+                    edits.request.set = edits.request_store;
+                }
+                if resp_set {
+                    edits.response.set = edits.store;
+                }
+                if let Status::Respond(r) = s {
+                    status = Status::Respond(r);
+                    break;
+                }
+            }
             FilterKind::Cors(own) => {
                 // Envoy's filter acts only with a policy, on a route that forwards.
                 let (Some(FilterOverride::Cors(p)), Some(store), true) =
@@ -596,6 +639,9 @@ mod tests {
             forwarding: &FWD,
             counters: &[],
             state: Box::leak(Box::default()),
+            peer_port: 0,
+            protocol: "HTTP/1.1",
+            upstream: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub enum DataStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReply {
     pub status: u16,
-    pub body: &'static str,
+    /// Configured text, or a body an authorization service sent (ext_authz's denial).
+    pub body: std::borrow::Cow<'static, str>,
     pub flag: ResponseFlag,
 }

@@ -148,7 +148,7 @@ pub(crate) fn filter_reply(
         grpc,
         reply.status,
         None,
-        &Bytes::from_static(reply.body.as_bytes()),
+        &reply_body(&reply.body),
         reply.flag,
         edits,
     )
@@ -283,5 +283,13 @@ mod tests {
         assert_eq!(t("S"), None);
         assert_eq!(t("5x"), None);
         assert_eq!(t("é"), None);
+    }
+}
+
+/// A filter's local reply body as DATA: configured text is not copied.
+pub(crate) fn reply_body(body: &std::borrow::Cow<'static, str>) -> Bytes {
+    match body {
+        std::borrow::Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),
+        std::borrow::Cow::Owned(s) => Bytes::copy_from_slice(s.as_bytes()),
     }
 }

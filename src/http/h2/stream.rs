@@ -110,6 +110,7 @@ pub(crate) async fn serve<C: Connector>(
     let has_xfcc = parts.headers.contains_key(&crate::http::xfcc::XFCC_NAME);
     let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, conn.tls.as_deref(), has_xfcc);
     edits.store = Some(&store);
+    edits.request_store = Some(&req_store);
     // The request's random value (Envoy's): the weighted cluster the filters see is the
     // one the router takes.
     let draw = router::random();
@@ -164,6 +165,9 @@ pub(crate) async fn serve<C: Connector>(
             forwarding: &l.forwarding,
             counters: &view.counters,
             state: &conn.filters,
+            peer_port: peer.port(),
+            protocol: "HTTP/2",
+            upstream: Some(&*view),
         };
         match filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await {
             Status::Continue => None,
@@ -226,7 +230,7 @@ pub(crate) async fn serve<C: Connector>(
             grpc,
             reply.status,
             None,
-            &Bytes::from_static(reply.body.as_bytes()),
+            &super::reply::reply_body(&reply.body),
             reply.flag,
             edits.response,
         ),

@@ -88,6 +88,9 @@ fn run_counted(
         forwarding: &forwarding,
         counters,
         state: conn,
+        peer_port: 0,
+        protocol: "HTTP/1.1",
+        upstream: None,
     };
     let (mut req, mut resp) = (Edits::none(), Edits::none());
     let status = l.on_request_head(
@@ -130,7 +133,7 @@ fn the_default_bucket_limits_and_answers_as_envoy() {
         limited.status,
         Status::Respond(LocalReply {
             status: 429,
-            body: BODY,
+            body: std::borrow::Cow::Borrowed(BODY),
             flag: ResponseFlag::RateLimited
         })
     );
