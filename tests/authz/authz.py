@@ -16,6 +16,8 @@ The answer is chosen by the checked request's `x-authz` header:
 
 With `--log FILE`, every check is appended to FILE as one JSON line: what the proxy
 sent (gRPC: the attributes that matter; HTTP: method, path, headers, body).
+With `--net-mode-file FILE`, a check without an HTTP request (the network filter's) is
+denied while FILE says `deny`, else allowed.
 With `--allow-all`, every check is allowed with no mutation and nothing is logged
 (the loadtest).
 """
@@ -56,9 +58,10 @@ def header(key, value, append=None, action=None):
 
 
 class Authz(external_auth_pb2_grpc.AuthorizationServicer):
-    def __init__(self, log_path, allow_all):
+    def __init__(self, log_path, allow_all, net_mode):
         self.log_path = log_path
         self.allow_all = allow_all
+        self.net_mode = net_mode
 
     def Check(self, request, context):
         if self.allow_all:
@@ -84,6 +87,14 @@ class Authz(external_auth_pb2_grpc.AuthorizationServicer):
             "metadata": dict(context.invocation_metadata()),
         })
         mode = http.headers.get("x-authz", "allow")
+        if not http.method and self.net_mode:
+            try:
+                with open(self.net_mode) as f:
+                    mode = f.read().strip() or "allow"
+            except OSError:
+                mode = "allow"
+            if mode == "deny":
+                mode = "deny-bare"
         if mode == "slow":
             time.sleep(3)
             mode = "allow"
@@ -166,13 +177,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--log", default="")
     ap.add_argument("--allow-all", action="store_true")
+    ap.add_argument("--net-mode-file", default="")
     ap.add_argument("--grpc-port", type=int, default=0)
     ap.add_argument("--http-port", type=int, default=0)
     ap.add_argument("--workers", type=int, default=8)
     args = ap.parse_args()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers))
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-        Authz(args.log, args.allow_all), server)
+        Authz(args.log, args.allow_all, args.net_mode_file), server)
     grpc_port = server.add_insecure_port("127.0.0.1:%d" % args.grpc_port)
     server.start()
     httpd = ThreadingHTTPServer(("127.0.0.1", args.http_port), http_handler(args.log, args.allow_all))
