@@ -206,7 +206,7 @@ fn denied(d: &DeniedHttpResponse) -> Answer {
 }
 
 /// The service's `HeaderValueOption`s: the deprecated `append` wins when set (true:
-/// append, false: overwrite), else `append_action`.
+/// Envoy's `appendCopy`, joined with `,`; false: overwrite), else `append_action`.
 #[allow(deprecated)]
 fn mutations(
     list: &[envoy_types::pb::envoy::config::core::v3::HeaderValueOption],
@@ -215,7 +215,7 @@ fn mutations(
         .filter_map(|o| {
             let h = o.header.as_ref()?;
             let action = match (o.append.as_ref(), o.append_action) {
-                (Some(a), _) if a.value => Action::Append,
+                (Some(a), _) if a.value => Action::AppendJoin,
                 (Some(_), _) => Action::Overwrite,
                 (None, 1) => Action::AddIfAbsent,
                 (None, 2) => Action::Overwrite,

@@ -134,7 +134,7 @@ impl HttpService {
                 if matches_any(&self.allowed_upstream_headers, n) {
                     a.request.extend(header(n, v, Action::Overwrite));
                 } else if matches_any(&self.allowed_upstream_headers_to_append, n) {
-                    a.request.extend(header(n, v, Action::Append));
+                    a.request.extend(header(n, v, Action::AppendJoin));
                 }
                 if matches_any(&self.allowed_client_headers_on_success, n) {
                     a.response.extend(header(n, v, Action::Overwrite));

@@ -88,6 +88,10 @@ pub struct PerRoute {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Append,
+    /// The deprecated `append: true` (and the HTTP service's
+    /// `allowed_upstream_headers_to_append`): Envoy's `appendCopy`, which joins the value
+    /// to the header's existing one with `,`; nothing when the request lacks it.
+    AppendJoin,
     AddIfAbsent,
     Overwrite,
     OverwriteIfExists,
@@ -157,7 +161,7 @@ impl ExtAuthzFilter {
                 if let (Some(s), false) = (store, a.response.is_empty()) {
                     for m in &a.response {
                         match m.action {
-                            Action::Append | Action::AddIfAbsent => {
+                            Action::Append | Action::AppendJoin | Action::AddIfAbsent => {
                                 s.add(Cow::Owned(m.name.clone()), m.value.clone())
                             }
                             Action::Overwrite | Action::OverwriteIfExists => {
@@ -227,11 +231,43 @@ fn apply_request(ctx: &RequestCtx<'_>, a: &Allowed, rs: &SetHeaders) -> bool {
             .any(|h| h.name.eq_ignore_ascii_case(name))
     };
     let mut wrote = false;
+    // The joined values so far, for a name appended to more than once.
+    let mut joined: Vec<(&str, String)> = Vec::new();
     for m in &a.request {
         let name = Cow::Owned(m.name.clone());
         match m.action {
             Action::Overwrite => rs.set(name, &m.value),
             Action::Append => rs.add(name, m.value.clone()),
+            Action::AppendJoin => {
+                let earlier = joined.iter_mut().find(|(n, _)| *n == m.name);
+                let current = match earlier {
+                    Some((_, v)) => Some(v),
+                    None => {
+                        let incoming: Vec<String> = ctx
+                            .req
+                            .headers
+                            .iter()
+                            .filter(|h| h.name.eq_ignore_ascii_case(&m.name))
+                            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+                            .collect();
+                        if incoming.is_empty() {
+                            None
+                        } else {
+                            joined.push((&m.name, incoming.join(",")));
+                            joined.last_mut().map(|(_, v)| v)
+                        }
+                    }
+                };
+                match current {
+                    Some(v) => {
+                        v.push(',');
+                        v.push_str(&m.value);
+                        rs.set(name, v);
+                    }
+                    // Envoy 1.40 appends only to a header the request has.
+                    None => continue,
+                }
+            }
             Action::AddIfAbsent if !present(&m.name) => rs.add(name, m.value.clone()),
             Action::OverwriteIfExists if present(&m.name) => rs.set(name, &m.value),
             Action::AddIfAbsent | Action::OverwriteIfExists => continue,

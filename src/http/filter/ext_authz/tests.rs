@@ -53,7 +53,7 @@ fn ok_answers_carry_the_mutations_with_their_actions() {
         got,
         [
             ("x-set", Action::Overwrite),
-            ("x-app", Action::Append),
+            ("x-app", Action::AppendJoin),
             ("x-default", Action::Append),
             ("x-absent", Action::AddIfAbsent),
             ("x-over", Action::OverwriteIfExists),
