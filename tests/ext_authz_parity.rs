@@ -156,13 +156,18 @@ fn essentials(c: &serde_json::Value) -> serde_json::Value {
     let h = &c["headers"];
     serde_json::json!({
         "method": c["method"], "path": c["path"], "host": c["host"],
-        "scheme": c["scheme"], "protocol": c["protocol"],
+        "scheme": c["scheme"], "protocol": c["protocol"], "size": c["size"],
         "source_address": c["source_address"], "source_principal": c["source_principal"],
         "destination_address": c["destination_address"],
         "context_extensions": c["context_extensions"],
         ":authority": h[":authority"], ":method": h[":method"], ":path": h[":path"],
         "x-authz": h["x-authz"], "x-remove-me": h["x-remove-me"],
         "x-authz-appended": h["x-authz-appended"],
+        // Every header name but the two Envoy's connection manager adds before its
+        // filters run (Outrigger adds them on the upstream request only).
+        "names": h.as_object().map(|m| m.keys()
+            .filter(|k| !matches!(k.as_str(), "x-request-id" | "x-forwarded-proto"))
+            .cloned().collect::<Vec<_>>()),
     })
 }
 

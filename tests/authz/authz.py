@@ -81,6 +81,7 @@ class Authz(external_auth_pb2_grpc.AuthorizationServicer):
             "host": http.host,
             "scheme": http.scheme,
             "protocol": http.protocol,
+            "size": http.size,
             "headers": dict(http.headers),
             "body": http.body,
             "context_extensions": dict(a.context_extensions),

@@ -57,8 +57,18 @@ pub fn request(
     put(":scheme".into(), scheme);
     for h in r.headers {
         let name = h.name.to_ascii_lowercase();
-        // HTTP/1's Host is the `:authority` above.
-        if name == "host" {
+        // HTTP/1's Host is the `:authority` above; hop-by-hop headers never reach
+        // Envoy's filters.
+        if matches!(
+            name.as_str(),
+            "host"
+                | "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "transfer-encoding"
+                | "upgrade"
+                | "te"
+        ) {
             continue;
         }
         put(name, &String::from_utf8_lossy(h.value));
@@ -68,7 +78,7 @@ pub fn request(
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
         .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-        .unwrap_or(-1);
+        .unwrap_or(0);
     let (path, query) = match r.path.split_once('?') {
         Some((p, q)) => (p, q),
         None => (r.path, ""),
