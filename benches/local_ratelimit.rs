@@ -103,6 +103,9 @@ fn main() {
             forwarding: &forwarding,
             counters: &counters,
             state: &state,
+            peer_port: 40000,
+            protocol: "HTTP/1.1",
+            upstream: None,
         };
         support::bench(&format!("on_request_head: {name}"), || {
             let mut e = StreamEdits::default();

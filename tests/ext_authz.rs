@@ -166,10 +166,10 @@ fn grpc_over_http2_clients() {
     let addr = proxy.listen;
     let (allowed, denied) = h2client::run(move || async move {
         let mut c = h2client::connect(addr).await;
-        let url = format!("http://app.test/h2");
+        let url = "http://app.test/h2";
         let allowed = h2client::send(
             &mut c,
-            h2client::request("GET", &url)
+            h2client::request("GET", url)
                 .header("x-remove-me", "1")
                 .body(())
                 .unwrap(),
@@ -178,7 +178,7 @@ fn grpc_over_http2_clients() {
         .await;
         let denied = h2client::send(
             &mut c,
-            h2client::request("GET", &url)
+            h2client::request("GET", url)
                 .header("x-authz", "deny")
                 .body(())
                 .unwrap(),

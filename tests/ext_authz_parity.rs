@@ -217,3 +217,81 @@ fn ext_authz_behaves_alike() {
         assert_eq!(ours, envoy_counter(envoy.admin, &full), "{full}");
     }
 }
+
+/// The same with the plain-HTTP service.
+fn http_bootstrap(up: SocketAddr, authz: SocketAddr) -> String {
+    let filter = format!(
+        r#"              "@type": {EXT_AUTHZ}
+              http_service:
+                server_uri: {{ uri: "http://authz", cluster: authz, timeout: 2s }}
+                path_prefix: /check
+                authorization_request:
+                  allowed_headers: {{ patterns: [{{ exact: x-authz }}] }}
+                  headers_to_add: [{{ key: x-from-proxy, value: "yes" }}]
+                authorization_response:
+                  allowed_upstream_headers: {{ patterns: [{{ exact: x-authz-added }}] }}
+                  allowed_upstream_headers_to_append: {{ patterns: [{{ exact: x-authz-appended }}] }}
+                  allowed_client_headers_on_success: {{ patterns: [{{ exact: x-authz-client }}] }}
+                  allowed_client_headers: {{ patterns: [{{ exact: x-deny-reason }}] }}
+"#
+    );
+    let grpc = bootstrap(up, authz);
+    let start = grpc
+        .find(&format!("              \"@type\": {EXT_AUTHZ}\n"))
+        .unwrap();
+    let end = grpc[start..]
+        .find("          - name: envoy.filters.http.router")
+        .unwrap()
+        + start;
+    let mut text = grpc[..start].to_string() + &filter + &grpc[end..];
+    // The HTTP service's cluster speaks HTTP/1.1.
+    let h2 = "    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+";
+    text = text.replace(h2, "");
+    text
+}
+
+#[test]
+fn ext_authz_http_service_behaves_alike() {
+    let Some(bin) = envoy_or_skip("ext_authz_http_service_behaves_alike") else {
+        return;
+    };
+    let (Some(svc_e), Some(svc_o)) = (
+        Authz::start_or_skip("ext_authz_http_service_behaves_alike"),
+        Authz::start_or_skip("ext_authz_http_service_behaves_alike"),
+    ) else {
+        return;
+    };
+    let (up_e, up_o) = (Upstream::echo(), Upstream::echo());
+    let envoy = Envoy::start(&bin, &http_bootstrap(up_e.addr, svc_e.http));
+    let proxy = Proxy::start(&http_bootstrap(up_o.addr, svc_o.http));
+    for (what, path, extra) in CASES {
+        let (ne, no) = (svc_e.checks().len(), svc_o.checks().len());
+        let e = run(envoy.listen, &up_e, path, extra);
+        let o = run(proxy.listen, &up_o, path, extra);
+        assert_eq!(o, e, "{what}: Outrigger (left) and Envoy (right) differ");
+        let (ce, co) = (svc_e.checks(), svc_o.checks());
+        assert_eq!(co.len() - no, ce.len() - ne, "{what}: checks made");
+        if let (Some(ce), Some(co)) = (ce.last().filter(|_| ce.len() > ne), co.last()) {
+            let view = |c: &serde_json::Value| {
+                let mut names: Vec<String> = c["headers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| h[0].as_str().unwrap().to_string())
+                    .filter(|n| !matches!(n.as_str(), "x-request-id" | "x-forwarded-proto"))
+                    .collect();
+                names.sort();
+                serde_json::json!({"method": c["method"], "path": c["path"], "names": names})
+            };
+            assert_eq!(
+                view(co),
+                view(ce),
+                "{what}: checks differ (Outrigger left):\n{co}\n{ce}"
+            );
+        }
+    }
+}

@@ -262,6 +262,16 @@ pub(crate) fn local_at(
     done
 }
 
+/// A filter's local reply body as DATA: configured text is not copied (the `Cow` is
+/// the point: a borrowed body becomes a static `Bytes`).
+#[allow(clippy::ptr_arg)]
+pub(crate) fn reply_body(body: &std::borrow::Cow<'static, str>) -> Bytes {
+    match body {
+        std::borrow::Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),
+        std::borrow::Cow::Owned(s) => Bytes::copy_from_slice(s.as_bytes()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,13 +293,5 @@ mod tests {
         assert_eq!(t("S"), None);
         assert_eq!(t("5x"), None);
         assert_eq!(t("é"), None);
-    }
-}
-
-/// A filter's local reply body as DATA: configured text is not copied.
-pub(crate) fn reply_body(body: &std::borrow::Cow<'static, str>) -> Bytes {
-    match body {
-        std::borrow::Cow::Borrowed(s) => Bytes::from_static(s.as_bytes()),
-        std::borrow::Cow::Owned(s) => Bytes::copy_from_slice(s.as_bytes()),
     }
 }
