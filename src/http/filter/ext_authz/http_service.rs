@@ -4,7 +4,7 @@
 //! (`content-length: 0`), the client's `Host`, `Authorization` and the headers
 //! `allowed_headers` matches, and `headers_to_add`. A `200` allows the request (the
 //! service's headers that `allowed_upstream_headers` matches overwrite the upstream
-//! request's, `allowed_upstream_headers_to_append` ones are appended,
+//! request's, `allowed_upstream_headers_to_append` ones are added beside them,
 //! `allowed_client_headers_on_success` ones go to the client, and the names in
 //! `x-envoy-auth-headers-to-remove` are removed upstream); any other status denies it
 //! with that status, the service's body and its headers (those `allowed_client_headers`
@@ -68,6 +68,10 @@ impl HttpService {
         head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         head.extend_from_slice(r.authority);
         head.extend_from_slice(b"\r\ncontent-length: 0\r\n");
+        // What Envoy's async client adds to the call.
+        head.extend_from_slice(b"x-envoy-internal: true\r\nx-envoy-expected-rq-timeout-ms: ");
+        head.extend_from_slice(self.timeout.as_millis().to_string().as_bytes());
+        head.extend_from_slice(b"\r\n");
         let list = allowed.or(self.allowed_headers.as_deref());
         for h in r.headers {
             let name = h.name.to_ascii_lowercase();
@@ -134,7 +138,7 @@ impl HttpService {
                 if matches_any(&self.allowed_upstream_headers, n) {
                     a.request.extend(header(n, v, Action::Overwrite));
                 } else if matches_any(&self.allowed_upstream_headers_to_append, n) {
-                    a.request.extend(header(n, v, Action::AppendJoin));
+                    a.request.extend(header(n, v, Action::Append));
                 }
                 if matches_any(&self.allowed_client_headers_on_success, n) {
                     a.response.extend(header(n, v, Action::Overwrite));

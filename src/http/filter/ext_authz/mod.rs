@@ -88,8 +88,7 @@ pub struct PerRoute {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Append,
-    /// The deprecated `append: true` (and the HTTP service's
-    /// `allowed_upstream_headers_to_append`): Envoy's `appendCopy`, which joins the value
+    /// The deprecated `append: true` of a gRPC answer: Envoy's `appendCopy`, which joins the value
     /// to the header's existing one with `,`; nothing when the request lacks it.
     AppendJoin,
     AddIfAbsent,
