@@ -104,6 +104,9 @@ fn main() {
             counters: &counters,
             state: &state,
             grpc: None,
+            peer_port: 40000,
+            protocol: "HTTP/1.1",
+            upstream: None,
         };
         support::bench(&format!("on_request_head: {name}"), || {
             let mut e = StreamEdits::default();

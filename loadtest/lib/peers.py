@@ -64,6 +64,13 @@ def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path
         filters = _snippet("envoy-ext-proc-filter.yaml", {})
         extra_endpoints = _snippet("envoy-ext-proc-cluster.yaml",
                                    {"ext_proc_port": upstream.ext_proc_port})
+    if config == "ext-authz":
+        # ext-authz: one gRPC Check per request to an allow-all service (the test's
+        # tests/authz/authz.py), on the client CPUs like the rest of the load side.
+        upstream.ensure_authz()
+        filters = _snippet("envoy-ext-authz-filter.yaml", {})
+        extra_endpoints += _snippet("envoy-ext-authz-cluster.yaml",
+                                    {"authz_port": upstream.authz_port})
     if config == "flaky":
         # h1-flaky: a second, bad endpoint (nginx's flaky server: 20% 503) and a
         # retry policy on 5xx; Envoy's other retry defaults (back-off 25 ms base).
@@ -141,6 +148,23 @@ class Upstream:
             except OSError:
                 return False
         wait_until(accepts, 20, "ext_proc processor", self.ext_proc, logp)
+        # ext-authz's authorization service, started on first use.
+        self.authz_port, self.authz = util.free_port(), None
+
+    def ensure_authz(self) -> None:
+        """The allow-all gRPC authorization service (grpcio, xds-protos)."""
+        if self.authz is not None and self.authz.poll() is None:
+            return
+        logp = self.s.work / "authz.log"
+        root = Path(__file__).resolve().parents[2]
+        # The venv tests/run fills (grpcio, xds-protos), not the harness's Python.
+        python = root / "loadtest" / ".venv" / "bin" / "python"
+        script = root / "tests" / "authz" / "authz.py"
+        self.authz = spawn(["taskset", "-c", self.s.client_cpus, python, script,
+                            "--allow-all", "--grpc-port", str(self.authz_port),
+                            "--workers", "16"], logp)
+        wait_until(lambda: "PORTS" in (logp.read_text() if logp.exists() else ""), 15,
+                   "ext_authz service", self.authz, logp)
 
     def ensure_collector(self) -> None:
         """The OTLP sink, pinned to the client CPUs like the rest of the load side."""
@@ -218,6 +242,8 @@ class Upstream:
         self.collector = None
         kill(self.ext_proc)
         self.ext_proc = None
+        kill(self.authz)
+        self.authz = None
 
 
 class Peer:
@@ -356,7 +382,7 @@ class Outrigger(Peer):
             conf = self.xds.bootstrap(self.admin_port, self.s.work / f"{self.name}-xds.yaml")
             return [self.s.tools[self.binary], "run", "-c", conf,
                     "--concurrency", self.s.workers]
-        if config in ("policy", "bootstrap", "flaky", "traced", "ext-proc"):
+        if config in ("policy", "bootstrap", "flaky", "traced", "ext-proc", "ext-authz"):
             # The same Envoy bootstrap as the Envoy peer's, on this peer's ports.
             routes = _snippet("envoy-routes.yaml", Envoy.route_values(0, 24))
             conf = envoy_bootstrap(self.s, self.upstream, self.port, self.admin_port,

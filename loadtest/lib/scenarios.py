@@ -93,6 +93,11 @@ SCENARIOS = [
              "CPU per request that ext_proc adds over h1-bootstrap (the processor's own CPU, "
              "on the client CPUs, not counted)", conns=32, config="ext-proc",
              proxies_only=True, only=("outrigger", "envoy")),
+    Scenario("ext-authz", "closed", "HTTP/1.1 closed loop, 32 connections, every request "
+             "checked by an external authorization service over gRPC (allows all)",
+             "CPU per request that the ext_authz filter adds over h1-bootstrap (the "
+             "proxy's side of one Check call; the service runs on the client CPUs)",
+             conns=32, config="ext-authz", proxies_only=True, only=("outrigger", "envoy")),
     Scenario("h1-traced", "closed", "HTTP/1.1 closed loop, 32 connections, every request "
              "traced (100% sampling), spans exported over OTLP/HTTP to a collector",
              "CPU per request that tracing adds over h1-closed-32 (and h1-bootstrap), "

@@ -12,6 +12,7 @@ use super::model::*;
 use super::raw::*;
 
 mod circuit;
+mod ext_authz;
 mod fault_cors;
 mod hash_policy;
 mod health;

@@ -16,6 +16,7 @@ pub mod oneline;
 pub mod outlier;
 mod raw;
 mod raw_circuit;
+pub(crate) mod raw_ext_authz;
 pub(crate) mod raw_fault_cors;
 mod raw_health;
 mod raw_istio;

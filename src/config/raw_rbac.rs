@@ -53,6 +53,8 @@ pub(crate) struct RawNetworkFilter {
     pub name: String,
     #[serde(default)]
     pub rbac: Option<RawNetworkRbac>,
+    #[serde(default)]
+    pub ext_authz: Option<super::raw_ext_authz::RawNetworkExtAuthz>,
 }
 
 /// Envoy's `RBAC`: an action and named policies.

@@ -133,7 +133,10 @@ async fn call(
         .header("te", "trailers")
         // Envoy's headers: its health-check user agent and the check's timeout.
         .header("user-agent", "Envoy/HC")
-        .header("grpc-timeout", grpc_timeout(hc.timeout));
+        .header(
+            "grpc-timeout",
+            crate::upstream::grpc_call::grpc_timeout(hc.timeout),
+        );
     for (k, v) in &c.initial_metadata {
         req = req.header(k.as_str(), v.as_str());
     }
@@ -219,19 +222,6 @@ fn request_frame(service: &str) -> Bytes {
     Bytes::from(frame)
 }
 
-/// A `grpc-timeout` value: milliseconds, or a coarser unit once the number would pass
-/// the eight digits gRPC allows (as Envoy's `toGrpcTimeout`).
-fn grpc_timeout(d: std::time::Duration) -> String {
-    let mut n = d.as_millis();
-    for (unit, next) in [('m', 1000), ('S', 60), ('M', 60)] {
-        if n < 100_000_000 {
-            return format!("{n}{unit}");
-        }
-        n /= next;
-    }
-    format!("{}H", n.min(99_999_999))
-}
-
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -293,15 +283,7 @@ fn varint(buf: &mut &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{grpc_timeout, request_frame, response_status, serving};
-    use std::time::Duration;
-
-    #[test]
-    fn timeouts() {
-        assert_eq!(grpc_timeout(Duration::from_secs(1)), "1000m");
-        assert_eq!(grpc_timeout(Duration::from_millis(250)), "250m");
-        assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
-    }
+    use super::{request_frame, response_status, serving};
 
     #[test]
     fn request_frames() {

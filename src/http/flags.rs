@@ -40,9 +40,12 @@ pub enum ResponseFlag {
     FaultInjected,
     /// UO: a circuit breaker of the cluster was open (the request, or its retry).
     UpstreamOverflow,
+    /// UAEX: the external authorization service denied the request, or failed and
+    /// `failure_mode_allow` is off.
+    UnauthorizedExternalService,
 }
 
-pub const FLAG_COUNT: usize = 17;
+pub const FLAG_COUNT: usize = 18;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl ResponseFlag {
             ResponseFlag::DelayInjected => "DI",
             ResponseFlag::FaultInjected => "FI",
             ResponseFlag::UpstreamOverflow => "UO",
+            ResponseFlag::UnauthorizedExternalService => "UAEX",
         }
     }
 
@@ -101,6 +105,7 @@ impl ResponseFlag {
             DelayInjected,
             FaultInjected,
             UpstreamOverflow,
+            UnauthorizedExternalService,
         ]
     }
 }

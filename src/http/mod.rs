@@ -28,5 +28,6 @@ pub(crate) mod mirror;
 pub mod own_headers;
 pub mod router;
 pub mod stamp;
+mod upstreams;
 pub mod view;
 pub(crate) mod xfcc;

@@ -15,6 +15,7 @@
 //! `listener_filters` below (and a field in `config::ListenerFilters`); a new network
 //! filter goes between the chosen chain and its terminal in `terminal`.
 
+pub mod ext_authz;
 pub mod inspect;
 pub mod original_dst;
 pub mod rbac;
@@ -319,6 +320,13 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
         };
         if !rbac::allowed(&chain.network_filters, conn, &view.counters) {
             return;
+        }
+        for f in &chain.network_filters {
+            if let rbac::NetworkFilter::ExtAuthz(e) = f {
+                if !e.allowed(conn, peer.port(), &*view, &view.counters).await {
+                    return;
+                }
+            }
         }
     }
     let hcm = match &chain.terminal {

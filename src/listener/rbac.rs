@@ -27,6 +27,9 @@ use crate::rbac::{self, Conn, Counters, Input, Rules};
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetworkFilter {
     Rbac(NetworkRbac),
+    /// Decided by `listener::ext_authz` (it waits for its service), in the chain's
+    /// order after the RBAC filters before it.
+    ExtAuthz(Box<super::ext_authz::NetworkExtAuthz>),
 }
 
 /// `enforcement_type`: both decide once here (see the module docs).
@@ -44,10 +47,11 @@ pub struct NetworkRbac {
     pub enforcement: Enforcement,
 }
 
-/// Runs the chain's network filters over a new connection; `false`: close it.
+/// Runs the chain's RBAC network filters over a new connection; `false`: close it.
 pub fn allowed(filters: &[NetworkFilter], conn: Conn<'_>, counters: &[Rc<Counter>]) -> bool {
     let input = Input { conn, http: None };
     filters.iter().all(|f| match f {
+        NetworkFilter::ExtAuthz(_) => true,
         NetworkFilter::Rbac(r) => {
             let inc = |i: usize| {
                 if let Some(c) = counters.get(i) {

@@ -4,6 +4,8 @@
 pub(crate) mod cluster;
 pub(crate) mod counted;
 pub(crate) mod grpc_stream;
+pub mod grpc_call;
+pub mod h1_call;
 pub(crate) mod h2conn;
 pub(crate) mod lb;
 pub(crate) mod original_dst;

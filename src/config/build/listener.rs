@@ -45,7 +45,7 @@ impl Builder {
                 let chain = FilterChain {
                     name: l.name.clone(),
                     matcher: FilterChainMatch::default(),
-                    network_filters: self.network_filters(&p, own.network_filters),
+                    network_filters: self.network_filters(&p, own.network_filters, clusters),
                     terminal,
                     tls: None,
                 };
@@ -147,7 +147,7 @@ impl Builder {
         Some(FilterChain {
             name: c.name.clone(),
             matcher,
-            network_filters: self.network_filters(p, &c.network_filters),
+            network_filters: self.network_filters(p, &c.network_filters, clusters),
             terminal,
             tls,
         })

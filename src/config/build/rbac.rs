@@ -73,6 +73,7 @@ impl Builder {
         &mut self,
         p: &str,
         raw: &[RawNetworkFilter],
+        clusters: &[std::sync::Arc<crate::config::Cluster>],
     ) -> Vec<NetworkFilter> {
         let mut out = Vec::new();
         for (k, f) in raw.iter().enumerate() {
@@ -80,9 +81,19 @@ impl Builder {
             if f.name.is_empty() {
                 self.err(format!("{fp}.name"), "must not be empty");
             }
-            let Some(r) = &f.rbac else {
-                self.err(fp, "set the filter's type: `rbac`");
-                continue;
+            let r = match (&f.rbac, &f.ext_authz) {
+                (Some(r), None) => r,
+                (None, Some(e)) => {
+                    let ep = format!("{fp}.ext_authz");
+                    if let Some(x) = self.network_ext_authz(&ep, &f.name, e, clusters) {
+                        out.push(NetworkFilter::ExtAuthz(Box::new(x)));
+                    }
+                    continue;
+                }
+                _ => {
+                    self.err(fp, "set the filter's type: one of `rbac`, `ext_authz`");
+                    continue;
+                }
             };
             let rp = format!("{fp}.rbac");
             if r.stat_prefix.is_empty() {

@@ -80,13 +80,14 @@ impl Builder {
                 f.fault.is_some(),
                 f.cors.is_some(),
                 f.ext_proc.is_some(),
+                f.ext_authz.is_some(),
             ];
             let one = types.iter().filter(|t| **t).count() == 1;
             let kind = match (&f.header_mutation, &f.buffer, &f.local_ratelimit, &f.rbac) {
                 _ if !one => {
                     self.err(
                         fp,
-                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_proc`",
+                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_proc`, `ext_authz`",
                     );
                     continue;
                 }
@@ -100,6 +101,15 @@ impl Builder {
                     }
                 }
                 _ if f.cors.is_some() => FilterKind::Cors(self.cors_filter(stat_prefix)),
+                _ if f.ext_authz.is_some() => {
+                    let built = f.ext_authz.as_ref().and_then(|r| {
+                        self.ext_authz_filter(&format!("{fp}.ext_authz"), r, stat_prefix, clusters)
+                    });
+                    match built {
+                        Some(x) => FilterKind::ExtAuthz(Box::new(x)),
+                        None => continue,
+                    }
+                }
                 _ if f.fault.is_some() => {
                     let raw = f
                         .fault
@@ -414,12 +424,13 @@ impl Builder {
                 o.fault.is_some(),
                 o.cors.is_some(),
                 o.ext_proc.is_some(),
+                o.ext_authz.is_some(),
             ];
-            let policy = o.fault.is_some() || o.cors.is_some() || o.ext_proc.is_some();
+            let policy = o.fault.is_some() || o.cors.is_some() || o.ext_proc.is_some() || o.ext_authz.is_some();
             if policy && (o.disabled || types.iter().filter(|t| **t).count() != 1) {
                 self.err(
                     op,
-                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_proc`)",
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_proc`, `ext_authz`)",
                 );
                 continue;
             }
@@ -436,6 +447,11 @@ impl Builder {
                     self.err(path, m);
                 }
                 overrides.push((name.clone(), FilterOverride::ExtProc(ov)));
+                continue;
+            }
+            if let Some(a) = &o.ext_authz {
+                let a = self.ext_authz_per_route(a);
+                overrides.push((name.clone(), FilterOverride::ExtAuthz(Box::new(a))));
                 continue;
             }
             if let Some(c) = &o.cors {
@@ -473,7 +489,7 @@ impl Builder {
                 }
                 _ => self.err(
                     op,
-                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_proc`)",
+                    "set either `disabled: true` or the filter's own config (`header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_proc`, `ext_authz`)",
                 ),
             }
         }

@@ -275,6 +275,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     fault: None,
                     cors: None,
                     ext_proc: None,
+                    ext_authz: None,
                 };
                 out.push((
                     raw,
@@ -295,6 +296,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     fault: None,
                     cors: None,
                     ext_proc: None,
+                    ext_authz: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Buffer)));
             }
@@ -312,6 +314,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     fault: None,
                     cors: None,
                     ext_proc: None,
+                    ext_authz: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::LocalRateLimit)));
             }
@@ -329,6 +332,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     fault: None,
                     cors: None,
                     ext_proc: None,
+                    ext_authz: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Rbac)));
             }
@@ -347,6 +351,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     fault: Some(fault_cors::fault(&h, &tp)?),
                     cors: None,
                     ext_proc: None,
+                    ext_authz: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Fault)));
             }
@@ -363,6 +368,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     fault: None,
                     cors: Some(Default::default()),
                     ext_proc: None,
+                    ext_authz: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Cors)));
             }
@@ -379,9 +385,28 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     rbac: None,
                     fault: None,
                     cors: None,
+                    ext_authz: None,
                     ext_proc: Some(super::ext_proc::filter(&e, &tp)?),
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::ExtProc)));
+            }
+            super::ext_authz::HTTP => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let e = payload(any, super::ext_authz::HTTP, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    local_ratelimit: None,
+                    rbac: None,
+                    fault: None,
+                    cors: None,
+                    ext_proc: None,
+                    ext_authz: Some(super::ext_authz::http(&e, &tp)?),
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::ExtAuthz)));
             }
             other => {
                 return Err(err(

@@ -158,6 +158,12 @@ fn chain(
                 tx.paths.add(format!("{native}.istio_stats"), np);
             }
             Some(filter::ConfigType::TypedConfig(any))
+                if walk::type_name(&any.type_url) == super::ext_authz::NETWORK =>
+            {
+                let e = payload(any, super::ext_authz::NETWORK, &np)?;
+                network_filters.push(super::ext_authz::network(&e, &nf.name, &np)?);
+            }
+            Some(filter::ConfigType::TypedConfig(any))
                 if walk::type_name(&any.type_url) == super::rbac::NETWORK =>
             {
                 let r = payload(any, super::rbac::NETWORK, &np)?;
@@ -166,7 +172,7 @@ fn chain(
             _ => {
                 return Err(err(
                     np,
-                    "Outrigger supports network RBAC and Istio stats filters before the chain's last filter (an http_connection_manager or a tcp_proxy), and no other",
+                    "Outrigger supports network RBAC, ext_authz and Istio stats filters before the chain's last filter (an http_connection_manager or a tcp_proxy), and no other",
                 ))
             }
         }

@@ -15,6 +15,7 @@ mod bootstrap;
 mod cluster;
 mod convert;
 mod ext_proc;
+mod ext_authz;
 mod fault_cors;
 mod hcm;
 mod health;

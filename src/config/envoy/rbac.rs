@@ -94,6 +94,7 @@ pub(super) fn network(r: &PbNetworkRbac, name: &str, p: &str) -> R<RawNetworkFil
                 .into(),
             ),
         }),
+        ext_authz: None,
     })
 }
 

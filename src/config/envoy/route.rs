@@ -55,6 +55,8 @@ pub(super) enum ChainOwn {
     Cors,
     /// An ext_proc filter.
     ExtProc,
+    /// An ext_authz filter.
+    ExtAuthz,
 }
 
 /// The four header-edit lists of any level, translated.

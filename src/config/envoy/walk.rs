@@ -682,6 +682,16 @@ const SDS_CONFIG_SOURCE: &[&str] = &[
 ];
 
 fn supported_at(message: &str, field: &str, path: &str) -> bool {
+    // An HTTP filter's gRPC service (ext_authz) has a deadline; xDS's and the tracer's
+    // do not take one.
+    if message == "envoy.config.core.v3.GrpcService" && field == "timeout" {
+        let parent = path
+            .strip_suffix(".grpc_service")
+            .and_then(|p| p.strip_suffix(".typed_config"));
+        return parent
+            .and_then(|p| p.rsplit('.').next())
+            .is_some_and(|last| last.starts_with("http_filters[") || last.starts_with("filters["));
+    }
     if message == "envoy.config.core.v3.ConfigSource" && path.ends_with("sds_config") {
         return SDS_CONFIG_SOURCE.contains(&field);
     }

@@ -234,6 +234,9 @@ mod tests {
             counters: &counters,
             state: &crate::http::filter::ConnState::default(),
             grpc: None,
+            peer_port: 0,
+            protocol: "HTTP/1.1",
+            upstream: None,
         };
         let f = CorsFilter {
             origin_valid: 0,

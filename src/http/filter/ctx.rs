@@ -30,6 +30,13 @@ pub struct RequestCtx<'a> {
     /// The worker's HTTP/2 upstream connections, for filters that call a gRPC service
     /// per request (ext_proc). `None` in unit tests.
     pub grpc: Option<&'a dyn GrpcChannels>,
+    /// The downstream peer's port (its address is `conn.peer`).
+    pub peer_port: u16,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+    pub protocol: &'static str,
+    /// The worker's upstream clusters, for filters that call a service (ext_authz);
+    /// `None` in unit tests.
+    pub upstream: Option<&'a dyn crate::upstream::grpc_call::Upstreams>,
 }
 
 /// A ready stream slot on the worker's per-core HTTP/2 connection to a cluster (an

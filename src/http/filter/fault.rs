@@ -462,6 +462,9 @@ mod tests {
             counters: &counters,
             state: &crate::http::filter::ConnState::default(),
             grpc: None,
+            peer_port: 0,
+            protocol: "HTTP/1.1",
+            upstream: None,
         };
         f(&ctx)
     }

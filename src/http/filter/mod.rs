@@ -45,6 +45,7 @@ pub mod buffer;
 pub mod cors;
 pub mod ctx;
 pub mod ext_proc;
+pub mod ext_authz;
 pub mod fault;
 pub mod header_mutation;
 pub mod headers;
@@ -94,6 +95,8 @@ pub(crate) struct RawHttpFilter {
     pub cors: Option<RawCorsFilter>,
     #[serde(default)]
     pub ext_proc: Option<RawExtProc>,
+    #[serde(default)]
+    pub ext_authz: Option<crate::config::raw_ext_authz::RawExtAuthz>,
 }
 
 /// A route's override for one filter, as written in the YAML (`per_filter_config`).
@@ -118,6 +121,9 @@ pub(crate) struct RawFilterOverride {
     /// Envoy's `ExtProcPerRoute.overrides` (its `disabled` is `disabled: true`).
     #[serde(default)]
     pub ext_proc: Option<RawExtProcOverride>,
+    /// The route's `check_settings` (Envoy's `ExtAuthzPerRoute`).
+    #[serde(default)]
+    pub ext_authz: Option<crate::config::raw_ext_authz::RawExtAuthzPerRoute>,
 }
 
 /// A configured filter.
@@ -136,6 +142,7 @@ pub enum FilterKind {
     Fault(Box<FaultFilter>),
     Cors(CorsFilter),
     ExtProc(Box<ExtProcFilter>),
+    ExtAuthz(Box<ext_authz::ExtAuthzFilter>),
 }
 
 impl FilterKind {
@@ -148,6 +155,7 @@ impl FilterKind {
             FilterKind::Fault(_) => "fault",
             FilterKind::Cors(_) => "cors",
             FilterKind::ExtProc(_) => "ext_proc",
+            FilterKind::ExtAuthz(_) => "ext_authz",
         }
     }
 
@@ -161,7 +169,8 @@ impl FilterKind {
             | FilterKind::Rbac(_)
             | FilterKind::LocalRateLimit(_)
             | FilterKind::Fault(_)
-            | FilterKind::Cors(_) => Hooks::NONE,
+            | FilterKind::Cors(_)
+            | FilterKind::ExtAuthz(_) => Hooks::NONE,
             // Decided per stream on the request head, from its processing mode and
             // what the processor answered (`ext_proc::run::on_request_head`).
             FilterKind::ExtProc(_) => Hooks::NONE,
@@ -288,7 +297,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
-                | FilterKind::Cors(_) => DataStatus::Continue,
+                | FilterKind::Cors(_)
+                | FilterKind::ExtAuthz(_) => DataStatus::Continue,
                 FilterKind::ExtProc(_) => {
                     ext_proc::run::on_request_data(self.store, chunk, end_stream).await
                 }
@@ -323,7 +333,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
-                | FilterKind::Cors(_) => {}
+                | FilterKind::Cors(_)
+                | FilterKind::ExtAuthz(_) => {}
                 FilterKind::ExtProc(_) => {
                     if let Status::Respond(r) = ext_proc::run::on_request_trailers(self.store).await
                     {
@@ -349,7 +360,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::ExtProc(_)
-                | FilterKind::Cors(_) => {}
+                | FilterKind::Cors(_)
+                | FilterKind::ExtAuthz(_) => {}
                 // The stream's rate limit, if its request drew one: the chunk waits for
                 // its tokens (one limit per stream, whichever fault filter set it).
                 FilterKind::Fault(_) => {
@@ -376,7 +388,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
-                | FilterKind::Cors(_) => {}
+                | FilterKind::Cors(_)
+                | FilterKind::ExtAuthz(_) => {}
                 FilterKind::ExtProc(_) => {
                     let s = ext_proc::run::on_response_head(self.store, status, fields).await;
                     if let Status::Respond(r) = s {
@@ -408,7 +421,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::ExtProc(_)
-                | FilterKind::Cors(_) => {}
+                | FilterKind::Cors(_)
+                | FilterKind::ExtAuthz(_) => {}
             }
         }
         let _ = end;
@@ -439,6 +453,9 @@ pub enum FilterOverride {
     /// The ext_proc filter's processing mode on this route (Envoy's
     /// `ExtProcPerRoute.overrides`).
     ExtProc(ExtProcOverride),
+    /// The ext_authz filter's check settings on this route (Envoy's
+    /// `ExtAuthzPerRoute.check_settings`).
+    ExtAuthz(Box<ext_authz::PerRoute>),
 }
 
 /// What the chain decided for one request: the header edits the encoders apply, and
@@ -451,6 +468,9 @@ pub struct StreamEdits<'c> {
     /// The stream's storage for response headers filters set per request, lent by the
     /// connection manager (`None`: filters that need it do nothing).
     pub store: Option<&'c SetHeaders>,
+    /// The same for the upstream request's headers (ext_authz's mutations; the
+    /// connection manager's `x-forwarded-client-cert` shares it).
+    pub request_store: Option<&'c SetHeaders>,
 }
 
 /// The route-level inputs of the chain.
@@ -588,6 +608,29 @@ pub async fn on_request_head<'c>(
                     break;
                 }
             }
+            FilterKind::ExtAuthz(own) => {
+                // Envoy checks only a routed request.
+                if route.is_none() {
+                    continue;
+                }
+                let per_route = match ov {
+                    Some(FilterOverride::ExtAuthz(p)) => Some(&**p),
+                    _ => None,
+                };
+                let (s, req_set, resp_set) = own
+                    .on_request_head(ctx, per_route, edits.request_store, edits.store)
+                    .await;
+                if req_set {
+                    edits.request.set = edits.request_store;
+                }
+                if resp_set {
+                    edits.response.set = edits.store;
+                }
+                if let Status::Respond(r) = s {
+                    status = Status::Respond(r);
+                    break;
+                }
+            }
             FilterKind::Cors(own) => {
                 // Envoy's filter acts only with a policy, on a route that forwards.
                 let (Some(FilterOverride::Cors(p)), Some(store), true) =
@@ -657,6 +700,9 @@ mod tests {
             counters: &[],
             state: Box::leak(Box::default()),
             grpc: None,
+            peer_port: 0,
+            protocol: "HTTP/1.1",
+            upstream: None,
         }
     }
 

@@ -16,6 +16,7 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use super::throttle::FaultStream;
@@ -25,8 +26,9 @@ use super::throttle::FaultStream;
 pub struct SetHeaders {
     // Filters write while the chain runs on the request head; encoders read later. The
     // two never overlap, and every access uses `try_borrow*`, so nothing can panic.
-    // The flag marks an added value (`add`): it replaces nothing.
-    list: RefCell<Vec<(&'static str, String, bool)>>,
+    // The flag marks an added value (`add`): it replaces nothing. Names are lower-case;
+    // a filter that learns them per request (ext_authz) owns them.
+    list: RefCell<Vec<(Cow<'static, str>, String, Op)>>,
     /// The fault filter's state for this stream (empty: no fault injected, no
     /// allocation). Borrowed briefly by the filter, never across an await.
     pub(crate) fault: RefCell<FaultStream>,
@@ -60,27 +62,51 @@ impl std::fmt::Debug for StreamExt {
     }
 }
 
+/// What one entry does to the header of its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// Replaces every other value of the name (incoming, planned, earlier `add`s).
+    Set,
+    /// A value beside the others.
+    Add,
+    /// Drops every incoming and planned value of the name; writes nothing itself.
+    Remove,
+}
+
 impl SetHeaders {
     /// Sets `name` (lower-case) to `value`, replacing an earlier value of the name.
-    pub fn set(&self, name: &'static str, value: &str) {
+    pub fn set(&self, name: impl Into<Cow<'static, str>>, value: &str) {
         let Ok(mut l) = self.list.try_borrow_mut() else {
             return;
         };
-        match l.iter_mut().find(|(n, _, add)| *n == name && !add) {
-            Some((_, v, _)) => {
+        let name = name.into();
+        match l.iter_mut().find(|(n, _, op)| *n == name && *op != Op::Add) {
+            Some((_, v, op)) => {
                 v.clear();
                 v.push_str(value);
+                *op = Op::Set;
             }
-            None => l.push((name, value.to_string(), false)),
+            None => l.push((name, value.to_string(), Op::Set)),
         }
     }
 
     /// Adds a value of `name` (lower-case) beside any others, incoming or planned (a
     /// consistent-hash cookie's `set-cookie`, which Envoy adds rather than sets).
-    pub fn add(&self, name: &'static str, value: String) {
+    pub fn add(&self, name: impl Into<Cow<'static, str>>, value: String) {
         if let Ok(mut l) = self.list.try_borrow_mut() {
-            l.push((name, value, true));
+            l.push((name.into(), value, Op::Add));
         }
+    }
+
+    /// Removes every value of `name` (lower-case): the incoming ones, the plans' and
+    /// what this stream set or added before.
+    pub fn remove(&self, name: impl Into<Cow<'static, str>>) {
+        let Ok(mut l) = self.list.try_borrow_mut() else {
+            return;
+        };
+        let name = name.into();
+        l.retain(|(n, _, _)| *n != name);
+        l.push((name, String::new(), Op::Remove));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -91,15 +117,17 @@ impl SetHeaders {
     pub fn has(&self, name: &str) -> bool {
         self.list.try_borrow().is_ok_and(|l| {
             l.iter()
-                .any(|(n, _, add)| !add && n.eq_ignore_ascii_case(name))
+                .any(|(n, _, op)| *op != Op::Add && n.eq_ignore_ascii_case(name))
         })
     }
 
     /// Calls `emit` for each header, in the order they were first set.
     pub fn for_each(&self, mut emit: impl FnMut(&str, &str)) {
         if let Ok(l) = self.list.try_borrow() {
-            for (n, v, _) in l.iter() {
-                emit(n, v);
+            for (n, v, op) in l.iter() {
+                if *op != Op::Remove {
+                    emit(n, v);
+                }
             }
         }
     }
@@ -109,12 +137,16 @@ impl SetHeaders {
         let Ok(l) = self.list.try_borrow() else {
             return;
         };
-        for (n, v, add) in l.iter() {
-            if let (Ok(n), Ok(v)) = (
-                http::HeaderName::from_bytes(n.as_bytes()),
-                http::HeaderValue::from_str(v),
-            ) {
-                if *add {
+        for (n, v, op) in l.iter() {
+            let Ok(n) = http::HeaderName::from_bytes(n.as_bytes()) else {
+                continue;
+            };
+            if *op == Op::Remove {
+                map.remove(&n);
+                continue;
+            }
+            if let Ok(v) = http::HeaderValue::from_str(v) {
+                if *op == Op::Add {
                     map.append(n, v);
                 } else {
                     map.insert(n, v);

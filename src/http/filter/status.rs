@@ -29,8 +29,8 @@ pub enum DataStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReply {
     pub status: u16,
-    /// Borrowed for the configured replies; owned for a body a service sent
-    /// (ext_proc's immediate response).
+    /// Borrowed for the configured replies; owned for a body a service sent (an
+    /// authorization service's denial, ext_proc's immediate response).
     pub body: Cow<'static, str>,
     pub flag: ResponseFlag,
 }

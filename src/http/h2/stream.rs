@@ -110,6 +110,7 @@ pub(crate) async fn serve<C: Connector>(
     let has_xfcc = parts.headers.contains_key(&crate::http::xfcc::XFCC_NAME);
     let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, conn.tls.as_deref(), has_xfcc);
     edits.store = Some(&store);
+    edits.request_store = Some(&req_store);
     // The request's random value (Envoy's): the weighted cluster the filters see is the
     // one the router takes.
     let draw = router::random();
@@ -165,6 +166,9 @@ pub(crate) async fn serve<C: Connector>(
             counters: &view.counters,
             state: &conn.filters,
             grpc: Some(&*view),
+            peer_port: peer.port(),
+            protocol: "HTTP/2",
+            upstream: Some(&*view),
         };
         match filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await {
             Status::Continue => None,

@@ -16,6 +16,7 @@ use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{
 };
 use envoy_types::pb::google::protobuf::Any;
 
+use super::super::super::raw_ext_authz::RawExtAuthzPerRoute;
 use super::super::super::raw_fault_cors::RawFault;
 use super::super::super::raw_rbac::RawRbacFilter;
 use super::super::convert::{mutations, payload, R};
@@ -219,6 +220,46 @@ pub(super) fn per_filter_config(
                 out.insert(name.clone(), o);
                 continue;
             }
+            ChainOwn::ExtAuthz => {
+                // Envoy's ext_authz filter: the most specific config says whether it is
+                // disabled; the context extensions of every level are merged, the more
+                // specific winning.
+                let mut first = None;
+                let mut merged = BTreeMap::new();
+                for (n, o) in decoded.iter().rev().flat_map(|e| e.iter()) {
+                    if n != name {
+                        continue;
+                    }
+                    match o {
+                        PerFilter::Disabled => first = Some(true),
+                        PerFilter::ExtAuthz(s) => {
+                            first = Some(false);
+                            merged.extend(s.context_extensions.clone());
+                        }
+                        _ => {
+                            return Err(err(
+                                "typed_per_filter_config",
+                                format!("`{name}` is an ext_authz filter; its per-route config is an ExtAuthzPerRoute"),
+                            ))
+                        }
+                    }
+                }
+                let o = match first {
+                    None => continue,
+                    Some(true) => RawFilterOverride {
+                        disabled: true,
+                        ..RawFilterOverride::default()
+                    },
+                    Some(false) => RawFilterOverride {
+                        ext_authz: Some(RawExtAuthzPerRoute {
+                            context_extensions: merged,
+                        }),
+                        ..RawFilterOverride::default()
+                    },
+                };
+                out.insert(name.clone(), o);
+                continue;
+            }
             ChainOwn::Buffer => {
                 // Envoy's buffer filter takes the most specific per-route config.
                 let first = decoded
@@ -236,6 +277,7 @@ pub(super) fn per_filter_config(
                         fault: None,
                         cors: None,
                         ext_proc: None,
+                        ext_authz: None,
                     },
                     Some((_, PerFilter::Buffer(b))) => RawFilterOverride {
                         disabled: false,
@@ -246,6 +288,7 @@ pub(super) fn per_filter_config(
                         fault: None,
                         cors: None,
                         ext_proc: None,
+                        ext_authz: None,
                     },
                     Some((
                         _,
@@ -254,7 +297,8 @@ pub(super) fn per_filter_config(
                         | PerFilter::Rbac(_)
                         | PerFilter::Fault(_)
                         | PerFilter::ExtProc(_)
-                        | PerFilter::Cors(..),
+                        | PerFilter::Cors(..)
+                        | PerFilter::ExtAuthz(_),
                     )) => {
                         return Err(err(
                             "typed_per_filter_config",
@@ -285,7 +329,8 @@ pub(super) fn per_filter_config(
                     | PerFilter::Rbac(_)
                     | PerFilter::Fault(_)
                     | PerFilter::ExtProc(_)
-                    | PerFilter::Cors(..) => {
+                    | PerFilter::Cors(..)
+                    | PerFilter::ExtAuthz(_) => {
                         return Err(err(
                             "typed_per_filter_config",
                             format!("`{name}` is a header-mutation filter; its per-route config is a HeaderMutationPerRoute"),
@@ -314,6 +359,7 @@ pub(super) fn per_filter_config(
                     fault: None,
                     cors: None,
                     ext_proc: None,
+                    ext_authz: None,
                 },
             );
         } else if any {
@@ -328,6 +374,7 @@ pub(super) fn per_filter_config(
                     fault: None,
                     cors: None,
                     ext_proc: None,
+                    ext_authz: None,
                 },
             );
         }
@@ -346,6 +393,8 @@ enum PerFilter {
     Cors(CorsPolicy, String),
     /// An `ExtProcPerRoute`'s overrides.
     ExtProc(RawExtProcOverride),
+    /// An `ExtAuthzPerRoute`'s check settings.
+    ExtAuthz(RawExtAuthzPerRoute),
 }
 
 /// An `ExtProcPerRoute`: disabled, or its overrides.
@@ -398,6 +447,13 @@ fn filter_override(any: &Any, ep: &str) -> R<PerFilter> {
             payload(any, super::super::fault_cors::CORS_POLICY, ep)?,
             ep.to_string(),
         )),
+        super::super::ext_authz::PER_ROUTE => {
+            let e = payload(any, super::super::ext_authz::PER_ROUTE, ep)?;
+            Ok(match super::super::ext_authz::per_route(&e, ep)? {
+                None => PerFilter::Disabled,
+                Some(s) => PerFilter::ExtAuthz(s),
+            })
+        }
         FILTER_CONFIG => {
             let f: FilterConfig = payload(any, FILTER_CONFIG, ep)?;
             match (&f.config, f.disabled) {

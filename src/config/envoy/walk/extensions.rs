@@ -29,6 +29,9 @@ pub(in crate::config::envoy) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.filters.http.cors.v3.CorsPolicy",
     "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
     "envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
+    "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+    "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+    "envoy.extensions.filters.network.ext_authz.v3.ExtAuthz",
     "envoy.extensions.access_loggers.file.v3.FileAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
     "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
@@ -54,5 +57,6 @@ pub(in crate::config::envoy) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.fault.v3.HTTPFault",
     "envoy.extensions.filters.http.cors.v3.Cors",
     "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+    "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
     "stats.PluginConfig",
 ];

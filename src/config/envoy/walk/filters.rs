@@ -4,6 +4,61 @@
 
 /// Supported fields, per message full name, as in `walk::SUPPORTED`.
 pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
+    // --- ext_authz (`config/envoy/ext_authz.rs`); its `grpc_service.timeout` is let
+    // through by `walk::supported_at` ---
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        &[
+            "grpc_service",
+            "http_service",
+            "transport_api_version",
+            "failure_mode_allow",
+            "failure_mode_allow_header_add",
+            "status_on_error",
+            "stat_prefix",
+            "allowed_headers",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.HttpService",
+        &[
+            "server_uri",
+            "path_prefix",
+            "authorization_request",
+            "authorization_response",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.AuthorizationRequest",
+        &["allowed_headers", "headers_to_add"],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.AuthorizationResponse",
+        &[
+            "allowed_upstream_headers",
+            "allowed_upstream_headers_to_append",
+            "allowed_client_headers",
+            "allowed_client_headers_on_success",
+        ],
+    ),
+    ("envoy.type.matcher.v3.ListStringMatcher", &["patterns"]),
+    (
+        "envoy.extensions.filters.network.ext_authz.v3.ExtAuthz",
+        &[
+            "stat_prefix",
+            "grpc_service",
+            "failure_mode_allow",
+            "transport_api_version",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+        &["disabled", "check_settings"],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.CheckSettings",
+        &["context_extensions"],
+    ),
     // Istio's stats filter: the fields Istio's control plane sets by default. The
     // durations are accepted without effect (TCP is reported once, at close; the
     // series are not rotated); `metrics` and `definitions` are refused.

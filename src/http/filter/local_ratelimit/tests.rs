@@ -89,6 +89,9 @@ fn run_counted(
         counters,
         state: conn,
         grpc: None,
+        peer_port: 0,
+        protocol: "HTTP/1.1",
+        upstream: None,
     };
     let (mut req, mut resp) = (Edits::none(), Edits::none());
     let status = l.on_request_head(

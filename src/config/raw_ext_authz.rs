@@ -1,0 +1,94 @@
+//! The native YAML of the ext_authz filter (`http_filters[].ext_authz`) and of its
+//! per-route settings (`per_filter_config.<name>.ext_authz`), as serde types; checked
+//! in `config/build/ext_authz.rs`. Field names follow Envoy's `ExtAuthz`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::raw_match::RawStringMatch;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExtAuthz {
+    /// The gRPC service (`envoy.service.auth.v3.Authorization/Check`).
+    #[serde(default)]
+    pub grpc_service: Option<RawGrpcService>,
+    /// The plain-HTTP service.
+    #[serde(default)]
+    pub http_service: Option<RawHttpService>,
+    #[serde(default)]
+    pub failure_mode_allow: bool,
+    #[serde(default)]
+    pub failure_mode_allow_header_add: bool,
+    /// The status of the reply after an error (default 403).
+    #[serde(default)]
+    pub status_on_error: Option<u16>,
+    /// Counters under `http.<stat_prefix>.ext_authz.<stat_prefix>.`.
+    #[serde(default)]
+    pub stat_prefix: String,
+    /// Request headers sent to the service (default: all for gRPC).
+    #[serde(default)]
+    pub allowed_headers: Option<Vec<RawStringMatch>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGrpcService {
+    /// An HTTP/2 cluster.
+    pub cluster: String,
+    /// The call's deadline (default 200ms).
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttpService {
+    pub cluster: String,
+    /// The call's deadline (default 200ms).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub path_prefix: String,
+    /// Headers added to the request to the service.
+    #[serde(default)]
+    pub headers_to_add: Vec<RawHeader>,
+    #[serde(default)]
+    pub allowed_headers: Option<Vec<RawStringMatch>>,
+    #[serde(default)]
+    pub allowed_upstream_headers: Vec<RawStringMatch>,
+    #[serde(default)]
+    pub allowed_upstream_headers_to_append: Vec<RawStringMatch>,
+    #[serde(default)]
+    pub allowed_client_headers: Option<Vec<RawStringMatch>>,
+    #[serde(default)]
+    pub allowed_client_headers_on_success: Vec<RawStringMatch>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeader {
+    pub name: String,
+    pub value: String,
+}
+
+/// A route's settings (Envoy's `ExtAuthzPerRoute.check_settings`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExtAuthzPerRoute {
+    #[serde(default)]
+    pub context_extensions: BTreeMap<String, String>,
+}
+
+/// The network filter (`network_filters[].ext_authz`, Envoy's network `ExtAuthz`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetworkExtAuthz {
+    /// Counters under `ext_authz.<stat_prefix>.` (required, as in Envoy).
+    #[serde(default)]
+    pub stat_prefix: String,
+    pub grpc_service: RawGrpcService,
+    #[serde(default)]
+    pub failure_mode_allow: bool,
+}
