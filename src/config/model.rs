@@ -27,7 +27,9 @@ pub struct Snapshot {
     /// Process-wide cap on open downstream connections (`None`: no cap).
     pub max_connections: Option<u64>,
     pub listeners: Vec<Listener>,
-    pub route_tables: Vec<RouteTable>,
+    /// Shared, so that a snapshot that changes only endpoints (DNS re-resolution)
+    /// is made without rebuilding them.
+    pub route_tables: Arc<Vec<RouteTable>>,
     pub clusters: Vec<Arc<Cluster>>,
     /// Named counters of the filters (Envoy's stat names, e.g.
     /// `http.ingress.rbac.allowed`); a filter holds indices into this list, and each
@@ -451,8 +453,10 @@ impl Default for Http2Settings {
 /// A TCP proxy: each connection goes to one cluster, picked by weight.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcpProxy {
-    /// (cluster index, weight)
-    pub clusters: Vec<(usize, u32)>,
+    /// (cluster index, weight); `None`: a cluster that is still warming (CDS sent it,
+    /// its endpoints have not come): a connection that picks it is closed, flag `NC`,
+    /// as Envoy's TCP proxy does for a cluster it does not have yet.
+    pub clusters: Vec<(Option<usize>, u32)>,
     /// A connection that moves no byte either way for this long is closed.
     pub idle_timeout: Duration,
     pub access_log: Option<AccessLog>,
@@ -535,6 +539,9 @@ pub struct Cluster {
     /// Outlier detection: its settings and each endpoint's process-wide consecutive
     /// failure counts (`config::outlier`), compared by settings only.
     pub outlier: Option<Arc<super::outlier::Outlier>>,
+    /// STRICT_DNS or LOGICAL_DNS: the names the control executor resolves, again every
+    /// `refresh_rate`, into `endpoints` (empty until the first resolution).
+    pub dns: Option<Arc<super::dns_model::Dns>>,
 }
 
 /// Envoy's cluster discovery types that Outrigger has.

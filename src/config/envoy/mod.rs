@@ -14,6 +14,7 @@ mod access_log;
 mod bootstrap;
 mod cluster;
 mod convert;
+mod dns;
 mod fault_cors;
 mod hcm;
 mod health;
