@@ -555,6 +555,8 @@ pub struct DnsUpdateReport {
     pub update_attempt: u64,
     pub update_success: u64,
     pub update_failure: u64,
+    /// A lookup that gave the addresses the name already had.
+    pub update_no_rebuild: u64,
 }
 
 /// Envoy's `cluster.<name>.health_check.*`: counted once per process by the control

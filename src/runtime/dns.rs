@@ -44,6 +44,7 @@ struct Counts {
     attempt: Cell<u64>,
     success: Cell<u64>,
     failure: Cell<u64>,
+    no_rebuild: Cell<u64>,
 }
 
 /// One cluster's names and what they last resolved to.
@@ -115,6 +116,7 @@ impl DnsClusters {
             update_attempt: c.attempt.get(),
             update_success: c.success.get(),
             update_failure: c.failure.get(),
+            update_no_rebuild: c.no_rebuild.get(),
         })
     }
 
@@ -215,7 +217,11 @@ impl DnsClusters {
         let wait = match result {
             Ok(all) => {
                 counts(&|c| c.success.set(c.success.get() + 1));
-                t.addrs = Some(spec.family.pick(&all));
+                let addrs = spec.family.pick(&all);
+                if t.addrs.as_ref() == Some(&addrs) {
+                    counts(&|c| c.no_rebuild.set(c.no_rebuild.get() + 1));
+                }
+                t.addrs = Some(addrs);
                 t.backoff = None;
                 spec.refresh_rate
             }
