@@ -541,7 +541,47 @@ pub struct Cluster {
     pub outlier: Option<Arc<super::outlier::Outlier>>,
     /// STRICT_DNS or LOGICAL_DNS: the names the control executor resolves, again every
     /// `refresh_rate`, into `endpoints` (empty until the first resolution).
-    pub dns: Option<Arc<super::dns_model::Dns>>,
+    pub dns: Option<Arc<Dns>>,
+}
+
+/// Envoy's STRICT_DNS or LOGICAL_DNS: what to resolve and how often.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dns {
+    /// LOGICAL_DNS: one name, and only its first address is used.
+    pub logical: bool,
+    /// `dns_refresh_rate` (Envoy's default 5 s).
+    pub refresh_rate: Duration,
+    /// `dns_failure_refresh_rate`: after a failed resolution the next one comes after a
+    /// jittered back-off from `base` up to `max`; `None`: `refresh_rate`.
+    pub failure_refresh: Option<(Duration, Duration)>,
+    pub family: DnsFamily,
+    /// One per configured endpoint, in order.
+    pub targets: Vec<DnsTarget>,
+}
+
+/// One configured endpoint whose address is a name: each address it resolves to
+/// becomes an endpoint like `template` with that address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsTarget {
+    pub host: String,
+    pub port: u16,
+    /// Weight, hostname, priority, locality and health of the endpoints it makes (its
+    /// `addr` is unused).
+    pub template: Endpoint,
+}
+
+/// Envoy's `dns_lookup_family`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DnsFamily {
+    /// IPv6 addresses if there are any, else IPv4 (Envoy's default).
+    #[default]
+    Auto,
+    V4Only,
+    V6Only,
+    /// IPv4 addresses if there are any, else IPv6.
+    V4Preferred,
+    /// Both.
+    All,
 }
 
 /// Envoy's cluster discovery types that Outrigger has.
