@@ -9,7 +9,8 @@
 //! Also an LDS listener whose inline route (which validates its clusters) names a CDS
 //! cluster still warming (its endpoints not sent yet): Envoy accepts it, since its
 //! cluster manager counts warming clusters, and the route answers `NC` until the
-//! endpoints arrive.
+//! endpoints arrive; and a TCP proxy listener to such a cluster, whose connections are
+//! closed until it warms.
 
 mod common;
 #[allow(dead_code)]
@@ -289,7 +290,33 @@ struct Warming {
     serves_once_warm: bool,
 }
 
+/// A TCP proxy listener to `cluster` (Envoy checks no cluster of a TCP proxy).
+fn tcp_listener(name: &str, port: u16, cluster: &str) -> Vec<u8> {
+    encode(
+        LISTENER,
+        json!({
+            "name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.tcp_proxy",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                    "stat_prefix": name,
+                    "cluster": cluster
+                }
+            }]}]
+        }),
+    )
+}
+
+type MakeListener = fn(&str, u16, &str) -> Vec<u8>;
+
 fn warming_scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> Warming {
+    warming_with(start, delta, inline_listener)
+}
+
+/// `warming_scenario` with the new listener made by `make` (an HTTP or a TCP one).
+fn warming_with<P>(start: impl Fn(&str) -> P, delta: bool, make: MakeListener) -> Warming {
     let up = Upstream::start(fixed(
         "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nup".to_string(),
     ));
@@ -311,7 +338,7 @@ fn warming_scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> Warming {
             .then_some(())
     });
     assert!(asked.is_some(), "no EDS request for c2");
-    mgmt.set(LISTENER, &[("warm", inline_listener("warm", port2, "c2"))]);
+    mgmt.set(LISTENER, &[("warm", make("warm", port2, "c2"))]);
     let while_warming = wait_until(T, || {
         let nacked = mgmt
             .seen()
@@ -362,6 +389,30 @@ fn an_inline_route_to_a_warming_cluster_behaves_as_envoy() {
         let ours = warming_scenario(Proxy::start, delta);
         assert_eq!(ours, envoy, "delta: {delta}");
     }
+}
+
+/// A TCP proxy to a warming cluster is accepted; its connections are closed until the
+/// cluster warms (Envoy: "Cluster not found", the connection closed).
+#[test]
+fn a_tcp_proxy_to_a_warming_cluster_is_accepted_and_closes_until_warm() {
+    for delta in [false, true] {
+        let want = Warming {
+            while_warming: "reset".into(),
+            listener_nacked: false,
+            serves_once_warm: true,
+        };
+        assert_eq!(warming_with(Proxy::start, delta, tcp_listener), want);
+    }
+}
+
+#[test]
+fn a_tcp_proxy_to_a_warming_cluster_behaves_as_envoy() {
+    let Some(bin) = envoy_or_skip("xds_nc") else {
+        return;
+    };
+    let envoy = warming_with(|b| Envoy::start(&bin, b), false, tcp_listener);
+    let ours = warming_with(Proxy::start, false, tcp_listener);
+    assert_eq!(ours, envoy);
 }
 
 /// What a proxy did when CDS removed the cluster that an accepted listener's inline
@@ -423,4 +474,69 @@ fn removing_a_cluster_an_accepted_inline_route_names_behaves_as_envoy() {
         let ours = removal_scenario(Proxy::start, delta);
         assert_eq!(ours, envoy, "delta: {delta}");
     }
+}
+
+/// An RDS route configuration that sets `validate_clusters: true`, with `extra` routes
+/// before the one to `c1`.
+fn validating_routes(extra: &[serde_json::Value]) -> Vec<u8> {
+    let mut routes = extra.to_vec();
+    routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": "c1"}}));
+    encode(
+        ROUTE,
+        json!({"name": "r1", "validate_clusters": true,
+               "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]}),
+    )
+}
+
+/// What a proxy did when CDS removed the cluster that an accepted RDS route
+/// configuration with `validate_clusters: true` names: the answer afterwards, whether
+/// CDS was NACKed, and whether a changed version of that route configuration (checked
+/// again as it arrives) is NACKed.
+fn rds_removal_scenario<P>(start: impl Fn(&str) -> P, delta: bool) -> (String, bool, bool) {
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nup".to_string(),
+    ));
+    let mgmt = Mgmt::start();
+    let port = free_port();
+    mgmt.set(CLUSTER, &[("c1", eds_cluster("c1"))]);
+    mgmt.set(ENDPOINT, &[("c1", endpoints("c1", &[up.addr.port()]))]);
+    mgmt.set(ROUTE, &[("r1", validating_routes(&[]))]);
+    mgmt.set(LISTENER, &[("main", listener("main", port, "r1"))]);
+    let api = if delta { "DELTA_GRPC" } else { "GRPC" };
+    let proxy = start(&bootstrap(mgmt.addr, api));
+    assert!(wait_until(T, || (ask(port, "/") == "200 2").then_some(())).is_some());
+    mgmt.remove(CLUSTER, "c1");
+    let nacked = |t: &str| {
+        mgmt.seen()
+            .iter()
+            .any(|s| s.type_url == t && s.error.is_some())
+    };
+    let after = wait_until(T, || {
+        Some(ask(port, "/")).filter(|a| a != "200 2" || nacked(CLUSTER))
+    })
+    .unwrap_or_default();
+    let cds_nacked = nacked(CLUSTER);
+    let direct = json!({"match": {"prefix": "/direct"}, "direct_response": {"status": 204}});
+    mgmt.set(ROUTE, &[("r1", validating_routes(&[direct]))]);
+    let rds_nacked = wait_until(T, || nacked(ROUTE).then_some(())).is_some();
+    drop(proxy);
+    (after, cds_nacked, rds_nacked)
+}
+
+#[test]
+fn removing_a_cluster_a_validating_rds_route_names_is_nc() {
+    for delta in [false, true] {
+        let seen = rds_removal_scenario(Proxy::start, delta);
+        assert_eq!(seen, ("503 0".to_string(), false, true), "delta: {delta}");
+    }
+}
+
+#[test]
+fn removing_a_cluster_a_validating_rds_route_names_behaves_as_envoy() {
+    let Some(bin) = envoy_or_skip("xds_nc") else {
+        return;
+    };
+    let envoy = rds_removal_scenario(|b| Envoy::start(&bin, b), false);
+    let ours = rds_removal_scenario(Proxy::start, false);
+    assert_eq!(ours, envoy);
 }

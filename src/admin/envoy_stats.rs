@@ -485,6 +485,7 @@ fn scalars(r: &StatsReport) -> Vec<Scalar> {
         let gauges = ["healthy", "ejections_active", "cx_open", "rq_pending_open"];
         let gauges = [&gauges[..], &["rq_open", "rq_retry_open"]].concat();
         let nested = [
+            ("", serde_json::to_value(&c.dns)),
             ("health_check.", serde_json::to_value(&c.health_check)),
             (
                 "outlier_detection.",

@@ -13,6 +13,7 @@ use super::raw::*;
 
 mod circuit;
 mod ext_authz;
+mod dns;
 mod fault_cors;
 mod hash_policy;
 mod health;
@@ -332,7 +333,7 @@ impl Builder {
             spin_before_park,
             max_connections,
             listeners,
-            route_tables,
+            route_tables: Arc::new(route_tables),
             clusters,
             counters: std::mem::take(&mut self.counters),
             route_stats: std::mem::take(&mut self.route_stats),
@@ -443,17 +444,23 @@ impl Builder {
                 UpstreamProtocol::Http1
             }
         };
-        let kind = match c.kind.as_deref() {
-            None | Some("static") => ClusterKind::Static,
-            Some("original_dst") => ClusterKind::OriginalDst,
+        let (kind, dns_kind) = match c.kind.as_deref() {
+            None | Some("static") => (ClusterKind::Static, None),
+            Some("strict_dns") => (ClusterKind::Static, Some(false)),
+            Some("logical_dns") => (ClusterKind::Static, Some(true)),
+            Some("original_dst") => (ClusterKind::OriginalDst, None),
             Some(other) => {
                 self.err(
                     format!("{p}.type"),
-                    format!("unknown cluster type `{other}` (use static or original_dst)"),
+                    format!(
+                        "unknown cluster type `{other}` \
+                         (use static, strict_dns, logical_dns or original_dst)"
+                    ),
                 );
-                ClusterKind::Static
+                (ClusterKind::Static, None)
             }
         };
+        self.dns_fields(&p, c, dns_kind.is_some());
         let raw_endpoints = match (&c.endpoints, kind) {
             (Some(e), ClusterKind::Static) => e.as_slice(),
             (None, ClusterKind::Static) => {
@@ -486,6 +493,7 @@ impl Builder {
         let localities = self.localities(&p, c, raw_endpoints);
         let slow_start = self.slow_start(&p, c, lb_policy);
         let original_dst_header = self.original_dst_header(&p, c, kind);
+        let mut dns_targets = Vec::new();
         let endpoints: Vec<Endpoint> = raw_endpoints
             .iter()
             .enumerate()
@@ -504,7 +512,11 @@ impl Builder {
                 if e.health_status.as_deref() == Some("draining") {
                     return None;
                 }
-                let addr = self.resolve(format!("{ep}.address"), &e.address, e.port)?;
+                let addr = match dns_kind {
+                    // Resolved by the control executor (runtime/dns.rs), not here.
+                    Some(_) => SocketAddr::from(([0, 0, 0, 0], e.port)),
+                    None => self.resolve(format!("{ep}.address"), &e.address, e.port)?,
+                };
                 // Envoy's DNS clusters give an endpoint its DNS name as hostname; a plain
                 // IP has none unless `hostname` is set.
                 let hostname = e.hostname.clone().filter(|h| !h.is_empty()).or_else(|| {
@@ -513,16 +525,22 @@ impl Builder {
                         .is_err()
                         .then(|| e.address.clone())
                 });
-                Some(Endpoint {
+                let endpoint = Endpoint {
                     addr,
                     weight,
                     hostname,
                     priority: e.priority.unwrap_or(0),
                     locality: locality::index(&localities, e.locality.as_deref()),
                     health,
-                })
+                };
+                if dns_kind.is_some() {
+                    dns_targets.push((e.address.clone(), e.port, endpoint));
+                    return None;
+                }
+                Some(endpoint)
             })
             .collect();
+        let dns = dns_kind.map(|logical| Arc::new(self.dns(&p, c, logical, dns_targets)));
         let d = PoolLimits::default();
         let rp = c.pool.as_ref();
         let pool = PoolLimits {
@@ -574,6 +592,7 @@ impl Builder {
             original_dst_header,
             breakers,
             outlier,
+            dns,
         }
     }
 

@@ -5,6 +5,7 @@ pub mod access_log_format;
 pub mod access_log_json;
 mod build;
 pub mod circuit;
+pub mod dns_model;
 pub mod duration;
 mod envoy;
 mod health_model;

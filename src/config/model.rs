@@ -27,7 +27,9 @@ pub struct Snapshot {
     /// Process-wide cap on open downstream connections (`None`: no cap).
     pub max_connections: Option<u64>,
     pub listeners: Vec<Listener>,
-    pub route_tables: Vec<RouteTable>,
+    /// Shared, so that a snapshot that changes only endpoints (DNS re-resolution)
+    /// is made without rebuilding them.
+    pub route_tables: Arc<Vec<RouteTable>>,
     pub clusters: Vec<Arc<Cluster>>,
     /// Named counters of the filters (Envoy's stat names, e.g.
     /// `http.ingress.rbac.allowed`); a filter holds indices into this list, and each
@@ -451,8 +453,10 @@ impl Default for Http2Settings {
 /// A TCP proxy: each connection goes to one cluster, picked by weight.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcpProxy {
-    /// (cluster index, weight)
-    pub clusters: Vec<(usize, u32)>,
+    /// (cluster index, weight); `None`: a cluster that is still warming (CDS sent it,
+    /// its endpoints have not come): a connection that picks it is closed, flag `NC`,
+    /// as Envoy's TCP proxy does for a cluster it does not have yet.
+    pub clusters: Vec<(Option<usize>, u32)>,
     /// A connection that moves no byte either way for this long is closed.
     pub idle_timeout: Duration,
     pub access_log: Option<AccessLog>,
@@ -535,6 +539,49 @@ pub struct Cluster {
     /// Outlier detection: its settings and each endpoint's process-wide consecutive
     /// failure counts (`config::outlier`), compared by settings only.
     pub outlier: Option<Arc<super::outlier::Outlier>>,
+    /// STRICT_DNS or LOGICAL_DNS: the names the control executor resolves, again every
+    /// `refresh_rate`, into `endpoints` (empty until the first resolution).
+    pub dns: Option<Arc<Dns>>,
+}
+
+/// Envoy's STRICT_DNS or LOGICAL_DNS: what to resolve and how often.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dns {
+    /// LOGICAL_DNS: one name, and only its first address is used.
+    pub logical: bool,
+    /// `dns_refresh_rate` (Envoy's default 5 s).
+    pub refresh_rate: Duration,
+    /// `dns_failure_refresh_rate`: after a failed resolution the next one comes after a
+    /// jittered back-off from `base` up to `max`; `None`: `refresh_rate`.
+    pub failure_refresh: Option<(Duration, Duration)>,
+    pub family: DnsFamily,
+    /// One per configured endpoint, in order.
+    pub targets: Vec<DnsTarget>,
+}
+
+/// One configured endpoint whose address is a name: each address it resolves to
+/// becomes an endpoint like `template` with that address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsTarget {
+    pub host: String,
+    pub port: u16,
+    /// Weight, hostname, priority, locality and health of the endpoints it makes (its
+    /// `addr` is unused).
+    pub template: Endpoint,
+}
+
+/// Envoy's `dns_lookup_family`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DnsFamily {
+    /// IPv6 addresses if there are any, else IPv4 (Envoy's default).
+    #[default]
+    Auto,
+    V4Only,
+    V6Only,
+    /// IPv4 addresses if there are any, else IPv6.
+    V4Preferred,
+    /// Both.
+    All,
 }
 
 /// Envoy's cluster discovery types that Outrigger has.

@@ -422,9 +422,19 @@ pub(crate) struct RawCluster {
     /// For `lb_policy: maglev` (Envoy's `maglev_lb_config`).
     #[serde(default)]
     pub maglev_lb_config: Option<RawMaglev>,
-    /// `static` (default) or `original_dst`.
+    /// `static` (default), `strict_dns`, `logical_dns` or `original_dst`.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
+    /// A DNS cluster's refresh interval (Envoy's `dns_refresh_rate`, default 5s).
+    #[serde(default)]
+    pub dns_refresh_rate: Option<String>,
+    /// A DNS cluster's back-off after a failed resolution (Envoy's
+    /// `dns_failure_refresh_rate`).
+    #[serde(default)]
+    pub dns_failure_refresh_rate: Option<RawRefreshRate>,
+    /// `auto` (default), `v4_only`, `v6_only`, `v4_preferred` or `all`.
+    #[serde(default)]
+    pub dns_lookup_family: Option<String>,
     /// Required for `static` (may be empty); absent for `original_dst`.
     #[serde(default)]
     pub endpoints: Option<Vec<RawEndpoint>>,
@@ -465,6 +475,15 @@ pub(crate) struct RawCluster {
     /// Envoy's `outlier_detection` (field names as Envoy's, durations as strings).
     #[serde(default)]
     pub outlier_detection: Option<super::raw_outlier::RawOutlierDetection>,
+}
+
+/// Envoy's `Cluster.RefreshRate`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRefreshRate {
+    pub base_interval: String,
+    #[serde(default)]
+    pub max_interval: Option<String>,
 }
 
 /// Envoy's `Cluster.OriginalDstLbConfig`: where an HTTP request may name its upstream.

@@ -30,7 +30,7 @@ impl<C: Connector> Upstreams for WorkerView<C> {
             let ep = cs
                 .start_request(None)
                 .ok_or_else(|| gone("no healthy endpoint"))?;
-            let (send, _) = cs.h2_ready(ep, &*self.connector).await?;
+            let (send, _, _) = cs.h2_ready(ep, &*self.connector).await?;
             Ok((send, &*cs.name))
         })
     }

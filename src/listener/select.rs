@@ -232,7 +232,7 @@ mod tests {
             matcher: m,
             network_filters: vec![],
             terminal: NetworkTerminal::Tcp(TcpProxy {
-                clusters: vec![(0, 1)],
+                clusters: vec![(Some(0), 1)],
                 idle_timeout: Duration::from_secs(1),
                 access_log: None,
                 istio_stats: None,

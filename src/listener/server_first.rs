@@ -64,7 +64,7 @@ pub(super) fn passthrough<C: Connector>(
     let NetworkTerminal::Tcp(t) = &c.terminal else {
         return None;
     };
-    let [(cluster, _)] = t.clusters.as_slice() else {
+    let [(Some(cluster), _)] = t.clusters.as_slice() else {
         return None;
     };
     let odst = view.clusters.get(*cluster)?.cfg.kind == ClusterKind::OriginalDst;

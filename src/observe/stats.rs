@@ -467,6 +467,7 @@ impl ClusterStats {
             lb_healthy_panic: self.lb_healthy_panic.get(),
             rq_time: self.rq_time.report(),
             health_check: None,
+            dns: None,
             outlier_detection: None,
             thresholds: None,
             added_via_api: false,
@@ -547,6 +548,17 @@ pub struct EndpointReport {
     pub outlier_rates: [u64; 4],
 }
 
+/// Envoy's `cluster.<name>.update_*` for a STRICT_DNS or LOGICAL_DNS cluster: one
+/// attempt per name resolved, counted once per process by the control executor.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DnsUpdateReport {
+    pub update_attempt: u64,
+    pub update_success: u64,
+    pub update_failure: u64,
+    /// A lookup that gave the addresses the name already had.
+    pub update_no_rebuild: u64,
+}
+
 /// Envoy's `cluster.<name>.health_check.*`: counted once per process by the control
 /// executor's checker (not per core).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -597,6 +609,9 @@ pub struct ClusterReport {
     /// Only for a cluster with health checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckReport>,
+    /// Only for a DNS cluster (filled in by the control side).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsUpdateReport>,
     /// Only for a cluster with outlier detection (filled in by the control side).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<super::outlier_stats::OutlierReport>,

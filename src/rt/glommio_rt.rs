@@ -96,3 +96,16 @@ pub mod executor {
             .run(f)
     }
 }
+
+/// Runs blocking `f` (a `getaddrinfo`) on glommio's blocking thread pool and completes
+/// with its result; the executor that awaits it goes on serving.
+pub async fn blocking<T, F>(_name: &str, f: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let r = glommio::executor()
+        .spawn_blocking(move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)))
+        .await;
+    r.ok()
+}

@@ -10,7 +10,8 @@
 //! - [`spawn_local`] runs a future on the current executor; dropping its [`Task`] cancels it
 //!   at its next await point, [`Task::detach`] lets it run to its end, awaiting it
 //!   gives its output.
-//! - [`sleep`] completes once a duration has passed.
+//! - [`sleep`] completes once a duration has passed. [`blocking`] runs a blocking call
+//!   (name resolution) off the executor and awaits its result.
 //! - [`net::TcpStream`]: a nonblocking TCP socket with futures-io `AsyncRead` and
 //!   `AsyncWrite`, per-operation read and write timeouts (`set_read_timeout`,
 //!   `set_write_timeout`, `read_timeout`; a timeout fails the operation with

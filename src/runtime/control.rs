@@ -95,11 +95,15 @@ pub struct Control {
     health: crate::health::Checker,
     /// Outlier detection, once per process; its ejections go to every worker.
     outlier: crate::outlier::Detector,
+    /// STRICT_DNS and LOGICAL_DNS clusters: their names, resolved here.
+    dns: super::dns::DnsClusters,
 }
 
 struct XdsStatus {
     initialized: Cell<bool>,
     dump: RefCell<serde_json::Value>,
+    /// The client, for a reload (`xds/reload.rs`).
+    client: RefCell<Option<Rc<crate::xds::Client>>>,
 }
 
 /// What the control executor starts an xDS client with.
@@ -124,11 +128,14 @@ impl Control {
 
     /// Re-reads the source. A bad config is refused whole and the old one keeps serving.
     pub async fn reload(&self) -> Result<u64, String> {
-        if self.xds.is_some() {
-            return Err(
-                "a bootstrap with dynamic resources is not reloaded (xDS updates apply as they arrive); restart to change the bootstrap"
-                    .into(),
-            );
+        if let Some(x) = &self.xds {
+            // The static resources again, with the dynamic ones the client holds.
+            let client = x.client.borrow().clone();
+            let (Some(client), ConfigSource::File(path)) = (client, &self.source) else {
+                return Err("the xDS client has not started yet".into());
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+            return crate::xds::reload::reload(self, &client, &text).await;
         }
         let snapshot = self.source.load().map_err(|e| e.to_string())?;
         self.apply(snapshot).await
@@ -138,6 +145,9 @@ impl Control {
     /// failure refuses the config), then waits until every worker serves it.
     pub async fn apply(&self, mut snapshot: Snapshot) -> Result<u64, String> {
         check_selectors(&snapshot).map_err(|e| e.to_string())?;
+        // New DNS names are resolved first (the cluster's warming); nothing below
+        // awaits until the snapshot is current, so it is compared with the latest one.
+        self.dns.fill(&mut snapshot).await;
         let old = self.current.borrow().clone();
         if snapshot.admin != old.admin {
             tracing::warn!("admin address changes take effect only on restart");
@@ -190,6 +200,7 @@ impl Control {
             }
         }
         *self.current.borrow_mut() = snapshot.clone();
+        self.dns.retain(&snapshot);
         self.health.apply(&snapshot);
         self.outlier.apply(&snapshot);
         for (tx, sockets) in self.senders.iter().zip(per_worker) {
@@ -226,6 +237,7 @@ impl Control {
         for c in &mut merged.clusters {
             c.health_check = self.health.report(&c.name);
             c.outlier_detection = self.outlier.report(&c.name);
+            c.dns = self.dns.report(&c.name);
             let configured = snapshot.clusters.iter().find(|s| s.name == c.name);
             c.circuit_breakers = configured.map(|s| s.breakers.report());
             c.thresholds = configured.map(|s| {
@@ -381,9 +393,11 @@ pub async fn run(
         xds: xds.as_ref().map(|x| XdsStatus {
             initialized: Cell::new(x.from_last_known_good),
             dump: RefCell::new(serde_json::Value::Null),
+            client: RefCell::new(None),
         }),
         health,
         outlier,
+        dns: Default::default(),
     });
     // Health-check results to every worker, in order.
     let forward = control.clone();
@@ -442,7 +456,27 @@ pub async fn run(
     }
     let mut first = first;
     first.version = 1;
+    control.dns.fill(&mut first).await;
     control.publish(Arc::new(first), first_sockets).await;
+    // DNS clusters' names, resolved again as they fall due; a change is published as
+    // an EDS update is.
+    let refreshing = control.clone();
+    let _dns = spawn_local(async move {
+        loop {
+            refreshing.dns.due().await;
+            refreshing.dns.refresh().await;
+            let current = refreshing.current.borrow().clone();
+            let changed = refreshing.dns.changed(&current);
+            if changed.is_empty() || refreshing.draining.get() {
+                continue;
+            }
+            let next = super::dns::with_clusters(&current, &changed);
+            match refreshing.apply(next).await {
+                Ok(v) => tracing::info!(version = v, "DNS clusters' endpoints changed"),
+                Err(e) => tracing::error!("DNS update refused:\n{e}"),
+            }
+        }
+    });
 
     let _admin = admin.map(|s| spawn_local(crate::admin::serve(control.clone(), s)));
     let _xds = xds.map(|x| {
@@ -452,6 +486,9 @@ pub async fn run(
             initialized: Cell::new(x.from_last_known_good),
             streaming: Cell::new(false),
         });
+        if let Some(x) = &control.xds {
+            *x.client.borrow_mut() = Some(client.clone());
+        }
         spawn_local(crate::xds::run(control.clone(), client))
     });
 
@@ -545,7 +582,7 @@ fn first_placeholder() -> Snapshot {
         spin_before_park: Duration::ZERO,
         max_connections: None,
         listeners: Vec::new(),
-        route_tables: Vec::new(),
+        route_tables: Default::default(),
         clusters: Vec::new(),
         counters: Vec::new(),
         histogram_buckets: Vec::new(),

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod control;
+pub mod dns;
 pub mod messages;
 pub mod preflight;
 pub mod sockets;

@@ -21,8 +21,9 @@ use crate::observe::stream_info::{self, StreamInfo};
 use crate::tunnel;
 use crate::upstream::Connector;
 
-/// Picks a cluster by weight with a per-connection pseudo-random draw.
-fn pick_cluster(t: &TcpProxy, seed: u64) -> Option<usize> {
+/// Picks a cluster by weight with a per-connection pseudo-random draw (`Some(None)`: a
+/// cluster that is still warming).
+fn pick_cluster(t: &TcpProxy, seed: u64) -> Option<Option<usize>> {
     let total: u64 = t.clusters.iter().map(|(_, w)| u64::from(*w)).sum();
     if total == 0 {
         return None;
@@ -116,7 +117,9 @@ async fn proxy<D: Io, C: Connector>(
     let (cluster, early) = match early {
         Some(e) => (e.cluster, Some((e.up, e.greeting))),
         None => match pick_cluster(tcp, seed) {
-            Some(c) => (c, None),
+            Some(Some(c)) => (c, None),
+            // Envoy: "Cluster not found", the connection closed with NC.
+            Some(None) => return ResponseFlag::NoClusterFound,
             None => return ResponseFlag::NoHealthyUpstream,
         },
     };
@@ -214,10 +217,10 @@ mod tests {
             access_log: None,
             istio_stats: None,
         };
-        let t = tcp(vec![(0, 3), (1, 1)]);
+        let t = tcp(vec![(Some(0), 3), (Some(1), 1)]);
         let mut counts = [0; 2];
         for seed in 0..4000u64 {
-            counts[pick_cluster(&t, seed).unwrap()] += 1;
+            counts[pick_cluster(&t, seed).unwrap().unwrap()] += 1;
         }
         assert!((2800..3200).contains(&counts[0]), "{counts:?}");
         assert_eq!(pick_cluster(&tcp(vec![]), 1), None);

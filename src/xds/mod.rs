@@ -10,9 +10,11 @@
 //! | `session.rs` | the protocol: subscriptions in Envoy's order, ACK/NACK, SotW and delta |
 //! | `watched.rs` | the names each subscription asks for; forgetting what nothing watches |
 //! | `persist.rs` | the last-known-good file in the state directory |
+//! | `reload.rs` | SIGHUP and `POST /reload`: the static resources again, the dynamic ones kept |
 
 pub mod grpc;
 pub mod persist;
+pub mod reload;
 pub mod session;
 pub mod state;
 pub mod watched;

@@ -136,6 +136,7 @@ async fn rebuild<P: Publish>(control: &P, client: &Client) {
             let mut s = client.store.borrow_mut();
             s.dynamic.active_listeners = listeners;
             s.dynamic.active_clusters = clusters;
+            s.accept_routes();
             control.set_dump(s.dump());
         }
         Err(e) => tracing::error!("xDS: config after a fetch timeout is invalid: {e}"),

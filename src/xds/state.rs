@@ -491,6 +491,14 @@ impl Store {
         self.dynamic = p.dynamic;
         self.dynamic.active_listeners = p.used_listeners;
         self.dynamic.active_clusters = p.used_clusters;
+        self.accept_routes();
+    }
+
+    /// A snapshot is in force: its route configurations count as checked.
+    pub fn accept_routes(&mut self) {
+        let statics = self.boot.bootstrap.static_resources.as_ref();
+        let statics = statics.map(|s| &s.listeners[..]).unwrap_or_default();
+        self.dynamic.accept_routes(statics);
     }
 
     /// A snapshot of what is held now (after a warming timeout or at boot).

@@ -1300,7 +1300,13 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start(handler: Handler) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        Upstream::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), handler).expect("bind upstream")
+    }
+
+    /// An upstream on `addr` (another loopback address, a port another upstream has on
+    /// its own address).
+    pub fn start_on(addr: SocketAddr, handler: Handler) -> io::Result<Upstream> {
+        let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(UpState {
@@ -1316,12 +1322,12 @@ impl Upstream {
             .name(format!("upstream-{}", addr.port()))
             .spawn(move || accept_loop(listener, st, sp, handler))
             .unwrap();
-        Upstream {
+        Ok(Upstream {
             addr,
             state,
             stop,
             accept_thread: Some(accept_thread),
-        }
+        })
     }
 
     pub fn echo() -> Upstream {

@@ -617,7 +617,10 @@ impl Builder {
             .iter()
             .position(|c| c.name == name)
         {
-            Some(c) => picks.push((c, weight)),
+            Some(c) => picks.push((Some(c), weight)),
+            // Envoy accepts a TCP proxy to a cluster it does not have yet; a CDS
+            // cluster that warms is one (its connections are closed until it warms).
+            None if this.warming_clusters.iter().any(|w| w == name) => picks.push((None, weight)),
             None => this.err(path, format!("no cluster named `{name}`")),
         };
         match (&t.cluster, t.weighted_clusters.is_empty()) {

@@ -50,7 +50,7 @@ pub(super) fn translate(
     };
     let dns = match kind {
         DiscoveryType::Static | DiscoveryType::OriginalDst => false,
-        // Resolved once, when the config is loaded (and on reload).
+        // Resolved by the control executor, again every `dns_refresh_rate`.
         DiscoveryType::StrictDns | DiscoveryType::LogicalDns => true,
         // xDS turns an EDS cluster into a STATIC one once its endpoints arrive
         // (config/envoy/xds.rs); a bootstrap without ADS has nowhere to get them.
@@ -225,7 +225,15 @@ pub(super) fn translate(
         maglev_lb_config,
         // An ORIGINAL_DST cluster with endpoints is refused by the native builder.
         endpoints: (!original_dst || !endpoints.is_empty()).then_some(endpoints),
-        kind: original_dst.then(|| "original_dst".to_string()),
+        kind: match kind {
+            DiscoveryType::OriginalDst => Some("original_dst".into()),
+            DiscoveryType::StrictDns => Some("strict_dns".into()),
+            DiscoveryType::LogicalDns => Some("logical_dns".into()),
+            _ => None,
+        },
+        dns_refresh_rate: None,
+        dns_failure_refresh_rate: None,
+        dns_lookup_family: None,
         source_address: match &c.upstream_bind_config {
             Some(b) => {
                 let at = format!("{p}.upstream_bind_config.source_address");
@@ -282,6 +290,9 @@ pub(super) fn translate(
         format!("{native}.healthy_panic_threshold"),
         format!("{p}.common_lb_config.healthy_panic_threshold"),
     );
+    if dns {
+        super::dns::translate(c, p, &native, paths, &mut raw)?;
+    }
     super::tls::upstream(&c.transport_socket, p, &mut raw, ads)?;
     paths.add(
         format!("clusters[{index}].tls"),

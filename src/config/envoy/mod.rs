@@ -16,6 +16,7 @@ mod cluster;
 mod convert;
 mod ext_proc;
 mod ext_authz;
+mod dns;
 mod fault_cors;
 mod hcm;
 mod health;

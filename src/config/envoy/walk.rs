@@ -508,7 +508,14 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "upstream_bind_config",
             "circuit_breakers",
             "outlier_detection",
+            "dns_refresh_rate",
+            "dns_failure_refresh_rate",
+            "dns_lookup_family",
         ],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.RefreshRate",
+        &["base_interval", "max_interval"],
     ),
     (
         "envoy.config.cluster.v3.Cluster.OriginalDstLbConfig",

@@ -224,6 +224,25 @@ pub struct Dynamic {
     /// replacement has warmed).
     pub active_listeners: BTreeMap<String, Listener>,
     pub active_clusters: BTreeMap<String, Cluster>,
+    /// Each RDS route configuration as it was when a snapshot in force placed it:
+    /// Envoy checks `validate_clusters` when a route configuration arrives, not when
+    /// CDS changes later, so one held unchanged since is not checked again.
+    pub accepted_routes: BTreeMap<String, RouteConfiguration>,
+}
+
+impl Dynamic {
+    /// Records the route configurations the listeners in force (and the bootstrap's)
+    /// use, as they are now: called once a snapshot is in force.
+    pub fn accept_routes(&mut self, statics: &[Listener]) {
+        let placed: BTreeMap<String, RouteConfiguration> = self
+            .active_listeners
+            .values()
+            .chain(statics)
+            .flat_map(rds_names)
+            .filter_map(|n| Some((n.clone(), self.routes.get(&n)?.clone())))
+            .collect();
+        self.accepted_routes = placed;
+    }
 }
 
 /// What went into a snapshot, and what is still warming.
@@ -558,6 +577,11 @@ fn inline_routes(
                 name: rds.clone(),
                 ..Default::default()
             });
+            // Checked against the clusters when it arrived; a CDS update since (a
+            // cluster removed) does not check it again, as in Envoy: the route answers NC.
+            if d.accepted_routes.get(&rds) == Some(&rc) {
+                rc.validate_clusters = Some(BoolValue { value: false });
+            }
             rds_validation_default(&mut rc);
             h.route_specifier = Some(RouteSpecifier::RouteConfig(rc));
             placed.push((format!("{cp}.filters[{k}].typed_config"), rds));

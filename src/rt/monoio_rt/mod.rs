@@ -17,3 +17,22 @@ mod task;
 pub use sleep::{sleep, Sleep};
 pub use sync::Semaphore;
 pub use task::{spawn_local, Task};
+
+/// Runs blocking `f` (a `getaddrinfo`) on a thread of its own and completes with its
+/// result, so the executor that awaits it goes on serving; the thread ends with `f`.
+/// `None` if the thread could not be started or `f` panicked.
+pub async fn blocking<T, F>(name: &str, f: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    // flume's receiver is woken from the other thread (monoio's `sync` feature).
+    let (tx, rx) = flume::bounded(1);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .ok()?;
+    rx.recv_async().await.ok()
+}

@@ -139,6 +139,7 @@ fn request_mutations_land_in_the_stream_store() {
         peer_port: 1,
         protocol: "HTTP/1.1",
         upstream: None,
+        grpc: None,
     };
     let m = |n: &str, a| Mutation {
         name: n.into(),
