@@ -484,6 +484,7 @@ impl Builder {
         });
         let localities = self.localities(&p, c, raw_endpoints);
         let slow_start = self.slow_start(&p, c, lb_policy);
+        let active_request_bias = self.active_request_bias(&p, c, lb_policy);
         let original_dst_header = self.original_dst_header(&p, c, kind);
         let endpoints: Vec<Endpoint> = raw_endpoints
             .iter()
@@ -568,6 +569,7 @@ impl Builder {
             healthy_panic_threshold,
             localities,
             slow_start,
+            active_request_bias,
             kind,
             source_address,
             original_dst_header,

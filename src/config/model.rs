@@ -517,6 +517,9 @@ pub struct Cluster {
     pub localities: Localities,
     /// Envoy's `slow_start_config` (round robin and least request only).
     pub slow_start: Option<SlowStart>,
+    /// Envoy's `active_request_bias` (least request; default 1.0): with unequal
+    /// weights an endpoint's effective weight is `weight / (active + 1) ^ bias`.
+    pub active_request_bias: f64,
     /// How the upstream address is found: the endpoints, or the connection's original
     /// destination.
     pub kind: ClusterKind,

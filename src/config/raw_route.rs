@@ -62,6 +62,9 @@ pub(crate) struct RawRoute {
     /// Envoy's `per_request_buffer_limit_bytes`; replaces the virtual host's.
     #[serde(default)]
     pub per_request_buffer_limit_bytes: Option<u32>,
+    /// Envoy's `hedge_policy`; replaces the virtual host's.
+    #[serde(default)]
+    pub hedge_policy: Option<super::raw::RawHedgePolicy>,
     /// Envoy's `stat_prefix`: the route's stats, under
     /// `vhost.<virtual host>.route.<stat_prefix>.` (`observe::route_stats`).
     #[serde(default)]

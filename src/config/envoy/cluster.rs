@@ -74,30 +74,30 @@ pub(super) fn translate(
             "`CLUSTER_PROVIDED` goes with `type: ORIGINAL_DST`, and only with it",
         ));
     }
-    let (lb_policy, ring_hash_lb_config, maglev_lb_config, slow_start) = match &c
-        .load_balancing_policy
-    {
-        // The typed form replaces the enum, as in Envoy.
-        Some(lbp) if !original_dst => super::lb::typed(lbp, &format!("{p}.load_balancing_policy"))?,
-        _ => {
-            let lb_policy = match lb {
-                LbPolicy::ClusterProvided => "round_robin",
-                LbPolicy::RoundRobin => "round_robin",
-                LbPolicy::LeastRequest => "least_request",
-                LbPolicy::Random => "random",
-                LbPolicy::RingHash => "ring_hash",
-                LbPolicy::Maglev => "maglev",
-                other => {
-                    return Err(err(
-                        format!("{p}.lb_policy"),
-                        format!("`{}` is not supported by Outrigger", other.as_str_name()),
-                    ))
-                }
-            };
-            let (r, m, s) = super::lb::lb_config(c, p, lb_policy, &native, paths)?;
-            (lb_policy, r, m, s)
-        }
-    };
+    let (lb_policy, ring_hash_lb_config, maglev_lb_config, slow_start, least_request_lb_config) =
+        match &c.load_balancing_policy {
+            // The typed form replaces the enum, as in Envoy.
+            Some(lbp) if !original_dst => {
+                super::lb::typed(lbp, &format!("{p}.load_balancing_policy"))?
+            }
+            _ => {
+                let lb_policy = match lb {
+                    LbPolicy::ClusterProvided => "round_robin",
+                    LbPolicy::RoundRobin => "round_robin",
+                    LbPolicy::LeastRequest => "least_request",
+                    LbPolicy::Random => "random",
+                    LbPolicy::RingHash => "ring_hash",
+                    LbPolicy::Maglev => "maglev",
+                    other => {
+                        return Err(err(
+                            format!("{p}.lb_policy"),
+                            format!("`{}` is not supported by Outrigger", other.as_str_name()),
+                        ))
+                    }
+                };
+                super::lb::lb_config(c, p, lb_policy, &native, paths)?
+            }
+        };
     let mut endpoints = Vec::new();
     let mut locality_weights = std::collections::BTreeMap::new();
     let mut overprovisioning_factor = None;
@@ -223,6 +223,7 @@ pub(super) fn translate(
         lb_policy: Some(lb_policy.into()),
         ring_hash_lb_config,
         maglev_lb_config,
+        least_request_lb_config,
         // An ORIGINAL_DST cluster with endpoints is refused by the native builder.
         endpoints: (!original_dst || !endpoints.is_empty()).then_some(endpoints),
         kind: original_dst.then(|| "original_dst".to_string()),

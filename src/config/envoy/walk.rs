@@ -571,7 +571,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.cluster.v3.Cluster.LeastRequestLbConfig",
-        &["slow_start_config"],
+        &["slow_start_config", "active_request_bias"],
     ),
     (
         "envoy.config.cluster.v3.Cluster.SlowStartConfig",
@@ -583,7 +583,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
-        &["slow_start_config"],
+        &["slow_start_config", "active_request_bias"],
     ),
     (
         "envoy.extensions.load_balancing_policies.common.v3.SlowStartConfig",
