@@ -148,6 +148,7 @@ fn active_request_bias_divides_the_weight_by_the_requests_in_flight_as_in_envoy(
         let proxy = Proxy::start_with(&text, 1);
         let from_outrigger = share_of_a(proxy.listen, &held);
         drop(proxy);
+        eprintln!("{name}: Envoy {from_envoy:.3}, Outrigger {from_outrigger:.3}, arithmetic {expected:.3}");
         if (from_envoy - expected).abs() > TOLERANCE
             || (from_outrigger - expected).abs() > TOLERANCE
         {
