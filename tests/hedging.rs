@@ -235,7 +235,10 @@ fn envoy_and_outrigger_hedge_alike() {
         let proxy = Proxy::start_with(&text, 1);
         let from_outrigger = exercise(proxy.listen, c, &script, &|n| our_stat(&proxy, n));
         drop(proxy);
-        eprintln!("{}:\n  Envoy     {from_envoy:?}\n  Outrigger {from_outrigger:?}", c.name);
+        eprintln!(
+            "{}:\n  Envoy     {from_envoy:?}\n  Outrigger {from_outrigger:?}",
+            c.name
+        );
         if from_outrigger.closed != c.closed {
             diffs.push(format!(
                 "{}: Outrigger reset {:?}, expected {:?}",

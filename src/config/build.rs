@@ -534,7 +534,16 @@ impl Builder {
                 &rp.and_then(|r| r.idle_timeout.clone()),
                 d.idle_timeout,
             ),
+            max_requests_per_connection: rp
+                .and_then(|r| r.max_requests_per_connection)
+                .filter(|&n| n > 0),
         };
+        if pool.max_requests_per_connection.is_some() && protocol != UpstreamProtocol::Http1 {
+            self.err(
+                format!("{p}.pool.max_requests_per_connection"),
+                "is supported by Outrigger for `http1` clusters only",
+            );
+        }
         let tls = c.tls.as_ref().and_then(|t| {
             self.upstream_tls(&format!("{p}.tls"), t, protocol == UpstreamProtocol::Http2)
         });

@@ -671,6 +671,9 @@ pub struct Locality {
 pub struct PoolLimits {
     pub max_idle_per_endpoint: usize,
     pub idle_timeout: Duration,
+    /// Envoy's `max_requests_per_connection`: an HTTP/1.1 connection that carried this
+    /// many requests is closed instead of pooled (`None`: no limit).
+    pub max_requests_per_connection: Option<u32>,
 }
 
 impl Default for PoolLimits {
@@ -678,6 +681,7 @@ impl Default for PoolLimits {
         PoolLimits {
             max_idle_per_endpoint: 1024,
             idle_timeout: Duration::from_secs(60),
+            max_requests_per_connection: None,
         }
     }
 }

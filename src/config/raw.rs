@@ -542,6 +542,9 @@ pub(crate) struct RawPool {
     pub max_idle_per_endpoint: Option<usize>,
     #[serde(default)]
     pub idle_timeout: Option<String>,
+    /// Envoy's `max_requests_per_connection` (HTTP/1.1 clusters; 0: no limit).
+    #[serde(default)]
+    pub max_requests_per_connection: Option<u32>,
 }
 
 /// The header edits a route table, virtual host or route carries (Envoy's four fields).

@@ -160,6 +160,12 @@ pub(super) fn translate(
     }
     // Envoy's default upstream idle timeout is one hour; zero disables it.
     let mut idle_timeout = Duration::from_secs(3600);
+    // Envoy: the deprecated cluster field or the common HTTP protocol options' one,
+    // never both; 0 is no limit.
+    #[allow(deprecated)]
+    let mut max_requests = c
+        .max_requests_per_connection
+        .map(|v| (v.value, format!("{p}.max_requests_per_connection")));
     let mut protocol = "http1";
     for (key, any) in &c.typed_extension_protocol_options {
         let kp = format!("{p}.typed_extension_protocol_options[\"{key}\"]");
@@ -171,6 +177,16 @@ pub(super) fn translate(
             let cp = format!("{kp}.common_http_protocol_options");
             if let Some(d) = duration(&common.idle_timeout, &format!("{cp}.idle_timeout"))? {
                 idle_timeout = d;
+            }
+            if let Some(v) = common.max_requests_per_connection {
+                let at = format!("{cp}.max_requests_per_connection");
+                if max_requests.is_some() {
+                    return Err(err(
+                        at,
+                        "only one of the cluster's `max_requests_per_connection` and this one can be set (Envoy)",
+                    ));
+                }
+                max_requests = Some((v.value, at));
             }
             if common.max_headers_count.is_some() {
                 return Err(err(
@@ -242,6 +258,7 @@ pub(super) fn translate(
         pool: Some(RawPool {
             max_idle_per_endpoint: None,
             idle_timeout: Some(timeout_or_never(idle_timeout)),
+            max_requests_per_connection: max_requests.as_ref().map(|(n, _)| *n),
         }),
         protocol: Some(protocol.into()),
         tls: None,
@@ -271,6 +288,9 @@ pub(super) fn translate(
             .map(|o| super::outlier::translate(o, &format!("{p}.outlier_detection")))
             .transpose()?,
     };
+    if let Some((_, at)) = max_requests {
+        paths.add(format!("{native}.pool.max_requests_per_connection"), at);
+    }
     paths.add(
         format!("{native}.outlier_detection"),
         format!("{p}.outlier_detection"),

@@ -208,8 +208,10 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         &["name", "typed_config", "is_optional"],
     ),
     (
+        // `max_requests_per_connection`: upstream only (the connection manager refuses
+        // it in `hcm.rs`).
         "envoy.config.core.v3.HttpProtocolOptions",
-        &["idle_timeout", "max_headers_count"],
+        &["idle_timeout", "max_headers_count", "max_requests_per_connection"],
     ),
     (
         "envoy.config.core.v3.Http2ProtocolOptions",
@@ -507,6 +509,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "upstream_bind_config",
             "circuit_breakers",
             "outlier_detection",
+            "max_requests_per_connection",
         ],
     ),
     (

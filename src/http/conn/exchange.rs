@@ -651,7 +651,11 @@ impl Conn {
             Ok(n) => {
                 sent += n;
                 // After a cut request body the upstream connection is out of step.
-                if reuse_up && !body_cut && self.ubuf.is_empty() {
+                if reuse_up
+                    && !body_cut
+                    && self.ubuf.is_empty()
+                    && up.reusable(cs.cfg.pool.max_requests_per_connection)
+                {
                     cs.pool.put(ep, up);
                 }
                 retry_flag

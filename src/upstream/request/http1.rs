@@ -72,6 +72,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
             // An idle connection the upstream closed, or wrote to, is never used.
             while let Some(mut c) = cs.pool.take(ep) {
                 if crate::http::io::idle_is_clean(&mut c).await {
+                    c.use_once();
                     stats.cx_reused.inc();
                     progress.set_upstream_local(|| crate::http::io::Io::local_addr(&c));
                     return Ok((c, true));
@@ -142,7 +143,8 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                 progress.connected(started);
                 stats.cx_total.inc();
                 es.cx_total.inc();
-                let c = slot.connected(c);
+                let mut c = slot.connected(c);
+                c.use_once();
                 progress.set_upstream_local(|| crate::http::io::Io::local_addr(&c));
                 Ok((c, false))
             }

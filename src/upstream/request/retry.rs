@@ -546,14 +546,23 @@ mod tests {
         let off = RetryState::new(&p, &map(&[("x-envoy-hedge-on-per-try-timeout", "false")]));
         assert!(!off.unwrap().hedging());
         let odd = RetryState::new(&p, &map(&[("x-envoy-hedge-on-per-try-timeout", "yes")]));
-        assert!(odd.unwrap().hedging(), "neither true nor false: the route's");
+        assert!(
+            odd.unwrap().hedging(),
+            "neither true nor false: the route's"
+        );
         let plain = policy(on::FIVE_XX, 1);
-        let asked = RetryState::new(&plain, &map(&[("x-envoy-hedge-on-per-try-timeout", "true")]));
+        let asked = RetryState::new(
+            &plain,
+            &map(&[("x-envoy-hedge-on-per-try-timeout", "true")]),
+        );
         assert!(asked.unwrap().hedging());
         let mut none = policy(0, 1);
         none.hedge_on_per_try_timeout = true;
         let bare = RetryState::new(&none, &map(&[])).unwrap();
-        assert!(!bare.on_hedge(true, &stats, &b), "no retry condition: Envoy has no retry state");
+        assert!(
+            !bare.on_hedge(true, &stats, &b),
+            "no retry condition: Envoy has no retry state"
+        );
     }
 
     #[test]
