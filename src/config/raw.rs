@@ -376,7 +376,7 @@ pub(crate) struct RawVirtualHost {
     pub per_request_buffer_limit_bytes: Option<u32>,
     /// Envoy's `hedge_policy`, for routes without their own.
     #[serde(default)]
-    pub hedge_policy: Option<RawHedgePolicy>,
+    pub hedge_policy: Option<super::raw_route::RawHedgePolicy>,
     /// Envoy's `VirtualHost.rate_limits`.
     #[serde(default)]
     pub rate_limits: Vec<crate::http::filter::local_ratelimit::descriptors::RawRateLimit>,
@@ -505,14 +505,6 @@ pub(crate) struct RawEndpoint {
     /// `draining` or `timeout`.
     #[serde(default)]
     pub health_status: Option<String>,
-}
-
-/// Envoy's `HedgePolicy`: `hedge_on_per_try_timeout` (default false).
-#[derive(Debug, Deserialize, Default, Clone, Copy)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawHedgePolicy {
-    #[serde(default)]
-    pub hedge_on_per_try_timeout: bool,
 }
 
 /// Envoy's `LeastRequest` settings: `active_request_bias` (its runtime default value;

@@ -6,8 +6,8 @@
 use envoy_types::pb::envoy::config::route::v3::retry_policy::retry_host_predicate::ConfigType;
 use envoy_types::pb::envoy::config::route::v3::{HedgePolicy, RetryPolicy};
 
-use super::super::super::raw::RawHedgePolicy;
 use super::super::super::raw_retry::{RawBackOff, RawNamed, RawRetryPolicy};
+use super::super::super::raw_route::RawHedgePolicy;
 use super::super::convert::{duration, native_duration, R};
 use super::super::{err, walk, PathMap};
 use super::matching::{header_match, At};
