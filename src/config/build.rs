@@ -492,6 +492,7 @@ impl Builder {
         });
         let localities = self.localities(&p, c, raw_endpoints);
         let slow_start = self.slow_start(&p, c, lb_policy);
+        let active_request_bias = self.active_request_bias(&p, c, lb_policy);
         let original_dst_header = self.original_dst_header(&p, c, kind);
         let mut dns_targets = Vec::new();
         let endpoints: Vec<Endpoint> = raw_endpoints
@@ -552,7 +553,16 @@ impl Builder {
                 &rp.and_then(|r| r.idle_timeout.clone()),
                 d.idle_timeout,
             ),
+            max_requests_per_connection: rp
+                .and_then(|r| r.max_requests_per_connection)
+                .filter(|&n| n > 0),
         };
+        if pool.max_requests_per_connection.is_some() && protocol != UpstreamProtocol::Http1 {
+            self.err(
+                format!("{p}.pool.max_requests_per_connection"),
+                "is supported by Outrigger for `http1` clusters only",
+            );
+        }
         let tls = c.tls.as_ref().and_then(|t| {
             self.upstream_tls(&format!("{p}.tls"), t, protocol == UpstreamProtocol::Http2)
         });
@@ -587,6 +597,7 @@ impl Builder {
             healthy_panic_threshold,
             localities,
             slow_start,
+            active_request_bias,
             kind,
             source_address,
             original_dst_header,

@@ -521,6 +521,9 @@ pub struct Cluster {
     pub localities: Localities,
     /// Envoy's `slow_start_config` (round robin and least request only).
     pub slow_start: Option<SlowStart>,
+    /// Envoy's `active_request_bias` (least request; default 1.0): with unequal
+    /// weights an endpoint's effective weight is `weight / (active + 1) ^ bias`.
+    pub active_request_bias: f64,
     /// How the upstream address is found: the endpoints, or the connection's original
     /// destination.
     pub kind: ClusterKind,
@@ -715,6 +718,9 @@ pub struct Locality {
 pub struct PoolLimits {
     pub max_idle_per_endpoint: usize,
     pub idle_timeout: Duration,
+    /// Envoy's `max_requests_per_connection`: an HTTP/1.1 connection that carried this
+    /// many requests is closed instead of pooled (`None`: no limit).
+    pub max_requests_per_connection: Option<u32>,
 }
 
 impl Default for PoolLimits {
@@ -722,6 +728,7 @@ impl Default for PoolLimits {
         PoolLimits {
             max_idle_per_endpoint: 1024,
             idle_timeout: Duration::from_secs(60),
+            max_requests_per_connection: None,
         }
     }
 }

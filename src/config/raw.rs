@@ -374,6 +374,9 @@ pub(crate) struct RawVirtualHost {
     /// retry (for routes without their own), within the listener's 1 MiB.
     #[serde(default)]
     pub per_request_buffer_limit_bytes: Option<u32>,
+    /// Envoy's `hedge_policy`, for routes without their own.
+    #[serde(default)]
+    pub hedge_policy: Option<super::raw_route::RawHedgePolicy>,
     /// Envoy's `VirtualHost.rate_limits`.
     #[serde(default)]
     pub rate_limits: Vec<crate::http::filter::local_ratelimit::descriptors::RawRateLimit>,
@@ -422,6 +425,9 @@ pub(crate) struct RawCluster {
     /// For `lb_policy: maglev` (Envoy's `maglev_lb_config`).
     #[serde(default)]
     pub maglev_lb_config: Option<RawMaglev>,
+    /// For `lb_policy: least_request` (Envoy's `least_request_lb_config`).
+    #[serde(default)]
+    pub least_request_lb_config: Option<RawLeastRequest>,
     /// `static` (default), `strict_dns`, `logical_dns` or `original_dst`.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
@@ -520,6 +526,15 @@ pub(crate) struct RawEndpoint {
     pub health_status: Option<String>,
 }
 
+/// Envoy's `LeastRequest` settings: `active_request_bias` (its runtime default value;
+/// 1.0 when unset).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLeastRequest {
+    #[serde(default)]
+    pub active_request_bias: Option<f64>,
+}
+
 /// Envoy's `SlowStartConfig` (`aggression` is its runtime default value).
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -538,6 +553,9 @@ pub(crate) struct RawPool {
     pub max_idle_per_endpoint: Option<usize>,
     #[serde(default)]
     pub idle_timeout: Option<String>,
+    /// Envoy's `max_requests_per_connection` (HTTP/1.1 clusters; 0: no limit).
+    #[serde(default)]
+    pub max_requests_per_connection: Option<u32>,
 }
 
 /// The header edits a route table, virtual host or route carries (Envoy's four fields).

@@ -62,6 +62,9 @@ pub(crate) struct RawRoute {
     /// Envoy's `per_request_buffer_limit_bytes`; replaces the virtual host's.
     #[serde(default)]
     pub per_request_buffer_limit_bytes: Option<u32>,
+    /// Envoy's `hedge_policy`; replaces the virtual host's.
+    #[serde(default)]
+    pub hedge_policy: Option<RawHedgePolicy>,
     /// Envoy's `stat_prefix`: the route's stats, under
     /// `vhost.<virtual host>.route.<stat_prefix>.` (`observe::route_stats`).
     #[serde(default)]
@@ -276,4 +279,12 @@ pub(crate) struct RawDataSourceFields {
     pub inline_string: Option<String>,
     #[serde(default)]
     pub filename: Option<String>,
+}
+
+/// Envoy's `HedgePolicy`: `hedge_on_per_try_timeout` (default false).
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHedgePolicy {
+    #[serde(default)]
+    pub hedge_on_per_try_timeout: bool,
 }

@@ -157,6 +157,10 @@ pub struct Retries {
     /// Envoy's `per_request_buffer_limit_bytes` (the route's, else its virtual host's):
     /// how much of a request body is kept for a retry, within the listener's limit.
     pub per_request_buffer_limit: Option<u32>,
+    /// Envoy's `hedge_policy.hedge_on_per_try_timeout` (the route's, else its virtual
+    /// host's): a try its per-try timeout cuts keeps going while a retry starts next
+    /// to it, and the first good response wins (`upstream::request::hedge`).
+    pub hedge_on_per_try_timeout: bool,
 }
 
 /// Envoy's default `per_connection_buffer_limit_bytes` (1 MiB), which Outrigger does not

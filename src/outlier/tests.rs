@@ -38,6 +38,7 @@ fn snapshot(cfg: OutlierDetection) -> Snapshot {
         healthy_panic_threshold: 50,
         localities: crate::config::Localities::default(),
         slow_start: None,
+        active_request_bias: 1.0,
         kind: crate::config::ClusterKind::Static,
         source_address: None,
         original_dst_header: None,

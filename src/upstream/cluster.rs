@@ -61,7 +61,8 @@ impl<C: 'static> ClusterState<C> {
                     cfg.healthy_panic_threshold,
                     seed,
                 )
-                .with_slow_start(cfg.slow_start),
+                .with_slow_start(cfg.slow_start)
+                .with_active_request_bias(cfg.active_request_bias),
             ),
             pool: Pool::new(
                 cfg.endpoints.len(),

@@ -78,6 +78,8 @@ pub(crate) struct Counted<C> {
     breakers: Arc<Breakers>,
     live: Rc<Live>,
     ep: usize,
+    /// Requests sent on it so far (`max_requests_per_connection`).
+    used: u32,
 }
 
 /// A connection being opened to endpoint `ep`: it holds a `max_connections` slot the
@@ -106,6 +108,7 @@ impl<'a> Connecting<'a> {
             breakers: self.breakers.clone(),
             live: self.live.clone(),
             ep: self.ep,
+            used: 0,
         };
         std::mem::forget(self);
         c
@@ -123,6 +126,17 @@ impl Drop for Connecting<'_> {
 }
 
 impl<C> Counted<C> {
+    /// Counts a request sent on the connection.
+    pub fn use_once(&mut self) {
+        self.used = self.used.saturating_add(1);
+    }
+
+    /// Whether the connection may take another request: fewer than `max` sent on it
+    /// (Envoy's `max_requests_per_connection`; `None`: no limit).
+    pub fn reusable(&self, max: Option<u32>) -> bool {
+        max.is_none_or(|m| self.used < m)
+    }
+
     /// Moves the per-core count to another pool's `live` and endpoint (a reload kept the
     /// connection's endpoint under another index).
     pub fn rehome(&mut self, live: &Rc<Live>, ep: usize) {

@@ -116,6 +116,27 @@ impl Builder {
         })
     }
 
+    /// Envoy's `least_request_lb_config.active_request_bias` (default 1.0): a number
+    /// not below 0, with `lb_policy: least_request` only.
+    pub(super) fn active_request_bias(&mut self, p: &str, c: &RawCluster, policy: LbPolicy) -> f64 {
+        let Some(l) = c.least_request_lb_config.as_ref() else {
+            return 1.0;
+        };
+        let p = format!("{p}.least_request_lb_config");
+        if policy != LbPolicy::LeastRequest {
+            self.err(p.clone(), "goes with `lb_policy: least_request`");
+        }
+        let bias = l.active_request_bias.unwrap_or(1.0);
+        if !(bias >= 0.0 && bias.is_finite()) {
+            self.err(
+                format!("{p}.active_request_bias"),
+                "must be a number not below 0",
+            );
+            return 1.0;
+        }
+        bias
+    }
+
     /// Envoy's `health_status` in lower case: `unknown` and `healthy` are healthy;
     /// `unhealthy` and `timeout` take no load (except in panic) but count; `draining`
     /// endpoints are left out altogether by the caller (Envoy excludes them).

@@ -246,6 +246,9 @@ impl Builder {
                     attempt_count_request: v.include_request_attempt_count,
                     attempt_count_response: v.include_attempt_count_in_response,
                     per_request_buffer_limit: v.per_request_buffer_limit_bytes,
+                    hedge_on_per_try_timeout: v
+                        .hedge_policy
+                        .is_some_and(|h| h.hedge_on_per_try_timeout),
                 };
                 let routes = v
                     .routes
@@ -276,13 +279,24 @@ impl Builder {
                                 per_request_buffer_limit: r
                                     .per_request_buffer_limit_bytes
                                     .or(vhost_retries.per_request_buffer_limit),
+                                hedge_on_per_try_timeout: match r.hedge_policy {
+                                    Some(h) => h.hedge_on_per_try_timeout,
+                                    None => vhost_retries.hedge_on_per_try_timeout,
+                                },
                                 ..vhost_retries.clone()
                             };
-                        } else if r.retry_policy.is_some() {
-                            self.err(
-                                format!("{rp}.retry_policy"),
-                                "needs a `cluster`, `cluster_header` or `weighted_clusters` route",
-                            );
+                        } else {
+                            for (field, set) in [
+                                ("retry_policy", r.retry_policy.is_some()),
+                                ("hedge_policy", r.hedge_policy.is_some()),
+                            ] {
+                                if set {
+                                    self.err(
+                                        format!("{rp}.{field}"),
+                                        "needs a `cluster`, `cluster_header` or `weighted_clusters` route",
+                                    );
+                                }
+                            }
                         }
                         Some(route)
                     })

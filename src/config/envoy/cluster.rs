@@ -74,30 +74,30 @@ pub(super) fn translate(
             "`CLUSTER_PROVIDED` goes with `type: ORIGINAL_DST`, and only with it",
         ));
     }
-    let (lb_policy, ring_hash_lb_config, maglev_lb_config, slow_start) = match &c
-        .load_balancing_policy
-    {
-        // The typed form replaces the enum, as in Envoy.
-        Some(lbp) if !original_dst => super::lb::typed(lbp, &format!("{p}.load_balancing_policy"))?,
-        _ => {
-            let lb_policy = match lb {
-                LbPolicy::ClusterProvided => "round_robin",
-                LbPolicy::RoundRobin => "round_robin",
-                LbPolicy::LeastRequest => "least_request",
-                LbPolicy::Random => "random",
-                LbPolicy::RingHash => "ring_hash",
-                LbPolicy::Maglev => "maglev",
-                other => {
-                    return Err(err(
-                        format!("{p}.lb_policy"),
-                        format!("`{}` is not supported by Outrigger", other.as_str_name()),
-                    ))
-                }
-            };
-            let (r, m, s) = super::lb::lb_config(c, p, lb_policy, &native, paths)?;
-            (lb_policy, r, m, s)
-        }
-    };
+    let (lb_policy, ring_hash_lb_config, maglev_lb_config, slow_start, least_request_lb_config) =
+        match &c.load_balancing_policy {
+            // The typed form replaces the enum, as in Envoy.
+            Some(lbp) if !original_dst => {
+                super::lb::typed(lbp, &format!("{p}.load_balancing_policy"))?
+            }
+            _ => {
+                let lb_policy = match lb {
+                    LbPolicy::ClusterProvided => "round_robin",
+                    LbPolicy::RoundRobin => "round_robin",
+                    LbPolicy::LeastRequest => "least_request",
+                    LbPolicy::Random => "random",
+                    LbPolicy::RingHash => "ring_hash",
+                    LbPolicy::Maglev => "maglev",
+                    other => {
+                        return Err(err(
+                            format!("{p}.lb_policy"),
+                            format!("`{}` is not supported by Outrigger", other.as_str_name()),
+                        ))
+                    }
+                };
+                super::lb::lb_config(c, p, lb_policy, &native, paths)?
+            }
+        };
     let mut endpoints = Vec::new();
     let mut locality_weights = std::collections::BTreeMap::new();
     let mut overprovisioning_factor = None;
@@ -160,6 +160,12 @@ pub(super) fn translate(
     }
     // Envoy's default upstream idle timeout is one hour; zero disables it.
     let mut idle_timeout = Duration::from_secs(3600);
+    // Envoy: the deprecated cluster field or the common HTTP protocol options' one,
+    // never both; 0 is no limit.
+    #[allow(deprecated)]
+    let mut max_requests = c
+        .max_requests_per_connection
+        .map(|v| (v.value, format!("{p}.max_requests_per_connection")));
     let mut protocol = "http1";
     for (key, any) in &c.typed_extension_protocol_options {
         let kp = format!("{p}.typed_extension_protocol_options[\"{key}\"]");
@@ -171,6 +177,16 @@ pub(super) fn translate(
             let cp = format!("{kp}.common_http_protocol_options");
             if let Some(d) = duration(&common.idle_timeout, &format!("{cp}.idle_timeout"))? {
                 idle_timeout = d;
+            }
+            if let Some(v) = common.max_requests_per_connection {
+                let at = format!("{cp}.max_requests_per_connection");
+                if max_requests.is_some() {
+                    return Err(err(
+                        at,
+                        "only one of the cluster's `max_requests_per_connection` and this one can be set (Envoy)",
+                    ));
+                }
+                max_requests = Some((v.value, at));
             }
             if common.max_headers_count.is_some() {
                 return Err(err(
@@ -223,6 +239,7 @@ pub(super) fn translate(
         lb_policy: Some(lb_policy.into()),
         ring_hash_lb_config,
         maglev_lb_config,
+        least_request_lb_config,
         // An ORIGINAL_DST cluster with endpoints is refused by the native builder.
         endpoints: (!original_dst || !endpoints.is_empty()).then_some(endpoints),
         kind: match kind {
@@ -249,6 +266,7 @@ pub(super) fn translate(
         pool: Some(RawPool {
             max_idle_per_endpoint: None,
             idle_timeout: Some(timeout_or_never(idle_timeout)),
+            max_requests_per_connection: max_requests.as_ref().map(|(n, _)| *n),
         }),
         protocol: Some(protocol.into()),
         tls: None,
@@ -278,6 +296,9 @@ pub(super) fn translate(
             .map(|o| super::outlier::translate(o, &format!("{p}.outlier_detection")))
             .transpose()?,
     };
+    if let Some((_, at)) = max_requests {
+        paths.add(format!("{native}.pool.max_requests_per_connection"), at);
+    }
     paths.add(
         format!("{native}.outlier_detection"),
         format!("{p}.outlier_detection"),

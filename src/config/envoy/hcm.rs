@@ -70,6 +70,12 @@ pub(super) fn translate(
     );
     let common = h.common_http_protocol_options.unwrap_or_default();
     let cp = format!("{p}.common_http_protocol_options");
+    if common.max_requests_per_connection.is_some() {
+        return Err(err(
+            format!("{cp}.max_requests_per_connection"),
+            "not supported by Outrigger for downstream connections",
+        ));
+    }
     tx.paths.add(
         format!("{native}.limits.max_headers"),
         format!("{cp}.max_headers_count"),

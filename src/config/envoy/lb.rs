@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::Slo
 use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
 
-use super::super::raw::{RawMaglev, RawOriginalDstLb, RawRingHash, RawSlowStart};
+use super::super::raw::{RawLeastRequest, RawMaglev, RawOriginalDstLb, RawRingHash, RawSlowStart};
 use super::convert::{duration, native_duration, payload, R};
 use super::{err, walk, PathMap};
 
@@ -31,7 +31,27 @@ type Lb = (
     Option<RawRingHash>,
     Option<RawMaglev>,
     Option<RawSlowStart>,
+    Option<RawLeastRequest>,
 );
+
+/// Envoy's `active_request_bias` (a `RuntimeDouble`; Outrigger has no runtime layer,
+/// so its default value): a negative or NaN value is used as 1.0 with a warning, as
+/// Envoy's least request balancer does.
+fn least_request(
+    bias: &Option<envoy_types::pb::envoy::config::core::v3::RuntimeDouble>,
+    at: &str,
+) -> Option<RawLeastRequest> {
+    let b = bias.as_ref()?.default_value;
+    let active_request_bias = if b < 0.0 || b.is_nan() {
+        tracing::warn!("{at}.active_request_bias: invalid active request bias {b}, using 1.0");
+        1.0
+    } else {
+        b
+    };
+    Some(RawLeastRequest {
+        active_request_bias: Some(active_request_bias),
+    })
+}
 
 /// Envoy's `slow_start_config` (either message: the cluster's legacy one or the typed
 /// policies' common one have the same three fields) as the native block.
@@ -88,8 +108,9 @@ pub(super) fn lb_config(
     policy: &str,
     native: &str,
     paths: &mut PathMap,
-) -> R<(Option<RawRingHash>, Option<RawMaglev>, Option<RawSlowStart>)> {
+) -> R<Lb> {
     let mut slow = None;
+    let mut least = None;
     let mut ring = (policy == "ring_hash").then(RawRingHash::default);
     let mut maglev = (policy == "maglev").then(RawMaglev::default);
     match &c.lb_config {
@@ -127,11 +148,26 @@ pub(super) fn lb_config(
                 return Err(err(at, "goes with `lb_policy: LEAST_REQUEST`"));
             }
             slow = legacy_slow_start(&l.slow_start_config, &at)?;
+            least = least_request(&l.active_request_bias, &at);
+            if least.is_some() {
+                paths.add(format!("{native}.least_request_lb_config"), at);
+            }
         }
         // Translated with the cluster type (`original_dst_lb`).
         Some(LbConfig::OriginalDstLbConfig(_)) => {}
     }
-    Ok((ring, maglev, slow))
+    Ok((policy_name(policy), ring, maglev, slow, least))
+}
+
+/// The native policy name `lb_config` was called with, as a `'static` str.
+fn policy_name(policy: &str) -> &'static str {
+    match policy {
+        "least_request" => "least_request",
+        "random" => "random",
+        "ring_hash" => "ring_hash",
+        "maglev" => "maglev",
+        _ => "round_robin",
+    }
 }
 
 /// The cluster's `original_dst_lb_config` as the native block (the native builder
@@ -179,14 +215,16 @@ pub(super) fn typed(lbp: &LoadBalancingPolicy, p: &str) -> R<Lb> {
                 None,
                 None,
                 typed_slow_start(&r.slow_start_config, &tc)?,
+                None,
             )
         }
         LEAST_REQUEST => {
             let l: LeastRequest = payload(any, LEAST_REQUEST, &tc)?;
             let slow = typed_slow_start(&l.slow_start_config, &tc)?;
-            ("least_request", None, None, slow)
+            let least = least_request(&l.active_request_bias, &tc);
+            ("least_request", None, None, slow, least)
         }
-        RANDOM => ("random", None, None, None),
+        RANDOM => ("random", None, None, None, None),
         RING_HASH => {
             let r: RingHash = payload(any, RING_HASH, &tc)?;
             let murmur = r.hash_function == TypedHashFunction::MurmurHash2 as i32;
@@ -195,14 +233,14 @@ pub(super) fn typed(lbp: &LoadBalancingPolicy, p: &str) -> R<Lb> {
                 maximum_ring_size: r.maximum_ring_size.map(|v| v.value),
                 hash_function: murmur.then(|| "MURMUR_HASH_2".into()),
             };
-            ("ring_hash", Some(ring), None, None)
+            ("ring_hash", Some(ring), None, None, None)
         }
         MAGLEV => {
             let m: Maglev = payload(any, MAGLEV, &tc)?;
             let maglev = RawMaglev {
                 table_size: m.table_size.map(|v| v.value),
             };
-            ("maglev", None, Some(maglev), None)
+            ("maglev", None, Some(maglev), None, None)
         }
         other => {
             return Err(err(

@@ -144,9 +144,10 @@ pub(super) fn translate(
             &v.response_headers_to_remove,
             &vp,
         )?;
-        if let Some(h) = &v.hedge_policy {
-            retry::hedge_policy(h, &format!("{vp}.hedge_policy"))?;
-        }
+        let vhost_hedge = match &v.hedge_policy {
+            Some(h) => Some(retry::hedge_policy(h, &format!("{vp}.hedge_policy"))?),
+            None => None,
+        };
         let retry_policy = match &v.retry_policy {
             None => None,
             Some(rp) => {
@@ -166,6 +167,7 @@ pub(super) fn translate(
             include_request_attempt_count: v.include_request_attempt_count,
             include_attempt_count_in_response: v.include_attempt_count_in_response,
             per_request_buffer_limit_bytes: vhost_buffer_limit(v),
+            hedge_policy: vhost_hedge,
             request_headers_to_add: ve.req_add,
             request_headers_to_remove: ve.req_remove,
             response_headers_to_add: ve.resp_add,
@@ -245,6 +247,7 @@ fn route(
         auto_host_rewrite: false,
         retry_policy: None,
         per_request_buffer_limit_bytes: route_buffer_limit(r),
+        hedge_policy: None,
         stat_prefix: (!r.stat_prefix.is_empty()).then(|| r.stat_prefix.clone()),
         request_mirror_policies: Vec::new(),
         hash_policy: Vec::new(),
@@ -348,7 +351,7 @@ fn route_action(
         out.retry_policy = Some(retry::retry_policy(rp, &at, paths)?);
     }
     if let Some(h) = &a.hedge_policy {
-        retry::hedge_policy(h, &format!("{ap}.hedge_policy"))?;
+        out.hedge_policy = Some(retry::hedge_policy(h, &format!("{ap}.hedge_policy"))?);
     }
     for (k, m) in a.request_mirror_policies.iter().enumerate() {
         let mp = format!("{ap}.request_mirror_policies[{k}]");

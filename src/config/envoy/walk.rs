@@ -209,8 +209,10 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         &["name", "typed_config", "is_optional"],
     ),
     (
+        // `max_requests_per_connection`: upstream only (the connection manager refuses
+        // it in `hcm.rs`).
         "envoy.config.core.v3.HttpProtocolOptions",
-        &["idle_timeout", "max_headers_count"],
+        &["idle_timeout", "max_headers_count", "max_requests_per_connection"],
     ),
     (
         "envoy.config.core.v3.Http2ProtocolOptions",
@@ -511,6 +513,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "dns_refresh_rate",
             "dns_failure_refresh_rate",
             "dns_lookup_family",
+            "max_requests_per_connection",
         ],
     ),
     (
@@ -579,7 +582,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.cluster.v3.Cluster.LeastRequestLbConfig",
-        &["slow_start_config"],
+        &["slow_start_config", "active_request_bias"],
     ),
     (
         "envoy.config.cluster.v3.Cluster.SlowStartConfig",
@@ -591,7 +594,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
-        &["slow_start_config"],
+        &["slow_start_config", "active_request_bias"],
     ),
     (
         "envoy.extensions.load_balancing_policies.common.v3.SlowStartConfig",

@@ -22,7 +22,7 @@ use crate::observe::stream_info::LogFacts;
 use crate::upstream::counted::Counted;
 use crate::upstream::request::clock::{Expiry, Progress};
 use crate::upstream::request::replay::{Kept, Loss, OnLoss};
-use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
+use crate::upstream::request::{self, hedge, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
 use super::super::body::{self, BodyError};
@@ -96,6 +96,8 @@ struct Try<'x, 'p, D, C: Connector> {
     kept: Kept,
     /// The response head's edits (with `x-envoy-attempt-count` when asked for).
     response_edits: Edits<'p>,
+    /// The request as hedged tries send it, when the route hedges (`request::hedge`).
+    hedge: Option<hedge::Copy>,
 }
 
 impl<D: Io, C: Connector> Try<'_, '_, D, C> {
@@ -146,6 +148,33 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
         Some(empty || self.body_inline || self.kept.whole().is_some())
     }
 
+    fn hedge_copy(&self) -> Option<hedge::Copy> {
+        self.hedge.clone()
+    }
+
+    fn adopt(&mut self, mut buf: ReadBuf) -> Result<Got, Tried> {
+        // The hedged try's response takes this exchange's place; its buffer goes back
+        // to the worker's pool in the end instead of the one it replaces.
+        std::mem::swap(&mut self.conn.ubuf, &mut buf);
+        let (conn, plan) = (&mut *self.conn, self.plan);
+        let must_close = self.view.draining.get() || self.body_cut;
+        let mut edits = self.response_edits;
+        let up = self.progress.phase_marks();
+        edits.stamp.phases = edits.stamp.phases.map(|_| conn.marks.with_upstream(up));
+        let never = |_, _: &[httparse::Header<'_>]| false;
+        match prepare_response(
+            conn.ubuf.data(),
+            plan,
+            must_close,
+            &mut conn.wbuf,
+            edits,
+            never,
+        ) {
+            Ok(Some(r @ (Response::Final { .. } | Response::Upgraded(_)))) => Ok(Got::Response(r)),
+            _ => Err(Tried::fatal(Failure::ProtocolError)),
+        }
+    }
+
     async fn try_once(
         &mut self,
         up: &mut Counted<C::Conn>,
@@ -162,6 +191,10 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
         }
         if at.retry.is_some_and(|r| r.attempt_count_response) {
             self.response_edits.stamp.attempt_count = at.retry.map(|r| r.attempt());
+        }
+        if resend {
+            // Complete already: hedged tries send this (`request::hedge`).
+            hedge::fill(&self.hedge, &conn.wbuf, self.kept.whole());
         }
         // An upstream that goes away mid-body asks the retry policy at once (Envoy's
         // reset), while a copy of the body is kept.
@@ -226,6 +259,9 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
                     // Within the limit, the body can go again from its copy.
                     self.kept.finish();
                     resend = self.kept.whole().is_some();
+                    if resend {
+                        hedge::fill(&self.hedge, &conn.wbuf, self.kept.whole());
+                    }
                     // The request is complete: the route clock starts (Envoy); the
                     // reads below are bounded by it.
                     progress.request_done();
@@ -310,6 +346,10 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
                     at.retry_response(status, headers, resend && !self.body_cut, stats)
                 };
                 let mut edits = self.response_edits;
+                if let Some(r) = at.retry.filter(|r| r.attempt_count_response) {
+                    // The tries started by now, hedged ones included (Envoy).
+                    edits.stamp.attempt_count = Some(r.attempt());
+                }
                 // The debug header: the phases up to now.
                 let up = progress.phase_marks();
                 edits.stamp.phases = edits.stamp.phases.map(|_| conn.marks.with_upstream(up));
@@ -448,6 +488,7 @@ impl Conn {
             body_cut: false,
             kept: Kept::new(retry.map(|r| r.buffer_limit())),
             response_edits: plan.response_edits,
+            hedge: retry.filter(|r| r.hedging()).map(|_| hedge::copy()),
         };
         if retry.is_some() {
             // A body that is whole at hand can be sent again; its request is complete,
@@ -613,7 +654,11 @@ impl Conn {
             Ok(n) => {
                 sent += n;
                 // After a cut request body the upstream connection is out of step.
-                if reuse_up && !body_cut && self.ubuf.is_empty() {
+                if reuse_up
+                    && !body_cut
+                    && self.ubuf.is_empty()
+                    && up.reusable(cs.cfg.pool.max_requests_per_connection)
+                {
                     cs.pool.put(ep, up);
                 }
                 retry_flag

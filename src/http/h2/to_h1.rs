@@ -427,7 +427,7 @@ async fn exchange<C: Connector>(
         progress,
     )
     .await;
-    if reuse {
+    if reuse && up.reusable(cs.cfg.pool.max_requests_per_connection) {
         cs.pool.put(*ep, up);
     }
     let mut done = done;

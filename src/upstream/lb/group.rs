@@ -25,8 +25,47 @@ pub(super) struct Group {
     /// Cumulative weights for weighted random picks.
     cumulative: Vec<u64>,
     hashed: Option<Hashed>,
-    /// Slow start's smooth round robin counters over scaled weights.
+    /// Smooth round robin counters over weights that change per pick: slow start's
+    /// scaled weights, and least request's `weight / (active + 1) ^ bias`.
     slow_current: Vec<f64>,
+    /// Every endpoint has the same weight: least request then picks the less loaded
+    /// of two at random (Envoy's unweighted pick) instead of by effective weight.
+    uniform: bool,
+}
+
+/// Least request's divisor of an endpoint's weight, as a factor: Envoy's
+/// `1 / (active + 1) ^ active_request_bias` (`bias` 0: the weight alone, as round
+/// robin).
+pub(super) fn load_factor(active: u64, bias: f64) -> f64 {
+    let a = active.saturating_add(1) as f64;
+    if bias == 1.0 {
+        1.0 / a
+    } else if bias == 0.0 {
+        1.0
+    } else {
+        a.powf(-bias)
+    }
+}
+
+/// One smooth weighted round robin step over `current` with the weights `w(k)` of this
+/// pick: the slot whose counter is highest after each grew by its weight.
+fn smooth(current: &mut [f64], w: impl Fn(usize) -> f64) -> usize {
+    let mut total = 0.0;
+    let mut best = 0;
+    for k in 0..current.len() {
+        let wk = w(k);
+        total += wk;
+        if let Some(c) = current.get_mut(k) {
+            *c += wk;
+        }
+        if current.get(k) > current.get(best) {
+            best = k;
+        }
+    }
+    if let Some(c) = current.get_mut(best) {
+        *c -= total;
+    }
+    best
 }
 
 /// xorshift64*: plenty for spreading load, no shared state.
@@ -75,6 +114,7 @@ impl Group {
             _ => Hashed::None,
         };
         Group {
+            uniform: weights.windows(2).all(|w| w.first() == w.get(1)),
             current: vec![0; weights.len()],
             slow_current: vec![0.0; weights.len()],
             total: weights.iter().map(|w| i64::from(*w)).sum(),
@@ -106,28 +146,37 @@ impl Group {
     }
 
     /// Picks an endpoint index with `policy`; `active(i)` is the endpoint's in-flight
-    /// request count.
+    /// request count, `bias` least request's `active_request_bias`.
     pub fn pick(
         &mut self,
         policy: LbPolicy,
         rng: &mut u64,
         active: impl Fn(usize) -> u64,
+        bias: f64,
     ) -> Option<usize> {
         // Taken out for the call and put back: moving a Vec does not allocate.
         let eligible = std::mem::take(&mut self.eligible);
-        let slot = self.pick_slot(policy, rng, |s| eligible.get(s).map_or(0, |&i| active(i)));
+        let slot = self.pick_slot(
+            policy,
+            rng,
+            |s| eligible.get(s).map_or(0, |&i| active(i)),
+            bias,
+        );
         self.eligible = eligible;
         self.eligible.get(slot?).copied()
     }
 
     /// `pick` while some endpoint is in slow start: each weight scaled by `factor(i)`
-    /// (Envoy's `applySlowStartFactor`, in `(0, 1]`), computed per pick.
+    /// (Envoy's `applySlowStartFactor`, in `(0, 1]`), computed per pick. Least request
+    /// then weighs every endpoint by `weight / (active + 1) ^ bias` too, equal weights
+    /// or not, as Envoy's scheduler does while a host ramps.
     pub fn pick_slow(
         &mut self,
         policy: LbPolicy,
         rng: &mut u64,
         active: impl Fn(usize) -> u64,
         factor: impl Fn(usize) -> f64,
+        bias: f64,
     ) -> Option<usize> {
         let n = self.eligible.len();
         if n <= 1 {
@@ -162,18 +211,16 @@ impl Group {
                 best
             }
             LbPolicy::LeastRequest => {
-                let a = draw(rng);
-                let mut b = draw(rng);
-                if a == b {
-                    b = (a + 1 + (next_random(rng) as usize % (n - 1))) % n;
-                }
-                let act = |k: usize| self.eligible.get(k).map_or(0, |&i| active(i)) as f64;
-                // Fewer active requests per (scaled) weight wins.
-                if act(b) * w(a) < act(a) * w(b) {
-                    b
-                } else {
-                    a
-                }
+                let eligible = &self.eligible;
+                let act = |k: usize| eligible.get(k).map_or(0, |&i| active(i));
+                let weights = &self.weights;
+                let wk = |k: usize| -> f64 {
+                    let i = eligible.get(k).copied().unwrap_or(0);
+                    f64::from(weights.get(k).copied().unwrap_or(1)) * factor(i)
+                };
+                smooth(&mut self.slow_current, |k| {
+                    wk(k) * load_factor(act(k), bias)
+                })
             }
             _ => draw(rng),
         };
@@ -186,6 +233,7 @@ impl Group {
         policy: LbPolicy,
         rng: &mut u64,
         active: impl Fn(usize) -> u64,
+        bias: f64,
     ) -> Option<usize> {
         let n = self.weights.len();
         if n == 0 {
@@ -210,20 +258,28 @@ impl Group {
                 self.current[best] -= self.total;
                 best
             }
-            LbPolicy::LeastRequest => {
+            // Equal weights: the less loaded of two endpoints drawn at random (Envoy's
+            // unweighted pick, with `choice_count` 2).
+            LbPolicy::LeastRequest if self.uniform => {
                 let a = self.weighted_random(rng);
                 let mut b = self.weighted_random(rng);
                 if a == b {
                     b = (a + 1 + (next_random(rng) as usize % (n - 1))) % n;
                 }
-                // Compare active/weight without division.
-                let la = active(a) * u64::from(self.weights[b]);
-                let lb = active(b) * u64::from(self.weights[a]);
-                if lb < la {
+                if active(b) < active(a) {
                     b
                 } else {
                     a
                 }
+            }
+            // Unequal weights: each endpoint weighs `weight / (active + 1) ^ bias` at the
+            // pick (Envoy's `hostWeight`), spread by smooth weighted round robin (Envoy
+            // schedules the same weights with its EDF scheduler).
+            LbPolicy::LeastRequest => {
+                let weights = &self.weights;
+                smooth(&mut self.slow_current, |k| {
+                    f64::from(weights.get(k).copied().unwrap_or(1)) * load_factor(active(k), bias)
+                })
             }
         })
     }

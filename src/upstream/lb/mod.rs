@@ -53,6 +53,8 @@ pub(crate) struct Lb {
     slow: Option<SlowStart>,
     healthy_since: Vec<Option<Instant>>,
     slow_until: Option<Instant>,
+    /// Least request's `active_request_bias` (Envoy's default 1.0).
+    bias: f64,
     rng: u64,
     /// Every endpoint's address as text (`ip:port`, `[ip6]:port`): what the ring and
     /// the Maglev table hash, as Envoy does (kept only for the hashing policies).
@@ -81,6 +83,7 @@ impl Lb {
             slow: None,
             healthy_since: vec![None; endpoints.len()],
             slow_until: None,
+            bias: 1.0,
             rng: seed | 1,
             keys: if policy.hashing() {
                 endpoints.iter().map(|e| e.addr.to_string()).collect()
@@ -97,6 +100,12 @@ impl Lb {
     pub fn with_slow_start(mut self, slow: Option<SlowStart>) -> Self {
         self.slow = slow;
         self.slow_until = slow.map(|s| Instant::now() + s.window);
+        self
+    }
+
+    /// Sets least request's `active_request_bias`.
+    pub fn with_active_request_bias(mut self, bias: f64) -> Self {
+        self.bias = bias;
         self
     }
 
@@ -337,13 +346,18 @@ impl Lb {
             let now = Instant::now();
             if now < until {
                 let since = &self.healthy_since;
-                return g.pick_slow(policy, rng, active, |i| {
-                    slow_factor(&slow, since.get(i).copied().flatten(), now)
-                });
+                let bias = self.bias;
+                return g.pick_slow(
+                    policy,
+                    rng,
+                    active,
+                    |i| slow_factor(&slow, since.get(i).copied().flatten(), now),
+                    bias,
+                );
             }
             self.slow_until = None;
         }
-        g.pick(policy, rng, active)
+        g.pick(policy, rng, active, self.bias)
     }
 }
 
@@ -403,6 +417,30 @@ mod tests {
         for _ in 0..50 {
             assert_eq!(lb.pick(|i| if i == 0 { 10 } else { 0 }), Some(1));
         }
+    }
+
+    /// Unequal weights: endpoint 0 (weight 3) has 2 requests in flight, endpoint 1
+    /// (weight 1) none. Its effective weight is `3 / 3^bias`: bias 1 splits evenly,
+    /// bias 0 keeps 3:1, bias 0.5 gives `sqrt(3)`:1.
+    #[test]
+    fn least_request_divides_weights_by_active_requests_raised_to_the_bias() {
+        for (bias, share) in [
+            (1.0, 0.5),
+            (0.0, 0.75),
+            (0.5, 3f64.sqrt() / (3f64.sqrt() + 1.0)),
+        ] {
+            let mut lb =
+                mk(LbPolicy::LeastRequest, &eps(&[3, 1]), 7).with_active_request_bias(bias);
+            let n = 1000;
+            let zero = (0..n)
+                .filter(|_| lb.pick(|i| if i == 0 { 2 } else { 0 }) == Some(0))
+                .count();
+            let got = zero as f64 / n as f64;
+            assert!((got - share).abs() < 0.01, "bias {bias}: {got} for {share}");
+        }
+        // Equal weights stay with the two random choices: the idle endpoint wins.
+        let mut lb = mk(LbPolicy::LeastRequest, &eps(&[2, 2]), 7).with_active_request_bias(0.0);
+        assert!((0..50).all(|_| lb.pick(|i| if i == 0 { 1 } else { 0 }) == Some(1)));
     }
 
     #[test]
@@ -627,7 +665,7 @@ mod tests {
         for _ in 0..500 {
             let f = |i: usize| if i == 1 { 0.25 } else { 1.0 };
             seen[g
-                .pick_slow(LbPolicy::RoundRobin, &mut rng, |_| 0, f)
+                .pick_slow(LbPolicy::RoundRobin, &mut rng, |_| 0, f, 1.0)
                 .unwrap()] += 1;
         }
         assert_eq!(seen, [400, 100]);
@@ -635,7 +673,7 @@ mod tests {
             let mut seen = [0; 2];
             for _ in 0..2000 {
                 let f = |i: usize| if i == 1 { 0.25 } else { 1.0 };
-                seen[g.pick_slow(policy, &mut rng, |_| 0, f).unwrap()] += 1;
+                seen[g.pick_slow(policy, &mut rng, |_| 0, f, 1.0).unwrap()] += 1;
             }
             // Random: 20%; least request (two draws, ties to the first): under 40%.
             assert!(seen[1] > 200 && seen[1] < 800, "{policy:?}: {seen:?}");

@@ -41,6 +41,20 @@ pub(crate) struct Http1;
 impl<K: Connector> UpstreamCodec<K> for Http1 {
     type Conn = Counted<K::Conn>;
 
+    fn hedges(&self) -> bool {
+        true
+    }
+
+    async fn hedge_try(
+        &self,
+        up: &mut Counted<K::Conn>,
+        request: &[u8],
+        buf: &mut crate::http::buf::ReadBuf,
+        progress: &Progress,
+    ) -> Result<(), Failure> {
+        hedge_try(up, request, buf, progress).await
+    }
+
     async fn obtain(
         &self,
         cs: &ClusterState<K::Conn>,
@@ -58,6 +72,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
             // An idle connection the upstream closed, or wrote to, is never used.
             while let Some(mut c) = cs.pool.take(ep) {
                 if crate::http::io::idle_is_clean(&mut c).await {
+                    c.use_once();
                     stats.cx_reused.inc();
                     progress.set_upstream_local(|| crate::http::io::Io::local_addr(&c));
                     return Ok((c, true));
@@ -128,7 +143,8 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                 progress.connected(started);
                 stats.cx_total.inc();
                 es.cx_total.inc();
-                let c = slot.connected(c);
+                let mut c = slot.connected(c);
+                c.use_once();
                 progress.set_upstream_local(|| crate::http::io::Io::local_addr(&c));
                 Ok((c, false))
             }
@@ -144,6 +160,68 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                     Failure::ConnectFailure
                 })
             }
+        }
+    }
+}
+
+/// A hedged try on an HTTP/1.1 connection (`hedge::race`): the whole request, then
+/// reads until a final response head is at the front of `buf` (interim ones skipped).
+/// Every read and write is bounded by the time left on the request's clocks.
+async fn hedge_try<C: crate::http::io::Io>(
+    up: &mut C,
+    request: &[u8],
+    buf: &mut crate::http::buf::ReadBuf,
+    progress: &Progress,
+) -> Result<(), Failure> {
+    enum Step {
+        Interim(usize),
+        Final,
+        More,
+    }
+    let left = progress.time_left();
+    up.set_read_timeout(left);
+    up.set_write_timeout(left);
+    if up.write_all(request).await.is_err() {
+        return Err(Failure::ConnectionTermination);
+    }
+    progress.touch();
+    loop {
+        if !buf.is_empty() {
+            let mut slots = response::header_slots();
+            let asked = Asked {
+                head: false,
+                upgrade: false,
+            };
+            let step = match response::parse(buf.data(), asked, &mut slots) {
+                Ok(Some(r)) if matches!(r.kind, Kind::Interim) => Step::Interim(r.head_len),
+                Ok(Some(_)) => Step::Final,
+                Ok(None) => Step::More,
+                Err(BadResponse(why)) => {
+                    tracing::debug!(reason = why, "invalid upstream response to a hedged try");
+                    return Err(Failure::ProtocolError);
+                }
+            };
+            match step {
+                Step::Interim(n) => {
+                    buf.consume(n);
+                    continue;
+                }
+                Step::Final => return Ok(()),
+                Step::More if buf.is_full() => {
+                    buf.grow(response::MAX_RESPONSE_HEAD_BYTES + 1);
+                }
+                Step::More => {}
+            }
+        }
+        match crate::http::body::fill_from(up, buf, Some(progress)).await {
+            Ok(n) if n > 0 => {}
+            Err(BodyError::Timeout) => {
+                return Err(match progress.expired() {
+                    Some(super::clock::Expiry::PerTryIdle) => Failure::PerTryTimeout,
+                    _ => Failure::RouteTimeout,
+                })
+            }
+            _ => return Err(Failure::ConnectionTermination),
         }
     }
 }

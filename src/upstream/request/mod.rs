@@ -18,6 +18,9 @@
 //!     │                    sends the copy; to HTTP/2 too, the copy of the DATA frames)
 //!     │     decide         RetryPolicy: send again on a fresh connection, or fail
 //!     │                  }   a final failure is counted here, once (`count_failure`)
+//!     │     [hedge]        with `hedge_on_per_try_timeout`, a per-try timeout does not
+//!     │                    cut the try: `hedge::race` runs retries next to it and the
+//!     │                    first good head wins (HTTP/1.1 upstreams)
 //!     ▼
 //!  adapter: the response head and body to the client, under the same `clock::Progress`
 //! ```
@@ -26,6 +29,7 @@
 //! `Http1` or `Http2`, the exchange is the adapter's own state, borrowed for the loop.
 
 pub(crate) mod clock;
+pub(crate) mod hedge;
 pub(crate) mod http1;
 pub(crate) mod http2;
 pub(crate) mod replay;
@@ -174,6 +178,24 @@ pub(crate) trait UpstreamCodec<K: Connector> {
         connector: &K,
         progress: &Progress,
     ) -> Result<(Self::Conn, bool), Failure>;
+
+    /// Whether this codec can run hedged tries (`hedge_try`).
+    fn hedges(&self) -> bool {
+        false
+    }
+
+    /// A hedged try on `conn` (`hedge::race`): sends `request` (head and body) and reads
+    /// until a final response head is at the front of `buf`, interim ones skipped.
+    #[allow(async_fn_in_trait)]
+    async fn hedge_try(
+        &self,
+        _conn: &mut Self::Conn,
+        _request: &[u8],
+        _buf: &mut crate::http::buf::ReadBuf,
+        _progress: &Progress,
+    ) -> Result<(), Failure> {
+        Err(Failure::ProtocolError)
+    }
 }
 
 /// How one try failed before a response head.
@@ -274,6 +296,10 @@ pub(crate) struct Attempt<'r, 'p> {
     /// Reports a response head that is retried to outlier detection (Envoy counts
     /// every upstream response, retried or not).
     pub judged: &'r dyn Fn(u16),
+    /// The race the try runs in when it hedges (`hedge::race`): once its per-try
+    /// timeout fired, its answer is never retried, and a retriable one is dropped while
+    /// other tries may still answer.
+    pub hedge: Option<&'r hedge::Hedged>,
 }
 
 impl Attempt<'_, '_> {
@@ -285,6 +311,14 @@ impl Attempt<'_, '_> {
         resendable: bool,
         stats: &ClusterStats,
     ) -> bool {
+        if let Some(h) = self.hedge.filter(|h| h.soft.get()) {
+            let dropped =
+                h.others.get() > 0 && self.retry.is_some_and(|r| r.would_retry(status, headers));
+            if dropped {
+                (self.judged)(status);
+            }
+            return dropped;
+        }
         let retried = self
             .retry
             .is_some_and(|r| r.on_response(status, headers, resendable, stats, self.breakers));
@@ -349,6 +383,19 @@ pub(crate) trait Exchange<C> {
     /// complete, as Envoy's do.
     fn resendable(&self) -> Option<bool> {
         None
+    }
+
+    /// The copy of the request that hedged tries send (`hedge::Copy`, filled once the
+    /// request is complete); `None`: this exchange does not hedge, and a per-try timeout
+    /// cuts its try even when the route hedges.
+    fn hedge_copy(&self) -> Option<hedge::Copy> {
+        None
+    }
+
+    /// Takes over a hedged try that won: `buf` holds its response from its final head
+    /// on; the head is made as `try_once` makes one, never retried.
+    fn adopt(&mut self, _buf: crate::http::buf::ReadBuf) -> Result<Self::Head, Tried> {
+        Err(Tried::fatal(Failure::ProtocolError))
     }
 }
 
@@ -439,30 +486,105 @@ where
                     retry,
                     breakers: &cs.cfg.breakers,
                     judged: &judged,
+                    hedge: None,
                 };
                 let clocks = retry.map(|r| r.per_try(route_timeout));
                 let tracked = x.resendable().is_some();
-                let tried = match clocks {
-                    // Per Envoy, a try's clocks start once the request is complete and
-                    // a connection is at hand.
-                    Some((timeout, idle))
+                let copy = match retry {
+                    Some(r) if r.hedging() && codec.hedges() => x.hedge_copy(),
+                    _ => None,
+                };
+                let tried = match (clocks, copy) {
+                    // Hedging: the try's per-try timeout does not cut it (`hedge::race`).
+                    (Some((timeout, idle)), Some(copy))
                         if (!timeout.is_zero() || !idle.is_zero())
                             && (progress.request_complete() || tracked) =>
                     {
-                        let start = Instant::now();
-                        futures_lite::future::or(
-                            async { Some(x.try_once(&mut conn, at).await) },
-                            async {
-                                match per_try_clock(start, timeout, idle, progress).await {
-                                    PerTry::Timeout => cs.stats.rq_per_try_timeout.inc(),
-                                    PerTry::Idle => cs.stats.rq_per_try_idle_timeout.inc(),
+                        let (start, flags) = (Instant::now(), hedge::Hedged::default());
+                        let at = Attempt {
+                            hedge: Some(&flags),
+                            ..at
+                        };
+                        let raced = {
+                            let mut first = std::pin::pin!(x.try_once(&mut conn, at));
+                            let early = futures_lite::future::or(
+                                async { Some(first.as_mut().await) },
+                                async {
+                                    per_try_clock(start, timeout, idle, progress).await;
+                                    None
+                                },
+                            )
+                            .await;
+                            match (early, retry) {
+                                (Some(t), _) => Ok(t),
+                                (None, Some(r)) => Err(hedge::race(
+                                    codec,
+                                    r,
+                                    cs,
+                                    tried_ep,
+                                    connector,
+                                    progress,
+                                    (timeout, idle),
+                                    first,
+                                    &flags,
+                                    &copy,
+                                )
+                                .await),
+                                (None, None) => Ok(Err(Tried::fatal(Failure::PerTryTimeout))),
+                            }
+                        };
+                        match raced {
+                            Ok(t) => Some(t),
+                            Err(hedge::Raced::First(head)) => {
+                                if !idle.is_zero() {
+                                    progress.arm_per_try_idle(idle);
                                 }
-                                None
-                            },
-                        )
-                        .await
+                                return Ok((conn, head));
+                            }
+                            Err(hedge::Raced::Hedge(won, buf, picked)) => {
+                                *ep = picked.ep;
+                                *again = Some(picked);
+                                return match x.adopt(buf) {
+                                    Ok(head) => {
+                                        if !idle.is_zero() {
+                                            progress.arm_per_try_idle(idle);
+                                        }
+                                        Ok((won, head))
+                                    }
+                                    Err(t) => {
+                                        count_failure(&cs.stats, t.failure);
+                                        Err(t.failure)
+                                    }
+                                };
+                            }
+                            Err(hedge::Raced::Failed(f)) => {
+                                count_failure(&cs.stats, f);
+                                return Err(f);
+                            }
+                        }
                     }
-                    _ => Some(x.try_once(&mut conn, at).await),
+                    (clocks, _) => match clocks {
+                        // Per Envoy, a try's clocks start once the request is complete and
+                        // a connection is at hand.
+                        Some((timeout, idle))
+                            if (!timeout.is_zero() || !idle.is_zero())
+                                && (progress.request_complete() || tracked) =>
+                        {
+                            let start = Instant::now();
+                            futures_lite::future::or(
+                                async { Some(x.try_once(&mut conn, at).await) },
+                                async {
+                                    match per_try_clock(start, timeout, idle, progress).await {
+                                        PerTry::Timeout => cs.stats.rq_per_try_timeout.inc(),
+                                        PerTry::Idle => cs.stats.rq_per_try_idle_timeout.inc(),
+                                    }
+                                    None
+                                },
+                            )
+                            .await
+                        }
+                        _ => Some(x.try_once(&mut conn, at).await),
+                    },
                 };
                 match tried {
                     Some(Ok(head)) => {

@@ -63,6 +63,7 @@ static RETRIABLE_STATUS_CODES: HeaderName =
 static PER_TRY_TIMEOUT: HeaderName =
     HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms");
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+static HEDGE: HeaderName = HeaderName::from_static("x-envoy-hedge-on-per-try-timeout");
 
 /// Whether an HTTP/1 request carries one of the `CONSUMED` headers (one pass; most
 /// requests have no `x-envoy-` header at all).
@@ -116,6 +117,12 @@ pub(crate) struct RetryState<'p> {
     limit_exceeded: Cell<bool>,
     /// A retry was refused by the circuit breakers (flag `UO`).
     overflowed: Cell<bool>,
+    /// The last decision would have retried but could not (no retries left, or the
+    /// circuit breakers refused): Envoy's `could_not_retry`.
+    refused: Cell<bool>,
+    /// Hedging on a per-try timeout (the route's `hedge_policy`, or the request's
+    /// `x-envoy-hedge-on-per-try-timeout`).
+    hedge: bool,
     tried: Cell<u64>,
     /// Tries started so far (1 for the first).
     attempts: Cell<u32>,
@@ -174,6 +181,12 @@ impl<'p> RetryState<'p> {
                 *slot = code;
             }
         }
+        // Envoy's `finalHedgingParams`: exactly `true` or `false` overrides the route.
+        let hedge = match first(request, &HEDGE) {
+            Some("true") => true,
+            Some("false") => false,
+            _ => retries.hedge_on_per_try_timeout,
+        };
         let per_try_timeout = first(request, &PER_TRY_TIMEOUT)
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map_or(policy.per_try_timeout, Duration::from_millis);
@@ -191,6 +204,8 @@ impl<'p> RetryState<'p> {
             armed: Cell::new(false),
             limit_exceeded: Cell::new(false),
             overflowed: Cell::new(false),
+            refused: Cell::new(false),
+            hedge,
             tried: Cell::new(0),
             attempts: Cell::new(1),
             attempt_count_request: retries.attempt_count_request,
@@ -277,6 +292,38 @@ impl<'p> RetryState<'p> {
         self.decide(would, stats, breakers)
     }
 
+    /// Whether a try its per-try timeout cut while hedging (the try keeps going) gets a
+    /// retry next to it: Envoy's `shouldHedgeRetryPerTryTimeout`, which needs retries
+    /// left and a circuit breaker slot, whatever `retry_on` lists (but some condition
+    /// must be set: without one Envoy has no retry state). `resendable`: a copy of the
+    /// request is at hand.
+    pub fn on_hedge(
+        &self,
+        resendable: bool,
+        stats: &ClusterStats,
+        breakers: &Arc<Breakers>,
+    ) -> bool {
+        let would = resendable && self.retry_on != 0;
+        self.decide(would, stats, breakers)
+    }
+
+    /// Whether hedging on a per-try timeout is on for this request.
+    pub fn hedging(&self) -> bool {
+        self.hedge
+    }
+
+    /// Whether a response head would be retried, counting and deciding nothing (a try
+    /// already hedged is never retried again: Envoy's `wouldRetryFromHeaders`).
+    pub fn would_retry<H: Headers + ?Sized>(&self, status: u16, headers: &H) -> bool {
+        self.would_retry_response(status, headers)
+    }
+
+    /// The last decision would have retried but could not (no retries left, or no
+    /// circuit breaker slot).
+    pub fn could_not(&self) -> bool {
+        self.refused.get()
+    }
+
     /// Whether a try that failed with `f` is retried; counts the decision. `refused`:
     /// an HTTP/2 upstream refused the stream (a reset all the same).
     pub fn on_failure(
@@ -316,6 +363,7 @@ impl<'p> RetryState<'p> {
         if let Some(b) = self.held.take() {
             b.end_retry();
         }
+        self.refused.set(would);
         if !would {
             return false;
         }
@@ -333,6 +381,7 @@ impl<'p> RetryState<'p> {
             self.overflowed.set(true);
             return false;
         }
+        self.refused.set(false);
         self.held.set(Some(breakers.clone()));
         self.armed.set(true);
         self.attempts.set(self.attempts.get() + 1);
@@ -478,6 +527,42 @@ mod tests {
             max_retries: 100,
             ..Default::default()
         }))
+    }
+
+    /// Hedging: the route's policy, overridden by exactly `true` or `false` in the
+    /// request header; a hedge needs some retry condition, retries left and a copy.
+    #[test]
+    fn hedging_follows_the_route_and_the_header_and_needs_a_condition() {
+        let stats = ClusterStats::default();
+        let b = many();
+        let mut p = policy(on::FIVE_XX, 1);
+        p.hedge_on_per_try_timeout = true;
+        let on = RetryState::new(&p, &map(&[])).unwrap();
+        assert!(on.hedging());
+        assert!(!on.on_hedge(false, &stats, &b), "no copy of the request");
+        assert!(on.on_hedge(true, &stats, &b));
+        assert!(!on.on_hedge(true, &stats, &b), "one retry only");
+        assert!(on.could_not());
+        let off = RetryState::new(&p, &map(&[("x-envoy-hedge-on-per-try-timeout", "false")]));
+        assert!(!off.unwrap().hedging());
+        let odd = RetryState::new(&p, &map(&[("x-envoy-hedge-on-per-try-timeout", "yes")]));
+        assert!(
+            odd.unwrap().hedging(),
+            "neither true nor false: the route's"
+        );
+        let plain = policy(on::FIVE_XX, 1);
+        let asked = RetryState::new(
+            &plain,
+            &map(&[("x-envoy-hedge-on-per-try-timeout", "true")]),
+        );
+        assert!(asked.unwrap().hedging());
+        let mut none = policy(0, 1);
+        none.hedge_on_per_try_timeout = true;
+        let bare = RetryState::new(&none, &map(&[])).unwrap();
+        assert!(
+            !bare.on_hedge(true, &stats, &b),
+            "no retry condition: Envoy has no retry state"
+        );
     }
 
     #[test]

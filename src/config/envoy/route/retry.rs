@@ -7,6 +7,7 @@ use envoy_types::pb::envoy::config::route::v3::retry_policy::retry_host_predicat
 use envoy_types::pb::envoy::config::route::v3::{HedgePolicy, RetryPolicy};
 
 use super::super::super::raw_retry::{RawBackOff, RawNamed, RawRetryPolicy};
+use super::super::super::raw_route::RawHedgePolicy;
 use super::super::convert::{duration, native_duration, R};
 use super::super::{err, walk, PathMap};
 use super::matching::{header_match, At};
@@ -106,12 +107,11 @@ pub(in super::super) fn retry_policy(
     })
 }
 
-/// Envoy's `HedgePolicy` (on a route's `RouteAction` or a virtual host), checked only:
-/// Outrigger has one try in flight at a time and does not hedge yet, so a policy is
-/// accepted only when it asks for no hedging (what Envoy then does too). Refused, each
-/// by its field: `initial_requests` above 1 and `additional_request_chance` (which
-/// Envoy 1.40 accepts but does not implement), and `hedge_on_per_try_timeout: true`.
-pub(in super::super) fn hedge_policy(h: &HedgePolicy, at: &str) -> R<()> {
+/// Envoy's `HedgePolicy` (on a route's `RouteAction` or a virtual host), as the native
+/// `hedge_policy`: `hedge_on_per_try_timeout` is Outrigger's hedging
+/// (`upstream::request::hedge`). Refused, each by its field: `initial_requests` above 1
+/// and `additional_request_chance`, which Envoy 1.40 accepts but does not implement.
+pub(in super::super) fn hedge_policy(h: &HedgePolicy, at: &str) -> R<RawHedgePolicy> {
     match h.initial_requests.as_ref().map(|n| n.value) {
         // Envoy's own validation: `uint32 = {gte: 1}`.
         Some(0) => return Err(err(format!("{at}.initial_requests"), "must be at least 1")),
@@ -129,11 +129,7 @@ pub(in super::super) fn hedge_policy(h: &HedgePolicy, at: &str) -> R<()> {
             "not supported by Outrigger",
         ));
     }
-    if h.hedge_on_per_try_timeout {
-        return Err(err(
-            format!("{at}.hedge_on_per_try_timeout"),
-            "hedging on a per-try timeout is not supported by Outrigger yet",
-        ));
-    }
-    Ok(())
+    Ok(RawHedgePolicy {
+        hedge_on_per_try_timeout: h.hedge_on_per_try_timeout,
+    })
 }

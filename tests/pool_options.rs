@@ -1,0 +1,179 @@
+//! Upstream connection-pool options: `max_requests_per_connection` (Envoy's
+//! `common_http_protocol_options` field, and the deprecated cluster field it replaces)
+//! closes an HTTP/1.1 upstream connection after that many requests. The same bootstrap
+//! goes to Envoy 1.40 and to Outrigger (one worker each); the connections the upstream
+//! saw for sequential requests must be the same.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::envoy::{envoy_or_skip, hcm_head, Envoy, ROUTER_TYPE};
+use common::*;
+
+const REQUESTS: usize = 5;
+
+fn bootstrap(up: SocketAddr, cluster_extra: &str) -> String {
+    let head = hcm_head("", "main");
+    format!(
+        r#"{head}          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                route: {{ cluster: up }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": {ROUTER_TYPE}}}
+  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+{cluster_extra}    load_assignment:
+      cluster_name: up
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
+"#,
+        up.port()
+    )
+}
+
+const TYPED: &str = r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        common_http_protocol_options: { max_requests_per_connection: 2 }
+        explicit_http_config: { http_protocol_options: {} }
+"#;
+
+/// The upstream connections `REQUESTS` sequential requests took.
+fn connections(listen: SocketAddr, up: &Upstream) -> usize {
+    let before = up.connections();
+    for _ in 0..REQUESTS {
+        let r = exchange(
+            listen,
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(r.status, 200, "{}", r.body_str());
+    }
+    up.connections() - before
+}
+
+#[test]
+fn max_requests_per_connection_closes_the_connection_as_envoy_does() {
+    let Some(bin) =
+        envoy_or_skip("max_requests_per_connection_closes_the_connection_as_envoy_does")
+    else {
+        return;
+    };
+    let cases = [
+        ("no limit", "", 1),
+        ("common_http_protocol_options: 2", TYPED, 3),
+        (
+            "the deprecated cluster field: 1",
+            "    max_requests_per_connection: 1\n",
+            REQUESTS,
+        ),
+    ];
+    let mut diffs = Vec::new();
+    for (name, extra, expected) in &cases {
+        let up = Upstream::echo();
+        let text = bootstrap(up.addr, extra);
+        let envoy = Envoy::start(&bin, &text);
+        let from_envoy = connections(envoy.listen, &up);
+        drop(envoy);
+        let up = Upstream::echo();
+        let text = bootstrap(up.addr, extra);
+        let proxy = Proxy::start_with(&text, 1);
+        let from_outrigger = connections(proxy.listen, &up);
+        drop(proxy);
+        eprintln!("{name}: Envoy {from_envoy}, Outrigger {from_outrigger}");
+        if from_envoy != *expected || from_outrigger != *expected {
+            diffs.push(format!(
+                "{name}: upstream connections: Envoy {from_envoy}, Outrigger {from_outrigger}, expected {expected}"
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    // Both fields at once: Envoy refuses the bootstrap, and so does Outrigger.
+    let both = bootstrap(
+        "127.0.0.1:9".parse().unwrap(),
+        &format!("    max_requests_per_connection: 1\n{TYPED}"),
+    );
+    let dir = TempDir::new("pool-both");
+    let path = dir.join("both.yaml");
+    write_atomic(
+        &path,
+        &both
+            .replace("@ADMIN_PORT@", "9901")
+            .replace("@PORT@", "10000"),
+    );
+    let (envoy_ok, _) = common::envoy::envoy_validate(&bin, &path);
+    assert!(!envoy_ok, "Envoy accepted both fields");
+    let out = run_cli(
+        &["validate", "-c", &path.display().to_string()],
+        Duration::from_secs(20),
+    );
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        said.contains("common_http_protocol_options.max_requests_per_connection: only one of"),
+        "{said}"
+    );
+}
+
+/// Natively `pool.max_requests_per_connection`, for `http1` clusters only; Envoy's
+/// field on a connection manager is refused by its path.
+#[test]
+fn native_max_requests_per_connection_and_its_checks() {
+    let up = Upstream::echo();
+    let config = |protocol: &str| {
+        proxy_config(up.addr).replace(
+            "    connect_timeout: 1s\n",
+            &format!(
+                "    connect_timeout: 1s\n    protocol: {protocol}\n    pool: {{ max_requests_per_connection: 2 }}\n"
+            ),
+        )
+    };
+    let proxy = Proxy::start_with(&config("http1"), 1);
+    assert_eq!(connections(proxy.listen, &up), 3);
+    drop(proxy);
+    let dir = TempDir::new("pool-options");
+    let hcm = bootstrap(up.addr, "").replace(
+        "          stat_prefix: main\n",
+        "          stat_prefix: main\n          common_http_protocol_options: { max_requests_per_connection: 3 }\n",
+    );
+    for (i, (text, want)) in [
+        (
+            config("http2"),
+            "clusters[0].pool.max_requests_per_connection: is supported by Outrigger for `http1` clusters only".to_string(),
+        ),
+        (
+            hcm,
+            "common_http_protocol_options.max_requests_per_connection: not supported by Outrigger for downstream connections".to_string(),
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = dir.join(&format!("c{i}.yaml"));
+        let text = text
+            .replace("@ADMIN_PORT@", "9901")
+            .replace("@PORT@", "10000");
+        write_atomic(&path, &text);
+        let out = run_cli(
+            &["validate", "-c", &path.display().to_string()],
+            Duration::from_secs(20),
+        );
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "case {i} accepted");
+        assert!(said.contains(want.as_str()), "case {i}: want `{want}` in:\n{said}");
+    }
+}
