@@ -219,7 +219,7 @@ mod tests {
             if total > self.stop_after {
                 return Status::Respond(LocalReply {
                     status: 500,
-                    body: "stop",
+                    body: std::borrow::Cow::Borrowed("stop"),
                     flag: ResponseFlag::None,
                 });
             }

@@ -50,17 +50,29 @@ impl Builder {
                 f.rbac.is_some(),
                 f.fault.is_some(),
                 f.cors.is_some(),
+                f.wasm.is_some(),
             ];
             let one = types.iter().filter(|t| **t).count() == 1;
             let kind = match (&f.header_mutation, &f.buffer, &f.local_ratelimit, &f.rbac) {
                 _ if !one => {
                     self.err(
                         fp,
-                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`",
+                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `wasm`",
                     );
                     continue;
                 }
                 _ if f.cors.is_some() => FilterKind::Cors(self.cors_filter(stat_prefix)),
+                _ if f.wasm.is_some() => {
+                    let fw = format!("{fp}.wasm");
+                    match f.wasm.as_deref().map(|r| crate::wasm::config::build(&fw, r)) {
+                        Some(Ok(p)) => FilterKind::Wasm(crate::http::filter::wasm::WasmFilter(p)),
+                        Some(Err((field, reason))) => {
+                            self.err(field, reason);
+                            continue;
+                        }
+                        None => continue,
+                    }
+                }
                 _ if f.fault.is_some() => {
                     let raw = f
                         .fault

@@ -274,6 +274,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     rbac: None,
                     fault: None,
                     cors: None,
+                    wasm: None,
                 };
                 out.push((
                     raw,
@@ -293,6 +294,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     rbac: None,
                     fault: None,
                     cors: None,
+                    wasm: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Buffer)));
             }
@@ -309,6 +311,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     rbac: None,
                     fault: None,
                     cors: None,
+                    wasm: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::LocalRateLimit)));
             }
@@ -325,6 +328,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     rbac: Some(rbac::http(&r, &tp)?),
                     fault: None,
                     cors: None,
+                    wasm: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Rbac)));
             }
@@ -342,6 +346,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     rbac: None,
                     fault: Some(fault_cors::fault(&h, &tp)?),
                     cors: None,
+                    wasm: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Fault)));
             }
@@ -357,8 +362,26 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     rbac: None,
                     fault: None,
                     cors: Some(Default::default()),
+                    wasm: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Cors)));
+            }
+            super::wasm::WASM => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let w = payload(any, super::wasm::WASM, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    local_ratelimit: None,
+                    rbac: None,
+                    fault: None,
+                    cors: None,
+                    wasm: Some(Box::new(super::wasm::translate(&w, &tp)?)),
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::Wasm)));
             }
             other => {
                 return Err(err(

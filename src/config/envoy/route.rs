@@ -53,6 +53,8 @@ pub(super) enum ChainOwn {
     Fault,
     /// A CORS filter.
     Cors,
+    /// A proxy-wasm filter (no per-route config but `disabled`).
+    Wasm,
 }
 
 /// The four header-edit lists of any level, translated.

@@ -102,6 +102,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         .any(|h| h.name.eq_ignore_ascii_case(crate::http::xfcc::XFCC));
     let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, facts.tls, has_xfcc);
     edits.store = Some(store);
+    edits.req_store = Some(req_store);
     // Tracing: the span starts with the request head; its context goes upstream in
     // the request's stamp (`observe::trace`).
     let mut span = None;

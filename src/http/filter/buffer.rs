@@ -26,7 +26,7 @@ use crate::http::flags::ResponseFlag;
 /// (`request_payload_too_large`): no response flag.
 pub const TOO_LARGE: LocalReply = LocalReply {
     status: 413,
-    body: "Payload Too Large",
+    body: std::borrow::Cow::Borrowed("Payload Too Large"),
     flag: ResponseFlag::None,
 };
 

@@ -43,7 +43,7 @@ pub const ALLOW_PRIVATE_NETWORK: &str = "access-control-allow-private-network";
 /// The preflight answer: `200`, no body (its headers are in the stream's `SetHeaders`).
 pub const PREFLIGHT: LocalReply = LocalReply {
     status: 200,
-    body: "",
+    body: std::borrow::Cow::Borrowed(""),
     flag: ResponseFlag::None,
 };
 

@@ -254,7 +254,7 @@ impl FaultFilter {
         Outcome {
             status: Status::Respond(LocalReply {
                 status: http,
-                body: ABORT_BODY,
+                body: std::borrow::Cow::Borrowed(ABORT_BODY),
                 flag: ResponseFlag::FaultInjected,
             }),
             delayed,

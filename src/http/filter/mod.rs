@@ -52,6 +52,7 @@ pub mod rbac;
 pub mod set_headers;
 pub mod status;
 pub mod throttle;
+pub mod wasm;
 
 use serde::Deserialize;
 
@@ -64,6 +65,7 @@ use self::headers::{Edits, HeaderPlan};
 use self::local_ratelimit::{LocalRateLimitFilter, RawLocalRateLimit, RouteRateLimits};
 use self::rbac::RbacFilter;
 use self::set_headers::SetHeaders;
+use self::wasm::WasmFilter;
 pub use self::status::{DataStatus, LocalReply, Status};
 use super::flags::ResponseFlag;
 use super::router::EntryCluster;
@@ -89,6 +91,9 @@ pub(crate) struct RawHttpFilter {
     pub fault: Option<RawFault>,
     #[serde(default)]
     pub cors: Option<RawCorsFilter>,
+    /// A proxy-wasm filter (Envoy's `envoy.filters.http.wasm`).
+    #[serde(default)]
+    pub wasm: Option<Box<crate::wasm::config::RawWasm>>,
 }
 
 /// A route's override for one filter, as written in the YAML (`per_filter_config`).
@@ -127,6 +132,7 @@ pub enum FilterKind {
     Rbac(Box<RbacFilter>),
     Fault(Box<FaultFilter>),
     Cors(CorsFilter),
+    Wasm(WasmFilter),
 }
 
 impl FilterKind {
@@ -138,6 +144,7 @@ impl FilterKind {
             FilterKind::Rbac(_) => "rbac",
             FilterKind::Fault(_) => "fault",
             FilterKind::Cors(_) => "cors",
+            FilterKind::Wasm(_) => "wasm",
         }
     }
 
@@ -154,6 +161,12 @@ impl FilterKind {
             | FilterKind::Cors(_) => Hooks::NONE,
             FilterKind::Buffer(_) => Hooks {
                 request_data: true,
+                ..Hooks::NONE
+            },
+            // proxy_on_response_headers, and the context's end (on_done/log/delete).
+            FilterKind::Wasm(_) => Hooks {
+                response_head: true,
+                complete: true,
                 ..Hooks::NONE
             },
         }
@@ -275,7 +288,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
-                | FilterKind::Cors(_) => DataStatus::Continue,
+                | FilterKind::Cors(_)
+                | FilterKind::Wasm(_) => DataStatus::Continue,
                 FilterKind::Buffer(own) => {
                     let b = match self.override_for(&f.name) {
                         Some(FilterOverride::Buffer(b)) => b,
@@ -307,7 +321,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
-                | FilterKind::Cors(_) => {}
+                | FilterKind::Cors(_)
+                | FilterKind::Wasm(_) => {}
             }
         }
         let _ = trailers;
@@ -326,7 +341,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Buffer(_)
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
-                | FilterKind::Cors(_) => {}
+                | FilterKind::Cors(_)
+                | FilterKind::Wasm(_) => {}
                 // The stream's rate limit, if its request drew one: the chunk waits for
                 // its tokens (one limit per stream, whichever fault filter set it).
                 FilterKind::Fault(_) => {
@@ -354,10 +370,26 @@ impl<'c> Chain<'c> {
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_) => {}
+                FilterKind::Wasm(w) => {
+                    if let Status::Respond(r) = w.on_response_head(status, self.store) {
+                        return Status::Respond(r);
+                    }
+                }
             }
         }
-        let _ = status;
         Status::Continue
+    }
+
+    /// The upstream's response head is about to be encoded (the HTTP/1 exchange
+    /// writes it before `on_response_head` runs): filters that edit the response head
+    /// per stream (wasm) run here; what they answer comes from `on_response_head`.
+    /// Callers check `hooks().response_head` first.
+    pub fn before_response_head(&self, status: u16) {
+        for f in self.active().rev() {
+            if let FilterKind::Wasm(w) = &f.kind {
+                w.before_response_head(status, self.store);
+            }
+        }
     }
 
     /// The stream ended: the last hook, for every stream whose request head the chain
@@ -374,6 +406,7 @@ impl<'c> Chain<'c> {
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_) => {}
+                FilterKind::Wasm(w) => w.on_complete(self.store),
             }
         }
         let _ = end;
@@ -413,6 +446,9 @@ pub struct StreamEdits<'c> {
     /// The stream's storage for response headers filters set per request, lent by the
     /// connection manager (`None`: filters that need it do nothing).
     pub store: Option<&'c SetHeaders>,
+    /// The stream's storage for request headers filters set per request (a wasm
+    /// filter's edits; the connection manager's XFCC), lent by the connection manager.
+    pub req_store: Option<&'c SetHeaders>,
 }
 
 /// The route-level inputs of the chain.
@@ -538,6 +574,20 @@ pub async fn on_request_head<'c>(
                 let (s, set) = own.on_request_head(p, ctx, store);
                 if set {
                     edits.response.set = Some(store);
+                }
+                if let Status::Respond(r) = s {
+                    status = Status::Respond(r);
+                    break;
+                }
+            }
+            FilterKind::Wasm(w) => {
+                let s = w.on_request_head(ctx, edits.store, edits.req_store);
+                if edits.req_store.is_some_and(|s| !s.is_empty()) {
+                    edits.request.set = edits.req_store;
+                }
+                // Its response edits and local-response headers.
+                if edits.store.is_some() {
+                    edits.response.set = edits.store;
                 }
                 if let Status::Respond(r) = s {
                     status = Status::Respond(r);

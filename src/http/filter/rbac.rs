@@ -19,7 +19,7 @@ use crate::rbac::{self, Counters, Input, Rules};
 /// Envoy's local reply for a denied request.
 pub const DENIED: LocalReply = LocalReply {
     status: 403,
-    body: "RBAC: access denied",
+    body: std::borrow::Cow::Borrowed("RBAC: access denied"),
     flag: ResponseFlag::None,
 };
 

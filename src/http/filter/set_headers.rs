@@ -16,20 +16,37 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use super::throttle::FaultStream;
+use super::wasm::StreamContext;
+
+/// How an entry of the list applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Replaces every other value of the name.
+    Set,
+    /// Added beside the others.
+    Add,
+    /// Drops every incoming and planned value of the name (a wasm filter's removal).
+    Remove,
+}
 
 /// Headers set for one stream's response: `(lower-case name, value)`, each name once.
 #[derive(Debug, Default)]
 pub struct SetHeaders {
     // Filters write while the chain runs on the request head; encoders read later. The
     // two never overlap, and every access uses `try_borrow*`, so nothing can panic.
-    // The flag marks an added value (`add`): it replaces nothing.
-    list: RefCell<Vec<(&'static str, String, bool)>>,
+    // The mode says whether a value replaces the name's others, is added beside them,
+    // or removes them.
+    list: RefCell<Vec<(Cow<'static, str>, String, Mode)>>,
     /// The fault filter's state for this stream (empty: no fault injected, no
     /// allocation). Borrowed briefly by the filter, never across an await.
     pub(crate) fault: RefCell<FaultStream>,
+    /// The wasm filters' contexts of this stream (`filter::wasm`; empty: no wasm
+    /// filter, no allocation).
+    wasm: RefCell<Vec<StreamContext>>,
 }
 
 impl SetHeaders {
@@ -38,12 +55,12 @@ impl SetHeaders {
         let Ok(mut l) = self.list.try_borrow_mut() else {
             return;
         };
-        match l.iter_mut().find(|(n, _, add)| *n == name && !add) {
+        match l.iter_mut().find(|(n, _, m)| *n == name && *m == Mode::Set) {
             Some((_, v, _)) => {
                 v.clear();
                 v.push_str(value);
             }
-            None => l.push((name, value.to_string(), false)),
+            None => l.push((Cow::Borrowed(name), value.to_string(), Mode::Set)),
         }
     }
 
@@ -51,7 +68,45 @@ impl SetHeaders {
     /// consistent-hash cookie's `set-cookie`, which Envoy adds rather than sets).
     pub fn add(&self, name: &'static str, value: String) {
         if let Ok(mut l) = self.list.try_borrow_mut() {
-            l.push((name, value, true));
+            l.push((Cow::Borrowed(name), value, Mode::Add));
+        }
+    }
+
+    /// Sets `name` (lower-case, computed per request: a wasm filter's) to `value`,
+    /// replacing every earlier entry of the name.
+    pub fn set_owned(&self, name: &str, value: &str) {
+        if let Ok(mut l) = self.list.try_borrow_mut() {
+            l.retain(|(n, _, _)| n != name);
+            l.push((Cow::Owned(name.to_string()), value.to_string(), Mode::Set));
+        }
+    }
+
+    /// Adds a value of `name` (lower-case, computed per request). After a removal of
+    /// the name the value is the name's only one.
+    pub fn add_owned(&self, name: &str, value: &str) {
+        if let Ok(mut l) = self.list.try_borrow_mut() {
+            match l.iter_mut().find(|(n, _, m)| n == name && *m == Mode::Remove) {
+                Some(e) => {
+                    e.1 = value.to_string();
+                    e.2 = Mode::Set;
+                }
+                None => l.push((Cow::Owned(name.to_string()), value.to_string(), Mode::Add)),
+            }
+        }
+    }
+
+    /// Drops every value of `name` (lower-case): incoming, planned and set here.
+    pub fn remove(&self, name: &str) {
+        if let Ok(mut l) = self.list.try_borrow_mut() {
+            l.retain(|(n, _, _)| n != name);
+            l.push((Cow::Owned(name.to_string()), String::new(), Mode::Remove));
+        }
+    }
+
+    /// The stream's wasm contexts, for the wasm filter.
+    pub(crate) fn wasm_contexts(&self, f: impl FnOnce(&mut Vec<StreamContext>)) {
+        if let Ok(mut c) = self.wasm.try_borrow_mut() {
+            f(&mut c);
         }
     }
 
@@ -63,14 +118,14 @@ impl SetHeaders {
     pub fn has(&self, name: &str) -> bool {
         self.list.try_borrow().is_ok_and(|l| {
             l.iter()
-                .any(|(n, _, add)| !add && n.eq_ignore_ascii_case(name))
+                .any(|(n, _, m)| *m != Mode::Add && n.eq_ignore_ascii_case(name))
         })
     }
 
     /// Calls `emit` for each header, in the order they were first set.
     pub fn for_each(&self, mut emit: impl FnMut(&str, &str)) {
         if let Ok(l) = self.list.try_borrow() {
-            for (n, v, _) in l.iter() {
+            for (n, v, _) in l.iter().filter(|(_, _, m)| *m != Mode::Remove) {
                 emit(n, v);
             }
         }
@@ -81,15 +136,21 @@ impl SetHeaders {
         let Ok(l) = self.list.try_borrow() else {
             return;
         };
-        for (n, v, add) in l.iter() {
+        for (n, v, m) in l.iter() {
             if let (Ok(n), Ok(v)) = (
                 http::HeaderName::from_bytes(n.as_bytes()),
                 http::HeaderValue::from_str(v),
             ) {
-                if *add {
-                    map.append(n, v);
-                } else {
-                    map.insert(n, v);
+                match m {
+                    Mode::Add => {
+                        map.append(n, v);
+                    }
+                    Mode::Set => {
+                        map.insert(n, v);
+                    }
+                    Mode::Remove => {
+                        map.remove(n);
+                    }
                 }
             }
         }
@@ -120,5 +181,25 @@ mod tests {
         s.apply_to_map(&mut map);
         assert_eq!(map.get_all("grpc-status").iter().count(), 1);
         assert_eq!(map.get("grpc-status").unwrap(), "14");
+    }
+
+    #[test]
+    fn computed_names_set_add_and_remove() {
+        let s = SetHeaders::default();
+        s.add_owned("x-a", "1");
+        s.set_owned("x-b", "2");
+        s.remove("x-c");
+        s.add_owned("x-c", "3");
+        s.remove("x-d");
+        let mut seen = Vec::new();
+        s.for_each(|n, v| seen.push(format!("{n}={v}")));
+        assert_eq!(seen, ["x-a=1", "x-b=2", "x-c=3"]);
+        assert!(!s.has("x-a") && s.has("x-b") && s.has("x-c") && s.has("x-d"));
+        let mut map = http::HeaderMap::new();
+        map.append("x-d", "old".parse().unwrap());
+        map.append("x-a", "0".parse().unwrap());
+        s.apply_to_map(&mut map);
+        assert!(map.get("x-d").is_none());
+        assert_eq!(map.get_all("x-a").iter().count(), 2);
     }
 }

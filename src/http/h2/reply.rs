@@ -148,7 +148,7 @@ pub(crate) fn filter_reply(
         grpc,
         reply.status,
         None,
-        &Bytes::from_static(reply.body.as_bytes()),
+        &reply.body_bytes(),
         reply.flag,
         edits,
     )

@@ -110,6 +110,7 @@ pub(crate) async fn serve<C: Connector>(
     let has_xfcc = parts.headers.contains_key(&crate::http::xfcc::XFCC_NAME);
     let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, conn.tls.as_deref(), has_xfcc);
     edits.store = Some(&store);
+    edits.req_store = Some(&req_store);
     // The request's random value (Envoy's): the weighted cluster the filters see is the
     // one the router takes.
     let draw = router::random();
@@ -226,7 +227,7 @@ pub(crate) async fn serve<C: Connector>(
             grpc,
             reply.status,
             None,
-            &Bytes::from_static(reply.body.as_bytes()),
+            &reply.body_bytes(),
             reply.flag,
             edits.response,
         ),

@@ -453,7 +453,6 @@ async fn respond_with<U: Io, K>(
     if let Some(m) = edits.response.stamp.phases.as_mut() {
         m.set_upstream(progress.phase_marks());
     }
-    edits.response.apply_to_map(h.response.headers_mut());
     let status = h.response.status().as_u16();
     request::count_status(&cs.stats, status);
     if edits.chain.hooks().response_head {
@@ -462,6 +461,8 @@ async fn respond_with<U: Io, K>(
             return (filter_reply(respond, grpc, &reply, edits.response), false);
         }
     }
+    // After the hook: a filter's per-stream response edits (wasm) are in the store.
+    edits.response.apply_to_map(h.response.headers_mut());
     let end = h.body == BodyKind::Empty;
     let mut send = match respond.send_response(h.response, end) {
         Ok(s) => s,

@@ -235,7 +235,7 @@ impl Limiter {
         *response = response.then(&self.response_headers);
         Status::Respond(LocalReply {
             status: self.status,
-            body: BODY,
+            body: std::borrow::Cow::Borrowed(BODY),
             flag: ResponseFlag::RateLimited,
         })
     }

@@ -130,7 +130,7 @@ fn the_default_bucket_limits_and_answers_as_envoy() {
         limited.status,
         Status::Respond(LocalReply {
             status: 429,
-            body: BODY,
+            body: std::borrow::Cow::Borrowed(BODY),
             flag: ResponseFlag::RateLimited
         })
     );
