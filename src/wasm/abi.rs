@@ -185,7 +185,11 @@ fn property(h: &Host, path: &[u8]) -> Option<Vec<u8>> {
         }
         [b"request", b"headers", name] => {
             let name = std::str::from_utf8(name).ok()?.to_ascii_lowercase();
-            h.call.request.as_ref()?.joined(&name).map(String::into_bytes)
+            h.call
+                .request
+                .as_ref()?
+                .joined(&name)
+                .map(String::into_bytes)
         }
         [b"response", b"code"] => int(i64::from(p?.response_code?)),
         [b"source", b"address"] => s(&p?.source?.to_string()),
@@ -204,21 +208,32 @@ macro_rules! wrap {
 
 /// Defines the host functions in `l`.
 pub fn define(l: &mut Linker<Host>) {
-    wrap!(l, "proxy_log", |mut c: Caller<'_, Host>, level: i32, p: i32, n: i32| -> i32 {
+    wrap!(l, "proxy_log", |mut c: Caller<'_, Host>,
+                           level: i32,
+                           p: i32,
+                           n: i32|
+     -> i32 {
         let Some(msg) = read_str(&mut c, p, n) else {
             return INVALID_MEMORY_ACCESS;
         };
         log(c.data(), level, &msg);
         OK
     });
-    wrap!(l, "proxy_get_log_level", |mut c: Caller<'_, Host>, ret: i32| -> i32 {
+    wrap!(l, "proxy_get_log_level", |mut c: Caller<'_, Host>,
+                                     ret: i32|
+     -> i32 {
         if write(&mut c, ret, &log_level().to_le_bytes()) {
             OK
         } else {
             INVALID_MEMORY_ACCESS
         }
     });
-    wrap!(l, "proxy_get_current_time_nanoseconds", |mut c: Caller<'_, Host>, ret: i32| -> i32 {
+    wrap!(l, "proxy_get_current_time_nanoseconds", |mut c: Caller<
+        '_,
+        Host,
+    >,
+                                                    ret: i32|
+     -> i32 {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -228,33 +243,56 @@ pub fn define(l: &mut Linker<Host>) {
             INVALID_MEMORY_ACCESS
         }
     });
-    wrap!(l, "proxy_set_tick_period_milliseconds", |mut c: Caller<'_, Host>, ms: i32| -> i32 {
+    wrap!(l, "proxy_set_tick_period_milliseconds", |mut c: Caller<
+        '_,
+        Host,
+    >,
+                                                    ms: i32|
+     -> i32 {
         // Recorded; ticks are not delivered yet (docs/configuration.md).
         c.data_mut().tick_ms = ms as u32;
         UNIMPLEMENTED
     });
-    wrap!(l, "proxy_get_header_map_value",
-        |mut c: Caller<'_, Host>, t: i32, kp: i32, ks: i32, rp: i32, rs: i32| -> i32 {
-            let Some(k) = read_str(&mut c, kp, ks) else {
-                return INVALID_MEMORY_ACCESS;
-            };
-            let v = match map(c.data_mut(), t) {
-                None => return NOT_FOUND,
-                Some(m) => m.joined(&k.to_ascii_lowercase()),
-            };
-            match v {
-                Some(v) => give(&mut c, v.as_bytes(), rp, rs),
-                None => NOT_FOUND,
-            }
-        });
-    wrap!(l, "proxy_get_header_map_pairs", |mut c: Caller<'_, Host>, t: i32, rp: i32, rs: i32| -> i32 {
+    wrap!(l, "proxy_get_header_map_value", |mut c: Caller<
+        '_,
+        Host,
+    >,
+                                            t: i32,
+                                            kp: i32,
+                                            ks: i32,
+                                            rp: i32,
+                                            rs: i32|
+     -> i32 {
+        let Some(k) = read_str(&mut c, kp, ks) else {
+            return INVALID_MEMORY_ACCESS;
+        };
+        let v = match map(c.data_mut(), t) {
+            None => return NOT_FOUND,
+            Some(m) => m.joined(&k.to_ascii_lowercase()),
+        };
+        match v {
+            Some(v) => give(&mut c, v.as_bytes(), rp, rs),
+            None => NOT_FOUND,
+        }
+    });
+    wrap!(l, "proxy_get_header_map_pairs", |mut c: Caller<
+        '_,
+        Host,
+    >,
+                                            t: i32,
+                                            rp: i32,
+                                            rs: i32|
+     -> i32 {
         let data = match map(c.data_mut(), t) {
             None => return NOT_FOUND,
             Some(m) => encode_pairs(m.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
         };
         give(&mut c, &data, rp, rs)
     });
-    wrap!(l, "proxy_get_header_map_size", |mut c: Caller<'_, Host>, t: i32, rs: i32| -> i32 {
+    wrap!(l, "proxy_get_header_map_size", |mut c: Caller<'_, Host>,
+                                           t: i32,
+                                           rs: i32|
+     -> i32 {
         let n = match map(c.data_mut(), t) {
             None => return NOT_FOUND,
             Some(m) => encode_pairs(m.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))).len(),
@@ -265,16 +303,28 @@ pub fn define(l: &mut Linker<Host>) {
             INVALID_MEMORY_ACCESS
         }
     });
-    wrap!(l, "proxy_set_header_map_pairs", |mut c: Caller<'_, Host>, t: i32, p: i32, n: i32| -> i32 {
+    wrap!(l, "proxy_set_header_map_pairs", |mut c: Caller<
+        '_,
+        Host,
+    >,
+                                            t: i32,
+                                            p: i32,
+                                            n: i32|
+     -> i32 {
         let Some(data) = read(&mut c, p, n) else {
             return INVALID_MEMORY_ACCESS;
         };
         let Some(pairs) = decode_pairs(&data) else {
             return BAD_ARGUMENT;
         };
-        let pairs: Vec<(String, String)> =
-            pairs.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
-        if pairs.iter().any(|(k, v)| !k.starts_with(':') && !HeaderMap::editable(k, v)) {
+        let pairs: Vec<(String, String)> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        if pairs
+            .iter()
+            .any(|(k, v)| !k.starts_with(':') && !HeaderMap::editable(k, v))
+        {
             return BAD_ARGUMENT;
         }
         match map(c.data_mut(), t) {
@@ -314,30 +364,62 @@ pub fn define(l: &mut Linker<Host>) {
             }
         }
     }
-    wrap!(l, "proxy_add_header_map_value",
-        |mut c: Caller<'_, Host>, t: i32, kp: i32, ks: i32, vp: i32, vs: i32| -> i32 {
-            edit(&mut c, t, (kp, ks), Some((vp, vs)), HeaderMap::add)
-        });
-    wrap!(l, "proxy_replace_header_map_value",
-        |mut c: Caller<'_, Host>, t: i32, kp: i32, ks: i32, vp: i32, vs: i32| -> i32 {
-            edit(&mut c, t, (kp, ks), Some((vp, vs)), HeaderMap::set)
-        });
-    wrap!(l, "proxy_remove_header_map_value", |mut c: Caller<'_, Host>, t: i32, kp: i32, ks: i32| -> i32 {
+    wrap!(l, "proxy_add_header_map_value", |mut c: Caller<
+        '_,
+        Host,
+    >,
+                                            t: i32,
+                                            kp: i32,
+                                            ks: i32,
+                                            vp: i32,
+                                            vs: i32|
+     -> i32 {
+        edit(&mut c, t, (kp, ks), Some((vp, vs)), HeaderMap::add)
+    });
+    wrap!(l, "proxy_replace_header_map_value", |mut c: Caller<
+        '_,
+        Host,
+    >,
+                                                t: i32,
+                                                kp: i32,
+                                                ks: i32,
+                                                vp: i32,
+                                                vs: i32|
+     -> i32 {
+        edit(&mut c, t, (kp, ks), Some((vp, vs)), HeaderMap::set)
+    });
+    wrap!(l, "proxy_remove_header_map_value", |mut c: Caller<
+        '_,
+        Host,
+    >,
+                                               t: i32,
+                                               kp: i32,
+                                               ks: i32|
+     -> i32 {
         edit(&mut c, t, (kp, ks), None, |m, n, _| m.remove(n))
     });
-    wrap!(l, "proxy_get_buffer_bytes",
-        |mut c: Caller<'_, Host>, t: i32, start: i32, max: i32, rp: i32, rs: i32| -> i32 {
-            let p = c.data().plugin.clone();
-            let buf: &[u8] = match t {
-                VM_CONFIGURATION => &p.vm_configuration,
-                PLUGIN_CONFIGURATION => &p.configuration,
-                _ => return NOT_FOUND,
-            };
-            let s = (start as u32 as usize).min(buf.len());
-            let e = s.saturating_add(max as u32 as usize).min(buf.len());
-            give(&mut c, buf.get(s..e).unwrap_or_default(), rp, rs)
-        });
-    wrap!(l, "proxy_get_buffer_status", |mut c: Caller<'_, Host>, t: i32, rl: i32, rf: i32| -> i32 {
+    wrap!(l, "proxy_get_buffer_bytes", |mut c: Caller<'_, Host>,
+                                        t: i32,
+                                        start: i32,
+                                        max: i32,
+                                        rp: i32,
+                                        rs: i32|
+     -> i32 {
+        let p = c.data().plugin.clone();
+        let buf: &[u8] = match t {
+            VM_CONFIGURATION => &p.vm_configuration,
+            PLUGIN_CONFIGURATION => &p.configuration,
+            _ => return NOT_FOUND,
+        };
+        let s = (start as u32 as usize).min(buf.len());
+        let e = s.saturating_add(max as u32 as usize).min(buf.len());
+        give(&mut c, buf.get(s..e).unwrap_or_default(), rp, rs)
+    });
+    wrap!(l, "proxy_get_buffer_status", |mut c: Caller<'_, Host>,
+                                         t: i32,
+                                         rl: i32,
+                                         rf: i32|
+     -> i32 {
         let n = match t {
             VM_CONFIGURATION => c.data().plugin.vm_configuration.len(),
             PLUGIN_CONFIGURATION => c.data().plugin.configuration.len(),
@@ -349,7 +431,12 @@ pub fn define(l: &mut Linker<Host>) {
             INVALID_MEMORY_ACCESS
         }
     });
-    wrap!(l, "proxy_get_property", |mut c: Caller<'_, Host>, pp: i32, ps: i32, rp: i32, rs: i32| -> i32 {
+    wrap!(l, "proxy_get_property", |mut c: Caller<'_, Host>,
+                                    pp: i32,
+                                    ps: i32,
+                                    rp: i32,
+                                    rs: i32|
+     -> i32 {
         let Some(path) = read(&mut c, pp, ps) else {
             return INVALID_MEMORY_ACCESS;
         };
@@ -358,89 +445,199 @@ pub fn define(l: &mut Linker<Host>) {
             None => NOT_FOUND,
         }
     });
-    wrap!(l, "proxy_send_local_response",
-        |mut c: Caller<'_, Host>, status: i32, _dp: i32, _ds: i32, bp: i32, bs: i32, hp: i32, hs: i32, _grpc: i32| -> i32 {
-            let (Some(body), Some(h)) = (read_str(&mut c, bp, bs), read(&mut c, hp, hs)) else {
-                return INVALID_MEMORY_ACCESS;
-            };
-            let Some(headers) = decode_pairs(&h) else {
-                return BAD_ARGUMENT;
-            };
-            if !(200..=599).contains(&status) {
-                return BAD_ARGUMENT;
-            }
-            let headers = headers
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .filter(|(k, v)| HeaderMap::editable(k, v))
-                .collect();
-            c.data_mut().call.local = Some(LocalResponse {
-                status: status as u16,
-                body,
-                headers,
-            });
-            OK
+    wrap!(l, "proxy_send_local_response", |mut c: Caller<'_, Host>,
+                                           status: i32,
+                                           _dp: i32,
+                                           _ds: i32,
+                                           bp: i32,
+                                           bs: i32,
+                                           hp: i32,
+                                           hs: i32,
+                                           _grpc: i32|
+     -> i32 {
+        let (Some(body), Some(h)) = (read_str(&mut c, bp, bs), read(&mut c, hp, hs)) else {
+            return INVALID_MEMORY_ACCESS;
+        };
+        let Some(headers) = decode_pairs(&h) else {
+            return BAD_ARGUMENT;
+        };
+        if !(200..=599).contains(&status) {
+            return BAD_ARGUMENT;
+        }
+        let headers = headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .filter(|(k, v)| HeaderMap::editable(k, v))
+            .collect();
+        c.data_mut().call.local = Some(LocalResponse {
+            status: status as u16,
+            body,
+            headers,
         });
-    wrap!(l, "proxy_continue_stream", |mut c: Caller<'_, Host>, _t: i32| -> i32 {
+        OK
+    });
+    wrap!(l, "proxy_continue_stream", |mut c: Caller<'_, Host>,
+                                       _t: i32|
+     -> i32 {
         c.data_mut().call.continued = true;
         OK
     });
-    wrap!(l, "proxy_continue_request", |mut c: Caller<'_, Host>| -> i32 {
-        c.data_mut().call.continued = true;
-        OK
-    });
-    wrap!(l, "proxy_continue_response", |mut c: Caller<'_, Host>| -> i32 {
-        c.data_mut().call.continued = true;
-        OK
-    });
-    wrap!(l, "proxy_set_effective_context", |mut c: Caller<'_, Host>, id: i32| -> i32 {
+    wrap!(
+        l,
+        "proxy_continue_request",
+        |mut c: Caller<'_, Host>| -> i32 {
+            c.data_mut().call.continued = true;
+            OK
+        }
+    );
+    wrap!(
+        l,
+        "proxy_continue_response",
+        |mut c: Caller<'_, Host>| -> i32 {
+            c.data_mut().call.continued = true;
+            OK
+        }
+    );
+    wrap!(l, "proxy_set_effective_context", |mut c: Caller<
+        '_,
+        Host,
+    >,
+                                             id: i32|
+     -> i32 {
         c.data_mut().effective = id;
         OK
     });
     wrap!(l, "proxy_done", |_c: Caller<'_, Host>| -> i32 { OK });
-    wrap!(l, "proxy_get_shared_data",
-        |mut c: Caller<'_, Host>, kp: i32, ks: i32, rp: i32, rs: i32, rcas: i32| -> i32 {
-            let Some(k) = read_str(&mut c, kp, ks) else {
-                return INVALID_MEMORY_ACCESS;
-            };
-            let vm_id = c.data().plugin.vm_id.clone();
-            let Some((v, cas)) = super::shared::get(&vm_id, &k) else {
-                return NOT_FOUND;
-            };
-            let s = give(&mut c, &v, rp, rs);
-            if s != OK || !write(&mut c, rcas, &cas.to_le_bytes()) {
-                return INVALID_MEMORY_ACCESS;
-            }
-            OK
-        });
-    wrap!(l, "proxy_set_shared_data",
-        |mut c: Caller<'_, Host>, kp: i32, ks: i32, vp: i32, vs: i32, cas: i32| -> i32 {
-            let (Some(k), Some(v)) = (read_str(&mut c, kp, ks), read(&mut c, vp, vs)) else {
-                return INVALID_MEMORY_ACCESS;
-            };
-            let vm_id = c.data().plugin.vm_id.clone();
-            super::shared::set(&vm_id, &k, v, cas as u32)
-        });
+    wrap!(l, "proxy_get_shared_data", |mut c: Caller<'_, Host>,
+                                       kp: i32,
+                                       ks: i32,
+                                       rp: i32,
+                                       rs: i32,
+                                       rcas: i32|
+     -> i32 {
+        let Some(k) = read_str(&mut c, kp, ks) else {
+            return INVALID_MEMORY_ACCESS;
+        };
+        let vm_id = c.data().plugin.vm_id.clone();
+        let Some((v, cas)) = super::shared::get(&vm_id, &k) else {
+            return NOT_FOUND;
+        };
+        let s = give(&mut c, &v, rp, rs);
+        if s != OK || !write(&mut c, rcas, &cas.to_le_bytes()) {
+            return INVALID_MEMORY_ACCESS;
+        }
+        OK
+    });
+    wrap!(l, "proxy_set_shared_data", |mut c: Caller<'_, Host>,
+                                       kp: i32,
+                                       ks: i32,
+                                       vp: i32,
+                                       vs: i32,
+                                       cas: i32|
+     -> i32 {
+        let (Some(k), Some(v)) = (read_str(&mut c, kp, ks), read(&mut c, vp, vs)) else {
+            return INVALID_MEMORY_ACCESS;
+        };
+        let vm_id = c.data().plugin.vm_id.clone();
+        super::shared::set(&vm_id, &k, v, cas as u32)
+    });
     // The rest of ABI 0.2.1: defined so that modules importing them load.
     let i = ValType::I32;
     let unimplemented: &[(&str, &[ValType])] = &[
-        ("proxy_set_buffer_bytes", &[i.clone(), i.clone(), i.clone(), i.clone(), i.clone()]),
-        ("proxy_set_property", &[i.clone(), i.clone(), i.clone(), i.clone()]),
+        (
+            "proxy_set_buffer_bytes",
+            &[i.clone(), i.clone(), i.clone(), i.clone(), i.clone()],
+        ),
+        (
+            "proxy_set_property",
+            &[i.clone(), i.clone(), i.clone(), i.clone()],
+        ),
         ("proxy_close_stream", &[i.clone()]),
         ("proxy_clear_route_cache", &[]),
-        ("proxy_register_shared_queue", &[i.clone(), i.clone(), i.clone()]),
-        ("proxy_resolve_shared_queue", &[i.clone(), i.clone(), i.clone(), i.clone(), i.clone()]),
-        ("proxy_dequeue_shared_queue", &[i.clone(), i.clone(), i.clone()]),
-        ("proxy_enqueue_shared_queue", &[i.clone(), i.clone(), i.clone()]),
-        ("proxy_http_call", &[i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone()]),
-        ("proxy_grpc_call", &[i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone()]),
-        ("proxy_grpc_stream", &[i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone()]),
-        ("proxy_grpc_send", &[i.clone(), i.clone(), i.clone(), i.clone()]),
+        (
+            "proxy_register_shared_queue",
+            &[i.clone(), i.clone(), i.clone()],
+        ),
+        (
+            "proxy_resolve_shared_queue",
+            &[i.clone(), i.clone(), i.clone(), i.clone(), i.clone()],
+        ),
+        (
+            "proxy_dequeue_shared_queue",
+            &[i.clone(), i.clone(), i.clone()],
+        ),
+        (
+            "proxy_enqueue_shared_queue",
+            &[i.clone(), i.clone(), i.clone()],
+        ),
+        (
+            "proxy_http_call",
+            &[
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+            ],
+        ),
+        (
+            "proxy_grpc_call",
+            &[
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+            ],
+        ),
+        (
+            "proxy_grpc_stream",
+            &[
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+            ],
+        ),
+        (
+            "proxy_grpc_send",
+            &[i.clone(), i.clone(), i.clone(), i.clone()],
+        ),
         ("proxy_grpc_cancel", &[i.clone()]),
         ("proxy_grpc_close", &[i.clone()]),
         ("proxy_get_status", &[i.clone(), i.clone(), i.clone()]),
-        ("proxy_call_foreign_function", &[i.clone(), i.clone(), i.clone(), i.clone(), i.clone(), i.clone()]),
-        ("proxy_define_metric", &[i.clone(), i.clone(), i.clone(), i.clone()]),
+        (
+            "proxy_call_foreign_function",
+            &[
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+                i.clone(),
+            ],
+        ),
+        (
+            "proxy_define_metric",
+            &[i.clone(), i.clone(), i.clone(), i.clone()],
+        ),
         ("proxy_increment_metric", &[i.clone(), ValType::I64]),
         ("proxy_record_metric", &[i.clone(), ValType::I64]),
         ("proxy_get_metric", &[i.clone(), i.clone()]),

@@ -38,6 +38,11 @@ pub struct RawWasm {
     /// `fail_closed` (default), `fail_open` or `fail_reload`.
     #[serde(default)]
     pub failure_policy: Option<String>,
+    /// Envoy's deprecated `PluginConfig.fail_open`: the request whose callback failed
+    /// continues too (not only the later ones); without `failure_policy` it means
+    /// `fail_open`.
+    #[serde(default)]
+    pub fail_open: bool,
     #[serde(default)]
     pub max_memory_bytes: Option<u64>,
     #[serde(default)]
@@ -62,6 +67,7 @@ pub struct RawCode {
 pub fn build(p: &str, raw: &RawWasm) -> Result<Arc<Plugin>, (String, String)> {
     let e = |f: &str, m: String| (format!("{p}.{f}"), m);
     let failure_policy = match raw.failure_policy.as_deref() {
+        None if raw.fail_open => FailurePolicy::FailOpen,
         None | Some("fail_closed") => FailurePolicy::FailClosed,
         Some("fail_open") => FailurePolicy::FailOpen,
         Some("fail_reload") => FailurePolicy::FailReload,
@@ -83,10 +89,13 @@ pub fn build(p: &str, raw: &RawWasm) -> Result<Arc<Plugin>, (String, String)> {
     if max_fuel_per_call == 0 {
         return Err(e("max_fuel_per_call", "must be positive".into()));
     }
-    let code = match (&raw.code.filename, &raw.code.inline_string, &raw.code.inline_bytes) {
-        (Some(f), None, None) => {
-            std::fs::read(f).map_err(|err| e("code.filename", format!("cannot read `{f}`: {err}")))?
-        }
+    let code = match (
+        &raw.code.filename,
+        &raw.code.inline_string,
+        &raw.code.inline_bytes,
+    ) {
+        (Some(f), None, None) => std::fs::read(f)
+            .map_err(|err| e("code.filename", format!("cannot read `{f}`: {err}")))?,
         (None, Some(s), None) => s.clone().into_bytes(),
         (None, None, Some(b)) => b.clone(),
         _ => {
@@ -104,6 +113,7 @@ pub fn build(p: &str, raw: &RawWasm) -> Result<Arc<Plugin>, (String, String)> {
         vm_configuration: raw.vm_configuration.clone().into_bytes(),
         configuration: raw.configuration.clone().into_bytes(),
         failure_policy,
+        fail_open_failed_request: raw.fail_open,
         max_memory_bytes: max_memory_bytes as usize,
         max_fuel_per_call,
         module,

@@ -60,12 +60,14 @@ impl HeaderMap {
     pub fn set(&mut self, name: &str, value: &str) {
         self.pairs.retain(|(n, _)| n != name);
         self.pairs.push((name.to_string(), value.to_string()));
-        self.ops.push(HeaderOp::Set(name.to_string(), value.to_string()));
+        self.ops
+            .push(HeaderOp::Set(name.to_string(), value.to_string()));
     }
 
     pub fn add(&mut self, name: &str, value: &str) {
         self.pairs.push((name.to_string(), value.to_string()));
-        self.ops.push(HeaderOp::Add(name.to_string(), value.to_string()));
+        self.ops
+            .push(HeaderOp::Add(name.to_string(), value.to_string()));
     }
 
     pub fn remove(&mut self, name: &str) {
@@ -159,7 +161,10 @@ mod tests {
         let enc = encode_pairs(p.iter().copied());
         assert_eq!(&enc[..4], &2u32.to_le_bytes());
         let dec = decode_pairs(&enc).unwrap();
-        assert_eq!(dec, vec![("a".into(), "1".into()), ("bb".into(), "".into())]);
+        assert_eq!(
+            dec,
+            vec![("a".into(), "1".into()), ("bb".into(), "".into())]
+        );
         assert!(decode_pairs(&enc[..enc.len() - 3]).is_none());
         assert!(decode_pairs(&[255, 255, 255, 255]).is_none());
 
@@ -172,10 +177,7 @@ mod tests {
         m.replace_all(vec![("y".into(), "3".into())]);
         assert_eq!(m.get(":path"), Some("/"));
         assert_eq!(m.get("x"), None);
-        assert_eq!(
-            m.ops.last(),
-            Some(&HeaderOp::Set("y".into(), "3".into()))
-        );
+        assert_eq!(m.ops.last(), Some(&HeaderOp::Set("y".into(), "3".into())));
         assert!(!HeaderMap::editable(":path", "/x"));
         assert!(!HeaderMap::editable("a b", "v"));
     }

@@ -53,7 +53,10 @@ mod tests {
         assert_eq!(super::set("t", "k", b"1".to_vec(), 0), super::OK);
         let (v, cas) = super::get("t", "k").unwrap();
         assert_eq!(v, b"1");
-        assert_eq!(super::set("t", "k", b"2".to_vec(), cas + 7), super::CAS_MISMATCH);
+        assert_eq!(
+            super::set("t", "k", b"2".to_vec(), cas + 7),
+            super::CAS_MISMATCH
+        );
         assert_eq!(super::set("t", "k", b"2".to_vec(), cas), super::OK);
         assert_eq!(super::get("t", "k").unwrap().0, b"2");
         assert!(super::get("u", "k").is_none());

@@ -41,6 +41,8 @@ pub struct Plugin {
     pub vm_configuration: Vec<u8>,
     pub configuration: Vec<u8>,
     pub failure_policy: FailurePolicy,
+    /// The request whose callback failed continues (Envoy's deprecated `fail_open`).
+    pub fail_open_failed_request: bool,
     pub max_memory_bytes: usize,
     pub max_fuel_per_call: u64,
     pub(super) module: Module,
@@ -179,14 +181,16 @@ impl Vm {
         )
         .map_err(|e| format!("proxy_on_context_create (root) failed: {e}"))?;
         let n = plugin.vm_configuration.len() as i32;
-        if vm.call("proxy_on_vm_start", &[Val::I32(ROOT_CONTEXT), Val::I32(n)])
+        if vm
+            .call("proxy_on_vm_start", &[Val::I32(ROOT_CONTEXT), Val::I32(n)])
             .map_err(|e| format!("proxy_on_vm_start failed: {e}"))?
             == Some(0)
         {
             return Err("proxy_on_vm_start returned false".into());
         }
         let n = plugin.configuration.len() as i32;
-        if vm.call("proxy_on_configure", &[Val::I32(ROOT_CONTEXT), Val::I32(n)])
+        if vm
+            .call("proxy_on_configure", &[Val::I32(ROOT_CONTEXT), Val::I32(n)])
             .map_err(|e| format!("proxy_on_configure failed: {e}"))?
             == Some(0)
         {

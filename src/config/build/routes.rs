@@ -64,7 +64,11 @@ impl Builder {
                 _ if f.cors.is_some() => FilterKind::Cors(self.cors_filter(stat_prefix)),
                 _ if f.wasm.is_some() => {
                     let fw = format!("{fp}.wasm");
-                    match f.wasm.as_deref().map(|r| crate::wasm::config::build(&fw, r)) {
+                    match f
+                        .wasm
+                        .as_deref()
+                        .map(|r| crate::wasm::config::build(&fw, r))
+                    {
                         Some(Ok(p)) => FilterKind::Wasm(crate::http::filter::wasm::WasmFilter(p)),
                         Some(Err((field, reason))) => {
                             self.err(field, reason);

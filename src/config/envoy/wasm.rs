@@ -40,7 +40,9 @@ fn configuration(any: &Option<Any>, p: &str) -> R<String> {
         }
         other => Err(err(
             p,
-            format!("`{other}` is not supported here (use google.protobuf.StringValue or BytesValue)"),
+            format!(
+                "`{other}` is not supported here (use google.protobuf.StringValue or BytesValue)"
+            ),
         )),
     }
 }
@@ -78,7 +80,10 @@ pub(super) fn translate(w: &Wasm, p: &str) -> R<RawWasm> {
         Some(data_source::Specifier::InlineBytes(b)) => code.inline_bytes = Some(b.clone()),
         Some(data_source::Specifier::InlineString(s)) => code.inline_string = Some(s.clone()),
         Some(data_source::Specifier::EnvironmentVariable(_)) => {
-            return Err(err(format!("{lp}.environment_variable"), "is not supported"))
+            return Err(err(
+                format!("{lp}.environment_variable"),
+                "is not supported",
+            ))
         }
         None => return Err(err(lp, "set `filename`, `inline_bytes` or `inline_string`")),
     }
@@ -88,11 +93,10 @@ pub(super) fn translate(w: &Wasm, p: &str) -> R<RawWasm> {
     let policy = FailurePolicy::try_from(c.failure_policy)
         .map_err(|_| err(format!("{cp}.failure_policy"), "unknown value"))?;
     let failure_policy = match policy {
-        FailurePolicy::FailReload => "fail_reload",
-        FailurePolicy::FailOpen => "fail_open",
-        FailurePolicy::FailClosed => "fail_closed",
-        FailurePolicy::Unspecified if fail_open => "fail_open",
-        FailurePolicy::Unspecified => "fail_closed",
+        FailurePolicy::FailReload => Some("fail_reload".into()),
+        FailurePolicy::FailOpen => Some("fail_open".into()),
+        FailurePolicy::FailClosed => Some("fail_closed".into()),
+        FailurePolicy::Unspecified => None,
     };
     Ok(RawWasm {
         name: c.name.clone(),
@@ -101,7 +105,8 @@ pub(super) fn translate(w: &Wasm, p: &str) -> R<RawWasm> {
         code,
         vm_configuration: configuration(&vm.configuration, &format!("{vp}.configuration"))?,
         configuration: configuration(&c.configuration, &format!("{cp}.configuration"))?,
-        failure_policy: Some(failure_policy.into()),
+        failure_policy,
+        fail_open,
         max_memory_bytes: None,
         max_fuel_per_call: None,
     })

@@ -80,7 +80,10 @@ impl WasmFilter {
         let id = vm.new_context();
         let r = ctx.req;
         let mut pairs = Vec::with_capacity(r.headers.len() + 4);
-        pairs.push((":authority".to_string(), String::from_utf8_lossy(r.authority).into_owned()));
+        pairs.push((
+            ":authority".to_string(),
+            String::from_utf8_lossy(r.authority).into_owned(),
+        ));
         pairs.push((":path".to_string(), r.path.to_string()));
         pairs.push((":method".to_string(), r.method.to_string()));
         pairs.push((":scheme".to_string(), r.scheme.to_string()));
@@ -92,7 +95,10 @@ impl WasmFilter {
         }
         let n = pairs.len() as i32;
         vm.host().call = Call {
-            request: Some(HeaderMap { pairs, ops: Vec::new() }),
+            request: Some(HeaderMap {
+                pairs,
+                ops: Vec::new(),
+            }),
             props: Some(Props {
                 path: r.path.to_string(),
                 method: r.method.to_string(),
@@ -117,8 +123,12 @@ impl WasmFilter {
             Ok(a) => a.unwrap_or(0),
             Err(e) => {
                 // The request whose callback failed gets the 503 whatever the policy
-                // (Envoy's); the policy decides for the later ones.
+                // (Envoy's), unless the deprecated `fail_open` is set; the policy
+                // decides for the later ones.
                 tracing::warn!(plugin = %plugin.name, "wasm filter failed: {e}");
+                if plugin.fail_open_failed_request {
+                    return Status::Continue;
+                }
                 return Status::Respond(FAILED);
             }
         };
@@ -195,7 +205,10 @@ impl WasmFilter {
         };
         let mut ctx = None;
         store.wasm_contexts(|c| {
-            if let Some(s) = c.iter_mut().find(|s| s.plugin == key(plugin) && !s.response_done) {
+            if let Some(s) = c
+                .iter_mut()
+                .find(|s| s.plugin == key(plugin) && !s.response_done)
+            {
                 s.response_done = true;
                 ctx = Some(s.id);
             }
@@ -239,7 +252,7 @@ impl WasmFilter {
         let call = std::mem::take(&mut vm.host().call);
         if let Err(e) = result {
             tracing::warn!(plugin = %plugin.name, "wasm filter failed: {e}");
-            return answer(Some(FAILED));
+            return answer((!plugin.fail_open_failed_request).then_some(FAILED));
         }
         if let Some(m) = &call.response {
             replay(&m.ops, store);
