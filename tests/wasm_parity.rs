@@ -197,3 +197,46 @@ fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+/// Envoy fields the host does not implement are refused by their path.
+#[test]
+fn unsupported_envoy_fields_are_refused_by_path() {
+    let dir = TempDir::new("wasm-envoy-refused");
+    let m = wasm_modules::write(dir.path(), "add", &wasm_modules::add_headers());
+    let base = bootstrap("127.0.0.1:9".parse().unwrap(), &m, "")
+        .replace("@ADMIN_PORT@", "9")
+        .replace("@PORT@", "10");
+    let local = format!("code: {{ local: {{ filename: {} }} }}", m.display());
+    let cases = [
+        (
+            base.replace(
+                &local,
+                "code: { remote: { http_uri: { uri: \"http://x/m.wasm\", cluster: backend, timeout: 1s }, sha256: ab } }",
+            ),
+            "vm_config.code.remote",
+        ),
+        (
+            base.replace("envoy.wasm.runtime.v8", "envoy.wasm.runtime.null"),
+            "vm_config.runtime",
+        ),
+        (
+            base.replace(
+                "runtime: envoy.wasm.runtime.v8",
+                "runtime: envoy.wasm.runtime.v8\n                  allow_precompiled: true",
+            ),
+            "vm_config.allow_precompiled",
+        ),
+    ];
+    for (i, (text, field)) in cases.iter().enumerate() {
+        let path = dir.join(&format!("c{i}.yaml"));
+        write_atomic(&path, text);
+        let out = run_cli(
+            &["validate", "-c", &path.display().to_string()],
+            std::time::Duration::from_secs(20),
+        );
+        let err = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{field}: accepted");
+        assert!(err.contains(field), "{field}: {err}");
+    }
+}

@@ -91,12 +91,14 @@ pub(super) fn per_filter_config(
                         disabled: true,
                         ..RawFilterOverride::default()
                     },
-                    Some(_) => return Err(err(
-                        "typed_per_filter_config",
-                        format!(
+                    Some(_) => {
+                        return Err(err(
+                            "typed_per_filter_config",
+                            format!(
                             "`{name}` is a wasm filter; only `disabled` applies to it per route"
                         ),
-                    )),
+                        ))
+                    }
                 };
                 out.insert(name.clone(), o);
                 continue;
