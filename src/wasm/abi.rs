@@ -10,12 +10,11 @@
 //! configuration buffers. Every other ABI function is defined so that a module using
 //! it loads, and answers `Unimplemented` (12).
 
-use std::net::{IpAddr, SocketAddr};
-
 use wasmtime::{Caller, Extern, FuncType, Linker, Val, ValType};
 
+pub use super::host::Props;
+use super::host::{Host, LocalResponse};
 use super::host_headers::{decode_pairs, encode_pairs, HeaderMap};
-use super::vm::{Host, LocalResponse};
 
 pub const OK: i32 = 0;
 pub const NOT_FOUND: i32 = 1;
@@ -29,19 +28,6 @@ const RESPONSE_HEADERS: i32 = 2;
 /// `BufferType`s.
 const VM_CONFIGURATION: i32 = 6;
 const PLUGIN_CONFIGURATION: i32 = 7;
-
-/// What properties a request offers (copied when its context's callback starts).
-#[derive(Debug, Clone, Default)]
-pub struct Props {
-    pub path: String,
-    pub method: String,
-    pub host: String,
-    pub scheme: String,
-    /// The peer's IP (its port is not known to the filters).
-    pub source: Option<IpAddr>,
-    pub destination: Option<SocketAddr>,
-    pub response_code: Option<u16>,
-}
 
 /// The callbacks the host calls, with their parameter counts and whether they return
 /// an i32 (all parameters are i32). A module exporting one with another signature is
@@ -552,7 +538,7 @@ pub fn define(l: &mut Linker<Host>) {
             "proxy_set_property",
             &[i.clone(), i.clone(), i.clone(), i.clone()],
         ),
-        ("proxy_close_stream", &[i.clone()]),
+        ("proxy_close_stream", std::slice::from_ref(&i)),
         ("proxy_clear_route_cache", &[]),
         (
             "proxy_register_shared_queue",
@@ -620,8 +606,8 @@ pub fn define(l: &mut Linker<Host>) {
             "proxy_grpc_send",
             &[i.clone(), i.clone(), i.clone(), i.clone()],
         ),
-        ("proxy_grpc_cancel", &[i.clone()]),
-        ("proxy_grpc_close", &[i.clone()]),
+        ("proxy_grpc_cancel", std::slice::from_ref(&i)),
+        ("proxy_grpc_close", std::slice::from_ref(&i)),
         ("proxy_get_status", &[i.clone(), i.clone(), i.clone()]),
         (
             "proxy_call_foreign_function",

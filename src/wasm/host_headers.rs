@@ -53,8 +53,12 @@ impl HeaderMap {
     pub fn editable(name: &str, value: &str) -> bool {
         !name.is_empty()
             && !name.starts_with(':')
-            && http::HeaderName::from_bytes(name.as_bytes()).is_ok()
-            && http::HeaderValue::from_str(value).is_ok()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            && value
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
     }
 
     pub fn set(&mut self, name: &str, value: &str) {

@@ -13,6 +13,7 @@
 
 pub mod abi;
 pub mod config;
+pub mod host;
 pub mod host_headers;
 pub mod shared;
 pub mod vm;
@@ -21,7 +22,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Weak};
 
-pub use self::vm::{FailurePolicy, Plugin, Vm};
+pub use self::host::{FailurePolicy, Plugin};
+pub use self::vm::Vm;
 
 /// How long a failed VM stays failed before `fail_reload` makes a new one (Envoy's
 /// default reload back-off base interval).
@@ -30,8 +32,11 @@ pub const RELOAD_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1
 thread_local! {
     /// This worker's VMs, one per plugin of the configs it has served (a plugin of a
     /// replaced config goes when its `Plugin` is dropped: swept on the next insert).
-    static VMS: RefCell<Vec<(Weak<Plugin>, Rc<RefCell<WorkerVm>>)>> = const { RefCell::new(Vec::new()) };
+    static VMS: RefCell<Vec<WorkerEntry>> = const { RefCell::new(Vec::new()) };
 }
+
+/// One plugin's VM on this worker.
+type WorkerEntry = (Weak<Plugin>, Rc<RefCell<WorkerVm>>);
 
 /// A worker's VM of one plugin: running, or failed to start (then every request sees
 /// a failed VM).

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use super::abi::OK;
-
+/// `WasmResult::Ok`.
+const OK: i32 = 0;
 /// `WasmResult::CasMismatch`.
 const CAS_MISMATCH: i32 = 8;
 

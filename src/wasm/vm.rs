@@ -10,10 +10,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use wasmtime::{Engine, Instance, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, Val};
+use wasmtime::{Engine, Instance, Linker, Module, Store, StoreLimitsBuilder, Val};
 
 use super::abi;
-use super::host_headers::HeaderMap;
+pub use super::host::{Call, FailurePolicy, Host, LocalResponse, Plugin};
 
 /// The root context's id in every VM (Envoy numbers contexts per VM too); HTTP
 /// contexts take the ids after it.
@@ -21,43 +21,6 @@ pub const ROOT_CONTEXT: i32 = 1;
 
 /// The ABI versions the host speaks (the module exports one as a marker function).
 pub const ABI_EXPORTS: [&str; 2] = ["proxy_abi_version_0_2_1", "proxy_abi_version_0_2_0"];
-
-/// What Envoy's `PluginConfig.failure_policy` says after the VM failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailurePolicy {
-    /// Every later request of the VM gets a 503 (Envoy's default).
-    FailClosed,
-    /// The filter is skipped.
-    FailOpen,
-    /// A new instance is made for the next request.
-    FailReload,
-}
-
-/// A plugin's checked configuration and its compiled module.
-pub struct Plugin {
-    pub name: String,
-    pub root_id: String,
-    pub vm_id: String,
-    pub vm_configuration: Vec<u8>,
-    pub configuration: Vec<u8>,
-    pub failure_policy: FailurePolicy,
-    /// The request whose callback failed continues (Envoy's deprecated `fail_open`).
-    pub fail_open_failed_request: bool,
-    pub max_memory_bytes: usize,
-    pub max_fuel_per_call: u64,
-    pub(super) module: Module,
-}
-
-impl std::fmt::Debug for Plugin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin")
-            .field("name", &self.name)
-            .field("root_id", &self.root_id)
-            .field("vm_id", &self.vm_id)
-            .field("failure_policy", &self.failure_policy)
-            .finish()
-    }
-}
 
 /// The process's wasmtime engine: compiled code is tied to it, so one is shared.
 pub(super) fn engine() -> &'static Engine {
@@ -99,34 +62,6 @@ pub fn compile(code: &[u8]) -> Result<Module, String> {
         return Err("the module exports no memory (`memory`)".into());
     }
     Ok(module)
-}
-
-/// What one call into the module may touch: its HTTP stream's maps and what it asked.
-#[derive(Default)]
-pub struct Call {
-    pub request: Option<HeaderMap>,
-    pub response: Option<HeaderMap>,
-    pub props: Option<abi::Props>,
-    pub local: Option<LocalResponse>,
-    pub continued: bool,
-}
-
-/// `proxy_send_local_response`'s answer.
-#[derive(Debug, Clone)]
-pub struct LocalResponse {
-    pub status: u16,
-    pub body: String,
-    pub headers: Vec<(String, String)>,
-}
-
-/// The store's data: the plugin, the limits and the current call.
-pub struct Host {
-    pub(super) limits: StoreLimits,
-    pub plugin: Arc<Plugin>,
-    pub call: Call,
-    /// `proxy_set_effective_context`'s context.
-    pub effective: i32,
-    pub tick_ms: u32,
 }
 
 /// One worker's instance of a plugin.

@@ -19,8 +19,20 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
+use super::status::LocalReply;
 use super::throttle::FaultStream;
-use super::wasm::StreamContext;
+
+/// A context's state for the rest of its stream, kept in the stream's `SetHeaders` (`http/filter/wasm.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct StreamContext {
+    /// Identifies the plugin (its address; the chain holds it for the stream).
+    pub(crate) plugin: usize,
+    pub id: i32,
+    /// `proxy_on_response_headers` ran (or must not run).
+    pub(crate) response_done: bool,
+    /// What it answered, until the response-head hook takes it.
+    pub(crate) reply: Option<LocalReply>,
+}
 
 /// How an entry of the list applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use wasmtime::Val;
 
-use super::set_headers::SetHeaders;
+use super::set_headers::{SetHeaders, StreamContext};
 use super::status::{LocalReply, Status};
 use super::RequestCtx;
 use crate::http::flags::ResponseFlag;
@@ -42,18 +42,6 @@ const FAILED: LocalReply = LocalReply {
     body: Cow::Borrowed(""),
     flag: ResponseFlag::None,
 };
-
-/// A context's state for the rest of its stream, kept in the stream's `SetHeaders`.
-#[derive(Debug, Clone, Default)]
-pub struct StreamContext {
-    /// Identifies the plugin (its address; the chain holds it for the stream).
-    plugin: usize,
-    pub id: i32,
-    /// `proxy_on_response_headers` ran (or must not run).
-    response_done: bool,
-    /// What it answered, until the response-head hook takes it.
-    reply: Option<LocalReply>,
-}
 
 fn key(p: &Arc<Plugin>) -> usize {
     Arc::as_ptr(p) as usize
