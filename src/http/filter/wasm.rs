@@ -18,7 +18,7 @@ use wasmtime::Val;
 
 use super::set_headers::{SetHeaders, StreamContext};
 use super::status::{LocalReply, Status};
-use super::RequestCtx;
+use super::ctx::RequestCtx;
 use crate::http::flags::ResponseFlag;
 use crate::wasm::abi::Props;
 use crate::wasm::host_headers::{HeaderMap, HeaderOp};
