@@ -16,9 +16,9 @@ use std::sync::Arc;
 
 use wasmtime::Val;
 
+use super::ctx::RequestCtx;
 use super::set_headers::{SetHeaders, StreamContext};
 use super::status::{LocalReply, Status};
-use super::ctx::RequestCtx;
 use crate::http::flags::ResponseFlag;
 use crate::wasm::abi::Props;
 use crate::wasm::host_headers::{HeaderMap, HeaderOp};
