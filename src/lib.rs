@@ -23,4 +23,5 @@ pub mod test_hooks;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
+pub mod wasm;
 pub mod xds;

@@ -54,8 +54,12 @@ def _snippet(name: str, values: dict) -> str:
 def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path,
                     route_source: str, config: str = "", tls_ports: dict | None = None) -> Path:
     """envoy.yaml rendered into `out`: the Envoy peer's config, and with
-    config "policy" the bootstrap both Envoy and Outrigger run for h1-policy."""
+    config "policy" the bootstrap both Envoy and Outrigger run for h1-policy (and
+    "wasm" for the `wasm` scenario)."""
     filters = _snippet("envoy-policy-filters.yaml", {}) if config == "policy" else ""
+    if config == "wasm":
+        # The `wasm` scenario: the proxy-wasm add-header filter (Envoy on V8, Outrigger on wasmtime).
+        filters = _snippet("envoy-wasm-filter.yaml", {})
     extra_endpoints = ""
     if config == "ext-proc":
         # ext-proc: the ext_proc filter, its processor (lib/ext_proc_server.py) and
@@ -382,7 +386,7 @@ class Outrigger(Peer):
             conf = self.xds.bootstrap(self.admin_port, self.s.work / f"{self.name}-xds.yaml")
             return [self.s.tools[self.binary], "run", "-c", conf,
                     "--concurrency", self.s.workers]
-        if config in ("policy", "bootstrap", "flaky", "traced", "ext-proc", "ext-authz"):
+        if config in ("policy", "bootstrap", "flaky", "traced", "ext-proc", "ext-authz", "wasm"):
             # The same Envoy bootstrap as the Envoy peer's, on this peer's ports.
             routes = _snippet("envoy-routes.yaml", Envoy.route_values(0, 24))
             conf = envoy_bootstrap(self.s, self.upstream, self.port, self.admin_port,

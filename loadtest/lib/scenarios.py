@@ -98,6 +98,11 @@ SCENARIOS = [
              "CPU per request that the ext_authz filter adds over h1-bootstrap (the "
              "proxy's side of one Check call; the service runs on the client CPUs)",
              conns=32, config="ext-authz", proxies_only=True, only=("outrigger", "envoy")),
+    Scenario("wasm", "closed", "HTTP/1.1 closed loop, 32 connections, one proxy-wasm "
+             "filter (the tests' add-header module: two request headers, one response "
+             "header; Envoy on V8, Outrigger on wasmtime)",
+             "CPU per request that a proxy-wasm filter adds over h1-bootstrap",
+             conns=32, config="wasm", proxies_only=True, only=("outrigger", "envoy")),
     Scenario("h1-traced", "closed", "HTTP/1.1 closed loop, 32 connections, every request "
              "traced (100% sampling), spans exported over OTLP/HTTP to a collector",
              "CPU per request that tracing adds over h1-closed-32 (and h1-bootstrap), "

@@ -81,13 +81,14 @@ impl Builder {
                 f.cors.is_some(),
                 f.ext_proc.is_some(),
                 f.ext_authz.is_some(),
+                f.wasm.is_some(),
             ];
             let one = types.iter().filter(|t| **t).count() == 1;
             let kind = match (&f.header_mutation, &f.buffer, &f.local_ratelimit, &f.rbac) {
                 _ if !one => {
                     self.err(
                         fp,
-                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_proc`, `ext_authz`",
+                        "set the filter's type: one of `header_mutation`, `buffer`, `local_ratelimit`, `rbac`, `fault`, `cors`, `ext_proc`, `ext_authz`, `wasm`",
                     );
                     continue;
                 }
@@ -107,6 +108,21 @@ impl Builder {
                     });
                     match built {
                         Some(x) => FilterKind::ExtAuthz(Box::new(x)),
+                        None => continue,
+                    }
+                }
+                _ if f.wasm.is_some() => {
+                    let fw = format!("{fp}.wasm");
+                    match f
+                        .wasm
+                        .as_deref()
+                        .map(|r| crate::wasm::config::build(&fw, r))
+                    {
+                        Some(Ok(p)) => FilterKind::Wasm(crate::http::filter::wasm::WasmFilter(p)),
+                        Some(Err((field, reason))) => {
+                            self.err(field, reason);
+                            continue;
+                        }
                         None => continue,
                     }
                 }

@@ -282,6 +282,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     cors: None,
                     ext_proc: None,
                     ext_authz: None,
+                    wasm: None,
                 };
                 out.push((
                     raw,
@@ -303,6 +304,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     cors: None,
                     ext_proc: None,
                     ext_authz: None,
+                    wasm: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Buffer)));
             }
@@ -321,6 +323,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     cors: None,
                     ext_proc: None,
                     ext_authz: None,
+                    wasm: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::LocalRateLimit)));
             }
@@ -339,6 +342,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     cors: None,
                     ext_proc: None,
                     ext_authz: None,
+                    wasm: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Rbac)));
             }
@@ -358,6 +362,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     cors: None,
                     ext_proc: None,
                     ext_authz: None,
+                    wasm: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Fault)));
             }
@@ -375,6 +380,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     cors: Some(Default::default()),
                     ext_proc: None,
                     ext_authz: None,
+                    wasm: None,
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Cors)));
             }
@@ -392,6 +398,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     fault: None,
                     cors: None,
                     ext_authz: None,
+                    wasm: None,
                     ext_proc: Some(super::ext_proc::filter(&e, &tp)?),
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::ExtProc)));
@@ -410,9 +417,29 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     fault: None,
                     cors: None,
                     ext_proc: None,
+                    wasm: None,
                     ext_authz: Some(super::ext_authz::http(&e, &tp)?),
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::ExtAuthz)));
+            }
+            super::wasm::WASM => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+                let w = payload(any, super::wasm::WASM, &tp)?;
+                let raw = RawHttpFilter {
+                    name: f.name.clone(),
+                    header_mutation: None,
+                    buffer: None,
+                    local_ratelimit: None,
+                    rbac: None,
+                    fault: None,
+                    cors: None,
+                    ext_proc: None,
+                    ext_authz: None,
+                    wasm: Some(Box::new(super::wasm::translate(&w, &tp)?)),
+                };
+                out.push((raw, (f.name.clone(), route::ChainOwn::Wasm)));
             }
             other => {
                 return Err(err(

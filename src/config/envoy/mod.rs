@@ -31,6 +31,7 @@ mod sds;
 mod tls;
 mod tracer;
 mod walk;
+mod wasm;
 pub mod xds;
 
 use std::sync::OnceLock;

@@ -57,6 +57,8 @@ pub(super) enum ChainOwn {
     ExtProc,
     /// An ext_authz filter.
     ExtAuthz,
+    /// A proxy-wasm filter (no per-route config but `disabled`).
+    Wasm,
 }
 
 /// The four header-edit lists of any level, translated.

@@ -71,6 +71,9 @@ pub(super) fn prepare_response(
     if retry(resp.status, resp.headers) {
         return Ok(Some(Response::Retry));
     }
+    if plan.chain.hooks().response_head {
+        plan.chain.before_response_head(resp.status);
+    }
     let (framing, strip) = response::down_framing(body, plan.minor);
     let close_down = !plan.framing.keep_alive || must_close || framing == DownFraming::Close;
     wbuf.clear();

@@ -54,6 +54,7 @@ pub mod rbac;
 pub mod set_headers;
 pub mod status;
 pub mod throttle;
+pub mod wasm;
 
 use serde::Deserialize;
 
@@ -69,6 +70,7 @@ use self::local_ratelimit::{LocalRateLimitFilter, RawLocalRateLimit, RouteRateLi
 use self::rbac::RbacFilter;
 use self::set_headers::SetHeaders;
 pub use self::status::{DataStatus, LocalReply, Status};
+use self::wasm::WasmFilter;
 use super::flags::ResponseFlag;
 use super::router::EntryCluster;
 use crate::config::raw_fault_cors::{RawCorsFilter, RawCorsPolicy, RawFault};
@@ -97,6 +99,9 @@ pub(crate) struct RawHttpFilter {
     pub ext_proc: Option<RawExtProc>,
     #[serde(default)]
     pub ext_authz: Option<crate::config::raw_ext_authz::RawExtAuthz>,
+    /// A proxy-wasm filter (Envoy's `envoy.filters.http.wasm`).
+    #[serde(default)]
+    pub wasm: Option<Box<crate::wasm::config::RawWasm>>,
 }
 
 /// A route's override for one filter, as written in the YAML (`per_filter_config`).
@@ -143,6 +148,7 @@ pub enum FilterKind {
     Cors(CorsFilter),
     ExtProc(Box<ExtProcFilter>),
     ExtAuthz(Box<ext_authz::ExtAuthzFilter>),
+    Wasm(WasmFilter),
 }
 
 impl FilterKind {
@@ -156,6 +162,7 @@ impl FilterKind {
             FilterKind::Cors(_) => "cors",
             FilterKind::ExtProc(_) => "ext_proc",
             FilterKind::ExtAuthz(_) => "ext_authz",
+            FilterKind::Wasm(_) => "wasm",
         }
     }
 
@@ -176,6 +183,12 @@ impl FilterKind {
             FilterKind::ExtProc(_) => Hooks::NONE,
             FilterKind::Buffer(_) => Hooks {
                 request_data: true,
+                ..Hooks::NONE
+            },
+            // proxy_on_response_headers, and the context's end (on_done/log/delete).
+            FilterKind::Wasm(_) => Hooks {
+                response_head: true,
+                complete: true,
                 ..Hooks::NONE
             },
         }
@@ -298,7 +311,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_)
-                | FilterKind::ExtAuthz(_) => DataStatus::Continue,
+                | FilterKind::ExtAuthz(_)
+                | FilterKind::Wasm(_) => DataStatus::Continue,
                 FilterKind::ExtProc(_) => {
                     ext_proc::run::on_request_data(self.store, chunk, end_stream).await
                 }
@@ -334,7 +348,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_)
-                | FilterKind::ExtAuthz(_) => {}
+                | FilterKind::ExtAuthz(_)
+                | FilterKind::Wasm(_) => {}
                 FilterKind::ExtProc(_) => {
                     if let Status::Respond(r) = ext_proc::run::on_request_trailers(self.store).await
                     {
@@ -361,7 +376,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::ExtProc(_)
                 | FilterKind::Cors(_)
-                | FilterKind::ExtAuthz(_) => {}
+                | FilterKind::ExtAuthz(_)
+                | FilterKind::Wasm(_) => {}
                 // The stream's rate limit, if its request drew one: the chunk waits for
                 // its tokens (one limit per stream, whichever fault filter set it).
                 FilterKind::Fault(_) => {
@@ -396,6 +412,11 @@ impl<'c> Chain<'c> {
                         return Status::Respond(r);
                     }
                 }
+                FilterKind::Wasm(w) => {
+                    if let Status::Respond(r) = w.on_response_head(status, self.store) {
+                        return Status::Respond(r);
+                    }
+                }
             }
         }
         Status::Continue
@@ -405,6 +426,18 @@ impl<'c> Chain<'c> {
     /// rewrote it (ext_proc's body mutations). Called by `http/hold.rs` at the end.
     pub fn request_body_override(&self) -> Option<Vec<u8>> {
         ext_proc::run::request_body(self.store)
+    }
+
+    /// The upstream's response head is about to be encoded (the HTTP/1 exchange
+    /// writes it before `on_response_head` runs): filters that edit the response head
+    /// per stream (wasm) run here; what they answer comes from `on_response_head`.
+    /// Callers check `hooks().response_head` first.
+    pub fn before_response_head(&self, status: u16) {
+        for f in self.active().rev() {
+            if let FilterKind::Wasm(w) = &f.kind {
+                w.before_response_head(status, self.store);
+            }
+        }
     }
 
     /// The stream ended: the last hook, for every stream whose request head the chain
@@ -423,6 +456,7 @@ impl<'c> Chain<'c> {
                 | FilterKind::ExtProc(_)
                 | FilterKind::Cors(_)
                 | FilterKind::ExtAuthz(_) => {}
+                FilterKind::Wasm(w) => w.on_complete(self.store),
             }
         }
         let _ = end;
@@ -641,6 +675,20 @@ pub async fn on_request_head<'c>(
                 let (s, set) = own.on_request_head(p, ctx, store);
                 if set {
                     edits.response.set = Some(store);
+                }
+                if let Status::Respond(r) = s {
+                    status = Status::Respond(r);
+                    break;
+                }
+            }
+            FilterKind::Wasm(w) => {
+                let s = w.on_request_head(ctx, edits.store, edits.request_store);
+                if edits.request_store.is_some_and(|s| !s.is_empty()) {
+                    edits.request.set = edits.request_store;
+                }
+                // Its response edits and local-response headers.
+                if edits.store.is_some() {
+                    edits.response.set = edits.store;
                 }
                 if let Status::Respond(r) = s {
                     status = Status::Respond(r);

@@ -19,7 +19,20 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
+use super::status::LocalReply;
 use super::throttle::FaultStream;
+
+/// A context's state for the rest of its stream, kept in the stream's `SetHeaders` (`http/filter/wasm.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct StreamContext {
+    /// Identifies the plugin (its address; the chain holds it for the stream).
+    pub(crate) plugin: usize,
+    pub id: i32,
+    /// `proxy_on_response_headers` ran (or must not run).
+    pub(crate) response_done: bool,
+    /// What it answered, until the response-head hook takes it.
+    pub(crate) reply: Option<LocalReply>,
+}
 
 /// Headers set for one stream's response: `(lower-case name, value)`, each name once.
 #[derive(Debug, Default)]
@@ -36,6 +49,9 @@ pub struct SetHeaders {
     /// gRPC stream and the plans it made; `filter::ext_proc::run::State`). Type-erased
     /// so that this module need not know the filter; empty (no allocation) without one.
     pub(crate) ext: StreamExt,
+    /// The wasm filters' contexts of this stream (`filter::wasm`; empty: no wasm
+    /// filter, no allocation).
+    wasm: RefCell<Vec<StreamContext>>,
 }
 
 /// `SetHeaders::ext`.
@@ -95,6 +111,39 @@ impl SetHeaders {
     pub fn add(&self, name: impl Into<Cow<'static, str>>, value: String) {
         if let Ok(mut l) = self.list.try_borrow_mut() {
             l.push((name.into(), value, Op::Add));
+        }
+    }
+
+    /// Sets `name` (lower-case, computed per request: a wasm filter's) to `value`,
+    /// replacing every earlier entry of the name.
+    pub fn set_owned(&self, name: &str, value: &str) {
+        if let Ok(mut l) = self.list.try_borrow_mut() {
+            l.retain(|(n, _, _)| n != name);
+            l.push((Cow::Owned(name.to_string()), value.to_string(), Op::Set));
+        }
+    }
+
+    /// Adds a value of `name` (lower-case, computed per request). After a removal of
+    /// the name the value is the name's only one.
+    pub fn add_owned(&self, name: &str, value: &str) {
+        if let Ok(mut l) = self.list.try_borrow_mut() {
+            match l
+                .iter_mut()
+                .find(|(n, _, m)| n == name && *m == Op::Remove)
+            {
+                Some(e) => {
+                    e.1 = value.to_string();
+                    e.2 = Op::Set;
+                }
+                None => l.push((Cow::Owned(name.to_string()), value.to_string(), Op::Add)),
+            }
+        }
+    }
+
+    /// The stream's wasm contexts, for the wasm filter.
+    pub(crate) fn wasm_contexts(&self, f: impl FnOnce(&mut Vec<StreamContext>)) {
+        if let Ok(mut c) = self.wasm.try_borrow_mut() {
+            f(&mut c);
         }
     }
 
@@ -180,5 +229,25 @@ mod tests {
         s.apply_to_map(&mut map);
         assert_eq!(map.get_all("grpc-status").iter().count(), 1);
         assert_eq!(map.get("grpc-status").unwrap(), "14");
+    }
+
+    #[test]
+    fn computed_names_set_add_and_remove() {
+        let s = SetHeaders::default();
+        s.add_owned("x-a", "1");
+        s.set_owned("x-b", "2");
+        s.remove("x-c");
+        s.add_owned("x-c", "3");
+        s.remove("x-d");
+        let mut seen = Vec::new();
+        s.for_each(|n, v| seen.push(format!("{n}={v}")));
+        assert_eq!(seen, ["x-a=1", "x-b=2", "x-c=3"]);
+        assert!(!s.has("x-a") && s.has("x-b") && s.has("x-c") && s.has("x-d"));
+        let mut map = http::HeaderMap::new();
+        map.append("x-d", "old".parse().unwrap());
+        map.append("x-a", "0".parse().unwrap());
+        s.apply_to_map(&mut map);
+        assert!(map.get("x-d").is_none());
+        assert_eq!(map.get_all("x-a").iter().count(), 2);
     }
 }

@@ -467,7 +467,8 @@ async fn respond_with<U: Io, K>(
             return (filter_reply(respond, grpc, &reply, edits.response), false);
         }
     }
-    // After the hook: a filter's response plan (ext_proc) is read as they apply.
+    // After the hook: a filter's response plan (ext_proc) and its per-stream response
+    // edits (wasm, in the store) are read as they apply.
     edits.response.apply_to_map(h.response.headers_mut());
     let end = h.body == BodyKind::Empty;
     // A gRPC status in the head (trailers-only); chunked trailers may replace it below.

@@ -80,6 +80,31 @@ pub(super) fn per_filter_config(
                 out.insert(name.clone(), o);
                 continue;
             }
+            ChainOwn::Wasm => {
+                // Envoy's wasm filter has no per-route config of its own; a
+                // FilterConfig may disable it (the most specific level).
+                let first = decoded
+                    .iter()
+                    .flat_map(|e| e.iter())
+                    .find(|(n, _)| n == name);
+                let o = match first {
+                    None => continue,
+                    Some((_, PerFilter::Disabled)) => RawFilterOverride {
+                        disabled: true,
+                        ..RawFilterOverride::default()
+                    },
+                    Some(_) => {
+                        return Err(err(
+                            "typed_per_filter_config",
+                            format!(
+                            "`{name}` is a wasm filter; only `disabled` applies to it per route"
+                        ),
+                        ))
+                    }
+                };
+                out.insert(name.clone(), o);
+                continue;
+            }
             ChainOwn::Fault => {
                 // Envoy's fault filter takes the most specific per-route config.
                 let first = decoded

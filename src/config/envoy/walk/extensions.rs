@@ -44,6 +44,10 @@ pub(in crate::config::envoy) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash",
     "envoy.extensions.load_balancing_policies.maglev.v3.Maglev",
     "stats.PluginConfig", // Istio's stats filter: not Envoy's API (istio_stats.rs)
+    "envoy.extensions.filters.http.wasm.v3.Wasm",
+    // A wasm plugin's and VM's `configuration` (`config/envoy/wasm.rs` checks where).
+    "google.protobuf.StringValue",
+    "google.protobuf.BytesValue",
 ];
 
 /// HTTP filter types Outrigger implements (the others are refused, or skipped when the
@@ -59,4 +63,5 @@ pub(in crate::config::envoy) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
     "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
     "stats.PluginConfig",
+    "envoy.extensions.filters.http.wasm.v3.Wasm",
 ];

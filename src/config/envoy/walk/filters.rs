@@ -265,4 +265,23 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
             "forward_not_matching_preflights",
         ],
     ),
+    // --- proxy-wasm (`config/envoy/wasm.rs`): remote code, precompiled code, the VM's
+    // environment variables, capability restrictions and reload back-off are refused ---
+    ("envoy.extensions.filters.http.wasm.v3.Wasm", &["config"]),
+    (
+        "envoy.extensions.wasm.v3.PluginConfig",
+        &[
+            "name",
+            "root_id",
+            "vm_config",
+            "configuration",
+            "fail_open",
+            "failure_policy",
+        ],
+    ),
+    (
+        "envoy.extensions.wasm.v3.VmConfig",
+        &["vm_id", "runtime", "code", "configuration"],
+    ),
+    ("envoy.config.core.v3.AsyncDataSource", &["local"]),
 ];

@@ -126,7 +126,7 @@ pub enum Answer {
 }
 
 impl ExtAuthzFilter {
-    /// Checks one request. `req_store` and `store` are the stream's request and response
+    /// Checks one request. `request_store` and `store` are the stream's request and response
     /// `SetHeaders`; the answer says which of them were written (`(request, response)`).
     pub async fn on_request_head(
         &self,

@@ -1,0 +1,87 @@
+//! proxy-wasm HTTP filters (Envoy's `envoy.filters.http.wasm`), ABI 0.2.1 (and 0.2.0),
+//! on wasmtime.
+//!
+//! - `config.rs`: the filter's config (native and from Envoy's `PluginConfig`), and
+//!   the load: the module is compiled once (`vm::compile`) and started once on the
+//!   control thread to check it (its imports, `proxy_on_vm_start` and
+//!   `proxy_on_configure`), so a bad module is refused with the reason and the running
+//!   config keeps serving.
+//! - `vm.rs`: one instance per worker and plugin (`worker_vm`), made on the worker's
+//!   first request and reused by every later one; fuel and memory limits; traps.
+//! - `abi.rs`, `host_headers.rs`, `shared.rs`: the host functions.
+//! - The filter's hooks are in `http/filter/wasm.rs`.
+
+pub mod abi;
+pub mod config;
+pub mod host;
+pub mod host_headers;
+pub mod shared;
+pub mod vm;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Weak};
+
+pub use self::host::{FailurePolicy, Plugin};
+pub use self::vm::Vm;
+
+/// How long a failed VM stays failed before `fail_reload` makes a new one (Envoy's
+/// default reload back-off base interval).
+pub const RELOAD_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+
+thread_local! {
+    /// This worker's VMs, one per plugin of the configs it has served (a plugin of a
+    /// replaced config goes when its `Plugin` is dropped: swept on the next insert).
+    static VMS: RefCell<Vec<WorkerEntry>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One plugin's VM on this worker.
+type WorkerEntry = (Weak<Plugin>, Rc<RefCell<WorkerVm>>);
+
+/// A worker's VM of one plugin: running, or failed to start (then every request sees
+/// a failed VM).
+pub type WorkerVm = Option<Vm>;
+
+/// This worker's VM for `plugin`, started on first use. A VM that failed and whose
+/// plugin says `fail_reload` is replaced by a new one here.
+pub fn worker_vm(plugin: &Arc<Plugin>) -> Rc<RefCell<WorkerVm>> {
+    VMS.with(|v| {
+        let mut v = v.borrow_mut();
+        let found = v
+            .iter()
+            .find(|(p, _)| std::ptr::eq(p.as_ptr(), Arc::as_ptr(plugin)))
+            .map(|(_, vm)| vm.clone());
+        let vm = match found {
+            Some(vm) => vm,
+            None => {
+                v.retain(|(p, _)| p.strong_count() > 0);
+                let vm = Rc::new(RefCell::new(start(plugin)));
+                v.push((Arc::downgrade(plugin), vm.clone()));
+                vm
+            }
+        };
+        if plugin.failure_policy == FailurePolicy::FailReload {
+            if let Ok(mut slot) = vm.try_borrow_mut() {
+                // Envoy reloads after a back-off (`ReloadConfig.backoff`, base 1 s).
+                let due = |m: &Vm| {
+                    m.failed && m.failed_at.is_none_or(|t| t.elapsed() >= RELOAD_BACKOFF)
+                };
+                if slot.as_ref().is_none_or(due) {
+                    tracing::warn!(plugin = %plugin.name, "wasm VM failed: reloading it (fail_reload)");
+                    *slot = start(plugin);
+                }
+            }
+        }
+        vm
+    })
+}
+
+fn start(plugin: &Arc<Plugin>) -> WorkerVm {
+    match Vm::start(plugin) {
+        Ok(vm) => Some(vm),
+        Err(e) => {
+            tracing::error!(plugin = %plugin.name, "wasm VM did not start on this worker: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! proxy-wasm HTTP filters (`wasm:`, Envoy's `envoy.filters.http.wasm`) through the
+//! binary, with modules the tests write in WebAssembly text (`wasm_modules`): header
+//! edits both ways, a local response, traps and a loop contained by the failure policy
+//! and the fuel limit (the worker keeps serving), shared data, and bad modules refused
+//! at load with the reason (at start, and on reload with the running config kept).
+
+mod common;
+mod h2client;
+mod wasm_modules;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// One listener with the wasm filter `extra` (YAML lines under `wasm:`) in front of
+/// `upstream`.
+fn config(upstream: SocketAddr, module: &Path, extra: &str) -> String {
+    format!(
+        "{HEADER}listeners:
+  - name: main
+    address: 127.0.0.1
+    port: @PORT@
+    route_table: main
+    http_filters:
+      - name: plugin
+        wasm:
+          name: test_plugin
+          root_id: test_root
+          code: {{ filename: {} }}
+{extra}route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: / }}
+            cluster: backend
+clusters:
+  - name: backend
+    connect_timeout: 1s
+    endpoints:
+      - {{ address: 127.0.0.1, port: {} }}
+",
+        module.display(),
+        upstream.port()
+    )
+}
+
+fn get(proxy: &Proxy, path: &str, headers: &str) -> Response {
+    let mut c = Conn::connect(proxy.listen);
+    c.send(format!(
+        "GET {path} HTTP/1.1\r\nHost: a\r\n{headers}Connection: close\r\n\r\n"
+    ));
+    c.read_response().expect("a response")
+}
+
+fn h2_get(
+    addr: SocketAddr,
+    path: &str,
+    header: Option<(&'static str, &'static str)>,
+) -> h2client::Reply {
+    let uri = format!("http://{addr}{path}");
+    h2client::run(move || async move {
+        let mut c = h2client::connect(addr).await;
+        let mut b = h2client::request("GET", &uri);
+        if let Some((n, v)) = header {
+            b = b.header(n, v);
+        }
+        h2client::send(&mut c, b.body(()).unwrap(), b"").await
+    })
+}
+
+#[test]
+fn a_filter_adds_request_and_response_headers_on_both_client_protocols() {
+    let up = Upstream::echo();
+    let dir = TempDir::new("wasm-add");
+    let m = wasm_modules::write(dir.path(), "add", &wasm_modules::add_headers());
+    let proxy = Proxy::start_with(&config(up.addr, &m, ""), 2);
+    for i in 0..4 {
+        let r = get(&proxy, &format!("/x?{i}"), "");
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        assert_eq!(r.header("x-wasm-response"), Some("on"));
+        let req = up.last_request();
+        assert_eq!(req.header("x-wasm-request"), Some("on"));
+        assert_eq!(req.header("x-wasm-path"), Some(format!("/x?{i}").as_str()));
+    }
+    // HTTP/2 client, HTTP/1 upstream.
+    let r = h2_get(proxy.listen, "/h2", None);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(r.header("x-wasm-response"), Some("on"));
+    assert_eq!(up.last_request().header("x-wasm-request"), Some("on"));
+}
+
+#[test]
+fn a_filter_denies_with_a_local_response() {
+    let up = Upstream::echo();
+    let dir = TempDir::new("wasm-deny");
+    let m = wasm_modules::write(dir.path(), "deny", &wasm_modules::deny());
+    let proxy = Proxy::start(&config(up.addr, &m, ""));
+    let r = get(&proxy, "/", "x-deny: 1\r\n");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body_str(), "denied by wasm");
+    assert_eq!(r.header("x-wasm-denied"), Some("yes"));
+    assert_eq!(up.request_count(), 0, "a denied request went upstream");
+    let r = get(&proxy, "/", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.request_count(), 1);
+    let r = h2_get(proxy.listen, "/", Some(("x-deny", "1")));
+    assert_eq!((r.status, r.body_str().as_str()), (403, "denied by wasm"));
+}
+
+#[test]
+fn a_trap_fails_the_request_and_the_worker_keeps_serving() {
+    let up = Upstream::echo();
+    let dir = TempDir::new("wasm-trap");
+    let m = wasm_modules::write(dir.path(), "trap", &wasm_modules::trap());
+
+    // fail_closed (Envoy's default): the trapping request gets a 503, and so does every
+    // later request of the failed VM; the worker itself keeps serving.
+    let proxy = Proxy::start(&config(up.addr, &m, ""));
+    assert_eq!(get(&proxy, "/", "").status, 200);
+    assert_eq!(get(&proxy, "/", "x-trap: 1\r\n").status, 503);
+    assert_eq!(get(&proxy, "/", "").status, 503);
+    assert_eq!(proxy.admin_get("/ready").status, 200);
+    drop(proxy);
+
+    // fail_reload: a request a second after the failure gets a new VM (Envoy's reload
+    // back-off); until then the failed VM answers 503.
+    let proxy = Proxy::start(&config(
+        up.addr,
+        &m,
+        "          failure_policy: fail_reload\n",
+    ));
+    assert_eq!(get(&proxy, "/", "x-trap: 1\r\n").status, 503);
+    reloads(&proxy);
+    drop(proxy);
+
+    // fail_open: the trapping request still gets its 503 (as in Envoy); the failed
+    // filter is skipped for the later ones, which reach the upstream.
+    let seen = up.request_count();
+    let proxy = Proxy::start(&config(
+        up.addr,
+        &m,
+        "          failure_policy: fail_open\n",
+    ));
+    assert_eq!(get(&proxy, "/", "x-trap: 1\r\n").status, 503);
+    assert_eq!(get(&proxy, "/", "x-trap: 1\r\n").status, 200);
+    assert_eq!(get(&proxy, "/", "").status, 200);
+    assert_eq!(up.request_count(), seen + 2);
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_fuel_limit() {
+    let up = Upstream::echo();
+    let dir = TempDir::new("wasm-loop");
+    let m = wasm_modules::write(dir.path(), "loop", &wasm_modules::infinite_loop());
+    let extra = "          max_fuel_per_call: 5000000\n          failure_policy: fail_reload\n";
+    let proxy = Proxy::start(&config(up.addr, &m, extra));
+    assert_eq!(get(&proxy, "/", "x-loop: 1\r\n").status, 503);
+    assert!(
+        proxy.stderr().contains("ran out of fuel"),
+        "{}",
+        proxy.stderr()
+    );
+    reloads(&proxy);
+    assert_eq!(get(&proxy, "/", "x-loop: 1\r\n").status, 503);
+    reloads(&proxy);
+}
+
+/// A failed VM with `fail_reload` serves again within a few seconds.
+fn reloads(proxy: &Proxy) {
+    let ok = wait_until(Duration::from_secs(5), || {
+        (get(proxy, "/", "").status == 200).then_some(())
+    });
+    assert!(ok.is_some(), "the VM was not reloaded");
+    assert_eq!(get(proxy, "/", "").status, 200);
+}
+
+#[test]
+fn shared_data_is_kept_across_requests_and_workers() {
+    let up = Upstream::echo();
+    let dir = TempDir::new("wasm-shared");
+    let m = wasm_modules::write(dir.path(), "shared", &wasm_modules::shared_data());
+    let proxy = Proxy::start_with(&config(up.addr, &m, ""), 2);
+    assert_eq!(get(&proxy, "/", "").status, 200);
+    assert_eq!(up.last_request().header("x-shared"), None);
+    assert_eq!(get(&proxy, "/", "x-put: v1\r\n").status, 200);
+    // Every later request, on whichever worker its connection lands.
+    for _ in 0..6 {
+        assert_eq!(get(&proxy, "/", "").status, 200);
+        assert_eq!(up.last_request().header("x-shared"), Some("v1"));
+    }
+}
+
+#[test]
+fn bad_modules_are_refused_with_the_reason() {
+    let up = Upstream::echo();
+    let dir = TempDir::new("wasm-bad");
+    let good = wasm_modules::write(dir.path(), "good", &wasm_modules::add_headers());
+    let proxy = Proxy::start(&config(up.addr, &good, ""));
+    assert_eq!(get(&proxy, "/", "").status, 200);
+    for (i, (what, wat, names)) in wasm_modules::bad_modules().into_iter().enumerate() {
+        let m = wasm_modules::write(dir.path(), &format!("bad{i}"), &wat);
+        // At start (`validate`).
+        let path = dir.join(&format!("bad{i}.yaml"));
+        let text = config(up.addr, &m, "")
+            .replace("@ADMIN_PORT@", "9")
+            .replace("@PORT@", "10");
+        write_atomic(&path, &text);
+        let out = run_cli(
+            &["validate", "-c", &path.display().to_string()],
+            Duration::from_secs(20),
+        );
+        let err = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{what}: accepted");
+        assert!(
+            err.contains("listeners[0].http_filters[0].wasm.code") && err.contains(names),
+            "{what}: {err}"
+        );
+        // On reload: refused, and the running config keeps serving.
+        proxy.write_config(&config(up.addr, &m, ""));
+        let r = proxy.reload();
+        assert_ne!(r.status, 200, "{what}: reload accepted");
+        assert!(r.body_str().contains(names), "{what}: {}", r.body_str());
+        let r = get(&proxy, "/", "");
+        assert_eq!(
+            (r.status, r.header("x-wasm-response")),
+            (200, Some("on")),
+            "{what}"
+        );
+    }
+    // A missing file and an unknown failure policy name their fields.
+    let path = dir.join("missing.yaml");
+    let text = config(
+        up.addr,
+        &dir.join("nope.wasm"),
+        "          failure_policy: sometimes\n",
+    )
+    .replace("@ADMIN_PORT@", "9")
+    .replace("@PORT@", "10");
+    write_atomic(&path, &text);
+    let out = run_cli(
+        &["validate", "-c", &path.display().to_string()],
+        Duration::from_secs(20),
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("wasm.failure_policy"), "{err}");
+}

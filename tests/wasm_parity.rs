@@ -1,0 +1,242 @@
+//! proxy-wasm parity with Envoy 1.40 (its PyPI build runs modules on V8): one Envoy
+//! bootstrap with a wasm filter runs under Envoy and under Outrigger (wasmtime), with
+//! the same module bytes (`wasm_modules`), and the same requests go to both: the add-
+//! header filter's request and response headers, the deny filter's local response, and
+//! a trapping filter under each failure policy (the trapping request's 503, then
+//! `FAIL_CLOSED`'s 503s and `FAIL_OPEN`'s pass-through). Also checks that the
+//! loadtest's `wasm` scenario carries the add-header module. Skips, saying why, when
+//! Envoy is not installed.
+
+mod common;
+mod wasm_modules;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use common::envoy::*;
+use common::*;
+
+const WASM: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+
+fn bootstrap(upstream: SocketAddr, module: &Path, policy: &str) -> String {
+    format!(
+        r#"{head}          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                route: {{ cluster: backend }}
+          http_filters:
+          - name: plugin
+            typed_config:
+              "@type": {WASM}
+              config:
+                name: test_plugin
+                root_id: test_root
+                {policy}
+                vm_config:
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: {module} }} }}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": {ROUTER_TYPE}
+  clusters:
+  - name: backend
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+"#,
+        head = hcm_head("", "web"),
+        module = module.display(),
+        port = upstream.port(),
+    )
+}
+
+fn get(addr: SocketAddr, headers: &str) -> Response {
+    let mut c = Conn::connect(addr);
+    c.send(format!(
+        "GET /p?q=1 HTTP/1.1\r\nHost: a\r\n{headers}Connection: close\r\n\r\n"
+    ));
+    c.read_response().expect("a response")
+}
+
+/// What a client and the upstream saw of one request.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    status: u16,
+    /// The body of an answer the proxy made itself (empty for a proxied one).
+    body: String,
+    response_header: Option<String>,
+    denied_header: Option<String>,
+    upstream_request: Option<String>,
+    upstream_path: Option<String>,
+}
+
+fn seen(addr: SocketAddr, up: &Upstream, headers: &str) -> Seen {
+    let before = up.request_count();
+    let r = get(addr, headers);
+    let last = (up.request_count() > before).then(|| up.last_request());
+    Seen {
+        status: r.status,
+        // A proxied answer's body is the echo (request ids, header order); compare
+        // the proxies' own answers only.
+        body: if last.is_some() {
+            String::new()
+        } else {
+            r.body_str()
+        },
+        response_header: r.header("x-wasm-response").map(str::to_string),
+        denied_header: r.header("x-wasm-denied").map(str::to_string),
+        upstream_request: last
+            .as_ref()
+            .and_then(|l| l.header("x-wasm-request").map(str::to_string)),
+        upstream_path: last
+            .as_ref()
+            .and_then(|l| l.header("x-wasm-path").map(str::to_string)),
+    }
+}
+
+/// Runs `requests` (extra header lines) through Envoy and Outrigger on `module` with
+/// `policy`; the answers must match, and are returned.
+fn both(bin: &std::path::PathBuf, module: &Path, policy: &str, requests: &[&str]) -> Vec<Seen> {
+    let up = Upstream::echo();
+    let text = bootstrap(up.addr, module, policy);
+    let envoy = Envoy::start(bin, &text);
+    let from_envoy: Vec<Seen> = requests
+        .iter()
+        .map(|h| seen(envoy.listen, &up, h))
+        .collect();
+    drop(envoy);
+    let proxy = Proxy::start(&text);
+    let from_us: Vec<Seen> = requests
+        .iter()
+        .map(|h| seen(proxy.listen, &up, h))
+        .collect();
+    assert_eq!(
+        from_us, from_envoy,
+        "Outrigger (left) and Envoy (right) differ"
+    );
+    from_us
+}
+
+#[test]
+fn wasm_filters_behave_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("wasm_filters_behave_as_in_envoy") else {
+        return;
+    };
+    let dir = TempDir::new("wasm-parity");
+    let add = wasm_modules::write(dir.path(), "add", &wasm_modules::add_headers());
+    let s = both(&bin, &add, "", &["", ""]);
+    assert_eq!(s[0].upstream_request.as_deref(), Some("on"));
+    assert_eq!(s[0].upstream_path.as_deref(), Some("/p?q=1"));
+    assert_eq!(s[0].response_header.as_deref(), Some("on"));
+
+    let deny = wasm_modules::write(dir.path(), "deny", &wasm_modules::deny());
+    let s = both(&bin, &deny, "", &["x-deny: 1\r\n", ""]);
+    assert_eq!((s[0].status, s[0].body.as_str()), (403, "denied by wasm"));
+    assert_eq!(s[1].status, 200);
+
+    let trap = wasm_modules::write(dir.path(), "trap", &wasm_modules::trap());
+    let requests = ["", "x-trap: 1\r\n", "", ""];
+    let s = both(&bin, &trap, "", &requests);
+    assert_eq!(
+        s.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [200, 503, 503, 503]
+    );
+    let s = both(&bin, &trap, "failure_policy: FAIL_OPEN", &requests);
+    assert_eq!(
+        s.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [200, 503, 200, 200]
+    );
+    // The deprecated `fail_open`: the trapping request passes too.
+    let s = both(&bin, &trap, "fail_open: true", &requests);
+    assert_eq!(
+        s.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [200, 200, 200, 200]
+    );
+}
+
+#[test]
+fn the_loadtest_scenario_runs_the_add_header_module() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("loadtest/configs/envoy-wasm-filter.yaml"),
+    )
+    .unwrap();
+    let b64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("inline_bytes: "))
+        .expect("inline_bytes in the scenario's filter");
+    let module = wat::parse_str(wasm_modules::add_headers()).unwrap();
+    assert_eq!(
+        b64,
+        base64(&module),
+        "regenerate the scenario's inline_bytes"
+    );
+}
+
+/// Standard base64 with padding (the proto3 JSON form of `bytes`).
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Envoy fields the host does not implement are refused by their path.
+#[test]
+fn unsupported_envoy_fields_are_refused_by_path() {
+    let dir = TempDir::new("wasm-envoy-refused");
+    let m = wasm_modules::write(dir.path(), "add", &wasm_modules::add_headers());
+    let base = bootstrap("127.0.0.1:9".parse().unwrap(), &m, "")
+        .replace("@ADMIN_PORT@", "9")
+        .replace("@PORT@", "10");
+    let local = format!("code: {{ local: {{ filename: {} }} }}", m.display());
+    let cases = [
+        (
+            base.replace(
+                &local,
+                "code: { remote: { http_uri: { uri: \"http://x/m.wasm\", cluster: backend, timeout: 1s }, sha256: ab } }",
+            ),
+            "vm_config.code.remote",
+        ),
+        (
+            base.replace("envoy.wasm.runtime.v8", "envoy.wasm.runtime.null"),
+            "vm_config.runtime",
+        ),
+        (
+            base.replace(
+                "runtime: envoy.wasm.runtime.v8",
+                "runtime: envoy.wasm.runtime.v8\n                  allow_precompiled: true",
+            ),
+            "vm_config.allow_precompiled",
+        ),
+    ];
+    for (i, (text, field)) in cases.iter().enumerate() {
+        let path = dir.join(&format!("c{i}.yaml"));
+        write_atomic(&path, text);
+        let out = run_cli(
+            &["validate", "-c", &path.display().to_string()],
+            std::time::Duration::from_secs(20),
+        );
+        let err = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{field}: accepted");
+        assert!(err.contains(field), "{field}: {err}");
+    }
+}
