@@ -12,8 +12,8 @@ use super::model::*;
 use super::raw::*;
 
 mod circuit;
-mod ext_authz;
 mod dns;
+mod ext_authz;
 mod fault_cors;
 mod hash_policy;
 mod health;

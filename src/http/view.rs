@@ -196,7 +196,10 @@ impl<C: Connector> crate::http::filter::ctx::GrpcChannels for WorkerView<C> {
         Box::pin(async move {
             let cs = self.clusters.get(cluster)?;
             let ep = cs.start_request(None)?;
-            cs.h2_ready(ep, &*self.connector).await.ok().map(|(s, _, _)| s)
+            cs.h2_ready(ep, &*self.connector)
+                .await
+                .ok()
+                .map(|(s, _, _)| s)
         })
     }
 }

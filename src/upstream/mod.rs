@@ -3,8 +3,8 @@
 
 pub(crate) mod cluster;
 pub(crate) mod counted;
-pub(crate) mod grpc_stream;
 pub mod grpc_call;
+pub(crate) mod grpc_stream;
 pub mod h1_call;
 pub(crate) mod h2conn;
 pub(crate) mod lb;

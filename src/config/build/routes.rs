@@ -456,7 +456,10 @@ impl Builder {
                 o.ext_proc.is_some(),
                 o.ext_authz.is_some(),
             ];
-            let policy = o.fault.is_some() || o.cors.is_some() || o.ext_proc.is_some() || o.ext_authz.is_some();
+            let policy = o.fault.is_some()
+                || o.cors.is_some()
+                || o.ext_proc.is_some()
+                || o.ext_authz.is_some();
             if policy && (o.disabled || types.iter().filter(|t| **t).count() != 1) {
                 self.err(
                     op,

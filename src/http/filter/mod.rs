@@ -44,8 +44,8 @@
 pub mod buffer;
 pub mod cors;
 pub mod ctx;
-pub mod ext_proc;
 pub mod ext_authz;
+pub mod ext_proc;
 pub mod fault;
 pub mod header_mutation;
 pub mod headers;

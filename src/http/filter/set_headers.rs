@@ -127,10 +127,7 @@ impl SetHeaders {
     /// the name the value is the name's only one.
     pub fn add_owned(&self, name: &str, value: &str) {
         if let Ok(mut l) = self.list.try_borrow_mut() {
-            match l
-                .iter_mut()
-                .find(|(n, _, m)| n == name && *m == Op::Remove)
-            {
+            match l.iter_mut().find(|(n, _, m)| n == name && *m == Op::Remove) {
                 Some(e) => {
                     e.1 = value.to_string();
                     e.2 = Op::Set;

@@ -306,7 +306,7 @@ fn replay(ops: &[HeaderOp], s: &SetHeaders) {
         match op {
             HeaderOp::Set(n, v) => s.set_owned(n, v),
             HeaderOp::Add(n, v) => s.add_owned(n, v),
-            HeaderOp::Remove(n) => s.remove(n),
+            HeaderOp::Remove(n) => s.remove(n.to_string()),
         }
     }
 }
