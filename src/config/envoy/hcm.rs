@@ -275,14 +275,7 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                 let raw = RawHttpFilter {
                     name: f.name.clone(),
                     header_mutation: Some(mutations(&m.mutations, &format!("{tp}.mutations"))?),
-                    buffer: None,
-                    local_ratelimit: None,
-                    rbac: None,
-                    fault: None,
-                    cors: None,
-                    ext_proc: None,
-                    ext_authz: None,
-                    wasm: None,
+                    ..Default::default()
                 };
                 out.push((
                     raw,
@@ -296,15 +289,8 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                 let b: PbBuffer = payload(any, BUFFER, &tp)?;
                 let raw = RawHttpFilter {
                     name: f.name.clone(),
-                    header_mutation: None,
                     buffer: Some(route::buffer(&b, &tp)?),
-                    local_ratelimit: None,
-                    rbac: None,
-                    fault: None,
-                    cors: None,
-                    ext_proc: None,
-                    ext_authz: None,
-                    wasm: None,
+                    ..Default::default()
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Buffer)));
             }
@@ -315,15 +301,8 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                 let l = payload(any, super::local_ratelimit::LOCAL_RATELIMIT, &tp)?;
                 let raw = RawHttpFilter {
                     name: f.name.clone(),
-                    header_mutation: None,
-                    buffer: None,
                     local_ratelimit: Some(super::local_ratelimit::translate(&l, &tp, false)?),
-                    rbac: None,
-                    fault: None,
-                    cors: None,
-                    ext_proc: None,
-                    ext_authz: None,
-                    wasm: None,
+                    ..Default::default()
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::LocalRateLimit)));
             }
@@ -334,15 +313,8 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                 let r: PbRbac = payload(any, rbac::HTTP, &tp)?;
                 let raw = RawHttpFilter {
                     name: f.name.clone(),
-                    header_mutation: None,
-                    buffer: None,
-                    local_ratelimit: None,
                     rbac: Some(rbac::http(&r, &tp)?),
-                    fault: None,
-                    cors: None,
-                    ext_proc: None,
-                    ext_authz: None,
-                    wasm: None,
+                    ..Default::default()
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Rbac)));
             }
@@ -354,15 +326,8 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     payload(any, fault_cors::FAULT, &tp)?;
                 let raw = RawHttpFilter {
                     name: f.name.clone(),
-                    header_mutation: None,
-                    buffer: None,
-                    local_ratelimit: None,
-                    rbac: None,
                     fault: Some(fault_cors::fault(&h, &tp)?),
-                    cors: None,
-                    ext_proc: None,
-                    ext_authz: None,
-                    wasm: None,
+                    ..Default::default()
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Fault)));
             }
@@ -372,15 +337,8 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                 }
                 let raw = RawHttpFilter {
                     name: f.name.clone(),
-                    header_mutation: None,
-                    buffer: None,
-                    local_ratelimit: None,
-                    rbac: None,
-                    fault: None,
                     cors: Some(Default::default()),
-                    ext_proc: None,
-                    ext_authz: None,
-                    wasm: None,
+                    ..Default::default()
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Cors)));
             }
@@ -391,15 +349,8 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                 let e = payload(any, super::ext_proc::EXT_PROC, &tp)?;
                 let raw = RawHttpFilter {
                     name: f.name.clone(),
-                    header_mutation: None,
-                    buffer: None,
-                    local_ratelimit: None,
-                    rbac: None,
-                    fault: None,
-                    cors: None,
-                    ext_authz: None,
-                    wasm: None,
                     ext_proc: Some(super::ext_proc::filter(&e, &tp)?),
+                    ..Default::default()
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::ExtProc)));
             }
@@ -410,15 +361,8 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                 let e = payload(any, super::ext_authz::HTTP, &tp)?;
                 let raw = RawHttpFilter {
                     name: f.name.clone(),
-                    header_mutation: None,
-                    buffer: None,
-                    local_ratelimit: None,
-                    rbac: None,
-                    fault: None,
-                    cors: None,
-                    ext_proc: None,
-                    wasm: None,
                     ext_authz: Some(super::ext_authz::http(&e, &tp)?),
+                    ..Default::default()
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::ExtAuthz)));
             }
@@ -429,15 +373,8 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                 let w = payload(any, super::wasm::WASM, &tp)?;
                 let raw = RawHttpFilter {
                     name: f.name.clone(),
-                    header_mutation: None,
-                    buffer: None,
-                    local_ratelimit: None,
-                    rbac: None,
-                    fault: None,
-                    cors: None,
-                    ext_proc: None,
-                    ext_authz: None,
                     wasm: Some(Box::new(super::wasm::translate(&w, &tp)?)),
+                    ..Default::default()
                 };
                 out.push((raw, (f.name.clone(), route::ChainOwn::Wasm)));
             }

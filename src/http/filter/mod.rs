@@ -78,8 +78,9 @@ use crate::config::raw_rbac::RawRbacFilter;
 
 pub use self::headers::MAX_HEADER_MUTATION_FILTERS;
 
-/// One entry of a listener's `http_filters`, as written in the YAML.
-#[derive(Debug, Deserialize)]
+/// One entry of a listener's `http_filters`, as written in the YAML (`Default`: a
+/// translation names its one filter's field and leaves the rest empty).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHttpFilter {
     pub name: String,

@@ -295,25 +295,11 @@ pub(super) fn per_filter_config(
                     None => continue,
                     Some((_, PerFilter::Disabled)) => RawFilterOverride {
                         disabled: true,
-                        header_mutation: None,
-                        buffer: None,
-                        local_ratelimit: None,
-                        rbac: None,
-                        fault: None,
-                        cors: None,
-                        ext_proc: None,
-                        ext_authz: None,
+                        ..Default::default()
                     },
                     Some((_, PerFilter::Buffer(b))) => RawFilterOverride {
-                        disabled: false,
-                        header_mutation: None,
                         buffer: Some(b.clone()),
-                        local_ratelimit: None,
-                        rbac: None,
-                        fault: None,
-                        cors: None,
-                        ext_proc: None,
-                        ext_authz: None,
+                        ..Default::default()
                     },
                     Some((
                         _,
@@ -377,29 +363,15 @@ pub(super) fn per_filter_config(
                 name.clone(),
                 RawFilterOverride {
                     disabled: true,
-                    header_mutation: None,
-                    buffer: None,
-                    local_ratelimit: None,
-                    rbac: None,
-                    fault: None,
-                    cors: None,
-                    ext_proc: None,
-                    ext_authz: None,
+                    ..Default::default()
                 },
             );
         } else if any {
             out.insert(
                 name.clone(),
                 RawFilterOverride {
-                    disabled: false,
                     header_mutation: Some(mutations(&Some(merged), "(merged)")?),
-                    buffer: None,
-                    local_ratelimit: None,
-                    rbac: None,
-                    fault: None,
-                    cors: None,
-                    ext_proc: None,
-                    ext_authz: None,
+                    ..Default::default()
                 },
             );
         }
