@@ -181,6 +181,28 @@ fn one_message(body: &[u8]) -> Option<&[u8]> {
     (flag == 0 && rest.len() == u32::from_be_bytes([a, b, c, d]) as usize).then_some(rest)
 }
 
+/// Takes one complete length-prefixed gRPC message off the front of `buf` (`None`:
+/// not all of it is here yet). A compressed message (none is ever offered) or one over
+/// `max` bytes is an error. Shared by the streaming calls (`grpc_stream`) and the xDS
+/// client.
+pub fn next_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, String> {
+    let Some([flag, a, b, c, d]) = buf.get(..5).and_then(|h| <[u8; 5]>::try_from(h).ok()) else {
+        return Ok(None);
+    };
+    if flag != 0 {
+        return Err("compressed message (none was offered)".into());
+    }
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    if len > max {
+        return Err(format!("message of {len} bytes (limit {max})"));
+    }
+    if buf.len() < 5 + len {
+        return Ok(None);
+    }
+    bytes::Buf::advance(buf, 5);
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
 /// `m` as one length-prefixed, uncompressed gRPC message.
 pub fn encode_frame<M: Message>(m: &M) -> Bytes {
     let len = m.encoded_len();

@@ -7,7 +7,7 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
 use prost::Message;
@@ -86,7 +86,9 @@ impl GrpcStream {
     /// 0 is a clean close), `Err` text for a reset, a protocol error or a bad message.
     pub async fn recv<M: Message + Default>(&mut self) -> Result<M, Result<Ended, Error>> {
         loop {
-            if let Some(frame) = next_frame(&mut self.buf).map_err(Err)? {
+            if let Some(frame) =
+                crate::upstream::grpc_call::next_frame(&mut self.buf, MAX_MESSAGE).map_err(Err)?
+            {
                 return M::decode(frame).map_err(|e| Err(format!("malformed message: {e}")));
             }
             if self.recv.is_none() {
@@ -128,41 +130,4 @@ impl GrpcStream {
 /// The `grpc-status` in headers or trailers.
 fn grpc_status(h: &http::HeaderMap) -> Option<u32> {
     h.get("grpc-status")?.to_str().ok()?.parse().ok()
-}
-
-/// Takes one complete length-prefixed message off the front of `buf`. A compressed
-/// message (none was asked for) or one over [`MAX_MESSAGE`] is an error.
-fn next_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, Error> {
-    let Some([flag, a, b, c, d]) = buf.get(..5).and_then(|h| <[u8; 5]>::try_from(h).ok()) else {
-        return Ok(None);
-    };
-    if flag != 0 {
-        return Err("compressed message (none was offered)".into());
-    }
-    let len = u32::from_be_bytes([a, b, c, d]) as usize;
-    if len > MAX_MESSAGE {
-        return Err(format!("message of {len} bytes (limit {MAX_MESSAGE})"));
-    }
-    if buf.len() < 5 + len {
-        return Ok(None);
-    }
-    buf.advance(5);
-    Ok(Some(buf.split_to(len).freeze()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_are_taken_whole_and_bounded() {
-        let mut b = BytesMut::from(&[0u8, 0, 0, 0, 2, 7][..]);
-        assert_eq!(next_frame(&mut b).unwrap(), None);
-        b.extend_from_slice(&[8, 0]);
-        assert_eq!(next_frame(&mut b).unwrap().unwrap().as_ref(), &[7, 8]);
-        let mut big = BytesMut::from(&[0u8, 0xff, 0xff, 0xff, 0xff][..]);
-        assert!(next_frame(&mut big).is_err());
-        let mut compressed = BytesMut::from(&[1u8, 0, 0, 0, 0][..]);
-        assert!(next_frame(&mut compressed).is_err());
-    }
 }

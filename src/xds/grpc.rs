@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::rt::{spawn_local, Task};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
 use prost::Message;
@@ -94,7 +94,9 @@ impl Stream {
     /// The next message; `Ok(None)` when the server ended the stream.
     pub async fn recv<M: Message + Default>(&mut self) -> Result<Option<M>, Error> {
         loop {
-            if let Some(frame) = next_frame(&mut self.buf)? {
+            if let Some(frame) = crate::upstream::grpc_call::next_frame(&mut self.buf, MAX_MESSAGE)
+                .map_err(|e| format!("from the management server: {e}"))?
+            {
                 return M::decode(frame)
                     .map(Some)
                     .map_err(|e| format!("malformed message from the management server: {e}"));
@@ -151,28 +153,6 @@ fn grpc_status(h: &http::HeaderMap) -> Option<String> {
     Some(format!("grpc-status {status}: {message}"))
 }
 
-/// Takes one complete length-prefixed message off the front of `buf`. A compressed
-/// message (none was asked for) or one over [`MAX_MESSAGE`] is an error.
-fn next_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, Error> {
-    let Some([flag, a, b, c, d]) = buf.get(..5).and_then(|h| <[u8; 5]>::try_from(h).ok()) else {
-        return Ok(None);
-    };
-    if flag != 0 {
-        return Err("compressed message from the management server (none was offered)".into());
-    }
-    let len = u32::from_be_bytes([a, b, c, d]) as usize;
-    if len > MAX_MESSAGE {
-        return Err(format!(
-            "message of {len} bytes from the management server (limit {MAX_MESSAGE})"
-        ));
-    }
-    if buf.len() < 5 + len {
-        return Ok(None);
-    }
-    buf.advance(5);
-    Ok(Some(buf.split_to(len).freeze()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,13 +160,22 @@ mod tests {
     #[test]
     fn frames_are_taken_whole_and_bounded() {
         let mut b = BytesMut::from(&[0u8, 0, 0, 0, 2, 7][..]);
-        assert_eq!(next_frame(&mut b).unwrap(), None);
+        assert_eq!(
+            crate::upstream::grpc_call::next_frame(&mut b, MAX_MESSAGE).unwrap(),
+            None
+        );
         b.extend_from_slice(&[8, 0]);
-        assert_eq!(next_frame(&mut b).unwrap().unwrap().as_ref(), &[7, 8]);
+        assert_eq!(
+            crate::upstream::grpc_call::next_frame(&mut b, MAX_MESSAGE)
+                .unwrap()
+                .unwrap()
+                .as_ref(),
+            &[7, 8]
+        );
         assert_eq!(b.as_ref(), &[0]);
         let mut big = BytesMut::from(&[0u8, 0xff, 0xff, 0xff, 0xff][..]);
-        assert!(next_frame(&mut big).is_err());
+        assert!(crate::upstream::grpc_call::next_frame(&mut big, MAX_MESSAGE).is_err());
         let mut compressed = BytesMut::from(&[1u8, 0, 0, 0, 0][..]);
-        assert!(next_frame(&mut compressed).is_err());
+        assert!(crate::upstream::grpc_call::next_frame(&mut compressed, MAX_MESSAGE).is_err());
     }
 }
