@@ -133,6 +133,8 @@ class Upstream:
         self.otel_port, self.collector = util.free_port(), None
         # ext-proc's external processor (lib/ext_proc_server.py), started on first use.
         self.ext_proc_port, self.ext_proc = util.free_port(), None
+        # ext-authz's authorization service (tests/authz/authz.py), started on first use.
+        self.authz_port, self.authz = util.free_port(), None
 
     def ensure_ext_proc(self) -> None:
         """The ext_proc processor (grpcio, from loadtest/.venv), pinned to the client
@@ -141,7 +143,9 @@ class Upstream:
             return
         logp = self.s.work / "ext_proc.log"
         python = util.REPO / "loadtest" / ".venv" / "bin" / "python"
-        self.ext_proc = spawn(["taskset", "-c", self.s.client_cpus, str(python),
+        # -P: without the script's directory on sys.path, where lib/xds.py would shadow
+        # the `xds` package that xds-protos' generated modules import.
+        self.ext_proc = spawn(["taskset", "-c", self.s.client_cpus, str(python), "-P",
                                Path(__file__).with_name("ext_proc_server.py"),
                                self.ext_proc_port], logp)
 
@@ -152,8 +156,6 @@ class Upstream:
             except OSError:
                 return False
         wait_until(accepts, 20, "ext_proc processor", self.ext_proc, logp)
-        # ext-authz's authorization service, started on first use.
-        self.authz_port, self.authz = util.free_port(), None
 
     def ensure_authz(self) -> None:
         """The allow-all gRPC authorization service (grpcio, xds-protos)."""
