@@ -3,7 +3,11 @@
 //! route), `%UPSTREAM_LOCAL_ADDRESS%` (the address the upstream saw the proxy connect
 //! from), `%UPSTREAM_TRANSPORT_FAILURE_REASON%` (a refused connect, a TLS cluster whose
 //! server does not verify, a TLS cluster whose endpoint speaks plain HTTP) and
-//! `%TRACE_ID%` (a sampled request's trace id). HTTP/1 and HTTP/2 clients alike. When
+//! `%TRACE_ID%` (a sampled request's trace id), and the upstream TLS operators
+//! (`%UPSTREAM_PEER_URI_SAN%`, `%UPSTREAM_PEER_DNS_SAN%`, `%UPSTREAM_LOCAL_URI_SAN%`,
+//! `%UPSTREAM_TLS_VERSION%`, `%UPSTREAM_TLS_CIPHER%`: a mutual-TLS cluster with
+//! Envoy's client defaults (TLS 1.2 at most, its suite order), one allowed TLS 1.3 by
+//! `tls_params`, and `-` elsewhere). HTTP/1 and HTTP/2 clients alike. When
 //! Envoy 1.40 is installed the same bootstrap runs under it and the lines are compared
 //! (Envoy's detail after a BoringSSL reason, which Outrigger does not imitate, is cut).
 
@@ -27,7 +31,9 @@ const OTEL: &str = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfi
 const TLS: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const FORMAT: &str = "%REQ(:PATH)% route=%ROUTE_NAME% local=%UPSTREAM_LOCAL_ADDRESS% peer=%RESP(X-PEER)% reason=%UPSTREAM_TRANSPORT_FAILURE_REASON% trace=%TRACE_ID% flags=%RESPONSE_FLAGS%";
+const FORMAT: &str = "%REQ(:PATH)% route=%ROUTE_NAME% local=%UPSTREAM_LOCAL_ADDRESS% peer=%RESP(X-PEER)% reason=%UPSTREAM_TRANSPORT_FAILURE_REASON% trace=%TRACE_ID% flags=%RESPONSE_FLAGS% upeer=%UPSTREAM_PEER_URI_SAN% udns=%UPSTREAM_PEER_DNS_SAN% ulocal=%UPSTREAM_LOCAL_URI_SAN% uver=%UPSTREAM_TLS_VERSION% ucipher=%UPSTREAM_TLS_CIPHER%";
+const BACKEND_ID: &str = "spiffe://mesh.test/ns/backend/sa/api";
+const CLIENT_ID: &str = "spiffe://mesh.test/ns/web/sa/frontend";
 
 /// The backends: a plain HTTP/1 upstream that answers with the address it saw the
 /// request come from (`x-peer`), and a TLS one whose certificate no cluster trusts.
@@ -40,6 +46,9 @@ struct Backends {
     plain_bytes: SocketAddr,
     tls: SocketAddr,
     other_ca: String,
+    /// The TLS backend's CA, and the client certificate the mutual-TLS cluster presents.
+    ca: String,
+    client: pki::Leaf,
     _dir: TempDir,
 }
 
@@ -58,7 +67,15 @@ fn backends() -> Backends {
     let dir = TempDir::new("obs-pki");
     let ca = pki::Ca::new("server CA");
     let ca_pem = ca.write(dir.path(), "ca.pem");
-    let leaf = ca.leaf(dir.path(), "backend", pki::server(&["backend.local"]));
+    let leaf = ca.leaf(
+        dir.path(),
+        "backend",
+        pki::LeafSpec {
+            uris: &[BACKEND_ID],
+            ..pki::server(&["backend.local"])
+        },
+    );
+    let client = ca.leaf(dir.path(), "client", pki::client(CLIENT_ID));
     let (tls, _) = pki::upstream::tls_upstream(&leaf, &ca_pem);
     let other = pki::Ca::new("another CA");
     let other_ca = pki::path(&other.write(dir.path(), "other.pem"));
@@ -77,6 +94,8 @@ fn backends() -> Backends {
         plain_bytes,
         tls,
         other_ca,
+        ca: pki::path(&ca_pem),
+        client,
         _dir: dir,
     }
 }
@@ -108,12 +127,31 @@ fn tls_socket(ca: &str) -> String {
     )
 }
 
+/// The mutual-TLS cluster's socket: the backend's CA, the client certificate, and
+/// `params` (lines under `common_tls_context`).
+fn mtls_socket(b: &Backends, params: &str) -> String {
+    tls_socket(&b.ca).replace(
+        "          validation_context:",
+        &format!(
+            "{params}          tls_certificates: [{{ certificate_chain: {{ filename: \"{}\" }}, private_key: {{ filename: \"{}\" }} }}]\n          validation_context:",
+            pki::path(&b.client.cert),
+            pki::path(&b.client.key)
+        ),
+    )
+}
+
 fn bootstrap(b: &Backends, otel_port: u16) -> String {
     let clusters = [
         endpoint("plain", b.plain.addr.port()),
         endpoint("refused", refused_addr().port()),
         endpoint("badca", b.tls.port()) + &tls_socket(&b.other_ca),
         endpoint("tls_to_plain", b.plain_bytes.port()) + &tls_socket(&b.other_ca),
+        endpoint("mtls", b.tls.port()) + &mtls_socket(b, ""),
+        endpoint("mtls13", b.tls.port())
+            + &mtls_socket(
+                b,
+                "          tls_params: { tls_maximum_protocol_version: TLSv1_3 }\n",
+            ),
         endpoint("otel", otel_port),
     ]
     .concat();
@@ -163,6 +201,10 @@ static_resources:
                 route: {{ cluster: badca }}
               - match: {{ prefix: /wrongproto }}
                 route: {{ cluster: tls_to_plain }}
+              - match: {{ prefix: /mtls13 }}
+                route: {{ cluster: mtls13 }}
+              - match: {{ prefix: /mtls }}
+                route: {{ cluster: mtls }}
               - name: direct
                 match: {{ prefix: /d }}
                 direct_response: {{ status: 200 }}
@@ -182,6 +224,8 @@ const CASES: &[(&str, &str)] = &[
     ("/refused", ""),
     ("/verify", ""),
     ("/wrongproto", ""),
+    ("/mtls", ""),
+    ("/mtls13", ""),
     ("/d", ""),
     ("/nope", ""),
     (
@@ -244,6 +288,11 @@ fn normalise(lines: &[String]) -> Vec<String> {
                     if f.starts_with("trace=") && f != format!("trace={TRACE}") {
                         return "trace=<generated>".to_string();
                     }
+                    // The server picks among the suites the client offers first: BoringSSL
+                    // and rustls order TLS 1.3's suites differently.
+                    if f.starts_with("ucipher=TLS_") {
+                        return "ucipher=<TLS 1.3 suite>".to_string();
+                    }
                     if let Some(r) = f.strip_prefix("reason=TLS_error:|") {
                         let reason: Vec<&str> = r.split(':').take(4).collect();
                         return format!("reason=TLS_error:|{}:...", reason.join(":"));
@@ -287,6 +336,15 @@ fn check_ours(lines: &[String]) {
         field(line_for(lines, "/wrongproto"), "reason"),
         "TLS_error:|268435703:SSL_routines:OPENSSL_internal:WRONG_VERSION_NUMBER:TLS_error_end"
     );
+    // A plain cluster's request has no upstream TLS facts; a failed handshake neither.
+    for path in ["/ok", "/verify"] {
+        let l = line_for(lines, path);
+        for key in ["upeer", "udns", "ulocal", "uver", "ucipher"] {
+            assert_eq!(field(l, key), "-", "{l}");
+        }
+    }
+    check_mtls(line_for(lines, "/mtls"), "TLSv1.2");
+    check_mtls(line_for(lines, "/mtls13"), "TLSv1.3");
     let direct = line_for(lines, "/d");
     assert_eq!(field(direct, "route"), "direct");
     assert_eq!(field(direct, "local"), "-");
@@ -294,6 +352,22 @@ fn check_ours(lines: &[String]) {
     let traced = line_for(lines, "/ok/traced");
     assert_eq!(field(traced, "trace"), TRACE);
     assert_eq!(field(traced, "route"), "ok-route");
+}
+
+/// A mutual-TLS cluster's line: the backend's SANs, the client certificate's, and the
+/// version. Under Envoy's defaults a client stops at TLS 1.2 and offers
+/// ECDHE-ECDSA-AES128-GCM-SHA256 first, which the backend (an ECDSA key) takes.
+fn check_mtls(l: &str, version: &str) {
+    assert_eq!(field(l, "upeer"), BACKEND_ID, "{l}");
+    assert_eq!(field(l, "udns"), "backend.local", "{l}");
+    assert_eq!(field(l, "ulocal"), CLIENT_ID, "{l}");
+    assert_eq!(field(l, "uver"), version, "{l}");
+    if version == "TLSv1.2" {
+        assert_eq!(field(l, "ucipher"), "ECDHE-ECDSA-AES128-GCM-SHA256", "{l}");
+    } else {
+        assert!(field(l, "ucipher").starts_with("TLS_"), "{l}");
+    }
+    assert_eq!(field(l, "flags"), "-", "{l}");
 }
 
 #[test]
@@ -308,7 +382,7 @@ fn route_upstream_address_failure_reason_and_trace_id_are_logged() {
 fn http2_clients_get_the_same_fields() {
     let b = backends();
     let proxy = Proxy::start(&bootstrap(&b, refused_addr().port()));
-    let cases = ["/ok/h2", "/refused/h2", "/verify/h2", "/d/h2"];
+    let cases = ["/ok/h2", "/refused/h2", "/verify/h2", "/d/h2", "/mtls/h2"];
     for path in cases {
         let out = std::process::Command::new("curl")
             .args(["-s", "-o", "/dev/null", "--http2-prior-knowledge"])
@@ -328,6 +402,7 @@ fn http2_clients_get_the_same_fields() {
     );
     assert!(field(line_for(&lines, "/verify/h2"), "reason").contains("CERTIFICATE_VERIFY_FAILED"));
     assert_eq!(field(line_for(&lines, "/d/h2"), "route"), "direct");
+    check_mtls(line_for(&lines, "/mtls/h2"), "TLSv1.2");
 }
 
 #[test]

@@ -522,3 +522,53 @@ fn strip_any_and_strip_matching_host_port_exclude_each_other() {
         assert!(!envoy_validate(&envoy, &path).0, "Envoy refuses it too");
     }
 }
+
+/// A cluster's `tls_params`: a cipher suite name nobody knows is refused with its path,
+/// as Envoy refuses it; a maximum below TLS 1.2 is refused with its path too, where
+/// Envoy (BoringSSL) would speak TLS 1.1 (rustls cannot); a supported set passes both.
+#[test]
+fn tls_params_are_checked_with_their_paths() {
+    let dir = TempDir::new("eb-tls-params");
+    let socket = |params: &str| {
+        format!(
+            "    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          tls_params: {params}
+"
+        )
+    };
+    let envoy = envoy_or_skip("tls_params_are_checked_with_their_paths (Envoy side)");
+    let ok = bootstrap(9, "", &socket("{tls_maximum_protocol_version: TLSv1_3, cipher_suites: [\"[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-RSA-AES128-GCM-SHA256]\", AES128-SHA], ecdh_curves: [P-256]}"), "hi");
+    let (accepted, out, path) = validate(&dir, "ok.yaml", &ok);
+    assert!(accepted, "{out}");
+    if let Some(envoy) = &envoy {
+        assert!(envoy_validate(envoy, &path).0, "Envoy accepts it");
+    }
+    let at =
+        "static_resources.clusters[0].transport_socket.typed_config.common_tls_context.tls_params";
+    for (name, params, field, envoy_accepts) in [
+        (
+            "suite.yaml",
+            "{cipher_suites: [ECDHE-ECDSA-AES128-GCM]}",
+            "cipher_suites[0]",
+            false,
+        ),
+        (
+            "max.yaml",
+            "{tls_maximum_protocol_version: TLSv1_1}",
+            "tls_maximum_protocol_version",
+            true,
+        ),
+    ] {
+        let (accepted, out, path) = validate(&dir, name, &bootstrap(9, "", &socket(params), "hi"));
+        assert!(!accepted, "{name}: {out}");
+        assert!(out.contains(&format!("{at}.{field}")), "{name}: {out}");
+        if let Some(envoy) = &envoy {
+            let (theirs, out) = envoy_validate(envoy, &path);
+            assert_eq!(theirs, envoy_accepts, "{name}: Envoy: {out}");
+        }
+    }
+}

@@ -336,6 +336,135 @@ fn dashboard_queries_only_emitted_families(text: &str) {
     }
 }
 
+/// An outbound sidecar (reporter `source`) whose HTTP and TCP listeners reach a
+/// mutual-TLS upstream (Istio's ISTIO_MUTUAL origination): the principals come from
+/// the upstream connection, as istio_stats.cc reads them on the client side.
+fn outbound_bootstrap(client: &Leaf, ca: &Path, upstream: u16) -> String {
+    let hcm = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+    let tls = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+    format!(
+        r#"node:
+  id: sidecar~10.0.0.9~productpage-v1-xyz.shop~shop.svc.cluster.local
+  metadata:
+    NAMESPACE: shop
+    WORKLOAD_NAME: productpage-v1
+    CLUSTER_ID: Kubernetes
+    LABELS: {{ app: productpage, version: v1 }}
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
+static_resources:
+  listeners:
+  - name: outbound_http
+    traffic_direction: OUTBOUND
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT@ }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {hcm}
+          stat_prefix: outbound_0.0.0.0_9080
+          route_config:
+            virtual_hosts:
+            - name: reviews
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                route: {{ cluster: "outbound|9080||reviews.default.svc.cluster.local" }}
+          http_filters:
+          - name: istio.stats
+            typed_config:
+              "@type": type.googleapis.com/stats.PluginConfig
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  - name: outbound_tcp
+    traffic_direction: OUTBOUND
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: @PORT2@ }} }}
+    filter_chains:
+    - filters:
+      - name: istio.stats
+        typed_config:
+          "@type": type.googleapis.com/stats.PluginConfig
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: outbound|9080||reviews.default.svc.cluster.local
+          cluster: "outbound|9080||reviews.default.svc.cluster.local"
+  clusters:
+  - name: "outbound|9080||reviews.default.svc.cluster.local"
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: "outbound|9080||reviews.default.svc.cluster.local"
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {upstream} }} }} }}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": {tls}
+        sni: outbound_.9080_._.reviews.default.svc.cluster.local
+        common_tls_context:
+          tls_certificates: [{{ certificate_chain: {{ filename: "{cert}" }}, private_key: {{ filename: "{key}" }} }}]
+          validation_context: {{ trusted_ca: {{ filename: "{ca}" }} }}
+"#,
+        cert = p(&client.cert),
+        key = p(&client.key),
+        ca = p(ca),
+    )
+}
+
+#[test]
+fn outbound_principals_come_from_the_upstream_certificates() {
+    let k = pki();
+    let (up, _) = pki::upstream::tls_upstream(&k.server, &k.ca);
+    let proxy = Proxy::start(&outbound_bootstrap(&k.client, &k.ca, up.port()));
+    let mut c = Conn::connect(proxy.listen);
+    for _ in 0..2 {
+        c.send("GET / HTTP/1.1\r\nhost: reviews.default.svc.cluster.local:9080\r\n\r\n");
+        let r = c.read_response().unwrap();
+        assert_eq!(r.status, 200);
+        // The upstream saw the cluster's client certificate.
+        assert!(
+            String::from_utf8_lossy(&r.body).contains(&format!("client={CLIENT_ID}")),
+            "{r:?}"
+        );
+    }
+    drop(c);
+    // The TCP listener: one request through the tunnel, then the connection closes.
+    let mut t = Conn::connect(proxy.listen2);
+    t.send("GET /tcp HTTP/1.1\r\nhost: up\r\n\r\n");
+    assert_eq!(t.read_response().unwrap().status, 200);
+    drop(t);
+    let text = wait_until(T, || {
+        let t = proxy.prometheus();
+        t.contains("istio_tcp_connections_closed_total")
+            .then_some(t)
+    })
+    .expect("the TCP connection is reported");
+    let all = samples(&text);
+    let peer = [
+        ("reporter", "source"),
+        ("source_workload", "productpage-v1"),
+        ("source_workload_namespace", "shop"),
+        ("source_principal", CLIENT_ID),
+        ("destination_workload_namespace", "default"),
+        ("destination_principal", PROXY_ID),
+        ("destination_service_namespace", "default"),
+        ("connection_security_policy", "unknown"),
+    ];
+    let http = find(&all, "istio_requests_total", &peer);
+    assert_eq!(http.len(), 1, "{text}");
+    assert_eq!(http[0].2, 2.0, "{text}");
+    assert_eq!(
+        http[0].1["destination_service"],
+        "reviews.default.svc.cluster.local:9080"
+    );
+    let tcp = find(&all, "istio_tcp_connections_closed_total", &peer);
+    assert_eq!(tcp.len(), 1, "{text}");
+    assert_eq!(tcp[0].1["request_protocol"], "tcp");
+    prometheus_client_parses(&text);
+}
+
 #[test]
 fn without_a_client_certificate_the_peer_is_unknown_and_the_policy_none() {
     let k = pki();

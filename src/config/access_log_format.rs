@@ -47,6 +47,11 @@ pub enum Op {
     DownstreamPeerDnsSan,
     DownstreamTlsVersion,
     DownstreamTlsCipher,
+    UpstreamPeerUriSan,
+    UpstreamPeerDnsSan,
+    UpstreamLocalUriSan,
+    UpstreamTlsVersion,
+    UpstreamTlsCipher,
     RequestedServerName,
     RouteName,
     ConnectionId,
@@ -117,6 +122,11 @@ fn simple(name: &str) -> Option<Op> {
         "DOWNSTREAM_PEER_DNS_SAN" => Op::DownstreamPeerDnsSan,
         "DOWNSTREAM_TLS_VERSION" => Op::DownstreamTlsVersion,
         "DOWNSTREAM_TLS_CIPHER" => Op::DownstreamTlsCipher,
+        "UPSTREAM_PEER_URI_SAN" => Op::UpstreamPeerUriSan,
+        "UPSTREAM_PEER_DNS_SAN" => Op::UpstreamPeerDnsSan,
+        "UPSTREAM_LOCAL_URI_SAN" => Op::UpstreamLocalUriSan,
+        "UPSTREAM_TLS_VERSION" => Op::UpstreamTlsVersion,
+        "UPSTREAM_TLS_CIPHER" => Op::UpstreamTlsCipher,
         "REQUESTED_SERVER_NAME" => Op::RequestedServerName,
         "ROUTE_NAME" => Op::RouteName,
         "CONNECTION_ID" => Op::ConnectionId,
@@ -130,6 +140,17 @@ fn simple(name: &str) -> Option<Op> {
         "USER_AGENT" => header(HeaderSource::Request, "user-agent", None),
         _ => return None,
     })
+}
+
+impl Op {
+    /// The operators that read the upstream connection's TLS facts.
+    pub const UPSTREAM_TLS: [Op; 5] = [
+        Op::UpstreamPeerUriSan,
+        Op::UpstreamPeerDnsSan,
+        Op::UpstreamLocalUriSan,
+        Op::UpstreamTlsVersion,
+        Op::UpstreamTlsCipher,
+    ];
 }
 
 fn header(src: HeaderSource, main: &str, alt: Option<&str>) -> Op {

@@ -496,6 +496,9 @@ pub struct AccessLog {
     /// connection's local address read (a `getsockname` per new HTTP/1 connection) and
     /// carried to the log (compiled from `format`).
     pub upstream_local: bool,
+    /// The format prints an upstream TLS operator (`%UPSTREAM_PEER_URI_SAN%`, ...):
+    /// only then are the upstream connection's TLS facts carried to the log.
+    pub upstream_tls: bool,
 }
 
 pub use super::retry_model::{Retries, RetryPolicy};

@@ -26,7 +26,7 @@ use futures_lite::io::AsyncWriteExt;
 
 use crate::config::DirectResponse;
 use crate::observe::phases::Marks;
-use crate::observe::stream_info::{self, LogFacts, StreamInfo};
+use crate::observe::stream_info::{self, LogFacts, StreamInfo, UpstreamWants};
 use crate::upstream::Connector;
 
 use super::body;
@@ -174,8 +174,8 @@ struct Conn {
     ip_len: usize,
     rec: StreamInfo,
     logging: bool,
-    /// The log prints `%UPSTREAM_LOCAL_ADDRESS%` (read from the upstream connection).
-    upstream_local: bool,
+    /// What the record keeps of the upstream connection (`WorkerView::upstream_wants`).
+    upstream: UpstreamWants,
     /// The chain counts Istio's metrics: the record keeps the Host (and the cluster's
     /// index, not its name: no shared `Arc` is touched per request).
     istio: bool,
@@ -228,7 +228,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             ..StreamInfo::default()
         },
         logging: view.access_log(at).is_some(),
-        upstream_local: view.access_log(at).is_some_and(|l| l.upstream_local()),
+        upstream: view.upstream_wants(at),
         istio: view.istio(at).is_some(),
         // Only a logged connection needs its `%CONNECTION_ID%`.
         id: view
@@ -251,7 +251,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         // when the first bytes of a request arrive and a newer view keeps this chain.
         if let Some((v, a)) = moving.to.take() {
             conn.logging = v.access_log(a).is_some();
-            conn.upstream_local = v.access_log(a).is_some_and(|l| l.upstream_local());
+            conn.upstream = v.upstream_wants(a);
             conn.istio = v.istio(a).is_some();
             view = v;
             at = a;

@@ -139,6 +139,23 @@ impl<C: Connector> WorkerView<C> {
         }
     }
 
+    /// What a stream on the chain keeps of its upstream connection: what its access log
+    /// prints, and the upstream's TLS facts for an outbound Istio reporter.
+    pub fn upstream_wants(&self, at: ChainRef) -> crate::observe::stream_info::UpstreamWants {
+        use crate::observe::istio::Reporter;
+        let log = self
+            .access_log(at)
+            .map(LogSink::upstream_wants)
+            .unwrap_or_default();
+        let istio = self
+            .istio(at)
+            .is_some_and(|i| i.reporter == Reporter::Source);
+        crate::observe::stream_info::UpstreamWants {
+            local: log.local,
+            tls: log.tls || istio,
+        }
+    }
+
     /// The access log of the chain's terminal filter.
     pub fn access_log(&self, at: ChainRef) -> Option<&LogSink> {
         self.access_logs.get(at.listener)?.get(at.chain)?.as_deref()

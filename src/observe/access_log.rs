@@ -11,7 +11,7 @@
 //! batch it writes (Envoy's log reopen, for rotation: rename the file, send SIGUSR1).
 //! `/dev/stdout` and `/dev/stderr` are written to the process's streams.
 
-use super::stream_info::{StreamInfo, StreamLog};
+use super::stream_info::{StreamInfo, StreamLog, UpstreamWants};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -126,8 +126,8 @@ pub struct LogSink {
     path: Option<Arc<str>>,
     format: LogFormat,
     filter: Option<LogFilter>,
-    /// The format prints `%UPSTREAM_LOCAL_ADDRESS%` (`config::AccessLog`).
-    upstream_local: bool,
+    /// What the format reads of the upstream connection (`config::AccessLog`).
+    upstream: UpstreamWants,
     listener_name: String,
     buf: RefCell<Vec<u8>>,
     /// The JSON formatter's per-value buffer, reused line after line.
@@ -151,7 +151,10 @@ impl LogSink {
             path: cfg.path.as_deref().map(Arc::from),
             format: cfg.format.clone(),
             filter: cfg.filter.clone(),
-            upstream_local: cfg.upstream_local,
+            upstream: UpstreamWants {
+                local: cfg.upstream_local,
+                tls: cfg.upstream_tls,
+            },
             listener_name: listener_name.to_string(),
             buf: RefCell::new(Vec::with_capacity(BATCH_BYTES)),
             scratch: RefCell::new(Vec::new()),
@@ -162,10 +165,10 @@ impl LogSink {
         }
     }
 
-    /// Whether the format prints `%UPSTREAM_LOCAL_ADDRESS%`: the streams logged here
-    /// read their upstream connection's local address, and only they do.
-    pub fn upstream_local(&self) -> bool {
-        self.upstream_local
+    /// What the format prints of the upstream connection (its local address, its TLS
+    /// facts): the streams logged here read those, and only they do.
+    pub fn upstream_wants(&self) -> UpstreamWants {
+        self.upstream
     }
 
     /// True if this sink writes where and how `cfg` asks.

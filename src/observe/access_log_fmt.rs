@@ -162,6 +162,7 @@ fn addr(out: &mut Vec<u8>, a: Option<SocketAddr>, port: bool) -> Kind {
 fn value(out: &mut Vec<u8>, op: &Op, cx: &Ctx<'_>) -> Kind {
     let r = cx.rec;
     let tls = r.tls.as_deref();
+    let up_tls = r.upstream_tls.as_deref();
     match op {
         Op::StartTime(fmt) => match r.start {
             Some(t) => {
@@ -233,6 +234,16 @@ fn value(out: &mut Vec<u8>, op: &Op, cx: &Ctx<'_>) -> Kind {
         Op::DownstreamTlsVersion => nonempty(out, tls.map_or("", |t| t.version)),
         Op::DownstreamTlsCipher => nonempty(out, tls.map_or("", |t| t.cipher)),
         Op::RequestedServerName => nonempty(out, tls.map_or("", |t| t.sni.as_str())),
+        Op::UpstreamPeerUriSan => joined(out, up_tls.map(|t| &t.peer.uri)),
+        Op::UpstreamPeerDnsSan => joined(out, up_tls.map(|t| &t.peer.dns)),
+        Op::UpstreamLocalUriSan => nonempty(
+            out,
+            up_tls
+                .and_then(|t| t.local_uri_san.as_deref())
+                .unwrap_or(""),
+        ),
+        Op::UpstreamTlsVersion => nonempty(out, up_tls.map_or("", |t| t.version)),
+        Op::UpstreamTlsCipher => nonempty(out, up_tls.map_or("", |t| t.cipher)),
         Op::ConnectionId => num(out, r.log.connection_id),
         Op::ListenerName => nonempty(out, cx.listener),
         Op::Hostname => hostname(out),

@@ -46,6 +46,9 @@ pub struct StreamInfo {
     pub route_stats: Option<usize>,
     /// The downstream connection's TLS facts (kept across its requests).
     pub tls: Option<std::rc::Rc<crate::tls::TlsInfo>>,
+    /// The TLS facts of the upstream connection the last try used, kept only when the
+    /// chain wants them ([`UpstreamWants::tls`]).
+    pub upstream_tls: Option<std::rc::Rc<crate::tls::TlsInfo>>,
     /// A gRPC request (`content-type: application/grpc*`), and the `grpc-status` its
     /// response carried when the path knows it (Istio's `request_protocol` and
     /// `grpc_response_status`).
@@ -55,6 +58,17 @@ pub struct StreamInfo {
     pub phases: super::phases::Times,
     /// What only the access log reads (filled only when the listener logs).
     pub log: LogFacts,
+}
+
+/// Which facts of a try's upstream connection a stream's record keeps, decided per
+/// chain when the config is built, so that no other stream asks the connection: its
+/// local address (`%UPSTREAM_LOCAL_ADDRESS%`, a `getsockname` per new HTTP/1
+/// connection) and its TLS facts (`%UPSTREAM_PEER_URI_SAN%` and the other upstream TLS
+/// operators, and an outbound Istio reporter's principals).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamWants {
+    pub local: bool,
+    pub tls: bool,
 }
 
 /// The facts only the access log reads. The head buffers keep their capacity across a
@@ -227,6 +241,7 @@ impl StreamInfo {
         self.grpc_status = None;
         self.cluster_index = None;
         self.route_stats = None;
+        self.upstream_tls = None;
         self.phases = super::phases::Times::default();
     }
 }
@@ -331,16 +346,18 @@ fn istio_record(
 ) {
     let mut buf = [0u8; 16];
     let flags = short_flags(info, &mut buf);
-    let tls = info.tls.as_deref();
-    // The client side's peer is the upstream's certificate, which the stream record
-    // does not keep: Istio's "unknown" there.
-    let (peer_san, local_san) = match (cfg.reporter, tls) {
-        (Reporter::Source, _) | (_, None) => ("", ""),
-        (_, Some(t)) => (
+    // The client side's peer is the upstream: its certificate, and the one this proxy
+    // presented to it (istio_stats.cc reads the upstream connection there).
+    let tls = match cfg.reporter {
+        Reporter::Source => info.upstream_tls.as_deref(),
+        _ => info.tls.as_deref(),
+    };
+    let (peer_san, local_san) = tls.map_or(("", ""), |t| {
+        (
             t.peer.uri.first().map_or("", String::as_str),
             t.local_uri_san.as_deref().unwrap_or(""),
-        ),
-    };
+        )
+    });
     let facts = IstioFacts {
         cluster,
         host: &info.authority,

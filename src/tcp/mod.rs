@@ -17,7 +17,7 @@ use crate::config::{ClusterKind, TcpProxy};
 use crate::http::flags::ResponseFlag;
 use crate::http::io::Io;
 use crate::http::view::{ChainRef, WorkerView};
-use crate::observe::stream_info::{self, StreamInfo};
+use crate::observe::stream_info::{self, StreamInfo, UpstreamWants};
 use crate::tunnel;
 use crate::upstream::Connector;
 
@@ -76,18 +76,9 @@ pub async fn serve<D: Io, C: Connector>(
     rec.log.local = Some(local);
     rec.log.connection_id = stream_info::next_connection_id();
     let log = view.access_log(at);
-    // The upstream connection's local address is read only for a log that prints it.
-    let upstream_local = log.is_some_and(|l| l.upstream_local());
-    let flag = proxy(
-        down,
-        prefix,
-        local,
-        &view,
-        (tcp, upstream_local),
-        &mut rec,
-        early,
-    )
-    .await;
+    // What the log prints, or Istio reads, of the upstream connection: only that is read.
+    let upstream = view.upstream_wants(at);
+    let flag = proxy(down, prefix, local, &view, (tcp, upstream), &mut rec, early).await;
     rec.flag = Some(flag);
     rec.duration = start.elapsed();
     let istio = view
@@ -101,7 +92,7 @@ async fn proxy<D: Io, C: Connector>(
     prefix: &[u8],
     local: SocketAddr,
     view: &WorkerView<C>,
-    (tcp, upstream_local): (&TcpProxy, bool),
+    (tcp, upstream): (&TcpProxy, UpstreamWants),
     rec: &mut StreamInfo,
     early: Option<Early<C::Conn>>,
 ) -> ResponseFlag {
@@ -171,8 +162,11 @@ async fn proxy<D: Io, C: Connector>(
             return ResponseFlag::UpstreamConnectFailure;
         }
     };
-    if upstream_local {
+    if upstream.local {
         rec.log.upstream_local = up.local_addr();
+    }
+    if upstream.tls {
+        rec.upstream_tls = up.tls_info();
     }
     cs.stats.cx_total.inc();
     count(|e| &e.cx_total);

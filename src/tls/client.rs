@@ -24,7 +24,8 @@ use serde::Deserialize;
 
 use super::config::{CertificateFiles, RawCertificate, RawValidationContext, StringMatch};
 use super::files::{pem, stamp, InlinePem, Watched};
-use super::server::{certified_key, pem_certs, provider, roots, san_allowed, VERSIONS};
+use super::params::{RawTlsParams, TlsParams};
+use super::server::{certified_key, pem_certs, provider, roots, san_allowed};
 
 /// `tls:` on a cluster.
 #[derive(Debug, Deserialize, Default)]
@@ -39,6 +40,8 @@ pub(crate) struct RawUpstreamTls {
     pub certificates: Vec<RawCertificate>,
     #[serde(default)]
     pub validation_context: Option<RawValidationContext>,
+    #[serde(default)]
+    pub tls_params: Option<RawTlsParams>,
     /// The SDS files these settings came from (Envoy bootstraps only), stamped before
     /// they were read: the rotation watch reloads when one changes.
     #[serde(skip)]
@@ -55,6 +58,8 @@ pub struct UpstreamTlsSpec {
     /// The CA bundle inline, read instead of `trusted_ca_file`.
     pub trusted_ca_inline: Option<InlinePem>,
     pub match_subject_alt_names: Vec<StringMatch>,
+    /// Versions, TLS 1.2 suites and curves (`tls_params`; default: rustls's).
+    pub params: TlsParams,
 }
 
 impl UpstreamTlsSpec {
@@ -100,10 +105,16 @@ impl UpstreamTlsSpec {
                 "needs validation_context.trusted_ca_file".to_string(),
             ));
         }
+        let params =
+            TlsParams::build(&r.tls_params.clone().unwrap_or_default()).unwrap_or_else(|e| {
+                errs.extend(e);
+                TlsParams::default()
+            });
         if !errs.is_empty() {
             return Err(errs);
         }
         Ok(UpstreamTlsSpec {
+            params,
             sni: r.sni.clone(),
             alpn_protocols: alpn,
             certificate: r.certificates.first().map(CertificateFiles::of),
@@ -135,6 +146,9 @@ pub struct ClientTls {
     /// Each file's stamp, taken before it was read (the SDS files first), for the
     /// rotation watch: new connections to the cluster use the new files.
     pub stamps: Watched,
+    /// The first URI SAN of the client certificate, for `TlsInfo::local_uri_san`
+    /// (`%UPSTREAM_LOCAL_URI_SAN%`, an outbound Istio reporter's `source_principal`).
+    pub local_uri_san: Option<String>,
 }
 
 impl fmt::Debug for ClientTls {
@@ -172,11 +186,12 @@ impl ClientTls {
             sans: spec.match_subject_alt_names.clone(),
             schemes: provider().signature_verification_algorithms,
         });
-        let builder = ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(VERSIONS)
+        let builder = ClientConfig::builder_with_provider(spec.params.provider())
+            .with_protocol_versions(spec.params.versions())
             .map_err(|e| e.to_string())?
             .dangerous()
             .with_custom_certificate_verifier(verifier);
+        let mut local_uri_san = None;
         let mut config = match &spec.certificate {
             Some(c) => {
                 let chain = pem(&c.cert_chain_file, &c.cert_chain_inline)?;
@@ -184,6 +199,9 @@ impl ClientTls {
                 // Checks that the key belongs to the certificate.
                 certified_key(&c.cert_chain_file, &chain, &c.private_key_file, &key)?;
                 let certs = pem_certs(&c.cert_chain_file, &chain)?;
+                local_uri_san = certs
+                    .first()
+                    .and_then(|c| super::der::sans(c).uri.into_iter().next());
                 let der = PrivateKeyDer::from_pem_slice(&key)
                     .map_err(|e| format!("`{}`: no private key: {e}", c.private_key_file))?;
                 contents.extend([chain, key]);
@@ -204,6 +222,7 @@ impl ClientTls {
             config: Arc::new(config),
             contents,
             stamps,
+            local_uri_san,
         })
     }
 

@@ -19,6 +19,8 @@ pub(crate) struct RawDownstreamTls {
     pub require_client_certificate: Option<bool>,
     #[serde(default)]
     pub validation_context: Option<RawValidationContext>,
+    #[serde(default)]
+    pub tls_params: Option<super::params::RawTlsParams>,
     /// The SDS files these settings came from (Envoy bootstraps only), stamped before
     /// they were read: the rotation watch reloads when one changes.
     #[serde(skip)]
@@ -229,6 +231,8 @@ pub struct DownstreamTlsSpec {
     /// A client certificate must have a DNS or URI SAN matching one of these (empty:
     /// any SAN).
     pub match_subject_alt_names: Vec<StringMatch>,
+    /// Versions, TLS 1.2 suites and curves (`tls_params`; default: rustls's).
+    pub params: super::params::TlsParams,
 }
 
 impl DownstreamTlsSpec {
@@ -293,10 +297,16 @@ impl DownstreamTlsSpec {
                 "needs validation_context.trusted_ca_file".to_string(),
             ));
         }
+        let params = r.tls_params.clone().unwrap_or_default();
+        let params = super::params::TlsParams::build(&params).unwrap_or_else(|e| {
+            errs.extend(e);
+            Default::default()
+        });
         if !errs.is_empty() {
             return Err(errs);
         }
         Ok(DownstreamTlsSpec {
+            params,
             certificates,
             alpn_protocols: r.alpn_protocols.clone(),
             require_client_certificate: require,

@@ -17,6 +17,7 @@ pub mod config;
 pub mod der;
 pub mod files;
 pub mod info;
+pub mod params;
 pub mod server;
 pub mod stats;
 pub mod stream;

@@ -24,11 +24,6 @@ use super::config::{DownstreamTlsSpec, SanType, StringMatch};
 use super::der;
 use super::files::{pem, stamp, Watched};
 
-/// TLS 1.2 and 1.3 only. Every suite rustls implements for these is an (EC)DHE one,
-/// so forward secrecy needs no suite list of our own.
-pub static VERSIONS: &[&rustls::SupportedProtocolVersion] =
-    &[&rustls::version::TLS13, &rustls::version::TLS12];
-
 /// The crypto provider: aws-lc-rs (rustls's default and its fastest; it builds here
 /// with the C compiler alone).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -134,8 +129,8 @@ impl ServerTls {
             )?);
             contents.extend([chain, key]);
         }
-        let builder = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(VERSIONS)
+        let builder = ServerConfig::builder_with_provider(spec.params.provider())
+            .with_protocol_versions(spec.params.versions())
             .map_err(|e| e.to_string())?;
         let builder = match &spec.trusted_ca_file {
             Some(path) => {

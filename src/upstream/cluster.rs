@@ -211,14 +211,14 @@ impl<C: 'static> ClusterState<C> {
     }
 
     /// A ready HTTP/2 handle to endpoint `ep` (opening the connection if needed), and
-    /// the connection's local address, with the connection counters kept.
+    /// the connection's local address and TLS facts, with the connection counters kept.
     pub async fn h2_ready<K: super::Connector<Conn = C>>(
         &self,
         ep: usize,
         connector: &K,
     ) -> std::io::Result<(
         h2::client::SendRequest<bytes::Bytes>,
-        Option<std::net::SocketAddr>,
+        super::h2conn::Facts,
         bool,
     )> {
         let addr = self.cfg.endpoints[ep].addr;
@@ -226,6 +226,7 @@ impl<C: 'static> ClusterState<C> {
             Ok(super::h2conn::Ready {
                 send: s,
                 local,
+                tls,
                 opened,
                 over,
             }) => {
@@ -238,7 +239,7 @@ impl<C: 'static> ClusterState<C> {
                 } else {
                     self.stats.cx_reused.inc();
                 }
-                Ok((s, local, opened))
+                Ok((s, (local, tls), opened))
             }
             Err(e) if super::h2conn::PendingOverflow::is(&e) => {
                 self.stats.rq_pending_overflow.inc();

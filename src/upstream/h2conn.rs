@@ -4,11 +4,17 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
 
 use super::Connector;
+use crate::tls::TlsInfo;
+
+/// What a stream's record may keep of its shared connection: the local address and
+/// the TLS facts.
+pub(crate) type Facts = (Option<SocketAddr>, Option<Rc<TlsInfo>>);
 
 /// Flow-control windows the proxy grants its HTTP/2 upstreams: how much response data
 /// may be in flight per stream and per connection before the proxy has passed it on.
@@ -23,10 +29,12 @@ pub(crate) struct H2Conns {
 /// address (`%UPSTREAM_LOCAL_ADDRESS%`). The socket belongs to the h2 driver once the
 /// handshake starts, so the address is read when the connection opens: one
 /// `getsockname` per HTTP/2 connection, which many requests share, never per request.
+/// Its TLS facts likewise (a TLS cluster's connection; shared, not copied, per request).
 #[derive(Clone)]
 struct Live {
     send: SendRequest<Bytes>,
     local: Option<SocketAddr>,
+    tls: Option<Rc<TlsInfo>>,
 }
 
 /// `ready`'s answer: a handle ready for a new stream, the connection's local address,
@@ -35,6 +43,7 @@ struct Live {
 pub(crate) struct Ready {
     pub send: SendRequest<Bytes>,
     pub local: Option<SocketAddr>,
+    pub tls: Option<Rc<TlsInfo>>,
     pub opened: bool,
     pub over: bool,
 }
@@ -69,11 +78,12 @@ impl H2Conns {
         C::Conn: 'static,
     {
         let existing = self.conns.borrow().get(ep).cloned().flatten();
-        if let Some(Live { send, local }) = existing {
+        if let Some(Live { send, local, tls }) = existing {
             if let Ok(send) = send.ready().await {
                 return Ok(Ready {
                     send,
                     local,
+                    tls,
                     opened: false,
                     over: false,
                 });
@@ -99,6 +109,7 @@ impl H2Conns {
             .connect_to(cluster, addr, cluster.connect_timeout)
             .await?;
         let local = crate::http::io::Io::local_addr(&io);
+        let tls = crate::http::io::Io::tls_info(&io);
         let mut builder = h2::client::Builder::new();
         builder
             .initial_window_size(STREAM_WINDOW)
@@ -126,6 +137,7 @@ impl H2Conns {
             *slot = Some(Live {
                 send: send.clone(),
                 local,
+                tls: tls.clone(),
             });
         }
         let send = send
@@ -135,6 +147,7 @@ impl H2Conns {
         Ok(Ready {
             send,
             local,
+            tls,
             opened: true,
             over,
         })

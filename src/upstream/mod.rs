@@ -73,6 +73,14 @@ impl Connector for TcpConnector {
             tracing::debug!(upstream = %addr, error = %e, "upstream TLS handshake failed");
             return Err(e);
         }
+        // Once per connection: the peer's SANs for the access log's upstream TLS
+        // operators and an outbound Istio reporter's `destination_principal`.
+        let info = crate::tls::TlsInfo::of(
+            t.session(),
+            tls.spec.sni.as_deref(),
+            tls.local_uri_san.as_deref(),
+        );
+        t.set_info(info);
         Ok(Transport::Tls(Box::new(t)))
     }
 }

@@ -396,13 +396,15 @@ impl Builder {
         } else {
             Some(a.path.clone())
         };
-        let upstream_local =
-            format.uses(&crate::config::access_log_format::Op::UpstreamLocalAddress);
+        use crate::config::access_log_format::Op;
+        let upstream_local = format.uses(&Op::UpstreamLocalAddress);
+        let upstream_tls = Op::UPSTREAM_TLS.iter().any(|op| format.uses(op));
         Some(AccessLog {
             path,
             format,
             filter,
             upstream_local,
+            upstream_tls,
         })
     }
 

@@ -13,8 +13,8 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     common_tls_context::ValidationContextType, subject_alt_name_matcher::SanType,
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig,
-    TlsCertificate, UpstreamTlsContext,
+    tls_parameters::TlsProtocol, CertificateValidationContext, CommonTlsContext,
+    DownstreamTlsContext, SdsSecretConfig, TlsCertificate, TlsParameters, UpstreamTlsContext,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use envoy_types::pb::google::protobuf::Any;
@@ -29,6 +29,7 @@ use crate::tls::config::{
     RawCertificate, RawDownstreamTls, RawRegex, RawStringMatch, RawValidationContext,
 };
 use crate::tls::files::{InlinePem, Watched};
+use crate::tls::params::RawTlsParams;
 
 const DOWNSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 const UPSTREAM: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
@@ -84,8 +85,48 @@ struct Common {
     certificates: Vec<RawCertificate>,
     alpn: Vec<String>,
     validation: Option<RawValidationContext>,
+    params: Option<TlsParameters>,
     /// The SDS files read for it, stamped before the read.
     sds_files: Watched,
+}
+
+/// Envoy's default TLS 1.2 suites for both sides (BoringSSL without FIPS), in order.
+const ENVOY_SUITES: [&str; 4] = [
+    "[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]",
+    "[ECDHE-RSA-AES128-GCM-SHA256|ECDHE-RSA-CHACHA20-POLY1305]",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+];
+/// Envoy's default key-exchange groups for both sides.
+const ENVOY_CURVES: [&str; 2] = ["X25519", "P-256"];
+
+/// `tls_params` with Envoy's defaults filled in: TLS 1.2 to 1.3, except that a client's
+/// maximum is TLS 1.2 (`ClientContextConfigImpl::DEFAULT_MAX_VERSION`), and Envoy's
+/// suite list and curves when none are given. Checked here, so that an error names the
+/// Envoy field (`p`: the typed config's path).
+fn params(t: Option<&TlsParameters>, client: bool, p: &str) -> R<RawTlsParams> {
+    let name = |v: i32| {
+        TlsProtocol::try_from(v)
+            .ok()
+            .filter(|v| *v != TlsProtocol::TlsAuto)
+            .map(|v| v.as_str_name().to_string())
+    };
+    let list = |l: Option<&Vec<String>>, default: &[&str]| match l {
+        Some(l) if !l.is_empty() => l.clone(),
+        _ => default.iter().map(|s| s.to_string()).collect(),
+    };
+    let max = t.and_then(|t| name(t.tls_maximum_protocol_version));
+    let raw = RawTlsParams {
+        tls_minimum_protocol_version: t.and_then(|t| name(t.tls_minimum_protocol_version)),
+        tls_maximum_protocol_version: max.or(client.then(|| "TLSv1_2".to_string())),
+        cipher_suites: list(t.map(|t| &t.cipher_suites), &ENVOY_SUITES),
+        ecdh_curves: list(t.map(|t| &t.ecdh_curves), &ENVOY_CURVES),
+    };
+    if let Err(e) = crate::tls::params::TlsParams::build(&raw) {
+        let (field, why) = e.into_iter().next().unwrap_or_default();
+        return Err(err(format!("{p}.common_tls_context.{field}"), why));
+    }
+    Ok(raw)
 }
 
 /// A `TlsCertificate` (inline or from an SDS secret) as file paths.
@@ -149,10 +190,12 @@ fn common(c: &Option<CommonTlsContext>, p: &str, ads: &AdsSecrets) -> R<Common> 
         certificates: Vec::new(),
         alpn: Vec::new(),
         validation: None,
+        params: None,
         sds_files: Vec::new(),
     };
     let Some(c) = c else { return Ok(out) };
     out.alpn = c.alpn_protocols.clone();
+    out.params = c.tls_params.clone();
     for (i, t) in c.tls_certificates.iter().enumerate() {
         out.certificates
             .push(certificate(t, &format!("{p}.tls_certificates[{i}]"))?);
@@ -220,6 +263,7 @@ pub(super) fn downstream(
         alpn_protocols: c.alpn,
         require_client_certificate: d.require_client_certificate.map(|b| b.value),
         validation_context: c.validation,
+        tls_params: Some(params(c.params.as_ref(), false, &tp)?),
         sds_files: c.sds_files,
     }))
 }
@@ -243,6 +287,7 @@ pub(super) fn upstream(
         alpn_protocols: Some(common.alpn),
         certificates: common.certificates,
         validation_context: common.validation,
+        tls_params: Some(params(common.params.as_ref(), true, &tp)?),
         sds_files: common.sds_files,
     });
     Ok(())

@@ -49,8 +49,11 @@ impl Conn {
                     .await;
             }
         };
-        if self.upstream_local {
+        if self.upstream.local {
             self.rec.log.upstream_local = up.local_addr();
+        }
+        if self.upstream.tls {
+            self.rec.upstream_tls = up.tls_info();
         }
         cs.stats.cx_total.inc();
         es.cx_total.inc();

@@ -416,8 +416,8 @@ impl Conn {
     ) -> Outcome {
         // The upstream buffer is borrowed from the worker only for this exchange.
         self.ubuf = view.bufs.take();
-        let progress = Progress::new(timeout, plan.stream_idle_timeout)
-            .recording_upstream_local(self.upstream_local);
+        let progress =
+            Progress::new(timeout, plan.stream_idle_timeout).recording_upstream(self.upstream);
         let outcome = self
             .exchange(down, view, plan, (cluster, timeout), h2_request, &progress)
             .await;
@@ -520,6 +520,7 @@ impl Conn {
             self.rec.log.transport_failure = progress.transport_failure();
             self.rec.log.upstream_local = progress.upstream_local();
         }
+        self.rec.upstream_tls = progress.upstream_tls();
         let (mut up, response) = match tried {
             Ok((up, Got::Response(r))) => (up, r),
             Ok((_, Got::Ended(o))) => return o,
@@ -735,6 +736,7 @@ impl Conn {
                 .await;
         }
         self.rec.log.upstream_local = progress.upstream_local();
+        self.rec.upstream_tls = progress.upstream_tls();
         if let Some(f) = res.failed {
             self.rec.log.transport_failure = progress.transport_failure();
             if let Some(d) = f.details().filter(|_| self.logging) {

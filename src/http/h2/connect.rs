@@ -62,7 +62,7 @@ pub(crate) async fn tunnel<C: Connector>(
         .await
     {
         Ok(up) => {
-            progress.set_upstream_local(|| up.local_addr());
+            progress.note_upstream(&up);
             cs.stats.cx_total.inc();
             es.cx_total.inc();
             es.rq_active.inc();

@@ -212,9 +212,9 @@ pub(crate) async fn serve<C: Connector>(
     drop(lookup);
     marks.decided = Some(Instant::now());
     let mut upstream_marks = None;
-    let mut upstream_facts = (None, None);
-    // The log prints `%UPSTREAM_LOCAL_ADDRESS%`: only then is the address read.
-    let wants_local = view.access_log(at).is_some_and(|l| l.upstream_local());
+    let mut upstream_facts = (None, None, None);
+    // What the log prints, or Istio reads, of the upstream connection: only that is read.
+    let wants = view.upstream_wants(at);
     let mut upstream_cluster = None;
     // The route's stats (`observe::route_stats`), charged once the router picked a
     // cluster for the stream.
@@ -248,14 +248,17 @@ pub(crate) async fn serve<C: Connector>(
             cluster_name = Some(cs.name.clone());
             charged_route = route_stats;
             // Tunnels are bounded by the idle timeout alone, as on HTTP/1.1.
-            let progress = Rc::new(
-                Progress::new(Duration::ZERO, l.idle_timeout).recording_upstream_local(wants_local),
-            );
+            let progress =
+                Rc::new(Progress::new(Duration::ZERO, l.idle_timeout).recording_upstream(wants));
             let _clock = conn.clocks.register(&progress);
             let done =
                 super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response)
                     .await;
-            upstream_facts = (progress.upstream_local(), progress.transport_failure());
+            upstream_facts = (
+                progress.upstream_local(),
+                progress.transport_failure(),
+                progress.upstream_tls(),
+            );
             done
         }
         (None, None, Some(Decision::Direct(d, location))) => local_at(
@@ -372,9 +375,8 @@ pub(crate) async fn serve<C: Connector>(
             if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
                 edits.request.stamp.attempt_count = Some(1);
             }
-            let progress = Rc::new(
-                Progress::new(timeout, l.stream_idle_timeout).recording_upstream_local(wants_local),
-            );
+            let progress =
+                Rc::new(Progress::new(timeout, l.stream_idle_timeout).recording_upstream(wants));
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
                 progress.request_done();
@@ -484,7 +486,11 @@ pub(crate) async fn serve<C: Connector>(
                 }
             };
             upstream_marks = Some(progress.phase_marks());
-            upstream_facts = (progress.upstream_local(), progress.transport_failure());
+            upstream_facts = (
+                progress.upstream_local(),
+                progress.transport_failure(),
+                progress.upstream_tls(),
+            );
             done
         }
     };
@@ -538,6 +544,7 @@ pub(crate) async fn serve<C: Connector>(
         });
     }
     let istio = view.istio(at);
+    info.upstream_tls = upstream_facts.2;
     if log.is_some() {
         info.method = parts.method.as_str().to_string();
         info.path = path;
@@ -552,7 +559,8 @@ pub(crate) async fn serve<C: Connector>(
         info.log.local = conn.local;
         info.log
             .note_route(route.and_then(|r| r.name.as_ref()), trace_id);
-        (info.log.upstream_local, info.log.transport_failure) = upstream_facts;
+        (info.log.upstream_local, info.log.transport_failure) =
+            (upstream_facts.0, upstream_facts.1);
         stream_info::keep_header_map(&mut info.log.request_head, &parts.headers);
     } else if istio.is_some() {
         // Istio's labels read the Host and the cluster.

@@ -32,12 +32,16 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::http::io::Io;
+use crate::observe::stream_info::UpstreamWants;
 use crate::observe::transport_failure::TransportFailure;
+use crate::tls::TlsInfo;
 
 /// Which clock ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,10 +92,11 @@ pub(crate) struct Progress {
     head_at: Cell<Option<Instant>>,
     /// Why the last connect to the upstream failed (`observe::transport_failure`).
     transport_failure: Cell<Option<TransportFailure>>,
-    /// The local address of the connection the last try used, read only when the
-    /// request's access log prints it (`wants_upstream_local`).
+    /// The local address and TLS facts of the connection the last try used, read only
+    /// when the stream's chain wants them (`wants`).
     upstream_local: Cell<Option<std::net::SocketAddr>>,
-    wants_upstream_local: bool,
+    upstream_tls: RefCell<Option<Rc<TlsInfo>>>,
+    wants: UpstreamWants,
 }
 
 impl Progress {
@@ -117,14 +122,15 @@ impl Progress {
             head_at: Cell::new(None),
             transport_failure: Cell::new(None),
             upstream_local: Cell::new(None),
-            wants_upstream_local: false,
+            upstream_tls: RefCell::new(None),
+            wants: UpstreamWants::default(),
         }
     }
 
-    /// Has the tries note their connection's local address (`on`: the listener's
-    /// access-log format prints `%UPSTREAM_LOCAL_ADDRESS%`, decided at config time).
-    pub fn recording_upstream_local(mut self, on: bool) -> Self {
-        self.wants_upstream_local = on;
+    /// Has the tries note what `wants` names of their connection (decided per chain at
+    /// config time: `WorkerView::upstream_wants`).
+    pub fn recording_upstream(mut self, wants: UpstreamWants) -> Self {
+        self.wants = wants;
         self
     }
 
@@ -135,17 +141,39 @@ impl Progress {
         }
     }
 
-    /// A try got its connection, whose local address `a` gives (called only when
-    /// `wants_upstream_local`, so that no other request asks the socket).
-    pub fn set_upstream_local(&self, a: impl FnOnce() -> Option<std::net::SocketAddr>) {
-        if self.wants_upstream_local {
-            self.upstream_local.set(a());
+    /// A try got connection `c`: notes what the stream wants of it (nothing is asked
+    /// of the socket otherwise).
+    pub fn note_upstream<C: Io + ?Sized>(&self, c: &C) {
+        if self.wants.local {
+            self.upstream_local.set(c.local_addr());
+        }
+        if self.wants.tls {
+            *self.upstream_tls.borrow_mut() = c.tls_info();
+        }
+    }
+
+    /// A try got a stream on a shared (HTTP/2) connection, whose facts the pool keeps.
+    pub fn note_shared_upstream(
+        &self,
+        local: Option<std::net::SocketAddr>,
+        tls: &Option<Rc<TlsInfo>>,
+    ) {
+        if self.wants.local {
+            self.upstream_local.set(local);
+        }
+        if self.wants.tls {
+            self.upstream_tls.borrow_mut().clone_from(tls);
         }
     }
 
     /// The local address of the connection the last try used (`%UPSTREAM_LOCAL_ADDRESS%`).
     pub fn upstream_local(&self) -> Option<std::net::SocketAddr> {
         self.upstream_local.get()
+    }
+
+    /// The TLS facts of the connection the last try used (a TLS cluster, when wanted).
+    pub fn upstream_tls(&self) -> Option<Rc<TlsInfo>> {
+        self.upstream_tls.borrow().clone()
     }
 
     /// Why the last connect failed, if one did.

@@ -74,7 +74,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                 if crate::http::io::idle_is_clean(&mut c).await {
                     c.use_once();
                     stats.cx_reused.inc();
-                    progress.set_upstream_local(|| crate::http::io::Io::local_addr(&c));
+                    progress.note_upstream(&c);
                     return Ok((c, true));
                 }
             }
@@ -145,7 +145,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                 es.cx_total.inc();
                 let mut c = slot.connected(c);
                 c.use_once();
-                progress.set_upstream_local(|| crate::http::io::Io::local_addr(&c));
+                progress.note_upstream(&c);
                 Ok((c, false))
             }
             Err(e) => {

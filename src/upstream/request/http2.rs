@@ -46,13 +46,13 @@ where
         // connection counts as a reused connection.
         let started = std::time::Instant::now();
         match cs.h2_ready(ep, connector).await {
-            Ok((s, local, opened)) => {
+            Ok((s, (local, tls), opened)) => {
                 // A connection this try opened: its time is the `upstream_connect`
                 // phase, not the upstream's (`observe::phases`), as on HTTP/1.
                 if opened {
                     progress.connected(started);
                 }
-                progress.set_upstream_local(|| local);
+                progress.note_shared_upstream(local, &tls);
                 Ok((s, false))
             }
             Err(e) if crate::upstream::h2conn::PendingOverflow::is(&e) => Err(Failure::Overflow),

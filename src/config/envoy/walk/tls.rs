@@ -20,6 +20,16 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
             "validation_context",
             "validation_context_sds_secret_config",
             "combined_validation_context",
+            "tls_params",
+        ],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.TlsParameters",
+        &[
+            "tls_minimum_protocol_version",
+            "tls_maximum_protocol_version",
+            "cipher_suites",
+            "ecdh_curves",
         ],
     ),
     (
