@@ -2,7 +2,8 @@
 //! v3 bootstrap: `vhost.<vhost>.route.<stat_prefix>.upstream_rq_total`, `_completed`,
 //! `_<class>`, `_<code>`, the retry counters, `upstream_rq_timeout` and the
 //! `upstream_rq_time` histogram, for a route that answers, one whose upstream fails
-//! and is retried, one whose upstream refuses connections, and a direct response;
+//! and is retried, one whose upstream refuses connections, one that hits its route
+//! timeout and one whose per-try timeouts use up its retries, and a direct response;
 //! HTTP/1 and HTTP/2 clients. A route without `stat_prefix` keeps none; the native
 //! `stat_prefix` does the same. With Envoy 1.40 installed the same bootstrap runs
 //! under it and the `vhost.` stats are compared line by line.
@@ -29,7 +30,7 @@ fn cluster(name: &str, addr: SocketAddr) -> String {
     )
 }
 
-fn bootstrap(ok: SocketAddr, fail: SocketAddr) -> String {
+fn bootstrap(ok: SocketAddr, fail: SocketAddr, slow: SocketAddr) -> String {
     let head = hcm_head("", "web");
     format!(
         r#"{head}          route_config:
@@ -48,6 +49,15 @@ fn bootstrap(ok: SocketAddr, fail: SocketAddr) -> String {
                 route:
                   cluster: fail
                   retry_policy: {{ retry_on: 5xx, num_retries: 1 }}
+              - match: {{ prefix: /slow/route }}
+                stat_prefix: slow_route
+                route: {{ cluster: slow, timeout: 0.2s }}
+              - match: {{ prefix: /slow/try }}
+                stat_prefix: slow_try
+                route:
+                  cluster: slow
+                  timeout: 5s
+                  retry_policy: {{ retry_on: 5xx, num_retries: 1, per_try_timeout: 0.2s }}
               - match: {{ prefix: /dead }}
                 stat_prefix: dead
                 route: {{ cluster: dead }}
@@ -61,9 +71,10 @@ fn bootstrap(ok: SocketAddr, fail: SocketAddr) -> String {
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
-{}{}{}"#,
+{}{}{}{}"#,
         cluster("ok", ok),
         cluster("fail", fail),
+        cluster("slow", slow),
         cluster("dead", refused_addr()),
     )
 }
@@ -75,6 +86,8 @@ fn requests(listen: SocketAddr) {
         ("/also", 200),
         ("/fail", 503),
         ("/dead", 503),
+        ("/slow/route", 504),
+        ("/slow/try", 504),
         ("/direct", 200),
         ("/plain", 200),
     ] {
@@ -145,6 +158,13 @@ fn check_ours(c: &BTreeMap<String, u64>, hists: &[String]) {
     assert_eq!(n("fail.upstream_rq_retry_success"), 0);
     assert_eq!(n("fail.upstream_rq_completed"), 1);
     assert_eq!(n("fail.upstream_rq_503"), 1);
+    // The route timeout counts; per-try timeouts that used up the retries do not (the
+    // cluster's upstream_rq_per_try_timeout has them), though both answer 504 UT.
+    assert_eq!(n("slow_route.upstream_rq_timeout"), 1);
+    assert_eq!(n("slow_route.upstream_rq_504"), 1);
+    assert_eq!(n("slow_try.upstream_rq_timeout"), 0);
+    assert_eq!(n("slow_try.upstream_rq_total"), 2);
+    assert_eq!(n("slow_try.upstream_rq_504"), 1);
     // No connection: no try upstream, the router's 503 all the same.
     assert_eq!(n("dead.upstream_rq_total"), 0);
     assert_eq!(n("dead.upstream_rq_503"), 1);
@@ -163,7 +183,8 @@ fn check_ours(c: &BTreeMap<String, u64>, hists: &[String]) {
 fn route_stats_count_what_the_router_did() {
     let ok = Upstream::start(echo());
     let fail = Upstream::start(status_oops(503));
-    let proxy = Proxy::start(&bootstrap(ok.addr, fail.addr));
+    let slow = Upstream::start(delayed(Duration::from_secs(1)));
+    let proxy = Proxy::start(&bootstrap(ok.addr, fail.addr, slow.addr));
     requests(proxy.listen);
     let (c, hists) = vhost_stats(proxy.admin, 2);
     check_ours(&c, &hists);
@@ -212,7 +233,8 @@ fn the_stats_match_envoy() {
     };
     let ok = Upstream::start(echo());
     let fail = Upstream::start(status_oops(503));
-    let text = bootstrap(ok.addr, fail.addr);
+    let slow = Upstream::start(delayed(Duration::from_secs(1)));
+    let text = bootstrap(ok.addr, fail.addr, slow.addr);
     let envoy = Envoy::start(&bin, &text);
     requests(envoy.listen);
     let theirs = vhost_stats(envoy.admin, 2);

@@ -5,7 +5,8 @@
 //! `upstream_rq_total` per try that went upstream, `upstream_rq_completed`,
 //! `upstream_rq_<class>` and `upstream_rq_<code>` for the status the request ended with
 //! (the upstream's, or the router's own 503/504 for a failed try), `upstream_rq_time`
-//! when an upstream response came, `upstream_rq_timeout` for a route timeout, and the
+//! when an upstream response came, `upstream_rq_timeout` for a route timeout (not for
+//! per-try timeouts that used up the retries, as in Envoy's router), and the
 //! retry counters as the retry policy decides (`upstream::request::retry`). The counters
 //! Envoy makes when first charged (completed, classes, codes, the histogram) are shown
 //! once they are not 0; the others always. Plain `Cell`s, as every per-core stat: a
@@ -57,6 +58,9 @@ pub struct Ended<'a> {
     /// The status sent (0: none, the client went away first).
     pub status: u16,
     pub flag: Option<ResponseFlag>,
+    /// The route timeout ran out (a `UT` from per-try timeouts that used up the retries
+    /// is not one: Envoy counts those in the cluster's `upstream_rq_per_try_timeout`).
+    pub route_timeout: bool,
     pub duration: std::time::Duration,
     pub phases: &'a Times,
 }
@@ -78,7 +82,7 @@ impl RouteStats {
         if !no_try {
             self.rq_total.inc();
         }
-        if e.flag == Some(ResponseFlag::UpstreamTimeout) {
+        if e.route_timeout && e.flag == Some(ResponseFlag::UpstreamTimeout) {
             self.rq_timeout.inc();
         }
         if e.status != 0 {
@@ -154,6 +158,7 @@ mod tests {
         let ended = |status, flag| Ended {
             status,
             flag,
+            route_timeout: flag == Some(ResponseFlag::UpstreamTimeout),
             duration: Duration::from_millis(3),
             phases: &t,
         };

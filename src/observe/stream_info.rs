@@ -54,6 +54,8 @@ pub struct StreamInfo {
     /// `grpc_response_status`).
     pub grpc: bool,
     pub grpc_status: Option<u16>,
+    /// The route timeout ran out (`route_stats::Ended::route_timeout`).
+    pub route_timeout: bool,
     /// How long the request spent in each phase (`observe::phases`).
     pub phases: super::phases::Times,
     /// What only the access log reads (filled only when the listener logs).
@@ -242,6 +244,7 @@ impl StreamInfo {
         self.cluster_index = None;
         self.route_stats = None;
         self.upstream_tls = None;
+        self.route_timeout = false;
         self.phases = super::phases::Times::default();
     }
 }

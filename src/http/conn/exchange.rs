@@ -424,6 +424,7 @@ impl Conn {
         view.bufs
             .put(std::mem::replace(&mut self.ubuf, ReadBuf::new(0)));
         self.marks.set_upstream(progress.phase_marks());
+        self.rec.route_timeout = progress.route_timed_out();
         outcome
     }
 

@@ -67,6 +67,7 @@ impl Conn {
                 r.charge(&route_stats::Ended {
                     status: self.rec.status,
                     flag: self.rec.flag,
+                    route_timeout: self.rec.route_timeout,
                     duration: self.rec.duration,
                     phases: &self.rec.phases,
                 });

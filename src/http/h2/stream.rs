@@ -213,6 +213,7 @@ pub(crate) async fn serve<C: Connector>(
     marks.decided = Some(Instant::now());
     let mut upstream_marks = None;
     let mut upstream_facts = (None, None, None);
+    let mut route_timeout = false;
     // What the log prints, or Istio reads, of the upstream connection: only that is read.
     let wants = view.upstream_wants(at);
     let mut upstream_cluster = None;
@@ -486,6 +487,7 @@ pub(crate) async fn serve<C: Connector>(
                 }
             };
             upstream_marks = Some(progress.phase_marks());
+            route_timeout = progress.route_timed_out();
             upstream_facts = (
                 progress.upstream_local(),
                 progress.transport_failure(),
@@ -539,6 +541,7 @@ pub(crate) async fn serve<C: Connector>(
         r.charge(&crate::observe::route_stats::Ended {
             status: info.status,
             flag: info.flag,
+            route_timeout,
             duration: info.duration,
             phases: &info.phases,
         });

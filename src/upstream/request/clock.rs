@@ -385,6 +385,12 @@ impl Progress {
             .min())
     }
 
+    /// The route timeout ran out (its clock fired, or a wait it bounded found it past).
+    pub fn route_timed_out(&self) -> bool {
+        self.fired.get() == Some(Expiry::Route)
+            || self.route.get().is_some_and(|r| Instant::now() >= r)
+    }
+
     /// The clock a sweep or timer found run out, if any.
     #[cfg(test)]
     pub(crate) fn fired_clock(&self) -> Option<Expiry> {
