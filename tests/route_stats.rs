@@ -191,14 +191,12 @@ fn route_stats_count_what_the_router_did() {
     // Prometheus: the counters by name, the histogram per route.
     let prom = get(proxy.admin, "/stats/prometheus");
     assert!(
-        prom.contains(
-            "outrigger_filter_counter_total{name=\"vhost.all.route.ok.upstream_rq_total\"} 4"
-        ),
+        prom.contains("outrigger_route_upstream_rq_total{virtual_host=\"all\",route=\"ok\"} 4"),
         "{prom}"
     );
     assert!(
         prom.contains(
-            "outrigger_route_upstream_rq_time_seconds_count{route=\"vhost.all.route.ok\"} 4"
+            "outrigger_route_upstream_rq_time_seconds_count{virtual_host=\"all\",route=\"ok\"} 4"
         ),
         "{prom}"
     );

@@ -12,6 +12,7 @@
 mod clusters;
 mod envoy_stats;
 mod prometheus;
+mod prometheus_routes;
 
 use std::mem::MaybeUninit;
 use std::rc::Rc;

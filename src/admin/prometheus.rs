@@ -6,13 +6,13 @@ use crate::observe::stats::{StatsReport, DURATION_BUCKETS_US, UPSTREAM_RQ_TIME_B
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// Escapes a label value.
-fn esc(v: &str) -> String {
+pub(super) fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -98,6 +98,7 @@ pub fn render(r: &StatsReport) -> String {
         pre_cx_timeout
     );
     tls(&mut out, ls);
+    super::prometheus_routes::counters(&mut out, &r.counters);
     family(
         &mut out,
         "outrigger_filter_counter_total",
@@ -105,6 +106,9 @@ pub fn render(r: &StatsReport) -> String {
         "Filter counters by Envoy's stat name (http.<stat_prefix>.rbac.allowed, <stat_prefix>.http_local_rate_limit.rate_limited, ...).",
     );
     for (name, n) in &r.counters {
+        if super::prometheus_routes::split(name).is_some() {
+            continue;
+        }
         let _ = writeln!(
             out,
             "outrigger_filter_counter_total{{name=\"{}\"}} {n}",
@@ -174,7 +178,7 @@ pub fn render(r: &StatsReport) -> String {
     }
 
     upstream_rq_time(&mut out, cs);
-    route_rq_time(&mut out, &r.histograms);
+    super::prometheus_routes::rq_time(&mut out, &r.histograms);
     phase_histograms(&mut out, ls);
 
     macro_rules! per_cluster {
@@ -419,7 +423,11 @@ fn upstream_rq_time(out: &mut String, cs: &[crate::observe::stats::ClusterReport
 /// The `le` of bucket `i`, in seconds: the histogram's configured bound
 /// (`histogram_buckets`, given in milliseconds), else `default`'s (microseconds);
 /// `+Inf` past the last.
-fn le_seconds(h: &crate::observe::stats::HistogramReport, default: &[u64], i: usize) -> String {
+pub(super) fn le_seconds(
+    h: &crate::observe::stats::HistogramReport,
+    default: &[u64],
+    i: usize,
+) -> String {
     let ms = match h.bounds.as_deref() {
         Some(b) => b.ms().get(i).copied(),
         None => default.get(i).map(|&us| us as f64 / 1000.0),
@@ -427,40 +435,6 @@ fn le_seconds(h: &crate::observe::stats::HistogramReport, default: &[u64], i: us
     match ms {
         Some(ms) => format!("{}", ms / 1000.0),
         None => "+Inf".to_string(),
-    }
-}
-
-/// A route's `vhost.<vhost>.route.<stat_prefix>.upstream_rq_time` (Envoy's route
-/// `stat_prefix`), once it has a sample; the `route` label is the stat prefix.
-fn route_rq_time(out: &mut String, hs: &[(String, crate::observe::stats::HistogramReport)]) {
-    const NAME: &str = "outrigger_route_upstream_rq_time_seconds";
-    let mut family_written = false;
-    for (name, h) in hs {
-        let Some(prefix) = name.strip_suffix(".upstream_rq_time") else {
-            continue;
-        };
-        if h.buckets.iter().sum::<u64>() == 0 {
-            continue;
-        }
-        if !family_written {
-            family(
-                out,
-                NAME,
-                "histogram",
-                "Upstream request time of a route with a stat_prefix (Envoy's vhost.<vhost>.route.<stat_prefix>.upstream_rq_time).",
-            );
-            family_written = true;
-        }
-        let route = esc(prefix);
-        let mut cum = 0;
-        for (i, n) in h.buckets.iter().enumerate() {
-            cum += n;
-            let le = le_seconds(h, &UPSTREAM_RQ_TIME_BUCKETS_US, i);
-            let _ = writeln!(out, "{NAME}_bucket{{route=\"{route}\",le=\"{le}\"}} {cum}");
-        }
-        let sum = h.sum_us as f64 / 1e6;
-        let _ = writeln!(out, "{NAME}_sum{{route=\"{route}\"}} {sum}");
-        let _ = writeln!(out, "{NAME}_count{{route=\"{route}\"}} {cum}");
     }
 }
 
