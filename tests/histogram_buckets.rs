@@ -189,7 +189,7 @@ fn native_stats_histogram_buckets() {
     let up = Upstream::start(echo());
     let config = proxy_config(up.addr).replacen(
         "listeners:",
-        "stats:\n  histogram_buckets:\n    - match: { exact: cluster.backend.upstream_rq_time }\n      buckets: [2.5, 10]\nlisteners:",
+        "stats:\n  histogram_buckets:\n    - match: { exact: cluster.backend.upstream_rq_time }\n      buckets: [2.5, 10]\n    - match: { prefix: listener.main.phase. }\n      buckets: [0.05, 1]\nlisteners:",
         1,
     );
     let proxy = Proxy::start(&config);
@@ -210,6 +210,21 @@ fn native_stats_histogram_buckets() {
         "cumulative",
     );
     assert_eq!(listener.first().map(String::as_str), Some("B0.25"));
+    // The self-time phases take rules by `listener.<name>.phase.<phase>`.
+    let (phase, counts) = bucket_line(proxy.admin, "listener.main.phase.parse", "cumulative");
+    assert_eq!(phase, labels(&["B0.05", "B1"]));
+    assert!(counts.last().is_some_and(|n| *n <= 1));
+    let prom = get(proxy.admin, "/stats/prometheus");
+    assert_eq!(
+        le_ms(
+            &prom,
+            "outrigger_downstream_rq_phase_seconds",
+            "phase=\"upstream_wait\"",
+            true
+        ),
+        [0.05, 1.0],
+        "{prom}"
+    );
 }
 
 #[test]

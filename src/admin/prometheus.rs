@@ -679,10 +679,7 @@ fn phase_histograms(out: &mut String, ls: &[crate::observe::stats::ListenerRepor
             let mut cum = 0;
             for (i, n) in h.buckets.iter().enumerate() {
                 cum += n;
-                let le = match PHASE_BUCKETS_US.get(i) {
-                    Some(us) => format!("{}", *us as f64 / 1e6),
-                    None => "+Inf".to_string(),
-                };
+                let le = le_seconds(h, &PHASE_BUCKETS_US, i);
                 let _ = writeln!(
                     out,
                     "{NAME}_bucket{{listener=\"{name}\",phase=\"{phase}\",le=\"{le}\"}} {cum}"

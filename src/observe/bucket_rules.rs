@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use super::buckets::Bounds;
 use super::route_stats::RouteStats;
-use super::stats::{duration_bounds, envoy_default_bounds, ClusterStats, ListenerStats};
+use super::stats::{
+    duration_bounds, envoy_default_bounds, phase_bounds, ClusterStats, ListenerStats,
+};
 use crate::config::model::{HistogramBuckets, NetworkTerminal, Snapshot};
 use crate::http::router::string_matches;
 
@@ -33,9 +35,10 @@ pub fn configure_route(snapshot: &Snapshot, prefix: &str, stats: &RouteStats) {
     stats.rq_time.0.configure(&b);
 }
 
-/// Sets the bounds of every cluster's `upstream_rq_time` and every listener's
+/// Sets the bounds of every cluster's `upstream_rq_time`, every listener's
 /// `downstream_rq_time` (which also answers to Envoy's name for it,
-/// `http.<stat_prefix>.downstream_rq_time`, of each of its connection managers).
+/// `http.<stat_prefix>.downstream_rq_time`, of each of its connection managers) and
+/// its phase histograms (`listener.<name>.phase.<phase>`).
 pub fn configure<'a>(
     snapshot: &Snapshot,
     clusters: impl Iterator<Item = (&'a str, &'a ClusterStats)>,
@@ -57,5 +60,10 @@ pub fn configure<'a>(
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let b = bounds_for(rules, &names).unwrap_or_else(duration_bounds);
         stats.rq_time.0.configure(&b);
+        for (phase, h) in super::phases::PHASE_NAMES.iter().zip(&stats.phases.hist) {
+            let own = format!("listener.{}.phase.{phase}", l.name);
+            let b = bounds_for(rules, &[&own]).unwrap_or_else(phase_bounds);
+            h.0.configure(&b);
+        }
     }
 }

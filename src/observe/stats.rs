@@ -64,42 +64,6 @@ impl Counter {
     }
 }
 
-/// Durations in whole microseconds counted into the buckets whose upper bounds a
-/// histogram kind fixes (`N` is their count plus one, for the overflow), on one core
-/// (plain `Cell`s, merged at scrape).
-pub struct Buckets<const N: usize> {
-    buckets: [Counter; N],
-    sum_us: Counter,
-}
-
-impl<const N: usize> Default for Buckets<N> {
-    fn default() -> Self {
-        Buckets {
-            buckets: std::array::from_fn(|_| Counter::default()),
-            sum_us: Counter::default(),
-        }
-    }
-}
-
-impl<const N: usize> Buckets<N> {
-    /// Counts `us` into the first bucket whose bound is at least `us`.
-    fn record(&self, bounds: &[u64], us: u64) {
-        let i = bounds.partition_point(|&b| b < us);
-        if let Some(b) = self.buckets.get(i) {
-            b.inc();
-        }
-        self.sum_us.add(us);
-    }
-
-    fn report(&self) -> HistogramReport {
-        HistogramReport {
-            buckets: self.buckets.iter().map(Counter::get).collect(),
-            sum_us: self.sum_us.get(),
-            bounds: None,
-        }
-    }
-}
-
 /// Durations in whole microseconds counted into buckets whose bounds a config may set
 /// (`observe::buckets`: Envoy's `histogram_bucket_settings`), on one core. The bounds
 /// are chosen when a config is applied, by the stat's name; a change of bounds starts
@@ -227,13 +191,26 @@ impl UpstreamTime {
 
 // ---- The self-time breakdown's histograms (`observe::phases`). ----
 
-/// Durations that can only be whole microseconds: a histogram of them.
-#[derive(Default)]
-pub struct PhaseHistogram(Buckets<{ super::phases::PHASE_BUCKETS_US.len() + 1 }>);
+/// The default bounds of a phase (`phases::PHASE_BUCKETS_US`), made once.
+pub fn phase_bounds() -> Arc<Bounds> {
+    static B: OnceLock<Arc<Bounds>> = OnceLock::new();
+    B.get_or_init(|| Arc::new(Bounds::from_us(&super::phases::PHASE_BUCKETS_US)))
+        .clone()
+}
+
+/// One phase's durations (`PHASE_BUCKETS_US` unless `histogram_buckets` sets them for
+/// `listener.<name>.phase.<phase>`).
+pub struct PhaseHistogram(pub TimeHistogram);
+
+impl Default for PhaseHistogram {
+    fn default() -> Self {
+        PhaseHistogram(TimeHistogram::new(phase_bounds()))
+    }
+}
 
 impl PhaseHistogram {
     fn record(&self, us: u64) {
-        self.0.record(&super::phases::PHASE_BUCKETS_US, us);
+        self.0.record(us);
     }
 
     fn report(&self) -> HistogramReport {
@@ -244,7 +221,7 @@ impl PhaseHistogram {
 /// One listener's phase histograms on one core.
 #[derive(Default)]
 pub struct PhaseStats {
-    hist: [PhaseHistogram; super::phases::PHASE_COUNT],
+    pub hist: [PhaseHistogram; super::phases::PHASE_COUNT],
     /// Set when a request of this listener recorded phases (a listener without HTTP
     /// traffic reports none).
     used: Cell<bool>,
