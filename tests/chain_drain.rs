@@ -85,50 +85,64 @@ fn version(c: &mut Conn) -> Response {
 
 #[test]
 fn a_changed_http1_chain_drains_its_connections_and_the_other_chain_serves_on() {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Arc;
     let up = Upstream::start(delayed(Duration::from_secs(3)));
     let proxy = Proxy::start(&config("v1", up.addr, "60s", "60s", "60s"));
-    let (listen, admin) = (proxy.listen, proxy.admin);
-    let changed = config("v2", up.addr, "61s", "60s", "60s");
-    proxy.write_config(&changed);
-    let outcome = h2client::run(move || async move {
-        // An HTTP/2 connection on the chain that stays.
-        let mut h2 = h2client::connect(listen).await;
-        let url = format!("http://{listen}/version");
-        let req = || h2client::request("GET", &url).body(()).unwrap();
-        let before = h2client::send(&mut h2, req(), b"").await;
-        assert_eq!(before.body_str(), "v1");
+    let listen = proxy.listen;
 
-        // An idle HTTP/1 keep-alive connection, and a busy one (its request is at the
-        // upstream while the update comes).
-        let mut idle = Conn::connect(listen);
-        assert_eq!(version(&mut idle).body_str(), "v1");
-        let mut busy = Conn::connect(listen);
-        busy.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
-        assert!(wait_until(Duration::from_secs(5), || (up.heads() == 1).then_some(())).is_some());
-
-        let r = http_request(admin, "POST", "/reload", Duration::from_secs(20)).unwrap();
-        assert_eq!(r.status, 200, "{}", r.body_str());
-        let ready = wait_until(Duration::from_secs(5), || {
-            http_request(admin, "GET", "/ready", Duration::from_secs(1))
-                .ok()
-                .filter(|r| r.status == 200)
-        });
-        assert!(ready.is_some());
-
-        // The idle connection is closed; the busy one's response is its last.
-        assert!(
-            idle.closed_within(Duration::from_secs(5)),
-            "the idle connection of the changed chain was not closed"
-        );
-        let r = busy.read_response().expect("the in-flight request completes");
-        assert_eq!(r.status, 200);
-        assert!(r.says_close(), "connection: close on the last response: {:?}", r.headers);
-        assert!(busy.closed_within(Duration::from_secs(5)));
-
-        // The HTTP/2 connection on the unchanged chain serves on, with the new routes.
-        let after = h2client::send(&mut h2, req(), b"").await;
-        (after.status, after.body_str(), after.reset)
+    // An HTTP/2 connection on the chain that stays, on a client thread of its own (a
+    // blocking read on the client's executor would be interrupted): one request
+    // before the update (step 1), one after it (once step 2 is set).
+    let step = Arc::new(AtomicU8::new(0));
+    let s = step.clone();
+    let h2 = std::thread::spawn(move || {
+        h2client::run(move || async move {
+            let mut h2 = h2client::connect(listen).await;
+            let url = format!("http://{listen}/version");
+            let req = || h2client::request("GET", &url).body(()).unwrap();
+            let before = h2client::send(&mut h2, req(), b"").await;
+            assert_eq!(before.body_str(), "v1");
+            s.store(1, Ordering::SeqCst);
+            for _ in 0..600 {
+                if s.load(Ordering::SeqCst) == 2 {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+            let after = h2client::send(&mut h2, req(), b"").await;
+            (after.status, after.body_str(), after.reset)
+        })
     });
+    let first = wait_until(Duration::from_secs(10), || {
+        (step.load(Ordering::SeqCst) == 1).then_some(())
+    });
+    assert!(first.is_some(), "the HTTP/2 connection did not serve its first request");
+
+    // An idle HTTP/1 keep-alive connection, and a busy one (its request is at the
+    // upstream while the update comes).
+    let mut idle = Conn::connect(listen);
+    assert_eq!(version(&mut idle).body_str(), "v1");
+    let mut busy = Conn::connect(listen);
+    busy.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(wait_until(Duration::from_secs(5), || (up.heads() == 1).then_some(())).is_some());
+
+    proxy.write_config(&config("v2", up.addr, "61s", "60s", "60s"));
+    reload(&proxy);
+
+    // The idle connection is closed; the busy one's response is its last.
+    assert!(
+        idle.closed_within(Duration::from_secs(5)),
+        "the idle connection of the changed chain was not closed"
+    );
+    let r = busy.read_response().expect("the in-flight request completes");
+    assert_eq!(r.status, 200);
+    assert!(r.says_close(), "connection: close on the last response: {:?}", r.headers);
+    assert!(busy.closed_within(Duration::from_secs(5)));
+
+    // The HTTP/2 connection on the unchanged chain serves on, with the new routes.
+    step.store(2, Ordering::SeqCst);
+    let outcome = h2.join().expect("the HTTP/2 client");
     assert_eq!(outcome, (200, "v2".to_string(), None), "{}", proxy.stderr());
     // New HTTP/1 connections get the new chain.
     let mut fresh = Conn::connect(proxy.listen);
