@@ -117,7 +117,10 @@ fn a_changed_http1_chain_drains_its_connections_and_the_other_chain_serves_on() 
     let first = wait_until(Duration::from_secs(10), || {
         (step.load(Ordering::SeqCst) == 1).then_some(())
     });
-    assert!(first.is_some(), "the HTTP/2 connection did not serve its first request");
+    assert!(
+        first.is_some(),
+        "the HTTP/2 connection did not serve its first request"
+    );
 
     // An idle HTTP/1 keep-alive connection, and a busy one (its request is at the
     // upstream while the update comes).
@@ -135,9 +138,15 @@ fn a_changed_http1_chain_drains_its_connections_and_the_other_chain_serves_on() 
         idle.closed_within(Duration::from_secs(5)),
         "the idle connection of the changed chain was not closed"
     );
-    let r = busy.read_response().expect("the in-flight request completes");
+    let r = busy
+        .read_response()
+        .expect("the in-flight request completes");
     assert_eq!(r.status, 200);
-    assert!(r.says_close(), "connection: close on the last response: {:?}", r.headers);
+    assert!(
+        r.says_close(),
+        "connection: close on the last response: {:?}",
+        r.headers
+    );
     assert!(busy.closed_within(Duration::from_secs(5)));
 
     // The HTTP/2 connection on the unchanged chain serves on, with the new routes.
@@ -198,7 +207,11 @@ fn a_changed_http2_chain_sends_goaway_and_the_http1_chain_keeps_its_connection()
     proxy.write_config(&config("v2", up.addr, "60s", "61s", "60s"));
     reload(&proxy);
     let seen = h2_frames_until(&mut h2, 7);
-    assert_eq!(seen.last(), Some(&7), "a GOAWAY (type 7) after the update: {seen:?}");
+    assert_eq!(
+        seen.last(),
+        Some(&7),
+        "a GOAWAY (type 7) after the update: {seen:?}"
+    );
     // The HTTP/1 connection is on the chain that stayed: same connection, new routes.
     let r = version(&mut h1);
     assert_eq!(r.body_str(), "v2");
@@ -234,7 +247,9 @@ fn a_route_update_drains_nothing() {
     std::thread::sleep(Duration::from_secs(4));
     tcp.send("GET /again HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(tcp.read_response().unwrap().status, 200);
-    assert!(!proxy.stderr().contains("drain timeout of a changed filter chain"));
+    assert!(!proxy
+        .stderr()
+        .contains("drain timeout of a changed filter chain"));
 }
 
 #[test]

@@ -50,9 +50,7 @@ pub fn lives<C: Connector>(
             l.chains()
                 .map(|(_, c)| {
                     let kept = old.and_then(|(i, o, lives)| {
-                        let (k, _) = o
-                            .chains()
-                            .find(|(_, oc)| oc.fingerprint == c.fingerprint)?;
+                        let (k, _) = o.chains().find(|(_, oc)| oc.fingerprint == c.fingerprint)?;
                         let flag = taken.get_mut(i)?.get_mut(k)?;
                         *flag = true;
                         lives.get(k).cloned()

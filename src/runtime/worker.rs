@@ -621,7 +621,14 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
             // everything the connection held are dropped, so the peer sees a close.
             // A connection of a changed chain still open at the drain timeout is
             // closed by ending this task (`chain_drain.rs`).
-            let serve = contain(crate::listener::serve(stream, local, peer, v, index, slot.clone()));
+            let serve = contain(crate::listener::serve(
+                stream,
+                local,
+                peer,
+                v,
+                index,
+                slot.clone(),
+            ));
             let served = futures_lite::future::or(serve, async {
                 slot.killed().await;
                 Ok(())

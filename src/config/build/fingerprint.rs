@@ -60,7 +60,10 @@ mod tests {
 
     fn fingerprints(yaml: &str) -> Vec<u64> {
         let s = parse_native(yaml).unwrap();
-        s.listeners[0].chains().map(|(_, c)| c.fingerprint).collect()
+        s.listeners[0]
+            .chains()
+            .map(|(_, c)| c.fingerprint)
+            .collect()
     }
 
     const BASE: &str = "
