@@ -293,7 +293,8 @@ fn compare(delta: bool) {
         .iter()
         .filter(|f| !our_dump.contains(f))
         .collect();
-    // Envoy's `draining_state`: a removed listener drains; Outrigger drains nothing.
+    // Envoy's `draining_state`: a removed listener drains; Outrigger drains its
+    // connections too but shows no `draining_state`.
     eprintln!("KNOWN DIFFERENCE: config_dump fields only Envoy has: {missing:?}");
     assert!(
         extra.is_empty(),

@@ -15,6 +15,7 @@ mod circuit;
 mod dns;
 mod ext_authz;
 mod fault_cors;
+mod fingerprint;
 mod hash_policy;
 mod health;
 mod istio;

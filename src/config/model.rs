@@ -150,6 +150,10 @@ pub struct FilterChain {
     pub terminal: NetworkTerminal,
     /// Its transport socket: TLS terminated with these settings (`None`: plain bytes).
     pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
+    /// A hash of the chain as configured (`config/build/fingerprint.rs`): equal on the
+    /// same listener means the same chain, whatever else an update changed. Workers
+    /// compare it to tell which connections an update drains.
+    pub fingerprint: u64,
 }
 
 impl FilterChain {

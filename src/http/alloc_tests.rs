@@ -279,6 +279,7 @@ fn serve_with(config: &str, requests: usize) -> (u64, usize, usize) {
         counters: snapshot.counters.iter().map(|_| Rc::default()).collect(),
         route_stats: snapshot.route_stats.iter().map(|_| Rc::default()).collect(),
         access_logs: vec![vec![None]],
+        lives: vec![vec![Rc::default()]],
         connector: connector.clone(),
         draining: Rc::new(Cell::new(false)),
         bufs: Rc::new(crate::http::buf::BufPool::new(8192, 16)),

@@ -150,6 +150,8 @@ struct Plan<'v> {
     route_name: Option<&'v std::sync::Arc<str>>,
     /// The matched route's stats, when it keeps them (`observe::route_stats`).
     route_stats: Option<usize>,
+    /// The life of the connection's chain: closing once an update changed it.
+    life: Option<&'v crate::http::view::ChainLife>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -294,6 +296,12 @@ struct Moving<C: Connector> {
 }
 
 impl<'v> Plan<'v> {
+    /// The response is the connection's last (`connection: close`): the worker drains,
+    /// or an update changed the connection's chain (`runtime/chain_drain.rs`).
+    fn closing<C: Connector>(&self, view: &WorkerView<C>) -> bool {
+        view.draining.get() || self.life.is_some_and(|l| l.closing.get())
+    }
+
     /// The request's retry state, when it is proxied and has one.
     fn retry(&self) -> Option<&crate::upstream::request::retry::RetryState<'v>> {
         match &self.action {
@@ -368,7 +376,10 @@ impl Conn {
                 let conn = (facts, ip, &self.filters, self.peer.port());
                 let stores = (&store, &req_store);
                 match prepare::prepare(data, l, view, wbuf, conn, rec, stores).await {
-                    Ok(Some(plan)) => break plan,
+                    Ok(Some(mut plan)) => {
+                        plan.life = view.life(at).map(|l| &**l);
+                        break plan;
+                    }
                     Ok(None) => {
                         if self.rbuf.is_full() && !self.rbuf.grow(limit) {
                             self.reject(down, HeadError::HeadersTooLarge, view, at)
@@ -381,7 +392,9 @@ impl Conn {
                         return false;
                     }
                 }
-            } else if view.draining.get() {
+            } else if view.draining.get() || (self.marks.accepted.is_none() && view.closing(at)) {
+                // Idle on a chain an update changed: close (a new connection still has
+                // its first request served, with `connection: close`).
                 return false;
             }
             // Part of a head is already here (read by the listener layer, or
@@ -543,7 +556,7 @@ impl Conn {
             crate::observe::trace::finish(*span, &end);
         }
         self.complete(view, at);
-        outcome.keep_alive && !view.draining.get()
+        outcome.keep_alive && !view.closing(at)
     }
 
     /// The request head did not arrive within `request_headers_timeout`: 408 and close
@@ -650,7 +663,7 @@ impl Conn {
             location,
             body,
         } = reply;
-        let mut close = !plan.framing.keep_alive || view.draining.get();
+        let mut close = !plan.framing.keep_alive || plan.closing(view);
         if plan.framing.body != BodyKind::Empty {
             if plan.framing.expect_continue {
                 close = true;

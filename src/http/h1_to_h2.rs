@@ -51,7 +51,9 @@ pub(crate) struct H1Request<'a> {
     pub minor: u8,
     pub keep_alive: bool,
     pub expect_continue: bool,
-    pub draining: bool,
+    /// The response is the connection's last (the worker drains, or an update changed
+    /// the chain), asked when the response head goes out.
+    pub draining: &'a dyn Fn() -> bool,
     /// The client connection's idle timeout, its read timeout outside the body.
     pub idle_timeout: std::time::Duration,
     /// Edits for the response head (the route's and the filter chain's).
@@ -531,7 +533,7 @@ async fn exchange_inner<D: Io, C: Connector>(
     } else {
         DownFraming::Close
     };
-    let close = !r.keep_alive || r.draining || framing == DownFraming::Close || cut;
+    let close = !r.keep_alive || (r.draining)() || framing == DownFraming::Close || cut;
     let headers: Vec<httparse::Header<'_>> = parts
         .headers
         .iter()

@@ -4,7 +4,10 @@
 //! A connection is accepted under the worker's current `WorkerView`. Between requests
 //! (HTTP/1) or streams (HTTP/2) it moves to a newer view when the update left its
 //! listener's address and its filter chain unchanged, so route and cluster updates
-//! apply from the next request on; otherwise it keeps the view it has until it closes.
+//! apply from the next request on. An update that changes the chain (or removes its
+//! listener) ends the chain's `ChainLife`: its connections are drained
+//! (`runtime/chain_drain.rs`), serving what they have in flight under the view they
+//! have.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -43,6 +46,20 @@ pub struct WorkerView<C: Connector> {
     pub hooks: Rc<crate::test_hooks::TestHooks>,
     /// The worker's newest view, shared by all its views.
     pub latest: Rc<RefCell<Weak<WorkerView<C>>>>,
+    /// Indexed like `access_logs`: each chain's life on this worker, shared by every
+    /// view in which the chain is unchanged (`runtime/chain_drain.rs`).
+    pub lives: Vec<Vec<Rc<ChainLife>>>,
+}
+
+/// One filter chain's life on a worker: from the update that brings it (or changes it)
+/// to the update that changes it again or removes its listener. Views that keep the
+/// chain share it; a connection holds the one of the chain it was accepted on.
+#[derive(Debug, Default)]
+pub struct ChainLife {
+    /// Set when an update changed or removed the chain: its connections close once
+    /// idle (HTTP/1 after a response with `connection: close`, HTTP/2 after a GOAWAY),
+    /// and whatever is left is closed at the drain timeout.
+    pub closing: Cell<bool>,
 }
 
 /// Where a connection was accepted: its listener and the filter chain chosen for it
@@ -67,8 +84,9 @@ impl<C: Connector> WorkerView<C> {
     }
 
     /// The worker's newest view and this chain's place in it, when there is a newer view
-    /// that keeps the chain's listener (name and address) and the chain itself
-    /// unchanged. `checked` remembers the newest view already found unsuitable, so a
+    /// that keeps the chain: the same listener (name and address) and a chain of the
+    /// same configuration (the worker found it so, by fingerprint, and gave it the same
+    /// `ChainLife`). `checked` remembers the newest view already found unsuitable, so a
     /// connection that cannot move checks once per update, not once per request. Costs
     /// one borrow and a pointer comparison when nothing changed (no allocation).
     pub fn newer(
@@ -83,23 +101,25 @@ impl<C: Connector> WorkerView<C> {
         }
         *checked = ptr;
         let new = latest.upgrade()?;
-        let old = self.snapshot.listeners.get(at.listener)?;
-        let chain = old.chain(at.chain)?;
-        let listener = new
-            .snapshot
-            .listeners
+        let life = self.life(at)?;
+        let (listener, lives) = new
+            .lives
             .iter()
-            .position(|l| l.name == old.name && l.addr == old.addr)?;
-        if new.snapshot.listeners.get(listener)?.chain(at.chain)? != chain {
-            return None;
-        }
-        Some((
-            new,
-            ChainRef {
-                listener,
-                chain: at.chain,
-            },
-        ))
+            .enumerate()
+            .find(|(_, lives)| lives.iter().any(|l| Rc::ptr_eq(l, life)))?;
+        let chain = lives.iter().position(|l| Rc::ptr_eq(l, life))?;
+        Some((new, ChainRef { listener, chain }))
+    }
+
+    /// The life of the chain at `at` on this worker.
+    pub fn life(&self, at: ChainRef) -> Option<&Rc<ChainLife>> {
+        self.lives.get(at.listener)?.get(at.chain)
+    }
+
+    /// A connection on the chain at `at` is to close once idle: the worker drains, or
+    /// an update changed or removed the chain.
+    pub fn closing(&self, at: ChainRef) -> bool {
+        self.draining.get() || self.life(at).is_some_and(|l| l.closing.get())
     }
 
     /// The HTTP connection manager ending the chain, if it ends in one.
@@ -180,6 +200,12 @@ pub struct ConnSlot {
     /// A connection task that sleeps on more than its socket (HTTP/2: its clocks),
     /// woken when the worker drains so that it sees `WorkerView::draining`.
     drain: Cell<Option<Waker>>,
+    /// The life of the chain that took the connection (none before one did).
+    pub life: RefCell<Option<Rc<ChainLife>>>,
+    /// Set when the connection's chain was drained and the drain timeout passed: the
+    /// connection's task ends (`killed`), closing it.
+    killed: Cell<bool>,
+    kill: Cell<Option<Waker>>,
 }
 
 impl ConnSlot {
@@ -197,6 +223,35 @@ impl ConnSlot {
         if let Some(w) = self.drain.take() {
             w.wake();
         }
+    }
+
+    /// The connection is on a chain that is closing (`ChainLife::closing`).
+    pub fn on_closing_chain(&self) -> bool {
+        self.life.borrow().as_ref().is_some_and(|l| l.closing.get())
+    }
+
+    /// Ends the connection's task: `killed` resolves.
+    pub fn kill(&self) {
+        self.killed.set(true);
+        if let Some(w) = self.kill.take() {
+            w.wake();
+        }
+    }
+
+    /// Resolves once `kill` was called; raced against the connection's task.
+    pub async fn killed(&self) {
+        std::future::poll_fn(|cx| {
+            if self.killed.get() {
+                return std::task::Poll::Ready(());
+            }
+            let w = match self.kill.take() {
+                Some(w) if w.will_wake(cx.waker()) => w,
+                _ => cx.waker().clone(),
+            };
+            self.kill.set(Some(w));
+            std::task::Poll::Pending
+        })
+        .await
     }
 }
 

@@ -91,6 +91,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                         stats.cx_active.inc();
                         let _active = Active(&stats.cx_active);
                         let at = ChainRef { listener, chain };
+                        *slot.life.borrow_mut() = view.life(at).cloned();
                         tcp::serve(down, &[], local, peer, view.clone(), at, Some(early)).await;
                         return;
                     }
@@ -157,6 +158,8 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     stats.cx_active.inc();
     let _active = Active(&stats.cx_active);
     let at = ChainRef { listener, chain };
+    // The chain's life: an update that changes the chain drains the connection.
+    *slot.life.borrow_mut() = view.life(at).cloned();
     let Some(tls) = l.chain(chain).and_then(|c| c.tls.as_ref()) else {
         terminal(
             Transport::<D, rustls::ServerConnection>::Plain(down),

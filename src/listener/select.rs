@@ -238,6 +238,7 @@ mod tests {
                 istio_stats: None,
             }),
             tls: None,
+            fingerprint: 0,
         }
     }
 

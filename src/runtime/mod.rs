@@ -2,6 +2,7 @@
 //! pinned), the control executor, the access-log flush thread and signal handlers.
 
 pub mod admission;
+pub mod chain_drain;
 pub mod control;
 pub mod dns;
 pub mod messages;

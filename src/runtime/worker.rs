@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::mpsc::SyncSender;
@@ -77,7 +77,7 @@ struct Worker {
     /// Accept loops by listener name; dropping the task closes the socket.
     acceptors: RefCell<HashMap<String, Task<()>>>,
     /// Open connections, for closing idle ones on drain.
-    conns: RefCell<HashMap<u64, (RawFd, Rc<ConnSlot>)>>,
+    conns: super::chain_drain::Conns,
     next_conn: Cell<u64>,
     /// Open-connection counts shared with the other workers, for connection limits.
     counts: Arc<ConnCounts>,
@@ -401,7 +401,10 @@ impl Worker {
             .iter()
             .map(|l| ChainSelector::build(l).unwrap_or_default())
             .collect();
+        // Chains the update changed or removed: their connections drain.
+        let (lives, ended) = super::chain_drain::lives(prev.as_deref(), &snapshot);
         let view = Rc::new(WorkerView {
+            lives,
             snapshot: snapshot.clone(),
             selectors,
             clusters,
@@ -417,6 +420,21 @@ impl Worker {
         });
         *self.latest.borrow_mut() = Rc::downgrade(&view);
         *self.current.borrow_mut() = Some(view);
+        if super::chain_drain::start(&ended, &self.conns) {
+            let (w, timeout) = (self.clone(), snapshot.drain_timeout);
+            spawn_local(async move {
+                crate::rt::sleep(timeout).await;
+                let n = super::chain_drain::close_left(&ended, &w.conns);
+                if n > 0 {
+                    tracing::info!(
+                        worker = w.id,
+                        connections = n,
+                        "drain timeout of a changed filter chain: closing its connections"
+                    );
+                }
+            })
+            .detach();
+        }
 
         // Listeners: stop removed ones, start new or moved ones with the sockets sent.
         let mut acceptors = self.acceptors.borrow_mut();
@@ -601,7 +619,21 @@ async fn accept_loop(w: Rc<Worker>, name: String, listener: TcpListener, count: 
             let v = view.clone();
             // A panic while serving the connection ends this task only: the stream and
             // everything the connection held are dropped, so the peer sees a close.
-            let served = contain(crate::listener::serve(stream, local, peer, v, index, slot)).await;
+            // A connection of a changed chain still open at the drain timeout is
+            // closed by ending this task (`chain_drain.rs`).
+            let serve = contain(crate::listener::serve(
+                stream,
+                local,
+                peer,
+                v,
+                index,
+                slot.clone(),
+            ));
+            let served = futures_lite::future::or(serve, async {
+                slot.killed().await;
+                Ok(())
+            })
+            .await;
             w2.conns.borrow_mut().remove(&id);
             drop(permit);
             if let Err(panic) = served {

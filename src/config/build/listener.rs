@@ -48,6 +48,7 @@ impl Builder {
                     network_filters: self.network_filters(&p, own.network_filters, clusters),
                     terminal,
                     tls: None,
+                    fingerprint: super::fingerprint::chain(&l.name, None, &own, None),
                 };
                 (vec![chain], None)
             } else {
@@ -150,6 +151,12 @@ impl Builder {
             network_filters: self.network_filters(p, &c.network_filters, clusters),
             terminal,
             tls,
+            fingerprint: super::fingerprint::chain(
+                &c.name,
+                c.filter_chain_match.as_ref(),
+                &RawTerminal::of_chain(c),
+                c.tls.as_ref(),
+            ),
         })
     }
 

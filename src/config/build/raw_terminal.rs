@@ -7,6 +7,7 @@ use super::super::raw_rbac::RawNetworkFilter;
 use crate::http::filter::RawHttpFilter;
 
 /// The settings of one chain's terminal filter, borrowed from either shape.
+#[derive(Debug)]
 pub(super) struct RawTerminal<'a> {
     pub route_table: &'a Option<String>,
     pub tcp_proxy: &'a Option<RawTcpProxy>,

@@ -157,7 +157,7 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
         // to the worker's pool in the end instead of the one it replaces.
         std::mem::swap(&mut self.conn.ubuf, &mut buf);
         let (conn, plan) = (&mut *self.conn, self.plan);
-        let must_close = self.view.draining.get() || self.body_cut;
+        let must_close = self.plan.closing(self.view) || self.body_cut;
         let mut edits = self.response_edits;
         let up = self.progress.phase_marks();
         edits.stamp.phases = edits.stamp.phases.map(|_| conn.marks.with_upstream(up));
@@ -341,7 +341,7 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
         // Read the response head, skipping interim (1xx) responses.
         loop {
             if !conn.ubuf.is_empty() {
-                let must_close = self.view.draining.get() || self.body_cut;
+                let must_close = self.plan.closing(self.view) || self.body_cut;
                 let judge = |status, headers: &[httparse::Header<'_>]| {
                     at.retry_response(status, headers, resend && !self.body_cut, stats)
                 };
@@ -704,7 +704,7 @@ impl Conn {
             minor: plan.minor,
             keep_alive: plan.framing.keep_alive,
             expect_continue: plan.framing.expect_continue,
-            draining: view.draining.get(),
+            draining: &|| plan.closing(view),
             idle_timeout: plan.idle_timeout,
             response_edits,
             chain: plan.chain,

@@ -416,6 +416,7 @@ fn plan<'v>(
         parsed_at: None,
         route_name: None,
         route_stats: None,
+        life: None,
         chain: edits.chain,
         codec_edits: own_headers::codec_reply_edits(&l.own),
         mirror: None,

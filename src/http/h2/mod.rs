@@ -172,7 +172,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                     }
                     wake = Some(wake.map_or(at, |w| w.min(at)));
                 }
-                if watch_drain && view.draining.get() {
+                if watch_drain && view.closing(at) {
                     return Event::Drain;
                 }
                 if ping_failed.get() {
@@ -186,7 +186,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                         return std::task::Poll::Ready(());
                     }
                     if watch_drain {
-                        if view.draining.get() {
+                        if view.closing(at) {
                             return std::task::Poll::Ready(());
                         }
                         slot.on_drain(cx.waker());
