@@ -10,7 +10,9 @@
 //! mutated body"); with the headers skipped the Content-Length is removed (Envoy's
 //! `shouldRemoveContentLength`), and the client gets the body chunked (HTTP/1.1) or
 //! delimited by the close (HTTP/1.0). The mutations of the headers' answer and of the
-//! body's answer together become the response's plan.
+//! body's answer together become the response's plan; with the headers skipped, Envoy
+//! holds no headers to mutate and drops the body answer's header mutations, and so
+//! does this hook.
 
 use std::borrow::Cow;
 
@@ -81,8 +83,10 @@ pub async fn on_response_body(
     });
     let status = match s.exchange(msg, Phase::ResponseBody).await {
         Answer::Common(r, _) => {
-            let ops = s.ops(&r);
-            {
+            // Envoy applies them to the held headers; skipped headers were not held,
+            // and the mutations are dropped.
+            if keep_length {
+                let ops = s.ops(&r);
                 let mut all = s.response_ops.borrow_mut();
                 all.add.extend(ops.add);
                 all.remove.extend(ops.remove);
@@ -113,6 +117,10 @@ pub async fn on_response_body(
         Answer::Closed => Status::Continue,
         Answer::Failed(why) => s.fail(why),
     };
+    if let Status::Respond(_) = status {
+        // A local reply has headers of its own (an immediate response's set its plan).
+        *s.response_ops.borrow_mut() = Default::default();
+    }
     finish(s);
     BodyOutcome {
         status,
