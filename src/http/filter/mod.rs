@@ -34,6 +34,10 @@
 //! the streams it rate-limits (a kind's hooks are constant, but a stream gets this one
 //! only when the filter injected a response rate limit on its request head).
 //!
+//! `Chain::on_response_body` sees a whole response body before its head goes out, on
+//! the streams a filter asked for it (ext_proc's `BUFFERED` response body mode:
+//! `http/conn/held_response.rs` holds the response); it may replace the body or answer.
+//!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
 //! by name or give it its own configuration for requests on that route.
 //!
