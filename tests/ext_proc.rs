@@ -2,8 +2,9 @@
 //! scripted processor (`tests/ext_proc/processor.py`, grpcio): header mutations both
 //! ways (and the default mutation rules), request bodies replaced in buffered and
 //! streamed modes, immediate responses, a processor that hangs (message timeout) and one
-//! that cannot be reached, each with `failure_mode_allow` off and on; what the upstream
-//! got is checked, not only what the client saw.
+//! that cannot be reached, each with `failure_mode_allow` off and on; response bodies
+//! held for the processor (buffered), with Envoy's Content-Length rules; what the
+//! upstream got is checked, not only what the client saw.
 
 mod common;
 mod h2client;
@@ -25,6 +26,8 @@ fn config(upstream: SocketAddr, protocol: &str, processor: SocketAddr, filter: &
     };
     let buffered = "{ ext_proc: { processing_mode: { request_body_mode: BUFFERED } } }";
     let streamed = "{ ext_proc: { processing_mode: { request_body_mode: STREAMED } } }";
+    let resp = "{ ext_proc: { processing_mode: { response_body_mode: BUFFERED } } }";
+    let resp_skip = "{ ext_proc: { processing_mode: { response_header_mode: SKIP, response_body_mode: BUFFERED } } }";
     format!(
         "{HEADER}listeners:
   - name: main
@@ -41,7 +44,7 @@ fn config(upstream: SocketAddr, protocol: &str, processor: SocketAddr, filter: &
       - name: all
         domains: [\"*\"]
         routes:
-{}{}{}{}{}{}          - match: {{ prefix: / }}
+{}{}{}{}{}{}{}{}          - match: {{ prefix: / }}
             cluster: backend
 clusters:
   - name: backend
@@ -61,6 +64,8 @@ clusters:
         route("/clear", buffered),
         route("/hang-body", buffered),
         route("/replace", buffered),
+        route("/resp-skip", resp_skip),
+        route("/resp-", resp),
         upstream.port(),
         processor.port(),
     )
@@ -277,7 +282,7 @@ fn an_unreachable_processor_fails_closed_or_open() {
 #[test]
 fn unsupported_modes_are_refused_by_field_path() {
     let up = Upstream::echo();
-    let bad = "          processing_mode: { response_body_mode: BUFFERED }\n";
+    let bad = "          processing_mode: { response_body_mode: STREAMED }\n";
     let dir = TempDir::new("extproc-cfg");
     let path = dir.join("c.yaml");
     let text = config(up.addr, "http1", up.addr, bad)
@@ -298,4 +303,80 @@ fn unsupported_modes_are_refused_by_field_path() {
         text.contains("http_filters[0].ext_proc.processing_mode.response_body_mode"),
         "{text}"
     );
+}
+
+/// Response bodies in `BUFFERED` mode (`/resp-*` routes; `/resp-skip*` also skips the
+/// response headers): the processor sees the whole body once, its mutation is what the
+/// client gets; with the headers sent the Content-Length stays and a body of another
+/// length is Envoy's `500`; with them skipped the length goes and the body is chunked.
+#[test]
+fn response_bodies_are_processed_buffered() {
+    let p = Processor::start();
+    let up = Upstream::echo();
+    let proxy = Proxy::start(&config(up.addr, "http1", processor_addr(&p), ""));
+    let mut c = Conn::connect(proxy.listen);
+    c.send("GET /resp-upper HTTP/1.1\r\nHost: svc\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let echoed = up.last_request().describe();
+    assert_eq!(r.body_str(), echoed.to_uppercase());
+    let len = echoed.len().to_string();
+    assert_eq!(r.header("content-length"), Some(len.as_str()));
+    let heads = p.seen("/resp-upper", "response_headers");
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert_eq!(heads[0]["end_of_stream"], false);
+    let bodies = p.seen("/resp-upper", "response_body");
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["body"], echoed.as_str());
+    assert_eq!(bodies[0]["end_of_stream"], true);
+    // The connection goes on: a second held response on it.
+    c.send("GET /resp-upper/2 HTTP/1.1\r\nHost: svc\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    // Another length than the kept Content-Length: Envoy's 500.
+    let r = get(proxy.listen, "svc", "/resp-grow");
+    assert_eq!(r.status, 500, "{}", r.body_str());
+    assert_eq!(
+        r.header("x-body-seen"),
+        None,
+        "the local reply has its own headers"
+    );
+    // Headers skipped: no Content-Length, the grown body chunked; the body answer's
+    // header mutation is dropped (Envoy holds no headers to apply it to).
+    let r = get(proxy.listen, "svc", "/resp-skip-grow");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let echoed = up.last_request().describe();
+    assert_eq!(r.body_str(), format!("{echoed}!"));
+    assert_eq!(r.header("content-length"), None, "{:?}", r.headers);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.header("x-body-seen"), None);
+    assert!(p.seen("/resp-skip-grow", "response_headers").is_empty());
+    let r = get(proxy.listen, "svc", "/resp-skip-clear");
+    assert_eq!((r.status, r.body.len()), (200, 0), "{}", r.body_str());
+    // An immediate response to the body replaces the whole response.
+    let r = get(proxy.listen, "svc", "/resp-deny");
+    assert_eq!(r.status, 451);
+    assert_eq!(r.body_str(), "late body");
+    assert_eq!(counter(&proxy, "streams_failed"), 0);
+    // An HTTP/2 client: held response bodies are not built on its paths, and the
+    // response does not go out unprocessed.
+    let (url, addr) = (proxy.url("/resp-upper"), proxy.listen);
+    let r = h2client::run(move || async move {
+        let mut c = h2client::connect(addr).await;
+        let req = h2client::request("GET", &url).body(()).unwrap();
+        h2client::send(&mut c, req, b"").await
+    });
+    assert_eq!(r.status, 500, "{}", r.body_str());
+
+    // A chunked upstream response: no length to keep, the grown body goes chunked.
+    let chunked = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    ));
+    let proxy = Proxy::start(&config(chunked.addr, "http1", processor_addr(&p), ""));
+    let r = get(proxy.listen, "svc", "/resp-grow-chunked");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(r.body_str(), "abcde!");
+    assert_eq!(r.header("x-body-seen"), Some("yes"));
+    let bodies = p.seen("/resp-grow-chunked", "response_body");
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["body"], "abcde");
 }

@@ -1,6 +1,6 @@
 //! ext_proc parity with Envoy 1.40: one bootstrap (an `ExternalProcessor` with Envoy's
-//! default processing mode and a 300 ms message timeout, an `ExtProcPerRoute` that
-//! buffers request bodies on one route) runs under Envoy and under Outrigger against
+//! default processing mode and a 300 ms message timeout, `ExtProcPerRoute`s that
+//! buffer request bodies on one route and response bodies on others) runs under Envoy and under Outrigger against
 //! the same scripted processor (`tests/ext_proc/processor.py`); the same requests go to
 //! both, and the statuses, bodies, the headers the processor set or removed (as the
 //! client and as the upstream saw them), what the processor was sent, and the
@@ -41,6 +41,20 @@ fn bootstrap(upstream: SocketAddr, processor: u16, failure_mode_allow: bool) -> 
                     "@type": {PER_ROUTE}
                     overrides:
                       processing_mode: {{ request_body_mode: STREAMED }}
+              - match: {{ prefix: /resp-skip }}
+                route: {{ cluster: backend }}
+                typed_per_filter_config:
+                  proc:
+                    "@type": {PER_ROUTE}
+                    overrides:
+                      processing_mode: {{ response_header_mode: SKIP, response_body_mode: BUFFERED }}
+              - match: {{ prefix: /resp- }}
+                route: {{ cluster: backend }}
+                typed_per_filter_config:
+                  proc:
+                    "@type": {PER_ROUTE}
+                    overrides:
+                      processing_mode: {{ response_body_mode: BUFFERED }}
               - match: {{ prefix: /skip }}
                 route: {{ cluster: backend }}
                 typed_per_filter_config:
@@ -160,6 +174,39 @@ fn run(listen: SocketAddr, up: &Upstream, p: &Processor, counter: impl Fn(&str) 
     ));
     let r = get(listen, "svc", "/late-deny");
     cases.push(format!("late-deny: {} {:?}", r.status, r.body_str()));
+    // Response bodies, buffered: the echo's body differs between the proxies (their
+    // request headers), so what is compared is how the client's body and what the
+    // processor saw relate to it.
+    for path in [
+        "/resp-upper",
+        "/resp-grow",
+        "/resp-skip-grow",
+        "/resp-skip-clear",
+        "/resp-deny",
+    ] {
+        let r = get(listen, "svc", path);
+        let echoed = up.last_request().describe();
+        let seen = p.seen(path, "response_body");
+        let body = r.body_str();
+        let got = if body == echoed {
+            "echo".to_string()
+        } else if body == echoed.to_uppercase() {
+            "echo upper-cased".to_string()
+        } else if body == format!("{echoed}!") {
+            "echo!".to_string()
+        } else {
+            format!("{body:?}")
+        };
+        cases.push(format!(
+            "{path}: {} body={got} content-length={} transfer-encoding={:?} x-body-seen={:?} | processor saw the echo: {}",
+            r.status,
+            r.header("content-length").map(|l| l == echoed.len().to_string()).map_or("none", |same| if same { "echo's" } else { "other" }),
+            r.header("transfer-encoding"),
+            r.header("x-body-seen"),
+            seen.iter().map(|m| m["body"] == echoed.as_str()).collect::<Vec<_>>().len() == 1
+                && seen[0]["body"] == echoed.as_str(),
+        ));
+    }
     let r = get(listen, "svc", "/hang");
     cases.push(format!("hang: {}", r.status));
     let mut processor: Vec<String> =
@@ -167,9 +214,15 @@ fn run(listen: SocketAddr, up: &Upstream, p: &Processor, counter: impl Fn(&str) 
             .iter()
             .map(|m| {
                 let h = &m["headers"];
+                // A response body is the echo, compared in `cases`.
+                let body = if m["kind"] == "response_body" {
+                    serde_json::Value::from("<echo>")
+                } else {
+                    m["body"].clone()
+                };
                 format!(
                 "{} {} eos={} body={} :method={} :path={} :authority={} :status={} x-replaced={}",
-                m["path"], m["kind"], m["end_of_stream"], m["body"], h[":method"], h[":path"],
+                m["path"], m["kind"], m["end_of_stream"], body, h[":method"], h[":path"],
                 h[":authority"], h[":status"], h["x-replaced"]
             )
             })

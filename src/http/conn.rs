@@ -45,6 +45,7 @@ mod connect;
 mod exchange;
 mod failed;
 mod held;
+mod held_response;
 mod prepare;
 mod record;
 mod response_head;

@@ -524,6 +524,14 @@ async fn exchange_inner<D: Io, C: Connector>(
             return res;
         }
     }
+    if r.chain.hooks().response_body {
+        // Held response bodies are built on the HTTP/1-to-HTTP/1 path only.
+        let reply = crate::http::filter::ext_proc::response::NOT_HELD;
+        let mut res = failed(reply.status, reply.flag);
+        res.reply = Some(reply);
+        res.body_cut = cut;
+        return res;
+    }
     let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let no_body = up_body.is_end_stream() && !has_length;
     let framing = if has_length || no_body {

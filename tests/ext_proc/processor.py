@@ -17,6 +17,10 @@ stream without one, request headers skipped, just continues):
   /late-deny    response headers: an immediate response 418 with body `late`
   /hang         request headers: never answered (the stream is held until cancelled)
   /hang-body    request body: never answered
+  /resp-*       response body, by a word in the path: `upper`, answered with the body
+                upper-cased (same length); `grow`, with the body and `!` appended and
+                the header x-body-seen: yes; `clear`, clear_body; `deny`, an
+                immediate response 451 with body `late body`
   anything else: every message is answered CONTINUE
 Every message seen is appended to the log file given as argv[1], one JSON line each:
 {"path", "kind", "headers" (dict of the last value per name), "end_of_stream", "body"}.
@@ -149,7 +153,22 @@ def answer(path, kind, req, ctx):
             common.header_mutation.remove_headers.extend(["x-upstream-conn"])
         return pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=common))
     if kind == "response_body":
-        return pb.ProcessingResponse(response_body=pb.BodyResponse())
+        body = req.response_body.body
+        if "deny" in path:
+            return pb.ProcessingResponse(
+                immediate_response=pb.ImmediateResponse(
+                    status=http_status_pb2.HttpStatus(code=451), body=b"late body"
+                )
+            )
+        common = pb.CommonResponse()
+        if "upper" in path:
+            common.body_mutation.body = body.upper()
+        if "grow" in path:
+            common.body_mutation.body = body + b"!"
+            common.header_mutation.set_headers.extend([setter("x-body-seen", "yes")])
+        if "clear" in path:
+            common.body_mutation.clear_body = True
+        return pb.ProcessingResponse(response_body=pb.BodyResponse(response=common))
     if kind == "request_trailers":
         return pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
     return pb.ProcessingResponse(response_trailers=pb.TrailersResponse())

@@ -53,10 +53,13 @@ fn mode(m: &ProcessingMode, p: &str) -> R<RawProcessingMode> {
             ),
         ));
     }
-    if m.response_body_mode != 0 {
+    if !matches!(m.response_body_mode, 0 | 2) {
         return Err(err(
             format!("{p}.response_body_mode"),
-            "is not supported by Outrigger: response bodies are not sent to the processor (NONE)",
+            format!(
+                "`{}` is not supported by Outrigger (NONE or BUFFERED)",
+                body_mode(m.response_body_mode).unwrap_or_default()
+            ),
         ));
     }
     for (name, v) in [

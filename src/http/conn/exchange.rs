@@ -36,6 +36,7 @@ use super::super::h1::head::{BodyKind, HeadError};
 use super::super::h1::response::{BadResponse, MAX_RESPONSE_HEAD_BYTES};
 use super::super::io::Io;
 use super::super::view::WorkerView;
+use super::held_response::{Held, HeldHead};
 use super::response_head::{asked, prepare_response, Response};
 use super::upload::{upload, Upload};
 use super::{Action, Conn, Outcome, Plan};
@@ -535,7 +536,8 @@ impl Conn {
         // A retriable response that goes to the client because the retries ran out.
         let retry_flag = retry.map_or(ResponseFlag::None, |r| r.response_flag());
         let stats = &cs.stats;
-        let (head_len, status, resp_body, strip, close_down, reuse_up) = match response {
+        let (mut head_len, status, mut resp_body, strip, mut close_down, reuse_up) = match response
+        {
             Response::Final {
                 head_len,
                 status,
@@ -567,6 +569,36 @@ impl Conn {
                 return self
                     .reply_and_close(down, plan, reply.status, body, reply.flag)
                     .await;
+            }
+        }
+        if plan.chain.hooks().response_body {
+            // Head and whole body held for the chain, then both in the write buffer.
+            let h = HeldHead {
+                head_len,
+                body: resp_body,
+                close_down,
+            };
+            match self
+                .hold_response(&mut up, plan, h, response_edits, progress)
+                .await
+            {
+                Held::Ready { close } => {
+                    (head_len, resp_body, close_down) = (0, BodyKind::Empty, close)
+                }
+                Held::Reply(r) => {
+                    let body = r.body.as_bytes();
+                    return self
+                        .reply_and_close(down, plan, r.status, body, r.flag)
+                        .await;
+                }
+                Held::Failed(e) => {
+                    let f = match e {
+                        BodyError::Timeout => expiry_failure(progress),
+                        _ => Failure::ConnectionTermination,
+                    };
+                    request::count_late(&cs.stats, f);
+                    return self.finish_error(view, cluster, 0, f.flag());
+                }
             }
         }
         self.ubuf.consume(head_len);

@@ -74,22 +74,14 @@ pub(super) fn prepare_response(
     if plan.chain.hooks().response_head {
         plan.chain.before_response_head(resp.status);
     }
-    let (framing, strip) = response::down_framing(body, plan.minor);
-    let close_down = !plan.framing.keep_alive || must_close || framing == DownFraming::Close;
-    wbuf.clear();
-    encode::write_response(
+    let (_, strip, close_down) = encode_final(
+        &resp,
+        f.has_connection_header,
+        body,
+        plan,
+        must_close,
         wbuf,
-        &DownstreamResponse {
-            status: resp.status,
-            reason: resp.reason,
-            headers: resp.headers,
-            has_connection_header: f.has_connection_header,
-            framing,
-            close: close_down,
-            http10_keep_alive: plan.minor == 0 && !close_down,
-            upgrade: None,
-            edits,
-        },
+        edits,
     );
     Ok(Some(Response::Final {
         head_len: resp.head_len,
@@ -99,6 +91,38 @@ pub(super) fn prepare_response(
         close_down,
         reuse_up: f.keep_alive && body != BodyKind::UntilClose,
     }))
+}
+
+/// Encodes a final response head for the client into `wbuf`, framed for a body of
+/// `body`'s kind: the framing, whether chunked framing is stripped, and whether the
+/// client connection closes after it.
+pub(super) fn encode_final(
+    resp: &response::ResponseHead<'_, '_>,
+    has_connection_header: bool,
+    body: BodyKind,
+    plan: &Plan<'_>,
+    must_close: bool,
+    wbuf: &mut Vec<u8>,
+    edits: Edits<'_>,
+) -> (DownFraming, bool, bool) {
+    let (framing, strip) = response::down_framing(body, plan.minor);
+    let close_down = !plan.framing.keep_alive || must_close || framing == DownFraming::Close;
+    wbuf.clear();
+    encode::write_response(
+        wbuf,
+        &DownstreamResponse {
+            status: resp.status,
+            reason: resp.reason,
+            headers: resp.headers,
+            has_connection_header,
+            framing,
+            close: close_down,
+            http10_keep_alive: plan.minor == 0 && !close_down,
+            upgrade: None,
+            edits,
+        },
+    );
+    (framing, strip, close_down)
 }
 
 impl super::Conn {

@@ -34,6 +34,10 @@
 //! the streams it rate-limits (a kind's hooks are constant, but a stream gets this one
 //! only when the filter injected a response rate limit on its request head).
 //!
+//! `Chain::on_response_body` sees a whole response body before its head goes out, on
+//! the streams a filter asked for it (ext_proc's `BUFFERED` response body mode:
+//! `http/conn/held_response.rs` holds the response); it may replace the body or answer.
+//!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
 //! by name or give it its own configuration for requests on that route.
 //!
@@ -213,6 +217,9 @@ pub struct Hooks {
     pub request_trailers: bool,
     /// `on_response_data`: sees each response body chunk before it goes to the client.
     pub response_data: bool,
+    /// `on_response_body`: the response (head and whole body) is held until the chain
+    /// saw its body (`http/conn/held_response.rs`).
+    pub response_body: bool,
 }
 
 impl Hooks {
@@ -222,6 +229,7 @@ impl Hooks {
         request_data: false,
         request_trailers: false,
         response_data: false,
+        response_body: false,
     };
 
     const fn or(self, o: Hooks) -> Hooks {
@@ -231,6 +239,7 @@ impl Hooks {
             request_data: self.request_data || o.request_data,
             request_trailers: self.request_trailers || o.request_trailers,
             response_data: self.response_data || o.response_data,
+            response_body: self.response_body || o.response_body,
         }
     }
 }
@@ -421,6 +430,33 @@ impl<'c> Chain<'c> {
             }
         }
         Status::Continue
+    }
+
+    /// The whole response body, held with its head before either goes to the client
+    /// (`body`: `None` when the response has none; `length`: its Content-Length).
+    /// Filters (ext_proc alone) may replace it, or answer instead, since nothing went
+    /// out yet. Callers check `hooks().response_body` first.
+    pub async fn on_response_body(
+        &self,
+        mut body: Option<&mut Vec<u8>>,
+        length: Option<u64>,
+    ) -> ext_proc::response::BodyOutcome {
+        let mut out = ext_proc::response::BodyOutcome {
+            status: Status::Continue,
+            keep_length: true,
+        };
+        for f in self.active().rev() {
+            if let FilterKind::ExtProc(_) = &f.kind {
+                let o =
+                    ext_proc::response::on_response_body(self.store, body.as_deref_mut(), length)
+                        .await;
+                out.keep_length &= o.keep_length;
+                if let Status::Respond(_) = o.status {
+                    return o;
+                }
+            }
+        }
+        out
     }
 
     /// The request body to send upstream in place of the one held, when a filter
@@ -626,7 +662,7 @@ pub async fn on_request_head<'c>(
                     Some(FilterOverride::ExtProc(ExtProcOverride { mode: Some(m) })) => *m,
                     _ => own.mode,
                 };
-                let (s, body, head) = ext_proc::run::on_request_head(
+                let h = ext_proc::run::on_request_head(
                     own,
                     mode,
                     ctx,
@@ -635,10 +671,11 @@ pub async fn on_request_head<'c>(
                     &mut edits.response,
                 )
                 .await;
-                hooks.request_data |= body;
-                hooks.request_trailers |= body;
-                hooks.response_head |= head;
-                if let Status::Respond(r) = s {
+                hooks.request_data |= h.request_body;
+                hooks.request_trailers |= h.request_body;
+                hooks.response_head |= h.response_head;
+                hooks.response_body |= h.response_body;
+                if let Status::Respond(r) = h.status {
                     status = Status::Respond(r);
                     break;
                 }

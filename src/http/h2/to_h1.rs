@@ -467,6 +467,11 @@ async fn respond_with<U: Io, K>(
             return (filter_reply(respond, grpc, &reply, edits.response), false);
         }
     }
+    if edits.chain.hooks().response_body {
+        // Held response bodies are built on the HTTP/1-to-HTTP/1 path only.
+        let reply = crate::http::filter::ext_proc::response::NOT_HELD;
+        return (filter_reply(respond, grpc, &reply, edits.response), false);
+    }
     // After the hook: a filter's response plan (ext_proc) and its per-stream response
     // edits (wasm, in the store) are read as they apply.
     edits.response.apply_to_map(h.response.headers_mut());

@@ -518,6 +518,11 @@ where
                 return filter_reply(respond, grpc, &reply, response_edits);
             }
         }
+        if r.edits.chain.hooks().response_body {
+            // Held response bodies are built on the HTTP/1-to-HTTP/1 path only.
+            let reply = crate::http::filter::ext_proc::response::NOT_HELD;
+            return filter_reply(respond, grpc, &reply, response_edits);
+        }
         let mut out = Response::new(());
         *out.status_mut() = parts.status;
         http2::copy_end_to_end(&parts.headers, out.headers_mut(), Message::Response);

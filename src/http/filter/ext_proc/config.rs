@@ -71,34 +71,48 @@ fn header_mode(p: String, v: &Option<String>, errors: &mut Errors) -> HeaderMode
     }
 }
 
-/// Checks a `processing_mode`; what is not built is refused by field path.
-pub(crate) fn mode(p: &str, raw: &RawProcessingMode, errors: &mut Errors) -> Mode {
-    let request_body = match raw.request_body_mode.as_deref() {
-        None | Some("NONE") => BodyMode::None,
+fn body_mode(p: String, v: &Option<String>, allowed: &[&str], errors: &mut Errors) -> BodyMode {
+    let mode = match v.as_deref() {
+        None | Some("NONE") => return BodyMode::None,
         Some("BUFFERED") => BodyMode::Buffered,
         Some("STREAMED") => BodyMode::Streamed,
         Some(o @ ("BUFFERED_PARTIAL" | "FULL_DUPLEX_STREAMED" | "GRPC")) => {
-            errors.push((
-                format!("{p}.request_body_mode"),
-                format!("`{o}` is not supported (NONE, BUFFERED or STREAMED)"),
-            ));
-            BodyMode::None
+            let built = allowed.join(", ");
+            errors.push((p, format!("`{o}` is not supported (NONE, {built})")));
+            return BodyMode::None;
         }
         Some(o) => {
-            errors.push((
-                format!("{p}.request_body_mode"),
-                format!("unknown mode `{o}`"),
-            ));
-            BodyMode::None
+            errors.push((p, format!("unknown mode `{o}`")));
+            return BodyMode::None;
         }
     };
-    match raw.response_body_mode.as_deref() {
-        None | Some("NONE") => {}
-        Some(o) => errors.push((
-            format!("{p}.response_body_mode"),
-            format!("`{o}` is not supported: response bodies are not sent to the processor (NONE)"),
-        )),
+    let name = if mode == BodyMode::Buffered {
+        "BUFFERED"
+    } else {
+        "STREAMED"
+    };
+    if !allowed.contains(&name) {
+        let built = allowed.join(", ");
+        errors.push((p, format!("`{name}` is not supported here (NONE, {built})")));
+        return BodyMode::None;
     }
+    mode
+}
+
+/// Checks a `processing_mode`; what is not built is refused by field path.
+pub(crate) fn mode(p: &str, raw: &RawProcessingMode, errors: &mut Errors) -> Mode {
+    let request_body = body_mode(
+        format!("{p}.request_body_mode"),
+        &raw.request_body_mode,
+        &["BUFFERED", "STREAMED"],
+        errors,
+    );
+    let response_body = body_mode(
+        format!("{p}.response_body_mode"),
+        &raw.response_body_mode,
+        &["BUFFERED"],
+        errors,
+    );
     for (name, v) in [
         ("request_trailer_mode", &raw.request_trailer_mode),
         ("response_trailer_mode", &raw.response_trailer_mode),
@@ -123,6 +137,7 @@ pub(crate) fn mode(p: &str, raw: &RawProcessingMode, errors: &mut Errors) -> Mod
             errors,
         ),
         request_body,
+        response_body,
     }
 }
 
@@ -241,8 +256,10 @@ mod tests {
         assert_eq!(e[0].0, "f.cluster");
         let e = build("cluster: nope").unwrap_err();
         assert_eq!(e[0].0, "f.cluster");
+        let f = build("cluster: proc\nprocessing_mode: {response_body_mode: BUFFERED}").unwrap();
+        assert_eq!(f.mode.response_body, BodyMode::Buffered);
         let e =
-            build("cluster: proc\nprocessing_mode: {response_body_mode: BUFFERED}").unwrap_err();
+            build("cluster: proc\nprocessing_mode: {response_body_mode: STREAMED}").unwrap_err();
         assert_eq!(e[0].0, "f.processing_mode.response_body_mode");
         let e = build("cluster: proc\nprocessing_mode: {request_body_mode: BUFFERED_PARTIAL}")
             .unwrap_err();

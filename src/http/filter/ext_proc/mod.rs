@@ -3,9 +3,10 @@
 //! ExternalProcessor/Process`) to a processor cluster, over the worker's per-core
 //! HTTP/2 connection to it (`upstream/grpc_stream.rs`), and sends it the parts of the
 //! request and response its processing mode names: the request headers, the request
-//! body (buffered whole, or streamed chunk by chunk) and the response headers. The
-//! processor answers each with header mutations, a body mutation, or an immediate
-//! response that the client gets instead.
+//! body (buffered whole, or streamed chunk by chunk), the response headers and the
+//! response body (buffered whole: `response.rs`). The processor answers each with
+//! header mutations, a body mutation, or an immediate response that the client gets
+//! instead.
 //!
 //! Configured natively as a listener's `http_filters` entry `ext_proc: {cluster,
 //! failure_mode_allow, message_timeout, processing_mode, ...}` (`config.rs`) and per
@@ -18,6 +19,7 @@
 
 pub mod config;
 pub mod mutate;
+pub mod response;
 pub mod run;
 
 use std::time::Duration;
@@ -40,12 +42,15 @@ pub enum BodyMode {
 }
 
 /// What the filter sends the processor (Envoy's `ProcessingMode`; trailers are never
-/// sent: `SEND` is refused by the config).
+/// sent: `SEND` is refused by the config, and so is a `STREAMED` response body).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mode {
     pub request_headers: HeaderMode,
     pub response_headers: HeaderMode,
     pub request_body: BodyMode,
+    /// `NONE` or `BUFFERED`: the response is held until the processor answered for
+    /// its whole body.
+    pub response_body: BodyMode,
 }
 
 impl Mode {
@@ -54,6 +59,7 @@ impl Mode {
         request_headers: HeaderMode::Send,
         response_headers: HeaderMode::Send,
         request_body: BodyMode::None,
+        response_body: BodyMode::None,
     };
 }
 
@@ -149,6 +155,7 @@ pub struct ExtProcOverride {
     pub mode: Option<Mode>,
 }
 
-/// Largest request body buffered for the processor (Envoy's default buffer limit,
-/// `per_connection_buffer_limit_bytes`); more is a `413`.
+/// Largest body buffered for the processor (Envoy's default buffer limit,
+/// `per_connection_buffer_limit_bytes`); a larger request body is a `413`, a larger
+/// response body a `500` (Envoy's answers when its buffer overflows).
 pub const MAX_BUFFERED_BODY: usize = 1 << 20;

@@ -8,8 +8,10 @@
 //! `STREAMED` each chunk as it comes; the body that goes upstream is what the processor
 //! made of it (`Chain::request_body_override`). In `SEND` mode for the response
 //! headers, the response-head hook sends them and their mutations become the response's
-//! plan, read when the head is encoded. An immediate response at any point answers the
-//! client (after the response head: the upstream's response is dropped).
+//! plan, read when the head is encoded. A response-body mode holds the response for
+//! the response-body hook (`response.rs`), which also gives the response its plan. An
+//! immediate response at any point answers the client (after the response head: the
+//! upstream's response is dropped).
 //!
 //! The state lives in the stream's store (`SetHeaders::ext`, one box per request with
 //! the filter), so it ends with the request, and the gRPC stream with it.
@@ -29,7 +31,7 @@ use envoy_types::pb::envoy::service::ext_proc::v3::{
 
 use super::{BodyMode, ExtProcFilter, HeaderMode, Mode, MAX_BUFFERED_BODY};
 use crate::http::filter::ctx::{HeadFields, RequestCtx};
-use crate::http::filter::headers::{Edits, HeaderPlan};
+use crate::http::filter::headers::{Edits, HeaderOps, HeaderPlan};
 use crate::http::filter::set_headers::SetHeaders;
 use crate::http::filter::status::{DataStatus, LocalReply, Status};
 use crate::http::flags::ResponseFlag;
@@ -42,9 +44,12 @@ const PATH: &str = "/envoy.service.ext_proc.v3.ExternalProcessor/Process";
 pub struct State {
     pub request_plan: OnceCell<HeaderPlan>,
     pub response_plan: OnceCell<HeaderPlan>,
+    /// A held response's header mutations (from its headers' answer), made its plan
+    /// once the body's answer added its own (`response.rs`).
+    pub(super) response_ops: RefCell<HeaderOps>,
     /// The live stream; `None` once processing is over (done, failed open, closed).
     call: RefCell<Option<GrpcStream>>,
-    mode: Cell<Mode>,
+    pub(super) mode: Cell<Mode>,
     /// The request headers ended the request (no body).
     request_ended: bool,
     /// The request body as it goes upstream, once the filter processed it.
@@ -63,7 +68,7 @@ pub struct State {
 }
 
 #[derive(Clone, Copy)]
-enum C {
+pub(super) enum C {
     StreamsStarted = 0,
     MsgsSent = 1,
     MsgsReceived = 2,
@@ -76,15 +81,16 @@ enum C {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     RequestHeaders,
     RequestBody,
     ResponseHeaders,
+    ResponseBody,
 }
 
 /// Why a stream failed.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Failure {
+pub(super) enum Failure {
     /// A reset, a refused connection, or a non-OK gRPC status.
     Grpc,
     Timeout,
@@ -92,7 +98,7 @@ enum Failure {
     Spurious,
 }
 
-enum Answer {
+pub(super) enum Answer {
     Common(CommonResponse, Option<ProcessingMode>),
     Immediate(ImmediateResponse),
     /// The processor ended the stream cleanly: processing is over, the request goes on.
@@ -101,7 +107,7 @@ enum Answer {
 }
 
 impl State {
-    fn inc(&self, c: C) {
+    pub(super) fn inc(&self, c: C) {
         if let Some(c) = self.counters.get(c as usize) {
             c.inc();
         }
@@ -113,12 +119,12 @@ impl State {
         }
     }
 
-    fn live(&self) -> bool {
+    pub(super) fn live(&self) -> bool {
         self.call.try_borrow().is_ok_and(|c| c.is_some())
     }
 
     /// Ends the stream normally (half-close; the reset that follows on drop ends it).
-    fn close(&self) {
+    pub(super) fn close(&self) {
         if let Some(mut s) = self.call.try_borrow_mut().ok().and_then(|mut c| c.take()) {
             s.close_send();
             self.inc(C::Closed);
@@ -126,7 +132,7 @@ impl State {
     }
 
     /// Sends one message and waits for the answer to it.
-    async fn exchange(&self, req: Req, phase: Phase) -> Answer {
+    pub(super) async fn exchange(&self, req: Req, phase: Phase) -> Answer {
         let Some(mut stream) = self.call.try_borrow_mut().ok().and_then(|mut c| c.take()) else {
             return Answer::Closed;
         };
@@ -170,7 +176,8 @@ impl State {
             }
             (Some(Resp::RequestHeaders(h)), Phase::RequestHeaders)
             | (Some(Resp::ResponseHeaders(h)), Phase::ResponseHeaders) => h.response,
-            (Some(Resp::RequestBody(b)), Phase::RequestBody) => b.response,
+            (Some(Resp::RequestBody(b)), Phase::RequestBody)
+            | (Some(Resp::ResponseBody(b)), Phase::ResponseBody) => b.response,
             _ => return Answer::Failed(Failure::Spurious),
         };
         if let Ok(mut c) = self.call.try_borrow_mut() {
@@ -181,7 +188,7 @@ impl State {
 
     /// A failed stream: the request goes on (`failure_mode_allow`) or is answered
     /// `500` (`504` for a message timeout), as Envoy does.
-    fn fail(&self, why: Failure) -> Status {
+    pub(super) fn fail(&self, why: Failure) -> Status {
         if let Ok(mut c) = self.call.try_borrow_mut() {
             *c = None;
         }
@@ -207,7 +214,7 @@ impl State {
     }
 
     /// An immediate response as the local reply, its headers in the response's plan.
-    fn immediate(&self, r: ImmediateResponse) -> Status {
+    pub(super) fn immediate(&self, r: ImmediateResponse) -> Status {
         let status = r
             .status
             .map(|s| s.code)
@@ -240,15 +247,21 @@ impl State {
 
     /// The header mutation of an answer as a plan for `cell`.
     fn mutate(&self, r: &CommonResponse, cell: &OnceCell<HeaderPlan>) {
+        let ops = self.ops(r);
+        if !ops.is_empty() {
+            let _ = cell.set(HeaderPlan::compile([&ops]));
+        }
+    }
+
+    /// The header operations of an answer that the mutation rules allow.
+    pub(super) fn ops(&self, r: &CommonResponse) -> HeaderOps {
         let Some(m) = &r.header_mutation else {
-            return;
+            return HeaderOps::default();
         };
         let mut rejected = 0;
         let ops = super::mutate::ops(m, false, &mut rejected);
         self.add(C::Rejected, rejected);
-        if !ops.is_empty() {
-            let _ = cell.set(HeaderPlan::compile([&ops]));
-        }
+        ops
     }
 
     /// Whether anything of the request body is still to be processed.
@@ -260,7 +273,11 @@ impl State {
 
     /// Closes the stream when no message is left to send.
     fn finish_if_done(&self) {
-        if self.live() && !self.wants_body() && self.mode.get().response_headers == HeaderMode::Skip
+        let m = self.mode.get();
+        if self.live()
+            && !self.wants_body()
+            && m.response_headers == HeaderMode::Skip
+            && m.response_body == BodyMode::None
         {
             self.close();
         }
@@ -288,6 +305,11 @@ fn overridden(mut m: Mode, o: &ProcessingMode) -> Mode {
         1 => BodyMode::Streamed,
         2 => BodyMode::Buffered,
         _ => m.request_body,
+    };
+    m.response_body = match o.response_body_mode {
+        0 => BodyMode::None,
+        2 => BodyMode::Buffered,
+        _ => m.response_body,
     };
     m
 }
@@ -323,8 +345,27 @@ fn request_ended(ctx: &RequestCtx<'_>) -> bool {
     }
 }
 
-/// The request-head hook. Returns the status and whether the stream needs the
-/// request-body and response-head hooks.
+/// What the request-head hook decided: its status and the later hooks the stream needs.
+pub struct Head {
+    pub status: Status,
+    pub request_body: bool,
+    pub response_head: bool,
+    /// The response is held whole for the response-body hook.
+    pub response_body: bool,
+}
+
+impl Head {
+    fn only(status: Status) -> Head {
+        Head {
+            status,
+            request_body: false,
+            response_head: false,
+            response_body: false,
+        }
+    }
+}
+
+/// The request-head hook.
 pub async fn on_request_head<'c>(
     f: &ExtProcFilter,
     mode: Mode,
@@ -332,15 +373,16 @@ pub async fn on_request_head<'c>(
     store: Option<&'c SetHeaders>,
     request: &mut Edits<'c>,
     response: &mut Edits<'c>,
-) -> (Status, bool, bool) {
+) -> Head {
     if mode.request_headers == HeaderMode::Skip
         && mode.response_headers == HeaderMode::Skip
         && mode.request_body == BodyMode::None
+        && mode.response_body == BodyMode::None
     {
-        return (Status::Continue, false, false);
+        return Head::only(Status::Continue);
     }
     let Some(store) = store else {
-        return (Status::Continue, false, false);
+        return Head::only(Status::Continue);
     };
     let counters: Vec<Rc<Counter>> = {
         let c = &f.counters;
@@ -362,6 +404,7 @@ pub async fn on_request_head<'c>(
     let state = State {
         request_plan: OnceCell::new(),
         response_plan: OnceCell::new(),
+        response_ops: RefCell::new(HeaderOps::default()),
         call: RefCell::new(None),
         mode: Cell::new(mode),
         request_ended: request_ended(ctx),
@@ -375,10 +418,10 @@ pub async fn on_request_head<'c>(
     };
     if store.ext.set(Box::new(state)).is_err() {
         // One ext_proc filter per chain (the config refuses more).
-        return (Status::Continue, false, false);
+        return Head::only(Status::Continue);
     }
     let Some(state) = store.ext.get().and_then(|b| b.downcast_ref::<State>()) else {
-        return (Status::Continue, false, false);
+        return Head::only(Status::Continue);
     };
     request.dynamic = Some(&state.request_plan);
     response.dynamic = Some(&state.response_plan);
@@ -404,8 +447,7 @@ pub async fn on_request_head<'c>(
             if mode.request_headers == HeaderMode::Send {
                 state.inc(C::MsgsSent);
             }
-            let s = state.fail(Failure::Grpc);
-            return (s, false, false);
+            return Head::only(state.fail(Failure::Grpc));
         }
     }
     if mode.request_headers == HeaderMode::Send {
@@ -444,18 +486,19 @@ pub async fn on_request_head<'c>(
                     }
                 }
             }
-            Answer::Immediate(i) => return (state.immediate(i), false, false),
+            Answer::Immediate(i) => return Head::only(state.immediate(i)),
             Answer::Closed => {}
-            Answer::Failed(why) => {
-                let s = state.fail(why);
-                return (s, false, false);
-            }
+            Answer::Failed(why) => return Head::only(state.fail(why)),
         }
     }
     state.finish_if_done();
-    let body = state.wants_body();
-    let head = state.live() && state.mode.get().response_headers == HeaderMode::Send;
-    (Status::Continue, body, head)
+    let m = state.mode.get();
+    Head {
+        status: Status::Continue,
+        request_body: state.wants_body(),
+        response_head: state.live() && m.response_headers == HeaderMode::Send,
+        response_body: state.live() && m.response_body != BodyMode::None,
+    }
 }
 
 /// The stream's state, if the filter runs on it.
@@ -594,7 +637,13 @@ pub async fn on_response_head(
         end_of_stream: false,
         ..Default::default()
     });
+    let held = s.mode.get().response_body != BodyMode::None;
     let out = match s.exchange(msg, Phase::ResponseHeaders).await {
+        // A held response gets its plan once the body's answer is in.
+        Answer::Common(r, _) if held => {
+            *s.response_ops.borrow_mut() = s.ops(&r);
+            Status::Continue
+        }
         Answer::Common(r, _) => {
             s.mutate(&r, &s.response_plan);
             Status::Continue
@@ -603,6 +652,8 @@ pub async fn on_response_head(
         Answer::Closed => Status::Continue,
         Answer::Failed(why) => s.fail(why),
     };
-    s.close();
+    if !held {
+        s.close();
+    }
     out
 }

@@ -1,0 +1,151 @@
+//! An HTTP/1 upstream's response held whole for the chain's response-body hook
+//! (`filter::Chain::on_response_body`: ext_proc's `BUFFERED` response body mode) on the
+//! HTTP/1 client path (`exchange.rs`), the counterpart of the request body held by
+//! `held.rs`. Only streams whose chain asked for it on the request head come here;
+//! others stream the response as before, without a copy.
+//!
+//! The head stays unsent: it is copied out of the upstream buffer, the body is read
+//! (decoded, through `body_hooks::forward` into a sink) up to the buffer limit, the
+//! chain sees it and may replace it or answer instead, and then head and body are
+//! encoded together into the write buffer: with the upstream's Content-Length where the
+//! chain keeps it, else chunked (or close-delimited for an HTTP/1.0 client), as Envoy's
+//! HTTP/1 codec frames a body without a length.
+
+use std::borrow::Cow;
+
+use super::super::body_hooks::{self, Observer, Stopped};
+use super::super::filter::headers::Edits;
+use super::super::filter::{LocalReply, Status};
+use super::super::flags::ResponseFlag;
+use super::super::h1::encode::DownFraming;
+use super::super::h1::head::BodyKind;
+use super::super::h1::response::{self, Kind};
+use super::super::io::Io;
+use super::response_head::{asked, encode_final};
+use super::Plan;
+use crate::http::body::BodyError;
+use crate::http::filter::ext_proc::response::too_large;
+use crate::upstream::request::clock::Progress;
+
+/// Gathers the decoded body; past the buffer limit it answers `500`, as Envoy's
+/// filter manager does when a response it buffers overflows before its head went out.
+struct Collect(Vec<u8>);
+
+impl Observer for Collect {
+    async fn data(&mut self, chunk: &[u8], _end: bool) -> Status {
+        if too_large(self.0.len() + chunk.len()) {
+            return Status::Respond(LocalReply {
+                status: 500,
+                body: Cow::Borrowed(""),
+                flag: ResponseFlag::None,
+            });
+        }
+        self.0.extend_from_slice(chunk);
+        Status::Continue
+    }
+}
+
+/// How holding the response ended.
+pub(super) enum Held {
+    /// Head and body are in the write buffer; the head is out of the upstream buffer.
+    /// `close`: the client connection closes after it.
+    Ready { close: bool },
+    /// A filter (or the buffer limit) answers instead.
+    Reply(LocalReply),
+    /// The upstream failed mid-body: nothing went to the client.
+    Failed(BodyError),
+}
+
+/// The parts of the upstream's response head the hold needs.
+pub(super) struct HeldHead {
+    pub head_len: usize,
+    pub body: BodyKind,
+    /// The client connection closes after this response (as first decided).
+    pub close_down: bool,
+}
+
+impl super::Conn {
+    /// Holds the response whose head is at the front of the upstream buffer (see the
+    /// module doc).
+    pub(super) async fn hold_response<U: Io>(
+        &mut self,
+        up: &mut U,
+        plan: &Plan<'_>,
+        h: HeldHead,
+        edits: Edits<'_>,
+        progress: &Progress,
+    ) -> Held {
+        let head = self
+            .ubuf
+            .data()
+            .get(..h.head_len)
+            .unwrap_or_default()
+            .to_vec();
+        self.ubuf.consume(h.head_len);
+        let mut body = Collect(Vec::new());
+        if h.body != BodyKind::Empty {
+            let mut sink = futures_lite::io::sink();
+            let read = body_hooks::forward(
+                &mut body,
+                up,
+                &mut self.ubuf,
+                &mut sink,
+                h.body,
+                true,
+                Some(progress),
+                None,
+            )
+            .await;
+            match read {
+                Ok(_) => {}
+                Err(Stopped::Reply(r)) => return Held::Reply(r),
+                Err(Stopped::Body(e)) => return Held::Failed(e),
+            }
+        }
+        let mut body = body.0;
+        let length = match h.body {
+            BodyKind::Length(n) => Some(n),
+            _ => None,
+        };
+        let held = (h.body != BodyKind::Empty).then_some(&mut body);
+        let o = plan.chain.on_response_body(held, length).await;
+        if let Status::Respond(r) = o.status {
+            return Held::Reply(r);
+        }
+        // Without its Content-Length the body goes chunked (or until the close).
+        let kind = match h.body {
+            BodyKind::Length(_) if !o.keep_length => BodyKind::Chunked,
+            k => k,
+        };
+        let mut slots = response::header_slots();
+        let Ok(Some(resp)) = response::parse(&head, asked(plan), &mut slots) else {
+            return Held::Failed(BodyError::Framing);
+        };
+        let Kind::Final { framing: f, .. } = resp.kind else {
+            return Held::Failed(BodyError::Framing);
+        };
+        let (framing, _, close) = encode_final(
+            &resp,
+            f.has_connection_header,
+            kind,
+            plan,
+            h.close_down,
+            &mut self.wbuf,
+            edits,
+        );
+        match framing {
+            DownFraming::Chunked => {
+                if !body.is_empty() {
+                    let mut size = format!("{:x}\r\n", body.len()).into_bytes();
+                    self.wbuf.append(&mut size);
+                    self.wbuf.extend_from_slice(&body);
+                    self.wbuf.extend_from_slice(b"\r\n");
+                }
+                self.wbuf.extend_from_slice(b"0\r\n\r\n");
+            }
+            DownFraming::AsIs | DownFraming::Close => self.wbuf.extend_from_slice(&body),
+            DownFraming::None => {}
+        }
+        Held::Ready { close }
+    }
+}

@@ -1,0 +1,154 @@
+//! The response-body hook of ext_proc: a `BUFFERED` response body mode holds the
+//! upstream's response (head and whole body) until the processor answered for it, as
+//! Envoy's filter holds the response headers while it buffers the body
+//! (`processor_state.cc`): the head can still change then, and the processor may still
+//! answer with an immediate response instead.
+//!
+//! Envoy's Content-Length rules: with the response headers sent to the processor the
+//! upstream's Content-Length stays, and a body mutation whose length differs from it is
+//! refused with a `500` ("mismatch between content length and the length of the
+//! mutated body"); with the headers skipped the Content-Length is removed (Envoy's
+//! `shouldRemoveContentLength`), and the client gets the body chunked (HTTP/1.1) or
+//! delimited by the close (HTTP/1.0). The mutations of the headers' answer and of the
+//! body's answer together become the response's plan; with the headers skipped, Envoy
+//! holds no headers to mutate and drops the body answer's header mutations, and so
+//! does this hook.
+
+use std::borrow::Cow;
+
+use envoy_types::pb::envoy::service::ext_proc::v3::body_mutation::Mutation;
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Req;
+use envoy_types::pb::envoy::service::ext_proc::v3::HttpBody;
+
+use super::run::{state, Answer, Phase, State};
+use super::{BodyMode, HeaderMode, MAX_BUFFERED_BODY};
+use crate::http::filter::headers::HeaderPlan;
+use crate::http::filter::set_headers::SetHeaders;
+use crate::http::filter::status::{LocalReply, Status};
+use crate::http::flags::ResponseFlag;
+
+/// What the response-body hook decided.
+#[derive(Debug)]
+pub struct BodyOutcome {
+    pub status: Status,
+    /// The response keeps its Content-Length (false: the body goes out without one).
+    pub keep_length: bool,
+}
+
+impl BodyOutcome {
+    const GO_ON: BodyOutcome = BodyOutcome {
+        status: Status::Continue,
+        keep_length: true,
+    };
+}
+
+/// Envoy's answer when a mutated body does not match the kept Content-Length.
+fn mismatch() -> Status {
+    Status::Respond(LocalReply {
+        status: 500,
+        body: Cow::Borrowed(""),
+        flag: ResponseFlag::None,
+    })
+}
+
+/// The held response's body (`None`: the response has none, and nothing is sent for
+/// it, as Envoy sends no body message after headers that end the stream), with the
+/// upstream's Content-Length. The body is replaced in place by what the processor made
+/// of it.
+pub async fn on_response_body(
+    store: Option<&SetHeaders>,
+    body: Option<&mut Vec<u8>>,
+    length: Option<u64>,
+) -> BodyOutcome {
+    let Some(s) = state(store) else {
+        return BodyOutcome::GO_ON;
+    };
+    let m = s.mode.get();
+    if !s.live() || m.response_body == BodyMode::None {
+        finish(s);
+        return BodyOutcome::GO_ON;
+    }
+    let keep_length = m.response_headers == HeaderMode::Send;
+    let Some(body) = body else {
+        finish(s);
+        return BodyOutcome {
+            status: Status::Continue,
+            keep_length,
+        };
+    };
+    let msg = Req::ResponseBody(HttpBody {
+        body: body.clone(),
+        end_of_stream: true,
+        ..Default::default()
+    });
+    let status = match s.exchange(msg, Phase::ResponseBody).await {
+        Answer::Common(r, _) => {
+            // Envoy applies them to the held headers; skipped headers were not held,
+            // and the mutations are dropped.
+            if keep_length {
+                let ops = s.ops(&r);
+                let mut all = s.response_ops.borrow_mut();
+                all.add.extend(ops.add);
+                all.remove.extend(ops.remove);
+            }
+            match r.body_mutation.map(|b| b.mutation) {
+                None => Status::Continue,
+                Some(m) => {
+                    // Envoy compares the mutation's `body` (empty when it clears).
+                    let new_len = match &m {
+                        Some(Mutation::Body(b)) => b.len(),
+                        _ => 0,
+                    };
+                    if keep_length && length.is_some_and(|n| n != new_len as u64) {
+                        s.close();
+                        mismatch()
+                    } else {
+                        match m {
+                            Some(Mutation::Body(b)) => *body = b,
+                            Some(Mutation::ClearBody(true)) => body.clear(),
+                            _ => {}
+                        }
+                        Status::Continue
+                    }
+                }
+            }
+        }
+        Answer::Immediate(i) => s.immediate(i),
+        Answer::Closed => Status::Continue,
+        Answer::Failed(why) => s.fail(why),
+    };
+    if let Status::Respond(_) = status {
+        // A local reply has headers of its own (an immediate response's set its plan).
+        *s.response_ops.borrow_mut() = Default::default();
+    }
+    finish(s);
+    BodyOutcome {
+        status,
+        keep_length,
+    }
+}
+
+/// Processing of the response is over: its mutations become its plan, and the stream
+/// ends.
+fn finish(s: &State) {
+    let ops = std::mem::take(&mut *s.response_ops.borrow_mut());
+    if !ops.is_empty() {
+        let _ = s.response_plan.set(HeaderPlan::compile([&ops]));
+    }
+    s.close();
+}
+
+/// Whether a held response body of `len` bytes is over the buffer limit (the caller
+/// answers `500`, Envoy's `response_payload_too_large`).
+pub fn too_large(len: usize) -> bool {
+    len > MAX_BUFFERED_BODY
+}
+
+/// The answer on the protocol paths where a held response body is not built (any
+/// with an HTTP/2 client or an HTTP/2 upstream): the processor cannot see the body, so
+/// the response does not go out unprocessed (docs/envoy-api.md).
+pub const NOT_HELD: LocalReply = LocalReply {
+    status: 500,
+    body: Cow::Borrowed(""),
+    flag: ResponseFlag::None,
+};
