@@ -1,5 +1,6 @@
 //! HTTP/1: a request body read through the filter chain before the upstream request
-//! starts (`http/hold.rs`), for chains with a request-body hook (the buffer filter).
+//! starts (`http/hold.rs`), for chains with a request-body hook (the buffer filter,
+//! ext_proc's body modes, ext_authz's `with_request_body`).
 //!
 //! The held body then stands in for the connection's read buffer while the request is
 //! proxied: the upstream request is framed by its length, and the exchange, its early
@@ -86,12 +87,22 @@ impl Conn {
         match held {
             Held::Body(body) => {
                 let n = body.len() as u64;
+                // A check on the body (ext_authz) edits the head written before it.
+                let late = plan.chain.late_request_headers();
                 match h2 {
                     Some(req) => {
                         req.headers_mut()
                             .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+                        if let Some(late) = late {
+                            late.apply_to_map(req.headers_mut());
+                        }
                     }
-                    None => reframe(&mut self.wbuf, n),
+                    None => {
+                        reframe(&mut self.wbuf, n);
+                        if let Some(late) = late {
+                            crate::http::filter::ext_authz::body::edit_h1_head(&mut self.wbuf, late);
+                        }
+                    }
                 }
                 plan.framing.body = BodyKind::Length(n);
                 Ok(ReadBuf::from_vec(body))

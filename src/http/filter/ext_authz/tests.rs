@@ -139,6 +139,7 @@ fn request_mutations_land_in_the_stream_store() {
         peer_port: 1,
         protocol: "HTTP/1.1",
         upstream: None,
+        body: false,
         grpc: None,
     };
     let m = |n: &str, a| Mutation {
@@ -157,7 +158,15 @@ fn request_mutations_land_in_the_stream_store() {
         response: vec![],
     };
     let store = SetHeaders::default();
-    assert!(apply_request(&ctx, &a, &store));
+    let values = |name: &str| -> Vec<String> {
+        ctx.req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            .collect()
+    };
+    assert!(apply_request(&values, &a, &store));
     let mut seen = Vec::new();
     store.for_each(|n, v| seen.push(format!("{n}={v}")));
     assert_eq!(seen, ["x-over=v", "x-new=v"]);
