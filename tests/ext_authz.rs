@@ -407,6 +407,14 @@ fn bad_configs_are_refused_by_path() {
             "          grpc_service: { cluster: authz_grpc, timeout: soon }\n",
             "http_filters[0].ext_authz.grpc_service.timeout",
         ),
+        (
+            "          grpc_service: { cluster: authz_grpc }\n          with_request_body: { max_request_bytes: 0 }\n",
+            "http_filters[0].ext_authz.with_request_body.max_request_bytes",
+        ),
+        (
+            "          grpc_service: { cluster: authz_grpc }\n          with_request_body: { max_bytes: 9 }\n",
+            "max_bytes",
+        ),
     ];
     for (filter, path) in cases {
         let dir = TempDir::new("ext-authz-bad");

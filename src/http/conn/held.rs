@@ -100,7 +100,10 @@ impl Conn {
                     None => {
                         reframe(&mut self.wbuf, n);
                         if let Some(late) = late {
-                            crate::http::filter::ext_authz::body::edit_h1_head(&mut self.wbuf, late);
+                            crate::http::filter::ext_authz::body::edit_h1_head(
+                                &mut self.wbuf,
+                                late,
+                            );
                         }
                     }
                 }

@@ -357,7 +357,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Cors(_)
                 | FilterKind::Wasm(_) => {}
                 FilterKind::ExtAuthz(own) => {
-                    if let Status::Respond(r) = own.on_request_trailers(self.store, self.upstream).await
+                    if let Status::Respond(r) =
+                        own.on_request_trailers(self.store, self.upstream).await
                     {
                         return Status::Respond(r);
                     }

@@ -22,7 +22,11 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.extensions.filters.http.ext_authz.v3.BufferSettings",
-        &["max_request_bytes", "allow_partial_message", "pack_as_bytes"],
+        &[
+            "max_request_bytes",
+            "allow_partial_message",
+            "pack_as_bytes",
+        ],
     ),
     (
         "envoy.extensions.filters.http.ext_authz.v3.HttpService",

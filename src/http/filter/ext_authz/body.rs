@@ -37,9 +37,6 @@ use crate::http::filter::status::{DataStatus, Status};
 use crate::observe::stats::Counter;
 use crate::upstream::grpc_call::Upstreams;
 
-/// Envoy's header telling the service whether the body it got was cut.
-pub const PARTIAL_BODY: &str = "x-envoy-auth-partial-body";
-
 /// Envoy's `BufferSettings`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodySettings {

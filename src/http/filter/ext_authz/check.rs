@@ -68,7 +68,7 @@ pub fn request(
                 | "transfer-encoding"
                 | "upgrade"
                 | "te"
-        ) || name == super::body::PARTIAL_BODY
+        ) || name == super::PARTIAL_BODY
         {
             // A client's `x-envoy-auth-partial-body` never reaches the service.
             continue;
@@ -132,7 +132,7 @@ pub fn add_body(req: &mut CheckRequest, body: &[u8], partial: bool, pack_as_byte
         http.body = String::from_utf8_lossy(body).into_owned();
     }
     http.headers.insert(
-        super::body::PARTIAL_BODY.to_string(),
+        super::PARTIAL_BODY.to_string(),
         if partial { "true" } else { "false" }.to_string(),
     );
 }

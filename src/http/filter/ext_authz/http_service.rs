@@ -80,7 +80,8 @@ impl HttpService {
             let skip = matches!(
                 name.as_str(),
                 "host" | "content-length" | "transfer-encoding" | "connection" | "expect"
-            ) || name == super::body::PARTIAL_BODY || self.headers_to_add.iter().any(|(n, _)| *n == name);
+            ) || name == super::PARTIAL_BODY
+                || self.headers_to_add.iter().any(|(n, _)| *n == name);
             let wanted =
                 ALWAYS.contains(&name.as_str()) || list.is_some_and(|l| matches_any(l, &name));
             if skip || !wanted {
@@ -113,8 +114,12 @@ impl HttpService {
         head.extend_from_slice(bytes.len().to_string().as_bytes());
         head.extend_from_slice(b"\r\n");
         if body.is_some() {
-            head.extend_from_slice(super::body::PARTIAL_BODY.as_bytes());
-            head.extend_from_slice(if partial { b": true\r\n" } else { b": false\r\n" });
+            head.extend_from_slice(super::PARTIAL_BODY.as_bytes());
+            head.extend_from_slice(if partial {
+                b": true\r\n"
+            } else {
+                b": false\r\n"
+            });
         }
         head.extend_from_slice(b"\r\n");
         let exchange = async { Some(up.h1_exchange(self.cluster, head, bytes, MAX_BODY).await) };

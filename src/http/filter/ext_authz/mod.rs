@@ -16,6 +16,9 @@
 //!   `x-envoy-auth-failure-mode-allowed: true` with `failure_mode_allow_header_add`),
 //!   else the client gets `status_on_error` (default `403`), empty body, `UAEX`.
 //!
+//! With `with_request_body` the check of a request whose body follows waits for the
+//! body (`body.rs`), which the stream holds through the chain (`http/hold.rs`).
+//!
 //! A request without a route is not checked (Envoy skips the call); a route may disable
 //! the filter (`per_filter_config: {NAME: {disabled: true}}`, Envoy's
 //! `ExtAuthzPerRoute.disabled`) or give `context_extensions` for its check requests.
@@ -38,6 +41,10 @@ use crate::http::flags::ResponseFlag;
 
 /// Envoy's `failure_mode_allow_header_add` header.
 pub const FAILURE_MODE_ALLOWED: &str = "x-envoy-auth-failure-mode-allowed";
+
+/// Envoy's header telling the service whether the body it got was cut
+/// (`with_request_body`, `body.rs`).
+pub const PARTIAL_BODY: &str = "x-envoy-auth-partial-body";
 
 /// The gRPC method the filter calls.
 pub const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";

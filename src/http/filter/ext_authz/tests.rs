@@ -179,3 +179,18 @@ fn request_mutations_land_in_the_stream_store() {
     assert_eq!(map.get("x-over").unwrap(), "v");
     assert_eq!(map.get("x-new").unwrap(), "v");
 }
+
+#[test]
+fn late_edits_rewrite_an_http1_head() {
+    let late = SetHeaders::default();
+    late.set("x-set", "new");
+    late.add("x-add", "a".into());
+    late.remove("x-gone");
+    let mut head =
+        b"POST /p HTTP/1.1\r\nX-Set: old\r\nx-keep: k\r\nx-gone: 1\r\nx-add: orig\r\n\r\n".to_vec();
+    body::edit_h1_head(&mut head, &late);
+    assert_eq!(
+        String::from_utf8(head).unwrap(),
+        "POST /p HTTP/1.1\r\nx-keep: k\r\nx-add: orig\r\nx-set: new\r\nx-add: a\r\n\r\n"
+    );
+}
