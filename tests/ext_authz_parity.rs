@@ -417,6 +417,18 @@ fn body_parity(what: &str, http: bool, settings: &str, big: usize) {
             );
         }
     }
+    // A denial after the whole body was read: whether the connection stays open.
+    let keep = |addr: SocketAddr| {
+        let mut c = Conn::connect(addr);
+        c.send("POST /app HTTP/1.1\r\nHost: app.test\r\ncontent-length: 7\r\n\r\ndeny-me");
+        let r = c.read_response().expect("a response");
+        (r.status, r.says_close())
+    };
+    assert_eq!(
+        keep(proxy.listen),
+        keep(envoy.listen),
+        "{what}: keep-alive after a denial"
+    );
     if !http {
         for name in ["ok", "denied", "error"] {
             let full = format!("http.main.ext_authz.{name}");

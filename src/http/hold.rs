@@ -67,6 +67,7 @@ pub(crate) async fn h1<R: Io>(
     buf: &mut ReadBuf,
     kind: BodyKind,
     read: &mut u64,
+    ended: &mut bool,
 ) -> Held<Vec<u8>> {
     let mut out = Vec::new();
     match kind {
@@ -129,6 +130,8 @@ pub(crate) async fn h1<R: Io>(
             }
         }
     }
+    // The body is read whole: an answer now leaves the connection in step.
+    *ended = true;
     match chain.on_request_data(&[], true, out.len() as u64).await {
         DataStatus::Respond(r) => Held::Reply(r),
         // A filter that rewrote the body (ext_proc) has the one to send.
