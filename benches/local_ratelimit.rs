@@ -107,6 +107,7 @@ fn main() {
             peer_port: 40000,
             protocol: "HTTP/1.1",
             upstream: None,
+            body: false,
         };
         support::bench(&format!("on_request_head: {name}"), || {
             let mut e = StreamEdits::default();

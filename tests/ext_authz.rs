@@ -407,6 +407,14 @@ fn bad_configs_are_refused_by_path() {
             "          grpc_service: { cluster: authz_grpc, timeout: soon }\n",
             "http_filters[0].ext_authz.grpc_service.timeout",
         ),
+        (
+            "          grpc_service: { cluster: authz_grpc }\n          with_request_body: { max_request_bytes: 0 }\n",
+            "http_filters[0].ext_authz.with_request_body.max_request_bytes",
+        ),
+        (
+            "          grpc_service: { cluster: authz_grpc }\n          with_request_body: { max_bytes: 9 }\n",
+            "max_bytes",
+        ),
     ];
     for (filter, path) in cases {
         let dir = TempDir::new("ext-authz-bad");
@@ -426,4 +434,163 @@ fn bad_configs_are_refused_by_path() {
         assert!(!out.status.success(), "{filter} loaded: {text}");
         assert!(text.contains(path), "{filter}: {text}");
     }
+}
+
+/// `with_request_body` (gRPC): the body reaches the service before the request goes
+/// on; the answer's mutations still reach the upstream head (written before the body
+/// was read), a body that is too large is a `413`, a bodiless request is checked at
+/// once.
+#[test]
+fn with_request_body_sends_the_body_and_refuses_a_larger_one() {
+    let Some(svc) = Authz::start_or_skip("with_body") else {
+        return;
+    };
+    let up = Upstream::echo();
+    let filter = format!("{GRPC}          with_request_body: {{ max_request_bytes: 16 }}\n");
+    let proxy = Proxy::start(&config(up.addr, svc.grpc, svc.http, &filter));
+    let post = |extra: &str, body: &str| {
+        exchange(
+            proxy.listen,
+            &format!(
+                "POST /app HTTP/1.1\r\nHost: app.test\r\n{extra}content-length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let r = post("x-remove-me: 1\r\n", "hello body");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(r.header("x-authz-client"), Some("hello"));
+    let seen = up.last_request();
+    assert_eq!(seen.body, b"hello body");
+    assert_eq!(seen.headers_named("x-authz-added"), ["yes"], "{seen:?}");
+    assert!(!seen.has_header("x-remove-me"));
+    let check = svc.checks().pop().unwrap();
+    assert_eq!(check["body"], "hello body");
+    assert_eq!(check["raw_body"], "");
+    assert_eq!(check["headers"]["x-envoy-auth-partial-body"], "false");
+    assert_eq!(check["headers"]["content-length"], "10");
+
+    // The decision is on the body.
+    let before = up.request_count();
+    let r = post("", "please deny-me");
+    assert_eq!(r.status, 401);
+    assert_eq!(r.body_str(), "denied by test");
+    assert_eq!(up.request_count(), before);
+
+    // Over the limit: 413, the service is not asked.
+    let checks = svc.checks().len();
+    let r = post("", &"x".repeat(64 * 1024));
+    assert_eq!(r.status, 413);
+    assert_eq!(r.body_str(), "Payload Too Large");
+    assert_eq!(svc.checks().len(), checks);
+    assert_eq!(up.request_count(), before);
+
+    // A chunked body: checked whole, sent upstream with its length.
+    let r = exchange(
+        proxy.listen,
+        "POST /app HTTP/1.1\r\nHost: app.test\r\ntransfer-encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n3\r\n!!!\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(svc.checks().pop().unwrap()["body"], "hello!!!");
+    let seen = up.last_request();
+    assert_eq!(seen.body, b"hello!!!");
+    assert_eq!(seen.header("content-length"), Some("8"));
+    assert_eq!(seen.headers_named("x-authz-added"), ["yes"]);
+
+    // No body: checked on the head, without a body or the partial-body header; a
+    // client's own `x-envoy-auth-partial-body` never reaches the service.
+    let r = request(proxy.listen, "/app", "x-envoy-auth-partial-body: true\r\n");
+    assert_eq!(r.status, 200);
+    let check = svc.checks().pop().unwrap();
+    assert_eq!(check["body"], "");
+    assert!(check["headers"].get("x-envoy-auth-partial-body").is_none());
+    assert_eq!(counter(&proxy, "http.main.ext_authz.ok"), 3);
+    assert_eq!(counter(&proxy, "http.main.ext_authz.denied"), 1);
+}
+
+/// `allow_partial_message` and `pack_as_bytes`: a longer body is checked with its first
+/// `max_request_bytes`, in `raw_body`, and goes upstream whole; also from an HTTP/2
+/// client.
+#[test]
+fn with_request_body_partial_and_packed_as_bytes() {
+    let Some(svc) = Authz::start_or_skip("with_body_partial") else {
+        return;
+    };
+    let up = Upstream::echo();
+    let filter = format!(
+        "{GRPC}          with_request_body: {{ max_request_bytes: 8, allow_partial_message: true, pack_as_bytes: true }}\n"
+    );
+    let proxy = Proxy::start(&config(up.addr, svc.grpc, svc.http, &filter));
+    let body = "0123456789abcdef".repeat(4096);
+    let r = exchange(
+        proxy.listen,
+        &format!(
+            "POST /app HTTP/1.1\r\nHost: app.test\r\ncontent-length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let check = svc.checks().pop().unwrap();
+    assert_eq!(check["raw_body"], "3031323334353637");
+    assert_eq!(check["body"], "");
+    assert_eq!(check["headers"]["x-envoy-auth-partial-body"], "true");
+    let seen = up.last_request();
+    assert_eq!(seen.body_len, body.len() as u64);
+    assert_eq!(seen.headers_named("x-authz-added"), ["yes"]);
+
+    // HTTP/2: a short body, whole.
+    let addr = proxy.listen;
+    let resp = h2client::run(move || async move {
+        let mut c = h2client::connect(addr).await;
+        let req = h2client::request("POST", "http://app.test/h2")
+            .header("x-remove-me", "1")
+            .body(())
+            .unwrap();
+        h2client::send(&mut c, req, b"tiny").await
+    });
+    assert_eq!(resp.status, 200);
+    let check = svc.checks().pop().unwrap();
+    assert_eq!(check["raw_body"], "74696e79");
+    assert_eq!(check["headers"]["x-envoy-auth-partial-body"], "false");
+    let seen = up.last_request();
+    assert_eq!(seen.body, b"tiny");
+    assert_eq!(seen.header("x-authz-added"), Some("yes"));
+    assert!(!seen.has_header("x-remove-me"));
+}
+
+/// The plain-HTTP service gets the buffered body as its request's body.
+#[test]
+fn with_request_body_over_the_http_service() {
+    let Some(svc) = Authz::start_or_skip("with_body_http") else {
+        return;
+    };
+    let up = Upstream::echo();
+    let filter = "          http_service:
+            cluster: authz_http
+            timeout: 2s
+            allowed_upstream_headers: [{ exact: x-authz-added }]
+          with_request_body: { max_request_bytes: 32 }
+";
+    let proxy = Proxy::start(&config(up.addr, svc.grpc, svc.http, filter));
+    let r = exchange(
+        proxy.listen,
+        "POST /app HTTP/1.1\r\nHost: app.test\r\ncontent-length: 10\r\nConnection: close\r\n\r\nhello body",
+    );
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let check = svc.checks().pop().unwrap();
+    assert_eq!(check["kind"], "http");
+    assert_eq!(check["body"], "hello body");
+    let names: Vec<String> = check["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| format!("{}={}", h[0].as_str().unwrap(), h[1].as_str().unwrap()))
+        .collect();
+    assert!(names.iter().any(|n| n == "content-length=10"), "{names:?}");
+    assert_eq!(up.last_request().headers_named("x-authz-added"), ["yes"]);
+    let r = exchange(
+        proxy.listen,
+        "POST /app HTTP/1.1\r\nHost: app.test\r\ncontent-length: 7\r\nConnection: close\r\n\r\ndeny-me",
+    );
+    assert_eq!(r.status, 401);
 }

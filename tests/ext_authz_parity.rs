@@ -99,11 +99,16 @@ const UPSTREAM: &[&str] = &[
 ];
 
 fn run(addr: SocketAddr, up: &Upstream, path: &str, extra: &str) -> Seen {
-    let before = up.request_count();
-    let r = exchange(
+    run_raw(
         addr,
+        up,
         &format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n{extra}Connection: close\r\n\r\n"),
-    );
+    )
+}
+
+fn run_raw(addr: SocketAddr, up: &Upstream, raw: &str) -> Seen {
+    let before = up.request_count();
+    let r = exchange(addr, raw);
     let upstream = (up.request_count() > before).then(|| {
         let last = up.last_request();
         UPSTREAM
@@ -294,4 +299,171 @@ fn ext_authz_http_service_behaves_alike() {
             );
         }
     }
+}
+
+/// `with_request_body`: the bootstrap's filter with `settings` (a `BufferSettings`,
+/// flow style), on the gRPC service or (`http`) the plain-HTTP one.
+fn body_bootstrap(up: SocketAddr, svc: &Authz, http: bool, settings: &str) -> String {
+    let text = if http {
+        http_bootstrap(up, svc.http)
+    } else {
+        bootstrap(up, svc.grpc)
+    };
+    let anchor = "          - name: envoy.filters.http.router";
+    text.replacen(
+        anchor,
+        &format!("              with_request_body: {settings}\n{anchor}"),
+        1,
+    )
+}
+
+/// Requests with bodies: (what, the raw request).
+const BODY_CASES: &[(&str, &str)] = &[
+    (
+        "a short body",
+        "POST /app HTTP/1.1\r\nHost: app.test\r\nx-remove-me: 1\r\ncontent-length: 10\r\nConnection: close\r\n\r\nhello body",
+    ),
+    (
+        "a body the service denies",
+        "POST /app HTTP/1.1\r\nHost: app.test\r\ncontent-length: 7\r\nConnection: close\r\n\r\ndeny-me",
+    ),
+    (
+        "a chunked body",
+        "POST /app HTTP/1.1\r\nHost: app.test\r\ntransfer-encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n3\r\n!!!\r\n0\r\n\r\n",
+    ),
+    (
+        "an empty body",
+        "POST /app HTTP/1.1\r\nHost: app.test\r\ncontent-length: 0\r\nConnection: close\r\n\r\n",
+    ),
+    (
+        "no body, a client's partial-body header",
+        "GET /app HTTP/1.1\r\nHost: app.test\r\nx-envoy-auth-partial-body: true\r\nConnection: close\r\n\r\n",
+    ),
+];
+
+/// What the service saw of the body in a check, as `authz.py` logs it.
+fn body_view(c: &serde_json::Value) -> serde_json::Value {
+    let partial = match &c["headers"] {
+        serde_json::Value::Array(list) => list
+            .iter()
+            .find(|h| h[0] == "x-envoy-auth-partial-body")
+            .map(|h| h[1].clone()),
+        h => h.get("x-envoy-auth-partial-body").cloned(),
+    };
+    let length = match &c["headers"] {
+        serde_json::Value::Array(list) => list
+            .iter()
+            .find(|h| h[0] == "content-length")
+            .map(|h| h[1].clone()),
+        h => h.get("content-length").cloned(),
+    };
+    serde_json::json!({
+        "kind": c["kind"], "method": c["method"], "body": c["body"], "raw_body": c["raw_body"],
+        "partial": partial, "content-length": length,
+        "names": match &c["headers"] {
+            serde_json::Value::Array(list) => {
+                let mut n: Vec<String> = list.iter()
+                    .map(|h| h[0].as_str().unwrap_or_default().to_string())
+                    .filter(|n| !matches!(n.as_str(), "x-request-id" | "x-forwarded-proto"))
+                    .collect();
+                n.sort();
+                serde_json::json!(n)
+            }
+            h => serde_json::json!(h.as_object().map(|m| m.keys()
+                .filter(|k| !matches!(k.as_str(), "x-request-id" | "x-forwarded-proto"))
+                .cloned().collect::<Vec<_>>())),
+        },
+    })
+}
+
+fn body_parity(what: &str, http: bool, settings: &str, big: usize) {
+    let Some(bin) = envoy_or_skip(what) else {
+        return;
+    };
+    let (Some(svc_e), Some(svc_o)) = (Authz::start_or_skip(what), Authz::start_or_skip(what))
+    else {
+        return;
+    };
+    let (up_e, up_o) = (Upstream::echo(), Upstream::echo());
+    let envoy = Envoy::start(&bin, &body_bootstrap(up_e.addr, &svc_e, http, settings));
+    let proxy = Proxy::start(&body_bootstrap(up_o.addr, &svc_o, http, settings));
+    let large = format!(
+        "POST /app HTTP/1.1\r\nHost: app.test\r\ncontent-length: {big}\r\nConnection: close\r\n\r\n{}",
+        "x".repeat(big)
+    );
+    let cases = BODY_CASES
+        .iter()
+        .map(|(w, r)| (*w, r.to_string()))
+        .chain([("a body over max_request_bytes", large)]);
+    for (case, raw) in cases {
+        let (ne, no) = (svc_e.checks().len(), svc_o.checks().len());
+        let e = run_raw(envoy.listen, &up_e, &raw);
+        let o = run_raw(proxy.listen, &up_o, &raw);
+        assert_eq!(
+            o, e,
+            "{what}: {case}: Outrigger (left) and Envoy (right) differ"
+        );
+        if o.upstream.is_some() {
+            let (le, lo) = (up_e.last_request(), up_o.last_request());
+            assert_eq!(lo.body_len, le.body_len, "{what}: {case}: upstream body");
+        }
+        let (ce, co) = (svc_e.checks(), svc_o.checks());
+        assert_eq!(co.len() - no, ce.len() - ne, "{what}: {case}: checks made");
+        if let (Some(ce), Some(co)) = (ce.last().filter(|_| ce.len() > ne), co.last()) {
+            assert_eq!(
+                body_view(co),
+                body_view(ce),
+                "{what}: {case}: checks differ (Outrigger left):\n{co}\n{ce}"
+            );
+        }
+    }
+    // A denial after the whole body was read: whether the connection stays open.
+    let keep = |addr: SocketAddr| {
+        let mut c = Conn::connect(addr);
+        c.send("POST /app HTTP/1.1\r\nHost: app.test\r\ncontent-length: 7\r\n\r\ndeny-me");
+        let r = c.read_response().expect("a response");
+        (r.status, r.says_close())
+    };
+    assert_eq!(
+        keep(proxy.listen),
+        keep(envoy.listen),
+        "{what}: keep-alive after a denial"
+    );
+    if !http {
+        for name in ["ok", "denied", "error"] {
+            let full = format!("http.main.ext_authz.{name}");
+            let ours = proxy.stats()["counters"][&full].as_u64();
+            assert_eq!(ours, envoy_counter(envoy.admin, &full), "{what}: {full}");
+        }
+    }
+}
+
+#[test]
+fn with_request_body_behaves_alike() {
+    body_parity(
+        "with_request_body_behaves_alike",
+        false,
+        "{ max_request_bytes: 16 }",
+        64 * 1024,
+    );
+}
+
+#[test]
+fn with_request_body_partial_as_bytes_behaves_alike() {
+    body_parity(
+        "with_request_body_partial_as_bytes_behaves_alike",
+        false,
+        "{ max_request_bytes: 8, allow_partial_message: true, pack_as_bytes: true }",
+        64 * 1024,
+    );
+}
+
+#[test]
+fn with_request_body_http_service_behaves_alike() {
+    body_parity(
+        "with_request_body_http_service_behaves_alike",
+        true,
+        "{ max_request_bytes: 16, allow_partial_message: true, pack_as_bytes: true }",
+        64 * 1024,
+    );
 }

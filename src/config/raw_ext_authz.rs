@@ -30,6 +30,24 @@ pub(crate) struct RawExtAuthz {
     /// Request headers sent to the service (default: all for gRPC).
     #[serde(default)]
     pub allowed_headers: Option<Vec<RawStringMatch>>,
+    /// The request body in the check (Envoy's `with_request_body`).
+    #[serde(default)]
+    pub with_request_body: Option<RawBufferSettings>,
+}
+
+/// Envoy's `BufferSettings`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBufferSettings {
+    /// Most body bytes sent in the check (required, more than 0).
+    #[serde(default)]
+    pub max_request_bytes: u32,
+    /// A longer body: check with its first `max_request_bytes` (else `413`).
+    #[serde(default)]
+    pub allow_partial_message: bool,
+    /// The body goes in `raw_body` (bytes), not `body`.
+    #[serde(default)]
+    pub pack_as_bytes: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,6 @@
 //! The request body read through the filter chain's body hook before the upstream
 //! request starts (`filter::Chain::on_request_data`), for a stream whose chain has that
-//! hook (the buffer filter). Both connection managers call it after the request-head
+//! hook (the buffer filter, ext_proc's body modes, ext_authz's `with_request_body`). Both connection managers call it after the request-head
 //! hooks and before the router's upstream request: HTTP/1 (`conn/held.rs`) with the
 //! connection's read buffer, HTTP/2 (`h2/stream.rs`) with the stream's DATA frames.
 //!
@@ -67,6 +67,7 @@ pub(crate) async fn h1<R: Io>(
     buf: &mut ReadBuf,
     kind: BodyKind,
     read: &mut u64,
+    ended: &mut bool,
 ) -> Held<Vec<u8>> {
     let mut out = Vec::new();
     match kind {
@@ -129,6 +130,8 @@ pub(crate) async fn h1<R: Io>(
             }
         }
     }
+    // The body is read whole: an answer now leaves the connection in step.
+    *ended = true;
     match chain.on_request_data(&[], true, out.len() as u64).await {
         DataStatus::Respond(r) => Held::Reply(r),
         // A filter that rewrote the body (ext_proc) has the one to send.

@@ -13,6 +13,8 @@ The answer is chosen by the checked request's `x-authz` header:
   deny-bare        a denial with no http response (Envoy's default 403)
   slow             sleeps 3 s, then allows (the proxy's timeout runs out first)
   fail             the gRPC call fails (UNAVAILABLE); HTTP: the connection is closed
+A request whose body (`with_request_body`: `body`, `raw_body` or the HTTP request's body)
+contains `deny-me` is denied as `deny` is.
 
 With `--log FILE`, every check is appended to FILE as one JSON line: what the proxy
 sent (gRPC: the attributes that matter; HTTP: method, path, headers, body).
@@ -84,10 +86,13 @@ class Authz(external_auth_pb2_grpc.AuthorizationServicer):
             "size": http.size,
             "headers": dict(http.headers),
             "body": http.body,
+            "raw_body": http.raw_body.hex(),
             "context_extensions": dict(a.context_extensions),
             "metadata": dict(context.invocation_metadata()),
         })
         mode = http.headers.get("x-authz", "allow")
+        if "deny-me" in http.body or b"deny-me" in http.raw_body:
+            mode = "deny"
         if not http.method and self.net_mode:
             try:
                 with open(self.net_mode) as f:
@@ -144,6 +149,8 @@ def http_handler(log_path, allow_all):
                 "body": body.decode("utf-8", "replace"),
             })
             mode = self.headers.get("x-authz", "allow")
+            if b"deny-me" in body:
+                mode = "deny"
             if mode == "slow":
                 time.sleep(3)
                 mode = "allow"

@@ -11,6 +11,7 @@ use super::super::raw_match::RawStringMatch;
 use super::Builder;
 use crate::config::StringMatch;
 use crate::config::{Cluster, UpstreamProtocol};
+use crate::http::filter::ext_authz::body::BodySettings;
 use crate::http::filter::ext_authz::http_service::HttpService;
 use crate::http::filter::ext_authz::{Counters, ExtAuthzFilter, PerRoute, Service};
 use crate::listener::ext_authz::{NetCounters, NetworkExtAuthz};
@@ -119,8 +120,22 @@ impl Builder {
             failure_mode_allowed: self.counter(format!("{prefix}failure_mode_allowed")),
             disabled: self.counter(format!("{prefix}disabled")),
         };
+        let body = raw.with_request_body.as_ref().map(|b| {
+            if b.max_request_bytes == 0 {
+                self.err(
+                    format!("{p}.with_request_body.max_request_bytes"),
+                    "must be more than 0",
+                );
+            }
+            BodySettings {
+                max_request_bytes: u64::from(b.max_request_bytes),
+                allow_partial_message: b.allow_partial_message,
+                pack_as_bytes: b.pack_as_bytes,
+            }
+        });
         Some(ExtAuthzFilter {
             service,
+            body,
             failure_mode_allow: raw.failure_mode_allow,
             failure_mode_allow_header_add: raw.failure_mode_allow_header_add,
             status_on_error,

@@ -71,6 +71,11 @@ pub(super) fn http(e: &ExtAuthz, p: &str) -> R<RawExtAuthz> {
         },
         stat_prefix: e.stat_prefix.clone(),
         allowed_headers: matchers(&e.allowed_headers, &format!("{p}.allowed_headers"))?,
+        with_request_body: e.with_request_body.as_ref().map(|b| RawBufferSettings {
+            max_request_bytes: b.max_request_bytes,
+            allow_partial_message: b.allow_partial_message,
+            pack_as_bytes: b.pack_as_bytes,
+        }),
         ..RawExtAuthz::default()
     };
     match &e.services {

@@ -1,5 +1,6 @@
 //! HTTP/1: a request body read through the filter chain before the upstream request
-//! starts (`http/hold.rs`), for chains with a request-body hook (the buffer filter).
+//! starts (`http/hold.rs`), for chains with a request-body hook (the buffer filter,
+//! ext_proc's body modes, ext_authz's `with_request_body`).
 //!
 //! The held body then stands in for the connection's read buffer while the request is
 //! proxied: the upstream request is framed by its length, and the exchange, its early
@@ -40,23 +41,28 @@ impl Conn {
         }
         match self.hold_body(down, plan, h2).await {
             Ok(body) => Some(std::mem::replace(&mut self.rbuf, body)),
-            Err(o) => {
+            Err(Some(o)) => {
                 plan.action = Action::Held(o);
                 None
             }
+            // Answered after the whole body: `plan.action` is the reply.
+            Err(None) => None,
         }
     }
 
     /// Reads the body through the chain. `Ok`: the held body as a read buffer, and the
     /// plan (and the upstream request: the head in `wbuf`, or `h2`) reframed by its
-    /// length. `Err`: the request is answered (a filter's reply, `connection: close`
-    /// as Envoy's) or the client is gone.
+    /// length. `Err(Some)`: the request is answered (a filter's reply before the body
+    /// was read whole, `connection: close` as Envoy's) or the client is gone.
+    /// `Err(None)`: a filter answered once the body was read whole (an ext_authz
+    /// denial): the reply becomes the plan's action, as a filter's on the head, and the
+    /// connection stays open as Envoy's does.
     async fn hold_body<D: Io>(
         &mut self,
         down: &mut D,
         plan: &mut Plan<'_>,
         h2: Option<&mut http::Request<()>>,
-    ) -> Result<ReadBuf, Outcome> {
+    ) -> Result<ReadBuf, Option<Outcome>> {
         if plan.framing.expect_continue {
             // The proxy answers `100-continue` itself (Envoy's default), here before
             // the body it asks for.
@@ -65,17 +71,18 @@ impl Conn {
                 .await
                 .is_err()
             {
-                return Err(closed(ResponseFlag::DownstreamConnectionTermination));
+                return Err(Some(closed(ResponseFlag::DownstreamConnectionTermination)));
             }
             plan.framing.expect_continue = false;
         }
-        let mut read = 0;
+        let (mut read, mut ended) = (0, false);
         let held = hold::h1(
             &plan.chain,
             down,
             &mut self.rbuf,
             plan.framing.body,
             &mut read,
+            &mut ended,
         )
         .await;
         if !matches!(held, Held::Body(_)) {
@@ -86,15 +93,33 @@ impl Conn {
         match held {
             Held::Body(body) => {
                 let n = body.len() as u64;
+                // A check on the body (ext_authz) edits the head written before it.
+                let late = plan.chain.late_request_headers();
                 match h2 {
                     Some(req) => {
                         req.headers_mut()
                             .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(n));
+                        if let Some(late) = late {
+                            late.apply_to_map(req.headers_mut());
+                        }
                     }
-                    None => reframe(&mut self.wbuf, n),
+                    None => {
+                        reframe(&mut self.wbuf, n);
+                        if let Some(late) = late {
+                            crate::http::filter::ext_authz::body::edit_h1_head(
+                                &mut self.wbuf,
+                                late,
+                            );
+                        }
+                    }
                 }
                 plan.framing.body = BodyKind::Length(n);
                 Ok(ReadBuf::from_vec(body))
+            }
+            Held::Reply(r) if ended => {
+                plan.framing.body = BodyKind::Empty;
+                plan.action = Action::Filtered(r);
+                Err(None)
             }
             Held::Reply(r) => {
                 // What is left of the body is never read: close (Envoy closes after a
@@ -102,7 +127,7 @@ impl Conn {
                 let o = self
                     .reply_and_close(down, plan, r.status, r.body.as_bytes(), r.flag)
                     .await;
-                Err(o)
+                Err(Some(o))
             }
             Held::Failed(e) => {
                 self.linger = true;
@@ -111,7 +136,7 @@ impl Conn {
                     super::super::body::BodyError::Framing => ResponseFlag::DownstreamProtocolError,
                     _ => ResponseFlag::DownstreamConnectionTermination,
                 };
-                Err(closed(flag))
+                Err(Some(closed(flag)))
             }
         }
     }

@@ -155,6 +155,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         peer_port,
         protocol: req.protocol(),
         upstream: Some(view),
+        body: req.framing.body != BodyKind::Empty && req.upgrade().is_none() && !req.is_connect(),
     };
     // The request's random value (Envoy's): the weighted cluster the filters see is the
     // one the router takes.
@@ -164,6 +165,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         ..r.filters.view()
     });
     let status = filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await;
+    edits.chain.set_upstream(view);
     let (peer, tls) = (facts.peer, facts.tls.is_some());
     own_headers::finish_response_edits(&l.own, &mut edits);
     let decision = match status {

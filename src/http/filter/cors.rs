@@ -237,6 +237,7 @@ mod tests {
             peer_port: 0,
             protocol: "HTTP/1.1",
             upstream: None,
+            body: false,
         };
         let f = CorsFilter {
             origin_valid: 0,

@@ -37,6 +37,9 @@ pub struct RequestCtx<'a> {
     /// The worker's upstream clusters, for filters that call a service (ext_authz);
     /// `None` in unit tests.
     pub upstream: Option<&'a dyn crate::upstream::grpc_call::Upstreams>,
+    /// A request body follows the head (HTTP/1: its framing says so and it is no
+    /// upgrade; HTTP/2: no END_STREAM on the head).
+    pub body: bool,
 }
 
 /// A ready stream slot on the worker's per-core HTTP/2 connection to a cluster (an

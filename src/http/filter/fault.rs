@@ -465,6 +465,7 @@ mod tests {
             peer_port: 0,
             protocol: "HTTP/1.1",
             upstream: None,
+            body: false,
         };
         f(&ctx)
     }

@@ -266,6 +266,9 @@ pub struct Chain<'c> {
     flag: Option<ResponseFlag>,
     /// The stream's per-request store (the fault filter's rate limit lives there).
     store: Option<&'c SetHeaders>,
+    /// The worker's upstream clusters, for a filter that calls a service from the body
+    /// hooks (ext_authz with `with_request_body`); set by the connection managers.
+    upstream: Option<&'c dyn crate::upstream::grpc_call::Upstreams>,
 }
 
 impl<'c> Chain<'c> {
@@ -321,8 +324,11 @@ impl<'c> Chain<'c> {
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_)
-                | FilterKind::ExtAuthz(_)
                 | FilterKind::Wasm(_) => DataStatus::Continue,
+                FilterKind::ExtAuthz(own) => {
+                    own.on_request_data(self.store, self.upstream, chunk, end_stream, buffered)
+                        .await
+                }
                 FilterKind::ExtProc(_) => {
                     ext_proc::run::on_request_data(self.store, chunk, end_stream).await
                 }
@@ -358,8 +364,14 @@ impl<'c> Chain<'c> {
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
                 | FilterKind::Cors(_)
-                | FilterKind::ExtAuthz(_)
                 | FilterKind::Wasm(_) => {}
+                FilterKind::ExtAuthz(own) => {
+                    if let Status::Respond(r) =
+                        own.on_request_trailers(self.store, self.upstream).await
+                    {
+                        return Status::Respond(r);
+                    }
+                }
                 FilterKind::ExtProc(_) => {
                     if let Status::Respond(r) = ext_proc::run::on_request_trailers(self.store).await
                     {
@@ -457,6 +469,19 @@ impl<'c> Chain<'c> {
             }
         }
         out
+    }
+
+    /// Lends the chain the worker's upstream clusters (see `upstream`).
+    pub fn set_upstream(&mut self, up: &'c dyn crate::upstream::grpc_call::Upstreams) {
+        self.upstream = Some(up);
+    }
+
+    /// The upstream request's header edits a filter made while the body was held (an
+    /// ext_authz check on the body), which the upstream head written before the body
+    /// was read does not carry yet: the connection managers apply them once the body is
+    /// held.
+    pub fn late_request_headers(&self) -> Option<&'c SetHeaders> {
+        ext_authz::body::late_request_headers(self.store)
     }
 
     /// The request body to send upstream in place of the one held, when a filter
@@ -689,16 +714,20 @@ pub async fn on_request_head<'c>(
                     Some(FilterOverride::ExtAuthz(p)) => Some(&**p),
                     _ => None,
                 };
-                let (s, req_set, resp_set) = own
-                    .on_request_head(ctx, per_route, edits.request_store, edits.store)
+                let forwards = route.is_some_and(|r| r.forwards);
+                let head = own
+                    .on_request_head(ctx, per_route, edits.request_store, edits.store, forwards)
                     .await;
-                if req_set {
+                // A check put off until the body is held (`ext_authz/body.rs`).
+                hooks.request_data |= head.deferred;
+                hooks.request_trailers |= head.deferred;
+                if head.set.0 {
                     edits.request.set = edits.request_store;
                 }
-                if resp_set {
+                if head.set.1 {
                     edits.response.set = edits.store;
                 }
-                if let Status::Respond(r) = s {
+                if let Status::Respond(r) = head.status {
                     status = Status::Respond(r);
                     break;
                 }
@@ -750,6 +779,7 @@ pub async fn on_request_head<'c>(
         hooks,
         flag,
         store: edits.store,
+        upstream: None,
     };
     status
 }

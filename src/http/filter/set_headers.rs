@@ -49,6 +49,9 @@ pub struct SetHeaders {
     /// gRPC stream and the plans it made; `filter::ext_proc::run::State`). Type-erased
     /// so that this module need not know the filter; empty (no allocation) without one.
     pub(crate) ext: StreamExt,
+    /// The ext_authz filter's check waiting for the request body
+    /// (`filter::ext_authz::body::Pending`); empty without one.
+    pub(crate) ext_authz: StreamExt,
     /// The wasm filters' contexts of this stream (`filter::wasm`; empty: no wasm
     /// filter, no allocation).
     wasm: RefCell<Vec<StreamContext>>,
@@ -173,6 +176,20 @@ impl SetHeaders {
             for (n, v, op) in l.iter() {
                 if *op != Op::Remove {
                     emit(n, v);
+                }
+            }
+        }
+    }
+
+    /// Calls `edit` for each entry, in order: the name, the value (`None`: a removal)
+    /// and whether it replaces the name's other values.
+    pub fn for_each_edit(&self, mut edit: impl FnMut(&str, Option<&str>, bool)) {
+        if let Ok(l) = self.list.try_borrow() {
+            for (n, v, op) in l.iter() {
+                match op {
+                    Op::Set => edit(n, Some(v), true),
+                    Op::Add => edit(n, Some(v), false),
+                    Op::Remove => edit(n, None, true),
                 }
             }
         }

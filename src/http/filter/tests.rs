@@ -33,6 +33,7 @@ fn ctx() -> RequestCtx<'static> {
         peer_port: 0,
         protocol: "HTTP/1.1",
         upstream: None,
+        body: false,
     }
 }
 

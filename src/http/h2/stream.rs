@@ -169,6 +169,7 @@ pub(crate) async fn serve<C: Connector>(
             peer_port: peer.port(),
             protocol: "HTTP/2",
             upstream: Some(&*view),
+            body: !body.is_end_stream() && parts.method != http::Method::CONNECT,
         };
         match filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await {
             Status::Continue => None,
@@ -177,7 +178,8 @@ pub(crate) async fn serve<C: Connector>(
     };
     own_headers::finish_response_edits(&l.own, &mut edits);
     // Copied out for the completion hook: the edits move into the proxied request.
-    let chain = edits.chain;
+    let mut chain = edits.chain;
+    chain.set_upstream(&*view);
     let decision = match (table, route) {
         (Some(t), Some(r)) if filter_reply.is_none() => {
             Some(router::resolve(t, r, &view_req, draw))
@@ -400,6 +402,10 @@ pub(crate) async fn serve<C: Connector>(
                             http::header::CONTENT_LENGTH,
                             http::HeaderValue::from(b.len()),
                         );
+                        // A check on the body (ext_authz) edits the request's head.
+                        if let Some(late) = chain.late_request_headers() {
+                            late.apply_to_map(&mut up.headers);
+                        }
                         progress.request_done();
                         held = Some(b);
                     }

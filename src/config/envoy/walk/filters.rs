@@ -17,6 +17,15 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
             "status_on_error",
             "stat_prefix",
             "allowed_headers",
+            "with_request_body",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.BufferSettings",
+        &[
+            "max_request_bytes",
+            "allow_partial_message",
+            "pack_as_bytes",
         ],
     ),
     (

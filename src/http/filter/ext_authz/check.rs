@@ -68,7 +68,9 @@ pub fn request(
                 | "transfer-encoding"
                 | "upgrade"
                 | "te"
-        ) {
+        ) || name == super::PARTIAL_BODY
+        {
+            // A client's `x-envoy-auth-partial-body` never reaches the service.
             continue;
         }
         put(name, &String::from_utf8_lossy(h.value));
@@ -109,6 +111,30 @@ pub fn request(
             ..AttributeContext::default()
         }),
     }
+}
+
+/// The buffered request body in a check request (Envoy's `createHttpCheck` with a
+/// decoding buffer): `raw_body` with `pack_as_bytes`, else `body` (as text; bytes that
+/// are not UTF-8 are replaced), and `x-envoy-auth-partial-body` among the headers,
+/// whatever `allowed_headers` says.
+pub fn add_body(req: &mut CheckRequest, body: &[u8], partial: bool, pack_as_bytes: bool) {
+    let Some(http) = req
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    else {
+        return;
+    };
+    if pack_as_bytes {
+        http.raw_body = body.to_vec();
+    } else {
+        http.body = String::from_utf8_lossy(body).into_owned();
+    }
+    http.headers.insert(
+        super::PARTIAL_BODY.to_string(),
+        if partial { "true" } else { "false" }.to_string(),
+    );
 }
 
 /// The connection's source and destination as Envoy reports them: addresses, and on a

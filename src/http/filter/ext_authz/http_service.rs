@@ -1,7 +1,8 @@
 //! The plain-HTTP authorization service (Envoy's `http_service`,
 //! `ext_authz_http_impl.cc`): the request head goes to the service as an HTTP/1.1
 //! request with the same method, the path behind `path_prefix`, no body
-//! (`content-length: 0`), the client's `Host`, `Authorization` and the headers
+//! (`content-length: 0`; with `with_request_body`, the buffered body and
+//! `x-envoy-auth-partial-body`, `body.rs`), the client's `Host`, `Authorization` and the headers
 //! `allowed_headers` matches, and `headers_to_add`. A `200` allows the request (the
 //! service's headers that `allowed_upstream_headers` matches overwrite the upstream
 //! request's, `allowed_upstream_headers_to_append` ones are added beside them,
@@ -57,7 +58,8 @@ pub struct HttpService {
 const ALWAYS: &[&str] = &["authorization"];
 
 impl HttpService {
-    /// The request head sent to the service for this request.
+    /// The request head sent to the service for this request, without its
+    /// `content-length` and the blank line that ends it (`call` writes them).
     pub fn head(&self, ctx: &RequestCtx<'_>, allowed: Option<&[StringMatch]>) -> Vec<u8> {
         let r = ctx.req;
         let mut head = Vec::with_capacity(256);
@@ -67,7 +69,7 @@ impl HttpService {
         head.extend_from_slice(r.path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         head.extend_from_slice(r.authority);
-        head.extend_from_slice(b"\r\ncontent-length: 0\r\n");
+        head.extend_from_slice(b"\r\n");
         // What Envoy's async client adds to the call.
         head.extend_from_slice(b"x-envoy-internal: true\r\nx-envoy-expected-rq-timeout-ms: ");
         head.extend_from_slice(self.timeout.as_millis().to_string().as_bytes());
@@ -78,7 +80,8 @@ impl HttpService {
             let skip = matches!(
                 name.as_str(),
                 "host" | "content-length" | "transfer-encoding" | "connection" | "expect"
-            ) || self.headers_to_add.iter().any(|(n, _)| *n == name);
+            ) || name == super::PARTIAL_BODY
+                || self.headers_to_add.iter().any(|(n, _)| *n == name);
             let wanted =
                 ALWAYS.contains(&name.as_str()) || list.is_some_and(|l| matches_any(l, &name));
             if skip || !wanted {
@@ -95,18 +98,31 @@ impl HttpService {
             head.extend_from_slice(v.as_bytes());
             head.extend_from_slice(b"\r\n");
         }
-        head.extend_from_slice(b"\r\n");
         head
     }
 
+    /// Sends `head` (from [`HttpService::head`]) with the buffered request body, if the
+    /// check waited for it (`(body, partial)`), and reads the answer.
     pub async fn call(
         &self,
         up: &dyn Upstreams,
-        ctx: &RequestCtx<'_>,
-        allowed: Option<&[StringMatch]>,
+        mut head: Vec<u8>,
+        body: Option<(&[u8], bool)>,
     ) -> Answer {
-        let head = self.head(ctx, allowed);
-        let exchange = async { Some(up.h1_exchange(self.cluster, head, &[], MAX_BODY).await) };
+        let (bytes, partial) = body.unwrap_or((&[], false));
+        head.extend_from_slice(b"content-length: ");
+        head.extend_from_slice(bytes.len().to_string().as_bytes());
+        head.extend_from_slice(b"\r\n");
+        if body.is_some() {
+            head.extend_from_slice(super::PARTIAL_BODY.as_bytes());
+            head.extend_from_slice(if partial {
+                b": true\r\n"
+            } else {
+                b": false\r\n"
+            });
+        }
+        head.extend_from_slice(b"\r\n");
+        let exchange = async { Some(up.h1_exchange(self.cluster, head, bytes, MAX_BODY).await) };
         let deadline = async {
             crate::rt::sleep(self.timeout).await;
             None

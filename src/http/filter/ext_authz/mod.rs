@@ -16,6 +16,9 @@
 //!   `x-envoy-auth-failure-mode-allowed: true` with `failure_mode_allow_header_add`),
 //!   else the client gets `status_on_error` (default `403`), empty body, `UAEX`.
 //!
+//! With `with_request_body` the check of a request whose body follows waits for the
+//! body (`body.rs`), which the stream holds through the chain (`http/hold.rs`).
+//!
 //! A request without a route is not checked (Envoy skips the call); a route may disable
 //! the filter (`per_filter_config: {NAME: {disabled: true}}`, Envoy's
 //! `ExtAuthzPerRoute.disabled`) or give `context_extensions` for its check requests.
@@ -23,6 +26,7 @@
 //! Counters, as Envoy names them: `http.<stat_prefix>.ext_authz.[<filter stat_prefix>.]`
 //! `ok`, `denied`, `error`, `failure_mode_allowed`, `disabled`.
 
+pub mod body;
 pub mod check;
 pub mod http_service;
 
@@ -38,6 +42,10 @@ use crate::http::flags::ResponseFlag;
 /// Envoy's `failure_mode_allow_header_add` header.
 pub const FAILURE_MODE_ALLOWED: &str = "x-envoy-auth-failure-mode-allowed";
 
+/// Envoy's header telling the service whether the body it got was cut
+/// (`with_request_body`, `body.rs`).
+pub const PARTIAL_BODY: &str = "x-envoy-auth-partial-body";
+
 /// The gRPC method the filter calls.
 pub const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
 
@@ -52,6 +60,8 @@ pub struct ExtAuthzFilter {
     /// Which request headers go to the service (Envoy's `allowed_headers`; `None`: all
     /// for gRPC, the defaults for HTTP).
     pub allowed_headers: Option<Vec<StringMatch>>,
+    /// `with_request_body`: the check waits for the request body (`body.rs`).
+    pub body: Option<body::BodySettings>,
     pub counters: Counters,
 }
 
@@ -125,21 +135,37 @@ pub enum Answer {
     Error,
 }
 
+/// What the request-head hook did.
+pub struct Head {
+    pub status: Status,
+    /// The request's (`.0`) and the response's (`.1`) store were written.
+    pub set: (bool, bool),
+    /// The check waits for the request body (`body.rs`): the stream needs the body hooks.
+    pub deferred: bool,
+}
+
 impl ExtAuthzFilter {
-    /// Checks one request. `request_store` and `store` are the stream's request and response
-    /// `SetHeaders`; the answer says which of them were written (`(request, response)`).
+    /// Checks one request. `request_store` and `store` are the stream's request and
+    /// response `SetHeaders`. With `with_request_body`, a request of a forwarding route
+    /// whose body follows is checked once the body is buffered (`body.rs`), a bodiless
+    /// one at once (Envoy's `decodeHeaders`).
     pub async fn on_request_head(
         &self,
         ctx: &RequestCtx<'_>,
         per_route: Option<&PerRoute>,
         req_store: Option<&SetHeaders>,
         store: Option<&SetHeaders>,
-    ) -> (Status, bool, bool) {
-        let inc = |i: usize| {
-            if let Some(c) = ctx.counters.get(i) {
-                c.inc();
+        forwards: bool,
+    ) -> Head {
+        if let (Some(_), true, true, Some(s)) = (&self.body, ctx.body, forwards, store) {
+            if body::defer(self, ctx, per_route, s) {
+                return Head {
+                    status: Status::Continue,
+                    set: (false, true),
+                    deferred: true,
+                };
             }
-        };
+        }
         let answer = match ctx.upstream {
             None => Answer::Error,
             Some(up) => match &self.service {
@@ -147,15 +173,50 @@ impl ExtAuthzFilter {
                     let req = check::request(ctx, self.allowed_headers.as_deref(), per_route);
                     check::call(up, *cluster, *timeout, &req).await
                 }
-                Service::Http(h) => h.call(up, ctx, self.allowed_headers.as_deref()).await,
+                Service::Http(h) => {
+                    let head = h.head(ctx, self.allowed_headers.as_deref());
+                    h.call(up, head, None).await
+                }
             },
         };
+        let inc = |i: usize| {
+            if let Some(c) = ctx.counters.get(i) {
+                c.inc();
+            }
+        };
+        let values = |name: &str| -> Vec<String> {
+            ctx.req
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+                .collect()
+        };
+        let (status, req_set, resp_set) = self.settle(answer, &inc, &values, req_store, store);
+        Head {
+            status,
+            set: (req_set, resp_set),
+            deferred: false,
+        }
+    }
+
+    /// What the service answered, applied: the status, and whether the request's and
+    /// the response's store were written. `values`: the request's incoming values of a
+    /// header name.
+    fn settle(
+        &self,
+        answer: Answer,
+        inc: &dyn Fn(usize),
+        values: &dyn Fn(&str) -> Vec<String>,
+        req_store: Option<&SetHeaders>,
+        store: Option<&SetHeaders>,
+    ) -> (Status, bool, bool) {
         match answer {
             Answer::Ok(a) => {
                 inc(self.counters.ok);
                 let (mut req_set, mut resp_set) = (false, false);
                 if let Some(rs) = req_store {
-                    req_set = apply_request(ctx, &a, rs);
+                    req_set = apply_request(values, &a, rs);
                 }
                 if let (Some(s), false) = (store, a.response.is_empty()) {
                     for m in &a.response {
@@ -222,13 +283,8 @@ impl ExtAuthzFilter {
 }
 
 /// Applies an OK answer's request mutations; whether anything was written.
-fn apply_request(ctx: &RequestCtx<'_>, a: &Allowed, rs: &SetHeaders) -> bool {
-    let present = |name: &str| {
-        ctx.req
-            .headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case(name))
-    };
+fn apply_request(values: &dyn Fn(&str) -> Vec<String>, a: &Allowed, rs: &SetHeaders) -> bool {
+    let present = |name: &str| !values(name).is_empty();
     let mut wrote = false;
     // The joined values so far, for a name appended to more than once.
     let mut joined: Vec<(&str, String)> = Vec::new();
@@ -242,13 +298,7 @@ fn apply_request(ctx: &RequestCtx<'_>, a: &Allowed, rs: &SetHeaders) -> bool {
                 let current = match earlier {
                     Some((_, v)) => Some(v),
                     None => {
-                        let incoming: Vec<String> = ctx
-                            .req
-                            .headers
-                            .iter()
-                            .filter(|h| h.name.eq_ignore_ascii_case(&m.name))
-                            .map(|h| String::from_utf8_lossy(h.value).into_owned())
-                            .collect();
+                        let incoming = values(&m.name);
                         if incoming.is_empty() {
                             None
                         } else {

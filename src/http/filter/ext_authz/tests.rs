@@ -139,6 +139,7 @@ fn request_mutations_land_in_the_stream_store() {
         peer_port: 1,
         protocol: "HTTP/1.1",
         upstream: None,
+        body: false,
         grpc: None,
     };
     let m = |n: &str, a| Mutation {
@@ -157,7 +158,15 @@ fn request_mutations_land_in_the_stream_store() {
         response: vec![],
     };
     let store = SetHeaders::default();
-    assert!(apply_request(&ctx, &a, &store));
+    let values = |name: &str| -> Vec<String> {
+        ctx.req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            .collect()
+    };
+    assert!(apply_request(&values, &a, &store));
     let mut seen = Vec::new();
     store.for_each(|n, v| seen.push(format!("{n}={v}")));
     assert_eq!(seen, ["x-over=v", "x-new=v"]);
@@ -169,4 +178,19 @@ fn request_mutations_land_in_the_stream_store() {
     assert!(map.get("x-drop").is_none());
     assert_eq!(map.get("x-over").unwrap(), "v");
     assert_eq!(map.get("x-new").unwrap(), "v");
+}
+
+#[test]
+fn late_edits_rewrite_an_http1_head() {
+    let late = SetHeaders::default();
+    late.set("x-set", "new");
+    late.add("x-add", "a".into());
+    late.remove("x-gone");
+    let mut head =
+        b"POST /p HTTP/1.1\r\nX-Set: old\r\nx-keep: k\r\nx-gone: 1\r\nx-add: orig\r\n\r\n".to_vec();
+    body::edit_h1_head(&mut head, &late);
+    assert_eq!(
+        String::from_utf8(head).unwrap(),
+        "POST /p HTTP/1.1\r\nx-keep: k\r\nx-add: orig\r\nx-set: new\r\nx-add: a\r\n\r\n"
+    );
 }

@@ -92,6 +92,7 @@ fn run_counted(
         peer_port: 0,
         protocol: "HTTP/1.1",
         upstream: None,
+        body: false,
     };
     let (mut req, mut resp) = (Edits::none(), Edits::none());
     let status = l.on_request_head(
