@@ -79,7 +79,9 @@ impl H2Hold {
                         .await;
                 })
         });
-        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("the h2 upstream started");
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the h2 upstream started");
         H2Hold {
             addr,
             connections,
@@ -104,7 +106,11 @@ fn in_flight(listen: SocketAddr, up: &H2Hold, n: usize) -> (usize, usize) {
     let mut clients = Vec::new();
     for i in 0..n {
         clients.push(std::thread::spawn(move || {
-            exchange(listen, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").status
+            exchange(
+                listen,
+                "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            )
+            .status
         }));
         if wait_until(Duration::from_secs(3), || (up.streams() > i).then_some(())).is_none() {
             break;

@@ -50,11 +50,19 @@ fn keepalive_of(pid: u32, port: u16) -> Option<Keepalive> {
         .ok()?;
     // SAFETY: plain syscalls; each fd they return is owned here and closed on drop.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
-    assert!(pidfd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+    assert!(
+        pidfd >= 0,
+        "pidfd_open: {}",
+        std::io::Error::last_os_error()
+    );
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
     let pidfd_raw = std::os::fd::AsRawFd::as_raw_fd(&pidfd);
     let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd_raw, fd, 0) };
-    assert!(copy >= 0, "pidfd_getfd: {}", std::io::Error::last_os_error());
+    assert!(
+        copy >= 0,
+        "pidfd_getfd: {}",
+        std::io::Error::last_os_error()
+    );
     let copy = unsafe { OwnedFd::from_raw_fd(copy as i32) };
     let borrowed: BorrowedFd<'_> = std::os::fd::AsFd::as_fd(&copy);
     let s = socket2::SockRef::from(&borrowed);
@@ -118,7 +126,8 @@ fn tcp_keepalive_is_set_on_upstream_connections_as_envoy_sets_it() {
         return;
     };
     let all = "    upstream_connection_options:\n      tcp_keepalive: { keepalive_probes: 4, keepalive_time: 77, keepalive_interval: 9 }\n";
-    let time_only = "    upstream_connection_options:\n      tcp_keepalive: { keepalive_time: 33 }\n";
+    let time_only =
+        "    upstream_connection_options:\n      tcp_keepalive: { keepalive_time: 33 }\n";
     let cases = [
         (
             "no keepalive",
@@ -214,7 +223,9 @@ clusters:
     c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     let r = c.read_response().expect("a response through the TCP proxy");
     assert_eq!(r.status, 200);
-    let got = wait_until(Duration::from_secs(5), || keepalive_of(proxy.pid, up.addr.port()));
+    let got = wait_until(Duration::from_secs(5), || {
+        keepalive_of(proxy.pid, up.addr.port())
+    });
     assert_eq!(got, Some(want));
     drop(c);
     drop(proxy);

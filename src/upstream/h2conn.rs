@@ -38,6 +38,9 @@ struct Endpoint {
     /// Requests waiting for a connection being opened (Envoy's pending streams).
     waiting: u64,
     wakers: Vec<Waker>,
+    /// Bumped by each connection that failed to open: the requests that waited for it
+    /// fail with it (Envoy purges its pending streams on a connect failure).
+    failed: u64,
 }
 
 /// A live connection: the handle streams are opened on, the connection's local address
@@ -160,6 +163,7 @@ impl H2Conns {
                 wait
             };
             if wait {
+                let epoch = slot.borrow().failed;
                 let mut registered = false;
                 std::future::poll_fn(|cx| {
                     if registered {
@@ -170,6 +174,9 @@ impl H2Conns {
                     Poll::Pending
                 })
                 .await;
+                if slot.borrow().failed != epoch {
+                    return Err(std::io::Error::other(WaitedFailed));
+                }
                 continue;
             }
             let breakers = cluster.breakers.clone();
@@ -217,7 +224,7 @@ impl H2Conns {
         C::Conn: 'static,
     {
         let configured = cluster.pool.max_concurrent_streams;
-        let connecting = Connecting::new(slot, u64::from(configured));
+        let mut connecting = Connecting::new(slot, u64::from(configured));
         let io = connector
             .connect_to(cluster, addr, cluster.connect_timeout)
             .await?;
@@ -255,6 +262,7 @@ impl H2Conns {
             local,
             ended,
         });
+        connecting.opened = true;
         drop(connecting);
         let send = send
             .ready()
@@ -270,12 +278,13 @@ impl H2Conns {
 }
 
 /// A connection being opened to an endpoint: its stream capacity counts for the
-/// requests that wait for it until it is open or has failed; then they are woken to
-/// look again (Envoy: a connect failure fails its pending streams; here each one opens
-/// or waits for another connection as a new request would).
+/// requests that wait for it until it is open or has failed; then they are woken, to
+/// look again when it opened, or to fail with it (`WaitedFailed`, as Envoy fails its
+/// pending streams on a connect failure).
 struct Connecting<'a> {
     slot: &'a RefCell<Endpoint>,
     capacity: u64,
+    opened: bool,
 }
 
 impl<'a> Connecting<'a> {
@@ -286,6 +295,7 @@ impl<'a> Connecting<'a> {
         Connecting {
             slot,
             capacity: capacity.saturating_sub(1),
+            opened: false,
         }
     }
 }
@@ -296,6 +306,9 @@ impl Drop for Connecting<'_> {
             let mut e = self.slot.borrow_mut();
             e.capacity = e.capacity.saturating_sub(self.capacity);
             e.waiting = 0;
+            if !self.opened {
+                e.failed += 1;
+            }
             std::mem::take(&mut e.wakers)
         };
         for w in woken {
@@ -319,6 +332,26 @@ impl std::error::Error for PendingOverflow {}
 impl PendingOverflow {
     pub fn is(e: &std::io::Error) -> bool {
         e.get_ref().is_some_and(|i| i.is::<PendingOverflow>())
+    }
+}
+
+/// `ready`'s error for a request that waited for a connection which failed to open
+/// (502/503 as a connect failure; the connect failure itself is counted once, by the
+/// request that opened it).
+#[derive(Debug)]
+pub(crate) struct WaitedFailed;
+
+impl std::fmt::Display for WaitedFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upstream connection this request waited for failed")
+    }
+}
+
+impl std::error::Error for WaitedFailed {}
+
+impl WaitedFailed {
+    pub fn is(e: &std::io::Error) -> bool {
+        e.get_ref().is_some_and(|i| i.is::<WaitedFailed>())
     }
 }
 
