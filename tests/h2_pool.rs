@@ -158,14 +158,24 @@ fn bootstrap(up: SocketAddr, h2_options: &str, cluster_extra: &str) -> String {
     )
 }
 
+/// (name, the upstream's limit, `http2_protocol_options`, cluster extra, requests,
+/// streams the upstream saw in flight, connections).
+type Case = (
+    &'static str,
+    Option<u32>,
+    &'static str,
+    &'static str,
+    usize,
+    usize,
+    usize,
+);
+
 #[test]
 fn a_full_http2_connection_gets_a_new_one_as_in_envoy() {
     let Some(bin) = envoy_or_skip("a_full_http2_connection_gets_a_new_one_as_in_envoy") else {
         return;
     };
-    // (name, upstream's limit, http2_protocol_options, cluster extra, requests,
-    //  streams seen in flight, connections)
-    let cases: [(&str, Option<u32>, &str, &str, usize, usize, usize); 3] = [
+    let cases: [Case; 3] = [
         ("upstream advertises 1", Some(1), "{}", "", 3, 3, 3),
         (
             "cluster max_concurrent_streams 2",
