@@ -2,7 +2,8 @@
 //! `common_http_protocol_options` field, and the deprecated cluster field it replaces)
 //! closes an HTTP/1.1 upstream connection after that many requests. The same bootstrap
 //! goes to Envoy 1.40 and to Outrigger (one worker each); the connections the upstream
-//! saw for sequential requests must be the same.
+//! saw for sequential requests must be the same, and so must the connections each
+//! counts in `upstream_cx_max_requests`.
 
 mod common;
 
@@ -68,31 +69,49 @@ fn max_requests_per_connection_closes_the_connection_as_envoy_does() {
     else {
         return;
     };
+    // (name, cluster extra, upstream connections, upstream_cx_max_requests): with a
+    // limit of 2, five requests use up two connections and leave a third open.
     let cases = [
-        ("no limit", "", 1),
-        ("common_http_protocol_options: 2", TYPED, 3),
+        ("no limit", "", 1, 0u64),
+        ("common_http_protocol_options: 2", TYPED, 3, 2),
         (
             "the deprecated cluster field: 1",
             "    max_requests_per_connection: 1\n",
             REQUESTS,
+            REQUESTS as u64,
         ),
     ];
     let mut diffs = Vec::new();
-    for (name, extra, expected) in &cases {
+    for (name, extra, expected, maxed) in &cases {
         let up = Upstream::echo();
         let text = bootstrap(up.addr, extra);
         let envoy = Envoy::start(&bin, &text);
         let from_envoy = connections(envoy.listen, &up);
+        let envoy_maxed = envoy_stat(envoy.admin, "upstream_cx_max_requests");
         drop(envoy);
         let up = Upstream::echo();
         let text = bootstrap(up.addr, extra);
         let proxy = Proxy::start_with(&text, 1);
         let from_outrigger = connections(proxy.listen, &up);
+        let our_maxed = proxy.cluster_stats("up")["cx_max_requests"]
+            .as_u64()
+            .unwrap_or(u64::MAX);
+        let prom = metric(
+            &proxy.prometheus(),
+            "outrigger_upstream_cx_max_requests_total{cluster=\"up\"}",
+        );
         drop(proxy);
-        eprintln!("{name}: Envoy {from_envoy}, Outrigger {from_outrigger}");
+        eprintln!(
+            "{name}: connections Envoy {from_envoy}, Outrigger {from_outrigger}; upstream_cx_max_requests Envoy {envoy_maxed}, Outrigger {our_maxed}"
+        );
         if from_envoy != *expected || from_outrigger != *expected {
             diffs.push(format!(
                 "{name}: upstream connections: Envoy {from_envoy}, Outrigger {from_outrigger}, expected {expected}"
+            ));
+        }
+        if envoy_maxed != *maxed || our_maxed != *maxed || prom != Some(*maxed as f64) {
+            diffs.push(format!(
+                "{name}: upstream_cx_max_requests: Envoy {envoy_maxed}, Outrigger {our_maxed} (Prometheus {prom:?}), expected {maxed}"
             ));
         }
     }
@@ -123,6 +142,20 @@ fn max_requests_per_connection_closes_the_connection_as_envoy_does() {
         said.contains("common_http_protocol_options.max_requests_per_connection: only one of"),
         "{said}"
     );
+}
+
+/// Envoy's `cluster.up.<name>` from its admin `/stats`.
+fn envoy_stat(admin: SocketAddr, name: &str) -> u64 {
+    let r = exchange(
+        admin,
+        "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
+    );
+    let want = format!("cluster.up.{name}: ");
+    r.body_str()
+        .lines()
+        .find_map(|l| l.strip_prefix(want.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// Natively `pool.max_requests_per_connection`, for `http1` clusters only; Envoy's

@@ -469,6 +469,7 @@ fn scalars(r: &StatsReport) -> Vec<Scalar> {
             ("upstream_rq_pending_overflow", c.rq_pending_overflow),
             ("upstream_rq_active_overflow", c.rq_active_overflow),
             ("upstream_cx_overflow", c.cx_overflow),
+            ("upstream_cx_max_requests", c.cx_max_requests),
             ("upstream_rq_shadow", c.rq_shadow),
             ("upstream_rq_shadow_failed", c.rq_shadow_failed),
             ("upstream_rq_shadow_dropped", c.rq_shadow_dropped),

@@ -280,6 +280,12 @@ pub fn render(r: &StatsReport) -> String {
         cx_overflow
     );
     per_cluster!(
+        "outrigger_upstream_cx_max_requests_total",
+        "counter",
+        "Connections closed for reaching max_requests_per_connection.",
+        cx_max_requests
+    );
+    per_cluster!(
         "outrigger_upstream_rq_retry_limit_exceeded_total",
         "counter",
         "Retriable requests whose retries ran out.",

@@ -23,6 +23,7 @@ mod listener;
 mod listener_filters;
 mod locality;
 mod outlier;
+mod pool;
 mod proxy_headers;
 mod raw_terminal;
 mod rbac;
@@ -543,27 +544,7 @@ impl Builder {
             })
             .collect();
         let dns = dns_kind.map(|logical| Arc::new(self.dns(&p, c, logical, dns_targets)));
-        let d = PoolLimits::default();
-        let rp = c.pool.as_ref();
-        let pool = PoolLimits {
-            max_idle_per_endpoint: rp
-                .and_then(|r| r.max_idle_per_endpoint)
-                .unwrap_or(d.max_idle_per_endpoint),
-            idle_timeout: self.positive_duration(
-                format!("{p}.pool.idle_timeout"),
-                &rp.and_then(|r| r.idle_timeout.clone()),
-                d.idle_timeout,
-            ),
-            max_requests_per_connection: rp
-                .and_then(|r| r.max_requests_per_connection)
-                .filter(|&n| n > 0),
-        };
-        if pool.max_requests_per_connection.is_some() && protocol != UpstreamProtocol::Http1 {
-            self.err(
-                format!("{p}.pool.max_requests_per_connection"),
-                "is supported by Outrigger for `http1` clusters only",
-            );
-        }
+        let pool = self.pool(&p, c, protocol);
         let tls = c.tls.as_ref().and_then(|t| {
             self.upstream_tls(&format!("{p}.tls"), t, protocol == UpstreamProtocol::Http2)
         });

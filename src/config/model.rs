@@ -728,6 +728,26 @@ pub struct PoolLimits {
     /// Envoy's `max_requests_per_connection`: an HTTP/1.1 connection that carried this
     /// many requests is closed instead of pooled (`None`: no limit).
     pub max_requests_per_connection: Option<u32>,
+    /// Envoy's `http2_protocol_options.max_concurrent_streams` for an HTTP/2 cluster: at
+    /// most this many streams on one connection (fewer if the upstream's
+    /// SETTINGS_MAX_CONCURRENT_STREAMS says so); a stream past it opens another
+    /// connection to the endpoint. Envoy's default 2147483647.
+    pub max_concurrent_streams: u32,
+    /// Envoy's `upstream_connection_options.tcp_keepalive`: SO_KEEPALIVE and the set
+    /// TCP_KEEP* options on every upstream connection of the cluster (`None`: none).
+    pub tcp_keepalive: Option<TcpKeepalive>,
+}
+
+/// TCP keepalive probes on an upstream connection; an unset field keeps the kernel's
+/// default (`net.ipv4.tcp_keepalive_*`), as in Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpKeepalive {
+    /// TCP_KEEPCNT: unanswered probes before the connection is dropped.
+    pub probes: Option<u32>,
+    /// TCP_KEEPIDLE: seconds idle before the first probe.
+    pub time: Option<u32>,
+    /// TCP_KEEPINTVL: seconds between probes.
+    pub interval: Option<u32>,
 }
 
 impl Default for PoolLimits {
@@ -736,9 +756,14 @@ impl Default for PoolLimits {
             max_idle_per_endpoint: 1024,
             idle_timeout: Duration::from_secs(60),
             max_requests_per_connection: None,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            tcp_keepalive: None,
         }
     }
 }
+
+/// Envoy's default `max_concurrent_streams` for upstream HTTP/2 connections (2^31 - 1).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 2_147_483_647;
 
 impl Snapshot {
     pub fn cluster_index(&self, name: &str) -> Option<usize> {

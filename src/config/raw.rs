@@ -452,6 +452,10 @@ pub(crate) struct RawCluster {
     pub original_dst_lb_config: Option<RawOriginalDstLb>,
     #[serde(default)]
     pub pool: Option<RawPool>,
+    /// Envoy's `upstream_connection_options.tcp_keepalive` (field names as Envoy's,
+    /// seconds as integers).
+    #[serde(default)]
+    pub tcp_keepalive: Option<RawTcpKeepalive>,
     #[serde(default)]
     pub protocol: Option<String>,
     /// TLS to the endpoints (Envoy's UpstreamTlsContext).
@@ -556,6 +560,21 @@ pub(crate) struct RawPool {
     /// Envoy's `max_requests_per_connection` (HTTP/1.1 clusters; 0: no limit).
     #[serde(default)]
     pub max_requests_per_connection: Option<u32>,
+    /// Envoy's `http2_protocol_options.max_concurrent_streams` (HTTP/2 clusters).
+    #[serde(default)]
+    pub max_concurrent_streams: Option<u32>,
+}
+
+/// Envoy's `TcpKeepalive`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTcpKeepalive {
+    #[serde(default)]
+    pub keepalive_probes: Option<u32>,
+    #[serde(default)]
+    pub keepalive_time: Option<u32>,
+    #[serde(default)]
+    pub keepalive_interval: Option<u32>,
 }
 
 /// The header edits a route table, virtual host or route carries (Envoy's four fields).

@@ -245,6 +245,8 @@ impl<C: 'static> ClusterState<C> {
                 self.stats.rq_pending_overflow.inc();
                 Err(e)
             }
+            // The connection it waited for failed: counted once, by its opener.
+            Err(e) if super::h2conn::WaitedFailed::is(&e) => Err(e),
             Err(e) => {
                 tracing::debug!(upstream = %addr, error = %e, "upstream h2 connect failed");
                 self.stats.cx_connect_fail.inc();

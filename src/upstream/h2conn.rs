@@ -1,10 +1,17 @@
-//! Per-core HTTP/2 upstream connections: one multiplexed connection per endpoint per
-//! core, opened on first use and replaced when it fails. Many downstream streams share
-//! it; the h2 connection driver runs as its own task on the worker.
+//! Per-core HTTP/2 upstream connections: per endpoint, as many multiplexed connections
+//! as the streams need. A stream goes on the first live connection with room under its
+//! concurrency limit: the cluster's `max_concurrent_streams` or the upstream's
+//! SETTINGS_MAX_CONCURRENT_STREAMS, whichever is lower (Envoy's
+//! `MultiplexedActiveClientBase`). When every connection is full, a new one is opened
+//! for it, unless one being opened has room for it (Envoy counts a connecting client's
+//! capacity as the configured limit, since the upstream's is not known yet), subject to
+//! `max_connections` and `max_pending_requests` as Envoy's pool. Each connection's
+//! h2 driver runs as its own task on the worker.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -22,19 +29,48 @@ const STREAM_WINDOW: u32 = 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 
 pub(crate) struct H2Conns {
-    conns: RefCell<Vec<Option<Live>>>,
+    eps: Vec<RefCell<Endpoint>>,
 }
 
-/// A live connection: the handle streams are opened on, and the connection's local
-/// address (`%UPSTREAM_LOCAL_ADDRESS%`). The socket belongs to the h2 driver once the
-/// handshake starts, so the address is read when the connection opens: one
-/// `getsockname` per HTTP/2 connection, which many requests share, never per request.
-/// Its TLS facts likewise (a TLS cluster's connection; shared, not copied, per request).
+/// One endpoint's connections on this core, and the requests waiting for a connection
+/// being opened.
+#[derive(Default, Clone)]
+struct Endpoint {
+    conns: Vec<Live>,
+    /// The streams the connections being opened are counted on to carry, besides the
+    /// ones they are opened for.
+    capacity: u64,
+    /// Requests waiting for a connection being opened (Envoy's pending streams).
+    waiting: u64,
+    wakers: Vec<Waker>,
+    /// Bumped by each connection that failed to open: the requests that waited for it
+    /// fail with it (Envoy purges its pending streams on a connect failure).
+    failed: u64,
+}
+
+/// A live connection: the handle streams are opened on, the connection's local address
+/// (`%UPSTREAM_LOCAL_ADDRESS%`), and whether its driver has ended. The socket belongs to
+/// the h2 driver once the handshake starts, so the address is read when the connection
+/// opens: one `getsockname` per HTTP/2 connection, never per request.
 #[derive(Clone)]
 struct Live {
     send: SendRequest<Bytes>,
     local: Option<SocketAddr>,
+    /// Its TLS facts (a TLS cluster's connection; shared, not copied, per request).
     tls: Option<Rc<TlsInfo>>,
+    ended: Rc<Cell<bool>>,
+}
+
+impl Live {
+    /// Whether another stream fits under the connection's limit: the configured one, or
+    /// the upstream's SETTINGS_MAX_CONCURRENT_STREAMS when lower.
+    fn has_room(&self, configured: u32) -> bool {
+        let limit = self
+            .send
+            .current_max_send_streams()
+            .min(configured as usize);
+        !self.ended.get() && self.send.num_active_streams() < limit
+    }
 }
 
 /// `ready`'s answer: a handle ready for a new stream, the connection's local address,
@@ -51,22 +87,25 @@ pub(crate) struct Ready {
 impl H2Conns {
     pub fn new(endpoints: usize) -> Self {
         H2Conns {
-            conns: RefCell::new(vec![None; endpoints]),
+            eps: (0..endpoints).map(|_| RefCell::default()).collect(),
         }
     }
 
-    /// Shares `other`'s connection to its endpoint `from` as this one's `to`.
+    /// Shares `other`'s connections to its endpoint `from` as this one's `to`.
     pub fn adopt(&self, other: &H2Conns, from: usize, to: usize) {
-        let c = other.conns.borrow().get(from).cloned().flatten();
-        if let Some(slot) = self.conns.borrow_mut().get_mut(to) {
-            *slot = c;
+        let conns = match other.eps.get(from) {
+            Some(e) => e.borrow().conns.clone(),
+            None => return,
+        };
+        if let Some(e) = self.eps.get(to) {
+            e.borrow_mut().conns = conns;
         }
     }
 
-    /// A handle ready for a new stream to endpoint `ep`, connecting if there is no live
-    /// connection. `Ready::over`: the new connection went past the cluster's
-    /// `max_connections` (opened anyway: as in Envoy, a pool with no connection always
-    /// gets one); `Err` is a connect or handshake failure.
+    /// A handle ready for a new stream to endpoint `ep`: on a live connection with room,
+    /// else on a new one. `Ready::over`: the new connection went past the cluster's
+    /// `max_connections` (opened anyway when the endpoint has none, as in Envoy); `Err`
+    /// is a connect or handshake failure, or `PendingOverflow`.
     pub async fn ready<C: Connector>(
         &self,
         ep: usize,
@@ -77,34 +116,125 @@ impl H2Conns {
     where
         C::Conn: 'static,
     {
-        let existing = self.conns.borrow().get(ep).cloned().flatten();
-        if let Some(Live { send, local, tls }) = existing {
-            if let Ok(send) = send.ready().await {
-                return Ok(Ready {
-                    send,
-                    local,
-                    tls,
-                    opened: false,
-                    over: false,
-                });
-            }
-            // The connection is gone (GOAWAY, reset): forget it and open another.
-            if let Some(slot) = self.conns.borrow_mut().get_mut(ep) {
-                *slot = None;
-            }
-        }
-        // The request is pending while the connection is made (for HTTP/2 the only time
-        // `max_pending_requests` comes into play, as in Envoy).
-        let Some(_pending) = cluster.breakers.try_pending() else {
-            return Err(std::io::Error::other(PendingOverflow));
+        let Some(slot) = self.eps.get(ep) else {
+            return Err(std::io::Error::other("no such endpoint"));
         };
-        // The connection's `max_connections` slot, held by its driver task below.
-        let breakers = cluster.breakers.clone();
-        let over = !breakers.open_cx();
-        if over {
-            breakers.force_cx();
+        let configured = cluster.pool.max_concurrent_streams;
+        // The request's `max_pending_requests` slot while it waits for a connection
+        // (taken on the first wait; for HTTP/2 the only time the limit applies).
+        let mut pending = None;
+        loop {
+            let (found, fallback) = {
+                let mut e = slot.borrow_mut();
+                e.conns.retain(|c| !c.ended.get());
+                let found = e.conns.iter().find(|c| c.has_room(configured)).cloned();
+                // The least loaded connection, for a request the breakers keep from
+                // opening another.
+                let fallback = e
+                    .conns
+                    .iter()
+                    .min_by_key(|c| c.send.num_active_streams())
+                    .cloned();
+                (found, fallback)
+            };
+            if let Some(live) = found {
+                match live.send.clone().ready().await {
+                    Ok(send) => {
+                        return Ok(Ready {
+                            send,
+                            local: live.local,
+                            tls: live.tls.clone(),
+                            opened: false,
+                            over: false,
+                        })
+                    }
+                    // Gone (GOAWAY, reset): forget it and look again.
+                    Err(_) => {
+                        live.ended.set(true);
+                        continue;
+                    }
+                }
+            }
+            if pending.is_none() {
+                let Some(p) = cluster.breakers.try_pending() else {
+                    return Err(std::io::Error::other(PendingOverflow));
+                };
+                pending = Some(p);
+            }
+            // A connection being opened has room for this request: wait for it (Envoy's
+            // `pending streams <= connecting stream capacity`).
+            let wait = {
+                let mut e = slot.borrow_mut();
+                let wait = e.waiting < e.capacity;
+                if wait {
+                    e.waiting += 1;
+                }
+                wait
+            };
+            if wait {
+                let epoch = slot.borrow().failed;
+                let mut registered = false;
+                std::future::poll_fn(|cx| {
+                    if registered {
+                        return Poll::Ready(());
+                    }
+                    registered = true;
+                    slot.borrow_mut().wakers.push(cx.waker().clone());
+                    Poll::Pending
+                })
+                .await;
+                if slot.borrow().failed != epoch {
+                    return Err(std::io::Error::other(WaitedFailed));
+                }
+                continue;
+            }
+            let breakers = cluster.breakers.clone();
+            let mut over = false;
+            if !breakers.open_cx() {
+                over = true;
+                if let Some(live) = fallback {
+                    // At `max_connections` with connections open: Envoy keeps the
+                    // request pending until a stream ends; here it goes on the least
+                    // loaded connection, whose h2 codec holds it until the upstream's
+                    // limit lets it open.
+                    let send = live.send.clone().ready().await.map_err(|e| {
+                        live.ended.set(true);
+                        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e)
+                    })?;
+                    return Ok(Ready {
+                        send,
+                        local: live.local,
+                        tls: live.tls.clone(),
+                        opened: false,
+                        over: true,
+                    });
+                }
+                // A pool with no connection always gets one, as in Envoy.
+                breakers.force_cx();
+            }
+            return self
+                .open(slot, connector, cluster, addr, OpenCx(breakers))
+                .await
+                .map(|r| Ready { over, ..r });
         }
-        let slot = OpenCx(breakers);
+    }
+
+    /// Opens a connection to `addr`, counted as connecting (with the configured stream
+    /// capacity) until the handshake is done, then shares it with the requests that
+    /// waited for it.
+    async fn open<C: Connector>(
+        &self,
+        slot: &RefCell<Endpoint>,
+        connector: &C,
+        cluster: &crate::config::Cluster,
+        addr: SocketAddr,
+        cx_slot: OpenCx,
+    ) -> std::io::Result<Ready>
+    where
+        C::Conn: 'static,
+    {
+        let configured = cluster.pool.max_concurrent_streams;
+        let mut connecting = Connecting::new(slot, u64::from(configured));
         let io = connector
             .connect_to(cluster, addr, cluster.connect_timeout)
             .await?;
@@ -113,13 +243,17 @@ impl H2Conns {
         let mut builder = h2::client::Builder::new();
         builder
             .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW);
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            // Until the upstream's SETTINGS say otherwise (Envoy: the configured limit).
+            .initial_max_send_streams(configured as usize);
         let (send, conn) = builder
             .handshake::<_, Bytes>(crate::http::io::TokioIo::new(io))
             .await
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e))?;
+        let ended = Rc::new(Cell::new(false));
+        let done = ended.clone();
         crate::rt::spawn_local(async move {
-            let _slot = slot;
+            let _slot = cx_slot;
             // The driver reads the upstream's bytes: a panic in it must end this
             // connection only (its streams then fail as resets), never the worker.
             let driven = crate::contain::contain(async {
@@ -128,18 +262,20 @@ impl H2Conns {
                 }
             })
             .await;
+            done.set(true);
             if let Err(panic) = driven {
                 tracing::error!(upstream = %addr, panic = %panic, "upstream HTTP/2 connection driver panicked: connection closed");
             }
         })
         .detach();
-        if let Some(slot) = self.conns.borrow_mut().get_mut(ep) {
-            *slot = Some(Live {
-                send: send.clone(),
-                local,
-                tls: tls.clone(),
-            });
-        }
+        slot.borrow_mut().conns.push(Live {
+            send: send.clone(),
+            local,
+            tls: tls.clone(),
+            ended,
+        });
+        connecting.opened = true;
+        drop(connecting);
         let send = send
             .ready()
             .await
@@ -149,8 +285,48 @@ impl H2Conns {
             local,
             tls,
             opened: true,
-            over,
+            over: false,
         })
+    }
+}
+
+/// A connection being opened to an endpoint: its stream capacity counts for the
+/// requests that wait for it until it is open or has failed; then they are woken, to
+/// look again when it opened, or to fail with it (`WaitedFailed`, as Envoy fails its
+/// pending streams on a connect failure).
+struct Connecting<'a> {
+    slot: &'a RefCell<Endpoint>,
+    capacity: u64,
+    opened: bool,
+}
+
+impl<'a> Connecting<'a> {
+    fn new(slot: &'a RefCell<Endpoint>, capacity: u64) -> Self {
+        let mut e = slot.borrow_mut();
+        // The opener's own stream is not waiting: the capacity left is for others.
+        e.capacity += capacity.saturating_sub(1);
+        Connecting {
+            slot,
+            capacity: capacity.saturating_sub(1),
+            opened: false,
+        }
+    }
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        let woken = {
+            let mut e = self.slot.borrow_mut();
+            e.capacity = e.capacity.saturating_sub(self.capacity);
+            e.waiting = 0;
+            if !self.opened {
+                e.failed += 1;
+            }
+            std::mem::take(&mut e.wakers)
+        };
+        for w in woken {
+            w.wake();
+        }
     }
 }
 
@@ -169,6 +345,26 @@ impl std::error::Error for PendingOverflow {}
 impl PendingOverflow {
     pub fn is(e: &std::io::Error) -> bool {
         e.get_ref().is_some_and(|i| i.is::<PendingOverflow>())
+    }
+}
+
+/// `ready`'s error for a request that waited for a connection which failed to open
+/// (502/503 as a connect failure; the connect failure itself is counted once, by the
+/// request that opened it).
+#[derive(Debug)]
+pub(crate) struct WaitedFailed;
+
+impl std::fmt::Display for WaitedFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upstream connection this request waited for failed")
+    }
+}
+
+impl std::error::Error for WaitedFailed {}
+
+impl WaitedFailed {
+    pub fn is(e: &std::io::Error) -> bool {
+        e.get_ref().is_some_and(|i| i.is::<WaitedFailed>())
     }
 }
 

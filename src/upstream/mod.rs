@@ -59,6 +59,9 @@ impl Connector for TcpConnector {
     ) -> std::io::Result<Self::Conn> {
         let started = std::time::Instant::now();
         let s = tcp(addr, cluster.source_address, timeout).await?;
+        if let Some(k) = &cluster.pool.tcp_keepalive {
+            keepalive(&s, k)?;
+        }
         let Some(tls) = &cluster.tls else {
             return Ok(Transport::Plain(s));
         };
@@ -100,6 +103,29 @@ async fn tcp(
     };
     let _ = s.set_nodelay(true);
     Ok(s)
+}
+
+/// Envoy's `upstream_connection_options.tcp_keepalive` on a connected socket:
+/// SO_KEEPALIVE, and each TCP_KEEP* option the cluster sets (an unset one keeps the
+/// kernel's default). As in Envoy, a socket that refuses an option is not used.
+fn keepalive(
+    s: &crate::rt::net::TcpStream,
+    k: &crate::config::TcpKeepalive,
+) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    let mut params = socket2::TcpKeepalive::new();
+    if let Some(t) = k.time {
+        params = params.with_time(Duration::from_secs(t.into()));
+    }
+    if let Some(i) = k.interval {
+        params = params.with_interval(Duration::from_secs(i.into()));
+    }
+    if let Some(n) = k.probes {
+        params = params.with_retries(n);
+    }
+    // SAFETY: the stream owns this socket and outlives the borrow, which ends here.
+    let fd = unsafe { BorrowedFd::borrow_raw(s.as_raw_fd()) };
+    socket2::SockRef::from(&fd).set_tcp_keepalive(&params)
 }
 
 /// Connects from a chosen source address (the cluster's `source_address`). The

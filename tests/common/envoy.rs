@@ -45,6 +45,13 @@ pub struct Envoy {
     pub dir: TempDir,
 }
 
+impl Envoy {
+    /// The Envoy process's id (to read its sockets from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions as UpstreamHttp;
 
-use super::super::raw::{RawCluster, RawEndpoint, RawPool};
+use super::super::raw::{RawCluster, RawEndpoint, RawPool, RawTcpKeepalive};
 use super::super::raw_circuit::{RawCircuitBreakers, RawPercent, RawRetryBudget, RawThresholds};
 use super::convert::{
     duration, ip_socket_address, native_duration, payload, socket_address, timeout_or_never, R,
@@ -167,6 +167,7 @@ pub(super) fn translate(
         .max_requests_per_connection
         .map(|v| (v.value, format!("{p}.max_requests_per_connection")));
     let mut protocol = "http1";
+    let mut max_concurrent_streams = None;
     for (key, any) in &c.typed_extension_protocol_options {
         let kp = format!("{p}.typed_extension_protocol_options[\"{key}\"]");
         if key != HTTP_OPTIONS {
@@ -201,7 +202,9 @@ pub(super) fn translate(
                 match &e.protocol_config {
                     Some(ProtocolConfig::HttpProtocolOptions(_)) => "http1",
                     Some(ProtocolConfig::Http2ProtocolOptions(h2)) => {
-                        no_h2_settings(h2, &format!("{ep}.http2_protocol_options"))?;
+                        let hp = format!("{ep}.http2_protocol_options");
+                        max_concurrent_streams =
+                            h2_settings(h2, &hp, &native, paths)?.or(max_concurrent_streams);
                         "http2"
                     }
                     _ => {
@@ -216,10 +219,10 @@ pub(super) fn translate(
             Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(d)) => {
                 match &d.http2_protocol_options {
                     Some(h2) => {
-                        no_h2_settings(
-                            h2,
-                            &format!("{kp}.use_downstream_protocol_config.http2_protocol_options"),
-                        )?;
+                        let hp =
+                            format!("{kp}.use_downstream_protocol_config.http2_protocol_options");
+                        max_concurrent_streams =
+                            h2_settings(h2, &hp, &native, paths)?.or(max_concurrent_streams);
                         "downstream"
                     }
                     None => "http1",
@@ -267,7 +270,9 @@ pub(super) fn translate(
             max_idle_per_endpoint: None,
             idle_timeout: Some(timeout_or_never(idle_timeout)),
             max_requests_per_connection: max_requests.as_ref().map(|(n, _)| *n),
+            max_concurrent_streams,
         }),
+        tcp_keepalive: tcp_keepalive(c, p, &native, paths),
         protocol: Some(protocol.into()),
         tls: None,
         health_checks: c
@@ -353,16 +358,57 @@ fn circuit_breakers(cb: &CircuitBreakers) -> RawCircuitBreakers {
     }
 }
 
-/// Outrigger has no HTTP/2 settings for upstream connections yet: the message may be
-/// present (it selects HTTP/2) but must be empty.
-fn no_h2_settings(h2: &Http2ProtocolOptions, path: &str) -> R<()> {
-    if *h2 != Http2ProtocolOptions::default() {
+/// The HTTP/2 settings of upstream connections: `max_concurrent_streams` (the native
+/// `pool.max_concurrent_streams`); the message may be present and empty (it selects
+/// HTTP/2), and no other setting is supported for upstream connections yet.
+fn h2_settings(
+    h2: &Http2ProtocolOptions,
+    path: &str,
+    native: &str,
+    paths: &mut PathMap,
+) -> R<Option<u32>> {
+    let rest = Http2ProtocolOptions {
+        max_concurrent_streams: None,
+        ..h2.clone()
+    };
+    if rest != Http2ProtocolOptions::default() {
         return Err(err(
             path,
-            "HTTP/2 settings for upstream connections are not supported by Outrigger",
+            "HTTP/2 settings for upstream connections other than `max_concurrent_streams` are not supported by Outrigger",
         ));
     }
-    Ok(())
+    let n = h2.max_concurrent_streams.map(|v| v.value);
+    if n.is_some() {
+        paths.add(
+            format!("{native}.pool.max_concurrent_streams"),
+            format!("{path}.max_concurrent_streams"),
+        );
+    }
+    Ok(n)
+}
+
+/// `upstream_connection_options.tcp_keepalive` as the native `tcp_keepalive` (the
+/// walker refused the message's other fields).
+fn tcp_keepalive(
+    c: &Cluster,
+    p: &str,
+    native: &str,
+    paths: &mut PathMap,
+) -> Option<RawTcpKeepalive> {
+    let k = c
+        .upstream_connection_options
+        .as_ref()?
+        .tcp_keepalive
+        .as_ref()?;
+    paths.add(
+        format!("{native}.tcp_keepalive"),
+        format!("{p}.upstream_connection_options.tcp_keepalive"),
+    );
+    Some(RawTcpKeepalive {
+        keepalive_probes: k.keepalive_probes.map(|v| v.value),
+        keepalive_time: k.keepalive_time.map(|v| v.value),
+        keepalive_interval: k.keepalive_interval.map(|v| v.value),
+    })
 }
 
 /// A locality's name: `region/zone/sub_zone` (`""` for none).

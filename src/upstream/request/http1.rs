@@ -72,7 +72,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
             // An idle connection the upstream closed, or wrote to, is never used.
             while let Some(mut c) = cs.pool.take(ep) {
                 if crate::http::io::idle_is_clean(&mut c).await {
-                    c.use_once();
+                    use_once(&mut c, cs);
                     stats.cx_reused.inc();
                     progress.note_upstream(&c);
                     return Ok((c, true));
@@ -144,7 +144,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                 stats.cx_total.inc();
                 es.cx_total.inc();
                 let mut c = slot.connected(c);
-                c.use_once();
+                use_once(&mut c, cs);
                 progress.note_upstream(&c);
                 Ok((c, false))
             }
@@ -582,6 +582,16 @@ pub(crate) fn trailer_map(raw: &[u8], max: usize) -> Result<Option<http::HeaderM
         map.append(n, v);
     }
     Ok((!map.is_empty()).then_some(map))
+}
+
+/// Counts a request sent on `c`; the one that uses up the cluster's
+/// `max_requests_per_connection` counts the connection in `upstream_cx_max_requests`
+/// (Envoy counts it when that request is attached; the connection closes after it).
+fn use_once<C, D>(c: &mut Counted<C>, cs: &ClusterState<D>) {
+    c.use_once();
+    if !c.reusable(cs.cfg.pool.max_requests_per_connection) {
+        cs.stats.cx_max_requests.inc();
+    }
 }
 
 #[cfg(test)]
