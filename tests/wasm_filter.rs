@@ -289,6 +289,7 @@ fn a_paused_request_waits_for_its_http_call_and_goes_on_or_is_denied() {
         ("deny", deny.addr),
         ("slow", slow.addr),
         ("boom", boom.addr),
+        ("down", refused_addr()),
     ];
     let text = config_clusters(
         up.addr,
@@ -321,8 +322,15 @@ fn a_paused_request_waits_for_its_http_call_and_goes_on_or_is_denied() {
     let seen = up.request_count();
     let r = get_via(&proxy, "deny");
     assert_eq!((r.status, r.body_str().as_str()), (403, "not you!\n"));
-    // The call timed out (300 ms): on_http_call_response with no headers.
+    // The call timed out (300 ms): Envoy's async client answers 504 with its
+    // router's body, which this plugin passes on in its 403.
     let r = get_via(&proxy, "slow");
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (403, "upstream request timeout")
+    );
+    // The call failed (connection refused): on_http_call_response with no headers.
+    let r = get_via(&proxy, "down");
     assert_eq!((r.status, r.body_str().as_str()), (503, "call failed"));
     // An unknown cluster: proxy_http_call answers BadArgument.
     let r = get_via(&proxy, "nope");

@@ -240,7 +240,10 @@ fn an_http_call_from_a_paused_request_behaves_as_in_envoy() {
     let alice = Some("alice".to_string());
     assert_eq!(from_us[0], (200, String::new(), alice));
     assert_eq!(from_us[1], (403, "not you!\n".to_string(), None));
-    assert_eq!(from_us[3], (503, "call failed".to_string(), None));
+    assert_eq!(
+        from_us[3],
+        (403, "upstream request timeout".to_string(), None)
+    );
     assert_eq!(from_us[4], (500, "bad call".to_string(), None));
     // The calls Outrigger made reached the auth service as Envoy's did.
     assert_eq!(allow.request_count(), calls * 2);

@@ -8,10 +8,16 @@
 //! call's timeout), starts the tick task when the root context set a period, and
 //! wakes the paused streams that a callback resolved (continued or answered) or
 //! that the VM's failure ended. A call's answer runs `proxy_on_http_call_response`
-//! on the context that made it (with 0 headers, 0 body when it failed or timed out,
-//! as Envoy's `onHttpCallFailure`); a call of a context that ended is cancelled. A
-//! trap in either callback fails the VM as any other (the failure policy decides
-//! the later requests) and never reaches the worker.
+//! on the root context, whichever context made the call, as Envoy (proxy-wasm's
+//! host) does: the module switches to the stream's context with
+//! `proxy_set_effective_context`, as the SDKs do. A call that times out gets the
+//! `504 upstream request timeout` answer Envoy's async client gets from its router;
+//! one that fails otherwise (no endpoint, connect or read error) gets 0 headers and
+//! 0 body, as Envoy's `onHttpCallFailure` (Envoy answers some of those with its
+//! router's local `503` instead). Calls are the root
+//! context's, so they are not cancelled when the stream that asked ends (only when
+//! the VM goes). A trap in either callback fails the VM as any other (the failure
+//! policy decides the later requests) and never reaches the worker.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -34,9 +40,9 @@ pub fn pump(vm: &mut Vm, rc: &Rc<RefCell<WorkerVm>>) {
     let outgoing = std::mem::take(&mut vm.host().outgoing);
     if !vm.failed {
         for call in outgoing {
-            let (token, context) = (call.token, call.context);
+            let token = call.token;
             let task = crate::rt::spawn_local(send(Rc::downgrade(rc), serial, call));
-            vm.host().inflight.push((token, context, task));
+            vm.host().inflight.push((token, task));
         }
         let h = vm.host();
         if h.tick_ms > 0 && h.ticking.is_none() {
@@ -58,11 +64,9 @@ pub fn wake(vm: &mut Vm) {
     }
 }
 
-/// The context `id` ended: its calls are cancelled, its paused state dropped.
+/// The context `id` ended: its paused state is dropped.
 pub fn forget(vm: &mut Vm, id: i32) {
-    let h = vm.host();
-    h.inflight.retain(|(_, ctx, _)| *ctx != id);
-    h.parked.retain(|p| p.call.id != id);
+    vm.host().parked.retain(|p| p.call.id != id);
 }
 
 /// Runs `f` on the VM of `slot` if it is still instance `serial` and has not failed.
@@ -100,7 +104,7 @@ async fn send(slot: Weak<RefCell<WorkerVm>>, serial: u64, call: OutCall) {
                 Some(t) => {
                     let deadline = async {
                         crate::rt::sleep(t).await;
-                        None
+                        Some(timed_out())
                     };
                     futures_lite::future::or(exchange, deadline).await
                 }
@@ -111,7 +115,7 @@ async fn send(slot: Weak<RefCell<WorkerVm>>, serial: u64, call: OutCall) {
     drop(up);
     with_vm(&slot, serial, |vm, rc| {
         let h = vm.host();
-        let Some(i) = h.inflight.iter().position(|(t, _, _)| *t == call.token) else {
+        let Some(i) = h.inflight.iter().position(|(t, _)| *t == call.token) else {
             return;
         };
         // This task's own handle: dropping it now cancels nothing (no await is left).
@@ -135,7 +139,7 @@ async fn send(slot: Weak<RefCell<WorkerVm>>, serial: u64, call: OutCall) {
             None => (0, 0),
         };
         let args = [
-            Val::I32(call.context),
+            Val::I32(ROOT_CONTEXT),
             Val::I32(call.token as i32),
             Val::I32(n),
             Val::I32(len),
@@ -147,6 +151,20 @@ async fn send(slot: Weak<RefCell<WorkerVm>>, serial: u64, call: OutCall) {
         vm.host().call_response = None;
         pump(vm, rc);
     });
+}
+
+/// What a call that timed out answers: Envoy's async client gets its router's local
+/// reply, `504` with `upstream request timeout`.
+fn timed_out() -> crate::upstream::grpc_call::H1Response {
+    const BODY: &str = "upstream request timeout";
+    crate::upstream::grpc_call::H1Response {
+        status: 504,
+        headers: vec![
+            ("content-length".into(), BODY.len().to_string()),
+            ("content-type".into(), "text/plain".into()),
+        ],
+        body: BODY.as_bytes().to_vec(),
+    }
 }
 
 /// The root context's timer: `proxy_on_tick` every period the module set (read

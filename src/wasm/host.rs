@@ -98,8 +98,6 @@ impl Parked {
 /// A `proxy_http_call` not yet sent (`calls.rs` sends it from a task of the worker).
 pub struct OutCall {
     pub token: u32,
-    /// The context that made it (its `proxy_on_http_call_response` goes there).
-    pub context: i32,
     pub cluster: String,
     /// The HTTP/1.1 request head and body.
     pub head: Vec<u8>,
@@ -130,8 +128,8 @@ pub struct Host {
     pub parked: Vec<Parked>,
     /// HTTP calls asked for and not yet sent.
     pub outgoing: Vec<OutCall>,
-    /// HTTP calls under way: token, context, and the task (dropped: cancelled).
-    pub inflight: Vec<(u32, i32, crate::rt::Task<()>)>,
+    /// HTTP calls under way: token and task (dropped with the VM: cancelled).
+    pub inflight: Vec<(u32, crate::rt::Task<()>)>,
     pub next_token: u32,
     pub call_response: Option<CallResponse>,
     /// The worker's clusters (`None` until the VM's first request sets it, and in

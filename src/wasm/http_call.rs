@@ -105,10 +105,8 @@ fn http_call(
     let h = c.data_mut();
     let token = h.next_token;
     h.next_token = h.next_token.checked_add(1).unwrap_or(1);
-    let context = h.effective;
     h.outgoing.push(OutCall {
         token,
-        context,
         cluster,
         head,
         body,
