@@ -98,10 +98,9 @@ impl WasmFilter {
                 }
             };
             let local = call.local.is_some();
-            if !remember(plugin, store, id, local) {
-                if local || action == 0 || call.continued {
-                    end(vm, id);
-                }
+            let resolved_now = local || action == 0 || call.continued;
+            if !remember(plugin, store, id, local) && resolved_now {
+                end(vm, id);
             }
             if action == 0 || call.continued || local {
                 calls::pump(vm, &rc);
