@@ -542,7 +542,6 @@ pub fn define(l: &mut Linker<Host>) {
         let vm_id = c.data().plugin.vm_id.clone();
         super::shared::set(&vm_id, &k, v, cas as u32)
     });
-    super::http_call::define(l);
     // The rest of ABI 0.2.1: defined so that modules importing them load.
     let i = ValType::I32;
     let unimplemented: &[(&str, &[ValType])] = &[

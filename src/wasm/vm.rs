@@ -204,5 +204,6 @@ impl Vm {
 fn linker() -> Linker<Host> {
     let mut l = Linker::new(engine());
     abi::define(&mut l);
+    super::http_call::define(&mut l);
     l
 }
