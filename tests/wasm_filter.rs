@@ -249,3 +249,126 @@ fn bad_modules_are_refused_with_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(err.contains("wasm.failure_policy"), "{err}");
 }
+
+/// `config` with more clusters, by name and upstream.
+fn config_clusters(
+    upstream: SocketAddr,
+    module: &Path,
+    extra: &str,
+    more: &[(&str, SocketAddr)],
+) -> String {
+    let mut c = config(upstream, module, extra);
+    for (name, addr) in more {
+        c.push_str(&format!(
+            "  - name: {name}\n    connect_timeout: 1s\n    endpoints:\n      - {{ address: 127.0.0.1, port: {} }}\n",
+            addr.port()
+        ));
+    }
+    c
+}
+
+fn get_via(proxy: &Proxy, cluster: &str) -> Response {
+    get(proxy, "/r", &format!("x-cluster: {cluster}\r\n"))
+}
+
+#[test]
+fn a_paused_request_waits_for_its_http_call_and_goes_on_or_is_denied() {
+    let up = Upstream::echo();
+    let allow = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\nx-auth-user: alice\r\ncontent-length: 0\r\n\r\n",
+    ));
+    let deny = Upstream::start(fixed(
+        "HTTP/1.1 401 No\r\ncontent-length: 9\r\n\r\nnot you!\n",
+    ));
+    let slow = Upstream::start(delayed(Duration::from_secs(5)));
+    let boom = Upstream::start(status_oops(500));
+    let dir = TempDir::new("wasm-call");
+    let m = wasm_modules::write(dir.path(), "auth", &wasm_modules::http_auth(300));
+    let clusters = [
+        ("allow", allow.addr),
+        ("deny", deny.addr),
+        ("slow", slow.addr),
+        ("boom", boom.addr),
+        ("down", refused_addr()),
+    ];
+    let text = config_clusters(
+        up.addr,
+        &m,
+        "          failure_policy: fail_reload\n",
+        &clusters,
+    );
+    let proxy = Proxy::start(&text);
+
+    // Allowed: the call's answer header reaches the upstream request; the pooled
+    // connection to the auth service is reused.
+    for _ in 0..3 {
+        let r = get_via(&proxy, "allow");
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        assert_eq!(up.last_request().header("x-auth-user"), Some("alice"));
+    }
+    assert_eq!(allow.request_count(), 3);
+    let call = allow.last_request();
+    assert_eq!(
+        (call.method.as_str(), call.target.as_str()),
+        ("GET", "/check")
+    );
+    assert_eq!(call.header("host"), Some("auth"));
+    // HTTP/2 client.
+    let r = h2_get(proxy.listen, "/h2", Some(("x-cluster", "allow")));
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(up.last_request().header("x-auth-user"), Some("alice"));
+
+    // Denied by the call's status: the plugin's 403 with the call's body.
+    let seen = up.request_count();
+    let r = get_via(&proxy, "deny");
+    assert_eq!((r.status, r.body_str().as_str()), (403, "not you!\n"));
+    // The call timed out (300 ms): Envoy's async client answers 504 with its
+    // router's body, which this plugin passes on in its 403.
+    let r = get_via(&proxy, "slow");
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (403, "upstream request timeout")
+    );
+    // The call failed (connection refused): on_http_call_response with no headers.
+    let r = get_via(&proxy, "down");
+    assert_eq!((r.status, r.body_str().as_str()), (503, "call failed"));
+    // An unknown cluster: proxy_http_call answers BadArgument.
+    let r = get_via(&proxy, "nope");
+    assert_eq!((r.status, r.body_str().as_str()), (500, "bad call"));
+    assert_eq!(up.request_count(), seen, "a denied request went upstream");
+
+    // A trap in on_http_call_response fails the paused request (503) and the VM; the
+    // worker keeps serving, and fail_reload brings a new VM.
+    assert_eq!(get_via(&proxy, "boom").status, 503);
+    assert_eq!(proxy.admin_get("/ready").status, 200);
+    let ok = wait_until(Duration::from_secs(5), || {
+        (get_via(&proxy, "allow").status == 200).then_some(())
+    });
+    assert!(ok.is_some(), "the VM was not reloaded");
+}
+
+#[test]
+fn ticks_run_on_the_root_context_and_can_continue_a_paused_request() {
+    let up = Upstream::echo();
+    let dir = TempDir::new("wasm-tick");
+    let m = wasm_modules::write(dir.path(), "tick", &wasm_modules::ticker());
+    let proxy = Proxy::start(&config(up.addr, &m, ""));
+    // The worker's VM starts with its first request; its ticks then count.
+    assert_eq!(get(&proxy, "/", "").status, 200);
+    let ticked = wait_until(Duration::from_secs(5), || {
+        assert_eq!(get(&proxy, "/", "").status, 200);
+        (up.last_request().header("x-ticked") == Some("yes")).then_some(())
+    });
+    assert!(ticked.is_some(), "no ticks");
+    // Paused on the request head, continued by the next tick: the edit made before
+    // the pause applies.
+    for _ in 0..3 {
+        let r = get(&proxy, "/w", "x-wait-tick: 1\r\n");
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        let req = up.last_request();
+        assert_eq!(
+            (req.target.as_str(), req.header("x-waited")),
+            ("/w", Some("yes"))
+        );
+    }
+}

@@ -3,7 +3,8 @@
 //! the same module bytes (`wasm_modules`), and the same requests go to both: the add-
 //! header filter's request and response headers, the deny filter's local response, and
 //! a trapping filter under each failure policy (the trapping request's 503, then
-//! `FAIL_CLOSED`'s 503s and `FAIL_OPEN`'s pass-through). Also checks that the
+//! `FAIL_CLOSED`'s 503s and `FAIL_OPEN`'s pass-through), and a request paused for
+//! an HTTP call (`proxy_http_call`) allowed, denied, timed out. Also checks that the
 //! loadtest's `wasm` scenario carries the add-header module. Skips, saying why, when
 //! Envoy is not installed.
 
@@ -159,6 +160,99 @@ fn wasm_filters_behave_as_in_envoy() {
         s.iter().map(|s| s.status).collect::<Vec<_>>(),
         [200, 200, 200, 200]
     );
+}
+
+/// `bootstrap` with more clusters, by name and upstream.
+fn bootstrap_clusters(upstream: SocketAddr, module: &Path, more: &[(&str, SocketAddr)]) -> String {
+    let mut text = bootstrap(upstream, module, "");
+    for (name, addr) in more {
+        text.push_str(&format!(
+            r#"  - name: {name}
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+"#,
+            port = addr.port()
+        ));
+    }
+    text
+}
+
+/// A request paused on its head while the plugin calls an authorization cluster
+/// (`proxy_http_call`), then continued with a header from the answer, or denied by
+/// the answer's status with its body, or failed by the call's timeout, or refused
+/// for an unknown cluster: the same answers from Envoy and Outrigger.
+#[test]
+fn an_http_call_from_a_paused_request_behaves_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("an_http_call_from_a_paused_request_behaves_as_in_envoy") else {
+        return;
+    };
+    let dir = TempDir::new("wasm-parity-call");
+    let m = wasm_modules::write(dir.path(), "auth", &wasm_modules::http_auth(300));
+    let up = Upstream::echo();
+    let allow = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\nx-auth-user: alice\r\ncontent-length: 0\r\n\r\n",
+    ));
+    let deny = Upstream::start(fixed(
+        "HTTP/1.1 401 No\r\ncontent-length: 9\r\n\r\nnot you!\n",
+    ));
+    let slow = Upstream::start(delayed(std::time::Duration::from_secs(3)));
+    let more = [
+        ("allow", allow.addr),
+        ("deny", deny.addr),
+        ("slow", slow.addr),
+    ];
+    let text = bootstrap_clusters(up.addr, &m, &more);
+    let clusters = ["allow", "deny", "allow", "slow", "nope"];
+    let run = |addr: SocketAddr| -> Vec<(u16, String, Option<String>)> {
+        clusters
+            .iter()
+            .map(|c| {
+                let before = up.request_count();
+                let r = get(addr, &format!("x-cluster: {c}\r\n"));
+                let last = (up.request_count() > before).then(|| up.last_request());
+                let user = last
+                    .as_ref()
+                    .and_then(|l| l.header("x-auth-user").map(str::to_string));
+                let body = if last.is_some() {
+                    String::new()
+                } else {
+                    r.body_str()
+                };
+                (r.status, body, user)
+            })
+            .collect()
+    };
+    let envoy = Envoy::start(&bin, &text);
+    let from_envoy = run(envoy.listen);
+    drop(envoy);
+    let calls = allow.request_count();
+    let proxy = Proxy::start(&text);
+    let from_us = run(proxy.listen);
+    assert_eq!(
+        from_us, from_envoy,
+        "Outrigger (left) and Envoy (right) differ"
+    );
+    let alice = Some("alice".to_string());
+    assert_eq!(from_us[0], (200, String::new(), alice));
+    assert_eq!(from_us[1], (403, "not you!\n".to_string(), None));
+    assert_eq!(
+        from_us[3],
+        (403, "upstream request timeout".to_string(), None)
+    );
+    assert_eq!(from_us[4], (500, "bad call".to_string(), None));
+    // The calls Outrigger made reached the auth service as Envoy's did.
+    assert_eq!(allow.request_count(), calls * 2);
+    let call = allow.last_request();
+    assert_eq!(
+        (call.method.as_str(), call.target.as_str()),
+        ("GET", "/check")
+    );
+    assert_eq!(call.header("host"), Some("auth"));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use h2::client::SendRequest;
 
 use super::view::WorkerView;
 use crate::upstream::counted::Connecting;
-use crate::upstream::grpc_call::{BoxFuture, H1Response, Upstreams};
+use crate::upstream::grpc_call::{BoxFuture, H1Response, Newest, Upstreams};
 use crate::upstream::Connector;
 
 fn gone(what: &str) -> std::io::Error {
@@ -18,6 +18,18 @@ fn gone(what: &str) -> std::io::Error {
 }
 
 impl<C: Connector> Upstreams for WorkerView<C> {
+    fn cluster_index(&self, name: &str) -> Option<usize> {
+        self.snapshot.cluster_index(name)
+    }
+
+    fn newest(&self) -> Option<Newest> {
+        let latest = self.latest.clone();
+        Some(std::rc::Rc::new(move || {
+            let v: std::rc::Rc<dyn Upstreams> = latest.borrow().upgrade()?;
+            Some(v)
+        }))
+    }
+
     fn h2_stream(
         &self,
         cluster: usize,

@@ -44,7 +44,23 @@ pub trait Upstreams {
         body: &'a [u8],
         max_body: usize,
     ) -> BoxFuture<'a, std::io::Result<H1Response>>;
+
+    /// The index of the cluster named `name` in this view's snapshot.
+    fn cluster_index(&self, name: &str) -> Option<usize> {
+        let _ = name;
+        None
+    }
+
+    /// A handle on the worker's newest view, for calls made outside a request (a wasm
+    /// plugin's HTTP calls, which may outlive the request or come from its timer).
+    /// `None` where there is none (unit tests).
+    fn newest(&self) -> Option<Newest> {
+        None
+    }
 }
+
+/// The worker's newest view of its clusters, when asked (`None`: the worker is gone).
+pub type Newest = std::rc::Rc<dyn Fn() -> Option<std::rc::Rc<dyn Upstreams>>>;
 
 /// A boxed future of a call on a worker (not `Send`: it stays there). One box per call,
 /// which already allocates its messages.

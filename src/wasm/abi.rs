@@ -4,11 +4,13 @@
 //! `proxy_on_memory_allocate` (or `malloc`), as the spec says.
 //!
 //! Implemented: logging, the clock, header maps of the HTTP stream (request and
-//! response headers; trailers and bodies answer `NotFound`), properties (a fixed set,
-//! `props`), shared data (`shared.rs`), `proxy_send_local_response`,
-//! `proxy_continue_stream`, `proxy_set_effective_context`, `proxy_done`, the
-//! configuration buffers. Every other ABI function is defined so that a module using
-//! it loads, and answers `Unimplemented` (12).
+//! response headers; trailers and bodies answer `NotFound`) and of an HTTP call's
+//! answer, properties (a fixed set, `props`), shared data (`shared.rs`),
+//! `proxy_send_local_response`, `proxy_continue_stream`, `proxy_set_effective_context`,
+//! `proxy_done`, the configuration buffers and an HTTP call's body,
+//! `proxy_set_tick_period_milliseconds`, `proxy_http_call` (`http_call.rs`). The stream
+//! calls act on the effective context (`Host::cur`). Every other ABI function is
+//! defined so that a module using it loads, and answers `Unimplemented` (12).
 
 use wasmtime::{Caller, Extern, FuncType, Linker, Val, ValType};
 
@@ -25,7 +27,9 @@ pub const UNIMPLEMENTED: i32 = 12;
 /// `MapType`s.
 const REQUEST_HEADERS: i32 = 0;
 const RESPONSE_HEADERS: i32 = 2;
+const HTTP_CALL_RESPONSE_HEADERS: i32 = 6;
 /// `BufferType`s.
+const HTTP_CALL_RESPONSE_BODY: i32 = 4;
 const VM_CONFIGURATION: i32 = 6;
 const PLUGIN_CONFIGURATION: i32 = 7;
 
@@ -46,6 +50,7 @@ const CALLBACKS: &[(&str, usize, bool)] = &[
     ("proxy_on_done", 1, true),
     ("proxy_on_log", 1, false),
     ("proxy_on_delete", 1, false),
+    ("proxy_on_http_call_response", 5, false),
 ];
 
 /// Refuses an export named like a callback whose signature is not the ABI's.
@@ -71,17 +76,17 @@ fn memory(c: &mut Caller<'_, Host>) -> Option<wasmtime::Memory> {
     c.get_export("memory").and_then(Extern::into_memory)
 }
 
-fn read(c: &mut Caller<'_, Host>, ptr: i32, len: i32) -> Option<Vec<u8>> {
+pub(super) fn read(c: &mut Caller<'_, Host>, ptr: i32, len: i32) -> Option<Vec<u8>> {
     let m = memory(c)?;
     let (p, l) = (ptr as u32 as usize, len as u32 as usize);
     m.data(&*c).get(p..p.checked_add(l)?).map(<[u8]>::to_vec)
 }
 
-fn read_str(c: &mut Caller<'_, Host>, ptr: i32, len: i32) -> Option<String> {
+pub(super) fn read_str(c: &mut Caller<'_, Host>, ptr: i32, len: i32) -> Option<String> {
     read(c, ptr, len).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
-fn write(c: &mut Caller<'_, Host>, at: i32, bytes: &[u8]) -> bool {
+pub(super) fn write(c: &mut Caller<'_, Host>, at: i32, bytes: &[u8]) -> bool {
     let Some(m) = memory(c) else { return false };
     let p = at as u32 as usize;
     match m.data_mut(&mut *c).get_mut(p..p + bytes.len()) {
@@ -117,10 +122,11 @@ fn give(c: &mut Caller<'_, Host>, data: &[u8], ret_ptr: i32, ret_size: i32) -> i
     OK
 }
 
-fn map(h: &mut Host, t: i32) -> Option<&mut HeaderMap> {
+pub(super) fn map(h: &mut Host, t: i32) -> Option<&mut HeaderMap> {
     match t {
-        REQUEST_HEADERS => h.call.request.as_mut(),
-        RESPONSE_HEADERS => h.call.response.as_mut(),
+        REQUEST_HEADERS => h.cur().request.as_mut(),
+        RESPONSE_HEADERS => h.cur().response.as_mut(),
+        HTTP_CALL_RESPONSE_HEADERS => h.call_response.as_mut().map(|r| &mut r.headers),
         _ => None,
     }
 }
@@ -154,7 +160,8 @@ fn property(h: &Host, path: &[u8]) -> Option<Vec<u8>> {
     let segs: Vec<&[u8]> = path.split(|b| *b == 0).collect();
     let s = |v: &str| Some(v.as_bytes().to_vec());
     let int = |v: i64| Some(v.to_le_bytes().to_vec());
-    let p = h.call.props.as_ref();
+    let call = h.cur_ref();
+    let p = call.props.as_ref();
     match segs.as_slice() {
         [b"plugin_name"] => s(&h.plugin.name),
         [b"plugin_root_id"] => s(&h.plugin.root_id),
@@ -165,17 +172,13 @@ fn property(h: &Host, path: &[u8]) -> Option<Vec<u8>> {
         [b"request", b"host"] => s(&p?.host),
         [b"request", b"scheme"] => s(&p?.scheme),
         [b"request", b"headers"] => {
-            let m = h.call.request.as_ref()?;
+            let m = call.request.as_ref()?;
             let pairs = m.pairs.iter().filter(|(n, _)| !n.starts_with(':'));
             Some(encode_pairs(pairs.map(|(n, v)| (n.as_str(), v.as_str()))))
         }
         [b"request", b"headers", name] => {
             let name = std::str::from_utf8(name).ok()?.to_ascii_lowercase();
-            h.call
-                .request
-                .as_ref()?
-                .joined(&name)
-                .map(String::into_bytes)
+            call.request.as_ref()?.joined(&name).map(String::into_bytes)
         }
         [b"response", b"code"] => int(i64::from(p?.response_code?)),
         [b"source", b"address"] => s(&p?.source?.to_string()),
@@ -235,9 +238,9 @@ pub fn define(l: &mut Linker<Host>) {
     >,
                                                     ms: i32|
      -> i32 {
-        // Recorded; ticks are not delivered yet (docs/configuration.md).
+        // The worker's tick task (`calls::pump`) reads it before each tick; 0 stops it.
         c.data_mut().tick_ms = ms as u32;
-        UNIMPLEMENTED
+        OK
     });
     wrap!(l, "proxy_get_header_map_value", |mut c: Caller<
         '_,
@@ -392,9 +395,17 @@ pub fn define(l: &mut Linker<Host>) {
                                         rs: i32|
      -> i32 {
         let p = c.data().plugin.clone();
+        let body;
         let buf: &[u8] = match t {
             VM_CONFIGURATION => &p.vm_configuration,
             PLUGIN_CONFIGURATION => &p.configuration,
+            HTTP_CALL_RESPONSE_BODY => match &c.data().call_response {
+                Some(r) => {
+                    body = r.body.clone();
+                    &body
+                }
+                None => return NOT_FOUND,
+            },
             _ => return NOT_FOUND,
         };
         let s = (start as u32 as usize).min(buf.len());
@@ -409,6 +420,10 @@ pub fn define(l: &mut Linker<Host>) {
         let n = match t {
             VM_CONFIGURATION => c.data().plugin.vm_configuration.len(),
             PLUGIN_CONFIGURATION => c.data().plugin.configuration.len(),
+            HTTP_CALL_RESPONSE_BODY => match &c.data().call_response {
+                Some(r) => r.body.len(),
+                None => return NOT_FOUND,
+            },
             _ => return NOT_FOUND,
         };
         if write(&mut c, rl, &(n as u32).to_le_bytes()) && write(&mut c, rf, &0u32.to_le_bytes()) {
@@ -455,7 +470,7 @@ pub fn define(l: &mut Linker<Host>) {
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .filter(|(k, v)| HeaderMap::editable(k, v))
             .collect();
-        c.data_mut().call.local = Some(LocalResponse {
+        c.data_mut().cur().local = Some(LocalResponse {
             status: status as u16,
             body,
             headers,
@@ -465,14 +480,14 @@ pub fn define(l: &mut Linker<Host>) {
     wrap!(l, "proxy_continue_stream", |mut c: Caller<'_, Host>,
                                        _t: i32|
      -> i32 {
-        c.data_mut().call.continued = true;
+        c.data_mut().cur().continued = true;
         OK
     });
     wrap!(
         l,
         "proxy_continue_request",
         |mut c: Caller<'_, Host>| -> i32 {
-            c.data_mut().call.continued = true;
+            c.data_mut().cur().continued = true;
             OK
         }
     );
@@ -480,7 +495,7 @@ pub fn define(l: &mut Linker<Host>) {
         l,
         "proxy_continue_response",
         |mut c: Caller<'_, Host>| -> i32 {
-            c.data_mut().call.continued = true;
+            c.data_mut().cur().continued = true;
             OK
         }
     );
@@ -555,21 +570,6 @@ pub fn define(l: &mut Linker<Host>) {
         (
             "proxy_enqueue_shared_queue",
             &[i.clone(), i.clone(), i.clone()],
-        ),
-        (
-            "proxy_http_call",
-            &[
-                i.clone(),
-                i.clone(),
-                i.clone(),
-                i.clone(),
-                i.clone(),
-                i.clone(),
-                i.clone(),
-                i.clone(),
-                i.clone(),
-                i.clone(),
-            ],
         ),
         (
             "proxy_grpc_call",

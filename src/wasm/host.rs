@@ -63,6 +63,8 @@ pub struct Props {
 /// What one call into the module may touch: its HTTP stream's maps and what it asked.
 #[derive(Default)]
 pub struct Call {
+    /// The HTTP context these are of (0: none).
+    pub id: i32,
     pub request: Option<HeaderMap>,
     pub response: Option<HeaderMap>,
     pub props: Option<Props>,
@@ -78,6 +80,42 @@ pub struct LocalResponse {
     pub headers: Vec<(String, String)>,
 }
 
+/// A stream whose request-headers callback paused it (`Action::Pause`): its maps and
+/// what later callbacks on its context asked, until it continues or answers.
+pub struct Parked {
+    pub call: Call,
+    /// The stream's task, woken when a callback resolved it or the VM failed.
+    pub waker: Option<std::task::Waker>,
+}
+
+impl Parked {
+    /// The plugin let the stream go on or answered it.
+    pub fn resolved(&self) -> bool {
+        self.call.continued || self.call.local.is_some()
+    }
+}
+
+/// A `proxy_http_call` not yet sent (`calls.rs` sends it from a task of the worker).
+pub struct OutCall {
+    pub token: u32,
+    pub cluster: String,
+    /// The HTTP/1.1 request head and body.
+    pub head: Vec<u8>,
+    pub body: Vec<u8>,
+    /// `None`: no timeout (Envoy's 0).
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// The answer of an HTTP call, readable during its `proxy_on_http_call_response`
+/// (`HttpCallResponseHeaders`, `HttpCallResponseBody`).
+pub struct CallResponse {
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// This worker's newest view of its upstream clusters (`upstream::grpc_call::Newest`).
+pub type Upstreams = crate::upstream::grpc_call::Newest;
+
 /// The store's data: the plugin, the limits and the current call.
 pub struct Host {
     pub(super) limits: StoreLimits,
@@ -86,4 +124,44 @@ pub struct Host {
     /// `proxy_set_effective_context`'s context.
     pub effective: i32,
     pub tick_ms: u32,
+    /// Paused streams of this VM, by context.
+    pub parked: Vec<Parked>,
+    /// HTTP calls asked for and not yet sent.
+    pub outgoing: Vec<OutCall>,
+    /// HTTP calls under way: token and task (dropped with the VM: cancelled).
+    pub inflight: Vec<(u32, crate::rt::Task<()>)>,
+    pub next_token: u32,
+    pub call_response: Option<CallResponse>,
+    /// The worker's clusters (`None` until the VM's first request sets it, and in
+    /// the control thread's check).
+    pub upstreams: Option<Upstreams>,
+    /// The tick task, while a period is set.
+    pub ticking: Option<crate::rt::Task<()>>,
+}
+
+impl Host {
+    /// The stream state of the effective context: the current call's, or a paused
+    /// stream's (a later callback, or a context switched to with
+    /// `proxy_set_effective_context`).
+    pub fn cur(&mut self) -> &mut Call {
+        if self.effective != self.call.id {
+            let e = self.effective;
+            if let Some(i) = self.parked.iter().position(|p| p.call.id == e) {
+                if let Some(p) = self.parked.get_mut(i) {
+                    return &mut p.call;
+                }
+            }
+        }
+        &mut self.call
+    }
+
+    /// `cur` for reading.
+    pub fn cur_ref(&self) -> &Call {
+        if self.effective != self.call.id {
+            if let Some(p) = self.parked.iter().find(|p| p.call.id == self.effective) {
+                return &p.call;
+            }
+        }
+        &self.call
+    }
 }

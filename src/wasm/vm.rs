@@ -73,6 +73,9 @@ pub struct Vm {
     /// When it failed (`fail_reload` waits a second before a new instance).
     pub failed_at: Option<std::time::Instant>,
     next_context: i32,
+    /// Which instance this is (a `fail_reload` replaces the instance in the same
+    /// worker slot; tasks of the old one must not deliver to the new one).
+    pub serial: u64,
 }
 
 impl Vm {
@@ -89,6 +92,13 @@ impl Vm {
             call: Call::default(),
             effective: ROOT_CONTEXT,
             tick_ms: 0,
+            parked: Vec::new(),
+            outgoing: Vec::new(),
+            inflight: Vec::new(),
+            next_token: 1,
+            call_response: None,
+            upstreams: None,
+            ticking: None,
         };
         let mut store = Store::new(engine(), host);
         store.limiter(|h| &mut h.limits);
@@ -102,6 +112,10 @@ impl Vm {
             failed: false,
             failed_at: None,
             next_context: ROOT_CONTEXT + 1,
+            serial: {
+                static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         };
         for init in ["_initialize", "_start"] {
             if vm.instance.get_func(&mut vm.store, init).is_some() {
@@ -136,6 +150,11 @@ impl Vm {
 
     pub fn host(&mut self) -> &mut Host {
         self.store.data_mut()
+    }
+
+    /// The worker's clusters as the VM's HTTP calls reach them.
+    pub fn upstreams_handle(&self) -> Option<super::host::Upstreams> {
+        self.store.data().upstreams.clone()
     }
 
     /// A new HTTP context id.
@@ -185,5 +204,6 @@ impl Vm {
 fn linker() -> Linker<Host> {
     let mut l = Linker::new(engine());
     abi::define(&mut l);
+    super::http_call::define(&mut l);
     l
 }

@@ -749,7 +749,9 @@ pub async fn on_request_head<'c>(
                 }
             }
             FilterKind::Wasm(w) => {
-                let s = w.on_request_head(ctx, edits.store, edits.request_store);
+                let s = w
+                    .on_request_head(ctx, edits.store, edits.request_store)
+                    .await;
                 if edits.request_store.is_some_and(|s| !s.is_empty()) {
                     edits.request.set = edits.request_store;
                 }

@@ -2,7 +2,9 @@
 //! stream gets an HTTP context in this worker's VM of the plugin (`wasm::worker_vm`);
 //! the request head runs `proxy_on_context_create` and `proxy_on_request_headers`, the
 //! response head `proxy_on_response_headers`, and the stream's end `proxy_on_done`,
-//! `proxy_on_log` and `proxy_on_delete`.
+//! `proxy_on_log` and `proxy_on_delete`. A request-headers callback may pause the
+//! stream; the hook then waits until a later callback on the context resolves it
+//! (`wasm/calls.rs` runs those: HTTP call answers and ticks).
 //!
 //! Header edits go into the stream's `SetHeaders` (request: `StreamEdits::request_store`,
 //! response: `StreamEdits::store`), which every encoder applies. A trap (or fuel run
@@ -12,6 +14,8 @@
 //! as Envoy 1.40 does.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use wasmtime::Val;
@@ -21,6 +25,8 @@ use super::set_headers::{SetHeaders, StreamContext};
 use super::status::{LocalReply, Status};
 use crate::http::flags::ResponseFlag;
 use crate::wasm::abi::Props;
+use crate::wasm::calls;
+use crate::wasm::host::Parked;
 use crate::wasm::host_headers::{HeaderMap, HeaderOp};
 use crate::wasm::vm::{Call, LocalResponse};
 use crate::wasm::{worker_vm, FailurePolicy, Plugin};
@@ -50,8 +56,11 @@ fn key(p: &Arc<Plugin>) -> usize {
 impl WasmFilter {
     /// The request head: a new context and `proxy_on_request_headers`. Edits go to
     /// `request_store`; a local response is returned as `Respond` (its headers go to
-    /// `store`). `store`: the stream's storage (`None`: the context ends here).
-    pub fn on_request_head(
+    /// `store`). `store`: the stream's storage (`None`: the context ends here). A
+    /// callback that pauses the stream (`Action::Pause`) holds it here until a later
+    /// callback on its context (an HTTP call's answer, a tick) continues it or sends
+    /// a local response (Envoy's `StopIteration` and `continueDecoding`).
+    pub async fn on_request_head(
         &self,
         ctx: &RequestCtx<'_>,
         store: Option<&SetHeaders>,
@@ -59,106 +68,75 @@ impl WasmFilter {
     ) -> Status {
         let plugin = &self.0;
         let rc = worker_vm(plugin);
-        let Ok(mut slot) = rc.try_borrow_mut() else {
-            return failed(plugin);
-        };
-        let Some(vm) = slot.as_mut().filter(|vm| !vm.failed) else {
-            return failed(plugin);
-        };
-        let id = vm.new_context();
-        let r = ctx.req;
-        let mut pairs = Vec::with_capacity(r.headers.len() + 4);
-        pairs.push((
-            ":authority".to_string(),
-            String::from_utf8_lossy(r.authority).into_owned(),
-        ));
-        pairs.push((":path".to_string(), r.path.to_string()));
-        pairs.push((":method".to_string(), r.method.to_string()));
-        pairs.push((":scheme".to_string(), r.scheme.to_string()));
-        for h in r.headers {
-            pairs.push((
-                h.name.to_ascii_lowercase(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            ));
-        }
-        let n = pairs.len() as i32;
-        vm.host().call = Call {
-            request: Some(HeaderMap {
-                pairs,
-                ops: Vec::new(),
-            }),
-            props: Some(Props {
-                path: r.path.to_string(),
-                method: r.method.to_string(),
-                host: String::from_utf8_lossy(r.authority).into_owned(),
-                scheme: r.scheme.to_string(),
-                source: Some(ctx.conn.peer),
-                destination: Some(ctx.conn.local),
-                response_code: None,
-            }),
-            ..Call::default()
-        };
-        let root = Val::I32(crate::wasm::vm::ROOT_CONTEXT);
-        let mut result = vm.call("proxy_on_context_create", &[Val::I32(id), root]);
-        if result.is_ok() {
-            result = vm.call(
-                "proxy_on_request_headers",
-                &[Val::I32(id), Val::I32(n), Val::I32(0)],
-            );
-        }
-        let call = std::mem::take(&mut vm.host().call);
-        let action = match result {
-            Ok(a) => a.unwrap_or(0),
-            Err(e) => {
-                // The request whose callback failed gets the 503 whatever the policy
-                // (Envoy's), unless the deprecated `fail_open` is set; the policy
-                // decides for the later ones.
-                tracing::warn!(plugin = %plugin.name, "wasm filter failed: {e}");
-                if plugin.fail_open_failed_request {
-                    return Status::Continue;
+        let (id, serial) = {
+            let Ok(mut slot) = rc.try_borrow_mut() else {
+                return failed(plugin);
+            };
+            let Some(vm) = slot.as_mut().filter(|vm| !vm.failed) else {
+                return failed(plugin);
+            };
+            if vm.host().upstreams.is_none() {
+                vm.host().upstreams = ctx.upstream.and_then(|u| u.newest());
+            }
+            let id = vm.new_context();
+            let (call, n) = request_call(id, ctx);
+            vm.host().call = call;
+            let root = Val::I32(crate::wasm::vm::ROOT_CONTEXT);
+            let mut result = vm.call("proxy_on_context_create", &[Val::I32(id), root]);
+            if result.is_ok() {
+                result = vm.call(
+                    "proxy_on_request_headers",
+                    &[Val::I32(id), Val::I32(n), Val::I32(0)],
+                );
+            }
+            let call = std::mem::take(&mut vm.host().call);
+            let action = match result {
+                Ok(a) => a.unwrap_or(0),
+                Err(e) => {
+                    calls::pump(vm, &rc);
+                    return failed_request(plugin, &e);
                 }
-                return Status::Respond(FAILED);
-            }
-        };
-        if let (Some(m), Some(s)) = (&call.request, req_store) {
-            replay(&m.ops, s);
-        }
-        let remember = |response_done| {
-            if let Some(s) = store {
-                s.wasm_contexts(|c| {
-                    c.push(StreamContext {
-                        plugin: key(plugin),
-                        id,
-                        response_done,
-                        reply: None,
-                    })
-                });
-                true
-            } else {
-                false
-            }
-        };
-        if let Some(l) = call.local {
-            if !remember(true) {
+            };
+            let local = call.local.is_some();
+            let resolved_now = local || action == 0 || call.continued;
+            if !remember(plugin, store, id, local) && resolved_now {
                 end(vm, id);
             }
-            return local(l, store);
+            if action == 0 || call.continued || local {
+                calls::pump(vm, &rc);
+                return resolved(call, store, req_store);
+            }
+            vm.host().parked.push(Parked { call, waker: None });
+            calls::pump(vm, &rc);
+            (id, vm.serial)
+        };
+        // Paused: wait for the plugin's word on this context.
+        let mut guard = ParkGuard {
+            rc: &rc,
+            serial,
+            id,
+        };
+        let call = futures_lite::future::poll_fn(|cx| guard.poll(cx)).await;
+        guard.id = 0;
+        let Some(call) = call else {
+            return failed_request(plugin, "the VM failed while the request was paused");
+        };
+        if store.is_none() {
+            if let Ok(mut slot) = rc.try_borrow_mut() {
+                if let Some(vm) = slot.as_mut().filter(|v| v.serial == serial && !v.failed) {
+                    end(vm, id);
+                }
+            }
+        } else if call.local.is_some() {
+            if let Some(s) = store {
+                s.wasm_contexts(|c| {
+                    if let Some(x) = c.iter_mut().find(|x| x.plugin == key(plugin) && x.id == id) {
+                        x.response_done = true;
+                    }
+                });
+            }
         }
-        if !remember(false) {
-            end(vm, id);
-        }
-        if action != 0 && !call.continued {
-            // Resuming needs a timer or an http_call, which this host does not deliver
-            // yet (docs/configuration.md): fail the request rather than let it hang or
-            // pass unchecked.
-            tracing::warn!(plugin = %plugin.name, "wasm filter paused the request (StopIteration); resuming is not supported: 500");
-            return Status::Respond(LocalReply {
-                status: 500,
-                body: Cow::Borrowed(""),
-                flag: ResponseFlag::None,
-            });
-        }
-        Status::Continue
+        resolved(call, store, req_store)
     }
 
     /// The upstream's response head with `status`: `proxy_on_response_headers` if it
@@ -223,6 +201,7 @@ impl WasmFilter {
             return answer(status_of(failed(plugin)));
         };
         vm.host().call = Call {
+            id,
             response: Some(HeaderMap {
                 pairs: vec![(":status".to_string(), status.to_string())],
                 ops: Vec::new(),
@@ -238,6 +217,7 @@ impl WasmFilter {
             &[Val::I32(id), Val::I32(1), Val::I32(0)],
         );
         let call = std::mem::take(&mut vm.host().call);
+        calls::pump(vm, &rc);
         if let Err(e) = result {
             tracing::warn!(plugin = %plugin.name, "wasm filter failed: {e}");
             return answer((!plugin.fail_open_failed_request).then_some(FAILED));
@@ -271,8 +251,142 @@ impl WasmFilter {
     }
 }
 
+/// The request's context and its maps for `proxy_on_request_headers`, and the
+/// number of headers.
+fn request_call(id: i32, ctx: &RequestCtx<'_>) -> (Call, i32) {
+    let r = ctx.req;
+    let mut pairs = Vec::with_capacity(r.headers.len() + 4);
+    pairs.push((
+        ":authority".to_string(),
+        String::from_utf8_lossy(r.authority).into_owned(),
+    ));
+    pairs.push((":path".to_string(), r.path.to_string()));
+    pairs.push((":method".to_string(), r.method.to_string()));
+    pairs.push((":scheme".to_string(), r.scheme.to_string()));
+    for h in r.headers {
+        pairs.push((
+            h.name.to_ascii_lowercase(),
+            String::from_utf8_lossy(h.value).into_owned(),
+        ));
+    }
+    let n = pairs.len() as i32;
+    let call = Call {
+        id,
+        request: Some(HeaderMap {
+            pairs,
+            ops: Vec::new(),
+        }),
+        props: Some(Props {
+            path: r.path.to_string(),
+            method: r.method.to_string(),
+            host: String::from_utf8_lossy(r.authority).into_owned(),
+            scheme: r.scheme.to_string(),
+            source: Some(ctx.conn.peer),
+            destination: Some(ctx.conn.local),
+            response_code: None,
+        }),
+        ..Call::default()
+    };
+    (call, n)
+}
+
+/// Keeps the stream's context in its storage, for the response and the end
+/// (`response_done`: no response-headers callback). False: no storage.
+fn remember(
+    plugin: &Arc<Plugin>,
+    store: Option<&SetHeaders>,
+    id: i32,
+    response_done: bool,
+) -> bool {
+    let Some(s) = store else { return false };
+    s.wasm_contexts(|c| {
+        c.push(StreamContext {
+            plugin: key(plugin),
+            id,
+            response_done,
+            reply: None,
+        })
+    });
+    true
+}
+
+/// The request-headers callbacks are over: the edits apply, and the stream goes on
+/// or gets the plugin's local response.
+fn resolved(call: Call, store: Option<&SetHeaders>, req_store: Option<&SetHeaders>) -> Status {
+    if let (Some(m), Some(s)) = (&call.request, req_store) {
+        replay(&m.ops, s);
+    }
+    match call.local {
+        Some(l) => local(l, store),
+        None => Status::Continue,
+    }
+}
+
+/// The request whose callback failed gets the 503 whatever the policy (Envoy's),
+/// unless the deprecated `fail_open` is set; the policy decides for the later ones.
+fn failed_request(plugin: &Plugin, e: &str) -> Status {
+    tracing::warn!(plugin = %plugin.name, "wasm filter failed: {e}");
+    if plugin.fail_open_failed_request {
+        Status::Continue
+    } else {
+        Status::Respond(FAILED)
+    }
+}
+
+/// A paused stream's wait: ready with its state once a callback resolved it, `None`
+/// if its VM failed or went. Dropped while waiting (the client left), it drops the
+/// stream's paused state.
+struct ParkGuard<'a> {
+    rc: &'a Rc<RefCell<crate::wasm::WorkerVm>>,
+    serial: u64,
+    /// 0: no longer parked.
+    id: i32,
+}
+
+impl ParkGuard<'_> {
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Call>> {
+        use std::task::Poll;
+        let Ok(mut slot) = self.rc.try_borrow_mut() else {
+            // Never held across an await; try again on the next turn.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        };
+        let Some(vm) = slot
+            .as_mut()
+            .filter(|v| v.serial == self.serial && !v.failed)
+        else {
+            return Poll::Ready(None);
+        };
+        let h = vm.host();
+        let Some(i) = h.parked.iter().position(|p| p.call.id == self.id) else {
+            return Poll::Ready(None);
+        };
+        match h.parked.get_mut(i) {
+            Some(p) if !p.resolved() => {
+                p.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            _ => Poll::Ready(Some(h.parked.swap_remove(i).call)),
+        }
+    }
+}
+
+impl Drop for ParkGuard<'_> {
+    fn drop(&mut self) {
+        if self.id == 0 {
+            return;
+        }
+        if let Ok(mut slot) = self.rc.try_borrow_mut() {
+            if let Some(vm) = slot.as_mut().filter(|v| v.serial == self.serial) {
+                vm.host().parked.retain(|p| p.call.id != self.id);
+            }
+        }
+    }
+}
+
 /// The end of a context.
 fn end(vm: &mut crate::wasm::Vm, id: i32) {
+    calls::forget(vm, id);
     for f in ["proxy_on_done", "proxy_on_log", "proxy_on_delete"] {
         if let Err(e) = vm.call(f, &[Val::I32(id)]) {
             tracing::warn!("wasm filter failed: {e}");
