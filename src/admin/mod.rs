@@ -11,6 +11,7 @@
 
 mod clusters;
 mod envoy_stats;
+mod prom_text;
 mod prometheus;
 mod prometheus_routes;
 

@@ -2,21 +2,10 @@
 
 use std::fmt::Write;
 
+use super::prom_text::{esc, family, le_seconds};
 use crate::observe::stats::{StatsReport, DURATION_BUCKETS_US, UPSTREAM_RQ_TIME_BUCKETS_US};
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Escapes a label value.
-pub(super) fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
 
 pub fn render(r: &StatsReport) -> String {
     let mut out = String::new();
@@ -423,24 +412,6 @@ fn upstream_rq_time(out: &mut String, cs: &[crate::observe::stats::ClusterReport
         let sum = c.rq_time.sum_us as f64 / 1e6;
         let _ = writeln!(out, "{NAME}_sum{{cluster=\"{name}\"}} {sum}");
         let _ = writeln!(out, "{NAME}_count{{cluster=\"{name}\"}} {cum}");
-    }
-}
-
-/// The `le` of bucket `i`, in seconds: the histogram's configured bound
-/// (`histogram_buckets`, given in milliseconds), else `default`'s (microseconds);
-/// `+Inf` past the last.
-pub(super) fn le_seconds(
-    h: &crate::observe::stats::HistogramReport,
-    default: &[u64],
-    i: usize,
-) -> String {
-    let ms = match h.bounds.as_deref() {
-        Some(b) => b.ms().get(i).copied(),
-        None => default.get(i).map(|&us| us as f64 / 1000.0),
-    };
-    match ms {
-        Some(ms) => format!("{}", ms / 1000.0),
-        None => "+Inf".to_string(),
     }
 }
 

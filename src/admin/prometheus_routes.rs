@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::prometheus::{esc, family, le_seconds};
+use super::prom_text::{esc, family, le_seconds};
 use crate::observe::stats::{HistogramReport, UPSTREAM_RQ_TIME_BUCKETS_US};
 
 /// `vhost.<vhost>.route.<prefix>.<stat>` split into its parts (the last `.route.`

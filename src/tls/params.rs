@@ -15,11 +15,19 @@
 //! Envoy's defaults (a client's maximum is TLS 1.2, its suite list and curves) belong to
 //! the Envoy translation (`config/envoy/tls.rs`); the native defaults are rustls's.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::{CipherSuite, NamedGroup, SupportedProtocolVersion};
 use serde::Deserialize;
+
+/// The crypto provider: aws-lc-rs (rustls's default and its fastest; it builds here
+/// with the C compiler alone).
+pub fn provider() -> Arc<CryptoProvider> {
+    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    P.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .clone()
+}
 
 /// `tls_params:` natively, with Envoy's field names and values.
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -215,7 +223,7 @@ impl TlsParams {
     /// The crypto provider: the process's one, or (with suites or curves given) a copy
     /// with those, in that order.
     pub fn provider(&self) -> Arc<CryptoProvider> {
-        let base = super::server::provider();
+        let base = provider();
         if self.cipher_suites.is_empty() && self.ecdh_curves.is_empty() {
             return base;
         }

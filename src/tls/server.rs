@@ -9,7 +9,6 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -23,14 +22,7 @@ use rustls::{
 use super::config::{DownstreamTlsSpec, SanType, StringMatch};
 use super::der;
 use super::files::{pem, stamp, Watched};
-
-/// The crypto provider: aws-lc-rs (rustls's default and its fastest; it builds here
-/// with the C compiler alone).
-pub fn provider() -> Arc<CryptoProvider> {
-    static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    P.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .clone()
-}
+pub use super::params::provider;
 
 /// Session ticket keys: one rotating ticketer for the whole process, so every core
 /// (and every config version: a reload keeps resumption working) issues and accepts

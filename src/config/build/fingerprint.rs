@@ -11,10 +11,12 @@
 //! and a cluster's warming state: an update that adds a cluster or a route table would
 //! otherwise look like a change to every chain that names one.
 //!
-//! Left out on purpose: the stamps of the SDS files a chain's TLS settings came from,
-//! and the contents of inline certificates (printed as `<inline>`). A certificate
-//! rotation is not a chain change: new handshakes use the new certificate, and the
-//! connections already open keep their sessions (as under Envoy's SDS).
+//! Left out on purpose: the TLS material, that is the certificates and CA bundles (their
+//! files, their contents, the SDS files they came from), and everything an SDS secret
+//! carries (its SAN matchers too). A rotation is not a chain change: new handshakes use
+//! the new certificate, and the connections already open keep their sessions (as under
+//! Envoy's SDS). What the chain itself says of TLS is kept: ALPN, whether a client
+//! certificate is required, `tls_params`, and SAN matchers written in the chain.
 
 use std::fmt::Write as _;
 use std::hash::Hasher;
@@ -45,10 +47,15 @@ pub(super) fn chain(
     // Writing to `Feed` cannot fail; each part is told apart by its label.
     let _ = write!(f, "name={name:?};match={matcher:?};terminal={terminal:?};");
     if let Some(t) = tls {
+        let sans = t
+            .validation_context
+            .as_ref()
+            .filter(|_| t.sds_files.is_empty())
+            .map(|v| &v.match_subject_alt_names);
         let _ = write!(
             f,
             "tls={:?},{:?},{:?},{:?}",
-            t.certificates, t.alpn_protocols, t.require_client_certificate, t.validation_context
+            t.alpn_protocols, t.require_client_certificate, t.tls_params, sans
         );
     }
     f.0.finish()
