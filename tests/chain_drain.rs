@@ -286,3 +286,60 @@ fn a_changed_or_removed_tcp_proxy_chain_is_closed_at_the_drain_timeout() {
         "the TCP proxy connection of the removed listener was not closed"
     );
 }
+
+/// An Envoy bootstrap whose listener `b` has an inline route table without a name;
+/// with `first`, a listener `a` comes before it in the file.
+fn bootstrap(first: bool) -> String {
+    let listener = |name: &str, port: &str| {
+        format!(
+            "  - name: {name}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: [\"*\"]
+              routes:
+              - match: {{prefix: /}}
+                direct_response: {{status: 200, body: {{inline_string: {name}}}}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"
+        )
+    };
+    let a = if first {
+        listener("a", "@PORT2@")
+    } else {
+        String::new()
+    };
+    format!(
+        "admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: @ADMIN_PORT@}}}}
+static_resources:
+  listeners:
+{a}{}",
+        listener("b", "@PORT@")
+    )
+}
+
+/// A listener added ahead of another leaves the other's chain alone, though its route
+/// table has no name of its own (the generated name counts that listener's tables only).
+#[test]
+fn a_listener_added_ahead_drains_nothing_behind_it() {
+    let proxy = Proxy::start(&bootstrap(false));
+    let mut c = Conn::connect(proxy.listen);
+    assert_eq!(version(&mut c).body_str(), "b");
+    proxy.write_config(&bootstrap(true));
+    reload(&proxy);
+    for _ in 0..3 {
+        let r = version(&mut c);
+        assert_eq!(r.body_str(), "b");
+        assert!(!r.says_close(), "{:?}", r.headers);
+    }
+}

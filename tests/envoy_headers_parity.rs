@@ -455,3 +455,121 @@ fn h2_malformed_requests_are_recorded() {
     }
     assert!(o.iter().all(|r| r.starts_with("400 ")), "{o:?}");
 }
+
+/// Envoy's `internal_address_config`: a request from a client in its ranges is
+/// internal (its `x-envoy-*` headers kept, `x-envoy-internal: true`, no edge stamps,
+/// its `x-request-id` kept), one from any other client external. On an edge listener
+/// the client is the peer of a request that came without `x-forwarded-for`; on a
+/// trusted one it is the single address XFF carries.
+fn internal_bootstrap(up: SocketAddr) -> String {
+    let ranges = "          internal_address_config:
+            cidr_ranges: [{address_prefix: 127.0.0.0, prefix_len: 8}, {address_prefix: \"::1\", prefix_len: 128}]
+";
+    format!(
+        "admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: @ADMIN_PORT@}}}}
+static_resources:
+  listeners:
+{}{}  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: up
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
+",
+        listener(
+            "edge",
+            "@PORT@",
+            &format!("          use_remote_address: true\n{ranges}"),
+            ""
+        ),
+        listener("trusted", "@PORT2@", ranges, ""),
+        up.port()
+    )
+}
+
+fn observe_internal(edge: SocketAddr, trusted: SocketAddr, up: &Upstream) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    for (label, addr, xff) in [
+        ("edge, no xff", edge, ""),
+        ("edge, xff", edge, "x-forwarded-for: 127.0.0.9\r\n"),
+        (
+            "trusted, one internal xff",
+            trusted,
+            "x-forwarded-for: 127.0.0.5\r\n",
+        ),
+        (
+            "trusted, two xff",
+            trusted,
+            "x-forwarded-for: 10.0.0.1, 127.0.0.5\r\n",
+        ),
+        (
+            "trusted, external xff",
+            trusted,
+            "x-forwarded-for: 10.0.0.1\r\n",
+        ),
+        ("trusted, no xff", trusted, ""),
+    ] {
+        let r = exchange(
+            addr,
+            &format!(
+                "GET /a HTTP/1.1\r\nHost: svc\r\n{SENT}{xff}x-request-id: client-id\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        let req = up.last_request();
+        seen.push((
+            label.to_string(),
+            // (Not `x-forwarded-for`: Envoy appends its own address for a loopback
+            // peer, Outrigger the peer's; docs/envoy-api.md.)
+            format!("{} {}", r.status, envoy_headers(&req.headers)),
+        ));
+    }
+    seen
+}
+
+#[test]
+fn internal_addresses_behave_alike() {
+    let up = upstream();
+    let text = internal_bootstrap(up.addr);
+    let proxy = Proxy::start(&text);
+    let ours = observe_internal(proxy.listen, proxy.listen2, &up);
+    drop(proxy);
+    let get = |label: &str| &ours.iter().find(|(l, _)| l == label).unwrap().1;
+    // Internal: marked, the control headers and the client's id kept.
+    for label in ["edge, no xff", "trusted, one internal xff"] {
+        let v = get(label);
+        assert!(v.contains("x-envoy-internal=true"), "{label}: {v}");
+        assert!(v.contains("x-envoy-ip-tags=t"), "{label}: {v}");
+        assert!(v.contains("x-request-id=client-id"), "{label}: {v}");
+        assert!(!v.contains("x-envoy-external-address=127"), "{label}: {v}");
+        // The router honoured x-envoy-upstream-rq-timeout-ms (and consumed it).
+        assert!(
+            v.contains("x-envoy-expected-rq-timeout-ms=100"),
+            "{label}: {v}"
+        );
+        assert!(
+            !v.contains("x-envoy-upstream-rq-timeout-ms"),
+            "{label}: {v}"
+        );
+    }
+    // External: sanitized; on the edge listener an edge request.
+    for label in [
+        "edge, xff",
+        "trusted, two xff",
+        "trusted, external xff",
+        "trusted, no xff",
+    ] {
+        let v = get(label);
+        assert!(!v.contains("x-envoy-internal"), "{label}: {v}");
+        assert!(!v.contains("x-envoy-ip-tags"), "{label}: {v}");
+    }
+    assert!(get("edge, xff").contains("x-request-id=<uuid>"), "{ours:?}");
+    let Some(bin) = envoy_or_skip("internal_addresses_behave_alike") else {
+        return;
+    };
+    let envoy = Envoy::start(&bin, &text);
+    let theirs = observe_internal(envoy.listen, envoy.listen2, &up);
+    drop(envoy);
+    compare(&ours, &theirs);
+}

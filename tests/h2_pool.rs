@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::envoy::{envoy_or_skip, hcm_head, Envoy, ROUTER_TYPE};
+use common::envoy::{envoy_or_skip, one_cluster_bootstrap, Envoy};
 use common::*;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
@@ -128,33 +128,15 @@ fn in_flight(listen: SocketAddr, up: &H2Hold, n: usize) -> (usize, usize) {
 }
 
 fn bootstrap(up: SocketAddr, h2_options: &str, cluster_extra: &str) -> String {
-    let head = hcm_head("", "main");
-    format!(
-        r#"{head}          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: / }}
-                route: {{ cluster: up }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": {ROUTER_TYPE}}}
-  clusters:
-  - name: up
-    type: STATIC
-    connect_timeout: 1s
-{cluster_extra}    typed_extension_protocol_options:
+    one_cluster_bootstrap(
+        up,
+        &format!(
+            r#"{cluster_extra}    typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {{ http2_protocol_options: {h2_options} }}
-    load_assignment:
-      cluster_name: up
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
-"#,
-        up.port()
+"#
+        ),
     )
 }
 

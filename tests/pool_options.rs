@@ -10,36 +10,13 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::envoy::{envoy_or_skip, hcm_head, Envoy, ROUTER_TYPE};
+use common::envoy::{envoy_or_skip, one_cluster_bootstrap, Envoy};
 use common::*;
 
 const REQUESTS: usize = 5;
 
 fn bootstrap(up: SocketAddr, cluster_extra: &str) -> String {
-    let head = hcm_head("", "main");
-    format!(
-        r#"{head}          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: / }}
-                route: {{ cluster: up }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": {ROUTER_TYPE}}}
-  clusters:
-  - name: up
-    type: STATIC
-    connect_timeout: 1s
-{cluster_extra}    load_assignment:
-      cluster_name: up
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
-"#,
-        up.port()
-    )
+    one_cluster_bootstrap(up, cluster_extra)
 }
 
 const TYPED: &str = r#"    typed_extension_protocol_options:

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use common::envoy::{envoy_or_skip, hcm_head, Envoy, ROUTER_TYPE};
+use common::envoy::{envoy_or_skip, one_cluster_bootstrap, Envoy};
 use common::*;
 
 /// What a socket says of keepalive: SO_KEEPALIVE, TCP_KEEPCNT, TCP_KEEPIDLE (s),
@@ -84,30 +84,7 @@ fn upstream_keepalive(pid: u32, listen: SocketAddr, up: &Upstream) -> Keepalive 
 }
 
 fn bootstrap(up: SocketAddr, cluster_extra: &str) -> String {
-    let head = hcm_head("", "main");
-    format!(
-        r#"{head}          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: / }}
-                route: {{ cluster: up }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": {ROUTER_TYPE}}}
-  clusters:
-  - name: up
-    type: STATIC
-    connect_timeout: 1s
-{cluster_extra}    load_assignment:
-      cluster_name: up
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
-"#,
-        up.port()
-    )
+    one_cluster_bootstrap(up, cluster_extra)
 }
 
 /// The kernel's defaults, for the fields a config leaves unset.

@@ -326,6 +326,19 @@ pub struct OwnHeaders {
     /// The router's removal of the retry headers it consumed
     /// (`retry_model::CONSUMED`), added to a request that carries one.
     pub consumed_plan: HeaderPlan,
+    /// Envoy's `internal_address_config` (`None`: no client is internal, Envoy 1.40's
+    /// default; `http::forwarding::is_internal`).
+    pub internal: Option<Box<InternalAddresses>>,
+}
+
+/// The clients whose requests are internal, and the plans such a request gets instead
+/// of the sanitizing ones: `x-envoy-internal: true`, the other `x-envoy-*` headers kept
+/// (with and without the removal of `x-forwarded-client-cert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalAddresses {
+    pub cidrs: Vec<CidrRange>,
+    pub plan: HeaderPlan,
+    pub plan_keeping_xfcc: HeaderPlan,
 }
 
 impl OwnHeaders {
@@ -371,6 +384,7 @@ impl OwnHeaders {
             request_plan: OwnHeaders::request_plans(Vec::new()).0,
             request_plan_keeping_xfcc: HeaderPlan::default(),
             consumed_plan: OwnHeaders::consumed_plan(),
+            internal: None,
         }
     }
 }

@@ -225,6 +225,10 @@ pub(crate) struct RawForwarding {
     pub forward_client_cert_details: Option<String>,
     #[serde(default)]
     pub set_current_client_cert_details: Option<RawCertDetails>,
+    /// Client ranges (`10.0.0.0/8`, `fd00::/8`) whose requests are internal (Envoy's
+    /// `internal_address_config.cidr_ranges`).
+    #[serde(default)]
+    pub internal_addresses: Vec<String>,
 }
 
 /// Which parts of the client certificate the proxy's `x-forwarded-client-cert`

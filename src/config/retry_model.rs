@@ -33,7 +33,7 @@ pub mod on {
 /// The request headers the router consumes: Envoy's `RetryStateImpl::create` removes
 /// them from every request it forwards, whether or not a retry state results, so the
 /// upstream never sees them.
-pub const CONSUMED: [&str; 7] = [
+pub const CONSUMED: [&str; 10] = [
     "x-envoy-retry-on",
     "x-envoy-retry-grpc-on",
     "x-envoy-max-retries",
@@ -41,6 +41,11 @@ pub const CONSUMED: [&str; 7] = [
     "x-envoy-retriable-header-names",
     "x-envoy-retriable-status-codes",
     "x-envoy-upstream-rq-per-try-timeout-ms",
+    // Read by the router (the timeout), or consumed as Envoy's router consumes them
+    // (the alternative stat name and timeout response are not implemented).
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-timeout-alt-response",
 ];
 
 /// The HTTP conditions by name (`x-envoy-retry-on`, and `retry_on` in the config).

@@ -153,6 +153,8 @@ struct Plan<'v> {
     route_stats: Option<usize>,
     /// The life of the connection's chain: closing once an update changed it.
     life: Option<&'v crate::http::view::ChainLife>,
+    /// The client is internal (`http::forwarding::is_internal`).
+    internal: bool,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.

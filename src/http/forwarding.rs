@@ -21,7 +21,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::Forwarding;
+use crate::config::{CidrRange, Forwarding};
 
 /// What to write upstream for one request, and who the client is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,44 @@ where
             tls: false,
         }
     }
+}
+
+/// Whether a request from `peer` with these `x-forwarded-for` values is internal
+/// (Envoy's `ConnectionManagerUtility::mutateRequestHeaders`): before the proxy appends
+/// to it, XFF must name a single client, and that client must be in `internal`. With
+/// `use_remote_address` the request must come without XFF and the peer is that client;
+/// without it, XFF must hold exactly one address and no hop be trusted. Nothing is
+/// scanned when no range is configured (Envoy 1.40's default: no client is internal).
+pub fn is_internal<'a, I>(cfg: &Forwarding, internal: &[CidrRange], peer: IpAddr, xff: I) -> bool
+where
+    I: Iterator<Item = &'a [u8]> + Clone,
+{
+    if internal.is_empty() {
+        return false;
+    }
+    let client = if cfg.use_remote_address {
+        if xff.clone().next().is_some() {
+            return false;
+        }
+        Some(peer)
+    } else {
+        let single = xff.flat_map(|value| value.split(|&b| b == b',')).try_fold(
+            None,
+            |one: Option<&[u8]>, e| match one {
+                None => Ok(Some(e)),
+                Some(_) => Err(()),
+            },
+        );
+        match single {
+            Ok(Some(e)) if cfg.xff_num_trusted_hops == 0 => {
+                std::str::from_utf8(super::h1::head::trim(e))
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+            }
+            _ => None,
+        }
+    };
+    client.is_some_and(|c| internal.iter().any(|r| r.contains(c)))
 }
 
 /// The address `skip` entries from the right end of the comma-separated list spread
@@ -198,5 +236,53 @@ mod tests {
         );
         assert_eq!(d.append, None);
         assert_eq!(d.client, Some(ip("198.51.100.2")));
+    }
+
+    #[test]
+    fn internal_needs_a_single_client_in_the_ranges() {
+        let ranges = [CidrRange::new(ip("10.0.0.0"), 8).unwrap()];
+        let v = |xs: &[&'static str]| xs.iter().map(|x| x.as_bytes()).collect::<Vec<_>>();
+        let edge = cfg(true, 0, false);
+        let peer = ip("10.1.2.3");
+        assert!(is_internal(&edge, &ranges, peer, v(&[]).into_iter()));
+        assert!(!is_internal(
+            &edge,
+            &ranges,
+            peer,
+            v(&["10.9.9.9"]).into_iter()
+        ));
+        assert!(!is_internal(
+            &edge,
+            &ranges,
+            ip("192.0.2.1"),
+            v(&[]).into_iter()
+        ));
+        assert!(!is_internal(&edge, &[], peer, v(&[]).into_iter()));
+        let trusted = cfg(false, 0, false);
+        assert!(is_internal(
+            &trusted,
+            &ranges,
+            ip("192.0.2.1"),
+            v(&[" 10.0.0.5 "]).into_iter()
+        ));
+        assert!(!is_internal(
+            &trusted,
+            &ranges,
+            peer,
+            v(&["10.0.0.5, 10.0.0.6"]).into_iter()
+        ));
+        assert!(!is_internal(
+            &trusted,
+            &ranges,
+            peer,
+            v(&["10.0.0.5", "10.0.0.6"]).into_iter()
+        ));
+        assert!(!is_internal(&trusted, &ranges, peer, v(&[]).into_iter()));
+        assert!(!is_internal(
+            &cfg(false, 1, false),
+            &ranges,
+            peer,
+            v(&["10.0.0.5"]).into_iter()
+        ));
     }
 }

@@ -26,20 +26,34 @@ use crate::tls::TlsInfo;
 /// for a request that carries one (`has_xfcc`); one that does not gets the plan
 /// without the removal, so that on a listener that sanitizes nothing else its edits
 /// stay empty and the encoders keep their fast path.
+/// `internal`: the client is internal (`forwarding::is_internal`).
 pub fn stream_edits<'c>(
     own: &'c OwnHeaders,
     fwd: &Forwarding,
     tls: Option<&TlsInfo>,
     has_xfcc: bool,
+    internal: bool,
 ) -> StreamEdits<'c> {
     let mut e = StreamEdits::default();
-    let plan = if has_xfcc {
-        xfcc::request_plan(own, fwd, tls)
-    } else {
-        &own.request_plan_keeping_xfcc
+    let plan = match own.internal.as_deref().filter(|_| internal) {
+        _ if has_xfcc => xfcc::request_plan(own, fwd, tls, internal),
+        Some(i) => &i.plan_keeping_xfcc,
+        None => &own.request_plan_keeping_xfcc,
     };
     e.request = e.request.then(plan);
+    e.request.stamp.internal = internal && own.internal.is_some();
     e
+}
+
+/// Whether the request's client is internal (`forwarding::is_internal`); false at
+/// once, with nothing scanned, when the connection manager has no internal addresses.
+pub fn is_internal<'a, I>(own: &OwnHeaders, fwd: &Forwarding, peer: IpAddr, xff: I) -> bool
+where
+    I: Iterator<Item = &'a [u8]> + Clone,
+{
+    own.internal
+        .as_deref()
+        .is_some_and(|i| crate::http::forwarding::is_internal(fwd, &i.cidrs, peer, xff))
 }
 
 /// After the filter chain and the route: `server` applies last (Envoy sets it when it
@@ -59,9 +73,9 @@ pub fn proxied(
     client: Option<IpAddr>,
     e: &mut StreamEdits<'_>,
 ) {
-    // With no internal addresses configured, Envoy 1.40 treats every client as
-    // external, so every request on a `use_remote_address` listener is an edge request.
-    let edge = fwd.use_remote_address;
+    // An edge request: from an external client (with no internal addresses configured,
+    // Envoy 1.40's default, every client) to a `use_remote_address` listener.
+    let edge = fwd.use_remote_address && !e.request.stamp.internal;
     let s = &mut e.request.stamp;
     s.request_id = match (
         own.generate_request_id,
@@ -87,8 +101,13 @@ pub fn proxied(
 
 /// Whether a proxied request gets a fresh `x-request-id` (as [`proxied`] decides it),
 /// given whether it came with one: tracing reads its decision from that id.
-pub fn generates_request_id(own: &OwnHeaders, fwd: &Forwarding, has_one: bool) -> bool {
-    let edge = fwd.use_remote_address;
+pub fn generates_request_id(
+    own: &OwnHeaders,
+    fwd: &Forwarding,
+    has_one: bool,
+    internal: bool,
+) -> bool {
+    let edge = fwd.use_remote_address && !internal;
     own.generate_request_id && (!has_one || (edge && !own.preserve_external_request_id))
 }
 

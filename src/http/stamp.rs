@@ -74,6 +74,10 @@ pub struct Stamp {
     /// Response: the debug header `x-outrigger-phases` (`proxy_headers.phases_header`),
     /// from these marks; written only once the upstream side filled them in.
     pub phases: Option<crate::observe::phases::Marks>,
+    /// Request: the client is internal (`http::forwarding::is_internal`). Not written
+    /// here: it chose the request's plan (`x-envoy-internal: true`) and makes it no edge
+    /// request (no fresh `x-request-id`, no `x-envoy-external-address`).
+    pub internal: bool,
 }
 
 impl Stamp {

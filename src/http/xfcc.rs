@@ -25,11 +25,12 @@ pub const XFCC: &str = "x-forwarded-client-cert";
 pub static XFCC_NAME: http::HeaderName = http::HeaderName::from_static(XFCC);
 
 /// The sanitizing plan a request starts from: whether its incoming XFCC header may go
-/// on.
+/// on (an internal request's plans keep the `x-envoy-*` headers).
 pub fn request_plan<'c>(
     own: &'c OwnHeaders,
     fwd: &Forwarding,
     tls: Option<&TlsInfo>,
+    internal: bool,
 ) -> &'c crate::http::filter::headers::HeaderPlan {
     let mtls = tls.is_some_and(TlsInfo::peer_presented);
     let keep = match fwd.xfcc {
@@ -40,10 +41,11 @@ pub fn request_plan<'c>(
         | ForwardClientCert::AppendForward
         | ForwardClientCert::SanitizeSet => mtls,
     };
-    if keep {
-        &own.request_plan_keeping_xfcc
-    } else {
-        &own.request_plan
+    match (own.internal.as_deref().filter(|_| internal), keep) {
+        (Some(i), true) => &i.plan_keeping_xfcc,
+        (Some(i), false) => &i.plan,
+        (None, true) => &own.request_plan_keeping_xfcc,
+        (None, false) => &own.request_plan,
     }
 }
 

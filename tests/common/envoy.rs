@@ -169,3 +169,32 @@ pub fn hcm_head(top: &str, name: &str) -> String {
 "#
     )
 }
+
+/// A bootstrap with one listener (`hcm_head`, stat prefix `main`) routing everything to
+/// one STATIC cluster `up` at `up`; `cluster_extra` goes into the cluster (four spaces).
+pub fn one_cluster_bootstrap(up: std::net::SocketAddr, cluster_extra: &str) -> String {
+    let head = hcm_head("", "main");
+    format!(
+        r#"{head}          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                route: {{ cluster: up }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": {ROUTER_TYPE}}}
+  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+{cluster_extra}    load_assignment:
+      cluster_name: up
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
+"#,
+        up.port()
+    )
+}

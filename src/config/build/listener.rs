@@ -541,7 +541,8 @@ impl Builder {
             (_, Some(true)) => StripPort::Matching(0),
             _ => StripPort::Keep,
         };
-        let own = Box::new(self.proxy_headers(p, t.proxy_headers, &forwarding));
+        let mut own = Box::new(self.proxy_headers(p, t.proxy_headers, &forwarding));
+        own.internal = self.internal_addresses(p, rf.map_or(&[][..], |f| &f.internal_addresses));
         let tracing = self.tracing(p, t.tracing, clusters);
         let istio_stats = self.istio_stats(p, t.istio_stats);
         HttpConnectionManager {

@@ -10,8 +10,9 @@ use crate::http::filter::headers::{AppendAction, HeaderAdd, HeaderOps, HeaderPla
 /// Request headers Envoy removes from every request it does not consider internal
 /// (`ConnectionManagerUtility::cleanInternalHeaders`, plus `x-envoy-internal`, which it
 /// sets itself for internal ones). With no `internal_address_config` Envoy 1.40 treats
-/// no client address as internal, so this is every request. (`x-forwarded-client-cert`
-/// follows `forward_client_cert_details` instead: `http/xfcc.rs`.)
+/// no client address as internal, so this is every request; an internal one gets
+/// `InternalAddresses`'s plans instead. (`x-forwarded-client-cert` follows
+/// `forward_client_cert_details` instead: `http/xfcc.rs`.)
 const SANITIZED: &[&str] = &[
     "x-envoy-internal",
     "x-envoy-retriable-status-codes",
@@ -38,6 +39,47 @@ const SANITIZED_AT_EDGE: &[&str] = &[
 ];
 
 impl Builder {
+    /// `forwarding.internal_addresses`: the ranges, and the plans of an internal
+    /// request (`x-envoy-internal: true`; nothing else removed but, as the XFCC policy
+    /// says, `x-forwarded-client-cert`).
+    pub(super) fn internal_addresses(
+        &mut self,
+        p: &str,
+        raw: &[String],
+    ) -> Option<Box<InternalAddresses>> {
+        if raw.is_empty() {
+            return None;
+        }
+        let mut cidrs = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let parsed = r
+                .split_once('/')
+                .and_then(|(a, l)| CidrRange::new(a.parse().ok()?, l.parse().ok()?));
+            match parsed {
+                Some(c) => cidrs.push(c),
+                None => self.err(
+                    format!("{p}.forwarding.internal_addresses[{i}]"),
+                    format!("`{r}` is not an address range like 10.0.0.0/8"),
+                ),
+            }
+        }
+        let keep = HeaderOps {
+            add: vec![HeaderAdd {
+                name: "x-envoy-internal".into(),
+                value: "true".into(),
+                action: AppendAction::OverwriteIfExistsOrAdd,
+            }],
+            remove: Vec::new(),
+        };
+        let mut drop = keep.clone();
+        drop.remove.push("x-forwarded-client-cert".into());
+        Some(Box::new(InternalAddresses {
+            cidrs,
+            plan: HeaderPlan::compile([&drop]),
+            plan_keeping_xfcc: HeaderPlan::compile([&keep]),
+        }))
+    }
+
     pub(super) fn proxy_headers(
         &mut self,
         p: &str,
@@ -121,6 +163,7 @@ impl Builder {
             request_plan,
             request_plan_keeping_xfcc,
             consumed_plan: OwnHeaders::consumed_plan(),
+            internal: None,
         }
     }
 }

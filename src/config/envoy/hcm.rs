@@ -103,7 +103,9 @@ pub(super) fn translate(
 
     // Envoy: use_remote_address defaults to false (the client address comes from
     // x-forwarded-for and nothing is appended).
+    let internal_addresses = internal_addresses(h, p)?;
     chain.forwarding = Some(RawForwarding {
+        internal_addresses,
         use_remote_address: Some(h.use_remote_address.as_ref().is_some_and(|b| b.value)),
         xff_num_trusted_hops: Some(h.xff_num_trusted_hops),
         skip_xff_append: Some(h.skip_xff_append),
@@ -453,4 +455,27 @@ fn proxy_headers(h: &HttpConnectionManager, p: &str) -> R<RawProxyHeaders> {
         preserve_external_request_id: Some(h.preserve_external_request_id),
         phases_header: None,
     })
+}
+
+/// `internal_address_config.cidr_ranges` as native ranges (`prefix_len` unset is 0, as
+/// Envoy reads it). `unix_sockets` is accepted: Outrigger's listeners are TCP, so no
+/// client comes over a unix socket.
+fn internal_addresses(h: &HttpConnectionManager, p: &str) -> R<Vec<String>> {
+    let Some(c) = &h.internal_address_config else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (i, r) in c.cidr_ranges.iter().enumerate() {
+        let rp = format!("{p}.internal_address_config.cidr_ranges[{i}]");
+        let addr: std::net::IpAddr = r
+            .address_prefix
+            .parse()
+            .map_err(|_| err(format!("{rp}.address_prefix"), "not an IP address"))?;
+        let len = r.prefix_len.as_ref().map_or(0, |v| v.value);
+        if len > if addr.is_ipv4() { 32 } else { 128 } {
+            return Err(err(format!("{rp}.prefix_len"), "too long for the address"));
+        }
+        out.push(format!("{addr}/{len}"));
+    }
+    Ok(out)
 }

@@ -96,10 +96,22 @@ pub(super) fn translate(
 ) -> R<String> {
     let t = tx.raw.route_tables.len();
     let taken = |n: &str| tx.raw.route_tables.iter().any(|r| r.name == n);
+    // A generated name counts only this listener's tables, so that another listener's
+    // change leaves it (and so the chain's fingerprint, `build/fingerprint.rs`) alone.
     let name = if !rc.name.is_empty() && !taken(&rc.name) {
         rc.name.clone()
     } else {
-        format!("{listener}#{t}")
+        let prefix = format!("{listener}#");
+        let mut k = tx
+            .raw
+            .route_tables
+            .iter()
+            .filter(|r| r.name.starts_with(&prefix))
+            .count();
+        while taken(&format!("{prefix}{k}")) {
+            k += 1;
+        }
+        format!("{prefix}{k}")
     };
     let np = format!("route_tables[{t}]");
     tx.paths.add(np.clone(), p.to_string());

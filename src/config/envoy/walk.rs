@@ -120,6 +120,10 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig",
+        &["unix_sockets", "cidr_ranges"],
+    ),
+    (
         "envoy.config.core.v3.CidrRange",
         &["address_prefix", "prefix_len"],
     ),
@@ -139,6 +143,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "use_remote_address",
             "xff_num_trusted_hops",
             "skip_xff_append",
+            "internal_address_config",
             "request_headers_timeout",
             "stream_idle_timeout",
             "common_http_protocol_options",

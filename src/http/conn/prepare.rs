@@ -100,7 +100,14 @@ pub(super) async fn prepare<'v, C: Connector>(
     let has_xfcc = headers
         .iter()
         .any(|h| h.name.eq_ignore_ascii_case(crate::http::xfcc::XFCC));
-    let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, facts.tls, has_xfcc);
+    let xff = || {
+        headers
+            .iter()
+            .filter(|h| head::classify(h.name) == head::Special::XForwardedFor)
+            .map(|h| h.value)
+    };
+    let internal = own_headers::is_internal(&l.own, &l.forwarding, facts.peer, xff());
+    let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, facts.tls, has_xfcc, internal);
     edits.store = Some(store);
     edits.request_store = Some(req_store);
     // Tracing: the span starts with the request head; its context goes upstream in
@@ -114,7 +121,7 @@ pub(super) async fn prepare<'v, C: Connector>(
             path: req.path,
             protocol: req.protocol(),
             peer: facts.peer,
-            trusted: !l.own.sanitize_envoy_headers,
+            trusted: !l.own.sanitize_envoy_headers || internal,
             generates_request_id: false,
         };
         let header = |n: &str| {
@@ -128,6 +135,7 @@ pub(super) async fn prepare<'v, C: Connector>(
                 &l.own,
                 &l.forwarding,
                 header(crate::http::stamp::REQUEST_ID).is_some(),
+                internal,
             ),
             ..r
         };
@@ -203,14 +211,7 @@ pub(super) async fn prepare<'v, C: Connector>(
             }) {
                 break 'route Action::UpgradeRefused;
             }
-            let mut fwd = super::super::forwarding::decide(
-                &l.forwarding,
-                peer,
-                headers
-                    .iter()
-                    .filter(|h| head::classify(h.name) == head::Special::XForwardedFor)
-                    .map(|h| h.value),
-            );
+            let mut fwd = super::super::forwarding::decide(&l.forwarding, peer, xff());
             fwd.tls = tls;
             if let Some(r) = rec {
                 // The client address the log reports (Envoy's downstream remote address).
@@ -219,7 +220,13 @@ pub(super) async fn prepare<'v, C: Connector>(
             if let (Some(s), Some(c)) = (span.as_deref_mut(), view.clusters.get(t.cluster)) {
                 s.set_cluster(&c.cfg.name);
             }
-            own_headers::proxied(&l.own, &l.forwarding, t.timeout, fwd.client, &mut edits);
+            let honoured = Honoured {
+                headers,
+                edits: &edits.request,
+            };
+            let timeout =
+                crate::upstream::request::retry::timeout_header(&honoured).unwrap_or(t.timeout);
+            own_headers::proxied(&l.own, &l.forwarding, timeout, fwd.client, &mut edits);
             let mut retry = RetryState::new(
                 t.retries,
                 &Honoured {
@@ -363,7 +370,7 @@ pub(super) async fn prepare<'v, C: Connector>(
             Action::Proxy {
                 cluster: t.cluster,
                 dst,
-                timeout: t.timeout,
+                timeout,
                 upgrade: upgrade.is_some(),
                 h2,
                 auto_host: t.auto_host,
@@ -421,6 +428,7 @@ fn plan<'v>(
         life: None,
         chain: edits.chain,
         codec_edits: own_headers::codec_reply_edits(&l.own),
+        internal: edits.request.stamp.internal,
         mirror: None,
         tee: None,
     }

@@ -44,7 +44,8 @@ impl Conn {
             // The connection manager made an x-request-id for the request even though
             // it goes nowhere (Envoy logs it).
             let has = stream_info::find_header(&log.request_head, REQUEST_ID).is_some();
-            if own_headers::generates_request_id(&l.own, &l.forwarding, has) && !has {
+            if own_headers::generates_request_id(&l.own, &l.forwarding, has, plan.internal) && !has
+            {
                 LogFacts::add_header(&mut log.request_head, REQUEST_ID, &uuid_v4());
             }
         }

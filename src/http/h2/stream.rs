@@ -108,7 +108,18 @@ pub(crate) async fn serve<C: Connector>(
     let store = filter::set_headers::SetHeaders::default();
     let req_store = filter::set_headers::SetHeaders::default();
     let has_xfcc = parts.headers.contains_key(&crate::http::xfcc::XFCC_NAME);
-    let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, conn.tls.as_deref(), has_xfcc);
+    // Only a connection manager with internal addresses scans x-forwarded-for here.
+    let internal = l.own.internal.is_some() && {
+        let xff: Vec<&[u8]> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        own_headers::is_internal(&l.own, &l.forwarding, peer.ip(), xff.iter().copied())
+    };
+    let tls = conn.tls.as_deref();
+    let mut edits = own_headers::stream_edits(&l.own, &l.forwarding, tls, has_xfcc, internal);
     edits.store = Some(&store);
     edits.request_store = Some(&req_store);
     // The request's random value (Envoy's): the weighted cluster the filters see is the
@@ -125,11 +136,12 @@ pub(crate) async fn serve<C: Connector>(
             path: &path,
             protocol: "HTTP/2",
             peer: peer.ip(),
-            trusted: !l.own.sanitize_envoy_headers,
+            trusted: !l.own.sanitize_envoy_headers || internal,
             generates_request_id: own_headers::generates_request_id(
                 &l.own,
                 &l.forwarding,
                 parts.headers.contains_key(crate::http::stamp::REQUEST_ID),
+                internal,
             ),
         };
         let (out, s) = trace::start(t, &r, |n| parts.headers.get(n).map(|v| v.as_bytes()));
@@ -356,6 +368,13 @@ pub(crate) async fn serve<C: Connector>(
                     p.headers.remove(http::header::HOST);
                 }
                 up_parts = Some(p);
+            }
+            let honoured = Honoured {
+                headers: &parts.headers,
+                edits: &edits.request,
+            };
+            if let Some(h) = crate::upstream::request::retry::timeout_header(&honoured) {
+                timeout = h;
             }
             own_headers::proxied(&l.own, &l.forwarding, timeout, fwd.client, &mut edits);
             if let Some(m) = edits.response.stamp.phases.as_mut() {

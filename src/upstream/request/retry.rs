@@ -64,6 +64,17 @@ static PER_TRY_TIMEOUT: HeaderName =
     HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms");
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 static HEDGE: HeaderName = HeaderName::from_static("x-envoy-hedge-on-per-try-timeout");
+static TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-upstream-rq-timeout-ms");
+
+/// `x-envoy-upstream-rq-timeout-ms` of a request whose `x-envoy-*` headers the proxy
+/// honours (an internal one, or any on a connection manager that does not sanitize
+/// them): the route timeout in its place, 0 for none (Envoy's `finalTimeout`). The
+/// router consumes the header (`CONSUMED`).
+pub(crate) fn timeout_header<H: Headers + ?Sized>(request: &H) -> Option<Duration> {
+    first(request, &TIMEOUT)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
+}
 
 /// Whether an HTTP/1 request carries one of the `CONSUMED` headers (one pass; most
 /// requests have no `x-envoy-` header at all).
