@@ -162,6 +162,9 @@ class Upstream:
         if self.authz is not None and self.authz.poll() is None:
             return
         logp = self.s.work / "authz.log"
+        # Ready once this process has printed its ports: an earlier run's lines (spawn
+        # appends) must not count.
+        logp.unlink(missing_ok=True)
         root = Path(__file__).resolve().parents[2]
         # The venv tests/run fills (grpcio, xds-protos), not the harness's Python.
         python = root / "loadtest" / ".venv" / "bin" / "python"
