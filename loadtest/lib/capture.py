@@ -47,6 +47,13 @@ class Netns:
             raise HarnessError("h1-captured needs root (a network namespace and iptables)")
         tools.ensure_apt(["ip", "iptables", "setpriv", "curl"])
         self.delete()
+        # An earlier run killed before its cleanup leaves its namespace, whose veth has
+        # the same addresses: connections from this one's would go astray.
+        listed = run(["ip", "netns", "list"], timeout=10, check=False).stdout or ""
+        for line in listed.splitlines():
+            stale = line.split(" ", 1)[0]
+            if stale.startswith("ltcap") and stale != self.name:
+                run(["ip", "netns", "del", stale], timeout=10, check=False)
         host, pod = f"ltc{os.getpid() % 100000}h", f"ltc{os.getpid() % 100000}p"
         steps = [
             ["ip", "netns", "add", self.name],
