@@ -278,21 +278,7 @@ fn tcp_proxy_access_log() {
 }
 
 fn validate(text: &str) -> (bool, String) {
-    let dir = TempDir::new("alv");
-    let path = dir.join("bootstrap.yaml");
-    let text = text
-        .replace("@ADMIN_PORT@", &free_port().to_string())
-        .replace("@PORT2@", &free_port().to_string())
-        .replace("@PORT@", &free_port().to_string())
-        .replace("@DIR@", &dir.path().display().to_string());
-    write_atomic(&path, &text);
-    let o = run_cli(&["validate", "-c", &path.display().to_string()], T);
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.success(), out)
+    validate_config(text)
 }
 
 /// Malformed formats are refused with the field path and the reason, never accepted

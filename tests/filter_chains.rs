@@ -324,16 +324,7 @@ fn forced_codecs_refuse_the_other_protocol() {
 // ---- Config checks, through `outrigger validate`. ----
 
 fn validate(text: &str) -> (bool, String) {
-    let dir = TempDir::new("fc-validate");
-    let path = dir.join("c.yaml");
-    std::fs::write(&path, text.replace("@ADMIN_PORT@", "9901")).unwrap();
-    let o = run_cli(
-        &["validate", "-c", path.to_str().unwrap()],
-        Duration::from_secs(20),
-    );
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!err.contains("panicked"), "{err}");
-    (o.status.success(), err)
+    validate_config(text)
 }
 
 fn refused(listener: &str, wants: &[&str]) {

@@ -207,54 +207,22 @@ clusters:
     drop(c);
     drop(proxy);
 
-    let dir = TempDir::new("keepalive-checks");
-    let path = dir.join("bad.yaml");
-    write_atomic(
-        &path,
-        &proxy_config(up.addr)
-            .replace(
-                "    connect_timeout: 1s\n",
-                "    connect_timeout: 1s\n    tcp_keepalive: { keepalive_probes: 0 }\n",
-            )
-            .replace("@ADMIN_PORT@", "9901")
-            .replace("@PORT@", "10000"),
-    );
-    let out = run_cli(
-        &["validate", "-c", &path.display().to_string()],
-        Duration::from_secs(20),
-    );
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success());
+    let (ok, said) = validate_config(&proxy_config(up.addr).replace(
+        "    connect_timeout: 1s\n",
+        "    connect_timeout: 1s\n    tcp_keepalive: { keepalive_probes: 0 }\n",
+    ));
+    assert!(!ok);
     assert!(
         said.contains("clusters[0].tcp_keepalive.keepalive_probes: must be between 1 and 127"),
         "{said}"
     );
 
     // From an Envoy bootstrap: the other connection options are refused by their path.
-    let path = dir.join("envoy.yaml");
-    write_atomic(
-        &path,
-        &bootstrap(
-            up.addr,
-            "    upstream_connection_options: { set_local_interface_name_on_upstream_connections: true }\n",
-        )
-        .replace("@ADMIN_PORT@", "9901")
-        .replace("@PORT@", "10000"),
-    );
-    let out = run_cli(
-        &["validate", "-c", &path.display().to_string()],
-        Duration::from_secs(20),
-    );
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success());
+    let (ok, said) = validate_config(&bootstrap(
+        up.addr,
+        "    upstream_connection_options: { set_local_interface_name_on_upstream_connections: true }\n",
+    ));
+    assert!(!ok);
     assert!(
         said.contains("upstream_connection_options.set_local_interface_name_on_upstream_connections: not supported by Outrigger"),
         "{said}"

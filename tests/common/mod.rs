@@ -1672,3 +1672,28 @@ impl Proxy {
         );
     }
 }
+
+/// `outrigger validate` on `text` (its port placeholders filled with free ports, `@DIR@`
+/// with a fresh directory): whether it was accepted, and what it printed. A validation
+/// never panics, whatever the config says.
+pub fn validate_config(text: &str) -> (bool, String) {
+    let dir = TempDir::new("validate");
+    let path = dir.join("config.yaml");
+    let text = text
+        .replace("@ADMIN_PORT@", &free_port().to_string())
+        .replace("@PORT2@", &free_port().to_string())
+        .replace("@PORT@", &free_port().to_string())
+        .replace("@DIR@", &dir.path().display().to_string());
+    write_atomic(&path, &text);
+    let o = run_cli(
+        &["validate", "-c", &path.display().to_string()],
+        Duration::from_secs(20),
+    );
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!out.contains("panicked"), "{out}");
+    (o.status.success(), out)
+}
