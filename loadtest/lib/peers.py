@@ -148,23 +148,13 @@ class Upstream:
         self.ext_proc = spawn(["taskset", "-c", self.s.client_cpus, str(python), "-P",
                                Path(__file__).with_name("ext_proc_server.py"),
                                self.ext_proc_port], logp)
-
-        def accepts() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.ext_proc_port), 1).close()
-                return True
-            except OSError:
-                return False
-        wait_until(accepts, 20, "ext_proc processor", self.ext_proc, logp)
+        util.wait_listening(self.ext_proc_port, 20, "ext_proc processor", self.ext_proc, logp)
 
     def ensure_authz(self) -> None:
         """The allow-all gRPC authorization service (grpcio, xds-protos)."""
         if self.authz is not None and self.authz.poll() is None:
             return
         logp = self.s.work / "authz.log"
-        # Ready once this process has printed its ports: an earlier run's lines (spawn
-        # appends) must not count.
-        logp.unlink(missing_ok=True)
         root = Path(__file__).resolve().parents[2]
         # The venv tests/run fills (grpcio, xds-protos), not the harness's Python.
         python = root / "loadtest" / ".venv" / "bin" / "python"
@@ -172,8 +162,7 @@ class Upstream:
         self.authz = spawn(["taskset", "-c", self.s.client_cpus, python, script,
                             "--allow-all", "--grpc-port", str(self.authz_port),
                             "--workers", "16"], logp)
-        wait_until(lambda: "PORTS" in (logp.read_text() if logp.exists() else ""), 15,
-                   "ext_authz service", self.authz, logp)
+        util.wait_listening(self.authz_port, 15, "ext_authz service", self.authz, logp)
 
     def ensure_collector(self) -> None:
         """The OTLP sink, pinned to the client CPUs like the rest of the load side."""

@@ -177,6 +177,19 @@ def http(method: str, url: str, timeout: float = 2.0, body: bytes | None = None)
         return None, str(exc).encode()
 
 
+def wait_listening(port: int, timeout: float, what: str, proc: subprocess.Popen,
+                   log_path: Path) -> None:
+    """Until a service this harness started accepts on 127.0.0.1:`port` (a fact of the
+    running process, unlike a line in its log, which spawn appends to across runs)."""
+    def accepts() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return True
+        except OSError:
+            return False
+    wait_until(accepts, timeout, what, proc, log_path)
+
+
 def wait_until(pred, timeout: float, what: str, proc: subprocess.Popen | None = None,
                log_path: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
