@@ -425,7 +425,9 @@ impl Conn {
         view.bufs
             .put(std::mem::replace(&mut self.ubuf, ReadBuf::new(0)));
         self.marks.set_upstream(progress.phase_marks());
-        self.rec.route_timeout = progress.route_timed_out();
+        // Read only for a request that ended `UT` (the check may read the clock).
+        self.rec.route_timeout =
+            outcome.flag == ResponseFlag::UpstreamTimeout && progress.route_timed_out();
         outcome
     }
 

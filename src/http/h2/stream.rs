@@ -512,7 +512,9 @@ pub(crate) async fn serve<C: Connector>(
                 }
             };
             upstream_marks = Some(progress.phase_marks());
-            route_timeout = progress.route_timed_out();
+            // Read only for a stream that ended `UT` (the check may read the clock).
+            route_timeout =
+                done.flag == ResponseFlag::UpstreamTimeout && progress.route_timed_out();
             upstream_facts = (
                 progress.upstream_local(),
                 progress.transport_failure(),
