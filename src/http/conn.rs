@@ -14,8 +14,8 @@
 //! (`alloc_tests`, on in-memory streams; the executor's socket sources are not counted).
 //!
 //! The listener layer (`crate::listener`) chose this connection manager and its HTTP/1
-//! codec; this file reads, routes and answers locally; `exchange` proxies a request to
-//! an upstream, `connect` runs CONNECT and the tunnels after an upgrade, `record` keeps
+//! codec; this file reads and routes, `local_reply` answers locally, `exchange` proxies a
+//! request to an HTTP/1.1 upstream and `via_http2` to an HTTP/2 one, `connect` runs CONNECT and the tunnels after an upgrade, `record` keeps
 //! the finished request's record for the stats and the access log.
 
 use std::net::SocketAddr;
@@ -29,14 +29,13 @@ use crate::observe::phases::Marks;
 use crate::observe::stream_info::{self, LogFacts, StreamInfo, UpstreamWants};
 use crate::upstream::Connector;
 
-use super::body;
 use super::buf::ReadBuf;
 use super::failure::Failure;
 use super::filter::headers::Edits;
 use super::filter::{self, LocalReply};
 use super::flags::ResponseFlag;
 use super::h1::encode;
-use super::h1::head::{BodyKind, Framing, HeadError};
+use super::h1::head::{Framing, HeadError};
 use super::io::Io;
 use super::own_headers;
 use super::view::{ChainRef, ConnSlot, WorkerView};
@@ -46,10 +45,12 @@ mod exchange;
 mod failed;
 mod held;
 mod held_response;
+mod local_reply;
 mod prepare;
 mod record;
 mod response_head;
 mod upload;
+mod via_http2;
 
 /// Initial read-buffer size. It grows up to the header limit for a large head, and to
 /// `body::LARGE_BODY_BUF` once the connection streams a large body.
@@ -628,151 +629,6 @@ impl Conn {
             self.rec.protocol = "HTTP/1.1";
         }
         self.complete(view, at);
-    }
-
-    /// Sends a locally generated response (see `local_with`).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn local<D: Io, C: Connector>(
-        &mut self,
-        down: &mut D,
-        view: &WorkerView<C>,
-        plan: &Plan<'_>,
-        status: u16,
-        content_type: Option<&str>,
-        body: &[u8],
-        flag: ResponseFlag,
-    ) -> Outcome {
-        let reply = LocalBody {
-            content_type,
-            location: None,
-            body,
-        };
-        self.local_with(down, view, plan, status, reply, flag).await
-    }
-
-    /// Sends a locally generated response, first reading and discarding a small request
-    /// body so the connection stays in step; anything else closes the connection.
-    pub(super) async fn local_with<D: Io, C: Connector>(
-        &mut self,
-        down: &mut D,
-        view: &WorkerView<C>,
-        plan: &Plan<'_>,
-        status: u16,
-        reply: LocalBody<'_>,
-        flag: ResponseFlag,
-    ) -> Outcome {
-        let LocalBody {
-            content_type,
-            location,
-            body,
-        } = reply;
-        let mut close = !plan.framing.keep_alive || plan.closing(view);
-        if plan.framing.body != BodyKind::Empty {
-            if plan.framing.expect_continue {
-                close = true;
-            } else {
-                let mut sink = futures_lite::io::sink();
-                match body::forward(
-                    down,
-                    &mut self.rbuf,
-                    &mut sink,
-                    plan.framing.body,
-                    true,
-                    None,
-                    Some(DISCARD_LIMIT),
-                )
-                .await
-                {
-                    Ok(n) => self.rec.bytes_received += n,
-                    Err(_) => close = true,
-                }
-            }
-            // Whatever of the body was not read is still coming.
-            self.linger |= close;
-        }
-        self.wbuf.clear();
-        let form = encode::ReplyForm {
-            grpc: plan.grpc,
-            head_only: plan.is_head,
-            close,
-        };
-        let status = encode::write_reply(
-            &mut self.wbuf,
-            form,
-            (status, flag),
-            content_type,
-            location,
-            body,
-            plan.response_edits,
-        );
-        if self.logging {
-            self.rec.log.head_out =
-                LogFacts::keep_head(&mut self.rec.log.response_head, &self.wbuf);
-            self.rec.log.empty_local_reply = body.is_empty();
-        }
-        let keep_alive = down.write_all(&self.wbuf).await.is_ok() && !close;
-        self.rec.bytes_sent = self.wbuf.len() as u64;
-        Outcome {
-            status,
-            flag,
-            keep_alive,
-        }
-    }
-
-    /// Answers a failure from the shared table (`http::failure`): its status, flag and
-    /// Envoy's text.
-    pub(super) async fn fail_locally<D: Io, C: Connector>(
-        &mut self,
-        down: &mut D,
-        view: &WorkerView<C>,
-        plan: &Plan<'_>,
-        f: Failure,
-    ) -> Outcome {
-        self.local(
-            down,
-            view,
-            plan,
-            f.status(),
-            None,
-            f.body().as_bytes(),
-            f.flag(),
-        )
-        .await
-    }
-
-    /// Sends a local reply with `connection: close` at once, without reading anything
-    /// more of the request; the connection closes after it.
-    pub(super) async fn reply_and_close<D: Io>(
-        &mut self,
-        down: &mut D,
-        plan: &Plan<'_>,
-        status: u16,
-        msg: &[u8],
-        flag: ResponseFlag,
-    ) -> Outcome {
-        self.linger = true;
-        self.wbuf.clear();
-        let form = encode::ReplyForm {
-            grpc: plan.grpc,
-            head_only: plan.is_head,
-            close: true,
-        };
-        let status = encode::write_reply(
-            &mut self.wbuf,
-            form,
-            (status, flag),
-            None,
-            None,
-            msg,
-            plan.response_edits,
-        );
-        let _ = down.write_all(&self.wbuf).await;
-        self.rec.bytes_sent = self.wbuf.len() as u64;
-        Outcome {
-            status,
-            flag,
-            keep_alive: false,
-        }
     }
 
     /// A request that ended without a response the client can use: close the connection.
