@@ -226,6 +226,12 @@ class Upstream:
         wait_until(lambda: http("GET", self.url + "/")[0] == 200, 10,
                    "upstream nginx", self.proc, logp)
 
+    def service_pids(self) -> list[int]:
+        """The scenario services that are running (OTLP collector, ext_proc processor,
+        ext_authz service): part of the run, not other load on the machine."""
+        return [p.pid for p in (self.collector, self.ext_proc, self.authz)
+                if p is not None and p.poll() is None]
+
     def counters(self) -> tuple[int, int]:
         """nginx's (connections accepted, requests) totals from stub_status;
         (-1, -1) if unreadable. The status request itself is counted."""

@@ -547,9 +547,10 @@ def write(path: Path, runs, ctx: dict, charts_dir: Path, prefix: str = "") -> Pa
     noisy = [r for r in runs if (r.data.get("other_cpu_pct") or 0) > NOISY_PCT]
     L += ["", "## Other load on the machine", "",
           "CPU used during each run by processes that are not part of it (machine-wide "
-          "busy time from /proc/stat minus the proxy, the upstream, the load generator "
-          f"and the harness), in % of one CPU. Runs above {NOISY_PCT:.0f}% are listed: "
-          "their timings are disturbed.", ""]
+          "busy time from /proc/stat minus the proxy, the upstream, the scenario's "
+          "services (OTLP collector, ext_proc processor, ext_authz service), the load "
+          f"generator and the harness), in % of one CPU. Runs above {NOISY_PCT:.0f}% "
+          "are listed: their timings are disturbed.", ""]
     measured = any("other_cpu_pct" in r.data for r in runs)
     L += [f"- {r.scenario} round {r.round} {r.peer}: {r.data['other_cpu_pct']:.0f}%"
           for r in noisy] or (["None above the threshold."] if measured else

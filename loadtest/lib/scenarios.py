@@ -308,7 +308,9 @@ class Runner:
                 return
             churn = Churner(p) if sc.kind == "churn" else \
                 XdsChurner(p) if sc.kind == "xds" else None
-            pids = [pid, self.upstream.proc.pid]
+            # The proxy, the upstream and the scenario's services (their CPU is not
+            # other load; the proxy's own CPU is read separately).
+            pids = [pid, self.upstream.proc.pid, *self.upstream.service_pids()]
             # The servers' TLS counters are read through their admin ports, outside
             # the window of the CPU and syscall readings.
             tls0 = p.tls_stats(sc.tls) if sc.tls else None

@@ -14,9 +14,10 @@
 //! (`alloc_tests`, on in-memory streams; the executor's socket sources are not counted).
 //!
 //! The listener layer (`crate::listener`) chose this connection manager and its HTTP/1
-//! codec; this file reads and routes, `local_reply` answers locally, `exchange` proxies a
-//! request to an HTTP/1.1 upstream and `via_http2` to an HTTP/2 one, `connect` runs CONNECT and the tunnels after an upgrade, `record` keeps
-//! the finished request's record for the stats and the access log.
+//! codec; this file reads and routes, `local_reply` answers locally, `exchange` proxies
+//! a request to an HTTP/1.1 upstream and `via_http2` to an HTTP/2 one, `connect` runs
+//! CONNECT and the tunnels after an upgrade, `record` keeps the finished request's
+//! record for the stats and the access log.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
