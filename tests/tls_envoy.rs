@@ -375,3 +375,122 @@ static_resources:
     assert_eq!(ssl["handshake"], 1, "{ssl}");
     assert_eq!(ssl["no_certificate"], 0, "{ssl}");
 }
+
+/// A listener with Envoy's TLS defaults (an ECDSA certificate), answering 200, logging
+/// the negotiated version and suite.
+fn order_bootstrap(leaf: &Leaf) -> String {
+    let head = common::envoy::hcm_head("", "order");
+    // The transport socket belongs to the chain, before its filters.
+    let head = head.replace(
+        "    - filters:\n",
+        &format!(
+            "    - transport_socket:\n        name: envoy.transport_sockets.tls\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n          common_tls_context: {{ {} }}\n      filters:\n",
+            tls_files(leaf)
+        ),
+    );
+    format!(
+        r#"{head}          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: "@DIR@/order.log"
+              log_format: {{ text_format_source: {{ inline_string: "%REQ(X-CASE)% %DOWNSTREAM_TLS_VERSION% %DOWNSTREAM_TLS_CIPHER%\n" }} }}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                direct_response: {{ status: 200 }}
+          http_filters: [{ROUTER}]
+"#
+    )
+}
+
+/// Client offers (curl's `--tls-max`, `--ciphers`, `--tls13-ciphers`), by case name.
+const ORDER_CASES: [(&str, &[&str]); 5] = [
+    // OpenSSL's default TLS 1.2 order: AES-256, then ChaCha20 before AES-128.
+    (
+        "chacha-first",
+        &[
+            "--tls-max",
+            "1.2",
+            "--ciphers",
+            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256",
+        ],
+    ),
+    (
+        "aes128-first",
+        &[
+            "--tls-max",
+            "1.2",
+            "--ciphers",
+            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305",
+        ],
+    ),
+    (
+        "aes256-only",
+        &["--tls-max", "1.2", "--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384"],
+    ),
+    (
+        "aes256-13-first",
+        &[
+            "--tls13-ciphers",
+            "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+        ],
+    ),
+    (
+        "chacha13-first",
+        &[
+            "--tls13-ciphers",
+            "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256",
+        ],
+    ),
+];
+
+/// Sends each case once to `port`, then reads the log's lines, one per case.
+fn order_lines(port: u16, log: &Path) -> Vec<String> {
+    for (case, args) in ORDER_CASES {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+            .arg(format!("x-case: {case}"))
+            .args(args)
+            .arg(format!("https://localhost:{port}/"))
+            .output()
+            .expect("run curl");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{case}");
+    }
+    let lines = wait_until(std::time::Duration::from_secs(10), || {
+        let text = read_lossy(log);
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        (lines.len() >= ORDER_CASES.len()).then_some(lines)
+    });
+    lines.unwrap_or_else(|| panic!("log: {}", read_lossy(log)))
+}
+
+/// Envoy prefers the server's TLS 1.2 suite order (BoringSSL's server preference, with
+/// `[A|B]` groups inside which the client's order decides) and follows the client's
+/// TLS 1.3 order; the same bootstrap negotiates the same suites through Outrigger.
+#[test]
+fn a_listener_picks_the_tls_suite_envoy_picks() {
+    let dir = TempDir::new("tls-order");
+    let ca = Ca::new("order-ca");
+    let leaf = ca.leaf(dir.path(), "server", pki::server(&["localhost"]));
+    let template = order_bootstrap(&leaf);
+    let ours = Proxy::start(&template);
+    let lines = order_lines(ours.listen.port(), &ours.dir.join("order.log"));
+    let want = [
+        "chacha-first TLSv1.2 ECDHE-ECDSA-CHACHA20-POLY1305",
+        "aes128-first TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256",
+        "aes256-only TLSv1.2 ECDHE-ECDSA-AES256-GCM-SHA384",
+        "aes256-13-first TLSv1.3 TLS_AES_256_GCM_SHA384",
+        "chacha13-first TLSv1.3 TLS_CHACHA20_POLY1305_SHA256",
+    ];
+    assert_eq!(lines, want);
+    let Some(bin) = envoy_or_skip("a_listener_picks_the_tls_suite_envoy_picks (Envoy side)") else {
+        return;
+    };
+    let envoy = Envoy::start(&bin, &template);
+    let theirs = order_lines(envoy.listen.port(), &envoy.dir.join("order.log"));
+    assert_eq!(theirs, lines, "Envoy 1.40 and Outrigger negotiate alike");
+}

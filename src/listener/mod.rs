@@ -180,7 +180,26 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     });
     down.set_read_timeout(idle);
     down.set_write_timeout(idle);
-    let session = match rustls::ServerConnection::new(tls.config.clone()) {
+    // A chain that prefers its own TLS 1.2 order picks its config by the hello's
+    // suites: read here when no tls_inspector did.
+    let config = if !tls.needs_hello() {
+        &tls.config
+    } else {
+        let read;
+        let hello = match &found.hello {
+            Some(h) => h,
+            None => match read_hello(&mut down, &mut rbuf).await {
+                Some(h) => {
+                    read = h;
+                    &read
+                }
+                // The handshake fails on what came (and counts it).
+                None => tls_inspector::Hello::none(),
+            },
+        };
+        tls.config_for(&hello.cipher_suites, hello.tls13)
+    };
+    let session = match rustls::ServerConnection::new(config.clone()) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start a TLS session");
@@ -212,6 +231,26 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     rbuf.consume(rbuf.len());
     let down = Transport::Tls(Box::new(s));
     terminal(down, rbuf, h2, (peer, local), view.clone(), at, slot).await;
+}
+
+/// Reads until the connection's first bytes hold a whole ClientHello (within the read
+/// timeouts already set). `None`: it closed, timed out, or sent something else or too
+/// much.
+async fn read_hello<D: Io>(down: &mut D, rbuf: &mut ReadBuf) -> Option<tls_inspector::Hello> {
+    loop {
+        match tls_inspector::inspect(rbuf.data()) {
+            tls_inspector::Detected::Tls(h) => return Some(h),
+            tls_inspector::Detected::NeedMore => {}
+            _ => return None,
+        }
+        if rbuf.is_full() && !rbuf.grow(tls_inspector::MAX_CLIENT_HELLO) {
+            return None;
+        }
+        match rbuf.fill(down).await {
+            Ok(n) if n > 0 => {}
+            _ => return None,
+        }
+    }
 }
 
 /// Takes a connection out of `cx_active` however it ends (a panic included: the

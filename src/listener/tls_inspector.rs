@@ -25,6 +25,24 @@ pub struct Hello {
     pub server_name: String,
     /// The ALPN protocols, in the client's order (those that are UTF-8).
     pub alpn: Vec<String>,
+    /// The cipher suites offered, in the client's order (a listener that prefers its
+    /// own TLS 1.2 order picks by them: `tls::ServerTls::config_for`).
+    pub cipher_suites: Vec<u16>,
+    /// TLS 1.3 is among the versions offered (`supported_versions`).
+    pub tls13: bool,
+}
+
+impl Hello {
+    /// No hello: nothing offered.
+    pub fn none() -> &'static Hello {
+        static NONE: Hello = Hello {
+            server_name: String::new(),
+            alpn: Vec::new(),
+            cipher_suites: Vec::new(),
+            tls13: false,
+        };
+        &NONE
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +58,8 @@ const HANDSHAKE: u8 = 0x16;
 const CLIENT_HELLO: u8 = 0x01;
 const EXT_SERVER_NAME: u16 = 0;
 const EXT_ALPN: u16 = 16;
+const EXT_SUPPORTED_VERSIONS: u16 = 43;
+const TLS13: u16 = 0x0304;
 
 /// A cursor over peer bytes: every read is checked.
 struct Reader<'a>(&'a [u8]);
@@ -137,7 +157,13 @@ fn client_hello(body: &[u8]) -> Option<Hello> {
         return None;
     }
     r.vec8()?; // compression methods
-    let mut hello = Hello::default();
+    let mut hello = Hello {
+        cipher_suites: suites
+            .chunks_exact(2)
+            .filter_map(|c| Some(u16::from_be_bytes([*c.first()?, *c.get(1)?])))
+            .collect(),
+        ..Hello::default()
+    };
     if r.0.is_empty() {
         return Some(hello); // no extensions
     }
@@ -165,6 +191,12 @@ fn client_hello(body: &[u8]) -> Option<Hello> {
                     if let Ok(p) = std::str::from_utf8(p) {
                         hello.alpn.push(p.to_string());
                     }
+                }
+            }
+            EXT_SUPPORTED_VERSIONS => {
+                let mut list = Reader(data.vec8()?);
+                while !list.0.is_empty() {
+                    hello.tls13 |= list.u16()? == TLS13;
                 }
             }
             _ => {}
@@ -202,11 +234,11 @@ mod tests {
             exts.extend([0, 16]);
             exts.extend(vec16(&vec16(&list)));
         }
-        exts.extend([0, 43, 0, 3, 2, 3, 4]); // supported_versions, ignored
+        exts.extend([0, 43, 0, 5, 4, 3, 4, 3, 3]); // supported_versions: 1.3, 1.2
         let mut body = vec![3, 3];
         body.extend([7u8; 32]);
         body.extend([0]); // session id
-        body.extend(vec16(&[0x13, 0x01]));
+        body.extend(vec16(&[0x13, 0x01, 0xc0, 0x2b]));
         body.extend([1, 0]);
         body.extend(vec16(&exts));
         let mut msg = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
@@ -225,6 +257,8 @@ mod tests {
         let want = Hello {
             server_name: "api.example.com".into(),
             alpn: vec!["h2".into(), "http/1.1".into()],
+            cipher_suites: vec![0x1301, 0xc02b],
+            tls13: true,
         };
         assert_eq!(inspect(&h), Detected::Tls(want.clone()));
         // A hello split over records, read byte by byte.
@@ -235,7 +269,11 @@ mod tests {
         assert_eq!(inspect(&h), Detected::Tls(want));
         assert_eq!(
             inspect(&hello(None, &[], 100)),
-            Detected::Tls(Hello::default())
+            Detected::Tls(Hello {
+                cipher_suites: vec![0x1301, 0xc02b],
+                tls13: true,
+                ..Hello::default()
+            })
         );
     }
 

@@ -110,6 +110,13 @@ impl UpstreamTlsSpec {
                 errs.extend(e);
                 TlsParams::default()
             });
+        if params.prefer_server_ciphers {
+            errs.push((
+                "tls_params.prefer_server_ciphers".to_string(),
+                "the server picks the suite: only a listener's tls can prefer its own order"
+                    .to_string(),
+            ));
+        }
         if !errs.is_empty() {
             return Err(errs);
         }

@@ -18,6 +18,7 @@ pub mod der;
 pub mod files;
 pub mod info;
 pub mod params;
+mod preference;
 pub mod server;
 pub mod stats;
 pub mod stream;

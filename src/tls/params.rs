@@ -44,6 +44,12 @@ pub(crate) struct RawTlsParams {
     /// `X25519`, `P-256`, `P-384`, `X25519MLKEM768`.
     #[serde(default)]
     pub ecdh_curves: Vec<String>,
+    /// A listener's TLS 1.2 suite is the first of `cipher_suites` the client offers (an
+    /// `[A|B]` group: the one the client lists first), as BoringSSL's server preference
+    /// does (Envoy sets it on every context); `false`: the client's order, rustls's
+    /// default. Not an Envoy field: the Envoy translation sets it on listeners.
+    #[serde(default)]
+    pub prefer_server_ciphers: Option<bool>,
 }
 
 /// A context's checked `tls_params`.
@@ -57,6 +63,10 @@ pub struct TlsParams {
     pub cipher_suites: Vec<CipherSuite>,
     /// Key-exchange groups in preference order (empty: the provider's).
     pub ecdh_curves: Vec<NamedGroup>,
+    /// The equal-preference group of each of `cipher_suites` (its entry's index).
+    pub suite_groups: Vec<usize>,
+    /// The server picks the TLS 1.2 suite by `cipher_suites` (`prefer_server_ciphers`).
+    pub prefer_server_ciphers: bool,
 }
 
 /// BoringSSL's names of the TLS 1.2 suites rustls implements.
@@ -162,11 +172,15 @@ impl TlsParams {
             ));
         }
         let mut cipher_suites = Vec::new();
+        let mut suite_groups = Vec::new();
         for (i, entry) in r.cipher_suites.iter().enumerate() {
             let names = entry.trim().trim_start_matches('[').trim_end_matches(']');
             for name in names.split('|').map(str::trim) {
                 match SUITES.iter().find(|(n, _)| *n == name) {
-                    Some((_, s)) if !cipher_suites.contains(s) => cipher_suites.push(*s),
+                    Some((_, s)) if !cipher_suites.contains(s) => {
+                        cipher_suites.push(*s);
+                        suite_groups.push(i);
+                    }
                     Some(_) => {}
                     None if SKIPPED.contains(&name) => {}
                     None => errs.push((
@@ -204,6 +218,8 @@ impl TlsParams {
             only_12: max == Some(false),
             cipher_suites,
             ecdh_curves,
+            suite_groups,
+            prefer_server_ciphers: r.prefer_server_ciphers.unwrap_or(false),
         })
     }
 
@@ -266,6 +282,7 @@ mod tests {
             tls_maximum_protocol_version: s(max),
             cipher_suites: suites.iter().map(|x| x.to_string()).collect(),
             ecdh_curves: curves.iter().map(|x| x.to_string()).collect(),
+            prefer_server_ciphers: None,
         }
     }
 

@@ -43,6 +43,9 @@ fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
 pub struct ServerTls {
     pub spec: DownstreamTlsSpec,
     pub config: Arc<ServerConfig>,
+    /// With `prefer_server_ciphers`: a config per TLS 1.2 suite, to make the server's
+    /// order decide (`config_for`).
+    prefer: Option<super::preference::ServerOrder>,
     /// The PEM read for it: each certificate's chain and key, then the CA bundle.
     contents: Vec<Vec<u8>>,
     /// Each file's stamp, taken before it was read (the SDS files the spec came from
@@ -57,6 +60,24 @@ impl fmt::Debug for ServerTls {
         f.debug_struct("ServerTls")
             .field("spec", &self.spec)
             .finish()
+    }
+}
+
+impl ServerTls {
+    /// The config for a handshake whose ClientHello offered `suites` (and TLS 1.3 if
+    /// `tls13`): the chain's, unless it prefers its own TLS 1.2 order and TLS 1.2 is
+    /// what this client gets.
+    pub fn config_for(&self, suites: &[u16], tls13: bool) -> &Arc<ServerConfig> {
+        match &self.prefer {
+            Some(p) if !tls13 || self.spec.params.only_12 => p.pick(suites).unwrap_or(&self.config),
+            _ => &self.config,
+        }
+    }
+
+    /// The chain prefers its own TLS 1.2 order: a handshake needs the ClientHello's
+    /// suites to choose its config.
+    pub fn needs_hello(&self) -> bool {
+        self.prefer.is_some()
     }
 }
 
@@ -121,10 +142,7 @@ impl ServerTls {
             )?);
             contents.extend([chain, key]);
         }
-        let builder = ServerConfig::builder_with_provider(spec.params.provider())
-            .with_protocol_versions(spec.params.versions())
-            .map_err(|e| e.to_string())?;
-        let builder = match &spec.trusted_ca_file {
+        let verifier: Option<Arc<dyn ClientCertVerifier>> = match &spec.trusted_ca_file {
             Some(path) => {
                 let ca = pem(path, &spec.trusted_ca_inline)?;
                 let roots = roots(path, &ca)?;
@@ -134,28 +152,59 @@ impl ServerTls {
                     v = v.allow_unauthenticated();
                 }
                 let inner = v.build().map_err(|e| format!("`{path}`: {e}"))?;
-                builder.with_client_cert_verifier(Arc::new(SanVerifier {
+                Some(Arc::new(SanVerifier {
                     inner,
                     sans: spec.match_subject_alt_names.clone(),
                 }))
             }
-            None => builder.with_no_client_auth(),
+            None => None,
         };
         let local_uri_san = keys
             .first()
             .and_then(|k| k.cert.first())
             .and_then(|c| super::der::sans(c).uri.into_iter().next());
-        let mut config = builder.with_cert_resolver(Arc::new(Certificates(keys)));
-        config.alpn_protocols = spec
-            .alpn_protocols
-            .iter()
-            .map(|p| p.as_bytes().to_vec())
-            .collect();
-        config.ticketer = ticketer()?;
-        // The session cache (TLS 1.2 session IDs) is rustls's default, 256 entries.
+        let algorithms: Vec<_> = keys.iter().map(|k| k.key.algorithm()).collect();
+        let resolver = Arc::new(Certificates(keys));
+        let ticketer = ticketer()?;
+        // One config per crypto provider, sharing the verifier, the certificates, the
+        // ticket keys and the session cache.
+        let mut sessions = None;
+        let mut make = |p: Arc<rustls::crypto::CryptoProvider>| -> Result<ServerConfig, String> {
+            let builder = ServerConfig::builder_with_provider(p)
+                .with_protocol_versions(spec.params.versions())
+                .map_err(|e| e.to_string())?;
+            let builder = match &verifier {
+                Some(v) => builder.with_client_cert_verifier(v.clone()),
+                None => builder.with_no_client_auth(),
+            };
+            let mut config = builder.with_cert_resolver(resolver.clone());
+            config.alpn_protocols = spec
+                .alpn_protocols
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect();
+            config.ticketer = ticketer.clone();
+            // The session cache (TLS 1.2 session IDs) is rustls's default, 256 entries.
+            match &sessions {
+                Some(s) => config.session_storage = Arc::clone(s),
+                None => sessions = Some(config.session_storage.clone()),
+            }
+            Ok(config)
+        };
+        let config = make(spec.params.provider())?;
+        let prefer = if spec.params.prefer_server_ciphers && !spec.params.only_13 {
+            Some(super::preference::ServerOrder::build(
+                &spec.params,
+                &algorithms,
+                &mut make,
+            )?)
+        } else {
+            None
+        };
         Ok(ServerTls {
             spec: spec.clone(),
             config: Arc::new(config),
+            prefer,
             contents,
             stamps,
             local_uri_san,

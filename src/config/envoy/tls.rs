@@ -121,6 +121,9 @@ fn params(t: Option<&TlsParameters>, client: bool, p: &str) -> R<RawTlsParams> {
         tls_maximum_protocol_version: max.or(client.then(|| "TLSv1_2".to_string())),
         cipher_suites: list(t.map(|t| &t.cipher_suites), &ENVOY_SUITES),
         ecdh_curves: list(t.map(|t| &t.ecdh_curves), &ENVOY_CURVES),
+        // BoringSSL's server preference, which Envoy sets on every context (it decides
+        // only on a server).
+        prefer_server_ciphers: (!client).then_some(true),
     };
     if let Err(e) = crate::tls::params::TlsParams::build(&raw) {
         let (field, why) = e.into_iter().next().unwrap_or_default();
