@@ -82,7 +82,7 @@ use crate::config::raw_fault_cors::{RawCorsFilter, RawCorsPolicy, RawFault};
 use crate::config::raw_rbac::RawRbacFilter;
 
 pub use self::headers::MAX_HEADER_MUTATION_FILTERS;
-pub use self::request_head::on_request_head;
+pub use request_head::on_request_head;
 
 /// One entry of a listener's `http_filters`, as written in the YAML (`Default`: a
 /// translation names its one filter's field and leaves the rest empty).
