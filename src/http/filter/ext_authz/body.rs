@@ -68,9 +68,12 @@ pub struct Pending {
     /// The filter it belongs to (its address: a chain may hold several ext_authz
     /// filters).
     owner: usize,
-    /// The body settings on this request's route (`None`: the check carries no body;
-    /// it waits only for the earlier filters' checks).
+    /// How much of the body the check carries (`None`: none).
     settings: Option<BodySettings>,
+    /// The check waits for the body (its `settings` say until when); else it goes out
+    /// as soon as the earlier filters' did, with the body read by then (Envoy's filter
+    /// without buffering still sends what the stream buffered for an earlier one).
+    waits: bool,
     prepared: RefCell<Option<Prepared>>,
     /// The request's headers as they came (lower-case names), for the mutations that
     /// depend on them (add-if-absent, overwrite-if-exists, the joined append).
@@ -79,6 +82,10 @@ pub struct Pending {
     body: RefCell<Vec<u8>>,
     /// Body bytes seen so far.
     seen: Cell<u64>,
+    /// The request's `content-length`: the chunk that completes it is not answered
+    /// `413` (Envoy's HTTP/1 codec passes the last bytes with the end of the message,
+    /// which its buffer limit lets through).
+    declared: Option<u64>,
     /// The check went out.
     done: Cell<bool>,
     /// The filter's counters, by their index in the worker's (`ctx.counters`).
@@ -106,6 +113,7 @@ pub(super) fn defer(
     per_route: Option<&PerRoute>,
     store: &SetHeaders,
     settings: Option<BodySettings>,
+    waits: bool,
     cluster: Option<&str>,
 ) -> bool {
     if store.ext_authz.get().is_none() {
@@ -133,6 +141,7 @@ pub(super) fn defer(
     let pending = Pending {
         owner: f as *const ExtAuthzFilter as usize,
         settings,
+        waits,
         prepared: RefCell::new(Some(prepared)),
         incoming: ctx
             .req
@@ -147,6 +156,12 @@ pub(super) fn defer(
             .collect(),
         body: RefCell::new(Vec::new()),
         seen: Cell::new(0),
+        declared: ctx
+            .req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok()),
         done: Cell::new(false),
         counters,
         cluster: cluster.map(str::to_string),
@@ -193,11 +208,12 @@ impl ExtAuthzFilter {
         }
         let total = buffered.saturating_add(chunk.len() as u64);
         p.seen.set(total);
+        let complete = end_stream || p.declared == Some(total);
         let ready = match p.settings {
             None => true,
             Some(settings) => {
                 let max = settings.max_request_bytes;
-                if !settings.allow_partial_message && !end_stream && total > max {
+                if p.waits && !settings.allow_partial_message && !complete && total > max {
                     return DataStatus::Respond(TOO_LARGE);
                 }
                 if let Ok(mut b) = p.body.try_borrow_mut() {
@@ -206,7 +222,7 @@ impl ExtAuthzFilter {
                         .saturating_sub(b.len());
                     b.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or(chunk));
                 }
-                end_stream || (settings.allow_partial_message && total >= max)
+                !p.waits || end_stream || (settings.allow_partial_message && total >= max)
             }
         };
         if (ready || end_stream) && earlier_done {

@@ -187,8 +187,12 @@ impl ExtAuthzFilter {
             // With its own body settings, or after an earlier filter that waits for the
             // body (Envoy's filter runs once the one before it continues).
             let settings = self.body_settings(per_route);
-            if (settings.is_some() || body::waiting(s))
-                && body::defer(self, ctx, per_route, s, settings, cluster)
+            let waits = settings.is_some();
+            // After an earlier filter that waits, the body it read goes in the check
+            // even where this route disables buffering (Envoy: the stream's buffer).
+            let carried = settings.or(self.body);
+            if (waits || body::waiting(s))
+                && body::defer(self, ctx, per_route, s, carried, waits, cluster)
             {
                 return Head {
                     status: Status::Continue,
