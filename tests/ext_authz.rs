@@ -162,6 +162,15 @@ fn grpc_allow_adds_headers_both_ways_and_deny_returns_the_services_answer() {
         "cluster.backend.ext_authz.denied: 2\ncluster.backend.ext_authz.ok: 2\n\
          cluster.backend.upstream_rq_4xx: 2\n"
     );
+    let r = proxy.admin_get("/stats?format=json&filter=^cluster.backend.ext_authz");
+    let json: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+    assert_eq!(
+        json["stats"],
+        serde_json::json!([
+            {"name": "cluster.backend.ext_authz.denied", "value": 2},
+            {"name": "cluster.backend.ext_authz.ok", "value": 2}
+        ])
+    );
 }
 
 #[test]
