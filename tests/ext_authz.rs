@@ -154,6 +154,23 @@ fn grpc_allow_adds_headers_both_ways_and_deny_returns_the_services_answer() {
     assert_eq!(counter(&proxy, "http.main.ext_authz.denied"), 2);
     assert_eq!(counter(&proxy, "http.main.ext_authz.error"), 0);
     assert_eq!(flag_count(&proxy.listener_stats("main"), "UAEX"), 2);
+    // The same in the scope of the route's cluster, made by their first count (no
+    // `error` yet); the two denials (401, 403) count in its `upstream_rq_4xx`.
+    let r = proxy.admin_get("/stats?filter=^cluster.backend.(ext_authz|upstream_rq_4xx)");
+    assert_eq!(
+        r.body_str(),
+        "cluster.backend.ext_authz.denied: 2\ncluster.backend.ext_authz.ok: 2\n\
+         cluster.backend.upstream_rq_4xx: 2\n"
+    );
+    let r = proxy.admin_get("/stats?format=json&filter=^cluster.backend.ext_authz");
+    let json: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+    assert_eq!(
+        json["stats"],
+        serde_json::json!([
+            {"name": "cluster.backend.ext_authz.denied", "value": 2},
+            {"name": "cluster.backend.ext_authz.ok", "value": 2}
+        ])
+    );
 }
 
 #[test]
@@ -416,12 +433,20 @@ fn bad_configs_are_refused_by_path() {
             "max_bytes",
         ),
     ];
-    for (filter, path) in cases {
+    const CTX: &str = "ext_authz: { context_extensions: { team: blue, tier: gold } }";
+    let both = "ext_authz: { disable_request_body_buffering: true, with_request_body: { max_request_bytes: 4 } }";
+    let cases = cases.into_iter().map(|(f, p)| (f, p, None)).chain([(
+        GRPC,
+        "per_filter_config.authz.ext_authz.with_request_body",
+        Some(both),
+    )]);
+    for (filter, path, route) in cases {
         let dir = TempDir::new("ext-authz-bad");
         let file = dir.join("bad.yaml");
         write_atomic(
             &file,
             &config(up.addr, dead, dead, filter)
+                .replace(CTX, route.unwrap_or(CTX))
                 .replace("@ADMIN_PORT@", "0")
                 .replace("@PORT@", "0"),
         );

@@ -481,6 +481,9 @@ fn scalars(r: &StatsReport) -> Vec<Scalar> {
         for (cl, n) in CLASSES.iter().zip(&c.rq_class) {
             put(format!("{p}upstream_rq_{cl}"), *n, false);
         }
+        for (k, n) in c.ext_authz.iter().flat_map(|a| a.named()) {
+            put(format!("{p}{k}"), n, false);
+        }
         // The nested reports already carry Envoy's field names; their gauges are
         // the ones Envoy calls gauges.
         let gauges = ["healthy", "ejections_active", "cx_open", "rq_pending_open"];

@@ -334,6 +334,7 @@ pub fn render(r: &StatsReport) -> String {
         "Picks among all endpoints because too few passed their health checks.",
         lb_healthy_panic
     );
+    ext_authz(&mut out, cs);
     health_checks(&mut out, cs);
     outlier_detection(&mut out, cs);
     circuit_breakers(&mut out, cs);
@@ -412,6 +413,40 @@ fn upstream_rq_time(out: &mut String, cs: &[crate::observe::stats::ClusterReport
         let sum = c.rq_time.sum_us as f64 / 1e6;
         let _ = writeln!(out, "{NAME}_sum{{cluster=\"{name}\"}} {sum}");
         let _ = writeln!(out, "{NAME}_count{{cluster=\"{name}\"}} {cum}");
+    }
+}
+
+/// Envoy's `cluster.<name>.ext_authz.[<prefix>.]<stat>`, made by their first count:
+/// `outrigger_cluster_ext_authz_<stat>_total{cluster, ext_authz_prefix}` (the filter's
+/// own `stat_prefix`, empty without one), as Envoy's tag extraction labels them.
+fn ext_authz(out: &mut String, cs: &[crate::observe::stats::ClusterReport]) {
+    use crate::observe::authz_stats::NAMES;
+    for (i, stat) in NAMES.iter().enumerate() {
+        let series = format!("outrigger_cluster_ext_authz_{stat}_total");
+        let mut wrote = false;
+        for c in cs {
+            for a in &c.ext_authz {
+                let n = a.counts.get(i).copied().unwrap_or(0);
+                if n == 0 {
+                    continue;
+                }
+                if !wrote {
+                    family(
+                        out,
+                        &series,
+                        "counter",
+                        "ext_authz checks of requests routed to the cluster, by result.",
+                    );
+                    wrote = true;
+                }
+                let _ = writeln!(
+                    out,
+                    "{series}{{cluster=\"{}\",ext_authz_prefix=\"{}\"}} {n}",
+                    esc(&c.name),
+                    esc(&a.prefix)
+                );
+            }
+        }
     }
 }
 

@@ -33,6 +33,9 @@ pub(crate) struct RawExtAuthz {
     /// The request body in the check (Envoy's `with_request_body`).
     #[serde(default)]
     pub with_request_body: Option<RawBufferSettings>,
+    /// A denial counts in the route's cluster's `upstream_rq_<class>` (default true).
+    #[serde(default)]
+    pub charge_cluster_response_stats: Option<bool>,
 }
 
 /// Envoy's `BufferSettings`.
@@ -97,6 +100,12 @@ pub(crate) struct RawHeader {
 pub(crate) struct RawExtAuthzPerRoute {
     #[serde(default)]
     pub context_extensions: BTreeMap<String, String>,
+    /// The filter's `with_request_body` does not apply on this route.
+    #[serde(default)]
+    pub disable_request_body_buffering: bool,
+    /// `with_request_body` on this route (its `pack_as_bytes` is the filter's).
+    #[serde(default)]
+    pub with_request_body: Option<RawBufferSettings>,
 }
 
 /// The network filter (`network_filters[].ext_authz`, Envoy's network `ExtAuthz`).

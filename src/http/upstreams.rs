@@ -22,6 +22,11 @@ impl<C: Connector> Upstreams for WorkerView<C> {
         self.snapshot.cluster_index(name)
     }
 
+    fn cluster_stats(&self, name: &str) -> Option<&crate::observe::stats::ClusterStats> {
+        let i = self.snapshot.cluster_index(name)?;
+        self.clusters.get(i).map(|c| &*c.stats)
+    }
+
     fn newest(&self) -> Option<Newest> {
         let latest = self.latest.clone();
         Some(std::rc::Rc::new(move || {

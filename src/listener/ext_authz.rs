@@ -13,7 +13,9 @@
 //! upstream.
 //!
 //! Counters, as Envoy names them: `ext_authz.<stat_prefix>.total`, `ok`, `denied`,
-//! `error`, `failure_mode_allowed`, `cx_closed`.
+//! `error`, `failure_mode_allowed`, `cx_closed`, `disabled` (Envoy counts it when
+//! `filter_enabled_metadata` does not match; that field is refused, so it stays 0),
+//! and the gauge `active` (checks in flight).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -43,6 +45,9 @@ pub struct NetCounters {
     pub error: usize,
     pub failure_mode_allowed: usize,
     pub cx_closed: usize,
+    pub disabled: usize,
+    /// A gauge: checks in flight.
+    pub active: usize,
 }
 
 impl NetworkExtAuthz {
@@ -68,6 +73,12 @@ impl NetworkExtAuthz {
                 ..AttributeContext::default()
             }),
         };
+        let active = counters.get(self.counters.active);
+        if let Some(a) = active {
+            a.inc();
+        }
+        // Down again however the call ends (a closed connection drops it mid-call).
+        let _in_flight = InFlight(active);
         match check::call(up, self.cluster, self.timeout, &req).await {
             Answer::Ok(_) => {
                 inc(self.counters.ok);
@@ -88,6 +99,17 @@ impl NetworkExtAuthz {
                 inc(self.counters.cx_closed);
                 false
             }
+        }
+    }
+}
+
+/// Decrements the `active` gauge when dropped.
+struct InFlight<'a>(Option<&'a Rc<Counter>>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(a) = self.0 {
+            a.dec();
         }
     }
 }

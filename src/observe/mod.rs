@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod access_log_filter;
 pub mod access_log_fmt;
 pub mod alloc_count;
+pub mod authz_stats;
 pub mod bucket_rules;
 pub mod buckets;
 pub mod istio;

@@ -399,6 +399,9 @@ pub struct ClusterStats {
     /// Envoy's `lb_healthy_panic`: picks made among all endpoints because too few were
     /// healthy.
     pub lb_healthy_panic: Counter,
+    /// The ext_authz filter's counters for requests routed to this cluster
+    /// (`cluster.<name>.ext_authz.*`, `observe::authz_stats`).
+    pub ext_authz: super::authz_stats::ClusterExtAuthz,
     /// Envoy's `upstream_rq_time`.
     pub rq_time: UpstreamTime,
     /// Set once, by the cluster's first pick on this core (Envoy's no-traffic check
@@ -447,6 +450,7 @@ impl ClusterStats {
             rq_shadow_abandoned: self.rq_shadow_abandoned.get(),
             retry_or_shadow_abandoned: self.retry_or_shadow_abandoned.get(),
             lb_healthy_panic: self.lb_healthy_panic.get(),
+            ext_authz: self.ext_authz.report(),
             rq_time: self.rq_time.report(),
             health_check: None,
             dns: None,
@@ -587,6 +591,10 @@ pub struct ClusterReport {
     pub rq_shadow_abandoned: u64,
     pub retry_or_shadow_abandoned: u64,
     pub lb_healthy_panic: u64,
+    /// `ext_authz.[<prefix>.]*`, by the ext_authz filter's prefix (empty: no filter
+    /// counted on this cluster).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ext_authz: Vec<super::authz_stats::ExtAuthzReport>,
     /// `upstream_rq_time`: bounds in `UPSTREAM_RQ_TIME_BUCKETS_US`, the last bucket above.
     pub rq_time: HistogramReport,
     /// Only for a cluster with health checks.
@@ -703,6 +711,7 @@ impl StatsReport {
                     x.rq_shadow_abandoned += c.rq_shadow_abandoned;
                     x.retry_or_shadow_abandoned += c.retry_or_shadow_abandoned;
                     x.lb_healthy_panic += c.lb_healthy_panic;
+                    super::authz_stats::merge(&mut x.ext_authz, c.ext_authz);
                     x.rq_time.merge(&c.rq_time);
                     for e in c.endpoints {
                         match x.endpoints.iter_mut().find(|y| y.address == e.address) {

@@ -51,6 +51,14 @@ pub trait Upstreams {
         None
     }
 
+    /// This worker's stats of the cluster named `name` (`None`: no such cluster), for a
+    /// filter that counts in the scope of the request's cluster (ext_authz's
+    /// `cluster.<name>.ext_authz.*`).
+    fn cluster_stats(&self, name: &str) -> Option<&crate::observe::stats::ClusterStats> {
+        let _ = name;
+        None
+    }
+
     /// A handle on the worker's newest view, for calls made outside a request (a wasm
     /// plugin's HTTP calls, which may outlive the request or come from its timer).
     /// `None` where there is none (unit tests).

@@ -120,19 +120,10 @@ impl Builder {
             failure_mode_allowed: self.counter(format!("{prefix}failure_mode_allowed")),
             disabled: self.counter(format!("{prefix}disabled")),
         };
-        let body = raw.with_request_body.as_ref().map(|b| {
-            if b.max_request_bytes == 0 {
-                self.err(
-                    format!("{p}.with_request_body.max_request_bytes"),
-                    "must be more than 0",
-                );
-            }
-            BodySettings {
-                max_request_bytes: u64::from(b.max_request_bytes),
-                allow_partial_message: b.allow_partial_message,
-                pack_as_bytes: b.pack_as_bytes,
-            }
-        });
+        let body = raw
+            .with_request_body
+            .as_ref()
+            .map(|b| self.body_settings(&format!("{p}.with_request_body"), b));
         Some(ExtAuthzFilter {
             service,
             body,
@@ -144,7 +135,20 @@ impl Builder {
                 raw.allowed_headers.as_deref(),
             ),
             counters,
+            stat_prefix: raw.stat_prefix.clone(),
+            charge_cluster_response_stats: raw.charge_cluster_response_stats.unwrap_or(true),
         })
+    }
+
+    fn body_settings(&mut self, p: &str, b: &RawBufferSettings) -> BodySettings {
+        if b.max_request_bytes == 0 {
+            self.err(format!("{p}.max_request_bytes"), "must be more than 0");
+        }
+        BodySettings {
+            max_request_bytes: u64::from(b.max_request_bytes),
+            allow_partial_message: b.allow_partial_message,
+            pack_as_bytes: b.pack_as_bytes,
+        }
     }
 
     /// A network `ext_authz` filter.
@@ -173,6 +177,8 @@ impl Builder {
             error: self.counter(format!("{prefix}error")),
             failure_mode_allowed: self.counter(format!("{prefix}failure_mode_allowed")),
             cx_closed: self.counter(format!("{prefix}cx_closed")),
+            disabled: self.counter(format!("{prefix}disabled")),
+            active: self.counter(format!("{prefix}active")),
         };
         Some(NetworkExtAuthz {
             name: name.to_string(),
@@ -184,8 +190,19 @@ impl Builder {
     }
 
     /// A route's check settings.
-    pub(super) fn ext_authz_per_route(&mut self, raw: &RawExtAuthzPerRoute) -> PerRoute {
+    pub(super) fn ext_authz_per_route(&mut self, p: &str, raw: &RawExtAuthzPerRoute) -> PerRoute {
+        if raw.disable_request_body_buffering && raw.with_request_body.is_some() {
+            self.err(
+                format!("{p}.with_request_body"),
+                "set at most one of `with_request_body` and `disable_request_body_buffering`",
+            );
+        }
         PerRoute {
+            disable_request_body_buffering: raw.disable_request_body_buffering,
+            with_request_body: raw
+                .with_request_body
+                .as_ref()
+                .map(|b| self.body_settings(&format!("{p}.with_request_body"), b)),
             context_extensions: raw
                 .context_extensions
                 .iter()

@@ -483,7 +483,7 @@ impl Builder {
                 continue;
             }
             if let Some(a) = &o.ext_authz {
-                let a = self.ext_authz_per_route(a);
+                let a = self.ext_authz_per_route(&format!("{op}.ext_authz"), a);
                 overrides.push((name.clone(), FilterOverride::ExtAuthz(Box::new(a))));
                 continue;
             }

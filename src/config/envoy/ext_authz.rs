@@ -5,7 +5,7 @@
 
 use envoy_types::pb::envoy::config::core::v3::{grpc_service, http_uri};
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
-    ext_authz::Services, ext_authz_per_route::Override, ExtAuthz, ExtAuthzPerRoute,
+    ext_authz::Services, ext_authz_per_route::Override, BufferSettings, ExtAuthz, ExtAuthzPerRoute,
 };
 use envoy_types::pb::envoy::extensions::filters::network::ext_authz::v3::ExtAuthz as NetExtAuthz;
 use envoy_types::pb::envoy::r#type::matcher::v3::ListStringMatcher;
@@ -71,11 +71,8 @@ pub(super) fn http(e: &ExtAuthz, p: &str) -> R<RawExtAuthz> {
         },
         stat_prefix: e.stat_prefix.clone(),
         allowed_headers: matchers(&e.allowed_headers, &format!("{p}.allowed_headers"))?,
-        with_request_body: e.with_request_body.as_ref().map(|b| RawBufferSettings {
-            max_request_bytes: b.max_request_bytes,
-            allow_partial_message: b.allow_partial_message,
-            pack_as_bytes: b.pack_as_bytes,
-        }),
+        with_request_body: e.with_request_body.as_ref().map(buffer_settings),
+        charge_cluster_response_stats: e.charge_cluster_response_stats.as_ref().map(|b| b.value),
         ..RawExtAuthz::default()
     };
     match &e.services {
@@ -169,15 +166,34 @@ pub(super) fn http(e: &ExtAuthz, p: &str) -> R<RawExtAuthz> {
 pub(super) fn per_route(e: &ExtAuthzPerRoute, p: &str) -> R<Option<RawExtAuthzPerRoute>> {
     match &e.r#override {
         Some(Override::Disabled(true)) => Ok(None),
-        Some(Override::CheckSettings(c)) => Ok(Some(RawExtAuthzPerRoute {
-            context_extensions: c
-                .context_extensions
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        })),
+        Some(Override::CheckSettings(c)) => {
+            // Envoy's validation: at most one of the two.
+            if c.disable_request_body_buffering && c.with_request_body.is_some() {
+                return Err(err(
+                    format!("{p}.check_settings.with_request_body"),
+                    "set at most one of `with_request_body` and `disable_request_body_buffering`",
+                ));
+            }
+            Ok(Some(RawExtAuthzPerRoute {
+                context_extensions: c
+                    .context_extensions
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                disable_request_body_buffering: c.disable_request_body_buffering,
+                with_request_body: c.with_request_body.as_ref().map(buffer_settings),
+            }))
+        }
         // Envoy: `disabled` must be true, and the oneof is required.
         _ => Err(err(p, "set `disabled: true` or `check_settings`")),
+    }
+}
+
+fn buffer_settings(b: &BufferSettings) -> RawBufferSettings {
+    RawBufferSettings {
+        max_request_bytes: b.max_request_bytes,
+        allow_partial_message: b.allow_partial_message,
+        pack_as_bytes: b.pack_as_bytes,
     }
 }
 

@@ -129,8 +129,16 @@ pub async fn on_request_head<'c>(
                     _ => None,
                 };
                 let forwards = route.is_some_and(|r| r.forwards);
+                let cluster = route.map_or(EntryCluster::None, |r| r.cluster);
                 let head = own
-                    .on_request_head(ctx, per_route, edits.request_store, edits.store, forwards)
+                    .on_request_head(
+                        ctx,
+                        per_route,
+                        edits.request_store,
+                        edits.store,
+                        forwards,
+                        cluster,
+                    )
                     .await;
                 // A check put off until the body is held (`ext_authz/body.rs`).
                 hooks.request_data |= head.deferred;

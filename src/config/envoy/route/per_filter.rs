@@ -248,9 +248,10 @@ pub(super) fn per_filter_config(
             ChainOwn::ExtAuthz => {
                 // Envoy's ext_authz filter: the most specific config says whether it is
                 // disabled; the context extensions of every level are merged, the more
-                // specific winning.
+                // specific winning; the body settings are the most specific level's.
                 let mut first = None;
                 let mut merged = BTreeMap::new();
+                let mut body = (false, None);
                 for (n, o) in decoded.iter().rev().flat_map(|e| e.iter()) {
                     if n != name {
                         continue;
@@ -260,6 +261,7 @@ pub(super) fn per_filter_config(
                         PerFilter::ExtAuthz(s) => {
                             first = Some(false);
                             merged.extend(s.context_extensions.clone());
+                            body = (s.disable_request_body_buffering, s.with_request_body.clone());
                         }
                         _ => {
                             return Err(err(
@@ -278,6 +280,8 @@ pub(super) fn per_filter_config(
                     Some(false) => RawFilterOverride {
                         ext_authz: Some(RawExtAuthzPerRoute {
                             context_extensions: merged,
+                            disable_request_body_buffering: body.0,
+                            with_request_body: body.1,
                         }),
                         ..RawFilterOverride::default()
                     },

@@ -18,6 +18,7 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
             "stat_prefix",
             "allowed_headers",
             "with_request_body",
+            "charge_cluster_response_stats",
         ],
     ),
     (
@@ -66,7 +67,11 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.extensions.filters.http.ext_authz.v3.CheckSettings",
-        &["context_extensions"],
+        &[
+            "context_extensions",
+            "disable_request_body_buffering",
+            "with_request_body",
+        ],
     ),
     // Istio's stats filter: the fields Istio's control plane sets by default. The
     // durations are accepted without effect (TCP is reported once, at close; the

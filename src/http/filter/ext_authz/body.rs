@@ -3,7 +3,9 @@
 //! body follows, on a route that forwards, the filter builds its check request (the
 //! head's part: everything but the body) and keeps it in the stream's store
 //! ([`Pending`]); the stream then holds its body (`http/hold.rs`) and hands it to the
-//! filter chunk by chunk. The check goes out:
+//! filter chunk by chunk. A later ext_authz filter of the chain waits too (Envoy runs
+//! it once the earlier one continues): its check goes out after the earlier ones', with
+//! the body when it has body settings of its own, else without. The check goes out:
 //!
 //! - when the body ends (the end-of-stream call, or the HTTP/2 trailers), with the
 //!   whole body, at most `max_request_bytes` of it;
@@ -53,12 +55,25 @@ enum Prepared {
     Http(Vec<u8>),
 }
 
-/// One request's check, waiting for its body; kept in the stream's store
-/// (`SetHeaders::ext_authz`), so it ends with the request.
+/// The checks of one request waiting for its body, in the chain's order; kept in the
+/// stream's store (`SetHeaders::ext_authz`), so they end with the request.
+pub struct Pendings {
+    list: RefCell<Vec<Rc<Pending>>>,
+    /// The upstream request's mutations from the answers.
+    late: SetHeaders,
+}
+
+/// One filter's check waiting for the request body.
 pub struct Pending {
-    /// The filter it belongs to (its address: a chain may hold two ext_authz filters;
-    /// only the first with a body waits for it).
+    /// The filter it belongs to (its address: a chain may hold several ext_authz
+    /// filters).
     owner: usize,
+    /// How much of the body the check carries (`None`: none).
+    settings: Option<BodySettings>,
+    /// The check waits for the body (its `settings` say until when); else it goes out
+    /// as soon as the earlier filters' did, with the body read by then (Envoy's filter
+    /// without buffering still sends what the stream buffered for an earlier one).
+    waits: bool,
     prepared: RefCell<Option<Prepared>>,
     /// The request's headers as they came (lower-case names), for the mutations that
     /// depend on them (add-if-absent, overwrite-if-exists, the joined append).
@@ -67,23 +82,49 @@ pub struct Pending {
     body: RefCell<Vec<u8>>,
     /// Body bytes seen so far.
     seen: Cell<u64>,
+    /// The request's `content-length`: the chunk that completes it is not answered
+    /// `413` (Envoy's HTTP/1 codec passes the last bytes with the end of the message,
+    /// which its buffer limit lets through).
+    declared: Option<u64>,
+    /// The check went out.
+    done: Cell<bool>,
     /// The filter's counters, by their index in the worker's (`ctx.counters`).
     counters: Vec<(usize, Rc<Counter>)>,
-    /// The upstream request's mutations from the answer.
-    late: SetHeaders,
+    /// The cluster the request's route names, for the cluster-scope counters.
+    cluster: Option<String>,
 }
 
-/// Puts off `f`'s check of this request until its body is held. `false`: it cannot
-/// (the store holds another filter's pending check); the caller checks at once.
+/// The pending checks in `store`, if any.
+fn pendings(store: Option<&SetHeaders>) -> Option<&Pendings> {
+    store?.ext_authz.get()?.downcast_ref::<Pendings>()
+}
+
+/// Whether an earlier filter's check of this request waits for its body.
+pub(super) fn waiting(store: &SetHeaders) -> bool {
+    pendings(Some(store)).is_some_and(|p| p.list.try_borrow().is_ok_and(|l| !l.is_empty()))
+}
+
+/// Puts off `f`'s check of this request until its body is held (with `settings`, or
+/// without the body). `false`: it cannot (the store holds another kind of state); the
+/// caller checks at once.
 pub(super) fn defer(
     f: &ExtAuthzFilter,
     ctx: &RequestCtx<'_>,
     per_route: Option<&PerRoute>,
     store: &SetHeaders,
+    settings: Option<BodySettings>,
+    waits: bool,
+    cluster: Option<&str>,
 ) -> bool {
-    if store.ext_authz.get().is_some() {
-        return false;
+    if store.ext_authz.get().is_none() {
+        let _ = store.ext_authz.set(Box::new(Pendings {
+            list: RefCell::new(Vec::new()),
+            late: SetHeaders::default(),
+        }));
     }
+    let Some(all) = pendings(Some(store)) else {
+        return false;
+    };
     let prepared = match &f.service {
         Service::Grpc { .. } => Prepared::Grpc(Box::new(check::request(
             ctx,
@@ -99,6 +140,8 @@ pub(super) fn defer(
         .collect();
     let pending = Pending {
         owner: f as *const ExtAuthzFilter as usize,
+        settings,
+        waits,
         prepared: RefCell::new(Some(prepared)),
         incoming: ctx
             .req
@@ -113,22 +156,37 @@ pub(super) fn defer(
             .collect(),
         body: RefCell::new(Vec::new()),
         seen: Cell::new(0),
+        declared: ctx
+            .req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok()),
+        done: Cell::new(false),
         counters,
-        late: SetHeaders::default(),
+        cluster: cluster.map(str::to_string),
     };
-    store.ext_authz.set(Box::new(pending)).is_ok()
+    let Ok(mut list) = all.list.try_borrow_mut() else {
+        return false;
+    };
+    list.push(Rc::new(pending));
+    true
 }
 
-/// The pending check in `store`, if it is `f`'s.
-fn pending<'s>(f: &ExtAuthzFilter, store: Option<&'s SetHeaders>) -> Option<&'s Pending> {
-    let p = store?.ext_authz.get()?.downcast_ref::<Pending>()?;
-    (p.owner == f as *const ExtAuthzFilter as usize).then_some(p)
+/// `f`'s pending check in `store`, and whether every earlier filter's went out.
+fn pending(f: &ExtAuthzFilter, store: Option<&SetHeaders>) -> Option<(Rc<Pending>, bool)> {
+    let list = pendings(store)?.list.try_borrow().ok()?;
+    let at = list
+        .iter()
+        .position(|p| p.owner == f as *const ExtAuthzFilter as usize)?;
+    let earlier_done = list.iter().take(at).all(|p| p.done.get());
+    Some((list.get(at)?.clone(), earlier_done))
 }
 
 /// The upstream request's mutations a check on the body made, for the connection
 /// managers to apply to the upstream head (`None`: none).
 pub fn late_request_headers(store: Option<&SetHeaders>) -> Option<&SetHeaders> {
-    let p = store?.ext_authz.get()?.downcast_ref::<Pending>()?;
+    let p = pendings(store)?;
     (!p.late.is_empty()).then_some(&p.late)
 }
 
@@ -142,27 +200,33 @@ impl ExtAuthzFilter {
         end_stream: bool,
         buffered: u64,
     ) -> DataStatus {
-        let (Some(p), Some(settings)) = (pending(self, store), self.body) else {
+        let Some((p, earlier_done)) = pending(self, store) else {
             return DataStatus::Continue;
         };
-        if p.prepared.try_borrow().map_or(true, |c| c.is_none()) {
-            // Checked already.
+        if p.done.get() {
             return DataStatus::Continue;
         }
-        let max = settings.max_request_bytes;
         let total = buffered.saturating_add(chunk.len() as u64);
-        if !settings.allow_partial_message && !end_stream && total > max {
-            return DataStatus::Respond(TOO_LARGE);
-        }
         p.seen.set(total);
-        if let Ok(mut b) = p.body.try_borrow_mut() {
-            let room = usize::try_from(max)
-                .unwrap_or(usize::MAX)
-                .saturating_sub(b.len());
-            b.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or(chunk));
-        }
-        if end_stream || (settings.allow_partial_message && total >= max) {
-            return match self.check_body(p, store, up, settings).await {
+        let complete = end_stream || p.declared == Some(total);
+        let ready = match p.settings {
+            None => true,
+            Some(settings) => {
+                let max = settings.max_request_bytes;
+                if p.waits && !settings.allow_partial_message && !complete && total > max {
+                    return DataStatus::Respond(TOO_LARGE);
+                }
+                if let Ok(mut b) = p.body.try_borrow_mut() {
+                    let room = usize::try_from(max)
+                        .unwrap_or(usize::MAX)
+                        .saturating_sub(b.len());
+                    b.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or(chunk));
+                }
+                !p.waits || end_stream || (settings.allow_partial_message && total >= max)
+            }
+        };
+        if (ready || end_stream) && earlier_done {
+            return match self.check_body(&p, store, up).await {
                 Status::Continue => DataStatus::Continue,
                 Status::Respond(r) => DataStatus::Respond(r),
             };
@@ -176,8 +240,8 @@ impl ExtAuthzFilter {
         store: Option<&SetHeaders>,
         up: Option<&dyn Upstreams>,
     ) -> Status {
-        match (pending(self, store), self.body) {
-            (Some(p), Some(settings)) => self.check_body(p, store, up, settings).await,
+        match pending(self, store) {
+            Some((p, _)) if !p.done.get() => self.check_body(&p, store, up).await,
             _ => Status::Continue,
         }
     }
@@ -188,21 +252,26 @@ impl ExtAuthzFilter {
         p: &Pending,
         store: Option<&SetHeaders>,
         up: Option<&dyn Upstreams>,
-        settings: BodySettings,
     ) -> Status {
+        p.done.set(true);
         let Some(prepared) = p.prepared.try_borrow_mut().ok().and_then(|mut c| c.take()) else {
             return Status::Continue;
         };
         let body = p.body.take();
-        let partial = p.seen.get() > body.len() as u64;
+        let seen = p.seen.get();
+        let partial = seen > body.len() as u64;
         let answer = match (up, prepared, &self.service) {
             (None, _, _) => Answer::Error,
             (Some(up), Prepared::Grpc(mut req), Service::Grpc { cluster, timeout }) => {
-                check::add_body(&mut req, &body, partial, settings.pack_as_bytes);
+                check::set_size(&mut req, seen);
+                if let Some(s) = p.settings {
+                    check::add_body(&mut req, &body, partial, s.pack_as_bytes);
+                }
                 check::call(up, *cluster, *timeout, &req).await
             }
             (Some(up), Prepared::Http(head), Service::Http(h)) => {
-                h.call(up, head, Some((&body, partial))).await
+                let with = p.settings.map(|_| (&body[..], partial));
+                h.call(up, head, with).await
             }
             _ => Answer::Error,
         };
@@ -218,7 +287,12 @@ impl ExtAuthzFilter {
                 .map(|(_, v)| v.clone())
                 .collect()
         };
-        let (status, _, _) = self.settle(answer, &inc, &values, Some(&p.late), store);
+        let stats = match (up, &p.cluster) {
+            (Some(up), Some(c)) => up.cluster_stats(c),
+            _ => None,
+        };
+        let late = pendings(store).map(|all| &all.late);
+        let (status, _, _) = self.settle(answer, &inc, stats, &values, late, store);
         status
     }
 }

@@ -75,12 +75,6 @@ pub fn request(
         }
         put(name, &String::from_utf8_lossy(h.value));
     }
-    let size = r
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-        .unwrap_or(0);
     let (path, query) = match r.path.split_once('?') {
         Some((p, q)) => (p, q),
         None => (r.path, ""),
@@ -92,7 +86,9 @@ pub fn request(
         host: authority,
         scheme: scheme.to_string(),
         protocol: ctx.protocol.to_string(),
-        size,
+        // Envoy's `bytesReceived()`: no body byte is read when the head is checked (a
+        // check on the body sets it, `set_size`).
+        size: 0,
         ..HttpRequest::default()
     };
     // Envoy leaves `query` and `fragment` empty (the path carries the query).
@@ -110,6 +106,19 @@ pub fn request(
                 .unwrap_or_default(),
             ..AttributeContext::default()
         }),
+    }
+}
+
+/// The check's `size`: the body bytes received when it goes out (Envoy's
+/// `bytesReceived()`, whatever the Content-Length says).
+pub fn set_size(req: &mut CheckRequest, seen: u64) {
+    if let Some(http) = req
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    {
+        http.size = i64::try_from(seen).unwrap_or(i64::MAX);
     }
 }
 

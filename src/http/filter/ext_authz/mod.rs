@@ -16,15 +16,25 @@
 //!   `x-envoy-auth-failure-mode-allowed: true` with `failure_mode_allow_header_add`),
 //!   else the client gets `status_on_error` (default `403`), empty body, `UAEX`.
 //!
-//! With `with_request_body` the check of a request whose body follows waits for the
-//! body (`body.rs`), which the stream holds through the chain (`http/hold.rs`).
+//! With `with_request_body` (or a route's `check_settings.with_request_body`; a route's
+//! `disable_request_body_buffering` turns it off there) the check of a request whose
+//! body follows waits for the body (`body.rs`), which the stream holds through the chain
+//! (`http/hold.rs`). A later ext_authz filter of the chain then checks after it, with
+//! the body if it wants it too, as Envoy's filters run one after the other.
 //!
 //! A request without a route is not checked (Envoy skips the call); a route may disable
 //! the filter (`per_filter_config: {NAME: {disabled: true}}`, Envoy's
 //! `ExtAuthzPerRoute.disabled`) or give `context_extensions` for its check requests.
 //!
 //! Counters, as Envoy names them: `http.<stat_prefix>.ext_authz.[<filter stat_prefix>.]`
-//! `ok`, `denied`, `error`, `failure_mode_allowed`, `disabled`.
+//! `ok`, `denied`, `error`, `failure_mode_allowed`, `disabled`; and in the scope of the
+//! cluster the request's route names (Envoy's `decoder_callbacks_->clusterInfo()`):
+//! `cluster.<cluster>.ext_authz.[<filter stat_prefix>.]` `ok`, `denied`, `error`,
+//! `failure_mode_allowed` (`observe::authz_stats`), and for a denial the cluster's
+//! `upstream_rq_<class>` (Envoy's `charge_cluster_response_stats`, on by default).
+//!
+//! The check request's `size` is Envoy's `bytesReceived()` when the check goes out: the
+//! body bytes read so far (0 on the head; on the body, every byte seen by then).
 
 pub mod body;
 pub mod check;
@@ -38,6 +48,9 @@ use super::set_headers::SetHeaders;
 use super::status::{LocalReply, Status};
 use crate::config::StringMatch;
 use crate::http::flags::ResponseFlag;
+use crate::http::router::EntryCluster;
+use crate::observe::authz_stats::AuthzStat;
+use crate::observe::stats::ClusterStats;
 
 /// Envoy's `failure_mode_allow_header_add` header.
 pub const FAILURE_MODE_ALLOWED: &str = "x-envoy-auth-failure-mode-allowed";
@@ -63,6 +76,11 @@ pub struct ExtAuthzFilter {
     /// `with_request_body`: the check waits for the request body (`body.rs`).
     pub body: Option<body::BodySettings>,
     pub counters: Counters,
+    /// The filter's own `stat_prefix` (empty: none), for its cluster-scope counters.
+    pub stat_prefix: String,
+    /// Envoy's `charge_cluster_response_stats` (default true): a denial counts in the
+    /// route's cluster's `upstream_rq_<class>`.
+    pub charge_cluster_response_stats: bool,
 }
 
 /// Indices into the worker's named counters.
@@ -92,6 +110,12 @@ pub enum Service {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PerRoute {
     pub context_extensions: Vec<(String, String)>,
+    /// `disable_request_body_buffering`: the filter's `with_request_body` does not
+    /// apply on this route.
+    pub disable_request_body_buffering: bool,
+    /// `with_request_body` for this route (its `max_request_bytes` and
+    /// `allow_partial_message`; `pack_as_bytes` stays the filter's, as in Envoy).
+    pub with_request_body: Option<body::BodySettings>,
 }
 
 /// Envoy's `HeaderValueOption.append_action`, for the service's mutations.
@@ -156,9 +180,20 @@ impl ExtAuthzFilter {
         req_store: Option<&SetHeaders>,
         store: Option<&SetHeaders>,
         forwards: bool,
+        cluster: EntryCluster<'_>,
     ) -> Head {
-        if let (Some(_), true, true, Some(s)) = (&self.body, ctx.body, forwards, store) {
-            if body::defer(self, ctx, per_route, s) {
+        let cluster = cluster_name(ctx, cluster);
+        if let (true, true, Some(s)) = (ctx.body, forwards, store) {
+            // With its own body settings, or after an earlier filter that waits for the
+            // body (Envoy's filter runs once the one before it continues).
+            let settings = self.body_settings(per_route);
+            let waits = settings.is_some();
+            // After an earlier filter that waits, the body it read goes in the check
+            // even where this route disables buffering (Envoy: the stream's buffer).
+            let carried = settings.or(self.body);
+            if (waits || body::waiting(s))
+                && body::defer(self, ctx, per_route, s, carried, waits, cluster)
+            {
                 return Head {
                     status: Status::Continue,
                     set: (false, true),
@@ -192,7 +227,9 @@ impl ExtAuthzFilter {
                 .map(|h| String::from_utf8_lossy(h.value).into_owned())
                 .collect()
         };
-        let (status, req_set, resp_set) = self.settle(answer, &inc, &values, req_store, store);
+        let stats = cluster.and_then(|c| ctx.upstream?.cluster_stats(c));
+        let (status, req_set, resp_set) =
+            self.settle(answer, &inc, stats, &values, req_store, store);
         Head {
             status,
             set: (req_set, resp_set),
@@ -207,6 +244,7 @@ impl ExtAuthzFilter {
         &self,
         answer: Answer,
         inc: &dyn Fn(usize),
+        cluster: Option<&ClusterStats>,
         values: &dyn Fn(&str) -> Vec<String>,
         req_store: Option<&SetHeaders>,
         store: Option<&SetHeaders>,
@@ -214,6 +252,7 @@ impl ExtAuthzFilter {
         match answer {
             Answer::Ok(a) => {
                 inc(self.counters.ok);
+                self.count_cluster(cluster, AuthzStat::Ok);
                 let (mut req_set, mut resp_set) = (false, false);
                 if let Some(rs) = req_store {
                     req_set = apply_request(values, &a, rs);
@@ -239,6 +278,12 @@ impl ExtAuthzFilter {
                 body,
             } => {
                 inc(self.counters.denied);
+                self.count_cluster(cluster, AuthzStat::Denied);
+                if let (true, Some(c)) = (self.charge_cluster_response_stats, cluster) {
+                    if let Some(n) = c.rq_class.get(crate::observe::stats::class_index(status)) {
+                        n.inc();
+                    }
+                }
                 let resp_set = !headers.is_empty() && store.is_some();
                 if let Some(s) = store {
                     // Envoy removes each named header, then adds every value (several
@@ -262,8 +307,10 @@ impl ExtAuthzFilter {
             }
             Answer::Error => {
                 inc(self.counters.error);
+                self.count_cluster(cluster, AuthzStat::Error);
                 if self.failure_mode_allow {
                     inc(self.counters.failure_mode_allowed);
+                    self.count_cluster(cluster, AuthzStat::FailureModeAllowed);
                     let mut req_set = false;
                     if let (true, Some(rs)) = (self.failure_mode_allow_header_add, req_store) {
                         rs.add(FAILURE_MODE_ALLOWED, "true".into());
@@ -279,6 +326,45 @@ impl ExtAuthzFilter {
                 (Status::Respond(reply), false, false)
             }
         }
+    }
+}
+
+impl ExtAuthzFilter {
+    /// The body settings on a route: the route's own, none where it disables
+    /// buffering, else the filter's.
+    pub fn body_settings(&self, per_route: Option<&PerRoute>) -> Option<body::BodySettings> {
+        match per_route {
+            Some(p) if p.disable_request_body_buffering => None,
+            Some(PerRoute {
+                with_request_body: Some(b),
+                ..
+            }) => Some(body::BodySettings {
+                pack_as_bytes: self.body.is_some_and(|f| f.pack_as_bytes),
+                ..*b
+            }),
+            _ => self.body,
+        }
+    }
+
+    fn count_cluster(&self, cluster: Option<&ClusterStats>, stat: AuthzStat) {
+        if let Some(c) = cluster {
+            c.ext_authz.count(&self.stat_prefix, stat);
+        }
+    }
+}
+
+/// The name of the cluster the route names for this request, if it forwards (a
+/// `cluster_header` route's: the header's first value).
+fn cluster_name<'a>(ctx: &RequestCtx<'a>, cluster: EntryCluster<'a>) -> Option<&'a str> {
+    match cluster {
+        EntryCluster::None => None,
+        EntryCluster::Name(n) => Some(n),
+        EntryCluster::Header(h) => ctx
+            .req
+            .headers
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(h))
+            .and_then(|f| std::str::from_utf8(f.value).ok()),
     }
 }
 
