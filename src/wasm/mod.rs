@@ -8,7 +8,7 @@
 //!   config keeps serving.
 //! - `vm.rs`: one instance per worker and plugin (`worker_vm`), made on the worker's
 //!   first request and reused by every later one; fuel and memory limits; traps.
-//! - `abi.rs`, `host_headers.rs`, `shared.rs`, `http_call.rs`: the host functions.
+//! - `abi.rs`, `host_headers.rs`, `host_body.rs`, `shared.rs`, `http_call.rs`: the host functions.
 //! - `calls.rs`: what runs outside a stream's callbacks, as tasks of the worker: the
 //!   module's HTTP calls, its timer, and the wake-up of the streams it paused.
 //! - The filter's hooks are in `http/filter/wasm.rs`.
@@ -17,6 +17,7 @@ pub mod abi;
 pub mod calls;
 pub mod config;
 pub mod host;
+pub mod host_body;
 pub mod host_headers;
 pub mod http_call;
 pub mod shared;
