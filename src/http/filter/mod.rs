@@ -35,7 +35,8 @@
 //! only when the filter injected a response rate limit on its request head).
 //!
 //! `Chain::on_response_body` sees a whole response body before its head goes out, on
-//! the streams a filter asked for it (ext_proc's `BUFFERED` response body mode:
+//! the streams a filter asked for it (ext_proc's `BUFFERED` response body mode, a wasm
+//! module's `proxy_on_response_body` where the path can hold it:
 //! `http/conn/held_response.rs` holds the response); it may replace the body or answer.
 //!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
