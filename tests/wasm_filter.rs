@@ -499,3 +499,35 @@ fn a_paused_response_head_waits_for_the_tick_that_resumes_or_answers_it() {
     let r = h2_get(proxy.listen, "/", Some(("x-hold", "deny")));
     assert_eq!((r.status, r.body_str().as_str()), (403, "held back"));
 }
+
+#[test]
+fn a_pause_nothing_resumes_ends_at_the_stream_idle_timeout() {
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
+    ));
+    let dir = TempDir::new("wasm-pause-timeout");
+    let idle = "    route_table: main\n    stream_idle_timeout: 1s\n";
+    let pause = wasm_modules::write(dir.path(), "pause", &wasm_modules::response_pause());
+    let proxy =
+        Proxy::start(&config(up.addr, &pause, "").replacen("    route_table: main\n", idle, 1));
+    // The request head, then the response head, paused for good: Envoy's stream idle
+    // timer's answer; the worker keeps serving.
+    let seen = up.request_count();
+    let r = get(&proxy, "/", "x-hold: queue\r\n");
+    assert_eq!((r.status, r.body_str().as_str()), (504, "stream timeout"));
+    assert_eq!(up.request_count(), seen, "a paused request went upstream");
+    let r = get(&proxy, "/", "x-hold: never\r\n");
+    assert_eq!((r.status, r.body_str().as_str()), (504, "stream timeout"));
+    let r = get(&proxy, "/", "x-hold: go\r\n");
+    assert_eq!((r.status, r.header("x-resumed")), (200, Some("yes")));
+    drop(proxy);
+    // The request body paused at its end.
+    let body = wasm_modules::write(dir.path(), "body", &wasm_modules::body_edit());
+    let proxy =
+        Proxy::start(&config(up.addr, &body, "").replacen("    route_table: main\n", idle, 1));
+    let seen = up.request_count();
+    let r = post(&proxy, "h", "hello", false);
+    assert_eq!((r.status, r.body_str().as_str()), (504, "stream timeout"));
+    assert_eq!(up.request_count(), seen);
+    assert_eq!(post(&proxy, "a", "hello", false).status, 200);
+}

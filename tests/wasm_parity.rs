@@ -495,3 +495,52 @@ fn a_paused_response_head_behaves_as_in_envoy() {
     assert_eq!(from_us[0], (200, "hello world".into(), yes.clone(), yes));
     assert_eq!((from_us[1].0, from_us[1].1.as_str()), (403, "held back"));
 }
+
+/// A request head, a response head and a request body paused for good end at the
+/// stream idle timeout (1 s here) as in Envoy.
+#[test]
+fn a_pause_nothing_resumes_times_out_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("a_pause_nothing_resumes_times_out_as_in_envoy") else {
+        return;
+    };
+    let dir = TempDir::new("wasm-parity-pause-timeout");
+    let pause = wasm_modules::write(dir.path(), "pause", &wasm_modules::response_pause());
+    let body = wasm_modules::write(dir.path(), "body", &wasm_modules::body_edit());
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
+    ));
+    let idle = |m: &Path| {
+        bootstrap(up.addr, m, "").replacen(
+            "stat_prefix: web\n",
+            "stat_prefix: web\n          stream_idle_timeout: 1s\n",
+            1,
+        )
+    };
+    let run = |addr: SocketAddr, which: &str| -> Vec<(u16, String)> {
+        if which == "pause" {
+            ["x-hold: queue\r\n", "x-hold: never\r\n"]
+                .iter()
+                .map(|h| {
+                    let r = get(addr, h);
+                    (r.status, r.body_str())
+                })
+                .collect()
+        } else {
+            let s = post_body(addr, &up, "h", "hello", false);
+            vec![(s.status, s.body)]
+        }
+    };
+    for (which, m) in [("pause", &pause), ("body", &body)] {
+        let text = idle(m);
+        let envoy = Envoy::start(&bin, &text);
+        let from_envoy = run(envoy.listen, which);
+        drop(envoy);
+        let proxy = Proxy::start(&text);
+        let from_us = run(proxy.listen, which);
+        assert_eq!(
+            from_us, from_envoy,
+            "{which}: Outrigger (left) and Envoy (right) differ"
+        );
+        assert!(from_us.iter().all(|(s, _)| *s == 504), "{from_us:?}");
+    }
+}

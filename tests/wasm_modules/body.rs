@@ -24,7 +24,8 @@ fn body_module(body: &str) -> String {
 /// `r`/`R` replace the body (`[new request body]`, `[new response body]`: start 0,
 /// size the whole body), `p`/`P` prepend `<<` (start 0, size 0), `a`/`A` append `>>`
 /// (start at the body's size), `w`/`W` read the body (`proxy_get_buffer_bytes`) and
-/// append it (the body twice), `t`/`T` trap. With an operation the body is buffered
+/// append it (the body twice), `t`/`T` trap, `h` pauses the request body at its end
+/// too and never continues it. With an operation the body is buffered
 /// (`Pause` until the end of stream) and edited at its end; without one every chunk
 /// continues. A second byte `d` removes `content-length` from the request head and
 /// from the response head. The response gets `x-seen-request-body: <size>`, the
@@ -81,6 +82,8 @@ pub fn body_edit() -> String {
     (if (i32.or (i32.lt_u (local.get $op) (i32.const 0x61)) (i32.gt_u (local.get $op) (i32.const 0x7a)))
       (then (return (i32.const 0))))
     (if (i32.eqz (local.get $eos)) (then (return (i32.const 1))))
+    ;; 'h': paused at the end too, and never continued.
+    (if (i32.eq (local.get $op) (i32.const 0x68)) (then (return (i32.const 1))))
     (call $edit (i32.const 0) (local.get $op) (local.get $size))
     (i32.const 0))
   (func (export "proxy_on_response_headers") (param $ctx i32) (param i32 i32) (result i32)
@@ -130,6 +133,8 @@ pub fn body_edit() -> String {
 /// `x-hold: deny` has its `proxy_on_response_headers` add `x-before: yes` and return
 /// `Pause`; the next tick (every 20 ms) switches to its context and adds `x-resumed:
 /// yes` and continues the response (`go`), or answers `403 held back` (`deny`).
+/// `x-hold: never` pauses the response head and `x-hold: queue` the request head, and
+/// nothing continues them.
 pub fn response_pause() -> String {
     body_module(
         r#"
@@ -148,12 +153,15 @@ pub fn response_pause() -> String {
     (i32.store (call $slot (local.get $ctx)) (i32.const 0))
     (if (i32.eqz (call $get (i32.const 0) (i32.const 1024) (i32.const 6) (i32.const 64) (i32.const 68)))
       (then (i32.store (call $slot (local.get $ctx)) (i32.load8_u (call $ret_ptr)))))
-    (i32.const 0))
+    ;; 'q': the request head paused, and never continued.
+    (i32.eq (i32.load (call $slot (local.get $ctx))) (i32.const 0x71)))
   (func (export "proxy_on_response_headers") (param $ctx i32) (param i32 i32) (result i32)
     (local $hold i32)
     (local.set $hold (i32.load (call $slot (local.get $ctx))))
     (if (i32.eqz (local.get $hold)) (then (return (i32.const 0))))
     (drop (call $add (i32.const 2) (i32.const 1064) (i32.const 8) (i32.const 1056) (i32.const 3)))
+    ;; 'n': paused, and never continued.
+    (if (i32.eq (local.get $hold) (i32.const 0x6e)) (then (return (i32.const 1))))
     (global.set $deny (i32.eq (local.get $hold) (i32.const 0x64)))
     (global.set $waiting (local.get $ctx))
     (i32.const 1))

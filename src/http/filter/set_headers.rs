@@ -43,6 +43,8 @@ pub struct StreamContext {
     pub(crate) response_paused: Option<u64>,
     /// A paused response head was resumed (its edits came late).
     pub(crate) head_late: bool,
+    /// The listener's `stream_idle_timeout`, which bounds its pauses (zero: none).
+    pub(crate) idle_timeout: std::time::Duration,
 }
 
 /// A wasm context's request body as its callbacks left it (`filter::wasm_body`).

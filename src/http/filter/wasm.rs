@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::Val;
 
@@ -41,6 +42,14 @@ impl PartialEq for WasmFilter {
         Arc::ptr_eq(&self.0, &o.0)
     }
 }
+
+/// The answer to a stream paused longer than the stream idle timeout (Envoy's, for a
+/// request the client has sent whole).
+const STREAM_TIMEOUT: LocalReply = LocalReply {
+    status: 504,
+    body: Cow::Borrowed("stream timeout"),
+    flag: ResponseFlag::StreamIdleTimeout,
+};
 
 /// The reply to a request whose VM failed (Envoy's `failStream`: 503, no body).
 pub(super) const FAILED: LocalReply = LocalReply {
@@ -99,7 +108,7 @@ impl WasmFilter {
             };
             let local = call.local.is_some();
             let resolved_now = local || action == 0 || call.continued;
-            if !remember(plugin, store, id, local) && resolved_now {
+            if !remember(plugin, store, (id, ctx.stream_idle_timeout), local) && resolved_now {
                 end(vm, id);
             }
             if action == 0 || call.continued || local {
@@ -116,7 +125,10 @@ impl WasmFilter {
             serial,
             id,
         };
-        let call = guard.wait().await;
+        let call = match guard.wait_at_most(ctx.stream_idle_timeout).await {
+            Ok(call) => call,
+            Err(timeout) => return timeout,
+        };
         let Some(call) = call else {
             return failed_request(plugin, "the VM failed while the request was paused");
         };
@@ -166,9 +178,12 @@ impl WasmFilter {
                 serial,
                 id,
             };
-            match guard.wait().await {
-                Some(call) => head_resolved(call, store, (plugin, id)),
-                None => {
+            let limit = idle_limit(store, (plugin, id));
+            match guard.wait_at_most(limit).await {
+                Err(Status::Respond(r)) => set_reply(store, (plugin, id), Some(r)),
+                Err(Status::Continue) => {}
+                Ok(Some(call)) => head_resolved(call, store, (plugin, id)),
+                Ok(None) => {
                     let why = "the VM failed while the response was paused";
                     if let Status::Respond(r) = failed_request(&self.0, why) {
                         set_reply(store, (plugin, id), Some(r));
@@ -301,6 +316,17 @@ fn head_resolved(call: Call, store: &SetHeaders, who: (usize, i32)) {
     }
 }
 
+/// The stream idle timeout context `who` was made with.
+pub(super) fn idle_limit(store: &SetHeaders, who: (usize, i32)) -> Duration {
+    let mut limit = Duration::ZERO;
+    store.wasm_contexts(|c| {
+        if let Some(s) = c.iter().find(|s| (s.plugin, s.id) == who) {
+            limit = s.idle_timeout;
+        }
+    });
+    limit
+}
+
 /// Keeps the local response context `id` answered with, for `on_response_head`.
 fn set_reply(store: &SetHeaders, who: (usize, i32), reply: Option<LocalReply>) {
     store.wasm_contexts(|c| {
@@ -386,7 +412,7 @@ fn request_call(id: i32, ctx: &RequestCtx<'_>) -> (Call, i32) {
 fn remember(
     plugin: &Arc<Plugin>,
     store: Option<&SetHeaders>,
-    id: i32,
+    (id, idle_timeout): (i32, Duration),
     response_done: bool,
 ) -> bool {
     let Some(s) = store else { return false };
@@ -395,6 +421,7 @@ fn remember(
             plugin: key(plugin),
             id,
             response_done,
+            idle_timeout,
             ..StreamContext::default()
         })
     });
@@ -440,6 +467,21 @@ impl ParkGuard<'_> {
         let call = futures_lite::future::poll_fn(|cx| self.poll(cx)).await;
         self.id = 0;
         call
+    }
+
+    /// `wait`, for at most `limit` (the listener's `stream_idle_timeout`; zero: no
+    /// limit): a paused stream moves no byte, and Envoy's stream idle timer ends it
+    /// with `504 stream timeout` (flag `SI`). `Err`: that answer (the paused state is
+    /// dropped with the guard).
+    pub(super) async fn wait_at_most(self, limit: Duration) -> Result<Option<Call>, Status> {
+        if limit.is_zero() {
+            return Ok(self.wait().await);
+        }
+        let timeout = async {
+            crate::rt::sleep(limit).await;
+            Err(Status::Respond(STREAM_TIMEOUT))
+        };
+        futures_lite::future::or(async { Ok(self.wait().await) }, timeout).await
     }
 
     fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Call>> {

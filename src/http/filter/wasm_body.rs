@@ -30,7 +30,7 @@ use wasmtime::Val;
 use super::ext_proc::response::BodyOutcome;
 use super::set_headers::{SetHeaders, WasmBody};
 use super::status::{DataStatus, Status};
-use super::wasm::{failed, failed_request, key, local, ParkGuard, WasmFilter};
+use super::wasm::{failed, failed_request, idle_limit, key, local, ParkGuard, WasmFilter};
 use crate::wasm::abi::{HTTP_REQUEST_BODY, HTTP_RESPONSE_BODY};
 use crate::wasm::calls;
 use crate::wasm::host::{BodyBuf, Parked};
@@ -116,7 +116,12 @@ async fn run(cb: Callback<'_>, body: BodyBuf) -> Outcome {
         serial,
         id,
     };
-    match guard.wait().await {
+    let limit = idle_limit(store, (key(plugin), id));
+    let call = match guard.wait_at_most(limit).await {
+        Ok(call) => call,
+        Err(timeout) => return Outcome::Respond(timeout),
+    };
+    match call {
         None => Outcome::Respond(failed_request(
             plugin,
             "the VM failed while the body was paused",
