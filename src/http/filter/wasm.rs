@@ -2,9 +2,10 @@
 //! stream gets an HTTP context in this worker's VM of the plugin (`wasm::worker_vm`);
 //! the request head runs `proxy_on_context_create` and `proxy_on_request_headers`, the
 //! response head `proxy_on_response_headers`, and the stream's end `proxy_on_done`,
-//! `proxy_on_log` and `proxy_on_delete`. A request-headers callback may pause the
-//! stream; the hook then waits until a later callback on the context resolves it
-//! (`wasm/calls.rs` runs those: HTTP call answers and ticks).
+//! `proxy_on_log` and `proxy_on_delete`. A request-headers or response-headers
+//! callback may pause the stream; the hook then waits until a later callback on the
+//! context resolves it (`wasm/calls.rs` runs those: HTTP call answers and ticks), at
+//! most the listener's `stream_idle_timeout`. The body callbacks are in `wasm_body.rs`.
 //!
 //! Header edits go into the stream's `SetHeaders` (request: `StreamEdits::request_store`,
 //! response: `StreamEdits::store`), which every encoder applies. A trap (or fuel run
