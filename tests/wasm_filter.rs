@@ -353,7 +353,7 @@ fn ticks_run_on_the_root_context_and_can_continue_a_paused_request() {
     let dir = TempDir::new("wasm-tick");
     let m = wasm_modules::write(dir.path(), "tick", &wasm_modules::ticker());
     let proxy = Proxy::start(&config(up.addr, &m, ""));
-    // The worker's VM starts with its first request; its ticks then count.
+    // The worker's VM started with the config; its ticks count.
     assert_eq!(get(&proxy, "/", "").status, 200);
     let ticked = wait_until(Duration::from_secs(5), || {
         assert_eq!(get(&proxy, "/", "").status, 200);
@@ -530,4 +530,18 @@ fn a_pause_nothing_resumes_ends_at_the_stream_idle_timeout() {
     assert_eq!((r.status, r.body_str().as_str()), (504, "stream timeout"));
     assert_eq!(up.request_count(), seen);
     assert_eq!(post(&proxy, "a", "hello", false).status, 200);
+}
+
+#[test]
+fn ticks_start_when_the_config_is_loaded_not_with_the_first_request() {
+    let up = Upstream::echo();
+    let dir = TempDir::new("wasm-tick-load");
+    let m = wasm_modules::write(dir.path(), "tick", &wasm_modules::tick_logger());
+    let proxy = Proxy::start_with(&config(up.addr, &m, ""), 2);
+    // No request is made: each worker's VM started with the config, as Envoy's.
+    let ticked = wait_until(Duration::from_secs(5), || {
+        (proxy.stderr().matches("ticked before any request").count() >= 2).then_some(())
+    });
+    assert!(ticked.is_some(), "{}", proxy.stderr());
+    assert_eq!(up.request_count(), 0);
 }

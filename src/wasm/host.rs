@@ -152,8 +152,8 @@ pub struct Host {
     pub inflight: Vec<(u32, crate::rt::Task<()>)>,
     pub next_token: u32,
     pub call_response: Option<CallResponse>,
-    /// The worker's clusters (`None` until the VM's first request sets it, and in
-    /// the control thread's check).
+    /// The worker's clusters (set when the worker starts the VM, or by its first
+    /// request; `None` in the control thread's check).
     pub upstreams: Option<Upstreams>,
     /// The tick task, while a period is set.
     pub ticking: Option<crate::rt::Task<()>>,

@@ -1,5 +1,5 @@
-//! Modules for the body callbacks (`proxy_on_request_body`, `proxy_on_response_body`)
-//! and the response-head pause, shared by `wasm_filter.rs` and `wasm_parity.rs`.
+//! Modules for the body callbacks (`proxy_on_request_body`, `proxy_on_response_body`),
+//! the paused heads and the timer, shared by `wasm_filter.rs` and `wasm_parity.rs`.
 
 /// The imports of the body modules (not in `module`'s, so that the loadtest's
 /// add-header module keeps its bytes).
@@ -176,6 +176,27 @@ pub fn response_pause() -> String {
         (return)))
     (drop (call $add (i32.const 2) (i32.const 1040) (i32.const 9) (i32.const 1056) (i32.const 3)))
     (drop (call $continue (i32.const 1))))
+"#,
+    )
+    .replace(
+        r#"(func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))"#,
+        r#"(func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $tick_period (i32.const 20)))
+    (i32.const 1))"#,
+    )
+}
+
+/// A timer from `proxy_on_configure` (20 ms) whose first tick logs `ticked before any
+/// request` at warn level, once.
+pub fn tick_logger() -> String {
+    body_module(
+        r#"
+  (data (i32.const 1024) "ticked before any request")
+  (global $logged (mut i32) (i32.const 0))
+  (func (export "proxy_on_tick") (param i32)
+    (if (global.get $logged) (then (return)))
+    (global.set $logged (i32.const 1))
+    (drop (call $log (i32.const 3) (i32.const 1024) (i32.const 25))))
 "#,
     )
     .replace(
