@@ -108,6 +108,7 @@ fn main() {
             protocol: "HTTP/1.1",
             upstream: None,
             body: false,
+            stream_idle_timeout: std::time::Duration::ZERO,
         };
         support::bench(&format!("on_request_head: {name}"), || {
             let mut e = StreamEdits::default();

@@ -353,7 +353,7 @@ fn ticks_run_on_the_root_context_and_can_continue_a_paused_request() {
     let dir = TempDir::new("wasm-tick");
     let m = wasm_modules::write(dir.path(), "tick", &wasm_modules::ticker());
     let proxy = Proxy::start(&config(up.addr, &m, ""));
-    // The worker's VM starts with its first request; its ticks then count.
+    // The worker's VM started with the config; its ticks count.
     assert_eq!(get(&proxy, "/", "").status, 200);
     let ticked = wait_until(Duration::from_secs(5), || {
         assert_eq!(get(&proxy, "/", "").status, 200);
@@ -371,4 +371,177 @@ fn ticks_run_on_the_root_context_and_can_continue_a_paused_request() {
             ("/w", Some("yes"))
         );
     }
+}
+
+/// POSTs `body` over HTTP/1.1 with `x-body: op` (chunked in two pieces, or with a
+/// Content-Length).
+fn post(proxy: &Proxy, op: &str, body: &str, chunked: bool) -> Response {
+    let mut c = Conn::connect(proxy.listen);
+    let req = if chunked {
+        common::bodies::chunked_post("/b", body)
+    } else {
+        common::bodies::length_post("/b", body)
+    };
+    let head = format!("Host: a\r\nx-body: {op}\r\nConnection: close\r\n");
+    c.send(req.replacen("Host: a\r\n", &head, 1));
+    c.read_response().expect("a response")
+}
+
+#[test]
+fn body_callbacks_edit_the_request_and_response_bodies() {
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
+    ));
+    let dir = TempDir::new("wasm-body");
+    let m = wasm_modules::write(dir.path(), "body", &wasm_modules::body_edit());
+    let proxy = Proxy::start(&config(up.addr, &m, ""));
+    let upstream_body = || String::from_utf8_lossy(&up.last_request().body).into_owned();
+    // Request bodies, paused until their end and edited there.
+    for (op, chunked, sent) in [
+        ("r", false, "[new request body]"),
+        ("p", false, "<<hello"),
+        ("a", false, "hello>>"),
+        ("w", false, "hellohello"),
+        ("r", true, "[new request body]"),
+        ("a", true, "hello>>"),
+        ("", false, "hello"),
+    ] {
+        let r = post(&proxy, op, "hello", chunked);
+        assert_eq!(r.status, 200, "{op}: {}", r.body_str());
+        assert_eq!(upstream_body(), sent, "{op} chunked {chunked}");
+        let len = up
+            .last_request()
+            .header("content-length")
+            .map(str::to_string);
+        assert_eq!(len, Some(sent.len().to_string()), "{op}");
+        assert_eq!(r.body_str(), "hello world");
+    }
+    // Response bodies (HTTP/1 both ways: held whole), without their Content-Length
+    // once edited.
+    for (op, got) in [
+        ("R", "[new response body]"),
+        ("P", "<<hello world"),
+        ("A", "hello world>>"),
+        ("W", "hello worldhello world"),
+        ("Rd", "[new response body]"),
+    ] {
+        let r = post(&proxy, op, "hello", false);
+        assert_eq!((r.status, r.body_str().as_str()), (200, got), "{op}");
+        assert_eq!(upstream_body(), "hello", "{op}");
+    }
+    // An HTTP/2 client: the request body is edited as on HTTP/1; the response body's
+    // chunks are read as they go (its edits refused).
+    for (op, sent, got) in [
+        ("a", "hello>>", "hello world"),
+        ("A", "hello", "hello world"),
+    ] {
+        let addr = proxy.listen;
+        let uri = format!("http://{addr}/b");
+        let r = h2client::run(move || async move {
+            let mut c = h2client::connect(addr).await;
+            let b = h2client::request("POST", &uri).header("x-body", op);
+            h2client::send(&mut c, b.body(()).unwrap(), b"hello").await
+        });
+        assert_eq!((r.status, r.body_str().as_str()), (200, got), "h2 {op}");
+        assert_eq!(upstream_body(), sent, "h2 {op}");
+    }
+}
+
+#[test]
+fn a_trap_in_a_body_callback_fails_the_request_and_the_worker_keeps_serving() {
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
+    ));
+    let dir = TempDir::new("wasm-body-trap");
+    let m = wasm_modules::write(dir.path(), "body", &wasm_modules::body_edit());
+    for op in ["t", "T"] {
+        let proxy = Proxy::start(&config(
+            up.addr,
+            &m,
+            "          failure_policy: fail_open\n",
+        ));
+        let seen = up.request_count();
+        assert_eq!(post(&proxy, op, "hello", false).status, 503, "{op}");
+        // The request trap stops the request before it goes upstream.
+        let went = up.request_count() - seen;
+        assert_eq!(went, usize::from(op == "T"), "{op}");
+        assert_eq!(proxy.admin_get("/ready").status, 200);
+        // fail_open: the failed filter is skipped from then on.
+        let r = post(&proxy, "a", "hello", false);
+        assert_eq!((r.status, r.body_str().as_str()), (200, "hello world"));
+        assert_eq!(up.last_request().body, b"hello");
+    }
+}
+
+#[test]
+fn a_paused_response_head_waits_for_the_tick_that_resumes_or_answers_it() {
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
+    ));
+    let dir = TempDir::new("wasm-response-pause");
+    let m = wasm_modules::write(dir.path(), "pause", &wasm_modules::response_pause());
+    let proxy = Proxy::start(&config(up.addr, &m, ""));
+    for _ in 0..2 {
+        let r = get(&proxy, "/", "x-hold: go\r\n");
+        assert_eq!((r.status, r.body_str().as_str()), (200, "hello world"));
+        // The edit made before the pause and the one made by the tick that resumed it.
+        assert_eq!(r.header("x-before"), Some("yes"));
+        assert_eq!(r.header("x-resumed"), Some("yes"));
+        let r = get(&proxy, "/", "x-hold: deny\r\n");
+        assert_eq!((r.status, r.body_str().as_str()), (403, "held back"));
+        let r = get(&proxy, "/", "");
+        assert_eq!((r.status, r.header("x-before")), (200, None));
+    }
+    // HTTP/2 client, HTTP/1 upstream.
+    let r = h2_get(proxy.listen, "/", Some(("x-hold", "go")));
+    assert_eq!((r.status, r.body_str().as_str()), (200, "hello world"));
+    assert_eq!(r.header("x-resumed"), Some("yes"));
+    let r = h2_get(proxy.listen, "/", Some(("x-hold", "deny")));
+    assert_eq!((r.status, r.body_str().as_str()), (403, "held back"));
+}
+
+#[test]
+fn a_pause_nothing_resumes_ends_at_the_stream_idle_timeout() {
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
+    ));
+    let dir = TempDir::new("wasm-pause-timeout");
+    let idle = "    route_table: main\n    stream_idle_timeout: 1s\n";
+    let pause = wasm_modules::write(dir.path(), "pause", &wasm_modules::response_pause());
+    let proxy =
+        Proxy::start(&config(up.addr, &pause, "").replacen("    route_table: main\n", idle, 1));
+    // The request head, then the response head, paused for good: Envoy's stream idle
+    // timer's answer; the worker keeps serving.
+    let seen = up.request_count();
+    let r = get(&proxy, "/", "x-hold: queue\r\n");
+    assert_eq!((r.status, r.body_str().as_str()), (504, "stream timeout"));
+    assert_eq!(up.request_count(), seen, "a paused request went upstream");
+    let r = get(&proxy, "/", "x-hold: never\r\n");
+    assert_eq!((r.status, r.body_str().as_str()), (504, "stream timeout"));
+    let r = get(&proxy, "/", "x-hold: go\r\n");
+    assert_eq!((r.status, r.header("x-resumed")), (200, Some("yes")));
+    drop(proxy);
+    // The request body paused at its end.
+    let body = wasm_modules::write(dir.path(), "body", &wasm_modules::body_edit());
+    let proxy =
+        Proxy::start(&config(up.addr, &body, "").replacen("    route_table: main\n", idle, 1));
+    let seen = up.request_count();
+    let r = post(&proxy, "h", "hello", false);
+    assert_eq!((r.status, r.body_str().as_str()), (504, "stream timeout"));
+    assert_eq!(up.request_count(), seen);
+    assert_eq!(post(&proxy, "a", "hello", false).status, 200);
+}
+
+#[test]
+fn ticks_start_when_the_config_is_loaded_not_with_the_first_request() {
+    let up = Upstream::echo();
+    let dir = TempDir::new("wasm-tick-load");
+    let m = wasm_modules::write(dir.path(), "tick", &wasm_modules::tick_logger());
+    let proxy = Proxy::start_with(&config(up.addr, &m, ""), 2);
+    // No request is made: each worker's VM started with the config, as Envoy's.
+    let ticked = wait_until(Duration::from_secs(5), || {
+        (proxy.stderr().matches("ticked before any request").count() >= 2).then_some(())
+    });
+    assert!(ticked.is_some(), "{}", proxy.stderr());
+    assert_eq!(up.request_count(), 0);
 }

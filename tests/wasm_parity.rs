@@ -14,6 +14,7 @@ mod wasm_modules;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use common::bodies;
 use common::envoy::*;
 use common::*;
 
@@ -332,5 +333,214 @@ fn unsupported_envoy_fields_are_refused_by_path() {
             + &String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "{field}: accepted");
         assert!(err.contains(field), "{field}: {err}");
+    }
+}
+
+/// What a client and the upstream saw of a request whose bodies a filter edits.
+#[derive(Debug, PartialEq)]
+struct BodySeen {
+    status: u16,
+    body: String,
+    length: Option<String>,
+    chunked: bool,
+    /// The request-body size the module's last request-body callback was given.
+    seen_size: Option<String>,
+    /// The request body the upstream got (its framing differs: see the test).
+    up: Option<String>,
+}
+
+/// POSTs `body` (chunked in two pieces, or with a Content-Length) with `x-body: op`.
+fn post_body(addr: SocketAddr, up: &Upstream, op: &str, body: &str, chunked: bool) -> BodySeen {
+    let before = up.request_count();
+    let mut c = Conn::connect(addr);
+    let req = if chunked {
+        bodies::chunked_post("/b", body)
+    } else {
+        bodies::length_post("/b", body)
+    };
+    let head = format!("x-body: {op}\r\nConnection: close\r\n");
+    c.send(req.replacen("Host: a\r\n", &format!("Host: a\r\n{head}"), 1));
+    let r = c.read_response().expect("a response");
+    let last = (up.request_count() > before).then(|| up.last_request());
+    BodySeen {
+        status: r.status,
+        body: r.body_str(),
+        length: r.header("content-length").map(str::to_string),
+        chunked: r.chunked,
+        seen_size: r.header("x-seen-request-body").map(str::to_string),
+        up: last.map(|l| String::from_utf8_lossy(&l.body).into_owned()),
+    }
+}
+
+/// Request and response bodies edited by `proxy_set_buffer_bytes` (replace, prepend,
+/// append), buffered with `Pause` until the end of stream, on chunked bodies and on
+/// Content-Length ones whose length the module removed: the same bodies, response
+/// framing and callback sizes from Envoy and Outrigger, and a trap's 503.
+///
+/// Left out, as known differences (docs/configuration.md, `wasm`): a body edited to
+/// another length while its Content-Length stays. Envoy 1.40 then sends the old
+/// Content-Length with the new body (the upstream reads `[new ` of a replaced
+/// `hello`; the client reads 11 bytes of a 19-byte body, the rest left on the
+/// connection); Outrigger sends the request body with its new length, as every held
+/// body, and the response chunked. Also the request's framing: Envoy keeps a chunked
+/// or length-less request chunked, Outrigger's held body goes with a Content-Length.
+#[test]
+fn body_callbacks_behave_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("body_callbacks_behave_as_in_envoy") else {
+        return;
+    };
+    let dir = TempDir::new("wasm-parity-body");
+    let m = wasm_modules::write(dir.path(), "body", &wasm_modules::body_edit());
+    let length = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
+    ));
+    let chunked = Upstream::start(chunked_response(&["hello ", "world"], &[]));
+    let cases: &[(&str, bool, bool)] = &[
+        // (op, chunked request, chunked response)
+        ("", false, false),
+        ("rd", false, false),
+        ("pd", false, false),
+        ("wd", false, false),
+        ("r", true, false),
+        ("a", true, false),
+        ("Rd", false, false),
+        ("Pd", false, false),
+        ("Wd", false, false),
+        ("R", false, true),
+        ("A", false, true),
+        ("t", false, false),
+    ];
+    let run = |which: &str| -> Vec<BodySeen> {
+        let mut out = Vec::new();
+        for (up, resp_chunked) in [(&length, false), (&chunked, true)] {
+            let text = bootstrap(up.addr, &m, "");
+            let proxy: Box<dyn std::any::Any> = if which == "envoy" {
+                Box::new(Envoy::start(&bin, &text))
+            } else {
+                Box::new(Proxy::start(&text))
+            };
+            let addr = proxy
+                .downcast_ref::<Envoy>()
+                .map(|e| e.listen)
+                .or_else(|| proxy.downcast_ref::<Proxy>().map(|p| p.listen))
+                .unwrap();
+            for (op, req_chunked, rc) in cases {
+                if *rc == resp_chunked {
+                    out.push(post_body(addr, up, op, "hello", *req_chunked));
+                }
+            }
+        }
+        out
+    };
+    let from_envoy = run("envoy");
+    let from_us = run("outrigger");
+    assert_eq!(
+        from_us, from_envoy,
+        "Outrigger (left) and Envoy (right) differ"
+    );
+    let bodies: Vec<(&str, Option<&str>)> = from_us
+        .iter()
+        .map(|s| (s.body.as_str(), s.up.as_deref()))
+        .collect();
+    assert_eq!(bodies[1], ("hello world", Some("[new request body]")));
+    assert_eq!(bodies[3], ("hello world", Some("hellohello")));
+    assert_eq!(bodies[4], ("hello world", Some("[new request body]")));
+    assert_eq!(bodies[6], ("[new response body]", Some("hello")));
+    assert_eq!(bodies[7], ("<<hello world", Some("hello")));
+    assert_eq!(bodies[8], ("hello worldhello world", Some("hello")));
+    assert_eq!(bodies[11], ("hello world>>", Some("hello")));
+    assert!(from_us[6].chunked && from_us[6].length.is_none());
+    assert_eq!(from_us[9].status, 503);
+}
+
+/// A response head paused by `proxy_on_response_headers` and resumed by a tick
+/// (`proxy_continue_stream` with the tick's header edit) or answered by it
+/// (`proxy_send_local_response`): the same from Envoy and Outrigger.
+#[test]
+fn a_paused_response_head_behaves_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("a_paused_response_head_behaves_as_in_envoy") else {
+        return;
+    };
+    let dir = TempDir::new("wasm-parity-pause");
+    let m = wasm_modules::write(dir.path(), "pause", &wasm_modules::response_pause());
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
+    ));
+    let text = bootstrap(up.addr, &m, "");
+    let run = |addr: SocketAddr| -> Vec<(u16, String, Option<String>, Option<String>)> {
+        ["x-hold: go\r\n", "x-hold: deny\r\n", "", "x-hold: go\r\n"]
+            .iter()
+            .map(|h| {
+                let r = get(addr, h);
+                let header = |n: &str| r.header(n).map(str::to_string);
+                (
+                    r.status,
+                    r.body_str(),
+                    header("x-before"),
+                    header("x-resumed"),
+                )
+            })
+            .collect()
+    };
+    let envoy = Envoy::start(&bin, &text);
+    let from_envoy = run(envoy.listen);
+    drop(envoy);
+    let proxy = Proxy::start(&text);
+    let from_us = run(proxy.listen);
+    assert_eq!(
+        from_us, from_envoy,
+        "Outrigger (left) and Envoy (right) differ"
+    );
+    let yes = Some("yes".to_string());
+    assert_eq!(from_us[0], (200, "hello world".into(), yes.clone(), yes));
+    assert_eq!((from_us[1].0, from_us[1].1.as_str()), (403, "held back"));
+}
+
+/// A request head, a response head and a request body paused for good end at the
+/// stream idle timeout (1 s here) as in Envoy.
+#[test]
+fn a_pause_nothing_resumes_times_out_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("a_pause_nothing_resumes_times_out_as_in_envoy") else {
+        return;
+    };
+    let dir = TempDir::new("wasm-parity-pause-timeout");
+    let pause = wasm_modules::write(dir.path(), "pause", &wasm_modules::response_pause());
+    let body = wasm_modules::write(dir.path(), "body", &wasm_modules::body_edit());
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
+    ));
+    let idle = |m: &Path| {
+        bootstrap(up.addr, m, "").replacen(
+            "stat_prefix: web\n",
+            "stat_prefix: web\n          stream_idle_timeout: 1s\n",
+            1,
+        )
+    };
+    let run = |addr: SocketAddr, which: &str| -> Vec<(u16, String)> {
+        if which == "pause" {
+            ["x-hold: queue\r\n", "x-hold: never\r\n"]
+                .iter()
+                .map(|h| {
+                    let r = get(addr, h);
+                    (r.status, r.body_str())
+                })
+                .collect()
+        } else {
+            let s = post_body(addr, &up, "h", "hello", false);
+            vec![(s.status, s.body)]
+        }
+    };
+    for (which, m) in [("pause", &pause), ("body", &body)] {
+        let text = idle(m);
+        let envoy = Envoy::start(&bin, &text);
+        let from_envoy = run(envoy.listen, which);
+        drop(envoy);
+        let proxy = Proxy::start(&text);
+        let from_us = run(proxy.listen, which);
+        assert_eq!(
+            from_us, from_envoy,
+            "{which}: Outrigger (left) and Envoy (right) differ"
+        );
+        assert!(from_us.iter().all(|(s, _)| *s == 504), "{from_us:?}");
     }
 }

@@ -419,7 +419,9 @@ impl Worker {
             latest: self.latest.clone(),
         });
         *self.latest.borrow_mut() = Rc::downgrade(&view);
+        let upstreams = crate::upstream::grpc_call::Upstreams::newest(&*view);
         *self.current.borrow_mut() = Some(view);
+        start_wasm_vms(&snapshot, upstreams);
         if super::chain_drain::start(&ended, &self.conns) {
             let (w, timeout) = (self.clone(), snapshot.drain_timeout);
             spawn_local(async move {
@@ -555,6 +557,20 @@ impl Worker {
                 connections = left,
                 "drain timeout: closing remaining connections"
             );
+        }
+    }
+}
+
+/// Starts this worker's VM of every wasm filter of `snapshot`, as Envoy starts its
+/// VMs when a config is loaded, so that a timer the module sets in
+/// `proxy_on_configure` ticks from now on, not from the first request.
+fn start_wasm_vms(snapshot: &Snapshot, upstreams: Option<crate::wasm::host::Upstreams>) {
+    let hcms = snapshot.listeners.iter().flat_map(|l| &l.filter_chains);
+    for hcm in hcms.filter_map(|c| c.hcm()) {
+        for f in &hcm.http_filters {
+            if let crate::http::filter::FilterKind::Wasm(w) = &f.kind {
+                crate::wasm::start_for_worker(&w.0, upstreams.clone());
+            }
         }
     }
 }

@@ -4,8 +4,8 @@
 //! `proxy_on_memory_allocate` (or `malloc`), as the spec says.
 //!
 //! Implemented: logging, the clock, header maps of the HTTP stream (request and
-//! response headers; trailers and bodies answer `NotFound`) and of an HTTP call's
-//! answer, properties (a fixed set, `props`), shared data (`shared.rs`),
+//! response headers; trailers answer `NotFound`) and of an HTTP call's answer, the
+//! body buffers of the body callbacks (`host_body.rs`, which also edits them), properties (a fixed set, `props`), shared data (`shared.rs`),
 //! `proxy_send_local_response`, `proxy_continue_stream`, `proxy_set_effective_context`,
 //! `proxy_done`, the configuration buffers and an HTTP call's body,
 //! `proxy_set_tick_period_milliseconds`, `proxy_http_call` (`http_call.rs`). The stream
@@ -29,6 +29,8 @@ const REQUEST_HEADERS: i32 = 0;
 const RESPONSE_HEADERS: i32 = 2;
 const HTTP_CALL_RESPONSE_HEADERS: i32 = 6;
 /// `BufferType`s.
+pub const HTTP_REQUEST_BODY: i32 = 0;
+pub const HTTP_RESPONSE_BODY: i32 = 1;
 const HTTP_CALL_RESPONSE_BODY: i32 = 4;
 const VM_CONFIGURATION: i32 = 6;
 const PLUGIN_CONFIGURATION: i32 = 7;
@@ -47,6 +49,8 @@ const CALLBACKS: &[(&str, usize, bool)] = &[
     ("proxy_on_tick", 1, false),
     ("proxy_on_request_headers", 3, true),
     ("proxy_on_response_headers", 3, true),
+    ("proxy_on_request_body", 3, true),
+    ("proxy_on_response_body", 3, true),
     ("proxy_on_done", 1, true),
     ("proxy_on_log", 1, false),
     ("proxy_on_delete", 1, false),
@@ -406,6 +410,13 @@ pub fn define(l: &mut Linker<Host>) {
                 }
                 None => return NOT_FOUND,
             },
+            HTTP_REQUEST_BODY | HTTP_RESPONSE_BODY => match c.data_mut().body(t) {
+                Some(b) => {
+                    body = b.bytes.clone();
+                    &body
+                }
+                None => return NOT_FOUND,
+            },
             _ => return NOT_FOUND,
         };
         let s = (start as u32 as usize).min(buf.len());
@@ -422,6 +433,10 @@ pub fn define(l: &mut Linker<Host>) {
             PLUGIN_CONFIGURATION => c.data().plugin.configuration.len(),
             HTTP_CALL_RESPONSE_BODY => match &c.data().call_response {
                 Some(r) => r.body.len(),
+                None => return NOT_FOUND,
+            },
+            HTTP_REQUEST_BODY | HTTP_RESPONSE_BODY => match c.data_mut().body(t) {
+                Some(b) => b.bytes.len(),
                 None => return NOT_FOUND,
             },
             _ => return NOT_FOUND,
@@ -545,10 +560,6 @@ pub fn define(l: &mut Linker<Host>) {
     // The rest of ABI 0.2.1: defined so that modules importing them load.
     let i = ValType::I32;
     let unimplemented: &[(&str, &[ValType])] = &[
-        (
-            "proxy_set_buffer_bytes",
-            &[i.clone(), i.clone(), i.clone(), i.clone(), i.clone()],
-        ),
         (
             "proxy_set_property",
             &[i.clone(), i.clone(), i.clone(), i.clone()],

@@ -116,6 +116,8 @@ pub fn build(p: &str, raw: &RawWasm) -> Result<Arc<Plugin>, (String, String)> {
         fail_open_failed_request: raw.fail_open,
         max_memory_bytes: max_memory_bytes as usize,
         max_fuel_per_call,
+        request_body: module.get_export("proxy_on_request_body").is_some(),
+        response_body: module.get_export("proxy_on_response_body").is_some(),
         module,
     });
     // Start it once here: its imports, `proxy_on_vm_start` and `proxy_on_configure`

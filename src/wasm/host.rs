@@ -33,6 +33,10 @@ pub struct Plugin {
     pub fail_open_failed_request: bool,
     pub max_memory_bytes: usize,
     pub max_fuel_per_call: u64,
+    /// The module has `proxy_on_request_body` (its streams read the request body
+    /// through the chain's body hook) and `proxy_on_response_body`.
+    pub request_body: bool,
+    pub response_body: bool,
     pub(super) module: Module,
 }
 
@@ -70,6 +74,22 @@ pub struct Call {
     pub props: Option<Props>,
     pub local: Option<LocalResponse>,
     pub continued: bool,
+    /// The body buffer of a body callback (`HttpRequestBody` or `HttpResponseBody`).
+    pub body: Option<BodyBuf>,
+}
+
+/// The body a body callback reads and edits (`proxy_get_buffer_bytes`,
+/// `proxy_set_buffer_bytes`): the chunk, or everything buffered so far.
+#[derive(Debug, Default)]
+pub struct BodyBuf {
+    /// The ABI's `BufferType`: 0 `HttpRequestBody`, 1 `HttpResponseBody`.
+    pub kind: i32,
+    pub bytes: Vec<u8>,
+    /// `proxy_set_buffer_bytes` may change it (false: a chunk already on its way,
+    /// which Envoy's host hands over read-only too).
+    pub writable: bool,
+    /// It was changed.
+    pub edited: bool,
 }
 
 /// `proxy_send_local_response`'s answer.
@@ -132,8 +152,8 @@ pub struct Host {
     pub inflight: Vec<(u32, crate::rt::Task<()>)>,
     pub next_token: u32,
     pub call_response: Option<CallResponse>,
-    /// The worker's clusters (`None` until the VM's first request sets it, and in
-    /// the control thread's check).
+    /// The worker's clusters (set when the worker starts the VM, or by its first
+    /// request; `None` in the control thread's check).
     pub upstreams: Option<Upstreams>,
     /// The tick task, while a period is set.
     pub ticking: Option<crate::rt::Task<()>>,
@@ -153,6 +173,11 @@ impl Host {
             }
         }
         &mut self.call
+    }
+
+    /// The effective context's body of buffer type `t`, during a body callback.
+    pub fn body(&mut self, t: i32) -> Option<&mut BodyBuf> {
+        self.cur().body.as_mut().filter(|b| b.kind == t)
     }
 
     /// `cur` for reading.

@@ -6,9 +6,10 @@
 //!   control thread to check it (its imports, `proxy_on_vm_start` and
 //!   `proxy_on_configure`), so a bad module is refused with the reason and the running
 //!   config keeps serving.
-//! - `vm.rs`: one instance per worker and plugin (`worker_vm`), made on the worker's
-//!   first request and reused by every later one; fuel and memory limits; traps.
-//! - `abi.rs`, `host_headers.rs`, `shared.rs`, `http_call.rs`: the host functions.
+//! - `vm.rs`: one instance per worker and plugin (`worker_vm`), made when the worker
+//!   applies the config (`start_for_worker`) and reused by every request; fuel and
+//!   memory limits; traps.
+//! - `abi.rs`, `host_headers.rs`, `host_body.rs`, `shared.rs`, `http_call.rs`: the host functions.
 //! - `calls.rs`: what runs outside a stream's callbacks, as tasks of the worker: the
 //!   module's HTTP calls, its timer, and the wake-up of the streams it paused.
 //! - The filter's hooks are in `http/filter/wasm.rs`.
@@ -17,6 +18,7 @@ pub mod abi;
 pub mod calls;
 pub mod config;
 pub mod host;
+pub mod host_body;
 pub mod host_headers;
 pub mod http_call;
 pub mod shared;
@@ -78,6 +80,23 @@ pub fn worker_vm(plugin: &Arc<Plugin>) -> Rc<RefCell<WorkerVm>> {
         }
         vm
     })
+}
+
+/// Starts this worker's VM of `plugin` now (the worker applies a config that has it,
+/// as Envoy starts its VMs at config load), so that its timer, if its
+/// `proxy_on_configure` set one, ticks from now on. `upstreams`: the worker's
+/// clusters, for the module's HTTP calls.
+pub fn start_for_worker(plugin: &Arc<Plugin>, upstreams: Option<host::Upstreams>) {
+    let rc = worker_vm(plugin);
+    let Ok(mut slot) = rc.try_borrow_mut() else {
+        return;
+    };
+    if let Some(vm) = slot.as_mut().filter(|v| !v.failed) {
+        if vm.host().upstreams.is_none() {
+            vm.host().upstreams = upstreams;
+        }
+        calls::pump(vm, &rc);
+    }
 }
 
 fn start(plugin: &Arc<Plugin>) -> WorkerVm {

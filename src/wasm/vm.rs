@@ -205,5 +205,6 @@ fn linker() -> Linker<Host> {
     let mut l = Linker::new(engine());
     abi::define(&mut l);
     super::http_call::define(&mut l);
+    super::host_body::define(&mut l);
     l
 }

@@ -5,6 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod body;
+pub use body::*;
+
 /// The imports, memory, bump allocator and start callbacks every module shares;
 /// `body` adds the module's own functions and data (offsets from 1024).
 fn module(abi: &str, vm_start: i32, configure: i32, body: &str) -> String {

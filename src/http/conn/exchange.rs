@@ -573,7 +573,8 @@ impl Conn {
                     .await;
             }
         }
-        if plan.chain.hooks().response_body {
+        let hooks = plan.chain.hooks();
+        if hooks.response_body || hooks.hold_response {
             // Head and whole body held for the chain, then both in the write buffer.
             let h = HeldHead {
                 head_len,

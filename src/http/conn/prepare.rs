@@ -164,6 +164,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         protocol: req.protocol(),
         upstream: Some(view),
         body: req.framing.body != BodyKind::Empty && req.upgrade().is_none() && !req.is_connect(),
+        stream_idle_timeout: l.stream_idle_timeout,
     };
     // The request's random value (Envoy's): the weighted cluster the filters see is the
     // one the router takes.

@@ -150,7 +150,7 @@ impl super::Conn {
                 return Some(r);
             }
         }
-        if edits.dynamic.is_some_and(|d| d.get().is_some()) {
+        if edits.dynamic.is_some_and(|d| d.get().is_some()) || plan.chain.late_response_head() {
             let data = self.ubuf.data();
             let _ = prepare_response(data, plan, close_down, &mut self.wbuf, edits, |_, _| false);
         }

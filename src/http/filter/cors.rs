@@ -238,6 +238,7 @@ mod tests {
             protocol: "HTTP/1.1",
             upstream: None,
             body: false,
+            stream_idle_timeout: std::time::Duration::ZERO,
         };
         let f = CorsFilter {
             origin_valid: 0,

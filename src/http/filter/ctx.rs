@@ -40,6 +40,9 @@ pub struct RequestCtx<'a> {
     /// A request body follows the head (HTTP/1: its framing says so and it is no
     /// upgrade; HTTP/2: no END_STREAM on the head).
     pub body: bool,
+    /// The listener's `stream_idle_timeout` (zero: none): what bounds a filter's wait
+    /// that moves no byte (a wasm filter's paused stream).
+    pub stream_idle_timeout: std::time::Duration,
 }
 
 /// A ready stream slot on the worker's per-core HTTP/2 connection to a cluster (an

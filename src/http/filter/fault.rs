@@ -466,6 +466,7 @@ mod tests {
             protocol: "HTTP/1.1",
             upstream: None,
             body: false,
+            stream_idle_timeout: std::time::Duration::ZERO,
         };
         f(&ctx)
     }

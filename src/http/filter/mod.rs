@@ -35,7 +35,8 @@
 //! only when the filter injected a response rate limit on its request head).
 //!
 //! `Chain::on_response_body` sees a whole response body before its head goes out, on
-//! the streams a filter asked for it (ext_proc's `BUFFERED` response body mode:
+//! the streams a filter asked for it (ext_proc's `BUFFERED` response body mode, a wasm
+//! module's `proxy_on_response_body` where the path can hold it:
 //! `http/conn/held_response.rs` holds the response); it may replace the body or answer.
 //!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
@@ -60,6 +61,7 @@ pub mod set_headers;
 pub mod status;
 pub mod throttle;
 pub mod wasm;
+mod wasm_body;
 
 use serde::Deserialize;
 
@@ -222,6 +224,10 @@ pub struct Hooks {
     /// `on_response_body`: the response (head and whole body) is held until the chain
     /// saw its body (`http/conn/held_response.rs`).
     pub response_body: bool,
+    /// `on_response_body` where the path can hold the response (an HTTP/1 client and
+    /// upstream), and `on_response_data` on the others, which do not refuse it as they
+    /// refuse `response_body` (a wasm module's `proxy_on_response_body`).
+    pub hold_response: bool,
 }
 
 impl Hooks {
@@ -232,6 +238,7 @@ impl Hooks {
         request_trailers: false,
         response_data: false,
         response_body: false,
+        hold_response: false,
     };
 
     const fn or(self, o: Hooks) -> Hooks {
@@ -242,6 +249,7 @@ impl Hooks {
             request_trailers: self.request_trailers || o.request_trailers,
             response_data: self.response_data || o.response_data,
             response_body: self.response_body || o.response_body,
+            hold_response: self.hold_response || o.hold_response,
         }
     }
 }
@@ -325,8 +333,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
-                | FilterKind::Cors(_)
-                | FilterKind::Wasm(_) => DataStatus::Continue,
+                | FilterKind::Cors(_) => DataStatus::Continue,
+                FilterKind::Wasm(w) => w.on_request_data(self.store, chunk, end_stream).await,
                 FilterKind::ExtAuthz(own) => {
                     own.on_request_data(self.store, self.upstream, chunk, end_stream, buffered)
                         .await
@@ -400,8 +408,14 @@ impl<'c> Chain<'c> {
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::ExtProc(_)
                 | FilterKind::Cors(_)
-                | FilterKind::ExtAuthz(_)
-                | FilterKind::Wasm(_) => {}
+                | FilterKind::ExtAuthz(_) => {}
+                FilterKind::Wasm(w) => {
+                    if let Status::Respond(r) =
+                        w.on_response_data(self.store, chunk, end_stream).await
+                    {
+                        return Status::Respond(r);
+                    }
+                }
                 // The stream's rate limit, if its request drew one: the chunk waits for
                 // its tokens (one limit per stream, whichever fault filter set it).
                 FilterKind::Fault(_) => {
@@ -437,7 +451,7 @@ impl<'c> Chain<'c> {
                     }
                 }
                 FilterKind::Wasm(w) => {
-                    if let Status::Respond(r) = w.on_response_head(status, self.store) {
+                    if let Status::Respond(r) = w.on_response_head(status, self.store).await {
                         return Status::Respond(r);
                     }
                 }
@@ -448,8 +462,8 @@ impl<'c> Chain<'c> {
 
     /// The whole response body, held with its head before either goes to the client
     /// (`body`: `None` when the response has none; `length`: its Content-Length).
-    /// Filters (ext_proc alone) may replace it, or answer instead, since nothing went
-    /// out yet. Callers check `hooks().response_body` first.
+    /// Filters (ext_proc, wasm) may replace it, or answer instead, since nothing went
+    /// out yet. Callers check `hooks().response_body` or `hooks().hold_response` first.
     pub async fn on_response_body(
         &self,
         mut body: Option<&mut Vec<u8>>,
@@ -460,14 +474,17 @@ impl<'c> Chain<'c> {
             keep_length: true,
         };
         for f in self.active().rev() {
-            if let FilterKind::ExtProc(_) = &f.kind {
-                let o =
+            let o = match &f.kind {
+                FilterKind::ExtProc(_) => {
                     ext_proc::response::on_response_body(self.store, body.as_deref_mut(), length)
-                        .await;
-                out.keep_length &= o.keep_length;
-                if let Status::Respond(_) = o.status {
-                    return o;
+                        .await
                 }
+                FilterKind::Wasm(w) => w.on_response_body(self.store, body.as_deref_mut()).await,
+                _ => continue,
+            };
+            out.keep_length &= o.keep_length;
+            if let Status::Respond(_) = o.status {
+                return o;
             }
         }
         out
@@ -487,9 +504,10 @@ impl<'c> Chain<'c> {
     }
 
     /// The request body to send upstream in place of the one held, when a filter
-    /// rewrote it (ext_proc's body mutations). Called by `http/hold.rs` at the end.
+    /// rewrote it (ext_proc's body mutations, a wasm filter's edits). Called by
+    /// `http/hold.rs` at the end.
     pub fn request_body_override(&self) -> Option<Vec<u8>> {
-        ext_proc::run::request_body(self.store)
+        ext_proc::run::request_body(self.store).or_else(|| wasm_body::request_body(self.store))
     }
 
     /// The upstream's response head is about to be encoded (the HTTP/1 exchange
@@ -502,6 +520,15 @@ impl<'c> Chain<'c> {
                 w.before_response_head(status, self.store);
             }
         }
+    }
+
+    /// A filter changed the response head's edits after the HTTP/1 exchange encoded
+    /// it (a wasm filter's paused response headers, resumed): it is encoded again.
+    pub fn late_response_head(&self) -> bool {
+        self.active().any(|f| match &f.kind {
+            FilterKind::Wasm(w) => w.late_response_head(self.store),
+            _ => false,
+        })
     }
 
     /// The stream ended: the last hook, for every stream whose request head the chain

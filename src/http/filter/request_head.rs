@@ -174,6 +174,10 @@ pub async fn on_request_head<'c>(
                 let s = w
                     .on_request_head(ctx, edits.store, edits.request_store)
                     .await;
+                // Its body callbacks, if the module has them.
+                hooks.request_data |= w.0.request_body && ctx.body;
+                hooks.response_data |= w.0.response_body;
+                hooks.hold_response |= w.0.response_body;
                 if edits.request_store.is_some_and(|s| !s.is_empty()) {
                     edits.request.set = edits.request_store;
                 }

@@ -32,6 +32,30 @@ pub struct StreamContext {
     pub(crate) response_done: bool,
     /// What it answered, until the response-head hook takes it.
     pub(crate) reply: Option<LocalReply>,
+    /// Its request body as the body callbacks left it (`filter::wasm_body`).
+    pub(crate) request_body: WasmBody,
+    /// `proxy_on_response_body` saw the end of the response body (or must not run).
+    pub(crate) response_body_done: bool,
+    /// What `proxy_on_response_headers` last did to `content-length`: set it (true) or
+    /// removed it (false).
+    pub(crate) response_length: Option<bool>,
+    /// `proxy_on_response_headers` paused the response (the VM instance's serial).
+    pub(crate) response_paused: Option<u64>,
+    /// A paused response head was resumed (its edits came late).
+    pub(crate) head_late: bool,
+    /// The listener's `stream_idle_timeout`, which bounds its pauses (zero: none).
+    pub(crate) idle_timeout: std::time::Duration,
+}
+
+/// A wasm context's request body as its callbacks left it (`filter::wasm_body`).
+#[derive(Debug, Clone, Default)]
+pub struct WasmBody {
+    /// Passed on (a callback answered `Continue`), edits included.
+    pub(crate) out: Vec<u8>,
+    /// Held (`Pause`): the next callback sees it before its own chunk.
+    pub(crate) held: Vec<u8>,
+    /// A callback changed it (`proxy_set_buffer_bytes`).
+    pub(crate) edited: bool,
 }
 
 /// Headers set for one stream's response: `(lower-case name, value)`, each name once.

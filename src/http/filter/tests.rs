@@ -34,6 +34,7 @@ fn ctx() -> RequestCtx<'static> {
         protocol: "HTTP/1.1",
         upstream: None,
         body: false,
+        stream_idle_timeout: std::time::Duration::ZERO,
     }
 }
 

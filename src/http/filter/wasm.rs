@@ -2,9 +2,10 @@
 //! stream gets an HTTP context in this worker's VM of the plugin (`wasm::worker_vm`);
 //! the request head runs `proxy_on_context_create` and `proxy_on_request_headers`, the
 //! response head `proxy_on_response_headers`, and the stream's end `proxy_on_done`,
-//! `proxy_on_log` and `proxy_on_delete`. A request-headers callback may pause the
-//! stream; the hook then waits until a later callback on the context resolves it
-//! (`wasm/calls.rs` runs those: HTTP call answers and ticks).
+//! `proxy_on_log` and `proxy_on_delete`. A request-headers or response-headers
+//! callback may pause the stream; the hook then waits until a later callback on the
+//! context resolves it (`wasm/calls.rs` runs those: HTTP call answers and ticks), at
+//! most the listener's `stream_idle_timeout`. The body callbacks are in `wasm_body.rs`.
 //!
 //! Header edits go into the stream's `SetHeaders` (request: `StreamEdits::request_store`,
 //! response: `StreamEdits::store`), which every encoder applies. A trap (or fuel run
@@ -17,6 +18,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::Val;
 
@@ -42,14 +44,22 @@ impl PartialEq for WasmFilter {
     }
 }
 
+/// The answer to a stream paused longer than the stream idle timeout (Envoy's, for a
+/// request the client has sent whole).
+const STREAM_TIMEOUT: LocalReply = LocalReply {
+    status: 504,
+    body: Cow::Borrowed("stream timeout"),
+    flag: ResponseFlag::StreamIdleTimeout,
+};
+
 /// The reply to a request whose VM failed (Envoy's `failStream`: 503, no body).
-const FAILED: LocalReply = LocalReply {
+pub(super) const FAILED: LocalReply = LocalReply {
     status: 503,
     body: Cow::Borrowed(""),
     flag: ResponseFlag::None,
 };
 
-fn key(p: &Arc<Plugin>) -> usize {
+pub(super) fn key(p: &Arc<Plugin>) -> usize {
     Arc::as_ptr(p) as usize
 }
 
@@ -99,7 +109,7 @@ impl WasmFilter {
             };
             let local = call.local.is_some();
             let resolved_now = local || action == 0 || call.continued;
-            if !remember(plugin, store, id, local) && resolved_now {
+            if !remember(plugin, store, (id, ctx.stream_idle_timeout), local) && resolved_now {
                 end(vm, id);
             }
             if action == 0 || call.continued || local {
@@ -111,13 +121,15 @@ impl WasmFilter {
             (id, vm.serial)
         };
         // Paused: wait for the plugin's word on this context.
-        let mut guard = ParkGuard {
+        let guard = ParkGuard {
             rc: &rc,
             serial,
             id,
         };
-        let call = futures_lite::future::poll_fn(|cx| guard.poll(cx)).await;
-        guard.id = 0;
+        let call = match guard.wait_at_most(ctx.stream_idle_timeout).await {
+            Ok(call) => call,
+            Err(timeout) => return timeout,
+        };
         let Some(call) = call else {
             return failed_request(plugin, "the VM failed while the request was paused");
         };
@@ -140,14 +152,47 @@ impl WasmFilter {
     }
 
     /// The upstream's response head with `status`: `proxy_on_response_headers` if it
-    /// has not run for this stream (`before_response_head`), and what it answered.
-    pub fn on_response_head(&self, status: u16, store: Option<&SetHeaders>) -> Status {
+    /// has not run for this stream (`before_response_head`), and what it answered. A
+    /// callback that paused the response (`Action::Pause`, Envoy's
+    /// `StopAllIterationAndWatermark` for ABI 0.2) holds it here until a later
+    /// callback on its context continues it (its edits made meanwhile apply) or
+    /// answers instead, as Envoy's `continueEncoding`.
+    pub async fn on_response_head(&self, status: u16, store: Option<&SetHeaders>) -> Status {
         let Some(store) = store else {
             return Status::Continue;
         };
         self.before_response_head(status, Some(store));
-        let mut out = Status::Continue;
         let plugin = key(&self.0);
+        let mut paused = None;
+        store.wasm_contexts(|c| {
+            if let Some(s) = c.iter_mut().find(|s| s.plugin == plugin) {
+                if let Some(serial) = s.response_paused.take() {
+                    s.head_late = true;
+                    paused = Some((s.id, serial));
+                }
+            }
+        });
+        if let Some((id, serial)) = paused {
+            let rc = worker_vm(&self.0);
+            let guard = ParkGuard {
+                rc: &rc,
+                serial,
+                id,
+            };
+            let limit = idle_limit(store, (plugin, id));
+            match guard.wait_at_most(limit).await {
+                Err(Status::Respond(r)) => set_reply(store, (plugin, id), Some(r)),
+                Err(Status::Continue) => {}
+                Ok(Some(call)) => head_resolved(call, store, (plugin, id)),
+                Ok(None) => {
+                    let why = "the VM failed while the response was paused";
+                    if let Status::Respond(r) = failed_request(&self.0, why) {
+                        set_reply(store, (plugin, id), Some(r));
+                    }
+                }
+            }
+        }
+        let mut out = Status::Continue;
         store.wasm_contexts(|c| {
             if let Some(r) = c
                 .iter_mut()
@@ -217,17 +262,90 @@ impl WasmFilter {
             &[Val::I32(id), Val::I32(1), Val::I32(0)],
         );
         let call = std::mem::take(&mut vm.host().call);
-        calls::pump(vm, &rc);
-        if let Err(e) = result {
-            tracing::warn!(plugin = %plugin.name, "wasm filter failed: {e}");
-            return answer((!plugin.fail_open_failed_request).then_some(FAILED));
+        let action = match result {
+            Ok(a) => a.unwrap_or(0),
+            Err(e) => {
+                calls::pump(vm, &rc);
+                tracing::warn!(plugin = %plugin.name, "wasm filter failed: {e}");
+                return answer((!plugin.fail_open_failed_request).then_some(FAILED));
+            }
+        };
+        if action != 0 && !call.continued && call.local.is_none() {
+            // Paused: `on_response_head` waits for the plugin's word.
+            let serial = vm.serial;
+            vm.host().parked.push(Parked { call, waker: None });
+            calls::pump(vm, &rc);
+            store.wasm_contexts(|c| {
+                if let Some(s) = c.iter_mut().find(|s| (s.plugin, s.id) == (key(plugin), id)) {
+                    s.response_paused = Some(serial);
+                }
+            });
+            return;
         }
-        if let Some(m) = &call.response {
+        calls::pump(vm, &rc);
+        head_resolved(call, store, (key(plugin), id));
+    }
+}
+
+/// The response-headers callbacks of context `id` are over: their edits apply, and
+/// its local response, if it sent one, is kept for `on_response_head`.
+fn head_resolved(call: Call, store: &SetHeaders, who: (usize, i32)) {
+    {
+        // A local response replaces the upstream's: the edits made to its head are
+        // dropped with it, as in Envoy.
+        if let (Some(m), None) = (&call.response, &call.local) {
             replay(&m.ops, store);
+            let length = m.ops.iter().rev().find_map(|op| match op {
+                HeaderOp::Set(n, _) | HeaderOp::Add(n, _) => {
+                    (n == "content-length").then_some(true)
+                }
+                HeaderOp::Remove(n) => (n == "content-length").then_some(false),
+            });
+            if length.is_some() {
+                store.wasm_contexts(|c| {
+                    if let Some(s) = c.iter_mut().find(|s| (s.plugin, s.id) == who) {
+                        s.response_length = length;
+                    }
+                });
+            }
         }
         if let Some(l) = call.local {
-            answer(status_of(local(l, Some(store))));
+            if let Status::Respond(r) = local(l, Some(store)) {
+                set_reply(store, who, Some(r));
+            }
         }
+    }
+}
+
+/// The stream idle timeout context `who` was made with.
+pub(super) fn idle_limit(store: &SetHeaders, who: (usize, i32)) -> Duration {
+    let mut limit = Duration::ZERO;
+    store.wasm_contexts(|c| {
+        if let Some(s) = c.iter().find(|s| (s.plugin, s.id) == who) {
+            limit = s.idle_timeout;
+        }
+    });
+    limit
+}
+
+/// Keeps the local response context `id` answered with, for `on_response_head`.
+fn set_reply(store: &SetHeaders, who: (usize, i32), reply: Option<LocalReply>) {
+    store.wasm_contexts(|c| {
+        if let Some(s) = c.iter_mut().find(|s| (s.plugin, s.id) == who) {
+            s.reply = reply;
+        }
+    })
+}
+
+impl WasmFilter {
+    /// Whether a paused response-headers callback was resumed (its edits came after
+    /// the HTTP/1 exchange encoded the head, which is then encoded again).
+    pub fn late_response_head(&self, store: Option<&SetHeaders>) -> bool {
+        let mut late = false;
+        if let Some(s) = store {
+            s.wasm_contexts(|c| late = c.iter().any(|x| x.plugin == key(&self.0) && x.head_late));
+        }
+        late
     }
 
     /// The stream ended: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
@@ -295,7 +413,7 @@ fn request_call(id: i32, ctx: &RequestCtx<'_>) -> (Call, i32) {
 fn remember(
     plugin: &Arc<Plugin>,
     store: Option<&SetHeaders>,
-    id: i32,
+    (id, idle_timeout): (i32, Duration),
     response_done: bool,
 ) -> bool {
     let Some(s) = store else { return false };
@@ -304,7 +422,8 @@ fn remember(
             plugin: key(plugin),
             id,
             response_done,
-            reply: None,
+            idle_timeout,
+            ..StreamContext::default()
         })
     });
     true
@@ -324,7 +443,7 @@ fn resolved(call: Call, store: Option<&SetHeaders>, req_store: Option<&SetHeader
 
 /// The request whose callback failed gets the 503 whatever the policy (Envoy's),
 /// unless the deprecated `fail_open` is set; the policy decides for the later ones.
-fn failed_request(plugin: &Plugin, e: &str) -> Status {
+pub(super) fn failed_request(plugin: &Plugin, e: &str) -> Status {
     tracing::warn!(plugin = %plugin.name, "wasm filter failed: {e}");
     if plugin.fail_open_failed_request {
         Status::Continue
@@ -336,14 +455,36 @@ fn failed_request(plugin: &Plugin, e: &str) -> Status {
 /// A paused stream's wait: ready with its state once a callback resolved it, `None`
 /// if its VM failed or went. Dropped while waiting (the client left), it drops the
 /// stream's paused state.
-struct ParkGuard<'a> {
-    rc: &'a Rc<RefCell<crate::wasm::WorkerVm>>,
-    serial: u64,
+pub(super) struct ParkGuard<'a> {
+    pub(super) rc: &'a Rc<RefCell<crate::wasm::WorkerVm>>,
+    pub(super) serial: u64,
     /// 0: no longer parked.
-    id: i32,
+    pub(super) id: i32,
 }
 
 impl ParkGuard<'_> {
+    /// Waits until a callback resolved the parked context (see the type).
+    pub(super) async fn wait(mut self) -> Option<Call> {
+        let call = futures_lite::future::poll_fn(|cx| self.poll(cx)).await;
+        self.id = 0;
+        call
+    }
+
+    /// `wait`, for at most `limit` (the listener's `stream_idle_timeout`; zero: no
+    /// limit): a paused stream moves no byte, and Envoy's stream idle timer ends it
+    /// with `504 stream timeout` (flag `SI`). `Err`: that answer (the paused state is
+    /// dropped with the guard).
+    pub(super) async fn wait_at_most(self, limit: Duration) -> Result<Option<Call>, Status> {
+        if limit.is_zero() {
+            return Ok(self.wait().await);
+        }
+        let timeout = async {
+            crate::rt::sleep(limit).await;
+            Err(Status::Respond(STREAM_TIMEOUT))
+        };
+        futures_lite::future::or(async { Ok(self.wait().await) }, timeout).await
+    }
+
     fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Call>> {
         use std::task::Poll;
         let Ok(mut slot) = self.rc.try_borrow_mut() else {
@@ -385,7 +526,7 @@ impl Drop for ParkGuard<'_> {
 }
 
 /// The end of a context.
-fn end(vm: &mut crate::wasm::Vm, id: i32) {
+pub(super) fn end(vm: &mut crate::wasm::Vm, id: i32) {
     calls::forget(vm, id);
     for f in ["proxy_on_done", "proxy_on_log", "proxy_on_delete"] {
         if let Err(e) = vm.call(f, &[Val::I32(id)]) {
@@ -395,14 +536,14 @@ fn end(vm: &mut crate::wasm::Vm, id: i32) {
     }
 }
 
-fn failed(plugin: &Plugin) -> Status {
+pub(super) fn failed(plugin: &Plugin) -> Status {
     match plugin.failure_policy {
         FailurePolicy::FailOpen => Status::Continue,
         FailurePolicy::FailClosed | FailurePolicy::FailReload => Status::Respond(FAILED),
     }
 }
 
-fn local(l: LocalResponse, store: Option<&SetHeaders>) -> Status {
+pub(super) fn local(l: LocalResponse, store: Option<&SetHeaders>) -> Status {
     if let Some(s) = store {
         for (n, v) in &l.headers {
             s.set_owned(n, v);

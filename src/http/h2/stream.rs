@@ -182,6 +182,7 @@ pub(crate) async fn serve<C: Connector>(
             protocol: "HTTP/2",
             upstream: Some(&*view),
             body: !body.is_end_stream() && parts.method != http::Method::CONNECT,
+            stream_idle_timeout: l.stream_idle_timeout,
         };
         match filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await {
             Status::Continue => None,

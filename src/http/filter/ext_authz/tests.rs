@@ -140,6 +140,7 @@ fn request_mutations_land_in_the_stream_store() {
         protocol: "HTTP/1.1",
         upstream: None,
         body: false,
+        stream_idle_timeout: std::time::Duration::ZERO,
         grpc: None,
     };
     let m = |n: &str, a| Mutation {

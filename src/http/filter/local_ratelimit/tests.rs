@@ -93,6 +93,7 @@ fn run_counted(
         protocol: "HTTP/1.1",
         upstream: None,
         body: false,
+        stream_idle_timeout: std::time::Duration::ZERO,
     };
     let (mut req, mut resp) = (Edits::none(), Edits::none());
     let status = l.on_request_head(
