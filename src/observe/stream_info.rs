@@ -73,6 +73,16 @@ pub struct UpstreamWants {
     pub tls: bool,
 }
 
+/// Which parts of the response an HTTP/2 stream copies for its access log, decided per
+/// chain when the config is built (`config::AccessLog`): the head when the format prints
+/// a response header, the trailers when it prints a trailer. A stream whose log reads
+/// neither copies nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponseWants {
+    pub head: bool,
+    pub trailers: bool,
+}
+
 /// The facts only the access log reads. The head buffers keep their capacity across a
 /// connection's requests, so a keep-alive connection copies heads without allocating.
 #[derive(Default)]

@@ -183,6 +183,81 @@ pub fn h2_upstream(status: u16) -> SocketAddr {
     rx.recv_timeout(STEP).expect("the h2 upstream started")
 }
 
+/// What [`h2_upstream_answering`] sends back for a request: the status and headers,
+/// a body (empty: none), trailers (empty: none; the body then ends the stream).
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, &'static str)>,
+    pub body: &'static [u8],
+    pub trailers: Vec<(&'static str, &'static str)>,
+}
+
+/// An HTTP/2 (h2c) upstream that reads each request whole and sends what `answer`
+/// says for its head (gRPC responses with trailers, trailers-only ones, plain ones).
+/// On its own thread; it stops by itself after a minute.
+pub fn h2_upstream_answering(answer: fn(&http::request::Parts) -> Answer) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(128 * 1024)
+            .make()
+            .expect("a glommio executor for the test upstream")
+            .run(async move {
+                let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                let _ = tx.send(l.local_addr().expect("local addr"));
+                let serve = async {
+                    while let Ok(s) = l.accept().await {
+                        glommio::spawn_local(async move {
+                            let Ok(mut conn) = h2::server::handshake(s.compat()).await else {
+                                return;
+                            };
+                            while let Some(Ok((req, respond))) = conn.accept().await {
+                                glommio::spawn_local(answer_whole(req, respond, answer)).detach();
+                            }
+                        })
+                        .detach();
+                    }
+                };
+                futures_lite::future::or(serve, glommio::timer::sleep(Duration::from_secs(60)))
+                    .await;
+            })
+    });
+    rx.recv_timeout(STEP).expect("the h2 upstream started")
+}
+
+async fn answer_whole(
+    req: http::Request<RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    answer: fn(&http::request::Parts) -> Answer,
+) {
+    let (parts, mut body) = req.into_parts();
+    while let Some(chunk) = body.data().await {
+        let Ok(c) = chunk else { return };
+        let _ = body.flow_control().release_capacity(c.len());
+    }
+    let a = answer(&parts);
+    let mut resp = http::Response::builder().status(a.status);
+    for (n, v) in &a.headers {
+        resp = resp.header(*n, *v);
+    }
+    let resp = resp.body(()).expect("a response");
+    let end = a.body.is_empty() && a.trailers.is_empty();
+    let Ok(mut send) = respond.send_response(resp, end) else {
+        return;
+    };
+    if !a.body.is_empty() {
+        send.reserve_capacity(a.body.len());
+        let _ = send.send_data(Bytes::from_static(a.body), a.trailers.is_empty());
+    }
+    if !a.trailers.is_empty() {
+        let mut t = http::HeaderMap::new();
+        for (n, v) in &a.trailers {
+            t.append(*n, http::HeaderValue::from_static(*v));
+        }
+        let _ = send.send_trailers(t);
+    }
+}
+
 /// An HTTP/2 (h2c) upstream that answers before the request body is complete: for each
 /// request it reads at least `read_first` bytes of the body (releasing their window),
 /// then sends `status` with `body` and END_STREAM. Then, with `hold`, it keeps the

@@ -31,7 +31,7 @@ use crate::upstream::request::retry::{Headers, RetryState};
 
 pub(crate) async fn serve<C: Connector>(
     req: http::Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
+    respond: SendResponse<Bytes>,
     view: Rc<WorkerView<C>>,
     at: ChainRef,
     peer: SocketAddr,
@@ -39,6 +39,10 @@ pub(crate) async fn serve<C: Connector>(
 ) {
     let start = Instant::now();
     let started = SystemTime::now();
+    // The response head and trailers are copied as they go out only when the log
+    // prints them.
+    let mut respond =
+        super::respond::Respond::new(respond, view.response_wants(at), &conn.log_buffers);
     // The worker hands this module only its own HTTP listeners' connections.
     let (Some(l), Some(stats)) = (view.hcm(at), view.listener_stats.get(at.listener)) else {
         respond.send_reset(h2::Reason::INTERNAL_ERROR);
@@ -239,6 +243,11 @@ pub(crate) async fn serve<C: Connector>(
         .map(|s| &**s);
     let mut charged_route = None;
     let mut cluster_name = None;
+    // Envoy's `%RESPONSE_CODE_DETAILS%` of a route's own answer.
+    let direct = matches!(
+        &decision,
+        Some(Decision::Direct(..) | Decision::Redirect { .. })
+    );
     let done = match (refused, filter_reply, decision) {
         (Some(e), _, _) => reject(&mut respond, grpc, e),
         (None, Some(reply), _) => local(
@@ -587,10 +596,16 @@ pub(crate) async fn serve<C: Connector>(
             .to_string();
         info.cluster = cluster_name;
         info.log.local = conn.local;
+        info.log.connection_id = conn.id;
+        if direct {
+            info.log.details = "direct_response";
+        }
+        respond.into_log(&mut info.log);
         info.log
             .note_route(route.and_then(|r| r.name.as_ref()), trace_id);
         (info.log.upstream_local, info.log.transport_failure) =
             (upstream_facts.0, upstream_facts.1);
+        info.log.request_head = conn.log_buffers.take();
         stream_info::keep_header_map(&mut info.log.request_head, &parts.headers);
     } else if istio.is_some() {
         // Istio's labels read the Host and the cluster.
@@ -599,6 +614,7 @@ pub(crate) async fn serve<C: Connector>(
     }
     let istio = istio.map(|i| (i, info.cluster.as_deref().unwrap_or("")));
     stream_info::complete(stats, log, istio, &info, peer, stream_info::Kind::Request);
+    conn.log_buffers.recycle(&mut info.log);
 }
 
 /// The upstream request's headers after the route's rewrites: the client's path and
