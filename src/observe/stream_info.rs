@@ -178,11 +178,11 @@ impl LogFacts {
 
 /// A new connection's id for `%CONNECTION_ID%`: a per-worker count (no atomic is
 /// shared between workers) from a random base in the high bits, so that ids of
-/// different workers are unlikely to meet.
+/// different workers are unlikely to meet. Never 0, which stands for none.
 pub fn next_connection_id() -> u64 {
     use std::cell::Cell;
     thread_local! {
-        static NEXT: Cell<u64> = Cell::new(u64::from(fastrand::u16(..)) << 40);
+        static NEXT: Cell<u64> = Cell::new((u64::from(fastrand::u16(..)) << 40) + 1);
     }
     NEXT.with(|n| {
         let id = n.get();
