@@ -360,3 +360,37 @@ pub fn post_unfinished(addr: SocketAddr, path: &str, n: usize) -> Reply {
         reply
     })
 }
+
+/// Reads raw HTTP/2 frames from `s` (a connection the test drives by hand, past its
+/// preface), answering PINGs, until one of type `want` arrives or the connection
+/// closes (or its read timeout passes); returns the frame types seen.
+pub fn frames_until(s: &mut std::net::TcpStream, want: u8) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut types = Vec::new();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return types,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        while buf.len() >= 9 {
+            let len =
+                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let kind = buf[3];
+            types.push(kind);
+            if kind == 6 && buf[4] & 1 == 0 && len == 8 {
+                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                ack.extend_from_slice(&buf[9..17]);
+                let _ = s.write_all(&ack);
+            }
+            buf.drain(..9 + len);
+            if kind == want {
+                return types;
+            }
+        }
+    }
+}
