@@ -458,7 +458,7 @@ fn connection_ordinals(ids: &[String]) -> Vec<String> {
         .collect()
 }
 
-const H2_TEXT: &str = "%REQ(:PATH)%|%REQ(:METHOD)%|%PROTOCOL%|%RESPONSE_CODE%|%RESPONSE_FLAGS%|%RESP(X-UP)%|%RESP(CONTENT-LENGTH)%|%RESP(CONTENT-TYPE)%|%RESP(GRPC-STATUS)%|%RESP(GRPC-MESSAGE):6%|%RESP(X-NOPE?X-UP):1%|%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%|%RESP(SERVER)%|%RESP(DATE)%|%TRAILER(GRPC-STATUS)%|%TRAILER(X-T)%|%TRAILER(X-NOPE?GRPC-MESSAGE):2%|%BYTES_RECEIVED%|%BYTES_SENT%|%UPSTREAM_CLUSTER%|%UPSTREAM_HOST%|%RESPONSE_CODE_DETAILS%|%CONNECTION_ID%";
+const H2_TEXT: &str = "%REQ(:PATH)%|%REQ(:METHOD)%|%PROTOCOL%|%RESPONSE_CODE%|%RESPONSE_FLAGS%|%RESP(X-UP)%|%RESP(CONTENT-LENGTH)%|%RESP(CONTENT-TYPE)%|%RESP(GRPC-STATUS)%|%RESP(GRPC-MESSAGE):6%|%RESP(X-NOPE?X-UP):1%|%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%|%RESP(SERVER)%|%RESP(DATE)%|%TRAILER(GRPC-STATUS)%|%TRAILER(X-T)%|%TRAILER(X-NOPE?GRPC-MESSAGE):2%|%BYTES_RECEIVED%|%BYTES_SENT%|%UPSTREAM_CLUSTER%|%UPSTREAM_HOST%|%RESPONSE_CODE_DETAILS%|%REQUEST_DURATION%|%RESPONSE_DURATION%|%CONNECTION_ID%";
 
 /// HTTP/2 downstream streams: `%RESP%` and `%TRAILER%` (gRPC trailers, trailers-only
 /// responses, local replies, alternatives and lengths) and `%CONNECTION_ID%`.
@@ -499,6 +499,8 @@ fn http2_text_format_with_headers_and_trailers_matches_envoy() {
                         13 if f != "-" => *f = "<date>".into(),
                         20 if *f == up.to_string() => *f = "<up>".into(),
                         20 if *f == h2.to_string() => *f = "<h2>".into(),
+                        // REQUEST_DURATION, RESPONSE_DURATION: a number or `-`
+                        22 | 23 if is_number(f) => *f = "<ms>".into(),
                         _ => {}
                     }
                 }

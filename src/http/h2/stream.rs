@@ -50,6 +50,8 @@ pub(crate) async fn serve<C: Connector>(
     };
     let route_table = l.route_table;
     let (mut parts, mut body) = req.into_parts();
+    // END_STREAM with the head: the request was whole at once (`%REQUEST_DURATION%` 0).
+    let whole_at_head = body.is_end_stream();
     let grpc = is_grpc(&parts.headers);
     // A refused head is still logged, with what it carried.
     let (authority, path, is_connect, refused) = match super::request::check(&parts, &l.limits) {
@@ -230,6 +232,7 @@ pub(crate) async fn serve<C: Connector>(
     drop(lookup);
     marks.decided = Some(Instant::now());
     let mut upstream_marks = None;
+    let mut request_done_at = None;
     let mut upstream_facts = (None, None, None);
     let mut route_timeout = false;
     // What the log prints, or Istio reads, of the upstream connection: only that is read.
@@ -521,6 +524,7 @@ pub(crate) async fn serve<C: Connector>(
                 }
             };
             upstream_marks = Some(progress.phase_marks());
+            request_done_at = progress.completed_at();
             // Read only for a stream that ended `UT` (the check may read the clock).
             route_timeout =
                 done.flag == ResponseFlag::UpstreamTimeout && progress.route_timed_out();
@@ -597,6 +601,12 @@ pub(crate) async fn serve<C: Connector>(
         info.cluster = cluster_name;
         info.log.local = conn.local;
         info.log.connection_id = conn.id;
+        let since_start = |t: Instant| t.saturating_duration_since(start);
+        info.log.request_done = request_done_at
+            .map(since_start)
+            .or(whole_at_head.then_some(Duration::ZERO));
+        // The upstream's response head went to the client (`Progress::head_sent`).
+        info.log.response_began = upstream_marks.and_then(|m| m.2).map(since_start);
         if direct {
             info.log.details = "direct_response";
         }
