@@ -624,7 +624,9 @@ pub(crate) async fn serve<C: Connector>(
     }
     let istio = istio.map(|i| (i, info.cluster.as_deref().unwrap_or("")));
     stream_info::complete(stats, log, istio, &info, peer, stream_info::Kind::Request);
-    conn.log_buffers.recycle(&mut info.log);
+    if log.is_some() {
+        conn.log_buffers.recycle(&mut info.log);
+    }
 }
 
 /// The upstream request's headers after the route's rewrites: the client's path and
