@@ -252,7 +252,7 @@ async fn answer_whole(
     if !a.trailers.is_empty() {
         let mut t = http::HeaderMap::new();
         for (n, v) in &a.trailers {
-            t.append(*n, http::HeaderValue::from_static(*v));
+            t.append(*n, http::HeaderValue::from_static(v));
         }
         let _ = send.send_trailers(t);
     }
