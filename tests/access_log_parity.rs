@@ -3,10 +3,14 @@
 //! to both, and the log lines are compared field by field. Only fields that differ by
 //! nature are normalised: timestamps, durations, ports of client sockets, connection
 //! and request ids. Three formats: Envoy's default, a text format with `%REQ%`,
-//! `%RESP%` and `%TRAILER%` (alternatives, lengths), and a `json_format` (types).
+//! `%RESP%` and `%TRAILER%` (alternatives, lengths), and a `json_format` (types); and
+//! HTTP/2 clients (prior knowledge) in text and JSON: response headers and trailers of
+//! HTTP/1.1 and HTTP/2 upstreams (gRPC with trailers, trailers-only) and of local
+//! replies, and `%CONNECTION_ID%` across streams of one connection.
 //! Skips, saying why, when Envoy is not installed.
 
 mod common;
+mod h2client;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,7 +23,9 @@ const HCM: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const FILE_LOG: &str = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog";
 
-fn bootstrap(upstream: SocketAddr, log_format: &str) -> String {
+/// The bootstrap: `upstream` speaks HTTP/1.1 (`/up`), `h2` HTTP/2 (`/g`, cluster
+/// `grpc`).
+fn bootstrap(upstream: SocketAddr, h2: SocketAddr, log_format: &str) -> String {
     format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
@@ -52,6 +58,8 @@ static_resources:
                 direct_response: {{ status: 201, body: {{ inline_string: hi }} }}
               - match: {{ prefix: /none }}
                 route: {{ cluster: empty }}
+              - match: {{ prefix: /g }}
+                route: {{ cluster: grpc }}
           http_filters:
           - name: envoy.filters.http.router
             typed_config:
@@ -69,8 +77,21 @@ static_resources:
     type: STATIC
     connect_timeout: 1s
     load_assignment: {{ cluster_name: empty }}
+  - name: grpc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: grpc
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
 "#,
-        upstream.port()
+        upstream.port(),
+        h2.port()
     )
 }
 
@@ -172,7 +193,7 @@ fn both(bin: &std::path::PathBuf, log_format: &str) -> (Vec<String>, Vec<String>
     let up = Upstream::start(fixed(
         "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-up: u1\r\n\r\nhello",
     ));
-    let text = bootstrap(up.addr, log_format);
+    let text = bootstrap(up.addr, refused_addr(), log_format);
     let envoy = Envoy::start(bin, &text);
     let from_envoy = run(envoy.listen, &envoy.dir.join("access.log"));
     drop(envoy);
@@ -311,4 +332,226 @@ fn json_format_matches_envoy() {
             .collect()
     };
     compare(&norm(&ours), &norm(&envoy), "json format");
+}
+
+/// The HTTP/2 requests (method, path, gRPC), in this order on one connection; then
+/// [`H2_OTHER`] on a second one.
+const H2_CASES: &[(&str, &str, bool)] = &[
+    // An HTTP/1.1 upstream.
+    ("GET", "/up/a", false),
+    // A gRPC call whose HTTP/2 upstream ends the response with trailers.
+    ("POST", "/g/echo", true),
+    // A gRPC call answered trailers-only by the upstream (its status in the head).
+    ("POST", "/g/fail", true),
+    // An HTTP/2 upstream's plain response (no trailers).
+    ("GET", "/g/plain", false),
+    // Local replies: a direct response with a body, no route (no body), and a gRPC
+    // call to a cluster without endpoints (the proxy's trailers-only reply).
+    ("GET", "/d", false),
+    ("GET", "/nope", false),
+    ("POST", "/none", true),
+];
+const H2_OTHER: &str = "/up/other";
+
+/// What the HTTP/2 upstream answers (`h2client::h2_upstream_answering`).
+fn h2_answer(p: &http::request::Parts) -> h2client::Answer {
+    let grpc = |extra: &[(&'static str, &'static str)]| {
+        let mut h = vec![("content-type", "application/grpc"), ("x-up", "g1")];
+        h.extend_from_slice(extra);
+        h
+    };
+    match p.uri.path() {
+        "/g/echo" => h2client::Answer {
+            status: 200,
+            headers: grpc(&[]),
+            body: b"\0\0\0\0\x02hi",
+            trailers: vec![
+                ("grpc-status", "0"),
+                ("grpc-message", "fine"),
+                ("x-t", "t1"),
+            ],
+        },
+        "/g/fail" => h2client::Answer {
+            status: 200,
+            headers: grpc(&[("grpc-status", "5"), ("grpc-message", "no such thing")]),
+            body: b"",
+            trailers: vec![],
+        },
+        _ => h2client::Answer {
+            status: 200,
+            headers: vec![("content-length", "5"), ("x-up", "h2")],
+            body: b"hello",
+            trailers: vec![],
+        },
+    }
+}
+
+/// Sends the HTTP/2 cases with prior knowledge; returns the log's lines once there is
+/// one per request.
+fn run_h2(listen: SocketAddr, log: &Path) -> Vec<String> {
+    h2client::run(move || async move {
+        let mut c = h2client::connect(listen).await;
+        for (method, path, grpc) in H2_CASES {
+            let mut req = h2client::request(method, &format!("http://svc{path}"));
+            if *grpc {
+                req = req
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers");
+            }
+            let body: &[u8] = if *method == "POST" {
+                b"\0\0\0\0\x02yo"
+            } else {
+                b""
+            };
+            let r = h2client::send(&mut c, req.body(()).unwrap(), body).await;
+            assert!(r.reset.is_none(), "{path}: {:?}", r.reset);
+        }
+        let mut other = h2client::connect(listen).await;
+        let req = h2client::request("GET", &format!("http://svc{H2_OTHER}"));
+        let r = h2client::send(&mut other, req.body(()).unwrap(), b"").await;
+        assert_eq!(r.status, 200, "{H2_OTHER}");
+    });
+    let n = H2_CASES.len() + 1;
+    wait_until(Duration::from_secs(10), || {
+        let text = read_lossy(log);
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        (lines.len() >= n).then_some(lines)
+    })
+    .unwrap_or_else(|| panic!("fewer than {n} log lines:\n{}", read_lossy(log)))
+}
+
+/// Runs the bootstrap under Envoy, then Outrigger, with the HTTP/2 cases; returns
+/// (ours, envoy's) lines and the two upstreams' addresses.
+fn both_h2(
+    bin: &std::path::PathBuf,
+    log_format: &str,
+) -> (Vec<String>, Vec<String>, [SocketAddr; 2]) {
+    let up = Upstream::start(fixed(
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-up: u1\r\n\r\nhello",
+    ));
+    let h2 = h2client::h2_upstream_answering(h2_answer);
+    let text = bootstrap(up.addr, h2, log_format);
+    let envoy = Envoy::start(bin, &text);
+    let from_envoy = run_h2(envoy.listen, &envoy.dir.join("access.log"));
+    drop(envoy);
+    let proxy = Proxy::start(&text);
+    let ours = run_h2(proxy.listen, &proxy.dir.join("access.log"));
+    (ours, from_envoy, [up.addr, h2])
+}
+
+/// Connection ids differ between the proxies: each becomes the order of its first
+/// appearance (`c0`, `c1`), so lines of one connection share theirs and the other
+/// connection's differs. A `0` or `-` stays as it is.
+fn connection_ordinals(ids: &[String]) -> Vec<String> {
+    let mut seen: Vec<&String> = Vec::new();
+    ids.iter()
+        .map(|id| {
+            if !is_number(id) || id == "0" {
+                return id.clone();
+            }
+            let i = seen.iter().position(|s| *s == id).unwrap_or_else(|| {
+                seen.push(id);
+                seen.len() - 1
+            });
+            format!("c{i}")
+        })
+        .collect()
+}
+
+const H2_TEXT: &str = "%REQ(:PATH)%|%REQ(:METHOD)%|%PROTOCOL%|%RESPONSE_CODE%|%RESPONSE_FLAGS%|%RESP(X-UP)%|%RESP(CONTENT-LENGTH)%|%RESP(CONTENT-TYPE)%|%RESP(GRPC-STATUS)%|%RESP(GRPC-MESSAGE):6%|%RESP(X-NOPE?X-UP):1%|%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%|%RESP(SERVER)%|%RESP(DATE)%|%TRAILER(GRPC-STATUS)%|%TRAILER(X-T)%|%TRAILER(X-NOPE?GRPC-MESSAGE):2%|%BYTES_RECEIVED%|%BYTES_SENT%|%UPSTREAM_CLUSTER%|%UPSTREAM_HOST%|%RESPONSE_CODE_DETAILS%|%REQUEST_DURATION%|%RESPONSE_DURATION%|%CONNECTION_ID%";
+
+/// HTTP/2 downstream streams: `%RESP%` and `%TRAILER%` (gRPC trailers, trailers-only
+/// responses, local replies, alternatives and lengths) and `%CONNECTION_ID%`.
+#[test]
+fn http2_text_format_with_headers_and_trailers_matches_envoy() {
+    let Some(bin) = envoy_or_skip("http2_text_format_with_headers_and_trailers_matches_envoy")
+    else {
+        return;
+    };
+    let fmt = format!(
+        "              log_format:\n                text_format_source:\n                  inline_string: \"{H2_TEXT}\\n\""
+    );
+    let (ours, envoy, [up, h2]) = both_h2(&bin, &fmt);
+    let norm = |lines: &[String]| -> Vec<String> {
+        // By path: a stream's line may be written just after its client saw the end.
+        let mut rows: Vec<Vec<String>> = lines
+            .iter()
+            .map(|l| l.split('|').map(String::from).collect())
+            .collect();
+        rows.sort();
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.last().cloned().unwrap_or_default())
+            .collect();
+        let ids = connection_ordinals(&ids);
+        rows.iter()
+            .zip(ids)
+            .map(|(r, id)| {
+                let mut r = r.clone();
+                if let Some(last) = r.last_mut() {
+                    *last = id;
+                }
+                for (i, f) in r.iter_mut().enumerate() {
+                    match i {
+                        // x-envoy-upstream-service-time
+                        11 if is_number(f) => *f = "<ms>".into(),
+                        // date
+                        13 if f != "-" => *f = "<date>".into(),
+                        20 if *f == up.to_string() => *f = "<up>".into(),
+                        20 if *f == h2.to_string() => *f = "<h2>".into(),
+                        // REQUEST_DURATION, RESPONSE_DURATION: a number or `-`
+                        22 | 23 if is_number(f) => *f = "<ms>".into(),
+                        _ => {}
+                    }
+                }
+                r.join("|")
+            })
+            .collect()
+    };
+    let (ours, envoy) = (norm(&ours), norm(&envoy));
+    assert_eq!(ours, envoy, "HTTP/2 text format: outrigger, then envoy");
+    // The lines say what they should, not only the same thing as Envoy's.
+    let echo = ours.iter().find(|l| l.starts_with("/g/echo|")).unwrap();
+    assert!(echo.contains("|0|t1|fi|"), "gRPC trailers: {echo}");
+    assert!(
+        ours.iter().all(|l| !l.ends_with("|0")),
+        "connection ids: {ours:?}"
+    );
+}
+
+/// The same in a `json_format`: header values are strings, absent ones `null`.
+#[test]
+fn http2_json_format_matches_envoy() {
+    let Some(bin) = envoy_or_skip("http2_json_format_matches_envoy") else {
+        return;
+    };
+    let fmt = r#"              log_format:
+                json_format:
+                  path: "%REQ(:PATH)%"
+                  code: "%RESPONSE_CODE%"
+                  resp: "%RESP(X-UP)%"
+                  rgs: "%RESP(GRPC-STATUS)%"
+                  cl: "%RESP(CONTENT-LENGTH)%"
+                  trailer: "%TRAILER(GRPC-STATUS)%"
+                  mixed: "t=%TRAILER(X-T)% r=%RESP(CONTENT-TYPE):8%"
+                  cid: "%CONNECTION_ID%"
+"#;
+    let (ours, envoy, _) = both_h2(&bin, fmt);
+    let norm = |lines: &[String]| -> Vec<String> {
+        let mut values: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        values.sort_by_key(|v| v["path"].as_str().unwrap_or_default().to_string());
+        let ids: Vec<String> = values.iter().map(|v| v["cid"].to_string()).collect();
+        for (v, id) in values.iter_mut().zip(connection_ordinals(&ids)) {
+            v["cid"] = id.into();
+        }
+        values.iter().map(|v| v.to_string()).collect()
+    };
+    assert_eq!(
+        norm(&ours),
+        norm(&envoy),
+        "HTTP/2 json format: outrigger, then envoy"
+    );
 }

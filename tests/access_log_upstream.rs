@@ -396,6 +396,8 @@ fn http2_clients_get_the_same_fields() {
     assert_eq!(field(ok, "route"), "ok-route");
     let peers = b.peers.lock().unwrap().clone();
     assert_eq!(peers, vec![field(ok, "local").to_string()], "{ok}");
+    // `%RESP(X-PEER)%`: the response head an HTTP/2 client got.
+    assert_eq!(field(ok, "local"), field(ok, "peer"), "{ok}");
     assert_eq!(
         field(line_for(&lines, "/refused/h2"), "reason"),
         "delayed_connect_error:_Connection_refused"

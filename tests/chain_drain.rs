@@ -9,7 +9,7 @@
 mod common;
 mod h2client;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -160,37 +160,6 @@ fn a_changed_http1_chain_drains_its_connections_and_the_other_chain_serves_on() 
     assert!(!r.says_close());
 }
 
-/// Reads HTTP/2 frames until one of type `want` (answering PINGs); the types seen.
-fn h2_frames_until(s: &mut std::net::TcpStream, want: u8) -> Vec<u8> {
-    let mut types = Vec::new();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return types,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        while buf.len() >= 9 {
-            let len =
-                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
-            if buf.len() < 9 + len {
-                break;
-            }
-            let kind = buf[3];
-            types.push(kind);
-            if kind == 6 && buf[4] & 1 == 0 && len == 8 {
-                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
-                ack.extend_from_slice(&buf[9..17]);
-                let _ = s.write_all(&ack);
-            }
-            buf.drain(..9 + len);
-            if kind == want {
-                return types;
-            }
-        }
-    }
-}
-
 #[test]
 fn a_changed_http2_chain_sends_goaway_and_the_http1_chain_keeps_its_connection() {
     let up = Upstream::echo();
@@ -201,12 +170,12 @@ fn a_changed_http2_chain_sends_goaway_and_the_http1_chain_keeps_its_connection()
     h2.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .unwrap();
-    let seen = h2_frames_until(&mut h2, 4);
+    let seen = h2client::frames_until(&mut h2, 4);
     assert_eq!(seen.last(), Some(&4), "the proxy's SETTINGS: {seen:?}");
 
     proxy.write_config(&config("v2", up.addr, "60s", "61s", "60s"));
     reload(&proxy);
-    let seen = h2_frames_until(&mut h2, 7);
+    let seen = h2client::frames_until(&mut h2, 7);
     assert_eq!(
         seen.last(),
         Some(&7),

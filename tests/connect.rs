@@ -291,21 +291,44 @@ fn h2_connect_without_an_allowing_route_is_refused() {
     assert_eq!(flag_count(&p.listener_stats("main"), "NR"), 2);
 }
 
+/// The `200` carries the route's response edits, and the access log reads them there
+/// (`%RESP(..)%` of an HTTP/2 CONNECT, with the connection's id).
 #[test]
 fn h2_connect_responses_carry_the_routes_response_edits() {
     let up = tcp_echo();
-    let p = Proxy::start(&config(
+    let cfg = config(
         up,
         "            upgrades: [connect]
             response_headers_to_add:
               - { name: x-tunnel, value: open }
 ",
-    ));
+    )
+    .replacen(
+        "  - { name: main, address: 127.0.0.1, port: @PORT@, route_table: main }\n",
+        "  - name: main
+    address: 127.0.0.1
+    port: @PORT@
+    route_table: main
+    access_log:
+      path: @DIR@/access.log
+      format: '%RESPONSE_CODE% %RESP(X-TUNNEL)% %RESP(X-NOPE)% %TRAILER(X-TUNNEL)% %CONNECTION_ID%'
+",
+        1,
+    );
+    let p = Proxy::start(&cfg);
     let (status, headers, got) =
         h2_connect_head(p.listen, "db.tunnel.example:5432", b"hi".to_vec());
     assert_eq!(status, 200);
     assert_eq!(got, b"hi");
     assert_eq!(headers.get("x-tunnel").unwrap(), "open", "{headers:?}");
+    let log = p.dir.join("access.log");
+    let line = wait_until(Duration::from_secs(10), || {
+        read_lossy(&log).lines().next().map(str::to_string)
+    })
+    .expect("a log line");
+    let (head, id) = line.rsplit_once(' ').unwrap();
+    assert_eq!(head, "200 open - -", "{line}");
+    assert!(id.parse::<u64>().is_ok_and(|n| n > 0), "{line}");
 }
 
 #[test]

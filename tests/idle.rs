@@ -181,39 +181,6 @@ fn a_proxy_sleeps_after_traffic_with_idle_client_connections_open() {
     h2.join().expect("h2 client thread");
 }
 
-/// Reads HTTP/2 frames from `s` (answering PINGs) until one of type `want` arrives or
-/// the connection closes; returns the frame types seen.
-fn h2_frames_until(s: &mut std::net::TcpStream, want: u8) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let mut types = Vec::new();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return types,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        while buf.len() >= 9 {
-            let len =
-                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
-            if buf.len() < 9 + len {
-                break;
-            }
-            let kind = buf[3];
-            types.push(kind);
-            if kind == 6 && buf[4] & 1 == 0 && len == 8 {
-                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
-                ack.extend_from_slice(&buf[9..17]);
-                let _ = s.write_all(&ack);
-            }
-            buf.drain(..9 + len);
-            if kind == want {
-                return types;
-            }
-        }
-    }
-}
-
 /// An HTTP/2 connection with no stream sleeps without a timer (its idle timeout is
 /// minutes away), so the drain must wake it: it gets its GOAWAY at once, not at the
 /// idle timeout, and the process exits without waiting for the drain timeout.
@@ -228,10 +195,10 @@ fn a_sleeping_h2_connection_is_woken_by_the_drain() {
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .unwrap();
     // The proxy's SETTINGS: the connection is up and waiting.
-    let seen = h2_frames_until(&mut s, 4);
+    let seen = h2client::frames_until(&mut s, 4);
     assert_eq!(seen.last(), Some(&4), "the proxy's SETTINGS: {seen:?}");
     proxy.signal(libc::SIGTERM);
-    let seen = h2_frames_until(&mut s, 7);
+    let seen = h2client::frames_until(&mut s, 7);
     assert_eq!(
         seen.last(),
         Some(&7),

@@ -143,6 +143,12 @@ fn simple(name: &str) -> Option<Op> {
 }
 
 impl Op {
+    /// Whether this operator reads the header block `src` (`%RESP(..)%` reads the
+    /// response head, `%TRAILER(..)%` the trailers).
+    pub fn reads(&self, src: HeaderSource) -> bool {
+        matches!(self, Op::Header { src: s, .. } if *s == src)
+    }
+
     /// The operators that read the upstream connection's TLS facts.
     pub const UPSTREAM_TLS: [Op; 5] = [
         Op::UpstreamPeerUriSan,
@@ -216,9 +222,14 @@ fn operator(name: &str, arg: Option<&str>) -> Result<Op, String> {
 impl TextFormat {
     /// Whether any field is the operator `op`.
     pub fn uses(&self, op: &Op) -> bool {
+        self.uses_any(&|o| o == op)
+    }
+
+    /// Whether any field's operator passes `test`.
+    pub fn uses_any(&self, test: &dyn Fn(&Op) -> bool) -> bool {
         self.fields
             .iter()
-            .any(|f| matches!(f, LogField::Op { op: o, .. } if o == op))
+            .any(|f| matches!(f, LogField::Op { op, .. } if test(op)))
     }
 
     /// Parses a format string. Errors name the offending operator; nothing here panics

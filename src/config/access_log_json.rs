@@ -25,19 +25,24 @@ impl LogFormat {
     /// Whether any field of the format is `op` (decided once at config time, so that
     /// the request path gathers only what a configured format prints).
     pub fn uses(&self, op: &Op) -> bool {
+        self.uses_any(&|o| o == op)
+    }
+
+    /// Whether any field's operator passes `test` (config time, as [`LogFormat::uses`]).
+    pub fn uses_any(&self, test: &dyn Fn(&Op) -> bool) -> bool {
         match self {
-            LogFormat::Text(t) => t.uses(op),
-            LogFormat::Json(j) => j.root.uses(op),
+            LogFormat::Text(t) => t.uses_any(test),
+            LogFormat::Json(j) => j.root.uses_any(test),
         }
     }
 }
 
 impl JsonNode {
-    fn uses(&self, op: &Op) -> bool {
+    fn uses_any(&self, test: &dyn Fn(&Op) -> bool) -> bool {
         match self {
-            JsonNode::Object(kv) => kv.iter().any(|(_, n)| n.uses(op)),
+            JsonNode::Object(kv) => kv.iter().any(|(_, n)| n.uses_any(test)),
             JsonNode::Constant(_) => false,
-            JsonNode::Format(t) => t.uses(op),
+            JsonNode::Format(t) => t.uses_any(test),
         }
     }
 }
@@ -146,5 +151,23 @@ mod tests {
         let text = LogFormat::parse("%UPSTREAM_HOST% %REQ(:PATH)%").unwrap();
         assert!(text.uses(&Op::UpstreamHost));
         assert!(!text.uses(&Op::UpstreamLocalAddress));
+    }
+
+    #[test]
+    fn reads_tells_which_header_blocks_a_format_prints() {
+        use super::super::access_log_format::HeaderSource;
+        let reads = |f: &LogFormat, src| f.uses_any(&|op: &Op| op.reads(src));
+        let v = serde_json::json!({"a": {"t": "%TRAILER(GRPC-STATUS)%"}, "r": "%REQ(X-A)%"});
+        let json = LogFormat::Json(JsonTemplate::from_value(&v).unwrap());
+        assert!(reads(&json, HeaderSource::Trailer));
+        assert!(reads(&json, HeaderSource::Request));
+        assert!(!reads(&json, HeaderSource::Response));
+        let text = LogFormat::parse("%RESP(X-NOPE?X-UP):3% %RESPONSE_CODE%").unwrap();
+        assert!(reads(&text, HeaderSource::Response));
+        assert!(!reads(&text, HeaderSource::Trailer));
+        // Envoy's default format prints `x-envoy-upstream-service-time`.
+        let default = LogFormat::parse(super::super::access_log_format::DEFAULT_FORMAT).unwrap();
+        assert!(reads(&default, HeaderSource::Response));
+        assert!(!reads(&default, HeaderSource::Trailer));
     }
 }

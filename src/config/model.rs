@@ -517,6 +517,11 @@ pub struct AccessLog {
     /// The format prints an upstream TLS operator (`%UPSTREAM_PEER_URI_SAN%`, ...):
     /// only then are the upstream connection's TLS facts carried to the log.
     pub upstream_tls: bool,
+    /// The format prints a response header (`%RESP(..)%`) / a trailer
+    /// (`%TRAILER(..)%`): only then does an HTTP/2 stream keep a copy of the response
+    /// head / trailers it sent (an HTTP/1 connection keeps the head it wrote anyway).
+    pub response_headers: bool,
+    pub trailers: bool,
 }
 
 pub use super::retry_model::{Retries, RetryPolicy};

@@ -176,6 +176,14 @@ impl<C: Connector> WorkerView<C> {
         }
     }
 
+    /// What a stream on the chain copies of its response for the access log (HTTP/2;
+    /// nothing without a log).
+    pub fn response_wants(&self, at: ChainRef) -> crate::observe::stream_info::ResponseWants {
+        self.access_log(at)
+            .map(LogSink::response_wants)
+            .unwrap_or_default()
+    }
+
     /// The access log of the chain's terminal filter.
     pub fn access_log(&self, at: ChainRef) -> Option<&LogSink> {
         self.access_logs.get(at.listener)?.get(at.chain)?.as_deref()

@@ -11,7 +11,7 @@
 //! batch it writes (Envoy's log reopen, for rotation: rename the file, send SIGUSR1).
 //! `/dev/stdout` and `/dev/stderr` are written to the process's streams.
 
-use super::stream_info::{StreamInfo, StreamLog, UpstreamWants};
+use super::stream_info::{ResponseWants, StreamInfo, StreamLog, UpstreamWants};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -128,6 +128,8 @@ pub struct LogSink {
     filter: Option<LogFilter>,
     /// What the format reads of the upstream connection (`config::AccessLog`).
     upstream: UpstreamWants,
+    /// What the format prints of the response head and trailers.
+    response: ResponseWants,
     listener_name: String,
     buf: RefCell<Vec<u8>>,
     /// The JSON formatter's per-value buffer, reused line after line.
@@ -155,6 +157,10 @@ impl LogSink {
                 local: cfg.upstream_local,
                 tls: cfg.upstream_tls,
             },
+            response: ResponseWants {
+                head: cfg.response_headers,
+                trailers: cfg.trailers,
+            },
             listener_name: listener_name.to_string(),
             buf: RefCell::new(Vec::with_capacity(BATCH_BYTES)),
             scratch: RefCell::new(Vec::new()),
@@ -169,6 +175,12 @@ impl LogSink {
     /// facts): the streams logged here read those, and only they do.
     pub fn upstream_wants(&self) -> UpstreamWants {
         self.upstream
+    }
+
+    /// What the format prints of the response head and trailers: an HTTP/2 stream
+    /// logged here copies those, and only those.
+    pub fn response_wants(&self) -> ResponseWants {
+        self.response
     }
 
     /// True if this sink writes where and how `cfg` asks.

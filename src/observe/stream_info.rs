@@ -73,6 +73,16 @@ pub struct UpstreamWants {
     pub tls: bool,
 }
 
+/// Which parts of the response an HTTP/2 stream copies for its access log, decided per
+/// chain when the config is built (`config::AccessLog`): the head when the format prints
+/// a response header, the trailers when it prints a trailer. A stream whose log reads
+/// neither copies nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponseWants {
+    pub head: bool,
+    pub trailers: bool,
+}
+
 /// The facts only the access log reads. The head buffers keep their capacity across a
 /// connection's requests, so a keep-alive connection copies heads without allocating.
 #[derive(Default)]
@@ -168,11 +178,11 @@ impl LogFacts {
 
 /// A new connection's id for `%CONNECTION_ID%`: a per-worker count (no atomic is
 /// shared between workers) from a random base in the high bits, so that ids of
-/// different workers are unlikely to meet.
+/// different workers are unlikely to meet. Never 0, which stands for none.
 pub fn next_connection_id() -> u64 {
     use std::cell::Cell;
     thread_local! {
-        static NEXT: Cell<u64> = Cell::new(u64::from(fastrand::u16(..)) << 40);
+        static NEXT: Cell<u64> = Cell::new((u64::from(fastrand::u16(..)) << 40) + 1);
     }
     NEXT.with(|n| {
         let id = n.get();

@@ -183,6 +183,81 @@ pub fn h2_upstream(status: u16) -> SocketAddr {
     rx.recv_timeout(STEP).expect("the h2 upstream started")
 }
 
+/// What [`h2_upstream_answering`] sends back for a request: the status and headers,
+/// a body (empty: none), trailers (empty: none; the body then ends the stream).
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, &'static str)>,
+    pub body: &'static [u8],
+    pub trailers: Vec<(&'static str, &'static str)>,
+}
+
+/// An HTTP/2 (h2c) upstream that reads each request whole and sends what `answer`
+/// says for its head (gRPC responses with trailers, trailers-only ones, plain ones).
+/// On its own thread; it stops by itself after a minute.
+pub fn h2_upstream_answering(answer: fn(&http::request::Parts) -> Answer) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(128 * 1024)
+            .make()
+            .expect("a glommio executor for the test upstream")
+            .run(async move {
+                let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                let _ = tx.send(l.local_addr().expect("local addr"));
+                let serve = async {
+                    while let Ok(s) = l.accept().await {
+                        glommio::spawn_local(async move {
+                            let Ok(mut conn) = h2::server::handshake(s.compat()).await else {
+                                return;
+                            };
+                            while let Some(Ok((req, respond))) = conn.accept().await {
+                                glommio::spawn_local(answer_whole(req, respond, answer)).detach();
+                            }
+                        })
+                        .detach();
+                    }
+                };
+                futures_lite::future::or(serve, glommio::timer::sleep(Duration::from_secs(60)))
+                    .await;
+            })
+    });
+    rx.recv_timeout(STEP).expect("the h2 upstream started")
+}
+
+async fn answer_whole(
+    req: http::Request<RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    answer: fn(&http::request::Parts) -> Answer,
+) {
+    let (parts, mut body) = req.into_parts();
+    while let Some(chunk) = body.data().await {
+        let Ok(c) = chunk else { return };
+        let _ = body.flow_control().release_capacity(c.len());
+    }
+    let a = answer(&parts);
+    let mut resp = http::Response::builder().status(a.status);
+    for (n, v) in &a.headers {
+        resp = resp.header(*n, *v);
+    }
+    let resp = resp.body(()).expect("a response");
+    let end = a.body.is_empty() && a.trailers.is_empty();
+    let Ok(mut send) = respond.send_response(resp, end) else {
+        return;
+    };
+    if !a.body.is_empty() {
+        send.reserve_capacity(a.body.len());
+        let _ = send.send_data(Bytes::from_static(a.body), a.trailers.is_empty());
+    }
+    if !a.trailers.is_empty() {
+        let mut t = http::HeaderMap::new();
+        for (n, v) in &a.trailers {
+            t.append(*n, http::HeaderValue::from_static(v));
+        }
+        let _ = send.send_trailers(t);
+    }
+}
+
 /// An HTTP/2 (h2c) upstream that answers before the request body is complete: for each
 /// request it reads at least `read_first` bytes of the body (releasing their window),
 /// then sends `status` with `body` and END_STREAM. Then, with `hold`, it keeps the
@@ -284,4 +359,38 @@ pub fn post_unfinished(addr: SocketAddr, path: &str, n: usize) -> Reply {
         drop(stream);
         reply
     })
+}
+
+/// Reads raw HTTP/2 frames from `s` (a connection the test drives by hand, past its
+/// preface), answering PINGs, until one of type `want` arrives or the connection
+/// closes (or its read timeout passes); returns the frame types seen.
+pub fn frames_until(s: &mut std::net::TcpStream, want: u8) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut types = Vec::new();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return types,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        while buf.len() >= 9 {
+            let len =
+                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let kind = buf[3];
+            types.push(kind);
+            if kind == 6 && buf[4] & 1 == 0 && len == 8 {
+                let mut ack = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                ack.extend_from_slice(&buf[9..17]);
+                let _ = s.write_all(&ack);
+            }
+            buf.drain(..9 + len);
+            if kind == want {
+                return types;
+            }
+        }
+    }
 }

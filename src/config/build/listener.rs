@@ -406,12 +406,17 @@ impl Builder {
         use crate::config::access_log_format::Op;
         let upstream_local = format.uses(&Op::UpstreamLocalAddress);
         let upstream_tls = Op::UPSTREAM_TLS.iter().any(|op| format.uses(op));
+        use crate::config::access_log_format::HeaderSource;
+        let response_headers = format.uses_any(&|op| op.reads(HeaderSource::Response));
+        let trailers = format.uses_any(&|op| op.reads(HeaderSource::Trailer));
         Some(AccessLog {
             path,
             format,
             filter,
             upstream_local,
             upstream_tls,
+            response_headers,
+            trailers,
         })
     }
 

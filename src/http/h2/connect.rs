@@ -14,9 +14,9 @@
 
 use std::cell::Cell;
 
+use super::respond::Respond;
 use bytes::Bytes;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::{Response, StatusCode};
 
@@ -44,7 +44,7 @@ enum Broken {
 
 pub(crate) async fn tunnel<C: Connector>(
     body: RecvStream,
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Respond,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
     progress: &Progress,
@@ -87,7 +87,7 @@ pub(crate) async fn tunnel<C: Connector>(
 /// directions end.
 async fn carry<U: Io>(
     mut body: RecvStream,
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Respond,
     up: U,
     cs: &ClusterState<U>,
     progress: &Progress,

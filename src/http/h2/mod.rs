@@ -12,6 +12,7 @@ mod connect;
 pub(crate) mod io;
 mod reply;
 mod request;
+mod respond;
 mod stream;
 mod to_h1;
 mod to_h2;
@@ -51,6 +52,10 @@ pub(crate) struct Activity {
     pub tls: Option<Rc<crate::tls::TlsInfo>>,
     /// The connection's local address (`None` only in a default value).
     pub local: Option<SocketAddr>,
+    /// The connection's id for `%CONNECTION_ID%` (0 when its chain does not log).
+    pub id: u64,
+    /// The heads' buffers its logged streams reuse.
+    pub log_buffers: respond::LogBuffers,
     /// What the HTTP filters keep per connection.
     pub filters: crate::http::filter::ConnState,
     /// The connection's accept, until its first stream takes it (`observe::phases`).
@@ -129,6 +134,10 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         tls: tls_info,
         local: Some(local),
         accepted: Cell::new(slot.accepted.take()),
+        // Only a logged connection needs its `%CONNECTION_ID%`, as on HTTP/1.
+        id: view
+            .access_log(at)
+            .map_or(0, |_| crate::observe::stream_info::next_connection_id()),
         ..Activity::default()
     });
     activity.last.set(Some(Instant::now()));

@@ -6,6 +6,7 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use super::clock::{Expiry, Progress};
+use super::respond::Respond;
 use crate::http::failure::Failure;
 use crate::http::filter::headers::Edits;
 use crate::http::flags::ResponseFlag;
@@ -14,7 +15,6 @@ use crate::http::h1::head::HeadError;
 use crate::observe::stats::{class_index, ClusterStats, EndpointStats};
 use crate::upstream::cluster::ClusterState;
 use bytes::Bytes;
-use h2::server::SendResponse;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -82,18 +82,13 @@ pub(crate) fn endpoint<C>(
 /// flag and text of the one failure table (`http::failure`).
 /// `edits`: the response edits of the route and the filter chain, which Envoy applies to
 /// its own replies too.
-pub(crate) fn fail(
-    respond: &mut SendResponse<Bytes>,
-    grpc: bool,
-    f: Failure,
-    edits: Edits<'_>,
-) -> Done {
+pub(crate) fn fail(respond: &mut Respond, grpc: bool, f: Failure, edits: Edits<'_>) -> Done {
     fail_retried(respond, grpc, f, edits, false)
 }
 
 /// `fail`, with Envoy's text for a failure after retries when `retried`.
 pub(crate) fn fail_retried(
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Respond,
     grpc: bool,
     f: Failure,
     edits: Edits<'_>,
@@ -115,7 +110,7 @@ pub(crate) fn fail_retried(
 /// while the request is still arriving, 504 `SI` once it arrived whole) if no response
 /// head went out yet, else a RST_STREAM.
 pub(crate) fn expired(
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Respond,
     grpc: bool,
     progress: &Progress,
     e: Expiry,
@@ -148,7 +143,7 @@ pub(crate) fn expired(
 
 /// Answers with a filter's local reply (`http::filter`), with the response edits.
 pub(crate) fn filter_reply(
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Respond,
     grpc: bool,
     reply: &crate::http::filter::LocalReply,
     edits: Edits<'_>,
@@ -165,7 +160,7 @@ pub(crate) fn filter_reply(
 }
 
 /// Answers a malformed request (`DPE`) with the rule it broke.
-pub(crate) fn reject(respond: &mut SendResponse<Bytes>, grpc: bool, e: HeadError) -> Done {
+pub(crate) fn reject(respond: &mut Respond, grpc: bool, e: HeadError) -> Done {
     local(
         respond,
         grpc,
@@ -181,7 +176,7 @@ pub(crate) fn reject(respond: &mut SendResponse<Bytes>, grpc: bool, e: HeadError
 /// `grpc-status` and `grpc-message`. `edits` are the response header edits of the
 /// stream's filter chain and route (direct responses and filter replies carry them).
 pub(crate) fn local(
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Respond,
     grpc: bool,
     status: u16,
     content_type: Option<&str>,
@@ -195,7 +190,7 @@ pub(crate) fn local(
 /// A local reply with a `location` header (redirects; 201 and 3xx direct responses).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn local_at(
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Respond,
     grpc: bool,
     status: u16,
     content_type: Option<&str>,
@@ -239,7 +234,7 @@ pub(crate) fn local_at(
         }
         done.status = 200;
         edits.apply_to_map(resp.headers_mut());
-        if respond.send_response(resp, true).is_err() {
+        if respond.send_local(resp, true, false).is_err() {
             done.flag = ResponseFlag::DownstreamConnectionTermination;
         }
         return done;
@@ -256,7 +251,7 @@ pub(crate) fn local_at(
     resp.headers_mut()
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     edits.apply_to_map(resp.headers_mut());
-    match respond.send_response(resp, body.is_empty()) {
+    match respond.send_local(resp, body.is_empty(), body.is_empty()) {
         Ok(mut s) => {
             if !body.is_empty() {
                 // A local body is small; the initial window always fits it.

@@ -31,7 +31,7 @@ use crate::upstream::request::retry::{Headers, RetryState};
 
 pub(crate) async fn serve<C: Connector>(
     req: http::Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
+    respond: SendResponse<Bytes>,
     view: Rc<WorkerView<C>>,
     at: ChainRef,
     peer: SocketAddr,
@@ -39,6 +39,10 @@ pub(crate) async fn serve<C: Connector>(
 ) {
     let start = Instant::now();
     let started = SystemTime::now();
+    // The response head and trailers are copied as they go out only when the log
+    // prints them.
+    let mut respond =
+        super::respond::Respond::new(respond, view.response_wants(at), &conn.log_buffers);
     // The worker hands this module only its own HTTP listeners' connections.
     let (Some(l), Some(stats)) = (view.hcm(at), view.listener_stats.get(at.listener)) else {
         respond.send_reset(h2::Reason::INTERNAL_ERROR);
@@ -46,6 +50,8 @@ pub(crate) async fn serve<C: Connector>(
     };
     let route_table = l.route_table;
     let (mut parts, mut body) = req.into_parts();
+    // END_STREAM with the head: the request was whole at once (`%REQUEST_DURATION%` 0).
+    let whole_at_head = body.is_end_stream();
     let grpc = is_grpc(&parts.headers);
     // A refused head is still logged, with what it carried.
     let (authority, path, is_connect, refused) = match super::request::check(&parts, &l.limits) {
@@ -227,6 +233,7 @@ pub(crate) async fn serve<C: Connector>(
     drop(lookup);
     marks.decided = Some(Instant::now());
     let mut upstream_marks = None;
+    let mut request_done_at = None;
     let mut upstream_facts = (None, None, None);
     let mut route_timeout = false;
     // What the log prints, or Istio reads, of the upstream connection: only that is read.
@@ -240,6 +247,11 @@ pub(crate) async fn serve<C: Connector>(
         .map(|s| &**s);
     let mut charged_route = None;
     let mut cluster_name = None;
+    // Envoy's `%RESPONSE_CODE_DETAILS%` of a route's own answer.
+    let direct = matches!(
+        &decision,
+        Some(Decision::Direct(..) | Decision::Redirect { .. })
+    );
     let done = match (refused, filter_reply, decision) {
         (Some(e), _, _) => reject(&mut respond, grpc, e),
         (None, Some(reply), _) => local(
@@ -513,6 +525,7 @@ pub(crate) async fn serve<C: Connector>(
                 }
             };
             upstream_marks = Some(progress.phase_marks());
+            request_done_at = progress.completed_at();
             // Read only for a stream that ended `UT` (the check may read the clock).
             route_timeout =
                 done.flag == ResponseFlag::UpstreamTimeout && progress.route_timed_out();
@@ -588,10 +601,22 @@ pub(crate) async fn serve<C: Connector>(
             .to_string();
         info.cluster = cluster_name;
         info.log.local = conn.local;
+        info.log.connection_id = conn.id;
+        let since_start = |t: Instant| t.saturating_duration_since(start);
+        info.log.request_done = request_done_at
+            .map(since_start)
+            .or(whole_at_head.then_some(Duration::ZERO));
+        // The upstream's response head went to the client (`Progress::head_sent`).
+        info.log.response_began = upstream_marks.and_then(|m| m.2).map(since_start);
+        if direct {
+            info.log.details = "direct_response";
+        }
+        respond.into_log(&mut info.log);
         info.log
             .note_route(route.and_then(|r| r.name.as_ref()), trace_id);
         (info.log.upstream_local, info.log.transport_failure) =
             (upstream_facts.0, upstream_facts.1);
+        info.log.request_head = conn.log_buffers.take();
         stream_info::keep_header_map(&mut info.log.request_head, &parts.headers);
     } else if istio.is_some() {
         // Istio's labels read the Host and the cluster.
@@ -600,6 +625,9 @@ pub(crate) async fn serve<C: Connector>(
     }
     let istio = istio.map(|i| (i, info.cluster.as_deref().unwrap_or("")));
     stream_info::complete(stats, log, istio, &info, peer, stream_info::Kind::Request);
+    if log.is_some() {
+        conn.log_buffers.recycle(&mut info.log);
+    }
 }
 
 /// The upstream request's headers after the route's rewrites: the client's path and

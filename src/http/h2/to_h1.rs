@@ -7,9 +7,9 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
+use super::respond::Respond;
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
-use h2::server::SendResponse;
 use h2::RecvStream;
 
 use super::clock::{Expiry, Progress};
@@ -65,7 +65,7 @@ pub(crate) struct Request<'a> {
 
 pub(crate) async fn proxy<C: Connector>(
     mut r: Request<'_>,
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Respond,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
     progress: &Progress,
@@ -319,7 +319,7 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
 /// is still in step.
 async fn exchange<C: Connector>(
     r: &mut Request<'_>,
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Respond,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
     ep: &mut usize,
@@ -443,7 +443,7 @@ async fn exchange<C: Connector>(
 async fn respond_with<U: Io, K>(
     mut h: http1::Head,
     received: u64,
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Respond,
     up: &mut U,
     ubuf: &mut ReadBuf,
     (grpc, mut edits): (bool, StreamEdits<'_>),
@@ -555,6 +555,7 @@ async fn respond_with<U: Io, K>(
                         if grpc {
                             done.grpc_status = super::reply::grpc_status(&t).or(done.grpc_status);
                         }
+                        respond.keep_trailers(&t);
                         send.send_trailers(t)
                     }
                     Ok(None) => send.send_data(Bytes::new(), true),

@@ -8,9 +8,9 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
+use super::respond::Respond;
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
-use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::Response;
 
@@ -47,7 +47,8 @@ enum PumpError {
 /// the chain whose response-body hook sees each frame first (`None` for request bodies
 /// and for chains without the hook). `tee`: a mirrored request body's shadows, which
 /// get each frame (and the trailers) as it goes on. `grpc_status`: where a gRPC
-/// response's trailers leave their `grpc-status`.
+/// response's trailers leave their `grpc-status`; `keep`: where they are copied for the
+/// access log (`respond::Respond::trailer_copy`).
 async fn pump(
     from: &mut RecvStream,
     to: &mut SendStream<Bytes>,
@@ -55,6 +56,7 @@ async fn pump(
     hook: Option<&Chain<'_>>,
     tee: Option<&TeeTx>,
     grpc_status: Option<&mut Option<u16>>,
+    keep: Option<&mut Vec<u8>>,
 ) -> Result<u64, PumpError> {
     let mut total = 0u64;
     let mut ended = false;
@@ -85,6 +87,9 @@ async fn pump(
     let trailers = from.trailers().await.map_err(|_| PumpError::Read)?;
     if let (Some(out), Some(t)) = (grpc_status, &trailers) {
         *out = super::reply::grpc_status(t);
+    }
+    if let (Some(into), Some(t)) = (keep, &trailers) {
+        crate::observe::stream_info::keep_header_map(into, t);
     }
     if let Some(t) = tee {
         t.finish(trailers.as_ref());
@@ -228,7 +233,7 @@ async fn take_first(
 
 pub(crate) async fn proxy<C: Connector>(
     r: Request<'_>,
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Respond,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
     progress: &Progress,
@@ -268,7 +273,7 @@ where
 
 async fn exchange<C: Connector>(
     mut r: Request<'_>,
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut Respond,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
     ep: usize,
@@ -280,7 +285,7 @@ where
     let stats = &cs.stats;
     let grpc = r.grpc;
     let response_edits = r.edits.response;
-    let failed = |respond: &mut SendResponse<Bytes>, f| {
+    let failed = |respond: &mut Respond, f| {
         request::count_failure(stats, f);
         fail(respond, grpc, f, response_edits)
     };
@@ -448,9 +453,17 @@ where
             };
             let moved = |n| progress.received(n);
             let result = match ahead {
-                Ok(_) => pump(&mut r.body, &mut up_send, moved, None, tee.as_ref(), None)
-                    .await
-                    .map(|m| m + taken),
+                Ok(_) => pump(
+                    &mut r.body,
+                    &mut up_send,
+                    moved,
+                    None,
+                    tee.as_ref(),
+                    None,
+                    None,
+                )
+                .await
+                .map(|m| m + taken),
                 Err(e) => Err(e),
             };
             match result {
@@ -471,9 +484,17 @@ where
                     None => Ok(0),
                 };
                 match ahead {
-                    Ok(n) => pump(&mut r.body, &mut up_send, moved, None, tee.as_ref(), None)
-                        .await
-                        .map(|m| m + n),
+                    Ok(n) => pump(
+                        &mut r.body,
+                        &mut up_send,
+                        moved,
+                        None,
+                        tee.as_ref(),
+                        None,
+                        None,
+                    )
+                    .await
+                    .map(|m| m + n),
                     Err(e) => Err(e),
                 }
             }
@@ -562,6 +583,7 @@ where
                 hook,
                 None,
                 status_out,
+                respond.trailer_copy(),
             );
             match pumped.await {
                 Ok(n) => done.bytes_sent = n,

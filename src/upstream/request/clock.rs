@@ -303,6 +303,11 @@ impl Progress {
         (self.connect.get(), self.wait_from.get(), self.head_at.get())
     }
 
+    /// When the client's request arrived whole (`%REQUEST_DURATION%`).
+    pub fn completed_at(&self) -> Option<Instant> {
+        self.completed_at.get()
+    }
+
     /// Whether the client's request arrived whole.
     pub fn request_complete(&self) -> bool {
         self.request_complete.get()
