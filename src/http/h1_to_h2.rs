@@ -87,13 +87,13 @@ pub(crate) struct Result {
 }
 
 /// The upstream failed before a response head went to the client.
-fn upstream_failed(f: Failure) -> Result {
+pub(super) fn upstream_failed(f: Failure) -> Result {
     let mut r = failed(f.status(), f.flag());
     r.failed = Some(f);
     r
 }
 
-fn failed(status: u16, flag: ResponseFlag) -> Result {
+pub(super) fn failed(status: u16, flag: ResponseFlag) -> Result {
     Result {
         failed: None,
         reply: None,
@@ -525,12 +525,15 @@ async fn exchange_inner<D: Io, C: Connector>(
         }
     }
     if r.chain.hooks().response_body {
-        // Held response bodies are built on the HTTP/1-to-HTTP/1 path only.
-        let reply = crate::http::filter::ext_proc::response::NOT_HELD;
-        let mut res = failed(reply.status, reply.flag);
-        res.reply = Some(reply);
-        res.body_cut = cut;
-        return res;
+        // Head, whole body and trailers held for the chain.
+        let c = super::h1_to_h2_held::Came {
+            parts,
+            body: up_body,
+            received,
+            cut,
+            flag: retry.map_or(ResponseFlag::None, |a| a.response_flag()),
+        };
+        return super::h1_to_h2_held::respond(down, out, c, &r, response_edits, progress).await;
     }
     let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let no_body = up_body.is_end_stream() && !has_length;

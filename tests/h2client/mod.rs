@@ -183,6 +183,64 @@ pub fn h2_upstream(status: u16) -> SocketAddr {
     rx.recv_timeout(STEP).expect("the h2 upstream started")
 }
 
+/// An HTTP/2 (h2c) upstream that answers every request with 200, `headers`, `body` in
+/// one DATA frame, and then `trailers` (a trailing HEADERS frame; none: END_STREAM on
+/// the DATA), as a gRPC server does. On its own thread; it stops by itself after a
+/// minute.
+pub fn h2_upstream_with(
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static str,
+    trailers: &'static [(&'static str, &'static str)],
+) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(128 * 1024)
+            .make()
+            .expect("a glommio executor for the test upstream")
+            .run(async move {
+                let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                let _ = tx.send(l.local_addr().expect("local addr"));
+                let serve = async {
+                    while let Ok(s) = l.accept().await {
+                        glommio::spawn_local(async move {
+                            let Ok(mut conn) = h2::server::handshake(s.compat()).await else {
+                                return;
+                            };
+                            while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                                let mut resp = http::Response::builder().status(200);
+                                for (n, v) in headers {
+                                    resp = resp.header(*n, *v);
+                                }
+                                let resp = resp.body(()).expect("a response");
+                                let Ok(mut send) = respond.send_response(resp, false) else {
+                                    continue;
+                                };
+                                send.reserve_capacity(body.len());
+                                let data = Bytes::from_static(body.as_bytes());
+                                let _ = send.send_data(data, trailers.is_empty());
+                                if !trailers.is_empty() {
+                                    let mut t = http::HeaderMap::new();
+                                    for (n, v) in trailers {
+                                        t.insert(
+                                            http::HeaderName::from_static(n),
+                                            http::HeaderValue::from_static(v),
+                                        );
+                                    }
+                                    let _ = send.send_trailers(t);
+                                }
+                            }
+                        })
+                        .detach();
+                    }
+                };
+                futures_lite::future::or(serve, glommio::timer::sleep(Duration::from_secs(60)))
+                    .await;
+            })
+    });
+    rx.recv_timeout(STEP).expect("the h2 upstream started")
+}
+
 /// An HTTP/2 (h2c) upstream that answers before the request body is complete: for each
 /// request it reads at least `read_first` bytes of the body (releasing their window),
 /// then sends `status` with `body` and END_STREAM. Then, with `hold`, it keeps the

@@ -447,13 +447,15 @@ impl<'c> Chain<'c> {
     }
 
     /// The whole response body, held with its head before either goes to the client
-    /// (`body`: `None` when the response has none; `length`: its Content-Length).
+    /// (`body`: `None` when the response has none; `length`: its Content-Length;
+    /// `trailers`: trailers follow the body, which then did not end the stream).
     /// Filters (ext_proc alone) may replace it, or answer instead, since nothing went
     /// out yet. Callers check `hooks().response_body` first.
     pub async fn on_response_body(
         &self,
         mut body: Option<&mut Vec<u8>>,
         length: Option<u64>,
+        trailers: bool,
     ) -> ext_proc::response::BodyOutcome {
         let mut out = ext_proc::response::BodyOutcome {
             status: Status::Continue,
@@ -461,9 +463,9 @@ impl<'c> Chain<'c> {
         };
         for f in self.active().rev() {
             if let FilterKind::ExtProc(_) = &f.kind {
-                let o =
-                    ext_proc::response::on_response_body(self.store, body.as_deref_mut(), length)
-                        .await;
+                let body = body.as_deref_mut();
+                let store = self.store;
+                let o = ext_proc::response::on_response_body(store, body, length, trailers).await;
                 out.keep_length &= o.keep_length;
                 if let Status::Respond(_) = o.status {
                     return o;

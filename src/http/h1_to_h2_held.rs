@@ -1,0 +1,162 @@
+//! An HTTP/2 upstream's response to an HTTP/1 client held whole for the chain's
+//! response-body hook (ext_proc's `BUFFERED` response body mode), the `h1_to_h2.rs`
+//! counterpart of `conn/held_response.rs`: the head stays unsent while the DATA and
+//! trailers are read (`held_body::read_h2`), the chain sees the body and may replace it
+//! or answer instead, then head, body and trailers go out in one write. With the
+//! upstream's Content-Length kept by the chain the body goes as it is; without one it
+//! goes chunked (its trailers after the last chunk), or until the close for an HTTP/1.0
+//! client, as Envoy's HTTP/1 codec frames a body without a length.
+
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+use std::io::Write as _;
+
+use futures_lite::io::AsyncWriteExt;
+
+use super::failure::Failure;
+use super::filter::ext_proc::response::TOO_LARGE;
+use super::filter::headers::Edits;
+use super::filter::{LocalReply, Status};
+use super::flags::ResponseFlag;
+use super::h1::encode::{self, DownFraming, DownstreamResponse};
+use super::h1_to_h2::{failed, upstream_failed, H1Request, Result};
+use super::held_body::{self, ReadError};
+use super::io::Io;
+use crate::upstream::request::clock::Progress;
+
+/// What the exchange knew when the response head came.
+pub(super) struct Came {
+    pub parts: http::response::Parts,
+    pub body: h2::RecvStream,
+    /// Request body bytes sent.
+    pub received: u64,
+    /// The request body was cut (see `h1_to_h2::Answered`).
+    pub cut: bool,
+    /// The response's flag when it goes out (a retriable one after the retries ran out).
+    pub flag: ResponseFlag,
+}
+
+fn reply(r: LocalReply, cut: bool) -> Result {
+    let mut res = failed(r.status, r.flag);
+    res.reply = Some(r);
+    res.body_cut = cut;
+    res
+}
+
+/// Holds the response, lets the chain see its body, and writes it to `down`.
+pub(super) async fn respond<D: Io>(
+    down: &mut D,
+    out: &mut Vec<u8>,
+    c: Came,
+    r: &H1Request<'_>,
+    mut edits: Edits<'_>,
+    progress: &Progress,
+) -> Result {
+    let Came {
+        parts,
+        mut body,
+        received,
+        cut,
+        flag,
+    } = c;
+    let status = parts.status.as_u16();
+    let had_body = !body.is_end_stream();
+    let (mut data, trailers) = if had_body {
+        match held_body::read_h2(&mut body).await {
+            Ok(t) => t,
+            Err(ReadError::TooLarge) => return reply(TOO_LARGE, cut),
+            Err(ReadError::Read) => {
+                let mut res = upstream_failed(Failure::ConnectionTermination);
+                res.body_cut = cut;
+                return res;
+            }
+        }
+    } else {
+        (Vec::new(), None)
+    };
+    let length = held_body::content_length(&parts.headers);
+    let has_trailers = trailers.is_some();
+    let held = held_body::for_hook(&mut data, had_body, has_trailers);
+    let o = r.chain.on_response_body(held, length, has_trailers).await;
+    if let Status::Respond(rep) = o.status {
+        return reply(rep, cut);
+    }
+    let framing = if (o.keep_length && length.is_some()) || !had_body {
+        DownFraming::AsIs
+    } else if r.minor >= 1 {
+        DownFraming::Chunked
+    } else {
+        DownFraming::Close
+    };
+    let close = !r.keep_alive || (r.draining)() || framing == DownFraming::Close || cut;
+    let headers: Vec<httparse::Header<'_>> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| httparse::Header {
+            name: n.as_str(),
+            value: v.as_bytes(),
+        })
+        .collect();
+    if let Some(m) = edits.stamp.phases.as_mut() {
+        m.set_upstream(progress.phase_marks());
+    }
+    out.clear();
+    encode::write_response(
+        out,
+        &DownstreamResponse {
+            status,
+            reason: parts.status.canonical_reason().unwrap_or(""),
+            headers: &headers,
+            has_connection_header: false,
+            framing,
+            close,
+            http10_keep_alive: r.minor == 0 && !close,
+            upgrade: None,
+            edits,
+        },
+    );
+    if !had_body && length.is_none() && status != 204 && status != 304 {
+        // An empty HTTP/2 body without a length: say so, or an HTTP/1 client waits.
+        // The head ends in the blank line; put the header before it.
+        out.truncate(out.len().saturating_sub(2));
+        out.extend_from_slice(b"content-length: 0\r\n\r\n");
+    }
+    let head_len = out.len() as u64;
+    match framing {
+        DownFraming::Chunked => {
+            if !data.is_empty() {
+                let _ = write!(out, "{:x}\r\n", data.len());
+                out.extend_from_slice(&data);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n");
+            for (name, value) in trailers.iter().flatten() {
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        DownFraming::AsIs | DownFraming::Close => out.extend_from_slice(&data),
+        DownFraming::None => {}
+    }
+    let mut res = Result {
+        failed: None,
+        reply: None,
+        status,
+        flag,
+        keep_alive: !close,
+        bytes_received: received,
+        bytes_sent: head_len + data.len() as u64,
+        body_cut: cut,
+        retried: false,
+    };
+    progress.head_sent(status);
+    progress.sent(res.bytes_sent);
+    if down.write_all(out).await.is_err() {
+        res.flag = ResponseFlag::DownstreamConnectionTermination;
+        res.keep_alive = false;
+    }
+    res
+}
