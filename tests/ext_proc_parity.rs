@@ -4,7 +4,9 @@
 //! the same scripted processor (`tests/ext_proc/processor.py`); the same requests go to
 //! both, and the statuses, bodies, the headers the processor set or removed (as the
 //! client and as the upstream saw them), what the processor was sent, and the
-//! `ext_proc.` counters are compared. Skips, saying why, when Envoy is not installed.
+//! `ext_proc.` counters are compared; buffered response bodies also over HTTP/2 (either
+//! side) and with a gRPC-shaped response's trailers. Skips, saying why, when Envoy is
+//! not installed.
 
 mod common;
 mod h2client;

@@ -2,10 +2,13 @@
 //! response-body hook (ext_proc's `BUFFERED` response body mode), the `h1_to_h2.rs`
 //! counterpart of `conn/held_response.rs`: the head stays unsent while the DATA and
 //! trailers are read (`held_body::read_h2`), the chain sees the body and may replace it
-//! or answer instead, then head, body and trailers go out in one write. With the
-//! upstream's Content-Length kept by the chain the body goes as it is; without one it
-//! goes chunked (its trailers after the last chunk), or until the close for an HTTP/1.0
-//! client, as Envoy's HTTP/1 codec frames a body without a length.
+//! or answer instead, then head and body go out in one write. With the upstream's
+//! Content-Length kept by the chain the body goes as it is; without one it goes
+//! chunked, or until the close for an HTTP/1.0 client, as Envoy's HTTP/1 codec frames
+//! a body without a length. The trailers end the body for the processor (its message
+//! says `end_of_stream: false`) but are not sent on: Envoy's HTTP/1 codec drops
+//! response trailers unless `enable_trailers` (the streaming path, `h1_to_h2.rs`,
+//! still writes them after the last chunk).
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -129,14 +132,9 @@ pub(super) async fn respond<D: Io>(
                 out.extend_from_slice(&data);
                 out.extend_from_slice(b"\r\n");
             }
-            out.extend_from_slice(b"0\r\n");
-            for (name, value) in trailers.iter().flatten() {
-                out.extend_from_slice(name.as_str().as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
-            out.extend_from_slice(b"\r\n");
+            // The trailers are not encoded: Envoy's HTTP/1 codec drops response
+            // trailers (no `enable_trailers`), and so does this hold.
+            out.extend_from_slice(b"0\r\n\r\n");
         }
         DownFraming::AsIs | DownFraming::Close => out.extend_from_slice(&data),
         DownFraming::None => {}

@@ -101,3 +101,41 @@ pub(crate) async fn send_h2(
     }
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hook_gets_a_body_unless_there_is_none_to_send() {
+        let mut b = b"abc".to_vec();
+        assert!(for_hook(&mut b, true, false).is_some());
+        assert!(for_hook(&mut b, true, true).is_some());
+        assert!(for_hook(&mut b, false, false).is_none());
+        let mut empty = Vec::new();
+        // An empty body that ended the stream is sent (as Envoy's end-of-stream data).
+        assert!(for_hook(&mut empty, true, false).is_some());
+        // Trailers with no data before them: Envoy has no buffered body to send.
+        assert!(for_hook(&mut empty, true, true).is_none());
+    }
+
+    #[test]
+    fn content_length_is_read_when_valid() {
+        let mut h = HeaderMap::new();
+        assert_eq!(content_length(&h), None);
+        h.insert(http::header::CONTENT_LENGTH, "12".parse().unwrap());
+        assert_eq!(content_length(&h), Some(12));
+        h.insert(http::header::CONTENT_LENGTH, "x".parse().unwrap());
+        assert_eq!(content_length(&h), None);
+    }
+
+    #[test]
+    fn collect_answers_500_past_the_limit() {
+        let mut c = Collect(Vec::new());
+        let big = vec![0u8; crate::http::filter::ext_proc::MAX_BUFFERED_BODY];
+        let ok = futures_lite::future::block_on(c.data(&big, false));
+        assert_eq!(ok, Status::Continue);
+        let over = futures_lite::future::block_on(c.data(b"x", true));
+        assert_eq!(over, Status::Respond(TOO_LARGE));
+    }
+}

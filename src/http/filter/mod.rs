@@ -36,7 +36,8 @@
 //!
 //! `Chain::on_response_body` sees a whole response body before its head goes out, on
 //! the streams a filter asked for it (ext_proc's `BUFFERED` response body mode:
-//! `http/conn/held_response.rs` holds the response); it may replace the body or answer.
+//! `http/conn/held_response.rs`, `http/h2/held.rs` and `http/h1_to_h2_held.rs` hold the
+//! response); it may replace the body or answer.
 //!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
 //! by name or give it its own configuration for requests on that route.
@@ -220,7 +221,7 @@ pub struct Hooks {
     /// `on_response_data`: sees each response body chunk before it goes to the client.
     pub response_data: bool,
     /// `on_response_body`: the response (head and whole body) is held until the chain
-    /// saw its body (`http/conn/held_response.rs`).
+    /// saw its body (`http/held_body.rs` and the paths that use it).
     pub response_body: bool,
 }
 
