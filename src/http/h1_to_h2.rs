@@ -87,13 +87,13 @@ pub(crate) struct Result {
 }
 
 /// The upstream failed before a response head went to the client.
-pub(super) fn upstream_failed(f: Failure) -> Result {
+fn upstream_failed(f: Failure) -> Result {
     let mut r = failed(f.status(), f.flag());
     r.failed = Some(f);
     r
 }
 
-pub(super) fn failed(status: u16, flag: ResponseFlag) -> Result {
+fn failed(status: u16, flag: ResponseFlag) -> Result {
     Result {
         failed: None,
         reply: None,
@@ -526,14 +526,39 @@ async fn exchange_inner<D: Io, C: Connector>(
     }
     if r.chain.hooks().response_body {
         // Head, whole body and trailers held for the chain.
-        let c = super::h1_to_h2_held::Came {
+        use super::h1_to_h2_held::{respond, Came, Client, Held};
+        let c = Came {
             parts,
             body: up_body,
-            received,
-            cut,
             flag: retry.map_or(ResponseFlag::None, |a| a.response_flag()),
         };
-        return super::h1_to_h2_held::respond(down, out, c, &r, response_edits, progress).await;
+        let client = Client {
+            minor: r.minor,
+            keep_alive: r.keep_alive,
+            draining: r.draining,
+            cut,
+        };
+        let held = respond(down, out, c, client, &r.chain, response_edits, progress).await;
+        let mut res = match held {
+            Held::Sent {
+                status,
+                flag,
+                keep_alive,
+                bytes_sent,
+            } => {
+                let mut res = failed(status, flag);
+                (res.keep_alive, res.bytes_sent) = (keep_alive, bytes_sent);
+                res
+            }
+            Held::Reply(reply) => {
+                let mut res = failed(reply.status, reply.flag);
+                res.reply = Some(reply);
+                res
+            }
+            Held::Failed => upstream_failed(Failure::ConnectionTermination),
+        };
+        (res.bytes_received, res.body_cut) = (received, cut);
+        return res;
     }
     let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
     let no_body = up_body.is_end_stream() && !has_length;

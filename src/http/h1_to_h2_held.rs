@@ -16,13 +16,11 @@ use std::io::Write as _;
 
 use futures_lite::io::AsyncWriteExt;
 
-use super::failure::Failure;
 use super::filter::ext_proc::response::TOO_LARGE;
 use super::filter::headers::Edits;
-use super::filter::{LocalReply, Status};
+use super::filter::{Chain, LocalReply, Status};
 use super::flags::ResponseFlag;
 use super::h1::encode::{self, DownFraming, DownstreamResponse};
-use super::h1_to_h2::{failed, upstream_failed, H1Request, Result};
 use super::held_body::{self, ReadError};
 use super::io::Io;
 use crate::upstream::request::clock::Progress;
@@ -31,19 +29,34 @@ use crate::upstream::request::clock::Progress;
 pub(super) struct Came {
     pub parts: http::response::Parts,
     pub body: h2::RecvStream,
-    /// Request body bytes sent.
-    pub received: u64,
-    /// The request body was cut (see `h1_to_h2::Answered`).
-    pub cut: bool,
     /// The response's flag when it goes out (a retriable one after the retries ran out).
     pub flag: ResponseFlag,
 }
 
-fn reply(r: LocalReply, cut: bool) -> Result {
-    let mut res = failed(r.status, r.flag);
-    res.reply = Some(r);
-    res.body_cut = cut;
-    res
+/// The HTTP/1 client's facts the response head needs.
+pub(super) struct Client<'a> {
+    pub minor: u8,
+    pub keep_alive: bool,
+    /// The response is the connection's last (asked when the head goes out).
+    pub draining: &'a dyn Fn() -> bool,
+    /// The request body was cut: the connection closes after the response.
+    pub cut: bool,
+}
+
+/// How holding the response ended (`h1_to_h2.rs` makes its result of it).
+pub(super) enum Held {
+    /// The response went out (or the client went away while it did:
+    /// `DownstreamConnectionTermination`).
+    Sent {
+        status: u16,
+        flag: ResponseFlag,
+        keep_alive: bool,
+        bytes_sent: u64,
+    },
+    /// Nothing went out: a filter (or the buffer limit) answers instead.
+    Reply(LocalReply),
+    /// The upstream failed while the body was read; nothing went out.
+    Failed,
 }
 
 /// Holds the response, lets the chain see its body, and writes it to `down`.
@@ -51,15 +64,14 @@ pub(super) async fn respond<D: Io>(
     down: &mut D,
     out: &mut Vec<u8>,
     c: Came,
-    r: &H1Request<'_>,
+    client: Client<'_>,
+    chain: &Chain<'_>,
     mut edits: Edits<'_>,
     progress: &Progress,
-) -> Result {
+) -> Held {
     let Came {
         parts,
         mut body,
-        received,
-        cut,
         flag,
     } = c;
     let status = parts.status.as_u16();
@@ -67,12 +79,8 @@ pub(super) async fn respond<D: Io>(
     let (mut data, trailers) = if had_body {
         match held_body::read_h2(&mut body).await {
             Ok(t) => t,
-            Err(ReadError::TooLarge) => return reply(TOO_LARGE, cut),
-            Err(ReadError::Read) => {
-                let mut res = upstream_failed(Failure::ConnectionTermination);
-                res.body_cut = cut;
-                return res;
-            }
+            Err(ReadError::TooLarge) => return Held::Reply(TOO_LARGE),
+            Err(ReadError::Read) => return Held::Failed,
         }
     } else {
         (Vec::new(), None)
@@ -80,18 +88,19 @@ pub(super) async fn respond<D: Io>(
     let length = held_body::content_length(&parts.headers);
     let has_trailers = trailers.is_some();
     let held = held_body::for_hook(&mut data, had_body, has_trailers);
-    let o = r.chain.on_response_body(held, length, has_trailers).await;
+    let o = chain.on_response_body(held, length, has_trailers).await;
     if let Status::Respond(rep) = o.status {
-        return reply(rep, cut);
+        return Held::Reply(rep);
     }
     let framing = if (o.keep_length && length.is_some()) || !had_body {
         DownFraming::AsIs
-    } else if r.minor >= 1 {
+    } else if client.minor >= 1 {
         DownFraming::Chunked
     } else {
         DownFraming::Close
     };
-    let close = !r.keep_alive || (r.draining)() || framing == DownFraming::Close || cut;
+    let close =
+        !client.keep_alive || (client.draining)() || framing == DownFraming::Close || client.cut;
     let headers: Vec<httparse::Header<'_>> = parts
         .headers
         .iter()
@@ -113,7 +122,7 @@ pub(super) async fn respond<D: Io>(
             has_connection_header: false,
             framing,
             close,
-            http10_keep_alive: r.minor == 0 && !close,
+            http10_keep_alive: client.minor == 0 && !close,
             upgrade: None,
             edits,
         },
@@ -139,22 +148,21 @@ pub(super) async fn respond<D: Io>(
         DownFraming::AsIs | DownFraming::Close => out.extend_from_slice(&data),
         DownFraming::None => {}
     }
-    let mut res = Result {
-        failed: None,
-        reply: None,
+    let bytes_sent = head_len + data.len() as u64;
+    progress.head_sent(status);
+    progress.sent(bytes_sent);
+    if down.write_all(out).await.is_err() {
+        return Held::Sent {
+            status,
+            flag: ResponseFlag::DownstreamConnectionTermination,
+            keep_alive: false,
+            bytes_sent,
+        };
+    }
+    Held::Sent {
         status,
         flag,
         keep_alive: !close,
-        bytes_received: received,
-        bytes_sent: head_len + data.len() as u64,
-        body_cut: cut,
-        retried: false,
-    };
-    progress.head_sent(status);
-    progress.sent(res.bytes_sent);
-    if down.write_all(out).await.is_err() {
-        res.flag = ResponseFlag::DownstreamConnectionTermination;
-        res.keep_alive = false;
+        bytes_sent,
     }
-    res
 }
