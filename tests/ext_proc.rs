@@ -3,7 +3,8 @@
 //! ways (and the default mutation rules), request bodies replaced in buffered and
 //! streamed modes, immediate responses, a processor that hangs (message timeout) and one
 //! that cannot be reached, each with `failure_mode_allow` off and on; response bodies
-//! held for the processor (buffered), with Envoy's Content-Length rules; what the
+//! held for the processor (buffered) on all four protocol paths and with trailers, with
+//! Envoy's Content-Length rules; what the
 //! upstream got is checked, not only what the client saw.
 
 mod common;
@@ -357,15 +358,6 @@ fn response_bodies_are_processed_buffered() {
     assert_eq!(r.status, 451);
     assert_eq!(r.body_str(), "late body");
     assert_eq!(counter(&proxy, "streams_failed"), 0);
-    // An HTTP/2 client: held response bodies are not built on its paths, and the
-    // response does not go out unprocessed.
-    let (url, addr) = (proxy.url("/resp-upper"), proxy.listen);
-    let r = h2client::run(move || async move {
-        let mut c = h2client::connect(addr).await;
-        let req = h2client::request("GET", &url).body(()).unwrap();
-        h2client::send(&mut c, req, b"").await
-    });
-    assert_eq!(r.status, 500, "{}", r.body_str());
 
     // A chunked upstream response: no length to keep, the grown body goes chunked.
     let chunked = Upstream::start(fixed(
@@ -379,4 +371,111 @@ fn response_bodies_are_processed_buffered() {
     let bodies = p.seen("/resp-grow-chunked", "response_body");
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     assert_eq!(bodies[0]["body"], "abcde");
+}
+
+/// A GET of `path` from an HTTP/2 client.
+fn h2_get(proxy: &Proxy, path: &str) -> h2client::Reply {
+    let (url, addr) = (proxy.url(path), proxy.listen);
+    h2client::run(move || async move {
+        let mut c = h2client::connect(addr).await;
+        let req = h2client::request("GET", &url).body(()).unwrap();
+        h2client::send(&mut c, req, b"").await
+    })
+}
+
+/// The buffered response-body cases of `response_bodies_are_processed_buffered` on a
+/// path with an HTTP/2 client or an HTTP/2 upstream (`h2`: the client speaks HTTP/2):
+/// the same bodies, Content-Length rules and answers as on the HTTP/1 path.
+fn check_held_bodies(proxy: &Proxy, up: &Upstream, p: &Processor, h2: bool, what: &str) {
+    // (status, body, content-length, transfer-encoding, x-body-seen)
+    let ask = |path: &str| -> (u16, String, Option<String>, Option<String>, Option<String>) {
+        if h2 {
+            let r = h2_get(proxy, path);
+            assert!(r.reset.is_none(), "{what} {path}: {:?}", r.reset);
+            let h = |n: &str| r.header(n).map(str::to_string);
+            let (cl, seen) = (h("content-length"), h("x-body-seen"));
+            (r.status, r.body_str(), cl, None, seen)
+        } else {
+            let r = get(proxy.listen, "svc", path);
+            let h = |n: &str| r.header(n).map(str::to_string);
+            let (cl, te) = (h("content-length"), h("transfer-encoding"));
+            (r.status, r.body_str(), cl, te, h("x-body-seen"))
+        }
+    };
+    let path = format!("/resp-upper-{what}");
+    let (status, body, cl, _, _) = ask(&path);
+    let echoed = up.last_request().describe();
+    assert_eq!(status, 200, "{what}: {body}");
+    assert_eq!(body, echoed.to_uppercase(), "{what}");
+    assert_eq!(
+        cl,
+        Some(echoed.len().to_string()),
+        "{what}: the length stays"
+    );
+    let bodies = p.seen(&path, "response_body");
+    assert_eq!(bodies.len(), 1, "{what}: {bodies:?}");
+    assert_eq!(bodies[0]["body"], echoed.as_str(), "{what}");
+    assert_eq!(bodies[0]["end_of_stream"], true, "{what}");
+    // Another length than the kept Content-Length: Envoy's 500.
+    let (status, _, _, _, seen) = ask(&format!("/resp-grow-{what}"));
+    assert_eq!((status, seen), (500, None), "{what}");
+    // Headers skipped: no Content-Length; an HTTP/1 client gets the body chunked.
+    let (status, body, cl, te, seen) = ask(&format!("/resp-skip-grow-{what}"));
+    let echoed = up.last_request().describe();
+    assert_eq!(status, 200, "{what}: {body}");
+    assert_eq!(body, format!("{echoed}!"), "{what}");
+    assert_eq!((cl, seen), (None, None), "{what}");
+    if !h2 {
+        assert_eq!(te.as_deref(), Some("chunked"), "{what}");
+    }
+    let (status, body, _, _, _) = ask(&format!("/resp-skip-clear-{what}"));
+    assert_eq!((status, body.as_str()), (200, ""), "{what}");
+    let (status, body, _, _, _) = ask(&format!("/resp-deny-{what}"));
+    assert_eq!((status, body.as_str()), (451, "late body"), "{what}");
+}
+
+/// `BUFFERED` response bodies with HTTP/2 on either side: an HTTP/2 client to an
+/// HTTP/1 and to an HTTP/2 cluster, an HTTP/1 client to an HTTP/2 cluster (a second
+/// outrigger, h2c, in front of the echo server); and a gRPC-shaped HTTP/2 response
+/// (DATA, then trailers): its body goes to the processor with `end_of_stream: false`,
+/// as Envoy sends a buffered body when the trailers arrive, and the trailers follow
+/// the processed body to the client.
+#[test]
+fn response_bodies_are_processed_buffered_over_http2() {
+    let p = Processor::start();
+    let up = Upstream::echo();
+    let b = Proxy::start(&proxy_config(up.addr));
+    let to_h1 = Proxy::start(&config(up.addr, "http1", processor_addr(&p), ""));
+    check_held_bodies(&to_h1, &up, &p, true, "h2-h1");
+    let to_h2 = Proxy::start(&config(b.listen, "http2", processor_addr(&p), ""));
+    check_held_bodies(&to_h2, &up, &p, true, "h2-h2");
+    check_held_bodies(&to_h2, &up, &p, false, "h1-h2");
+    assert_eq!(counter(&to_h2, "streams_failed"), 0);
+
+    let grpc = h2client::h2_upstream_with(
+        &[("content-type", "application/grpc")],
+        "\0\0\0\0\x03abc",
+        &[("grpc-status", "0"), ("x-trail", "t")],
+    );
+    let proxy = Proxy::start(&config(grpc, "http2", processor_addr(&p), ""));
+    let r = h2_get(&proxy, "/resp-upper-grpc");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, b"\0\0\0\0\x03ABC");
+    let t = r.trailers.expect("the trailers follow the body");
+    assert_eq!(t.get("grpc-status").unwrap(), "0");
+    assert_eq!(t.get("x-trail").unwrap(), "t");
+    let bodies = p.seen("/resp-upper-grpc", "response_body");
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["end_of_stream"], false);
+    // To an HTTP/1 client: chunked, without the trailers (Envoy's HTTP/1 codec drops
+    // them).
+    let mut c = Conn::connect(proxy.listen);
+    c.send("GET /resp-upper-grpc1 HTTP/1.1\r\nHost: svc\r\nTE: trailers\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"\0\0\0\0\x03ABC");
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert!(r.trailers.is_empty(), "{:?}", r.trailers);
+    let bodies = p.seen("/resp-upper-grpc1", "response_body");
+    assert_eq!(bodies[0]["end_of_stream"], false, "{bodies:?}");
 }

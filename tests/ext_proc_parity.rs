@@ -4,9 +4,12 @@
 //! the same scripted processor (`tests/ext_proc/processor.py`); the same requests go to
 //! both, and the statuses, bodies, the headers the processor set or removed (as the
 //! client and as the upstream saw them), what the processor was sent, and the
-//! `ext_proc.` counters are compared. Skips, saying why, when Envoy is not installed.
+//! `ext_proc.` counters are compared; buffered response bodies also over HTTP/2 (either
+//! side) and with a gRPC-shaped response's trailers. Skips, saying why, when Envoy is
+//! not installed.
 
 mod common;
+mod h2client;
 
 use std::net::SocketAddr;
 
@@ -20,6 +23,24 @@ const PER_ROUTE: &str =
     "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute";
 
 fn bootstrap(upstream: SocketAddr, processor: u16, failure_mode_allow: bool) -> String {
+    bootstrap_to(upstream, processor, failure_mode_allow, "")
+}
+
+/// The backend cluster speaks HTTP/2 (h2c).
+const BACKEND_H2: &str = r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+"#;
+
+/// `bootstrap`, with `backend` (four spaces in) added to the backend cluster.
+fn bootstrap_to(
+    upstream: SocketAddr,
+    processor: u16,
+    failure_mode_allow: bool,
+    backend: &str,
+) -> String {
     format!(
         r#"{head}          route_config:
             name: main
@@ -78,7 +99,7 @@ fn bootstrap(upstream: SocketAddr, processor: u16, failure_mode_allow: bool) -> 
   - name: backend
     type: STATIC
     connect_timeout: 1s
-    load_assignment:
+{backend}    load_assignment:
       cluster_name: backend
       endpoints:
       - lb_endpoints:
@@ -321,5 +342,151 @@ fn an_unreachable_processor_behaves_like_envoy() {
             ours, theirs,
             "failure_mode_allow {allow}: Outrigger vs Envoy"
         );
+    }
+}
+
+/// The gRPC-shaped upstream's response body (one length-prefixed message).
+const GRPC_BODY: &str = "\0\0\0\0\x03abc";
+
+/// What a client saw of one buffered response body, relative to the echo: status,
+/// body, whether the Content-Length is the echo's, transfer-encoding, x-body-seen,
+/// the trailers, and what the processor was sent for the body.
+fn held_case(
+    path: &str,
+    r: (u16, Vec<u8>, Option<String>, Option<String>, Option<String>),
+    trailers: String,
+    echoed: &str,
+    p: &Processor,
+) -> String {
+    let (status, body, cl, te, seen) = r;
+    let body = String::from_utf8_lossy(&body).to_string();
+    let got = if body == echoed {
+        "echo".to_string()
+    } else if body == echoed.to_uppercase() {
+        "echo upper-cased".to_string()
+    } else if body == format!("{echoed}!") {
+        "echo!".to_string()
+    } else {
+        format!("{body:?}")
+    };
+    let cl = cl.map_or("none", |l| {
+        if l == echoed.len().to_string() {
+            "echo's"
+        } else {
+            "other"
+        }
+    });
+    let sent: Vec<String> = p
+        .seen(path, "response_body")
+        .iter()
+        .map(|m| {
+            let b = m["body"].as_str().unwrap_or("");
+            let b = if b == echoed { "<echo>" } else { b };
+            format!("{b:?} eos={}", m["end_of_stream"])
+        })
+        .collect();
+    format!("{path}: {status} body={got} content-length={cl} te={te:?} x-body-seen={seen:?} trailers={trailers} | processor: {sent:?}")
+}
+
+/// The buffered response-body cases through `listen`: over HTTP/2 from the client
+/// (`h2`) or HTTP/1, `tag` naming the run in the paths.
+fn held_cases(
+    listen: SocketAddr,
+    up: &Upstream,
+    p: &Processor,
+    h2: bool,
+    tag: &str,
+) -> Vec<String> {
+    let mut cases = Vec::new();
+    for path in [
+        "/resp-upper",
+        "/resp-grow",
+        "/resp-skip-grow",
+        "/resp-skip-clear",
+        "/resp-deny",
+    ] {
+        let path = format!("{path}-{tag}");
+        let (r, trailers) = if h2 {
+            let url = format!("http://{listen}{path}");
+            let r = h2client::run(move || async move {
+                let mut c = h2client::connect(listen).await;
+                let req = h2client::request("GET", &url).body(()).unwrap();
+                h2client::send(&mut c, req, b"").await
+            });
+            let h = |n: &str| r.header(n).map(str::to_string);
+            let t = format!("{:?} reset={:?}", r.trailers, r.reset.is_some());
+            (
+                (
+                    r.status,
+                    r.body.clone(),
+                    h("content-length"),
+                    None,
+                    h("x-body-seen"),
+                ),
+                t,
+            )
+        } else {
+            let r = get(listen, "svc", &path);
+            let h = |n: &str| r.header(n).map(str::to_string);
+            let head = (
+                h("content-length"),
+                h("transfer-encoding"),
+                h("x-body-seen"),
+            );
+            (
+                (r.status, r.body.clone(), head.0, head.1, head.2),
+                format!("{:?}", r.trailers),
+            )
+        };
+        let echoed = if tag.starts_with("grpc") {
+            GRPC_BODY.to_string()
+        } else {
+            up.last_request().describe()
+        };
+        cases.push(held_case(&path, r, trailers, &echoed, p));
+    }
+    cases
+}
+
+/// Buffered response bodies with HTTP/2 on either side, against Envoy 1.40: an HTTP/2
+/// client to an HTTP/1 and to an HTTP/2 cluster, an HTTP/1 client to an HTTP/2
+/// cluster (a second outrigger, h2c, in front of the echo server), and a gRPC-shaped
+/// response (DATA then trailers) to both clients.
+#[test]
+fn buffered_response_bodies_over_http2_behave_like_envoy() {
+    let Some(bin) = envoy_or_skip("ext_proc parity (HTTP/2 response bodies)") else {
+        return;
+    };
+    let p = Processor::start();
+    let up = Upstream::echo();
+    let b = Proxy::start(&proxy_config(up.addr));
+    let grpc = h2client::h2_upstream_with(
+        &[("content-type", "application/grpc")],
+        GRPC_BODY,
+        &[("grpc-status", "0"), ("x-trail", "t")],
+    );
+    let runs: [(&str, SocketAddr, &str, bool); 4] = [
+        ("h2-h1", up.addr, "", true),
+        ("h2-h2", b.listen, BACKEND_H2, true),
+        ("h1-h2", b.listen, BACKEND_H2, false),
+        ("grpc", grpc, BACKEND_H2, true),
+    ];
+    for (tag, target, backend, h2) in runs {
+        let text = bootstrap_to(target, p.port, false, backend);
+        let look = |listen: SocketAddr| {
+            p.clear();
+            let mut cases = held_cases(listen, &up, &p, h2, tag);
+            if tag == "grpc" {
+                // The same gRPC-shaped response to an HTTP/1 client.
+                cases.extend(held_cases(listen, &up, &p, false, "grpc1"));
+            }
+            cases
+        };
+        let envoy = Envoy::start(&bin, &text);
+        let theirs = look(envoy.listen);
+        drop(envoy);
+        let proxy = Proxy::start(&text);
+        let ours = look(proxy.listen);
+        assert_eq!(ours, theirs, "{tag}: Outrigger vs Envoy");
     }
 }

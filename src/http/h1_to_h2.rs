@@ -525,11 +525,39 @@ async fn exchange_inner<D: Io, C: Connector>(
         }
     }
     if r.chain.hooks().response_body {
-        // Held response bodies are built on the HTTP/1-to-HTTP/1 path only.
-        let reply = crate::http::filter::ext_proc::response::NOT_HELD;
-        let mut res = failed(reply.status, reply.flag);
-        res.reply = Some(reply);
-        res.body_cut = cut;
+        // Head, whole body and trailers held for the chain.
+        use super::h1_to_h2_held::{respond, Came, Client, Held};
+        let c = Came {
+            parts,
+            body: up_body,
+            flag: retry.map_or(ResponseFlag::None, |a| a.response_flag()),
+        };
+        let client = Client {
+            minor: r.minor,
+            keep_alive: r.keep_alive,
+            draining: r.draining,
+            cut,
+        };
+        let held = respond(down, out, c, client, &r.chain, response_edits, progress).await;
+        let mut res = match held {
+            Held::Sent {
+                status,
+                flag,
+                keep_alive,
+                bytes_sent,
+            } => {
+                let mut res = failed(status, flag);
+                (res.keep_alive, res.bytes_sent) = (keep_alive, bytes_sent);
+                res
+            }
+            Held::Reply(reply) => {
+                let mut res = failed(reply.status, reply.flag);
+                res.reply = Some(reply);
+                res
+            }
+            Held::Failed => upstream_failed(Failure::ConnectionTermination),
+        };
+        (res.bytes_received, res.body_cut) = (received, cut);
         return res;
     }
     let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);

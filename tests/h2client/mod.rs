@@ -192,10 +192,29 @@ pub struct Answer {
     pub trailers: Vec<(&'static str, &'static str)>,
 }
 
+/// An HTTP/2 (h2c) upstream that answers every request with 200, `headers`, `body` in
+/// one DATA frame, and then `trailers` (a trailing HEADERS frame; none: END_STREAM on
+/// the DATA), as a gRPC server does. On its own thread; it stops by itself after a
+/// minute.
+pub fn h2_upstream_with(
+    headers: &'static [(&'static str, &'static str)],
+    body: &'static str,
+    trailers: &'static [(&'static str, &'static str)],
+) -> SocketAddr {
+    h2_upstream_answering(move |_| Answer {
+        status: 200,
+        headers: headers.to_vec(),
+        body: body.as_bytes(),
+        trailers: trailers.to_vec(),
+    })
+}
+
 /// An HTTP/2 (h2c) upstream that reads each request whole and sends what `answer`
 /// says for its head (gRPC responses with trailers, trailers-only ones, plain ones).
 /// On its own thread; it stops by itself after a minute.
-pub fn h2_upstream_answering(answer: fn(&http::request::Parts) -> Answer) -> SocketAddr {
+pub fn h2_upstream_answering(
+    answer: impl Fn(&http::request::Parts) -> Answer + Send + 'static,
+) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
@@ -205,14 +224,17 @@ pub fn h2_upstream_answering(answer: fn(&http::request::Parts) -> Answer) -> Soc
             .run(async move {
                 let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
                 let _ = tx.send(l.local_addr().expect("local addr"));
+                let answer = std::rc::Rc::new(answer);
                 let serve = async {
                     while let Ok(s) = l.accept().await {
+                        let answer = answer.clone();
                         glommio::spawn_local(async move {
                             let Ok(mut conn) = h2::server::handshake(s.compat()).await else {
                                 return;
                             };
                             while let Some(Ok((req, respond))) = conn.accept().await {
-                                glommio::spawn_local(answer_whole(req, respond, answer)).detach();
+                                glommio::spawn_local(answer_whole(req, respond, answer.clone()))
+                                    .detach();
                             }
                         })
                         .detach();
@@ -228,7 +250,7 @@ pub fn h2_upstream_answering(answer: fn(&http::request::Parts) -> Answer) -> Soc
 async fn answer_whole(
     req: http::Request<RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
-    answer: fn(&http::request::Parts) -> Answer,
+    answer: std::rc::Rc<impl Fn(&http::request::Parts) -> Answer>,
 ) {
     let (parts, mut body) = req.into_parts();
     while let Some(chunk) = body.data().await {

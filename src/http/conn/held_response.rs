@@ -11,39 +11,18 @@
 //! chain keeps it, else chunked (or close-delimited for an HTTP/1.0 client), as Envoy's
 //! HTTP/1 codec frames a body without a length.
 
-use std::borrow::Cow;
-
-use super::super::body_hooks::{self, Observer, Stopped};
+use super::super::body_hooks::{self, Stopped};
 use super::super::filter::headers::Edits;
 use super::super::filter::{LocalReply, Status};
-use super::super::flags::ResponseFlag;
 use super::super::h1::encode::DownFraming;
 use super::super::h1::head::BodyKind;
 use super::super::h1::response::{self, Kind};
+use super::super::held_body::Collect;
 use super::super::io::Io;
 use super::response_head::{asked, encode_final};
 use super::Plan;
 use crate::http::body::BodyError;
-use crate::http::filter::ext_proc::response::too_large;
 use crate::upstream::request::clock::Progress;
-
-/// Gathers the decoded body; past the buffer limit it answers `500`, as Envoy's
-/// filter manager does when a response it buffers overflows before its head went out.
-struct Collect(Vec<u8>);
-
-impl Observer for Collect {
-    async fn data(&mut self, chunk: &[u8], _end: bool) -> Status {
-        if too_large(self.0.len() + chunk.len()) {
-            return Status::Respond(LocalReply {
-                status: 500,
-                body: Cow::Borrowed(""),
-                flag: ResponseFlag::None,
-            });
-        }
-        self.0.extend_from_slice(chunk);
-        Status::Continue
-    }
-}
 
 /// How holding the response ended.
 pub(super) enum Held {
@@ -108,7 +87,7 @@ impl super::Conn {
             _ => None,
         };
         let held = (h.body != BodyKind::Empty).then_some(&mut body);
-        let o = plan.chain.on_response_body(held, length).await;
+        let o = plan.chain.on_response_body(held, length, false).await;
         if let Status::Respond(r) = o.status {
             return Held::Reply(r);
         }

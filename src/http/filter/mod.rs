@@ -35,9 +35,10 @@
 //! only when the filter injected a response rate limit on its request head).
 //!
 //! `Chain::on_response_body` sees a whole response body before its head goes out, on
-//! the streams a filter asked for it (ext_proc's `BUFFERED` response body mode, a wasm
-//! module's `proxy_on_response_body` where the path can hold it:
-//! `http/conn/held_response.rs` holds the response); it may replace the body or answer.
+//! the streams a filter asked for it (ext_proc's `BUFFERED` response body mode on every
+//! path: `http/conn/held_response.rs`, `http/h2/held.rs` and `http/h1_to_h2_held.rs`
+//! hold the response; a wasm module's `proxy_on_response_body` where the path can hold
+//! it for wasm, an HTTP/1 client and upstream); it may replace the body or answer.
 //!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
 //! by name or give it its own configuration for requests on that route.
@@ -222,7 +223,7 @@ pub struct Hooks {
     /// `on_response_data`: sees each response body chunk before it goes to the client.
     pub response_data: bool,
     /// `on_response_body`: the response (head and whole body) is held until the chain
-    /// saw its body (`http/conn/held_response.rs`).
+    /// saw its body (`http/held_body.rs` and the paths that use it).
     pub response_body: bool,
     /// `on_response_body` where the path can hold the response (an HTTP/1 client and
     /// upstream), and `on_response_data` on the others, which do not refuse it as they
@@ -461,13 +462,15 @@ impl<'c> Chain<'c> {
     }
 
     /// The whole response body, held with its head before either goes to the client
-    /// (`body`: `None` when the response has none; `length`: its Content-Length).
+    /// (`body`: `None` when the response has none; `length`: its Content-Length;
+    /// `trailers`: trailers follow the body, which then did not end the stream).
     /// Filters (ext_proc, wasm) may replace it, or answer instead, since nothing went
     /// out yet. Callers check `hooks().response_body` or `hooks().hold_response` first.
     pub async fn on_response_body(
         &self,
         mut body: Option<&mut Vec<u8>>,
         length: Option<u64>,
+        trailers: bool,
     ) -> ext_proc::response::BodyOutcome {
         let mut out = ext_proc::response::BodyOutcome {
             status: Status::Continue,
@@ -476,8 +479,8 @@ impl<'c> Chain<'c> {
         for f in self.active().rev() {
             let o = match &f.kind {
                 FilterKind::ExtProc(_) => {
-                    ext_proc::response::on_response_body(self.store, body.as_deref_mut(), length)
-                        .await
+                    let body = body.as_deref_mut();
+                    ext_proc::response::on_response_body(self.store, body, length, trailers).await
                 }
                 FilterKind::Wasm(w) => w.on_response_body(self.store, body.as_deref_mut()).await,
                 _ => continue,

@@ -9,6 +9,7 @@
 
 mod clock;
 mod connect;
+mod held;
 pub(crate) mod io;
 mod reply;
 mod request;

@@ -247,9 +247,11 @@ pub(crate) fn local_at(
         let ct = HeaderValue::from_str(content_type.unwrap_or("text/plain"))
             .unwrap_or(HeaderValue::from_static("text/plain"));
         resp.headers_mut().insert(http::header::CONTENT_TYPE, ct);
+        // Envoy's local reply has a Content-Length only with a body (an empty one ends
+        // the stream on the HEADERS frame; HTTP/1 codecs add `content-length: 0`).
+        resp.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
-    resp.headers_mut()
-        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     edits.apply_to_map(resp.headers_mut());
     match respond.send_local(resp, body.is_empty(), body.is_empty()) {
         Ok(mut s) => {

@@ -468,9 +468,13 @@ async fn respond_with<U: Io, K>(
         }
     }
     if edits.chain.hooks().response_body {
-        // Held response bodies are built on the HTTP/1-to-HTTP/1 path only.
-        let reply = crate::http::filter::ext_proc::response::NOT_HELD;
-        return (filter_reply(respond, grpc, &reply, edits.response), false);
+        // Head and whole body held for the chain (`held.rs`).
+        let e = (grpc, &edits);
+        let stats = &cs.stats;
+        let (mut done, reuse) =
+            super::held::from_h1(h, respond, up, ubuf, e, max_headers, stats, progress).await;
+        done.bytes_received = received;
+        return (done, reuse);
     }
     // After the hook: a filter's response plan (ext_proc) and its per-stream response
     // edits (wasm, in the store) are read as they apply.

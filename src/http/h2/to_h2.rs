@@ -540,9 +540,16 @@ where
             }
         }
         if r.edits.chain.hooks().response_body {
-            // Held response bodies are built on the HTTP/1-to-HTTP/1 path only.
-            let reply = crate::http::filter::ext_proc::response::NOT_HELD;
-            return filter_reply(respond, grpc, &reply, response_edits);
+            // Head, whole body and trailers held for the chain (`held.rs`).
+            if let Some(m) = r.edits.response.stamp.phases.as_mut() {
+                m.set_upstream(progress.phase_marks());
+            }
+            let e = (grpc, &r.edits);
+            let mut done = super::held::from_h2(parts, body, respond, e, stats, progress).await;
+            if done.flag == ResponseFlag::None {
+                done.flag = retry_flag;
+            }
+            return done;
         }
         let mut out = Response::new(());
         *out.status_mut() = parts.status;

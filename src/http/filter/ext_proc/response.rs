@@ -52,13 +52,16 @@ fn mismatch() -> Status {
 }
 
 /// The held response's body (`None`: the response has none, and nothing is sent for
-/// it, as Envoy sends no body message after headers that end the stream), with the
-/// upstream's Content-Length. The body is replaced in place by what the processor made
-/// of it.
+/// it, as Envoy sends no body message after headers that end the stream, nor for an
+/// HTTP/2 response whose trailers came with no DATA before them), with the upstream's
+/// Content-Length. `trailers`: the body ended with trailers, not with the stream, and
+/// the message says `end_of_stream: false` (Envoy sends the buffered body when the
+/// trailers arrive). The body is replaced in place by what the processor made of it.
 pub async fn on_response_body(
     store: Option<&SetHeaders>,
     body: Option<&mut Vec<u8>>,
     length: Option<u64>,
+    trailers: bool,
 ) -> BodyOutcome {
     let Some(s) = state(store) else {
         return BodyOutcome::GO_ON;
@@ -78,7 +81,7 @@ pub async fn on_response_body(
     };
     let msg = Req::ResponseBody(HttpBody {
         body: body.clone(),
-        end_of_stream: true,
+        end_of_stream: !trailers,
         ..Default::default()
     });
     let status = match s.exchange(msg, Phase::ResponseBody).await {
@@ -144,10 +147,9 @@ pub fn too_large(len: usize) -> bool {
     len > MAX_BUFFERED_BODY
 }
 
-/// The answer on the protocol paths where a held response body is not built (any
-/// with an HTTP/2 client or an HTTP/2 upstream): the processor cannot see the body, so
-/// the response does not go out unprocessed (docs/envoy-api.md).
-pub const NOT_HELD: LocalReply = LocalReply {
+/// The answer to a held response body over the limit (`too_large`), or one whose
+/// upstream failed while it was read: Envoy's `500`, nothing having gone out yet.
+pub const TOO_LARGE: LocalReply = LocalReply {
     status: 500,
     body: Cow::Borrowed(""),
     flag: ResponseFlag::None,
