@@ -62,7 +62,8 @@ impl<C: 'static> ClusterState<C> {
                     seed,
                 )
                 .with_slow_start(cfg.slow_start)
-                .with_active_request_bias(cfg.active_request_bias),
+                .with_active_request_bias(cfg.active_request_bias)
+                .with_peak_ewma(cfg.peak_ewma),
             ),
             pool: Pool::new(
                 cfg.endpoints.len(),
@@ -195,7 +196,7 @@ impl<C: 'static> ClusterState<C> {
         if !same_but_endpoints {
             return;
         }
-        // Endpoints both versions have keep their slow start ramp.
+        // Endpoints both versions have keep their slow start ramp and latency estimate.
         self.lb
             .borrow_mut()
             .adopt_slow_start(&old.lb.borrow(), |i| {
@@ -285,6 +286,14 @@ impl<C: 'static> ClusterState<C> {
             self.stats.lb_healthy_panic.inc();
         }
         picked
+    }
+
+    /// A try's response head from endpoint `ep`, `since` the try started on its
+    /// connection (or the try's clock cut it then): peak EWMA's latency sample.
+    pub fn observe_latency(&self, ep: usize, since: std::time::Instant) {
+        if self.cfg.lb_policy == crate::config::LbPolicy::PeakEwma {
+            self.lb.borrow_mut().observe(ep, since.elapsed());
+        }
     }
 
     /// Once per cluster and core: the flag, and the alarm that gets the news to the

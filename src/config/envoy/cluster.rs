@@ -74,30 +74,34 @@ pub(super) fn translate(
             "`CLUSTER_PROVIDED` goes with `type: ORIGINAL_DST`, and only with it",
         ));
     }
-    let (lb_policy, ring_hash_lb_config, maglev_lb_config, slow_start, least_request_lb_config) =
-        match &c.load_balancing_policy {
-            // The typed form replaces the enum, as in Envoy.
-            Some(lbp) if !original_dst => {
-                super::lb::typed(lbp, &format!("{p}.load_balancing_policy"))?
-            }
-            _ => {
-                let lb_policy = match lb {
-                    LbPolicy::ClusterProvided => "round_robin",
-                    LbPolicy::RoundRobin => "round_robin",
-                    LbPolicy::LeastRequest => "least_request",
-                    LbPolicy::Random => "random",
-                    LbPolicy::RingHash => "ring_hash",
-                    LbPolicy::Maglev => "maglev",
-                    other => {
-                        return Err(err(
-                            format!("{p}.lb_policy"),
-                            format!("`{}` is not supported by Outrigger", other.as_str_name()),
-                        ))
-                    }
-                };
-                super::lb::lb_config(c, p, lb_policy, &native, paths)?
-            }
-        };
+    let (
+        lb_policy,
+        ring_hash_lb_config,
+        maglev_lb_config,
+        slow_start,
+        least_request_lb_config,
+        peak_ewma_lb_config,
+    ) = match &c.load_balancing_policy {
+        // The typed form replaces the enum, as in Envoy.
+        Some(lbp) if !original_dst => super::lb::typed(lbp, &format!("{p}.load_balancing_policy"))?,
+        _ => {
+            let lb_policy = match lb {
+                LbPolicy::ClusterProvided => "round_robin",
+                LbPolicy::RoundRobin => "round_robin",
+                LbPolicy::LeastRequest => "least_request",
+                LbPolicy::Random => "random",
+                LbPolicy::RingHash => "ring_hash",
+                LbPolicy::Maglev => "maglev",
+                other => {
+                    return Err(err(
+                        format!("{p}.lb_policy"),
+                        format!("`{}` is not supported by Outrigger", other.as_str_name()),
+                    ))
+                }
+            };
+            super::lb::lb_config(c, p, lb_policy, &native, paths)?
+        }
+    };
     let mut endpoints = Vec::new();
     let mut locality_weights = std::collections::BTreeMap::new();
     let mut overprovisioning_factor = None;
@@ -243,6 +247,7 @@ pub(super) fn translate(
         ring_hash_lb_config,
         maglev_lb_config,
         least_request_lb_config,
+        peak_ewma_lb_config,
         // An ORIGINAL_DST cluster with endpoints is refused by the native builder.
         endpoints: (!original_dst || !endpoints.is_empty()).then_some(endpoints),
         kind: match kind {

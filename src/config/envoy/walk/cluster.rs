@@ -123,6 +123,16 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
         &["slow_start_config", "active_request_bias"],
     ),
     (
+        "envoy.extensions.load_balancing_policies.peak_ewma.v3alpha.PeakEwma",
+        &[
+            "decay_time",
+            "aggregation_interval",
+            "max_samples_per_host",
+            "default_rtt",
+            "penalty_value",
+        ],
+    ),
+    (
         "envoy.extensions.load_balancing_policies.common.v3.SlowStartConfig",
         &["slow_start_window", "aggression", "min_weight_percent"],
     ),
