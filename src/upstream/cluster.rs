@@ -48,6 +48,9 @@ pub(crate) struct ClusterState<C> {
     /// An original_dst cluster's per-destination states on this core, for HTTP
     /// requests (`upstream/original_dst.rs`).
     pub(super) dests: RefCell<std::collections::HashMap<std::net::SocketAddr, Rc<ClusterState<C>>>>,
+    /// Each endpoint's process-wide connection count, for the per-host
+    /// `max_connections` (counting nothing without one).
+    hosts: Vec<crate::config::circuit::HostCx>,
 }
 
 impl<C: 'static> ClusterState<C> {
@@ -89,6 +92,11 @@ impl<C: 'static> ClusterState<C> {
                 .endpoints
                 .iter()
                 .map(|_| RateCounts::default())
+                .collect(),
+            hosts: cfg
+                .endpoints
+                .iter()
+                .map(|e| cfg.breakers.host(e.addr))
                 .collect(),
             cfg,
             stats,
@@ -211,6 +219,12 @@ impl<C: 'static> ClusterState<C> {
         }
     }
 
+    /// Endpoint `ep`'s connection count for the per-host limit.
+    pub fn host_cx(&self, ep: usize) -> &crate::config::circuit::HostCx {
+        static NONE: crate::config::circuit::HostCx = crate::config::circuit::HostCx::NONE;
+        self.hosts.get(ep).unwrap_or(&NONE)
+    }
+
     /// A ready HTTP/2 handle to endpoint `ep` (opening the connection if needed), and
     /// the connection's local address and TLS facts, with the connection counters kept.
     pub async fn h2_ready<K: super::Connector<Conn = C>>(
@@ -223,7 +237,8 @@ impl<C: 'static> ClusterState<C> {
         bool,
     )> {
         let addr = self.cfg.endpoints[ep].addr;
-        match self.h2.ready(ep, connector, &self.cfg, addr).await {
+        let host = self.host_cx(ep);
+        match self.h2.ready(ep, connector, &self.cfg, addr, host).await {
             Ok(super::h2conn::Ready {
                 send: s,
                 local,

@@ -332,34 +332,37 @@ pub(super) fn translate(
     Ok(raw)
 }
 
-/// Envoy's `circuit_breakers` as the native block, field for field (the walker refused
-/// `per_host_thresholds` and `max_connection_pools`).
+/// Envoy's `circuit_breakers` as the native block, field for field (the native builder
+/// checks them).
 fn circuit_breakers(cb: &CircuitBreakers) -> RawCircuitBreakers {
+    let list =
+        |l: &[envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds]| {
+            l.iter()
+                .map(|t| RawThresholds {
+                    priority: Some(
+                        if t.priority == RoutingPriority::High as i32 {
+                            "HIGH"
+                        } else {
+                            "DEFAULT"
+                        }
+                        .into(),
+                    ),
+                    max_connections: t.max_connections.map(|v| v.value),
+                    max_pending_requests: t.max_pending_requests.map(|v| v.value),
+                    max_requests: t.max_requests.map(|v| v.value),
+                    max_retries: t.max_retries.map(|v| v.value),
+                    retry_budget: t.retry_budget.map(|b| RawRetryBudget {
+                        budget_percent: b.budget_percent.map(|p| RawPercent { value: p.value }),
+                        min_retry_concurrency: b.min_retry_concurrency.map(|v| v.value),
+                    }),
+                    track_remaining: t.track_remaining,
+                    max_connection_pools: t.max_connection_pools.map(|v| v.value),
+                })
+                .collect()
+        };
     RawCircuitBreakers {
-        thresholds: cb
-            .thresholds
-            .iter()
-            .map(|t| RawThresholds {
-                priority: Some(
-                    if t.priority == RoutingPriority::High as i32 {
-                        "HIGH"
-                    } else {
-                        "DEFAULT"
-                    }
-                    .into(),
-                ),
-                max_connections: t.max_connections.map(|v| v.value),
-                max_pending_requests: t.max_pending_requests.map(|v| v.value),
-                max_requests: t.max_requests.map(|v| v.value),
-                max_retries: t.max_retries.map(|v| v.value),
-                retry_budget: t.retry_budget.map(|b| RawRetryBudget {
-                    budget_percent: b.budget_percent.map(|p| RawPercent { value: p.value }),
-                    min_retry_concurrency: b.min_retry_concurrency.map(|v| v.value),
-                }),
-                track_remaining: t.track_remaining,
-                max_connection_pools: t.max_connection_pools.map(|v| v.value),
-            })
-            .collect(),
+        thresholds: list(&cb.thresholds),
+        per_host_thresholds: list(&cb.per_host_thresholds),
     }
 }
 

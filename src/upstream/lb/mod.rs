@@ -497,8 +497,8 @@ mod tests {
         // Of two drawn, 0 always wins; 1 never does.
         assert_eq!(seen[1], 0, "{seen:?}");
         assert!(seen[0] > 150 && seen[2] > 0, "{seen:?}");
-        // 0 with 9 in flight (cost 10) loses to 2 (cost 5).
-        assert!((0..50).all(|_| lb.pick(|i| if i == 0 { 9 } else { 0 }) != Some(0)));
+        // 0 with 99 in flight (cost 100) loses to 1 (cost 50) and 2 (cost 5).
+        assert!((0..50).all(|_| lb.pick(|i| if i == 0 { 99 } else { 0 }) != Some(0)));
         lb.set_health(&[true, false, false], 50);
         assert!((0..50).all(|_| lb.pick(|_| 0) == Some(2)));
     }

@@ -79,7 +79,10 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
             "always_eject_one_host",
         ],
     ),
-    ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
+    (
+        "envoy.config.cluster.v3.CircuitBreakers",
+        &["thresholds", "per_host_thresholds"],
+    ),
     (
         "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
         &[
