@@ -246,9 +246,10 @@ fn unsupported_circuit_breaker_fields_are_refused_by_path() {
             "{ max_connection_pools: 2 }".to_string(),
             format!("{at}.thresholds[0].max_connection_pools: not supported by Outrigger"),
         ),
+        // Envoy refuses it too ("Unsupported field in per_host_thresholds").
         (
-            "{ max_requests: 2 }\n      per_host_thresholds: [{ max_connections: 1 }]".to_string(),
-            format!("{at}.per_host_thresholds: not supported by Outrigger"),
+            "{ max_requests: 2 }\n      per_host_thresholds: [{ max_connections: 1, max_requests: 1 }]".to_string(),
+            format!("{at}.per_host_thresholds[0].max_requests: not supported in per_host_thresholds"),
         ),
     ]
     .iter()
@@ -286,7 +287,8 @@ struct Waited {
 
 /// At `max_connections: 1` a second request waits for the one connection instead of
 /// failing, and goes on it once the first is answered (one worker each, so both
-/// requests meet the same pool).
+/// requests meet the same pool). The same with the limit per host
+/// (`per_host_thresholds`, the cluster's own limit left at its default).
 #[test]
 fn envoy_and_outrigger_wait_for_a_connection_alike() {
     let Some(bin) = envoy_or_skip("envoy_and_outrigger_wait_for_a_connection_alike") else {
@@ -330,24 +332,28 @@ fn envoy_and_outrigger_wait_for_a_connection_alike() {
                 cx_overflow_counted: counted,
             }
         };
-    let t = "{ max_connections: 1 }";
-    let release = Arc::new(AtomicBool::new(false));
-    let envoy_up = Upstream::start(keep_alive_held(release.clone()));
-    let envoy = Envoy::start(&bin, &bootstrap(envoy_up.addr, t, ""));
-    let admin = envoy.admin;
-    let from_envoy = run(envoy.listen, &envoy_up, &release, &|| {
-        envoy_stat(admin, "upstream_cx_overflow")
-    });
-    drop(envoy);
-    let release = Arc::new(AtomicBool::new(false));
-    let ours_up = Upstream::start(keep_alive_held(release.clone()));
-    let proxy = Proxy::start(&bootstrap(ours_up.addr, t, ""));
-    let from_outrigger = run(proxy.listen, &ours_up, &release, &|| {
-        proxy.cluster_stats("up")["cx_overflow"]
-            .as_u64()
-            .unwrap_or(0)
-    });
-    assert_eq!(from_envoy, from_outrigger, "Envoy, then Outrigger");
-    assert_eq!(from_outrigger.statuses, vec![200, 200]);
-    assert_eq!(from_outrigger.upstream_connections, 1);
+    for t in [
+        "{ max_connections: 1 }",
+        "{ max_requests: 1024 }\n      per_host_thresholds: [{ max_connections: 1 }]",
+    ] {
+        let release = Arc::new(AtomicBool::new(false));
+        let envoy_up = Upstream::start(keep_alive_held(release.clone()));
+        let envoy = Envoy::start(&bin, &bootstrap(envoy_up.addr, t, ""));
+        let admin = envoy.admin;
+        let from_envoy = run(envoy.listen, &envoy_up, &release, &|| {
+            envoy_stat(admin, "upstream_cx_overflow")
+        });
+        drop(envoy);
+        let release = Arc::new(AtomicBool::new(false));
+        let ours_up = Upstream::start(keep_alive_held(release.clone()));
+        let proxy = Proxy::start(&bootstrap(ours_up.addr, t, ""));
+        let from_outrigger = run(proxy.listen, &ours_up, &release, &|| {
+            proxy.cluster_stats("up")["cx_overflow"]
+                .as_u64()
+                .unwrap_or(0)
+        });
+        assert_eq!(from_envoy, from_outrigger, "{t}: Envoy, then Outrigger");
+        assert_eq!(from_outrigger.statuses, vec![200, 200], "{t}");
+        assert_eq!(from_outrigger.upstream_connections, 1, "{t}");
+    }
 }

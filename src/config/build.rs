@@ -353,10 +353,11 @@ impl Builder {
             Some("random") => LbPolicy::Random,
             Some("ring_hash") => LbPolicy::RING_HASH_DEFAULT,
             Some("maglev") => LbPolicy::MAGLEV_DEFAULT,
+            Some("peak_ewma") => LbPolicy::PeakEwma,
             Some(other) => {
                 self.err(
                     format!("{p}.lb_policy"),
-                    format!("unknown policy `{other}` (use round_robin, least_request, random, ring_hash or maglev)"),
+                    format!("unknown policy `{other}` (use round_robin, least_request, random, ring_hash, maglev or peak_ewma)"),
                 );
                 LbPolicy::RoundRobin
             }
@@ -495,6 +496,7 @@ impl Builder {
         let localities = self.localities(&p, c, raw_endpoints);
         let slow_start = self.slow_start(&p, c, lb_policy);
         let active_request_bias = self.active_request_bias(&p, c, lb_policy);
+        let peak_ewma = self.peak_ewma(&p, c, lb_policy);
         let original_dst_header = self.original_dst_header(&p, c, kind);
         let mut dns_targets = Vec::new();
         let endpoints: Vec<Endpoint> = raw_endpoints
@@ -580,6 +582,7 @@ impl Builder {
             localities,
             slow_start,
             active_request_bias,
+            peak_ewma,
             kind,
             source_address,
             original_dst_header,

@@ -10,9 +10,15 @@
 //! `max_pending_requests` slot while it waits for it; an upstream connection holds a
 //! `max_connections` slot while it is open (`upstream::counted`); a retry holds a
 //! `max_retries` slot (or the retry budget's) from the moment it is scheduled until its
-//! outcome is decided.
+//! outcome is decided. With `per_host_thresholds.max_connections` an endpoint's open
+//! connections are counted too, process-wide (Envoy's host `cx_active`): each core
+//! looks its endpoints' counters up once, when its cluster state is built
+//! (`Breakers::host`), and a connection's open and close touch one more atomic.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -56,16 +62,51 @@ impl Default for Thresholds {
 #[derive(Default)]
 pub struct Breakers {
     pub limits: Thresholds,
+    /// `per_host_thresholds`' DEFAULT `max_connections` (`None`: no per-host limit).
+    pub per_host_max_connections: Option<u64>,
     connections: AtomicU64,
     pending: AtomicU64,
     requests: AtomicU64,
     retries: AtomicU64,
+    /// Open connections per endpoint address (only with a per-host limit); kept by
+    /// address, so an update that changes the endpoints keeps the counts of the ones
+    /// that stay.
+    hosts: Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>,
+}
+
+/// One endpoint's open connections, for the per-host limit (nothing without one).
+#[derive(Debug, Clone, Default)]
+pub struct HostCx(Option<Arc<AtomicU64>>);
+
+impl HostCx {
+    /// Counts nothing.
+    pub const NONE: HostCx = HostCx(None);
+
+    fn inc(&self) {
+        if let Some(n) = &self.0 {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn dec(&self) {
+        if let Some(n) = &self.0 {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn at(&self, max: Option<u64>) -> bool {
+        match (&self.0, max) {
+            (Some(n), Some(m)) => n.load(Ordering::Relaxed) >= m,
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for Breakers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Breakers")
             .field("limits", &self.limits)
+            .field("per_host_max_connections", &self.per_host_max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +116,7 @@ impl std::fmt::Debug for Breakers {
 impl PartialEq for Breakers {
     fn eq(&self, other: &Self) -> bool {
         self.limits == other.limits
+            && self.per_host_max_connections == other.per_host_max_connections
     }
 }
 
@@ -101,20 +143,47 @@ impl Breakers {
         }
     }
 
-    /// A new upstream connection within `max_connections`, given back by `close_cx`;
-    /// `false` (nothing taken) at the limit.
-    pub fn open_cx(&self) -> bool {
-        take(&self.connections, self.limits.max_connections)
+    /// With `per_host_thresholds`' `max_connections` (`None`: no per-host limit).
+    pub fn with_per_host(mut self, max_connections: Option<u64>) -> Self {
+        self.per_host_max_connections = max_connections;
+        self
     }
 
-    /// A new upstream connection over `max_connections`: Envoy opens one anyway when
-    /// the pool has none (its pending requests would wait forever), and counts it.
-    pub fn force_cx(&self) {
+    /// With a per-host limit: the counter of the endpoint at `addr` (shared by every
+    /// core); without one, a counter that counts nothing. Called when a core builds
+    /// its cluster state, never per request.
+    pub fn host(&self, addr: SocketAddr) -> HostCx {
+        if self.per_host_max_connections.is_none() {
+            return HostCx(None);
+        }
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        HostCx(Some(hosts.entry(addr).or_default().clone()))
+    }
+
+    /// A new upstream connection to `host` within its per-host `max_connections` and
+    /// the cluster's, given back by `close_cx`; `false` (nothing taken) at either limit
+    /// (Envoy's `canCreateConnection`).
+    pub fn open_cx(&self, host: &HostCx) -> bool {
+        if host.at(self.per_host_max_connections) {
+            return false;
+        }
+        if !take(&self.connections, self.limits.max_connections) {
+            return false;
+        }
+        host.inc();
+        true
+    }
+
+    /// A new upstream connection over a limit: Envoy opens one anyway when the pool
+    /// has none (its pending requests would wait forever), and counts it.
+    pub fn force_cx(&self, host: &HostCx) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+        host.inc();
     }
 
-    pub fn close_cx(&self) {
+    pub fn close_cx(&self, host: &HostCx) {
         give(&self.connections);
+        host.dec();
     }
 
     /// A slot of `max_requests`, given back by `end_request`.
@@ -228,6 +297,28 @@ mod tests {
         b.end_request();
         assert_eq!(b.report().remaining_rq, Some(2));
         assert_eq!(b.report().rq_open, 0);
+    }
+
+    #[test]
+    fn a_host_at_its_limit_takes_no_connection_and_others_still_do() {
+        let b = Breakers {
+            per_host_max_connections: Some(1),
+            ..Breakers::new(Thresholds::default())
+        };
+        let (a, other) = (
+            b.host("127.0.0.1:1".parse().unwrap()),
+            b.host("127.0.0.1:2".parse().unwrap()),
+        );
+        let again = b.host("127.0.0.1:1".parse().unwrap());
+        assert!(b.open_cx(&a));
+        assert!(!b.open_cx(&again), "the same address, counted once for all");
+        assert!(b.open_cx(&other));
+        b.force_cx(&a);
+        b.close_cx(&a);
+        assert!(!b.open_cx(&a), "a forced connection counts too");
+        b.close_cx(&a);
+        assert!(b.open_cx(&a));
+        assert_eq!(b.connections.load(Ordering::Relaxed), 2);
     }
 
     #[test]

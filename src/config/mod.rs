@@ -9,6 +9,7 @@ pub mod dns_model;
 pub mod duration;
 mod envoy;
 mod health_model;
+mod lb_model;
 mod load;
 mod locate;
 mod match_model;
@@ -34,6 +35,7 @@ pub(crate) use build::is_tchar;
 pub use build::{ConfigError, ConfigErrors};
 pub use envoy::xds;
 pub use health_model::*;
+pub use lb_model::PeakEwma;
 pub use load::{load_file, parse_str};
 pub use model::*;
 

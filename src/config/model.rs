@@ -550,6 +550,8 @@ pub struct Cluster {
     /// Envoy's `active_request_bias` (least request; default 1.0): with unequal
     /// weights an endpoint's effective weight is `weight / (active + 1) ^ bias`.
     pub active_request_bias: f64,
+    /// Peak EWMA's settings (`lb_policy: peak_ewma`; the defaults otherwise).
+    pub peak_ewma: super::PeakEwma,
     /// How the upstream address is found: the endpoints, or the connection's original
     /// destination.
     pub kind: ClusterKind,
@@ -652,6 +654,10 @@ pub enum LbPolicy {
     Maglev {
         table_size: u64,
     },
+    /// Peak EWMA (linkerd's default): the cheaper of two endpoints drawn at random, an
+    /// endpoint costing its peak-sensitive latency estimate times (in flight + 1); its
+    /// settings are the cluster's `peak_ewma`.
+    PeakEwma,
 }
 
 impl LbPolicy {

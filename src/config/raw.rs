@@ -432,6 +432,9 @@ pub(crate) struct RawCluster {
     /// For `lb_policy: least_request` (Envoy's `least_request_lb_config`).
     #[serde(default)]
     pub least_request_lb_config: Option<RawLeastRequest>,
+    /// For `lb_policy: peak_ewma` (Envoy's contrib `PeakEwma` fields).
+    #[serde(default)]
+    pub peak_ewma_lb_config: Option<RawPeakEwma>,
     /// `static` (default), `strict_dns`, `logical_dns` or `original_dst`.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
@@ -541,6 +544,18 @@ pub(crate) struct RawEndpoint {
 pub(crate) struct RawLeastRequest {
     #[serde(default)]
     pub active_request_bias: Option<f64>,
+}
+
+/// Peak EWMA's settings (Envoy's contrib `PeakEwma`): durations as text.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPeakEwma {
+    #[serde(default)]
+    pub decay_time: Option<String>,
+    #[serde(default)]
+    pub default_rtt: Option<String>,
+    #[serde(default)]
+    pub penalty_value: Option<f64>,
 }
 
 /// Envoy's `SlowStartConfig` (`aggression` is its runtime default value).

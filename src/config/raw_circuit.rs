@@ -9,6 +9,10 @@ use serde::Deserialize;
 pub(crate) struct RawCircuitBreakers {
     #[serde(default)]
     pub thresholds: Vec<RawThresholds>,
+    /// Envoy's per-host limits: `max_connections` only (with `priority` and
+    /// `track_remaining`; Envoy refuses the other fields here, so does the builder).
+    #[serde(default)]
+    pub per_host_thresholds: Vec<RawThresholds>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -81,11 +81,12 @@ impl<C: Connector> Upstreams for WorkerView<C> {
                     let breakers = &cs.cfg.breakers;
                     // As Envoy's pool, a connection is opened even past the limit when
                     // none is at hand (counted as an overflow).
-                    if !breakers.open_cx() {
-                        breakers.force_cx();
+                    let host = cs.host_cx(ep);
+                    if !breakers.open_cx(host) {
+                        breakers.force_cx(host);
                         cs.stats.cx_overflow.inc();
                     }
-                    let connecting = Connecting::new(breakers, cs.pool.live(), ep);
+                    let connecting = Connecting::new(breakers, cs.pool.live(), ep, host.clone());
                     let addr = cs
                         .cfg
                         .endpoints

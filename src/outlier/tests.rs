@@ -39,6 +39,7 @@ fn snapshot(cfg: OutlierDetection) -> Snapshot {
         localities: crate::config::Localities::default(),
         slow_start: None,
         active_request_bias: 1.0,
+        peak_ewma: Default::default(),
         kind: crate::config::ClusterKind::Static,
         source_address: None,
         original_dst_header: None,

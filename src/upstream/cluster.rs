@@ -48,6 +48,9 @@ pub(crate) struct ClusterState<C> {
     /// An original_dst cluster's per-destination states on this core, for HTTP
     /// requests (`upstream/original_dst.rs`).
     pub(super) dests: RefCell<std::collections::HashMap<std::net::SocketAddr, Rc<ClusterState<C>>>>,
+    /// Each endpoint's process-wide connection count, for the per-host
+    /// `max_connections` (counting nothing without one).
+    hosts: Vec<crate::config::circuit::HostCx>,
 }
 
 impl<C: 'static> ClusterState<C> {
@@ -62,7 +65,8 @@ impl<C: 'static> ClusterState<C> {
                     seed,
                 )
                 .with_slow_start(cfg.slow_start)
-                .with_active_request_bias(cfg.active_request_bias),
+                .with_active_request_bias(cfg.active_request_bias)
+                .with_peak_ewma(cfg.peak_ewma),
             ),
             pool: Pool::new(
                 cfg.endpoints.len(),
@@ -88,6 +92,11 @@ impl<C: 'static> ClusterState<C> {
                 .endpoints
                 .iter()
                 .map(|_| RateCounts::default())
+                .collect(),
+            hosts: cfg
+                .endpoints
+                .iter()
+                .map(|e| cfg.breakers.host(e.addr))
                 .collect(),
             cfg,
             stats,
@@ -195,7 +204,7 @@ impl<C: 'static> ClusterState<C> {
         if !same_but_endpoints {
             return;
         }
-        // Endpoints both versions have keep their slow start ramp.
+        // Endpoints both versions have keep their slow start ramp and latency estimate.
         self.lb
             .borrow_mut()
             .adopt_slow_start(&old.lb.borrow(), |i| {
@@ -210,6 +219,12 @@ impl<C: 'static> ClusterState<C> {
         }
     }
 
+    /// Endpoint `ep`'s connection count for the per-host limit.
+    pub fn host_cx(&self, ep: usize) -> &crate::config::circuit::HostCx {
+        static NONE: crate::config::circuit::HostCx = crate::config::circuit::HostCx::NONE;
+        self.hosts.get(ep).unwrap_or(&NONE)
+    }
+
     /// A ready HTTP/2 handle to endpoint `ep` (opening the connection if needed), and
     /// the connection's local address and TLS facts, with the connection counters kept.
     pub async fn h2_ready<K: super::Connector<Conn = C>>(
@@ -222,7 +237,8 @@ impl<C: 'static> ClusterState<C> {
         bool,
     )> {
         let addr = self.cfg.endpoints[ep].addr;
-        match self.h2.ready(ep, connector, &self.cfg, addr).await {
+        let host = self.host_cx(ep);
+        match self.h2.ready(ep, connector, &self.cfg, addr, host).await {
             Ok(super::h2conn::Ready {
                 send: s,
                 local,
@@ -285,6 +301,14 @@ impl<C: 'static> ClusterState<C> {
             self.stats.lb_healthy_panic.inc();
         }
         picked
+    }
+
+    /// A try's response head from endpoint `ep`, `since` the try started on its
+    /// connection (or the try's clock cut it then): peak EWMA's latency sample.
+    pub fn observe_latency(&self, ep: usize, since: std::time::Instant) {
+        if self.cfg.lb_policy == crate::config::LbPolicy::PeakEwma {
+            self.lb.borrow_mut().observe(ep, since.elapsed());
+        }
     }
 
     /// Once per cluster and core: the flag, and the alarm that gets the news to the

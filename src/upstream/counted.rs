@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use crate::config::circuit::Breakers;
+use crate::config::circuit::{Breakers, HostCx};
 use crate::http::io::Io;
 
 /// Open connections per endpoint on this core, and the requests waiting for one to be
@@ -76,6 +76,8 @@ pub(crate) struct Counted<C> {
     /// per connection at most, and none for connections no such log sees.
     local: OnceCell<Option<std::net::SocketAddr>>,
     breakers: Arc<Breakers>,
+    /// Its endpoint's process-wide count (the per-host `max_connections`).
+    host: HostCx,
     live: Rc<Live>,
     ep: usize,
     /// Requests sent on it so far (`max_requests_per_connection`).
@@ -91,25 +93,33 @@ pub(crate) struct Connecting<'a> {
     breakers: &'a Arc<Breakers>,
     live: &'a Rc<Live>,
     ep: usize,
+    host: HostCx,
 }
 
 impl<'a> Connecting<'a> {
-    pub fn new(breakers: &'a Arc<Breakers>, live: &'a Rc<Live>, ep: usize) -> Self {
+    pub fn new(breakers: &'a Arc<Breakers>, live: &'a Rc<Live>, ep: usize, host: HostCx) -> Self {
         if let Some(n) = live.open.get(ep) {
             n.set(n.get() + 1);
         }
-        Connecting { breakers, live, ep }
+        Connecting {
+            breakers,
+            live,
+            ep,
+            host,
+        }
     }
 
-    pub fn connected<C: Io>(self, conn: C) -> Counted<C> {
+    pub fn connected<C: Io>(mut self, conn: C) -> Counted<C> {
         let c = Counted {
             conn,
             local: OnceCell::new(),
             breakers: self.breakers.clone(),
+            host: std::mem::take(&mut self.host),
             live: self.live.clone(),
             ep: self.ep,
             used: 0,
         };
+        // The slots go with the connection (what is left holds nothing).
         std::mem::forget(self);
         c
     }
@@ -117,7 +127,7 @@ impl<'a> Connecting<'a> {
 
 impl Drop for Connecting<'_> {
     fn drop(&mut self) {
-        self.breakers.close_cx();
+        self.breakers.close_cx(&self.host);
         if let Some(n) = self.live.open.get(self.ep) {
             n.set(n.get().saturating_sub(1));
         }
@@ -153,7 +163,7 @@ impl<C> Counted<C> {
 
 impl<C> Drop for Counted<C> {
     fn drop(&mut self) {
-        self.breakers.close_cx();
+        self.breakers.close_cx(&self.host);
         if let Some(n) = self.live.open.get(self.ep) {
             n.set(n.get().saturating_sub(1));
         }

@@ -104,14 +104,16 @@ impl H2Conns {
 
     /// A handle ready for a new stream to endpoint `ep`: on a live connection with room,
     /// else on a new one. `Ready::over`: the new connection went past the cluster's
-    /// `max_connections` (opened anyway when the endpoint has none, as in Envoy); `Err`
-    /// is a connect or handshake failure, or `PendingOverflow`.
+    /// `max_connections` or the endpoint's (`host`, the per-host limit; opened anyway
+    /// when the endpoint has none, as in Envoy); `Err` is a connect or handshake
+    /// failure, or `PendingOverflow`.
     pub async fn ready<C: Connector>(
         &self,
         ep: usize,
         connector: &C,
         cluster: &crate::config::Cluster,
         addr: SocketAddr,
+        host: &crate::config::circuit::HostCx,
     ) -> std::io::Result<Ready>
     where
         C::Conn: 'static,
@@ -190,7 +192,7 @@ impl H2Conns {
             }
             let breakers = cluster.breakers.clone();
             let mut over = false;
-            if !breakers.open_cx() {
+            if !breakers.open_cx(host) {
                 over = true;
                 if let Some(live) = fallback {
                     // At `max_connections` with connections open: Envoy keeps the
@@ -210,10 +212,16 @@ impl H2Conns {
                     });
                 }
                 // A pool with no connection always gets one, as in Envoy.
-                breakers.force_cx();
+                breakers.force_cx(host);
             }
             return self
-                .open(slot, connector, cluster, addr, OpenCx(breakers))
+                .open(
+                    slot,
+                    connector,
+                    cluster,
+                    addr,
+                    OpenCx(breakers, host.clone()),
+                )
                 .await
                 .map(|r| Ready { over, ..r });
         }
@@ -370,10 +378,13 @@ impl WaitedFailed {
 
 /// The `max_connections` slot of an HTTP/2 connection, given back when its driver task
 /// ends (or the connect fails).
-struct OpenCx(std::sync::Arc<crate::config::circuit::Breakers>);
+struct OpenCx(
+    std::sync::Arc<crate::config::circuit::Breakers>,
+    crate::config::circuit::HostCx,
+);
 
 impl Drop for OpenCx {
     fn drop(&mut self) {
-        self.0.close_cx();
+        self.0.close_cx(&self.1);
     }
 }

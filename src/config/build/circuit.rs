@@ -1,7 +1,8 @@
 //! A cluster's `circuit_breakers`: Envoy's thresholds per priority, checked into the
 //! DEFAULT priority's `Thresholds` (routes have no priority here, so HIGH is accepted
 //! and never applies). A later entry for the same priority replaces an earlier one,
-//! as in Envoy.
+//! as in Envoy. `per_host_thresholds`: the first DEFAULT entry's `max_connections`
+//! limits each endpoint's connections (Envoy refuses the other limits there).
 
 use super::super::circuit::{Breakers, RetryBudget, Thresholds};
 use super::super::raw_circuit::RawCircuitBreakers;
@@ -17,6 +18,36 @@ impl Builder {
         let Some(raw) = raw else {
             return Breakers::new(default);
         };
+        let mut per_host = None;
+        for (i, t) in raw.per_host_thresholds.iter().enumerate() {
+            let tp = format!("{p}.circuit_breakers.per_host_thresholds[{i}]");
+            for (set, name) in [
+                (t.max_pending_requests.is_some(), "max_pending_requests"),
+                (t.max_requests.is_some(), "max_requests"),
+                (t.max_retries.is_some(), "max_retries"),
+                (t.retry_budget.is_some(), "retry_budget"),
+                (t.max_connection_pools.is_some(), "max_connection_pools"),
+            ] {
+                if set {
+                    self.err(
+                        format!("{tp}.{name}"),
+                        "not supported in per_host_thresholds (only max_connections is, as in Envoy)",
+                    );
+                }
+            }
+            match t.priority.as_deref() {
+                None | Some("DEFAULT") => {
+                    // The first DEFAULT entry applies; unset: no per-host limit.
+                    if per_host.is_none() {
+                        per_host = Some(t.max_connections.map(u64::from));
+                    }
+                }
+                Some("HIGH") => {}
+                Some(_) => self.err(format!("{tp}.priority"), "must be `DEFAULT` or `HIGH`"),
+            }
+        }
+        let per_host = per_host.flatten();
+        let breakers = |limits| Breakers::new(limits).with_per_host(per_host);
         for (i, t) in raw.thresholds.iter().enumerate() {
             let tp = format!("{p}.circuit_breakers.thresholds[{i}]");
             let high = match t.priority.as_deref() {
@@ -60,6 +91,6 @@ impl Builder {
                 default = th;
             }
         }
-        Breakers::new(default)
+        breakers(default)
     }
 }

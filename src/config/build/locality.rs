@@ -1,10 +1,12 @@
 //! A cluster's priorities and localities: each endpoint's `priority`, `locality` and
 //! `health_status`, the cluster's `locality_weights`, `locality_weighted_lb` and
 //! `overprovisioning_factor` (Envoy's `ClusterLoadAssignment` fields, flattened), checked
-//! as Envoy checks them. Control plane only.
+//! as Envoy checks them, and the per-policy settings (slow start, least request's bias,
+//! peak EWMA's). Control plane only.
 
 use super::super::model::{EndpointHealth, LbPolicy, Localities, Locality, SlowStart};
 use super::super::raw::{RawCluster, RawEndpoint};
+use super::super::PeakEwma;
 use super::Builder;
 
 impl Builder {
@@ -85,8 +87,14 @@ impl Builder {
     ) -> Option<SlowStart> {
         let s = c.slow_start.as_ref()?;
         let p = format!("{p}.slow_start");
-        if !matches!(policy, LbPolicy::RoundRobin | LbPolicy::LeastRequest) {
-            self.err(p.clone(), "goes with `round_robin` or `least_request` only");
+        if !matches!(
+            policy,
+            LbPolicy::RoundRobin | LbPolicy::LeastRequest | LbPolicy::PeakEwma
+        ) {
+            self.err(
+                p.clone(),
+                "goes with `round_robin`, `least_request` or `peak_ewma` only",
+            );
         }
         let window = if s.slow_start_window.is_none() {
             self.err(format!("{p}.slow_start_window"), "is required");
@@ -135,6 +143,36 @@ impl Builder {
             return 1.0;
         }
         bias
+    }
+
+    /// Peak EWMA's `peak_ewma_lb_config` (Envoy's contrib `PeakEwma` defaults: 10s,
+    /// 10ms, 1e6): positive durations and a positive penalty, with `lb_policy:
+    /// peak_ewma` only.
+    pub(super) fn peak_ewma(&mut self, p: &str, c: &RawCluster, policy: LbPolicy) -> PeakEwma {
+        let d = PeakEwma::default();
+        let Some(r) = c.peak_ewma_lb_config.as_ref() else {
+            return d;
+        };
+        let p = format!("{p}.peak_ewma_lb_config");
+        if policy != LbPolicy::PeakEwma {
+            self.err(p.clone(), "goes with `lb_policy: peak_ewma`");
+        }
+        let decay = self.positive_duration(format!("{p}.decay_time"), &r.decay_time, d.decay);
+        let default_rtt =
+            self.positive_duration(format!("{p}.default_rtt"), &r.default_rtt, d.default_rtt);
+        let penalty = r.penalty_value.unwrap_or(d.penalty);
+        if !(penalty > 0.0 && penalty.is_finite()) {
+            self.err(format!("{p}.penalty_value"), "must be a number above 0");
+        }
+        PeakEwma {
+            decay,
+            default_rtt,
+            penalty: if penalty > 0.0 && penalty.is_finite() {
+                penalty
+            } else {
+                d.penalty
+            },
+        }
     }
 
     /// Envoy's `health_status` in lower case: `unknown` and `healthy` are healthy;

@@ -74,30 +74,34 @@ pub(super) fn translate(
             "`CLUSTER_PROVIDED` goes with `type: ORIGINAL_DST`, and only with it",
         ));
     }
-    let (lb_policy, ring_hash_lb_config, maglev_lb_config, slow_start, least_request_lb_config) =
-        match &c.load_balancing_policy {
-            // The typed form replaces the enum, as in Envoy.
-            Some(lbp) if !original_dst => {
-                super::lb::typed(lbp, &format!("{p}.load_balancing_policy"))?
-            }
-            _ => {
-                let lb_policy = match lb {
-                    LbPolicy::ClusterProvided => "round_robin",
-                    LbPolicy::RoundRobin => "round_robin",
-                    LbPolicy::LeastRequest => "least_request",
-                    LbPolicy::Random => "random",
-                    LbPolicy::RingHash => "ring_hash",
-                    LbPolicy::Maglev => "maglev",
-                    other => {
-                        return Err(err(
-                            format!("{p}.lb_policy"),
-                            format!("`{}` is not supported by Outrigger", other.as_str_name()),
-                        ))
-                    }
-                };
-                super::lb::lb_config(c, p, lb_policy, &native, paths)?
-            }
-        };
+    let (
+        lb_policy,
+        ring_hash_lb_config,
+        maglev_lb_config,
+        slow_start,
+        least_request_lb_config,
+        peak_ewma_lb_config,
+    ) = match &c.load_balancing_policy {
+        // The typed form replaces the enum, as in Envoy.
+        Some(lbp) if !original_dst => super::lb::typed(lbp, &format!("{p}.load_balancing_policy"))?,
+        _ => {
+            let lb_policy = match lb {
+                LbPolicy::ClusterProvided => "round_robin",
+                LbPolicy::RoundRobin => "round_robin",
+                LbPolicy::LeastRequest => "least_request",
+                LbPolicy::Random => "random",
+                LbPolicy::RingHash => "ring_hash",
+                LbPolicy::Maglev => "maglev",
+                other => {
+                    return Err(err(
+                        format!("{p}.lb_policy"),
+                        format!("`{}` is not supported by Outrigger", other.as_str_name()),
+                    ))
+                }
+            };
+            super::lb::lb_config(c, p, lb_policy, &native, paths)?
+        }
+    };
     let mut endpoints = Vec::new();
     let mut locality_weights = std::collections::BTreeMap::new();
     let mut overprovisioning_factor = None;
@@ -243,6 +247,7 @@ pub(super) fn translate(
         ring_hash_lb_config,
         maglev_lb_config,
         least_request_lb_config,
+        peak_ewma_lb_config,
         // An ORIGINAL_DST cluster with endpoints is refused by the native builder.
         endpoints: (!original_dst || !endpoints.is_empty()).then_some(endpoints),
         kind: match kind {
@@ -327,34 +332,37 @@ pub(super) fn translate(
     Ok(raw)
 }
 
-/// Envoy's `circuit_breakers` as the native block, field for field (the walker refused
-/// `per_host_thresholds` and `max_connection_pools`).
+/// Envoy's `circuit_breakers` as the native block, field for field (the native builder
+/// checks them).
 fn circuit_breakers(cb: &CircuitBreakers) -> RawCircuitBreakers {
+    let list =
+        |l: &[envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds]| {
+            l.iter()
+                .map(|t| RawThresholds {
+                    priority: Some(
+                        if t.priority == RoutingPriority::High as i32 {
+                            "HIGH"
+                        } else {
+                            "DEFAULT"
+                        }
+                        .into(),
+                    ),
+                    max_connections: t.max_connections.map(|v| v.value),
+                    max_pending_requests: t.max_pending_requests.map(|v| v.value),
+                    max_requests: t.max_requests.map(|v| v.value),
+                    max_retries: t.max_retries.map(|v| v.value),
+                    retry_budget: t.retry_budget.map(|b| RawRetryBudget {
+                        budget_percent: b.budget_percent.map(|p| RawPercent { value: p.value }),
+                        min_retry_concurrency: b.min_retry_concurrency.map(|v| v.value),
+                    }),
+                    track_remaining: t.track_remaining,
+                    max_connection_pools: t.max_connection_pools.map(|v| v.value),
+                })
+                .collect()
+        };
     RawCircuitBreakers {
-        thresholds: cb
-            .thresholds
-            .iter()
-            .map(|t| RawThresholds {
-                priority: Some(
-                    if t.priority == RoutingPriority::High as i32 {
-                        "HIGH"
-                    } else {
-                        "DEFAULT"
-                    }
-                    .into(),
-                ),
-                max_connections: t.max_connections.map(|v| v.value),
-                max_pending_requests: t.max_pending_requests.map(|v| v.value),
-                max_requests: t.max_requests.map(|v| v.value),
-                max_retries: t.max_retries.map(|v| v.value),
-                retry_budget: t.retry_budget.map(|b| RawRetryBudget {
-                    budget_percent: b.budget_percent.map(|p| RawPercent { value: p.value }),
-                    min_retry_concurrency: b.min_retry_concurrency.map(|v| v.value),
-                }),
-                track_remaining: t.track_remaining,
-                max_connection_pools: t.max_connection_pools.map(|v| v.value),
-            })
-            .collect(),
+        thresholds: list(&cb.thresholds),
+        per_host_thresholds: list(&cb.per_host_thresholds),
     }
 }
 

@@ -258,6 +258,13 @@ fn http_filters(h: &HttpConnectionManager, p: &str) -> R<Vec<(RawHttpFilter, rou
                     return Err(err(fp, "the last HTTP filter must be the router"));
                 }
             }
+            // Envoy's contrib peak EWMA filter feeds its balancer response times; the
+            // router measures them here (`peak_ewma.rs`): nothing to add to the chain.
+            super::peak_ewma::FILTER => {
+                if k + 1 == n {
+                    return Err(err(fp, "the last HTTP filter must be the router"));
+                }
+            }
             ROUTER => {
                 if k + 1 != n {
                     return Err(err(

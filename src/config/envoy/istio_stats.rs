@@ -22,7 +22,7 @@ use super::{err, walk};
 
 pub(super) const PLUGIN_CONFIG: &str = "stats.PluginConfig";
 
-fn field(
+pub(super) fn field(
     name: &str,
     number: i32,
     ty: Type,
@@ -45,7 +45,7 @@ fn field(
 }
 
 /// protoc's `json_name`: lowerCamelCase of the field name.
-fn json_name(name: &str) -> String {
+pub(super) fn json_name(name: &str) -> String {
     let mut out = String::new();
     let mut up = false;
     for c in name.chars() {

@@ -1,7 +1,8 @@
 //! A cluster's load-balancing settings beyond the `lb_policy` enum: the `lb_config`
 //! oneof (`ring_hash_lb_config`, `maglev_lb_config`) and the typed
 //! `load_balancing_policy` extensions (round robin, least request, random, ring hash,
-//! Maglev), as the native `lb_policy` and its blocks. Control plane only.
+//! Maglev, and the contrib peak EWMA: `peak_ewma.rs`), as the native `lb_policy` and
+//! its blocks. Control plane only.
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::ring_hash_lb_config::HashFunction;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::LbConfig;
@@ -15,7 +16,9 @@ use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::Slo
 use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
 
-use super::super::raw::{RawLeastRequest, RawMaglev, RawOriginalDstLb, RawRingHash, RawSlowStart};
+use super::super::raw::{
+    RawLeastRequest, RawMaglev, RawOriginalDstLb, RawPeakEwma, RawRingHash, RawSlowStart,
+};
 use super::convert::{duration, native_duration, payload, R};
 use super::{err, walk, PathMap};
 
@@ -32,6 +35,7 @@ type Lb = (
     Option<RawMaglev>,
     Option<RawSlowStart>,
     Option<RawLeastRequest>,
+    Option<RawPeakEwma>,
 );
 
 /// Envoy's `active_request_bias` (a `RuntimeDouble`; Outrigger has no runtime layer,
@@ -156,7 +160,7 @@ pub(super) fn lb_config(
         // Translated with the cluster type (`original_dst_lb`).
         Some(LbConfig::OriginalDstLbConfig(_)) => {}
     }
-    Ok((policy_name(policy), ring, maglev, slow, least))
+    Ok((policy_name(policy), ring, maglev, slow, least, None))
 }
 
 /// The native policy name `lb_config` was called with, as a `'static` str.
@@ -216,15 +220,16 @@ pub(super) fn typed(lbp: &LoadBalancingPolicy, p: &str) -> R<Lb> {
                 None,
                 typed_slow_start(&r.slow_start_config, &tc)?,
                 None,
+                None,
             )
         }
         LEAST_REQUEST => {
             let l: LeastRequest = payload(any, LEAST_REQUEST, &tc)?;
             let slow = typed_slow_start(&l.slow_start_config, &tc)?;
             let least = least_request(&l.active_request_bias, &tc);
-            ("least_request", None, None, slow, least)
+            ("least_request", None, None, slow, least, None)
         }
-        RANDOM => ("random", None, None, None, None),
+        RANDOM => ("random", None, None, None, None, None),
         RING_HASH => {
             let r: RingHash = payload(any, RING_HASH, &tc)?;
             let murmur = r.hash_function == TypedHashFunction::MurmurHash2 as i32;
@@ -233,14 +238,18 @@ pub(super) fn typed(lbp: &LoadBalancingPolicy, p: &str) -> R<Lb> {
                 maximum_ring_size: r.maximum_ring_size.map(|v| v.value),
                 hash_function: murmur.then(|| "MURMUR_HASH_2".into()),
             };
-            ("ring_hash", Some(ring), None, None, None)
+            ("ring_hash", Some(ring), None, None, None, None)
         }
         MAGLEV => {
             let m: Maglev = payload(any, MAGLEV, &tc)?;
             let maglev = RawMaglev {
                 table_size: m.table_size.map(|v| v.value),
             };
-            ("maglev", None, Some(maglev), None, None)
+            ("maglev", None, Some(maglev), None, None, None)
+        }
+        super::peak_ewma::PEAK_EWMA => {
+            let e = super::peak_ewma::translate(any, &tc)?;
+            ("peak_ewma", None, None, None, None, Some(e))
         }
         other => {
             return Err(err(

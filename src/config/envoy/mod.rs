@@ -25,6 +25,7 @@ mod lb;
 mod listener;
 mod local_ratelimit;
 mod outlier;
+mod peak_ewma;
 mod rbac;
 mod route;
 mod sds;
@@ -53,6 +54,11 @@ pub(super) fn pool() -> Result<&'static DescriptorPool, String> {
         // Istio's stats filter config, which Envoy's API does not have.
         pool.add_file_descriptor_proto(istio_stats::descriptor())
             .map_err(|e| format!("Istio stats descriptor: {e}"))?;
+        // Envoy's contrib peak EWMA balancer and filter, which envoy-types lacks.
+        for file in peak_ewma::descriptors() {
+            pool.add_file_descriptor_proto(file)
+                .map_err(|e| format!("peak EWMA descriptor: {e}"))?;
+        }
         Ok(pool)
     })
     .as_ref()

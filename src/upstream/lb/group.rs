@@ -166,6 +166,22 @@ impl Group {
         self.eligible.get(slot?).copied()
     }
 
+    /// Peak EWMA's pick: two endpoints drawn at random (in proportion to their
+    /// weights, distinct), the one with the lower `cost(i)` (the first on a tie).
+    pub fn pick_p2c(&self, rng: &mut u64, cost: impl Fn(usize) -> f64) -> Option<usize> {
+        let n = self.eligible.len();
+        if n <= 1 {
+            return self.eligible.first().copied();
+        }
+        let a = self.weighted_random(rng);
+        let mut b = self.weighted_random(rng);
+        if a == b {
+            b = (a + 1 + (next_random(rng) as usize % (n - 1))) % n;
+        }
+        let (a, b) = (*self.eligible.get(a)?, *self.eligible.get(b)?);
+        Some(if cost(b) < cost(a) { b } else { a })
+    }
+
     /// `pick` while some endpoint is in slow start: each weight scaled by `factor(i)`
     /// (Envoy's `applySlowStartFactor`, in `(0, 1]`), computed per pick. Least request
     /// then weighs every endpoint by `weight / (active + 1) ^ bias` too, equal weights
@@ -244,9 +260,11 @@ impl Group {
         }
         Some(match policy {
             // (A hashing policy picks with its table; without one, at random.)
-            LbPolicy::Random | LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. } => {
-                self.weighted_random(rng)
-            }
+            // (Peak EWMA picks with `pick_p2c`; weighted random is its fallback.)
+            LbPolicy::Random
+            | LbPolicy::RingHash { .. }
+            | LbPolicy::Maglev { .. }
+            | LbPolicy::PeakEwma => self.weighted_random(rng),
             LbPolicy::RoundRobin => {
                 let mut best = 0;
                 for i in 0..n {

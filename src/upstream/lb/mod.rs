@@ -1,5 +1,6 @@
 //! Load-balancer state for one cluster on one core: round robin (smooth weighted),
-//! least request (power of two choices, weighted), random (weighted), and the
+//! least request (power of two choices, weighted), random (weighted), peak EWMA
+//! (power of two choices on latency estimates, `ewma.rs`), and the
 //! consistent hashes, ring hash (`ring.rs`) and Maglev (`maglev.rs`), over Envoy's
 //! priority levels and localities (`priority.rs`): a pick first chooses a priority by
 //! the priorities' loads (healthy, then degraded), then, with locality weighting, a
@@ -9,6 +10,7 @@
 //! message), never per pick. A pick is called by `upstream::request::pick` (and a
 //! retry's re-pick) with the request's hash, made by `http::router::hash`.
 
+mod ewma;
 mod group;
 mod maglev;
 mod priority;
@@ -16,7 +18,7 @@ mod ring;
 
 use std::time::{Duration, Instant};
 
-use crate::config::{Endpoint, EndpointHealth, LbPolicy, Localities, SlowStart};
+use crate::config::{Endpoint, EndpointHealth, LbPolicy, Localities, PeakEwma, SlowStart};
 use group::{next_random, Group};
 
 /// One priority level's sets.
@@ -55,6 +57,8 @@ pub(crate) struct Lb {
     slow_until: Option<Instant>,
     /// Least request's `active_request_bias` (Envoy's default 1.0).
     bias: f64,
+    /// Peak EWMA's latency estimates (empty for the other policies).
+    ewma: ewma::Estimates,
     rng: u64,
     /// Every endpoint's address as text (`ip:port`, `[ip6]:port`): what the ring and
     /// the Maglev table hash, as Envoy does (kept only for the hashing policies).
@@ -84,6 +88,7 @@ impl Lb {
             healthy_since: vec![None; endpoints.len()],
             slow_until: None,
             bias: 1.0,
+            ewma: ewma::Estimates::default(),
             rng: seed | 1,
             keys: if policy.hashing() {
                 endpoints.iter().map(|e| e.addr.to_string()).collect()
@@ -109,9 +114,27 @@ impl Lb {
         self
     }
 
-    /// Keeps the ramp of the endpoints `old` also has (`map(i)`: endpoint `i`'s index in
-    /// `old`), for a reload that changed only the endpoints.
+    /// Sets peak EWMA's settings (kept only with `lb_policy: peak_ewma`).
+    pub fn with_peak_ewma(mut self, cfg: PeakEwma) -> Self {
+        if self.policy == LbPolicy::PeakEwma {
+            self.ewma = ewma::Estimates::new(cfg, self.weights.len());
+        }
+        self
+    }
+
+    /// A response head from endpoint `i` that took `rtt` (peak EWMA's sample; the other
+    /// policies keep none).
+    pub fn observe(&mut self, i: usize, rtt: Duration) {
+        if self.policy == LbPolicy::PeakEwma {
+            self.ewma.observe(i, rtt, Instant::now());
+        }
+    }
+
+    /// Keeps the ramp (slow start) and the latency estimates (peak EWMA) of the
+    /// endpoints `old` also has (`map(i)`: endpoint `i`'s index in `old`), for a reload
+    /// that changed only the endpoints.
     pub fn adopt_slow_start(&mut self, old: &Lb, map: impl Fn(usize) -> Option<usize>) {
+        self.ewma.adopt(&old.ewma, &map);
         if self.slow.is_none() {
             return;
         }
@@ -342,6 +365,21 @@ impl Lb {
         if g.is_empty() {
             return None;
         }
+        if policy == LbPolicy::PeakEwma {
+            // The cheaper of two; a ramping endpoint (slow start) costs more by its factor.
+            let now = Instant::now();
+            let (est, since) = (&self.ewma, &self.healthy_since);
+            let slow = self
+                .slow
+                .filter(|_| self.slow_until.is_some_and(|u| now < u));
+            return g.pick_p2c(rng, |i| {
+                let cost = est.cost(i, active(i), now);
+                match &slow {
+                    Some(s) => cost / slow_factor(s, since.get(i).copied().flatten(), now),
+                    None => cost,
+                }
+            });
+        }
         if let (Some(slow), Some(until)) = (self.slow, self.slow_until) {
             let now = Instant::now();
             if now < until {
@@ -441,6 +479,28 @@ mod tests {
         // Equal weights stay with the two random choices: the idle endpoint wins.
         let mut lb = mk(LbPolicy::LeastRequest, &eps(&[2, 2]), 7).with_active_request_bias(0.0);
         assert!((0..50).all(|_| lb.pick(|i| if i == 0 { 1 } else { 0 }) == Some(1)));
+    }
+
+    /// Peak EWMA: the faster endpoint takes the picks, the requests in flight weigh on
+    /// the cost, and a failed endpoint is never picked however fast it was.
+    #[test]
+    fn peak_ewma_prefers_the_faster_endpoint_among_the_healthy_ones() {
+        let mut lb =
+            mk(LbPolicy::PeakEwma, &eps(&[1, 1, 1]), 7).with_peak_ewma(PeakEwma::default());
+        lb.observe(0, Duration::from_millis(1));
+        lb.observe(1, Duration::from_millis(50));
+        lb.observe(2, Duration::from_millis(5));
+        let mut seen = [0; 3];
+        for _ in 0..300 {
+            seen[lb.pick(|_| 0).unwrap()] += 1;
+        }
+        // Of two drawn, 0 always wins; 1 never does.
+        assert_eq!(seen[1], 0, "{seen:?}");
+        assert!(seen[0] > 150 && seen[2] > 0, "{seen:?}");
+        // 0 with 99 in flight (cost 100) loses to 1 (cost 50) and 2 (cost 5).
+        assert!((0..50).all(|_| lb.pick(|i| if i == 0 { 99 } else { 0 }) != Some(0)));
+        lb.set_health(&[true, false, false], 50);
+        assert!((0..50).all(|_| lb.pick(|_| 0) == Some(2)));
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                 };
                 pending = Some(p);
             }
-            if breakers.open_cx() {
+            if breakers.open_cx(cs.host_cx(ep)) {
                 break false;
             }
             // At `max_connections` the request waits for a connection of this core's
@@ -95,7 +95,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
             // none opens one anyway, or its requests would wait for nothing.
             stats.cx_overflow.inc();
             if live.open(ep) == 0 {
-                breakers.force_cx();
+                breakers.force_cx(cs.host_cx(ep));
                 break true;
             }
             let waited = match deadline {
@@ -125,7 +125,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
         tracing::trace!(forced, "opening an upstream connection");
         // The slot taken above is the new connection's from here; `Counted` gives it
         // back when the connection closes.
-        let slot = Connecting::new(breakers, live, ep);
+        let slot = Connecting::new(breakers, live, ep, cs.host_cx(ep).clone());
         let (Some(endpoint), Some(es)) = (cs.cfg.endpoints.get(ep), cs.endpoints.get(ep)) else {
             return Err(Failure::NoHealthyUpstream);
         };

@@ -482,6 +482,8 @@ where
         let t = match codec.obtain(cs, *ep, connector, progress).await {
             Ok((mut conn, reused)) => {
                 cs.outlier(tried_ep, Outcome::Connected);
+                // Peak EWMA's sample: from here to the response head (or the cut).
+                let sent = Instant::now();
                 let at = Attempt {
                     retry,
                     breakers: &cs.cfg.breakers,
@@ -536,6 +538,7 @@ where
                         match raced {
                             Ok(t) => Some(t),
                             Err(hedge::Raced::First(head)) => {
+                                cs.observe_latency(tried_ep, sent);
                                 if !idle.is_zero() {
                                     progress.arm_per_try_idle(idle);
                                 }
@@ -588,6 +591,7 @@ where
                 };
                 match tried {
                     Some(Ok(head)) => {
+                        cs.observe_latency(tried_ep, sent);
                         // The response body streams under the per-try idle timeout.
                         if let Some((_, idle)) = clocks.filter(|(_, i)| !i.is_zero()) {
                             progress.arm_per_try_idle(idle);
@@ -599,9 +603,18 @@ where
                         tracing::debug!(failure = ?t.failure, "reused upstream connection failed: retrying");
                         continue;
                     }
-                    Some(Err(t)) => t,
+                    Some(Err(t)) => {
+                        // A retried head, or a timeout: at least this slow.
+                        if t.judged
+                            || matches!(t.failure, Failure::RouteTimeout | Failure::PerTryTimeout)
+                        {
+                            cs.observe_latency(tried_ep, sent);
+                        }
+                        t
+                    }
                     // The try's connection is dropped with the try: never pooled.
                     None => {
+                        cs.observe_latency(tried_ep, sent);
                         let resend = x.resendable().unwrap_or(true);
                         Tried::failed(Failure::PerTryTimeout, false, resend)
                     }

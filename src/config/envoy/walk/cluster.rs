@@ -79,7 +79,10 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
             "always_eject_one_host",
         ],
     ),
-    ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
+    (
+        "envoy.config.cluster.v3.CircuitBreakers",
+        &["thresholds", "per_host_thresholds"],
+    ),
     (
         "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
         &[
@@ -121,6 +124,16 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
         &["slow_start_config", "active_request_bias"],
+    ),
+    (
+        "envoy.extensions.load_balancing_policies.peak_ewma.v3alpha.PeakEwma",
+        &[
+            "decay_time",
+            "aggregation_interval",
+            "max_samples_per_host",
+            "default_rtt",
+            "penalty_value",
+        ],
     ),
     (
         "envoy.extensions.load_balancing_policies.common.v3.SlowStartConfig",

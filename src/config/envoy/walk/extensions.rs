@@ -43,6 +43,9 @@ pub(in crate::config::envoy) const EXTENSIONS: &[&str] = &[
     "envoy.extensions.load_balancing_policies.random.v3.Random",
     "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash",
     "envoy.extensions.load_balancing_policies.maglev.v3.Maglev",
+    // Envoy's contrib (`config/envoy/peak_ewma.rs`).
+    "envoy.extensions.load_balancing_policies.peak_ewma.v3alpha.PeakEwma",
+    "envoy.extensions.filters.http.peak_ewma.v3alpha.PeakEwmaConfig",
     "stats.PluginConfig", // Istio's stats filter: not Envoy's API (istio_stats.rs)
     "envoy.extensions.filters.http.wasm.v3.Wasm",
     // A wasm plugin's and VM's `configuration` (`config/envoy/wasm.rs` checks where).
@@ -64,4 +67,5 @@ pub(in crate::config::envoy) const HTTP_FILTERS: &[&str] = &[
     "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
     "stats.PluginConfig",
     "envoy.extensions.filters.http.wasm.v3.Wasm",
+    "envoy.extensions.filters.http.peak_ewma.v3alpha.PeakEwmaConfig",
 ];
