@@ -304,11 +304,18 @@ impl<C: 'static> ClusterState<C> {
     }
 
     /// A try's response head from endpoint `ep`, `since` the try started on its
-    /// connection (or the try's clock cut it then): peak EWMA's latency sample.
-    pub fn observe_latency(&self, ep: usize, since: std::time::Instant) {
-        if self.cfg.lb_policy == crate::config::LbPolicy::PeakEwma {
+    /// connection (or the try's clock cut it then): peak EWMA's latency sample (`None`:
+    /// the balancer takes none, see `wants_latency`).
+    pub fn observe_latency(&self, ep: usize, since: Option<std::time::Instant>) {
+        if let Some(since) = since {
             self.lb.borrow_mut().observe(ep, since.elapsed());
         }
+    }
+
+    /// The balancer takes latency samples (peak EWMA): only then does a try note when
+    /// it started.
+    pub fn wants_latency(&self) -> bool {
+        self.cfg.lb_policy == crate::config::LbPolicy::PeakEwma
     }
 
     /// Once per cluster and core: the flag, and the alarm that gets the news to the

@@ -483,7 +483,8 @@ where
             Ok((mut conn, reused)) => {
                 cs.outlier(tried_ep, Outcome::Connected);
                 // Peak EWMA's sample: from here to the response head (or the cut).
-                let sent = Instant::now();
+                // (Read only for a cluster whose balancer wants it: no clock read else.)
+                let sent = cs.wants_latency().then(Instant::now);
                 let at = Attempt {
                     retry,
                     breakers: &cs.cfg.breakers,
