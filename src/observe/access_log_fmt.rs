@@ -290,10 +290,27 @@ fn header<'a>(r: &'a StreamInfo, src: HeaderSource, name: &str) -> Option<&'a [u
             nonempty(&r.user_agent)
         }
         (HeaderSource::Request, n) => find_header(&r.log.request_head, n),
+        // Envoy's response header map holds the status sent.
+        (HeaderSource::Response, ":status") => status_text(r.status),
         (HeaderSource::Response, "content-length") if r.log.empty_local_reply => None,
         (HeaderSource::Response, n) => find_header(&r.log.response_head, n),
         (HeaderSource::Trailer, n) => find_header(&r.log.trailers, n),
     }
+}
+
+/// A status code's three digits (`None`: no response, or not a three-digit code).
+fn status_text(status: u16) -> Option<&'static [u8]> {
+    static DIGITS: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    if !(100..=999).contains(&status) {
+        return None;
+    }
+    let all = DIGITS.get_or_init(|| {
+        (0..1000)
+            .flat_map(|c| format!("{c:03}").into_bytes())
+            .collect()
+    });
+    let at = usize::from(status) * 3;
+    all.get(at..at + 3)
 }
 
 /// Envoy's list rendering: values joined by `,`; absent when there are none.

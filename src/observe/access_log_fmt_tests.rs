@@ -84,6 +84,13 @@ fn default_format_is_envoys() {
 fn header_alternatives_lengths_and_pseudo_headers() {
     let f = text("%REQ(X-NOPE?USER-AGENT):4%|%REQ(:PATH)%|%RESP(CONTENT-LENGTH)%|%TRAILER(X-T)%|%REQ(HOST)%|%REQ(X-REQUEST-ID):0%|%UPSTREAM_CLUSTER%");
     assert_eq!(line(&f, &proxied()), "curl|/x|5|-|a.example||backend\n");
+    // `:status` is the status sent (Envoy's response header map holds it); `-` before
+    // any response.
+    let f = text("%RESP(:STATUS)%");
+    assert_eq!(line(&f, &proxied()), "200\n");
+    let mut none = proxied();
+    none.status = 0;
+    assert_eq!(line(&f, &none), "-\n");
 }
 
 #[test]
