@@ -570,32 +570,13 @@ async fn exchange_inner<D: Io, C: Connector>(
         DownFraming::Close
     };
     let close = !r.keep_alive || (r.draining)() || framing == DownFraming::Close || cut;
-    let headers: Vec<httparse::Header<'_>> = parts
-        .headers
-        .iter()
-        .map(|(n, v)| httparse::Header {
-            name: n.as_str(),
-            value: v.as_bytes(),
-        })
-        .collect();
-    out.clear();
-    let mut edits = response_edits;
-    if let Some(m) = edits.stamp.phases.as_mut() {
-        m.set_upstream(progress.phase_marks());
-    }
-    encode::write_response(
+    write_h1_head(
         out,
-        &DownstreamResponse {
-            status,
-            reason: parts.status.canonical_reason().unwrap_or(""),
-            headers: &headers,
-            has_connection_header: false,
-            framing,
-            close,
-            http10_keep_alive: r.minor == 0 && !close,
-            upgrade: None,
-            edits,
-        },
+        &parts,
+        (framing, close),
+        r.minor,
+        response_edits,
+        progress,
     );
     if no_body && status != 204 && status != 304 && framing == DownFraming::AsIs {
         // An empty HTTP/2 body without a length: say so, or an HTTP/1 client waits.
@@ -728,4 +709,44 @@ async fn exchange_inner<D: Io, C: Connector>(
         }
     }
     res
+}
+
+/// Writes an HTTP/2 upstream's response head (`parts`) into `out` (cleared first) as the
+/// HTTP/1 client's, with `framing` and `close`, the stream's response edits and the
+/// upstream side's phase marks. Shared by the streamed path and the held one
+/// (`h1_to_h2_held`).
+pub(super) fn write_h1_head(
+    out: &mut Vec<u8>,
+    parts: &http::response::Parts,
+    (framing, close): (DownFraming, bool),
+    minor: u8,
+    mut edits: crate::http::filter::headers::Edits<'_>,
+    progress: &Progress,
+) {
+    let headers: Vec<httparse::Header<'_>> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| httparse::Header {
+            name: n.as_str(),
+            value: v.as_bytes(),
+        })
+        .collect();
+    out.clear();
+    if let Some(m) = edits.stamp.phases.as_mut() {
+        m.set_upstream(progress.phase_marks());
+    }
+    encode::write_response(
+        out,
+        &DownstreamResponse {
+            status: parts.status.as_u16(),
+            reason: parts.status.canonical_reason().unwrap_or(""),
+            headers: &headers,
+            has_connection_header: false,
+            framing,
+            close,
+            http10_keep_alive: minor == 0 && !close,
+            upgrade: None,
+            edits,
+        },
+    );
 }

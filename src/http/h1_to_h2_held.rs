@@ -20,7 +20,7 @@ use super::filter::ext_proc::response::TOO_LARGE;
 use super::filter::headers::Edits;
 use super::filter::{Chain, LocalReply, Status};
 use super::flags::ResponseFlag;
-use super::h1::encode::{self, DownFraming, DownstreamResponse};
+use super::h1::encode::DownFraming;
 use super::held_body::{self, ReadError};
 use super::io::Io;
 use crate::upstream::request::clock::Progress;
@@ -66,7 +66,7 @@ pub(super) async fn respond<D: Io>(
     c: Came,
     client: Client<'_>,
     chain: &Chain<'_>,
-    mut edits: Edits<'_>,
+    edits: Edits<'_>,
     progress: &Progress,
 ) -> Held {
     let Came {
@@ -101,32 +101,7 @@ pub(super) async fn respond<D: Io>(
     };
     let close =
         !client.keep_alive || (client.draining)() || framing == DownFraming::Close || client.cut;
-    let headers: Vec<httparse::Header<'_>> = parts
-        .headers
-        .iter()
-        .map(|(n, v)| httparse::Header {
-            name: n.as_str(),
-            value: v.as_bytes(),
-        })
-        .collect();
-    if let Some(m) = edits.stamp.phases.as_mut() {
-        m.set_upstream(progress.phase_marks());
-    }
-    out.clear();
-    encode::write_response(
-        out,
-        &DownstreamResponse {
-            status,
-            reason: parts.status.canonical_reason().unwrap_or(""),
-            headers: &headers,
-            has_connection_header: false,
-            framing,
-            close,
-            http10_keep_alive: client.minor == 0 && !close,
-            upgrade: None,
-            edits,
-        },
-    );
+    super::h1_to_h2::write_h1_head(out, &parts, (framing, close), client.minor, edits, progress);
     if !had_body && length.is_none() && status != 204 && status != 304 {
         // An empty HTTP/2 body without a length: say so, or an HTTP/1 client waits.
         // The head ends in the blank line; put the header before it.
