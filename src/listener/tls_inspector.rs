@@ -193,10 +193,13 @@ fn client_hello(body: &[u8]) -> Option<Hello> {
                     }
                 }
             }
+            // Read only to choose a config (`tls::ServerTls::config_for`): a malformed
+            // list is left to the handshake, as before this extension was read, and
+            // does not make the hello "not TLS".
             EXT_SUPPORTED_VERSIONS => {
-                let mut list = Reader(data.vec8()?);
-                while !list.0.is_empty() {
-                    hello.tls13 |= list.u16()? == TLS13;
+                let mut list = Reader(data.vec8().unwrap_or_default());
+                while let Some(v) = list.u16() {
+                    hello.tls13 |= v == TLS13;
                 }
             }
             _ => {}
