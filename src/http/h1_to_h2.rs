@@ -28,7 +28,7 @@ use super::buf::ReadBuf;
 use super::failure::Failure;
 use super::filter::{Chain, LocalReply, Status};
 use super::flags::ResponseFlag;
-use super::h1::encode::{self, DownFraming, DownstreamResponse};
+use super::h1::encode::DownFraming;
 use super::h1::head::BodyKind;
 use super::h1::response;
 use super::h2::io::DataSink;
@@ -570,7 +570,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         DownFraming::Close
     };
     let close = !r.keep_alive || (r.draining)() || framing == DownFraming::Close || cut;
-    write_h1_head(
+    super::h1_to_h2_head::write_h1_head(
         out,
         &parts,
         (framing, close),
@@ -709,44 +709,4 @@ async fn exchange_inner<D: Io, C: Connector>(
         }
     }
     res
-}
-
-/// Writes an HTTP/2 upstream's response head (`parts`) into `out` (cleared first) as the
-/// HTTP/1 client's, with `framing` and `close`, the stream's response edits and the
-/// upstream side's phase marks. Shared by the streamed path and the held one
-/// (`h1_to_h2_held`).
-pub(super) fn write_h1_head(
-    out: &mut Vec<u8>,
-    parts: &http::response::Parts,
-    (framing, close): (DownFraming, bool),
-    minor: u8,
-    mut edits: crate::http::filter::headers::Edits<'_>,
-    progress: &Progress,
-) {
-    let headers: Vec<httparse::Header<'_>> = parts
-        .headers
-        .iter()
-        .map(|(n, v)| httparse::Header {
-            name: n.as_str(),
-            value: v.as_bytes(),
-        })
-        .collect();
-    out.clear();
-    if let Some(m) = edits.stamp.phases.as_mut() {
-        m.set_upstream(progress.phase_marks());
-    }
-    encode::write_response(
-        out,
-        &DownstreamResponse {
-            status: parts.status.as_u16(),
-            reason: parts.status.canonical_reason().unwrap_or(""),
-            headers: &headers,
-            has_connection_header: false,
-            framing,
-            close,
-            http10_keep_alive: minor == 0 && !close,
-            upgrade: None,
-            edits,
-        },
-    );
 }

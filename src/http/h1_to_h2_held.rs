@@ -101,7 +101,14 @@ pub(super) async fn respond<D: Io>(
     };
     let close =
         !client.keep_alive || (client.draining)() || framing == DownFraming::Close || client.cut;
-    super::h1_to_h2::write_h1_head(out, &parts, (framing, close), client.minor, edits, progress);
+    super::h1_to_h2_head::write_h1_head(
+        out,
+        &parts,
+        (framing, close),
+        client.minor,
+        edits,
+        progress,
+    );
     if !had_body && length.is_none() && status != 204 && status != 304 {
         // An empty HTTP/2 body without a length: say so, or an HTTP/1 client waits.
         // The head ends in the blank line; put the header before it.

@@ -20,6 +20,7 @@ pub(crate) mod forwarding;
 pub(crate) mod grpc_local;
 pub mod h1;
 mod h1_to_h2;
+mod h1_to_h2_head;
 mod h1_to_h2_held;
 pub mod h2;
 pub(crate) mod held_body;
