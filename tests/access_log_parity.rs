@@ -6,7 +6,9 @@
 //! `%RESP%` and `%TRAILER%` (alternatives, lengths), and a `json_format` (types); and
 //! HTTP/2 clients (prior knowledge) in text and JSON: response headers and trailers of
 //! HTTP/1.1 and HTTP/2 upstreams (gRPC with trailers, trailers-only) and of local
-//! replies, and `%CONNECTION_ID%` across streams of one connection.
+//! replies, and `%CONNECTION_ID%` across streams of one connection; and HTTP/1.1
+//! clients of the HTTP/2 upstream, whose trailers the log prints though the client
+//! does not get them from Envoy.
 //! Skips, saying why, when Envoy is not installed.
 
 mod common;
@@ -377,6 +379,13 @@ fn h2_answer(p: &http::request::Parts) -> h2client::Answer {
             body: b"",
             trailers: vec![],
         },
+        // A body with a length, then trailers.
+        "/g/lt" => h2client::Answer {
+            status: 200,
+            headers: vec![("content-length", "5"), ("x-up", "lt")],
+            body: b"hello",
+            trailers: vec![("x-t", "t2"), ("grpc-message", "len")],
+        },
         _ => h2client::Answer {
             status: 200,
             headers: vec![("content-length", "5"), ("x-up", "h2")],
@@ -553,5 +562,80 @@ fn http2_json_format_matches_envoy() {
         norm(&ours),
         norm(&envoy),
         "HTTP/2 json format: outrigger, then envoy"
+    );
+}
+
+/// HTTP/1.1 clients of the HTTP/2 upstream (method, path): a body ended by trailers,
+/// a trailers-only answer, a plain body, and a body with a length and trailers.
+const H1_TO_H2_CASES: &[(&str, &str)] = &[
+    ("POST", "/g/echo"),
+    ("POST", "/g/fail"),
+    ("GET", "/g/plain"),
+    ("GET", "/g/lt"),
+];
+
+const H1_TO_H2_TEXT: &str = "%REQ(:PATH)%|%PROTOCOL%|%RESPONSE_CODE%|%RESPONSE_FLAGS%|%RESP(X-UP)%|%RESP(CONTENT-LENGTH)%|%RESP(GRPC-STATUS)%|%TRAILER(GRPC-STATUS)%|%TRAILER(X-T)%|%TRAILER(X-NOPE?GRPC-MESSAGE):3%|%BYTES_SENT%|%RESPONSE_CODE_DETAILS%|%RESPONSE_DURATION%";
+
+/// `%TRAILER%` for an HTTP/1.1 client: Envoy's log prints the HTTP/2 upstream's
+/// trailers whatever the client's protocol, with a chunked body or one with a length.
+#[test]
+fn http1_clients_log_http2_upstream_trailers_as_envoy() {
+    let Some(bin) = envoy_or_skip("http1_clients_log_http2_upstream_trailers_as_envoy") else {
+        return;
+    };
+    let fmt = format!(
+        "              log_format:\n                text_format_source:\n                  inline_string: \"{H1_TO_H2_TEXT}\\n\""
+    );
+    let send = |listen: SocketAddr, log: &Path| -> Vec<String> {
+        for (method, path) in H1_TO_H2_CASES {
+            let mut c = Conn::connect(listen);
+            let body = if *method == "POST" {
+                "\0\0\0\0\x02yo"
+            } else {
+                ""
+            };
+            c.send(format!(
+                "{method} {path} HTTP/1.1\r\nhost: svc\r\ncontent-type: application/grpc\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            ));
+            let r = c.read_response().unwrap();
+            assert_eq!(r.status, 200, "{path}");
+        }
+        let n = H1_TO_H2_CASES.len();
+        let mut lines = wait_until(Duration::from_secs(10), || {
+            let lines: Vec<String> = read_lossy(log).lines().map(String::from).collect();
+            (lines.len() >= n).then_some(lines)
+        })
+        .unwrap_or_else(|| panic!("fewer than {n} log lines:\n{}", read_lossy(log)));
+        lines.sort();
+        // RESPONSE_DURATION: a number, or `-` (which must stay `-`).
+        lines
+            .iter()
+            .map(|l| match l.rsplit_once('|') {
+                Some((rest, d)) if is_number(d) => format!("{rest}|<ms>"),
+                _ => l.clone(),
+            })
+            .collect()
+    };
+    let up = Upstream::start(fixed("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
+    let h2 = h2client::h2_upstream_answering(h2_answer);
+    let text = bootstrap(up.addr, h2, &fmt);
+    let envoy = Envoy::start(&bin, &text);
+    let from_envoy = send(envoy.listen, &envoy.dir.join("access.log"));
+    drop(envoy);
+    let proxy = Proxy::start(&text);
+    let ours = send(proxy.listen, &proxy.dir.join("access.log"));
+    assert_eq!(ours, from_envoy, "HTTP/1.1 clients: outrigger, then envoy");
+    // The lines say what they should, not only the same thing as Envoy's.
+    assert!(
+        ours.iter()
+            .any(|l| l.starts_with("/g/echo|") && l.contains("|0|t1|fin|")),
+        "{ours:?}"
+    );
+    assert!(
+        ours.iter()
+            .any(|l| l.starts_with("/g/lt|") && l.contains("|-|t2|len|")),
+        "{ours:?}"
     );
 }

@@ -183,6 +183,10 @@ struct Conn {
     logging: bool,
     /// What the record keeps of the upstream connection (`WorkerView::upstream_wants`).
     upstream: UpstreamWants,
+    /// The log prints a trailer (`%TRAILER(..)%`): an HTTP/2 upstream's trailers are
+    /// kept for it (an HTTP/1 upstream's chunked trailers pass through unparsed and
+    /// are not logged, as Envoy's codec without `enable_trailers` does not see them).
+    log_trailers: bool,
     /// The chain counts Istio's metrics: the record keeps the Host (and the cluster's
     /// index, not its name: no shared `Arc` is touched per request).
     istio: bool,
@@ -236,6 +240,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         },
         logging: view.access_log(at).is_some(),
         upstream: view.upstream_wants(at),
+        log_trailers: view.response_wants(at).trailers,
         istio: view.istio(at).is_some(),
         // Only a logged connection needs its `%CONNECTION_ID%`.
         id: view
@@ -259,6 +264,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         if let Some((v, a)) = moving.to.take() {
             conn.logging = v.access_log(a).is_some();
             conn.upstream = v.upstream_wants(a);
+            conn.log_trailers = v.response_wants(a).trailers;
             conn.istio = v.istio(a).is_some();
             view = v;
             at = a;

@@ -67,6 +67,9 @@ pub(crate) struct H1Request<'a> {
     pub retry: Option<&'a RetryState<'a>>,
     /// The route clock's length (zero: none), which bounds the per-try timeout.
     pub route_timeout: Duration,
+    /// The access log prints a trailer: the upstream's trailers come back in the
+    /// result (`Result::trailers`).
+    pub keep_trailers: bool,
 }
 
 pub(crate) struct Result {
@@ -84,6 +87,14 @@ pub(crate) struct Result {
     pub body_cut: bool,
     /// `failed` came after retries (Envoy's local reply then says so).
     pub retried: bool,
+    /// The upstream's response trailers, when `H1Request::keep_trailers` (the h2
+    /// crate's own map, moved here: nothing is copied for a log that does not print
+    /// them). Envoy's access log sees an HTTP/2 upstream's trailers whatever the
+    /// client's protocol.
+    pub trailers: Option<http::HeaderMap>,
+    /// The head got a `content-length: 0` the upstream did not send (an empty HTTP/2
+    /// body without a length), which Envoy's codec adds and its log does not show.
+    pub added_length: bool,
 }
 
 /// The upstream failed before a response head went to the client.
@@ -104,6 +115,8 @@ fn failed(status: u16, flag: ResponseFlag) -> Result {
         bytes_sent: 0,
         body_cut: false,
         retried: false,
+        trailers: None,
+        added_length: false,
     }
 }
 
@@ -447,6 +460,8 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
                     bytes_sent: progress.bytes_sent(),
                     body_cut: false,
                     retried: false,
+                    trailers: None,
+                    added_length: false,
                 }
             }
         }
@@ -545,9 +560,13 @@ async fn exchange_inner<D: Io, C: Connector>(
                 flag,
                 keep_alive,
                 bytes_sent,
+                trailers,
+                added_length,
             } => {
                 let mut res = failed(status, flag);
                 (res.keep_alive, res.bytes_sent) = (keep_alive, bytes_sent);
+                res.trailers = trailers.filter(|_| r.keep_trailers);
+                res.added_length = added_length;
                 res
             }
             Held::Reply(reply) => {
@@ -578,7 +597,8 @@ async fn exchange_inner<D: Io, C: Connector>(
         response_edits,
         progress,
     );
-    if no_body && status != 204 && status != 304 && framing == DownFraming::AsIs {
+    let added_length = no_body && status != 204 && status != 304 && framing == DownFraming::AsIs;
+    if added_length {
         // An empty HTTP/2 body without a length: say so, or an HTTP/1 client waits.
         // The head ends in the blank line; put the header before it.
         out.truncate(out.len().saturating_sub(2));
@@ -632,6 +652,8 @@ async fn exchange_inner<D: Io, C: Connector>(
         bytes_sent: head_len + inline as u64,
         body_cut: cut,
         retried: false,
+        trailers: None,
+        added_length,
     };
     // From here on a clock that runs out can only close the connection.
     progress.head_sent(status);
@@ -701,12 +723,18 @@ async fn exchange_inner<D: Io, C: Connector>(
                 line.extend_from_slice(value.as_bytes());
                 line.extend_from_slice(b"\r\n");
             }
+            res.trailers = Some(trailers).filter(|_| r.keep_trailers);
         }
         line.extend_from_slice(b"\r\n");
         if down.write_all(&line).await.is_err() {
             res.flag = ResponseFlag::DownstreamConnectionTermination;
             res.keep_alive = false;
         }
+    } else if r.keep_trailers && !ended {
+        // A body with a length (or until the close) does not carry trailers to an
+        // HTTP/1 client, but the log prints them. The DATA frames are all read, so
+        // trailers, if any, are already here.
+        res.trailers = up_body.trailers().await.ok().flatten();
     }
     res
 }

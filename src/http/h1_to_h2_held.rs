@@ -8,7 +8,8 @@
 //! a body without a length. The trailers end the body for the processor (its message
 //! says `end_of_stream: false`) but are not sent on: Envoy's HTTP/1 codec drops
 //! response trailers unless `enable_trailers` (the streaming path, `h1_to_h2.rs`,
-//! still writes them after the last chunk).
+//! still writes them after the last chunk). The access log still sees them
+//! (`%TRAILER(..)%`), as Envoy's does.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -52,6 +53,10 @@ pub(super) enum Held {
         flag: ResponseFlag,
         keep_alive: bool,
         bytes_sent: u64,
+        /// The upstream's trailers (not sent on), for the access log's `%TRAILER%`.
+        trailers: Option<http::HeaderMap>,
+        /// The head got a `content-length: 0` of the proxy's own.
+        added_length: bool,
     },
     /// Nothing went out: a filter (or the buffer limit) answers instead.
     Reply(LocalReply),
@@ -109,7 +114,8 @@ pub(super) async fn respond<D: Io>(
         edits,
         progress,
     );
-    if !had_body && length.is_none() && status != 204 && status != 304 {
+    let added_length = !had_body && length.is_none() && status != 204 && status != 304;
+    if added_length {
         // An empty HTTP/2 body without a length: say so, or an HTTP/1 client waits.
         // The head ends in the blank line; put the header before it.
         out.truncate(out.len().saturating_sub(2));
@@ -139,6 +145,8 @@ pub(super) async fn respond<D: Io>(
             flag: ResponseFlag::DownstreamConnectionTermination,
             keep_alive: false,
             bytes_sent,
+            trailers,
+            added_length,
         };
     }
     Held::Sent {
@@ -146,5 +154,7 @@ pub(super) async fn respond<D: Io>(
         flag,
         keep_alive: !close,
         bytes_sent,
+        trailers,
+        added_length,
     }
 }

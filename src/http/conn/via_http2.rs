@@ -1,8 +1,9 @@
 //! An HTTP/1 request to an HTTP/2 cluster: the HTTP/1 connection manager's side of
 //! `h1_to_h2`, and how its result becomes the connection's outcome.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use crate::observe::stream_info::{self, LogFacts};
 use crate::upstream::request::{self, clock::Progress};
 use crate::upstream::Connector;
 
@@ -40,6 +41,7 @@ impl Conn {
             tee: plan.tee.as_ref(),
             retry,
             route_timeout,
+            keep_trailers: self.log_trailers,
         };
         // The response head is written into `wbuf`, which holds no upstream head here.
         let res = super::super::h1_to_h2::exchange(
@@ -67,6 +69,7 @@ impl Conn {
         }
         self.rec.log.upstream_local = progress.upstream_local();
         self.rec.upstream_tls = progress.upstream_tls();
+
         if let Some(f) = res.failed {
             self.rec.log.transport_failure = progress.transport_failure();
             if let Some(d) = f.details().filter(|_| self.logging) {
@@ -84,6 +87,22 @@ impl Conn {
             return self
                 .reply_and_close(down, plan, 400, b"bad request", res.flag)
                 .await;
+        }
+        if self.logging {
+            // What the access log reads of the response: the HTTP/1 head written into
+            // `wbuf`, when it went out, and the upstream's trailers.
+            let log = &mut self.rec.log;
+            log.head_out = LogFacts::keep_head(&mut log.response_head, &self.wbuf);
+            log.empty_local_reply = res.added_length;
+            log.details = "via_upstream";
+            log.response_began = progress.head_at().and_then(|at| {
+                let start = self.rec.start?;
+                let since = SystemTime::now().duration_since(start).ok()?;
+                since.checked_sub(at.elapsed())
+            });
+            if let Some(t) = &res.trailers {
+                stream_info::keep_header_map(&mut log.trailers, t);
+            }
         }
         Outcome {
             status: res.status,

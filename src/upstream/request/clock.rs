@@ -323,6 +323,11 @@ impl Progress {
         }
     }
 
+    /// When the first response head went to the client.
+    pub fn head_at(&self) -> Option<Instant> {
+        self.head_at.get()
+    }
+
     /// The status of the response head sent, 0 if none was.
     pub fn status(&self) -> u16 {
         self.status.get()
