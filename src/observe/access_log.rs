@@ -158,6 +158,7 @@ impl LogSink {
                 tls: cfg.upstream_tls,
             },
             response: ResponseWants {
+                request: true,
                 head: cfg.response_headers,
                 trailers: cfg.trailers,
             },

@@ -73,12 +73,13 @@ pub struct UpstreamWants {
     pub tls: bool,
 }
 
-/// Which parts of the response an HTTP/2 stream copies for its access log, decided per
-/// chain when the config is built (`config::AccessLog`): the head when the format prints
-/// a response header, the trailers when it prints a trailer. A stream whose log reads
-/// neither copies nothing.
+/// Which heads an HTTP/2 stream copies for its access log, decided per chain when the
+/// config is built (`config::AccessLog`): the request head as it went upstream whenever
+/// the chain logs, the response head when the format prints a response header, the
+/// trailers when it prints a trailer. A stream without a log copies nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ResponseWants {
+    pub request: bool,
     pub head: bool,
     pub trailers: bool,
 }

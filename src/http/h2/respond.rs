@@ -17,6 +17,9 @@ use crate::observe::stream_info::{keep_header_map, LogFacts, ResponseWants};
 pub(crate) struct Respond {
     send: SendResponse<Bytes>,
     wants: ResponseWants,
+    /// The request head as it went upstream, in the form `LogFacts::request_head` holds
+    /// (empty: it did not go upstream, or none is kept).
+    request: Vec<u8>,
     /// The head sent, in the form `LogFacts::response_head` holds (empty: none kept).
     head: Vec<u8>,
     /// The trailers sent, as `LogFacts::trailers` holds them.
@@ -33,6 +36,7 @@ impl Respond {
         Respond {
             send,
             wants,
+            request: buf(wants.request),
             head: buf(wants.head),
             trailers: buf(wants.trailers),
             empty_local_reply: false,
@@ -68,6 +72,21 @@ impl Respond {
         self.send.send_reset(reason);
     }
 
+    /// Notes the HTTP/1 request head as it goes upstream, when the stream is logged:
+    /// Envoy's `%REQ(..)%` reads the request's headers after the router's edits.
+    pub fn keep_request_h1(&mut self, head: &[u8]) {
+        if self.wants.request {
+            LogFacts::keep_head(&mut self.request, head);
+        }
+    }
+
+    /// Notes the HTTP/2 request as it goes upstream, when the stream is logged.
+    pub fn keep_request_h2(&mut self, headers: &HeaderMap) {
+        if self.wants.request {
+            keep_header_map(&mut self.request, headers);
+        }
+    }
+
     /// Notes the trailers about to end the response, when the log prints trailers.
     pub fn keep_trailers(&mut self, t: &HeaderMap) {
         if let Some(into) = self.trailer_copy() {
@@ -83,6 +102,7 @@ impl Respond {
 
     /// Hands what was kept to the stream's log record.
     pub fn into_log(self, log: &mut LogFacts) {
+        log.request_head = self.request;
         log.response_head = self.head;
         log.trailers = self.trailers;
         log.empty_local_reply = self.empty_local_reply && !log.response_head.is_empty();

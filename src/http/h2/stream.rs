@@ -616,8 +616,10 @@ pub(crate) async fn serve<C: Connector>(
             .note_route(route.and_then(|r| r.name.as_ref()), trace_id);
         (info.log.upstream_local, info.log.transport_failure) =
             (upstream_facts.0, upstream_facts.1);
-        info.log.request_head = conn.log_buffers.take();
-        stream_info::keep_header_map(&mut info.log.request_head, &parts.headers);
+        if info.log.request_head.is_empty() {
+            // It did not go upstream: the head as it came.
+            stream_info::keep_header_map(&mut info.log.request_head, &parts.headers);
+        }
     } else if istio.is_some() {
         // Istio's labels read the Host and the cluster.
         info.authority = authority;

@@ -336,6 +336,7 @@ async fn exchange<C: Connector>(
         r.edits.request,
         r.body.is_end_stream(),
     );
+    respond.keep_request_h1(&head);
     let is_head = r.parts.method == http::Method::HEAD;
     let replayable = r.parts.method.is_idempotent() && r.body.is_end_stream();
     let (grpc, response_edits, max_headers) = (r.grpc, r.edits.response, r.max_headers);

@@ -299,6 +299,7 @@ where
             HeadError::BadRequest("invalid request target"),
         );
     };
+    respond.keep_request_h2(req.headers());
     let mut held = r.held.take();
     let mut held_trailers = r.held_trailers.take();
     let tee = r.tee.take();
