@@ -274,16 +274,10 @@ fn a_retry_budget_replaces_max_retries() {
 fn unsupported_threshold_fields_are_refused_by_path() {
     let dir = TempDir::new("cb-refused");
     let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    for (i, (t, want)) in [
-        (
-            "{ max_connection_pools: 3 }",
-            "clusters[0].circuit_breakers.thresholds[0].max_connection_pools: not supported by Outrigger",
-        ),
-        (
-            "{ priority: LOW }",
-            "clusters[0].circuit_breakers.thresholds[0].priority: must be `DEFAULT` or `HIGH`",
-        ),
-    ]
+    for (i, (t, want)) in [(
+        "{ priority: LOW }",
+        "clusters[0].circuit_breakers.thresholds[0].priority: must be `DEFAULT` or `HIGH`",
+    )]
     .iter()
     .enumerate()
     {
@@ -404,4 +398,61 @@ fn an_http2_cluster_is_refused_by_max_pending_requests_while_it_connects() {
         2,
     );
     assert_eq!(get(p.listen, "svc", "/x").status, 200);
+}
+
+/// `max_connection_pools` on an HTTP/2 cluster: one pool per endpoint and core while it
+/// has a connection. With two endpoints, round robin and one worker, the first
+/// endpoint's connection stays open, so every request to the second needs a pool past
+/// the limit: 503 "no healthy upstream" (UH), counted as `cx_pool_overflow`. The HTTP/1
+/// case is compared with Envoy in tests/circuit_breakers_parity.rs.
+#[test]
+fn an_http2_cluster_counts_its_connection_pools() {
+    let (a, b) = (h2client::h2_upstream(200), h2client::h2_upstream(200));
+    let cfg = config(a, "{ max_connection_pools: 1, track_remaining: true }", "")
+        .replace(
+            "    connect_timeout: 1s\n",
+            "    connect_timeout: 1s\n    protocol: http2\n",
+        )
+        .replace(
+            &format!("        port: {}\n", a.port()),
+            &format!(
+                "        port: {}\n      - address: 127.0.0.1\n        port: {}\n",
+                a.port(),
+                b.port()
+            ),
+        );
+    let p = Proxy::start(&cfg);
+    let answers: Vec<(u16, String)> = (0..4)
+        .map(|_| {
+            let r = get(p.listen, "svc", "/x");
+            (r.status, r.body_str())
+        })
+        .collect();
+    let mut oks: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    oks.sort_unstable();
+    assert_eq!(oks, [200, 200, 503, 503], "{answers:?}");
+    assert!(
+        answers.contains(&(503, "no healthy upstream".to_string())),
+        "{answers:?}"
+    );
+    assert_eq!(
+        stat(&p, "cx_pool_overflow"),
+        2,
+        "{}",
+        p.cluster_stats("backend")
+    );
+    assert_eq!(
+        stat(&p, "cx_total"),
+        1,
+        "one connection, to the first endpoint"
+    );
+    let cb = &p.cluster_stats("backend")["circuit_breakers"];
+    assert_eq!(cb["cx_pool_open"], 1, "{cb}");
+    assert_eq!(cb["remaining_cx_pools"], 0, "{cb}");
+    let log = p.dir.join("access.log");
+    let uh = wait_until(Duration::from_secs(10), || {
+        let text = read_lossy(&log);
+        (text.lines().count() >= 4).then(|| text.matches("503 UH").count())
+    });
+    assert_eq!(uh, Some(2), "{}", read_lossy(&log));
 }

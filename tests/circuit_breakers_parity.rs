@@ -242,10 +242,6 @@ fn unsupported_circuit_breaker_fields_are_refused_by_path() {
     let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let at = "static_resources.clusters[0].circuit_breakers";
     for (i, (t, want)) in [
-        (
-            "{ max_connection_pools: 2 }".to_string(),
-            format!("{at}.thresholds[0].max_connection_pools: not supported by Outrigger"),
-        ),
         // Envoy refuses it too ("Unsupported field in per_host_thresholds").
         (
             "{ max_requests: 2 }\n      per_host_thresholds: [{ max_connections: 1, max_requests: 1 }]".to_string(),
@@ -356,4 +352,90 @@ fn envoy_and_outrigger_wait_for_a_connection_alike() {
         assert_eq!(from_outrigger.statuses, vec![200, 200], "{t}");
         assert_eq!(from_outrigger.upstream_connections, 1, "{t}");
     }
+}
+
+/// What one proxy did with four keep-alive requests over two endpoints at
+/// `max_connection_pools: 1`.
+#[derive(Debug, PartialEq)]
+struct Pools {
+    /// (status, body) per request.
+    answers: Vec<(u16, String)>,
+    /// Requests each upstream saw, in the order the first got the first request.
+    seen: Vec<usize>,
+    stats: Vec<(&'static str, u64)>,
+}
+
+/// `max_connection_pools: 1` with two endpoints, round robin, one worker: the first
+/// request makes the pool of its endpoint (its connection stays pooled, so the pool
+/// stays), the next one needs the other endpoint's pool and gets Envoy's 503 "no
+/// healthy upstream" (UH), counted as `upstream_cx_pool_overflow`; and so on. The
+/// gauges `cx_pool_open` and `remaining_cx_pools` are compared too.
+#[test]
+fn envoy_and_outrigger_limit_connection_pools_alike() {
+    let Some(bin) = envoy_or_skip("envoy_and_outrigger_limit_connection_pools_alike") else {
+        return;
+    };
+    const POOL_STATS: [&str; 4] = [
+        "upstream_cx_pool_overflow",
+        "upstream_rq_5xx",
+        "circuit_breakers.default.cx_pool_open",
+        "circuit_breakers.default.remaining_cx_pools",
+    ];
+    let run = |addr: SocketAddr, ups: &[Upstream; 2], stat: &dyn Fn(&str) -> u64| -> Pools {
+        let mut c = Conn::connect(addr);
+        c.set_timeout(Duration::from_secs(10));
+        let answers = (0..4)
+            .map(|_| {
+                c.send("GET /x HTTP/1.1\r\nHost: svc\r\n\r\n");
+                let r = c.read_response().expect("a response");
+                (r.status, r.body_str())
+            })
+            .collect();
+        let mut seen: Vec<usize> = ups.iter().map(Upstream::heads).collect();
+        seen.sort_unstable_by(|a, b| b.cmp(a));
+        Pools {
+            answers,
+            seen,
+            stats: POOL_STATS.iter().map(|n| (*n, stat(n))).collect(),
+        }
+    };
+    let two = || {
+        [
+            Upstream::start(fixed("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")),
+            Upstream::start(fixed("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")),
+        ]
+    };
+    let text = |ups: &[Upstream; 2]| {
+        let second = format!(
+            "        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}\n",
+            ups[1].addr.port()
+        );
+        bootstrap(
+            ups[0].addr,
+            "{ max_connection_pools: 1, track_remaining: true }",
+            "",
+        ) + &second
+    };
+    let ups = two();
+    let envoy = Envoy::start(&bin, &text(&ups));
+    let admin = envoy.admin;
+    let from_envoy = run(envoy.listen, &ups, &|n| envoy_stat(admin, n));
+    drop(envoy);
+    let ups = two();
+    let proxy = Proxy::start(&text(&ups));
+    let ours = run(proxy.listen, &ups, &|n| {
+        let c = proxy.cluster_stats("up");
+        let v = match n {
+            "upstream_cx_pool_overflow" => &c["cx_pool_overflow"],
+            "upstream_rq_5xx" => &c["rq_class"][4],
+            _ => &c["circuit_breakers"][n.trim_start_matches("circuit_breakers.default.")],
+        };
+        v.as_u64().unwrap_or(0)
+    });
+    assert_eq!(ours, from_envoy, "outrigger, then envoy");
+    assert_eq!(
+        ours.answers[1],
+        (503, "no healthy upstream".to_string()),
+        "{ours:?}"
+    );
 }

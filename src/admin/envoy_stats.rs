@@ -469,6 +469,7 @@ fn scalars(r: &StatsReport) -> Vec<Scalar> {
             ("upstream_rq_pending_overflow", c.rq_pending_overflow),
             ("upstream_rq_active_overflow", c.rq_active_overflow),
             ("upstream_cx_overflow", c.cx_overflow),
+            ("upstream_cx_pool_overflow", c.cx_pool_overflow),
             ("upstream_cx_max_requests", c.cx_max_requests),
             ("upstream_rq_shadow", c.rq_shadow),
             ("upstream_rq_shadow_failed", c.rq_shadow_failed),
@@ -487,7 +488,7 @@ fn scalars(r: &StatsReport) -> Vec<Scalar> {
         // The nested reports already carry Envoy's field names; their gauges are
         // the ones Envoy calls gauges.
         let gauges = ["healthy", "ejections_active", "cx_open", "rq_pending_open"];
-        let gauges = [&gauges[..], &["rq_open", "rq_retry_open"]].concat();
+        let gauges = [&gauges[..], &["rq_open", "rq_retry_open", "cx_pool_open"]].concat();
         let nested = [
             ("", serde_json::to_value(&c.dns)),
             ("health_check.", serde_json::to_value(&c.health_check)),

@@ -269,6 +269,12 @@ pub fn render(r: &StatsReport) -> String {
         cx_overflow
     );
     per_cluster!(
+        "outrigger_upstream_cx_pool_overflow_total",
+        "counter",
+        "Requests refused because a new connection pool would pass max_connection_pools (503 UH).",
+        cx_pool_overflow
+    );
+    per_cluster!(
         "outrigger_upstream_cx_max_requests_total",
         "counter",
         "Connections closed for reaching max_requests_per_connection.",
@@ -452,7 +458,7 @@ fn ext_authz(out: &mut String, cs: &[crate::observe::stats::ClusterReport]) {
 
 fn circuit_breakers(out: &mut String, cs: &[crate::observe::stats::ClusterReport]) {
     type Field = fn(&crate::config::circuit::BreakerReport) -> Option<u64>;
-    let gauges: [(&str, &str, Field); 8] = [
+    let gauges: [(&str, &str, Field); 10] = [
         ("cx_open", "1 while max_connections is reached.", |b| {
             Some(b.cx_open)
         }),
@@ -486,6 +492,16 @@ fn circuit_breakers(out: &mut String, cs: &[crate::observe::stats::ClusterReport
             "remaining_retries",
             "Retries left before max_retries.",
             |b| b.remaining_retries,
+        ),
+        (
+            "cx_pool_open",
+            "1 while max_connection_pools is reached.",
+            |b| Some(b.cx_pool_open),
+        ),
+        (
+            "remaining_cx_pools",
+            "Connection pools left before max_connection_pools.",
+            |b| b.remaining_cx_pools,
         ),
     ];
     for (name, help, get) in gauges {

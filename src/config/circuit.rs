@@ -14,6 +14,10 @@
 //! connections are counted too, process-wide (Envoy's host `cx_active`): each core
 //! looks its endpoints' counters up once, when its cluster state is built
 //! (`Breakers::host`), and a connection's open and close touch one more atomic.
+//! `max_connection_pools` counts Envoy's connection pools: one per endpoint and core,
+//! from the moment the core opens a first connection to the endpoint until its last
+//! one closes (Envoy creates a pool for a host on first use and deletes it when it is
+//! idle, with no connection left); only those two moments touch its atomic.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,6 +44,9 @@ pub struct Thresholds {
     pub max_retries: u64,
     /// Replaces `max_retries` when set.
     pub retry_budget: Option<RetryBudget>,
+    /// Envoy's default is "unlimited", its `u32` maximum (which `remaining_cx_pools`
+    /// then shows).
+    pub max_connection_pools: u64,
     /// Publish the `remaining_*` gauges.
     pub track_remaining: bool,
 }
@@ -52,6 +59,7 @@ impl Default for Thresholds {
             max_requests: 1024,
             max_retries: 3,
             retry_budget: None,
+            max_connection_pools: u64::from(u32::MAX),
             track_remaining: false,
         }
     }
@@ -68,6 +76,8 @@ pub struct Breakers {
     pending: AtomicU64,
     requests: AtomicU64,
     retries: AtomicU64,
+    /// Connection pools: (endpoint, core) pairs with a connection open or opening.
+    pools: AtomicU64,
     /// Open connections per endpoint address (only with a per-host limit); kept by
     /// address, so an update that changes the endpoints keeps the counts of the ones
     /// that stay.
@@ -186,6 +196,23 @@ impl Breakers {
         host.dec();
     }
 
+    /// Whether a new connection pool (a first connection from a core to an endpoint)
+    /// fits under `max_connection_pools` (Envoy's `connectionPools().canCreate()`,
+    /// checked, then counted by `open_pool`, as Envoy's pool map does).
+    pub fn can_open_pool(&self) -> bool {
+        self.pools.load(Ordering::Relaxed) < self.limits.max_connection_pools
+    }
+
+    /// A core's first connection to an endpoint is opening: its pool exists.
+    pub fn open_pool(&self) {
+        self.pools.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A core's last connection to an endpoint closed: its pool is gone.
+    pub fn close_pool(&self) {
+        give(&self.pools);
+    }
+
     /// A slot of `max_requests`, given back by `end_request`.
     pub fn try_request(&self) -> bool {
         take(&self.requests, self.limits.max_requests)
@@ -233,6 +260,7 @@ impl Breakers {
             self.requests.load(Ordering::Relaxed),
             self.retries.load(Ordering::Relaxed),
         );
+        let pools = self.pools.load(Ordering::Relaxed);
         let max_retries = self.max_retries();
         let remaining = |max: u64, n: u64| l.track_remaining.then(|| max.saturating_sub(n));
         BreakerReport {
@@ -240,11 +268,13 @@ impl Breakers {
             rq_pending_open: u64::from(pending >= l.max_pending_requests),
             rq_open: u64::from(rq >= l.max_requests),
             rq_retry_open: u64::from(retries >= max_retries),
+            cx_pool_open: u64::from(pools >= l.max_connection_pools),
             remaining_cx: remaining(l.max_connections, cx),
             remaining_pending: remaining(l.max_pending_requests, pending),
             remaining_rq: remaining(l.max_requests, rq),
             // Envoy publishes no remaining_retries under a retry budget.
             remaining_retries: remaining(max_retries, retries).filter(|_| l.retry_budget.is_none()),
+            remaining_cx_pools: remaining(l.max_connection_pools, pools),
         }
     }
 }
@@ -266,6 +296,7 @@ pub struct BreakerReport {
     pub rq_pending_open: u64,
     pub rq_open: u64,
     pub rq_retry_open: u64,
+    pub cx_pool_open: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining_cx: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -274,6 +305,8 @@ pub struct BreakerReport {
     pub remaining_rq: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining_retries: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining_cx_pools: Option<u64>,
 }
 
 #[cfg(test)]

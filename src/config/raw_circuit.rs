@@ -33,7 +33,7 @@ pub(crate) struct RawThresholds {
     pub retry_budget: Option<RawRetryBudget>,
     #[serde(default)]
     pub track_remaining: bool,
-    /// Refused by the builder: Outrigger does not count connection pools.
+    /// Connection pools: one per endpoint and core while it has a connection.
     #[serde(default)]
     pub max_connection_pools: Option<u32>,
 }

@@ -375,6 +375,9 @@ pub struct ClusterStats {
     pub rq_active_overflow: Counter,
     /// Envoy's `upstream_cx_overflow`: new connections `max_connections` refused.
     pub cx_overflow: Counter,
+    /// Envoy's `upstream_cx_pool_overflow`: requests that needed a new connection pool
+    /// past `max_connection_pools` (503 UH).
+    pub cx_pool_overflow: Counter,
     /// Envoy's `upstream_cx_max_requests`: connections that reached
     /// `max_requests_per_connection` (counted when the last request they may carry is
     /// sent on them; they close once it is done).
@@ -438,6 +441,7 @@ impl ClusterStats {
             rq_pending_overflow: self.rq_pending_overflow.get(),
             rq_active_overflow: self.rq_active_overflow.get(),
             cx_overflow: self.cx_overflow.get(),
+            cx_pool_overflow: self.cx_pool_overflow.get(),
             cx_max_requests: self.cx_max_requests.get(),
             circuit_breakers: None,
             rq_retry_limit_exceeded: self.rq_retry_limit_exceeded.get(),
@@ -576,6 +580,7 @@ pub struct ClusterReport {
     pub rq_pending_overflow: u64,
     pub rq_active_overflow: u64,
     pub cx_overflow: u64,
+    pub cx_pool_overflow: u64,
     pub cx_max_requests: u64,
     /// Envoy's `circuit_breakers.default.*` gauges, process-wide (filled in by the
     /// control side from the snapshot, not summed over workers).
@@ -700,6 +705,7 @@ impl StatsReport {
                     x.rq_pending_overflow += c.rq_pending_overflow;
                     x.rq_active_overflow += c.rq_active_overflow;
                     x.cx_overflow += c.cx_overflow;
+                    x.cx_pool_overflow += c.cx_pool_overflow;
                     x.cx_max_requests += c.cx_max_requests;
                     x.rq_retry_limit_exceeded += c.rq_retry_limit_exceeded;
                     x.rq_retry_backoff_exponential += c.rq_retry_backoff_exponential;

@@ -263,6 +263,10 @@ impl<C: 'static> ClusterState<C> {
             }
             // The connection it waited for failed: counted once, by its opener.
             Err(e) if super::h2conn::WaitedFailed::is(&e) => Err(e),
+            Err(e) if super::h2conn::PoolOverflow::is(&e) => {
+                self.stats.cx_pool_overflow.inc();
+                Err(e)
+            }
             Err(e) => {
                 tracing::debug!(upstream = %addr, error = %e, "upstream h2 connect failed");
                 self.stats.cx_connect_fail.inc();

@@ -40,6 +40,27 @@ impl Live {
         self.open.get(ep).map_or(0, Cell::get)
     }
 
+    /// A connection to `ep` is opening; the first one makes this core's pool for the
+    /// endpoint (`max_connection_pools`).
+    fn up(&self, ep: usize, breakers: &Breakers) {
+        if let Some(n) = self.open.get(ep) {
+            if n.get() == 0 {
+                breakers.open_pool();
+            }
+            n.set(n.get() + 1);
+        }
+    }
+
+    /// A connection to `ep` closed (or failed to open); the last one ends the pool.
+    fn down(&self, ep: usize, breakers: &Breakers) {
+        if let Some(n) = self.open.get(ep) {
+            if n.get() == 1 {
+                breakers.close_pool();
+            }
+            n.set(n.get().saturating_sub(1));
+        }
+    }
+
     /// Wakes the requests waiting for a connection to `ep` (one was pooled or closed).
     pub fn wake(&self, ep: usize) {
         let woken = match self.waiters.borrow_mut().get_mut(ep) {
@@ -98,9 +119,7 @@ pub(crate) struct Connecting<'a> {
 
 impl<'a> Connecting<'a> {
     pub fn new(breakers: &'a Arc<Breakers>, live: &'a Rc<Live>, ep: usize, host: HostCx) -> Self {
-        if let Some(n) = live.open.get(ep) {
-            n.set(n.get() + 1);
-        }
+        live.up(ep, breakers);
         Connecting {
             breakers,
             live,
@@ -128,9 +147,7 @@ impl<'a> Connecting<'a> {
 impl Drop for Connecting<'_> {
     fn drop(&mut self) {
         self.breakers.close_cx(&self.host);
-        if let Some(n) = self.live.open.get(self.ep) {
-            n.set(n.get().saturating_sub(1));
-        }
+        self.live.down(self.ep, self.breakers);
         self.live.wake(self.ep);
     }
 }
@@ -164,9 +181,7 @@ impl<C> Counted<C> {
 impl<C> Drop for Counted<C> {
     fn drop(&mut self) {
         self.breakers.close_cx(&self.host);
-        if let Some(n) = self.live.open.get(self.ep) {
-            n.set(n.get().saturating_sub(1));
-        }
+        self.live.down(self.ep, &self.breakers);
         self.live.wake(self.ep);
     }
 }

@@ -46,6 +46,9 @@ struct Endpoint {
     /// Bumped by each connection that failed to open: the requests that waited for it
     /// fail with it (Envoy purges its pending streams on a connect failure).
     failed: u64,
+    /// Connections open or opening (their `OpenCx` alive): while there is one, this
+    /// core has a connection pool for the endpoint (`max_connection_pools`).
+    cx: Rc<Cell<u32>>,
 }
 
 /// A live connection: the handle streams are opened on, the connection's local address
@@ -97,8 +100,15 @@ impl H2Conns {
             Some(e) => e.borrow().conns.clone(),
             None => return,
         };
+        let cx = match other.eps.get(from) {
+            Some(e) => e.borrow().cx.clone(),
+            None => return,
+        };
         if let Some(e) = self.eps.get(to) {
-            e.borrow_mut().conns = conns;
+            let mut e = e.borrow_mut();
+            e.conns = conns;
+            // The adopted connections count in the pool they were opened in.
+            e.cx = cx;
         }
     }
 
@@ -122,6 +132,11 @@ impl H2Conns {
             return Err(std::io::Error::other("no such endpoint"));
         };
         let configured = cluster.pool.max_concurrent_streams;
+        // No connection to the endpoint on this core: the request needs a new pool,
+        // within `max_connection_pools` (Envoy's router answers 503 UH past it).
+        if slot.borrow().cx.get() == 0 && !cluster.breakers.can_open_pool() {
+            return Err(std::io::Error::other(PoolOverflow));
+        }
         // The request's `max_pending_requests` slot while it waits for a connection
         // (taken on the first wait; for HTTP/2 the only time the limit applies).
         let mut pending = None;
@@ -214,13 +229,14 @@ impl H2Conns {
                 // A pool with no connection always gets one, as in Envoy.
                 breakers.force_cx(host);
             }
+            let pool = slot.borrow().cx.clone();
             return self
                 .open(
                     slot,
                     connector,
                     cluster,
                     addr,
-                    OpenCx(breakers, host.clone()),
+                    OpenCx::new(breakers, host.clone(), pool),
                 )
                 .await
                 .map(|r| Ready { over, ..r });
@@ -376,15 +392,54 @@ impl WaitedFailed {
     }
 }
 
-/// The `max_connections` slot of an HTTP/2 connection, given back when its driver task
-/// ends (or the connect fails).
+/// The `max_connections` slot of an HTTP/2 connection, and its place in the endpoint's
+/// pool on this core (`max_connection_pools`), given back when its driver task ends (or
+/// the connect fails).
 struct OpenCx(
     std::sync::Arc<crate::config::circuit::Breakers>,
     crate::config::circuit::HostCx,
+    Rc<Cell<u32>>,
 );
+
+impl OpenCx {
+    fn new(
+        breakers: std::sync::Arc<crate::config::circuit::Breakers>,
+        host: crate::config::circuit::HostCx,
+        pool: Rc<Cell<u32>>,
+    ) -> Self {
+        if pool.get() == 0 {
+            breakers.open_pool();
+        }
+        pool.set(pool.get() + 1);
+        OpenCx(breakers, host, pool)
+    }
+}
 
 impl Drop for OpenCx {
     fn drop(&mut self) {
         self.0.close_cx(&self.1);
+        if self.2.get() == 1 {
+            self.0.close_pool();
+        }
+        self.2.set(self.2.get().saturating_sub(1));
+    }
+}
+
+/// `ready`'s error when a new connection pool would pass `max_connection_pools` (503
+/// UH, as Envoy's router answers when it gets no pool).
+#[derive(Debug)]
+pub(crate) struct PoolOverflow;
+
+impl std::fmt::Display for PoolOverflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("max_connection_pools reached")
+    }
+}
+
+impl std::error::Error for PoolOverflow {}
+
+impl PoolOverflow {
+    pub fn is(e: &std::io::Error) -> bool {
+        e.get_ref().is_some_and(|i| i.is::<PoolOverflow>())
     }
 }

@@ -58,12 +58,6 @@ impl Builder {
                     continue;
                 }
             };
-            if t.max_connection_pools.is_some() {
-                self.err(
-                    format!("{tp}.max_connection_pools"),
-                    "not supported by Outrigger (its pools are one per endpoint and core)",
-                );
-            }
             let d = Thresholds::default();
             let retry_budget = t.retry_budget.as_ref().map(|b| RetryBudget {
                 budget_percent: b.budget_percent.as_ref().map_or(20.0, |v| v.value),
@@ -85,6 +79,9 @@ impl Builder {
                 max_requests: t.max_requests.map_or(d.max_requests, u64::from),
                 max_retries: t.max_retries.map_or(d.max_retries, u64::from),
                 retry_budget,
+                max_connection_pools: t
+                    .max_connection_pools
+                    .map_or(d.max_connection_pools, u64::from),
                 track_remaining: t.track_remaining,
             };
             if !high {

@@ -78,6 +78,13 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                     return Ok((c, true));
                 }
             }
+            // No connection to the endpoint on this core: the request needs a new pool,
+            // within `max_connection_pools`; past it Envoy's router answers 503 "no
+            // healthy upstream" (UH), with `upstream_cx_pool_overflow` counted.
+            if pending.is_none() && live.open(ep) == 0 && !breakers.can_open_pool() {
+                stats.cx_pool_overflow.inc();
+                return Err(Failure::NoHealthyUpstream);
+            }
             // No idle connection: the request is pending, within the circuit breakers'
             // `max_pending_requests` (Envoy's pool queues it), until one is at hand.
             if pending.is_none() {

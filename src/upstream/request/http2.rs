@@ -56,6 +56,9 @@ where
                 Ok((s, false))
             }
             Err(e) if crate::upstream::h2conn::PendingOverflow::is(&e) => Err(Failure::Overflow),
+            Err(e) if crate::upstream::h2conn::PoolOverflow::is(&e) => {
+                Err(Failure::NoHealthyUpstream)
+            }
             Err(e) => {
                 progress.connect_failed(&e);
                 Err(Failure::ConnectFailure)

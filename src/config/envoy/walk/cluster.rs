@@ -93,6 +93,7 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
             "max_retries",
             "retry_budget",
             "track_remaining",
+            "max_connection_pools",
         ],
     ),
     (
