@@ -439,3 +439,38 @@ fn envoy_and_outrigger_limit_connection_pools_alike() {
         "{ours:?}"
     );
 }
+
+/// Two DEFAULT entries: the first applies, as in Envoy (its `find_if`); the gauges
+/// with `track_remaining`, `remaining_cx_pools` at its unlimited default included.
+#[test]
+fn the_first_entry_of_a_priority_applies_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("the_first_entry_of_a_priority_applies_as_in_envoy") else {
+        return;
+    };
+    const GAUGES: [&str; 4] = [
+        "remaining_cx",
+        "remaining_rq",
+        "remaining_pending",
+        "remaining_cx_pools",
+    ];
+    let up = Upstream::start(fixed("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"));
+    let text = bootstrap(
+        up.addr,
+        "{ max_connections: 5, max_requests: 6, track_remaining: true }\n      - { max_connections: 7, max_requests: 8, max_pending_requests: 9, track_remaining: true }",
+        "",
+    );
+    let envoy = Envoy::start(&bin, &text);
+    let from_envoy: Vec<u64> = GAUGES
+        .iter()
+        .map(|g| envoy_stat(envoy.admin, &format!("circuit_breakers.default.{g}")))
+        .collect();
+    drop(envoy);
+    let proxy = Proxy::start(&text);
+    let cb = &proxy.cluster_stats("up")["circuit_breakers"];
+    let ours: Vec<u64> = GAUGES
+        .iter()
+        .map(|g| cb[*g].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(ours, from_envoy, "outrigger, then envoy: {GAUGES:?}");
+    assert_eq!(ours[..3], [5, 6, 1024], "{ours:?}");
+}

@@ -44,8 +44,8 @@ pub struct Thresholds {
     pub max_retries: u64,
     /// Replaces `max_retries` when set.
     pub retry_budget: Option<RetryBudget>,
-    /// Envoy's default is "unlimited", its `u32` maximum (which `remaining_cx_pools`
-    /// then shows).
+    /// Envoy's default is "unlimited", the `u64` maximum (which `remaining_cx_pools`
+    /// then shows, as Envoy 1.40's `/stats` does).
     pub max_connection_pools: u64,
     /// Publish the `remaining_*` gauges.
     pub track_remaining: bool,
@@ -59,7 +59,7 @@ impl Default for Thresholds {
             max_requests: 1024,
             max_retries: 3,
             retry_budget: None,
-            max_connection_pools: u64::from(u32::MAX),
+            max_connection_pools: u64::MAX,
             track_remaining: false,
         }
     }

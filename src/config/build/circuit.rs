@@ -1,7 +1,8 @@
 //! A cluster's `circuit_breakers`: Envoy's thresholds per priority, checked into the
 //! DEFAULT priority's `Thresholds` (routes have no priority here, so HIGH is accepted
-//! and never applies). A later entry for the same priority replaces an earlier one,
-//! as in Envoy. `per_host_thresholds`: the first DEFAULT entry's `max_connections`
+//! and never applies). Of several entries for one priority the first applies, as in
+//! Envoy (`ResourceManagers::load` takes the first match; Envoy 1.40's `/stats` shows
+//! the first entry's limits). `per_host_thresholds`: the first DEFAULT entry's `max_connections`
 //! limits each endpoint's connections (Envoy refuses the other limits there).
 
 use super::super::circuit::{Breakers, RetryBudget, Thresholds};
@@ -14,10 +15,12 @@ impl Builder {
         p: &str,
         raw: Option<&RawCircuitBreakers>,
     ) -> Breakers {
-        let mut default = Thresholds::default();
+        let default = Thresholds::default();
         let Some(raw) = raw else {
             return Breakers::new(default);
         };
+        // The first DEFAULT entry (Envoy's `find_if`).
+        let mut default_set = None;
         let mut per_host = None;
         for (i, t) in raw.per_host_thresholds.iter().enumerate() {
             let tp = format!("{p}.circuit_breakers.per_host_thresholds[{i}]");
@@ -84,10 +87,10 @@ impl Builder {
                     .map_or(d.max_connection_pools, u64::from),
                 track_remaining: t.track_remaining,
             };
-            if !high {
-                default = th;
+            if !high && default_set.is_none() {
+                default_set = Some(th);
             }
         }
-        breakers(default)
+        breakers(default_set.unwrap_or(default))
     }
 }
