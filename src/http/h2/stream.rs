@@ -617,8 +617,15 @@ pub(crate) async fn serve<C: Connector>(
         (info.log.upstream_local, info.log.transport_failure) =
             (upstream_facts.0, upstream_facts.1);
         if info.log.request_head.is_empty() {
-            // It did not go upstream: the head as it came.
-            stream_info::keep_header_map(&mut info.log.request_head, &parts.headers);
+            // It did not go upstream: the head as it came, with the x-request-id the
+            // connection manager made for it even so (Envoy logs it), as on HTTP/1.
+            let head = &mut info.log.request_head;
+            stream_info::keep_header_map(head, &parts.headers);
+            let id = crate::http::stamp::REQUEST_ID;
+            let has = parts.headers.contains_key(id);
+            if !has && own_headers::generates_request_id(&l.own, &l.forwarding, has, internal) {
+                stream_info::LogFacts::add_header(head, id, &crate::http::stamp::uuid_v4());
+            }
         }
     } else if istio.is_some() {
         // Istio's labels read the Host and the cluster.
