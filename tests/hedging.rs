@@ -7,6 +7,7 @@
 //! cluster's retry and per-try timeout counters must be the same.
 
 mod common;
+mod h2client;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -197,6 +198,32 @@ fn exercise(addr: SocketAddr, c: &Case, script: &Script, stat: &dyn Fn(&str) -> 
     }
 }
 
+/// The same over HTTP/2 (prior knowledge): the client's stream goes to the HTTP/1.1
+/// cluster (`http/h2/to_h1.rs`), which hedges as the HTTP/1 path does.
+fn exercise_h2(addr: SocketAddr, c: &Case, script: &Script, stat: &dyn Fn(&str) -> u64) -> Seen {
+    let r = h2client::run(move || async move {
+        let mut client = h2client::connect(addr).await;
+        let req = h2client::request("GET", "http://svc/x").body(()).unwrap();
+        h2client::send(&mut client, req, b"").await
+    });
+    assert!(r.reset.is_none(), "{}: {:?}", c.name, r.reset);
+    let _ = wait_until(Duration::from_secs(5), || {
+        (script.closed.lock().unwrap().len() >= c.closed.len()).then_some(())
+    });
+    let mut closed = script.closed.lock().unwrap().clone();
+    closed.sort_unstable();
+    Seen {
+        status: r.status,
+        body: String::from_utf8_lossy(&r.body).into_owned(),
+        tries: script.seen.load(Ordering::SeqCst),
+        attempts: script.attempts.lock().unwrap().clone(),
+        closed,
+        retry: stat("upstream_rq_retry"),
+        per_try_timeout: stat("upstream_rq_per_try_timeout"),
+        total: stat("upstream_rq_total"),
+    }
+}
+
 fn envoy_stat(admin: SocketAddr, name: &str) -> u64 {
     let r = exchange(
         admin,
@@ -330,4 +357,35 @@ clusters:
         said.contains("routes[0].hedge_policy: needs a `cluster`"),
         "{said}"
     );
+}
+
+/// HTTP/2 clients to an HTTP/1.1 cluster hedge as HTTP/1 clients do, compared with
+/// Envoy 1.40: the first two cases (the hedge wins; the first try wins).
+#[test]
+fn envoy_and_outrigger_hedge_alike_for_http2_clients() {
+    let Some(bin) = envoy_or_skip("envoy_and_outrigger_hedge_alike_for_http2_clients") else {
+        return;
+    };
+    let mut diffs = Vec::new();
+    for c in CASES.iter().filter(|c| c.request_headers.is_empty()) {
+        let (up, script) = scripted(c.delays);
+        let text = bootstrap(up.addr, c.route_extra);
+        let envoy = Envoy::start(&bin, &text);
+        let admin = envoy.admin;
+        let from_envoy = exercise_h2(envoy.listen, c, &script, &|n| envoy_stat(admin, n));
+        drop(envoy);
+        drop(up);
+        let (up, script) = scripted(c.delays);
+        let text = bootstrap(up.addr, c.route_extra);
+        let proxy = Proxy::start_with(&text, 1);
+        let from_outrigger = exercise_h2(proxy.listen, c, &script, &|n| our_stat(&proxy, n));
+        drop(proxy);
+        if from_outrigger.closed != c.closed || from_envoy != from_outrigger {
+            diffs.push(format!(
+                "{}:\n  Envoy     {from_envoy:?}\n  Outrigger {from_outrigger:?}",
+                c.name
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }

@@ -29,7 +29,7 @@ use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::replay::{Kept, Loss, OnLoss, Recording};
 use crate::upstream::request::retry::RetryState;
-use crate::upstream::request::{self, http1, Attempt, Exchange, RetryPolicy, Tried};
+use crate::upstream::request::{self, hedge, http1, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
 pub(crate) struct Request<'a> {
@@ -135,9 +135,37 @@ struct ToH1<'x, 'a> {
     /// bytes the first try took from the client.
     kept: Kept,
     streamed: u64,
+    /// The whole request as hedged tries send it (`request::hedge`), for a route that
+    /// hedges: filled once the request can go again; and its body's length.
+    hedge: Option<hedge::Copy>,
+    hedge_body: u64,
 }
 
 impl ToH1<'_, '_> {
+    /// Fills the hedged tries' copy of the request (a route that hedges), as a try
+    /// sends it: the head (with the first DATA frame, if it went there), the body the
+    /// chain held, and the streamed body's copy.
+    fn fill_hedge(&mut self, ended: bool) {
+        let Some(copy) = &self.hedge else {
+            return;
+        };
+        let mut v = copy.borrow_mut();
+        v.clear();
+        v.extend_from_slice(self.head);
+        let mut body = self.in_head.0;
+        if let Some(held) = &self.r.held {
+            v.extend_from_slice(held);
+            body += held.len() as u64;
+        }
+        if !ended {
+            if let Some(kept) = self.kept.whole() {
+                v.extend_from_slice(kept);
+                body += self.streamed;
+            }
+        }
+        self.hedge_body = body;
+    }
+
     /// A first DATA frame that is already here goes up with the head, in one write.
     async fn take_first(&mut self) -> Result<(), ()> {
         if !self.first_taken && !self.r.body.is_end_stream() {
@@ -188,6 +216,21 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
 
     fn resendable(&self) -> Option<bool> {
         Some(ToH1::resendable(self))
+    }
+
+    fn hedge_copy(&self) -> Option<hedge::Copy> {
+        self.hedge.clone()
+    }
+
+    fn adopt(&mut self, mut buf: ReadBuf) -> Result<Got, Tried> {
+        // The hedged try's response takes this try's place, its final head at the
+        // front (`hedge_try` skipped the interim ones); its buffer goes back to the
+        // worker's pool in the end instead of the one it replaces.
+        std::mem::swap(self.ubuf, &mut buf);
+        match http1::parse_head(self.ubuf.data(), self.is_head) {
+            Ok(Some(http1::Parsed::Final(h))) => Ok(Got::Head(h, self.hedge_body)),
+            _ => Err(Tried::fatal(Failure::ProtocolError)),
+        }
     }
 
     async fn try_once(&mut self, up: &mut U, at: Attempt<'_, '_>) -> Result<Got, Tried> {
@@ -279,6 +322,10 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
         if let Some(t) = self.r.tee.as_ref().filter(|_| self.r.body.is_end_stream()) {
             t.finish(None);
         }
+        if resend {
+            // Complete and at hand: hedged tries send this.
+            self.fill_hedge(ended);
+        }
         loop {
             if !self.ubuf.is_empty() {
                 match http1::parse_head(self.ubuf.data(), self.is_head) {
@@ -356,6 +403,8 @@ async fn exchange<C: Connector>(
         stats: &cs.stats,
         kept: Kept::new(retry.map(|r| r.buffer_limit())),
         streamed: 0,
+        hedge: retry.filter(|r| r.hedging()).map(|_| hedge::copy()),
+        hedge_body: 0,
     };
     if retry.is_some() {
         // A first frame that ends the body makes the request whole and resendable;

@@ -18,7 +18,8 @@
 //! retriable answer is dropped while another try may still answer (else it goes to the
 //! client); a retriable answer the retries cannot cover waits for the others too; a try
 //! that fails while others go on is charged its failure (`count_failure`), as Envoy
-//! charges every reset upstream request. Only HTTP/1.1 upstreams hedge, and only the
+//! charges every reset upstream request. Only HTTP/1.1 upstreams hedge (from HTTP/1
+//! clients, `http/conn/exchange.rs`, and HTTP/2 ones, `http/h2/to_h1.rs`), and only the
 //! exchanges that keep a copy of the request (`Exchange::hedge_copy`); the copy is made
 //! only for requests that hedge.
 
