@@ -1,11 +1,12 @@
 //! Upstream connection-pool options: `max_requests_per_connection` (Envoy's
 //! `common_http_protocol_options` field, and the deprecated cluster field it replaces)
-//! closes an HTTP/1.1 upstream connection after that many requests. The same bootstrap
-//! goes to Envoy 1.40 and to Outrigger (one worker each); the connections the upstream
-//! saw for sequential requests must be the same, and so must the connections each
-//! counts in `upstream_cx_max_requests`.
+//! closes an HTTP/1.1 upstream connection after that many requests, and an HTTP/2 one
+//! after that many streams. The same bootstrap goes to Envoy 1.40 and to Outrigger (one
+//! worker each); the connections the upstream saw for sequential requests must be the
+//! same, and so must the connections each counts in `upstream_cx_max_requests`.
 
 mod common;
+mod h2client;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -121,6 +122,90 @@ fn max_requests_per_connection_closes_the_connection_as_envoy_does() {
     );
 }
 
+const TYPED_H2: &str = r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+"#;
+
+/// The upstream connections `REQUESTS` sequential requests took on an HTTP/2 upstream,
+/// and how many of them are still open once the proxy has settled (a connection that
+/// used up its streams is closed when its last one ends): waits, bounded, for no more
+/// than `open` to be left.
+fn h2_connections(listen: SocketAddr, seen: &h2client::H2Counts, open: usize) -> (usize, usize) {
+    use std::sync::atomic::Ordering::SeqCst;
+    for _ in 0..REQUESTS {
+        let r = exchange(
+            listen,
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(r.status, 200, "{}", r.body_str());
+    }
+    let total = seen.total.load(SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while seen.open.load(SeqCst) > open && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (total, seen.open.load(SeqCst))
+}
+
+/// An HTTP/2 cluster: a connection carries `max_requests_per_connection` streams, then
+/// takes no new one and is closed when its streams are done (Envoy's DRAINING), each
+/// counted in `upstream_cx_max_requests`, as Envoy 1.40 does.
+#[test]
+fn an_http2_connection_carries_max_requests_per_connection_streams_as_in_envoy() {
+    let Some(bin) = envoy_or_skip(
+        "an_http2_connection_carries_max_requests_per_connection_streams_as_in_envoy",
+    ) else {
+        return;
+    };
+    let common2 = TYPED_H2.replace(
+        "        explicit_http_config",
+        "        common_http_protocol_options: { max_requests_per_connection: 2 }\n        explicit_http_config",
+    );
+    let deprecated1 = format!("    max_requests_per_connection: 1\n{TYPED_H2}");
+    // (name, cluster extra, (upstream connections, still open), upstream_cx_max_requests)
+    let cases = [
+        ("no limit", TYPED_H2.to_string(), (1, 1), 0u64),
+        ("common_http_protocol_options: 2", common2, (3, 1), 2),
+        (
+            "the deprecated cluster field: 1",
+            deprecated1,
+            (REQUESTS, 0),
+            REQUESTS as u64,
+        ),
+    ];
+    let mut diffs = Vec::new();
+    for (name, extra, expected, maxed) in &cases {
+        let (up, seen) = h2client::h2_upstream_counted(200);
+        let envoy = Envoy::start(&bin, &bootstrap(up, extra));
+        let from_envoy = h2_connections(envoy.listen, &seen, expected.1);
+        let envoy_maxed = envoy_stat(envoy.admin, "upstream_cx_max_requests");
+        drop(envoy);
+        let (up, seen) = h2client::h2_upstream_counted(200);
+        let proxy = Proxy::start_with(&bootstrap(up, extra), 1);
+        let from_outrigger = h2_connections(proxy.listen, &seen, expected.1);
+        let our_maxed = proxy.cluster_stats("up")["cx_max_requests"]
+            .as_u64()
+            .unwrap_or(u64::MAX);
+        drop(proxy);
+        eprintln!(
+            "{name}: connections (total, open) Envoy {from_envoy:?}, Outrigger {from_outrigger:?}; upstream_cx_max_requests Envoy {envoy_maxed}, Outrigger {our_maxed}"
+        );
+        if from_envoy != *expected || from_outrigger != *expected {
+            diffs.push(format!(
+                "{name}: upstream connections (total, open): Envoy {from_envoy:?}, Outrigger {from_outrigger:?}, expected {expected:?}"
+            ));
+        }
+        if envoy_maxed != *maxed || our_maxed != *maxed {
+            diffs.push(format!(
+                "{name}: upstream_cx_max_requests: Envoy {envoy_maxed}, Outrigger {our_maxed}, expected {maxed}"
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
 /// Envoy's `cluster.up.<name>` from its admin `/stats`.
 fn envoy_stat(admin: SocketAddr, name: &str) -> u64 {
     let r = exchange(
@@ -135,37 +220,36 @@ fn envoy_stat(admin: SocketAddr, name: &str) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// Natively `pool.max_requests_per_connection`, for `http1` clusters only; Envoy's
-/// field on a connection manager is refused by its path.
+/// Natively `pool.max_requests_per_connection`, for `http1` and `http2` clusters;
+/// Envoy's field on a connection manager is refused by its path.
 #[test]
 fn native_max_requests_per_connection_and_its_checks() {
     let up = Upstream::echo();
-    let config = |protocol: &str| {
-        proxy_config(up.addr).replace(
+    let config = |addr: SocketAddr, protocol: &str| {
+        proxy_config(addr).replace(
             "    connect_timeout: 1s\n",
             &format!(
                 "    connect_timeout: 1s\n    protocol: {protocol}\n    pool: {{ max_requests_per_connection: 2 }}\n"
             ),
         )
     };
-    let proxy = Proxy::start_with(&config("http1"), 1);
+    let proxy = Proxy::start_with(&config(up.addr, "http1"), 1);
     assert_eq!(connections(proxy.listen, &up), 3);
+    drop(proxy);
+    let (h2up, seen) = h2client::h2_upstream_counted(200);
+    let proxy = Proxy::start_with(&config(h2up, "http2"), 1);
+    assert_eq!(h2_connections(proxy.listen, &seen, 1), (3, 1));
+    assert_eq!(proxy.cluster_stats("backend")["cx_max_requests"], 2);
     drop(proxy);
     let dir = TempDir::new("pool-options");
     let hcm = bootstrap(up.addr, "").replace(
         "          stat_prefix: main\n",
         "          stat_prefix: main\n          common_http_protocol_options: { max_requests_per_connection: 3 }\n",
     );
-    for (i, (text, want)) in [
-        (
-            config("http2"),
-            "clusters[0].pool.max_requests_per_connection: is supported by Outrigger for `http1` clusters only".to_string(),
-        ),
-        (
-            hcm,
-            "common_http_protocol_options.max_requests_per_connection: not supported by Outrigger for downstream connections".to_string(),
-        ),
-    ]
+    for (i, (text, want)) in [(
+        hcm,
+        "common_http_protocol_options.max_requests_per_connection: not supported by Outrigger for downstream connections".to_string(),
+    )]
     .iter()
     .enumerate()
     {

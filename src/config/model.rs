@@ -751,7 +751,8 @@ pub struct PoolLimits {
     pub max_idle_per_endpoint: usize,
     pub idle_timeout: Duration,
     /// Envoy's `max_requests_per_connection`: an HTTP/1.1 connection that carried this
-    /// many requests is closed instead of pooled (`None`: no limit).
+    /// many requests is closed instead of pooled, an HTTP/2 one that carried this many
+    /// streams takes no new one and closes when they end (`None`: no limit).
     pub max_requests_per_connection: Option<u32>,
     /// Envoy's `http2_protocol_options.max_concurrent_streams` for an HTTP/2 cluster: at
     /// most this many streams on one connection (fewer if the upstream's

@@ -576,7 +576,8 @@ pub(crate) struct RawPool {
     pub max_idle_per_endpoint: Option<usize>,
     #[serde(default)]
     pub idle_timeout: Option<String>,
-    /// Envoy's `max_requests_per_connection` (HTTP/1.1 clusters; 0: no limit).
+    /// Envoy's `max_requests_per_connection` (requests, or HTTP/2 streams, per upstream
+    /// connection; 0: no limit).
     #[serde(default)]
     pub max_requests_per_connection: Option<u32>,
     /// Envoy's `http2_protocol_options.max_concurrent_streams` (HTTP/2 clusters).

@@ -245,9 +245,13 @@ impl<C: 'static> ClusterState<C> {
                 tls,
                 opened,
                 over,
+                maxed,
             }) => {
                 if over {
                     self.stats.cx_overflow.inc();
+                }
+                if maxed {
+                    self.stats.cx_max_requests.inc();
                 }
                 if opened {
                     self.stats.cx_total.inc();

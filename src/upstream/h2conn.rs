@@ -7,6 +7,11 @@
 //! capacity as the configured limit, since the upstream's is not known yet), subject to
 //! `max_connections` and `max_pending_requests` as Envoy's pool. Each connection's
 //! h2 driver runs as its own task on the worker.
+//!
+//! With `max_requests_per_connection`, a connection carries that many streams in all:
+//! the stream that uses up its count takes it out of the pool (Envoy's DRAINING,
+//! counted in `upstream_cx_max_requests`), and its driver ends, with a GOAWAY, once
+//! its last stream is done and no handle to it is left.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -62,6 +67,8 @@ struct Live {
     /// Its TLS facts (a TLS cluster's connection; shared, not copied, per request).
     tls: Option<Rc<TlsInfo>>,
     ended: Rc<Cell<bool>>,
+    /// Streams it may still carry (`max_requests_per_connection`; `u32::MAX`: no limit).
+    left: Rc<Cell<u32>>,
 }
 
 impl Live {
@@ -72,19 +79,38 @@ impl Live {
             .send
             .current_max_send_streams()
             .min(configured as usize);
-        !self.ended.get() && self.send.num_active_streams() < limit
+        !self.ended.get() && self.left.get() > 0 && self.send.num_active_streams() < limit
+    }
+
+    /// Takes one stream of its `max_requests_per_connection`; true when that was its
+    /// last (the caller takes it out of the pool).
+    fn take_stream(&self) -> bool {
+        let left = self.left.get();
+        if left == u32::MAX {
+            return false;
+        }
+        self.left.set(left.saturating_sub(1));
+        left <= 1
     }
 }
 
+/// Takes `live` out of the endpoint's pool: it carries no new stream (a connection at
+/// its `max_requests_per_connection`, Envoy's DRAINING).
+fn drain(e: &mut Endpoint, live: &Live) {
+    e.conns.retain(|c| !Rc::ptr_eq(&c.left, &live.left));
+}
+
 /// `ready`'s answer: a handle ready for a new stream, the connection's local address,
-/// whether the connection was opened for it, and whether that went past the cluster's
-/// `max_connections`.
+/// whether the connection was opened for it, whether that went past the cluster's
+/// `max_connections`, and whether this stream used up the connection's
+/// `max_requests_per_connection` (`maxed`: Envoy's `upstream_cx_max_requests`).
 pub(crate) struct Ready {
     pub send: SendRequest<Bytes>,
     pub local: Option<SocketAddr>,
     pub tls: Option<Rc<TlsInfo>>,
     pub opened: bool,
     pub over: bool,
+    pub maxed: bool,
 }
 
 impl H2Conns {
@@ -141,10 +167,16 @@ impl H2Conns {
         // (taken on the first wait; for HTTP/2 the only time the limit applies).
         let mut pending = None;
         loop {
-            let (found, fallback) = {
+            let (found, fallback, maxed) = {
                 let mut e = slot.borrow_mut();
                 e.conns.retain(|c| !c.ended.get());
                 let found = e.conns.iter().find(|c| c.has_room(configured)).cloned();
+                // The stream is taken now, before the wait for the handle, so that no
+                // other request counts on it.
+                let maxed = found.as_ref().is_some_and(Live::take_stream);
+                if let (true, Some(live)) = (maxed, &found) {
+                    drain(&mut e, live);
+                }
                 // The least loaded connection, for a request the breakers keep from
                 // opening another.
                 let fallback = e
@@ -152,7 +184,7 @@ impl H2Conns {
                     .iter()
                     .min_by_key(|c| c.send.num_active_streams())
                     .cloned();
-                (found, fallback)
+                (found, fallback, maxed)
             };
             if let Some(live) = found {
                 match live.send.clone().ready().await {
@@ -163,6 +195,7 @@ impl H2Conns {
                             tls: live.tls.clone(),
                             opened: false,
                             over: false,
+                            maxed,
                         })
                     }
                     // Gone (GOAWAY, reset): forget it and look again.
@@ -214,6 +247,10 @@ impl H2Conns {
                     // request pending until a stream ends; here it goes on the least
                     // loaded connection, whose h2 codec holds it until the upstream's
                     // limit lets it open.
+                    let maxed = live.take_stream();
+                    if maxed {
+                        drain(&mut slot.borrow_mut(), &live);
+                    }
                     let send = live.send.clone().ready().await.map_err(|e| {
                         live.ended.set(true);
                         std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e)
@@ -224,6 +261,7 @@ impl H2Conns {
                         tls: live.tls.clone(),
                         opened: false,
                         over: true,
+                        maxed,
                     });
                 }
                 // A pool with no connection always gets one, as in Envoy.
@@ -258,7 +296,9 @@ impl H2Conns {
         C::Conn: 'static,
     {
         let configured = cluster.pool.max_concurrent_streams;
-        let mut connecting = Connecting::new(slot, u64::from(configured));
+        // Streams the connection may carry in all; the first is this request's.
+        let limit = cluster.pool.max_requests_per_connection.unwrap_or(u32::MAX);
+        let mut connecting = Connecting::new(slot, u64::from(configured.min(limit)));
         let io = connector
             .connect_to(cluster, addr, cluster.connect_timeout)
             .await?;
@@ -292,12 +332,17 @@ impl H2Conns {
             }
         })
         .detach();
-        slot.borrow_mut().conns.push(Live {
+        let live = Live {
             send: send.clone(),
             local,
             tls: tls.clone(),
             ended,
-        });
+            left: Rc::new(Cell::new(limit)),
+        };
+        let maxed = live.take_stream();
+        if !maxed {
+            slot.borrow_mut().conns.push(live);
+        }
         connecting.opened = true;
         drop(connecting);
         let send = send
@@ -310,6 +355,7 @@ impl H2Conns {
             tls,
             opened: true,
             over: false,
+            maxed,
         })
     }
 }

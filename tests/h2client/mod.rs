@@ -150,6 +150,29 @@ pub async fn read_reply(response: h2::client::ResponseFuture) -> Reply {
 /// An HTTP/2 (h2c) upstream on 127.0.0.1 that answers every request with `status` and
 /// an empty body, on its own thread. It stops by itself after a minute.
 pub fn h2_upstream(status: u16) -> SocketAddr {
+    h2_upstream_counted(status).0
+}
+
+/// The connections an HTTP/2 test upstream saw: accepted in all, and still open (its
+/// side of the connection has not ended: the peer closed it, or sent GOAWAY and its
+/// streams are done).
+#[derive(Default)]
+pub struct H2Counts {
+    pub total: std::sync::atomic::AtomicUsize,
+    pub open: std::sync::atomic::AtomicUsize,
+}
+
+/// [`h2_upstream`], with the connections it sees counted.
+pub fn h2_upstream_counted(status: u16) -> (SocketAddr, std::sync::Arc<H2Counts>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    struct Open(std::sync::Arc<H2Counts>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.open.fetch_sub(1, SeqCst);
+        }
+    }
+    let counts = std::sync::Arc::new(H2Counts::default());
+    let seen = counts.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
@@ -161,7 +184,11 @@ pub fn h2_upstream(status: u16) -> SocketAddr {
                 let _ = tx.send(l.local_addr().expect("local addr"));
                 let serve = async {
                     while let Ok(s) = l.accept().await {
+                        seen.total.fetch_add(1, SeqCst);
+                        seen.open.fetch_add(1, SeqCst);
+                        let open = Open(seen.clone());
                         glommio::spawn_local(async move {
+                            let _open = open;
                             let Ok(mut conn) = h2::server::handshake(s.compat()).await else {
                                 return;
                             };
@@ -180,7 +207,10 @@ pub fn h2_upstream(status: u16) -> SocketAddr {
                     .await;
             })
     });
-    rx.recv_timeout(STEP).expect("the h2 upstream started")
+    (
+        rx.recv_timeout(STEP).expect("the h2 upstream started"),
+        counts,
+    )
 }
 
 /// What [`h2_upstream_answering`] sends back for a request: the status and headers,

@@ -37,12 +37,6 @@ impl Builder {
                 .unwrap_or(d.max_concurrent_streams),
             tcp_keepalive: self.tcp_keepalive(p, c),
         };
-        if pool.max_requests_per_connection.is_some() && protocol != UpstreamProtocol::Http1 {
-            self.err(
-                format!("{p}.pool.max_requests_per_connection"),
-                "is supported by Outrigger for `http1` clusters only",
-            );
-        }
         if let Some(n) = rp.and_then(|r| r.max_concurrent_streams) {
             let at = format!("{p}.pool.max_concurrent_streams");
             if protocol == UpstreamProtocol::Http1 {
