@@ -141,6 +141,8 @@ fn run() {
         }
     };
     let mut pending: HashMap<Arc<Collector>, (Instant, Vec<Finished>)> = HashMap::new();
+    // Each export request's body, written again for each (its allocation kept).
+    let mut body = Vec::new();
     // OTLP/HTTP: each collector's kept-alive connection.
     let mut kept: HashMap<std::net::SocketAddr, TcpStream> = HashMap::new();
     let mut queues: Vec<Arc<Queue>> = Vec::new();
@@ -195,10 +197,10 @@ fn run() {
                 // 5-span requests would fall further behind.
                 let per_request = c.batch_spans.max(MAX_EXPORT_SPANS);
                 while !spans.is_empty() {
-                    let rest = spans.split_off(spans.len().min(per_request));
-                    let n = spans.len() as u64;
-                    let body =
-                        super::otlp::encode(&c.service_name, std::mem::replace(&mut spans, rest));
+                    let take = spans.len().min(per_request);
+                    let n = take as u64;
+                    super::otlp::encode(&c.service_name, &spans[..take], &mut body);
+                    spans.drain(..take);
                     let sent = if c.grpc {
                         post_grpc(&c, &body)
                     } else {
