@@ -20,8 +20,11 @@ pub fn tcp_inode(local: Option<SocketAddr>, remote: SocketAddr) -> Option<String
     table.lines().skip(1).find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
         let (l, r) = (parse(f.get(1)?)?, parse(f.get(2)?)?);
+        // Inode 0: a connection that no descriptor holds any more (TIME_WAIT), maybe an
+        // earlier test's to the same port; never the one asked for.
+        let inode = f.get(9).filter(|i| **i != "0")?;
         if r == remote && local.is_none_or(|a| a == l) {
-            f.get(9).map(|s| s.to_string())
+            Some(inode.to_string())
         } else {
             None
         }

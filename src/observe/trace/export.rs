@@ -199,7 +199,11 @@ fn run() {
                 while !spans.is_empty() {
                     let take = spans.len().min(per_request);
                     let n = take as u64;
-                    super::otlp::encode(&c.service_name, &spans[..take], &mut body);
+                    super::otlp::encode(
+                        &c.service_name,
+                        spans.get(..take).unwrap_or(&[]),
+                        &mut body,
+                    );
                     spans.drain(..take);
                     let sent = if c.grpc {
                         post_grpc(&c, &body)

@@ -103,11 +103,12 @@ fn the_bytes_are_the_crates_own_encoding() {
             &[("guid:x-request-id", "x".repeat(40))],
         ),
     ];
+    let (first, rest) = spans.split_at(1);
     for (service, spans) in [
-        ("proxy", &spans[..]),
-        ("", &spans[..1]),
-        (long.as_str(), &spans[1..]),
-        ("none", &spans[..0]),
+        ("proxy", spans.as_slice()),
+        ("", first),
+        (long.as_str(), rest),
+        ("none", &[][..]),
     ] {
         let mut ours = vec![1, 2, 3];
         encode(service, spans, &mut ours);
