@@ -94,10 +94,13 @@ impl Live {
     }
 }
 
-/// Takes `live` out of the endpoint's pool: it carries no new stream (a connection at
-/// its `max_requests_per_connection`, Envoy's DRAINING).
-fn drain(e: &mut Endpoint, live: &Live) {
-    e.conns.retain(|c| !Rc::ptr_eq(&c.left, &live.left));
+/// Keeps in the endpoint's pool only the connections that may carry a new stream: not
+/// ended, and not at their `max_requests_per_connection` (Envoy's DRAINING). Dropping a
+/// drained one's handle promptly is what lets h2 close it once its streams are done;
+/// the rule also clears a drained connection that a reload shared into this pool
+/// (`adopt`), which its own pool drained.
+fn prune(e: &mut Endpoint) {
+    e.conns.retain(|c| !c.ended.get() && c.left.get() > 0);
 }
 
 /// `ready`'s answer: a handle ready for a new stream, the connection's local address,
@@ -169,13 +172,13 @@ impl H2Conns {
         loop {
             let (found, fallback, maxed) = {
                 let mut e = slot.borrow_mut();
-                e.conns.retain(|c| !c.ended.get());
+                prune(&mut e);
                 let found = e.conns.iter().find(|c| c.has_room(configured)).cloned();
                 // The stream is taken now, before the wait for the handle, so that no
                 // other request counts on it.
                 let maxed = found.as_ref().is_some_and(Live::take_stream);
-                if let (true, Some(live)) = (maxed, &found) {
-                    drain(&mut e, live);
+                if maxed {
+                    prune(&mut e);
                 }
                 // The least loaded connection, for a request the breakers keep from
                 // opening another.
@@ -249,7 +252,7 @@ impl H2Conns {
                     // limit lets it open.
                     let maxed = live.take_stream();
                     if maxed {
-                        drain(&mut slot.borrow_mut(), &live);
+                        prune(&mut slot.borrow_mut());
                     }
                     let send = live.send.clone().ready().await.map_err(|e| {
                         live.ended.set(true);
