@@ -4,7 +4,9 @@
 //! same Envoy bootstrap goes to Envoy 1.40 and to Outrigger against scripted upstreams
 //! that answer each request after its own delay and notice when the proxy drops the
 //! connection; the counts the upstream saw, which try's answer the client got and the
-//! cluster's retry and per-try timeout counters must be the same.
+//! cluster's retry and per-try timeout counters must be the same. HTTP/1.1 and HTTP/2
+//! clusters both, from HTTP/1 and HTTP/2 clients: on an HTTP/2 cluster the loser is a
+//! stream the proxy resets, and each try sends the request's body again.
 
 mod common;
 mod h2client;
@@ -78,7 +80,111 @@ fn scripted(delays: &[u64]) -> (Upstream, Arc<Script>) {
     (Upstream::start(handler), s)
 }
 
+/// An HTTP/2 (h2c) upstream with the same script: its `n`th stream (1-based) is read
+/// whole, then answered `try-n` after `delays[n-1]`, unless the proxy resets the stream
+/// first: then `n` goes into `closed`. `attempts` records each stream's attempt header
+/// and the length of the body it carried.
+fn scripted_h2(delays: &[u64]) -> (SocketAddr, Arc<Script>) {
+    use tokio_util::compat::FuturesAsyncReadCompatExt;
+    let s = Arc::new(Script {
+        seen: AtomicUsize::new(0),
+        delays: delays.iter().map(|&ms| Duration::from_millis(ms)).collect(),
+        closed: Mutex::new(Vec::new()),
+        attempts: Mutex::new(Vec::new()),
+    });
+    let script = s.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(128 * 1024)
+            .make()
+            .expect("a glommio executor for the test upstream")
+            .run(async move {
+                let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                let _ = tx.send(l.local_addr().expect("local addr"));
+                let serve = async {
+                    while let Ok(sock) = l.accept().await {
+                        let script = script.clone();
+                        glommio::spawn_local(async move {
+                            let Ok(mut conn) = h2::server::handshake(sock.compat()).await else {
+                                return;
+                            };
+                            while let Some(Ok((req, respond))) = conn.accept().await {
+                                glommio::spawn_local(answer_h2(req, respond, script.clone()))
+                                    .detach();
+                            }
+                        })
+                        .detach();
+                    }
+                };
+                futures_lite::future::or(serve, glommio::timer::sleep(Duration::from_secs(60)))
+                    .await;
+            })
+    });
+    (
+        rx.recv_timeout(Duration::from_secs(10)).expect("started"),
+        s,
+    )
+}
+
+async fn answer_h2(
+    req: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<bytes::Bytes>,
+    script: Arc<Script>,
+) {
+    let n = script.seen.fetch_add(1, Ordering::SeqCst) + 1;
+    let (parts, mut body) = req.into_parts();
+    let mut len = 0;
+    while let Some(chunk) = body.data().await {
+        let Ok(c) = chunk else {
+            script.closed.lock().unwrap().push(n);
+            return;
+        };
+        len += c.len();
+        let _ = body.flow_control().release_capacity(c.len());
+    }
+    let attempt = parts
+        .headers
+        .get("x-envoy-attempt-count")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    script
+        .attempts
+        .lock()
+        .unwrap()
+        .push(format!("{attempt} body={len}"));
+    let delay = script.delays.get(n - 1).copied().unwrap_or_default();
+    let reset = std::future::poll_fn(|cx| respond.poll_reset(cx));
+    let waited = futures_lite::future::or(async { reset.await.is_ok() }, async {
+        glommio::timer::sleep(delay).await;
+        false
+    })
+    .await;
+    if waited {
+        script.closed.lock().unwrap().push(n);
+        return;
+    }
+    let resp = http::Response::builder().status(200).body(()).unwrap();
+    let Ok(mut send) = respond.send_response(resp, false) else {
+        return;
+    };
+    let body = format!("try-{n}");
+    send.reserve_capacity(body.len());
+    let _ = send.send_data(bytes::Bytes::from(body), true);
+}
+
 fn bootstrap(up: SocketAddr, route_extra: &str) -> String {
+    bootstrap_for(up, route_extra, "")
+}
+
+/// The cluster speaks HTTP/2 to its endpoint (Envoy's explicit `http2_protocol_options`).
+const H2_CLUSTER: &str = r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+"#;
+
+fn bootstrap_for(up: SocketAddr, route_extra: &str, cluster_extra: &str) -> String {
     let head = hcm_head("", "main");
     format!(
         r#"{head}          route_config:
@@ -103,7 +209,7 @@ fn bootstrap(up: SocketAddr, route_extra: &str) -> String {
   - name: up
     type: STATIC
     connect_timeout: 1s
-    load_assignment:
+{cluster_extra}    load_assignment:
       cluster_name: up
       endpoints:
       - lb_endpoints:
@@ -385,6 +491,135 @@ fn envoy_and_outrigger_hedge_alike_for_http2_clients() {
                 "{}:\n  Envoy     {from_envoy:?}\n  Outrigger {from_outrigger:?}",
                 c.name
             ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+/// How a client sends its request in the HTTP/2 cluster cases.
+#[derive(Debug, Clone, Copy)]
+enum Client {
+    H1Get,
+    /// A Content-Length body (small: taken whole before the first try).
+    H1Post,
+    /// A chunked body (streamed up by the first try, kept for the others).
+    H1Chunked,
+    H2Get,
+    /// A body in one DATA frame with END_STREAM (whole at hand).
+    H2Post,
+    /// A body in two DATA frames, the second after a pause (streamed, kept).
+    H2Streamed,
+}
+
+fn exercise_client(
+    addr: SocketAddr,
+    client: Client,
+    c: &Case,
+    script: &Script,
+    stat: &dyn Fn(&str) -> u64,
+) -> Seen {
+    let (status, body) = match client {
+        Client::H1Get | Client::H1Post | Client::H1Chunked => {
+            let req = match client {
+                Client::H1Get => "GET /x HTTP/1.1\r\nHost: svc\r\nconnection: close\r\n\r\n".to_string(),
+                Client::H1Post => "POST /x HTTP/1.1\r\nHost: svc\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello".to_string(),
+                _ => "POST /x HTTP/1.1\r\nHost: svc\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_string(),
+            };
+            let mut conn = Conn::connect(addr);
+            conn.set_timeout(Duration::from_secs(15));
+            conn.send(&req);
+            let r = conn.read_response().expect("a response");
+            (r.status, r.body_str())
+        }
+        Client::H2Get | Client::H2Post | Client::H2Streamed => {
+            let r = h2client::run(move || async move {
+                let mut conn = h2client::connect(addr).await;
+                let method = if matches!(client, Client::H2Get) {
+                    "GET"
+                } else {
+                    "POST"
+                };
+                let req = h2client::request(method, "http://svc/x").body(()).unwrap();
+                match client {
+                    Client::H2Streamed => {
+                        let mut c = conn.ready().await.expect("ready");
+                        let (response, mut up) = c.send_request(req, false).expect("send");
+                        up.reserve_capacity(11);
+                        up.send_data(bytes::Bytes::from_static(b"hello"), false)
+                            .expect("data");
+                        glommio::timer::sleep(Duration::from_millis(50)).await;
+                        up.send_data(bytes::Bytes::from_static(b" world"), true)
+                            .expect("data");
+                        h2client::read_reply(response).await
+                    }
+                    Client::H2Post => h2client::send(&mut conn, req, b"hello").await,
+                    _ => h2client::send(&mut conn, req, b"").await,
+                }
+            });
+            assert!(r.reset.is_none(), "{}: {:?}", c.name, r.reset);
+            (r.status, String::from_utf8_lossy(&r.body).into_owned())
+        }
+    };
+    let _ = wait_until(Duration::from_secs(5), || {
+        (script.closed.lock().unwrap().len() >= c.closed.len()).then_some(())
+    });
+    let mut closed = script.closed.lock().unwrap().clone();
+    closed.sort_unstable();
+    Seen {
+        status,
+        body,
+        tries: script.seen.load(Ordering::SeqCst),
+        attempts: script.attempts.lock().unwrap().clone(),
+        closed,
+        retry: stat("upstream_rq_retry"),
+        per_try_timeout: stat("upstream_rq_per_try_timeout"),
+        total: stat("upstream_rq_total"),
+    }
+}
+
+/// An HTTP/2 cluster hedges as an HTTP/1.1 one does, compared with Envoy 1.40 for each
+/// client protocol and body shape: the hedge wins and the slow stream is reset, or the
+/// first try wins and the hedge's stream is reset; every try carries the whole body
+/// and its own attempt count.
+#[test]
+fn envoy_and_outrigger_hedge_alike_on_http2_clusters() {
+    let Some(bin) = envoy_or_skip("envoy_and_outrigger_hedge_alike_on_http2_clusters") else {
+        return;
+    };
+    let clients = [
+        Client::H1Get,
+        Client::H1Post,
+        Client::H1Chunked,
+        Client::H2Get,
+        Client::H2Post,
+        Client::H2Streamed,
+    ];
+    let mut diffs = Vec::new();
+    for c in CASES.iter().filter(|c| c.request_headers.is_empty()) {
+        for client in clients {
+            let (up, script) = scripted_h2(c.delays);
+            let text = bootstrap_for(up, c.route_extra, H2_CLUSTER);
+            let envoy = Envoy::start(&bin, &text);
+            let admin = envoy.admin;
+            let from_envoy =
+                exercise_client(envoy.listen, client, c, &script, &|n| envoy_stat(admin, n));
+            drop(envoy);
+            let (up, script) = scripted_h2(c.delays);
+            let text = bootstrap_for(up, c.route_extra, H2_CLUSTER);
+            let proxy = Proxy::start_with(&text, 1);
+            let from_outrigger =
+                exercise_client(proxy.listen, client, c, &script, &|n| our_stat(&proxy, n));
+            drop(proxy);
+            eprintln!(
+                "{} ({client:?}):\n  Envoy     {from_envoy:?}\n  Outrigger {from_outrigger:?}",
+                c.name
+            );
+            if from_outrigger.closed != c.closed || from_envoy != from_outrigger {
+                diffs.push(format!(
+                    "{} ({client:?}):\n  Envoy     {from_envoy:?}\n  Outrigger {from_outrigger:?}",
+                    c.name
+                ));
+            }
         }
     }
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));

@@ -36,9 +36,10 @@ use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::clock::{Expiry, Progress};
+use crate::upstream::request::http2::{H2Request, Hedged};
 use crate::upstream::request::replay::{Kept, Loss, OnLoss, Recording};
 use crate::upstream::request::retry::RetryState;
-use crate::upstream::request::{self, Attempt, Exchange, RetryPolicy, Tried};
+use crate::upstream::request::{self, hedge, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
 /// The attempt number a retried request tells the upstream (Envoy's
@@ -173,6 +174,9 @@ struct ToH2<'x, D> {
     /// A body that streams: its copy for a retry (`request::replay`), whole once the
     /// first try sent all of it within the limit.
     kept: Kept,
+    /// The request as hedged tries send it, when the route hedges (`request::hedge`):
+    /// filled once the request can go again as it was.
+    hedge: Option<hedge::Copy<H2Request>>,
 }
 
 impl<D> ToH2<'_, D> {
@@ -181,10 +185,52 @@ impl<D> ToH2<'_, D> {
     fn can_resend(&self) -> bool {
         self.r.body == BodyKind::Empty || self.inline.is_some() || self.kept.whole().is_some()
     }
+
+    /// The request's body as it can go again: `Some(None)` for no body, `None` while
+    /// it cannot.
+    fn body_copy(&self) -> Option<Option<Bytes>> {
+        if let Some(b) = &self.inline {
+            Some(Some(b.clone()))
+        } else if let Some(k) = self.kept.whole() {
+            Some(Some(Bytes::copy_from_slice(k)))
+        } else {
+            (self.r.body == BodyKind::Empty).then_some(None)
+        }
+    }
+
+    /// Fills the hedged tries' copy once the request can go again as it was (a route
+    /// that hedges).
+    fn fill_hedge(&self) {
+        if self.hedge.is_none() {
+            return;
+        }
+        if let (Some(req), Some(body)) = (&self.req, self.body_copy()) {
+            request::http2::fill_hedge(&self.hedge, req, body, None);
+        }
+    }
 }
 
 impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
     type Head = Got;
+
+    fn hedge_copy(&self) -> Option<hedge::Copy<H2Request>> {
+        self.hedge.clone()
+    }
+
+    fn adopt(&mut self, (response, up_send): Hedged) -> std::result::Result<Got, Tried> {
+        // The hedged try sent the whole request (its copy).
+        let received = self
+            .hedge
+            .as_ref()
+            .and_then(|c| c.borrow().as_ref()?.body.as_ref().map(|b| b.len() as u64))
+            .unwrap_or(0);
+        Ok(Got::Head(Answered {
+            response,
+            up_send,
+            received,
+            cut: false,
+        }))
+    }
 
     fn resendable(&self) -> Option<bool> {
         Some(self.can_resend())
@@ -321,6 +367,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                         // Within the limit, the body can go again from its copy.
                         self.kept.finish();
                         resend = self.can_resend();
+                        self.fill_hedge();
                     }
                     // The request is complete: the route clock starts (Envoy).
                     progress.request_done();
@@ -340,6 +387,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                 First::Lost(Ok(n)) => {
                     progress.received(n);
                     self.kept.finish();
+                    self.fill_hedge();
                     progress.request_done();
                     return Err(Tried::lost_mid_body(true, false));
                 }
@@ -494,7 +542,10 @@ async fn exchange_inner<D: Io, C: Connector>(
         stats,
         inline,
         kept: Kept::new(r.retry.map(|a| a.buffer_limit())),
+        hedge: r.retry.filter(|a| a.hedging()).map(|_| hedge::copy()),
     };
+    // No body, or one taken whole: hedged tries can send it from the start.
+    x.fill_hedge();
     let (mut ep, mut again) = (ep, None);
     let retry = r.retry;
     let tried = request::run(

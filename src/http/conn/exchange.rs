@@ -98,7 +98,7 @@ struct Try<'x, 'p, D, C: Connector> {
     /// The response head's edits (with `x-envoy-attempt-count` when asked for).
     response_edits: Edits<'p>,
     /// The request as hedged tries send it, when the route hedges (`request::hedge`).
-    hedge: Option<hedge::Copy>,
+    hedge: Option<hedge::Copy<Vec<u8>>>,
 }
 
 impl<D: Io, C: Connector> Try<'_, '_, D, C> {
@@ -149,7 +149,7 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
         Some(empty || self.body_inline || self.kept.whole().is_some())
     }
 
-    fn hedge_copy(&self) -> Option<hedge::Copy> {
+    fn hedge_copy(&self) -> Option<hedge::Copy<Vec<u8>>> {
         self.hedge.clone()
     }
 
@@ -195,7 +195,7 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
         }
         if resend {
             // Complete already: hedged tries send this (`request::hedge`).
-            hedge::fill(&self.hedge, &conn.wbuf, self.kept.whole());
+            request::http1_hedge::fill_hedge(&self.hedge, &conn.wbuf, self.kept.whole());
         }
         // An upstream that goes away mid-body asks the retry policy at once (Envoy's
         // reset), while a copy of the body is kept.
@@ -261,7 +261,11 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
                     self.kept.finish();
                     resend = self.kept.whole().is_some();
                     if resend {
-                        hedge::fill(&self.hedge, &conn.wbuf, self.kept.whole());
+                        request::http1_hedge::fill_hedge(
+                            &self.hedge,
+                            &conn.wbuf,
+                            self.kept.whole(),
+                        );
                     }
                     // The request is complete: the route clock starts (Envoy); the
                     // reads below are bounded by it.

@@ -156,3 +156,22 @@ pub(crate) async fn send_capacity(to: &mut SendStream<Bytes>, want: usize) -> Op
     })
     .await
 }
+
+/// Sends a whole body as flow control allows, then its trailers or the end of the
+/// stream (a retry's or a hedged try's copy of the request). `Err`: the stream no
+/// longer takes data.
+pub(crate) async fn send_whole(
+    mut body: Bytes,
+    trailers: Option<http::HeaderMap>,
+    up: &mut SendStream<Bytes>,
+) -> Result<(), ()> {
+    while !body.is_empty() {
+        let cap = send_capacity(up, body.len()).await.ok_or(())?;
+        let part = body.split_to(cap.min(body.len()));
+        up.send_data(part, false).map_err(|_| ())?;
+    }
+    match trailers {
+        Some(t) => up.send_trailers(t).map_err(|_| ()),
+        None => up.send_data(Bytes::new(), true).map_err(|_| ()),
+    }
+}

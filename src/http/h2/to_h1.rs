@@ -137,7 +137,7 @@ struct ToH1<'x, 'a> {
     streamed: u64,
     /// The whole request as hedged tries send it (`request::hedge`), for a route that
     /// hedges: filled once the request can go again; and its body's length.
-    hedge: Option<hedge::Copy>,
+    hedge: Option<hedge::Copy<Vec<u8>>>,
     hedge_body: u64,
 }
 
@@ -149,7 +149,8 @@ impl ToH1<'_, '_> {
         let Some(copy) = &self.hedge else {
             return;
         };
-        let mut v = copy.borrow_mut();
+        let mut c = copy.borrow_mut();
+        let v = c.get_or_insert_with(Vec::new);
         v.clear();
         v.extend_from_slice(self.head);
         let mut body = self.in_head.0;
@@ -218,7 +219,7 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
         Some(ToH1::resendable(self))
     }
 
-    fn hedge_copy(&self) -> Option<hedge::Copy> {
+    fn hedge_copy(&self) -> Option<hedge::Copy<Vec<u8>>> {
         self.hedge.clone()
     }
 

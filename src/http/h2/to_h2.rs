@@ -27,7 +27,7 @@ use crate::http::view::WorkerView;
 use crate::observe::stats::ClusterStats;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::tee::TeeTx;
-use crate::upstream::request::{self, http2, Attempt, Exchange, RetryPolicy, Tried};
+use crate::upstream::request::{self, hedge, http2, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
 /// The attempt number a retried request tells the upstream (Envoy's
@@ -141,10 +141,20 @@ struct Whole<'x> {
     req: &'x http::Request<()>,
     body: Option<(Bytes, Option<http::HeaderMap>)>,
     stats: &'x ClusterStats,
+    /// The request as hedged tries send it, when the route hedges (`request::hedge`).
+    hedge: Option<hedge::Copy<http2::H2Request>>,
 }
 
 impl Exchange<SendRequest<Bytes>> for Whole<'_> {
     type Head = (Response<RecvStream>, SendStream<Bytes>);
+
+    fn hedge_copy(&self) -> Option<hedge::Copy<http2::H2Request>> {
+        self.hedge.clone()
+    }
+
+    fn adopt(&mut self, won: http2::Hedged) -> Result<Self::Head, Tried> {
+        Ok(won)
+    }
 
     async fn try_once(
         &mut self,
@@ -340,10 +350,15 @@ where
     // whole body, and the rest of the frame it stopped in.
     let mut streamed_left = (0u64, false, None);
     let tried = if whole {
+        let hedge = retry.filter(|r| r.hedging()).map(|_| hedge::copy());
+        let body = held.take().map(|b| (b, held_trailers.take()));
+        let (b, t) = body.clone().unzip();
+        http2::fill_hedge(&hedge, &req, b, t.flatten());
         let mut x = Whole {
             req: &req,
-            body: held.take().map(|b| (b, held_trailers.take())),
+            body,
             stats,
+            hedge,
         };
         request::run(
             &request::Http2,
@@ -372,6 +387,7 @@ where
             taken: 0,
             sent: false,
             pending: None,
+            hedge: r_state.hedging().then(hedge::copy),
         };
         let tried = request::run(
             &request::Http2,

@@ -25,7 +25,7 @@ use crate::http::h1::response;
 use crate::observe::stats::ClusterStats;
 use crate::upstream::request::replay::Kept;
 use crate::upstream::request::tee::TeeTx;
-use crate::upstream::request::{http2, Attempt, Exchange, Tried};
+use crate::upstream::request::{hedge, http2, Attempt, Exchange, Tried};
 
 /// The attempt number a retried request tells the upstream (Envoy's
 /// `include_request_attempt_count`).
@@ -54,30 +54,15 @@ pub(super) struct Streamed<'x> {
     pub sent: bool,
     /// The unsent rest of the frame the try was in when the head came.
     pub pending: Option<Bytes>,
+    /// The request as hedged tries send it, when the route hedges (`request::hedge`):
+    /// filled once the body is kept whole.
+    pub hedge: Option<hedge::Copy<http2::H2Request>>,
 }
 
 /// What came first while the body went up.
 enum Step {
     Frame(Option<Result<Bytes, h2::Error>>),
     Head(Result<Response<RecvStream>, h2::Error>),
-}
-
-/// Sends a retry's copy of the body as flow control allows, then its trailers or the
-/// end of the stream. `Err`: the upstream stream no longer takes data.
-async fn send_copy(
-    mut body: Bytes,
-    trailers: Option<http::HeaderMap>,
-    up: &mut SendStream<Bytes>,
-) -> Result<(), ()> {
-    while !body.is_empty() {
-        let cap = super::io::send_capacity(up, body.len()).await.ok_or(())?;
-        let part = body.split_to(cap.min(body.len()));
-        up.send_data(part, false).map_err(|_| ())?;
-    }
-    match trailers {
-        Some(t) => up.send_trailers(t).map_err(|_| ()),
-        None => up.send_data(Bytes::new(), true).map_err(|_| ()),
-    }
 }
 
 impl Streamed<'_> {
@@ -116,6 +101,17 @@ impl Streamed<'_> {
 impl Exchange<SendRequest<Bytes>> for Streamed<'_> {
     type Head = Answered;
 
+    fn hedge_copy(&self) -> Option<hedge::Copy<http2::H2Request>> {
+        self.hedge.clone()
+    }
+
+    fn adopt(&mut self, won: http2::Hedged) -> Result<Answered, Tried> {
+        // The hedged try sent the whole request (its copy): nothing is left to pump.
+        self.sent = true;
+        self.pending = None;
+        Ok(Some(won))
+    }
+
     fn resendable(&self) -> Option<bool> {
         Some(self.kept.whole().is_some())
     }
@@ -140,7 +136,7 @@ impl Exchange<SendRequest<Bytes>> for Streamed<'_> {
             let body = Bytes::copy_from_slice(copy);
             let trailers = self.trailers.clone();
             let upload = async {
-                let _ = send_copy(body, trailers, &mut up).await;
+                let _ = super::io::send_whole(body, trailers, &mut up).await;
                 None
             };
             let early = async { Some(response.as_mut().await) };
@@ -187,6 +183,14 @@ impl Exchange<SendRequest<Bytes>> for Streamed<'_> {
 }
 
 impl Streamed<'_> {
+    /// Fills the hedged tries' copy once the body is kept whole (a route that hedges).
+    fn fill_hedge(&self) {
+        if let Some(body) = self.kept.whole() {
+            let body = Some(Bytes::copy_from_slice(body));
+            http2::fill_hedge(&self.hedge, self.req, body, self.trailers.clone());
+        }
+    }
+
     /// The upstream stream went away mid-body and a retry waits: the rest of the body
     /// goes into the copy alone, until it ends (the copy is then whole, and the retry
     /// sends all of it) or outgrows the limit (`kept` given up: Envoy's 507). `Err`:
@@ -218,6 +222,7 @@ impl Streamed<'_> {
         self.kept.finish();
         self.trailers = trailers;
         self.sent = true;
+        self.fill_hedge();
         Ok(())
     }
 
@@ -282,6 +287,7 @@ impl Streamed<'_> {
         self.kept.finish();
         self.trailers = trailers.clone();
         self.sent = true;
+        self.fill_hedge();
         let ended = match trailers {
             Some(t) => up.send_trailers(t),
             None => up.send_data(Bytes::new(), true),

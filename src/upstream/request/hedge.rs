@@ -1,15 +1,17 @@
 //! Hedged tries: Envoy's `hedge_on_per_try_timeout`. A try whose per-try timeout fires
 //! is not cut; a retry starts next to it (after the back-off, within the retries left
 //! and the circuit breakers' retry slots), and the first good response head wins; the
-//! other tries are reset (their connections dropped, never pooled).
+//! other tries are reset (their connections dropped, never pooled; on HTTP/2 their
+//! streams reset).
 //!
 //! ```text
 //!  run: first try (the adapter's Exchange) ──per-try timeout──► race
-//!  race: { first try, still reading its head } + { hedged tries: a copy of the request
-//!         on a connection of their own (UpstreamCodec::hedge_try), each with its
-//!         per-try clock } + { retries waiting their back-off }
+//!  race: { first try, still waiting for its head } + { hedged tries: a copy of the
+//!         request on a connection (HTTP/1.1) or a stream (HTTP/2) of their own
+//!         (UpstreamCodec::hedge_try), each with its per-try clock } + { retries
+//!         waiting their back-off }
 //!    a head that is not retried wins ─► the first's: as usual; a hedge's: the adapter
-//!                                        adopts its connection and buffer (Exchange::adopt)
+//!                                        adopts it (Exchange::adopt)
 //!    every try failed ─► the last failure, as a local reply
 //! ```
 //!
@@ -18,10 +20,12 @@
 //! retriable answer is dropped while another try may still answer (else it goes to the
 //! client); a retriable answer the retries cannot cover waits for the others too; a try
 //! that fails while others go on is charged its failure (`count_failure`), as Envoy
-//! charges every reset upstream request. Only HTTP/1.1 upstreams hedge (from HTTP/1
-//! clients, `http/conn/exchange.rs`, and HTTP/2 ones, `http/h2/to_h1.rs`), and only the
-//! exchanges that keep a copy of the request (`Exchange::hedge_copy`); the copy is made
-//! only for requests that hedge.
+//! charges every reset upstream request. Both upstream protocols hedge, from HTTP/1 and
+//! HTTP/2 clients alike, but only the exchanges that keep a copy of the request
+//! (`Exchange::hedge_copy`); the copy is made only for requests that hedge. What a copy
+//! is and what a winning try holds is the connection's (`Hedgeable`): the request's
+//! bytes and the response buffer on HTTP/1.1 (`http1.rs`), the request's parts and the
+//! response stream on HTTP/2 (`http2.rs`).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -35,31 +39,41 @@ use super::retry::RetryState;
 use super::{
     count_failure, outlier_failure, per_try_clock, repick, PerTry, Picked, Tried, UpstreamCodec,
 };
-use crate::http::buf::ReadBuf;
 use crate::http::failure::Failure;
-use crate::http::h1::response::{self, Asked, Kind};
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::outlier::Outcome;
 use crate::upstream::Connector;
 
-/// The complete request as an HTTP/1.1 upstream gets it (head and body), filled in by
-/// the exchange once the request is complete; empty until then, or when the body did
-/// not fit the retry buffer (no hedge is made then).
-pub(crate) type Copy = Rc<RefCell<Vec<u8>>>;
+/// The complete request as hedged tries send it, filled in by the exchange once the
+/// request is complete; `None` until then, or when the body did not fit the retry
+/// buffer (no hedge is made then).
+pub(crate) type Copy<T> = Rc<RefCell<Option<T>>>;
 
 /// A new, empty request copy, for a request that hedges.
-pub(crate) fn copy() -> Copy {
-    Rc::new(RefCell::new(Vec::new()))
+pub(crate) fn copy<T>() -> Copy<T> {
+    Rc::new(RefCell::new(None))
 }
 
-/// Fills `copy` (if the request hedges) with the request head and its body.
-pub(crate) fn fill(copy: &Option<Copy>, head: &[u8], body: Option<&[u8]>) {
-    if let Some(c) = copy {
-        let mut v = c.borrow_mut();
-        v.clear();
-        v.extend_from_slice(head);
-        v.extend_from_slice(body.unwrap_or_default());
-    }
+/// What hedged tries need of a connection type: the request copy they send, and what a
+/// try that got a final response head holds for the adapter to adopt.
+pub(crate) trait Hedgeable {
+    /// The request as a hedged try sends it.
+    type Request;
+    /// A hedged try's final response head (and what goes with it).
+    type Won;
+
+    /// The copy a hedged try sends: `copy` with its attempt number, when the upstream
+    /// is told it (`include_request_attempt_count`).
+    fn stamped(copy: &Self::Request, attempt: Option<u32>) -> Self::Request;
+
+    /// `judge` asked about the final response head a try won (`None`: none there).
+    fn judge<J: Judge>(won: &Self::Won, judge: J) -> Option<J::Out>;
+}
+
+/// A decision on a response head, whichever form its fields take.
+pub(crate) trait Judge {
+    type Out;
+    fn judge<H: super::retry::Headers + ?Sized>(self, status: u16, headers: &H) -> Self::Out;
 }
 
 /// What the first try knows of the race it runs in (through `Attempt::hedge`).
@@ -72,21 +86,18 @@ pub(crate) struct Hedged {
 }
 
 /// How the race ended.
-pub(crate) enum Raced<'c, C, H> {
+pub(crate) enum Raced<'c, C: Hedgeable, H, W = <C as Hedgeable>::Won> {
     /// The first try's response head won.
     First(H),
-    /// A hedged try's response head won: its connection, its buffer (the head at the
-    /// front), and its endpoint, held in flight.
-    Hedge(C, ReadBuf, Picked<'c>),
+    /// A hedged try's response head won: its connection, its response, and its
+    /// endpoint, held in flight.
+    Hedge(C, W, Picked<'c>),
     /// Every try failed: the last failure, reported to outlier detection but not yet
     /// counted for the cluster.
     Failed(Failure),
 }
 
-/// How big a hedged try's response buffer starts (it grows for a large head).
-const HEDGE_BUF: usize = 8 * 1024;
-
-/// One hedged try: obtain a connection to `ep`, send the request copy, read until a
+/// One hedged try: obtain a connection to `ep`, send the request copy, wait for a
 /// final response head.
 async fn hedge_once<K: Connector, U: UpstreamCodec<K>>(
     codec: &U,
@@ -94,31 +105,40 @@ async fn hedge_once<K: Connector, U: UpstreamCodec<K>>(
     ep: usize,
     connector: &K,
     progress: &Progress,
-    request: Vec<u8>,
-) -> Result<(U::Conn, ReadBuf), Failure> {
-    let (mut conn, _) = codec.obtain(cs, ep, connector, progress).await?;
+    request: <U::Conn as Hedgeable>::Request,
+) -> Result<(U::Conn, <U::Conn as Hedgeable>::Won), Tried> {
+    let (mut conn, _) = codec
+        .obtain(cs, ep, connector, progress)
+        .await
+        .map_err(|f| Tried::failed(f, false, true))?;
     cs.outlier(ep, Outcome::Connected);
-    let mut buf = ReadBuf::new(HEDGE_BUF);
-    codec
-        .hedge_try(&mut conn, &request, &mut buf, progress)
-        .await?;
-    Ok((conn, buf))
+    let won = codec.hedge_try(&mut conn, &request, progress).await?;
+    Ok((conn, won))
 }
 
-/// The status and fields of the final response head at the front of `buf`, given to
-/// `judge` (`None`: not a head; `hedge_try` only returns with one).
-fn judge_head<T>(
-    buf: &ReadBuf,
-    judge: impl FnOnce(u16, &[httparse::Header<'_>]) -> T,
-) -> Option<T> {
-    let mut slots = response::header_slots();
-    let asked = Asked {
-        head: false,
-        upgrade: false,
-    };
-    match response::parse(buf.data(), asked, &mut slots) {
-        Ok(Some(r)) if !matches!(r.kind, Kind::Interim) => Some(judge(r.status, r.headers)),
-        _ => None,
+/// The race's decision on a hedged try's response head: `(status, retried, dropped)`.
+struct Verdict<'a, 'r> {
+    retry: &'a RetryState<'r>,
+    soft: bool,
+    others: bool,
+    stats: &'a crate::observe::stats::ClusterStats,
+    breakers: &'a std::sync::Arc<crate::config::circuit::Breakers>,
+}
+
+impl Judge for Verdict<'_, '_> {
+    type Out = (u16, bool, bool);
+    fn judge<H: super::retry::Headers + ?Sized>(self, status: u16, headers: &H) -> Self::Out {
+        let retried = !self.soft
+            && self
+                .retry
+                .on_response(status, headers, true, self.stats, self.breakers);
+        let dropped = self.others
+            && if self.soft {
+                self.retry.would_retry(status, headers)
+            } else {
+                self.retry.could_not()
+            };
+        (status, retried, dropped)
     }
 }
 
@@ -160,7 +180,7 @@ pub(crate) async fn race<'c, K, U, F, H>(
     clocks: (Duration, Duration),
     first: Pin<&mut F>,
     flags: &Hedged,
-    copy: &Copy,
+    copy: &Copy<<U::Conn as Hedgeable>::Request>,
 ) -> Raced<'c, U::Conn, H>
 where
     K: Connector,
@@ -176,7 +196,7 @@ where
     let mut flights: Vec<(
         Picked<'c>,
         bool,
-        Pin<Box<dyn Future<Output = Result<(U::Conn, ReadBuf), Failure>> + '_>>,
+        Pin<Box<dyn Future<Output = Result<(U::Conn, <U::Conn as Hedgeable>::Won), Tried>> + '_>>,
         Pin<Box<dyn Future<Output = PerTry> + '_>>,
     )> = Vec::new();
     let mut pending: Vec<Nap> = Vec::new();
@@ -184,7 +204,7 @@ where
     // The first try's soft timeout: Envoy's `onSoftPerTryTimeout`.
     cs.outlier(first_ep, Outcome::Timeout);
     flags.soft.set(true);
-    if retry.on_hedge(!copy.borrow().is_empty(), stats, breakers) {
+    if retry.on_hedge(copy.borrow().is_some(), stats, breakers) {
         schedule(retry, progress, &mut pending);
     }
     loop {
@@ -232,26 +252,22 @@ where
                 let ep: usize = picked.ep;
                 let others = first.is_some() || !flights.is_empty() || !pending.is_empty();
                 match r {
-                    Ok((conn, buf)) => {
-                        let verdict = judge_head(&buf, |status, headers| {
-                            let retried =
-                                !soft && retry.on_response(status, headers, true, stats, breakers);
-                            let dropped = others
-                                && if soft {
-                                    retry.would_retry(status, headers)
-                                } else {
-                                    retry.could_not()
-                                };
-                            (status, retried, dropped)
-                        });
-                        match verdict {
+                    Ok((conn, won)) => {
+                        let verdict = Verdict {
+                            retry,
+                            soft,
+                            others,
+                            stats,
+                            breakers,
+                        };
+                        match <U::Conn as Hedgeable>::judge(&won, verdict) {
                             Some((status, retried, dropped)) if retried || dropped => {
                                 cs.outlier(ep, Outcome::Status(status));
                                 if retried {
                                     schedule(retry, progress, &mut pending);
                                 }
                             }
-                            Some(_) => return Raced::Hedge(conn, buf, picked),
+                            Some(_) => return Raced::Hedge(conn, won, picked),
                             None => {
                                 outlier_failure(cs, ep, Failure::ProtocolError);
                                 last = Failure::ProtocolError;
@@ -261,9 +277,10 @@ where
                             }
                         }
                     }
-                    Err(f) => {
+                    Err(t) => {
+                        let f = t.failure;
                         outlier_failure(cs, ep, f);
-                        if !soft && retry.on_failure(f, false, true, stats, breakers) {
+                        if !soft && retry.on_failure(f, t.refused, t.resend, stats, breakers) {
                             schedule(retry, progress, &mut pending);
                         } else {
                             last = f;
@@ -298,10 +315,16 @@ where
                     continue;
                 };
                 retry.tried(picked.ep);
-                let mut request = copy.borrow().clone();
-                if retry.attempt_count_request {
-                    crate::http::stamp::set_attempt_count(&mut request, retry.attempt());
-                }
+                let attempt = retry.attempt_count_request.then(|| retry.attempt());
+                let Some(request) = copy
+                    .borrow()
+                    .as_ref()
+                    .map(|c| <U::Conn as Hedgeable>::stamped(c, attempt))
+                else {
+                    // Never: a retry is scheduled only with the copy at hand.
+                    last = Failure::ConnectionTermination;
+                    continue;
+                };
                 let (timeout, idle) = clocks;
                 let ep = picked.ep;
                 flights.push((

@@ -22,9 +22,10 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 use super::clock::Progress;
 use super::replay::Recording;
 use super::tee::TeeTx;
-use super::UpstreamCodec;
+use super::{Tried, UpstreamCodec};
 use crate::config::MAX_HEADERS_CAP;
 use crate::http::body::BodyError;
+use crate::http::buf::ReadBuf;
 use crate::http::failure::Failure;
 use crate::http::filter::headers::Edits;
 use crate::http::forwarding::Decision;
@@ -48,11 +49,10 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
     async fn hedge_try(
         &self,
         up: &mut Counted<K::Conn>,
-        request: &[u8],
-        buf: &mut crate::http::buf::ReadBuf,
+        request: &Vec<u8>,
         progress: &Progress,
-    ) -> Result<(), Failure> {
-        hedge_try(up, request, buf, progress).await
+    ) -> Result<ReadBuf, Tried> {
+        super::http1_hedge::hedge_try(up, request, progress).await
     }
 
     async fn obtain(
@@ -167,68 +167,6 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
                     Failure::ConnectFailure
                 })
             }
-        }
-    }
-}
-
-/// A hedged try on an HTTP/1.1 connection (`hedge::race`): the whole request, then
-/// reads until a final response head is at the front of `buf` (interim ones skipped).
-/// Every read and write is bounded by the time left on the request's clocks.
-async fn hedge_try<C: crate::http::io::Io>(
-    up: &mut C,
-    request: &[u8],
-    buf: &mut crate::http::buf::ReadBuf,
-    progress: &Progress,
-) -> Result<(), Failure> {
-    enum Step {
-        Interim(usize),
-        Final,
-        More,
-    }
-    let left = progress.time_left();
-    up.set_read_timeout(left);
-    up.set_write_timeout(left);
-    if up.write_all(request).await.is_err() {
-        return Err(Failure::ConnectionTermination);
-    }
-    progress.touch();
-    loop {
-        if !buf.is_empty() {
-            let mut slots = response::header_slots();
-            let asked = Asked {
-                head: false,
-                upgrade: false,
-            };
-            let step = match response::parse(buf.data(), asked, &mut slots) {
-                Ok(Some(r)) if matches!(r.kind, Kind::Interim) => Step::Interim(r.head_len),
-                Ok(Some(_)) => Step::Final,
-                Ok(None) => Step::More,
-                Err(BadResponse(why)) => {
-                    tracing::debug!(reason = why, "invalid upstream response to a hedged try");
-                    return Err(Failure::ProtocolError);
-                }
-            };
-            match step {
-                Step::Interim(n) => {
-                    buf.consume(n);
-                    continue;
-                }
-                Step::Final => return Ok(()),
-                Step::More if buf.is_full() => {
-                    buf.grow(response::MAX_RESPONSE_HEAD_BYTES + 1);
-                }
-                Step::More => {}
-            }
-        }
-        match crate::http::body::fill_from(up, buf, Some(progress)).await {
-            Ok(n) if n > 0 => {}
-            Err(BodyError::Timeout) => {
-                return Err(match progress.expired() {
-                    Some(super::clock::Expiry::PerTryIdle) => Failure::PerTryTimeout,
-                    _ => Failure::RouteTimeout,
-                })
-            }
-            _ => return Err(Failure::ConnectionTermination),
         }
     }
 }

@@ -13,9 +13,10 @@ use std::io::Write as _;
 
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
-use h2::SendStream;
-use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use h2::{RecvStream, SendStream};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, Uri};
 
+use super::hedge::{Copy, Hedgeable, Judge};
 use super::{Attempt, Exchange, Tried, UpstreamCodec};
 use crate::http::failure::Failure;
 use crate::http::filter::headers::Edits;
@@ -34,6 +35,47 @@ where
     K::Conn: 'static,
 {
     type Conn = SendRequest<Bytes>;
+
+    fn hedges(&self) -> bool {
+        true
+    }
+
+    /// A hedged try on a stream of its own: the request's head, then its body and
+    /// trailers (while an early answer is watched), and the final response head (h2
+    /// skips interim ones).
+    async fn hedge_try(
+        &self,
+        send: &mut SendRequest<Bytes>,
+        request: &H2Request,
+        progress: &super::clock::Progress,
+    ) -> Result<Hedged, Tried> {
+        let end = request.body.is_none() && request.trailers.is_none();
+        let (response, mut up) = send
+            .send_request(request.head.clone(), end)
+            .map_err(|_| Tried::failed(Failure::ConnectionTermination, false, true))?;
+        futures_lite::pin!(response);
+        let answer = if end {
+            response.await
+        } else {
+            let body = request.body.clone().unwrap_or_default();
+            let upload = async {
+                let _ =
+                    crate::http::h2::io::send_whole(body, request.trailers.clone(), &mut up).await;
+                None
+            };
+            let early = async { Some(response.as_mut().await) };
+            match futures_lite::future::or(upload, early).await {
+                Some(a) => a,
+                None => response.await,
+            }
+        };
+        let resp = answer.map_err(|e| stream_failure(&e, true))?;
+        if !crate::http::h1::response::valid_status(resp.status().as_u16()) {
+            return Err(Tried::failed(Failure::ProtocolError, false, true));
+        }
+        progress.touch();
+        Ok((resp, up))
+    }
 
     async fn obtain(
         &self,
@@ -64,6 +106,68 @@ where
                 Err(Failure::ConnectFailure)
             }
         }
+    }
+}
+
+/// A request as a hedged try sends it to an HTTP/2 upstream: its head, and its body and
+/// trailers (`None`: the head ends the stream).
+#[derive(Clone)]
+pub(crate) struct H2Request {
+    pub head: http::Request<()>,
+    pub body: Option<Bytes>,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl H2Request {
+    /// The copy of a request whose body (if any) was read whole.
+    pub fn new(head: &http::Request<()>, body: Option<Bytes>, trailers: Option<HeaderMap>) -> Self {
+        H2Request {
+            head: head.clone(),
+            body: body.filter(|b| !b.is_empty()),
+            trailers,
+        }
+    }
+}
+
+/// A hedged try that got its final response head: the head (with the response body's
+/// stream) and the request's stream, kept open until the exchange ends.
+pub(crate) type Hedged = (Response<RecvStream>, SendStream<Bytes>);
+
+/// The attempt number a retried request tells the upstream (Envoy's
+/// `include_request_attempt_count`).
+static ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+
+/// On HTTP/2 a hedged try sends the request's parts on a stream of its own, and a try
+/// that won holds the response head and the request stream.
+impl Hedgeable for SendRequest<Bytes> {
+    type Request = H2Request;
+    type Won = Hedged;
+
+    fn stamped(copy: &H2Request, attempt: Option<u32>) -> H2Request {
+        let mut request = copy.clone();
+        if let Some(n) = attempt {
+            request
+                .head
+                .headers_mut()
+                .insert(&ATTEMPT_COUNT, HeaderValue::from(n));
+        }
+        request
+    }
+
+    fn judge<J: Judge>(won: &Hedged, judge: J) -> Option<J::Out> {
+        Some(judge.judge(won.0.status().as_u16(), won.0.headers()))
+    }
+}
+
+/// Fills `copy` (if the request hedges) with the request as it went up.
+pub(crate) fn fill_hedge(
+    copy: &Option<Copy<H2Request>>,
+    head: &http::Request<()>,
+    body: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+) {
+    if let Some(c) = copy {
+        *c.borrow_mut() = Some(H2Request::new(head, body, trailers));
     }
 }
 

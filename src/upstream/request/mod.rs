@@ -20,7 +20,7 @@
 //!     │                  }   a final failure is counted here, once (`count_failure`)
 //!     │     [hedge]        with `hedge_on_per_try_timeout`, a per-try timeout does not
 //!     │                    cut the try: `hedge::race` runs retries next to it and the
-//!     │                    first good head wins (HTTP/1.1 upstreams)
+//!     │                    first good head wins
 //!     ▼
 //!  adapter: the response head and body to the client, under the same `clock::Progress`
 //! ```
@@ -31,6 +31,7 @@
 pub(crate) mod clock;
 pub(crate) mod hedge;
 pub(crate) mod http1;
+pub(crate) mod http1_hedge;
 pub(crate) mod http2;
 pub(crate) mod replay;
 pub(crate) mod retry;
@@ -166,7 +167,7 @@ pub(crate) fn count_late(stats: &ClusterStats, f: Failure) {
 /// How a connection to an upstream is obtained, per upstream protocol.
 pub(crate) trait UpstreamCodec<K: Connector> {
     /// What a request is sent on: a connection, or a handle to a multiplexed one.
-    type Conn;
+    type Conn: hedge::Hedgeable;
     /// A connection for one try to endpoint `ep`: `(conn, reused)`. The request's
     /// `progress`: its route clock bounds a new connection's connect too, and a new
     /// connection's connect time is its `upstream_connect` phase.
@@ -184,17 +185,17 @@ pub(crate) trait UpstreamCodec<K: Connector> {
         false
     }
 
-    /// A hedged try on `conn` (`hedge::race`): sends `request` (head and body) and reads
-    /// until a final response head is at the front of `buf`, interim ones skipped.
+    /// A hedged try on `conn` (`hedge::race`): sends `request` (head, body, trailers)
+    /// and waits for the final response head, interim ones skipped. `Err`: how the try
+    /// failed (the request can always go again: it is a copy).
     #[allow(async_fn_in_trait)]
     async fn hedge_try(
         &self,
         _conn: &mut Self::Conn,
-        _request: &[u8],
-        _buf: &mut crate::http::buf::ReadBuf,
+        _request: &<Self::Conn as hedge::Hedgeable>::Request,
         _progress: &Progress,
-    ) -> Result<(), Failure> {
-        Err(Failure::ProtocolError)
+    ) -> Result<<Self::Conn as hedge::Hedgeable>::Won, Tried> {
+        Err(Tried::failed(Failure::ProtocolError, false, true))
     }
 }
 
@@ -367,7 +368,7 @@ impl RetryPolicy {
 }
 
 /// One protocol combination's send and receive on a connection the loop obtained.
-pub(crate) trait Exchange<C> {
+pub(crate) trait Exchange<C: hedge::Hedgeable> {
     /// What the adapter goes on with: the response head, or an end of the exchange
     /// that is no upstream failure (the client went away, sent a malformed body).
     type Head;
@@ -388,13 +389,13 @@ pub(crate) trait Exchange<C> {
     /// The copy of the request that hedged tries send (`hedge::Copy`, filled once the
     /// request is complete); `None`: this exchange does not hedge, and a per-try timeout
     /// cuts its try even when the route hedges.
-    fn hedge_copy(&self) -> Option<hedge::Copy> {
+    fn hedge_copy(&self) -> Option<hedge::Copy<C::Request>> {
         None
     }
 
-    /// Takes over a hedged try that won: `buf` holds its response from its final head
-    /// on; the head is made as `try_once` makes one, never retried.
-    fn adopt(&mut self, _buf: crate::http::buf::ReadBuf) -> Result<Self::Head, Tried> {
+    /// Takes over a hedged try that won (`won`: its final response head, with what goes
+    /// with it); the head is made as `try_once` makes one, never retried.
+    fn adopt(&mut self, _won: C::Won) -> Result<Self::Head, Tried> {
         Err(Tried::fatal(Failure::ProtocolError))
     }
 }
@@ -545,15 +546,15 @@ where
                                 }
                                 return Ok((conn, head));
                             }
-                            Err(hedge::Raced::Hedge(won, buf, picked)) => {
+                            Err(hedge::Raced::Hedge(conn, won, picked)) => {
                                 *ep = picked.ep;
                                 *again = Some(picked);
-                                return match x.adopt(buf) {
+                                return match x.adopt(won) {
                                     Ok(head) => {
                                         if !idle.is_zero() {
                                             progress.arm_per_try_idle(idle);
                                         }
-                                        Ok((won, head))
+                                        Ok((conn, head))
                                     }
                                     Err(t) => {
                                         count_failure(&cs.stats, t.failure);
