@@ -85,7 +85,6 @@ fn scripted(delays: &[u64]) -> (Upstream, Arc<Script>) {
 /// first: then `n` goes into `closed`. `attempts` records each stream's attempt header
 /// and the length of the body it carried.
 fn scripted_h2(delays: &[u64]) -> (SocketAddr, Arc<Script>) {
-    use tokio_util::compat::FuturesAsyncReadCompatExt;
     let s = Arc::new(Script {
         seen: AtomicUsize::new(0),
         delays: delays.iter().map(|&ms| Duration::from_millis(ms)).collect(),
@@ -93,38 +92,8 @@ fn scripted_h2(delays: &[u64]) -> (SocketAddr, Arc<Script>) {
         attempts: Mutex::new(Vec::new()),
     });
     let script = s.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(128 * 1024)
-            .make()
-            .expect("a glommio executor for the test upstream")
-            .run(async move {
-                let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-                let _ = tx.send(l.local_addr().expect("local addr"));
-                let serve = async {
-                    while let Ok(sock) = l.accept().await {
-                        let script = script.clone();
-                        glommio::spawn_local(async move {
-                            let Ok(mut conn) = h2::server::handshake(sock.compat()).await else {
-                                return;
-                            };
-                            while let Some(Ok((req, respond))) = conn.accept().await {
-                                glommio::spawn_local(answer_h2(req, respond, script.clone()))
-                                    .detach();
-                            }
-                        })
-                        .detach();
-                    }
-                };
-                futures_lite::future::or(serve, glommio::timer::sleep(Duration::from_secs(60)))
-                    .await;
-            })
-    });
-    (
-        rx.recv_timeout(Duration::from_secs(10)).expect("started"),
-        s,
-    )
+    let addr = h2client::h2_serve(move |req, respond| answer_h2(req, respond, script.clone()));
+    (addr, s)
 }
 
 async fn answer_h2(

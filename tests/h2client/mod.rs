@@ -243,8 +243,20 @@ pub fn h2_upstream_with(
 /// says for its head (gRPC responses with trailers, trailers-only ones, plain ones).
 /// On its own thread; it stops by itself after a minute.
 pub fn h2_upstream_answering(
-    answer: impl Fn(&http::request::Parts) -> Answer + Send + 'static,
+    answer: impl Fn(&http::request::Parts) -> Answer + Send + Sync + 'static,
 ) -> SocketAddr {
+    let answer = std::sync::Arc::new(answer);
+    h2_serve(move |req, respond| answer_whole(req, respond, answer.clone()))
+}
+
+/// An HTTP/2 (h2c) upstream on 127.0.0.1 that runs `stream` for each stream it
+/// accepts, each in its own task, on every connection. On its own thread (a glommio
+/// executor); it stops by itself after a minute.
+pub fn h2_serve<F, Fut>(stream: F) -> SocketAddr
+where
+    F: Fn(http::Request<RecvStream>, h2::server::SendResponse<Bytes>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
@@ -254,17 +266,16 @@ pub fn h2_upstream_answering(
             .run(async move {
                 let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
                 let _ = tx.send(l.local_addr().expect("local addr"));
-                let answer = std::rc::Rc::new(answer);
+                let stream = std::rc::Rc::new(stream);
                 let serve = async {
                     while let Ok(s) = l.accept().await {
-                        let answer = answer.clone();
+                        let stream = stream.clone();
                         glommio::spawn_local(async move {
                             let Ok(mut conn) = h2::server::handshake(s.compat()).await else {
                                 return;
                             };
                             while let Some(Ok((req, respond))) = conn.accept().await {
-                                glommio::spawn_local(answer_whole(req, respond, answer.clone()))
-                                    .detach();
+                                glommio::spawn_local(stream(req, respond)).detach();
                             }
                         })
                         .detach();
@@ -280,7 +291,7 @@ pub fn h2_upstream_answering(
 async fn answer_whole(
     req: http::Request<RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
-    answer: std::rc::Rc<impl Fn(&http::request::Parts) -> Answer>,
+    answer: std::sync::Arc<impl Fn(&http::request::Parts) -> Answer>,
 ) {
     let (parts, mut body) = req.into_parts();
     while let Some(chunk) = body.data().await {
