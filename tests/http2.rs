@@ -345,10 +345,14 @@ fn drain_lets_in_flight_h2_streams_finish() {
     assert!(status.success());
 }
 
+/// Natively, a route's `max_stream_duration.grpc_timeout_header_max` (zero: no cap) makes
+/// a gRPC request's `grpc-timeout` its stream's limit: DEADLINE_EXCEEDED, Envoy's
+/// `downstream duration timeout`, long before the 30 s route timeout.
 #[test]
-fn grpc_timeout_shortens_the_route_timeout() {
+fn grpc_timeout_bounds_the_stream_when_the_route_says_so() {
     let up = Upstream::start(delayed(Duration::from_secs(3)));
-    let p = Proxy::start(&proxy_config_with(up.addr, "30s", ""));
+    let route = "30s\n            max_stream_duration: { grpc_timeout_header_max: 0s }";
+    let p = Proxy::start(&proxy_config_with(up.addr, route, ""));
     let start = Instant::now();
     let (_, text) = curl_h2(&[
         "-H",
@@ -362,8 +366,17 @@ fn grpc_timeout_shortens_the_route_timeout() {
     let took = start.elapsed();
     assert!(text.contains("grpc-status: 4"), "DEADLINE_EXCEEDED: {text}");
     assert!(
+        text.contains("grpc-message: downstream duration timeout"),
+        "{text}"
+    );
+    assert!(
         took < Duration::from_secs(2),
         "the 200 ms grpc-timeout applied, not the 30 s route timeout: {took:?}"
+    );
+    assert_eq!(
+        up.requests()[0].header("grpc-timeout"),
+        Some("200m"),
+        "the limit goes upstream as the grpc-timeout"
     );
 }
 

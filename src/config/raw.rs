@@ -90,6 +90,9 @@ pub(crate) struct RawListener {
     pub request_headers_timeout: Option<String>,
     #[serde(default)]
     pub stream_idle_timeout: Option<String>,
+    /// Envoy's `common_http_protocol_options.max_stream_duration` (none by default).
+    #[serde(default)]
+    pub max_stream_duration: Option<String>,
     #[serde(default)]
     pub max_connections: Option<u64>,
     /// Envoy's `strip_any_host_port`: the Host loses its port before routing.
@@ -164,6 +167,9 @@ pub(crate) struct RawFilterChain {
     pub request_headers_timeout: Option<String>,
     #[serde(default)]
     pub stream_idle_timeout: Option<String>,
+    /// Envoy's `common_http_protocol_options.max_stream_duration` (none by default).
+    #[serde(default)]
+    pub max_stream_duration: Option<String>,
     /// Envoy's `strip_any_host_port`: the Host loses its port before routing.
     #[serde(default)]
     pub strip_any_host_port: Option<bool>,

@@ -43,6 +43,15 @@ pub(crate) struct RawRoute {
     // --- What a cluster route does to the request. ---
     #[serde(default)]
     pub timeout: Option<String>,
+    /// Envoy's `max_stream_duration` (`RouteAction.MaxStreamDuration`).
+    #[serde(default)]
+    pub max_stream_duration: Option<RawMaxStreamDuration>,
+    /// Envoy's `max_grpc_timeout`.
+    #[serde(default)]
+    pub max_grpc_timeout: Option<String>,
+    /// Envoy's `grpc_timeout_offset`.
+    #[serde(default)]
+    pub grpc_timeout_offset: Option<String>,
     #[serde(default)]
     pub prefix_rewrite: Option<String>,
     #[serde(default)]
@@ -90,6 +99,18 @@ pub(crate) struct RawRoute {
     pub response_headers_to_add: Vec<RawHeaderAdd>,
     #[serde(default)]
     pub response_headers_to_remove: Vec<String>,
+}
+
+/// Envoy's `RouteAction.MaxStreamDuration`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMaxStreamDuration {
+    #[serde(default)]
+    pub max_stream_duration: Option<String>,
+    #[serde(default)]
+    pub grpc_timeout_header_max: Option<String>,
+    #[serde(default)]
+    pub grpc_timeout_header_offset: Option<String>,
 }
 
 /// Envoy's `RouteMatch`.

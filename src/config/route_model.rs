@@ -169,6 +169,8 @@ pub enum RouteAction {
 pub struct Forward {
     pub target: ClusterTarget,
     pub timeout: Duration,
+    /// The route's other stream clocks: `max_stream_duration`, and the gRPC timeouts.
+    pub stream: StreamTimeouts,
     /// Upgrade protocols (lower-case, e.g. `websocket`) this route passes through.
     pub upgrades: Vec<String>,
     pub path_rewrite: Option<PathRewrite>,
@@ -181,6 +183,34 @@ pub struct Forward {
     pub mirrors: Vec<MirrorPolicy>,
     /// Envoy's `hash_policy`, in order (empty: a hashing cluster picks at random).
     pub hash_policy: Vec<HashPolicy>,
+}
+
+/// Envoy's route timeouts besides `timeout` (`http::router::timeouts` applies them):
+/// the `max_stream_duration` message (Envoy's "new" timeouts) and the older
+/// `max_grpc_timeout` / `grpc_timeout_offset`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamTimeouts {
+    /// Set: the route `timeout` and `max_grpc_timeout` no longer apply (Envoy's
+    /// `usingNewTimeouts`).
+    pub max_stream_duration: Option<MaxStreamDuration>,
+    /// `max_grpc_timeout`: a gRPC request's `grpc-timeout` replaces the route timeout,
+    /// capped at this (zero: no cap; no header: the cap, or none).
+    pub max_grpc_timeout: Option<Duration>,
+    /// `grpc_timeout_offset`: taken off the `grpc-timeout` first (when it leaves more
+    /// than zero).
+    pub grpc_timeout_offset: Option<Duration>,
+}
+
+/// Envoy's `RouteAction.MaxStreamDuration`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaxStreamDuration {
+    /// `None`: the connection manager's; zero: none on this route.
+    pub max_stream_duration: Option<Duration>,
+    /// Set: a gRPC request's `grpc-timeout` is its stream's duration limit, capped at
+    /// this (zero: no cap).
+    pub grpc_timeout_header_max: Option<Duration>,
+    /// Taken off that limit (down to zero).
+    pub grpc_timeout_header_offset: Option<Duration>,
 }
 
 /// One of Envoy's `RouteAction.HashPolicy` entries: what the request's hash for a

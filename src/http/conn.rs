@@ -81,6 +81,8 @@ enum Action<'v> {
         /// For an original_dst cluster, where the request goes (`upstream::original_dst`).
         dst: Option<SocketAddr>,
         timeout: Duration,
+        /// When the stream's duration limit runs out (`router::timeouts`).
+        ends_at: Option<std::time::Instant>,
         /// The request asks for an upgrade the route allows.
         upgrade: bool,
         /// For an HTTP/2 cluster, the request built from the head (`h1_to_h2`); for an
@@ -503,11 +505,13 @@ impl Conn {
                 cluster,
                 dst,
                 timeout,
+                ends_at,
                 ..
             } => {
                 self.rec.cluster_index = Some(cluster);
                 self.rec.route_stats = plan.route_stats;
-                self.proxy(down, view, &plan, (cluster, dst), timeout, h2_request)
+                let clocks = (timeout, ends_at);
+                self.proxy(down, view, &plan, (cluster, dst), clocks, h2_request)
                     .await
             }
             Action::Connect { cluster } => self.connect(down, view, &plan, cluster).await,

@@ -30,6 +30,11 @@ pub enum Failure {
     /// The stream moved no byte for `stream_idle_timeout`: 408 while the request is still
     /// arriving, 504 once it is complete (flag SI, as Envoy).
     StreamIdle { request_complete: bool },
+    /// The stream reached its duration limit (`max_stream_duration`, or a `grpc-timeout`
+    /// the route honours) before a response head: 408 while the request is still
+    /// arriving, 504 once it is complete; no flag, DEADLINE_EXCEEDED in the gRPC form
+    /// (Envoy's connection manager).
+    MaxDuration { request_complete: bool },
     /// The request head did not arrive within `request_headers_timeout`: 408.
     RequestHeadersTimeout,
     /// An upgrade (WebSocket, ...) the route does not allow: 403.
@@ -57,8 +62,14 @@ impl Failure {
             Failure::ProtocolError => 502,
             Failure::StreamIdle {
                 request_complete: true,
+            }
+            | Failure::MaxDuration {
+                request_complete: true,
             } => 504,
             Failure::StreamIdle {
+                request_complete: false,
+            }
+            | Failure::MaxDuration {
                 request_complete: false,
             }
             | Failure::RequestHeadersTimeout => 408,
@@ -80,6 +91,7 @@ impl Failure {
             Failure::Overflow => ResponseFlag::UpstreamOverflow,
             // Envoy sets no flag for these; they are counted by status.
             Failure::RequestHeadersTimeout
+            | Failure::MaxDuration { .. }
             | Failure::UpgradeRejected
             | Failure::RetryBufferOverflow => ResponseFlag::None,
         }
@@ -105,6 +117,7 @@ impl Failure {
             }
             Failure::StreamIdle { .. } => "stream timeout",
             Failure::RequestHeadersTimeout => "request header timeout",
+            Failure::MaxDuration { .. } => "downstream duration timeout",
             Failure::RetryBufferOverflow => "exceeded request buffer limit while retrying upstream",
         }
     }
@@ -114,6 +127,16 @@ impl Failure {
     pub fn details(self) -> Option<&'static str> {
         match self {
             Failure::RetryBufferOverflow => Some("request_payload_exceeded_retry_buffer_limit"),
+            Failure::MaxDuration { .. } => Some("max_duration_timeout"),
+            _ => None,
+        }
+    }
+
+    /// The `grpc-status` of the reply's gRPC form when the reason fixes it (else it
+    /// comes from the HTTP status, `http::grpc_local`).
+    pub fn grpc_status(self) -> Option<u8> {
+        match self {
+            Failure::MaxDuration { .. } => Some(4),
             _ => None,
         }
     }

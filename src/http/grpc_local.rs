@@ -8,8 +8,6 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
-use super::flags::ResponseFlag;
-
 /// Whether a request with this `content-type` value is gRPC (Envoy's
 /// `isGrpcRequestHeaders`: the value starts with `application/grpc`).
 pub fn is_grpc_content_type(value: &[u8]) -> bool {
@@ -17,16 +15,16 @@ pub fn is_grpc_content_type(value: &[u8]) -> bool {
 }
 
 /// The `grpc-status` for a local reply with this HTTP status: gRPC's HTTP-to-gRPC
-/// mapping, as Envoy's `httpToGrpcStatus`, with a route timeout reported as
-/// DEADLINE_EXCEEDED (as Envoy's router does).
-pub fn status(http_status: u16, flag: ResponseFlag) -> u8 {
-    match (http_status, flag) {
-        (_, ResponseFlag::UpstreamTimeout) => 4,
-        (400, _) => 13,
-        (401, _) => 16,
-        (403, _) => 7,
-        (404, _) => 12,
-        (429 | 502 | 503 | 504, _) => 14,
+/// mapping, as Envoy's `httpToGrpcStatus`. A route or per-try timeout (504 `UT`) is
+/// UNAVAILABLE, as Envoy 1.40's router sends it; a reason that fixes its own status
+/// (the stream's duration limit: DEADLINE_EXCEEDED) sets it in the reply's stamp.
+pub fn status(http_status: u16) -> u8 {
+    match http_status {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
         _ => 2,
     }
 }
@@ -62,11 +60,11 @@ mod tests {
 
     #[test]
     fn maps_http_statuses_as_envoy() {
-        assert_eq!(status(200, ResponseFlag::None), 2);
-        assert_eq!(status(403, ResponseFlag::None), 7);
-        assert_eq!(status(404, ResponseFlag::None), 12);
-        assert_eq!(status(503, ResponseFlag::None), 14);
-        assert_eq!(status(504, ResponseFlag::UpstreamTimeout), 4);
+        assert_eq!(status(200), 2);
+        assert_eq!(status(403), 7);
+        assert_eq!(status(404), 12);
+        assert_eq!(status(503), 14);
+        assert_eq!(status(504), 14);
     }
 
     #[test]

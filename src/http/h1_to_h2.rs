@@ -479,13 +479,7 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
     let res = match progress.run_timed(work).await {
         Ok(res) => res,
         Err(e) => {
-            let f = match e {
-                Expiry::Route => Failure::RouteTimeout,
-                Expiry::PerTryIdle => Failure::PerTryTimeout,
-                Expiry::Idle => Failure::StreamIdle {
-                    request_complete: progress.request_complete(),
-                },
-            };
+            let f = progress.failure(e);
             if progress.status() == 0 {
                 if e == Expiry::PerTryIdle {
                     cs.stats.rq_per_try_idle_timeout.inc();

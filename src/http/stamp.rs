@@ -24,6 +24,7 @@ pub const SERVICE_TIME: &str = "x-envoy-upstream-service-time";
 pub const REQUEST_ID: &str = "x-request-id";
 pub const EXPECTED_TIMEOUT: &str = "x-envoy-expected-rq-timeout-ms";
 pub const EXTERNAL_ADDRESS: &str = "x-envoy-external-address";
+pub const GRPC_TIMEOUT: &str = "grpc-timeout";
 pub const ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
 pub const RATELIMIT_LIMIT: &str = "x-ratelimit-limit";
 pub const RATELIMIT_REMAINING: &str = "x-ratelimit-remaining";
@@ -63,6 +64,11 @@ pub struct Stamp {
     pub expected_timeout_ms: Option<u64>,
     /// Request: `x-envoy-external-address` (an edge request's client).
     pub external_address: Option<IpAddr>,
+    /// Request: `grpc-timeout` in place of the client's (`router::timeouts`).
+    pub grpc_timeout: Option<std::time::Duration>,
+    /// Response: the `grpc-status` of a local reply's gRPC form when the reply's reason
+    /// fixes it (`http::failure::Failure::grpc_status`); not a header of its own.
+    pub grpc_status: Option<u8>,
     /// Request and response: `x-envoy-attempt-count`, the number of the try (the
     /// virtual host's `include_request_attempt_count` / `include_attempt_count_in_response`).
     pub attempt_count: Option<u32>,
@@ -102,6 +108,7 @@ impl Stamp {
             || (self.request_id == RequestId::Always && name.eq_ignore_ascii_case(REQUEST_ID))
             || (self.expected_timeout_ms.is_some() && name.eq_ignore_ascii_case(EXPECTED_TIMEOUT))
             || (self.external_address.is_some() && name.eq_ignore_ascii_case(EXTERNAL_ADDRESS))
+            || (self.grpc_timeout.is_some() && name.eq_ignore_ascii_case(GRPC_TIMEOUT))
             || (self.attempt_count.is_some() && name.eq_ignore_ascii_case(ATTEMPT_COUNT))
             || self.trace.as_ref().is_some_and(|t| t.replaces(name))
             || (self.phases.is_some() && name.eq_ignore_ascii_case(phases::HEADER))
@@ -157,6 +164,10 @@ impl Stamp {
         if let Some(n) = self.attempt_count {
             emit(ATTEMPT_COUNT, decimal(&mut num, u64::from(n)));
         }
+        if let Some(t) = self.grpc_timeout {
+            let mut buf = [0u8; 21];
+            emit(GRPC_TIMEOUT, grpc_timeout(&mut buf, t));
+        }
         if let Some(r) = self.ratelimit {
             emit(RATELIMIT_LIMIT, decimal(&mut num, r.limit));
             emit(RATELIMIT_REMAINING, decimal(&mut num, r.remaining));
@@ -189,7 +200,7 @@ impl Stamp {
             map.remove(context::B3_FLAGS);
         }
         let has = |n: &str| map.contains_key(n);
-        let mut add: [Option<(&'static str, http::HeaderValue)>; 14] = Default::default();
+        let mut add: [Option<(&'static str, http::HeaderValue)>; 15] = Default::default();
         let mut k = 0;
         let no_date = Stamp {
             date: false,
@@ -202,6 +213,7 @@ impl Stamp {
                 EXPECTED_TIMEOUT,
                 EXTERNAL_ADDRESS,
                 ATTEMPT_COUNT,
+                GRPC_TIMEOUT,
                 RATELIMIT_LIMIT,
                 RATELIMIT_REMAINING,
                 RATELIMIT_RESET,
@@ -255,6 +267,31 @@ pub fn set_attempt_count(buf: &mut Vec<u8>, n: u32) {
 /// Bytes known to be ASCII (the formatters above write nothing else) as `&str`.
 fn ascii(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or_default()
+}
+
+/// A `grpc-timeout` value as Envoy's `toGrpcTimeout` writes it: milliseconds while
+/// they fit in 8 digits, else the coarsest of seconds, minutes and hours that does.
+fn grpc_timeout(buf: &mut [u8; 21], d: std::time::Duration) -> &str {
+    let mut n = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let mut unit = b'm';
+    for (next, by) in [(b'S', 1000), (b'M', 60), (b'H', 60)] {
+        if n <= 99_999_999 {
+            break;
+        }
+        n /= by;
+        unit = next;
+    }
+    let n = n.min(99_999_999);
+    let mut num = [0u8; 20];
+    let digits = decimal(&mut num, n).as_bytes();
+    let len = digits.len();
+    if let Some(slot) = buf.get_mut(..len) {
+        slot.copy_from_slice(digits);
+    }
+    if let Some(u) = buf.get_mut(len) {
+        *u = unit;
+    }
+    ascii(buf.get(..=len).unwrap_or_default())
 }
 
 /// The decimal form of `n` in `buf`.

@@ -318,6 +318,7 @@ impl Builder {
                         "request_headers_timeout",
                     ),
                     (t.stream_idle_timeout.is_some(), "stream_idle_timeout"),
+                    (t.max_stream_duration.is_some(), "max_stream_duration"),
                     (t.forwarding.is_some(), "forwarding"),
                     (t.strip_any_host_port.is_some(), "strip_any_host_port"),
                     (
@@ -489,6 +490,12 @@ impl Builder {
             t.stream_idle_timeout,
             Duration::from_secs(300),
         );
+        // Envoy's default: no limit on a stream's duration.
+        let max_stream_duration = self.duration(
+            format!("{p}.max_stream_duration"),
+            t.max_stream_duration,
+            Duration::ZERO,
+        );
         let fd = Forwarding::default();
         let rf = t.forwarding.as_ref();
         let forwarding = Forwarding {
@@ -564,6 +571,7 @@ impl Builder {
             http2,
             request_headers_timeout,
             stream_idle_timeout,
+            max_stream_duration,
             forwarding,
             http_filters,
         }

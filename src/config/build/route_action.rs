@@ -195,7 +195,9 @@ impl Builder {
         };
         let mirrors = self.mirror_policies(p, &r.request_mirror_policies, clusters);
         let hash_policy = self.hash_policies(p, &r.hash_policy);
+        let stream = self.stream_timeouts(p, r);
         Some(RouteAction::Cluster(Forward {
+            stream,
             mirrors,
             hash_policy,
             cluster_not_found_status,
@@ -207,6 +209,42 @@ impl Builder {
             // Set by `routes.rs`, which knows the virtual host.
             retries: Default::default(),
         }))
+    }
+
+    /// Envoy's `max_stream_duration`, `max_grpc_timeout` and `grpc_timeout_offset`.
+    fn stream_timeouts(&mut self, p: &str, r: &RawRoute) -> StreamTimeouts {
+        let opt = |b: &mut Self, path: String, v: &Option<String>| {
+            v.as_ref().map(|_| b.duration(path, v, Duration::ZERO))
+        };
+        let max_stream_duration = r.max_stream_duration.as_ref().map(|m| {
+            let mp = format!("{p}.max_stream_duration");
+            MaxStreamDuration {
+                max_stream_duration: opt(
+                    self,
+                    format!("{mp}.max_stream_duration"),
+                    &m.max_stream_duration,
+                ),
+                grpc_timeout_header_max: opt(
+                    self,
+                    format!("{mp}.grpc_timeout_header_max"),
+                    &m.grpc_timeout_header_max,
+                ),
+                grpc_timeout_header_offset: opt(
+                    self,
+                    format!("{mp}.grpc_timeout_header_offset"),
+                    &m.grpc_timeout_header_offset,
+                ),
+            }
+        });
+        StreamTimeouts {
+            max_stream_duration,
+            max_grpc_timeout: opt(self, format!("{p}.max_grpc_timeout"), &r.max_grpc_timeout),
+            grpc_timeout_offset: opt(
+                self,
+                format!("{p}.grpc_timeout_offset"),
+                &r.grpc_timeout_offset,
+            ),
+        }
     }
 
     /// Envoy's `request_mirror_policies`: each names its cluster or the header that

@@ -193,6 +193,12 @@ pub(super) fn translate(
                 }
                 max_requests = Some((v.value, at));
             }
+            if common.max_stream_duration.is_some() {
+                return Err(err(
+                    format!("{cp}.max_stream_duration"),
+                    "not supported by Outrigger for upstream connections",
+                ));
+            }
             if common.max_headers_count.is_some() {
                 return Err(err(
                     format!("{cp}.max_headers_count"),

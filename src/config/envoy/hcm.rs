@@ -94,6 +94,13 @@ pub(super) fn translate(
     let stream_idle = duration(&h.stream_idle_timeout, &format!("{p}.stream_idle_timeout"))?
         .unwrap_or(Duration::from_secs(300));
     chain.stream_idle_timeout = Some(native_duration(stream_idle));
+    // Envoy: no stream duration limit unless set (zero: none).
+    if let Some(d) = duration(
+        &common.max_stream_duration,
+        &format!("{cp}.max_stream_duration"),
+    )? {
+        chain.max_stream_duration = Some(native_duration(d));
+    }
     let headers_timeout = duration(
         &h.request_headers_timeout,
         &format!("{p}.request_headers_timeout"),

@@ -24,8 +24,8 @@ use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::Muta
 use envoy_types::pb::google::protobuf::Any;
 
 use super::super::raw::{
-    RawClusterWeight, RawDataSource, RawDataSourceFields, RawDirectResponse, RawMirrorPolicy,
-    RawRedirect, RawRoute, RawRouteTable, RawVirtualHost, RawWeightedClusters,
+    RawClusterWeight, RawDataSource, RawDataSourceFields, RawDirectResponse, RawMaxStreamDuration,
+    RawMirrorPolicy, RawRedirect, RawRoute, RawRouteTable, RawVirtualHost, RawWeightedClusters,
 };
 use super::convert::{duration, header_adds, native_duration, Translation, R};
 use super::{err, PathMap};
@@ -255,6 +255,9 @@ fn route(
         weighted_clusters: None,
         redirect: None,
         timeout: None,
+        max_stream_duration: None,
+        max_grpc_timeout: None,
+        grpc_timeout_offset: None,
         prefix_rewrite: None,
         regex_rewrite: None,
         host_rewrite_literal: None,
@@ -411,6 +414,30 @@ fn route_action(
     let timeout =
         duration(&a.timeout, &format!("{ap}.timeout"))?.unwrap_or(Duration::from_secs(15));
     out.timeout = Some(native_duration(timeout));
+    let opt = |d: &Option<_>, f: &str| -> R<Option<String>> {
+        Ok(duration(d, &format!("{ap}.{f}"))?.map(native_duration))
+    };
+    if let Some(m) = &a.max_stream_duration {
+        out.max_stream_duration = Some(RawMaxStreamDuration {
+            max_stream_duration: opt(
+                &m.max_stream_duration,
+                "max_stream_duration.max_stream_duration",
+            )?,
+            grpc_timeout_header_max: opt(
+                &m.grpc_timeout_header_max,
+                "max_stream_duration.grpc_timeout_header_max",
+            )?,
+            grpc_timeout_header_offset: opt(
+                &m.grpc_timeout_header_offset,
+                "max_stream_duration.grpc_timeout_header_offset",
+            )?,
+        });
+    }
+    #[allow(deprecated)]
+    {
+        out.max_grpc_timeout = opt(&a.max_grpc_timeout, "max_grpc_timeout")?;
+        out.grpc_timeout_offset = opt(&a.grpc_timeout_offset, "grpc_timeout_offset")?;
+    }
     // Envoy: an upgrade type must be configured on the connection manager; a route
     // may switch it on or off. CONNECT needs a connect_matcher route.
     for (t, enabled) in upgrades {

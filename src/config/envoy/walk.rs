@@ -219,7 +219,12 @@ const SUPPORTED: &[(&str, &[&str])] = &[
         // `max_requests_per_connection`: upstream only (the connection manager refuses
         // it in `hcm.rs`).
         "envoy.config.core.v3.HttpProtocolOptions",
-        &["idle_timeout", "max_headers_count", "max_requests_per_connection"],
+        &[
+            "idle_timeout",
+            "max_headers_count",
+            "max_requests_per_connection",
+            "max_stream_duration",
+        ],
     ),
     (
         "envoy.config.core.v3.Http2ProtocolOptions",
@@ -394,12 +399,23 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "host_rewrite_literal",
             "auto_host_rewrite",
             "timeout",
+            "max_stream_duration",
+            "max_grpc_timeout",
+            "grpc_timeout_offset",
             "upgrade_configs",
             "retry_policy",
             "hedge_policy",
             "rate_limits",
             "request_mirror_policies",
             "hash_policy",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.MaxStreamDuration",
+        &[
+            "max_stream_duration",
+            "grpc_timeout_header_max",
+            "grpc_timeout_header_offset",
         ],
     ),
     (

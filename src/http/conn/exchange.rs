@@ -64,15 +64,9 @@ fn body_stall(plan: &Plan<'_>) -> (Duration, bool) {
 
 /// The failure an expired clock stands for.
 fn expiry_failure(progress: &Progress) -> Failure {
-    match progress.expired() {
-        Some(Expiry::Idle) => Failure::StreamIdle {
-            request_complete: progress.request_complete(),
-        },
-        // A socket timeout is only ever set from the clocks; the route's is the one
-        // that cannot move.
-        Some(Expiry::Route) | None => Failure::RouteTimeout,
-        Some(Expiry::PerTryIdle) => Failure::PerTryTimeout,
-    }
+    // A socket timeout is only ever set from the clocks; the route's is the one that
+    // cannot move.
+    progress.failure(progress.expired().unwrap_or(Expiry::Route))
 }
 
 /// The HTTP/1 client's side of one try on an HTTP/1.1 connection (`request::run`):
@@ -416,13 +410,14 @@ impl Conn {
         view: &WorkerView<C>,
         plan: &Plan<'_>,
         cluster: (usize, Option<std::net::SocketAddr>),
-        timeout: Duration,
+        (timeout, ends_at): (Duration, Option<std::time::Instant>),
         h2_request: Option<Box<http::Request<()>>>,
     ) -> Outcome {
         // The upstream buffer is borrowed from the worker only for this exchange.
         self.ubuf = view.bufs.take();
-        let progress =
-            Progress::new(timeout, plan.stream_idle_timeout).recording_upstream(self.upstream);
+        let progress = Progress::new(timeout, plan.stream_idle_timeout)
+            .ending_at(ends_at)
+            .recording_upstream(self.upstream);
         let outcome = self
             .exchange(down, view, plan, (cluster, timeout), h2_request, &progress)
             .await;
@@ -687,8 +682,11 @@ impl Conn {
         if left.is_some() {
             down.set_write_timeout(Some(plan.idle_timeout));
         }
-        let late = |f: Failure| {
+        // What cut the response body after its head went out (the connection closes).
+        let mut cut = None;
+        let mut late = |f: Failure| {
             request::count_late(stats, f);
+            cut = Some(f);
             f.flag()
         };
         let flag = match result {
@@ -711,10 +709,14 @@ impl Conn {
             Err(_) => late(Failure::ConnectionTermination),
         };
         self.rec.bytes_sent = sent;
-        let clean = matches!(
-            flag,
-            ResponseFlag::None | ResponseFlag::UpstreamRetryLimitExceeded
-        );
+        if let Some(d) = cut.and_then(Failure::details).filter(|_| self.logging) {
+            self.rec.log.details = d;
+        }
+        let clean = cut.is_none()
+            && matches!(
+                flag,
+                ResponseFlag::None | ResponseFlag::UpstreamRetryLimitExceeded
+            );
         Outcome {
             status,
             flag,

@@ -9,7 +9,7 @@ use super::super::failure::Failure;
 use super::super::h1::head::BodyKind;
 use super::super::io::Io;
 use super::super::view::WorkerView;
-use super::{Conn, Outcome, Plan};
+use super::{Conn, LocalBody, Outcome, Plan};
 
 impl Conn {
     /// Counts the request for `cluster` and picks its endpoint (noting both for the
@@ -56,10 +56,29 @@ impl Conn {
         if let Some(d) = f.details().filter(|_| self.logging) {
             self.rec.log.details = d;
         }
-        if body_touched || matches!(f, Failure::StreamIdle { .. }) {
-            return self.reply_and_close(down, plan, status, msg, flag).await;
+        // A request still arriving when its stream timed out is not read on.
+        let stalled = matches!(
+            f,
+            Failure::StreamIdle { .. }
+                | Failure::MaxDuration {
+                    request_complete: false
+                }
+        );
+        let mut edits = plan.response_edits;
+        edits.stamp.grpc_status = f.grpc_status().or(edits.stamp.grpc_status);
+        if body_touched || stalled {
+            return self
+                .reply_and_close_with(down, plan, (status, flag), msg, edits)
+                .await;
         }
-        let mut o = self.local(down, view, plan, status, None, msg, flag).await;
+        let reply = LocalBody {
+            content_type: None,
+            location: None,
+            body: msg,
+        };
+        let mut o = self
+            .local_with_edits(down, view, plan, (status, flag), reply, edits)
+            .await;
         // Reading the body to discard it may have failed half way; never keep a
         // connection whose request had a body.
         if plan.framing.body != BodyKind::Empty {

@@ -9,6 +9,7 @@ use crate::upstream::Connector;
 
 use super::super::body;
 use super::super::failure::Failure;
+use super::super::filter::headers::Edits;
 use super::super::flags::ResponseFlag;
 use super::super::h1::encode;
 use super::super::h1::head::BodyKind;
@@ -47,6 +48,21 @@ impl Conn {
         status: u16,
         reply: LocalBody<'_>,
         flag: ResponseFlag,
+    ) -> Outcome {
+        let edits = plan.response_edits;
+        self.local_with_edits(down, view, plan, (status, flag), reply, edits)
+            .await
+    }
+
+    /// `local_with`, with these response edits in place of the plan's.
+    pub(super) async fn local_with_edits<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &WorkerView<C>,
+        plan: &Plan<'_>,
+        (status, flag): (u16, ResponseFlag),
+        reply: LocalBody<'_>,
+        edits: Edits<'_>,
     ) -> Outcome {
         let LocalBody {
             content_type,
@@ -90,7 +106,7 @@ impl Conn {
             content_type,
             location,
             body,
-            plan.response_edits,
+            edits,
         );
         if self.logging {
             self.rec.log.head_out =
@@ -137,6 +153,20 @@ impl Conn {
         msg: &[u8],
         flag: ResponseFlag,
     ) -> Outcome {
+        let edits = plan.response_edits;
+        self.reply_and_close_with(down, plan, (status, flag), msg, edits)
+            .await
+    }
+
+    /// `reply_and_close`, with these response edits in place of the plan's.
+    pub(super) async fn reply_and_close_with<D: Io>(
+        &mut self,
+        down: &mut D,
+        plan: &Plan<'_>,
+        (status, flag): (u16, ResponseFlag),
+        msg: &[u8],
+        edits: Edits<'_>,
+    ) -> Outcome {
         self.linger = true;
         self.wbuf.clear();
         let form = encode::ReplyForm {
@@ -144,15 +174,8 @@ impl Conn {
             head_only: plan.is_head,
             close: true,
         };
-        let status = encode::write_reply(
-            &mut self.wbuf,
-            form,
-            (status, flag),
-            None,
-            None,
-            msg,
-            plan.response_edits,
-        );
+        let status =
+            encode::write_reply(&mut self.wbuf, form, (status, flag), None, None, msg, edits);
         let _ = down.write_all(&self.wbuf).await;
         self.rec.bytes_sent = self.wbuf.len() as u64;
         Outcome {

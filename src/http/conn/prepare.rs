@@ -13,7 +13,7 @@ use super::super::h1::encode::{self, Forward, UpstreamRequest};
 use super::super::h1::head::{self, BodyKind, HeadError};
 use super::super::h1::request;
 use super::super::own_headers;
-use super::super::router::{self, Decision};
+use super::super::router::{self, timeouts, Decision};
 use super::super::view::WorkerView;
 use super::{Action, Plan};
 
@@ -39,7 +39,8 @@ pub(super) async fn prepare<'v, C: Connector>(
         return Ok(None);
     };
     // The `parse` phase ends here (`observe::phases`).
-    let parsed_at = Some(std::time::Instant::now());
+    let started = std::time::Instant::now();
+    let parsed_at = Some(started);
     if req.minor == 0 {
         // Envoy's codec: HTTP/1.0 only if accepted, and a Host-less one gets the
         // configured default authority (for routing and upstream).
@@ -225,9 +226,27 @@ pub(super) async fn prepare<'v, C: Connector>(
                 headers,
                 edits: &edits.request,
             };
+            // The route timeout, the stream's duration limit and the grpc-timeout that
+            // goes upstream (`router::timeouts`).
+            let grpc = is_grpc(headers);
+            let grpc_timeout = headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(GRPC_TIMEOUT))
+                .and_then(|h| timeouts::parse_grpc_timeout(h.value));
+            let decided = timeouts::decide(
+                t.timeout,
+                &t.stream,
+                l.max_stream_duration,
+                grpc,
+                grpc_timeout,
+            );
             let timeout =
-                crate::upstream::request::retry::timeout_header(&honoured).unwrap_or(t.timeout);
+                crate::upstream::request::retry::timeout_header(&honoured).unwrap_or(decided.route);
             own_headers::proxied(&l.own, &l.forwarding, timeout, fwd.client, &mut edits);
+            if grpc {
+                edits.request.stamp.grpc_timeout = decided.grpc_timeout(timeout);
+            }
+            let ends_at = decided.duration.map(|d| started + d);
             let mut retry = RetryState::new(
                 t.retries,
                 &Honoured {
@@ -372,6 +391,7 @@ pub(super) async fn prepare<'v, C: Connector>(
                 cluster: t.cluster,
                 dst,
                 timeout,
+                ends_at,
                 upgrade: upgrade.is_some(),
                 h2,
                 auto_host: t.auto_host,
@@ -390,6 +410,15 @@ pub(super) async fn prepare<'v, C: Connector>(
 }
 
 const REQUEST_ID: &str = crate::http::stamp::REQUEST_ID;
+const GRPC_TIMEOUT: &str = crate::http::stamp::GRPC_TIMEOUT;
+
+/// Whether a request is gRPC (its `content-type`, as Envoy's `isGrpcRequestHeaders`).
+fn is_grpc(headers: &[httparse::Header<'_>]) -> bool {
+    headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("content-type")
+            && crate::http::grpc_local::is_grpc_content_type(h.value)
+    })
+}
 
 /// The last `x-request-id` value of an upstream head the HTTP/1 encoder wrote (the one
 /// the proxy's stamp adds comes after the client's fields).
@@ -413,10 +442,7 @@ fn plan<'v>(
         minor: req.minor,
         is_head: req.is_head(),
         idempotent: req.idempotent(),
-        grpc: req.headers.iter().any(|h| {
-            h.name.eq_ignore_ascii_case("content-type")
-                && crate::http::grpc_local::is_grpc_content_type(h.value)
-        }),
+        grpc: is_grpc(req.headers),
         framing: req.framing,
         action,
         idle_timeout: l.idle_timeout,

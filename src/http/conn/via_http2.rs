@@ -79,8 +79,10 @@ impl Conn {
             // request body may be half read: answer and close, without trying to read
             // the rest of it.
             let (status, msg) = (f.status(), f.reply_body(res.retried).as_bytes());
+            let mut edits = plan.response_edits;
+            edits.stamp.grpc_status = f.grpc_status().or(edits.stamp.grpc_status);
             return self
-                .reply_and_close(down, plan, status, msg, f.flag())
+                .reply_and_close_with(down, plan, (status, f.flag()), msg, edits)
                 .await;
         }
         if res.status == 400 && res.flag == ResponseFlag::DownstreamProtocolError {

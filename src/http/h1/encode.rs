@@ -485,7 +485,11 @@ fn write_grpc_local_reply(
     // A filter may set the status itself (the fault filter's `grpc_status` abort).
     if edits.keeps("grpc-status") {
         out.extend_from_slice(b"grpc-status: ");
-        push_u64(out, u64::from(grpc_local::status(status, flag)));
+        let g = edits.stamp.grpc_status;
+        push_u64(
+            out,
+            u64::from(g.unwrap_or_else(|| grpc_local::status(status))),
+        );
         out.extend_from_slice(b"\r\n");
     }
     let message = grpc_local::message(body).filter(|_| !head_only);

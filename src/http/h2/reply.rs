@@ -42,24 +42,9 @@ pub(crate) fn is_grpc(h: &HeaderMap) -> bool {
         .is_some_and(|v| grpc_local::is_grpc_content_type(v.as_bytes()))
 }
 
-/// `grpc-timeout` (RFC: 1-8 digits and a unit H M S m u n) as a duration.
+/// `grpc-timeout` as a duration (`router::timeouts::parse_grpc_timeout`).
 pub(crate) fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
-    let v = h.get("grpc-timeout")?.to_str().ok()?;
-    if v.len() < 2 || v.len() > 9 {
-        return None;
-    }
-    // `to_str` succeeded, so every byte is visible ASCII and any split is on a boundary.
-    let (num, unit) = v.split_at_checked(v.len() - 1)?;
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(n.saturating_mul(3600)),
-        "M" => Duration::from_secs(n.saturating_mul(60)),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => return None,
-    })
+    crate::http::router::timeouts::parse_grpc_timeout(h.get("grpc-timeout")?.as_bytes())
 }
 
 /// Counts a response with `status` in its class for the cluster.
@@ -95,6 +80,11 @@ pub(crate) fn fail_retried(
     retried: bool,
 ) -> Done {
     let text = if retried { f.retried_body() } else { f.body() };
+    respond.note_details(f.details());
+    let mut edits = edits;
+    if let Some(g) = f.grpc_status() {
+        edits.stamp.grpc_status = Some(g);
+    }
     local(
         respond,
         grpc,
@@ -116,13 +106,8 @@ pub(crate) fn expired(
     e: Expiry,
     edits: Edits<'_>,
 ) -> Done {
-    let failure = match e {
-        Expiry::Route => Failure::RouteTimeout,
-        Expiry::PerTryIdle => Failure::PerTryTimeout,
-        Expiry::Idle => Failure::StreamIdle {
-            request_complete: progress.request_complete(),
-        },
-    };
+    let failure = progress.failure(e);
+    respond.note_details(failure.details());
     let flag = failure.flag();
     let status = progress.status();
     if status == 0 {
@@ -223,7 +208,12 @@ pub(crate) fn local_at(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc"),
         );
-        let g = u16::from(grpc_local::status(status, flag));
+        let g = u16::from(
+            edits
+                .stamp
+                .grpc_status
+                .unwrap_or_else(|| grpc_local::status(status)),
+        );
         h.insert("grpc-status", HeaderValue::from(g));
         done.grpc_status = Some(g);
         if let Some(v) = grpc_local::message(body).and_then(|m| HeaderValue::from_str(&m).ok()) {

@@ -27,6 +27,9 @@ pub(crate) struct Respond {
     /// The head is the proxy's own reply without a body: its `content-length: 0` is not
     /// a header Envoy logs (its local reply has none).
     empty_local_reply: bool,
+    /// `%RESPONSE_CODE_DETAILS%` of a failure whose flag does not say it
+    /// (`Failure::details`).
+    details: Option<&'static str>,
 }
 
 impl Respond {
@@ -40,6 +43,7 @@ impl Respond {
             head: buf(wants.head),
             trailers: buf(wants.trailers),
             empty_local_reply: false,
+            details: None,
         }
     }
 
@@ -106,6 +110,14 @@ impl Respond {
         log.response_head = self.head;
         log.trailers = self.trailers;
         log.empty_local_reply = self.empty_local_reply && !log.response_head.is_empty();
+        if let Some(d) = self.details {
+            log.details = d;
+        }
+    }
+
+    /// The stream's reply is a failure's, whose details its flag does not say.
+    pub fn note_details(&mut self, d: Option<&'static str>) {
+        self.details = d.or(self.details);
     }
 }
 

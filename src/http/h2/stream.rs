@@ -17,7 +17,7 @@ use crate::http::filter::{self, Status};
 use crate::http::flags::ResponseFlag;
 use crate::http::forwarding;
 use crate::http::own_headers;
-use crate::http::router::{self, Decision, Target};
+use crate::http::router::{self, timeouts, Decision, Target};
 use crate::http::view::{ChainRef, WorkerView};
 use crate::observe::phases::Marks;
 use crate::observe::stream_info::{self, StreamInfo};
@@ -337,12 +337,16 @@ pub(crate) async fn serve<C: Connector>(
             if let Some(s) = span.as_deref_mut() {
                 s.set_cluster(&cs.cfg.name);
             }
-            let mut timeout = t.timeout;
-            if let Some(g) = grpc.then(|| grpc_timeout(&parts.headers)).flatten() {
-                if timeout.is_zero() || g < timeout {
-                    timeout = g;
-                }
-            }
+            // The route timeout, the stream's duration limit and the grpc-timeout that
+            // goes upstream (`router::timeouts`).
+            let decided = timeouts::decide(
+                t.timeout,
+                &t.stream,
+                l.max_stream_duration,
+                grpc,
+                grpc_timeout(&parts.headers),
+            );
+            let mut timeout = decided.route;
             // Who the client is and what to add to x-forwarded-*: one policy for every
             // path (the incoming XFF values, in order, may span several fields).
             let xff: Vec<&[u8]> = parts
@@ -390,6 +394,9 @@ pub(crate) async fn serve<C: Connector>(
                 timeout = h;
             }
             own_headers::proxied(&l.own, &l.forwarding, timeout, fwd.client, &mut edits);
+            if grpc {
+                edits.request.stamp.grpc_timeout = decided.grpc_timeout(timeout);
+            }
             if let Some(m) = edits.response.stamp.phases.as_mut() {
                 *m = marks;
             }
@@ -410,8 +417,11 @@ pub(crate) async fn serve<C: Connector>(
             if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
                 edits.request.stamp.attempt_count = Some(1);
             }
-            let progress =
-                Rc::new(Progress::new(timeout, l.stream_idle_timeout).recording_upstream(wants));
+            let progress = Rc::new(
+                Progress::new(timeout, l.stream_idle_timeout)
+                    .ending_at(decided.duration.map(|d| start + d))
+                    .recording_upstream(wants),
+            );
             if body.is_end_stream() {
                 // END_STREAM came with the headers: the request is already whole.
                 progress.request_done();

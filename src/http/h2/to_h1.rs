@@ -106,13 +106,7 @@ pub(crate) async fn proxy<C: Connector>(
 
 /// The failure an expired clock stands for.
 pub(super) fn expiry_failure(e: Expiry, progress: &Progress) -> Failure {
-    match e {
-        Expiry::Route => Failure::RouteTimeout,
-        Expiry::PerTryIdle => Failure::PerTryTimeout,
-        Expiry::Idle => Failure::StreamIdle {
-            request_complete: progress.request_complete(),
-        },
-    }
+    progress.failure(e)
 }
 
 /// The HTTP/2 stream's side of one try on an HTTP/1.1 connection (`request::run`).

@@ -88,6 +88,8 @@ fn weighted(clusters: &[WeightedCluster], total: u64, draw: u64) -> Option<&Weig
 pub struct Target<'t> {
     pub cluster: usize,
     pub timeout: Duration,
+    /// The route's other stream clocks (`router::timeouts`).
+    pub stream: crate::config::StreamTimeouts,
     pub upgrades: &'t [String],
     /// The path (and query) to send instead of the client's; the client's then goes in
     /// `x-envoy-original-path`, as Envoy does.
@@ -266,6 +268,7 @@ pub fn resolve<'t>(
         cluster,
         record_host: matches!(f.host_rewrite, HostRewrite::Literal(_)),
         timeout: f.timeout,
+        stream: f.stream,
         retries: &f.retries,
         upgrades: &f.upgrades,
         path: f

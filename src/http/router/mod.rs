@@ -9,6 +9,7 @@ mod action;
 mod domains;
 pub mod hash;
 mod matchers;
+pub mod timeouts;
 
 pub use action::{convert_substitution, entry_cluster, resolve, Decision, EntryCluster, Target};
 pub use domains::{DomainIndex, MAX_DOMAIN_LEN};

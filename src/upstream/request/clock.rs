@@ -14,6 +14,11 @@
 //!   does not read. Before the response head it is a `408` while the request is still
 //!   arriving, a `504` once it was received whole (Envoy's `maybeRequestTimeoutCode`).
 //!
+//! - The stream's duration limit (`max_stream_duration`, or the `grpc-timeout` a route
+//!   honours: `http::router::timeouts`), from the stream's start, whatever the stream
+//!   does: `408` while the request is still arriving, `504` once it is whole (flag none,
+//!   `downstream duration timeout`, as Envoy's connection manager), a reset after the
+//!   response head.
 //! - The per-try idle timeout (a retry policy's `per_try_idle_timeout`), armed by the
 //!   attempt loop once a try's response head is here (before it, `request::run` races
 //!   the try against its per-try clocks): the response body moving no byte for that
@@ -52,6 +57,8 @@ pub(crate) enum Expiry {
     Idle,
     /// The per-try idle timeout during the response body: a reset, flag `UT`.
     PerTryIdle,
+    /// The stream's duration limit: 408 or 504 before the response head, a reset after.
+    Duration,
 }
 
 /// A sleep until `.0`, for the per-try idle clock.
@@ -72,6 +79,8 @@ pub(crate) struct Progress {
     /// sweep or timer was set before it was armed): when it was set for, and the sleep.
     /// Boxed, and made only when a per-try idle timeout is armed.
     per_try_timer: std::cell::RefCell<Option<PerTryTimer>>,
+    /// When the stream's duration limit runs out (`None`: no limit).
+    duration_at: Option<Instant>,
     /// Zero: no idle clock.
     idle: Duration,
     last: Cell<Instant>,
@@ -109,6 +118,7 @@ impl Progress {
             done_waker: Cell::new(None),
             per_try_idle: Cell::new(Duration::ZERO),
             per_try_timer: std::cell::RefCell::new(None),
+            duration_at: None,
             idle,
             last: Cell::new(Instant::now()),
             request_complete: Cell::new(false),
@@ -125,6 +135,12 @@ impl Progress {
             upstream_tls: RefCell::new(None),
             wants: UpstreamWants::default(),
         }
+    }
+
+    /// The stream ends at `at` whatever it does (its duration limit), if set.
+    pub fn ending_at(mut self, at: Option<Instant>) -> Self {
+        self.duration_at = at;
+        self
     }
 
     /// Has the tries note what `wants` names of their connection (decided per chain at
@@ -188,7 +204,10 @@ impl Progress {
 
     /// Whether any clock is configured (a sweep needs to watch this request).
     pub fn has_clocks(&self) -> bool {
-        !self.route_timeout.is_zero() || !self.idle.is_zero() || !self.per_try_idle.get().is_zero()
+        !self.route_timeout.is_zero()
+            || !self.idle.is_zero()
+            || !self.per_try_idle.get().is_zero()
+            || self.duration_at.is_some()
     }
 
     /// Something moved on the stream (a head, a frame, bytes to or from the upstream).
@@ -344,9 +363,21 @@ impl Progress {
     /// The earliest instant a running clock runs out (`None`: none runs).
     pub fn next_expiry(&self) -> Option<Instant> {
         let idle_at = self.first_idle().map(|(at, _)| at);
-        match (self.route.get(), idle_at) {
-            (Some(r), Some(i)) => Some(r.min(i)),
-            (r, i) => r.or(i),
+        [self.route.get(), idle_at, self.duration_at]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The route or duration clock that has run out by `now`, the earlier first.
+    fn fixed_expired(&self, now: Instant) -> Option<Expiry> {
+        let route = self.route.get().filter(|r| now >= *r);
+        let duration = self.duration_at.filter(|d| now >= *d);
+        match (route, duration) {
+            (Some(r), Some(d)) if d < r => Some(Expiry::Duration),
+            (Some(_), _) => Some(Expiry::Route),
+            (None, Some(_)) => Some(Expiry::Duration),
+            (None, None) => None,
         }
     }
 
@@ -363,8 +394,8 @@ impl Progress {
             return Some(e);
         }
         let now = Instant::now();
-        if self.route.get().is_some_and(|r| now >= r) {
-            return Some(Expiry::Route);
+        if let Some(e) = self.fixed_expired(now) {
+            return Some(e);
         }
         match self.first_idle() {
             Some((at, e)) if now >= at => Some(e),
@@ -375,8 +406,8 @@ impl Progress {
     /// Checks the clocks at `now`: the clock that ran out (and wakes the stream), or
     /// the next instant to look again (`None`: no clock runs).
     pub(crate) fn check(&self, now: Instant) -> Result<Option<Instant>, Expiry> {
-        if self.route.get().is_some_and(|r| now >= r) {
-            return Err(self.fire(Expiry::Route));
+        if let Some(e) = self.fixed_expired(now) {
+            return Err(self.fire(e));
         }
         let first = self.first_idle();
         if let Some((_, e)) = first.filter(|(at, _)| now >= *at) {
@@ -389,10 +420,23 @@ impl Progress {
         // deadline it would set is never earlier than this bound.
         let pending = (!self.route_timeout.is_zero() && self.route.get().is_none())
             .then(|| now + self.route_timeout);
-        Ok([self.route.get(), idle_at, pending]
+        Ok([self.route.get(), idle_at, pending, self.duration_at]
             .into_iter()
             .flatten()
             .min())
+    }
+
+    /// The failure a clock that ran out stands for (its local reply before a response
+    /// head; what is counted after one).
+    pub(crate) fn failure(&self, e: Expiry) -> crate::http::failure::Failure {
+        use crate::http::failure::Failure;
+        let request_complete = self.request_complete();
+        match e {
+            Expiry::Route => Failure::RouteTimeout,
+            Expiry::PerTryIdle => Failure::PerTryTimeout,
+            Expiry::Idle => Failure::StreamIdle { request_complete },
+            Expiry::Duration => Failure::MaxDuration { request_complete },
+        }
     }
 
     /// The route timeout ran out (its clock fired, or a wait it bounded found it past).
