@@ -259,8 +259,7 @@ pub struct HttpConnectionManager {
     pub request_headers_timeout: Duration,
     /// A stream that moves no byte either way for this long is ended (zero: never).
     pub stream_idle_timeout: Duration,
-    /// A stream still going this long after its head arrived is ended (zero: never;
-    /// a route's `max_stream_duration` replaces it).
+    /// A stream's duration limit from its head (zero: none; `router::timeouts`).
     pub max_stream_duration: Duration,
     pub forwarding: Forwarding,
     /// Whether the Host loses its port before routing (and on its way upstream).
