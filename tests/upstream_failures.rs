@@ -454,3 +454,59 @@ fn a_pooled_connection_the_upstream_closed_while_idle_is_not_used() {
     assert_eq!(up.connections(), 5);
     assert_eq!(flag_count(&proxy.listener_stats("main"), "UC"), 0);
 }
+
+/// A pooled connection whose last request ran under a longer clock (5 s) still bounds
+/// the next request's wait by its own (300 ms). The upstream read's timer was armed
+/// for the longer deadline; moving it earlier lost it (monoio 0.2.4), and the request
+/// waited for the upstream's answer 2 s later, about one time in three.
+#[test]
+fn a_pooled_connection_keeps_the_next_requests_clock() {
+    let up = Upstream::start(Arc::new(|ctx, req, s| {
+        use std::io::Write;
+        if req.target.ends_with("/slow") {
+            ctx.sleep(Duration::from_secs(2));
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")?;
+        Ok(true)
+    }));
+    let yaml = format!(
+        "{HEADER}listeners:
+  - name: main
+    address: 127.0.0.1
+    port: @PORT@
+    route_table: main
+route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: /slow }}
+            cluster: up
+            timeout: 300ms
+          - match: {{ prefix: / }}
+            cluster: up
+            timeout: 5s
+clusters:
+  - name: up
+    connect_timeout: 1s
+    endpoints:
+      - {{ address: 127.0.0.1, port: {} }}
+",
+        up.addr.port()
+    );
+    let p = Proxy::start(&yaml);
+    for round in 0..4 {
+        assert_eq!(get(p.listen, "test", "/fast").status, 200);
+        let start = Instant::now();
+        let r = get(p.listen, "test", "/slow");
+        let took = start.elapsed();
+        assert_eq!(r.status, 504, "round {round}: {}", r.body_str());
+        assert!(
+            took < Duration::from_millis(1500),
+            "round {round}: a 300 ms route timeout answered after {took:?}"
+        );
+    }
+    // Each slow request went on the connection the fast one left in the pool.
+    assert_eq!(up.connections(), 4);
+}

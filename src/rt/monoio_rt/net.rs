@@ -21,9 +21,10 @@ use tokio::io::{AsyncRead as TokioRead, ReadBuf};
 use super::ring_io::{Reader, Writer};
 
 /// One direction's timeout. The deadline is a number kept per operation; the timer
-/// behind it is moved only when it would fire too late (an earlier operation armed it
-/// for a later time) or when it fires early (for a later operation), so an operation
-/// that completes costs no timer work and none is allocated after the first.
+/// behind it is replaced only when it would fire too late (an earlier operation armed
+/// it for a later time) and moved when it fires early (for a later operation), so an
+/// operation that completes costs no timer work, and operations with one clock length
+/// share one timer.
 #[derive(Default)]
 struct Deadline {
     timer: Option<Pin<Box<Sleep>>>,
@@ -40,14 +41,18 @@ impl Deadline {
             return Poll::Pending;
         };
         let at = *self.at.get_or_insert_with(|| super::sleep::after(t));
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(monoio::time::sleep_until(at)));
-        let armed = self.armed.get_or_insert(at);
-        if *armed > at {
-            timer.as_mut().reset(at);
-            *armed = at;
+        // A timer armed for later than this operation's deadline is replaced, not moved:
+        // monoio 0.2.4 loses a pending timer reset to an earlier instant (it never
+        // fires), so a read on a pooled connection whose last request had a longer
+        // clock waited past its own (seen as a 2 s wait under a 0.3 s clock). Moving a
+        // timer later, or re-arming one that fired, works and stays as it was.
+        if self.armed.is_none_or(|armed| armed > at) {
+            self.timer = Some(Box::pin(monoio::time::sleep_until(at)));
+            self.armed = Some(at);
         }
+        let (Some(timer), Some(armed)) = (self.timer.as_mut(), self.armed.as_mut()) else {
+            return Poll::Pending;
+        };
         loop {
             if timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
