@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
@@ -21,15 +21,17 @@ use tokio::io::{AsyncRead as TokioRead, ReadBuf};
 use super::ring_io::{Reader, Writer};
 
 /// One direction's timeout. The deadline is a number kept per operation; the timer
-/// behind it is replaced only when it would fire too late (an earlier operation armed
-/// it for a later time) and moved when it fires early (for a later operation), so an
-/// operation that completes costs no timer work, and operations with one clock length
-/// share one timer.
+/// behind it is re-armed in place only when it would fire too late (an earlier
+/// operation armed it for a later time) or would wake another task, and moved when it
+/// fires early (for a later operation), so an operation that completes costs no timer
+/// work, and operations of one task with one clock length share one timer.
 #[derive(Default)]
 struct Deadline {
     timer: Option<Pin<Box<Sleep>>>,
     /// When the timer fires.
     armed: Option<Instant>,
+    /// The task the pending timer wakes.
+    waker: Option<Waker>,
     /// When the pending operation times out.
     at: Option<Instant>,
 }
@@ -41,14 +43,22 @@ impl Deadline {
             return Poll::Pending;
         };
         let at = *self.at.get_or_insert_with(|| super::sleep::after(t));
-        // A timer armed for later than this operation's deadline is replaced, not moved:
-        // monoio 0.2.4 loses a pending timer reset to an earlier instant (it never
-        // fires), so a read on a pooled connection whose last request had a longer
-        // clock waited past its own (seen as a 2 s wait under a 0.3 s clock). Moving a
-        // timer later, or re-arming one that fired, works and stays as it was.
-        if self.armed.is_none_or(|armed| armed > at) {
-            self.timer = Some(Box::pin(monoio::time::sleep_until(at)));
+        // monoio 0.2.4's timer keeps the waker of the first poll until it fires (its
+        // `StateCell::poll` stores a waker only when it holds none). A pooled upstream
+        // connection is used by one downstream connection's task, then another's: its
+        // pending timer would wake the task that armed it, and the operation waited past
+        // its clock (seen as 2 s waits under a 0.3 s clock). So a timer armed by another
+        // task, or for later than this operation's deadline, is re-armed in place (a new
+        // entry in the same allocation) for this task; a fired one is moved (below).
+        let ours = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if !ours || self.armed.is_none_or(|armed| armed > at) {
+            let fresh = monoio::time::sleep_until(at);
+            match self.timer.as_mut() {
+                Some(t) => t.set(fresh),
+                None => self.timer = Some(Box::pin(fresh)),
+            }
             self.armed = Some(at);
+            self.waker = Some(cx.waker().clone());
         }
         let (Some(timer), Some(armed)) = (self.timer.as_mut(), self.armed.as_mut()) else {
             return Poll::Pending;
@@ -61,6 +71,7 @@ impl Deadline {
                 self.at = None;
                 return Poll::Ready(());
             }
+            // Fired early: its waker was taken, the next poll stores this task's.
             timer.as_mut().reset(at);
             *armed = at;
         }
