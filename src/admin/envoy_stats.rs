@@ -471,6 +471,7 @@ fn scalars(r: &StatsReport) -> Vec<Scalar> {
             ("upstream_cx_overflow", c.cx_overflow),
             ("upstream_cx_pool_overflow", c.cx_pool_overflow),
             ("upstream_cx_max_requests", c.cx_max_requests),
+            ("upstream_cx_idle_timeout", c.cx_idle_timeout),
             ("upstream_rq_shadow", c.rq_shadow),
             ("upstream_rq_shadow_failed", c.rq_shadow_failed),
             ("upstream_rq_shadow_dropped", c.rq_shadow_dropped),

@@ -281,6 +281,12 @@ pub fn render(r: &StatsReport) -> String {
         cx_max_requests
     );
     per_cluster!(
+        "outrigger_upstream_cx_idle_timeout_total",
+        "counter",
+        "Connections closed after the cluster's idle timeout with no request.",
+        cx_idle_timeout
+    );
+    per_cluster!(
         "outrigger_upstream_rq_retry_limit_exceeded_total",
         "counter",
         "Retriable requests whose retries ran out.",

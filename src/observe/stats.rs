@@ -382,6 +382,9 @@ pub struct ClusterStats {
     /// `max_requests_per_connection` (counted when the last request they may carry is
     /// sent on them; they close once it is done).
     pub cx_max_requests: Counter,
+    /// Envoy's `upstream_cx_idle_timeout`: connections closed after the cluster's idle
+    /// timeout with no request (pooled HTTP/1.1 ones, HTTP/2 ones with no stream).
+    pub cx_idle_timeout: Counter,
     pub rq_retry_limit_exceeded: Counter,
     pub rq_retry_backoff_exponential: Counter,
     pub rq_per_try_timeout: Counter,
@@ -443,6 +446,7 @@ impl ClusterStats {
             cx_overflow: self.cx_overflow.get(),
             cx_pool_overflow: self.cx_pool_overflow.get(),
             cx_max_requests: self.cx_max_requests.get(),
+            cx_idle_timeout: self.cx_idle_timeout.get(),
             circuit_breakers: None,
             rq_retry_limit_exceeded: self.rq_retry_limit_exceeded.get(),
             rq_retry_backoff_exponential: self.rq_retry_backoff_exponential.get(),
@@ -582,6 +586,7 @@ pub struct ClusterReport {
     pub cx_overflow: u64,
     pub cx_pool_overflow: u64,
     pub cx_max_requests: u64,
+    pub cx_idle_timeout: u64,
     /// Envoy's `circuit_breakers.default.*` gauges, process-wide (filled in by the
     /// control side from the snapshot, not summed over workers).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -707,6 +712,7 @@ impl StatsReport {
                     x.cx_overflow += c.cx_overflow;
                     x.cx_pool_overflow += c.cx_pool_overflow;
                     x.cx_max_requests += c.cx_max_requests;
+                    x.cx_idle_timeout += c.cx_idle_timeout;
                     x.rq_retry_limit_exceeded += c.rq_retry_limit_exceeded;
                     x.rq_retry_backoff_exponential += c.rq_retry_backoff_exponential;
                     x.rq_per_try_timeout += c.rq_per_try_timeout;

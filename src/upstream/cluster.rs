@@ -78,7 +78,7 @@ impl<C: 'static> ClusterState<C> {
                 .iter()
                 .map(|_| EndpointStats::default())
                 .collect(),
-            h2: super::h2conn::H2Conns::new(cfg.endpoints.len()),
+            h2: super::h2conn::H2Conns::new(cfg.endpoints.len(), cfg.pool.idle_timeout),
             name: Arc::from(cfg.name.as_str()),
             health: cfg
                 .endpoints
@@ -187,6 +187,8 @@ impl<C: 'static> ClusterState<C> {
 
     /// Where the first pick reports the cluster's first traffic.
     pub fn report_use_to(&self, alarm: Rc<Alarm>) {
+        // The same alarm sweeps the idle HTTP/2 connections (`h2conn::evict_idle`).
+        self.h2.sweep_with(alarm.clone());
         let _ = self.alarm.set(alarm);
     }
 

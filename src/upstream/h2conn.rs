@@ -8,6 +8,16 @@
 //! `max_connections` and `max_pending_requests` as Envoy's pool. Each connection's
 //! h2 driver runs as its own task on the worker.
 //!
+//! A connection with no stream for the cluster's idle timeout (`pool.idle_timeout`,
+//! Envoy's `common_http_protocol_options.idle_timeout`) leaves the pool and closes with
+//! a GOAWAY, as Envoy's idle timer closes it. h2 tells no one when a stream ends, so
+//! the worker's housekeeping sweep (`evict_idle`, asked for through the worker's
+//! [`Alarm`] only while connections are open) notes when each was last seen busy: a
+//! stream handed out, or a sweep that found streams open. A connection closes at the
+//! first sweep that finds it without streams and not busy for the idle timeout: for
+//! streams shorter than the timeout, the timeout after the last one (Envoy's); a
+//! stream that outlived it may see its connection close sooner after its end.
+//!
 //! With `max_requests_per_connection`, a connection carries that many streams in all:
 //! the stream that uses up its count takes it out of the pool (Envoy's DRAINING,
 //! counted in `upstream_cx_max_requests`), and its driver ends, with a GOAWAY, once
@@ -17,11 +27,13 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
 
 use super::Connector;
+use crate::alarm::Alarm;
 use crate::tls::TlsInfo;
 
 /// What a stream's record may keep of its shared connection: the local address and
@@ -35,6 +47,13 @@ const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 
 pub(crate) struct H2Conns {
     eps: Vec<RefCell<Endpoint>>,
+    /// The cluster's idle timeout for its connections (zero: none).
+    idle_timeout: Duration,
+    /// The worker's housekeeping alarm (unset outside a worker: nothing is swept).
+    alarm: std::cell::OnceCell<Rc<Alarm>>,
+    /// A sweep is asked for: set when a connection opens, cleared by a sweep that
+    /// leaves no connection.
+    swept: Cell<bool>,
 }
 
 /// One endpoint's connections on this core, and the requests waiting for a connection
@@ -69,6 +88,9 @@ struct Live {
     ended: Rc<Cell<bool>>,
     /// Streams it may still carry (`max_requests_per_connection`; `u32::MAX`: no limit).
     left: Rc<Cell<u32>>,
+    /// When it was last seen busy: a stream handed out, or a sweep that found streams
+    /// open (`evict_idle`).
+    busy_at: Rc<Cell<Instant>>,
 }
 
 impl Live {
@@ -117,10 +139,62 @@ pub(crate) struct Ready {
 }
 
 impl H2Conns {
-    pub fn new(endpoints: usize) -> Self {
+    pub fn new(endpoints: usize, idle_timeout: Duration) -> Self {
         H2Conns {
             eps: (0..endpoints).map(|_| RefCell::default()).collect(),
+            idle_timeout,
+            alarm: std::cell::OnceCell::new(),
+            swept: Cell::new(false),
         }
+    }
+
+    /// Has the worker's housekeeping close this cluster's idle connections.
+    pub fn sweep_with(&self, alarm: Rc<Alarm>) {
+        let _ = self.alarm.set(alarm);
+    }
+
+    /// A connection opened: asks for a sweep when it could first be idle long enough.
+    fn ask_sweep(&self, now: Instant) {
+        if self.idle_timeout.is_zero() || self.swept.get() {
+            return;
+        }
+        if let Some(a) = self.alarm.get() {
+            a.ring_at(now + self.idle_timeout);
+            self.swept.set(true);
+        }
+    }
+
+    /// Closes the connections that had no stream for the idle timeout (dropping the
+    /// pool's handle: h2 then ends the connection with a GOAWAY). Returns how many, and
+    /// asks the alarm again for the next one that could age out while any is left.
+    pub fn evict_idle(&self) -> usize {
+        if self.idle_timeout.is_zero() {
+            return 0;
+        }
+        let now = Instant::now();
+        let mut closed = 0;
+        let mut next: Option<Instant> = None;
+        for e in &self.eps {
+            let mut e = e.borrow_mut();
+            prune(&mut e);
+            e.conns.retain(|c| {
+                if c.send.num_active_streams() > 0 {
+                    c.busy_at.set(now);
+                }
+                let at = c.busy_at.get() + self.idle_timeout;
+                if now >= at {
+                    closed += 1;
+                    return false;
+                }
+                next = Some(next.map_or(at, |n| n.min(at)));
+                true
+            });
+        }
+        self.swept.set(next.is_some());
+        if let (Some(at), Some(a)) = (next, self.alarm.get()) {
+            a.ring_at(at);
+        }
+        closed
     }
 
     /// Shares `other`'s connections to its endpoint `from` as this one's `to`.
@@ -133,6 +207,10 @@ impl H2Conns {
             Some(e) => e.borrow().cx.clone(),
             None => return,
         };
+        if !conns.is_empty() {
+            // The adopted connections are swept here from now on.
+            self.ask_sweep(Instant::now());
+        }
         if let Some(e) = self.eps.get(to) {
             let mut e = e.borrow_mut();
             e.conns = conns;
@@ -190,6 +268,7 @@ impl H2Conns {
                 (found, fallback, maxed)
             };
             if let Some(live) = found {
+                live.busy_at.set(Instant::now());
                 match live.send.clone().ready().await {
                     Ok(send) => {
                         return Ok(Ready {
@@ -254,6 +333,7 @@ impl H2Conns {
                     if maxed {
                         prune(&mut slot.borrow_mut());
                     }
+                    live.busy_at.set(Instant::now());
                     let send = live.send.clone().ready().await.map_err(|e| {
                         live.ended.set(true);
                         std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e)
@@ -335,13 +415,16 @@ impl H2Conns {
             }
         })
         .detach();
+        let now = Instant::now();
         let live = Live {
             send: send.clone(),
             local,
             tls: tls.clone(),
             ended,
             left: Rc::new(Cell::new(limit)),
+            busy_at: Rc::new(Cell::new(now)),
         };
+        self.ask_sweep(now);
         let maxed = live.take_stream();
         if !maxed {
             slot.borrow_mut().conns.push(live);

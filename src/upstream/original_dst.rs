@@ -99,10 +99,18 @@ impl<C: 'static> ClusterState<C> {
     /// Closes the idle connections that aged out, this cluster's and its
     /// destinations' (the worker's housekeeping).
     pub(crate) fn evict_expired(&self) {
-        self.pool.evict_expired();
+        self.evict_own();
         for s in self.dests.borrow().values() {
-            s.pool.evict_expired();
+            s.evict_own();
         }
+    }
+
+    /// This cluster state's own idle connections: pooled HTTP/1.1 ones that aged out,
+    /// HTTP/2 ones with no stream for the idle timeout (`upstream_cx_idle_timeout`).
+    fn evict_own(&self) {
+        let (_, pooled) = self.pool.evict_expired();
+        let h2 = self.h2.evict_idle();
+        self.stats.cx_idle_timeout.add((pooled + h2) as u64);
     }
 }
 

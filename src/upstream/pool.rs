@@ -121,12 +121,16 @@ impl<C> Pool<C> {
     }
 
     /// Drops connections idle for longer than the timeout. Returns when the next one
-    /// ages out (and asks the alarm for it), `None` if the pool is now empty.
-    pub fn evict_expired(&self) -> Option<Instant> {
+    /// ages out (and asks the alarm for it), `None` if the pool is now empty, and how
+    /// many were dropped.
+    pub fn evict_expired(&self) -> (Option<Instant>, usize) {
         let now = Instant::now();
         let mut next: Option<Instant> = None;
+        let mut dropped = 0;
         for stack in self.idle.borrow_mut().iter_mut() {
+            let before = stack.len();
             stack.retain(|(_, since)| now.duration_since(*since) < self.idle_timeout);
+            dropped += before - stack.len();
             // The bottom of a stack is its oldest connection.
             if let Some((_, since)) = stack.first() {
                 let at = *since + self.idle_timeout;
@@ -137,7 +141,7 @@ impl<C> Pool<C> {
         if let (Some(at), Some(a)) = (next, self.alarm.get()) {
             a.ring_at(at);
         }
-        next
+        (next, dropped)
     }
 }
 
@@ -173,14 +177,14 @@ mod tests {
         assert!(!p.swept.get(), "an empty pool asks for nothing");
         p.put(1, 7);
         assert!(p.swept.get());
-        let next = p.evict_expired();
+        let (next, _) = p.evict_expired();
         assert!(next.is_some_and(|at| at > Instant::now()));
         assert!(
             p.swept.get(),
             "a connection is left: the next sweep stays asked for"
         );
         assert_eq!(p.take(1), Some(7));
-        assert_eq!(p.evict_expired(), None);
+        assert_eq!(p.evict_expired(), (None, 0));
         assert!(!p.swept.get(), "nothing left: no sweep asked for");
     }
 }

@@ -1,0 +1,120 @@
+//! The cluster idle timeout on HTTP/2 upstream connections (Envoy's
+//! `common_http_protocol_options.idle_timeout`): a connection with no stream for that
+//! long is closed, the next request opens a new one, and `upstream_cx_idle_timeout`
+//! counts it. The same bootstrap goes to Envoy 1.40 and to Outrigger against an h2c
+//! upstream that counts the connections it accepted and those still open.
+
+mod common;
+mod h2client;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::Duration;
+
+use common::envoy::{envoy_or_skip, hcm_head, Envoy, ROUTER_TYPE};
+use common::*;
+
+fn bootstrap(up: SocketAddr) -> String {
+    let head = hcm_head("", "main");
+    format!(
+        r#"{head}          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: / }}
+                route: {{ cluster: up }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": {ROUTER_TYPE}}}
+  clusters:
+  - name: up
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        common_http_protocol_options: {{ idle_timeout: 0.4s }}
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: up
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
+"#,
+        up.port()
+    )
+}
+
+#[derive(Debug, PartialEq)]
+struct Seen {
+    statuses: (u16, u16),
+    /// The first connection was closed while no request was in flight.
+    closed_when_idle: bool,
+    /// Connections the upstream accepted in all.
+    accepted: usize,
+    idle_timeouts: u64,
+}
+
+fn exercise(listen: SocketAddr, counts: &h2client::H2Counts, stat: &dyn Fn() -> u64) -> Seen {
+    let first = get(listen, "test", "/").status;
+    let closed_when_idle = wait_until(Duration::from_secs(5), || {
+        (counts.open.load(SeqCst) == 0).then_some(())
+    })
+    .is_some();
+    let second = get(listen, "test", "/").status;
+    let idle_timeouts = wait_until(Duration::from_secs(5), || {
+        let n = stat();
+        (n > 0).then_some(n)
+    })
+    .unwrap_or(0);
+    Seen {
+        statuses: (first, second),
+        closed_when_idle,
+        accepted: counts.total.load(SeqCst),
+        idle_timeouts,
+    }
+}
+
+#[test]
+fn envoy_and_outrigger_close_idle_http2_upstream_connections_alike() {
+    let Some(bin) =
+        envoy_or_skip("envoy_and_outrigger_close_idle_http2_upstream_connections_alike")
+    else {
+        return;
+    };
+    let (up, counts) = h2client::h2_upstream_counted(200);
+    let envoy = Envoy::start(&bin, &bootstrap(up));
+    let admin = envoy.admin;
+    let envoy_stat = || {
+        let r = exchange(
+            admin,
+            "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
+        );
+        r.body_str()
+            .lines()
+            .find_map(|l| l.strip_prefix("cluster.up.upstream_cx_idle_timeout: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let from_envoy = exercise(envoy.listen, &counts, &envoy_stat);
+    drop(envoy);
+    let (up, counts) = h2client::h2_upstream_counted(200);
+    let proxy = Proxy::start_with(&bootstrap(up), 1);
+    let our_stat = || {
+        proxy.cluster_stats("up")["cx_idle_timeout"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let from_outrigger = exercise(proxy.listen, &counts, &our_stat);
+    assert_eq!(from_envoy, from_outrigger, "Envoy, then Outrigger");
+    assert_eq!(
+        from_outrigger,
+        Seen {
+            statuses: (200, 200),
+            closed_when_idle: true,
+            accepted: 2,
+            idle_timeouts: 1,
+        }
+    );
+}
