@@ -13,6 +13,18 @@ use common::*;
 /// A bootstrap with one route to the upstream; `route_policy` goes under the route's
 /// `route:` (indented to its fields), `vhost_extra` under the virtual host.
 fn bootstrap(up: SocketAddr, route_policy: &str, vhost_extra: &str) -> String {
+    bootstrap_with(up, route_policy, vhost_extra, false)
+}
+
+/// The connection manager of an `internal` bootstrap trusts loopback clients: their
+/// `x-envoy-*` request headers are honoured (Envoy's `internal_address_config`).
+const INTERNAL: &str = "          use_remote_address: true
+          internal_address_config:
+            cidr_ranges: [{address_prefix: 127.0.0.0, prefix_len: 8}]
+";
+
+fn bootstrap_with(up: SocketAddr, route_policy: &str, vhost_extra: &str, internal: bool) -> String {
+    let hcm = if internal { INTERNAL } else { "" };
     format!(
         r#"admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: @ADMIN_PORT@ }} }}
@@ -26,7 +38,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: main
-          route_config:
+{hcm}          route_config:
             virtual_hosts:
             - name: all
               domains: ["*"]
@@ -68,6 +80,8 @@ struct Case {
     route: &'static str,
     vhost: &'static str,
     request_headers: &'static str,
+    /// The client is internal (`INTERNAL`).
+    internal: bool,
 }
 
 /// What one proxy did with one case.
@@ -105,6 +119,7 @@ fn envoy_and_outrigger_retry_alike() {
             route: "retry_on: 5xx\nnum_retries: 2\nretry_back_off: { base_interval: 0.001s }",
             vhost: "",
             request_headers: "",
+            internal: false,
         },
         Case {
             name: "retries exhausted: the last 503 goes to the client",
@@ -112,6 +127,7 @@ fn envoy_and_outrigger_retry_alike() {
             route: "retry_on: 5xx\nnum_retries: 1\nretry_back_off: { base_interval: 0.001s }",
             vhost: "",
             request_headers: "",
+            internal: false,
         },
         Case {
             name: "gateway-error does not retry a 500",
@@ -119,6 +135,7 @@ fn envoy_and_outrigger_retry_alike() {
             route: "retry_on: gateway-error",
             vhost: "",
             request_headers: "",
+            internal: false,
         },
         Case {
             name: "gateway-error retries a 502",
@@ -126,6 +143,7 @@ fn envoy_and_outrigger_retry_alike() {
             route: "retry_on: gateway-error\nretry_back_off: { base_interval: 0.001s }",
             vhost: "",
             request_headers: "",
+            internal: false,
         },
         Case {
             name: "retriable-status-codes",
@@ -133,6 +151,7 @@ fn envoy_and_outrigger_retry_alike() {
             route: "retry_on: retriable-status-codes\nretriable_status_codes: [409]\nretry_back_off: { base_interval: 0.001s }",
             vhost: "",
             request_headers: "",
+            internal: false,
         },
         Case {
             name: "retriable-4xx retries only a 409",
@@ -140,6 +159,7 @@ fn envoy_and_outrigger_retry_alike() {
             route: "retry_on: retriable-4xx",
             vhost: "",
             request_headers: "",
+            internal: false,
         },
         Case {
             name: "reset: a connection closed before the response",
@@ -147,6 +167,7 @@ fn envoy_and_outrigger_retry_alike() {
             route: "retry_on: reset\nretry_back_off: { base_interval: 0.001s }",
             vhost: "",
             request_headers: "",
+            internal: false,
         },
         Case {
             name: "the virtual host's policy, with the attempt count in the response",
@@ -154,6 +175,7 @@ fn envoy_and_outrigger_retry_alike() {
             route: "",
             vhost: "              retry_policy: { retry_on: 5xx, retry_back_off: { base_interval: 0.001s } }\n              include_attempt_count_in_response: true\n",
             request_headers: "",
+            internal: false,
         },
         Case {
             name: "x-envoy-retry-on from an untrusted client is ignored",
@@ -161,6 +183,7 @@ fn envoy_and_outrigger_retry_alike() {
             route: "",
             vhost: "",
             request_headers: "x-envoy-retry-on: 5xx\r\n",
+            internal: false,
         },
         Case {
             name: "x-envoy-max-retries from an untrusted client is ignored",
@@ -168,6 +191,47 @@ fn envoy_and_outrigger_retry_alike() {
             route: "retry_on: 5xx\nretry_back_off: { base_interval: 0.001s }",
             vhost: "",
             request_headers: "x-envoy-max-retries: 3\r\n",
+            internal: false,
+        },
+        Case {
+            name: "retriable_request_headers: a GET is retried when the route names GET",
+            upstream: || fail_first(1, status_oops(503)),
+            route: "retry_on: 5xx\nretry_back_off: { base_interval: 0.001s }\nretriable_request_headers: [{ name: \":method\", string_match: { exact: GET } }]",
+            vhost: "",
+            request_headers: "",
+            internal: false,
+        },
+        Case {
+            name: "retriable_request_headers: a GET is not retried when the route names POST",
+            upstream: || fail_first(1, status_oops(503)),
+            route: "retry_on: 5xx\nretry_back_off: { base_interval: 0.001s }\nretriable_request_headers: [{ name: \":method\", string_match: { exact: POST } }, { name: x-retry-ok }]",
+            vhost: "",
+            request_headers: "",
+            internal: false,
+        },
+        Case {
+            name: "retriable_request_headers: a request header the route names",
+            upstream: || fail_first(1, status_oops(503)),
+            route: "retry_on: 5xx\nretry_back_off: { base_interval: 0.001s }\nretriable_request_headers: [{ name: \":method\", string_match: { exact: POST } }, { name: x-retry-ok }]",
+            vhost: "",
+            request_headers: "x-retry-ok: 1\r\n",
+            internal: false,
+        },
+        Case {
+            name: "x-envoy-retriable-header-names from an internal client",
+            upstream: || fail_first(1, fixed("HTTP/1.1 200 OK\r\nx-try-again: no\r\ncontent-length: 2\r\n\r\nno")),
+            route: "retry_on: retriable-headers\nretry_back_off: { base_interval: 0.001s }",
+            vhost: "",
+            request_headers: "x-envoy-retriable-header-names: x-other, X-Try-Again\r\n",
+            internal: true,
+        },
+        Case {
+            name: "x-envoy-retriable-header-names from an external client is ignored",
+            upstream: || fail_first(1, fixed("HTTP/1.1 200 OK\r\nx-try-again: no\r\ncontent-length: 2\r\n\r\nno")),
+            route: "retry_on: retriable-headers\nretry_back_off: { base_interval: 0.001s }",
+            vhost: "",
+            request_headers: "x-envoy-retriable-header-names: x-try-again\r\nx-forwarded-for: 10.0.0.1\r\n",
+            internal: false,
         },
     ];
     let mut diffs = Vec::new();
@@ -178,11 +242,14 @@ fn envoy_and_outrigger_retry_alike() {
             route_policy(c.route)
         };
         let envoy_up = Upstream::start((c.upstream)());
-        let envoy = Envoy::start(&bin, &bootstrap(envoy_up.addr, &route, c.vhost));
+        let envoy = Envoy::start(
+            &bin,
+            &bootstrap_with(envoy_up.addr, &route, c.vhost, c.internal),
+        );
         let from_envoy = run(envoy.listen, &envoy_up, c);
         drop(envoy);
         let ours_up = Upstream::start((c.upstream)());
-        let proxy = Proxy::start(&bootstrap(ours_up.addr, &route, c.vhost));
+        let proxy = Proxy::start(&bootstrap_with(ours_up.addr, &route, c.vhost, c.internal));
         let from_outrigger = run(proxy.listen, &ours_up, c);
         if from_envoy != from_outrigger {
             diffs.push(format!(
@@ -207,8 +274,8 @@ fn unsupported_retry_fields_are_refused_by_path() {
             format!("{at}.routes[0].route.retry_policy.retry_priority: not supported by Outrigger"),
         ),
         (
-            "retry_on: 5xx\nretriable_request_headers: [{ name: x }]",
-            format!("{at}.routes[0].route.retry_policy.retriable_request_headers: not supported by Outrigger"),
+            "retry_on: 5xx\nrate_limited_retry_back_off: { reset_headers: [{ name: retry-after }] }",
+            format!("{at}.routes[0].route.retry_policy.rate_limited_retry_back_off: not supported by Outrigger"),
         ),
         (
             "retry_on: 5xx,bogus",
@@ -294,4 +361,83 @@ fn hedge_policy_loads_and_refuses_what_envoy_does_not_implement() {
         assert!(!ok, "case {i} accepted");
         assert!(text.contains(want.as_str()), "case {i}: want `{want}` in:\n{text}");
     }
+}
+
+/// The timeout the upstream is told to expect, with the same bootstrap through Envoy
+/// 1.40 and Outrigger: `x-envoy-expected-rq-timeout-ms` is the per-try timeout when one
+/// is set below the route timeout (5 s here) and the request does not hedge, else the
+/// route timeout; under `max_grpc_timeout` a gRPC request's `grpc-timeout` is that
+/// value too (Envoy's `setTimeoutHeaders`).
+#[test]
+fn the_expected_timeout_headers_follow_the_per_try_timeout_as_in_envoy() {
+    let Some(bin) =
+        envoy_or_skip("the_expected_timeout_headers_follow_the_per_try_timeout_as_in_envoy")
+    else {
+        return;
+    };
+    const GRPC: &str = "POST /svc/M HTTP/1.1\r\nHost: svc\r\ncontent-type: application/grpc\r\ngrpc-timeout: 10S\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    const GET: &str = "GET /x HTTP/1.1\r\nHost: svc\r\nconnection: close\r\n\r\n";
+    let cases: [(&str, &str, &str); 6] = [
+        (
+            "per-try below the route timeout",
+            "retry_on: 5xx\nper_try_timeout: 1s",
+            GET,
+        ),
+        (
+            "per-try not below the route timeout",
+            "retry_on: 5xx\nper_try_timeout: 6s",
+            GET,
+        ),
+        ("no per-try timeout", "retry_on: 5xx", GET),
+        (
+            "hedging on the per-try timeout",
+            "retry_on: 5xx\nper_try_timeout: 1s\n@hedge_policy: { hedge_on_per_try_timeout: true }",
+            GET,
+        ),
+        (
+            "gRPC under max_grpc_timeout with a per-try timeout",
+            "retry_on: 5xx\nper_try_timeout: 1s\n@max_grpc_timeout: 3s",
+            GRPC,
+        ),
+        (
+            "gRPC under max_grpc_timeout alone",
+            "retry_on: 5xx\n@max_grpc_timeout: 3s",
+            GRPC,
+        ),
+    ];
+    let seen = |addr: SocketAddr, up: &Upstream, req: &str| {
+        let r = exchange(addr, req);
+        let got = up.last_request();
+        (
+            r.status,
+            got.header("x-envoy-expected-rq-timeout-ms")
+                .map(str::to_string),
+            got.header("grpc-timeout").map(str::to_string),
+        )
+    };
+    let mut diffs = Vec::new();
+    for (name, policy, req) in cases {
+        // Lines starting with `@` are route fields, the others the retry policy's.
+        let (route_fields, retry): (Vec<&str>, Vec<&str>) =
+            policy.lines().partition(|l| l.starts_with('@'));
+        let mut route = route_policy(&retry.join("\n"));
+        for f in route_fields {
+            route.push_str(&format!("                  {}\n", &f[1..]));
+        }
+        let up = Upstream::start(echo());
+        let envoy = Envoy::start(&bin, &bootstrap(up.addr, &route, ""));
+        let from_envoy = seen(envoy.listen, &up, req);
+        drop(envoy);
+        let proxy = Proxy::start(&bootstrap(up.addr, &route, ""));
+        let from_outrigger = seen(proxy.listen, &up, req);
+        if from_envoy != from_outrigger {
+            diffs.push(format!(
+                "{name}:\n  Envoy:     {from_envoy:?}\n  Outrigger: {from_outrigger:?}"
+            ));
+        }
+        if name == "per-try below the route timeout" {
+            assert_eq!(from_outrigger.1.as_deref(), Some("1000"), "{name}");
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }

@@ -25,6 +25,8 @@ pub(crate) struct RawRetryPolicy {
     #[serde(default)]
     pub retriable_headers: Vec<RawHeaderMatch>,
     #[serde(default)]
+    pub retriable_request_headers: Vec<RawHeaderMatch>,
+    #[serde(default)]
     pub retry_host_predicate: Vec<RawNamed>,
     #[serde(default)]
     pub host_selection_retry_max_attempts: Option<u32>,

@@ -128,6 +128,9 @@ pub struct RetryPolicy {
     pub retriable_status_codes: Vec<u16>,
     /// Response headers that make a response retriable (`retriable-headers`).
     pub retriable_headers: Vec<HeaderMatch>,
+    /// Request headers one of which a request must match to be retried at all
+    /// (Envoy's `retriable_request_headers`; empty: every request).
+    pub retriable_request_headers: Vec<HeaderMatch>,
     /// `envoy.retry_host_predicates.previous_hosts`: a retry avoids endpoints tried before.
     pub previous_hosts: bool,
     /// How many times host selection is redone to satisfy the predicate (Envoy's
@@ -146,6 +149,7 @@ pub static HEADER_ONLY: RetryPolicy = RetryPolicy {
     max_interval: Duration::from_millis(250),
     retriable_status_codes: Vec::new(),
     retriable_headers: Vec::new(),
+    retriable_request_headers: Vec::new(),
     previous_hosts: false,
     host_selection_max_attempts: 1,
 };

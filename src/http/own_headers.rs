@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Forwarding, OwnHeaders};
 use crate::http::filter::headers::Edits;
 use crate::http::filter::StreamEdits;
-use crate::http::stamp::RequestId;
+use crate::http::stamp::{RequestId, Stamp};
 use crate::http::xfcc;
 use crate::tls::TlsInfo;
 
@@ -63,6 +63,15 @@ pub fn finish_response_edits<'c>(own: &'c OwnHeaders, e: &mut StreamEdits<'c>) {
     e.response.stamp.date = own.date;
 }
 
+/// The router's `x-envoy-expected-rq-timeout-ms`: the timeout the upstream may expect
+/// (zero: none, no header), unless the connection manager suppresses Envoy's headers.
+pub fn expect(own: &OwnHeaders, timeout: Duration, s: &mut Stamp) {
+    if own.envoy_headers {
+        s.expected_timeout_ms =
+            (!timeout.is_zero()).then(|| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+    }
+}
+
 /// A request going to an upstream with a route `timeout` (zero: none), whose client
 /// the forwarding policy found to be `client`: its request id, the router's headers
 /// and the edge request's external address.
@@ -86,8 +95,7 @@ pub fn proxied(
         (true, false) => RequestId::IfAbsent,
     };
     if own.envoy_headers {
-        s.expected_timeout_ms =
-            (!timeout.is_zero()).then(|| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        expect(own, timeout, s);
         e.response.stamp.service_since = Some(Instant::now());
     }
     if own.phases_header {

@@ -73,6 +73,14 @@ impl Builder {
             .enumerate()
             .filter_map(|(k, h)| self.header_match(&format!("{p}.retriable_headers[{k}]"), h))
             .collect();
+        let retriable_request_headers = r
+            .retriable_request_headers
+            .iter()
+            .enumerate()
+            .filter_map(|(k, h)| {
+                self.header_match(&format!("{p}.retriable_request_headers[{k}]"), h)
+            })
+            .collect();
         let mut previous_hosts = false;
         for (k, n) in r.retry_host_predicate.iter().enumerate() {
             if n.name == PREVIOUS_HOSTS {
@@ -96,6 +104,7 @@ impl Builder {
             max_interval,
             retriable_status_codes: r.retriable_status_codes.clone(),
             retriable_headers,
+            retriable_request_headers,
             previous_hosts,
             host_selection_max_attempts: r.host_selection_retry_max_attempts.unwrap_or(1),
         }

@@ -452,6 +452,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "retriable_status_codes",
             "retry_back_off",
             "retriable_headers",
+            "retriable_request_headers",
         ],
     ),
     (

@@ -60,6 +60,8 @@ static RETRY_GRPC_ON: HeaderName = HeaderName::from_static("x-envoy-retry-grpc-o
 static MAX_RETRIES: HeaderName = HeaderName::from_static("x-envoy-max-retries");
 static RETRIABLE_STATUS_CODES: HeaderName =
     HeaderName::from_static("x-envoy-retriable-status-codes");
+static RETRIABLE_HEADER_NAMES: HeaderName =
+    HeaderName::from_static("x-envoy-retriable-header-names");
 static PER_TRY_TIMEOUT: HeaderName =
     HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms");
 static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
@@ -120,6 +122,9 @@ pub(crate) struct RetryState<'p> {
     remaining: Cell<u32>,
     /// Extra retriable status codes from `x-envoy-retriable-status-codes`.
     header_codes: [u16; 4],
+    /// Extra retriable response headers (present: retriable) from
+    /// `x-envoy-retriable-header-names`: its value, lower-cased (comma-separated names).
+    header_names: Option<Box<str>>,
     per_try_timeout: Duration,
     /// The back-off ceiling for the next retry, in milliseconds.
     next_interval: Cell<u64>,
@@ -165,8 +170,14 @@ impl Drop for RetryState<'_> {
 impl<'p> RetryState<'p> {
     /// The state for a request to a route with `retries`; `None` when nothing can be
     /// retried (no policy, no retry headers) and no attempt count is asked for.
-    /// `request` gives the request headers the proxy honours (sanitized ones hidden).
-    pub fn new<H: Headers + ?Sized>(retries: &'p Retries, request: &H) -> Option<RetryState<'p>> {
+    /// `request` gives the request headers the proxy honours (sanitized ones hidden);
+    /// `matches` tests the request against a `retriable_request_headers` matcher (with
+    /// its pseudo-headers, as the router's matching does).
+    pub fn new<H: Headers + ?Sized>(
+        retries: &'p Retries,
+        request: &H,
+        matches: impl Fn(&HeaderMatch) -> bool,
+    ) -> Option<RetryState<'p>> {
         let header_on = first(request, &RETRY_ON).map_or(0, |v| parse_retry_on(v).0)
             | first(request, &RETRY_GRPC_ON).map_or(0, |v| parse_retry_grpc_on(v).0);
         let policy: &'p RetryPolicy = match &retries.policy {
@@ -175,7 +186,14 @@ impl<'p> RetryState<'p> {
             None if retries.attempt_count_request || retries.attempt_count_response => &HEADER_ONLY,
             None => return None,
         };
-        let retry_on = policy.retry_on | header_on;
+        let mut retry_on = policy.retry_on | header_on;
+        // A route that limits retries to some requests (`retriable_request_headers`):
+        // any other request is not retried at all, whatever its headers ask (Envoy).
+        if !policy.retriable_request_headers.is_empty()
+            && !policy.retriable_request_headers.iter().any(matches)
+        {
+            retry_on = 0;
+        }
         let mut remaining = policy.num_retries;
         if retry_on != 0 {
             // The max retries header takes precedence when it parses.
@@ -192,6 +210,9 @@ impl<'p> RetryState<'p> {
                 *slot = code;
             }
         }
+        // Names only, each retriable when present in a response, as Envoy reads it.
+        let header_names =
+            first(request, &RETRIABLE_HEADER_NAMES).map(|l| l.to_ascii_lowercase().into());
         // Envoy's `finalHedgingParams`: exactly `true` or `false` overrides the route.
         let hedge = match first(request, &HEDGE) {
             Some("true") => true,
@@ -206,6 +227,7 @@ impl<'p> RetryState<'p> {
             retry_on,
             remaining: Cell::new(remaining),
             header_codes,
+            header_names,
             per_try_timeout,
             next_interval: Cell::new(
                 u64::try_from(policy.base_interval.as_millis())
@@ -237,6 +259,18 @@ impl<'p> RetryState<'p> {
             self.per_try_timeout
         };
         (t, self.policy.per_try_idle_timeout)
+    }
+
+    /// The timeout the upstream is told to expect (`x-envoy-expected-rq-timeout-ms`, and
+    /// `grpc-timeout` under `max_grpc_timeout`) for a request whose route timeout is
+    /// `route_timeout` (zero: none): the per-try timeout when there is one below the
+    /// route timeout and the request does not hedge, else the route timeout (Envoy's
+    /// `setTimeoutHeaders`). Zero: none.
+    pub fn expected_timeout(&self, route_timeout: Duration) -> Duration {
+        match self.per_try(route_timeout).0 {
+            t if t.is_zero() || self.hedge => route_timeout,
+            t => t,
+        }
     }
 
     /// How many bytes of a streamed request body are kept so that a retry can send it
@@ -421,11 +455,16 @@ impl<'p> RetryState<'p> {
             return true;
         }
         if on & on::RETRIABLE_HEADERS != 0
-            && self
+            && (self
                 .policy
                 .retriable_headers
                 .iter()
-                .any(|m| matches_response(m, headers))
+                .any(|m| header_matches(m, headers))
+                || self.header_names.as_deref().is_some_and(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .any(|n| !n.is_empty() && headers.values(n).next().is_some())
+                }))
         {
             return true;
         }
@@ -512,246 +551,10 @@ fn jitter(ceiling: u64, random: u64) -> u64 {
     random % ceiling.max(1)
 }
 
-fn matches_response<H: Headers + ?Sized>(m: &HeaderMatch, headers: &H) -> bool {
+fn header_matches<H: Headers + ?Sized>(m: &HeaderMatch, headers: &H) -> bool {
     crate::http::router::header_matches_values(m, headers.values(&m.name))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::circuit::Breakers;
-    use crate::config::retry_model::on;
-
-    fn policy(retry_on: u32, n: u32) -> Retries {
-        Retries {
-            policy: Some(Box::new(RetryPolicy {
-                retry_on,
-                num_retries: n,
-                ..HEADER_ONLY.clone()
-            })),
-            ..Default::default()
-        }
-    }
-
-    fn many() -> Arc<Breakers> {
-        Arc::new(Breakers::new(crate::config::circuit::Thresholds {
-            max_retries: 100,
-            ..Default::default()
-        }))
-    }
-
-    /// Hedging: the route's policy, overridden by exactly `true` or `false` in the
-    /// request header; a hedge needs some retry condition, retries left and a copy.
-    #[test]
-    fn hedging_follows_the_route_and_the_header_and_needs_a_condition() {
-        let stats = ClusterStats::default();
-        let b = many();
-        let mut p = policy(on::FIVE_XX, 1);
-        p.hedge_on_per_try_timeout = true;
-        let on = RetryState::new(&p, &map(&[])).unwrap();
-        assert!(on.hedging());
-        assert!(!on.on_hedge(false, &stats, &b), "no copy of the request");
-        assert!(on.on_hedge(true, &stats, &b));
-        assert!(!on.on_hedge(true, &stats, &b), "one retry only");
-        assert!(on.could_not());
-        let off = RetryState::new(&p, &map(&[("x-envoy-hedge-on-per-try-timeout", "false")]));
-        assert!(!off.unwrap().hedging());
-        let odd = RetryState::new(&p, &map(&[("x-envoy-hedge-on-per-try-timeout", "yes")]));
-        assert!(
-            odd.unwrap().hedging(),
-            "neither true nor false: the route's"
-        );
-        let plain = policy(on::FIVE_XX, 1);
-        let asked = RetryState::new(
-            &plain,
-            &map(&[("x-envoy-hedge-on-per-try-timeout", "true")]),
-        );
-        assert!(asked.unwrap().hedging());
-        let mut none = policy(0, 1);
-        none.hedge_on_per_try_timeout = true;
-        let bare = RetryState::new(&none, &map(&[])).unwrap();
-        assert!(
-            !bare.on_hedge(true, &stats, &b),
-            "no retry condition: Envoy has no retry state"
-        );
-    }
-
-    #[test]
-    fn a_retry_needs_a_breaker_slot_held_until_the_next_decision() {
-        let stats = ClusterStats::default();
-        let b = Arc::new(Breakers::new(crate::config::circuit::Thresholds {
-            max_retries: 1,
-            ..Default::default()
-        }));
-        let p = policy(on::FIVE_XX, 5);
-        let first = RetryState::new(&p, &map(&[])).unwrap();
-        let second = RetryState::new(&p, &map(&[])).unwrap();
-        assert!(first.on_response(503, &map(&[]), true, &stats, &b));
-        assert!(
-            !second.on_response(503, &map(&[]), true, &stats, &b),
-            "the only slot is held by the first request's retry"
-        );
-        assert!(second.overflowed());
-        assert_eq!(stats.rq_retry_overflow.get(), 1);
-        assert!(!first.on_response(200, &map(&[]), true, &stats, &b));
-        assert!(
-            second.on_response(503, &map(&[]), true, &stats, &b),
-            "given back"
-        );
-        drop(second);
-        assert!(
-            first.on_response(503, &map(&[]), true, &stats, &b),
-            "and on drop"
-        );
-    }
-
-    fn map(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
-        let mut m = http::HeaderMap::new();
-        for (n, v) in pairs {
-            m.append(*n, http::HeaderValue::from_static(v));
-        }
-        m
-    }
-
-    #[test]
-    fn consumed_headers_are_found_in_either_form() {
-        let h = |n: &'static str| httparse::Header {
-            name: n,
-            value: b"5xx",
-        };
-        assert!(carries_consumed(&[h("Host"), h("X-Envoy-Retry-On")]));
-        assert!(!carries_consumed(&[h("x-envoy-attempt-count"), h("x")]));
-        assert!(!carries_consumed(&[]));
-        assert!(map_carries_consumed(&map(&[("x-envoy-max-retries", "2")])));
-        assert!(!map_carries_consumed(&map(&[("x-envoy-foo", "2")])));
-    }
-
-    #[test]
-    fn no_policy_and_no_header_is_no_state() {
-        let b = many();
-        let r = Retries::default();
-        assert!(RetryState::new(&r, &map(&[])).is_none());
-        let s = RetryState::new(&r, &map(&[("x-envoy-retry-on", "5xx")])).expect("headers ask");
-        let stats = ClusterStats::default();
-        assert!(s.on_response(503, &map(&[]), true, &stats, &b));
-        assert!(
-            !s.on_response(503, &map(&[]), true, &stats, &b),
-            "one retry by default"
-        );
-        assert!(s.limit_exceeded());
-        assert_eq!(stats.rq_retry.get(), 0, "counted when the retry starts");
-        assert_eq!(stats.rq_retry_limit_exceeded.get(), 1);
-        assert_eq!(stats.rq_retry_success.get(), 0);
-    }
-
-    #[test]
-    fn conditions_follow_envoy() {
-        let b = many();
-        let stats = ClusterStats::default();
-        let gw = policy(on::GATEWAY_ERROR, 5);
-        let s = RetryState::new(&gw, &map(&[])).unwrap();
-        assert!(!s.on_response(500, &map(&[]), true, &stats, &b));
-        assert!(s.on_response(502, &map(&[]), true, &stats, &b));
-        assert!(!s.on_response(200, &map(&[]), true, &stats, &b));
-        assert_eq!(stats.rq_retry_success.get(), 1, "200 after a retry");
-        assert!(
-            s.on_failure(Failure::ConnectionTermination, false, true, &stats, &b),
-            "a reset is a gateway error"
-        );
-        assert!(!s.on_failure(Failure::RouteTimeout, false, true, &stats, &b));
-        assert!(
-            !s.on_response(503, &map(&[]), false, &stats, &b),
-            "not resendable"
-        );
-
-        let cf = policy(on::CONNECT_FAILURE, 5);
-        let s = RetryState::new(&cf, &map(&[])).unwrap();
-        assert!(s.on_failure(Failure::ConnectFailure, false, true, &stats, &b));
-        assert!(!s.on_failure(Failure::ConnectionTermination, false, true, &stats, &b));
-        assert!(!s.on_response(503, &map(&[]), true, &stats, &b));
-
-        let refused = policy(on::REFUSED_STREAM, 5);
-        let s = RetryState::new(&refused, &map(&[])).unwrap();
-        assert!(s.on_failure(Failure::ConnectionTermination, true, true, &stats, &b));
-        assert!(
-            !s.on_failure(Failure::ConnectionTermination, false, true, &stats, &b),
-            "an ordinary reset is not a refused stream"
-        );
-        assert!(!s.on_failure(Failure::ConnectionTermination, true, false, &stats, &b));
-
-        let grpc = policy(on::GRPC_UNAVAILABLE, 5);
-        let s = RetryState::new(&grpc, &map(&[])).unwrap();
-        assert!(s.on_response(200, &map(&[("grpc-status", "14")]), true, &stats, &b));
-        assert!(!s.on_response(200, &map(&[("grpc-status", "13")]), true, &stats, &b));
-
-        let five = policy(on::FIVE_XX, 5);
-        let s = RetryState::new(&five, &map(&[])).unwrap();
-        assert!(!s.on_response(
-            503,
-            &map(&[("x-envoy-ratelimited", "true")]),
-            true,
-            &stats,
-            &b
-        ));
-
-        let mut codes = policy(on::RETRIABLE_STATUS_CODES, 5);
-        codes.policy.as_mut().unwrap().retriable_status_codes = vec![418];
-        let s =
-            RetryState::new(&codes, &map(&[("x-envoy-retriable-status-codes", "429")])).unwrap();
-        assert!(s.on_response(418, &map(&[]), true, &stats, &b));
-        assert!(s.on_response(429, &map(&[]), true, &stats, &b));
-        assert!(!s.on_response(500, &map(&[]), true, &stats, &b));
-    }
-
-    #[test]
-    fn max_retries_header_wins_only_with_a_condition() {
-        let b = many();
-        let one = policy(on::FIVE_XX, 1);
-        let s = RetryState::new(&one, &map(&[("x-envoy-max-retries", "3")])).unwrap();
-        assert_eq!(s.remaining.get(), 3);
-        let none = Retries {
-            attempt_count_response: true,
-            ..Default::default()
-        };
-        let s = RetryState::new(&none, &map(&[("x-envoy-max-retries", "3")])).unwrap();
-        assert_eq!(s.remaining.get(), 1);
-        assert!(!s.on_response(503, &map(&[]), true, &ClusterStats::default(), &b));
-    }
-
-    #[test]
-    fn backoff_is_jittered_below_a_doubling_ceiling() {
-        let stats = ClusterStats::default();
-        let p = policy(on::FIVE_XX, 10);
-        let s = RetryState::new(&p, &map(&[])).unwrap();
-        let ceilings: Vec<u64> = (0..6)
-            .map(|_| {
-                let c = s.next_interval.get();
-                assert!(s.backoff() < Duration::from_millis(c));
-                s.started(&stats);
-                c
-            })
-            .collect();
-        assert_eq!(ceilings, [25, 50, 100, 200, 250, 250]);
-        assert_eq!(jitter(25, 24), 24);
-        assert_eq!(jitter(25, 25), 0);
-        assert_eq!(stats.rq_retry_backoff_exponential.get(), 6);
-    }
-
-    #[test]
-    fn previous_hosts_avoids_tried_endpoints_up_to_the_attempts() {
-        let mut p = policy(on::FIVE_XX, 3);
-        let pol = p.policy.as_mut().unwrap();
-        pol.previous_hosts = true;
-        pol.host_selection_max_attempts = 3;
-        let s = RetryState::new(&p, &map(&[])).unwrap();
-        s.tried(0);
-        let mut seq = [0, 0, 1].into_iter();
-        assert_eq!(s.select(|_| seq.next()), Some(1));
-        let mut same = std::iter::repeat(0);
-        assert_eq!(
-            s.select(|_| same.next()),
-            Some(0),
-            "the last pick goes anyway"
-        );
-    }
-}
+#[path = "retry_tests.rs"]
+mod tests;

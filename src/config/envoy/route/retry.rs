@@ -4,8 +4,9 @@
 //! the Envoy fields here. Control plane only.
 
 use envoy_types::pb::envoy::config::route::v3::retry_policy::retry_host_predicate::ConfigType;
-use envoy_types::pb::envoy::config::route::v3::{HedgePolicy, RetryPolicy};
+use envoy_types::pb::envoy::config::route::v3::{HeaderMatcher, HedgePolicy, RetryPolicy};
 
+use super::super::super::raw_match::RawHeaderMatch;
 use super::super::super::raw_retry::{RawBackOff, RawNamed, RawRetryPolicy};
 use super::super::super::raw_route::RawHedgePolicy;
 use super::super::convert::{duration, native_duration, R};
@@ -66,15 +67,21 @@ pub(in super::super) fn retry_policy(
             name: PREVIOUS_HOSTS.to_string(),
         });
     }
-    let mut retriable_headers = Vec::new();
-    for (k, h) in r.retriable_headers.iter().enumerate() {
-        let sub = At {
-            envoy: &format!("{}[{k}]", field("retriable_headers")),
-            native: &format!("{}.retriable_headers[{k}]", at.native),
-        };
-        paths.add(sub.native.to_string(), sub.envoy.to_string());
-        retriable_headers.push(header_match(h, &sub, paths)?);
-    }
+    let mut matchers = |name: &str, list: &[HeaderMatcher]| -> R<Vec<RawHeaderMatch>> {
+        let mut out = Vec::with_capacity(list.len());
+        for (k, h) in list.iter().enumerate() {
+            let sub = At {
+                envoy: &format!("{}[{k}]", field(name)),
+                native: &format!("{}.{name}[{k}]", at.native),
+            };
+            paths.add(sub.native.to_string(), sub.envoy.to_string());
+            out.push(header_match(h, &sub, paths)?);
+        }
+        Ok(out)
+    };
+    let retriable_headers = matchers("retriable_headers", &r.retriable_headers)?;
+    let retriable_request_headers =
+        matchers("retriable_request_headers", &r.retriable_request_headers)?;
     let mut retriable_status_codes = Vec::new();
     for (k, c) in r.retriable_status_codes.iter().enumerate() {
         let code = u16::try_from(*c).map_err(|_| {
@@ -102,6 +109,7 @@ pub(in super::super) fn retry_policy(
         retry_back_off,
         retriable_status_codes,
         retriable_headers,
+        retriable_request_headers,
         retry_host_predicate,
         host_selection_retry_max_attempts,
     })
