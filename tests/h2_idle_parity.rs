@@ -11,38 +11,18 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use common::envoy::{envoy_or_skip, hcm_head, Envoy, ROUTER_TYPE};
+use common::envoy::{envoy_or_skip, one_cluster_bootstrap, Envoy};
 use common::*;
 
 fn bootstrap(up: SocketAddr) -> String {
-    let head = hcm_head("", "main");
-    format!(
-        r#"{head}          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: / }}
-                route: {{ cluster: up }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": {ROUTER_TYPE}}}
-  clusters:
-  - name: up
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
+    one_cluster_bootstrap(
+        up,
+        r#"    typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        common_http_protocol_options: {{ idle_timeout: 0.4s }}
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: up
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }} }}
+        common_http_protocol_options: { idle_timeout: 0.4s }
+        explicit_http_config: { http2_protocol_options: {} }
 "#,
-        up.port()
     )
 }
 

@@ -441,3 +441,77 @@ fn the_expected_timeout_headers_follow_the_per_try_timeout_as_in_envoy() {
     }
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+/// A retry's `x-envoy-expected-rq-timeout-ms` is what is left of the route timeout when
+/// that is less than the per-try timeout (Envoy's `doRetry`), from an HTTP/1.1 client
+/// and an HTTP/2 one: a 1 s route timeout (the internal client's
+/// `x-envoy-upstream-rq-timeout-ms`), a 0.8 s per-try timeout, and a first try answered
+/// 503 after 0.4 s. The first try expects 800 ms, the retry about 600.
+#[test]
+fn a_retry_expects_what_is_left_of_the_route_timeout_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("a_retry_expects_what_is_left_of_the_route_timeout_as_in_envoy")
+    else {
+        return;
+    };
+    let slow_503: fn() -> Handler = || {
+        fail_first(
+            1,
+            std::sync::Arc::new(|ctx, req, s| {
+                ctx.sleep(std::time::Duration::from_millis(400));
+                status_oops(503)(ctx, req, s)
+            }),
+        )
+    };
+    let route = route_policy(
+        "retry_on: 5xx\nper_try_timeout: 0.8s\nretry_back_off: { base_interval: 0.001s, max_interval: 0.002s }",
+    );
+    let expected = |up: &Upstream| -> Vec<u64> {
+        up.requests()
+            .iter()
+            .filter_map(|r| r.header("x-envoy-expected-rq-timeout-ms")?.parse().ok())
+            .collect()
+    };
+    let h1 = |addr: SocketAddr| {
+        exchange(
+            addr,
+            "GET /x HTTP/1.1\r\nHost: svc\r\nx-envoy-upstream-rq-timeout-ms: 1000\r\nconnection: close\r\n\r\n",
+        )
+        .status
+    };
+    let h2 = |addr: SocketAddr| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--http2-prior-knowledge", "-o", "/dev/null"])
+            .args(["-w", "%{http_code}", "--max-time", "10"])
+            .args(["-H", "x-envoy-upstream-rq-timeout-ms: 1000"])
+            .arg(format!("http://{addr}/x"))
+            .output()
+            .expect("these tests need curl with HTTP/2");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u16>()
+            .unwrap_or(0)
+    };
+    let clients: [(&str, &dyn Fn(SocketAddr) -> u16); 2] = [("HTTP/1.1", &h1), ("HTTP/2", &h2)];
+    for (client, send) in clients {
+        let envoy_up = Upstream::start(slow_503());
+        let envoy = Envoy::start(&bin, &bootstrap_with(envoy_up.addr, &route, "", true));
+        let envoy_status = send(envoy.listen);
+        drop(envoy);
+        let ours_up = Upstream::start(slow_503());
+        let proxy = Proxy::start(&bootstrap_with(ours_up.addr, &route, "", true));
+        let our_status = send(proxy.listen);
+        let (e, o) = (expected(&envoy_up), expected(&ours_up));
+        assert_eq!((envoy_status, our_status), (200, 200), "{client}");
+        assert_eq!(e.len(), 2, "{client}: Envoy's tries {e:?}");
+        assert_eq!(o.len(), 2, "{client}: Outrigger's tries {o:?}");
+        assert_eq!((e[0], o[0]), (800, 800), "{client}: the first try");
+        // The retry: 1000 less the time since the request was complete (at least the
+        // first try's 400 ms), not the per-try 800.
+        for (who, v) in [("Envoy", e[1]), ("Outrigger", o[1])] {
+            assert!(
+                (1..=600).contains(&v),
+                "{client}: {who}'s retry expects {v}"
+            );
+        }
+    }
+}

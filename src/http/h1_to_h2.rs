@@ -42,10 +42,6 @@ use crate::upstream::request::retry::RetryState;
 use crate::upstream::request::{self, hedge, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
-/// The attempt number a retried request tells the upstream (Envoy's
-/// `include_request_attempt_count`).
-static ATTEMPT_COUNT: http::HeaderName = http::HeaderName::from_static("x-envoy-attempt-count");
-
 /// The request facts this needs from the HTTP/1 connection manager.
 pub(crate) struct H1Request<'a> {
     pub body: BodyKind,
@@ -253,13 +249,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             Some(_) => self.req.clone().ok_or(lost)?,
             None => self.req.take().ok_or(lost)?,
         };
-        if let Some(a) = at
-            .retry
-            .filter(|a| a.attempt() > 1 && a.attempt_count_request)
-        {
-            req.headers_mut()
-                .insert(&ATTEMPT_COUNT, http::HeaderValue::from(a.attempt()));
-        }
+        at.restamp().apply_map(req.headers_mut());
         let (response, mut up_send) = send
             .send_request(req, end)
             .map_err(|_| Tried::failed(Failure::ConnectionTermination, false, resend))?;

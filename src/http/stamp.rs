@@ -244,26 +244,6 @@ impl Stamp {
     }
 }
 
-/// On a retry, rewrites the `x-envoy-attempt-count` value an HTTP/1 request head in
-/// `buf` was written with to `n` (only when the stamp wrote one). The head comes first
-/// in `buf`, so the first occurrence is the stamp's.
-pub fn set_attempt_count(buf: &mut Vec<u8>, n: u32) {
-    const NAME: &[u8] = b"\r\nx-envoy-attempt-count: ";
-    let Some(at) = buf.windows(NAME.len()).position(|w| w == NAME) else {
-        return;
-    };
-    let start = at + NAME.len();
-    let Some(len) = buf
-        .get(start..)
-        .and_then(|rest| rest.iter().position(|b| *b == b'\r'))
-    else {
-        return;
-    };
-    let mut num = [0u8; 20];
-    let value = decimal(&mut num, u64::from(n)).as_bytes().to_vec();
-    buf.splice(start..start + len, value);
-}
-
 /// Bytes known to be ASCII (the formatters above write nothing else) as `&str`.
 fn ascii(b: &[u8]) -> &str {
     std::str::from_utf8(b).unwrap_or_default()
@@ -271,7 +251,7 @@ fn ascii(b: &[u8]) -> &str {
 
 /// A `grpc-timeout` value as Envoy's `toGrpcTimeout` writes it: milliseconds while
 /// they fit in 8 digits, else the coarsest of seconds, minutes and hours that does.
-fn grpc_timeout(buf: &mut [u8; 21], d: std::time::Duration) -> &str {
+pub(crate) fn grpc_timeout(buf: &mut [u8; 21], d: std::time::Duration) -> &str {
     let mut n = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let mut unit = b'm';
     for (next, by) in [(b'S', 1000), (b'M', 60), (b'H', 60)] {
@@ -295,7 +275,7 @@ fn grpc_timeout(buf: &mut [u8; 21], d: std::time::Duration) -> &str {
 }
 
 /// The decimal form of `n` in `buf`.
-fn decimal(buf: &mut [u8; 20], mut n: u64) -> &str {
+pub(crate) fn decimal(buf: &mut [u8; 20], mut n: u64) -> &str {
     let mut i = buf.len();
     for slot in buf.iter_mut().rev() {
         *slot = b'0' + (n % 10) as u8;

@@ -179,11 +179,7 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
         let (conn, plan, progress) = (&mut *self.conn, self.plan, self.progress);
         let mut resend =
             plan.framing.body == BodyKind::Empty || self.body_inline || self.kept.whole().is_some();
-        if let Some(r) = at.retry.filter(|r| r.attempt() > 1) {
-            if r.attempt_count_request {
-                crate::http::stamp::set_attempt_count(&mut conn.wbuf, r.attempt());
-            }
-        }
+        at.restamp().apply_h1(&mut conn.wbuf);
         if at.retry.is_some_and(|r| r.attempt_count_response) {
             self.response_edits.stamp.attempt_count = at.retry.map(|r| r.attempt());
         }

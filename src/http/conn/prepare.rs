@@ -257,7 +257,7 @@ pub(super) async fn prepare<'v, C: Connector>(
             );
             if let Some(r) = retry.as_mut() {
                 // A per-try timeout is what the upstream may expect (Envoy's router).
-                let expected = r.expected_timeout(timeout);
+                let expected = r.expect(timeout, decided.router_writes_grpc_timeout());
                 if expected != timeout {
                     own_headers::expect(&l.own, expected, &mut edits.request.stamp);
                     if grpc {

@@ -417,7 +417,7 @@ pub(crate) async fn serve<C: Connector>(
             let retry =
                 RetryState::new(t.retries, &honoured, |_| retriable_request).map(|mut r| {
                     // A per-try timeout is what the upstream may expect (Envoy's router).
-                    let expected = r.expected_timeout(timeout);
+                    let expected = r.expect(timeout, decided.router_writes_grpc_timeout());
                     if expected != timeout {
                         own_headers::expect(&l.own, expected, &mut edits.request.stamp);
                         if grpc {

@@ -241,12 +241,7 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
         let mut resend = self.resendable();
         let lost =
             |replayable, resend| Tried::failed(Failure::ConnectionTermination, replayable, resend);
-        if let Some(r) = at
-            .retry
-            .filter(|r| r.attempt() > 1 && r.attempt_count_request)
-        {
-            crate::http::stamp::set_attempt_count(self.head, r.attempt());
-        }
+        at.restamp().apply_h1(self.head);
         // Nothing of the request body was taken yet, or what was is in `head`: the
         // head can go again.
         if up.write_all(self.head).await.is_err() {

@@ -30,10 +30,6 @@ use crate::upstream::request::tee::TeeTx;
 use crate::upstream::request::{self, hedge, http2, Attempt, Exchange, RetryPolicy, Tried};
 use crate::upstream::Connector;
 
-/// The attempt number a retried request tells the upstream (Envoy's
-/// `include_request_attempt_count`).
-static ATTEMPT_COUNT: http::HeaderName = http::HeaderName::from_static("x-envoy-attempt-count");
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PumpError {
     Read,
@@ -162,10 +158,7 @@ impl Exchange<SendRequest<Bytes>> for Whole<'_> {
         at: Attempt<'_, '_>,
     ) -> Result<Self::Head, Tried> {
         let mut req = self.req.clone();
-        if let Some(a) = at.retry.filter(|a| a.attempt_count_request) {
-            req.headers_mut()
-                .insert(&ATTEMPT_COUNT, http::HeaderValue::from(a.attempt()));
-        }
+        at.restamp().apply_map(req.headers_mut());
         // Nothing went out: the request can go again as it was.
         let (response, mut up_send) = send
             .send_request(req, self.body.is_none())

@@ -27,10 +27,6 @@ use crate::upstream::request::replay::Kept;
 use crate::upstream::request::tee::TeeTx;
 use crate::upstream::request::{hedge, http2, Attempt, Exchange, Tried};
 
-/// The attempt number a retried request tells the upstream (Envoy's
-/// `include_request_attempt_count`).
-static ATTEMPT_COUNT: http::HeaderName = http::HeaderName::from_static("x-envoy-attempt-count");
-
 /// What a streamed try ended with: the response head and the request stream, or the
 /// client's stream failed while its body was read (`None`).
 pub(super) type Answered = Option<(Response<RecvStream>, SendStream<Bytes>)>;
@@ -122,10 +118,7 @@ impl Exchange<SendRequest<Bytes>> for Streamed<'_> {
         at: Attempt<'_, '_>,
     ) -> Result<Answered, Tried> {
         let mut req = self.req.clone();
-        if let Some(a) = at.retry.filter(|a| a.attempt_count_request) {
-            req.headers_mut()
-                .insert(&ATTEMPT_COUNT, http::HeaderValue::from(a.attempt()));
-        }
+        at.restamp().apply_map(req.headers_mut());
         let resend = self.kept.whole().is_some();
         let (response, mut up) = send
             .send_request(req, false)

@@ -63,6 +63,11 @@ pub struct Decided {
 }
 
 impl Decided {
+    /// The router writes `grpc-timeout` (`max_grpc_timeout`): a retry rewrites it.
+    pub fn router_writes_grpc_timeout(&self) -> bool {
+        self.router_header
+    }
+
     /// The `grpc-timeout` the upstream request gets in place of the client's, given the
     /// timeout the router expects (`x-envoy-expected-rq-timeout-ms`'s value; zero: none).
     pub fn grpc_timeout(&self, expected: Duration) -> Option<Duration> {

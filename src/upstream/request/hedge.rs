@@ -40,6 +40,7 @@ use super::{
     count_failure, outlier_failure, per_try_clock, repick, PerTry, Picked, Tried, UpstreamCodec,
 };
 use crate::http::failure::Failure;
+use crate::http::restamp::Restamp;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::outlier::Outcome;
 use crate::upstream::Connector;
@@ -63,8 +64,9 @@ pub(crate) trait Hedgeable {
     type Won;
 
     /// The copy a hedged try sends: `copy` with its attempt number, when the upstream
-    /// is told it (`include_request_attempt_count`).
-    fn stamped(copy: &Self::Request, attempt: Option<u32>) -> Self::Request;
+    /// is told it (`include_request_attempt_count`), and what is left of its expected
+    /// timeout (`http::restamp`).
+    fn stamped(copy: &Self::Request, restamp: &Restamp) -> Self::Request;
 
     /// `judge` asked about the final response head a try won (`None`: none there).
     fn judge<J: Judge>(won: &Self::Won, judge: J) -> Option<J::Out>;
@@ -315,11 +317,11 @@ where
                     continue;
                 };
                 retry.tried(picked.ep);
-                let attempt = retry.attempt_count_request.then(|| retry.attempt());
+                let restamp = retry.restamp(progress.deadline());
                 let Some(request) = copy
                     .borrow()
                     .as_ref()
-                    .map(|c| <U::Conn as Hedgeable>::stamped(c, attempt))
+                    .map(|c| <U::Conn as Hedgeable>::stamped(c, &restamp))
                 else {
                     // Never: a retry is scheduled only with the copy at hand.
                     last = Failure::ConnectionTermination;

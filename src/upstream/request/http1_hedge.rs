@@ -13,6 +13,7 @@ use crate::http::body::BodyError;
 use crate::http::buf::ReadBuf;
 use crate::http::failure::Failure;
 use crate::http::h1::response::{self, Asked, BadResponse, Kind};
+use crate::http::restamp::Restamp;
 
 /// How big a hedged try's response buffer starts (it grows for a large head).
 const HEDGE_BUF: usize = 8 * 1024;
@@ -24,11 +25,9 @@ impl<T: crate::http::io::Io> Hedgeable for T {
     type Request = Vec<u8>;
     type Won = ReadBuf;
 
-    fn stamped(copy: &Vec<u8>, attempt: Option<u32>) -> Vec<u8> {
+    fn stamped(copy: &Vec<u8>, restamp: &Restamp) -> Vec<u8> {
         let mut request = copy.clone();
-        if let Some(n) = attempt {
-            crate::http::stamp::set_attempt_count(&mut request, n);
-        }
+        restamp.apply_h1(&mut request);
         request
     }
 

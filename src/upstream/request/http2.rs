@@ -23,6 +23,7 @@ use crate::http::filter::headers::Edits;
 use crate::http::forwarding::Decision;
 use crate::http::h1::request::RequestHead;
 use crate::http::hop::{self, Fate, Message, Nominated, Special};
+use crate::http::restamp::Restamp;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::Connector;
 
@@ -133,24 +134,15 @@ impl H2Request {
 /// stream) and the request's stream, kept open until the exchange ends.
 pub(crate) type Hedged = (Response<RecvStream>, SendStream<Bytes>);
 
-/// The attempt number a retried request tells the upstream (Envoy's
-/// `include_request_attempt_count`).
-static ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
-
 /// On HTTP/2 a hedged try sends the request's parts on a stream of its own, and a try
 /// that won holds the response head and the request stream.
 impl Hedgeable for SendRequest<Bytes> {
     type Request = H2Request;
     type Won = Hedged;
 
-    fn stamped(copy: &H2Request, attempt: Option<u32>) -> H2Request {
+    fn stamped(copy: &H2Request, restamp: &Restamp) -> H2Request {
         let mut request = copy.clone();
-        if let Some(n) = attempt {
-            request
-                .head
-                .headers_mut()
-                .insert(&ATTEMPT_COUNT, HeaderValue::from(n));
-        }
+        restamp.apply_map(request.head.headers_mut());
         request
     }
 

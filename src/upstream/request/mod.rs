@@ -301,9 +301,18 @@ pub(crate) struct Attempt<'r, 'p> {
     /// timeout fired, its answer is never retried, and a retriable one is dropped while
     /// other tries may still answer.
     pub hedge: Option<&'r hedge::Hedged>,
+    /// The route clock's end when the try started (once the request was complete).
+    pub deadline: Option<Instant>,
 }
 
 impl Attempt<'_, '_> {
+    /// What this try's request says differently from the first's (`http::restamp`).
+    pub fn restamp(&self) -> crate::http::restamp::Restamp {
+        self.retry
+            .map(|r| r.restamp(self.deadline))
+            .unwrap_or_default()
+    }
+
     /// Whether a response head is retried (counted); `false` without a retry state.
     pub fn retry_response<H: retry::Headers + ?Sized>(
         &self,
@@ -491,6 +500,7 @@ where
                     breakers: &cs.cfg.breakers,
                     judged: &judged,
                     hedge: None,
+                    deadline: progress.deadline(),
                 };
                 let clocks = retry.map(|r| r.per_try(route_timeout));
                 let tracked = x.resendable().is_some();

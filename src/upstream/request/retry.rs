@@ -21,6 +21,7 @@ use crate::config::retry_model::{on, parse_retry_grpc_on, parse_retry_on, CONSUM
 use crate::config::{HeaderMatch, Retries, RetryPolicy};
 use crate::http::failure::Failure;
 use crate::http::flags::ResponseFlag;
+use crate::http::restamp::Restamp;
 use crate::observe::stats::{ClusterStats, Counter};
 
 /// Request and response header lookup for the retry decisions, over both header
@@ -126,6 +127,12 @@ pub(crate) struct RetryState<'p> {
     /// `x-envoy-retriable-header-names`: its value, lower-cased (comma-separated names).
     header_names: Option<Box<str>>,
     per_try_timeout: Duration,
+    /// The timeout the upstream may expect, in milliseconds (0: none), as the first
+    /// try's request carried it (`expect`); a retry's is what is left of it.
+    expected_ms: Cell<u32>,
+    /// `grpc-timeout` is the router's under `max_grpc_timeout`: it follows the expected
+    /// timeout on retries.
+    grpc_expected: Cell<bool>,
     /// The back-off ceiling for the next retry, in milliseconds.
     next_interval: Cell<u64>,
     /// A retry was scheduled: the next try that is not retried counts as a success.
@@ -229,6 +236,8 @@ impl<'p> RetryState<'p> {
             header_codes,
             header_names,
             per_try_timeout,
+            expected_ms: Cell::new(0),
+            grpc_expected: Cell::new(false),
             next_interval: Cell::new(
                 u64::try_from(policy.base_interval.as_millis())
                     .unwrap_or(25)
@@ -266,10 +275,31 @@ impl<'p> RetryState<'p> {
     /// `route_timeout` (zero: none): the per-try timeout when there is one below the
     /// route timeout and the request does not hedge, else the route timeout (Envoy's
     /// `setTimeoutHeaders`). Zero: none.
-    pub fn expected_timeout(&self, route_timeout: Duration) -> Duration {
-        match self.per_try(route_timeout).0 {
+    /// Kept for the retries' requests (`restamp`), with whether `grpc-timeout` is
+    /// the router's.
+    pub fn expect(&self, route_timeout: Duration, grpc: bool) -> Duration {
+        let t = match self.per_try(route_timeout).0 {
             t if t.is_zero() || self.hedge => route_timeout,
             t => t,
+        };
+        self.expected_ms
+            .set(u32::try_from(t.as_millis()).unwrap_or(u32::MAX));
+        self.grpc_expected.set(grpc);
+        t
+    }
+
+    /// What this try's request says differently from the first's (nothing for the
+    /// first): the attempt count when asked for, and the expected timeout bounded by
+    /// what is left before `deadline` (the route clock's end, once it runs).
+    pub fn restamp(&self, deadline: Option<std::time::Instant>) -> Restamp {
+        if self.attempt() <= 1 {
+            return Restamp::default();
+        }
+        let base = Duration::from_millis(self.expected_ms.get().into());
+        Restamp {
+            attempt: self.attempt_count_request.then(|| self.attempt()),
+            expected: Restamp::expected_now(base, deadline),
+            grpc: self.grpc_expected.get(),
         }
     }
 
