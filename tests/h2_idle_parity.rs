@@ -15,14 +15,20 @@ use common::envoy::{envoy_or_skip, one_cluster_bootstrap, Envoy};
 use common::*;
 
 fn bootstrap(up: SocketAddr) -> String {
+    bootstrap_idle(up, "0.4s")
+}
+
+fn bootstrap_idle(up: SocketAddr, idle: &str) -> String {
     one_cluster_bootstrap(
         up,
-        r#"    typed_extension_protocol_options:
+        &format!(
+            r#"    typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        common_http_protocol_options: { idle_timeout: 0.4s }
-        explicit_http_config: { http2_protocol_options: {} }
-"#,
+        common_http_protocol_options: {{ idle_timeout: {idle} }}
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+"#
+        ),
     )
 }
 
@@ -97,4 +103,33 @@ fn envoy_and_outrigger_close_idle_http2_upstream_connections_alike() {
             idle_timeouts: 1,
         }
     );
+}
+
+/// A stream longer than the idle timeout (1.5 s against 1 s): its connection is not
+/// idle while it runs, and stays for about the timeout after its end, so a request
+/// sent 0.7 s after it reuses the connection. Envoy times from the stream's end;
+/// Outrigger's sweep looks every eighth of the timeout while streams are open (a sweep
+/// that looked only once per timeout closed it 0.5 s after the stream's end here).
+#[test]
+fn a_stream_longer_than_the_idle_timeout_keeps_its_connection_after_it_ends() {
+    let Some(bin) =
+        envoy_or_skip("a_stream_longer_than_the_idle_timeout_keeps_its_connection_after_it_ends")
+    else {
+        return;
+    };
+    let run = |listen: SocketAddr, counts: &h2client::H2Counts| {
+        let slow = get(listen, "test", "/slow").status;
+        std::thread::sleep(Duration::from_millis(700));
+        let next = get(listen, "test", "/").status;
+        (slow, next, counts.total.load(SeqCst))
+    };
+    let (up, counts) = h2client::h2_upstream_counted(200);
+    let envoy = Envoy::start(&bin, &bootstrap_idle(up, "1s"));
+    let from_envoy = run(envoy.listen, &counts);
+    drop(envoy);
+    let (up, counts) = h2client::h2_upstream_counted(200);
+    let proxy = Proxy::start_with(&bootstrap_idle(up, "1s"), 1);
+    let from_outrigger = run(proxy.listen, &counts);
+    assert_eq!(from_envoy, from_outrigger, "Envoy, then Outrigger");
+    assert_eq!(from_outrigger, (200, 200, 1));
 }

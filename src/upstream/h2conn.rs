@@ -13,10 +13,11 @@
 //! a GOAWAY, as Envoy's idle timer closes it. h2 tells no one when a stream ends, so
 //! the worker's housekeeping sweep (`evict_idle`, asked for through the worker's
 //! [`Alarm`] only while connections are open) notes when each was last seen busy: a
-//! stream handed out, or a sweep that found streams open. A connection closes at the
-//! first sweep that finds it without streams and not busy for the idle timeout: for
-//! streams shorter than the timeout, the timeout after the last one (Envoy's); a
-//! stream that outlived it may see its connection close sooner after its end.
+//! stream handed out, or a sweep that found streams open (such a connection is looked
+//! at again within an eighth of the timeout). A connection closes at the first sweep
+//! that finds it without streams and not busy for the idle timeout: for streams
+//! shorter than the timeout, the timeout after the last one (Envoy's); after a longer
+//! one, up to an eighth of the timeout sooner.
 //!
 //! With `max_requests_per_connection`, a connection carries that many streams in all:
 //! the stream that uses up its count takes it out of the pool (Envoy's DRAINING,
@@ -44,6 +45,9 @@ pub(crate) type Facts = (Option<SocketAddr>, Option<Rc<TlsInfo>>);
 /// may be in flight per stream and per connection before the proxy has passed it on.
 const STREAM_WINDOW: u32 = 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+
+/// How many times per idle timeout a sweep looks at a connection with streams open.
+const BUSY_LOOKS: u32 = 8;
 
 pub(crate) struct H2Conns {
     eps: Vec<RefCell<Endpoint>>,
@@ -178,14 +182,20 @@ impl H2Conns {
             let mut e = e.borrow_mut();
             prune(&mut e);
             e.conns.retain(|c| {
-                if c.send.num_active_streams() > 0 {
+                let at = if c.send.num_active_streams() > 0 {
                     c.busy_at.set(now);
-                }
-                let at = c.busy_at.get() + self.idle_timeout;
-                if now >= at {
-                    closed += 1;
-                    return false;
-                }
+                    // Looked at again within an eighth of the timeout while streams
+                    // are open, so that the idle time counts from no more than that
+                    // before the last stream's end.
+                    now + self.idle_timeout / BUSY_LOOKS
+                } else {
+                    let at = c.busy_at.get() + self.idle_timeout;
+                    if now >= at {
+                        closed += 1;
+                        return false;
+                    }
+                    at
+                };
                 next = Some(next.map_or(at, |n| n.min(at)));
                 true
             });

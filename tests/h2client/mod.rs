@@ -162,7 +162,12 @@ pub struct H2Counts {
     pub open: std::sync::atomic::AtomicUsize,
 }
 
-/// [`h2_upstream`], with the connections it sees counted.
+/// How long [`h2_upstream_counted`] takes to answer a request whose path starts with
+/// `/slow`.
+pub const SLOW: Duration = Duration::from_millis(1500);
+
+/// [`h2_upstream`], with the connections it sees counted; a path starting with `/slow`
+/// is answered after [`SLOW`].
 pub fn h2_upstream_counted(status: u16) -> (SocketAddr, std::sync::Arc<H2Counts>) {
     use std::sync::atomic::Ordering::SeqCst;
     struct Open(std::sync::Arc<H2Counts>);
@@ -192,12 +197,19 @@ pub fn h2_upstream_counted(status: u16) -> (SocketAddr, std::sync::Arc<H2Counts>
                             let Ok(mut conn) = h2::server::handshake(s.compat()).await else {
                                 return;
                             };
-                            while let Some(Ok((_req, mut respond))) = conn.accept().await {
-                                let resp = http::Response::builder()
-                                    .status(status)
-                                    .body(())
-                                    .expect("a response");
-                                let _ = respond.send_response(resp, true);
+                            while let Some(Ok((req, mut respond))) = conn.accept().await {
+                                let slow = req.uri().path().starts_with("/slow");
+                                glommio::spawn_local(async move {
+                                    if slow {
+                                        glommio::timer::sleep(SLOW).await;
+                                    }
+                                    let resp = http::Response::builder()
+                                        .status(status)
+                                        .body(())
+                                        .expect("a response");
+                                    let _ = respond.send_response(resp, true);
+                                })
+                                .detach();
                             }
                         })
                         .detach();
