@@ -177,6 +177,16 @@ pub struct Retries {
 pub const LISTENER_BUFFER_LIMIT: usize = 1 << 20;
 
 impl Retries {
+    /// Whether a request may be retried at all under the policy's
+    /// `retriable_request_headers`: with none, every request; else one that `matches`
+    /// one of them (Envoy zeroes `retry_on` for any other, its own headers' included).
+    pub fn retries_request(&self, matches: impl Fn(&HeaderMatch) -> bool) -> bool {
+        self.policy.as_deref().is_none_or(|p| {
+            p.retriable_request_headers.is_empty()
+                || p.retriable_request_headers.iter().any(matches)
+        })
+    }
+
     /// How many bytes of a request body are kept for a retry: Envoy's
     /// `retry_shadow_buffer_limit_`, the smaller of the route's limit and the
     /// listener's. A body that outgrows it is not retried.

@@ -72,6 +72,26 @@ pub fn expect(own: &OwnHeaders, timeout: Duration, s: &mut Stamp) {
     }
 }
 
+/// A retry policy's per-try timeout as what the upstream may expect in place of the
+/// route timeout `route` (`expected`, from `RetryState::expect`): the stamp's
+/// `x-envoy-expected-rq-timeout-ms`, and the router's `grpc-timeout` (`grpc`: the
+/// request's decided timeouts, for a gRPC request). Nothing when they are the same.
+pub fn expect_instead(
+    own: &OwnHeaders,
+    route: Duration,
+    expected: Duration,
+    grpc: Option<&crate::http::router::timeouts::Decided>,
+    s: &mut Stamp,
+) {
+    if expected == route {
+        return;
+    }
+    expect(own, expected, s);
+    if let Some(d) = grpc {
+        s.grpc_timeout = d.grpc_timeout(expected);
+    }
+}
+
 /// A request going to an upstream with a route `timeout` (zero: none), whose client
 /// the forwarding policy found to be `client`: its request id, the router's headers
 /// and the edge request's external address.

@@ -76,12 +76,9 @@ impl Restamp {
         let Some(d) = self.expected else {
             return;
         };
-        let mut num = [0u8; 20];
-        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         if map.contains_key(&EXPECTED_TIMEOUT) {
-            if let Ok(v) = HeaderValue::from_str(decimal(&mut num, ms)) {
-                map.insert(&EXPECTED_TIMEOUT, v);
-            }
+            let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            map.insert(&EXPECTED_TIMEOUT, HeaderValue::from(ms));
         }
         if self.grpc {
             let mut g = [0u8; 21];

@@ -253,17 +253,20 @@ pub(super) async fn prepare<'v, C: Connector>(
                     headers,
                     edits: &edits.request,
                 },
-                |m| router::header_matches(m, &view_req),
+                t.retries
+                    .retries_request(|m| router::header_matches(m, &view_req)),
             );
             if let Some(r) = retry.as_mut() {
                 // A per-try timeout is what the upstream may expect (Envoy's router).
                 let expected = r.expect(timeout, decided.router_writes_grpc_timeout());
-                if expected != timeout {
-                    own_headers::expect(&l.own, expected, &mut edits.request.stamp);
-                    if grpc {
-                        edits.request.stamp.grpc_timeout = decided.grpc_timeout(expected);
-                    }
-                }
+                let stamp = &mut edits.request.stamp;
+                own_headers::expect_instead(
+                    &l.own,
+                    timeout,
+                    expected,
+                    grpc.then_some(&decided),
+                    stamp,
+                );
                 r.route = route
                     .and_then(|r| r.stats)
                     .and_then(|i| view.route_stats.get(i))

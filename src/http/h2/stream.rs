@@ -229,11 +229,9 @@ pub(crate) async fn serve<C: Connector>(
     // Whether the route's `retriable_request_headers` (if any) let this request be
     // retried, also read while the router's view of the head is at hand.
     let retriable_request = match &decision {
-        Some(Decision::Forward(t)) => t.retries.policy.as_ref().is_none_or(|p| {
-            p.retriable_request_headers
-                .iter()
-                .any(|m| router::header_matches(m, &view_req))
-        }),
+        Some(Decision::Forward(t)) => t
+            .retries
+            .retries_request(|m| router::header_matches(m, &view_req)),
         _ => true,
     };
     // A generated cookie's Set-Cookie rides in the response's edits.
@@ -414,20 +412,21 @@ pub(crate) async fn serve<C: Connector>(
                 headers: &parts.headers,
                 edits: &edits.request,
             };
-            let retry =
-                RetryState::new(t.retries, &honoured, |_| retriable_request).map(|mut r| {
-                    // A per-try timeout is what the upstream may expect (Envoy's router).
-                    let expected = r.expect(timeout, decided.router_writes_grpc_timeout());
-                    if expected != timeout {
-                        own_headers::expect(&l.own, expected, &mut edits.request.stamp);
-                        if grpc {
-                            edits.request.stamp.grpc_timeout = decided.grpc_timeout(expected);
-                        }
-                    }
-                    r.hash = hash;
-                    r.route = route_stats;
-                    r
-                });
+            let retry = RetryState::new(t.retries, &honoured, retriable_request).map(|mut r| {
+                // A per-try timeout is what the upstream may expect (Envoy's router).
+                let expected = r.expect(timeout, decided.router_writes_grpc_timeout());
+                let stamp = &mut edits.request.stamp;
+                own_headers::expect_instead(
+                    &l.own,
+                    timeout,
+                    expected,
+                    grpc.then_some(&decided),
+                    stamp,
+                );
+                r.hash = hash;
+                r.route = route_stats;
+                r
+            });
             if crate::upstream::request::retry::map_carries_consumed(&parts.headers) {
                 // The router consumes the retry headers (read above): they do not go
                 // upstream, as in Envoy.

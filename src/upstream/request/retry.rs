@@ -178,12 +178,12 @@ impl<'p> RetryState<'p> {
     /// The state for a request to a route with `retries`; `None` when nothing can be
     /// retried (no policy, no retry headers) and no attempt count is asked for.
     /// `request` gives the request headers the proxy honours (sanitized ones hidden);
-    /// `matches` tests the request against a `retriable_request_headers` matcher (with
-    /// its pseudo-headers, as the router's matching does).
+    /// `retriable_request`: what `Retries::retries_request` said of the request (with
+    /// its pseudo-headers, as the router's matching sees them).
     pub fn new<H: Headers + ?Sized>(
         retries: &'p Retries,
         request: &H,
-        matches: impl Fn(&HeaderMatch) -> bool,
+        retriable_request: bool,
     ) -> Option<RetryState<'p>> {
         let header_on = first(request, &RETRY_ON).map_or(0, |v| parse_retry_on(v).0)
             | first(request, &RETRY_GRPC_ON).map_or(0, |v| parse_retry_grpc_on(v).0);
@@ -196,9 +196,7 @@ impl<'p> RetryState<'p> {
         let mut retry_on = policy.retry_on | header_on;
         // A route that limits retries to some requests (`retriable_request_headers`):
         // any other request is not retried at all, whatever its headers ask (Envoy).
-        if !policy.retriable_request_headers.is_empty()
-            && !policy.retriable_request_headers.iter().any(matches)
-        {
+        if !retriable_request {
             retry_on = 0;
         }
         let mut remaining = policy.num_retries;

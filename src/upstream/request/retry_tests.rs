@@ -5,11 +5,6 @@ use super::*;
 use crate::config::circuit::Breakers;
 use crate::config::retry_model::on;
 
-/// Every request matches `retriable_request_headers`.
-fn any(_: &HeaderMatch) -> bool {
-    true
-}
-
 fn policy(retry_on: u32, n: u32) -> Retries {
     Retries {
         policy: Some(Box::new(RetryPolicy {
@@ -36,7 +31,7 @@ fn hedging_follows_the_route_and_the_header_and_needs_a_condition() {
     let b = many();
     let mut p = policy(on::FIVE_XX, 1);
     p.hedge_on_per_try_timeout = true;
-    let on = RetryState::new(&p, &map(&[]), any).unwrap();
+    let on = RetryState::new(&p, &map(&[]), true).unwrap();
     assert!(on.hedging());
     assert!(!on.on_hedge(false, &stats, &b), "no copy of the request");
     assert!(on.on_hedge(true, &stats, &b));
@@ -45,13 +40,13 @@ fn hedging_follows_the_route_and_the_header_and_needs_a_condition() {
     let off = RetryState::new(
         &p,
         &map(&[("x-envoy-hedge-on-per-try-timeout", "false")]),
-        any,
+        true,
     );
     assert!(!off.unwrap().hedging());
     let odd = RetryState::new(
         &p,
         &map(&[("x-envoy-hedge-on-per-try-timeout", "yes")]),
-        any,
+        true,
     );
     assert!(
         odd.unwrap().hedging(),
@@ -61,12 +56,12 @@ fn hedging_follows_the_route_and_the_header_and_needs_a_condition() {
     let asked = RetryState::new(
         &plain,
         &map(&[("x-envoy-hedge-on-per-try-timeout", "true")]),
-        any,
+        true,
     );
     assert!(asked.unwrap().hedging());
     let mut none = policy(0, 1);
     none.hedge_on_per_try_timeout = true;
-    let bare = RetryState::new(&none, &map(&[]), any).unwrap();
+    let bare = RetryState::new(&none, &map(&[]), true).unwrap();
     assert!(
         !bare.on_hedge(true, &stats, &b),
         "no retry condition: Envoy has no retry state"
@@ -81,8 +76,8 @@ fn a_retry_needs_a_breaker_slot_held_until_the_next_decision() {
         ..Default::default()
     }));
     let p = policy(on::FIVE_XX, 5);
-    let first = RetryState::new(&p, &map(&[]), any).unwrap();
-    let second = RetryState::new(&p, &map(&[]), any).unwrap();
+    let first = RetryState::new(&p, &map(&[]), true).unwrap();
+    let second = RetryState::new(&p, &map(&[]), true).unwrap();
     assert!(first.on_response(503, &map(&[]), true, &stats, &b));
     assert!(
         !second.on_response(503, &map(&[]), true, &stats, &b),
@@ -127,8 +122,8 @@ fn consumed_headers_are_found_in_either_form() {
 fn no_policy_and_no_header_is_no_state() {
     let b = many();
     let r = Retries::default();
-    assert!(RetryState::new(&r, &map(&[]), any).is_none());
-    let s = RetryState::new(&r, &map(&[("x-envoy-retry-on", "5xx")]), any).expect("headers ask");
+    assert!(RetryState::new(&r, &map(&[]), true).is_none());
+    let s = RetryState::new(&r, &map(&[("x-envoy-retry-on", "5xx")]), true).expect("headers ask");
     let stats = ClusterStats::default();
     assert!(s.on_response(503, &map(&[]), true, &stats, &b));
     assert!(
@@ -146,7 +141,7 @@ fn conditions_follow_envoy() {
     let b = many();
     let stats = ClusterStats::default();
     let gw = policy(on::GATEWAY_ERROR, 5);
-    let s = RetryState::new(&gw, &map(&[]), any).unwrap();
+    let s = RetryState::new(&gw, &map(&[]), true).unwrap();
     assert!(!s.on_response(500, &map(&[]), true, &stats, &b));
     assert!(s.on_response(502, &map(&[]), true, &stats, &b));
     assert!(!s.on_response(200, &map(&[]), true, &stats, &b));
@@ -162,13 +157,13 @@ fn conditions_follow_envoy() {
     );
 
     let cf = policy(on::CONNECT_FAILURE, 5);
-    let s = RetryState::new(&cf, &map(&[]), any).unwrap();
+    let s = RetryState::new(&cf, &map(&[]), true).unwrap();
     assert!(s.on_failure(Failure::ConnectFailure, false, true, &stats, &b));
     assert!(!s.on_failure(Failure::ConnectionTermination, false, true, &stats, &b));
     assert!(!s.on_response(503, &map(&[]), true, &stats, &b));
 
     let refused = policy(on::REFUSED_STREAM, 5);
-    let s = RetryState::new(&refused, &map(&[]), any).unwrap();
+    let s = RetryState::new(&refused, &map(&[]), true).unwrap();
     assert!(s.on_failure(Failure::ConnectionTermination, true, true, &stats, &b));
     assert!(
         !s.on_failure(Failure::ConnectionTermination, false, true, &stats, &b),
@@ -177,12 +172,12 @@ fn conditions_follow_envoy() {
     assert!(!s.on_failure(Failure::ConnectionTermination, true, false, &stats, &b));
 
     let grpc = policy(on::GRPC_UNAVAILABLE, 5);
-    let s = RetryState::new(&grpc, &map(&[]), any).unwrap();
+    let s = RetryState::new(&grpc, &map(&[]), true).unwrap();
     assert!(s.on_response(200, &map(&[("grpc-status", "14")]), true, &stats, &b));
     assert!(!s.on_response(200, &map(&[("grpc-status", "13")]), true, &stats, &b));
 
     let five = policy(on::FIVE_XX, 5);
-    let s = RetryState::new(&five, &map(&[]), any).unwrap();
+    let s = RetryState::new(&five, &map(&[]), true).unwrap();
     assert!(!s.on_response(
         503,
         &map(&[("x-envoy-ratelimited", "true")]),
@@ -196,7 +191,7 @@ fn conditions_follow_envoy() {
     let s = RetryState::new(
         &codes,
         &map(&[("x-envoy-retriable-status-codes", "429")]),
-        any,
+        true,
     )
     .unwrap();
     assert!(s.on_response(418, &map(&[]), true, &stats, &b));
@@ -212,7 +207,7 @@ fn conditions_follow_envoy() {
             "x-envoy-retriable-header-names",
             " X-Upstream-Retry , ,x-other",
         )]),
-        any,
+        true,
     )
     .unwrap();
     assert!(s.on_response(200, &map(&[("x-upstream-retry", "")]), true, &stats, &b));
@@ -222,7 +217,7 @@ fn conditions_follow_envoy() {
     let s = RetryState::new(
         &five,
         &map(&[("x-envoy-retriable-header-names", "x-upstream-retry")]),
-        any,
+        true,
     )
     .unwrap();
     assert!(
@@ -236,20 +231,23 @@ fn retriable_request_headers_limit_which_requests_are_retried() {
     let b = many();
     let stats = ClusterStats::default();
     let mut p = policy(on::FIVE_XX, 2);
+    assert!(p.retries_request(|_| false), "no matchers: every request");
     p.policy.as_mut().unwrap().retriable_request_headers = vec![HeaderMatch {
         name: ":method".into(),
         kind: crate::config::HeaderMatchKind::Present(true),
         invert: false,
         treat_missing_as_empty: false,
     }];
-    let s = RetryState::new(&p, &map(&[]), |_| false).unwrap();
+    let s = RetryState::new(&p, &map(&[]), p.retries_request(|_| false)).unwrap();
     assert!(!s.on_response(503, &map(&[]), true, &stats, &b));
-    let s = RetryState::new(&p, &map(&[("x-envoy-retry-on", "reset")]), |_| false).unwrap();
+    let asks = map(&[("x-envoy-retry-on", "reset")]);
+    let s = RetryState::new(&p, &asks, p.retries_request(|_| false)).unwrap();
     assert!(
         !s.on_failure(Failure::ConnectionTermination, false, true, &stats, &b),
         "the request's own conditions are dropped too, as in Envoy"
     );
-    let s = RetryState::new(&p, &map(&[]), |m| m.name == ":method").unwrap();
+    let matched = p.retries_request(|m| m.name == ":method");
+    let s = RetryState::new(&p, &map(&[]), matched).unwrap();
     assert!(s.on_response(503, &map(&[]), true, &stats, &b));
 }
 
@@ -257,13 +255,13 @@ fn retriable_request_headers_limit_which_requests_are_retried() {
 fn max_retries_header_wins_only_with_a_condition() {
     let b = many();
     let one = policy(on::FIVE_XX, 1);
-    let s = RetryState::new(&one, &map(&[("x-envoy-max-retries", "3")]), any).unwrap();
+    let s = RetryState::new(&one, &map(&[("x-envoy-max-retries", "3")]), true).unwrap();
     assert_eq!(s.remaining.get(), 3);
     let none = Retries {
         attempt_count_response: true,
         ..Default::default()
     };
-    let s = RetryState::new(&none, &map(&[("x-envoy-max-retries", "3")]), any).unwrap();
+    let s = RetryState::new(&none, &map(&[("x-envoy-max-retries", "3")]), true).unwrap();
     assert_eq!(s.remaining.get(), 1);
     assert!(!s.on_response(503, &map(&[]), true, &ClusterStats::default(), &b));
 }
@@ -272,7 +270,7 @@ fn max_retries_header_wins_only_with_a_condition() {
 fn backoff_is_jittered_below_a_doubling_ceiling() {
     let stats = ClusterStats::default();
     let p = policy(on::FIVE_XX, 10);
-    let s = RetryState::new(&p, &map(&[]), any).unwrap();
+    let s = RetryState::new(&p, &map(&[]), true).unwrap();
     let ceilings: Vec<u64> = (0..6)
         .map(|_| {
             let c = s.next_interval.get();
@@ -293,7 +291,7 @@ fn previous_hosts_avoids_tried_endpoints_up_to_the_attempts() {
     let pol = p.policy.as_mut().unwrap();
     pol.previous_hosts = true;
     pol.host_selection_max_attempts = 3;
-    let s = RetryState::new(&p, &map(&[]), any).unwrap();
+    let s = RetryState::new(&p, &map(&[]), true).unwrap();
     s.tried(0);
     let mut seq = [0, 0, 1].into_iter();
     assert_eq!(s.select(|_| seq.next()), Some(1));
