@@ -466,6 +466,10 @@ fn scalars(r: &StatsReport) -> Vec<Scalar> {
                 "upstream_rq_per_try_idle_timeout",
                 c.rq_per_try_idle_timeout,
             ),
+            (
+                "upstream_rq_max_duration_reached",
+                c.rq_max_duration_reached,
+            ),
             ("upstream_rq_pending_overflow", c.rq_pending_overflow),
             ("upstream_rq_active_overflow", c.rq_active_overflow),
             ("upstream_cx_overflow", c.cx_overflow),

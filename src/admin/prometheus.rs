@@ -311,6 +311,12 @@ pub fn render(r: &StatsReport) -> String {
         rq_per_try_idle_timeout
     );
     per_cluster!(
+        "outrigger_upstream_rq_max_duration_reached_total",
+        "counter",
+        "Tries ended by the cluster's max_stream_duration.",
+        rq_max_duration_reached
+    );
+    per_cluster!(
         "outrigger_upstream_rq_shadow_total",
         "counter",
         "Shadow requests sent to this cluster by request mirroring.",

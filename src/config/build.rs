@@ -691,6 +691,29 @@ clusters:
     }
 
     #[test]
+    fn a_clusters_max_stream_duration_is_read_and_a_bad_one_named() {
+        let with = |v: &str| {
+            GOOD.replace(
+                "  - name: backend\n",
+                &format!("  - name: backend\n    pool: {{ max_stream_duration: {v} }}\n"),
+            )
+        };
+        let s = parse_native(&with("1.5s")).unwrap();
+        assert_eq!(
+            s.clusters[0].pool.max_stream_duration,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse_native(GOOD).unwrap().clusters[0]
+                .pool
+                .max_stream_duration,
+            Duration::ZERO
+        );
+        let errs = parse_native(&with("soon")).unwrap_err().0;
+        assert_eq!(errs[0].path, "clusters[0].pool.max_stream_duration");
+    }
+
+    #[test]
     fn unknown_field_names_path_and_line() {
         let bad = GOOD.replace(
             "    route_table: main",

@@ -756,14 +756,13 @@ pub struct PoolLimits {
     /// many requests is closed instead of pooled, an HTTP/2 one that carried this many
     /// streams takes no new one and closes when they end (`None`: no limit).
     pub max_requests_per_connection: Option<u32>,
-    /// Envoy's `http2_protocol_options.max_concurrent_streams` for an HTTP/2 cluster: at
-    /// most this many streams on one connection (fewer if the upstream's
-    /// SETTINGS_MAX_CONCURRENT_STREAMS says so); a stream past it opens another
-    /// connection to the endpoint. Envoy's default 2147483647.
+    /// Envoy's `http2_protocol_options.max_concurrent_streams`: at most this many streams
+    /// on one HTTP/2 connection (fewer if the upstream's SETTINGS say so; default 2^31-1).
     pub max_concurrent_streams: u32,
-    /// Envoy's `upstream_connection_options.tcp_keepalive`: SO_KEEPALIVE and the set
-    /// TCP_KEEP* options on every upstream connection of the cluster (`None`: none).
+    /// Envoy's `upstream_connection_options.tcp_keepalive` (`None`: none).
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// Envoy's `max_stream_duration` on the cluster: each try's bound (zero: none).
+    pub max_stream_duration: Duration,
 }
 
 /// TCP keepalive probes on an upstream connection; an unset field keeps the kernel's
@@ -786,6 +785,7 @@ impl Default for PoolLimits {
             max_requests_per_connection: None,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             tcp_keepalive: None,
+            max_stream_duration: Duration::ZERO,
         }
     }
 }

@@ -589,6 +589,9 @@ pub(crate) struct RawPool {
     /// Envoy's `http2_protocol_options.max_concurrent_streams` (HTTP/2 clusters).
     #[serde(default)]
     pub max_concurrent_streams: Option<u32>,
+    /// Envoy's cluster `common_http_protocol_options.max_stream_duration` (0: none).
+    #[serde(default)]
+    pub max_stream_duration: Option<String>,
 }
 
 /// Envoy's `TcpKeepalive`.

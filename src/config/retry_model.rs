@@ -33,7 +33,7 @@ pub mod on {
 /// The request headers the router consumes: Envoy's `RetryStateImpl::create` removes
 /// them from every request it forwards, whether or not a retry state results, so the
 /// upstream never sees them.
-pub const CONSUMED: [&str; 10] = [
+pub const CONSUMED: [&str; 11] = [
     "x-envoy-retry-on",
     "x-envoy-retry-grpc-on",
     "x-envoy-max-retries",
@@ -46,6 +46,8 @@ pub const CONSUMED: [&str; 10] = [
     "x-envoy-upstream-rq-timeout-ms",
     "x-envoy-upstream-alt-stat-name",
     "x-envoy-upstream-rq-timeout-alt-response",
+    // Each try's duration bound (`upstream::request::bound`), honoured from any client.
+    "x-envoy-upstream-stream-duration-ms",
 ];
 
 /// The HTTP conditions by name (`x-envoy-retry-on`, and `retry_on` in the config).

@@ -159,6 +159,10 @@ struct Plan<'v> {
     life: Option<&'v crate::http::view::ChainLife>,
     /// The client is internal (`http::forwarding::is_internal`).
     internal: bool,
+    /// Each try's duration bound, when the request sets it
+    /// (`x-envoy-upstream-stream-duration-ms`; `upstream::request::bound`). Here, not
+    /// in `Action::Proxy`, whose size every request's action has.
+    upstream_duration: Option<Duration>,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -510,7 +514,7 @@ impl Conn {
             } => {
                 self.rec.cluster_index = Some(cluster);
                 self.rec.route_stats = plan.route_stats;
-                let clocks = (timeout, ends_at);
+                let clocks = (timeout, ends_at, plan.upstream_duration);
                 self.proxy(down, view, &plan, (cluster, dst), clocks, h2_request)
                     .await
             }

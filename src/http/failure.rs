@@ -35,6 +35,10 @@ pub enum Failure {
     /// arriving, 504 once it is complete; no flag, DEADLINE_EXCEEDED in the gRPC form
     /// (Envoy's connection manager).
     MaxDuration { request_complete: bool },
+    /// A try ran for its cluster's `max_stream_duration` (or the request's
+    /// `x-envoy-upstream-stream-duration-ms`) and was not retried: 408 while the request
+    /// is still arriving, 504 once it is complete, flag UMSDR (Envoy's router).
+    UpstreamMaxDuration { request_complete: bool },
     /// The request head did not arrive within `request_headers_timeout`: 408.
     RequestHeadersTimeout,
     /// An upgrade (WebSocket, ...) the route does not allow: 403.
@@ -65,11 +69,17 @@ impl Failure {
             }
             | Failure::MaxDuration {
                 request_complete: true,
+            }
+            | Failure::UpstreamMaxDuration {
+                request_complete: true,
             } => 504,
             Failure::StreamIdle {
                 request_complete: false,
             }
             | Failure::MaxDuration {
+                request_complete: false,
+            }
+            | Failure::UpstreamMaxDuration {
                 request_complete: false,
             }
             | Failure::RequestHeadersTimeout => 408,
@@ -89,6 +99,7 @@ impl Failure {
             Failure::StreamIdle { .. } => ResponseFlag::StreamIdleTimeout,
             Failure::ClusterNotFound { .. } => ResponseFlag::NoClusterFound,
             Failure::Overflow => ResponseFlag::UpstreamOverflow,
+            Failure::UpstreamMaxDuration { .. } => ResponseFlag::UpstreamMaxStreamDurationReached,
             // Envoy sets no flag for these; they are counted by status.
             Failure::RequestHeadersTimeout
             | Failure::MaxDuration { .. }
@@ -118,6 +129,7 @@ impl Failure {
             Failure::StreamIdle { .. } => "stream timeout",
             Failure::RequestHeadersTimeout => "request header timeout",
             Failure::MaxDuration { .. } => "downstream duration timeout",
+            Failure::UpstreamMaxDuration { .. } => "upstream max stream duration reached",
             Failure::RetryBufferOverflow => "exceeded request buffer limit while retrying upstream",
         }
     }
@@ -128,6 +140,7 @@ impl Failure {
         match self {
             Failure::RetryBufferOverflow => Some("request_payload_exceeded_retry_buffer_limit"),
             Failure::MaxDuration { .. } => Some("max_duration_timeout"),
+            Failure::UpstreamMaxDuration { .. } => Some("upstream_max_stream_duration_reached"),
             _ => None,
         }
     }

@@ -43,9 +43,11 @@ pub enum ResponseFlag {
     /// UAEX: the external authorization service denied the request, or failed and
     /// `failure_mode_allow` is off.
     UnauthorizedExternalService,
+    /// UMSDR: a try ran past the cluster's `max_stream_duration`.
+    UpstreamMaxStreamDurationReached,
 }
 
-pub const FLAG_COUNT: usize = 18;
+pub const FLAG_COUNT: usize = 19;
 
 impl ResponseFlag {
     pub fn as_str(self) -> &'static str {
@@ -68,6 +70,7 @@ impl ResponseFlag {
             ResponseFlag::FaultInjected => "FI",
             ResponseFlag::UpstreamOverflow => "UO",
             ResponseFlag::UnauthorizedExternalService => "UAEX",
+            ResponseFlag::UpstreamMaxStreamDurationReached => "UMSDR",
         }
     }
 
@@ -106,6 +109,7 @@ impl ResponseFlag {
             FaultInjected,
             UpstreamOverflow,
             UnauthorizedExternalService,
+            UpstreamMaxStreamDurationReached,
         ]
     }
 }

@@ -35,7 +35,7 @@ use super::h2::io::DataSink;
 use super::io::Io;
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
-use crate::upstream::request::clock::{Expiry, Progress};
+use crate::upstream::request::clock::Progress;
 use crate::upstream::request::http2::{H2Request, Hedged};
 use crate::upstream::request::replay::{Kept, Loss, OnLoss, Recording};
 use crate::upstream::request::retry::RetryState;
@@ -92,6 +92,8 @@ pub(crate) struct Result {
     /// The head got a `content-length: 0` the upstream did not send (an empty HTTP/2
     /// body without a length), which Envoy's codec adds and its log does not show.
     pub added_length: bool,
+    /// A clock cut the response after its head: the log's details are its.
+    pub cut: Option<Failure>,
 }
 
 /// The upstream failed before a response head went to the client.
@@ -114,6 +116,7 @@ fn failed(status: u16, flag: ResponseFlag) -> Result {
         retried: false,
         trailers: None,
         added_length: false,
+        cut: None,
     }
 }
 
@@ -471,10 +474,7 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
         Err(e) => {
             let f = progress.failure(e);
             if progress.status() == 0 {
-                if e == Expiry::PerTryIdle {
-                    cs.stats.rq_per_try_idle_timeout.inc();
-                }
-                request::count_failure(&cs.stats, f);
+                request::count_expired(&cs.stats, e, f);
                 request::outlier_failure(cs, ep, f);
                 let mut res = upstream_failed(f);
                 res.bytes_received = progress.bytes_received();
@@ -494,6 +494,7 @@ pub(crate) async fn exchange<D: Io, C: Connector>(
                     retried: false,
                     trailers: None,
                     added_length: false,
+                    cut: Some(f),
                 }
             }
         }
@@ -689,6 +690,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         retried: false,
         trailers: None,
         added_length,
+        cut: None,
     };
     // From here on a clock that runs out can only close the connection.
     progress.head_sent(status);

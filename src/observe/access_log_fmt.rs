@@ -369,6 +369,7 @@ fn details(r: &StreamInfo) -> &'static str {
         ResponseFlag::RateLimited => "local_rate_limited",
         ResponseFlag::FaultInjected => "fault_filter_abort",
         ResponseFlag::UnauthorizedExternalService => "ext_authz_denied",
+        ResponseFlag::UpstreamMaxStreamDurationReached => "upstream_max_stream_duration_reached",
         ResponseFlag::None if r.upstream.is_some() => "via_upstream",
         _ => "",
     }

@@ -389,6 +389,9 @@ pub struct ClusterStats {
     pub rq_retry_backoff_exponential: Counter,
     pub rq_per_try_timeout: Counter,
     pub rq_per_try_idle_timeout: Counter,
+    /// Envoy's `upstream_rq_max_duration_reached`: tries the cluster's
+    /// `max_stream_duration` ended.
+    pub rq_max_duration_reached: Counter,
     /// Request mirroring (`upstream::request::shadow`), on the mirror cluster: shadows
     /// sent, those that got no response, and those not sent (too many in flight on the
     /// core, or a request body that was not held). Envoy has no names for these; it
@@ -452,6 +455,7 @@ impl ClusterStats {
             rq_retry_backoff_exponential: self.rq_retry_backoff_exponential.get(),
             rq_per_try_timeout: self.rq_per_try_timeout.get(),
             rq_per_try_idle_timeout: self.rq_per_try_idle_timeout.get(),
+            rq_max_duration_reached: self.rq_max_duration_reached.get(),
             rq_shadow: self.rq_shadow.get(),
             rq_shadow_failed: self.rq_shadow_failed.get(),
             rq_shadow_dropped: self.rq_shadow_dropped.get(),
@@ -595,6 +599,7 @@ pub struct ClusterReport {
     pub rq_retry_backoff_exponential: u64,
     pub rq_per_try_timeout: u64,
     pub rq_per_try_idle_timeout: u64,
+    pub rq_max_duration_reached: u64,
     pub rq_shadow: u64,
     pub rq_shadow_failed: u64,
     pub rq_shadow_dropped: u64,
@@ -717,6 +722,7 @@ impl StatsReport {
                     x.rq_retry_backoff_exponential += c.rq_retry_backoff_exponential;
                     x.rq_per_try_timeout += c.rq_per_try_timeout;
                     x.rq_per_try_idle_timeout += c.rq_per_try_idle_timeout;
+                    x.rq_max_duration_reached += c.rq_max_duration_reached;
                     x.rq_shadow += c.rq_shadow;
                     x.rq_shadow_failed += c.rq_shadow_failed;
                     x.rq_shadow_dropped += c.rq_shadow_dropped;

@@ -1,6 +1,7 @@
 //! A cluster's connection options: the pool's limits (`pool`: idle connections and
-//! their timeout, `max_requests_per_connection`, HTTP/2's `max_concurrent_streams`)
-//! and the TCP keepalive of its upstream connections (`tcp_keepalive`).
+//! their timeout, `max_requests_per_connection`, HTTP/2's `max_concurrent_streams`,
+//! `max_stream_duration`, each try's bound) and the TCP keepalive of its upstream
+//! connections (`tcp_keepalive`).
 
 use super::super::raw::RawCluster;
 use super::super::{PoolLimits, TcpKeepalive, UpstreamProtocol};
@@ -36,6 +37,11 @@ impl Builder {
                 .and_then(|r| r.max_concurrent_streams)
                 .unwrap_or(d.max_concurrent_streams),
             tcp_keepalive: self.tcp_keepalive(p, c),
+            max_stream_duration: self.duration(
+                format!("{p}.pool.max_stream_duration"),
+                &rp.and_then(|r| r.max_stream_duration.clone()),
+                d.max_stream_duration,
+            ),
         };
         if let Some(n) = rp.and_then(|r| r.max_concurrent_streams) {
             let at = format!("{p}.pool.max_concurrent_streams");

@@ -172,6 +172,7 @@ pub(super) fn translate(
         .map(|v| (v.value, format!("{p}.max_requests_per_connection")));
     let mut protocol = "http1";
     let mut max_concurrent_streams = None;
+    let mut max_stream_duration = None;
     for (key, any) in &c.typed_extension_protocol_options {
         let kp = format!("{p}.typed_extension_protocol_options[\"{key}\"]");
         if key != HTTP_OPTIONS {
@@ -193,11 +194,10 @@ pub(super) fn translate(
                 }
                 max_requests = Some((v.value, at));
             }
-            if common.max_stream_duration.is_some() {
-                return Err(err(
-                    format!("{cp}.max_stream_duration"),
-                    "not supported by Outrigger for upstream connections",
-                ));
+            let at = format!("{cp}.max_stream_duration");
+            if let Some(d) = duration(&common.max_stream_duration, &at)? {
+                // Envoy arms the timer in whole milliseconds (0: none).
+                max_stream_duration = Some((Duration::from_millis(d.as_millis() as u64), at));
             }
             if common.max_headers_count.is_some() {
                 return Err(err(
@@ -282,6 +282,9 @@ pub(super) fn translate(
             idle_timeout: Some(timeout_or_never(idle_timeout)),
             max_requests_per_connection: max_requests.as_ref().map(|(n, _)| *n),
             max_concurrent_streams,
+            max_stream_duration: max_stream_duration
+                .as_ref()
+                .map(|(d, _)| native_duration(*d)),
         }),
         tcp_keepalive: tcp_keepalive(c, p, &native, paths),
         protocol: Some(protocol.into()),
@@ -314,6 +317,9 @@ pub(super) fn translate(
     };
     if let Some((_, at)) = max_requests {
         paths.add(format!("{native}.pool.max_requests_per_connection"), at);
+    }
+    if let Some((_, at)) = max_stream_duration {
+        paths.add(format!("{native}.pool.max_stream_duration"), at);
     }
     paths.add(
         format!("{native}.outlier_detection"),

@@ -406,13 +406,18 @@ impl Conn {
         view: &WorkerView<C>,
         plan: &Plan<'_>,
         cluster: (usize, Option<std::net::SocketAddr>),
-        (timeout, ends_at): (Duration, Option<std::time::Instant>),
+        (timeout, ends_at, upstream_duration): (
+            Duration,
+            Option<std::time::Instant>,
+            Option<Duration>,
+        ),
         h2_request: Option<Box<http::Request<()>>>,
     ) -> Outcome {
         // The upstream buffer is borrowed from the worker only for this exchange.
         self.ubuf = view.bufs.take();
         let progress = Progress::new(timeout, plan.stream_idle_timeout)
             .ending_at(ends_at)
+            .upstream_duration(upstream_duration)
             .recording_upstream(self.upstream);
         let outcome = self
             .exchange(down, view, plan, (cluster, timeout), h2_request, &progress)

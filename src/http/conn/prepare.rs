@@ -189,6 +189,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         filter::Status::Continue => route.map(|r| router::resolve(table, r, &view_req, draw)),
     };
     let mut mirror = None;
+    let mut upstream_duration = None;
     let action = match decision {
         None => Action::NoRoute,
         // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
@@ -275,6 +276,11 @@ pub(super) async fn prepare<'v, C: Connector>(
             if crate::upstream::request::retry::carries_consumed(headers) {
                 // The router consumes the retry headers (read above): they do not go
                 // upstream, as in Envoy.
+                upstream_duration =
+                    crate::upstream::request::retry::stream_duration_header(&Honoured {
+                        headers,
+                        edits: &edits.request,
+                    });
                 edits.request = edits.request.then(&l.own.consumed_plan);
             }
             // A route without hash policies (nearly all) skips the cluster lookup.
@@ -415,6 +421,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     let mut p = plan(&req, l, action, edits);
     p.parsed_at = parsed_at;
     p.mirror = mirror;
+    p.upstream_duration = upstream_duration;
     p.span = span;
     p.route_name = route.and_then(|r| r.name.as_ref());
     p.route_stats = route.and_then(|r| r.stats);
@@ -470,6 +477,7 @@ fn plan<'v>(
         internal: edits.request.stamp.internal,
         mirror: None,
         tee: None,
+        upstream_duration: None,
     }
 }
 

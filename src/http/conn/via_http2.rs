@@ -96,7 +96,10 @@ impl Conn {
             let log = &mut self.rec.log;
             log.head_out = LogFacts::keep_head(&mut log.response_head, &self.wbuf);
             log.empty_local_reply = res.added_length;
-            log.details = "via_upstream";
+            log.details = res
+                .cut
+                .and_then(crate::http::failure::Failure::details)
+                .unwrap_or("via_upstream");
             log.response_began = progress.head_at().and_then(|at| {
                 let start = self.rec.start?;
                 let since = SystemTime::now().duration_since(start).ok()?;

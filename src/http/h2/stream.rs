@@ -427,9 +427,15 @@ pub(crate) async fn serve<C: Connector>(
                 r.route = route_stats;
                 r
             });
+            let mut upstream_duration = None;
             if crate::upstream::request::retry::map_carries_consumed(&parts.headers) {
                 // The router consumes the retry headers (read above): they do not go
                 // upstream, as in Envoy.
+                upstream_duration =
+                    crate::upstream::request::retry::stream_duration_header(&Honoured {
+                        headers: &parts.headers,
+                        edits: &edits.request,
+                    });
                 edits.request = edits.request.then(&l.own.consumed_plan);
             }
             if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
@@ -438,6 +444,7 @@ pub(crate) async fn serve<C: Connector>(
             let progress = Rc::new(
                 Progress::new(timeout, l.stream_idle_timeout)
                     .ending_at(decided.duration.map(|d| start + d))
+                    .upstream_duration(upstream_duration)
                     .recording_upstream(wants),
             );
             if body.is_end_stream() {

@@ -92,7 +92,7 @@ pub(crate) async fn proxy<C: Connector>(
         Err(e) => {
             let f = expiry_failure(e, progress);
             if progress.status() == 0 {
-                request::count_failure(&cs.stats, f);
+                request::count_expired(&cs.stats, e, f);
                 request::outlier_failure(cs, ep, f);
             } else {
                 request::count_late(&cs.stats, f);

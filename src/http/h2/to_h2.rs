@@ -259,10 +259,7 @@ where
         Err(e) => {
             let f = expiry_failure(e, progress);
             if progress.status() == 0 {
-                if e == crate::upstream::request::clock::Expiry::PerTryIdle {
-                    cs.stats.rq_per_try_idle_timeout.inc();
-                }
-                request::count_failure(&cs.stats, f);
+                request::count_expired(&cs.stats, e, f);
                 request::outlier_failure(cs, picked.ep, f);
             } else {
                 request::count_late(&cs.stats, f);

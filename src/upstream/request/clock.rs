@@ -19,6 +19,12 @@
 //!   does: `408` while the request is still arriving, `504` once it is whole (flag none,
 //!   `downstream duration timeout`, as Envoy's connection manager), a reset after the
 //!   response head.
+//! - The streaming try's duration bound (the cluster's `max_stream_duration`, or the
+//!   request's `x-envoy-upstream-stream-duration-ms`), from when the try got its
+//!   connection: before the response head the attempt loop races each try against it
+//!   (`request::run`: a try it ends may be retried, as Envoy's router does); once a
+//!   try's head is here it is set here (`streaming_until`) and cuts the response body
+//!   (a reset or a closed connection, flag `UMSDR`).
 //! - The per-try idle timeout (a retry policy's `per_try_idle_timeout`), armed by the
 //!   attempt loop once a try's response head is here (before it, `request::run` races
 //!   the try against its per-try clocks): the response body moving no byte for that
@@ -59,10 +65,14 @@ pub(crate) enum Expiry {
     PerTryIdle,
     /// The stream's duration limit: 408 or 504 before the response head, a reset after.
     Duration,
+    /// The streaming try's duration bound (the cluster's `max_stream_duration`): a
+    /// reset, flag `UMSDR`.
+    UpstreamDuration,
 }
 
-/// A sleep until `.0`, for the per-try idle clock.
-type PerTryTimer = (Instant, std::pin::Pin<Box<dyn Future<Output = ()>>>);
+/// A sleep until `.0`, for the clocks armed late (the per-try idle clock, the streaming
+/// try's duration bound).
+type LateTimer = (Instant, std::pin::Pin<Box<dyn Future<Output = ()>>>);
 
 /// Deadlines and progress of one request, shared by reference with the proxying future.
 pub(crate) struct Progress {
@@ -75,12 +85,17 @@ pub(crate) struct Progress {
     done_waker: Cell<Option<Waker>>,
     /// The per-try idle timeout of the try whose response is streaming (zero: none).
     per_try_idle: Cell<Duration>,
-    /// The timer that watches it for a stream raced by `run` or `run_timed` (whose
-    /// sweep or timer was set before it was armed): when it was set for, and the sleep.
-    /// Boxed, and made only when a per-try idle timeout is armed.
-    per_try_timer: std::cell::RefCell<Option<PerTryTimer>>,
+    /// The timer that watches it and `upstream_at` for a stream raced by `run` or
+    /// `run_timed` (whose sweep or timer was set before they were armed): when it was
+    /// set for, and the sleep. Boxed, and made only when one of them is armed.
+    late_timer: std::cell::RefCell<Option<LateTimer>>,
     /// When the stream's duration limit runs out (`None`: no limit).
     duration_at: Option<Instant>,
+    /// Each try's duration bound when the request sets it
+    /// (`x-envoy-upstream-stream-duration-ms`; zero: none), else the cluster's.
+    upstream_override: Option<Duration>,
+    /// When the try whose response streams reaches its duration bound.
+    upstream_at: Cell<Option<Instant>>,
     /// Zero: no idle clock.
     idle: Duration,
     last: Cell<Instant>,
@@ -117,8 +132,10 @@ impl Progress {
             completed_at: Cell::new(None),
             done_waker: Cell::new(None),
             per_try_idle: Cell::new(Duration::ZERO),
-            per_try_timer: std::cell::RefCell::new(None),
+            late_timer: std::cell::RefCell::new(None),
             duration_at: None,
+            upstream_override: None,
+            upstream_at: Cell::new(None),
             idle,
             last: Cell::new(Instant::now()),
             request_complete: Cell::new(false),
@@ -141,6 +158,31 @@ impl Progress {
     pub fn ending_at(mut self, at: Option<Instant>) -> Self {
         self.duration_at = at;
         self
+    }
+
+    /// Each try's duration bound is `d` (zero: none) instead of its cluster's, when set
+    /// (the request's `x-envoy-upstream-stream-duration-ms`).
+    pub fn upstream_duration(mut self, d: Option<Duration>) -> Self {
+        self.upstream_override = d;
+        self
+    }
+
+    /// The duration bound of a try to a cluster whose `max_stream_duration` is
+    /// `cluster` (`None`: none).
+    pub fn try_bound(&self, cluster: Duration) -> Option<Duration> {
+        Some(self.upstream_override.unwrap_or(cluster)).filter(|d| !d.is_zero())
+    }
+
+    /// The try whose response head is here streams its body until `at` at most (its
+    /// duration bound, `None`: none).
+    pub fn streaming_until(&self, at: Option<Instant>) {
+        self.upstream_at.set(at);
+        // A stream raced by `run` looks at it (and sets its timer) when next polled.
+        if at.is_some() {
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+        }
     }
 
     /// Has the tries note what `wants` names of their connection (decided per chain at
@@ -208,6 +250,7 @@ impl Progress {
             || !self.idle.is_zero()
             || !self.per_try_idle.get().is_zero()
             || self.duration_at.is_some()
+            || self.upstream_at.get().is_some()
     }
 
     /// Something moved on the stream (a head, a frame, bytes to or from the upstream).
@@ -293,6 +336,16 @@ impl Progress {
         (!self.idle.is_zero()).then(|| self.last.get() + self.idle)
     }
 
+    /// The clock armed late that runs out first (`late_timer`), and when.
+    fn late_at(&self) -> Option<(Instant, Expiry)> {
+        match (self.per_try_idle_at(), self.upstream_at.get()) {
+            (Some(p), Some(u)) if p < u => Some((p, Expiry::PerTryIdle)),
+            (_, Some(u)) => Some((u, Expiry::UpstreamDuration)),
+            (Some(p), None) => Some((p, Expiry::PerTryIdle)),
+            (None, None) => None,
+        }
+    }
+
     /// The idle clock that runs out first (both restart on every byte), and when.
     fn first_idle(&self) -> Option<(Instant, Expiry)> {
         match (self.per_try_idle_at(), self.idle_at()) {
@@ -363,22 +416,29 @@ impl Progress {
     /// The earliest instant a running clock runs out (`None`: none runs).
     pub fn next_expiry(&self) -> Option<Instant> {
         let idle_at = self.first_idle().map(|(at, _)| at);
-        [self.route.get(), idle_at, self.duration_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.route.get(),
+            idle_at,
+            self.duration_at,
+            self.upstream_at.get(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// The route or duration clock that has run out by `now`, the earlier first.
+    /// The route, duration or try bound clock that has run out by `now`, the earliest
+    /// first (the route clock on a tie).
     fn fixed_expired(&self, now: Instant) -> Option<Expiry> {
-        let route = self.route.get().filter(|r| now >= *r);
-        let duration = self.duration_at.filter(|d| now >= *d);
-        match (route, duration) {
-            (Some(r), Some(d)) if d < r => Some(Expiry::Duration),
-            (Some(_), _) => Some(Expiry::Route),
-            (None, Some(_)) => Some(Expiry::Duration),
-            (None, None) => None,
-        }
+        [
+            (self.route.get(), Expiry::Route),
+            (self.duration_at, Expiry::Duration),
+            (self.upstream_at.get(), Expiry::UpstreamDuration),
+        ]
+        .into_iter()
+        .filter_map(|(at, e)| at.filter(|at| now >= *at).map(|at| (at, e)))
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, e)| e)
     }
 
     /// The time left until the next clock runs out (`None`: no clock runs), for a
@@ -420,10 +480,16 @@ impl Progress {
         // deadline it would set is never earlier than this bound.
         let pending = (!self.route_timeout.is_zero() && self.route.get().is_none())
             .then(|| now + self.route_timeout);
-        Ok([self.route.get(), idle_at, pending, self.duration_at]
-            .into_iter()
-            .flatten()
-            .min())
+        Ok([
+            self.route.get(),
+            idle_at,
+            pending,
+            self.duration_at,
+            self.upstream_at.get(),
+        ]
+        .into_iter()
+        .flatten()
+        .min())
     }
 
     /// The failure a clock that ran out stands for (its local reply before a response
@@ -436,6 +502,7 @@ impl Progress {
             Expiry::PerTryIdle => Failure::PerTryTimeout,
             Expiry::Idle => Failure::StreamIdle { request_complete },
             Expiry::Duration => Failure::MaxDuration { request_complete },
+            Expiry::UpstreamDuration => Failure::UpstreamMaxDuration { request_complete },
         }
     }
 
@@ -459,16 +526,16 @@ impl Progress {
         e
     }
 
-    /// Resolves when a sweep finds a clock run out, or when the per-try idle clock (once
-    /// armed) does: that one has a timer of its own here, as the sweep or the timer of
-    /// `run_timed` was set before it was armed.
+    /// Resolves when a sweep finds a clock run out, or when a clock armed late (the
+    /// per-try idle clock, the streaming try's bound) does: those have a timer of their
+    /// own here, as the sweep or the timer of `run_timed` was set before they were armed.
     async fn fired(&self) -> Expiry {
         std::future::poll_fn(|cx| {
             if let Some(e) = self.fired.get() {
                 return Poll::Ready(e);
             }
-            if self.per_try_timer_fired(cx) {
-                return Poll::Ready(self.fire(Expiry::PerTryIdle));
+            if let Some(e) = self.late_timer_fired(cx) {
+                return Poll::Ready(self.fire(e));
             }
             let w = match self.waker.take() {
                 Some(w) if w.will_wake(cx.waker()) => w,
@@ -480,21 +547,19 @@ impl Progress {
         .await
     }
 
-    /// Whether the per-try idle clock, if armed, has run out; else its timer is set for
-    /// when it could (re-set when bytes moved it on) and registered with `cx`.
-    fn per_try_timer_fired(&self, cx: &mut std::task::Context<'_>) -> bool {
-        let Some(at) = self.per_try_idle_at() else {
-            return false;
-        };
-        let mut timer = self.per_try_timer.borrow_mut();
+    /// The clock armed late that has run out, if one has; else the timer is set for
+    /// when one could (re-set when bytes moved the idle one on) and registered with `cx`.
+    fn late_timer_fired(&self, cx: &mut std::task::Context<'_>) -> Option<Expiry> {
+        self.late_at()?;
+        let mut timer = self.late_timer.borrow_mut();
         // Bounded: each pass either finds the clock run out or sets a timer for a later
         // instant, which a fresh sleep does not reach at once.
         for _ in 0..4 {
             let now = Instant::now();
-            let at = self.per_try_idle_at().unwrap_or(at);
+            let (at, e) = self.late_at()?;
             if now >= at {
                 *timer = None;
-                return true;
+                return Some(e);
             }
             if timer.as_ref().map(|(t, _)| *t) != Some(at) {
                 let sleep: std::pin::Pin<Box<dyn Future<Output = ()>>> =
@@ -503,10 +568,10 @@ impl Progress {
             }
             match timer.as_mut().map(|(_, s)| s.as_mut().poll(cx)) {
                 Some(Poll::Ready(())) => *timer = None,
-                _ => return false,
+                _ => return None,
             }
         }
-        false
+        None
     }
 
     /// Runs `work` until it finishes or a sweep finds a clock run out (then `work` is
@@ -663,6 +728,30 @@ mod tests {
         let d = p.deadline().expect("started");
         assert!(d >= now + Duration::from_secs(15));
         assert_eq!(p.check(now), Ok(Some(d)));
+    }
+
+    #[test]
+    fn a_streaming_tries_bound_is_a_clock_of_its_own() {
+        let p = Progress::new(Duration::from_secs(15), Duration::ZERO);
+        p.request_done();
+        let route = p.deadline().expect("started");
+        let at = Instant::now() + Duration::from_millis(300);
+        p.streaming_until(Some(at));
+        assert!(p.has_clocks());
+        assert_eq!(p.next_expiry(), Some(at), "before the route clock");
+        assert_eq!(p.check(at - Duration::from_millis(1)), Ok(Some(at)));
+        assert_eq!(p.check(at), Err(Expiry::UpstreamDuration));
+        assert_eq!(
+            p.failure(Expiry::UpstreamDuration),
+            crate::http::failure::Failure::UpstreamMaxDuration {
+                request_complete: true
+            }
+        );
+        // The earlier clock is the one that ran out.
+        let q = Progress::new(Duration::from_millis(100), Duration::ZERO);
+        q.request_done();
+        q.streaming_until(q.deadline().map(|d| d + Duration::from_millis(1)));
+        assert_eq!(q.check(route), Err(Expiry::Route));
     }
 
     #[test]

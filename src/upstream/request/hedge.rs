@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 use super::clock::Progress;
 use super::retry::RetryState;
 use super::{
-    count_failure, outlier_failure, per_try_clock, repick, PerTry, Picked, Tried, UpstreamCodec,
+    bound, count_failure, outlier_failure, per_try_clock, repick, PerTry, Picked, Tried,
+    UpstreamCodec,
 };
 use crate::http::failure::Failure;
 use crate::http::restamp::Restamp;
@@ -91,16 +92,20 @@ pub(crate) struct Hedged {
 pub(crate) enum Raced<'c, C: Hedgeable, H, W = <C as Hedgeable>::Won> {
     /// The first try's response head won.
     First(H),
-    /// A hedged try's response head won: its connection, its response, and its
-    /// endpoint, held in flight.
-    Hedge(C, W, Picked<'c>),
+    /// A hedged try's response head won: its connection, its response, its endpoint,
+    /// held in flight, and when it reaches its duration bound (`bound`).
+    Hedge(C, W, Picked<'c>, Option<Instant>),
     /// Every try failed: the last failure, reported to outlier detection but not yet
     /// counted for the cluster.
     Failed(Failure),
 }
 
+/// What a hedged try that got a final response head holds: its connection, the head,
+/// and when it reaches its duration bound.
+type Landed<C> = (C, <C as Hedgeable>::Won, Option<Instant>);
+
 /// One hedged try: obtain a connection to `ep`, send the request copy, wait for a
-/// final response head.
+/// final response head, within the try's duration bound (`bound`).
 async fn hedge_once<K: Connector, U: UpstreamCodec<K>>(
     codec: &U,
     cs: &ClusterState<K::Conn>,
@@ -108,14 +113,18 @@ async fn hedge_once<K: Connector, U: UpstreamCodec<K>>(
     connector: &K,
     progress: &Progress,
     request: <U::Conn as Hedgeable>::Request,
-) -> Result<(U::Conn, <U::Conn as Hedgeable>::Won), Tried> {
+) -> Result<Landed<U::Conn>, Tried> {
     let (mut conn, _) = codec
         .obtain(cs, ep, connector, progress)
         .await
         .map_err(|f| Tried::failed(f, false, true))?;
     cs.outlier(ep, Outcome::Connected);
-    let won = codec.hedge_try(&mut conn, &request, progress).await?;
-    Ok((conn, won))
+    let ends = bound::ends(progress, cs.cfg.pool.max_stream_duration);
+    let tried = bound::bounded(codec.hedge_try(&mut conn, &request, progress), ends).await;
+    match tried {
+        Some(won) => Ok((conn, won?, ends)),
+        None => Err(bound::reached(progress, &cs.stats, true)),
+    }
 }
 
 /// The race's decision on a hedged try's response head: `(status, retried, dropped)`.
@@ -198,7 +207,7 @@ where
     let mut flights: Vec<(
         Picked<'c>,
         bool,
-        Pin<Box<dyn Future<Output = Result<(U::Conn, <U::Conn as Hedgeable>::Won), Tried>> + '_>>,
+        Pin<Box<dyn Future<Output = Result<Landed<U::Conn>, Tried>> + '_>>,
         Pin<Box<dyn Future<Output = PerTry> + '_>>,
     )> = Vec::new();
     let mut pending: Vec<Nap> = Vec::new();
@@ -238,6 +247,11 @@ where
         .await;
         match event {
             Event::First(Ok(head)) => return Raced::First(head),
+            // Its duration bound ended the first try, which is never retried once hedged:
+            // Envoy's router then resets every try and answers.
+            Event::First(Err(t)) if matches!(t.failure, Failure::UpstreamMaxDuration { .. }) => {
+                return Raced::Failed(t.failure);
+            }
             Event::First(Err(t)) => {
                 first = None;
                 // A retriable answer dropped for the others was reported when judged.
@@ -254,7 +268,7 @@ where
                 let ep: usize = picked.ep;
                 let others = first.is_some() || !flights.is_empty() || !pending.is_empty();
                 match r {
-                    Ok((conn, won)) => {
+                    Ok((conn, won, ends)) => {
                         let verdict = Verdict {
                             retry,
                             soft,
@@ -269,7 +283,7 @@ where
                                     schedule(retry, progress, &mut pending);
                                 }
                             }
-                            Some(_) => return Raced::Hedge(conn, won, picked),
+                            Some(_) => return Raced::Hedge(conn, won, picked, ends),
                             None => {
                                 outlier_failure(cs, ep, Failure::ProtocolError);
                                 last = Failure::ProtocolError;
@@ -284,6 +298,9 @@ where
                         outlier_failure(cs, ep, f);
                         if !soft && retry.on_failure(f, t.refused, t.resend, stats, breakers) {
                             schedule(retry, progress, &mut pending);
+                        } else if matches!(f, Failure::UpstreamMaxDuration { .. }) {
+                            // Not retried, a try's bound ends the request (Envoy's router).
+                            return Raced::Failed(f);
                         } else {
                             last = f;
                             if others {

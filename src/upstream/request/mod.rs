@@ -13,7 +13,8 @@
 //!     │                    max_pending_requests: UO; max_connections: wait),
 //!     │                    Http2 = a stream slot on the per-core multiplexed connection
 //!     │     try_once       the adapter's Exchange: send the request on that connection
-//!     │                    and read until the response head (to HTTP/1.1, a streamed
+//!     │                    and read until the response head, within the try's duration
+//!     │                    bound if it has one (`bound`) (to HTTP/1.1, a streamed
 //!     │                    body's copy is kept up to the limit, `replay`, and a retry
 //!     │                    sends the copy; to HTTP/2 too, the copy of the DATA frames)
 //!     │     decide         RetryPolicy: send again on a fresh connection, or fail
@@ -28,6 +29,7 @@
 //! Both traits are used with concrete types (no boxing, no `Send`): the codec is
 //! `Http1` or `Http2`, the exchange is the adapter's own state, borrowed for the loop.
 
+pub(crate) mod bound;
 pub(crate) mod clock;
 pub(crate) mod hedge;
 pub(crate) mod http1;
@@ -111,9 +113,24 @@ pub(crate) fn count_failure(stats: &ClusterStats, f: Failure) {
         Failure::RouteTimeout => stats.rq_timeout.inc(),
         Failure::ConnectionTermination => stats.rq_reset.inc(),
         Failure::ProtocolError => stats.rq_protocol_error.inc(),
+        // Envoy charges no upstream status for a try its bound ended (counted then).
+        Failure::UpstreamMaxDuration { .. } => return,
         _ => {}
     }
     count_status(stats, f.status());
+}
+
+/// Counts a request a clock of its stream ended before a response head reached the
+/// client (`clock::Progress`): the clock's own counter (the per-try idle timeout's, the
+/// try bound's: a try whose stream opened before its response head is bounded there),
+/// then the failure it stands for (`count_failure`).
+pub(crate) fn count_expired(stats: &ClusterStats, e: clock::Expiry, f: Failure) {
+    match e {
+        clock::Expiry::PerTryIdle => stats.rq_per_try_idle_timeout.inc(),
+        clock::Expiry::UpstreamDuration => stats.rq_max_duration_reached.inc(),
+        _ => {}
+    }
+    count_failure(stats, f);
 }
 
 /// A final response head from endpoint `ep`: counted in its class for the cluster, and
@@ -160,6 +177,7 @@ pub(crate) fn count_late(stats: &ClusterStats, f: Failure) {
         Failure::PerTryTimeout => stats.rq_per_try_idle_timeout.inc(),
         Failure::ConnectionTermination => stats.rq_reset.inc(),
         Failure::ProtocolError => stats.rq_protocol_error.inc(),
+        Failure::UpstreamMaxDuration { .. } => stats.rq_max_duration_reached.inc(),
         _ => {}
     }
 }
@@ -457,6 +475,30 @@ async fn per_try_clock(
     }
 }
 
+/// `x`'s try on `conn`, unless the try's duration bound (ending at `ends`) runs out
+/// first: then the try failed (`bound::reached`). `complete`: the request was complete
+/// when the try started (so it can go again if the exchange does not say).
+#[allow(clippy::too_many_arguments)]
+async fn try_bounded<C: hedge::Hedgeable, X: Exchange<C>>(
+    x: &mut X,
+    conn: &mut C,
+    at: Attempt<'_, '_>,
+    ends: Option<Instant>,
+    complete: bool,
+    progress: &Progress,
+    stats: &ClusterStats,
+) -> Result<X::Head, Tried> {
+    let tried = bound::bounded(x.try_once(conn, at), ends).await;
+    match tried {
+        Some(t) => t,
+        None => Err(bound::reached(
+            progress,
+            stats,
+            x.resendable().unwrap_or(complete),
+        )),
+    }
+}
+
 /// The attempt loop: obtain a connection, try, decide. A final failure is counted for
 /// the cluster (`count_failure`) and returned for the adapter to answer. `stale`: the
 /// rule for a reused connection that failed before any response byte; `retry`: the
@@ -492,6 +534,10 @@ where
         let t = match codec.obtain(cs, *ep, connector, progress).await {
             Ok((mut conn, reused)) => {
                 cs.outlier(tried_ep, Outcome::Connected);
+                // The try's duration bound runs from here (Envoy's `onPoolReady`).
+                let ends = bound::ends(progress, cs.cfg.pool.max_stream_duration);
+                let complete = progress.request_complete();
+                let stats = &cs.stats;
                 // Peak EWMA's sample: from here to the response head (or the cut).
                 // (Read only for a cluster whose balancer wants it: no clock read else.)
                 let sent = cs.wants_latency().then(Instant::now);
@@ -520,7 +566,9 @@ where
                             ..at
                         };
                         let raced = {
-                            let mut first = std::pin::pin!(x.try_once(&mut conn, at));
+                            let mut first = std::pin::pin!(try_bounded(
+                                x, &mut conn, at, ends, complete, progress, stats
+                            ));
                             let early = futures_lite::future::or(
                                 async { Some(first.as_mut().await) },
                                 async {
@@ -554,9 +602,10 @@ where
                                 if !idle.is_zero() {
                                     progress.arm_per_try_idle(idle);
                                 }
+                                progress.streaming_until(ends);
                                 return Ok((conn, head));
                             }
-                            Err(hedge::Raced::Hedge(conn, won, picked)) => {
+                            Err(hedge::Raced::Hedge(conn, won, picked, hedge_ends)) => {
                                 *ep = picked.ep;
                                 *again = Some(picked);
                                 return match x.adopt(won) {
@@ -564,6 +613,7 @@ where
                                         if !idle.is_zero() {
                                             progress.arm_per_try_idle(idle);
                                         }
+                                        progress.streaming_until(hedge_ends);
                                         Ok((conn, head))
                                     }
                                     Err(t) => {
@@ -587,7 +637,12 @@ where
                         {
                             let start = Instant::now();
                             futures_lite::future::or(
-                                async { Some(x.try_once(&mut conn, at).await) },
+                                async {
+                                    let t = try_bounded(
+                                        x, &mut conn, at, ends, complete, progress, stats,
+                                    );
+                                    Some(t.await)
+                                },
                                 async {
                                     match per_try_clock(start, timeout, idle, progress).await {
                                         PerTry::Timeout => cs.stats.rq_per_try_timeout.inc(),
@@ -598,7 +653,9 @@ where
                             )
                             .await
                         }
-                        _ => Some(x.try_once(&mut conn, at).await),
+                        _ => Some(
+                            try_bounded(x, &mut conn, at, ends, complete, progress, stats).await,
+                        ),
                     },
                 };
                 match tried {
@@ -608,6 +665,7 @@ where
                         if let Some((_, idle)) = clocks.filter(|(_, i)| !i.is_zero()) {
                             progress.arm_per_try_idle(idle);
                         }
+                        progress.streaming_until(ends);
                         return Ok((conn, head));
                     }
                     Some(Err(t)) if stale.retry(stale_retries, reused, &t) => {
@@ -618,7 +676,12 @@ where
                     Some(Err(t)) => {
                         // A retried head, or a timeout: at least this slow.
                         if t.judged
-                            || matches!(t.failure, Failure::RouteTimeout | Failure::PerTryTimeout)
+                            || matches!(
+                                t.failure,
+                                Failure::RouteTimeout
+                                    | Failure::PerTryTimeout
+                                    | Failure::UpstreamMaxDuration { .. }
+                            )
                         {
                             cs.observe_latency(tried_ep, sent);
                         }

@@ -79,6 +79,18 @@ pub(crate) fn timeout_header<H: Headers + ?Sized>(request: &H) -> Option<Duratio
         .map(Duration::from_millis)
 }
 
+static STREAM_DURATION: HeaderName = HeaderName::from_static("x-envoy-upstream-stream-duration-ms");
+
+/// `x-envoy-upstream-stream-duration-ms` of a request whose `x-envoy-*` headers the proxy
+/// honours (an internal one, as `timeout_header`): each try's duration bound in place of
+/// the cluster's `max_stream_duration` (0: none; not a number: the cluster's). The router
+/// consumes the header (`CONSUMED`): look only when `carries_consumed`.
+pub(crate) fn stream_duration_header<H: Headers + ?Sized>(request: &H) -> Option<Duration> {
+    first(request, &STREAM_DURATION)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis)
+}
+
 /// Whether an HTTP/1 request carries one of the `CONSUMED` headers (one pass; most
 /// requests have no `x-envoy-` header at all).
 pub(crate) fn carries_consumed(headers: &[httparse::Header<'_>]) -> bool {
@@ -410,9 +422,11 @@ impl<'p> RetryState<'p> {
         let reset = match f {
             Failure::ConnectionTermination if refused => Some(Cause::RefusedStream),
             Failure::ConnectFailure => Some(Cause::ConnectFailure),
-            Failure::ConnectionTermination | Failure::ProtocolError | Failure::PerTryTimeout => {
-                Some(Cause::Termination)
-            }
+            // A try its duration bound ended is Envoy's local reset.
+            Failure::ConnectionTermination
+            | Failure::ProtocolError
+            | Failure::PerTryTimeout
+            | Failure::UpstreamMaxDuration { .. } => Some(Cause::Termination),
             // The route clock bounds every try; the rest never reached an upstream.
             _ => None,
         };
