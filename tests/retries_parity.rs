@@ -1,6 +1,6 @@
 //! The same Envoy bootstrap with a retry policy, handed to Envoy 1.40 and to Outrigger:
-//! case by case, the client's status, the `x-envoy-attempt-count` it got back, and how
-//! many tries the scripted upstream saw must be the same. Each case gets its own
+//! case by case, the client's status, the `x-envoy-attempt-count` it got back, how
+//! many tries the scripted upstream saw, and the access log's flags must be the same. Each case gets its own
 //! upstream for each proxy, so the counts are each proxy's own.
 
 mod common;
@@ -38,7 +38,13 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: main
-{hcm}          route_config:
+{hcm}          access_log:
+          - name: log
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: "@DIR@/access.log"
+              log_format: {{ text_format_source: {{ inline_string: "%RESPONSE_FLAGS%\n" }} }}
+          route_config:
             virtual_hosts:
             - name: all
               domains: ["*"]
@@ -90,9 +96,11 @@ struct Seen {
     status: u16,
     attempt_count: Option<String>,
     tries: usize,
+    /// The access log's `%RESPONSE_FLAGS%` (`UC,URX` when the retries ran out on a reset).
+    flags: String,
 }
 
-fn run(addr: SocketAddr, up: &Upstream, c: &Case) -> Seen {
+fn run(addr: SocketAddr, up: &Upstream, c: &Case, log: &std::path::Path) -> Seen {
     let req = format!(
         "GET /x HTTP/1.1\r\nHost: svc\r\n{}connection: close\r\n\r\n",
         c.request_headers
@@ -104,6 +112,10 @@ fn run(addr: SocketAddr, up: &Upstream, c: &Case) -> Seen {
         status: r.status,
         attempt_count: r.header("x-envoy-attempt-count").map(str::to_string),
         tries: up.request_count(),
+        flags: wait_until(std::time::Duration::from_secs(5), || {
+            read_lossy(log).lines().next().map(str::to_string)
+        })
+        .unwrap_or_default(),
     }
 }
 
@@ -165,6 +177,14 @@ fn envoy_and_outrigger_retry_alike() {
             name: "reset: a connection closed before the response",
             upstream: || fail_first(1, close_without_response()),
             route: "retry_on: reset\nretry_back_off: { base_interval: 0.001s }",
+            vhost: "",
+            request_headers: "",
+            internal: false,
+        },
+        Case {
+            name: "reset: the retries run out (UC,URX)",
+            upstream: close_without_response,
+            route: "retry_on: reset\nnum_retries: 1\nretry_back_off: { base_interval: 0.001s }",
             vhost: "",
             request_headers: "",
             internal: false,
@@ -246,11 +266,11 @@ fn envoy_and_outrigger_retry_alike() {
             &bin,
             &bootstrap_with(envoy_up.addr, &route, c.vhost, c.internal),
         );
-        let from_envoy = run(envoy.listen, &envoy_up, c);
+        let from_envoy = run(envoy.listen, &envoy_up, c, &envoy.dir.join("access.log"));
         drop(envoy);
         let ours_up = Upstream::start((c.upstream)());
         let proxy = Proxy::start(&bootstrap_with(ours_up.addr, &route, c.vhost, c.internal));
-        let from_outrigger = run(proxy.listen, &ours_up, c);
+        let from_outrigger = run(proxy.listen, &ours_up, c, &proxy.dir.join("access.log"));
         if from_envoy != from_outrigger {
             diffs.push(format!(
                 "{}:\n  Envoy:     {from_envoy:?}\n  Outrigger: {from_outrigger:?}",

@@ -74,20 +74,6 @@ impl ResponseFlag {
         }
     }
 
-    /// Whether Envoy lists this flag before `DI` when a stream has both (its flags are
-    /// written in one fixed order, joined by `,`).
-    pub fn before_delay_injected(self) -> bool {
-        use ResponseFlag::*;
-        matches!(
-            self,
-            NoHealthyUpstream
-                | UpstreamTimeout
-                | UpstreamConnectFailure
-                | UpstreamConnectionTermination
-                | NoRoute
-        )
-    }
-
     pub fn all() -> [ResponseFlag; FLAG_COUNT] {
         use ResponseFlag::*;
         [

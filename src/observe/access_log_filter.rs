@@ -2,7 +2,6 @@
 //! before any formatting: a stream the filter refuses costs a few comparisons.
 
 use crate::config::access_log_filter::LogFilter;
-use crate::http::flags::ResponseFlag;
 
 use super::stream_info::StreamInfo;
 
@@ -13,12 +12,11 @@ pub fn passes(f: &LogFilter, r: &StreamInfo) -> bool {
         LogFilter::Duration(op, v) => op.holds(r.duration.as_millis() as u64, *v),
         LogFilter::NotHealthCheck => true,
         LogFilter::ResponseFlags(want) => {
-            let main = r.flag.unwrap_or(ResponseFlag::None);
-            let has = |f: ResponseFlag| main == f || r.filter_flag == Some(f);
+            let flags = r.flags();
             if want.is_empty() {
-                main != ResponseFlag::None || r.filter_flag.is_some()
+                flags.iter().any(Option::is_some)
             } else {
-                want.iter().any(|f| has(*f))
+                want.iter().any(|f| flags.contains(&Some(*f)))
             }
         }
         LogFilter::Sample {
@@ -34,6 +32,7 @@ pub fn passes(f: &LogFilter, r: &StreamInfo) -> bool {
 mod tests {
     use super::*;
     use crate::config::access_log_filter::Cmp;
+    use crate::http::flags::ResponseFlag;
     use std::time::Duration;
 
     #[test]

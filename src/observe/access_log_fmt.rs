@@ -330,22 +330,16 @@ fn joined(out: &mut Vec<u8>, values: Option<&Vec<String>>) -> Kind {
 }
 
 fn flags(out: &mut Vec<u8>, r: &StreamInfo) {
-    let name = |f: ResponseFlag| f.as_str();
-    let main = r.flag.unwrap_or(ResponseFlag::None);
-    match r.filter_flag.filter(|f| *f != main) {
-        None => out.extend_from_slice(name(main).as_bytes()),
-        Some(f) if main == ResponseFlag::None => out.extend_from_slice(name(f).as_bytes()),
-        // Both, in Envoy's order (`DI` is the only filter flag).
-        Some(f) => {
-            let (a, b) = if main.before_delay_injected() {
-                (main, f)
-            } else {
-                (f, main)
-            };
-            out.extend_from_slice(name(a).as_bytes());
+    let mut any = false;
+    for f in r.flags().into_iter().flatten() {
+        if any {
             out.push(b',');
-            out.extend_from_slice(name(b).as_bytes());
         }
+        out.extend_from_slice(f.as_str().as_bytes());
+        any = true;
+    }
+    if !any {
+        out.push(b'-');
     }
 }
 

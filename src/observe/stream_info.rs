@@ -32,6 +32,9 @@ pub struct StreamInfo {
     /// A flag a filter recorded without ending the stream (the fault filter's `DI`),
     /// logged and counted beside `flag`.
     pub filter_flag: Option<ResponseFlag>,
+    /// The retry state's own flag (`URX`: the retries ran out; `UO`: the circuit
+    /// breakers refused one), logged before `flag` as Envoy does (`URX,UF`).
+    pub retry_flag: Option<ResponseFlag>,
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub duration: Duration,
@@ -242,11 +245,24 @@ impl StreamInfo {
         self.log.clear();
     }
 
+    /// The stream's flags, each once, in the order they were set, which is Envoy's
+    /// order in its short string (1.40 keeps them as they come: `DI,FI`, `URX,UC`): a
+    /// filter's (the fault filter's `DI`, before the request was routed), the retry
+    /// state's (when a retry was refused), then the one that ended the stream.
+    pub fn flags(&self) -> [Option<ResponseFlag>; 3] {
+        let some = |f: Option<ResponseFlag>| f.filter(|f| *f != ResponseFlag::None);
+        let filter = some(self.filter_flag);
+        let retry = some(self.retry_flag).filter(|f| Some(*f) != filter);
+        let main = some(self.flag).filter(|f| Some(*f) != filter && Some(*f) != retry);
+        [filter, retry, main]
+    }
+
     /// Resets only what every stream sets (cheap; for connections without a log).
     pub fn reset_counts(&mut self) {
         self.status = 0;
         self.flag = None;
         self.filter_flag = None;
+        self.retry_flag = None;
         self.bytes_received = 0;
         self.bytes_sent = 0;
         self.duration = Duration::ZERO;
@@ -287,7 +303,7 @@ pub fn complete<L: StreamLog>(
     stats.bytes_received.add(info.bytes_received);
     stats.bytes_sent.add(info.bytes_sent);
     let flag = info.flag.unwrap_or(ResponseFlag::None);
-    if let Some(f) = info.filter_flag.filter(|f| *f != flag) {
+    for f in info.flags().into_iter().flatten().filter(|f| *f != flag) {
         if let Some(c) = stats.rq_flags.get(f as usize) {
             c.inc();
         }
@@ -313,40 +329,24 @@ pub fn complete<L: StreamLog>(
     }
 }
 
-/// Envoy's order of response flags in its short string (`DI,UF` is written `UF,DI`).
-const FLAG_ORDER: &[&str] = &[
-    "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC",
-    "URX", "SI", "IH", "DPE", "UPE", "UMSDR", "RFCF", "NFCF", "DT", "UDO", "OM", "DF", "DO", "DR",
-];
-
 /// Envoy's `ResponseFlagUtils::toShortString` of the stream's flags, in `buf`.
-fn short_flags<'b>(info: &StreamInfo, buf: &'b mut [u8; 16]) -> &'b str {
-    let main = info.flag.filter(|f| *f != ResponseFlag::None);
-    let extra = info
-        .filter_flag
-        .filter(|f| *f != ResponseFlag::None && Some(*f) != main);
-    let (a, b) = match (main, extra) {
-        (None, None) => return "-",
-        (Some(f), None) | (None, Some(f)) => return f.as_str(),
-        (Some(a), Some(b)) => (a.as_str(), b.as_str()),
-    };
-    let rank = |s: &str| {
-        FLAG_ORDER
-            .iter()
-            .position(|f| *f == s)
-            .unwrap_or(usize::MAX)
-    };
-    let (a, b) = if rank(b) < rank(a) { (b, a) } else { (a, b) };
-    let n = a.len() + 1 + b.len();
-    let Some(out) = buf.get_mut(..n) else {
-        return a;
-    };
-    let (x, rest) = out.split_at_mut(a.len());
-    x.copy_from_slice(a.as_bytes());
-    let (comma, y) = rest.split_at_mut(1);
-    comma.copy_from_slice(b",");
-    y.copy_from_slice(b.as_bytes());
-    std::str::from_utf8(out).unwrap_or("-")
+fn short_flags<'b>(info: &StreamInfo, buf: &'b mut [u8; 24]) -> &'b str {
+    let mut n = 0;
+    for f in info.flags().into_iter().flatten() {
+        let name = f.as_str().as_bytes();
+        let sep = usize::from(n > 0);
+        let Some(out) = buf.get_mut(n..n + sep + name.len()) else {
+            break;
+        };
+        let (comma, rest) = out.split_at_mut(sep);
+        comma.copy_from_slice(&b","[..sep]);
+        rest.copy_from_slice(name);
+        n += sep + name.len();
+    }
+    match buf.get(..n) {
+        Some(b) if n > 0 => std::str::from_utf8(b).unwrap_or("-"),
+        _ => "-",
+    }
 }
 
 /// Counts the stream into the listener's Istio series (allocates only for a label
@@ -358,7 +358,7 @@ fn istio_record(
     info: &StreamInfo,
     kind: Kind,
 ) {
-    let mut buf = [0u8; 16];
+    let mut buf = [0u8; 24];
     let flags = short_flags(info, &mut buf);
     // The client side's peer is the upstream: its certificate, and the one this proxy
     // presented to it (istio_stats.cc reads the upstream connection there).
@@ -388,4 +388,30 @@ fn istio_record(
         bytes_sent: info.bytes_sent,
     };
     stats.istio.record(cfg, &facts, amounts);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_come_once_each_in_the_order_they_were_set() {
+        let mut info = StreamInfo {
+            flag: Some(ResponseFlag::UpstreamConnectionTermination),
+            retry_flag: Some(ResponseFlag::UpstreamRetryLimitExceeded),
+            ..StreamInfo::default()
+        };
+        let mut buf = [0u8; 24];
+        assert_eq!(short_flags(&info, &mut buf), "URX,UC");
+        info.filter_flag = Some(ResponseFlag::DelayInjected);
+        assert_eq!(short_flags(&info, &mut buf), "DI,URX,UC");
+        // A retriable response that went out as it was: one URX.
+        info.flag = Some(ResponseFlag::UpstreamRetryLimitExceeded);
+        info.filter_flag = None;
+        assert_eq!(short_flags(&info, &mut buf), "URX");
+        info = StreamInfo::default();
+        assert_eq!(short_flags(&info, &mut buf), "-");
+        info.flag = Some(ResponseFlag::None);
+        assert_eq!(short_flags(&info, &mut buf), "-");
+    }
 }

@@ -425,6 +425,7 @@ impl Conn {
         view.bufs
             .put(std::mem::replace(&mut self.ubuf, ReadBuf::new(0)));
         self.marks.set_upstream(progress.phase_marks());
+        self.rec.retry_flag = progress.retry_flag();
         // Read only for a request that ended `UT` (the check may read the clock).
         self.rec.route_timeout =
             outcome.flag == ResponseFlag::UpstreamTimeout && progress.route_timed_out();

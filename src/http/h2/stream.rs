@@ -243,6 +243,7 @@ pub(crate) async fn serve<C: Connector>(
     let mut upstream_marks = None;
     let mut request_done_at = None;
     let mut upstream_facts = (None, None, None);
+    let mut retry_flag = None;
     let mut route_timeout = false;
     // What the log prints, or Istio reads, of the upstream connection: only that is read.
     let wants = view.upstream_wants(at);
@@ -295,6 +296,7 @@ pub(crate) async fn serve<C: Connector>(
                 progress.transport_failure(),
                 progress.upstream_tls(),
             );
+            retry_flag = progress.retry_flag();
             done
         }
         (None, None, Some(Decision::Direct(d, location))) => local_at(
@@ -569,6 +571,7 @@ pub(crate) async fn serve<C: Connector>(
                 progress.transport_failure(),
                 progress.upstream_tls(),
             );
+            retry_flag = progress.retry_flag();
             done
         }
     };
@@ -600,6 +603,7 @@ pub(crate) async fn serve<C: Connector>(
         status: done.status,
         flag: Some(done.flag),
         filter_flag: chain.flag(),
+        retry_flag,
         bytes_received: done.bytes_received,
         bytes_sent: done.bytes_sent,
         duration: end.saturating_duration_since(start),

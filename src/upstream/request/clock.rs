@@ -49,6 +49,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::http::flags::ResponseFlag;
 use crate::http::io::Io;
 use crate::observe::stream_info::UpstreamWants;
 use crate::observe::transport_failure::TransportFailure;
@@ -121,6 +122,8 @@ pub(crate) struct Progress {
     upstream_local: Cell<Option<std::net::SocketAddr>>,
     upstream_tls: RefCell<Option<Rc<TlsInfo>>>,
     wants: UpstreamWants,
+    /// The retry state's own flag once the attempt loop is done (`URX`, `UO`).
+    retry_flag: Cell<ResponseFlag>,
 }
 
 impl Progress {
@@ -151,6 +154,7 @@ impl Progress {
             upstream_local: Cell::new(None),
             upstream_tls: RefCell::new(None),
             wants: UpstreamWants::default(),
+            retry_flag: Cell::new(ResponseFlag::None),
         }
     }
 
@@ -232,6 +236,16 @@ impl Progress {
     /// The TLS facts of the connection the last try used (a TLS cluster, when wanted).
     pub fn upstream_tls(&self) -> Option<Rc<TlsInfo>> {
         self.upstream_tls.borrow().clone()
+    }
+
+    /// The attempt loop's retry state ended with `f` (`RetryState::response_flag`).
+    pub fn note_retry_flag(&self, f: ResponseFlag) {
+        self.retry_flag.set(f);
+    }
+
+    /// The retry state's own flag, for the log beside the stream's (`None`: none).
+    pub fn retry_flag(&self) -> Option<ResponseFlag> {
+        Some(self.retry_flag.get()).filter(|f| *f != ResponseFlag::None)
     }
 
     /// Why the last connect failed, if one did.

@@ -506,6 +506,7 @@ async fn try_bounded<C: hedge::Hedgeable, X: Exchange<C>>(
 /// the back-off). `ep`: the endpoint picked, and after a retry the last one tried,
 /// held in flight by `again`. `route_timeout`: the route clock's length, which bounds
 /// every try.
+/// The retry state's own flag (`URX`, `UO`) goes on `progress` for the log.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run<'c, K, U, X>(
     codec: &U,
@@ -514,6 +515,42 @@ pub(crate) async fn run<'c, K, U, X>(
     cs: &'c ClusterState<K::Conn>,
     ep: &mut usize,
     again: &mut Option<Picked<'c>>,
+    connector: &K,
+    progress: &Progress,
+    route_timeout: Duration,
+    x: &mut X,
+) -> Result<(U::Conn, X::Head), Failure>
+where
+    K: Connector,
+    U: UpstreamCodec<K>,
+    X: Exchange<U::Conn>,
+{
+    let at = (ep, again);
+    let out = attempts(
+        codec,
+        stale,
+        retry,
+        cs,
+        at,
+        connector,
+        progress,
+        route_timeout,
+        x,
+    )
+    .await;
+    if let Some(r) = retry {
+        progress.note_retry_flag(r.response_flag());
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn attempts<'c, K, U, X>(
+    codec: &U,
+    stale: RetryPolicy,
+    retry: Option<&RetryState<'_>>,
+    cs: &'c ClusterState<K::Conn>,
+    (ep, again): (&mut usize, &mut Option<Picked<'c>>),
     connector: &K,
     progress: &Progress,
     route_timeout: Duration,
