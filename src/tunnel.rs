@@ -32,6 +32,9 @@ pub enum End {
     ReadError,
     /// The writer failed or reset.
     WriteError,
+    /// The tunnel's deadline came (a cluster's `max_stream_duration`): both sides were
+    /// shut down.
+    Deadline,
 }
 
 /// What a finished tunnel did.
@@ -86,8 +89,9 @@ async fn pump<R: Io, W: Io>(
     }
 }
 
-/// Copies between `a` and `b` both ways until both directions end.
-pub async fn run<A: Io, B: Io>(a: A, b: B, idle: Duration) -> Outcome {
+/// Copies between `a` and `b` both ways until both directions end, or `deadline`
+/// comes (then both are shut down).
+pub async fn run<A: Io, B: Io>(a: A, b: B, idle: Duration, deadline: Option<Instant>) -> Outcome {
     let fds = [a.raw_fd(), b.raw_fd()];
     // A failed direction shuts both sockets down, so the other one ends at once too.
     let abort = || {
@@ -117,7 +121,19 @@ pub async fn run<A: Io, B: Io>(a: A, b: B, idle: Duration) -> Outcome {
         }
         e
     };
-    let (a_to_b, b_to_a) = futures_lite::future::zip(a_to_b, b_to_a).await;
+    let both = futures_lite::future::zip(a_to_b, b_to_a);
+    let (a_to_b, b_to_a) = match deadline {
+        None => both.await,
+        Some(at) => {
+            let wait = at.saturating_duration_since(Instant::now());
+            let cut = async {
+                crate::rt::sleep(wait).await;
+                abort();
+                (End::Deadline, End::Deadline)
+            };
+            futures_lite::future::or(both, cut).await
+        }
+    };
     Outcome {
         a_to_b,
         b_to_a,
@@ -129,6 +145,7 @@ pub async fn run<A: Io, B: Io>(a: A, b: B, idle: Duration) -> Outcome {
 /// The response flag for a finished tunnel whose `a` side is the client.
 pub fn flag_for(t: Outcome) -> ResponseFlag {
     match (t.a_to_b, t.b_to_a) {
+        (End::Deadline, _) | (_, End::Deadline) => ResponseFlag::UpstreamMaxStreamDurationReached,
         (End::Closed, End::Closed) => ResponseFlag::None,
         (End::Idle, _) | (_, End::Idle) => ResponseFlag::DownstreamIdleTimeout,
         (End::ReadError, _) | (_, End::WriteError) => ResponseFlag::DownstreamConnectionTermination,

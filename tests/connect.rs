@@ -395,3 +395,57 @@ fn a_refused_h2_connect_logs_the_transport_failure_reason() {
     .expect("a log line");
     assert_eq!(line, "503 UF delayed_connect_error:_Connection_refused");
 }
+
+/// The cluster's `max_stream_duration` ends a CONNECT tunnel, as Envoy's router bounds a
+/// CONNECT's upstream request: the HTTP/1.1 client's connection closes, the HTTP/2
+/// client's stream is reset; both flagged `UMSDR` and counted.
+#[test]
+fn the_clusters_max_stream_duration_ends_connect_tunnels() {
+    use h2client::{connect, within, STEP};
+    let up = tcp_echo();
+    let cfg = config(up, "            upgrades: [connect]\n").replace(
+        "endpoints: [",
+        "pool: { max_stream_duration: 300ms }\n    endpoints: [",
+    );
+    let p = Proxy::start(&cfg);
+    // HTTP/1.1: bytes go both ways, then the connection closes at the bound.
+    let mut c = TcpStream::connect(p.listen).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(
+        b"CONNECT db.tunnel.example:5432 HTTP/1.1\r\nHost: db.tunnel.example:5432\r\n\r\nping",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert!(String::from_utf8_lossy(&got).ends_with("ping"), "{got:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed by the bound"
+    );
+    // HTTP/2: the stream is reset.
+    let proxy = p.listen;
+    let (status, reset) = h2client::run(move || async move {
+        let client = connect(proxy).await;
+        let mut client = within(STEP, "stream slot", client.ready()).await.unwrap();
+        let req = http::Request::builder()
+            .method("CONNECT")
+            .uri("db.tunnel.example:5432")
+            .body(())
+            .unwrap();
+        let (response, _tx) = client.send_request(req, false).unwrap();
+        let resp = within(STEP, "CONNECT response", response).await.unwrap();
+        let status = resp.status().as_u16();
+        let mut rx = resp.into_body();
+        let end = within(STEP, "tunnel end", rx.data()).await;
+        (status, matches!(end, Some(Err(_))))
+    });
+    assert_eq!(status, 200);
+    assert!(reset, "the tunnel is reset at the bound");
+    let s = p.listener_stats("main");
+    assert_eq!(flag_count(&s, "UMSDR"), 2, "{s}");
+    assert_eq!(
+        p.cluster_stats("target")["rq_max_duration_reached"].as_u64(),
+        Some(2)
+    );
+}

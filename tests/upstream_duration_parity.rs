@@ -110,7 +110,8 @@ fn bootstrap(h1: SocketAddr, h2: SocketAddr) -> String {
     ]
     .concat();
     format!(
-        r#"{head}          use_remote_address: true
+        r#"{head}          upgrade_configs: [{{ upgrade_type: websocket }}]
+          use_remote_address: true
           internal_address_config: {{ cidr_ranges: [{{ address_prefix: 127.0.0.0, prefix_len: 8 }}] }}
           access_log:
           - name: log
@@ -384,4 +385,66 @@ fn a_request_still_arriving_gets_408() {
         "Envoy, then Outrigger"
     );
     assert_eq!(from_outrigger.status, 408);
+}
+
+/// A WebSocket is bounded too, as Envoy's router bounds its upstream request: after a
+/// message each way the tunnel closes at the cluster's 0.3 s. What must be equal: that
+/// the client saw the end before its own 5 s timeout, the access log's line and the stat.
+#[test]
+fn a_websocket_ends_at_the_clusters_bound() {
+    let Some(bin) = envoy_or_skip("a_websocket_ends_at_the_clusters_bound") else {
+        return;
+    };
+    let (h2, _) = h2_upstream();
+    let ws = common::ws::ws_echo_server(2);
+    let text = bootstrap(ws, h2);
+    let run = |listen: SocketAddr, log: &Path, stat: &dyn Fn() -> u64| {
+        let s = std::net::TcpStream::connect(listen).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (mut c, _) = tungstenite::client("ws://chat.example/ws/x", s).expect("handshake");
+        c.send(tungstenite::Message::text("hi")).unwrap();
+        let echoed = c.read().map(|m| m.to_string()).unwrap_or_default();
+        let started = std::time::Instant::now();
+        // The next read ends with the tunnel (or the client's own 5 s timeout).
+        let _ = c.read();
+        let ended_by_proxy = started.elapsed() < Duration::from_secs(4);
+        drop(c);
+        let line = wait_until(Duration::from_secs(5), || {
+            read_lossy(log).lines().next().map(str::to_string)
+        })
+        .unwrap_or_default();
+        (echoed, ended_by_proxy, line, stat())
+    };
+    let envoy = Envoy::start(&bin, &text);
+    let admin = envoy.admin;
+    let envoy_stat = || {
+        let r = exchange(
+            admin,
+            "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
+        );
+        r.body_str()
+            .lines()
+            .find_map(|l| l.strip_prefix("cluster.h1.upstream_rq_max_duration_reached: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let from_envoy = run(envoy.listen, &envoy.dir.join("access.log"), &envoy_stat);
+    drop(envoy);
+    let proxy = Proxy::start_with(&text, 1);
+    let our_stat = || {
+        proxy.cluster_stats("h1")["rq_max_duration_reached"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let from_outrigger = run(proxy.listen, &proxy.dir.join("access.log"), &our_stat);
+    assert_eq!(from_envoy, from_outrigger, "Envoy, then Outrigger");
+    assert_eq!(
+        from_outrigger,
+        (
+            "echo:hi".to_string(),
+            true,
+            "/ws/x 101 UMSDR upstream_max_stream_duration_reached".to_string(),
+            1
+        )
+    );
 }

@@ -191,7 +191,7 @@ async fn proxy<D: Io, C: Connector>(
             return ResponseFlag::DownstreamConnectionTermination;
         }
     }
-    let t = tunnel::run(down, up, idle).await;
+    let t = tunnel::run(down, up, idle, None).await;
     done();
     rec.bytes_received = prefix.len() as u64 + t.bytes_a_to_b;
     rec.bytes_sent = greeting.len() as u64 + t.bytes_b_to_a;

@@ -1,10 +1,12 @@
 //! Tunnels on an HTTP/1 connection: CONNECT to a cluster, and the byte copying that
 //! follows a CONNECT's `200` or an upgrade's `101`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::io::AsyncWriteExt;
 
+use crate::observe::stats::ClusterStats;
+use crate::upstream::request::bound;
 use crate::upstream::Connector;
 
 use super::super::failure::Failure;
@@ -77,13 +79,25 @@ impl Conn {
                 edits: plan.response_edits,
             },
         );
-        self.tunnel(down, up, 0, plan.idle_timeout, 200).await
+        // Envoy's router bounds a CONNECT's upstream by the cluster's max_stream_duration.
+        let ends = bound::ends_unless_zero(cs.cfg.pool.max_stream_duration);
+        self.tunnel(
+            down,
+            up,
+            0,
+            plan.idle_timeout,
+            200,
+            ends.map(|e| (e, &*cs.stats)),
+        )
+        .await
     }
 
     /// Turns the connection into a tunnel (after a `101 Switching Protocols`, or a
     /// CONNECT's `200`): send the head in `wbuf` on (dropping `head_len` bytes of upstream
     /// head from `ubuf`), pass on bytes that already arrived behind the heads, then copy
     /// both ways until both sides are done. The connection is not reused afterwards.
+    /// `bound`: when the cluster's `max_stream_duration` ends the tunnel (closed, flag
+    /// `UMSDR`), and the stats that count it.
     pub(super) async fn tunnel<D: Io, U: Io>(
         &mut self,
         down: &mut D,
@@ -91,6 +105,7 @@ impl Conn {
         head_len: usize,
         idle: Duration,
         status: u16,
+        bound: Option<(Instant, &ClusterStats)>,
     ) -> Outcome {
         let closed = |flag| Outcome {
             status,
@@ -115,9 +130,15 @@ impl Conn {
         self.ubuf.consume(n);
         self.rbuf.consume(m);
         // The client connection stays the caller's: the tunnel splits a borrow of it.
-        let t = crate::tunnel::run(&mut *down, up, idle).await;
+        let t = crate::tunnel::run(&mut *down, up, idle, bound.map(|(at, _)| at)).await;
         self.rec.bytes_received += t.bytes_a_to_b;
         self.rec.bytes_sent += t.bytes_b_to_a;
-        closed(crate::tunnel::flag_for(t))
+        let flag = crate::tunnel::flag_for(t);
+        if let Some((_, stats)) =
+            bound.filter(|_| flag == ResponseFlag::UpstreamMaxStreamDurationReached)
+        {
+            stats.rq_max_duration_reached.inc();
+        }
+        closed(flag)
     }
 }

@@ -551,8 +551,10 @@ impl Conn {
             } => (head_len, status, body, strip, close_down, reuse_up),
             Response::Upgraded(head_len) => {
                 request::count_response(cs, ep, 101);
+                // The try's bound (the cluster's max_stream_duration) ends the tunnel.
+                let bound = progress.streaming_end().map(|at| (at, &*cs.stats));
                 return self
-                    .tunnel(down, up, head_len, plan.idle_timeout, 101)
+                    .tunnel(down, up, head_len, plan.idle_timeout, 101, bound)
                     .await;
             }
             // Interim responses are consumed while reading the head, and retried ones

@@ -7,8 +7,9 @@
 //! window lets them go out. END_STREAM from the client becomes a write shutdown towards
 //! the upstream; end of stream from the upstream becomes END_STREAM. The tunnel ends
 //! when both directions have, at once if either fails, or when the listener's
-//! `idle_timeout` finds it quiet. Neither the route timeout nor `stream_idle_timeout`
-//! applies (as for HTTP/1.1 tunnels).
+//! `idle_timeout` finds it quiet, or the cluster's `max_stream_duration` runs out (a
+//! reset, `UMSDR`). Neither the route timeout nor `stream_idle_timeout` applies (as for
+//! HTTP/1.1 tunnels).
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -63,6 +64,10 @@ pub(crate) async fn tunnel<C: Connector>(
     {
         Ok(up) => {
             progress.note_upstream(&up);
+            // Envoy's router bounds a CONNECT's upstream by the cluster's
+            // max_stream_duration: the stream is reset then, flag UMSDR.
+            let cluster = cs.cfg.pool.max_stream_duration;
+            progress.streaming_until(crate::upstream::request::bound::ends(progress, cluster));
             cs.stats.cx_total.inc();
             es.cx_total.inc();
             es.rq_active.inc();
@@ -158,6 +163,9 @@ async fn carry<U: Io>(
             send.send_reset(h2::Reason::CONNECT_ERROR);
         }
         Err(e) => {
+            if e == Expiry::UpstreamDuration {
+                cs.stats.rq_max_duration_reached.inc();
+            }
             let mut d = expired(respond, false, progress, e, edits);
             if e == Expiry::Idle {
                 // A quiet tunnel is DRT, as HTTP/1.1 tunnels and TCP proxying report it.

@@ -10,7 +10,10 @@
 //! not retried, the request gets `408` (still arriving) or `504`, flag `UMSDR`, body
 //! `upstream max stream duration reached`, and no upstream status is charged (Envoy's
 //! `onStreamMaxDurationReached`). Once the head is here the bound moves to the stream's
-//! clocks (`Progress::streaming_until`).
+//! clocks (`Progress::streaming_until`). Tunnels are bounded too, as Envoy's router
+//! bounds their upstream request: an upgrade (WebSocket) from its try's connection, a
+//! CONNECT from its connection; the tunnel is then closed (HTTP/1) or its stream reset
+//! (HTTP/2), flag `UMSDR`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -63,6 +66,11 @@ pub(crate) fn bounded<W: Future>(
 /// `cluster`: the cluster's `max_stream_duration` (zero: none).
 pub(crate) fn ends(progress: &Progress, cluster: Duration) -> Option<Instant> {
     progress.try_bound(cluster).map(|d| Instant::now() + d)
+}
+
+/// `ends` for a tunnel with no request clocks (an HTTP/1 CONNECT): the cluster's bound.
+pub(crate) fn ends_unless_zero(cluster: Duration) -> Option<Instant> {
+    (!cluster.is_zero()).then(|| Instant::now() + cluster)
 }
 
 /// The failed try a bound that ran out makes (counted): `resend`, whether the request

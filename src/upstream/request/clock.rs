@@ -189,6 +189,12 @@ impl Progress {
         }
     }
 
+    /// When the try whose response streams reaches its bound, if it has one (a tunnel
+    /// after an upgrade ends then).
+    pub fn streaming_end(&self) -> Option<Instant> {
+        self.upstream_at.get()
+    }
+
     /// Has the tries note what `wants` names of their connection (decided per chain at
     /// config time: `WorkerView::upstream_wants`).
     pub fn recording_upstream(mut self, wants: UpstreamWants) -> Self {
