@@ -331,17 +331,11 @@ fn h2_connect_responses_carry_the_routes_response_edits() {
     assert!(id.parse::<u64>().is_ok_and(|n| n > 0), "{line}");
 }
 
-#[test]
-fn a_quiet_h2_connect_tunnel_is_reset_with_drt() {
+/// Opens an HTTP/2 CONNECT stream through `proxy`, sends nothing, and waits for its end:
+/// the response status, and whether the stream was reset.
+fn h2_connect_until_end(proxy: SocketAddr) -> (u16, bool) {
     use h2client::{connect, within, STEP};
-    let up = tcp_echo();
-    let cfg = config(up, "            upgrades: [connect]\n").replace(
-        "route_table: main }",
-        "route_table: main, idle_timeout: 300ms }",
-    );
-    let p = Proxy::start(&cfg);
-    let proxy = p.listen;
-    let (status, reset) = h2client::run(move || async move {
+    h2client::run(move || async move {
         let client = connect(proxy).await;
         let mut client = within(STEP, "stream slot", client.ready()).await.unwrap();
         let req = http::Request::builder()
@@ -353,10 +347,21 @@ fn a_quiet_h2_connect_tunnel_is_reset_with_drt() {
         let resp = within(STEP, "CONNECT response", response).await.unwrap();
         let status = resp.status().as_u16();
         let mut rx = resp.into_body();
-        // Nothing is sent either way: the tunnel goes quiet.
         let end = within(STEP, "tunnel end", rx.data()).await;
         (status, matches!(end, Some(Err(_))))
-    });
+    })
+}
+
+#[test]
+fn a_quiet_h2_connect_tunnel_is_reset_with_drt() {
+    let up = tcp_echo();
+    let cfg = config(up, "            upgrades: [connect]\n").replace(
+        "route_table: main }",
+        "route_table: main, idle_timeout: 300ms }",
+    );
+    let p = Proxy::start(&cfg);
+    // Nothing is sent either way: the tunnel goes quiet.
+    let (status, reset) = h2_connect_until_end(p.listen);
     assert_eq!(status, 200);
     assert!(reset, "a quiet tunnel is reset");
     let s = p.listener_stats("main");
@@ -401,7 +406,6 @@ fn a_refused_h2_connect_logs_the_transport_failure_reason() {
 /// client's stream is reset; both flagged `UMSDR` and counted.
 #[test]
 fn the_clusters_max_stream_duration_ends_connect_tunnels() {
-    use h2client::{connect, within, STEP};
     let up = tcp_echo();
     let cfg = config(up, "            upgrades: [connect]\n").replace(
         "endpoints: [",
@@ -424,22 +428,7 @@ fn the_clusters_max_stream_duration_ends_connect_tunnels() {
         "closed by the bound"
     );
     // HTTP/2: the stream is reset.
-    let proxy = p.listen;
-    let (status, reset) = h2client::run(move || async move {
-        let client = connect(proxy).await;
-        let mut client = within(STEP, "stream slot", client.ready()).await.unwrap();
-        let req = http::Request::builder()
-            .method("CONNECT")
-            .uri("db.tunnel.example:5432")
-            .body(())
-            .unwrap();
-        let (response, _tx) = client.send_request(req, false).unwrap();
-        let resp = within(STEP, "CONNECT response", response).await.unwrap();
-        let status = resp.status().as_u16();
-        let mut rx = resp.into_body();
-        let end = within(STEP, "tunnel end", rx.data()).await;
-        (status, matches!(end, Some(Err(_))))
-    });
+    let (status, reset) = h2_connect_until_end(p.listen);
     assert_eq!(status, 200);
     assert!(reset, "the tunnel is reset at the bound");
     let s = p.listener_stats("main");

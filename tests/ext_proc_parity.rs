@@ -261,16 +261,7 @@ fn run(listen: SocketAddr, up: &Upstream, p: &Processor, counter: impl Fn(&str) 
 }
 
 fn envoy_counter(admin: SocketAddr, name: &str) -> u64 {
-    let r = exchange(
-        admin,
-        "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
-    );
-    let want = format!("http.main.ext_proc.{name}: ");
-    r.body_str()
-        .lines()
-        .find_map(|l| l.strip_prefix(want.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    common::envoy::stat(admin, &format!("http.main.ext_proc.{name}")).unwrap_or(0)
 }
 
 fn compare(failure_mode_allow: bool) {

@@ -72,17 +72,8 @@ fn envoy_and_outrigger_close_idle_http2_upstream_connections_alike() {
     let (up, counts) = h2client::h2_upstream_counted(200);
     let envoy = Envoy::start(&bin, &bootstrap(up));
     let admin = envoy.admin;
-    let envoy_stat = || {
-        let r = exchange(
-            admin,
-            "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
-        );
-        r.body_str()
-            .lines()
-            .find_map(|l| l.strip_prefix("cluster.up.upstream_cx_idle_timeout: "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
+    let envoy_stat =
+        || common::envoy::stat(admin, "cluster.up.upstream_cx_idle_timeout").unwrap_or(0);
     let from_envoy = exercise(envoy.listen, &counts, &envoy_stat);
     drop(envoy);
     let (up, counts) = h2client::h2_upstream_counted(200);

@@ -78,16 +78,7 @@ const STATS: [&str; 14] = [
 
 /// Envoy's `cluster.up.outlier_detection.<name>`.
 fn envoy_stat(admin: SocketAddr, name: &str) -> u64 {
-    let r = exchange(
-        admin,
-        "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
-    );
-    let want = format!("cluster.up.outlier_detection.{name}: ");
-    r.body_str()
-        .lines()
-        .find_map(|l| l.strip_prefix(want.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    common::envoy::stat(admin, &format!("cluster.up.outlier_detection.{name}")).unwrap_or(0)
 }
 
 /// Envoy's `/clusters` line `up::<addr>::health_flags::<flags>`.

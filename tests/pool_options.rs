@@ -208,16 +208,7 @@ fn an_http2_connection_carries_max_requests_per_connection_streams_as_in_envoy()
 
 /// Envoy's `cluster.up.<name>` from its admin `/stats`.
 fn envoy_stat(admin: SocketAddr, name: &str) -> u64 {
-    let r = exchange(
-        admin,
-        "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
-    );
-    let want = format!("cluster.up.{name}: ");
-    r.body_str()
-        .lines()
-        .find_map(|l| l.strip_prefix(want.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(u64::MAX)
+    common::envoy::stat(admin, &format!("cluster.up.{name}")).unwrap_or(u64::MAX)
 }
 
 /// Natively `pool.max_requests_per_connection`, for `http1` and `http2` clusters;

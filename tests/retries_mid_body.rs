@@ -379,16 +379,7 @@ fn our_stat(p: &Proxy, name: &str) -> u64 {
 }
 
 fn envoy_stat(admin: SocketAddr, name: &str) -> u64 {
-    let r = exchange(
-        admin,
-        "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
-    );
-    let want = format!("cluster.up.{name}: ");
-    r.body_str()
-        .lines()
-        .find_map(|l| l.strip_prefix(want.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    common::envoy::stat(admin, &format!("cluster.up.{name}")).unwrap_or(0)
 }
 
 /// Outrigger reads the upstream socket while the body goes up and sees it go at once;

@@ -209,25 +209,8 @@ fn envoy_and_outrigger_time_streams_alike() {
     drop(envoy);
     let proxy = Proxy::start_with(&text, 1);
     let (from_outrigger, our_log) = exercise(proxy.listen, &proxy.dir.join("access.log"), &up);
-    let mut diffs = Vec::new();
-    let clients = CASES
-        .iter()
-        .map(|c| ("h1", c))
-        .chain(CASES.iter().map(|c| ("h2", c)));
-    for ((client, case), (e, o)) in clients.zip(from_envoy.iter().zip(&from_outrigger)) {
-        if e != o {
-            diffs.push(format!(
-                "{client} {case:?}:\n  Envoy     {e:?}\n  Outrigger {o:?}"
-            ));
-        }
-    }
-    if envoy_log != our_log {
-        diffs.push(format!(
-            "access logs differ:\n  Envoy\n    {}\n  Outrigger\n    {}",
-            envoy_log.join("\n    "),
-            our_log.join("\n    ")
-        ));
-    }
+    let mut diffs = common::envoy::client_diffs(CASES, &from_envoy, &from_outrigger);
+    diffs.extend(common::envoy::log_diff(&envoy_log, &our_log));
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
     // The cases do what they are meant to (not only alike): the limit ended the first.
     assert_eq!(from_outrigger[0].status, "504");

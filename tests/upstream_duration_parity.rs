@@ -294,16 +294,8 @@ fn envoy_and_outrigger_bound_each_try_alike() {
     let envoy = Envoy::start(&bin, &text);
     let admin = envoy.admin;
     let envoy_stat = |cluster: &str| {
-        let r = exchange(
-            admin,
-            "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
-        );
-        let name = format!("cluster.{cluster}.upstream_rq_max_duration_reached: ");
-        r.body_str()
-            .lines()
-            .find_map(|l| l.strip_prefix(name.as_str()))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        let name = format!("cluster.{cluster}.upstream_rq_max_duration_reached");
+        common::envoy::stat(admin, &name).unwrap_or(0)
     };
     let (from_envoy, envoy_log, envoy_stats) = exercise(
         envoy.listen,
@@ -320,25 +312,8 @@ fn envoy_and_outrigger_bound_each_try_alike() {
     };
     let (from_outrigger, our_log, our_stats) =
         exercise(proxy.listen, &proxy.dir.join("access.log"), &up, &our_stat);
-    let mut diffs = Vec::new();
-    let clients = CASES
-        .iter()
-        .map(|c| ("h1", c))
-        .chain(CASES.iter().map(|c| ("h2", c)));
-    for ((client, case), (e, o)) in clients.zip(from_envoy.iter().zip(&from_outrigger)) {
-        if e != o {
-            diffs.push(format!(
-                "{client} {case:?}:\n  Envoy     {e:?}\n  Outrigger {o:?}"
-            ));
-        }
-    }
-    if envoy_log != our_log {
-        diffs.push(format!(
-            "access logs differ:\n  Envoy\n    {}\n  Outrigger\n    {}",
-            envoy_log.join("\n    "),
-            our_log.join("\n    ")
-        ));
-    }
+    let mut diffs = common::envoy::client_diffs(CASES, &from_envoy, &from_outrigger);
+    diffs.extend(common::envoy::log_diff(&envoy_log, &our_log));
     if envoy_stats != our_stats {
         diffs.push(format!(
             "upstream_rq_max_duration_reached (h1, h2): Envoy {envoy_stats:?}, Outrigger {our_stats:?}"
@@ -417,17 +392,8 @@ fn a_websocket_ends_at_the_clusters_bound() {
     };
     let envoy = Envoy::start(&bin, &text);
     let admin = envoy.admin;
-    let envoy_stat = || {
-        let r = exchange(
-            admin,
-            "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
-        );
-        r.body_str()
-            .lines()
-            .find_map(|l| l.strip_prefix("cluster.h1.upstream_rq_max_duration_reached: "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
+    let envoy_stat =
+        || common::envoy::stat(admin, "cluster.h1.upstream_rq_max_duration_reached").unwrap_or(0);
     let from_envoy = run(envoy.listen, &envoy.dir.join("access.log"), &envoy_stat);
     drop(envoy);
     let proxy = Proxy::start_with(&text, 1);

@@ -198,3 +198,48 @@ pub fn one_cluster_bootstrap(up: std::net::SocketAddr, cluster_extra: &str) -> S
         up.port()
     )
 }
+
+/// A counter or gauge from Envoy's admin `/stats` by its full name
+/// (`cluster.up.upstream_rq_total`); `None` when Envoy does not list it.
+pub fn stat(admin: std::net::SocketAddr, name: &str) -> Option<u64> {
+    let r = super::exchange(
+        admin,
+        "GET /stats HTTP/1.1\r\nHost: a\r\nconnection: close\r\n\r\n",
+    );
+    let want = format!("{name}: ");
+    r.body_str()
+        .lines()
+        .find_map(|l| l.strip_prefix(want.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Where Envoy's and Outrigger's answers to the same `cases`, sent over HTTP/1.1 and
+/// then over HTTP/2 (`envoy` and `ours` in that order), differ: one entry per case.
+pub fn client_diffs<C: std::fmt::Debug, S: PartialEq + std::fmt::Debug>(
+    cases: &[C],
+    envoy: &[S],
+    ours: &[S],
+) -> Vec<String> {
+    let clients = cases
+        .iter()
+        .map(|c| ("h1", c))
+        .chain(cases.iter().map(|c| ("h2", c)));
+    clients
+        .zip(envoy.iter().zip(ours))
+        .filter(|(_, (e, o))| e != o)
+        .map(|((client, case), (e, o))| {
+            format!("{client} {case:?}:\n  Envoy     {e:?}\n  Outrigger {o:?}")
+        })
+        .collect()
+}
+
+/// The two proxies' access log lines (each sorted), when they differ.
+pub fn log_diff(envoy: &[String], ours: &[String]) -> Option<String> {
+    (envoy != ours).then(|| {
+        format!(
+            "access logs differ:\n  Envoy\n    {}\n  Outrigger\n    {}",
+            envoy.join("\n    "),
+            ours.join("\n    ")
+        )
+    })
+}
