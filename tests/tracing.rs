@@ -450,3 +450,21 @@ fn an_http2_request_goes_upstream_with_the_request_id_its_span_names() {
     assert_eq!(&rid[14..15], "9", "{rid}");
     assert_eq!(attr(span, "guid:x-request-id").as_deref(), Some(rid));
 }
+
+/// The span's `response_flags` is Envoy's short string of every flag the stream got:
+/// a reset after the retries ran out is `URX,UC`, as in the access log.
+#[test]
+fn a_spans_response_flags_carry_every_flag() {
+    let up = Upstream::start(close_without_response());
+    let otel = collector(false);
+    let fields = "    forwarding:\n      internal_addresses: [127.0.0.0/8]\n";
+    let proxy = Proxy::start(&config(up.addr, otel.addr, fields));
+    let r = exchange(
+        proxy.listen,
+        "GET /x HTTP/1.1\r\nHost: svc\r\nx-envoy-force-trace: 1\r\nx-envoy-retry-on: reset\r\nx-envoy-max-retries: 1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 503);
+    assert_eq!(up.request_count(), 2, "retried once");
+    let got = wait_spans(&otel, 1);
+    assert_eq!(attr(&got[0].1, "response_flags").as_deref(), Some("URX,UC"));
+}

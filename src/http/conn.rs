@@ -567,7 +567,7 @@ impl Conn {
         if let Some(span) = plan.span.take() {
             let end = crate::observe::trace::End {
                 status: outcome.status,
-                flag: Some(outcome.flag),
+                flags: self.rec.flags(),
                 bytes_received: self.rec.bytes_received,
                 bytes_sent: self.rec.bytes_sent,
                 upstream: self.rec.upstream,

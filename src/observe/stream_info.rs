@@ -250,11 +250,7 @@ impl StreamInfo {
     /// filter's (the fault filter's `DI`, before the request was routed), the retry
     /// state's (when a retry was refused), then the one that ended the stream.
     pub fn flags(&self) -> [Option<ResponseFlag>; 3] {
-        let some = |f: Option<ResponseFlag>| f.filter(|f| *f != ResponseFlag::None);
-        let filter = some(self.filter_flag);
-        let retry = some(self.retry_flag).filter(|f| Some(*f) != filter);
-        let main = some(self.flag).filter(|f| Some(*f) != filter && Some(*f) != retry);
-        [filter, retry, main]
+        ordered_flags(self.filter_flag, self.retry_flag, self.flag)
     }
 
     /// Resets only what every stream sets (cheap; for connections without a log).
@@ -327,6 +323,20 @@ pub fn complete<L: StreamLog>(
     if let Some(sink) = log {
         sink.log(info, peer);
     }
+}
+
+/// A stream's flags once each, in the order they were set (`StreamInfo::flags`): a
+/// filter's, the retry state's, the one that ended the stream.
+pub fn ordered_flags(
+    filter: Option<ResponseFlag>,
+    retry: Option<ResponseFlag>,
+    main: Option<ResponseFlag>,
+) -> [Option<ResponseFlag>; 3] {
+    let some = |f: Option<ResponseFlag>| f.filter(|f| *f != ResponseFlag::None);
+    let filter = some(filter);
+    let retry = some(retry).filter(|f| Some(*f) != filter);
+    let main = some(main).filter(|f| Some(*f) != filter && Some(*f) != retry);
+    [filter, retry, main]
 }
 
 /// Envoy's `ResponseFlagUtils::toShortString` of the stream's flags, in `buf`.

@@ -588,7 +588,11 @@ pub(crate) async fn serve<C: Connector>(
     if let Some(span) = span {
         let end = trace::End {
             status: done.status,
-            flag: Some(done.flag),
+            flags: crate::observe::stream_info::ordered_flags(
+                chain.flag(),
+                retry_flag,
+                Some(done.flag),
+            ),
             bytes_received: done.bytes_received,
             bytes_sent: done.bytes_sent,
             upstream: done.upstream,

@@ -354,7 +354,8 @@ pub struct Finished {
 /// How the stream ended, for the span's last tags.
 pub struct End {
     pub status: u16,
-    pub flag: Option<ResponseFlag>,
+    /// The stream's flags in the order they were set (`stream_info::ordered_flags`).
+    pub flags: [Option<ResponseFlag>; 3],
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub upstream: Option<SocketAddr>,
@@ -363,7 +364,6 @@ pub struct End {
 /// Finishes a sampled span (Envoy's `finalizeDownstreamSpan`) and hands it to the
 /// exporter thread; a full queue drops it and counts it.
 pub fn finish(mut span: ActiveSpan, end: &End) {
-    let flag = end.flag.unwrap_or(ResponseFlag::None);
     span.tag("request_size", end.bytes_received.to_string());
     span.tag("response_size", end.bytes_sent.to_string());
     span.tag("component", "proxy".to_string());
@@ -372,7 +372,18 @@ pub fn finish(mut span: ActiveSpan, end: &End) {
         span.tag("upstream_cluster.name", c);
     }
     span.tag("http.status_code", end.status.to_string());
-    span.tag("response_flags", flag.as_str().to_string());
+    // Envoy's `toShortString`: `-`, `UF`, `URX,UC`.
+    let mut flags = String::new();
+    for f in end.flags.iter().flatten() {
+        if !flags.is_empty() {
+            flags.push(',');
+        }
+        flags.push_str(f.as_str());
+    }
+    if flags.is_empty() {
+        flags.push('-');
+    }
+    span.tag("response_flags", flags);
     if end.status == 0 || end.status >= 500 {
         span.tag("error", "true".to_string());
     }
