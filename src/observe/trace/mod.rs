@@ -231,14 +231,14 @@ pub fn start<'h>(
         path
     );
     span.tag("http.url", url);
-    span.tag("http.method", r.method.to_string());
-    let or_dash = |v: Option<&'h [u8]>| v.map_or_else(|| "-".to_string(), text);
+    span.tag("http.method", method(r.method));
+    let or_dash = |v: Option<&'h [u8]>| v.map_or(Cow::Borrowed("-"), |v| Cow::Owned(text(v)));
     span.tag(
         "downstream_cluster",
         or_dash(header("x-envoy-downstream-service-cluster")),
     );
     span.tag("user_agent", or_dash(header("user-agent")));
-    span.tag("http.protocol", r.protocol.to_string());
+    span.tag("http.protocol", r.protocol);
     span.tag("peer.address", r.peer.to_string());
     if let Some(id) = header(CLIENT_TRACE_ID) {
         span.tag("guid:x-client-trace-id", text(id));
@@ -306,9 +306,14 @@ pub struct ActiveSpan {
     parent: Option<[u8; 8]>,
     start: SystemTime,
     name: Cow<'static, str>,
-    tags: Vec<(Cow<'static, str>, String)>,
+    tags: Vec<Tag>,
     cluster: Option<String>,
 }
+
+/// A span attribute: its key and string value, borrowed when they are the same for every
+/// span (`component: proxy`, a method, a protocol), so that a span allocates only the
+/// values that are its own.
+pub type Tag = (Cow<'static, str>, Cow<'static, str>);
 
 impl ActiveSpan {
     /// The span's trace id (the access log's `%TRACE_ID%`).
@@ -316,16 +321,16 @@ impl ActiveSpan {
         self.trace_id
     }
 
-    fn tag(&mut self, k: &'static str, v: String) {
-        self.set(Cow::Borrowed(k), v);
+    fn tag(&mut self, k: &'static str, v: impl Into<Cow<'static, str>>) {
+        self.set(Cow::Borrowed(k), v.into());
     }
 
     fn tag_owned(&mut self, k: &str, v: String) {
-        self.set(Cow::Owned(k.to_string()), v);
+        self.set(Cow::Owned(k.to_string()), Cow::Owned(v));
     }
 
     /// Envoy's `setTag`: a key is set once, a later value replaces it.
-    fn set(&mut self, k: Cow<'static, str>, v: String) {
+    fn set(&mut self, k: Cow<'static, str>, v: Cow<'static, str>) {
         match self.tags.iter_mut().find(|(n, _)| *n == k) {
             Some(slot) => slot.1 = v,
             None => self.tags.push((k, v)),
@@ -335,6 +340,17 @@ impl ActiveSpan {
     /// The upstream cluster the route chose.
     pub fn set_cluster(&mut self, name: &str) {
         self.cluster = Some(name.to_string());
+    }
+}
+
+/// `http.method`: the standard methods borrowed, others copied.
+fn method(m: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match KNOWN.iter().find(|k| **k == m) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(m.to_string()),
     }
 }
 
@@ -348,7 +364,7 @@ pub struct Finished {
     pub name: Cow<'static, str>,
     pub start: SystemTime,
     pub end: SystemTime,
-    pub tags: Vec<(Cow<'static, str>, String)>,
+    pub tags: Vec<Tag>,
 }
 
 /// How the stream ended, for the span's last tags.
@@ -366,26 +382,26 @@ pub struct End {
 pub fn finish(mut span: ActiveSpan, end: &End) {
     span.tag("request_size", end.bytes_received.to_string());
     span.tag("response_size", end.bytes_sent.to_string());
-    span.tag("component", "proxy".to_string());
+    span.tag("component", "proxy");
     if let Some(c) = span.cluster.take() {
         span.tag("upstream_cluster", c.clone());
         span.tag("upstream_cluster.name", c);
     }
     span.tag("http.status_code", end.status.to_string());
     // Envoy's `toShortString`: `-`, `UF`, `URX,UC`.
-    let mut flags = String::new();
-    for f in end.flags.iter().flatten() {
-        if !flags.is_empty() {
-            flags.push(',');
-        }
-        flags.push_str(f.as_str());
-    }
-    if flags.is_empty() {
-        flags.push('-');
-    }
+    let mut set = end.flags.iter().flatten();
+    let flags: Cow<'static, str> = match (set.next(), end.flags.iter().flatten().count()) {
+        (None, _) => Cow::Borrowed("-"),
+        (Some(f), 1) => Cow::Borrowed(f.as_str()),
+        (Some(f), _) => Cow::Owned(set.fold(f.as_str().to_string(), |mut s, f| {
+            s.push(',');
+            s.push_str(f.as_str());
+            s
+        })),
+    };
     span.tag("response_flags", flags);
     if end.status == 0 || end.status >= 500 {
-        span.tag("error", "true".to_string());
+        span.tag("error", "true");
     }
     if let Some(a) = end.upstream {
         span.tag("upstream_address", a.to_string());

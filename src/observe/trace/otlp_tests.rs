@@ -75,7 +75,7 @@ fn finished(i: u8, parent: bool, kind: SpanKind, tags: &[(&'static str, String)]
         end: SystemTime::now(),
         tags: tags
             .iter()
-            .map(|(k, v)| (Cow::Borrowed(*k), v.clone()))
+            .map(|(k, v)| (Cow::Borrowed(*k), Cow::Owned(v.clone())))
             .collect(),
     }
 }
