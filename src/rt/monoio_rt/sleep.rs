@@ -29,12 +29,13 @@ pub fn sleep(d: Duration) -> Sleep {
     }
 }
 
-/// The instant `d` from now, or thirty years from now if the clock cannot hold it.
+/// The instant `d` from now, but at most thirty years from now: monoio's timer wheel
+/// counts milliseconds from its start in a `u64` and panics on a deadline past that,
+/// which a peer's `x-envoy-upstream-stream-duration-ms` or `grpc-timeout` can ask for
+/// even when `Instant` itself could hold it.
 pub(super) fn after(d: Duration) -> Instant {
     let now = Instant::now();
-    now.checked_add(d)
-        .or_else(|| now.checked_add(FAR))
-        .unwrap_or(now)
+    now.checked_add(d.min(FAR)).unwrap_or(now)
 }
 
 /// monoio's own "far future".
@@ -69,6 +70,18 @@ mod tests {
     fn a_duration_past_the_clock_does_not_panic() {
         let s = sleep(Duration::MAX);
         assert!(s.at > Instant::now() + Duration::from_secs(86_400 * 365));
+    }
+
+    #[test]
+    fn a_deadline_the_clock_holds_but_the_timer_wheel_cannot_is_capped_and_armed() {
+        super::super::executor::block_on(async {
+            // u64::MAX milliseconds: an `Instant` holds it, monoio's wheel panicked on it.
+            let mut s = std::pin::pin!(sleep(Duration::from_millis(u64::MAX)));
+            assert!(s.at <= Instant::now() + FAR);
+            let waker = std::task::Waker::noop();
+            let mut cx = Context::from_waker(waker);
+            assert!(s.as_mut().poll(&mut cx).is_pending());
+        });
     }
 
     #[test]
