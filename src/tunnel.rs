@@ -121,19 +121,16 @@ pub async fn run<A: Io, B: Io>(a: A, b: B, idle: Duration, deadline: Option<Inst
         }
         e
     };
-    let both = futures_lite::future::zip(a_to_b, b_to_a);
-    let (a_to_b, b_to_a) = match deadline {
-        None => both.await,
-        Some(at) => {
-            let wait = at.saturating_duration_since(Instant::now());
-            let cut = async {
-                crate::rt::sleep(wait).await;
-                abort();
-                (End::Deadline, End::Deadline)
-            };
-            futures_lite::future::or(both, cut).await
+    let cut = async {
+        match deadline {
+            Some(at) => crate::rt::sleep(at.saturating_duration_since(Instant::now())).await,
+            None => std::future::pending().await,
         }
+        abort();
+        (End::Deadline, End::Deadline)
     };
+    let both = futures_lite::future::zip(a_to_b, b_to_a);
+    let (a_to_b, b_to_a) = futures_lite::future::or(both, cut).await;
     Outcome {
         a_to_b,
         b_to_a,

@@ -439,13 +439,13 @@ where
     U: UpstreamCodec<K>,
     X: Exchange<U::Conn>,
 {
-    let at = (ep, again);
     let out = attempts(
         codec,
         stale,
         retry,
         cs,
-        at,
+        ep,
+        again,
         connector,
         progress,
         route_timeout,
@@ -464,7 +464,8 @@ async fn attempts<'c, K, U, X>(
     stale: RetryPolicy,
     retry: Option<&RetryState<'_>>,
     cs: &'c ClusterState<K::Conn>,
-    (ep, again): (&mut usize, &mut Option<Picked<'c>>),
+    ep: &mut usize,
+    again: &mut Option<Picked<'c>>,
     connector: &K,
     progress: &Progress,
     route_timeout: Duration,
