@@ -418,6 +418,7 @@ impl Conn {
         let progress = Progress::new(timeout, plan.stream_idle_timeout)
             .ending_at(ends_at)
             .upstream_duration(upstream_duration)
+            .at_priority(plan.priority)
             .recording_upstream(self.upstream);
         let outcome = self
             .exchange(down, view, plan, (cluster, timeout), h2_request, &progress)
@@ -450,7 +451,7 @@ impl Conn {
             Action::Proxy { hash, .. } => *hash,
             _ => None,
         };
-        let picked = match request::pick(cs, hash) {
+        let picked = match request::pick(cs, hash, progress.priority()) {
             Ok(p) => p,
             Err(f) => return self.fail_locally(down, view, plan, f).await,
         };
@@ -702,7 +703,7 @@ impl Conn {
                     && self.ubuf.is_empty()
                     && up.reusable(cs.cfg.pool.max_requests_per_connection)
                 {
-                    cs.pool.put(ep, up);
+                    cs.put(ep, up);
                 }
                 retry_flag
             }
@@ -716,11 +717,9 @@ impl Conn {
         if let Some(d) = cut.and_then(Failure::details).filter(|_| self.logging) {
             self.rec.log.details = d;
         }
-        let clean = cut.is_none()
-            && matches!(
-                flag,
-                ResponseFlag::None | ResponseFlag::UpstreamRetryLimitExceeded
-            );
+        // The whole response went out: the connection stays, whatever the retries'
+        // own flag says (`URX`, or `UO` when the breakers refused the retry).
+        let clean = cut.is_none() && flag == retry_flag;
         Outcome {
             status,
             flag,
