@@ -270,19 +270,48 @@ fn a_retry_budget_replaces_max_retries() {
     assert_eq!(stat(&p, "rq_retry_limit_exceeded"), 1);
 }
 
+/// A route's `priority: HIGH` is limited by the HIGH thresholds only.
+#[test]
+fn a_high_priority_route_takes_the_high_thresholds() {
+    let high = "            priority: HIGH\n";
+    for (t, want) in [
+        ("{ max_requests: 0 }", 200),
+        ("{ priority: HIGH, max_requests: 0 }", 503),
+    ] {
+        let up = Upstream::echo();
+        let p = Proxy::start_with(&config(up.addr, t, high), 2);
+        let r = get(p.listen, "svc", "/x");
+        assert_eq!(r.status, want, "{t}");
+        let b = &p.cluster_stats("backend")["circuit_breakers_high"];
+        assert_eq!(
+            b["rq_open"].as_u64(),
+            Some(u64::from(want == 503)),
+            "{t}: {b}"
+        );
+    }
+}
+
 #[test]
 fn unsupported_threshold_fields_are_refused_by_path() {
     let dir = TempDir::new("cb-refused");
     let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    for (i, (t, want)) in [(
-        "{ priority: LOW }",
-        "clusters[0].circuit_breakers.thresholds[0].priority: must be `DEFAULT` or `HIGH`",
-    )]
+    for (i, (t, route, want)) in [
+        (
+            "{ priority: LOW }",
+            "",
+            "clusters[0].circuit_breakers.thresholds[0].priority: must be `DEFAULT` or `HIGH`",
+        ),
+        (
+            "{}",
+            "            priority: MEDIUM\n",
+            "routes[0].priority: unknown priority `MEDIUM`",
+        ),
+    ]
     .iter()
     .enumerate()
     {
         let path = dir.join(&format!("c{i}.yaml"));
-        let text = config(up, t, "")
+        let text = config(up, t, route)
             .replace("@ADMIN_PORT@", "9901")
             .replace("@PORT@", "10000")
             .replace("@DIR@", &dir.path().display().to_string());

@@ -465,3 +465,213 @@ fn the_first_entry_of_a_priority_applies_as_in_envoy() {
     assert_eq!(ours, from_envoy, "outrigger, then envoy: {GAUGES:?}");
     assert_eq!(ours[..3], [5, 6, 1024], "{ours:?}");
 }
+
+/// The bootstrap above with a second route first: `/hi` at `priority: HIGH`, with the
+/// same `route_policy`.
+fn with_high_route(up: SocketAddr, thresholds: &str, route_policy: &str) -> String {
+    let high = format!(
+        "              - match: {{ prefix: /hi }}\n                route:\n                  cluster: up\n                  timeout: 20s\n                  priority: HIGH\n{route_policy}              - match: {{ prefix: / }}\n"
+    );
+    bootstrap(up, thresholds, route_policy).replacen(
+        "              - match: { prefix: / }\n",
+        &high,
+        1,
+    )
+}
+
+/// What one proxy did with a priority case.
+#[derive(Debug, PartialEq)]
+struct ByPriority {
+    /// (path, status, x-envoy-overloaded) for each request after the held one.
+    answers: Vec<(&'static str, u16, Option<String>)>,
+    /// Requests the upstream saw, the held one included.
+    tries: usize,
+    /// Connections the upstream saw (only where the case counts them).
+    connections: Option<usize>,
+    stats: Vec<(&'static str, u64)>,
+}
+
+const OVERFLOWS: [&str; 5] = [
+    "upstream_rq_active_overflow",
+    "upstream_rq_retry_overflow",
+    "upstream_rq_retry",
+    "circuit_breakers.default.rq_open",
+    "circuit_breakers.high.rq_open",
+];
+const CONNECTIONS: [&str; 2] = [
+    "circuit_breakers.default.remaining_cx",
+    "circuit_breakers.high.remaining_cx",
+];
+
+/// A route's `priority: HIGH` takes the cluster's HIGH thresholds and its own
+/// connection pools, as in Envoy: a limit reached at one priority leaves the other's
+/// requests alone, retries count against their priority's `max_retries`, and a
+/// keep-alive connection of one priority is never used by the other (the upstream sees
+/// a connection per priority). Each case: optionally one request held at the upstream
+/// (`/held` or `/hi/held`), then requests one after another on one client connection.
+/// Connections are counted only where no request overflows `max_requests`: Envoy 1.40
+/// checks that limit once the request has a connection, so a refused request with no
+/// idle one opens a connection first (and pools it), which Outrigger does not.
+#[test]
+fn envoy_and_outrigger_keep_priorities_apart() {
+    let Some(bin) = envoy_or_skip("envoy_and_outrigger_keep_priorities_apart") else {
+        return;
+    };
+    let retry = "                  retry_policy: { retry_on: 5xx, num_retries: 2, retry_back_off: { base_interval: 0.001s } }\n";
+    let both = |d: &str, h: &str| {
+        format!("{{ track_remaining: true{d} }}\n      - {{ priority: HIGH, track_remaining: true{h} }}")
+    };
+    // (name, thresholds, route policy, held path, requests, the upstream answers 503,
+    // connections counted)
+    type Case = (
+        &'static str,
+        String,
+        &'static str,
+        Option<&'static str>,
+        &'static [&'static str],
+        bool,
+        bool,
+    );
+    let cases: [Case; 4] = [
+        (
+            "DEFAULT's max_requests reached: a HIGH request still goes",
+            both(", max_requests: 1", ""),
+            "",
+            Some("/held"),
+            &["/hi/x", "/x"],
+            false,
+            false,
+        ),
+        (
+            "HIGH's max_requests reached: a DEFAULT request still goes",
+            both("", ", max_requests: 1"),
+            "",
+            Some("/hi/held"),
+            &["/x", "/hi/x"],
+            false,
+            false,
+        ),
+        (
+            "each priority has its own pools: two upstream connections",
+            both("", ""),
+            "",
+            None,
+            &["/x", "/hi/x", "/x", "/hi/x"],
+            false,
+            true,
+        ),
+        (
+            "HIGH's max_retries: 0 stops HIGH's retries only",
+            both("", ", max_retries: 0"),
+            retry,
+            None,
+            &["/hi/x", "/x"],
+            true,
+            true,
+        ),
+    ];
+    let run = |addr: SocketAddr,
+               up: &Upstream,
+               release: &AtomicBool,
+               held: Option<&str>,
+               paths: &[&'static str],
+               counted: bool,
+               stat: &dyn Fn(&str) -> u64| {
+        let held = held.map(|p| {
+            let mut c = Conn::connect(addr);
+            c.set_timeout(Duration::from_secs(20));
+            c.send(format!("GET {p} HTTP/1.1\r\nHost: svc\r\n\r\n"));
+            assert!(
+                wait_until(Duration::from_secs(10), || (up.heads() == 1).then_some(())).is_some(),
+                "the held request did not reach the upstream"
+            );
+            c
+        });
+        let mut c = Conn::connect(addr);
+        c.set_timeout(Duration::from_secs(20));
+        let answers = paths
+            .iter()
+            .map(|p| {
+                c.send(format!("GET {p} HTTP/1.1\r\nHost: svc\r\n\r\n"));
+                let r = c.read_response().unwrap_or_else(|e| panic!("{p}: {e}"));
+                (
+                    *p,
+                    r.status,
+                    r.header("x-envoy-overloaded").map(str::to_string),
+                )
+            })
+            .collect();
+        let names = OVERFLOWS
+            .iter()
+            .chain(CONNECTIONS.iter().filter(|_| counted));
+        let seen = ByPriority {
+            answers,
+            tries: up.heads(),
+            connections: counted.then(|| up.connections()),
+            stats: names.map(|n| (*n, stat(n))).collect(),
+        };
+        release.store(true, Ordering::SeqCst);
+        drop(held);
+        seen
+    };
+    let upstream = |release: &Arc<AtomicBool>, fail: bool| {
+        let release = release.clone();
+        let answer = if fail { status_oops(503) } else { echo() };
+        let h: Handler = Arc::new(move |ctx, req, s| {
+            if req.target.ends_with("/held") {
+                while !release.load(Ordering::SeqCst) && !ctx.stop.load(Ordering::Relaxed) {
+                    ctx.sleep(Duration::from_millis(5));
+                }
+                std::io::Write::write_all(s, b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nheld")?;
+                return Ok(true);
+            }
+            answer(ctx, req, s)
+        });
+        Upstream::start(h)
+    };
+    let mut diffs = Vec::new();
+    for (name, thresholds, route, held, paths, fail, counted) in &cases {
+        let release = Arc::new(AtomicBool::new(false));
+        let envoy_up = upstream(&release, *fail);
+        let envoy = Envoy::start(&bin, &with_high_route(envoy_up.addr, thresholds, route));
+        let admin = envoy.admin;
+        let from_envoy = run(
+            envoy.listen,
+            &envoy_up,
+            &release,
+            *held,
+            paths,
+            *counted,
+            &|n| envoy_stat(admin, n),
+        );
+        drop(envoy);
+        let release = Arc::new(AtomicBool::new(false));
+        let ours_up = upstream(&release, *fail);
+        let proxy = Proxy::start_with(&with_high_route(ours_up.addr, thresholds, route), 2);
+        let ours = run(
+            proxy.listen,
+            &ours_up,
+            &release,
+            *held,
+            paths,
+            *counted,
+            &|n| {
+                let c = proxy.cluster_stats("up");
+                let v = if let Some(g) = n.strip_prefix("circuit_breakers.default.") {
+                    &c["circuit_breakers"][g]
+                } else if let Some(g) = n.strip_prefix("circuit_breakers.high.") {
+                    &c["circuit_breakers_high"][g]
+                } else {
+                    &c[n.trim_start_matches("upstream_")]
+                };
+                v.as_u64().unwrap_or(0)
+            },
+        );
+        if from_envoy != ours {
+            diffs.push(format!(
+                "{name}:\n  Envoy:     {from_envoy:?}\n  Outrigger: {ours:?}"
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

@@ -240,3 +240,43 @@ fn native_max_concurrent_streams_and_its_checks() {
         assert!(said.contains(want), "case {i}: want `{want}` in:\n{said}");
     }
 }
+
+/// A route at `priority: HIGH` gets its own HTTP/2 connections to the cluster, as in
+/// Envoy (a pool per host and priority): `/x`, `/hi/x`, `/x`, `/hi/x` one after
+/// another make two upstream connections, one per priority, with each proxy.
+#[test]
+fn each_priority_has_its_own_http2_connections_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("each_priority_has_its_own_http2_connections_as_in_envoy") else {
+        return;
+    };
+    let text = |up: SocketAddr| {
+        bootstrap(up, "{}", "").replacen(
+            "              - match: { prefix: / }\n",
+            "              - match: { prefix: /hi }\n                route: { cluster: up, priority: HIGH }\n              - match: { prefix: / }\n",
+            1,
+        )
+    };
+    let run = |listen: SocketAddr, up: &H2Hold| -> (Vec<u16>, usize) {
+        up.release.store(true, Ordering::SeqCst);
+        let statuses = ["/x", "/hi/x", "/x", "/hi/x"]
+            .iter()
+            .map(|p| {
+                exchange(
+                    listen,
+                    &format!("GET {p} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+                )
+                .status
+            })
+            .collect();
+        (statuses, up.connections())
+    };
+    let up = H2Hold::start(None);
+    let envoy = Envoy::start(&bin, &text(up.addr));
+    let from_envoy = run(envoy.listen, &up);
+    drop(envoy);
+    let up = H2Hold::start(None);
+    let proxy = Proxy::start_with(&text(up.addr), 1);
+    let ours = run(proxy.listen, &up);
+    assert_eq!(ours, from_envoy, "Outrigger, then Envoy");
+    assert_eq!(ours, (vec![200; 4], 2), "two connections, one per priority");
+}

@@ -5,8 +5,8 @@
 //! The lines and their order are Envoy 1.40's (tests/clusters_admin.rs compares the
 //! shapes with a running Envoy): per cluster `observability_name`, the `outlier::` lines
 //! when outlier detection is configured, the circuit breaker thresholds of both
-//! priorities (Outrigger routes at the default priority only: `high_priority` shows
-//! Envoy's defaults, as Envoy prints them for a priority left unset), `added_via_api`, then per host its stats in
+//! priorities (Envoy's defaults for a priority left unset), `added_via_api`, then per
+//! host its stats in
 //! name order and its `hostname`, `health_flags`, `weight`, locality, `canary`,
 //! `priority` and success rates. Stats Outrigger does not count per host yet
 //! (`cx_active`, `rq_pending_active`, `rq_timeout`; `rq_success`/`rq_error` without
@@ -36,13 +36,13 @@ fn host_stats(e: &EndpointReport) -> [(&'static str, u64, bool); 9] {
 }
 
 /// Envoy's default circuit breaker thresholds (connections, pending, requests,
-/// retries): what `high_priority` shows, since Outrigger routes at the default priority
-/// only and Envoy prints its defaults for a priority without thresholds.
+/// retries), for a cluster the report has no config of.
 const ENVOY_DEFAULTS: [u64; 4] = [1024, 1024, 1024, 3];
 
-/// The default priority's circuit breaker thresholds.
-fn thresholds(c: &ClusterReport) -> [u64; 4] {
-    c.thresholds.unwrap_or(ENVOY_DEFAULTS)
+/// The circuit breaker thresholds of the DEFAULT (`high` false) or HIGH priority.
+fn thresholds(c: &ClusterReport, high: bool) -> [u64; 4] {
+    c.thresholds
+        .map_or(ENVOY_DEFAULTS, |[d, h]| if high { h } else { d })
 }
 
 /// Envoy's text format.
@@ -62,8 +62,8 @@ pub fn text(clusters: &[ClusterReport]) -> String {
             }
         }
         for (p, [cx, pending, rq, retries]) in [
-            ("default_priority", thresholds(c)),
-            ("high_priority", ENVOY_DEFAULTS),
+            ("default_priority", thresholds(c, false)),
+            ("high_priority", thresholds(c, true)),
         ] {
             let _ = writeln!(out, "{n}::{p}::max_connections::{cx}");
             let _ = writeln!(out, "{n}::{p}::max_pending_requests::{pending}");
@@ -99,7 +99,7 @@ pub fn json(clusters: &[ClusterReport]) -> Value {
         .map(|c| {
             let hosts: Vec<Value> = c.endpoints.iter().map(host_json).collect();
             let limits = |high: bool| {
-                let [cx, pending, rq, retries] = if high { ENVOY_DEFAULTS } else { thresholds(c) };
+                let [cx, pending, rq, retries] = thresholds(c, high);
                 let mut t = json!({
                     "max_connections": cx,
                     "max_pending_requests": pending,

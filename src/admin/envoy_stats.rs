@@ -505,6 +505,10 @@ fn scalars(r: &StatsReport) -> Vec<Scalar> {
                 "circuit_breakers.default.",
                 serde_json::to_value(&c.circuit_breakers),
             ),
+            (
+                "circuit_breakers.high.",
+                serde_json::to_value(&c.circuit_breakers_high),
+            ),
         ];
         for (sub, v) in nested {
             if let Ok(Value::Object(m)) = v {

@@ -408,8 +408,8 @@ pub fn render(r: &StatsReport) -> String {
     out
 }
 
-/// Envoy's `cluster.<name>.circuit_breakers.default.*` gauges (`remaining_*` only with
-/// `track_remaining`).
+/// Envoy's `cluster.<name>.circuit_breakers.{default,high}.*` gauges (`remaining_*`
+/// only with `track_remaining`).
 /// Envoy's `cluster.<name>.upstream_rq_time`, in seconds as Prometheus prefers (Envoy's
 /// default buckets: 0.5 ms to 1 h).
 fn upstream_rq_time(out: &mut String, cs: &[crate::observe::stats::ClusterReport]) {
@@ -520,12 +520,18 @@ fn circuit_breakers(out: &mut String, cs: &[crate::observe::stats::ClusterReport
         let series = format!("outrigger_circuit_breakers_{name}");
         family(out, &series, "gauge", help);
         for c in cs {
-            if let Some(v) = c.circuit_breakers.as_ref().and_then(get) {
-                let _ = writeln!(
-                    out,
-                    "{series}{{cluster=\"{}\",priority=\"default\"}} {v}",
-                    esc(&c.name)
-                );
+            let priorities = [
+                ("default", &c.circuit_breakers),
+                ("high", &c.circuit_breakers_high),
+            ];
+            for (p, b) in priorities {
+                if let Some(v) = b.as_ref().and_then(get) {
+                    let _ = writeln!(
+                        out,
+                        "{series}{{cluster=\"{}\",priority=\"{p}\"}} {v}",
+                        esc(&c.name)
+                    );
+                }
             }
         }
     }

@@ -1,7 +1,11 @@
 //! Circuit breakers of a cluster (Envoy's `circuit_breakers`, `ResourceManagerImpl`):
 //! the thresholds, and the live counts they are checked against.
 //!
-//! The counts hold for the whole process, as Envoy's do: one `Breakers` per cluster,
+//! A cluster has one `Breakers` per routing priority (Envoy's `ResourceManagers`: a
+//! route's `priority`, DEFAULT or HIGH, picks which counts its requests take), and a
+//! request at one priority also gets connections from that priority's pools
+//! (`upstream::cluster::Pools`), so the two never share a connection or a slot.
+//! The counts hold for the whole process, as Envoy's do: one `CircuitBreakers` per cluster,
 //! shared by every worker through the snapshot's `Arc<Cluster>` (and carried to the
 //! next snapshot while the cluster's definition, endpoints aside, stays the same:
 //! `runtime::control`). On the request path a request takes one slot of `max_requests`
@@ -13,7 +17,7 @@
 //! outcome is decided. With `per_host_thresholds.max_connections` an endpoint's open
 //! connections are counted too, process-wide (Envoy's host `cx_active`): each core
 //! looks its endpoints' counters up once, when its cluster state is built
-//! (`Breakers::host`), and a connection's open and close touch one more atomic.
+//! (`CircuitBreakers::host`), and a connection's open and close touch one more atomic.
 //! `max_connection_pools` counts Envoy's connection pools: one per endpoint and core,
 //! from the moment the core opens a first connection to the endpoint until its last
 //! one closes (Envoy creates a pool for a host on first use and deletes it when it is
@@ -65,12 +69,92 @@ impl Default for Thresholds {
     }
 }
 
-/// A cluster's breakers: the DEFAULT priority's thresholds (routes have no priority
-/// here, so HIGH is accepted and never applies) and the process-wide counts.
+/// Envoy's `RoutingPriority` (`ResourcePriority`): which of a cluster's breakers and
+/// connection pools a route's requests use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Priority {
+    #[default]
+    Default,
+    High,
+}
+
+impl Priority {
+    /// 0 for DEFAULT, 1 for HIGH: the index of its pools and breakers.
+    pub fn index(self) -> usize {
+        match self {
+            Priority::Default => 0,
+            Priority::High => 1,
+        }
+    }
+}
+
+/// A cluster's breakers, one per priority, and the process-wide per-endpoint
+/// connection counts they share (Envoy's host `cx_active` counts every priority's
+/// connections; each priority's `per_host_thresholds` limits it).
+#[derive(Default)]
+pub struct CircuitBreakers {
+    pub default: Arc<Breakers>,
+    pub high: Arc<Breakers>,
+    /// Open connections per endpoint address (only with a per-host limit); kept by
+    /// address, so an update that changes the endpoints keeps the counts of the ones
+    /// that stay.
+    hosts: Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>,
+}
+
+impl CircuitBreakers {
+    pub fn new(default: Breakers, high: Breakers) -> Self {
+        CircuitBreakers {
+            default: Arc::new(default),
+            high: Arc::new(high),
+            hosts: Mutex::default(),
+        }
+    }
+
+    /// The breakers of routing priority `p`.
+    pub fn at(&self, p: Priority) -> &Arc<Breakers> {
+        match p {
+            Priority::Default => &self.default,
+            Priority::High => &self.high,
+        }
+    }
+
+    /// With a per-host limit at either priority: the counter of the endpoint at `addr`
+    /// (shared by every core); without one, a counter that counts nothing. Called when
+    /// a core builds its cluster state, never per request.
+    pub fn host(&self, addr: SocketAddr) -> HostCx {
+        let limited = [&self.default, &self.high]
+            .iter()
+            .any(|b| b.per_host_max_connections.is_some());
+        if !limited {
+            return HostCx(None);
+        }
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        HostCx(Some(hosts.entry(addr).or_default().clone()))
+    }
+}
+
+impl std::fmt::Debug for CircuitBreakers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreakers")
+            .field("default", &self.default)
+            .field("high", &self.high)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Alike when their thresholds are: the counts are state, not config.
+impl PartialEq for CircuitBreakers {
+    fn eq(&self, other: &Self) -> bool {
+        *self.default == *other.default && *self.high == *other.high
+    }
+}
+
+/// One priority's breakers: its thresholds and the process-wide counts.
 #[derive(Default)]
 pub struct Breakers {
     pub limits: Thresholds,
-    /// `per_host_thresholds`' DEFAULT `max_connections` (`None`: no per-host limit).
+    /// `per_host_thresholds`' `max_connections` of this priority (`None`: no per-host
+    /// limit).
     pub per_host_max_connections: Option<u64>,
     connections: AtomicU64,
     pending: AtomicU64,
@@ -78,10 +162,6 @@ pub struct Breakers {
     retries: AtomicU64,
     /// Connection pools: (endpoint, core) pairs with a connection open or opening.
     pools: AtomicU64,
-    /// Open connections per endpoint address (only with a per-host limit); kept by
-    /// address, so an update that changes the endpoints keeps the counts of the ones
-    /// that stay.
-    hosts: Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>,
 }
 
 /// One endpoint's open connections, for the per-host limit (nothing without one).
@@ -157,17 +237,6 @@ impl Breakers {
     pub fn with_per_host(mut self, max_connections: Option<u64>) -> Self {
         self.per_host_max_connections = max_connections;
         self
-    }
-
-    /// With a per-host limit: the counter of the endpoint at `addr` (shared by every
-    /// core); without one, a counter that counts nothing. Called when a core builds
-    /// its cluster state, never per request.
-    pub fn host(&self, addr: SocketAddr) -> HostCx {
-        if self.per_host_max_connections.is_none() {
-            return HostCx(None);
-        }
-        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        HostCx(Some(hosts.entry(addr).or_default().clone()))
     }
 
     /// A new upstream connection to `host` within its per-host `max_connections` and
@@ -251,7 +320,7 @@ impl Breakers {
         give(&self.retries);
     }
 
-    /// Envoy's `circuit_breakers.default.*` gauges.
+    /// Envoy's `circuit_breakers.<priority>.*` gauges.
     pub fn report(&self) -> BreakerReport {
         let l = &self.limits;
         let (cx, pending, rq, retries) = (
@@ -288,7 +357,7 @@ impl Drop for Pending<'_> {
     }
 }
 
-/// The DEFAULT priority's gauges, as `/stats` shows them (`remaining_*` only with
+/// One priority's gauges, as `/stats` shows them (`remaining_*` only with
 /// `track_remaining`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BreakerReport {
@@ -334,15 +403,16 @@ mod tests {
 
     #[test]
     fn a_host_at_its_limit_takes_no_connection_and_others_still_do() {
-        let b = Breakers {
-            per_host_max_connections: Some(1),
-            ..Breakers::new(Thresholds::default())
-        };
-        let (a, other) = (
-            b.host("127.0.0.1:1".parse().unwrap()),
-            b.host("127.0.0.1:2".parse().unwrap()),
+        let cb = CircuitBreakers::new(
+            Breakers::new(Thresholds::default()).with_per_host(Some(1)),
+            Breakers::new(Thresholds::default()),
         );
-        let again = b.host("127.0.0.1:1".parse().unwrap());
+        let b = &cb.default;
+        let (a, other) = (
+            cb.host("127.0.0.1:1".parse().unwrap()),
+            cb.host("127.0.0.1:2".parse().unwrap()),
+        );
+        let again = cb.host("127.0.0.1:1".parse().unwrap());
         assert!(b.open_cx(&a));
         assert!(!b.open_cx(&again), "the same address, counted once for all");
         assert!(b.open_cx(&other));
@@ -352,6 +422,26 @@ mod tests {
         b.close_cx(&a);
         assert!(b.open_cx(&a));
         assert_eq!(b.connections.load(Ordering::Relaxed), 2);
+        assert!(
+            cb.high.open_cx(&a),
+            "HIGH has no per-host limit of its own, though the host's count is shared"
+        );
+    }
+
+    #[test]
+    fn each_priority_counts_its_own_slots() {
+        let one = Thresholds {
+            max_requests: 1,
+            ..Default::default()
+        };
+        let cb = CircuitBreakers::new(Breakers::new(one), Breakers::new(one));
+        assert!(cb.at(Priority::Default).try_request());
+        assert!(!cb.at(Priority::Default).try_request());
+        assert!(
+            cb.at(Priority::High).try_request(),
+            "HIGH has its own count"
+        );
+        assert!(!cb.at(Priority::High).try_request());
     }
 
     #[test]

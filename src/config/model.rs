@@ -566,9 +566,9 @@ pub struct Cluster {
     /// `IP:port` an HTTP request goes to instead of the connection's original
     /// destination. `None`: no header is read.
     pub original_dst_header: Option<String>,
-    /// Circuit breakers: thresholds and the process-wide counts (`config::circuit`),
+    /// Circuit breakers per priority: thresholds and the process-wide counts (`config::circuit`),
     /// compared by thresholds only.
-    pub breakers: Arc<super::circuit::Breakers>,
+    pub breakers: Arc<super::circuit::CircuitBreakers>,
     /// Outlier detection: its settings and each endpoint's process-wide consecutive
     /// failure counts (`config::outlier`), compared by settings only.
     pub outlier: Option<Arc<super::outlier::Outlier>>,

@@ -43,6 +43,10 @@ pub(crate) struct RawRoute {
     // --- What a cluster route does to the request. ---
     #[serde(default)]
     pub timeout: Option<String>,
+    /// Envoy's `priority`: `DEFAULT` (the default) or `HIGH`, which of the cluster's
+    /// circuit breakers and connection pools the route's requests use.
+    #[serde(default)]
+    pub priority: Option<String>,
     /// Envoy's `max_stream_duration` (`RouteAction.MaxStreamDuration`).
     #[serde(default)]
     pub max_stream_duration: Option<RawMaxStreamDuration>,

@@ -169,6 +169,9 @@ pub enum RouteAction {
 pub struct Forward {
     pub target: ClusterTarget,
     pub timeout: Duration,
+    /// Envoy's `priority`: which of the cluster's circuit breakers and connection pools
+    /// the requests use.
+    pub priority: super::circuit::Priority,
     /// The route's other stream clocks: `max_stream_duration`, and the gRPC timeouts.
     pub stream: StreamTimeouts,
     /// Upgrade protocols (lower-case, e.g. `websocket`) this route passes through.

@@ -163,6 +163,8 @@ struct Plan<'v> {
     /// (`x-envoy-upstream-stream-duration-ms`; `upstream::request::bound`). Here, not
     /// in `Action::Proxy`, whose size every request's action has.
     upstream_duration: Option<Duration>,
+    /// The route's priority (its cluster's breakers and pools).
+    priority: crate::config::circuit::Priority,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.

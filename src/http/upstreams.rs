@@ -9,6 +9,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 
 use super::view::WorkerView;
+use crate::config::circuit::Priority;
 use crate::upstream::counted::Connecting;
 use crate::upstream::grpc_call::{BoxFuture, H1Response, Newest, Upstreams};
 use crate::upstream::Connector;
@@ -47,7 +48,7 @@ impl<C: Connector> Upstreams for WorkerView<C> {
             let ep = cs
                 .start_request(None)
                 .ok_or_else(|| gone("no healthy endpoint"))?;
-            let (send, _, _) = cs.h2_ready(ep, &*self.connector).await?;
+            let (send, _, _) = cs.h2_ready(ep, &*self.connector, Priority::Default).await?;
             Ok((send, &*cs.name))
         })
     }
@@ -68,7 +69,10 @@ impl<C: Connector> Upstreams for WorkerView<C> {
                 .start_request(None)
                 .ok_or_else(|| gone("no healthy endpoint"))?;
             let mut pooled = None;
-            while let Some(mut c) = cs.pool.take(ep) {
+            // Side calls (authorization, processing) go at the default priority, as
+            // Envoy's async client's.
+            let pools = cs.pools(Priority::Default);
+            while let Some(mut c) = pools.pool.take(ep) {
                 if crate::http::io::idle_is_clean(&mut c).await {
                     cs.stats.cx_reused.inc();
                     pooled = Some(c);
@@ -78,7 +82,7 @@ impl<C: Connector> Upstreams for WorkerView<C> {
             let mut conn = match pooled {
                 Some(c) => c,
                 None => {
-                    let breakers = &cs.cfg.breakers;
+                    let breakers = &cs.cfg.breakers.default;
                     // As Envoy's pool, a connection is opened even past the limit when
                     // none is at hand (counted as an overflow).
                     let host = cs.host_cx(ep);
@@ -86,7 +90,13 @@ impl<C: Connector> Upstreams for WorkerView<C> {
                         breakers.force_cx(host);
                         cs.stats.cx_overflow.inc();
                     }
-                    let connecting = Connecting::new(breakers, cs.pool.live(), ep, host.clone());
+                    let connecting = Connecting::new(
+                        breakers,
+                        Priority::Default,
+                        pools.pool.live(),
+                        ep,
+                        host.clone(),
+                    );
                     let addr = cs
                         .cfg
                         .endpoints
@@ -111,7 +121,7 @@ impl<C: Connector> Upstreams for WorkerView<C> {
             let (resp, reuse) =
                 crate::upstream::h1_call::exchange(&mut conn, &head, body, max_body).await?;
             if reuse {
-                cs.pool.put(ep, conn);
+                cs.put(ep, conn);
             }
             Ok(resp)
         })

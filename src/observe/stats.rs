@@ -451,6 +451,7 @@ impl ClusterStats {
             cx_max_requests: self.cx_max_requests.get(),
             cx_idle_timeout: self.cx_idle_timeout.get(),
             circuit_breakers: None,
+            circuit_breakers_high: None,
             rq_retry_limit_exceeded: self.rq_retry_limit_exceeded.get(),
             rq_retry_backoff_exponential: self.rq_retry_backoff_exponential.get(),
             rq_per_try_timeout: self.rq_per_try_timeout.get(),
@@ -591,10 +592,13 @@ pub struct ClusterReport {
     pub cx_pool_overflow: u64,
     pub cx_max_requests: u64,
     pub cx_idle_timeout: u64,
-    /// Envoy's `circuit_breakers.default.*` gauges, process-wide (filled in by the
-    /// control side from the snapshot, not summed over workers).
+    /// Envoy's `circuit_breakers.default.*` and `circuit_breakers.high.*` gauges,
+    /// process-wide (filled in by the control side from the snapshot, not summed over
+    /// workers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub circuit_breakers: Option<crate::config::circuit::BreakerReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breakers_high: Option<crate::config::circuit::BreakerReport>,
     pub rq_retry_limit_exceeded: u64,
     pub rq_retry_backoff_exponential: u64,
     pub rq_per_try_timeout: u64,
@@ -621,10 +625,11 @@ pub struct ClusterReport {
     /// Only for a cluster with outlier detection (filled in by the control side).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outlier_detection: Option<super::outlier_stats::OutlierReport>,
-    /// The circuit breaker limits (connections, pending, requests, retries) and whether
-    /// the cluster came over xDS, for `/clusters` (filled in by the control side).
+    /// The circuit breaker limits (connections, pending, requests, retries) of the
+    /// DEFAULT and HIGH priorities, and whether the cluster came over xDS, for
+    /// `/clusters` (filled in by the control side).
     #[serde(skip)]
-    pub thresholds: Option<[u64; 4]>,
+    pub thresholds: Option<[[u64; 4]; 2]>,
     #[serde(skip)]
     pub added_via_api: bool,
     pub endpoints: Vec<EndpointReport>,

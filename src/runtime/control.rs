@@ -239,15 +239,18 @@ impl Control {
             c.outlier_detection = self.outlier.report(&c.name);
             c.dns = self.dns.report(&c.name);
             let configured = snapshot.clusters.iter().find(|s| s.name == c.name);
-            c.circuit_breakers = configured.map(|s| s.breakers.report());
+            c.circuit_breakers = configured.map(|s| s.breakers.default.report());
+            c.circuit_breakers_high = configured.map(|s| s.breakers.high.report());
             c.thresholds = configured.map(|s| {
-                let l = &s.breakers.limits;
-                [
-                    l.max_connections,
-                    l.max_pending_requests,
-                    l.max_requests,
-                    l.max_retries,
-                ]
+                [&s.breakers.default, &s.breakers.high].map(|b| {
+                    let l = &b.limits;
+                    [
+                        l.max_connections,
+                        l.max_pending_requests,
+                        l.max_requests,
+                        l.max_retries,
+                    ]
+                })
             });
             c.added_via_api = dynamic.contains(&c.name);
         }

@@ -287,7 +287,6 @@ impl Worker {
                     ^ (i as u64)
                     ^ snapshot.version;
                 let state = ClusterState::new(cfg.clone(), stats, seed);
-                state.pool.sweep_with(self.alarm.clone());
                 state.report_use_to(self.alarm.clone());
                 {
                     let health = self.health.borrow();

@@ -23,14 +23,35 @@ pub(crate) struct RateCounts {
     pub local_success: Cell<u64>,
 }
 
-pub(crate) struct ClusterState<C> {
-    pub cfg: Arc<Cluster>,
-    pub name: Arc<str>,
-    pub lb: RefCell<Lb>,
+/// One routing priority's connection pools on this core: Envoy keeps a pool per
+/// endpoint and priority, so a HIGH route's requests never share a connection (or a
+/// `max_connections` slot) with the DEFAULT ones.
+pub(crate) struct Pools<C> {
     /// Idle HTTP/1.1 connections, counted for `max_connections` (`counted.rs`).
     pub pool: Pool<Counted<C>>,
     /// HTTP/2 connections, for `protocol: http2` (and `downstream` with HTTP/2 clients).
     pub h2: super::h2conn::H2Conns,
+}
+
+impl<C> Pools<C> {
+    fn new(cfg: &Cluster) -> Self {
+        Pools {
+            pool: Pool::new(
+                cfg.endpoints.len(),
+                cfg.pool.max_idle_per_endpoint,
+                cfg.pool.idle_timeout,
+            ),
+            h2: super::h2conn::H2Conns::new(cfg.endpoints.len(), cfg.pool.idle_timeout),
+        }
+    }
+}
+
+pub(crate) struct ClusterState<C> {
+    pub cfg: Arc<Cluster>,
+    pub name: Arc<str>,
+    pub lb: RefCell<Lb>,
+    /// The connection pools of each priority, DEFAULT then HIGH (`pools`).
+    pub(super) pools: [Pools<C>; 2],
     pub stats: Rc<ClusterStats>,
     pub endpoints: Vec<EndpointStats>,
     /// Each endpoint's active health-check flags (all healthy without health checks);
@@ -68,17 +89,12 @@ impl<C: 'static> ClusterState<C> {
                 .with_active_request_bias(cfg.active_request_bias)
                 .with_peak_ewma(cfg.peak_ewma),
             ),
-            pool: Pool::new(
-                cfg.endpoints.len(),
-                cfg.pool.max_idle_per_endpoint,
-                cfg.pool.idle_timeout,
-            ),
+            pools: [Pools::new(&cfg), Pools::new(&cfg)],
             endpoints: cfg
                 .endpoints
                 .iter()
                 .map(|_| EndpointStats::default())
                 .collect(),
-            h2: super::h2conn::H2Conns::new(cfg.endpoints.len(), cfg.pool.idle_timeout),
             name: Arc::from(cfg.name.as_str()),
             health: cfg
                 .endpoints
@@ -185,11 +201,28 @@ impl<C: 'static> ClusterState<C> {
             .set_health(&failed, self.cfg.healthy_panic_threshold);
     }
 
-    /// Where the first pick reports the cluster's first traffic.
+    /// Where the first pick reports the cluster's first traffic; the same alarm sweeps
+    /// the pools' idle connections (`Pool::evict_expired`, `h2conn::evict_idle`).
     pub fn report_use_to(&self, alarm: Rc<Alarm>) {
-        // The same alarm sweeps the idle HTTP/2 connections (`h2conn::evict_idle`).
-        self.h2.sweep_with(alarm.clone());
+        for p in &self.pools {
+            p.pool.sweep_with(alarm.clone());
+            p.h2.sweep_with(alarm.clone());
+        }
         let _ = self.alarm.set(alarm);
+    }
+
+    /// The connection pools of routing priority `p`.
+    pub fn pools(&self, p: crate::config::circuit::Priority) -> &Pools<C> {
+        match p {
+            crate::config::circuit::Priority::Default => &self.pools[0],
+            crate::config::circuit::Priority::High => &self.pools[1],
+        }
+    }
+
+    /// Pools an idle HTTP/1.1 connection in the pools of the priority it was opened
+    /// for.
+    pub fn put(&self, ep: usize, conn: Counted<C>) {
+        self.pools(conn.priority()).pool.put(ep, conn);
     }
 
     /// Takes over the idle connections of `old` (the previous version of this cluster on
@@ -215,8 +248,10 @@ impl<C: 'static> ClusterState<C> {
             });
         for (to, e) in self.cfg.endpoints.iter().enumerate() {
             if let Some(from) = old.cfg.endpoints.iter().position(|o| o.addr == e.addr) {
-                self.pool.adopt(&old.pool, from, to, Counted::rehome);
-                self.h2.adopt(&old.h2, from, to);
+                for (new, old) in self.pools.iter().zip(&old.pools) {
+                    new.pool.adopt(&old.pool, from, to, Counted::rehome);
+                    new.h2.adopt(&old.h2, from, to);
+                }
             }
         }
     }
@@ -227,12 +262,14 @@ impl<C: 'static> ClusterState<C> {
         self.hosts.get(ep).unwrap_or(&NONE)
     }
 
-    /// A ready HTTP/2 handle to endpoint `ep` (opening the connection if needed), and
-    /// the connection's local address and TLS facts, with the connection counters kept.
+    /// A ready HTTP/2 handle to endpoint `ep` (opening the connection if needed) from
+    /// the pools of `priority`, and the connection's local address and TLS facts, with
+    /// the connection counters kept.
     pub async fn h2_ready<K: super::Connector<Conn = C>>(
         &self,
         ep: usize,
         connector: &K,
+        priority: crate::config::circuit::Priority,
     ) -> std::io::Result<(
         h2::client::SendRequest<bytes::Bytes>,
         super::h2conn::Facts,
@@ -240,7 +277,12 @@ impl<C: 'static> ClusterState<C> {
     )> {
         let addr = self.cfg.endpoints[ep].addr;
         let host = self.host_cx(ep);
-        match self.h2.ready(ep, connector, &self.cfg, addr, host).await {
+        let breakers = self.cfg.breakers.at(priority);
+        let h2 = &self.pools(priority).h2;
+        match h2
+            .ready(ep, connector, &self.cfg, addr, host, breakers)
+            .await
+        {
             Ok(super::h2conn::Ready {
                 send: s,
                 local,
@@ -351,7 +393,7 @@ impl<C: 'static> ClusterState<C> {
                 rq_active: s.rq_active.get(),
                 cx_total: s.cx_total.get(),
                 cx_connect_fail: s.cx_connect_fail.get(),
-                cx_idle: self.pool.idle_count(i) as u64,
+                cx_idle: self.pools.iter().map(|p| p.pool.idle_count(i) as u64).sum(),
                 health_flags: self
                     .health
                     .get(i)

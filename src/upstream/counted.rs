@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use crate::config::circuit::{Breakers, HostCx};
+use crate::config::circuit::{Breakers, HostCx, Priority};
 use crate::http::io::Io;
 
 /// Open connections per endpoint on this core, and the requests waiting for one to be
@@ -96,7 +96,9 @@ pub(crate) struct Counted<C> {
     /// access log that prints `%UPSTREAM_LOCAL_ADDRESS%`), then kept: one `getsockname`
     /// per connection at most, and none for connections no such log sees.
     local: OnceCell<Option<std::net::SocketAddr>>,
+    /// The breakers of the priority it was opened for, whose pools it goes back to.
     breakers: Arc<Breakers>,
+    priority: Priority,
     /// Its endpoint's process-wide count (the per-host `max_connections`).
     host: HostCx,
     live: Rc<Live>,
@@ -112,16 +114,25 @@ pub(crate) struct Counted<C> {
 /// back; `connected` turns it into the connection's `Counted`.
 pub(crate) struct Connecting<'a> {
     breakers: &'a Arc<Breakers>,
+    priority: Priority,
     live: &'a Rc<Live>,
     ep: usize,
     host: HostCx,
 }
 
 impl<'a> Connecting<'a> {
-    pub fn new(breakers: &'a Arc<Breakers>, live: &'a Rc<Live>, ep: usize, host: HostCx) -> Self {
+    /// `breakers` and `live`: those of `priority` (its `Pools`).
+    pub fn new(
+        breakers: &'a Arc<Breakers>,
+        priority: Priority,
+        live: &'a Rc<Live>,
+        ep: usize,
+        host: HostCx,
+    ) -> Self {
         live.up(ep, breakers);
         Connecting {
             breakers,
+            priority,
             live,
             ep,
             host,
@@ -133,6 +144,7 @@ impl<'a> Connecting<'a> {
             conn,
             local: OnceCell::new(),
             breakers: self.breakers.clone(),
+            priority: self.priority,
             host: std::mem::take(&mut self.host),
             live: self.live.clone(),
             ep: self.ep,
@@ -153,6 +165,11 @@ impl Drop for Connecting<'_> {
 }
 
 impl<C> Counted<C> {
+    /// The routing priority whose pools the connection belongs to.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+
     /// Counts a request sent on the connection.
     pub fn use_once(&mut self) {
         self.used = self.used.saturating_add(1);

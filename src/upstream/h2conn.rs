@@ -241,6 +241,7 @@ impl H2Conns {
         cluster: &crate::config::Cluster,
         addr: SocketAddr,
         host: &crate::config::circuit::HostCx,
+        breakers: &std::sync::Arc<crate::config::circuit::Breakers>,
     ) -> std::io::Result<Ready>
     where
         C::Conn: 'static,
@@ -251,7 +252,7 @@ impl H2Conns {
         let configured = cluster.pool.max_concurrent_streams;
         // No connection to the endpoint on this core: the request needs a new pool,
         // within `max_connection_pools` (Envoy's router answers 503 UH past it).
-        if slot.borrow().cx.get() == 0 && !cluster.breakers.can_open_pool() {
+        if slot.borrow().cx.get() == 0 && !breakers.can_open_pool() {
             return Err(std::io::Error::other(PoolOverflow));
         }
         // The request's `max_pending_requests` slot while it waits for a connection
@@ -298,7 +299,7 @@ impl H2Conns {
                 }
             }
             if pending.is_none() {
-                let Some(p) = cluster.breakers.try_pending() else {
+                let Some(p) = breakers.try_pending() else {
                     return Err(std::io::Error::other(PendingOverflow));
                 };
                 pending = Some(p);
@@ -330,7 +331,7 @@ impl H2Conns {
                 }
                 continue;
             }
-            let breakers = cluster.breakers.clone();
+            let breakers = breakers.clone();
             let mut over = false;
             if !breakers.open_cx(host) {
                 over = true;

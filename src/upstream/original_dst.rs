@@ -89,7 +89,6 @@ impl<C: 'static> ClusterState<C> {
         });
         let s = Rc::new(ClusterState::new(cfg, self.stats.clone(), 0));
         if let Some(a) = self.alarm.get() {
-            s.pool.sweep_with(a.clone());
             s.report_use_to(a.clone());
         }
         dests.insert(dst, s.clone());
@@ -108,9 +107,12 @@ impl<C: 'static> ClusterState<C> {
     /// This cluster state's own idle connections: pooled HTTP/1.1 ones that aged out,
     /// HTTP/2 ones with no stream for the idle timeout (`upstream_cx_idle_timeout`).
     fn evict_own(&self) {
-        let (_, pooled) = self.pool.evict_expired();
-        let h2 = self.h2.evict_idle();
-        self.stats.cx_idle_timeout.add((pooled + h2) as u64);
+        let closed: usize = self
+            .pools
+            .iter()
+            .map(|p| p.pool.evict_expired().1 + p.h2.evict_idle())
+            .sum();
+        self.stats.cx_idle_timeout.add(closed as u64);
     }
 }
 

@@ -1,11 +1,12 @@
 //! A cluster's `circuit_breakers`: Envoy's thresholds per priority, checked into the
-//! DEFAULT priority's `Thresholds` (routes have no priority here, so HIGH is accepted
-//! and never applies). Of several entries for one priority the first applies, as in
+//! DEFAULT and HIGH priorities' `Thresholds` (a route's `priority` picks which apply to
+//! its requests). Of several entries for one priority the first applies, as in
 //! Envoy (`ResourceManagers::load` takes the first match; Envoy 1.40's `/stats` shows
-//! the first entry's limits). `per_host_thresholds`: the first DEFAULT entry's `max_connections`
-//! limits each endpoint's connections (Envoy refuses the other limits there).
+//! the first entry's limits); a priority without an entry has Envoy's defaults.
+//! `per_host_thresholds`: the first entry of a priority's `max_connections` limits each
+//! endpoint's connections at that priority (Envoy refuses the other limits there).
 
-use super::super::circuit::{Breakers, RetryBudget, Thresholds};
+use super::super::circuit::{Breakers, CircuitBreakers, RetryBudget, Thresholds};
 use super::super::raw_circuit::RawCircuitBreakers;
 use super::Builder;
 
@@ -14,14 +15,14 @@ impl Builder {
         &mut self,
         p: &str,
         raw: Option<&RawCircuitBreakers>,
-    ) -> Breakers {
+    ) -> CircuitBreakers {
         let default = Thresholds::default();
         let Some(raw) = raw else {
-            return Breakers::new(default);
+            return CircuitBreakers::new(Breakers::new(default), Breakers::new(default));
         };
-        // The first DEFAULT entry (Envoy's `find_if`).
-        let mut default_set = None;
-        let mut per_host = None;
+        // The first entry of each priority, DEFAULT then HIGH (Envoy's `find_if`).
+        let mut set: [Option<Thresholds>; 2] = [None, None];
+        let mut per_host: [Option<Option<u64>>; 2] = [None, None];
         for (i, t) in raw.per_host_thresholds.iter().enumerate() {
             let tp = format!("{p}.circuit_breakers.per_host_thresholds[{i}]");
             for (set, name) in [
@@ -38,28 +39,18 @@ impl Builder {
                     );
                 }
             }
-            match t.priority.as_deref() {
-                None | Some("DEFAULT") => {
-                    // The first DEFAULT entry applies; unset: no per-host limit.
-                    if per_host.is_none() {
-                        per_host = Some(t.max_connections.map(u64::from));
-                    }
-                }
-                Some("HIGH") => {}
-                Some(_) => self.err(format!("{tp}.priority"), "must be `DEFAULT` or `HIGH`"),
+            let Some(at) = self.priority(&tp, t.priority.as_deref()) else {
+                continue;
+            };
+            // The first entry of a priority applies; unset: no per-host limit.
+            if let Some(slot) = per_host.get_mut(at) {
+                slot.get_or_insert(t.max_connections.map(u64::from));
             }
         }
-        let per_host = per_host.flatten();
-        let breakers = |limits| Breakers::new(limits).with_per_host(per_host);
         for (i, t) in raw.thresholds.iter().enumerate() {
             let tp = format!("{p}.circuit_breakers.thresholds[{i}]");
-            let high = match t.priority.as_deref() {
-                None | Some("DEFAULT") => false,
-                Some("HIGH") => true,
-                Some(_) => {
-                    self.err(format!("{tp}.priority"), "must be `DEFAULT` or `HIGH`");
-                    continue;
-                }
+            let Some(at) = self.priority(&tp, t.priority.as_deref()) else {
+                continue;
             };
             let d = Thresholds::default();
             let retry_budget = t.retry_budget.as_ref().map(|b| RetryBudget {
@@ -87,10 +78,28 @@ impl Builder {
                     .map_or(d.max_connection_pools, u64::from),
                 track_remaining: t.track_remaining,
             };
-            if !high && default_set.is_none() {
-                default_set = Some(th);
+            if let Some(slot) = set.get_mut(at) {
+                slot.get_or_insert(th);
             }
         }
-        breakers(default_set.unwrap_or(default))
+        let [d, h] = set;
+        let [dh, hh] = per_host;
+        CircuitBreakers::new(
+            Breakers::new(d.unwrap_or(default)).with_per_host(dh.flatten()),
+            Breakers::new(h.unwrap_or(default)).with_per_host(hh.flatten()),
+        )
+    }
+
+    /// A threshold entry's `priority`: 0 for DEFAULT (or unset), 1 for HIGH; `None`
+    /// (refused) for anything else.
+    fn priority(&mut self, tp: &str, p: Option<&str>) -> Option<usize> {
+        match p {
+            None | Some("DEFAULT") => Some(0),
+            Some("HIGH") => Some(1),
+            Some(_) => {
+                self.err(format!("{tp}.priority"), "must be `DEFAULT` or `HIGH`");
+                None
+            }
+        }
     }
 }

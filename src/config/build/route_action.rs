@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::super::circuit::Priority;
 use super::super::model::*;
 use super::super::raw::*;
 use super::{is_tchar, Builder};
@@ -65,13 +66,14 @@ impl Builder {
             || r.auto_host_rewrite
             || r.cluster_not_found_response_code.is_some()
             || r.timeout.is_some()
+            || r.priority.is_some()
             || !r.upgrades.is_empty()
             || !r.request_mirror_policies.is_empty()
             || !r.hash_policy.is_empty();
         if !forwarding && rewrites {
             self.err(
                 p.to_string(),
-                "`timeout`, `upgrades`, `prefix_rewrite`, `regex_rewrite`, `host_rewrite_literal`, `auto_host_rewrite`, `cluster_not_found_response_code`, `request_mirror_policies` and `hash_policy` need a `cluster`, `cluster_header` or `weighted_clusters` route",
+                "`timeout`, `priority`, `upgrades`, `prefix_rewrite`, `regex_rewrite`, `host_rewrite_literal`, `auto_host_rewrite`, `cluster_not_found_response_code`, `request_mirror_policies` and `hash_policy` need a `cluster`, `cluster_header` or `weighted_clusters` route",
             );
         }
         if let Some(d) = &r.direct_response {
@@ -196,8 +198,20 @@ impl Builder {
         let mirrors = self.mirror_policies(p, &r.request_mirror_policies, clusters);
         let hash_policy = self.hash_policies(p, &r.hash_policy);
         let stream = self.stream_timeouts(p, r);
+        let priority = match r.priority.as_deref() {
+            None | Some("DEFAULT") => Priority::Default,
+            Some("HIGH") => Priority::High,
+            Some(other) => {
+                self.err(
+                    format!("{p}.priority"),
+                    format!("unknown priority `{other}` (DEFAULT, HIGH)"),
+                );
+                Priority::Default
+            }
+        };
         Some(RouteAction::Cluster(Forward {
             stream,
+            priority,
             mirrors,
             hash_policy,
             cluster_not_found_status,

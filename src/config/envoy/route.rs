@@ -11,7 +11,9 @@ mod retry;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource, HeaderValueOption};
+use envoy_types::pb::envoy::config::core::v3::{
+    data_source, DataSource, HeaderValueOption, RoutingPriority,
+};
 use envoy_types::pb::envoy::config::route::v3::{
     redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier},
     route,
@@ -255,6 +257,7 @@ fn route(
         weighted_clusters: None,
         redirect: None,
         timeout: None,
+        priority: None,
         max_stream_duration: None,
         max_grpc_timeout: None,
         grpc_timeout_offset: None,
@@ -409,6 +412,13 @@ fn route_action(
                 "only `host_rewrite_literal` and `auto_host_rewrite` are supported",
             ))
         }
+    }
+    // Envoy's `priority` (`RoutingPriority`, defined values only, as Envoy's
+    // validation).
+    match RoutingPriority::try_from(a.priority) {
+        Ok(RoutingPriority::Default) => {}
+        Ok(RoutingPriority::High) => out.priority = Some("HIGH".into()),
+        Err(_) => return Err(err(format!("{ap}.priority"), "must be `DEFAULT` or `HIGH`")),
     }
     // Envoy's route timeout defaults to 15s; zero disables it.
     let timeout =

@@ -399,6 +399,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
             "host_rewrite_literal",
             "auto_host_rewrite",
             "timeout",
+            "priority",
             "max_stream_duration",
             "max_grpc_timeout",
             "grpc_timeout_offset",

@@ -190,6 +190,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     };
     let mut mirror = None;
     let mut upstream_duration = None;
+    let mut priority = Default::default();
     let action = match decision {
         None => Action::NoRoute,
         // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
@@ -199,6 +200,7 @@ pub(super) async fn prepare<'v, C: Connector>(
         Some(Decision::Redirect { status, location }) => Action::Redirect { status, location },
         Some(Decision::ClusterNotFound { status }) => Action::ClusterNotFound(status),
         Some(Decision::Forward(t)) => 'route: {
+            priority = t.priority;
             let framing = req.framing;
             // An upgrade passes only when the route allows its protocol and the
             // handshake carries no body. Any other upgrade request is refused (Envoy:
@@ -422,6 +424,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     p.parsed_at = parsed_at;
     p.mirror = mirror;
     p.upstream_duration = upstream_duration;
+    p.priority = priority;
     p.span = span;
     p.route_name = route.and_then(|r| r.name.as_ref());
     p.route_stats = route.and_then(|r| r.stats);
@@ -478,6 +481,7 @@ fn plan<'v>(
         mirror: None,
         tee: None,
         upstream_duration: None,
+        priority: Default::default(),
     }
 }
 

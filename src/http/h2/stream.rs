@@ -447,6 +447,7 @@ pub(crate) async fn serve<C: Connector>(
                 Progress::new(timeout, l.stream_idle_timeout)
                     .ending_at(decided.duration.map(|d| start + d))
                     .upstream_duration(upstream_duration)
+                    .at_priority(t.priority)
                     .recording_upstream(wants),
             );
             if body.is_end_stream() {

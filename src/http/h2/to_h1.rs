@@ -70,7 +70,7 @@ pub(crate) async fn proxy<C: Connector>(
     cs: &ClusterState<C::Conn>,
     progress: &Progress,
 ) -> Done {
-    let picked = match request::pick(cs, r.hash) {
+    let picked = match request::pick(cs, r.hash, progress.priority()) {
         Ok(p) => p,
         Err(f) => return fail(respond, r.grpc, f, r.edits.response),
     };
@@ -468,7 +468,7 @@ async fn exchange<C: Connector>(
     )
     .await;
     if reuse && up.reusable(cs.cfg.pool.max_requests_per_connection) {
-        cs.pool.put(*ep, up);
+        cs.put(*ep, up);
     }
     let mut done = done;
     if done.flag == ResponseFlag::None {

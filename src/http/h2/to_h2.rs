@@ -246,7 +246,7 @@ where
 {
     let grpc = r.grpc;
     let response_edits = r.edits.response;
-    let picked = match request::pick(cs, r.hash) {
+    let picked = match request::pick(cs, r.hash, progress.priority()) {
         Ok(p) => p,
         Err(f) => return fail(respond, grpc, f, response_edits),
     };
@@ -534,7 +534,8 @@ where
             // The response after a retry (one that followed a connect failure) ends
             // the retries: counted as their success, as Envoy counts it.
             if let Some(a) = retry {
-                a.on_response(status, &parts.headers, false, stats, &cs.cfg.breakers);
+                let breakers = cs.cfg.breakers.at(progress.priority());
+                a.on_response(status, &parts.headers, false, stats, breakers);
             }
         }
         request::count_response(cs, ep, status);

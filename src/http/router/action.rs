@@ -88,6 +88,8 @@ fn weighted(clusters: &[WeightedCluster], total: u64, draw: u64) -> Option<&Weig
 pub struct Target<'t> {
     pub cluster: usize,
     pub timeout: Duration,
+    /// The route's priority: which breakers and pools of the cluster it uses.
+    pub priority: crate::config::circuit::Priority,
     /// The route's other stream clocks (`router::timeouts`).
     pub stream: crate::config::StreamTimeouts,
     pub upgrades: &'t [String],
@@ -268,6 +270,7 @@ pub fn resolve<'t>(
         cluster,
         record_host: matches!(f.host_rewrite, HostRewrite::Literal(_)),
         timeout: f.timeout,
+        priority: f.priority,
         stream: f.stream,
         retries: &f.retries,
         upgrades: &f.upgrades,

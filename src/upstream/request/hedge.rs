@@ -199,7 +199,7 @@ where
     F: Future<Output = Result<H, Tried>>,
 {
     let stats = &cs.stats;
-    let breakers = &cs.cfg.breakers;
+    let breakers = cs.cfg.breakers.at(progress.priority());
     let mut first = Some(first);
     // Each hedged try: its endpoint (held in flight), whether its per-try timeout
     // fired, the try, its per-try clock.

@@ -64,13 +64,16 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
     ) -> Result<(Counted<K::Conn>, bool), Failure> {
         let deadline = progress.deadline();
         let stats = &cs.stats;
-        let breakers = &cs.cfg.breakers;
-        let live = cs.pool.live();
+        // The route's priority: its breakers, and its pools (Envoy's pool per priority).
+        let priority = progress.priority();
+        let breakers = cs.cfg.breakers.at(priority);
+        let pool = &cs.pools(priority).pool;
+        let live = pool.live();
         // Held from the moment no idle connection is at hand until one is.
         let mut pending = None;
         let forced = loop {
             // An idle connection the upstream closed, or wrote to, is never used.
-            while let Some(mut c) = cs.pool.take(ep) {
+            while let Some(mut c) = pool.take(ep) {
                 if crate::http::io::idle_is_clean(&mut c).await {
                     use_once(&mut c, cs);
                     stats.cx_reused.inc();
@@ -132,7 +135,7 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
         tracing::trace!(forced, "opening an upstream connection");
         // The slot taken above is the new connection's from here; `Counted` gives it
         // back when the connection closes.
-        let slot = Connecting::new(breakers, live, ep, cs.host_cx(ep).clone());
+        let slot = Connecting::new(breakers, priority, live, ep, cs.host_cx(ep).clone());
         let (Some(endpoint), Some(es)) = (cs.cfg.endpoints.get(ep), cs.endpoints.get(ep)) else {
             return Err(Failure::NoHealthyUpstream);
         };

@@ -88,7 +88,7 @@ where
         // `h2_ready` keeps the connection counters; a stream slot on a live
         // connection counts as a reused connection.
         let started = std::time::Instant::now();
-        match cs.h2_ready(ep, connector).await {
+        match cs.h2_ready(ep, connector, progress.priority()).await {
             Ok((s, (local, tls), opened)) => {
                 // A connection this try opened: its time is the `upstream_connect`
                 // phase, not the upstream's (`observe::phases`), as on HTTP/1.

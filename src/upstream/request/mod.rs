@@ -81,12 +81,14 @@ impl Drop for Picked<'_> {
 /// picks its endpoint with the cluster's load balancer. `Err` is the local reply,
 /// already counted: `Overflow` (503 UO, Envoy's `upstream_rq_active_overflow`) or
 /// `NoHealthyUpstream` (503 UH).
-/// `hash`: the request's hash for a ring hash or Maglev cluster (`http::router::hash`).
+/// `hash`: the request's hash for a ring hash or Maglev cluster (`http::router::hash`);
+/// `priority`: the route's, whose breakers count the request.
 pub(crate) fn pick<C: 'static>(
     cs: &ClusterState<C>,
     hash: Option<u64>,
+    priority: crate::config::circuit::Priority,
 ) -> Result<Picked<'_>, Failure> {
-    let breakers: &Breakers = &cs.cfg.breakers;
+    let breakers: &Breakers = cs.cfg.breakers.at(priority);
     if !breakers.try_request() {
         cs.stats.rq_active_overflow.inc();
         count_status(&cs.stats, Failure::Overflow.status());
@@ -495,7 +497,7 @@ where
                 let sent = cs.wants_latency().then(Instant::now);
                 let at = Attempt {
                     retry,
-                    breakers: &cs.cfg.breakers,
+                    breakers: cs.cfg.breakers.at(progress.priority()),
                     judged: &judged,
                     hedge: None,
                     deadline: progress.deadline(),
@@ -663,7 +665,7 @@ where
                         t.refused,
                         t.resend,
                         &cs.stats,
-                        &cs.cfg.breakers,
+                        cs.cfg.breakers.at(progress.priority()),
                     ) =>
             {
                 Some(r)

@@ -431,7 +431,7 @@ async fn via_h1<K: Connector>(
 ) -> Result<(), Failure> {
     // A mirrored request counts against the mirror cluster's circuit breakers, as
     // Envoy's shadow goes through its router and pool.
-    let picked = pick(cs, None)?;
+    let picked = pick(cs, None, Default::default())?;
     let progress = Progress::new(s.timeout, Duration::ZERO);
     progress.request_done();
     let bytes = encode_h1(&s);
@@ -456,7 +456,7 @@ async fn via_h1<K: Connector>(
     // The response body is read and dropped; the connection goes back to the pool when
     // it is in step (Envoy's async client discards a shadow's response body too).
     match drain(&mut conn, head.body, rest).await {
-        Ok(true) if head.reuse => cs.pool.put(ep, conn),
+        Ok(true) if head.reuse => cs.put(ep, conn),
         Ok(_) => {}
         Err(f) => {
             crate::upstream::request::count_late(&cs.stats, f);
@@ -532,7 +532,7 @@ async fn via_h2<K: Connector>(
 ) -> Result<(), Failure> {
     // A mirrored request counts against the mirror cluster's circuit breakers, as
     // Envoy's shadow goes through its router and pool.
-    let picked = pick(cs, None)?;
+    let picked = pick(cs, None, Default::default())?;
     let progress = Progress::new(s.timeout, Duration::ZERO);
     progress.request_done();
     let mut req = s.req;
