@@ -20,6 +20,7 @@ pub mod export;
 mod otlp;
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -193,7 +194,6 @@ pub fn start<'h>(
     if !sampled {
         return (out, None);
     }
-    let text = |v: &'h [u8]| String::from_utf8_lossy(v).into_owned();
     let mut span = Box::new(ActiveSpan {
         tracing: t.clone(),
         trace_id,
@@ -201,6 +201,7 @@ pub fn start<'h>(
         parent: parent.map(|p| p.span_id),
         start: SystemTime::now(),
         name: Cow::Borrowed(t.kind.operation()),
+        text: String::with_capacity(TEXT_BYTES),
         tags: Vec::with_capacity(24),
         cluster: None,
     });
@@ -208,51 +209,62 @@ pub fn start<'h>(
         // Envoy names an egress span after the host too.
         span.name = Cow::Owned(format!("egress {}", String::from_utf8_lossy(r.authority)));
     }
+    // Every value the span owns goes into its one `text` buffer (no allocation per
+    // tag); the tags hold ranges of it.
+    let lossy = |s: &mut String, v: &[u8]| s.push_str(&String::from_utf8_lossy(v));
     if let Some(id) = &request_id {
-        span.tag(
-            "guid:x-request-id",
-            String::from_utf8_lossy(id).into_owned(),
-        );
+        span.tag_with("guid:x-request-id", |s| lossy(s, id));
     } else if let Some(id) = header(crate::http::stamp::REQUEST_ID) {
-        span.tag("guid:x-request-id", text(id));
+        span.tag_with("guid:x-request-id", |s| lossy(s, id));
     }
     let path = header("x-envoy-original-path")
         .and_then(|p| std::str::from_utf8(p).ok())
         .unwrap_or(r.path);
-    let path = path
+    let cut = path
         .char_indices()
-        .take_while(|(i, c)| i + c.len_utf8() <= t.max_path_tag_length)
-        .map(|(_, c)| c)
-        .collect::<String>();
-    let url = format!(
-        "{}://{}{}",
-        r.scheme,
-        String::from_utf8_lossy(r.authority),
-        path
-    );
-    span.tag("http.url", url);
-    span.tag("http.method", method(r.method));
-    let or_dash = |v: Option<&'h [u8]>| v.map_or(Cow::Borrowed("-"), |v| Cow::Owned(text(v)));
-    span.tag(
-        "downstream_cluster",
-        or_dash(header("x-envoy-downstream-service-cluster")),
-    );
-    span.tag("user_agent", or_dash(header("user-agent")));
-    span.tag("http.protocol", r.protocol);
-    span.tag("peer.address", r.peer.to_string());
-    if let Some(id) = header(CLIENT_TRACE_ID) {
-        span.tag("guid:x-client-trace-id", text(id));
+        .map(|(i, c)| i + c.len_utf8())
+        .take_while(|end| *end <= t.max_path_tag_length)
+        .last()
+        .unwrap_or(0);
+    span.tag_with("http.url", |s| {
+        s.push_str(r.scheme);
+        s.push_str("://");
+        lossy(s, r.authority);
+        s.push_str(path.get(..cut).unwrap_or_default());
+    });
+    match known_method(r.method) {
+        Some(m) => span.tag("http.method", m),
+        None => span.tag_with("http.method", |s| s.push_str(r.method)),
     }
-    span.tag("node_id", t.node_id.clone());
-    span.tag("zone", t.zone.clone());
+    for (k, h) in [
+        ("downstream_cluster", "x-envoy-downstream-service-cluster"),
+        ("user_agent", "user-agent"),
+    ] {
+        match header(h) {
+            Some(v) => span.tag_with(k, |s| lossy(s, v)),
+            None => span.tag(k, "-"),
+        }
+    }
+    span.tag("http.protocol", r.protocol);
+    span.tag_with("peer.address", |s| {
+        let _ = write!(s, "{}", r.peer);
+    });
+    if let Some(id) = header(CLIENT_TRACE_ID) {
+        span.tag_with("guid:x-client-trace-id", |s| lossy(s, id));
+    }
+    span.tag_with("node_id", |s| s.push_str(&t.node_id));
+    span.tag_with("zone", |s| s.push_str(&t.zone));
     for c in &t.custom_tags {
         match c {
-            CustomTag::Literal { tag, value } => span.tag_owned(tag, value.clone()),
-            CustomTag::RequestHeader { tag, name, default } => {
-                if let Some(v) = header(name).map(text).or_else(|| default.clone()) {
-                    span.tag_owned(tag, v);
+            CustomTag::Literal { tag, value } => span.tag_owned(tag, |s| s.push_str(value)),
+            CustomTag::RequestHeader { tag, name, default } => match header(name) {
+                Some(v) => span.tag_owned(tag, |s| lossy(s, v)),
+                None => {
+                    if let Some(d) = default {
+                        span.tag_owned(tag, |s| s.push_str(d));
+                    }
                 }
-            }
+            },
         }
     }
     (out, Some(span))
@@ -306,14 +318,28 @@ pub struct ActiveSpan {
     parent: Option<[u8; 8]>,
     start: SystemTime,
     name: Cow<'static, str>,
+    /// The values that are the span's own, one after the other; tags point into it.
+    text: String,
     tags: Vec<Tag>,
-    cluster: Option<String>,
+    /// The upstream cluster's name in `text`.
+    cluster: Option<Val>,
 }
 
-/// A span attribute: its key and string value, borrowed when they are the same for every
-/// span (`component: proxy`, a method, a protocol), so that a span allocates only the
-/// values that are its own.
-pub type Tag = (Cow<'static, str>, Cow<'static, str>);
+/// What a span's `text` usually holds (ids, the URL, addresses, sizes): enough that it
+/// is allocated once.
+const TEXT_BYTES: usize = 384;
+
+/// A span attribute's value: the same for every span (`component: proxy`, a method, a
+/// protocol), borrowed; or the span's own, a range of its `text`. A span so allocates
+/// its text once, not a `String` per tag (and the exporter thread frees one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Val {
+    Static(&'static str),
+    Text(u32, u32),
+}
+
+/// A span attribute: its key (owned only for `custom_tags`) and value.
+pub type Tag = (Cow<'static, str>, Val);
 
 impl ActiveSpan {
     /// The span's trace id (the access log's `%TRACE_ID%`).
@@ -321,16 +347,34 @@ impl ActiveSpan {
         self.trace_id
     }
 
-    fn tag(&mut self, k: &'static str, v: impl Into<Cow<'static, str>>) {
-        self.set(Cow::Borrowed(k), v.into());
+    fn tag(&mut self, k: &'static str, v: &'static str) {
+        self.set(Cow::Borrowed(k), Val::Static(v));
     }
 
-    fn tag_owned(&mut self, k: &str, v: String) {
-        self.set(Cow::Owned(k.to_string()), Cow::Owned(v));
+    /// A tag whose value `write` appends to the span's text.
+    fn tag_with(&mut self, k: &'static str, write: impl FnOnce(&mut String)) {
+        let v = self.write(write);
+        self.set(Cow::Borrowed(k), v);
+    }
+
+    fn tag_owned(&mut self, k: &str, write: impl FnOnce(&mut String)) {
+        let v = self.write(write);
+        self.set(Cow::Owned(k.to_string()), v);
+    }
+
+    /// Appends to the span's text; the range written.
+    fn write(&mut self, write: impl FnOnce(&mut String)) -> Val {
+        let start = self.text.len();
+        write(&mut self.text);
+        let end = self.text.len();
+        Val::Text(
+            u32::try_from(start).unwrap_or(u32::MAX),
+            u32::try_from(end).unwrap_or(u32::MAX),
+        )
     }
 
     /// Envoy's `setTag`: a key is set once, a later value replaces it.
-    fn set(&mut self, k: Cow<'static, str>, v: Cow<'static, str>) {
+    fn set(&mut self, k: Cow<'static, str>, v: Val) {
         match self.tags.iter_mut().find(|(n, _)| *n == k) {
             Some(slot) => slot.1 = v,
             None => self.tags.push((k, v)),
@@ -339,19 +383,16 @@ impl ActiveSpan {
 
     /// The upstream cluster the route chose.
     pub fn set_cluster(&mut self, name: &str) {
-        self.cluster = Some(name.to_string());
+        self.cluster = Some(self.write(|s| s.push_str(name)));
     }
 }
 
-/// `http.method`: the standard methods borrowed, others copied.
-fn method(m: &str) -> Cow<'static, str> {
+/// `http.method`: the standard methods, borrowed.
+fn known_method(m: &str) -> Option<&'static str> {
     const KNOWN: [&str; 9] = [
         "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
     ];
-    match KNOWN.iter().find(|k| **k == m) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Owned(m.to_string()),
-    }
+    KNOWN.iter().find(|k| **k == m).copied()
 }
 
 /// A finished span on its way to the exporter.
@@ -364,7 +405,23 @@ pub struct Finished {
     pub name: Cow<'static, str>,
     pub start: SystemTime,
     pub end: SystemTime,
+    /// The span's own values, which `tags` point into.
+    pub text: String,
     pub tags: Vec<Tag>,
+}
+
+impl Finished {
+    /// The span's attributes as key and value.
+    pub fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tags.iter().map(|(k, v)| (k.as_ref(), self.value(*v)))
+    }
+
+    fn value(&self, v: Val) -> &str {
+        match v {
+            Val::Static(s) => s,
+            Val::Text(a, b) => self.text.get(a as usize..b as usize).unwrap_or_default(),
+        }
+    }
 }
 
 /// How the stream ended, for the span's last tags.
@@ -380,31 +437,40 @@ pub struct End {
 /// Finishes a sampled span (Envoy's `finalizeDownstreamSpan`) and hands it to the
 /// exporter thread; a full queue drops it and counts it.
 pub fn finish(mut span: ActiveSpan, end: &End) {
-    span.tag("request_size", end.bytes_received.to_string());
-    span.tag("response_size", end.bytes_sent.to_string());
+    span.tag_with("request_size", |s| {
+        let _ = write!(s, "{}", end.bytes_received);
+    });
+    span.tag_with("response_size", |s| {
+        let _ = write!(s, "{}", end.bytes_sent);
+    });
     span.tag("component", "proxy");
     if let Some(c) = span.cluster.take() {
-        span.tag("upstream_cluster", c.clone());
-        span.tag("upstream_cluster.name", c);
+        span.set(Cow::Borrowed("upstream_cluster"), c);
+        span.set(Cow::Borrowed("upstream_cluster.name"), c);
     }
-    span.tag("http.status_code", end.status.to_string());
+    span.tag_with("http.status_code", |s| {
+        let _ = write!(s, "{}", end.status);
+    });
     // Envoy's `toShortString`: `-`, `UF`, `URX,UC`.
     let mut set = end.flags.iter().flatten();
-    let flags: Cow<'static, str> = match (set.next(), end.flags.iter().flatten().count()) {
-        (None, _) => Cow::Borrowed("-"),
-        (Some(f), 1) => Cow::Borrowed(f.as_str()),
-        (Some(f), _) => Cow::Owned(set.fold(f.as_str().to_string(), |mut s, f| {
-            s.push(',');
+    match (set.next(), end.flags.iter().flatten().count()) {
+        (None, _) => span.tag("response_flags", "-"),
+        (Some(f), 1) => span.tag("response_flags", f.as_str()),
+        (Some(f), _) => span.tag_with("response_flags", |s| {
             s.push_str(f.as_str());
-            s
-        })),
-    };
-    span.tag("response_flags", flags);
+            for f in set {
+                s.push(',');
+                s.push_str(f.as_str());
+            }
+        }),
+    }
     if end.status == 0 || end.status >= 500 {
         span.tag("error", "true");
     }
     if let Some(a) = end.upstream {
-        span.tag("upstream_address", a.to_string());
+        span.tag_with("upstream_address", |s| {
+            let _ = write!(s, "{a}");
+        });
     }
     let done = Finished {
         collector: span.tracing.collector.clone(),
@@ -415,6 +481,7 @@ pub fn finish(mut span: ActiveSpan, end: &End) {
         name: std::mem::take(&mut span.name),
         start: span.start,
         end: SystemTime::now(),
+        text: std::mem::take(&mut span.text),
         tags: std::mem::take(&mut span.tags),
     };
     export::submit(Box::new(done));
@@ -461,6 +528,49 @@ mod tests {
         trusted: true,
         generates_request_id: true,
     };
+
+    /// The span's own values live in its text; a tag set again takes the new value; the
+    /// URL's path is cut at `max_path_tag_length` on a character boundary.
+    #[test]
+    fn tags_point_into_the_spans_text() {
+        let t = Arc::new(Tracing {
+            max_path_tag_length: 4,
+            ..(*tracing(10_000, 10_000)).clone()
+        });
+        let r = Request {
+            path: "/ab\u{e9}/x",
+            ..REQ
+        };
+        let (_, span) = start(&t, &r, |n: &str| {
+            (n == "user-agent").then_some(&b"curl"[..])
+        });
+        let mut span = span.expect("sampled");
+        span.set_cluster("backend");
+        span.tag_with("user_agent", |s| s.push_str("again"));
+        let f = Finished {
+            collector: t.collector.clone(),
+            kind: t.kind,
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            parent: None,
+            name: Cow::Borrowed("ingress"),
+            start: span.start,
+            end: span.start,
+            text: std::mem::take(&mut span.text),
+            tags: std::mem::take(&mut span.tags),
+        };
+        let get = |k: &str| {
+            f.attributes()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        assert_eq!(get("http.url").as_deref(), Some("http://h/ab"));
+        assert_eq!(get("http.method").as_deref(), Some("GET"));
+        assert_eq!(get("user_agent").as_deref(), Some("again"));
+        assert_eq!(get("downstream_cluster").as_deref(), Some("-"));
+        assert_eq!(get("peer.address").as_deref(), Some("127.0.0.1"));
+        assert_eq!(f.tags.iter().filter(|(k, _)| k == "user_agent").count(), 1);
+    }
 
     #[test]
     fn sampling_follows_envoy() {

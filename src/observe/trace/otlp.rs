@@ -77,7 +77,7 @@ fn span_len(f: &Finished) -> usize {
             n += 1 + 8;
         }
     }
-    for (k, v) in &f.tags {
+    for (k, v) in f.attributes() {
         n += delimited(key_value_len(k, v));
     }
     n
@@ -126,7 +126,7 @@ fn put_span(f: &Finished, len: usize, out: &mut Vec<u8>) {
             out.extend_from_slice(&ns.to_le_bytes());
         }
     }
-    for (k, v) in &f.tags {
+    for (k, v) in f.attributes() {
         // The same bytes as a `KeyValue` in `Span.attributes` (field 9).
         put_key_value(k, v, out);
     }

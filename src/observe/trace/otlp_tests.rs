@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use super::super::{Collector, Finished, SpanKind};
+use super::super::{Collector, Finished, SpanKind, Val};
 use super::{encode, nanos};
 
 fn kv(key: &str, value: &str) -> KeyValue {
@@ -36,7 +36,7 @@ fn reference(service_name: &str, spans: &[Finished]) -> ExportTraceServiceReques
         },
         start_time_unix_nano: nanos(f.start),
         end_time_unix_nano: nanos(f.end),
-        attributes: f.tags.iter().map(|(k, v)| kv(k, v)).collect(),
+        attributes: f.attributes().map(|(k, v)| kv(k, v)).collect(),
         ..Span::default()
     };
     ExportTraceServiceRequest {
@@ -73,9 +73,14 @@ fn finished(i: u8, parent: bool, kind: SpanKind, tags: &[(&'static str, String)]
         name: Cow::Borrowed("ingress"),
         start: UNIX_EPOCH + Duration::from_nanos(1_764_000_000_123_456_789 + u64::from(i)),
         end: SystemTime::now(),
+        text: tags.iter().map(|(_, v)| v.as_str()).collect(),
         tags: tags
             .iter()
-            .map(|(k, v)| (Cow::Borrowed(*k), Cow::Owned(v.clone())))
+            .scan(0u32, |at, (k, v)| {
+                let start = *at;
+                *at += v.len() as u32;
+                Some((Cow::Borrowed(*k), Val::Text(start, *at)))
+            })
             .collect(),
     }
 }
@@ -103,6 +108,12 @@ fn the_bytes_are_the_crates_own_encoding() {
             &[("guid:x-request-id", "x".repeat(40))],
         ),
     ];
+    // A borrowed value among the span's own ones.
+    let mut spans = spans;
+    if let Some(s) = spans.get_mut(1) {
+        s.tags
+            .insert(1, (Cow::Borrowed("component"), Val::Static("proxy")));
+    }
     let (first, rest) = spans.split_at(1);
     for (service, spans) in [
         ("proxy", spans.as_slice()),
