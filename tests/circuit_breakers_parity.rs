@@ -92,14 +92,17 @@ fn envoy_stat(admin: SocketAddr, name: &str) -> u64 {
     common::envoy::stat(admin, &format!("cluster.up.{name}")).unwrap_or(0)
 }
 
-/// The same from Outrigger's `/stats`.
+/// The same from Outrigger's `/stats`: Envoy's `upstream_*` counters without the
+/// prefix, the gauges of each priority under `circuit_breakers` and
+/// `circuit_breakers_high`.
 fn our_stat(p: &Proxy, name: &str) -> u64 {
     let c = p.cluster_stats("up");
-    let v = match name {
-        "upstream_rq_active_overflow" => &c["rq_active_overflow"],
-        "upstream_rq_pending_overflow" => &c["rq_pending_overflow"],
-        "upstream_rq_retry_overflow" => &c["rq_retry_overflow"],
-        _ => &c["circuit_breakers"][name.trim_start_matches("circuit_breakers.default.")],
+    let v = if let Some(g) = name.strip_prefix("circuit_breakers.default.") {
+        &c["circuit_breakers"][g]
+    } else if let Some(g) = name.strip_prefix("circuit_breakers.high.") {
+        &c["circuit_breakers_high"][g]
+    } else {
+        &c[name.trim_start_matches("upstream_")]
     };
     v.as_u64().unwrap_or(0)
 }
@@ -414,14 +417,11 @@ fn envoy_and_outrigger_limit_connection_pools_alike() {
     drop(envoy);
     let ups = two();
     let proxy = Proxy::start(&text(&ups));
-    let ours = run(proxy.listen, &ups, &|n| {
-        let c = proxy.cluster_stats("up");
-        let v = match n {
-            "upstream_cx_pool_overflow" => &c["cx_pool_overflow"],
-            "upstream_rq_5xx" => &c["rq_class"][4],
-            _ => &c["circuit_breakers"][n.trim_start_matches("circuit_breakers.default.")],
-        };
-        v.as_u64().unwrap_or(0)
+    let ours = run(proxy.listen, &ups, &|n| match n {
+        "upstream_rq_5xx" => proxy.cluster_stats("up")["rq_class"][4]
+            .as_u64()
+            .unwrap_or(0),
+        _ => our_stat(&proxy, n),
     });
     assert_eq!(ours, from_envoy, "outrigger, then envoy");
     assert_eq!(
@@ -655,17 +655,7 @@ fn envoy_and_outrigger_keep_priorities_apart() {
             *held,
             paths,
             *counted,
-            &|n| {
-                let c = proxy.cluster_stats("up");
-                let v = if let Some(g) = n.strip_prefix("circuit_breakers.default.") {
-                    &c["circuit_breakers"][g]
-                } else if let Some(g) = n.strip_prefix("circuit_breakers.high.") {
-                    &c["circuit_breakers_high"][g]
-                } else {
-                    &c[n.trim_start_matches("upstream_")]
-                };
-                v.as_u64().unwrap_or(0)
-            },
+            &|n| our_stat(&proxy, n),
         );
         if from_envoy != ours {
             diffs.push(format!(

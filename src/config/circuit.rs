@@ -79,7 +79,18 @@ pub enum Priority {
 }
 
 impl Priority {
-    /// 0 for DEFAULT, 1 for HIGH: the index of its pools and breakers.
+    /// Envoy's `RoutingPriority` name as the configs spell it (unset: DEFAULT); `None`
+    /// for any other.
+    pub fn parse(name: Option<&str>) -> Option<Priority> {
+        match name {
+            None | Some("DEFAULT") => Some(Priority::Default),
+            Some("HIGH") => Some(Priority::High),
+            Some(_) => None,
+        }
+    }
+
+    /// 0 for DEFAULT, 1 for HIGH: its place in a pair kept per priority (a cluster's
+    /// thresholds while they are built, its pools on a core).
     pub fn index(self) -> usize {
         match self {
             Priority::Default => 0,

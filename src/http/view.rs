@@ -276,10 +276,14 @@ impl<C: Connector> crate::http::filter::ctx::GrpcChannels for WorkerView<C> {
         Box::pin(async move {
             let cs = self.clusters.get(cluster)?;
             let ep = cs.start_request(None)?;
-            cs.h2_ready(ep, &*self.connector, Default::default())
-                .await
-                .ok()
-                .map(|(s, _, _)| s)
+            cs.h2_ready(
+                ep,
+                &*self.connector,
+                crate::config::circuit::Priority::Default,
+            )
+            .await
+            .ok()
+            .map(|(s, _, _)| s)
         })
     }
 }

@@ -213,9 +213,10 @@ impl<C: 'static> ClusterState<C> {
 
     /// The connection pools of routing priority `p`.
     pub fn pools(&self, p: crate::config::circuit::Priority) -> &Pools<C> {
+        let [default, high] = &self.pools;
         match p {
-            crate::config::circuit::Priority::Default => &self.pools[0],
-            crate::config::circuit::Priority::High => &self.pools[1],
+            crate::config::circuit::Priority::Default => default,
+            crate::config::circuit::Priority::High => high,
         }
     }
 

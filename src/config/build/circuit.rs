@@ -6,7 +6,7 @@
 //! `per_host_thresholds`: the first entry of a priority's `max_connections` limits each
 //! endpoint's connections at that priority (Envoy refuses the other limits there).
 
-use super::super::circuit::{Breakers, CircuitBreakers, RetryBudget, Thresholds};
+use super::super::circuit::{Breakers, CircuitBreakers, Priority, RetryBudget, Thresholds};
 use super::super::raw_circuit::RawCircuitBreakers;
 use super::Builder;
 
@@ -43,7 +43,7 @@ impl Builder {
                 continue;
             };
             // The first entry of a priority applies; unset: no per-host limit.
-            if let Some(slot) = per_host.get_mut(at) {
+            if let Some(slot) = per_host.get_mut(at.index()) {
                 slot.get_or_insert(t.max_connections.map(u64::from));
             }
         }
@@ -78,7 +78,7 @@ impl Builder {
                     .map_or(d.max_connection_pools, u64::from),
                 track_remaining: t.track_remaining,
             };
-            if let Some(slot) = set.get_mut(at) {
+            if let Some(slot) = set.get_mut(at.index()) {
                 slot.get_or_insert(th);
             }
         }
@@ -90,16 +90,13 @@ impl Builder {
         )
     }
 
-    /// A threshold entry's `priority`: 0 for DEFAULT (or unset), 1 for HIGH; `None`
-    /// (refused) for anything else.
-    fn priority(&mut self, tp: &str, p: Option<&str>) -> Option<usize> {
-        match p {
-            None | Some("DEFAULT") => Some(0),
-            Some("HIGH") => Some(1),
-            Some(_) => {
-                self.err(format!("{tp}.priority"), "must be `DEFAULT` or `HIGH`");
-                None
-            }
+    /// A threshold entry's `priority` (unset: DEFAULT); `None` (refused) for anything
+    /// else.
+    fn priority(&mut self, tp: &str, p: Option<&str>) -> Option<Priority> {
+        let parsed = Priority::parse(p);
+        if parsed.is_none() {
+            self.err(format!("{tp}.priority"), "must be `DEFAULT` or `HIGH`");
         }
+        parsed
     }
 }

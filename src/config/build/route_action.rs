@@ -198,17 +198,16 @@ impl Builder {
         let mirrors = self.mirror_policies(p, &r.request_mirror_policies, clusters);
         let hash_policy = self.hash_policies(p, &r.hash_policy);
         let stream = self.stream_timeouts(p, r);
-        let priority = match r.priority.as_deref() {
-            None | Some("DEFAULT") => Priority::Default,
-            Some("HIGH") => Priority::High,
-            Some(other) => {
-                self.err(
-                    format!("{p}.priority"),
-                    format!("unknown priority `{other}` (DEFAULT, HIGH)"),
-                );
-                Priority::Default
-            }
-        };
+        let priority = Priority::parse(r.priority.as_deref()).unwrap_or_else(|| {
+            self.err(
+                format!("{p}.priority"),
+                format!(
+                    "unknown priority `{}` (DEFAULT, HIGH)",
+                    r.priority.as_deref().unwrap_or_default()
+                ),
+            );
+            Priority::Default
+        });
         Some(RouteAction::Cluster(Forward {
             stream,
             priority,

@@ -48,6 +48,7 @@ use super::http1::{parse_head, Head, Parsed};
 use super::tee::{Next, TeeRx};
 use super::{count_failure, pick, run, Attempt, Exchange, Http1, Http2, RetryPolicy};
 use super::{H2Open, Tried};
+use crate::config::circuit::Priority;
 use crate::config::UpstreamProtocol;
 use crate::http::failure::Failure;
 use crate::http::h1::chunked::{ChunkedDecoder, Piece};
@@ -430,8 +431,9 @@ async fn via_h1<K: Connector>(
     s: Shadow,
 ) -> Result<(), Failure> {
     // A mirrored request counts against the mirror cluster's circuit breakers, as
-    // Envoy's shadow goes through its router and pool.
-    let picked = pick(cs, None, Default::default())?;
+    // Envoy's shadow goes through its router and pool (at DEFAULT: Envoy's async client
+    // routes at the default priority).
+    let picked = pick(cs, None, Priority::Default)?;
     let progress = Progress::new(s.timeout, Duration::ZERO);
     progress.request_done();
     let bytes = encode_h1(&s);
@@ -532,7 +534,7 @@ async fn via_h2<K: Connector>(
 ) -> Result<(), Failure> {
     // A mirrored request counts against the mirror cluster's circuit breakers, as
     // Envoy's shadow goes through its router and pool.
-    let picked = pick(cs, None, Default::default())?;
+    let picked = pick(cs, None, Priority::Default)?;
     let progress = Progress::new(s.timeout, Duration::ZERO);
     progress.request_done();
     let mut req = s.req;
