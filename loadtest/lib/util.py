@@ -254,6 +254,23 @@ def cpu_times(pid: int) -> tuple[float, float]:
     return user / CLK_TCK, system / CLK_TCK
 
 
+def thread_cpu_seconds(pid: int, comm: str) -> float:
+    """utime+stime of the threads named `comm` in the tree (e.g. Outrigger's span
+    exporter, `outrigger-trace`): a thread's own share of the proxy's CPU."""
+    total = 0
+    for p in tree_pids(pid):
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                if (task / "comm").read_text().strip() != comm:
+                    continue
+                raw = (task / "stat").read_text()
+            except OSError:
+                continue
+            f = raw[raw.rindex(")") + 2:].split()
+            total += int(f[11]) + int(f[12])    # utime, stime
+    return total / CLK_TCK
+
+
 def cpu_seconds(pid: int) -> float:
     """utime+stime of the tree, plus reaped children (cutime+cstime) of the root."""
     return sum(cpu_times(pid))
