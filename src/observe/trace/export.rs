@@ -8,8 +8,9 @@
 //! (`tracing.opentelemetry.spans_dropped`). The worker wakes the thread only when its
 //! queue was empty (the first span of a batch) or reaches a batch, so a busy worker
 //! does not pay a wake-up per span; an idle exporter sleeps without a timer. Exports to
-//! one collector start at least `EXPORT_GAP` apart, so a busy proxy sends one request
-//! per millisecond, not one per five spans.
+//! one collector start at least `EXPORT_GAP` apart, and after an export the thread
+//! sleeps the gap out, so a busy proxy sends one request per 10 ms, not one per five
+//! spans, and the exporter wakes about twice per request.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -57,12 +58,14 @@ const MAX_EXPORT_SPANS: usize = 512;
 
 /// The least time between the starts of two exports to one collector. A batch that
 /// fills sooner waits for the rest of it, so at a high request rate spans go in one
-/// request per millisecond instead of one per `batch_spans` (Envoy's
-/// `min_flush_spans`, 5: at 40k traced requests a second, 8,000 requests a second,
-/// each a write, a read and a wake-up on the proxy's core; that was most of tracing's
-/// cost per request). A span waits at most this much longer than it would in Envoy;
-/// below a thousand batches a second nothing changes.
-const EXPORT_GAP: Duration = Duration::from_millis(1);
+/// request per 10 ms instead of one per `batch_spans` (Envoy's `min_flush_spans`, 5: at
+/// 40k traced requests a second, 8,000 requests a second, each a write, a read and a
+/// wake-up on the proxy's core; that was most of tracing's cost per request). At 1 ms
+/// the exporter still cost 3 us of CPU per span, mostly its context switches
+/// (docs/tracing.md). A span waits at most this much longer than it would in Envoy,
+/// whose own flush interval is 5 s; a batch stays within `MAX_EXPORT_SPANS` up to
+/// about 50k spans a second.
+const EXPORT_GAP: Duration = Duration::from_millis(10);
 
 thread_local! {
     static QUEUE: OnceCell<Option<Arc<Queue>>> = const { OnceCell::new() };
@@ -131,6 +134,31 @@ pub fn submit(span: Box<Finished>) {
     });
 }
 
+/// The spans pending for one collector, since the first of them came.
+struct Batch {
+    collector: Arc<Collector>,
+    first: Instant,
+    spans: Vec<Finished>,
+}
+
+/// The pending batch of `c`: the same `Arc`, or failing that an equal collector (a
+/// reload's new `Arc` for the same one), or a new batch.
+fn batch_for<'p>(pending: &'p mut Vec<Batch>, c: &Arc<Collector>) -> Option<&'p mut Batch> {
+    let at = pending
+        .iter()
+        .position(|b| Arc::ptr_eq(&b.collector, c))
+        .or_else(|| pending.iter().position(|b| b.collector == *c));
+    let at = at.unwrap_or_else(|| {
+        pending.push(Batch {
+            collector: c.clone(),
+            first: Instant::now(),
+            spans: Vec::new(),
+        });
+        pending.len() - 1
+    });
+    pending.get_mut(at)
+}
+
 /// The exporter thread: drain every queue into per-collector batches; send a batch
 /// when it is full or its flush interval has passed since its first span.
 fn run() {
@@ -140,7 +168,9 @@ fn run() {
             None => std::thread::park(),
         }
     };
-    let mut pending: HashMap<Arc<Collector>, (Instant, Vec<Finished>)> = HashMap::new();
+    // Each collector's pending batch, found by its `Arc` (a few collectors at most: a
+    // scan of pointers costs less per span than hashing the collector's strings).
+    let mut pending: Vec<Batch> = Vec::new();
     // Each export request's body, written again for each (its allocation kept).
     let mut body = Vec::new();
     // OTLP/HTTP: each collector's kept-alive connection.
@@ -159,25 +189,24 @@ fn run() {
             // thread from sending.
             for _ in 0..q.capacity() {
                 let Some(f) = q.pop() else { break };
-                let entry = pending
-                    .entry(f.collector.clone())
-                    .or_insert_with(|| (Instant::now(), Vec::new()));
-                entry.1.push(*f);
+                if let Some(b) = batch_for(&mut pending, &f.collector) {
+                    b.spans.push(*f);
+                }
             }
         }
         let now = Instant::now();
         // A full batch goes once `EXPORT_GAP` has passed since its collector's last
         // export; until then it is held (`held`: when it may go).
         let mut held: Option<Instant> = None;
-        let due: Vec<Arc<Collector>> = pending
-            .iter()
-            .filter(|(c, (first, spans))| {
-                if now.duration_since(*first) >= c.flush_interval {
-                    return true;
-                }
-                if spans.len() < c.batch_spans.max(1) {
-                    return false;
-                }
+        let mut due = Vec::new();
+        let mut i = 0;
+        while let Some(b) = pending.get(i) {
+            let c = &b.collector;
+            let go = if now.duration_since(b.first) >= c.flush_interval {
+                true
+            } else if b.spans.len() < c.batch_spans.max(1) {
+                false
+            } else {
                 match last.get(&c.addr).map(|t| *t + EXPORT_GAP) {
                     Some(at) if at > now => {
                         held = Some(held.map_or(at, |h| h.min(at)));
@@ -185,12 +214,22 @@ fn run() {
                     }
                     _ => true,
                 }
-            })
-            .map(|(c, _)| c.clone())
-            .collect();
-        for c in due {
+            };
+            if go {
+                due.push(pending.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        let exported = !due.is_empty();
+        for Batch {
+            collector: c,
+            mut spans,
+            ..
+        } in due
+        {
             last.insert(c.addr, Instant::now());
-            if let Some((_, mut spans)) = pending.remove(&c) {
+            {
                 // Everything pending goes in one request, as Envoy's flush does (its
                 // `min_flush_spans` starts a flush, it does not size it), up to
                 // `MAX_EXPORT_SPANS`: behind a slow collector, a backlog cut into
@@ -225,9 +264,18 @@ fn run() {
                 }
             }
         }
-        if let Some(at) = held {
-            // A full batch waits for its gap: sleep until then without being woken for
-            // the spans that arrive meanwhile; they go with it.
+        // After an export, and while a full batch waits for its gap, sleep the gap out
+        // without being woken for the spans that arrive meanwhile: they go with the
+        // next export. A busy proxy's exporter then wakes once per export (and once
+        // more for the collector's answer), where waking for the span that filled a
+        // batch, then again at the gap, cost four context switches per export, most
+        // of the exporter's CPU.
+        let nap = if exported {
+            Some(Instant::now() + EXPORT_GAP)
+        } else {
+            held
+        };
+        if let Some(at) = nap {
             s.paced.store(true, Ordering::Relaxed);
             std::thread::park_timeout(at.saturating_duration_since(Instant::now()));
             s.paced.store(false, Ordering::Relaxed);
@@ -239,8 +287,8 @@ fn run() {
         // Sleep until a worker wakes us, or the oldest batch is due.
         let next = pending
             .iter()
-            .map(|(c, (first, _))| {
-                (*first + c.flush_interval).saturating_duration_since(Instant::now())
+            .map(|b| {
+                (b.first + b.collector.flush_interval).saturating_duration_since(Instant::now())
             })
             .min();
         match next {
