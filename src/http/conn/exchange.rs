@@ -479,7 +479,9 @@ impl Conn {
         let retry = plan.retry();
         if let Some(req) = h2_request {
             let (to, clock, p) = ((&**cs, picked.ep), (timeout, retry), progress);
-            return self.via_http2(down, view, plan, to, *req, p, clock).await;
+            // Boxed: an HTTP/2 upstream's exchange would otherwise size every HTTP/1
+            // connection's future (9 KiB of each idle connection's memory).
+            return Box::pin(self.via_http2(down, view, plan, to, *req, p, clock)).await;
         }
         let mut x = Try {
             conn: self,
@@ -566,9 +568,9 @@ impl Conn {
         };
         request::count_response(cs, ep, status);
         if plan.chain.hooks().response_head {
-            if let Some(reply) = self
-                .response_head_hook(plan, status, close_down, response_edits)
-                .await
+            // Boxed, as the rare path it is (only chains with a response-head hook).
+            if let Some(reply) =
+                Box::pin(self.response_head_hook(plan, status, close_down, response_edits)).await
             {
                 // A filter answers instead; the upstream connection, mid-response, goes.
                 let body = reply.body.as_bytes();

@@ -34,8 +34,10 @@ pub(super) async fn prepare<'v, C: Connector>(
         &'v filter::set_headers::SetHeaders,
     ),
 ) -> Result<Option<Plan<'v>>, HeadError> {
-    let mut slots = request::header_slots();
-    let Some(mut req) = request::parse(data, &l.limits, &mut slots)? else {
+    // Lent, not on the stack: the parsed headers stay borrowed across the chain's
+    // awaits, and stack slots would be 8 KiB of every connection's future.
+    let mut slots = crate::http::h1::slots::Lent::take();
+    let Some(mut req) = request::parse(data, &l.limits, slots.slots())? else {
         return Ok(None);
     };
     // The `parse` phase ends here (`observe::phases`).

@@ -8,3 +8,4 @@ pub mod encode;
 pub mod head;
 pub mod request;
 pub mod response;
+pub mod slots;

@@ -85,21 +85,20 @@ pub(crate) async fn serve<C: Connector>(
         authority
     };
     view.hooks.on_request(parts.uri.path());
-    let lookup: Vec<httparse::Header<'_>> = parts
-        .headers
-        .iter()
-        .map(|(n, v)| httparse::Header {
-            name: n.as_str(),
-            value: v.as_bytes(),
-        })
-        .collect();
+    // The router's and the filters' view of the headers, in slots lent for the head
+    // (no allocation per stream).
+    let mut slots = crate::http::h1::slots::Lent::take();
+    let lookup = slots.fill(parts.headers.iter().map(|(n, v)| httparse::Header {
+        name: n.as_str(),
+        value: v.as_bytes(),
+    }));
     let table = view.snapshot.route_tables.get(route_table);
     let view_req = router::Request {
         method: parts.method.as_str(),
         authority: authority.as_bytes(),
         path: &path,
         scheme: "http",
-        headers: &lookup,
+        headers: lookup,
     };
     let route = match table {
         _ if refused.is_some() => None,
@@ -238,7 +237,7 @@ pub(crate) async fn serve<C: Connector>(
     if !store.is_empty() {
         edits.response.set = Some(&store);
     }
-    drop(lookup);
+    drop(slots);
     marks.decided = Some(Instant::now());
     let mut upstream_marks = None;
     let mut request_done_at = None;
@@ -288,9 +287,17 @@ pub(crate) async fn serve<C: Connector>(
             let progress =
                 Rc::new(Progress::new(Duration::ZERO, l.idle_timeout).recording_upstream(wants));
             let _clock = conn.clocks.register(&progress);
-            let done =
-                super::connect::tunnel(body, &mut respond, &view, cs, &progress, edits.response)
-                    .await;
+            // Boxed, as the rare path it is (the stream's future is copied whole at
+            // spawn, whatever path the stream then takes).
+            let done = Box::pin(super::connect::tunnel(
+                body,
+                &mut respond,
+                &view,
+                cs,
+                &progress,
+                edits.response,
+            ))
+            .await;
             upstream_facts = (
                 progress.upstream_local(),
                 progress.transport_failure(),
@@ -538,7 +545,10 @@ pub(crate) async fn serve<C: Connector>(
                     tee = mirror::launch(&view, m, body);
                 }
             }
-            let req = super::to_h1::Request {
+            // Lent to the exchange, not moved into it: a request moved into an async
+            // fn stays in its future twice (the argument and the local it becomes),
+            // and every byte of the stream's future is copied when the stream starts.
+            let mut req = super::to_h1::Request {
                 parts: up_parts.as_ref().unwrap_or(&parts),
                 body,
                 held,
@@ -556,10 +566,20 @@ pub(crate) async fn serve<C: Connector>(
             };
             let done = match cs.cfg.protocol {
                 UpstreamProtocol::Http1 => {
-                    super::to_h1::proxy(req, &mut respond, &view, cs, &progress).await
+                    super::to_h1::proxy(&mut req, &mut respond, &view, cs, &progress).await
                 }
+                // Boxed: its future is the largest of the stream's states, and held
+                // inline it would size (and be copied with) every stream's future,
+                // those to an HTTP/1.1 upstream included.
                 UpstreamProtocol::Http2 | UpstreamProtocol::Downstream => {
-                    super::to_h2::proxy(req, &mut respond, &view, cs, &progress).await
+                    Box::pin(super::to_h2::proxy(
+                        &mut req,
+                        &mut respond,
+                        &view,
+                        cs,
+                        &progress,
+                    ))
+                    .await
                 }
             };
             upstream_marks = Some(progress.phase_marks());

@@ -64,7 +64,7 @@ pub(crate) struct Request<'a> {
 }
 
 pub(crate) async fn proxy<C: Connector>(
-    mut r: Request<'_>,
+    r: &mut Request<'_>,
     respond: &mut Respond,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
@@ -79,7 +79,7 @@ pub(crate) async fn proxy<C: Connector>(
     // Dropping the exchange on expiry closes its upstream connection: a stuck stream
     // never keeps one.
     let mut ep = picked.ep;
-    let work = exchange(&mut r, respond, view, cs, &mut ep, &mut ubuf, progress);
+    let work = exchange(r, respond, view, cs, &mut ep, &mut ubuf, progress);
     let result = progress.run(work).await;
     view.bufs.put(ubuf);
     let upstream = cs
@@ -448,7 +448,9 @@ async fn exchange<C: Connector>(
             return d;
         }
     };
-    let mut edits = x.r.edits;
+    // By reference: the edits are 784 bytes, and a copy held across the response's
+    // awaits would grow the stream's future by as much.
+    let edits = &mut x.r.edits;
     if let Some(r) = retry.filter(|r| r.attempt_count_response) {
         edits.response.stamp.attempt_count = Some(r.attempt());
     }
@@ -486,7 +488,7 @@ async fn respond_with<U: Io, K>(
     respond: &mut Respond,
     up: &mut U,
     ubuf: &mut ReadBuf,
-    (grpc, mut edits): (bool, StreamEdits<'_>),
+    (grpc, edits): (bool, &mut StreamEdits<'_>),
     max_headers: usize,
     cs: &ClusterState<K>,
     progress: &Progress,
@@ -509,7 +511,7 @@ async fn respond_with<U: Io, K>(
     }
     if edits.chain.hooks().response_body {
         // Head and whole body held for the chain (`held.rs`).
-        let e = (grpc, &edits);
+        let e = (grpc, &*edits);
         let stats = &cs.stats;
         let (mut done, reuse) =
             super::held::from_h1(h, respond, up, ubuf, e, max_headers, stats, progress).await;
@@ -556,9 +558,8 @@ async fn respond_with<U: Io, K>(
             progress,
         };
         let result = if edits.chain.hooks().response_data {
-            let mut chain = edits.chain;
             let hooked = body_hooks::forward(
-                &mut chain,
+                &mut edits.chain,
                 up,
                 ubuf,
                 sink,

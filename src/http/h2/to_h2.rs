@@ -235,7 +235,7 @@ async fn take_first(
 }
 
 pub(crate) async fn proxy<C: Connector>(
-    r: Request<'_>,
+    r: &mut Request<'_>,
     respond: &mut Respond,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,
@@ -272,7 +272,7 @@ where
 }
 
 async fn exchange<C: Connector>(
-    mut r: Request<'_>,
+    r: &mut Request<'_>,
     respond: &mut Respond,
     view: &WorkerView<C>,
     cs: &ClusterState<C::Conn>,

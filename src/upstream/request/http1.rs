@@ -146,7 +146,10 @@ impl<K: Connector> UpstreamCodec<K> for Http1 {
             None => cs.cfg.connect_timeout,
         };
         let started = Instant::now();
-        let connected = connector.connect_to(&cs.cfg, endpoint.addr, timeout).await;
+        // Boxed: a connect (with its TLS handshake) is a fraction of the requests, and
+        // inline its future would size every request's future, which an HTTP/2 stream
+        // copies whole when it starts.
+        let connected = Box::pin(connector.connect_to(&cs.cfg, endpoint.addr, timeout)).await;
         drop(pending);
         match connected {
             Ok(c) => {
