@@ -312,6 +312,14 @@ def policy_section(data: Data) -> list[str]:
                    "policy req/s", "policy p99 ms"], rows), ""]
 
 
+def round_diffs(data: Data, base: str, scen: str, p: str, val) -> list:
+    """`val` of each run of `scen` minus that of `base` in the same round, for peer `p`
+    (the rounds both have): the per-round differences the A/B tables take medians of."""
+    b = {r.round: val(r.data) for r in data.of(base, p)}
+    return [val(r.data) - b[r.round] for r in data.of(scen, p)
+            if b.get(r.round) is not None and val(r.data) is not None]
+
+
 def extensions_section(data: Data) -> list[str]:
     """What each extension adds to each proxy's CPU per request over the same Envoy
     bootstrap without it, at the same load, in the same run: ext-proc and ext-authz
@@ -323,9 +331,7 @@ def extensions_section(data: Data) -> list[str]:
         for p in data.peers(ext):
             if not data.of(plain, p):
                 continue
-            b = {r.round: cpu(r.data) for r in data.of(plain, p)}
-            xs = [cpu(r.data) - b[r.round] for r in data.of(ext, p)
-                  if b.get(r.round) is not None and cpu(r.data) is not None]
+            xs = round_diffs(data, plain, ext, p, cpu)
             rows.append([ext, p, f_num(data.median(plain, p, cpu), 1),
                          f_num(data.median(ext, p, cpu), 1), f_num(med(xs), 2),
                          f_num(data.median(ext, p, get("rps"))),
@@ -359,9 +365,7 @@ def tracing_section(data: Data) -> list[str]:
         cells = [p, f_num(data.median(traced, p, cpu), 1)]
         for b in bases:
             # Pair the two scenarios' runs by round, as everywhere else here.
-            base = {r.round: cpu(r.data) for r in data.of(b, p)}
-            xs = [cpu(r.data) - base[r.round] for r in data.of(traced, p)
-                  if base.get(r.round) is not None and cpu(r.data) is not None]
+            xs = round_diffs(data, b, traced, p, cpu)
             cells += [f_num(data.median(b, p, cpu), 1), f_num(med(xs), 2)]
         cells += [f_num(data.median(traced, p, get("exporter_cpu_us_per_req")), 2),
                   f_num(data.median(traced, p, get("spans_per_req")), 3),
@@ -404,9 +408,7 @@ def equal_rate_tracing(data: Data) -> list[str]:
         for p in data.peers(traced):
             if not data.of(plain, p):
                 continue
-            base = {r.round: cpu(r.data) for r in data.of(plain, p)}
-            xs = [cpu(r.data) - base[r.round] for r in data.of(traced, p)
-                  if base.get(r.round) is not None and cpu(r.data) is not None]
+            xs = round_diffs(data, plain, traced, p, cpu)
             rows.append([rate, p, f_num(data.median(plain, p, cpu), 1),
                          f_num(data.median(traced, p, cpu), 1), f_num(med(xs), 2),
                          ", ".join(f_num(x, 1) for x in xs),
