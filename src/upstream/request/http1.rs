@@ -477,6 +477,9 @@ pub(crate) fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, B
         StatusCode::from_u16(status).map_err(|_| BadResponse("status code out of range"))?;
     let h = out.headers_mut();
     let named = Nominated::of(resp.headers, f.has_connection_header);
+    // The values share one copy of the head, where each was a copy of its own (an
+    // allocation per header per HTTP/2 stream).
+    let head = bytes::Bytes::copy_from_slice(data.get(..len).unwrap_or(data));
     for x in resp.headers.iter() {
         let special = hop::classify(x.name);
         if hop::fate(special, x.name, x.value, Message::Response, named) != Fate::Forward {
@@ -484,7 +487,7 @@ pub(crate) fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, B
         }
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(x.name.as_bytes()),
-            HeaderValue::from_bytes(x.value),
+            HeaderValue::from_maybe_shared(within(&head, data, x.value)),
         ) else {
             return Err(BadResponse("not a valid HTTP/2 field"));
         };
@@ -496,6 +499,16 @@ pub(crate) fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, B
         body,
         reuse: f.keep_alive && body != BodyKind::UntilClose,
     })))
+}
+
+/// `part`, a slice of `data`, as the same bytes of `copy` (a copy of `data`'s start),
+/// without copying them again; a part outside the copy is copied.
+fn within(copy: &bytes::Bytes, data: &[u8], part: &[u8]) -> bytes::Bytes {
+    let at = (part.as_ptr() as usize).wrapping_sub(data.as_ptr() as usize);
+    match at.checked_add(part.len()) {
+        Some(end) if at <= end && end <= copy.len() => copy.slice(at..end),
+        _ => bytes::Bytes::copy_from_slice(part),
+    }
 }
 
 /// Parses a raw chunked trailer section (field lines and the final empty line) into a
@@ -566,6 +579,25 @@ mod tests {
             push_ip(&mut out, ip);
             assert_eq!(out, ip.to_string().as_bytes());
         }
+    }
+
+    #[test]
+    fn header_values_come_whole_from_the_shared_copy_of_the_head() {
+        let raw = b"HTTP/1.1 200 OK\r\nserver: nginx\r\nx-empty:\r\nx-b: two words\r\n\
+                    content-length: 0\r\n\r\nNEXT";
+        let Ok(Some(Parsed::Final(h))) = parse_head(raw, false) else {
+            panic!("a final head");
+        };
+        let got = h.response.headers();
+        assert_eq!(got["server"], "nginx");
+        assert_eq!(got["x-empty"], "");
+        assert_eq!(got["x-b"], "two words");
+        assert_eq!(got["content-length"], "0");
+        assert_eq!(h.len, raw.len() - 4);
+        // A part outside the copy is copied, not cut from it.
+        let copy = bytes::Bytes::from_static(b"abc");
+        assert_eq!(within(&copy, b"abc", b"zz"), &b"zz"[..]);
+        assert_eq!(within(&copy, b"abcdef", &b"abcdef"[2..5]), &b"cde"[..]);
     }
 
     #[test]
