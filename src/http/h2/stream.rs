@@ -86,7 +86,9 @@ pub(crate) async fn serve<C: Connector>(
     };
     view.hooks.on_request(parts.uri.path());
     // The router's and the filters' view of the headers, in slots lent for the head
-    // (no allocation per stream).
+    // (no allocation per stream). They hold every field of a head that is routed: `check`
+    // refused one with more than `max_headers` (at most `MAX_HEADERS_CAP`, the slots'
+    // number), and a refused head is neither routed nor filtered.
     let mut slots = crate::http::h1::slots::Lent::take();
     let lookup = slots.fill(parts.headers.iter().map(|(n, v)| httparse::Header {
         name: n.as_str(),

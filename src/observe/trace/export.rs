@@ -125,8 +125,14 @@ pub fn submit(span: Box<Finished>) {
         }
         // Wake the exporter only when a batch is full, or when it sleeps without a
         // timer; otherwise the pending batch's flush timer collects this span, so a
-        // sampled request costs no futex wake (and no context switch) of its own.
-        let wake = (q.len() >= batch && !s.paced.load(Ordering::Relaxed))
+        // sampled request costs no futex wake (and no context switch) of its own. The
+        // span that fills half the queue wakes it even while it sleeps out its gap
+        // (`EXPORT_GAP`): it then takes the queue's spans into its batch, so a worker
+        // faster than the queue holds in one gap (Envoy's `max_cache_size`, 1024 under
+        // a bootstrap, is 10 ms of 100k spans a second) loses none to the gap.
+        let len = q.len();
+        let wake = (len >= batch && !s.paced.load(Ordering::Relaxed))
+            || len == q.capacity().div_ceil(2)
             || (s.idle.load(Ordering::Relaxed) && s.idle.swap(false, Ordering::AcqRel));
         if wake {
             s.thread.unpark();
