@@ -29,6 +29,8 @@ fn config(upstream: SocketAddr, protocol: &str, processor: SocketAddr, filter: &
     let streamed = "{ ext_proc: { processing_mode: { request_body_mode: STREAMED } } }";
     let resp = "{ ext_proc: { processing_mode: { response_body_mode: BUFFERED } } }";
     let resp_skip = "{ ext_proc: { processing_mode: { response_header_mode: SKIP, response_body_mode: BUFFERED } } }";
+    let resp_streamed = "{ ext_proc: { processing_mode: { response_body_mode: STREAMED } } }";
+    let trailers = "{ ext_proc: { processing_mode: { request_trailer_mode: SEND, response_trailer_mode: SEND } } }";
     format!(
         "{HEADER}listeners:
   - name: main
@@ -45,7 +47,7 @@ fn config(upstream: SocketAddr, protocol: &str, processor: SocketAddr, filter: &
       - name: all
         domains: [\"*\"]
         routes:
-{}{}{}{}{}{}{}{}          - match: {{ prefix: / }}
+{}{}{}{}{}{}{}{}{}{}          - match: {{ prefix: / }}
             cluster: backend
 clusters:
   - name: backend
@@ -66,6 +68,8 @@ clusters:
         route("/hang-body", buffered),
         route("/replace", buffered),
         route("/resp-skip", resp_skip),
+        route("/stream-", resp_streamed),
+        route("/trailer", trailers),
         route("/resp-", resp),
         upstream.port(),
         processor.port(),
@@ -283,7 +287,7 @@ fn an_unreachable_processor_fails_closed_or_open() {
 #[test]
 fn unsupported_modes_are_refused_by_field_path() {
     let up = Upstream::echo();
-    let bad = "          processing_mode: { response_body_mode: STREAMED }\n";
+    let bad = "          processing_mode: { response_body_mode: BUFFERED_PARTIAL }\n";
     let dir = TempDir::new("extproc-cfg");
     let path = dir.join("c.yaml");
     let text = config(up.addr, "http1", up.addr, bad)
@@ -371,6 +375,165 @@ fn response_bodies_are_processed_buffered() {
     let bodies = p.seen("/resp-grow-chunked", "response_body");
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     assert_eq!(bodies[0]["body"], "abcde");
+}
+
+/// Response bodies in `STREAMED` mode (`/stream-*` routes): the body goes to the
+/// processor in pieces as it comes (a small one in one message with `end_of_stream`),
+/// the client gets what the processor made of each piece, without a Content-Length
+/// (chunked), as Envoy removes it for `STREAMED`; the first body answer's header
+/// mutations apply (Envoy's head is still held when the body came with it); an
+/// immediate response replaces the response.
+#[test]
+fn response_bodies_are_processed_streamed() {
+    let p = Processor::start();
+    let up = Upstream::echo();
+    let proxy = Proxy::start(&config(up.addr, "http1", processor_addr(&p), ""));
+    let r = get(proxy.listen, "svc", "/stream-upper");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let echoed = up.last_request().describe();
+    assert_eq!(r.body_str(), echoed.to_uppercase());
+    assert_eq!(r.header("content-length"), None, "{:?}", r.headers);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(p.seen("/stream-upper", "response_headers").len(), 1);
+    let bodies = p.seen("/stream-upper", "response_body");
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["body"], echoed.as_str());
+    assert_eq!(bodies[0]["end_of_stream"], true);
+    let r = get(proxy.listen, "svc", "/stream-grow");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let echoed = up.last_request().describe();
+    assert_eq!(r.body_str(), format!("{echoed}!"));
+    assert_eq!(
+        r.header("x-body-seen"),
+        Some("yes"),
+        "the first piece's header mutation"
+    );
+    let r = get(proxy.listen, "svc", "/stream-deny");
+    assert_eq!((r.status, r.body_str().as_str()), (451, "late body"));
+    // An HTTP/2 client gets the same body, without a length.
+    let r = h2_get(&proxy, "/stream-upper-h2");
+    assert!(r.reset.is_none(), "{:?}", r.reset);
+    let echoed = up.last_request().describe();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body_str(), echoed.to_uppercase());
+    assert_eq!(r.header("content-length"), None);
+    assert_eq!(counter(&proxy, "streams_failed"), 0);
+
+    // A large chunked body: several messages, each piece processed, the last one
+    // ending the stream.
+    let chunk = "abcdefghij".repeat(1000);
+    let mut raw = String::from("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+    for _ in 0..5 {
+        raw.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    raw.push_str("0\r\n\r\n");
+    let big = Upstream::start(fixed(raw.as_str()));
+    let proxy = Proxy::start(&config(big.addr, "http1", processor_addr(&p), ""));
+    let r = get(proxy.listen, "svc", "/stream-grow-big");
+    assert_eq!(r.status, 200);
+    let bodies = p.seen("/stream-grow-big", "response_body");
+    assert!(bodies.len() >= 2, "{}", bodies.len());
+    let sent: String = bodies.iter().map(|b| b["body"].as_str().unwrap()).collect();
+    assert_eq!(sent, chunk.repeat(5));
+    let eos: Vec<bool> = bodies.iter().map(|b| b["end_of_stream"] == true).collect();
+    assert_eq!(eos.iter().filter(|e| **e).count(), 1, "{eos:?}");
+    assert_eq!(eos.last(), Some(&true));
+    // Each piece grew by one `!`.
+    let want: String = bodies
+        .iter()
+        .map(|b| format!("{}!", b["body"].as_str().unwrap()))
+        .collect();
+    assert_eq!(r.body_str(), want);
+}
+
+/// Trailers in `SEND` mode (`/trailer*` routes): an HTTP/2 client's request trailers
+/// go to the processor and reach the HTTP/2 upstream as it mutated them (after the
+/// held body); an HTTP/2 upstream's response trailers go to it too and reach the
+/// client mutated, over HTTP/2 and over HTTP/1 (chunked); a request without trailers
+/// sends no trailers message; an immediate response to the response trailers, the
+/// head being out, resets the HTTP/2 client's stream.
+#[test]
+fn trailers_are_processed() {
+    let p = Processor::start();
+    let up = h2client::h2_serve(|req, mut respond| async move {
+        let (_, mut body) = req.into_parts();
+        while let Some(Ok(c)) = body.data().await {
+            let _ = body.flow_control().release_capacity(c.len());
+        }
+        let t = body.trailers().await.ok().flatten().unwrap_or_default();
+        let mut got: Vec<String> = t
+            .iter()
+            .map(|(n, v)| format!("{n}={}", v.to_str().unwrap_or("?")))
+            .collect();
+        got.sort();
+        let resp = http::Response::builder()
+            .status(200)
+            .header("x-req-trailers", got.join(","))
+            .body(())
+            .unwrap();
+        let Ok(mut send) = respond.send_response(resp, false) else {
+            return;
+        };
+        send.reserve_capacity(4);
+        let _ = send.send_data(bytes::Bytes::from_static(b"body"), false);
+        let mut t = http::HeaderMap::new();
+        t.insert("x-trail", "t".parse().unwrap());
+        t.insert("x-trailer-drop", "1".parse().unwrap());
+        let _ = send.send_trailers(t);
+    });
+    let proxy = Proxy::start(&config(up, "http2", processor_addr(&p), ""));
+    let (listen, uri) = (proxy.listen, proxy.url("/trailer-req"));
+    let r = h2client::run(move || async move {
+        let client = h2client::connect(listen).await;
+        let mut c = h2client::within(h2client::STEP, "stream slot", client.ready())
+            .await
+            .expect("h2 connection ready");
+        let req = h2client::request("POST", &uri).body(()).unwrap();
+        let (response, mut stream) = c.send_request(req, false).expect("send request");
+        stream.reserve_capacity(5);
+        stream
+            .send_data(bytes::Bytes::from_static(b"hello"), false)
+            .expect("data");
+        let mut t = http::HeaderMap::new();
+        t.insert("x-t1", "one".parse().unwrap());
+        t.insert("x-trailer-drop", "1".parse().unwrap());
+        stream.send_trailers(t).expect("trailers");
+        h2client::read_reply(response).await
+    });
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("x-req-trailers"),
+        Some("x-t1=one,x-trailer-added=req")
+    );
+    let sent = p.seen("/trailer-req", "request_trailers");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["trailers"]["x-t1"], "one");
+    assert_eq!(sent[0]["trailers"]["x-trailer-drop"], "1");
+    // Response trailers, to an HTTP/2 client and to an HTTP/1 one.
+    let r = h2_get(&proxy, "/trailer-resp");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "body"), "{r:?}");
+    let t = r.trailers.expect("the trailers");
+    assert_eq!(t.get("x-trailer-added").unwrap(), "resp");
+    assert_eq!(t.get("x-trail").unwrap(), "t");
+    assert!(t.get("x-trailer-drop").is_none(), "{t:?}");
+    let seen = p.seen("/trailer-resp", "response_trailers");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["trailers"]["x-trailer-drop"], "1");
+    assert!(p.seen("/trailer-resp", "request_trailers").is_empty());
+    let mut c = Conn::connect(proxy.listen);
+    c.send("GET /trailer-h1 HTTP/1.1\r\nHost: svc\r\nTE: trailers\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "body"));
+    assert_eq!(
+        r.trailer("x-trailer-added"),
+        Some("resp"),
+        "{:?}",
+        r.trailers
+    );
+    assert_eq!(r.trailer("x-trailer-drop"), None);
+    let r = h2_get(&proxy, "/trailer-deny");
+    assert!(r.reset.is_some(), "{r:?}");
+    assert_eq!(counter(&proxy, "streams_failed"), 0);
 }
 
 /// A GET of `path` from an HTTP/2 client.

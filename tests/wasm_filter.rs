@@ -429,22 +429,40 @@ fn body_callbacks_edit_the_request_and_response_bodies() {
         assert_eq!((r.status, r.body_str().as_str()), (200, got), "{op}");
         assert_eq!(upstream_body(), "hello", "{op}");
     }
-    // An HTTP/2 client: the request body is edited as on HTTP/1; the response body's
-    // chunks are read as they go (its edits refused).
-    for (op, sent, got) in [
-        ("a", "hello>>", "hello world"),
-        ("A", "hello", "hello world"),
-    ] {
+    // An HTTP/2 client: the request body is edited as on HTTP/1, and so is the
+    // response body, held whole on this path too (without its length once edited).
+    let h2_post = |proxy: &Proxy, op: &'static str| {
         let addr = proxy.listen;
         let uri = format!("http://{addr}/b");
-        let r = h2client::run(move || async move {
+        h2client::run(move || async move {
             let mut c = h2client::connect(addr).await;
             let b = h2client::request("POST", &uri).header("x-body", op);
             h2client::send(&mut c, b.body(()).unwrap(), b"hello").await
-        });
+        })
+    };
+    for (op, sent, got) in [
+        ("a", "hello>>", "hello world"),
+        ("A", "hello", "hello world>>"),
+        ("R", "hello", "[new response body]"),
+    ] {
+        let r = h2_post(&proxy, op);
         assert_eq!((r.status, r.body_str().as_str()), (200, got), "h2 {op}");
         assert_eq!(upstream_body(), sent, "h2 {op}");
+        if op != "a" {
+            assert_eq!(r.header("content-length"), None, "h2 {op}");
+        }
     }
+    // An HTTP/2 upstream, to an HTTP/1 and to an HTTP/2 client.
+    let h2_up = h2client::h2_upstream_with(&[], "hello world", &[]);
+    let to_h2 = config(h2_up, &m, "").replace(
+        "    connect_timeout: 1s\n",
+        "    protocol: http2\n    connect_timeout: 1s\n",
+    );
+    let proxy = Proxy::start(&to_h2);
+    let r = post(&proxy, "A", "hello", false);
+    assert_eq!((r.status, r.body_str().as_str()), (200, "hello world>>"));
+    let r = h2_post(&proxy, "P");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "<<hello world"));
 }
 
 #[test]

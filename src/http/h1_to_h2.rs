@@ -750,28 +750,36 @@ async fn exchange_inner<D: Io, C: Connector>(
         res.keep_alive = false;
         return res;
     }
+    // The DATA frames are all read, so trailers, if any, are already here. A body with
+    // a length (or until the close) does not carry them to an HTTP/1 client, but the
+    // log prints them and the chain sees them.
+    let hooked = r.chain.hooks().response_trailers;
+    let mut trailers = None;
+    if !ended && (chunked || r.keep_trailers || hooked) {
+        trailers = up_body.trailers().await.ok().flatten();
+    }
+    if let (Some(t), true) = (trailers.as_mut(), hooked) {
+        if r.chain.on_response_trailers(t).await != Status::Continue {
+            // A filter answered after the head went out: close the connection.
+            res.keep_alive = false;
+            return res;
+        }
+    }
     if chunked && !ended {
         line.clear();
         line.extend_from_slice(b"0\r\n");
-        if let Ok(Some(trailers)) = up_body.trailers().await {
-            for (name, value) in &trailers {
-                line.extend_from_slice(name.as_str().as_bytes());
-                line.extend_from_slice(b": ");
-                line.extend_from_slice(value.as_bytes());
-                line.extend_from_slice(b"\r\n");
-            }
-            res.trailers = Some(trailers).filter(|_| r.keep_trailers);
+        for (name, value) in trailers.iter().flatten() {
+            line.extend_from_slice(name.as_str().as_bytes());
+            line.extend_from_slice(b": ");
+            line.extend_from_slice(value.as_bytes());
+            line.extend_from_slice(b"\r\n");
         }
         line.extend_from_slice(b"\r\n");
         if down.write_all(&line).await.is_err() {
             res.flag = ResponseFlag::DownstreamConnectionTermination;
             res.keep_alive = false;
         }
-    } else if r.keep_trailers && !ended {
-        // A body with a length (or until the close) does not carry trailers to an
-        // HTTP/1 client, but the log prints them. The DATA frames are all read, so
-        // trailers, if any, are already here.
-        res.trailers = up_body.trailers().await.ok().flatten();
     }
+    res.trailers = trailers.filter(|_| r.keep_trailers);
     res
 }

@@ -81,10 +81,11 @@ pub(super) async fn respond<D: Io>(
     } = c;
     let status = parts.status.as_u16();
     let had_body = !body.is_end_stream();
-    let (mut data, trailers) = if had_body {
-        match held_body::read_h2(&mut body).await {
+    let (mut data, mut trailers) = if had_body {
+        match held_body::read_h2(&mut body, chain).await {
             Ok(t) => t,
             Err(ReadError::TooLarge) => return Held::Reply(TOO_LARGE),
+            Err(ReadError::Reply(r)) => return Held::Reply(r),
             Err(ReadError::Read) => return Held::Failed,
         }
     } else {
@@ -96,6 +97,13 @@ pub(super) async fn respond<D: Io>(
     let o = chain.on_response_body(held, length, has_trailers).await;
     if let Status::Respond(rep) = o.status {
         return Held::Reply(rep);
+    }
+    // The chain sees the trailers after the body, though an HTTP/1 client does not
+    // get them (Envoy's filters see them, its HTTP/1 codec drops them).
+    if let (Some(t), true) = (trailers.as_mut(), chain.hooks().response_trailers) {
+        if let Status::Respond(rep) = chain.on_response_trailers(t).await {
+            return Held::Reply(rep);
+        }
     }
     let framing = if (o.keep_length && length.is_some()) || !had_body {
         DownFraming::AsIs

@@ -1,10 +1,13 @@
 //! A response body held whole for the chain's response-body hook
-//! (`filter::Chain::on_response_body`: ext_proc's `BUFFERED` response body mode), the
+//! (`filter::Chain::on_response_body`: ext_proc's `BUFFERED` and `STREAMED` response
+//! body modes, a wasm module's `proxy_on_response_body`), the
 //! pieces the four protocol paths share: gathering an HTTP/1 upstream's decoded body
 //! (`Collect`, through `body_hooks::forward`) or an HTTP/2 upstream's DATA and trailers
 //! (`read_h2`), and sending the held body and trailers on an HTTP/2 client's stream
-//! (`send_h2`). Only streams whose chain asked for the hook on the request head come
-//! here; others stream the response without a copy.
+//! (`send_h2`). Each piece is shown to the chain as it arrives
+//! (`Chain::on_held_response_data`: ext_proc's `STREAMED` mode sends it to the
+//! processor then). Only streams whose chain asked for the hook on the request head
+//! come here; others stream the response without a copy.
 //!
 //! Content-Length, on every path as on the HTTP/1 one (`conn/held_response.rs`): the
 //! upstream's stays when the chain keeps it (the hook refused a body of another
@@ -18,18 +21,38 @@ use http::HeaderMap;
 
 use super::body_hooks::Observer;
 use super::filter::ext_proc::response::{too_large, TOO_LARGE};
-use super::filter::Status;
+use super::filter::{Chain, LocalReply, Status};
 
-/// Gathers the decoded body; past the buffer limit it answers `500`, as Envoy's
-/// filter manager does when a response it buffers overflows before its head went out.
-pub(crate) struct Collect(pub Vec<u8>);
+/// Gathers the decoded body, each piece shown to `chain` as it comes; past the buffer
+/// limit it answers `500`, as Envoy's filter manager does when a response it buffers
+/// overflows before its head went out.
+pub(crate) struct Collect<'a, 'c> {
+    pub body: Vec<u8>,
+    pub chain: Option<&'a Chain<'c>>,
+}
 
-impl Observer for Collect {
-    async fn data(&mut self, chunk: &[u8], _end: bool) -> Status {
-        if too_large(self.0.len() + chunk.len()) {
+impl<'a, 'c> Collect<'a, 'c> {
+    pub(crate) fn new(chain: &'a Chain<'c>) -> Self {
+        Collect {
+            body: Vec::new(),
+            chain: Some(chain),
+        }
+    }
+}
+
+impl Observer for Collect<'_, '_> {
+    async fn data(&mut self, chunk: &[u8], end: bool) -> Status {
+        if too_large(self.body.len() + chunk.len()) {
             return Status::Respond(TOO_LARGE);
         }
-        self.0.extend_from_slice(chunk);
+        if let Some(chain) = self.chain {
+            // An HTTP/1 upstream's trailers are not the processor's (module doc of
+            // `filter::ext_proc::response`): its body ends with the stream.
+            if let Status::Respond(r) = chain.on_held_response_data(chunk, end, false).await {
+                return Status::Respond(r);
+            }
+        }
+        self.body.extend_from_slice(chunk);
         Status::Continue
     }
 }
@@ -41,24 +64,40 @@ pub(crate) enum ReadError {
     TooLarge,
     /// The upstream stream failed (reset, connection gone).
     Read,
+    /// A filter answered a piece of the body (`Chain::on_held_response_data`).
+    Reply(LocalReply),
 }
 
 /// An HTTP/2 upstream response's whole body and its trailers, the flow-control window
-/// reopened as each frame is taken (the upstream would otherwise stall at the window).
+/// reopened as each frame is taken (the upstream would otherwise stall at the window),
+/// each frame shown to `chain` as it comes (the last with the end of the stream, or
+/// an empty end call: with `trailers` when trailers ended the body).
 pub(crate) async fn read_h2(
     body: &mut RecvStream,
+    chain: &Chain<'_>,
 ) -> Result<(Vec<u8>, Option<HeaderMap>), ReadError> {
     let mut all = Vec::new();
+    let mut ended = false;
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(|_| ReadError::Read)?;
         let n = chunk.len();
         if too_large(all.len() + n) {
             return Err(ReadError::TooLarge);
         }
+        ended = body.is_end_stream();
+        if let Status::Respond(r) = chain.on_held_response_data(&chunk, ended, false).await {
+            return Err(ReadError::Reply(r));
+        }
         all.extend_from_slice(&chunk);
         let _ = body.flow_control().release_capacity(n);
     }
     let trailers = body.trailers().await.map_err(|_| ReadError::Read)?;
+    if !ended {
+        let t = trailers.is_some();
+        if let Status::Respond(r) = chain.on_held_response_data(&[], true, t).await {
+            return Err(ReadError::Reply(r));
+        }
+    }
     Ok((all, trailers))
 }
 
@@ -131,7 +170,10 @@ mod tests {
 
     #[test]
     fn collect_answers_500_past_the_limit() {
-        let mut c = Collect(Vec::new());
+        let mut c = Collect {
+            body: Vec::new(),
+            chain: None,
+        };
         let big = vec![0u8; crate::http::filter::ext_proc::MAX_BUFFERED_BODY];
         let ok = futures_lite::future::block_on(c.data(&big, false));
         assert_eq!(ok, Status::Continue);

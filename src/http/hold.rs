@@ -173,10 +173,11 @@ pub(crate) async fn h2(
             Ok(t) => t,
             Err(_) => return Held::Failed(BodyError::Read),
         };
-        match &trailers {
+        match &mut trailers {
             // The trailers end the stream: the chain sees them, not an end-of-stream
             // data call (Envoy's filter manager calls `decodeTrailers` alone).
             Some(t) => {
+                // A filter may change them (ext_proc's `request_trailer_mode: SEND`).
                 if chain.hooks().request_trailers {
                     if let Status::Respond(r) = chain.on_request_trailers(t).await {
                         return Held::Reply(r);

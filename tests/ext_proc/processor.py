@@ -17,13 +17,17 @@ stream without one, request headers skipped, just continues):
   /late-deny    response headers: an immediate response 418 with body `late`
   /hang         request headers: never answered (the stream is held until cancelled)
   /hang-body    request body: never answered
+  *trailer*     trailers (either side): set x-trailer-added (`req` or `resp`), remove
+                x-trailer-drop; *trailer-deny*: an immediate response 409 with body
+                `trailers denied`
   /resp-*       response body, by a word in the path: `upper`, answered with the body
                 upper-cased (same length); `grow`, with the body and `!` appended and
                 the header x-body-seen: yes; `clear`, clear_body; `deny`, an
                 immediate response 451 with body `late body`
   anything else: every message is answered CONTINUE
 Every message seen is appended to the log file given as argv[1], one JSON line each:
-{"path", "kind", "headers" (dict of the last value per name), "end_of_stream", "body"}.
+{"path", "kind", "headers" (dict of the last value per name), "end_of_stream", "body",
+"trailers" (a dict, as "headers")}.
 """
 import json
 import sys
@@ -52,8 +56,12 @@ def log(entry):
 
 
 def headers_of(h):
+    return headers_of_map(h.headers)
+
+
+def headers_of_map(m):
     out = {}
-    for v in h.headers.headers:
+    for v in m.headers:
         out[v.key] = v.raw_value.decode() if v.raw_value else v.value
     return out
 
@@ -94,6 +102,8 @@ class Processor(pb_grpc.ExternalProcessorServicer):
                 b = getattr(req, kind)
                 entry["body"] = b.body.decode(errors="replace")
                 entry["end_of_stream"] = b.end_of_stream
+            elif kind in ("request_trailers", "response_trailers"):
+                entry["trailers"] = headers_of_map(getattr(req, kind).trailers)
             log(entry)
             resp = answer(path, kind, req, ctx)
             if resp is None:
@@ -169,9 +179,21 @@ def answer(path, kind, req, ctx):
         if "clear" in path:
             common.body_mutation.clear_body = True
         return pb.ProcessingResponse(response_body=pb.BodyResponse(response=common))
-    if kind == "request_trailers":
-        return pb.ProcessingResponse(request_trailers=pb.TrailersResponse())
-    return pb.ProcessingResponse(response_trailers=pb.TrailersResponse())
+    if kind in ("request_trailers", "response_trailers"):
+        if "trailer-deny" in path:
+            return pb.ProcessingResponse(
+                immediate_response=pb.ImmediateResponse(
+                    status=http_status_pb2.HttpStatus(code=409), body=b"trailers denied"
+                )
+            )
+        t = pb.TrailersResponse()
+        if "trailer" in path:
+            side = "req" if kind == "request_trailers" else "resp"
+            t.header_mutation.set_headers.extend([setter("x-trailer-added", side)])
+            t.header_mutation.remove_headers.extend(["x-trailer-drop"])
+        if kind == "request_trailers":
+            return pb.ProcessingResponse(request_trailers=t)
+        return pb.ProcessingResponse(response_trailers=t)
 
 
 def main():

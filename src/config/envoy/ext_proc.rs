@@ -53,25 +53,14 @@ fn mode(m: &ProcessingMode, p: &str) -> R<RawProcessingMode> {
             ),
         ));
     }
-    if !matches!(m.response_body_mode, 0 | 2) {
+    if !matches!(m.response_body_mode, 0..=2) {
         return Err(err(
             format!("{p}.response_body_mode"),
             format!(
-                "`{}` is not supported by Outrigger (NONE or BUFFERED)",
+                "`{}` is not supported by Outrigger (NONE, STREAMED or BUFFERED)",
                 body_mode(m.response_body_mode).unwrap_or_default()
             ),
         ));
-    }
-    for (name, v) in [
-        ("request_trailer_mode", m.request_trailer_mode),
-        ("response_trailer_mode", m.response_trailer_mode),
-    ] {
-        if v == 1 {
-            return Err(err(
-                format!("{p}.{name}"),
-                "SEND is not supported by Outrigger: trailers are not sent to the processor",
-            ));
-        }
     }
     Ok(RawProcessingMode {
         request_header_mode: header_mode(m.request_header_mode),

@@ -579,8 +579,7 @@ impl Conn {
                     .await;
             }
         }
-        let hooks = plan.chain.hooks();
-        if hooks.response_body || hooks.hold_response {
+        if plan.chain.hooks().response_body {
             // Head and whole body held for the chain, then both in the write buffer.
             let h = HeldHead {
                 head_len,

@@ -61,7 +61,7 @@ impl super::Conn {
             .unwrap_or_default()
             .to_vec();
         self.ubuf.consume(h.head_len);
-        let mut body = Collect(Vec::new());
+        let mut body = Collect::new(&plan.chain);
         if h.body != BodyKind::Empty {
             let mut sink = futures_lite::io::sink();
             let read = body_hooks::forward(
@@ -81,7 +81,7 @@ impl super::Conn {
                 Err(Stopped::Body(e)) => return Held::Failed(e),
             }
         }
-        let mut body = body.0;
+        let mut body = body.body;
         let length = match h.body {
             BodyKind::Length(n) => Some(n),
             _ => None,

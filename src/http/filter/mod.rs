@@ -35,10 +35,12 @@
 //! only when the filter injected a response rate limit on its request head).
 //!
 //! `Chain::on_response_body` sees a whole response body before its head goes out, on
-//! the streams a filter asked for it (ext_proc's `BUFFERED` response body mode on every
-//! path: `http/conn/held_response.rs`, `http/h2/held.rs` and `http/h1_to_h2_held.rs`
-//! hold the response; a wasm module's `proxy_on_response_body` where the path can hold
-//! it for wasm, an HTTP/1 client and upstream); it may replace the body or answer.
+//! the streams a filter asked for it (ext_proc's `BUFFERED` and `STREAMED` response
+//! body modes on every path: `http/conn/held_response.rs`, `http/h2/held.rs` and
+//! `http/h1_to_h2_held.rs` hold the response, and show each piece as it comes to
+//! `Chain::on_held_response_data`, where `STREAMED` sends it to the processor; a wasm
+//! module's `proxy_on_response_body`, on every path too); it may replace the body or
+//! answer.
 //!
 //! Per-route overrides (Envoy's `typed_per_filter_config`): a route can disable a filter
 //! by name or give it its own configuration for requests on that route.
@@ -225,10 +227,9 @@ pub struct Hooks {
     /// `on_response_body`: the response (head and whole body) is held until the chain
     /// saw its body (`http/held_body.rs` and the paths that use it).
     pub response_body: bool,
-    /// `on_response_body` where the path can hold the response (an HTTP/1 client and
-    /// upstream), and `on_response_data` on the others, which do not refuse it as they
-    /// refuse `response_body` (a wasm module's `proxy_on_response_body`).
-    pub hold_response: bool,
+    /// `on_response_trailers`: sees an HTTP/2 upstream response's trailers before they
+    /// go to the client.
+    pub response_trailers: bool,
 }
 
 impl Hooks {
@@ -239,7 +240,7 @@ impl Hooks {
         request_trailers: false,
         response_data: false,
         response_body: false,
-        hold_response: false,
+        response_trailers: false,
     };
 
     const fn or(self, o: Hooks) -> Hooks {
@@ -250,7 +251,7 @@ impl Hooks {
             request_trailers: self.request_trailers || o.request_trailers,
             response_data: self.response_data || o.response_data,
             response_body: self.response_body || o.response_body,
-            hold_response: self.hold_response || o.hold_response,
+            response_trailers: self.response_trailers || o.response_trailers,
         }
     }
 }
@@ -364,7 +365,7 @@ impl<'c> Chain<'c> {
     /// before anything goes upstream; there is then no end-of-stream call of
     /// `on_request_data` (the trailers end the stream). Filters see them in order; the
     /// first to answer ends the request. Callers check `hooks().request_trailers` first.
-    pub async fn on_request_trailers(&self, trailers: &http::HeaderMap) -> Status {
+    pub async fn on_request_trailers(&self, trailers: &mut http::HeaderMap) -> Status {
         for f in self.active() {
             match &f.kind {
                 // The buffer filter's trailers hook only sets the Content-Length, which
@@ -384,14 +385,30 @@ impl<'c> Chain<'c> {
                     }
                 }
                 FilterKind::ExtProc(_) => {
-                    if let Status::Respond(r) = ext_proc::run::on_request_trailers(self.store).await
-                    {
+                    let s = ext_proc::trailers::on_request_trailers(self.store, trailers);
+                    if let Status::Respond(r) = s.await {
                         return Status::Respond(r);
                     }
                 }
             }
         }
-        let _ = trailers;
+        Status::Continue
+    }
+
+    /// An HTTP/2 upstream response's trailers, before they go to the client (on every
+    /// path; an HTTP/1 client then drops them). Filters see them in reverse order and
+    /// may change them (ext_proc's `response_trailer_mode: SEND`) or answer: after a
+    /// head that went out, the caller resets the stream (HTTP/2) or closes the
+    /// connection (HTTP/1). Callers check `hooks().response_trailers` first.
+    pub async fn on_response_trailers(&self, trailers: &mut http::HeaderMap) -> Status {
+        for f in self.active().rev() {
+            if let FilterKind::ExtProc(_) = &f.kind {
+                let s = ext_proc::trailers::on_response_trailers(self.store, trailers);
+                if let Status::Respond(r) = s.await {
+                    return Status::Respond(r);
+                }
+            }
+        }
         Status::Continue
     }
 
@@ -410,13 +427,8 @@ impl<'c> Chain<'c> {
                 | FilterKind::ExtProc(_)
                 | FilterKind::Cors(_)
                 | FilterKind::ExtAuthz(_) => {}
-                FilterKind::Wasm(w) => {
-                    if let Status::Respond(r) =
-                        w.on_response_data(self.store, chunk, end_stream).await
-                    {
-                        return Status::Respond(r);
-                    }
-                }
+                // A wasm module's response body is held (`on_response_body`).
+                FilterKind::Wasm(_) => {}
                 // The stream's rate limit, if its request drew one: the chunk waits for
                 // its tokens (one limit per stream, whichever fault filter set it).
                 FilterKind::Fault(_) => {
@@ -465,7 +477,7 @@ impl<'c> Chain<'c> {
     /// (`body`: `None` when the response has none; `length`: its Content-Length;
     /// `trailers`: trailers follow the body, which then did not end the stream).
     /// Filters (ext_proc, wasm) may replace it, or answer instead, since nothing went
-    /// out yet. Callers check `hooks().response_body` or `hooks().hold_response` first.
+    /// out yet. Callers check `hooks().response_body` first.
     pub async fn on_response_body(
         &self,
         mut body: Option<&mut Vec<u8>>,
@@ -491,6 +503,23 @@ impl<'c> Chain<'c> {
             }
         }
         out
+    }
+
+    /// One piece of a response body being held for `on_response_body`, as it comes
+    /// from the upstream (`end`: the last call; `trailers`: trailers, not the stream's
+    /// end, ended the body). ext_proc's `STREAMED` response body mode sends it to the
+    /// processor now; what the processor made of the pieces replaces the body in
+    /// `on_response_body`. A filter may answer instead: nothing went out yet.
+    pub async fn on_held_response_data(&self, chunk: &[u8], end: bool, trailers: bool) -> Status {
+        for f in self.active().rev() {
+            if let FilterKind::ExtProc(_) = &f.kind {
+                let s = ext_proc::response::on_response_chunk(self.store, chunk, end, trailers);
+                if let Status::Respond(r) = s.await {
+                    return Status::Respond(r);
+                }
+            }
+        }
+        Status::Continue
     }
 
     /// Lends the chain the worker's upstream clusters (see `upstream`).

@@ -111,9 +111,10 @@ pub async fn on_request_head<'c>(
                 )
                 .await;
                 hooks.request_data |= h.request_body;
-                hooks.request_trailers |= h.request_body;
+                hooks.request_trailers |= h.request_body || h.request_trailers;
                 hooks.response_head |= h.response_head;
                 hooks.response_body |= h.response_body;
+                hooks.response_trailers |= h.response_trailers;
                 if let Status::Respond(r) = h.status {
                     status = Status::Respond(r);
                     break;
@@ -176,8 +177,7 @@ pub async fn on_request_head<'c>(
                     .await;
                 // Its body callbacks, if the module has them.
                 hooks.request_data |= w.0.request_body && ctx.body;
-                hooks.response_data |= w.0.response_body;
-                hooks.hold_response |= w.0.response_body;
+                hooks.response_body |= w.0.response_body;
                 if edits.request_store.is_some_and(|s| !s.is_empty()) {
                     edits.request.set = edits.request_store;
                 }

@@ -127,8 +127,8 @@ fn the_buffer_filter_declares_the_request_body_hook_and_routes_override_it() {
     assert!(own.hooks().request_data && !own.hooks().response_data);
     // Its trailers hook would only set the Content-Length the hold sets anyway.
     assert!(own.holds_request_body() && !own.hooks().request_trailers);
-    let t = http::HeaderMap::new();
-    let st = futures_lite::future::block_on(own.on_request_trailers(&t));
+    let mut t = http::HeaderMap::new();
+    let st = futures_lite::future::block_on(own.on_request_trailers(&mut t));
     assert_eq!(st, Status::Continue);
     let data = |c: &Chain<'_>, n: usize, held| {
         futures_lite::future::block_on(c.on_request_data(&vec![b'x'; n], false, held))

@@ -14,11 +14,10 @@
 //! head does, for a later callback (an HTTP call's answer, a tick) to continue the
 //! stream or answer it.
 //!
-//! Response body: where the response can be held whole (an HTTP/1 client and
-//! upstream, `http/conn/held_response.rs`) one callback sees the whole body with
-//! `end_of_stream`, and may edit it, pause (then wait as above) or answer instead (the
-//! head has not gone out); on the other paths each chunk is a callback with a
-//! read-only buffer (its edits answer `BadArgument`), and a `Pause` does not hold it.
+//! Response body: the response is held whole, on every path (`Hooks::response_body`:
+//! `http/conn/held_response.rs`, `http/h2/held.rs`, `http/h1_to_h2_held.rs`), and one
+//! callback sees the whole body with `end_of_stream`, and may edit it, pause (then
+//! wait as above) or answer instead (the head has not gone out).
 //!
 //! A trap in either fails the request as on the head: a `503` (or the request goes
 //! on with the deprecated `fail_open`), the VM failed for the failure policy.
@@ -267,47 +266,6 @@ impl WasmFilter {
                 status,
                 keep_length: true,
             },
-        }
-    }
-
-    /// One chunk of a response body that is not held (an HTTP/2 client or upstream),
-    /// going to the client as it came: the callback reads it; its edits are refused and
-    /// a `Pause` does not hold it. The head is out: an answer resets the stream.
-    pub async fn on_response_data(
-        &self,
-        store: Option<&SetHeaders>,
-        chunk: &[u8],
-        end_stream: bool,
-    ) -> Status {
-        let plugin = &self.0;
-        let (Some(store), true) = (store, plugin.response_body) else {
-            return Status::Continue;
-        };
-        let Some(id) =
-            context(plugin, store, |c| (!c.response_body_done).then_some(c.id)).flatten()
-        else {
-            return Status::Continue;
-        };
-        if end_stream {
-            let _ = context(plugin, store, |c| c.response_body_done = true);
-        }
-        let buf = BodyBuf {
-            kind: HTTP_RESPONSE_BODY,
-            bytes: chunk.to_vec(),
-            writable: false,
-            edited: false,
-        };
-        let cb = Callback {
-            plugin,
-            store,
-            name: "proxy_on_response_body",
-            id,
-            end: end_stream,
-            wait: false,
-        };
-        match run(cb, buf).await {
-            Outcome::Continue(_) | Outcome::Pause(_) => Status::Continue,
-            Outcome::Respond(s) => s,
         }
     }
 }

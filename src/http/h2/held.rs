@@ -109,7 +109,7 @@ pub(super) async fn from_h1<U: Io>(
     progress: &Progress,
 ) -> (Done, bool) {
     let status = h.response.status().as_u16();
-    let mut body = Collect(Vec::new());
+    let mut body = Collect::new(&edits.chain);
     let mut raw_trailers = Vec::new();
     if h.body != BodyKind::Empty {
         let mut sink = futures_lite::io::sink();
@@ -144,7 +144,7 @@ pub(super) async fn from_h1<U: Io>(
         BodyKind::Length(n) => Some(n),
         _ => None,
     };
-    let mut body = body.0;
+    let mut body = body.body;
     let held = held_body::for_hook(&mut body, had_body, false);
     let o = edits.chain.on_response_body(held, length, false).await;
     if let Status::Respond(r) = o.status {
@@ -170,12 +170,13 @@ pub(super) async fn from_h2(
 ) -> Done {
     let status = parts.status.as_u16();
     let had_body = !body.is_end_stream();
-    let (mut data, trailers) = if had_body {
-        match held_body::read_h2(&mut body).await {
+    let (mut data, mut trailers) = if had_body {
+        match held_body::read_h2(&mut body, &edits.chain).await {
             Ok(t) => t,
             Err(ReadError::TooLarge) => {
                 return filter_reply(respond, grpc, &TOO_LARGE, edits.response)
             }
+            Err(ReadError::Reply(r)) => return filter_reply(respond, grpc, &r, edits.response),
             Err(ReadError::Read) => return cut(respond, stats, status),
         }
     } else {
@@ -190,6 +191,12 @@ pub(super) async fn from_h2(
         .await;
     if let Status::Respond(r) = o.status {
         return filter_reply(respond, grpc, &r, edits.response);
+    }
+    // The trailers after the body, as Envoy sends them once the body is answered.
+    if let (Some(t), true) = (trailers.as_mut(), edits.chain.hooks().response_trailers) {
+        if let Status::Respond(r) = edits.chain.on_response_trailers(t).await {
+            return filter_reply(respond, grpc, &r, edits.response);
+        }
     }
     let mut head = Response::new(());
     *head.status_mut() = parts.status;

@@ -40,8 +40,9 @@ enum PumpError {
 
 /// Moves DATA and trailers from one stream to another; the sender's window reopens only
 /// as the receiver accepts the bytes. `moved` hears of every byte passed on. `hook`:
-/// the chain whose response-body hook sees each frame first (`None` for request bodies
-/// and for chains without the hook). `tee`: a mirrored request body's shadows, which
+/// the chain whose response-body hook sees each frame first and whose response-trailers
+/// hook sees the trailers, as its hooks say (`None` for request bodies and for chains
+/// without either). `tee`: a mirrored request body's shadows, which
 /// get each frame (and the trailers) as it goes on. `grpc_status`: where a gRPC
 /// response's trailers leave their `grpc-status`; `keep`: where they are copied for the
 /// access log (`respond::Respond::trailer_copy`).
@@ -62,7 +63,7 @@ async fn pump(
         if let Some(t) = tee {
             t.push_bytes(chunk.clone());
         }
-        if let Some(chain) = hook {
+        if let Some(chain) = hook.filter(|c| c.hooks().response_data) {
             ended = from.is_end_stream();
             if chain.on_response_data(&chunk, ended).await != Status::Continue {
                 return Err(PumpError::Filtered);
@@ -80,7 +81,14 @@ async fn pump(
         let _ = from.flow_control().release_capacity(n);
         total += n as u64;
     }
-    let trailers = from.trailers().await.map_err(|_| PumpError::Read)?;
+    let mut trailers = from.trailers().await.map_err(|_| PumpError::Read)?;
+    if let (Some(chain), Some(t)) = (hook, trailers.as_mut()) {
+        if chain.hooks().response_trailers
+            && chain.on_response_trailers(t).await != Status::Continue
+        {
+            return Err(PumpError::Filtered);
+        }
+    }
     if let (Some(out), Some(t)) = (grpc_status, &trailers) {
         *out = super::reply::grpc_status(t);
     }
@@ -90,7 +98,7 @@ async fn pump(
     if let Some(t) = tee {
         t.finish(trailers.as_ref());
     }
-    if let Some(chain) = hook.filter(|_| !ended) {
+    if let Some(chain) = hook.filter(|c| !ended && c.hooks().response_data) {
         if chain.on_response_data(&[], true).await != Status::Continue {
             return Err(PumpError::Filtered);
         }
@@ -589,7 +597,8 @@ where
         progress.head_sent(status);
         if !end {
             let chain = &r.edits.chain;
-            let hook = chain.hooks().response_data.then_some(chain);
+            let hooks = chain.hooks();
+            let hook = (hooks.response_data || hooks.response_trailers).then_some(chain);
             let status_out = grpc.then_some(&mut done.grpc_status);
             let pumped = pump(
                 &mut body,

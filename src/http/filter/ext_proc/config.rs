@@ -110,21 +110,9 @@ pub(crate) fn mode(p: &str, raw: &RawProcessingMode, errors: &mut Errors) -> Mod
     let response_body = body_mode(
         format!("{p}.response_body_mode"),
         &raw.response_body_mode,
-        &["BUFFERED"],
+        &["BUFFERED", "STREAMED"],
         errors,
     );
-    for (name, v) in [
-        ("request_trailer_mode", &raw.request_trailer_mode),
-        ("response_trailer_mode", &raw.response_trailer_mode),
-    ] {
-        match v.as_deref() {
-            None | Some("DEFAULT") | Some("SKIP") => {}
-            Some(o) => errors.push((
-                format!("{p}.{name}"),
-                format!("`{o}` is not supported: trailers are not sent to the processor (SKIP)"),
-            )),
-        }
-    }
     Mode {
         request_headers: header_mode(
             format!("{p}.request_header_mode"),
@@ -136,8 +124,30 @@ pub(crate) fn mode(p: &str, raw: &RawProcessingMode, errors: &mut Errors) -> Mod
             &raw.response_header_mode,
             errors,
         ),
+        request_trailers: trailer_mode(
+            format!("{p}.request_trailer_mode"),
+            &raw.request_trailer_mode,
+            errors,
+        ),
+        response_trailers: trailer_mode(
+            format!("{p}.response_trailer_mode"),
+            &raw.response_trailer_mode,
+            errors,
+        ),
         request_body,
         response_body,
+    }
+}
+
+/// A trailer mode: `DEFAULT` is `SKIP` (Envoy sends trailers only when asked).
+fn trailer_mode(p: String, v: &Option<String>, errors: &mut Errors) -> HeaderMode {
+    match v.as_deref() {
+        None | Some("DEFAULT") | Some("SKIP") => HeaderMode::Skip,
+        Some("SEND") => HeaderMode::Send,
+        Some(o) => {
+            errors.push((p, format!("unknown mode `{o}` (DEFAULT, SEND or SKIP)")));
+            HeaderMode::Skip
+        }
     }
 }
 
@@ -258,14 +268,20 @@ mod tests {
         assert_eq!(e[0].0, "f.cluster");
         let f = build("cluster: proc\nprocessing_mode: {response_body_mode: BUFFERED}").unwrap();
         assert_eq!(f.mode.response_body, BodyMode::Buffered);
-        let e =
-            build("cluster: proc\nprocessing_mode: {response_body_mode: STREAMED}").unwrap_err();
+        let f = build("cluster: proc\nprocessing_mode: {response_body_mode: STREAMED}").unwrap();
+        assert_eq!(f.mode.response_body, BodyMode::Streamed);
+        let e = build("cluster: proc\nprocessing_mode: {response_body_mode: BUFFERED_PARTIAL}")
+            .unwrap_err();
         assert_eq!(e[0].0, "f.processing_mode.response_body_mode");
         let e = build("cluster: proc\nprocessing_mode: {request_body_mode: BUFFERED_PARTIAL}")
             .unwrap_err();
         assert_eq!(e[0].0, "f.processing_mode.request_body_mode");
-        let e = build("cluster: proc\nprocessing_mode: {request_trailer_mode: SEND}").unwrap_err();
-        assert_eq!(e[0].0, "f.processing_mode.request_trailer_mode");
+        let f = build("cluster: proc\nprocessing_mode: {request_trailer_mode: SEND}").unwrap();
+        assert_eq!(f.mode.request_trailers, HeaderMode::Send);
+        assert_eq!(f.mode.response_trailers, HeaderMode::Skip);
+        let e =
+            build("cluster: proc\nprocessing_mode: {response_trailer_mode: ALWAYS}").unwrap_err();
+        assert_eq!(e[0].0, "f.processing_mode.response_trailer_mode");
         let f = build("cluster: proc\nprocessing_mode: {request_header_mode: SKIP, request_body_mode: STREAMED}").unwrap();
         assert_eq!(f.mode.request_headers, HeaderMode::Skip);
         assert_eq!(f.mode.request_body, BodyMode::Streamed);

@@ -3,9 +3,10 @@
 //! ExternalProcessor/Process`) to a processor cluster, over the worker's per-core
 //! HTTP/2 connection to it (`upstream/grpc_stream.rs`), and sends it the parts of the
 //! request and response its processing mode names: the request headers, the request
-//! body (buffered whole, or streamed chunk by chunk), the response headers and the
-//! response body (buffered whole: `response.rs`). The processor answers each with
-//! header mutations, a body mutation, or an immediate response that the client gets
+//! body (buffered whole, or streamed chunk by chunk), the response headers, the
+//! response body (buffered whole, or streamed in pieces: `response.rs`) and the
+//! trailers of either (`trailers.rs`). The processor answers each with header (or
+//! trailer) mutations, a body mutation, or an immediate response that the client gets
 //! instead.
 //!
 //! Configured natively as a listener's `http_filters` entry `ext_proc: {cluster,
@@ -21,6 +22,7 @@ pub mod config;
 pub mod mutate;
 pub mod response;
 pub mod run;
+pub mod trailers;
 
 use std::time::Duration;
 
@@ -41,15 +43,18 @@ pub enum BodyMode {
     Buffered,
 }
 
-/// What the filter sends the processor (Envoy's `ProcessingMode`; trailers are never
-/// sent: `SEND` is refused by the config, and so is a `STREAMED` response body).
+/// What the filter sends the processor (Envoy's `ProcessingMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mode {
     pub request_headers: HeaderMode,
     pub response_headers: HeaderMode,
+    /// `DEFAULT` is `SKIP` for trailers. `SEND`: an HTTP/2 request's trailers, and an
+    /// HTTP/2 upstream response's, go to the processor, which may mutate them.
+    pub request_trailers: HeaderMode,
+    pub response_trailers: HeaderMode,
     pub request_body: BodyMode,
-    /// `NONE` or `BUFFERED`: the response is held until the processor answered for
-    /// its whole body.
+    /// The response is held until the processor answered for its whole body, sent in
+    /// one message (`BUFFERED`) or in pieces as it comes (`STREAMED`).
     pub response_body: BodyMode,
 }
 
@@ -58,6 +63,8 @@ impl Mode {
     pub const DEFAULT: Mode = Mode {
         request_headers: HeaderMode::Send,
         response_headers: HeaderMode::Send,
+        request_trailers: HeaderMode::Skip,
+        response_trailers: HeaderMode::Skip,
         request_body: BodyMode::None,
         response_body: BodyMode::None,
     };

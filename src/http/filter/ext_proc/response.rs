@@ -13,6 +13,23 @@
 //! body's answer together become the response's plan; with the headers skipped, Envoy
 //! holds no headers to mutate and drops the body answer's header mutations, and so
 //! does this hook.
+//!
+//! A `STREAMED` response body is held too, on the same paths, but each piece goes to
+//! the processor as it comes from the upstream (`on_response_chunk`, called by
+//! `Chain::on_held_response_data`), in messages of about 16 KiB, the last with
+//! `end_of_stream` (none with it when trailers end the body, as in Envoy); what the
+//! processor made of each piece (its body mutation, else the piece) is gathered and
+//! replaces the held body at its end. The Content-Length is removed, as Envoy removes
+//! it for `STREAMED` (`shouldRemoveContentLength`): an HTTP/1 client gets the body
+//! chunked. The first body answer's header mutations apply (with the response headers
+//! sent to the processor), as Envoy applies them while it still holds the head, which
+//! it does when the body came during the headers' round trip (Envoy 1.40, checked in
+//! tests/ext_proc_parity.rs); later answers' are dropped. Where this differs from
+//! Envoy, which sends the head and each piece on as the processor answers it
+//! (docs/envoy-api.md): the client gets nothing before the body's end, a body over
+//! `MAX_BUFFERED_BODY` is a `500`, the first answer's header mutations apply even when
+//! the body came after the headers' answer, and an immediate response to a piece
+//! replaces the response (Envoy, the head being out, resets the stream).
 
 use std::borrow::Cow;
 
@@ -70,6 +87,17 @@ pub async fn on_response_body(
     if !s.live() || m.response_body == BodyMode::None {
         finish(s);
         return BodyOutcome::GO_ON;
+    }
+    if m.response_body == BodyMode::Streamed {
+        // The pieces went as they came; the body is what the processor made of them.
+        if let Some(body) = body {
+            *body = std::mem::take(&mut *s.response_out.borrow_mut());
+        }
+        finish(s);
+        return BodyOutcome {
+            status: Status::Continue,
+            keep_length: false,
+        };
     }
     let keep_length = m.response_headers == HeaderMode::Send;
     let Some(body) = body else {
@@ -131,14 +159,106 @@ pub async fn on_response_body(
     }
 }
 
-/// Processing of the response is over: its mutations become its plan, and the stream
-/// ends.
+/// The least a `STREAMED` response body message carries before the body's end: the
+/// pieces (a chunked body's chunks, HTTP/2 DATA frames) are gathered to this size, so
+/// a small body is one message with `end_of_stream`, as Envoy's codecs hand over a
+/// body that came in one read, and a large one goes in pieces of about this size.
+const PIECE: usize = 16 * 1024;
+
+/// One piece of a held response body (`end`: the last call; `trailers`: trailers ended
+/// the body, and no message says `end_of_stream`). In `STREAMED` mode the pieces go to
+/// the processor gathered up to `PIECE`, the rest at the end.
+pub async fn on_response_chunk(
+    store: Option<&SetHeaders>,
+    chunk: &[u8],
+    end: bool,
+    trailers: bool,
+) -> Status {
+    let Some(s) = state(store) else {
+        return Status::Continue;
+    };
+    if s.mode.get().response_body != BodyMode::Streamed {
+        return Status::Continue;
+    }
+    let mut piece = std::mem::take(&mut *s.response_pending.borrow_mut());
+    piece.extend_from_slice(chunk);
+    if !end {
+        if piece.len() >= PIECE {
+            return send_piece(s, piece, false).await;
+        }
+        *s.response_pending.borrow_mut() = piece;
+        return Status::Continue;
+    }
+    if piece.is_empty() && trailers {
+        // The last data went already, or none came before the trailers: Envoy sends
+        // no body message for the trailers.
+        return Status::Continue;
+    }
+    send_piece(s, piece, !trailers).await
+}
+
+/// Sends one piece of a `STREAMED` response body (or, once the stream is over, keeps
+/// it as it is) and appends what the processor made of it to the body the client gets.
+async fn send_piece(s: &State, piece: Vec<u8>, eos: bool) -> Status {
+    if !s.live() {
+        s.response_out.borrow_mut().extend_from_slice(&piece);
+        return Status::Continue;
+    }
+    let msg = Req::ResponseBody(HttpBody {
+        body: piece.clone(),
+        end_of_stream: eos,
+        ..Default::default()
+    });
+    let out = match s.exchange(msg, Phase::ResponseBody).await {
+        Answer::Common(r, _) => {
+            // The first answer's header mutations apply while Envoy still holds the
+            // head (the body came during the headers' round trip); later ones, and
+            // any with the headers skipped, are dropped.
+            let first = !s.response_piece_answered.replace(true);
+            if first && s.mode.get().response_headers == HeaderMode::Send {
+                let ops = s.ops(&r);
+                let mut all = s.response_ops.borrow_mut();
+                all.add.extend(ops.add);
+                all.remove.extend(ops.remove);
+            }
+            match r.body_mutation.and_then(|b| b.mutation) {
+                Some(Mutation::Body(b)) => b,
+                Some(Mutation::ClearBody(true)) => Vec::new(),
+                _ => piece,
+            }
+        }
+        Answer::Immediate(i) => return answered(s, s.immediate(i)),
+        Answer::Closed => piece,
+        Answer::Failed(why) => match s.fail(why) {
+            Status::Continue => piece,
+            st => return answered(s, st),
+        },
+    };
+    s.response_out.borrow_mut().extend_from_slice(&out);
+    Status::Continue
+}
+
+/// A local reply in place of the held response (it has headers of its own) ends the
+/// processing; `Continue` (failure mode allow) lets the pieces go on as they came.
+fn answered(s: &State, st: Status) -> Status {
+    if let Status::Respond(_) = st {
+        *s.response_ops.borrow_mut() = Default::default();
+        finish(s);
+    }
+    st
+}
+
+/// Processing of the response's head and body is over: its mutations become its plan,
+/// and the stream ends (unless the trailers are still to be sent).
 fn finish(s: &State) {
     let ops = std::mem::take(&mut *s.response_ops.borrow_mut());
     if !ops.is_empty() {
         let _ = s.response_plan.set(HeaderPlan::compile([&ops]));
     }
-    s.close();
+    // The response's trailers may still go (`trailers.rs` closes the stream then).
+    if s.mode.get().response_trailers != HeaderMode::Send {
+        s.close();
+    }
 }
 
 /// Whether a held response body of `len` bytes is over the buffer limit (the caller

@@ -52,6 +52,9 @@ pub struct State {
     pub(super) mode: Cell<Mode>,
     /// The request headers ended the request (no body).
     request_ended: bool,
+    /// The request's body ended (its end-of-stream call, or its trailers): no request
+    /// trailers can come any more.
+    request_done: Cell<bool>,
     /// The request body as it goes upstream, once the filter processed it.
     body: RefCell<Vec<u8>>,
     body_owned: Cell<bool>,
@@ -61,6 +64,12 @@ pub struct State {
     /// Streamed mode: the last chunk, held back until the next call says whether it
     /// ends the body (Envoy's codec hands the last data over with the end of stream).
     pending: RefCell<Option<Vec<u8>>>,
+    /// A `STREAMED` response body as the processor made it, piece by piece
+    /// (`response.rs`), and the bytes gathered for its next message.
+    pub(super) response_out: RefCell<Vec<u8>>,
+    pub(super) response_pending: RefCell<Vec<u8>>,
+    /// A `STREAMED` response body message was answered.
+    pub(super) response_piece_answered: Cell<bool>,
     failure_mode_allow: bool,
     message_timeout: Duration,
     /// The filter's counters, in `super::COUNTER_NAMES` order.
@@ -84,8 +93,10 @@ pub(super) enum C {
 pub(super) enum Phase {
     RequestHeaders,
     RequestBody,
+    RequestTrailers,
     ResponseHeaders,
     ResponseBody,
+    ResponseTrailers,
 }
 
 /// Why a stream failed.
@@ -178,6 +189,12 @@ impl State {
             | (Some(Resp::ResponseHeaders(h)), Phase::ResponseHeaders) => h.response,
             (Some(Resp::RequestBody(b)), Phase::RequestBody)
             | (Some(Resp::ResponseBody(b)), Phase::ResponseBody) => b.response,
+            // A trailers answer holds only a header mutation.
+            (Some(Resp::RequestTrailers(t)), Phase::RequestTrailers)
+            | (Some(Resp::ResponseTrailers(t)), Phase::ResponseTrailers) => Some(CommonResponse {
+                header_mutation: t.header_mutation,
+                ..Default::default()
+            }),
             _ => return Answer::Failed(Failure::Spurious),
         };
         if let Ok(mut c) = self.call.try_borrow_mut() {
@@ -271,13 +288,27 @@ impl State {
                 || (self.live() && self.mode.get().request_body != BodyMode::None))
     }
 
+    /// Whether the request's trailers may still come and are to be sent.
+    fn wants_trailers(&self) -> bool {
+        !self.request_ended
+            && !self.request_done.get()
+            && self.mode.get().request_trailers == HeaderMode::Send
+    }
+
+    /// The request's body ended.
+    pub(super) fn request_done(&self) {
+        self.request_done.set(true);
+    }
+
     /// Closes the stream when no message is left to send.
-    fn finish_if_done(&self) {
+    pub(super) fn finish_if_done(&self) {
         let m = self.mode.get();
         if self.live()
             && !self.wants_body()
+            && !self.wants_trailers()
             && m.response_headers == HeaderMode::Skip
             && m.response_body == BodyMode::None
+            && m.response_trailers == HeaderMode::Skip
         {
             self.close();
         }
@@ -293,12 +324,21 @@ impl Drop for State {
 }
 
 /// A processor's `mode_override`, where the filter allows it: the header modes, and
-/// the request body mode where it is one that is built (others are ignored).
+/// the body modes where they are ones that are built (others are ignored).
 fn overridden(mut m: Mode, o: &ProcessingMode) -> Mode {
     // DEFAULT is SEND for headers (Envoy replaces the whole mode).
     m.response_headers = match o.response_header_mode {
         2 => HeaderMode::Skip,
         _ => HeaderMode::Send,
+    };
+    // DEFAULT is SKIP for trailers.
+    m.request_trailers = match o.request_trailer_mode {
+        1 => HeaderMode::Send,
+        _ => HeaderMode::Skip,
+    };
+    m.response_trailers = match o.response_trailer_mode {
+        1 => HeaderMode::Send,
+        _ => HeaderMode::Skip,
     };
     m.request_body = match o.request_body_mode {
         0 => BodyMode::None,
@@ -308,13 +348,14 @@ fn overridden(mut m: Mode, o: &ProcessingMode) -> Mode {
     };
     m.response_body = match o.response_body_mode {
         0 => BodyMode::None,
+        1 => BodyMode::Streamed,
         2 => BodyMode::Buffered,
         _ => m.response_body,
     };
     m
 }
 
-fn header_value(key: &[u8], value: &[u8]) -> HeaderValue {
+pub(super) fn header_value(key: &[u8], value: &[u8]) -> HeaderValue {
     HeaderValue {
         key: String::from_utf8_lossy(key).to_ascii_lowercase(),
         raw_value: value.to_vec(),
@@ -352,6 +393,10 @@ pub struct Head {
     pub response_head: bool,
     /// The response is held whole for the response-body hook.
     pub response_body: bool,
+    /// An HTTP/2 request's trailers go to the processor (its body is held for them).
+    pub request_trailers: bool,
+    /// An HTTP/2 upstream response's trailers go to the processor.
+    pub response_trailers: bool,
 }
 
 impl Head {
@@ -361,6 +406,8 @@ impl Head {
             request_body: false,
             response_head: false,
             response_body: false,
+            request_trailers: false,
+            response_trailers: false,
         }
     }
 }
@@ -378,6 +425,8 @@ pub async fn on_request_head<'c>(
         && mode.response_headers == HeaderMode::Skip
         && mode.request_body == BodyMode::None
         && mode.response_body == BodyMode::None
+        && mode.request_trailers == HeaderMode::Skip
+        && mode.response_trailers == HeaderMode::Skip
     {
         return Head::only(Status::Continue);
     }
@@ -408,10 +457,14 @@ pub async fn on_request_head<'c>(
         call: RefCell::new(None),
         mode: Cell::new(mode),
         request_ended: request_ended(ctx),
+        request_done: Cell::new(false),
         body: RefCell::new(Vec::new()),
         body_owned: Cell::new(false),
         body_replaced: Cell::new(false),
         pending: RefCell::new(None),
+        response_out: RefCell::new(Vec::new()),
+        response_pending: RefCell::new(Vec::new()),
+        response_piece_answered: Cell::new(false),
         failure_mode_allow: f.failure_mode_allow,
         message_timeout: f.message_timeout,
         counters,
@@ -498,6 +551,8 @@ pub async fn on_request_head<'c>(
         request_body: state.wants_body(),
         response_head: state.live() && m.response_headers == HeaderMode::Send,
         response_body: state.live() && m.response_body != BodyMode::None,
+        request_trailers: state.live() && state.wants_trailers(),
+        response_trailers: state.live() && m.response_trailers == HeaderMode::Send,
     }
 }
 
@@ -508,9 +563,23 @@ pub fn state(store: Option<&SetHeaders>) -> Option<&State> {
 
 /// One chunk of the request body (`end`: the last call).
 pub async fn on_request_data(store: Option<&SetHeaders>, chunk: &[u8], end: bool) -> DataStatus {
+    request_data(store, chunk, end, false).await
+}
+
+/// A request body chunk; `trailers`: the request's trailers end the body (and are
+/// still to be sent: `trailers.rs` ends the request then).
+async fn request_data(
+    store: Option<&SetHeaders>,
+    chunk: &[u8],
+    end: bool,
+    trailers: bool,
+) -> DataStatus {
     let Some(s) = state(store) else {
         return DataStatus::Continue;
     };
+    if end && !trailers {
+        s.request_done();
+    }
     if s.body_replaced.get() {
         return DataStatus::StopAndBuffer;
     }
@@ -522,6 +591,9 @@ pub async fn on_request_data(store: Option<&SetHeaders>, chunk: &[u8], end: bool
     let status = match s.mode.get().request_body {
         BodyMode::None => {
             s.body.borrow_mut().extend_from_slice(chunk);
+            if end {
+                s.finish_if_done();
+            }
             return DataStatus::StopAndBuffer;
         }
         BodyMode::Buffered => {
@@ -602,9 +674,10 @@ async fn send_body(s: &State, body: Vec<u8>, eos: bool) -> DataStatus {
     DataStatus::StopAndBuffer
 }
 
-/// The request's trailers ended its body: a buffered body goes to the processor now.
+/// The request's trailers ended its body: a buffered body goes to the processor now
+/// (before the trailers, `trailers.rs`).
 pub async fn on_request_trailers(store: Option<&SetHeaders>) -> Status {
-    match on_request_data(store, &[], true).await {
+    match request_data(store, &[], true, true).await {
         DataStatus::Respond(r) => Status::Respond(r),
         _ => Status::Continue,
     }
@@ -638,6 +711,7 @@ pub async fn on_response_head(
         ..Default::default()
     });
     let held = s.mode.get().response_body != BodyMode::None;
+    let trailers = s.mode.get().response_trailers == HeaderMode::Send;
     let out = match s.exchange(msg, Phase::ResponseHeaders).await {
         // A held response gets its plan once the body's answer is in.
         Answer::Common(r, _) if held => {
@@ -652,7 +726,7 @@ pub async fn on_response_head(
         Answer::Closed => Status::Continue,
         Answer::Failed(why) => s.fail(why),
     };
-    if !held {
+    if !held && !trailers {
         s.close();
     }
     out
