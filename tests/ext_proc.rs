@@ -455,51 +455,14 @@ fn response_bodies_are_processed_streamed() {
 #[test]
 fn trailers_are_processed() {
     let p = Processor::start();
-    let up = h2client::h2_serve(|req, mut respond| async move {
-        let (_, mut body) = req.into_parts();
-        while let Some(Ok(c)) = body.data().await {
-            let _ = body.flow_control().release_capacity(c.len());
-        }
-        let t = body.trailers().await.ok().flatten().unwrap_or_default();
-        let mut got: Vec<String> = t
-            .iter()
-            .map(|(n, v)| format!("{n}={}", v.to_str().unwrap_or("?")))
-            .collect();
-        got.sort();
-        let resp = http::Response::builder()
-            .status(200)
-            .header("x-req-trailers", got.join(","))
-            .body(())
-            .unwrap();
-        let Ok(mut send) = respond.send_response(resp, false) else {
-            return;
-        };
-        send.reserve_capacity(4);
-        let _ = send.send_data(bytes::Bytes::from_static(b"body"), false);
-        let mut t = http::HeaderMap::new();
-        t.insert("x-trail", "t".parse().unwrap());
-        t.insert("x-trailer-drop", "1".parse().unwrap());
-        let _ = send.send_trailers(t);
-    });
+    let up = h2client::h2_trailer_echo();
     let proxy = Proxy::start(&config(up, "http2", processor_addr(&p), ""));
-    let (listen, uri) = (proxy.listen, proxy.url("/trailer-req"));
-    let r = h2client::run(move || async move {
-        let client = h2client::connect(listen).await;
-        let mut c = h2client::within(h2client::STEP, "stream slot", client.ready())
-            .await
-            .expect("h2 connection ready");
-        let req = h2client::request("POST", &uri).body(()).unwrap();
-        let (response, mut stream) = c.send_request(req, false).expect("send request");
-        stream.reserve_capacity(5);
-        stream
-            .send_data(bytes::Bytes::from_static(b"hello"), false)
-            .expect("data");
-        let mut t = http::HeaderMap::new();
-        t.insert("x-t1", "one".parse().unwrap());
-        t.insert("x-trailer-drop", "1".parse().unwrap());
-        stream.send_trailers(t).expect("trailers");
-        h2client::read_reply(response).await
-    });
+    let r = h2client::post_with_trailers(
+        proxy.listen,
+        proxy.url("/trailer-req"),
+        b"hello",
+        &[("x-t1", "one"), ("x-trailer-drop", "1")],
+    );
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(
         r.header("x-req-trailers"),

@@ -28,13 +28,6 @@ fn bootstrap(upstream: SocketAddr, processor: u16, failure_mode_allow: bool) -> 
 }
 
 /// The backend cluster speaks HTTP/2 (h2c).
-const BACKEND_H2: &str = r#"    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config:
-          http2_protocol_options: {}
-"#;
-
 /// `bootstrap`, with `backend` (four spaces in) added to the backend cluster.
 fn bootstrap_to(
     upstream: SocketAddr,
@@ -418,24 +411,12 @@ fn sorted_map(m: &serde_json::Value) -> String {
 /// An HTTP/2 POST of `hello` with trailers `x-t1: one` and `x-trailer-drop: 1` to
 /// `path`: the status, and the trailers message the processor was sent.
 fn post_with_trailers(listen: SocketAddr, path: &str, p: &Processor) -> String {
-    let uri = format!("http://{listen}{path}");
-    let r = h2client::run(move || async move {
-        let client = h2client::connect(listen).await;
-        let mut c = h2client::within(h2client::STEP, "stream slot", client.ready())
-            .await
-            .expect("h2 connection ready");
-        let req = h2client::request("POST", &uri).body(()).unwrap();
-        let (response, mut stream) = c.send_request(req, false).expect("send request");
-        stream.reserve_capacity(5);
-        stream
-            .send_data(bytes::Bytes::from_static(b"hello"), false)
-            .expect("data");
-        let mut t = http::HeaderMap::new();
-        t.insert("x-t1", "one".parse().unwrap());
-        t.insert("x-trailer-drop", "1".parse().unwrap());
-        stream.send_trailers(t).expect("trailers");
-        h2client::read_reply(response).await
-    });
+    let r = h2client::post_with_trailers(
+        listen,
+        format!("http://{listen}{path}"),
+        b"hello",
+        &[("x-t1", "one"), ("x-trailer-drop", "1")],
+    );
     let sent: Vec<String> = p
         .seen(path, "request_trailers")
         .iter()

@@ -563,3 +563,40 @@ fn ticks_start_when_the_config_is_loaded_not_with_the_first_request() {
     assert!(ticked.is_some(), "{}", proxy.stderr());
     assert_eq!(up.request_count(), 0);
 }
+
+/// Trailer callbacks (`proxy_on_request_trailers`, `proxy_on_response_trailers`): an
+/// HTTP/2 client's request trailers reach the HTTP/2 upstream as the module edited
+/// them, and the upstream's response trailers reach an HTTP/2 client and an HTTP/1
+/// one (chunked) edited too.
+#[test]
+fn trailer_callbacks_edit_http2_trailers() {
+    let up = h2client::h2_trailer_echo();
+    let dir = TempDir::new("wasm-trailers");
+    let m = wasm_modules::write(dir.path(), "trailers", &wasm_modules::trailers());
+    let text = config(up, &m, "").replace(
+        "    connect_timeout: 1s\n",
+        "    protocol: http2\n    connect_timeout: 1s\n",
+    );
+    let proxy = Proxy::start(&text);
+    let r =
+        h2client::post_with_trailers(proxy.listen, proxy.url("/t"), b"hello", &[("x-t1", "one")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("x-req-trailers"),
+        Some("x-t1=one,x-wasm-trailer=req")
+    );
+    let t = r.trailers.expect("the response trailers");
+    assert_eq!(t.get("x-wasm-trailer").unwrap(), "resp", "{t:?}");
+    assert_eq!(t.get("x-trail").unwrap(), "wasm", "{t:?}");
+    let mut c = Conn::connect(proxy.listen);
+    c.send("GET /t1 HTTP/1.1\r\nHost: a\r\nTE: trailers\r\n\r\n");
+    let r = c.read_response().expect("a response");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "body"));
+    assert_eq!(
+        r.trailer("x-wasm-trailer"),
+        Some("resp"),
+        "{:?}",
+        r.trailers
+    );
+    assert_eq!(r.trailer("x-trail"), Some("wasm"));
+}

@@ -4,11 +4,13 @@
 //! header filter's request and response headers, the deny filter's local response, and
 //! a trapping filter under each failure policy (the trapping request's 503, then
 //! `FAIL_CLOSED`'s 503s and `FAIL_OPEN`'s pass-through), and a request paused for
-//! an HTTP call (`proxy_http_call`) allowed, denied, timed out. Also checks that the
+//! an HTTP call (`proxy_http_call`) allowed, denied, timed out; HTTP/2 trailers edited
+//! by the trailer callbacks. Also checks that the
 //! loadtest's `wasm` scenario carries the add-header module. Skips, saying why, when
 //! Envoy is not installed.
 
 mod common;
+mod h2client;
 mod wasm_modules;
 
 use std::net::SocketAddr;
@@ -543,4 +545,47 @@ fn a_pause_nothing_resumes_times_out_as_in_envoy() {
         );
         assert!(from_us.iter().all(|(s, _)| *s == 504), "{from_us:?}");
     }
+}
+
+/// Trailer callbacks against Envoy 1.40: an HTTP/2 client's request trailers reach an
+/// HTTP/2 upstream as the module edited them, and the upstream's response trailers
+/// reach the client edited (one added, one replaced).
+#[test]
+fn trailer_callbacks_behave_as_in_envoy() {
+    let Some(bin) = envoy_or_skip("trailer_callbacks_behave_as_in_envoy") else {
+        return;
+    };
+    let dir = TempDir::new("wasm-parity-trailers");
+    let m = wasm_modules::write(dir.path(), "trailers", &wasm_modules::trailers());
+    let up = h2client::h2_trailer_echo();
+    let text = bootstrap(up, &m, "").replace(
+        "    connect_timeout: 1s\n",
+        &format!("    connect_timeout: 1s\n{BACKEND_H2}"),
+    );
+    let run = |addr: SocketAddr| -> String {
+        let uri = format!("http://{addr}/t");
+        let r = h2client::post_with_trailers(addr, uri, b"hello", &[("x-t1", "one")]);
+        let mut t: Vec<String> = r
+            .trailers
+            .iter()
+            .flatten()
+            .map(|(n, v)| format!("{n}={}", v.to_str().unwrap_or("?")))
+            .collect();
+        t.sort();
+        format!(
+            "{} upstream got {:?} | client trailers {t:?}",
+            r.status,
+            r.header("x-req-trailers")
+        )
+    };
+    let envoy = Envoy::start(&bin, &text);
+    let from_envoy = run(envoy.listen);
+    drop(envoy);
+    let proxy = Proxy::start(&text);
+    let from_us = run(proxy.listen);
+    assert_eq!(
+        from_us, from_envoy,
+        "Outrigger (left) and Envoy (right) differ"
+    );
+    assert!(from_us.contains("x-wasm-trailer=resp"), "{from_us}");
 }

@@ -26,7 +26,9 @@ pub const UNIMPLEMENTED: i32 = 12;
 
 /// `MapType`s.
 const REQUEST_HEADERS: i32 = 0;
+pub const REQUEST_TRAILERS: i32 = 1;
 const RESPONSE_HEADERS: i32 = 2;
+pub const RESPONSE_TRAILERS: i32 = 3;
 const HTTP_CALL_RESPONSE_HEADERS: i32 = 6;
 /// `BufferType`s.
 pub const HTTP_REQUEST_BODY: i32 = 0;
@@ -51,6 +53,8 @@ const CALLBACKS: &[(&str, usize, bool)] = &[
     ("proxy_on_response_headers", 3, true),
     ("proxy_on_request_body", 3, true),
     ("proxy_on_response_body", 3, true),
+    ("proxy_on_request_trailers", 2, true),
+    ("proxy_on_response_trailers", 2, true),
     ("proxy_on_done", 1, true),
     ("proxy_on_log", 1, false),
     ("proxy_on_delete", 1, false),
@@ -130,6 +134,11 @@ pub(super) fn map(h: &mut Host, t: i32) -> Option<&mut HeaderMap> {
     match t {
         REQUEST_HEADERS => h.cur().request.as_mut(),
         RESPONSE_HEADERS => h.cur().response.as_mut(),
+        // Only during the trailers callback of that side.
+        REQUEST_TRAILERS | RESPONSE_TRAILERS => match h.cur().trailers.as_mut() {
+            Some((kind, m)) if *kind == t => Some(m),
+            _ => None,
+        },
         HTTP_CALL_RESPONSE_HEADERS => h.call_response.as_mut().map(|r| &mut r.headers),
         _ => None,
     }

@@ -118,6 +118,8 @@ pub fn build(p: &str, raw: &RawWasm) -> Result<Arc<Plugin>, (String, String)> {
         max_fuel_per_call,
         request_body: module.get_export("proxy_on_request_body").is_some(),
         response_body: module.get_export("proxy_on_response_body").is_some(),
+        request_trailers: module.get_export("proxy_on_request_trailers").is_some(),
+        response_trailers: module.get_export("proxy_on_response_trailers").is_some(),
         module,
     });
     // Start it once here: its imports, `proxy_on_vm_start` and `proxy_on_configure`

@@ -37,6 +37,10 @@ pub struct Plugin {
     /// through the chain's body hook) and `proxy_on_response_body`.
     pub request_body: bool,
     pub response_body: bool,
+    /// The module has `proxy_on_request_trailers` (an HTTP/2 request's trailers, its
+    /// body held for them) and `proxy_on_response_trailers`.
+    pub request_trailers: bool,
+    pub response_trailers: bool,
     pub(super) module: Module,
 }
 
@@ -76,6 +80,9 @@ pub struct Call {
     pub continued: bool,
     /// The body buffer of a body callback (`HttpRequestBody` or `HttpResponseBody`).
     pub body: Option<BodyBuf>,
+    /// The trailers of a trailers callback, with their `MapType`
+    /// (`HttpRequestTrailers` or `HttpResponseTrailers`).
+    pub trailers: Option<(i32, HeaderMap)>,
 }
 
 /// The body a body callback reads and edits (`proxy_get_buffer_bytes`,

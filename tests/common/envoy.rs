@@ -148,6 +148,15 @@ pub const HCM_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 pub const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 
+/// A cluster's fields (four spaces in) that make it speak HTTP/2 (h2c) to its
+/// endpoints.
+pub const BACKEND_H2: &str = r#"    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+"#;
+
 /// The head most parity bootstraps share: the admin on `@ADMIN_PORT@`, `top` (further
 /// top-level sections, such as `stats_config`, each line ending in a newline), then one
 /// listener `name` on `@PORT@` whose HTTP connection manager has `stat_prefix: name`.

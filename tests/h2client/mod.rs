@@ -261,6 +261,66 @@ pub fn h2_upstream_answering(
     h2_serve(move |req, respond| answer_whole(req, respond, answer.clone()))
 }
 
+/// An HTTP/2 (h2c) upstream for trailer tests: it reads each request whole and answers
+/// 200 with `x-req-trailers` (the request's trailers as sorted `name=value` pairs,
+/// comma-joined), the body `body`, and the trailers `x-trail: t` and
+/// `x-trailer-drop: 1`. On its own thread; it stops by itself after a minute.
+pub fn h2_trailer_echo() -> SocketAddr {
+    h2_serve(|req, mut respond| async move {
+        let (_, mut body) = req.into_parts();
+        while let Some(Ok(c)) = body.data().await {
+            let _ = body.flow_control().release_capacity(c.len());
+        }
+        let t = body.trailers().await.ok().flatten().unwrap_or_default();
+        let mut got: Vec<String> = t
+            .iter()
+            .map(|(n, v)| format!("{n}={}", v.to_str().unwrap_or("?")))
+            .collect();
+        got.sort();
+        let resp = http::Response::builder()
+            .status(200)
+            .header("x-req-trailers", got.join(","))
+            .body(())
+            .expect("a response");
+        let Ok(mut send) = respond.send_response(resp, false) else {
+            return;
+        };
+        send.reserve_capacity(4);
+        let _ = send.send_data(Bytes::from_static(b"body"), false);
+        let mut t = http::HeaderMap::new();
+        t.insert("x-trail", http::HeaderValue::from_static("t"));
+        t.insert("x-trailer-drop", http::HeaderValue::from_static("1"));
+        let _ = send.send_trailers(t);
+    })
+}
+
+/// An HTTP/2 POST of `body` to `uri` on `addr`, ended by the trailers `trailers`.
+pub fn post_with_trailers(
+    addr: SocketAddr,
+    uri: String,
+    body: &'static [u8],
+    trailers: &'static [(&'static str, &'static str)],
+) -> Reply {
+    run(move || async move {
+        let client = connect(addr).await;
+        let mut c = within(STEP, "stream slot", client.ready())
+            .await
+            .expect("h2 connection ready");
+        let req = request("POST", &uri).body(()).expect("a request");
+        let (response, mut stream) = c.send_request(req, false).expect("send request");
+        stream.reserve_capacity(body.len());
+        stream
+            .send_data(Bytes::from_static(body), false)
+            .expect("data");
+        let mut t = http::HeaderMap::new();
+        for (n, v) in trailers {
+            t.append(*n, http::HeaderValue::from_static(v));
+        }
+        stream.send_trailers(t).expect("trailers");
+        read_reply(response).await
+    })
+}
+
 /// An HTTP/2 (h2c) upstream on 127.0.0.1 that runs `stream` for each stream it
 /// accepts, each in its own task, on every connection. On its own thread (a glommio
 /// executor); it stops by itself after a minute.

@@ -129,6 +129,31 @@ pub fn body_edit() -> String {
     )
 }
 
+/// Trailer callbacks: adds `x-wasm-trailer: req` to an HTTP/2 request's trailers, and to
+/// a response's trailers `x-wasm-trailer: resp` and `x-trail: wasm` (replacing the
+/// upstream's value).
+pub fn trailers() -> String {
+    super::module(
+        "proxy_abi_version_0_2_1",
+        1,
+        1,
+        r#"
+  (data (i32.const 1024) "x-wasm-trailer")
+  (data (i32.const 1040) "req")
+  (data (i32.const 1048) "resp")
+  (data (i32.const 1056) "x-trail")
+  (data (i32.const 1064) "wasm")
+  (func (export "proxy_on_request_trailers") (param i32 i32) (result i32)
+    (drop (call $add (i32.const 1) (i32.const 1024) (i32.const 14) (i32.const 1040) (i32.const 3)))
+    (i32.const 0))
+  (func (export "proxy_on_response_trailers") (param i32 i32) (result i32)
+    (drop (call $add (i32.const 3) (i32.const 1024) (i32.const 14) (i32.const 1048) (i32.const 4)))
+    (drop (call $replace (i32.const 3) (i32.const 1056) (i32.const 7) (i32.const 1064) (i32.const 4)))
+    (i32.const 0))
+"#,
+    )
+}
+
 /// A response head paused until the next tick: a request with `x-hold: go` or
 /// `x-hold: deny` has its `proxy_on_response_headers` add `x-before: yes` and return
 /// `Pause`; the next tick (every 20 ms) switches to its context and adds `x-resumed:

@@ -65,6 +65,7 @@ pub mod status;
 pub mod throttle;
 pub mod wasm;
 mod wasm_body;
+mod wasm_trailers;
 
 use serde::Deserialize;
 
@@ -375,8 +376,12 @@ impl<'c> Chain<'c> {
                 | FilterKind::Rbac(_)
                 | FilterKind::LocalRateLimit(_)
                 | FilterKind::Fault(_)
-                | FilterKind::Cors(_)
-                | FilterKind::Wasm(_) => {}
+                | FilterKind::Cors(_) => {}
+                FilterKind::Wasm(w) => {
+                    if let Status::Respond(r) = w.on_request_trailers(self.store, trailers).await {
+                        return Status::Respond(r);
+                    }
+                }
                 FilterKind::ExtAuthz(own) => {
                     if let Status::Respond(r) =
                         own.on_request_trailers(self.store, self.upstream).await
@@ -397,16 +402,21 @@ impl<'c> Chain<'c> {
 
     /// An HTTP/2 upstream response's trailers, before they go to the client (on every
     /// path; an HTTP/1 client then drops them). Filters see them in reverse order and
-    /// may change them (ext_proc's `response_trailer_mode: SEND`) or answer: after a
+    /// may change them (ext_proc's `response_trailer_mode: SEND`, a wasm module's
+    /// `proxy_on_response_trailers`) or answer: after a
     /// head that went out, the caller resets the stream (HTTP/2) or closes the
     /// connection (HTTP/1). Callers check `hooks().response_trailers` first.
     pub async fn on_response_trailers(&self, trailers: &mut http::HeaderMap) -> Status {
         for f in self.active().rev() {
-            if let FilterKind::ExtProc(_) = &f.kind {
-                let s = ext_proc::trailers::on_response_trailers(self.store, trailers);
-                if let Status::Respond(r) = s.await {
-                    return Status::Respond(r);
+            let s = match &f.kind {
+                FilterKind::ExtProc(_) => {
+                    ext_proc::trailers::on_response_trailers(self.store, trailers).await
                 }
+                FilterKind::Wasm(w) => w.on_response_trailers(self.store, trailers).await,
+                _ => continue,
+            };
+            if let Status::Respond(r) = s {
+                return Status::Respond(r);
             }
         }
         Status::Continue

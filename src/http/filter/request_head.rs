@@ -178,6 +178,9 @@ pub async fn on_request_head<'c>(
                 // Its body callbacks, if the module has them.
                 hooks.request_data |= w.0.request_body && ctx.body;
                 hooks.response_body |= w.0.response_body;
+                // Its trailer callbacks (an HTTP/2 request's trailers come after a body).
+                hooks.request_trailers |= w.0.request_trailers && ctx.body;
+                hooks.response_trailers |= w.0.response_trailers;
                 if edits.request_store.is_some_and(|s| !s.is_empty()) {
                     edits.request.set = edits.request_store;
                 }

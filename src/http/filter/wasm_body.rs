@@ -132,7 +132,7 @@ async fn run(cb: Callback<'_>, body: BodyBuf) -> Outcome {
 
 /// A callback's local response (its headers go to the stream's response edits, and
 /// the response-headers callback does not run for it).
-fn resolved(plugin: &Arc<Plugin>, call: Call, store: &SetHeaders) -> Status {
+pub(super) fn resolved(plugin: &Arc<Plugin>, call: Call, store: &SetHeaders) -> Status {
     let Some(l) = call.local else {
         return Status::Continue;
     };
@@ -148,7 +148,7 @@ fn resolved(plugin: &Arc<Plugin>, call: Call, store: &SetHeaders) -> Status {
 }
 
 /// The stream's context of `plugin` and what `f` takes from it.
-fn context<T>(
+pub(super) fn context<T>(
     plugin: &Arc<Plugin>,
     store: &SetHeaders,
     f: impl FnOnce(&mut super::set_headers::StreamContext) -> T,
