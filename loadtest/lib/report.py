@@ -253,6 +253,9 @@ def baseline_section(data: Data, ctx: dict) -> list[str]:
         return []
     b = ctx.get("baseline") or {}
     rows = []
+    exporter = lambda d: d.get("exporter_cpu_us_per_req")  # noqa: E731
+    traced = any(data.median(n, p, exporter) is not None
+                 for n in names for p in ("outrigger", BASE))
     for name in names:
         row = [name]
         for key, fmt, worse_up in _base_keys(BY_NAME[name].kind):
@@ -265,6 +268,10 @@ def baseline_section(data: Data, ctx: dict) -> list[str]:
         al = (ctx.get("allocs") or {}).get(name)
         row.append(" / ".join(f_num((al.get(p) or {}).get("per_req"), 2)
                               for p in ("outrigger", BASE)) if al else "—")
+        if traced:
+            ex = [data.median(name, p, exporter) for p in ("outrigger", BASE)]
+            row.append(" / ".join(f_num(x, 2) for x in ex) if any(
+                x is not None for x in ex) else "—")
         rows.append(row)
     heads = ["scenario"]
     for lab in ("req/s (bodies: MB/s)", "CPU µs/req (bodies: s/GB)", "p99 ms"):
@@ -275,7 +282,8 @@ def baseline_section(data: Data, ctx: dict) -> list[str]:
             "flags, in the same interleaved rounds. Medians over rounds; *ratio* is "
             "outrigger / outrigger-base, the median of per-round ratios; **bold**: more "
             "than 5% worse. The idle-connection scenario is in its own table below.", "",
-            table(heads + ["allocs/req (outrigger / base)"], rows), ""]
+            table(heads + ["allocs/req (outrigger / base)"]
+                  + (["exporter µs/req (outrigger / base)"] if traced else []), rows), ""]
 
 
 def policy_section(data: Data) -> list[str]:

@@ -244,10 +244,12 @@ class Runner:
         return True
 
     def run(self, sc: Scenario) -> list[Run]:
-        # A peer marked only_named (h1-captured's) runs only where a scenario names it.
+        # A peer marked only_named (h1-captured's) runs only where a scenario names it;
+        # outrigger-base (--baseline) runs wherever outrigger does.
+        only = sc.only + (("outrigger-base",) if "outrigger" in sc.only else ())
         peers = [p for p in self.peers.values() if (p.is_proxy or not sc.proxies_only)
-                 and (p.name in sc.only if getattr(p, "only_named", False)
-                      else not sc.only or p.name in sc.only)]
+                 and (p.name in only if getattr(p, "only_named", False)
+                      else not only or p.name in only)]
         fresh = sc.kind in ("idle", "churn", "xds")   # a new process for every run
         runs, up = [], set()
         try:

@@ -8,9 +8,10 @@
 //! (`tracing.opentelemetry.spans_dropped`). The worker wakes the thread only when its
 //! queue was empty (the first span of a batch) or reaches a batch, so a busy worker
 //! does not pay a wake-up per span; an idle exporter sleeps without a timer. Exports to
-//! one collector start at least `EXPORT_GAP` apart, and after an export the thread
-//! sleeps the gap out, so a busy proxy sends one request per 10 ms, not one per five
-//! spans, and the exporter wakes about twice per request.
+//! one collector start at least `EXPORT_GAP` (100 ms) apart unless `PROMPT_SPANS`
+//! (256) are waiting, and after an export the thread sleeps the gap out, so a traced
+//! proxy sends one request per 100 ms or per 256 spans, not one per five spans, and
+//! the exporter wakes about twice per request.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -56,16 +57,23 @@ static SHARED: OnceLock<Shared> = OnceLock::new();
 /// `max_export_batch_size`), unless `batch_spans` asks for more.
 const MAX_EXPORT_SPANS: usize = 512;
 
-/// The least time between the starts of two exports to one collector. A batch that
-/// fills sooner waits for the rest of it, so at a high request rate spans go in one
-/// request per 10 ms instead of one per `batch_spans` (Envoy's `min_flush_spans`, 5: at
-/// 40k traced requests a second, 8,000 requests a second, each a write, a read and a
-/// wake-up on the proxy's core; that was most of tracing's cost per request). At 1 ms
-/// the exporter still cost 3 us of CPU per span, mostly its context switches
-/// (docs/tracing.md). A span waits at most this much longer than it would in Envoy,
-/// whose own flush interval is 5 s; a batch stays within `MAX_EXPORT_SPANS` up to
-/// about 50k spans a second.
-const EXPORT_GAP: Duration = Duration::from_millis(10);
+/// A batch this large goes at once, whatever the gap (`EXPORT_GAP`), and a worker's
+/// queue this full wakes the thread for it: at 20k spans a second an export every
+/// 13 ms. Larger batches cost more per span (the spans are colder by the time they
+/// are encoded: 512-span exports cost 1.8 us per span at 20k/s where ~200-span ones
+/// cost 1.2-1.5), smaller ones more per export.
+const PROMPT_SPANS: usize = 256;
+
+/// How long a batch that reached `batch_spans` waits after its collector's last export
+/// started, unless it holds `PROMPT_SPANS`, which go at once. An export costs the
+/// thread a fixed ~85 us (two sleeps, a write and the collector's answer) on top of
+/// the spans' own cost: at Envoy's `min_flush_spans` (5) that fixed cost was most of
+/// tracing's CPU per request. With this gap a proxy sends at most ten requests a
+/// second below ~2.5k spans a second, and one per `PROMPT_SPANS` above it (at 5k
+/// traced requests a second a 10 ms gap left the exporter at 2.4 us per request, 50
+/// spans sharing each export's cost; docs/tracing.md). A span waits at most this much
+/// longer than it would in Envoy, whose own flush interval is 5 s.
+const EXPORT_GAP: Duration = Duration::from_millis(100);
 
 thread_local! {
     static QUEUE: OnceCell<Option<Arc<Queue>>> = const { OnceCell::new() };
@@ -126,13 +134,13 @@ pub fn submit(span: Box<Finished>) {
         // Wake the exporter only when a batch is full, or when it sleeps without a
         // timer; otherwise the pending batch's flush timer collects this span, so a
         // sampled request costs no futex wake (and no context switch) of its own. The
-        // span that fills half the queue wakes it even while it sleeps out its gap
-        // (`EXPORT_GAP`): it then takes the queue's spans into its batch, so a worker
+        // span that fills half the queue, or a full export request, wakes it even while
+        // it sleeps out its gap (`EXPORT_GAP`): it then sends those spans, so a worker
         // faster than the queue holds in one gap (Envoy's `max_cache_size`, 1024 under
-        // a bootstrap, is 10 ms of 100k spans a second) loses none to the gap.
+        // a bootstrap, is 100 ms of 10k spans a second) loses none to the gap.
         let len = q.len();
         let wake = (len >= batch && !s.paced.load(Ordering::Relaxed))
-            || len == q.capacity().div_ceil(2)
+            || len == q.capacity().div_ceil(2).min(PROMPT_SPANS)
             || (s.idle.load(Ordering::Relaxed) && s.idle.swap(false, Ordering::AcqRel));
         if wake {
             s.thread.unpark();
@@ -202,7 +210,8 @@ fn run() {
         }
         let now = Instant::now();
         // A full batch goes once `EXPORT_GAP` has passed since its collector's last
-        // export; until then it is held (`held`: when it may go).
+        // export, or at once when it fills an export request; until then it is held
+        // (`held`: when it may go).
         let mut held: Option<Instant> = None;
         let mut due = Vec::new();
         let mut i = 0;
@@ -212,6 +221,8 @@ fn run() {
                 true
             } else if b.spans.len() < c.batch_spans.max(1) {
                 false
+            } else if b.spans.len() >= PROMPT_SPANS.max(c.batch_spans) {
+                true
             } else {
                 match last.get(&c.addr).map(|t| *t + EXPORT_GAP) {
                     Some(at) if at > now => {
@@ -240,7 +251,7 @@ fn run() {
                 // `min_flush_spans` starts a flush, it does not size it), up to
                 // `MAX_EXPORT_SPANS`: behind a slow collector, a backlog cut into
                 // 5-span requests would fall further behind.
-                let per_request = c.batch_spans.max(MAX_EXPORT_SPANS);
+                let per_request = per_request(&c);
                 while !spans.is_empty() {
                     let take = spans.len().min(per_request);
                     let n = take as u64;
@@ -312,6 +323,11 @@ fn run() {
             }
         }
     }
+}
+
+/// The most spans one export request carries to `c`.
+fn per_request(c: &Collector) -> usize {
+    c.batch_spans.max(MAX_EXPORT_SPANS)
 }
 
 /// One OTLP/HTTP export, answered 2xx, on the collector's kept-alive connection in
