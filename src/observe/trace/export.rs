@@ -24,9 +24,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use super::{Collector, Finished};
+use super::Collector;
 
-type Queue = ArrayQueue<Box<Finished>>;
+/// A finished span as its worker encoded it (`otlp::span_bytes`), for `collector`.
+pub struct Encoded {
+    pub collector: Arc<Collector>,
+    pub bytes: Vec<u8>,
+}
+
+type Queue = ArrayQueue<Encoded>;
 
 /// The exporter's counters, as Envoy's `tracing.opentelemetry.*` stats.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -112,7 +118,7 @@ fn shared() -> Option<&'static Shared> {
 }
 
 /// Hands a finished span to the exporter; never blocks.
-pub fn submit(span: Box<Finished>) {
+pub fn submit(span: Encoded) {
     let cap = span.collector.queue_spans.max(1);
     let batch = span.collector.batch_spans.max(1);
     QUEUE.with(|q| {
@@ -152,7 +158,7 @@ pub fn submit(span: Box<Finished>) {
 struct Batch {
     collector: Arc<Collector>,
     first: Instant,
-    spans: Vec<Finished>,
+    spans: Vec<Vec<u8>>,
 }
 
 /// The pending batch of `c`: the same `Arc`, or failing that an equal collector (a
@@ -204,7 +210,7 @@ fn run() {
             for _ in 0..q.capacity() {
                 let Some(f) = q.pop() else { break };
                 if let Some(b) = batch_for(&mut pending, &f.collector) {
-                    b.spans.push(*f);
+                    b.spans.push(f.bytes);
                 }
             }
         }

@@ -484,7 +484,13 @@ pub fn finish(mut span: ActiveSpan, end: &End) {
         text: std::mem::take(&mut span.text),
         tags: std::mem::take(&mut span.tags),
     };
-    export::submit(Box::new(done));
+    // Encoded here, on the worker, while the span's values are in its cache; the span
+    // itself is freed here too, not by the exporter's thread.
+    let bytes = otlp::span_bytes(&done);
+    export::submit(export::Encoded {
+        collector: done.collector,
+        bytes,
+    });
 }
 
 #[cfg(test)]

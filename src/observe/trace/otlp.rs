@@ -1,6 +1,12 @@
-//! Finished spans -> the bytes of OTLP's `ExportTraceServiceRequest`, on the exporter
-//! thread. Envoy's tracer sends one resource with `service.name` and one scope holding
-//! the spans, attributes as strings.
+//! Finished spans -> the bytes of OTLP's `ExportTraceServiceRequest`. Envoy's tracer
+//! sends one resource with `service.name` and one scope holding the spans, attributes as
+//! strings.
+//!
+//! A span is encoded by the worker that finishes it (`span_bytes`), while its values
+//! are still in that core's cache: the exporter thread, reading the spans' tags and text
+//! tens of milliseconds later (from another core), spent most of its time waiting for
+//! those cache lines (docs/tracing.md). The exporter only wraps the encoded spans of
+//! one collector in the request's outer messages (`encode`), a sequential copy.
 //!
 //! The bytes are written straight from the finished spans, with prost's wire helpers:
 //! building the opentelemetry-proto crate's prost tree first cost a `String` per
@@ -103,6 +109,15 @@ fn put_key_value(key: &str, value: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(value.as_bytes());
 }
 
+/// One span as the bytes of a `ScopeSpans.spans` field (key, length, `Span`), which
+/// `encode` puts side by side.
+pub fn span_bytes(f: &Finished) -> Vec<u8> {
+    let len = span_len(f);
+    let mut out = Vec::with_capacity(delimited(len));
+    put_span(f, len, &mut out);
+    out
+}
+
 fn put_span(f: &Finished, len: usize, out: &mut Vec<u8>) {
     put_header(SCOPE_SPANS_SPANS, len, out);
     put_bytes(SPAN_TRACE_ID, &f.trace_id, out);
@@ -133,11 +148,10 @@ fn put_span(f: &Finished, len: usize, out: &mut Vec<u8>) {
 }
 
 /// One export request's body, written into `out` (cleared first): the spans of one
-/// collector, under its service name.
-pub fn encode(service_name: &str, spans: &[Finished], out: &mut Vec<u8>) {
+/// collector (each as `span_bytes` made it), under its service name.
+pub fn encode(service_name: &str, spans: &[Vec<u8>], out: &mut Vec<u8>) {
     out.clear();
-    let lens: Vec<usize> = spans.iter().map(span_len).collect();
-    let scope: usize = lens.iter().map(|&n| delimited(n)).sum();
+    let scope: usize = spans.iter().map(Vec::len).sum();
     let service = key_value_len("service.name", service_name);
     let resource = delimited(service);
     let resource_spans = delimited(resource) + delimited(scope);
@@ -151,8 +165,8 @@ pub fn encode(service_name: &str, spans: &[Finished], out: &mut Vec<u8>) {
     put_header(ANY_VALUE_STRING, service_name.len(), out);
     out.extend_from_slice(service_name.as_bytes());
     put_header(RESOURCE_SPANS_SCOPE_SPANS, scope, out);
-    for (f, &len) in spans.iter().zip(&lens) {
-        put_span(f, len, out);
+    for s in spans {
+        out.extend_from_slice(s);
     }
 }
 

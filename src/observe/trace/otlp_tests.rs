@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Spa
 use prost::Message;
 
 use super::super::{Collector, Finished, SpanKind, Val};
-use super::{encode, nanos};
+use super::{encode, nanos, span_bytes};
 
 fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
@@ -122,7 +122,8 @@ fn the_bytes_are_the_crates_own_encoding() {
         ("none", &[][..]),
     ] {
         let mut ours = vec![1, 2, 3];
-        encode(service, spans, &mut ours);
+        let encoded: Vec<Vec<u8>> = spans.iter().map(span_bytes).collect();
+        encode(service, &encoded, &mut ours);
         let theirs = reference(service, spans).encode_to_vec();
         assert_eq!(ours, theirs, "service {service:?}, {} spans", spans.len());
         let decoded = ExportTraceServiceRequest::decode(ours.as_slice()).expect("decodes");
