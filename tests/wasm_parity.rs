@@ -484,15 +484,7 @@ fn a_paused_response_head_behaves_as_in_envoy() {
             })
             .collect()
     };
-    let envoy = Envoy::start(&bin, &text);
-    let from_envoy = run(envoy.listen);
-    drop(envoy);
-    let proxy = Proxy::start(&text);
-    let from_us = run(proxy.listen);
-    assert_eq!(
-        from_us, from_envoy,
-        "Outrigger (left) and Envoy (right) differ"
-    );
+    let from_us = same_in_both(&bin, &text, run);
     let yes = Some("yes".to_string());
     assert_eq!(from_us[0], (200, "hello world".into(), yes.clone(), yes));
     assert_eq!((from_us[1].0, from_us[1].1.as_str()), (403, "held back"));
@@ -578,14 +570,25 @@ fn trailer_callbacks_behave_as_in_envoy() {
             r.header("x-req-trailers")
         )
     };
-    let envoy = Envoy::start(&bin, &text);
+    let from_us = same_in_both(&bin, &text, run);
+    assert!(from_us.contains("x-wasm-trailer=resp"), "{from_us}");
+}
+
+/// Runs `run` against Envoy, then against Outrigger, with the same bootstrap, and
+/// checks that both saw the same; returns what Outrigger's run saw.
+fn same_in_both<T: PartialEq + std::fmt::Debug>(
+    bin: &std::path::PathBuf,
+    text: &str,
+    run: impl Fn(SocketAddr) -> T,
+) -> T {
+    let envoy = Envoy::start(bin, text);
     let from_envoy = run(envoy.listen);
     drop(envoy);
-    let proxy = Proxy::start(&text);
+    let proxy = Proxy::start(text);
     let from_us = run(proxy.listen);
     assert_eq!(
         from_us, from_envoy,
         "Outrigger (left) and Envoy (right) differ"
     );
-    assert!(from_us.contains("x-wasm-trailer=resp"), "{from_us}");
+    from_us
 }

@@ -462,6 +462,18 @@ pub(super) struct ParkGuard<'a> {
     pub(super) id: i32,
 }
 
+/// Waits for a callback to resolve the context `id` parked on the VM instance
+/// `serial`, for at most the stream's idle timeout (`ParkGuard::wait_at_most`).
+pub(super) async fn wait_parked(
+    rc: &Rc<RefCell<crate::wasm::WorkerVm>>,
+    plugin: &Arc<Plugin>,
+    store: &SetHeaders,
+    (serial, id): (u64, i32),
+) -> Result<Option<Call>, Status> {
+    let limit = idle_limit(store, (key(plugin), id));
+    ParkGuard { rc, serial, id }.wait_at_most(limit).await
+}
+
 impl ParkGuard<'_> {
     /// Waits until a callback resolved the parked context (see the type).
     pub(super) async fn wait(mut self) -> Option<Call> {

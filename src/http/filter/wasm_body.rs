@@ -29,7 +29,7 @@ use wasmtime::Val;
 use super::ext_proc::response::BodyOutcome;
 use super::set_headers::{SetHeaders, WasmBody};
 use super::status::{DataStatus, Status};
-use super::wasm::{failed, failed_request, idle_limit, key, local, ParkGuard, WasmFilter};
+use super::wasm::{failed, failed_request, key, local, wait_parked, WasmFilter};
 use crate::wasm::abi::{HTTP_REQUEST_BODY, HTTP_RESPONSE_BODY};
 use crate::wasm::calls;
 use crate::wasm::host::{BodyBuf, Parked};
@@ -110,13 +110,7 @@ async fn run(cb: Callback<'_>, body: BodyBuf) -> Outcome {
         calls::pump(vm, &rc);
         vm.serial
     };
-    let guard = ParkGuard {
-        rc: &rc,
-        serial,
-        id,
-    };
-    let limit = idle_limit(store, (key(plugin), id));
-    let call = match guard.wait_at_most(limit).await {
+    let call = match wait_parked(&rc, plugin, store, (serial, id)).await {
         Ok(call) => call,
         Err(timeout) => return Outcome::Respond(timeout),
     };

@@ -18,7 +18,7 @@ use wasmtime::Val;
 
 use super::set_headers::SetHeaders;
 use super::status::Status;
-use super::wasm::{failed, failed_request, idle_limit, key, ParkGuard, WasmFilter};
+use super::wasm::{failed, failed_request, wait_parked, WasmFilter};
 use super::wasm_body::{context, resolved};
 use crate::wasm::abi::{REQUEST_TRAILERS, RESPONSE_TRAILERS};
 use crate::wasm::calls;
@@ -103,13 +103,7 @@ async fn run(
         calls::pump(vm, &rc);
         vm.serial
     };
-    let guard = ParkGuard {
-        rc: &rc,
-        serial,
-        id,
-    };
-    let limit = idle_limit(store, (key(plugin), id));
-    match guard.wait_at_most(limit).await {
+    match wait_parked(&rc, plugin, store, (serial, id)).await {
         Err(timeout) => timeout,
         Ok(None) => failed_request(plugin, "the VM failed while the trailers were paused"),
         Ok(Some(call)) if call.local.is_some() => resolved(plugin, call, store),
