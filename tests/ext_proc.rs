@@ -444,6 +444,17 @@ fn response_bodies_are_processed_streamed() {
         .map(|b| format!("{}!", b["body"].as_str().unwrap()))
         .collect();
     assert_eq!(r.body_str(), want);
+    // The processor ends the stream at the second piece: the first as it made it, the
+    // rest as it came.
+    let r = get(proxy.listen, "svc", "/stream-upper-close");
+    assert_eq!(r.status, 200);
+    let bodies = p.seen("/stream-upper-close", "response_body");
+    assert_eq!(bodies.len(), 2, "{}", bodies.len());
+    let first = bodies[0]["body"].as_str().unwrap();
+    let whole = chunk.repeat(5);
+    let rest = whole.get(first.len()..).unwrap();
+    assert_eq!(r.body_str(), format!("{}{rest}", first.to_uppercase()));
+    assert_eq!(counter(&proxy, "streams_failed"), 0);
 }
 
 /// Trailers in `SEND` mode (`/trailer*` routes): an HTTP/2 client's request trailers

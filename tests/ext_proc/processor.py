@@ -24,6 +24,8 @@ stream without one, request headers skipped, just continues):
                 upper-cased (same length); `grow`, with the body and `!` appended and
                 the header x-body-seen: yes; `clear`, clear_body; `deny`, an
                 immediate response 451 with body `late body`
+  *close*       the second response body message is not answered: the stream ends
+                there with gRPC status OK
   anything else: every message is answered CONTINUE
 Every message seen is appended to the log file given as argv[1], one JSON line each:
 {"path", "kind", "headers" (dict of the last value per name), "end_of_stream", "body",
@@ -87,6 +89,7 @@ def hold(ctx):
 class Processor(pb_grpc.ExternalProcessorServicer):
     def Process(self, request_iterator, ctx):
         path = ""
+        response_bodies = 0
         for req in request_iterator:
             kind = req.WhichOneof("request")
             entry = {"path": path, "kind": kind}
@@ -105,6 +108,11 @@ class Processor(pb_grpc.ExternalProcessorServicer):
             elif kind in ("request_trailers", "response_trailers"):
                 entry["trailers"] = headers_of_map(getattr(req, kind).trailers)
             log(entry)
+            if kind == "response_body":
+                response_bodies += 1
+                if "close" in path and response_bodies == 2:
+                    # Ends the stream cleanly (gRPC status OK) instead of answering.
+                    return
             resp = answer(path, kind, req, ctx)
             if resp is None:
                 hold(ctx)

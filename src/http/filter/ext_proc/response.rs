@@ -84,12 +84,10 @@ pub async fn on_response_body(
         return BodyOutcome::GO_ON;
     };
     let m = s.mode.get();
-    if !s.live() || m.response_body == BodyMode::None {
-        finish(s);
-        return BodyOutcome::GO_ON;
-    }
     if m.response_body == BodyMode::Streamed {
-        // The pieces went as they came; the body is what the processor made of them.
+        // The pieces went as they came; the body is what the processor made of them,
+        // and the pieces that came after the stream ended (closed by the processor,
+        // failed open), as they came.
         if let Some(body) = body {
             *body = std::mem::take(&mut *s.response_out.borrow_mut());
         }
@@ -98,6 +96,10 @@ pub async fn on_response_body(
             status: Status::Continue,
             keep_length: false,
         };
+    }
+    if !s.live() || m.response_body == BodyMode::None {
+        finish(s);
+        return BodyOutcome::GO_ON;
     }
     let keep_length = m.response_headers == HeaderMode::Send;
     let Some(body) = body else {
