@@ -583,8 +583,17 @@ async fn request_data(
     if s.body_replaced.get() {
         return DataStatus::StopAndBuffer;
     }
+    if !s.body_owned.get() && (s.mode.get().request_body == BodyMode::None || !s.live()) {
+        // None of the body is processed (the stream is held for the trailers, or by
+        // another filter): it goes upstream as the hold keeps it, without a copy here.
+        if end {
+            s.finish_if_done();
+        }
+        return DataStatus::Continue;
+    }
     s.body_owned.set(true);
     if !s.live() {
+        // The stream ended while the body was processed: the rest goes as it came.
         s.body.borrow_mut().extend_from_slice(chunk);
         return DataStatus::StopAndBuffer;
     }
