@@ -121,6 +121,7 @@ fn shared() -> Option<&'static Shared> {
 pub fn submit(span: Encoded) {
     let cap = span.collector.queue_spans.max(1);
     let batch = span.collector.batch_spans.max(1);
+    let prompt = prompt(&span.collector);
     QUEUE.with(|q| {
         let q = q.get_or_init(|| {
             let s = shared()?;
@@ -146,7 +147,7 @@ pub fn submit(span: Encoded) {
         // a bootstrap, is 100 ms of 10k spans a second) loses none to the gap.
         let len = q.len();
         let wake = (len >= batch && !s.paced.load(Ordering::Relaxed))
-            || len == q.capacity().div_ceil(2).min(PROMPT_SPANS)
+            || len == q.capacity().div_ceil(2).min(prompt)
             || (s.idle.load(Ordering::Relaxed) && s.idle.swap(false, Ordering::AcqRel));
         if wake {
             s.thread.unpark();
@@ -227,7 +228,7 @@ fn run() {
                 true
             } else if b.spans.len() < c.batch_spans.max(1) {
                 false
-            } else if b.spans.len() >= PROMPT_SPANS.max(c.batch_spans) {
+            } else if b.spans.len() >= prompt(c) {
                 true
             } else {
                 match last.get(&c.addr).map(|t| *t + EXPORT_GAP) {
@@ -257,7 +258,7 @@ fn run() {
                 // `min_flush_spans` starts a flush, it does not size it), up to
                 // `MAX_EXPORT_SPANS`: behind a slow collector, a backlog cut into
                 // 5-span requests would fall further behind.
-                let per_request = per_request(&c);
+                let per_request = c.batch_spans.max(MAX_EXPORT_SPANS);
                 while !spans.is_empty() {
                     let take = spans.len().min(per_request);
                     let n = take as u64;
@@ -331,9 +332,11 @@ fn run() {
     }
 }
 
-/// The most spans one export request carries to `c`.
-fn per_request(c: &Collector) -> usize {
-    c.batch_spans.max(MAX_EXPORT_SPANS)
+/// How many waiting spans make a batch for `c` go at once, whatever the gap (and wake
+/// the thread for it): `PROMPT_SPANS`, or `batch_spans` when that is more (a batch
+/// below it does not go before its flush interval anyway).
+fn prompt(c: &Collector) -> usize {
+    PROMPT_SPANS.max(c.batch_spans)
 }
 
 /// One OTLP/HTTP export, answered 2xx, on the collector's kept-alive connection in
