@@ -48,6 +48,13 @@ type WorkerEntry = (Weak<Plugin>, Rc<RefCell<WorkerVm>>);
 /// a failed VM).
 pub type WorkerVm = Option<Vm>;
 
+/// The running (not failed) VM in `rc`, unless it is in use (a callback of this VM
+/// is on the stack: the caller answers as for a failed VM).
+pub fn running(rc: &Rc<RefCell<WorkerVm>>) -> Option<std::cell::RefMut<'_, Vm>> {
+    let slot = rc.try_borrow_mut().ok()?;
+    std::cell::RefMut::filter_map(slot, |s| s.as_mut().filter(|vm| !vm.failed)).ok()
+}
+
 /// This worker's VM for `plugin`, started on first use. A VM that failed and whose
 /// plugin says `fail_reload` is replaced by a new one here.
 pub fn worker_vm(plugin: &Arc<Plugin>) -> Rc<RefCell<WorkerVm>> {

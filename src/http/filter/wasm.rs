@@ -31,7 +31,7 @@ use crate::wasm::calls;
 use crate::wasm::host::Parked;
 use crate::wasm::host_headers::{HeaderMap, HeaderOp};
 use crate::wasm::vm::{Call, LocalResponse};
-use crate::wasm::{worker_vm, FailurePolicy, Plugin};
+use crate::wasm::{running, worker_vm, FailurePolicy, Plugin};
 
 /// A configured wasm filter: the loaded plugin (shared by the workers; each runs its
 /// own instance).
@@ -79,10 +79,7 @@ impl WasmFilter {
         let plugin = &self.0;
         let rc = worker_vm(plugin);
         let (id, serial) = {
-            let Ok(mut slot) = rc.try_borrow_mut() else {
-                return failed(plugin);
-            };
-            let Some(vm) = slot.as_mut().filter(|vm| !vm.failed) else {
+            let Some(mut vm) = running(&rc) else {
                 return failed(plugin);
             };
             if vm.host().upstreams.is_none() {
@@ -103,21 +100,21 @@ impl WasmFilter {
             let action = match result {
                 Ok(a) => a.unwrap_or(0),
                 Err(e) => {
-                    calls::pump(vm, &rc);
+                    calls::pump(&mut vm, &rc);
                     return failed_request(plugin, &e);
                 }
             };
             let local = call.local.is_some();
             let resolved_now = local || action == 0 || call.continued;
             if !remember(plugin, store, (id, ctx.stream_idle_timeout), local) && resolved_now {
-                end(vm, id);
+                end(&mut vm, id);
             }
             if action == 0 || call.continued || local {
-                calls::pump(vm, &rc);
+                calls::pump(&mut vm, &rc);
                 return resolved(call, store, req_store);
             }
             vm.host().parked.push(Parked { call, waker: None });
-            calls::pump(vm, &rc);
+            calls::pump(&mut vm, &rc);
             (id, vm.serial)
         };
         // Paused: wait for the plugin's word on this context.
@@ -239,10 +236,7 @@ impl WasmFilter {
                 }
             })
         };
-        let Ok(mut slot) = rc.try_borrow_mut() else {
-            return answer(status_of(failed(plugin)));
-        };
-        let Some(vm) = slot.as_mut().filter(|vm| !vm.failed) else {
+        let Some(mut vm) = running(&rc) else {
             return answer(status_of(failed(plugin)));
         };
         vm.host().call = Call {
@@ -265,7 +259,7 @@ impl WasmFilter {
         let action = match result {
             Ok(a) => a.unwrap_or(0),
             Err(e) => {
-                calls::pump(vm, &rc);
+                calls::pump(&mut vm, &rc);
                 tracing::warn!(plugin = %plugin.name, "wasm filter failed: {e}");
                 return answer((!plugin.fail_open_failed_request).then_some(FAILED));
             }
@@ -274,7 +268,7 @@ impl WasmFilter {
             // Paused: `on_response_head` waits for the plugin's word.
             let serial = vm.serial;
             vm.host().parked.push(Parked { call, waker: None });
-            calls::pump(vm, &rc);
+            calls::pump(&mut vm, &rc);
             store.wasm_contexts(|c| {
                 if let Some(s) = c.iter_mut().find(|s| (s.plugin, s.id) == (key(plugin), id)) {
                     s.response_paused = Some(serial);
@@ -282,7 +276,7 @@ impl WasmFilter {
             });
             return;
         }
-        calls::pump(vm, &rc);
+        calls::pump(&mut vm, &rc);
         head_resolved(call, store, (key(plugin), id));
     }
 }
@@ -360,11 +354,9 @@ impl WasmFilter {
         });
         let Some(id) = ctx else { return };
         let rc = worker_vm(plugin);
-        let Ok(mut slot) = rc.try_borrow_mut() else {
-            return;
-        };
-        if let Some(vm) = slot.as_mut().filter(|vm| !vm.failed) {
-            end(vm, id);
+        let vm = running(&rc);
+        if let Some(mut vm) = vm {
+            end(&mut vm, id);
         }
     }
 }

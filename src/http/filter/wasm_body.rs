@@ -34,7 +34,7 @@ use crate::wasm::abi::{HTTP_REQUEST_BODY, HTTP_RESPONSE_BODY};
 use crate::wasm::calls;
 use crate::wasm::host::{BodyBuf, Parked};
 use crate::wasm::vm::Call;
-use crate::wasm::{worker_vm, Plugin};
+use crate::wasm::{running, worker_vm, Plugin};
 
 /// What a body callback decided.
 enum Outcome {
@@ -70,10 +70,7 @@ async fn run(cb: Callback<'_>, body: BodyBuf) -> Outcome {
     } = cb;
     let rc = worker_vm(plugin);
     let serial = {
-        let Ok(mut slot) = rc.try_borrow_mut() else {
-            return Outcome::Respond(failed(plugin));
-        };
-        let Some(vm) = slot.as_mut().filter(|vm| !vm.failed) else {
+        let Some(mut vm) = running(&rc) else {
             return Outcome::Respond(failed(plugin));
         };
         let size = body.bytes.len() as i32;
@@ -88,26 +85,26 @@ async fn run(cb: Callback<'_>, body: BodyBuf) -> Outcome {
         let action = match result {
             Ok(a) => a.unwrap_or(0),
             Err(e) => {
-                calls::pump(vm, &rc);
+                calls::pump(&mut vm, &rc);
                 return Outcome::Respond(failed_request(plugin, &e));
             }
         };
         if call.local.is_some() {
-            calls::pump(vm, &rc);
+            calls::pump(&mut vm, &rc);
             return Outcome::Respond(resolved(plugin, call, store));
         }
         let body = call.body.take().unwrap_or_default();
         if action == 0 || call.continued {
-            calls::pump(vm, &rc);
+            calls::pump(&mut vm, &rc);
             return Outcome::Continue(body);
         }
         if !(end && wait) {
-            calls::pump(vm, &rc);
+            calls::pump(&mut vm, &rc);
             return Outcome::Pause(body);
         }
         call.body = Some(body);
         vm.host().parked.push(Parked { call, waker: None });
-        calls::pump(vm, &rc);
+        calls::pump(&mut vm, &rc);
         vm.serial
     };
     let call = match wait_parked(&rc, plugin, store, (serial, id)).await {

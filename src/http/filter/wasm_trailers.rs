@@ -25,7 +25,7 @@ use crate::wasm::calls;
 use crate::wasm::host::Parked;
 use crate::wasm::host_headers::{HeaderMap, HeaderOp};
 use crate::wasm::vm::Call;
-use crate::wasm::{worker_vm, Plugin};
+use crate::wasm::{running, worker_vm, Plugin};
 
 impl WasmFilter {
     /// An HTTP/2 request's trailers, which ended its held body.
@@ -68,10 +68,7 @@ async fn run(
     };
     let rc = worker_vm(plugin);
     let serial = {
-        let Ok(mut slot) = rc.try_borrow_mut() else {
-            return failed(plugin);
-        };
-        let Some(vm) = slot.as_mut().filter(|vm| !vm.failed) else {
+        let Some(mut vm) = running(&rc) else {
             return failed(plugin);
         };
         let map = copy(trailers);
@@ -86,21 +83,21 @@ async fn run(
         let action = match result {
             Ok(a) => a.unwrap_or(0),
             Err(e) => {
-                calls::pump(vm, &rc);
+                calls::pump(&mut vm, &rc);
                 return failed_request(plugin, &e);
             }
         };
         if call.local.is_some() {
-            calls::pump(vm, &rc);
+            calls::pump(&mut vm, &rc);
             return resolved(plugin, call, store);
         }
         if action == 0 || call.continued {
-            calls::pump(vm, &rc);
+            calls::pump(&mut vm, &rc);
             apply(call, trailers);
             return Status::Continue;
         }
         vm.host().parked.push(Parked { call, waker: None });
-        calls::pump(vm, &rc);
+        calls::pump(&mut vm, &rc);
         vm.serial
     };
     match wait_parked(&rc, plugin, store, (serial, id)).await {
