@@ -52,7 +52,8 @@ def _snippet(name: str, values: dict) -> str:
 
 
 def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path,
-                    route_source: str, config: str = "", tls_ports: dict | None = None) -> Path:
+                    route_source: str, config: str = "", tls_ports: dict | None = None,
+                    ab_port: int = 0) -> Path:
     """envoy.yaml rendered into `out`: the Envoy peer's config, and with
     config "policy" the bootstrap both Envoy and Outrigger run for h1-policy (and
     "wasm" for the `wasm` scenario)."""
@@ -87,6 +88,22 @@ def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path
             "                    socket_address: { address: 127.0.0.1, port_value: "
             f"{upstream.flaky_port} }}\n")
     template = CONFIGS / "envoy.yaml"
+    if config == "traced-ab":
+        # h1-traced-ab: the plain listener, and beside it (on `ab_port`) the same
+        # listener with the tracing block: one process serves both, so an A/B of the
+        # two is not confounded by differences between processes.
+        upstream.ensure_collector()
+        extra_endpoints += _snippet("envoy-tracing-cluster.yaml",
+                                    {"otel_port": upstream.otel_port})
+        text = template.read_text()
+        block = text[text.index("    - name: ingress\n"):text.index("{{extra_listeners}}")]
+        traced = (block.replace("    - name: ingress\n", "    - name: traced\n")
+                  .replace("{{port}}", "{{ab_port}}")
+                  .replace("stat_prefix: ingress", "stat_prefix: traced")
+                  .replace("                generate_request_id: false\n",
+                           _snippet("envoy-tracing.yaml", {"otel_port": upstream.otel_port})))
+        template = out.with_name(out.name + ".template")
+        template.write_text(text.replace("{{extra_listeners}}", traced + "{{extra_listeners}}"))
     if config == "traced":
         # h1-traced: the connection manager traces every request (100% random
         # sampling, a request id generated for it: Envoy traces only requests with
@@ -110,7 +127,8 @@ def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path
              f"                  trusted_ca: {{ filename: {s.tls.ca} }}\n"
              if kind == "mtls" else ""}))
     return render(template, out,
-                  {"admin_port": admin_port, "port": port, "upstream_port": upstream.port,
+                  {"admin_port": admin_port, "port": port, "ab_port": ab_port,
+                   "upstream_port": upstream.port,
                    "route_source": route_source.rstrip("\n"), "http_filters": filters,
                    "extra_endpoints": extra_endpoints, "extra_listeners": listeners})
 
@@ -262,12 +280,18 @@ class Peer:
         # Fixed for the whole suite run, so every restart uses the same command.
         self.port, self.admin_port = util.free_port(), util.free_port()
         self.tls_ports = {k: util.free_port() for k in TLS_KINDS} if s.tls else {}
+        self.ab_port = util.free_port()   # config "traced-ab": the traced listener
         self.start_cmd: list = []
         self.xds = None   # config "xds": this process's management server (lib/xds.py)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ab_url(self) -> str:
+        """Config "traced-ab": the listener with the tracing block."""
+        return f"http://127.0.0.1:{self.ab_port}"
 
     @property
     def h2_url(self) -> str:
@@ -386,11 +410,13 @@ class Outrigger(Peer):
             conf = self.xds.bootstrap(self.admin_port, self.s.work / f"{self.name}-xds.yaml")
             return [self.s.tools[self.binary], "run", "-c", conf,
                     "--concurrency", self.s.workers]
-        if config in ("policy", "bootstrap", "flaky", "traced", "ext-proc", "ext-authz", "wasm"):
+        if config in ("policy", "bootstrap", "flaky", "traced", "traced-ab", "ext-proc",
+                      "ext-authz", "wasm"):
             # The same Envoy bootstrap as the Envoy peer's, on this peer's ports.
             routes = _snippet("envoy-routes.yaml", Envoy.route_values(0, 24))
             conf = envoy_bootstrap(self.s, self.upstream, self.port, self.admin_port,
-                                   self.s.work / f"{self.name}-policy.yaml", routes, config)
+                                   self.s.work / f"{self.name}-policy.yaml", routes, config,
+                                   ab_port=self.ab_port)
             return [self.s.tools[self.binary], "run", "-c", conf,
                     "--concurrency", self.s.workers]
         self.conf = render(CONFIGS / "outrigger.yaml", self.s.work / f"{self.name}.yaml",
@@ -449,7 +475,8 @@ class Envoy(Peer):
         else:
             source = _snippet("envoy-routes.yaml", self.route_values(0, 24))
         conf = envoy_bootstrap(self.s, self.upstream, self.port, self.admin_port,
-                               work / "envoy.yaml", source, config, self.tls_ports)
+                               work / "envoy.yaml", source, config, self.tls_ports,
+                               self.ab_port)
         return [self.s.tools["envoy"], "-c", conf, "--concurrency", self.s.workers,
                 "--disable-hot-restart", "--log-level", "warn"]
 

@@ -166,6 +166,15 @@ def scenario_table(data: Data, name: str, ctx: dict) -> str:
                         + [f_ms(data.added(name, p, lat(k))) if p != "direct" else "—"
                            for k in ("p50", "p99", "p999")]
                         + [f_num(m(get("cpu_us_per_req")), 1), rt(get("cpu_us_per_req"))])
+        elif sc.kind == "ab":
+            diffs = [x for r in data.of(name, p) for x in r.data.get("pair_diffs") or []]
+            rows.append([p, v, f_num(m(get("plain_cpu_us_per_req")), 1),
+                         f_num(m(get("cpu_us_per_req")), 1),
+                         f_num(m(get("added_us_per_req")), 2), f_num(med(diffs), 2),
+                         f"{min(diffs):.1f} to {max(diffs):.1f}" if diffs else "—",
+                         f_num(m(get("exporter_us_per_req")), 2),
+                         f_num(m(get("spans_per_req")), 3), f_num(m(get("rps"))),
+                         f_ms(m(lat("p99")))])
         elif sc.kind == "flaky":
             rows.append([p, v, f_num(m(get("rps"))),
                          f"{m(get('success')) * 100:.3f}%" if m(get("success")) is not None
@@ -224,6 +233,9 @@ def scenario_table(data: Data, name: str, ctx: dict) -> str:
                 "CPU µs/req"],
     }
     heads["h2"] = heads["closed"]   # h2load is a closed loop too
+    heads["ab"] = ["peer", "valid", "plain CPU µs/req", "traced CPU µs/req", "added µs/req",
+                   "added, median pair", "pairs' range", "exporter µs/req", "spans/req",
+                   "traced req/s", "traced p99 ms"]
     heads["tls-hs"] = ["peer", "valid", "handshakes/s", "vs Envoy", "p50 ms", "p99 ms",
                        "CPU µs/handshake", "CPU vs Envoy", "resumed (client)",
                        "resumed (server)", "peak RSS MiB", "negotiated (server stats)"]

@@ -19,7 +19,7 @@ TLS_KINDS = ("tls-hs", "tls-ka")   # handshakes on new connections; keep-alive o
 @dataclass
 class Scenario:
     name: str
-    kind: str            # closed | open | body | idle | churn | xds | h2 | flaky | tls-hs | tls-ka | skip
+    kind: str            # closed | open | body | idle | churn | xds | h2 | flaky | tls-hs | tls-ka | ab | skip
     title: str
     measures: str
     conns: int = 0
@@ -39,6 +39,12 @@ class Scenario:
     only: tuple = ()     # the peers that run it (empty: all that are selected)
     tls: str = ""        # TLS scenarios: the listener, "tls" or "mtls" (mutual)
     resume: bool = False  # tls-hs: resume sessions (True) or full handshakes only
+    # The scenario this one is compared with, round by round (an A/B pair: the same load
+    # with and without one feature). When both are selected they run interleaved: in
+    # each round every peer runs the base and then this one (the order alternating by
+    # round), restarted with each config, so that the VM's drift over the minutes
+    # between two scenarios does not enter their per-round difference.
+    base: str = ""
 
 
 # Outrigger's span exporter thread (src/observe/trace/export.rs).
@@ -105,13 +111,14 @@ SCENARIOS = [
              "answers CONTINUE",
              "CPU per request that ext_proc adds over h1-bootstrap-1k (the processor's own "
              "CPU, on the client CPUs, not counted)", conns=16, rate=1000, tools=("oha",),
-             config="ext-proc", proxies_only=True, only=("outrigger", "envoy")),
+             config="ext-proc", proxies_only=True, base="h1-bootstrap-1k",
+             only=("outrigger", "envoy")),
     Scenario("ext-authz", "open", "HTTP/1.1 open loop, 1k rps, 16 connections, every "
              "request checked by an external authorization service over gRPC (allows all)",
              "CPU per request that the ext_authz filter adds over h1-bootstrap-1k (the "
              "proxy's side of one Check call; the service runs on the client CPUs)",
              conns=16, rate=1000, tools=("oha",), config="ext-authz", proxies_only=True,
-             only=("outrigger", "envoy")),
+             base="h1-bootstrap-1k", only=("outrigger", "envoy")),
     Scenario("wasm", "closed", "HTTP/1.1 closed loop, 32 connections, one proxy-wasm "
              "filter (the tests' add-header module: two request headers, one response "
              "header; Envoy on V8, Outrigger on wasmtime)",
@@ -135,7 +142,19 @@ SCENARIOS = [
              "request traced (100% sampling), spans exported over OTLP/HTTP to a collector",
              "CPU per request that tracing adds over h1-bootstrap-5k at the same rate, "
              "exporter thread included", conns=16, rate=5000, tools=("oha",),
-             config="traced", proxies_only=True, only=("outrigger", "envoy")),
+             config="traced", proxies_only=True, base="h1-bootstrap-5k",
+             only=("outrigger", "envoy")),
+    # The pair above runs two processes; processes differ by more than tracing
+    # costs. One process with both listeners, loaded in alternate 2 s segments,
+    # measures tracing alone (Runner.measure_ab).
+    Scenario("h1-traced-ab", "ab", "HTTP/1.1 open loop, 5k rps, 16 connections, one "
+             "process with two listeners: the Envoy bootstrap's plain one and the same "
+             "with its tracing block (100% sampling, OTLP/HTTP to a collector), loaded "
+             "in alternate 2 s segments",
+             "CPU per request that tracing adds (traced segments minus plain ones, the "
+             "exporter thread included)", conns=16, rate=5000, duration=20,
+             tools=("oha",), config="traced-ab", proxies_only=True,
+             only=("outrigger", "envoy")),
     # At 5k requests/s every request is served on a wake-up of its own and CPU per
     # request swings by +-15 us between rounds, far more than tracing adds. 20k is
     # closer to the closed loop (several requests per wake-up) while every proxy
@@ -149,7 +168,8 @@ SCENARIOS = [
              "request traced (100% sampling), spans exported over OTLP/HTTP to a collector",
              "CPU per request that tracing adds over h1-bootstrap-20k at the same rate, "
              "exporter thread included", conns=32, rate=20000, tools=("oha",),
-             config="traced", proxies_only=True, only=("outrigger",)),
+             config="traced", proxies_only=True, base="h1-bootstrap-20k",
+             only=("outrigger",)),
     Scenario("h1-flaky", "flaky", "HTTP/1.1 open loop, 2k rps, 16 connections, two "
              "endpoints, one answering 503 to one request in five, retry_on 5xx",
              "client-visible success rate and latency with retries (Envoy bootstrap for both)",
@@ -236,6 +256,8 @@ class Runner:
                 else:
                     loadgen.wrk(self.s.tools, peer.url, 16, 1, self.s.client_cpus,
                                 netns=getattr(peer, "netns_prefix", None))
+                if sc is not None and sc.kind == "ab":   # the second listener too
+                    loadgen.wrk(self.s.tools, peer.ab_url, 16, 1, self.s.client_cpus)
         except HarnessError as exc:
             peer.stop()
             self.start_errors[peer.name] = str(exc).splitlines()[0][:300]
@@ -243,13 +265,58 @@ class Runner:
             return False
         return True
 
-    def run(self, sc: Scenario) -> list[Run]:
+    def peers_of(self, sc: Scenario) -> list:
+        """The selected peers that run `sc`."""
         # A peer marked only_named (h1-captured's) runs only where a scenario names it;
         # outrigger-base (--baseline) runs wherever outrigger does.
         only = sc.only + (("outrigger-base",) if "outrigger" in sc.only else ())
-        peers = [p for p in self.peers.values() if (p.is_proxy or not sc.proxies_only)
-                 and (p.name in only if getattr(p, "only_named", False)
-                      else not only or p.name in only)]
+        return [p for p in self.peers.values() if (p.is_proxy or not sc.proxies_only)
+                and (p.name in only if getattr(p, "only_named", False)
+                     else not only or p.name in only)]
+
+    def run_group(self, group: list[Scenario]) -> list[Run]:
+        """A base scenario and those compared with it (`Scenario.base`), interleaved:
+        in each round every peer runs each of them in turn, restarted with each one's
+        config, the order reversed every other round. Two scenarios run one after the
+        other are minutes apart, and this VM's CPU per request drifts over minutes by
+        more than some of the differences measured (tracing's 2 µs at 5k requests/s)."""
+        if len(group) == 1:
+            return self.run(group[0])
+        peers = [p for p in self.peers.values() if any(p in self.peers_of(sc) for sc in group)]
+        runs = []
+        try:
+            for r in range(1, self.rounds + 1):
+                for p in peers:
+                    for sc in (group if r % 2 else group[::-1]):
+                        if p not in self.peers_of(sc):
+                            continue
+                        run = Run(sc.name, p.name, r)
+                        runs.append(run)
+                        log(f"{sc.name}: start {p.name}")
+                        if self.start(p, sc=sc):
+                            self.measure(sc, p, run)
+                        else:
+                            run.invalid(f"did not start: {self.start_errors.get(p.name, '?')}")
+                        log(f"{sc.name} round {r}/{self.rounds} {p.name}: {summary(run)}")
+                        p.stop()
+            for sc in group:
+                if self.sys_mode == "strace" and sc.kind in SYSCALL_KINDS:
+                    up = [p for p in self.peers_of(sc) if self.start(p, sc=sc)]
+                    try:
+                        self.strace_samples(sc, [p for p in up if p.pid])
+                    finally:
+                        for p in up:
+                            p.stop()
+        finally:
+            for p in peers:
+                p.stop()
+        for sc in group:
+            if sc.name in allocs.SCENARIOS:
+                self.measure_allocs(sc)
+        return runs
+
+    def run(self, sc: Scenario) -> list[Run]:
+        peers = self.peers_of(sc)
         fresh = sc.kind in ("idle", "churn", "xds")   # a new process for every run
         runs, up = [], set()
         try:
@@ -340,6 +407,58 @@ class Runner:
         return loadgen.wrk(self.s.tools, p.url, sc.conns, secs, self.s.client_cpus,
                            sc.body_req, sc.path, netns=getattr(p, "netns_prefix", None))
 
+    # -- one process, two listeners: plain and traced ------------------------
+    def measure_ab(self, sc: Scenario, p, run: Run) -> None:
+        """h1-traced-ab: the same load in short segments, alternately on the peer's
+        plain listener and on its traced one (config "traced-ab"), in one process.
+        Each segment's CPU is the process's time on CPU (schedstat, every thread, the
+        exporter included) over the requests oha completed; a pair is a plain and a
+        traced segment side by side (their order alternating), and the traced one's
+        CPU per request minus the plain one's is tracing's cost in that pair. Whole
+        runs of one config against another differ from process to process by more
+        than tracing costs (docs/tracing.md); segments of one process do not."""
+        secs = 1 if self.quick else max(2, self.seconds(sc) // 10)
+        pairs = 1 if self.quick else max(1, self.seconds(sc) // (2 * secs))
+        pid = p.pid
+        spans0 = self.upstream.settled_spans()
+        side = {"plain": {"cpu": 0.0, "req": 0, "lat": []},
+                "traced": {"cpu": 0.0, "req": 0, "lat": []}}
+        diffs, exporter = [], 0.0
+        for i in range(pairs):
+            per = {}
+            for name in (("plain", "traced") if i % 2 == 0 else ("traced", "plain")):
+                url = p.url if name == "plain" else p.ab_url
+                cpu0, exp0 = util.sched_seconds(pid), util.sched_seconds(pid, EXPORTER)
+                res = loadgen.oha(self.s.tools, url, sc.rate, sc.conns, secs,
+                                  self.s.client_cpus)
+                cpu1, exp1 = util.sched_seconds(pid), util.sched_seconds(pid, EXPORTER)
+                if not res["requests"]:
+                    raise HarnessError(f"{name} segment {i + 1}: zero requests")
+                exporter += exp1 - exp0
+                per[name] = (cpu1 - cpu0) * 1e6 / res["requests"]
+                side[name]["cpu"] += cpu1 - cpu0
+                side[name]["req"] += res["requests"]
+                side[name]["lat"].append(res)
+            diffs.append(per["traced"] - per["plain"])
+        spans1 = self.upstream.settled_spans()
+        d = run.data
+        last = side["traced"]["lat"][-1]
+        d.update({k: last[k] for k in ("tool", "lat_us") if k in last})
+        plain = side["plain"]["cpu"] * 1e6 / side["plain"]["req"]
+        traced = side["traced"]["cpu"] * 1e6 / side["traced"]["req"]
+        secs_total = secs * pairs
+        d.update({
+            "requests": side["traced"]["req"], "duration_s": secs_total,
+            "rps": side["traced"]["req"] / secs_total,
+            "cpu_us_per_req": traced, "plain_cpu_us_per_req": plain,
+            "added_us_per_req": traced - plain, "pair_diffs": diffs,
+            "segment_s": secs,
+            "exporter_us_per_req": exporter * 1e6 / side["traced"]["req"] if exporter else None,
+        })
+        if spans0 is not None and spans1 is not None:
+            d["spans"] = spans1 - spans0
+            d["spans_per_req"] = d["spans"] / side["traced"]["req"]
+
     # -- one measured run ----------------------------------------------------
     def measure(self, sc: Scenario, p, run: Run) -> None:
         pid, secs, perf = p.pid, self.seconds(sc), None
@@ -350,6 +469,9 @@ class Runner:
         try:
             if sc.kind == "idle":
                 self.measure_idle(sc, p, run)
+                return
+            if sc.kind == "ab":
+                self.measure_ab(sc, p, run)
                 return
             churn = Churner(p) if sc.kind == "churn" else \
                 XdsChurner(p) if sc.kind == "xds" else None

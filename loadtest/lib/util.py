@@ -271,6 +271,23 @@ def thread_cpu_seconds(pid: int, comm: str) -> float:
     return total / CLK_TCK
 
 
+def sched_seconds(pid: int, comm: str | None = None) -> float:
+    """Time on CPU of every thread in the tree (or of those named `comm`), from
+    /proc/*/task/*/schedstat: nanoseconds, where utime and stime count 10 ms ticks.
+    A reading before and after a 2 s window of 0.3 CPU-seconds is then exact, where
+    ticks would be off by up to 3%."""
+    total = 0
+    for p in tree_pids(pid):
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                if comm is not None and (task / "comm").read_text().strip() != comm:
+                    continue
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total / 1e9
+
+
 def cpu_seconds(pid: int) -> float:
     """utime+stime of the tree, plus reaped children (cutime+cstime) of the root."""
     return sum(cpu_times(pid))
