@@ -78,7 +78,7 @@ impl Builder {
                 }
             }
         }
-        let custom_tags: Vec<_> = r
+        let custom_tags = r
             .custom_tags
             .iter()
             .enumerate()
@@ -125,7 +125,6 @@ impl Builder {
             client_sampling,
             overall_sampling,
             propagation,
-            tag_clash: crate::observe::trace::tags_clash(&custom_tags),
             custom_tags,
             max_path_tag_length: r.max_path_tag_length.unwrap_or(256),
             node_id: r.node_id.clone().unwrap_or_default(),

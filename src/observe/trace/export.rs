@@ -26,10 +26,10 @@ use crossbeam_queue::ArrayQueue;
 
 use super::Collector;
 
-/// A finished span as its worker wrote it (`otlp::SpanWriter`), for `collector`.
+/// A finished span as its worker encoded it (`otlp::span_bytes`), for `collector`.
 pub struct Encoded {
     pub collector: Arc<Collector>,
-    pub bytes: super::otlp::SpanBytes,
+    pub bytes: Vec<u8>,
 }
 
 type Queue = ArrayQueue<Encoded>;
@@ -159,7 +159,7 @@ pub fn submit(span: Encoded) {
 struct Batch {
     collector: Arc<Collector>,
     first: Instant,
-    spans: Vec<super::otlp::SpanBytes>,
+    spans: Vec<Vec<u8>>,
 }
 
 /// The pending batch of `c`: the same `Arc`, or failing that an equal collector (a
