@@ -88,32 +88,28 @@ def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path
             "                    socket_address: { address: 127.0.0.1, port_value: "
             f"{upstream.flaky_port} }}\n")
     template = CONFIGS / "envoy.yaml"
-    if config == "traced-ab":
-        # h1-traced-ab: the plain listener, and beside it (on `ab_port`) the same
-        # listener with the tracing block: one process serves both, so an A/B of the
-        # two is not confounded by differences between processes.
-        upstream.ensure_collector()
-        extra_endpoints += _snippet("envoy-tracing-cluster.yaml",
-                                    {"otel_port": upstream.otel_port})
-        text = template.read_text()
-        block = text[text.index("    - name: ingress\n"):text.index("{{extra_listeners}}")]
-        traced = (block.replace("    - name: ingress\n", "    - name: traced\n")
-                  .replace("{{port}}", "{{ab_port}}")
-                  .replace("stat_prefix: ingress", "stat_prefix: traced")
-                  .replace("                generate_request_id: false\n",
-                           _snippet("envoy-tracing.yaml", {"otel_port": upstream.otel_port})))
-        template = out.with_name(out.name + ".template")
-        template.write_text(text.replace("{{extra_listeners}}", traced + "{{extra_listeners}}"))
-    if config == "traced":
+    if config in ("traced", "traced-ab"):
         # h1-traced: the connection manager traces every request (100% random
         # sampling, a request id generated for it: Envoy traces only requests with
         # a UUID id) and exports over OTLP/HTTP to the suite's collector.
         upstream.ensure_collector()
         extra_endpoints += _snippet("envoy-tracing-cluster.yaml",
                                     {"otel_port": upstream.otel_port})
-        text = template.read_text().replace(
-            "                generate_request_id: false\n",
-            _snippet("envoy-tracing.yaml", {"otel_port": upstream.otel_port}))
+        tracing = _snippet("envoy-tracing.yaml", {"otel_port": upstream.otel_port})
+        untraced = "                generate_request_id: false\n"
+        text = template.read_text()
+        if config == "traced":
+            text = text.replace(untraced, tracing)
+        else:
+            # h1-traced-ab: the plain listener, and beside it (on `ab_port`) the same
+            # listener traced: one process serves both, so an A/B of the two is not
+            # confounded by differences between processes.
+            block = text[text.index("    - name: ingress\n"):text.index("{{extra_listeners}}")]
+            traced = (block.replace("    - name: ingress\n", "    - name: traced\n")
+                      .replace("{{port}}", "{{ab_port}}")
+                      .replace("stat_prefix: ingress", "stat_prefix: traced")
+                      .replace(untraced, tracing))
+            text = text.replace("{{extra_listeners}}", traced + "{{extra_listeners}}")
         template = out.with_name(out.name + ".template")
         template.write_text(text)
     listeners = ""

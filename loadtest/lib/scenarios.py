@@ -247,6 +247,8 @@ class Runner:
             peer.start(churn=churn, config=sc.config if sc else "")
             if peer.pid:   # idle RSS: right after start-up, before any load
                 self.idle_rss.setdefault(peer.name, []).append(util.rss_bytes(peer.pid))
+                if not churn:   # for attaching a profiler by hand
+                    log(f"  {peer.name}: pid {peer.pid}")
             if not self.quick:   # warm-up: pools, caches, page faults
                 if sc is not None and sc.kind == "h2":   # the HTTP/2 code path
                     loadgen.h2load(self.s.tools, peer.h2_url, sc.conns, sc.streams, 1,
@@ -290,14 +292,8 @@ class Runner:
                     for sc in (group if r % 2 else group[::-1]):
                         if p not in self.peers_of(sc):
                             continue
-                        run = Run(sc.name, p.name, r)
-                        runs.append(run)
                         log(f"{sc.name}: start {p.name}")
-                        if self.start(p, sc=sc):
-                            self.measure(sc, p, run)
-                        else:
-                            run.invalid(f"did not start: {self.start_errors.get(p.name, '?')}")
-                        log(f"{sc.name} round {r}/{self.rounds} {p.name}: {summary(run)}")
+                        runs.append(self.one_run(sc, p, r, self.start(p, sc=sc)))
                         p.stop()
             for sc in group:
                 if self.sys_mode == "strace" and sc.kind in SYSCALL_KINDS:
@@ -325,22 +321,14 @@ class Runner:
                     log(f"{sc.name}: start {p.name}")
                     if self.start(p, sc=sc):
                         up.add(p.name)
-                        if p.pid:   # for attaching a profiler by hand
-                            log(f"  {p.name}: pid {p.pid}")
             for r in range(1, self.rounds + 1):
                 for p in peers:
-                    run = Run(sc.name, p.name, r)
-                    runs.append(run)
                     if fresh:
                         if self.start(p, churn=sc.kind == "churn", sc=sc):
                             up.add(p.name)
                         else:
                             up.discard(p.name)
-                    if p.name not in up:
-                        run.invalid(f"did not start: {self.start_errors.get(p.name, '?')}")
-                    else:
-                        self.measure(sc, p, run)
-                    log(f"{sc.name} round {r}/{self.rounds} {p.name}: {summary(run)}")
+                    runs.append(self.one_run(sc, p, r, p.name in up))
                     if fresh:
                         p.stop()
             if self.sys_mode == "strace" and sc.kind in SYSCALL_KINDS:
@@ -351,6 +339,16 @@ class Runner:
         if sc.name in allocs.SCENARIOS:
             self.measure_allocs(sc)
         return runs
+
+    def one_run(self, sc: Scenario, p, r: int, up: bool) -> Run:
+        """Round `r` of `sc` on `p`, measured if `p` is up, logged either way."""
+        run = Run(sc.name, p.name, r)
+        if up:
+            self.measure(sc, p, run)
+        else:
+            run.invalid(f"did not start: {self.start_errors.get(p.name, '?')}")
+        log(f"{sc.name} round {r}/{self.rounds} {p.name}: {summary(run)}")
+        return run
 
     # -- untimed extras: strace sample, allocations per request --------------
     def strace_samples(self, sc: Scenario, peers) -> None:
@@ -416,14 +414,17 @@ class Runner:
         traced segment side by side (their order alternating), and the traced one's
         CPU per request minus the plain one's is tracing's cost in that pair. Whole
         runs of one config against another differ from process to process by more
-        than tracing costs (docs/tracing.md); segments of one process do not."""
+        than tracing costs (docs/tracing.md); segments of one process share its
+        state, and what is left between them is the VM's noise. Latency is the last
+        traced segment's."""
         secs = 1 if self.quick else max(2, self.seconds(sc) // 10)
         pairs = 1 if self.quick else max(1, self.seconds(sc) // (2 * secs))
         pid = p.pid
         spans0 = self.upstream.settled_spans()
-        side = {"plain": {"cpu": 0.0, "req": 0, "lat": []},
-                "traced": {"cpu": 0.0, "req": 0, "lat": []}}
-        diffs, exporter = [], 0.0
+        side = {"plain": {"cpu": 0.0, "req": 0}, "traced": {"cpu": 0.0, "req": 0}}
+        diffs, exporter, last = [], 0.0, {}
+        pids = [pid, self.upstream.proc.pid, *self.upstream.service_pids()]
+        snap0 = util.cpu_snapshot(pids)
         for i in range(pairs):
             per = {}
             for name in (("plain", "traced") if i % 2 == 0 else ("traced", "plain")):
@@ -438,12 +439,14 @@ class Runner:
                 per[name] = (cpu1 - cpu0) * 1e6 / res["requests"]
                 side[name]["cpu"] += cpu1 - cpu0
                 side[name]["req"] += res["requests"]
-                side[name]["lat"].append(res)
+                if name == "traced":
+                    last = res
             diffs.append(per["traced"] - per["plain"])
+        snap1 = util.cpu_snapshot(pids)
         spans1 = self.upstream.settled_spans()
         d = run.data
-        last = side["traced"]["lat"][-1]
         d.update({k: last[k] for k in ("tool", "lat_us") if k in last})
+        d["other_cpu_pct"], d["steal_pct"] = util.other_load(snap0, snap1)
         plain = side["plain"]["cpu"] * 1e6 / side["plain"]["req"]
         traced = side["traced"]["cpu"] * 1e6 / side["traced"]["req"]
         secs_total = secs * pairs
@@ -452,7 +455,6 @@ class Runner:
             "rps": side["traced"]["req"] / secs_total,
             "cpu_us_per_req": traced, "plain_cpu_us_per_req": plain,
             "added_us_per_req": traced - plain, "pair_diffs": diffs,
-            "segment_s": secs,
             "exporter_us_per_req": exporter * 1e6 / side["traced"]["req"] if exporter else None,
         })
         if spans0 is not None and spans1 is not None:
