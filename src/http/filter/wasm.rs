@@ -354,6 +354,7 @@ impl WasmFilter {
         });
         let Some(id) = ctx else { return };
         let rc = worker_vm(plugin);
+        // Bound first: as the block's tail `if let`, the borrow would outlive `rc`.
         let vm = running(&rc);
         if let Some(mut vm) = vm {
             end(&mut vm, id);
