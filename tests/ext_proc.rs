@@ -202,6 +202,13 @@ fn request_bodies_are_replaced_buffered_and_streamed() {
     let sent: String = bodies.iter().map(|b| b["body"].as_str().unwrap()).collect();
     assert_eq!(sent, long);
     assert_eq!(bodies.last().unwrap()["end_of_stream"], true);
+    // A streamed request body is held until its end: over 1 MiB it is a 413 (the
+    // upstream gets nothing), where Envoy streams it on.
+    let heads = up.heads();
+    let mut big = Conn::connect(proxy.listen);
+    big.send(chunked_post("/upper-streamed-big", &letters(1_200_000)));
+    assert_eq!(big.read_response().unwrap().status, 413);
+    assert_eq!(up.heads(), heads, "nothing went upstream");
     // clear_body: the upstream gets an empty body.
     c.send(length_post("/clear", "secret"));
     assert_eq!(c.read_response().unwrap().status, 200);
@@ -615,4 +622,231 @@ fn response_bodies_are_processed_buffered_over_http2() {
     assert!(r.trailers.is_empty(), "{:?}", r.trailers);
     let bodies = p.seen("/resp-upper-grpc1", "response_body");
     assert_eq!(bodies[0]["end_of_stream"], false, "{bodies:?}");
+}
+
+/// An upstream whose chunked response sends its head and a first chunk (`first`), then
+/// waits for the test's go (at most 20 s) before the second chunk (`second`) and the
+/// end: a proxy that held the body would deliver nothing of it before the go. With
+/// `head_only`, the first chunk waits for the go too.
+fn gated(head_only: bool) -> (Handler, std::sync::mpsc::Sender<()>) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let rx = std::sync::Mutex::new(rx);
+    let h: Handler = std::sync::Arc::new(move |_, _, s| {
+        use std::io::Write;
+        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")?;
+        if !head_only {
+            s.write_all(b"5\r\nfirst\r\n")?;
+        }
+        s.flush()?;
+        let _ = rx
+            .lock()
+            .unwrap()
+            .recv_timeout(std::time::Duration::from_secs(20));
+        if head_only {
+            s.write_all(b"5\r\nfirst\r\n")?;
+        }
+        s.write_all(b"6\r\nsecond\r\n0\r\n\r\n")?;
+        Ok(true)
+    });
+    (h, tx)
+}
+
+/// An immediate response to a piece that came after the head went out (the upstream
+/// sends its head alone and waits): the head reaches the client first, without a
+/// length; the answer then closes an HTTP/1 client's connection and resets an HTTP/2
+/// client's stream, as Envoy does, the head being out.
+#[test]
+fn a_late_immediate_response_to_a_streamed_piece_cuts_the_response() {
+    use std::io::Read;
+    let p = Processor::start();
+    let (h, go) = gated(true);
+    let up = Upstream::start(h);
+    let proxy = Proxy::start(&config(up.addr, "http1", processor_addr(&p), ""));
+    let mut c = Conn::connect(proxy.listen);
+    c.set_timeout(std::time::Duration::from_secs(5));
+    c.send("GET /stream-deny-late HTTP/1.1\r\nHost: svc\r\n\r\n");
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.stream.read(&mut tmp).expect("the head before the body");
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&tmp[..n]);
+    }
+    let head = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    go.send(()).unwrap();
+    loop {
+        match c.stream.read(&mut tmp) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&tmp[..n]),
+            Err(e) => panic!("the connection stays open after the answer: {e}"),
+        }
+    }
+    let all = String::from_utf8_lossy(&got).to_string();
+    assert!(
+        !all.contains("late body") && !all.ends_with("0\r\n\r\n"),
+        "{all}"
+    );
+    // An HTTP/2 client: the head, then a reset.
+    let (url, listen, go2) = (proxy.url("/stream-deny-late-h2"), proxy.listen, go.clone());
+    h2client::run(move || async move {
+        let mut c = h2client::connect(listen).await;
+        let req = h2client::request("GET", &url).body(()).unwrap();
+        let (response, _) = c.send_request(req, true).expect("send the request");
+        let resp = h2client::within(std::time::Duration::from_secs(5), "head", response)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        go2.send(()).unwrap();
+        let mut body = resp.into_body();
+        let mut reset = false;
+        while let Some(d) = h2client::within(h2client::STEP, "body", body.data()).await {
+            if d.is_err() {
+                reset = true;
+                break;
+            }
+        }
+        assert!(reset, "the stream is reset");
+    });
+    assert_eq!(p.seen("/stream-deny-late", "response_body").len(), 1);
+}
+
+/// An HTTP/1 client's GET of `path` whose body must show `FIRST` before `go` is sent
+/// (within 5 s), then the whole of it: `FIRSTSECOND`, chunked.
+fn h1_streams(listen: SocketAddr, path: &str, go: &std::sync::mpsc::Sender<()>, what: &str) {
+    use std::io::Read;
+    let mut c = Conn::connect(listen);
+    c.set_timeout(std::time::Duration::from_secs(5));
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: svc\r\n\r\n"));
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("FIRST") {
+        let n = c.stream.read(&mut tmp).unwrap_or_else(|e| {
+            panic!("{what}: the first piece did not reach the client before the upstream's end ({e}); got {:?}", String::from_utf8_lossy(&got))
+        });
+        assert!(n > 0, "{what}: closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&tmp[..n]);
+    }
+    go.send(()).unwrap();
+    while !got.ends_with(b"0\r\n\r\n") {
+        let n = c.stream.read(&mut tmp).expect("the rest of the body");
+        assert!(n > 0, "{what}: closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&tmp[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{what}: {text}");
+    assert!(
+        text.contains("transfer-encoding: chunked"),
+        "{what}: {text}"
+    );
+    assert!(!text.contains("content-length"), "{what}: {text}");
+    let body: String = text
+        .split_once("\r\n\r\n")
+        .unwrap()
+        .1
+        .split("\r\n")
+        .skip(1)
+        .step_by(2)
+        .collect();
+    assert_eq!(body, "firstsecond", "{what}: {text}");
+}
+
+/// The same from an HTTP/2 client.
+fn h2_streams(listen: SocketAddr, path: &str, go: &std::sync::mpsc::Sender<()>, what: &str) {
+    let (url, go, what) = (
+        format!("http://{listen}{path}"),
+        go.clone(),
+        what.to_string(),
+    );
+    h2client::run(move || async move {
+        let mut c = h2client::connect(listen).await;
+        let req = h2client::request("GET", &url).body(()).unwrap();
+        let (response, _) = c.send_request(req, true).expect("send the request");
+        let resp = h2client::within(h2client::STEP, &what, response)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{what}");
+        assert!(resp.headers().get("content-length").is_none(), "{what}");
+        let mut body = resp.into_body();
+        let mut got = Vec::new();
+        let first = format!("{what}: the first piece before the upstream's end");
+        while !String::from_utf8_lossy(&got).contains("FIRST") {
+            let d = h2client::within(std::time::Duration::from_secs(5), &first, body.data());
+            let d = d.await.expect("more DATA").expect("DATA");
+            let _ = body.flow_control().release_capacity(d.len());
+            got.extend_from_slice(&d);
+        }
+        go.send(()).unwrap();
+        while let Some(d) = h2client::within(h2client::STEP, &what, body.data()).await {
+            let d = d.expect("DATA");
+            let _ = body.flow_control().release_capacity(d.len());
+            got.extend_from_slice(&d);
+        }
+        assert_eq!(String::from_utf8_lossy(&got), "FIRSTSECOND", "{what}");
+    });
+}
+
+/// `STREAMED` response bodies are streamed on all four protocol paths: each piece
+/// reaches the client as the processor made it while the upstream is still sending
+/// (the upstream waits for the test's go after its first chunk), one message per
+/// piece; and a body over the 1 MiB buffer limit (3 MiB) passes whole, which a held
+/// body could not.
+#[test]
+fn response_bodies_are_processed_streamed_as_they_come() {
+    let p = Processor::start();
+    let (h, go) = gated(false);
+    let up = Upstream::start(h);
+    let a = Proxy::start(&config(up.addr, "http1", processor_addr(&p), ""));
+    let b = Proxy::start(&proxy_config(up.addr));
+    let a2 = Proxy::start(&config(b.listen, "http2", processor_addr(&p), ""));
+    h1_streams(a.listen, "/stream-upper-1", &go, "h1-h1");
+    h2_streams(a.listen, "/stream-upper-2", &go, "h2-h1");
+    h1_streams(a2.listen, "/stream-upper-3", &go, "h1-h2");
+    h2_streams(a2.listen, "/stream-upper-4", &go, "h2-h2");
+    for i in 1..=4 {
+        let bodies = p.seen(&format!("/stream-upper-{i}"), "response_body");
+        let texts: Vec<&str> = bodies.iter().map(|b| b["body"].as_str().unwrap()).collect();
+        assert_eq!(texts.concat(), "firstsecond", "path {i}: {bodies:?}");
+        assert_eq!(texts.first(), Some(&"first"), "path {i}: {bodies:?}");
+        assert_eq!(bodies.last().unwrap()["end_of_stream"], true, "path {i}");
+    }
+    for proxy in [&a, &a2] {
+        assert_eq!(counter(proxy, "streams_failed"), 0);
+        assert_eq!(counter(proxy, "message_timeouts"), 0);
+    }
+
+    // 3 MiB, chunked in 64 KiB chunks, through each path.
+    let piece = "abcdefghijklmnop".repeat(4096);
+    let mut raw = String::from("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+    for _ in 0..48 {
+        raw.push_str(&format!("{:x}\r\n{piece}\r\n", piece.len()));
+    }
+    raw.push_str("0\r\n\r\n");
+    let big = Upstream::start(fixed(raw.as_str()));
+    let whole = piece.repeat(48).to_uppercase();
+    let a = Proxy::start(&config(big.addr, "http1", processor_addr(&p), ""));
+    let b = Proxy::start(&proxy_config(big.addr));
+    let a2 = Proxy::start(&config(b.listen, "http2", processor_addr(&p), ""));
+    for (proxy, h2, what) in [
+        (&a, false, "h1-h1"),
+        (&a, true, "h2-h1"),
+        (&a2, false, "h1-h2"),
+        (&a2, true, "h2-h2"),
+    ] {
+        let path = format!("/stream-upper-big-{what}");
+        let (status, body) = if h2 {
+            let r = h2_get(proxy, &path);
+            assert!(r.reset.is_none(), "{what}: {:?}", r.reset);
+            (r.status, r.body)
+        } else {
+            let r = get(proxy.listen, "svc", &path);
+            (r.status, r.body)
+        };
+        assert_eq!(status, 200, "{what}");
+        assert!(body == whole.as_bytes(), "{what}: {} bytes", body.len());
+        let bodies = p.seen(&path, "response_body");
+        assert!(bodies.len() > 1, "{what}: {}", bodies.len());
+        assert_eq!(bodies.last().unwrap()["end_of_stream"], true, "{what}");
+    }
 }

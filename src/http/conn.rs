@@ -50,6 +50,7 @@ mod local_reply;
 mod prepare;
 mod record;
 mod response_head;
+mod streamed;
 mod upload;
 mod via_http2;
 

@@ -549,7 +549,7 @@ async fn exchange_inner<D: Io, C: Connector>(
     // `_up_send` lives to the end: after a cut body the upstream stream is still open on
     // this side, and dropping its handles when this returns resets it (CANCEL), so the
     // upstream stops waiting.
-    let (parts, mut up_body, _up_send, received, cut) = match tried {
+    let (mut parts, mut up_body, _up_send, received, cut) = match tried {
         Ok((_, Got::Head(h))) => {
             let (parts, body) = h.response.into_parts();
             (parts, body, h.up_send, h.received, h.cut)
@@ -615,8 +615,28 @@ async fn exchange_inner<D: Io, C: Connector>(
         (res.bytes_received, res.body_cut) = (received, cut);
         return res;
     }
+    // The body rewritten by the chain as it streams: no length (Envoy removes it); a
+    // piece that came with the head goes through the chain before it.
+    let (mut first, mut reader, mut piece_end) = (None, None, false);
+    let rewritten = r.chain.hooks().response_stream;
+    if rewritten {
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        match super::body_stream::first_h2_piece(&mut up_body, &r.chain).await {
+            Ok(f) => {
+                first = (!f.out.is_empty()).then_some(Ok(f.out));
+                (reader, piece_end) = (Some(f.reader), f.ended);
+            }
+            Err(reply) => {
+                let mut res = failed(reply.status, reply.flag);
+                (res.reply, res.body_cut) = (Some(reply), cut);
+                return res;
+            }
+        }
+        r.chain.seal_response_head();
+    }
     let has_length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
-    let no_body = up_body.is_end_stream() && !has_length;
+    let held = reader.as_ref().is_some_and(|r| r.holds());
+    let no_body = up_body.is_end_stream() && !has_length && first.is_none() && !held;
     let framing = if has_length || no_body {
         DownFraming::AsIs
     } else if r.minor >= 1 {
@@ -642,22 +662,21 @@ async fn exchange_inner<D: Io, C: Connector>(
     }
     let head_len = out.len() as u64;
     let chunked = framing == DownFraming::Chunked;
-    let mut line = Vec::with_capacity(64);
     // The last chunk went out with the data before it: no trailers follow.
     let mut ended = false;
-    // The response-body hook saw the end of the stream.
-    let mut seen_end = false;
     // A first DATA frame that is already here (never waited for) goes out with the head,
     // in one write, when it is small; otherwise it is written after the head below.
-    let mut first = match std::future::poll_fn(|cx| Poll::Ready(up_body.poll_data(cx))).await {
-        Poll::Ready(Some(chunk)) => Some(chunk),
-        Poll::Ready(None) | Poll::Pending => None,
-    };
+    if !rewritten {
+        first = match std::future::poll_fn(|cx| Poll::Ready(up_body.poll_data(cx))).await {
+            Poll::Ready(Some(chunk)) => Some(chunk),
+            Poll::Ready(None) | Poll::Pending => None,
+        };
+    }
     let mut inline = 0;
     if let Some(Ok(chunk)) = first
         .as_ref()
         // A chain with the response-body hook sees every frame first (the loop below).
-        .filter(|_| !r.chain.hooks().response_data)
+        .filter(|_| !r.chain.hooks().response_data && !rewritten)
         .filter(|c| c.as_ref().is_ok_and(|c| c.len() <= body::INLINE_BODY_BYTES))
     {
         inline = chunk.len();
@@ -700,86 +719,23 @@ async fn exchange_inner<D: Io, C: Connector>(
         res.keep_alive = false;
         return res;
     }
-    while !ended {
-        let chunk = match first.take() {
-            Some(chunk) => chunk,
-            None => match up_body.data().await {
-                Some(chunk) => chunk,
-                None => break,
-            },
-        };
-        let Ok(chunk) = chunk else {
-            request::count_late(stats, Failure::ConnectionTermination);
-            res.flag = ResponseFlag::UpstreamConnectionTermination;
-            res.keep_alive = false;
-            return res;
-        };
-        let n = chunk.len();
-        if r.chain.hooks().response_data {
-            seen_end = up_body.is_end_stream();
-            if r.chain.on_response_data(&chunk, seen_end).await != Status::Continue {
-                // A filter answered after the head went out: close the connection
-                // (Envoy); dropping `up_body` resets the upstream stream.
-                res.keep_alive = false;
-                return res;
-            }
-        }
-        let ok = if chunked {
-            // A stream that ended with this DATA frame has no trailers to wait for: the
-            // last chunk goes in the same write.
-            ended = up_body.is_end_stream();
-            body::write_chunk(down, &mut line, &chunk, ended)
-                .await
-                .is_ok()
-        } else {
-            down.write_all(&chunk).await.is_ok()
-        };
-        if !ok {
-            res.flag = ResponseFlag::DownstreamConnectionTermination;
-            res.keep_alive = false;
-            return res;
-        }
-        let _ = up_body.flow_control().release_capacity(n);
-        res.bytes_sent += n as u64;
-        progress.sent(n as u64);
-    }
-    if r.chain.hooks().response_data
-        && !seen_end
-        && r.chain.on_response_data(&[], true).await != Status::Continue
-    {
-        res.keep_alive = false;
-        return res;
-    }
-    // The DATA frames are all read, so trailers, if any, are already here. A body with
-    // a length (or until the close) does not carry them to an HTTP/1 client, but the
-    // log prints them and the chain sees them.
-    let hooked = r.chain.hooks().response_trailers;
-    let mut trailers = None;
-    if !ended && (chunked || r.keep_trailers || hooked) {
-        trailers = up_body.trailers().await.ok().flatten();
-    }
-    if let (Some(t), true) = (trailers.as_mut(), hooked) {
-        if r.chain.on_response_trailers(t).await != Status::Continue {
-            // A filter answered after the head went out: close the connection.
-            res.keep_alive = false;
-            return res;
-        }
-    }
-    if chunked && !ended {
-        line.clear();
-        line.extend_from_slice(b"0\r\n");
-        for (name, value) in trailers.iter().flatten() {
-            line.extend_from_slice(name.as_str().as_bytes());
-            line.extend_from_slice(b": ");
-            line.extend_from_slice(value.as_bytes());
-            line.extend_from_slice(b"\r\n");
-        }
-        line.extend_from_slice(b"\r\n");
-        if down.write_all(&line).await.is_err() {
-            res.flag = ResponseFlag::DownstreamConnectionTermination;
-            res.keep_alive = false;
-        }
-    }
-    res.trailers = trailers.filter(|_| r.keep_trailers);
+    let b = super::h1_to_h2_body::Body {
+        chain: &r.chain,
+        chunked,
+        ended,
+        keep_trailers: r.keep_trailers,
+        first,
+        reader,
+        piece_end,
+    };
+    let mut tail = super::h1_to_h2_body::Tail {
+        flag: res.flag,
+        keep_alive: res.keep_alive,
+        bytes_sent: res.bytes_sent,
+        trailers: None,
+    };
+    super::h1_to_h2_body::send(down, &mut up_body, b, &mut tail, stats, progress).await;
+    (res.flag, res.keep_alive) = (tail.flag, tail.keep_alive);
+    (res.bytes_sent, res.trailers) = (tail.bytes_sent, tail.trailers);
     res
 }

@@ -1,6 +1,6 @@
 //! A response body held whole for the chain's response-body hook
-//! (`filter::Chain::on_response_body`: ext_proc's `BUFFERED` and `STREAMED` response
-//! body modes, a wasm module's `proxy_on_response_body`), the
+//! (`filter::Chain::on_response_body`: ext_proc's `BUFFERED` response body mode (and
+//! `STREAMED` when a wasm module holds the body too), a wasm module's `proxy_on_response_body`), the
 //! pieces the four protocol paths share: gathering an HTTP/1 upstream's decoded body
 //! (`Collect`, through `body_hooks::forward`) or an HTTP/2 upstream's DATA and trailers
 //! (`read_h2`), and sending the held body and trailers on an HTTP/2 client's stream

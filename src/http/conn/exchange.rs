@@ -38,6 +38,7 @@ use super::super::io::Io;
 use super::super::view::WorkerView;
 use super::held_response::{Held, HeldHead};
 use super::response_head::{asked, prepare_response, Response};
+use super::streamed::Streamed;
 use super::upload::{upload, Upload};
 use super::{Action, Conn, Outcome, Plan};
 
@@ -608,6 +609,65 @@ impl Conn {
                     return self.finish_error(view, cluster, 0, f.flag());
                 }
             }
+        }
+        if plan.chain.hooks().response_stream {
+            // The body rewritten by the chain as it streams (`streamed.rs`).
+            let h = HeldHead {
+                head_len,
+                body: resp_body,
+                close_down,
+            };
+            let s =
+                self.stream_response(down, &mut up, plan, h, response_edits, (status, progress));
+            let (close, sent, flag) = match s.await {
+                Streamed::Done { close, sent } => (close, sent, retry_flag),
+                Streamed::Reply(r) => {
+                    let body = r.body.as_bytes();
+                    return self
+                        .reply_and_close(down, plan, r.status, body, r.flag)
+                        .await;
+                }
+                Streamed::Cut {
+                    head_out: false,
+                    error: Some(e),
+                    ..
+                } => {
+                    // Nothing went to the client: answered as a held response's failure.
+                    let f = match e {
+                        BodyError::Timeout => expiry_failure(progress),
+                        _ => Failure::ConnectionTermination,
+                    };
+                    request::count_late(&cs.stats, f);
+                    return self.finish_error(view, cluster, 0, f.flag());
+                }
+                Streamed::Cut { error, sent, .. } => {
+                    let f = match error {
+                        None => ResponseFlag::None,
+                        Some(BodyError::Write) if progress.expired().is_none() => {
+                            ResponseFlag::DownstreamConnectionTermination
+                        }
+                        Some(e) => {
+                            let f = match e {
+                                BodyError::Write | BodyError::Timeout => expiry_failure(progress),
+                                _ => Failure::ConnectionTermination,
+                            };
+                            request::count_late(stats, f);
+                            f.flag()
+                        }
+                    };
+                    (true, sent, f)
+                }
+            };
+            self.rec.bytes_sent = sent;
+            let clean = flag == retry_flag && reuse_up && !body_cut && self.ubuf.is_empty();
+            if clean && up.reusable(cs.cfg.pool.max_requests_per_connection) {
+                cs.put(ep, up);
+            }
+            return Outcome {
+                status,
+                flag,
+                keep_alive: !close && flag == retry_flag,
+            };
         }
         self.ubuf.consume(head_len);
         if self.logging {

@@ -44,6 +44,14 @@ pub(super) struct HeldHead {
 }
 
 impl super::Conn {
+    /// Copies the upstream's response head (`n` bytes at the front of the upstream
+    /// buffer) out of it, for a response whose head waits for its body.
+    pub(super) fn take_head(&mut self, n: usize) -> Vec<u8> {
+        let head = self.ubuf.data().get(..n).unwrap_or_default().to_vec();
+        self.ubuf.consume(n);
+        head
+    }
+
     /// Holds the response whose head is at the front of the upstream buffer (see the
     /// module doc).
     pub(super) async fn hold_response<U: Io>(
@@ -54,13 +62,7 @@ impl super::Conn {
         edits: Edits<'_>,
         progress: &Progress,
     ) -> Held {
-        let head = self
-            .ubuf
-            .data()
-            .get(..h.head_len)
-            .unwrap_or_default()
-            .to_vec();
-        self.ubuf.consume(h.head_len);
+        let head = self.take_head(h.head_len);
         let mut body = Collect::new(&plan.chain);
         if h.body != BodyKind::Empty {
             let mut sink = futures_lite::io::sink();

@@ -34,9 +34,15 @@
 //! the streams it rate-limits (a kind's hooks are constant, but a stream gets this one
 //! only when the filter injected a response rate limit on its request head).
 //!
+//! `Chain::on_response_piece` rewrites a response body piece by piece as it streams,
+//! on the streams a filter asked for it (`Hooks::response_stream`: ext_proc's
+//! `STREAMED` response body mode, `http/body_stream.rs` and the four paths): what the
+//! chain made of each piece goes to the client in its place, the head without its
+//! Content-Length (`Chain::seal_response_head` makes its plan just before it goes).
+//!
 //! `Chain::on_response_body` sees a whole response body before its head goes out, on
-//! the streams a filter asked for it (ext_proc's `BUFFERED` and `STREAMED` response
-//! body modes on every path: `http/conn/held_response.rs`, `http/h2/held.rs` and
+//! the streams a filter asked for it (ext_proc's `BUFFERED` response body mode, and
+//! `STREAMED` when a wasm module holds the body too, on every path: `http/conn/held_response.rs`, `http/h2/held.rs` and
 //! `http/h1_to_h2_held.rs` hold the response, and show each piece as it comes to
 //! `Chain::on_held_response_data`, where `STREAMED` sends it to the processor; a wasm
 //! module's `proxy_on_response_body`, on every path too); it may replace the body or
@@ -228,6 +234,10 @@ pub struct Hooks {
     /// `on_response_body`: the response (head and whole body) is held until the chain
     /// saw its body (`http/held_body.rs` and the paths that use it).
     pub response_body: bool,
+    /// `on_response_piece`: each piece of the response body goes through the chain,
+    /// and what the chain made of it goes to the client in its place; the response
+    /// goes without a Content-Length (ext_proc's `STREAMED` response body mode).
+    pub response_stream: bool,
     /// `on_response_trailers`: sees an HTTP/2 upstream response's trailers before they
     /// go to the client.
     pub response_trailers: bool,
@@ -241,6 +251,7 @@ impl Hooks {
         request_trailers: false,
         response_data: false,
         response_body: false,
+        response_stream: false,
         response_trailers: false,
     };
 
@@ -252,6 +263,7 @@ impl Hooks {
             request_trailers: self.request_trailers || o.request_trailers,
             response_data: self.response_data || o.response_data,
             response_body: self.response_body || o.response_body,
+            response_stream: self.response_stream || o.response_stream,
             response_trailers: self.response_trailers || o.response_trailers,
         }
     }
@@ -530,6 +542,34 @@ impl<'c> Chain<'c> {
             }
         }
         Status::Continue
+    }
+
+    /// One piece of the response body (`end`: it ends the body; `head_out`: the head
+    /// went out already), on the streams whose hooks have `response_stream`: what goes
+    /// to the client in its place is appended to `out`. A filter may answer: before the
+    /// head went out the answer replaces the response; after it, the caller resets the
+    /// stream (HTTP/2) or closes the connection (HTTP/1).
+    pub async fn on_response_piece(
+        &self,
+        chunk: &[u8],
+        end: bool,
+        head_out: bool,
+        out: &mut Vec<u8>,
+    ) -> Status {
+        if !self
+            .active()
+            .any(|f| matches!(f.kind, FilterKind::ExtProc(_)))
+        {
+            out.extend_from_slice(chunk);
+            return Status::Continue;
+        }
+        ext_proc::stream::on_response_piece(self.store, chunk, end, head_out, out).await
+    }
+
+    /// On a `response_stream` stream, the response head is about to be encoded: the
+    /// header mutations the filters gathered for it become its plan.
+    pub fn seal_response_head(&self) {
+        ext_proc::stream::seal_head(self.store);
     }
 
     /// Lends the chain the worker's upstream clusters (see `upstream`).

@@ -114,6 +114,7 @@ pub async fn on_request_head<'c>(
                 hooks.request_trailers |= h.request_body || h.request_trailers;
                 hooks.response_head |= h.response_head;
                 hooks.response_body |= h.response_body;
+                hooks.response_stream |= h.response_stream;
                 hooks.response_trailers |= h.response_trailers;
                 if let Status::Respond(r) = h.status {
                     status = Status::Respond(r);
@@ -203,6 +204,12 @@ pub async fn on_request_head<'c>(
     }
     for plan in response_filters.iter().take(n).rev().flatten() {
         edits.response = edits.response.then(plan);
+    }
+    if hooks.response_body && hooks.response_stream {
+        // Another filter (wasm) holds the whole response: ext_proc's pieces go to the
+        // processor as it is read, and its answers replace the held body
+        // (`ext_proc/response.rs`).
+        hooks.response_stream = false;
     }
     edits.chain = Chain {
         filters: chain,

@@ -15,6 +15,7 @@ mod reply;
 mod request;
 mod respond;
 mod stream;
+mod streamed;
 mod to_h1;
 mod to_h2;
 mod to_h2_retry;

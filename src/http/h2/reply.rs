@@ -259,6 +259,39 @@ pub(crate) fn local_at(
     done
 }
 
+/// Ends the client's stream after an HTTP/1 upstream's body: its chunked trailers
+/// (`raw`, at most `max_headers`) as an HTTP/2 trailers frame, else an empty
+/// END_STREAM DATA frame; trailers that do not parse reset the stream (never ended
+/// cleanly with trailers missing).
+pub(crate) fn end_stream(
+    send: &mut h2::SendStream<Bytes>,
+    respond: &mut Respond,
+    (raw, max_headers): (&[u8], usize),
+    grpc: bool,
+    done: &mut Done,
+    stats: &ClusterStats,
+) {
+    let sent = match crate::upstream::request::http1::trailer_map(raw, max_headers) {
+        Ok(Some(t)) => {
+            if grpc {
+                done.grpc_status = grpc_status(&t).or(done.grpc_status);
+            }
+            respond.keep_trailers(&t);
+            send.send_trailers(t)
+        }
+        Ok(None) => send.send_data(Bytes::new(), true),
+        Err(()) => {
+            send.send_reset(h2::Reason::INTERNAL_ERROR);
+            crate::upstream::request::count_late(stats, Failure::ProtocolError);
+            done.flag = ResponseFlag::UpstreamProtocolError;
+            Ok(())
+        }
+    };
+    if sent.is_err() {
+        done.flag = ResponseFlag::DownstreamConnectionTermination;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

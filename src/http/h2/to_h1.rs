@@ -518,6 +518,15 @@ async fn respond_with<U: Io, K>(
         done.bytes_received = received;
         return (done, reuse);
     }
+    if edits.chain.hooks().response_stream {
+        // The body rewritten by the chain as it streams (`streamed.rs`).
+        let e = (grpc, &*edits);
+        let stats = &cs.stats;
+        let (mut done, reuse) =
+            super::streamed::from_h1(h, respond, up, ubuf, e, max_headers, stats, progress).await;
+        done.bytes_received = received;
+        return (done, reuse);
+    }
     // After the hook: a filter's response plan (ext_proc) and its per-stream response
     // edits (wasm, in the store) are read as they apply.
     edits.response.apply_to_map(h.response.headers_mut());
@@ -594,27 +603,8 @@ async fn respond_with<U: Io, K>(
         match result {
             Ok(n) => {
                 done.bytes_sent = n;
-                // Chunked trailers become an HTTP/2 trailers frame.
-                let sent = match http1::trailer_map(&raw_trailers, max_headers) {
-                    Ok(Some(t)) => {
-                        if grpc {
-                            done.grpc_status = super::reply::grpc_status(&t).or(done.grpc_status);
-                        }
-                        respond.keep_trailers(&t);
-                        send.send_trailers(t)
-                    }
-                    Ok(None) => send.send_data(Bytes::new(), true),
-                    Err(()) => {
-                        // Never end the stream cleanly with trailers missing.
-                        send.send_reset(h2::Reason::INTERNAL_ERROR);
-                        request::count_late(&cs.stats, Failure::ProtocolError);
-                        done.flag = ResponseFlag::UpstreamProtocolError;
-                        Ok(())
-                    }
-                };
-                if sent.is_err() {
-                    done.flag = ResponseFlag::DownstreamConnectionTermination;
-                }
+                let t = (raw_trailers.as_slice(), max_headers);
+                super::reply::end_stream(&mut send, respond, t, grpc, &mut done, &cs.stats);
             }
             Err(BodyError::Write) => {
                 send.send_reset(h2::Reason::INTERNAL_ERROR);

@@ -17,6 +17,7 @@ use http::Response;
 use super::clock::Progress;
 use super::reply::{expired, fail, filter_reply, reject, Done};
 use super::to_h1::{expiry_failure, Request};
+use crate::http::body_stream::{first_h2_piece, First, H2Reader};
 use crate::http::failure::Failure;
 use crate::http::filter::{Chain, Status};
 use crate::http::flags::ResponseFlag;
@@ -40,9 +41,10 @@ enum PumpError {
 
 /// Moves DATA and trailers from one stream to another; the sender's window reopens only
 /// as the receiver accepts the bytes. `moved` hears of every byte passed on. `hook`:
-/// the chain whose response-body hook sees each frame first and whose response-trailers
-/// hook sees the trailers, as its hooks say (`None` for request bodies and for chains
-/// without either). `tee`: a mirrored request body's shadows, which
+/// the chain whose response-body hook sees each frame first (or rewrites it, read by
+/// the `H2Reader` given with it: `response_stream`) and whose response-trailers hook
+/// sees the trailers, as its hooks say (`None` for request bodies and for chains
+/// without any). `tee`: a mirrored request body's shadows, which
 /// get each frame (and the trailers) as it goes on. `grpc_status`: where a gRPC
 /// response's trailers leave their `grpc-status`; `keep`: where they are copied for the
 /// access log (`respond::Respond::trailer_copy`).
@@ -50,18 +52,42 @@ async fn pump(
     from: &mut RecvStream,
     to: &mut SendStream<Bytes>,
     moved: impl Fn(u64),
-    hook: Option<&Chain<'_>>,
+    hook: Option<(&Chain<'_>, H2Reader)>,
     tee: Option<&TeeTx>,
     grpc_status: Option<&mut Option<u16>>,
     keep: Option<&mut Vec<u8>>,
 ) -> Result<u64, PumpError> {
+    let (hook, reader) = match hook {
+        Some((chain, reader)) => (Some(chain), Some(reader)),
+        None => (None, None),
+    };
     let mut total = 0u64;
     let mut ended = false;
-    while let Some(chunk) = from.data().await {
+    // The body rewritten as it streams: read with the end at hand counted with a frame.
+    let rewrite = hook.filter(|c| c.hooks().response_stream);
+    let mut reader = rewrite.map(|_| reader.unwrap_or_default());
+    let mut piece_end = false;
+    loop {
+        let next = match reader.as_mut() {
+            Some(r) => r.next(from, true).await,
+            None => from.data().await.map(|c| (c, false)),
+        };
+        let Some((chunk, end)) = next else {
+            break;
+        };
         let mut chunk = chunk.map_err(|_| PumpError::Read)?;
         let n = chunk.len();
         if let Some(t) = tee {
             t.push_bytes(chunk.clone());
+        }
+        if let Some(chain) = rewrite {
+            // What the chain made of the piece goes on in its place.
+            piece_end = end;
+            let mut out = Vec::new();
+            if chain.on_response_piece(&chunk, end, true, &mut out).await != Status::Continue {
+                return Err(PumpError::Filtered);
+            }
+            chunk = Bytes::from(out);
         }
         if let Some(chain) = hook.filter(|c| c.hooks().response_data) {
             ended = from.is_end_stream();
@@ -69,15 +95,7 @@ async fn pump(
                 return Err(PumpError::Filtered);
             }
         }
-        while !chunk.is_empty() {
-            let cap = super::io::send_capacity(to, chunk.len())
-                .await
-                .ok_or(PumpError::Write)?;
-            let part = chunk.split_to(cap.min(chunk.len()));
-            let len = part.len() as u64;
-            to.send_data(part, false).map_err(|_| PumpError::Write)?;
-            moved(len);
-        }
+        send_all(to, chunk, &moved).await?;
         let _ = from.flow_control().release_capacity(n);
         total += n as u64;
     }
@@ -98,6 +116,14 @@ async fn pump(
     if let Some(t) = tee {
         t.finish(trailers.as_ref());
     }
+    if let Some(chain) = rewrite.filter(|_| !piece_end && trailers.is_none()) {
+        // The end came alone: its own message; what it gives goes before the end.
+        let mut out = Vec::new();
+        if chain.on_response_piece(&[], true, true, &mut out).await != Status::Continue {
+            return Err(PumpError::Filtered);
+        }
+        send_all(to, Bytes::from(out), &moved).await?;
+    }
     if let Some(chain) = hook.filter(|c| !ended && c.hooks().response_data) {
         if chain.on_response_data(&[], true).await != Status::Continue {
             return Err(PumpError::Filtered);
@@ -110,6 +136,24 @@ async fn pump(
             .map_err(|_| PumpError::Write)?,
     }
     Ok(total)
+}
+
+/// Sends `chunk` as the stream's send window lets it go (no END_STREAM).
+async fn send_all(
+    to: &mut SendStream<Bytes>,
+    mut chunk: Bytes,
+    moved: &impl Fn(u64),
+) -> Result<(), PumpError> {
+    while !chunk.is_empty() {
+        let cap = super::io::send_capacity(to, chunk.len())
+            .await
+            .ok_or(PumpError::Write)?;
+        let part = chunk.split_to(cap.min(chunk.len()));
+        let len = part.len() as u64;
+        to.send_data(part, false).map_err(|_| PumpError::Write)?;
+        moved(len);
+    }
+    Ok(())
 }
 
 /// Sends a request body held whole by the filter chain (`http/hold.rs`), as flow
@@ -573,8 +617,19 @@ where
         if let Some(m) = r.edits.response.stamp.phases.as_mut() {
             m.set_upstream(progress.phase_marks());
         }
+        let mut first = First::default();
+        if r.edits.chain.hooks().response_stream {
+            // The body is rewritten as it streams: no length (Envoy removes it); a
+            // piece that came with the head goes through the chain before it.
+            out.headers_mut().remove(http::header::CONTENT_LENGTH);
+            match first_h2_piece(&mut body, &r.edits.chain).await {
+                Ok(f) => first = f,
+                Err(reply) => return filter_reply(respond, grpc, &reply, response_edits),
+            }
+            r.edits.chain.seal_response_head();
+        }
         r.edits.response.apply_to_map(out.headers_mut());
-        let end = body.is_end_stream();
+        let end = body.is_end_stream() && first.out.is_empty() && !first.reader.holds();
         let mut done = Done {
             status,
             flag: retry_flag,
@@ -595,10 +650,25 @@ where
             }
         };
         progress.head_sent(status);
-        if !end {
+        if !first.out.is_empty() {
+            let out = std::mem::take(&mut first.out);
+            let sent = send_all(&mut down_send, out, &|n| progress.sent(n)).await;
+            let ended = sent.and_then(|_| match first.ended {
+                true => down_send
+                    .send_data(Bytes::new(), true)
+                    .map_err(|_| PumpError::Write),
+                false => Ok(()),
+            });
+            if ended.is_err() {
+                done.flag = ResponseFlag::DownstreamConnectionTermination;
+                return done;
+            }
+        }
+        if !end && !first.ended {
             let chain = &r.edits.chain;
             let hooks = chain.hooks();
-            let hook = (hooks.response_data || hooks.response_trailers).then_some(chain);
+            let hook = (hooks.response_data || hooks.response_trailers || hooks.response_stream)
+                .then_some((chain, std::mem::take(&mut first.reader)));
             let status_out = grpc.then_some(&mut done.grpc_status);
             let pumped = pump(
                 &mut body,

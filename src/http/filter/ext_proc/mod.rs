@@ -4,7 +4,8 @@
 //! HTTP/2 connection to it (`upstream/grpc_stream.rs`), and sends it the parts of the
 //! request and response its processing mode names: the request headers, the request
 //! body (buffered whole, or streamed chunk by chunk), the response headers, the
-//! response body (buffered whole, or streamed in pieces: `response.rs`) and the
+//! response body (buffered whole: `response.rs`, or streamed piece by piece as it goes
+//! to the client: `stream.rs`) and the
 //! trailers of either (`trailers.rs`). The processor answers each with header (or
 //! trailer) mutations, a body mutation, or an immediate response that the client gets
 //! instead.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod mutate;
 pub mod response;
 pub mod run;
+pub mod stream;
 pub mod trailers;
 
 use std::time::Duration;
@@ -53,8 +55,9 @@ pub struct Mode {
     pub request_trailers: HeaderMode,
     pub response_trailers: HeaderMode,
     pub request_body: BodyMode,
-    /// The response is held until the processor answered for its whole body, sent in
-    /// one message (`BUFFERED`) or in pieces as it comes (`STREAMED`).
+    /// `BUFFERED`: the response is held until the processor answered for its whole
+    /// body, sent in one message. `STREAMED`: each piece goes to the processor, and on
+    /// to the client as the processor made it, as the body streams.
     pub response_body: BodyMode,
 }
 

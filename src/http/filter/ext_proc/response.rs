@@ -14,8 +14,9 @@
 //! holds no headers to mutate and drops the body answer's header mutations, and so
 //! does this hook.
 //!
-//! A `STREAMED` response body is held too, on the same paths, but each piece goes to
-//! the processor as it comes from the upstream (`on_response_chunk`, called by
+//! A `STREAMED` response body streams (`stream.rs`), except when another filter (a
+//! wasm module's response body) holds the whole response: then it is held too, on the
+//! same paths, but each piece goes to the processor as it comes from the upstream (`on_response_chunk`, called by
 //! `Chain::on_held_response_data`), in messages of about 16 KiB, the last with
 //! `end_of_stream` (none with it when trailers end the body, as in Envoy); what the
 //! processor made of each piece (its body mutation, else the piece) is gathered and
@@ -24,12 +25,9 @@
 //! chunked. The first body answer's header mutations apply (with the response headers
 //! sent to the processor), as Envoy applies them while it still holds the head, which
 //! it does when the body came during the headers' round trip (Envoy 1.40, checked in
-//! tests/ext_proc_parity.rs); later answers' are dropped. Where this differs from
-//! Envoy, which sends the head and each piece on as the processor answers it
-//! (docs/envoy-api.md): the client gets nothing before the body's end, a body over
-//! `MAX_BUFFERED_BODY` is a `500`, the first answer's header mutations apply even when
-//! the body came after the headers' answer, and an immediate response to a piece
-//! replaces the response (Envoy, the head being out, resets the stream).
+//! tests/ext_proc_parity.rs); later answers' are dropped. Held so, the client gets
+//! nothing before the body's end, a body over `MAX_BUFFERED_BODY` is a `500`, and an
+//! immediate response to a piece replaces the response (docs/envoy-api.md).
 
 use std::borrow::Cow;
 

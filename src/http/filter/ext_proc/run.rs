@@ -391,8 +391,11 @@ pub struct Head {
     pub status: Status,
     pub request_body: bool,
     pub response_head: bool,
-    /// The response is held whole for the response-body hook.
+    /// The response is held whole for the response-body hook (`BUFFERED`).
     pub response_body: bool,
+    /// The response body goes to the processor piece by piece as it comes, and each
+    /// piece as the processor made it on to the client (`STREAMED`: `stream.rs`).
+    pub response_stream: bool,
     /// An HTTP/2 request's trailers go to the processor (its body is held for them).
     pub request_trailers: bool,
     /// An HTTP/2 upstream response's trailers go to the processor.
@@ -406,6 +409,7 @@ impl Head {
             request_body: false,
             response_head: false,
             response_body: false,
+            response_stream: false,
             request_trailers: false,
             response_trailers: false,
         }
@@ -550,7 +554,8 @@ pub async fn on_request_head<'c>(
         status: Status::Continue,
         request_body: state.wants_body(),
         response_head: state.live() && m.response_headers == HeaderMode::Send,
-        response_body: state.live() && m.response_body != BodyMode::None,
+        response_body: state.live() && m.response_body == BodyMode::Buffered,
+        response_stream: state.live() && m.response_body == BodyMode::Streamed,
         request_trailers: state.live() && state.wants_trailers(),
         response_trailers: state.live() && m.response_trailers == HeaderMode::Send,
     }
@@ -620,6 +625,12 @@ async fn request_data(
             send_body(s, whole, true).await
         }
         BodyMode::Streamed => {
+            // The request body is held until its end (`http/hold.rs`), as processed so
+            // far: bounded as a buffered one (Envoy streams it instead).
+            let held = s.body.borrow().len() + s.pending.borrow().as_ref().map_or(0, Vec::len);
+            if held + chunk.len() > MAX_BUFFERED_BODY {
+                return DataStatus::Respond(crate::http::filter::buffer::TOO_LARGE);
+            }
             let pending = s.pending.try_borrow_mut().ok().and_then(|mut p| p.take());
             if !end {
                 let mut st = DataStatus::StopAndBuffer;

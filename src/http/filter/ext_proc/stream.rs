@@ -1,0 +1,118 @@
+//! ext_proc's `STREAMED` response body mode, streamed: each piece of the upstream's
+//! response body goes to the processor as it comes (one message per upstream read of an
+//! HTTP/1 body, per DATA frame of an HTTP/2 one, as Envoy sends one per `encodeData`),
+//! and what the processor made of it goes on to the client before the next piece is
+//! read. Nothing is held beyond the piece in flight, so a body of any size, and a
+//! stream that never ends (a gRPC server stream), pass.
+//!
+//! The head goes out once the response headers' answer is in (its mutations apply),
+//! except when a piece of the body is already at hand then (it came with the head):
+//! that piece is processed first and its answer's header mutations apply too, as Envoy
+//! holds the head while the body that came during the headers' round trip is processed
+//! (`Chain::seal_response_head` makes the plan before the head is encoded). The
+//! Content-Length is removed (Envoy's `shouldRemoveContentLength` for `STREAMED`): an
+//! HTTP/1.1 client gets the body chunked. A message says `end_of_stream` with the piece
+//! that ends the body (an empty one when the end came alone); none does when trailers
+//! end it, as in Envoy. An immediate response, or a failure without
+//! `failure_mode_allow`, before the head went out replaces the response; after it, the
+//! caller resets the client's stream (HTTP/2) or closes its connection (HTTP/1), as
+//! Envoy does. With `failure_mode_allow`, or once the processor closed the stream, the
+//! rest goes as it came.
+//!
+//! When another filter holds the whole response (a wasm module's response body), the
+//! pieces go to the processor as it is read instead (`response.rs`).
+
+use envoy_types::pb::envoy::service::ext_proc::v3::body_mutation::Mutation;
+use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Req;
+use envoy_types::pb::envoy::service::ext_proc::v3::HttpBody;
+
+use super::run::{state, Answer, Phase, State};
+use super::{BodyMode, HeaderMode};
+use crate::http::filter::headers::HeaderPlan;
+use crate::http::filter::set_headers::SetHeaders;
+use crate::http::filter::status::Status;
+
+/// One piece of the response body (`end`: it ends the body; `head_out`: the response
+/// head went out already). What goes to the client in its place is appended to `out`.
+pub async fn on_response_piece(
+    store: Option<&SetHeaders>,
+    chunk: &[u8],
+    end: bool,
+    head_out: bool,
+    out: &mut Vec<u8>,
+) -> Status {
+    let Some(s) = state(store) else {
+        out.extend_from_slice(chunk);
+        return Status::Continue;
+    };
+    if s.mode.get().response_body != BodyMode::Streamed || !s.live() {
+        out.extend_from_slice(chunk);
+        return Status::Continue;
+    }
+    let msg = Req::ResponseBody(HttpBody {
+        body: chunk.to_vec(),
+        end_of_stream: end,
+        ..Default::default()
+    });
+    let status = match s.exchange(msg, Phase::ResponseBody).await {
+        Answer::Common(r, _) => {
+            // Applied while the head is held (it came with the body); dropped once it
+            // went out, and with the headers skipped (Envoy holds no headers then).
+            if !head_out && s.mode.get().response_headers == HeaderMode::Send {
+                let ops = s.ops(&r);
+                let mut all = s.response_ops.borrow_mut();
+                all.add.extend(ops.add);
+                all.remove.extend(ops.remove);
+            }
+            match r.body_mutation.and_then(|b| b.mutation) {
+                Some(Mutation::Body(b)) => out.extend_from_slice(&b),
+                Some(Mutation::ClearBody(true)) => {}
+                _ => out.extend_from_slice(chunk),
+            }
+            Status::Continue
+        }
+        Answer::Immediate(i) => s.immediate(i),
+        Answer::Closed => {
+            out.extend_from_slice(chunk);
+            Status::Continue
+        }
+        Answer::Failed(why) => {
+            let st = s.fail(why);
+            if st == Status::Continue {
+                out.extend_from_slice(chunk);
+            }
+            st
+        }
+    };
+    if let Status::Respond(_) = status {
+        // A local reply has headers of its own (an immediate response's set its plan).
+        *s.response_ops.borrow_mut() = Default::default();
+        done(s);
+    } else if end {
+        done(s);
+    }
+    status
+}
+
+/// The response head is about to be encoded: the header mutations gathered for it (the
+/// headers' answer, and the answer to a piece that came with the head) become its plan.
+pub fn seal_head(store: Option<&SetHeaders>) {
+    let Some(s) = state(store) else {
+        return;
+    };
+    if s.mode.get().response_body != BodyMode::Streamed {
+        return;
+    }
+    let ops = std::mem::take(&mut *s.response_ops.borrow_mut());
+    if !ops.is_empty() {
+        let _ = s.response_plan.set(HeaderPlan::compile([&ops]));
+    }
+}
+
+/// The body was processed: the stream ends, unless the trailers are still to be sent
+/// (`trailers.rs` closes it then).
+fn done(s: &State) {
+    if s.mode.get().response_trailers != HeaderMode::Send {
+        s.close();
+    }
+}
