@@ -346,8 +346,9 @@ def extensions_section(data: Data) -> list[str]:
     (open loop, 1k rps) over h1-bootstrap-1k, wasm (closed loop) over h1-bootstrap."""
     cpu = get("cpu_us_per_req")
     rows = []
-    for ext, plain in (("ext-proc", "h1-bootstrap-1k"), ("ext-authz", "h1-bootstrap-1k"),
-                       ("wasm", "h1-bootstrap")):
+    for ext, plain in (("ext-proc", "h1-bootstrap-1k"),
+                       ("ext-proc-streamed", "h1-bootstrap-1k"),
+                       ("ext-authz", "h1-bootstrap-1k"), ("wasm", "h1-bootstrap")):
         for p in data.peers(ext):
             if not data.of(plain, p):
                 continue
@@ -360,7 +361,8 @@ def extensions_section(data: Data) -> list[str]:
         return []
     return ["## Extensions (ext-proc, ext-authz, wasm against the plain bootstrap)", "",
             "The same Envoy bootstrap for both proxies, with and without the extension, "
-            "at the same load: ext-proc and ext-authz at 1k requests/s in open loop (the "
+            "at the same load: ext-proc (headers; ext-proc-streamed: headers and the "
+            "response body, STREAMED) and ext-authz at 1k requests/s in open loop (the "
             "test services on the client CPUs keep up with that rate) against "
             "h1-bootstrap-1k, wasm in closed loop against h1-bootstrap. *Added* is the "
             "median over rounds of the per-round difference in CPU per request.", "",

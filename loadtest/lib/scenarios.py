@@ -113,6 +113,14 @@ SCENARIOS = [
              "CPU, on the client CPUs, not counted)", conns=16, rate=1000, tools=("oha",),
              config="ext-proc", proxies_only=True, base="h1-bootstrap-1k",
              only=("outrigger", "envoy")),
+    Scenario("ext-proc-streamed", "open", "HTTP/1.1 open loop, 1k rps, 16 connections, "
+             "each request's headers and its response body (STREAMED: each piece in a "
+             "message, on to the client as the processor answers) sent to the external "
+             "processor, which answers CONTINUE",
+             "CPU per request that ext_proc with a streamed response body adds over "
+             "h1-bootstrap-1k (the processor's own CPU, on the client CPUs, not counted)",
+             conns=16, rate=1000, tools=("oha",), config="ext-proc-streamed",
+             proxies_only=True, base="h1-bootstrap-1k", only=("outrigger", "envoy")),
     Scenario("ext-authz", "open", "HTTP/1.1 open loop, 1k rps, 16 connections, every "
              "request checked by an external authorization service over gRPC (allows all)",
              "CPU per request that the ext_authz filter adds over h1-bootstrap-1k (the "
