@@ -850,3 +850,53 @@ fn response_bodies_are_processed_streamed_as_they_come() {
         assert_eq!(bodies.last().unwrap()["end_of_stream"], true, "{what}");
     }
 }
+
+/// A streamed response body whose upstream breaks mid-body (bad chunked framing after
+/// a first chunk, in the same read as the head: nothing went out yet, and the client's
+/// connection closes without a response, as a held response's; a close before a
+/// Content-Length's end, after the first piece went out with the head: the client has
+/// that much, then the close, never the last chunk), and the proxy goes on serving.
+#[test]
+fn a_streamed_response_body_cut_by_its_upstream_closes_the_client() {
+    use std::io::Read;
+    let p = Processor::start();
+    for (raw, what) in [
+        (
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\nzz\r\n",
+            "bad framing",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst",
+            "closed early",
+        ),
+    ] {
+        let up = Upstream::start(fixed_then_close(raw));
+        let proxy = Proxy::start(&config(up.addr, "http1", processor_addr(&p), ""));
+        let mut c = Conn::connect(proxy.listen);
+        c.send("GET /stream-upper-cut HTTP/1.1\r\nHost: svc\r\n\r\n");
+        let mut got = Vec::new();
+        let mut tmp = [0u8; 4096];
+        loop {
+            match c.stream.read(&mut tmp) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&tmp[..n]),
+                Err(e) => panic!("{what}: the connection stays open: {e}"),
+            }
+        }
+        let text = String::from_utf8_lossy(&got).to_string();
+        if what == "closed early" {
+            assert!(text.starts_with("HTTP/1.1 200"), "{what}: {text}");
+            assert!(text.contains("FIRST"), "{what}: {text}");
+        } else {
+            assert!(!text.contains("FIRST"), "{what}: {text}");
+        }
+        assert!(!text.ends_with("0\r\n\r\n"), "{what}: {text}");
+        // The worker goes on: the next request through the same listener is answered
+        // (its upstream breaks it the same way, untouched by the filter).
+        let mut c = Conn::connect(proxy.listen);
+        c.send("GET /skip HTTP/1.1\r\nHost: svc\r\n\r\n");
+        let mut head = [0u8; 12];
+        c.stream.read_exact(&mut head).expect("a response");
+        assert_eq!(&head, b"HTTP/1.1 200", "{what}");
+    }
+}
