@@ -651,6 +651,19 @@ fn gated(head_only: bool) -> (Handler, std::sync::mpsc::Sender<()>) {
     (h, tx)
 }
 
+/// Reads what `c` sends until the proxy closes it (within the read timeout).
+fn read_to_close(c: &mut Conn, got: &mut Vec<u8>, what: &str) {
+    use std::io::Read;
+    let mut tmp = [0u8; 4096];
+    loop {
+        match c.stream.read(&mut tmp) {
+            Ok(0) => return,
+            Ok(n) => got.extend_from_slice(&tmp[..n]),
+            Err(e) => panic!("{what}: the connection stays open: {e}"),
+        }
+    }
+}
+
 /// An immediate response to a piece that came after the head went out (the upstream
 /// sends its head alone and waits): the head reaches the client first, without a
 /// length; the answer then closes an HTTP/1 client's connection and resets an HTTP/2
@@ -676,13 +689,7 @@ fn a_late_immediate_response_to_a_streamed_piece_cuts_the_response() {
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
     go.send(()).unwrap();
-    loop {
-        match c.stream.read(&mut tmp) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&tmp[..n]),
-            Err(e) => panic!("the connection stays open after the answer: {e}"),
-        }
-    }
+    read_to_close(&mut c, &mut got, "after the answer");
     let all = String::from_utf8_lossy(&got).to_string();
     assert!(
         !all.contains("late body") && !all.ends_with("0\r\n\r\n"),
@@ -875,14 +882,7 @@ fn a_streamed_response_body_cut_by_its_upstream_closes_the_client() {
         let mut c = Conn::connect(proxy.listen);
         c.send("GET /stream-upper-cut HTTP/1.1\r\nHost: svc\r\n\r\n");
         let mut got = Vec::new();
-        let mut tmp = [0u8; 4096];
-        loop {
-            match c.stream.read(&mut tmp) {
-                Ok(0) => break,
-                Ok(n) => got.extend_from_slice(&tmp[..n]),
-                Err(e) => panic!("{what}: the connection stays open: {e}"),
-            }
-        }
+        read_to_close(&mut c, &mut got, what);
         let text = String::from_utf8_lossy(&got).to_string();
         if what == "closed early" {
             assert!(text.starts_with("HTTP/1.1 200"), "{what}: {text}");
