@@ -545,3 +545,79 @@ fn buffered_response_bodies_over_http2_behave_like_envoy() {
         assert_eq!(ours, theirs, "{tag}: Outrigger vs Envoy");
     }
 }
+
+/// Body-less responses in `STREAMED` mode, against Envoy 1.40: a `HEAD` answered with a
+/// Content-Length and no body, a `204`, and a `200` with `content-length: 0`, to an
+/// HTTP/1.1 and an HTTP/2 client: the status, the framing headers the client got, and
+/// the body messages the processor was sent.
+#[test]
+fn streamed_bodyless_responses_behave_like_envoy() {
+    let Some(bin) = envoy_or_skip("ext_proc parity (streamed, body-less)") else {
+        return;
+    };
+    let p = Processor::start();
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "HEAD",
+            "/stream-upper-head",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n",
+        ),
+        (
+            "GET",
+            "/stream-upper-204",
+            "HTTP/1.1 204 No Content\r\n\r\n",
+        ),
+        (
+            "GET",
+            "/stream-upper-zero",
+            "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        ),
+    ];
+    let mut ups = Vec::new();
+    for (_, _, raw) in cases {
+        ups.push(Upstream::start(fixed(raw)));
+    }
+    let look = |listen: &dyn Fn(usize) -> SocketAddr| -> Vec<String> {
+        p.clear();
+        let mut out = Vec::new();
+        for (i, (method, path, _)) in cases.iter().enumerate() {
+            let mut c = Conn::connect(listen(i));
+            c.send(format!("{method} {path} HTTP/1.1\r\nHost: svc\r\n\r\n"));
+            let r = c.read_response_to(method).unwrap();
+            out.push(format!(
+                "{method} {path}: {} content-length={:?} transfer-encoding={:?} body={:?} | processor: {} body messages",
+                r.status,
+                r.header("content-length"),
+                r.header("transfer-encoding"),
+                r.body_str(),
+                p.seen(path, "response_body").len(),
+            ));
+            // The same from an HTTP/2 client.
+            let (addr, m) = (listen(i), method.to_string());
+            let url = format!("http://{addr}{path}-h2");
+            let r = h2client::run(move || async move {
+                let mut c = h2client::connect(addr).await;
+                let req = h2client::request(&m, &url).body(()).unwrap();
+                h2client::send(&mut c, req, b"").await
+            });
+            out.push(format!(
+                "h2 {method} {path}: {} content-length={:?} body={:?} reset={}",
+                r.status,
+                r.header("content-length"),
+                r.body_str(),
+                r.reset.is_some(),
+            ));
+        }
+        out
+    };
+    let texts: Vec<String> = ups
+        .iter()
+        .map(|u| bootstrap(u.addr, p.port, false))
+        .collect();
+    let envoys: Vec<Envoy> = texts.iter().map(|t| Envoy::start(&bin, t)).collect();
+    let theirs = look(&|i| envoys[i].listen);
+    drop(envoys);
+    let proxies: Vec<Proxy> = texts.iter().map(|t| Proxy::start(t)).collect();
+    let ours = look(&|i| proxies[i].listen);
+    assert_eq!(ours, theirs, "Outrigger vs Envoy");
+}

@@ -2,7 +2,7 @@
 //! (`response_stream`: ext_proc's `STREAMED` response body mode; `http/body_stream.rs`)
 //! on the HTTP/1 client path (`exchange.rs`). The head is copied out of the upstream
 //! buffer and encoded without its Content-Length (chunked to an HTTP/1.1 client,
-//! close-delimited to HTTP/1.0) once the chain has seen a piece that came with it, or
+//! close-delimited to HTTP/1.0; a HEAD's response says chunked, as Envoy's) once the chain has seen a piece that came with it, or
 //! when the upstream is first waited for; each piece then goes out as a chunk as the
 //! chain made it. A filter that answers before the head went out replaces the
 //! response; after it, the connection closes (Envoy).
@@ -47,6 +47,8 @@ struct ToClient<'a, 'p, D> {
     edits: Edits<'a>,
     head: Option<(Vec<u8>, bool)>,
     kind: BodyKind,
+    /// The request was a HEAD.
+    head_request: bool,
     framing: Option<DownFraming>,
     close: bool,
     wbuf: &'a mut Vec<u8>,
@@ -75,9 +77,14 @@ impl<D: Io> ToClient<'_, '_, D> {
         let Kind::Final { framing: f, .. } = resp.kind else {
             return Err(Stopped::Body(BodyError::Framing));
         };
-        let kind = match self.kind {
-            BodyKind::Length(_) => BodyKind::Chunked,
-            k => k,
+        let kind = match (self.kind, f.body) {
+            (BodyKind::Length(_), _) => BodyKind::Chunked,
+            // A HEAD response declares the body a GET would get: without its length,
+            // Envoy's codec says chunked (and sends no body).
+            (BodyKind::Empty, BodyKind::Length(_) | BodyKind::Chunked) if self.head_request => {
+                BodyKind::Chunked
+            }
+            (k, _) => k,
         };
         let (framing, _, close) = encode_final(
             &resp,
@@ -114,6 +121,8 @@ impl<D: Io> ToClient<'_, '_, D> {
             &mut self.frame
         };
         match self.framing {
+            // The response to a HEAD carries no body, whatever its framing says.
+            _ if self.head_request => {}
             Some(DownFraming::Chunked) => {
                 body_stream::chunk(buf, data);
                 if end {
@@ -180,6 +189,7 @@ impl super::Conn {
             edits,
             head: Some((head, h.close_down)),
             kind: h.body,
+            head_request: asked(plan).head,
             framing: None,
             close: h.close_down,
             wbuf: &mut self.wbuf,
