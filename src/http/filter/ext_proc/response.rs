@@ -36,8 +36,8 @@ use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request a
 use envoy_types::pb::envoy::service::ext_proc::v3::HttpBody;
 
 use super::run::{state, Answer, Phase, State};
+use super::stream;
 use super::{BodyMode, HeaderMode, MAX_BUFFERED_BODY};
-use crate::http::filter::headers::HeaderPlan;
 use crate::http::filter::set_headers::SetHeaders;
 use crate::http::filter::status::{LocalReply, Status};
 use crate::http::flags::ResponseFlag;
@@ -117,10 +117,7 @@ pub async fn on_response_body(
             // Envoy applies them to the held headers; skipped headers were not held,
             // and the mutations are dropped.
             if keep_length {
-                let ops = s.ops(&r);
-                let mut all = s.response_ops.borrow_mut();
-                all.add.extend(ops.add);
-                all.remove.extend(ops.remove);
+                stream::keep_ops(s, &r);
             }
             match r.body_mutation.map(|b| b.mutation) {
                 None => Status::Continue,
@@ -197,68 +194,22 @@ pub async fn on_response_chunk(
     send_piece(s, piece, !trailers).await
 }
 
-/// Sends one piece of a `STREAMED` response body (or, once the stream is over, keeps
-/// it as it is) and appends what the processor made of it to the body the client gets.
+/// Sends one piece of a held `STREAMED` response body and appends what the processor
+/// made of it to the body the client gets. The first answer's header mutations apply,
+/// as Envoy still holds the head then (the body came during the headers' round trip).
 async fn send_piece(s: &State, piece: Vec<u8>, eos: bool) -> Status {
-    if !s.live() {
-        s.response_out.borrow_mut().extend_from_slice(&piece);
-        return Status::Continue;
-    }
-    let msg = Req::ResponseBody(HttpBody {
-        body: piece.clone(),
-        end_of_stream: eos,
-        ..Default::default()
-    });
-    let out = match s.exchange(msg, Phase::ResponseBody).await {
-        Answer::Common(r, _) => {
-            // The first answer's header mutations apply while Envoy still holds the
-            // head (the body came during the headers' round trip); later ones, and
-            // any with the headers skipped, are dropped.
-            let first = !s.response_piece_answered.replace(true);
-            if first && s.mode.get().response_headers == HeaderMode::Send {
-                let ops = s.ops(&r);
-                let mut all = s.response_ops.borrow_mut();
-                all.add.extend(ops.add);
-                all.remove.extend(ops.remove);
-            }
-            match r.body_mutation.and_then(|b| b.mutation) {
-                Some(Mutation::Body(b)) => b,
-                Some(Mutation::ClearBody(true)) => Vec::new(),
-                _ => piece,
-            }
-        }
-        Answer::Immediate(i) => return answered(s, s.immediate(i)),
-        Answer::Closed => piece,
-        Answer::Failed(why) => match s.fail(why) {
-            Status::Continue => piece,
-            st => return answered(s, st),
-        },
-    };
+    let first = !s.response_piece_answered.replace(true);
+    let mut out = Vec::new();
+    let status = stream::process_piece(s, &piece, eos, first, &mut out).await;
     s.response_out.borrow_mut().extend_from_slice(&out);
-    Status::Continue
-}
-
-/// A local reply in place of the held response (it has headers of its own) ends the
-/// processing; `Continue` (failure mode allow) lets the pieces go on as they came.
-fn answered(s: &State, st: Status) -> Status {
-    if let Status::Respond(_) = st {
-        *s.response_ops.borrow_mut() = Default::default();
-        finish(s);
-    }
-    st
+    status
 }
 
 /// Processing of the response's head and body is over: its mutations become its plan,
 /// and the stream ends (unless the trailers are still to be sent).
 fn finish(s: &State) {
-    let ops = std::mem::take(&mut *s.response_ops.borrow_mut());
-    if !ops.is_empty() {
-        let _ = s.response_plan.set(HeaderPlan::compile([&ops]));
-    }
-    // The response's trailers may still go (`trailers.rs` closes the stream then).
-    if s.mode.get().response_trailers != HeaderMode::Send {
-        s.close();
-    }
+    stream::seal(s);
+    stream::done(s);
 }
 
 /// Whether a held response body of `len` bytes is over the buffer limit (the caller

@@ -24,7 +24,7 @@
 
 use envoy_types::pb::envoy::service::ext_proc::v3::body_mutation::Mutation;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Req;
-use envoy_types::pb::envoy::service::ext_proc::v3::HttpBody;
+use envoy_types::pb::envoy::service::ext_proc::v3::{CommonResponse, HttpBody};
 
 use super::run::{state, Answer, Phase, State};
 use super::{BodyMode, HeaderMode};
@@ -41,68 +41,91 @@ pub async fn on_response_piece(
     head_out: bool,
     out: &mut Vec<u8>,
 ) -> Status {
-    let Some(s) = state(store) else {
+    let Some(s) = state(store).filter(|s| s.mode.get().response_body == BodyMode::Streamed) else {
         out.extend_from_slice(chunk);
         return Status::Continue;
     };
-    if s.mode.get().response_body != BodyMode::Streamed || !s.live() {
-        out.extend_from_slice(chunk);
-        return Status::Continue;
-    }
-    let msg = Req::ResponseBody(HttpBody {
-        body: chunk.to_vec(),
-        end_of_stream: end,
-        ..Default::default()
-    });
-    let status = match s.exchange(msg, Phase::ResponseBody).await {
-        Answer::Common(r, _) => {
-            // Applied while the head is held (it came with the body); dropped once it
-            // went out, and with the headers skipped (Envoy holds no headers then).
-            if !head_out && s.mode.get().response_headers == HeaderMode::Send {
-                let ops = s.ops(&r);
-                let mut all = s.response_ops.borrow_mut();
-                all.add.extend(ops.add);
-                all.remove.extend(ops.remove);
-            }
-            match r.body_mutation.and_then(|b| b.mutation) {
-                Some(Mutation::Body(b)) => out.extend_from_slice(&b),
-                Some(Mutation::ClearBody(true)) => {}
-                _ => out.extend_from_slice(chunk),
-            }
-            Status::Continue
-        }
-        Answer::Immediate(i) => s.immediate(i),
-        Answer::Closed => {
-            out.extend_from_slice(chunk);
-            Status::Continue
-        }
-        Answer::Failed(why) => {
-            let st = s.fail(why);
-            if st == Status::Continue {
-                out.extend_from_slice(chunk);
-            }
-            st
-        }
-    };
-    if let Status::Respond(_) = status {
-        // A local reply has headers of its own (an immediate response's set its plan).
-        *s.response_ops.borrow_mut() = Default::default();
-        done(s);
-    } else if end {
+    // An answer's header mutations apply while the head is held (it came with the
+    // body); they are dropped once it went out.
+    let status = process_piece(s, chunk, end, !head_out, out).await;
+    if end && status == Status::Continue {
         done(s);
     }
     status
 }
 
+/// Sends one piece of a `STREAMED` response body and appends what the processor made of
+/// it to `out` (the piece as it came once the stream is over: closed by the processor,
+/// failed open). `head_held`: the answer's header mutations apply to the head (with the
+/// response headers sent to the processor; with them skipped Envoy holds no headers and
+/// drops them). A local reply (an immediate response, a failure without
+/// `failure_mode_allow`) ends the processing; it has headers of its own.
+pub(super) async fn process_piece(
+    s: &State,
+    piece: &[u8],
+    eos: bool,
+    head_held: bool,
+    out: &mut Vec<u8>,
+) -> Status {
+    if !s.live() {
+        out.extend_from_slice(piece);
+        return Status::Continue;
+    }
+    let msg = Req::ResponseBody(HttpBody {
+        body: piece.to_vec(),
+        end_of_stream: eos,
+        ..Default::default()
+    });
+    let status = match s.exchange(msg, Phase::ResponseBody).await {
+        Answer::Common(r, _) => {
+            if head_held && s.mode.get().response_headers == HeaderMode::Send {
+                keep_ops(s, &r);
+            }
+            match r.body_mutation.and_then(|b| b.mutation) {
+                Some(Mutation::Body(b)) => out.extend_from_slice(&b),
+                Some(Mutation::ClearBody(true)) => {}
+                _ => out.extend_from_slice(piece),
+            }
+            Status::Continue
+        }
+        Answer::Immediate(i) => s.immediate(i),
+        Answer::Closed => {
+            out.extend_from_slice(piece);
+            Status::Continue
+        }
+        Answer::Failed(why) => {
+            let st = s.fail(why);
+            if st == Status::Continue {
+                out.extend_from_slice(piece);
+            }
+            st
+        }
+    };
+    if let Status::Respond(_) = status {
+        *s.response_ops.borrow_mut() = Default::default();
+        done(s);
+    }
+    status
+}
+
+/// Adds an answer's header mutations (those the rules allow) to the held head's.
+pub(super) fn keep_ops(s: &State, r: &CommonResponse) {
+    let ops = s.ops(r);
+    let mut all = s.response_ops.borrow_mut();
+    all.add.extend(ops.add);
+    all.remove.extend(ops.remove);
+}
+
 /// The response head is about to be encoded: the header mutations gathered for it (the
 /// headers' answer, and the answer to a piece that came with the head) become its plan.
 pub fn seal_head(store: Option<&SetHeaders>) {
-    let Some(s) = state(store) else {
-        return;
-    };
-    if s.mode.get().response_body != BodyMode::Streamed {
-        return;
+    if let Some(s) = state(store).filter(|s| s.mode.get().response_body == BodyMode::Streamed) {
+        seal(s);
     }
+}
+
+/// The head's gathered mutations become the response's plan.
+pub(super) fn seal(s: &State) {
     let ops = std::mem::take(&mut *s.response_ops.borrow_mut());
     if !ops.is_empty() {
         let _ = s.response_plan.set(HeaderPlan::compile([&ops]));
@@ -111,7 +134,7 @@ pub fn seal_head(store: Option<&SetHeaders>) {
 
 /// The body was processed: the stream ends, unless the trailers are still to be sent
 /// (`trailers.rs` closes it then).
-fn done(s: &State) {
+pub(super) fn done(s: &State) {
     if s.mode.get().response_trailers != HeaderMode::Send {
         s.close();
     }
