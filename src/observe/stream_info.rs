@@ -245,6 +245,17 @@ impl StreamInfo {
         self.log.clear();
     }
 
+    /// An upstream's response head went to the client (encoded at the front of `out`):
+    /// what the access log reads of it, and when it went.
+    pub fn upstream_head_out(&mut self, out: &[u8]) {
+        let log = &mut self.log;
+        log.head_out = LogFacts::keep_head(&mut log.response_head, out);
+        log.details = "via_upstream";
+        log.response_began = self
+            .start
+            .and_then(|t| SystemTime::now().duration_since(t).ok());
+    }
+
     /// The stream's flags, each once, in the order they were set, which is Envoy's
     /// order in its short string (1.40 keeps them as they come: `DI,FI`, `URX,UC`): a
     /// filter's (the fault filter's `DI`, before the request was routed), the retry

@@ -14,11 +14,10 @@
 //! A failure before a response head was sent becomes a local reply (`upstream_failed`,
 //! in `failed.rs`).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_lite::io::AsyncWriteExt;
 
-use crate::observe::stream_info::LogFacts;
 use crate::upstream::counted::Counted;
 use crate::upstream::request::clock::{Expiry, Progress};
 use crate::upstream::request::replay::{Kept, Loss, OnLoss};
@@ -671,13 +670,7 @@ impl Conn {
         }
         self.ubuf.consume(head_len);
         if self.logging {
-            let log = &mut self.rec.log;
-            log.head_out = LogFacts::keep_head(&mut log.response_head, &self.wbuf);
-            log.details = "via_upstream";
-            log.response_began = self
-                .rec
-                .start
-                .and_then(|t| SystemTime::now().duration_since(t).ok());
+            self.rec.upstream_head_out(&self.wbuf);
         }
         progress.head_sent(status);
         // A small body that is all here already goes out with the head, in one write

@@ -2,12 +2,12 @@
 //! (`response_stream`: ext_proc's `STREAMED` response body mode; `http/body_stream.rs`)
 //! on the HTTP/1 client path (`exchange.rs`). The head is copied out of the upstream
 //! buffer and encoded without its Content-Length (chunked to an HTTP/1.1 client,
-//! close-delimited to HTTP/1.0; a HEAD's response says chunked, as Envoy's) once the chain has seen a piece that came with it, or
-//! when the upstream is first waited for; each piece then goes out as a chunk as the
-//! chain made it. A filter that answers before the head went out replaces the
+//! close-delimited to HTTP/1.0; a HEAD's response says chunked, as Envoy's) once the
+//! chain has seen a piece that came with it, or when the upstream is first waited for;
+//! each piece then goes out as a chunk as the chain made it. A filter that answers before the head went out replaces the
 //! response; after it, the connection closes (Envoy).
 
-use std::time::SystemTime;
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use futures_lite::io::AsyncWriteExt;
 
@@ -23,7 +23,7 @@ use super::held_response::HeldHead;
 use super::response_head::{asked, encode_final};
 use super::Plan;
 use crate::http::body::BodyError;
-use crate::observe::stream_info::{LogFacts, StreamInfo};
+use crate::observe::stream_info::StreamInfo;
 use crate::upstream::request::clock::Progress;
 
 /// How a streamed response ended.
@@ -45,11 +45,14 @@ pub(super) enum Streamed {
 struct ToClient<'a, 'p, D> {
     plan: &'a Plan<'p>,
     edits: Edits<'a>,
-    head: Option<(Vec<u8>, bool)>,
+    /// The upstream's head, until it is encoded.
+    head: Option<Vec<u8>>,
     kind: BodyKind,
     /// The request was a HEAD.
     head_request: bool,
     framing: Option<DownFraming>,
+    /// The client connection closes after this response (as first decided, then as
+    /// the head's encoding decided).
     close: bool,
     wbuf: &'a mut Vec<u8>,
     frame: Vec<u8>,
@@ -65,7 +68,7 @@ impl<D: Io> ToClient<'_, '_, D> {
     /// Encodes the head into the write buffer if it is still held: its plan sealed, the
     /// edits applied, without its Content-Length.
     fn encode_head(&mut self) -> Result<(), Stopped> {
-        let Some((head, close_down)) = self.head.take() else {
+        let Some(head) = self.head.take() else {
             return Ok(());
         };
         self.plan.chain.seal_response_head();
@@ -91,19 +94,14 @@ impl<D: Io> ToClient<'_, '_, D> {
             f.has_connection_header,
             kind,
             self.plan,
-            close_down,
+            self.close,
             self.wbuf,
             self.edits,
         );
         self.framing = Some(framing);
         self.close = close;
         if let Some(rec) = self.rec.as_deref_mut() {
-            let log = &mut rec.log;
-            log.head_out = LogFacts::keep_head(&mut log.response_head, self.wbuf);
-            log.details = "via_upstream";
-            log.response_began = rec
-                .start
-                .and_then(|t| SystemTime::now().duration_since(t).ok());
+            rec.upstream_head_out(self.wbuf);
         }
         self.progress.head_sent(self.status);
         Ok(())
@@ -187,7 +185,7 @@ impl super::Conn {
         let mut client = ToClient {
             plan,
             edits,
-            head: Some((head, h.close_down)),
+            head: Some(head),
             kind: h.body,
             head_request: asked(plan).head,
             framing: None,
