@@ -12,6 +12,7 @@
 //! HTTP/1 codec frames a body without a length.
 
 use super::super::body_hooks::{self, Stopped};
+use super::super::body_stream;
 use super::super::filter::headers::Edits;
 use super::super::filter::{LocalReply, Status};
 use super::super::h1::encode::DownFraming;
@@ -116,12 +117,7 @@ impl super::Conn {
         );
         match framing {
             DownFraming::Chunked => {
-                if !body.is_empty() {
-                    let mut size = format!("{:x}\r\n", body.len()).into_bytes();
-                    self.wbuf.append(&mut size);
-                    self.wbuf.extend_from_slice(&body);
-                    self.wbuf.extend_from_slice(b"\r\n");
-                }
+                body_stream::chunk(&mut self.wbuf, &body);
                 self.wbuf.extend_from_slice(b"0\r\n\r\n");
             }
             DownFraming::AsIs | DownFraming::Close => self.wbuf.extend_from_slice(&body),
