@@ -157,19 +157,32 @@ pub(crate) async fn send_capacity(to: &mut SendStream<Bytes>, want: usize) -> Op
     .await
 }
 
+/// Sends `chunk` as the stream's send window lets it go (no END_STREAM), `moved`
+/// hearing of each part. `Err`: the stream no longer takes data.
+pub(crate) async fn send_all(
+    to: &mut SendStream<Bytes>,
+    mut chunk: Bytes,
+    moved: &impl Fn(u64),
+) -> Result<(), ()> {
+    while !chunk.is_empty() {
+        let cap = send_capacity(to, chunk.len()).await.ok_or(())?;
+        let part = chunk.split_to(cap.min(chunk.len()));
+        let len = part.len() as u64;
+        to.send_data(part, false).map_err(|_| ())?;
+        moved(len);
+    }
+    Ok(())
+}
+
 /// Sends a whole body as flow control allows, then its trailers or the end of the
 /// stream (a retry's or a hedged try's copy of the request). `Err`: the stream no
 /// longer takes data.
 pub(crate) async fn send_whole(
-    mut body: Bytes,
+    body: Bytes,
     trailers: Option<http::HeaderMap>,
     up: &mut SendStream<Bytes>,
 ) -> Result<(), ()> {
-    while !body.is_empty() {
-        let cap = send_capacity(up, body.len()).await.ok_or(())?;
-        let part = body.split_to(cap.min(body.len()));
-        up.send_data(part, false).map_err(|_| ())?;
-    }
+    send_all(up, body, &|_| {}).await?;
     match trailers {
         Some(t) => up.send_trailers(t).map_err(|_| ()),
         None => up.send_data(Bytes::new(), true).map_err(|_| ()),

@@ -9,12 +9,11 @@
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use bytes::Bytes;
-use futures_lite::io::AsyncWriteExt;
 use h2::SendStream;
 use http::Response;
 
 use super::clock::Progress;
-use super::io::{Counted, DataSink};
+use super::io::send_all;
 use super::reply::{filter_reply, Done};
 use super::respond::Respond;
 use crate::http::body::BodyError;
@@ -80,14 +79,12 @@ impl Pieces for ToClient<'_, '_> {
         }
         self.head_out()?;
         if let Some(s) = self.send.as_mut() {
-            let mut w = Counted {
-                inner: DataSink { stream: s },
-                progress: self.progress,
-            };
-            w.write_all(&out)
+            let n = out.len() as u64;
+            let progress = self.progress;
+            send_all(s, Bytes::from(out), &|n| progress.sent(n))
                 .await
-                .map_err(|_| Stopped::Body(BodyError::Write))?;
-            self.sent += out.len() as u64;
+                .map_err(|()| Stopped::Body(BodyError::Write))?;
+            self.sent += n;
         }
         Ok(())
     }

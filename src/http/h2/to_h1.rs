@@ -509,21 +509,17 @@ async fn respond_with<U: Io, K>(
             return (filter_reply(respond, grpc, &reply, edits.response), false);
         }
     }
-    if edits.chain.hooks().response_body {
-        // Head and whole body held for the chain (`held.rs`).
+    let hooks = edits.chain.hooks();
+    if hooks.response_body || hooks.response_stream {
+        // Head and whole body held for the chain (`held.rs`), or the body rewritten by
+        // the chain as it streams (`streamed.rs`).
         let e = (grpc, &*edits);
         let stats = &cs.stats;
-        let (mut done, reuse) =
-            super::held::from_h1(h, respond, up, ubuf, e, max_headers, stats, progress).await;
-        done.bytes_received = received;
-        return (done, reuse);
-    }
-    if edits.chain.hooks().response_stream {
-        // The body rewritten by the chain as it streams (`streamed.rs`).
-        let e = (grpc, &*edits);
-        let stats = &cs.stats;
-        let (mut done, reuse) =
-            super::streamed::from_h1(h, respond, up, ubuf, e, max_headers, stats, progress).await;
+        let (mut done, reuse) = if hooks.response_body {
+            super::held::from_h1(h, respond, up, ubuf, e, max_headers, stats, progress).await
+        } else {
+            super::streamed::from_h1(h, respond, up, ubuf, e, max_headers, stats, progress).await
+        };
         done.bytes_received = received;
         return (done, reuse);
     }

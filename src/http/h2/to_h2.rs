@@ -15,6 +15,7 @@ use h2::{RecvStream, SendStream};
 use http::Response;
 
 use super::clock::Progress;
+use super::io::send_all;
 use super::reply::{expired, fail, filter_reply, reject, Done};
 use super::to_h1::{expiry_failure, Request};
 use crate::http::body_stream::{first_h2_piece, First, H2Reader};
@@ -95,7 +96,9 @@ async fn pump(
                 return Err(PumpError::Filtered);
             }
         }
-        send_all(to, chunk, &moved).await?;
+        send_all(to, chunk, &moved)
+            .await
+            .map_err(|()| PumpError::Write)?;
         let _ = from.flow_control().release_capacity(n);
         total += n as u64;
     }
@@ -122,7 +125,9 @@ async fn pump(
         if chain.on_response_piece(&[], true, true, &mut out).await != Status::Continue {
             return Err(PumpError::Filtered);
         }
-        send_all(to, Bytes::from(out), &moved).await?;
+        send_all(to, Bytes::from(out), &moved)
+            .await
+            .map_err(|()| PumpError::Write)?;
     }
     if let Some(chain) = hook.filter(|c| !ended && c.hooks().response_data) {
         if chain.on_response_data(&[], true).await != Status::Continue {
@@ -136,24 +141,6 @@ async fn pump(
             .map_err(|_| PumpError::Write)?,
     }
     Ok(total)
-}
-
-/// Sends `chunk` as the stream's send window lets it go (no END_STREAM).
-async fn send_all(
-    to: &mut SendStream<Bytes>,
-    mut chunk: Bytes,
-    moved: &impl Fn(u64),
-) -> Result<(), PumpError> {
-    while !chunk.is_empty() {
-        let cap = super::io::send_capacity(to, chunk.len())
-            .await
-            .ok_or(PumpError::Write)?;
-        let part = chunk.split_to(cap.min(chunk.len()));
-        let len = part.len() as u64;
-        to.send_data(part, false).map_err(|_| PumpError::Write)?;
-        moved(len);
-    }
-    Ok(())
 }
 
 /// Sends a request body held whole by the filter chain (`http/hold.rs`), as flow
@@ -244,15 +231,11 @@ impl Exchange<SendRequest<Bytes>> for Whole<'_> {
 }
 
 /// Sends `body` as flow control allows, without ending the stream.
-async fn send_bytes(mut body: Bytes, to: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
+async fn send_bytes(body: Bytes, to: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
     let total = body.len() as u64;
-    while !body.is_empty() {
-        let cap = super::io::send_capacity(to, body.len())
-            .await
-            .ok_or(PumpError::Write)?;
-        let part = body.split_to(cap.min(body.len()));
-        to.send_data(part, false).map_err(|_| PumpError::Write)?;
-    }
+    send_all(to, body, &|_| {})
+        .await
+        .map_err(|()| PumpError::Write)?;
     Ok(total)
 }
 
@@ -652,7 +635,9 @@ where
         progress.head_sent(status);
         if !first.out.is_empty() {
             let out = std::mem::take(&mut first.out);
-            let sent = send_all(&mut down_send, out, &|n| progress.sent(n)).await;
+            let sent = send_all(&mut down_send, out, &|n| progress.sent(n))
+                .await
+                .map_err(|()| PumpError::Write);
             let ended = sent.and_then(|_| match first.ended {
                 true => down_send
                     .send_data(Bytes::new(), true)
