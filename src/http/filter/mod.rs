@@ -25,8 +25,8 @@
 //! the upstream request starts (`http/hold.rs`, called by both connection managers):
 //! nothing goes upstream until the chain has seen the end, and the held body goes with
 //! a Content-Length (and its trailers, where the upstream protocol can carry them). (Envoy's
-//! filters may also let chunks through while the upstream request runs; no filter here
-//! needs that yet.) `Chain::on_response_data` sees each response body chunk (the
+//! filters may also let chunks through while the upstream request runs: ext_proc's
+//! `STREAMED` request body mode does in Envoy, and is held here, at most 1 MiB.) `Chain::on_response_data` sees each response body chunk (the
 //! payload of an HTTP/1 upstream's body, each DATA frame of an HTTP/2 one) before it
 //! goes to the client, on all four paths (`http/body_hooks.rs` for HTTP/1 upstreams);
 //! answering there, after the head went out, resets the stream (HTTP/2 client) or
