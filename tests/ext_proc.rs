@@ -186,9 +186,11 @@ fn request_bodies_are_replaced_buffered_and_streamed() {
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     assert_eq!(bodies[0]["body"], "hello world");
     assert_eq!(bodies[0]["end_of_stream"], true);
-    // Streamed: each chunk in its own message, each answered; the last ends the stream.
+    // Streamed: each piece in its own message, each answered; the last ends the
+    // stream. The upstream gets the processed body chunked, without the client's
+    // Content-Length (Envoy's `shouldRemoveContentLength`).
     let long = letters(3000);
-    c.send(chunked_post("/upper-streamed", &long));
+    c.send(length_post("/upper-streamed", &long));
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
     let req = up.last_request();
@@ -198,17 +200,29 @@ fn request_bodies_are_replaced_buffered_and_streamed() {
         "{}",
         req.describe()
     );
+    assert_eq!(req.header("content-length"), None, "{}", req.describe());
+    assert_eq!(req.header("transfer-encoding"), Some("chunked"));
     let bodies = p.seen("/upper-streamed", "request_body");
     let sent: String = bodies.iter().map(|b| b["body"].as_str().unwrap()).collect();
     assert_eq!(sent, long);
     assert_eq!(bodies.last().unwrap()["end_of_stream"], true);
-    // A streamed request body is held until its end: over 1 MiB it is a 413 (the
-    // upstream gets nothing), where Envoy streams it on.
-    let heads = up.heads();
-    let mut big = Conn::connect(proxy.listen);
-    big.send(chunked_post("/upper-streamed-big", &letters(1_200_000)));
-    assert_eq!(big.read_response().unwrap().status, 413);
-    assert_eq!(up.heads(), heads, "nothing went upstream");
+    assert_eq!(
+        bodies.iter().filter(|b| b["end_of_stream"] == true).count(),
+        1
+    );
+    // A streamed request body is not held: 3 MiB (past the 1 MiB buffer limit) goes
+    // through whole, as in Envoy.
+    let big = letters(3 << 20);
+    let mut c2 = Conn::connect(proxy.listen);
+    c2.send(chunked_post("/upper-streamed-big", &big));
+    let r = c2.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let req = up.last_request();
+    assert!(
+        req.body == big.to_uppercase().as_bytes(),
+        "{} bytes",
+        req.body.len()
+    );
     // clear_body: the upstream gets an empty body.
     c.send(length_post("/clear", "secret"));
     assert_eq!(c.read_response().unwrap().status, 200);
@@ -899,4 +913,346 @@ fn a_streamed_response_body_cut_by_its_upstream_closes_the_client() {
         c.stream.read_exact(&mut head).expect("a response");
         assert_eq!(&head, b"HTTP/1.1 200", "{what}");
     }
+}
+
+/// A raw HTTP/1 upstream for request streaming: for each request it reads the head and
+/// then the body until its decoded payload holds `FIRST` (the first piece as the
+/// processor made it), tells the test (`seen`), reads the rest, and answers `200` with
+/// the head it got (lower-cased) and the decoded body: `HEAD\r\n\r\nBODY`.
+fn request_gated() -> (SocketAddr, std::sync::mpsc::Receiver<()>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(20)));
+                let mut got = Vec::new();
+                let mut tmp = [0u8; 65536];
+                let mut told = false;
+                loop {
+                    let n = match s.read(&mut tmp) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    got.extend_from_slice(&tmp[..n]);
+                    let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let (head, rest) = got.split_at(at + 4);
+                    if !told && String::from_utf8_lossy(rest).contains("FIRST") {
+                        told = true;
+                        let _ = tx.send(());
+                    }
+                    if !rest.ends_with(b"0\r\n\r\n") {
+                        continue;
+                    }
+                    let head = String::from_utf8_lossy(head).to_lowercase();
+                    let body: String = String::from_utf8_lossy(rest)
+                        .split("\r\n")
+                        .skip(1)
+                        .step_by(2)
+                        .collect();
+                    let answer = format!("{head}{body}");
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    return;
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// An HTTP/2 upstream for request streaming: as `request_gated`, over HTTP/2: it
+/// answers `200` with `x-had-length` (whether the request had a Content-Length) and
+/// the body it got.
+fn request_gated_h2() -> (SocketAddr, std::sync::mpsc::Receiver<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Arc::new(std::sync::Mutex::new(tx));
+    let addr = h2client::h2_serve(move |req, mut respond| {
+        let tx = tx.clone();
+        async move {
+            let (parts, mut body) = req.into_parts();
+            let mut got = Vec::new();
+            let mut told = false;
+            while let Some(Ok(d)) = body.data().await {
+                let _ = body.flow_control().release_capacity(d.len());
+                got.extend_from_slice(&d);
+                if !told && String::from_utf8_lossy(&got).contains("FIRST") {
+                    told = true;
+                    let _ = tx.lock().unwrap().send(());
+                }
+            }
+            let had = parts.headers.contains_key("content-length");
+            let resp = http::Response::builder()
+                .status(200)
+                .header("x-had-length", if had { "yes" } else { "no" })
+                .body(())
+                .unwrap();
+            if let Ok(mut send) = respond.send_response(resp, false) {
+                send.reserve_capacity(got.len());
+                let _ = send.send_data(bytes::Bytes::from(got), true);
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// Waits up to 5 s for the upstream to have seen the first piece.
+fn first_seen(seen: &std::sync::mpsc::Receiver<()>, what: &str) {
+    seen.recv_timeout(std::time::Duration::from_secs(5))
+        .unwrap_or_else(|_| {
+            panic!("{what}: the upstream did not get the first piece before the body's end")
+        });
+}
+
+/// An HTTP/1 client's POST of `first`, then (once the upstream saw it processed)
+/// `second`, with a Content-Length.
+fn h1_upload(listen: SocketAddr, path: &str, seen: &std::sync::mpsc::Receiver<()>) -> Response {
+    let mut c = Conn::connect(listen);
+    c.set_timeout(std::time::Duration::from_secs(10));
+    c.send(format!(
+        "POST {path} HTTP/1.1\r\nHost: svc\r\ncontent-length: 11\r\n\r\nfirst"
+    ));
+    first_seen(seen, path);
+    c.send("second");
+    c.read_response().unwrap()
+}
+
+/// The same from an HTTP/2 client: (status, x-had-length, body).
+fn h2_upload(
+    listen: SocketAddr,
+    path: &str,
+    seen: std::sync::mpsc::Receiver<()>,
+) -> (u16, Option<String>, String, std::sync::mpsc::Receiver<()>) {
+    let url = format!("http://{listen}{path}");
+    let what = path.to_string();
+    h2client::run(move || async move {
+        let mut c = h2client::connect(listen).await;
+        let req = h2client::request("POST", &url)
+            .header("content-length", "11")
+            .body(())
+            .unwrap();
+        let (response, mut send) = c.send_request(req, false).expect("send the request");
+        send.send_data(bytes::Bytes::from_static(b"first"), false)
+            .unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if seen.try_recv().is_ok() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "{what}: the upstream did not get the first piece before the body's end"
+            );
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        send.send_data(bytes::Bytes::from_static(b"second"), true)
+            .unwrap();
+        let mut reply = h2client::read_reply(response).await;
+        let had = reply.header("x-had-length").map(str::to_string);
+        let body = std::mem::take(&mut reply.body);
+        (
+            reply.status,
+            had,
+            String::from_utf8_lossy(&body).to_string(),
+            seen,
+        )
+    })
+}
+
+/// `STREAMED` request bodies stream on all four protocol paths: the upstream gets the
+/// first piece as the processor made it while the client has not sent the rest (the
+/// client waits for that), the request without its Content-Length (chunked to an
+/// HTTP/1 upstream); an immediate response to a later piece answers the client.
+#[test]
+fn request_bodies_are_processed_streamed_as_they_come() {
+    let p = Processor::start();
+    let (h1_up, seen1) = request_gated();
+    let (h2_up, seen2) = request_gated_h2();
+    let to_h1 = Proxy::start(&config(h1_up, "http1", processor_addr(&p), ""));
+    let to_h2 = Proxy::start(&config(h2_up, "http2", processor_addr(&p), ""));
+    // HTTP/1 client to an HTTP/1 upstream: chunked, the length gone.
+    let r = h1_upload(to_h1.listen, "/upper-streamed-h1", &seen1);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let text = r.body_str();
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    assert!(!text.contains("content-length"), "{text}");
+    assert!(text.ends_with("\r\n\r\nFIRSTSECOND"), "{text}");
+    // HTTP/1 client to an HTTP/2 upstream.
+    let r = h1_upload(to_h2.listen, "/upper-streamed-h1-h2", &seen2);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert_eq!(r.header("x-had-length"), Some("no"));
+    assert_eq!(r.body_str(), "FIRSTSECOND");
+    // HTTP/2 client to an HTTP/1 upstream.
+    let (status, _, text, seen1) = h2_upload(to_h1.listen, "/upper-streamed-h2-h1", seen1);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    assert!(!text.contains("content-length"), "{text}");
+    assert!(text.ends_with("\r\n\r\nFIRSTSECOND"), "{text}");
+    // HTTP/2 client to an HTTP/2 upstream.
+    let (status, had, text, seen2) = h2_upload(to_h2.listen, "/upper-streamed-h2-h2", seen2);
+    assert_eq!((status, had.as_deref()), (200, Some("no")), "{text}");
+    assert_eq!(text, "FIRSTSECOND");
+    for path in [
+        "/upper-streamed-h1",
+        "/upper-streamed-h1-h2",
+        "/upper-streamed-h2-h1",
+        "/upper-streamed-h2-h2",
+    ] {
+        let bodies = p.seen(path, "request_body");
+        let sent: Vec<_> = bodies.iter().map(|b| b["body"].as_str().unwrap()).collect();
+        assert_eq!(sent, ["first", "second"], "{path}: {bodies:?}");
+        assert_eq!(bodies[0]["end_of_stream"], false, "{path}");
+        assert_eq!(bodies[1]["end_of_stream"], true, "{path}");
+    }
+    // An immediate response to the second piece: the client gets it (the upstream
+    // request is dropped), and an HTTP/1 client's connection closes after it (the
+    // proxy has not read its body whole).
+    for (proxy, seen) in [(&to_h1, &seen1), (&to_h2, &seen2)] {
+        let mut c = Conn::connect(proxy.listen);
+        c.set_timeout(std::time::Duration::from_secs(10));
+        c.send("POST /upper-streamed-body-deny HTTP/1.1\r\nHost: svc\r\ncontent-length: 11\r\n\r\nfirst");
+        first_seen(seen, "body-deny");
+        c.send("second");
+        let r = c.read_response().unwrap();
+        assert_eq!((r.status, r.body_str().as_str()), (403, "body denied"));
+        assert!(c.closed_within(std::time::Duration::from_secs(5)));
+    }
+    let (status, _, text, seen1) = h2_upload(to_h1.listen, "/upper-streamed-body-deny-2", seen1);
+    assert_eq!((status, text.as_str()), (403, "body denied"));
+    let (status, _, text, _) = h2_upload(to_h2.listen, "/upper-streamed-body-deny-2", seen2);
+    assert_eq!((status, text.as_str()), (403, "body denied"));
+    // Both workers serve on.
+    assert_eq!(
+        h1_upload(to_h1.listen, "/upper-streamed-after", &seen1).status,
+        200
+    );
+}
+
+/// A `STREAMED` request body under a retry policy and a mirror policy: a retry sends
+/// the body as the processor made it the first time (kept as it went up; the processor
+/// sees it once, as Envoy's router retries from its own buffer), and the shadow gets
+/// it as the processor made it too (Envoy's router mirrors what its filters let
+/// through), both without the client's Content-Length; from an HTTP/1 and an HTTP/2
+/// client.
+#[test]
+fn streamed_request_bodies_are_retried_and_mirrored_as_processed() {
+    let p = Processor::start();
+    let up = Upstream::start(fail_first(1, status_oops(503)));
+    let shadow = Upstream::echo();
+    let cfg = format!(
+        "{HEADER}listeners:
+  - name: main
+    address: 127.0.0.1
+    port: @PORT@
+    route_table: main
+    http_filters:
+      - name: proc
+        ext_proc:
+          cluster: processor
+          processing_mode: {{ request_body_mode: STREAMED }}
+route_tables:
+  - name: main
+    virtual_hosts:
+      - name: all
+        domains: [\"*\"]
+        routes:
+          - match: {{ prefix: / }}
+            cluster: backend
+            retry_policy: {{ retry_on: 5xx, retry_back_off: {{ base_interval: 0.001s }} }}
+            request_mirror_policies:
+              - cluster: shadow
+clusters:
+  - name: backend
+    connect_timeout: 1s
+    endpoints:
+      - {{ address: 127.0.0.1, port: {} }}
+  - name: shadow
+    connect_timeout: 1s
+    endpoints:
+      - {{ address: 127.0.0.1, port: {} }}
+  - name: processor
+    protocol: http2
+    connect_timeout: 1s
+    endpoints:
+      - {{ address: 127.0.0.1, port: {} }}
+",
+        up.addr.port(),
+        shadow.addr.port(),
+        p.port
+    );
+    let proxy = Proxy::start(&cfg);
+    let body = letters(40_000);
+    let mut c = Conn::connect(proxy.listen);
+    c.send(length_post("/upper-retried", &body));
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    // (`read_response` returns once the head and body are in; the upstream's second
+    // request is the one that answered.)
+    assert_eq!(up.heads(), 2, "one retry");
+    let h2 = letters(30_000);
+    let (status, _) = h2_stream_post(&proxy.url("/upper-retried-h2"), &h2);
+    assert_eq!(status, 200);
+    for (path, sent) in [("/upper-retried", &body), ("/upper-retried-h2", &h2)] {
+        let tries: Vec<_> = up
+            .requests()
+            .into_iter()
+            .filter(|r| r.target == path)
+            .collect();
+        assert!(!tries.is_empty(), "{path}");
+        for t in &tries {
+            assert_eq!(
+                t.body,
+                sent.to_uppercase().as_bytes(),
+                "{path}: {}",
+                t.describe()
+            );
+            assert_eq!(t.header("content-length"), None, "{path}");
+        }
+        let seen = p.seen(path, "request_body");
+        let all: String = seen.iter().map(|b| b["body"].as_str().unwrap()).collect();
+        assert_eq!(&all, sent, "{path}: the processor saw the body once");
+        let copy = wait_until(std::time::Duration::from_secs(5), || {
+            shadow.requests().into_iter().find(|r| r.target == path)
+        })
+        .unwrap_or_else(|| panic!("{path}: no shadow"));
+        assert_eq!(
+            copy.body,
+            sent.to_uppercase().as_bytes(),
+            "{path}: the shadow's body"
+        );
+        assert_eq!(copy.header("content-length"), None, "{path}");
+    }
+}
+
+/// With a filter that holds the request body in the same chain (the buffer filter), a
+/// `STREAMED` body is held with it: its pieces go to the processor as the hold reads
+/// them, and the upstream gets the processed body whole, with its length.
+#[test]
+fn a_streamed_request_body_is_held_with_a_filter_that_holds_it() {
+    let p = Processor::start();
+    let up = Upstream::echo();
+    let filter = "          processing_mode: { request_body_mode: STREAMED }\n      - name: buf\n        buffer: { max_request_bytes: 65536 }\n";
+    let proxy = Proxy::start(&config(up.addr, "http1", processor_addr(&p), filter));
+    let mut c = Conn::connect(proxy.listen);
+    c.send(chunked_post("/upper-held", "hello world"));
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let req = up.last_request();
+    assert_eq!(req.body, b"HELLO WORLD", "{}", req.describe());
+    assert_eq!(req.header("content-length"), Some("11"));
+    let sent: String = p
+        .seen("/upper-held", "request_body")
+        .iter()
+        .map(|b| b["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent, "hello world");
 }

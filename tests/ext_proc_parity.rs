@@ -185,12 +185,16 @@ fn run(listen: SocketAddr, up: &Upstream, p: &Processor, counter: impl Fn(&str) 
         String::from_utf8_lossy(&req.body),
         req.header("content-length")
     ));
+    // A streamed request body goes upstream without its length, chunked.
     c.send("POST /streamed/upper HTTP/1.1\r\nHost: svc\r\nContent-Length: 5\r\n\r\nabcde");
     let r = c.read_response().unwrap();
+    let req = up.last_request();
     cases.push(format!(
-        "streamed: {} | up body={:?}",
+        "streamed: {} | up body={:?} content-length={:?} transfer-encoding={:?}",
         r.status,
-        String::from_utf8_lossy(&up.last_request().body)
+        String::from_utf8_lossy(&req.body),
+        req.header("content-length"),
+        req.header("transfer-encoding"),
     ));
     let r = get(listen, "svc", "/skip");
     cases.push(format!("skip: {}", r.status));

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
 
 use super::body::{self, BodyError};
+use super::body_hooks::Stopped;
 use super::buf::ReadBuf;
 use super::failure::Failure;
 use super::filter::{Chain, LocalReply, Status};
@@ -33,6 +34,7 @@ use super::h1::head::BodyKind;
 use super::h1::response;
 use super::h2::io::DataSink;
 use super::io::Io;
+use super::request_stream::{forward_h1, Via};
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::clock::Progress;
@@ -60,6 +62,8 @@ pub(crate) struct H1Request<'a> {
     /// The shadows' tee (`http::mirror`) of a mirrored body: each chunk goes to it as
     /// it goes upstream.
     pub tee: Option<&'a crate::upstream::request::tee::TeeTx>,
+    /// The body streams through the chain, which rewrites it (`request_stream`).
+    pub rewrite: bool,
     /// The request's retry state (`upstream::request::retry`), if any.
     pub retry: Option<&'a RetryState<'a>>,
     /// The route clock's length (zero: none), which bounds the per-try timeout.
@@ -123,12 +127,12 @@ fn failed(status: u16, flag: ResponseFlag) -> Result {
 /// What happened first while the request body went upstream.
 enum First {
     /// The body ended (or failed) first.
-    Body(std::result::Result<u64, BodyError>),
+    Body(std::result::Result<u64, Stopped>),
     /// The upstream's response head (or its failure) came first.
     Answer(std::result::Result<http::Response<h2::RecvStream>, h2::Error>),
     /// The stream went away mid-body and the retry policy retries it: the rest of the
     /// body went into the copy alone (or outgrew it).
-    Lost(std::result::Result<u64, BodyError>),
+    Lost(std::result::Result<u64, Stopped>),
 }
 
 /// Whether a stream failure is a plain reset (what `OnLoss` retries mid-body), not a
@@ -302,7 +306,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                             .write_all(copy)
                             .await
                             .map(|()| copy.len() as u64)
-                            .map_err(|_| BodyError::Write);
+                            .map_err(|_| Stopped::Body(BodyError::Write));
                     }
                     let rec = &mut Recording {
                         inner: sink,
@@ -313,22 +317,8 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                         on_loss: watch_loss.then_some(&on_loss),
                     };
                     // A mirrored body goes to the shadows' tee chunk by chunk as it goes.
-                    match r.tee {
-                        None => {
-                            let p = Some(progress);
-                            body::forward(down, rbuf, rec, r.body, true, p, None).await
-                        }
-                        Some(t) => {
-                            let obs = &mut crate::http::mirror::TeeObserver(t);
-                            let p = Some(progress);
-                            super::body_hooks::forward(obs, down, rbuf, rec, r.body, true, p, None)
-                                .await
-                                .map_err(|e| match e {
-                                    super::body_hooks::Stopped::Body(e) => e,
-                                    super::body_hooks::Stopped::Reply(_) => BodyError::Write,
-                                })
-                        }
-                    }
+                    let via = Via::new(&r.chain, r.tee, r.rewrite);
+                    forward_h1(via, down, rbuf, rec, r.body, true, Some(progress)).await
                 };
                 futures_lite::pin!(upload);
                 // The body is polled first: a body that completes with this poll counts
@@ -367,9 +357,18 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                     // A stream the upstream already ended: what it answered decides.
                     cut = up_send.send_data(Bytes::new(), true).is_err();
                 }
+                // A filter answered the streaming body: the upstream stream is reset
+                // (its handle dropped), the client answered and closed.
+                First::Body(Err(Stopped::Reply(reply)))
+                | First::Lost(Err(Stopped::Reply(reply))) => {
+                    let mut res = failed(reply.status, reply.flag);
+                    res.reply = Some(reply);
+                    res.body_cut = true;
+                    return Ok(Got::Ended(res));
+                }
                 // The upstream stopped taking the body: what it said, if anything, decides.
-                First::Body(Err(BodyError::Write)) => cut = true,
-                First::Body(Err(BodyError::Framing)) => {
+                First::Body(Err(Stopped::Body(BodyError::Write))) => cut = true,
+                First::Body(Err(Stopped::Body(BodyError::Framing))) => {
                     let dpe = failed(400, ResponseFlag::DownstreamProtocolError);
                     return Ok(Got::Ended(dpe));
                 }
@@ -385,8 +384,10 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                     return Err(Tried::lost_mid_body(true, false));
                 }
                 // Past the limit while the retry waited: Envoy's 507.
-                First::Lost(Err(BodyError::Write)) => return Err(Tried::lost_mid_body(true, true)),
-                First::Lost(Err(BodyError::Framing)) => {
+                First::Lost(Err(Stopped::Body(BodyError::Write))) => {
+                    return Err(Tried::lost_mid_body(true, true))
+                }
+                First::Lost(Err(Stopped::Body(BodyError::Framing))) => {
                     let dpe = failed(400, ResponseFlag::DownstreamProtocolError);
                     return Ok(Got::Ended(dpe));
                 }
@@ -437,7 +438,8 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
 /// can send it (as the HTTP/1.1 cluster path keeps it behind the head). The request is
 /// then complete.
 fn take_inline(rbuf: &mut ReadBuf, r: &H1Request<'_>, progress: &Progress) -> Option<Bytes> {
-    if r.retry.is_none() || r.expect_continue || !matches!(r.body, BodyKind::Length(_)) {
+    if r.retry.is_none() || r.expect_continue || r.rewrite || !matches!(r.body, BodyKind::Length(_))
+    {
         return None;
     }
     let data = rbuf.data();

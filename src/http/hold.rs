@@ -1,6 +1,8 @@
 //! The request body read through the filter chain's body hook before the upstream
 //! request starts (`filter::Chain::on_request_data`), for a stream whose chain has that
-//! hook (the buffer filter, ext_proc's body modes, ext_authz's `with_request_body`). Both connection managers call it after the request-head
+//! hook (the buffer filter, ext_proc's `BUFFERED` body mode, and its `STREAMED` one when
+//! the trailers are sent too or another filter holds the body (else that body streams:
+//! `request_stream.rs`), ext_authz's `with_request_body`). Both connection managers call it after the request-head
 //! hooks and before the router's upstream request: HTTP/1 (`conn/held.rs`) with the
 //! connection's read buffer, HTTP/2 (`h2/stream.rs`) with the stream's DATA frames.
 //!

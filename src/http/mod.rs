@@ -31,6 +31,7 @@ pub mod hop;
 pub(crate) mod io;
 pub(crate) mod mirror;
 pub mod own_headers;
+pub(crate) mod request_stream;
 pub(crate) mod restamp;
 pub mod router;
 pub mod stamp;

@@ -9,7 +9,9 @@ stream without one, request headers skipped, just continues):
                 as overwrite), x-appended-too with `append: true`, remove x-drop, and try host, x-envoy-try and :path
                 (refused by the default mutation rules); response headers: set
                 x-resp-added, remove x-upstream-conn
-  /upper        request body chunks: answered with the chunk upper-cased
+  /upper        request body chunks: answered with the chunk upper-cased; a path with
+                `body-deny`: the second request body message is answered with an
+                immediate response 403 with body `body denied`
   /clear        request body: clear_body
   /replace      request headers: CONTINUE_AND_REPLACE with the body `replaced`
   /deny         request headers: an immediate response 403, header x-denied: yes, body
@@ -90,6 +92,7 @@ class Processor(pb_grpc.ExternalProcessorServicer):
     def Process(self, request_iterator, ctx):
         path = ""
         response_bodies = 0
+        request_bodies = 0
         for req in request_iterator:
             kind = req.WhichOneof("request")
             entry = {"path": path, "kind": kind}
@@ -108,19 +111,21 @@ class Processor(pb_grpc.ExternalProcessorServicer):
             elif kind in ("request_trailers", "response_trailers"):
                 entry["trailers"] = headers_of_map(getattr(req, kind).trailers)
             log(entry)
+            if kind == "request_body":
+                request_bodies += 1
             if kind == "response_body":
                 response_bodies += 1
                 if "close" in path and response_bodies == 2:
                     # Ends the stream cleanly (gRPC status OK) instead of answering.
                     return
-            resp = answer(path, kind, req, ctx)
+            resp = answer(path, kind, req, ctx, request_bodies)
             if resp is None:
                 hold(ctx)
                 return
             yield resp
 
 
-def answer(path, kind, req, ctx):
+def answer(path, kind, req, ctx, request_bodies):
     if kind == "request_headers":
         if path.startswith("/hang") and not path.startswith("/hang-body"):
             return None
@@ -152,6 +157,12 @@ def answer(path, kind, req, ctx):
     if kind == "request_body":
         if path.startswith("/hang-body"):
             return None
+        if "body-deny" in path and request_bodies == 2:
+            return pb.ProcessingResponse(
+                immediate_response=pb.ImmediateResponse(
+                    status=http_status_pb2.HttpStatus(code=403), body=b"body denied"
+                )
+            )
         common = pb.CommonResponse()
         if path.startswith("/upper"):
             common.body_mutation.body = req.request_body.body.upper()

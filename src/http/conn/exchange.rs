@@ -34,6 +34,7 @@ use super::super::h1::encode;
 use super::super::h1::head::{BodyKind, HeadError};
 use super::super::h1::response::{BadResponse, MAX_RESPONSE_HEAD_BYTES};
 use super::super::io::Io;
+use super::super::request_stream::Via;
 use super::super::view::WorkerView;
 use super::held_response::{Held, HeldHead};
 use super::response_head::{asked, prepare_response, Response};
@@ -103,9 +104,11 @@ impl<D: Io, C: Connector> Try<'_, '_, D, C> {
         let (conn, plan, progress) = (&mut *self.conn, self.plan, self.progress);
         // A small request body that is all here already goes up with the head, in one
         // write; not while a `100 Continue` is due, which the client waits for.
+        // (A body the chain rewrites as it streams goes piece by piece.)
         if plan.framing.body != BodyKind::Empty
             && !plan.framing.expect_continue
             && !self.body_inline
+            && !super::held::streams(plan)
         {
             let data = conn.rbuf.data();
             if let Some(n) =
@@ -236,7 +239,7 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
                 &mut conn.ubuf,
                 plan.framing.body,
                 asked(plan),
-                plan.tee.as_ref(),
+                Via::new(&plan.chain, plan.tee.as_ref(), super::held::streams(plan)),
                 &mut self.kept,
                 &stats.retry_or_shadow_abandoned,
                 watch_loss.then_some(&on_loss),
@@ -274,6 +277,16 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
                     self.body_cut = true;
                     conn.linger = true;
                     return Err(Tried::lost_mid_body(true, true));
+                }
+                // A filter answered the streaming body: the upstream request is cut,
+                // and so is the client's (Envoy closes after a local reply to a
+                // request it has not read whole).
+                Upload::Replied(r) => {
+                    self.body_cut = true;
+                    let o = conn
+                        .reply_and_close(self.down, plan, r.status, r.body.as_bytes(), r.flag)
+                        .await;
+                    return Ok(Got::Ended(o));
                 }
                 // Read what the upstream said (or find it gone) below.
                 Upload::Cut => {

@@ -25,6 +25,14 @@ fn wanted(plan: &Plan<'_>) -> bool {
         && matches!(plan.action, Action::Proxy { upgrade: false, .. })
 }
 
+/// Whether this request's body streams upstream through the chain, piece by piece
+/// (`http/request_stream.rs`: ext_proc's `STREAMED` request body).
+pub(super) fn streams(plan: &Plan<'_>) -> bool {
+    plan.chain.hooks().request_stream
+        && plan.framing.body != BodyKind::Empty
+        && matches!(plan.action, Action::Proxy { upgrade: false, .. })
+}
+
 impl Conn {
     /// For a chain with a request-body hook (one branch for the others): reads the body
     /// through it. Returns the connection's own read buffer, to be put back after the
@@ -36,6 +44,21 @@ impl Conn {
         plan: &mut Plan<'_>,
         h2: Option<&mut http::Request<()>>,
     ) -> Option<ReadBuf> {
+        if streams(plan) {
+            // The body the chain rewrites as it goes has no length known ahead: the
+            // upstream request (and its shadows') goes without one, as Envoy's, and an
+            // HTTP/1 upstream gets it chunked.
+            match h2 {
+                Some(req) => {
+                    req.headers_mut().remove(http::header::CONTENT_LENGTH);
+                }
+                None => to_chunked(&mut self.wbuf),
+            }
+            if let Some(m) = plan.mirror.as_mut() {
+                m.req.headers_mut().remove(http::header::CONTENT_LENGTH);
+            }
+            return None;
+        }
         if !wanted(plan) {
             return None;
         }
@@ -187,27 +210,44 @@ fn reframe(wbuf: &mut Vec<u8>, len: u64) {
         wbuf.splice(at..at + TE.len(), cl.into_bytes());
         return;
     }
-    // The head ends at the first empty line; its Content-Length field is replaced.
-    const CL: &[u8] = b"\r\ncontent-length:";
+    // Its Content-Length field is replaced.
+    if let Some((at, len)) = content_length_field(head_of(wbuf)) {
+        wbuf.splice(at..at + len, cl.into_bytes());
+    }
+}
+
+/// The upstream head in `wbuf` was written for the client's framing; the body now
+/// streams rewritten: chunked. A Content-Length field becomes `transfer-encoding:
+/// chunked`; a chunked head stays as it is.
+fn to_chunked(wbuf: &mut Vec<u8>) {
+    if let Some((at, len)) = content_length_field(head_of(wbuf)) {
+        wbuf.splice(
+            at..at + len,
+            b"\r\ntransfer-encoding: chunked\r\n".iter().copied(),
+        );
+    }
+}
+
+/// The head's fields: up to the first empty line, the CRLF that ends the last field
+/// included.
+fn head_of(wbuf: &[u8]) -> &[u8] {
     let end = wbuf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(wbuf.len());
-    let head = wbuf.get(..end).unwrap_or_default();
-    let Some(at) = head
+        .map_or(wbuf.len(), |e| e + 2);
+    wbuf.get(..end).unwrap_or(wbuf)
+}
+
+/// Where the head's Content-Length field is (from the CRLF before it to the one after
+/// it, both included), whatever its case.
+fn content_length_field(head: &[u8]) -> Option<(usize, usize)> {
+    const CL: &[u8] = b"\r\ncontent-length:";
+    let at = head
         .windows(CL.len())
-        .position(|w| w.eq_ignore_ascii_case(CL))
-    else {
-        return;
-    };
+        .position(|w| w.eq_ignore_ascii_case(CL))?;
     let value = at + CL.len();
-    let Some(eol) = wbuf
-        .get(value..)
-        .and_then(|rest| rest.windows(2).position(|w| w == b"\r\n"))
-    else {
-        return;
-    };
-    wbuf.splice(at..value + eol + 2, cl.into_bytes());
+    let eol = head.get(value..)?.windows(2).position(|w| w == b"\r\n")?;
+    Some((at, CL.len() + eol + 2))
 }
 
 #[cfg(test)]
@@ -234,5 +274,19 @@ mod tests {
             head,
             b"POST / HTTP/1.1\r\ncontent-length: 0\r\nx: y\r\n\r\n".to_vec()
         );
+    }
+
+    #[test]
+    fn a_streamed_body_goes_chunked() {
+        let mut head = b"POST / HTTP/1.1\r\nhost: a\r\nContent-Length: 6\r\n\r\nbody".to_vec();
+        super::to_chunked(&mut head);
+        assert_eq!(
+            head,
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\nbody".to_vec()
+        );
+        let chunked = b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        let mut head = chunked.clone();
+        super::to_chunked(&mut head);
+        assert_eq!(head, chunked);
     }
 }

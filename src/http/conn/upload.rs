@@ -17,16 +17,16 @@ use std::task::{Context, Poll};
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use super::super::body::{self, BodyError};
-use super::super::body_hooks::{self, Stopped};
+use super::super::body::BodyError;
+use super::super::body_hooks::Stopped;
 use super::super::buf::ReadBuf;
+use super::super::filter::LocalReply;
 use super::super::h1::head::BodyKind;
 use super::super::h1::response::{self, Asked, Kind, MAX_RESPONSE_HEAD_BYTES};
 use super::super::io::Io;
-use super::super::mirror::TeeObserver;
+use super::super::request_stream::{self, Via};
 use crate::observe::stats::Counter;
 use crate::upstream::request::replay::{Kept, Loss, OnLoss, Recording};
-use crate::upstream::request::tee::TeeTx;
 
 /// How an upload ended.
 pub(super) enum Upload {
@@ -48,6 +48,9 @@ pub(super) enum Upload {
     Lost(u64),
     /// As `Lost`, but the body outgrew the copy's limit first: no retry (Envoy's 507).
     Overflow,
+    /// A filter answered while the body streamed through the chain
+    /// (`request_stream`): the upstream request is cut, the client gets this.
+    Replied(LocalReply),
 }
 
 /// One upstream stream lent to the body writer and the response watcher in turn.
@@ -99,20 +102,28 @@ impl<U: Io> AsyncRead for Shared<'_, '_, U> {
 
 /// What the watcher saw.
 enum Step {
-    Body(Result<u64, BodyError>),
+    Body(Result<u64, Stopped>),
     /// Upstream bytes arrived (`true`), or it closed or failed (`false`).
     Upstream(bool),
 }
 
 /// How a body that went into the copy alone (the upstream gone, a retry decided) ended.
-fn detached_end(r: Result<u64, BodyError>) -> Upload {
+fn detached_end(r: Result<u64, Stopped>) -> Upload {
     match r {
         Ok(n) => Upload::Lost(n),
+        Err(Stopped::Reply(r)) => Upload::Replied(r),
         // Only the copy can refuse a write now: it is past its limit.
-        Err(BodyError::Write) => Upload::Overflow,
-        Err(BodyError::Framing) => Upload::Framing,
-        Err(BodyError::Timeout) => Upload::DownTimeout,
-        Err(_) => Upload::DownClosed,
+        Err(Stopped::Body(BodyError::Write)) => Upload::Overflow,
+        Err(Stopped::Body(e)) => client_end(e),
+    }
+}
+
+/// The client's side of the body failed.
+fn client_end(e: BodyError) -> Upload {
+    match e {
+        BodyError::Framing => Upload::Framing,
+        BodyError::Timeout => Upload::DownTimeout,
+        _ => Upload::DownClosed,
     }
 }
 
@@ -122,7 +133,8 @@ fn detached_end(r: Result<u64, BodyError>) -> Upload {
 /// upstream accepts is also kept in `kept` for a retry (`request/replay.rs`), up to its
 /// limit (past it, `abandoned` counts the request). With `on_loss` (a request with a
 /// retry state), an upstream that goes away before any response byte asks for a
-/// retry, and the rest of the body is read into the copy (`Lost`, `Overflow`).
+/// retry, and the rest of the body is read into the copy (`Lost`, `Overflow`). `via`:
+/// the body as it came (to the shadows' tee too), or rewritten by the chain.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn upload<D: Io, U: Io>(
     down: &mut D,
@@ -131,7 +143,7 @@ pub(super) async fn upload<D: Io, U: Io>(
     ubuf: &mut ReadBuf,
     kind: BodyKind,
     asked: Asked,
-    tee: Option<&TeeTx>,
+    via: Via<'_, '_>,
     kept: &mut Kept,
     abandoned: &Counter,
     on_loss: Option<&OnLoss<'_>>,
@@ -149,21 +161,7 @@ pub(super) async fn upload<D: Io, U: Io>(
         on_loss,
     };
     let mut reader = Shared(&cell);
-    // A mirrored body goes to the shadows' tee chunk by chunk as it goes upstream.
-    let forward = async {
-        match tee {
-            None => body::forward(down, rbuf, &mut writer, kind, false, None, None).await,
-            Some(t) => {
-                let obs = &mut TeeObserver(t);
-                body_hooks::forward(obs, down, rbuf, &mut writer, kind, false, None, None)
-                    .await
-                    .map_err(|e| match e {
-                        Stopped::Body(e) => e,
-                        Stopped::Reply(_) => BodyError::Write,
-                    })
-            }
-        }
-    };
+    let forward = request_stream::forward_h1(via, down, rbuf, &mut writer, kind, false, None);
     futures_lite::pin!(forward);
     let detached = || on_loss.is_some_and(|l| l.state() == Loss::Detached);
     loop {
@@ -187,11 +185,10 @@ pub(super) async fn upload<D: Io, U: Io>(
             Step::Body(r) if detached() => return detached_end(r),
             Step::Upstream(_) if detached() => continue,
             Step::Body(Ok(n)) => return Upload::Done(n),
+            Step::Body(Err(Stopped::Reply(r))) => return Upload::Replied(r),
             // The upstream stopped taking the body: what it said, if anything, decides.
-            Step::Body(Err(BodyError::Write)) => return Upload::Cut,
-            Step::Body(Err(BodyError::Framing)) => return Upload::Framing,
-            Step::Body(Err(BodyError::Timeout)) => return Upload::DownTimeout,
-            Step::Body(Err(_)) => return Upload::DownClosed,
+            Step::Body(Err(Stopped::Body(BodyError::Write))) => return Upload::Cut,
+            Step::Body(Err(Stopped::Body(e))) => return client_end(e),
             // Gone before a byte of response, mid-body: retried if the policy says so.
             Step::Upstream(false) if ubuf.is_empty() && on_loss.is_some_and(OnLoss::lost) => {
                 continue

@@ -39,6 +39,7 @@ impl Conn {
             response_edits,
             chain: plan.chain,
             tee: plan.tee.as_ref(),
+            rewrite: super::held::streams(plan),
             retry,
             route_timeout,
             keep_trailers: self.log_trailers,

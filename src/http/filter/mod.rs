@@ -24,9 +24,12 @@
 //! trailers never reach the chain) reads the request body through it before
 //! the upstream request starts (`http/hold.rs`, called by both connection managers):
 //! nothing goes upstream until the chain has seen the end, and the held body goes with
-//! a Content-Length (and its trailers, where the upstream protocol can carry them). (Envoy's
-//! filters may also let chunks through while the upstream request runs: ext_proc's
-//! `STREAMED` request body mode does in Envoy, and is held here, at most 1 MiB.) `Chain::on_response_data` sees each response body chunk (the
+//! a Content-Length (and its trailers, where the upstream protocol can carry them).
+//! `Chain::on_request_piece` rewrites the request body piece by piece while the upstream
+//! request runs, on the streams a filter asked for it (`Hooks::request_stream`: ext_proc's
+//! `STREAMED` request body mode, `http/request_stream.rs` and the four paths; never
+//! together with the hold: when another filter holds the body, ext_proc's pieces go
+//! through `on_request_data` with it). `Chain::on_response_data` sees each response body chunk (the
 //! payload of an HTTP/1 upstream's body, each DATA frame of an HTTP/2 one) before it
 //! goes to the client, on all four paths (`http/body_hooks.rs` for HTTP/1 upstreams);
 //! answering there, after the head went out, resets the stream (HTTP/2 client) or
@@ -226,6 +229,11 @@ pub struct Hooks {
     pub complete: bool,
     /// `on_request_data`: sees the request body before anything goes upstream.
     pub request_data: bool,
+    /// `on_request_piece`: each piece of the request body goes through the chain as it
+    /// comes, and what the chain made of it goes upstream in its place; the upstream
+    /// request goes without a Content-Length (ext_proc's `STREAMED` request body mode,
+    /// `http/request_stream.rs` and the four paths). Never with `request_data`.
+    pub request_stream: bool,
     /// `on_request_trailers`: sees the request's trailers (HTTP/2 trailing HEADERS)
     /// before anything goes upstream.
     pub request_trailers: bool,
@@ -248,6 +256,7 @@ impl Hooks {
         response_head: false,
         complete: false,
         request_data: false,
+        request_stream: false,
         request_trailers: false,
         response_data: false,
         response_body: false,
@@ -260,6 +269,7 @@ impl Hooks {
             response_head: self.response_head || o.response_head,
             complete: self.complete || o.complete,
             request_data: self.request_data || o.request_data,
+            request_stream: self.request_stream || o.request_stream,
             request_trailers: self.request_trailers || o.request_trailers,
             response_data: self.response_data || o.response_data,
             response_body: self.response_body || o.response_body,
@@ -564,6 +574,20 @@ impl<'c> Chain<'c> {
             return Status::Continue;
         }
         ext_proc::stream::on_response_piece(self.store, chunk, end, head_out, out).await
+    }
+
+    /// One piece of the request body (`end`: it ends the body), on the streams whose
+    /// hooks have `request_stream`: what goes upstream in its place is appended to
+    /// `out`. A filter may answer: the caller drops the upstream request and answers
+    /// the client (if its response has not started; else resets or closes).
+    pub async fn on_request_piece(&self, chunk: &[u8], end: bool, out: &mut Vec<u8>) -> Status {
+        ext_proc::stream::on_request_piece(self.store, chunk, end, out).await
+    }
+
+    /// On a `request_stream` stream, trailers ended the request body (its last piece
+    /// went without `end`): nothing more of it goes to the filters.
+    pub fn end_request_stream(&self) {
+        ext_proc::stream::end_request(self.store);
     }
 
     /// On a `response_stream` stream, the response head is about to be encoded: the

@@ -112,6 +112,7 @@ pub async fn on_request_head<'c>(
                 .await;
                 hooks.request_data |= h.request_body;
                 hooks.request_trailers |= h.request_body || h.request_trailers;
+                hooks.request_stream |= h.request_stream;
                 hooks.response_head |= h.response_head;
                 hooks.response_body |= h.response_body;
                 hooks.response_stream |= h.response_stream;
@@ -204,6 +205,14 @@ pub async fn on_request_head<'c>(
     }
     for plan in response_filters.iter().take(n).rev().flatten() {
         edits.response = edits.response.then(plan);
+    }
+    if hooks.request_stream && (hooks.request_data || hooks.request_trailers) {
+        // Another filter holds the request body (the buffer filter, a wasm module,
+        // ext_authz with the body): ext_proc's `STREAMED` pieces go to the processor as
+        // the hold reads them (`http/hold.rs`), and the held body as it made them goes.
+        hooks.request_stream = false;
+        hooks.request_data = true;
+        hooks.request_trailers = true;
     }
     if hooks.response_body && hooks.response_stream {
         // Another filter (wasm) holds the whole response: ext_proc's pieces go to the

@@ -19,6 +19,7 @@ mod streamed;
 mod to_h1;
 mod to_h2;
 mod to_h2_retry;
+mod upload;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;

@@ -509,6 +509,12 @@ pub(crate) async fn serve<C: Connector>(
                     }
                 }
             }
+            if chain.hooks().request_stream && !ended {
+                // The chain rewrites the body as it streams (`http/request_stream.rs`):
+                // its length is not known ahead, as in Envoy.
+                let up = up_parts.as_mut().unwrap_or(&mut parts);
+                up.headers.remove(http::header::CONTENT_LENGTH);
+            }
             let mut tee = None;
             if mirrored {
                 let up = up_parts.as_ref().unwrap_or(&parts);

@@ -25,6 +25,7 @@ use crate::http::forwarding::Decision;
 use crate::http::h1::head::BodyKind;
 use crate::http::h1::response::{BadResponse, MAX_RESPONSE_HEAD_BYTES};
 use crate::http::io::Io;
+use crate::http::request_stream;
 use crate::http::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::replay::{Kept, Loss, OnLoss, Recording};
@@ -133,6 +134,8 @@ struct ToH1<'x, 'a> {
     /// hedges: filled once the request can go again; and its body's length.
     hedge: Option<hedge::Copy<Vec<u8>>>,
     hedge_body: u64,
+    /// The body streams through the chain, which rewrites it (`request_stream`).
+    rewrite: bool,
 }
 
 impl ToH1<'_, '_> {
@@ -204,6 +207,8 @@ enum Got {
     Head(http1::Head, u64),
     /// The client reset or failed its stream while its body was going up.
     ClientGone,
+    /// A filter answered while the body streamed through the chain (`request_stream`).
+    Replied(crate::http::filter::LocalReply),
 }
 
 impl<U: Io> Exchange<U> for ToH1<'_, '_> {
@@ -266,6 +271,7 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
             received += self.streamed;
         } else if !self.r.body.is_end_stream() {
             let (body, tee) = (&mut self.r.body, self.r.tee.as_ref());
+            let chain = &self.r.edits.chain;
             // An upstream that goes away mid-body (a write fails) asks the retry policy
             // at once, while a copy of the body is kept (`replay::OnLoss`).
             let stats = self.stats;
@@ -279,8 +285,15 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
                 by_payload: true,
                 on_loss: watch_loss.then_some(&on_loss),
             };
-            let sent = http1::send_body(&mut rec, body, self.chunked, self.progress, tee).await;
+            // A body the chain rewrites as it streams goes piece by piece, chunked.
+            let sent = match self.rewrite {
+                true => request_stream::h2_to_h1(&mut rec, chain, body, self.progress, tee).await,
+                false => http1::send_body(&mut rec, body, self.chunked, self.progress, tee)
+                    .await
+                    .map_err(Stopped::Body),
+            };
             match (sent, on_loss.state()) {
+                (Err(Stopped::Reply(r)), _) => return Ok(Got::Replied(r)),
                 // Retried: the rest of the body went into the copy, which the retry sends.
                 (Ok(n), Loss::Detached) => {
                     self.streamed = n;
@@ -288,7 +301,7 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
                     return Err(Tried::lost_mid_body(true, false));
                 }
                 // It outgrew the copy while the retry waited: Envoy's 507.
-                (Err(BodyError::Write), Loss::Detached) => {
+                (Err(Stopped::Body(BodyError::Write)), Loss::Detached) => {
                     return Err(Tried::lost_mid_body(true, true))
                 }
                 (Ok(n), _) => {
@@ -298,10 +311,10 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
                     self.kept.finish();
                     resend = self.resendable();
                 }
-                (Err(BodyError::Write), Loss::Refused) => {
+                (Err(Stopped::Body(BodyError::Write)), Loss::Refused) => {
                     return Err(Tried::lost_mid_body(false, false))
                 }
-                (Err(BodyError::Write), _) => return Err(lost(false, resend)),
+                (Err(Stopped::Body(BodyError::Write)), _) => return Err(lost(false, resend)),
                 (Err(_), _) => return Ok(Got::ClientGone),
             }
         }
@@ -376,6 +389,8 @@ async fn exchange<C: Connector>(
     respond.keep_request_h1(&head);
     let is_head = r.parts.method == http::Method::HEAD;
     let replayable = r.parts.method.is_idempotent() && r.body.is_end_stream();
+    // (Its first frame is not taken into the head: it goes through the chain first.)
+    let rewrite = r.edits.chain.hooks().request_stream && r.held.is_none();
     let (grpc, response_edits, max_headers) = (r.grpc, r.edits.response, r.max_headers);
     let route_timeout = r.route_timeout;
     let retry = r.retry.take();
@@ -385,7 +400,7 @@ async fn exchange<C: Connector>(
         ubuf,
         head: &mut head,
         chunked,
-        first_taken: false,
+        first_taken: rewrite,
         in_head: (0, false),
         is_head,
         replayable,
@@ -395,6 +410,7 @@ async fn exchange<C: Connector>(
         streamed: 0,
         hedge: retry.filter(|r| r.hedging()).map(|_| hedge::copy()),
         hedge_body: 0,
+        rewrite,
     };
     if retry.is_some() {
         // A first frame that ends the body makes the request whole and resendable;
@@ -431,6 +447,12 @@ async fn exchange<C: Connector>(
     let ubuf = x.ubuf;
     let (mut up, h, received) = match tried {
         Ok((up, Got::Head(h, received))) => (up, h, received),
+        Ok((_, Got::Replied(reply))) => {
+            // The upstream request is dropped with its connection, cut mid-body.
+            let mut d = super::reply::filter_reply(respond, grpc, &reply, response_edits);
+            d.bytes_received = progress.bytes_received();
+            return d;
+        }
         Ok((_, Got::ClientGone)) => {
             return Done {
                 status: 0,

@@ -18,6 +18,8 @@ use super::clock::Progress;
 use super::io::send_all;
 use super::reply::{expired, fail, filter_reply, reject, Done};
 use super::to_h1::{expiry_failure, Request};
+use crate::http::body::BodyError;
+use crate::http::body_hooks::Stopped;
 use crate::http::body_stream::{first_h2_piece, First, H2Reader};
 use crate::http::failure::Failure;
 use crate::http::filter::{Chain, Status};
@@ -344,7 +346,10 @@ where
     // A body whose first DATA frame is here and ends the stream is whole at hand too;
     // a first frame that does not end it goes first, ahead of the rest.
     let mut first = None;
-    if retry.is_some() && !end && held.is_none() {
+    // A body the chain rewrites as it streams (`request_stream`) goes frame by frame
+    // through it after the stream is open, and is not kept for a retry.
+    let rewrite = r.edits.chain.hooks().request_stream && !end && held.is_none();
+    if retry.is_some() && !end && held.is_none() && !rewrite {
         match take_first(&mut r.body, progress, tee.as_ref()).await {
             Ok(Some((chunk, true))) => held = Some(chunk),
             Ok(Some((chunk, false))) => first = Some(chunk),
@@ -369,7 +374,7 @@ where
     // up, and a retry sends the copy (`Streamed`). Without a policy the body streams
     // once, after the stream is open.
     let whole = retry.is_some() && (end || held.is_some());
-    let streamed = retry.is_some() && !whole;
+    let streamed = retry.is_some() && !whole && !rewrite;
     let whole_len = held.as_ref().map_or(0, |b| b.len() as u64);
     // What a streamed try left for the pump: the bytes it took, whether it sent the
     // whole body, and the rest of the frame it stopped in.
@@ -476,6 +481,9 @@ where
     }
     // A retriable response that goes to the client because the retries ran out.
     let retry_flag = retry.map_or(ResponseFlag::None, |a| a.response_flag());
+    // A filter's answer to the rewritten body, for the client (`rewrite`).
+    let replied = std::cell::RefCell::new(None);
+    let chain = r.edits.chain;
     // Request body upstream and response downstream run together (streaming calls).
     let upload = async {
         if whole {
@@ -519,6 +527,24 @@ where
         }
         let result = match held {
             Some(b) => send_held(b, held_trailers, &mut up_send).await,
+            None if rewrite => {
+                let sent = super::upload::rewritten(
+                    &mut r.body,
+                    &mut up_send,
+                    &chain,
+                    progress,
+                    tee.as_ref(),
+                )
+                .await;
+                sent.map_err(|e| match e {
+                    Stopped::Reply(reply) => {
+                        *replied.borrow_mut() = Some(reply);
+                        PumpError::Filtered
+                    }
+                    Stopped::Body(BodyError::Write) => PumpError::Write,
+                    Stopped::Body(_) => PumpError::Read,
+                })
+            }
             None => {
                 let moved = |n| progress.received(n);
                 let ahead = match first {
@@ -553,6 +579,10 @@ where
             Head::Waiting(f) => match f.await {
                 Ok(resp) => resp,
                 Err(_) => {
+                    if let Some(reply) = replied.take() {
+                        // The upload reset the stream: a filter answered its body.
+                        return filter_reply(respond, grpc, &reply, response_edits);
+                    }
                     request::outlier_failure(cs, ep, Failure::ConnectionTermination);
                     return failed(respond, Failure::ConnectionTermination);
                 }

@@ -284,6 +284,7 @@ impl State {
     /// Whether anything of the request body is still to be processed.
     fn wants_body(&self) -> bool {
         !self.request_ended
+            && !self.request_done.get()
             && (self.body_replaced.get()
                 || (self.live() && self.mode.get().request_body != BodyMode::None))
     }
@@ -389,7 +390,11 @@ fn request_ended(ctx: &RequestCtx<'_>) -> bool {
 /// What the request-head hook decided: its status and the later hooks the stream needs.
 pub struct Head {
     pub status: Status,
+    /// The request body is held for the processor (`http/hold.rs`).
     pub request_body: bool,
+    /// The request body goes to the processor piece by piece as it comes, and each
+    /// piece as the processor made it on upstream (`STREAMED`: `stream.rs`).
+    pub request_stream: bool,
     pub response_head: bool,
     /// The response is held whole for the response-body hook (`BUFFERED`).
     pub response_body: bool,
@@ -407,6 +412,7 @@ impl Head {
         Head {
             status,
             request_body: false,
+            request_stream: false,
             response_head: false,
             response_body: false,
             response_stream: false,
@@ -550,9 +556,16 @@ pub async fn on_request_head<'c>(
     }
     state.finish_if_done();
     let m = state.mode.get();
+    // A `STREAMED` body streams unless the trailers are to be sent too (an HTTP/2
+    // request's trailers end a held body: `hold.rs`).
+    let request_stream = state.wants_body()
+        && !state.body_replaced.get()
+        && m.request_body == BodyMode::Streamed
+        && !state.wants_trailers();
     Head {
         status: Status::Continue,
-        request_body: state.wants_body(),
+        request_body: state.wants_body() && !request_stream,
+        request_stream,
         response_head: state.live() && m.response_headers == HeaderMode::Send,
         response_body: state.live() && m.response_body == BodyMode::Buffered,
         response_stream: state.live() && m.response_body == BodyMode::Streamed,

@@ -21,6 +21,14 @@
 //!
 //! When another filter holds the whole response (a wasm module's response body), the
 //! pieces go to the processor as it is read instead (`response.rs`).
+//!
+//! The `STREAMED` request body likewise ([`on_request_piece`]): once the request
+//! headers' answer is in, the upstream request starts without a Content-Length, and
+//! each piece of the client's body (one read of an HTTP/1 body, one DATA frame of an
+//! HTTP/2 one) goes to the processor and what it made of it upstream before the next
+//! is read. Header mutations in its answers are not applied (the head went). An
+//! immediate response, or a failure without `failure_mode_allow`, ends the upstream
+//! request and answers the client.
 
 use envoy_types::pb::envoy::service::ext_proc::v3::body_mutation::Mutation;
 use envoy_types::pb::envoy::service::ext_proc::v3::processing_request::Request as Req;
@@ -106,6 +114,60 @@ pub(super) async fn process_piece(
         done(s);
     }
     status
+}
+
+/// One piece of a `STREAMED` request body (`end`: it ends the body). What goes upstream
+/// in its place is appended to `out`.
+pub async fn on_request_piece(
+    store: Option<&SetHeaders>,
+    piece: &[u8],
+    end: bool,
+    out: &mut Vec<u8>,
+) -> Status {
+    let Some(s) = state(store).filter(|s| s.live()) else {
+        out.extend_from_slice(piece);
+        return Status::Continue;
+    };
+    let msg = Req::RequestBody(HttpBody {
+        body: piece.to_vec(),
+        end_of_stream: end,
+        ..Default::default()
+    });
+    let status = match s.exchange(msg, Phase::RequestBody).await {
+        Answer::Common(r, _) => {
+            match r.body_mutation.and_then(|b| b.mutation) {
+                Some(Mutation::Body(b)) => out.extend_from_slice(&b),
+                Some(Mutation::ClearBody(true)) => {}
+                _ => out.extend_from_slice(piece),
+            }
+            Status::Continue
+        }
+        Answer::Immediate(i) => s.immediate(i),
+        Answer::Closed => {
+            out.extend_from_slice(piece);
+            Status::Continue
+        }
+        Answer::Failed(why) => {
+            let st = s.fail(why);
+            if st == Status::Continue {
+                out.extend_from_slice(piece);
+            }
+            st
+        }
+    };
+    if end {
+        end_request(store);
+    }
+    status
+}
+
+/// The request body ended (with its last piece, or with trailers the processor is not
+/// sent): the stream closes unless the response is still to be processed.
+pub fn end_request(store: Option<&SetHeaders>) {
+    if let Some(s) = state(store) {
+        s.request_done();
+        s.finish_if_done();
+    }
 }
 
 /// Adds an answer's header mutations (those the rules allow) to the held head's.
