@@ -1256,3 +1256,88 @@ fn a_streamed_request_body_is_held_with_a_filter_that_holds_it() {
         .collect();
     assert_eq!(sent, "hello world");
 }
+
+/// A streaming call through ext_proc with the request body `STREAMED` and the response
+/// headers sent (an HTTP/2 client and upstream; the upstream answers at once and echoes
+/// each DATA frame as it comes): the response head goes to the processor while the
+/// request body still streams (the two sides take turns on the processing stream), and
+/// each request piece reaches the upstream processed while the client waits for its
+/// echo before sending the next.
+#[test]
+fn a_streaming_call_processes_both_sides_at_once() {
+    let p = Processor::start();
+    let up = h2client::h2_serve(|req, mut respond| async move {
+        let mut body = req.into_body();
+        let resp = http::Response::builder().status(200).body(()).unwrap();
+        let Ok(mut send) = respond.send_response(resp, false) else {
+            return;
+        };
+        while let Some(Ok(d)) = body.data().await {
+            let _ = body.flow_control().release_capacity(d.len());
+            send.reserve_capacity(d.len());
+            let _ = send.send_data(d, false);
+        }
+        let _ = send.send_data(bytes::Bytes::new(), true);
+    });
+    let proxy = Proxy::start(&config(up, "http2", processor_addr(&p), ""));
+    let url = proxy.url("/upper-streamed-resp-mutate");
+    let listen = proxy.listen;
+    h2client::run(move || async move {
+        let mut c = h2client::connect(listen).await;
+        let req = h2client::request("POST", &url).body(()).unwrap();
+        let (response, mut send) = c.send_request(req, false).expect("send the request");
+        send.send_data(bytes::Bytes::from_static(b"first"), false)
+            .unwrap();
+        let resp = h2client::within(std::time::Duration::from_secs(5), "the head", response)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()
+                .get("x-resp-added")
+                .map(|v| v.to_str().unwrap()),
+            Some("yes"),
+            "the response headers went to the processor"
+        );
+        let mut body = resp.into_body();
+        let mut got = Vec::new();
+        for (want, next) in [("FIRST", Some("second")), ("FIRSTSECOND", None)] {
+            while got != want.as_bytes() {
+                let d = h2client::within(std::time::Duration::from_secs(5), want, body.data());
+                let d = d.await.expect("more DATA").expect("DATA");
+                let _ = body.flow_control().release_capacity(d.len());
+                got.extend_from_slice(&d);
+            }
+            match next {
+                Some(n) => send.send_data(bytes::Bytes::from(n), false).unwrap(),
+                None => send.send_data(bytes::Bytes::new(), true).unwrap(),
+            }
+        }
+        while let Some(d) = h2client::within(h2client::STEP, "the end", body.data()).await {
+            assert!(d.expect("DATA").is_empty());
+        }
+    });
+    // The head may go to the processor before or after the first piece; the second
+    // piece went after it (the client waited for the head).
+    let seen: Vec<String> = p
+        .messages()
+        .iter()
+        .filter(|m| m["path"] == "/upper-streamed-resp-mutate")
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["kind"].as_str().unwrap(),
+                m["body"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let at = |what: &str| seen.iter().position(|m| m.trim() == what);
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(at("request_headers"), Some(0), "{seen:?}");
+    assert!(at("request_body first").is_some(), "{seen:?}");
+    assert!(
+        at("response_headers") < at("request_body second"),
+        "{seen:?}"
+    );
+    assert_eq!(at("request_body"), Some(4), "the lone end: {seen:?}");
+}

@@ -8,7 +8,8 @@ stream without one, request headers skipped, just continues):
                 x-appended with APPEND_IF_EXISTS_OR_ADD (which Envoy's ext_proc reads
                 as overwrite), x-appended-too with `append: true`, remove x-drop, and try host, x-envoy-try and :path
                 (refused by the default mutation rules); response headers: set
-                x-resp-added, remove x-upstream-conn
+                x-resp-added, remove x-upstream-conn (also on any path with
+                `resp-mutate`)
   /upper        request body chunks: answered with the chunk upper-cased; a path with
                 `body-deny`: the second request body message is answered with an
                 immediate response 403 with body `body denied`
@@ -177,7 +178,7 @@ def answer(path, kind, req, ctx, request_bodies):
                 )
             )
         common = pb.CommonResponse()
-        if path.startswith("/mutate"):
+        if path.startswith("/mutate") or "resp-mutate" in path:
             common.header_mutation.set_headers.extend([setter("x-resp-added", "yes")])
             common.header_mutation.remove_headers.extend(["x-upstream-conn"])
         return pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=common))

@@ -25,6 +25,7 @@ pub mod response;
 pub mod run;
 pub mod stream;
 pub mod trailers;
+mod turn;
 
 use std::time::Duration;
 

@@ -74,6 +74,8 @@ pub struct State {
     message_timeout: Duration,
     /// The filter's counters, in `super::COUNTER_NAMES` order.
     counters: Vec<Rc<Counter>>,
+    /// The request's and the response's sides take turns on the stream.
+    turn: super::turn::Turn,
 }
 
 #[derive(Clone, Copy)]
@@ -131,7 +133,7 @@ impl State {
     }
 
     pub(super) fn live(&self) -> bool {
-        self.call.try_borrow().is_ok_and(|c| c.is_some())
+        self.turn.busy() || self.call.try_borrow().is_ok_and(|c| c.is_some())
     }
 
     /// Ends the stream normally (half-close; the reset that follows on drop ends it).
@@ -144,6 +146,7 @@ impl State {
 
     /// Sends one message and waits for the answer to it.
     pub(super) async fn exchange(&self, req: Req, phase: Phase) -> Answer {
+        let _turn = self.turn.take().await;
         let Some(mut stream) = self.call.try_borrow_mut().ok().and_then(|mut c| c.take()) else {
             return Answer::Closed;
         };
@@ -282,7 +285,7 @@ impl State {
     }
 
     /// Whether anything of the request body is still to be processed.
-    fn wants_body(&self) -> bool {
+    pub(super) fn wants_body(&self) -> bool {
         !self.request_ended
             && !self.request_done.get()
             && (self.body_replaced.get()
@@ -478,6 +481,7 @@ pub async fn on_request_head<'c>(
         failure_mode_allow: f.failure_mode_allow,
         message_timeout: f.message_timeout,
         counters,
+        turn: Default::default(),
     };
     if store.ext.set(Box::new(state)).is_err() {
         // One ext_proc filter per chain (the config refuses more).
@@ -759,7 +763,8 @@ pub async fn on_response_head(
         Answer::Closed => Status::Continue,
         Answer::Failed(why) => s.fail(why),
     };
-    if !held && !trailers {
+    // (Not while a request body still streams to the processor: its end closes it.)
+    if !held && !trailers && !s.wants_body() {
         s.close();
     }
     out

@@ -197,7 +197,7 @@ pub(super) fn seal(s: &State) {
 /// The body was processed: the stream ends, unless the trailers are still to be sent
 /// (`trailers.rs` closes it then).
 pub(super) fn done(s: &State) {
-    if s.mode.get().response_trailers != HeaderMode::Send {
+    if s.mode.get().response_trailers != HeaderMode::Send && !s.wants_body() {
         s.close();
     }
 }
