@@ -1341,3 +1341,65 @@ fn a_streaming_call_processes_both_sides_at_once() {
     );
     assert_eq!(at("request_body"), Some(4), "the lone end: {seen:?}");
 }
+
+/// The same retry from an HTTP/2 client to an HTTP/2 cluster (the body goes up frame by
+/// frame under the retry policy, `to_h2_retry.rs`): the first answer, a `503` after the
+/// whole body, is retried with the body as the processor made it, which the processor
+/// saw once.
+#[test]
+fn a_streamed_request_body_to_an_http2_cluster_is_retried_as_processed() {
+    let p = Processor::start();
+    let tries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = tries.clone();
+    let up = h2client::h2_serve(move |req, mut respond| {
+        let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let (parts, mut body) = req.into_parts();
+            let mut got = Vec::new();
+            while let Some(Ok(d)) = body.data().await {
+                let _ = body.flow_control().release_capacity(d.len());
+                got.extend_from_slice(&d);
+            }
+            let status = if n == 0 { 503 } else { 200 };
+            let had = parts.headers.contains_key("content-length");
+            let resp = http::Response::builder()
+                .status(status)
+                .header("x-had-length", if had { "yes" } else { "no" })
+                .body(())
+                .unwrap();
+            if let Ok(mut send) = respond.send_response(resp, false) {
+                send.reserve_capacity(got.len());
+                let _ = send.send_data(bytes::Bytes::from(got), true);
+            }
+        }
+    });
+    let cfg = config(up, "http2", processor_addr(&p), "").replace(
+        "          - match: { prefix: /upper-streamed }\n            cluster: backend\n",
+        "          - match: { prefix: /upper-streamed }\n            cluster: backend\n            retry_policy: { retry_on: 5xx, retry_back_off: { base_interval: 0.001s } }\n",
+    );
+    assert!(cfg.contains("retry_on"), "{cfg}");
+    let proxy = Proxy::start(&cfg);
+    let sent = letters(50_000);
+    let url = proxy.url("/upper-streamed-retried");
+    let listen = proxy.listen;
+    let body = sent.clone();
+    let reply = h2client::run(move || async move {
+        let mut c = h2client::connect(listen).await;
+        let req = h2client::request("POST", &url)
+            .header("content-length", body.len().to_string())
+            .body(())
+            .unwrap();
+        h2client::send(&mut c, req, body.as_bytes()).await
+    });
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-had-length"), Some("no"));
+    assert!(
+        reply.body == sent.to_uppercase().as_bytes(),
+        "{} bytes",
+        reply.body.len()
+    );
+    assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let seen = p.seen("/upper-streamed-retried", "request_body");
+    let all: String = seen.iter().map(|b| b["body"].as_str().unwrap()).collect();
+    assert_eq!(all, sent, "the processor saw the body once");
+}

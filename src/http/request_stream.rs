@@ -135,8 +135,8 @@ impl<W: AsyncWrite + Unpin> Pieces for Upstream<'_, '_, W> {
 }
 
 /// An HTTP/2 client's body through the chain, one DATA frame at a time.
-pub(crate) struct H2Pieces<'a, 'c> {
-    chain: &'a Chain<'c>,
+#[derive(Default)]
+pub(crate) struct H2Pieces {
     reader: H2Reader,
     /// The last piece said the body ended (no empty end message is due).
     ended: bool,
@@ -152,35 +152,55 @@ pub(crate) struct H2Piece {
     pub end: bool,
 }
 
-impl<'a, 'c> H2Pieces<'a, 'c> {
-    pub(crate) fn new(chain: &'a Chain<'c>) -> Self {
-        H2Pieces {
-            chain,
-            reader: H2Reader::default(),
-            ended: false,
-        }
-    }
-
-    /// The next piece (`Ok(None)`: the DATA is over; trailers may follow, see
-    /// [`H2Pieces::finish`]). The piece's bytes go to `tee` as the chain made them.
-    pub(crate) async fn next(
+impl H2Pieces {
+    /// The next DATA frame as the client sent it, and whether the body ends with it
+    /// (`None`: the DATA is over; trailers may follow). Nothing is processed yet: the
+    /// caller may race this read with the response.
+    pub(crate) async fn read(
         &mut self,
         from: &mut RecvStream,
+    ) -> Option<Result<(Bytes, bool), Stopped>> {
+        let (data, end) = self.reader.next(from, true).await?;
+        Some(
+            data.map(|d| (d, end))
+                .map_err(|_| Stopped::Body(BodyError::Read)),
+        )
+    }
+
+    /// A frame `read` took, through the chain: what goes upstream in its place (also
+    /// to `tee`).
+    pub(crate) async fn process(
+        &mut self,
+        chain: &Chain<'_>,
+        data: &[u8],
+        end: bool,
         tee: Option<&TeeTx>,
-    ) -> Result<Option<H2Piece>, Stopped> {
-        let Some((data, end)) = self.reader.next(from, true).await else {
-            return Ok(None);
-        };
-        let data = data.map_err(|_| Stopped::Body(BodyError::Read))?;
+    ) -> Result<Bytes, Stopped> {
         let mut out = Vec::new();
-        if let Status::Respond(r) = self.chain.on_request_piece(&data, end, &mut out).await {
+        if let Status::Respond(r) = chain.on_request_piece(data, end, &mut out).await {
             return Err(Stopped::Reply(r));
         }
         self.ended = end;
         let out = Bytes::from(out);
-        if let Some(t) = tee {
+        if let (Some(t), false) = (tee, out.is_empty()) {
             t.push_bytes(out.clone());
         }
+        Ok(out)
+    }
+
+    /// The next piece, read and processed (`Ok(None)`: the DATA is over; trailers may
+    /// follow, see [`H2Pieces::finish`]).
+    pub(crate) async fn next(
+        &mut self,
+        chain: &Chain<'_>,
+        from: &mut RecvStream,
+        tee: Option<&TeeTx>,
+    ) -> Result<Option<H2Piece>, Stopped> {
+        let Some(read) = self.read(from).await else {
+            return Ok(None);
+        };
+        let (data, end) = read?;
+        let out = self.process(chain, &data, end, tee).await?;
         Ok(Some(H2Piece {
             out,
             taken: data.len(),
@@ -199,26 +219,19 @@ impl<'a, 'c> H2Pieces<'a, 'c> {
     /// body without one (the processor is not sent them), as Envoy.
     pub(crate) async fn finish(
         &mut self,
+        chain: &Chain<'_>,
         trailers: bool,
         tee: Option<&TeeTx>,
     ) -> Result<Bytes, Stopped> {
         if self.ended {
             return Ok(Bytes::new());
         }
-        self.ended = true;
         if trailers {
-            self.chain.end_request_stream();
+            self.ended = true;
+            chain.end_request_stream();
             return Ok(Bytes::new());
         }
-        let mut out = Vec::new();
-        if let Status::Respond(r) = self.chain.on_request_piece(&[], true, &mut out).await {
-            return Err(Stopped::Reply(r));
-        }
-        let out = Bytes::from(out);
-        if let (Some(t), false) = (tee, out.is_empty()) {
-            t.push_bytes(out.clone());
-        }
-        Ok(out)
+        self.process(chain, &[], true, tee).await
     }
 }
 
@@ -235,10 +248,10 @@ pub(crate) async fn h2_to_h1<U: AsyncWrite + Unpin>(
     tee: Option<&TeeTx>,
 ) -> Result<u64, Stopped> {
     let write = |_| Stopped::Body(BodyError::Write);
-    let mut pieces = H2Pieces::new(chain);
+    let mut pieces = H2Pieces::default();
     let mut framing = Vec::with_capacity(64);
     let mut total = 0u64;
-    while let Some(p) = pieces.next(body, tee).await? {
+    while let Some(p) = pieces.next(chain, body, tee).await? {
         progress.touch();
         up.payload(p.out.len());
         body::write_chunk(up, &mut framing, &p.out, p.end)
@@ -255,7 +268,7 @@ pub(crate) async fn h2_to_h1<U: AsyncWrite + Unpin>(
             .trailers()
             .await
             .map_err(|_| Stopped::Body(BodyError::Read))?;
-        let last = pieces.finish(trailers.is_some(), tee).await?;
+        let last = pieces.finish(chain, trailers.is_some(), tee).await?;
         progress.touch();
         up.payload(last.len());
         body::write_chunk(up, &mut framing, &last, trailers.is_none())

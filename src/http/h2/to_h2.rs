@@ -22,7 +22,7 @@ use crate::http::body::BodyError;
 use crate::http::body_hooks::Stopped;
 use crate::http::body_stream::{first_h2_piece, First, H2Reader};
 use crate::http::failure::Failure;
-use crate::http::filter::{Chain, Status};
+use crate::http::filter::{Chain, LocalReply, Status};
 use crate::http::flags::ResponseFlag;
 use crate::http::h1::head::HeadError;
 use crate::http::h1::response;
@@ -40,6 +40,19 @@ enum PumpError {
     Write,
     /// The response-body hook answered (after the head went out).
     Filtered,
+}
+
+/// How a rewritten request body stopped, as the pump's error; a filter's answer is
+/// kept for the response side (`replied`).
+fn pump_error(e: Stopped, replied: &std::cell::RefCell<Option<LocalReply>>) -> PumpError {
+    match e {
+        Stopped::Reply(reply) => {
+            *replied.borrow_mut() = Some(reply);
+            PumpError::Filtered
+        }
+        Stopped::Body(BodyError::Write) => PumpError::Write,
+        Stopped::Body(_) => PumpError::Read,
+    }
 }
 
 /// Moves DATA and trailers from one stream to another; the sender's window reopens only
@@ -374,11 +387,14 @@ where
     // up, and a retry sends the copy (`Streamed`). Without a policy the body streams
     // once, after the stream is open.
     let whole = retry.is_some() && (end || held.is_some());
-    let streamed = retry.is_some() && !whole && !rewrite;
+    let streamed = retry.is_some() && !whole;
     let whole_len = held.as_ref().map_or(0, |b| b.len() as u64);
     // What a streamed try left for the pump: the bytes it took, whether it sent the
     // whole body, and the rest of the frame it stopped in.
-    let mut streamed_left = (0u64, false, None);
+    let mut streamed_left = (0u64, false, None, Default::default());
+    // A filter's answer to the rewritten body, for the client (`rewrite`).
+    let replied = std::cell::RefCell::new(None);
+    let chain = r.edits.chain;
     let tried = if whole {
         let hedge = retry.filter(|r| r.hedging()).map(|_| hedge::copy());
         let body = held.take().map(|b| (b, held_trailers.take()));
@@ -418,6 +434,9 @@ where
             sent: false,
             pending: None,
             hedge: r_state.hedging().then(hedge::copy),
+            rewrite: rewrite.then_some(chain),
+            pieces: Default::default(),
+            replied: None,
         };
         let tried = request::run(
             &request::Http2,
@@ -432,11 +451,21 @@ where
             &mut x,
         )
         .await;
-        streamed_left = (x.taken, x.sent, x.pending.take());
+        streamed_left = (
+            x.taken,
+            x.sent,
+            x.pending.take(),
+            std::mem::take(&mut x.pieces),
+        );
+        *replied.borrow_mut() = x.replied.take();
         match tried {
             Ok((_, Some((resp, send)))) => Ok((Head::Got(resp), send)),
-            // The client's stream failed while its body was read.
+            // The client's stream failed while its body was read, or a filter answered
+            // it.
             Ok((_, None)) => {
+                if let Some(reply) = replied.take() {
+                    return filter_reply(respond, grpc, &reply, response_edits);
+                }
                 respond.send_reset(h2::Reason::CANCEL);
                 return Done {
                     status: 0,
@@ -481,9 +510,6 @@ where
     }
     // A retriable response that goes to the client because the retries ran out.
     let retry_flag = retry.map_or(ResponseFlag::None, |a| a.response_flag());
-    // A filter's answer to the rewritten body, for the client (`rewrite`).
-    let replied = std::cell::RefCell::new(None);
-    let chain = r.edits.chain;
     // Request body upstream and response downstream run together (streaming calls).
     let upload = async {
         if whole {
@@ -493,7 +519,7 @@ where
         if streamed {
             // The try that answered took the body as far as the head came; the rest
             // goes on from there.
-            let (taken, sent, pending) = streamed_left;
+            let (taken, sent, pending, pieces) = streamed_left;
             if sent {
                 return Ok(taken);
             }
@@ -503,6 +529,13 @@ where
             };
             let moved = |n| progress.received(n);
             let result = match ahead {
+                Ok(_) if rewrite => {
+                    let body = (&mut r.body, &mut up_send);
+                    super::upload::rewritten(body, (&chain, pieces), progress, tee.as_ref())
+                        .await
+                        .map(|m| m + taken)
+                        .map_err(|e| pump_error(e, &replied))
+                }
                 Ok(_) => pump(
                     &mut r.body,
                     &mut up_send,
@@ -528,22 +561,10 @@ where
         let result = match held {
             Some(b) => send_held(b, held_trailers, &mut up_send).await,
             None if rewrite => {
-                let sent = super::upload::rewritten(
-                    &mut r.body,
-                    &mut up_send,
-                    &chain,
-                    progress,
-                    tee.as_ref(),
-                )
-                .await;
-                sent.map_err(|e| match e {
-                    Stopped::Reply(reply) => {
-                        *replied.borrow_mut() = Some(reply);
-                        PumpError::Filtered
-                    }
-                    Stopped::Body(BodyError::Write) => PumpError::Write,
-                    Stopped::Body(_) => PumpError::Read,
-                })
+                let (body, pieces) = ((&mut r.body, &mut up_send), Default::default());
+                super::upload::rewritten(body, (&chain, pieces), progress, tee.as_ref())
+                    .await
+                    .map_err(|e| pump_error(e, &replied))
             }
             None => {
                 let moved = |n| progress.received(n);

@@ -20,8 +20,11 @@ use h2::{RecvStream, SendStream};
 use http::Response;
 
 use super::clock::Progress;
+use crate::http::body_hooks::Stopped;
 use crate::http::failure::Failure;
+use crate::http::filter::{Chain, LocalReply};
 use crate::http::h1::response;
+use crate::http::request_stream::H2Pieces;
 use crate::observe::stats::ClusterStats;
 use crate::upstream::request::replay::Kept;
 use crate::upstream::request::tee::TeeTx;
@@ -53,11 +56,20 @@ pub(super) struct Streamed<'x> {
     /// The request as hedged tries send it, when the route hedges (`request::hedge`):
     /// filled once the body is kept whole.
     pub hedge: Option<hedge::Copy<http2::H2Request>>,
+    /// The chain that rewrites the body as it streams (`request_stream`): each frame
+    /// goes through it, and the copy keeps what it made; `pieces` reads on where the
+    /// try left off.
+    pub rewrite: Option<Chain<'x>>,
+    pub pieces: H2Pieces,
+    /// A filter answered the body (`rewrite`): the client gets this.
+    pub replied: Option<LocalReply>,
 }
 
 /// What came first while the body went up.
 enum Step {
     Frame(Option<Result<Bytes, h2::Error>>),
+    /// A frame read for the chain, and whether the body ends with it.
+    Piece(Option<Result<(Bytes, bool), Stopped>>),
     Head(Result<Response<RecvStream>, h2::Error>),
 }
 
@@ -176,6 +188,38 @@ impl Exchange<SendRequest<Bytes>> for Streamed<'_> {
 }
 
 impl Streamed<'_> {
+    /// A frame through the rewriting chain (`rewrite`): what goes in its place. `Err`:
+    /// a filter answered (kept in `replied`) or the stream failed.
+    async fn process(&mut self, data: &[u8], end: bool) -> Result<Bytes, ()> {
+        let Some(chain) = &self.rewrite else {
+            return Ok(Bytes::copy_from_slice(data));
+        };
+        match self.pieces.process(chain, data, end, self.tee).await {
+            Ok(out) => Ok(out),
+            Err(Stopped::Reply(r)) => {
+                self.replied = Some(r);
+                Err(())
+            }
+            Err(Stopped::Body(_)) => Err(()),
+        }
+    }
+
+    /// The DATA is over: what the rewriting chain makes of the end (nothing without
+    /// one, or when the last frame ended the body).
+    async fn last_piece(&mut self, trailers: bool) -> Result<Bytes, ()> {
+        let Some(chain) = &self.rewrite else {
+            return Ok(Bytes::new());
+        };
+        match self.pieces.finish(chain, trailers, self.tee).await {
+            Ok(out) => Ok(out),
+            Err(Stopped::Reply(r)) => {
+                self.replied = Some(r);
+                Err(())
+            }
+            Err(Stopped::Body(_)) => Err(()),
+        }
+    }
+
     /// Fills the hedged tries' copy once the body is kept whole (a route that hedges).
     fn fill_hedge(&self) {
         if let Some(body) = self.kept.whole() {
@@ -192,13 +236,27 @@ impl Streamed<'_> {
         // What the try had taken is in the copy already, the unsent rest of a frame too.
         self.pending = None;
         let stats = self.stats;
-        while let Some(chunk) = self.body.data().await {
-            let chunk = chunk.map_err(|_| ())?;
-            let n = chunk.len();
+        loop {
+            let (chunk, n) = if self.rewrite.is_some() {
+                match self.pieces.read(self.body).await {
+                    None => break,
+                    Some(Err(_)) => return Err(()),
+                    Some(Ok((data, end))) => (self.process(&data, end).await?, data.len()),
+                }
+            } else {
+                match self.body.data().await {
+                    None => break,
+                    Some(Err(_)) => return Err(()),
+                    Some(Ok(chunk)) => {
+                        if let Some(t) = self.tee {
+                            t.push_bytes(chunk.clone());
+                        }
+                        let n = chunk.len();
+                        (chunk, n)
+                    }
+                }
+            };
             self.progress.touch();
-            if let Some(t) = self.tee {
-                t.push_bytes(chunk.clone());
-            }
             self.progress.received(n as u64);
             self.taken += n as u64;
             self.kept.record(&chunk, &stats.retry_or_shadow_abandoned);
@@ -208,6 +266,8 @@ impl Streamed<'_> {
             }
         }
         let trailers = self.body.trailers().await.map_err(|_| ())?;
+        let last = self.last_piece(trailers.is_some()).await?;
+        self.kept.record(&last, &stats.retry_or_shadow_abandoned);
         if let Some(t) = self.tee {
             t.finish(trailers.as_ref());
         }
@@ -235,26 +295,40 @@ impl Streamed<'_> {
             let (step, pre) = match self.first.take() {
                 Some(chunk) => (Step::Frame(Some(Ok(chunk))), true),
                 None => {
-                    let body = &mut *self.body;
-                    let step =
-                        futures_lite::future::or(async { Step::Frame(body.data().await) }, async {
-                            Step::Head(response.as_mut().await)
-                        })
-                        .await;
+                    let (body, pieces) = (&mut *self.body, &mut self.pieces);
+                    let rewrite = self.rewrite.is_some();
+                    let step = futures_lite::future::or(
+                        async {
+                            match rewrite {
+                                true => Step::Piece(pieces.read(body).await),
+                                false => Step::Frame(body.data().await),
+                            }
+                        },
+                        async { Step::Head(response.as_mut().await) },
+                    )
+                    .await;
                     (step, false)
                 }
             };
-            let chunk = match step {
+            let (chunk, n) = match step {
                 Step::Head(head) => return Ok(head),
-                Step::Frame(Some(Ok(chunk))) => chunk,
-                Step::Frame(Some(Err(_))) => return Err(()),
+                Step::Frame(Some(Ok(chunk))) => {
+                    let n = chunk.len();
+                    (chunk, n)
+                }
+                // A frame for the chain: what it made of it goes in its place (the
+                // chain's answer is awaited whole, not raced with the head).
+                Step::Piece(Some(Ok((data, end)))) => match self.process(&data, end).await {
+                    Ok(out) => (out, data.len()),
+                    Err(()) => return Err(()),
+                },
+                Step::Frame(Some(Err(_))) | Step::Piece(Some(Err(_))) => return Err(()),
                 // The body ended: its trailers, if any, end the upstream stream.
-                Step::Frame(None) => break,
+                Step::Frame(None) | Step::Piece(None) => break,
             };
-            let n = chunk.len();
             self.progress.touch();
             if !pre {
-                if let Some(t) = self.tee {
+                if let (Some(t), None) = (self.tee, self.rewrite) {
                     t.push_bytes(chunk.clone());
                 }
                 self.progress.received(n as u64);
@@ -273,6 +347,15 @@ impl Streamed<'_> {
             }
         }
         let trailers = self.body.trailers().await.map_err(|_| ())?;
+        let last = self.last_piece(trailers.is_some()).await?;
+        if !last.is_empty() {
+            self.kept.record(&last, abandoned);
+            match self.send_frame(last, up, response).await {
+                Ok(None) => {}
+                Ok(Some(head)) => return Ok(head),
+                Err(()) => return Ok(response.as_mut().await),
+            }
+        }
         if let Some(t) = self.tee {
             t.finish(trailers.as_ref());
         }

@@ -18,18 +18,17 @@ use crate::http::request_stream::H2Pieces;
 use crate::upstream::request::tee::TeeTx;
 
 /// Streams `from`'s body through `chain` to `to`, then its end (trailers, or an empty
-/// END_STREAM frame). Returns the client's body bytes taken.
+/// END_STREAM frame), reading on with `pieces` (where a try under a retry policy left
+/// off: `to_h2_retry.rs`). Returns the client's body bytes taken.
 pub(super) async fn rewritten(
-    from: &mut RecvStream,
-    to: &mut SendStream<Bytes>,
-    chain: &Chain<'_>,
+    (from, to): (&mut RecvStream, &mut SendStream<Bytes>),
+    (chain, mut pieces): (&Chain<'_>, H2Pieces),
     progress: &Progress,
     tee: Option<&TeeTx>,
 ) -> Result<u64, Stopped> {
     let write = |()| Stopped::Body(BodyError::Write);
-    let mut pieces = H2Pieces::new(chain);
     let mut total = 0u64;
-    while let Some(p) = pieces.next(from, tee).await? {
+    while let Some(p) = pieces.next(chain, from, tee).await? {
         send_all(to, p.out, &|_| progress.touch())
             .await
             .map_err(write)?;
@@ -43,7 +42,7 @@ pub(super) async fn rewritten(
             .trailers()
             .await
             .map_err(|_| Stopped::Body(BodyError::Read))?;
-        let last = pieces.finish(trailers.is_some(), tee).await?;
+        let last = pieces.finish(chain, trailers.is_some(), tee).await?;
         send_all(to, last, &|_| progress.touch())
             .await
             .map_err(write)?;
