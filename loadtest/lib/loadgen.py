@@ -67,12 +67,15 @@ def wrk(tools, url: str, conns: int, duration: int, cpus: str,
 
 
 def oha(tools, url: str, rate: int, conns: int, duration: int, cpus: str,
-        tls_args: tuple = ()) -> dict:
+        tls_args: tuple = (), body_bytes: int = 0) -> dict:
     """Open loop: `rate` requests/s on `conns` connections, latency measured
     from each request's scheduled start (--latency-correction). rate 0: closed
-    loop, as fast as the connections go. `tls_args`: --cacert/--cert/--key."""
+    loop, as fast as the connections go. `tls_args`: --cacert/--cert/--key.
+    `body_bytes`: POST a body of that many bytes (with its Content-Length)."""
     _assert_loopback(url)
     pace = ["-q", str(rate), "--latency-correction"] if rate else []
+    if body_bytes:
+        pace += ["-m", "POST", "-d", "x" * body_bytes]
     cmd = ["taskset", "-c", cpus, tools["oha"], "--no-tui", "--output-format", "json",
            "-z", f"{duration}s", "-c", str(conns), *pace, *map(str, tls_args),
            "--wait-ongoing-requests-after-deadline", url + "/"]

@@ -62,12 +62,17 @@ def envoy_bootstrap(s: Settings, upstream, port: int, admin_port: int, out: Path
         # The `wasm` scenario: the proxy-wasm add-header filter (Envoy on V8, Outrigger on wasmtime).
         filters = _snippet("envoy-wasm-filter.yaml", {})
     extra_endpoints = ""
-    if config in ("ext-proc", "ext-proc-streamed"):
+    if config in ("ext-proc", "ext-proc-streamed", "ext-proc-streamed-request"):
         # ext-proc: the ext_proc filter, its processor (lib/ext_proc_server.py) and
-        # the processor's HTTP/2 cluster; ext-proc-streamed sends the response body too.
+        # the processor's HTTP/2 cluster; ext-proc-streamed sends the response body
+        # too, ext-proc-streamed-request the request body.
         upstream.ensure_ext_proc()
-        body = "STREAMED" if config == "ext-proc-streamed" else "NONE"
-        filters = _snippet("envoy-ext-proc-filter.yaml", {"response_body_mode": body})
+        modes = {"response_body_mode": "NONE", "request_body_mode": "NONE"}
+        if config == "ext-proc-streamed":
+            modes["response_body_mode"] = "STREAMED"
+        if config == "ext-proc-streamed-request":
+            modes["request_body_mode"] = "STREAMED"
+        filters = _snippet("envoy-ext-proc-filter.yaml", modes)
         extra_endpoints = _snippet("envoy-ext-proc-cluster.yaml",
                                    {"ext_proc_port": upstream.ext_proc_port})
     if config == "ext-authz":
@@ -408,7 +413,7 @@ class Outrigger(Peer):
             return [self.s.tools[self.binary], "run", "-c", conf,
                     "--concurrency", self.s.workers]
         if config in ("policy", "bootstrap", "flaky", "traced", "traced-ab", "ext-proc",
-                      "ext-proc-streamed", "ext-authz", "wasm"):
+                      "ext-proc-streamed", "ext-proc-streamed-request", "ext-authz", "wasm"):
             # The same Envoy bootstrap as the Envoy peer's, on this peer's ports.
             routes = _snippet("envoy-routes.yaml", Envoy.route_values(0, 24))
             conf = envoy_bootstrap(self.s, self.upstream, self.port, self.admin_port,

@@ -348,6 +348,7 @@ def extensions_section(data: Data) -> list[str]:
     rows = []
     for ext, plain in (("ext-proc", "h1-bootstrap-1k"),
                        ("ext-proc-streamed", "h1-bootstrap-1k"),
+                       ("ext-proc-streamed-request", "h1-bootstrap-1k-post"),
                        ("ext-authz", "h1-bootstrap-1k"), ("wasm", "h1-bootstrap")):
         for p in data.peers(ext):
             if not data.of(plain, p):
@@ -362,7 +363,9 @@ def extensions_section(data: Data) -> list[str]:
     return ["## Extensions (ext-proc, ext-authz, wasm against the plain bootstrap)", "",
             "The same Envoy bootstrap for both proxies, with and without the extension, "
             "at the same load: ext-proc (headers; ext-proc-streamed: headers and the "
-            "response body, STREAMED) and ext-authz at 1k requests/s in open loop (the "
+            "response body, STREAMED; ext-proc-streamed-request: headers and a 16 KiB "
+            "request body, STREAMED, against h1-bootstrap-1k-post) and ext-authz at 1k "
+            "requests/s in open loop (the "
             "test services on the client CPUs keep up with that rate) against "
             "h1-bootstrap-1k, wasm in closed loop against h1-bootstrap. *Added* is the "
             "median over rounds of the per-round difference in CPU per request.", "",

@@ -121,6 +121,21 @@ SCENARIOS = [
              "h1-bootstrap-1k (the processor's own CPU, on the client CPUs, not counted)",
              conns=16, rate=1000, tools=("oha",), config="ext-proc-streamed",
              proxies_only=True, base="h1-bootstrap-1k", only=("outrigger", "envoy")),
+    Scenario("h1-bootstrap-1k-post", "open", "HTTP/1.1 open loop, 1k rps, 16 "
+             "connections, each a POST with a 16 KiB body, the Envoy bootstrap without "
+             "filters (the base of ext-proc-streamed-request)",
+             "CPU per request at 1k rps of a 16 KiB upload without an extension",
+             conns=16, rate=1000, body_req=16 * 1024, tools=("oha",), config="bootstrap",
+             proxies_only=True, only=("outrigger", "envoy")),
+    Scenario("ext-proc-streamed-request", "open", "HTTP/1.1 open loop, 1k rps, 16 "
+             "connections, each a POST with a 16 KiB body whose headers and body "
+             "(STREAMED: each piece in a message, on upstream as the processor answers) "
+             "go to the external processor, which answers CONTINUE",
+             "CPU per request that ext_proc with a streamed request body adds over "
+             "h1-bootstrap-1k-post (the processor's own CPU, on the client CPUs, not "
+             "counted)", conns=16, rate=1000, body_req=16 * 1024, tools=("oha",),
+             config="ext-proc-streamed-request", proxies_only=True,
+             base="h1-bootstrap-1k-post", only=("outrigger", "envoy")),
     Scenario("ext-authz", "open", "HTTP/1.1 open loop, 1k rps, 16 connections, every "
              "request checked by an external authorization service over gRPC (allows all)",
              "CPU per request that the ext_authz filter adds over h1-bootstrap-1k (the "
@@ -393,7 +408,7 @@ class Runner:
         """The scenario's load generator against `p` for `secs` seconds."""
         if sc.kind in ("open", "flaky"):
             return loadgen.oha(self.s.tools, p.url, sc.rate, sc.conns, secs,
-                               self.s.client_cpus)
+                               self.s.client_cpus, body_bytes=sc.body_req)
         if sc.kind == "h2":
             return loadgen.h2load(self.s.tools, p.h2_url, sc.conns, sc.streams, secs,
                                   self.s.client_cpus)
