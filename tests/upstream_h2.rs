@@ -103,9 +103,9 @@ fn request_bodies_and_chunked_responses_cross_both_translations() {
         Some("chunked"),
         "no length: chunked to HTTP/1.1"
     );
-    // The upstream's chunked trailers became HTTP/2 trailers at B and chunked trailers
-    // again at A.
-    assert_eq!(r.trailer("x-checksum"), Some("abc"));
+    // The upstream's chunked trailers became HTTP/2 trailers at B; A does not write
+    // them to its HTTP/1 client (Envoy's HTTP/1 codec drops trailers by default).
+    assert!(r.trailers.is_empty(), "{:?}", r.trailers);
 }
 
 #[test]

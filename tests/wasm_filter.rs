@@ -566,8 +566,8 @@ fn ticks_start_when_the_config_is_loaded_not_with_the_first_request() {
 
 /// Trailer callbacks (`proxy_on_request_trailers`, `proxy_on_response_trailers`): an
 /// HTTP/2 client's request trailers reach the HTTP/2 upstream as the module edited
-/// them, and the upstream's response trailers reach an HTTP/2 client and an HTTP/1
-/// one (chunked) edited too.
+/// them, and the upstream's response trailers reach an HTTP/2 client edited too; an
+/// HTTP/1 client gets the body without them (Envoy's HTTP/1 codec drops trailers).
 #[test]
 fn trailer_callbacks_edit_http2_trailers() {
     let up = h2client::h2_trailer_echo();
@@ -592,11 +592,5 @@ fn trailer_callbacks_edit_http2_trailers() {
     c.send("GET /t1 HTTP/1.1\r\nHost: a\r\nTE: trailers\r\n\r\n");
     let r = c.read_response().expect("a response");
     assert_eq!((r.status, r.body_str().as_str()), (200, "body"));
-    assert_eq!(
-        r.trailer("x-wasm-trailer"),
-        Some("resp"),
-        "{:?}",
-        r.trailers
-    );
-    assert_eq!(r.trailer("x-trail"), Some("wasm"));
+    assert!(r.trailers.is_empty(), "{:?}", r.trailers);
 }

@@ -1,10 +1,11 @@
 //! An HTTP/2 upstream's response body to an HTTP/1 client, after its head went out
 //! (`h1_to_h2.rs`): each DATA frame as a chunk (or as it is, for a body with a length
-//! or until the close), the stream's end as the last chunk with the trailers. The
+//! or until the close), the stream's end as the last chunk, without the trailers (as
+//! Envoy's HTTP/1 codec drops them; the log and the chain see them). The
 //! chain's response-body hook sees each frame first; on a `response_stream` stream
 //! (ext_proc's `STREAMED` response body mode, `body_stream.rs`) each frame goes through
-//! the chain and what it made of it goes out in its place, the end coming alone (no
-//! trailers) in a message of its own.
+//! the chain and what it made of it goes out in its place, the end coming alone in a
+//! message of its own.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -131,12 +132,13 @@ pub(super) async fn send<D: Io>(
         res.keep_alive = false;
         return;
     }
-    // The DATA frames are all read, so trailers, if any, are already here. A body with
-    // a length (or until the close) does not carry them to an HTTP/1 client, but the
-    // log prints them and the chain sees them.
+    // The DATA frames are all read, so trailers, if any, are already here. They never
+    // go to the HTTP/1 client (Envoy's HTTP/1 codec drops them, `enable_trailers` being
+    // off by default, whatever the body's framing), but the log prints them and the
+    // chain sees them.
     let hooked = chain.hooks().response_trailers;
     let mut trailers = None;
-    if !ended && (chunked || keep_trailers || hooked || rewrite) {
+    if !ended && (keep_trailers || hooked || rewrite) {
         trailers = up_body.trailers().await.ok().flatten();
     }
     if rewrite && !piece_end && trailers.is_none() {
@@ -167,18 +169,7 @@ pub(super) async fn send<D: Io>(
         }
     }
     if chunked && !ended {
-        line.clear();
-        line.extend_from_slice(b"0\r\n");
-        // A rewritten body goes without them, as a held one (Envoy's HTTP/1 codec
-        // drops trailers).
-        for (name, value) in trailers.iter().flatten().filter(|_| !rewrite) {
-            line.extend_from_slice(name.as_str().as_bytes());
-            line.extend_from_slice(b": ");
-            line.extend_from_slice(value.as_bytes());
-            line.extend_from_slice(b"\r\n");
-        }
-        line.extend_from_slice(b"\r\n");
-        if down.write_all(&line).await.is_err() {
+        if down.write_all(b"0\r\n\r\n").await.is_err() {
             res.flag = ResponseFlag::DownstreamConnectionTermination;
             res.keep_alive = false;
         }
