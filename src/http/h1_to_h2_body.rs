@@ -168,11 +168,9 @@ pub(super) async fn send<D: Io>(
             return;
         }
     }
-    if chunked && !ended {
-        if down.write_all(b"0\r\n\r\n").await.is_err() {
-            res.flag = ResponseFlag::DownstreamConnectionTermination;
-            res.keep_alive = false;
-        }
+    if chunked && !ended && down.write_all(b"0\r\n\r\n").await.is_err() {
+        res.flag = ResponseFlag::DownstreamConnectionTermination;
+        res.keep_alive = false;
     }
     res.trailers = trailers.filter(|_| keep_trailers);
 }
