@@ -101,6 +101,19 @@ pub async fn write_chunk<W: AsyncWrite + Unpin>(
     dst.write_all(scratch).await
 }
 
+/// Appends the last chunk of a chunked body with `trailers` as its trailer section,
+/// and the final empty line.
+pub fn last_chunk_with(out: &mut Vec<u8>, trailers: &http::HeaderMap) {
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Reads once into `buf`. With a `clock` (the request's route and stream idle clocks),
 /// the read is bounded by the time left on it, and bytes read push the idle clock back.
 pub async fn fill_from<R: Io>(

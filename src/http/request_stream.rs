@@ -276,14 +276,7 @@ pub(crate) async fn h2_to_h1<U: AsyncWrite + Unpin>(
             .map_err(write)?;
         if let Some(t) = &trailers {
             framing.clear();
-            framing.extend_from_slice(b"0\r\n");
-            for (name, value) in t {
-                framing.extend_from_slice(name.as_str().as_bytes());
-                framing.extend_from_slice(b": ");
-                framing.extend_from_slice(value.as_bytes());
-                framing.extend_from_slice(b"\r\n");
-            }
-            framing.extend_from_slice(b"\r\n");
+            body::last_chunk_with(&mut framing, t);
             up.write_all(&framing).await.map_err(write)?;
         }
     }

@@ -419,14 +419,7 @@ pub(crate) async fn send_body<U: futures_lite::io::AsyncWrite + Unpin>(
         }
         progress.touch();
         framing.clear();
-        framing.extend_from_slice(b"0\r\n");
-        for (name, value) in trailers.iter().flatten() {
-            framing.extend_from_slice(name.as_str().as_bytes());
-            framing.extend_from_slice(b": ");
-            framing.extend_from_slice(value.as_bytes());
-            framing.extend_from_slice(b"\r\n");
-        }
-        framing.extend_from_slice(b"\r\n");
+        crate::http::body::last_chunk_with(&mut framing, &trailers.unwrap_or_default());
         up.write_all(&framing).await.map_err(|_| BodyError::Write)?;
     }
     if let Some(t) = tee {

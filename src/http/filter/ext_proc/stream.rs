@@ -84,31 +84,13 @@ pub(super) async fn process_piece(
         end_of_stream: eos,
         ..Default::default()
     });
-    let status = match s.exchange(msg, Phase::ResponseBody).await {
-        Answer::Common(r, _) => {
-            if head_held && s.mode.get().response_headers == HeaderMode::Send {
-                keep_ops(s, &r);
-            }
-            match r.body_mutation.and_then(|b| b.mutation) {
-                Some(Mutation::Body(b)) => out.extend_from_slice(&b),
-                Some(Mutation::ClearBody(true)) => {}
-                _ => out.extend_from_slice(piece),
-            }
-            Status::Continue
+    let answer = s.exchange(msg, Phase::ResponseBody).await;
+    let keep = head_held && s.mode.get().response_headers == HeaderMode::Send;
+    let status = piece_answer(s, answer, piece, out, |r| {
+        if keep {
+            keep_ops(s, r);
         }
-        Answer::Immediate(i) => s.immediate(i),
-        Answer::Closed => {
-            out.extend_from_slice(piece);
-            Status::Continue
-        }
-        Answer::Failed(why) => {
-            let st = s.fail(why);
-            if st == Status::Continue {
-                out.extend_from_slice(piece);
-            }
-            st
-        }
-    };
+    });
     if let Status::Respond(_) = status {
         *s.response_ops.borrow_mut() = Default::default();
         done(s);
@@ -133,8 +115,38 @@ pub async fn on_request_piece(
         end_of_stream: end,
         ..Default::default()
     });
-    let status = match s.exchange(msg, Phase::RequestBody).await {
+    // (Header mutations in a request body's answer are not applied: the head went.)
+    let answer = s.exchange(msg, Phase::RequestBody).await;
+    let status = piece_answer(s, answer, piece, out, |_| {});
+    if end {
+        end_request(store);
+    }
+    status
+}
+
+/// The request body ended (with its last piece, or with trailers the processor is not
+/// sent): the stream closes unless the response is still to be processed.
+pub fn end_request(store: Option<&SetHeaders>) {
+    if let Some(s) = state(store) {
+        s.request_done();
+        s.finish_if_done();
+    }
+}
+
+/// What the processor's answer to a streamed piece makes of it, appended to `out`: its
+/// body mutation (`common` sees the rest of the answer first), or the piece as it came
+/// once the stream is over (closed by the processor, failed open). A local reply (an
+/// immediate response, a failure without `failure_mode_allow`) ends the processing.
+fn piece_answer(
+    s: &State,
+    answer: Answer,
+    piece: &[u8],
+    out: &mut Vec<u8>,
+    common: impl FnOnce(&CommonResponse),
+) -> Status {
+    match answer {
         Answer::Common(r, _) => {
+            common(&r);
             match r.body_mutation.and_then(|b| b.mutation) {
                 Some(Mutation::Body(b)) => out.extend_from_slice(&b),
                 Some(Mutation::ClearBody(true)) => {}
@@ -154,19 +166,6 @@ pub async fn on_request_piece(
             }
             st
         }
-    };
-    if end {
-        end_request(store);
-    }
-    status
-}
-
-/// The request body ended (with its last piece, or with trailers the processor is not
-/// sent): the stream closes unless the response is still to be processed.
-pub fn end_request(store: Option<&SetHeaders>) {
-    if let Some(s) = state(store) {
-        s.request_done();
-        s.finish_if_done();
     }
 }
 
