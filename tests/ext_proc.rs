@@ -1145,60 +1145,40 @@ fn streamed_request_bodies_are_retried_and_mirrored_as_processed() {
     let p = Processor::start();
     let up = Upstream::start(fail_first(1, status_oops(503)));
     let shadow = Upstream::echo();
-    let cfg = format!(
-        "{HEADER}listeners:
-  - name: main
-    address: 127.0.0.1
-    port: @PORT@
-    route_table: main
-    http_filters:
-      - name: proc
-        ext_proc:
-          cluster: processor
-          processing_mode: {{ request_body_mode: STREAMED }}
-route_tables:
-  - name: main
-    virtual_hosts:
-      - name: all
-        domains: [\"*\"]
-        routes:
-          - match: {{ prefix: / }}
-            cluster: backend
-            retry_policy: {{ retry_on: 5xx, retry_back_off: {{ base_interval: 0.001s }} }}
-            request_mirror_policies:
-              - cluster: shadow
-clusters:
-  - name: backend
-    connect_timeout: 1s
-    endpoints:
-      - {{ address: 127.0.0.1, port: {} }}
-  - name: shadow
-    connect_timeout: 1s
-    endpoints:
-      - {{ address: 127.0.0.1, port: {} }}
-  - name: processor
-    protocol: http2
-    connect_timeout: 1s
-    endpoints:
-      - {{ address: 127.0.0.1, port: {} }}
-",
-        up.addr.port(),
-        shadow.addr.port(),
-        p.port
+    // The streamed route with a retry policy and a mirror policy, and the shadow's
+    // cluster.
+    let cfg = config(up.addr, "http1", processor_addr(&p), "")
+        .replace(
+            "          - match: { prefix: /upper-streamed }\n            cluster: backend\n",
+            "          - match: { prefix: /upper-streamed }\n            cluster: backend\n            retry_policy: { retry_on: 5xx, retry_back_off: { base_interval: 0.001s } }\n            request_mirror_policies:\n              - cluster: shadow\n",
+        )
+        .replace(
+            "clusters:\n",
+            &format!(
+                "clusters:\n  - name: shadow\n    connect_timeout: 1s\n    endpoints:\n      - {{ address: 127.0.0.1, port: {} }}\n",
+                shadow.addr.port()
+            ),
+        );
+    assert!(
+        cfg.contains("retry_on") && cfg.contains("name: shadow"),
+        "{cfg}"
     );
     let proxy = Proxy::start(&cfg);
     let body = letters(40_000);
     let mut c = Conn::connect(proxy.listen);
-    c.send(length_post("/upper-retried", &body));
+    c.send(length_post("/upper-streamed-retried", &body));
     let r = c.read_response().unwrap();
     assert_eq!(r.status, 200, "{}", r.body_str());
     // (`read_response` returns once the head and body are in; the upstream's second
     // request is the one that answered.)
     assert_eq!(up.heads(), 2, "one retry");
     let h2 = letters(30_000);
-    let (status, _) = h2_stream_post(&proxy.url("/upper-retried-h2"), &h2);
+    let (status, _) = h2_stream_post(&proxy.url("/upper-streamed-retried-h2"), &h2);
     assert_eq!(status, 200);
-    for (path, sent) in [("/upper-retried", &body), ("/upper-retried-h2", &h2)] {
+    for (path, sent) in [
+        ("/upper-streamed-retried", &body),
+        ("/upper-streamed-retried-h2", &h2),
+    ] {
         let tries: Vec<_> = up
             .requests()
             .into_iter()
