@@ -1380,3 +1380,29 @@ fn a_streamed_request_body_to_an_http2_cluster_is_retried_as_processed() {
     let all: String = seen.iter().map(|b| b["body"].as_str().unwrap()).collect();
     assert_eq!(all, sent, "the processor saw the body once");
 }
+
+/// An HTTP/2 request whose trailers end its `STREAMED` body: the processor gets the body
+/// without an end-of-stream message (none is sent when trailers end the body, as in
+/// Envoy; they are not sent to it with `request_trailer_mode` unset), and the trailers
+/// follow the processed body to the HTTP/2 upstream.
+#[test]
+fn a_streamed_request_body_ended_by_trailers_keeps_them() {
+    let p = Processor::start();
+    let up = h2client::h2_trailer_echo();
+    let proxy = Proxy::start(&config(up, "http2", processor_addr(&p), ""));
+    let r = h2client::post_with_trailers(
+        proxy.listen,
+        proxy.url("/upper-streamed-trailers"),
+        b"hello",
+        &[("x-t1", "one")],
+    );
+    assert_eq!((r.status, r.body_str().as_str()), (200, "body"), "{r:?}");
+    assert_eq!(r.header("x-req-trailers"), Some("x-t1=one"));
+    let bodies = p.seen("/upper-streamed-trailers", "request_body");
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert_eq!(bodies[0]["body"], "hello");
+    assert_eq!(bodies[0]["end_of_stream"], false);
+    assert!(p
+        .seen("/upper-streamed-trailers", "request_trailers")
+        .is_empty());
+}
