@@ -480,8 +480,9 @@ fn response_bodies_are_processed_streamed() {
 
 /// Trailers in `SEND` mode (`/trailer*` routes): an HTTP/2 client's request trailers
 /// go to the processor and reach the HTTP/2 upstream as it mutated them (after the
-/// held body); an HTTP/2 upstream's response trailers go to it too and reach the
-/// client mutated, over HTTP/2 and over HTTP/1 (chunked); a request without trailers
+/// held body); an HTTP/2 upstream's response trailers go to it too and reach an
+/// HTTP/2 client mutated (an HTTP/1 client gets none, as from Envoy's HTTP/1 codec); a
+/// request without trailers
 /// sends no trailers message; an immediate response to the response trailers, the
 /// head being out, resets the HTTP/2 client's stream.
 #[test]
@@ -504,7 +505,7 @@ fn trailers_are_processed() {
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["trailers"]["x-t1"], "one");
     assert_eq!(sent[0]["trailers"]["x-trailer-drop"], "1");
-    // Response trailers, to an HTTP/2 client and to an HTTP/1 one.
+    // Response trailers, to an HTTP/2 client and (dropped) to an HTTP/1 one.
     let r = h2_get(&proxy, "/trailer-resp");
     assert_eq!((r.status, r.body_str().as_str()), (200, "body"), "{r:?}");
     let t = r.trailers.expect("the trailers");

@@ -4,7 +4,8 @@
 //! (`upstream::request::http2::request_from_h1`: hop-by-hop headers removed, forwarding headers and the filter chain's
 //! edits applied; the head is never encoded and parsed again), the body is streamed as
 //! DATA frames, and the response is written
-//! back as an HTTP/1.1 head with a Content-Length or chunked body (trailers included).
+//! back as an HTTP/1.1 head with a Content-Length or chunked body (without the upstream's
+//! trailers, which Envoy's HTTP/1 codec drops: `h1_to_h2_body.rs`).
 //! The response is watched while the body goes up: a response that comes first is
 //! forwarded at once and cuts the request body (as `conn/upload.rs` does for HTTP/1
 //! upstreams), and the client's connection then closes. Under a retry policy a request

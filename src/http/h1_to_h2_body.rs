@@ -49,7 +49,8 @@ pub(super) struct Body<'a, 'c> {
     pub piece_end: bool,
 }
 
-/// Sends the rest of the body and the trailers; `res` hears how it ended.
+/// Sends the rest of the body and its end (the trailers are read for the log and the
+/// chain, not sent); `res` hears how it ended.
 pub(super) async fn send<D: Io>(
     down: &mut D,
     up_body: &mut RecvStream,

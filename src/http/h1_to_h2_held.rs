@@ -7,8 +7,8 @@
 //! chunked, or until the close for an HTTP/1.0 client, as Envoy's HTTP/1 codec frames
 //! a body without a length. The trailers end the body for the processor (its message
 //! says `end_of_stream: false`) but are not sent on: Envoy's HTTP/1 codec drops
-//! response trailers unless `enable_trailers` (the streaming path, `h1_to_h2.rs`,
-//! still writes them after the last chunk). The access log still sees them
+//! response trailers unless `enable_trailers`, as the streaming path does
+//! (`h1_to_h2_body.rs`). The access log still sees them
 //! (`%TRAILER(..)%`), as Envoy's does.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]

@@ -182,7 +182,7 @@ impl H2Pieces {
         }
         self.ended = end;
         let out = Bytes::from(out);
-        if let (Some(t), false) = (tee, out.is_empty()) {
+        if let Some(t) = tee {
             t.push_bytes(out.clone());
         }
         Ok(out)

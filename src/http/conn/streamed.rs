@@ -56,6 +56,8 @@ struct ToClient<'a, 'p, D> {
     close: bool,
     wbuf: &'a mut Vec<u8>,
     frame: Vec<u8>,
+    /// What the chain made of the current piece (reused).
+    out: Vec<u8>,
     down: &'a mut D,
     /// The access log's record, when the connection logs.
     rec: Option<&'a mut StreamInfo>,
@@ -155,17 +157,19 @@ impl<D: Io> Pieces for ToClient<'_, '_, D> {
 
     async fn piece(&mut self, data: &[u8], end: bool) -> Result<(), Stopped> {
         let chain: &Chain<'_> = &self.plan.chain;
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
         let head_out = self.head.is_none();
-        if let Status::Respond(r) = chain.on_response_piece(data, end, head_out, &mut out).await {
-            return Err(Stopped::Reply(r));
+        let mut status = chain.on_response_piece(data, end, head_out, &mut out).await;
+        if status == Status::Continue && chain.hooks().response_data {
+            status = chain.on_response_data(&out, end).await;
         }
-        if chain.hooks().response_data {
-            if let Status::Respond(r) = chain.on_response_data(&out, end).await {
-                return Err(Stopped::Reply(r));
-            }
-        }
-        self.write(&out, end).await
+        let written = match status {
+            Status::Respond(r) => Err(Stopped::Reply(r)),
+            Status::Continue => self.write(&out, end).await,
+        };
+        self.out = out;
+        written
     }
 }
 
@@ -192,6 +196,7 @@ impl super::Conn {
             close: h.close_down,
             wbuf: &mut self.wbuf,
             frame: Vec::new(),
+            out: Vec::new(),
             down,
             rec: self.logging.then_some(&mut self.rec),
             progress,

@@ -566,13 +566,8 @@ impl<'c> Chain<'c> {
         head_out: bool,
         out: &mut Vec<u8>,
     ) -> Status {
-        if !self
-            .active()
-            .any(|f| matches!(f.kind, FilterKind::ExtProc(_)))
-        {
-            out.extend_from_slice(chunk);
-            return Status::Continue;
-        }
+        // (Only ext_proc rewrites pieces; without its state on the stream the piece
+        // passes as it came.)
         ext_proc::stream::on_response_piece(self.store, chunk, end, head_out, out).await
     }
 

@@ -642,8 +642,9 @@ async fn request_data(
             send_body(s, whole, true).await
         }
         BodyMode::Streamed => {
-            // The request body is held until its end (`http/hold.rs`), as processed so
-            // far: bounded as a buffered one (Envoy streams it instead).
+            // Held with the body (`http/hold.rs`: the trailers are sent too, or another
+            // filter holds the body), as processed so far: bounded as a buffered one.
+            // Otherwise a streamed body never comes here (`stream::on_request_piece`).
             let held = s.body.borrow().len() + s.pending.borrow().as_ref().map_or(0, Vec::len);
             if held + chunk.len() > MAX_BUFFERED_BODY {
                 return DataStatus::Respond(crate::http::filter::buffer::TOO_LARGE);
