@@ -10,7 +10,7 @@ stream without one, request headers skipped, just continues):
                 (refused by the default mutation rules); response headers: set
                 x-resp-added, remove x-upstream-conn (also on any path with
                 `resp-mutate`)
-  /upper        request body chunks: answered with the chunk upper-cased; a path with
+  */upper*      request body chunks: answered with the chunk upper-cased; a path with
                 `body-deny`: the second request body message is answered with an
                 immediate response 403 with body `body denied`
   /clear        request body: clear_body
@@ -165,7 +165,7 @@ def answer(path, kind, req, ctx, request_bodies):
                 )
             )
         common = pb.CommonResponse()
-        if path.startswith("/upper"):
+        if "/upper" in path:
             common.body_mutation.body = req.request_body.body.upper()
         if path.startswith("/clear"):
             common.body_mutation.clear_body = True

@@ -26,7 +26,9 @@
 //! headers' answer is in, the upstream request starts without a Content-Length, and
 //! each piece of the client's body (one read of an HTTP/1 body, one DATA frame of an
 //! HTTP/2 one) goes to the processor and what it made of it upstream before the next
-//! is read. Header mutations in its answers are not applied (the head went). An
+//! is read (an HTTP/1 client's end alone after its last data, as Envoy's HTTP/1 codec
+//! hands it over: `request_stream.rs`). Header mutations in its answers are not
+//! applied (the head went). An
 //! immediate response, or a failure without `failure_mode_allow`, ends the upstream
 //! request and answers the client.
 
