@@ -13,7 +13,7 @@ mod h2client;
 use std::net::SocketAddr;
 
 use common::bodies::*;
-use common::ext_proc::Processor;
+use common::ext_proc::{gated, Processor};
 use common::*;
 
 /// One listener whose chain has an ext_proc filter `proc` (`filter` holds its fields,
@@ -634,33 +634,6 @@ fn response_bodies_are_processed_buffered_over_http2() {
     assert!(r.trailers.is_empty(), "{:?}", r.trailers);
     let bodies = p.seen("/resp-upper-grpc1", "response_body");
     assert_eq!(bodies[0]["end_of_stream"], false, "{bodies:?}");
-}
-
-/// An upstream whose chunked response sends its head and a first chunk (`first`), then
-/// waits for the test's go (at most 20 s) before the second chunk (`second`) and the
-/// end: a proxy that held the body would deliver nothing of it before the go. With
-/// `head_only`, the first chunk waits for the go too.
-fn gated(head_only: bool) -> (Handler, std::sync::mpsc::Sender<()>) {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let rx = std::sync::Mutex::new(rx);
-    let h: Handler = std::sync::Arc::new(move |_, _, s| {
-        use std::io::Write;
-        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")?;
-        if !head_only {
-            s.write_all(b"5\r\nfirst\r\n")?;
-        }
-        s.flush()?;
-        let _ = rx
-            .lock()
-            .unwrap()
-            .recv_timeout(std::time::Duration::from_secs(20));
-        if head_only {
-            s.write_all(b"5\r\nfirst\r\n")?;
-        }
-        s.write_all(b"6\r\nsecond\r\n0\r\n\r\n")?;
-        Ok(true)
-    });
-    (h, tx)
 }
 
 /// Reads what `c` sends until the proxy closes it (within the read timeout).

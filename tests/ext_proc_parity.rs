@@ -15,7 +15,7 @@ mod h2client;
 use std::net::SocketAddr;
 
 use common::envoy::*;
-use common::ext_proc::Processor;
+use common::ext_proc::{gated, Processor};
 use common::*;
 
 const EXT_PROC: &str =
@@ -784,4 +784,57 @@ fn streamed_request_bodies_behave_like_envoy() {
             "{ours:?}"
         );
     }
+}
+
+/// A `STREAMED` response body in two reads, against Envoy 1.40: an HTTP/1 upstream
+/// sends its head with a first chunk, then (once the processor has it) the second chunk
+/// and the end in one write. The messages the processor was sent (the end alone after
+/// the last data, as Envoy's HTTP/1 codec hands it over) and what the client got.
+#[test]
+fn a_streamed_response_body_in_two_reads_behaves_like_envoy() {
+    let Some(bin) = envoy_or_skip("ext_proc parity (streamed response, two reads)") else {
+        return;
+    };
+    let p = Processor::start();
+    let (h, go) = gated(false);
+    let up = Upstream::start(h);
+    let text = bootstrap(up.addr, p.port, false);
+    let path = "/stream-upper-gated";
+    let look = |listen: SocketAddr| -> Vec<String> {
+        p.clear();
+        let mut c = Conn::connect(listen);
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: svc\r\n\r\n"));
+        let seen = wait_until(std::time::Duration::from_secs(5), || {
+            (!p.seen(path, "response_body").is_empty()).then_some(())
+        });
+        assert!(seen.is_some(), "the processor did not get the first piece");
+        go.send(()).unwrap();
+        let r = c.read_response().unwrap();
+        let mut out = vec![format!(
+            "{} body={:?} content-length={:?} transfer-encoding={:?}",
+            r.status,
+            r.body_str(),
+            r.header("content-length"),
+            r.header("transfer-encoding")
+        )];
+        out.extend(
+            p.seen(path, "response_body")
+                .iter()
+                .map(|m| format!("{:?} eos={}", m["body"], m["end_of_stream"])),
+        );
+        out
+    };
+    let envoy = Envoy::start(&bin, &text);
+    let theirs = look(envoy.listen);
+    drop(envoy);
+    let proxy = Proxy::start(&text);
+    let ours = look(proxy.listen);
+    assert_eq!(ours, theirs, "Outrigger vs Envoy");
+    assert!(ours.iter().any(|l| l.contains("FIRSTSECOND")), "{ours:?}");
+    // The end came alone, after "second" (which said end_of_stream: false).
+    assert_eq!(
+        ours.last().map(String::as_str),
+        Some("String(\"\") eos=true"),
+        "{ours:?}"
+    );
 }

@@ -4,9 +4,12 @@
 //!
 //! - [`first_h2_piece`]: an HTTP/2 upstream's DATA already at hand when the head is ready
 //!   goes through the chain before the head goes out (`h2/to_h2.rs`, `h1_to_h2.rs`).
-//! - [`stream`]: an HTTP/1 upstream's body, decoded, one piece per upstream read (a
-//!   chunked body's decoded chunks of that read together, and the end with them when
-//!   the read held it, as Envoy's HTTP/1 codec hands over what one read decoded), to a
+//! - [`stream`]: an HTTP/1 body (an upstream's, or a client's: `request_stream.rs`),
+//!   decoded, one piece per read (a chunked body's decoded chunks of that read
+//!   together, as Envoy's HTTP/1 codec hands over what one read decoded; the end alone
+//!   after the last data, as its `onMessageComplete` does, except for the body at hand
+//!   before anything was waited for, which Envoy's ext_proc queued during the headers'
+//!   round trip and sends in one message with the end), to a
 //!   [`Pieces`] sink that writes what the chain made of each (`conn/exchange.rs` to an
 //!   HTTP/1 client, `h2/to_h1.rs` to an HTTP/2 one). While the head is held, what the
 //!   upstream socket has at hand is read without waiting (body that came during the
@@ -137,16 +140,31 @@ pub(crate) async fn stream<P: Pieces, R: Io>(
     mut trailers: Option<&mut Vec<u8>>,
 ) -> Result<u64, Stopped> {
     let mut total = 0u64;
+    // No piece went yet, and nothing was waited for: what is at hand (read with the
+    // head, or in the socket already) is what Envoy's ext_proc queued during the
+    // headers' round trip and sends in one message, the end with it if it came.
+    // Afterwards Envoy's HTTP/1 codec hands each read's data over, and the end alone
+    // after it (`onMessageComplete`): `emit` splits it off.
+    let at_hand = std::cell::Cell::new(true);
     let mut read = async |buf: &mut ReadBuf, sink: &mut P| -> Result<usize, Stopped> {
-        if sink.head_held() {
+        if sink.head_held() || at_hand.get() {
             // Body that came during the headers' round trip is at hand in the socket:
-            // it goes through the chain before the head, as in Envoy.
+            // it goes through the chain first (before a held head), as in Envoy.
             if let Some(n) = futures_lite::future::poll_once(fill_from(src, buf, clock)).await {
                 return Ok(n?);
             }
         }
+        at_hand.set(false);
         sink.idle().await?;
         Ok(fill_from(src, buf, clock).await?)
+    };
+    let emit = async |sink: &mut P, data: &[u8], end: bool| -> Result<(), Stopped> {
+        let folded = at_hand.replace(false);
+        if end && !data.is_empty() && !folded {
+            sink.piece(data, false).await?;
+            return sink.piece(&[], true).await;
+        }
+        sink.piece(data, end).await
     };
     match kind {
         BodyKind::Empty => {}
@@ -160,7 +178,7 @@ pub(crate) async fn stream<P: Pieces, R: Io>(
                     .get(..usize::try_from(left).unwrap_or(usize::MAX))
                     .unwrap_or(data);
                 let take = run.len();
-                sink.piece(run, take as u64 == left).await?;
+                emit(sink, run, take as u64 == left).await?;
                 buf.consume(take);
                 left -= take as u64;
                 total += take as u64;
@@ -195,18 +213,18 @@ pub(crate) async fn stream<P: Pieces, R: Io>(
                 }
                 // What this read decoded, and the end with it if it came.
                 if !piece.is_empty() || dec.is_done() {
-                    sink.piece(&piece, dec.is_done()).await?;
+                    emit(sink, &piece, dec.is_done()).await?;
                     piece.clear();
                 }
             }
         }
         BodyKind::UntilClose => loop {
             if buf.is_empty() && read(buf, sink).await? == 0 {
-                sink.piece(&[], true).await?;
+                emit(sink, &[], true).await?;
                 break;
             }
             let data = buf.data();
-            sink.piece(data, false).await?;
+            emit(sink, data, false).await?;
             let n = data.len();
             buf.consume(n);
             total += n as u64;

@@ -8,10 +8,8 @@
 //!   read (`body_stream::stream`, as Envoy's HTTP/1 codec hands over what one read
 //!   decoded) through `Chain::on_request_piece`, what the chain made of it upstream
 //!   (and to the tee: Envoy's router, which mirrors, sees the body after the filters).
-//!   The end goes through the chain alone after the last data (Envoy's codec hands it
-//!   over in `onMessageComplete`), except with the first piece: the body at hand when
-//!   the headers' answer came, which Envoy's ext_proc queued and sends in one message
-//!   with the end if it came.
+//!   The end goes through the chain alone after the last data, except with the body at
+//!   hand when the headers' answer came, as Envoy sends them (`body_stream::stream`).
 //! - [`H2Pieces`]: an HTTP/2 client's DATA frames (`upstream/request/http1.rs` to an
 //!   HTTP/1 upstream, `h2/to_h2.rs` to an HTTP/2 one), each through the chain, with an
 //!   empty END_STREAM frame at hand counted with the frame before it.
@@ -92,7 +90,6 @@ pub(crate) async fn forward_h1<R: Io, W: AsyncWrite + Unpin>(
                 chunked: !strip,
                 out: Vec::new(),
                 framed: Vec::new(),
-                first: true,
             };
             body_stream::stream(&mut sink, src, buf, kind, clock, None).await
         }
@@ -108,8 +105,6 @@ struct Upstream<'a, 'c, W> {
     out: Vec<u8>,
     /// Chunk framing's scratch.
     framed: Vec<u8>,
-    /// No piece went yet.
-    first: bool,
 }
 
 impl<W: AsyncWrite + Unpin> Pieces for Upstream<'_, '_, W> {
@@ -122,22 +117,6 @@ impl<W: AsyncWrite + Unpin> Pieces for Upstream<'_, '_, W> {
     }
 
     async fn piece(&mut self, data: &[u8], end: bool) -> Result<(), Stopped> {
-        let first = std::mem::replace(&mut self.first, false);
-        if end && !data.is_empty() && !first {
-            // Envoy's HTTP/1 codec hands the body's end over in a call of its own
-            // (`onMessageComplete`), after the last data: the filters see it alone.
-            // Not so for the body at hand when the headers' answer came: Envoy's
-            // ext_proc queued it, the end with it, and sends it in one message.
-            self.one(data, false).await?;
-            return self.one(&[], true).await;
-        }
-        self.one(data, end).await
-    }
-}
-
-impl<W: AsyncWrite + Unpin> Upstream<'_, '_, W> {
-    /// One call of the chain, and what it made of `data` upstream.
-    async fn one(&mut self, data: &[u8], end: bool) -> Result<(), Stopped> {
         self.out.clear();
         if let Status::Respond(r) = self.chain.on_request_piece(data, end, &mut self.out).await {
             return Err(Stopped::Reply(r));

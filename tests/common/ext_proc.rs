@@ -76,3 +76,30 @@ impl Processor {
         std::fs::write(&self.log, "").unwrap();
     }
 }
+
+/// An upstream whose chunked response sends its head and a first chunk (`first`), then
+/// waits for the test's go (at most 20 s) before the second chunk (`second`) and the
+/// end: a proxy that held the body would deliver nothing of it before the go. With
+/// `head_only`, the first chunk waits for the go too.
+pub fn gated(head_only: bool) -> (super::Handler, std::sync::mpsc::Sender<()>) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let rx = std::sync::Mutex::new(rx);
+    let h: super::Handler = std::sync::Arc::new(move |_, _, s| {
+        use std::io::Write;
+        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")?;
+        if !head_only {
+            s.write_all(b"5\r\nfirst\r\n")?;
+        }
+        s.flush()?;
+        let _ = rx
+            .lock()
+            .unwrap()
+            .recv_timeout(std::time::Duration::from_secs(20));
+        if head_only {
+            s.write_all(b"5\r\nfirst\r\n")?;
+        }
+        s.write_all(b"6\r\nsecond\r\n0\r\n\r\n")?;
+        Ok(true)
+    });
+    (h, tx)
+}
