@@ -291,20 +291,28 @@ pub(crate) fn decimal(buf: &mut [u8; 20], mut n: u64) -> &str {
 /// A random (version 4) UUID in Envoy's lower-case 8-4-4-4-12 form, from the thread's
 /// generator.
 pub fn uuid_v4() -> [u8; 36] {
-    let mut bits = u128::from(fastrand::u64(..)) << 64 | u128::from(fastrand::u64(..));
+    let mut bytes = fastrand::u128(..).to_be_bytes();
     // Version 4, variant 10xx (RFC 9562 section 5.4).
-    bits = (bits & !(0xf << 76)) | (0x4 << 76);
-    bits = (bits & !(0x3 << 62)) | (0x2 << 62);
+    if let Some(b) = bytes.get_mut(6) {
+        *b = (*b & 0x0f) | 0x40;
+    }
+    if let Some(b) = bytes.get_mut(8) {
+        *b = (*b & 0x3f) | 0x80;
+    }
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hex = |n: u8| HEX.get(usize::from(n & 0xf)).copied().unwrap_or(b'0');
     let mut out = [b'-'; 36];
-    let mut nibble = 32;
-    for (i, slot) in out.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            continue;
+    // Each byte's two digits, skipping the dashes before bytes 4, 6, 8 and 10.
+    let mut at = 0;
+    for (i, b) in bytes.into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
         }
-        nibble -= 1;
-        let v = ((bits >> (nibble * 4)) & 0xf) as usize;
-        *slot = HEX.get(v).copied().unwrap_or(b'0');
+        if let Some([hi, lo]) = out.get_mut(at..at + 2) {
+            *hi = hex(b >> 4);
+            *lo = hex(b);
+        }
+        at += 2;
     }
     out
 }

@@ -18,14 +18,15 @@
 pub mod context;
 pub mod export;
 mod otlp;
+mod span;
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use self::context::{Outgoing, Propagation, SpanContext};
+pub use self::span::{ActiveSpan, Key};
 use crate::http::flags::ResponseFlag;
 
 /// Envoy's `x-client-trace-id`: a client asks for its request to be traced.
@@ -106,6 +107,15 @@ pub enum CustomTag {
         name: String,
         default: Option<String>,
     },
+}
+
+impl CustomTag {
+    /// The tag's key.
+    pub fn tag(&self) -> &str {
+        match self {
+            CustomTag::Literal { tag, .. } | CustomTag::RequestHeader { tag, .. } => tag,
+        }
+    }
 }
 
 /// The request facts a span is started from.
@@ -194,28 +204,15 @@ pub fn start<'h>(
     if !sampled {
         return (out, None);
     }
-    let mut span = Box::new(ActiveSpan {
-        tracing: t.clone(),
-        trace_id,
-        span_id,
-        parent: parent.map(|p| p.span_id),
-        start: SystemTime::now(),
-        name: Cow::Borrowed(t.kind.operation()),
-        text: String::with_capacity(TEXT_BYTES),
-        tags: Vec::with_capacity(24),
-        cluster: None,
-    });
+    let mut span = ActiveSpan::new(t, trace_id, span_id, parent.map(|p| p.span_id));
     if t.kind == SpanKind::Client {
         // Envoy names an egress span after the host too.
         span.name = Cow::Owned(format!("egress {}", String::from_utf8_lossy(r.authority)));
     }
-    // Every value the span owns goes into its one `text` buffer (no allocation per
-    // tag); the tags hold ranges of it.
-    let lossy = |s: &mut String, v: &[u8]| s.push_str(&String::from_utf8_lossy(v));
     if let Some(id) = &request_id {
-        span.tag_with("guid:x-request-id", |s| lossy(s, id));
+        span.put_lossy(Key::RequestId, id);
     } else if let Some(id) = header(crate::http::stamp::REQUEST_ID) {
-        span.tag_with("guid:x-request-id", |s| lossy(s, id));
+        span.put_lossy(Key::RequestId, id);
     }
     let path = header("x-envoy-original-path")
         .and_then(|p| std::str::from_utf8(p).ok())
@@ -226,45 +223,35 @@ pub fn start<'h>(
         .take_while(|end| *end <= t.max_path_tag_length)
         .last()
         .unwrap_or(0);
-    span.tag_with("http.url", |s| {
-        s.push_str(r.scheme);
-        s.push_str("://");
-        lossy(s, r.authority);
-        s.push_str(path.get(..cut).unwrap_or_default());
-    });
-    match known_method(r.method) {
-        Some(m) => span.tag("http.method", m),
-        None => span.tag_with("http.method", |s| s.push_str(r.method)),
-    }
+    let at = span.mark();
+    let text = span.text();
+    text.push_str(r.scheme);
+    text.push_str("://");
+    span::push_lossy(text, r.authority);
+    text.push_str(path.get(..cut).unwrap_or_default());
+    span.close(Key::HttpUrl, at);
+    span.put(Key::HttpMethod, r.method);
     for (k, h) in [
-        ("downstream_cluster", "x-envoy-downstream-service-cluster"),
-        ("user_agent", "user-agent"),
+        (Key::DownstreamCluster, "x-envoy-downstream-service-cluster"),
+        (Key::UserAgent, "user-agent"),
     ] {
-        match header(h) {
-            Some(v) => span.tag_with(k, |s| lossy(s, v)),
-            None => span.tag(k, "-"),
-        }
+        span.put_lossy(k, header(h).unwrap_or(b"-"));
     }
-    span.tag("http.protocol", r.protocol);
-    span.tag_with("peer.address", |s| {
-        let _ = write!(s, "{}", r.peer);
-    });
+    span.put(Key::HttpProtocol, r.protocol);
+    span.put_addr(Key::PeerAddress, r.peer, None);
     if let Some(id) = header(CLIENT_TRACE_ID) {
-        span.tag_with("guid:x-client-trace-id", |s| lossy(s, id));
+        span.put_lossy(Key::ClientTraceId, id);
     }
-    span.tag_with("node_id", |s| s.push_str(&t.node_id));
-    span.tag_with("zone", |s| s.push_str(&t.zone));
-    for c in &t.custom_tags {
+    span.put(Key::NodeId, &t.node_id);
+    span.put(Key::Zone, &t.zone);
+    for (i, c) in t.custom_tags.iter().enumerate() {
         match c {
-            CustomTag::Literal { tag, value } => span.tag_owned(tag, |s| s.push_str(value)),
-            CustomTag::RequestHeader { tag, name, default } => match header(name) {
-                Some(v) => span.tag_owned(tag, |s| lossy(s, v)),
-                None => {
-                    if let Some(d) = default {
-                        span.tag_owned(tag, |s| s.push_str(d));
-                    }
+            CustomTag::Literal { value, .. } => span.put_custom(i, value.as_bytes()),
+            CustomTag::RequestHeader { name, default, .. } => {
+                if let Some(v) = header(name).or(default.as_deref().map(str::as_bytes)) {
+                    span.put_custom(i, v);
                 }
-            },
+            }
         }
     }
     (out, Some(span))
@@ -310,120 +297,6 @@ fn decide<'h>(
     status
 }
 
-/// A sampled request's span while the request runs.
-pub struct ActiveSpan {
-    tracing: Arc<Tracing>,
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    parent: Option<[u8; 8]>,
-    start: SystemTime,
-    name: Cow<'static, str>,
-    /// The values that are the span's own, one after the other; tags point into it.
-    text: String,
-    tags: Vec<Tag>,
-    /// The upstream cluster's name in `text`.
-    cluster: Option<Val>,
-}
-
-/// What a span's `text` usually holds (ids, the URL, addresses, sizes): enough that it
-/// is allocated once.
-const TEXT_BYTES: usize = 384;
-
-/// A span attribute's value: the same for every span (`component: proxy`, a method, a
-/// protocol), borrowed; or the span's own, a range of its `text`. A span so allocates
-/// its text once, not a `String` per tag (and the exporter thread frees one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Val {
-    Static(&'static str),
-    Text(u32, u32),
-}
-
-/// A span attribute: its key (owned only for `custom_tags`) and value.
-pub type Tag = (Cow<'static, str>, Val);
-
-impl ActiveSpan {
-    /// The span's trace id (the access log's `%TRACE_ID%`).
-    pub fn trace_id(&self) -> [u8; 16] {
-        self.trace_id
-    }
-
-    fn tag(&mut self, k: &'static str, v: &'static str) {
-        self.set(Cow::Borrowed(k), Val::Static(v));
-    }
-
-    /// A tag whose value `write` appends to the span's text.
-    fn tag_with(&mut self, k: &'static str, write: impl FnOnce(&mut String)) {
-        let v = self.write(write);
-        self.set(Cow::Borrowed(k), v);
-    }
-
-    fn tag_owned(&mut self, k: &str, write: impl FnOnce(&mut String)) {
-        let v = self.write(write);
-        self.set(Cow::Owned(k.to_string()), v);
-    }
-
-    /// Appends to the span's text; the range written.
-    fn write(&mut self, write: impl FnOnce(&mut String)) -> Val {
-        let start = self.text.len();
-        write(&mut self.text);
-        let end = self.text.len();
-        Val::Text(
-            u32::try_from(start).unwrap_or(u32::MAX),
-            u32::try_from(end).unwrap_or(u32::MAX),
-        )
-    }
-
-    /// Envoy's `setTag`: a key is set once, a later value replaces it.
-    fn set(&mut self, k: Cow<'static, str>, v: Val) {
-        match self.tags.iter_mut().find(|(n, _)| *n == k) {
-            Some(slot) => slot.1 = v,
-            None => self.tags.push((k, v)),
-        }
-    }
-
-    /// The upstream cluster the route chose.
-    pub fn set_cluster(&mut self, name: &str) {
-        self.cluster = Some(self.write(|s| s.push_str(name)));
-    }
-}
-
-/// `http.method`: the standard methods, borrowed.
-fn known_method(m: &str) -> Option<&'static str> {
-    const KNOWN: [&str; 9] = [
-        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
-    ];
-    KNOWN.iter().find(|k| **k == m).copied()
-}
-
-/// A finished span on its way to the exporter.
-pub struct Finished {
-    pub collector: Arc<Collector>,
-    pub kind: SpanKind,
-    pub trace_id: [u8; 16],
-    pub span_id: [u8; 8],
-    pub parent: Option<[u8; 8]>,
-    pub name: Cow<'static, str>,
-    pub start: SystemTime,
-    pub end: SystemTime,
-    /// The span's own values, which `tags` point into.
-    pub text: String,
-    pub tags: Vec<Tag>,
-}
-
-impl Finished {
-    /// The span's attributes as key and value.
-    pub fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.tags.iter().map(|(k, v)| (k.as_ref(), self.value(*v)))
-    }
-
-    fn value(&self, v: Val) -> &str {
-        match v {
-            Val::Static(s) => s,
-            Val::Text(a, b) => self.text.get(a as usize..b as usize).unwrap_or_default(),
-        }
-    }
-}
-
 /// How the stream ended, for the span's last tags.
 pub struct End {
     pub status: u16,
@@ -437,58 +310,36 @@ pub struct End {
 /// Finishes a sampled span (Envoy's `finalizeDownstreamSpan`) and hands it to the
 /// exporter thread; a full queue drops it and counts it.
 pub fn finish(mut span: ActiveSpan, end: &End) {
-    span.tag_with("request_size", |s| {
-        let _ = write!(s, "{}", end.bytes_received);
-    });
-    span.tag_with("response_size", |s| {
-        let _ = write!(s, "{}", end.bytes_sent);
-    });
-    span.tag("component", "proxy");
-    if let Some(c) = span.cluster.take() {
-        span.set(Cow::Borrowed("upstream_cluster"), c);
-        span.set(Cow::Borrowed("upstream_cluster.name"), c);
-    }
-    span.tag_with("http.status_code", |s| {
-        let _ = write!(s, "{}", end.status);
-    });
+    span.put_u64(Key::RequestSize, end.bytes_received);
+    span.put_u64(Key::ResponseSize, end.bytes_sent);
+    span.put(Key::Component, "proxy");
+    span.put_u64(Key::HttpStatusCode, u64::from(end.status));
     // Envoy's `toShortString`: `-`, `UF`, `URX,UC`.
+    let at = span.mark();
     let mut set = end.flags.iter().flatten();
-    match (set.next(), end.flags.iter().flatten().count()) {
-        (None, _) => span.tag("response_flags", "-"),
-        (Some(f), 1) => span.tag("response_flags", f.as_str()),
-        (Some(f), _) => span.tag_with("response_flags", |s| {
-            s.push_str(f.as_str());
+    match set.next() {
+        None => span.text().push('-'),
+        Some(f) => {
+            let text = span.text();
+            text.push_str(f.as_str());
             for f in set {
-                s.push(',');
-                s.push_str(f.as_str());
+                text.push(',');
+                text.push_str(f.as_str());
             }
-        }),
+        }
     }
+    span.close(Key::ResponseFlags, at);
     if end.status == 0 || end.status >= 500 {
-        span.tag("error", "true");
+        span.put(Key::Error, "true");
     }
     if let Some(a) = end.upstream {
-        span.tag_with("upstream_address", |s| {
-            let _ = write!(s, "{a}");
-        });
+        span.put_addr(Key::UpstreamAddress, a.ip(), Some(a.port()));
     }
-    let done = Finished {
-        collector: span.tracing.collector.clone(),
-        kind: span.tracing.kind,
-        trace_id: span.trace_id,
-        span_id: span.span_id,
-        parent: span.parent,
-        name: std::mem::take(&mut span.name),
-        start: span.start,
-        end: SystemTime::now(),
-        text: std::mem::take(&mut span.text),
-        tags: std::mem::take(&mut span.tags),
-    };
     // Encoded here, on the worker, while the span's values are in its cache; the span
     // itself is freed here too, not by the exporter's thread.
-    let bytes = otlp::span_bytes(&done);
+    let bytes = otlp::span_bytes(&span, SystemTime::now());
     export::submit(export::Encoded {
-        collector: done.collector,
+        collector: span.tracing.collector.clone(),
         bytes,
     });
 }
@@ -535,12 +386,24 @@ mod tests {
         generates_request_id: true,
     };
 
-    /// The span's own values live in its text; a tag set again takes the new value; the
-    /// URL's path is cut at `max_path_tag_length` on a character boundary.
+    /// The span's values live in its text; a tag set again takes the new value; the
+    /// URL's path is cut at `max_path_tag_length` on a character boundary; a custom tag
+    /// with a standard tag's name takes its slot.
     #[test]
     fn tags_point_into_the_spans_text() {
         let t = Arc::new(Tracing {
             max_path_tag_length: 4,
+            custom_tags: vec![
+                CustomTag::Literal {
+                    tag: "env".into(),
+                    value: "test".into(),
+                },
+                CustomTag::RequestHeader {
+                    tag: "zone".into(),
+                    name: "x-zone".into(),
+                    default: Some("z0".into()),
+                },
+            ],
             ..(*tracing(10_000, 10_000)).clone()
         });
         let r = Request {
@@ -552,21 +415,9 @@ mod tests {
         });
         let mut span = span.expect("sampled");
         span.set_cluster("backend");
-        span.tag_with("user_agent", |s| s.push_str("again"));
-        let f = Finished {
-            collector: t.collector.clone(),
-            kind: t.kind,
-            trace_id: span.trace_id,
-            span_id: span.span_id,
-            parent: None,
-            name: Cow::Borrowed("ingress"),
-            start: span.start,
-            end: span.start,
-            text: std::mem::take(&mut span.text),
-            tags: std::mem::take(&mut span.tags),
-        };
+        span.put(Key::UserAgent, "again");
         let get = |k: &str| {
-            f.attributes()
+            span.attributes()
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         };
@@ -575,7 +426,16 @@ mod tests {
         assert_eq!(get("user_agent").as_deref(), Some("again"));
         assert_eq!(get("downstream_cluster").as_deref(), Some("-"));
         assert_eq!(get("peer.address").as_deref(), Some("127.0.0.1"));
-        assert_eq!(f.tags.iter().filter(|(k, _)| k == "user_agent").count(), 1);
+        assert_eq!(get("upstream_cluster.name").as_deref(), Some("backend"));
+        assert_eq!(get("env").as_deref(), Some("test"));
+        assert_eq!(get("zone").as_deref(), Some("z0"));
+        assert_eq!(
+            span.attributes()
+                .filter(|(k, _)| *k == "user_agent")
+                .count(),
+            1
+        );
+        assert_eq!(span.attributes().filter(|(k, _)| *k == "zone").count(), 1);
     }
 
     #[test]

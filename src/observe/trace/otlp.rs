@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
-use super::{Finished, SpanKind};
+use super::{ActiveSpan, SpanKind};
 
 // Field numbers (opentelemetry/proto/**.proto). Every one is below 16, so every key is
 // one byte.
@@ -71,14 +71,14 @@ fn key_value_len(key: &str, value: &str) -> usize {
     field_len(key.len()) + delimited(any_value_len(value))
 }
 
-fn span_len(f: &Finished) -> usize {
+fn span_len(f: &ActiveSpan, end: SystemTime) -> usize {
     let mut n = delimited(f.trace_id.len()) + delimited(f.span_id.len());
     if f.parent.is_some() {
         n += delimited(8);
     }
     n += field_len(f.name.len());
     n += 2; // kind: one key byte, one varint byte
-    for t in [f.start, f.end] {
+    for t in [f.start, end] {
         if nanos(t) != 0 {
             n += 1 + 8;
         }
@@ -111,14 +111,14 @@ fn put_key_value(key: &str, value: &str, out: &mut Vec<u8>) {
 
 /// One span as the bytes of a `ScopeSpans.spans` field (key, length, `Span`), which
 /// `encode` puts side by side.
-pub fn span_bytes(f: &Finished) -> Vec<u8> {
-    let len = span_len(f);
+pub fn span_bytes(f: &ActiveSpan, end: SystemTime) -> Vec<u8> {
+    let len = span_len(f, end);
     let mut out = Vec::with_capacity(delimited(len));
-    put_span(f, len, &mut out);
+    put_span(f, end, len, &mut out);
     out
 }
 
-fn put_span(f: &Finished, len: usize, out: &mut Vec<u8>) {
+fn put_span(f: &ActiveSpan, end: SystemTime, len: usize, out: &mut Vec<u8>) {
     put_header(SCOPE_SPANS_SPANS, len, out);
     put_bytes(SPAN_TRACE_ID, &f.trace_id, out);
     put_bytes(SPAN_SPAN_ID, &f.span_id, out);
@@ -128,13 +128,13 @@ fn put_span(f: &Finished, len: usize, out: &mut Vec<u8>) {
     put_bytes(SPAN_NAME, f.name.as_bytes(), out);
     encode_key(SPAN_KIND, WireType::Varint, out);
     encode_varint(
-        match f.kind {
+        match f.tracing.kind {
             SpanKind::Server => KIND_SERVER,
             SpanKind::Client => KIND_CLIENT,
         },
         out,
     );
-    for (field, t) in [(SPAN_START, f.start), (SPAN_END, f.end)] {
+    for (field, t) in [(SPAN_START, f.start), (SPAN_END, end)] {
         let ns = nanos(t);
         if ns != 0 {
             encode_key(field, WireType::SixtyFourBit, out);

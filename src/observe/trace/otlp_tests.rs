@@ -1,6 +1,5 @@
 //! The hand-written encoding against the opentelemetry-proto crate's prost types.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +9,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use super::super::{Collector, Finished, SpanKind, Val};
+use super::super::{ActiveSpan, Collector, CustomTag, Propagation, SpanKind, Tracing};
 use super::{encode, nanos, span_bytes};
 
 fn kv(key: &str, value: &str) -> KeyValue {
@@ -24,18 +23,18 @@ fn kv(key: &str, value: &str) -> KeyValue {
 }
 
 /// The same request built as the crate's prost tree.
-fn reference(service_name: &str, spans: &[Finished]) -> ExportTraceServiceRequest {
-    let span = |f: &Finished| Span {
+fn reference(service_name: &str, spans: &[(ActiveSpan, SystemTime)]) -> ExportTraceServiceRequest {
+    let span = |(f, end): &(ActiveSpan, SystemTime)| Span {
         trace_id: f.trace_id.to_vec(),
         span_id: f.span_id.to_vec(),
         parent_span_id: f.parent.map(|p| p.to_vec()).unwrap_or_default(),
         name: f.name.to_string(),
-        kind: match f.kind {
+        kind: match f.tracing.kind {
             SpanKind::Server => span::SpanKind::Server as i32,
             SpanKind::Client => span::SpanKind::Client as i32,
         },
         start_time_unix_nano: nanos(f.start),
-        end_time_unix_nano: nanos(f.end),
+        end_time_unix_nano: nanos(*end),
         attributes: f.attributes().map(|(k, v)| kv(k, v)).collect(),
         ..Span::default()
     };
@@ -54,8 +53,30 @@ fn reference(service_name: &str, spans: &[Finished]) -> ExportTraceServiceReques
     }
 }
 
-fn finished(i: u8, parent: bool, kind: SpanKind, tags: &[(&'static str, String)]) -> Finished {
-    Finished {
+/// A span of `kind` with `tags` (each a custom tag of its tracing config, which puts a
+/// standard tag's name in its standard slot).
+fn finished(
+    i: u8,
+    parent: bool,
+    kind: SpanKind,
+    tags: &[(&'static str, String)],
+) -> (ActiveSpan, SystemTime) {
+    let tracing = Arc::new(Tracing {
+        kind,
+        random_sampling: 10_000,
+        client_sampling: 10_000,
+        overall_sampling: 10_000,
+        propagation: Propagation::default(),
+        custom_tags: tags
+            .iter()
+            .map(|(k, v)| CustomTag::Literal {
+                tag: (*k).into(),
+                value: v.clone(),
+            })
+            .collect(),
+        max_path_tag_length: 256,
+        node_id: String::new(),
+        zone: String::new(),
         collector: Arc::new(Collector {
             addr: "127.0.0.1:4318".parse().expect("an address"),
             authority: "collector".into(),
@@ -66,23 +87,18 @@ fn finished(i: u8, parent: bool, kind: SpanKind, tags: &[(&'static str, String)]
             flush_interval: Duration::from_secs(5),
             queue_spans: 1024,
         }),
-        kind,
-        trace_id: [i; 16],
-        span_id: [i.wrapping_add(1); 8],
-        parent: parent.then_some([7; 8]),
-        name: Cow::Borrowed("ingress"),
-        start: UNIX_EPOCH + Duration::from_nanos(1_764_000_000_123_456_789 + u64::from(i)),
-        end: SystemTime::now(),
-        text: tags.iter().map(|(_, v)| v.as_str()).collect(),
-        tags: tags
-            .iter()
-            .scan(0u32, |at, (k, v)| {
-                let start = *at;
-                *at += v.len() as u32;
-                Some((Cow::Borrowed(*k), Val::Text(start, *at)))
-            })
-            .collect(),
+    });
+    let mut span = ActiveSpan::new(
+        &tracing,
+        [i; 16],
+        [i.wrapping_add(1); 8],
+        parent.then_some([7; 8]),
+    );
+    span.start = UNIX_EPOCH + Duration::from_nanos(1_764_000_000_123_456_789 + u64::from(i));
+    for (n, (_, v)) in tags.iter().enumerate() {
+        span.put_custom(n, v.as_bytes());
     }
+    (*span, SystemTime::now())
 }
 
 #[test]
@@ -96,6 +112,7 @@ fn the_bytes_are_the_crates_own_encoding() {
             SpanKind::Client,
             &[
                 ("http.method", "GET".into()),
+                ("component", "proxy".into()),
                 ("empty", String::new()),
                 ("upstream_cluster.name", long.clone()),
                 ("", "no key".into()),
@@ -108,12 +125,6 @@ fn the_bytes_are_the_crates_own_encoding() {
             &[("guid:x-request-id", "x".repeat(40))],
         ),
     ];
-    // A borrowed value among the span's own ones.
-    let mut spans = spans;
-    if let Some(s) = spans.get_mut(1) {
-        s.tags
-            .insert(1, (Cow::Borrowed("component"), Val::Static("proxy")));
-    }
     let (first, rest) = spans.split_at(1);
     for (service, spans) in [
         ("proxy", spans.as_slice()),
@@ -122,7 +133,7 @@ fn the_bytes_are_the_crates_own_encoding() {
         ("none", &[][..]),
     ] {
         let mut ours = vec![1, 2, 3];
-        let encoded: Vec<Vec<u8>> = spans.iter().map(span_bytes).collect();
+        let encoded: Vec<Vec<u8>> = spans.iter().map(|(s, end)| span_bytes(s, *end)).collect();
         encode(service, &encoded, &mut ours);
         let theirs = reference(service, spans).encode_to_vec();
         assert_eq!(ours, theirs, "service {service:?}, {} spans", spans.len());

@@ -1,0 +1,357 @@
+//! A sampled request's span while the request runs: one record with the span's fixed
+//! facts (ids, times, name) and a slot per standard tag, all values in one text buffer.
+//!
+//! Envoy's connection manager tags every span with the same keys (`Key`), each set
+//! once per request, so the span keeps a fixed array of ranges into its text instead of
+//! a list of keys and values: setting a tag is a store, not a search of the tags set so
+//! far, and the span costs two allocations (the record and its text) where the list
+//! made it three. Only `custom_tags` have keys of their own, kept by their index in the
+//! config (no allocation when none are configured). The exporter's encoding reads the
+//! slots in `Key` order (`otlp.rs`).
+
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::Tracing;
+
+/// The standard span tags, in the order they are exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    RequestId,
+    HttpUrl,
+    HttpMethod,
+    DownstreamCluster,
+    UserAgent,
+    HttpProtocol,
+    PeerAddress,
+    ClientTraceId,
+    NodeId,
+    Zone,
+    RequestSize,
+    ResponseSize,
+    Component,
+    UpstreamCluster,
+    UpstreamClusterName,
+    HttpStatusCode,
+    ResponseFlags,
+    Error,
+    UpstreamAddress,
+}
+
+/// How many `Key`s there are.
+const KEYS: usize = 19;
+
+impl Key {
+    const ALL: [Key; KEYS] = [
+        Key::RequestId,
+        Key::HttpUrl,
+        Key::HttpMethod,
+        Key::DownstreamCluster,
+        Key::UserAgent,
+        Key::HttpProtocol,
+        Key::PeerAddress,
+        Key::ClientTraceId,
+        Key::NodeId,
+        Key::Zone,
+        Key::RequestSize,
+        Key::ResponseSize,
+        Key::Component,
+        Key::UpstreamCluster,
+        Key::UpstreamClusterName,
+        Key::HttpStatusCode,
+        Key::ResponseFlags,
+        Key::Error,
+        Key::UpstreamAddress,
+    ];
+
+    /// The tag's name, as Envoy's (`Tracing::Tags`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::RequestId => "guid:x-request-id",
+            Key::HttpUrl => "http.url",
+            Key::HttpMethod => "http.method",
+            Key::DownstreamCluster => "downstream_cluster",
+            Key::UserAgent => "user_agent",
+            Key::HttpProtocol => "http.protocol",
+            Key::PeerAddress => "peer.address",
+            Key::ClientTraceId => "guid:x-client-trace-id",
+            Key::NodeId => "node_id",
+            Key::Zone => "zone",
+            Key::RequestSize => "request_size",
+            Key::ResponseSize => "response_size",
+            Key::Component => "component",
+            Key::UpstreamCluster => "upstream_cluster",
+            Key::UpstreamClusterName => "upstream_cluster.name",
+            Key::HttpStatusCode => "http.status_code",
+            Key::ResponseFlags => "response_flags",
+            Key::Error => "error",
+            Key::UpstreamAddress => "upstream_address",
+        }
+    }
+
+    fn of(name: &str) -> Option<Key> {
+        Key::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// A tag's value: a range of the span's text (`start == UNSET`: not set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Range {
+    start: u32,
+    end: u32,
+}
+
+const UNSET: Range = Range {
+    start: u32::MAX,
+    end: u32::MAX,
+};
+
+/// What a span's text usually holds (ids, the URL, addresses, sizes): enough that it
+/// is allocated once.
+const TEXT_BYTES: usize = 384;
+
+/// A sampled request's span.
+pub struct ActiveSpan {
+    pub(super) tracing: Arc<Tracing>,
+    pub(super) trace_id: [u8; 16],
+    pub(super) span_id: [u8; 8],
+    pub(super) parent: Option<[u8; 8]>,
+    pub(super) start: SystemTime,
+    pub(super) name: Cow<'static, str>,
+    /// The tags' values, one after the other.
+    text: String,
+    /// Each standard tag's value, by `Key`.
+    tags: [Range; KEYS],
+    /// Each of the config's `custom_tags`' values whose key is not a standard one.
+    custom: Vec<Range>,
+}
+
+impl ActiveSpan {
+    pub(super) fn new(
+        tracing: &Arc<Tracing>,
+        trace_id: [u8; 16],
+        span_id: [u8; 8],
+        parent: Option<[u8; 8]>,
+    ) -> Box<ActiveSpan> {
+        Box::new(ActiveSpan {
+            tracing: tracing.clone(),
+            trace_id,
+            span_id,
+            parent,
+            start: SystemTime::now(),
+            name: Cow::Borrowed(tracing.kind.operation()),
+            text: String::with_capacity(TEXT_BYTES),
+            tags: [UNSET; KEYS],
+            custom: if tracing.custom_tags.is_empty() {
+                Vec::new()
+            } else {
+                vec![UNSET; tracing.custom_tags.len()]
+            },
+        })
+    }
+
+    /// The span's trace id (the access log's `%TRACE_ID%`).
+    pub fn trace_id(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    /// The upstream cluster the route chose (`upstream_cluster` and
+    /// `upstream_cluster.name`).
+    pub fn set_cluster(&mut self, name: &str) {
+        let at = self.mark();
+        self.text.push_str(name);
+        self.close(Key::UpstreamCluster, at);
+        self.close(Key::UpstreamClusterName, at);
+    }
+
+    /// Where the next value starts in the text.
+    pub(super) fn mark(&self) -> u32 {
+        u32::try_from(self.text.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The text written since `at` is `k`'s value (Envoy's `setTag`: a later value
+    /// replaces an earlier one).
+    pub(super) fn close(&mut self, k: Key, at: u32) {
+        let end = self.mark();
+        if let Some(slot) = self.tags.get_mut(k as usize) {
+            *slot = Range { start: at, end };
+        }
+    }
+
+    /// The text the value being written goes into.
+    pub(super) fn text(&mut self) -> &mut String {
+        &mut self.text
+    }
+
+    pub(super) fn put(&mut self, k: Key, v: &str) {
+        let at = self.mark();
+        self.text.push_str(v);
+        self.close(k, at);
+    }
+
+    /// A header's value, as text (invalid UTF-8 replaced).
+    pub(super) fn put_lossy(&mut self, k: Key, v: &[u8]) {
+        let at = self.mark();
+        push_lossy(&mut self.text, v);
+        self.close(k, at);
+    }
+
+    pub(super) fn put_u64(&mut self, k: Key, n: u64) {
+        let at = self.mark();
+        push_u64(&mut self.text, n);
+        self.close(k, at);
+    }
+
+    /// An address, as Rust and Envoy print it (`10.0.0.1`, `10.0.0.1:80`, `[::1]:80`).
+    pub(super) fn put_addr(&mut self, k: Key, ip: IpAddr, port: Option<u16>) {
+        let at = self.mark();
+        match (ip, port) {
+            (IpAddr::V4(v4), _) => {
+                for (i, o) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.text.push('.');
+                    }
+                    push_u64(&mut self.text, u64::from(o));
+                }
+            }
+            (IpAddr::V6(v6), None) => {
+                let _ = write!(self.text, "{v6}");
+            }
+            (IpAddr::V6(v6), Some(_)) => {
+                let _ = write!(self.text, "[{v6}]");
+            }
+        }
+        if let Some(p) = port {
+            self.text.push(':');
+            push_u64(&mut self.text, u64::from(p));
+        }
+        self.close(k, at);
+    }
+
+    /// The value of the config's `custom_tags[i]`, in the slot of the standard tag of
+    /// the same name if there is one.
+    pub(super) fn put_custom(&mut self, i: usize, v: &[u8]) {
+        let Some(name) = self.tracing.custom_tags.get(i).map(|c| c.tag()) else {
+            return;
+        };
+        if let Some(k) = Key::of(name) {
+            return self.put_lossy(k, v);
+        }
+        let at = self.mark();
+        push_lossy(&mut self.text, v);
+        let end = self.mark();
+        if let Some(slot) = self.custom.get_mut(i) {
+            *slot = Range { start: at, end };
+        }
+    }
+
+    fn value(&self, r: Range) -> &str {
+        self.text
+            .get(r.start as usize..r.end as usize)
+            .unwrap_or_default()
+    }
+
+    /// The span's attributes as key and value: the standard tags set, in `Key` order,
+    /// then the custom ones.
+    pub fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
+        let standard = Key::ALL
+            .iter()
+            .zip(self.tags.iter())
+            .filter(|(_, r)| r.start != u32::MAX)
+            .map(|(k, r)| (k.name(), self.value(*r)));
+        let custom = self
+            .tracing
+            .custom_tags
+            .iter()
+            .zip(self.custom.iter())
+            .filter(|(_, r)| r.start != u32::MAX)
+            .map(|(c, r)| (c.tag(), self.value(*r)));
+        standard.chain(custom)
+    }
+}
+
+/// Appends `n` in decimal (without `fmt`'s machinery, which a span's four numbers and
+/// two addresses went through).
+fn push_u64(s: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    for d in digits.get(at..).unwrap_or_default() {
+        s.push(char::from(*d));
+    }
+}
+
+/// Appends `v` as text: as it is when it is UTF-8, else with replacement characters.
+pub(super) fn push_lossy(s: &mut String, v: &[u8]) {
+    match std::str::from_utf8(v) {
+        Ok(v) => s.push_str(v),
+        Err(_) => s.push_str(&String::from_utf8_lossy(v)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::trace::{Collector, Propagation, SpanKind};
+
+    /// Numbers and addresses are written as `fmt` writes them.
+    #[test]
+    fn numbers_and_addresses_print_as_fmt_does() {
+        let t = Arc::new(Tracing {
+            kind: SpanKind::Server,
+            random_sampling: 0,
+            client_sampling: 0,
+            overall_sampling: 0,
+            propagation: Propagation::default(),
+            custom_tags: vec![],
+            max_path_tag_length: 256,
+            node_id: String::new(),
+            zone: String::new(),
+            collector: Arc::new(Collector {
+                addr: ([127, 0, 0, 1], 1).into(),
+                authority: String::new(),
+                path: String::new(),
+                grpc: false,
+                service_name: String::new(),
+                batch_spans: 1,
+                flush_interval: std::time::Duration::from_secs(1),
+                queue_spans: 1,
+            }),
+        });
+        let mut span = ActiveSpan::new(&t, [1; 16], [1; 8], None);
+        let get = |s: &ActiveSpan, k: Key| {
+            s.attributes()
+                .find(|(n, _)| *n == k.name())
+                .map(|(_, v)| v.to_string())
+        };
+        for n in [0, 7, 10, 404, 65_535, u64::MAX] {
+            span.put_u64(Key::RequestSize, n);
+            assert_eq!(get(&span, Key::RequestSize), Some(n.to_string()));
+        }
+        let addrs: [std::net::SocketAddr; 3] = [
+            "10.0.255.1:80".parse().unwrap(),
+            "0.0.0.0:0".parse().unwrap(),
+            "[2001:db8::1]:8443".parse().unwrap(),
+        ];
+        for a in addrs {
+            span.put_addr(Key::UpstreamAddress, a.ip(), Some(a.port()));
+            assert_eq!(get(&span, Key::UpstreamAddress), Some(a.to_string()));
+            span.put_addr(Key::PeerAddress, a.ip(), None);
+            assert_eq!(get(&span, Key::PeerAddress), Some(a.ip().to_string()));
+        }
+    }
+}
