@@ -6,10 +6,10 @@
 //! filter chain runs, a connection manager with tracing calls [`start`], which reads the
 //! parent context (`context.rs`), decides sampling and returns the [`Outgoing`] context
 //! that the upstream request's `http::stamp::Stamp` writes (`traceparent`, B3). A
-//! sampled request also gets an [`ActiveSpan`] (one allocation, only when sampled), which
-//! the connection manager finishes when the stream ends ([`finish`]); the finished span
-//! goes to the exporter thread through the worker's lock-free queue (`export.rs`), which
-//! builds and sends the OTLP messages (`otlp.rs`). An unsampled request costs the
+//! sampled request also gets an [`ActiveSpan`] (`span.rs`: a record and its text),
+//! which the connection manager finishes when the stream ends ([`finish`]): the worker
+//! encodes it (`otlp.rs`) and hands the bytes to the exporter thread through its
+//! lock-free queue (`export.rs`), which sends them in OTLP requests. An unsampled request costs the
 //! header look-ups and a random number; a connection manager without tracing, one
 //! branch.
 
