@@ -17,15 +17,17 @@
 
 pub mod context;
 pub mod export;
+mod model;
 mod otlp;
 mod span;
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 pub use self::context::{Outgoing, Propagation, SpanContext};
+pub use self::model::{Collector, CustomTag, SpanKind, Tracing};
 pub use self::span::{ActiveSpan, Key};
 use crate::http::flags::ResponseFlag;
 
@@ -33,90 +35,6 @@ use crate::http::flags::ResponseFlag;
 pub const CLIENT_TRACE_ID: &str = "x-client-trace-id";
 /// Envoy's `x-envoy-force-trace`: trace this request (honoured from trusted peers).
 pub const FORCE_TRACE: &str = "x-envoy-force-trace";
-
-/// A connection manager's tracing (Envoy's HCM `tracing` with the OpenTelemetry
-/// provider).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tracing {
-    /// Server spans for inbound traffic, client spans for outbound (Envoy: the
-    /// listener's `traffic_direction`).
-    pub kind: SpanKind,
-    /// Sampling, in hundredths of a percent (0..=10000), as Envoy's fractional
-    /// percents: `random_sampling`, `client_sampling`, `overall_sampling`.
-    pub random_sampling: u32,
-    pub client_sampling: u32,
-    pub overall_sampling: u32,
-    pub propagation: Propagation,
-    /// Tags added to every span (Envoy's `custom_tags`).
-    pub custom_tags: Vec<CustomTag>,
-    /// `http.url`'s path is cut to this many bytes (Envoy's `max_path_tag_length`).
-    pub max_path_tag_length: usize,
-    /// The node's id and zone, tagged on every span (Envoy's `node_id`, `zone`).
-    pub node_id: String,
-    pub zone: String,
-    pub collector: Arc<Collector>,
-}
-
-/// Where and how finished spans are exported.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Collector {
-    /// The collector's address (resolved when the config is built).
-    pub addr: SocketAddr,
-    /// The `Host` of the export requests.
-    pub authority: String,
-    /// OTLP/HTTP's path (`/v1/traces`); unused over gRPC.
-    pub path: String,
-    /// OTLP over HTTP/1.1 (protobuf) or over gRPC (HTTP/2).
-    pub grpc: bool,
-    /// The resource's `service.name`.
-    pub service_name: String,
-    /// A batch is sent when it holds this many spans...
-    pub batch_spans: usize,
-    /// ... or this long after its first span.
-    pub flush_interval: Duration,
-    /// Each worker's queue to the exporter holds this many spans; a span that finds it
-    /// full is dropped and counted.
-    pub queue_spans: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpanKind {
-    Server,
-    Client,
-}
-
-impl SpanKind {
-    /// Envoy's operation name, the span's name without a route decorator.
-    pub fn operation(self) -> &'static str {
-        match self {
-            SpanKind::Server => "ingress",
-            SpanKind::Client => "egress",
-        }
-    }
-}
-
-/// Envoy's `custom_tags`: a literal, or a request header's value (with a default).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CustomTag {
-    Literal {
-        tag: String,
-        value: String,
-    },
-    RequestHeader {
-        tag: String,
-        name: String,
-        default: Option<String>,
-    },
-}
-
-impl CustomTag {
-    /// The tag's key.
-    pub fn tag(&self) -> &str {
-        match self {
-            CustomTag::Literal { tag, .. } | CustomTag::RequestHeader { tag, .. } => tag,
-        }
-    }
-}
 
 /// The request facts a span is started from.
 pub struct Request<'r> {
@@ -347,6 +265,7 @@ pub fn finish(mut span: ActiveSpan, end: &End) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn tracing(random: u32, overall: u32) -> Arc<Tracing> {
         Arc::new(Tracing {

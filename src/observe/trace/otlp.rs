@@ -19,7 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
-use super::{ActiveSpan, SpanKind};
+use super::model::SpanKind;
+use super::span::ActiveSpan;
 
 // Field numbers (opentelemetry/proto/**.proto). Every one is below 16, so every key is
 // one byte.

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::Tracing;
+use super::model::Tracing;
 
 /// The standard span tags, in the order they are exported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,7 +306,8 @@ pub(super) fn push_lossy(s: &mut String, v: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::trace::{Collector, Propagation, SpanKind};
+    use crate::observe::trace::context::Propagation;
+    use crate::observe::trace::model::{Collector, SpanKind};
 
     /// Numbers and addresses are written as `fmt` writes them.
     #[test]
