@@ -156,7 +156,7 @@ pub fn start<'h>(
         span.put_lossy(k, header(h).unwrap_or(b"-"));
     }
     span.put(Key::HttpProtocol, r.protocol);
-    span.put_addr(Key::PeerAddress, r.peer, None);
+    span.put_addr(Key::PeerAddress, span::Addr::Ip(r.peer));
     if let Some(id) = header(CLIENT_TRACE_ID) {
         span.put_lossy(Key::ClientTraceId, id);
     }
@@ -251,7 +251,7 @@ pub fn finish(mut span: ActiveSpan, end: &End) {
         span.put(Key::Error, "true");
     }
     if let Some(a) = end.upstream {
-        span.put_addr(Key::UpstreamAddress, a.ip(), Some(a.port()));
+        span.put_addr(Key::UpstreamAddress, span::Addr::Socket(a));
     }
     // Encoded here, on the worker, while the span's values are in its cache; the span
     // itself is freed here too, not by the exporter's thread.

@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -97,6 +97,13 @@ impl Key {
     fn of(name: &str) -> Option<Key> {
         Key::ALL.into_iter().find(|k| k.name() == name)
     }
+}
+
+/// An address to tag: a peer's IP, or an upstream's socket address.
+#[derive(Debug, Clone, Copy)]
+pub enum Addr {
+    Ip(IpAddr),
+    Socket(SocketAddr),
 }
 
 /// A tag's value: a range of the span's text (`start == UNSET`: not set).
@@ -207,28 +214,33 @@ impl ActiveSpan {
         self.close(k, at);
     }
 
-    /// An address, as Rust and Envoy print it (`10.0.0.1`, `10.0.0.1:80`, `[::1]:80`).
-    pub(super) fn put_addr(&mut self, k: Key, ip: IpAddr, port: Option<u16>) {
+    /// An address, as Rust and Envoy print it (`10.0.0.1`, `10.0.0.1:80`,
+    /// `[::1]:80`): an IPv4 one without `fmt`, an IPv6 one through it.
+    pub(super) fn put_addr(&mut self, k: Key, addr: Addr) {
         let at = self.mark();
-        match (ip, port) {
-            (IpAddr::V4(v4), _) => {
+        let (ip, port) = match addr {
+            Addr::Ip(ip) => (ip, None),
+            Addr::Socket(a) => (a.ip(), Some(a.port())),
+        };
+        match ip {
+            IpAddr::V4(v4) => {
                 for (i, o) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
                         self.text.push('.');
                     }
                     push_u64(&mut self.text, u64::from(o));
                 }
+                if let Some(p) = port {
+                    self.text.push(':');
+                    push_u64(&mut self.text, u64::from(p));
+                }
             }
-            (IpAddr::V6(v6), None) => {
-                let _ = write!(self.text, "{v6}");
+            IpAddr::V6(_) => {
+                let _ = match addr {
+                    Addr::Ip(ip) => write!(self.text, "{ip}"),
+                    Addr::Socket(a) => write!(self.text, "{a}"),
+                };
             }
-            (IpAddr::V6(v6), Some(_)) => {
-                let _ = write!(self.text, "[{v6}]");
-            }
-        }
-        if let Some(p) = port {
-            self.text.push(':');
-            push_u64(&mut self.text, u64::from(p));
         }
         self.close(k, at);
     }
@@ -275,24 +287,10 @@ impl ActiveSpan {
     }
 }
 
-/// Appends `n` in decimal (without `fmt`'s machinery, which a span's four numbers and
-/// two addresses went through).
-fn push_u64(s: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
-        }
-    }
-    for d in digits.get(at..).unwrap_or_default() {
-        s.push(char::from(*d));
-    }
+/// Appends `n` in decimal, without `fmt`'s machinery (a span's four numbers and its
+/// IPv4 addresses' octets went through it).
+fn push_u64(s: &mut String, n: u64) {
+    s.push_str(crate::http::stamp::decimal(&mut [0; 20], n));
 }
 
 /// Appends `v` as text: as it is when it is UTF-8, else with replacement characters.
@@ -343,15 +341,16 @@ mod tests {
             span.put_u64(Key::RequestSize, n);
             assert_eq!(get(&span, Key::RequestSize), Some(n.to_string()));
         }
-        let addrs: [std::net::SocketAddr; 3] = [
+        let addrs: [SocketAddr; 4] = [
             "10.0.255.1:80".parse().unwrap(),
             "0.0.0.0:0".parse().unwrap(),
             "[2001:db8::1]:8443".parse().unwrap(),
+            "[fe80::1%2]:80".parse().unwrap(),
         ];
         for a in addrs {
-            span.put_addr(Key::UpstreamAddress, a.ip(), Some(a.port()));
+            span.put_addr(Key::UpstreamAddress, Addr::Socket(a));
             assert_eq!(get(&span, Key::UpstreamAddress), Some(a.to_string()));
-            span.put_addr(Key::PeerAddress, a.ip(), None);
+            span.put_addr(Key::PeerAddress, Addr::Ip(a.ip()));
             assert_eq!(get(&span, Key::PeerAddress), Some(a.ip().to_string()));
         }
     }
