@@ -303,6 +303,45 @@ fn chunked_response_to_http11_client_keeps_chunks_and_trailers() {
     assert_eq!(up.connections(), 1);
 }
 
+/// Natively trailers pass (above). `proxy_headers.http1_trailers: false` on the
+/// listener, or `http1_trailers: false` on the cluster, drops them both ways: the body
+/// keeps its chunk framing and ends `0\r\n\r\n`, as from Envoy without
+/// `enable_trailers` (tests/h1_trailers_parity.rs). The connection stays in step.
+#[test]
+fn chunked_trailers_are_dropped_when_a_side_turns_them_off() {
+    let up = Upstream::start(chunked_response(&["hello"], &[("x-trailer", "t1")]));
+    let listener_off = proxy_config_with(
+        up.addr,
+        "5s",
+        "    proxy_headers: { http1_trailers: false }\n",
+    );
+    let cluster_off = proxy_config(up.addr).replace(
+        "    connect_timeout: 1s\n",
+        "    connect_timeout: 1s\n    http1_trailers: false\n",
+    );
+    for config in [listener_off, cluster_off] {
+        let proxy = Proxy::start(&config);
+        let mut c = Conn::connect(proxy.listen);
+        for _ in 0..2 {
+            c.send(
+                "POST /t HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 3\r\nabc\r\n0\r\nx-req: 1\r\nx-req2: 2\r\n\r\n",
+            );
+            let r = c.read_response().unwrap();
+            assert_eq!(r.status, 200);
+            assert!(r.chunked, "headers: {:?}", r.headers);
+            assert_eq!(r.body_str(), "hello");
+            assert_eq!(r.trailer("x-trailer"), None);
+            let seen = up.last_request();
+            assert_eq!(
+                String::from_utf8_lossy(&seen.wire_body),
+                "3\r\nabc\r\n0\r\n\r\n"
+            );
+            assert!(seen.trailers.is_empty(), "{:?}", seen.trailers);
+        }
+    }
+}
+
 #[test]
 fn chunked_response_to_http10_client_is_dechunked_and_closed() {
     let up = Upstream::start(chunked_response(

@@ -58,6 +58,32 @@ fn a_small_http1_body_is_sent_again_and_so_is_a_streamed_one() {
     assert_eq!(stat(&p, "retry_or_shadow_abandoned"), 1);
 }
 
+/// An HTTP/1 client's chunked trailers go to an HTTP/2 cluster as trailing HEADERS (the
+/// listener's `proxy_headers.http1_trailers`, on natively; Envoy's `enable_trailers`),
+/// and a retry sends them again after the kept body.
+#[test]
+fn an_http1_clients_trailers_go_again_with_a_retry() {
+    let up = h2_scripted(fail_first(1));
+    let p = Proxy::start(&config(&[up.addr], &policy("retry_on: 5xx"), ""));
+    let chunk = "c".repeat(10_000);
+    let mut raw = String::from(
+        "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    );
+    for _ in 0..3 {
+        raw.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    raw.push_str("0\r\nx-t: 1\r\n\r\n");
+    let r = exchange(p.listen, &raw);
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        assert_eq!(s.body.len(), 30_000);
+        let t = s.trailers.as_ref().and_then(|t| t.get("x-t"));
+        assert_eq!(t.map(|v| v.as_bytes()), Some(&b"1"[..]), "{:?}", s.trailers);
+    }
+}
+
 /// A POST of `body` with a Content-Length (`extra` header lines before the blank line).
 fn big_post(body: &str, extra: &str) -> String {
     format!(

@@ -576,6 +576,7 @@ impl Builder {
             endpoints,
             pool,
             protocol,
+            h1_trailers: c.http1_trailers.unwrap_or(true),
             tls,
             health_checks,
             healthy_panic_threshold,

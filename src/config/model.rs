@@ -297,6 +297,8 @@ pub struct OwnHeaders {
     pub accept_http_10: bool,
     /// The authority of an HTTP/1.0 request without Host (`default_host_for_http_10`).
     pub default_host_for_http_10: Option<String>,
+    /// HTTP/1 clients' trailers are read and written (Envoy's `enable_trailers`).
+    pub h1_trailers: bool,
     /// `date` on every response sent downstream that lacks one.
     pub date: bool,
     pub server_name: String,
@@ -341,54 +343,6 @@ pub struct InternalAddresses {
     pub cidrs: Vec<CidrRange>,
     pub plan: HeaderPlan,
     pub plan_keeping_xfcc: HeaderPlan,
-}
-
-impl OwnHeaders {
-    /// The request plans for the sanitizing removals `remove`: with the removal of
-    /// `x-forwarded-client-cert` (every request whose XFCC header is not forwarded),
-    /// and without it.
-    pub fn request_plans(remove: Vec<String>) -> (HeaderPlan, HeaderPlan) {
-        let keep = crate::http::filter::headers::HeaderOps {
-            add: Vec::new(),
-            remove,
-        };
-        let mut drop = keep.clone();
-        drop.remove.push("x-forwarded-client-cert".into());
-        (HeaderPlan::compile([&drop]), HeaderPlan::compile([&keep]))
-    }
-
-    /// The plan that removes the retry headers the router consumes.
-    pub fn consumed_plan() -> HeaderPlan {
-        let ops = crate::http::filter::headers::HeaderOps {
-            add: Vec::new(),
-            remove: super::retry_model::CONSUMED
-                .iter()
-                .map(|n| n.to_string())
-                .collect(),
-        };
-        HeaderPlan::compile([&ops])
-    }
-
-    /// The native format's defaults: nothing added, HTTP/1.0 served.
-    pub fn native() -> OwnHeaders {
-        OwnHeaders {
-            accept_http_10: true,
-            default_host_for_http_10: None,
-            date: false,
-            server_name: "outrigger".into(),
-            server_header_transformation: ServerHeader::PassThrough,
-            envoy_headers: false,
-            sanitize_envoy_headers: false,
-            generate_request_id: false,
-            preserve_external_request_id: false,
-            phases_header: false,
-            response_plan: HeaderPlan::default(),
-            request_plan: OwnHeaders::request_plans(Vec::new()).0,
-            request_plan_keeping_xfcc: HeaderPlan::default(),
-            consumed_plan: OwnHeaders::consumed_plan(),
-            internal: None,
-        }
-    }
 }
 
 /// Envoy's `strip_any_host_port` / `strip_matching_host_port`: the connection manager
@@ -537,6 +491,8 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     pub pool: PoolLimits,
     pub protocol: UpstreamProtocol,
+    /// An HTTP/1 upstream's trailers are read and written (Envoy's `enable_trailers`).
+    pub h1_trailers: bool,
     /// Its transport socket: TLS to its endpoints (`None`: plain TCP).
     pub tls: Option<Arc<crate::tls::client::ClientTls>>,
     /// Active health checks (at most one), run once per process by `src/health/`.

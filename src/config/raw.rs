@@ -263,6 +263,9 @@ pub(crate) struct RawProxyHeaders {
     pub accept_http_10: Option<bool>,
     #[serde(default)]
     pub default_host_for_http_10: Option<String>,
+    /// Envoy's `http_protocol_options.enable_trailers` (native default true).
+    #[serde(default)]
+    pub http1_trailers: Option<bool>,
     #[serde(default)]
     pub date: Option<bool>,
     #[serde(default)]
@@ -471,6 +474,10 @@ pub(crate) struct RawCluster {
     pub tcp_keepalive: Option<RawTcpKeepalive>,
     #[serde(default)]
     pub protocol: Option<String>,
+    /// Envoy's `http_protocol_options.enable_trailers` for an HTTP/1 upstream (native
+    /// default true).
+    #[serde(default)]
+    pub http1_trailers: Option<bool>,
     /// TLS to the endpoints (Envoy's UpstreamTlsContext).
     #[serde(default)]
     pub tls: Option<crate::tls::client::RawUpstreamTls>,

@@ -43,17 +43,45 @@ pub enum BodyError {
 /// would grow the out buffer of every connection that carried one).
 pub const INLINE_BODY_BYTES: usize = 4 * 1024;
 
+/// How a chunked body's framing goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunks {
+    /// As it came, its trailer section included.
+    Verbatim,
+    /// As it came, but without its trailer fields: the last chunk and the final empty
+    /// line only (Envoy's HTTP/1 codec, which ignores trailers unless both sides'
+    /// `http_protocol_options.enable_trailers`).
+    NoTrailers,
+    /// Stripped: the payload alone (an HTTP/1.0 client, an HTTP/2 peer, a sink).
+    Strip,
+}
+
+impl Chunks {
+    /// `strip`: the framing goes; else `trailers` says whether the trailer fields stay.
+    pub fn new(strip: bool, trailers: bool) -> Chunks {
+        match (strip, trailers) {
+            (true, _) => Chunks::Strip,
+            (false, true) => Chunks::Verbatim,
+            (false, false) => Chunks::NoTrailers,
+        }
+    }
+
+    pub fn strip(self) -> bool {
+        self == Chunks::Strip
+    }
+}
+
 /// The length of the whole body of `kind` at the front of `data`, when all of it is
-/// there, it is at most `max` bytes, and it is forwarded as it came (nothing to strip);
-/// `None` otherwise, and the caller streams it with `forward` (which also reports a
-/// chunked framing error: none is decided here).
-pub fn whole_body(kind: BodyKind, strip: bool, data: &[u8], max: usize) -> Option<usize> {
+/// there, it is at most `max` bytes, and it is forwarded as it came (nothing to strip,
+/// and no trailer field to drop); `None` otherwise, and the caller streams it with
+/// `forward` (which also reports a chunked framing error: none is decided here).
+pub fn whole_body(kind: BodyKind, chunks: Chunks, data: &[u8], max: usize) -> Option<usize> {
     match kind {
         BodyKind::Empty => Some(0),
         BodyKind::Length(n) => usize::try_from(n)
             .ok()
             .filter(|&n| n <= max && n <= data.len()),
-        BodyKind::Chunked if !strip => {
+        BodyKind::Chunked if !chunks.strip() => {
             let mut dec = ChunkedDecoder::new(MAX_TRAILER_BYTES);
             let window = data.get(..max.min(data.len())).unwrap_or_default();
             let mut rest = window;
@@ -64,6 +92,10 @@ pub fn whole_body(kind: BodyKind, strip: bool, data: &[u8], max: usize) -> Optio
                     return None;
                 }
                 rest = rest.get(n..)?;
+            }
+            if chunks == Chunks::NoTrailers && dec.has_fields() {
+                // Trailer fields to drop: `forward` writes the body without them.
+                return None;
             }
             Some(window.len() - rest.len())
         }
@@ -140,35 +172,36 @@ pub async fn fill_from<R: Io>(
 }
 
 /// Copies a body of `kind` from `src` (starting with what is already in `buf`) to `dst`.
-/// `strip` removes chunked framing. `limit` refuses bodies larger than that. `clock`
-/// bounds every read (`fill_from`).
+/// `chunks` says what becomes of chunked framing. `limit` refuses bodies larger than
+/// that. `clock` bounds every read (`fill_from`).
 /// Returns the number of bytes read from the source.
 pub async fn forward<R: Io, W: AsyncWrite + Unpin>(
     src: &mut R,
     buf: &mut ReadBuf,
     dst: &mut W,
     kind: BodyKind,
-    strip: bool,
+    chunks: Chunks,
     clock: Option<&Progress>,
     limit: Option<u64>,
 ) -> Result<u64, BodyError> {
-    forward_with_trailers(src, buf, dst, kind, strip, clock, limit, None).await
+    forward_with_trailers(src, buf, dst, kind, chunks, clock, limit, None).await
 }
 
-/// Like `forward`; with `strip`, a chunked body's trailer section (the raw field lines
-/// and the final empty line) is appended to `trailers` instead of being dropped.
+/// Like `forward`; with `Chunks::Strip`, a chunked body's trailer section (the raw field
+/// lines and the final empty line) is appended to `trailers` instead of being dropped.
 #[allow(clippy::too_many_arguments)]
 pub async fn forward_with_trailers<R: Io, W: AsyncWrite + Unpin>(
     src: &mut R,
     buf: &mut ReadBuf,
     dst: &mut W,
     kind: BodyKind,
-    strip: bool,
+    chunks: Chunks,
     clock: Option<&Progress>,
     limit: Option<u64>,
     mut trailers: Option<&mut Vec<u8>>,
 ) -> Result<u64, BodyError> {
     let mut total: u64 = 0;
+    let strip = chunks.strip();
     let large = match kind {
         BodyKind::Length(n) => n > buf.capacity() as u64,
         BodyKind::Chunked | BodyKind::UntilClose => true,
@@ -207,17 +240,27 @@ pub async fn forward_with_trailers<R: Io, W: AsyncWrite + Unpin>(
                 let data = buf.data();
                 // `rest` is the undecoded tail of `data`; each piece is split off its front.
                 let mut rest = data;
+                // Framing kept: the decoded bytes go in one write, up to where trailer
+                // fields to drop begin (then only what `without_fields` keeps of them).
+                let mut kept_end = None;
+                let mut kept_tail: &[u8] = b"";
                 while !rest.is_empty() && !dec.is_done() {
                     let in_trailers = dec.in_trailers();
                     let piece = dec.next(rest).map_err(|_| BodyError::Framing)?;
                     let (Piece::Framing(n) | Piece::Data(n)) = piece;
                     let (run, tail) = rest.split_at_checked(n).ok_or(BodyError::Framing)?;
                     match piece {
-                        Piece::Framing(_) => {
-                            if let (true, true, Some(t)) =
-                                (strip, in_trailers, trailers.as_deref_mut())
-                            {
+                        Piece::Framing(_) if !in_trailers => {}
+                        Piece::Framing(_) if strip => {
+                            if let Some(t) = trailers.as_deref_mut() {
                                 t.extend_from_slice(run);
+                            }
+                        }
+                        Piece::Framing(_) => {
+                            if chunks == Chunks::NoTrailers && dec.has_fields() {
+                                // The trailer section is the last piece of this read.
+                                kept_end = Some(data.len() - rest.len());
+                                kept_tail = dec.without_fields(run);
                             }
                         }
                         Piece::Data(_) => {
@@ -230,8 +273,16 @@ pub async fn forward_with_trailers<R: Io, W: AsyncWrite + Unpin>(
                 }
                 let pos = data.len() - rest.len();
                 if !strip {
-                    let (decoded, _) = data.split_at_checked(pos).ok_or(BodyError::Framing)?;
-                    dst.write_all(decoded).await.map_err(|_| BodyError::Write)?;
+                    let end = kept_end.unwrap_or(pos);
+                    let (decoded, _) = data.split_at_checked(end).ok_or(BodyError::Framing)?;
+                    if !decoded.is_empty() {
+                        dst.write_all(decoded).await.map_err(|_| BodyError::Write)?;
+                    }
+                    if !kept_tail.is_empty() {
+                        dst.write_all(kept_tail)
+                            .await
+                            .map_err(|_| BodyError::Write)?;
+                    }
                 }
                 buf.consume(pos);
                 total += pos as u64;
@@ -262,43 +313,143 @@ mod tests {
     #[test]
     fn whole_body_is_found_only_when_all_of_it_is_there() {
         let max = INLINE_BODY_BYTES;
-        assert_eq!(whole_body(BodyKind::Empty, false, b"next", max), Some(0));
         assert_eq!(
-            whole_body(BodyKind::Length(3), false, b"abcGET", max),
+            whole_body(BodyKind::Empty, Chunks::Verbatim, b"next", max),
+            Some(0)
+        );
+        assert_eq!(
+            whole_body(BodyKind::Length(3), Chunks::Verbatim, b"abcGET", max),
             Some(3)
         );
-        assert_eq!(whole_body(BodyKind::Length(7), false, b"abc", max), None);
-        assert_eq!(whole_body(BodyKind::Length(3), false, b"abc", 2), None);
         assert_eq!(
-            whole_body(BodyKind::Length(u64::MAX), false, b"abc", max),
+            whole_body(BodyKind::Length(7), Chunks::Verbatim, b"abc", max),
+            None
+        );
+        assert_eq!(
+            whole_body(BodyKind::Length(3), Chunks::Verbatim, b"abc", 2),
+            None
+        );
+        assert_eq!(
+            whole_body(BodyKind::Length(u64::MAX), Chunks::Verbatim, b"abc", max),
             None
         );
         let body: &[u8] = b"3\r\nabc\r\n0\r\nx-t: 1\r\n\r\n";
         let chunked = [body, b"GET / HTTP/1.1\r\n"].concat();
         let len = body.len();
         assert_eq!(
-            whole_body(BodyKind::Chunked, false, &chunked, max),
+            whole_body(BodyKind::Chunked, Chunks::Verbatim, &chunked, max),
             Some(len)
         );
         assert_eq!(
-            whole_body(BodyKind::Chunked, true, &chunked, max),
+            whole_body(BodyKind::Chunked, Chunks::Strip, &chunked, max),
             None,
             "stripped"
         );
         assert_eq!(
-            whole_body(BodyKind::Chunked, false, &chunked, len - 1),
+            whole_body(BodyKind::Chunked, Chunks::Verbatim, &chunked, len - 1),
             None
         );
         for cut in 0..len {
             let part = body.get(..cut).unwrap();
             assert_eq!(
-                whole_body(BodyKind::Chunked, false, part, max),
+                whole_body(BodyKind::Chunked, Chunks::Verbatim, part, max),
                 None,
                 "{cut}"
             );
         }
-        assert_eq!(whole_body(BodyKind::Chunked, false, b"zz\r\n", max), None);
-        assert_eq!(whole_body(BodyKind::UntilClose, false, b"abc", max), None);
+        assert_eq!(
+            whole_body(BodyKind::Chunked, Chunks::Verbatim, b"zz\r\n", max),
+            None
+        );
+        // Without trailer fields to drop, a body goes as it came in either mode.
+        assert_eq!(
+            whole_body(BodyKind::Chunked, Chunks::NoTrailers, &chunked, max),
+            None,
+            "trailer fields to drop"
+        );
+        let bare: &[u8] = b"3\r\nabc\r\n0\r\n\r\nGET";
+        assert_eq!(
+            whole_body(BodyKind::Chunked, Chunks::NoTrailers, bare, max),
+            Some(bare.len() - 3)
+        );
+        assert_eq!(
+            whole_body(BodyKind::UntilClose, Chunks::Verbatim, b"abc", max),
+            None
+        );
+    }
+
+    /// What `forward` writes of `input` (a chunked body and the next request), read in
+    /// reads of at most `step` bytes.
+    fn forwarded(input: &[u8], step: usize, chunks: Chunks) -> Vec<u8> {
+        struct Reads<'a>(&'a [u8], usize);
+        impl futures_lite::io::AsyncRead for Reads<'_> {
+            fn poll_read(
+                mut self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                out: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                let n = self.1.min(out.len()).min(self.0.len());
+                let (now, rest) = self.0.split_at(n);
+                for (o, b) in out.iter_mut().zip(now) {
+                    *o = *b;
+                }
+                self.0 = rest;
+                std::task::Poll::Ready(Ok(n))
+            }
+        }
+        impl AsyncWrite for Reads<'_> {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                b: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::task::Poll::Ready(Ok(b.len()))
+            }
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+        }
+        impl Io for Reads<'_> {
+            fn set_read_timeout(&self, _: Option<std::time::Duration>) {}
+            fn set_write_timeout(&self, _: Option<std::time::Duration>) {}
+        }
+        let mut src = Reads(input, step);
+        let mut buf = ReadBuf::new(64);
+        let mut out = Vec::new();
+        let fwd = forward(
+            &mut src,
+            &mut buf,
+            &mut out,
+            BodyKind::Chunked,
+            chunks,
+            None,
+            None,
+        );
+        futures_lite::future::block_on(fwd).unwrap();
+        out
+    }
+
+    #[test]
+    fn trailer_fields_go_or_stay_as_chunks_says() {
+        let body: &[u8] = b"3\r\nabc\r\n0\r\nx-t: 1\r\nx-u: 2\r\n\r\n";
+        for step in 1..body.len() + 1 {
+            assert_eq!(forwarded(body, step, Chunks::Verbatim), body, "{step}");
+            assert_eq!(
+                forwarded(body, step, Chunks::NoTrailers),
+                b"3\r\nabc\r\n0\r\n\r\n",
+                "{step}"
+            );
+            assert_eq!(forwarded(body, step, Chunks::Strip), b"abc", "{step}");
+        }
     }
 
     #[test]

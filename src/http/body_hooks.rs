@@ -15,7 +15,7 @@
 
 use futures_lite::io::{AsyncWrite, AsyncWriteExt};
 
-use super::body::{fill_from, BodyError};
+use super::body::{fill_from, BodyError, Chunks};
 use super::buf::ReadBuf;
 use super::filter::{Chain, LocalReply, Status};
 use super::h1::chunked::{ChunkedDecoder, Piece};
@@ -75,10 +75,11 @@ pub(crate) async fn forward<O: Observer, R: Io, W: AsyncWrite + Unpin>(
     buf: &mut ReadBuf,
     dst: &mut W,
     kind: BodyKind,
-    strip: bool,
+    chunks: Chunks,
     clock: Option<&Progress>,
     mut trailers: Option<&mut Vec<u8>>,
 ) -> Result<u64, Stopped> {
+    let strip = chunks.strip();
     let write = |e: std::io::Error| {
         let _ = e;
         Stopped::Body(BodyError::Write)
@@ -129,6 +130,10 @@ pub(crate) async fn forward<O: Observer, R: Io, W: AsyncWrite + Unpin>(
                             if let (true, Some(t)) = (in_trailers, trailers.as_deref_mut()) {
                                 t.extend_from_slice(run);
                             }
+                        }
+                        Piece::Framing(_) if in_trailers && chunks == Chunks::NoTrailers => {
+                            let kept = dec.without_fields(run);
+                            dst.write_all(kept).await.map_err(write)?;
                         }
                         Piece::Framing(_) => dst.write_all(run).await.map_err(write)?,
                     }
@@ -241,7 +246,14 @@ mod tests {
         let mut buf = ReadBuf::new(8);
         let mut out = Vec::new();
         let r = futures_lite::future::block_on(forward(
-            &mut rec, &mut src, &mut buf, &mut out, kind, strip, None, None,
+            &mut rec,
+            &mut src,
+            &mut buf,
+            &mut out,
+            kind,
+            Chunks::new(strip, true),
+            None,
+            None,
         ));
         (rec, out, r)
     }

@@ -166,6 +166,13 @@ struct Plan<'v> {
     upstream_duration: Option<Duration>,
     /// The route's priority (its cluster's breakers and pools).
     priority: crate::config::circuit::Priority,
+    /// An HTTP/1 upstream's chunked trailers reach this client and its trailers the
+    /// upstream: the listener's and the cluster's `enable_trailers` are both on (else
+    /// both ways drop them, as Envoy's HTTP/1 codecs do).
+    h1_trailers: bool,
+    /// The listener's `enable_trailers` alone: an HTTP/2 upstream's trailers are
+    /// written to this client after a chunked body.
+    down_trailers: bool,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -316,6 +323,12 @@ struct Moving<C: Connector> {
 }
 
 impl<'v> Plan<'v> {
+    /// What becomes of an HTTP/1 body's chunk framing between this client and an
+    /// HTTP/1 upstream (`strip`: an HTTP/1.0 client's response).
+    fn chunks(&self, strip: bool) -> super::body::Chunks {
+        super::body::Chunks::new(strip, self.h1_trailers)
+    }
+
     /// The response is the connection's last (`connection: close`): the worker drains,
     /// or an update changed the connection's chain (`runtime/chain_drain.rs`).
     fn closing<C: Connector>(&self, view: &WorkerView<C>) -> bool {

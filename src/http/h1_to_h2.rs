@@ -24,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_lite::io::AsyncWriteExt;
 
-use super::body::{self, BodyError};
+use super::body::{self, BodyError, Chunks};
 use super::body_hooks::Stopped;
 use super::buf::ReadBuf;
 use super::failure::Failure;
@@ -39,6 +39,7 @@ use super::request_stream::{forward_h1, Via};
 use super::view::WorkerView;
 use crate::upstream::cluster::ClusterState;
 use crate::upstream::request::clock::Progress;
+use crate::upstream::request::http1::trailer_map;
 use crate::upstream::request::http2::{H2Request, Hedged};
 use crate::upstream::request::replay::{Kept, Loss, OnLoss, Recording};
 use crate::upstream::request::retry::RetryState;
@@ -72,6 +73,10 @@ pub(crate) struct H1Request<'a> {
     /// The access log prints a trailer: the upstream's trailers come back in the
     /// result (`Result::trailers`).
     pub keep_trailers: bool,
+    /// The listener's `enable_trailers`: the client's chunked trailers go upstream as
+    /// trailing HEADERS, and the upstream's trailers are written to the client after a
+    /// chunked body (Envoy's HTTP/1 codec drops them both ways otherwise).
+    pub h1_trailers: bool,
 }
 
 pub(crate) struct Result {
@@ -181,6 +186,9 @@ struct ToH2<'x, D> {
     /// The request as hedged tries send it, when the route hedges (`request::hedge`):
     /// filled once the request can go again as it was.
     hedge: Option<hedge::Copy<H2Request>>,
+    /// The client's chunked trailers (`H1Request::h1_trailers`), read with the body by
+    /// the first try: every try ends its stream with them.
+    trailers: Option<http::HeaderMap>,
 }
 
 impl<D> ToH2<'_, D> {
@@ -209,7 +217,7 @@ impl<D> ToH2<'_, D> {
             return;
         }
         if let (Some(req), Some(body)) = (&self.req, self.body_copy()) {
-            request::http2::fill_hedge(&self.hedge, req, body, None);
+            request::http2::fill_hedge(&self.hedge, req, body, self.trailers.clone());
         }
     }
 }
@@ -292,6 +300,8 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             let decide = || at.retry_loss(stats);
             let on_loss = OnLoss::new(&decide);
             let watch_loss = at.retry.is_some() && self.kept.live() && !replay;
+            // The client's trailer section, when its trailers go upstream.
+            let mut raw_trailers = Vec::new();
             let first = {
                 let sink = &mut DataSink {
                     stream: &mut up_send,
@@ -319,7 +329,18 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                     };
                     // A mirrored body goes to the shadows' tee chunk by chunk as it goes.
                     let via = Via::new(&r.chain, r.tee, r.rewrite);
-                    forward_h1(via, down, rbuf, rec, r.body, true, Some(progress)).await
+                    let t = r.h1_trailers.then_some(&mut raw_trailers);
+                    forward_h1(
+                        via,
+                        down,
+                        rbuf,
+                        rec,
+                        r.body,
+                        Chunks::Strip,
+                        Some(progress),
+                        t,
+                    )
+                    .await
                 };
                 futures_lite::pin!(upload);
                 // The body is polled first: a body that completes with this poll counts
@@ -348,6 +369,8 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                     received = n;
                     if !replay {
                         progress.received(n);
+                        // Fields past Envoy's default header count are not sent.
+                        self.trailers = trailer_map(&raw_trailers, 100).ok().flatten();
                         // Within the limit, the body can go again from its copy.
                         self.kept.finish();
                         resend = self.can_resend();
@@ -356,7 +379,10 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                     // The request is complete: the route clock starts (Envoy).
                     progress.request_done();
                     // A stream the upstream already ended: what it answered decides.
-                    cut = up_send.send_data(Bytes::new(), true).is_err();
+                    cut = match &self.trailers {
+                        Some(t) => up_send.send_trailers(t.clone()).is_err(),
+                        None => up_send.send_data(Bytes::new(), true).is_err(),
+                    };
                 }
                 // A filter answered the streaming body: the upstream stream is reset
                 // (its handle dropped), the client answered and closed.
@@ -444,7 +470,7 @@ fn take_inline(rbuf: &mut ReadBuf, r: &H1Request<'_>, progress: &Progress) -> Op
         return None;
     }
     let data = rbuf.data();
-    let n = body::whole_body(r.body, false, data, body::INLINE_BODY_BYTES)?;
+    let n = body::whole_body(r.body, Chunks::Strip, data, body::INLINE_BODY_BYTES)?;
     let whole = Bytes::copy_from_slice(data.get(..n)?);
     if let Some(tee) = r.tee {
         crate::http::mirror::tee_whole(tee, r.body, &whole);
@@ -531,6 +557,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         inline,
         kept: Kept::new(r.retry.map(|a| a.buffer_limit())),
         hedge: r.retry.filter(|a| a.hedging()).map(|_| hedge::copy()),
+        trailers: None,
     };
     // No body, or one taken whole: hedged tries can send it from the start.
     x.fill_hedge();
@@ -727,6 +754,7 @@ async fn exchange_inner<D: Io, C: Connector>(
         chunked,
         ended,
         keep_trailers: r.keep_trailers,
+        send_trailers: r.h1_trailers,
         first,
         reader,
         piece_end,

@@ -1,7 +1,8 @@
 //! An HTTP/2 upstream's response body to an HTTP/1 client, after its head went out
 //! (`h1_to_h2.rs`): each DATA frame as a chunk (or as it is, for a body with a length
-//! or until the close), the stream's end as the last chunk, without the trailers (as
-//! Envoy's HTTP/1 codec drops them; the log and the chain see them). The
+//! or until the close), the stream's end as the last chunk, with the trailers only
+//! when the listener's `enable_trailers` is on (Envoy's HTTP/1 codec drops them
+//! otherwise; the log and the chain see them either way). The
 //! chain's response-body hook sees each frame first; on a `response_stream` stream
 //! (ext_proc's `STREAMED` response body mode, `body_stream.rs`) each frame goes through
 //! the chain and what it made of it goes out in its place, the end coming alone in a
@@ -40,6 +41,8 @@ pub(super) struct Body<'a, 'c> {
     pub ended: bool,
     /// The log prints the trailers.
     pub keep_trailers: bool,
+    /// The trailers follow a chunked body to the client (`enable_trailers`).
+    pub send_trailers: bool,
     /// A first DATA frame read already and not written yet (on a `response_stream`
     /// stream, what the chain made of it: `body_stream::first_h2_piece`).
     pub first: Option<std::result::Result<Bytes, h2::Error>>,
@@ -50,7 +53,7 @@ pub(super) struct Body<'a, 'c> {
 }
 
 /// Sends the rest of the body and its end (the trailers are read for the log and the
-/// chain, not sent); `res` hears how it ended.
+/// chain, and sent with `send_trailers`); `res` hears how it ended.
 pub(super) async fn send<D: Io>(
     down: &mut D,
     up_body: &mut RecvStream,
@@ -64,6 +67,7 @@ pub(super) async fn send<D: Io>(
         chunked,
         mut ended,
         keep_trailers,
+        send_trailers,
         mut first,
         mut reader,
         mut piece_end,
@@ -133,13 +137,14 @@ pub(super) async fn send<D: Io>(
         res.keep_alive = false;
         return;
     }
-    // The DATA frames are all read, so trailers, if any, are already here. They never
-    // go to the HTTP/1 client (Envoy's HTTP/1 codec drops them, `enable_trailers` being
-    // off by default, whatever the body's framing), but the log prints them and the
-    // chain sees them.
+    // The DATA frames are all read, so trailers, if any, are already here. They go to
+    // the HTTP/1 client after a chunked body with `enable_trailers` only (Envoy's
+    // HTTP/1 codec drops them otherwise, and after a body with a length always), but
+    // the log prints them and the chain sees them.
     let hooked = chain.hooks().response_trailers;
+    let send_trailers = send_trailers && chunked;
     let mut trailers = None;
-    if !ended && (keep_trailers || hooked || rewrite) {
+    if !ended && (keep_trailers || hooked || rewrite || send_trailers) {
         trailers = up_body.trailers().await.ok().flatten();
     }
     if rewrite && !piece_end && trailers.is_none() {
@@ -169,9 +174,16 @@ pub(super) async fn send<D: Io>(
             return;
         }
     }
-    if chunked && !ended && down.write_all(b"0\r\n\r\n").await.is_err() {
-        res.flag = ResponseFlag::DownstreamConnectionTermination;
-        res.keep_alive = false;
+    if chunked && !ended {
+        line.clear();
+        match trailers.as_ref().filter(|_| send_trailers) {
+            Some(t) => body::last_chunk_with(&mut line, t),
+            None => line.extend_from_slice(b"0\r\n\r\n"),
+        }
+        if down.write_all(&line).await.is_err() {
+            res.flag = ResponseFlag::DownstreamConnectionTermination;
+            res.keep_alive = false;
+        }
     }
     res.trailers = trailers.filter(|_| keep_trailers);
 }

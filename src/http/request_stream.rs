@@ -61,8 +61,10 @@ impl<'a, 'c> Via<'a, 'c> {
 }
 
 /// Forwards an HTTP/1 client's body of `kind` from `src` (starting with `buf`) to
-/// `dst` as `via` says. `strip`: `dst` takes the payload alone (an HTTP/2 upstream's
-/// DATA); else a body as it came keeps its framing, and a rewritten one is chunked.
+/// `dst` as `via` says. `Chunks::Strip`: `dst` takes the payload alone (an HTTP/2
+/// upstream's DATA); else a body as it came keeps its framing (its trailer fields as
+/// `chunks` says), and a rewritten one is chunked (without trailers). With `trailers`
+/// (a body whose framing is stripped), its chunked trailer section goes there.
 /// Returns the bytes read from the client, framing included.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn forward_h1<R: Io, W: AsyncWrite + Unpin>(
@@ -71,27 +73,30 @@ pub(crate) async fn forward_h1<R: Io, W: AsyncWrite + Unpin>(
     buf: &mut ReadBuf,
     dst: &mut W,
     kind: BodyKind,
-    strip: bool,
+    chunks: body::Chunks,
     clock: Option<&Progress>,
+    trailers: Option<&mut Vec<u8>>,
 ) -> Result<u64, Stopped> {
     match via {
-        Via::Plain => body::forward(src, buf, dst, kind, strip, clock, None)
-            .await
-            .map_err(Stopped::Body),
+        Via::Plain => {
+            body::forward_with_trailers(src, buf, dst, kind, chunks, clock, None, trailers)
+                .await
+                .map_err(Stopped::Body)
+        }
         Via::Teed(t) => {
             let obs = &mut TeeObserver(t);
-            body_hooks::forward(obs, src, buf, dst, kind, strip, clock, None).await
+            body_hooks::forward(obs, src, buf, dst, kind, chunks, clock, trailers).await
         }
         Via::Rewritten(chain, tee) => {
             let mut sink = Upstream {
                 chain,
                 dst,
                 tee,
-                chunked: !strip,
+                chunked: !chunks.strip(),
                 out: Vec::new(),
                 framed: Vec::new(),
             };
-            body_stream::stream(&mut sink, src, buf, kind, clock, None).await
+            body_stream::stream(&mut sink, src, buf, kind, clock, trailers).await
         }
     }
 }
@@ -240,14 +245,15 @@ impl H2Pieces {
 /// Streams an HTTP/2 client's body to an HTTP/1 upstream, chunked, each DATA frame
 /// through the chain and what it made of it upstream (`up` keeps a copy for a retry,
 /// counting the payload), flow-control capacity released as each goes. The trailers
-/// follow the last chunk, as on the plain path (`request::http1::send_body`). Returns
-/// the client's body bytes taken.
+/// follow the last chunk with `keep_trailers` (the cluster's `enable_trailers`), as on
+/// the plain path (`request::http1::send_body`). Returns the client's body bytes taken.
 pub(crate) async fn h2_to_h1<U: AsyncWrite + Unpin>(
     up: &mut Recording<'_, U>,
     chain: &Chain<'_>,
     body: &mut RecvStream,
     progress: &Progress,
     tee: Option<&TeeTx>,
+    keep_trailers: bool,
 ) -> Result<u64, Stopped> {
     let write = |_| Stopped::Body(BodyError::Write);
     let mut pieces = H2Pieces::default();
@@ -273,10 +279,11 @@ pub(crate) async fn h2_to_h1<U: AsyncWrite + Unpin>(
         let last = pieces.finish(chain, trailers.is_some(), tee).await?;
         progress.touch();
         up.payload(last.len());
-        body::write_chunk(up, &mut framing, &last, trailers.is_none())
+        let sent = trailers.as_ref().filter(|_| keep_trailers);
+        body::write_chunk(up, &mut framing, &last, sent.is_none())
             .await
             .map_err(write)?;
-        if let Some(t) = &trailers {
+        if let Some(t) = sent {
             framing.clear();
             body::last_chunk_with(&mut framing, t);
             up.write_all(&framing).await.map_err(write)?;

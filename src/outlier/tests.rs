@@ -33,6 +33,7 @@ fn snapshot(cfg: OutlierDetection) -> Snapshot {
         lb_policy: crate::config::LbPolicy::RoundRobin,
         pool: Default::default(),
         protocol: crate::config::UpstreamProtocol::Http1,
+        h1_trailers: true,
         tls: None,
         health_checks: Vec::new(),
         healthy_panic_threshold: 50,

@@ -38,6 +38,8 @@ pub struct Seen {
     pub body: Vec<u8>,
     /// The upstream reset the stream mid-body (`Act::ResetAfter`).
     pub reset: bool,
+    /// The request's trailers, when it ended with them.
+    pub trailers: Option<http::HeaderMap>,
 }
 
 pub struct H2Up {
@@ -97,6 +99,7 @@ pub fn h2_scripted(script: fn(usize) -> Act) -> H2Up {
                                         headers: req.headers().clone(),
                                         body: Vec::new(),
                                         reset: false,
+                                        trailers: None,
                                     });
                                     seen.len() - 1
                                 };
@@ -141,6 +144,10 @@ pub async fn answer(
                 }
             }
         }
+    }
+    let trailers = body.trailers().await.ok().flatten();
+    if let Some(s) = record.lock().unwrap().get_mut(n) {
+        s.trailers = trailers;
     }
     match act {
         Act::Refuse | Act::ResetAfter(_) => {}

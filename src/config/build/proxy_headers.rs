@@ -7,6 +7,55 @@ use super::super::raw::RawProxyHeaders;
 use super::Builder;
 use crate::http::filter::headers::{AppendAction, HeaderAdd, HeaderOps, HeaderPlan};
 
+impl OwnHeaders {
+    /// The request plans for the sanitizing removals `remove`: with the removal of
+    /// `x-forwarded-client-cert` (every request whose XFCC header is not forwarded),
+    /// and without it.
+    pub fn request_plans(remove: Vec<String>) -> (HeaderPlan, HeaderPlan) {
+        let keep = crate::http::filter::headers::HeaderOps {
+            add: Vec::new(),
+            remove,
+        };
+        let mut drop = keep.clone();
+        drop.remove.push("x-forwarded-client-cert".into());
+        (HeaderPlan::compile([&drop]), HeaderPlan::compile([&keep]))
+    }
+
+    /// The plan that removes the retry headers the router consumes.
+    pub fn consumed_plan() -> HeaderPlan {
+        let ops = crate::http::filter::headers::HeaderOps {
+            add: Vec::new(),
+            remove: crate::config::retry_model::CONSUMED
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+        };
+        HeaderPlan::compile([&ops])
+    }
+
+    /// The native format's defaults: nothing added, HTTP/1.0 served.
+    pub fn native() -> OwnHeaders {
+        OwnHeaders {
+            accept_http_10: true,
+            default_host_for_http_10: None,
+            h1_trailers: true,
+            date: false,
+            server_name: "outrigger".into(),
+            server_header_transformation: ServerHeader::PassThrough,
+            envoy_headers: false,
+            sanitize_envoy_headers: false,
+            generate_request_id: false,
+            preserve_external_request_id: false,
+            phases_header: false,
+            response_plan: HeaderPlan::default(),
+            request_plan: OwnHeaders::request_plans(Vec::new()).0,
+            request_plan_keeping_xfcc: HeaderPlan::default(),
+            consumed_plan: OwnHeaders::consumed_plan(),
+            internal: None,
+        }
+    }
+}
+
 /// Request headers Envoy removes from every request it does not consider internal
 /// (`ConnectionManagerUtility::cleanInternalHeaders`, plus `x-envoy-internal`, which it
 /// sets itself for internal ones). With no `internal_address_config` Envoy 1.40 treats
@@ -152,6 +201,7 @@ impl Builder {
         OwnHeaders {
             accept_http_10: r.accept_http_10.unwrap_or(d.accept_http_10),
             default_host_for_http_10: r.default_host_for_http_10.clone(),
+            h1_trailers: r.http1_trailers.unwrap_or(d.h1_trailers),
             date: r.date.unwrap_or(d.date),
             server_name,
             server_header_transformation,

@@ -173,6 +173,8 @@ pub(super) fn translate(
     let mut protocol = "http1";
     let mut max_concurrent_streams = None;
     let mut max_stream_duration = None;
+    // Envoy's HTTP/1 codec drops trailers unless `enable_trailers`.
+    let mut h1_trailers = false;
     for (key, any) in &c.typed_extension_protocol_options {
         let kp = format!("{p}.typed_extension_protocol_options[\"{key}\"]");
         if key != HTTP_OPTIONS {
@@ -210,7 +212,10 @@ pub(super) fn translate(
             Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) => {
                 let ep = format!("{kp}.explicit_http_config");
                 match &e.protocol_config {
-                    Some(ProtocolConfig::HttpProtocolOptions(_)) => "http1",
+                    Some(ProtocolConfig::HttpProtocolOptions(h1)) => {
+                        h1_trailers = h1.enable_trailers;
+                        "http1"
+                    }
                     Some(ProtocolConfig::Http2ProtocolOptions(h2)) => {
                         let hp = format!("{ep}.http2_protocol_options");
                         max_concurrent_streams =
@@ -227,6 +232,10 @@ pub(super) fn translate(
             }
             // Envoy: the downstream's protocol, HTTP/2 only if the cluster allows it.
             Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(d)) => {
+                h1_trailers = d
+                    .http_protocol_options
+                    .as_ref()
+                    .is_some_and(|h| h.enable_trailers);
                 match &d.http2_protocol_options {
                     Some(h2) => {
                         let hp =
@@ -288,6 +297,7 @@ pub(super) fn translate(
         }),
         tcp_keepalive: tcp_keepalive(c, p, &native, paths),
         protocol: Some(protocol.into()),
+        http1_trailers: Some(h1_trailers),
         tls: None,
         health_checks: c
             .health_checks

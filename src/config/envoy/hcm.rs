@@ -449,6 +449,7 @@ fn proxy_headers(h: &HttpConnectionManager, p: &str) -> R<RawProxyHeaders> {
     Ok(RawProxyHeaders {
         accept_http_10: Some(h1.accept_http_10),
         default_host_for_http_10: Some(h1.default_host_for_http_10).filter(|d| !d.is_empty()),
+        http1_trailers: Some(h1.enable_trailers),
         date: Some(true),
         server_name: Some(if h.server_name.is_empty() {
             "envoy".into()

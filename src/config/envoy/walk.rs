@@ -199,7 +199,7 @@ const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.core.v3.Http1ProtocolOptions",
-        &["accept_http_10", "default_host_for_http_10"],
+        &["accept_http_10", "default_host_for_http_10", "enable_trailers"],
     ),
     (
         "envoy.extensions.filters.http.router.v3.Router",

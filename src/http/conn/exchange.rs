@@ -110,9 +110,9 @@ impl<D: Io, C: Connector> Try<'_, '_, D, C> {
             && !self.body_inline
             && !super::held::streams(plan)
         {
-            let data = conn.rbuf.data();
+            let (data, chunks) = (conn.rbuf.data(), plan.chunks(false));
             if let Some(n) =
-                body::whole_body(plan.framing.body, false, data, body::INLINE_BODY_BYTES)
+                body::whole_body(plan.framing.body, chunks, data, body::INLINE_BODY_BYTES)
             {
                 let whole = data.get(..n).unwrap_or_default();
                 conn.wbuf.extend_from_slice(whole);
@@ -237,7 +237,7 @@ impl<D: Io, C: Connector> Exchange<Counted<C::Conn>> for Try<'_, '_, D, C> {
                 &mut conn.rbuf,
                 up,
                 &mut conn.ubuf,
-                plan.framing.body,
+                (plan.framing.body, plan.chunks(false)),
                 asked(plan),
                 Via::new(&plan.chain, plan.tee.as_ref(), super::held::streams(plan)),
                 &mut self.kept,
@@ -688,8 +688,9 @@ impl Conn {
         progress.head_sent(status);
         // A small body that is all here already goes out with the head, in one write
         // (unless the chain's response-body hook must see it first).
+        let chunks = plan.chunks(strip);
         let resp_body =
-            match body::whole_body(resp_body, strip, self.ubuf.data(), body::INLINE_BODY_BYTES) {
+            match body::whole_body(resp_body, chunks, self.ubuf.data(), body::INLINE_BODY_BYTES) {
                 Some(n) if n > 0 && !plan.chain.hooks().response_data => {
                     let whole = self.ubuf.data().get(..n).unwrap_or_default();
                     self.wbuf.extend_from_slice(whole);
@@ -722,7 +723,7 @@ impl Conn {
                 &mut self.ubuf,
                 down,
                 resp_body,
-                strip,
+                chunks,
                 Some(progress),
                 None,
             )
@@ -745,7 +746,7 @@ impl Conn {
                 &mut self.ubuf,
                 down,
                 resp_body,
-                strip,
+                chunks,
                 Some(progress),
                 None,
             )

@@ -22,7 +22,7 @@ use super::super::held_body::Collect;
 use super::super::io::Io;
 use super::response_head::{asked, encode_final};
 use super::Plan;
-use crate::http::body::BodyError;
+use crate::http::body::{BodyError, Chunks};
 use crate::upstream::request::clock::Progress;
 
 /// How holding the response ended.
@@ -73,7 +73,7 @@ impl super::Conn {
                 &mut self.ubuf,
                 &mut sink,
                 h.body,
-                true,
+                Chunks::Strip,
                 Some(progress),
                 None,
             )

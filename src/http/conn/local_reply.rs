@@ -80,7 +80,7 @@ impl Conn {
                     &mut self.rbuf,
                     &mut sink,
                     plan.framing.body,
-                    true,
+                    body::Chunks::Strip,
                     None,
                     Some(DISCARD_LIMIT),
                 )

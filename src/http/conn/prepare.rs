@@ -193,6 +193,8 @@ pub(super) async fn prepare<'v, C: Connector>(
     let mut mirror = None;
     let mut upstream_duration = None;
     let mut priority = Default::default();
+    // The cluster's `enable_trailers` (HTTP/1 trailers pass only when both sides have it).
+    let mut up_trailers = false;
     let action = match decision {
         None => Action::NoRoute,
         // CONNECT goes to a route that allows it: a TCP tunnel to the cluster.
@@ -401,6 +403,10 @@ pub(super) async fn prepare<'v, C: Connector>(
                     m.req.headers_mut().insert(REQUEST_ID, v);
                 }
             }
+            up_trailers = view
+                .clusters
+                .get(t.cluster)
+                .is_some_and(|c| c.cfg.h1_trailers);
             // An original_dst cluster's destination (`None` for other clusters).
             let dst = view.clusters.get(t.cluster).and_then(|c| {
                 let header = |n: &str| {
@@ -427,6 +433,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     p.mirror = mirror;
     p.upstream_duration = upstream_duration;
     p.priority = priority;
+    p.h1_trailers = l.own.h1_trailers && up_trailers;
     p.span = span;
     p.route_name = route.and_then(|r| r.name.as_ref());
     p.route_stats = route.and_then(|r| r.stats);
@@ -484,6 +491,8 @@ fn plan<'v>(
         tee: None,
         upstream_duration: None,
         priority: Default::default(),
+        h1_trailers: false,
+        down_trailers: l.own.h1_trailers,
     }
 }
 

@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
-use super::super::body::BodyError;
+use super::super::body::{BodyError, Chunks};
 use super::super::body_hooks::Stopped;
 use super::super::buf::ReadBuf;
 use super::super::filter::LocalReply;
@@ -127,7 +127,8 @@ fn client_end(e: BodyError) -> Upload {
     }
 }
 
-/// Forwards a request body of `kind` from `down` (starting with `rbuf`) to `up`, while
+/// Forwards a request body of `kind` from `down` (starting with `rbuf`) to `up` (its
+/// chunk framing as `chunks` says), while
 /// reading whatever `up` sends into `ubuf`. Interim (1xx) responses are skipped; any
 /// other upstream answer, or its close, ends the upload early (`Cut`). What the
 /// upstream accepts is also kept in `kept` for a retry (`request/replay.rs`), up to its
@@ -141,7 +142,7 @@ pub(super) async fn upload<D: Io, U: Io>(
     rbuf: &mut ReadBuf,
     up: &mut U,
     ubuf: &mut ReadBuf,
-    kind: BodyKind,
+    (kind, chunks): (BodyKind, Chunks),
     asked: Asked,
     via: Via<'_, '_>,
     kept: &mut Kept,
@@ -161,7 +162,8 @@ pub(super) async fn upload<D: Io, U: Io>(
         on_loss,
     };
     let mut reader = Shared(&cell);
-    let forward = request_stream::forward_h1(via, down, rbuf, &mut writer, kind, false, None);
+    let forward =
+        request_stream::forward_h1(via, down, rbuf, &mut writer, kind, chunks, None, None);
     futures_lite::pin!(forward);
     let detached = || on_loss.is_some_and(|l| l.state() == Loss::Detached);
     loop {

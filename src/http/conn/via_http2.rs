@@ -43,6 +43,7 @@ impl Conn {
             retry,
             route_timeout,
             keep_trailers: self.log_trailers,
+            h1_trailers: plan.down_trailers,
         };
         // The response head is written into `wbuf`, which holds no upstream head here.
         let res = super::super::h1_to_h2::exchange(

@@ -46,6 +46,8 @@ pub struct ChunkedDecoder {
     remaining: u64,
     trailer_bytes: usize,
     max_trailer_bytes: usize,
+    /// The trailer section has a field line (it is more than its final empty line).
+    fields: bool,
 }
 
 impl ChunkedDecoder {
@@ -55,6 +57,7 @@ impl ChunkedDecoder {
             remaining: 0,
             trailer_bytes: 0,
             max_trailer_bytes,
+            fields: false,
         }
     }
 
@@ -70,6 +73,24 @@ impl ChunkedDecoder {
             self.state,
             TrailerStart | TrailerName | TrailerValue | TrailerLf | FinalLf | Done
         )
+    }
+
+    /// The trailer section read so far has a field line.
+    pub fn has_fields(&self) -> bool {
+        self.fields
+    }
+
+    /// What to write, in place of `run` (a framing piece `next` just returned), for a
+    /// body forwarded with its framing but without its trailer fields (Envoy's HTTP/1
+    /// codec without `enable_trailers`): `run` itself until a field line starts, then
+    /// nothing, and the final empty line once the section ends. A section without
+    /// fields is thus written as it came.
+    pub fn without_fields<'a>(&self, run: &'a [u8]) -> &'a [u8] {
+        match (self.fields, self.is_done()) {
+            (false, _) => run,
+            (true, false) => b"",
+            (true, true) => b"\r\n",
+        }
     }
 
     /// Decodes from the start of `input`. Returns the kind and length of the next run of
@@ -133,7 +154,10 @@ impl ChunkedDecoder {
                 }
                 match (self.state, b) {
                     (TrailerStart, b'\r') => FinalLf,
-                    (TrailerStart, b) if crate::config::is_tchar(b) => TrailerName,
+                    (TrailerStart, b) if crate::config::is_tchar(b) => {
+                        self.fields = true;
+                        TrailerName
+                    }
                     (TrailerName, b':') => TrailerValue,
                     (TrailerName, b) if crate::config::is_tchar(b) => TrailerName,
                     (TrailerValue, b'\r') => TrailerLf,
@@ -173,6 +197,42 @@ mod tests {
             }
         }
         Ok((data, framing, d.is_done()))
+    }
+
+    /// Forwards `input` with its framing in pieces of at most `step` bytes, trailer
+    /// fields dropped as `without_fields` says.
+    fn forward_without_fields(input: &[u8], step: usize) -> Vec<u8> {
+        let mut d = ChunkedDecoder::new(1024);
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < input.len() && !d.is_done() {
+            let end = (pos + step).min(input.len());
+            let in_trailers = d.in_trailers();
+            let (Piece::Data(n) | Piece::Framing(n)) = d.next(&input[pos..end]).unwrap();
+            let run = &input[pos..pos + n];
+            out.extend_from_slice(if in_trailers {
+                d.without_fields(run)
+            } else {
+                run
+            });
+            pos += n;
+        }
+        assert!(d.is_done());
+        out
+    }
+
+    #[test]
+    fn trailer_fields_are_dropped_in_any_split() {
+        let with = b"5\r\nhello\r\n0\r\nX-T: v\r\nY: w\r\n\r\n";
+        let without = b"5\r\nhello\r\n0\r\n\r\n";
+        for step in 1..with.len() {
+            assert_eq!(forward_without_fields(with, step), without, "step {step}");
+            assert_eq!(
+                forward_without_fields(without, step),
+                without,
+                "step {step}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use http::Response;
 
 use super::reply::{fail, filter_reply, Done};
 use super::respond::Respond;
+use crate::http::body::Chunks;
 use crate::http::body_hooks::{self, Stopped};
 use crate::http::buf::ReadBuf;
 use crate::http::failure::Failure;
@@ -95,8 +96,9 @@ async fn send(
 /// Holds an HTTP/1 upstream's response (head parsed into `h`, its bytes consumed from
 /// `ubuf`) for the chain. Returns how the stream ended and whether the upstream
 /// connection is still in step. Chunked trailers are forwarded as an HTTP/2 trailers
-/// frame but not shown to the chain (Envoy's HTTP/1 codec drops them by default, so
-/// its body message ends the stream).
+/// frame with the cluster's `enable_trailers` (`keep_trailers`; else dropped, as
+/// Envoy's HTTP/1 codec does), but never shown to the chain (its body message ends
+/// the stream).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn from_h1<U: Io>(
     h: http1::Head,
@@ -104,7 +106,7 @@ pub(super) async fn from_h1<U: Io>(
     up: &mut U,
     ubuf: &mut ReadBuf,
     (grpc, edits): (bool, &StreamEdits<'_>),
-    max_headers: usize,
+    (max_headers, keep_trailers): (usize, bool),
     stats: &ClusterStats,
     progress: &Progress,
 ) -> (Done, bool) {
@@ -119,9 +121,9 @@ pub(super) async fn from_h1<U: Io>(
             ubuf,
             &mut sink,
             h.body,
-            true,
+            Chunks::Strip,
             None,
-            Some(&mut raw_trailers),
+            keep_trailers.then_some(&mut raw_trailers),
         )
         .await;
         match read {

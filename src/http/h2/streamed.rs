@@ -100,7 +100,7 @@ pub(super) async fn from_h1<U: Io>(
     up: &mut U,
     ubuf: &mut ReadBuf,
     (grpc, edits): (bool, &StreamEdits<'_>),
-    max_headers: usize,
+    (max_headers, keep_trailers): (usize, bool),
     stats: &ClusterStats,
     progress: &Progress,
 ) -> (Done, bool) {
@@ -142,8 +142,9 @@ pub(super) async fn from_h1<U: Io>(
         return (done, h.reuse && ubuf.is_empty());
     }
     let mut raw_trailers = Vec::new();
-    let streamed =
-        body_stream::stream(&mut client, up, ubuf, h.body, None, Some(&mut raw_trailers)).await;
+    // The chunked trailers go on with the cluster's `enable_trailers` only (Envoy).
+    let trailers = keep_trailers.then_some(&mut raw_trailers);
+    let streamed = body_stream::stream(&mut client, up, ubuf, h.body, None, trailers).await;
     let streamed = streamed.and_then(|n| client.head_out().map(|()| n));
     let ToClient { send, sent, .. } = client;
     done.bytes_sent = sent;

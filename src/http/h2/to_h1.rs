@@ -15,7 +15,7 @@ use h2::RecvStream;
 use super::clock::{Expiry, Progress};
 use super::io::{Counted, DataSink};
 use super::reply::{expired, fail, filter_reply, Done};
-use crate::http::body::{self, BodyError};
+use crate::http::body::{self, BodyError, Chunks};
 use crate::http::body_hooks::{self, Stopped};
 use crate::http::buf::ReadBuf;
 use crate::http::failure::Failure;
@@ -116,7 +116,9 @@ struct ToH1<'x, 'a> {
     ubuf: &'x mut ReadBuf,
     /// The request head, and the body's first DATA frame behind it once taken.
     head: &'x mut Vec<u8>,
-    chunked: bool,
+    /// The body goes chunked (`Chunks::Strip`: with a Content-Length), its trailers
+    /// only with the cluster's `enable_trailers`.
+    chunks: Chunks,
     /// The first DATA frame was looked for (taken into `head` if it was here).
     first_taken: bool,
     /// Body bytes that went into `head`, and whether the body ended with them.
@@ -168,7 +170,7 @@ impl ToH1<'_, '_> {
     async fn take_first(&mut self) -> Result<(), ()> {
         if !self.first_taken && !self.r.body.is_end_stream() {
             self.first_taken = true;
-            let (body, chunked) = (&mut self.r.body, self.chunked);
+            let (body, chunked) = (&mut self.r.body, !self.chunks.strip());
             let tee = self.r.tee.as_ref();
             match http1::take_ready_data(self.head, body, chunked, self.progress, tee).await {
                 Ok(Some(taken)) => {
@@ -287,8 +289,11 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
             };
             // A body the chain rewrites as it streams goes piece by piece, chunked.
             let sent = match self.rewrite {
-                true => request_stream::h2_to_h1(&mut rec, chain, body, self.progress, tee).await,
-                false => http1::send_body(&mut rec, body, self.chunked, self.progress, tee)
+                true => {
+                    let keep = self.chunks == Chunks::Verbatim;
+                    request_stream::h2_to_h1(&mut rec, chain, body, self.progress, tee, keep).await
+                }
+                false => http1::send_body(&mut rec, body, self.chunks, self.progress, tee)
                     .await
                     .map_err(Stopped::Body),
             };
@@ -399,7 +404,7 @@ async fn exchange<C: Connector>(
         r,
         ubuf,
         head: &mut head,
-        chunked,
+        chunks: Chunks::new(!chunked, cs.cfg.h1_trailers),
         first_taken: rewrite,
         in_head: (0, false),
         is_head,
@@ -531,16 +536,19 @@ async fn respond_with<U: Io, K>(
             return (filter_reply(respond, grpc, &reply, edits.response), false);
         }
     }
+    // The upstream's chunked trailers go to the client only with the cluster's
+    // `enable_trailers` (Envoy's HTTP/1 codec drops them otherwise).
+    let keep_trailers = cs.cfg.h1_trailers;
     let hooks = edits.chain.hooks();
     if hooks.response_body || hooks.response_stream {
         // Head and whole body held for the chain (`held.rs`), or the body rewritten by
         // the chain as it streams (`streamed.rs`).
         let e = (grpc, &*edits);
-        let stats = &cs.stats;
+        let (stats, limits) = (&cs.stats, (max_headers, keep_trailers));
         let (mut done, reuse) = if hooks.response_body {
-            super::held::from_h1(h, respond, up, ubuf, e, max_headers, stats, progress).await
+            super::held::from_h1(h, respond, up, ubuf, e, limits, stats, progress).await
         } else {
-            super::streamed::from_h1(h, respond, up, ubuf, e, max_headers, stats, progress).await
+            super::streamed::from_h1(h, respond, up, ubuf, e, limits, stats, progress).await
         };
         done.bytes_received = received;
         return (done, reuse);
@@ -591,9 +599,9 @@ async fn respond_with<U: Io, K>(
                 ubuf,
                 sink,
                 h.body,
-                true,
+                Chunks::Strip,
                 None,
-                Some(&mut raw_trailers),
+                keep_trailers.then_some(&mut raw_trailers),
             )
             .await;
             match hooked {
@@ -611,10 +619,10 @@ async fn respond_with<U: Io, K>(
                 ubuf,
                 sink,
                 h.body,
-                true,
+                Chunks::Strip,
                 None,
                 None,
-                Some(&mut raw_trailers),
+                keep_trailers.then_some(&mut raw_trailers),
             )
             .await
         };

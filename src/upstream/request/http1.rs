@@ -369,14 +369,17 @@ pub(crate) async fn take_ready_data(
 
 /// Streams the request body: DATA frames as they arrive, flow-control capacity released
 /// once each is written upstream; `up` keeps a copy for a retry (`replay`), counting
-/// the body bytes without their chunk framing.
+/// the body bytes without their chunk framing. `chunks`: chunked, with the trailers
+/// (`Verbatim`) or without them (`NoTrailers`, Envoy's HTTP/1 encoder without
+/// `enable_trailers`), or as it is (`Strip`: a Content-Length body).
 pub(crate) async fn send_body<U: futures_lite::io::AsyncWrite + Unpin>(
     up: &mut Recording<'_, U>,
     body: &mut RecvStream,
-    chunked: bool,
+    chunks: crate::http::body::Chunks,
     progress: &Progress,
     tee: Option<&TeeTx>,
 ) -> Result<u64, BodyError> {
+    let chunked = !chunks.strip();
     let mut total = 0u64;
     let mut framing = Vec::with_capacity(64);
     // The last chunk went out with the data before it: no trailers follow.
@@ -419,7 +422,8 @@ pub(crate) async fn send_body<U: futures_lite::io::AsyncWrite + Unpin>(
         }
         progress.touch();
         framing.clear();
-        crate::http::body::last_chunk_with(&mut framing, &trailers.unwrap_or_default());
+        let sent = trailers.filter(|_| chunks == crate::http::body::Chunks::Verbatim);
+        crate::http::body::last_chunk_with(&mut framing, &sent.unwrap_or_default());
         up.write_all(&framing).await.map_err(|_| BodyError::Write)?;
     }
     if let Some(t) = tee {
