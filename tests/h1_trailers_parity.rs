@@ -22,10 +22,9 @@ mod h2client;
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
 use common::envoy::{envoy_or_skip, Envoy, BACKEND_H2, HCM_TYPE, ROUTER_TYPE};
 use common::*;
-use h2client::{connect, h2_trailer_echo, read_reply, request, within, STEP};
+use h2client::{h2_trailer_echo, post_with_trailers};
 
 /// The bootstrap: listener `plain` on `@PORT@`, listener `trailers` (with
 /// `enable_trailers`) on `@PORT2@`; on both, `/plain` goes to cluster `plain` and
@@ -122,22 +121,7 @@ fn h1_post(listen: SocketAddr, path: &str) -> String {
 /// An HTTP/2 POST in one DATA frame, then the trailer `x-req: one`: what came back.
 fn h2_post(listen: SocketAddr, path: &str) -> String {
     let uri = format!("http://{listen}{path}");
-    let reply = h2client::run(move || async move {
-        let client = connect(listen).await;
-        let mut c = within(STEP, "stream slot", client.ready())
-            .await
-            .expect("h2 connection ready");
-        let req = request("POST", &uri).body(()).expect("request");
-        let (response, mut stream) = c.send_request(req, false).expect("send request headers");
-        stream.reserve_capacity(5);
-        stream
-            .send_data(Bytes::from_static(b"hello"), false)
-            .expect("data");
-        let mut t = http::HeaderMap::new();
-        t.insert("x-req", "one".parse().unwrap());
-        stream.send_trailers(t).expect("trailers");
-        read_reply(response).await
-    });
+    let reply = post_with_trailers(listen, uri, b"hello", &[("x-req", "one")]);
     let trailer = |name: &str| {
         let t = reply.trailers.as_ref()?.get(name)?;
         t.to_str().ok().map(str::to_string)
