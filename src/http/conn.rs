@@ -166,13 +166,13 @@ struct Plan<'v> {
     upstream_duration: Option<Duration>,
     /// The route's priority (its cluster's breakers and pools).
     priority: crate::config::circuit::Priority,
-    /// An HTTP/1 upstream's chunked trailers reach this client and its trailers the
-    /// upstream: the listener's and the cluster's `enable_trailers` are both on (else
-    /// both ways drop them, as Envoy's HTTP/1 codecs do).
-    h1_trailers: bool,
-    /// The listener's `enable_trailers` alone: an HTTP/2 upstream's trailers are
-    /// written to this client after a chunked body.
+    /// The listener's `enable_trailers`: this HTTP/1 client's trailers are read and
+    /// trailers are written to it (to and from an HTTP/2 upstream, this alone decides).
     down_trailers: bool,
+    /// The route's cluster's `enable_trailers`: between an HTTP/1 client and an
+    /// HTTP/1 upstream trailers pass only when both are on (`chunks`), both ways, as
+    /// Envoy's HTTP/1 codecs do.
+    up_trailers: bool,
 }
 
 /// How a request ended, for stats and the decision to keep the connection.
@@ -326,7 +326,7 @@ impl<'v> Plan<'v> {
     /// What becomes of an HTTP/1 body's chunk framing between this client and an
     /// HTTP/1 upstream (`strip`: an HTTP/1.0 client's response).
     fn chunks(&self, strip: bool) -> super::body::Chunks {
-        super::body::Chunks::new(strip, self.h1_trailers)
+        super::body::Chunks::new(strip, self.down_trailers && self.up_trailers)
     }
 
     /// The response is the connection's last (`connection: close`): the worker drains,

@@ -193,7 +193,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     let mut mirror = None;
     let mut upstream_duration = None;
     let mut priority = Default::default();
-    // The cluster's `enable_trailers` (HTTP/1 trailers pass only when both sides have it).
+    // The cluster's `enable_trailers` (`Plan::up_trailers`).
     let mut up_trailers = false;
     let action = match decision {
         None => Action::NoRoute,
@@ -433,7 +433,7 @@ pub(super) async fn prepare<'v, C: Connector>(
     p.mirror = mirror;
     p.upstream_duration = upstream_duration;
     p.priority = priority;
-    p.h1_trailers = l.own.h1_trailers && up_trailers;
+    p.up_trailers = up_trailers;
     p.span = span;
     p.route_name = route.and_then(|r| r.name.as_ref());
     p.route_stats = route.and_then(|r| r.stats);
@@ -491,8 +491,8 @@ fn plan<'v>(
         tee: None,
         upstream_duration: None,
         priority: Default::default(),
-        h1_trailers: false,
         down_trailers: l.own.h1_trailers,
+        up_trailers: false,
     }
 }
 
