@@ -489,7 +489,13 @@ fn response_bodies_are_processed_streamed() {
 fn trailers_are_processed() {
     let p = Processor::start();
     let up = h2client::h2_trailer_echo();
-    let proxy = Proxy::start(&config(up, "http2", processor_addr(&p), ""));
+    // HTTP/1 clients get no trailers, as from Envoy without `enable_trailers` (the
+    // native default passes them: `proxy_headers.http1_trailers`).
+    let text = config(up, "http2", processor_addr(&p), "").replace(
+        "    route_table: main\n",
+        "    route_table: main\n    proxy_headers: { http1_trailers: false }\n",
+    );
+    let proxy = Proxy::start(&text);
     let r = h2client::post_with_trailers(
         proxy.listen,
         proxy.url("/trailer-req"),

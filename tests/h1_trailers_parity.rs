@@ -22,7 +22,7 @@ mod h2client;
 
 use std::net::SocketAddr;
 
-use common::envoy::{envoy_or_skip, Envoy, BACKEND_H2, HCM_TYPE, ROUTER_TYPE};
+use common::envoy::{envoy_or_skip, fact_diffs, Envoy, BACKEND_H2, HCM_TYPE, ROUTER_TYPE};
 use common::*;
 use h2client::{h2_trailer_echo, post_with_trailers};
 
@@ -218,11 +218,6 @@ fn h1_trailers_as_envoy() {
     let theirs = observe(envoy.listen, envoy.listen2, &up);
     drop(envoy);
     let ours = run_outrigger(&up, up2);
-    let diffs: Vec<String> = theirs
-        .iter()
-        .zip(&ours)
-        .filter(|(e, o)| e != o)
-        .map(|(e, o)| format!("{}:\n  envoy     {}\n  outrigger {}", e.0, e.1, o.1))
-        .collect();
+    let diffs = fact_diffs(&theirs, &ours);
     assert!(diffs.is_empty(), "differences:\n{}", diffs.join("\n"));
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::envoy::{envoy_or_skip, Envoy};
+use common::envoy::{envoy_or_skip, fact_diffs, Envoy};
 use common::*;
 use h2client::{connect, read_reply, request, within, STEP};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
@@ -310,11 +310,6 @@ fn trailers_of_a_held_body_as_envoy() {
     let theirs = observe(envoy.listen, &h1, &h2);
     drop(envoy);
     let ours = run_outrigger(&h1);
-    let diffs: Vec<String> = theirs
-        .iter()
-        .zip(&ours)
-        .filter(|(e, o)| e != o)
-        .map(|(e, o)| format!("{}:\n  envoy     {}\n  outrigger {}", e.0, e.1, o.1))
-        .collect();
+    let diffs = fact_diffs(&theirs, &ours);
     assert!(diffs.is_empty(), "differences:\n{}", diffs.join("\n"));
 }

@@ -573,10 +573,17 @@ fn trailer_callbacks_edit_http2_trailers() {
     let up = h2client::h2_trailer_echo();
     let dir = TempDir::new("wasm-trailers");
     let m = wasm_modules::write(dir.path(), "trailers", &wasm_modules::trailers());
-    let text = config(up, &m, "").replace(
-        "    connect_timeout: 1s\n",
-        "    protocol: http2\n    connect_timeout: 1s\n",
-    );
+    // HTTP/1 clients get no trailers, as from Envoy without `enable_trailers` (the
+    // native default passes them: `proxy_headers.http1_trailers`).
+    let text = config(up, &m, "")
+        .replace(
+            "    connect_timeout: 1s\n",
+            "    protocol: http2\n    connect_timeout: 1s\n",
+        )
+        .replace(
+            "    route_table: main\n",
+            "    route_table: main\n    proxy_headers: { http1_trailers: false }\n",
+        );
     let proxy = Proxy::start(&text);
     let r =
         h2client::post_with_trailers(proxy.listen, proxy.url("/t"), b"hello", &[("x-t1", "one")]);

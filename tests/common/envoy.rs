@@ -242,6 +242,25 @@ pub fn client_diffs<C: std::fmt::Debug, S: PartialEq + std::fmt::Debug>(
         .collect()
 }
 
+/// Where Envoy's and Outrigger's labelled observations of the same cases differ: one
+/// entry per case (and one when the lists are of different lengths).
+pub fn fact_diffs(envoy: &[(String, String)], ours: &[(String, String)]) -> Vec<String> {
+    let mut diffs: Vec<String> = envoy
+        .iter()
+        .zip(ours)
+        .filter(|(e, o)| e != o)
+        .map(|(e, o)| format!("{}:\n  envoy     {}\n  outrigger {}", e.0, e.1, o.1))
+        .collect();
+    if envoy.len() != ours.len() {
+        diffs.push(format!(
+            "{} cases from Envoy, {} from Outrigger",
+            envoy.len(),
+            ours.len()
+        ));
+    }
+    diffs
+}
+
 /// The two proxies' access log lines (each sorted), when they differ.
 pub fn log_diff(envoy: &[String], ours: &[String]) -> Option<String> {
     (envoy != ours).then(|| {
