@@ -1,10 +1,10 @@
 //! Tracing's cost on the worker per request: `trace::start` (the decision, the ids,
-//! the span and its tags) and `trace::finish` (the last tags, the span's OTLP
-//! encoding, the hand-off to the exporter's queue), for a sampled request with the
-//! headers oha sends, and the unsampled path. The exporter thread runs beside the
-//! bench (it drains the queue and fails to reach the collector, a closed port), so the
-//! figures are the worker's share only; the loadtest's `h1-traced-ab` measures the
-//! whole (docs/tracing.md).
+//! the span and its tags) and `trace::finish` (the last tags, the hand-off to the
+//! exporter's queue), for a sampled request with the headers oha sends, and the
+//! unsampled path. The exporter thread runs beside the bench (it drains the queue,
+//! encodes the spans, fails to reach the collector, a closed port, and gives the
+//! records back), so its share here is not the real one; the loadtest's
+//! `h1-traced-ab` measures the whole (docs/tracing.md).
 //!
 //! `cargo bench --bench tracing` (add `-- --quick` for a fast smoke run). Time on a
 //! shared VM drifts by tens of percent between runs; to compare two builds, count
@@ -88,7 +88,7 @@ fn main() {
             let (out, span) = trace::start(&sampled, &req, header);
             if let Some(mut s) = span {
                 s.set_cluster("backend");
-                trace::finish(*s, &end);
+                trace::finish(s, &end);
             }
             out
         }),

@@ -588,7 +588,7 @@ impl Conn {
                 bytes_sent: self.rec.bytes_sent,
                 upstream: self.rec.upstream,
             };
-            crate::observe::trace::finish(*span, &end);
+            crate::observe::trace::finish(span, &end);
         }
         self.complete(view, at);
         outcome.keep_alive && !view.closing(at)

@@ -626,7 +626,7 @@ pub(crate) async fn serve<C: Connector>(
             bytes_sent: done.bytes_sent,
             upstream: done.upstream,
         };
-        trace::finish(*span, &end);
+        trace::finish(span, &end);
     }
     let log = view.access_log(at);
     let end = Instant::now();

@@ -4,7 +4,10 @@
 //!
 //! A worker never waits for it: each worker has its own bounded lock-free queue
 //! (crossbeam's `ArrayQueue`, used single-producer single-consumer), made on its first
-//! sampled span. A span that finds the queue full is dropped and counted
+//! sampled span, and hands over the span's record as it finished it: the thread encodes
+//! the spans (`otlp::encode`) and gives each record back to its worker through a second
+//! queue (`Lane::spare`), where `trace::start` takes it for a later span, so the worker
+//! neither allocates a span nor frees one made on another thread. A span that finds the queue full is dropped and counted
 //! (`tracing.opentelemetry.spans_dropped`). The worker wakes the thread only when its
 //! queue was empty (the first span of a batch) or reaches a batch, so a busy worker
 //! does not pay a wake-up per span; an idle exporter sleeps without a timer. Exports to
@@ -24,15 +27,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
+use super::span::ActiveSpan;
 use super::Collector;
 
-/// A finished span as its worker encoded it (`otlp::span_bytes`), for `collector`.
-pub struct Encoded {
-    pub collector: Arc<Collector>,
-    pub bytes: Vec<u8>,
+/// One worker's queues: its finished spans to the thread, exported records back.
+struct Lane {
+    spans: ArrayQueue<Box<ActiveSpan>>,
+    spare: ArrayQueue<Box<ActiveSpan>>,
 }
-
-type Queue = ArrayQueue<Encoded>;
 
 /// The exporter's counters, as Envoy's `tracing.opentelemetry.*` stats.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -43,7 +45,7 @@ pub struct Report {
 }
 
 struct Shared {
-    queues: Mutex<Vec<Arc<Queue>>>,
+    queues: Mutex<Vec<Arc<Lane>>>,
     thread: Thread,
     sent: AtomicU64,
     dropped: AtomicU64,
@@ -82,7 +84,7 @@ const PROMPT_SPANS: usize = 256;
 const EXPORT_GAP: Duration = Duration::from_millis(100);
 
 thread_local! {
-    static QUEUE: OnceCell<Option<Arc<Queue>>> = const { OnceCell::new() };
+    static QUEUE: OnceCell<Option<Arc<Lane>>> = const { OnceCell::new() };
 }
 
 /// The exporter's counters (`None`: no span was ever sampled, the thread never ran).
@@ -117,23 +119,33 @@ fn shared() -> Option<&'static Shared> {
     Some(s)
 }
 
+/// An exported span's record, for this thread's next span (`None`: none came back yet).
+pub fn spare() -> Option<Box<ActiveSpan>> {
+    QUEUE.with(|q| q.get().and_then(Option::as_ref).and_then(|l| l.spare.pop()))
+}
+
 /// Hands a finished span to the exporter; never blocks.
-pub fn submit(span: Encoded) {
-    let cap = span.collector.queue_spans.max(1);
-    let batch = span.collector.batch_spans.max(1);
-    let prompt = prompt(&span.collector);
+pub fn submit(span: Box<ActiveSpan>) {
+    let collector = &span.tracing.collector;
+    let cap = collector.queue_spans.max(1);
+    let batch = collector.batch_spans.max(1);
+    let prompt = prompt(collector);
     QUEUE.with(|q| {
         let q = q.get_or_init(|| {
             let s = shared()?;
-            let q = Arc::new(ArrayQueue::new(cap));
+            let q = Arc::new(Lane {
+                spans: ArrayQueue::new(cap),
+                spare: ArrayQueue::new(cap),
+            });
             if let Ok(mut all) = s.queues.lock() {
                 all.push(q.clone());
             }
             Some(q)
         });
-        let (Some(q), Some(s)) = (q, SHARED.get()) else {
+        let (Some(lane), Some(s)) = (q, SHARED.get()) else {
             return;
         };
+        let q = &lane.spans;
         if q.push(span).is_err() {
             s.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -155,11 +167,15 @@ pub fn submit(span: Encoded) {
     });
 }
 
-/// The spans pending for one collector, since the first of them came.
+/// The spans pending for one collector, since the first of them came, and the lane
+/// (the index in `run`'s `queues`) each came from.
 struct Batch {
     collector: Arc<Collector>,
     first: Instant,
-    spans: Vec<Vec<u8>>,
+    /// Boxed as the workers made them: each record goes back to its worker whole.
+    #[allow(clippy::vec_box)]
+    spans: Vec<Box<ActiveSpan>>,
+    lanes: Vec<usize>,
 }
 
 /// The pending batch of `c`: the same `Arc`, or failing that an equal collector (a
@@ -174,6 +190,7 @@ fn batch_for<'p>(pending: &'p mut Vec<Batch>, c: &Arc<Collector>) -> Option<&'p 
             collector: c.clone(),
             first: Instant::now(),
             spans: Vec::new(),
+            lanes: Vec::new(),
         });
         pending.len() - 1
     });
@@ -196,7 +213,7 @@ fn run() {
     let mut body = Vec::new();
     // OTLP/HTTP: each collector's kept-alive connection.
     let mut kept: HashMap<std::net::SocketAddr, TcpStream> = HashMap::new();
-    let mut queues: Vec<Arc<Queue>> = Vec::new();
+    let mut queues: Vec<Arc<Lane>> = Vec::new();
     // When each collector's last export started (`EXPORT_GAP`).
     let mut last: HashMap<std::net::SocketAddr, Instant> = HashMap::new();
     loop {
@@ -205,13 +222,14 @@ fn run() {
                 queues.clone_from(&all);
             }
         }
-        for q in &queues {
+        for (lane, q) in queues.iter().enumerate() {
             // Take at most one queue's worth per pass, so a busy worker cannot keep the
             // thread from sending.
-            for _ in 0..q.capacity() {
-                let Some(f) = q.pop() else { break };
-                if let Some(b) = batch_for(&mut pending, &f.collector) {
-                    b.spans.push(f.bytes);
+            for _ in 0..q.spans.capacity() {
+                let Some(f) = q.spans.pop() else { break };
+                if let Some(b) = batch_for(&mut pending, &f.tracing.collector) {
+                    b.spans.push(f);
+                    b.lanes.push(lane);
                 }
             }
         }
@@ -249,6 +267,7 @@ fn run() {
         for Batch {
             collector: c,
             mut spans,
+            mut lanes,
             ..
         } in due
         {
@@ -267,7 +286,13 @@ fn run() {
                         spans.get(..take).unwrap_or(&[]),
                         &mut body,
                     );
-                    spans.drain(..take);
+                    // Each record goes back to its worker for a later span (a full
+                    // spare queue frees it here).
+                    for (span, lane) in spans.drain(..take).zip(lanes.drain(..take)) {
+                        if let Some(l) = queues.get(lane) {
+                            let _ = l.spare.push(span);
+                        }
+                    }
                     let sent = if c.grpc {
                         post_grpc(&c, &body)
                     } else {
@@ -305,7 +330,7 @@ fn run() {
             s.paced.store(false, Ordering::Relaxed);
             continue;
         }
-        if queues.iter().any(|q| !q.is_empty()) {
+        if queues.iter().any(|q| !q.spans.is_empty()) {
             continue;
         }
         // Sleep until a worker wakes us, or the oldest batch is due.
@@ -321,7 +346,7 @@ fn run() {
                 // Say so before the last look at the queues: a span pushed after the
                 // look sees `idle` and unparks (an unpark before `park` is not lost).
                 s.idle.store(true, Ordering::Release);
-                if queues.iter().any(|q| !q.is_empty()) {
+                if queues.iter().any(|q| !q.spans.is_empty()) {
                     s.idle.store(false, Ordering::Relaxed);
                     continue;
                 }

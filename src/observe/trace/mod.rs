@@ -8,8 +8,9 @@
 //! that the upstream request's `http::stamp::Stamp` writes (`traceparent`, B3). A
 //! sampled request also gets an [`ActiveSpan`] (`span.rs`: a record and its text),
 //! which the connection manager finishes when the stream ends ([`finish`]): the worker
-//! encodes it (`otlp.rs`) and hands the bytes to the exporter thread through its
-//! lock-free queue (`export.rs`), which sends them in OTLP requests. An unsampled request costs the
+//! hands the record to the exporter thread through its lock-free queue (`export.rs`),
+//! which encodes it (`otlp.rs`), sends it in an OTLP request and gives the record back
+//! for a later span. An unsampled request costs the
 //! header look-ups and a random number; a connection manager without tracing, one
 //! branch.
 
@@ -122,7 +123,11 @@ pub fn start<'h>(
     if !sampled {
         return (out, None);
     }
-    let mut span = ActiveSpan::new(t, trace_id, span_id, parent.map(|p| p.span_id));
+    let parent_id = parent.map(|p| p.span_id);
+    let mut span = match export::spare() {
+        Some(s) => s.reuse(t, trace_id, span_id, parent_id),
+        None => ActiveSpan::new(t, trace_id, span_id, parent_id),
+    };
     if t.kind == SpanKind::Client {
         // Envoy names an egress span after the host too.
         span.name = Cow::Owned(format!("egress {}", String::from_utf8_lossy(r.authority)));
@@ -227,7 +232,7 @@ pub struct End {
 
 /// Finishes a sampled span (Envoy's `finalizeDownstreamSpan`) and hands it to the
 /// exporter thread; a full queue drops it and counts it.
-pub fn finish(mut span: ActiveSpan, end: &End) {
+pub fn finish(mut span: Box<ActiveSpan>, end: &End) {
     span.put_u64(Key::RequestSize, end.bytes_received);
     span.put_u64(Key::ResponseSize, end.bytes_sent);
     span.put(Key::Component, "proxy");
@@ -253,13 +258,8 @@ pub fn finish(mut span: ActiveSpan, end: &End) {
     if let Some(a) = end.upstream {
         span.put_addr(Key::UpstreamAddress, span::Addr::Socket(a));
     }
-    // Encoded here, on the worker, while the span's values are in its cache; the span
-    // itself is freed here too, not by the exporter's thread.
-    let bytes = otlp::span_bytes(&span, SystemTime::now());
-    export::submit(export::Encoded {
-        collector: span.tracing.collector.clone(),
-        bytes,
-    });
+    span.end = SystemTime::now();
+    export::submit(span);
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Spa
 use prost::Message;
 
 use super::super::{ActiveSpan, Collector, CustomTag, Propagation, SpanKind, Tracing};
-use super::{encode, nanos, span_bytes};
+use super::{encode, nanos};
 
 fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
@@ -23,8 +23,8 @@ fn kv(key: &str, value: &str) -> KeyValue {
 }
 
 /// The same request built as the crate's prost tree.
-fn reference(service_name: &str, spans: &[(ActiveSpan, SystemTime)]) -> ExportTraceServiceRequest {
-    let span = |(f, end): &(ActiveSpan, SystemTime)| Span {
+fn reference(service_name: &str, spans: &[Box<ActiveSpan>]) -> ExportTraceServiceRequest {
+    let span = |f: &ActiveSpan| Span {
         trace_id: f.trace_id.to_vec(),
         span_id: f.span_id.to_vec(),
         parent_span_id: f.parent.map(|p| p.to_vec()).unwrap_or_default(),
@@ -34,7 +34,7 @@ fn reference(service_name: &str, spans: &[(ActiveSpan, SystemTime)]) -> ExportTr
             SpanKind::Client => span::SpanKind::Client as i32,
         },
         start_time_unix_nano: nanos(f.start),
-        end_time_unix_nano: nanos(*end),
+        end_time_unix_nano: nanos(f.end),
         attributes: f.attributes().map(|(k, v)| kv(k, v)).collect(),
         ..Span::default()
     };
@@ -45,7 +45,7 @@ fn reference(service_name: &str, spans: &[(ActiveSpan, SystemTime)]) -> ExportTr
                 ..Resource::default()
             }),
             scope_spans: vec![ScopeSpans {
-                spans: spans.iter().map(span).collect(),
+                spans: spans.iter().map(|s| span(s)).collect(),
                 ..ScopeSpans::default()
             }],
             ..ResourceSpans::default()
@@ -60,7 +60,7 @@ fn finished(
     parent: bool,
     kind: SpanKind,
     tags: &[(&'static str, String)],
-) -> (ActiveSpan, SystemTime) {
+) -> Box<ActiveSpan> {
     let tracing = Arc::new(Tracing {
         kind,
         random_sampling: 10_000,
@@ -98,7 +98,8 @@ fn finished(
     for (n, (_, v)) in tags.iter().enumerate() {
         span.put_custom(n, v.as_bytes());
     }
-    (*span, SystemTime::now())
+    span.end = SystemTime::now();
+    span
 }
 
 #[test]
@@ -133,11 +134,32 @@ fn the_bytes_are_the_crates_own_encoding() {
         ("none", &[][..]),
     ] {
         let mut ours = vec![1, 2, 3];
-        let encoded: Vec<Vec<u8>> = spans.iter().map(|(s, end)| span_bytes(s, *end)).collect();
-        encode(service, &encoded, &mut ours);
+        encode(service, spans, &mut ours);
         let theirs = reference(service, spans).encode_to_vec();
         assert_eq!(ours, theirs, "service {service:?}, {} spans", spans.len());
         let decoded = ExportTraceServiceRequest::decode(ours.as_slice()).expect("decodes");
         assert_eq!(decoded, reference(service, spans));
     }
+}
+
+/// A record given back by the exporter and started again (`ActiveSpan::reuse`) under
+/// another config encodes as a new span would: nothing of the earlier span is left.
+#[test]
+fn a_reused_record_encodes_as_a_new_one() {
+    let mut old = finished(
+        4,
+        true,
+        SpanKind::Client,
+        &[("env", "old".into()), ("zone", "z".repeat(500))],
+    );
+    old.name = "egress old".into();
+    let fresh = finished(5, false, SpanKind::Server, &[("team", "new".into())]);
+    let mut reused = old.reuse(&fresh.tracing, fresh.trace_id, fresh.span_id, None);
+    reused.start = fresh.start;
+    reused.put_custom(0, b"new");
+    reused.end = fresh.end;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    encode("proxy", &[reused], &mut ours);
+    encode("proxy", &[fresh], &mut theirs);
+    assert_eq!(ours, theirs);
 }

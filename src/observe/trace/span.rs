@@ -7,7 +7,8 @@
 //! far, and the span costs two allocations (the record and its text) where the list
 //! made it three. Only `custom_tags` have keys of their own, kept by their index in the
 //! config (no allocation when none are configured). The exporter's encoding reads the
-//! slots in `Key` order (`otlp.rs`).
+//! slots in `Key` order (`otlp.rs`), then hands the record back to its worker, which
+//! starts a later span in it (`ActiveSpan::reuse`) instead of allocating one.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -129,6 +130,8 @@ pub struct ActiveSpan {
     pub(super) span_id: [u8; 8],
     pub(super) parent: Option<[u8; 8]>,
     pub(super) start: SystemTime,
+    /// When `trace::finish` closed it (`start` until then).
+    pub(super) end: SystemTime,
     pub(super) name: Cow<'static, str>,
     /// The tags' values, one after the other.
     text: String,
@@ -145,12 +148,14 @@ impl ActiveSpan {
         span_id: [u8; 8],
         parent: Option<[u8; 8]>,
     ) -> Box<ActiveSpan> {
+        let start = SystemTime::now();
         Box::new(ActiveSpan {
             tracing: tracing.clone(),
             trace_id,
             span_id,
             parent,
-            start: SystemTime::now(),
+            start,
+            end: start,
             name: Cow::Borrowed(tracing.kind.operation()),
             text: String::with_capacity(TEXT_BYTES),
             tags: [UNSET; KEYS],
@@ -160,6 +165,31 @@ impl ActiveSpan {
                 vec![UNSET; tracing.custom_tags.len()]
             },
         })
+    }
+
+    /// A new span in the record of an exported one (its text's and custom slots'
+    /// allocations kept): every fact `new` sets, set again.
+    pub(super) fn reuse(
+        mut self: Box<ActiveSpan>,
+        tracing: &Arc<Tracing>,
+        trace_id: [u8; 16],
+        span_id: [u8; 8],
+        parent: Option<[u8; 8]>,
+    ) -> Box<ActiveSpan> {
+        if !Arc::ptr_eq(&self.tracing, tracing) {
+            self.tracing = tracing.clone();
+        }
+        self.trace_id = trace_id;
+        self.span_id = span_id;
+        self.parent = parent;
+        self.start = SystemTime::now();
+        self.end = self.start;
+        self.name = Cow::Borrowed(tracing.kind.operation());
+        self.text.clear();
+        self.tags = [UNSET; KEYS];
+        self.custom.clear();
+        self.custom.resize(tracing.custom_tags.len(), UNSET);
+        self
     }
 
     /// The span's trace id (the access log's `%TRACE_ID%`).
