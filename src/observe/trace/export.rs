@@ -30,7 +30,8 @@ use crossbeam_queue::ArrayQueue;
 use super::span::ActiveSpan;
 use super::Collector;
 
-/// One worker's queues: its finished spans to the thread, exported records back.
+/// One worker's queues: its finished spans to the thread, exported records back (at
+/// most two prompt exports' worth, about 350 KiB at the default 256).
 struct Lane {
     spans: ArrayQueue<Box<ActiveSpan>>,
     spare: ArrayQueue<Box<ActiveSpan>>,
@@ -133,9 +134,11 @@ pub fn submit(span: Box<ActiveSpan>) {
     QUEUE.with(|q| {
         let q = q.get_or_init(|| {
             let s = shared()?;
+            // Records enough for two prompt exports in flight come back; more (after a
+            // burst that filled the queue) are freed, not kept for good.
             let q = Arc::new(Lane {
                 spans: ArrayQueue::new(cap),
-                spare: ArrayQueue::new(cap),
+                spare: ArrayQueue::new(cap.min(2 * prompt)),
             });
             if let Ok(mut all) = s.queues.lock() {
                 all.push(q.clone());
