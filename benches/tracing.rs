@@ -7,9 +7,10 @@
 //! `h1-traced-ab` measures the whole (docs/tracing.md).
 //!
 //! `cargo bench --bench tracing` (add `-- --quick` for a fast smoke run). Time on a
-//! shared VM drifts by tens of percent between runs; to compare two builds, count
-//! instructions instead: `-- --case N --count M` runs only case N (0, 1, 2), M times,
-//! under `perf stat -e instructions:u` (docs/tracing.md).
+//! shared VM drifts by tens of percent between runs (and this one has no hardware
+//! counters to count instructions); to compare two builds, `-- --case N --count M`
+//! runs only case N (0, 1, 2), M times: time it pinned, `taskset -c 1 perf stat -e
+//! task-clock`, several runs of each build in turn (docs/tracing.md).
 
 mod support;
 

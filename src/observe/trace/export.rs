@@ -7,8 +7,8 @@
 //! sampled span, and hands over the span's record as it finished it: the thread encodes
 //! the spans (`otlp::encode`) and gives each record back to its worker through a second
 //! queue (`Lane::spare`), where `trace::start` takes it for a later span, so the worker
-//! neither allocates a span nor frees one made on another thread. A span that finds the queue full is dropped and counted
-//! (`tracing.opentelemetry.spans_dropped`). The worker wakes the thread only when its
+//! neither allocates a span nor frees one made on another thread. A span that finds
+//! the queue full is dropped and counted (`tracing.opentelemetry.spans_dropped`). The worker wakes the thread only when its
 //! queue was empty (the first span of a batch) or reaches a batch, so a busy worker
 //! does not pay a wake-up per span; an idle exporter sleeps without a timer. Exports to
 //! one collector start at least `EXPORT_GAP` (100 ms) apart unless `PROMPT_SPANS`
@@ -138,7 +138,7 @@ pub fn submit(span: Box<ActiveSpan>) {
             // burst that filled the queue) are freed, not kept for good.
             let q = Arc::new(Lane {
                 spans: ArrayQueue::new(cap),
-                spare: ArrayQueue::new(cap.min(2 * prompt)),
+                spare: ArrayQueue::new(cap.min(prompt.saturating_mul(2))),
             });
             if let Ok(mut all) = s.queues.lock() {
                 all.push(q.clone());
@@ -289,10 +289,11 @@ fn run() {
                         spans.get(..take).unwrap_or(&[]),
                         &mut body,
                     );
-                    // Each record goes back to its worker for a later span (a full
-                    // spare queue frees it here).
+                    // Each record goes back to its worker for a later span (one grown
+                    // past a span's usual size, or finding the spare queue full, is
+                    // freed here).
                     for (span, lane) in spans.drain(..take).zip(lanes.drain(..take)) {
-                        if let Some(l) = queues.get(lane) {
+                        if let Some(l) = queues.get(lane).filter(|_| span.fits_spare()) {
                             let _ = l.spare.push(span);
                         }
                     }

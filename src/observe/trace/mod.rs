@@ -124,10 +124,9 @@ pub fn start<'h>(
         return (out, None);
     }
     let parent_id = parent.map(|p| p.span_id);
-    let mut span = match export::spare() {
-        Some(s) => s.reuse(t, trace_id, span_id, parent_id),
-        None => ActiveSpan::new(t, trace_id, span_id, parent_id),
-    };
+    let mut span = export::spare()
+        .unwrap_or_else(|| ActiveSpan::blank(t))
+        .reuse(t, trace_id, span_id, parent_id);
     if t.kind == SpanKind::Client {
         // Envoy names an egress span after the host too.
         span.name = Cow::Owned(format!("egress {}", String::from_utf8_lossy(r.authority)));

@@ -88,7 +88,7 @@ fn finished(
             queue_spans: 1024,
         }),
     });
-    let mut span = ActiveSpan::new(
+    let mut span = ActiveSpan::blank(&tracing).reuse(
         &tracing,
         [i; 16],
         [i.wrapping_add(1); 8],

@@ -123,6 +123,11 @@ const UNSET: Range = Range {
 /// is allocated once.
 const TEXT_BYTES: usize = 384;
 
+/// The largest text, and the most custom slots, a record kept for reuse may have
+/// (`ActiveSpan::fits_spare`).
+const SPARE_TEXT_BYTES: usize = 4 * TEXT_BYTES;
+const SPARE_CUSTOM: usize = 32;
+
 /// A sampled request's span.
 pub struct ActiveSpan {
     pub(super) tracing: Arc<Tracing>,
@@ -142,33 +147,24 @@ pub struct ActiveSpan {
 }
 
 impl ActiveSpan {
-    pub(super) fn new(
-        tracing: &Arc<Tracing>,
-        trace_id: [u8; 16],
-        span_id: [u8; 8],
-        parent: Option<[u8; 8]>,
-    ) -> Box<ActiveSpan> {
-        let start = SystemTime::now();
+    /// A record for `tracing`'s spans, its text allocated; `reuse` sets its facts.
+    pub(super) fn blank(tracing: &Arc<Tracing>) -> Box<ActiveSpan> {
         Box::new(ActiveSpan {
             tracing: tracing.clone(),
-            trace_id,
-            span_id,
-            parent,
-            start,
-            end: start,
-            name: Cow::Borrowed(tracing.kind.operation()),
+            trace_id: [0; 16],
+            span_id: [0; 8],
+            parent: None,
+            start: SystemTime::UNIX_EPOCH,
+            end: SystemTime::UNIX_EPOCH,
+            name: Cow::Borrowed(""),
             text: String::with_capacity(TEXT_BYTES),
             tags: [UNSET; KEYS],
-            custom: if tracing.custom_tags.is_empty() {
-                Vec::new()
-            } else {
-                vec![UNSET; tracing.custom_tags.len()]
-            },
+            custom: Vec::new(),
         })
     }
 
-    /// A new span in the record of an exported one (its text's and custom slots'
-    /// allocations kept): every fact `new` sets, set again.
+    /// A new span in `self`, a blank record or an exported one (its text's and custom
+    /// slots' allocations kept): every fact of the span is set here.
     pub(super) fn reuse(
         mut self: Box<ActiveSpan>,
         tracing: &Arc<Tracing>,
@@ -190,6 +186,14 @@ impl ActiveSpan {
         self.custom.clear();
         self.custom.resize(tracing.custom_tags.len(), UNSET);
         self
+    }
+
+    /// Whether the record may wait in its worker's spare queue for a later span: not
+    /// when a request made its text (or custom slots) grow far past what a span
+    /// usually holds, which a worker would otherwise keep for good, up to the queue's
+    /// length, from one long header per record.
+    pub(super) fn fits_spare(&self) -> bool {
+        self.text.capacity() <= SPARE_TEXT_BYTES && self.custom.capacity() <= SPARE_CUSTOM
     }
 
     /// The span's trace id (the access log's `%TRACE_ID%`).
@@ -337,6 +341,39 @@ mod tests {
     use crate::observe::trace::context::Propagation;
     use crate::observe::trace::model::{Collector, SpanKind};
 
+    /// A record whose text a long header grew is not kept for reuse; a usual one is.
+    #[test]
+    fn only_records_of_usual_size_are_kept_spare() {
+        let t = Arc::new(Tracing {
+            kind: SpanKind::Server,
+            random_sampling: 0,
+            client_sampling: 0,
+            overall_sampling: 0,
+            propagation: Propagation::default(),
+            custom_tags: vec![],
+            max_path_tag_length: 256,
+            node_id: String::new(),
+            zone: String::new(),
+            collector: Arc::new(Collector {
+                addr: ([127, 0, 0, 1], 1).into(),
+                authority: String::new(),
+                path: String::new(),
+                grpc: false,
+                service_name: String::new(),
+                batch_spans: 1,
+                flush_interval: std::time::Duration::from_secs(1),
+                queue_spans: 1,
+            }),
+        });
+        let mut span = ActiveSpan::blank(&t).reuse(&t, [1; 16], [1; 8], None);
+        span.put_lossy(Key::UserAgent, b"curl/8.5.0");
+        assert!(span.fits_spare());
+        span.put_lossy(Key::UserAgent, &[b'a'; 10_000]);
+        assert!(!span.fits_spare());
+        let span = span.reuse(&t, [2; 16], [2; 8], None);
+        assert!(!span.fits_spare(), "reuse keeps the grown text");
+    }
+
     /// Numbers and addresses are written as `fmt` writes them.
     #[test]
     fn numbers_and_addresses_print_as_fmt_does() {
@@ -361,7 +398,7 @@ mod tests {
                 queue_spans: 1,
             }),
         });
-        let mut span = ActiveSpan::new(&t, [1; 16], [1; 8], None);
+        let mut span = ActiveSpan::blank(&t).reuse(&t, [1; 16], [1; 8], None);
         let get = |s: &ActiveSpan, k: Key| {
             s.attributes()
                 .find(|(n, _)| *n == k.name())
