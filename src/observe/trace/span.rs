@@ -341,10 +341,9 @@ mod tests {
     use crate::observe::trace::context::Propagation;
     use crate::observe::trace::model::{Collector, SpanKind};
 
-    /// A record whose text a long header grew is not kept for reuse; a usual one is.
-    #[test]
-    fn only_records_of_usual_size_are_kept_spare() {
-        let t = Arc::new(Tracing {
+    /// A tracing config with nothing of its own (the records' tests set their tags).
+    fn tracing() -> Arc<Tracing> {
+        Arc::new(Tracing {
             kind: SpanKind::Server,
             random_sampling: 0,
             client_sampling: 0,
@@ -364,7 +363,13 @@ mod tests {
                 flush_interval: std::time::Duration::from_secs(1),
                 queue_spans: 1,
             }),
-        });
+        })
+    }
+
+    /// A record whose text a long header grew is not kept for reuse; a usual one is.
+    #[test]
+    fn only_records_of_usual_size_are_kept_spare() {
+        let t = tracing();
         let mut span = ActiveSpan::blank(&t).reuse(&t, [1; 16], [1; 8], None);
         span.put_lossy(Key::UserAgent, b"curl/8.5.0");
         assert!(span.fits_spare());
@@ -377,27 +382,7 @@ mod tests {
     /// Numbers and addresses are written as `fmt` writes them.
     #[test]
     fn numbers_and_addresses_print_as_fmt_does() {
-        let t = Arc::new(Tracing {
-            kind: SpanKind::Server,
-            random_sampling: 0,
-            client_sampling: 0,
-            overall_sampling: 0,
-            propagation: Propagation::default(),
-            custom_tags: vec![],
-            max_path_tag_length: 256,
-            node_id: String::new(),
-            zone: String::new(),
-            collector: Arc::new(Collector {
-                addr: ([127, 0, 0, 1], 1).into(),
-                authority: String::new(),
-                path: String::new(),
-                grpc: false,
-                service_name: String::new(),
-                batch_spans: 1,
-                flush_interval: std::time::Duration::from_secs(1),
-                queue_spans: 1,
-            }),
-        });
+        let t = tracing();
         let mut span = ActiveSpan::blank(&t).reuse(&t, [1; 16], [1; 8], None);
         let get = |s: &ActiveSpan, k: Key| {
             s.attributes()
