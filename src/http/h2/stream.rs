@@ -188,7 +188,7 @@ pub(crate) async fn serve<C: Connector>(
             peer_port: peer.port(),
             protocol: "HTTP/2",
             upstream: Some(&*view),
-            body: !body.is_end_stream() && parts.method != http::Method::CONNECT,
+            body: !whole_at_head && parts.method != http::Method::CONNECT,
             stream_idle_timeout: l.stream_idle_timeout,
         };
         match filter::on_request_head(&l.http_filters, route_filters, &mut edits, &ctx).await {
@@ -459,7 +459,10 @@ pub(crate) async fn serve<C: Connector>(
                     .at_priority(t.priority)
                     .recording_upstream(wants),
             );
-            if body.is_end_stream() {
+            // h2 answers `is_end_stream` under its connection's lock: a body that
+            // ended stays ended, so the answer is asked for once it can have changed.
+            let ended = whole_at_head || body.is_end_stream();
+            if ended {
                 // END_STREAM came with the headers: the request is already whole.
                 progress.request_done();
             }
@@ -468,7 +471,6 @@ pub(crate) async fn serve<C: Connector>(
             // upstream (`http/hold.rs`), under the stream's clocks; the held body goes
             // with a Content-Length.
             let mut held = None;
-            let ended = body.is_end_stream();
             let mirrored = !t.shadows.is_empty();
             let mut held_trailers = None;
             if chain.holds_request_body() && !ended {
@@ -559,6 +561,7 @@ pub(crate) async fn serve<C: Connector>(
             let mut req = super::to_h1::Request {
                 parts: up_parts.as_ref().unwrap_or(&parts),
                 body,
+                ended: std::cell::Cell::new(ended),
                 held,
                 held_trailers,
                 tee,

@@ -36,6 +36,8 @@ use crate::upstream::Connector;
 pub(crate) struct Request<'a> {
     pub parts: &'a http::request::Parts,
     pub body: RecvStream,
+    /// The client's body is known to have ended (`ended`).
+    pub ended: std::cell::Cell<bool>,
     /// The request body, read whole through the filter chain (`http/hold.rs`): it goes
     /// instead of `body` (which has ended), with the Content-Length set in `parts`.
     pub held: Option<Bytes>,
@@ -62,6 +64,18 @@ pub(crate) struct Request<'a> {
     pub route_timeout: std::time::Duration,
     /// The request's hash for a ring hash or Maglev cluster (`router::hash`).
     pub hash: Option<u64>,
+}
+
+impl Request<'_> {
+    /// Whether the client's body has ended. h2 answers under its connection's lock, and
+    /// a body that ended stays ended: once it has, the answer is kept.
+    pub fn ended(&self) -> bool {
+        self.ended.get() || {
+            let e = self.body.is_end_stream();
+            self.ended.set(e);
+            e
+        }
+    }
 }
 
 pub(crate) async fn proxy<C: Connector>(
@@ -168,7 +182,7 @@ impl ToH1<'_, '_> {
 
     /// A first DATA frame that is already here goes up with the head, in one write.
     async fn take_first(&mut self) -> Result<(), ()> {
-        if !self.first_taken && !self.r.body.is_end_stream() {
+        if !self.first_taken && !self.r.ended() {
             self.first_taken = true;
             let (body, chunked) = (&mut self.r.body, !self.chunks.strip());
             let tee = self.r.tee.as_ref();
@@ -195,7 +209,7 @@ impl ToH1<'_, '_> {
             || !self.first_taken_partial()
                 && (self.r.held.is_some()
                     || self.in_head.1
-                    || self.r.body.is_end_stream() && self.in_head.0 == 0 && self.streamed == 0)
+                    || self.r.ended() && self.in_head.0 == 0 && self.streamed == 0)
     }
 
     fn first_taken_partial(&self) -> bool {
@@ -271,7 +285,7 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
                 return Err(lost(false, resend));
             }
             received += self.streamed;
-        } else if !self.r.body.is_end_stream() {
+        } else if !self.r.ended() {
             let (body, tee) = (&mut self.r.body, self.r.tee.as_ref());
             let chain = &self.r.edits.chain;
             // An upstream that goes away mid-body (a write fails) asks the retry policy
@@ -327,7 +341,7 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
         // END_STREAM that came after routing, during the connect): the shadows' copies
         // end here too, or the unfinished tee would abort them. (A tee that is already
         // finished ignores this.)
-        if let Some(t) = self.r.tee.as_ref().filter(|_| self.r.body.is_end_stream()) {
+        if let Some(t) = self.r.tee.as_ref().filter(|_| self.r.ended()) {
             t.finish(None);
         }
         if resend {
@@ -389,11 +403,11 @@ async fn exchange<C: Connector>(
         r.path,
         r.forwarding,
         r.edits.request,
-        r.body.is_end_stream(),
+        r.ended(),
     );
     respond.keep_request_h1(&head);
     let is_head = r.parts.method == http::Method::HEAD;
-    let replayable = r.parts.method.is_idempotent() && r.body.is_end_stream();
+    let replayable = r.parts.method.is_idempotent() && r.ended();
     // (Its first frame is not taken into the head: it goes through the chain first.)
     let rewrite = r.edits.chain.hooks().request_stream && r.held.is_none();
     let (grpc, response_edits, max_headers) = (r.grpc, r.edits.response, r.max_headers);

@@ -353,7 +353,7 @@ where
     let mut held = r.held.take();
     let mut held_trailers = r.held_trailers.take();
     let tee = r.tee.take();
-    let end = r.body.is_end_stream() && held.is_none();
+    let end = r.ended() && held.is_none();
     let retry = r.retry.take();
     let retry = retry.as_ref();
     // A body whose first DATA frame is here and ends the stream is whole at hand too;
