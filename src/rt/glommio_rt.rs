@@ -6,6 +6,11 @@ pub use glommio::sync::Semaphore;
 pub use glommio::timer::sleep;
 pub use glommio::Task;
 
+/// Runs `f` on the current executor to its end, with no handle.
+pub fn spawn_detached(f: impl std::future::Future<Output = ()> + 'static) {
+    glommio::spawn_local(f).detach();
+}
+
 /// Sockets.
 pub mod net {
     use std::os::fd::{FromRawFd, IntoRawFd};

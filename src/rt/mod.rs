@@ -9,7 +9,7 @@
 //!
 //! - [`spawn_local`] runs a future on the current executor; dropping its [`Task`] cancels it
 //!   at its next await point, [`Task::detach`] lets it run to its end, awaiting it
-//!   gives its output.
+//!   gives its output. [`spawn_detached`] runs one to its end with no handle at all.
 //! - [`sleep`] completes once a duration has passed. [`blocking`] runs a blocking call
 //!   (name resolution) off the executor and awaits its result.
 //! - [`net::TcpStream`]: a nonblocking TCP socket with futures-io `AsyncRead` and

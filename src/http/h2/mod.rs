@@ -46,7 +46,7 @@ enum Event<T> {
 pub(crate) struct Activity {
     /// Streams in flight.
     pub open: Cell<usize>,
-    /// When the last stream started or ended.
+    /// When the last stream ended (or the connection started).
     pub last: Cell<Option<Instant>>,
     /// The streams' route and idle clocks, swept by the connection task.
     pub clocks: clock::Clocks,
@@ -70,8 +70,9 @@ pub(crate) struct OpenStream(Rc<Activity>);
 
 impl OpenStream {
     pub fn new(a: Rc<Activity>) -> Self {
+        // No clock read: the idle clock runs only while no stream is open, and from
+        // when the last one ended.
         a.open.set(a.open.get() + 1);
-        a.last.set(Some(Instant::now()));
         OpenStream(a)
     }
 }
@@ -222,7 +223,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 let at = stream_at;
                 // Boxed here, once: the stream's future is several KiB, and the executor
                 // would otherwise copy it by value a few times on the way into its task.
-                crate::rt::spawn_local(Box::pin(async move {
+                crate::rt::spawn_detached(Box::pin(async move {
                     // A panic in one stream resets that stream only (its SendResponse is
                     // dropped); the connection and the worker carry on.
                     let served = crate::contain::contain(stream::serve(
@@ -246,8 +247,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                             "HTTP/2 stream handler panicked: stream reset, connection continues"
                         );
                     }
-                }))
-                .detach();
+                }));
             }
             Event::Stream(Err(e)) => {
                 tracing::debug!(peer = %peer, error = %e, "h2 connection error");

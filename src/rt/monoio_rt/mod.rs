@@ -16,7 +16,7 @@ mod task;
 
 pub use sleep::{sleep, Sleep};
 pub use sync::Semaphore;
-pub use task::{spawn_local, Task};
+pub use task::{spawn_detached, spawn_local, Task};
 
 /// Runs blocking `f` (a `getaddrinfo`) on a thread of its own and completes with its
 /// result, so the executor that awaits it goes on serving; the thread ends with `f`.
