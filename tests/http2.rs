@@ -147,6 +147,47 @@ fn h2load_many_streams_all_succeed() {
     assert!(text.contains("status codes: 400 2xx"), "{text}");
 }
 
+/// The DATA frames nghttp (nghttp2-client) received for `url`, as (length, END_STREAM).
+fn data_frames(url: &str) -> Vec<(usize, bool)> {
+    let out = Command::new("nghttp")
+        .args(["-v", "-t", "20", url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("nghttp (nghttp2-client) must be installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut frames = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let Some(rest) = l.split("recv DATA frame <length=").nth(1) else {
+            continue;
+        };
+        let len = rest.split(',').next().unwrap().parse().unwrap();
+        let end = lines.get(i + 1).is_some_and(|n| n.contains("END_STREAM"));
+        frames.push((len, end));
+    }
+    frames
+}
+
+#[test]
+fn a_content_length_response_ends_with_its_last_data_frame() {
+    // One DATA frame carries the body and END_STREAM (as Envoy and HAProxy send it),
+    // not the body and then an empty frame to end the stream.
+    let up = Upstream::echo();
+    let p = Proxy::start(&proxy_config(up.addr));
+    let frames = data_frames(&format!("http://{}/one-frame", p.listen));
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert!(frames[0].0 > 0 && frames[0].1, "{frames:?}");
+    // A chunked body's end is not known until its last chunk: an empty frame ends it.
+    let up = Upstream::start(chunked_response(&["hello", "world"], &[]));
+    let p = Proxy::start(&proxy_config(up.addr));
+    let frames = data_frames(&format!("http://{}/chunked", p.listen));
+    let body: usize = frames.iter().map(|f| f.0).sum();
+    assert_eq!(body, 10, "{frames:?}");
+    assert!(frames.last().unwrap().1, "{frames:?}");
+    assert_eq!(frames.iter().filter(|f| f.1).count(), 1, "{frames:?}");
+}
+
 #[test]
 fn grpc_local_replies_carry_grpc_status() {
     let cfg = format!(

@@ -303,9 +303,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             // The client's trailer section, when its trailers go upstream.
             let mut raw_trailers = Vec::new();
             let first = {
-                let sink = &mut DataSink {
-                    stream: &mut up_send,
-                };
+                let sink = &mut DataSink::new(&mut up_send);
                 // Client reads are bounded by the clocks and push the idle clock back.
                 let (down, rbuf) = (&mut *self.down, &mut *self.rbuf);
                 // The payload goes up as it is read, and into the copy for a retry; a

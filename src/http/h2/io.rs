@@ -68,6 +68,33 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
 
 pub struct DataSink<'a> {
     pub stream: &'a mut SendStream<Bytes>,
+    /// Body bytes still to come when the body's length is known (a Content-Length
+    /// response forwarded as it is): the write that completes it carries END_STREAM,
+    /// so a small body goes in one DATA frame, not its bytes and then an empty frame
+    /// to end the stream (Envoy and HAProxy send one).
+    pub left: Option<u64>,
+    /// A write ended the stream (`left` reached zero): nothing may follow it.
+    pub ended: bool,
+}
+
+impl<'a> DataSink<'a> {
+    /// A sink whose body ends with a frame of its own (`end_stream`, trailers).
+    pub fn new(stream: &'a mut SendStream<Bytes>) -> Self {
+        DataSink {
+            stream,
+            left: None,
+            ended: false,
+        }
+    }
+
+    /// A sink for a body of `len` bytes (more than zero): its last write ends the stream.
+    pub fn ending_after(stream: &'a mut SendStream<Bytes>, len: u64) -> Self {
+        DataSink {
+            stream,
+            left: (len > 0).then_some(len),
+            ended: false,
+        }
+    }
 }
 
 fn h2_err(e: h2::Error) -> std::io::Error {
@@ -83,14 +110,26 @@ impl AsyncWrite for DataSink<'_> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let s = &mut *self.stream;
+        if self.ended {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "write past the body's length",
+            )));
+        }
+        let this = &mut *self;
+        let s = &mut *this.stream;
         s.reserve_capacity(buf.len());
         loop {
             let cap = s.capacity();
             if cap > 0 {
                 let n = cap.min(buf.len());
-                s.send_data(Bytes::copy_from_slice(&buf[..n]), false)
+                let end = this.left == Some(n as u64);
+                s.send_data(Bytes::copy_from_slice(&buf[..n]), end)
                     .map_err(h2_err)?;
+                if let Some(left) = this.left.as_mut() {
+                    *left = left.saturating_sub(n as u64);
+                }
+                this.ended = end;
                 return Poll::Ready(Ok(n));
             }
             match s.poll_capacity(cx) {

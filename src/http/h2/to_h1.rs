@@ -602,11 +602,14 @@ async fn respond_with<U: Io, K>(
     };
     if !end {
         let mut raw_trailers = Vec::new();
-        let sink = &mut Counted {
-            inner: DataSink { stream: &mut send },
-            progress,
+        let hooked = edits.chain.hooks().response_data;
+        // A Content-Length body the chain leaves alone ends with its last DATA frame.
+        let inner = match h.body {
+            BodyKind::Length(n) if !hooked => DataSink::ending_after(&mut send, n),
+            _ => DataSink::new(&mut send),
         };
-        let result = if edits.chain.hooks().response_data {
+        let sink = &mut Counted { inner, progress };
+        let result = if hooked {
             let hooked = body_hooks::forward(
                 &mut edits.chain,
                 up,
@@ -641,6 +644,8 @@ async fn respond_with<U: Io, K>(
             .await
         };
         match result {
+            // The last DATA frame ended the stream already.
+            Ok(n) if sink.inner.ended => done.bytes_sent = n,
             Ok(n) => {
                 done.bytes_sent = n;
                 let t = (raw_trailers.as_slice(), max_headers);
