@@ -63,7 +63,12 @@ impl Drop for Registered<'_> {
 impl Clocks {
     /// Starts watching a stream's clocks until the returned registration is dropped.
     pub fn register(&self, p: &Rc<Progress>) -> Registered<'_> {
-        let at = match p.check(Instant::now()) {
+        self.register_at(p, Instant::now())
+    }
+
+    /// As `register`, with the clock read the caller has just made (`now`).
+    pub fn register_at(&self, p: &Rc<Progress>, now: Instant) -> Registered<'_> {
+        let at = match p.check(now) {
             Ok(Some(at)) if p.has_clocks() => at,
             _ => {
                 return Registered {

@@ -240,7 +240,8 @@ pub(crate) async fn serve<C: Connector>(
         edits.response.set = Some(&store);
     }
     drop(slots);
-    marks.decided = Some(Instant::now());
+    let decided_at = Instant::now();
+    marks.decided = Some(decided_at);
     let mut upstream_marks = None;
     let mut request_done_at = None;
     let mut upstream_facts = (None, None, None);
@@ -452,8 +453,10 @@ pub(crate) async fn serve<C: Connector>(
             if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
                 edits.request.stamp.attempt_count = Some(1);
             }
+            // The stream's clocks start from the routing decision's clock read (one
+            // read, where three calls in a row each made their own).
             let progress = Rc::new(
-                Progress::new(timeout, l.stream_idle_timeout)
+                Progress::new_at(timeout, l.stream_idle_timeout, decided_at)
                     .ending_at(decided.duration.map(|d| start + d))
                     .upstream_duration(upstream_duration)
                     .at_priority(t.priority)
@@ -464,9 +467,9 @@ pub(crate) async fn serve<C: Connector>(
             let ended = whole_at_head || body.is_end_stream();
             if ended {
                 // END_STREAM came with the headers: the request is already whole.
-                progress.request_done();
+                progress.request_done_at(decided_at);
             }
-            let _clock = conn.clocks.register(&progress);
+            let _clock = conn.clocks.register_at(&progress, decided_at);
             // A chain with a request-body hook reads the body before anything goes
             // upstream (`http/hold.rs`), under the stream's clocks; the held body goes
             // with a Content-Length.

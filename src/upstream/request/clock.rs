@@ -132,6 +132,12 @@ pub(crate) struct Progress {
 impl Progress {
     /// `route_timeout` zero: no route timeout; `idle` zero: no stream idle timeout.
     pub fn new(route_timeout: Duration, idle: Duration) -> Self {
+        Progress::new_at(route_timeout, idle, Instant::now())
+    }
+
+    /// As `new`, for a stream whose caller has just read the clock (`now`): the idle
+    /// clock runs from then.
+    pub fn new_at(route_timeout: Duration, idle: Duration, now: Instant) -> Self {
         Progress {
             route_timeout,
             route: Cell::new(None),
@@ -143,7 +149,7 @@ impl Progress {
             upstream_override: None,
             upstream_at: Cell::new(None),
             idle,
-            last: Cell::new(Instant::now()),
+            last: Cell::new(now),
             request_complete: Cell::new(false),
             status: Cell::new(0),
             received: Cell::new(0),
@@ -311,7 +317,11 @@ impl Progress {
 
     /// The client's request arrived whole: the route timer starts (once).
     pub fn request_done(&self) {
-        let now = Instant::now();
+        self.request_done_at(Instant::now());
+    }
+
+    /// As `request_done`, at `now` (a clock read the caller has just made).
+    pub fn request_done_at(&self, now: Instant) {
         if !self.request_complete.replace(true) {
             if !self.route_timeout.is_zero() {
                 self.route.set(Some(now + self.route_timeout));
