@@ -302,10 +302,14 @@ impl<U: Io> Exchange<U> for ToH1<'_, '_> {
                 on_loss: watch_loss.then_some(&on_loss),
             };
             // A body the chain rewrites as it streams goes piece by piece, chunked.
+            // Boxed: its future (1.3 KiB) would otherwise size every try's, and with
+            // it every stream's, though only an ext_proc STREAMED chain takes it.
             let sent = match self.rewrite {
                 true => {
                     let keep = self.chunks == Chunks::Verbatim;
-                    request_stream::h2_to_h1(&mut rec, chain, body, self.progress, tee, keep).await
+                    let rewritten =
+                        request_stream::h2_to_h1(&mut rec, chain, body, self.progress, tee, keep);
+                    Box::pin(rewritten).await
                 }
                 false => http1::send_body(&mut rec, body, self.chunks, self.progress, tee)
                     .await
@@ -559,10 +563,16 @@ async fn respond_with<U: Io, K>(
         // the chain as it streams (`streamed.rs`).
         let e = (grpc, &*edits);
         let (stats, limits) = (&cs.stats, (max_headers, keep_trailers));
+        // Boxed, as the rare paths they are (1.8 KiB each inline).
         let (mut done, reuse) = if hooks.response_body {
-            super::held::from_h1(h, respond, up, ubuf, e, limits, stats, progress).await
+            Box::pin(super::held::from_h1(
+                h, respond, up, ubuf, e, limits, stats, progress,
+            ))
+            .await
         } else {
-            super::streamed::from_h1(h, respond, up, ubuf, e, limits, stats, progress).await
+            let streamed =
+                super::streamed::from_h1(h, respond, up, ubuf, e, limits, stats, progress);
+            Box::pin(streamed).await
         };
         done.bytes_received = received;
         return (done, reuse);
