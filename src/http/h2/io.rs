@@ -71,20 +71,15 @@ pub struct DataSink<'a> {
     /// Body bytes still to come when the body's length is known (a Content-Length
     /// response forwarded as it is): the write that completes it carries END_STREAM,
     /// so a small body goes in one DATA frame, not its bytes and then an empty frame
-    /// to end the stream (Envoy and HAProxy send one).
-    pub left: Option<u64>,
-    /// A write ended the stream (`left` reached zero): nothing may follow it.
-    pub ended: bool,
+    /// to end the stream (Envoy and HAProxy send one). `Some(0)`: a write ended the
+    /// stream.
+    left: Option<u64>,
 }
 
 impl<'a> DataSink<'a> {
     /// A sink whose body ends with a frame of its own (`end_stream`, trailers).
     pub fn new(stream: &'a mut SendStream<Bytes>) -> Self {
-        DataSink {
-            stream,
-            left: None,
-            ended: false,
-        }
+        DataSink { stream, left: None }
     }
 
     /// A sink for a body of `len` bytes (more than zero): its last write ends the stream.
@@ -92,8 +87,12 @@ impl<'a> DataSink<'a> {
         DataSink {
             stream,
             left: (len > 0).then_some(len),
-            ended: false,
         }
+    }
+
+    /// A write ended the stream (its body's last byte went): nothing may follow it.
+    pub fn ended(&self) -> bool {
+        self.left == Some(0)
     }
 }
 
@@ -110,7 +109,7 @@ impl AsyncWrite for DataSink<'_> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if self.ended {
+        if self.ended() {
             return Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "write past the body's length",
@@ -129,7 +128,6 @@ impl AsyncWrite for DataSink<'_> {
                 if let Some(left) = this.left.as_mut() {
                     *left = left.saturating_sub(n as u64);
                 }
-                this.ended = end;
                 return Poll::Ready(Ok(n));
             }
             match s.poll_capacity(cx) {

@@ -655,7 +655,7 @@ async fn respond_with<U: Io, K>(
         };
         match result {
             // The last DATA frame ended the stream already.
-            Ok(n) if sink.inner.ended => done.bytes_sent = n,
+            Ok(n) if sink.inner.ended() => done.bytes_sent = n,
             Ok(n) => {
                 done.bytes_sent = n;
                 let t = (raw_trailers.as_slice(), max_headers);

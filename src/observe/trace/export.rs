@@ -8,13 +8,14 @@
 //! the spans (`otlp::encode`) and gives each record back to its worker through a second
 //! queue (`Lane::spare`), where `trace::start` takes it for a later span, so the worker
 //! neither allocates a span nor frees one made on another thread. A span that finds
-//! the queue full is dropped and counted (`tracing.opentelemetry.spans_dropped`). The worker wakes the thread only when its
-//! queue was empty (the first span of a batch) or reaches a batch, so a busy worker
-//! does not pay a wake-up per span; an idle exporter sleeps without a timer. Exports to
-//! one collector start at least `EXPORT_GAP` (100 ms) apart unless `PROMPT_SPANS`
-//! (256) are waiting, and after an export the thread sleeps the gap out, so a traced
-//! proxy sends one request per 100 ms or per 256 spans, not one per five spans, and
-//! the exporter wakes about twice per request.
+//! the queue full is dropped and counted (`tracing.opentelemetry.spans_dropped`). The
+//! worker wakes the thread only when its queue was empty (the first span of a batch)
+//! or reaches a batch, so a busy worker does not pay a wake-up per span; an idle
+//! exporter sleeps without a timer. Exports to one collector start at least
+//! `EXPORT_GAP` (100 ms) apart unless `PROMPT_SPANS` (256) are waiting, and after an
+//! export the thread sleeps the gap out, so a traced proxy sends one request per
+//! 100 ms or per 256 spans, not one per five spans, and the exporter wakes about twice
+//! per request.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
