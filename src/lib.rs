@@ -13,6 +13,7 @@ pub mod health;
 pub mod http;
 pub mod iptables;
 pub mod listener;
+pub mod mesh;
 pub mod observe;
 pub mod outlier;
 pub mod rbac;

@@ -23,6 +23,7 @@ USAGE:
                   [--upstream-sni NAME]]
   outrigger validate -c FILE
   outrigger iptables [OPTIONS]   (capture the pod's traffic; `outrigger iptables --help`)
+  outrigger control --dir DIR    (the mesh's control plane; `outrigger control --help`)
   outrigger demo
   outrigger --version
 
@@ -169,6 +170,15 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         return ExitCode::from(outrigger::iptables::main(rest));
+    }
+    // `control`: the control plane (src/mesh), with flags of its own.
+    if let Some(("control", rest)) = all.split_first().map(|(c, r)| (c.as_str(), r)) {
+        if rest.iter().any(|a| a == "-h" || a == "--help") {
+            println!("{}", outrigger::mesh::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        init_tracing();
+        return ExitCode::from(outrigger::mesh::main(rest));
     }
     let args = match parse_args() {
         Ok(a) => a,

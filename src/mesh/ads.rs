@@ -1,0 +1,521 @@
+//! The ADS server: `StreamAggregatedResources` (state of the world) and
+//! `DeltaAggregatedResources` (incremental) over gRPC on HTTP/2 (the h2 crate on the
+//! control executor's sockets, as the proxy's xDS client is), for Outrigger and Envoy
+//! sidecars alike.
+//!
+//! The protocol as istiod and go-control-plane serve it:
+//! - a stream's first request carries the node; its id places the proxy in the mesh;
+//! - a request whose nonce is not the last one sent for its type is stale and ignored;
+//! - one with `error_detail` is a NACK: recorded, nothing is resent until the mesh
+//!   changes; one repeating the last version sent is an ACK;
+//! - the first request of a type, or a change of the names it asks for, is answered;
+//! - a change of the mesh sends every subscribed type whose resources changed, clusters
+//!   and endpoints before listeners and routes.
+//!
+//! Listeners and clusters are sent whole (wildcard); routes and endpoints as asked by
+//! name. In delta, each resource has its own version, and one that went away is
+//! listed in `removed_resources`.
+
+#![deny(clippy::indexing_slicing, clippy::string_slice)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
+};
+use envoy_types::pb::google::protobuf::{value::Kind, Any};
+use h2::{RecvStream, SendStream};
+use prost::Message;
+
+use super::plane::{now_ms, version_of, Nack, Plane};
+use super::translate::{Proxy, TYPES};
+use crate::upstream::grpc_call::{encode_frame, next_frame};
+
+const SOTW: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+/// The largest request accepted from a proxy.
+const MAX_MESSAGE: usize = 4 << 20;
+
+/// Serves one accepted connection until the peer goes.
+pub async fn serve_connection(plane: Rc<Plane>, tcp: crate::rt::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let mut conn = match h2::server::Builder::new()
+        .max_frame_size(1 << 20)
+        .handshake::<_, Bytes>(crate::http::io::TokioIo::new(tcp))
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("xDS connection: HTTP/2 handshake: {e}");
+            return;
+        }
+    };
+    while let Some(next) = conn.accept().await {
+        let (req, respond) = match next {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!("xDS connection ended: {e}");
+                return;
+            }
+        };
+        crate::rt::spawn_detached(stream(plane.clone(), req, respond));
+    }
+}
+
+async fn stream(
+    plane: Rc<Plane>,
+    req: http::Request<RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) {
+    let path = req.uri().path().to_string();
+    if path != SOTW && path != DELTA {
+        let r = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "12")
+            .header("grpc-message", "not served by this control plane")
+            .body(());
+        if let Ok(r) = r {
+            let _ = respond.send_response(r, true);
+        }
+        return;
+    }
+    let ok = http::Response::builder()
+        .status(200)
+        .header("content-type", "application/grpc")
+        .body(());
+    let Ok(ok) = ok else { return };
+    let Ok(send) = respond.send_response(ok, false) else {
+        return;
+    };
+    let mut s = Stream {
+        plane,
+        recv: Incoming {
+            body: req.into_body(),
+            buf: BytesMut::new(),
+        },
+        send,
+        proxy: None,
+    };
+    let end = if path == SOTW {
+        s.sotw().await
+    } else {
+        s.delta().await
+    };
+    if let Some(p) = &s.proxy {
+        s.plane
+            .with_proxy(&p.id, |st| st.streams = st.streams.saturating_sub(1));
+    }
+    let (status, message) = match end {
+        Ok(()) => ("0", String::new()),
+        Err(e) => {
+            tracing::debug!("xDS stream ended: {e}");
+            ("3", e)
+        }
+    };
+    let mut t = http::HeaderMap::new();
+    t.insert("grpc-status", http::HeaderValue::from_static(status));
+    if let Ok(m) = http::HeaderValue::from_str(&message) {
+        if !message.is_empty() {
+            t.insert("grpc-message", m);
+        }
+    }
+    let _ = s.send.send_trailers(t);
+}
+
+struct Incoming {
+    body: RecvStream,
+    buf: BytesMut,
+}
+
+impl Incoming {
+    /// The next message; `None` when the proxy ended the stream. Cancel-safe: the only
+    /// wait is for the next DATA frame, and a frame read is buffered before returning.
+    async fn next<M: Message + Default>(&mut self) -> Result<Option<M>, String> {
+        loop {
+            if let Some(frame) = next_frame(&mut self.buf, MAX_MESSAGE)? {
+                return M::decode(frame)
+                    .map(Some)
+                    .map_err(|e| format!("malformed request: {e}"));
+            }
+            match self.body.data().await {
+                Some(Ok(chunk)) => {
+                    let _ = self.body.flow_control().release_capacity(chunk.len());
+                    self.buf.extend_from_slice(&chunk);
+                }
+                Some(Err(e)) => return Err(format!("stream: {e}")),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+enum Event<M> {
+    Request(Result<Option<M>, String>),
+    Changed,
+}
+
+struct Stream {
+    plane: Rc<Plane>,
+    recv: Incoming,
+    send: SendStream<Bytes>,
+    proxy: Option<Proxy>,
+}
+
+/// A state-of-the-world subscription: the names asked for (empty: all), and what was
+/// last sent.
+#[derive(Default)]
+struct Sub {
+    names: BTreeSet<String>,
+    version: String,
+    nonce: String,
+}
+
+/// A delta subscription: the names asked for (wildcard: all), and the version of each
+/// resource the proxy has.
+#[derive(Default)]
+struct DeltaSub {
+    wildcard: bool,
+    names: BTreeSet<String>,
+    has: BTreeMap<String, String>,
+    nonce: String,
+}
+
+impl Stream {
+    async fn next_event<M: Message + Default>(&mut self, seen: u64) -> Event<M> {
+        let plane = self.plane.clone();
+        let req = async { Event::Request(self.recv.next::<M>().await) };
+        let changed = async {
+            plane.changed(seen).await;
+            Event::Changed
+        };
+        futures_lite::future::or(req, changed).await
+    }
+
+    /// The proxy from the stream's first request's node.
+    fn place(&mut self, node: Option<&Node>) -> Result<(), String> {
+        if self.proxy.is_some() {
+            return Ok(());
+        }
+        let node = node.ok_or("the stream's first request has no node")?;
+        if node.id.is_empty() {
+            return Err("the node has no id".into());
+        }
+        let meta = node.metadata.as_ref();
+        let text = |k: &str| match meta?.fields.get(k)?.kind.as_ref()? {
+            Kind::StringValue(s) => Some(s.clone()),
+            _ => None,
+        };
+        let mut labels = BTreeMap::new();
+        if let Some(Kind::StructValue(l)) = meta
+            .and_then(|m| m.fields.get("LABELS"))
+            .and_then(|v| v.kind.as_ref())
+        {
+            for (k, v) in &l.fields {
+                if let Some(Kind::StringValue(s)) = &v.kind {
+                    labels.insert(k.clone(), s.clone());
+                }
+            }
+        }
+        let mesh = self.plane.mesh();
+        let p = Proxy::identify(&mesh, &node.id, text("NAMESPACE").as_deref(), labels);
+        self.plane.with_proxy(&p.id, |st| {
+            st.streams += 1;
+            st.namespace = p.namespace.clone();
+            st.labels = p.labels.clone();
+        });
+        tracing::info!(node = %p.id, namespace = %p.namespace, "proxy connected");
+        self.proxy = Some(p);
+        Ok(())
+    }
+
+    fn proxy(&self) -> Result<&Proxy, String> {
+        self.proxy.as_ref().ok_or_else(|| "no node".to_string())
+    }
+
+    /// Re-places the proxy after a mesh change (its WorkloadEntry may have changed).
+    fn replace_proxy(&mut self) {
+        if let Some(p) = &self.proxy {
+            let mesh = self.plane.mesh();
+            let again = Proxy::identify(&mesh, &p.id, Some(&p.namespace), p.labels.clone());
+            self.proxy = Some(again);
+        }
+    }
+
+    async fn sotw(&mut self) -> Result<(), String> {
+        let mut subs: BTreeMap<String, Sub> = BTreeMap::new();
+        let mut seen = self.plane.generation();
+        loop {
+            match self.next_event::<DiscoveryRequest>(seen).await {
+                Event::Request(Err(e)) => return Err(e),
+                Event::Request(Ok(None)) => return Ok(()),
+                Event::Request(Ok(Some(r))) => {
+                    self.place(r.node.as_ref())?;
+                    self.sotw_request(&mut subs, r)?;
+                }
+                Event::Changed => {
+                    seen = self.plane.generation();
+                    self.replace_proxy();
+                    for t in TYPES {
+                        if let Some(sub) = subs.get_mut(t) {
+                            self.sotw_send(t, sub, false)?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn sotw_request(
+        &mut self,
+        subs: &mut BTreeMap<String, Sub>,
+        r: DiscoveryRequest,
+    ) -> Result<(), String> {
+        let id = self.proxy()?.id.clone();
+        let first = !subs.contains_key(&r.type_url);
+        let sub = subs.entry(r.type_url.clone()).or_default();
+        if !first && r.response_nonce != sub.nonce {
+            return Ok(()); // stale: an answer to a response since replaced
+        }
+        if let Some(e) = &r.error_detail {
+            tracing::warn!(node = %id, type_url = %r.type_url, "NACK: {}", e.message);
+            self.plane.with_proxy(&id, |st| {
+                st.nacked.insert(
+                    r.type_url.clone(),
+                    Nack {
+                        version: sub.version.clone(),
+                        message: e.message.clone(),
+                        at_unix_ms: now_ms(),
+                    },
+                );
+            });
+            return Ok(());
+        }
+        let names: BTreeSet<String> = r
+            .resource_names
+            .iter()
+            .filter(|n| n.as_str() != "*")
+            .cloned()
+            .collect();
+        if !first && r.version_info == sub.version && names == sub.names {
+            self.plane.with_proxy(&id, |st| {
+                st.acked.insert(r.type_url.clone(), r.version_info.clone());
+            });
+            return Ok(());
+        }
+        sub.names = names;
+        self.sotw_send(&r.type_url, sub, true)
+    }
+
+    /// Sends the type's resources if they differ from the last sent (or `always`).
+    fn sotw_send(&mut self, type_url: &str, sub: &mut Sub, always: bool) -> Result<(), String> {
+        let proxy = self.proxy()?;
+        let all = self.plane.resources(proxy, type_url);
+        // Listeners and clusters are sent whole; the others as asked by name.
+        let whole = matches!(
+            type_url,
+            super::translate::LISTENER | super::translate::CLUSTER
+        );
+        let chosen: Vec<_> = all
+            .into_values()
+            .filter(|e| whole || sub.names.is_empty() || sub.names.contains(&e.name))
+            .collect();
+        let pairs: Vec<_> = chosen.iter().map(|e| (&e.name, &e.bytes)).collect();
+        let version = version_of(&pairs);
+        if !always && version == sub.version {
+            return Ok(());
+        }
+        let nonce = self.plane.nonce();
+        let resp = DiscoveryResponse {
+            version_info: version.clone(),
+            resources: chosen
+                .into_iter()
+                .map(|e| Any {
+                    type_url: type_url.to_string(),
+                    value: e.bytes,
+                })
+                .collect(),
+            type_url: type_url.to_string(),
+            nonce: nonce.clone(),
+            ..Default::default()
+        };
+        let id = proxy.id.clone();
+        self.send
+            .send_data(encode_frame(&resp), false)
+            .map_err(|e| format!("send: {e}"))?;
+        sub.version = version.clone();
+        sub.nonce = nonce;
+        self.plane.with_proxy(&id, |st| {
+            st.sent.insert(type_url.to_string(), version);
+        });
+        Ok(())
+    }
+
+    async fn delta(&mut self) -> Result<(), String> {
+        let mut subs: BTreeMap<String, DeltaSub> = BTreeMap::new();
+        let mut seen = self.plane.generation();
+        loop {
+            match self.next_event::<DeltaDiscoveryRequest>(seen).await {
+                Event::Request(Err(e)) => return Err(e),
+                Event::Request(Ok(None)) => return Ok(()),
+                Event::Request(Ok(Some(r))) => {
+                    self.place(r.node.as_ref())?;
+                    self.delta_request(&mut subs, r)?;
+                }
+                Event::Changed => {
+                    seen = self.plane.generation();
+                    self.replace_proxy();
+                    for t in TYPES {
+                        if let Some(sub) = subs.get_mut(t) {
+                            self.delta_send(t, sub)?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn delta_request(
+        &mut self,
+        subs: &mut BTreeMap<String, DeltaSub>,
+        r: DeltaDiscoveryRequest,
+    ) -> Result<(), String> {
+        let id = self.proxy()?.id.clone();
+        let first = !subs.contains_key(&r.type_url);
+        let sub = subs.entry(r.type_url.clone()).or_default();
+        if first {
+            // A first request naming nothing (or `*`) subscribes to everything.
+            sub.wildcard = r.resource_names_subscribe.is_empty()
+                || r.resource_names_subscribe.iter().any(|n| n == "*");
+            sub.has = r.initial_resource_versions.clone().into_iter().collect();
+        }
+        if !r.response_nonce.is_empty() {
+            if r.response_nonce != sub.nonce {
+                return Ok(()); // stale
+            }
+            if let Some(e) = &r.error_detail {
+                tracing::warn!(node = %id, type_url = %r.type_url, "NACK: {}", e.message);
+                self.plane.with_proxy(&id, |st| {
+                    st.nacked.insert(
+                        r.type_url.clone(),
+                        Nack {
+                            version: r.response_nonce.clone(),
+                            message: e.message.clone(),
+                            at_unix_ms: now_ms(),
+                        },
+                    );
+                });
+                return Ok(());
+            }
+            let sent = self
+                .plane
+                .proxies
+                .borrow()
+                .get(&id)
+                .and_then(|s| s.sent.get(&r.type_url).cloned());
+            if let Some(v) = sent {
+                self.plane.with_proxy(&id, |st| {
+                    st.acked.insert(r.type_url.clone(), v);
+                });
+            }
+        }
+        let mut changed = first;
+        for n in &r.resource_names_subscribe {
+            if n == "*" {
+                changed |= !sub.wildcard;
+                sub.wildcard = true;
+            } else if sub.names.insert(n.clone()) {
+                // Asked again after a reconnect: it is sent unless the versions match.
+                changed = true;
+            }
+        }
+        for n in &r.resource_names_unsubscribe {
+            if n == "*" {
+                sub.wildcard = false;
+            }
+            sub.names.remove(n);
+            sub.has.remove(n);
+        }
+        if changed {
+            self.delta_send(&r.type_url, sub)?;
+        }
+        Ok(())
+    }
+
+    /// Sends what the proxy lacks of its subscription: resources new or changed, and
+    /// the names it has that are gone. Nothing when nothing differs, except the first
+    /// answer of a type, which is always sent (Envoy waits for it).
+    fn delta_send(&mut self, type_url: &str, sub: &mut DeltaSub) -> Result<(), String> {
+        let proxy = self.proxy()?;
+        let all = self.plane.resources(proxy, type_url);
+        let wanted = |n: &String| sub.wildcard || sub.names.contains(n);
+        let mut resources = Vec::new();
+        for (name, e) in &all {
+            if wanted(name) && sub.has.get(name) != Some(&e.version) {
+                resources.push(Resource {
+                    name: name.clone(),
+                    version: e.version.clone(),
+                    resource: Some(Any {
+                        type_url: type_url.to_string(),
+                        value: e.bytes.clone(),
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+        let removed: Vec<String> = sub
+            .has
+            .keys()
+            .filter(|n| !all.contains_key(*n) || !wanted(n))
+            .cloned()
+            .collect();
+        // A name asked for that does not exist is reported removed once, so that the
+        // proxy stops waiting for it.
+        let missing: Vec<String> = sub
+            .names
+            .iter()
+            .filter(|n| !all.contains_key(*n) && !sub.has.contains_key(*n))
+            .cloned()
+            .collect();
+        let first = sub.nonce.is_empty();
+        if resources.is_empty() && removed.is_empty() && !first {
+            return Ok(());
+        }
+        for r in &resources {
+            sub.has.insert(r.name.clone(), r.version.clone());
+        }
+        for n in &removed {
+            sub.has.remove(n);
+        }
+        let pairs: Vec<_> = all.values().map(|e| (&e.name, &e.bytes)).collect();
+        let version = version_of(&pairs);
+        let nonce = self.plane.nonce();
+        let mut removed_all = removed;
+        if first {
+            removed_all.extend(missing);
+        }
+        let resp = DeltaDiscoveryResponse {
+            system_version_info: version.clone(),
+            resources,
+            type_url: type_url.to_string(),
+            removed_resources: removed_all,
+            nonce: nonce.clone(),
+            ..Default::default()
+        };
+        let id = proxy.id.clone();
+        self.send
+            .send_data(encode_frame(&resp), false)
+            .map_err(|e| format!("send: {e}"))?;
+        sub.nonce = nonce;
+        self.plane.with_proxy(&id, |st| {
+            st.sent.insert(type_url.to_string(), version);
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! `outrigger control`: the control plane (istiod's role) for Outrigger and Envoy
+//! sidecars. It reads Istio's resources from a directory, translates them into each
+//! proxy's listeners, routes, clusters and endpoints, and serves them over ADS (state
+//! of the world and delta). It runs on one executor of the project's runtime, apart
+//! from any proxy: nothing here is on a request path. docs/control-plane.md is the
+//! user's guide; issue 15 lists what is still to come (certificates, etcd, the status
+//! page, registration, sidecar boot).
+//!
+//! | file | what |
+//! |---|---|
+//! | `istio.rs` | the Istio kinds read, field by field; errors name the file and field |
+//! | `model.rs` | the checked mesh and its lookups (Sidecar for a workload, DestinationRule for a host) |
+//! | `translate.rs` | one proxy's view as Envoy v3 resources, istiod's names and defaults |
+//! | `plane.rs` | the served mesh, its generation, each proxy's sent/ACKed/NACKed versions |
+//! | `ads.rs` | the gRPC ADS server: SotW and delta |
+//! | `source.rs` | the directory: load, watch, debounce, refuse a bad change |
+//! | `admin.rs` | `/ready`, `/proxies`, `/config_dump?node=ID` |
+
+pub mod admin;
+pub mod ads;
+pub mod istio;
+pub mod model;
+pub mod plane;
+pub mod source;
+pub mod translate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+outrigger control: the mesh's control plane (Istio resources in, xDS out)
+
+USAGE:
+  outrigger control --dir DIR [--xds HOST:PORT] [--admin HOST:PORT]
+  outrigger control --dir DIR --check
+
+--dir DIR        Istio resources (ServiceEntry, WorkloadEntry, Sidecar, VirtualService,
+                 DestinationRule) in *.yaml files; watched, a change applies in ~0.5 s
+--xds HOST:PORT  the ADS server (gRPC, plaintext; default 127.0.0.1:15010)
+--admin HOST:PORT  /ready, /proxies, /config_dump?node=ID (default 127.0.0.1:15014)
+--check          check the directory and exit (0: valid; 1: every error, by file and field)
+Docs: docs/control-plane.md";
+
+pub struct Options {
+    pub dir: PathBuf,
+    pub xds: SocketAddr,
+    pub admin: SocketAddr,
+    pub check: bool,
+}
+
+pub fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut dir = None;
+    let mut xds = SocketAddr::from(([127, 0, 0, 1], 15010));
+    let mut admin = SocketAddr::from(([127, 0, 0, 1], 15014));
+    let mut check = false;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = |n: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{n} needs a value"))
+        };
+        match flag.as_str() {
+            "--dir" | "-d" => dir = Some(PathBuf::from(value("--dir")?)),
+            "--xds" => {
+                let v = value("--xds")?;
+                xds = v
+                    .parse()
+                    .map_err(|_| format!("--xds: `{v}` is not HOST:PORT"))?;
+            }
+            "--admin" => {
+                let v = value("--admin")?;
+                admin = v
+                    .parse()
+                    .map_err(|_| format!("--admin: `{v}` is not HOST:PORT"))?;
+            }
+            "--check" => check = true,
+            f => return Err(format!("unknown argument `{f}`\n\n{USAGE}")),
+        }
+    }
+    let dir = dir.ok_or_else(|| format!("control needs --dir DIR\n\n{USAGE}"))?;
+    Ok(Options {
+        dir,
+        xds,
+        admin,
+        check,
+    })
+}
+
+/// Runs the control plane; returns the process's exit code.
+pub fn main(args: &[String]) -> u8 {
+    let o = match parse_args(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let mesh = match source::load(&o.dir) {
+        Ok(m) => m,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("{}: {} errors", o.dir.display(), errors.len());
+            return 1;
+        }
+    };
+    if o.check {
+        println!(
+            "{}: ok ({} ServiceEntries, {} WorkloadEntries, {} Sidecars, {} VirtualServices, {} DestinationRules)",
+            o.dir.display(),
+            mesh.services.len(),
+            mesh.workloads.len(),
+            mesh.sidecars.len(),
+            mesh.virtual_services.len(),
+            mesh.destination_rules.len()
+        );
+        return 0;
+    }
+    let bind = |a: SocketAddr| -> Result<socket2::Socket, String> {
+        let s = socket2::Socket::new(socket2::Domain::for_address(a), socket2::Type::STREAM, None)
+            .map_err(|e| format!("{a}: {e}"))?;
+        let _ = s.set_reuse_address(true);
+        s.bind(&a.into())
+            .map_err(|e| format!("cannot bind {a}: {e}"))?;
+        s.listen(1024).map_err(|e| format!("{a}: {e}"))?;
+        s.set_nonblocking(true).map_err(|e| format!("{a}: {e}"))?;
+        Ok(s)
+    };
+    let (xds, admin) = match (bind(o.xds), bind(o.admin)) {
+        (Ok(x), Ok(a)) => (x, a),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    tracing::info!(
+        xds = %o.xds,
+        admin = %o.admin,
+        dir = %o.dir.display(),
+        services = mesh.services.len(),
+        "control plane started"
+    );
+    let dir = o.dir.clone();
+    let started =
+        crate::rt::executor::LocalExecutorBuilder::new(crate::rt::executor::Placement::Unbound)
+            .name("outrigger-mesh")
+            .spawn(move || serve(mesh, dir, xds, admin));
+    match started.map(|h| h.join()) {
+        Ok(Ok(Ok(()))) => 0,
+        Ok(Ok(Err(e))) => {
+            eprintln!("{e}");
+            1
+        }
+        Ok(Err(e)) => {
+            eprintln!("the control plane's executor ended: {e}");
+            1
+        }
+        Err(e) => {
+            eprintln!("cannot start the control plane's executor: {e}");
+            1
+        }
+    }
+}
+
+async fn serve(
+    mesh: model::Mesh,
+    dir: PathBuf,
+    xds: socket2::Socket,
+    admin: socket2::Socket,
+) -> Result<(), String> {
+    let plane = plane::Plane::new(mesh);
+    let xds = crate::rt::net::listener_from(xds).map_err(|e| format!("xDS listener: {e}"))?;
+    let admin = crate::rt::net::listener_from(admin).map_err(|e| format!("admin listener: {e}"))?;
+    crate::rt::spawn_detached(source::watch(dir, plane.clone()));
+    let p = plane.clone();
+    crate::rt::spawn_detached(async move {
+        loop {
+            match admin.accept().await {
+                Ok(c) => crate::rt::spawn_detached(admin::serve_connection(p.clone(), c)),
+                Err(e) => {
+                    tracing::warn!("admin accept: {e}");
+                    crate::rt::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    loop {
+        match xds.accept().await {
+            Ok(c) => crate::rt::spawn_detached(ads::serve_connection(plane.clone(), c)),
+            Err(e) => {
+                tracing::warn!("xDS accept: {e}");
+                crate::rt::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The mesh's configuration source: a directory of YAML files in Istio's formats
+//! (`*.yaml`, `*.yml`; several documents per file), read whole and watched. A change
+//! is applied after a quiet 100 ms (istiod's debounce), and only if the whole
+//! directory checks: otherwise every error is logged, with its file and field, and the
+//! last good mesh keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use super::istio;
+use super::model::Mesh;
+use super::plane::Plane;
+
+/// How often the directory is looked at.
+pub const POLL: Duration = Duration::from_millis(500);
+/// How long the directory must stay unchanged before a change is applied.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// The YAML files of `dir`, sorted by name.
+fn files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut out: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| x == "yaml" || x == "yml")
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Reads and checks every resource in `dir`.
+pub fn load(dir: &Path) -> Result<Mesh, Vec<String>> {
+    let mut resources = Vec::new();
+    let mut errors = Vec::new();
+    for f in files(dir).map_err(|e| vec![e])? {
+        let name = f.display().to_string();
+        match std::fs::read_to_string(&f) {
+            Ok(text) => match istio::parse_text(&text, &name) {
+                Ok(r) => resources.extend(r),
+                Err(e) => errors.extend(e),
+            },
+            Err(e) => errors.push(format!("{name}: {e}")),
+        }
+    }
+    // The resources that parsed are checked too, so that one run reports everything.
+    match Mesh::build(resources) {
+        Ok(m) if errors.is_empty() => Ok(m),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            Err(errors)
+        }
+    }
+}
+
+/// What the directory looks like: each file's name, length and modification time.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+    files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| {
+            let m = std::fs::metadata(&p).ok()?;
+            Some((p, m.len(), m.modified().ok()?))
+        })
+        .collect()
+}
+
+/// Watches `dir` for the life of the control plane.
+pub async fn watch(dir: PathBuf, plane: Rc<Plane>) {
+    let mut last = fingerprint(&dir);
+    loop {
+        crate::rt::sleep(POLL).await;
+        let now = fingerprint(&dir);
+        if now == last {
+            continue;
+        }
+        // Wait for the writer to finish: the directory unchanged for the debounce.
+        let mut settled = now;
+        loop {
+            crate::rt::sleep(DEBOUNCE).await;
+            let again = fingerprint(&dir);
+            if again == settled {
+                break;
+            }
+            settled = again;
+        }
+        last = settled;
+        match load(&dir) {
+            Ok(mesh) => {
+                tracing::info!(
+                    services = mesh.services.len(),
+                    workloads = mesh.workloads.len(),
+                    sidecars = mesh.sidecars.len(),
+                    virtual_services = mesh.virtual_services.len(),
+                    destination_rules = mesh.destination_rules.len(),
+                    "mesh configuration applied"
+                );
+                plane.errors.borrow_mut().clear();
+                plane.replace(mesh);
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(
+                    "mesh configuration refused ({} errors); the last good one keeps serving",
+                    errors.len()
+                );
+                *plane.errors.borrow_mut() = errors;
+            }
+        }
+    }
+}

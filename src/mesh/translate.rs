@@ -1,0 +1,683 @@
+//! One proxy's view of the mesh as Envoy v3 resources (Istio's translation, for the
+//! kinds this control plane serves): written in proto3 JSON, as an Envoy config reads,
+//! and encoded with the descriptors the proxy's own xDS client decodes with.
+//!
+//! Names follow istiod's, so that dashboards and `/config_dump` read the same:
+//! clusters `outbound|PORT|SUBSET|HOST` and `inbound|PORT||`, listeners `BIND_PORT`.
+//!
+//! - Sidecar egress listener (`bind`, `port`, `captureMode: NONE`): bound at
+//!   `bind:port`; HTTP ports get a connection manager whose route table (RDS, named as
+//!   the listener) has a virtual host per visible service with that port (domains: each
+//!   host and `host:port`, and the entry's addresses); TCP ports a TCP proxy to the
+//!   first visible service with that port.
+//! - Sidecar ingress listener: bound at `bind:port`, to the cluster `inbound|PORT||` at
+//!   the `defaultEndpoint`.
+//! - A virtual host's routes come from the first VirtualService (by namespace, name)
+//!   that names the host; without one, one route to the service's cluster with
+//!   istiod's default retry policy and no timeout.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use serde_json::{json, Value};
+
+use super::istio::{
+    HeaderOps, HttpRoute, Metadata, Protocol, ServiceEntry, SidecarEgress, SidecarIngress,
+    StringMatch, WorkloadEntry,
+};
+use super::model::{self, exported, resolution, Mesh, Resolution};
+
+pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+/// The four types in the order a push sends them (clusters and their endpoints before
+/// the listeners and routes that use them, as Envoy's ADS ordering asks).
+pub const TYPES: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
+
+const HCM: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const TCP_PROXY: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+const HTTP_OPTIONS: &str =
+    "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// istiod's default retry policy on a route a VirtualService does not set.
+const DEFAULT_RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+
+/// What a proxy is in the mesh: its namespace and labels (from its WorkloadEntry, or
+/// from the node's metadata `NAMESPACE` and `LABELS`, as istiod reads a pod's).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Proxy {
+    pub id: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Proxy {
+    /// The proxy named by `node_id`, placed by its WorkloadEntry when there is one.
+    pub fn identify(
+        mesh: &Mesh,
+        node_id: &str,
+        namespace: Option<&str>,
+        labels: BTreeMap<String, String>,
+    ) -> Proxy {
+        if let Some((m, w)) = mesh.workload(node_id) {
+            let mut l = m.labels.clone();
+            l.extend(w.labels.clone());
+            return Proxy {
+                id: node_id.to_string(),
+                namespace: m.namespace.clone(),
+                labels: l,
+            };
+        }
+        let from_id = node_id
+            .split('~')
+            .nth(2)
+            .unwrap_or(node_id)
+            .split_once('.')
+            .map(|(_, ns)| ns.to_string());
+        Proxy {
+            id: node_id.to_string(),
+            namespace: namespace
+                .map(str::to_string)
+                .or(from_id)
+                .unwrap_or_else(|| "default".to_string()),
+            labels,
+        }
+    }
+}
+
+/// A proxy's resources: type URL -> name -> proto3 JSON.
+pub type View = BTreeMap<&'static str, BTreeMap<String, Value>>;
+
+/// Everything `proxy` is sent.
+pub fn view(mesh: &Mesh, proxy: &Proxy) -> View {
+    let mut v: View = TYPES.iter().map(|t| (*t, BTreeMap::new())).collect();
+    let Some((_, sidecar)) = mesh.sidecar_for(&proxy.namespace, &proxy.labels) else {
+        return v;
+    };
+    let mut put = |t: &'static str, name: String, r: Value| {
+        if let Some(m) = v.get_mut(t) {
+            m.entry(name).or_insert(r);
+        }
+    };
+    for e in &sidecar.egress {
+        let Some(port) = &e.port else { continue };
+        let services = visible(mesh, proxy, e, port.number);
+        for (meta, se) in &services {
+            for host in &se.hosts {
+                for (name, c, eds) in clusters(mesh, proxy, meta, se, host, port.number) {
+                    if let Some(eds) = eds {
+                        put(ENDPOINT, name.clone(), eds);
+                    }
+                    put(CLUSTER, name, c);
+                }
+            }
+        }
+        let bind = model::bind_ip(e.bind.as_deref()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let name = format!("{bind}_{}", port.number);
+        let proto = port.protocol().unwrap_or(Protocol::Tcp);
+        let listener = if proto == Protocol::Tcp {
+            let target = services
+                .first()
+                .and_then(|(_, se)| se.hosts.first())
+                .map(|h| cluster_name(port.number, "", h))
+                .unwrap_or_else(|| "BlackHoleCluster".to_string());
+            tcp_listener(&name, bind, port.number, &target, "OUTBOUND")
+        } else {
+            put(
+                ROUTE,
+                name.clone(),
+                route_table(mesh, proxy, &name, port.number, &services),
+            );
+            http_listener(
+                &name,
+                bind,
+                port.number,
+                json!({
+                    "rds": {"config_source": {"ads": {}, "resource_api_version": "V3"}, "route_config_name": name}
+                }),
+                "OUTBOUND",
+            )
+        };
+        put(LISTENER, name, listener);
+    }
+    for i in &sidecar.ingress {
+        let (name, l, c) = inbound(i);
+        put(CLUSTER, format!("inbound|{}||", i.port.number), c);
+        put(LISTENER, name, l);
+    }
+    v
+}
+
+/// The services an egress listener reaches: those with `port` whose host the
+/// listener's `hosts` name and whose `exportTo` includes the proxy's namespace.
+fn visible<'m>(
+    mesh: &'m Mesh,
+    proxy: &Proxy,
+    e: &SidecarEgress,
+    port: u16,
+) -> Vec<(&'m Metadata, &'m ServiceEntry)> {
+    mesh.services
+        .iter()
+        .filter(|(m, se)| {
+            se.ports.iter().any(|p| p.number == port)
+                && exported(&se.export_to, &m.namespace, &proxy.namespace)
+                && se.hosts.iter().any(|h| {
+                    e.hosts
+                        .iter()
+                        .any(|sel| host_selected(sel, &proxy.namespace, &m.namespace, h))
+                })
+        })
+        .map(|(m, s)| (m, s))
+        .collect()
+}
+
+/// Sidecar's `namespace/dnsName`: `*` any namespace, `.` the proxy's, `~` none;
+/// `*` any host, `*.suffix` a wildcard.
+fn host_selected(sel: &str, own_ns: &str, service_ns: &str, host: &str) -> bool {
+    let Some((ns, name)) = sel.split_once('/') else {
+        return false;
+    };
+    let ns_ok = match ns {
+        "*" => true,
+        "." => service_ns == own_ns,
+        "~" => false,
+        n => n == service_ns,
+    };
+    ns_ok && host_matches(name, host)
+}
+
+/// A host pattern (`*`, `*.example.com`, or exact) against a host.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => host.ends_with(suffix),
+        None => pattern.eq_ignore_ascii_case(host),
+    }
+}
+
+pub fn cluster_name(port: u16, subset: &str, host: &str) -> String {
+    format!("outbound|{port}|{subset}|{host}")
+}
+
+/// The service's clusters for `host:port`, its subsets' after it: (name, cluster, its
+/// endpoints when served over EDS).
+fn clusters(
+    mesh: &Mesh,
+    proxy: &Proxy,
+    meta: &Metadata,
+    se: &ServiceEntry,
+    host: &str,
+    port: u16,
+) -> Vec<(String, Value, Option<Value>)> {
+    let dr = mesh.destination_rule(host, &proxy.namespace, &meta.namespace);
+    let lb = |sub: Option<&super::istio::TrafficPolicy>| {
+        sub.or(dr.and_then(|d| d.traffic_policy.as_ref()))
+            .and_then(|t| t.load_balancer.as_ref())
+            .and_then(|l| l.simple.as_deref())
+            .and_then(|s| lb_policy(s).ok())
+            .unwrap_or("LEAST_REQUEST")
+    };
+    let mut out = vec![one_cluster(
+        mesh,
+        meta,
+        se,
+        host,
+        port,
+        "",
+        &BTreeMap::new(),
+        lb(None),
+    )];
+    for s in dr.map(|d| d.subsets.as_slice()).unwrap_or(&[]) {
+        out.push(one_cluster(
+            mesh,
+            meta,
+            se,
+            host,
+            port,
+            &s.name,
+            &s.labels,
+            lb(s.traffic_policy.as_ref()),
+        ));
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn one_cluster(
+    mesh: &Mesh,
+    meta: &Metadata,
+    se: &ServiceEntry,
+    host: &str,
+    port: u16,
+    subset: &str,
+    labels: &BTreeMap<String, String>,
+    lb: &str,
+) -> (String, Value, Option<Value>) {
+    let name = cluster_name(port, subset, host);
+    let mut c = json!({
+        "name": name,
+        "connect_timeout": "10s",
+        "lb_policy": lb,
+    });
+    let res = resolution(se);
+    let eps = endpoints(
+        mesh,
+        meta,
+        se,
+        port,
+        labels,
+        res != Resolution::Static,
+        host,
+    );
+    let mut eds = None;
+    match res {
+        Resolution::Static => {
+            c["type"] = json!("EDS");
+            c["eds_cluster_config"] = json!({
+                "eds_config": {"ads": {}, "resource_api_version": "V3"},
+                "service_name": name
+            });
+            eds = Some(json!({"cluster_name": name, "endpoints": [{"lb_endpoints": eps}]}));
+        }
+        Resolution::Dns | Resolution::DnsRoundRobin => {
+            c["type"] = json!(if res == Resolution::Dns {
+                "STRICT_DNS"
+            } else {
+                "LOGICAL_DNS"
+            });
+            c["dns_lookup_family"] = json!("V4_ONLY");
+            c["load_assignment"] =
+                json!({"cluster_name": name, "endpoints": [{"lb_endpoints": eps}]});
+        }
+        Resolution::Passthrough => {
+            c["type"] = json!("ORIGINAL_DST");
+            c["lb_policy"] = json!("CLUSTER_PROVIDED");
+        }
+    }
+    if model::protocol(se, port) == Protocol::Http2 {
+        c["typed_extension_protocol_options"] = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": HTTP_OPTIONS,
+                "explicit_http_config": {"http2_protocol_options": {}}
+            }
+        });
+    }
+    (name, c, eds)
+}
+
+/// The lb_endpoints of `se` on `port` whose labels include `labels`: the entry's own
+/// endpoints, or the WorkloadEntries its selector picks in its namespace. A DNS entry
+/// without endpoints resolves its host.
+fn endpoints(
+    mesh: &Mesh,
+    meta: &Metadata,
+    se: &ServiceEntry,
+    port: u16,
+    labels: &BTreeMap<String, String>,
+    dns: bool,
+    host: &str,
+) -> Vec<Value> {
+    let Some(sp) = se.ports.iter().find(|p| p.number == port) else {
+        return Vec::new();
+    };
+    let target = |w: &WorkloadEntry| {
+        sp.name
+            .as_ref()
+            .and_then(|n| w.ports.get(n).copied())
+            .or(sp.target_port)
+            .unwrap_or(sp.number)
+    };
+    let selected: Vec<&WorkloadEntry> = match &se.workload_selector {
+        Some(sel) => mesh
+            .workloads
+            .iter()
+            .filter(|(m, w)| m.namespace == meta.namespace && sel.selects(&w.labels))
+            .map(|(_, w)| w)
+            .collect(),
+        None => se.endpoints.iter().collect(),
+    };
+    let mut out: Vec<Value> = selected
+        .into_iter()
+        .filter(|w| labels.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+        .map(|w| {
+            let mut e = json!({"endpoint": {"address": {"socket_address": {
+                "address": w.address, "port_value": target(w)
+            }}}});
+            if let Some(weight) = w.weight.filter(|w| *w > 0) {
+                e["load_balancing_weight"] = json!(weight);
+            }
+            e
+        })
+        .collect();
+    if out.is_empty() && dns && se.endpoints.is_empty() && se.workload_selector.is_none() {
+        out.push(json!({"endpoint": {"address": {"socket_address": {
+            "address": host, "port_value": sp.target_port.unwrap_or(sp.number)
+        }}}}));
+    }
+    out
+}
+
+/// An HTTP listener with the given route source (`rds` or `route_config`).
+fn http_listener(name: &str, bind: IpAddr, port: u16, routes: Value, direction: &str) -> Value {
+    let mut hcm = json!({
+        "@type": HCM,
+        "stat_prefix": format!("{}_{name}", direction.to_ascii_lowercase()),
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]
+    });
+    if let (Some(h), Some(r)) = (hcm.as_object_mut(), routes.as_object()) {
+        h.extend(r.clone());
+    }
+    json!({
+        "name": name,
+        "address": {"socket_address": {"address": bind.to_string(), "port_value": port}},
+        "traffic_direction": direction,
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": hcm
+        }]}]
+    })
+}
+
+fn tcp_listener(name: &str, bind: IpAddr, port: u16, cluster: &str, direction: &str) -> Value {
+    json!({
+        "name": name,
+        "address": {"socket_address": {"address": bind.to_string(), "port_value": port}},
+        "traffic_direction": direction,
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {"@type": TCP_PROXY, "stat_prefix": cluster, "cluster": cluster}
+        }]}]
+    })
+}
+
+/// A Sidecar ingress entry: (listener name, listener, cluster).
+fn inbound(i: &SidecarIngress) -> (String, Value, Value) {
+    let port = i.port.number;
+    let bind = model::bind_ip(i.bind.as_deref()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let name = format!("{bind}_{port}");
+    let cluster = format!("inbound|{port}||");
+    let app = default_endpoint(&i.default_endpoint)
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut c = json!({
+        "name": cluster,
+        "type": "STATIC",
+        "connect_timeout": "10s",
+        "load_assignment": {"cluster_name": cluster, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": app.ip().to_string(), "port_value": app.port()}}}}
+        ]}]}
+    });
+    let proto = i.port.protocol().unwrap_or(Protocol::Tcp);
+    if proto == Protocol::Http2 {
+        c["typed_extension_protocol_options"] = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": HTTP_OPTIONS,
+                "explicit_http_config": {"http2_protocol_options": {}}
+            }
+        });
+    }
+    let l = if proto == Protocol::Tcp {
+        tcp_listener(&name, bind, port, &cluster, "INBOUND")
+    } else {
+        let table = json!({"route_config": {
+            "name": cluster,
+            "validate_clusters": false,
+            "virtual_hosts": [{"name": format!("inbound|http|{port}"), "domains": ["*"], "routes": [{
+                "name": "default",
+                "match": {"prefix": "/"},
+                "route": {"cluster": cluster, "timeout": "0s"}
+            }]}]
+        }});
+        http_listener(&name, bind, port, table, "INBOUND")
+    };
+    (name, l, c)
+}
+
+/// `defaultEndpoint`: `IP:PORT` (Istio's `0.0.0.0` means the workload's own address:
+/// loopback here, the application beside the proxy).
+pub fn default_endpoint(s: &str) -> Result<SocketAddr, String> {
+    if s.starts_with("unix://") {
+        return Err("unix sockets are not served yet".into());
+    }
+    let a: SocketAddr = s.parse().map_err(|_| format!("`{s}` is not IP:PORT"))?;
+    Ok(if a.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], a.port()))
+    } else {
+        a
+    })
+}
+
+/// Istio's `simple` load balancer as Envoy's `lb_policy`.
+pub fn lb_policy(simple: &str) -> Result<&'static str, String> {
+    match simple {
+        "ROUND_ROBIN" => Ok("ROUND_ROBIN"),
+        "LEAST_REQUEST" | "LEAST_CONN" | "UNSPECIFIED" => Ok("LEAST_REQUEST"),
+        "RANDOM" => Ok("RANDOM"),
+        other => Err(format!(
+            "`{other}` is not ROUND_ROBIN, LEAST_REQUEST, LEAST_CONN or RANDOM"
+        )),
+    }
+}
+
+/// The route table of an HTTP egress listener.
+fn route_table(
+    mesh: &Mesh,
+    proxy: &Proxy,
+    name: &str,
+    port: u16,
+    services: &[(&Metadata, &ServiceEntry)],
+) -> Value {
+    let mut vhosts = Vec::new();
+    for (_, se) in services {
+        for host in &se.hosts {
+            let mut domains = vec![json!(host), json!(format!("{host}:{port}"))];
+            for a in &se.addresses {
+                domains.push(json!(a));
+                domains.push(json!(format!("{a}:{port}")));
+            }
+            let routes = match virtual_service(mesh, proxy, host) {
+                Some(http) if !http.is_empty() => {
+                    http.iter().flat_map(|r| routes(r, port)).collect()
+                }
+                _ => vec![default_route(&cluster_name(port, "", host))],
+            };
+            vhosts.push(
+                json!({"name": format!("{host}:{port}"), "domains": domains, "routes": routes}),
+            );
+        }
+    }
+    json!({"name": name, "validate_clusters": false, "virtual_hosts": vhosts})
+}
+
+/// The HTTP routes of the first VirtualService (by namespace, name) visible to the
+/// proxy that names `host`.
+fn virtual_service<'m>(mesh: &'m Mesh, proxy: &Proxy, host: &str) -> Option<&'m [HttpRoute]> {
+    mesh.virtual_services
+        .iter()
+        .find(|(m, v)| {
+            exported(&v.export_to, &m.namespace, &proxy.namespace)
+                && v.hosts.iter().any(|h| host_matches(h, host))
+        })
+        .map(|(_, v)| v.http.as_slice())
+}
+
+fn default_route(cluster: &str) -> Value {
+    json!({
+        "name": "default",
+        "match": {"prefix": "/"},
+        "route": {
+            "cluster": cluster,
+            "timeout": "0s",
+            "retry_policy": default_retry(),
+        }
+    })
+}
+
+fn default_retry() -> Value {
+    json!({
+        "retry_on": DEFAULT_RETRY_ON,
+        "num_retries": 2,
+        "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+        "host_selection_retry_max_attempts": 5,
+        "retriable_status_codes": [503]
+    })
+}
+
+/// One Istio HTTP route as Envoy routes: one per match (or one matching everything).
+fn routes(r: &HttpRoute, port: u16) -> Vec<Value> {
+    let action = action(r, port);
+    let mut base = json!({"route": action});
+    if let Some(n) = &r.name {
+        base["name"] = json!(n);
+    }
+    if let Some(h) = r.headers.as_ref() {
+        header_ops(&mut base, "request", h.request.as_ref());
+        header_ops(&mut base, "response", h.response.as_ref());
+    }
+    if r.matches.is_empty() {
+        let mut one = base;
+        one["match"] = json!({"prefix": "/"});
+        return vec![one];
+    }
+    r.matches
+        .iter()
+        .map(|m| {
+            let mut one = base.clone();
+            let mut mt = match &m.uri {
+                Some(StringMatch { exact: Some(e), .. }) => json!({"path": e}),
+                Some(StringMatch {
+                    prefix: Some(p), ..
+                }) => json!({"prefix": p}),
+                Some(StringMatch { regex: Some(x), .. }) => {
+                    json!({"safe_regex": {"regex": x}})
+                }
+                _ => json!({"prefix": "/"}),
+            };
+            if m.ignore_uri_case {
+                mt["case_sensitive"] = json!(false);
+            }
+            let mut headers: Vec<Value> = m
+                .headers
+                .iter()
+                .map(|(n, s)| header_matcher(n, s))
+                .collect();
+            if let Some(method) = &m.method {
+                headers.push(header_matcher(":method", method));
+            }
+            if !headers.is_empty() {
+                mt["headers"] = json!(headers);
+            }
+            one["match"] = mt;
+            one
+        })
+        .collect()
+}
+
+fn header_matcher(name: &str, s: &StringMatch) -> Value {
+    let m = match (&s.exact, &s.prefix, &s.regex) {
+        (Some(e), _, _) => json!({"exact": e}),
+        (_, Some(p), _) => json!({"prefix": p}),
+        (_, _, Some(r)) => json!({"safe_regex": {"regex": r}}),
+        _ => json!({"prefix": ""}),
+    };
+    json!({"name": name, "string_match": m})
+}
+
+fn header_ops(route: &mut Value, side: &str, ops: Option<&HeaderOps>) {
+    let Some(ops) = ops else { return };
+    let mut add: Vec<Value> = Vec::new();
+    for (k, v) in &ops.set {
+        add.push(json!({"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}));
+    }
+    for (k, v) in &ops.add {
+        add.push(
+            json!({"header": {"key": k, "value": v}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}),
+        );
+    }
+    if !add.is_empty() {
+        route[format!("{side}_headers_to_add")] = json!(add);
+    }
+    if !ops.remove.is_empty() {
+        route[format!("{side}_headers_to_remove")] = json!(ops.remove);
+    }
+}
+
+/// The route action: one cluster, or weighted clusters; the route's timeout (none by
+/// default, as istiod) and retries (istiod's default policy when not given).
+fn action(r: &HttpRoute, port: u16) -> Value {
+    let cluster_of = |d: &super::istio::Destination| {
+        cluster_name(
+            d.port.as_ref().map_or(port, |p| p.number),
+            d.subset.as_deref().unwrap_or(""),
+            &d.host,
+        )
+    };
+    let mut a = match r.route.as_slice() {
+        [one] => json!({"cluster": cluster_of(&one.destination)}),
+        many => {
+            let clusters: Vec<Value> = many
+                .iter()
+                .filter(|d| d.weight.unwrap_or(0) > 0)
+                .map(|d| json!({"name": cluster_of(&d.destination), "weight": d.weight.unwrap_or(0)}))
+                .collect();
+            json!({"weighted_clusters": {"clusters": clusters}})
+        }
+    };
+    let timeout = r
+        .timeout
+        .as_deref()
+        .and_then(|t| crate::config::duration::parse_duration(t).ok())
+        .unwrap_or_default();
+    a["timeout"] = json!(proto_duration(timeout));
+    match &r.retries {
+        None => a["retry_policy"] = default_retry(),
+        Some(x) if x.attempts == 0 => {}
+        Some(x) => {
+            let mut p = json!({"num_retries": x.attempts});
+            let mut on = Vec::new();
+            let mut codes = Vec::new();
+            for part in x.retry_on.as_deref().unwrap_or(DEFAULT_RETRY_ON).split(',') {
+                let part = part.trim();
+                match part.parse::<u32>() {
+                    Ok(code) => codes.push(code),
+                    Err(_) if !part.is_empty() => on.push(part),
+                    Err(_) => {}
+                }
+            }
+            if !codes.is_empty() && !on.contains(&"retriable-status-codes") {
+                on.push("retriable-status-codes");
+            }
+            p["retry_on"] = json!(on.join(","));
+            if !codes.is_empty() {
+                p["retriable_status_codes"] = json!(codes);
+            }
+            if let Some(t) = x
+                .per_try_timeout
+                .as_deref()
+                .and_then(|t| crate::config::duration::parse_duration(t).ok())
+            {
+                p["per_try_timeout"] = json!(proto_duration(t));
+            }
+            a["retry_policy"] = p;
+        }
+    }
+    a
+}
+
+/// A duration in proto3 JSON (`1.500s`).
+fn proto_duration(d: std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}.{:09}s", d.as_secs(), d.subsec_nanos())
+    }
+}
+
+#[cfg(test)]
+#[path = "translate_tests.rs"]
+mod tests;

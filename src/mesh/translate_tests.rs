@@ -1,0 +1,149 @@
+use super::*;
+use crate::mesh::istio::parse_text;
+
+const MESH: &str = "
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: echo, namespace: demo}
+spec:
+  hosts: [echo.demo]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: echo}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: echo-v1, namespace: demo}
+spec: {address: 127.0.0.1, ports: {http: 9001}, labels: {app: echo, version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: echo-v2, namespace: demo}
+spec: {address: 127.0.0.2, ports: {http: 9002}, labels: {app: echo, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: client, namespace: demo}
+spec: {address: 127.0.0.3, labels: {app: client}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: client, namespace: demo}
+spec:
+  workloadSelector: {labels: {app: client}}
+  egress: [{port: {number: 9080, protocol: HTTP, name: http}, bind: 127.0.0.1, captureMode: NONE, hosts: [./*]}]
+  ingress: [{port: {number: 15090, protocol: HTTP, name: http}, bind: 127.0.0.1, defaultEndpoint: 127.0.0.1:8080}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: demo}
+spec:
+  host: echo.demo
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: demo}
+spec:
+  hosts: [echo.demo]
+  http:
+  - match: [{uri: {prefix: /v2}}]
+    route: [{destination: {host: echo.demo, subset: v2}}]
+    timeout: 1500ms
+  - route:
+    - {destination: {host: echo.demo, subset: v1}, weight: 90}
+    - {destination: {host: echo.demo, subset: v2}, weight: 10}
+    retries: {attempts: 3, perTryTimeout: 1s, retryOn: '5xx,503'}
+";
+
+fn mesh() -> Mesh {
+    Mesh::build(parse_text(MESH, "m.yaml").unwrap()).unwrap()
+}
+
+#[test]
+fn a_sidecar_gets_its_listeners_routes_clusters_and_endpoints() {
+    let m = mesh();
+    let p = Proxy::identify(
+        &m,
+        "sidecar~127.0.0.3~client.demo~demo.svc.cluster.local",
+        None,
+        BTreeMap::new(),
+    );
+    assert_eq!(p.namespace, "demo");
+    assert_eq!(p.labels["app"], "client");
+    let v = view(&m, &p);
+    let names = |t: &str| v[t].keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(CLUSTER),
+        [
+            "inbound|15090||",
+            "outbound|9080|v1|echo.demo",
+            "outbound|9080|v2|echo.demo",
+            "outbound|9080||echo.demo"
+        ]
+    );
+    assert_eq!(names(LISTENER), ["127.0.0.1_15090", "127.0.0.1_9080"]);
+    assert_eq!(names(ROUTE), ["127.0.0.1_9080"]);
+    let eds = &v[ENDPOINT]["outbound|9080|v2|echo.demo"];
+    assert_eq!(
+        eds["endpoints"][0]["lb_endpoints"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        eds["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+            ["port_value"],
+        9002
+    );
+    let all = &v[ENDPOINT]["outbound|9080||echo.demo"];
+    assert_eq!(
+        all["endpoints"][0]["lb_endpoints"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let routes = &v[ROUTE]["127.0.0.1_9080"]["virtual_hosts"][0];
+    assert_eq!(
+        routes["domains"],
+        serde_json::json!(["echo.demo", "echo.demo:9080"])
+    );
+    assert_eq!(routes["routes"][0]["match"]["prefix"], "/v2");
+    assert_eq!(routes["routes"][0]["route"]["timeout"], "1.500000000s");
+    let w = &routes["routes"][1]["route"];
+    assert_eq!(w["weighted_clusters"]["clusters"][0]["weight"], 90);
+    assert_eq!(w["retry_policy"]["retry_on"], "5xx,retriable-status-codes");
+    assert_eq!(
+        w["retry_policy"]["retriable_status_codes"],
+        serde_json::json!([503])
+    );
+    // Every resource encodes with the descriptors the proxy decodes with.
+    for (t, rs) in &v {
+        let name = t.rsplit('/').next().unwrap();
+        for (n, r) in rs {
+            crate::config::xds::encode_json(name, r).unwrap_or_else(|e| panic!("{n}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn a_proxy_without_a_sidecar_gets_nothing_and_bad_resources_are_refused_by_field() {
+    let m = mesh();
+    let p = Proxy::identify(&m, "other.elsewhere", None, BTreeMap::new());
+    assert_eq!(p.namespace, "elsewhere");
+    assert!(view(&m, &p).values().all(|r| r.is_empty()));
+    let bad = MESH.replace("timeout: 1500ms", "timeout: soon");
+    let e = Mesh::build(parse_text(&bad, "m.yaml").unwrap()).unwrap_err();
+    assert!(
+        e[0].contains("VirtualService demo/echo: spec.http[0].timeout:"),
+        "{e:?}"
+    );
+    let dup = format!("{MESH}---\n{}", MESH.split("---").next().unwrap());
+    let e = Mesh::build(parse_text(&dup, "m.yaml").unwrap()).unwrap_err();
+    assert!(
+        e[0].contains("a second ServiceEntry with this name"),
+        "{e:?}"
+    );
+}
