@@ -327,3 +327,196 @@ fn check_names_every_bad_file_and_field() {
     );
     assert!(err.contains("c.yaml (document 2): Sidecar demo/c: spec.egress[0].captureMod: unknown field `captureMod`"), "{err}");
 }
+
+/// Route and cluster policies of one VirtualService and DestinationRule.
+const POLICIES: &str = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: demo}
+spec:
+  host: echo.demo
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 5}
+      http: {http1MaxPendingRequests: 7, http2MaxRequests: 9, maxRetries: 3}
+    outlierDetection: {consecutive5xxErrors: 4, interval: 2s, baseEjectionTime: 30s}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy: {connectionPool: {tcp: {maxConnections: 11}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: demo}
+spec:
+  hosts: [echo.demo]
+  http:
+  - match: [{uri: {prefix: /abort}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: echo.demo, subset: v1}}]
+  - match: [{uri: {prefix: /rewrite}}]
+    rewrite: {uri: /rewritten, authority: rewritten.demo}
+    route: [{destination: {host: echo.demo, subset: v1}}]
+  - match: [{uri: {exact: /redirect}}]
+    redirect: {uri: /elsewhere, redirectCode: 302}
+  - match: [{uri: {prefix: /mirror}}]
+    route: [{destination: {host: echo.demo, subset: v1}}]
+    mirror: {host: echo.demo, subset: v2}
+  - match: [{headers: {x-canary: {exact: 'yes'}}}]
+    route: [{destination: {host: echo.demo, subset: v2}}]
+    headers:
+      request: {set: {x-mesh: canary}}
+      response: {set: {x-served-by: v2}}
+  - route: [{destination: {host: echo.demo, subset: v1}}]
+    corsPolicy:
+      allowOrigins: [{exact: 'http://a.test'}]
+      allowMethods: [GET, POST]
+      maxAge: 1h
+";
+
+fn request(at: SocketAddr, raw: &str) -> Response {
+    let mut c = Conn::connect(at);
+    c.send(raw);
+    c.read_response().unwrap()
+}
+
+/// The circuit breaker and outlier lines of `/clusters` for the service's clusters.
+fn cluster_policy_lines(admin: SocketAddr) -> Vec<String> {
+    let r = http_request(admin, "GET", "/clusters", Duration::from_secs(5)).unwrap();
+    let mut lines: Vec<String> = r
+        .body_str()
+        .lines()
+        .filter(|l| l.starts_with("outbound|"))
+        .filter(|l| l.contains("::default_priority::") || l.contains("::outlier::"))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn route_and_cluster_policies_act_alike_on_outrigger_and_envoy_sidecars() {
+    let v1 = Upstream::echo();
+    let v2 = Upstream::echo();
+    let dir = TempDir::new("mesh-policy");
+    let envoy = envoy_or_skip("control plane policies with an Envoy sidecar");
+    let port = free_port();
+    let or_at = SocketAddr::from(([127, 0, 0, 21], port));
+    let envoy_at = SocketAddr::from(([127, 0, 0, 22], port));
+    write_atomic(&dir.join("service.yaml"), &service(port, v1.addr, v2.addr));
+    write_atomic(&dir.join("or.yaml"), &client("or", "127.0.0.21", port));
+    write_atomic(
+        &dir.join("envoy.yaml"),
+        &client("envoy", "127.0.0.22", port),
+    );
+    write_atomic(&dir.join("policies.yaml"), POLICIES);
+    let d = dir.path().display().to_string();
+    let control = Proxy::start_args(&[
+        "control",
+        "--dir",
+        &d,
+        "--xds",
+        "127.0.0.1:@PORT@",
+        "--admin",
+        "127.0.0.1:@ADMIN_PORT@",
+    ]);
+    let ours = Proxy::start(&bootstrap("or.demo", control.listen, "GRPC"));
+    let theirs = envoy
+        .as_ref()
+        .map(|bin| Envoy::start(bin, &bootstrap("envoy.demo", control.listen, "GRPC")));
+    let mut sidecars = vec![("outrigger", or_at, ours.admin)];
+    if let Some(e) = &theirs {
+        sidecars.push(("envoy", envoy_at, e.admin));
+    }
+    for (who, at, _) in &sidecars {
+        let get = |path: &str, extra: &str| {
+            request(
+                *at,
+                &format!("GET {path} HTTP/1.1\r\nHost: echo.demo\r\n{extra}\r\n"),
+            )
+        };
+        let ready = wait_until(Duration::from_secs(10), || {
+            let mut c = Conn::try_connect(*at).ok()?;
+            c.try_send("GET /x HTTP/1.1\r\nHost: echo.demo\r\n\r\n")
+                .ok()?;
+            (c.read_response().ok()?.status == 200).then_some(())
+        });
+        assert!(ready.is_some(), "{who}: no route:\n{}", control.stderr());
+
+        let before = v1.request_count();
+        assert_eq!(get("/abort", "").status, 418, "{who}: fault abort");
+        assert_eq!(
+            v1.request_count(),
+            before,
+            "{who}: an aborted request went upstream"
+        );
+
+        assert_eq!(get("/rewrite/x", "").status, 200, "{who}");
+        let up = v1.last_request();
+        assert_eq!(up.target, "/rewritten/x", "{who}: rewrite");
+        assert_eq!(
+            up.header("host"),
+            Some("rewritten.demo"),
+            "{who}: authority rewrite"
+        );
+
+        let r = get("/redirect", "");
+        assert_eq!(r.status, 302, "{who}: redirect");
+        assert_eq!(
+            r.header("location"),
+            Some("http://echo.demo/elsewhere"),
+            "{who}"
+        );
+
+        let mirrored = v2.request_count();
+        assert_eq!(get("/mirror/m", "").status, 200, "{who}");
+        assert_eq!(v1.last_request().target, "/mirror/m", "{who}");
+        let copy = wait_until(Duration::from_secs(5), || {
+            (v2.request_count() > mirrored).then(|| v2.last_request())
+        })
+        .unwrap_or_else(|| panic!("{who}: no mirrored copy reached v2"));
+        assert_eq!(copy.target, "/mirror/m", "{who}");
+
+        let r = get("/c", "x-canary: yes\r\n");
+        assert_eq!(r.status, 200, "{who}");
+        assert_eq!(
+            r.header("x-served-by"),
+            Some("v2"),
+            "{who}: response header set"
+        );
+        assert_eq!(v2.last_request().header("x-mesh"), Some("canary"), "{who}");
+
+        let r = request(
+            *at,
+            "OPTIONS /any HTTP/1.1\r\nHost: echo.demo\r\nOrigin: http://a.test\r\nAccess-Control-Request-Method: POST\r\n\r\n",
+        );
+        assert_eq!(r.status, 200, "{who}: CORS preflight");
+        assert_eq!(
+            r.header("access-control-allow-origin"),
+            Some("http://a.test"),
+            "{who}"
+        );
+        assert_eq!(
+            r.header("access-control-allow-methods"),
+            Some("GET,POST"),
+            "{who}"
+        );
+        assert_eq!(r.header("access-control-max-age"), Some("3600"), "{who}");
+    }
+
+    // The DestinationRule's circuit breakers and outlier detection, as each prints them.
+    let ours_lines = cluster_policy_lines(ours.admin);
+    let v1_cx = format!("outbound|{port}|v1|echo.demo::default_priority::max_connections::5");
+    let v2_cx = format!("outbound|{port}|v2|echo.demo::default_priority::max_connections::11");
+    let v1_rq = format!("outbound|{port}|v1|echo.demo::default_priority::max_pending_requests::7");
+    for want in [&v1_cx, &v2_cx, &v1_rq] {
+        assert!(ours_lines.contains(want), "{want} not in {ours_lines:#?}");
+    }
+    if let Some(e) = &theirs {
+        assert_eq!(
+            cluster_policy_lines(e.admin),
+            ours_lines,
+            "Envoy's /clusters differs"
+        );
+    }
+}

@@ -11,6 +11,7 @@
 //! | `istio.rs` | the Istio kinds read, field by field; errors name the file and field |
 //! | `model.rs` | the checked mesh and its lookups (Sidecar for a workload, DestinationRule for a host) |
 //! | `translate.rs` | one proxy's view as Envoy v3 resources, istiod's names and defaults |
+//! | `policy.rs` | route policies (fault, mirror, redirect, rewrite, CORS) and cluster policies (connection pool, outlier detection) |
 //! | `plane.rs` | the served mesh, its generation, each proxy's sent/ACKed/NACKed versions |
 //! | `ads.rs` | the gRPC ADS server: SotW and delta |
 //! | `source.rs` | the directory: load, watch, debounce, refuse a bad change |
@@ -21,6 +22,7 @@ pub mod ads;
 pub mod istio;
 pub mod model;
 pub mod plane;
+pub mod policy;
 pub mod source;
 pub mod translate;
 

@@ -159,19 +159,19 @@ fn check(r: &Resource) -> Result<(), String> {
             if d.host.is_empty() {
                 return Err("spec.host: missing".into());
             }
-            if let Some(Some(simple)) = d
-                .traffic_policy
-                .as_ref()
-                .and_then(|t| t.load_balancer.as_ref())
-                .map(|l| l.simple.as_ref())
-            {
-                super::translate::lb_policy(simple)
-                    .map_err(|e| format!("spec.trafficPolicy.loadBalancer.simple: {e}"))?;
+            if let Some(t) = &d.traffic_policy {
+                super::policy::check_traffic_policy(t, "spec.trafficPolicy")?;
             }
             let mut names = BTreeSet::new();
             for (i, s) in d.subsets.iter().enumerate() {
                 if !names.insert(&s.name) {
                     return Err(format!("spec.subsets[{i}].name: `{}` given twice", s.name));
+                }
+                if let Some(t) = &s.traffic_policy {
+                    super::policy::check_traffic_policy(
+                        t,
+                        &format!("spec.subsets[{i}].trafficPolicy"),
+                    )?;
                 }
             }
             Ok(())
@@ -285,9 +285,7 @@ fn check_virtual_service(v: &VirtualService) -> Result<(), String> {
     }
     for (i, h) in v.http.iter().enumerate() {
         let at = format!("spec.http[{i}]");
-        if h.route.is_empty() {
-            return Err(format!("{at}.route: at least one destination"));
-        }
+        super::policy::check_route(h, &at)?;
         for (k, m) in h.matches.iter().enumerate() {
             let sm = m
                 .uri

@@ -22,10 +22,11 @@ use std::net::{IpAddr, SocketAddr};
 use serde_json::{json, Value};
 
 use super::istio::{
-    HeaderOps, HttpRoute, Metadata, Protocol, ServiceEntry, SidecarEgress, SidecarIngress,
-    StringMatch, WorkloadEntry,
+    Destination, HeaderOps, HttpRoute, Metadata, Protocol, ServiceEntry, SidecarEgress,
+    SidecarIngress, StringMatch, TrafficPolicy, WorkloadEntry,
 };
 use super::model::{self, exported, resolution, Mesh, Resolution};
+use super::policy::proto_duration;
 
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
@@ -40,9 +41,6 @@ const HCM: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const TCP_PROXY: &str =
     "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
-const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
-const HTTP_OPTIONS: &str =
-    "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 /// istiod's default retry policy on a route a VirtualService does not set.
 const DEFAULT_RETRY_ON: &str =
@@ -215,13 +213,9 @@ fn clusters(
     port: u16,
 ) -> Vec<(String, Value, Option<Value>)> {
     let dr = mesh.destination_rule(host, &proxy.namespace, &meta.namespace);
-    let lb = |sub: Option<&super::istio::TrafficPolicy>| {
-        sub.or(dr.and_then(|d| d.traffic_policy.as_ref()))
-            .and_then(|t| t.load_balancer.as_ref())
-            .and_then(|l| l.simple.as_deref())
-            .and_then(|s| lb_policy(s).ok())
-            .unwrap_or("LEAST_REQUEST")
-    };
+    let top = dr
+        .and_then(|d| d.traffic_policy.clone())
+        .unwrap_or_default();
     let mut out = vec![one_cluster(
         mesh,
         meta,
@@ -230,18 +224,18 @@ fn clusters(
         port,
         "",
         &BTreeMap::new(),
-        lb(None),
+        &top,
     )];
     for s in dr.map(|d| d.subsets.as_slice()).unwrap_or(&[]) {
+        // A subset's policy overrides the rule's, field by field (istiod's merge).
+        let mut tp = top.clone();
+        if let Some(sp) = &s.traffic_policy {
+            tp.load_balancer = sp.load_balancer.clone().or(tp.load_balancer);
+            tp.connection_pool = sp.connection_pool.clone().or(tp.connection_pool);
+            tp.outlier_detection = sp.outlier_detection.clone().or(tp.outlier_detection);
+        }
         out.push(one_cluster(
-            mesh,
-            meta,
-            se,
-            host,
-            port,
-            &s.name,
-            &s.labels,
-            lb(s.traffic_policy.as_ref()),
+            mesh, meta, se, host, port, &s.name, &s.labels, &tp,
         ));
     }
     out
@@ -256,9 +250,15 @@ fn one_cluster(
     port: u16,
     subset: &str,
     labels: &BTreeMap<String, String>,
-    lb: &str,
+    tp: &TrafficPolicy,
 ) -> (String, Value, Option<Value>) {
     let name = cluster_name(port, subset, host);
+    let lb = tp
+        .load_balancer
+        .as_ref()
+        .and_then(|l| l.simple.as_deref())
+        .and_then(|s| lb_policy(s).ok())
+        .unwrap_or("LEAST_REQUEST");
     let mut c = json!({
         "name": name,
         "connect_timeout": "10s",
@@ -299,14 +299,13 @@ fn one_cluster(
             c["lb_policy"] = json!("CLUSTER_PROVIDED");
         }
     }
-    if model::protocol(se, port) == Protocol::Http2 {
-        c["typed_extension_protocol_options"] = json!({
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": HTTP_OPTIONS,
-                "explicit_http_config": {"http2_protocol_options": {}}
-            }
-        });
-    }
+    let http2 = model::protocol(se, port) == Protocol::Http2;
+    super::policy::cluster_policy(
+        &mut c,
+        tp.connection_pool.as_ref(),
+        tp.outlier_detection.as_ref(),
+        http2,
+    );
     (name, c, eds)
 }
 
@@ -367,7 +366,7 @@ fn http_listener(name: &str, bind: IpAddr, port: u16, routes: Value, direction: 
     let mut hcm = json!({
         "@type": HCM,
         "stat_prefix": format!("{}_{name}", direction.to_ascii_lowercase()),
-        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]
+        "http_filters": super::policy::http_filters()
     });
     if let (Some(h), Some(r)) = (hcm.as_object_mut(), routes.as_object()) {
         h.extend(r.clone());
@@ -412,14 +411,7 @@ fn inbound(i: &SidecarIngress) -> (String, Value, Value) {
         ]}]}
     });
     let proto = i.port.protocol().unwrap_or(Protocol::Tcp);
-    if proto == Protocol::Http2 {
-        c["typed_extension_protocol_options"] = json!({
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": HTTP_OPTIONS,
-                "explicit_http_config": {"http2_protocol_options": {}}
-            }
-        });
-    }
+    super::policy::cluster_policy(&mut c, None, None, proto == Protocol::Http2);
     let l = if proto == Protocol::Tcp {
         tcp_listener(&name, bind, port, &cluster, "INBOUND")
     } else {
@@ -530,8 +522,15 @@ fn default_retry() -> Value {
 
 /// One Istio HTTP route as Envoy routes: one per match (or one matching everything).
 fn routes(r: &HttpRoute, port: u16) -> Vec<Value> {
-    let action = action(r, port);
-    let mut base = json!({"route": action});
+    let cluster_of = |d: &Destination| {
+        cluster_name(
+            d.port.as_ref().map_or(port, |p| p.number),
+            d.subset.as_deref().unwrap_or(""),
+            &d.host,
+        )
+    };
+    let mut base = json!({"route": action(r, &cluster_of)});
+    super::policy::route_extras(r, &mut base, &cluster_of);
     if let Some(n) = &r.name {
         base["name"] = json!(n);
     }
@@ -609,14 +608,7 @@ fn header_ops(route: &mut Value, side: &str, ops: Option<&HeaderOps>) {
 
 /// The route action: one cluster, or weighted clusters; the route's timeout (none by
 /// default, as istiod) and retries (istiod's default policy when not given).
-fn action(r: &HttpRoute, port: u16) -> Value {
-    let cluster_of = |d: &super::istio::Destination| {
-        cluster_name(
-            d.port.as_ref().map_or(port, |p| p.number),
-            d.subset.as_deref().unwrap_or(""),
-            &d.host,
-        )
-    };
+fn action(r: &HttpRoute, cluster_of: &dyn Fn(&Destination) -> String) -> Value {
     let mut a = match r.route.as_slice() {
         [one] => json!({"cluster": cluster_of(&one.destination)}),
         many => {
@@ -667,15 +659,6 @@ fn action(r: &HttpRoute, port: u16) -> Value {
         }
     }
     a
-}
-
-/// A duration in proto3 JSON (`1.500s`).
-fn proto_duration(d: std::time::Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}.{:09}s", d.as_secs(), d.subsec_nanos())
-    }
 }
 
 #[cfg(test)]

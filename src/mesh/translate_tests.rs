@@ -39,6 +39,9 @@ kind: DestinationRule
 metadata: {name: echo, namespace: demo}
 spec:
   host: echo.demo
+  trafficPolicy:
+    connectionPool: {tcp: {maxConnections: 5, connectTimeout: 250ms}, http: {idleTimeout: 30s}}
+    outlierDetection: {consecutiveGatewayErrors: 2, baseEjectionTime: 1m}
   subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
 ---
 apiVersion: networking.istio.io/v1
@@ -50,10 +53,12 @@ spec:
   - match: [{uri: {prefix: /v2}}]
     route: [{destination: {host: echo.demo, subset: v2}}]
     timeout: 1500ms
+    fault: {delay: {fixedDelay: 5ms, percentage: {value: 50}}}
   - route:
     - {destination: {host: echo.demo, subset: v1}, weight: 90}
     - {destination: {host: echo.demo, subset: v2}, weight: 10}
     retries: {attempts: 3, perTryTimeout: 1s, retryOn: '5xx,503'}
+    corsPolicy: {allowOrigins: [{prefix: 'http://'}], allowMethods: [GET], maxAge: 2m}
 ";
 
 fn mesh() -> Mesh {
@@ -119,6 +124,21 @@ fn a_sidecar_gets_its_listeners_routes_clusters_and_endpoints() {
         w["retry_policy"]["retriable_status_codes"],
         serde_json::json!([503])
     );
+    let fault = &routes["routes"][0]["typed_per_filter_config"]["envoy.filters.http.fault"];
+    assert_eq!(fault["delay"]["percentage"]["numerator"], 500_000);
+    assert_eq!(fault["delay"]["fixed_delay"], "0.005000000s");
+    let cors = &routes["routes"][1]["typed_per_filter_config"]["envoy.filters.http.cors"];
+    assert_eq!(cors["max_age"], "120");
+    let c = &v[CLUSTER]["outbound|9080|v1|echo.demo"];
+    assert_eq!(c["connect_timeout"], "0.250000000s");
+    let t = &c["circuit_breakers"]["thresholds"][0];
+    assert_eq!(
+        (t["max_connections"].as_u64(), t["max_requests"].as_u64()),
+        (Some(5), Some(u64::from(u32::MAX)))
+    );
+    assert_eq!(c["outlier_detection"]["enforcing_consecutive_5xx"], 0);
+    assert_eq!(c["outlier_detection"]["consecutive_gateway_failure"], 2);
+    assert_eq!(c["common_lb_config"]["healthy_panic_threshold"]["value"], 0);
     // Every resource encodes with the descriptors the proxy decodes with.
     for (t, rs) in &v {
         let name = t.rsplit('/').next().unwrap();
