@@ -24,13 +24,13 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, Resource,
 };
 use envoy_types::pb::google::protobuf::{value::Kind, Any};
 use h2::{RecvStream, SendStream};
 use prost::Message;
 
-use super::plane::{now_ms, version_of, Nack, Plane};
+use super::plane::{now_ms, set_version, Encoded, Nack, Plane};
 use super::translate::{Proxy, TYPES};
 use crate::upstream::grpc_call::{encode_frame, next_frame};
 
@@ -127,6 +127,39 @@ async fn stream(
         }
     }
     let _ = s.send.send_trailers(t);
+}
+
+/// A `DiscoveryResponse` as a gRPC message, written from the view's encoded resources
+/// (each copied once, into the frame, not cloned into an `Any` first).
+fn sotw_frame(version: &str, type_url: &str, nonce: &str, resources: &[&Encoded]) -> Bytes {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+    // A length-delimited field of `n` bytes.
+    let field_len =
+        |tag: u32, n: usize| prost::encoding::key_len(tag) + encoded_len_varint(n as u64) + n;
+    let any_len = |e: &Encoded| field_len(1, type_url.len()) + field_len(2, e.bytes.len());
+    let mut len =
+        field_len(1, version.len()) + field_len(4, type_url.len()) + field_len(5, nonce.len());
+    for e in resources {
+        len += field_len(2, any_len(e));
+    }
+    let mut out = BytesMut::with_capacity(5 + len);
+    out.extend_from_slice(&[0]);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    let put = |tag: u32, b: &[u8], out: &mut BytesMut| {
+        encode_key(tag, WireType::LengthDelimited, out);
+        encode_varint(b.len() as u64, out);
+        out.extend_from_slice(b);
+    };
+    put(1, version.as_bytes(), &mut out);
+    for e in resources {
+        encode_key(2, WireType::LengthDelimited, &mut out);
+        encode_varint(any_len(e) as u64, &mut out);
+        put(1, type_url.as_bytes(), &mut out);
+        put(2, &e.bytes, &mut out);
+    }
+    put(4, type_url.as_bytes(), &mut out);
+    put(5, nonce.as_bytes(), &mut out);
+    out.freeze()
 }
 
 struct Incoming {
@@ -316,38 +349,27 @@ impl Stream {
     /// Sends the type's resources if they differ from the last sent (or `always`).
     fn sotw_send(&mut self, type_url: &str, sub: &mut Sub, always: bool) -> Result<(), String> {
         let proxy = self.proxy()?;
-        let all = self.plane.resources(proxy, type_url);
+        let view = self.plane.view(proxy);
+        let empty = BTreeMap::new();
+        let all = view.get(type_url).unwrap_or(&empty);
         // Listeners and clusters are sent whole; the others as asked by name.
         let whole = matches!(
             type_url,
             super::translate::LISTENER | super::translate::CLUSTER
         );
         let chosen: Vec<_> = all
-            .into_values()
+            .values()
             .filter(|e| whole || sub.names.is_empty() || sub.names.contains(&e.name))
             .collect();
-        let pairs: Vec<_> = chosen.iter().map(|e| (&e.name, &e.bytes)).collect();
-        let version = version_of(&pairs);
+        let version = set_version(chosen.iter().copied());
         if !always && version == sub.version {
             return Ok(());
         }
         let nonce = self.plane.nonce();
-        let resp = DiscoveryResponse {
-            version_info: version.clone(),
-            resources: chosen
-                .into_iter()
-                .map(|e| Any {
-                    type_url: type_url.to_string(),
-                    value: e.bytes,
-                })
-                .collect(),
-            type_url: type_url.to_string(),
-            nonce: nonce.clone(),
-            ..Default::default()
-        };
+        let frame = sotw_frame(&version, type_url, &nonce, &chosen);
         let id = proxy.id.clone();
         self.send
-            .send_data(encode_frame(&resp), false)
+            .send_data(frame, false)
             .map_err(|e| format!("send: {e}"))?;
         sub.version = version.clone();
         sub.nonce = nonce;
@@ -453,10 +475,12 @@ impl Stream {
     /// answer of a type, which is always sent (Envoy waits for it).
     fn delta_send(&mut self, type_url: &str, sub: &mut DeltaSub) -> Result<(), String> {
         let proxy = self.proxy()?;
-        let all = self.plane.resources(proxy, type_url);
+        let view = self.plane.view(proxy);
+        let empty = BTreeMap::new();
+        let all = view.get(type_url).unwrap_or(&empty);
         let wanted = |n: &String| sub.wildcard || sub.names.contains(n);
         let mut resources = Vec::new();
-        for (name, e) in &all {
+        for (name, e) in all {
             if wanted(name) && sub.has.get(name) != Some(&e.version) {
                 resources.push(Resource {
                     name: name.clone(),
@@ -493,8 +517,7 @@ impl Stream {
         for n in &removed {
             sub.has.remove(n);
         }
-        let pairs: Vec<_> = all.values().map(|e| (&e.name, &e.bytes)).collect();
-        let version = version_of(&pairs);
+        let version = set_version(all.values());
         let nonce = self.plane.nonce();
         let mut removed_all = removed;
         if first {
@@ -517,5 +540,45 @@ impl Stream {
             st.sent.insert(type_url.to_string(), version);
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+
+    #[test]
+    fn a_written_response_decodes_as_prost_encodes_it() {
+        let big = Encoded {
+            name: "b".into(),
+            version: "2".into(),
+            bytes: vec![7; 300],
+        };
+        let small = Encoded {
+            name: "a".into(),
+            version: "1".into(),
+            bytes: vec![1, 2, 3],
+        };
+        let frame = sotw_frame(
+            "v9",
+            super::super::translate::CLUSTER,
+            "n4",
+            &[&small, &big],
+        );
+        let want = DiscoveryResponse {
+            version_info: "v9".into(),
+            resources: [&small, &big]
+                .iter()
+                .map(|e| Any {
+                    type_url: super::super::translate::CLUSTER.into(),
+                    value: e.bytes.clone(),
+                })
+                .collect(),
+            type_url: super::super::translate::CLUSTER.into(),
+            nonce: "n4".into(),
+            ..Default::default()
+        };
+        assert_eq!(frame, encode_frame(&want));
     }
 }

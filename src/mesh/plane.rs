@@ -3,7 +3,7 @@
 //! ACKed and NACKed. Single-threaded: `Rc` and `RefCell`, no locks.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -16,8 +16,17 @@ use serde_json::Value;
 use super::model::Mesh;
 use super::translate::{self, Proxy};
 
+/// A proxy's view, encoded: type URL -> name -> resource.
+pub type EncodedView = BTreeMap<&'static str, BTreeMap<String, Encoded>>;
+
+/// What decides a proxy's view: its namespace and labels.
+type ViewKey = (String, BTreeMap<String, String>);
+
 pub struct Plane {
     mesh: RefCell<Rc<Mesh>>,
+    /// Views by what decides them (namespace and labels), for the current mesh: the
+    /// proxies of one workload kind share one translation per change.
+    views: RefCell<HashMap<ViewKey, Rc<EncodedView>>>,
     generation: Cell<u64>,
     waiters: RefCell<Vec<Waker>>,
     nonce: Cell<u64>,
@@ -58,6 +67,7 @@ impl Plane {
     pub fn new(mesh: Mesh) -> Rc<Plane> {
         Rc::new(Plane {
             mesh: RefCell::new(Rc::new(mesh)),
+            views: RefCell::new(HashMap::new()),
             generation: Cell::new(1),
             waiters: RefCell::new(Vec::new()),
             nonce: Cell::new(0),
@@ -77,6 +87,7 @@ impl Plane {
     /// Serves `mesh` from now on and wakes every stream to push what changed.
     pub fn replace(&self, mesh: Mesh) {
         *self.mesh.borrow_mut() = Rc::new(mesh);
+        self.views.borrow_mut().clear();
         self.generation.set(self.generation.get() + 1);
         for w in self.waiters.borrow_mut().drain(..) {
             w.wake();
@@ -93,31 +104,42 @@ impl Plane {
         self.nonce.get().to_string()
     }
 
-    /// The resources of `type_url` for `proxy`, encoded, by name.
-    pub fn resources(&self, proxy: &Proxy, type_url: &str) -> BTreeMap<String, Encoded> {
+    /// Everything `proxy` is sent, encoded; translated once per mesh for every proxy
+    /// with the same namespace and labels.
+    pub fn view(&self, proxy: &Proxy) -> Rc<EncodedView> {
+        let key = (proxy.namespace.clone(), proxy.labels.clone());
+        if let Some(v) = self.views.borrow().get(&key) {
+            return v.clone();
+        }
         let mesh = self.mesh();
-        let mut view = translate::view(&mesh, proxy);
-        let Some(of_type) = view.remove(type_url) else {
-            return BTreeMap::new();
-        };
-        let type_name = type_url.rsplit('/').next().unwrap_or(type_url);
-        of_type
+        let view = translate::view(&mesh, proxy);
+        let encoded: EncodedView = view
             .into_iter()
-            .filter_map(|(name, json)| match encode(type_name, &json) {
-                Ok(bytes) => Some((
-                    name.clone(),
-                    Encoded {
-                        version: version_of(&[(&name, &bytes)]),
-                        name,
-                        bytes,
-                    },
-                )),
-                Err(e) => {
-                    tracing::error!(resource = %name, "translation made a resource that does not encode: {e}");
-                    None
-                }
+            .map(|(type_url, of_type)| {
+                let type_name = type_url.rsplit('/').next().unwrap_or(type_url);
+                let resources = of_type
+                    .into_iter()
+                    .filter_map(|(name, json)| match encode(type_name, &json) {
+                        Ok(bytes) => Some((
+                            name.clone(),
+                            Encoded {
+                                version: version_of(&[(&name, &bytes)]),
+                                name,
+                                bytes,
+                            },
+                        )),
+                        Err(e) => {
+                            tracing::error!(resource = %name, "translation made a resource that does not encode: {e}");
+                            None
+                        }
+                    })
+                    .collect();
+                (type_url, resources)
             })
-            .collect()
+            .collect();
+        let v = Rc::new(encoded);
+        self.views.borrow_mut().insert(key, v.clone());
+        v
     }
 
     pub fn with_proxy(&self, id: &str, f: impl FnOnce(&mut ProxyStatus)) {
@@ -147,6 +169,18 @@ pub fn version_of(items: &[(&String, &Vec<u8>)]) -> String {
         h.update(&[0]);
         h.update(b);
         h.update(&(b.len() as u64).to_le_bytes());
+    }
+    format!("{:016x}", h.digest())
+}
+
+/// The version of a set of resources, from their names and own versions (each already
+/// a hash of its bytes): a stream does not hash the bytes again on every push.
+pub fn set_version<'a>(items: impl Iterator<Item = &'a Encoded>) -> String {
+    let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+    for e in items {
+        h.update(e.name.as_bytes());
+        h.update(&[0]);
+        h.update(e.version.as_bytes());
     }
     format!("{:016x}", h.digest())
 }
