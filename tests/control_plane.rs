@@ -132,6 +132,20 @@ fn spread(
     Some((v1.request_count() - a, v2.request_count() - b))
 }
 
+/// `outrigger control` on `dir`: xDS on `control.listen`, admin on `control.admin`.
+fn start_control(dir: &TempDir) -> Proxy {
+    let d = dir.path().display().to_string();
+    Proxy::start_args(&[
+        "control",
+        "--dir",
+        &d,
+        "--xds",
+        "127.0.0.1:@PORT@",
+        "--admin",
+        "127.0.0.1:@ADMIN_PORT@",
+    ])
+}
+
 fn admin_json(control: &Proxy, path: &str) -> serde_json::Value {
     let r = http_request(control.admin, "GET", path, Duration::from_secs(5)).unwrap();
     assert_eq!(r.status, 200, "{path}: {}", r.body_str());
@@ -160,16 +174,7 @@ fn outrigger_and_envoy_sidecars_follow_the_mesh_over_sotw_and_delta() {
             &client(name, &at.ip().to_string(), port),
         );
     }
-    let d = dir.path().display().to_string();
-    let control = Proxy::start_args(&[
-        "control",
-        "--dir",
-        &d,
-        "--xds",
-        "127.0.0.1:@PORT@",
-        "--admin",
-        "127.0.0.1:@ADMIN_PORT@",
-    ]);
+    let control = start_control(&dir);
 
     let mut outriggers = Vec::new();
     let mut envoys = Vec::new();
@@ -410,16 +415,7 @@ fn route_and_cluster_policies_act_alike_on_outrigger_and_envoy_sidecars() {
         &client("envoy", "127.0.0.22", port),
     );
     write_atomic(&dir.join("policies.yaml"), POLICIES);
-    let d = dir.path().display().to_string();
-    let control = Proxy::start_args(&[
-        "control",
-        "--dir",
-        &d,
-        "--xds",
-        "127.0.0.1:@PORT@",
-        "--admin",
-        "127.0.0.1:@ADMIN_PORT@",
-    ]);
+    let control = start_control(&dir);
     let ours = Proxy::start(&bootstrap("or.demo", control.listen, "GRPC"));
     let theirs = envoy
         .as_ref()
@@ -519,4 +515,24 @@ fn route_and_cluster_policies_act_alike_on_outrigger_and_envoy_sidecars() {
             "Envoy's /clusters differs"
         );
     }
+}
+
+/// config/mesh/demo, the example the README names: the control plane, three workloads
+/// each with a sidecar (one Envoy when it is installed), and the canary steps; it exits
+/// non-zero when a step's counts are wrong.
+#[test]
+fn the_mesh_demo_runs_its_steps() {
+    let out = std::process::Command::new("config/mesh/demo")
+        .env("OUTRIGGER", BIN)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run config/mesh/demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2. canary.yaml applied"), "{stdout}");
+    assert!(stdout.contains("reviews v2      200 of 200"), "{stdout}");
 }

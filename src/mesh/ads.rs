@@ -30,7 +30,7 @@ use envoy_types::pb::google::protobuf::{value::Kind, Any};
 use h2::{RecvStream, SendStream};
 use prost::Message;
 
-use super::plane::{now_ms, set_version, Encoded, Nack, Plane};
+use super::plane::{set_version, Encoded, Plane};
 use super::translate::{Proxy, TYPES};
 use crate::upstream::grpc_call::{encode_frame, next_frame};
 
@@ -189,6 +189,9 @@ impl Incoming {
     }
 }
 
+/// A stream's subscriptions by type URL.
+type Subs<S> = BTreeMap<String, S>;
+
 enum Event<M> {
     Request(Result<Option<M>, String>),
     Changed,
@@ -283,21 +286,39 @@ impl Stream {
 
     async fn sotw(&mut self) -> Result<(), String> {
         let mut subs: BTreeMap<String, Sub> = BTreeMap::new();
+        self.serve(
+            &mut subs,
+            |r: &DiscoveryRequest| r.node.as_ref(),
+            Self::sotw_request,
+            |s, t, sub| s.sotw_send(t, sub, false),
+        )
+        .await
+    }
+
+    /// The stream's loop, either protocol: each request handled in turn, and on a
+    /// change of the mesh every subscribed type looked at again, in push order.
+    async fn serve<R: Message + Default, S>(
+        &mut self,
+        subs: &mut Subs<S>,
+        node: fn(&R) -> Option<&Node>,
+        on_request: fn(&mut Self, &mut Subs<S>, R) -> Result<(), String>,
+        on_change: fn(&mut Self, &str, &mut S) -> Result<(), String>,
+    ) -> Result<(), String> {
         let mut seen = self.plane.generation();
         loop {
-            match self.next_event::<DiscoveryRequest>(seen).await {
+            match self.next_event::<R>(seen).await {
                 Event::Request(Err(e)) => return Err(e),
                 Event::Request(Ok(None)) => return Ok(()),
                 Event::Request(Ok(Some(r))) => {
-                    self.place(r.node.as_ref())?;
-                    self.sotw_request(&mut subs, r)?;
+                    self.place(node(&r))?;
+                    on_request(self, subs, r)?;
                 }
                 Event::Changed => {
                     seen = self.plane.generation();
                     self.replace_proxy();
                     for t in TYPES {
                         if let Some(sub) = subs.get_mut(t) {
-                            self.sotw_send(t, sub, false)?;
+                            on_change(self, t, sub)?;
                         }
                     }
                 }
@@ -317,17 +338,8 @@ impl Stream {
             return Ok(()); // stale: an answer to a response since replaced
         }
         if let Some(e) = &r.error_detail {
-            tracing::warn!(node = %id, type_url = %r.type_url, "NACK: {}", e.message);
-            self.plane.with_proxy(&id, |st| {
-                st.nacked.insert(
-                    r.type_url.clone(),
-                    Nack {
-                        version: sub.version.clone(),
-                        message: e.message.clone(),
-                        at_unix_ms: now_ms(),
-                    },
-                );
-            });
+            self.plane
+                .record_nack(&id, &r.type_url, &sub.version, &e.message);
             return Ok(());
         }
         let names: BTreeSet<String> = r
@@ -381,26 +393,13 @@ impl Stream {
 
     async fn delta(&mut self) -> Result<(), String> {
         let mut subs: BTreeMap<String, DeltaSub> = BTreeMap::new();
-        let mut seen = self.plane.generation();
-        loop {
-            match self.next_event::<DeltaDiscoveryRequest>(seen).await {
-                Event::Request(Err(e)) => return Err(e),
-                Event::Request(Ok(None)) => return Ok(()),
-                Event::Request(Ok(Some(r))) => {
-                    self.place(r.node.as_ref())?;
-                    self.delta_request(&mut subs, r)?;
-                }
-                Event::Changed => {
-                    seen = self.plane.generation();
-                    self.replace_proxy();
-                    for t in TYPES {
-                        if let Some(sub) = subs.get_mut(t) {
-                            self.delta_send(t, sub)?;
-                        }
-                    }
-                }
-            }
-        }
+        self.serve(
+            &mut subs,
+            |r: &DeltaDiscoveryRequest| r.node.as_ref(),
+            Self::delta_request,
+            Self::delta_send,
+        )
+        .await
     }
 
     fn delta_request(
@@ -422,17 +421,9 @@ impl Stream {
                 return Ok(()); // stale
             }
             if let Some(e) = &r.error_detail {
-                tracing::warn!(node = %id, type_url = %r.type_url, "NACK: {}", e.message);
-                self.plane.with_proxy(&id, |st| {
-                    st.nacked.insert(
-                        r.type_url.clone(),
-                        Nack {
-                            version: r.response_nonce.clone(),
-                            message: e.message.clone(),
-                            at_unix_ms: now_ms(),
-                        },
-                    );
-                });
+                // Delta has no version per type: the NACKed response's nonce stands in.
+                self.plane
+                    .record_nack(&id, &r.type_url, &r.response_nonce, &e.message);
                 return Ok(());
             }
             let sent = self

@@ -4,6 +4,7 @@
 //! docs/control-plane.md lists what is supported.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use serde::Deserialize;
 
@@ -455,6 +456,32 @@ pub struct Subset {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub traffic_policy: Option<TrafficPolicy>,
+}
+
+/// `defaultEndpoint`: `IP:PORT` (Istio's `0.0.0.0` means the workload's own address:
+/// loopback here, the application beside the proxy).
+pub fn default_endpoint(s: &str) -> Result<SocketAddr, String> {
+    if s.starts_with("unix://") {
+        return Err("unix sockets are not served yet".into());
+    }
+    let a: SocketAddr = s.parse().map_err(|_| format!("`{s}` is not IP:PORT"))?;
+    Ok(if a.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], a.port()))
+    } else {
+        a
+    })
+}
+
+/// Istio's `simple` load balancer as Envoy's `lb_policy`.
+pub fn lb_policy(simple: &str) -> Result<&'static str, String> {
+    match simple {
+        "ROUND_ROBIN" => Ok("ROUND_ROBIN"),
+        "LEAST_REQUEST" | "LEAST_CONN" | "UNSPECIFIED" => Ok("LEAST_REQUEST"),
+        "RANDOM" => Ok("RANDOM"),
+        other => Err(format!(
+            "`{other}` is not ROUND_ROBIN, LEAST_REQUEST, LEAST_CONN or RANDOM"
+        )),
+    }
 }
 
 /// One resource read from a file.

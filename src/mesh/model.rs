@@ -239,7 +239,7 @@ fn check_sidecar(s: &Sidecar) -> Result<(), String> {
         e.port
             .protocol()
             .map_err(|m| format!("spec.ingress[{i}].port.protocol: {m}"))?;
-        super::translate::default_endpoint(&e.default_endpoint)
+        super::istio::default_endpoint(&e.default_endpoint)
             .map_err(|m| format!("spec.ingress[{i}].defaultEndpoint: {m}"))?;
         bind_ip(e.bind.as_deref()).map_err(|m| format!("spec.ingress[{i}].bind: {m}"))?;
     }
@@ -318,18 +318,6 @@ fn check_virtual_service(v: &VirtualService) -> Result<(), String> {
             return Err(format!(
                 "{at}.route: several destinations need weights (a total above 0)"
             ));
-        }
-        for (name, d) in [
-            ("timeout", &h.timeout),
-            (
-                "retries.perTryTimeout",
-                &h.retries.as_ref().and_then(|r| r.per_try_timeout.clone()),
-            ),
-        ] {
-            if let Some(d) = d {
-                crate::config::duration::parse_duration(d)
-                    .map_err(|e| format!("{at}.{name}: {e}"))?;
-            }
         }
     }
     Ok(())

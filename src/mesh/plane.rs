@@ -147,6 +147,21 @@ impl Plane {
         f(p.entry(id.to_string()).or_default());
     }
 
+    /// A NACK from proxy `id`: logged, and kept as the type's last NACK.
+    pub fn record_nack(&self, id: &str, type_url: &str, version: &str, message: &str) {
+        tracing::warn!(node = %id, type_url = %type_url, "NACK: {message}");
+        self.with_proxy(id, |st| {
+            st.nacked.insert(
+                type_url.to_string(),
+                Nack {
+                    version: version.to_string(),
+                    message: message.to_string(),
+                    at_unix_ms: now_ms(),
+                },
+            );
+        });
+    }
+
     /// `/proxies` on the admin port.
     pub fn status(&self) -> Value {
         serde_json::json!({

@@ -283,16 +283,26 @@ pub fn cluster_policy(
     }
 }
 
+/// An optional duration field, checked (`at.name` in the error).
+fn check_duration(at: &str, name: &str, v: Option<&str>) -> Result<(), String> {
+    match v {
+        Some(s) => parse_duration(s)
+            .map(|_| ())
+            .map_err(|e| format!("{at}.{name}: {e}")),
+        None => Ok(()),
+    }
+}
+
 /// The durations and values of a route's policies, checked (`at` is the route's path).
 pub fn check_route(r: &HttpRoute, at: &str) -> Result<(), String> {
-    let d = |name: &str, v: Option<&str>| -> Result<(), String> {
-        match v {
-            Some(s) => parse_duration(s)
-                .map(|_| ())
-                .map_err(|e| format!("{at}.{name}: {e}")),
-            None => Ok(()),
-        }
-    };
+    let d = |name: &str, v: Option<&str>| check_duration(at, name, v);
+    d("timeout", r.timeout.as_deref())?;
+    d(
+        "retries.perTryTimeout",
+        r.retries
+            .as_ref()
+            .and_then(|x| x.per_try_timeout.as_deref()),
+    )?;
     if let Some(f) = &r.fault {
         d(
             "fault.delay.fixedDelay",
@@ -334,14 +344,7 @@ pub fn check_route(r: &HttpRoute, at: &str) -> Result<(), String> {
 
 /// A DestinationRule traffic policy's durations, checked.
 pub fn check_traffic_policy(t: &super::istio::TrafficPolicy, at: &str) -> Result<(), String> {
-    let d = |name: &str, v: Option<&str>| -> Result<(), String> {
-        match v {
-            Some(s) => parse_duration(s)
-                .map(|_| ())
-                .map_err(|e| format!("{at}.{name}: {e}")),
-            None => Ok(()),
-        }
-    };
+    let d = |name: &str, v: Option<&str>| check_duration(at, name, v);
     if let Some(p) = &t.connection_pool {
         d(
             "connectionPool.tcp.connectTimeout",
@@ -370,8 +373,7 @@ pub fn check_traffic_policy(t: &super::istio::TrafficPolicy, at: &str) -> Result
         }
     }
     if let Some(Some(simple)) = t.load_balancer.as_ref().map(|l| l.simple.as_ref()) {
-        super::translate::lb_policy(simple)
-            .map_err(|e| format!("{at}.loadBalancer.simple: {e}"))?;
+        super::istio::lb_policy(simple).map_err(|e| format!("{at}.loadBalancer.simple: {e}"))?;
     }
     Ok(())
 }

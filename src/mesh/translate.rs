@@ -257,7 +257,7 @@ fn one_cluster(
         .load_balancer
         .as_ref()
         .and_then(|l| l.simple.as_deref())
-        .and_then(|s| lb_policy(s).ok())
+        .and_then(|s| super::istio::lb_policy(s).ok())
         .unwrap_or("LEAST_REQUEST");
     let mut c = json!({
         "name": name,
@@ -400,7 +400,7 @@ fn inbound(i: &SidecarIngress) -> (String, Value, Value) {
     let bind = model::bind_ip(i.bind.as_deref()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let name = format!("{bind}_{port}");
     let cluster = format!("inbound|{port}||");
-    let app = default_endpoint(&i.default_endpoint)
+    let app = super::istio::default_endpoint(&i.default_endpoint)
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], port)));
     let mut c = json!({
         "name": cluster,
@@ -427,32 +427,6 @@ fn inbound(i: &SidecarIngress) -> (String, Value, Value) {
         http_listener(&name, bind, port, table, "INBOUND")
     };
     (name, l, c)
-}
-
-/// `defaultEndpoint`: `IP:PORT` (Istio's `0.0.0.0` means the workload's own address:
-/// loopback here, the application beside the proxy).
-pub fn default_endpoint(s: &str) -> Result<SocketAddr, String> {
-    if s.starts_with("unix://") {
-        return Err("unix sockets are not served yet".into());
-    }
-    let a: SocketAddr = s.parse().map_err(|_| format!("`{s}` is not IP:PORT"))?;
-    Ok(if a.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], a.port()))
-    } else {
-        a
-    })
-}
-
-/// Istio's `simple` load balancer as Envoy's `lb_policy`.
-pub fn lb_policy(simple: &str) -> Result<&'static str, String> {
-    match simple {
-        "ROUND_ROBIN" => Ok("ROUND_ROBIN"),
-        "LEAST_REQUEST" | "LEAST_CONN" | "UNSPECIFIED" => Ok("LEAST_REQUEST"),
-        "RANDOM" => Ok("RANDOM"),
-        other => Err(format!(
-            "`{other}` is not ROUND_ROBIN, LEAST_REQUEST, LEAST_CONN or RANDOM"
-        )),
-    }
 }
 
 /// The route table of an HTTP egress listener.
