@@ -536,3 +536,66 @@ fn the_mesh_demo_runs_its_steps() {
     assert!(stdout.contains("2. canary.yaml applied"), "{stdout}");
     assert!(stdout.contains("reviews v2      200 of 200"), "{stdout}");
 }
+
+/// The control plane goes away and comes back on the same address: the sidecars keep
+/// serving their last config meanwhile, reconnect, and follow the next change.
+#[test]
+fn sidecars_keep_serving_while_the_control_plane_restarts() {
+    let v1 = Upstream::echo();
+    let v2 = Upstream::echo();
+    let dir = TempDir::new("mesh-restart");
+    let envoy = envoy_or_skip("control plane restart with an Envoy sidecar");
+    let port = free_port();
+    let xds = free_port();
+    let or_at = SocketAddr::from(([127, 0, 0, 41], port));
+    let envoy_at = SocketAddr::from(([127, 0, 0, 42], port));
+    write_atomic(&dir.join("service.yaml"), &service(port, v1.addr, v2.addr));
+    write_atomic(&dir.join("or.yaml"), &client("or", "127.0.0.41", port));
+    write_atomic(
+        &dir.join("envoy.yaml"),
+        &client("envoy", "127.0.0.42", port),
+    );
+    let d = dir.path().display().to_string();
+    let xds_arg = format!("127.0.0.1:{xds}");
+    let args = [
+        "control",
+        "--dir",
+        &d,
+        "--xds",
+        &xds_arg,
+        "--admin",
+        "127.0.0.1:@ADMIN_PORT@",
+    ];
+    let control = Proxy::start_args(&args);
+    let xds_addr = SocketAddr::from(([127, 0, 0, 1], xds));
+    let _ours = Proxy::start(&bootstrap("or.demo", xds_addr, "GRPC"));
+    let _theirs = envoy
+        .as_ref()
+        .map(|bin| Envoy::start(bin, &bootstrap("envoy.demo", xds_addr, "DELTA_GRPC")));
+    let mut sidecars = vec![("outrigger", or_at)];
+    if envoy.is_some() {
+        sidecars.push(("envoy", envoy_at));
+    }
+    for (who, at) in &sidecars {
+        let up = wait_until(Duration::from_secs(10), || spread(*at, "/x", 10, &v1, &v2));
+        assert!(up.is_some(), "{who}: no route");
+    }
+
+    drop(control);
+    for (who, at) in &sidecars {
+        let (a, b) = spread(*at, "/x", 20, &v1, &v2)
+            .unwrap_or_else(|| panic!("{who}: stopped serving without its control plane"));
+        assert_eq!(a + b, 20, "{who}");
+    }
+    write_atomic(&dir.join("canary.yaml"), CANARY);
+    let _control = Proxy::start_args(&args);
+    for (who, at) in &sidecars {
+        let moved = wait_until(Duration::from_secs(40), || {
+            (spread(*at, "/v2/x", 10, &v1, &v2)? == (0, 10)).then_some(())
+        });
+        assert!(
+            moved.is_some(),
+            "{who}: did not follow the restarted control plane"
+        );
+    }
+}
