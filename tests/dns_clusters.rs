@@ -51,8 +51,15 @@ impl HostsName {
         for ip in ips {
             out.push_str(&format!("{ip} {}\n", self.name));
         }
-        // In place: /etc/hosts may be a mount point that a rename cannot replace.
-        std::fs::write("/etc/hosts", out)
+        // In place: /etc/hosts may be a mount point that a rename cannot replace. Not
+        // truncated first: a proxy of another test resolving its own name meanwhile
+        // would read an empty file and lose its endpoints (this test flaked so, about
+        // one run in six); the new text goes over the old in one write, then the file is
+        // cut to its length.
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).open("/etc/hosts")?;
+        f.write_all(out.as_bytes())?;
+        f.set_len(out.len() as u64)
     }
 
     fn set(&self, ips: &[&str]) {
