@@ -599,3 +599,111 @@ fn sidecars_keep_serving_while_the_control_plane_restarts() {
         );
     }
 }
+
+/// A workload whose Sidecar takes inbound HTTP on `bind:port` to the application at `app`.
+fn server(name: &str, bind: &str, port: u16, app: SocketAddr) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: {name}, namespace: demo}}
+spec: {{address: {bind}, labels: {{app: web, who: {name}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: {name}, namespace: demo}}
+spec:
+  workloadSelector: {{labels: {{who: {name}}}}}
+  ingress:
+  - port: {{number: {port}, protocol: HTTP, name: http}}
+    bind: {bind}
+    captureMode: NONE
+    defaultEndpoint: '{app}'
+"
+    )
+}
+
+const AUTHZ: &str = "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: demo}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ['/admin*']}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: readers, namespace: demo}
+spec:
+  selector: {matchLabels: {app: web}}
+  rules:
+  - from: [{source: {ipBlocks: [127.0.0.0/8]}}]
+    to: [{operation: {methods: [GET, HEAD]}}]
+    when: [{key: 'request.headers[x-user]', values: [alice, 'bob*']}]
+";
+
+#[test]
+fn authorization_policies_allow_and_deny_alike_on_outrigger_and_envoy_sidecars() {
+    let app = Upstream::echo();
+    let dir = TempDir::new("mesh-authz");
+    let envoy = envoy_or_skip("AuthorizationPolicy with an Envoy sidecar");
+    let port = free_port();
+    write_atomic(
+        &dir.join("or.yaml"),
+        &server("web-or", "127.0.0.51", port, app.addr),
+    );
+    write_atomic(
+        &dir.join("envoy.yaml"),
+        &server("web-envoy", "127.0.0.52", port, app.addr),
+    );
+    write_atomic(&dir.join("authz.yaml"), AUTHZ);
+    let control = start_control(&dir);
+    let _ours = Proxy::start(&bootstrap("web-or.demo", control.listen, "GRPC"));
+    let _theirs = envoy
+        .as_ref()
+        .map(|bin| Envoy::start(bin, &bootstrap("web-envoy.demo", control.listen, "GRPC")));
+    let mut sidecars = vec![("outrigger", SocketAddr::from(([127, 0, 0, 51], port)))];
+    if envoy.is_some() {
+        sidecars.push(("envoy", SocketAddr::from(([127, 0, 0, 52], port))));
+    }
+    let status = |at: SocketAddr, method: &str, path: &str, user: Option<&str>| {
+        let mut c = Conn::try_connect(at).ok()?;
+        let user = user.map_or(String::new(), |u| format!("x-user: {u}\r\n"));
+        c.try_send(format!(
+            "{method} {path} HTTP/1.1\r\nHost: web.demo\r\ncontent-length: 0\r\n{user}\r\n"
+        ))
+        .ok()?;
+        c.read_response().ok().map(|r| r.status)
+    };
+    for (who, at) in &sidecars {
+        let up = wait_until(Duration::from_secs(10), || {
+            (status(*at, "GET", "/", Some("alice"))? == 200).then_some(())
+        });
+        assert!(up.is_some(), "{who}: not serving:\n{}", control.stderr());
+        let seen: Vec<(&str, &str, Option<&str>, Option<u16>)> = [
+            ("GET", "/", Some("alice")),
+            ("GET", "/", Some("bobby")),
+            ("GET", "/", None),
+            ("GET", "/", Some("mallory")),
+            ("POST", "/", Some("alice")),
+            ("GET", "/admin/x", Some("alice")),
+        ]
+        .into_iter()
+        .map(|(m, p, u)| (m, p, u, status(*at, m, p, u)))
+        .collect();
+        let want = [200, 200, 403, 403, 403, 403];
+        for ((m, p, u, got), want) in seen.iter().zip(want) {
+            assert_eq!(*got, Some(want), "{who}: {m} {p} x-user {u:?}");
+        }
+    }
+    // Without the policies everything is allowed again.
+    std::fs::remove_file(dir.join("authz.yaml")).unwrap();
+    for (who, at) in &sidecars {
+        let open = wait_until(Duration::from_secs(10), || {
+            (status(*at, "GET", "/admin/x", None)? == 200).then_some(())
+        });
+        assert!(
+            open.is_some(),
+            "{who}: the policies stayed after their file went"
+        );
+    }
+}

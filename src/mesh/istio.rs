@@ -40,6 +40,22 @@ impl WorkloadSelector {
     }
 }
 
+/// The security API's `selector` (`matchLabels`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MatchLabels {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+impl MatchLabels {
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
 /// A service port (`ServiceEntry.ports`, `Sidecar` listener ports).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -484,6 +500,93 @@ pub fn lb_policy(simple: &str) -> Result<&'static str, String> {
     }
 }
 
+/// `AuthorizationPolicy.spec`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationPolicy {
+    #[serde(default)]
+    pub selector: Option<MatchLabels>,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default)]
+    pub from: Vec<From>,
+    #[serde(default)]
+    pub to: Vec<To>,
+    #[serde(default)]
+    pub when: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct From {
+    pub source: Source,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Source {
+    #[serde(default)]
+    pub principals: Vec<String>,
+    #[serde(default)]
+    pub not_principals: Vec<String>,
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    #[serde(default)]
+    pub not_namespaces: Vec<String>,
+    #[serde(default)]
+    pub ip_blocks: Vec<String>,
+    #[serde(default)]
+    pub not_ip_blocks: Vec<String>,
+    #[serde(default)]
+    pub remote_ip_blocks: Vec<String>,
+    #[serde(default)]
+    pub not_remote_ip_blocks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct To {
+    pub operation: Operation,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Operation {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub not_hosts: Vec<String>,
+    #[serde(default)]
+    pub ports: Vec<String>,
+    #[serde(default)]
+    pub not_ports: Vec<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub not_methods: Vec<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub not_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Condition {
+    pub key: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub not_values: Vec<String>,
+}
+
 /// One resource read from a file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Spec {
@@ -492,6 +595,7 @@ pub enum Spec {
     Sidecar(Sidecar),
     VirtualService(VirtualService),
     DestinationRule(DestinationRule),
+    AuthorizationPolicy(AuthorizationPolicy),
 }
 
 #[derive(Debug, Clone)]
@@ -510,6 +614,7 @@ impl Resource {
             Spec::Sidecar(_) => "Sidecar",
             Spec::VirtualService(_) => "VirtualService",
             Spec::DestinationRule(_) => "DestinationRule",
+            Spec::AuthorizationPolicy(_) => "AuthorizationPolicy",
         }
     }
 
@@ -526,7 +631,7 @@ impl Resource {
 }
 
 /// The API groups read; anything else in the directory is refused, not skipped.
-const GROUPS: [&str; 1] = ["networking.istio.io/"];
+const GROUPS: [&str; 2] = ["networking.istio.io/", "security.istio.io/"];
 
 /// Parses one YAML document (`origin` names it in errors).
 pub fn parse_document(doc: serde_yaml::Value, origin: &str) -> Result<Option<Resource>, String> {
@@ -541,7 +646,7 @@ pub fn parse_document(doc: serde_yaml::Value, origin: &str) -> Result<Option<Res
     let kind = text("kind").ok_or_else(|| format!("{origin}: kind: missing"))?;
     if !GROUPS.iter().any(|g| api.starts_with(g)) {
         return Err(format!(
-            "{origin}: apiVersion: `{api}` is not networking.istio.io/v1 (or v1beta1, v1alpha3)"
+            "{origin}: apiVersion: `{api}` is not networking.istio.io or security.istio.io (v1, v1beta1, v1alpha3)"
         ));
     }
     for k in map.keys() {
@@ -562,9 +667,10 @@ pub fn parse_document(doc: serde_yaml::Value, origin: &str) -> Result<Option<Res
         "Sidecar" => Spec::Sidecar(field(spec, &at, "spec")?),
         "VirtualService" => Spec::VirtualService(field(spec, &at, "spec")?),
         "DestinationRule" => Spec::DestinationRule(field(spec, &at, "spec")?),
+        "AuthorizationPolicy" => Spec::AuthorizationPolicy(field(spec, &at, "spec")?),
         other => {
             return Err(format!(
-                "{at}: kind: `{other}` is not served (ServiceEntry, WorkloadEntry, Sidecar, VirtualService, DestinationRule)"
+                "{at}: kind: `{other}` is not served (ServiceEntry, WorkloadEntry, Sidecar, VirtualService, DestinationRule, AuthorizationPolicy)"
             ))
         }
     };

@@ -11,6 +11,7 @@
 //! | `istio.rs` | the Istio kinds read, field by field; errors name the file and field |
 //! | `model.rs` | the checked mesh and its lookups (Sidecar for a workload, DestinationRule for a host) |
 //! | `translate.rs` | one proxy's view as Envoy v3 resources, istiod's names and defaults |
+//! | `authz.rs` | AuthorizationPolicy to the inbound listeners' RBAC filters |
 //! | `policy.rs` | route policies (fault, mirror, redirect, rewrite, CORS) and cluster policies (connection pool, outlier detection) |
 //! | `plane.rs` | the served mesh, its generation, each proxy's sent/ACKed/NACKed versions |
 //! | `ads.rs` | the gRPC ADS server: SotW and delta |
@@ -19,6 +20,7 @@
 
 pub mod admin;
 pub mod ads;
+pub mod authz;
 pub mod istio;
 pub mod model;
 pub mod plane;
@@ -37,7 +39,7 @@ USAGE:
   outrigger control --dir DIR --check
 
 --dir DIR        Istio resources (ServiceEntry, WorkloadEntry, Sidecar, VirtualService,
-                 DestinationRule) in *.yaml files; watched, a change applies in ~0.5 s
+                 DestinationRule, AuthorizationPolicy) in *.yaml files; watched, a change applies after 100 ms of quiet
 --xds HOST:PORT  the ADS server (gRPC, plaintext; default 127.0.0.1:15010)
 --admin HOST:PORT  /ready, /proxies, /config_dump?node=ID (default 127.0.0.1:15014)
 --check          check the directory and exit (0: valid; 1: every error, by file and field)
@@ -110,13 +112,14 @@ pub fn main(args: &[String]) -> u8 {
     };
     if o.check {
         println!(
-            "{}: ok ({} ServiceEntries, {} WorkloadEntries, {} Sidecars, {} VirtualServices, {} DestinationRules)",
+            "{}: ok ({} ServiceEntries, {} WorkloadEntries, {} Sidecars, {} VirtualServices, {} DestinationRules, {} AuthorizationPolicies)",
             o.dir.display(),
             mesh.services.len(),
             mesh.workloads.len(),
             mesh.sidecars.len(),
             mesh.virtual_services.len(),
-            mesh.destination_rules.len()
+            mesh.destination_rules.len(),
+            mesh.authorization_policies.len()
         );
         return 0;
     }

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::istio::{
-    DestinationRule, Metadata, Protocol, Resource, ServiceEntry, Sidecar, Spec, VirtualService,
-    WorkloadEntry,
+    AuthorizationPolicy, DestinationRule, Metadata, Protocol, Resource, ServiceEntry, Sidecar,
+    Spec, VirtualService, WorkloadEntry,
 };
 
 /// The namespace whose unselected Sidecar applies to every namespace without one
@@ -22,6 +22,7 @@ pub struct Mesh {
     pub sidecars: Vec<(Metadata, Sidecar)>,
     pub virtual_services: Vec<(Metadata, VirtualService)>,
     pub destination_rules: Vec<(Metadata, DestinationRule)>,
+    pub authorization_policies: Vec<(Metadata, AuthorizationPolicy)>,
 }
 
 /// How a ServiceEntry's endpoints are found (`resolution`).
@@ -70,6 +71,7 @@ impl Mesh {
                 Spec::Sidecar(s) => m.sidecars.push((r.meta, s)),
                 Spec::VirtualService(v) => m.virtual_services.push((r.meta, v)),
                 Spec::DestinationRule(d) => m.destination_rules.push((r.meta, d)),
+                Spec::AuthorizationPolicy(a) => m.authorization_policies.push((r.meta, a)),
             }
         }
         if !errors.is_empty() {
@@ -81,6 +83,7 @@ impl Mesh {
         m.sidecars.sort_by_key(|(a, _)| key(a));
         m.virtual_services.sort_by_key(|(a, _)| key(a));
         m.destination_rules.sort_by_key(|(a, _)| key(a));
+        m.authorization_policies.sort_by_key(|(a, _)| key(a));
         Ok(m)
     }
 
@@ -113,6 +116,22 @@ impl Mesh {
         find(namespace, true)
             .or_else(|| find(namespace, false))
             .or_else(|| find(ROOT_NAMESPACE, false))
+    }
+
+    /// The AuthorizationPolicies that apply to a workload: the root namespace's and its
+    /// namespace's without a selector, and those of its namespace that select it.
+    pub fn authorization_for(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<&(Metadata, AuthorizationPolicy)> {
+        self.authorization_policies
+            .iter()
+            .filter(|(m, p)| match &p.selector {
+                None => m.namespace == ROOT_NAMESPACE || m.namespace == namespace,
+                Some(sel) => m.namespace == namespace && sel.selects(labels),
+            })
+            .collect()
     }
 
     /// The DestinationRule for `host` seen from `namespace`: the proxy's namespace's
@@ -155,6 +174,7 @@ fn check(r: &Resource) -> Result<(), String> {
         }
         Spec::Sidecar(s) => check_sidecar(s),
         Spec::VirtualService(v) => check_virtual_service(v),
+        Spec::AuthorizationPolicy(a) => super::authz::check(a),
         Spec::DestinationRule(d) => {
             if d.host.is_empty() {
                 return Err("spec.host: missing".into());

@@ -140,12 +140,14 @@ pub fn view(mesh: &Mesh, proxy: &Proxy) -> View {
                     "rds": {"config_source": {"ads": {}, "resource_api_version": "V3"}, "route_config_name": name}
                 }),
                 "OUTBOUND",
+                &[],
             )
         };
         put(LISTENER, name, listener);
     }
+    let rbac = super::authz::filters(&mesh.authorization_for(&proxy.namespace, &proxy.labels));
     for i in &sidecar.ingress {
-        let (name, l, c) = inbound(i);
+        let (name, l, c) = inbound(i, &rbac);
         put(CLUSTER, format!("inbound|{}||", i.port.number), c);
         put(LISTENER, name, l);
     }
@@ -361,12 +363,24 @@ fn endpoints(
     out
 }
 
-/// An HTTP listener with the given route source (`rds` or `route_config`).
-fn http_listener(name: &str, bind: IpAddr, port: u16, routes: Value, direction: &str) -> Value {
+/// An HTTP listener with the given route source (`rds` or `route_config`); `first`
+/// filters go before istiod's fault, CORS and router.
+fn http_listener(
+    name: &str,
+    bind: IpAddr,
+    port: u16,
+    routes: Value,
+    direction: &str,
+    first: &[Value],
+) -> Value {
+    let mut filters = first.to_vec();
+    if let Value::Array(rest) = super::policy::http_filters() {
+        filters.extend(rest);
+    }
     let mut hcm = json!({
         "@type": HCM,
         "stat_prefix": format!("{}_{name}", direction.to_ascii_lowercase()),
-        "http_filters": super::policy::http_filters()
+        "http_filters": filters
     });
     if let (Some(h), Some(r)) = (hcm.as_object_mut(), routes.as_object()) {
         h.extend(r.clone());
@@ -394,8 +408,9 @@ fn tcp_listener(name: &str, bind: IpAddr, port: u16, cluster: &str, direction: &
     })
 }
 
-/// A Sidecar ingress entry: (listener name, listener, cluster).
-fn inbound(i: &SidecarIngress) -> (String, Value, Value) {
+/// A Sidecar ingress entry: (listener name, listener, cluster); `rbac`, the workload's
+/// authorization filters, go first in its connection manager.
+fn inbound(i: &SidecarIngress, rbac: &[Value]) -> (String, Value, Value) {
     let port = i.port.number;
     let bind = model::bind_ip(i.bind.as_deref()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let name = format!("{bind}_{port}");
@@ -424,7 +439,7 @@ fn inbound(i: &SidecarIngress) -> (String, Value, Value) {
                 "route": {"cluster": cluster, "timeout": "0s"}
             }]}]
         }});
-        http_listener(&name, bind, port, table, "INBOUND")
+        http_listener(&name, bind, port, table, "INBOUND", rbac)
     };
     (name, l, c)
 }
