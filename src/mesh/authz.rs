@@ -138,7 +138,7 @@ fn condition(c: &Condition) -> Result<(Side, Vec<Value>, Vec<Value>), String> {
 }
 
 /// Istio's string match: `*` any, `x*` prefix, `*x` suffix, else exact.
-fn string_match(v: &str, ignore_case: bool) -> Value {
+fn glob_match(v: &str, ignore_case: bool) -> Value {
     let mut m = if v == "*" {
         json!({"safe_regex": {"regex": ".+"}})
     } else if let Some(p) = v.strip_suffix('*') {
@@ -155,11 +155,11 @@ fn string_match(v: &str, ignore_case: bool) -> Value {
 }
 
 fn header(name: &str, v: &str) -> Value {
-    json!({"name": name, "string_match": string_match(v, false)})
+    json!({"name": name, "string_match": glob_match(v, false)})
 }
 
 fn principal_id(v: &str) -> Value {
-    json!({"authenticated": {"principal_name": string_match(&format!("spiffe://{v}"), false)}})
+    json!({"authenticated": {"principal_name": glob_match(&format!("spiffe://{v}"), false)}})
 }
 
 fn namespace_id(v: &str) -> Value {
@@ -214,7 +214,7 @@ fn field(
 fn operation(o: &Operation) -> Value {
     let mut parts = Vec::new();
     let host =
-        |h: &str| json!({"header": {"name": ":authority", "string_match": string_match(h, true)}});
+        |h: &str| json!({"header": {"name": ":authority", "string_match": glob_match(h, true)}});
     field(&mut parts, &o.hosts, &o.not_hosts, &host, true);
     let port = |p: &str| json!({"destination_port": p.parse::<u16>().unwrap_or(0)});
     field(&mut parts, &o.ports, &o.not_ports, &port, true);
@@ -224,7 +224,7 @@ fn operation(o: &Operation) -> Value {
         if p == "*" {
             json!({"any": true})
         } else {
-            json!({"url_path": {"path": string_match(p, false)}})
+            json!({"url_path": {"path": glob_match(p, false)}})
         }
     };
     field(&mut parts, &o.paths, &o.not_paths, &path, true);
@@ -314,15 +314,9 @@ pub fn filters(policies: &[&(Metadata, AuthorizationPolicy)]) -> Vec<Value> {
                 );
             }
         }
-        // istiod names both filters `envoy.filters.http.rbac`; the proxy's connection
-        // manager refuses two filters of one name, so the DENY one has a name of its own.
-        let name = if action == "DENY" {
-            "envoy.filters.http.rbac.deny"
-        } else {
-            "envoy.filters.http.rbac"
-        };
+        // Both named as istiod names them: Envoy and Outrigger take two filters of one name.
         out.push(json!({
-            "name": name,
+            "name": "envoy.filters.http.rbac",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
                 "rules": {"action": action, "policies": rbac}

@@ -64,13 +64,10 @@ impl Builder {
         let mut out: Vec<HttpFilter> = Vec::new();
         for (k, f) in raw.iter().enumerate() {
             let fp = format!("{p}.http_filters[{k}]");
+            // Two filters may share a name, as Envoy allows (istiod names its DENY and
+            // ALLOW RBAC filters alike); a route's override by that name reaches both.
             if f.name.is_empty() {
                 self.err(format!("{fp}.name"), "must not be empty");
-            } else if out.iter().any(|o| o.name == f.name) {
-                self.err(
-                    format!("{fp}.name"),
-                    format!("duplicate filter name `{}`", f.name),
-                );
             }
             let types = [
                 f.header_mutation.is_some(),
