@@ -130,6 +130,7 @@ class SimProxy:
             ("grpc.max_receive_message_length", 64 << 20)])
         self.out: queue.Queue = queue.Queue()
         self.versions: dict[str, tuple[str, float]] = {}   # type -> (version, received at)
+        self.names: dict[str, list[str]] = {}              # type -> the names asked for
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -168,13 +169,12 @@ class SimProxy:
                     self.names[ENDPOINT] = [n for n in eds if n.startswith("outbound|")]
                     self.request(ENDPOINT, self.names[ENDPOINT])
                 if resp.type_url == LISTENER and ROUTE not in self.names:
-                    self.names[ROUTE] = [a for a in (f"127.0.0.1_{SVC_PORT}",)]
+                    self.names[ROUTE] = [f"127.0.0.1_{SVC_PORT}"]   # the Sidecar's listener
                     self.request(ROUTE, self.names[ROUTE])
         except grpc.RpcError:
             pass
 
     def start(self):
-        self.names: dict[str, list[str]] = {}
         self.thread.start()
 
     def version(self, t):

@@ -192,6 +192,23 @@ impl Incoming {
 /// A stream's subscriptions by type URL.
 type Subs<S> = BTreeMap<String, S>;
 
+/// The most types one stream may subscribe to: a peer naming type after type would
+/// otherwise grow the stream's state without end (xDS has a dozen types).
+const MAX_TYPES: usize = 32;
+
+/// Whether `type_url` is new to the stream; an error past `MAX_TYPES`.
+fn new_type<S>(subs: &Subs<S>, type_url: &str) -> Result<bool, String> {
+    if subs.contains_key(type_url) {
+        return Ok(false);
+    }
+    if subs.len() >= MAX_TYPES {
+        return Err(format!(
+            "more than {MAX_TYPES} resource types on one stream"
+        ));
+    }
+    Ok(true)
+}
+
 enum Event<M> {
     Request(Result<Option<M>, String>),
     Changed,
@@ -332,7 +349,7 @@ impl Stream {
         r: DiscoveryRequest,
     ) -> Result<(), String> {
         let id = self.proxy()?.id.clone();
-        let first = !subs.contains_key(&r.type_url);
+        let first = new_type(subs, &r.type_url)?;
         let sub = subs.entry(r.type_url.clone()).or_default();
         if !first && r.response_nonce != sub.nonce {
             return Ok(()); // stale: an answer to a response since replaced
@@ -408,7 +425,7 @@ impl Stream {
         r: DeltaDiscoveryRequest,
     ) -> Result<(), String> {
         let id = self.proxy()?.id.clone();
-        let first = !subs.contains_key(&r.type_url);
+        let first = new_type(subs, &r.type_url)?;
         let sub = subs.entry(r.type_url.clone()).or_default();
         if first {
             // A first request naming nothing (or `*`) subscribes to everything.

@@ -87,11 +87,9 @@ impl Mesh {
         Ok(m)
     }
 
-    /// The workload a proxy is: `NAME.NAMESPACE`, or Istio's node id
-    /// `sidecar~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local`.
+    /// The WorkloadEntry a proxy is (`workload_name` of its node id).
     pub fn workload(&self, node_id: &str) -> Option<&(Metadata, WorkloadEntry)> {
-        let short = node_id.split('~').nth(2).unwrap_or(node_id);
-        let (name, ns) = short.split_once('.')?;
+        let (name, ns) = workload_name(node_id)?;
         self.workloads
             .iter()
             .find(|(m, _)| m.name == name && m.namespace == ns)
@@ -152,6 +150,12 @@ impl Mesh {
         };
         for_ns(namespace).or_else(|| for_ns(service_ns))
     }
+}
+
+/// The (name, namespace) a node id names: `NAME.NAMESPACE`, or Istio's
+/// `sidecar~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local`.
+pub fn workload_name(node_id: &str) -> Option<(&str, &str)> {
+    node_id.split('~').nth(2).unwrap_or(node_id).split_once('.')
 }
 
 /// Istio's `exportTo`: empty or `*` is every namespace, `.` the resource's own.

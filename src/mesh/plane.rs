@@ -123,7 +123,7 @@ impl Plane {
                         Ok(bytes) => Some((
                             name.clone(),
                             Encoded {
-                                version: version_of(&[(&name, &bytes)]),
+                                version: resource_version(&name, &bytes),
                                 name,
                                 bytes,
                             },
@@ -176,15 +176,12 @@ fn encode(type_name: &str, json: &Value) -> Result<Vec<u8>, String> {
     crate::config::xds::encode_json(type_name, json)
 }
 
-/// A version for a set of resources: a hash of their names and bytes.
-pub fn version_of(items: &[(&String, &Vec<u8>)]) -> String {
+/// A resource's version: a hash of its name and bytes.
+fn resource_version(name: &str, bytes: &[u8]) -> String {
     let mut h = xxhash_rust::xxh64::Xxh64::new(0);
-    for (n, b) in items {
-        h.update(n.as_bytes());
-        h.update(&[0]);
-        h.update(b);
-        h.update(&(b.len() as u64).to_le_bytes());
-    }
+    h.update(name.as_bytes());
+    h.update(&[0]);
+    h.update(bytes);
     format!("{:016x}", h.digest())
 }
 

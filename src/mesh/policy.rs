@@ -163,7 +163,8 @@ pub fn grpc_code(name: &str) -> Option<u32> {
     NAMES.iter().position(|n| *n == name).map(|i| i as u32)
 }
 
-fn string_match(s: &StringMatch) -> Value {
+/// Istio's `StringMatch` as Envoy's.
+pub fn string_match(s: &StringMatch) -> Value {
     match (&s.exact, &s.prefix, &s.regex) {
         (Some(e), _, _) => json!({"exact": e}),
         (_, Some(p), _) => json!({"prefix": p}),

@@ -72,12 +72,7 @@ impl Proxy {
                 labels: l,
             };
         }
-        let from_id = node_id
-            .split('~')
-            .nth(2)
-            .unwrap_or(node_id)
-            .split_once('.')
-            .map(|(_, ns)| ns.to_string());
+        let from_id = model::workload_name(node_id).map(|(_, ns)| ns.to_string());
         Proxy {
             id: node_id.to_string(),
             namespace: namespace
@@ -567,13 +562,7 @@ fn routes(r: &HttpRoute, port: u16) -> Vec<Value> {
 }
 
 fn header_matcher(name: &str, s: &StringMatch) -> Value {
-    let m = match (&s.exact, &s.prefix, &s.regex) {
-        (Some(e), _, _) => json!({"exact": e}),
-        (_, Some(p), _) => json!({"prefix": p}),
-        (_, _, Some(r)) => json!({"safe_regex": {"regex": r}}),
-        _ => json!({"prefix": ""}),
-    };
-    json!({"name": name, "string_match": m})
+    json!({"name": name, "string_match": super::policy::string_match(s)})
 }
 
 fn header_ops(route: &mut Value, side: &str, ops: Option<&HeaderOps>) {
