@@ -59,16 +59,9 @@ impl Drop for Envoy {
     }
 }
 
-/// Three distinct free loopback ports (the probes stay open together).
+/// Three distinct free loopback ports (see [`super::free_port`]).
 pub fn free_ports() -> [u16; 3] {
-    let probes: Vec<std::net::TcpListener> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let p: Vec<u16> = probes
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
-    [p[0], p[1], p[2]]
+    [super::free_port(), super::free_port(), super::free_port()]
 }
 
 impl Envoy {

@@ -59,13 +59,44 @@ pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
     }
 }
 
-/// A loopback port that was free a moment ago (bind to :0, read the port, close).
+/// A loopback port that was free a moment ago, for a server the test starts later.
+///
+/// Not `bind(:0)`: the kernel hands those out of the ephemeral range, the same range it
+/// takes local ports from for outgoing connections, so between this probe closing and
+/// the server binding, any connection made by a test running alongside could take the
+/// port (seen in CI as `cannot bind ...: Address already in use`). Ports here come from
+/// below the ephemeral range, which `connect` never uses, each one once per process (a
+/// counter), starting at an offset from the process id so that two test binaries
+/// running at once rarely meet; the probe still skips ports something else holds.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicUsize = AtomicUsize::new(usize::MAX);
+    let (low, high) = fixed_port_range();
+    let span = usize::from(high - low);
+    let _ = NEXT.compare_exchange(
+        usize::MAX,
+        (std::process::id() as usize).wrapping_mul(7919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = low + i as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
+}
+
+/// Ports for test servers: from 16000 up to the start of the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`, 32768 by default).
+fn fixed_port_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let high = ephemeral_low.max(20000);
+    ((high - 4000).min(16000), high)
 }
 
 /// A loopback address with nothing listening on it (connections are refused).
@@ -287,16 +318,9 @@ struct Ports {
 }
 
 impl Ports {
-    /// Three distinct free ports: the probe sockets stay open together, so the kernel
-    /// cannot hand out the same port twice.
+    /// Three distinct free ports (see [`free_port`]).
     fn fresh() -> Ports {
-        let probes: Vec<TcpListener> = (0..3)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-            .collect();
-        let p: Vec<u16> = probes
-            .iter()
-            .map(|l| l.local_addr().unwrap().port())
-            .collect();
+        let p = [free_port(), free_port(), free_port()];
         Ports {
             listen: p[0],
             listen2: p[1],
