@@ -10,37 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::envoy::{envoy_or_skip, Envoy};
+use common::mesh::{admin_json, bootstrap, start_control};
 use common::*;
-
-/// A bootstrap that both Outrigger and Envoy read: the node, the admin port and ADS.
-fn bootstrap(node: &str, xds: SocketAddr, api: &str) -> String {
-    format!(
-        r#"node: {{id: {node}, cluster: demo}}
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: @ADMIN_PORT@}}}}
-dynamic_resources:
-  ads_config:
-    api_type: {api}
-    transport_api_version: V3
-    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-static_resources:
-  clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{http2_protocol_options: {{}}}}
-    load_assignment:
-      cluster_name: xds
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
-"#,
-        xds.port()
-    )
-}
 
 /// The service and its two versions' workloads.
 fn service(port: u16, v1: SocketAddr, v2: SocketAddr) -> String {
@@ -130,26 +101,6 @@ fn spread(
         }
     }
     Some((v1.request_count() - a, v2.request_count() - b))
-}
-
-/// `outrigger control` on `dir`: xDS on `control.listen`, admin on `control.admin`.
-fn start_control(dir: &TempDir) -> Proxy {
-    let d = dir.path().display().to_string();
-    Proxy::start_args(&[
-        "control",
-        "--dir",
-        &d,
-        "--xds",
-        "127.0.0.1:@PORT@",
-        "--admin",
-        "127.0.0.1:@ADMIN_PORT@",
-    ])
-}
-
-fn admin_json(control: &Proxy, path: &str) -> serde_json::Value {
-    let r = http_request(control.admin, "GET", path, Duration::from_secs(5)).unwrap();
-    assert_eq!(r.status, 200, "{path}: {}", r.body_str());
-    serde_json::from_slice(&r.body).unwrap()
 }
 
 #[test]

@@ -72,7 +72,7 @@ fn answer(plane: &Plane, path: &str) -> Vec<u8> {
                 .map(|p| (p.namespace.clone(), p.labels.clone()));
             let (ns, labels) = known.unzip();
             let proxy = Proxy::identify(&mesh, node, ns.as_deref(), labels.unwrap_or_default());
-            let view = translate::view(&mesh, &proxy);
+            let view = translate::view(&mesh, &proxy, &plane.trust_domain);
             response(200, "application/json", &pretty(&serde_json::json!(view)))
         }
         _ => response(

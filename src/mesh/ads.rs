@@ -30,8 +30,9 @@ use envoy_types::pb::google::protobuf::{value::Kind, Any};
 use h2::{RecvStream, SendStream};
 use prost::Message;
 
-use super::plane::{set_version, Encoded, Plane};
-use super::translate::{Proxy, TYPES};
+use super::plane::{set_version, Encoded, EncodedView, Plane, Secrets};
+use super::tokens::Identity;
+use super::translate::{Proxy, SECRET, TYPES};
 use crate::upstream::grpc_call::{encode_frame, next_frame};
 
 const SOTW: &str =
@@ -91,11 +92,20 @@ async fn stream(
         .header("content-type", "application/grpc")
         .body(());
     let Ok(ok) = ok else { return };
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::tokens::bearer)
+        .map(str::to_string);
     let Ok(send) = respond.send_response(ok, false) else {
         return;
     };
     let mut s = Stream {
         plane,
+        token,
+        identity: None,
+        denied: false,
         recv: Incoming {
             body: req.into_body(),
             buf: BytesMut::new(),
@@ -114,6 +124,7 @@ async fn stream(
     }
     let (status, message) = match end {
         Ok(()) => ("0", String::new()),
+        Err(e) if s.denied => ("16", e),
         Err(e) => {
             tracing::debug!("xDS stream ended: {e}");
             ("3", e)
@@ -189,6 +200,23 @@ impl Incoming {
     }
 }
 
+/// The resources of one type a stream may send.
+enum Held {
+    View(Rc<EncodedView>, String),
+    Secrets(Option<Rc<Secrets>>),
+}
+
+static NONE: BTreeMap<String, Encoded> = BTreeMap::new();
+
+impl Held {
+    fn get(&self) -> &BTreeMap<String, Encoded> {
+        match self {
+            Held::View(v, t) => v.get(t.as_str()).unwrap_or(&NONE),
+            Held::Secrets(s) => s.as_deref().unwrap_or(&NONE),
+        }
+    }
+}
+
 /// A stream's subscriptions by type URL.
 type Subs<S> = BTreeMap<String, S>;
 
@@ -216,6 +244,12 @@ enum Event<M> {
 
 struct Stream {
     plane: Rc<Plane>,
+    /// The bearer token the stream was opened with.
+    token: Option<String>,
+    /// Whom the token stands for (a certificate is issued for it).
+    identity: Option<Identity>,
+    /// The stream was refused for its token (UNAUTHENTICATED).
+    denied: bool,
     recv: Incoming,
     send: SendStream<Bytes>,
     proxy: Option<Proxy>,
@@ -277,7 +311,24 @@ impl Stream {
             }
         }
         let mesh = self.plane.mesh();
-        let p = Proxy::identify(&mesh, &node.id, text("NAMESPACE").as_deref(), labels);
+        let mut p = Proxy::identify(&mesh, &node.id, text("NAMESPACE").as_deref(), labels);
+        let service_account = mesh
+            .workload(&node.id)
+            .and_then(|(_, w)| w.service_account.as_deref());
+        match self
+            .plane
+            .authenticate(self.token.as_deref(), &p, service_account)
+        {
+            Ok(id) => {
+                p.authenticated = id.is_some();
+                self.identity = id;
+            }
+            Err(e) => {
+                tracing::warn!(node = %p.id, "xDS stream refused: {e}");
+                self.denied = true;
+                return Err(format!("not authenticated: {e}"));
+            }
+        }
         self.plane.with_proxy(&p.id, |st| {
             st.streams += 1;
             st.namespace = p.namespace.clone();
@@ -292,11 +343,25 @@ impl Stream {
         self.proxy.as_ref().ok_or_else(|| "no node".to_string())
     }
 
+    /// The resources of `type_url` the proxy may have: its view's, or for secrets its
+    /// own certificate and the trust bundle (none without an identity).
+    fn resources(&self, type_url: &str) -> Result<Held, String> {
+        let proxy = self.proxy()?;
+        if type_url != SECRET {
+            return Ok(Held::View(self.plane.view(proxy), type_url.to_string()));
+        }
+        Ok(Held::Secrets(match &self.identity {
+            Some(id) => Some(self.plane.secrets(&proxy.id, id)?),
+            None => None,
+        }))
+    }
+
     /// Re-places the proxy after a mesh change (its WorkloadEntry may have changed).
     fn replace_proxy(&mut self) {
         if let Some(p) = &self.proxy {
             let mesh = self.plane.mesh();
-            let again = Proxy::identify(&mesh, &p.id, Some(&p.namespace), p.labels.clone());
+            let mut again = Proxy::identify(&mesh, &p.id, Some(&p.namespace), p.labels.clone());
+            again.authenticated = p.authenticated;
             self.proxy = Some(again);
         }
     }
@@ -333,7 +398,8 @@ impl Stream {
                 Event::Changed => {
                     seen = self.plane.generation();
                     self.replace_proxy();
-                    for t in TYPES {
+                    // Secrets first: a renewed certificate is all most changes carry.
+                    for t in std::iter::once(SECRET).chain(TYPES) {
                         if let Some(sub) = subs.get_mut(t) {
                             on_change(self, t, sub)?;
                         }
@@ -377,10 +443,9 @@ impl Stream {
 
     /// Sends the type's resources if they differ from the last sent (or `always`).
     fn sotw_send(&mut self, type_url: &str, sub: &mut Sub, always: bool) -> Result<(), String> {
+        let held = self.resources(type_url)?;
+        let all = held.get();
         let proxy = self.proxy()?;
-        let view = self.plane.view(proxy);
-        let empty = BTreeMap::new();
-        let all = view.get(type_url).unwrap_or(&empty);
         // Listeners and clusters are sent whole; the others as asked by name.
         let whole = matches!(
             type_url,
@@ -482,10 +547,9 @@ impl Stream {
     /// the names it has that are gone. Nothing when nothing differs, except the first
     /// answer of a type, which is always sent (Envoy waits for it).
     fn delta_send(&mut self, type_url: &str, sub: &mut DeltaSub) -> Result<(), String> {
+        let held = self.resources(type_url)?;
+        let all = held.get();
         let proxy = self.proxy()?;
-        let view = self.plane.view(proxy);
-        let empty = BTreeMap::new();
-        let all = view.get(type_url).unwrap_or(&empty);
         let wanted = |n: &String| sub.wildcard || sub.names.contains(n);
         let mut resources = Vec::new();
         for (name, e) in all {

@@ -403,6 +403,8 @@ pub struct TrafficPolicy {
     pub connection_pool: Option<ConnectionPool>,
     #[serde(default)]
     pub outlier_detection: Option<OutlierDetection>,
+    #[serde(default)]
+    pub tls: Option<super::peer_auth::ClientTls>,
 }
 
 /// `connectionPool`: Envoy's circuit breakers and connection limits.
@@ -596,6 +598,7 @@ pub enum Spec {
     VirtualService(VirtualService),
     DestinationRule(DestinationRule),
     AuthorizationPolicy(AuthorizationPolicy),
+    PeerAuthentication(super::peer_auth::PeerAuthentication),
 }
 
 #[derive(Debug, Clone)]
@@ -615,6 +618,7 @@ impl Resource {
             Spec::VirtualService(_) => "VirtualService",
             Spec::DestinationRule(_) => "DestinationRule",
             Spec::AuthorizationPolicy(_) => "AuthorizationPolicy",
+            Spec::PeerAuthentication(_) => "PeerAuthentication",
         }
     }
 
@@ -668,9 +672,10 @@ pub fn parse_document(doc: serde_yaml::Value, origin: &str) -> Result<Option<Res
         "VirtualService" => Spec::VirtualService(field(spec, &at, "spec")?),
         "DestinationRule" => Spec::DestinationRule(field(spec, &at, "spec")?),
         "AuthorizationPolicy" => Spec::AuthorizationPolicy(field(spec, &at, "spec")?),
+        "PeerAuthentication" => Spec::PeerAuthentication(field(spec, &at, "spec")?),
         other => {
             return Err(format!(
-                "{at}: kind: `{other}` is not served (ServiceEntry, WorkloadEntry, Sidecar, VirtualService, DestinationRule, AuthorizationPolicy)"
+                "{at}: kind: `{other}` is not served (ServiceEntry, WorkloadEntry, Sidecar, VirtualService, DestinationRule, AuthorizationPolicy, PeerAuthentication)"
             ))
         }
     };

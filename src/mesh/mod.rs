@@ -21,11 +21,14 @@
 pub mod admin;
 pub mod ads;
 pub mod authz;
+pub mod ca;
 pub mod istio;
 pub mod model;
+pub mod peer_auth;
 pub mod plane;
 pub mod policy;
 pub mod source;
+pub mod tokens;
 pub mod translate;
 
 use std::net::SocketAddr;
@@ -36,17 +39,30 @@ outrigger control: the mesh's control plane (Istio resources in, xDS out)
 
 USAGE:
   outrigger control --dir DIR [--xds HOST:PORT] [--admin HOST:PORT]
+                    [--tokens FILE] [--ca-dir DIR] [--trust-domain NAME] [--cert-ttl DURATION]
   outrigger control --dir DIR --check
 
 --dir DIR        Istio resources (ServiceEntry, WorkloadEntry, Sidecar, VirtualService,
-                 DestinationRule, AuthorizationPolicy) in *.yaml files; watched, a change applies after 100 ms of quiet
+                 DestinationRule, AuthorizationPolicy, PeerAuthentication) in *.yaml files; watched,
+                 a change applies after 100 ms of quiet
 --xds HOST:PORT  the ADS server (gRPC, plaintext; default 127.0.0.1:15010)
 --admin HOST:PORT  /ready, /proxies, /config_dump?node=ID (default 127.0.0.1:15014)
+--tokens FILE    bootstrap tokens (token, namespace, serviceAccount): a proxy showing one
+                 gets a certificate for that identity over SDS; with this set, a stream
+                 without a valid token is refused. Without it, no proxy gets a certificate
+--ca-dir DIR     the mesh root (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem);
+                 generated and written there when absent (default: generated in memory)
+--trust-domain NAME  the SPIFFE trust domain (default cluster.local)
+--cert-ttl DURATION  workload certificates' lifetime, renewed half-way (default 24h)
 --check          check the directory and exit (0: valid; 1: every error, by file and field)
 Docs: docs/control-plane.md";
 
 pub struct Options {
     pub dir: PathBuf,
+    pub tokens: Option<PathBuf>,
+    pub ca_dir: Option<PathBuf>,
+    pub trust_domain: String,
+    pub cert_ttl: std::time::Duration,
     pub xds: SocketAddr,
     pub admin: SocketAddr,
     pub check: bool,
@@ -57,6 +73,10 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut xds = SocketAddr::from(([127, 0, 0, 1], 15010));
     let mut admin = SocketAddr::from(([127, 0, 0, 1], 15014));
     let mut check = false;
+    let mut tokens = None;
+    let mut ca_dir = None;
+    let mut trust_domain = "cluster.local".to_string();
+    let mut cert_ttl = std::time::Duration::from_secs(24 * 3600);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = |n: &str| {
@@ -79,12 +99,38 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                     .map_err(|_| format!("--admin: `{v}` is not HOST:PORT"))?;
             }
             "--check" => check = true,
+            "--tokens" => tokens = Some(PathBuf::from(value("--tokens")?)),
+            "--ca-dir" => ca_dir = Some(PathBuf::from(value("--ca-dir")?)),
+            "--trust-domain" => {
+                trust_domain = value("--trust-domain")?;
+                let ok = !trust_domain.is_empty()
+                    && trust_domain
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+                if !ok {
+                    return Err(format!(
+                        "--trust-domain: `{trust_domain}` is not a trust domain (letters, digits, `-`, `.`, `_`)"
+                    ));
+                }
+            }
+            "--cert-ttl" => {
+                let v = value("--cert-ttl")?;
+                cert_ttl = crate::config::duration::parse_duration(&v)
+                    .map_err(|e| format!("--cert-ttl: {e}"))?;
+                if cert_ttl < std::time::Duration::from_secs(2) {
+                    return Err(format!("--cert-ttl: `{v}` is shorter than 2s"));
+                }
+            }
             f => return Err(format!("unknown argument `{f}`\n\n{USAGE}")),
         }
     }
     let dir = dir.ok_or_else(|| format!("control needs --dir DIR\n\n{USAGE}"))?;
     Ok(Options {
         dir,
+        tokens,
+        ca_dir,
+        trust_domain,
+        cert_ttl,
         xds,
         admin,
         check,
@@ -110,16 +156,24 @@ pub fn main(args: &[String]) -> u8 {
             return 1;
         }
     };
+    let tokens = match o.tokens.as_deref().map(tokens::Tokens::load).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("--tokens: {e}");
+            return 1;
+        }
+    };
     if o.check {
         println!(
-            "{}: ok ({} ServiceEntries, {} WorkloadEntries, {} Sidecars, {} VirtualServices, {} DestinationRules, {} AuthorizationPolicies)",
+            "{}: ok ({} ServiceEntries, {} WorkloadEntries, {} Sidecars, {} VirtualServices, {} DestinationRules, {} AuthorizationPolicies, {} PeerAuthentications)",
             o.dir.display(),
             mesh.services.len(),
             mesh.workloads.len(),
             mesh.sidecars.len(),
             mesh.virtual_services.len(),
             mesh.destination_rules.len(),
-            mesh.authorization_policies.len()
+            mesh.authorization_policies.len(),
+            mesh.peer_authentications.len()
         );
         return 0;
     }
@@ -147,11 +201,18 @@ pub fn main(args: &[String]) -> u8 {
         services = mesh.services.len(),
         "control plane started"
     );
+    let ca = match ca::Ca::open(o.ca_dir.as_deref(), &o.trust_domain, o.cert_ttl) {
+        Ok(ca) => ca,
+        Err(e) => {
+            eprintln!("--ca-dir: {e}");
+            return 1;
+        }
+    };
     let dir = o.dir.clone();
     let started =
         crate::rt::executor::LocalExecutorBuilder::new(crate::rt::executor::Placement::Unbound)
             .name("outrigger-mesh")
-            .spawn(move || serve(mesh, dir, xds, admin));
+            .spawn(move || serve(plane::Plane::new(mesh, ca, tokens), dir, xds, admin));
     match started.map(|h| h.join()) {
         Ok(Ok(Ok(()))) => 0,
         Ok(Ok(Err(e))) => {
@@ -170,15 +231,16 @@ pub fn main(args: &[String]) -> u8 {
 }
 
 async fn serve(
-    mesh: model::Mesh,
+    plane: std::rc::Rc<plane::Plane>,
     dir: PathBuf,
     xds: socket2::Socket,
     admin: socket2::Socket,
 ) -> Result<(), String> {
-    let plane = plane::Plane::new(mesh);
     let xds = crate::rt::net::listener_from(xds).map_err(|e| format!("xDS listener: {e}"))?;
     let admin = crate::rt::net::listener_from(admin).map_err(|e| format!("admin listener: {e}"))?;
     crate::rt::spawn_detached(source::watch(dir, plane.clone()));
+    let p = plane.clone();
+    crate::rt::spawn_detached(async move { p.renew_certificates().await });
     let p = plane.clone();
     crate::rt::spawn_detached(async move {
         loop {

@@ -23,6 +23,7 @@ pub struct Mesh {
     pub virtual_services: Vec<(Metadata, VirtualService)>,
     pub destination_rules: Vec<(Metadata, DestinationRule)>,
     pub authorization_policies: Vec<(Metadata, AuthorizationPolicy)>,
+    pub peer_authentications: Vec<(Metadata, super::peer_auth::PeerAuthentication)>,
 }
 
 /// How a ServiceEntry's endpoints are found (`resolution`).
@@ -72,6 +73,7 @@ impl Mesh {
                 Spec::VirtualService(v) => m.virtual_services.push((r.meta, v)),
                 Spec::DestinationRule(d) => m.destination_rules.push((r.meta, d)),
                 Spec::AuthorizationPolicy(a) => m.authorization_policies.push((r.meta, a)),
+                Spec::PeerAuthentication(p) => m.peer_authentications.push((r.meta, p)),
             }
         }
         if !errors.is_empty() {
@@ -84,6 +86,7 @@ impl Mesh {
         m.virtual_services.sort_by_key(|(a, _)| key(a));
         m.destination_rules.sort_by_key(|(a, _)| key(a));
         m.authorization_policies.sort_by_key(|(a, _)| key(a));
+        m.peer_authentications.sort_by_key(|(a, _)| key(a));
         Ok(m)
     }
 
@@ -179,6 +182,7 @@ fn check(r: &Resource) -> Result<(), String> {
         Spec::Sidecar(s) => check_sidecar(s),
         Spec::VirtualService(v) => check_virtual_service(v),
         Spec::AuthorizationPolicy(a) => super::authz::check(a),
+        Spec::PeerAuthentication(p) => super::peer_auth::check(p),
         Spec::DestinationRule(d) => {
             if d.host.is_empty() {
                 return Err("spec.host: missing".into());

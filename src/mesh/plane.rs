@@ -8,19 +8,26 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::Value;
 
+use super::ca::{Ca, Issued};
 use super::model::Mesh;
+use super::peer_auth::{CERT_SECRET, ROOT_SECRET};
+use super::tokens::{Identity, Tokens};
 use super::translate::{self, Proxy};
 
 /// A proxy's view, encoded: type URL -> name -> resource.
 pub type EncodedView = BTreeMap<&'static str, BTreeMap<String, Encoded>>;
 
-/// What decides a proxy's view: its namespace and labels.
-type ViewKey = (String, BTreeMap<String, String>);
+/// What decides a proxy's view: its namespace, labels, and whether it has a
+/// certificate.
+type ViewKey = (String, BTreeMap<String, String>, bool);
+
+/// The secrets of one proxy (`default`, `ROOTCA`), encoded.
+pub type Secrets = BTreeMap<String, Encoded>;
 
 pub struct Plane {
     mesh: RefCell<Rc<Mesh>>,
@@ -33,6 +40,21 @@ pub struct Plane {
     pub proxies: RefCell<BTreeMap<String, ProxyStatus>>,
     /// The last load's errors (empty once a load succeeds).
     pub errors: RefCell<Vec<String>>,
+    pub trust_domain: String,
+    ca: Ca,
+    /// `None`: no `--tokens`, no proxy authenticates and none gets a certificate.
+    tokens: RefCell<Option<Tokens>>,
+    /// Node id -> its certificate.
+    certs: RefCell<HashMap<String, Rc<Certs>>>,
+    /// Bumped when a certificate is issued: the renewal task looks again.
+    issued: Cell<u64>,
+    issued_waiters: RefCell<Vec<Waker>>,
+}
+
+/// One proxy's certificate, and its secrets as sent.
+pub struct Certs {
+    pub issued: Issued,
+    pub secrets: Rc<Secrets>,
 }
 
 /// One proxy (by node id) as the status reports it.
@@ -47,6 +69,16 @@ pub struct ProxyStatus {
     pub acked: BTreeMap<String, String>,
     /// Type URL -> the last NACK: the version refused and the proxy's message.
     pub nacked: BTreeMap<String, Nack>,
+    /// The SPIFFE ID its token stands for.
+    pub identity: Option<String>,
+    pub certificate: Option<CertStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CertStatus {
+    pub serial: String,
+    pub not_after_unix_ms: u128,
+    pub renew_at_unix_ms: u128,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,8 +96,14 @@ pub struct Encoded {
 }
 
 impl Plane {
-    pub fn new(mesh: Mesh) -> Rc<Plane> {
+    pub fn new(mesh: Mesh, ca: Ca, tokens: Option<Tokens>) -> Rc<Plane> {
         Rc::new(Plane {
+            trust_domain: ca.trust_domain.clone(),
+            ca,
+            tokens: RefCell::new(tokens),
+            certs: RefCell::new(HashMap::new()),
+            issued: Cell::new(0),
+            issued_waiters: RefCell::new(Vec::new()),
             mesh: RefCell::new(Rc::new(mesh)),
             views: RefCell::new(HashMap::new()),
             generation: Cell::new(1),
@@ -88,9 +126,152 @@ impl Plane {
     pub fn replace(&self, mesh: Mesh) {
         *self.mesh.borrow_mut() = Rc::new(mesh);
         self.views.borrow_mut().clear();
+        self.bump();
+    }
+
+    /// Wakes every stream to look at what it sends again.
+    fn bump(&self) {
         self.generation.set(self.generation.get() + 1);
         for w in self.waiters.borrow_mut().drain(..) {
             w.wake();
+        }
+    }
+
+    /// The identity of a proxy that showed `token` (`None` when the control plane has
+    /// no tokens: nobody authenticates). The token must be for the proxy's namespace
+    /// and, when its WorkloadEntry names one, its service account.
+    pub fn authenticate(
+        &self,
+        token: Option<&str>,
+        proxy: &Proxy,
+        service_account: Option<&str>,
+    ) -> Result<Option<Identity>, String> {
+        let mut tokens = self.tokens.borrow_mut();
+        let Some(tokens) = tokens.as_mut() else {
+            return Ok(None);
+        };
+        let token = token.ok_or("no `authorization: Bearer TOKEN` on the stream")?;
+        let id = tokens.identify(token).ok_or("unknown token")?;
+        if id.namespace != proxy.namespace {
+            return Err(format!(
+                "the token is for namespace {}, the proxy is in {}",
+                id.namespace, proxy.namespace
+            ));
+        }
+        if let Some(sa) = service_account.filter(|sa| **sa != id.service_account) {
+            return Err(format!(
+                "the token is for service account {}, the WorkloadEntry names {sa}",
+                id.service_account
+            ));
+        }
+        Ok(Some(id))
+    }
+
+    /// The secrets of proxy `node` with `identity`: its certificate, issued on first
+    /// use and kept until renewed, and the trust bundle.
+    pub fn secrets(&self, node: &str, identity: &Identity) -> Result<Rc<Secrets>, String> {
+        let spiffe = self
+            .ca
+            .spiffe_id(&identity.namespace, &identity.service_account);
+        if let Some(c) = self.certs.borrow().get(node) {
+            if c.issued.spiffe_id == spiffe {
+                return Ok(c.secrets.clone());
+            }
+        }
+        let c = self.issue(node, &spiffe)?;
+        self.issued.set(self.issued.get() + 1);
+        for w in self.issued_waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+        Ok(c.secrets.clone())
+    }
+
+    fn issue(&self, node: &str, spiffe: &str) -> Result<Rc<Certs>, String> {
+        let issued = self.ca.issue(spiffe)?;
+        let cert = serde_json::json!({"name": CERT_SECRET, "tls_certificate": {
+            "certificate_chain": {"inline_string": issued.chain_pem},
+            "private_key": {"inline_string": issued.key_pem}
+        }});
+        let root = serde_json::json!({"name": ROOT_SECRET, "validation_context": {
+            "trusted_ca": {"inline_string": self.ca.roots_pem}
+        }});
+        let mut secrets = Secrets::new();
+        for (name, json) in [(CERT_SECRET, cert), (ROOT_SECRET, root)] {
+            let bytes = encode(SECRET_TYPE, &json)?;
+            let version = resource_version(name, &bytes);
+            secrets.insert(
+                name.to_string(),
+                Encoded {
+                    name: name.to_string(),
+                    version,
+                    bytes,
+                },
+            );
+        }
+        tracing::info!(node = %node, identity = %spiffe, serial = %issued.serial, "certificate issued");
+        let status = CertStatus {
+            serial: issued.serial.clone(),
+            not_after_unix_ms: unix_ms(issued.not_after),
+            renew_at_unix_ms: unix_ms(issued.renew_at()),
+        };
+        self.with_proxy(node, |st| {
+            st.identity = Some(spiffe.to_string());
+            st.certificate = Some(status);
+        });
+        let c = Rc::new(Certs {
+            issued,
+            secrets: Rc::new(secrets),
+        });
+        self.certs.borrow_mut().insert(node.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Renews the certificates due, then waits for the next one due or a new one
+    /// issued; never returns. No timer is armed while no certificate exists.
+    pub async fn renew_certificates(&self) {
+        loop {
+            let now = SystemTime::now();
+            // A proxy gone keeps no certificate: the next connection gets a new one.
+            {
+                let proxies = self.proxies.borrow();
+                let connected = |n: &String| proxies.get(n).is_some_and(|p| p.streams > 0);
+                self.certs.borrow_mut().retain(|n, _| connected(n));
+            }
+            let due: Vec<(String, String)> = self
+                .certs
+                .borrow()
+                .iter()
+                .filter(|(_, c)| c.issued.renew_at() <= now)
+                .map(|(n, c)| (n.clone(), c.issued.spiffe_id.clone()))
+                .collect();
+            for (node, spiffe) in &due {
+                if let Err(e) = self.issue(node, spiffe) {
+                    tracing::error!(node = %node, "certificate not renewed: {e}");
+                }
+            }
+            if !due.is_empty() {
+                self.bump();
+            }
+            let next = self
+                .certs
+                .borrow()
+                .values()
+                .map(|c| c.issued.renew_at())
+                .min();
+            let seen = self.issued.get();
+            let issued = IssuedSince { plane: self, seen };
+            match next {
+                None => issued.await,
+                Some(t) => {
+                    let wait = t
+                        .duration_since(SystemTime::now())
+                        .unwrap_or(Duration::ZERO);
+                    // A renewal that fails is tried again a second later, not in a loop.
+                    let wait =
+                        wait.max(Duration::from_millis(if due.is_empty() { 0 } else { 1000 }));
+                    futures_lite::future::or(issued, crate::rt::sleep(wait)).await;
+                }
+            }
         }
     }
 
@@ -107,12 +288,16 @@ impl Plane {
     /// Everything `proxy` is sent, encoded; translated once per mesh for every proxy
     /// with the same namespace and labels.
     pub fn view(&self, proxy: &Proxy) -> Rc<EncodedView> {
-        let key = (proxy.namespace.clone(), proxy.labels.clone());
+        let key = (
+            proxy.namespace.clone(),
+            proxy.labels.clone(),
+            proxy.authenticated,
+        );
         if let Some(v) = self.views.borrow().get(&key) {
             return v.clone();
         }
         let mesh = self.mesh();
-        let view = translate::view(&mesh, proxy);
+        let view = translate::view(&mesh, proxy, &self.trust_domain);
         let encoded: EncodedView = view
             .into_iter()
             .map(|(type_url, of_type)| {
@@ -198,10 +383,35 @@ pub fn set_version<'a>(items: impl Iterator<Item = &'a Encoded>) -> String {
 }
 
 pub fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
+    unix_ms(SystemTime::now())
+}
+
+fn unix_ms(t: SystemTime) -> u128 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0)
+}
+
+const SECRET_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.Secret";
+
+/// Ready once a certificate was issued after `seen`.
+struct IssuedSince<'a> {
+    plane: &'a Plane,
+    seen: u64,
+}
+
+impl Future for IssuedSince<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.plane.issued.get() != self.seen {
+            return Poll::Ready(());
+        }
+        let mut w = self.plane.issued_waiters.borrow_mut();
+        if !w.iter().any(|w| w.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
 }
 
 pub struct Changed<'a> {

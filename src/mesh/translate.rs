@@ -26,12 +26,15 @@ use super::istio::{
     SidecarIngress, StringMatch, TrafficPolicy, WorkloadEntry,
 };
 use super::model::{self, exported, resolution, Mesh, Resolution};
+use super::peer_auth::{self, Mode};
 use super::policy::proto_duration;
 
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+/// Served from the plane's certificates, not the view (`plane.rs`).
+pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 /// The four types in the order a push sends them (clusters and their endpoints before
 /// the listeners and routes that use them, as Envoy's ADS ordering asks).
@@ -53,6 +56,9 @@ pub struct Proxy {
     pub id: String,
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
+    /// It showed a token and has a workload certificate (`peer_auth.rs`: what a proxy
+    /// without one is sent).
+    pub authenticated: bool,
 }
 
 impl Proxy {
@@ -70,6 +76,7 @@ impl Proxy {
                 id: node_id.to_string(),
                 namespace: m.namespace.clone(),
                 labels: l,
+                authenticated: false,
             };
         }
         let from_id = model::workload_name(node_id).map(|(_, ns)| ns.to_string());
@@ -80,6 +87,7 @@ impl Proxy {
                 .or(from_id)
                 .unwrap_or_else(|| "default".to_string()),
             labels,
+            authenticated: false,
         }
     }
 }
@@ -87,8 +95,8 @@ impl Proxy {
 /// A proxy's resources: type URL -> name -> proto3 JSON.
 pub type View = BTreeMap<&'static str, BTreeMap<String, Value>>;
 
-/// Everything `proxy` is sent.
-pub fn view(mesh: &Mesh, proxy: &Proxy) -> View {
+/// Everything `proxy` is sent; `trust_domain` is the mesh's (SPIFFE IDs).
+pub fn view(mesh: &Mesh, proxy: &Proxy, trust_domain: &str) -> View {
     let mut v: View = TYPES.iter().map(|t| (*t, BTreeMap::new())).collect();
     let Some((_, sidecar)) = mesh.sidecar_for(&proxy.namespace, &proxy.labels) else {
         return v;
@@ -103,7 +111,9 @@ pub fn view(mesh: &Mesh, proxy: &Proxy) -> View {
         let services = visible(mesh, proxy, e, port.number);
         for (meta, se) in &services {
             for host in &se.hosts {
-                for (name, c, eds) in clusters(mesh, proxy, meta, se, host, port.number) {
+                for (name, c, eds) in
+                    clusters(mesh, proxy, trust_domain, meta, se, host, port.number)
+                {
                     if let Some(eds) = eds {
                         put(ENDPOINT, name.clone(), eds);
                     }
@@ -142,7 +152,14 @@ pub fn view(mesh: &Mesh, proxy: &Proxy) -> View {
     }
     let rbac = super::authz::filters(&mesh.authorization_for(&proxy.namespace, &proxy.labels));
     for i in &sidecar.ingress {
-        let (name, l, c) = inbound(i, &rbac);
+        let mode = peer_auth::inbound_mode(mesh, &proxy.namespace, &proxy.labels, i.port.number);
+        // Without a certificate a PERMISSIVE port can only take plaintext.
+        let tls = match mode {
+            Mode::Strict => Some((trust_domain, true)),
+            Mode::Permissive if proxy.authenticated => Some((trust_domain, false)),
+            _ => None,
+        };
+        let (name, l, c) = inbound(i, &rbac, tls);
         put(CLUSTER, format!("inbound|{}||", i.port.number), c);
         put(LISTENER, name, l);
     }
@@ -204,6 +221,7 @@ pub fn cluster_name(port: u16, subset: &str, host: &str) -> String {
 fn clusters(
     mesh: &Mesh,
     proxy: &Proxy,
+    trust_domain: &str,
     meta: &Metadata,
     se: &ServiceEntry,
     host: &str,
@@ -213,16 +231,16 @@ fn clusters(
     let top = dr
         .and_then(|d| d.traffic_policy.clone())
         .unwrap_or_default();
-    let mut out = vec![one_cluster(
+    let at = Where {
         mesh,
+        proxy,
+        trust_domain,
         meta,
         se,
         host,
         port,
-        "",
-        &BTreeMap::new(),
-        &top,
-    )];
+    };
+    let mut out = vec![one_cluster(&at, "", &BTreeMap::new(), &top)];
     for s in dr.map(|d| d.subsets.as_slice()).unwrap_or(&[]) {
         // A subset's policy overrides the rule's, field by field (istiod's merge).
         let mut tp = top.clone();
@@ -230,25 +248,38 @@ fn clusters(
             tp.load_balancer = sp.load_balancer.clone().or(tp.load_balancer);
             tp.connection_pool = sp.connection_pool.clone().or(tp.connection_pool);
             tp.outlier_detection = sp.outlier_detection.clone().or(tp.outlier_detection);
+            tp.tls = sp.tls.clone().or(tp.tls);
         }
-        out.push(one_cluster(
-            mesh, meta, se, host, port, &s.name, &s.labels, &tp,
-        ));
+        out.push(one_cluster(&at, &s.name, &s.labels, &tp));
     }
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn one_cluster(
-    mesh: &Mesh,
-    meta: &Metadata,
-    se: &ServiceEntry,
-    host: &str,
+/// The service port a cluster is for, and who asks.
+struct Where<'a> {
+    mesh: &'a Mesh,
+    proxy: &'a Proxy,
+    trust_domain: &'a str,
+    meta: &'a Metadata,
+    se: &'a ServiceEntry,
+    host: &'a str,
     port: u16,
+}
+
+fn one_cluster(
+    at: &Where,
     subset: &str,
     labels: &BTreeMap<String, String>,
     tp: &TrafficPolicy,
 ) -> (String, Value, Option<Value>) {
+    let Where {
+        mesh,
+        meta,
+        se,
+        host,
+        port,
+        ..
+    } = *at;
     let name = cluster_name(port, subset, host);
     let lb = tp
         .load_balancer
@@ -262,7 +293,7 @@ fn one_cluster(
         "lb_policy": lb,
     });
     let res = resolution(se);
-    let eps = endpoints(
+    let (eps, workloads) = endpoints(
         mesh,
         meta,
         se,
@@ -271,6 +302,31 @@ fn one_cluster(
         res != Resolution::Static,
         host,
     );
+    let endpoint_labels: Vec<_> = workloads.iter().map(|(_, w)| &w.labels).collect();
+    if peer_auth::outbound_mtls(tp.tls.as_ref(), &endpoint_labels, at.proxy.authenticated) {
+        let mut peers: Vec<String> = tp
+            .tls
+            .as_ref()
+            .map(|t| t.subject_alt_names.clone())
+            .unwrap_or_default();
+        if peers.is_empty() {
+            peers = workloads
+                .iter()
+                .map(|(ns, w)| {
+                    let sa = w.service_account.as_deref().unwrap_or("default");
+                    super::ca::spiffe_id(at.trust_domain, ns, sa)
+                })
+                .collect();
+            peers.sort();
+            peers.dedup();
+        }
+        let sni = tp
+            .tls
+            .as_ref()
+            .and_then(|t| t.sni.clone())
+            .unwrap_or_else(|| peer_auth::sni(port, subset, host));
+        c["transport_socket"] = peer_auth::upstream(at.trust_domain, &sni, &peers);
+    }
     let mut eds = None;
     match res {
         Resolution::Static => {
@@ -309,17 +365,17 @@ fn one_cluster(
 /// The lb_endpoints of `se` on `port` whose labels include `labels`: the entry's own
 /// endpoints, or the WorkloadEntries its selector picks in its namespace. A DNS entry
 /// without endpoints resolves its host.
-fn endpoints(
-    mesh: &Mesh,
-    meta: &Metadata,
-    se: &ServiceEntry,
+fn endpoints<'m>(
+    mesh: &'m Mesh,
+    meta: &'m Metadata,
+    se: &'m ServiceEntry,
     port: u16,
     labels: &BTreeMap<String, String>,
     dns: bool,
     host: &str,
-) -> Vec<Value> {
+) -> (Vec<Value>, Vec<(&'m str, &'m WorkloadEntry)>) {
     let Some(sp) = se.ports.iter().find(|p| p.number == port) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let target = |w: &WorkloadEntry| {
         sp.name
@@ -328,19 +384,26 @@ fn endpoints(
             .or(sp.target_port)
             .unwrap_or(sp.number)
     };
-    let selected: Vec<&WorkloadEntry> = match &se.workload_selector {
+    let selected: Vec<(&str, &WorkloadEntry)> = match &se.workload_selector {
         Some(sel) => mesh
             .workloads
             .iter()
             .filter(|(m, w)| m.namespace == meta.namespace && sel.selects(&w.labels))
-            .map(|(_, w)| w)
+            .map(|(m, w)| (m.namespace.as_str(), w))
             .collect(),
-        None => se.endpoints.iter().collect(),
+        None => se
+            .endpoints
+            .iter()
+            .map(|w| (meta.namespace.as_str(), w))
+            .collect(),
     };
-    let mut out: Vec<Value> = selected
+    let selected: Vec<_> = selected
         .into_iter()
-        .filter(|w| labels.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
-        .map(|w| {
+        .filter(|(_, w)| labels.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+        .collect();
+    let mut out: Vec<Value> = selected
+        .iter()
+        .map(|(_, w)| {
             let mut e = json!({"endpoint": {"address": {"socket_address": {
                 "address": w.address, "port_value": target(w)
             }}}});
@@ -355,7 +418,7 @@ fn endpoints(
             "address": host, "port_value": sp.target_port.unwrap_or(sp.number)
         }}}}));
     }
-    out
+    (out, selected)
 }
 
 /// An HTTP listener with the given route source (`rds` or `route_config`); `first`
@@ -404,8 +467,13 @@ fn tcp_listener(name: &str, bind: IpAddr, port: u16, cluster: &str, direction: &
 }
 
 /// A Sidecar ingress entry: (listener name, listener, cluster); `rbac`, the workload's
-/// authorization filters, go first in its connection manager.
-fn inbound(i: &SidecarIngress, rbac: &[Value]) -> (String, Value, Value) {
+/// authorization filters, go first in its connection manager; `tls`, the trust domain
+/// and whether only mTLS is taken (STRICT) or plaintext too (PERMISSIVE).
+fn inbound(
+    i: &SidecarIngress,
+    rbac: &[Value],
+    tls: Option<(&str, bool)>,
+) -> (String, Value, Value) {
     let port = i.port.number;
     let bind = model::bind_ip(i.bind.as_deref()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let name = format!("{bind}_{port}");
@@ -436,7 +504,40 @@ fn inbound(i: &SidecarIngress, rbac: &[Value]) -> (String, Value, Value) {
         }});
         http_listener(&name, bind, port, table, "INBOUND", rbac)
     };
+    let l = match tls {
+        Some((trust_domain, strict)) => mtls_inbound(l, trust_domain, strict),
+        None => l,
+    };
     (name, l, c)
+}
+
+/// An inbound listener taking mTLS: its chain with the mesh's TLS (and the peer's
+/// certificate passed on in `x-forwarded-client-cert`, as istiod sets it); when not
+/// `strict`, the TLS inspector picks it for TLS and the plaintext chain for the rest.
+fn mtls_inbound(mut l: Value, trust_domain: &str, strict: bool) -> Value {
+    let Some(plain) = l.pointer("/filter_chains/0").cloned() else {
+        return l;
+    };
+    let mut secure = plain.clone();
+    secure["transport_socket"] = peer_auth::downstream(trust_domain);
+    if let Some(hcm) = secure.pointer_mut("/filters/0/typed_config") {
+        if hcm.get("@type").and_then(Value::as_str) == Some(HCM) {
+            hcm["forward_client_cert_details"] = json!("APPEND_FORWARD");
+            hcm["set_current_client_cert_details"] =
+                json!({"subject": true, "dns": true, "uri": true});
+        }
+    }
+    if strict {
+        l["filter_chains"] = json!([secure]);
+    } else {
+        secure["filter_chain_match"] = json!({"transport_protocol": "tls"});
+        l["filter_chains"] = json!([secure, plain]);
+        l["listener_filters"] = json!([{
+            "name": "envoy.filters.listener.tls_inspector",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
+        }]);
+    }
+    l
 }
 
 /// The route table of an HTTP egress listener.

@@ -76,7 +76,7 @@ fn a_sidecar_gets_its_listeners_routes_clusters_and_endpoints() {
     );
     assert_eq!(p.namespace, "demo");
     assert_eq!(p.labels["app"], "client");
-    let v = view(&m, &p);
+    let v = view(&m, &p, "cluster.local");
     let names = |t: &str| v[t].keys().cloned().collect::<Vec<_>>();
     assert_eq!(
         names(CLUSTER),
@@ -153,7 +153,7 @@ fn a_proxy_without_a_sidecar_gets_nothing_and_bad_resources_are_refused_by_field
     let m = mesh();
     let p = Proxy::identify(&m, "other.elsewhere", None, BTreeMap::new());
     assert_eq!(p.namespace, "elsewhere");
-    assert!(view(&m, &p).values().all(|r| r.is_empty()));
+    assert!(view(&m, &p, "cluster.local").values().all(|r| r.is_empty()));
     let bad = MESH.replace("timeout: 1500ms", "timeout: soon");
     let e = Mesh::build(parse_text(&bad, "m.yaml").unwrap()).unwrap_err();
     assert!(
@@ -165,5 +165,77 @@ fn a_proxy_without_a_sidecar_gets_nothing_and_bad_resources_are_refused_by_field
     assert!(
         e[0].contains("a second ServiceEntry with this name"),
         "{e:?}"
+    );
+}
+
+#[test]
+fn peer_authentication_and_auto_mtls_shape_the_listeners_and_clusters() {
+    // echo-v1 has a sidecar (and a service account), echo-v2 not: the v1 subset is
+    // mTLS, the v2 subset and the mixed service cluster plaintext.
+    let text = MESH.replace(
+        "labels: {app: echo, version: v1}}",
+        "serviceAccount: echo, labels: {app: echo, version: v1, security.istio.io/tlsMode: istio}}",
+    ) + "---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: demo}
+spec: {mtls: {mode: STRICT}}
+";
+    let m = Mesh::build(parse_text(&text, "m.yaml").unwrap()).unwrap();
+    let mut p = Proxy::identify(&m, "client.demo", None, BTreeMap::new());
+    p.authenticated = true;
+    let v = view(&m, &p, "example.org");
+    let tls = |c: &str| v[CLUSTER][c].get("transport_socket").cloned();
+    let v1 = tls("outbound|9080|v1|echo.demo").expect("v1 is mTLS");
+    assert_eq!(v1["typed_config"]["sni"], "outbound_.9080_.v1_.echo.demo");
+    let ctx = &v1["typed_config"]["common_tls_context"];
+    assert_eq!(
+        ctx["tls_certificate_sds_secret_configs"][0]["name"],
+        "default"
+    );
+    let cvc = &ctx["combined_validation_context"];
+    assert_eq!(
+        cvc["validation_context_sds_secret_config"]["name"],
+        "ROOTCA"
+    );
+    assert_eq!(
+        cvc["default_validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+        "spiffe://example.org/ns/demo/sa/echo"
+    );
+    assert!(tls("outbound|9080|v2|echo.demo").is_none());
+    assert!(tls("outbound|9080||echo.demo").is_none());
+    // STRICT inbound: one chain, TLS with a client certificate required, XFCC set.
+    let l = &v[LISTENER]["127.0.0.1_15090"];
+    let chains = l["filter_chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 1);
+    let ts = &chains[0]["transport_socket"]["typed_config"];
+    assert_eq!(ts["require_client_certificate"], true);
+    assert_eq!(
+        chains[0]["filters"][0]["typed_config"]["forward_client_cert_details"],
+        "APPEND_FORWARD"
+    );
+    // Without a certificate the auto-mTLS cluster is plaintext; STRICT stays TLS.
+    p.authenticated = false;
+    let v = view(&m, &p, "example.org");
+    assert!(v[CLUSTER]["outbound|9080|v1|echo.demo"]
+        .get("transport_socket")
+        .is_none());
+    assert!(v[LISTENER]["127.0.0.1_15090"]["filter_chains"][0]
+        .get("transport_socket")
+        .is_some());
+    // PERMISSIVE (the default): a TLS chain picked by the inspector, and plaintext.
+    let m = mesh();
+    p.authenticated = true;
+    let v = view(&m, &p, "example.org");
+    let l = &v[LISTENER]["127.0.0.1_15090"];
+    assert_eq!(l["filter_chains"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        l["filter_chains"][0]["filter_chain_match"]["transport_protocol"],
+        "tls"
+    );
+    assert!(l["filter_chains"][1].get("transport_socket").is_none());
+    assert_eq!(
+        l["listener_filters"][0]["name"],
+        "envoy.filters.listener.tls_inspector"
     );
 }

@@ -33,8 +33,14 @@ pub struct Stream {
 pub type Error = String;
 
 impl Stream {
-    /// Connects to `addr` and opens `path` (a gRPC method) with `authority`.
-    pub async fn open(addr: SocketAddr, authority: &str, path: &str) -> Result<Stream, Error> {
+    /// Connects to `addr` and opens `path` (a gRPC method) with `authority` and the
+    /// extra `headers` (checked when the bootstrap was read).
+    pub async fn open(
+        addr: SocketAddr,
+        authority: &str,
+        path: &str,
+        headers: &[(String, String)],
+    ) -> Result<Stream, Error> {
         let tcp = crate::rt::net::TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
@@ -66,11 +72,13 @@ impl Stream {
             .ready()
             .await
             .map_err(|e| format!("HTTP/2 with {addr}: {e}"))?;
-        let req = http::Request::post(format!("http://{authority}{path}"))
+        let mut req = http::Request::post(format!("http://{authority}{path}"))
             .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .map_err(|e| format!("request: {e}"))?;
+            .header("te", "trailers");
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req.body(()).map_err(|e| format!("request: {e}"))?;
         let (response, send) = client
             .send_request(req, false)
             .map_err(|e| format!("open stream: {e}"))?;

@@ -55,6 +55,7 @@ fn stream_change(old: &XdsBootstrap, new: &XdsBootstrap) -> Option<&'static str>
     }
     if old.json.get("dynamic_resources") != new.json.get("dynamic_resources")
         || old.ads_cluster != new.ads_cluster
+        || old.initial_metadata != new.initial_metadata
         || old.delta != new.delta
         || old.set_node_on_first_message_only != new.set_node_on_first_message_only
         || old.cds_fetch_timeout != new.cds_fetch_timeout

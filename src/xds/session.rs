@@ -66,8 +66,12 @@ pub async fn run<P: Publish>(
     delta: bool,
     backoff: &mut Backoff,
 ) -> Result<(), String> {
-    let authority = client.store.borrow().boot.ads_cluster.clone();
-    let stream = Stream::open(addr, &authority, if delta { DELTA } else { SOTW }).await?;
+    let (authority, headers) = {
+        let s = client.store.borrow();
+        (s.boot.ads_cluster.clone(), s.boot.initial_metadata.clone())
+    };
+    let path = if delta { DELTA } else { SOTW };
+    let stream = Stream::open(addr, &authority, path, &headers).await?;
     tracing::info!(%addr, delta, "xDS: stream open");
     {
         let mut s = client.store.borrow_mut();

@@ -536,6 +536,11 @@ fn supported_at(message: &str, field: &str, path: &str) -> bool {
             .and_then(|p| p.rsplit('.').next())
             .is_some_and(|last| last.starts_with("http_filters[") || last.starts_with("filters["));
     }
+    // Headers on the ADS stream (a control plane's token); other gRPC services do not
+    // send them.
+    if message == "envoy.config.core.v3.GrpcService" && field == "initial_metadata" {
+        return path.contains("ads_config.grpc_services[");
+    }
     if message == "envoy.config.core.v3.ConfigSource" && path.ends_with("sds_config") {
         return SDS_CONFIG_SOURCE.contains(&field);
     }

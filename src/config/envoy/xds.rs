@@ -59,6 +59,9 @@ pub struct XdsBootstrap {
     pub node: Node,
     /// The static cluster that reaches the management server.
     pub ads_cluster: String,
+    /// The ADS gRPC service's `initial_metadata`: headers sent on every stream (a
+    /// control plane's bearer token, for one), names lower-cased.
+    pub initial_metadata: Vec<(String, String)>,
     /// `DELTA_GRPC` (incremental) rather than `GRPC` (state of the world).
     pub delta: bool,
     pub set_node_on_first_message_only: bool,
@@ -134,9 +137,30 @@ fn settings(b: Bootstrap, json: Value) -> Result<XdsBootstrap, ConfigError> {
             format!("no static cluster named `{}`", eg.cluster_name),
         ));
     }
+    let mut initial_metadata = Vec::new();
+    for (i, h) in g.initial_metadata.iter().enumerate() {
+        let key = h.key.to_ascii_lowercase();
+        let valid = http::HeaderName::from_bytes(key.as_bytes()).is_ok()
+            && !key.starts_with(':')
+            && !key.starts_with("grpc-");
+        if !valid {
+            return Err(err(
+                format!("{ap}.grpc_services[0].initial_metadata[{i}].key"),
+                "must be a header name (not a pseudo-header or a grpc- header)",
+            ));
+        }
+        if http::HeaderValue::from_str(&h.value).is_err() {
+            return Err(err(
+                format!("{ap}.grpc_services[0].initial_metadata[{i}].value"),
+                "must be a valid header value",
+            ));
+        }
+        initial_metadata.push((key, h.value.clone()));
+    }
     Ok(XdsBootstrap {
         node: b.node.clone().unwrap_or_default(),
         ads_cluster: eg.cluster_name.clone(),
+        initial_metadata,
         delta,
         set_node_on_first_message_only: ads.set_node_on_first_message_only,
         cds_fetch_timeout: fetch_timeout(d.cds_config.as_ref()),

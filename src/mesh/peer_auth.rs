@@ -1,0 +1,294 @@
+//! Mutual TLS between sidecars: `PeerAuthentication` (what an inbound port accepts),
+//! a DestinationRule's `trafficPolicy.tls` (what an outbound cluster sends), and the
+//! TLS contexts istiod writes for both, with the workload certificate (`default`) and
+//! the mesh's trust bundle (`ROOTCA`) delivered over SDS on the ADS stream.
+//!
+//! istiod's rules, followed here:
+//! - the mode of an inbound port: the workload's policy (a `selector` that picks it in
+//!   its namespace), its port-level setting first, else the namespace's policy (no
+//!   selector), else the mesh's (no selector, in the root namespace); `UNSET` defers to
+//!   the next; PERMISSIVE when none sets it. Port-level settings need a selector.
+//! - STRICT: one filter chain, TLS with a client certificate from the mesh required;
+//!   PERMISSIVE: a TLS chain (chosen by the TLS inspector) beside a plaintext one;
+//!   DISABLE: plaintext.
+//! - outbound: `ISTIO_MUTUAL` sends the workload certificate, SNI
+//!   `outbound_.PORT_.SUBSET_.HOST`, and checks the server's SPIFFE ID against the
+//!   service accounts of the service's workloads; `DISABLE` sends plaintext; without a
+//!   setting (auto mTLS), ISTIO_MUTUAL when every endpoint of the cluster has a sidecar
+//!   (`security.istio.io/tlsMode: istio` on the WorkloadEntry) and plaintext otherwise.
+//!   istiod splits a mixed cluster with `transport_socket_matches`, which the
+//!   Outrigger data plane does not implement yet: a mixed cluster is plaintext.
+//!
+//! A proxy that has not authenticated (no token) has no certificate: its PERMISSIVE
+//! ports are plaintext only and its auto-mTLS clusters plaintext; STRICT ports and
+//! explicit ISTIO_MUTUAL clusters keep TLS and fail closed.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::istio::{MatchLabels, Metadata};
+use super::model::{Mesh, ROOT_NAMESPACE};
+
+/// The label that marks a workload with a sidecar (istiod's auto-mTLS signal).
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
+/// The SDS names istiod uses: the workload certificate and the trust bundle.
+pub const CERT_SECRET: &str = "default";
+pub const ROOT_SECRET: &str = "ROOTCA";
+
+const DOWNSTREAM_TLS: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+const UPSTREAM_TLS: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+
+/// `PeerAuthentication.spec`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PeerAuthentication {
+    #[serde(default)]
+    pub selector: Option<MatchLabels>,
+    #[serde(default)]
+    pub mtls: Option<MtlsSetting>,
+    #[serde(default)]
+    pub port_level_mtls: BTreeMap<u16, MtlsSetting>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MtlsSetting {
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// A DestinationRule's `trafficPolicy.tls` (ClientTLSSettings).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientTls {
+    pub mode: String,
+    #[serde(default)]
+    pub subject_alt_names: Vec<String>,
+    #[serde(default)]
+    pub sni: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Disable,
+    Permissive,
+    Strict,
+}
+
+/// A mode as written; `None` for UNSET (or absent).
+fn mode(s: Option<&MtlsSetting>) -> Result<Option<Mode>, String> {
+    match s.and_then(|m| m.mode.as_deref()).unwrap_or("UNSET") {
+        "UNSET" => Ok(None),
+        "DISABLE" => Ok(Some(Mode::Disable)),
+        "PERMISSIVE" => Ok(Some(Mode::Permissive)),
+        "STRICT" => Ok(Some(Mode::Strict)),
+        other => Err(format!(
+            "`{other}` is not UNSET, DISABLE, PERMISSIVE or STRICT"
+        )),
+    }
+}
+
+pub fn check(p: &PeerAuthentication) -> Result<(), String> {
+    mode(p.mtls.as_ref()).map_err(|e| format!("spec.mtls.mode: {e}"))?;
+    for (port, m) in &p.port_level_mtls {
+        if *port == 0 {
+            return Err("spec.portLevelMtls: port 0 is not a port".into());
+        }
+        mode(Some(m)).map_err(|e| format!("spec.portLevelMtls.{port}.mode: {e}"))?;
+    }
+    if !p.port_level_mtls.is_empty() && p.selector.is_none() {
+        return Err("spec.portLevelMtls: needs a selector (istiod's rule)".into());
+    }
+    Ok(())
+}
+
+pub fn check_client(t: &ClientTls) -> Result<(), String> {
+    match t.mode.as_str() {
+        "DISABLE" | "ISTIO_MUTUAL" => Ok(()),
+        "SIMPLE" | "MUTUAL" => Err(format!(
+            "mode: `{}` (TLS to a service outside the mesh) is not served yet; DISABLE or ISTIO_MUTUAL",
+            t.mode
+        )),
+        other => Err(format!("mode: `{other}` is not DISABLE or ISTIO_MUTUAL")),
+    }
+}
+
+/// The mode of a workload's inbound `port`.
+pub fn inbound_mode(
+    mesh: &Mesh,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+    port: u16,
+) -> Mode {
+    let pick = |ns: &str, selected: bool| -> Option<&(Metadata, PeerAuthentication)> {
+        mesh.peer_authentications.iter().find(|(m, p)| {
+            m.namespace == ns
+                && match &p.selector {
+                    Some(s) => selected && s.selects(labels),
+                    None => !selected,
+                }
+        })
+    };
+    let of = |p: Option<&(Metadata, PeerAuthentication)>| {
+        p.and_then(|(_, p)| mode(p.mtls.as_ref()).ok().flatten())
+    };
+    let workload = pick(namespace, true);
+    let port_level = workload
+        .and_then(|(_, p)| p.port_level_mtls.get(&port))
+        .and_then(|m| mode(Some(m)).ok().flatten());
+    port_level
+        .or_else(|| of(workload))
+        .or_else(|| of(pick(namespace, false)))
+        .or_else(|| of(pick(ROOT_NAMESPACE, false)))
+        .unwrap_or(Mode::Permissive)
+}
+
+fn sds(name: &str) -> Value {
+    json!({"name": name, "sds_config": {"ads": {}, "resource_api_version": "V3"}})
+}
+
+/// The certificate and the validation of the peer's: its chain to `ROOTCA`, and its
+/// URI SAN one of `peers` (exact), or any in the trust domain when `peers` is empty.
+fn common(trust_domain: &str, peers: &[String]) -> Value {
+    let sans: Vec<Value> = if peers.is_empty() {
+        vec![json!({"san_type": "URI", "matcher": {"prefix": format!("spiffe://{trust_domain}/")}})]
+    } else {
+        peers
+            .iter()
+            .map(|p| json!({"san_type": "URI", "matcher": {"exact": p}}))
+            .collect()
+    };
+    json!({
+        "tls_certificate_sds_secret_configs": [sds(CERT_SECRET)],
+        "combined_validation_context": {
+            "default_validation_context": {"match_typed_subject_alt_names": sans},
+            "validation_context_sds_secret_config": sds(ROOT_SECRET)
+        }
+    })
+}
+
+/// An inbound listener's TLS: a client certificate from the mesh required.
+pub fn downstream(trust_domain: &str) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": DOWNSTREAM_TLS,
+            "require_client_certificate": true,
+            "common_tls_context": common(trust_domain, &[])
+        }
+    })
+}
+
+/// An outbound cluster's ISTIO_MUTUAL TLS.
+pub fn upstream(trust_domain: &str, sni: &str, peers: &[String]) -> Value {
+    json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": UPSTREAM_TLS,
+            "sni": sni,
+            "common_tls_context": common(trust_domain, peers)
+        }
+    })
+}
+
+/// istiod's SNI for a mesh cluster.
+pub fn sni(port: u16, subset: &str, host: &str) -> String {
+    format!("outbound_.{port}_.{subset}_.{host}")
+}
+
+/// Whether an outbound cluster sends mTLS: its DestinationRule's `tls` when set, else
+/// auto mTLS (every endpoint labelled as having a sidecar, and a certificate to send).
+pub fn outbound_mtls(
+    tls: Option<&ClientTls>,
+    endpoint_labels: &[&BTreeMap<String, String>],
+    has_identity: bool,
+) -> bool {
+    match tls.map(|t| t.mode.as_str()) {
+        Some("ISTIO_MUTUAL") => true,
+        Some(_) => false,
+        None => {
+            has_identity
+                && !endpoint_labels.is_empty()
+                && endpoint_labels
+                    .iter()
+                    .all(|l| l.get(TLS_MODE_LABEL).map(String::as_str) == Some("istio"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::istio::Spec;
+
+    fn mesh(yaml: &str) -> Mesh {
+        let resources = crate::mesh::istio::parse_text(yaml, "t.yaml").unwrap();
+        assert!(resources
+            .iter()
+            .all(|r| matches!(r.spec, Spec::PeerAuthentication(_))));
+        Mesh::build(resources).unwrap()
+    }
+
+    #[test]
+    fn the_workload_port_namespace_and_mesh_policies_apply_in_istiods_order() {
+        let m = mesh(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: mesh, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n---\n\
+             apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: ns, namespace: demo}\nspec: {mtls: {mode: UNSET}}\n---\n\
+             apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: web, namespace: demo}\nspec: {selector: {matchLabels: {app: web}}, portLevelMtls: {9000: {mode: DISABLE}}}\n",
+        );
+        let web: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+        assert_eq!(inbound_mode(&m, "demo", &web, 8080), Mode::Strict);
+        assert_eq!(inbound_mode(&m, "demo", &web, 9000), Mode::Disable);
+        assert_eq!(
+            inbound_mode(&m, "other", &BTreeMap::new(), 80),
+            Mode::Strict
+        );
+        assert_eq!(
+            inbound_mode(&Mesh::default(), "demo", &web, 80),
+            Mode::Permissive
+        );
+    }
+
+    #[test]
+    fn port_level_settings_need_a_selector_and_modes_are_checked() {
+        let p = PeerAuthentication {
+            port_level_mtls: [(
+                80,
+                MtlsSetting {
+                    mode: Some("STRICT".into()),
+                },
+            )]
+            .into(),
+            ..Default::default()
+        };
+        assert!(check(&p).unwrap_err().contains("needs a selector"));
+        let p = PeerAuthentication {
+            mtls: Some(MtlsSetting {
+                mode: Some("ON".into()),
+            }),
+            ..Default::default()
+        };
+        assert!(check(&p).unwrap_err().starts_with("spec.mtls.mode: `ON`"));
+    }
+
+    #[test]
+    fn auto_mtls_needs_every_endpoint_with_a_sidecar_and_a_certificate() {
+        let istio: BTreeMap<String, String> =
+            [(TLS_MODE_LABEL.to_string(), "istio".to_string())].into();
+        let plain = BTreeMap::new();
+        assert!(outbound_mtls(None, &[&istio, &istio], true));
+        assert!(!outbound_mtls(None, &[&istio, &plain], true));
+        assert!(!outbound_mtls(None, &[&istio], false));
+        assert!(!outbound_mtls(None, &[], true));
+        let explicit = ClientTls {
+            mode: "ISTIO_MUTUAL".into(),
+            ..Default::default()
+        };
+        assert!(outbound_mtls(Some(&explicit), &[&plain], false));
+    }
+}

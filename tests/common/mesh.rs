@@ -1,0 +1,73 @@
+//! Helpers for the control-plane tests (tests/control_plane.rs, tests/mesh_mtls.rs):
+//! `outrigger control` on a directory, and a sidecar bootstrap that Outrigger and Envoy
+//! both read.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::{http_request, Proxy, TempDir};
+
+/// A bootstrap that both Outrigger and Envoy read: the node, the admin port and ADS.
+pub fn bootstrap(node: &str, xds: SocketAddr, api: &str) -> String {
+    bootstrap_with_token(node, xds, api, None)
+}
+
+/// [`bootstrap`] whose ADS stream carries `authorization: Bearer TOKEN`.
+pub fn bootstrap_with_token(node: &str, xds: SocketAddr, api: &str, token: Option<&str>) -> String {
+    let metadata = token.map_or(String::new(), |t| {
+        format!(", initial_metadata: [{{key: authorization, value: 'Bearer {t}'}}]")
+    });
+    format!(
+        r#"node: {{id: {node}, cluster: demo}}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: @ADMIN_PORT@}}}}
+dynamic_resources:
+  ads_config:
+    api_type: {api}
+    transport_api_version: V3
+    grpc_services: [{{envoy_grpc: {{cluster_name: xds}}{metadata}}}]
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
+"#,
+        xds.port()
+    )
+}
+
+/// `outrigger control` on `dir` (and `extra` flags): xDS on `control.listen`, admin on
+/// `control.admin`.
+pub fn start_control_with(dir: &TempDir, extra: &[&str]) -> Proxy {
+    let d = dir.path().display().to_string();
+    let mut args = vec![
+        "control",
+        "--dir",
+        &d,
+        "--xds",
+        "127.0.0.1:@PORT@",
+        "--admin",
+        "127.0.0.1:@ADMIN_PORT@",
+    ];
+    args.extend_from_slice(extra);
+    Proxy::start_args(&args)
+}
+
+pub fn start_control(dir: &TempDir) -> Proxy {
+    start_control_with(dir, &[])
+}
+
+pub fn admin_json(control: &Proxy, path: &str) -> serde_json::Value {
+    let r = http_request(control.admin, "GET", path, Duration::from_secs(5)).unwrap();
+    assert_eq!(r.status, 200, "{path}: {}", r.body_str());
+    serde_json::from_slice(&r.body).unwrap()
+}

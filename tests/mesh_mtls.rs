@@ -1,0 +1,424 @@
+//! Mutual TLS between sidecars with certificates from `outrigger control` (issue 15):
+//! each sidecar shows a bootstrap token on its ADS stream (Envoy's
+//! `grpc_services[].initial_metadata`), gets its workload certificate and the mesh's
+//! trust bundle over SDS, and PeerAuthentication decides what its inbound port takes.
+//! Outrigger and Envoy 1.40 sidecars, each as client and as server of the other.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::envoy::{envoy_or_skip, Envoy};
+use common::mesh::{admin_json, bootstrap_with_token, start_control_with};
+use common::*;
+
+const TOKENS: &str = "- {token: web-outrigger-0123456789, namespace: demo, serviceAccount: web}
+- {token: web-envoy-0123456789ab, namespace: demo, serviceAccount: web}
+- {token: client-outrigger-0123456, namespace: demo, serviceAccount: client}
+- {token: client-envoy-0123456789, namespace: demo, serviceAccount: client}
+";
+
+/// A server workload `name` (service `NAME.demo`) whose sidecar takes HTTP on
+/// `bind:port` to the application at `app`, marked as having a sidecar.
+fn server(name: &str, bind: &str, port: u16, app: SocketAddr) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {name}, namespace: demo}}
+spec:
+  hosts: [{name}.demo]
+  ports: [{{number: {port}, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  workloadSelector: {{labels: {{who: {name}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: {name}, namespace: demo}}
+spec:
+  address: {bind}
+  serviceAccount: web
+  labels: {{app: web, who: {name}, security.istio.io/tlsMode: istio}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: {name}, namespace: demo}}
+spec:
+  workloadSelector: {{labels: {{who: {name}}}}}
+  ingress:
+  - port: {{number: {port}, protocol: HTTP, name: http}}
+    bind: {bind}
+    captureMode: NONE
+    defaultEndpoint: '{app}'
+"
+    )
+}
+
+/// A client workload whose sidecar binds its outbound HTTP listener on `bind:port`.
+fn client(name: &str, bind: &str, port: u16) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: {name}, namespace: demo}}
+spec: {{address: {bind}, serviceAccount: client, labels: {{app: client, who: {name}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: {name}, namespace: demo}}
+spec:
+  workloadSelector: {{labels: {{who: {name}}}}}
+  egress:
+  - port: {{number: {port}, protocol: HTTP, name: http}}
+    bind: {bind}
+    captureMode: NONE
+    hosts: [./*]
+"
+    )
+}
+
+fn peer_authentication(mode: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: demo}}
+spec: {{mtls: {{mode: {mode}}}}}
+"
+    )
+}
+
+fn allow_only(service_account: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: callers, namespace: demo}}
+spec:
+  selector: {{matchLabels: {{app: web}}}}
+  rules: [{{from: [{{source: {{principals: [cluster.local/ns/demo/sa/{service_account}]}}}}]}}]
+"
+    )
+}
+
+/// The status of a GET for `host` sent to `at` on a new connection (`None`: no
+/// response).
+fn status(at: SocketAddr, host: &str) -> Option<u16> {
+    let mut c = Conn::try_connect(at).ok()?;
+    c.set_timeout(Duration::from_secs(5));
+    c.try_send(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"))
+        .ok()?;
+    c.read_response().ok().map(|r| r.status)
+}
+
+/// The sidecars of one run: control plane, servers and clients (Envoy's when present).
+struct Mesh {
+    control: Proxy,
+    _procs: (Vec<Proxy>, Vec<Envoy>),
+    /// (who, outbound listener address).
+    clients: Vec<(&'static str, SocketAddr)>,
+    /// (service host, the server sidecar's inbound address).
+    servers: Vec<(&'static str, SocketAddr)>,
+}
+
+fn start_mesh(dir: &TempDir, state: &TempDir, port: u16, app: SocketAddr, extra: &[&str]) -> Mesh {
+    let envoy = envoy_or_skip("mTLS between Outrigger and Envoy sidecars");
+    write_atomic(
+        &dir.join("web-or.yaml"),
+        &server("web-or", "127.0.0.61", port, app),
+    );
+    write_atomic(
+        &dir.join("client-or.yaml"),
+        &client("client-or", "127.0.0.63", port),
+    );
+    if envoy.is_some() {
+        write_atomic(
+            &dir.join("web-envoy.yaml"),
+            &server("web-envoy", "127.0.0.62", port, app),
+        );
+        write_atomic(
+            &dir.join("client-envoy.yaml"),
+            &client("client-envoy", "127.0.0.64", port),
+        );
+    }
+    write_atomic(&dir.join("mtls.yaml"), &peer_authentication("STRICT"));
+    write_atomic(&state.join("tokens.yaml"), TOKENS);
+    let tokens = state.join("tokens.yaml").display().to_string();
+    let ca = state.join("ca").display().to_string();
+    let mut args = vec!["--tokens", tokens.as_str(), "--ca-dir", ca.as_str()];
+    args.extend_from_slice(extra);
+    let control = start_control_with(dir, &args);
+    let xds = control.listen;
+    let mut ours = vec![
+        Proxy::start(&bootstrap_with_token(
+            "web-or.demo",
+            xds,
+            "GRPC",
+            Some("web-outrigger-0123456789"),
+        )),
+        Proxy::start(&bootstrap_with_token(
+            "client-or.demo",
+            xds,
+            "DELTA_GRPC",
+            Some("client-outrigger-0123456"),
+        )),
+    ];
+    let mut theirs = Vec::new();
+    let mut clients = vec![("outrigger", SocketAddr::from(([127, 0, 0, 63], port)))];
+    let mut servers = vec![("web-or.demo", SocketAddr::from(([127, 0, 0, 61], port)))];
+    if let Some(bin) = &envoy {
+        theirs.push(Envoy::start(
+            bin,
+            &bootstrap_with_token(
+                "web-envoy.demo",
+                xds,
+                "DELTA_GRPC",
+                Some("web-envoy-0123456789ab"),
+            ),
+        ));
+        theirs.push(Envoy::start(
+            bin,
+            &bootstrap_with_token(
+                "client-envoy.demo",
+                xds,
+                "GRPC",
+                Some("client-envoy-0123456789"),
+            ),
+        ));
+        clients.push(("envoy", SocketAddr::from(([127, 0, 0, 64], port))));
+        servers.push(("web-envoy.demo", SocketAddr::from(([127, 0, 0, 62], port))));
+    }
+    ours.shrink_to_fit();
+    Mesh {
+        control,
+        _procs: (ours, theirs),
+        clients,
+        servers,
+    }
+}
+
+impl Mesh {
+    /// Waits until every client reaches every server with `want`.
+    fn expect_all(&self, want: u16, what: &str) {
+        for (who, at) in &self.clients {
+            for (host, _) in &self.servers {
+                let got = wait_until(Duration::from_secs(15), || {
+                    (status(*at, host) == Some(want)).then_some(())
+                });
+                assert!(
+                    got.is_some(),
+                    "{what}: {who} client to {host}: not {want} (last {:?}); control plane:\n{}",
+                    status(*at, host),
+                    self.control.stderr()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn outrigger_and_envoy_sidecars_talk_mtls_with_certificates_from_the_control_plane() {
+    let app = Upstream::echo();
+    let (dir, state) = (TempDir::new("mesh-mtls"), TempDir::new("mesh-mtls-state"));
+    let port = free_port();
+    let m = start_mesh(&dir, &state, port, app.addr, &[]);
+
+    // Every client reaches every server, over mTLS: the server's sidecar passes the
+    // client's SPIFFE ID on to the application.
+    m.expect_all(200, "STRICT");
+    for (who, at) in &m.clients {
+        for (host, _) in &m.servers {
+            assert_eq!(status(*at, host), Some(200));
+            let xfcc = app
+                .last_request()
+                .header("x-forwarded-client-cert")
+                .map(str::to_string);
+            let xfcc =
+                xfcc.unwrap_or_else(|| panic!("{who} to {host}: no x-forwarded-client-cert"));
+            assert!(
+                xfcc.contains("URI=spiffe://cluster.local/ns/demo/sa/client"),
+                "{who} to {host}: {xfcc}"
+            );
+            assert!(
+                xfcc.contains("By=spiffe://cluster.local/ns/demo/sa/web"),
+                "{who} to {host}: {xfcc}"
+            );
+        }
+    }
+    // STRICT: plaintext straight to a server's sidecar is refused.
+    for (host, inbound) in &m.servers {
+        assert_eq!(
+            status(*inbound, host),
+            None,
+            "{host}: plaintext accepted under STRICT"
+        );
+    }
+    // The control plane knows each proxy's identity and certificate.
+    let proxies = admin_json(&m.control, "/proxies");
+    for (node, sa) in [("web-or.demo", "web"), ("client-or.demo", "client")] {
+        let p = &proxies["proxies"][node];
+        assert_eq!(
+            p["identity"],
+            format!("spiffe://cluster.local/ns/demo/sa/{sa}"),
+            "{node}: {p}"
+        );
+        assert!(p["certificate"]["serial"].is_string(), "{node}: {p}");
+        assert!(
+            p["nacked"].as_object().unwrap().is_empty(),
+            "{node} NACKed: {p}"
+        );
+    }
+
+    // AuthorizationPolicy principals are the peers' SPIFFE IDs.
+    write_atomic(&dir.join("authz.yaml"), &allow_only("nobody"));
+    m.expect_all(403, "principals: nobody");
+    write_atomic(&dir.join("authz.yaml"), &allow_only("client"));
+    m.expect_all(200, "principals: client");
+
+    // PERMISSIVE: plaintext is taken as well, and the sidecars still speak mTLS.
+    write_atomic(&dir.join("mtls.yaml"), &peer_authentication("PERMISSIVE"));
+    std::fs::remove_file(dir.join("authz.yaml")).unwrap();
+    for (host, inbound) in &m.servers {
+        let open = wait_until(Duration::from_secs(15), || {
+            (status(*inbound, host) == Some(200)).then_some(())
+        });
+        assert!(open.is_some(), "{host}: plaintext refused under PERMISSIVE");
+        assert!(!app.last_request().has_header("x-forwarded-client-cert"));
+    }
+    for (who, at) in &m.clients {
+        assert_eq!(status(*at, "web-or.demo"), Some(200), "{who}");
+        let xfcc = app
+            .last_request()
+            .header("x-forwarded-client-cert")
+            .map(str::to_string);
+        assert!(
+            xfcc.is_some_and(|x| x.contains("sa/client")),
+            "{who}: not mTLS under PERMISSIVE"
+        );
+    }
+}
+
+#[test]
+fn a_stream_without_a_valid_token_gets_nothing() {
+    let (dir, state) = (TempDir::new("mesh-token"), TempDir::new("mesh-token-state"));
+    let port = free_port();
+    let app = Upstream::echo();
+    write_atomic(
+        &dir.join("web-or.yaml"),
+        &server("web-or", "127.0.0.61", port, app.addr),
+    );
+    write_atomic(&state.join("tokens.yaml"), TOKENS);
+    let tokens = state.join("tokens.yaml").display().to_string();
+    let control = start_control_with(&dir, &["--tokens", &tokens]);
+    for (i, (token, why)) in [
+        (None, "no `authorization: Bearer TOKEN`"),
+        (Some("not-a-token-at-all-0000"), "unknown token"),
+        // A token for another service account than the WorkloadEntry names.
+        (
+            Some("client-outrigger-0123456"),
+            "the token is for service account client",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Spawned, not `Proxy::start`: a sidecar the control plane refuses never
+        // gets a config to be ready with.
+        let config = state.join(&format!("sidecar-{i}.yaml"));
+        let b = bootstrap_with_token("web-or.demo", control.listen, "GRPC", token);
+        write_atomic(
+            &config,
+            &b.replace("@ADMIN_PORT@", &free_port().to_string()),
+        );
+        let mut child = std::process::Command::new(BIN)
+            .args([
+                "run",
+                "-c",
+                &config.display().to_string(),
+                "--concurrency",
+                "1",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let refused = wait_until(Duration::from_secs(10), || {
+            control.stderr().contains(why).then_some(())
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            refused.is_some(),
+            "{token:?}: not refused with `{why}`:\n{}",
+            control.stderr()
+        );
+    }
+    assert!(admin_json(&control, "/proxies")["proxies"]
+        .get("web-or.demo")
+        .is_none());
+}
+
+#[test]
+fn certificates_rotate_under_load_without_a_failed_request() {
+    let app = Upstream::echo();
+    let (dir, state) = (
+        TempDir::new("mesh-rotate"),
+        TempDir::new("mesh-rotate-state"),
+    );
+    let port = free_port();
+    // A new upstream connection, so a new handshake, for every request.
+    let fresh = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: fresh, namespace: demo}
+spec:
+  host: '*.demo'
+  trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 1}}}
+";
+    write_atomic(&dir.join("fresh.yaml"), fresh);
+    let m = start_mesh(&dir, &state, port, app.addr, &["--cert-ttl", "4s"]);
+    m.expect_all(200, "before rotation");
+    let first = admin_json(&m.control, "/proxies")["proxies"]["client-or.demo"]["certificate"]
+        ["serial"]
+        .clone();
+    let (mut sent, mut failed) = (0, Vec::new());
+    let mut client_certs = std::collections::BTreeSet::new();
+    let until = Instant::now() + Duration::from_secs(9);
+    while Instant::now() < until {
+        for (who, at) in &m.clients {
+            for (host, _) in &m.servers {
+                sent += 1;
+                match status(*at, host) {
+                    Some(200) => {
+                        let xfcc = app
+                            .last_request()
+                            .header("x-forwarded-client-cert")
+                            .map(str::to_string);
+                        if let Some(hash) = xfcc
+                            .as_deref()
+                            .and_then(|x| x.split(';').find(|f| f.starts_with("Hash=")))
+                        {
+                            client_certs.insert(hash.to_string());
+                        }
+                    }
+                    other => failed.push(format!("{who} to {host}: {other:?}")),
+                }
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {failed:?}\n{}",
+        failed.len(),
+        m.control.stderr()
+    );
+    let now = admin_json(&m.control, "/proxies")["proxies"]["client-or.demo"]["certificate"]
+        ["serial"]
+        .clone();
+    assert_ne!(
+        first, now,
+        "the certificate was not renewed in 9 s with a 4 s lifetime"
+    );
+    // Certificates renewed every 2 s over 9 s: the servers saw several client
+    // certificates (two clients, each renewed at least three times).
+    assert!(
+        client_certs.len() >= 4,
+        "client certificates seen: {client_certs:?} ({sent} requests)"
+    );
+}
