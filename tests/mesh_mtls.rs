@@ -422,3 +422,124 @@ spec:
         "client certificates seen: {client_certs:?} ({sent} requests)"
     );
 }
+
+/// A new self-signed root: (certificate PEM, key PEM).
+fn new_root(name: &str) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    (p.self_signed(&key).unwrap().pem(), key.serialize_pem())
+}
+
+const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
+/// Each node's secret version sent.
+fn secrets_sent(control: &Proxy) -> std::collections::BTreeMap<String, String> {
+    let p = admin_json(control, "/proxies");
+    p["proxies"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["streams"].as_u64() > Some(0))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v["sent"][SECRET].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until every node was sent secrets other than `before` and ACKed them.
+fn wait_secrets_acked(
+    control: &Proxy,
+    before: &std::collections::BTreeMap<String, String>,
+    step: &str,
+) {
+    let done = wait_until(Duration::from_secs(15), || {
+        let p = admin_json(control, "/proxies");
+        let all = before.keys().all(|node| {
+            let n = &p["proxies"][node];
+            let sent = n["sent"][SECRET].as_str().unwrap_or("");
+            sent != before[node] && n["acked"][SECRET].as_str() == Some(sent)
+        });
+        all.then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "{step}: not every proxy ACKed new secrets:\n{}",
+        admin_json(control, "/proxies")
+    );
+}
+
+#[test]
+fn the_root_rotates_with_an_overlap_bundle_without_a_failed_request() {
+    let app = Upstream::echo();
+    let (dir, state) = (TempDir::new("mesh-root"), TempDir::new("mesh-root-state"));
+    let port = free_port();
+    let fresh = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: fresh, namespace: demo}
+spec:
+  host: '*.demo'
+  trafficPolicy: {connectionPool: {http: {maxRequestsPerConnection: 1}}}
+";
+    write_atomic(&dir.join("fresh.yaml"), fresh);
+    let m = start_mesh(&dir, &state, port, app.addr, &[]);
+    m.expect_all(200, "before the rotation");
+    let ca = state.join("ca");
+    let old_root = std::fs::read_to_string(ca.join("root-cert.pem")).unwrap();
+    let (new_cert, new_key) = new_root("rotated root");
+
+    // Requests through every pair for the whole rotation, each on a new handshake.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (clients, servers, stop) = (m.clients.clone(), m.servers.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut sent, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (who, at) in &clients {
+                    for (host, _) in &servers {
+                        sent += 1;
+                        let s = status(*at, host);
+                        if s != Some(200) {
+                            failed.push(format!("{who} to {host}: {s:?}"));
+                        }
+                    }
+                }
+            }
+            (sent, failed)
+        })
+    };
+    // 1. Trust both roots; 2. sign with the new one; 3. trust only the new one.
+    let before = secrets_sent(&m.control);
+    write_atomic(&ca.join("root-cert.pem"), &format!("{old_root}{new_cert}"));
+    wait_secrets_acked(&m.control, &before, "bundle of both roots");
+    let before = secrets_sent(&m.control);
+    write_atomic(&ca.join("ca-key.pem"), &new_key);
+    write_atomic(&ca.join("cert-chain.pem"), &new_cert);
+    write_atomic(&ca.join("ca-cert.pem"), &new_cert);
+    wait_secrets_acked(&m.control, &before, "signed by the new root");
+    let before = secrets_sent(&m.control);
+    write_atomic(&ca.join("root-cert.pem"), &new_cert);
+    wait_secrets_acked(&m.control, &before, "only the new root");
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = load.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {failed:?}\n{}",
+        failed.len(),
+        m.control.stderr()
+    );
+    assert!(sent > 20, "only {sent} requests during the rotation");
+    // Only the new root is trusted now, and every pair still talks.
+    m.expect_all(200, "after the rotation");
+}

@@ -90,7 +90,8 @@ impl Ca {
         })
     }
 
-    fn load(d: &Path, trust_domain: &str, ttl: Duration) -> Result<Ca, String> {
+    /// The CA from `d`'s files (`ca-cert.pem` and `ca-key.pem` required).
+    pub fn load(d: &Path, trust_domain: &str, ttl: Duration) -> Result<Ca, String> {
         let read = |name: &str| {
             let p = d.join(name);
             fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))

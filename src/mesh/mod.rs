@@ -209,10 +209,11 @@ pub fn main(args: &[String]) -> u8 {
         }
     };
     let dir = o.dir.clone();
+    let ca_dir = o.ca_dir.clone();
     let started =
         crate::rt::executor::LocalExecutorBuilder::new(crate::rt::executor::Placement::Unbound)
             .name("outrigger-mesh")
-            .spawn(move || serve(plane::Plane::new(mesh, ca, tokens), dir, xds, admin));
+            .spawn(move || serve(plane::Plane::new(mesh, ca, tokens), dir, ca_dir, xds, admin));
     match started.map(|h| h.join()) {
         Ok(Ok(Ok(()))) => 0,
         Ok(Ok(Err(e))) => {
@@ -233,12 +234,16 @@ pub fn main(args: &[String]) -> u8 {
 async fn serve(
     plane: std::rc::Rc<plane::Plane>,
     dir: PathBuf,
+    ca_dir: Option<PathBuf>,
     xds: socket2::Socket,
     admin: socket2::Socket,
 ) -> Result<(), String> {
     let xds = crate::rt::net::listener_from(xds).map_err(|e| format!("xDS listener: {e}"))?;
     let admin = crate::rt::net::listener_from(admin).map_err(|e| format!("admin listener: {e}"))?;
     crate::rt::spawn_detached(source::watch(dir, plane.clone()));
+    if let Some(d) = ca_dir {
+        crate::rt::spawn_detached(source::watch_ca(d, plane.clone()));
+    }
     let p = plane.clone();
     crate::rt::spawn_detached(async move { p.renew_certificates().await });
     let p = plane.clone();

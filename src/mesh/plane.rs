@@ -41,7 +41,8 @@ pub struct Plane {
     /// The last load's errors (empty once a load succeeds).
     pub errors: RefCell<Vec<String>>,
     pub trust_domain: String,
-    ca: Ca,
+    /// Replaced whole when `--ca-dir` changes (a root rotation).
+    ca: RefCell<Rc<Ca>>,
     /// `None`: no `--tokens`, no proxy authenticates and none gets a certificate.
     tokens: RefCell<Option<Tokens>>,
     /// Node id -> its certificate.
@@ -99,7 +100,7 @@ impl Plane {
     pub fn new(mesh: Mesh, ca: Ca, tokens: Option<Tokens>) -> Rc<Plane> {
         Rc::new(Plane {
             trust_domain: ca.trust_domain.clone(),
-            ca,
+            ca: RefCell::new(Rc::new(ca)),
             tokens: RefCell::new(tokens),
             certs: RefCell::new(HashMap::new()),
             issued: Cell::new(0),
@@ -172,6 +173,7 @@ impl Plane {
     pub fn secrets(&self, node: &str, identity: &Identity) -> Result<Rc<Secrets>, String> {
         let spiffe = self
             .ca
+            .borrow()
             .spiffe_id(&identity.namespace, &identity.service_account);
         if let Some(c) = self.certs.borrow().get(node) {
             if c.issued.spiffe_id == spiffe {
@@ -187,13 +189,14 @@ impl Plane {
     }
 
     fn issue(&self, node: &str, spiffe: &str) -> Result<Rc<Certs>, String> {
-        let issued = self.ca.issue(spiffe)?;
+        let ca = self.ca.borrow().clone();
+        let issued = ca.issue(spiffe)?;
         let cert = serde_json::json!({"name": CERT_SECRET, "tls_certificate": {
             "certificate_chain": {"inline_string": issued.chain_pem},
             "private_key": {"inline_string": issued.key_pem}
         }});
         let root = serde_json::json!({"name": ROOT_SECRET, "validation_context": {
-            "trusted_ca": {"inline_string": self.ca.roots_pem}
+            "trusted_ca": {"inline_string": ca.roots_pem}
         }});
         let mut secrets = Secrets::new();
         for (name, json) in [(CERT_SECRET, cert), (ROOT_SECRET, root)] {
@@ -224,6 +227,24 @@ impl Plane {
         });
         self.certs.borrow_mut().insert(node.to_string(), c.clone());
         Ok(c)
+    }
+
+    /// Loads the CA from `dir` again; on success every proxy gets a certificate from
+    /// it and its trust bundle (the next look at its secrets issues them).
+    pub fn reload_ca(&self, dir: &std::path::Path) {
+        let (td, ttl) = {
+            let ca = self.ca.borrow();
+            (ca.trust_domain.clone(), ca.ttl)
+        };
+        match Ca::load(dir, &td, ttl) {
+            Ok(ca) => {
+                tracing::info!(dir = %dir.display(), "CA reloaded: every certificate is issued again");
+                *self.ca.borrow_mut() = Rc::new(ca);
+                self.certs.borrow_mut().clear();
+                self.bump();
+            }
+            Err(e) => tracing::error!("CA not reloaded, the running one stays: {e}"),
+        }
     }
 
     /// Renews the certificates due, then waits for the next one due or a new one

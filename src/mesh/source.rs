@@ -115,39 +115,7 @@ impl Inotify {
 
 /// Watches `dir` for the life of the control plane.
 pub async fn watch(dir: PathBuf, plane: Rc<Plane>) {
-    let notify = Inotify::new(&dir);
-    if notify.is_none() {
-        tracing::warn!(dir = %dir.display(), "inotify unavailable: the directory is polled every 500 ms");
-    }
-    let mut last = fingerprint(&dir);
-    loop {
-        match &notify {
-            Some(n) => {
-                use std::os::fd::AsRawFd;
-                let fd = n.0.as_raw_fd();
-                if crate::rt::blocking("outrigger-mesh-watch", move || Inotify::wait(fd)).await
-                    != Some(true)
-                {
-                    crate::rt::sleep(POLL).await;
-                }
-            }
-            None => crate::rt::sleep(POLL).await,
-        }
-        let now = fingerprint(&dir);
-        if now == last {
-            continue;
-        }
-        // Wait for the writer to finish: the directory unchanged for the debounce.
-        let mut settled = now;
-        loop {
-            crate::rt::sleep(DEBOUNCE).await;
-            let again = fingerprint(&dir);
-            if again == settled {
-                break;
-            }
-            settled = again;
-        }
-        last = settled;
+    on_changes(&dir, fingerprint, || {
         let started = std::time::Instant::now();
         match load(&dir) {
             Ok(mesh) => {
@@ -174,5 +142,72 @@ pub async fn watch(dir: PathBuf, plane: Rc<Plane>) {
                 *plane.errors.borrow_mut() = errors;
             }
         }
+    })
+    .await
+}
+
+/// Watches the CA's directory (`--ca-dir`): a changed root bundle or signing
+/// certificate is loaded, every proxy gets a new certificate and the new bundle (a
+/// root rotation, `ca.rs`); files that do not load leave the running CA in place.
+pub async fn watch_ca(dir: PathBuf, plane: Rc<Plane>) {
+    let pem_files = |d: &Path| {
+        [
+            "ca-cert.pem",
+            "ca-key.pem",
+            "root-cert.pem",
+            "cert-chain.pem",
+        ]
+        .iter()
+        .filter_map(|n| {
+            let p = d.join(n);
+            let m = std::fs::metadata(&p).ok()?;
+            Some((p, m.len(), m.modified().ok()?))
+        })
+        .collect()
+    };
+    on_changes(&dir, pem_files, || plane.reload_ca(&dir)).await
+}
+
+/// Calls `apply` after each change of what `fingerprint` sees in `dir`, once the
+/// directory has been quiet for the debounce.
+async fn on_changes(
+    dir: &Path,
+    fingerprint: impl Fn(&Path) -> Vec<(PathBuf, u64, SystemTime)>,
+    mut apply: impl FnMut(),
+) {
+    let notify = Inotify::new(dir);
+    if notify.is_none() {
+        tracing::warn!(dir = %dir.display(), "inotify unavailable: the directory is polled every 500 ms");
+    }
+    let mut last = fingerprint(dir);
+    loop {
+        match &notify {
+            Some(n) => {
+                use std::os::fd::AsRawFd;
+                let fd = n.0.as_raw_fd();
+                if crate::rt::blocking("outrigger-mesh-watch", move || Inotify::wait(fd)).await
+                    != Some(true)
+                {
+                    crate::rt::sleep(POLL).await;
+                }
+            }
+            None => crate::rt::sleep(POLL).await,
+        }
+        let now = fingerprint(dir);
+        if now == last {
+            continue;
+        }
+        // Wait for the writer to finish: the directory unchanged for the debounce.
+        let mut settled = now;
+        loop {
+            crate::rt::sleep(DEBOUNCE).await;
+            let again = fingerprint(dir);
+            if again == settled {
+                break;
+            }
+            settled = again;
+        }
+        last = settled;
+        apply();
     }
 }
