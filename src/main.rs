@@ -16,6 +16,8 @@ outrigger: a thread-per-core service-mesh sidecar proxy
 
 USAGE:
   outrigger run -c FILE [--concurrency N] [--state-dir DIR]
+  outrigger run --control IP:PORT --workload NAME.NAMESPACE [--token-file FILE]
+                 [--admin IP:PORT] [--sotw] [--concurrency N] [--state-dir DIR]
   outrigger run --listen HOST:PORT --upstream HOST:PORT [--admin HOST:PORT]
                  [--upstream-protocol http1|http2|downstream] [--tcp] [--concurrency N]
                  [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
@@ -34,6 +36,9 @@ One-line TLS: --tls-cert/--tls-key terminate TLS on the listener (ALPN h2, http/
 --upstream-tls-ca originates TLS to the upstream, verified against that CA;
 --upstream-tls-cert/--upstream-tls-key are the proxy's client certificate;
 --upstream-sni is sent as SNI and must be a DNS name in the upstream's certificate.
+--control: a sidecar of `outrigger control` at IP:PORT, with no bootstrap file: the
+node is the WorkloadEntry NAME.NAMESPACE, ADS is delta (--sotw: state of the world), the
+token in FILE goes on the stream (`authorization: Bearer`), admin on 127.0.0.1:15000.
 --state-dir DIR: with an xDS bootstrap, keep the last accepted dynamic config in DIR and
 serve it at start when the management server cannot be reached (default: off).
 Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit.
@@ -49,6 +54,10 @@ struct Args {
     tcp: bool,
     upstream_protocol: Option<String>,
     state_dir: Option<String>,
+    control: Option<String>,
+    workload: Option<String>,
+    token_file: Option<String>,
+    sotw: bool,
     /// The one-line TLS flags, by flag name (`--tls-cert` ...).
     tls: Vec<(&'static str, String)>,
 }
@@ -77,6 +86,10 @@ fn parse_args() -> Result<Args, String> {
         tcp: false,
         upstream_protocol: None,
         state_dir: None,
+        control: None,
+        workload: None,
+        token_file: None,
+        sotw: false,
         tls: Vec::new(),
     };
     while let Some(flag) = it.next() {
@@ -98,6 +111,10 @@ fn parse_args() -> Result<Args, String> {
             "--admin" => a.admin = Some(value("--admin")?),
             "--tcp" => a.tcp = true,
             "--state-dir" => a.state_dir = Some(value("--state-dir")?),
+            "--control" => a.control = Some(value("--control")?),
+            "--workload" => a.workload = Some(value("--workload")?),
+            "--token-file" => a.token_file = Some(value("--token-file")?),
+            "--sotw" => a.sotw = true,
             "--upstream-protocol" => a.upstream_protocol = Some(value("--upstream-protocol")?),
             "-h" | "--help" => return Err(USAGE.to_string()),
             f => match TLS_FLAGS.iter().find(|t| **t == f) {
@@ -129,6 +146,26 @@ impl Args {
 }
 
 fn source_for_run(a: &Args) -> Result<ConfigSource, String> {
+    if let Some(control) = &a.control {
+        if a.config.is_some() || a.listen.is_some() || a.upstream.is_some() || !a.tls.is_empty() {
+            return Err("--control takes the config from the control plane: no -c, --listen, --upstream or TLS flags".into());
+        }
+        let workload = a
+            .workload
+            .as_deref()
+            .ok_or("--control needs --workload NAME.NAMESPACE")?;
+        return outrigger::mesh::boot::bootstrap(&outrigger::mesh::boot::Flags {
+            control,
+            workload,
+            token_file: a.token_file.as_deref(),
+            admin: a.admin.as_deref(),
+            sotw: a.sotw,
+        })
+        .map(ConfigSource::Inline);
+    }
+    if a.workload.is_some() || a.token_file.is_some() || a.sotw {
+        return Err("--workload, --token-file and --sotw go with --control".into());
+    }
     if let (Some(_), Some((name, _))) = (&a.config, a.tls.first()) {
         return Err(format!(
             "{name} is a one-line flag: put TLS in the config file (tls: on a filter chain or cluster)"

@@ -146,6 +146,10 @@ fn start_mesh(dir: &TempDir, state: &TempDir, port: u16, app: SocketAddr, extra:
     args.extend_from_slice(extra);
     let control = start_control_with(dir, &args);
     let xds = control.listen;
+    // The client sidecar boots from flags alone (`run --control`), no bootstrap file.
+    let token = state.join("client-or.token");
+    write_atomic(&token, "client-outrigger-0123456\n");
+    let (xds_text, token_text) = (xds.to_string(), token.display().to_string());
     let mut ours = vec![
         Proxy::start(&bootstrap_with_token(
             "web-or.demo",
@@ -153,12 +157,19 @@ fn start_mesh(dir: &TempDir, state: &TempDir, port: u16, app: SocketAddr, extra:
             "GRPC",
             Some("web-outrigger-0123456789"),
         )),
-        Proxy::start(&bootstrap_with_token(
+        Proxy::start_args(&[
+            "run",
+            "--control",
+            &xds_text,
+            "--workload",
             "client-or.demo",
-            xds,
-            "DELTA_GRPC",
-            Some("client-outrigger-0123456"),
-        )),
+            "--token-file",
+            &token_text,
+            "--admin",
+            "127.0.0.1:@ADMIN_PORT@",
+            "--concurrency",
+            "1",
+        ]),
     ];
     let mut theirs = Vec::new();
     let mut clients = vec![("outrigger", SocketAddr::from(([127, 0, 0, 63], port)))];

@@ -17,10 +17,14 @@
 //! | `ads.rs` | the gRPC ADS server: SotW and delta |
 //! | `source.rs` | the directory: load, watch, debounce, refuse a bad change |
 //! | `admin.rs` | `/ready`, `/proxies`, `/config_dump?node=ID` |
+//! | `ca.rs`, `tokens.rs` | the CA (root, workload certificates) and the bootstrap tokens |
+//! | `peer_auth.rs` | PeerAuthentication, DestinationRule TLS, and the mTLS contexts |
+//! | `boot.rs` | a sidecar's bootstrap from `outrigger run --control` |
 
 pub mod admin;
 pub mod ads;
 pub mod authz;
+pub mod boot;
 pub mod ca;
 pub mod istio;
 pub mod model;

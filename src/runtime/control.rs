@@ -32,6 +32,14 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
+    /// The config's text: the file read now, or the inline text.
+    pub fn text(&self) -> Result<String, String> {
+        match self {
+            ConfigSource::File(p) => std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}")),
+            ConfigSource::Inline(t) => Ok(t.clone()),
+        }
+    }
+
     pub fn load(&self) -> Result<Snapshot, ConfigErrors> {
         let s = match self {
             ConfigSource::File(p) => config::load_file(p),
@@ -131,10 +139,10 @@ impl Control {
         if let Some(x) = &self.xds {
             // The static resources again, with the dynamic ones the client holds.
             let client = x.client.borrow().clone();
-            let (Some(client), ConfigSource::File(path)) = (client, &self.source) else {
+            let Some(client) = client else {
                 return Err("the xDS client has not started yet".into());
             };
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+            let text = self.source.text()?;
             return crate::xds::reload::reload(self, &client, &text).await;
         }
         let snapshot = self.source.load().map_err(|e| e.to_string())?;

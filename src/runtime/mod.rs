@@ -175,10 +175,7 @@ fn xds_start(
     state_dir: Option<std::path::PathBuf>,
 ) -> Result<Option<(crate::config::Snapshot, XdsStart)>, String> {
     use crate::xds::state::{Kind, Store};
-    let ConfigSource::File(path) = source else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let text = source.text().map_err(|e| format!("cannot read {e}"))?;
     let Some(boot) =
         crate::config::xds::xds_bootstrap(&text).map_err(|e| format!("invalid config:\n{e}"))?
     else {
