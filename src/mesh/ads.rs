@@ -317,7 +317,7 @@ impl Stream {
             .and_then(|(_, w)| w.service_account.as_deref());
         match self
             .plane
-            .authenticate(self.token.as_deref(), &p, service_account)
+            .authenticate(self.token.as_deref(), &p.namespace, service_account)
         {
             Ok(id) => {
                 p.authenticated = id.is_some();

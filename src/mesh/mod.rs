@@ -20,6 +20,7 @@
 //! | `ca.rs`, `tokens.rs` | the CA (root, workload certificates) and the bootstrap tokens |
 //! | `peer_auth.rs` | PeerAuthentication, DestinationRule TLS, and the mTLS contexts |
 //! | `boot.rs` | a sidecar's bootstrap from `outrigger run --control` |
+//! | `registry.rs`, `registration.rs` | workloads registered over HTTP with TTL heartbeats |
 
 pub mod admin;
 pub mod ads;
@@ -31,6 +32,8 @@ pub mod model;
 pub mod peer_auth;
 pub mod plane;
 pub mod policy;
+pub mod registration;
+pub mod registry;
 pub mod source;
 pub mod tokens;
 pub mod translate;
@@ -150,8 +153,8 @@ pub fn main(args: &[String]) -> u8 {
             return 2;
         }
     };
-    let mesh = match source::load(&o.dir) {
-        Ok(m) => m,
+    let files = match source::load(&o.dir) {
+        Ok(f) => f,
         Err(errors) => {
             for e in &errors {
                 eprintln!("{e}");
@@ -166,6 +169,9 @@ pub fn main(args: &[String]) -> u8 {
             eprintln!("--tokens: {e}");
             return 1;
         }
+    };
+    let Ok(mesh) = model::Mesh::build(files.clone()) else {
+        return 1; // load() built it already
     };
     if o.check {
         println!(
@@ -217,7 +223,10 @@ pub fn main(args: &[String]) -> u8 {
     let started =
         crate::rt::executor::LocalExecutorBuilder::new(crate::rt::executor::Placement::Unbound)
             .name("outrigger-mesh")
-            .spawn(move || serve(plane::Plane::new(mesh, ca, tokens), dir, ca_dir, xds, admin));
+            .spawn(move || async move {
+                let plane = plane::Plane::new(files, ca, tokens)?;
+                serve(plane, dir, ca_dir, xds, admin).await
+            });
     match started.map(|h| h.join()) {
         Ok(Ok(Ok(()))) => 0,
         Ok(Ok(Err(e))) => {
@@ -250,6 +259,8 @@ async fn serve(
     }
     let p = plane.clone();
     crate::rt::spawn_detached(async move { p.renew_certificates().await });
+    let p = plane.clone();
+    crate::rt::spawn_detached(async move { p.expire_registrations().await });
     let p = plane.clone();
     crate::rt::spawn_detached(async move {
         loop {

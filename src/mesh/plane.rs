@@ -14,8 +14,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::ca::{Ca, Issued};
+use super::istio::{Resource, WorkloadEntry};
 use super::model::Mesh;
 use super::peer_auth::{CERT_SECRET, ROOT_SECRET};
+use super::registry::Registry;
 use super::tokens::{Identity, Tokens};
 use super::translate::{self, Proxy};
 
@@ -31,6 +33,12 @@ pub type Secrets = BTreeMap<String, Encoded>;
 
 pub struct Plane {
     mesh: RefCell<Rc<Mesh>>,
+    /// The directory's resources as last loaded; the mesh is these and the registry's.
+    files: RefCell<Vec<Resource>>,
+    pub registry: RefCell<Registry>,
+    /// Bumped when a workload registers: the expiry task looks again.
+    registered: Cell<u64>,
+    registered_waiters: RefCell<Vec<Waker>>,
     /// Views by what decides them (namespace and labels), for the current mesh: the
     /// proxies of one workload kind share one translation per change.
     views: RefCell<HashMap<ViewKey, Rc<EncodedView>>>,
@@ -97,8 +105,14 @@ pub struct Encoded {
 }
 
 impl Plane {
-    pub fn new(mesh: Mesh, ca: Ca, tokens: Option<Tokens>) -> Rc<Plane> {
-        Rc::new(Plane {
+    /// The plane serving `files` (checked: they build a mesh).
+    pub fn new(files: Vec<Resource>, ca: Ca, tokens: Option<Tokens>) -> Result<Rc<Plane>, String> {
+        let mesh = Mesh::build(files.clone()).map_err(|e| e.join("\n"))?;
+        Ok(Rc::new(Plane {
+            files: RefCell::new(files),
+            registry: RefCell::new(Registry::default()),
+            registered: Cell::new(0),
+            registered_waiters: RefCell::new(Vec::new()),
             trust_domain: ca.trust_domain.clone(),
             ca: RefCell::new(Rc::new(ca)),
             tokens: RefCell::new(tokens),
@@ -112,7 +126,103 @@ impl Plane {
             nonce: Cell::new(0),
             proxies: RefCell::new(BTreeMap::new()),
             errors: RefCell::new(Vec::new()),
-        })
+        }))
+    }
+
+    /// The directory's resources changed: serves them with the registered workloads, or
+    /// refuses them (the last good mesh keeps serving).
+    pub fn set_files(&self, files: Vec<Resource>) -> Result<Rc<Mesh>, Vec<String>> {
+        let mut all = files.clone();
+        all.extend(self.registry.borrow().resources());
+        let mesh = Mesh::build(all)?;
+        *self.files.borrow_mut() = files;
+        self.replace(mesh);
+        Ok(self.mesh())
+    }
+
+    /// A workload registers (or beats): `Ok(true)` when the mesh changed, `Ok(false)`
+    /// for a heartbeat of the same spec; an error when the mesh would not build with it
+    /// (a name the directory has, for one).
+    pub fn register(
+        &self,
+        namespace: &str,
+        name: &str,
+        spec: WorkloadEntry,
+        ttl: Duration,
+    ) -> Result<bool, String> {
+        if self.registry.borrow().get(namespace, name) == Some(&spec) {
+            self.registry.borrow_mut().renew(namespace, name, ttl);
+            return Ok(false);
+        }
+        if self.registry.borrow().len() >= super::registry::MAX_ENTRIES
+            && self.registry.borrow().get(namespace, name).is_none()
+        {
+            return Err(format!(
+                "the registry is full ({} workloads)",
+                super::registry::MAX_ENTRIES
+            ));
+        }
+        let mut next = self.registry.borrow().clone();
+        next.put(namespace, name, spec, ttl);
+        let mut all = self.files.borrow().clone();
+        all.extend(next.resources());
+        let mesh = Mesh::build(all).map_err(|e| e.join("; "))?;
+        *self.registry.borrow_mut() = next;
+        self.replace(mesh);
+        self.registered.set(self.registered.get() + 1);
+        for w in self.registered_waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+        Ok(true)
+    }
+
+    /// A workload leaves; false when it was not registered.
+    pub fn deregister(&self, namespace: &str, name: &str) -> bool {
+        if !self.registry.borrow_mut().remove(namespace, name) {
+            return false;
+        }
+        self.rebuild();
+        true
+    }
+
+    /// The mesh again from the files and the registry (after a workload left, which
+    /// cannot make it fail to build).
+    fn rebuild(&self) {
+        let mut all = self.files.borrow().clone();
+        all.extend(self.registry.borrow().resources());
+        match Mesh::build(all) {
+            Ok(mesh) => self.replace(mesh),
+            Err(e) => tracing::error!(
+                "the mesh without a workload does not build: {}",
+                e.join("; ")
+            ),
+        }
+    }
+
+    /// Removes the registered workloads whose heartbeats stopped, when they expire;
+    /// never returns. No timer is armed while nothing is registered.
+    pub async fn expire_registrations(&self) {
+        loop {
+            let gone = self.registry.borrow_mut().expire(std::time::Instant::now());
+            if !gone.is_empty() {
+                tracing::info!(workloads = ?gone, "registrations expired");
+                self.rebuild();
+            }
+            let next = self.registry.borrow().next_expiry();
+            let seen = self.registered.get();
+            let registered = Signalled {
+                counter: &self.registered,
+                waiters: &self.registered_waiters,
+                seen,
+            };
+            match next {
+                None => registered.await,
+                Some(t) => {
+                    let wait = t.saturating_duration_since(std::time::Instant::now());
+                    futures_lite::future::or(registered, crate::rt::sleep(wait)).await;
+                }
+            }
+        }
     }
 
     pub fn mesh(&self) -> Rc<Mesh> {
@@ -144,7 +254,7 @@ impl Plane {
     pub fn authenticate(
         &self,
         token: Option<&str>,
-        proxy: &Proxy,
+        namespace: &str,
         service_account: Option<&str>,
     ) -> Result<Option<Identity>, String> {
         let mut tokens = self.tokens.borrow_mut();
@@ -153,10 +263,10 @@ impl Plane {
         };
         let token = token.ok_or("no `authorization: Bearer TOKEN` on the stream")?;
         let id = tokens.identify(token).ok_or("unknown token")?;
-        if id.namespace != proxy.namespace {
+        if id.namespace != namespace {
             return Err(format!(
-                "the token is for namespace {}, the proxy is in {}",
-                id.namespace, proxy.namespace
+                "the token is for namespace {}, the workload is in {namespace}",
+                id.namespace
             ));
         }
         if let Some(sa) = service_account.filter(|sa| **sa != id.service_account) {
@@ -280,7 +390,11 @@ impl Plane {
                 .map(|c| c.issued.renew_at())
                 .min();
             let seen = self.issued.get();
-            let issued = IssuedSince { plane: self, seen };
+            let issued = Signalled {
+                counter: &self.issued,
+                waiters: &self.issued_waiters,
+                seen,
+            };
             match next {
                 None => issued.await,
                 Some(t) => {
@@ -415,19 +529,21 @@ fn unix_ms(t: SystemTime) -> u128 {
 
 const SECRET_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.Secret";
 
-/// Ready once a certificate was issued after `seen`.
-struct IssuedSince<'a> {
-    plane: &'a Plane,
+/// Ready once `counter` moved past `seen` (a certificate issued, a workload
+/// registered).
+struct Signalled<'a> {
+    counter: &'a Cell<u64>,
+    waiters: &'a RefCell<Vec<Waker>>,
     seen: u64,
 }
 
-impl Future for IssuedSince<'_> {
+impl Future for Signalled<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.plane.issued.get() != self.seen {
+        if self.counter.get() != self.seen {
             return Poll::Ready(());
         }
-        let mut w = self.plane.issued_waiters.borrow_mut();
+        let mut w = self.waiters.borrow_mut();
         if !w.iter().any(|w| w.will_wake(cx.waker())) {
             w.push(cx.waker().clone());
         }

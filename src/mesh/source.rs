@@ -38,7 +38,7 @@ fn files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Reads and checks every resource in `dir`.
-pub fn load(dir: &Path) -> Result<Mesh, Vec<String>> {
+pub fn load(dir: &Path) -> Result<Vec<istio::Resource>, Vec<String>> {
     let mut resources = Vec::new();
     let mut errors = Vec::new();
     for f in files(dir).map_err(|e| vec![e])? {
@@ -52,8 +52,8 @@ pub fn load(dir: &Path) -> Result<Mesh, Vec<String>> {
         }
     }
     // The resources that parsed are checked too, so that one run reports everything.
-    match Mesh::build(resources) {
-        Ok(m) if errors.is_empty() => Ok(m),
+    match Mesh::build(resources.clone()) {
+        Ok(_) if errors.is_empty() => Ok(resources),
         Ok(_) => Err(errors),
         Err(more) => {
             errors.extend(more);
@@ -117,7 +117,7 @@ impl Inotify {
 pub async fn watch(dir: PathBuf, plane: Rc<Plane>) {
     on_changes(&dir, fingerprint, || {
         let started = std::time::Instant::now();
-        match load(&dir) {
+        match load(&dir).and_then(|files| plane.set_files(files)) {
             Ok(mesh) => {
                 tracing::info!(
                     load_ms = started.elapsed().as_millis() as u64,
@@ -129,7 +129,6 @@ pub async fn watch(dir: PathBuf, plane: Rc<Plane>) {
                     "mesh configuration applied"
                 );
                 plane.errors.borrow_mut().clear();
-                plane.replace(mesh);
             }
             Err(errors) => {
                 for e in &errors {
