@@ -123,6 +123,11 @@ fn handle(plane: &Plane, req: &Request) -> Vec<u8> {
 fn answer(plane: &Plane, path: &str) -> Vec<u8> {
     let (route, query) = path.split_once('?').unwrap_or((path, ""));
     match route {
+        "/" => response(
+            200,
+            "text/html; charset=utf-8",
+            &super::status_page::render(plane),
+        ),
         "/ready" => response(200, "text/plain", "LIVE\n"),
         "/proxies" => response(200, "application/json", &pretty(&plane.status())),
         "/workloads" => response(
@@ -148,7 +153,7 @@ fn answer(plane: &Plane, path: &str) -> Vec<u8> {
         _ => response(
             404,
             "text/plain",
-            "not found: /ready, /proxies, /workloads, /config_dump?node=ID\n",
+            "not found: / (status page), /ready, /proxies, /workloads, /config_dump?node=ID\n",
         ),
     }
 }

@@ -329,10 +329,14 @@ impl Stream {
                 return Err(format!("not authenticated: {e}"));
             }
         }
+        let spiffe = self.identity.as_ref().map(|id| {
+            super::ca::spiffe_id(&self.plane.trust_domain, &id.namespace, &id.service_account)
+        });
         self.plane.with_proxy(&p.id, |st| {
             st.streams += 1;
             st.namespace = p.namespace.clone();
             st.labels = p.labels.clone();
+            st.identity = spiffe;
         });
         tracing::info!(node = %p.id, namespace = %p.namespace, "proxy connected");
         self.proxy = Some(p);

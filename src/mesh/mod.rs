@@ -21,6 +21,7 @@
 //! | `peer_auth.rs` | PeerAuthentication, DestinationRule TLS, and the mTLS contexts |
 //! | `boot.rs` | a sidecar's bootstrap from `outrigger run --control` |
 //! | `registry.rs`, `registration.rs` | workloads registered over HTTP with TTL heartbeats |
+//! | `status_page.rs` | the HTML status page on the admin port (`/`) |
 
 pub mod admin;
 pub mod ads;
@@ -35,6 +36,7 @@ pub mod policy;
 pub mod registration;
 pub mod registry;
 pub mod source;
+pub mod status_page;
 pub mod tokens;
 pub mod translate;
 
