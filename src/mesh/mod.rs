@@ -15,7 +15,8 @@
 //! | `policy.rs` | route policies (fault, mirror, redirect, rewrite, CORS) and cluster policies (connection pool, outlier detection) |
 //! | `plane.rs` | the served mesh, its generation, each proxy's sent/ACKed/NACKed versions |
 //! | `ads.rs` | the gRPC ADS server: SotW and delta |
-//! | `source.rs` | the directory: load, watch, debounce, refuse a bad change |
+//! | `source.rs` | the directory or etcd: load, watch, debounce, refuse a bad change |
+//! | `etcd.rs` | etcd's v3 JSON gateway: list and watch the prefix |
 //! | `admin.rs` | `/ready`, `/proxies`, `/config_dump?node=ID` |
 //! | `ca.rs`, `tokens.rs` | the CA (root, workload certificates) and the bootstrap tokens |
 //! | `peer_auth.rs` | PeerAuthentication, DestinationRule TLS, and the mTLS contexts |
@@ -28,6 +29,7 @@ pub mod ads;
 pub mod authz;
 pub mod boot;
 pub mod ca;
+pub mod etcd;
 pub mod istio;
 pub mod model;
 pub mod peer_auth;
@@ -47,9 +49,10 @@ pub const USAGE: &str = "\
 outrigger control: the mesh's control plane (Istio resources in, xDS out)
 
 USAGE:
-  outrigger control --dir DIR [--xds HOST:PORT] [--admin HOST:PORT]
+  outrigger control (--dir DIR | --etcd http://IP:PORT [--etcd-prefix KEY])
+                    [--xds HOST:PORT] [--admin HOST:PORT]
                     [--tokens FILE] [--ca-dir DIR] [--trust-domain NAME] [--cert-ttl DURATION]
-  outrigger control --dir DIR --check
+  outrigger control (--dir DIR | --etcd ...) --check
 
 --dir DIR        Istio resources (ServiceEntry, WorkloadEntry, Sidecar, VirtualService,
                  DestinationRule, AuthorizationPolicy, PeerAuthentication) in *.yaml files; watched,
@@ -63,11 +66,30 @@ USAGE:
                  generated and written there when absent (default: generated in memory)
 --trust-domain NAME  the SPIFFE trust domain (default cluster.local)
 --cert-ttl DURATION  workload certificates' lifetime, renewed half-way (default 24h)
---check          check the directory and exit (0: valid; 1: every error, by file and field)
+--etcd URL       read the resources from etcd instead (v3 API, its client URL): each key
+                 under the prefix holds what a file would; watched. Control planes on
+                 one etcd serve one mesh
+--etcd-prefix KEY  the keys read (default /outrigger/mesh/)
+--check          check the resources and exit (0: valid; 1: every error, by file and field)
 Docs: docs/control-plane.md";
 
+/// Where the resources come from.
+pub enum Store {
+    Dir(PathBuf),
+    Etcd(etcd::Etcd),
+}
+
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Dir(d) => write!(f, "{}", d.display()),
+            Store::Etcd(e) => write!(f, "etcd http://{}{}", e.addr, e.prefix),
+        }
+    }
+}
+
 pub struct Options {
-    pub dir: PathBuf,
+    pub store: Store,
     pub tokens: Option<PathBuf>,
     pub ca_dir: Option<PathBuf>,
     pub trust_domain: String,
@@ -79,6 +101,8 @@ pub struct Options {
 
 pub fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut dir = None;
+    let mut etcd_url = None;
+    let mut etcd_prefix = etcd::DEFAULT_PREFIX.to_string();
     let mut xds = SocketAddr::from(([127, 0, 0, 1], 15010));
     let mut admin = SocketAddr::from(([127, 0, 0, 1], 15014));
     let mut check = false;
@@ -95,6 +119,8 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
         };
         match flag.as_str() {
             "--dir" | "-d" => dir = Some(PathBuf::from(value("--dir")?)),
+            "--etcd" => etcd_url = Some(value("--etcd")?),
+            "--etcd-prefix" => etcd_prefix = value("--etcd-prefix")?,
             "--xds" => {
                 let v = value("--xds")?;
                 xds = v
@@ -133,9 +159,14 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             f => return Err(format!("unknown argument `{f}`\n\n{USAGE}")),
         }
     }
-    let dir = dir.ok_or_else(|| format!("control needs --dir DIR\n\n{USAGE}"))?;
+    let store = match (dir, etcd_url) {
+        (Some(d), None) => Store::Dir(d),
+        (None, Some(url)) => Store::Etcd(etcd::Etcd::new(&url, &etcd_prefix)?),
+        (Some(_), Some(_)) => return Err("--dir and --etcd: one source, not both".into()),
+        (None, None) => return Err(format!("control needs --dir DIR or --etcd URL\n\n{USAGE}")),
+    };
     Ok(Options {
-        dir,
+        store,
         tokens,
         ca_dir,
         trust_domain,
@@ -155,13 +186,17 @@ pub fn main(args: &[String]) -> u8 {
             return 2;
         }
     };
-    let files = match source::load(&o.dir) {
+    let loaded = match &o.store {
+        Store::Dir(d) => source::load(d).map(|f| (0, f)),
+        Store::Etcd(e) => source::load_etcd(e),
+    };
+    let (revision, files) = match loaded {
         Ok(f) => f,
         Err(errors) => {
             for e in &errors {
                 eprintln!("{e}");
             }
-            eprintln!("{}: {} errors", o.dir.display(), errors.len());
+            eprintln!("{}: {} errors", o.store, errors.len());
             return 1;
         }
     };
@@ -178,7 +213,7 @@ pub fn main(args: &[String]) -> u8 {
     if o.check {
         println!(
             "{}: ok ({} ServiceEntries, {} WorkloadEntries, {} Sidecars, {} VirtualServices, {} DestinationRules, {} AuthorizationPolicies, {} PeerAuthentications)",
-            o.dir.display(),
+            o.store,
             mesh.services.len(),
             mesh.workloads.len(),
             mesh.sidecars.len(),
@@ -209,7 +244,7 @@ pub fn main(args: &[String]) -> u8 {
     tracing::info!(
         xds = %o.xds,
         admin = %o.admin,
-        dir = %o.dir.display(),
+        source = %o.store,
         services = mesh.services.len(),
         "control plane started"
     );
@@ -220,14 +255,14 @@ pub fn main(args: &[String]) -> u8 {
             return 1;
         }
     };
-    let dir = o.dir.clone();
+    let store = o.store;
     let ca_dir = o.ca_dir.clone();
     let started =
         crate::rt::executor::LocalExecutorBuilder::new(crate::rt::executor::Placement::Unbound)
             .name("outrigger-mesh")
             .spawn(move || async move {
                 let plane = plane::Plane::new(files, ca, tokens)?;
-                serve(plane, dir, ca_dir, xds, admin).await
+                serve(plane, (store, revision), ca_dir, xds, admin).await
             });
     match started.map(|h| h.join()) {
         Ok(Ok(Ok(()))) => 0,
@@ -248,14 +283,17 @@ pub fn main(args: &[String]) -> u8 {
 
 async fn serve(
     plane: std::rc::Rc<plane::Plane>,
-    dir: PathBuf,
+    (store, revision): (Store, i64),
     ca_dir: Option<PathBuf>,
     xds: socket2::Socket,
     admin: socket2::Socket,
 ) -> Result<(), String> {
     let xds = crate::rt::net::listener_from(xds).map_err(|e| format!("xDS listener: {e}"))?;
     let admin = crate::rt::net::listener_from(admin).map_err(|e| format!("admin listener: {e}"))?;
-    crate::rt::spawn_detached(source::watch(dir, plane.clone()));
+    match store {
+        Store::Dir(dir) => crate::rt::spawn_detached(source::watch(dir, plane.clone())),
+        Store::Etcd(e) => crate::rt::spawn_detached(source::watch_etcd(e, plane.clone(), revision)),
+    }
     if let Some(d) = ca_dir {
         crate::rt::spawn_detached(source::watch_ca(d, plane.clone()));
     }

@@ -39,16 +39,35 @@ fn files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// Reads and checks every resource in `dir`.
 pub fn load(dir: &Path) -> Result<Vec<istio::Resource>, Vec<String>> {
-    let mut resources = Vec::new();
+    let mut texts = Vec::new();
     let mut errors = Vec::new();
     for f in files(dir).map_err(|e| vec![e])? {
         let name = f.display().to_string();
         match std::fs::read_to_string(&f) {
-            Ok(text) => match istio::parse_text(&text, &name) {
-                Ok(r) => resources.extend(r),
-                Err(e) => errors.extend(e),
-            },
+            Ok(text) => texts.push((name, text)),
             Err(e) => errors.push(format!("{name}: {e}")),
+        }
+    }
+    parse_all(texts, errors)
+}
+
+/// Reads and checks every resource under the etcd prefix (each key named as a file).
+pub fn load_etcd(etcd: &super::etcd::Etcd) -> Result<(i64, Vec<istio::Resource>), Vec<String>> {
+    let (revision, kvs) = etcd.list().map_err(|e| vec![e])?;
+    parse_all(kvs, Vec::new()).map(|r| (revision, r))
+}
+
+/// Parses (name, text) pairs and checks them together; `errors` are reported with
+/// theirs.
+fn parse_all(
+    texts: Vec<(String, String)>,
+    mut errors: Vec<String>,
+) -> Result<Vec<istio::Resource>, Vec<String>> {
+    let mut resources = Vec::new();
+    for (name, text) in texts {
+        match istio::parse_text(&text, &name) {
+            Ok(r) => resources.extend(r),
+            Err(e) => errors.extend(e),
         }
     }
     // The resources that parsed are checked too, so that one run reports everything.
@@ -115,9 +134,72 @@ impl Inotify {
 
 /// Watches `dir` for the life of the control plane.
 pub async fn watch(dir: PathBuf, plane: Rc<Plane>) {
-    on_changes(&dir, fingerprint, || {
+    on_changes(&dir, fingerprint, || apply(&plane, load(&dir))).await
+}
+
+/// Follows the etcd prefix for the life of the control plane: a watch from the
+/// revision last read wakes it; after the debounce the whole prefix is read again.
+/// A lost watch is opened again (after a second) from a fresh read.
+pub async fn watch_etcd(etcd: super::etcd::Etcd, plane: Rc<Plane>, mut revision: i64) {
+    loop {
+        let e = etcd.clone();
+        let opened = crate::rt::blocking("outrigger-etcd", move || e.watch(revision + 1)).await;
+        let mut watch = match opened {
+            Some(Ok(w)) => w,
+            Some(Err(e)) => {
+                tracing::warn!("etcd watch: {e}; again in 1 s");
+                crate::rt::sleep(Duration::from_secs(1)).await;
+                revision = reload_etcd(&etcd, &plane, revision).await;
+                continue;
+            }
+            None => return,
+        };
+        loop {
+            let next = crate::rt::blocking("outrigger-etcd", move || {
+                let r = watch.next();
+                (watch, r)
+            })
+            .await;
+            let Some((w, Ok(()))) = next else {
+                if let Some((_, Err(e))) = next {
+                    tracing::warn!("etcd watch: {e}; again in 1 s");
+                }
+                crate::rt::sleep(Duration::from_secs(1)).await;
+                revision = reload_etcd(&etcd, &plane, revision).await;
+                break;
+            };
+            watch = w;
+            crate::rt::sleep(DEBOUNCE).await;
+            revision = reload_etcd(&etcd, &plane, revision).await;
+        }
+    }
+}
+
+/// Reads the prefix again and applies it; the revision read (or `last` on failure).
+async fn reload_etcd(etcd: &super::etcd::Etcd, plane: &Plane, last: i64) -> i64 {
+    let e = etcd.clone();
+    let loaded = crate::rt::blocking("outrigger-etcd", move || load_etcd(&e)).await;
+    match loaded {
+        Some(Ok((revision, files))) => {
+            if revision != last {
+                apply(plane, Ok(files));
+            }
+            revision
+        }
+        Some(Err(errors)) => {
+            // Which revision failed is not known here: the next change reads again.
+            apply(plane, Err(errors));
+            last
+        }
+        None => last,
+    }
+}
+
+/// Applies a load: the new mesh, or the errors (the last good mesh keeps serving).
+fn apply(plane: &Plane, loaded: Result<Vec<istio::Resource>, Vec<String>>) {
+    {
         let started = std::time::Instant::now();
-        match load(&dir).and_then(|files| plane.set_files(files)) {
+        match loaded.and_then(|files| plane.set_files(files)) {
             Ok(mesh) => {
                 tracing::info!(
                     load_ms = started.elapsed().as_millis() as u64,
@@ -141,8 +223,7 @@ pub async fn watch(dir: PathBuf, plane: Rc<Plane>) {
                 *plane.errors.borrow_mut() = errors;
             }
         }
-    })
-    .await
+    }
 }
 
 /// Watches the CA's directory (`--ca-dir`): a changed root bundle or signing

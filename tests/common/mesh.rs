@@ -14,9 +14,25 @@ pub fn bootstrap(node: &str, xds: SocketAddr, api: &str) -> String {
 
 /// [`bootstrap`] whose ADS stream carries `authorization: Bearer TOKEN`.
 pub fn bootstrap_with_token(node: &str, xds: SocketAddr, api: &str, token: Option<&str>) -> String {
+    bootstrap_to(node, &[xds], api, token)
+}
+
+/// [`bootstrap_with_token`] with several control planes: the ADS cluster's endpoints.
+pub fn bootstrap_to(node: &str, xds: &[SocketAddr], api: &str, token: Option<&str>) -> String {
     let metadata = token.map_or(String::new(), |t| {
         format!(", initial_metadata: [{{key: authorization, value: 'Bearer {t}'}}]")
     });
+    let endpoints: Vec<String> = xds
+        .iter()
+        .map(|a| {
+            format!(
+                "{{endpoint: {{address: {{socket_address: {{address: {}, port_value: {}}}}}}}}}",
+                a.ip(),
+                a.port()
+            )
+        })
+        .collect();
+    let endpoints = endpoints.join(", ");
     format!(
         r#"node: {{id: {node}, cluster: demo}}
 admin:
@@ -39,9 +55,8 @@ static_resources:
         explicit_http_config: {{http2_protocol_options: {{}}}}
     load_assignment:
       cluster_name: xds
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]
-"#,
-        xds.port()
+      endpoints: [{{lb_endpoints: [{endpoints}]}}]
+"#
     )
 }
 
