@@ -133,7 +133,7 @@ impl Etcd {
     }
 }
 
-/// An open watch: each `next` blocks until etcd reports a change (or the stream ends).
+/// An open watch: each `changed` blocks until etcd reports a change (or the stream ends).
 pub struct Watch {
     r: BufReader<TcpStream>,
     pending: Vec<u8>,
@@ -141,7 +141,7 @@ pub struct Watch {
 
 impl Watch {
     /// Blocks until the watch reports changed keys.
-    pub fn next(&mut self) -> Result<(), String> {
+    pub fn changed(&mut self) -> Result<(), String> {
         loop {
             while let Some(nl) = self.pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.pending.drain(..=nl).collect();

@@ -156,7 +156,7 @@ pub async fn watch_etcd(etcd: super::etcd::Etcd, plane: Rc<Plane>, mut revision:
         };
         loop {
             let next = crate::rt::blocking("outrigger-etcd", move || {
-                let r = watch.next();
+                let r = watch.changed();
                 (watch, r)
             })
             .await;
