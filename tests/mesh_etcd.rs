@@ -272,7 +272,11 @@ fn two_replicas_on_one_etcd_serve_one_mesh_and_sidecars_survive_one_dying() {
     );
     assert!(!a.is_running());
     let on_b = admin_json(&b, "/proxies");
-    for node in ["client-or.demo"] {
+    let mut nodes = vec!["client-or.demo"];
+    if envoy.is_some() {
+        nodes.push("client-envoy.demo");
+    }
+    for node in nodes {
         assert!(
             on_b["proxies"][node]["streams"].as_u64() >= Some(1),
             "{node} not on B: {on_b}"
