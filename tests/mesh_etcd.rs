@@ -163,6 +163,18 @@ fn settles_on(at: SocketAddr, want: &Upstream) -> bool {
     .is_some()
 }
 
+/// `PUT /workloads/demo/echo-vm?ttl=3s` on a replica's admin port.
+fn register(control: &Proxy, spec: &str) -> (u16, String) {
+    let r = exchange(
+        control.admin,
+        &format!(
+            "PUT /workloads/demo/echo-vm?ttl=3s HTTP/1.1\r\nHost: c\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{spec}",
+            spec.len()
+        ),
+    );
+    (r.status, r.body_str().trim().to_string())
+}
+
 fn control(url: &str) -> Proxy {
     Proxy::start_args(&[
         "control",
@@ -242,6 +254,53 @@ fn two_replicas_on_one_etcd_serve_one_mesh_and_sidecars_survive_one_dying() {
         assert!(refused.is_some(), "the bad key was not refused by its name");
     }
     etcd.ctl("/outrigger/mesh/demo/bad", None);
+
+    // A workload registered on A is in etcd under a lease: B serves it too, B's
+    // heartbeats keep it, and etcd expires it when they stop.
+    let vm = Upstream::echo();
+    let spec = format!(
+        r#"{{"address": "127.0.0.1", "ports": {{"http": {}}}, "labels": {{"app": "echo", "version": "v1"}}}}"#,
+        vm.addr.port()
+    );
+    assert_eq!(register(&a, &spec).0, 201);
+    let served = wait_until(Duration::from_secs(10), || {
+        let before = vm.request_count();
+        for _ in 0..20 {
+            let mut c = Conn::try_connect(sidecars[0].1).ok()?;
+            c.try_send("GET / HTTP/1.1\r\nHost: echo.demo\r\n\r\n")
+                .ok()?;
+            c.read_response().ok()?;
+        }
+        (vm.request_count() > before).then_some(())
+    });
+    assert!(
+        served.is_some(),
+        "the workload registered on A is not served:\n{}",
+        a.stderr()
+    );
+    for _ in 0..5 {
+        // 5 beats a second apart on B: longer than the 3 s TTL.
+        assert_eq!(register(&b, &spec), (200, "renewed".to_string()));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    for c in [&a, &b] {
+        let listed = admin_json(c, "/workloads")["workloads"].clone();
+        assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    }
+    let expired = wait_until(Duration::from_secs(10), || {
+        [&a, &b]
+            .iter()
+            .all(|c| {
+                admin_json(c, "/workloads")["workloads"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+            })
+            .then_some(())
+    });
+    assert!(
+        expired.is_some(),
+        "the registration did not expire with its lease"
+    );
 
     // Replica A dies; the sidecars carry on with B and follow the next change.
     a.terminate(Duration::from_secs(5));

@@ -32,7 +32,7 @@ struct Request {
 pub async fn serve_connection(plane: Rc<Plane>, mut tcp: crate::rt::net::TcpStream) {
     let _ = tcp.set_read_timeout(Some(READ_TIMEOUT));
     let out = match read_request(&mut tcp).await {
-        Ok(Some(req)) => handle(&plane, &req),
+        Ok(Some(req)) => handle(&plane, &req).await,
         Ok(None) => return,
         Err((status, why)) => response(status, "text/plain", &format!("{why}\n")),
     };
@@ -102,17 +102,19 @@ async fn read_request(
     Ok(Some(req))
 }
 
-fn handle(plane: &Plane, req: &Request) -> Vec<u8> {
+async fn handle(plane: &Plane, req: &Request) -> Vec<u8> {
     let (route, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
     if route.starts_with("/workloads/") {
-        return super::registration::handle(
+        let (status, text) = super::registration::handle(
             plane,
             &req.method,
             route,
             query,
             req.token.as_deref(),
             &req.body,
-        );
+        )
+        .await;
+        return response(status, "text/plain", &text);
     }
     if req.method != "GET" {
         return response(405, "text/plain", "GET only\n");

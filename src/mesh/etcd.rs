@@ -1,7 +1,9 @@
 //! etcd (v3 API) as the mesh's shared store: several control planes on one etcd serve
-//! one mesh. Each key under the prefix (`/outrigger/mesh/` by default) holds what a
-//! file of `--dir` would (one or more Istio resources, YAML), and its key names it in
-//! errors; a user writes them with `etcdctl put KEY "$(cat file.yaml)"`.
+//! one mesh. Each key under `/outrigger/mesh/` (the root is `--etcd-prefix`) holds what
+//! a file of `--dir` would (one or more Istio resources, YAML), and its key names it in
+//! errors; a user writes them with `etcdctl put KEY "$(cat file.yaml)"`. Registered
+//! workloads are kept under `/outrigger/registry/NAMESPACE/NAME`, each under an etcd
+//! lease of its TTL, so that every replica sees them and etcd expires them.
 //!
 //! The client speaks etcd's JSON gateway (`/v3/kv/range`, `/v3/watch`; keys and values
 //! in base64) over plain HTTP/1.1 on blocking sockets, each call on a thread of its own
@@ -21,7 +23,9 @@ use serde_json::{json, Value};
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest response read (the whole mesh's resources).
 const MAX_RESPONSE: usize = 256 << 20;
-pub const DEFAULT_PREFIX: &str = "/outrigger/mesh/";
+/// The root of the keys: resources under `ROOTmesh/`, registrations under
+/// `ROOTregistry/`.
+pub const DEFAULT_PREFIX: &str = "/outrigger/";
 
 #[derive(Clone, Debug)]
 pub struct Etcd {
@@ -75,6 +79,65 @@ impl Etcd {
             out.push((text("key")?, text("value")?));
         }
         Ok((revision, out))
+    }
+
+    /// A key's value and lease (0: none), when it exists.
+    pub fn get(&self, key: &str) -> Result<Option<(String, i64)>, String> {
+        let r = self.post("/v3/kv/range", &json!({"key": B64.encode(key)}))?;
+        let Some(kv) = r["kvs"].as_array().and_then(|k| k.first()) else {
+            return Ok(None);
+        };
+        let raw = B64
+            .decode(kv["value"].as_str().unwrap_or(""))
+            .map_err(|e| format!("etcd: a value is not base64: {e}"))?;
+        Ok(Some((
+            String::from_utf8_lossy(&raw).into_owned(),
+            number(&kv["lease"]),
+        )))
+    }
+
+    /// A new lease of `ttl` (whole seconds, at least one).
+    pub fn grant(&self, ttl: Duration) -> Result<i64, String> {
+        let secs = ttl.as_secs().max(1);
+        let r = self.post("/v3/lease/grant", &json!({"TTL": secs.to_string()}))?;
+        match number(&r["ID"]) {
+            0 => Err(format!("etcd: lease grant answered {r}")),
+            id => Ok(id),
+        }
+    }
+
+    /// Refreshes a lease to its full TTL; false when it has expired.
+    pub fn keepalive(&self, lease: i64) -> Result<bool, String> {
+        let r = self.post("/v3/lease/keepalive", &json!({"ID": lease.to_string()}))?;
+        Ok(number(&r["result"]["TTL"]) > 0)
+    }
+
+    pub fn put(&self, key: &str, value: &str, lease: i64) -> Result<(), String> {
+        let mut body = json!({"key": B64.encode(key), "value": B64.encode(value)});
+        if lease != 0 {
+            body["lease"] = json!(lease.to_string());
+        }
+        self.post("/v3/kv/put", &body).map(|_| ())
+    }
+
+    /// Deletes a key; false when there was none.
+    pub fn delete(&self, key: &str) -> Result<bool, String> {
+        let r = self.post("/v3/kv/deleterange", &json!({"key": B64.encode(key)}))?;
+        Ok(number(&r["deleted"]) > 0)
+    }
+
+    /// Writes `value` at `key` under a new lease of `ttl`, unless the same value is
+    /// there under a live lease, which is only refreshed (a heartbeat: no write, so no
+    /// watch event and no push). `Ok(true)` when written.
+    pub fn register(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, String> {
+        if let Some((current, lease)) = self.get(key)? {
+            if current == value && lease != 0 && self.keepalive(lease)? {
+                return Ok(false);
+            }
+        }
+        let lease = self.grant(ttl)?;
+        self.put(key, value, lease)?;
+        Ok(true)
     }
 
     /// Opens a watch on the prefix from `revision` on.

@@ -40,21 +40,7 @@ impl WorkloadSelector {
     }
 }
 
-/// The security API's `selector` (`matchLabels`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct MatchLabels {
-    #[serde(default)]
-    pub match_labels: BTreeMap<String, String>,
-}
-
-impl MatchLabels {
-    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
-    }
-}
+pub use super::selector::MatchLabels;
 
 /// A service port (`ServiceEntry.ports`, `Sidecar` listener ports).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -119,8 +105,9 @@ pub struct ServiceEntry {
     pub export_to: Vec<String>,
 }
 
-/// `WorkloadEntry.spec`, also a `ServiceEntry` endpoint.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+/// `WorkloadEntry.spec`, also a `ServiceEntry` endpoint (written back to etcd for a
+/// registered workload).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WorkloadEntry {
     #[serde(default)]
@@ -404,7 +391,7 @@ pub struct TrafficPolicy {
     #[serde(default)]
     pub outlier_detection: Option<OutlierDetection>,
     #[serde(default)]
-    pub tls: Option<super::peer_auth::ClientTls>,
+    pub tls: Option<super::mtls_kinds::ClientTls>,
 }
 
 /// `connectionPool`: Envoy's circuit breakers and connection limits.
@@ -598,7 +585,7 @@ pub enum Spec {
     VirtualService(VirtualService),
     DestinationRule(DestinationRule),
     AuthorizationPolicy(AuthorizationPolicy),
-    PeerAuthentication(super::peer_auth::PeerAuthentication),
+    PeerAuthentication(super::mtls_kinds::PeerAuthentication),
 }
 
 #[derive(Debug, Clone)]

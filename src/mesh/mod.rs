@@ -19,7 +19,8 @@
 //! | `etcd.rs` | etcd's v3 JSON gateway: list and watch the prefix |
 //! | `admin.rs` | `/ready`, `/proxies`, `/config_dump?node=ID` |
 //! | `ca.rs`, `tokens.rs` | the CA (root, workload certificates) and the bootstrap tokens |
-//! | `peer_auth.rs` | PeerAuthentication, DestinationRule TLS, and the mTLS contexts |
+//! | `mtls_kinds.rs`, `peer_auth.rs` | PeerAuthentication and DestinationRule TLS as read; the mode of a port and the mTLS contexts |
+//! | `selector.rs` | the security API's `matchLabels` |
 //! | `boot.rs` | a sidecar's bootstrap from `outrigger run --control` |
 //! | `registry.rs`, `registration.rs` | workloads registered over HTTP with TTL heartbeats |
 //! | `status_page.rs` | the HTML status page on the admin port (`/`) |
@@ -32,11 +33,13 @@ pub mod ca;
 pub mod etcd;
 pub mod istio;
 pub mod model;
+pub mod mtls_kinds;
 pub mod peer_auth;
 pub mod plane;
 pub mod policy;
 pub mod registration;
 pub mod registry;
+pub mod selector;
 pub mod source;
 pub mod status_page;
 pub mod tokens;
@@ -69,21 +72,23 @@ USAGE:
 --etcd URL       read the resources from etcd instead (v3 API, its client URL): each key
                  under the prefix holds what a file would; watched. Control planes on
                  one etcd serve one mesh
---etcd-prefix KEY  the keys read (default /outrigger/mesh/)
+--etcd-prefix KEY  the root of the keys (default /outrigger/): resources under KEYmesh/,
+                 registered workloads under KEYregistry/
 --check          check the resources and exit (0: valid; 1: every error, by file and field)
 Docs: docs/control-plane.md";
 
 /// Where the resources come from.
 pub enum Store {
     Dir(PathBuf),
-    Etcd(etcd::Etcd),
+    /// The resources' prefix, and the registrations'.
+    Etcd(etcd::Etcd, etcd::Etcd),
 }
 
 impl std::fmt::Display for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Store::Dir(d) => write!(f, "{}", d.display()),
-            Store::Etcd(e) => write!(f, "etcd http://{}{}", e.addr, e.prefix),
+            Store::Etcd(e, _) => write!(f, "etcd http://{}{}", e.addr, e.prefix),
         }
     }
 }
@@ -161,7 +166,17 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
     }
     let store = match (dir, etcd_url) {
         (Some(d), None) => Store::Dir(d),
-        (None, Some(url)) => Store::Etcd(etcd::Etcd::new(&url, &etcd_prefix)?),
+        (None, Some(url)) => {
+            let root = if etcd_prefix.ends_with('/') {
+                etcd_prefix
+            } else {
+                format!("{etcd_prefix}/")
+            };
+            Store::Etcd(
+                etcd::Etcd::new(&url, &format!("{root}mesh/"))?,
+                etcd::Etcd::new(&url, &format!("{root}registry/"))?,
+            )
+        }
         (Some(_), Some(_)) => return Err("--dir and --etcd: one source, not both".into()),
         (None, None) => return Err(format!("control needs --dir DIR or --etcd URL\n\n{USAGE}")),
     };
@@ -188,7 +203,7 @@ pub fn main(args: &[String]) -> u8 {
     };
     let loaded = match &o.store {
         Store::Dir(d) => source::load(d).map(|f| (0, f)),
-        Store::Etcd(e) => source::load_etcd(e),
+        Store::Etcd(e, _) => source::load_etcd(e),
     };
     let (revision, files) = match loaded {
         Ok(f) => f,
@@ -261,7 +276,11 @@ pub fn main(args: &[String]) -> u8 {
         crate::rt::executor::LocalExecutorBuilder::new(crate::rt::executor::Placement::Unbound)
             .name("outrigger-mesh")
             .spawn(move || async move {
-                let plane = plane::Plane::new(files, ca, tokens)?;
+                let registry = match &store {
+                    Store::Etcd(_, r) => Some(r.clone()),
+                    Store::Dir(_) => None,
+                };
+                let plane = plane::Plane::new(files, ca, tokens, registry)?;
                 serve(plane, (store, revision), ca_dir, xds, admin).await
             });
     match started.map(|h| h.join()) {
@@ -292,7 +311,11 @@ async fn serve(
     let admin = crate::rt::net::listener_from(admin).map_err(|e| format!("admin listener: {e}"))?;
     match store {
         Store::Dir(dir) => crate::rt::spawn_detached(source::watch(dir, plane.clone())),
-        Store::Etcd(e) => crate::rt::spawn_detached(source::watch_etcd(e, plane.clone(), revision)),
+        Store::Etcd(e, r) => {
+            use source::Prefix;
+            crate::rt::spawn_detached(source::watch_etcd(e, plane.clone(), revision, Prefix::Mesh));
+            crate::rt::spawn_detached(source::watch_etcd(r, plane.clone(), -1, Prefix::Registry));
+        }
     }
     if let Some(d) = ca_dir {
         crate::rt::spawn_detached(source::watch_ca(d, plane.clone()));

@@ -23,7 +23,7 @@ pub struct Mesh {
     pub virtual_services: Vec<(Metadata, VirtualService)>,
     pub destination_rules: Vec<(Metadata, DestinationRule)>,
     pub authorization_policies: Vec<(Metadata, AuthorizationPolicy)>,
-    pub peer_authentications: Vec<(Metadata, super::peer_auth::PeerAuthentication)>,
+    pub peer_authentications: Vec<(Metadata, super::mtls_kinds::PeerAuthentication)>,
 }
 
 /// How a ServiceEntry's endpoints are found (`resolution`).
@@ -182,7 +182,7 @@ fn check(r: &Resource) -> Result<(), String> {
         Spec::Sidecar(s) => check_sidecar(s),
         Spec::VirtualService(v) => check_virtual_service(v),
         Spec::AuthorizationPolicy(a) => super::authz::check(a),
-        Spec::PeerAuthentication(p) => super::peer_auth::check(p),
+        Spec::PeerAuthentication(p) => super::mtls_kinds::check(p),
         Spec::DestinationRule(d) => {
             if d.host.is_empty() {
                 return Err("spec.host: missing".into());

@@ -51,6 +51,8 @@ pub struct Plane {
     pub trust_domain: String,
     /// Replaced whole when `--ca-dir` changes (a root rotation).
     ca: RefCell<Rc<Ca>>,
+    /// With `--etcd`, where registrations are kept (shared by the replicas).
+    pub registry_store: Option<super::etcd::Etcd>,
     /// `None`: no `--tokens`, no proxy authenticates and none gets a certificate.
     tokens: RefCell<Option<Tokens>>,
     /// Node id -> its certificate.
@@ -106,9 +108,15 @@ pub struct Encoded {
 
 impl Plane {
     /// The plane serving `files` (checked: they build a mesh).
-    pub fn new(files: Vec<Resource>, ca: Ca, tokens: Option<Tokens>) -> Result<Rc<Plane>, String> {
+    pub fn new(
+        files: Vec<Resource>,
+        ca: Ca,
+        tokens: Option<Tokens>,
+        registry_store: Option<super::etcd::Etcd>,
+    ) -> Result<Rc<Plane>, String> {
         let mesh = Mesh::build(files.clone()).map_err(|e| e.join("\n"))?;
         Ok(Rc::new(Plane {
+            registry_store,
             files: RefCell::new(files),
             registry: RefCell::new(Registry::default()),
             registered: Cell::new(0),
@@ -163,7 +171,7 @@ impl Plane {
             ));
         }
         let mut next = self.registry.borrow().clone();
-        next.put(namespace, name, spec, ttl);
+        next.put(namespace, name, spec, Some(ttl));
         let mut all = self.files.borrow().clone();
         all.extend(next.resources());
         let mesh = Mesh::build(all).map_err(|e| e.join("; "))?;
@@ -174,6 +182,27 @@ impl Plane {
             w.wake();
         }
         Ok(true)
+    }
+
+    /// Whether the mesh builds with `spec` registered as NAMESPACE/NAME (the check made
+    /// before a registration is written to etcd).
+    pub fn check_registration(
+        &self,
+        namespace: &str,
+        name: &str,
+        spec: &WorkloadEntry,
+    ) -> Result<(), String> {
+        let mut next = self.registry.borrow().clone();
+        next.put(namespace, name, spec.clone(), None);
+        let mut all = self.files.borrow().clone();
+        all.extend(next.resources());
+        Mesh::build(all).map(|_| ()).map_err(|e| e.join("; "))
+    }
+
+    /// The registry as etcd holds it now; the mesh follows.
+    pub fn set_registry(&self, registry: Registry) {
+        *self.registry.borrow_mut() = registry;
+        self.rebuild();
     }
 
     /// A workload leaves; false when it was not registered.

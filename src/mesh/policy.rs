@@ -347,7 +347,7 @@ pub fn check_route(r: &HttpRoute, at: &str) -> Result<(), String> {
 pub fn check_traffic_policy(t: &super::istio::TrafficPolicy, at: &str) -> Result<(), String> {
     let d = |name: &str, v: Option<&str>| check_duration(at, name, v);
     if let Some(tls) = &t.tls {
-        super::peer_auth::check_client(tls).map_err(|e| format!("{at}.tls.{e}"))?;
+        super::mtls_kinds::check_client(tls).map_err(|e| format!("{at}.tls.{e}"))?;
     }
     if let Some(p) = &t.connection_pool {
         d(

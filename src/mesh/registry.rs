@@ -37,7 +37,8 @@ pub struct Registry {
 #[derive(Clone)]
 struct Entry {
     spec: WorkloadEntry,
-    expires: Instant,
+    /// `None`: kept in etcd under a lease, which expires it there.
+    expires: Option<Instant>,
 }
 
 impl Registry {
@@ -55,8 +56,9 @@ impl Registry {
         self.entries.is_empty()
     }
 
-    pub fn put(&mut self, namespace: &str, name: &str, spec: WorkloadEntry, ttl: Duration) {
-        let expires = Instant::now() + ttl;
+    /// Adds or replaces a workload; `ttl` `None` for one etcd expires.
+    pub fn put(&mut self, namespace: &str, name: &str, spec: WorkloadEntry, ttl: Option<Duration>) {
+        let expires = ttl.map(|t| Instant::now() + t);
         self.entries.insert(
             (namespace.to_string(), name.to_string()),
             Entry { spec, expires },
@@ -69,7 +71,7 @@ impl Registry {
             .entries
             .get_mut(&(namespace.to_string(), name.to_string()))
         {
-            e.expires = Instant::now() + ttl;
+            e.expires = Some(Instant::now() + ttl);
         }
     }
 
@@ -84,7 +86,7 @@ impl Registry {
         let gone: Vec<(String, String)> = self
             .entries
             .iter()
-            .filter(|(_, e)| e.expires <= now)
+            .filter(|(_, e)| e.expires.is_some_and(|t| t <= now))
             .map(|(k, _)| k.clone())
             .collect();
         for k in &gone {
@@ -96,7 +98,7 @@ impl Registry {
     }
 
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.entries.values().map(|e| e.expires).min()
+        self.entries.values().filter_map(|e| e.expires).min()
     }
 
     /// The registered workloads as resources, for the mesh's build.
@@ -128,12 +130,41 @@ impl Registry {
                     "address": e.spec.address,
                     "labels": e.spec.labels,
                     "serviceAccount": e.spec.service_account,
-                    "ttl_left_ms": e.expires.saturating_duration_since(now).as_millis() as u64,
+                    "ttl_left_ms": e.expires.map(|t| t.saturating_duration_since(now).as_millis() as u64),
                 })
             })
             .collect();
         json!({ "workloads": list })
     }
+}
+
+/// The etcd key of a registered workload under `prefix`.
+pub fn etcd_key(prefix: &str, namespace: &str, name: &str) -> String {
+    format!("{prefix}{namespace}/{name}")
+}
+
+/// The value stored for a workload in etcd: its spec and TTL.
+pub fn etcd_value(spec: &WorkloadEntry, ttl: Duration) -> String {
+    json!({"spec": spec, "ttl_s": ttl.as_secs()}).to_string()
+}
+
+/// The registry as etcd holds it: each key under `prefix` a workload (its expiry is
+/// etcd's lease). A value that does not read is skipped, with a warning.
+pub fn from_etcd(prefix: &str, kvs: Vec<(String, String)>) -> Registry {
+    let mut r = Registry::default();
+    for (key, value) in kvs {
+        let Some((ns, name)) = key.strip_prefix(prefix).and_then(|k| k.split_once('/')) else {
+            continue;
+        };
+        let spec = serde_json::from_str::<Value>(&value)
+            .ok()
+            .and_then(|v| serde_json::from_value::<WorkloadEntry>(v.get("spec")?.clone()).ok());
+        match spec {
+            Some(spec) => r.put(ns, name, spec, None),
+            None => tracing::warn!(key = %key, "a registration in etcd does not read; skipped"),
+        }
+    }
+    r
 }
 
 /// `NAMESPACE/NAME` of a `/workloads/NAMESPACE/NAME` path (names as Kubernetes allows:
@@ -225,11 +256,15 @@ mod tests {
             address: "10.0.0.1".into(),
             ..Default::default()
         };
-        r.put("demo", "a", w.clone(), Duration::from_millis(0));
-        r.put("demo", "b", w, Duration::from_secs(60));
+        r.put("demo", "a", w.clone(), Some(Duration::from_millis(0)));
+        r.put("demo", "b", w.clone(), Some(Duration::from_secs(60)));
+        r.put("demo", "c", w.clone(), None);
         r.renew("demo", "b", Duration::from_secs(60));
         assert_eq!(r.expire(Instant::now()), ["demo/a"]);
-        assert_eq!(r.resources().len(), 1);
+        assert_eq!(r.resources().len(), 2);
+        let stored = etcd_value(&w, Duration::from_secs(5));
+        let back = from_etcd("/r/", vec![("/r/demo/x".into(), stored)]);
+        assert_eq!(back.get("demo", "x"), Some(&w));
         assert!(r.next_expiry().is_some());
     }
 }

@@ -137,10 +137,28 @@ pub async fn watch(dir: PathBuf, plane: Rc<Plane>) {
     on_changes(&dir, fingerprint, || apply(&plane, load(&dir))).await
 }
 
-/// Follows the etcd prefix for the life of the control plane: a watch from the
-/// revision last read wakes it; after the debounce the whole prefix is read again.
-/// A lost watch is opened again (after a second) from a fresh read.
-pub async fn watch_etcd(etcd: super::etcd::Etcd, plane: Rc<Plane>, mut revision: i64) {
+/// What an etcd prefix holds.
+#[derive(Clone, Copy)]
+pub enum Prefix {
+    /// Istio resources, as files would.
+    Mesh,
+    /// Registered workloads (`registry.rs`).
+    Registry,
+}
+
+/// Follows an etcd prefix for the life of the control plane: a watch from the revision
+/// last read wakes it; after the debounce the whole prefix is read again. A lost watch
+/// is opened again (after a second) from a fresh read. A `revision` below zero reads
+/// first.
+pub async fn watch_etcd(
+    etcd: super::etcd::Etcd,
+    plane: Rc<Plane>,
+    mut revision: i64,
+    what: Prefix,
+) {
+    if revision < 0 {
+        revision = reload(&etcd, &plane, revision, what).await;
+    }
     loop {
         let e = etcd.clone();
         let opened = crate::rt::blocking("outrigger-etcd", move || e.watch(revision + 1)).await;
@@ -149,7 +167,7 @@ pub async fn watch_etcd(etcd: super::etcd::Etcd, plane: Rc<Plane>, mut revision:
             Some(Err(e)) => {
                 tracing::warn!("etcd watch: {e}; again in 1 s");
                 crate::rt::sleep(Duration::from_secs(1)).await;
-                revision = reload_etcd(&etcd, &plane, revision).await;
+                revision = reload(&etcd, &plane, revision, what).await;
                 continue;
             }
             None => return,
@@ -165,13 +183,40 @@ pub async fn watch_etcd(etcd: super::etcd::Etcd, plane: Rc<Plane>, mut revision:
                     tracing::warn!("etcd watch: {e}; again in 1 s");
                 }
                 crate::rt::sleep(Duration::from_secs(1)).await;
-                revision = reload_etcd(&etcd, &plane, revision).await;
+                revision = reload(&etcd, &plane, revision, what).await;
                 break;
             };
             watch = w;
             crate::rt::sleep(DEBOUNCE).await;
-            revision = reload_etcd(&etcd, &plane, revision).await;
+            revision = reload(&etcd, &plane, revision, what).await;
         }
+    }
+}
+
+async fn reload(etcd: &super::etcd::Etcd, plane: &Plane, last: i64, what: Prefix) -> i64 {
+    match what {
+        Prefix::Mesh => reload_etcd(etcd, plane, last).await,
+        Prefix::Registry => reload_registry(etcd, plane, last).await,
+    }
+}
+
+/// Reads the registrations again; the revision read (or `last` on failure).
+async fn reload_registry(etcd: &super::etcd::Etcd, plane: &Plane, last: i64) -> i64 {
+    let e = etcd.clone();
+    match crate::rt::blocking("outrigger-etcd", move || e.list()).await {
+        Some(Ok((revision, kvs))) => {
+            if revision != last {
+                let r = super::registry::from_etcd(&etcd.prefix, kvs);
+                tracing::info!(workloads = r.len(), "registrations read from etcd");
+                plane.set_registry(r);
+            }
+            revision
+        }
+        Some(Err(e)) => {
+            tracing::warn!("etcd registrations: {e}");
+            last
+        }
+        None => last,
     }
 }
 
