@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::envoy::{envoy_or_skip, Envoy};
-use common::mesh::{admin_json, bootstrap_with_token, start_control_with};
+use common::mesh::{admin_json, bootstrap_with_token, spawn_sidecar, start_control_with};
 use common::*;
 
 const TOKENS: &str = "- {token: web-outrigger-0123456789, namespace: demo, serviceAccount: web}
@@ -332,24 +332,8 @@ fn a_stream_without_a_valid_token_gets_nothing() {
     {
         // Spawned, not `Proxy::start`: a sidecar the control plane refuses never
         // gets a config to be ready with.
-        let config = state.join(&format!("sidecar-{i}.yaml"));
         let b = bootstrap_with_token("web-or.demo", control.listen, "GRPC", token);
-        write_atomic(
-            &config,
-            &b.replace("@ADMIN_PORT@", &free_port().to_string()),
-        );
-        let mut child = std::process::Command::new(BIN)
-            .args([
-                "run",
-                "-c",
-                &config.display().to_string(),
-                "--concurrency",
-                "1",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_sidecar(&state.join(&format!("sidecar-{i}.yaml")), &b);
         let refused = wait_until(Duration::from_secs(10), || {
             control.stderr().contains(why).then_some(())
         });

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::envoy::{envoy_or_skip, Envoy};
-use common::mesh::{admin_json, bootstrap_with_token, start_control_with};
+use common::mesh::{admin_json, bootstrap_with_token, spawn_sidecar, start_control_with};
 use common::*;
 
 const TOKENS: &str = "- {token: web-token-0123456789abc, namespace: demo, serviceAccount: web}
@@ -122,22 +122,7 @@ spec:
         "DELTA_GRPC",
         Some("edge-token-0123456789ab"),
     );
-    write_atomic(
-        &edge_boot,
-        &boot.replace("@ADMIN_PORT@", &free_port().to_string()),
-    );
-    let mut edge = Command::new(BIN)
-        .args([
-            "run",
-            "-c",
-            &edge_boot.display().to_string(),
-            "--concurrency",
-            "1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut edge = spawn_sidecar(&edge_boot, &boot);
     let envoy = envoy_or_skip("the status page with an Envoy sidecar");
     let _envoy = envoy.as_ref().map(|bin| {
         Envoy::start(

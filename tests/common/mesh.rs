@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{http_request, Proxy, TempDir};
+use super::{free_port, http_request, write_atomic, Proxy, TempDir, BIN};
 
 /// A bootstrap that both Outrigger and Envoy read: the node, the admin port and ADS.
 pub fn bootstrap(node: &str, xds: SocketAddr, api: &str) -> String {
@@ -85,4 +85,26 @@ pub fn admin_json(control: &Proxy, path: &str) -> serde_json::Value {
     let r = http_request(control.admin, "GET", path, Duration::from_secs(5)).unwrap();
     assert_eq!(r.status, 200, "{path}: {}", r.body_str());
     serde_json::from_slice(&r.body).unwrap()
+}
+
+/// A sidecar started on `bootstrap` (written to `config`) without waiting for it to be
+/// ready: one the control plane refuses, or whose listener cannot bind, never is. The
+/// caller kills it.
+pub fn spawn_sidecar(config: &std::path::Path, bootstrap: &str) -> std::process::Child {
+    write_atomic(
+        config,
+        &bootstrap.replace("@ADMIN_PORT@", &free_port().to_string()),
+    );
+    std::process::Command::new(BIN)
+        .args([
+            "run",
+            "-c",
+            &config.display().to_string(),
+            "--concurrency",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the sidecar")
 }
