@@ -17,7 +17,7 @@ outrigger: a thread-per-core service-mesh sidecar proxy
 USAGE:
   outrigger run -c FILE [--concurrency N] [--state-dir DIR]
   outrigger run --control IP:PORT --workload NAME.NAMESPACE [--token-file FILE]
-                 [--admin IP:PORT] [--sotw] [--concurrency N] [--state-dir DIR]
+                 [--admin IP:PORT] [--sotw] [--capture] [--concurrency N] [--state-dir DIR]
   outrigger run --listen HOST:PORT --upstream HOST:PORT [--admin HOST:PORT]
                  [--upstream-protocol http1|http2|downstream] [--tcp] [--concurrency N]
                  [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
@@ -38,7 +38,9 @@ One-line TLS: --tls-cert/--tls-key terminate TLS on the listener (ALPN h2, http/
 --upstream-sni is sent as SNI and must be a DNS name in the upstream's certificate.
 --control: a sidecar of `outrigger control` at IP:PORT, with no bootstrap file: the
 node is the WorkloadEntry NAME.NAMESPACE, ADS is delta (--sotw: state of the world), the
-token in FILE goes on the stream (`authorization: Bearer`), admin on 127.0.0.1:15000.
+token in FILE goes on the stream (`authorization: Bearer`), admin on 127.0.0.1:15000;
+--capture: iptables captures the pod's traffic (`outrigger iptables`), so the control
+plane sends istiod's 15001/15006 capture listeners.
 --state-dir DIR: with an xDS bootstrap, keep the last accepted dynamic config in DIR and
 serve it at start when the management server cannot be reached (default: off).
 Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit.
@@ -58,6 +60,7 @@ struct Args {
     workload: Option<String>,
     token_file: Option<String>,
     sotw: bool,
+    capture: bool,
     /// The one-line TLS flags, by flag name (`--tls-cert` ...).
     tls: Vec<(&'static str, String)>,
 }
@@ -90,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
         workload: None,
         token_file: None,
         sotw: false,
+        capture: false,
         tls: Vec::new(),
     };
     while let Some(flag) = it.next() {
@@ -115,6 +119,7 @@ fn parse_args() -> Result<Args, String> {
             "--workload" => a.workload = Some(value("--workload")?),
             "--token-file" => a.token_file = Some(value("--token-file")?),
             "--sotw" => a.sotw = true,
+            "--capture" => a.capture = true,
             "--upstream-protocol" => a.upstream_protocol = Some(value("--upstream-protocol")?),
             "-h" | "--help" => return Err(USAGE.to_string()),
             f => match TLS_FLAGS.iter().find(|t| **t == f) {
@@ -160,11 +165,12 @@ fn source_for_run(a: &Args) -> Result<ConfigSource, String> {
             token_file: a.token_file.as_deref(),
             admin: a.admin.as_deref(),
             sotw: a.sotw,
+            capture: a.capture,
         })
         .map(ConfigSource::Inline);
     }
-    if a.workload.is_some() || a.token_file.is_some() || a.sotw {
-        return Err("--workload, --token-file and --sotw go with --control".into());
+    if a.workload.is_some() || a.token_file.is_some() || a.sotw || a.capture {
+        return Err("--workload, --token-file, --sotw and --capture go with --control".into());
     }
     if let (Some(_), Some((name, _))) = (&a.config, a.tls.first()) {
         return Err(format!(

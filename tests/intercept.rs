@@ -740,3 +740,252 @@ fn the_kubernetes_manifest_parses_and_its_config_loads() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An HTTP/1.1 workload: answers each request with whether a connection manager
+/// handled it on the way (`x-request-id` present: `hcm`) or not (`raw`).
+fn request_id_reporter(mut c: TcpStream) {
+    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let body = if head.contains("\r\nx-request-id:") {
+        "hcm"
+    } else {
+        "raw"
+    };
+    let _ = write!(
+        c,
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Envoy 1.40 from the load-test venv (tests/run installs it), if there.
+fn envoy_binary() -> Option<PathBuf> {
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/loadtest/.venv/lib");
+    fs::read_dir(venv)
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.exists())
+}
+
+/// `outrigger control` in the server namespace and a sidecar in the pod fed by it in
+/// capture mode (Outrigger booted with `run --control --capture`, or Envoy 1.40 with
+/// the same node metadata): the control plane's routes apply to the pod's captured
+/// outbound calls, and inbound calls to a service port of the workload go through a
+/// connection manager to the workload.
+#[test]
+fn a_capture_mode_sidecar_from_the_control_plane_routes_captured_traffic() {
+    capture_mode_case(None);
+}
+
+#[test]
+fn an_envoy_sidecar_in_capture_mode_takes_the_same_listeners_from_the_control_plane() {
+    let envoy = envoy_binary().expect("Envoy 1.40 in loadtest/.venv (tests/run installs it)");
+    capture_mode_case(Some(envoy));
+}
+
+fn capture_mode_case(envoy: Option<PathBuf>) {
+    let net = net(if envoy.is_some() { "e" } else { "m" });
+    let (_srv, _srv_dir) = http_server(&net);
+    let mesh = Dir::new("mesh");
+    let (pod, srv) = (&net.pod_ip, &net.srv_ip);
+    fs::write(
+        mesh.0.join("mesh.yaml"),
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: web, namespace: demo}}
+spec:
+  hosts: [web.demo]
+  addresses: [{srv}]
+  ports: [{{number: 8080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: {srv}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web, namespace: demo}}
+spec:
+  hosts: [web.demo]
+  http:
+  - match: [{{uri: {{prefix: /teapot}}}}]
+    fault: {{abort: {{httpStatus: 418, percentage: {{value: 100}}}}}}
+    route: [{{destination: {{host: web.demo}}}}]
+  - route: [{{destination: {{host: web.demo}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: client, namespace: demo}}
+spec: {{address: {pod}, labels: {{app: client}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: client, namespace: demo}}
+spec:
+  hosts: [client.demo]
+  ports: [{{number: 7070, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  workloadSelector: {{labels: {{app: client}}}}
+"
+        ),
+    )
+    .unwrap();
+    let control_log = mesh.0.join("control.log");
+    let control = Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &net.srv.0, BIN, "control", "--dir"])
+            .arg(&mesh.0)
+            .args([
+                "--xds",
+                &format!("{srv}:15010"),
+                "--admin",
+                "127.0.0.1:15014",
+            ])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&control_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !net
+        .srv
+        .run(|| TcpStream::connect("127.0.0.1:15014").is_ok())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "control plane not up: {}",
+            fs::read_to_string(&control_log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The workload in the pod, on its service port.
+    serve(&net.pod, format!("{pod}:7070"), request_id_reporter);
+    net.pod.exec(&[
+        BIN,
+        "iptables",
+        "--proxy-uid",
+        PROXY_UID,
+        "--admin-port",
+        "15000",
+    ]);
+    let dir = Dir::new("pod");
+    let stderr = dir.0.join("stderr");
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns", "exec", &net.pod.0, "setpriv", "--reuid", PROXY_UID, "--regid",
+    ])
+    .args([PROXY_UID, "--clear-groups", "--"]);
+    match &envoy {
+        None => cmd
+            .args([BIN, "run", "--control"])
+            .args([
+                &format!("{srv}:15010"),
+                "--workload",
+                "client.demo",
+                "--capture",
+            ])
+            .args(["--admin", "127.0.0.1:15000", "--concurrency", "1"]),
+        Some(bin) => {
+            // The bootstrap `run --control --capture` writes, by hand.
+            let boot = dir.0.join("envoy.yaml");
+            fs::write(
+                &boot,
+                format!(
+                    "node: {{id: client.demo, cluster: client, metadata: {{INTERCEPTION_MODE: REDIRECT}}}}
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 15000}}}}}}
+dynamic_resources:
+  ads_config: {{api_type: DELTA_GRPC, transport_api_version: V3, grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]}}
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+  - name: xds-grpc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: xds-grpc
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: {srv}, port_value: 15010}}}}}}}}]}}]
+"
+                ),
+            )
+            .unwrap();
+            cmd.arg(bin).arg("-c").arg(&boot).args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--log-level",
+                "warning",
+            ])
+        }
+    };
+    let _sidecar = Proc(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start the sidecar"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !admin(&net, "/ready").starts_with("200") {
+        assert!(
+            Instant::now() < deadline,
+            "sidecar not ready; stderr:\n{}\ncontrol plane:\n{}",
+            fs::read_to_string(&stderr).unwrap_or_default(),
+            fs::read_to_string(&control_log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Outbound: the VirtualService's fault for /teapot, the service for the rest.
+    let code = |path: &str| {
+        curl(
+            &net,
+            &[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://{srv}:8080{path}"),
+            ],
+        )
+    };
+    assert_eq!(
+        code("/teapot"),
+        "418",
+        "{}",
+        fs::read_to_string(&stderr).unwrap_or_default()
+    );
+    assert_eq!(
+        curl(&net, &[&format!("http://{srv}:8080/")]),
+        "from-server\n"
+    );
+    // A port no service has passes through to where it was going.
+    assert_eq!(
+        curl(&net, &[&format!("http://{srv}:8081/")]),
+        "from-server\n"
+    );
+    // Inbound: the workload's service port through a connection manager.
+    let to = format!("{pod}:7070");
+    let body = net.srv.run(move || {
+        let mut c = TcpStream::connect(&to).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nhost: client.demo\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    });
+    assert!(body.ends_with("hcm"), "inbound: {body}");
+    drop(control);
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::plane::Plane;
-use super::translate::{self, Proxy};
+use super::translate::Proxy;
 
 const MAX_HEAD: usize = 8192;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -149,7 +149,7 @@ fn answer(plane: &Plane, path: &str) -> Vec<u8> {
                 .map(|p| (p.namespace.clone(), p.labels.clone()));
             let (ns, labels) = known.unzip();
             let proxy = Proxy::identify(&mesh, node, ns.as_deref(), labels.unwrap_or_default());
-            let view = translate::view(&mesh, &proxy, &plane.trust_domain);
+            let view = super::capture::proxy_view(&mesh, &proxy, &plane.trust_domain);
             response(200, "application/json", &pretty(&serde_json::json!(view)))
         }
         _ => response(

@@ -312,6 +312,7 @@ impl Stream {
         }
         let mesh = self.plane.mesh();
         let mut p = Proxy::identify(&mesh, &node.id, text("NAMESPACE").as_deref(), labels);
+        p.capture = text("INTERCEPTION_MODE").as_deref() == Some("REDIRECT");
         let service_account = mesh
             .workload(&node.id)
             .and_then(|(_, w)| w.service_account.as_deref());
@@ -366,6 +367,7 @@ impl Stream {
             let mesh = self.plane.mesh();
             let mut again = Proxy::identify(&mesh, &p.id, Some(&p.namespace), p.labels.clone());
             again.authenticated = p.authenticated;
+            again.capture = p.capture;
             self.proxy = Some(again);
         }
     }

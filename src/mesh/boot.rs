@@ -14,6 +14,9 @@ pub struct Flags<'a> {
     pub token_file: Option<&'a str>,
     pub admin: Option<&'a str>,
     pub sotw: bool,
+    /// iptables captures the pod's traffic (`outrigger iptables`): the node says
+    /// `INTERCEPTION_MODE: REDIRECT` and gets istiod's capture-mode listeners.
+    pub capture: bool,
 }
 
 /// istio-proxy's admin port.
@@ -54,8 +57,12 @@ pub fn bootstrap(f: &Flags) -> Result<String, String> {
             json!([{"key": "authorization", "value": format!("Bearer {token}")}]);
     }
     let source = json!({"ads": {}, "resource_api_version": "V3"});
+    let mut node = json!({"id": f.workload, "cluster": name});
+    if f.capture {
+        node["metadata"] = json!({"INTERCEPTION_MODE": "REDIRECT"});
+    }
     let boot = json!({
-        "node": {"id": f.workload, "cluster": name},
+        "node": node,
         "admin": {"address": {"socket_address": {
             "address": admin.ip().to_string(), "port_value": admin.port()
         }}},
@@ -100,6 +107,7 @@ mod tests {
             token_file: None,
             admin: None,
             sotw: false,
+            capture: false,
         };
         let text = bootstrap(&f).unwrap();
         let x = crate::config::xds::xds_bootstrap(&text).unwrap().unwrap();

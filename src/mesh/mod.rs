@@ -22,6 +22,7 @@
 //! | `mtls_kinds.rs`, `peer_auth.rs` | PeerAuthentication and DestinationRule TLS as read; the mode of a port and the mTLS contexts |
 //! | `selector.rs` | the security API's `matchLabels` |
 //! | `boot.rs` | a sidecar's bootstrap from `outrigger run --control` |
+//! | `capture.rs` | capture mode: istiod's 15001/15006 virtual listeners for an intercepted pod |
 //! | `registry.rs`, `registration.rs` | workloads registered over HTTP with TTL heartbeats |
 //! | `status_page.rs` | the HTML status page on the admin port (`/`) |
 
@@ -30,6 +31,7 @@ pub mod ads;
 pub mod authz;
 pub mod boot;
 pub mod ca;
+pub mod capture;
 pub mod etcd;
 pub mod istio;
 pub mod model;

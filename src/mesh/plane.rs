@@ -19,14 +19,14 @@ use super::model::Mesh;
 use super::peer_auth::{CERT_SECRET, ROOT_SECRET};
 use super::registry::Registry;
 use super::tokens::{Identity, Tokens};
-use super::translate::{self, Proxy};
+use super::translate::Proxy;
 
 /// A proxy's view, encoded: type URL -> name -> resource.
 pub type EncodedView = BTreeMap<&'static str, BTreeMap<String, Encoded>>;
 
-/// What decides a proxy's view: its namespace, labels, and whether it has a
-/// certificate.
-type ViewKey = (String, BTreeMap<String, String>, bool);
+/// What decides a proxy's view: its namespace, labels, whether it has a certificate,
+/// and whether its traffic is captured.
+type ViewKey = (String, BTreeMap<String, String>, bool, bool);
 
 /// The secrets of one proxy (`default`, `ROOTCA`), encoded.
 pub type Secrets = BTreeMap<String, Encoded>;
@@ -456,12 +456,13 @@ impl Plane {
             proxy.namespace.clone(),
             proxy.labels.clone(),
             proxy.authenticated,
+            proxy.capture,
         );
         if let Some(v) = self.views.borrow().get(&key) {
             return v.clone();
         }
         let mesh = self.mesh();
-        let view = translate::view(&mesh, proxy, &self.trust_domain);
+        let view = super::capture::proxy_view(&mesh, proxy, &self.trust_domain);
         let encoded: EncodedView = view
             .into_iter()
             .map(|(type_url, of_type)| {

@@ -40,9 +40,9 @@ pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets
 /// the listeners and routes that use them, as Envoy's ADS ordering asks).
 pub const TYPES: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
 
-const HCM: &str =
+pub(super) const HCM: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const TCP_PROXY: &str =
+pub(super) const TCP_PROXY: &str =
     "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 
 /// istiod's default retry policy on a route a VirtualService does not set.
@@ -59,6 +59,9 @@ pub struct Proxy {
     /// It showed a token and has a workload certificate (`peer_auth.rs`: what a proxy
     /// without one is sent).
     pub authenticated: bool,
+    /// Its node metadata says `INTERCEPTION_MODE: REDIRECT`: iptables sends it the
+    /// pod's traffic (`capture.rs`).
+    pub capture: bool,
 }
 
 impl Proxy {
@@ -77,6 +80,7 @@ impl Proxy {
                 namespace: m.namespace.clone(),
                 labels: l,
                 authenticated: false,
+                capture: false,
             };
         }
         let from_id = model::workload_name(node_id).map(|(_, ns)| ns.to_string());
@@ -88,6 +92,7 @@ impl Proxy {
                 .unwrap_or_else(|| "default".to_string()),
             labels,
             authenticated: false,
+            capture: false,
         }
     }
 }
@@ -98,13 +103,13 @@ pub type View = BTreeMap<&'static str, BTreeMap<String, Value>>;
 /// Everything `proxy` is sent; `trust_domain` is the mesh's (SPIFFE IDs).
 pub fn view(mesh: &Mesh, proxy: &Proxy, trust_domain: &str) -> View {
     let mut v: View = TYPES.iter().map(|t| (*t, BTreeMap::new())).collect();
-    let Some((_, sidecar)) = mesh.sidecar_for(&proxy.namespace, &proxy.labels) else {
-        return v;
-    };
     let mut put = |t: &'static str, name: String, r: Value| {
         if let Some(m) = v.get_mut(t) {
             m.entry(name).or_insert(r);
         }
+    };
+    let Some((_, sidecar)) = mesh.sidecar_for(&proxy.namespace, &proxy.labels) else {
+        return v;
     };
     for e in &sidecar.egress {
         let Some(port) = &e.port else { continue };
@@ -218,7 +223,7 @@ pub fn cluster_name(port: u16, subset: &str, host: &str) -> String {
 
 /// The service's clusters for `host:port`, its subsets' after it: (name, cluster, its
 /// endpoints when served over EDS).
-fn clusters(
+pub(super) fn clusters(
     mesh: &Mesh,
     proxy: &Proxy,
     trust_domain: &str,
@@ -423,7 +428,7 @@ fn endpoints<'m>(
 
 /// An HTTP listener with the given route source (`rds` or `route_config`); `first`
 /// filters go before istiod's fault, CORS and router.
-fn http_listener(
+pub(super) fn http_listener(
     name: &str,
     bind: IpAddr,
     port: u16,
@@ -454,7 +459,13 @@ fn http_listener(
     })
 }
 
-fn tcp_listener(name: &str, bind: IpAddr, port: u16, cluster: &str, direction: &str) -> Value {
+pub(super) fn tcp_listener(
+    name: &str,
+    bind: IpAddr,
+    port: u16,
+    cluster: &str,
+    direction: &str,
+) -> Value {
     json!({
         "name": name,
         "address": {"socket_address": {"address": bind.to_string(), "port_value": port}},
@@ -511,13 +522,27 @@ fn inbound(
     (name, l, c)
 }
 
-/// An inbound listener taking mTLS: its chain with the mesh's TLS (and the peer's
-/// certificate passed on in `x-forwarded-client-cert`, as istiod sets it); when not
-/// `strict`, the TLS inspector picks it for TLS and the plaintext chain for the rest.
+/// An inbound listener taking mTLS ([`mtls_chains`] of its chain); when not `strict`,
+/// with the TLS inspector that picks between the two chains.
 fn mtls_inbound(mut l: Value, trust_domain: &str, strict: bool) -> Value {
     let Some(plain) = l.pointer("/filter_chains/0").cloned() else {
         return l;
     };
+    l["filter_chains"] = json!(mtls_chains(plain, trust_domain, strict));
+    if !strict {
+        l["listener_filters"] = json!([{
+            "name": "envoy.filters.listener.tls_inspector",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
+        }]);
+    }
+    l
+}
+
+/// The chains for a plaintext chain that is to take mTLS: the same chain with the
+/// mesh's TLS (and the peer's certificate passed on in `x-forwarded-client-cert`, as
+/// istiod sets it); unless `strict`, matched on `transport_protocol: tls` and followed
+/// by the plaintext chain for the rest.
+pub(super) fn mtls_chains(plain: Value, trust_domain: &str, strict: bool) -> Vec<Value> {
     let mut secure = plain.clone();
     secure["transport_socket"] = peer_auth::downstream(trust_domain);
     if let Some(hcm) = secure.pointer_mut("/filters/0/typed_config") {
@@ -527,21 +552,23 @@ fn mtls_inbound(mut l: Value, trust_domain: &str, strict: bool) -> Value {
                 json!({"subject": true, "dns": true, "uri": true});
         }
     }
-    if strict {
-        l["filter_chains"] = json!([secure]);
-    } else {
-        secure["filter_chain_match"] = json!({"transport_protocol": "tls"});
-        l["filter_chains"] = json!([secure, plain]);
-        l["listener_filters"] = json!([{
-            "name": "envoy.filters.listener.tls_inspector",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
-        }]);
+    if let Some(n) = secure.get("name").and_then(Value::as_str) {
+        secure["name"] = json!(format!("{n}-mtls"));
     }
-    l
+    if strict {
+        return vec![secure];
+    }
+    let mut m = secure
+        .get("filter_chain_match")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    m["transport_protocol"] = json!("tls");
+    secure["filter_chain_match"] = m;
+    vec![secure, plain]
 }
 
 /// The route table of an HTTP egress listener.
-fn route_table(
+pub(super) fn route_table(
     mesh: &Mesh,
     proxy: &Proxy,
     name: &str,

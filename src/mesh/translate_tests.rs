@@ -239,3 +239,39 @@ spec: {mtls: {mode: STRICT}}
         "envoy.filters.listener.tls_inspector"
     );
 }
+
+#[test]
+fn a_captured_proxy_gets_the_virtual_listeners_and_one_listener_per_port() {
+    let m = mesh();
+    let mut p = Proxy::identify(&m, "echo-v1.demo", None, BTreeMap::new());
+    p.capture = true;
+    let v = crate::mesh::capture::proxy_view(&m, &p, "cluster.local");
+    let names = |t: &str| v[t].keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(LISTENER),
+        ["0.0.0.0_9080", "virtualInbound", "virtualOutbound"]
+    );
+    assert_eq!(v[LISTENER]["0.0.0.0_9080"]["bind_to_port"], false);
+    assert_eq!(v[LISTENER]["virtualOutbound"]["use_original_dst"], true);
+    // The route table answers the service and passes anything else through.
+    let vhosts = v[ROUTE]["9080"]["virtual_hosts"].as_array().unwrap();
+    assert_eq!(vhosts.last().unwrap()["name"], "allow_any");
+    // echo-v1 is selected by the echo service (port name http -> 9001): one inbound
+    // chain for 9001, PERMISSIVE without a certificate (plaintext), then passthrough.
+    let chains = v[LISTENER]["virtualInbound"]["filter_chains"]
+        .as_array()
+        .unwrap();
+    assert_eq!(chains[0]["filter_chain_match"]["destination_port"], 9001);
+    assert_eq!(chains.len(), 2);
+    assert_eq!(v[CLUSTER]["inbound|9001||"]["type"], "ORIGINAL_DST");
+    assert!(v[CLUSTER].contains_key("PassthroughCluster"));
+    // With a certificate, PERMISSIVE adds the mTLS chain for that port.
+    p.authenticated = true;
+    let v = crate::mesh::capture::proxy_view(&m, &p, "cluster.local");
+    let chains = v[LISTENER]["virtualInbound"]["filter_chains"]
+        .as_array()
+        .unwrap();
+    assert_eq!(chains.len(), 3);
+    assert_eq!(chains[0]["filter_chain_match"]["transport_protocol"], "tls");
+    assert_eq!(chains[0]["filter_chain_match"]["destination_port"], 9001);
+}

@@ -1,0 +1,277 @@
+//! Capture mode: the listeners istiod gives a sidecar whose pod's traffic iptables
+//! redirects to it (`outrigger iptables`, docs/interception.md), for a proxy whose node
+//! metadata says `INTERCEPTION_MODE: REDIRECT` (`outrigger run --control ... --capture`).
+//!
+//! - `virtualOutbound` on 15001 with `use_original_dst`: each captured connection is
+//!   handed to the listener of its original destination port, `0.0.0.0_PORT` (not
+//!   bound), one per port of the services visible to the proxy: HTTP ports route with
+//!   the route table `PORT` (a virtual host per service, answering to its hosts and
+//!   addresses, and istiod's `allow_any` host to `PassthroughCluster` for the rest),
+//!   TCP ports proxy to the port's first service; any other port passes through to its
+//!   original destination (`PassthroughCluster`, ORIGINAL_DST).
+//! - `virtualInbound` on 15006 with the `original_dst` listener filter: one filter chain
+//!   per port of the services that select the workload (its target port), HTTP through
+//!   a connection manager (the workload's RBAC filters first) or TCP, to
+//!   `inbound|PORT||`, an ORIGINAL_DST cluster whose connections leave from 127.0.0.6 so
+//!   that the rules let them reach the workload uncaptured; mTLS per PeerAuthentication
+//!   as on a bound inbound listener; other ports pass through
+//!   (`InboundPassthroughCluster`).
+//!
+//! The proxy's Sidecar resource is not consulted in this mode (every service exported
+//! to its namespace is visible); bound listeners (`captureMode: NONE`) are `translate.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use super::istio::{Metadata, Protocol, ServiceEntry};
+use super::model::{exported, Mesh};
+use super::peer_auth::{self, Mode};
+use super::translate::{
+    cluster_name, clusters, http_listener, mtls_chains, route_table, tcp_listener, Proxy, View,
+    CLUSTER, ENDPOINT, LISTENER, ROUTE, TCP_PROXY, TYPES,
+};
+
+pub const OUTBOUND_CAPTURE_PORT: u16 = 15001;
+pub const INBOUND_CAPTURE_PORT: u16 = 15006;
+
+const ANY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+/// Everything `proxy` is sent: capture mode's listeners when its traffic is captured,
+/// the bound listeners of its Sidecar (`translate::view`) otherwise.
+pub fn proxy_view(mesh: &Mesh, proxy: &Proxy, trust_domain: &str) -> View {
+    if !proxy.capture {
+        return super::translate::view(mesh, proxy, trust_domain);
+    }
+    let mut v: View = TYPES.iter().map(|t| (*t, BTreeMap::new())).collect();
+    let mut put = |t: &'static str, name: String, r: Value| {
+        if let Some(m) = v.get_mut(t) {
+            m.entry(name).or_insert(r);
+        }
+    };
+    view(mesh, proxy, trust_domain, &mut put);
+    v
+}
+
+/// `put(type, name, resource)` for everything a capture-mode proxy is sent.
+fn view(
+    mesh: &Mesh,
+    proxy: &Proxy,
+    trust_domain: &str,
+    put: &mut dyn FnMut(&'static str, String, Value),
+) {
+    outbound(mesh, proxy, trust_domain, put);
+    inbound(mesh, proxy, trust_domain, put);
+    for (name, source) in [
+        ("PassthroughCluster", None),
+        ("InboundPassthroughCluster", Some("127.0.0.6")),
+    ] {
+        put(CLUSTER, name.to_string(), original_dst(name, source));
+    }
+}
+
+fn original_dst(name: &str, source: Option<&str>) -> Value {
+    let mut c = json!({
+        "name": name,
+        "type": "ORIGINAL_DST",
+        "lb_policy": "CLUSTER_PROVIDED",
+        "connect_timeout": "10s"
+    });
+    if let Some(s) = source {
+        c["upstream_bind_config"] = json!({"source_address": {"address": s, "port_value": 0}});
+    }
+    c
+}
+
+fn tcp_proxy(cluster: &str) -> Value {
+    json!({
+        "name": "envoy.filters.network.tcp_proxy",
+        "typed_config": {"@type": TCP_PROXY, "stat_prefix": cluster, "cluster": cluster}
+    })
+}
+
+fn outbound(
+    mesh: &Mesh,
+    proxy: &Proxy,
+    trust_domain: &str,
+    put: &mut dyn FnMut(&'static str, String, Value),
+) {
+    let services: Vec<(&Metadata, &ServiceEntry)> = mesh
+        .services
+        .iter()
+        .filter(|(m, se)| exported(&se.export_to, &m.namespace, &proxy.namespace))
+        .map(|(m, s)| (m, s))
+        .collect();
+    let ports: BTreeSet<u16> = services
+        .iter()
+        .flat_map(|(_, se)| se.ports.iter().map(|p| p.number))
+        .filter(|p| *p != OUTBOUND_CAPTURE_PORT && *p != INBOUND_CAPTURE_PORT)
+        .collect();
+    for port in ports {
+        let on: Vec<(&Metadata, &ServiceEntry)> = services
+            .iter()
+            .filter(|(_, se)| se.ports.iter().any(|p| p.number == port))
+            .copied()
+            .collect();
+        for (meta, se) in &on {
+            for host in &se.hosts {
+                for (name, c, eds) in clusters(mesh, proxy, trust_domain, meta, se, host, port) {
+                    if let Some(eds) = eds {
+                        put(ENDPOINT, name.clone(), eds);
+                    }
+                    put(CLUSTER, name, c);
+                }
+            }
+        }
+        let proto = on
+            .first()
+            .and_then(|(_, se)| se.ports.iter().find(|p| p.number == port))
+            .and_then(|p| p.protocol().ok())
+            .unwrap_or(Protocol::Tcp);
+        let name = format!("{ANY}_{port}");
+        let mut l = if proto == Protocol::Tcp {
+            let target = on
+                .first()
+                .and_then(|(_, se)| se.hosts.first())
+                .map(|h| cluster_name(port, "", h))
+                .unwrap_or_else(|| "PassthroughCluster".to_string());
+            tcp_listener(&name, ANY, port, &target, "OUTBOUND")
+        } else {
+            let route = port.to_string();
+            let mut table = route_table(mesh, proxy, &route, port, &on);
+            if let Some(vhosts) = table["virtual_hosts"].as_array_mut() {
+                vhosts.push(json!({
+                    "name": "allow_any",
+                    "domains": ["*"],
+                    "routes": [{"name": "allow_any", "match": {"prefix": "/"},
+                                "route": {"cluster": "PassthroughCluster", "timeout": "0s"}}]
+                }));
+            }
+            put(ROUTE, route.clone(), table);
+            http_listener(
+                &name,
+                ANY,
+                port,
+                json!({"rds": {"config_source": {"ads": {}, "resource_api_version": "V3"}, "route_config_name": route}}),
+                "OUTBOUND",
+                &[],
+            )
+        };
+        l["bind_to_port"] = json!(false);
+        put(LISTENER, name, l);
+    }
+    put(
+        LISTENER,
+        "virtualOutbound".to_string(),
+        json!({
+            "name": "virtualOutbound",
+            "address": {"socket_address": {"address": ANY.to_string(), "port_value": OUTBOUND_CAPTURE_PORT}},
+            "use_original_dst": true,
+            "traffic_direction": "OUTBOUND",
+            "filter_chains": [{"name": "virtualOutbound-catchall-tcp", "filters": [tcp_proxy("PassthroughCluster")]}]
+        }),
+    );
+}
+
+/// The workload's inbound ports: the target ports of the services in its namespace
+/// that select it, with their protocol (the first service's for a port).
+fn inbound_ports(mesh: &Mesh, proxy: &Proxy) -> BTreeMap<u16, Protocol> {
+    let named = mesh.workload(&proxy.id).map(|(_, w)| &w.ports);
+    let mut out = BTreeMap::new();
+    for (m, se) in &mesh.services {
+        let selects = se
+            .workload_selector
+            .as_ref()
+            .is_some_and(|s| s.selects(&proxy.labels));
+        if m.namespace != proxy.namespace || !selects {
+            continue;
+        }
+        for p in &se.ports {
+            let by_name = p
+                .name
+                .as_ref()
+                .and_then(|n| named.and_then(|ports| ports.get(n)).copied());
+            let target = by_name.or(p.target_port).unwrap_or(p.number);
+            out.entry(target)
+                .or_insert(p.protocol().unwrap_or(Protocol::Tcp));
+        }
+    }
+    out
+}
+
+fn inbound(
+    mesh: &Mesh,
+    proxy: &Proxy,
+    trust_domain: &str,
+    put: &mut dyn FnMut(&'static str, String, Value),
+) {
+    let rbac = super::authz::filters(&mesh.authorization_for(&proxy.namespace, &proxy.labels));
+    let mut chains = Vec::new();
+    let mut inspect_tls = false;
+    for (port, proto) in inbound_ports(mesh, proxy) {
+        let cluster = format!("inbound|{port}||");
+        let mut c = original_dst(&cluster, Some("127.0.0.6"));
+        super::policy::cluster_policy(&mut c, None, None, proto == Protocol::Http2);
+        put(CLUSTER, cluster.clone(), c);
+        let filter = if proto == Protocol::Tcp {
+            tcp_proxy(&cluster)
+        } else {
+            let table = json!({"route_config": {
+                "name": cluster,
+                "validate_clusters": false,
+                "virtual_hosts": [{"name": format!("inbound|http|{port}"), "domains": ["*"], "routes": [{
+                    "name": "default",
+                    "match": {"prefix": "/"},
+                    "route": {"cluster": cluster, "timeout": "0s"}
+                }]}]
+            }});
+            // The connection manager of a bound inbound listener, taken whole.
+            let l = http_listener("x", ANY, port, table, "INBOUND", &rbac);
+            l["filter_chains"][0]["filters"][0].clone()
+        };
+        let plain = json!({
+            "name": format!("0.0.0.0_{port}"),
+            "filter_chain_match": {"destination_port": port},
+            "filters": [filter]
+        });
+        let mode = peer_auth::inbound_mode(mesh, &proxy.namespace, &proxy.labels, port);
+        let tls = match mode {
+            Mode::Strict => Some(true),
+            Mode::Permissive if proxy.authenticated => Some(false),
+            _ => None,
+        };
+        match tls {
+            Some(strict) => {
+                inspect_tls |= !strict;
+                chains.extend(mtls_chains(plain, trust_domain, strict));
+            }
+            None => chains.push(plain),
+        }
+    }
+    chains.push(json!({
+        "name": "virtualInbound-catchall-tcp",
+        "filters": [tcp_proxy("InboundPassthroughCluster")]
+    }));
+    let mut filters = vec![json!({
+        "name": "envoy.filters.listener.original_dst",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"}
+    })];
+    if inspect_tls {
+        filters.push(json!({
+            "name": "envoy.filters.listener.tls_inspector",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}
+        }));
+    }
+    put(
+        LISTENER,
+        "virtualInbound".to_string(),
+        json!({
+            "name": "virtualInbound",
+            "address": {"socket_address": {"address": ANY.to_string(), "port_value": INBOUND_CAPTURE_PORT}},
+            "traffic_direction": "INBOUND",
+            "listener_filters": filters,
+            "filter_chains": chains
+        }),
+    );
+}
