@@ -29,8 +29,8 @@ use super::istio::{Metadata, Protocol, ServiceEntry};
 use super::model::{exported, Mesh};
 use super::peer_auth::{self, Mode};
 use super::translate::{
-    cluster_name, clusters, http_listener, mtls_chains, route_table, tcp_listener, Proxy, View,
-    CLUSTER, ENDPOINT, LISTENER, ROUTE, TCP_PROXY, TYPES,
+    cluster_name, clusters, http_listener, inbound_routes, mtls_chains, route_table, tcp_listener,
+    Proxy, View, CLUSTER, ENDPOINT, LISTENER, ROUTE, TCP_PROXY, TYPES,
 };
 
 pub const OUTBOUND_CAPTURE_PORT: u16 = 15001;
@@ -217,16 +217,8 @@ fn inbound(
         let filter = if proto == Protocol::Tcp {
             tcp_proxy(&cluster)
         } else {
-            let table = json!({"route_config": {
-                "name": cluster,
-                "validate_clusters": false,
-                "virtual_hosts": [{"name": format!("inbound|http|{port}"), "domains": ["*"], "routes": [{
-                    "name": "default",
-                    "match": {"prefix": "/"},
-                    "route": {"cluster": cluster, "timeout": "0s"}
-                }]}]
-            }});
             // The connection manager of a bound inbound listener, taken whole.
+            let table = inbound_routes(&cluster, port);
             let l = http_listener("x", ANY, port, table, "INBOUND", &rbac);
             l["filter_chains"][0]["filters"][0].clone()
         };

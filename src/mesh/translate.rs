@@ -504,22 +504,34 @@ fn inbound(
     let l = if proto == Protocol::Tcp {
         tcp_listener(&name, bind, port, &cluster, "INBOUND")
     } else {
-        let table = json!({"route_config": {
-            "name": cluster,
-            "validate_clusters": false,
-            "virtual_hosts": [{"name": format!("inbound|http|{port}"), "domains": ["*"], "routes": [{
-                "name": "default",
-                "match": {"prefix": "/"},
-                "route": {"cluster": cluster, "timeout": "0s"}
-            }]}]
-        }});
-        http_listener(&name, bind, port, table, "INBOUND", rbac)
+        http_listener(
+            &name,
+            bind,
+            port,
+            inbound_routes(&cluster, port),
+            "INBOUND",
+            rbac,
+        )
     };
     let l = match tls {
         Some((trust_domain, strict)) => mtls_inbound(l, trust_domain, strict),
         None => l,
     };
     (name, l, c)
+}
+
+/// An inbound port's inline route table: everything to its `inbound|PORT||` cluster,
+/// with no timeout (istiod's).
+pub(super) fn inbound_routes(cluster: &str, port: u16) -> Value {
+    json!({"route_config": {
+        "name": cluster,
+        "validate_clusters": false,
+        "virtual_hosts": [{"name": format!("inbound|http|{port}"), "domains": ["*"], "routes": [{
+            "name": "default",
+            "match": {"prefix": "/"},
+            "route": {"cluster": cluster, "timeout": "0s"}
+        }]}]
+    }})
 }
 
 /// An inbound listener taking mTLS ([`mtls_chains`] of its chain); when not `strict`,
