@@ -333,12 +333,11 @@ fn a_stream_without_a_valid_token_gets_nothing() {
         // Spawned, not `Proxy::start`: a sidecar the control plane refuses never
         // gets a config to be ready with.
         let b = bootstrap_with_token("web-or.demo", control.listen, "GRPC", token);
-        let mut child = spawn_sidecar(&state.join(&format!("sidecar-{i}.yaml")), &b);
+        let child = spawn_sidecar(&state.join(&format!("sidecar-{i}.yaml")), &b);
         let refused = wait_until(Duration::from_secs(10), || {
             control.stderr().contains(why).then_some(())
         });
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
         assert!(
             refused.is_some(),
             "{token:?}: not refused with `{why}`:\n{}",

@@ -122,7 +122,7 @@ spec:
         "DELTA_GRPC",
         Some("edge-token-0123456789ab"),
     );
-    let mut edge = spawn_sidecar(&edge_boot, &boot);
+    let edge = spawn_sidecar(&edge_boot, &boot);
     let envoy = envoy_or_skip("the status page with an Envoy sidecar");
     let _envoy = envoy.as_ref().map(|bin| {
         Envoy::start(
@@ -153,7 +153,7 @@ spec:
             && web["certificate"]["serial"].is_string())
         .then_some(())
     });
-    let _ = (edge.kill(), edge.wait());
+    drop(edge);
     assert!(
         nacked.is_some(),
         "no NACK or certificate:\n{}",

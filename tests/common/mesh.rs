@@ -88,14 +88,14 @@ pub fn admin_json(control: &Proxy, path: &str) -> serde_json::Value {
 }
 
 /// A sidecar started on `bootstrap` (written to `config`) without waiting for it to be
-/// ready: one the control plane refuses, or whose listener cannot bind, never is. The
-/// caller kills it.
-pub fn spawn_sidecar(config: &std::path::Path, bootstrap: &str) -> std::process::Child {
+/// ready: one the control plane refuses, or whose listener cannot bind, never is.
+/// Killed on drop (a failing test leaves none behind).
+pub fn spawn_sidecar(config: &std::path::Path, bootstrap: &str) -> Spawned {
     write_atomic(
         config,
         &bootstrap.replace("@ADMIN_PORT@", &free_port().to_string()),
     );
-    std::process::Command::new(BIN)
+    let child = std::process::Command::new(BIN)
         .args([
             "run",
             "-c",
@@ -106,5 +106,16 @@ pub fn spawn_sidecar(config: &std::path::Path, bootstrap: &str) -> std::process:
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("start the sidecar")
+        .expect("start the sidecar");
+    Spawned(child)
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
