@@ -583,7 +583,8 @@ pub enum Spec {
     WorkloadEntry(WorkloadEntry),
     Sidecar(Sidecar),
     VirtualService(VirtualService),
-    DestinationRule(DestinationRule),
+    /// Boxed: the largest kind (its traffic policies), the others stay small.
+    DestinationRule(Box<DestinationRule>),
     AuthorizationPolicy(AuthorizationPolicy),
     PeerAuthentication(super::mtls_kinds::PeerAuthentication),
 }
@@ -657,7 +658,7 @@ pub fn parse_document(doc: serde_yaml::Value, origin: &str) -> Result<Option<Res
         "WorkloadEntry" => Spec::WorkloadEntry(field(spec, &at, "spec")?),
         "Sidecar" => Spec::Sidecar(field(spec, &at, "spec")?),
         "VirtualService" => Spec::VirtualService(field(spec, &at, "spec")?),
-        "DestinationRule" => Spec::DestinationRule(field(spec, &at, "spec")?),
+        "DestinationRule" => Spec::DestinationRule(Box::new(field(spec, &at, "spec")?)),
         "AuthorizationPolicy" => Spec::AuthorizationPolicy(field(spec, &at, "spec")?),
         "PeerAuthentication" => Spec::PeerAuthentication(field(spec, &at, "spec")?),
         other => {

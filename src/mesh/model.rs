@@ -71,7 +71,7 @@ impl Mesh {
                 Spec::WorkloadEntry(w) => m.workloads.push((r.meta, w)),
                 Spec::Sidecar(s) => m.sidecars.push((r.meta, s)),
                 Spec::VirtualService(v) => m.virtual_services.push((r.meta, v)),
-                Spec::DestinationRule(d) => m.destination_rules.push((r.meta, d)),
+                Spec::DestinationRule(d) => m.destination_rules.push((r.meta, *d)),
                 Spec::AuthorizationPolicy(a) => m.authorization_policies.push((r.meta, a)),
                 Spec::PeerAuthentication(p) => m.peer_authentications.push((r.meta, p)),
             }

@@ -35,6 +35,20 @@ pub struct ClientTls {
     pub subject_alt_names: Vec<String>,
     #[serde(default)]
     pub sni: Option<String>,
+    /// `SIMPLE` and `MUTUAL`: the CA bundle that verifies the server (the system's
+    /// when absent).
+    #[serde(default)]
+    pub ca_certificates: Option<String>,
+    /// `MUTUAL`: the sidecar's certificate and key.
+    #[serde(default)]
+    pub client_certificate: Option<String>,
+    #[serde(default)]
+    pub private_key: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: Option<bool>,
+    /// Refused: a Kubernetes secret's name.
+    #[serde(default)]
+    pub credential_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,12 +86,29 @@ pub fn check(p: &PeerAuthentication) -> Result<(), String> {
 }
 
 pub fn check_client(t: &ClientTls) -> Result<(), String> {
+    if t.credential_name.is_some() {
+        return Err(
+            "credentialName: Kubernetes secrets are not served; give the files (clientCertificate, privateKey, caCertificates)".into(),
+        );
+    }
+    let files =
+        t.ca_certificates.is_some() || t.client_certificate.is_some() || t.private_key.is_some();
     match t.mode.as_str() {
-        "DISABLE" | "ISTIO_MUTUAL" => Ok(()),
-        "SIMPLE" | "MUTUAL" => Err(format!(
-            "mode: `{}` (TLS to a service outside the mesh) is not served yet; DISABLE or ISTIO_MUTUAL",
+        "DISABLE" | "ISTIO_MUTUAL" if files => Err(format!(
+            "mode: {} takes no clientCertificate, privateKey or caCertificates (the mesh's certificates are used)",
             t.mode
         )),
-        other => Err(format!("mode: `{other}` is not DISABLE or ISTIO_MUTUAL")),
+        "DISABLE" | "ISTIO_MUTUAL" => Ok(()),
+        "SIMPLE" if t.client_certificate.is_some() || t.private_key.is_some() => Err(
+            "clientCertificate: only with mode MUTUAL (SIMPLE sends no client certificate)".into(),
+        ),
+        "SIMPLE" => Ok(()),
+        "MUTUAL" if t.client_certificate.is_none() || t.private_key.is_none() => {
+            Err("clientCertificate: MUTUAL needs clientCertificate and privateKey".into())
+        }
+        "MUTUAL" => Ok(()),
+        other => Err(format!(
+            "mode: `{other}` is not DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL"
+        )),
     }
 }

@@ -124,6 +124,49 @@ pub fn upstream(trust_domain: &str, sni: &str, peers: &[String]) -> Value {
     })
 }
 
+/// Debian's bundle of the system's CAs: what SIMPLE and MUTUAL verify the server with
+/// when `caCertificates` is not given (istiod's `VERIFY_CERTIFICATE_AT_CLIENT`).
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// `SIMPLE` or `MUTUAL`: TLS to a service outside the mesh with certificates from
+/// files; SNI the rule's `sni` or the host, the server checked against
+/// `caCertificates` (or the system's CAs) and `subjectAltNames`, unless
+/// `insecureSkipVerify`. `None` for the other modes.
+pub fn external(t: &ClientTls, host: &str) -> Option<Value> {
+    if t.mode != "SIMPLE" && t.mode != "MUTUAL" {
+        return None;
+    }
+    let mut common = json!({});
+    if let (Some(cert), Some(key)) = (&t.client_certificate, &t.private_key) {
+        common["tls_certificates"] = json!([{
+            "certificate_chain": {"filename": cert},
+            "private_key": {"filename": key}
+        }]);
+    }
+    if !t.insecure_skip_verify.unwrap_or(false) {
+        let ca = t.ca_certificates.as_deref().unwrap_or(SYSTEM_ROOTS);
+        let mut v = json!({"trusted_ca": {"filename": ca}});
+        if !t.subject_alt_names.is_empty() {
+            let sans: Vec<Value> = t
+                .subject_alt_names
+                .iter()
+                .map(|s| json!({"exact": s}))
+                .collect();
+            v["match_subject_alt_names"] = json!(sans);
+        }
+        common["validation_context"] = v;
+    }
+    let mut ctx = json!({"@type": UPSTREAM_TLS, "common_tls_context": common});
+    let sni = t
+        .sni
+        .clone()
+        .or_else(|| (!host.starts_with('*')).then(|| host.to_string()));
+    if let Some(sni) = sni {
+        ctx["sni"] = json!(sni);
+    }
+    Some(json!({"name": "envoy.transport_sockets.tls", "typed_config": ctx}))
+}
+
 /// istiod's SNI for a mesh cluster.
 pub fn sni(port: u16, subset: &str, host: &str) -> String {
     format!("outbound_.{port}_.{subset}_.{host}")
@@ -202,6 +245,66 @@ mod tests {
             ..Default::default()
         };
         assert!(check(&p).unwrap_err().starts_with("spec.mtls.mode: `ON`"));
+    }
+
+    #[test]
+    fn simple_and_mutual_originate_tls_from_files_and_bad_settings_are_named() {
+        let simple = ClientTls {
+            mode: "SIMPLE".into(),
+            ..Default::default()
+        };
+        let ts = external(&simple, "api.example").unwrap();
+        let ctx = &ts["typed_config"];
+        assert_eq!(ctx["sni"], "api.example");
+        assert_eq!(
+            ctx["common_tls_context"]["validation_context"]["trusted_ca"]["filename"],
+            SYSTEM_ROOTS
+        );
+        assert!(ctx["common_tls_context"].get("tls_certificates").is_none());
+        let mutual = ClientTls {
+            mode: "MUTUAL".into(),
+            client_certificate: Some("/c.pem".into()),
+            private_key: Some("/k.pem".into()),
+            ca_certificates: Some("/ca.pem".into()),
+            insecure_skip_verify: Some(true),
+            ..Default::default()
+        };
+        let ts = external(&mutual, "*.example").unwrap();
+        let common = &ts["typed_config"]["common_tls_context"];
+        assert_eq!(
+            common["tls_certificates"][0]["private_key"]["filename"],
+            "/k.pem"
+        );
+        assert!(common.get("validation_context").is_none());
+        assert!(ts["typed_config"].get("sni").is_none());
+        assert!(external(
+            &ClientTls {
+                mode: "ISTIO_MUTUAL".into(),
+                ..Default::default()
+            },
+            "x"
+        )
+        .is_none());
+        assert!(check_client(&ClientTls {
+            mode: "MUTUAL".into(),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .starts_with("clientCertificate: MUTUAL needs"));
+        let istio_with_files = ClientTls {
+            mode: "ISTIO_MUTUAL".into(),
+            ca_certificates: Some("/ca.pem".into()),
+            ..Default::default()
+        };
+        assert!(check_client(&istio_with_files).is_err());
+        let secret = ClientTls {
+            mode: "SIMPLE".into(),
+            credential_name: Some("s".into()),
+            ..Default::default()
+        };
+        assert!(check_client(&secret)
+            .unwrap_err()
+            .starts_with("credentialName:"));
     }
 
     #[test]

@@ -331,6 +331,8 @@ fn one_cluster(
             .and_then(|t| t.sni.clone())
             .unwrap_or_else(|| peer_auth::sni(port, subset, host));
         c["transport_socket"] = peer_auth::upstream(at.trust_domain, &sni, &peers);
+    } else if let Some(ts) = tp.tls.as_ref().and_then(|t| peer_auth::external(t, host)) {
+        c["transport_socket"] = ts;
     }
     let mut eds = None;
     match res {
