@@ -37,13 +37,11 @@ pub struct Plane {
     files: RefCell<Vec<Resource>>,
     pub registry: RefCell<Registry>,
     /// Bumped when a workload registers: the expiry task looks again.
-    registered: Cell<u64>,
-    registered_waiters: RefCell<Vec<Waker>>,
+    registered: Signal,
     /// Views by what decides them (namespace and labels), for the current mesh: the
     /// proxies of one workload kind share one translation per change.
     views: RefCell<HashMap<ViewKey, Rc<EncodedView>>>,
-    generation: Cell<u64>,
-    waiters: RefCell<Vec<Waker>>,
+    generation: Signal,
     nonce: Cell<u64>,
     pub proxies: RefCell<BTreeMap<String, ProxyStatus>>,
     /// The last load's errors (empty once a load succeeds).
@@ -58,8 +56,7 @@ pub struct Plane {
     /// Node id -> its certificate.
     certs: RefCell<HashMap<String, Rc<Certs>>>,
     /// Bumped when a certificate is issued: the renewal task looks again.
-    issued: Cell<u64>,
-    issued_waiters: RefCell<Vec<Waker>>,
+    issued: Signal,
 }
 
 /// One proxy's certificate, and its secrets as sent.
@@ -119,18 +116,15 @@ impl Plane {
             registry_store,
             files: RefCell::new(files),
             registry: RefCell::new(Registry::default()),
-            registered: Cell::new(0),
-            registered_waiters: RefCell::new(Vec::new()),
+            registered: Signal::new(0),
             trust_domain: ca.trust_domain.clone(),
             ca: RefCell::new(Rc::new(ca)),
             tokens: RefCell::new(tokens),
             certs: RefCell::new(HashMap::new()),
-            issued: Cell::new(0),
-            issued_waiters: RefCell::new(Vec::new()),
+            issued: Signal::new(0),
             mesh: RefCell::new(Rc::new(mesh)),
             views: RefCell::new(HashMap::new()),
-            generation: Cell::new(1),
-            waiters: RefCell::new(Vec::new()),
+            generation: Signal::new(1),
             nonce: Cell::new(0),
             proxies: RefCell::new(BTreeMap::new()),
             errors: RefCell::new(Vec::new()),
@@ -177,10 +171,7 @@ impl Plane {
         let mesh = Mesh::build(all).map_err(|e| e.join("; "))?;
         *self.registry.borrow_mut() = next;
         self.replace(mesh);
-        self.registered.set(self.registered.get() + 1);
-        for w in self.registered_waiters.borrow_mut().drain(..) {
-            w.wake();
-        }
+        self.registered.bump();
         Ok(true)
     }
 
@@ -238,12 +229,7 @@ impl Plane {
                 self.rebuild();
             }
             let next = self.registry.borrow().next_expiry();
-            let seen = self.registered.get();
-            let registered = Signalled {
-                counter: &self.registered,
-                waiters: &self.registered_waiters,
-                seen,
-            };
+            let registered = self.registered.after(self.registered.get());
             match next {
                 None => registered.await,
                 Some(t) => {
@@ -271,10 +257,7 @@ impl Plane {
 
     /// Wakes every stream to look at what it sends again.
     fn bump(&self) {
-        self.generation.set(self.generation.get() + 1);
-        for w in self.waiters.borrow_mut().drain(..) {
-            w.wake();
-        }
+        self.generation.bump();
     }
 
     /// The identity of a proxy that showed `token` (`None` when the control plane has
@@ -320,10 +303,7 @@ impl Plane {
             }
         }
         let c = self.issue(node, &spiffe)?;
-        self.issued.set(self.issued.get() + 1);
-        for w in self.issued_waiters.borrow_mut().drain(..) {
-            w.wake();
-        }
+        self.issued.bump();
         Ok(c.secrets.clone())
     }
 
@@ -418,12 +398,7 @@ impl Plane {
                 .values()
                 .map(|c| c.issued.renew_at())
                 .min();
-            let seen = self.issued.get();
-            let issued = Signalled {
-                counter: &self.issued,
-                waiters: &self.issued_waiters,
-                seen,
-            };
+            let issued = self.issued.after(self.issued.get());
             match next {
                 None => issued.await,
                 Some(t) => {
@@ -440,8 +415,8 @@ impl Plane {
     }
 
     /// Ready once the generation differs from `seen`.
-    pub fn changed(&self, seen: u64) -> Changed<'_> {
-        Changed { plane: self, seen }
+    pub fn changed(&self, seen: u64) -> Signalled<'_> {
+        self.generation.after(seen)
     }
 
     pub fn nonce(&self) -> String {
@@ -559,41 +534,51 @@ fn unix_ms(t: SystemTime) -> u128 {
 
 const SECRET_TYPE: &str = "envoy.extensions.transport_sockets.tls.v3.Secret";
 
-/// Ready once `counter` moved past `seen` (a certificate issued, a workload
-/// registered).
-struct Signalled<'a> {
-    counter: &'a Cell<u64>,
-    waiters: &'a RefCell<Vec<Waker>>,
+/// A counter that tasks wait on (the mesh's generation, certificates issued,
+/// workloads registered): `bump` moves it and wakes every waiter.
+struct Signal {
+    n: Cell<u64>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Signal {
+    fn new(n: u64) -> Signal {
+        Signal {
+            n: Cell::new(n),
+            waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn get(&self) -> u64 {
+        self.n.get()
+    }
+
+    fn bump(&self) {
+        self.n.set(self.n.get() + 1);
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Ready once the counter differs from `seen`.
+    fn after(&self, seen: u64) -> Signalled<'_> {
+        Signalled { signal: self, seen }
+    }
+}
+
+pub struct Signalled<'a> {
+    signal: &'a Signal,
     seen: u64,
 }
 
 impl Future for Signalled<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.counter.get() != self.seen {
-            return Poll::Ready(());
-        }
-        let mut w = self.waiters.borrow_mut();
-        if !w.iter().any(|w| w.will_wake(cx.waker())) {
-            w.push(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-}
-
-pub struct Changed<'a> {
-    plane: &'a Plane,
-    seen: u64,
-}
-
-impl Future for Changed<'_> {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.plane.generation.get() != self.seen {
+        if self.signal.get() != self.seen {
             return Poll::Ready(());
         }
         // A stream waits again after each message it reads: keep one waker per task.
-        let mut w = self.plane.waiters.borrow_mut();
+        let mut w = self.signal.waiters.borrow_mut();
         if !w.iter().any(|w| w.will_wake(cx.waker())) {
             w.push(cx.waker().clone());
         }

@@ -44,7 +44,10 @@ fn esc(s: &str) -> String {
 }
 
 fn utc(ms: u128) -> String {
-    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms.min(u64::MAX as u128) as u64);
+    let since = Duration::from_millis(ms.min(u64::MAX as u128) as u64);
+    let t = SystemTime::UNIX_EPOCH
+        .checked_add(since)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     let mut out = Vec::new();
     crate::observe::access_log_fmt::rfc3339(&mut out, t);
     String::from_utf8_lossy(&out).into_owned()

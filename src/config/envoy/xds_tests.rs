@@ -67,6 +67,33 @@ fn ads_settings_come_from_the_bootstrap() {
 }
 
 #[test]
+fn the_ads_services_initial_metadata_is_sent_and_checked_by_field() {
+    let with = |md: &str| {
+        BOOT.replace(
+            "grpc_services: [{envoy_grpc: {cluster_name: xds}}]",
+            &format!(
+                "grpc_services: [{{envoy_grpc: {{cluster_name: xds}}, initial_metadata: [{md}]}}]"
+            ),
+        )
+    };
+    let x = xds_bootstrap(&with("{key: Authorization, value: 'Bearer t0k3n'}"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        x.initial_metadata,
+        [("authorization".to_string(), "Bearer t0k3n".to_string())]
+    );
+    for (md, field) in [
+        ("{key: ':path', value: x}", "initial_metadata[0].key"),
+        ("{key: grpc-timeout, value: 1S}", "initial_metadata[0].key"),
+        ("{key: x-a, value: \"a\\nb\"}", "initial_metadata[0].value"),
+    ] {
+        let e = xds_bootstrap(&with(md)).unwrap_err().to_string();
+        assert!(e.contains(field), "{md}: {e}");
+    }
+}
+
+#[test]
 fn a_listener_warms_until_its_route_arrives() {
     let x = xds_bootstrap(BOOT).unwrap().unwrap();
     let mut d = Dynamic::default();
