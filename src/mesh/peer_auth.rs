@@ -30,9 +30,7 @@ use serde_json::{json, Value};
 use super::istio::Metadata;
 use super::model::{Mesh, ROOT_NAMESPACE};
 use super::mtls_kinds::mode;
-pub use super::mtls_kinds::{
-    check, check_client, ClientTls, Mode, MtlsSetting, PeerAuthentication,
-};
+pub use super::mtls_kinds::{ClientTls, Mode, PeerAuthentication};
 
 /// The label that marks a workload with a sidecar (istiod's auto-mTLS signal).
 pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
@@ -196,6 +194,7 @@ pub fn outbound_mtls(
 mod tests {
     use super::*;
     use crate::mesh::istio::Spec;
+    use crate::mesh::mtls_kinds::{check, check_client, MtlsSetting};
 
     fn mesh(yaml: &str) -> Mesh {
         let resources = crate::mesh::istio::parse_text(yaml, "t.yaml").unwrap();
