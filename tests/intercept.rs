@@ -783,20 +783,48 @@ fn envoy_binary() -> Option<PathBuf> {
 /// connection manager to the workload.
 #[test]
 fn a_capture_mode_sidecar_from_the_control_plane_routes_captured_traffic() {
-    capture_mode_case(None);
+    capture_mode_case(None, false);
 }
 
 #[test]
 fn an_envoy_sidecar_in_capture_mode_takes_the_same_listeners_from_the_control_plane() {
     let envoy = envoy_binary().expect("Envoy 1.40 in loadtest/.venv (tests/run installs it)");
-    capture_mode_case(Some(envoy));
+    capture_mode_case(Some(envoy), false);
 }
 
-fn capture_mode_case(envoy: Option<PathBuf>) {
+/// The same pod with a Sidecar resource: egress scoped to its namespace on 8080,
+/// `REGISTRY_ONLY`, and an ingress entry sending port 7070 to the workload on
+/// 127.0.0.1:7171; Outrigger and Envoy 1.40 alike.
+#[test]
+fn a_sidecar_resource_scopes_a_captured_proxys_egress_and_sets_its_ingress() {
+    capture_mode_case(None, true);
+}
+
+#[test]
+fn an_envoy_sidecar_in_capture_mode_follows_the_same_sidecar_resource() {
+    let envoy = envoy_binary().expect("Envoy 1.40 in loadtest/.venv (tests/run installs it)");
+    capture_mode_case(Some(envoy), true);
+}
+
+fn capture_mode_case(envoy: Option<PathBuf>, scoped: bool) {
     let net = net(if envoy.is_some() { "e" } else { "m" });
     let (_srv, _srv_dir) = http_server(&net);
     let mesh = Dir::new("mesh");
     let (pod, srv) = (&net.pod_ip, &net.srv_ip);
+    let sidecar = if scoped {
+        "---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: client, namespace: demo}
+spec:
+  workloadSelector: {labels: {app: client}}
+  outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+  ingress: [{port: {number: 7070, name: http, protocol: HTTP}, defaultEndpoint: '127.0.0.1:7171'}]
+  egress: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: [./*]}]
+"
+    } else {
+        ""
+    };
     fs::write(
         mesh.0.join("mesh.yaml"),
         format!(
@@ -834,7 +862,23 @@ spec:
   ports: [{{number: 7070, name: http, protocol: HTTP}}]
   resolution: STATIC
   workloadSelector: {{labels: {{app: client}}}}
-"
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: hidden, namespace: other}}
+spec:
+  hosts: [hidden.other]
+  ports: [{{number: 8080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: {srv}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: hidden, namespace: other}}
+spec:
+  hosts: [hidden.other]
+  http: [{{fault: {{abort: {{httpStatus: 418, percentage: {{value: 100}}}}}}, route: [{{destination: {{host: hidden.other}}}}]}}]
+{sidecar}"
         ),
     )
     .unwrap();
@@ -866,8 +910,14 @@ spec:
         );
         thread::sleep(Duration::from_millis(50));
     }
-    // The workload in the pod, on its service port.
-    serve(&net.pod, format!("{pod}:7070"), request_id_reporter);
+    // The workload in the pod: on its service port, or where the Sidecar's ingress
+    // entry sends that port.
+    let app = if scoped {
+        "127.0.0.1:7171".to_string()
+    } else {
+        format!("{pod}:7070")
+    };
+    serve(&net.pod, app, request_id_reporter);
     net.pod.exec(&[
         BIN,
         "iptables",
@@ -970,11 +1020,39 @@ static_resources:
         curl(&net, &[&format!("http://{srv}:8080/")]),
         "from-server\n"
     );
-    // A port no service has passes through to where it was going.
-    assert_eq!(
-        curl(&net, &[&format!("http://{srv}:8081/")]),
-        "from-server\n"
+    // Another namespace's service on the port: visible (its VirtualService's fault),
+    // or out of the Sidecar's scope and refused under REGISTRY_ONLY (istiod's
+    // `block_all`: 502).
+    let hidden = curl(
+        &net,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "host: hidden.other",
+            &format!("http://{srv}:8080/"),
+        ],
     );
+    assert_eq!(hidden, if scoped { "502" } else { "418" });
+    // A port no service has passes through to where it was going, or nowhere under
+    // REGISTRY_ONLY (the connection is closed with no answer).
+    let to = format!("{srv}:8081");
+    let answer = net.pod.run(move || {
+        let mut c = TcpStream::connect(&to).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    });
+    if scoped {
+        assert_eq!(answer, "", "REGISTRY_ONLY let a call out");
+    } else {
+        assert!(answer.ends_with("from-server\n"), "{answer}");
+    }
     // Inbound: the workload's service port through a connection manager.
     let to = format!("{pod}:7070");
     let body = net.srv.run(move || {

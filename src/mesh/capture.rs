@@ -4,33 +4,37 @@
 //!
 //! - `virtualOutbound` on 15001 with `use_original_dst`: each captured connection is
 //!   handed to the listener of its original destination port, `0.0.0.0_PORT` (not
-//!   bound), one per port of the services visible to the proxy: HTTP ports route with
-//!   the route table `PORT` (a virtual host per service, answering to its hosts and
-//!   addresses, and istiod's `allow_any` host to `PassthroughCluster` for the rest),
-//!   TCP ports proxy to the port's first service; any other port passes through to its
-//!   original destination (`PassthroughCluster`, ORIGINAL_DST).
+//!   bound), one per port of the services the proxy's Sidecar egress listeners select
+//!   (every service exported to its namespace without one; `egress.rs`): HTTP ports
+//!   route with the route table `PORT` (a virtual host per service, answering to its
+//!   hosts and addresses, then istiod's `allow_any` host to `PassthroughCluster`, or
+//!   `block_all` answering 502 under `outboundTrafficPolicy: REGISTRY_ONLY`), TCP ports
+//!   proxy to the port's first service; any other port passes through to its original
+//!   destination (`PassthroughCluster`, ORIGINAL_DST), or to `BlackHoleCluster` (no
+//!   endpoint) under `REGISTRY_ONLY`. Egress listeners with `captureMode: NONE` are
+//!   bound as for an uncaptured proxy.
 //! - `virtualInbound` on 15006 with the `original_dst` listener filter: one filter chain
-//!   per port of the services that select the workload (its target port), HTTP through
-//!   a connection manager (the workload's RBAC filters first) or TCP, to
-//!   `inbound|PORT||`, an ORIGINAL_DST cluster whose connections leave from 127.0.0.6 so
-//!   that the rules let them reach the workload uncaptured; mTLS per PeerAuthentication
-//!   as on a bound inbound listener; other ports pass through
-//!   (`InboundPassthroughCluster`).
-//!
-//! The proxy's Sidecar resource is not consulted in this mode (every service exported
-//! to its namespace is visible); bound listeners (`captureMode: NONE`) are `translate.rs`.
+//!   per inbound port, HTTP through a connection manager (the workload's RBAC filters
+//!   first) or TCP, to `inbound|PORT||`; mTLS per PeerAuthentication as on a bound
+//!   inbound listener; other ports pass through (`InboundPassthroughCluster`). The
+//!   inbound ports are the Sidecar's ingress entries, each to its `defaultEndpoint`
+//!   (those with `captureMode: NONE` bound instead), or without any, the target ports
+//!   of the services that select the workload, to an ORIGINAL_DST cluster whose
+//!   connections leave from 127.0.0.6 so that the rules let them reach the workload
+//!   uncaptured.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use super::istio::{Metadata, Protocol, ServiceEntry};
-use super::model::{exported, Mesh};
+use super::egress;
+use super::istio::{Protocol, Sidecar};
+use super::model::{self, Mesh};
 use super::peer_auth::{self, Mode};
 use super::translate::{
-    cluster_name, clusters, http_listener, inbound_routes, mtls_chains, route_table, tcp_listener,
-    Proxy, View, CLUSTER, ENDPOINT, LISTENER, ROUTE, TCP_PROXY, TYPES,
+    bound_ingress, http_listener, inbound_routes, ingress_cluster, mtls_chains, Proxy, View,
+    CLUSTER, LISTENER, TCP_PROXY, TYPES,
 };
 
 pub const OUTBOUND_CAPTURE_PORT: u16 = 15001;
@@ -61,10 +65,13 @@ fn view(
     trust_domain: &str,
     put: &mut dyn FnMut(&'static str, String, Value),
 ) {
-    outbound(mesh, proxy, trust_domain, put);
-    inbound(mesh, proxy, trust_domain, put);
+    let sidecar = mesh
+        .sidecar_for(&proxy.namespace, &proxy.labels)
+        .map(|(_, s)| s);
+    outbound(mesh, proxy, trust_domain, sidecar, put);
+    inbound(mesh, proxy, trust_domain, sidecar, put);
     for (name, source) in [
-        ("PassthroughCluster", None),
+        (egress::PASSTHROUGH, None),
         ("InboundPassthroughCluster", Some("127.0.0.6")),
     ] {
         put(CLUSTER, name.to_string(), original_dst(name, source));
@@ -95,72 +102,10 @@ fn outbound(
     mesh: &Mesh,
     proxy: &Proxy,
     trust_domain: &str,
+    sidecar: Option<&Sidecar>,
     put: &mut dyn FnMut(&'static str, String, Value),
 ) {
-    let services: Vec<(&Metadata, &ServiceEntry)> = mesh
-        .services
-        .iter()
-        .filter(|(m, se)| exported(&se.export_to, &m.namespace, &proxy.namespace))
-        .map(|(m, s)| (m, s))
-        .collect();
-    let ports: BTreeSet<u16> = services
-        .iter()
-        .flat_map(|(_, se)| se.ports.iter().map(|p| p.number))
-        .filter(|p| *p != OUTBOUND_CAPTURE_PORT && *p != INBOUND_CAPTURE_PORT)
-        .collect();
-    for port in ports {
-        let on: Vec<(&Metadata, &ServiceEntry)> = services
-            .iter()
-            .filter(|(_, se)| se.ports.iter().any(|p| p.number == port))
-            .copied()
-            .collect();
-        for (meta, se) in &on {
-            for host in &se.hosts {
-                for (name, c, eds) in clusters(mesh, proxy, trust_domain, meta, se, host, port) {
-                    if let Some(eds) = eds {
-                        put(ENDPOINT, name.clone(), eds);
-                    }
-                    put(CLUSTER, name, c);
-                }
-            }
-        }
-        let proto = on
-            .first()
-            .and_then(|(_, se)| se.ports.iter().find(|p| p.number == port))
-            .and_then(|p| p.protocol().ok())
-            .unwrap_or(Protocol::Tcp);
-        let name = format!("{ANY}_{port}");
-        let mut l = if proto == Protocol::Tcp {
-            let target = on
-                .first()
-                .and_then(|(_, se)| se.hosts.first())
-                .map(|h| cluster_name(port, "", h))
-                .unwrap_or_else(|| "PassthroughCluster".to_string());
-            tcp_listener(&name, ANY, port, &target, "OUTBOUND")
-        } else {
-            let route = port.to_string();
-            let mut table = route_table(mesh, proxy, &route, port, &on);
-            if let Some(vhosts) = table["virtual_hosts"].as_array_mut() {
-                vhosts.push(json!({
-                    "name": "allow_any",
-                    "domains": ["*"],
-                    "routes": [{"name": "allow_any", "match": {"prefix": "/"},
-                                "route": {"cluster": "PassthroughCluster", "timeout": "0s"}}]
-                }));
-            }
-            put(ROUTE, route.clone(), table);
-            http_listener(
-                &name,
-                ANY,
-                port,
-                json!({"rds": {"config_source": {"ads": {}, "resource_api_version": "V3"}, "route_config_name": route}}),
-                "OUTBOUND",
-                &[],
-            )
-        };
-        l["bind_to_port"] = json!(false);
-        put(LISTENER, name, l);
-    }
+    egress::outbound(mesh, proxy, trust_domain, sidecar, put);
     put(
         LISTENER,
         "virtualOutbound".to_string(),
@@ -169,7 +114,7 @@ fn outbound(
             "address": {"socket_address": {"address": ANY.to_string(), "port_value": OUTBOUND_CAPTURE_PORT}},
             "use_original_dst": true,
             "traffic_direction": "OUTBOUND",
-            "filter_chains": [{"name": "virtualOutbound-catchall-tcp", "filters": [tcp_proxy("PassthroughCluster")]}]
+            "filter_chains": [{"name": "virtualOutbound-catchall-tcp", "filters": [tcp_proxy(egress::fallthrough(sidecar))]}]
         }),
     );
 }
@@ -204,15 +149,40 @@ fn inbound(
     mesh: &Mesh,
     proxy: &Proxy,
     trust_domain: &str,
+    sidecar: Option<&Sidecar>,
     put: &mut dyn FnMut(&'static str, String, Value),
 ) {
+    // The Sidecar's ingress entries replace the ports the services give, each to its
+    // `defaultEndpoint`; those with `captureMode: NONE` are bound listeners.
+    let ingress = sidecar.map(|s| s.ingress.as_slice()).unwrap_or(&[]);
+    let none = |i: &&super::istio::SidecarIngress| {
+        model::capture_mode(i.capture_mode.as_deref()) == Ok(true)
+    };
+    bound_ingress(mesh, proxy, trust_domain, ingress.iter().filter(none), put);
+    let ports: Vec<(u16, Protocol, Value)> = if ingress.is_empty() {
+        inbound_ports(mesh, proxy)
+            .into_iter()
+            .map(|(port, proto)| {
+                let mut c = original_dst(&format!("inbound|{port}||"), Some("127.0.0.6"));
+                super::policy::cluster_policy(&mut c, None, None, proto == Protocol::Http2);
+                (port, proto, c)
+            })
+            .collect()
+    } else {
+        ingress
+            .iter()
+            .filter(|i| !none(i))
+            .map(|i| {
+                let proto = i.port.protocol().unwrap_or(Protocol::Tcp);
+                (i.port.number, proto, ingress_cluster(i).1)
+            })
+            .collect()
+    };
     let rbac = super::authz::filters(&mesh.authorization_for(&proxy.namespace, &proxy.labels));
     let mut chains = Vec::new();
     let mut inspect_tls = false;
-    for (port, proto) in inbound_ports(mesh, proxy) {
+    for (port, proto, c) in ports {
         let cluster = format!("inbound|{port}||");
-        let mut c = original_dst(&cluster, Some("127.0.0.6"));
-        super::policy::cluster_policy(&mut c, None, None, proto == Protocol::Http2);
         put(CLUSTER, cluster.clone(), c);
         let filter = if proto == Protocol::Tcp {
             tcp_proxy(&cluster)

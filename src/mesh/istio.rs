@@ -137,6 +137,29 @@ pub struct Sidecar {
     pub ingress: Vec<SidecarIngress>,
     #[serde(default)]
     pub egress: Vec<SidecarEgress>,
+    #[serde(default)]
+    pub outbound_traffic_policy: Option<OutboundTrafficPolicy>,
+}
+
+/// `Sidecar.spec.outboundTrafficPolicy`: what a captured call to a destination no
+/// service describes gets.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OutboundTrafficPolicy {
+    /// `ALLOW_ANY` (the default: passed through to where it was going) or
+    /// `REGISTRY_ONLY` (refused).
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+impl Sidecar {
+    /// `outboundTrafficPolicy.mode: REGISTRY_ONLY`.
+    pub fn registry_only(&self) -> bool {
+        self.outbound_traffic_policy
+            .as_ref()
+            .and_then(|p| p.mode.as_deref())
+            == Some("REGISTRY_ONLY")
+    }
 }
 
 /// `Sidecar.spec.ingress[]`.

@@ -32,6 +32,7 @@ pub mod authz;
 pub mod boot;
 pub mod ca;
 pub mod capture;
+pub mod egress;
 pub mod etcd;
 pub mod istio;
 pub mod model;

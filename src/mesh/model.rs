@@ -270,15 +270,35 @@ fn check_sidecar(s: &Sidecar) -> Result<(), String> {
         super::istio::default_endpoint(&e.default_endpoint)
             .map_err(|m| format!("spec.ingress[{i}].defaultEndpoint: {m}"))?;
         bind_ip(e.bind.as_deref()).map_err(|m| format!("spec.ingress[{i}].bind: {m}"))?;
+        capture_mode(e.capture_mode.as_deref())
+            .map_err(|m| format!("spec.ingress[{i}].captureMode: {m}"))?;
     }
-    for (i, e) in s.egress.iter().enumerate() {
-        let Some(p) = &e.port else {
+    if let Some(mode) = s
+        .outbound_traffic_policy
+        .as_ref()
+        .and_then(|p| p.mode.as_deref())
+    {
+        if mode != "ALLOW_ANY" && mode != "REGISTRY_ONLY" {
             return Err(format!(
-                "spec.egress[{i}].port: required (this control plane makes bound listeners only; traffic capture without a port is not served yet)"
+                "spec.outboundTrafficPolicy.mode: `{mode}` is not ALLOW_ANY or REGISTRY_ONLY"
             ));
-        };
-        p.protocol()
-            .map_err(|m| format!("spec.egress[{i}].port.protocol: {m}"))?;
+        }
+    }
+    let last = s.egress.len().saturating_sub(1);
+    for (i, e) in s.egress.iter().enumerate() {
+        // istiod's rule: one egress listener may omit the port (the catch-all for every
+        // other service port), and it comes last.
+        if e.port.is_none() && i != last {
+            return Err(format!(
+                "spec.egress[{i}].port: only the last egress listener may omit the port"
+            ));
+        }
+        if let Some(p) = &e.port {
+            p.protocol()
+                .map_err(|m| format!("spec.egress[{i}].port.protocol: {m}"))?;
+        }
+        capture_mode(e.capture_mode.as_deref())
+            .map_err(|m| format!("spec.egress[{i}].captureMode: {m}"))?;
         bind_ip(e.bind.as_deref()).map_err(|m| format!("spec.egress[{i}].bind: {m}"))?;
         if e.hosts.is_empty() {
             return Err(format!(
@@ -299,6 +319,16 @@ fn check_sidecar(s: &Sidecar) -> Result<(), String> {
 }
 
 /// A listener's bind address (default `0.0.0.0`, as Istio's for `captureMode: NONE`).
+/// A Sidecar listener's `captureMode`: `DEFAULT`, `IPTABLES` (both: taken from the
+/// proxy's interception) or `NONE` (a bound listener); whether it is `NONE`.
+pub fn capture_mode(mode: Option<&str>) -> Result<bool, String> {
+    match mode {
+        None | Some("DEFAULT") | Some("IPTABLES") => Ok(false),
+        Some("NONE") => Ok(true),
+        Some(m) => Err(format!("`{m}` is not DEFAULT, IPTABLES or NONE")),
+    }
+}
+
 pub fn bind_ip(bind: Option<&str>) -> Result<IpAddr, String> {
     let b = bind.unwrap_or("0.0.0.0");
     b.parse().map_err(|_| format!("`{b}` is not an IP address"))

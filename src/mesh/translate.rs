@@ -5,11 +5,7 @@
 //! Names follow istiod's, so that dashboards and `/config_dump` read the same:
 //! clusters `outbound|PORT|SUBSET|HOST` and `inbound|PORT||`, listeners `BIND_PORT`.
 //!
-//! - Sidecar egress listener (`bind`, `port`, `captureMode: NONE`): bound at
-//!   `bind:port`; HTTP ports get a connection manager whose route table (RDS, named as
-//!   the listener) has a virtual host per visible service with that port (domains: each
-//!   host and `host:port`, and the entry's addresses); TCP ports a TCP proxy to the
-//!   first visible service with that port.
+//! - Sidecar egress listeners: `egress.rs`.
 //! - Sidecar ingress listener: bound at `bind:port`, to the cluster `inbound|PORT||` at
 //!   the `defaultEndpoint`.
 //! - A virtual host's routes come from the first VirtualService (by namespace, name)
@@ -22,8 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 use serde_json::{json, Value};
 
 use super::istio::{
-    Destination, HeaderOps, HttpRoute, Metadata, Protocol, ServiceEntry, SidecarEgress,
-    SidecarIngress, StringMatch, TrafficPolicy, WorkloadEntry,
+    Destination, HeaderOps, HttpRoute, Metadata, Protocol, ServiceEntry, SidecarIngress,
+    StringMatch, TrafficPolicy, WorkloadEntry,
 };
 use super::model::{self, exported, resolution, Mesh, Resolution};
 use super::peer_auth::{self, Mode};
@@ -108,55 +104,27 @@ pub fn view(mesh: &Mesh, proxy: &Proxy, trust_domain: &str) -> View {
             m.entry(name).or_insert(r);
         }
     };
-    let Some((_, sidecar)) = mesh.sidecar_for(&proxy.namespace, &proxy.labels) else {
+    let sidecar = mesh
+        .sidecar_for(&proxy.namespace, &proxy.labels)
+        .map(|(_, s)| s);
+    super::egress::outbound(mesh, proxy, trust_domain, sidecar, &mut put);
+    let Some(sidecar) = sidecar else {
         return v;
     };
-    for e in &sidecar.egress {
-        let Some(port) = &e.port else { continue };
-        let services = visible(mesh, proxy, e, port.number);
-        for (meta, se) in &services {
-            for host in &se.hosts {
-                for (name, c, eds) in
-                    clusters(mesh, proxy, trust_domain, meta, se, host, port.number)
-                {
-                    if let Some(eds) = eds {
-                        put(ENDPOINT, name.clone(), eds);
-                    }
-                    put(CLUSTER, name, c);
-                }
-            }
-        }
-        let bind = model::bind_ip(e.bind.as_deref()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let name = format!("{bind}_{}", port.number);
-        let proto = port.protocol().unwrap_or(Protocol::Tcp);
-        let listener = if proto == Protocol::Tcp {
-            let target = services
-                .first()
-                .and_then(|(_, se)| se.hosts.first())
-                .map(|h| cluster_name(port.number, "", h))
-                .unwrap_or_else(|| "BlackHoleCluster".to_string());
-            tcp_listener(&name, bind, port.number, &target, "OUTBOUND")
-        } else {
-            put(
-                ROUTE,
-                name.clone(),
-                route_table(mesh, proxy, &name, port.number, &services),
-            );
-            http_listener(
-                &name,
-                bind,
-                port.number,
-                json!({
-                    "rds": {"config_source": {"ads": {}, "resource_api_version": "V3"}, "route_config_name": name}
-                }),
-                "OUTBOUND",
-                &[],
-            )
-        };
-        put(LISTENER, name, listener);
-    }
+    bound_ingress(mesh, proxy, trust_domain, sidecar.ingress.iter(), &mut put);
+    v
+}
+
+/// Bound listeners for Sidecar ingress entries, each to its `inbound|PORT||` cluster.
+pub(super) fn bound_ingress<'s>(
+    mesh: &Mesh,
+    proxy: &Proxy,
+    trust_domain: &str,
+    entries: impl Iterator<Item = &'s SidecarIngress>,
+    put: &mut dyn FnMut(&'static str, String, Value),
+) {
     let rbac = super::authz::filters(&mesh.authorization_for(&proxy.namespace, &proxy.labels));
-    for i in &sidecar.ingress {
+    for i in entries {
         let mode = peer_auth::inbound_mode(mesh, &proxy.namespace, &proxy.labels, i.port.number);
         // Without a certificate a PERMISSIVE port can only take plaintext.
         let tls = match mode {
@@ -164,49 +132,11 @@ pub fn view(mesh: &Mesh, proxy: &Proxy, trust_domain: &str) -> View {
             Mode::Permissive if proxy.authenticated => Some((trust_domain, false)),
             _ => None,
         };
-        let (name, l, c) = inbound(i, &rbac, tls);
-        put(CLUSTER, format!("inbound|{}||", i.port.number), c);
+        let (cluster, c) = ingress_cluster(i);
+        put(CLUSTER, cluster, c);
+        let (name, l) = inbound(i, &rbac, tls);
         put(LISTENER, name, l);
     }
-    v
-}
-
-/// The services an egress listener reaches: those with `port` whose host the
-/// listener's `hosts` name and whose `exportTo` includes the proxy's namespace.
-fn visible<'m>(
-    mesh: &'m Mesh,
-    proxy: &Proxy,
-    e: &SidecarEgress,
-    port: u16,
-) -> Vec<(&'m Metadata, &'m ServiceEntry)> {
-    mesh.services
-        .iter()
-        .filter(|(m, se)| {
-            se.ports.iter().any(|p| p.number == port)
-                && exported(&se.export_to, &m.namespace, &proxy.namespace)
-                && se.hosts.iter().any(|h| {
-                    e.hosts
-                        .iter()
-                        .any(|sel| host_selected(sel, &proxy.namespace, &m.namespace, h))
-                })
-        })
-        .map(|(m, s)| (m, s))
-        .collect()
-}
-
-/// Sidecar's `namespace/dnsName`: `*` any namespace, `.` the proxy's, `~` none;
-/// `*` any host, `*.suffix` a wildcard.
-fn host_selected(sel: &str, own_ns: &str, service_ns: &str, host: &str) -> bool {
-    let Some((ns, name)) = sel.split_once('/') else {
-        return false;
-    };
-    let ns_ok = match ns {
-        "*" => true,
-        "." => service_ns == own_ns,
-        "~" => false,
-        n => n == service_ns,
-    };
-    ns_ok && host_matches(name, host)
 }
 
 /// A host pattern (`*`, `*.example.com`, or exact) against a host.
@@ -479,17 +409,9 @@ pub(super) fn tcp_listener(
     })
 }
 
-/// A Sidecar ingress entry: (listener name, listener, cluster); `rbac`, the workload's
-/// authorization filters, go first in its connection manager; `tls`, the trust domain
-/// and whether only mTLS is taken (STRICT) or plaintext too (PERMISSIVE).
-fn inbound(
-    i: &SidecarIngress,
-    rbac: &[Value],
-    tls: Option<(&str, bool)>,
-) -> (String, Value, Value) {
+/// A Sidecar ingress entry's cluster: `inbound|PORT||`, to its `defaultEndpoint`.
+pub(super) fn ingress_cluster(i: &SidecarIngress) -> (String, Value) {
     let port = i.port.number;
-    let bind = model::bind_ip(i.bind.as_deref()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let name = format!("{bind}_{port}");
     let cluster = format!("inbound|{port}||");
     let app = super::istio::default_endpoint(&i.default_endpoint)
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], port)));
@@ -503,6 +425,18 @@ fn inbound(
     });
     let proto = i.port.protocol().unwrap_or(Protocol::Tcp);
     super::policy::cluster_policy(&mut c, None, None, proto == Protocol::Http2);
+    (cluster, c)
+}
+
+/// A Sidecar ingress entry's bound listener: (name, listener); `rbac`, the workload's
+/// authorization filters, go first in its connection manager; `tls`, the trust domain
+/// and whether only mTLS is taken (STRICT) or plaintext too (PERMISSIVE).
+fn inbound(i: &SidecarIngress, rbac: &[Value], tls: Option<(&str, bool)>) -> (String, Value) {
+    let port = i.port.number;
+    let bind = model::bind_ip(i.bind.as_deref()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let name = format!("{bind}_{port}");
+    let cluster = format!("inbound|{port}||");
+    let proto = i.port.protocol().unwrap_or(Protocol::Tcp);
     let l = if proto == Protocol::Tcp {
         tcp_listener(&name, bind, port, &cluster, "INBOUND")
     } else {
@@ -519,7 +453,7 @@ fn inbound(
         Some((trust_domain, strict)) => mtls_inbound(l, trust_domain, strict),
         None => l,
     };
-    (name, l, c)
+    (name, l)
 }
 
 /// An inbound port's inline route table: everything to its `inbound|PORT||` cluster,

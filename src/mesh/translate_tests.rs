@@ -275,3 +275,107 @@ fn a_captured_proxy_gets_the_virtual_listeners_and_one_listener_per_port() {
     assert_eq!(chains[0]["filter_chain_match"]["transport_protocol"], "tls");
     assert_eq!(chains[0]["filter_chain_match"]["destination_port"], 9001);
 }
+
+#[test]
+fn a_captured_proxys_sidecar_scopes_its_egress_and_names_its_ingress() {
+    let text = format!(
+        "{MESH}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: db, namespace: data}}
+spec:
+  hosts: [db.data]
+  ports: [{{number: 5432, name: tcp, protocol: TCP}}, {{number: 9080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.9}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: echo, namespace: demo}}
+spec:
+  workloadSelector: {{labels: {{app: echo}}}}
+  outboundTrafficPolicy: {{mode: REGISTRY_ONLY}}
+  ingress: [{{port: {{number: 7070, protocol: HTTP, name: http}}, defaultEndpoint: '127.0.0.1:7171'}}]
+  egress:
+  - {{port: {{number: 9080, protocol: HTTP, name: http}}, hosts: [./*]}}
+  - {{hosts: [data/*]}}
+"
+    );
+    let m = Mesh::build(parse_text(&text, "mesh.yaml").unwrap()).unwrap();
+    let mut p = Proxy::identify(&m, "echo-v1.demo", None, BTreeMap::new());
+    p.capture = true;
+    let v = crate::mesh::capture::proxy_view(&m, &p, "cluster.local");
+    let names = |t: &str| v[t].keys().cloned().collect::<Vec<_>>();
+    // 9080 is the first egress listener's, with demo's services only; the catch-all
+    // adds db's other port.
+    assert_eq!(
+        names(LISTENER),
+        [
+            "0.0.0.0_5432",
+            "0.0.0.0_9080",
+            "virtualInbound",
+            "virtualOutbound"
+        ]
+    );
+    let vhosts = v[ROUTE]["9080"]["virtual_hosts"].as_array().unwrap();
+    let hosts: Vec<_> = vhosts.iter().map(|h| h["name"].clone()).collect();
+    assert_eq!(hosts, [json!("echo.demo:9080"), json!("block_all")]);
+    assert_eq!(vhosts[1]["routes"][0]["direct_response"]["status"], 502);
+    assert!(!v[CLUSTER].contains_key("outbound|9080||db.data"));
+    assert!(v[CLUSTER].contains_key("outbound|5432||db.data"));
+    // REGISTRY_ONLY: the unknown goes nowhere.
+    assert_eq!(
+        v[LISTENER]["virtualOutbound"]["filter_chains"][0]["filters"][0]["typed_config"]["cluster"],
+        "BlackHoleCluster"
+    );
+    assert_eq!(v[CLUSTER]["BlackHoleCluster"]["type"], "STATIC");
+    // The ingress entry replaces the service's port: 7070 to the default endpoint.
+    let chains = v[LISTENER]["virtualInbound"]["filter_chains"]
+        .as_array()
+        .unwrap();
+    assert_eq!(chains[0]["filter_chain_match"]["destination_port"], 7070);
+    assert_eq!(chains.len(), 2);
+    let c = &v[CLUSTER]["inbound|7070||"];
+    assert_eq!(c["type"], "STATIC");
+    assert_eq!(
+        c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ["socket_address"]["port_value"],
+        7171
+    );
+    assert!(!v[CLUSTER].contains_key("inbound|9001||"));
+    // Uncaptured, the same Sidecar binds its listeners on loopback.
+    p.capture = false;
+    let v = view(&m, &p, "cluster.local");
+    let l = &v[LISTENER]["127.0.0.1_5432"];
+    assert_eq!(l["address"]["socket_address"]["address"], "127.0.0.1");
+    assert!(l.get("bind_to_port").is_none());
+    assert!(v[LISTENER].contains_key("127.0.0.1_9080"));
+}
+
+#[test]
+fn sidecar_egress_and_traffic_policy_errors_name_the_field() {
+    for (spec, field) in [
+        (
+            "egress: [{hosts: [./*]}, {port: {number: 80, protocol: HTTP, name: h}, hosts: [./*]}]",
+            "spec.egress[0].port: only the last",
+        ),
+        (
+            "outboundTrafficPolicy: {mode: DENY}",
+            "spec.outboundTrafficPolicy.mode",
+        ),
+        (
+            "egress: [{hosts: [./*], captureMode: TPROXY}]",
+            "spec.egress[0].captureMode",
+        ),
+    ] {
+        let text = format!(
+            "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: s, namespace: demo}}\nspec: {{{spec}}}\n"
+        );
+        let err = parse_text(&text, "s.yaml")
+            .and_then(Mesh::build)
+            .map(|_| ())
+            .expect_err(spec)
+            .join("\n");
+        assert!(err.contains(field), "{err}");
+    }
+}
