@@ -42,19 +42,26 @@ pub const INBOUND_CAPTURE_PORT: u16 = 15006;
 
 const ANY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 
-/// Everything `proxy` is sent: capture mode's listeners when its traffic is captured,
-/// the bound listeners of its Sidecar (`translate::view`) otherwise.
+/// Everything `proxy` is sent (`trust_domain`: the mesh's, for SPIFFE IDs): capture
+/// mode's listeners when its traffic is captured; otherwise its Sidecar's bound egress
+/// (`egress.rs`) and ingress (`translate::bound_ingress`) listeners.
 pub fn proxy_view(mesh: &Mesh, proxy: &Proxy, trust_domain: &str) -> View {
-    if !proxy.capture {
-        return super::translate::view(mesh, proxy, trust_domain);
-    }
     let mut v: View = TYPES.iter().map(|t| (*t, BTreeMap::new())).collect();
     let mut put = |t: &'static str, name: String, r: Value| {
         if let Some(m) = v.get_mut(t) {
             m.entry(name).or_insert(r);
         }
     };
-    view(mesh, proxy, trust_domain, &mut put);
+    let sidecar = mesh
+        .sidecar_for(&proxy.namespace, &proxy.labels)
+        .map(|(_, s)| s);
+    if proxy.capture {
+        view(mesh, proxy, trust_domain, sidecar, &mut put);
+    } else {
+        egress::outbound(mesh, proxy, trust_domain, sidecar, &mut put);
+        let ingress = sidecar.map(|s| s.ingress.as_slice()).unwrap_or(&[]);
+        bound_ingress(mesh, proxy, trust_domain, ingress.iter(), &mut put);
+    }
     v
 }
 
@@ -63,11 +70,9 @@ fn view(
     mesh: &Mesh,
     proxy: &Proxy,
     trust_domain: &str,
+    sidecar: Option<&Sidecar>,
     put: &mut dyn FnMut(&'static str, String, Value),
 ) {
-    let sidecar = mesh
-        .sidecar_for(&proxy.namespace, &proxy.labels)
-        .map(|(_, s)| s);
     outbound(mesh, proxy, trust_domain, sidecar, put);
     inbound(mesh, proxy, trust_domain, sidecar, put);
     for (name, source) in [

@@ -96,25 +96,6 @@ impl Proxy {
 /// A proxy's resources: type URL -> name -> proto3 JSON.
 pub type View = BTreeMap<&'static str, BTreeMap<String, Value>>;
 
-/// Everything `proxy` is sent; `trust_domain` is the mesh's (SPIFFE IDs).
-pub fn view(mesh: &Mesh, proxy: &Proxy, trust_domain: &str) -> View {
-    let mut v: View = TYPES.iter().map(|t| (*t, BTreeMap::new())).collect();
-    let mut put = |t: &'static str, name: String, r: Value| {
-        if let Some(m) = v.get_mut(t) {
-            m.entry(name).or_insert(r);
-        }
-    };
-    let sidecar = mesh
-        .sidecar_for(&proxy.namespace, &proxy.labels)
-        .map(|(_, s)| s);
-    super::egress::outbound(mesh, proxy, trust_domain, sidecar, &mut put);
-    let Some(sidecar) = sidecar else {
-        return v;
-    };
-    bound_ingress(mesh, proxy, trust_domain, sidecar.ingress.iter(), &mut put);
-    v
-}
-
 /// Bound listeners for Sidecar ingress entries, each to its `inbound|PORT||` cluster.
 pub(super) fn bound_ingress<'s>(
     mesh: &Mesh,

@@ -76,7 +76,7 @@ fn a_sidecar_gets_its_listeners_routes_clusters_and_endpoints() {
     );
     assert_eq!(p.namespace, "demo");
     assert_eq!(p.labels["app"], "client");
-    let v = view(&m, &p, "cluster.local");
+    let v = crate::mesh::capture::proxy_view(&m, &p, "cluster.local");
     let names = |t: &str| v[t].keys().cloned().collect::<Vec<_>>();
     assert_eq!(
         names(CLUSTER),
@@ -153,7 +153,9 @@ fn a_proxy_without_a_sidecar_gets_nothing_and_bad_resources_are_refused_by_field
     let m = mesh();
     let p = Proxy::identify(&m, "other.elsewhere", None, BTreeMap::new());
     assert_eq!(p.namespace, "elsewhere");
-    assert!(view(&m, &p, "cluster.local").values().all(|r| r.is_empty()));
+    assert!(crate::mesh::capture::proxy_view(&m, &p, "cluster.local")
+        .values()
+        .all(|r| r.is_empty()));
     let bad = MESH.replace("timeout: 1500ms", "timeout: soon");
     let e = Mesh::build(parse_text(&bad, "m.yaml").unwrap()).unwrap_err();
     assert!(
@@ -184,7 +186,7 @@ spec: {mtls: {mode: STRICT}}
     let m = Mesh::build(parse_text(&text, "m.yaml").unwrap()).unwrap();
     let mut p = Proxy::identify(&m, "client.demo", None, BTreeMap::new());
     p.authenticated = true;
-    let v = view(&m, &p, "example.org");
+    let v = crate::mesh::capture::proxy_view(&m, &p, "example.org");
     let tls = |c: &str| v[CLUSTER][c].get("transport_socket").cloned();
     let v1 = tls("outbound|9080|v1|echo.demo").expect("v1 is mTLS");
     assert_eq!(v1["typed_config"]["sni"], "outbound_.9080_.v1_.echo.demo");
@@ -216,7 +218,7 @@ spec: {mtls: {mode: STRICT}}
     );
     // Without a certificate the auto-mTLS cluster is plaintext; STRICT stays TLS.
     p.authenticated = false;
-    let v = view(&m, &p, "example.org");
+    let v = crate::mesh::capture::proxy_view(&m, &p, "example.org");
     assert!(v[CLUSTER]["outbound|9080|v1|echo.demo"]
         .get("transport_socket")
         .is_none());
@@ -226,7 +228,7 @@ spec: {mtls: {mode: STRICT}}
     // PERMISSIVE (the default): a TLS chain picked by the inspector, and plaintext.
     let m = mesh();
     p.authenticated = true;
-    let v = view(&m, &p, "example.org");
+    let v = crate::mesh::capture::proxy_view(&m, &p, "example.org");
     let l = &v[LISTENER]["127.0.0.1_15090"];
     assert_eq!(l["filter_chains"].as_array().unwrap().len(), 2);
     assert_eq!(
@@ -345,7 +347,7 @@ spec:
     assert!(!v[CLUSTER].contains_key("inbound|9001||"));
     // Uncaptured, the same Sidecar binds its listeners on loopback.
     p.capture = false;
-    let v = view(&m, &p, "cluster.local");
+    let v = crate::mesh::capture::proxy_view(&m, &p, "cluster.local");
     let l = &v[LISTENER]["127.0.0.1_5432"];
     assert_eq!(l["address"]["socket_address"]["address"], "127.0.0.1");
     assert!(l.get("bind_to_port").is_none());
