@@ -18,6 +18,7 @@ USAGE:
   outrigger run -c FILE [--concurrency N] [--state-dir DIR]
   outrigger run --control IP:PORT --workload NAME.NAMESPACE [--token-file FILE]
                  [--admin IP:PORT] [--sotw] [--capture] [--concurrency N] [--state-dir DIR]
+                 [--control-ca FILE [--control-name NAME]]
   outrigger run --listen HOST:PORT --upstream HOST:PORT [--admin HOST:PORT]
                  [--upstream-protocol http1|http2|downstream] [--tcp] [--concurrency N]
                  [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
@@ -40,7 +41,9 @@ One-line TLS: --tls-cert/--tls-key terminate TLS on the listener (ALPN h2, http/
 node is the WorkloadEntry NAME.NAMESPACE, ADS is delta (--sotw: state of the world), the
 token in FILE goes on the stream (`authorization: Bearer`), admin on 127.0.0.1:15000;
 --capture: iptables captures the pod's traffic (`outrigger iptables`), so the control
-plane sends istiod's 15001/15006 capture listeners.
+plane sends istiod's 15001/15006 capture listeners; --control-ca: ADS over TLS (the
+control plane's --xds-tls port), the control plane's certificate checked against the
+mesh root in FILE and for the DNS name --control-name (default istiod.istio-system.svc).
 --state-dir DIR: with an xDS bootstrap, keep the last accepted dynamic config in DIR and
 serve it at start when the management server cannot be reached (default: off).
 Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit.
@@ -59,6 +62,8 @@ struct Args {
     control: Option<String>,
     workload: Option<String>,
     token_file: Option<String>,
+    control_ca: Option<String>,
+    control_name: Option<String>,
     sotw: bool,
     capture: bool,
     /// The one-line TLS flags, by flag name (`--tls-cert` ...).
@@ -92,6 +97,8 @@ fn parse_args() -> Result<Args, String> {
         control: None,
         workload: None,
         token_file: None,
+        control_ca: None,
+        control_name: None,
         sotw: false,
         capture: false,
         tls: Vec::new(),
@@ -118,6 +125,8 @@ fn parse_args() -> Result<Args, String> {
             "--control" => a.control = Some(value("--control")?),
             "--workload" => a.workload = Some(value("--workload")?),
             "--token-file" => a.token_file = Some(value("--token-file")?),
+            "--control-ca" => a.control_ca = Some(value("--control-ca")?),
+            "--control-name" => a.control_name = Some(value("--control-name")?),
             "--sotw" => a.sotw = true,
             "--capture" => a.capture = true,
             "--upstream-protocol" => a.upstream_protocol = Some(value("--upstream-protocol")?),
@@ -163,14 +172,22 @@ fn source_for_run(a: &Args) -> Result<ConfigSource, String> {
             control,
             workload,
             token_file: a.token_file.as_deref(),
+            control_ca: a.control_ca.as_deref(),
+            control_name: a.control_name.as_deref(),
             admin: a.admin.as_deref(),
             sotw: a.sotw,
             capture: a.capture,
         })
         .map(ConfigSource::Inline);
     }
-    if a.workload.is_some() || a.token_file.is_some() || a.sotw || a.capture {
-        return Err("--workload, --token-file, --sotw and --capture go with --control".into());
+    if a.workload.is_some()
+        || a.token_file.is_some()
+        || a.control_ca.is_some()
+        || a.control_name.is_some()
+        || a.sotw
+        || a.capture
+    {
+        return Err("--workload, --token-file, --control-ca, --control-name, --sotw and --capture go with --control".into());
     }
     if let (Some(_), Some((name, _))) = (&a.config, a.tls.first()) {
         return Err(format!(

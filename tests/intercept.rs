@@ -852,7 +852,7 @@ spec:
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {{name: client, namespace: demo}}
-spec: {{address: {pod}, labels: {{app: client}}}}
+spec: {{address: {pod}, serviceAccount: client, labels: {{app: client}}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -882,6 +882,24 @@ spec:
         ),
     )
     .unwrap();
+    // The sidecar shows a token; over plaintext xDS from another host it gets no
+    // certificate, over the TLS port (the scoped run) it does.
+    let state = Dir::new("state");
+    let tokens = state.0.join("tokens.yaml");
+    fs::write(
+        &tokens,
+        "- {token: client-token-0123456789, namespace: demo, serviceAccount: client}\n",
+    )
+    .unwrap();
+    let token = state.0.join("client.token");
+    fs::write(&token, "client-token-0123456789\n").unwrap();
+    let ca_dir = state.0.join("ca");
+    let root = ca_dir.join("root-cert.pem");
+    let xds = if scoped {
+        format!("{srv}:15012")
+    } else {
+        format!("{srv}:15010")
+    };
     let control_log = mesh.0.join("control.log");
     let control = Proc(
         Command::new("ip")
@@ -890,9 +908,15 @@ spec:
             .args([
                 "--xds",
                 &format!("{srv}:15010"),
+                "--xds-tls",
+                &format!("{srv}:15012"),
                 "--admin",
                 "127.0.0.1:15014",
             ])
+            .arg("--tokens")
+            .arg(&tokens)
+            .arg("--ca-dir")
+            .arg(&ca_dir)
             .stdout(Stdio::null())
             .stderr(fs::File::create(&control_log).unwrap())
             .spawn()
@@ -934,25 +958,47 @@ spec:
     ])
     .args([PROXY_UID, "--clear-groups", "--"]);
     match &envoy {
-        None => cmd
-            .args([BIN, "run", "--control"])
-            .args([
-                &format!("{srv}:15010"),
-                "--workload",
-                "client.demo",
-                "--capture",
-            ])
-            .args(["--admin", "127.0.0.1:15000", "--concurrency", "1"]),
+        None => {
+            cmd.args([BIN, "run", "--control"])
+                .args([&xds, "--workload", "client.demo", "--capture"])
+                .arg("--token-file")
+                .arg(&token)
+                .args(["--admin", "127.0.0.1:15000", "--concurrency", "1"]);
+            if scoped {
+                cmd.arg("--control-ca").arg(&root)
+            } else {
+                &mut cmd
+            }
+        }
         Some(bin) => {
             // The bootstrap `run --control --capture` writes, by hand.
             let boot = dir.0.join("envoy.yaml");
+            let port = if scoped { 15012 } else { 15010 };
+            let tls = if scoped {
+                format!(
+                    "    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: istiod.istio-system.svc
+        common_tls_context:
+          alpn_protocols: [h2]
+          validation_context:
+            trusted_ca: {{filename: {}}}
+            match_typed_subject_alt_names: [{{san_type: DNS, matcher: {{exact: istiod.istio-system.svc}}}}]
+",
+                    root.display()
+                )
+            } else {
+                String::new()
+            };
             fs::write(
                 &boot,
                 format!(
                     "node: {{id: client.demo, cluster: client, metadata: {{INTERCEPTION_MODE: REDIRECT}}}}
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 15000}}}}}}
 dynamic_resources:
-  ads_config: {{api_type: DELTA_GRPC, transport_api_version: V3, grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]}}
+  ads_config: {{api_type: DELTA_GRPC, transport_api_version: V3, grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}, initial_metadata: [{{key: authorization, value: Bearer client-token-0123456789}}]}}]}}
   lds_config: {{ads: {{}}, resource_api_version: V3}}
   cds_config: {{ads: {{}}, resource_api_version: V3}}
 static_resources:
@@ -966,8 +1012,8 @@ static_resources:
         explicit_http_config: {{http2_protocol_options: {{}}}}
     load_assignment:
       cluster_name: xds-grpc
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: {srv}, port_value: 15010}}}}}}}}]}}]
-"
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: {srv}, port_value: {port}}}}}}}}}]}}]
+{tls}"
                 ),
             )
             .unwrap();
@@ -1065,5 +1111,26 @@ static_resources:
         out
     });
     assert!(body.ends_with("hcm"), "inbound: {body}");
+    // The certificate: over TLS only (the peer is not on loopback).
+    let proxies = net.srv.run(|| {
+        let mut c = TcpStream::connect("127.0.0.1:15014").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"GET /proxies HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    });
+    let has_identity = proxies.contains("spiffe://cluster.local/ns/demo/sa/client");
+    let log = fs::read_to_string(&control_log).unwrap_or_default();
+    if scoped {
+        assert!(has_identity, "no certificate over xDS TLS: {proxies}");
+    } else {
+        assert!(!has_identity, "a certificate over plaintext xDS: {proxies}");
+        assert!(
+            log.contains("no certificate over plaintext xDS"),
+            "control plane:\n{log}"
+        );
+    }
     drop(control);
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::envoy::{envoy_or_skip, Envoy};
-use common::mesh::{admin_json, bootstrap_with_token, spawn_sidecar, start_control_with};
+use common::mesh::{admin_json, bootstrap_with_token, over_tls, spawn_sidecar, start_control_with};
 use common::*;
 
 const TOKENS: &str = "- {token: web-outrigger-0123456789, namespace: demo, serviceAccount: web}
@@ -142,14 +142,26 @@ fn start_mesh(dir: &TempDir, state: &TempDir, port: u16, app: SocketAddr, extra:
     write_atomic(&state.join("tokens.yaml"), TOKENS);
     let tokens = state.join("tokens.yaml").display().to_string();
     let ca = state.join("ca").display().to_string();
-    let mut args = vec!["--tokens", tokens.as_str(), "--ca-dir", ca.as_str()];
+    // The clients' ADS streams are over TLS (istiod's 15012), the servers' plaintext
+    // (loopback peers get their certificates on either).
+    let xds_tls = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let xds_tls_text = xds_tls.to_string();
+    let mut args = vec![
+        "--tokens",
+        tokens.as_str(),
+        "--ca-dir",
+        ca.as_str(),
+        "--xds-tls",
+        &xds_tls_text,
+    ];
     args.extend_from_slice(extra);
     let control = start_control_with(dir, &args);
     let xds = control.listen;
+    let root = state.join("ca").join("root-cert.pem");
     // The client sidecar boots from flags alone (`run --control`), no bootstrap file.
     let token = state.join("client-or.token");
     write_atomic(&token, "client-outrigger-0123456\n");
-    let (xds_text, token_text) = (xds.to_string(), token.display().to_string());
+    let (root_text, token_text) = (root.display().to_string(), token.display().to_string());
     let mut ours = vec![
         Proxy::start(&bootstrap_with_token(
             "web-or.demo",
@@ -160,7 +172,9 @@ fn start_mesh(dir: &TempDir, state: &TempDir, port: u16, app: SocketAddr, extra:
         Proxy::start_args(&[
             "run",
             "--control",
-            &xds_text,
+            &xds_tls_text,
+            "--control-ca",
+            &root_text,
             "--workload",
             "client-or.demo",
             "--token-file",
@@ -186,11 +200,15 @@ fn start_mesh(dir: &TempDir, state: &TempDir, port: u16, app: SocketAddr, extra:
         ));
         theirs.push(Envoy::start(
             bin,
-            &bootstrap_with_token(
-                "client-envoy.demo",
-                xds,
-                "GRPC",
-                Some("client-envoy-0123456789"),
+            &over_tls(
+                &bootstrap_with_token(
+                    "client-envoy.demo",
+                    xds_tls,
+                    "GRPC",
+                    Some("client-envoy-0123456789"),
+                ),
+                &root,
+                "istiod.istio-system.svc",
             ),
         ));
         clients.push(("envoy", SocketAddr::from(([127, 0, 0, 64], port))));
@@ -347,6 +365,120 @@ fn a_stream_without_a_valid_token_gets_nothing() {
     assert!(admin_json(&control, "/proxies")["proxies"]
         .get("web-or.demo")
         .is_none());
+}
+
+/// `outrigger run --control` over TLS with `flags`, its stderr in `log`; killed on
+/// drop.
+fn spawn_run(log: &std::path::Path, flags: &[&str]) -> common::mesh::Spawned {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let child = std::process::Command::new(BIN)
+        .args(["run", "--concurrency", "1", "--admin", &admin])
+        .args(flags)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start the sidecar");
+    common::mesh::Spawned::from(child)
+}
+
+#[test]
+fn xds_over_tls_checks_the_control_planes_certificate() {
+    let (dir, state) = (TempDir::new("mesh-xtls"), TempDir::new("mesh-xtls-state"));
+    let port = free_port();
+    let app = Upstream::echo();
+    write_atomic(
+        &dir.join("client-or.yaml"),
+        &client("client-or", "127.0.0.63", port),
+    );
+    write_atomic(
+        &dir.join("web-or.yaml"),
+        &server("web-or", "127.0.0.61", port, app.addr),
+    );
+    write_atomic(&state.join("tokens.yaml"), TOKENS);
+    let tokens = state.join("tokens.yaml").display().to_string();
+    let ca = state.join("ca").display().to_string();
+    let xds_tls = format!("127.0.0.1:{}", free_port());
+    let control = start_control_with(
+        &dir,
+        &[
+            "--tokens",
+            &tokens,
+            "--ca-dir",
+            &ca,
+            "--xds-tls",
+            &xds_tls,
+            "--xds-name",
+            "control.mesh.test",
+        ],
+    );
+    let token = state.join("client.token");
+    write_atomic(&token, "client-outrigger-0123456\n");
+    let token = token.display().to_string();
+    let root = state.join("ca/root-cert.pem").display().to_string();
+    let other = state.join("other-root.pem");
+    write_atomic(&other, &new_root("not the mesh").0);
+    let other = other.display().to_string();
+    let base = [
+        "--control",
+        xds_tls.as_str(),
+        "--workload",
+        "client-or.demo",
+        "--token-file",
+        token.as_str(),
+    ];
+    // Another root, or the right root and another name: the sidecar does not take the
+    // control plane's certificate, and the control plane never sees its stream.
+    for (i, extra) in [
+        vec![
+            "--control-ca",
+            other.as_str(),
+            "--control-name",
+            "control.mesh.test",
+        ],
+        vec!["--control-ca", root.as_str()],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let log = state.join(&format!("refused-{i}.log"));
+        let child = spawn_run(&log, &[&base[..], &extra[..]].concat());
+        let refused = wait_until(Duration::from_secs(10), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.contains("TLS handshake with").then_some(())
+        });
+        drop(child);
+        assert!(
+            refused.is_some(),
+            "{extra:?}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    assert!(admin_json(&control, "/proxies")["proxies"]
+        .get("client-or.demo")
+        .is_none());
+    // The mesh root and the control plane's name: the proxy is served, with its
+    // certificate, over the encrypted stream.
+    let log = state.join("good.log");
+    let _good = spawn_run(
+        &log,
+        &[
+            &base[..],
+            &["--control-ca", &root, "--control-name", "control.mesh.test"],
+        ]
+        .concat(),
+    );
+    let served = wait_until(Duration::from_secs(15), || {
+        let p = admin_json(&control, "/proxies");
+        p["proxies"]["client-or.demo"]["certificate"]["serial"]
+            .is_string()
+            .then_some(())
+    });
+    assert!(
+        served.is_some(),
+        "{}\ncontrol plane:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        control.stderr()
+    );
 }
 
 #[test]

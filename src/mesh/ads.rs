@@ -43,12 +43,24 @@ const DELTA: &str =
 /// The largest request accepted from a proxy.
 const MAX_MESSAGE: usize = 4 << 20;
 
-/// Serves one accepted connection until the peer goes.
-pub async fn serve_connection(plane: Rc<Plane>, tcp: crate::rt::net::TcpStream) {
+/// Serves one accepted plaintext connection until the peer goes. Certificates (their
+/// private keys) are sent on it only to a loopback peer: others get theirs over TLS
+/// (`xds_tls.rs`), as istiod serves none on its plaintext port.
+pub async fn serve_plaintext(plane: Rc<Plane>, tcp: crate::rt::net::TcpStream) {
     let _ = tcp.set_nodelay(true);
+    let keys = tcp.peer_addr().is_ok_and(|a| a.ip().is_loopback());
+    serve_connection(plane, tcp, keys).await
+}
+
+/// Serves one accepted connection until the peer goes; `keys`: certificates may be
+/// sent on it.
+pub async fn serve_connection<T>(plane: Rc<Plane>, io: T, keys: bool)
+where
+    T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+{
     let mut conn = match h2::server::Builder::new()
         .max_frame_size(1 << 20)
-        .handshake::<_, Bytes>(crate::http::io::TokioIo::new(tcp))
+        .handshake::<_, Bytes>(crate::http::io::TokioIo::new(io))
         .await
     {
         Ok(c) => c,
@@ -65,7 +77,7 @@ pub async fn serve_connection(plane: Rc<Plane>, tcp: crate::rt::net::TcpStream) 
                 return;
             }
         };
-        crate::rt::spawn_detached(stream(plane.clone(), req, respond));
+        crate::rt::spawn_detached(stream(plane.clone(), req, respond, keys));
     }
 }
 
@@ -73,6 +85,7 @@ async fn stream(
     plane: Rc<Plane>,
     req: http::Request<RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
+    keys: bool,
 ) {
     let path = req.uri().path().to_string();
     if path != SOTW && path != DELTA {
@@ -105,6 +118,7 @@ async fn stream(
         plane,
         token,
         identity: None,
+        keys,
         denied: false,
         recv: Incoming {
             body: req.into_body(),
@@ -248,6 +262,8 @@ struct Stream {
     token: Option<String>,
     /// Whom the token stands for (a certificate is issued for it).
     identity: Option<Identity>,
+    /// Certificates may go out on this stream (TLS, or a loopback peer).
+    keys: bool,
     /// The stream was refused for its token (UNAUTHENTICATED).
     denied: bool,
     recv: Incoming,
@@ -321,8 +337,12 @@ impl Stream {
             .authenticate(self.token.as_deref(), &p.namespace, service_account)
         {
             Ok(id) => {
-                p.authenticated = id.is_some();
-                self.identity = id;
+                if id.is_some() && !self.keys {
+                    tracing::warn!(node = %node.id, "no certificate over plaintext xDS from another host: connect to the control plane's --xds-tls port");
+                }
+                // Without a certificate it is treated as a proxy without one.
+                p.authenticated = id.is_some() && self.keys;
+                self.identity = id.filter(|_| self.keys);
             }
             Err(e) => {
                 tracing::warn!(node = %p.id, "xDS stream refused: {e}");

@@ -2,7 +2,10 @@
 //! NAME.NAMESPACE --token-file FILE`): everything else comes from the control plane,
 //! so no bootstrap file is written by hand. It is the Envoy bootstrap a user would
 //! write (docs/control-plane.md shows it): the node, the admin port, and ADS to the
-//! control plane over HTTP/2 with the workload's token as `authorization: Bearer`.
+//! control plane over HTTP/2 with the workload's token as `authorization: Bearer`,
+//! over TLS (the control plane's `--xds-tls` port) when `--control-ca` names the mesh
+//! root: SNI and the certificate's DNS SAN `--control-name`, ALPN h2, as the xds-grpc
+//! cluster of istio-agent's bootstrap.
 
 use std::net::SocketAddr;
 
@@ -12,6 +15,10 @@ pub struct Flags<'a> {
     pub control: &'a str,
     pub workload: &'a str,
     pub token_file: Option<&'a str>,
+    /// The mesh root to check the control plane's certificate with (ADS over TLS).
+    pub control_ca: Option<&'a str>,
+    /// The DNS name in its certificate (default istiod's).
+    pub control_name: Option<&'a str>,
     pub admin: Option<&'a str>,
     pub sotw: bool,
     /// iptables captures the pod's traffic (`outrigger iptables`): the node says
@@ -75,24 +82,50 @@ pub fn bootstrap(f: &Flags) -> Result<String, String> {
             "lds_config": source,
             "cds_config": source
         },
-        "static_resources": {"clusters": [{
-            "name": "xds-grpc",
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "typed_extension_protocol_options": {
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                    "explicit_http_config": {"http2_protocol_options": {}}
-                }
-            },
-            "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [{
-                "endpoint": {"address": {"socket_address": {
-                    "address": control.ip().to_string(), "port_value": control.port()
-                }}}
-            }]}]}
-        }]}
+        "static_resources": {"clusters": [xds_cluster(control, f)?]}
     });
     serde_json::to_string_pretty(&boot).map_err(|e| e.to_string())
+}
+
+/// The static cluster of the control plane (istio-agent's `xds-grpc`).
+fn xds_cluster(control: SocketAddr, f: &Flags) -> Result<serde_json::Value, String> {
+    let mut c = json!({
+        "name": "xds-grpc",
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}
+            }
+        },
+        "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [{
+            "endpoint": {"address": {"socket_address": {
+                "address": control.ip().to_string(), "port_value": control.port()
+            }}}
+        }]}]}
+    });
+    if let Some(ca) = f.control_ca {
+        std::fs::metadata(ca).map_err(|e| format!("--control-ca: {ca}: {e}"))?;
+        let name = f.control_name.unwrap_or(super::xds_tls::DEFAULT_NAME);
+        c["transport_socket"] = json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": name,
+                "common_tls_context": {
+                    "alpn_protocols": ["h2"],
+                    "validation_context": {
+                        "trusted_ca": {"filename": ca},
+                        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": name}}]
+                    }
+                }
+            }
+        });
+    } else if f.control_name.is_some() {
+        return Err("--control-name goes with --control-ca".into());
+    }
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -105,6 +138,8 @@ mod tests {
             control: "127.0.0.1:15010",
             workload: "web.demo",
             token_file: None,
+            control_ca: None,
+            control_name: None,
             admin: None,
             sotw: false,
             capture: false,

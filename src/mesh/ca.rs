@@ -126,18 +126,34 @@ impl Ca {
 
     /// A new key and certificate for `spiffe_id`, valid for the CA's TTL.
     pub fn issue(&self, spiffe_id: &str) -> Result<Issued, String> {
+        let uri = spiffe_id
+            .to_string()
+            .try_into()
+            .map_err(|e| format!("{spiffe_id}: {e}"))?;
+        self.sign(spiffe_id, vec![SanType::URI(uri)])
+    }
+
+    /// The control plane's own serving certificate (xDS over TLS): DNS SANs `names`,
+    /// as istiod's `istiod.istio-system.svc`.
+    pub fn issue_server(&self, names: &[String]) -> Result<Issued, String> {
+        let mut sans = Vec::new();
+        for n in names {
+            let dns = n.clone().try_into().map_err(|e| format!("{n}: {e}"))?;
+            sans.push(SanType::DnsName(dns));
+        }
+        self.sign(&names.join(","), sans)
+    }
+
+    /// A new key and certificate for `sans`, valid for the CA's TTL; `label` names it.
+    fn sign(&self, label: &str, sans: Vec<SanType>) -> Result<Issued, String> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
         let now = SystemTime::now();
         let not_before = now.checked_sub(BACKDATE).unwrap_or(now);
         let not_after = now + self.ttl;
         let mut p = CertificateParams::default();
-        // Istio's workload certificates: no subject, the identity in a critical URI SAN.
+        // Istio's certificates: no subject, the identity in a critical SAN.
         p.distinguished_name = DistinguishedName::new();
-        let uri = spiffe_id
-            .to_string()
-            .try_into()
-            .map_err(|e| format!("{spiffe_id}: {e}"))?;
-        p.subject_alt_names = vec![SanType::URI(uri)];
+        p.subject_alt_names = sans;
         p.not_before = not_before.into();
         p.not_after = not_after.into();
         p.key_usages = vec![
@@ -153,14 +169,14 @@ impl Ca {
         p.use_authority_key_identifier_extension = true;
         let cert = p
             .signed_by(&key, &self.issuer)
-            .map_err(|e| format!("signing {spiffe_id}: {e}"))?;
+            .map_err(|e| format!("signing {label}: {e}"))?;
         let mut chain_pem = cert.pem();
         if !chain_pem.ends_with('\n') {
             chain_pem.push('\n');
         }
         chain_pem.push_str(&self.chain_pem);
         Ok(Issued {
-            spiffe_id: spiffe_id.to_string(),
+            spiffe_id: label.to_string(),
             chain_pem,
             key_pem: key.serialize_pem(),
             not_before,

@@ -3,8 +3,7 @@
 //! proxy's listeners, routes, clusters and endpoints, and serves them over ADS (state
 //! of the world and delta). It runs on one executor of the project's runtime, apart
 //! from any proxy: nothing here is on a request path. docs/control-plane.md is the
-//! user's guide; issue 15 lists what is still to come (certificates, etcd, the status
-//! page, registration, sidecar boot).
+//! user's guide.
 //!
 //! | file | what |
 //! |---|---|
@@ -22,7 +21,9 @@
 //! | `mtls_kinds.rs`, `peer_auth.rs` | PeerAuthentication and DestinationRule TLS as read; the mode of a port and the mTLS contexts |
 //! | `selector.rs` | the security API's `matchLabels` |
 //! | `boot.rs` | a sidecar's bootstrap from `outrigger run --control` |
-//! | `capture.rs` | capture mode: istiod's 15001/15006 virtual listeners for an intercepted pod |
+//! | `capture.rs` | a proxy's view; capture mode: istiod's 15001/15006 virtual listeners for an intercepted pod |
+//! | `egress.rs` | the Sidecar's egress listeners: the services a proxy sees, per port, bound or virtual |
+//! | `xds_tls.rs` | xDS over TLS (istiod's 15012) with a serving certificate from the mesh CA |
 //! | `registry.rs`, `registration.rs` | workloads registered over HTTP with TTL heartbeats |
 //! | `status_page.rs` | the HTML status page on the admin port (`/`) |
 
@@ -47,6 +48,7 @@ pub mod source;
 pub mod status_page;
 pub mod tokens;
 pub mod translate;
+pub mod xds_tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,14 +58,19 @@ outrigger control: the mesh's control plane (Istio resources in, xDS out)
 
 USAGE:
   outrigger control (--dir DIR | --etcd http://IP:PORT [--etcd-prefix KEY])
-                    [--xds HOST:PORT] [--admin HOST:PORT]
+                    [--xds HOST:PORT] [--xds-tls HOST:PORT [--xds-name NAME,...]]
+                    [--admin HOST:PORT]
                     [--tokens FILE] [--ca-dir DIR] [--trust-domain NAME] [--cert-ttl DURATION]
   outrigger control (--dir DIR | --etcd ...) --check
 
 --dir DIR        Istio resources (ServiceEntry, WorkloadEntry, Sidecar, VirtualService,
                  DestinationRule, AuthorizationPolicy, PeerAuthentication) in *.yaml files; watched,
                  a change applies after 100 ms of quiet
---xds HOST:PORT  the ADS server (gRPC, plaintext; default 127.0.0.1:15010)
+--xds HOST:PORT  the ADS server (gRPC, plaintext; default 127.0.0.1:15010); it sends
+                 certificates (their keys) only to loopback peers
+--xds-tls HOST:PORT  the ADS server over TLS too (istiod's 15012), with a serving
+                 certificate from the mesh CA; certificates go to any peer on it
+--xds-name NAME,...  the DNS names in that certificate (default istiod.istio-system.svc)
 --admin HOST:PORT  /ready, /proxies, /config_dump?node=ID (default 127.0.0.1:15014)
 --tokens FILE    bootstrap tokens (token, namespace, serviceAccount): a proxy showing one
                  gets a certificate for that identity over SDS; with this set, a stream
@@ -103,6 +110,8 @@ pub struct Options {
     pub trust_domain: String,
     pub cert_ttl: std::time::Duration,
     pub xds: SocketAddr,
+    pub xds_tls: Option<SocketAddr>,
+    pub xds_names: Vec<String>,
     pub admin: SocketAddr,
     pub check: bool,
 }
@@ -112,6 +121,8 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut etcd_url = None;
     let mut etcd_prefix = etcd::DEFAULT_PREFIX.to_string();
     let mut xds = SocketAddr::from(([127, 0, 0, 1], 15010));
+    let mut xds_tls = None;
+    let mut xds_names = vec![xds_tls::DEFAULT_NAME.to_string()];
     let mut admin = SocketAddr::from(([127, 0, 0, 1], 15014));
     let mut check = false;
     let mut tokens = None;
@@ -134,6 +145,20 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                 xds = v
                     .parse()
                     .map_err(|_| format!("--xds: `{v}` is not HOST:PORT"))?;
+            }
+            "--xds-tls" => {
+                let v = value("--xds-tls")?;
+                xds_tls = Some(
+                    v.parse()
+                        .map_err(|_| format!("--xds-tls: `{v}` is not HOST:PORT"))?,
+                );
+            }
+            "--xds-name" => {
+                let v = value("--xds-name")?;
+                xds_names = v.split(',').map(str::to_string).collect();
+                if let Some(bad) = xds_names.iter().find(|n| !dns_name(n)) {
+                    return Err(format!("--xds-name: `{bad}` is not a DNS name"));
+                }
             }
             "--admin" => {
                 let v = value("--admin")?;
@@ -190,9 +215,24 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
         trust_domain,
         cert_ttl,
         xds,
+        xds_tls,
+        xds_names,
         admin,
         check,
     })
+}
+
+/// A DNS name as a certificate holds it: dot-separated labels of letters, digits and
+/// `-` (a leading `*.` wildcard allowed).
+fn dns_name(n: &str) -> bool {
+    let n = n.strip_prefix("*.").unwrap_or(n);
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Runs the control plane; returns the process's exit code.
@@ -259,8 +299,16 @@ pub fn main(args: &[String]) -> u8 {
             return 1;
         }
     };
+    let xds_tls = match o.xds_tls.map(bind).transpose() {
+        Ok(s) => s.map(|s| (s, o.xds_names.clone())),
+        Err(e) => {
+            eprintln!("--xds-tls: {e}");
+            return 1;
+        }
+    };
     tracing::info!(
         xds = %o.xds,
+        xds_tls = ?o.xds_tls,
         admin = %o.admin,
         source = %o.store,
         services = mesh.services.len(),
@@ -284,7 +332,7 @@ pub fn main(args: &[String]) -> u8 {
                     Store::Dir(_) => None,
                 };
                 let plane = plane::Plane::new(files, ca, tokens, registry)?;
-                serve(plane, (store, revision), ca_dir, xds, admin).await
+                serve(plane, (store, revision), ca_dir, (xds, xds_tls), admin).await
             });
     match started.map(|h| h.join()) {
         Ok(Ok(Ok(()))) => 0,
@@ -307,10 +355,31 @@ async fn serve(
     plane: std::rc::Rc<plane::Plane>,
     (store, revision): (Store, i64),
     ca_dir: Option<PathBuf>,
-    xds: socket2::Socket,
+    (xds, xds_tls): (socket2::Socket, Option<(socket2::Socket, Vec<String>)>),
     admin: socket2::Socket,
 ) -> Result<(), String> {
     let xds = crate::rt::net::listener_from(xds).map_err(|e| format!("xDS listener: {e}"))?;
+    if let Some((socket, names)) = xds_tls {
+        let l =
+            crate::rt::net::listener_from(socket).map_err(|e| format!("xDS TLS listener: {e}"))?;
+        let cert = std::rc::Rc::new(xds_tls::ServingCert::new(names));
+        let p = plane.clone();
+        crate::rt::spawn_detached(async move {
+            loop {
+                match l.accept().await {
+                    Ok(c) => crate::rt::spawn_detached(xds_tls::serve_connection(
+                        p.clone(),
+                        cert.clone(),
+                        c,
+                    )),
+                    Err(e) => {
+                        tracing::warn!("xDS TLS accept: {e}");
+                        crate::rt::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+    }
     let admin = crate::rt::net::listener_from(admin).map_err(|e| format!("admin listener: {e}"))?;
     match store {
         Store::Dir(dir) => crate::rt::spawn_detached(source::watch(dir, plane.clone())),
@@ -341,7 +410,7 @@ async fn serve(
     });
     loop {
         match xds.accept().await {
-            Ok(c) => crate::rt::spawn_detached(ads::serve_connection(plane.clone(), c)),
+            Ok(c) => crate::rt::spawn_detached(ads::serve_plaintext(plane.clone(), c)),
             Err(e) => {
                 tracing::warn!("xDS accept: {e}");
                 crate::rt::sleep(std::time::Duration::from_millis(100)).await;

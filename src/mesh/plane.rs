@@ -348,6 +348,11 @@ impl Plane {
         Ok(c)
     }
 
+    /// The CA as it is now (replaced whole by a root rotation).
+    pub fn ca(&self) -> Rc<Ca> {
+        self.ca.borrow().clone()
+    }
+
     /// Loads the CA from `dir` again; on success every proxy gets a certificate from
     /// it and its trust bundle (the next look at its secrets issues them).
     pub fn reload_ca(&self, dir: &std::path::Path) {

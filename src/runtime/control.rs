@@ -344,12 +344,15 @@ impl crate::xds::Publish for Control {
         }
     }
 
-    fn cluster_addresses(&self, cluster: &str) -> Vec<SocketAddr> {
+    fn ads_cluster(&self, cluster: &str) -> crate::xds::AdsCluster {
         let s = self.current.borrow();
         s.clusters
             .iter()
             .find(|c| c.name == cluster)
-            .map(|c| c.endpoints.iter().map(|e| e.addr).collect())
+            .map(|c| crate::xds::AdsCluster {
+                addrs: c.endpoints.iter().map(|e| e.addr).collect(),
+                tls: c.tls.clone(),
+            })
             .unwrap_or_default()
     }
 }

@@ -1,13 +1,18 @@
 //! One bidirectional gRPC stream over HTTP/2 (the h2 crate on the control executor's
 //! glommio socket, as `upstream/h2conn.rs` does for upstreams): length-prefixed prost
-//! messages, with the management server's messages bounded in size. Control plane only.
+//! messages, with the management server's messages bounded in size; over TLS when the
+//! ADS cluster has an upstream TLS context (its files are read when the config is, so a
+//! new certificate is used from the next connection on). Control plane only.
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::rt::{spawn_local, Task};
+use crate::tls::client::ClientTls;
+use crate::tls::stream::TlsStream;
 use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
@@ -32,42 +37,58 @@ pub struct Stream {
 /// Why a stream ended.
 pub type Error = String;
 
+/// The management server to connect to: an ADS cluster endpoint, with the cluster's
+/// TLS when it has one.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub addr: SocketAddr,
+    pub tls: Option<&'a ClientTls>,
+}
+
 impl Stream {
-    /// Connects to `addr` and opens `path` (a gRPC method) with `authority` and the
+    /// Connects to `to` and opens `path` (a gRPC method) with `authority` and the
     /// extra `headers` (checked when the bootstrap was read).
     pub async fn open(
-        addr: SocketAddr,
+        to: Target<'_>,
         authority: &str,
         path: &str,
         headers: &[(String, String)],
     ) -> Result<Stream, Error> {
+        let addr = to.addr;
+        let started = std::time::Instant::now();
         let tcp = crate::rt::net::TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)
             .await
             .map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
-        // A server that accepts but never answers must not stall the client: the
-        // handshake gets the connect timeout too.
-        let handshake = async {
-            Some(
-                h2::client::Builder::new()
-                    .max_frame_size(1 << 20)
-                    .handshake::<_, Bytes>(crate::http::io::TokioIo::new(tcp))
-                    .await,
-            )
-        };
-        let expire = async {
-            crate::rt::sleep(CONNECT_TIMEOUT).await;
-            None
-        };
-        let (client, conn) = futures_lite::future::or(handshake, expire)
-            .await
-            .ok_or_else(|| format!("HTTP/2 handshake with {addr} timed out"))?
-            .map_err(|e| format!("HTTP/2 handshake with {addr}: {e}"))?;
-        let driver = spawn_local(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("xDS connection ended: {e}");
+        // The TLS and HTTP/2 handshakes share the connect timeout: a server that
+        // accepts but never answers must not stall the client.
+        let left = CONNECT_TIMEOUT.saturating_sub(started.elapsed());
+        let (client, driver) = match to.tls {
+            None => h2_handshake(tcp, addr, left).await?,
+            Some(tls) => {
+                // gRPC over TLS asks for HTTP/2 by ALPN (as Envoy's HTTP/2 pool does
+                // when the context names no protocol).
+                let mut config = (*tls.config).clone();
+                if config.alpn_protocols.is_empty() {
+                    config.alpn_protocols = vec![b"h2".to_vec()];
+                }
+                let session =
+                    rustls::ClientConnection::new(Arc::new(config), tls.server_name(addr))
+                        .map_err(|e| format!("TLS to {addr}: {e}"))?;
+                let mut t = TlsStream::new(tcp, session, &[]);
+                let shake = async { Some(t.handshake().await) };
+                let expire = async {
+                    crate::rt::sleep(left).await;
+                    None
+                };
+                futures_lite::future::or(shake, expire)
+                    .await
+                    .ok_or_else(|| format!("TLS handshake with {addr} timed out"))?
+                    .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
+                let left = CONNECT_TIMEOUT.saturating_sub(started.elapsed());
+                h2_handshake(t, addr, left).await?
             }
-        });
+        };
         let mut client = client
             .ready()
             .await
@@ -159,6 +180,40 @@ fn grpc_status(h: &http::HeaderMap) -> Option<String> {
         .and_then(|m| m.to_str().ok())
         .unwrap_or("");
     Some(format!("grpc-status {status}: {message}"))
+}
+
+/// The HTTP/2 client handshake over `io` within `left`, and the task that drives the
+/// connection.
+async fn h2_handshake<T>(
+    io: T,
+    addr: SocketAddr,
+    left: Duration,
+) -> Result<(SendRequest<Bytes>, Task<()>), Error>
+where
+    T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+{
+    let handshake = async {
+        Some(
+            h2::client::Builder::new()
+                .max_frame_size(1 << 20)
+                .handshake::<_, Bytes>(crate::http::io::TokioIo::new(io))
+                .await,
+        )
+    };
+    let expire = async {
+        crate::rt::sleep(left).await;
+        None
+    };
+    let (client, conn) = futures_lite::future::or(handshake, expire)
+        .await
+        .ok_or_else(|| format!("HTTP/2 handshake with {addr} timed out"))?
+        .map_err(|e| format!("HTTP/2 handshake with {addr}: {e}"))?;
+    let driver = spawn_local(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("xDS connection ended: {e}");
+        }
+    });
+    Ok((client, driver))
 }
 
 #[cfg(test)]

@@ -37,8 +37,16 @@ pub trait Publish {
     fn set_dump(&self, dump: serde_json::Value);
     /// The initial fetch is complete (or timed out): `/ready` may turn 200.
     fn set_initialized(&self);
-    /// The management server's addresses: the endpoints of the ADS cluster.
-    fn cluster_addresses(&self, cluster: &str) -> Vec<SocketAddr>;
+    /// The management server: the endpoints of the ADS cluster and its TLS.
+    fn ads_cluster(&self, cluster: &str) -> AdsCluster;
+}
+
+/// Where the ADS stream goes: the ADS cluster's endpoints, and its upstream TLS
+/// context when it has one (xDS over TLS, istiod's port 15012).
+#[derive(Default)]
+pub struct AdsCluster {
+    pub addrs: Vec<SocketAddr>,
+    pub tls: Option<std::sync::Arc<crate::tls::client::ClientTls>>,
 }
 
 /// The client's state shared by its tasks.
@@ -93,12 +101,16 @@ pub async fn run<P: Publish + 'static>(control: Rc<P>, client: Rc<Client>) {
             let s = client.store.borrow();
             (s.boot.ads_cluster.clone(), s.boot.delta)
         };
-        let addrs = control.cluster_addresses(&cluster);
-        let result = match addrs.get(attempt % addrs.len().max(1)) {
+        let ads = control.ads_cluster(&cluster);
+        let result = match ads.addrs.get(attempt % ads.addrs.len().max(1)) {
             None => Err(format!("the ADS cluster `{cluster}` has no endpoints")),
             Some(addr) => {
                 client.streaming.set(true);
-                let r = session::run(&*control, &client, *addr, delta, &mut backoff).await;
+                let to = grpc::Target {
+                    addr: *addr,
+                    tls: ads.tls.as_deref(),
+                };
+                let r = session::run(&*control, &client, to, delta, &mut backoff).await;
                 client.streaming.set(false);
                 r
             }

@@ -16,7 +16,6 @@
 //!   delta requests the versions held (`initial_resource_versions`).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -62,16 +61,17 @@ struct Session<'a> {
 pub async fn run<P: Publish>(
     control: &P,
     client: &Client,
-    addr: SocketAddr,
+    to: super::grpc::Target<'_>,
     delta: bool,
     backoff: &mut Backoff,
 ) -> Result<(), String> {
+    let addr = to.addr;
     let (authority, headers) = {
         let s = client.store.borrow();
         (s.boot.ads_cluster.clone(), s.boot.initial_metadata.clone())
     };
     let path = if delta { DELTA } else { SOTW };
-    let stream = Stream::open(addr, &authority, path, &headers).await?;
+    let stream = Stream::open(to, &authority, path, &headers).await?;
     tracing::info!(%addr, delta, "xDS: stream open");
     {
         let mut s = client.store.borrow_mut();

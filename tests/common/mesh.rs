@@ -113,9 +113,35 @@ pub fn spawn_sidecar(config: &std::path::Path, bootstrap: &str) -> Spawned {
 /// A child process killed (and reaped) on drop.
 pub struct Spawned(std::process::Child);
 
+impl From<std::process::Child> for Spawned {
+    fn from(c: std::process::Child) -> Spawned {
+        Spawned(c)
+    }
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `bootstrap` (from the functions above) with ADS over TLS: the `xds` cluster checks
+/// the control plane's certificate against the root in `ca` and for the DNS `name`,
+/// as `outrigger run --control ... --control-ca` writes it.
+pub fn over_tls(bootstrap: &str, ca: &std::path::Path, name: &str) -> String {
+    format!(
+        r#"{bootstrap}    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: {name}
+        common_tls_context:
+          alpn_protocols: [h2]
+          validation_context:
+            trusted_ca: {{filename: {ca}}}
+            match_typed_subject_alt_names: [{{san_type: DNS, matcher: {{exact: {name}}}}}]
+"#,
+        ca = ca.display()
+    )
 }
