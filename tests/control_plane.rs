@@ -658,3 +658,105 @@ fn authorization_policies_allow_and_deny_alike_on_outrigger_and_envoy_sidecars()
         );
     }
 }
+
+/// A DestinationRule's consistent hash: each key's requests stay on one endpoint, the
+/// keys spread over both, and a cookie with a `ttl` is generated for a request without
+/// it; alike on an Outrigger and an Envoy sidecar.
+#[test]
+fn consistent_hashing_pins_each_key_to_one_endpoint_alike_on_outrigger_and_envoy() {
+    let v1 = Upstream::echo();
+    let v2 = Upstream::echo();
+    let dir = TempDir::new("mesh-hash");
+    let envoy = envoy_or_skip("consistent hashing with an Envoy sidecar");
+    let port = free_port();
+    write_atomic(&dir.join("service.yaml"), &service(port, v1.addr, v2.addr));
+    write_atomic(&dir.join("or.yaml"), &client("or", "127.0.0.23", port));
+    write_atomic(
+        &dir.join("envoy.yaml"),
+        &client("envoy", "127.0.0.24", port),
+    );
+    let rule = |lb: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo, namespace: demo}}
+spec:
+  host: echo.demo
+  trafficPolicy: {{loadBalancer: {{consistentHash: {lb}}}}}
+"
+        )
+    };
+    write_atomic(
+        &dir.join("rule.yaml"),
+        &rule("{httpHeaderName: x-user, ringHash: {minimumRingSize: 2048}}"),
+    );
+    let control = start_control(&dir);
+    let _ours = Proxy::start(&bootstrap("or.demo", control.listen, "GRPC"));
+    let theirs = envoy
+        .as_ref()
+        .map(|bin| Envoy::start(bin, &bootstrap("envoy.demo", control.listen, "GRPC")));
+    let mut sidecars = vec![("outrigger", SocketAddr::from(([127, 0, 0, 23], port)))];
+    if theirs.is_some() {
+        sidecars.push(("envoy", SocketAddr::from(([127, 0, 0, 24], port))));
+    }
+    // Which endpoint each request reached: 1 or 2.
+    let landed = |at: SocketAddr, extra: &str| -> Option<(u8, Response)> {
+        let (a, b) = (v1.request_count(), v2.request_count());
+        let mut c = Conn::try_connect(at).ok()?;
+        c.try_send(format!("GET / HTTP/1.1\r\nHost: echo.demo\r\n{extra}\r\n"))
+            .ok()?;
+        let r = c.read_response().ok()?;
+        match (v1.request_count() - a, v2.request_count() - b) {
+            (1, 0) => Some((1, r)),
+            (0, 1) => Some((2, r)),
+            _ => None,
+        }
+    };
+    for (who, at) in &sidecars {
+        let up = wait_until(Duration::from_secs(10), || landed(*at, ""));
+        assert!(up.is_some(), "{who}: no route:\n{}", control.stderr());
+        let mut seen = [false, false];
+        for k in 0..16 {
+            let key = format!("x-user: user-{k}\r\n");
+            let first = landed(*at, &key).map(|(e, _)| e);
+            for _ in 0..4 {
+                assert_eq!(landed(*at, &key).map(|(e, _)| e), first, "{who}: user-{k}");
+            }
+            if let Some(e) = first {
+                seen[usize::from(e - 1)] = true;
+            }
+        }
+        assert_eq!(
+            seen,
+            [true, true],
+            "{who}: the keys all went to one endpoint"
+        );
+    }
+    // A cookie: generated with its ttl and path for a request without one.
+    write_atomic(
+        &dir.join("rule.yaml"),
+        &rule("{httpCookie: {name: sticky, path: /, ttl: 60s}, maglev: {tableSize: 65537}}"),
+    );
+    for (who, at) in &sidecars {
+        let cookie = wait_until(Duration::from_secs(10), || {
+            let (_, r) = landed(*at, "")?;
+            r.header("set-cookie").map(str::to_string)
+        });
+        let cookie = cookie.unwrap_or_else(|| panic!("{who}: no cookie:\n{}", control.stderr()));
+        assert!(
+            cookie.starts_with("sticky=\"") && cookie.contains("Max-Age=60; Path=/; HttpOnly"),
+            "{who}: {cookie}"
+        );
+        // The cookie sent back pins the endpoint.
+        let value = cookie.split(';').next().unwrap().to_string();
+        let pinned = landed(*at, &format!("cookie: {value}\r\n")).map(|(e, _)| e);
+        for _ in 0..4 {
+            assert_eq!(
+                landed(*at, &format!("cookie: {value}\r\n")).map(|(e, _)| e),
+                pinned,
+                "{who}"
+            );
+        }
+    }
+    drop(theirs);
+}

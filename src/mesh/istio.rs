@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+pub use super::lb_kinds::{ConsistentHash, LoadBalancer};
+
 /// `metadata` of any resource.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Metadata {
@@ -467,13 +469,6 @@ pub struct OutlierDetection {
     pub max_ejection_percent: Option<u32>,
     #[serde(default)]
     pub min_health_percent: Option<u32>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LoadBalancer {
-    #[serde(default)]
-    pub simple: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -11,6 +11,7 @@
 //! | `model.rs` | the checked mesh and its lookups (Sidecar for a workload, DestinationRule for a host) |
 //! | `translate.rs` | one proxy's view as Envoy v3 resources, istiod's names and defaults |
 //! | `authz.rs` | AuthorizationPolicy to the inbound listeners' RBAC filters |
+//! | `lb_kinds.rs`, `hashing.rs` | DestinationRule consistent hashing: ring hash or Maglev clusters, the routes' hash policies |
 //! | `policy.rs` | route policies (fault, mirror, redirect, rewrite, CORS) and cluster policies (connection pool, outlier detection) |
 //! | `plane.rs` | the served mesh, its generation, each proxy's sent/ACKed/NACKed versions |
 //! | `ads.rs` | the gRPC ADS server: SotW and delta |
@@ -35,7 +36,9 @@ pub mod ca;
 pub mod capture;
 pub mod egress;
 pub mod etcd;
+pub mod hashing;
 pub mod istio;
+pub mod lb_kinds;
 pub mod model;
 pub mod mtls_kinds;
 pub mod peer_auth;

@@ -379,5 +379,8 @@ pub fn check_traffic_policy(t: &super::istio::TrafficPolicy, at: &str) -> Result
     if let Some(Some(simple)) = t.load_balancer.as_ref().map(|l| l.simple.as_ref()) {
         super::istio::lb_policy(simple).map_err(|e| format!("{at}.loadBalancer.simple: {e}"))?;
     }
+    if let Some(lb) = &t.load_balancer {
+        super::lb_kinds::check(lb, at)?;
+    }
     Ok(())
 }

@@ -197,17 +197,11 @@ fn one_cluster(
         ..
     } = *at;
     let name = cluster_name(port, subset, host);
-    let lb = tp
-        .load_balancer
-        .as_ref()
-        .and_then(|l| l.simple.as_deref())
-        .and_then(|s| super::istio::lb_policy(s).ok())
-        .unwrap_or("LEAST_REQUEST");
     let mut c = json!({
         "name": name,
         "connect_timeout": "10s",
-        "lb_policy": lb,
     });
+    super::hashing::cluster_lb(&mut c, tp.load_balancer.as_ref());
     let res = resolution(se);
     let (eps, workloads) = endpoints(
         mesh,
@@ -512,12 +506,13 @@ pub(super) fn route_table(
                 domains.push(json!(a));
                 domains.push(json!(format!("{a}:{port}")));
             }
-            let routes = match virtual_service(mesh, proxy, host) {
+            let mut routes: Vec<Value> = match virtual_service(mesh, proxy, host) {
                 Some(http) if !http.is_empty() => {
                     http.iter().flat_map(|r| routes(r, port)).collect()
                 }
                 _ => vec![default_route(&cluster_name(port, "", host))],
             };
+            super::hashing::apply(mesh, &proxy.namespace, &mut routes);
             vhosts.push(
                 json!({"name": format!("{host}:{port}"), "domains": domains, "routes": routes}),
             );

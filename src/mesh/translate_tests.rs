@@ -381,3 +381,57 @@ fn sidecar_egress_and_traffic_policy_errors_name_the_field() {
         assert!(err.contains(field), "{err}");
     }
 }
+
+#[test]
+fn consistent_hashing_sets_the_cluster_balancer_and_the_routes_hash_policy() {
+    let text = MESH.replace(
+        "outlierDetection: {consecutiveGatewayErrors: 2, baseEjectionTime: 1m}",
+        "outlierDetection: {consecutiveGatewayErrors: 2, baseEjectionTime: 1m}\n    loadBalancer: {consistentHash: {useSourceIp: true, ringHash: {minimumRingSize: 4096}}}",
+    );
+    let text = text.replace(
+        "subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]",
+        "subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}, trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user, maglev: {tableSize: 251}}}}}]",
+    );
+    let m = Mesh::build(parse_text(&text, "m.yaml").unwrap()).unwrap();
+    let p = Proxy::identify(&m, "client.demo", None, BTreeMap::new());
+    let v = crate::mesh::capture::proxy_view(&m, &p, "cluster.local");
+    let v1 = &v[CLUSTER]["outbound|9080|v1|echo.demo"];
+    assert_eq!(v1["lb_policy"], "RING_HASH");
+    assert_eq!(v1["ring_hash_lb_config"]["minimum_ring_size"], 4096);
+    let v2 = &v[CLUSTER]["outbound|9080|v2|echo.demo"];
+    assert_eq!(v2["lb_policy"], "MAGLEV");
+    assert_eq!(v2["maglev_lb_config"]["table_size"], 251);
+    let routes = v[ROUTE]["127.0.0.1_9080"]["virtual_hosts"][0]["routes"]
+        .as_array()
+        .unwrap();
+    // /v2 goes to v2 alone: its subset's key; the 90/10 split gets none.
+    assert_eq!(
+        routes[0]["route"]["hash_policy"],
+        json!([{"header": {"header_name": "x-user"}}])
+    );
+    assert!(routes[1]["route"].get("hash_policy").is_none());
+    for (lb, field) in [
+        (
+            "{simple: ROUND_ROBIN, consistentHash: {useSourceIp: true}}",
+            "`simple` and `consistentHash`",
+        ),
+        (
+            "{consistentHash: {httpHeaderName: a, useSourceIp: true}}",
+            "one of httpHeaderName",
+        ),
+        (
+            "{consistentHash: {useSourceIp: true, maglev: {tableSize: 1000}}}",
+            "maglev.tableSize: 1000 is not a prime",
+        ),
+    ] {
+        let text = format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: d, namespace: demo}}\nspec: {{host: a.demo, trafficPolicy: {{loadBalancer: {lb}}}}}\n"
+        );
+        let err = parse_text(&text, "d.yaml")
+            .and_then(Mesh::build)
+            .map(|_| ())
+            .expect_err(lb)
+            .join("\n");
+        assert!(err.contains(field), "{err}");
+    }
+}
