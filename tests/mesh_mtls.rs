@@ -295,6 +295,50 @@ fn outrigger_and_envoy_sidecars_talk_mtls_with_certificates_from_the_control_pla
         );
     }
 
+    // Auto mTLS with mixed endpoints: a service on the web-or sidecar (STRICT, mTLS
+    // only) and on an application without a sidecar. Each client splits the cluster
+    // (istiod's transport_socket_matches): every call succeeds and both are reached.
+    let plain = Upstream::echo();
+    write_atomic(
+        &dir.join("mixed.yaml"),
+        &format!(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: mixed, namespace: demo}}
+spec:
+  hosts: [mixed.demo]
+  ports: [{{number: {port}, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints:
+  - {{address: 127.0.0.61, serviceAccount: web, labels: {{security.istio.io/tlsMode: istio}}}}
+  - {{address: 127.0.0.1, ports: {{http: {}}}}}
+",
+            plain.addr.port()
+        ),
+    );
+    for (who, at) in &m.clients {
+        let ready = wait_until(Duration::from_secs(15), || {
+            (status(*at, "mixed.demo") == Some(200)).then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "{who}: mixed.demo:\n{}",
+            m.control.stderr()
+        );
+        let (a, b) = (app.request_count(), plain.request_count());
+        for i in 0..20 {
+            assert_eq!(status(*at, "mixed.demo"), Some(200), "{who}: call {i}");
+        }
+        assert!(
+            app.request_count() > a && plain.request_count() > b,
+            "{who}: not both endpoints ({} through the sidecar, {} plain)",
+            app.request_count() - a,
+            plain.request_count() - b
+        );
+        assert!(!plain.last_request().has_header("x-forwarded-client-cert"));
+    }
+    std::fs::remove_file(dir.join("mixed.yaml")).unwrap();
+
     // AuthorizationPolicy principals are the peers' SPIFFE IDs.
     write_atomic(&dir.join("authz.yaml"), &allow_only("nobody"));
     m.expect_all(403, "principals: nobody");

@@ -499,6 +499,8 @@ impl Builder {
         let peak_ewma = self.peak_ewma(&p, c, lb_policy);
         let original_dst_header = self.original_dst_header(&p, c, kind);
         let mut dns_targets = Vec::new();
+        // Each static endpoint's address and its raw entry (transport socket matches).
+        let mut placed = Vec::new();
         let endpoints: Vec<Endpoint> = raw_endpoints
             .iter()
             .enumerate()
@@ -522,6 +524,7 @@ impl Builder {
                     Some(_) => SocketAddr::from(([0, 0, 0, 0], e.port)),
                     None => self.resolve(format!("{ep}.address"), &e.address, e.port)?,
                 };
+                placed.push((addr, j));
                 // Envoy's DNS clusters give an endpoint its DNS name as hostname; a plain
                 // IP has none unless `hostname` is set.
                 let hostname = e.hostname.clone().filter(|h| !h.is_empty()).or_else(|| {
@@ -550,6 +553,13 @@ impl Builder {
         let tls = c.tls.as_ref().and_then(|t| {
             self.upstream_tls(&format!("{p}.tls"), t, protocol == UpstreamProtocol::Http2)
         });
+        let endpoint_tls = self.endpoint_tls(
+            &p,
+            c,
+            (raw_endpoints, &placed),
+            protocol == UpstreamProtocol::Http2,
+            dns_kind.is_some(),
+        );
         let health_checks = self.health_checks(&p, &c.health_checks);
         let healthy_panic_threshold = match c.healthy_panic_threshold {
             None => 50,
@@ -578,6 +588,7 @@ impl Builder {
             protocol,
             h1_trailers: c.http1_trailers.unwrap_or(true),
             tls,
+            endpoint_tls,
             health_checks,
             healthy_panic_threshold,
             localities,

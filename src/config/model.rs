@@ -495,6 +495,9 @@ pub struct Cluster {
     pub h1_trailers: bool,
     /// Its transport socket: TLS to its endpoints (`None`: plain TCP).
     pub tls: Option<Arc<crate::tls::client::ClientTls>>,
+    /// The endpoints whose transport is not `tls` (`transport_socket_matches`): their
+    /// TLS, or `None` for plaintext. Empty without matches (nothing to look up).
+    pub endpoint_tls: Vec<(SocketAddr, Option<Arc<crate::tls::client::ClientTls>>)>,
     /// Active health checks (at most one), run once per process by `src/health/`.
     pub health_checks: Vec<super::HealthCheck>,
     /// Envoy's `common_lb_config.healthy_panic_threshold`, in percent (default 50): with
@@ -531,6 +534,17 @@ pub struct Cluster {
     /// STRICT_DNS or LOGICAL_DNS: the names the control executor resolves, again every
     /// `refresh_rate`, into `endpoints` (empty until the first resolution).
     pub dns: Option<Arc<Dns>>,
+}
+
+impl Cluster {
+    /// The TLS of connections to `addr`: its `transport_socket_matches` entry's, else
+    /// the cluster's.
+    pub fn tls_for(&self, addr: SocketAddr) -> Option<&Arc<crate::tls::client::ClientTls>> {
+        match self.endpoint_tls.iter().find(|(a, _)| *a == addr) {
+            Some((_, t)) => t.as_ref(),
+            None => self.tls.as_ref(),
+        }
+    }
 }
 
 /// Envoy's STRICT_DNS or LOGICAL_DNS: what to resolve and how often.

@@ -481,6 +481,11 @@ pub(crate) struct RawCluster {
     /// TLS to the endpoints (Envoy's UpstreamTlsContext).
     #[serde(default)]
     pub tls: Option<crate::tls::client::RawUpstreamTls>,
+    /// Envoy's `transport_socket_matches`: an endpoint takes the transport of the first
+    /// entry whose `match` its `metadata` includes (`tls`, or plaintext without it);
+    /// an endpoint no entry matches takes the cluster's `tls`.
+    #[serde(default)]
+    pub transport_socket_matches: Vec<RawTlsMatch>,
     /// Envoy's `health_checks` (field names and shapes as Envoy's, durations as strings).
     #[serde(default)]
     pub health_checks: Vec<super::raw_health::RawHealthCheck>,
@@ -548,6 +553,23 @@ pub(crate) struct RawEndpoint {
     /// `draining` or `timeout`.
     #[serde(default)]
     pub health_status: Option<String>,
+    /// What the cluster's `transport_socket_matches` look at (Envoy's
+    /// `metadata.filter_metadata["envoy.transport_socket_match"]`).
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// One of a cluster's `transport_socket_matches`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTlsMatch {
+    pub name: String,
+    /// Metadata values an endpoint must have (empty: every endpoint).
+    #[serde(default, rename = "match")]
+    pub criteria: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Its TLS (none: plaintext, Envoy's `raw_buffer`).
+    #[serde(default)]
+    pub tls: Option<crate::tls::client::RawUpstreamTls>,
 }
 
 /// Envoy's `LeastRequest` settings: `active_request_bias` (its runtime default value;

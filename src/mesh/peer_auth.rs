@@ -170,24 +170,60 @@ pub fn sni(port: u16, subset: &str, host: &str) -> String {
     format!("outbound_.{port}_.{subset}_.{host}")
 }
 
-/// Whether an outbound cluster sends mTLS: its DestinationRule's `tls` when set, else
-/// auto mTLS (every endpoint labelled as having a sidecar, and a certificate to send).
+/// What an outbound cluster sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbound {
+    /// mTLS to every endpoint.
+    Mtls,
+    /// mTLS to the endpoints with a sidecar, plaintext to the others (istiod's
+    /// `transport_socket_matches`: `tlsMode-istio`, `tlsMode-disabled`).
+    Mixed,
+    /// No mesh TLS (plaintext, or the DestinationRule's own TLS).
+    Plain,
+}
+
+/// Whether `labels` mark a workload with a sidecar.
+pub fn has_sidecar(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(TLS_MODE_LABEL).map(String::as_str) == Some("istio")
+}
+
+/// How an outbound cluster sends: its DestinationRule's `tls` when set, else auto
+/// mTLS (with a certificate to send: mTLS to the endpoints labelled as having a
+/// sidecar; `mixed` says whether the cluster can split, an EDS cluster).
 pub fn outbound_mtls(
     tls: Option<&ClientTls>,
     endpoint_labels: &[&BTreeMap<String, String>],
     has_identity: bool,
-) -> bool {
+    mixed: bool,
+) -> Outbound {
     match tls.map(|t| t.mode.as_str()) {
-        Some("ISTIO_MUTUAL") => true,
-        Some(_) => false,
+        Some("ISTIO_MUTUAL") => Outbound::Mtls,
+        Some(_) => Outbound::Plain,
         None => {
-            has_identity
-                && !endpoint_labels.is_empty()
-                && endpoint_labels
-                    .iter()
-                    .all(|l| l.get(TLS_MODE_LABEL).map(String::as_str) == Some("istio"))
+            let with = endpoint_labels.iter().filter(|l| has_sidecar(l)).count();
+            if !has_identity || with == 0 {
+                Outbound::Plain
+            } else if with == endpoint_labels.len() {
+                Outbound::Mtls
+            } else if mixed {
+                Outbound::Mixed
+            } else {
+                Outbound::Plain
+            }
         }
     }
+}
+
+/// istiod's `transport_socket_matches` for a cluster whose endpoints are mixed: mTLS
+/// (`tls`) to the endpoints whose metadata says `tlsMode: istio`, plaintext to the rest.
+pub fn socket_matches(tls: Value) -> Value {
+    json!([
+        {"name": "tlsMode-istio", "match": {"tlsMode": "istio"}, "transport_socket": tls},
+        {"name": "tlsMode-disabled", "match": {}, "transport_socket": {
+            "name": "envoy.transport_sockets.raw_buffer",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}
+        }}
+    ])
 }
 
 #[cfg(test)]
@@ -307,18 +343,21 @@ mod tests {
     }
 
     #[test]
-    fn auto_mtls_needs_every_endpoint_with_a_sidecar_and_a_certificate() {
+    fn auto_mtls_splits_mixed_endpoints_and_needs_a_certificate() {
         let istio: BTreeMap<String, String> =
             [(TLS_MODE_LABEL.to_string(), "istio".to_string())].into();
         let plain = BTreeMap::new();
-        assert!(outbound_mtls(None, &[&istio, &istio], true));
-        assert!(!outbound_mtls(None, &[&istio, &plain], true));
-        assert!(!outbound_mtls(None, &[&istio], false));
-        assert!(!outbound_mtls(None, &[], true));
+        use Outbound::*;
+        assert_eq!(outbound_mtls(None, &[&istio, &istio], true, true), Mtls);
+        assert_eq!(outbound_mtls(None, &[&istio, &plain], true, true), Mixed);
+        // A DNS cluster cannot split: plaintext, as before.
+        assert_eq!(outbound_mtls(None, &[&istio, &plain], true, false), Plain);
+        assert_eq!(outbound_mtls(None, &[&istio], false, true), Plain);
+        assert_eq!(outbound_mtls(None, &[], true, true), Plain);
         let explicit = ClientTls {
             mode: "ISTIO_MUTUAL".into(),
             ..Default::default()
         };
-        assert!(outbound_mtls(Some(&explicit), &[&plain], false));
+        assert_eq!(outbound_mtls(Some(&explicit), &[&plain], false, true), Mtls);
     }
 }

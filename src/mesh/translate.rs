@@ -213,7 +213,13 @@ fn one_cluster(
         host,
     );
     let endpoint_labels: Vec<_> = workloads.iter().map(|(_, w)| &w.labels).collect();
-    if peer_auth::outbound_mtls(tp.tls.as_ref(), &endpoint_labels, at.proxy.authenticated) {
+    let mtls = peer_auth::outbound_mtls(
+        tp.tls.as_ref(),
+        &endpoint_labels,
+        at.proxy.authenticated,
+        res == Resolution::Static,
+    );
+    if mtls != peer_auth::Outbound::Plain {
         let mut peers: Vec<String> = tp
             .tls
             .as_ref()
@@ -222,6 +228,9 @@ fn one_cluster(
         if peers.is_empty() {
             peers = workloads
                 .iter()
+                .filter(|(_, w)| {
+                    mtls == peer_auth::Outbound::Mtls || peer_auth::has_sidecar(&w.labels)
+                })
                 .map(|(ns, w)| {
                     let sa = w.service_account.as_deref().unwrap_or("default");
                     super::ca::spiffe_id(at.trust_domain, ns, sa)
@@ -235,7 +244,12 @@ fn one_cluster(
             .as_ref()
             .and_then(|t| t.sni.clone())
             .unwrap_or_else(|| peer_auth::sni(port, subset, host));
-        c["transport_socket"] = peer_auth::upstream(at.trust_domain, &sni, &peers);
+        let tls = peer_auth::upstream(at.trust_domain, &sni, &peers);
+        if mtls == peer_auth::Outbound::Mixed {
+            c["transport_socket_matches"] = peer_auth::socket_matches(tls);
+        } else {
+            c["transport_socket"] = tls;
+        }
     } else if let Some(ts) = tp.tls.as_ref().and_then(|t| peer_auth::external(t, host)) {
         c["transport_socket"] = ts;
     }
@@ -321,6 +335,12 @@ fn endpoints<'m>(
             }}}});
             if let Some(weight) = w.weight.filter(|w| *w > 0) {
                 e["load_balancing_weight"] = json!(weight);
+            }
+            // What a cluster's `tlsMode-istio` transport socket match looks for.
+            if peer_auth::has_sidecar(&w.labels) {
+                e["metadata"] = json!({"filter_metadata": {
+                    "envoy.transport_socket_match": {"tlsMode": "istio"}
+                }});
             }
             e
         })

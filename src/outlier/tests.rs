@@ -35,6 +35,7 @@ fn snapshot(cfg: OutlierDetection) -> Snapshot {
         protocol: crate::config::UpstreamProtocol::Http1,
         h1_trailers: true,
         tls: None,
+        endpoint_tls: Vec::new(),
         health_checks: Vec::new(),
         healthy_panic_threshold: 50,
         localities: crate::config::Localities::default(),

@@ -30,7 +30,11 @@ fn recorded(s: &Snapshot) -> impl Iterator<Item = &(String, Option<Stamp>)> {
     let upstream = s
         .clusters
         .iter()
-        .filter_map(|c| c.tls.as_ref())
+        .flat_map(|c| {
+            c.tls
+                .iter()
+                .chain(c.endpoint_tls.iter().flat_map(|(_, t)| t))
+        })
         .flat_map(|t| t.stamps.iter());
     downstream.chain(upstream)
 }

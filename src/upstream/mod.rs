@@ -62,7 +62,7 @@ impl Connector for TcpConnector {
         if let Some(k) = &cluster.pool.tcp_keepalive {
             keepalive(&s, k)?;
         }
-        let Some(tls) = &cluster.tls else {
+        let Some(tls) = cluster.tls_for(addr) else {
             return Ok(Transport::Plain(s));
         };
         let session = ClientConnection::new(tls.config.clone(), tls.server_name(addr))

@@ -220,7 +220,7 @@ impl Store {
             }
             let secrets = clusters
                 .iter()
-                .flat_map(|c| xds::sds_sources(&c.transport_socket))
+                .flat_map(|c| xds::sds_sources_cluster(c))
                 .chain(listeners.iter().flat_map(|l| xds::sds_sources_listener(l)));
             for (n, t) in secrets {
                 let key = format!("sds:{n}");

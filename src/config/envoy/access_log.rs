@@ -157,7 +157,7 @@ fn log_format(
 }
 
 /// A protobuf `Struct` as JSON; whole numbers stay integers (Envoy prints `5`, not `5.0`).
-fn json(s: &Struct) -> serde_json::Value {
+pub(super) fn json(s: &Struct) -> serde_json::Value {
     serde_json::Value::Object(
         s.fields
             .iter()

@@ -158,6 +158,7 @@ pub(super) fn translate(
                         Ok(HealthStatus::Unknown) | Err(_) => None,
                         Ok(h) => Some(h.as_str_name().to_ascii_lowercase()),
                     },
+                    metadata: socket_match_metadata(lb.metadata.as_ref()),
                 });
             }
         }
@@ -257,6 +258,7 @@ pub(super) fn translate(
     }
     let mut raw = RawCluster {
         name: c.name.clone(),
+        transport_socket_matches: socket_matches(c, p, ads)?,
         connect_timeout: Some(native_duration(connect_timeout)),
         lb_policy: Some(lb_policy.into()),
         ring_hash_lb_config,
@@ -449,4 +451,43 @@ fn locality_name(l: Option<&Locality>) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// The metadata key `transport_socket_matches` entries match endpoints on.
+const SOCKET_MATCH: &str = "envoy.transport_socket_match";
+
+/// An endpoint's `filter_metadata["envoy.transport_socket_match"]`.
+fn socket_match_metadata(
+    m: Option<&envoy_types::pb::envoy::config::core::v3::Metadata>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let fields = m.and_then(|m| m.filter_metadata.get(SOCKET_MATCH));
+    match fields.map(super::access_log::json) {
+        Some(serde_json::Value::Object(o)) => o.into_iter().collect(),
+        _ => Default::default(),
+    }
+}
+
+/// Envoy's `transport_socket_matches`: each entry's criteria and transport.
+fn socket_matches(
+    c: &Cluster,
+    p: &str,
+    ads: &super::convert::AdsSecrets,
+) -> R<Vec<crate::config::raw::RawTlsMatch>> {
+    let mut out = Vec::new();
+    for (i, m) in c.transport_socket_matches.iter().enumerate() {
+        let at = format!("{p}.transport_socket_matches[{i}]");
+        let Some(ts) = &m.transport_socket else {
+            return Err(err(format!("{at}.transport_socket"), "is required"));
+        };
+        let criteria = match m.r#match.as_ref().map(super::access_log::json) {
+            Some(serde_json::Value::Object(o)) => o.into_iter().collect(),
+            _ => Default::default(),
+        };
+        out.push(crate::config::raw::RawTlsMatch {
+            name: m.name.clone(),
+            criteria,
+            tls: super::tls::upstream_tls(ts, &format!("{at}.transport_socket"), ads)?,
+        });
+    }
+    Ok(out)
 }

@@ -279,12 +279,28 @@ pub(super) fn upstream(
     ads: &AdsSecrets,
 ) -> R<()> {
     let Some(ts) = ts else { return Ok(()) };
-    let p = format!("{p}.transport_socket");
-    let any = typed_config(ts, &p)?;
+    c.tls = upstream_tls(ts, &format!("{p}.transport_socket"), ads)?;
+    Ok(())
+}
+
+/// A `transport_socket_matches` entry's Envoy name.
+const RAW_BUFFER: &str = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
+
+/// An upstream transport socket at `p`: its TLS, or `None` for `raw_buffer`
+/// (plaintext).
+pub(super) fn upstream_tls(
+    ts: &TransportSocket,
+    p: &str,
+    ads: &AdsSecrets,
+) -> R<Option<RawUpstreamTls>> {
+    let any = typed_config(ts, p)?;
+    if super::walk::type_name(&any.type_url) == RAW_BUFFER {
+        return Ok(None);
+    }
     let tp = format!("{p}.typed_config");
     let u: UpstreamTlsContext = payload(any, UPSTREAM, &tp)?;
     let common = common(&u.common_tls_context, &tp, ads)?;
-    c.tls = Some(RawUpstreamTls {
+    Ok(Some(RawUpstreamTls {
         sni: (!u.sni.is_empty()).then(|| u.sni.clone()),
         // Envoy offers exactly the configured ALPN list (none if empty).
         alpn_protocols: Some(common.alpn),
@@ -292,8 +308,7 @@ pub(super) fn upstream(
         validation_context: common.validation,
         tls_params: Some(params(common.params.as_ref(), true, &tp)?),
         sds_files: common.sds_files,
-    });
-    Ok(())
+    }))
 }
 
 /// The names of the secrets a transport socket takes over ADS: the ones its translation

@@ -334,9 +334,23 @@ pub fn sds_names_listener(l: &Listener) -> Vec<String> {
         .collect()
 }
 
-/// The secrets a cluster's transport socket takes over ADS.
+/// The secrets a cluster's transport sockets (its own and its
+/// `transport_socket_matches`') take over ADS.
 pub fn sds_names_cluster(c: &Cluster) -> Vec<String> {
-    super::tls::ads_secret_names(&c.transport_socket)
+    sds_sources_cluster(c).into_iter().map(|(n, _)| n).collect()
+}
+
+/// `sds_sources` of a cluster's transport sockets.
+pub fn sds_sources_cluster(c: &Cluster) -> Vec<(String, Option<Duration>)> {
+    let mut out = sds_sources(&c.transport_socket);
+    for m in &c.transport_socket_matches {
+        for s in sds_sources(&m.transport_socket) {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out
 }
 
 /// The secrets among `names` that have not arrived; Envoy keeps their listener or

@@ -20,6 +20,7 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
             "eds_cluster_config",
             "typed_extension_protocol_options",
             "transport_socket",
+            "transport_socket_matches",
             "health_checks",
             "common_lb_config",
             "upstream_bind_config",
@@ -207,7 +208,19 @@ pub(super) const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.endpoint.v3.LbEndpoint",
-        &["endpoint", "load_balancing_weight", "health_status"],
+        &[
+            "endpoint",
+            "load_balancing_weight",
+            "health_status",
+            "metadata",
+        ],
+    ),
+    // Read: `filter_metadata["envoy.transport_socket_match"]` (what the cluster's
+    // `transport_socket_matches` look at); the other namespaces are carried and unused.
+    ("envoy.config.core.v3.Metadata", &["filter_metadata"]),
+    (
+        "envoy.config.cluster.v3.Cluster.TransportSocketMatch",
+        &["name", "match", "transport_socket"],
     ),
     (
         "envoy.config.endpoint.v3.Endpoint",

@@ -51,6 +51,8 @@ pub(in crate::config::envoy) const EXTENSIONS: &[&str] = &[
     // A wasm plugin's and VM's `configuration` (`config/envoy/wasm.rs` checks where).
     "google.protobuf.StringValue",
     "google.protobuf.BytesValue",
+    // A `transport_socket_matches` entry's plaintext transport (`config/envoy/tls.rs`).
+    "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
 ];
 
 /// HTTP filter types Outrigger implements (the others are refused, or skipped when the
