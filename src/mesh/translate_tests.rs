@@ -65,6 +65,15 @@ fn mesh() -> Mesh {
     Mesh::build(parse_text(MESH, "m.yaml").unwrap()).unwrap()
 }
 
+/// The errors of resources that must be refused.
+fn refused(text: &str) -> String {
+    parse_text(text, "r.yaml")
+        .and_then(Mesh::build)
+        .map(|_| ())
+        .expect_err(text)
+        .join("\n")
+}
+
 #[test]
 fn a_sidecar_gets_its_listeners_routes_clusters_and_endpoints() {
     let m = mesh();
@@ -370,14 +379,9 @@ fn sidecar_egress_and_traffic_policy_errors_name_the_field() {
             "spec.egress[0].captureMode",
         ),
     ] {
-        let text = format!(
+        let err = refused(&format!(
             "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: s, namespace: demo}}\nspec: {{{spec}}}\n"
-        );
-        let err = parse_text(&text, "s.yaml")
-            .and_then(Mesh::build)
-            .map(|_| ())
-            .expect_err(spec)
-            .join("\n");
+        ));
         assert!(err.contains(field), "{err}");
     }
 }
@@ -424,14 +428,9 @@ fn consistent_hashing_sets_the_cluster_balancer_and_the_routes_hash_policy() {
             "maglev.tableSize: 1000 is not a prime",
         ),
     ] {
-        let text = format!(
+        let err = refused(&format!(
             "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: d, namespace: demo}}\nspec: {{host: a.demo, trafficPolicy: {{loadBalancer: {lb}}}}}\n"
-        );
-        let err = parse_text(&text, "d.yaml")
-            .and_then(Mesh::build)
-            .map(|_| ())
-            .expect_err(lb)
-            .join("\n");
+        ));
         assert!(err.contains(field), "{err}");
     }
 }
