@@ -713,3 +713,119 @@ spec:
     // Only the new root is trusted now, and every pair still talks.
     m.expect_all(200, "after the rotation");
 }
+
+/// A raw TCP echo server (the application behind a TCP port).
+fn tcp_echo() -> SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut c = c;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 || c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A TLS ClientHello offering `alpn`, as bytes.
+fn client_hello(alpn: &str) -> Vec<u8> {
+    let roots = rustls::RootCertStore::empty();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.as_bytes().to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("app.test").unwrap();
+    let mut c = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut out = Vec::new();
+    c.write_tls(&mut out).unwrap();
+    out
+}
+
+/// What `at` answers first to `hello` (up to its length), or `None`.
+fn first_answer(at: SocketAddr, hello: &[u8]) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(at).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    c.write_all(hello).ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < hello.len() {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(got)
+}
+
+/// PERMISSIVE, as istiod writes it: the mTLS chain takes only the mesh's ALPN, so an
+/// application's own TLS to a TCP port passes through the sidecar untouched (the
+/// application here echoes the ClientHello back), while a hello offering `istio`
+/// gets the sidecar's TLS; alike on an Outrigger and an Envoy 1.40 sidecar.
+#[test]
+fn permissive_passes_an_applications_own_tls_through() {
+    let envoy = envoy_or_skip("PERMISSIVE ALPN with an Envoy sidecar");
+    let (dir, state) = (TempDir::new("mesh-alpn"), TempDir::new("mesh-alpn-state"));
+    let port = free_port();
+    let app = tcp_echo();
+    let tcp_server = |name: &str, bind: &str| {
+        server(name, bind, port, app).replace("protocol: HTTP", "protocol: TCP")
+    };
+    write_atomic(
+        &dir.join("web-or.yaml"),
+        &tcp_server("web-or", "127.0.0.71"),
+    );
+    write_atomic(
+        &dir.join("web-envoy.yaml"),
+        &tcp_server("web-envoy", "127.0.0.72"),
+    );
+    write_atomic(&state.join("tokens.yaml"), TOKENS);
+    let tokens = state.join("tokens.yaml").display().to_string();
+    let control = start_control_with(&dir, &["--tokens", &tokens]);
+    let _ours = Proxy::start(&bootstrap_with_token(
+        "web-or.demo",
+        control.listen,
+        "GRPC",
+        Some("web-outrigger-0123456789"),
+    ));
+    let mut servers = vec![("outrigger", SocketAddr::from(([127, 0, 0, 71], port)))];
+    let _theirs = envoy.as_ref().map(|bin| {
+        servers.push(("envoy", SocketAddr::from(([127, 0, 0, 72], port))));
+        Envoy::start(
+            bin,
+            &bootstrap_with_token(
+                "web-envoy.demo",
+                control.listen,
+                "GRPC",
+                Some("web-envoy-0123456789ab"),
+            ),
+        )
+    });
+    let own = client_hello("h2");
+    let mesh = client_hello("istio");
+    for (who, at) in &servers {
+        // Wait for the inbound listener with its mTLS chain (the certificate came).
+        let up = wait_until(Duration::from_secs(15), || {
+            let r = first_answer(*at, &mesh)?;
+            (!r.is_empty() && r != mesh).then_some(())
+        });
+        assert!(up.is_some(), "{who}: no mTLS chain:\n{}", control.stderr());
+        assert_eq!(
+            first_answer(*at, &own).as_deref(),
+            Some(own.as_slice()),
+            "{who}: the application's TLS did not pass through"
+        );
+    }
+}

@@ -689,3 +689,40 @@ clusters:
     assert_eq!(proxy.listener_stats("tls")["ssl"]["handshake"], 0);
     assert_eq!(proxy.listener_stats("inner")["ssl"]["handshake"], 1);
 }
+
+/// A client that offers only protocols the chain does not list (a mesh client's
+/// `istio`) is served without ALPN, as Envoy (BoringSSL) does; rustls alone would
+/// refuse it with `no_application_protocol`.
+#[test]
+fn a_client_offering_none_of_the_chains_alpn_is_served_without_alpn() {
+    let dir = TempDir::new("tls-alpn");
+    let ca = Ca::new("test CA");
+    let ca_pem = ca.write(dir.path(), "ca.pem");
+    let server = ca.leaf(dir.path(), "server", pki::server(&["localhost"]));
+    let up = Upstream::echo();
+    let chains = format!(
+        "      - name: tls
+        route_table: one
+{}",
+        tls_block(&server, "[h2, http/1.1]", "")
+    );
+    let proxy = Proxy::start(&config(&chains, &up));
+    for (offer, want) in [
+        (vec!["istio-peer-exchange", "istio"], None),
+        (vec!["istio", "http/1.1"], Some(&b"http/1.1"[..])),
+    ] {
+        let mut c = (*client_config(&ca_pem)).clone();
+        c.alpn_protocols = offer.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let conn = rustls::ClientConnection::new(
+            std::sync::Arc::new(c),
+            "localhost".to_string().try_into().unwrap(),
+        )
+        .unwrap();
+        let sock = TcpStream::connect(proxy.listen).unwrap();
+        sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        let got = tls_get(&mut s, "one");
+        assert!(got.starts_with("HTTP/1.1 200"), "{offer:?}: {got}");
+        assert_eq!(s.conn.alpn_protocol(), want, "{offer:?}");
+    }
+}

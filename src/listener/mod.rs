@@ -180,8 +180,8 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     });
     down.set_read_timeout(idle);
     down.set_write_timeout(idle);
-    // A chain that prefers its own TLS 1.2 order picks its config by the hello's
-    // suites: read here when no tls_inspector did.
+    // A chain that prefers its own TLS 1.2 order, or lists ALPN protocols, picks its
+    // config by the hello's suites and protocols: read here when no tls_inspector did.
     let config = if !tls.needs_hello() {
         &tls.config
     } else {
@@ -197,7 +197,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 None => tls_inspector::Hello::none(),
             },
         };
-        tls.config_for(&hello.cipher_suites, hello.tls13)
+        tls.config_for(&hello.cipher_suites, hello.tls13, &hello.alpn)
     };
     let session = match rustls::ServerConnection::new(config.clone()) {
         Ok(s) => s,

@@ -211,7 +211,7 @@ fn inbound(
         match tls {
             Some(strict) => {
                 inspect_tls |= !strict;
-                chains.extend(mtls_chains(plain, trust_domain, strict));
+                chains.extend(mtls_chains(plain, &cluster, trust_domain, strict));
             }
             None => chains.push(plain),
         }

@@ -110,14 +110,32 @@ pub fn downstream(trust_domain: &str) -> Value {
     })
 }
 
-/// An outbound cluster's ISTIO_MUTUAL TLS.
-pub fn upstream(trust_domain: &str, sni: &str, peers: &[String]) -> Value {
+/// The ALPN values a PERMISSIVE port's mTLS chain takes (istiod's
+/// `allIstioMtlsALPNs`): what mesh clients offer.
+pub const MESH_ALPNS: [&str; 5] = [
+    "istio",
+    "istio-peer-exchange",
+    "istio-http/1.0",
+    "istio-http/1.1",
+    "istio-h2",
+];
+
+/// An outbound cluster's ISTIO_MUTUAL TLS, offering istiod's in-mesh ALPN (and `h2`
+/// for an HTTP/2 cluster), which tells a PERMISSIVE server the mesh's TLS from an
+/// application's own.
+pub fn upstream(trust_domain: &str, sni: &str, peers: &[String], h2: bool) -> Value {
+    let mut common = common(trust_domain, peers);
+    common["alpn_protocols"] = if h2 {
+        json!(["istio-peer-exchange", "istio", "h2"])
+    } else {
+        json!(["istio-peer-exchange", "istio"])
+    };
     json!({
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
             "@type": UPSTREAM_TLS,
             "sni": sni,
-            "common_tls_context": common(trust_domain, peers)
+            "common_tls_context": common
         }
     })
 }

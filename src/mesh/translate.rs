@@ -244,7 +244,8 @@ fn one_cluster(
             .as_ref()
             .and_then(|t| t.sni.clone())
             .unwrap_or_else(|| peer_auth::sni(port, subset, host));
-        let tls = peer_auth::upstream(at.trust_domain, &sni, &peers);
+        let h2 = model::protocol(se, port) == Protocol::Http2;
+        let tls = peer_auth::upstream(at.trust_domain, &sni, &peers, h2);
         if mtls == peer_auth::Outbound::Mixed {
             c["transport_socket_matches"] = peer_auth::socket_matches(tls);
         } else {
@@ -445,7 +446,7 @@ fn inbound(i: &SidecarIngress, rbac: &[Value], tls: Option<(&str, bool)>) -> (St
         )
     };
     let l = match tls {
-        Some((trust_domain, strict)) => mtls_inbound(l, trust_domain, strict),
+        Some((trust_domain, strict)) => mtls_inbound(l, &cluster, trust_domain, strict),
         None => l,
     };
     (name, l)
@@ -467,11 +468,11 @@ pub(super) fn inbound_routes(cluster: &str, port: u16) -> Value {
 
 /// An inbound listener taking mTLS ([`mtls_chains`] of its chain); when not `strict`,
 /// with the TLS inspector that picks between the two chains.
-fn mtls_inbound(mut l: Value, trust_domain: &str, strict: bool) -> Value {
+fn mtls_inbound(mut l: Value, cluster: &str, trust_domain: &str, strict: bool) -> Value {
     let Some(plain) = l.pointer("/filter_chains/0").cloned() else {
         return l;
     };
-    l["filter_chains"] = json!(mtls_chains(plain, trust_domain, strict));
+    l["filter_chains"] = json!(mtls_chains(plain, cluster, trust_domain, strict));
     if !strict {
         l["listener_filters"] = json!([{
             "name": "envoy.filters.listener.tls_inspector",
@@ -481,11 +482,17 @@ fn mtls_inbound(mut l: Value, trust_domain: &str, strict: bool) -> Value {
     l
 }
 
-/// The chains for a plaintext chain that is to take mTLS: the same chain with the
-/// mesh's TLS (and the peer's certificate passed on in `x-forwarded-client-cert`, as
-/// istiod sets it); unless `strict`, matched on `transport_protocol: tls` and followed
-/// by the plaintext chain for the rest.
-pub(super) fn mtls_chains(plain: Value, trust_domain: &str, strict: bool) -> Vec<Value> {
+/// The chains for a plaintext chain (to `cluster`) that is to take mTLS: the same
+/// chain with the mesh's TLS (and the peer's certificate passed on in
+/// `x-forwarded-client-cert`, as istiod sets it); unless `strict`, matched on
+/// `transport_protocol: tls` with the mesh's ALPN, then a TCP proxy for other TLS (an
+/// application's own), then the plaintext chain for the rest.
+pub(super) fn mtls_chains(
+    plain: Value,
+    cluster: &str,
+    trust_domain: &str,
+    strict: bool,
+) -> Vec<Value> {
     let mut secure = plain.clone();
     secure["transport_socket"] = peer_auth::downstream(trust_domain);
     if let Some(hcm) = secure.pointer_mut("/filters/0/typed_config") {
@@ -506,8 +513,22 @@ pub(super) fn mtls_chains(plain: Value, trust_domain: &str, strict: bool) -> Vec
         .cloned()
         .unwrap_or_else(|| json!({}));
     m["transport_protocol"] = json!("tls");
+    // Only the mesh's TLS (its ALPN); an application's own TLS passes through to the
+    // workload untouched, a TCP proxy as istiod's PERMISSIVE chains (chain matching
+    // does not fall back from `tls` to the plaintext chain).
+    let mut own_tls = json!({
+        "filter_chain_match": m.clone(),
+        "filters": [{
+            "name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {"@type": TCP_PROXY, "stat_prefix": cluster, "cluster": cluster}
+        }]
+    });
+    if let Some(n) = plain.get("name").and_then(Value::as_str) {
+        own_tls["name"] = json!(format!("{n}-tls-passthrough"));
+    }
+    m["application_protocols"] = json!(peer_auth::MESH_ALPNS);
     secure["filter_chain_match"] = m;
-    vec![secure, plain]
+    vec![secure, own_tls, plain]
 }
 
 /// The route table of an HTTP egress listener.

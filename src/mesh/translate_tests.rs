@@ -182,7 +182,7 @@ fn a_proxy_without_a_sidecar_gets_nothing_and_bad_resources_are_refused_by_field
 #[test]
 fn peer_authentication_and_auto_mtls_shape_the_listeners_and_clusters() {
     // echo-v1 has a sidecar (and a service account), echo-v2 not: the v1 subset is
-    // mTLS, the v2 subset and the mixed service cluster plaintext.
+    // mTLS, the v2 subset plaintext, the service's cluster split between them.
     let text = MESH.replace(
         "labels: {app: echo, version: v1}}",
         "serviceAccount: echo, labels: {app: echo, version: v1, security.istio.io/tlsMode: istio}}",
@@ -213,8 +213,23 @@ spec: {mtls: {mode: STRICT}}
         cvc["default_validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
         "spiffe://example.org/ns/demo/sa/echo"
     );
+    // The client side offers the mesh's ALPN.
+    assert_eq!(
+        ctx["alpn_protocols"],
+        json!(["istio-peer-exchange", "istio"])
+    );
     assert!(tls("outbound|9080|v2|echo.demo").is_none());
+    // The service's cluster (both endpoints) splits: mTLS to v1, plaintext to v2.
     assert!(tls("outbound|9080||echo.demo").is_none());
+    let both = &v[CLUSTER]["outbound|9080||echo.demo"]["transport_socket_matches"];
+    assert_eq!(both[0]["match"], json!({"tlsMode": "istio"}));
+    assert_eq!(both[1]["match"], json!({}));
+    let eps = &v[ENDPOINT]["outbound|9080||echo.demo"]["endpoints"][0]["lb_endpoints"];
+    assert_eq!(
+        eps[0]["metadata"]["filter_metadata"]["envoy.transport_socket_match"]["tlsMode"],
+        "istio"
+    );
+    assert!(eps[1].get("metadata").is_none());
     // STRICT inbound: one chain, TLS with a client certificate required, XFCC set.
     let l = &v[LISTENER]["127.0.0.1_15090"];
     let chains = l["filter_chains"].as_array().unwrap();
@@ -234,17 +249,28 @@ spec: {mtls: {mode: STRICT}}
     assert!(v[LISTENER]["127.0.0.1_15090"]["filter_chains"][0]
         .get("transport_socket")
         .is_some());
-    // PERMISSIVE (the default): a TLS chain picked by the inspector, and plaintext.
+    // PERMISSIVE (the default): the mesh's TLS (by its ALPN) picked by the inspector,
+    // other TLS passed through to the workload, and plaintext.
     let m = mesh();
     p.authenticated = true;
     let v = crate::mesh::capture::proxy_view(&m, &p, "example.org");
     let l = &v[LISTENER]["127.0.0.1_15090"];
-    assert_eq!(l["filter_chains"].as_array().unwrap().len(), 2);
+    assert_eq!(l["filter_chains"].as_array().unwrap().len(), 3);
+    let first = &l["filter_chains"][0]["filter_chain_match"];
+    assert_eq!(first["transport_protocol"], "tls");
+    assert_eq!(first["application_protocols"][0], "istio");
+    let own = &l["filter_chains"][1];
     assert_eq!(
-        l["filter_chains"][0]["filter_chain_match"]["transport_protocol"],
-        "tls"
+        own["filter_chain_match"],
+        json!({"transport_protocol": "tls"})
     );
-    assert!(l["filter_chains"][1].get("transport_socket").is_none());
+    assert_eq!(
+        own["filters"][0]["typed_config"]["cluster"],
+        "inbound|15090||"
+    );
+    assert!(own.get("transport_socket").is_none());
+    assert!(l["filter_chains"][2].get("transport_socket").is_none());
+
     assert_eq!(
         l["listener_filters"][0]["name"],
         "envoy.filters.listener.tls_inspector"
@@ -282,9 +308,13 @@ fn a_captured_proxy_gets_the_virtual_listeners_and_one_listener_per_port() {
     let chains = v[LISTENER]["virtualInbound"]["filter_chains"]
         .as_array()
         .unwrap();
-    assert_eq!(chains.len(), 3);
+    assert_eq!(chains.len(), 4);
     assert_eq!(chains[0]["filter_chain_match"]["transport_protocol"], "tls");
     assert_eq!(chains[0]["filter_chain_match"]["destination_port"], 9001);
+    assert_eq!(
+        chains[1]["filter_chain_match"],
+        json!({"destination_port": 9001, "transport_protocol": "tls"})
+    );
 }
 
 #[test]

@@ -46,6 +46,10 @@ pub struct ServerTls {
     /// With `prefer_server_ciphers`: a config per TLS 1.2 suite, to make the server's
     /// order decide (`config_for`).
     prefer: Option<super::preference::ServerOrder>,
+    /// With `alpn_protocols`: the same config without ALPN, for a client that offers
+    /// none of them. rustls refuses such a handshake (`no_application_protocol`);
+    /// Envoy (BoringSSL) goes on without ALPN, and so does this.
+    no_alpn: Option<Arc<ServerConfig>>,
     /// The PEM read for it: each certificate's chain and key, then the CA bundle.
     contents: Vec<Vec<u8>>,
     /// Each file's stamp, taken before it was read (the SDS files the spec came from
@@ -65,19 +69,27 @@ impl fmt::Debug for ServerTls {
 
 impl ServerTls {
     /// The config for a handshake whose ClientHello offered `suites` (and TLS 1.3 if
-    /// `tls13`): the chain's, unless it prefers its own TLS 1.2 order and TLS 1.2 is
-    /// what this client gets.
-    pub fn config_for(&self, suites: &[u16], tls13: bool) -> &Arc<ServerConfig> {
+    /// `tls13`) and the protocols `alpn`: the chain's, unless it prefers its own TLS
+    /// 1.2 order and TLS 1.2 is what this client gets; without ALPN when the client
+    /// offers protocols and none is the chain's (that client then gets the chain's
+    /// own suite order only on TLS 1.3).
+    pub fn config_for(&self, suites: &[u16], tls13: bool, alpn: &[String]) -> &Arc<ServerConfig> {
+        if let Some(plain) = &self.no_alpn {
+            let ours = &self.spec.alpn_protocols;
+            if !alpn.is_empty() && !alpn.iter().any(|a| ours.contains(a)) {
+                return plain;
+            }
+        }
         match &self.prefer {
             Some(p) if !tls13 || self.spec.params.only_12 => p.pick(suites).unwrap_or(&self.config),
             _ => &self.config,
         }
     }
 
-    /// The chain prefers its own TLS 1.2 order: a handshake needs the ClientHello's
-    /// suites to choose its config.
+    /// A handshake needs the ClientHello to choose its config: the chain prefers its
+    /// own TLS 1.2 order, or lists ALPN protocols a client may not offer.
     pub fn needs_hello(&self) -> bool {
-        self.prefer.is_some()
+        self.prefer.is_some() || self.no_alpn.is_some()
     }
 }
 
@@ -192,6 +204,11 @@ impl ServerTls {
             Ok(config)
         };
         let config = make(spec.params.provider())?;
+        let no_alpn = (!config.alpn_protocols.is_empty()).then(|| {
+            let mut c = config.clone();
+            c.alpn_protocols.clear();
+            Arc::new(c)
+        });
         let prefer = if spec.params.prefer_server_ciphers && !spec.params.only_13 {
             Some(super::preference::ServerOrder::build(
                 &spec.params,
@@ -205,6 +222,7 @@ impl ServerTls {
             spec: spec.clone(),
             config: Arc::new(config),
             prefer,
+            no_alpn,
             contents,
             stamps,
             local_uri_san,
