@@ -540,12 +540,21 @@ pub(super) fn route_table(
     services: &[(&Metadata, &ServiceEntry)],
 ) -> Value {
     let mut vhosts = Vec::new();
+    // A domain goes to the first service that claims it (Envoy refuses a table with
+    // a domain twice): a host another service already has is skipped, as istiod
+    // keeps the first, and an address already taken is left out.
+    let mut taken = std::collections::BTreeSet::new();
     for (_, se) in services {
         for host in &se.hosts {
+            if !taken.insert(host.clone()) {
+                continue;
+            }
             let mut domains = vec![json!(host), json!(format!("{host}:{port}"))];
             for a in &se.addresses {
-                domains.push(json!(a));
-                domains.push(json!(format!("{a}:{port}")));
+                if taken.insert(a.clone()) {
+                    domains.push(json!(a));
+                    domains.push(json!(format!("{a}:{port}")));
+                }
             }
             let mut routes: Vec<Value> = match virtual_service(mesh, proxy, host) {
                 Some(http) if !http.is_empty() => {

@@ -464,3 +464,33 @@ fn consistent_hashing_sets_the_cluster_balancer_and_the_routes_hash_policy() {
         assert!(err.contains(field), "{err}");
     }
 }
+
+#[test]
+fn a_domain_two_services_claim_goes_to_the_first_only() {
+    let text = format!(
+        "{MESH}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: a, namespace: demo}}
+spec: {{hosts: [a.demo], addresses: [10.0.0.9], ports: [{{number: 9080, name: http, protocol: HTTP}}], resolution: STATIC}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: b, namespace: demo}}
+spec: {{hosts: [b.demo, a.demo], addresses: [10.0.0.9], ports: [{{number: 9080, name: http, protocol: HTTP}}], resolution: STATIC}}
+"
+    );
+    let m = Mesh::build(parse_text(&text, "m.yaml").unwrap()).unwrap();
+    let p = Proxy::identify(&m, "client.demo", None, BTreeMap::new());
+    let v = crate::mesh::capture::proxy_view(&m, &p, "cluster.local");
+    let mut all = Vec::new();
+    for vh in v[ROUTE]["127.0.0.1_9080"]["virtual_hosts"]
+        .as_array()
+        .unwrap()
+    {
+        all.extend(vh["domains"].as_array().unwrap().iter().cloned());
+    }
+    let unique: std::collections::BTreeSet<_> = all.iter().map(|d| d.to_string()).collect();
+    assert_eq!(unique.len(), all.len(), "{all:?}");
+    assert!(all.contains(&json!("b.demo")));
+}
