@@ -3,7 +3,7 @@
 many connected proxies, and how long a change takes to reach a request.
 
     loadtest/.venv/bin/python loadtest/control_plane.py [--services 1000] [--proxies 100]
-        [--pushes 10] [--out docs/benchmarks/runs/DATE-control-plane]
+        [--pushes 10] [--certs] [--out docs/benchmarks/runs/DATE-control-plane]
 
 What it does, all on loopback:
   - writes a mesh: SERVICES ServiceEntries (`svc-I.mesh`, port 8000, HTTP, STATIC, one
@@ -20,6 +20,11 @@ What it does, all on loopback:
     418 (fault abort); from the write, times when every simulated proxy has the new
     route table, and when the first request to `/push-N` gets 418 through the Outrigger
     sidecar and through the Envoy sidecar (probed every 2 ms).
+
+With --certs the control plane runs its CA (`--tokens`): every simulated proxy and
+both sidecars show a bootstrap token on their stream, and each simulated proxy also
+subscribes to its two SDS secrets (`default`, `ROOTCA`), so the first sync includes
+issuing 100 certificates.
 
 The simulated proxies receive and ACK what a sidecar receives; they apply nothing.
 """
@@ -48,6 +53,7 @@ from lib.util import REPO, WORK, cpu_seconds, free_port, http, kill, rss_bytes, 
 from lib.xds_server import CLUSTER, ENDPOINT, LISTENER, ROUTE, SERVICE, load_pool   # noqa: E402
 
 SVC_PORT = 8000
+SECRET = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 
 
 class Upstream(BaseHTTPRequestHandler):
@@ -123,8 +129,8 @@ spec:
 class SimProxy:
     """One simulated sidecar: an ADS stream that asks for and ACKs everything."""
 
-    def __init__(self, msgs, addr: str, node: str) -> None:
-        self.msgs, self.node = msgs, node
+    def __init__(self, msgs, addr: str, node: str, token: str | None = None) -> None:
+        self.msgs, self.node, self.token = msgs, node, token
         self.channel = grpc.insecure_channel(addr, options=[
             ("grpc.use_local_subchannel_pool", 1),
             ("grpc.max_receive_message_length", 64 << 20)])
@@ -155,10 +161,14 @@ class SimProxy:
             f"/{SERVICE}/StreamAggregatedResources",
             request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=self.msgs.Response.FromString)
+        if self.token:
+            self.names[SECRET] = ["default", "ROOTCA"]
+            self.request(SECRET, self.names[SECRET])
         self.request(CLUSTER)
         self.request(LISTENER)
+        metadata = [("authorization", f"Bearer {self.token}")] if self.token else None
         try:
-            for resp in call(self.requests()):
+            for resp in call(self.requests(), metadata=metadata):
                 now = time.monotonic()
                 with self.lock:
                     self.versions[resp.type_url] = (resp.version_info, now)
@@ -190,11 +200,12 @@ class Msgs:
         self.Cluster = cls("envoy.config.cluster.v3.Cluster")
 
 
-def bootstrap(node: str, admin: int, xds: int) -> str:
+def bootstrap(node: str, admin: int, xds: int, token: str | None = None) -> str:
+    meta = f", initial_metadata: [{{key: authorization, value: 'Bearer {token}'}}]" if token else ""
     return f"""node: {{id: {node}, cluster: mesh}}
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
 dynamic_resources:
-  ads_config: {{api_type: GRPC, transport_api_version: V3, grpc_services: [{{envoy_grpc: {{cluster_name: xds}}}}]}}
+  ads_config: {{api_type: GRPC, transport_api_version: V3, grpc_services: [{{envoy_grpc: {{cluster_name: xds}}{meta}}}]}}
   lds_config: {{ads: {{}}, resource_api_version: V3}}
   cds_config: {{ads: {{}}, resource_api_version: V3}}
 static_resources:
@@ -230,6 +241,8 @@ def main() -> int:
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--proxies", type=int, default=100)
     ap.add_argument("--pushes", type=int, default=10)
+    ap.add_argument("--certs", action="store_true",
+                    help="run the CA: tokens on every stream, certificates over SDS")
     ap.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     a = ap.parse_args()
 
@@ -248,36 +261,46 @@ def main() -> int:
     mesh_files(mesh, a.services, up.server_address[1])
 
     xds, admin = free_port(), free_port()
+    token = (lambda who: f"token-{who}-0123456789") if a.certs else (lambda who: None)
+    extra = []
+    if a.certs:
+        # One token per proxy (namespace mesh, service account sim), as per pod.
+        whos = [f"sim-{i}" for i in range(a.proxies)] + ["or", "envoy"]
+        (work / "tokens.yaml").write_text("".join(
+            f"- {{token: {token(w)}, namespace: mesh, serviceAccount: sim}}\n" for w in whos))
+        extra = ["--tokens", str(work / "tokens.yaml")]
     procs = []
     try:
         cp = spawn([str(binary), "control", "--dir", str(mesh), "--xds", f"127.0.0.1:{xds}",
-                    "--admin", f"127.0.0.1:{admin}"], work / "control.log")
+                    "--admin", f"127.0.0.1:{admin}", *extra], work / "control.log")
         procs.append(cp)
         wait_until(lambda: http("GET", f"http://127.0.0.1:{admin}/ready")[0] == 200, 60,
                    "the control plane", cp, work / "control.log")
         load_cpu = cpu_seconds(cp.pid)
 
         t0 = time.monotonic()
-        sims = [SimProxy(msgs, f"127.0.0.1:{xds}", f"sim-{i}.mesh") for i in range(a.proxies)]
+        sims = [SimProxy(msgs, f"127.0.0.1:{xds}", f"sim-{i}.mesh", token(f"sim-{i}"))
+                for i in range(a.proxies)]
+        types = (CLUSTER, ENDPOINT, LISTENER, ROUTE) + ((SECRET,) if a.certs else ())
         for s in sims:
             s.start()
 
         def synced():
-            return all(all(s.version(t) for t in (CLUSTER, ENDPOINT, LISTENER, ROUTE)) for s in sims)
-        wait_until(synced, 120, "every simulated proxy's first four responses", cp,
+            return all(all(s.version(t) for t in types) for s in sims)
+        wait_until(synced, 120, "every simulated proxy's first responses", cp,
                    work / "control.log")
         sync_s = time.monotonic() - t0
         sync_cpu = cpu_seconds(cp.pid) - load_cpu
 
         sidecars = {}
         ob = work / "or.yaml"
-        ob.write_text(bootstrap("or.mesh", free_port(), xds))
+        ob.write_text(bootstrap("or.mesh", free_port(), xds, token("or")))
         procs.append(spawn([str(binary), "run", "-c", str(ob), "--concurrency", "1"],
                            work / "or.log"))
         sidecars["outrigger"] = "127.0.0.31"
         if envoy:
             eb = work / "envoy.yaml"
-            eb.write_text(bootstrap("envoy.mesh", free_port(), xds))
+            eb.write_text(bootstrap("envoy.mesh", free_port(), xds, token("envoy")))
             procs.append(spawn([envoy, "-c", str(eb), "--concurrency", "1",
                                 "--disable-hot-restart", "--log-level", "error"],
                                work / "envoy.log"))
@@ -323,18 +346,19 @@ def main() -> int:
         return statistics.median(v) if v else None
 
     result = {
-        "services": a.services, "proxies": a.proxies, "pushes": a.pushes,
+        "services": a.services, "proxies": a.proxies, "pushes": a.pushes, "certs": a.certs,
         "initial_sync_s": sync_s, "initial_sync_cpu_s": sync_cpu,
         "idle_cpu_fraction": idle_cpu, "rss_idle_bytes": rss_idle, "rss_after_bytes": rss_after,
         "median_all_simulated_s": med("all_simulated_s"),
         "median_outrigger_s": med("outrigger_s"), "median_envoy_s": med("envoy_s"),
         "median_push_cpu_s": med("control_cpu_s"), "pushes_detail": pushes,
     }
-    md = f"""# Control plane: {a.services} services, {a.proxies} simulated proxies, {a.pushes} pushes
+    certs = " (CA on: tokens, a certificate per proxy over SDS)" if a.certs else ""
+    md = f"""# Control plane: {a.services} services, {a.proxies} simulated proxies, {a.pushes} pushes{certs}
 
 | figure | value |
 |---|---|
-| first sync of {a.proxies} proxies (all four types ACKed) | {sync_s:.2f} s, control-plane CPU {sync_cpu:.2f} s |
+| first sync of {a.proxies} proxies (all {len(types)} types ACKed) | {sync_s:.2f} s, control-plane CPU {sync_cpu:.2f} s |
 | control-plane CPU while idle | {idle_cpu * 100:.2f}% of a core |
 | control-plane RSS idle / after the pushes | {rss_idle / 2**20:.1f} / {rss_after / 2**20:.1f} MiB |
 | VirtualService change -> every simulated proxy has the new route table (median) | {_ms(result['median_all_simulated_s'])} |
