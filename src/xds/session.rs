@@ -245,6 +245,7 @@ impl Session<'_> {
             drop(s);
             return self.answer(k, &r.nonce, None);
         }
+        let started = Instant::now();
         let prepared = client.store.borrow_mut().prepare(
             k,
             &r.version,
@@ -253,6 +254,7 @@ impl Session<'_> {
             full_set,
             asked.as_ref(),
         );
+        let built = started.elapsed();
         let outcome = match prepared {
             Ok(mut p) => match p.snapshot.take() {
                 Some(snapshot) => match control.apply(snapshot).await {
@@ -266,10 +268,14 @@ impl Session<'_> {
                         if let Some(dir) = &client.state_dir {
                             persist::save(dir, &s);
                         }
+                        // How long the whole snapshot took to build from the held
+                        // resources, and to reach the workers.
                         tracing::info!(
                             type_url = %r.type_url,
                             version = %r.version,
                             snapshot = v,
+                            build_ms = built.as_millis() as u64,
+                            apply_ms = (started.elapsed() - built).as_millis() as u64,
                             "xDS: update accepted"
                         );
                         // Some resources were refused: the others apply, as in Envoy,
