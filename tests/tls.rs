@@ -119,20 +119,26 @@ fn wait_ssl(proxy: &Proxy, name: &str, n: u64) -> serde_json::Value {
     .unwrap_or_else(|| panic!("ssl.{name} never reached {n}: {}", ssl(proxy)))
 }
 
-#[test]
-fn curl_over_tls_with_http1_and_http2_chosen_by_alpn() {
-    let dir = TempDir::new("tls-pki");
+/// A proxy whose one TLS chain (for `localhost`, ALPN `h2, http/1.1`) routes with
+/// `route_table`; the CA's PEM file and the upstream.
+fn alpn_proxy(dir: &TempDir, route_table: &str) -> (Proxy, std::path::PathBuf, Upstream) {
     let ca = Ca::new("test CA");
     let ca_pem = ca.write(dir.path(), "ca.pem");
     let server = ca.leaf(dir.path(), "server", pki::server(&["localhost"]));
     let up = Upstream::echo();
     let chains = format!(
         "      - name: tls
-        route_table: main
+        route_table: {route_table}
 {}",
         tls_block(&server, "[h2, http/1.1]", "")
     );
-    let proxy = Proxy::start(&config(&chains, &up));
+    (Proxy::start(&config(&chains, &up)), ca_pem, up)
+}
+
+#[test]
+fn curl_over_tls_with_http1_and_http2_chosen_by_alpn() {
+    let dir = TempDir::new("tls-pki");
+    let (proxy, ca_pem, up) = alpn_proxy(&dir, "main");
     let cacert = p(&ca_pem);
     let h1 = curl(&proxy, "localhost", &["--cacert", &cacert, "--http1.1"]);
     assert!(h1.ok && h1.out.ends_with("\n200 1.1"), "{}", h1.out);
@@ -696,17 +702,7 @@ clusters:
 #[test]
 fn a_client_offering_none_of_the_chains_alpn_is_served_without_alpn() {
     let dir = TempDir::new("tls-alpn");
-    let ca = Ca::new("test CA");
-    let ca_pem = ca.write(dir.path(), "ca.pem");
-    let server = ca.leaf(dir.path(), "server", pki::server(&["localhost"]));
-    let up = Upstream::echo();
-    let chains = format!(
-        "      - name: tls
-        route_table: one
-{}",
-        tls_block(&server, "[h2, http/1.1]", "")
-    );
-    let proxy = Proxy::start(&config(&chains, &up));
+    let (proxy, ca_pem, _up) = alpn_proxy(&dir, "one");
     for (offer, want) in [
         (vec!["istio-peer-exchange", "istio"], None),
         (vec!["istio", "http/1.1"], Some(&b"http/1.1"[..])),
