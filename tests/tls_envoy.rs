@@ -494,3 +494,109 @@ fn a_listener_picks_the_tls_suite_envoy_picks() {
     let theirs = order_lines(envoy.listen.port(), &envoy.dir.join("order.log"));
     assert_eq!(theirs, lines, "Envoy 1.40 and Outrigger negotiate alike");
 }
+
+/// The ALPN a rustls client offering `offer` negotiates with `port` (which must answer
+/// a GET with 200 on it), trusting anything (the test CA is not what is compared).
+fn negotiated(port: u16, offer: &[&str]) -> Option<String> {
+    use std::io::{Read, Write};
+    #[derive(Debug)]
+    struct Any;
+    impl rustls::client::danger::ServerCertVerifier for Any {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(Any))
+        .with_no_client_auth();
+    config.alpn_protocols = offer.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let conn = rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        "localhost".to_string().try_into().unwrap(),
+    )
+    .unwrap();
+    let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nx-case: alpn\r\nconnection: close\r\n\r\n")
+        .unwrap_or_else(|e| panic!("{offer:?}: {e}"));
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let head = String::from_utf8_lossy(&got);
+    assert!(head.starts_with("HTTP/1.1 200"), "{offer:?}: {head}");
+    s.conn
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+}
+
+/// A chain listing `h2, http/1.1`: a client offering neither (a mesh client's
+/// `istio-peer-exchange, istio`) is served without ALPN by Envoy (BoringSSL), and by
+/// Outrigger on the same bootstrap (rustls alone refuses it); one offering `http/1.1`
+/// among others gets it.
+#[test]
+fn a_client_offering_none_of_the_listed_alpn_is_served_as_envoy_serves_it() {
+    let dir = TempDir::new("tls-alpn-parity");
+    let ca = Ca::new("alpn-ca");
+    let leaf = ca.leaf(dir.path(), "server", pki::server(&["localhost"]));
+    let template = order_bootstrap(&leaf).replace(
+        "common_tls_context: { tls_certificates",
+        "common_tls_context: { alpn_protocols: [h2, http/1.1], tls_certificates",
+    );
+    assert!(template.contains("alpn_protocols"));
+    let cases: [(&[&str], Option<&str>); 2] = [
+        (&["istio-peer-exchange", "istio"], None),
+        (&["istio", "http/1.1"], Some("http/1.1")),
+    ];
+    let ours = Proxy::start(&template);
+    for (offer, want) in cases {
+        assert_eq!(
+            negotiated(ours.listen.port(), offer).as_deref(),
+            want,
+            "Outrigger: {offer:?}"
+        );
+    }
+    let Some(bin) = envoy_or_skip("ALPN parity (Envoy side)") else {
+        return;
+    };
+    let envoy = Envoy::start(&bin, &template);
+    for (offer, want) in cases {
+        assert_eq!(
+            negotiated(envoy.listen.port(), offer).as_deref(),
+            want,
+            "Envoy: {offer:?}"
+        );
+    }
+}
