@@ -33,8 +33,8 @@ use super::istio::{Protocol, Sidecar};
 use super::model::{self, Mesh};
 use super::peer_auth::{self, Mode};
 use super::translate::{
-    bound_ingress, http_listener, inbound_routes, ingress_cluster, mtls_chains, Proxy, View,
-    CLUSTER, LISTENER, TCP_PROXY, TYPES,
+    bound_ingress, http_listener, inbound_routes, ingress_cluster, mtls_chains, tcp_proxy, Proxy,
+    View, CLUSTER, LISTENER, TYPES,
 };
 
 pub const OUTBOUND_CAPTURE_PORT: u16 = 15001;
@@ -94,13 +94,6 @@ fn original_dst(name: &str, source: Option<&str>) -> Value {
         c["upstream_bind_config"] = json!({"source_address": {"address": s, "port_value": 0}});
     }
     c
-}
-
-fn tcp_proxy(cluster: &str) -> Value {
-    json!({
-        "name": "envoy.filters.network.tcp_proxy",
-        "typed_config": {"@type": TCP_PROXY, "stat_prefix": cluster, "cluster": cluster}
-    })
 }
 
 fn outbound(

@@ -114,7 +114,11 @@ pub(super) fn outbound(
 /// Where a captured connection no listener takes goes: its original destination, or
 /// nowhere under `REGISTRY_ONLY`.
 pub(super) fn fallthrough(sidecar: Option<&Sidecar>) -> &'static str {
-    if sidecar.is_some_and(Sidecar::registry_only) {
+    passthrough_or_blackhole(sidecar.is_some_and(Sidecar::registry_only))
+}
+
+fn passthrough_or_blackhole(registry_only: bool) -> &'static str {
+    if registry_only {
         BLACKHOLE
     } else {
         PASSTHROUGH
@@ -161,11 +165,8 @@ impl Scope<'_> {
             }
         }
         let name = format!("{bind}_{port}");
-        let fallthrough = if bound || self.registry_only {
-            BLACKHOLE
-        } else {
-            PASSTHROUGH
-        };
+        // A bound listener has no original destination to pass through to.
+        let fallthrough = passthrough_or_blackhole(bound || self.registry_only);
         let mut black = false;
         let l = if proto == Protocol::Tcp {
             let target = services

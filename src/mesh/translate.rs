@@ -38,7 +38,7 @@ pub const TYPES: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
 
 pub(super) const HCM: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-pub(super) const TCP_PROXY: &str =
+const TCP_PROXY: &str =
     "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 
 /// istiod's default retry policy on a route a VirtualService does not set.
@@ -398,10 +398,15 @@ pub(super) fn tcp_listener(
         "name": name,
         "address": {"socket_address": {"address": bind.to_string(), "port_value": port}},
         "traffic_direction": direction,
-        "filter_chains": [{"filters": [{
-            "name": "envoy.filters.network.tcp_proxy",
-            "typed_config": {"@type": TCP_PROXY, "stat_prefix": cluster, "cluster": cluster}
-        }]}]
+        "filter_chains": [{"filters": [tcp_proxy(cluster)]}]
+    })
+}
+
+/// A TCP proxy filter to `cluster`.
+pub(super) fn tcp_proxy(cluster: &str) -> Value {
+    json!({
+        "name": "envoy.filters.network.tcp_proxy",
+        "typed_config": {"@type": TCP_PROXY, "stat_prefix": cluster, "cluster": cluster}
     })
 }
 
@@ -516,13 +521,7 @@ pub(super) fn mtls_chains(
     // Only the mesh's TLS (its ALPN); an application's own TLS passes through to the
     // workload untouched, a TCP proxy as istiod's PERMISSIVE chains (chain matching
     // does not fall back from `tls` to the plaintext chain).
-    let mut own_tls = json!({
-        "filter_chain_match": m.clone(),
-        "filters": [{
-            "name": "envoy.filters.network.tcp_proxy",
-            "typed_config": {"@type": TCP_PROXY, "stat_prefix": cluster, "cluster": cluster}
-        }]
-    });
+    let mut own_tls = json!({"filter_chain_match": m.clone(), "filters": [tcp_proxy(cluster)]});
     if let Some(n) = plain.get("name").and_then(Value::as_str) {
         own_tls["name"] = json!(format!("{n}-tls-passthrough"));
     }
