@@ -8,6 +8,7 @@
 //! These tests need root, `ip` (iproute2), `iptables` and `setpriv`; without them they
 //! FAIL (they never pass silently). `.ci/run` installs iptables and iproute2.
 
+mod common;
 mod pki;
 
 use std::fs;
@@ -394,19 +395,21 @@ route_tables:
         .spawn()
         .unwrap();
     let p = Proc(child);
+    wait_listening(&net.srv, "127.0.0.1:15900", "server", &stderr);
+    (p, dir)
+}
+
+/// Waits (20 s at most) until `addr` takes connections in `ns`; `log` is shown if not.
+fn wait_listening(ns: &Netns, addr: &'static str, what: &str, log: &std::path::Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !net
-        .srv
-        .run(|| TcpStream::connect("127.0.0.1:15900").is_ok())
-    {
+    while !ns.run(|| TcpStream::connect(addr).is_ok()) {
         assert!(
             Instant::now() < deadline,
-            "server not up: {}",
-            fs::read_to_string(&stderr).unwrap_or_default()
+            "{what} not up: {}",
+            fs::read_to_string(log).unwrap_or_default()
         );
         thread::sleep(Duration::from_millis(50));
     }
-    (p, dir)
 }
 
 /// curl in the pod, as root (not the proxy user, so it is captured).
@@ -922,18 +925,7 @@ spec:
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !net
-        .srv
-        .run(|| TcpStream::connect("127.0.0.1:15014").is_ok())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "control plane not up: {}",
-            fs::read_to_string(&control_log).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(&net.srv, "127.0.0.1:15014", "control plane", &control_log);
     // The workload in the pod: on its service port, or where the Sidecar's ingress
     // entry sends that port.
     let app = if scoped {
@@ -974,27 +966,7 @@ spec:
             // The bootstrap `run --control --capture` writes, by hand.
             let boot = dir.0.join("envoy.yaml");
             let port = if scoped { 15012 } else { 15010 };
-            let tls = if scoped {
-                format!(
-                    "    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        sni: istiod.istio-system.svc
-        common_tls_context:
-          alpn_protocols: [h2]
-          validation_context:
-            trusted_ca: {{filename: {}}}
-            match_typed_subject_alt_names: [{{san_type: DNS, matcher: {{exact: istiod.istio-system.svc}}}}]
-",
-                    root.display()
-                )
-            } else {
-                String::new()
-            };
-            fs::write(
-                &boot,
-                format!(
+            let text = format!(
                     "node: {{id: client.demo, cluster: client, metadata: {{INTERCEPTION_MODE: REDIRECT}}}}
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 15000}}}}}}
 dynamic_resources:
@@ -1013,10 +985,16 @@ static_resources:
     load_assignment:
       cluster_name: xds-grpc
       endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: {srv}, port_value: {port}}}}}}}}}]}}]
-{tls}"
-                ),
-            )
-            .unwrap();
+"
+            );
+            // Over TLS: the xds-grpc cluster checks the control plane's certificate,
+            // as `run --control-ca` writes it.
+            let text = if scoped {
+                common::mesh::over_tls(&text, &root, "istiod.istio-system.svc")
+            } else {
+                text
+            };
+            fs::write(&boot, text).unwrap();
             cmd.arg(bin).arg("-c").arg(&boot).args([
                 "--concurrency",
                 "1",
