@@ -228,9 +228,9 @@ struct Sidecar {
     dir: Dir,
 }
 
-/// `probe`: the 8080 listener's `server_first_probe`, if any.
-fn sidecar(net: &Net, peek: &str, probe: Option<&str>) -> Sidecar {
-    net.pod.exec(&[
+/// `outrigger iptables` in the pod: its traffic to the proxy user's 15001/15006.
+fn capture_rules(pod: &Netns) {
+    pod.exec(&[
         BIN,
         "iptables",
         "--proxy-uid",
@@ -238,6 +238,11 @@ fn sidecar(net: &Net, peek: &str, probe: Option<&str>) -> Sidecar {
         "--admin-port",
         "15000",
     ]);
+}
+
+/// `probe`: the 8080 listener's `server_first_probe`, if any.
+fn sidecar(net: &Net, peek: &str, probe: Option<&str>) -> Sidecar {
+    capture_rules(&net.pod);
     let dir = Dir::new("pod");
     let log = dir.0.join("access.log");
     let cfg = SIDECAR
@@ -934,14 +939,7 @@ spec:
         format!("{pod}:7070")
     };
     serve(&net.pod, app, request_id_reporter);
-    net.pod.exec(&[
-        BIN,
-        "iptables",
-        "--proxy-uid",
-        PROXY_UID,
-        "--admin-port",
-        "15000",
-    ]);
+    capture_rules(&net.pod);
     let dir = Dir::new("pod");
     let stderr = dir.0.join("stderr");
     let mut cmd = Command::new("ip");
