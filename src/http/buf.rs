@@ -97,12 +97,18 @@ impl ReadBuf {
     }
 }
 
+/// The capacity of an HTTP/1 connection's write buffer (heads, small bodies), kept in
+/// `BufPool` while the connection idles.
+pub(crate) const WRITE_BUF_BYTES: usize = 1024;
+
 /// A worker's free list of read buffers, lent to requests that need one only while they
-/// run (the upstream response buffer), so idle connections hold none.
+/// run (the upstream response buffer), so idle connections hold none; and of write
+/// buffers, which an HTTP/1 connection gives back while it waits for its next request.
 pub(crate) struct BufPool {
     free: std::cell::RefCell<Vec<ReadBuf>>,
     size: usize,
     keep: usize,
+    vecs: std::cell::RefCell<Vec<Vec<u8>>>,
 }
 
 impl BufPool {
@@ -111,6 +117,28 @@ impl BufPool {
             free: std::cell::RefCell::new(Vec::new()),
             size,
             keep,
+            vecs: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// An empty write buffer of `WRITE_BUF_BYTES`.
+    pub fn take_vec(&self) -> Vec<u8> {
+        self.vecs
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(WRITE_BUF_BYTES))
+    }
+
+    /// Takes a write buffer back; kept if it has the usual size (one grown for a large
+    /// head goes back to the allocator), up to `keep` of them.
+    pub fn put_vec(&self, mut v: Vec<u8>) {
+        if v.capacity() != WRITE_BUF_BYTES {
+            return;
+        }
+        v.clear();
+        let mut vecs = self.vecs.borrow_mut();
+        if vecs.len() < self.keep {
+            vecs.push(v);
         }
     }
 

@@ -219,76 +219,109 @@ struct Conn {
 
 /// Serves one HTTP/1 downstream connection until it closes. `rbuf` holds what the
 /// listener layer already read of it (the protocol sniff, listener filters).
-pub async fn serve<D: Io + 'static, C: Connector + 'static>(
+///
+/// The connection's state is set up before the future is built, and the future uses it
+/// where it was captured: an `async fn` would hold its arguments twice (as arguments,
+/// and as the locals they become) for the connection's life.
+pub fn serve<D: Io + 'static, C: Connector + 'static>(
     mut down: D,
     rbuf: ReadBuf,
     (peer, local): (SocketAddr, SocketAddr),
     view: Rc<WorkerView<C>>,
     at: ChainRef,
     slot: Rc<ConnSlot>,
-) {
+) -> impl std::future::Future<Output = ()> {
     // Connection counts (total, active) are kept by the listener layer; the accept loop
     // contains a panic in here to this connection.
-    let Some(l) = view.hcm(at) else {
-        return;
-    };
-    down.set_read_timeout(Some(l.idle_timeout));
-    down.set_write_timeout(Some(l.idle_timeout));
-    let mut ip = [0u8; 48];
-    let ip_len = {
-        use std::io::Write;
-        let mut cur = std::io::Cursor::new(&mut ip[..]);
-        let _ = write!(cur, "{}", peer.ip());
-        cur.position() as usize
-    };
-    let mut conn = Conn {
-        peer,
-        local,
-        tls: down.tls_info(),
-        rbuf,
-        ubuf: ReadBuf::new(0),
-        wbuf: Vec::with_capacity(1024),
-        ip,
-        ip_len,
-        rec: StreamInfo {
-            tls: down.tls_info(),
-            ..StreamInfo::default()
-        },
-        logging: view.access_log(at).is_some(),
-        upstream: view.upstream_wants(at),
-        log_trailers: view.response_wants(at).trailers,
-        istio: view.istio(at).is_some(),
-        // Only a logged connection needs its `%CONNECTION_ID%`.
-        id: view
-            .access_log(at)
-            .map_or(0, |_| stream_info::next_connection_id()),
-        linger: false,
-        filters: filter::ConnState::default(),
-        marks: Marks::default(),
-    };
-    let (mut view, mut at) = (view, at);
+    let mut conn = view.hcm(at).map(|l| {
+        down.set_read_timeout(Some(l.idle_timeout));
+        down.set_write_timeout(Some(l.idle_timeout));
+        Conn::new(&down, rbuf, (peer, local), &view, at)
+    });
     let mut moving = Moving {
         checked: std::ptr::null(),
         to: None,
     };
-    while conn
-        .serve_one(&mut down, &view, at, &slot, &mut moving)
-        .await
-    {
-        // A route or cluster update applies from the next request on: serve_one stops
-        // when the first bytes of a request arrive and a newer view keeps this chain.
-        if let Some((v, a)) = moving.to.take() {
-            conn.logging = v.access_log(a).is_some();
-            conn.upstream = v.upstream_wants(a);
-            conn.log_trailers = v.response_wants(a).trailers;
-            conn.istio = v.istio(a).is_some();
-            view = v;
-            at = a;
+    let (mut view, mut at) = (view, at);
+    async move {
+        let Some(conn) = conn.as_mut() else {
+            return;
+        };
+        loop {
+            if conn.rbuf.is_empty() {
+                if !conn
+                    .wait_request(&mut down, &view, at, &slot, &mut moving)
+                    .await
+                {
+                    break;
+                }
+                // A route or cluster update applies from the next request on: the wait
+                // ends when the first bytes of a request arrive, and a newer view that
+                // keeps this chain serves it.
+                if let Some((v, a)) = moving.to.take() {
+                    conn.logging = v.access_log(a).is_some();
+                    conn.upstream = v.upstream_wants(a);
+                    conn.log_trailers = v.response_wants(a).trailers;
+                    conn.istio = v.istio(a).is_some();
+                    view = v;
+                    at = a;
+                }
+            }
+            // The request's state lives in memory the worker lends while it runs, so an
+            // idle connection's task holds only `Conn` (`rt::recycle`, issue 12).
+            let (c, d, v, s) = (&mut *conn, &mut down, &view, &*slot);
+            if !crate::rt::recycle::recycled(move || c.serve_one(d, v, at, s)).await {
+                break;
+            }
+        }
+        let _ = down.close().await;
+        if conn.linger {
+            linger(&mut down, &mut conn.rbuf).await;
         }
     }
-    let _ = down.close().await;
-    if conn.linger {
-        linger(&mut down, &mut conn.rbuf).await;
+}
+
+impl Conn {
+    /// A connection's state before its first request.
+    fn new<D: Io, C: Connector>(
+        down: &D,
+        rbuf: ReadBuf,
+        (peer, local): (SocketAddr, SocketAddr),
+        view: &WorkerView<C>,
+        at: ChainRef,
+    ) -> Conn {
+        let mut ip = [0u8; 48];
+        let ip_len = {
+            use std::io::Write;
+            let mut cur = std::io::Cursor::new(&mut ip[..]);
+            let _ = write!(cur, "{}", peer.ip());
+            cur.position() as usize
+        };
+        Conn {
+            peer,
+            local,
+            tls: down.tls_info(),
+            rbuf,
+            ubuf: ReadBuf::new(0),
+            wbuf: Vec::with_capacity(super::buf::WRITE_BUF_BYTES),
+            ip,
+            ip_len,
+            rec: StreamInfo {
+                tls: down.tls_info(),
+                ..StreamInfo::default()
+            },
+            logging: view.access_log(at).is_some(),
+            upstream: view.upstream_wants(at),
+            log_trailers: view.response_wants(at).trailers,
+            istio: view.istio(at).is_some(),
+            // Only a logged connection needs its `%CONNECTION_ID%`.
+            id: view
+                .access_log(at)
+                .map_or(0, |_| stream_info::next_connection_id()),
+            linger: false,
+            filters: filter::ConnState::default(),
+            marks: Marks::default(),
+        }
     }
 }
 
@@ -345,11 +378,9 @@ impl<'v> Plan<'v> {
 }
 
 impl Conn {
-    /// Serves one request. Returns true to keep the connection for the next one (or,
-    /// with `moving.to` set, to serve the request just begun under a newer view).
-    /// The read that waits for the next request: the read buffer goes back to the
-    /// worker's pool while nothing has arrived (an idle keep-alive connection holds no
-    /// buffer of its own, issue 12), and is taken again once a read would not wait.
+    /// The read that waits for the next request: the read and write buffers go back to
+    /// the worker's pool while nothing has arrived (an idle keep-alive connection holds
+    /// no buffer of its own, issue 12), and are taken again once a read would not wait.
     async fn fill_when_ready<D: Io, C: Connector>(
         &mut self,
         down: &mut D,
@@ -357,19 +388,51 @@ impl Conn {
     ) -> std::io::Result<usize> {
         view.bufs
             .put(std::mem::replace(&mut self.rbuf, ReadBuf::new(0)));
+        view.bufs.put_vec(std::mem::take(&mut self.wbuf));
         let ready = super::io::read_ready(down).await;
         self.rbuf = view.bufs.take();
+        self.wbuf = view.bufs.take_vec();
         ready?;
         self.rbuf.fill(down).await
     }
 
-    async fn serve_one<D: Io, C: Connector>(
+    /// Waits between requests for the next one's first bytes. False: close (the
+    /// client closed or went silent past the idle timeout, the worker drains, or an
+    /// update changed this chain); true with `moving.to` set: serve the request under
+    /// that newer view.
+    async fn wait_request<D: Io, C: Connector>(
         &mut self,
         down: &mut D,
         view: &Rc<WorkerView<C>>,
         at: ChainRef,
         slot: &ConnSlot,
         moving: &mut Moving<C>,
+    ) -> bool {
+        // Idle on a chain an update changed: close (a new connection still has its
+        // first request served, with `connection: close`).
+        if view.draining.get() || (slot.accepted.get().is_none() && view.closing(at)) {
+            return false;
+        }
+        slot.idle.set(true);
+        let read = self.fill_when_ready(down, view).await;
+        slot.idle.set(false);
+        if !matches!(read, Ok(n) if n > 0) {
+            return false;
+        }
+        if let Some(to) = view.newer(at, &mut moving.checked) {
+            moving.to = Some(to);
+        }
+        true
+    }
+
+    /// Serves one request whose first bytes are in `rbuf`. Returns true to keep the
+    /// connection for the next one.
+    async fn serve_one<D: Io, C: Connector>(
+        &mut self,
+        down: &mut D,
+        view: &Rc<WorkerView<C>>,
+        at: ChainRef,
+        slot: &ConnSlot,
     ) -> bool {
         let Some(l) = view.hcm(at) else {
             return false;
@@ -425,10 +488,6 @@ impl Conn {
                         return false;
                     }
                 }
-            } else if view.draining.get() || (self.marks.accepted.is_none() && view.closing(at)) {
-                // Idle on a chain an update changed: close (a new connection still has
-                // its first request served, with `connection: close`).
-                return false;
             }
             // Part of a head is already here (read by the listener layer, or
             // pipelined): its clock runs from now at the latest.
@@ -444,21 +503,7 @@ impl Conn {
                         .min(l.idle_timeout),
                 ));
             }
-            let between = self.rbuf.is_empty();
-            slot.idle.set(between);
-            let read = if between {
-                self.fill_when_ready(down, view).await
-            } else {
-                self.rbuf.fill(down).await
-            };
-            slot.idle.set(false);
-            if between && matches!(read, Ok(n) if n > 0) {
-                if let Some(to) = view.newer(at, &mut moving.checked) {
-                    moving.to = Some(to);
-                    return true;
-                }
-            }
-            match read {
+            match self.rbuf.fill(down).await {
                 Err(e)
                     if super::io::is_timeout(&e)
                         && head_deadline.is_some_and(|d| Instant::now() >= d) =>

@@ -23,7 +23,9 @@ pub mod select;
 mod server_first;
 pub mod tls_inspector;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -55,20 +57,122 @@ struct Found {
 /// Serves one accepted connection until it closes: listener filters, filter chain
 /// selection, the chain's transport socket (TLS), then the chain's terminal filter.
 /// `local` is the connection's local address (the destination the client connected to).
+///
+/// The set-up (listener filters, chain selection, the TLS handshake) runs in memory the
+/// worker lends for it (`rt::recycle`) and gives back once the connection is
+/// established; each terminal filter's future is boxed when it starts. So a connection
+/// holds, for its life, only the future of the protocol it speaks: an idle HTTP/1
+/// connection is not sized by the handshake's, HTTP/2's or the TCP proxy's state
+/// (issue 12).
 pub async fn serve<D: Io + 'static, C: Connector + 'static>(
-    mut down: D,
+    down: D,
     local: SocketAddr,
     peer: SocketAddr,
     view: Rc<WorkerView<C>>,
     listener: usize,
     slot: Rc<ConnSlot>,
 ) {
+    let (v, s) = (&view, &slot);
+    let made = crate::rt::recycle::recycled(move || establish(down, local, peer, v, listener, s));
+    // Each step's state ends before the next one's await: what the task keeps for the
+    // connection's life is the protocol's box and the `cx_active` guard.
+    let (next, _active) = {
+        let est = made.await;
+        match begin(est, (peer, local), v, s) {
+            Some(b) => b,
+            None => return,
+        }
+    };
+    let run = match next {
+        Begin::Terminal(t) => match t.await {
+            Some(run) => run,
+            None => return,
+        },
+        Begin::Run(run) => run,
+    };
+    run.await;
+}
+
+/// What runs after the set-up: the terminal filter's start (network filters, the HTTP
+/// codec's choice; in lent memory), or at once a server-first TCP proxy.
+enum Begin<'a, T: Future> {
+    Terminal(crate::rt::recycle::Recycled<T>),
+    Run(Protocol<'a>),
+}
+
+/// The established connection's next step, and its `cx_active` guard.
+#[allow(clippy::type_complexity)]
+fn begin<'a, D: Io + 'static, C: Connector + 'static>(
+    est: Established<'a, D, C>,
+    (peer, local): (SocketAddr, SocketAddr),
+    view: &'a Rc<WorkerView<C>>,
+    slot: &'a Rc<ConnSlot>,
+) -> Option<(
+    Begin<'a, impl Future<Output = Option<Protocol<'a>>> + 'a>,
+    Active<'a>,
+)> {
+    match est {
+        Established::Closed => None,
+        Established::Chain {
+            down,
+            rbuf,
+            h2,
+            at,
+            _active,
+        } => {
+            let t = move || terminal(down, rbuf, h2, (peer, local), view, at, slot);
+            Some((Begin::Terminal(crate::rt::recycle::recycled(t)), _active))
+        }
+        Established::ServerFirst {
+            down,
+            early,
+            at,
+            _active,
+        } => {
+            let t = tcp::serve(down, &[], local, peer, view.clone(), at, Some(early));
+            Some((Begin::Run(Box::pin(t)), _active))
+        }
+    }
+}
+
+/// A connection once a chain took it and its transport socket is up, counted in the
+/// listener's `cx_active` while `_active` lives.
+enum Established<'a, D: Io, C: Connector> {
+    /// For the chain's terminal filter.
+    Chain {
+        down: Transport<D, rustls::ServerConnection>,
+        rbuf: ReadBuf,
+        /// What ALPN chose, over TLS: HTTP/2 or not.
+        h2: Option<bool>,
+        at: ChainRef,
+        _active: Active<'a>,
+    },
+    /// The server spoke first: proxied at once with its greeting (`server_first.rs`).
+    ServerFirst {
+        down: D,
+        early: tcp::Early<C::Conn>,
+        at: ChainRef,
+        _active: Active<'a>,
+    },
+    /// Closed: no chain took it, the listener filters or the handshake failed.
+    Closed,
+}
+
+/// Listener filters, chain selection and the chain's transport socket (see `serve`).
+async fn establish<'a, D: Io + 'static, C: Connector + 'static>(
+    mut down: D,
+    local: SocketAddr,
+    peer: SocketAddr,
+    view: &'a Rc<WorkerView<C>>,
+    listener: usize,
+    slot: &Rc<ConnSlot>,
+) -> Established<'a, D, C> {
     let (Some(l), Some(selector), Some(stats)) = (
         view.snapshot.listeners.get(listener),
         view.selectors.get(listener),
         view.listener_stats.get(listener),
     ) else {
-        return;
+        return Established::Closed;
     };
     let mut rbuf = view.bufs.take();
     let f = &l.listener_filters;
@@ -78,22 +182,26 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         let deadline = (!f.timeout.is_zero()).then(|| Instant::now() + f.timeout);
         // Server-first detection, on the passthrough fallback only (`server_first.rs`).
         let probe = f.server_first_probe.and_then(|p| {
-            server_first::passthrough(&view, l, selector, (local, peer)).map(|x| (p, x))
+            server_first::passthrough(view, l, selector, (local, peer)).map(|x| (p, x))
         });
         let raced = match probe {
             None => Race::ClientFirst,
             Some((p, (chain, cluster))) => {
                 let dst = (cluster, local);
-                match server_first::race(&mut down, &mut rbuf, &view, dst, p, deadline, &slot).await
-                {
+                match server_first::race(&mut down, &mut rbuf, view, dst, p, deadline, slot).await {
                     Race::ServerFirst(early) => {
                         stats.cx_total.inc();
                         stats.cx_active.inc();
                         let _active = Active(&stats.cx_active);
                         let at = ChainRef { listener, chain };
                         *slot.life.borrow_mut() = view.life(at).cloned();
-                        tcp::serve(down, &[], local, peer, view.clone(), at, Some(early)).await;
-                        return;
+                        view.bufs.put(rbuf);
+                        return Established::ServerFirst {
+                            down,
+                            early,
+                            at,
+                            _active,
+                        };
                     }
                     other => other,
                 }
@@ -101,19 +209,19 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         };
         let detected = match raced {
             Race::ClientFirst => {
-                listener_filters(&mut down, &mut rbuf, f, http, deadline, &slot).await
+                listener_filters(&mut down, &mut rbuf, f, http, deadline, slot).await
             }
             Race::TimedOut => Err(TimedOut),
-            Race::Ended | Race::ServerFirst(_) => return,
+            Race::Ended | Race::ServerFirst(_) => return Established::Closed,
         };
         match detected {
             Ok(Some(found)) => found,
-            Ok(None) => return,
+            Ok(None) => return Established::Closed,
             Err(TimedOut) => {
                 stats.pre_cx_timeout.inc();
                 if !f.continue_on_timeout {
                     tracing::debug!(peer = %peer, "listener filters timed out: closing");
-                    return;
+                    return Established::Closed;
                 }
                 Found::default()
             }
@@ -151,7 +259,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
             transport_protocol,
             "no filter chain matches: closing"
         );
-        return;
+        return Established::Closed;
     };
     // Envoy counts a connection (downstream_cx_total, _active) once a chain takes it.
     stats.cx_total.inc();
@@ -161,17 +269,13 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     // The chain's life: an update that changes the chain drains the connection.
     *slot.life.borrow_mut() = view.life(at).cloned();
     let Some(tls) = l.chain(chain).and_then(|c| c.tls.as_ref()) else {
-        terminal(
-            Transport::<D, rustls::ServerConnection>::Plain(down),
+        return Established::Chain {
+            down: Transport::Plain(down),
             rbuf,
-            None,
-            (peer, local),
-            view.clone(),
+            h2: None,
             at,
-            slot,
-        )
-        .await;
-        return;
+            _active,
+        };
     };
     // The transport socket: the handshake, bounded by the chain's idle timeout.
     let idle = l.chain(chain).map(|c| match &c.terminal {
@@ -203,7 +307,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start a TLS session");
-            return;
+            return Established::Closed;
         }
     };
     let handshake = async {
@@ -216,7 +320,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
         Err(e) => {
             stats.ssl.failed(crate::tls::stats::failure(&e));
             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-            return;
+            return Established::Closed;
         }
     };
     let mut s = s;
@@ -229,8 +333,13 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
     s.set_info(info);
     let h2 = s.session().alpn_protocol().map(|p| p == b"h2");
     rbuf.consume(rbuf.len());
-    let down = Transport::Tls(Box::new(s));
-    terminal(down, rbuf, h2, (peer, local), view.clone(), at, slot).await;
+    Established::Chain {
+        down: Transport::Tls(Box::new(s)),
+        rbuf,
+        h2,
+        at,
+        _active,
+    }
 }
 
 /// Reads until the connection's first bytes hold a whole ClientHello (within the read
@@ -334,25 +443,27 @@ async fn listener_filters<D: Io>(
     }
 }
 
-/// Runs the chain's network filters, then hands the connection to its terminal filter,
-/// with the bytes read so far. `(peer, local)`: the client and the connection's (original) destination.
-async fn terminal<D: Io + 'static, C: Connector + 'static>(
+/// A connection's protocol (the chain's terminal filter) running: the one future a
+/// connection holds for its life, boxed when it starts.
+type Protocol<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+/// Runs the chain's network filters, then gives the connection to its terminal filter,
+/// with the bytes read so far: that filter's future, or `None` if the connection
+/// closed. `(peer, local)`: the client and the connection's (original) destination.
+async fn terminal<'a, D: Io + 'static, C: Connector + 'static>(
     mut down: D,
     mut rbuf: ReadBuf,
     alpn_h2: Option<bool>,
     (peer, local): (SocketAddr, SocketAddr),
-    view: Rc<WorkerView<C>>,
+    view: &'a Rc<WorkerView<C>>,
     at: ChainRef,
-    slot: Rc<ConnSlot>,
-) {
-    let Some(chain) = view
+    slot: &'a Rc<ConnSlot>,
+) -> Option<Protocol<'a>> {
+    let chain = view
         .snapshot
         .listeners
         .get(at.listener)
-        .and_then(|l| l.chain(at.chain))
-    else {
-        return;
-    };
+        .and_then(|l| l.chain(at.chain))?;
     if !chain.network_filters.is_empty() {
         let tls = down.tls_info();
         let conn = crate::rbac::Conn {
@@ -361,12 +472,12 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
             tls: tls.as_deref(),
         };
         if !rbac::allowed(&chain.network_filters, conn, &view.counters) {
-            return;
+            return None;
         }
         for f in &chain.network_filters {
             if let rbac::NetworkFilter::ExtAuthz(e) = f {
-                if !e.allowed(conn, peer.port(), &*view, &view.counters).await {
-                    return;
+                if !e.allowed(conn, peer.port(), &**view, &view.counters).await {
+                    return None;
                 }
             }
         }
@@ -375,8 +486,12 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
         NetworkTerminal::Tcp(_) => {
             // A TCP proxy connection is never idle between requests: drain lets it run
             // until it ends or the drain timeout.
-            tcp::serve(down, rbuf.data(), local, peer, view.clone(), at, None).await;
-            return;
+            let prefix = rbuf.data().to_vec();
+            view.bufs.put(rbuf);
+            let tcp = async move {
+                tcp::serve(down, &prefix, local, peer, view.clone(), at, None).await;
+            };
+            return Some(Box::pin(tcp));
         }
         NetworkTerminal::Http(hcm) => hcm,
     };
@@ -390,16 +505,16 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
             // (400 and close, by the HTTP/1 codec).
             CodecType::Http1 => false,
             CodecType::Auto | CodecType::Http2 => {
-                match (sniff_h2(&mut down, &mut rbuf, &slot).await, hcm.codec) {
+                match (sniff_h2(&mut down, &mut rbuf, slot).await, hcm.codec) {
                     (Some(h2), CodecType::Auto) => h2,
                     (Some(true), _) => true,
                     // Envoy's codec_type HTTP2: anything but the preface closes the
                     // connection before the server sends a byte (Envoy sends nothing).
                     (Some(false), _) => {
                         tracing::debug!(peer = %peer, "not an HTTP/2 preface on an HTTP/2 codec");
-                        return;
+                        return None;
                     }
-                    (None, _) => return,
+                    (None, _) => return None,
                 }
             }
         },
@@ -410,9 +525,11 @@ async fn terminal<D: Io + 'static, C: Connector + 'static>(
         // An HTTP/2 connection may rightly read nothing for long (a server-streaming
         // call): the h2 side keeps its own idle clock, counting only streamless time.
         down.set_read_timeout(None);
-        crate::http::h2::serve(down, prefix, (peer, local), view.clone(), at, &slot).await;
+        let h2 = crate::http::h2::serve(down, prefix, (peer, local), view.clone(), at, slot);
+        Some(Box::pin(h2))
     } else {
-        conn::serve(down, rbuf, (peer, local), view.clone(), at, slot).await;
+        let h1 = conn::serve(down, rbuf, (peer, local), view.clone(), at, slot.clone());
+        Some(Box::pin(h1))
     }
 }
 

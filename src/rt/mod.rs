@@ -32,6 +32,9 @@
 //! SINGLE_ISSUER` (the flags the prototypes found decisive), whose TCP streams read and
 //! write with io_uring operations on buffers of their own (`monoio_rt/ring_io.rs`).
 //! The `rt-glommio` cargo feature builds on glommio 0.9 instead, to measure against.
+//!
+//! On either backend, [`recycle::recycled`] boxes a future in memory the thread keeps for
+//! reuse (a connection's per-request state, held only while the request runs).
 
 #[cfg(feature = "rt-glommio")]
 mod glommio_rt;
@@ -42,6 +45,8 @@ pub use glommio_rt::*;
 mod monoio_rt;
 #[cfg(not(feature = "rt-glommio"))]
 pub use monoio_rt::*;
+
+pub mod recycle;
 
 /// Socket checks that do not depend on the backend.
 mod peek {
