@@ -260,6 +260,32 @@ fn serve(requests: usize) -> (u64, usize, usize) {
 }
 
 fn serve_with(config: &str, requests: usize) -> (u64, usize, usize) {
+    let (view, connector) = view_of(config);
+    let received = Rc::new(Cell::new(0));
+    let client = Client {
+        left: requests,
+        pos: 0,
+        received: received.clone(),
+    };
+    let peer: SocketAddr = "10.1.2.3:4567".parse().unwrap();
+    let slot = Rc::new(ConnSlot::default());
+    let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let before = allocs();
+    futures_lite::future::block_on(crate::listener::serve(
+        client,
+        local,
+        peer,
+        view.clone(),
+        0,
+        slot,
+    ));
+    let after = allocs();
+    assert_eq!(view.listener_stats[0].rq_class[1].get(), requests as u64);
+    (after - before, received.get(), connector.connects.get())
+}
+
+/// A worker's view of `config`, on in-memory upstream connections.
+fn view_of(config: &str) -> (Rc<WorkerView<MemConnector>>, Rc<MemConnector>) {
     let snapshot = Arc::new(parse_str(config).unwrap());
     let connector = Rc::new(MemConnector {
         connects: Cell::new(0),
@@ -287,27 +313,36 @@ fn serve_with(config: &str, requests: usize) -> (u64, usize, usize) {
         hooks: Rc::default(),
         snapshot,
     });
-    let received = Rc::new(Cell::new(0));
-    let client = Client {
-        left: requests,
+    (view, connector)
+}
+
+/// What a connection holds for its life stays small (issue 12, step 5): the task's
+/// future and the HTTP/1 protocol's future hold no request's state, which runs in
+/// memory lent while it runs (`rt::recycle`), nor the set-up's or another protocol's.
+/// On in-memory streams; the bounds leave room for growth, not for the request path
+/// (11 KiB) or the TLS handshake inlined again.
+#[test]
+fn a_connection_holds_no_request_state_for_its_life() {
+    let (view, _) = view_of(CONFIG);
+    let client = || Client {
+        left: 1,
         pos: 0,
-        received: received.clone(),
+        received: Rc::default(),
     };
     let peer: SocketAddr = "10.1.2.3:4567".parse().unwrap();
-    let slot = Rc::new(ConnSlot::default());
     let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let before = allocs();
-    futures_lite::future::block_on(crate::listener::serve(
-        client,
-        local,
-        peer,
-        view.clone(),
-        0,
-        slot,
-    ));
-    let after = allocs();
-    assert_eq!(view.listener_stats[0].rq_class[1].get(), requests as u64);
-    (after - before, received.get(), connector.connects.get())
+    let slot = Rc::new(ConnSlot::default());
+    let task = crate::listener::serve(client(), local, peer, view.clone(), 0, slot.clone());
+    let at = crate::http::view::ChainRef {
+        listener: 0,
+        chain: 0,
+    };
+    let rbuf = crate::http::buf::ReadBuf::new(0);
+    let h1 = crate::http::conn::serve(client(), rbuf, (peer, local), view, at, slot);
+    let (task, h1) = (std::mem::size_of_val(&task), std::mem::size_of_val(&h1));
+    eprintln!("task {task} bytes, HTTP/1 protocol {h1} bytes");
+    assert!(task <= 512, "a connection's task future is {task} bytes");
+    assert!(h1 <= 1536, "an HTTP/1 connection's future is {h1} bytes");
 }
 
 #[test]
