@@ -107,9 +107,20 @@ pub fn recycled<F: Future>(make: impl FnOnce() -> F) -> Recycled<F> {
     } else {
         take(layout).cast::<F>()
     };
+    /// Gives the block back if `make` panics before the future is in it.
+    struct Unfilled(Layout, NonNull<u8>);
+    impl Drop for Unfilled {
+        fn drop(&mut self) {
+            if self.0.size() > 0 {
+                give(self.0, self.1);
+            }
+        }
+    }
+    let unfilled = Unfilled(layout, ptr.cast());
     // SAFETY: `ptr` is valid for writes of an `F` and suitably aligned (a block of
     // `F`'s layout, or dangling for a zero-sized `F`); nothing is there to drop.
     unsafe { ptr.as_ptr().write(make()) };
+    std::mem::forget(unfilled);
     Recycled {
         ptr,
         _owns: PhantomData,
@@ -204,6 +215,20 @@ mod tests {
         drop(second);
         assert_eq!(spares_of(layout), 1);
         assert_eq!(drops.get(), 2);
+    }
+
+    #[test]
+    fn a_panic_while_building_gives_the_block_back() {
+        fn boom() -> std::future::Ready<[u8; 300]> {
+            panic!("no future")
+        }
+        let layout = Layout::new::<std::future::Ready<[u8; 300]>>();
+        let before = spares_of(layout);
+        drop(recycled(|| std::future::ready([0u8; 300])));
+        let after_one = spares_of(layout);
+        assert_eq!(after_one, before.max(1));
+        assert!(std::panic::catch_unwind(|| recycled(boom)).is_err());
+        assert_eq!(spares_of(layout), after_one);
     }
 
     #[test]
