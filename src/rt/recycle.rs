@@ -90,6 +90,18 @@ fn give(layout: Layout, b: NonNull<u8>) {
     }
 }
 
+/// A block of a layout, given back to the spares when dropped (a zero-sized layout's
+/// dangling pointer is no block).
+struct Back(Layout, NonNull<u8>);
+
+impl Drop for Back {
+    fn drop(&mut self) {
+        if self.0.size() > 0 {
+            give(self.0, self.1);
+        }
+    }
+}
+
 /// A future in a block of the thread's spares (see the module's doc). It never moves
 /// once built, so it is polled pinned where it lies; dropping it drops the future and
 /// gives the block back.
@@ -107,16 +119,8 @@ pub fn recycled<F: Future>(make: impl FnOnce() -> F) -> Recycled<F> {
     } else {
         take(layout).cast::<F>()
     };
-    /// Gives the block back if `make` panics before the future is in it.
-    struct Unfilled(Layout, NonNull<u8>);
-    impl Drop for Unfilled {
-        fn drop(&mut self) {
-            if self.0.size() > 0 {
-                give(self.0, self.1);
-            }
-        }
-    }
-    let unfilled = Unfilled(layout, ptr.cast());
+    // The block goes back if `make` panics before the future is in it.
+    let unfilled = Back(layout, ptr.cast());
     // SAFETY: `ptr` is valid for writes of an `F` and suitably aligned (a block of
     // `F`'s layout, or dangling for a zero-sized `F`); nothing is there to drop.
     unsafe { ptr.as_ptr().write(make()) };
@@ -144,17 +148,8 @@ impl<F: Future> Future for Recycled<F> {
 
 impl<F: Future> Drop for Recycled<F> {
     fn drop(&mut self) {
-        let layout = Layout::new::<F>();
-        /// Gives the block back even if the future's drop panics.
-        struct Back(Layout, NonNull<u8>);
-        impl Drop for Back {
-            fn drop(&mut self) {
-                if self.0.size() > 0 {
-                    give(self.0, self.1);
-                }
-            }
-        }
-        let _back = Back(layout, self.ptr.cast());
+        // The block goes back even if the future's drop panics.
+        let _back = Back(Layout::new::<F>(), self.ptr.cast());
         // SAFETY: the future at `ptr` is initialized and owned by this handle alone;
         // it is dropped once, here, in place (as pinning requires).
         unsafe { std::ptr::drop_in_place(self.ptr.as_ptr()) };
