@@ -238,10 +238,8 @@ pub fn serve<D: Io + 'static, C: Connector + 'static>(
         down.set_write_timeout(Some(l.idle_timeout));
         Conn::new(&down, rbuf, (peer, local), &view, at)
     });
-    let mut moving = Moving {
-        checked: std::ptr::null(),
-        to: None,
-    };
+    // The newest view already found not to keep this chain (`WorkerView::newer`).
+    let mut checked: *const WorkerView<C> = std::ptr::null();
     let (mut view, mut at) = (view, at);
     async move {
         let Some(conn) = conn.as_mut() else {
@@ -249,16 +247,13 @@ pub fn serve<D: Io + 'static, C: Connector + 'static>(
         };
         loop {
             if conn.rbuf.is_empty() {
-                if !conn
-                    .wait_request(&mut down, &view, at, &slot, &mut moving)
-                    .await
-                {
+                if !conn.wait_request(&mut down, &view, at, &slot).await {
                     break;
                 }
                 // A route or cluster update applies from the next request on: the wait
                 // ends when the first bytes of a request arrive, and a newer view that
                 // keeps this chain serves it.
-                if let Some((v, a)) = moving.to.take() {
+                if let Some((v, a)) = view.newer(at, &mut checked) {
                     conn.logging = v.access_log(a).is_some();
                     conn.upstream = v.upstream_wants(a);
                     conn.log_trailers = v.response_wants(a).trailers;
@@ -347,14 +342,6 @@ async fn linger<D: Io>(down: &mut D, rbuf: &mut ReadBuf) {
     }
 }
 
-/// A connection's move to a newer config view between requests.
-struct Moving<C: Connector> {
-    /// The newest view already found not to keep this chain.
-    checked: *const WorkerView<C>,
-    /// Set by `serve_one`: the view (and chain) to serve the request just begun under.
-    to: Option<(Rc<WorkerView<C>>, ChainRef)>,
-}
-
 impl<'v> Plan<'v> {
     /// What becomes of an HTTP/1 body's chunk framing between this client and an
     /// HTTP/1 upstream (`strip`: an HTTP/1.0 client's response).
@@ -398,15 +385,13 @@ impl Conn {
 
     /// Waits between requests for the next one's first bytes. False: close (the
     /// client closed or went silent past the idle timeout, the worker drains, or an
-    /// update changed this chain); true with `moving.to` set: serve the request under
-    /// that newer view.
+    /// update changed this chain).
     async fn wait_request<D: Io, C: Connector>(
         &mut self,
         down: &mut D,
         view: &Rc<WorkerView<C>>,
         at: ChainRef,
         slot: &ConnSlot,
-        moving: &mut Moving<C>,
     ) -> bool {
         // Idle on a chain an update changed: close (a new connection still has its
         // first request served, with `connection: close`).
@@ -416,13 +401,7 @@ impl Conn {
         slot.idle.set(true);
         let read = self.fill_when_ready(down, view).await;
         slot.idle.set(false);
-        if !matches!(read, Ok(n) if n > 0) {
-            return false;
-        }
-        if let Some(to) = view.newer(at, &mut moving.checked) {
-            moving.to = Some(to);
-        }
-        true
+        matches!(read, Ok(n) if n > 0)
     }
 
     /// Serves one request whose first bytes are in `rbuf`. Returns true to keep the
@@ -455,46 +434,42 @@ impl Conn {
         // byte. Reads are bounded by whichever comes first, it or the idle timeout.
         let mut head_deadline: Option<Instant> = None;
         let mut plan = loop {
-            if !self.rbuf.is_empty() {
-                self.marks.parse_start = Some(Instant::now());
-                let facts = crate::rbac::Conn {
-                    peer: self.peer.ip(),
-                    local: self.local,
-                    tls: self.tls.as_deref(),
-                };
-                let rec = if self.logging || self.istio {
-                    Some(&mut self.rec)
-                } else {
-                    None
-                };
-                let ip = self.ip.get(..self.ip_len).unwrap_or_default();
-                let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
-                let conn = (facts, ip, &self.filters, self.peer.port());
-                let stores = (&store, &req_store);
-                match prepare::prepare(data, l, view, wbuf, conn, rec, stores).await {
-                    Ok(Some(mut plan)) => {
-                        plan.life = view.life(at).map(|l| &**l);
-                        break plan;
-                    }
-                    Ok(None) => {
-                        if self.rbuf.is_full() && !self.rbuf.grow(limit) {
-                            self.reject(down, HeadError::HeadersTooLarge, view, at)
-                                .await;
-                            return false;
-                        }
-                    }
-                    Err(e) => {
-                        self.reject(down, e, view, at).await;
+            self.marks.parse_start = Some(Instant::now());
+            let facts = crate::rbac::Conn {
+                peer: self.peer.ip(),
+                local: self.local,
+                tls: self.tls.as_deref(),
+            };
+            let rec = if self.logging || self.istio {
+                Some(&mut self.rec)
+            } else {
+                None
+            };
+            let ip = self.ip.get(..self.ip_len).unwrap_or_default();
+            let (data, wbuf) = (self.rbuf.data(), &mut self.wbuf);
+            let conn = (facts, ip, &self.filters, self.peer.port());
+            let stores = (&store, &req_store);
+            match prepare::prepare(data, l, view, wbuf, conn, rec, stores).await {
+                Ok(Some(mut plan)) => {
+                    plan.life = view.life(at).map(|l| &**l);
+                    break plan;
+                }
+                Ok(None) => {
+                    if self.rbuf.is_full() && !self.rbuf.grow(limit) {
+                        self.reject(down, HeadError::HeadersTooLarge, view, at)
+                            .await;
                         return false;
                     }
                 }
+                Err(e) => {
+                    self.reject(down, e, view, at).await;
+                    return false;
+                }
             }
-            // Part of a head is already here (read by the listener layer, or
-            // pipelined): its clock runs from now at the latest.
-            if head_deadline.is_none()
-                && !self.rbuf.is_empty()
-                && !l.request_headers_timeout.is_zero()
-            {
+            // Part of a head is already here (`rbuf` is never empty here: the wait
+            // between requests ended with bytes, or the listener layer or a pipelined
+            // request left them): its clock runs from now at the latest.
+            if head_deadline.is_none() && !l.request_headers_timeout.is_zero() {
                 head_deadline = Some(Instant::now() + l.request_headers_timeout);
             }
             if let Some(d) = head_deadline {
@@ -513,9 +488,6 @@ impl Conn {
                 }
                 Ok(0) | Err(_) => return false,
                 Ok(_) => {}
-            }
-            if head_deadline.is_none() && !l.request_headers_timeout.is_zero() {
-                head_deadline = Some(Instant::now() + l.request_headers_timeout);
             }
         };
         if head_deadline.is_some() {

@@ -100,17 +100,16 @@ enum Begin<'a, T: Future> {
     Run(Protocol<'a>),
 }
 
-/// The established connection's next step, and its `cx_active` guard.
-#[allow(clippy::type_complexity)]
+/// A step and the connection's `cx_active` guard, which outlives it.
+type Counted<'a, T> = (Begin<'a, T>, Active<'a>);
+
+/// The established connection's next step.
 fn begin<'a, D: Io + 'static, C: Connector + 'static>(
     est: Established<'a, D, C>,
     (peer, local): (SocketAddr, SocketAddr),
     view: &'a Rc<WorkerView<C>>,
     slot: &'a Rc<ConnSlot>,
-) -> Option<(
-    Begin<'a, impl Future<Output = Option<Protocol<'a>>> + 'a>,
-    Active<'a>,
-)> {
+) -> Option<Counted<'a, impl Future<Output = Option<Protocol<'a>>> + 'a>> {
     match est {
         Established::Closed => None,
         Established::Chain {
