@@ -365,31 +365,15 @@ impl<'v> Plan<'v> {
 }
 
 impl Conn {
-    /// The read that waits for the next request: the read and write buffers go back to
-    /// the worker's pool while nothing has arrived (an idle keep-alive connection holds
-    /// no buffer of its own, issue 12), and are taken again once a read would not wait.
-    async fn fill_when_ready<D: Io, C: Connector>(
-        &mut self,
-        down: &mut D,
-        view: &WorkerView<C>,
-    ) -> std::io::Result<usize> {
-        view.bufs
-            .put(std::mem::replace(&mut self.rbuf, ReadBuf::new(0)));
-        view.bufs.put_vec(std::mem::take(&mut self.wbuf));
-        let ready = super::io::read_ready(down).await;
-        self.rbuf = view.bufs.take();
-        self.wbuf = view.bufs.take_vec();
-        ready?;
-        self.rbuf.fill(down).await
-    }
-
     /// Waits between requests for the next one's first bytes. False: close (the
     /// client closed or went silent past the idle timeout, the worker drains, or an
-    /// update changed this chain).
+    /// update changed this chain). The read and write buffers go back to the worker's
+    /// pool while nothing has arrived (an idle keep-alive connection holds no buffer of
+    /// its own, issue 12), and are taken again once a read would not wait.
     async fn wait_request<D: Io, C: Connector>(
         &mut self,
         down: &mut D,
-        view: &Rc<WorkerView<C>>,
+        view: &WorkerView<C>,
         at: ChainRef,
         slot: &ConnSlot,
     ) -> bool {
@@ -398,10 +382,16 @@ impl Conn {
         if view.draining.get() || (slot.accepted.get().is_none() && view.closing(at)) {
             return false;
         }
+        view.bufs
+            .put(std::mem::replace(&mut self.rbuf, ReadBuf::new(0)));
+        view.bufs.put_vec(std::mem::take(&mut self.wbuf));
         slot.idle.set(true);
-        let read = self.fill_when_ready(down, view).await;
+        let ready = super::io::read_ready(down).await;
+        self.rbuf = view.bufs.take();
+        self.wbuf = view.bufs.take_vec();
+        let came = ready.is_ok() && matches!(self.rbuf.fill(down).await, Ok(n) if n > 0);
         slot.idle.set(false);
-        matches!(read, Ok(n) if n > 0)
+        came
     }
 
     /// Serves one request whose first bytes are in `rbuf`. Returns true to keep the
