@@ -221,19 +221,23 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 }
                 let v = stream_view.clone();
                 let at = stream_at;
-                // Boxed here, once: the stream's future is several KiB, and the executor
-                // would otherwise copy it by value a few times on the way into its task.
-                crate::rt::spawn_detached(Box::pin(async move {
+                // The task holds the stream's arguments only; the stream's future
+                // (about 10 KiB) is built where it runs, in a block of the worker's
+                // spares (`rt::recycle`): no copy of it into a box at spawn, and the
+                // block a stream that ended gave back, still in cache, serves the next.
+                crate::rt::spawn_detached(async move {
                     // A panic in one stream resets that stream only (its SendResponse is
                     // dropped); the connection and the worker carry on.
-                    let served = crate::contain::contain(stream::serve(
-                        req,
-                        respond,
-                        v.clone(),
-                        at,
-                        peer,
-                        &open.0,
-                    ))
+                    let served = crate::rt::recycle::recycled(|| {
+                        crate::contain::contain(stream::serve(
+                            req,
+                            respond,
+                            v.clone(),
+                            at,
+                            peer,
+                            &open.0,
+                        ))
+                    })
                     .await;
                     drop(open);
                     if let Err(panic) = served {
@@ -247,7 +251,7 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                             "HTTP/2 stream handler panicked: stream reset, connection continues"
                         );
                     }
-                }));
+                });
             }
             Event::Stream(Err(e)) => {
                 tracing::debug!(peer = %peer, error = %e, "h2 connection error");
