@@ -269,7 +269,11 @@ class Runner:
         try:
             peer.start(churn=churn, config=sc.config if sc else "")
             if peer.pid:   # idle RSS: right after start-up, before any load
-                self.idle_rss.setdefault(peer.name, []).append(util.rss_bytes(peer.pid))
+                # The headline's figure is the peer's own config's; starts with another
+                # config (Outrigger on Envoy's bootstrap: 61-67 MiB) are kept apart.
+                config = sc.config if sc else ""
+                key = f"{peer.name} ({config})" if config else peer.name
+                self.idle_rss.setdefault(key, []).append(util.rss_bytes(peer.pid))
                 if not churn:   # for attaching a profiler by hand
                     log(f"  {peer.name}: pid {peer.pid}")
             if not self.quick:   # warm-up: pools, caches, page faults
