@@ -101,7 +101,7 @@ enum Begin<'a, T: Future> {
 }
 
 /// A step and the connection's `cx_active` guard, which outlives it.
-type Counted<'a, T> = (Begin<'a, T>, Active<'a>);
+type Next<'a, T> = (Begin<'a, T>, Active<'a>);
 
 /// The established connection's next step.
 fn begin<'a, D: Io + 'static, C: Connector + 'static>(
@@ -109,7 +109,7 @@ fn begin<'a, D: Io + 'static, C: Connector + 'static>(
     (peer, local): (SocketAddr, SocketAddr),
     view: &'a Rc<WorkerView<C>>,
     slot: &'a Rc<ConnSlot>,
-) -> Option<Counted<'a, impl Future<Output = Option<Protocol<'a>>> + 'a>> {
+) -> Option<Next<'a, impl Future<Output = Option<Protocol<'a>>> + 'a>> {
     match est {
         Established::Closed => None,
         Established::Chain {

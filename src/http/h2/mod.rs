@@ -3,9 +3,10 @@
 //! router and proxied in the cluster's protocol: to HTTP/1.1 upstreams (`to_h1`) or over
 //! a multiplexed HTTP/2 upstream connection (`to_h2`), with end-to-end flow control.
 //!
-//! The h2 crate runs on glommio through `http::io::TokioIo` (tokio's IO traits over the
-//! futures-io stream); no tokio runtime exists. Each stream runs as its own task on the worker that accepted the
-//! connection; the connection task drives the socket.
+//! The h2 crate runs on the worker's runtime (`rt`) through `http::io::TokioIo` (tokio's
+//! IO traits over the futures-io stream); no tokio runtime exists. Each stream runs as
+//! its own task on the worker that accepted the connection, its future in memory the
+//! worker lends (`rt::recycle`); the connection task drives the socket.
 
 mod clock;
 mod connect;
