@@ -147,11 +147,17 @@ fn assert_early_413(c: &mut Conn) {
 fn early_response_while_the_client_is_still_sending_is_forwarded() {
     // The client sends part of its body and waits: the upstream's 413 must reach it,
     // not a 503, not a hang.
-    for after in [After::Hold, After::Drain] {
+    // 1,000,000 bytes: within the limit up to which the rest of a body is forwarded
+    // after an early answer, which waits for it briefly; 2,000,000: past it, cut at once.
+    for (after, len) in [
+        (After::Hold, 1_000_000),
+        (After::Drain, 1_000_000),
+        (After::Hold, 2_000_000),
+    ] {
         let up = early_413(after, true);
         let proxy = Proxy::start(&proxy_config(up));
         let mut c = Conn::connect(proxy.listen);
-        c.send(post(1_000_000));
+        c.send(post(len));
         c.send(vec![b'x'; 10_000]);
         assert_early_413(&mut c);
         let counted = wait_until(Duration::from_secs(5), || {
@@ -164,8 +170,9 @@ fn early_response_while_the_client_is_still_sending_is_forwarded() {
 #[test]
 fn early_response_ends_the_upstream_connection() {
     // After an early response the upstream connection is out of step (the request body
-    // was cut): the next request must open a new one.
-    // The upstream does not say `connection: close` and keeps its connection open.
+    // was cut, here because the client stops sending): the next request must open a
+    // new one. The upstream does not say `connection: close` and keeps its connection
+    // open.
     let up = early_413(After::Hold, false);
     let proxy = Proxy::start(&proxy_config(up));
     for _ in 0..2 {
@@ -177,4 +184,69 @@ fn early_response_ends_the_upstream_connection() {
     let cs = proxy.cluster_stats("backend");
     assert_eq!(cs["cx_total"], 2, "{cs}");
     assert_eq!(cs["cx_reused"], 0, "{cs}");
+}
+
+/// Answers `200` to each request as soon as its head has arrived, then reads and drops
+/// its body (Content-Length) and waits for the next request on the same connection, as
+/// nginx does for a `return 200`. Counts the requests whose body it read whole.
+fn answers_before_reading(bodies: Arc<std::sync::atomic::AtomicUsize>) -> SocketAddr {
+    raw_upstream(4, move |mut s| loop {
+        let got = read_head_and(&mut s, 0);
+        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return;
+        };
+        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
+            .is_err()
+        {
+            return;
+        }
+        let mut left = len - (got.len() - end - 4);
+        let mut sink = [0u8; 65536];
+        while left > 0 {
+            match s.read(&mut sink[..left.min(65536)]) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left -= n,
+            }
+        }
+        bodies.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    })
+}
+
+#[test]
+fn an_early_answer_to_a_small_body_sent_at_once_keeps_both_connections() {
+    // The client sends each 64 KiB body whole; the upstream answers after the head and
+    // reads the body afterwards. The rest of the body is forwarded before the answer
+    // goes out, so neither connection is cut (Envoy keeps both too, having read the
+    // body by the time the response ends).
+    let bodies = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let up = answers_before_reading(bodies.clone());
+    let proxy = Proxy::start(&proxy_config(up));
+    let mut c = Conn::connect(proxy.listen);
+    for i in 0..3 {
+        let mut request = post(65_536).into_bytes();
+        request.extend(std::iter::repeat_n(b'x', 65_536));
+        c.send(request);
+        let r = c.read_response().expect("the answer");
+        assert_eq!(
+            (r.status, r.body_str().as_str()),
+            (200, "ok\n"),
+            "request {i}"
+        );
+        assert!(!r.says_close(), "request {i}: {:?}", r.headers);
+    }
+    let cs = proxy.cluster_stats("backend");
+    assert_eq!(
+        (&cs["cx_total"], &cs["cx_reused"]),
+        (&1.into(), &2.into()),
+        "{cs}"
+    );
+    let read = wait_until(Duration::from_secs(5), || {
+        (bodies.load(std::sync::atomic::Ordering::SeqCst) == 3).then_some(())
+    });
+    assert!(read.is_some(), "the upstream read every body whole");
 }

@@ -146,9 +146,10 @@ impl<'a> OnLoss<'a> {
         self.state.get()
     }
 
-    /// The copy was given up (past its limit) before the upstream went away: a loss
-    /// now is not retried, and nothing is asked (Envoy drops the retry state).
-    fn give_up(&self) {
+    /// The copy was given up (past its limit) before the upstream went away, or the
+    /// upstream has answered: a loss now is not retried, and nothing is asked (Envoy
+    /// drops the retry state).
+    pub(crate) fn give_up(&self) {
         if self.state.get() == Loss::Live {
             self.state.set(Loss::Refused);
         }
