@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use h2client::{connect, read_reply, request, within, STEP};
+use h2client::{connect, read_reply, request, within, AfterAnswer, STEP};
 
 fn front(b: SocketAddr, timeout: &str, protocol: &str) -> String {
     front_with(b, timeout, protocol, "")
@@ -333,8 +333,10 @@ fn an_early_response_from_an_http2_upstream_reaches_the_http1_client() {
     // with NO_ERROR (the failed body write became a 503). Either way the 413 must reach
     // the client, with `connection: close`, and the connection must close, since the
     // rest of the body can no longer be told apart from a next request.
-    for hold in [true, false] {
-        let up = h2client::h2_upstream_early(413, "too big\n", 16 * 1024, hold);
+    // 1,000,000 bytes is within the limit up to which the rest of a body is forwarded
+    // after an early answer, for a short while: the client here stops sending first.
+    for after in [AfterAnswer::Hold, AfterAnswer::Drop] {
+        let up = h2client::h2_upstream_early(413, "too big\n", 16 * 1024, after);
         let a = Proxy::start(&front(up, "5s", "http2"));
         let mut c = Conn::connect(a.listen);
         c.send(b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000\r\n\r\n");
@@ -343,14 +345,40 @@ fn an_early_response_from_an_http2_upstream_reaches_the_http1_client() {
         assert_eq!(
             (r.status, r.body_str().as_str()),
             (413, "too big\n"),
-            "hold {hold}: {:?}",
+            "{after:?}: {:?}",
             r.headers
         );
-        assert!(r.says_close(), "hold {hold}: {:?}", r.headers);
-        assert!(c.closed_within(Duration::from_secs(3)), "hold {hold}");
+        assert!(r.says_close(), "{after:?}: {:?}", r.headers);
+        assert!(c.closed_within(Duration::from_secs(3)), "{after:?}");
         let counted = wait_until(Duration::from_secs(5), || {
             (a.listener_stats("main")["rq_class"][3] == 1).then_some(())
         });
         assert!(counted.is_some(), "{}", a.listener_stats("main"));
+    }
+}
+
+#[test]
+fn an_early_answer_from_an_http2_upstream_to_a_small_body_keeps_the_client_connection() {
+    // The upstream answers after 16 KiB of a 256 KiB body (four times the stream's
+    // initial window: the proxy is still sending when the answer comes), then reads the
+    // rest. The client sent its body at once: the rest goes up before the answer is
+    // relayed, so the client's connection stays (Envoy's, having read the body, does
+    // too).
+    let up = h2client::h2_upstream_early(200, "early\n", 16 * 1024, AfterAnswer::Drain);
+    let a = Proxy::start(&front(up, "5s", "http2"));
+    let mut c = Conn::connect(a.listen);
+    for i in 0..3 {
+        let mut request =
+            b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 262144\r\n\r\n".to_vec();
+        request.extend(std::iter::repeat_n(b'x', 262_144));
+        c.send(request);
+        let r = c.read_response().expect("the answer");
+        assert_eq!(
+            (r.status, r.body_str().as_str()),
+            (200, "early\n"),
+            "request {i}: {:?}",
+            r.headers
+        );
+        assert!(!r.says_close(), "request {i}: {:?}", r.headers);
     }
 }

@@ -7,8 +7,9 @@
 //! back as an HTTP/1.1 head with a Content-Length or chunked body (without the upstream's
 //! trailers, which Envoy's HTTP/1 codec drops: `h1_to_h2_body.rs`).
 //! The response is watched while the body goes up: a response that comes first is
-//! forwarded at once and cuts the request body (as `conn/upload.rs` does for HTTP/1
-//! upstreams), and the client's connection then closes. Under a retry policy a request
+//! forwarded and cuts the request body (as `conn/upload.rs` does for HTTP/1 upstreams),
+//! and the client's connection then closes, unless the rest of a small body went up
+//! first (`early_answer`). Under a retry policy a request
 //! body that streams up is kept (`upstream::request::replay`, up to
 //! `per_request_buffer_limit_bytes`) and a retried try sends the copy, as the HTTP/1.1
 //! cluster path does; a stream reset while the body is still being sent asks the retry
@@ -27,6 +28,7 @@ use futures_lite::io::AsyncWriteExt;
 use super::body::{self, BodyError, Chunks};
 use super::body_hooks::Stopped;
 use super::buf::ReadBuf;
+use super::early_answer;
 use super::failure::Failure;
 use super::filter::{Chain, LocalReply, Status};
 use super::flags::ResponseFlag;
@@ -302,6 +304,8 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             let watch_loss = at.retry.is_some() && self.kept.live() && !replay;
             // The client's trailer section, when its trailers go upstream.
             let mut raw_trailers = Vec::new();
+            // An early answer the body was finished after (`early_answer`).
+            let mut early = None;
             let first = {
                 let sink = &mut DataSink::new(&mut up_send);
                 // Client reads are bounded by the clocks and push the idle clock back.
@@ -358,6 +362,18 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                 match first {
                     First::Body(r) if on_loss.state() == Loss::Detached => First::Lost(r),
                     _ if on_loss.state() == Loss::Detached => First::Lost(upload.as_mut().await),
+                    // An early answer to a small body: its rest goes first, and if it all
+                    // goes the try goes on as if the answer had come after it.
+                    First::Answer(Ok(a)) if early_answer::finishable(r.body) => {
+                        let loss = watch_loss.then_some(&on_loss);
+                        match early_answer::finish(upload.as_mut(), loss).await {
+                            Some(n) => {
+                                early = Some(a);
+                                First::Body(Ok(n))
+                            }
+                            None => First::Answer(Ok(a)),
+                        }
+                    }
                     f => f,
                 }
             };
@@ -424,6 +440,9 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                     cut = true;
                     answer = Some(a);
                 }
+            }
+            if let Some(a) = early {
+                answer = Some(Ok(a));
             }
         }
         let answer = match answer {

@@ -14,6 +14,7 @@ pub(crate) mod body_hooks;
 pub(crate) mod body_stream;
 pub(crate) mod buf;
 pub(crate) mod conn;
+pub(crate) mod early_answer;
 pub(crate) mod failure;
 pub mod filter;
 pub(crate) mod flags;

@@ -395,16 +395,13 @@ async fn answer_whole(
 
 /// An HTTP/2 (h2c) upstream that answers before the request body is complete: for each
 /// request it reads at least `read_first` bytes of the body (releasing their window),
-/// then sends `status` with `body` and END_STREAM. Then, with `hold`, it keeps the
-/// request stream open and releases no more window, so a sender that waits for the
-/// whole body to go out is stuck on flow control (until the stream is reset, or 10 s);
-/// without `hold` it drops the request body, which h2 answers with RST_STREAM(NO_ERROR)
-/// (RFC 9113 section 8.1). On its own thread; it stops by itself after a minute.
+/// then sends `status` with `body` and END_STREAM, and then does what `after` says. On
+/// its own thread; it stops by itself after a minute.
 pub fn h2_upstream_early(
     status: u16,
     body: &'static str,
     read_first: usize,
-    hold: bool,
+    after: AfterAnswer,
 ) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -423,7 +420,7 @@ pub fn h2_upstream_early(
                             };
                             while let Some(Ok((req, respond))) = conn.accept().await {
                                 glommio::spawn_local(answer_early(
-                                    req, respond, status, body, read_first, hold,
+                                    req, respond, status, body, read_first, after,
                                 ))
                                 .detach();
                             }
@@ -444,7 +441,7 @@ async fn answer_early(
     status: u16,
     body: &'static str,
     read_first: usize,
-    hold: bool,
+    after: AfterAnswer,
 ) {
     let mut request_body = req.into_body();
     let mut read = 0;
@@ -466,11 +463,33 @@ async fn answer_early(
         return;
     };
     let _ = send.send_data(Bytes::from_static(body.as_bytes()), true);
-    if hold {
-        // Take what arrives (so a reset is seen) but open no window for more.
-        let wait = async { while let Some(Ok(_)) = request_body.data().await {} };
-        futures_lite::future::or(wait, glommio::timer::sleep(Duration::from_secs(10))).await;
+    match after {
+        AfterAnswer::Hold => {
+            // Take what arrives (so a reset is seen) but open no window for more.
+            let wait = async { while let Some(Ok(_)) = request_body.data().await {} };
+            futures_lite::future::or(wait, glommio::timer::sleep(Duration::from_secs(10))).await;
+        }
+        AfterAnswer::Drain => {
+            while let Some(Ok(c)) = request_body.data().await {
+                let _ = request_body.flow_control().release_capacity(c.len());
+            }
+        }
+        AfterAnswer::Drop => {}
     }
+}
+
+/// What `h2_upstream_early` does after its answer.
+#[derive(Clone, Copy, Debug)]
+pub enum AfterAnswer {
+    /// Keeps the request stream open and releases no more window, so a sender that
+    /// waits for the whole body to go out is stuck on flow control (until the stream is
+    /// reset, or 10 s).
+    Hold,
+    /// Drops the request body, which h2 answers with RST_STREAM(NO_ERROR) (RFC 9113
+    /// section 8.1).
+    Drop,
+    /// Reads the rest of the request body and releases its window.
+    Drain,
 }
 
 /// A POST of `n` bytes that does not end its stream (no `content-length`, no

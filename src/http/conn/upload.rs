@@ -7,14 +7,11 @@
 //! upstream bytes that make up a final response head (or its close or failure) end the
 //! upload, and the connection manager answers from what it read.
 //!
-//! An early answer that keeps its connection open does not end the upload at once when
-//! the rest of the body is small: a body of known length up to `FINISH_LIMIT` is
-//! forwarded to its end for up to `FINISH_WITHIN` first, and then both connections stay
-//! usable. Envoy forwards the body while it relays the response, and reuses the upstream
-//! connection if the body was handed over whole by the time the response ended; a client
-//! that sends its body at once (64 KiB uploads to a server that answers after the head)
-//! keeps its connection there, and now here too. A larger body, a chunked one, a client
-//! that stalls, or an upstream that stops reading still ends the upload (`Cut`).
+//! An early answer that keeps its connection does not end the upload at once when the
+//! rest of the body is small: it is forwarded first, for a short while
+//! (`early_answer`), and then both connections stay usable. A larger body, a chunked
+//! one, a client that stalls, or an upstream that stops reading still ends the upload
+//! (`Cut`).
 //!
 //! Both sides share the one upstream stream through a `RefCell`, each borrow lasting one
 //! poll, so there is no second socket handle and no allocation.
@@ -23,13 +20,13 @@ use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 use super::super::body::{BodyError, Chunks};
 use super::super::body_hooks::Stopped;
 use super::super::buf::ReadBuf;
+use super::super::early_answer;
 use super::super::filter::LocalReply;
 use super::super::h1::head::BodyKind;
 use super::super::h1::response::{self, Asked, Kind, MAX_RESPONSE_HEAD_BYTES};
@@ -37,15 +34,6 @@ use super::super::io::Io;
 use super::super::request_stream::{self, Via};
 use crate::observe::stats::Counter;
 use crate::upstream::request::replay::{Kept, Loss, OnLoss, Recording};
-
-/// The largest declared body (Content-Length) whose rest is still forwarded after an
-/// early answer: Envoy's default per-connection buffer limit, the body Envoy would take
-/// in from the client without waiting for the upstream.
-const FINISH_LIMIT: u64 = 1 << 20;
-
-/// How long the rest of such a body may take before the upload is cut after all: the
-/// longest an early answer waits for a client that has stopped sending.
-const FINISH_WITHIN: Duration = Duration::from_millis(100);
 
 /// How an upload ended.
 pub(super) enum Upload {
@@ -227,8 +215,13 @@ pub(super) async fn upload<D: Io, U: Io>(
                             ubuf.consume(n);
                         }
                         Ok(None) => break,
-                        Ok(Some(h)) if finishable(kind, h.kind) => {
-                            return finish(forward.as_mut(), on_loss).await;
+                        Ok(Some(h))
+                            if keeps_connection(h.kind) && early_answer::finishable(kind) =>
+                        {
+                            return match early_answer::finish(forward.as_mut(), on_loss).await {
+                                Some(n) => Upload::Done(n),
+                                None => Upload::Cut,
+                            };
                         }
                         Ok(Some(_)) | Err(_) => return Upload::Cut,
                     }
@@ -238,32 +231,8 @@ pub(super) async fn upload<D: Io, U: Io>(
     }
 }
 
-/// Whether a request body of `kind` is forwarded to its end after an early answer of
-/// `response` kind: a known length within `FINISH_LIMIT`, and an answer that keeps the
-/// upstream connection (one that closes it gains nothing from the rest).
-fn finishable(kind: BodyKind, response: Kind<'_>) -> bool {
-    let small = matches!(kind, BodyKind::Length(n) if n <= FINISH_LIMIT);
-    small && matches!(response, Kind::Final { framing, .. } if framing.keep_alive)
-}
-
-/// Forwards the rest of the body after the upstream answered, for up to
-/// `FINISH_WITHIN`: `Done` if it all went, else `Cut`. The answer is in; losing the
-/// upstream now is not retried (`OnLoss::give_up`), and whatever else stops the body
-/// (the client, its framing, a filter) cuts it: the upstream's answer is what the client
-/// gets.
-async fn finish(
-    forward: Pin<&mut impl std::future::Future<Output = Result<u64, Stopped>>>,
-    on_loss: Option<&OnLoss<'_>>,
-) -> Upload {
-    if let Some(l) = on_loss {
-        l.give_up();
-    }
-    let within = async {
-        crate::rt::sleep(FINISH_WITHIN).await;
-        None
-    };
-    match futures_lite::future::or(async { Some(forward.await) }, within).await {
-        Some(Ok(n)) => Upload::Done(n),
-        _ => Upload::Cut,
-    }
+/// Whether a final answer keeps the upstream connection: one that closes it gains
+/// nothing from the rest of the body.
+fn keeps_connection(response: Kind<'_>) -> bool {
+    matches!(response, Kind::Final { framing, .. } if framing.keep_alive)
 }
