@@ -137,7 +137,8 @@ fn client_end(e: BodyError) -> Upload {
 /// Forwards a request body of `kind` from `down` (starting with `rbuf`) to `up` (its
 /// chunk framing as `chunks` says), while
 /// reading whatever `up` sends into `ubuf`. Interim (1xx) responses are skipped; any
-/// other upstream answer, or its close, ends the upload early (`Cut`). What the
+/// other upstream answer, or its close, ends the upload early (`Cut`), unless the rest
+/// of a small body goes first (`early_answer`: then `Done`). What the
 /// upstream accepts is also kept in `kept` for a retry (`request/replay.rs`), up to its
 /// limit (past it, `abandoned` counts the request). With `on_loss` (a request with a
 /// retry state), an upstream that goes away before any response byte asks for a
@@ -205,8 +206,8 @@ pub(super) async fn upload<D: Io, U: Io>(
             Step::Upstream(false) => return Upload::Cut,
             Step::Upstream(true) => {
                 // Skip complete interim responses; a final head (or garbage, or one too
-                // large) ends the upload, a small body first (`finish`); a partial head
-                // waits for more.
+                // large) ends the upload, a small body first (`early_answer`); a partial
+                // head waits for more.
                 loop {
                     let mut slots = response::header_slots();
                     match response::parse(ubuf.data(), asked, &mut slots) {
