@@ -364,7 +364,12 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                     _ if on_loss.state() == Loss::Detached => First::Lost(upload.as_mut().await),
                     // An early answer to a small body: its rest goes first, and if it all
                     // goes the try goes on as if the answer had come after it.
-                    First::Answer(Ok(a)) if early_answer::finishable(r.body) => {
+                    First::Answer(Ok(a))
+                        if early_answer::finishable(
+                            r.body,
+                            Via::new(&r.chain, r.tee, r.rewrite),
+                        ) =>
+                    {
                         let loss = watch_loss.then_some(&on_loss);
                         match early_answer::finish(upload.as_mut(), loss).await {
                             Some(n) => {

@@ -58,6 +58,11 @@ impl<'a, 'c> Via<'a, 'c> {
             (false, None) => Via::Plain,
         }
     }
+
+    /// The body goes on as it came (no filter takes it piece by piece).
+    pub(crate) fn as_it_came(&self) -> bool {
+        !matches!(self, Via::Rewritten(..))
+    }
 }
 
 /// Forwards an HTTP/1 client's body of `kind` from `src` (starting with `buf`) to

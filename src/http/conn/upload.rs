@@ -217,7 +217,7 @@ pub(super) async fn upload<D: Io, U: Io>(
                         }
                         Ok(None) => break,
                         Ok(Some(h))
-                            if keeps_connection(h.kind) && early_answer::finishable(kind) =>
+                            if keeps_connection(h.kind) && early_answer::finishable(kind, via) =>
                         {
                             return match early_answer::finish(forward.as_mut(), on_loss).await {
                                 Some(n) => Upload::Done(n),
