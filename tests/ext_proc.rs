@@ -1390,3 +1390,27 @@ fn a_streamed_request_body_ended_by_trailers_keeps_them() {
         .seen("/upper-streamed-trailers", "request_trailers")
         .is_empty());
 }
+
+/// An upstream that answers after the head (as nginx's `return 200`) while a `STREAMED`
+/// request body is still going through the processor: the body is cut at the answer (a
+/// body a filter takes piece by piece waits a processor round trip per piece, so it is
+/// not finished first: `http/early_answer.rs`) and the client's connection closes after
+/// it; a body passed on as it came (ext_proc off on the route) is finished first and the
+/// connection stays.
+#[test]
+fn an_early_answer_cuts_a_streamed_request_body_but_not_a_plain_one() {
+    let p = Processor::start();
+    let read_whole = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let up = common::raw::answers_before_reading(read_whole);
+    let proxy = Proxy::start(&config(up, "http1", processor_addr(&p), ""));
+    let mut c = Conn::connect(proxy.listen);
+    let body = letters(16 * 1024);
+    c.send(length_post("/skip", &body));
+    let r = c.read_response().expect("the plain upload's answer");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(!r.says_close(), "plain: {:?}", r.headers);
+    c.send(length_post("/upper-streamed", &body));
+    let r = c.read_response().expect("the streamed upload's answer");
+    assert_eq!(r.status, 200, "{}", r.body_str());
+    assert!(r.says_close(), "streamed: {:?}", r.headers);
+}
