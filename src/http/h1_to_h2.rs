@@ -306,6 +306,8 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
             let mut raw_trailers = Vec::new();
             // An early answer the body was finished after (`early_answer`).
             let mut early = None;
+            // A mirrored body goes to the shadows' tee chunk by chunk as it goes.
+            let via = Via::new(&r.chain, r.tee, r.rewrite);
             let first = {
                 let sink = &mut DataSink::new(&mut up_send);
                 // Client reads are bounded by the clocks and push the idle clock back.
@@ -329,8 +331,6 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                         by_payload: false,
                         on_loss: watch_loss.then_some(&on_loss),
                     };
-                    // A mirrored body goes to the shadows' tee chunk by chunk as it goes.
-                    let via = Via::new(&r.chain, r.tee, r.rewrite);
                     let t = r.h1_trailers.then_some(&mut raw_trailers);
                     forward_h1(
                         via,
@@ -364,12 +364,7 @@ impl<D: Io> Exchange<h2::client::SendRequest<Bytes>> for ToH2<'_, D> {
                     _ if on_loss.state() == Loss::Detached => First::Lost(upload.as_mut().await),
                     // An early answer to a small body: its rest goes first, and if it all
                     // goes the try goes on as if the answer had come after it.
-                    First::Answer(Ok(a))
-                        if early_answer::finishable(
-                            r.body,
-                            Via::new(&r.chain, r.tee, r.rewrite),
-                        ) =>
-                    {
+                    First::Answer(Ok(a)) if early_answer::finishable(r.body, via) => {
                         let loss = watch_loss.then_some(&on_loss);
                         match early_answer::finish(upload.as_mut(), loss).await {
                             Some(n) => {
