@@ -186,3 +186,46 @@ fn an_early_answer_to_a_small_body_sent_at_once_keeps_both_connections() {
     });
     assert!(read.is_some(), "the upstream read every body whole");
 }
+
+/// The same bootstrap through Envoy 1.40 and Outrigger: three 64 KiB uploads on one
+/// connection, each request in one client write, to an upstream that answers after the
+/// head and reads the body afterwards (as nginx's `return 200`). Both answer all three
+/// on the one connection without `connection: close`, and the upstream reads every body
+/// whole. Skips, saying why, when Envoy is not installed.
+#[test]
+fn an_early_answer_to_small_uploads_behaves_like_envoy() {
+    let Some(bin) = common::envoy::envoy_or_skip("early answer parity") else {
+        return;
+    };
+    let run = |start: &dyn Fn(SocketAddr) -> (SocketAddr, Box<dyn std::any::Any>)| {
+        let bodies = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (listen, _proxy) = start(answers_before_reading(bodies.clone()));
+        let mut c = Conn::connect(listen);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let mut request = post(65_536).into_bytes();
+            request.extend(std::iter::repeat_n(b'x', 65_536));
+            c.send(request);
+            seen.push(match c.read_response() {
+                Ok(r) => format!("{} {:?} close={}", r.status, r.body_str(), r.says_close()),
+                Err(e) => format!("no answer: {e}"),
+            });
+        }
+        let read = wait_until(Duration::from_secs(5), || {
+            let n = bodies.load(std::sync::atomic::Ordering::SeqCst);
+            (n == 3).then_some(n)
+        });
+        seen.push(format!("bodies read whole: {read:?}"));
+        seen
+    };
+    let theirs = run(&|up| {
+        let e = common::envoy::Envoy::start(&bin, &common::envoy::one_cluster_bootstrap(up, ""));
+        (e.listen, Box::new(e))
+    });
+    let ours = run(&|up| {
+        let p = Proxy::start(&common::envoy::one_cluster_bootstrap(up, ""));
+        (p.listen, Box::new(p))
+    });
+    assert_eq!(ours, theirs, "Outrigger vs Envoy");
+    assert_eq!(ours[0], "200 \"ok\\n\" close=false", "{ours:?}");
+}
