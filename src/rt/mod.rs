@@ -33,6 +33,9 @@
 //! write with io_uring operations on buffers of their own (`monoio_rt/ring_io.rs`).
 //! The `rt-glommio` cargo feature builds on glommio 0.9 instead, to measure against.
 //!
+//! [`poll_clock::now`] reads the clock once per task poll on the monoio backend (each
+//! task's poll is wrapped so); on glommio every call reads it.
+//!
 //! On either backend, [`recycle::recycled`] boxes a future in memory the thread keeps for
 //! reuse (a connection's per-request state, held only while the request runs).
 
@@ -46,6 +49,7 @@ mod monoio_rt;
 #[cfg(not(feature = "rt-glommio"))]
 pub use monoio_rt::*;
 
+pub mod poll_clock;
 pub mod recycle;
 
 /// Socket checks that do not depend on the backend.

@@ -52,7 +52,7 @@ impl<C> Pool<C> {
     pub fn take(&self, endpoint: usize) -> Option<C> {
         let mut idle = self.idle.borrow_mut();
         let stack = idle.get_mut(endpoint)?;
-        let now = Instant::now();
+        let now = crate::rt::poll_clock::now();
         while let Some((c, since)) = stack.pop() {
             if now.duration_since(since) < self.idle_timeout {
                 return Some(c);
@@ -68,7 +68,7 @@ impl<C> Pool<C> {
             let mut idle = self.idle.borrow_mut();
             if let Some(stack) = idle.get_mut(endpoint) {
                 if stack.len() < self.max_idle {
-                    let now = Instant::now();
+                    let now = crate::rt::poll_clock::now();
                     stack.push((c, now));
                     if !self.swept.get() {
                         if let Some(a) = self.alarm.get() {

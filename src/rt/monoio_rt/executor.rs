@@ -139,7 +139,7 @@ impl LocalExecutorBuilder {
                 }
             };
             let _ = ready_tx.send(Ok(()));
-            Some(rt.block_on(make()))
+            Some(rt.block_on(crate::rt::poll_clock::Polled(make())))
         })?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(ExecutorJoinHandle(handle)),

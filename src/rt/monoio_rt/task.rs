@@ -77,9 +77,8 @@ impl<F: Future> Future for Cancellable<F> {
             _ => Some(cx.waker().clone()),
         });
         // SAFETY: as above.
-        unsafe { Pin::new_unchecked(&mut this.fut) }
-            .poll(cx)
-            .map(Some)
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        crate::rt::poll_clock::in_poll(|| fut.poll(cx)).map(Some)
     }
 }
 
@@ -101,5 +100,5 @@ pub fn spawn_local<T: 'static>(f: impl Future<Output = T> + 'static) -> Task<T> 
 /// allocation and a waker check per poll fewer, for a task per HTTP/2 stream).
 pub fn spawn_detached(f: impl Future<Output = ()> + 'static) {
     // monoio detaches a task whose join handle is dropped.
-    drop(monoio::spawn(f));
+    drop(monoio::spawn(crate::rt::poll_clock::Polled(f)));
 }

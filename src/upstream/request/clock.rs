@@ -295,7 +295,8 @@ impl Progress {
 
     /// Something moved on the stream (a head, a frame, bytes to or from the upstream).
     pub fn touch(&self) {
-        self.last.set(Instant::now());
+        // Once per poll: several byte moves of a poll stamp the same instant.
+        self.last.set(crate::rt::poll_clock::now());
     }
 
     /// When a byte last moved (or the request started).
@@ -429,10 +430,11 @@ impl Progress {
         self.request_complete.get()
     }
 
-    /// A response head with `status` went to the client.
+    /// A response head with `status` went to the client. Its mark is the instant of
+    /// the poll that found it (`rt::poll_clock`), a byte move's stamp being due then too.
     pub fn head_sent(&self, status: u16) {
         self.status.set(status);
-        let now = Instant::now();
+        let now = crate::rt::poll_clock::now();
         self.last.set(now);
         if self.head_at.get().is_none() {
             self.head_at.set(Some(now));
@@ -489,7 +491,7 @@ impl Progress {
     /// socket timeout. Zero when one already ran out.
     pub fn time_left(&self) -> Option<Duration> {
         self.next_expiry()
-            .map(|at| at.saturating_duration_since(Instant::now()))
+            .map(|at| at.saturating_duration_since(crate::rt::poll_clock::now()))
     }
 
     /// The clock that has run out by now, if any (the route clock first).
