@@ -206,6 +206,8 @@ impl AsyncRead for TcpStream {
         let this = self.get_mut();
         match this.reader.poll_read(cx, buf) {
             Poll::Ready(r) => {
+                // A write finished since gives its buffer back (`Writer::settle`).
+                this.writer.settle();
                 this.read_deadline.done();
                 Poll::Ready(r)
             }
@@ -309,10 +311,17 @@ pub fn unix_from(s: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
 pub fn poll_read_ready(s: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
     match s.reader.poll_ready(cx) {
         Poll::Ready(()) => {
+            s.writer.settle();
             s.read_deadline.done();
             Poll::Ready(Ok(()))
         }
         Poll::Pending => match s.read_deadline.poll_expired(cx, s.read_timeout.get()) {
+            Poll::Pending if s.writer.busy() => {
+                // Idle with a write in flight (the last response): woken when it
+                // finishes, to give its buffer back.
+                s.writer.settle_cx(cx);
+                Poll::Pending
+            }
             Poll::Ready(()) => Poll::Ready(Err(timed_out())),
             Poll::Pending => Poll::Pending,
         },

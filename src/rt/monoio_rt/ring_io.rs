@@ -362,6 +362,41 @@ impl Writer {
         }
     }
 
+    /// Runs the driver without a waker: it queues a write just handed over, or takes
+    /// back a finished write's buffer (which then goes to the worker's spares). The
+    /// result stays in the slot for the next caller that waits.
+    pub fn settle(&mut self) {
+        if self.side.busy {
+            let _ = self
+                .side
+                .driver
+                .as_mut()
+                .poll(&mut Context::from_waker(std::task::Waker::noop()));
+        }
+    }
+
+    /// As `settle`, with the caller's waker: a caller about to idle (a keep-alive
+    /// connection between requests) is woken once the write in flight finishes, to
+    /// take its buffer back (`settle` again), so an idle connection holds none.
+    pub fn settle_cx(&mut self, cx: &mut Context<'_>) {
+        if self.side.busy && !self.finished() {
+            let _ = self.side.driver.as_mut().poll(cx);
+        }
+    }
+
+    /// A write was handed over whose result no caller has taken yet.
+    pub fn busy(&self) -> bool {
+        self.side.busy
+    }
+
+    /// The write in flight, if any, has its result (held for the next caller).
+    fn finished(&self) -> bool {
+        let done = self.side.slot.done.take();
+        let finished = done.is_some();
+        self.side.slot.done.set(done);
+        finished
+    }
+
     /// Waits until the kernel has sent everything handed to it; its error, if any.
     pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.side.busy {
@@ -415,7 +450,10 @@ impl Writer {
             };
         }
         // The driver takes the buffer and queues the send for the next ring submission.
-        let _ = self.side.driver.as_mut().poll(cx);
+        // Polled without the caller's waker: the caller does not wait for the send, and
+        // its completion would wake the caller's task for nothing (a spurious poll per
+        // request). Whoever waits next (a write, a flush, the close) polls with theirs.
+        self.settle();
         Poll::Ready(Ok(copied))
     }
 }
@@ -426,7 +464,9 @@ impl Drop for Writer {
     /// of its own until the kernel is done, which also keeps the socket open until then.
     fn drop(&mut self) {
         self.side.slot.closed.set(true);
-        if self.side.busy {
+        // A write that finished unseen needs no task to finish it.
+        self.settle();
+        if self.side.busy && self.side.slot.done.take().is_none() {
             let driver = std::mem::replace(&mut self.side.driver, Box::pin(std::future::ready(())));
             super::spawn_local(driver).detach();
         }
