@@ -90,7 +90,13 @@ impl Live {
 }
 
 /// A counted connection to endpoint `ep`.
-pub(crate) struct Counted<C> {
+///
+/// Boxed once when the connection opens: a request moves its connection several times
+/// (out of the pool, through the attempt loop, into the exchange and back), and a
+/// socket with its ring drivers and counts is over 300 bytes; a box moves as a pointer.
+pub(crate) struct Counted<C>(Box<CountedConn<C>>);
+
+pub(crate) struct CountedConn<C> {
     conn: C,
     /// The connection's local address, read the first time a request asks for it (an
     /// access log that prints `%UPSTREAM_LOCAL_ADDRESS%`), then kept: one `getsockname`
@@ -140,7 +146,7 @@ impl<'a> Connecting<'a> {
     }
 
     pub fn connected<C: Io>(mut self, conn: C) -> Counted<C> {
-        let c = Counted {
+        let c = Counted(Box::new(CountedConn {
             conn,
             local: OnceCell::new(),
             breakers: self.breakers.clone(),
@@ -149,7 +155,7 @@ impl<'a> Connecting<'a> {
             live: self.live.clone(),
             ep: self.ep,
             used: 0,
-        };
+        }));
         // The slots go with the connection (what is left holds nothing).
         std::mem::forget(self);
         c
@@ -167,39 +173,39 @@ impl Drop for Connecting<'_> {
 impl<C> Counted<C> {
     /// The routing priority whose pools the connection belongs to.
     pub fn priority(&self) -> Priority {
-        self.priority
+        self.0.priority
     }
 
     /// Counts a request sent on the connection.
     pub fn use_once(&mut self) {
-        self.used = self.used.saturating_add(1);
+        self.0.used = self.0.used.saturating_add(1);
     }
 
     /// Whether the connection may take another request: fewer than `max` sent on it
     /// (Envoy's `max_requests_per_connection`; `None`: no limit).
     pub fn reusable(&self, max: Option<u32>) -> bool {
-        max.is_none_or(|m| self.used < m)
+        max.is_none_or(|m| self.0.used < m)
     }
 
     /// Moves the per-core count to another pool's `live` and endpoint (a reload kept the
     /// connection's endpoint under another index).
     pub fn rehome(&mut self, live: &Rc<Live>, ep: usize) {
-        if let Some(n) = self.live.open.get(self.ep) {
+        if let Some(n) = self.0.live.open.get(self.0.ep) {
             n.set(n.get().saturating_sub(1));
         }
         if let Some(n) = live.open.get(ep) {
             n.set(n.get() + 1);
         }
-        self.live = live.clone();
-        self.ep = ep;
+        self.0.live = live.clone();
+        self.0.ep = ep;
     }
 }
 
 impl<C> Drop for Counted<C> {
     fn drop(&mut self) {
-        self.breakers.close_cx(&self.host);
-        self.live.down(self.ep, &self.breakers);
-        self.live.wake(self.ep);
+        self.0.breakers.close_cx(&self.0.host);
+        self.0.live.down(self.0.ep, &self.0.breakers);
+        self.0.live.wake(self.0.ep);
     }
 }
 
@@ -209,7 +215,7 @@ impl<C: AsyncRead + Unpin> AsyncRead for Counted<C> {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.conn).poll_read(cx, buf)
+        Pin::new(&mut self.0.conn).poll_read(cx, buf)
     }
 }
 
@@ -219,7 +225,7 @@ impl<C: AsyncWrite + Unpin> AsyncWrite for Counted<C> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.conn).poll_write(cx, buf)
+        Pin::new(&mut self.0.conn).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -227,41 +233,41 @@ impl<C: AsyncWrite + Unpin> AsyncWrite for Counted<C> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.conn).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.0.conn).poll_write_vectored(cx, bufs)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.conn).poll_flush(cx)
+        Pin::new(&mut self.0.conn).poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.conn).poll_close(cx)
+        Pin::new(&mut self.0.conn).poll_close(cx)
     }
 }
 
 impl<C: Io> Io for Counted<C> {
     fn set_read_timeout(&self, d: Option<Duration>) {
-        self.conn.set_read_timeout(d)
+        self.0.conn.set_read_timeout(d)
     }
     fn set_write_timeout(&self, d: Option<Duration>) {
-        self.conn.set_write_timeout(d)
+        self.0.conn.set_write_timeout(d)
     }
     fn idle_is_clean(&self) -> bool {
-        self.conn.idle_is_clean()
+        self.0.conn.idle_is_clean()
     }
     fn idle_is_clean_cx(&mut self, cx: &mut Context<'_>) -> bool {
-        self.conn.idle_is_clean_cx(cx)
+        self.0.conn.idle_is_clean_cx(cx)
     }
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> std::task::Poll<std::io::Result<()>> {
-        self.conn.poll_read_ready(cx)
+        self.0.conn.poll_read_ready(cx)
     }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.conn.raw_fd()
+        self.0.conn.raw_fd()
     }
     fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        *self.local.get_or_init(|| self.conn.local_addr())
+        *self.0.local.get_or_init(|| self.0.conn.local_addr())
     }
     fn tls_info(&self) -> Option<Rc<crate::tls::TlsInfo>> {
-        self.conn.tls_info()
+        self.0.conn.tls_info()
     }
 }
