@@ -142,6 +142,15 @@ impl BufPool {
         }
     }
 
+    /// A write buffer for one use (an HTTP/2 stream's upstream request head), back in
+    /// the pool when the lease is dropped, whichever way its user returns.
+    pub fn lend_vec(&self) -> LentVec<'_> {
+        LentVec {
+            pool: self,
+            v: self.take_vec(),
+        }
+    }
+
     pub fn take(&self) -> ReadBuf {
         self.free
             .borrow_mut()
@@ -160,6 +169,31 @@ impl BufPool {
         if free.len() < self.keep {
             free.push(b);
         }
+    }
+}
+
+/// A write buffer on lease from a `BufPool` (`BufPool::lend_vec`).
+pub(crate) struct LentVec<'a> {
+    pool: &'a BufPool,
+    v: Vec<u8>,
+}
+
+impl std::ops::Deref for LentVec<'_> {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.v
+    }
+}
+
+impl std::ops::DerefMut for LentVec<'_> {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.v
+    }
+}
+
+impl Drop for LentVec<'_> {
+    fn drop(&mut self) {
+        self.pool.put_vec(std::mem::take(&mut self.v));
     }
 }
 

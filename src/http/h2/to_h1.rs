@@ -399,7 +399,9 @@ async fn exchange<C: Connector>(
     ubuf: &mut ReadBuf,
     progress: &Progress,
 ) -> Done {
-    let mut head = Vec::with_capacity(512);
+    // From the worker's pool: a head rarely outgrows it, and one that does goes back
+    // to the allocator.
+    let mut head = view.bufs.lend_vec();
     let chunked = http1::request_head(
         &mut head,
         r.parts,
