@@ -325,6 +325,11 @@ pub struct Writer {
     side: Side,
     /// An empty write is in flight and its caller waits for it (`poll_write`).
     empty: bool,
+    /// The write in flight was handed over and no caller waits for it: its driver was
+    /// last polled without a waker (`settle`). A caller that waits (a flush, the next
+    /// write, an idle connection's `settle_cx`) registers its waker, which `settle`
+    /// must then not replace.
+    unattended: bool,
 }
 
 impl Writer {
@@ -359,6 +364,7 @@ impl Writer {
         Writer {
             side: Side::new(slot, driver),
             empty: false,
+            unattended: false,
         }
     }
 
@@ -366,7 +372,7 @@ impl Writer {
     /// back a finished write's buffer (which then goes to the worker's spares). The
     /// result stays in the slot for the next caller that waits.
     pub fn settle(&mut self) {
-        if self.side.busy {
+        if self.side.busy && self.unattended {
             let _ = self
                 .side
                 .driver
@@ -380,6 +386,7 @@ impl Writer {
     /// take its buffer back (`settle` again), so an idle connection holds none.
     pub fn settle_cx(&mut self, cx: &mut Context<'_>) {
         if self.side.busy && !self.finished() {
+            self.unattended = false;
             let _ = self.side.driver.as_mut().poll(cx);
         }
     }
@@ -402,6 +409,7 @@ impl Writer {
         if !self.side.busy {
             return Poll::Ready(Ok(()));
         }
+        self.unattended = false;
         match self.side.poll_done(cx) {
             None => Poll::Pending,
             Some(r) => Poll::Ready(r.map(|_| ())),
@@ -453,6 +461,7 @@ impl Writer {
         // Polled without the caller's waker: the caller does not wait for the send, and
         // its completion would wake the caller's task for nothing (a spurious poll per
         // request). Whoever waits next (a write, a flush, the close) polls with theirs.
+        self.unattended = true;
         self.settle();
         Poll::Ready(Ok(copied))
     }
@@ -464,7 +473,9 @@ impl Drop for Writer {
     /// of its own until the kernel is done, which also keeps the socket open until then.
     fn drop(&mut self) {
         self.side.slot.closed.set(true);
-        // A write that finished unseen needs no task to finish it.
+        // A write that finished unseen needs no task to finish it (nobody waits for
+        // it any more).
+        self.unattended = true;
         self.settle();
         if self.side.busy && self.side.slot.done.take().is_none() {
             let driver = std::mem::replace(&mut self.side.driver, Box::pin(std::future::ready(())));

@@ -103,3 +103,64 @@ fn a_sent_write_holds_no_buffer() {
         assert_eq!(spare.capacity(), MIN_BUF);
     });
 }
+
+/// Counts the wakes it gets.
+struct Counting(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Counting {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn counting() -> (std::sync::Arc<Counting>, std::task::Waker) {
+    let c = std::sync::Arc::new(Counting(0.into()));
+    (c.clone(), std::task::Waker::from(c))
+}
+
+fn wakes(c: &Counting) -> usize {
+    c.0.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn a_write_nobody_waits_for_wakes_no_one_and_its_result_waits_for_the_next_caller() {
+    super::super::executor::block_on(async {
+        let (_r, mut w, mut peer) = pair().await;
+        let (c, waker) = counting();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let sent = w.poll_write(&mut cx, &[io::IoSlice::new(b"ping")]);
+        assert!(matches!(sent, Poll::Ready(Ok(4))));
+        // The ring runs the send while the executor waits (the peer then has its
+        // bytes), and the completion wakes no task of the writer's.
+        crate::rt::sleep(std::time::Duration::from_millis(5)).await;
+        let mut got = [0u8; 4];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(wakes(&c), 0, "the send's completion wakes no one");
+        assert!(w.busy(), "its result waits");
+        w.settle();
+        assert!(w.finished(), "settled: the result is in the slot");
+        assert!(matches!(w.poll_flush(&mut cx), Poll::Ready(Ok(()))));
+        assert!(!w.busy());
+    });
+}
+
+#[test]
+fn settling_does_not_take_the_wake_of_a_caller_that_waits() {
+    super::super::executor::block_on(async {
+        let (_r, mut w, mut peer) = pair().await;
+        let (c, waker) = counting();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let sent = w.poll_write(&mut cx, &[io::IoSlice::new(b"ping")]);
+        assert!(matches!(sent, Poll::Ready(Ok(4))));
+        // A flush waits: the send is queued, not yet run by the ring.
+        assert!(w.poll_flush(&mut cx).is_pending());
+        // A read that completes meanwhile settles the writer (`net::TcpStream`): the
+        // waiting flush keeps its wake.
+        w.settle();
+        crate::rt::sleep(std::time::Duration::from_millis(5)).await;
+        let mut got = [0u8; 4];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(wakes(&c), 1, "the flush is woken when the send is done");
+        assert!(matches!(w.poll_flush(&mut cx), Poll::Ready(Ok(()))));
+    });
+}
