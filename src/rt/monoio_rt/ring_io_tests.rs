@@ -122,14 +122,28 @@ fn wakes(c: &Counting) -> usize {
     c.0.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// A writer that has just handed "ping" over, polled with a waker that counts its wakes
+/// (the reader kept so the socket stays whole).
+async fn handed_over() -> (
+    Reader,
+    Writer,
+    std::net::TcpStream,
+    std::sync::Arc<Counting>,
+    std::task::Waker,
+) {
+    let (r, mut w, peer) = pair().await;
+    let (c, waker) = counting();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let sent = w.poll_write(&mut cx, &[io::IoSlice::new(b"ping")]);
+    assert!(matches!(sent, Poll::Ready(Ok(4))));
+    (r, w, peer, c, waker)
+}
+
 #[test]
 fn a_write_nobody_waits_for_wakes_no_one_and_its_result_waits_for_the_next_caller() {
     super::super::executor::block_on(async {
-        let (_r, mut w, mut peer) = pair().await;
-        let (c, waker) = counting();
+        let (_r, mut w, mut peer, c, waker) = handed_over().await;
         let mut cx = std::task::Context::from_waker(&waker);
-        let sent = w.poll_write(&mut cx, &[io::IoSlice::new(b"ping")]);
-        assert!(matches!(sent, Poll::Ready(Ok(4))));
         // The ring runs the send while the executor waits (the peer then has its
         // bytes), and the completion wakes no task of the writer's.
         crate::rt::sleep(std::time::Duration::from_millis(5)).await;
@@ -147,11 +161,8 @@ fn a_write_nobody_waits_for_wakes_no_one_and_its_result_waits_for_the_next_calle
 #[test]
 fn settling_does_not_take_the_wake_of_a_caller_that_waits() {
     super::super::executor::block_on(async {
-        let (_r, mut w, mut peer) = pair().await;
-        let (c, waker) = counting();
+        let (_r, mut w, mut peer, c, waker) = handed_over().await;
         let mut cx = std::task::Context::from_waker(&waker);
-        let sent = w.poll_write(&mut cx, &[io::IoSlice::new(b"ping")]);
-        assert!(matches!(sent, Poll::Ready(Ok(4))));
         // A flush waits: the send is queued, not yet run by the ring.
         assert!(w.poll_flush(&mut cx).is_pending());
         // A read that completes meanwhile settles the writer (`net::TcpStream`): the
