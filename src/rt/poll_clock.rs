@@ -2,9 +2,9 @@
 //! many times while it moves bytes (when a byte last moved, when a pooled connection
 //! went idle or was taken) and that only timeouts read.
 //!
-//! An HTTP/2 stream proxied to an HTTP/1 upstream read the clock ten times, most of
-//! them for such stamps within the same poll (about 33 ns each in a VM's vDSO:
-//! `docs/benchmarks/README.md`, "HTTP/2: what a stream costs, counted"). HAProxy and
+//! An HTTP/2 stream proxied to an HTTP/1 upstream read the clock about ten times, most
+//! of them for such stamps within the same poll (about 33 ns each in a VM's vDSO:
+//! `docs/benchmarks/README.md`, "Fewer polls, clock reads and moves per request"). HAProxy and
 //! Envoy likewise read their event loop's time once per loop turn for timers. Here a
 //! task's poll is the turn: the first [`now`] in a poll reads the clock and the rest of
 //! that poll gets the same instant, at most one poll's work (microseconds) old. Outside a
@@ -12,7 +12,9 @@
 //! own) every call reads the clock.
 //!
 //! What needs the time an event happened to the microsecond (a request's start and end,
-//! the phases of the self-time breakdown, a timer's deadline) reads `Instant::now`.
+//! a timer's deadline) reads `Instant::now`. The response head's mark, which ends the
+//! "waiting for the upstream" phase, is this clock's: the start of the poll that found
+//! the response.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -41,10 +43,17 @@ pub fn now() -> Instant {
 /// Runs `f` as one poll: [`now`] reads the clock at most once inside it. Nested calls
 /// start a poll of their own and give the outer one back a fresh read.
 pub fn in_poll<T>(f: impl FnOnce() -> T) -> T {
-    let outer = TURN.with(|t| t.replace(Some(None)));
-    let out = f();
-    TURN.with(|t| t.set(outer.map(|_| None)));
-    out
+    /// Ends the poll however `f` returns: a panic unwinding out of it must not leave
+    /// the thread's clock frozen at that poll's instant.
+    struct End(bool);
+    impl Drop for End {
+        fn drop(&mut self) {
+            let outer = self.0;
+            TURN.with(|t| t.set(outer.then_some(None)));
+        }
+    }
+    let _end = End(TURN.with(|t| t.replace(Some(None))).is_some());
+    f()
 }
 
 /// A future whose every poll is one [`in_poll`] (the executor wraps its tasks so).
@@ -83,5 +92,18 @@ mod tests {
         let after = now();
         std::thread::sleep(Duration::from_millis(2));
         assert!(now() > after);
+    }
+
+    #[test]
+    fn a_poll_that_panics_does_not_freeze_the_clock() {
+        let frozen = std::panic::catch_unwind(|| {
+            in_poll(|| {
+                let at = now();
+                std::panic::panic_any(at)
+            })
+        });
+        let at = *frozen.unwrap_err().downcast::<Instant>().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(now() > at, "outside a poll again: a fresh read");
     }
 }

@@ -77,18 +77,20 @@ impl<F: Future> Future for Cancellable<F> {
             _ => Some(cx.waker().clone()),
         });
         // SAFETY: as above.
-        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
-        crate::rt::poll_clock::in_poll(|| fut.poll(cx)).map(Some)
+        unsafe { Pin::new_unchecked(&mut this.fut) }
+            .poll(cx)
+            .map(Some)
     }
 }
 
 /// Runs `f` on the current executor.
 pub fn spawn_local<T: 'static>(f: impl Future<Output = T> + 'static) -> Task<T> {
     let cancel = Rc::new(Cancel::default());
-    let join = monoio::spawn(Cancellable {
+    // Every task's poll is one of `poll_clock`'s.
+    let join = monoio::spawn(crate::rt::poll_clock::Polled(Cancellable {
         fut: f,
         cancel: cancel.clone(),
-    });
+    }));
     Task {
         join: Some(join),
         cancel,
