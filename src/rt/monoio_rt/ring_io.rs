@@ -15,7 +15,9 @@
 //! a write's is its bytes') and bytes are copied between it and the caller's. At the
 //! sizes the proxy moves, a copy costs far less than the syscalls it replaces. Buffers
 //! of the smallest size are kept per worker and reused (`spare`): a write's goes back
-//! as soon as the kernel has sent it, and the read an idle connection keeps in flight
+//! once the kernel has sent it and the stream next reads, or, on a connection idling
+//! between requests, when the send's completion wakes it (`Writer::settle`); the read an
+//! idle connection keeps in flight
 //! is of the smallest size, so an idle connection holds 2 KiB here and nothing else.
 //!
 //! Each direction runs its operations in one long-lived future (the *driver*, boxed once
@@ -98,6 +100,14 @@ struct Slot {
 }
 
 impl Slot {
+    /// The operation in flight has its result, left in the slot for the next caller.
+    fn finished(&self) -> bool {
+        let done = self.done.take();
+        let finished = done.is_some();
+        self.done.set(done);
+        finished
+    }
+
     /// The driver's wait for work; `None` once the stream is gone. The caller fills
     /// `todo` before it polls the driver, so no waker is needed: an empty slot is only
     /// ever seen right after an operation finished, and the next call polls again.
@@ -237,10 +247,7 @@ impl Reader {
         } else {
             let _ = self.side.driver.as_mut().poll(cx);
         }
-        let done = self.side.slot.done.take();
-        let ready = done.is_some();
-        self.side.slot.done.set(done);
-        if ready {
+        if self.side.slot.finished() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -299,10 +306,7 @@ impl Reader {
         let _ = self.side.driver.as_mut().poll(cx);
         // A finished read (bytes, a close or an error) stays in the slot for the
         // caller's next read; the pool drops the connection anyway.
-        let done = self.side.slot.done.take();
-        let clean = done.is_none();
-        self.side.slot.done.set(done);
-        clean
+        !self.side.slot.finished()
     }
 }
 
@@ -398,10 +402,7 @@ impl Writer {
 
     /// The write in flight, if any, has its result (held for the next caller).
     fn finished(&self) -> bool {
-        let done = self.side.slot.done.take();
-        let finished = done.is_some();
-        self.side.slot.done.set(done);
-        finished
+        self.side.slot.finished()
     }
 
     /// Waits until the kernel has sent everything handed to it; its error, if any.
