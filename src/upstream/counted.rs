@@ -96,7 +96,7 @@ impl Live {
 /// socket with its ring drivers and counts is over 300 bytes; a box moves as a pointer.
 pub(crate) struct Counted<C>(Box<CountedConn<C>>);
 
-pub(crate) struct CountedConn<C> {
+struct CountedConn<C> {
     conn: C,
     /// The connection's local address, read the first time a request asks for it (an
     /// access log that prints `%UPSTREAM_LOCAL_ADDRESS%`), then kept: one `getsockname`
