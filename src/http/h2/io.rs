@@ -74,12 +74,25 @@ pub struct DataSink<'a> {
     /// to end the stream (Envoy and HAProxy send one). `Some(0)`: a write ended the
     /// stream.
     left: Option<u64>,
+    /// Nothing written yet: a first write of at most `UNRESERVED` bytes is queued
+    /// without asking for capacity first (see `poll_write`).
+    first: bool,
 }
+
+/// The most a body's first write queues without reserving capacity: one DATA frame at
+/// the default frame size. h2 requests the capacity for queued bytes itself and holds
+/// them until the peer's window has room, so this bounds what a stream buffers past
+/// the window to one frame; every later write waits for capacity as before.
+const UNRESERVED: usize = 16 * 1024;
 
 impl<'a> DataSink<'a> {
     /// A sink whose body ends with a frame of its own (`end_stream`, trailers).
     pub fn new(stream: &'a mut SendStream<Bytes>) -> Self {
-        DataSink { stream, left: None }
+        DataSink {
+            stream,
+            left: None,
+            first: true,
+        }
     }
 
     /// A sink for a body of `len` bytes (more than zero): its last write ends the stream.
@@ -87,6 +100,7 @@ impl<'a> DataSink<'a> {
         DataSink {
             stream,
             left: (len > 0).then_some(len),
+            first: true,
         }
     }
 
@@ -116,10 +130,16 @@ impl AsyncWrite for DataSink<'_> {
             )));
         }
         let this = &mut *self;
+        // A small body's only write (most responses) skips the reservation: each of
+        // `reserve_capacity` and `capacity` takes the connection's lock, and
+        // `send_data` requests what it queues by itself.
+        let unreserved = std::mem::take(&mut this.first) && buf.len() <= UNRESERVED;
         let s = &mut *this.stream;
-        s.reserve_capacity(buf.len());
+        if !unreserved {
+            s.reserve_capacity(buf.len());
+        }
         loop {
-            let cap = s.capacity();
+            let cap = if unreserved { buf.len() } else { s.capacity() };
             if cap > 0 {
                 let n = cap.min(buf.len());
                 let end = this.left == Some(n as u64);
