@@ -37,11 +37,6 @@ pub(crate) fn grpc_status(h: &HeaderMap) -> Option<u16> {
     h.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
-pub(crate) fn is_grpc(h: &HeaderMap) -> bool {
-    h.get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| grpc_local::is_grpc_content_type(v.as_bytes()))
-}
-
 /// `grpc-timeout` as a duration (`router::timeouts::parse_grpc_timeout`).
 pub(crate) fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
     crate::http::router::timeouts::parse_grpc_timeout(h.get("grpc-timeout")?.as_bytes())

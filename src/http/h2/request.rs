@@ -12,6 +12,47 @@ use crate::config::Limits;
 use crate::http::authority::{self, Malformed, Version};
 use crate::http::h1::head::HeadError;
 
+/// Which of the fields a stream asks for by name its request carries, from one pass
+/// over the head's names: a request without one skips asking. A lookup in the header
+/// map hashes the name (and parses it first when given as text); a stream asked for
+/// 19 names, 8 of them ones a plain request never carries (the retry and timeout
+/// headers, `grpc-timeout`, `x-forwarded-for`, XFCC, Host).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Carried {
+    pub host: bool,
+    /// The first `content-type` names gRPC (`reply::is_grpc`).
+    pub grpc: bool,
+    pub grpc_timeout: bool,
+    pub xff: bool,
+    pub xfcc: bool,
+    pub request_id: bool,
+    /// One of the `x-envoy-*` fields the router reads and consumes
+    /// (`retry_model::CONSUMED`).
+    pub consumed: bool,
+}
+
+impl Carried {
+    pub(crate) fn of(headers: &http::HeaderMap) -> Carried {
+        let mut c = Carried::default();
+        let mut content_type = false;
+        for (name, value) in headers {
+            match name.as_str() {
+                "host" => c.host = true,
+                "content-type" if !content_type => {
+                    content_type = true;
+                    c.grpc = crate::http::grpc_local::is_grpc_content_type(value.as_bytes());
+                }
+                "grpc-timeout" => c.grpc_timeout = true,
+                "x-forwarded-for" => c.xff = true,
+                crate::http::xfcc::XFCC => c.xfcc = true,
+                crate::http::stamp::REQUEST_ID => c.request_id = true,
+                n => c.consumed |= crate::upstream::request::retry::consumed(n),
+            }
+        }
+        c
+    }
+}
+
 /// The routing facts of a request that passed the checks.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Checked {
@@ -32,7 +73,9 @@ pub(crate) struct Checked {
 ///   names the same one; one of them present). 400.
 /// - A CONNECT's target is `host:port` only (RFC 9113 section 8.5); other paths start
 ///   with `/` or are `*`. 400.
-pub(crate) fn check(parts: &Parts, limits: &Limits) -> Result<Checked, HeadError> {
+///
+/// `host`: whether the head carries a Host field (`Carried::host`).
+pub(crate) fn check(parts: &Parts, limits: &Limits, host: bool) -> Result<Checked, HeadError> {
     let connect = parts.method == http::Method::CONNECT;
     let uri_authority = parts.uri.authority().map(|a| a.as_str());
     let target = match (connect, parts.uri.path_and_query()) {
@@ -48,10 +91,10 @@ pub(crate) fn check(parts: &Parts, limits: &Limits) -> Result<Checked, HeadError
         return Err(HeadError::HeadersTooLarge);
     }
     let bad = |Malformed(why)| HeadError::BadRequest(why);
-    let hosts = parts
-        .headers
-        .get_all(http::header::HOST)
-        .iter()
+    let hosts = host
+        .then(|| parts.headers.get_all(http::header::HOST).iter())
+        .into_iter()
+        .flatten()
         .map(|h| h.as_bytes());
     let authority =
         authority::resolve(uri_authority.map(str::as_bytes), hosts, Version::Http2).map_err(bad)?;
@@ -91,7 +134,8 @@ mod tests {
     }
 
     fn checked(method: &str, uri: &str, headers: &[(&str, &str)]) -> Result<Checked, HeadError> {
-        check(&parts(method, uri, headers), &Limits::default())
+        let p = parts(method, uri, headers);
+        check(&p, &Limits::default(), Carried::of(&p.headers).host)
     }
 
     #[test]
@@ -136,17 +180,56 @@ mod tests {
         };
         let long = format!("http://a/{}", "x".repeat(61));
         assert_eq!(
-            check(&parts("GET", &long, &[]), &limits),
+            check(&parts("GET", &long, &[]), &limits, false),
             Err(HeadError::UriTooLong)
         );
         let fine = format!("http://a/{}", "x".repeat(60));
-        assert!(check(&parts("GET", &fine, &[]), &limits).is_ok());
+        assert!(check(&parts("GET", &fine, &[]), &limits, false).is_ok());
         let three = [("a", "1"), ("b", "2"), ("c", "3")];
         assert_eq!(
-            check(&parts("GET", "http://a/", &three), &limits),
+            check(&parts("GET", "http://a/", &three), &limits, false),
             Err(HeadError::HeadersTooLarge)
         );
-        assert!(check(&parts("GET", "http://a/", &three[..2]), &limits).is_ok());
+        assert!(check(&parts("GET", "http://a/", &three[..2]), &limits, false).is_ok());
+    }
+
+    #[test]
+    fn carried_fields_are_the_ones_looked_up() {
+        let c = |h: &[(&str, &str)]| Carried::of(&parts("GET", "http://a/", h).headers);
+        assert_eq!(
+            c(&[("user-agent", "x"), ("accept", "*/*")]),
+            Carried::default()
+        );
+        let all = c(&[
+            ("Host", "a"),
+            ("content-type", "application/grpc+proto"),
+            ("grpc-timeout", "1S"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-client-cert", "By=a"),
+            ("x-request-id", "r"),
+            ("x-envoy-max-retries", "2"),
+        ]);
+        assert_eq!(
+            all,
+            Carried {
+                host: true,
+                grpc: true,
+                grpc_timeout: true,
+                xff: true,
+                xfcc: true,
+                request_id: true,
+                consumed: true,
+            }
+        );
+        // Only the first content-type counts (as `HeaderMap::get`), and an `x-envoy-`
+        // field the router does not consume is not one.
+        let c2 = c(&[
+            ("content-type", "text/plain"),
+            ("content-type", "application/grpc"),
+            ("x-envoy-foo", "1"),
+        ]);
+        assert_eq!(c2, Carried::default());
+        assert!(c(&[("content-type", "application/grpc")]).grpc);
     }
 
     #[test]

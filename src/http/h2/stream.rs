@@ -24,7 +24,7 @@ use crate::observe::stream_info::{self, StreamInfo};
 use crate::observe::trace;
 use crate::upstream::{original_dst, Connector};
 
-use super::reply::{self, expired, fail, grpc_timeout, is_grpc, local, local_at, reject, Done};
+use super::reply::{self, expired, fail, grpc_timeout, local, local_at, reject, Done};
 use crate::http::hold::{self, Held};
 use crate::http::mirror;
 use crate::upstream::request::retry::{Headers, RetryState};
@@ -52,21 +52,24 @@ pub(crate) async fn serve<C: Connector>(
     let (mut parts, mut body) = req.into_parts();
     // END_STREAM with the head: the request was whole at once (`%REQUEST_DURATION%` 0).
     let whole_at_head = body.is_end_stream();
-    let grpc = is_grpc(&parts.headers);
+    // The fields asked for by name below, from one pass over the names.
+    let carried = super::request::Carried::of(&parts.headers);
+    let grpc = carried.grpc;
     // A refused head is still logged, with what it carried.
-    let (authority, path, is_connect, refused) = match super::request::check(&parts, &l.limits) {
-        Ok(c) => (c.authority, c.path, c.connect, None),
-        Err(e) => (
-            parts
-                .uri
-                .authority()
-                .map(|a| a.to_string())
-                .unwrap_or_default(),
-            parts.uri.path().to_string(),
-            false,
-            Some(e),
-        ),
-    };
+    let (authority, path, is_connect, refused) =
+        match super::request::check(&parts, &l.limits, carried.host) {
+            Ok(c) => (c.authority, c.path, c.connect, None),
+            Err(e) => (
+                parts
+                    .uri
+                    .authority()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                parts.uri.path().to_string(),
+                false,
+                Some(e),
+            ),
+        };
     // The self-time marks (`observe::phases`): the h2 codec decoded the head; its
     // checks are this stream's `parse` phase.
     let mut marks = Marks {
@@ -114,15 +117,10 @@ pub(crate) async fn serve<C: Connector>(
     // Response headers the filters set for this request (empty: no allocation).
     let store = filter::set_headers::SetHeaders::default();
     let req_store = filter::set_headers::SetHeaders::default();
-    let has_xfcc = parts.headers.contains_key(&crate::http::xfcc::XFCC_NAME);
+    let has_xfcc = carried.xfcc;
     // Only a connection manager with internal addresses scans x-forwarded-for here.
     let internal = l.own.internal.is_some() && {
-        let xff: Vec<&[u8]> = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
+        let xff: Vec<&[u8]> = xff_values(&parts.headers, carried).collect();
         own_headers::is_internal(&l.own, &l.forwarding, peer.ip(), xff.iter().copied())
     };
     let tls = conn.tls.as_deref();
@@ -147,7 +145,7 @@ pub(crate) async fn serve<C: Connector>(
             generates_request_id: own_headers::generates_request_id(
                 &l.own,
                 &l.forwarding,
-                parts.headers.contains_key(crate::http::stamp::REQUEST_ID),
+                carried.request_id,
                 internal,
             ),
         };
@@ -158,10 +156,11 @@ pub(crate) async fn serve<C: Connector>(
     crate::http::xfcc::set(
         &l.forwarding,
         conn.tls.as_deref(),
-        parts
-            .headers
-            .get_all(&crate::http::xfcc::XFCC_NAME)
-            .iter()
+        carried
+            .xfcc
+            .then(|| parts.headers.get_all(&crate::http::xfcc::XFCC_NAME).iter())
+            .into_iter()
+            .flatten()
             .map(|v| v.as_bytes()),
         &req_store,
         &mut edits.request,
@@ -364,17 +363,15 @@ pub(crate) async fn serve<C: Connector>(
                 &t.stream,
                 l.max_stream_duration,
                 grpc,
-                grpc_timeout(&parts.headers),
+                carried
+                    .grpc_timeout
+                    .then(|| grpc_timeout(&parts.headers))
+                    .flatten(),
             );
             let mut timeout = decided.route;
             // Who the client is and what to add to x-forwarded-*: one policy for every
             // path (the incoming XFF values, in order, may span several fields).
-            let xff: Vec<&[u8]> = parts
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect();
+            let xff: Vec<&[u8]> = xff_values(&parts.headers, carried).collect();
             let mut fwd = forwarding::decide(&l.forwarding, peer.ip(), xff.iter().copied());
             fwd.tls = conn.tls.is_some();
             drop(xff);
@@ -409,6 +406,7 @@ pub(crate) async fn serve<C: Connector>(
             let honoured = Honoured {
                 headers: &parts.headers,
                 edits: &edits.request,
+                consumed: carried.consumed,
             };
             if let Some(h) = crate::upstream::request::retry::timeout_header(&honoured) {
                 timeout = h;
@@ -423,6 +421,7 @@ pub(crate) async fn serve<C: Connector>(
             let honoured = Honoured {
                 headers: &parts.headers,
                 edits: &edits.request,
+                consumed: carried.consumed,
             };
             let retry = RetryState::new(t.retries, &honoured, retriable_request).map(|mut r| {
                 // A per-try timeout is what the upstream may expect (Envoy's router).
@@ -440,13 +439,14 @@ pub(crate) async fn serve<C: Connector>(
                 r
             });
             let mut upstream_duration = None;
-            if crate::upstream::request::retry::map_carries_consumed(&parts.headers) {
+            if carried.consumed {
                 // The router consumes the retry headers (read above): they do not go
                 // upstream, as in Envoy.
                 upstream_duration =
                     crate::upstream::request::retry::stream_duration_header(&Honoured {
                         headers: &parts.headers,
                         edits: &edits.request,
+                        consumed: true,
                     });
                 edits.request = edits.request.then(&l.own.consumed_plan);
             }
@@ -758,25 +758,46 @@ fn shared_hostname(endpoints: &[crate::config::Endpoint]) -> Option<&str> {
 struct Honoured<'a> {
     headers: &'a http::HeaderMap,
     edits: &'a crate::http::filter::headers::Edits<'a>,
+    /// The head carries one of the fields the router consumes (`Carried::consumed`).
+    consumed: bool,
+}
+
+impl Honoured<'_> {
+    /// Whether `name` is worth a lookup: not sanitized away, and not a consumed field
+    /// the head has none of. Every forwarded request asks for the retry headers
+    /// (`RetryState::new`), and the map's lookup hashes the name.
+    fn asks(&self, name: &str) -> bool {
+        (self.consumed || !crate::upstream::request::retry::consumed(name))
+            && self.edits.keeps(name)
+    }
 }
 
 impl Headers for Honoured<'_> {
     fn values<'v>(&'v self, name: &'v str) -> impl Iterator<Item = &'v [u8]> + 'v {
-        // A sanitized name is not looked up at all: every forwarded request asks for
-        // the retry headers (`RetryState::new`), and the map's lookup hashes the name.
-        self.edits
-            .keeps(name)
+        self.asks(name)
             .then(|| self.headers.get_all(name).iter())
             .into_iter()
             .flatten()
             .map(|v| v.as_bytes())
     }
     fn known<'v>(&'v self, name: &'static http::HeaderName) -> impl Iterator<Item = &'v [u8]> + 'v {
-        self.edits
-            .keeps(name.as_str())
+        self.asks(name.as_str())
             .then(|| self.headers.get_all(name).iter())
             .into_iter()
             .flatten()
             .map(|v| v.as_bytes())
     }
+}
+
+/// The request's `x-forwarded-for` values, in order (none looked up when it has none).
+fn xff_values(
+    headers: &http::HeaderMap,
+    carried: super::request::Carried,
+) -> impl Iterator<Item = &[u8]> {
+    carried
+        .xff
+        .then(|| headers.get_all("x-forwarded-for").iter())
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_bytes())
 }
