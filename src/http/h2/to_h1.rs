@@ -612,9 +612,21 @@ async fn respond_with<U: Io, K>(
         upstream: None,
         grpc_status: head_grpc,
     };
-    if !end {
+    let hooked = edits.chain.hooks().response_data;
+    if let (false, false, Some(whole)) = (end, hooked, h.whole_body.take()) {
+        // The body came whole with the head (`Head::whole_body`): one DATA frame that
+        // ends the stream, from the head's copy, without the body's forwarding loop.
+        let n = whole.len();
+        ubuf.consume(n);
+        if send.send_data(whole, true).is_ok() {
+            progress.sent(n as u64);
+            done.bytes_sent = n as u64;
+        } else {
+            send.send_reset(h2::Reason::INTERNAL_ERROR);
+            done.flag = ResponseFlag::DownstreamConnectionTermination;
+        }
+    } else if !end {
         let mut raw_trailers = Vec::new();
-        let hooked = edits.chain.hooks().response_data;
         // A Content-Length body the chain leaves alone ends with its last DATA frame.
         let inner = match h.body {
             BodyKind::Length(n) if !hooked => DataSink::ending_after(&mut send, n),

@@ -439,7 +439,15 @@ pub(crate) struct Head {
     pub body: BodyKind,
     /// The connection stays in step for another request after this response.
     pub reuse: bool,
+    /// A `Content-Length` body of at most `WHOLE_BODY_MAX` bytes that arrived whole
+    /// with the head: its bytes in the head's copy (no copy of its own). They are
+    /// still in the buffer after the head too, for whoever reads the body there.
+    pub whole_body: Option<bytes::Bytes>,
 }
+
+/// The largest body `parse_head` copies with the head (`Head::whole_body`): one DATA
+/// frame at HTTP/2's default frame size.
+const WHOLE_BODY_MAX: u64 = 16 * 1024;
 
 pub(crate) enum Parsed {
     /// A 1xx interim response of this many bytes, skipped.
@@ -475,8 +483,16 @@ pub(crate) fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, B
     let h = out.headers_mut();
     let named = Nominated::of(resp.headers, f.has_connection_header);
     // The values share one copy of the head, where each was a copy of its own (an
-    // allocation per header per HTTP/2 stream).
-    let head = bytes::Bytes::copy_from_slice(data.get(..len).unwrap_or(data));
+    // allocation per header per HTTP/2 stream); a small body already here shares it too.
+    let body_end = match body {
+        BodyKind::Length(n) if n > 0 && n <= WHOLE_BODY_MAX => usize::try_from(n)
+            .ok()
+            .and_then(|n| len.checked_add(n))
+            .filter(|end| *end <= data.len()),
+        _ => None,
+    };
+    let copied = data.get(..body_end.unwrap_or(len)).unwrap_or(data);
+    let head = bytes::Bytes::copy_from_slice(copied);
     for x in resp.headers.iter() {
         let special = hop::classify(x.name);
         if hop::fate(special, x.name, x.value, Message::Response, named) != Fate::Forward {
@@ -495,6 +511,8 @@ pub(crate) fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, B
         response: out,
         body,
         reuse: f.keep_alive && body != BodyKind::UntilClose,
+        // `head` holds `..end` whole (`copied`).
+        whole_body: body_end.map(|end| head.slice(len..end)),
     })))
 }
 
@@ -665,6 +683,32 @@ mod tests {
         };
         let names: Vec<&str> = h.response.headers().keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["x-end"]);
+    }
+
+    #[test]
+    fn a_small_body_that_came_with_the_head_rides_in_its_copy() {
+        let whole = |raw: &[u8]| match parse_head(raw, false) {
+            Ok(Some(Parsed::Final(h))) => h.whole_body,
+            _ => panic!("a final head"),
+        };
+        let got = whole(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloNEXT");
+        assert_eq!(got.as_deref(), Some(&b"hello"[..]));
+        // Not all here yet, framed otherwise, empty, or larger than one frame: none.
+        assert_eq!(
+            whole(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhell"),
+            None
+        );
+        assert_eq!(
+            whole(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+            None
+        );
+        assert_eq!(whole(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), None);
+        let mut big = b"HTTP/1.1 200 OK\r\nContent-Length: 16385\r\n\r\n".to_vec();
+        big.resize(big.len() + 16385, b'x');
+        assert_eq!(whole(&big), None);
+        // A HEAD request's response has no body, whatever its Content-Length says.
+        let head = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", true);
+        assert!(matches!(head, Ok(Some(Parsed::Final(h))) if h.whole_body.is_none()));
     }
 
     #[test]
