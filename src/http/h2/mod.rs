@@ -82,7 +82,8 @@ impl Drop for OpenStream {
     fn drop(&mut self) {
         let open = self.0.open.get().saturating_sub(1);
         self.0.open.set(open);
-        self.0.last.set(Some(Instant::now()));
+        // The poll's clock: the stream ends in its task's last poll.
+        self.0.last.set(Some(crate::rt::poll_clock::now()));
         if open == 0 {
             // The connection's idle clock starts now: have its task arm it.
             self.0.clocks.poke();
@@ -222,25 +223,18 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 }
                 let v = stream_view.clone();
                 let at = stream_at;
-                // The task holds the stream's arguments only; the stream's future
-                // (about 10 KiB) is built where it runs, in a block of the worker's
-                // spares (`rt::recycle`): no copy of it into a box at spawn, and the
-                // block a stream that ended gave back, still in cache, serves the next.
+                // The stream's future (about 10 KiB) is built in a block of the
+                // worker's spares (`rt::recycle`): no copy of it into a box at spawn,
+                // and the block a stream that ended gave back, still in cache, serves
+                // the next. The task holds a pointer to it: the stream's arguments are
+                // moved once, into the block, not through the task's cell as well.
+                // A panic in one stream resets that stream only (its SendResponse is
+                // dropped); the connection and the worker carry on.
+                let serving = crate::rt::recycle::recycled(|| {
+                    crate::contain::contain(stream::serve(req, respond, v.clone(), at, peer, open))
+                });
                 crate::rt::spawn_detached(async move {
-                    // A panic in one stream resets that stream only (its SendResponse is
-                    // dropped); the connection and the worker carry on.
-                    let served = crate::rt::recycle::recycled(|| {
-                        crate::contain::contain(stream::serve(
-                            req,
-                            respond,
-                            v.clone(),
-                            at,
-                            peer,
-                            &open.0,
-                        ))
-                    })
-                    .await;
-                    drop(open);
+                    let served = serving.await;
                     if let Err(panic) = served {
                         if let Some(stats) = v.listener_stats.get(at.listener) {
                             stats.cx_panic.inc();

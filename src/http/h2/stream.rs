@@ -35,8 +35,10 @@ pub(crate) async fn serve<C: Connector>(
     view: Rc<WorkerView<C>>,
     at: ChainRef,
     peer: SocketAddr,
-    conn: &super::Activity,
+    open: super::OpenStream,
 ) {
+    // The connection's state; `open` counts this stream as open until it ends.
+    let conn: &super::Activity = &open.0;
     let start = Instant::now();
     let started = SystemTime::now();
     // The response head and trailers are copied as they go out only when the log
