@@ -3,6 +3,10 @@
 //! header count, and the authority. The h2 crate has already refused what HTTP/2 itself
 //! forbids (connection-specific headers, bad pseudo-headers) and enforces the header
 //! section size (`max_header_list_size`, answered with 431).
+//!
+//! Also the stream's lookups of request fields by name: which of them the head carries
+//! (`Carried`, one pass), and the router's view of the `x-envoy-*` headers it honours
+//! (`Honoured`).
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
@@ -11,6 +15,7 @@ use http::request::Parts;
 use crate::config::Limits;
 use crate::http::authority::{self, Malformed, Version};
 use crate::http::h1::head::HeadError;
+use crate::upstream::request::retry::Headers;
 
 /// Which of the fields a stream asks for by name its request carries, from one pass
 /// over the head's names: a request without one skips asking. A lookup in the header
@@ -119,6 +124,55 @@ pub(crate) fn check(parts: &Parts, limits: &Limits, host: bool) -> Result<Checke
         authority,
         connect,
     })
+}
+
+/// The request headers the router honours: those the connection manager's sanitizing
+/// (`sanitize_envoy_headers`) leaves in place.
+pub(super) struct Honoured<'a> {
+    pub headers: &'a http::HeaderMap,
+    pub edits: &'a crate::http::filter::headers::Edits<'a>,
+    /// The head carries one of the fields the router consumes (`Carried::consumed`).
+    pub consumed: bool,
+}
+
+impl Honoured<'_> {
+    /// Whether `name` is worth a lookup: not sanitized away, and not a consumed field
+    /// the head has none of. Every forwarded request asks for the retry headers
+    /// (`RetryState::new`), and the map's lookup hashes the name.
+    fn asks(&self, name: &str) -> bool {
+        (self.consumed || !crate::upstream::request::retry::consumed(name))
+            && self.edits.keeps(name)
+    }
+}
+
+impl Headers for Honoured<'_> {
+    fn values<'v>(&'v self, name: &'v str) -> impl Iterator<Item = &'v [u8]> + 'v {
+        self.asks(name)
+            .then(|| self.headers.get_all(name).iter())
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_bytes())
+    }
+    fn known<'v>(&'v self, name: &'static http::HeaderName) -> impl Iterator<Item = &'v [u8]> + 'v {
+        self.asks(name.as_str())
+            .then(|| self.headers.get_all(name).iter())
+            .into_iter()
+            .flatten()
+            .map(|v| v.as_bytes())
+    }
+}
+
+/// The request's `x-forwarded-for` values, in order (none looked up when it has none).
+pub(super) fn xff_values(
+    headers: &http::HeaderMap,
+    carried: Carried,
+) -> impl Iterator<Item = &[u8]> {
+    carried
+        .xff
+        .then(|| headers.get_all("x-forwarded-for").iter())
+        .into_iter()
+        .flatten()
+        .map(|v| v.as_bytes())
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use crate::upstream::{original_dst, Connector};
 use super::reply::{self, expired, fail, grpc_timeout, local, local_at, reject, Done};
 use crate::http::hold::{self, Held};
 use crate::http::mirror;
-use crate::upstream::request::retry::{Headers, RetryState};
+use crate::upstream::request::retry::RetryState;
 
 pub(crate) async fn serve<C: Connector>(
     req: http::Request<RecvStream>,
@@ -122,7 +122,7 @@ pub(crate) async fn serve<C: Connector>(
     let has_xfcc = carried.xfcc;
     // Only a connection manager with internal addresses scans x-forwarded-for here.
     let internal = l.own.internal.is_some() && {
-        let xff: Vec<&[u8]> = xff_values(&parts.headers, carried).collect();
+        let xff: Vec<&[u8]> = super::request::xff_values(&parts.headers, carried).collect();
         own_headers::is_internal(&l.own, &l.forwarding, peer.ip(), xff.iter().copied())
     };
     let tls = conn.tls.as_deref();
@@ -373,7 +373,7 @@ pub(crate) async fn serve<C: Connector>(
             let mut timeout = decided.route;
             // Who the client is and what to add to x-forwarded-*: one policy for every
             // path (the incoming XFF values, in order, may span several fields).
-            let xff: Vec<&[u8]> = xff_values(&parts.headers, carried).collect();
+            let xff: Vec<&[u8]> = super::request::xff_values(&parts.headers, carried).collect();
             let mut fwd = forwarding::decide(&l.forwarding, peer.ip(), xff.iter().copied());
             fwd.tls = conn.tls.is_some();
             drop(xff);
@@ -405,7 +405,7 @@ pub(crate) async fn serve<C: Connector>(
                 }
                 up_parts = Some(p);
             }
-            let honoured = Honoured {
+            let honoured = super::request::Honoured {
                 headers: &parts.headers,
                 edits: &edits.request,
                 consumed: carried.consumed,
@@ -420,7 +420,7 @@ pub(crate) async fn serve<C: Connector>(
             if let Some(m) = edits.response.stamp.phases.as_mut() {
                 *m = marks;
             }
-            let honoured = Honoured {
+            let honoured = super::request::Honoured {
                 headers: &parts.headers,
                 edits: &edits.request,
                 consumed: carried.consumed,
@@ -444,12 +444,13 @@ pub(crate) async fn serve<C: Connector>(
             if carried.consumed {
                 // The router consumes the retry headers (read above): they do not go
                 // upstream, as in Envoy.
-                upstream_duration =
-                    crate::upstream::request::retry::stream_duration_header(&Honoured {
+                upstream_duration = crate::upstream::request::retry::stream_duration_header(
+                    &super::request::Honoured {
                         headers: &parts.headers,
                         edits: &edits.request,
                         consumed: true,
-                    });
+                    },
+                );
                 edits.request = edits.request.then(&l.own.consumed_plan);
             }
             if retry.as_ref().is_some_and(|r| r.attempt_count_request) {
@@ -753,53 +754,4 @@ fn shared_hostname(endpoints: &[crate::config::Endpoint]) -> Option<&str> {
         .iter()
         .all(|e| e.hostname.as_deref() == Some(first))
         .then_some(first)
-}
-
-/// The request headers the router honours: those the connection manager's sanitizing
-/// (`sanitize_envoy_headers`) leaves in place.
-struct Honoured<'a> {
-    headers: &'a http::HeaderMap,
-    edits: &'a crate::http::filter::headers::Edits<'a>,
-    /// The head carries one of the fields the router consumes (`Carried::consumed`).
-    consumed: bool,
-}
-
-impl Honoured<'_> {
-    /// Whether `name` is worth a lookup: not sanitized away, and not a consumed field
-    /// the head has none of. Every forwarded request asks for the retry headers
-    /// (`RetryState::new`), and the map's lookup hashes the name.
-    fn asks(&self, name: &str) -> bool {
-        (self.consumed || !crate::upstream::request::retry::consumed(name))
-            && self.edits.keeps(name)
-    }
-}
-
-impl Headers for Honoured<'_> {
-    fn values<'v>(&'v self, name: &'v str) -> impl Iterator<Item = &'v [u8]> + 'v {
-        self.asks(name)
-            .then(|| self.headers.get_all(name).iter())
-            .into_iter()
-            .flatten()
-            .map(|v| v.as_bytes())
-    }
-    fn known<'v>(&'v self, name: &'static http::HeaderName) -> impl Iterator<Item = &'v [u8]> + 'v {
-        self.asks(name.as_str())
-            .then(|| self.headers.get_all(name).iter())
-            .into_iter()
-            .flatten()
-            .map(|v| v.as_bytes())
-    }
-}
-
-/// The request's `x-forwarded-for` values, in order (none looked up when it has none).
-fn xff_values(
-    headers: &http::HeaderMap,
-    carried: super::request::Carried,
-) -> impl Iterator<Item = &[u8]> {
-    carried
-        .xff
-        .then(|| headers.get_all("x-forwarded-for").iter())
-        .into_iter()
-        .flatten()
-        .map(|v| v.as_bytes())
 }
