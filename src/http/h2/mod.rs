@@ -223,18 +223,25 @@ pub async fn serve<D: Io + 'static, C: Connector + 'static>(
                 }
                 let v = stream_view.clone();
                 let at = stream_at;
-                // The stream's future (about 10 KiB) is built in a block of the
-                // worker's spares (`rt::recycle`): no copy of it into a box at spawn,
-                // and the block a stream that ended gave back, still in cache, serves
-                // the next. The task holds a pointer to it: the stream's arguments are
-                // moved once, into the block, not through the task's cell as well.
-                // A panic in one stream resets that stream only (its SendResponse is
-                // dropped); the connection and the worker carry on.
-                let serving = crate::rt::recycle::recycled(|| {
-                    crate::contain::contain(stream::serve(req, respond, v.clone(), at, peer, open))
-                });
+                // The task holds the stream's arguments only; the stream's future
+                // (about 10 KiB) is built where it runs, in a block of the worker's
+                // spares (`rt::recycle`): no copy of it into a box at spawn, and the
+                // block a stream that ended gave back, still in cache, serves the next.
                 crate::rt::spawn_detached(async move {
-                    let served = serving.await;
+                    // A panic in one stream resets that stream only (its SendResponse is
+                    // dropped); the connection and the worker carry on.
+                    let served = crate::rt::recycle::recycled(|| {
+                        crate::contain::contain(stream::serve(
+                            req,
+                            respond,
+                            v.clone(),
+                            at,
+                            peer,
+                            &open.0,
+                        ))
+                    })
+                    .await;
+                    drop(open);
                     if let Err(panic) = served {
                         if let Some(stats) = v.listener_stats.get(at.listener) {
                             stats.cx_panic.inc();

@@ -35,10 +35,8 @@ pub(crate) async fn serve<C: Connector>(
     view: Rc<WorkerView<C>>,
     at: ChainRef,
     peer: SocketAddr,
-    open: super::OpenStream,
+    conn: &super::Activity,
 ) {
-    // The connection's state; `open` counts this stream as open until it ends.
-    let conn: &super::Activity = &open.0;
     let start = Instant::now();
     let started = SystemTime::now();
     // The response head and trailers are copied as they go out only when the log
