@@ -255,6 +255,8 @@ class Runner:
         self.allocs: dict[str, dict] = {}
         self.strace: dict[str, dict] = {}
         self.extra_errors: list[str] = []
+        # Every peer restarted for each round of every scenario (`--fresh`).
+        self.fresh = False
 
     def seconds(self, sc: Scenario) -> int:
         if self.quick:   # churn needs at least one reload (or push) inside the run
@@ -340,7 +342,8 @@ class Runner:
 
     def run(self, sc: Scenario) -> list[Run]:
         peers = self.peers_of(sc)
-        fresh = sc.kind in ("idle", "churn", "xds")   # a new process for every run
+        # A new process for every run: what these kinds measure, or asked (`--fresh`).
+        fresh = self.fresh or sc.kind in ("idle", "churn", "xds")
         runs, up = [], set()
         try:
             if not fresh:
