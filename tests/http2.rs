@@ -649,6 +649,58 @@ fn the_route_timeout_starts_when_the_request_is_complete() {
 }
 
 #[test]
+fn small_bodies_wait_for_a_window_smaller_than_they_are() {
+    // A body that comes whole with the upstream's head goes out from the head's copy,
+    // and a body's first write skips h2's capacity reservation: either way the client's
+    // window (1000 bytes here) still paces the DATA frames, and every byte arrives.
+    for n in [3000usize, 8000, 15000] {
+        let mut raw = format!("HTTP/1.1 200 OK\r\ncontent-length: {n}\r\n\r\n").into_bytes();
+        raw.extend((0..n).map(|i| b'a' + (i % 26) as u8));
+        let up = Upstream::start(fixed(raw));
+        let p = Proxy::start(&proxy_config_with(up.addr, "5s", ""));
+        let addr = p.listen;
+        let (reply, frames) = h2client::run(move || async move {
+            let mut settings = h2::client::Builder::new();
+            settings.initial_window_size(1000);
+            let client = h2client::connect_with(addr, &settings).await;
+            let mut client = within(STEP, "stream slot", client.ready()).await.unwrap();
+            let req = request("GET", &format!("http://{addr}/small"))
+                .body(())
+                .unwrap();
+            let (response, _) = client.send_request(req, true).unwrap();
+            let resp = within(STEP, "response head", response).await.unwrap();
+            let mut reply = h2client::Reply {
+                status: resp.status().as_u16(),
+                ..Default::default()
+            };
+            let mut body = resp.into_body();
+            let mut frames = Vec::new();
+            while let Some(chunk) = within(STEP, "response body", body.data()).await {
+                let c = chunk.unwrap();
+                frames.push(c.len());
+                reply.body.extend_from_slice(&c);
+                let _ = body.flow_control().release_capacity(c.len());
+            }
+            (reply, frames)
+        });
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body.len(), n, "every byte of {n}");
+        assert!(
+            reply
+                .body
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == b'a' + (i % 26) as u8),
+            "the bytes in order"
+        );
+        assert!(
+            frames.iter().all(|f| *f <= 1000),
+            "no DATA frame past the window: {frames:?}"
+        );
+    }
+}
+
+#[test]
 fn the_route_timeout_resets_a_response_the_client_does_not_read() {
     let up = Upstream::start(large_body(64 << 20, false));
     let p = Proxy::start(&proxy_config_with(up.addr, "500ms", ""));

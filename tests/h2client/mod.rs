@@ -54,10 +54,16 @@ pub async fn within<T>(d: Duration, what: &str, f: impl Future<Output = T>) -> T
 
 /// Opens an h2c connection (prior knowledge) and drives it in a background task.
 pub async fn connect(addr: SocketAddr) -> SendRequest<Bytes> {
+    connect_with(addr, &h2::client::Builder::new()).await
+}
+
+/// `connect` with the client's own settings (a small window, say).
+pub async fn connect_with(addr: SocketAddr, settings: &h2::client::Builder) -> SendRequest<Bytes> {
     let s = glommio::net::TcpStream::connect(addr)
         .await
         .expect("connect to the proxy");
-    let (send, conn) = h2::client::handshake(s.compat())
+    let (send, conn) = settings
+        .handshake(s.compat())
         .await
         .expect("h2 handshake with the proxy");
     glommio::spawn_local(async move {
