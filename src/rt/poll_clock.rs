@@ -4,12 +4,12 @@
 //!
 //! An HTTP/2 stream proxied to an HTTP/1 upstream read the clock about ten times, most
 //! of them for such stamps within the same poll (about 33 ns each in a VM's vDSO:
-//! `docs/benchmarks/README.md`, "Fewer polls, clock reads and moves per request"). HAProxy and
-//! Envoy likewise read their event loop's time once per loop turn for timers. Here a
-//! task's poll is the turn: the first [`now`] in a poll reads the clock and the rest of
-//! that poll gets the same instant, at most one poll's work (microseconds) old. Outside a
-//! poll the executor's task wrappers mark (a unit test's `block_on`, a thread of its
-//! own) every call reads the clock.
+//! `docs/benchmarks/README.md`, "Fewer polls, clock reads and moves per request").
+//! HAProxy and Envoy likewise read their event loop's time once per loop turn for
+//! timers. Here a task's poll is the turn: the first [`now`] in a poll reads the clock
+//! and the rest of that poll gets the same instant, at most one poll's work
+//! (microseconds) old. Outside a poll the executor's task wrappers mark (a unit test's
+//! `block_on`, a thread of its own) every call reads the clock.
 //!
 //! What needs the time an event happened to the microsecond (a request's start and end,
 //! a timer's deadline) reads `Instant::now`. The response head's mark, which ends the

@@ -25,7 +25,7 @@ use crate::upstream::request::retry::Headers;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Carried {
     pub host: bool,
-    /// The first `content-type` names gRPC (`reply::is_grpc`).
+    /// The first `content-type` names gRPC (what `HeaderMap::get` would have read).
     pub grpc: bool,
     pub grpc_timeout: bool,
     pub xff: bool,
@@ -96,11 +96,7 @@ pub(crate) fn check(parts: &Parts, limits: &Limits, host: bool) -> Result<Checke
         return Err(HeadError::HeadersTooLarge);
     }
     let bad = |Malformed(why)| HeadError::BadRequest(why);
-    let hosts = host
-        .then(|| parts.headers.get_all(http::header::HOST).iter())
-        .into_iter()
-        .flatten()
-        .map(|h| h.as_bytes());
+    let hosts = values_if(host, &parts.headers, http::header::HOST);
     let authority =
         authority::resolve(uri_authority.map(str::as_bytes), hosts, Version::Http2).map_err(bad)?;
     if connect {
@@ -147,29 +143,22 @@ impl Honoured<'_> {
 
 impl Headers for Honoured<'_> {
     fn values<'v>(&'v self, name: &'v str) -> impl Iterator<Item = &'v [u8]> + 'v {
-        self.asks(name)
-            .then(|| self.headers.get_all(name).iter())
-            .into_iter()
-            .flatten()
-            .map(|v| v.as_bytes())
+        values_if(self.asks(name), self.headers, name)
     }
     fn known<'v>(&'v self, name: &'static http::HeaderName) -> impl Iterator<Item = &'v [u8]> + 'v {
-        self.asks(name.as_str())
-            .then(|| self.headers.get_all(name).iter())
-            .into_iter()
-            .flatten()
-            .map(|v| v.as_bytes())
+        values_if(self.asks(name.as_str()), self.headers, name)
     }
 }
 
-/// The request's `x-forwarded-for` values, in order (none looked up when it has none).
-pub(super) fn xff_values(
+/// Every value of the field `name`, in order, looked up only if `present` (the head
+/// carries it, by `Carried`): otherwise none, without hashing the name.
+pub(super) fn values_if<K: http::header::AsHeaderName>(
+    present: bool,
     headers: &http::HeaderMap,
-    carried: Carried,
+    name: K,
 ) -> impl Iterator<Item = &[u8]> {
-    carried
-        .xff
-        .then(|| headers.get_all("x-forwarded-for").iter())
+    present
+        .then(|| headers.get_all(name).iter())
         .into_iter()
         .flatten()
         .map(|v| v.as_bytes())

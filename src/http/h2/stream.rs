@@ -120,7 +120,8 @@ pub(crate) async fn serve<C: Connector>(
     let has_xfcc = carried.xfcc;
     // Only a connection manager with internal addresses scans x-forwarded-for here.
     let internal = l.own.internal.is_some() && {
-        let xff: Vec<&[u8]> = super::request::xff_values(&parts.headers, carried).collect();
+        let xff: Vec<&[u8]> =
+            super::request::values_if(carried.xff, &parts.headers, "x-forwarded-for").collect();
         own_headers::is_internal(&l.own, &l.forwarding, peer.ip(), xff.iter().copied())
     };
     let tls = conn.tls.as_deref();
@@ -156,12 +157,7 @@ pub(crate) async fn serve<C: Connector>(
     crate::http::xfcc::set(
         &l.forwarding,
         conn.tls.as_deref(),
-        carried
-            .xfcc
-            .then(|| parts.headers.get_all(&crate::http::xfcc::XFCC_NAME).iter())
-            .into_iter()
-            .flatten()
-            .map(|v| v.as_bytes()),
+        super::request::values_if(carried.xfcc, &parts.headers, &crate::http::xfcc::XFCC_NAME),
         &req_store,
         &mut edits.request,
     );
@@ -371,7 +367,8 @@ pub(crate) async fn serve<C: Connector>(
             let mut timeout = decided.route;
             // Who the client is and what to add to x-forwarded-*: one policy for every
             // path (the incoming XFF values, in order, may span several fields).
-            let xff: Vec<&[u8]> = super::request::xff_values(&parts.headers, carried).collect();
+            let xff: Vec<&[u8]> =
+                super::request::values_if(carried.xff, &parts.headers, "x-forwarded-for").collect();
             let mut fwd = forwarding::decide(&l.forwarding, peer.ip(), xff.iter().copied());
             fwd.tls = conn.tls.is_some();
             drop(xff);
@@ -446,7 +443,7 @@ pub(crate) async fn serve<C: Connector>(
                     &super::request::Honoured {
                         headers: &parts.headers,
                         edits: &edits.request,
-                        consumed: true,
+                        consumed: carried.consumed,
                     },
                 );
                 edits.request = edits.request.then(&l.own.consumed_plan);

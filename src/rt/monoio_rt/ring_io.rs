@@ -16,9 +16,9 @@
 //! sizes the proxy moves, a copy costs far less than the syscalls it replaces. Buffers
 //! of the smallest size are kept per worker and reused (`spare`): a write's goes back
 //! once the kernel has sent it and the stream next reads, or, on a connection idling
-//! between requests, when the send's completion wakes it (`Writer::settle`); the read an
-//! idle connection keeps in flight
-//! is of the smallest size, so an idle connection holds 2 KiB here and nothing else.
+//! between requests, when the send's completion wakes it (`Writer::settle`); the read
+//! an idle connection keeps in flight is of the smallest size, so an idle connection
+//! holds 2 KiB here and nothing else.
 //!
 //! Each direction runs its operations in one long-lived future (the *driver*, boxed once
 //! per connection) that owns that direction's half of the socket and loops: take a

@@ -511,8 +511,11 @@ pub(crate) fn parse_head(data: &[u8], is_head: bool) -> Result<Option<Parsed>, B
         response: out,
         body,
         reuse: f.keep_alive && body != BodyKind::UntilClose,
-        // `head` holds `..end` whole (`copied`).
-        whole_body: body_end.map(|end| head.slice(len..end)),
+        // `head` holds `..end` whole (`copied`); checked again so that no slicing can
+        // panic whatever the parse said.
+        whole_body: body_end
+            .filter(|end| len <= *end && *end <= head.len())
+            .map(|end| head.slice(len..end)),
     })))
 }
 
