@@ -99,6 +99,24 @@ pub struct TcpStream {
     write_timeout: Cell<Option<Duration>>,
     read_deadline: Deadline,
     write_deadline: Deadline,
+    /// Bytes written since the peer last sent any (`quiet_send`).
+    since_read: usize,
+}
+
+/// What a stream may write after it last read and still be sure the kernel took it in
+/// one send: half of the initial TCP send buffer (`net.ipv4.tcp_wmem`'s default, 16 KiB
+/// unless set otherwise, read once per process). A request or a response of up to
+/// that much, written once the peer has answered the last one (and so read what was
+/// sent before), finds room for all of it. Past it, a read that waits also watches the
+/// write in flight (`poll_read`).
+fn quiet_send() -> usize {
+    static QUIET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *QUIET.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+            .map_or(8 * 1024, |initial| initial / 2)
+    })
 }
 
 impl TcpStream {
@@ -113,6 +131,7 @@ impl TcpStream {
             write_timeout: Cell::new(None),
             read_deadline: Deadline::default(),
             write_deadline: Deadline::default(),
+            since_read: 0,
         })
     }
 
@@ -163,6 +182,20 @@ impl TcpStream {
         sock_addr(self.sock(|s| s.local_addr())?)
     }
 
+    /// A write (`ring_io::Writer::poll_write`), counted towards `quiet_send`, under the
+    /// write timeout.
+    fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let done = self.writer.poll_write(cx, bufs);
+        if let Poll::Ready(Ok(n)) = done {
+            self.since_read = self.since_read.saturating_add(n);
+        }
+        self.timed_write(cx, done)
+    }
+
     /// A write's outcome under the write timeout: a pending write fails with
     /// `TimedOut` once it has waited that long.
     fn timed_write(
@@ -206,15 +239,32 @@ impl AsyncRead for TcpStream {
         let this = self.get_mut();
         match this.reader.poll_read(cx, buf) {
             Poll::Ready(r) => {
-                // A write finished since gives its buffer back (`Writer::settle`).
+                // A write finished since gives its buffer back (`Writer::settle`); one
+                // this task watches (below) is driven on, or known to be done.
                 this.writer.settle();
+                this.writer.poll_attended(cx);
                 this.read_deadline.done();
+                // The peer answered: what was written before is read. A write still
+                // in flight (an early answer to a large upload) stays watched.
+                if matches!(r, Ok(n) if n > 0) && !this.writer.in_flight() {
+                    this.since_read = 0;
+                }
                 Poll::Ready(r)
             }
-            Poll::Pending => match this.read_deadline.poll_expired(cx, this.read_timeout.get()) {
-                Poll::Ready(()) => Poll::Ready(Err(timed_out())),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                // A message too large to be sure of one send may have gone in part: its
+                // rest goes out when the driver is next polled, and the peer may wait
+                // for it before it answers. The task that waits for the answer is woken
+                // by the write's end, and drives it on from here. A message that fits
+                // is left alone (no wake per request).
+                if this.writer.busy() && this.since_read > quiet_send() {
+                    this.writer.settle_cx(cx);
+                }
+                match this.read_deadline.poll_expired(cx, this.read_timeout.get()) {
+                    Poll::Ready(()) => Poll::Ready(Err(timed_out())),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 }
@@ -225,9 +275,7 @@ impl AsyncWrite for TcpStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let done = this.writer.poll_write(cx, &[io::IoSlice::new(buf)]);
-        this.timed_write(cx, done)
+        self.get_mut().poll_send(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(
@@ -235,9 +283,7 @@ impl AsyncWrite for TcpStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let done = this.writer.poll_write(cx, bufs);
-        this.timed_write(cx, done)
+        self.get_mut().poll_send(cx, bufs)
     }
 
     /// Waits until the kernel has sent every byte written (`ring_io::Writer`), under
@@ -335,3 +381,7 @@ pub fn idle_is_clean(s: &mut TcpStream, cx: &mut Context<'_>) -> bool {
     let fd = s.fd;
     s.reader.idle_is_clean(cx, fd)
 }
+
+#[cfg(test)]
+#[path = "net_tests.rs"]
+mod tests;

@@ -28,8 +28,10 @@
 //! that gives up on it (a timeout, a dropped future): its bytes wait in the buffer for
 //! the next call, so no byte read is ever lost. A write is a buffered one: it returns
 //! once its bytes are handed over, and the next write, a flush or the close waits for
-//! the kernel (`Writer`). Dropping the stream cancels its read; a write in flight is
-//! finished by a task of its own.
+//! the kernel (`Writer`); the kernel may take a send in parts, and the driver sends the
+//! rest when next polled, so a stream that waits to read after a large message also
+//! polls the write (`net::TcpStream::poll_read`). Dropping the stream cancels its read;
+//! a write in flight is finished by a task of its own.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -387,7 +389,10 @@ impl Writer {
 
     /// As `settle`, with the caller's waker: a caller about to idle (a keep-alive
     /// connection between requests) is woken once the write in flight finishes, to
-    /// take its buffer back (`settle` again), so an idle connection holds none.
+    /// take its buffer back (`settle` again), so an idle connection holds none; a
+    /// caller that waits for the answer to a large message is woken to drive the
+    /// write on if the kernel took only a part of it (the driver's loop sends the rest
+    /// when polled: `TcpStream::poll_read`).
     pub fn settle_cx(&mut self, cx: &mut Context<'_>) {
         if self.side.busy && !self.finished() {
             self.unattended = false;
@@ -398,6 +403,20 @@ impl Writer {
     /// A write was handed over whose result no caller has taken yet.
     pub fn busy(&self) -> bool {
         self.side.busy
+    }
+
+    /// A write was handed over that is not known to have finished.
+    pub fn in_flight(&self) -> bool {
+        self.side.busy && !self.finished()
+    }
+
+    /// Drives a write a caller already waits for (`settle_cx`, a flush) with that
+    /// caller's waker: the rest of a send the kernel took in part goes out, and a
+    /// finished one is known to be (`in_flight`).
+    pub fn poll_attended(&mut self, cx: &mut Context<'_>) {
+        if self.side.busy && !self.unattended && !self.finished() {
+            let _ = self.side.driver.as_mut().poll(cx);
+        }
     }
 
     /// The write in flight, if any, has its result (held for the next caller).
