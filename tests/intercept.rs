@@ -11,12 +11,13 @@
 mod common;
 mod pki;
 
+use common::netns::{sh, Netns, Proc};
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -40,70 +41,6 @@ fn require_root_and_tools() {
             .output()
             .is_ok_and(|o| o.status.success());
         assert!(ok, "tests/intercept.rs needs `{tool}` (apt-get install -y iptables iproute2 curl util-linux)");
-    }
-}
-
-fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A network namespace, deleted on drop (with everything in it: veths, rules).
-struct Netns(String);
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns(name);
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn exec(&self, args: &[&str]) -> Output {
-        let mut all = vec!["ip", "netns", "exec", &self.0];
-        all.extend_from_slice(args);
-        sh(&all)
-    }
-
-    /// Runs `f` on a thread inside this namespace. Sockets made there stay in it, so a
-    /// listener or connection can be made here and used from any thread.
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.0);
-        thread::scope(|s| {
-            s.spawn(|| {
-                let file = fs::File::open(&path).expect("open netns");
-                // SAFETY: setns on this thread only, with a namespace file we hold open.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .expect("thread in netns")
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -11,11 +11,12 @@
 
 mod common;
 
+use common::netns::{Netns, Proc};
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -40,73 +41,16 @@ fn require_root_and_tools() {
     }
 }
 
-fn sh(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A network namespace with loopback up and 4 KiB TCP buffers, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        let name = format!("or-slow-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns(name);
-        ns.exec(&["ip", "link", "set", "lo", "up"]);
-        for knob in ["tcp_wmem", "tcp_rmem"] {
-            let set = format!("echo '4096 4096 4096' > /proc/sys/net/ipv4/{knob}");
-            ns.exec(&["sh", "-c", &set]);
-        }
-        ns
+/// A namespace with 4 KiB TCP buffers (deleted on drop).
+fn small_buffers() -> Netns {
+    let name = format!("or-slow-{}", std::process::id());
+    let _ = Command::new("ip").args(["netns", "del", &name]).output();
+    let ns = Netns::new(name);
+    for knob in ["tcp_wmem", "tcp_rmem"] {
+        let set = format!("echo '4096 4096 4096' > /proc/sys/net/ipv4/{knob}");
+        ns.exec(&["sh", "-c", &set]);
     }
-
-    fn exec(&self, args: &[&str]) -> Output {
-        let mut all = vec!["ip", "netns", "exec", &self.0];
-        all.extend_from_slice(args);
-        sh(&all)
-    }
-
-    /// Runs `f` on a thread inside this namespace (sockets made there stay in it).
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.0);
-        thread::scope(|s| {
-            s.spawn(|| {
-                let file = fs::File::open(&path).expect("open netns");
-                // SAFETY: setns on this thread only, with a namespace file we hold open.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .expect("thread in netns")
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-/// The proxy, killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    ns
 }
 
 /// An HTTP/1.1 upstream that waits 300 ms before it reads each request (the proxy's
@@ -182,7 +126,7 @@ fn slow_reader(mut c: TcpStream) {
 /// one port); the proxy is ready when this returns.
 fn setup(dir: &common::TempDir) -> (Netns, Proc) {
     require_root_and_tools();
-    let ns = Netns::new();
+    let ns = small_buffers();
     let l = ns.run(|| TcpListener::bind("127.0.0.1:18801").expect("bind upstream"));
     thread::spawn(move || {
         for c in l.incoming().flatten() {

@@ -21,6 +21,7 @@ pub mod bodies;
 pub mod envoy;
 pub mod ext_proc;
 pub mod mesh;
+pub mod netns;
 pub mod raw;
 pub mod ws;
 
