@@ -193,51 +193,30 @@ fn sidecar(net: &Net, peek: &str, probe: Option<&str>) -> Sidecar {
     let cfg_path = dir.0.join("sidecar.yaml");
     fs::write(&cfg_path, cfg).unwrap();
     let stderr = dir.0.join("stderr");
-    let child = Command::new("ip")
-        .args([
-            "netns", "exec", &net.pod.0, "setpriv", "--reuid", PROXY_UID, "--regid",
-        ])
-        .args([PROXY_UID, "--clear-groups", "--", BIN, "run", "-c"])
-        .arg(&cfg_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("start the sidecar");
-    let p = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if admin(net, "/ready").starts_with("200") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sidecar not ready; stderr:\n{}",
-            fs::read_to_string(&stderr).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    let cfg = cfg_path.to_str().expect("a UTF-8 temp path");
+    let p = net.pod.spawn(
+        &[
+            "setpriv",
+            "--reuid",
+            PROXY_UID,
+            "--regid",
+            PROXY_UID,
+            "--clear-groups",
+            "--",
+            BIN,
+            "run",
+            "-c",
+            cfg,
+        ],
+        &stderr,
+    );
+    net.pod.wait_ready("127.0.0.1:15000", "sidecar", &stderr);
     Sidecar { _proc: p, log, dir }
 }
 
 /// GET on the sidecar's admin port, from inside the pod: "STATUS BODY".
 fn admin(net: &Net, path: &str) -> String {
-    let path = path.to_string();
-    net.pod.run(move || {
-        let Ok(mut s) = TcpStream::connect("127.0.0.1:15000") else {
-            return String::new();
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = write!(
-            s,
-            "GET {path} HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
-        );
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        let status = out.split(' ').nth(1).unwrap_or("").to_string();
-        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        format!("{status} {body}")
-    })
+    net.pod.get("127.0.0.1:15000", path)
 }
 
 /// A counter from the sidecar's `/stats` JSON: `kind` is `listeners` or `clusters`.
@@ -329,14 +308,10 @@ route_tables:
     let path = dir.0.join("srv.yaml");
     fs::write(&path, cfg).unwrap();
     let stderr = dir.0.join("stderr");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &net.srv.0, BIN, "run", "-c"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let p = Proc(child);
+    let p = net.srv.spawn(
+        &[BIN, "run", "-c", path.to_str().expect("a UTF-8 temp path")],
+        &stderr,
+    );
     wait_listening(&net.srv, "127.0.0.1:15900", "server", &stderr);
     (p, dir)
 }

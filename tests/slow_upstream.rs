@@ -16,9 +16,9 @@ use common::netns::{Netns, Proc};
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outrigger");
 
@@ -151,34 +151,11 @@ clusters:
     let path = dir.path().join("proxy.yaml");
     fs::write(&path, cfg).unwrap();
     let stderr = dir.path().join("stderr");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.0, BIN, "run", "-c"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let proxy = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ready = ns.run(|| {
-            let mut s = TcpStream::connect("127.0.0.1:18802").ok()?;
-            s.write_all(b"GET /ready HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
-                .ok()?;
-            let mut out = String::new();
-            s.read_to_string(&mut out).ok()?;
-            Some(out.starts_with("HTTP/1.1 200"))
-        });
-        if ready == Some(true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "proxy not ready: {}",
-            fs::read_to_string(&stderr).unwrap_or_default()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    let proxy = ns.spawn(
+        &[BIN, "run", "-c", path.to_str().expect("a UTF-8 temp path")],
+        &stderr,
+    );
+    ns.wait_ready("127.0.0.1:18802", "proxy", &stderr);
     (ns, proxy)
 }
 
@@ -201,7 +178,7 @@ fn upload(ns: &Netns, file: &std::path::Path, extra: &[&str]) -> String {
         &["-w", " %{http_code}", "http://127.0.0.1:18800/up"],
     ]
     .concat();
-    run_in(ns, &args)
+    ns.output(&args)
 }
 
 /// nghttp in the namespace (h2c with prior knowledge): the body. (curl 7.88's HTTP/2
@@ -209,28 +186,14 @@ fn upload(ns: &Netns, file: &std::path::Path, extra: &[&str]) -> String {
 /// which the proxy must refuse, and does, as h2 requires: a stream reset.)
 fn upload_h2(ns: &Netns, file: &std::path::Path) -> String {
     let path = file.display().to_string();
-    run_in(
-        ns,
-        &[
-            "timeout",
-            "10",
-            "nghttp",
-            "-d",
-            &path,
-            "http://127.0.0.1:18800/up",
-        ],
-    )
-}
-
-fn run_in(ns: &Netns, args: &[&str]) -> String {
-    let mut all = vec!["ip", "netns", "exec", &ns.0];
-    all.extend_from_slice(args);
-    let out = Command::new(all[0]).args(&all[1..]).output().unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    ns.output(&[
+        "timeout",
+        "10",
+        "nghttp",
+        "-d",
+        &path,
+        "http://127.0.0.1:18800/up",
+    ])
 }
 
 #[test]

@@ -92,7 +92,7 @@ fn the_last_small_write_of_a_stream_is_finished_while_the_task_reads() {
         let peer = slow_peer(l, piece * pieces);
         let mut s = stream_from(s).unwrap();
         for _ in 0..pieces {
-            s.write_all(&[b'y'; 6000]).await.unwrap();
+            s.write_all(&vec![b'y'; piece]).await.unwrap();
         }
         let got = answer(&mut s, Duration::from_secs(5)).await;
         assert_eq!(got.as_deref(), Some(&b"ok"[..]), "every piece was sent");
