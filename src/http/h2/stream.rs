@@ -38,7 +38,6 @@ pub(crate) async fn serve<C: Connector>(
     conn: &super::Activity,
 ) {
     let start = Instant::now();
-    let started = SystemTime::now();
     // The response head and trailers are copied as they go out only when the log
     // prints them.
     let mut respond =
@@ -635,7 +634,6 @@ pub(crate) async fn serve<C: Connector>(
     let log = view.access_log(at);
     let end = Instant::now();
     let mut info = StreamInfo {
-        start: Some(started),
         protocol: "HTTP/2",
         status: done.status,
         flag: Some(done.flag),
@@ -666,6 +664,9 @@ pub(crate) async fn serve<C: Connector>(
     let istio = view.istio(at);
     info.upstream_tls = upstream_facts.2;
     if log.is_some() {
+        // The wall-clock start only the log prints (`%START_TIME%`), taken back from
+        // the stream's duration: one clock read fewer on every stream that is not logged.
+        info.start = SystemTime::now().checked_sub(info.duration);
         info.method = parts.method.as_str().to_string();
         info.path = path;
         info.authority = authority;

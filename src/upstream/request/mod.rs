@@ -405,6 +405,17 @@ async fn try_bounded<C: hedge::Hedgeable, X: Exchange<C>>(
     stats: &ClusterStats,
 ) -> Result<X::Head, Tried> {
     let tried = bound::bounded(x.try_once(conn, at), ends).await;
+    settle(tried, x, complete, progress, stats)
+}
+
+/// A bounded try's result: its own, or the failure of a bound that ran out first.
+fn settle<C: hedge::Hedgeable, X: Exchange<C>>(
+    tried: Option<Result<X::Head, Tried>>,
+    x: &X,
+    complete: bool,
+    progress: &Progress,
+    stats: &ClusterStats,
+) -> Result<X::Head, Tried> {
     match tried {
         Some(t) => t,
         None => Err(bound::reached(
@@ -441,45 +452,10 @@ where
     U: UpstreamCodec<K>,
     X: Exchange<U::Conn>,
 {
-    let out = attempts(
-        codec,
-        stale,
-        retry,
-        cs,
-        ep,
-        again,
-        connector,
-        progress,
-        route_timeout,
-        x,
-    )
-    .await;
-    if let Some(r) = retry {
-        progress.note_retry_flag(r.response_flag());
-    }
-    out
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn attempts<'c, K, U, X>(
-    codec: &U,
-    stale: RetryPolicy,
-    retry: Option<&RetryState<'_>>,
-    cs: &'c ClusterState<K::Conn>,
-    ep: &mut usize,
-    again: &mut Option<Picked<'c>>,
-    connector: &K,
-    progress: &Progress,
-    route_timeout: Duration,
-    x: &mut X,
-) -> Result<(U::Conn, X::Head), Failure>
-where
-    K: Connector,
-    U: UpstreamCodec<K>,
-    X: Exchange<U::Conn>,
-{
     let mut stale_retries = 0;
-    loop {
+    // One loop in this future, not a future of its own awaited here: each layer of
+    // futures is one more copy of its state on the request path.
+    let out = 'tries: loop {
         if let Some(r) = retry {
             r.tried(*ep);
         }
@@ -557,12 +533,12 @@ where
                                     progress.arm_per_try_idle(idle);
                                 }
                                 progress.streaming_until(ends);
-                                return Ok((conn, head));
+                                break 'tries Ok((conn, head));
                             }
                             Err(hedge::Raced::Hedge(conn, won, picked, hedge_ends)) => {
                                 *ep = picked.ep;
                                 *again = Some(picked);
-                                return match x.adopt(won) {
+                                break 'tries match x.adopt(won) {
                                     Ok(head) => {
                                         if !idle.is_zero() {
                                             progress.arm_per_try_idle(idle);
@@ -578,7 +554,7 @@ where
                             }
                             Err(hedge::Raced::Failed(f)) => {
                                 count_failure(&cs.stats, f);
-                                return Err(f);
+                                break 'tries Err(f);
                             }
                         }
                     }
@@ -607,9 +583,12 @@ where
                             )
                             .await
                         }
-                        _ => Some(
-                            try_bounded(x, &mut conn, at, ends, complete, progress, stats).await,
-                        ),
+                        // The common case, awaited here rather than in `try_bounded`'s
+                        // future (one copy of the try's state fewer).
+                        _ => {
+                            let tried = bound::bounded(x.try_once(&mut conn, at), ends).await;
+                            Some(settle(tried, x, complete, progress, stats))
+                        }
                     },
                 };
                 match tried {
@@ -620,7 +599,7 @@ where
                             progress.arm_per_try_idle(idle);
                         }
                         progress.streaming_until(ends);
-                        return Ok((conn, head));
+                        break 'tries Ok((conn, head));
                     }
                     Some(Err(t)) if stale.retry(stale_retries, reused, &t) => {
                         stale_retries += 1;
@@ -674,12 +653,12 @@ where
         };
         let Some(r) = retrying else {
             count_failure(&cs.stats, t.failure);
-            return Err(t.failure);
+            break 'tries Err(t.failure);
         };
         if t.overflowed {
             // Envoy answers this itself and charges no upstream status for it.
             r.cancel();
-            return Err(Failure::RetryBufferOverflow);
+            break 'tries Err(Failure::RetryBufferOverflow);
         }
         tracing::debug!(failure = ?t.failure, judged = t.judged, "retrying upstream request");
         let wait = r.backoff();
@@ -688,7 +667,7 @@ where
             Some(d) if Instant::now() + wait >= d => {
                 crate::rt::sleep(d.saturating_duration_since(Instant::now())).await;
                 count_failure(&cs.stats, Failure::RouteTimeout);
-                return Err(Failure::RouteTimeout);
+                break 'tries Err(Failure::RouteTimeout);
             }
             _ => crate::rt::sleep(wait).await,
         }
@@ -700,7 +679,11 @@ where
             *ep = p.ep;
             *again = Some(p);
         }
+    };
+    if let Some(r) = retry {
+        progress.note_retry_flag(r.response_flag());
     }
+    out
 }
 
 #[cfg(test)]
