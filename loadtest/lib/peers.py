@@ -689,6 +689,12 @@ class OutriggerCaptured(Peer):
         self.ns = ns
 
     @property
+    def host_peer(self) -> OutriggerNs:
+        """The peer whose process this one measures (kept running for it by
+        `--fresh`, which restarts every peer for each run)."""
+        return self.ns
+
+    @property
     def netns_prefix(self) -> list:
         return self.ns.netns_prefix
 

@@ -362,7 +362,7 @@ class Runner:
                     if self.start(p, sc=sc):
                         up.add(p.name)
             for r in range(1, self.rounds + 1):
-                for p in peers:
+                for i, p in enumerate(peers):
                     if fresh:
                         if self.start(p, churn=sc.kind == "churn", sc=sc):
                             up.add(p.name)
@@ -370,7 +370,14 @@ class Runner:
                             up.discard(p.name)
                     runs.append(self.one_run(sc, p, r, p.name in up))
                     if fresh:
-                        p.stop()
+                        # A process another peer of this round measures too
+                        # (`outrigger-captured` is `outrigger-ns` reached through the
+                        # capture) stops after that peer's run, not before it.
+                        later = peers[i + 1:]
+                        for q in (p, getattr(p, "host_peer", None)):
+                            if q is not None and not any(
+                                    getattr(o, "host_peer", None) is q for o in later):
+                                q.stop()
             if self.sys_mode == "strace" and sc.kind in SYSCALL_KINDS:
                 self.strace_samples(sc, [p for p in peers if p.name in up and p.pid])
         finally:
