@@ -29,19 +29,12 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Panics (fails the test) unless this machine can run these tests.
 fn require_root_and_tools() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "tests/intercept.rs needs root (network namespaces and iptables); run as root"
+    common::netns::require_root_and_tools(
+        "tests/intercept.rs",
+        "network namespaces and iptables",
+        &["ip", "iptables-save", "ip6tables-save", "setpriv", "curl"],
+        "apt-get install -y iptables iproute2 curl util-linux",
     );
-    for tool in ["ip", "iptables-save", "ip6tables-save", "setpriv", "curl"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(ok, "tests/intercept.rs needs `{tool}` (apt-get install -y iptables iproute2 curl util-linux)");
-    }
 }
 
 /// A directory everyone may write (the sidecar runs as UID 1337), removed on drop.

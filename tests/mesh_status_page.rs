@@ -21,11 +21,7 @@ const TOKENS: &str = "- {token: web-token-0123456789abc, namespace: demo, servic
 
 fn chromium() -> String {
     for c in ["chromium", "chromium-browser", "google-chrome"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {c}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
+        if has_tool(c) {
             return c.to_string();
         }
     }

@@ -23,22 +23,12 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_outrigger");
 
 fn require_root_and_tools() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "tests/slow_upstream.rs needs root (network namespaces)"
+    common::netns::require_root_and_tools(
+        "tests/slow_upstream.rs",
+        "network namespaces",
+        &["ip", "curl", "nghttp", "timeout"],
+        "apt-get install -y iproute2 curl nghttp2-client",
     );
-    for tool in ["ip", "curl", "nghttp", "timeout"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            ok,
-            "tests/slow_upstream.rs needs `{tool}` (apt-get install -y iproute2 curl nghttp2-client)"
-        );
-    }
 }
 
 /// A namespace with 4 KiB TCP buffers (deleted on drop).

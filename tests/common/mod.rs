@@ -48,6 +48,14 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 // Small helpers
 // ---------------------------------------------------------------------------------------
 
+/// Whether `tool` is a command on the PATH.
+pub fn has_tool(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Polls `f` every 10 ms until it returns `Some` or `timeout` passes.
 pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;

@@ -10,6 +10,18 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Fails the test (it never passes silently) unless it runs as root (`root`: what for)
+/// with every one of `tools` on the PATH (`install`: what installs them); `test` names
+/// the test file in the messages.
+pub fn require_root_and_tools(test: &str, root: &str, tools: &[&str], install: &str) {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "{test} needs root ({root}); run as root");
+    for tool in tools {
+        assert!(super::has_tool(tool), "{test} needs `{tool}` ({install})");
+    }
+}
+
 /// Runs a command that must succeed; its output.
 pub fn sh(args: &[&str]) -> Output {
     let out = Command::new(args[0])
