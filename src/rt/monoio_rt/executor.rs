@@ -124,6 +124,9 @@ impl LocalExecutorBuilder {
         if let Some(n) = self.name {
             thread = thread.name(n);
         }
+        // The sysctl a stream's writes are measured against, read here rather than by
+        // the first request that needs it (a file read on the request path).
+        super::net::quiet_send();
         let handle = thread.spawn(move || {
             if let Some(id) = cpu {
                 if !core_affinity::set_for_current(core_affinity::CoreId { id }) {

@@ -105,11 +105,12 @@ pub struct TcpStream {
 
 /// What a stream may write after it last read and still be sure the kernel took it in
 /// one send: half of the initial TCP send buffer (`net.ipv4.tcp_wmem`'s default, 16 KiB
-/// unless set otherwise, read once per process). A request or a response of up to
-/// that much, written once the peer has answered the last one (and so read what was
-/// sent before), finds room for all of it. Past it, a read that waits also watches the
-/// write in flight (`poll_read`).
-fn quiet_send() -> usize {
+/// unless set otherwise, read once per process, by the first executor that starts:
+/// `executor::Builder::spawn`, so no request pays the file read). A request or a
+/// response of up to that much, written once the peer has answered the last one (and
+/// so read what was sent before), finds room for all of it. Past it, a read that waits
+/// also watches the write in flight (`poll_read`).
+pub(super) fn quiet_send() -> usize {
     static QUIET: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *QUIET.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
