@@ -2,6 +2,7 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
+use crate::rt::free_list::FreeList;
 use futures_lite::io::{AsyncRead, AsyncReadExt};
 
 /// A growable byte window `[start, end)` over an initialised buffer that is reused for
@@ -105,19 +106,19 @@ pub(crate) const WRITE_BUF_BYTES: usize = 1024;
 /// run (the upstream response buffer), so idle connections hold none; and of write
 /// buffers, which an HTTP/1 connection gives back while it waits for its next request.
 pub(crate) struct BufPool {
-    free: std::cell::RefCell<Vec<ReadBuf>>,
+    free: std::cell::RefCell<FreeList<ReadBuf>>,
     size: usize,
-    keep: usize,
-    vecs: std::cell::RefCell<Vec<Vec<u8>>>,
+    vecs: std::cell::RefCell<FreeList<Vec<u8>>>,
 }
 
 impl BufPool {
+    /// A pool of `size`-byte read buffers; of each kind, it keeps as many as its load
+    /// uses (`rt::free_list`), at most `keep`.
     pub fn new(size: usize, keep: usize) -> Self {
         BufPool {
-            free: std::cell::RefCell::new(Vec::new()),
+            free: std::cell::RefCell::new(FreeList::new(keep)),
             size,
-            keep,
-            vecs: std::cell::RefCell::new(Vec::new()),
+            vecs: std::cell::RefCell::new(FreeList::new(keep)),
         }
     }
 
@@ -125,7 +126,7 @@ impl BufPool {
     pub fn take_vec(&self) -> Vec<u8> {
         self.vecs
             .borrow_mut()
-            .pop()
+            .take()
             .unwrap_or_else(|| Vec::with_capacity(WRITE_BUF_BYTES))
     }
 
@@ -136,10 +137,7 @@ impl BufPool {
             return;
         }
         v.clear();
-        let mut vecs = self.vecs.borrow_mut();
-        if vecs.len() < self.keep {
-            vecs.push(v);
-        }
+        let _ = self.vecs.borrow_mut().put(v);
     }
 
     /// A write buffer for one use (an HTTP/2 stream's upstream request head), back in
@@ -154,7 +152,7 @@ impl BufPool {
     pub fn take(&self) -> ReadBuf {
         self.free
             .borrow_mut()
-            .pop()
+            .take()
             .unwrap_or_else(|| ReadBuf::new(self.size))
     }
 
@@ -165,10 +163,7 @@ impl BufPool {
             return;
         }
         b.consume(b.len());
-        let mut free = self.free.borrow_mut();
-        if free.len() < self.keep {
-            free.push(b);
-        }
+        let _ = self.free.borrow_mut().put(b);
     }
 }
 

@@ -49,6 +49,7 @@ mod monoio_rt;
 #[cfg(not(feature = "rt-glommio"))]
 pub use monoio_rt::*;
 
+pub mod free_list;
 pub mod poll_clock;
 pub mod recycle;
 
