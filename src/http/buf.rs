@@ -2,7 +2,6 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
-use crate::rt::free_list::FreeList;
 use futures_lite::io::{AsyncRead, AsyncReadExt};
 
 /// A growable byte window `[start, end)` over an initialised buffer that is reused for
@@ -106,19 +105,19 @@ pub(crate) const WRITE_BUF_BYTES: usize = 1024;
 /// run (the upstream response buffer), so idle connections hold none; and of write
 /// buffers, which an HTTP/1 connection gives back while it waits for its next request.
 pub(crate) struct BufPool {
-    free: std::cell::RefCell<FreeList<ReadBuf>>,
+    free: std::cell::RefCell<Vec<ReadBuf>>,
     size: usize,
-    vecs: std::cell::RefCell<FreeList<Vec<u8>>>,
+    keep: usize,
+    vecs: std::cell::RefCell<Vec<Vec<u8>>>,
 }
 
 impl BufPool {
-    /// A pool of `size`-byte read buffers; of each kind, it keeps as many as its load
-    /// uses (`rt::free_list`), at most `keep`.
     pub fn new(size: usize, keep: usize) -> Self {
         BufPool {
-            free: std::cell::RefCell::new(FreeList::new(keep)),
+            free: std::cell::RefCell::new(Vec::new()),
             size,
-            vecs: std::cell::RefCell::new(FreeList::new(keep)),
+            keep,
+            vecs: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -126,7 +125,7 @@ impl BufPool {
     pub fn take_vec(&self) -> Vec<u8> {
         self.vecs
             .borrow_mut()
-            .take()
+            .pop()
             .unwrap_or_else(|| Vec::with_capacity(WRITE_BUF_BYTES))
     }
 
@@ -137,7 +136,10 @@ impl BufPool {
             return;
         }
         v.clear();
-        let _ = self.vecs.borrow_mut().put(v);
+        let mut vecs = self.vecs.borrow_mut();
+        if vecs.len() < self.keep {
+            vecs.push(v);
+        }
     }
 
     /// A write buffer for one use (an HTTP/2 stream's upstream request head), back in
@@ -152,7 +154,7 @@ impl BufPool {
     pub fn take(&self) -> ReadBuf {
         self.free
             .borrow_mut()
-            .take()
+            .pop()
             .unwrap_or_else(|| ReadBuf::new(self.size))
     }
 
@@ -163,7 +165,10 @@ impl BufPool {
             return;
         }
         b.consume(b.len());
-        let _ = self.free.borrow_mut().put(b);
+        let mut free = self.free.borrow_mut();
+        if free.len() < self.keep {
+            free.push(b);
+        }
     }
 }
 

@@ -49,7 +49,6 @@ mod monoio_rt;
 #[cfg(not(feature = "rt-glommio"))]
 pub use monoio_rt::*;
 
-pub mod free_list;
 pub mod poll_clock;
 pub mod recycle;
 

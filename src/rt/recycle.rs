@@ -12,8 +12,7 @@
 //! future (about 10 KiB): built here in place, not copied into a new box at spawn.
 //!
 //! Spares are kept per memory layout (size and alignment), so any future of a layout
-//! reuses them; as many per layout as the load uses, at most `KEEP`, the rest go back to
-//! the allocator (`rt::free_list`).
+//! reuses them; at most `KEEP` per layout, the rest go back to the allocator.
 
 use std::alloc::Layout;
 use std::cell::RefCell;
@@ -23,29 +22,25 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
 
-use super::free_list::FreeList;
-
-/// The most spares kept per layout (`FreeList`: fewer when the load needs fewer). A
-/// stream's future is about 10 KiB: 10 MiB at most per layout, kept only while a load
-/// of that many streams at once uses them.
-const KEEP: usize = 1024;
-
-/// A block of memory of a layout (size > 0), freed when dropped.
-struct Block {
-    layout: Layout,
-    ptr: NonNull<u8>,
-}
-
-impl Drop for Block {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` was allocated with `layout` (`take`) and only this block holds
-        // it: a block handed out is forgotten (`take`) and rebuilt when it comes back.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
-    }
-}
+/// The most spares kept per layout: more requests or streams busy at once than this take
+/// memory from the allocator and give it back (in a steady state one ends as the next
+/// begins, so the spares serve them).
+const KEEP: usize = 128;
 
 /// The thread's spare blocks, by layout.
-struct Spares(Vec<(Layout, FreeList<Block>)>);
+struct Spares(Vec<(Layout, Vec<NonNull<u8>>)>);
+
+impl Drop for Spares {
+    fn drop(&mut self) {
+        for (layout, blocks) in self.0.drain(..) {
+            for b in blocks {
+                // SAFETY: every block here was allocated with this layout (`take`) and
+                // is owned by this list alone.
+                unsafe { std::alloc::dealloc(b.as_ptr(), layout) };
+            }
+        }
+    }
+}
 
 thread_local! {
     static SPARES: RefCell<Spares> = const { RefCell::new(Spares(Vec::new())) };
@@ -58,38 +53,43 @@ fn take(layout: Layout) -> NonNull<u8> {
             let mut s = s.borrow_mut();
             s.0.iter_mut()
                 .find(|(l, _)| *l == layout)
-                .and_then(|(_, blocks)| blocks.take())
+                .and_then(|(_, blocks)| blocks.pop())
         })
         .ok()
         .flatten();
     if let Some(b) = spare {
-        let ptr = b.ptr;
-        // Handed out: the `Recycled` future owns the memory until it gives it back.
-        std::mem::forget(b);
-        return ptr;
+        return b;
     }
     // SAFETY: `layout` has a non-zero size (checked by the caller).
     let p = unsafe { std::alloc::alloc(layout) };
     NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout))
 }
 
-/// Gives a block of `layout` back: kept as a spare while the list keeps it, else freed
-/// (dropping a `Block` frees it).
-fn give(layout: Layout, ptr: NonNull<u8>) {
-    let b = Block { layout, ptr };
-    let _ = SPARES.try_with(move |s| {
-        let mut s = s.borrow_mut();
-        let at = match s.0.iter().position(|(l, _)| *l == layout) {
-            Some(i) => i,
-            None => {
-                s.0.push((layout, FreeList::new(KEEP)));
-                s.0.len() - 1
+/// Gives a block of `layout` back: kept as a spare while there is room.
+fn give(layout: Layout, b: NonNull<u8>) {
+    let kept = SPARES
+        .try_with(|s| {
+            let mut s = s.borrow_mut();
+            let at = match s.0.iter().position(|(l, _)| *l == layout) {
+                Some(i) => i,
+                None => {
+                    s.0.push((layout, Vec::new()));
+                    s.0.len() - 1
+                }
+            };
+            match s.0.get_mut(at) {
+                Some((_, blocks)) if blocks.len() < KEEP => {
+                    blocks.push(b);
+                    true
+                }
+                _ => false,
             }
-        };
-        if let Some((_, blocks)) = s.0.get_mut(at) {
-            let _ = blocks.put(b);
-        }
-    });
+        })
+        .unwrap_or(false);
+    if !kept {
+        // SAFETY: `b` was allocated with `layout` (`take`) and nothing else holds it.
+        unsafe { std::alloc::dealloc(b.as_ptr(), layout) };
+    }
 }
 
 /// A block of a layout, given back to the spares when dropped (a zero-sized layout's

@@ -40,10 +40,9 @@ type View = WorkerView<TcpConnector>;
 /// its upstream response. One size for both, so either returns to the same pool.
 const BUF_BYTES: usize = crate::http::conn::READ_BUF_BYTES;
 
-/// The most buffers kept between uses (`BUF_BYTES` each, 8 MiB): what a burst of
-/// requests in flight takes at once (fewer when the load needs fewer,
-/// `rt::free_list`); past it, buffers go back to the allocator.
-const BUFS_KEPT: usize = 1024;
+/// Buffers kept between uses (`BUF_BYTES` each, 2 MiB): what a burst of requests in
+/// flight takes at once; past it, buffers go back to the allocator.
+const BUFS_KEPT: usize = 256;
 
 enum Event {
     Message(Option<ToWorker>),

@@ -14,17 +14,16 @@ use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
 use crate::config::MAX_HEADERS_CAP;
-use crate::rt::free_list::FreeList;
 
 /// An array between loans: its slots are uninitialised as far as anyone may know.
 type Slots = [MaybeUninit<httparse::Header<'static>>; MAX_HEADERS_CAP];
 
-/// The most spare arrays a thread keeps (`FreeList`: fewer when its load needs fewer):
-/// more heads in flight at once than this take an allocation each beyond it.
-const KEPT: usize = 256;
+/// The most spare arrays a thread keeps: more heads in flight at once than this take
+/// an allocation each beyond it.
+const KEPT: usize = 64;
 
 thread_local! {
-    static SPARE: RefCell<FreeList<Box<Slots>>> = const { RefCell::new(FreeList::new(KEPT)) };
+    static SPARE: RefCell<Vec<Box<Slots>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One array of header slots on loan; it goes back to the thread's spares on drop.
@@ -32,7 +31,7 @@ pub struct Lent(Option<Box<Slots>>);
 
 impl Lent {
     pub fn take() -> Lent {
-        let spare = SPARE.with(|s| s.borrow_mut().take());
+        let spare = SPARE.with(|s| s.borrow_mut().pop());
         Lent(Some(spare.unwrap_or_else(|| {
             Box::new([const { MaybeUninit::uninit() }; MAX_HEADERS_CAP])
         })))
@@ -81,7 +80,10 @@ impl Drop for Lent {
     fn drop(&mut self) {
         if let Some(array) = self.0.take() {
             SPARE.with(|s| {
-                let _ = s.borrow_mut().put(array);
+                let mut s = s.borrow_mut();
+                if s.len() < KEPT {
+                    s.push(array);
+                }
             });
         }
     }

@@ -56,22 +56,19 @@ const MAX_BUF: usize = 64 * 1024;
 mod spare {
     use std::cell::RefCell;
 
-    use crate::rt::free_list::FreeList;
-
-    /// The most kept per worker (`MIN_BUF` each, 2 MiB): what operations in flight at
-    /// a burst need (`FreeList`: fewer when the load needs fewer); past it, buffers go
-    /// back to the allocator.
-    const KEEP: usize = 1024;
+    /// The most kept per worker (`MIN_BUF` each): what operations in flight at a burst
+    /// need; past it, buffers go back to the allocator.
+    const KEEP: usize = 256;
 
     thread_local! {
-        static SPARE: RefCell<FreeList<Vec<u8>>> = const { RefCell::new(FreeList::new(KEEP)) };
+        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     }
 
     /// An empty buffer with room for `want` bytes: a spare one when `want` fits the
     /// spare size.
     pub(super) fn take(want: usize) -> Vec<u8> {
         if want <= super::MIN_BUF {
-            if let Some(b) = SPARE.with(|s| s.borrow_mut().take()) {
+            if let Some(b) = SPARE.with(|s| s.borrow_mut().pop()) {
                 return b;
             }
             return Vec::with_capacity(super::MIN_BUF);
@@ -79,14 +76,17 @@ mod spare {
         Vec::with_capacity(want)
     }
 
-    /// Gives a buffer back: kept if it has the spare size and the list keeps it.
+    /// Gives a buffer back: kept if it has the spare size and there is room.
     pub(super) fn put(mut b: Vec<u8>) {
         if b.capacity() != super::MIN_BUF {
             return;
         }
         b.clear();
         SPARE.with(|s| {
-            let _ = s.borrow_mut().put(b);
+            let mut s = s.borrow_mut();
+            if s.len() < KEEP {
+                s.push(b);
+            }
         });
     }
 }
