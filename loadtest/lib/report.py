@@ -622,9 +622,10 @@ def write(path: Path, runs, ctx: dict, charts_dir: Path, prefix: str = "") -> Pa
         L += ["## Harness problems", ""] + [f"- {p}" for p in ctx["problems"]] + [""]
     L += ["## Summary: HTTP/1.1, 32 connections, closed loop", "",
           "Medians over rounds; *vs Envoy* is the median of per-round ratios "
-          "(same round; the peers' order rotates by one place each round). Idle RSS is measured right after start-up, "
-          "with the peer's own config (runs on another config are not in it; reports "
-          "before 2026-12-06 counted every start).", "",
+          "(same round; the peers' order rotates by one place each round). Idle RSS "
+          "is measured right after start-up, with the peer's own config (runs on "
+          "another config are not in it; reports before 2026-12-06 counted every "
+          "start).", "",
           headline(data, ctx["idle_rss"]), ""]
     L += baseline_section(data, ctx)
     L += policy_section(data)

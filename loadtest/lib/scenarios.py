@@ -827,10 +827,11 @@ class Churner:
 
 def round_order(peers: list, r: int) -> list:
     """Round `r`'s order of `peers`: rotated by one place each round, so no peer runs
-    first, or right after the same peer, in every round (a by-hand A/B of two builds
-    on this VM read 14% apart with the same one first in every round, and 2% apart the
-    other way with the order reversed). Fixed when a peer measures another's process
-    (`host_peer`), which must be up before it."""
+    first in every round, and of two peers next to each other each runs first in some
+    round (a by-hand A/B on this VM read two builds, equal in the suite, 14% apart with
+    the same one first in every round, and 2% apart the other way with the order
+    reversed). Fixed when a peer measures another's process (`host_peer`), which must
+    be up before it."""
     if not peers or any(getattr(p, "host_peer", None) is not None for p in peers):
         return peers
     k = (r - 1) % len(peers)
