@@ -10,6 +10,8 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
+use std::borrow::Cow;
+
 use http::request::Parts;
 
 use crate::config::Limits;
@@ -60,11 +62,12 @@ impl Carried {
 
 /// The routing facts of a request that passed the checks.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Checked {
-    /// `:authority`, or Host when there is no `:authority`.
-    pub authority: String,
-    /// Path and query; for CONNECT its `host:port` target.
-    pub path: String,
+pub(crate) struct Checked<'a> {
+    /// `:authority`, or Host when there is no `:authority`: borrowed from the head (a
+    /// valid host is ASCII), so a stream takes no allocation for it.
+    pub authority: Cow<'a, str>,
+    /// Path and query; for CONNECT its `host:port` target. Borrowed likewise.
+    pub path: Cow<'a, str>,
     pub connect: bool,
 }
 
@@ -80,7 +83,11 @@ pub(crate) struct Checked {
 ///   with `/` or are `*`. 400.
 ///
 /// `host`: whether the head carries a Host field (`Carried::host`).
-pub(crate) fn check(parts: &Parts, limits: &Limits, host: bool) -> Result<Checked, HeadError> {
+pub(crate) fn check<'a>(
+    parts: &'a Parts,
+    limits: &Limits,
+    host: bool,
+) -> Result<Checked<'a>, HeadError> {
     let connect = parts.method == http::Method::CONNECT;
     let uri_authority = parts.uri.authority().map(|a| a.as_str());
     let target = match (connect, parts.uri.path_and_query()) {
@@ -109,13 +116,13 @@ pub(crate) fn check(parts: &Parts, limits: &Limits, host: bool) -> Result<Checke
     } else if !(target.starts_with('/') || target == "*") {
         return Err(HeadError::BadRequest("invalid request target"));
     }
-    // A valid host is ASCII only.
-    let authority = String::from_utf8_lossy(authority).into_owned();
+    // A valid host is ASCII only: the text is borrowed as it came.
+    let authority = String::from_utf8_lossy(authority);
     Ok(Checked {
         path: if connect {
             authority.clone()
         } else {
-            target.to_string()
+            Cow::Borrowed(target)
         },
         authority,
         connect,
@@ -176,9 +183,18 @@ mod tests {
         b.body(()).unwrap().into_parts().0
     }
 
-    fn checked(method: &str, uri: &str, headers: &[(&str, &str)]) -> Result<Checked, HeadError> {
+    /// `check`'s verdict, its text owned (it borrows from the head made here).
+    fn checked(
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Checked<'static>, HeadError> {
         let p = parts(method, uri, headers);
-        check(&p, &Limits::default(), Carried::of(&p.headers).host)
+        check(&p, &Limits::default(), Carried::of(&p.headers).host).map(|c| Checked {
+            authority: Cow::Owned(c.authority.into_owned()),
+            path: Cow::Owned(c.path.into_owned()),
+            connect: c.connect,
+        })
     }
 
     #[test]

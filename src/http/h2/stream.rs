@@ -2,6 +2,7 @@
 
 #![deny(clippy::indexing_slicing, clippy::string_slice)]
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
@@ -48,7 +49,7 @@ pub(crate) async fn serve<C: Connector>(
         return;
     };
     let route_table = l.route_table;
-    let (mut parts, mut body) = req.into_parts();
+    let (parts, mut body) = req.into_parts();
     // END_STREAM with the head: the request was whole at once (`%REQUEST_DURATION%` 0).
     let whole_at_head = body.is_end_stream();
     // The fields asked for by name below, from one pass over the names.
@@ -59,12 +60,8 @@ pub(crate) async fn serve<C: Connector>(
         match super::request::check(&parts, &l.limits, carried.host) {
             Ok(c) => (c.authority, c.path, c.connect, None),
             Err(e) => (
-                parts
-                    .uri
-                    .authority()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
-                parts.uri.path().to_string(),
+                Cow::Borrowed(parts.uri.authority().map_or("", |a| a.as_str())),
+                Cow::Borrowed(parts.uri.path()),
                 false,
                 Some(e),
             ),
@@ -82,7 +79,10 @@ pub(crate) async fn serve<C: Connector>(
     let stripped = !is_connect
         && router::strip_port(authority.as_bytes(), l.strip_port).len() != authority.len();
     let authority = if stripped {
-        String::from_utf8_lossy(router::strip_port(authority.as_bytes(), l.strip_port)).into_owned()
+        Cow::Owned(
+            String::from_utf8_lossy(router::strip_port(authority.as_bytes(), l.strip_port))
+                .into_owned(),
+        )
     } else {
         authority
     };
@@ -478,7 +478,7 @@ pub(crate) async fn serve<C: Connector>(
                     Ok(Held::Body((b, trailers))) => {
                         held_trailers = trailers;
                         // On the head that goes upstream (the route's rewrite, if any).
-                        let up = up_parts.as_mut().unwrap_or(&mut parts);
+                        let up = up_parts.get_or_insert_with(|| parts.clone());
                         up.headers.insert(
                             http::header::CONTENT_LENGTH,
                             http::HeaderValue::from(b.len()),
@@ -514,7 +514,7 @@ pub(crate) async fn serve<C: Connector>(
             if chain.hooks().request_stream && !ended {
                 // The chain rewrites the body as it streams (`http/request_stream.rs`):
                 // its length is not known ahead, as in Envoy.
-                let up = up_parts.as_mut().unwrap_or(&mut parts);
+                let up = up_parts.get_or_insert_with(|| parts.clone());
                 up.headers.remove(http::header::CONTENT_LENGTH);
             }
             let mut tee = None;
@@ -534,7 +534,7 @@ pub(crate) async fn serve<C: Connector>(
                     // The primary carries the request id the shadow got (Envoy's shadow
                     // is a copy of the primary's headers).
                     if let Some(id) = r.headers().get(crate::http::stamp::REQUEST_ID) {
-                        let up = up_parts.as_mut().unwrap_or(&mut parts);
+                        let up = up_parts.get_or_insert_with(|| parts.clone());
                         up.headers
                             .insert(crate::http::stamp::REQUEST_ID, id.clone());
                         edits.request.stamp.request_id = crate::http::stamp::RequestId::Off;
@@ -668,8 +668,8 @@ pub(crate) async fn serve<C: Connector>(
         // the stream's duration: one clock read fewer on every stream that is not logged.
         info.start = SystemTime::now().checked_sub(info.duration);
         info.method = parts.method.as_str().to_string();
-        info.path = path;
-        info.authority = authority;
+        info.path = path.into_owned();
+        info.authority = authority.into_owned();
         info.user_agent = parts
             .headers
             .get(http::header::USER_AGENT)
@@ -706,7 +706,7 @@ pub(crate) async fn serve<C: Connector>(
         }
     } else if istio.is_some() {
         // Istio's labels read the Host and the cluster.
-        info.authority = authority;
+        info.authority = authority.into_owned();
         info.cluster = cluster_name;
     }
     let istio = istio.map(|i| (i, info.cluster.as_deref().unwrap_or("")));
