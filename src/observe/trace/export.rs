@@ -5,7 +5,7 @@
 //! A worker never waits for it: each worker has its own bounded lock-free queue
 //! (crossbeam's `ArrayQueue`, used single-producer single-consumer), made on its first
 //! sampled span, and hands over the span's record as it finished it: the thread encodes
-//! the spans (`otlp::encode`) and gives each record back to its worker through a second
+//! the spans (`otlp::encode_after`) and gives each record back to its worker through a second
 //! queue (`Lane::spare`), where `trace::start` takes it for a later span, so the worker
 //! neither allocates a span nor frees one made on another thread. A span that finds
 //! the queue full is dropped and counted (`tracing.opentelemetry.spans_dropped`). The
@@ -213,8 +213,10 @@ fn run() {
     // Each collector's pending batch, found by its `Arc` (a few collectors at most: a
     // scan of pointers costs less per span than hashing the collector's strings).
     let mut pending: Vec<Batch> = Vec::new();
-    // Each export request's body, written again for each (its allocation kept).
+    // Each export request, head (or gRPC framing) and body, written again for each
+    // (its allocation kept), and its spans' lengths (`otlp::encode_after`).
     let mut body = Vec::new();
+    let mut lens = Vec::new();
     // OTLP/HTTP: each collector's kept-alive connection.
     let mut kept: HashMap<std::net::SocketAddr, TcpStream> = HashMap::new();
     let mut queues: Vec<Arc<Lane>> = Vec::new();
@@ -285,10 +287,20 @@ fn run() {
                 while !spans.is_empty() {
                     let take = spans.len().min(per_request);
                     let n = take as u64;
-                    super::otlp::encode(
+                    body.clear();
+                    let batch = spans.get(..take).unwrap_or(&[]);
+                    super::otlp::encode_after(
                         &c.service_name,
-                        spans.get(..take).unwrap_or(&[]),
+                        batch,
+                        &mut lens,
                         &mut body,
+                        |n, out| {
+                            if c.grpc {
+                                grpc_prefix(n, out);
+                            } else {
+                                http_head(&c, n, out);
+                            }
+                        },
                     );
                     // Each record goes back to its worker for a later span (one grown
                     // past a span's usual size, or finding the spare queue full, is
@@ -369,13 +381,29 @@ fn prompt(c: &Collector) -> usize {
     PROMPT_SPANS.max(c.batch_spans)
 }
 
-/// One OTLP/HTTP export, answered 2xx, on the collector's kept-alive connection in
+/// An OTLP/HTTP export request's head, for a body of `len` bytes.
+fn http_head(c: &Collector, len: usize, out: &mut Vec<u8>) {
+    // Writing into a `Vec` cannot fail.
+    let _ = write!(
+        out,
+        "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {len}\r\n\r\n",
+        c.path, c.authority,
+    );
+}
+
+/// gRPC's message prefix (not compressed, the length) for a message of `len` bytes.
+fn grpc_prefix(len: usize, out: &mut Vec<u8>) {
+    out.push(0);
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+}
+
+/// One OTLP/HTTP export (`req`: the request, head and body), answered 2xx, on the collector's kept-alive connection in
 /// `kept` when there is one (at 100% sampling a busy worker fills a batch every few
 /// hundred microseconds: a connection per batch cannot keep up). A kept connection
 /// that fails (the collector closed it while idle) is replaced once by a new one.
-fn post(c: &Collector, body: &[u8], kept: &mut Option<TcpStream>) -> std::io::Result<()> {
+fn post(c: &Collector, req: &[u8], kept: &mut Option<TcpStream>) -> std::io::Result<()> {
     if let Some(sock) = kept.take() {
-        if let Ok((answer, sock)) = exchange(c, body, sock) {
+        if let Ok((answer, sock)) = exchange(req, sock) {
             *kept = sock;
             return answer;
         }
@@ -385,7 +413,7 @@ fn post(c: &Collector, body: &[u8], kept: &mut Option<TcpStream>) -> std::io::Re
     sock.set_read_timeout(Some(timeout))?;
     sock.set_write_timeout(Some(timeout))?;
     sock.set_nodelay(true)?;
-    let (answer, sock) = exchange(c, body, sock)?;
+    let (answer, sock) = exchange(req, sock)?;
     *kept = sock;
     answer
 }
@@ -398,19 +426,10 @@ const MAX_ANSWER: usize = 64 * 1024;
 /// carry the next export (its answer had a length, read in full, and no close).
 #[allow(clippy::type_complexity)]
 fn exchange(
-    c: &Collector,
-    body: &[u8],
+    req: &[u8],
     mut sock: TcpStream,
 ) -> std::io::Result<(std::io::Result<()>, Option<TcpStream>)> {
-    let mut req = format!(
-        "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
-        c.path,
-        c.authority,
-        body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(body);
-    sock.write_all(&req)?;
+    sock.write_all(req)?;
     let mut buf = vec![0u8; 4096];
     let mut have = 0;
     let (code, head_len, length, close) = loop {
@@ -472,18 +491,16 @@ fn exchange(
 /// The OTLP/gRPC method.
 const GRPC_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
-/// One OTLP/gRPC export: a unary call on a fresh HTTP/2 connection (h2, driven here on
-/// the exporter's own thread), answered `grpc-status: 0`.
-fn post_grpc(c: &Collector, body: &[u8]) -> std::io::Result<()> {
+/// One OTLP/gRPC export (`framed`: the message behind its gRPC prefix): a unary call
+/// on a fresh HTTP/2 connection (h2, driven here on the exporter's own thread),
+/// answered `grpc-status: 0`.
+fn post_grpc(c: &Collector, framed: &[u8]) -> std::io::Result<()> {
     let timeout = Duration::from_secs(5);
     let sock = TcpStream::connect_timeout(&c.addr, timeout)?;
     sock.set_nonblocking(true)?;
     sock.set_nodelay(true)?;
     let deadline = Instant::now() + timeout;
-    let mut framed = Vec::with_capacity(body.len() + 5);
-    framed.push(0);
-    framed.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
-    framed.extend_from_slice(body);
+    let framed = bytes::Bytes::copy_from_slice(framed);
     let uri = format!("http://{}{GRPC_PATH}", c.authority);
     let call = async move {
         let (client, conn) = h2::client::handshake(Polled { sock, deadline })
@@ -504,7 +521,7 @@ fn post_grpc(c: &Collector, body: &[u8]) -> std::io::Result<()> {
             let (resp, mut send) = client
                 .send_request(req, false)
                 .map_err(std::io::Error::other)?;
-            send.send_data(bytes::Bytes::from(framed), true)
+            send.send_data(framed, true)
                 .map_err(std::io::Error::other)?;
             let resp = resp.await.map_err(std::io::Error::other)?;
             let head_status = resp.headers().get("grpc-status").cloned();

@@ -165,13 +165,34 @@ fn put_span(f: &ActiveSpan, len: usize, out: &mut Vec<u8>) {
 
 /// One export request's body, written into `out` (cleared first): the spans of one
 /// collector under its service name.
+#[cfg(test)]
 pub fn encode(service_name: &str, spans: &[Box<ActiveSpan>], out: &mut Vec<u8>) {
     out.clear();
-    let scope: usize = spans.iter().map(|s| delimited(span_len(s))).sum();
+    encode_after(service_name, spans, &mut Vec::new(), out, |_, _| {});
+}
+
+/// Appends one export request's body to `out` behind what `prefix` writes, given the
+/// body's length: an HTTP head, gRPC's message prefix. The body is written where it is
+/// sent from, not copied behind a head made once its length is known (at 20k spans a
+/// second that copy, about 150 KB per export, was a tenth of the exporter's CPU). The
+/// spans' lengths are computed once, into `lens` (the caller keeps its allocation), and
+/// read again as each span is written.
+pub fn encode_after(
+    service_name: &str,
+    spans: &[Box<ActiveSpan>],
+    lens: &mut Vec<usize>,
+    out: &mut Vec<u8>,
+    prefix: impl FnOnce(usize, &mut Vec<u8>),
+) {
+    lens.clear();
+    lens.extend(spans.iter().map(|s| span_len(s)));
+    let scope: usize = lens.iter().map(|&n| delimited(n)).sum();
     let service = key_value_len("service.name", service_name);
     let resource = delimited(service);
     let resource_spans = delimited(resource) + delimited(scope);
-    out.reserve(delimited(resource_spans));
+    let len = delimited(resource_spans);
+    prefix(len, out);
+    out.reserve(len);
     put_header(REQUEST_RESOURCE_SPANS, resource_spans, out);
     put_header(RESOURCE_SPANS_RESOURCE, resource, out);
     // `Resource.attributes` is field 1, where a span's are field 9: same shape.
@@ -181,8 +202,8 @@ pub fn encode(service_name: &str, spans: &[Box<ActiveSpan>], out: &mut Vec<u8>) 
     put_header(ANY_VALUE_STRING, service_name.len(), out);
     out.extend_from_slice(service_name.as_bytes());
     put_header(RESOURCE_SPANS_SCOPE_SPANS, scope, out);
-    for s in spans {
-        put_span(s, span_len(s), out);
+    for (s, &n) in spans.iter().zip(lens.iter()) {
+        put_span(s, n, out);
     }
 }
 

@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Spa
 use prost::Message;
 
 use super::super::{ActiveSpan, Collector, CustomTag, Propagation, SpanKind, Tracing};
-use super::{encode, nanos};
+use super::{encode, encode_after, nanos};
 
 fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
@@ -139,6 +139,22 @@ fn the_bytes_are_the_crates_own_encoding() {
         assert_eq!(ours, theirs, "service {service:?}, {} spans", spans.len());
         let decoded = ExportTraceServiceRequest::decode(ours.as_slice()).expect("decodes");
         assert_eq!(decoded, reference(service, spans));
+        // Behind a prefix (the exporter's HTTP head or gRPC framing), appended to what
+        // the buffer held, the same bytes follow; the prefix is told their length.
+        let mut prefixed = b"kept".to_vec();
+        let mut lens = vec![7; 9];
+        encode_after(service, spans, &mut lens, &mut prefixed, |n, out| {
+            out.extend_from_slice(&u32::try_from(n).unwrap().to_be_bytes());
+        });
+        let (kept, rest) = prefixed.split_at(4);
+        let (len, body) = rest.split_at(4);
+        assert_eq!(kept, b"kept");
+        assert_eq!(
+            u32::from_be_bytes(len.try_into().unwrap()) as usize,
+            theirs.len()
+        );
+        assert_eq!(body, theirs.as_slice());
+        assert_eq!(lens.len(), spans.len());
     }
 }
 
