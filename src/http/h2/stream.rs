@@ -477,7 +477,8 @@ pub(crate) async fn serve<C: Connector>(
                 match progress.run(hold::h2(&chain, &mut body, &progress)).await {
                     Ok(Held::Body((b, trailers))) => {
                         held_trailers = trailers;
-                        // On the head that goes upstream (the route's rewrite, if any).
+                        // On the head that goes upstream (the route's rewrite, if any, or
+                        // a copy of the client's: `authority` and `path` borrow that one).
                         let up = up_parts.get_or_insert_with(|| parts.clone());
                         up.headers.insert(
                             http::header::CONTENT_LENGTH,

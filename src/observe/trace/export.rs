@@ -386,7 +386,8 @@ fn http_head(c: &Collector, len: usize, out: &mut Vec<u8>) {
     // Writing into a `Vec` cannot fail.
     let _ = write!(
         out,
-        "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {len}\r\n\r\n",
+        "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-protobuf\r\n\
+         content-length: {len}\r\n\r\n",
         c.path, c.authority,
     );
 }
@@ -397,10 +398,11 @@ fn grpc_prefix(len: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
 }
 
-/// One OTLP/HTTP export (`req`: the request, head and body), answered 2xx, on the collector's kept-alive connection in
-/// `kept` when there is one (at 100% sampling a busy worker fills a batch every few
-/// hundred microseconds: a connection per batch cannot keep up). A kept connection
-/// that fails (the collector closed it while idle) is replaced once by a new one.
+/// One OTLP/HTTP export (`req`: the request, head and body), answered 2xx, on the
+/// collector's kept-alive connection in `kept` when there is one (at 100% sampling a
+/// busy worker fills a batch every few hundred microseconds: a connection per batch
+/// cannot keep up). A kept connection that fails (the collector closed it while idle)
+/// is replaced once by a new one.
 fn post(c: &Collector, req: &[u8], kept: &mut Option<TcpStream>) -> std::io::Result<()> {
     if let Some(sock) = kept.take() {
         if let Ok((answer, sock)) = exchange(req, sock) {
