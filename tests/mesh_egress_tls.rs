@@ -112,7 +112,10 @@ spec:
         );
     }
     assert!(seen.requests.load(std::sync::atomic::Ordering::Relaxed) >= sidecars.len());
-    // A server name the rule does not accept: the handshake is refused by both.
+    // A server name the rule does not accept: the handshake is refused by both, within
+    // seconds. Envoy warms the changed cluster until its endpoints come again: a control
+    // plane that held them back (unchanged) left it on the old cluster for its 15 s
+    // `initial_fetch_timeout`, which a 15 s wait here did not tell from a refusal.
     let wrong = std::fs::read_to_string(dir.join("external.yaml"))
         .unwrap()
         .replace(
@@ -121,7 +124,7 @@ spec:
         );
     write_atomic(&dir.join("external.yaml"), &wrong);
     for (who, at) in &sidecars {
-        let refused = wait_until(Duration::from_secs(15), || {
+        let refused = wait_until(Duration::from_secs(8), || {
             body(*at, "secure.example").is_none().then_some(())
         });
         assert!(

@@ -10,7 +10,9 @@
 //!   changes; one repeating the last version sent is an ACK;
 //! - the first request of a type, or a change of the names it asks for, is answered;
 //! - a change of the mesh sends every subscribed type whose resources changed, clusters
-//!   and endpoints before listeners and routes.
+//!   and endpoints before listeners and routes; in state of the world, endpoints go
+//!   again after any clusters did (`Stream::endpoints_due`: Envoy warms a changed
+//!   cluster until it has them).
 //!
 //! Listeners and clusters are sent whole (wildcard); routes and endpoints as asked by
 //! name. In delta, each resource has its own version, and one that went away is
@@ -126,6 +128,7 @@ async fn stream(
         },
         send,
         proxy: None,
+        endpoints_due: false,
     };
     let end = if path == SOTW {
         s.sotw().await
@@ -269,6 +272,12 @@ struct Stream {
     recv: Incoming,
     send: SendStream<Bytes>,
     proxy: Option<Proxy>,
+    /// Clusters went out since endpoints last did (state of the world): the next
+    /// endpoints are sent even if unchanged. Envoy warms a changed EDS cluster until a
+    /// `ClusterLoadAssignment` for it arrives, and asks again with the version it has,
+    /// which is an ACK here: without this it waits out its `initial_fetch_timeout`
+    /// (15 s) before the new cluster serves, as istiod's pushes avoid.
+    endpoints_due: bool,
 }
 
 /// A state-of-the-world subscription: the names asked for (empty: all), and what was
@@ -482,7 +491,8 @@ impl Stream {
             .filter(|e| whole || sub.names.is_empty() || sub.names.contains(&e.name))
             .collect();
         let version = set_version(chosen.iter().copied());
-        if !always && version == sub.version {
+        let due = type_url == super::translate::ENDPOINT && self.endpoints_due;
+        if !always && !due && version == sub.version {
             return Ok(());
         }
         let nonce = self.plane.nonce();
@@ -493,6 +503,11 @@ impl Stream {
             .map_err(|e| format!("send: {e}"))?;
         sub.version = version.clone();
         sub.nonce = nonce;
+        match type_url {
+            super::translate::CLUSTER => self.endpoints_due = true,
+            super::translate::ENDPOINT => self.endpoints_due = false,
+            _ => {}
+        }
         self.plane.with_proxy(&id, |st| {
             st.sent.insert(type_url.to_string(), version);
         });
