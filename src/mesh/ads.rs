@@ -466,7 +466,10 @@ impl Stream {
             .filter(|n| n.as_str() != "*")
             .cloned()
             .collect();
-        if !first && r.version_info == sub.version && names == sub.names {
+        // Envoy asks for a changed cluster's endpoints again with the version it has:
+        // an ACK, unless clusters went out since endpoints last did (`endpoints_due`).
+        let due = r.type_url == super::translate::ENDPOINT && self.endpoints_due;
+        if !first && !due && r.version_info == sub.version && names == sub.names {
             self.plane.with_proxy(&id, |st| {
                 st.acked.insert(r.type_url.clone(), r.version_info.clone());
             });

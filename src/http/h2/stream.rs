@@ -78,13 +78,15 @@ pub(crate) async fn serve<C: Connector>(
     // strip_any_host_port / strip_matching_host_port); the upstream then gets it so.
     let stripped = !is_connect
         && router::strip_port(authority.as_bytes(), l.strip_port).len() != authority.len();
-    let authority = if stripped {
-        Cow::Owned(
-            String::from_utf8_lossy(router::strip_port(authority.as_bytes(), l.strip_port))
-                .into_owned(),
-        )
-    } else {
-        authority
+    // Still borrowed from the head when it was: the port is cut off its end.
+    let authority = match authority {
+        Cow::Borrowed(a) if stripped => {
+            String::from_utf8_lossy(router::strip_port(a.as_bytes(), l.strip_port))
+        }
+        Cow::Owned(a) if stripped => Cow::Owned(
+            String::from_utf8_lossy(router::strip_port(a.as_bytes(), l.strip_port)).into_owned(),
+        ),
+        a => a,
     };
     view.hooks.on_request(parts.uri.path());
     // The router's and the filters' view of the headers, in slots lent for the head
