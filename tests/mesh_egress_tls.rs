@@ -42,6 +42,16 @@ fn body(at: SocketAddr, host: &str) -> Option<String> {
 
 #[test]
 fn mutual_tls_to_a_service_outside_the_mesh_uses_the_files_on_outrigger_and_envoy() {
+    mutual_tls_outside_the_mesh("GRPC");
+}
+
+/// The same over delta xDS: a changed cluster's endpoints must come again there too.
+#[test]
+fn mutual_tls_outside_the_mesh_over_delta_xds() {
+    mutual_tls_outside_the_mesh("DELTA_GRPC");
+}
+
+fn mutual_tls_outside_the_mesh(api: &str) {
     let dir = TempDir::new("mesh-egress");
     let pki_dir = TempDir::new("mesh-egress-pki");
     let ca = pki::Ca::new("external-ca");
@@ -93,10 +103,10 @@ spec:
         &client("envoy", "127.0.0.102", port),
     );
     let control = start_control(&dir);
-    let _ours = Proxy::start(&bootstrap("or.demo", control.listen, "GRPC"));
+    let _ours = Proxy::start(&bootstrap("or.demo", control.listen, api));
     let _theirs = envoy
         .as_ref()
-        .map(|bin| Envoy::start(bin, &bootstrap("envoy.demo", control.listen, "GRPC")));
+        .map(|bin| Envoy::start(bin, &bootstrap("envoy.demo", control.listen, api)));
     let mut sidecars = vec![("outrigger", SocketAddr::from(([127, 0, 0, 101], port)))];
     if envoy.is_some() {
         sidecars.push(("envoy", SocketAddr::from(([127, 0, 0, 102], port))));

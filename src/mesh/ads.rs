@@ -12,7 +12,8 @@
 //! - a change of the mesh sends every subscribed type whose resources changed, clusters
 //!   and endpoints before listeners and routes; in state of the world, endpoints go
 //!   again after any clusters did (`Stream::endpoints_due`: Envoy warms a changed
-//!   cluster until it has them).
+//!   cluster until it has them); in delta, the assignments of the clusters sent do
+//!   (`Stream::endpoints_again`).
 //!
 //! Listeners and clusters are sent whole (wildcard); routes and endpoints as asked by
 //! name. In delta, each resource has its own version, and one that went away is
@@ -129,6 +130,7 @@ async fn stream(
         send,
         proxy: None,
         endpoints_due: false,
+        endpoints_again: BTreeSet::new(),
     };
     let end = if path == SOTW {
         s.sotw().await
@@ -278,6 +280,10 @@ struct Stream {
     /// which is an ACK here: without this it waits out its `initial_fetch_timeout`
     /// (15 s) before the new cluster serves, as istiod's pushes avoid.
     endpoints_due: bool,
+    /// Delta's form of it: the clusters sent since endpoints last went, whose
+    /// assignments (named as the cluster) go with the next endpoints even if unchanged.
+    /// Envoy asks for nothing there (the names it subscribes to stay the same).
+    endpoints_again: BTreeSet<String>,
 }
 
 /// A state-of-the-world subscription: the names asked for (empty: all), and what was
@@ -591,13 +597,17 @@ impl Stream {
     /// the names it has that are gone. Nothing when nothing differs, except the first
     /// answer of a type, which is always sent (Envoy waits for it).
     fn delta_send(&mut self, type_url: &str, sub: &mut DeltaSub) -> Result<(), String> {
+        let again = match type_url {
+            super::translate::ENDPOINT => std::mem::take(&mut self.endpoints_again),
+            _ => BTreeSet::new(),
+        };
         let held = self.resources(type_url)?;
         let all = held.get();
-        let proxy = self.proxy()?;
+        let id = self.proxy()?.id.clone();
         let wanted = |n: &String| sub.wildcard || sub.names.contains(n);
         let mut resources = Vec::new();
         for (name, e) in all {
-            if wanted(name) && sub.has.get(name) != Some(&e.version) {
+            if wanted(name) && (sub.has.get(name) != Some(&e.version) || again.contains(name)) {
                 resources.push(Resource {
                     name: name.clone(),
                     version: e.version.clone(),
@@ -630,6 +640,10 @@ impl Stream {
         for r in &resources {
             sub.has.insert(r.name.clone(), r.version.clone());
         }
+        if type_url == super::translate::CLUSTER {
+            self.endpoints_again
+                .extend(resources.iter().map(|r| r.name.clone()));
+        }
         for n in &removed {
             sub.has.remove(n);
         }
@@ -647,7 +661,6 @@ impl Stream {
             nonce: nonce.clone(),
             ..Default::default()
         };
-        let id = proxy.id.clone();
         self.send
             .send_data(encode_frame(&resp), false)
             .map_err(|e| format!("send: {e}"))?;
