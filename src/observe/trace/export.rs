@@ -34,7 +34,9 @@ use super::Collector;
 /// One worker's queues: its finished spans to the thread, exported records back (at
 /// most two prompt exports' worth, about 350 KiB at the default 256).
 struct Lane {
-    spans: ArrayQueue<Box<ActiveSpan>>,
+    /// Each span with its collector's address (`Arc::as_ptr`), by which the thread
+    /// batches it without reading the record (`run`).
+    spans: ArrayQueue<(Box<ActiveSpan>, usize)>,
     spare: ArrayQueue<Box<ActiveSpan>>,
 }
 
@@ -132,6 +134,7 @@ pub fn submit(span: Box<ActiveSpan>) {
     let cap = collector.queue_spans.max(1);
     let batch = collector.batch_spans.max(1);
     let prompt = prompt(collector);
+    let key = Arc::as_ptr(collector) as usize;
     QUEUE.with(|q| {
         let q = q.get_or_init(|| {
             let s = shared()?;
@@ -150,7 +153,7 @@ pub fn submit(span: Box<ActiveSpan>) {
             return;
         };
         let q = &lane.spans;
-        if q.push(span).is_err() {
+        if q.push((span, key)).is_err() {
             s.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -231,9 +234,21 @@ fn run() {
         for (lane, q) in queues.iter().enumerate() {
             // Take at most one queue's worth per pass, so a busy worker cannot keep the
             // thread from sending.
+            // A span joins the batch of its collector's `Arc` by the address its worker
+            // gave, without a read of its record: records come here out of the cache,
+            // and reading each in turn stalled the thread on each (a tenth of its
+            // samples); the encoding reads them with prefetches ahead
+            // (`otlp::encode_after`). A span with no such batch yet is read.
             for _ in 0..q.spans.capacity() {
-                let Some(f) = q.spans.pop() else { break };
-                if let Some(b) = batch_for(&mut pending, &f.tracing.collector) {
+                let Some((f, key)) = q.spans.pop() else { break };
+                let known = pending
+                    .iter()
+                    .position(|b| Arc::as_ptr(&b.collector) as usize == key);
+                let b = match known {
+                    Some(at) => pending.get_mut(at),
+                    None => batch_for(&mut pending, &f.tracing.collector),
+                };
+                if let Some(b) = b {
                     b.spans.push(f);
                     b.lanes.push(lane);
                 }

@@ -35,7 +35,7 @@ fn reference(service_name: &str, spans: &[Box<ActiveSpan>]) -> ExportTraceServic
         },
         start_time_unix_nano: nanos(f.start),
         end_time_unix_nano: nanos(f.end),
-        attributes: f.attributes().map(|(k, v)| kv(k, v)).collect(),
+        attributes: f.attributes().map(|(k, v)| kv(k, &v)).collect(),
         ..Span::default()
     };
     ExportTraceServiceRequest {
