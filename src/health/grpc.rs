@@ -14,6 +14,7 @@ use h2::client::SendRequest;
 
 use super::session::Outcome;
 use crate::config::{Cluster, GrpcCheck, HealthCheck};
+use crate::http::grpc_frame;
 use crate::rt::Task;
 use crate::upstream::{Connector, TcpConnector};
 
@@ -215,9 +216,8 @@ fn request_frame(service: &str) -> Bytes {
         put_varint(&mut msg, service.len() as u64);
         msg.extend_from_slice(service.as_bytes());
     }
-    let mut frame = Vec::with_capacity(msg.len() + 5);
-    frame.push(0);
-    frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    let mut frame = Vec::with_capacity(grpc_frame::PREFIX + msg.len());
+    grpc_frame::put_prefix(msg.len(), &mut frame);
     frame.extend_from_slice(&msg);
     Bytes::from(frame)
 }

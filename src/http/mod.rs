@@ -19,6 +19,7 @@ pub(crate) mod failure;
 pub mod filter;
 pub(crate) mod flags;
 pub(crate) mod forwarding;
+pub(crate) mod grpc_frame;
 pub(crate) mod grpc_local;
 pub mod h1;
 mod h1_to_h2;

@@ -36,6 +36,7 @@ use prost::Message;
 use super::plane::{set_version, Encoded, EncodedView, Plane, Secrets};
 use super::tokens::Identity;
 use super::translate::{Proxy, SECRET, TYPES};
+use crate::http::grpc_frame;
 use crate::upstream::grpc_call::{encode_frame, next_frame};
 
 const SOTW: &str =
@@ -172,9 +173,8 @@ fn sotw_frame(version: &str, type_url: &str, nonce: &str, resources: &[&Encoded]
     for e in resources {
         len += field_len(2, any_len(e));
     }
-    let mut out = BytesMut::with_capacity(5 + len);
-    out.extend_from_slice(&[0]);
-    out.extend_from_slice(&(len as u32).to_be_bytes());
+    let mut out = BytesMut::with_capacity(grpc_frame::PREFIX + len);
+    grpc_frame::put_prefix(len, &mut out);
     let put = |tag: u32, b: &[u8], out: &mut BytesMut| {
         encode_key(tag, WireType::LengthDelimited, out);
         encode_varint(b.len() as u64, out);

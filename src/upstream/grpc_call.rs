@@ -16,6 +16,8 @@ use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
 use prost::Message;
 
+use crate::http::grpc_frame;
+
 /// Most bytes of one response message a unary call takes (Envoy's async client has no
 /// lower limit; an authorization answer is small).
 pub const MAX_RESPONSE: usize = 4 << 20;
@@ -230,9 +232,8 @@ pub fn next_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, Strin
 /// `m` as one length-prefixed, uncompressed gRPC message.
 pub fn encode_frame<M: Message>(m: &M) -> Bytes {
     let len = m.encoded_len();
-    let mut out = BytesMut::with_capacity(5 + len);
-    out.extend_from_slice(&[0]);
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    let mut out = BytesMut::with_capacity(grpc_frame::PREFIX + len);
+    grpc_frame::put_prefix(len, &mut out);
     // Encoding into a buffer sized for the message cannot fail.
     let _ = m.encode(&mut out);
     out.freeze()

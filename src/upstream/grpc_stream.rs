@@ -64,13 +64,8 @@ impl GrpcStream {
 
     /// Queues one message (h2 buffers it until the window allows).
     pub fn send<M: Message>(&mut self, m: &M) -> Result<(), Error> {
-        let len = m.encoded_len();
-        let mut out = BytesMut::with_capacity(5 + len);
-        out.extend_from_slice(&[0]);
-        out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-        m.encode(&mut out).map_err(|e| format!("encode: {e}"))?;
         self.send
-            .send_data(out.freeze(), false)
+            .send_data(super::grpc_call::encode_frame(m), false)
             .map_err(|e| format!("send: {e}"))
     }
 

@@ -311,7 +311,7 @@ fn run() {
                         &mut body,
                         |n, out| {
                             if c.grpc {
-                                grpc_prefix(n, out);
+                                crate::http::grpc_frame::put_prefix(n, out);
                             } else {
                                 http_head(&c, n, out);
                             }
@@ -405,12 +405,6 @@ fn http_head(c: &Collector, len: usize, out: &mut Vec<u8>) {
          content-length: {len}\r\n\r\n",
         c.path, c.authority,
     );
-}
-
-/// gRPC's message prefix (not compressed, the length) for a message of `len` bytes.
-fn grpc_prefix(len: usize, out: &mut Vec<u8>) {
-    out.push(0);
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
 }
 
 /// One OTLP/HTTP export (`req`: the request, head and body), answered 2xx, on the
