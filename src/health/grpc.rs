@@ -233,16 +233,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 /// Whether the body is exactly one uncompressed gRPC message, a `HealthCheckResponse`
 /// whose `status` is `SERVING` (as Envoy, more than one message is a failure).
 fn serving(body: &[u8]) -> bool {
-    let Some((head, rest)) = body.split_at_checked(5) else {
-        return false;
-    };
-    let [flag, l0, l1, l2, l3] = *head else {
-        return false;
-    };
-    if flag != 0 || rest.len() != u32::from_be_bytes([l0, l1, l2, l3]) as usize {
-        return false;
-    }
-    response_status(rest) == Some(SERVING)
+    grpc_frame::one_message(body).and_then(response_status) == Some(SERVING)
 }
 
 /// `HealthCheckResponse.status` (field 1, a varint; 0 when absent, the last one wins),

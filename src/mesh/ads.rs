@@ -36,8 +36,7 @@ use prost::Message;
 use super::plane::{set_version, Encoded, EncodedView, Plane, Secrets};
 use super::tokens::Identity;
 use super::translate::{Proxy, SECRET, TYPES};
-use crate::http::grpc_frame;
-use crate::upstream::grpc_call::{encode_frame, next_frame};
+use crate::http::grpc_frame::{self, encode_frame, next_frame};
 
 const SOTW: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";

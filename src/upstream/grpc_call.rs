@@ -5,8 +5,8 @@
 //! `envoy.service.auth.v3.Authorization/Check` through it; any filter that calls a gRPC
 //! service per request can.
 //!
-//! Also the framing helpers the gRPC clients share: the length-prefixed message frame
-//! and the `grpc-timeout` header value.
+//! Also the `grpc-timeout` header value the gRPC clients share (the message framing
+//! is `http::grpc_frame`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
 use prost::Message;
 
-use crate::http::grpc_frame;
+use crate::http::grpc_frame::{encode_frame, one_message};
 
 /// Most bytes of one response message a unary call takes (Envoy's async client has no
 /// lower limit; an authorization answer is small).
@@ -198,47 +198,6 @@ fn status(h: &http::HeaderMap) -> Option<u32> {
     h.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
-/// The payload of a body that is exactly one uncompressed message.
-fn one_message(body: &[u8]) -> Option<&[u8]> {
-    let (head, rest) = body.split_at_checked(5)?;
-    let [flag, a, b, c, d] = *head else {
-        return None;
-    };
-    (flag == 0 && rest.len() == u32::from_be_bytes([a, b, c, d]) as usize).then_some(rest)
-}
-
-/// Takes one complete length-prefixed gRPC message off the front of `buf` (`None`:
-/// not all of it is here yet). A compressed message (none is ever offered) or one over
-/// `max` bytes is an error. Shared by the streaming calls (`grpc_stream`) and the xDS
-/// client.
-pub fn next_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, String> {
-    let Some([flag, a, b, c, d]) = buf.get(..5).and_then(|h| <[u8; 5]>::try_from(h).ok()) else {
-        return Ok(None);
-    };
-    if flag != 0 {
-        return Err("compressed message (none was offered)".into());
-    }
-    let len = u32::from_be_bytes([a, b, c, d]) as usize;
-    if len > max {
-        return Err(format!("message of {len} bytes (limit {max})"));
-    }
-    if buf.len() < 5 + len {
-        return Ok(None);
-    }
-    bytes::Buf::advance(buf, 5);
-    Ok(Some(buf.split_to(len).freeze()))
-}
-
-/// `m` as one length-prefixed, uncompressed gRPC message.
-pub fn encode_frame<M: Message>(m: &M) -> Bytes {
-    let len = m.encoded_len();
-    let mut out = BytesMut::with_capacity(grpc_frame::PREFIX + len);
-    grpc_frame::put_prefix(len, &mut out);
-    // Encoding into a buffer sized for the message cannot fail.
-    let _ = m.encode(&mut out);
-    out.freeze()
-}
-
 /// A `grpc-timeout` value: milliseconds, or a coarser unit once the number would pass
 /// the eight digits gRPC allows (as Envoy's `toGrpcTimeout`).
 pub fn grpc_timeout(d: Duration) -> String {
@@ -261,16 +220,5 @@ mod tests {
         assert_eq!(grpc_timeout(Duration::from_secs(1)), "1000m");
         assert_eq!(grpc_timeout(Duration::from_millis(250)), "250m");
         assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
-    }
-
-    #[test]
-    fn frames() {
-        let m = envoy_types::pb::envoy::r#type::v3::HttpStatus { code: 1 };
-        let f = encode_frame(&m);
-        assert_eq!(&f[..], &[0, 0, 0, 0, 2, 0x08, 1]);
-        assert_eq!(one_message(&f), Some(&[0x08, 1][..]));
-        assert_eq!(one_message(&[1, 0, 0, 0, 0]), None);
-        assert_eq!(one_message(&[0, 0, 0, 0, 2, 0x08]), None);
-        assert_eq!(one_message(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), None);
     }
 }

@@ -65,7 +65,7 @@ impl GrpcStream {
     /// Queues one message (h2 buffers it until the window allows).
     pub fn send<M: Message>(&mut self, m: &M) -> Result<(), Error> {
         self.send
-            .send_data(super::grpc_call::encode_frame(m), false)
+            .send_data(crate::http::grpc_frame::encode_frame(m), false)
             .map_err(|e| format!("send: {e}"))
     }
 
@@ -82,7 +82,7 @@ impl GrpcStream {
     pub async fn recv<M: Message + Default>(&mut self) -> Result<M, Result<Ended, Error>> {
         loop {
             if let Some(frame) =
-                crate::upstream::grpc_call::next_frame(&mut self.buf, MAX_MESSAGE).map_err(Err)?
+                crate::http::grpc_frame::next_frame(&mut self.buf, MAX_MESSAGE).map_err(Err)?
             {
                 return M::decode(frame).map_err(|e| Err(format!("malformed message: {e}")));
             }

@@ -116,14 +116,14 @@ impl Stream {
     /// Queues one message (h2 buffers it until the window allows).
     pub fn send<M: Message>(&mut self, m: &M) -> Result<(), Error> {
         self.send
-            .send_data(crate::upstream::grpc_call::encode_frame(m), false)
+            .send_data(crate::http::grpc_frame::encode_frame(m), false)
             .map_err(|e| format!("send: {e}"))
     }
 
     /// The next message; `Ok(None)` when the server ended the stream.
     pub async fn recv<M: Message + Default>(&mut self) -> Result<Option<M>, Error> {
         loop {
-            if let Some(frame) = crate::upstream::grpc_call::next_frame(&mut self.buf, MAX_MESSAGE)
+            if let Some(frame) = crate::http::grpc_frame::next_frame(&mut self.buf, MAX_MESSAGE)
                 .map_err(|e| format!("from the management server: {e}"))?
             {
                 return M::decode(frame)
@@ -224,12 +224,12 @@ mod tests {
     fn frames_are_taken_whole_and_bounded() {
         let mut b = BytesMut::from(&[0u8, 0, 0, 0, 2, 7][..]);
         assert_eq!(
-            crate::upstream::grpc_call::next_frame(&mut b, MAX_MESSAGE).unwrap(),
+            crate::http::grpc_frame::next_frame(&mut b, MAX_MESSAGE).unwrap(),
             None
         );
         b.extend_from_slice(&[8, 0]);
         assert_eq!(
-            crate::upstream::grpc_call::next_frame(&mut b, MAX_MESSAGE)
+            crate::http::grpc_frame::next_frame(&mut b, MAX_MESSAGE)
                 .unwrap()
                 .unwrap()
                 .as_ref(),
@@ -237,8 +237,8 @@ mod tests {
         );
         assert_eq!(b.as_ref(), &[0]);
         let mut big = BytesMut::from(&[0u8, 0xff, 0xff, 0xff, 0xff][..]);
-        assert!(crate::upstream::grpc_call::next_frame(&mut big, MAX_MESSAGE).is_err());
+        assert!(crate::http::grpc_frame::next_frame(&mut big, MAX_MESSAGE).is_err());
         let mut compressed = BytesMut::from(&[1u8, 0, 0, 0, 0][..]);
-        assert!(crate::upstream::grpc_call::next_frame(&mut compressed, MAX_MESSAGE).is_err());
+        assert!(crate::http::grpc_frame::next_frame(&mut compressed, MAX_MESSAGE).is_err());
     }
 }
