@@ -10,10 +10,9 @@
 //!   changes; one repeating the last version sent is an ACK;
 //! - the first request of a type, or a change of the names it asks for, is answered;
 //! - a change of the mesh sends every subscribed type whose resources changed, clusters
-//!   and endpoints before listeners and routes; in state of the world, endpoints go
-//!   again after any clusters did (`Stream::endpoints_due`: Envoy warms a changed
-//!   cluster until it has them); in delta, the assignments of the clusters sent do
-//!   (`Stream::endpoints_again`).
+//!   and endpoints before listeners and routes; the assignments of the clusters sent
+//!   go again with the next endpoints, changed or not (`Stream::endpoints_again`:
+//!   Envoy warms a changed cluster until it has them).
 //!
 //! Listeners and clusters are sent whole (wildcard); routes and endpoints as asked by
 //! name. In delta, each resource has its own version, and one that went away is
@@ -129,7 +128,6 @@ async fn stream(
         },
         send,
         proxy: None,
-        endpoints_due: false,
         endpoints_again: BTreeSet::new(),
     };
     let end = if path == SOTW {
@@ -273,15 +271,14 @@ struct Stream {
     recv: Incoming,
     send: SendStream<Bytes>,
     proxy: Option<Proxy>,
-    /// Clusters went out since endpoints last did (state of the world): the next
-    /// endpoints are sent even if unchanged. Envoy warms a changed EDS cluster until a
-    /// `ClusterLoadAssignment` for it arrives, and asks again with the version it has,
-    /// which is an ACK here: without this it waits out its `initial_fetch_timeout`
-    /// (15 s) before the new cluster serves, as istiod's pushes avoid.
-    endpoints_due: bool,
-    /// Delta's form of it: the clusters sent since endpoints last went, whose
-    /// assignments (named as the cluster) go with the next endpoints even if unchanged.
-    /// Envoy asks for nothing there (the names it subscribes to stay the same).
+    /// The clusters sent since endpoints last went: their assignments (each named as
+    /// its cluster) go with the next endpoints even if unchanged. Envoy warms a changed
+    /// EDS cluster until a `ClusterLoadAssignment` for it arrives; without this it
+    /// waits out its `initial_fetch_timeout` (15 s) before the new cluster serves, as
+    /// istiod's pushes avoid. In state of the world it asks again with the version it
+    /// has (an ACK, but for this), and any cluster sent makes the whole next response
+    /// due; in delta it asks for nothing (its subscribed names stay the same), and the
+    /// named assignments are added to the next one.
     endpoints_again: BTreeSet<String>,
 }
 
@@ -472,8 +469,8 @@ impl Stream {
             .cloned()
             .collect();
         // Envoy asks for a changed cluster's endpoints again with the version it has:
-        // an ACK, unless clusters went out since endpoints last did (`endpoints_due`).
-        let due = r.type_url == super::translate::ENDPOINT && self.endpoints_due;
+        // an ACK, unless clusters went out since endpoints last did (`endpoints_again`).
+        let due = r.type_url == super::translate::ENDPOINT && !self.endpoints_again.is_empty();
         if !first && !due && r.version_info == sub.version && names == sub.names {
             self.plane.with_proxy(&id, |st| {
                 st.acked.insert(r.type_url.clone(), r.version_info.clone());
@@ -499,7 +496,7 @@ impl Stream {
             .filter(|e| whole || sub.names.is_empty() || sub.names.contains(&e.name))
             .collect();
         let version = set_version(chosen.iter().copied());
-        let due = type_url == super::translate::ENDPOINT && self.endpoints_due;
+        let due = type_url == super::translate::ENDPOINT && !self.endpoints_again.is_empty();
         if !always && !due && version == sub.version {
             return Ok(());
         }
@@ -512,8 +509,11 @@ impl Stream {
         sub.version = version.clone();
         sub.nonce = nonce;
         match type_url {
-            super::translate::CLUSTER => self.endpoints_due = true,
-            super::translate::ENDPOINT => self.endpoints_due = false,
+            super::translate::CLUSTER => {
+                let names = chosen.iter().map(|e| e.name.clone());
+                self.endpoints_again.extend(names);
+            }
+            super::translate::ENDPOINT => self.endpoints_again.clear(),
             _ => {}
         }
         self.plane.with_proxy(&id, |st| {
