@@ -194,10 +194,10 @@ pub fn encode_after(
     lens.clear();
     for (i, s) in spans.iter().enumerate() {
         if let Some(r) = spans.get(i + AHEAD) {
-            r.prefetch(false);
+            r.prefetch_record();
         }
         if let Some(r) = spans.get(i + AHEAD / 2) {
-            r.prefetch(true);
+            r.prefetch_text();
         }
         lens.push(span_len(s));
     }
